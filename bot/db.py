@@ -1,0 +1,107 @@
+"""Database engine and sessions for SQLite (default) and PostgreSQL (production).
+
+SQLite needs care to be a correct multi-threaded store:
+* WAL journal so readers never block the writer, `foreign_keys` on, a long busy timeout;
+* write transactions start with `BEGIN IMMEDIATE`, so two writers queue on the lock instead of
+  both reading and then failing with "database is locked" when they try to upgrade; read-only
+  sessions (`Database.read_session`) use a deferred BEGIN and run concurrently.
+
+PostgreSQL runs at READ COMMITTED; exactly-once rules are enforced by unique constraints and
+conditional updates (`UPDATE ... WHERE status = 'pending'`), which behave the same on both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Session
+
+
+def normalize_url(url: str) -> str:
+    """`postgresql://` and `postgres://` use psycopg 3, the driver we ship."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url, **kwargs)
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    return sa.create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
+    memory = url in ("sqlite://", "sqlite:///:memory:")
+    if memory:
+        kwargs.setdefault("poolclass", StaticPool)
+    else:
+        kwargs.setdefault("pool_size", 20)
+        kwargs.setdefault("max_overflow", 20)
+    engine = sa.create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN, instead of pysqlite's implicit one.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+class Database:
+    """The engine plus session factories; one per process, built from settings."""
+
+    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+        self.url = normalize_url(url)
+        self.engine = make_engine(self.url, **engine_kwargs)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self.is_postgres = self.engine.dialect.name == "postgresql"
+        self._read_engine = (
+            self.engine.execution_options(sqlite_begin="DEFERRED") if self.is_sqlite
+            else self.engine
+        )
+
+    def session(self) -> Session:
+        """A session for a state change; commit once at the end of the transition."""
+        return Session(self.engine, expire_on_commit=False)
+
+    def read_session(self) -> Session:
+        """A session for lookups; never commit in it."""
+        return Session(self._read_engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """`with db.transaction() as session:` commits on success, rolls back on error."""
+        with self.session() as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,154 @@
+"""Settings: every environment variable of SPEC §4 in one pydantic-settings class.
+
+Secrets are `SecretStr` so they never show up in a repr, a log line or an error message.
+Which variables are *required* depends on the command (`o2c migrate` needs only the database),
+so presence is checked by `Settings.require(...)`, which names the missing variables.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from functools import lru_cache
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    # Slack
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+
+    # storage and HTTP
+    database_url: str = "sqlite:///o2c.db"
+    o2c_api_token: SecretStr | None = None
+    port: int = Field(default=3000, ge=1, le=65535)
+
+    # channels and people
+    o2c_approvals_channel: str = "approvals"
+    o2c_alerts_channel: str = "alerts"
+    o2c_ar_channel: str = "ar"
+    o2c_admins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # e-mail
+    smtp_url: SecretStr | None = None
+    o2c_from_email: str = "billing@example.com"
+
+    # policy defaults (SPEC §3), all overridable
+    o2c_max_discount_pct: Decimal = Decimal("15")
+    o2c_overdue_hold_days: int = 30
+    o2c_approval_reminder_hours: int = 4
+    o2c_working_hours: str = "09:00-17:00"
+    o2c_business_timezone: str = "UTC"
+    o2c_dunning_levels: str = "-3,1,7,14,30"
+    o2c_cashapp_confidence: Decimal = Decimal("0.90")
+
+    # local sandbox (never on unless asked for)
+    o2c_sandbox: bool = False
+
+    # background work inside `o2c serve`
+    o2c_outbox_worker: bool = True
+    o2c_scheduler: bool = True
+
+    @field_validator("o2c_admins", mode="before")
+    @classmethod
+    def _split_admins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("o2c_admins")
+    @classmethod
+    def _check_admins(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not SLACK_USER_ID.match(v)]
+        if bad:
+            raise ValueError(f"not Slack user IDs: {', '.join(bad)}")
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _check_api_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL such as https://slack.com/api/")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0]
+        if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value():
+            parts = urlsplit(value.get_secret_value())
+            if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+                raise ValueError("must look like smtp://user:pass@host:25")
+        return value or None
+
+    @field_validator("o2c_dunning_levels")
+    @classmethod
+    def _check_levels(cls, value: str) -> str:
+        try:
+            [int(v) for v in value.split(",")]
+        except ValueError:
+            raise ValueError("must be comma-separated day offsets such as -3,1,7,14,30") from None
+        return value
+
+    @property
+    def socket_mode(self) -> bool:
+        return bool(self.slack_app_token and self.slack_app_token.get_secret_value())
+
+    @property
+    def dunning_offsets(self) -> list[int]:
+        return sorted(int(v) for v in self.o2c_dunning_levels.split(","))
+
+    def require(self, *names: str) -> Settings:
+        """Raise SettingsError naming every listed setting that is empty."""
+        missing = []
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if not value:
+                missing.append(name.upper())
+        if missing:
+            raise SettingsError("missing setting(s): " + ", ".join(missing))
+        return self
+
+    def require_for_serve(self) -> Settings:
+        return self.require("slack_bot_token", "slack_signing_secret", "o2c_api_token")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, turning validation errors into one clear message."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]).upper() if err["loc"] else "?"
+            problems.append(f"{name}: {err['msg']}")
+        raise SettingsError("invalid setting(s): " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

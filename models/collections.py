@@ -1,0 +1,83 @@
+"""Collections: promises to pay, collector activity, dunning notices, digests."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from models.base import ts_field
+
+
+class PromiseStatus(StrEnum):
+    OPEN = "open"  # promised date not reached, or reached and being checked
+    KEPT = "kept"  # the promised amount arrived by the date
+    BROKEN = "broken"  # the day after the date came without the money
+    CANCELLED = "cancelled"
+
+
+class PromiseToPay(SQLModel, table=True):
+    __tablename__ = "promises"
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customers.id", index=True)
+    invoice_id: int | None = Field(default=None, foreign_key="invoices.id", index=True)
+    amount_minor: int = Field(gt=0)
+    currency: str = Field(max_length=3)
+    promised_date: date = Field(index=True)
+    note: str | None = Field(default=None, max_length=2000)
+    status: str = Field(default=PromiseStatus.OPEN, index=True, max_length=16)
+    created_by: str = Field(max_length=32)
+    created_at: datetime = ts_field(nullable=False, default_now=True)
+    broken_at: datetime | None = ts_field()
+
+
+class ActivityKind(StrEnum):
+    CALL = "call"
+    NOTE = "note"
+    REMINDER = "reminder"
+    SNOOZE = "snooze"
+    PROMISE = "promise"
+    ESCALATION = "escalation"
+
+
+class CollectionActivity(SQLModel, table=True):
+    __tablename__ = "collection_activities"
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customers.id", index=True)
+    invoice_id: int | None = Field(default=None, foreign_key="invoices.id")
+    kind: str = Field(max_length=16)
+    note: str | None = Field(default=None, max_length=2000)
+    user_id: str = Field(max_length=32)
+    snooze_until: date | None = None
+    at: datetime = ts_field(nullable=False, default_now=True)
+
+
+class DunningNotice(SQLModel, table=True):
+    """Each (invoice, level) is sent at most once, ever: the unique constraint is the guard."""
+
+    __tablename__ = "dunning_notices"
+    __table_args__ = (sa.UniqueConstraint("invoice_id", "level"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    invoice_id: int = Field(foreign_key="invoices.id", index=True)
+    level: int  # days relative to the due date: -3, 1, 7, 14, 30
+    as_of: date
+    outbox_id: int | None = None
+    created_at: datetime = ts_field(nullable=False, default_now=True)
+
+
+class DigestRun(SQLModel, table=True):
+    """At most one digest per collector per day."""
+
+    __tablename__ = "digest_runs"
+    __table_args__ = (sa.UniqueConstraint("collector_id", "run_date"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    collector_id: str = Field(max_length=32)
+    run_date: date
+    outbox_id: int | None = None
+    created_at: datetime = ts_field(nullable=False, default_now=True)

@@ -1,0 +1,57 @@
+"""Customers and products: the master data that orders and invoices point at."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlmodel import Field, SQLModel
+
+from models.base import ts_field
+
+
+class Customer(SQLModel, table=True):
+    __tablename__ = "customers"
+
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str = Field(unique=True, index=True, max_length=100)
+    name: str = Field(index=True, max_length=200)
+    currency: str = Field(max_length=3)
+    credit_limit_minor: int = Field(default=0)
+    payment_terms: str = Field(default="NET30", max_length=32)
+    billing_email: str | None = Field(default=None, max_length=320)
+    billing_address: str | None = Field(default=None, max_length=1000)
+    shipping_address: str | None = Field(default=None, max_length=1000)
+    collector_id: str | None = Field(default=None, foreign_key="users.slack_user_id", index=True)
+    sales_rep_id: str | None = Field(default=None, foreign_key="users.slack_user_id", index=True)
+    tax_rate_bp: int = Field(default=0, ge=0)
+    credit_reviewed: bool = Field(default=False)
+    credit_hold: bool = Field(default=False)
+    created_at: datetime = ts_field(nullable=False, default_now=True)
+    updated_at: datetime = ts_field(nullable=False, default_now=True)
+
+
+class RevenueType(StrEnum):
+    GOODS = "goods"  # recognised at shipment
+    SERVICE = "service"  # recognised ratably over the service period
+    SUBSCRIPTION = "subscription"  # recognised ratably over the subscription term
+
+
+class Product(SQLModel, table=True):
+    __tablename__ = "products"
+
+    id: int | None = Field(default=None, primary_key=True)
+    sku: str = Field(unique=True, index=True, max_length=64)
+    name: str = Field(max_length=200)
+    unit_price_minor: int = Field(ge=0)
+    currency: str = Field(max_length=3)
+    cost_minor: int | None = Field(default=None, ge=0)
+    on_hand: int = Field(default=0, ge=0)
+    reserved: int = Field(default=0, ge=0)
+    # None means "the policy default" (15 % unless configured otherwise).
+    max_discount_bp: int | None = Field(default=None, ge=0, le=10000)
+    revenue_type: str = Field(default=RevenueType.GOODS, max_length=16)
+    service_months: int | None = Field(default=None, ge=1)
+    active: bool = Field(default=True)
+    created_at: datetime = ts_field(nullable=False, default_now=True)
+    updated_at: datetime = ts_field(nullable=False, default_now=True)

@@ -1,0 +1,121 @@
+"""Invoices, credit notes and write-offs: the receivables side.
+
+An issued invoice is immutable (SPEC §3): corrections are credit notes. The open balance is
+kept in `balance_minor` so aging over a million invoices is one indexed query; it is always
+equal to total - allocations - credit notes - write-offs, which `workflows.invariants`
+checks.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from models.base import ts_field
+
+# Aging buckets by days past due (SPEC §3); "current" is not yet due.
+AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
+
+
+class InvoiceStatus(StrEnum):
+    """Derived from amounts, never typed in: see `invoice_status()`."""
+
+    OPEN = "open"  # nothing settled yet
+    PARTIALLY_PAID = "partially_paid"  # some settled, balance left
+    PAID = "paid"  # balance zero
+
+
+class Invoice(SQLModel, table=True):
+    __tablename__ = "invoices"
+    __table_args__ = (
+        sa.Index("ix_invoices_customer_open", "customer_id", "balance_minor"),
+        sa.Index("ix_invoices_open_due", "due_date", "balance_minor"),
+        sa.CheckConstraint("balance_minor >= 0", name="ck_invoices_balance_not_negative"),
+        sa.CheckConstraint("balance_minor <= total_minor", name="ck_invoices_balance_le_total"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(unique=True, index=True, max_length=64)
+    customer_id: int = Field(foreign_key="customers.id", index=True)
+    order_id: int | None = Field(default=None, foreign_key="orders.id", index=True)
+    # One invoice per shipment (SPEC §3), enforced here.
+    shipment_id: int | None = Field(default=None, foreign_key="shipments.id", unique=True)
+    source: str = Field(default="o2c", max_length=16)  # "o2c" (ours) or "erp" (ingested)
+    currency: str = Field(max_length=3)
+    issue_date: date
+    due_date: date = Field(index=True)
+    payment_terms: str = Field(default="NET30", max_length=32)
+    order_date: date | None = None
+    ship_date: date | None = None
+    billing_address: str | None = Field(default=None, max_length=1000)
+    shipping_address: str | None = Field(default=None, max_length=1000)
+    subtotal_minor: int = 0
+    discount_minor: int = 0
+    fees_minor: int = 0
+    tax_minor: int = 0
+    total_minor: int = Field(ge=0)
+    balance_minor: int = Field(ge=0)
+    disputed: bool = Field(default=False)
+    sent_at: datetime | None = ts_field()
+    paid_at: datetime | None = ts_field()
+    created_at: datetime = ts_field(nullable=False, default_now=True)
+
+
+def invoice_status(invoice: Invoice) -> InvoiceStatus:
+    if invoice.balance_minor == 0:
+        return InvoiceStatus.PAID
+    if invoice.balance_minor < invoice.total_minor:
+        return InvoiceStatus.PARTIALLY_PAID
+    return InvoiceStatus.OPEN
+
+
+class InvoiceLine(SQLModel, table=True):
+    __tablename__ = "invoice_lines"
+
+    id: int | None = Field(default=None, primary_key=True)
+    invoice_id: int = Field(foreign_key="invoices.id", index=True)
+    line_no: int
+    sku: str | None = Field(default=None, max_length=64)
+    description: str = Field(max_length=200)
+    quantity: int
+    unit_price_minor: int
+    discount_bp: int = 0
+    line_total_minor: int  # after discount, before tax
+    tax_minor: int = 0
+    revenue_type: str = Field(default="goods", max_length=16)
+    service_start: date | None = None
+    service_end: date | None = None
+
+
+class CreditNote(SQLModel, table=True):
+    __tablename__ = "credit_notes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(unique=True, max_length=64)
+    invoice_id: int = Field(foreign_key="invoices.id", index=True)
+    amount_minor: int = Field(gt=0)
+    currency: str = Field(max_length=3)
+    reason: str = Field(max_length=500)
+    created_by: str = Field(max_length=64)
+    created_at: datetime = ts_field(nullable=False, default_now=True)
+
+
+class WriteOffReason(StrEnum):
+    BANK_FEE = "bank_fee"  # small short payment within tolerance
+    EARLY_PAYMENT_DISCOUNT = "early_payment_discount"  # taken per 2/10 NET30 style terms
+    BAD_DEBT = "bad_debt"  # decided by finance
+
+
+class WriteOff(SQLModel, table=True):
+    __tablename__ = "write_offs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    invoice_id: int = Field(foreign_key="invoices.id", index=True)
+    payment_id: int | None = Field(default=None, foreign_key="payments.id", index=True)
+    amount_minor: int = Field(gt=0)
+    reason: str = Field(max_length=32)
+    created_by: str = Field(max_length=64)
+    created_at: datetime = ts_field(nullable=False, default_now=True)

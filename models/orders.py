@@ -1,0 +1,134 @@
+"""Sales orders, their lines and shipments, with the order state machine of SPEC §3."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from models.base import ts_field
+
+
+class OrderStatus(StrEnum):
+    DRAFT = "draft"  # being entered, not yet submitted
+    PENDING_APPROVAL = "pending_approval"  # waiting for a credit and/or discount decision
+    APPROVED = "approved"  # cleared to fulfil; stock is reserved
+    BACKORDERED = "backordered"  # approved, but at least one line is short of stock
+    PARTIALLY_SHIPPED = "partially_shipped"  # some quantities shipped, some still open
+    SHIPPED = "shipped"  # every open quantity has shipped
+    INVOICED = "invoiced"  # every shipment is invoiced
+    PAID = "paid"  # every invoice of the order is settled
+    CLOSED = "closed"  # nothing more will happen
+    REJECTED = "rejected"  # an approver said no
+    CANCELLED = "cancelled"  # withdrawn before shipping
+    ON_HOLD = "on_hold"  # stopped by finance (e.g. customer put on credit hold)
+
+
+# Which transitions the state machine allows. Everything else is a bug or a bad request.
+TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.DRAFT: frozenset({OrderStatus.PENDING_APPROVAL, OrderStatus.APPROVED,
+                                  OrderStatus.CANCELLED}),
+    OrderStatus.PENDING_APPROVAL: frozenset({OrderStatus.APPROVED, OrderStatus.REJECTED,
+                                             OrderStatus.CANCELLED, OrderStatus.ON_HOLD}),
+    OrderStatus.APPROVED: frozenset({OrderStatus.BACKORDERED, OrderStatus.PARTIALLY_SHIPPED,
+                                     OrderStatus.SHIPPED, OrderStatus.CANCELLED,
+                                     OrderStatus.ON_HOLD}),
+    OrderStatus.BACKORDERED: frozenset({OrderStatus.APPROVED, OrderStatus.PARTIALLY_SHIPPED,
+                                        OrderStatus.SHIPPED, OrderStatus.CANCELLED,
+                                        OrderStatus.ON_HOLD}),
+    OrderStatus.PARTIALLY_SHIPPED: frozenset({OrderStatus.SHIPPED, OrderStatus.INVOICED,
+                                              OrderStatus.ON_HOLD}),
+    OrderStatus.SHIPPED: frozenset({OrderStatus.INVOICED}),
+    OrderStatus.INVOICED: frozenset({OrderStatus.PAID}),
+    OrderStatus.PAID: frozenset({OrderStatus.CLOSED}),
+    OrderStatus.ON_HOLD: frozenset({OrderStatus.PENDING_APPROVAL, OrderStatus.APPROVED,
+                                    OrderStatus.CANCELLED}),
+    OrderStatus.CLOSED: frozenset(),
+    OrderStatus.REJECTED: frozenset(),
+    OrderStatus.CANCELLED: frozenset(),
+}
+
+# Orders whose value counts towards credit exposure until they are invoiced.
+UNINVOICED_APPROVED = frozenset({OrderStatus.APPROVED, OrderStatus.BACKORDERED,
+                                 OrderStatus.PARTIALLY_SHIPPED, OrderStatus.SHIPPED})
+
+
+def can_transition(current: str, target: str) -> bool:
+    return OrderStatus(target) in TRANSITIONS[OrderStatus(current)]
+
+
+def can_ship(status: str) -> bool:
+    return status in (OrderStatus.APPROVED, OrderStatus.BACKORDERED,
+                      OrderStatus.PARTIALLY_SHIPPED)
+
+
+def can_cancel(status: str) -> bool:
+    return OrderStatus.CANCELLED in TRANSITIONS[OrderStatus(status)]
+
+
+class Order(SQLModel, table=True):
+    __tablename__ = "orders"
+    __table_args__ = (sa.Index("ix_orders_customer_status", "customer_id", "status"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(unique=True, index=True, max_length=32)
+    external_id: str | None = Field(default=None, unique=True, max_length=100)
+    customer_id: int = Field(foreign_key="customers.id")
+    sales_rep_id: str = Field(foreign_key="users.slack_user_id", index=True, max_length=32)
+    currency: str = Field(max_length=3)
+    status: str = Field(default=OrderStatus.DRAFT, index=True, max_length=24)
+    order_date: date
+    subtotal_minor: int = 0  # sum of quantity x unit price, before discounts
+    discount_minor: int = 0
+    tax_minor: int = 0
+    total_minor: int = 0  # subtotal - discount + tax
+    source: str = Field(default="api", max_length=16)
+    notes: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = ts_field(nullable=False, default_now=True)
+    updated_at: datetime = ts_field(nullable=False, default_now=True)
+
+
+class OrderLine(SQLModel, table=True):
+    __tablename__ = "order_lines"
+    __table_args__ = (sa.UniqueConstraint("order_id", "line_no"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="orders.id", index=True)
+    line_no: int
+    product_id: int = Field(foreign_key="products.id", index=True)
+    sku: str = Field(max_length=64)
+    description: str = Field(max_length=200)
+    quantity: int = Field(gt=0)
+    unit_price_minor: int = Field(ge=0)
+    discount_bp: int = Field(default=0, ge=0, le=10000)
+    line_total_minor: int = 0  # after discount, before tax
+    qty_reserved: int = 0
+    qty_shipped: int = 0
+    qty_backordered: int = 0
+    qty_cancelled: int = 0
+
+    @property
+    def qty_open(self) -> int:
+        return self.quantity - self.qty_shipped - self.qty_cancelled
+
+
+class Shipment(SQLModel, table=True):
+    __tablename__ = "shipments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="orders.id", index=True)
+    carrier: str = Field(max_length=100)
+    tracking_number: str = Field(max_length=200)
+    shipped_at: datetime = ts_field(nullable=False)
+    created_at: datetime = ts_field(nullable=False, default_now=True)
+
+
+class ShipmentLine(SQLModel, table=True):
+    __tablename__ = "shipment_lines"
+
+    id: int | None = Field(default=None, primary_key=True)
+    shipment_id: int = Field(foreign_key="shipments.id", index=True)
+    order_line_id: int = Field(foreign_key="order_lines.id", index=True)
+    quantity: int = Field(gt=0)

@@ -1,0 +1,65 @@
+"""Incoming payments and how they were applied to invoices."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from models.base import json_field, ts_field
+
+
+class PaymentStatus(StrEnum):
+    APPLIED = "applied"  # fully allocated to invoices (plus any write-off)
+    PARTIALLY_APPLIED = "partially_applied"  # some allocated, the rest unapplied credit
+    UNAPPLIED = "unapplied"  # nothing allocated and nothing to suggest
+    NEEDS_REVIEW = "needs_review"  # candidates exist but confidence is below the threshold
+
+
+class Payment(SQLModel, table=True):
+    __tablename__ = "payments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    # Re-importing the same bank line or API payment changes nothing: unique external id.
+    external_id: str | None = Field(default=None, unique=True, max_length=200)
+    customer_id: int | None = Field(default=None, foreign_key="customers.id", index=True)
+    amount_minor: int = Field(gt=0)
+    currency: str = Field(max_length=3)
+    received_at: datetime = ts_field(nullable=False)
+    payer_name: str | None = Field(default=None, max_length=300)
+    reference: str | None = Field(default=None, max_length=2000)
+    method: str | None = Field(default=None, max_length=32)
+    source: str = Field(default="api", max_length=16)
+    status: str = Field(default=PaymentStatus.UNAPPLIED, index=True, max_length=24)
+    unapplied_minor: int = Field(default=0, ge=0)
+    confidence_bp: int | None = None  # 0..10000
+    match_details: dict = json_field()
+    created_at: datetime = ts_field(nullable=False, default_now=True)
+
+
+class Allocation(SQLModel, table=True):
+    __tablename__ = "allocations"
+    __table_args__ = (sa.CheckConstraint("amount_minor > 0", name="ck_allocations_positive"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    payment_id: int = Field(foreign_key="payments.id", index=True)
+    invoice_id: int = Field(foreign_key="invoices.id", index=True)
+    amount_minor: int
+    method: str = Field(default="reference", max_length=24)  # reference, amount, subset, manual
+    created_by: str = Field(default="system", max_length=64)
+    created_at: datetime = ts_field(nullable=False, default_now=True)
+
+
+class Deduction(SQLModel, table=True):
+    """A short payment beyond tolerance: applied partially and flagged for follow-up."""
+
+    __tablename__ = "deductions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    payment_id: int = Field(foreign_key="payments.id", index=True)
+    invoice_id: int = Field(foreign_key="invoices.id", index=True)
+    amount_minor: int = Field(gt=0)
+    status: str = Field(default="open", max_length=16)  # open, resolved
+    created_at: datetime = ts_field(nullable=False, default_now=True)

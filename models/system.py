@@ -1,0 +1,113 @@
+"""Cross-cutting tables: audit log, outbox, idempotency keys, event receipts, counters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from models.base import json_field, ts_field
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only: database triggers refuse UPDATE and DELETE (see the first migration)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (sa.Index("ix_audit_entity", "entity_type", "entity_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = ts_field(nullable=False, default_now=True)
+    actor: str = Field(max_length=64)  # Slack user id, "api", "system", "import"
+    action: str = Field(index=True, max_length=64)
+    entity_type: str = Field(max_length=32)
+    entity_id: str = Field(max_length=64)
+    from_state: str | None = Field(default=None, max_length=32)
+    to_state: str | None = Field(default=None, max_length=32)
+    reason: str | None = Field(default=None, max_length=2000)
+    data: dict = json_field()
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"  # waiting for delivery (possibly after next_attempt_at)
+    SENDING = "sending"  # claimed by a worker; reclaimed if the claim goes stale
+    SENT = "sent"  # delivered exactly once
+    FAILED = "failed"  # gave up: permanent error or too many attempts; visible, never dropped
+
+
+class OutboxMessage(SQLModel, table=True):
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    transport: str = Field(max_length=16)  # "slack" or "email"
+    method: str = Field(max_length=64)  # chat.postMessage, chat.update, views.publish, email
+    payload: dict = json_field()
+    # A natural key for "send this once" (e.g. "dunning:42:7"); unique when present.
+    dedupe_key: str | None = Field(default=None, unique=True, max_length=200)
+    # For chat.update of a message this outbox posted earlier: channel/ts come from that row.
+    target_outbox_id: int | None = Field(default=None, foreign_key="outbox.id")
+    status: str = Field(default=OutboxStatus.PENDING, max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = ts_field(nullable=False, default_now=True)
+    claimed_at: datetime | None = ts_field()
+    claimed_by: str | None = Field(default=None, max_length=100)
+    last_error: str | None = Field(default=None, max_length=2000)
+    result: dict = json_field()
+    created_at: datetime = ts_field(nullable=False, default_now=True)
+    sent_at: datetime | None = ts_field()
+
+
+class IdempotencyKey(SQLModel, table=True):
+    __tablename__ = "idempotency_keys"
+
+    scope: str = Field(primary_key=True, max_length=200)  # "POST /api/v1/orders"
+    key: str = Field(primary_key=True, max_length=255)
+    request_hash: str = Field(max_length=64)
+    response_status: int
+    response_body: dict = json_field()
+    created_at: datetime = ts_field(nullable=False, default_now=True)
+
+
+class SlackEventReceipt(SQLModel, table=True):
+    """Events API retries carry the same event_id: the primary key drops the duplicates."""
+
+    __tablename__ = "slack_event_receipts"
+
+    event_id: str = Field(primary_key=True, max_length=64)
+    received_at: datetime = ts_field(nullable=False, default_now=True)
+
+
+class Counter(SQLModel, table=True):
+    """Document number sequences (SO-<n>, INV-<year>-<n>), incremented under a row lock."""
+
+    __tablename__ = "counters"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: int = 0
+
+
+class JobRun(SQLModel, table=True):
+    """A scheduled job's run for one key (usually a date) happens once across processes."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (sa.UniqueConstraint("job", "run_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(max_length=64)
+    run_key: str = Field(max_length=64)
+    started_at: datetime = ts_field(nullable=False, default_now=True)
+    finished_at: datetime | None = ts_field()
+    summary: dict = json_field()
+
+
+class Policy(SQLModel, table=True):
+    """Policy values admins may change at run time; absent keys fall back to settings."""
+
+    __tablename__ = "policies"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=500)
+    updated_by: str = Field(max_length=32)
+    updated_at: datetime = ts_field(nullable=False, default_now=True)
