@@ -1,0 +1,82 @@
+"""The append-only audit log: one small keyword-only factory per kind of event.
+
+Rows are only ever inserted; database triggers refuse UPDATE and DELETE. Each factory adds the
+row to the caller's session so it commits (or rolls back) with the change it describes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from models import AuditEvent
+from models.base import utcnow
+from workflows.errors import PermissionDenied
+
+
+def record(session: Session, *, actor: str, action: str, entity_type: str, entity_id: object,
+           from_state: str | None = None, to_state: str | None = None,
+           reason: str | None = None, at: datetime | None = None,
+           **data: Any) -> AuditEvent:
+    event = AuditEvent(
+        at=at or utcnow(), actor=actor, action=action, entity_type=entity_type,
+        entity_id=str(entity_id), from_state=from_state, to_state=to_state,
+        reason=reason, data=data,
+    )
+    session.add(event)
+    return event
+
+
+def order_transition(session: Session, *, order_id: int, number: str, actor: str,
+                     from_state: str | None, to_state: str, reason: str | None = None,
+                     **data: Any) -> AuditEvent:
+    return record(session, actor=actor, action="order.transition", entity_type="order",
+                  entity_id=order_id, from_state=from_state, to_state=to_state, reason=reason,
+                  number=number, **data)
+
+
+def role_changed(session: Session, *, actor: str, user_id: str, role: str, granted: bool,
+                 reason: str | None = None) -> AuditEvent:
+    return record(session, actor=actor, action="role.granted" if granted else "role.revoked",
+                  entity_type="user", entity_id=user_id, to_state=role if granted else None,
+                  from_state=None if granted else role, reason=reason)
+
+
+def decision(session: Session, *, actor: str, approval_id: int, kind: str, outcome: str,
+             reason: str | None = None, **data: Any) -> AuditEvent:
+    return record(session, actor=actor, action=f"approval.{outcome}", entity_type="approval",
+                  entity_id=approval_id, from_state="pending", to_state=outcome, reason=reason,
+                  kind=kind, **data)
+
+
+def refusal(session: Session, *, actor: str, action: str, entity_type: str, entity_id: object,
+            reason: str, **data: Any) -> AuditEvent:
+    """Someone tried something they may not do; refusals are audited too (SPEC §5.7)."""
+    return record(session, actor=actor, action=f"refused.{action}", entity_type=entity_type,
+                  entity_id=entity_id, reason=reason, **data)
+
+
+def refusal_of(session: Session, error: PermissionDenied) -> AuditEvent | None:
+    """Audit a PermissionDenied raised by a rolled-back transaction."""
+    if not error.actor:
+        return None
+    return refusal(session, actor=error.actor, action=error.action,
+                   entity_type=error.entity_type, entity_id=error.entity_id,
+                   reason=error.detail)
+
+
+def write_off(session: Session, *, actor: str, invoice_id: int, amount_minor: int,
+              currency: str, reason: str, payment_id: int | None = None) -> AuditEvent:
+    return record(session, actor=actor, action="invoice.write_off", entity_type="invoice",
+                  entity_id=invoice_id, reason=reason, amount_minor=amount_minor,
+                  currency=currency, payment_id=payment_id)
+
+
+def credit_hold(session: Session, *, actor: str, customer_id: int, on_hold: bool,
+                reason: str | None = None) -> AuditEvent:
+    return record(session, actor=actor, action="customer.credit_hold" if on_hold
+                  else "customer.credit_release", entity_type="customer",
+                  entity_id=customer_id, from_state="released" if on_hold else "hold",
+                  to_state="hold" if on_hold else "released", reason=reason)

@@ -1,0 +1,245 @@
+"""Invoicing: one invoice per shipment (SPEC §3), ERP-issued invoices, credit notes.
+
+Payment terms: `NET<n>`, `<d>/<n> NET<m>` (d % off if paid within n days, else due in m),
+`DUE_ON_RECEIPT`. An issued invoice never changes except its settlement fields (balance,
+paid_at); corrections are credit notes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from models import (
+    CreditNote,
+    Customer,
+    Invoice,
+    InvoiceLine,
+    Order,
+    OrderStatus,
+    Product,
+    Shipment,
+    ShipmentLine,
+    money,
+)
+from models.base import utcnow
+from models.orders import OrderLine
+from workflows import audit, numbering, outbox
+from workflows import validation as v
+from workflows.errors import Conflict, NotFound, ValidationFailed
+
+
+@dataclass(frozen=True)
+class Terms:
+    net_days: int
+    discount_pct: Decimal = Decimal(0)
+    discount_days: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Terms:
+        match = v.TERMS.match(" ".join(text.upper().split()))
+        if not match:
+            raise ValueError(f"unknown payment terms {text!r}")
+        net, pct, days, net2 = match.groups()
+        if net:
+            return cls(int(net))
+        if pct:
+            return cls(int(net2), Decimal(pct), int(days))
+        return cls(0)
+
+    def due_date(self, issue_date: date) -> date:
+        return issue_date + timedelta(days=self.net_days)
+
+    def discount_deadline(self, issue_date: date) -> date | None:
+        return issue_date + timedelta(days=self.discount_days) if self.discount_pct else None
+
+
+def get_invoice(session: Session, number: str) -> Invoice:
+    invoice = session.exec(select(Invoice).where(Invoice.number == number.strip())).first()
+    if invoice is None:
+        raise NotFound(f"no invoice {number}")
+    return invoice
+
+
+def invoice_shipment(session: Session, shipment: Shipment, *, actor: str,
+                     now: datetime | None = None) -> Invoice:
+    now = now or utcnow()
+    order = session.get(Order, shipment.order_id)
+    customer = session.get(Customer, order.customer_id)
+    issue = shipment.shipped_at.date()
+    terms = Terms.parse(customer.payment_terms)
+    invoice = Invoice(
+        number=numbering.next_invoice_number(session, issue), customer_id=customer.id,
+        order_id=order.id, shipment_id=shipment.id, currency=order.currency, issue_date=issue,
+        due_date=terms.due_date(issue), payment_terms=customer.payment_terms,
+        order_date=order.order_date, ship_date=issue,
+        billing_address=customer.billing_address, shipping_address=customer.shipping_address,
+        total_minor=0, balance_minor=0, created_at=now)
+    rows = session.exec(select(ShipmentLine, OrderLine)
+                        .join(OrderLine, OrderLine.id == ShipmentLine.order_line_id)
+                        .where(ShipmentLine.shipment_id == shipment.id)
+                        .order_by(OrderLine.line_no)).all()
+    lines = []
+    for number, (ship_line, order_line) in enumerate(rows, start=1):
+        product = session.get(Product, order_line.product_id)
+        net = money.line_total(ship_line.quantity, order_line.unit_price_minor,
+                               order_line.discount_bp, order.currency)
+        gross = money.line_total(ship_line.quantity, order_line.unit_price_minor, 0,
+                                 order.currency)
+        tax = money.percent_of(net, customer.tax_rate_bp, order.currency)
+        invoice.subtotal_minor += gross
+        invoice.discount_minor += gross - net
+        invoice.tax_minor += tax
+        lines.append(InvoiceLine(
+            line_no=number, sku=order_line.sku, description=order_line.description,
+            quantity=ship_line.quantity, unit_price_minor=order_line.unit_price_minor,
+            discount_bp=order_line.discount_bp, line_total_minor=net, tax_minor=tax,
+            revenue_type=product.revenue_type if product else "goods"))
+    invoice.total_minor = invoice.subtotal_minor - invoice.discount_minor + invoice.tax_minor \
+        + invoice.fees_minor
+    invoice.balance_minor = invoice.total_minor
+    session.add(invoice)
+    session.flush()
+    for line in lines:
+        line.invoice_id = invoice.id
+        session.add(line)
+    audit.record(session, actor=actor, action="invoice.issued", entity_type="invoice",
+                 entity_id=invoice.id, to_state="open", number=invoice.number,
+                 total_minor=invoice.total_minor, order=order.number)
+    if customer.billing_email:
+        outbox.send_email(session, to=customer.billing_email, template="invoice",
+                          context={"invoice_number": invoice.number},
+                          attachments=[{"kind": "invoice_pdf", "number": invoice.number}],
+                          dedupe_key=f"invoice-email:{invoice.number}")
+    session.flush()
+    return invoice
+
+
+@dataclass
+class ErpInvoiceIn:
+    number: str
+    customer: str
+    currency: str
+    issue_date: str | date
+    due_date: str | date
+    total: str
+    order: str | None = None
+    lines: list[dict] | None = None
+
+
+def ingest_erp_invoice(session: Session, data: ErpInvoiceIn, *, actor: str) -> Invoice:
+    """An invoice issued by the ERP: stored as issued (immutable), its balance open."""
+    from workflows.masterdata import customer_by_external_id
+
+    if not data.number.strip():
+        raise ValidationFailed.of("number", "must not be empty")
+    if session.exec(select(Invoice.id).where(Invoice.number == data.number)).first():
+        raise Conflict(f"invoice {data.number} already exists; issued invoices are immutable, "
+                       "send a credit note instead")
+    customer = customer_by_external_id(session, data.customer)
+    currency = v.currency("currency", data.currency)
+    if currency != customer.currency:
+        raise ValidationFailed.of("currency", f"{customer.name} is billed in "
+                                  f"{customer.currency}, not {currency}")
+    total = v.amount_minor("total", data.total, currency, positive=True)
+    issue = v.parse_date("issue_date", data.issue_date)
+    due = v.parse_date("due_date", data.due_date)
+    if due < issue:
+        raise ValidationFailed.of("due_date", "must not be before issue_date")
+    order_id = None
+    if data.order:
+        order = session.exec(select(Order).where(Order.number == data.order)).first()
+        if order is None or order.customer_id != customer.id:
+            raise ValidationFailed.of("order", f"unknown order {data.order!r} for this customer")
+        order_id = order.id
+    invoice = Invoice(number=data.number.strip(), customer_id=customer.id, order_id=order_id,
+                      source="erp", currency=currency, issue_date=issue, due_date=due,
+                      payment_terms=customer.payment_terms, subtotal_minor=total,
+                      total_minor=total, balance_minor=total,
+                      billing_address=customer.billing_address,
+                      shipping_address=customer.shipping_address)
+    session.add(invoice)
+    session.flush()
+    line_total = 0
+    for i, line in enumerate(data.lines or []):
+        where = f"lines[{i}]"
+        try:
+            quantity = int(line.get("quantity", 1))
+            price = v.amount_minor(f"{where}.unit_price", str(line.get("unit_price", "0")),
+                                   currency)
+            amount = (v.amount_minor(f"{where}.amount", str(line["amount"]), currency)
+                      if line.get("amount") is not None
+                      else money.line_total(quantity, price, 0, currency))
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, ValidationFailed):
+                raise
+            raise ValidationFailed.of(where, "needs quantity, unit_price (or amount)") from None
+        line_total += amount
+        session.add(InvoiceLine(invoice_id=invoice.id, line_no=i + 1, sku=line.get("sku"),
+                                description=str(line.get("description") or line.get("sku")
+                                                or "")[:200],
+                                quantity=quantity, unit_price_minor=price,
+                                line_total_minor=amount))
+    if data.lines and line_total > total:
+        raise ValidationFailed.of("lines", "lines add up to more than the invoice total")
+    audit.record(session, actor=actor, action="invoice.ingested", entity_type="invoice",
+                 entity_id=invoice.id, to_state="open", number=invoice.number,
+                 total_minor=total)
+    return invoice
+
+
+def reduce_balance(session: Session, invoice: Invoice, amount_minor: int) -> None:
+    """Lower an invoice's open balance; refuses to go below zero even under concurrency."""
+    from workflows.errors import OverallocationError
+
+    table = Invoice.__table__
+    result = session.execute(
+        sa.update(table)
+        .where(table.c.id == invoice.id, table.c.balance_minor >= amount_minor)
+        .values(balance_minor=table.c.balance_minor - amount_minor))
+    if result.rowcount != 1:
+        raise OverallocationError(f"invoice {invoice.number} has less than "
+                                  f"{money.format_money(amount_minor, invoice.currency)} open")
+    session.refresh(invoice)
+    if invoice.balance_minor == 0 and invoice.paid_at is None:
+        invoice.paid_at = utcnow()
+        session.add(invoice)
+        _maybe_mark_order_paid(session, invoice)
+
+
+def _maybe_mark_order_paid(session: Session, invoice: Invoice) -> None:
+    from workflows.orders import transition
+
+    if invoice.order_id is None:
+        return
+    order = session.get(Order, invoice.order_id)
+    if order.status != OrderStatus.INVOICED:
+        return
+    open_left = session.exec(select(sa.func.count()).select_from(Invoice).where(
+        Invoice.order_id == order.id, Invoice.balance_minor > 0)).one()
+    if not open_left:
+        transition(session, order, OrderStatus.PAID, actor="system",
+                   reason=f"{invoice.number} settled")
+
+
+def issue_credit_note(session: Session, *, invoice_number: str, amount: str, reason: str,
+                      actor: str, now: datetime | None = None) -> CreditNote:
+    invoice = get_invoice(session, invoice_number)
+    minor = v.amount_minor("amount", amount, invoice.currency, positive=True)
+    if not reason.strip():
+        raise ValidationFailed.of("reason", "a credit note needs a reason")
+    now = now or utcnow()
+    reduce_balance(session, invoice, minor)
+    note = CreditNote(number=numbering.next_credit_note_number(session, now.date()),
+                      invoice_id=invoice.id, amount_minor=minor, currency=invoice.currency,
+                      reason=reason.strip(), created_by=actor, created_at=now)
+    session.add(note)
+    session.flush()
+    audit.record(session, actor=actor, action="invoice.credit_note", entity_type="invoice",
+                 entity_id=invoice.id, reason=reason, credit_note=note.number,
+                 amount_minor=minor)
+    return note

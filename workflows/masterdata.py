@@ -1,0 +1,143 @@
+"""Customers and products pushed in by an ERP/CRM (API, CSV) or the demo seed.
+
+A POST of an existing `external_id`/`sku` updates it: integrations re-send master data, and a
+re-send must converge rather than fail or duplicate. Every change is audited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlmodel import Session, select
+
+from models import Customer, Product, RevenueType, User
+from models.base import utcnow
+from workflows import audit
+from workflows import validation as v
+from workflows.errors import ValidationFailed
+
+
+@dataclass
+class CustomerIn:
+    external_id: str
+    name: str
+    currency: str
+    credit_limit: str | Decimal
+    payment_terms: str
+    billing_email: str | None = None
+    billing_address: str | None = None
+    shipping_address: str | None = None
+    collector: str | None = None
+    sales_rep: str | None = None
+    credit_reviewed: bool = False
+    tax_rate_pct: str | Decimal | None = None
+
+
+@dataclass
+class ProductIn:
+    sku: str
+    name: str
+    unit_price: str | Decimal
+    currency: str
+    on_hand: int
+    max_discount_pct: str | Decimal | None = None
+    revenue_type: str = RevenueType.GOODS
+    cost: str | Decimal | None = None
+    service_months: int | None = None
+
+
+def _known_user(session: Session, field: str, user_id: str | None) -> str | None:
+    if not user_id:
+        return None
+    if not v.SLACK_USER_ID.match(user_id):
+        raise ValidationFailed.of(field, "must be a Slack user id such as U012AB3CD")
+    if session.get(User, user_id) is None:
+        raise ValidationFailed.of(field, f"unknown user {user_id}; add it first with "
+                                  f"PUT /api/v1/users/{user_id}")
+    return user_id
+
+
+def upsert_customer(session: Session, data: CustomerIn, *, actor: str) -> tuple[Customer, bool]:
+    if not data.external_id.strip():
+        raise ValidationFailed.of("external_id", "must not be empty")
+    if not data.name.strip():
+        raise ValidationFailed.of("name", "must not be empty")
+    currency = v.currency("currency", data.currency)
+    limit = v.amount_minor("credit_limit", data.credit_limit, currency)
+    terms = v.payment_terms("payment_terms", data.payment_terms)
+    collector = _known_user(session, "collector", data.collector)
+    rep = _known_user(session, "sales_rep", data.sales_rep)
+    tax_bp = v.percent_bp("tax_rate_pct", data.tax_rate_pct) if data.tax_rate_pct else 0
+    customer = session.exec(
+        select(Customer).where(Customer.external_id == data.external_id)).first()
+    created = customer is None
+    if customer is None:
+        customer = Customer(external_id=data.external_id, name=data.name, currency=currency)
+    elif customer.currency != currency:
+        raise ValidationFailed.of("currency", f"customer {data.external_id} bills in "
+                                  f"{customer.currency}; a currency change needs a new customer")
+    customer.name = data.name.strip()
+    customer.credit_limit_minor = limit
+    customer.payment_terms = terms
+    customer.billing_email = data.billing_email
+    customer.billing_address = data.billing_address
+    customer.shipping_address = data.shipping_address
+    customer.collector_id = collector
+    customer.sales_rep_id = rep
+    customer.credit_reviewed = bool(data.credit_reviewed)
+    customer.tax_rate_bp = tax_bp
+    customer.updated_at = utcnow()
+    session.add(customer)
+    session.flush()
+    audit.record(session, actor=actor, action="customer.created" if created
+                 else "customer.updated", entity_type="customer", entity_id=customer.id,
+                 external_id=customer.external_id)
+    return customer, created
+
+
+def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Product, bool]:
+    if not data.sku.strip():
+        raise ValidationFailed.of("sku", "must not be empty")
+    if not data.name.strip():
+        raise ValidationFailed.of("name", "must not be empty")
+    currency = v.currency("currency", data.currency)
+    price = v.amount_minor("unit_price", data.unit_price, currency)
+    if not isinstance(data.on_hand, int) or data.on_hand < 0:
+        raise ValidationFailed.of("on_hand", "must be a whole number, zero or more")
+    max_bp = (v.percent_bp("max_discount_pct", data.max_discount_pct)
+              if data.max_discount_pct is not None else None)
+    if data.revenue_type not in RevenueType.__members__.values():
+        raise ValidationFailed.of("revenue_type", "must be goods, service or subscription")
+    cost = v.amount_minor("cost", data.cost, currency) if data.cost is not None else None
+    product = session.exec(select(Product).where(Product.sku == data.sku)).first()
+    created = product is None
+    if product is None:
+        product = Product(sku=data.sku, name=data.name, unit_price_minor=price,
+                          currency=currency)
+    if data.on_hand < product.reserved:
+        raise ValidationFailed.of("on_hand", f"{product.reserved} units are reserved for "
+                                  "open orders; on_hand cannot go below that")
+    product.name = data.name.strip()
+    product.unit_price_minor = price
+    product.currency = currency
+    product.on_hand = data.on_hand
+    product.max_discount_bp = max_bp
+    product.revenue_type = data.revenue_type
+    product.cost_minor = cost
+    product.service_months = data.service_months
+    product.updated_at = utcnow()
+    session.add(product)
+    session.flush()
+    audit.record(session, actor=actor, action="product.created" if created
+                 else "product.updated", entity_type="product", entity_id=product.id,
+                 sku=product.sku)
+    return product, created
+
+
+def customer_by_external_id(session: Session, external_id: str,
+                            field: str = "customer") -> Customer:
+    customer = session.exec(select(Customer).where(Customer.external_id == external_id)).first()
+    if customer is None:
+        raise ValidationFailed.of(field, f"unknown customer {external_id!r}")
+    return customer

@@ -1,0 +1,42 @@
+"""Document numbers from gap-tolerant counters, safe under concurrent transactions.
+
+`UPDATE counters SET value = value + 1 ... RETURNING value` takes a row lock, so two
+transactions never get the same number; the row is created on first use with
+`INSERT ... ON CONFLICT DO NOTHING`, which both SQLite and PostgreSQL support.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from models import Counter
+
+ORDER_START = 1000
+
+
+def next_value(session: Session, name: str, start: int = 0) -> int:
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(insert(Counter).values(name=name, value=start).on_conflict_do_nothing())
+    table = Counter.__table__
+    result = session.execute(
+        sa.update(table).where(table.c.name == name).values(value=table.c.value + 1)
+        .returning(table.c.value)
+    )
+    return int(result.scalar_one())
+
+
+def next_order_number(session: Session) -> str:
+    return f"SO-{next_value(session, 'order', ORDER_START)}"
+
+
+def next_invoice_number(session: Session, issue_date: date) -> str:
+    return f"INV-{issue_date.year}-{next_value(session, f'invoice:{issue_date.year}'):06d}"
+
+
+def next_credit_note_number(session: Session, issue_date: date) -> str:
+    return f"CN-{issue_date.year}-{next_value(session, f'credit_note:{issue_date.year}'):06d}"

@@ -1,0 +1,78 @@
+"""O2C policy values (SPEC §3 defaults), overridable by settings and by admins at run time.
+
+`bot` calls `set_defaults()` once from settings; admins' overrides live in the `policies`
+table. Workflows read `current(session)` so a change applies to the next decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from decimal import Decimal
+
+from sqlmodel import Session, select
+
+from models import Policy as PolicyRow
+from models.base import utcnow
+
+
+@dataclass(frozen=True)
+class Policy:
+    max_discount_pct: Decimal = Decimal("15")  # above it a line needs a discount approval
+    overdue_hold_days: int = 30  # an invoice this far past due triggers a credit approval
+    approval_reminder_hours: int = 4  # working hours before a pending request is re-nudged
+    working_hours: str = "09:00-17:00"
+    business_timezone: str = "UTC"
+    dunning_levels: str = "-3,1,7,14,30"  # days relative to the due date
+    cashapp_confidence: Decimal = Decimal("0.90")  # below it a payment waits for a human
+    bank_fee_pct: Decimal = Decimal("0.5")  # short-pay tolerance, percent of the invoice ...
+    bank_fee_max: Decimal = Decimal("5.00")  # ... or this many major units, whichever is less
+
+    @property
+    def max_discount_bp(self) -> int:
+        return int(self.max_discount_pct * 100)
+
+    @property
+    def dunning_offsets(self) -> list[int]:
+        return sorted(int(v) for v in self.dunning_levels.split(","))
+
+
+_defaults = Policy()
+
+
+def set_defaults(**values: object) -> None:
+    """Called at start-up with the values from settings."""
+    global _defaults
+    known = {f.name for f in fields(Policy)}
+    _defaults = replace(_defaults, **{k: v for k, v in values.items() if k in known})
+
+
+def defaults() -> Policy:
+    return _defaults
+
+
+def current(session: Session) -> Policy:
+    overrides: dict[str, object] = {}
+    types = {f.name: f.type for f in fields(Policy)}
+    for row in session.exec(select(PolicyRow)).all():
+        if row.key in types:
+            kind = types[row.key]
+            overrides[row.key] = (Decimal(row.value) if "Decimal" in str(kind)
+                                  else int(row.value) if kind in ("int", int) else row.value)
+    return replace(_defaults, **overrides) if overrides else _defaults
+
+
+def set_value(session: Session, *, key: str, value: str, actor: str) -> None:
+    """Admin override of one policy value, audited."""
+    from workflows import audit
+    from workflows.errors import ValidationFailed
+
+    if key not in {f.name for f in fields(Policy)}:
+        raise ValidationFailed.of("key", f"unknown policy {key!r}")
+    row = session.get(PolicyRow, key)
+    old = row.value if row else str(getattr(current(session), key))
+    if row is None:
+        row = PolicyRow(key=key, value=value, updated_by=actor)
+    row.value, row.updated_by, row.updated_at = value, actor, utcnow()
+    session.add(row)
+    audit.record(session, actor=actor, action="policy.changed", entity_type="policy",
+                 entity_id=key, from_state=old[:32], to_state=value[:32])

@@ -1,0 +1,127 @@
+"""Read-only views for lookups (`/o2c`, the REST API's GETs): one function per screen, each a
+handful of indexed queries, returning plain dataclasses the `blocks` builders render."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from sqlmodel import Session, select
+
+from models import (
+    Approval,
+    AuditEvent,
+    Customer,
+    Invoice,
+    Order,
+    OrderLine,
+    Payment,
+    Shipment,
+)
+from workflows.cash_application import payment_allocations
+from workflows.receivables import CustomerPosition, customer_position
+
+RECENT_ORDERS = 15
+
+
+@dataclass
+class OrderView:
+    order: Order
+    customer: Customer
+    lines: list[OrderLine]
+    approvals: list[Approval]
+    shipments: list[Shipment]
+    invoices: list[Invoice]
+    history: list[AuditEvent] = field(default_factory=list)
+
+    @property
+    def balance_minor(self) -> int:
+        return sum(inv.balance_minor for inv in self.invoices)
+
+    @property
+    def invoiced_minor(self) -> int:
+        return sum(inv.total_minor for inv in self.invoices)
+
+
+def order_view(session: Session, number: str, *, with_history: bool = False) -> OrderView | None:
+    order = session.exec(select(Order).where(Order.number == number.strip().upper())).first()
+    if order is None:
+        return None
+    history = []
+    if with_history:
+        history = list(session.exec(select(AuditEvent).where(
+            AuditEvent.entity_type == "order", AuditEvent.entity_id == str(order.id))
+            .order_by(AuditEvent.id)))
+    return OrderView(
+        order=order, customer=session.get(Customer, order.customer_id),
+        lines=list(session.exec(select(OrderLine).where(OrderLine.order_id == order.id)
+                                .order_by(OrderLine.line_no))),
+        approvals=list(session.exec(select(Approval).where(Approval.order_id == order.id)
+                                    .order_by(Approval.id))),
+        shipments=list(session.exec(select(Shipment).where(Shipment.order_id == order.id)
+                                    .order_by(Shipment.id))),
+        invoices=list(session.exec(select(Invoice).where(Invoice.order_id == order.id)
+                                   .order_by(Invoice.id))),
+        history=history)
+
+
+def recent_orders(session: Session, customer_id: int, limit: int = RECENT_ORDERS
+                  ) -> tuple[list[Order], int]:
+    from sqlalchemy import func
+
+    orders = list(session.exec(select(Order).where(Order.customer_id == customer_id)
+                               .order_by(Order.order_date.desc(), Order.id.desc())
+                               .limit(limit)))
+    total = session.exec(select(func.count()).select_from(Order)
+                         .where(Order.customer_id == customer_id)).one()
+    return orders, int(total)
+
+
+def open_invoices(session: Session, customer_id: int, limit: int = 20) -> list[Invoice]:
+    return list(session.exec(select(Invoice).where(Invoice.customer_id == customer_id,
+                                                   Invoice.balance_minor > 0)
+                             .order_by(Invoice.due_date, Invoice.id).limit(limit)))
+
+
+@dataclass
+class CustomerView:
+    position: CustomerPosition
+    open_invoices: list[Invoice]
+    collector_name: str | None = None
+    sales_rep_name: str | None = None
+
+
+def customer_view(session: Session, customer: Customer, as_of: date) -> CustomerView:
+    return CustomerView(position=customer_position(session, customer, as_of),
+                        open_invoices=open_invoices(session, customer.id))
+
+
+@dataclass
+class InvoiceView:
+    invoice: Invoice
+    customer: Customer
+    order_number: str | None
+    allocations: list[tuple[int, int, str]]  # (payment id, amount, method)
+    history: list[AuditEvent]
+
+
+def invoice_view(session: Session, number: str) -> InvoiceView | None:
+    from models import Allocation
+
+    invoice = session.exec(select(Invoice).where(Invoice.number == number)).first()
+    if invoice is None:
+        return None
+    order = session.get(Order, invoice.order_id) if invoice.order_id else None
+    allocations = [(a.payment_id, a.amount_minor, a.method) for a in session.exec(
+        select(Allocation).where(Allocation.invoice_id == invoice.id).order_by(Allocation.id))]
+    history = list(session.exec(select(AuditEvent).where(
+        AuditEvent.entity_type == "invoice", AuditEvent.entity_id == str(invoice.id))
+        .order_by(AuditEvent.id)))
+    return InvoiceView(invoice, session.get(Customer, invoice.customer_id),
+                       order.number if order else None, allocations, history)
+
+
+def payment_view(session: Session, payment: Payment) -> dict:
+    return {"payment": payment,
+            "allocations": [(inv.number, alloc.amount_minor)
+                            for alloc, inv in payment_allocations(session, payment.id)]}

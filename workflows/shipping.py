@@ -1,0 +1,93 @@
+"""Shipping: record a shipment against an approved order, move stock, invoice it at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from models import Customer, OrderStatus, Product, Shipment, ShipmentLine, can_ship
+from models.base import utcnow
+from workflows import outbox
+from workflows.errors import InvalidTransition, ValidationFailed
+from workflows.invoicing import invoice_shipment
+from workflows.orders import get_order, order_lines, order_snapshot, transition
+
+
+@dataclass
+class ShipLineIn:
+    sku: str
+    quantity: int
+
+
+def ship_order(session: Session, *, order_number: str, carrier: str, tracking_number: str,
+               shipped_at: datetime, lines: list[ShipLineIn] | None = None, actor: str,
+               now: datetime | None = None) -> Shipment:
+    now = now or utcnow()
+    order = get_order(session, order_number)
+    if not can_ship(order.status):
+        raise InvalidTransition(f"order {order.number} is {order.status}; only approved or "
+                                "backordered orders ship")
+    if not carrier.strip():
+        raise ValidationFailed.of("carrier", "must not be empty")
+    if not tracking_number.strip():
+        raise ValidationFailed.of("tracking_number", "must not be empty")
+    if shipped_at.tzinfo is None:
+        raise ValidationFailed.of("shipped_at", "needs a time zone, e.g. 2026-11-23T10:00:00Z")
+    all_lines = order_lines(session, order.id)
+    by_sku = {line.sku: line for line in all_lines}
+    wanted: list[tuple] = []
+    if lines is None:
+        wanted = [(line, line.qty_open) for line in all_lines if line.qty_open > 0]
+    else:
+        for i, item in enumerate(lines):
+            line = by_sku.get(item.sku)
+            if line is None:
+                raise ValidationFailed.of(f"lines[{i}].sku", f"{item.sku!r} is not on "
+                                          f"order {order.number}")
+            if not isinstance(item.quantity, int) or not 0 < item.quantity <= line.qty_open:
+                raise ValidationFailed.of(f"lines[{i}].quantity",
+                                          f"must be between 1 and {line.qty_open} (open)")
+            wanted.append((line, item.quantity))
+    if not wanted:
+        raise ValidationFailed.of("lines", "nothing left to ship on this order")
+    shipment = Shipment(order_id=order.id, carrier=carrier.strip(),
+                        tracking_number=tracking_number.strip(), shipped_at=shipped_at,
+                        created_at=now)
+    session.add(shipment)
+    session.flush()
+    table = Product.__table__
+    for i, (line, qty) in enumerate(wanted):
+        from_reserved = min(qty, line.qty_reserved)
+        result = session.execute(
+            sa.update(table)
+            .where(table.c.id == line.product_id,
+                   table.c.on_hand - table.c.reserved + from_reserved >= qty)
+            .values(on_hand=table.c.on_hand - qty, reserved=table.c.reserved - from_reserved))
+        if result.rowcount != 1:
+            raise ValidationFailed.of(f"lines[{i}].quantity",
+                                      f"not enough {line.sku} in stock to ship {qty}")
+        line.qty_shipped += qty
+        line.qty_reserved -= from_reserved
+        line.qty_backordered = max(line.qty_backordered - (qty - from_reserved), 0)
+        session.add(line)
+        session.add(ShipmentLine(shipment_id=shipment.id, order_line_id=line.id, quantity=qty))
+    session.flush()
+    complete = all(line.qty_open == 0 for line in all_lines)
+    transition(session, order, OrderStatus.SHIPPED if complete else OrderStatus.PARTIALLY_SHIPPED,
+               actor=actor, now=now, reason=f"{carrier} {tracking_number}",
+               shipment_id=shipment.id)
+    invoice = invoice_shipment(session, shipment, actor=actor, now=now)
+    if complete:
+        transition(session, order, OrderStatus.INVOICED, actor="system", now=now,
+                   reason=f"invoiced as {invoice.number}")
+    customer = session.get(Customer, order.customer_id)
+    outbox.post_to_user(session, user_id=order.sales_rep_id, template="order_shipped",
+                        context={"order": order_snapshot(order, customer),
+                                 "carrier": shipment.carrier,
+                                 "tracking_number": shipment.tracking_number,
+                                 "invoice": invoice.number,
+                                 "invoice_total_minor": invoice.total_minor})
+    return shipment

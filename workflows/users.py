@@ -1,0 +1,127 @@
+"""Users and roles. Role checks happen on the server for every command and click."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlmodel import Session, select
+
+from models import Role, User, UserRole
+from models.base import utcnow
+from workflows import audit
+from workflows.errors import PermissionDenied, ValidationFailed
+from workflows.validation import SLACK_USER_ID
+
+
+def roles_of(session: Session, user_id: str) -> set[str]:
+    return set(session.exec(select(UserRole.role).where(UserRole.user_id == user_id)).all())
+
+
+def has_role(session: Session, user_id: str, *roles: str) -> bool:
+    """True if the user holds any of `roles`; admins hold every role."""
+    held = roles_of(session, user_id)
+    return Role.ADMIN in held or bool(held.intersection(roles))
+
+
+def require_role(session: Session, *, user_id: str, roles: tuple[str, ...], action: str,
+                 entity_type: str = "command", entity_id: object = "-") -> None:
+    """Raise PermissionDenied (audited by the caller's transaction helper) unless the user
+    holds one of `roles`."""
+    if has_role(session, user_id, *roles):
+        return
+    needed = " or ".join(roles)
+    raise PermissionDenied(f"This needs the {needed} role.", actor=user_id, action=action,
+                           entity_type=entity_type, entity_id=entity_id)
+
+
+def check_timezone(tz: str) -> str:
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationFailed.of("timezone", f"unknown time zone {tz!r}") from None
+    return tz
+
+
+def ensure_user(session: Session, user_id: str, *, name: str | None = None) -> User:
+    """The user row for a Slack user we just heard from, created on first contact."""
+    user = session.get(User, user_id)
+    if user is None:
+        user = User(slack_user_id=user_id, name=name or user_id)
+        session.add(user)
+        session.flush()
+    return user
+
+
+def upsert_user(session: Session, *, user_id: str, name: str, roles: list[str],
+                email: str | None = None, timezone: str | None = None,
+                actor: str = "api") -> tuple[User, bool]:
+    """`PUT /users/{id}`: create or replace a user and its exact set of roles (audited)."""
+    if not SLACK_USER_ID.match(user_id):
+        raise ValidationFailed.of("slack_user_id", "must be a Slack user id such as U012AB3CD")
+    unknown = [r for r in roles if r not in Role.__members__.values()]
+    if unknown:
+        raise ValidationFailed.of("roles", f"unknown role(s): {', '.join(unknown)}; "
+                                  f"use {', '.join(r.value for r in Role)}")
+    user = session.get(User, user_id)
+    created = user is None
+    if user is None:
+        user = User(slack_user_id=user_id)
+    user.name = name
+    user.email = email
+    if timezone:
+        user.timezone = check_timezone(timezone)
+    user.updated_at = utcnow()
+    session.add(user)
+    session.flush()
+    set_roles(session, user_id=user_id, roles=set(roles), actor=actor)
+    return user, created
+
+
+def set_roles(session: Session, *, user_id: str, roles: set[str], actor: str) -> None:
+    held = roles_of(session, user_id)
+    for role in sorted(roles - held):
+        grant_role(session, user_id=user_id, role=role, actor=actor)
+    for role in sorted(held - roles):
+        revoke_role(session, user_id=user_id, role=role, actor=actor)
+
+
+def grant_role(session: Session, *, user_id: str, role: str, actor: str) -> bool:
+    """Give a role; False if already held. Audited."""
+    if role not in Role.__members__.values():
+        raise ValidationFailed.of("role", f"unknown role {role!r}")
+    if session.get(UserRole, (user_id, role)) is not None:
+        return False
+    ensure_user(session, user_id)
+    session.add(UserRole(user_id=user_id, role=role, granted_by=actor))
+    audit.role_changed(session, actor=actor, user_id=user_id, role=role, granted=True)
+    session.flush()
+    return True
+
+
+def revoke_role(session: Session, *, user_id: str, role: str, actor: str) -> bool:
+    row = session.get(UserRole, (user_id, role))
+    if row is None:
+        return False
+    if role == Role.ADMIN:
+        admins = session.exec(select(UserRole).where(UserRole.role == Role.ADMIN)).all()
+        if len(admins) <= 1:
+            raise ValidationFailed.of("role", "cannot remove the last admin")
+    session.delete(row)
+    audit.role_changed(session, actor=actor, user_id=user_id, role=role, granted=False)
+    session.flush()
+    return True
+
+
+def change_role(session: Session, *, actor: str, user_id: str, role: str, add: bool) -> bool:
+    """`/o2c role add|remove`: admins only; the refusal is audited too."""
+    require_role(session, user_id=actor, roles=(Role.ADMIN,), action="role.change",
+                 entity_type="user", entity_id=user_id)
+    if add:
+        return grant_role(session, user_id=user_id, role=role, actor=actor)
+    return revoke_role(session, user_id=user_id, role=role, actor=actor)
+
+
+def bootstrap_admins(session: Session, admin_ids: list[str]) -> None:
+    """O2C_ADMINS: make sure each listed user is an admin (idempotent)."""
+    for user_id in admin_ids:
+        grant_role(session, user_id=user_id, role=Role.ADMIN, actor="bootstrap")
