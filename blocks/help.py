@@ -1,0 +1,16 @@
+"""The `/o2c help` answer."""
+
+from __future__ import annotations
+
+from blocks.common import context, header, lines_text, render, section
+from blocks.text import esc
+
+
+def help_message(entries: list[tuple[str, str]], *, unknown: str | None = None) -> list[dict]:
+    blocks = [header("o2c — order to cash in Slack")]
+    if unknown:
+        blocks.append(section(f"I don't know `{esc(unknown)}`. Here is what I can do:"))
+    rows = [f"`{esc(usage)}` — {esc(summary)}" for usage, summary in entries]
+    blocks.append(section(lines_text(rows)))
+    blocks.append(context("Answers are only visible to you. Customer names can be approximate."))
+    return render(blocks)

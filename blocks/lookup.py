@@ -1,0 +1,168 @@
+"""`/o2c` lookup answers: an order, a customer's orders, a customer's position, AR, and the
+"did you mean" list for names that match nothing or several customers."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import TYPE_CHECKING
+
+from blocks.common import context, divider, fields, header, lines_text, render, section
+from blocks.text import esc, fmt_date, fmt_datetime, fmt_money, status_label
+from models import AGING_BUCKETS, Order, invoice_status, money
+
+if TYPE_CHECKING:  # view models only; blocks never call workflows
+    from workflows.lookup import Candidate
+    from workflows.queries import CustomerView, OrderView
+    from workflows.receivables import Aging, CustomerBalance
+
+STATUS_EMOJI = {
+    "draft": ":pencil2:", "pending_approval": ":hourglass_flowing_sand:",
+    "approved": ":white_check_mark:", "backordered": ":package:",
+    "partially_shipped": ":truck:", "shipped": ":truck:", "invoiced": ":receipt:",
+    "paid": ":moneybag:", "closed": ":lock:", "rejected": ":no_entry:",
+    "cancelled": ":x:", "on_hold": ":double_vertical_bar:",
+}
+
+
+def _status(status: str) -> str:
+    return f"{STATUS_EMOJI.get(status, '')} {status_label(status)}".strip()
+
+
+def order_card(view: OrderView, *, tz: str = "UTC") -> list[dict]:
+    order, customer = view.order, view.customer
+    cur = order.currency
+    blocks = [
+        header(f"Order {order.number}"),
+        fields([
+            ("Status", _status(order.status)),
+            ("Customer", esc(customer.name)),
+            ("Order date", fmt_date(order.order_date)),
+            ("Total", fmt_money(order.total_minor, cur)),
+            ("Invoiced", fmt_money(view.invoiced_minor, cur)),
+            ("Balance due", fmt_money(view.balance_minor, cur)),
+        ]),
+    ]
+    rows = []
+    for line in view.lines:
+        discount = f" −{money.bp_to_pct(line.discount_bp)}%" if line.discount_bp else ""
+        shipped = f" · shipped {line.qty_shipped}" if line.qty_shipped else ""
+        back = f" · backordered {line.qty_backordered}" if line.qty_backordered else ""
+        rows.append(f"`{esc(line.sku)}` {esc(line.description)} — {line.quantity} × "
+                    f"{fmt_money(line.unit_price_minor, cur)}{discount} = "
+                    f"*{fmt_money(line.line_total_minor, cur)}*{shipped}{back}")
+    blocks.append(section("*Lines*\n" + lines_text(rows)))
+    totals = (f"Subtotal {fmt_money(order.subtotal_minor, cur)} · Discount "
+              f"{fmt_money(order.discount_minor, cur)} · Tax {fmt_money(order.tax_minor, cur)}")
+    blocks.append(context(totals))
+    if view.approvals:
+        rows = []
+        for approval in view.approvals:
+            who = f" by <@{approval.decided_by}>" if approval.decided_by else ""
+            when = f" {fmt_datetime(approval.decided_at, tz)}" if approval.decided_at else ""
+            rows.append(f"• {approval.kind}: *{status_label(approval.status)}*{who}{when}")
+        blocks.append(section("*Approvals*\n" + lines_text(rows)))
+    if view.shipments:
+        rows = [f"• {fmt_datetime(s.shipped_at, tz)} — {esc(s.carrier)} "
+                f"`{esc(s.tracking_number)}`" for s in view.shipments]
+        blocks.append(section("*Shipments*\n" + lines_text(rows)))
+    if view.invoices:
+        rows = [f"• {esc(inv.number)} — {fmt_money(inv.total_minor, cur)}, due "
+                f"{fmt_date(inv.due_date)}, balance {fmt_money(inv.balance_minor, cur)} "
+                f"({status_label(invoice_status(inv))})" for inv in view.invoices]
+        blocks.append(section("*Invoices*\n" + lines_text(rows)))
+    blocks.append(context(f"Sales rep <@{order.sales_rep_id}> · source {esc(order.source)}"))
+    return render(blocks)
+
+
+def orders_list(customer_name: str, orders: list[Order], total: int) -> list[dict]:
+    blocks = [header(f"Orders — {customer_name}")]
+    if not orders:
+        blocks.append(section("No orders yet."))
+        return render(blocks)
+    rows = [f"• *{esc(o.number)}* {fmt_date(o.order_date)} — {_status(o.status)} — "
+            f"{fmt_money(o.total_minor, o.currency)}" for o in orders]
+    blocks.append(section(lines_text(rows)))
+    if total > len(orders):
+        blocks.append(context(f"Latest {len(orders)} of {total} orders."))
+    return render(blocks)
+
+
+def aging_fields(aging: Aging) -> list[tuple[str, str]]:
+    cur = aging.currency or "USD"
+    return [(name if name != "current" else "Current", fmt_money(aging.buckets[name], cur))
+            for name in AGING_BUCKETS]
+
+
+def customer_card(view: CustomerView, *, as_of: date, actions: list | None = None
+                  ) -> list[dict]:
+    pos = view.position
+    c = pos.customer
+    cur = c.currency
+    flags = []
+    if c.credit_hold:
+        flags.append(":octagonal_sign: *on credit hold*")
+    if not c.credit_reviewed:
+        flags.append(":new: not credit reviewed")
+    blocks = [
+        header(f"{c.name}"),
+        context(f"`{esc(c.external_id)}` · terms {esc(c.payment_terms)} · "
+                + (f"collector <@{c.collector_id}>" if c.collector_id else "no collector")
+                + (f" · rep <@{c.sales_rep_id}>" if c.sales_rep_id else "")),
+        fields([
+            ("Credit limit", fmt_money(c.credit_limit_minor, cur)),
+            ("Exposure", fmt_money(pos.exposure_minor, cur)),
+            ("Available", fmt_money(pos.available_credit_minor, cur)),
+            ("Open AR", fmt_money(pos.aging.total, cur)),
+            ("Overdue", fmt_money(pos.aging.overdue, cur)),
+            ("Oldest past due", f"{pos.oldest_days_past_due} days"),
+        ], text=" · ".join(flags) if flags else None),
+        section("*Aging*"),
+        fields(aging_fields(pos.aging)),
+    ]
+    if view.open_invoices:
+        rows = [f"• {esc(inv.number)} — due {fmt_date(inv.due_date)} — "
+                f"{fmt_money(inv.balance_minor, inv.currency)}"
+                + (" :warning: disputed" if inv.disputed else "")
+                for inv in view.open_invoices]
+        blocks.append(section("*Open invoices* (oldest first)\n" + lines_text(rows)))
+    if actions:
+        blocks.append(divider())
+        blocks.extend(actions)
+    blocks.append(context(f"As of {fmt_date(as_of)}"))
+    return render(blocks)
+
+
+def ar_overview(aging_by_currency: dict[str, Aging], top: list[CustomerBalance], *,
+                as_of: date) -> list[dict]:
+    blocks = [header("Accounts receivable")]
+    if not aging_by_currency:
+        blocks.append(section("No open invoices. :tada:"))
+        return render(blocks)
+    for currency, aging in sorted(aging_by_currency.items()):
+        blocks.append(section(f"*{currency}* — open {fmt_money(aging.total, currency)}, "
+                              f"overdue {fmt_money(aging.overdue, currency)}"))
+        blocks.append(fields(aging_fields(aging)))
+    if top:
+        rows = [f"• *{esc(b.name)}* — overdue {fmt_money(b.overdue_minor, b.currency)} of "
+                f"{fmt_money(b.open_minor, b.currency)} open" for b in top]
+        blocks.append(section("*Most overdue customers*\n" + lines_text(rows)))
+    blocks.append(context(f"As of {fmt_date(as_of)} · `/o2c ar <customer>` for one account"))
+    return render(blocks)
+
+
+def candidates(query: str, found: list[Candidate], *, usage: str) -> list[dict]:
+    """No unique customer for what was typed: say so, and list the closest names."""
+    if not found:
+        text = f"No customer matches “{esc(query)}”."
+    else:
+        text = f"“{esc(query)}” is ambiguous or unclear. Closest customers:"
+    blocks = [section(text)]
+    if found:
+        rows = [f"• *{esc(c.name)}* (`{esc(c.external_id)}`)" for c in found]
+        blocks.append(section(lines_text(rows)))
+    blocks.append(context(f"Try `{esc(usage)}` with the exact name or id."))
+    return render(blocks)
+
+
+def not_found(what: str, hint: str) -> list[dict]:
+    return render([section(f"{what}"), context(hint)])

@@ -1,0 +1,73 @@
+"""Text helpers for mrkdwn: escaping user-supplied text and staying inside Slack's limits.
+
+Slack's mrkdwn treats `&`, `<` and `>` as control characters: `<!channel>` pings a channel and
+`<https://x|Bank>` forges a link. Everything that came from a user, a customer record, an ERP
+or a bank statement goes through `esc()` before it is put into mrkdwn.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from models import money
+
+SECTION_TEXT_MAX = 3000
+FIELD_MAX = 2000
+HEADER_MAX = 150
+BUTTON_MAX = 75
+MESSAGE_BLOCKS_MAX = 50
+VIEW_BLOCKS_MAX = 100
+
+
+def esc(text: object) -> str:
+    """Escape user-supplied text for mrkdwn (and plain_text fallbacks)."""
+    if text is None:
+        return ""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def clip(text: str, limit: int) -> str:
+    """Shorten to `limit` characters with an ellipsis, never cutting an escape in half."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + "…"
+
+
+def plain(text: object, limit: int) -> str:
+    """For plain_text objects (headers, buttons, titles): no escaping needed, just length."""
+    return clip(str(text or ""), limit)
+
+
+def fmt_money(minor: int, currency: str) -> str:
+    return money.format_money(minor, currency)
+
+
+def fmt_date(value: date | str | None) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        value = date.fromisoformat(value[:10])
+    return value.strftime("%d %b %Y")
+
+
+def fmt_datetime(value: datetime | str | None, tz: str = "UTC") -> str:
+    """A UTC timestamp shown in the reader's Slack time zone."""
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    try:
+        zone = ZoneInfo(tz or "UTC")
+    except Exception:  # noqa: BLE001 - a bad tz from Slack must not break a message
+        zone = ZoneInfo("UTC")
+    local = value.astimezone(zone)
+    return local.strftime("%d %b %Y %H:%M ") + (local.tzname() or "")
+
+
+def status_label(status: str) -> str:
+    return status.replace("_", " ")

@@ -1,0 +1,14 @@
+"""Slack listeners: parse the request, ack fast, call a workflow, render with `blocks`."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+
+def register_listeners(app: App) -> None:
+    from handlers import actions, commands, events, views
+
+    commands.register(app)
+    actions.register(app)
+    views.register(app)
+    events.register(app)

@@ -1,0 +1,87 @@
+"""`/o2c <subcommand> ...`: one dispatcher, one module per group of subcommands.
+
+The dispatcher acks at once (empty ack: nothing shows until the answer arrives), then runs
+the subcommand, which answers ephemerally through `respond`. Unknown subcommands get help.
+A subcommand module registers with `@subcommand(...)`; import it at the bottom of this file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from slack_bolt import Ack, App, BoltContext, Respond
+from slack_sdk import WebClient
+
+from blocks import ids
+
+Handler = Callable[["CommandCall"], None]
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    name: str
+    usage: str
+    summary: str
+    func: Handler
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {}
+
+
+def subcommand(name: str, *, usage: str, summary: str) -> Callable[[Handler], Handler]:
+    def register(func: Handler) -> Handler:
+        SUBCOMMANDS[name] = Subcommand(name, usage, summary, func)
+        return func
+    return register
+
+
+@dataclass
+class CommandCall:
+    """What a subcommand gets: the parsed text plus the Bolt utilities it may need."""
+
+    name: str
+    args: str
+    user_id: str
+    user_name: str
+    channel_id: str
+    trigger_id: str
+    respond: Respond
+    client: WebClient
+    context: BoltContext
+    command: dict = field(default_factory=dict)
+
+    @property
+    def deps(self):  # noqa: ANN201 - bot.deps.Deps, not imported to keep layers one-way
+        return self.context["deps"]
+
+    def answer(self, blocks: list[dict], text: str) -> None:
+        self.respond(blocks=blocks, text=text, response_type="ephemeral")
+
+
+def parse(text: str) -> tuple[str, str]:
+    parts = (text or "").strip().split(None, 1)
+    if not parts:
+        return "help", ""
+    return parts[0].lower(), parts[1].strip() if len(parts) > 1 else ""
+
+
+def handle_o2c(ack: Ack, command: dict, respond: Respond, client: WebClient,
+               context: BoltContext) -> None:
+    ack()
+    name, args = parse(command.get("text", ""))
+    sub = SUBCOMMANDS.get(name) or SUBCOMMANDS["help"]
+    call = CommandCall(name=name, args=args if name in SUBCOMMANDS else command.get("text", ""),
+                       user_id=command["user_id"], user_name=command.get("user_name", ""),
+                       channel_id=command.get("channel_id", ""),
+                       trigger_id=command.get("trigger_id", ""), respond=respond,
+                       client=client, context=context, command=command)
+    sub.func(call)
+
+
+def register(app: App) -> None:
+    app.command(ids.COMMAND)(handle_o2c)
+
+
+# Subcommand modules (each registers on import).
+from handlers.commands import help, lookups, roles  # noqa: E402,F401,A004

@@ -1,0 +1,90 @@
+"""Read-only lookups: `order`, `orders`, `customer`, `ar`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from blocks import lookup as render
+from handlers.commands import CommandCall, subcommand
+from handlers.common import caller
+from workflows import queries, receivables
+from workflows.lookup import find_customer
+
+
+def _today():
+    return datetime.now(UTC).date()
+
+
+def _resolve_customer(call: CommandCall, session, usage: str):
+    """The unique customer for the argument, or None after answering with candidates."""
+    if not call.args:
+        call.answer(render.not_found("Which customer?", f"Usage: `{usage}`"), "Which customer?")
+        return None
+    match = find_customer(session, call.args)
+    if match.customer is None:
+        call.answer(render.candidates(call.args, match.candidates, usage=usage),
+                    "No unique customer")
+        return None
+    return match.customer
+
+
+@subcommand("order", usage="/o2c order <number>",
+            summary="an order: status, lines, approvals, shipments, invoices, balance")
+def order(call: CommandCall) -> None:
+    user = caller(call.context, call.user_id, call.user_name, call.client)
+    number = call.args.split()[0] if call.args else ""
+    if not number:
+        call.answer(render.not_found("Which order?", "Usage: `/o2c order SO-1001`"),
+                    "Which order?")
+        return
+    with call.deps.db.read_session() as session:
+        view = queries.order_view(session, number)
+        if view is None:
+            call.answer(render.not_found(f"No order `{render.esc(number)}`.",
+                                         "Order numbers look like SO-1001. "
+                                         "`/o2c orders <customer>` lists a customer's orders."),
+                        f"No order {number}")
+            return
+        call.answer(render.order_card(view, tz=user.timezone), f"Order {view.order.number}")
+
+
+@subcommand("orders", usage="/o2c orders <customer>", summary="a customer's latest orders")
+def orders(call: CommandCall) -> None:
+    with call.deps.db.read_session() as session:
+        customer = _resolve_customer(call, session, "/o2c orders <customer>")
+        if customer is None:
+            return
+        items, total = queries.recent_orders(session, customer.id)
+        call.answer(render.orders_list(customer.name, items, total), f"Orders of {customer.name}")
+
+
+def customer_actions(call: CommandCall, customer) -> list:  # noqa: ANN001
+    """Buttons under the customer card (credit hold etc.); extended by later work."""
+    return []
+
+
+@subcommand("customer", usage="/o2c customer <name or id>",
+            summary="credit limit, exposure, open AR, overdue and aging for a customer")
+def customer(call: CommandCall) -> None:
+    today = _today()
+    with call.deps.db.read_session() as session:
+        found = _resolve_customer(call, session, "/o2c customer <name or id>")
+        if found is None:
+            return
+        view = queries.customer_view(session, found, today)
+        call.answer(render.customer_card(view, as_of=today,
+                                         actions=customer_actions(call, found)),
+                    f"Customer {found.name}")
+
+
+@subcommand("ar", usage="/o2c ar [customer]",
+            summary="receivables: aging overall, or one customer's open invoices")
+def ar(call: CommandCall) -> None:
+    if call.args:
+        customer(call)
+        return
+    today = _today()
+    with call.deps.db.read_session() as session:
+        aging = receivables.aging_by_currency(session, today)
+        top = receivables.top_balances(session, today)
+    call.answer(render.ar_overview(aging, top, as_of=today), "Accounts receivable")

@@ -1,0 +1,50 @@
+"""`/o2c role add|remove <@user> <role>` — admins only; every change and refusal audited."""
+
+from __future__ import annotations
+
+import re
+
+from blocks.common import context, render, section
+from blocks.text import esc
+from handlers.commands import CommandCall, subcommand
+from handlers.common import transaction
+from models import Role
+from workflows.errors import DomainError
+from workflows.users import change_role
+
+USAGE = "/o2c role <add|remove> <@user> <" + "|".join(r.value for r in Role) + ">"
+MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$|^@?([UW][A-Z0-9]{2,})$")
+
+
+@subcommand("role", usage=USAGE, summary="grant or remove a role (admins)")
+def role(call: CommandCall) -> None:
+    parts = call.args.split()
+    if len(parts) != 3 or parts[0].lower() not in ("add", "remove"):
+        call.answer(render([section(f"Usage: `{esc(USAGE)}`")]), "Usage")
+        return
+    verb, who, role_name = parts[0].lower(), parts[1], parts[2].lower()
+    match = MENTION.match(who)
+    if not match:
+        call.answer(render([section(f"`{esc(who)}` is not a user mention. "
+                                    f"Usage: `{esc(USAGE)}`")]), "Usage")
+        return
+    target = match.group(1) or match.group(2)
+    if role_name not in Role.__members__.values():
+        call.answer(render([section(f"Unknown role `{esc(role_name)}`."),
+                            context("Roles: " + ", ".join(r.value for r in Role))]),
+                    "Unknown role")
+        return
+    try:
+        with transaction(call.context) as session:
+            changed = change_role(session, actor=call.user_id, user_id=target, role=role_name,
+                                  add=verb == "add")
+    except DomainError as exc:
+        call.answer(render([section(f":no_entry: {esc(exc.detail)}")]), "Not done")
+        return
+    if not changed:
+        text = (f"<@{target}> already has `{role_name}`." if verb == "add"
+                else f"<@{target}> did not have `{role_name}`.")
+    else:
+        text = (f":white_check_mark: <@{target}> now has `{role_name}`." if verb == "add"
+                else f":white_check_mark: <@{target}> no longer has `{role_name}`.")
+    call.answer(render([section(text)]), "Role updated")
