@@ -1,0 +1,84 @@
+"""`Idempotency-Key` for every POST (SPEC §4).
+
+Same key + same body -> the first answer again, nothing changes. Same key + another body ->
+409. The key is *reserved* by inserting its row first, inside the request's transaction: a
+concurrent duplicate blocks on that row (PostgreSQL) or on the write lock (SQLite) until the
+first commits, then replays its answer. A refused request (4xx) stores nothing, its key
+included, so the client can fix the body and retry with the same key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from api.problems import problem
+from models import IdempotencyKey
+from workflows import audit
+from workflows.errors import Conflict, PermissionDenied, ValidationFailed
+
+Operation = Callable[[Session], tuple[int, dict]]
+MAX_KEY = 255
+
+
+def body_hash(body: dict) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _replay(row: IdempotencyKey, digest: str) -> JSONResponse:
+    if row.request_hash != digest:
+        return problem(409, "Idempotency-Key reused",
+                       "this Idempotency-Key was already used with a different request body",
+                       errors=[{"field": "Idempotency-Key",
+                                "detail": "reused with a different body"}])
+    return JSONResponse(row.response_body, status_code=row.response_status,
+                        headers={"Idempotent-Replayed": "true"})
+
+
+def run(db, *, scope: str, key: str | None, body: dict, operation: Operation,
+        on_commit: Callable[[], None] | None = None) -> JSONResponse:
+    if key is not None and not (0 < len(key) <= MAX_KEY and key.isprintable()):
+        raise ValidationFailed.of("Idempotency-Key", f"must be 1-{MAX_KEY} printable characters")
+    digest = body_hash(body)
+    try:
+        with db.session() as session:
+            row = None
+            if key:
+                row = session.get(IdempotencyKey, (scope, key))
+                if row is not None:
+                    return _replay(row, digest)
+                row = IdempotencyKey(scope=scope, key=key, request_hash=digest,
+                                     response_status=0, response_body={})
+                session.add(row)
+                session.flush()
+            try:
+                status, payload = operation(session)
+            except BaseException:
+                session.rollback()
+                raise
+            if row is not None:
+                row.response_status, row.response_body = status, payload
+                session.add(row)
+            session.commit()
+    except PermissionDenied as refused:
+        with db.transaction() as session:
+            audit.refusal_of(session, refused)
+        raise
+    except IntegrityError:
+        # A concurrent request with the same key won, or a unique field clashed.
+        if key:
+            with db.read_session() as session:
+                row = session.get(IdempotencyKey, (scope, key))
+                if row is not None:
+                    return _replay(row, digest)
+        raise Conflict("the request conflicts with a record created at the same time; "
+                       "retry it") from None
+    if on_commit is not None:
+        on_commit()
+    return JSONResponse(payload, status_code=status)

@@ -1,0 +1,129 @@
+"""Records -> JSON for API answers: amounts as decimal strings with their currency."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from models import Customer, Payment, Product, User, invoice_status
+from models.money import bp_to_pct, to_str
+from workflows.queries import InvoiceView, OrderView
+from workflows.receivables import CustomerPosition
+
+
+def amount(minor: int | None, currency: str) -> str | None:
+    return None if minor is None else to_str(minor, currency)
+
+
+def user_json(user: User, roles: set[str]) -> dict:
+    return {"slack_user_id": user.slack_user_id, "name": user.name, "email": user.email,
+            "timezone": user.timezone, "roles": sorted(roles)}
+
+
+def customer_json(customer: Customer, position: CustomerPosition | None = None) -> dict:
+    cur = customer.currency
+    data = {
+        "id": customer.id, "external_id": customer.external_id, "name": customer.name,
+        "currency": cur, "credit_limit": amount(customer.credit_limit_minor, cur),
+        "payment_terms": customer.payment_terms, "billing_email": customer.billing_email,
+        "billing_address": customer.billing_address,
+        "shipping_address": customer.shipping_address, "collector": customer.collector_id,
+        "sales_rep": customer.sales_rep_id, "credit_reviewed": customer.credit_reviewed,
+        "credit_hold": customer.credit_hold,
+        "tax_rate_pct": str(bp_to_pct(customer.tax_rate_bp)),
+    }
+    if position is not None:
+        data["balances"] = {
+            "open": amount(position.aging.total, cur),
+            "overdue": amount(position.aging.overdue, cur),
+            "exposure": amount(position.exposure_minor, cur),
+            "available_credit": amount(position.available_credit_minor, cur),
+            "uninvoiced_orders": amount(position.uninvoiced_minor, cur),
+            "oldest_days_past_due": position.oldest_days_past_due,
+            "aging": {k: amount(v, cur) for k, v in position.aging.buckets.items()},
+        }
+    return data
+
+
+def product_json(product: Product) -> dict:
+    cur = product.currency
+    return {"id": product.id, "sku": product.sku, "name": product.name,
+            "unit_price": amount(product.unit_price_minor, cur), "currency": cur,
+            "on_hand": product.on_hand, "reserved": product.reserved,
+            "max_discount_pct": (str(bp_to_pct(product.max_discount_bp))
+                                 if product.max_discount_bp is not None else None),
+            "revenue_type": product.revenue_type}
+
+
+def history_json(events: list) -> list[dict]:
+    return [{"at": e.at.isoformat(), "actor": e.actor, "action": e.action,
+             "from": e.from_state, "to": e.to_state, "reason": e.reason} for e in events]
+
+
+def order_json(view: OrderView) -> dict:
+    o = view.order
+    cur = o.currency
+    return {
+        "number": o.number, "external_id": o.external_id, "status": o.status,
+        "customer": view.customer.external_id, "customer_name": view.customer.name,
+        "sales_rep": o.sales_rep_id, "currency": cur, "order_date": o.order_date.isoformat(),
+        "subtotal": amount(o.subtotal_minor, cur), "discount": amount(o.discount_minor, cur),
+        "tax": amount(o.tax_minor, cur), "total": amount(o.total_minor, cur),
+        "lines": [{"line_no": li.line_no, "sku": li.sku, "description": li.description,
+                   "quantity": li.quantity, "unit_price": amount(li.unit_price_minor, cur),
+                   "discount_pct": str(bp_to_pct(li.discount_bp)),
+                   "line_total": amount(li.line_total_minor, cur),
+                   "shipped": li.qty_shipped, "backordered": li.qty_backordered}
+                  for li in view.lines],
+        "approvals": [{"id": a.id, "kind": a.kind, "status": a.status,
+                       "reasons": [r.get("text") for r in a.reasons],
+                       "decided_by": a.decided_by,
+                       "decided_at": a.decided_at.isoformat() if a.decided_at else None,
+                       "note": a.decision_note} for a in view.approvals],
+        "shipments": [{"id": s.id, "carrier": s.carrier, "tracking_number": s.tracking_number,
+                       "shipped_at": s.shipped_at.isoformat()} for s in view.shipments],
+        "invoices": [{"number": i.number, "total": amount(i.total_minor, cur),
+                      "balance": amount(i.balance_minor, cur),
+                      "due_date": i.due_date.isoformat(), "status": invoice_status(i)}
+                     for i in view.invoices],
+        "balances": {"invoiced": amount(view.invoiced_minor, cur),
+                     "due": amount(view.balance_minor, cur)},
+        "history": history_json(view.history),
+    }
+
+
+def invoice_json(view: InvoiceView) -> dict:
+    i = view.invoice
+    cur = i.currency
+    return {
+        "number": i.number, "customer": view.customer.external_id, "order": view.order_number,
+        "source": i.source, "currency": cur, "issue_date": i.issue_date.isoformat(),
+        "due_date": i.due_date.isoformat(), "payment_terms": i.payment_terms,
+        "subtotal": amount(i.subtotal_minor, cur), "discount": amount(i.discount_minor, cur),
+        "tax": amount(i.tax_minor, cur), "fees": amount(i.fees_minor, cur),
+        "total": amount(i.total_minor, cur), "balance": amount(i.balance_minor, cur),
+        "status": invoice_status(i), "disputed": i.disputed,
+        "allocations": [{"payment": pid, "amount": amount(a, cur), "method": m}
+                        for pid, a, m in view.allocations],
+        "history": history_json(view.history),
+    }
+
+
+def payment_json(payment: Payment, allocations: list[tuple[str, int]],
+                 extra: dict | None = None) -> dict:
+    cur = payment.currency
+    details = payment.match_details or {}
+    data = {
+        "id": payment.id, "external_id": payment.external_id, "status": payment.status,
+        "amount": amount(payment.amount_minor, cur), "currency": cur,
+        "received_at": payment.received_at.isoformat(), "payer_name": payment.payer_name,
+        "reference": payment.reference,
+        "allocations": [{"invoice": number, "amount": amount(a, cur)}
+                        for number, a in allocations],
+        "write_off": amount(details.get("write_off_minor", 0), cur),
+        "unapplied_amount": amount(payment.unapplied_minor, cur),
+        "confidence": (str(Decimal(payment.confidence_bp).scaleb(-4).quantize(Decimal("0.01")))
+                       if payment.confidence_bp is not None else None),
+        "suggestions": details.get("suggestions", []),
+    }
+    data.update(extra or {})
+    return data

@@ -1,0 +1,182 @@
+"""The `o2c` command line (SPEC §4)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from bot.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("o2c")
+
+
+def _settings(**overrides: object) -> Settings:
+    return load_settings(**overrides)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from bot.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    print("database is at the latest schema")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bot.server import create_app
+
+    settings = _settings().require_for_serve()
+    app = create_app(settings)
+    if settings.socket_mode:
+        _start_socket_mode(app.state.runtime, settings)
+    uvicorn.run(app, host=args.host, port=settings.port, log_level="info",
+                proxy_headers=True)
+    return 0
+
+
+def _start_socket_mode(runtime, settings: Settings) -> None:  # noqa: ANN001
+    """With SLACK_APP_TOKEN, Slack talks over a WebSocket; HTTP still serves the API."""
+    import threading
+
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    handler = SocketModeHandler(runtime.bolt, settings.slack_app_token.get_secret_value())
+    threading.Thread(target=handler.start, name="socket-mode", daemon=True).start()
+    log.info("Socket Mode connected")
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    if not args.demo:
+        print("nothing to do: use `o2c seed --demo`", file=sys.stderr)
+        return 2
+    from bot.db import Database
+    from bot.seed import seed_demo
+
+    settings = _settings()
+    db = Database(settings.database_url)
+    summary = seed_demo(db, today=args.as_of or datetime.now(UTC).date())
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from bot.db import Database
+    from bot.imports import import_csv
+
+    settings = _settings()
+    db = Database(settings.database_url)
+    report = import_csv(db, args.kind, Path(args.file))
+    if report.errors:
+        print(f"{args.file}: {len(report.errors)} error(s); nothing was imported", file=sys.stderr)
+        for error in report.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: imported {report.count} {args.kind}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bot import jobs
+    from bot.server import build_runtime
+
+    settings = _settings()
+    runtime = build_runtime(settings)
+    as_of = args.as_of or datetime.now(UTC).date()
+    try:
+        summary = jobs.run_job(args.job, runtime.deps, as_of)
+    except jobs.UnknownJob:
+        known = ", ".join(sorted(jobs.load_all())) or "none registered"
+        print(f"unknown job {args.job!r}; known jobs: {known}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from bot.db import Database
+    from bot.outbox import failed_rows, retry_failed
+
+    db = Database(_settings().database_url)
+    if args.retry:
+        count = retry_failed(db, None if args.retry == "all" else int(args.retry))
+        print(f"{count} message(s) queued again")
+        return 0
+    rows = failed_rows(db)
+    if not rows:
+        print("no failed messages")
+    for row in rows:
+        print(f"#{row.id} {row.transport} {row.method} attempts={row.attempts} "
+              f"created={row.created_at:%Y-%m-%d %H:%M} error={row.last_error}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bot.demo import run_demo
+
+    return run_demo(port=args.port, database=args.database)
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="o2c", description="Order-to-cash in Slack.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the server (Slack, REST API, health checks)")
+    p.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server listens on all
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("migrate", help="upgrade the database to the latest schema")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("seed", help="load data")
+    p.add_argument("--demo", action="store_true", help="a realistic demo company")
+    p.add_argument("--as-of", type=_date, help="treat this date as today")
+    p.set_defaults(func=cmd_seed)
+
+    p = sub.add_parser("import", help="import a CSV file (all rows or none)")
+    p.add_argument("kind", choices=["customers", "products", "orders", "invoices", "payments"])
+    p.add_argument("file")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("run", help="run a scheduled job now")
+    p.add_argument("job", help="digest, dunning, approval-reminders, kpi-report")
+    p.add_argument("--as-of", type=_date, help="evaluate as of this date (YYYY-MM-DD)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("outbox", help="show failed notifications, or queue them again")
+    p.add_argument("--retry", metavar="ID|all")
+    p.set_defaults(func=cmd_outbox)
+
+    p = sub.add_parser("demo", help="fresh demo database + server + local Slack sandbox")
+    p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--database", default="o2c-demo.db")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SettingsError as exc:
+        print(f"o2c: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

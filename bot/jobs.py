@@ -1,0 +1,58 @@
+"""Scheduled jobs by name, for the scheduler and for `o2c run <job> [--as-of DATE]`.
+
+A job is `func(deps, as_of: date) -> dict` (a summary to print/log). Features register theirs
+with `@job(name, cron=...)`; `cron` is an APScheduler CronTrigger spec (dict) or None for jobs
+the scheduler plans itself (e.g. per-timezone digests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+JobFunc = Callable[..., dict]
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    func: JobFunc
+    cron: dict | None
+    summary: str
+
+
+JOBS: dict[str, Job] = {}
+
+
+def job(name: str, *, cron: dict | None, summary: str) -> Callable[[JobFunc], JobFunc]:
+    def register(func: JobFunc) -> JobFunc:
+        JOBS[name] = Job(name, func, cron, summary)
+        return func
+    return register
+
+
+class UnknownJob(KeyError):
+    pass
+
+
+def run_job(name: str, deps, as_of: date) -> dict:  # noqa: ANN001
+    load_all()
+    try:
+        spec = JOBS[name]
+    except KeyError:
+        raise UnknownJob(name) from None
+    return spec.func(deps, as_of)
+
+
+def load_all() -> dict[str, Job]:
+    """Import the modules that define jobs (kept here so the registry is complete)."""
+    import importlib
+
+    for module in JOB_MODULES:
+        importlib.import_module(module)
+    return JOBS
+
+
+# Modules defining jobs; each feature adds its own.
+JOB_MODULES: tuple[str, ...] = ()

@@ -1,0 +1,149 @@
+"""The HTTP server: Slack at `POST /slack/events`, the REST API, health checks, and (only
+when `O2C_SANDBOX` is on) the local sandbox. Background work — the outbox worker and the
+scheduler — starts and stops with the app.
+
+The Bolt `App` is synchronous; it is dispatched in the thread pool so concurrent Slack requests
+never wait for one another, and the event loop only ever awaits the request body.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from slack_bolt import App
+from slack_bolt.request import BoltRequest
+from slack_sdk import WebClient
+from starlette.concurrency import run_in_threadpool
+
+from api import problems
+from api.routes import Unauthorized
+from api.routes import router as api_router
+from bot.db import Database
+from bot.deps import Deps, make_client
+from bot.outbox import OutboxWorker
+from bot.settings import Settings
+from bot.slack_app import create_bolt_app
+from workflows import policy
+from workflows.users import bootstrap_admins
+
+log = logging.getLogger("o2c.server")
+
+
+@dataclass
+class Runtime:
+    deps: Deps
+    bolt: App
+    worker: OutboxWorker | None = None
+    scheduler: object | None = None
+    extras: dict = field(default_factory=dict)
+
+
+def configure_policy(settings: Settings) -> None:
+    policy.set_defaults(
+        max_discount_pct=settings.o2c_max_discount_pct,
+        overdue_hold_days=settings.o2c_overdue_hold_days,
+        approval_reminder_hours=settings.o2c_approval_reminder_hours,
+        working_hours=settings.o2c_working_hours,
+        business_timezone=settings.o2c_business_timezone,
+        dunning_levels=settings.o2c_dunning_levels,
+        cashapp_confidence=settings.o2c_cashapp_confidence,
+    )
+
+
+def build_runtime(settings: Settings, *, db: Database | None = None,
+                  client: WebClient | None = None) -> Runtime:
+    configure_policy(settings)
+    db = db or Database(settings.database_url)
+    deps = Deps(settings=settings, db=db, client=client or make_client(settings))
+    return Runtime(deps=deps, bolt=create_bolt_app(deps))
+
+
+def make_mailer(settings: Settings):  # noqa: ANN201
+    """The e-mail transport for the outbox; None keeps e-mails queued (visible, not sent)."""
+    try:
+        from bot.mailer import build_mailer
+    except ImportError:
+        return None
+    return build_mailer(settings)
+
+
+def create_app(settings: Settings, *, db: Database | None = None,
+               client: WebClient | None = None, background: bool = True) -> FastAPI:
+    runtime = build_runtime(settings, db=db, client=client)
+    deps = runtime.deps
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # noqa: ANN202
+        with deps.db.transaction() as session:
+            bootstrap_admins(session, settings.o2c_admins)
+        if background and settings.o2c_outbox_worker:
+            worker_client = WebClient(token=deps.client.token, base_url=deps.client.base_url,
+                                      timeout=10, retry_handlers=[])
+            runtime.worker = OutboxWorker(deps.db, worker_client, settings,
+                                          mailer=make_mailer(settings),
+                                          wakeup=deps.outbox_wakeup, poll_interval=1.0)
+            runtime.worker.start()
+        if background and settings.o2c_scheduler:
+            from bot.scheduler import build_scheduler
+
+            runtime.scheduler = build_scheduler(deps)
+            runtime.scheduler.start()
+        try:
+            yield
+        finally:
+            if runtime.scheduler is not None:
+                runtime.scheduler.shutdown(wait=False)
+            if runtime.worker is not None:
+                runtime.worker.stop()
+
+    app = FastAPI(title="o2c-bot", version="0.1.0", lifespan=lifespan,
+                  description="Order-to-cash in Slack: REST ingestion API (SPEC §4).")
+    app.state.deps = deps
+    app.state.runtime = runtime
+    problems.install(app)
+
+    @app.exception_handler(Unauthorized)
+    async def _unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:
+        return problems.problem(401, "Unauthorized", "send Authorization: Bearer <O2C_API_TOKEN>",
+                                headers={"WWW-Authenticate": "Bearer"},
+                                instance=request.url.path)
+
+    @app.post("/slack/events", include_in_schema=False)
+    async def slack_events(request: Request) -> Response:
+        body = (await request.body()).decode("utf-8")
+        bolt_request = BoltRequest(body=body, query=request.url.query,
+                                   headers={k: v for k, v in request.headers.items()})
+        bolt_response = await run_in_threadpool(runtime.bolt.dispatch, bolt_request)
+        headers = {k: v[0] for k, v in bolt_response.headers.items() if v
+                   and k.lower() != "content-length"}
+        return Response(content=bolt_response.body, status_code=bolt_response.status,
+                        headers=headers)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        try:
+            with deps.db.read_session() as session:
+                session.exec(sa.text("SELECT 1"))
+                version = session.exec(sa.text("SELECT version_num FROM alembic_version")).first()
+        except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
+            log.warning("not ready: %s", type(exc).__name__)
+            return JSONResponse({"status": "unavailable", "database": "unreachable or not "
+                                 "migrated (run o2c migrate)"}, status_code=503)
+        return JSONResponse({"status": "ready", "schema": version[0] if version else None})
+
+    app.include_router(api_router)
+
+    if settings.o2c_sandbox:
+        from sandbox.web import mount_sandbox  # only imported when explicitly enabled
+
+        mount_sandbox(app, runtime)
+    return app
