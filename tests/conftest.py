@@ -1,0 +1,190 @@
+"""Shared fixtures: a fresh migrated database per test (SQLite or PostgreSQL, chosen by
+`O2C_TEST_DB`), the Slack stand-in, the real server on a free port, a signed-request driver and
+an authenticated REST client.
+
+`make test` runs the whole suite twice: once on SQLite, once on PostgreSQL. With `CI` set, a
+PostgreSQL that cannot be reached is an error, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from bot.db import Database
+from bot.server import create_app
+from bot.settings import load_settings
+from sandbox.driver import SlackDriver
+from sandbox.webapi import SlackWebAPI, StandInServer
+from tests.support.databases import PostgresFactory, SqliteFactory
+
+DB_KIND = os.environ.get("O2C_TEST_DB", "sqlite")
+SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
+BOT_TOKEN = "xoxb-test-token"
+API_TOKEN = "test-api-token-s3cret"
+ADMIN = "UADMIN01"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"o2c test database: {DB_KIND}"
+
+
+@pytest.fixture(scope="session")
+def db_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    if DB_KIND == "sqlite":
+        yield SqliteFactory(tmp_path_factory.mktemp("sqlite"))
+        return
+    if DB_KIND != "postgresql":
+        raise pytest.UsageError(f"O2C_TEST_DB must be sqlite or postgresql, not {DB_KIND!r}")
+    server = None
+    url = os.environ.get("O2C_TEST_PG_URL")
+    if not url:
+        from tests.support.pg import TempPostgres
+
+        server = TempPostgres()
+        url = server.start()
+    factory = PostgresFactory(url)
+    try:
+        yield factory
+    finally:
+        factory.close()
+        if server is not None:
+            server.stop()
+
+
+@pytest.fixture
+def database_url(db_factory) -> Iterator[str]:  # noqa: ANN001
+    url = db_factory.create()
+    yield url
+    db_factory.drop(url)
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def session(db: Database):  # noqa: ANN201
+    """A write session for workflow unit tests; the test commits when it means to."""
+    with db.session() as s:
+        yield s
+
+
+# -- Slack stand-in, server, driver ---------------------------------------------------------------
+@pytest.fixture
+def standin() -> Iterator[StandInServer]:
+    with StandInServer(api=SlackWebAPI(bot_token=BOT_TOKEN)) as server:
+        for user_id, name, tz in [(ADMIN, "ada.admin", "Europe/London"),
+                                  ("USALES01", "sam.sales", "America/New_York"),
+                                  ("USALES02", "sue.sales", "America/Chicago"),
+                                  ("UCREDIT1", "carl.credit", "Europe/Berlin"),
+                                  ("UDISC001", "dana.discount", "Europe/Paris"),
+                                  ("UCOLL001", "cole.collector", "America/Los_Angeles"),
+                                  ("UNOBODY1", "nora.nobody", "UTC")]:
+            server.api.add_user(user_id, name, real_name=name.replace(".", " ").title(), tz=tz)
+        for channel_id, name in [("CAPPROVAL", "approvals"), ("CALERTS01", "alerts"),
+                                 ("CAR000001", "ar"), ("C0GENERAL", "general")]:
+            server.api.add_channel(channel_id, name)
+        yield server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_settings(database_url: str, api_url: str, **overrides: object):  # noqa: ANN201
+    values = dict(
+        slack_bot_token=BOT_TOKEN, slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=api_url, database_url=database_url, o2c_api_token=API_TOKEN,
+        o2c_approvals_channel="CAPPROVAL", o2c_alerts_channel="CALERTS01",
+        o2c_ar_channel="CAR000001", o2c_admins=[ADMIN], o2c_scheduler=False,
+    )
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@dataclass
+class RunningServer:
+    base_url: str
+    app: object
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    @property
+    def deps(self):  # noqa: ANN201
+        return self.app.state.deps
+
+    @property
+    def db(self) -> Database:
+        return self.app.state.deps.db
+
+    @property
+    def worker(self):  # noqa: ANN201
+        return self.app.state.runtime.worker
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def start_server(settings, **app_kwargs) -> RunningServer:  # noqa: ANN001
+    app = create_app(settings, **app_kwargs)
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 15
+    while not server.started:
+        if time.time() > deadline or not thread.is_alive():
+            raise RuntimeError("server did not start")
+        time.sleep(0.02)
+    return RunningServer(f"http://127.0.0.1:{port}", app, server, thread)
+
+
+@pytest.fixture
+def server_settings(database_url: str, standin: StandInServer):  # noqa: ANN201
+    return test_settings(database_url, standin.api_url)
+
+
+@pytest.fixture
+def server(server_settings) -> Iterator[RunningServer]:  # noqa: ANN001
+    running = start_server(server_settings)
+    running.worker.poll_interval = 0.05
+    yield running
+    running.stop()
+    running.db.dispose()
+
+
+@pytest.fixture
+def slack(server: RunningServer, standin: StandInServer) -> SlackDriver:
+    return SlackDriver(f"{server.base_url}/slack/events", SIGNING_SECRET, api=standin.api)
+
+
+@pytest.fixture
+def api(server: RunningServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{server.base_url}/api/v1",
+                      headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    path = Path(os.environ.get("O2C_TEST_ARTIFACTS", "test-artifacts"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path

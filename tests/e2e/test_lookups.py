@@ -1,0 +1,141 @@
+"""Every `/o2c` lookup, through signed requests to the real server and the Slack stand-in."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.support import factories as f
+from tests.support.slack import ask, text_of
+
+
+@pytest.fixture
+def company(server):  # noqa: ANN001, ANN201
+    today = datetime.now(UTC).date()
+    with server.db.transaction() as s:
+        f.user(s, "USALES01", "sales", timezone="America/New_York")
+        f.user(s, "UCOLL001", "collector")
+        f.customer(s, "C-GLOBEX", "Globex Corporation", collector="UCOLL001",
+                   sales_rep="USALES01")
+        f.customer(s, "C-INITECH", "Initech")
+        f.customer(s, "C-GLOBAL", "Global Logistics Ltd")
+        f.product(s, "WID-1", price="100.00")
+        order = f.order(s, lines=[("WID-1", 3)])
+        f.invoice(s, "INV-OLD-1", total="500.00", due=today - timedelta(days=45))
+        f.invoice(s, "INV-NEW-1", total="250.00", due=today + timedelta(days=10))
+    return {"order": order.number}
+
+
+def test_help_lists_every_subcommand(slack, standin) -> None:  # noqa: ANN001
+    # when
+    answer = ask(slack, standin.api, "USALES01", "help")
+    # then
+    text = text_of(answer)
+    for usage in ("/o2c order", "/o2c orders", "/o2c customer", "/o2c ar", "/o2c role"):
+        assert usage in text
+
+
+def test_unknown_subcommand_gets_help_not_an_error(slack, standin) -> None:  # noqa: ANN001
+    answer = ask(slack, standin.api, "USALES01", "frobnicate now")
+    assert "I don't know `frobnicate`" in text_of(answer)
+
+
+def test_order_posted_via_api_is_shown_by_o2c_order(server, slack, standin, api) -> None:  # noqa: ANN001
+    # given
+    with server.db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.customer(s)
+        f.product(s, "WID-1", price="12.50")
+    created = api.post("/orders", json={"customer": "C-GLOBEX", "sales_rep": "USALES01",
+                                        "currency": "USD",
+                                        "lines": [{"sku": "WID-1", "quantity": 4}]})
+    assert created.status_code == 201, created.text
+    number = created.json()["number"]
+    # when
+    answer = ask(slack, standin.api, "USALES01", f"order {number.lower()}")
+    # then
+    text = text_of(answer)
+    assert f"Order {number}" in text
+    assert "Globex Corporation" in text
+    assert "USD 50.00" in text
+    assert "approved" in text
+
+
+def test_unknown_order_says_so(company, slack, standin) -> None:  # noqa: ANN001
+    answer = ask(slack, standin.api, "USALES01", "order SO-999999")
+    assert "No order `SO-999999`" in text_of(answer)
+
+
+def test_customer_matches_fuzzily(company, slack, standin) -> None:  # noqa: ANN001
+    # when
+    answer = ask(slack, standin.api, "USALES01", "customer glbex")
+    # then
+    text = text_of(answer)
+    assert "Globex Corporation" in text
+    assert "Credit limit" in text and "USD 50,000.00" in text
+    assert "31-60" in text and "USD 500.00" in text  # the 45-days-late invoice
+    assert "Overdue" in text
+
+
+def test_ambiguous_customer_lists_closest_matches(company, slack, standin) -> None:  # noqa: ANN001
+    answer = ask(slack, standin.api, "USALES01", "customer glob")
+    text = text_of(answer)
+    assert "ambiguous" in text
+    assert "Globex Corporation" in text and "Global Logistics Ltd" in text
+
+
+def test_unknown_customer_gets_helpful_answer(company, slack, standin) -> None:  # noqa: ANN001
+    answer = ask(slack, standin.api, "USALES01", "customer zzzzqqq")
+    assert "No customer matches" in text_of(answer) or "Closest" in text_of(answer)
+
+
+def test_orders_of_a_customer(company, slack, standin) -> None:  # noqa: ANN001
+    answer = ask(slack, standin.api, "USALES01", "orders Globex")
+    text = text_of(answer)
+    assert company["order"] in text
+    assert "USD 300.00" in text
+
+
+def test_ar_overview_and_one_customer(company, slack, standin) -> None:  # noqa: ANN001
+    overview = text_of(ask(slack, standin.api, "UCOLL001", "ar"))
+    assert "Accounts receivable" in overview
+    assert "USD 750.00" in overview  # open total
+    assert "Globex Corporation" in overview
+    one = text_of(ask(slack, standin.api, "UCOLL001", "ar initech"))
+    assert "Initech" in one
+
+
+def test_role_add_by_admin_and_refusal_for_others(server, slack, standin) -> None:  # noqa: ANN001
+    from sqlmodel import select
+
+    from models import AuditEvent, UserRole
+    from tests.conftest import ADMIN
+
+    # when a non-admin tries
+    refused = text_of(ask(slack, standin.api, "USALES01", "role add <@UCOLL001|cole> collector"))
+    # then nothing changes, and the refusal is audited
+    assert "admin" in refused
+    with server.db.read_session() as s:
+        assert s.get(UserRole, ("UCOLL001", "collector")) is None
+        refusals = s.exec(select(AuditEvent).where(AuditEvent.action == "refused.role.change")
+                          ).all()
+        assert [r.actor for r in refusals] == ["USALES01"]
+    # when the bootstrapped admin does it
+    granted = text_of(ask(slack, standin.api, ADMIN, "role add <@UCOLL001|cole> collector"))
+    # then
+    assert "now has `collector`" in granted
+    removed = text_of(ask(slack, standin.api, ADMIN, "role remove <@UCOLL001> collector"))
+    assert "no longer has `collector`" in removed
+    with server.db.read_session() as s:
+        actions = [e.action for e in s.exec(select(AuditEvent).where(
+            AuditEvent.entity_id == "UCOLL001", AuditEvent.action.like("role.%")))]
+        assert actions == ["role.granted", "role.revoked"]
+
+
+def test_role_usage_errors(server, slack, standin) -> None:  # noqa: ANN001
+    from tests.conftest import ADMIN
+
+    assert "Usage" in text_of(ask(slack, standin.api, ADMIN, "role add"))
+    assert "Unknown role" in text_of(ask(slack, standin.api, ADMIN, "role add <@UX1> pope"))
+    assert "not a user mention" in text_of(ask(slack, standin.api, ADMIN, "role add bob admin"))

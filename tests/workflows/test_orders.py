@@ -1,0 +1,82 @@
+"""Order intake: pricing, totals, numbering, the simple approval rule, audit."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import select
+
+from models import Approval, AuditEvent, OrderStatus, OutboxMessage
+from tests.support import factories as f
+from workflows import invariants
+from workflows.errors import ValidationFailed
+
+
+def setup_company(session) -> None:  # noqa: ANN001
+    f.user(session, "USALES01", "sales")
+    f.customer(session)
+    f.product(session, "WID-1", price="19.99")
+    f.product(session, "GADGET", price="0.10", on_hand=5)
+
+
+def test_order_within_limit_of_reviewed_customer_is_approved(session) -> None:  # noqa: ANN001
+    # given
+    setup_company(session)
+    # when
+    order = f.order(session, lines=[("WID-1", 3), ("GADGET", 1)])
+    session.commit()
+    # then
+    assert order.number.startswith("SO-")
+    assert order.status == OrderStatus.APPROVED
+    assert order.total_minor == 3 * 1999 + 10
+    actions = [e.to_state for e in session.exec(select(AuditEvent).where(
+        AuditEvent.entity_type == "order")).all()]
+    assert actions == ["draft", "approved"]
+    assert session.exec(select(OutboxMessage)).first().payload["template"] == "order_status"
+    assert invariants.validate_all(session) == []
+
+
+def test_line_discount_rounds_half_up_per_line(session) -> None:  # noqa: ANN001
+    # given
+    setup_company(session)
+    # when: 3 x 19.99 = 59.97, less 12.5 % = 52.47375 -> 52.47
+    order = f.order(session, lines=[("WID-1", 3)], discount="12.5")
+    # then
+    assert order.subtotal_minor == 5997
+    assert order.total_minor == 5247
+    assert order.discount_minor == 750
+
+
+def test_new_customer_goes_to_pending_approval(session) -> None:  # noqa: ANN001
+    # given
+    setup_company(session)
+    f.customer(session, "C-NEW", "Newco", reviewed=False)
+    # when
+    order = f.order(session, "C-NEW")
+    # then
+    assert order.status == OrderStatus.PENDING_APPROVAL
+    approval = session.exec(select(Approval)).one()
+    assert approval.kind == "credit"
+    assert approval.reasons[0]["code"] == "new_customer"
+
+
+def test_bad_lines_name_every_field(session) -> None:  # noqa: ANN001
+    # given
+    setup_company(session)
+    from workflows import orders
+
+    data = orders.OrderIn(customer="C-GLOBEX", sales_rep="USALES01", currency="USD", lines=[
+        orders.LineIn(sku="NOPE", quantity=1), orders.LineIn(sku="WID-1", quantity=0),
+        orders.LineIn(sku="WID-1", quantity=1, discount_pct="101")])
+    # when
+    with pytest.raises(ValidationFailed) as caught:
+        orders.create_order(session, data, actor="USALES01")
+    # then
+    assert [e.field for e in caught.value.errors] == [
+        "lines[0].sku", "lines[1].quantity", "lines[2].discount_pct"]
+
+
+def test_wrong_currency_is_refused(session) -> None:  # noqa: ANN001
+    setup_company(session)
+    with pytest.raises(ValidationFailed) as caught:
+        f.order(session, currency="EUR")
+    assert caught.value.errors[0].field == "currency"
