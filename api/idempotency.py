@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 
 from fastapi.responses import JSONResponse
@@ -22,6 +23,7 @@ from models import IdempotencyKey
 from workflows import audit
 from workflows.errors import Conflict, PermissionDenied, ValidationFailed
 
+log = logging.getLogger("o2c.api")
 Operation = Callable[[Session], tuple[int, dict]]
 MAX_KEY = 255
 
@@ -70,8 +72,9 @@ def run(db, *, scope: str, key: str | None, body: dict, operation: Operation,
         with db.transaction() as session:
             audit.refusal_of(session, refused)
         raise
-    except IntegrityError:
+    except IntegrityError as exc:
         # A concurrent request with the same key won, or a unique field clashed.
+        log.warning("integrity error on %s: %s", scope, exc.orig)
         if key:
             with db.read_session() as session:
                 row = session.get(IdempotencyKey, (scope, key))

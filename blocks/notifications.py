@@ -69,4 +69,4 @@ def order_shipped(ctx: dict) -> dict:
 @template("text")
 def plain_text(ctx: dict) -> dict:
     """A one-line notice from plain text (escaped here, so it can mention nobody)."""
-    return {"text": ctx["text"], "blocks": render([section(esc(ctx["text"]))])}
+    return {"text": esc(ctx["text"]), "blocks": render([section(esc(ctx["text"]))])}

@@ -39,8 +39,10 @@ def clip(text: str, limit: int) -> str:
 
 
 def plain(text: object, limit: int) -> str:
-    """For plain_text objects (headers, buttons, titles): no escaping needed, just length."""
-    return clip(str(text or ""), limit)
+    """For plain_text objects (headers, buttons, titles) and message `text` fallbacks. Slack
+    decodes &amp; &lt; &gt; in every text it shows, and reads the fallback `text` as mrkdwn
+    (where `<!channel>` pings), so user text is escaped here too."""
+    return clip(esc(text), limit)
 
 
 def fmt_money(minor: int, currency: str) -> str:

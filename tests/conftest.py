@@ -117,6 +117,9 @@ def test_settings(database_url: str, api_url: str, **overrides: object):  # noqa
     return load_settings(**values)
 
 
+test_settings.__test__ = False  # a helper, not a test, when imported into test modules
+
+
 @dataclass
 class RunningServer:
     base_url: str

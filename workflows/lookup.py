@@ -34,7 +34,7 @@ class Candidate:
     customer_id: int
     name: str
     external_id: str
-    score: float
+    score: int  # 0..100, rounded: a similarity, not money
 
 
 @dataclass(frozen=True)
@@ -53,14 +53,14 @@ def find_customer(session: Session, query: str, *, limit: int = 5) -> Match:
     if exact is None:
         exact = session.exec(select(Customer).where(Customer.name == query)).first()
     if exact is not None:
-        return Match(exact, [Candidate(exact.id, exact.name, exact.external_id, 100.0)])
+        return Match(exact, [Candidate(exact.id, exact.name, exact.external_id, 100)])
     rows = session.exec(select(Customer.id, Customer.name, Customer.external_id)).all()
     choices = {row[0]: normalise_name(row[1]) or row[1].lower() for row in rows}
     needle = normalise_name(query) or query.lower()
     scored = process.extract(needle, choices, scorer=fuzz.WRatio, limit=limit,
                              processor=None)
     by_id = {row[0]: row for row in rows}
-    candidates = [Candidate(key, by_id[key][1], by_id[key][2], round(score, 1))
+    candidates = [Candidate(key, by_id[key][1], by_id[key][2], round(score))
                   for _, score, key in scored]
     if not candidates or candidates[0].score < GOOD:
         return Match(None, candidates)

@@ -14,6 +14,7 @@ from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
 from blocks import ids
+from blocks.text import plain
 
 Handler = Callable[["CommandCall"], None]
 
@@ -56,7 +57,8 @@ class CommandCall:
         return self.context["deps"]
 
     def answer(self, blocks: list[dict], text: str) -> None:
-        self.respond(blocks=blocks, text=text, response_type="ephemeral")
+        """Reply only to the caller. `text` is the plain notification fallback (escaped)."""
+        self.respond(blocks=blocks, text=plain(text, 3000), response_type="ephemeral")
 
 
 def parse(text: str) -> tuple[str, str]:
@@ -84,4 +86,4 @@ def register(app: App) -> None:
 
 
 # Subcommand modules (each registers on import).
-from handlers.commands import help, lookups, roles  # noqa: E402,F401,A004
+from handlers.commands import help, kpi, lookups, roles  # noqa: E402,F401,A004

@@ -1,0 +1,230 @@
+"""The REST API through the real server: auth, idempotency, problem details, nothing stored on
+refusal, and the records with their balances."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlmodel import func, select
+
+from models import Customer, IdempotencyKey, Order, Payment
+from tests.support import factories as f
+
+CUSTOMER = {"external_id": "C-GLOBEX", "name": "Globex Corporation", "currency": "USD",
+            "credit_limit": "50000.00", "payment_terms": "NET30", "credit_reviewed": True,
+            "billing_email": "ap@globex.example"}
+
+
+def count(db, model) -> int:  # noqa: ANN001
+    with db.read_session() as s:
+        return s.exec(select(func.count()).select_from(model)).one()
+
+
+@pytest.fixture
+def company(server, api):  # noqa: ANN001, ANN201
+    assert api.put("/users/USALES01", json={"name": "Sam", "roles": ["sales"],
+                                            "timezone": "America/New_York"}).status_code == 201
+    assert api.post("/customers", json=CUSTOMER).status_code == 201
+    assert api.post("/products", json={"sku": "WID-1", "name": "Widget", "unit_price": "19.99",
+                                       "currency": "USD", "on_hand": 100}).status_code == 201
+
+
+def order_body(**overrides) -> dict:  # noqa: ANN003
+    body = {"customer": "C-GLOBEX", "sales_rep": "USALES01", "currency": "USD",
+            "lines": [{"sku": "WID-1", "quantity": 3, "discount_pct": "10"}]}
+    body.update(overrides)
+    return body
+
+
+def test_requests_without_the_bearer_token_are_refused(server) -> None:  # noqa: ANN001
+    with httpx.Client(base_url=f"{server.base_url}/api/v1") as client:
+        # when
+        missing = client.post("/customers", json=CUSTOMER)
+        wrong = client.post("/customers", json=CUSTOMER,
+                            headers={"Authorization": "Bearer nope"})
+    # then
+    for response in (missing, wrong):
+        assert response.status_code == 401
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert count(server.db, Customer) == 0
+
+
+def test_order_roundtrip_with_balances_and_history(company, api) -> None:  # noqa: ANN001
+    # when
+    created = api.post("/orders", json=order_body())
+    # then
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["status"] == "approved"
+    assert body["total"] == "53.97"  # 3 x 19.99 = 59.97 less 10 % = 53.973 -> 53.97
+    fetched = api.get(f"/orders/{body['number']}").json()
+    assert [h["to"] for h in fetched["history"]] == ["draft", "approved"]
+    # when it ships, it is invoiced and the customer owes it
+    shipped = api.post("/shipments", json={"order": body["number"], "carrier": "UPS",
+                                           "tracking_number": "1Z999",
+                                           "shipped_at": "2026-11-20T10:00:00Z"})
+    assert shipped.status_code == 201, shipped.text
+    assert shipped.json()["order_status"] == "invoiced"
+    invoice = api.get(f"/invoices/{shipped.json()['invoice']}").json()
+    assert invoice["total"] == "53.97" and invoice["due_date"] == "2026-12-20"
+    customer = api.get("/customers/C-GLOBEX").json()
+    assert customer["balances"]["open"] == "53.97"
+    # and a payment naming the invoice settles it
+    paid = api.post("/payments", json={"amount": "53.97", "currency": "USD",
+                                       "received_at": "2026-11-22T09:00:00Z",
+                                       "reference": f"Payment for {invoice['number']}"})
+    assert paid.status_code == 201, paid.text
+    assert paid.json()["status"] == "applied"
+    assert api.get(f"/orders/{body['number']}").json()["status"] == "paid"
+
+
+def test_same_idempotency_key_and_body_returns_the_first_answer(company, api, server) -> None:  # noqa: ANN001
+    # when
+    first = api.post("/orders", json=order_body(), headers={"Idempotency-Key": "k-1"})
+    again = api.post("/orders", json=order_body(), headers={"Idempotency-Key": "k-1"})
+    # then
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert count(server.db, Order) == 1
+
+
+def test_idempotency_key_reused_with_another_body_is_409(company, api, server) -> None:  # noqa: ANN001
+    api.post("/orders", json=order_body(), headers={"Idempotency-Key": "k-2"})
+    # when
+    other = api.post("/orders", json=order_body(lines=[{"sku": "WID-1", "quantity": 9}]),
+                     headers={"Idempotency-Key": "k-2"})
+    # then
+    assert other.status_code == 409
+    assert other.json()["errors"][0]["field"] == "Idempotency-Key"
+    assert count(server.db, Order) == 1
+
+
+def test_concurrent_duplicates_create_one_order(company, server) -> None:  # noqa: ANN001
+    # given
+    results: list[httpx.Response] = []
+    barrier = threading.Barrier(8)
+
+    def post() -> None:
+        with httpx.Client(base_url=f"{server.base_url}/api/v1", timeout=30,
+                          headers={"Authorization": "Bearer test-api-token-s3cret",
+                                   "Idempotency-Key": "same-key"}) as client:
+            barrier.wait()
+            results.append(client.post("/orders", json=order_body()))
+
+    # when
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # then
+    assert {r.status_code for r in results} == {201}
+    assert len({r.json()["number"] for r in results}) == 1
+    assert count(server.db, Order) == 1
+    assert count(server.db, IdempotencyKey) == 1
+
+
+@pytest.mark.parametrize("body, field", [
+    (order_body(customer="C-NOPE"), "customer"),
+    (order_body(currency="EUR"), "currency"),
+    (order_body(lines=[{"sku": "WID-1", "quantity": -2}]), "lines[0].quantity"),
+    (order_body(lines=[{"sku": "WID-1", "quantity": 1.5}]), "lines[0].quantity"),
+    (order_body(lines=[{"sku": "NOPE", "quantity": 1}]), "lines[0].sku"),
+    (order_body(lines=[{"sku": "WID-1", "quantity": 1, "unit_price": 10.5}]),
+     "lines[0].unit_price"),
+    (order_body(lines=[]), "lines"),
+    (order_body(sales_rep="bob"), "sales_rep"),
+    (order_body(colour="blue"), "colour"),
+    ({"customer": "C-GLOBEX"}, "sales_rep"),
+])
+def test_bad_order_names_the_field_and_stores_nothing(company, api, server, body, field) -> None:  # noqa: ANN001
+    # when
+    response = api.post("/orders", json=body, headers={"Idempotency-Key": f"bad-{field}"})
+    # then
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert problem["status"] == 422
+    assert field in [e["field"] for e in problem["errors"]]
+    assert count(server.db, Order) == 0
+    assert count(server.db, IdempotencyKey) == 0  # a refused request stores nothing
+
+
+def test_malformed_json_is_400(company, api, server) -> None:  # noqa: ANN001
+    response = api.post("/orders", content=b'{"customer": ', headers={
+        "content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["title"] == "Malformed JSON"
+    assert count(server.db, Order) == 0
+
+
+def test_float_amounts_are_refused(company, api, server) -> None:  # noqa: ANN001
+    response = api.post("/payments", json={"amount": 10.10, "currency": "USD",
+                                           "received_at": "2026-11-22T09:00:00Z"})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "amount"
+    assert count(server.db, Payment) == 0
+
+
+def test_naive_timestamps_and_too_many_decimals_are_refused(company, api) -> None:  # noqa: ANN001
+    naive = api.post("/payments", json={"amount": "10.00", "currency": "USD",
+                                        "received_at": "2026-11-22T09:00:00"})
+    assert naive.status_code == 422 and naive.json()["errors"][0]["field"] == "received_at"
+    jpy = api.post("/payments", json={"amount": "10.50", "currency": "JPY",
+                                      "received_at": "2026-11-22T09:00:00Z"})
+    assert jpy.status_code == 422 and jpy.json()["errors"][0]["field"] == "amount"
+
+
+def test_customer_post_is_an_upsert_and_erp_invoice_is_immutable(company, api, server) -> None:  # noqa: ANN001
+    updated = api.post("/customers", json={**CUSTOMER, "credit_limit": "60000.00"})
+    assert updated.status_code == 200 and updated.json()["credit_limit"] == "60000.00"
+    invoice = {"number": "ERP-77", "customer": "C-GLOBEX", "currency": "USD",
+               "issue_date": "2026-10-01", "due_date": "2026-10-31", "total": "120.00"}
+    assert api.post("/invoices", json=invoice).status_code == 201
+    again = api.post("/invoices", json={**invoice, "total": "99.00"})
+    assert again.status_code == 409
+    assert api.get("/invoices/ERP-77").json()["total"] == "120.00"
+
+
+def test_reports_aging_and_kpis(company, api, server) -> None:  # noqa: ANN001
+    today = datetime.now(UTC).date()
+    with server.db.transaction() as s:
+        f.invoice(s, "INV-A", total="100.00", due=today - timedelta(days=40))
+        f.invoice(s, "INV-B", total="50.00", due=today + timedelta(days=5))
+    aging = api.get("/reports/aging").json()
+    assert aging["currencies"]["USD"]["buckets"]["31-60"] == "100.00"
+    assert aging["currencies"]["USD"]["total"] == "150.00"
+    csv = api.get("/reports/aging?format=csv")
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert csv.text.splitlines()[1].startswith("USD,50.00,0.00,100.00")
+    kpis = api.get("/reports/kpis").json()
+    assert kpis["currency"] == "USD" and kpis["ar"] == "150.00"
+    assert api.get("/reports/kpis?format=csv").text.startswith("kpi,value")
+
+
+def test_unknown_records_are_404_problems(company, api) -> None:  # noqa: ANN001
+    for path in ("/orders/SO-1", "/invoices/NOPE", "/payments/999"):
+        response = api.get(path)
+        assert response.status_code == 404
+        assert response.json()["status"] == 404
+
+
+def test_put_user_validates_roles_and_timezone(server, api) -> None:  # noqa: ANN001
+    bad_role = api.put("/users/U123ABC", json={"name": "X", "roles": ["king"]})
+    assert bad_role.status_code == 422 and bad_role.json()["errors"][0]["field"] == "roles"
+    bad_tz = api.put("/users/U123ABC", json={"name": "X", "roles": [], "timezone": "Mars/Base"})
+    assert bad_tz.status_code == 422 and bad_tz.json()["errors"][0]["field"] == "timezone"
+
+
+def test_openapi_and_health(server) -> None:  # noqa: ANN001
+    with httpx.Client(base_url=server.base_url) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/readyz").json()["status"] == "ready"
+        spec = client.get("/openapi.json").json()
+        assert "/api/v1/orders" in spec["paths"]
+        assert "/slack/events" not in spec["paths"]

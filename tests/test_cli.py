@@ -1,0 +1,120 @@
+"""The CLI as an operator runs it: `o2c migrate && o2c serve` in real processes, settings
+errors that name the variable, `o2c run` with an unknown job, `o2c outbox`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.cli import main
+from sandbox.driver import SlackDriver
+from tests.conftest import API_TOKEN, BOT_TOKEN, SIGNING_SECRET, free_port
+from tests.support.slack import ask, text_of
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def env_for(database_url: str, api_url: str, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "O2C_"))}
+    env.update(DATABASE_URL=database_url, SLACK_BOT_TOKEN=BOT_TOKEN,
+               SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_API_URL=api_url,
+               O2C_API_TOKEN=API_TOKEN, PORT=str(port), O2C_ADMINS="UADMIN01",
+               O2C_APPROVALS_CHANNEL="CAPPROVAL", O2C_SCHEDULER="false",
+               PYTHONPATH=str(ROOT))
+    return env
+
+
+def test_migrate_then_serve_answers_lookups(tmp_path, standin) -> None:  # noqa: ANN001
+    # given: a brand-new database file, migrated by the CLI
+    port = free_port()
+    env = env_for(f"sqlite:///{tmp_path / 'o2c.db'}", standin.api_url, port)
+    migrated = subprocess.run([sys.executable, "-m", "bot.cli", "migrate"], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+    assert migrated.returncode == 0, migrated.stderr
+    server = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1"],
+                              env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.time() < deadline and server.poll() is None, "server did not start"
+            time.sleep(0.2)
+        assert httpx.get(f"{base}/readyz").json()["status"] == "ready"
+        api = httpx.Client(base_url=f"{base}/api/v1",
+                           headers={"Authorization": f"Bearer {API_TOKEN}"})
+        # when: an ERP pushes master data and an order
+        assert api.put("/users/USALES01", json={"name": "Sam", "roles": ["sales"]}
+                       ).status_code == 201
+        for body in ({"external_id": "C-1", "name": "Globex", "currency": "USD",
+                      "credit_limit": "10000.00", "payment_terms": "NET30",
+                      "credit_reviewed": True},
+                     {"external_id": "C-2", "name": "Initech", "currency": "USD",
+                      "credit_limit": "10000.00", "payment_terms": "NET30"}):
+            assert api.post("/customers", json=body).status_code == 201
+        assert api.post("/products", json={"sku": "W", "name": "Widget", "unit_price": "5.00",
+                                           "currency": "USD", "on_hand": 10}).status_code == 201
+        order = api.post("/orders", json={"customer": "C-1", "sales_rep": "USALES01",
+                                          "currency": "USD",
+                                          "lines": [{"sku": "W", "quantity": 2}]}).json()
+        # then: signed slash commands see it
+        slack = SlackDriver(f"{base}/slack/events", SIGNING_SECRET, api=standin.api)
+        shown = text_of(ask(slack, standin.api, "USALES01", f"order {order['number']}"))
+        assert order["number"] in shown and "USD 10.00" in shown
+        found = text_of(ask(slack, standin.api, "USALES01", "customer glbex"))
+        assert "Globex" in found and "Credit limit" in found
+        # and the rep's DM went out through the outbox worker of that process
+        standin.api.wait_for(lambda: standin.api.dm_messages("USALES01") or None, timeout=10)
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=15)
+    assert API_TOKEN not in output and SIGNING_SECRET not in output and BOT_TOKEN not in output
+
+
+def test_serve_names_missing_settings(monkeypatch, capsys) -> None:  # noqa: ANN001
+    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "O2C_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "SLACK_BOT_TOKEN" in err and "SLACK_SIGNING_SECRET" in err and "O2C_API_TOKEN" in err
+
+
+@pytest.mark.parametrize("name, value", [("PORT", "eighty"), ("SLACK_API_URL", "ftp://x"),
+                                         ("O2C_ADMINS", "bob"), ("DATABASE_URL", "mysql://x"),
+                                         ("SMTP_URL", "http://mail")])
+def test_invalid_settings_are_named(monkeypatch, capsys, name, value) -> None:  # noqa: ANN001
+    monkeypatch.setenv(name, value)
+    assert main(["migrate"]) == 2
+    assert name in capsys.readouterr().err
+
+
+def test_run_unknown_job_lists_known_ones(monkeypatch, capsys, database_url) -> None:  # noqa: ANN001
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert main(["run", "nope"]) == 2
+    assert "kpi-report" in capsys.readouterr().err
+
+
+def test_outbox_command_lists_and_requeues_failed(monkeypatch, capsys, db, database_url) -> None:  # noqa: ANN001
+    from models import OutboxMessage
+
+    with db.transaction() as s:
+        s.add(OutboxMessage(transport="slack", method="chat.postMessage", status="failed",
+                            payload={"channel": "C1", "template": "text",
+                                     "context": {"text": "hi"}},
+                            last_error="slack error channel_not_found"))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert main(["outbox"]) == 0
+    assert "channel_not_found" in capsys.readouterr().out
+    assert main(["outbox", "--retry", "all"]) == 0
+    assert "1 message(s) queued again" in capsys.readouterr().out

@@ -1,0 +1,105 @@
+"""Money arithmetic: exact, half-up per line, never a float (SPEC §3). Hypothesis properties
+plus the edge cases a finance team would check by hand."""
+
+from __future__ import annotations
+
+import ast
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from models import money
+from models.orders import Order, OrderLine
+from workflows.orders import compute_totals
+
+CURRENCIES = st.sampled_from(["USD", "EUR", "JPY", "KWD", "GBP"])
+amounts = st.integers(min_value=0, max_value=10**12)
+
+
+@given(minor=amounts, currency=CURRENCIES)
+def test_minor_units_round_trip_exactly(minor: int, currency: str) -> None:
+    assert money.to_minor(money.to_str(minor, currency), currency) == minor
+    assert money.to_minor(money.from_minor(minor, currency), currency) == minor
+
+
+@given(value=st.decimals(min_value=0, max_value=10**9, places=6, allow_nan=False),
+       currency=CURRENCIES)
+def test_round_half_up_is_within_half_a_minor_unit(value: Decimal, currency: str) -> None:
+    rounded = money.round_half_up(value, currency)
+    half = money.quantum(currency) / 2
+    assert abs(rounded - value) <= half
+    assert rounded.as_tuple().exponent == -money.exponent(currency)
+
+
+@given(qty=st.integers(1, 10_000), price=st.integers(0, 10**8),
+       discount=st.integers(0, 10_000), currency=CURRENCIES)
+def test_line_total_is_decimal_exact_half_up(qty: int, price: int, discount: int,
+                                             currency: str) -> None:
+    total = money.line_total(qty, price, discount, currency)
+    exact = Decimal(qty) * money.from_minor(price, currency) * (10000 - discount) / 10000
+    assert money.from_minor(total, currency) == money.round_half_up(exact, currency)
+    assert 0 <= total <= qty * price
+    assert isinstance(total, int)
+
+
+@given(lines=st.lists(st.tuples(st.integers(1, 500), st.integers(0, 10**6),
+                                st.integers(0, 10_000)), min_size=1, max_size=20),
+       tax_bp=st.integers(0, 3000), currency=CURRENCIES)
+def test_order_totals_add_up(lines: list, tax_bp: int, currency: str) -> None:
+    order = Order(number="SO-T", customer_id=1, sales_rep_id="U1", currency=currency,
+                  order_date="2026-01-01")
+    rows = [OrderLine(order_id=1, line_no=i, product_id=1, sku="S", description="d",
+                      quantity=q, unit_price_minor=p, discount_bp=d,
+                      line_total_minor=money.line_total(q, p, d, currency))
+            for i, (q, p, d) in enumerate(lines)]
+    compute_totals(order, rows, tax_bp)
+    net = sum(r.line_total_minor for r in rows)
+    assert order.total_minor == net + order.tax_minor
+    assert order.subtotal_minor - order.discount_minor == net
+    assert order.discount_minor >= 0 and order.tax_minor >= 0
+
+
+def test_known_values() -> None:
+    assert money.line_total(3, 1999, 1250, "USD") == 5247  # 52.47375 -> 52.47
+    assert money.line_total(1, 5, 5000, "USD") == 3  # 0.025 -> 0.03 (half up)
+    assert money.line_total(1, 101, 5000, "JPY") == 51  # 50.5 yen -> 51
+    assert money.format_money(123456789, "USD") == "USD 1,234,567.89"
+    assert money.format_money(-1200, "EUR") == "-EUR 12.00"
+    assert money.format_money(1500, "JPY") == "JPY 1,500"
+    assert money.to_str(1234567, "KWD") == "1234.567"
+
+
+@pytest.mark.parametrize("bad", ["1.234", "abc", "NaN", "Infinity", ""])
+def test_inexact_or_garbage_amounts_are_refused(bad: str) -> None:
+    with pytest.raises(money.MoneyError):
+        money.to_minor(bad, "USD")
+
+
+def test_floats_are_refused() -> None:
+    with pytest.raises(money.MoneyError):
+        money.D(0.1)  # type: ignore[arg-type]
+    with pytest.raises(money.MoneyError):
+        money.to_minor(10.5, "USD")  # type: ignore[arg-type]
+
+
+def test_no_float_in_money_paths() -> None:
+    """No float() call, float literal or float annotation in models/ and workflows/
+    (refusing floats with isinstance checks is fine)."""
+    root = Path(__file__).resolve().parent.parent
+    offenders = []
+    for folder in ("models", "workflows"):
+        for path in (root / folder).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                        and node.func.id == "float"):
+                    offenders.append(f"{path.name}:{node.lineno} float()")
+                if isinstance(node, ast.Constant) and isinstance(node.value, float):
+                    offenders.append(f"{path.name}:{node.lineno} literal {node.value}")
+                annotation = getattr(node, "annotation", None) or getattr(node, "returns", None)
+                if annotation is not None and "float" in ast.unparse(annotation):
+                    offenders.append(f"{path.name}:{node.lineno} float annotation")
+    assert offenders == []
