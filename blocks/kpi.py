@@ -1,0 +1,56 @@
+"""KPI answers: `/o2c kpi`, the weekly KPI post and the admins' App Home section."""
+
+from __future__ import annotations
+
+from blocks.common import context, fields, header, render, section
+from blocks.templates import template
+from blocks.text import fmt_date
+
+
+def _num(value: str | None, unit: str = "") -> str:
+    return "—" if value is None else f"{value}{unit}"
+
+
+def kpi_blocks(data: dict, *, title: str = "O2C KPIs") -> list:
+    """Block objects (not yet rendered) for a `workflows.kpis.to_json` report."""
+    cur = data.get("currency")
+    cash = data["cash_application"]
+    blocks = [
+        header(title),
+        fields([
+            ("DSO", _num(data["dso"], " days")),
+            ("Best possible DSO", _num(data["best_possible_dso"], " days")),
+            ("Count-back DSO", _num(data["count_back_dso"], " days")),
+            ("Avg days delinquent", _num(data["average_days_delinquent"], " days")),
+            ("CEI", _num(data["cei_pct"], " %")),
+            ("Open AR", f"{cur} {data['ar']}" if cur else "—"),
+        ]),
+        fields([
+            ("Cash auto-match", f"{_num(cash['auto_match_rate_pct'], ' %')} of "
+                                f"{cash['payments']} payments"),
+            ("Auto-matched amount", _num(cash["auto_match_amount_pct"], " %")),
+            ("Approval turnaround", _num(data["approval_turnaround_hours"], " h")),
+            ("Order cycle time", _num(data["order_cycle_days"], " days")),
+            ("Invoice accuracy", _num(data["invoice_accuracy_pct"], " %")),
+        ]),
+    ]
+    for currency, buckets in sorted(data.get("aging", {}).items()):
+        text = " · ".join(f"{name}: {currency} {value}" for name, value in buckets.items())
+        blocks.append(section(f"*Aging {currency}* — {text}"))
+    blocks.append(context(f"As of {fmt_date(data['as_of'])}, trailing {data['window_days']} "
+                          "days. Formulas: workflows/kpis.py."))
+    return blocks
+
+
+def kpi_message(data: dict) -> list[dict]:
+    return render(kpi_blocks(data))
+
+
+@template("kpi_report")
+def kpi_report(ctx: dict) -> dict:
+    data = ctx["kpis"]
+    cur = data.get("currency")
+    summary = f"Weekly O2C KPIs: DSO {_num(data['dso'])}, CEI {_num(data['cei_pct'], '%')}"
+    if cur:
+        summary += f", open AR {cur} {data['ar']}"
+    return {"text": summary, "blocks": render(kpi_blocks(data, title="Weekly O2C KPIs"))}

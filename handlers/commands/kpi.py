@@ -1,0 +1,17 @@
+"""`/o2c kpi`: DSO, CEI, aging, cash auto-match, cycle times (formulas in workflows/kpis.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from blocks.kpi import kpi_message
+from handlers.commands import CommandCall, subcommand
+from workflows import kpis
+
+
+@subcommand("kpi", usage="/o2c kpi", summary="DSO, CEI, aging, auto-match rate, cycle times")
+def kpi(call: CommandCall) -> None:
+    today = datetime.now(UTC).date()
+    with call.deps.db.read_session() as session:
+        data = kpis.to_json(kpis.compute(session, today))
+    call.answer(kpi_message(data), "O2C KPIs")
