@@ -84,18 +84,27 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bot import jobs
-    from bot.server import build_runtime
+    from bot.server import build_deps
 
     settings = _settings()
-    runtime = build_runtime(settings)
+    deps = build_deps(settings)
     as_of = args.as_of or datetime.now(UTC).date()
     try:
-        summary = jobs.run_job(args.job, runtime.deps, as_of)
+        summary = jobs.run_job(args.job, deps, as_of)
     except jobs.UnknownJob:
         known = ", ".join(sorted(jobs.load_all())) or "none registered"
         print(f"unknown job {args.job!r}; known jobs: {known}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2, default=str))
+    if args.deliver:
+        from bot.outbox import OutboxWorker
+        from bot.server import make_mailer
+
+        settings.require("slack_bot_token")
+        OutboxWorker(deps.db, deps.client, settings, mailer=make_mailer(settings)).drain()
+    else:
+        print("notifications are queued; a running `o2c serve` delivers them "
+              "(or pass --deliver)", file=sys.stderr)
     return 0
 
 
@@ -154,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a scheduled job now")
     p.add_argument("job", help="digest, dunning, approval-reminders, kpi-report")
     p.add_argument("--as-of", type=_date, help="evaluate as of this date (YYYY-MM-DD)")
+    p.add_argument("--deliver", action="store_true",
+                   help="also deliver the queued notifications now (needs SLACK_BOT_TOKEN)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("outbox", help="show failed notifications, or queue them again")

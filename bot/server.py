@@ -55,11 +55,17 @@ def configure_policy(settings: Settings) -> None:
     )
 
 
+def build_deps(settings: Settings, *, db: Database | None = None,
+               client: WebClient | None = None) -> Deps:
+    """What jobs and the API need; no Slack listener (so `o2c run` needs no Slack secrets)."""
+    configure_policy(settings)
+    return Deps(settings=settings, db=db or Database(settings.database_url),
+                client=client or make_client(settings))
+
+
 def build_runtime(settings: Settings, *, db: Database | None = None,
                   client: WebClient | None = None) -> Runtime:
-    configure_policy(settings)
-    db = db or Database(settings.database_url)
-    deps = Deps(settings=settings, db=db, client=client or make_client(settings))
+    deps = build_deps(settings, db=db, client=client)
     return Runtime(deps=deps, bolt=create_bolt_app(deps))
 
 
