@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from slack_sdk.models.blocks import ActionsBlock, ButtonElement
-
 from blocks import ids
-from blocks.common import context, fields, header, render, section
+from blocks.common import actions, button, context, fields, header, render, section
 from blocks.templates import template
 from blocks.text import esc, fmt_datetime, fmt_money
 
@@ -28,10 +26,10 @@ def approval_card(ctx: dict) -> dict:
     status = ctx.get("status", "pending")
     if status == "pending":
         value = str(ctx["approval_id"])
-        blocks.append(ActionsBlock(block_id=f"approval:{value}", elements=[
-            ButtonElement(text="Approve", action_id=ids.APPROVE, value=value, style="primary"),
-            ButtonElement(text="Reject", action_id=ids.REJECT, value=value, style="danger"),
-        ]))
+        blocks.append(actions(
+            button("Approve", ids.APPROVE, value, style="primary"),
+            button("Reject", ids.REJECT, value, style="danger"),
+            block_id=f"approval:{value}"))
     else:
         mark = ":white_check_mark:" if status == "approved" else ":no_entry:"
         note = f" — “{esc(ctx['note'])}”" if ctx.get("note") else ""
