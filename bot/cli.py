@@ -33,6 +33,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bot.server import create_app
 
     settings = _settings().require_for_serve()
+    # Hand the GIL over every 1 ms instead of 5 ms: a request thread that only needs to verify
+    # and ack waits less behind a thread building an answer (see bench/RESULTS.md).
+    sys.setswitchinterval(0.001)
     app = create_app(settings)
     if settings.socket_mode:
         _start_socket_mode(app.state.runtime, settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from slack_sdk import WebClient
@@ -17,10 +18,19 @@ class Deps:
     db: Database
     client: WebClient  # the bot's Web API client (base_url = SLACK_API_URL)
     outbox_wakeup: threading.Event = field(default_factory=threading.Event)
+    # Work that follows an ack (lookups, answers) runs here, not in Bolt's listener threads:
+    # a small bounded pool keeps a burst of slow answers from delaying the next acks.
+    answers: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
+        max_workers=2, thread_name_prefix="o2c-answer"))
+    # Users seen recently: id -> (User row, monotonic time seen); saves a query per command.
+    users_seen: dict = field(default_factory=dict)
 
     def notify_outbox(self) -> None:
         """Wake the outbox worker after a commit that wrote notifications."""
         self.outbox_wakeup.set()
+
+    def close(self) -> None:
+        self.answers.shutdown(wait=True, cancel_futures=False)
 
 
 def make_client(settings: Settings) -> WebClient:

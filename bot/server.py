@@ -78,6 +78,25 @@ def make_mailer(settings: Settings):  # noqa: ANN201
     return build_mailer(settings)
 
 
+def bolt_endpoint(bolt: App):  # noqa: ANN201
+    """An ASGI endpoint that hands a Slack request to a sync Bolt app in the thread pool.
+
+    A plain Starlette route (no FastAPI dependency solving): Slack's 3-second clock runs from
+    here. The event loop only awaits the body; verification, parsing and the listener's ack
+    happen in a worker thread, so concurrent Slack requests never wait for one another."""
+    async def slack_events(request: Request) -> Response:
+        body = (await request.body()).decode("utf-8")
+        bolt_request = BoltRequest(body=body, query=request.url.query,
+                                   headers=dict(request.headers.items()))
+        bolt_response = await run_in_threadpool(bolt.dispatch, bolt_request)
+        headers = {k: v[0] for k, v in bolt_response.headers.items()
+                   if v and k.lower() != "content-length"}
+        return Response(content=bolt_response.body, status_code=bolt_response.status,
+                        headers=headers)
+
+    return slack_events
+
+
 def create_app(settings: Settings, *, db: Database | None = None,
                client: WebClient | None = None, background: bool = True) -> FastAPI:
     runtime = build_runtime(settings, db=db, client=client)
@@ -106,6 +125,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
                 runtime.scheduler.shutdown(wait=False)
             if runtime.worker is not None:
                 runtime.worker.stop()
+            deps.close()
 
     app = FastAPI(title="o2c-bot", version="0.1.0", lifespan=lifespan,
                   description="Order-to-cash in Slack: REST ingestion API (SPEC §4).")
@@ -119,16 +139,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
                                 headers={"WWW-Authenticate": "Bearer"},
                                 instance=request.url.path)
 
-    @app.post("/slack/events", include_in_schema=False)
-    async def slack_events(request: Request) -> Response:
-        body = (await request.body()).decode("utf-8")
-        bolt_request = BoltRequest(body=body, query=request.url.query,
-                                   headers={k: v for k, v in request.headers.items()})
-        bolt_response = await run_in_threadpool(runtime.bolt.dispatch, bolt_request)
-        headers = {k: v[0] for k, v in bolt_response.headers.items() if v
-                   and k.lower() != "content-length"}
-        return Response(content=bolt_response.body, status_code=bolt_response.status,
-                        headers=headers)
+    app.add_route("/slack/events", bolt_endpoint(runtime.bolt), methods=["POST"])
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:

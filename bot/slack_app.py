@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 
 from slack_bolt import App, BoltContext, BoltResponse
 from slack_bolt.error import BoltError
@@ -11,8 +10,8 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.deps import Deps
 from handlers import register_listeners
+from handlers.common import describe_error
 from models import SlackEventReceipt
-from workflows.errors import DomainError
 
 log = logging.getLogger("o2c.slack")
 
@@ -41,18 +40,11 @@ def create_bolt_app(deps: Deps) -> App:
         next()
 
     @app.error
-    def on_error(error: Exception, body: dict, respond, logger: logging.Logger) -> None:
+    def on_error(error: Exception, respond, logger: logging.Logger) -> None:
         """One place that answers the user and logs once (no try/except in listeners)."""
-        if isinstance(error, DomainError):
-            text = f":warning: {error.detail}"
-        elif isinstance(error, BoltError):
-            ref = uuid.uuid4().hex[:8]
-            logger.error("bolt error ref=%s: %s", ref, error)
-            text = f"Sorry, that did not work (ref `{ref}`)."
-        else:
-            ref = uuid.uuid4().hex[:8]
-            logger.exception("unhandled error ref=%s type=%s", ref, body.get("type"))
-            text = f"Sorry, something went wrong on our side (ref `{ref}`). Nothing was changed."
+        if isinstance(error, BoltError):
+            logger.error("bolt error: %s", error)
+        text = describe_error(error, logger)
         if respond is not None:  # present when the request carried a response_url
             try:
                 respond(text=text, response_type="ephemeral", replace_original=False)

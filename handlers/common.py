@@ -4,7 +4,9 @@ time zone, and a committed transaction that wakes the outbox worker."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -15,7 +17,7 @@ from sqlmodel import Session
 
 from models import User
 from workflows import audit
-from workflows.errors import PermissionDenied
+from workflows.errors import DomainError, PermissionDenied
 from workflows.users import ensure_user
 
 log = logging.getLogger("o2c.handlers")
@@ -40,13 +42,22 @@ def transaction(context: BoltContext) -> Iterator[Session]:
     deps.notify_outbox()
 
 
+USER_CACHE_SECONDS = 300
+
+
 def caller(context: BoltContext, user_id: str, user_name: str | None = None,
            client: WebClient | None = None) -> User:
-    """The calling user's row, created (with their Slack time zone) on first contact."""
+    """The calling user's row, created (with their Slack time zone) on first contact.
+    Rows are cached for a few minutes: a user's name and time zone rarely change, and this
+    runs on every command. Roles are never cached (they are checked on every action)."""
     deps = deps_of(context)
+    seen = deps.users_seen.get(user_id)
+    if seen is not None and time.monotonic() - seen[1] < USER_CACHE_SECONDS:
+        return seen[0]
     with deps.db.read_session() as session:
         user = session.get(User, user_id)
     if user is not None:
+        deps.users_seen[user_id] = (user, time.monotonic())
         return user
     tz, real_name = "UTC", user_name
     if client is not None:
@@ -61,3 +72,30 @@ def caller(context: BoltContext, user_id: str, user_name: str | None = None,
         user.timezone = tz
         session.add(user)
     return user
+
+
+def describe_error(error: Exception, logger: logging.Logger = log) -> str:
+    """What to tell the user about a failed request; unexpected errors are logged once, with a
+    reference the user can quote, and never shown (no stack traces, no secrets)."""
+    if isinstance(error, DomainError):
+        return f":warning: {error.detail}"
+    ref = uuid.uuid4().hex[:8]
+    logger.error("unhandled error ref=%s", ref, exc_info=error)
+    return f"Sorry, something went wrong on our side (ref `{ref}`). Nothing was changed."
+
+
+def after_ack(context: BoltContext, func: Callable[[], None],
+              on_error: Callable[[str], None]) -> None:
+    """Run `func` in the answers pool (after the ack went out); errors reach the user via
+    `on_error(text)` as the app's error handler would tell them."""
+    def run() -> None:
+        try:
+            func()
+        except Exception as error:  # noqa: BLE001 - reported to the user and logged once
+            text = describe_error(error)
+            try:
+                on_error(text)
+            except Exception:  # noqa: BLE001
+                log.warning("could not tell the user about an error")
+
+    deps_of(context).answers.submit(run)

@@ -14,7 +14,9 @@ from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
 
 from blocks import ids
+from blocks.common import section
 from blocks.text import plain
+from handlers.common import after_ack
 
 Handler = Callable[["CommandCall"], None]
 
@@ -25,14 +27,19 @@ class Subcommand:
     usage: str
     summary: str
     func: Handler
+    inline: bool = False
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {}
 
 
-def subcommand(name: str, *, usage: str, summary: str) -> Callable[[Handler], Handler]:
+def subcommand(name: str, *, usage: str, summary: str,
+               inline: bool = False) -> Callable[[Handler], Handler]:
+    """Register `/o2c <name>`. `inline` subcommands run in the listener thread right after the
+    ack — for those that open a modal, since a trigger_id expires 3 s after the click; the rest
+    run in the answers pool."""
     def register(func: Handler) -> Handler:
-        SUBCOMMANDS[name] = Subcommand(name, usage, summary, func)
+        SUBCOMMANDS[name] = Subcommand(name, usage, summary, func, inline)
         return func
     return register
 
@@ -78,7 +85,11 @@ def handle_o2c(ack: Ack, command: dict, respond: Respond, client: WebClient,
                        channel_id=command.get("channel_id", ""),
                        trigger_id=command.get("trigger_id", ""), respond=respond,
                        client=client, context=context, command=command)
-    sub.func(call)
+    if sub.inline:
+        sub.func(call)
+        return
+    after_ack(context, lambda: sub.func(call),
+              on_error=lambda text: call.answer([section(text)], text))
 
 
 def register(app: App) -> None:
