@@ -1,0 +1,61 @@
+"""manifest.yml creates the app as the code needs it: the command, the events we listen to,
+interactivity, Socket Mode, and no scope beyond what the Web API calls we make require."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = yaml.safe_load((ROOT / "manifest.yml").read_text())
+
+# Web API method -> bot scope it needs (https://api.slack.com/methods).
+SCOPE_OF = {"chat.postMessage": "chat:write", "chat.update": "chat:write",
+            "chat.postEphemeral": "chat:write", "chat.delete": "chat:write",
+            "users.info": "users:read", "views.open": None, "views.update": None,
+            "views.push": None, "views.publish": None, "auth.test": None}
+
+
+def methods_used() -> set[str]:
+    """Web API methods named in the code (client.<method_name>() calls and outbox methods)."""
+    found: set[str] = set()
+    for folder in ("bot", "handlers", "workflows", "api"):
+        for path in (ROOT / folder).rglob("*.py"):
+            source = path.read_text()
+            found.update(m.replace("_", ".", 1) for m in re.findall(
+                r"client\.(chat_\w+|views_\w+|users_\w+|conversations_\w+)\(", source))
+            found.update(re.findall(r'method="((?:chat|views|users)\.\w+)"', source))
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.match(
+                        r"^(chat|views|users|conversations)\.[a-zA-Z]+$", node.value):
+                    found.add(node.value)
+    return {re.sub(r"_(\w)", lambda m: m.group(1).upper(), m) for m in found}
+
+
+def test_slash_command_and_escaping() -> None:
+    (command,) = MANIFEST["features"]["slash_commands"]
+    assert command["command"] == "/o2c"
+    assert command["should_escape"] is True  # mentions arrive as <@U…>, parsed by `role`
+
+
+def test_events_interactivity_and_socket_mode() -> None:
+    settings = MANIFEST["settings"]
+    assert "app_home_opened" in settings["event_subscriptions"]["bot_events"]
+    assert settings["interactivity"]["is_enabled"] is True
+    assert settings["socket_mode_enabled"] is True
+    assert MANIFEST["features"]["app_home"]["home_tab_enabled"] is True
+    urls = {settings["event_subscriptions"]["request_url"],
+            settings["interactivity"]["request_url"],
+            MANIFEST["features"]["slash_commands"][0]["url"]}
+    assert all(url.endswith("/slack/events") for url in urls)
+
+
+def test_scopes_are_exactly_what_the_code_needs() -> None:
+    used = methods_used()
+    unknown = used - SCOPE_OF.keys()
+    assert not unknown, f"add these methods to SCOPE_OF and maybe the manifest: {unknown}"
+    needed = {SCOPE_OF[m] for m in used if SCOPE_OF[m]} | {"commands"}
+    assert set(MANIFEST["oauth_config"]["scopes"]["bot"]) == needed
