@@ -1,0 +1,327 @@
+"""CSV import (`o2c import`): all or nothing per file, every error by row and column, the same
+rules as the REST API, and files as spreadsheets really save them."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, func, select
+
+from bot import cli
+from bot.db import Database
+from bot.imports import import_csv
+from models import Customer, Invoice, Order, OrderLine, OrderStatus, Payment, Product
+from tests.support import factories as f
+from workflows import invariants
+
+
+def write(tmp_path: Path, text: str, name: str = "data.csv", *, encoding: str = "utf-8"
+          ) -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def count(db: Database, model: type) -> int:
+    with db.read_session() as session:
+        return session.exec(select(func.count()).select_from(model)).one()
+
+
+def company(db: Database, *, with_products: bool = True) -> None:
+    """Users, two customers and two products, made through the workflows."""
+    with db.transaction() as session:
+        f.user(session, "USALES01", "sales")
+        f.user(session, "UCOLL001", "collector")
+        f.customer(session, "C-GLOBEX", "Globex Corporation")
+        f.customer(session, "C-INITECH", "Initech")
+        if with_products:
+            f.product(session, "WID-1", price="19.99")
+            f.product(session, "GADGET", price="250.00")
+
+
+CUSTOMERS = (
+    "external_id,name,currency,credit_limit,payment_terms,billing_email,collector,sales_rep,"
+    "credit_reviewed\n"
+    "C-1001,Acme Corp,USD,50000.00,NET30,ap@acme.example.com,UCOLL001,USALES01,yes\n"
+    "C-1002,Hooli,EUR,1200,2/10 NET30,,,,false\n")
+
+
+def test_customers_import(db: Database, tmp_path: Path) -> None:
+    # given
+    company(db)
+    # when
+    report = import_csv(db, "customers", write(tmp_path, CUSTOMERS))
+    # then
+    assert report.errors == []
+    assert report.count == 2
+    with db.read_session() as session:
+        acme = session.exec(select(Customer).where(Customer.external_id == "C-1001")).one()
+        hooli = session.exec(select(Customer).where(Customer.external_id == "C-1002")).one()
+    assert (acme.credit_limit_minor, acme.collector_id, acme.credit_reviewed) == (
+        5000000, "UCOLL001", True)
+    assert (hooli.currency, hooli.payment_terms, hooli.credit_reviewed) == (
+        "EUR", "2/10 NET30", False)
+    assert hooli.billing_email is None
+
+
+def test_products_import(db: Database, tmp_path: Path) -> None:
+    # given
+    path = write(tmp_path, "sku,name,unit_price,currency,on_hand,max_discount_pct,revenue_type\n"
+                 "WID-9,Widget Nine,12.50,USD,40,10,goods\n"
+                 "SVC-1,Installation,900,USD,0,,service\n")
+    # when
+    report = import_csv(db, "products", path)
+    # then
+    assert (report.errors, report.count) == ([], 2)
+    with db.read_session() as session:
+        widget = session.exec(select(Product).where(Product.sku == "WID-9")).one()
+        service = session.exec(select(Product).where(Product.sku == "SVC-1")).one()
+    assert (widget.unit_price_minor, widget.on_hand, widget.max_discount_bp) == (1250, 40, 1000)
+    assert (service.revenue_type, service.max_discount_bp) == ("service", None)
+
+
+def test_orders_are_grouped_into_multi_line_orders(db: Database, tmp_path: Path) -> None:
+    # given
+    company(db)
+    path = write(tmp_path,
+                 "order_ref,customer,sales_rep,currency,order_date,sku,quantity,discount_pct\n"
+                 "A,C-GLOBEX,USALES01,USD,2026-01-05,WID-1,3,\n"
+                 "B,C-INITECH,USALES01,USD,,GADGET,1,5\n"
+                 "A,,,,,GADGET,2,\n")
+    # when
+    report = import_csv(db, "orders", path)
+    # then
+    assert (report.errors, report.count) == ([], 2)
+    with db.read_session() as session:
+        found = session.exec(select(Order).order_by(Order.id)).all()
+        lines = session.exec(select(OrderLine).where(OrderLine.order_id == found[0].id)
+                             .order_by(OrderLine.line_no)).all()
+        assert invariants.validate_all(session) == []
+    assert [(li.sku, li.quantity) for li in lines] == [("WID-1", 3), ("GADGET", 2)]
+    assert found[0].order_date == date(2026, 1, 5)
+    assert found[0].total_minor == 3 * 1999 + 2 * 25000
+    assert found[0].source == "csv"
+    assert {o.status for o in found} == {OrderStatus.APPROVED}
+
+
+def test_order_lines_that_disagree_on_the_customer_are_refused(db: Database,
+                                                               tmp_path: Path) -> None:
+    # given
+    company(db)
+    path = write(tmp_path, "external_id,customer,sales_rep,currency,sku,quantity\n"
+                 "PO-1,C-GLOBEX,USALES01,USD,WID-1,1\n"
+                 "PO-1,C-INITECH,USALES01,USD,WID-1,1\n")
+    # when
+    report = import_csv(db, "orders", path)
+    # then
+    assert report.errors == ["row 3, column customer: order 'PO-1' has 'C-GLOBEX' on row 2; "
+                             "all lines of an order must agree"]
+    assert count(db, Order) == 0
+
+
+def test_invoices_import(db: Database, tmp_path: Path) -> None:
+    # given
+    company(db)
+    path = write(tmp_path, "number,customer,currency,issue_date,due_date,total\n"
+                 "ERP-1,C-GLOBEX,USD,2026-01-01,2026-01-31,1250.00\n"
+                 "ERP-2,C-INITECH,USD,2026-02-01,2026-03-03,99.95\n")
+    # when
+    report = import_csv(db, "invoices", path)
+    # then
+    assert (report.errors, report.count) == ([], 2)
+    with db.read_session() as session:
+        erp1 = session.exec(select(Invoice).where(Invoice.number == "ERP-1")).one()
+    assert (erp1.total_minor, erp1.balance_minor, erp1.source) == (125000, 125000, "erp")
+
+
+def test_payments_apply_by_reference_and_reimport_changes_nothing(db: Database,
+                                                                   tmp_path: Path) -> None:
+    # given
+    company(db)
+    with db.transaction() as session:
+        f.invoice(session, "ERP-7", total="500.00")
+    path = write(tmp_path, "amount,currency,received_at,payer_name,reference,method,external_id\n"
+                 "500.00,USD,2026-02-10,GLOBEX CORP,Invoice ERP-7,ach,BANK-1\n"
+                 "20.00,USD,2026-02-11T09:30:00Z,Someone,,wire,BANK-2\n")
+    # when
+    first = import_csv(db, "payments", path)
+    again = import_csv(db, "payments", path)
+    # then
+    assert (first.errors, first.count) == ([], 2)
+    assert (again.errors, again.count, again.unchanged) == ([], 0, 2)
+    assert count(db, Payment) == 2
+    with db.read_session() as session:
+        invoice = session.exec(select(Invoice).where(Invoice.number == "ERP-7")).one()
+        bank1 = session.exec(select(Payment).where(Payment.external_id == "BANK-1")).one()
+        assert invariants.validate_all(session) == []
+    assert invoice.balance_minor == 0
+    assert (bank1.status, bank1.source) == ("applied", "csv")
+
+
+def test_three_bad_rows_are_all_reported_and_nothing_is_stored(db: Database,
+                                                              tmp_path: Path) -> None:
+    # given: one good order between three bad ones (a model error and two workflow errors)
+    company(db)
+    path = write(tmp_path, "order_ref,customer,sales_rep,currency,sku,quantity\n"
+                 "1,C-GLOBEX,USALES01,USD,WID-1,2\n"
+                 "2,C-NOBODY,USALES01,USD,WID-1,1\n"
+                 "3,C-GLOBEX,USALES01,USD,WID-1,0\n"
+                 "4,C-GLOBEX,USALES01,USD,NO-SUCH-SKU,1\n")
+    # when
+    report = import_csv(db, "orders", path)
+    # then
+    assert report.errors == [
+        "row 3, column customer: unknown customer 'C-NOBODY'",
+        "row 4, column quantity: must be greater than 0",
+        "row 5, column sku: unknown SKU 'NO-SUCH-SKU'",
+    ]
+    assert report.count == 0
+    assert count(db, Order) == 0
+    assert count(db, OrderLine) == 0
+
+
+def test_bad_numbers_are_named_by_row_and_column(db: Database, tmp_path: Path) -> None:
+    # given
+    path = write(tmp_path, "sku,name,unit_price,currency,on_hand\n"
+                 "A,Alpha,1.00,USD,1.5\n"
+                 "B,Beta,12,USD,abc\n"
+                 "C,Gamma,\"1,250.00\",USD,3\n"
+                 "D,Delta,5.00,XX,3\n")
+    # when
+    report = import_csv(db, "products", path)
+    # then
+    assert report.errors == [
+        "row 2, column on_hand: must be a whole number, not '1.5'",
+        "row 3, column on_hand: must be a whole number, not 'abc'",
+        "row 4, column unit_price: must be a decimal amount like 1250.00 (a dot for decimals, "
+        "no thousands separators or currency symbols)",
+        "row 5, column currency: must be a 3-letter currency code like USD",
+    ]
+    assert count(db, Product) == 0
+
+
+def test_bom_semicolons_crlf_quotes_and_blank_lines(db: Database, tmp_path: Path) -> None:
+    # given: what a European spreadsheet saves as "CSV UTF-8"
+    company(db)
+    text = ("\ufeffexternal_id;name;currency;credit_limit;payment_terms;billing_address\r\n"
+            " C-2001 ; \"Wayne Enterprises; Gotham\" ;USD; 1000.00 ;NET45;"
+            "\"1007 Mountain Drive,\r\nGotham\"\r\n"
+            "C-2002;\"Stark, Industries\";USD;5;DUE_ON_RECEIPT;\r\n"
+            "\r\n\r\n")
+    # when
+    report = import_csv(db, "customers", write(tmp_path, text))
+    # then
+    assert (report.errors, report.count) == ([], 2)
+    with db.read_session() as session:
+        wayne = session.exec(select(Customer).where(Customer.external_id == "C-2001")).one()
+        stark = session.exec(select(Customer).where(Customer.external_id == "C-2002")).one()
+    assert wayne.name == "Wayne Enterprises; Gotham"
+    assert wayne.billing_address == "1007 Mountain Drive,\r\nGotham"
+    assert (wayne.credit_limit_minor, wayne.payment_terms) == (100000, "NET45")
+    assert stark.name == "Stark, Industries"
+
+
+def test_excel_sep_line_names_the_delimiter(db: Database, tmp_path: Path) -> None:
+    # given: Excel's "sep=" hint line, and commas inside unquoted cells of a ;-file
+    path = write(tmp_path, "sep=;\nsku;name;unit_price;currency;on_hand\n"
+                 "A;Nuts, bolts and washers;1.00;USD;7\n")
+    # when
+    report = import_csv(db, "products", path)
+    # then
+    assert (report.errors, report.count) == ([], 1)
+    with db.read_session() as session:
+        assert session.exec(select(Product.name)).one() == "Nuts, bolts and washers"
+
+
+def test_rows_after_a_multi_line_cell_keep_spreadsheet_numbers(db: Database,
+                                                               tmp_path: Path) -> None:
+    # given: row 2 spans two physical lines; the bad row is row 3 in a spreadsheet
+    text = ("external_id,name,currency,credit_limit,payment_terms,billing_address\n"
+            "C-1,One,USD,10,NET30,\"line 1\nline 2\"\n"
+            "C-2,Two,USD,10,NET 30 DAYS,\n")
+    # when
+    report = import_csv(db, "customers", write(tmp_path, text))
+    # then
+    assert report.errors == ["row 3, column payment_terms: use NET<n>, <d>/<n> NET<m> "
+                             "(e.g. 2/10 NET30) or DUE_ON_RECEIPT"]
+    assert count(db, Customer) == 0
+
+
+def test_missing_required_column_is_named(db: Database, tmp_path: Path) -> None:
+    # given
+    path = write(tmp_path, "external_id,name,currency,payment_terms\nC-1,One,USD,NET30\n")
+    # when
+    report = import_csv(db, "customers", path)
+    # then
+    assert report.errors == ["header, column credit_limit: required column is missing"]
+    assert count(db, Customer) == 0
+
+
+def test_unknown_column_is_named(db: Database, tmp_path: Path) -> None:
+    # given
+    path = write(tmp_path, "sku,name,unit_price,currency,on_hand,colour\n"
+                 "A,Alpha,1.00,USD,1,red\n")
+    # when
+    report = import_csv(db, "products", path)
+    # then
+    assert len(report.errors) == 1
+    assert report.errors[0].startswith("header, column colour: unknown column")
+    assert count(db, Product) == 0
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (None, "file not found"),
+    (b"", "the file is empty"),
+    (b"PK\x03\x04\x14\x00\x06\x00binary", "spreadsheet workbook"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary file"),
+    (b"caf\xe9,bar\n", "not UTF-8"),
+    (b"hello world\n1,2\n", "no known column names"),
+])
+def test_unreadable_files_get_a_clear_error(db: Database, tmp_path: Path,
+                                            content: bytes | None, expected: str) -> None:
+    # given
+    path = tmp_path / "input.csv"
+    if content is not None:
+        path.write_bytes(content)
+    # when
+    report = import_csv(db, "customers", path)
+    # then
+    assert len(report.errors) == 1
+    assert expected in report.errors[0]
+
+
+def test_cli_imports_a_file(db: Database, database_url: str, tmp_path: Path,
+                            monkeypatch: pytest.MonkeyPatch,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    # given
+    company(db)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    path = write(tmp_path, CUSTOMERS)
+    # when
+    code = cli.main(["import", "customers", str(path)])
+    # then
+    assert code == 0
+    assert "imported 2 customers" in capsys.readouterr().out
+    assert count(db, Customer) == 4
+
+
+def test_cli_lists_errors_and_exits_1(db: Database, database_url: str, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    # given
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    path = write(tmp_path, "sku,name,unit_price,currency,on_hand\n"
+                 "A,Alpha,-1,USD,1\n"
+                 "B,Beta,1.00,USD,-4\n")
+    # when
+    code = cli.main(["import", "products", str(path)])
+    # then
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "2 error(s); nothing was imported" in err
+    assert "row 2, column unit_price:" in err
+    assert "row 3, column on_hand: must not be negative" in err
+    with Session(db.engine) as session:
+        assert session.exec(select(func.count()).select_from(Product)).one() == 0

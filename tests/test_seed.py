@@ -1,0 +1,149 @@
+"""The demo seed (`o2c seed --demo`): every order state, every aging bucket, invariants intact,
+deterministic, and never run twice on the same database."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import select
+
+from bot import cli
+from bot.db import Database
+from bot.seed import DEMO_USERS, SeedError, seed_demo
+from models import (
+    AGING_BUCKETS,
+    Approval,
+    AuditEvent,
+    Customer,
+    Invoice,
+    Order,
+    Payment,
+    PaymentStatus,
+    User,
+)
+from workflows import invariants, users
+from workflows.receivables import aging_by_currency, bucket_for
+
+TODAY = date(2026, 3, 15)
+EVERY_STATE = {"approved", "backordered", "partially_shipped", "invoiced", "paid",
+               "pending_approval", "rejected", "cancelled", "on_hold"}
+
+
+@pytest.fixture(scope="module")
+def seeded(db_factory) -> Iterator[tuple[Database, dict]]:  # noqa: ANN001
+    """One fresh database seeded once, shared by the read-only checks below."""
+    url = db_factory.create()
+    database = Database(url)
+    summary = seed_demo(database, today=TODAY)
+    yield database, summary
+    database.dispose()
+    db_factory.drop(url)
+
+
+def test_seed_puts_orders_in_every_reachable_state(seeded: tuple[Database, dict]) -> None:
+    # given
+    db, summary = seeded
+    # when
+    with db.read_session() as session:
+        statuses = set(session.exec(select(Order.status).distinct()).all())
+    # then
+    assert statuses >= EVERY_STATE
+    assert set(summary["orders_by_status"]) == statuses
+
+
+def test_pending_approvals_cover_each_reason(seeded: tuple[Database, dict]) -> None:
+    # given
+    db, _ = seeded
+    # when
+    with db.read_session() as session:
+        pending = session.exec(select(Approval).where(Approval.status == "pending")).all()
+    # then
+    codes = {reason["code"] for approval in pending for reason in approval.reasons}
+    assert {"new_customer", "over_limit", "credit_hold", "discount_over_max"} <= codes
+
+
+def test_open_invoices_fall_in_all_five_aging_buckets(seeded: tuple[Database, dict]) -> None:
+    # given
+    db, _ = seeded
+    # when
+    with db.read_session() as session:
+        usd = aging_by_currency(session, TODAY)["USD"]
+        rows = session.exec(select(Invoice.customer_id, Invoice.due_date)
+                            .where(Invoice.balance_minor > 0)).all()
+    # then
+    assert all(usd.counts[bucket] > 0 for bucket in AGING_BUCKETS)
+    customers_per_bucket = {bucket: {c for c, due in rows
+                                     if bucket_for((TODAY - due).days) == bucket}
+                            for bucket in AGING_BUCKETS}
+    assert all(len(ids) >= 2 for ids in customers_per_bucket.values()), customers_per_bucket
+
+
+def test_seeded_data_keeps_the_ar_invariants(seeded: tuple[Database, dict]) -> None:
+    # given
+    db, _ = seeded
+    # when
+    with db.read_session() as session:
+        problems = invariants.validate_all(session)
+    # then
+    assert problems == []
+
+
+def test_demo_people_customers_and_payments(seeded: tuple[Database, dict]) -> None:
+    # given
+    db, summary = seeded
+    # when
+    with db.read_session() as session:
+        people = {u.slack_user_id: u for u in session.exec(select(User)).all()}
+        roles = {u.user_id: users.roles_of(session, u.user_id) for u in DEMO_USERS}
+        on_hold = session.exec(select(Customer.name).where(Customer.credit_hold)).all()
+        new = session.exec(select(Customer.name).where(~Customer.credit_reviewed)).all()
+        currencies = set(session.exec(select(Customer.currency)).all())
+        unapplied = session.exec(select(Payment).where(
+            Payment.status == PaymentStatus.UNAPPLIED)).all()
+        holds = session.exec(select(AuditEvent).where(
+            AuditEvent.action == "customer.credit_hold")).all()
+    # then
+    assert {u.user_id for u in DEMO_USERS} <= set(people)
+    assert people["U0COLL001"].timezone == "America/New_York"
+    assert people["U0COLL002"].timezone == "Europe/London"
+    assert roles["U0CREDIT1"] == {"credit_approver"} and roles["U0ADMIN01"] == {"admin"}
+    assert on_hold == ["Umbrella Corporation"] and len(holds) == 1
+    assert new == ["Pied Piper"]
+    assert currencies == {"USD", "EUR", "GBP"}
+    assert [p.reference for p in unapplied] == ["PAYMENT - THANK YOU"]
+    assert summary["customers"] == 20 and summary["credit_notes"] == 1
+    assert summary["invoices"] <= 300
+
+
+def test_second_run_is_refused_and_changes_nothing(db: Database) -> None:
+    # given
+    seed_demo(db, today=TODAY)
+
+    def counts() -> tuple[int, ...]:
+        with db.read_session() as session:
+            return tuple(session.exec(select(sa.func.count()).select_from(model)).one()
+                         for model in (Customer, Order, Invoice, Payment, AuditEvent))
+
+    before = counts()
+    # when
+    with pytest.raises(SeedError, match="already has customers"):
+        seed_demo(db, today=TODAY)
+    # then
+    assert counts() == before
+
+
+def test_cli_seeds_and_prints_a_deterministic_summary(
+        database_url: str, seeded: tuple[Database, dict], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # given
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    # when
+    code = cli.main(["seed", "--demo", "--as-of", TODAY.isoformat()])
+    # then
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == seeded[1]  # same seed, same date: the same company
