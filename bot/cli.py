@@ -60,11 +60,15 @@ def cmd_seed(args: argparse.Namespace) -> int:
         print("nothing to do: use `o2c seed --demo`", file=sys.stderr)
         return 2
     from bot.db import Database
-    from bot.seed import seed_demo
+    from bot.seed import SeedError, seed_demo
 
     settings = _settings()
     db = Database(settings.database_url)
-    summary = seed_demo(db, today=args.as_of or datetime.now(UTC).date())
+    try:
+        summary = seed_demo(db, today=args.as_of or datetime.now(UTC).date())
+    except SeedError as exc:
+        print(f"o2c: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(summary, indent=2))
     return 0
 

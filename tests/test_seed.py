@@ -147,3 +147,19 @@ def test_cli_seeds_and_prints_a_deterministic_summary(
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == seeded[1]  # same seed, same date: the same company
+
+
+def test_cli_refuses_a_second_seed_without_a_traceback(
+        database_url: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # given
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert cli.main(["seed", "--demo", "--as-of", TODAY.isoformat()]) == 0
+    capsys.readouterr()
+    # when
+    code = cli.main(["seed", "--demo", "--as-of", TODAY.isoformat()])
+    # then
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("o2c: ") and "already has customers" in err
+    assert "Traceback" not in err

@@ -31,10 +31,10 @@ def record(session: Session, *, actor: str, action: str, entity_type: str, entit
 
 def order_transition(session: Session, *, order_id: int, number: str, actor: str,
                      from_state: str | None, to_state: str, reason: str | None = None,
-                     **data: Any) -> AuditEvent:
+                     at: datetime | None = None, **data: Any) -> AuditEvent:
     return record(session, actor=actor, action="order.transition", entity_type="order",
                   entity_id=order_id, from_state=from_state, to_state=to_state, reason=reason,
-                  number=number, **data)
+                  at=at, number=number, **data)
 
 
 def role_changed(session: Session, *, actor: str, user_id: str, role: str, granted: bool,

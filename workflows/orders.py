@@ -166,7 +166,8 @@ def transition(session: Session, order: Order, to: str, *, actor: str,
     order.updated_at = now or utcnow()
     session.add(order)
     audit.order_transition(session, order_id=order.id, number=order.number, actor=actor,
-                           from_state=before, to_state=to, reason=reason, **data)
+                           from_state=before, to_state=to, reason=reason,
+                           at=order.updated_at, **data)
 
 
 def submit_order(session: Session, order: Order, *, lines: list[OrderLine], actor: str,
