@@ -118,3 +118,34 @@ def test_outbox_command_lists_and_requeues_failed(monkeypatch, capsys, db, datab
     assert "channel_not_found" in capsys.readouterr().out
     assert main(["outbox", "--retry", "all"]) == 0
     assert "1 message(s) queued again" in capsys.readouterr().out
+
+
+def test_serve_uses_socket_mode_when_an_app_token_is_set(monkeypatch, database_url) -> None:  # noqa: ANN001
+    # given: stand-ins for Slack's WebSocket client and for uvicorn
+    started: dict[str, object] = {}
+
+    class FakeHandler:
+        def __init__(self, app, app_token: str) -> None:  # noqa: ANN001
+            started["app"], started["token"] = app, app_token
+
+        def start(self) -> None:
+            started["connected"] = True
+
+    import slack_bolt.adapter.socket_mode as socket_mode
+    import uvicorn
+
+    monkeypatch.setattr(socket_mode, "SocketModeHandler", FakeHandler)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.update(http=kw["port"]))
+    for name, value in {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+                        "O2C_API_TOKEN": API_TOKEN, "SLACK_APP_TOKEN": "xapp-1-test",
+                        "DATABASE_URL": database_url, "PORT": "3999"}.items():
+        monkeypatch.setenv(name, value)
+    # when
+    assert main(["serve"]) == 0
+    time.sleep(0.2)
+    # then: Slack traffic goes over the socket, and HTTP still serves the REST API
+    assert started["token"] == "xapp-1-test" and started["connected"] is True
+    assert started["http"] == 3999
+    from slack_bolt import App
+
+    assert isinstance(started["app"], App)
