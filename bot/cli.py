@@ -33,6 +33,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bot.server import create_app
 
     settings = _settings().require_for_serve()
+    if settings.o2c_sandbox:  # the local sandbox never listens beyond this computer
+        from sandbox.web import check_bind_host
+
+        check_bind_host(args.host)
     app = create_app(settings)
     if settings.socket_mode:
         _start_socket_mode(app.state.runtime, settings)
