@@ -98,10 +98,11 @@ def _port_free(port: int) -> bool:
 def prepare(port: int, database: str):  # noqa: ANN201 - returns the FastAPI app
     """Everything before serving: database, seed, settings, app, sandbox directory."""
     from bot.db import Database
-    from bot.seed import seed_demo
     from bot.server import create_app
 
     url = fresh_database(Path(database))
+    from bot.seed import seed_demo
+
     db = Database(url)
     seed_demo(db, today=datetime.now(UTC).date())
     app = create_app(demo_settings(port, url), db=db)

@@ -246,10 +246,13 @@ def build_sandbox_app(ws: Workspace) -> FastAPI:
 
     # the page's JSON API
     @sub.get("/api/state")
-    async def state(since: int = -1, wait: float = LONG_POLL_MAX) -> dict:
-        """The whole workspace; with ``since``, waits (up to 20 s) for a newer version."""
+    async def state(request: Request, since: int = -1, wait: float = LONG_POLL_MAX) -> dict:
+        """The whole workspace; with ``since``, waits (up to 20 s) for a newer version.
+        A page that goes away ends its wait (so the server can shut down promptly)."""
         deadline = time.monotonic() + min(max(wait, 0.0), LONG_POLL_MAX)
         while ws.api.version <= since and time.monotonic() < deadline:
+            if await request.is_disconnected():
+                return {}
             await asyncio.sleep(0.1)
         return await run_in_threadpool(ws.state)
 

@@ -368,7 +368,8 @@ function renderSidebar() {
     const count = conv === "home" ? 0 : visibleMessages(conv).length;
     const unread = conv !== S.conv && count > (S.seen[S.me + conv] || 0);
     return el("a", {href: "#", class: `nav-item ${cls}${conv === S.conv ? " active" : ""}${unread ? " unread" : ""}`,
-      "aria-current": conv === S.conv ? "page" : null, onclick: (ev) => { ev.preventDefault(); openConv(conv); }},
+      "aria-label": label, "aria-current": conv === S.conv ? "page" : null,
+      onclick: (ev) => { ev.preventDefault(); openConv(conv); }},
     label, unread ? el("span", {class: "badge"}, String(count - (S.seen[S.me + conv] || 0))) : null);
   };
   $("#nav").replaceChildren(
@@ -425,7 +426,8 @@ function renderModal() {
         S.missing[b.block_id] = "Please complete this required field.";
       }
     }
-    if (Object.keys(S.missing).length) { renderModal(); return; }
+    renderModal();  // show (or clear) "required" errors at once, as Slack's client does
+    if (Object.keys(S.missing).length) return;
     await act("submit", {view_id: view.id, values}).catch(() => {});
   };
   root.replaceChildren(el("form", {class: "modal", role: "dialog", "aria-modal": "true", "aria-label": plainText(view.title), onsubmit: submit},
