@@ -393,8 +393,9 @@ function renderMain() {
     const key = "home" + S.me + JSON.stringify(view || null);
     if (key === S.listKey) return;
     S.listKey = key;
-    box.replaceChildren(view ? blocks(view.blocks, {surface: {kind: "view", view_id: view.id}, view})
-      : el("p", {class: "empty"}, "Opening App Home…"));
+    box.replaceChildren(el("div", {class: "home"}, view
+      ? blocks(view.blocks, {surface: {kind: "view", view_id: view.id}, view})
+      : el("p", {class: "empty"}, "Opening App Home…")));
     return;
   }
   const list = visibleMessages(S.conv);

@@ -10,6 +10,7 @@ the approval (issue 3) and digest (issue 4) work is merged: remove that marker a
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,7 +80,8 @@ def visitor(sandbox, artifacts_dir: Path, request: pytest.FixtureRequest) -> Ite
 
     expect.set_options(timeout=TIMEOUT_MS)
     shots = artifacts_dir / "sandbox" / request.node.name
-    shots.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(shots, ignore_errors=True)
+    shots.mkdir(parents=True)
     errors: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

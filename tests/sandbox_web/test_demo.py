@@ -85,9 +85,8 @@ def test_demo_settings_are_sandbox_only_with_fresh_secrets() -> None:
     one, two = demo_settings(3000, "sqlite:///x.db"), demo_settings(3000, "sqlite:///x.db")
     # then
     assert one.o2c_sandbox and sandbox_origin(one) == "http://127.0.0.1:3000"
-    assert one.slack_signing_secret.get_secret_value() != two.slack_signing_secret.get_secret_value()
-    assert one.slack_bot_token.get_secret_value() != two.slack_bot_token.get_secret_value()
-    assert one.o2c_api_token.get_secret_value() != two.o2c_api_token.get_secret_value()
+    for secret in ("slack_signing_secret", "slack_bot_token", "o2c_api_token"):
+        assert getattr(one, secret).get_secret_value() != getattr(two, secret).get_secret_value()
     assert one.smtp_url is None  # customer e-mails stay queued, whatever the environment says
     assert (one.o2c_approvals_channel, one.o2c_alerts_channel, one.o2c_ar_channel) == (
         "C0APPROVAL", "C0ALERTS01", "C0AR000001")
