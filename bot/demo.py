@@ -111,9 +111,18 @@ def prepare(port: int, database: str):  # noqa: ANN201 - returns the FastAPI app
 
 
 def run_demo(port: int = 3000, database: str = "o2c-demo.db") -> int:
+    root = logging.getLogger()
+    previous = root.level
+    root.setLevel(logging.WARNING)  # quiet: the URL is the last thing printed
+    try:
+        return _run(port, database)
+    finally:
+        root.setLevel(previous)
+
+
+def _run(port: int, database: str) -> int:
     import uvicorn
 
-    logging.getLogger().setLevel(logging.WARNING)  # the URL is the last thing printed
     if not _port_free(port):
         print(f"o2c demo: port {port} is in use; try `o2c demo --port {port + 1}`",
               file=sys.stderr)

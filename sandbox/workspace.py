@@ -325,8 +325,13 @@ class Workspace:
         if job not in jobs.load_all():
             raise ActionFailed(404, f"no job called {job!r}")
         log.info("sandbox time travel: %s runs %s as of %s", user_id, job, as_of)
-        summary = jobs.run_job(job, self.deps, as_of)
-        self.deps.notify_outbox()
+        try:
+            summary = jobs.run_job(job, self.deps, as_of)
+        except Exception as exc:
+            log.exception("job %s failed (sandbox time travel)", job)
+            raise ActionFailed(500, f"{job} failed: {type(exc).__name__}") from None
+        finally:
+            self.deps.notify_outbox()  # whatever it committed before failing goes out too
         return {"ok": True, "job": job, "as_of": as_of.isoformat(),
                 "summary": _json_safe(summary)}
 

@@ -13,7 +13,8 @@ from datetime import date
 import httpx
 import pytest
 
-from bot.cli import main as o2c
+from bot import jobs
+from bot.cli import build_parser
 from bot.server import create_app
 from sandbox.web import SandboxRefused, check_bind_host, is_loopback_host
 from tests.support.demo_seed import (
@@ -66,16 +67,15 @@ def test_sandbox_refuses_to_start_unless_the_bot_talks_to_it(database_url, api_u
         create_app(settings)
 
 
-def test_serve_refuses_to_listen_beyond_localhost_with_the_sandbox(monkeypatch, capsys) -> None:  # noqa: ANN001
+def test_serve_refuses_to_listen_beyond_localhost_with_the_sandbox(monkeypatch) -> None:  # noqa: ANN001
     # given
     for name, value in {"O2C_SANDBOX": "true", "SLACK_BOT_TOKEN": "xoxb-1",
                         "SLACK_SIGNING_SECRET": "s", "O2C_API_TOKEN": "t"}.items():
         monkeypatch.setenv(name, value)
-    # when
-    code = o2c(["serve", "--host", "0.0.0.0"])
-    # then
-    assert code == 2
-    assert "refusing to listen on 0.0.0.0" in capsys.readouterr().err
+    args = build_parser().parse_args(["serve"])  # the default --host is 0.0.0.0
+    # when / then (the CLI prints this SettingsError as `o2c: ...`, exit code 2)
+    with pytest.raises(SandboxRefused, match="refusing to listen on 0.0.0.0"):
+        args.func(args)
     check_bind_host("127.0.0.1")  # fine
     assert [is_loopback_host(h) for h in ("localhost:3000", "127.0.0.1", "[::1]:80",
                                           "127.1.2.3", "evil.example", "10.0.0.1:3000",
@@ -308,6 +308,17 @@ def test_time_travel_runs_a_job_as_of_a_date_for_admins_only(sandbox, ping_job) 
     dm = sandbox.wait_for(lambda: sandbox.ws.api.dm_messages(COLLECTOR), "the collector's DM")
     assert "as of 2031-03-02" in dm[-1]["text"]
     assert len([m for m in sandbox.ws.api.dm_messages(COLLECTOR) if "2031" in m["text"]]) == 1
+
+
+def test_time_travel_reports_a_failing_job(sandbox, monkeypatch) -> None:  # noqa: ANN001
+    def broken(deps, as_of):  # noqa: ANN001, ANN202
+        raise RuntimeError("boom")
+
+    jobs.load_all()
+    monkeypatch.setitem(jobs.JOBS, "broken", jobs.Job("broken", broken, None, "fails"))
+    response = sandbox.act("time-travel", user=ADMIN, job="broken", as_of="2030-01-01")
+    assert response.status_code == 500
+    assert response.json() == {"ok": False, "error": "broken failed: RuntimeError"}
 
 
 def test_time_travel_rejects_unknown_jobs_and_dates(sandbox) -> None:  # noqa: ANN001
