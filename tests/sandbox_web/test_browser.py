@@ -206,6 +206,52 @@ def test_a_visitor_looks_things_up_uses_channels_home_modals_and_time_travel(
     visitor.shot("collector-dm")
 
 
+PIXEL = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
+         "+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+
+
+def test_message_blocks_render_and_their_selects_reach_the_bot(sandbox, visitor) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect
+
+    # given the bot listens to the elements, and posts a message using them
+    chosen: list[dict] = []
+    sandbox.server.app.state.runtime.bolt.action(re.compile("^pick_"))(
+        lambda ack, body: (ack(), chosen.append(body["actions"][0])))
+    plain = {"type": "plain_text", "text": "Choose"}
+    post_as_bot(sandbox, CHANNELS["ar"], "elements", [
+        {"type": "header", "text": {"type": "plain_text", "text": "Every element"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "Pick a *product*"},
+         "accessory": {"type": "static_select", "action_id": "pick_product", "placeholder": plain,
+                       "options": [{"text": {"type": "plain_text", "text": "Widget"},
+                                    "value": "WID-1"}]}},
+        {"type": "divider"},
+        {"type": "image", "image_url": PIXEL, "alt_text": "a chart",
+         "title": {"type": "plain_text", "text": "Aging chart"}},
+        {"type": "context", "elements": [{"type": "image", "image_url": PIXEL, "alt_text": "i"},
+                                         {"type": "mrkdwn", "text": "_as of today_"}]},
+        {"type": "actions", "block_id": "pickers", "elements": [
+            {"type": "users_select", "action_id": "pick_user", "placeholder": plain},
+            {"type": "datepicker", "action_id": "pick_date"}]},
+    ])
+    # when a collector uses them
+    visitor.be(COLLECTOR)
+    visitor.go("# ar")
+    message = visitor.messages.locator("article", has_text="Every element")
+    expect(message.get_by_role("img", name="a chart")).to_be_visible()
+    expect(message.locator("figcaption")).to_have_text("Aging chart")
+    expect(message.locator(".bk-context i")).to_have_text("as of today")
+    message.locator(".bk-accessory select").select_option("WID-1")
+    message.locator(".bk-actions select").select_option(SALES)
+    message.locator(".bk-actions input[type=date]").fill("2030-05-06")
+    visitor.shot("message-elements")
+    # then the bot got what Slack would send for each
+    sandbox.wait_for(lambda: len(chosen) == 3, "three block_actions")
+    by_id = {a["action_id"]: a for a in chosen}
+    assert by_id["pick_product"]["selected_option"]["value"] == "WID-1"
+    assert by_id["pick_user"]["selected_user"] == SALES
+    assert by_id["pick_date"]["selected_date"] == "2030-05-06"
+
+
 @pytest.mark.xfail(strict=False, reason="needs issue 3/4 merge: /o2c new and the approval "
                    "buttons (issue 3), the digest job (issue 4)")
 def test_order_approval_and_digest_in_the_browser(sandbox, visitor) -> None:  # noqa: ANN001
