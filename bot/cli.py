@@ -36,6 +36,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Hand the GIL over every 1 ms instead of 5 ms: a request thread that only needs to verify
     # and ack waits less behind a thread building an answer (see bench/RESULTS.md).
     sys.setswitchinterval(0.001)
+    if settings.o2c_sandbox:  # the local sandbox never listens beyond this computer
+        from sandbox.web import check_bind_host
+
+        check_bind_host(args.host)
     app = create_app(settings)
     if settings.socket_mode:
         _start_socket_mode(app.state.runtime, settings)

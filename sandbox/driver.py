@@ -229,10 +229,10 @@ class SlackDriver:
         return self._send_payload(payload, opts)
 
     def block_suggestion(self, user_id: str, source: dict, action_id: str, value: str,
-                         **opts: Any) -> httpx.Response:
+                         block_id: str | None = None, **opts: Any) -> httpx.Response:
         """An external_select options request (``block_suggestion``) for typed ``value``."""
         source = self._fresh(source)
-        block, _ = find_element(source.get("blocks") or [], action_id)
+        block, _ = find_element(source.get("blocks") or [], action_id, block_id)
         payload = self._interaction("block_suggestion", user_id)
         if _is_view(source):
             payload["container"] = {"type": "view", "view_id": source["id"]}

@@ -155,6 +155,7 @@ class InteractionMixin:
             owner = self._view_owner.get(view_id, user_id)
             stack = self._stacks.setdefault(owner, [])
             problems: list[str] = []
+            earlier_errors = self._view_errors.pop(view_id, None)  # a new answer replaces them
             if action is None:
                 if view_id in stack:
                     del stack[stack.index(view_id):]
@@ -174,14 +175,16 @@ class InteractionMixin:
                                      previous=current["previous_view_id"],
                                      root=current["root_view_id"], keep_state=current)
                     self._view_errors.pop(view_id, None)
+                elif not problems and len(stack) >= 3:
+                    problems = ["push_limit_reached"]
                 elif not problems:
-                    if len(stack) >= 3:
-                        return ["push_limit_reached"]
                     stored = self._store_view(view, owner, previous=stack[-1] if stack else None,
                                               root=stack[0] if stack else None)
                     stack.append(stored["id"])
             else:
                 problems = [f"unknown response_action {action!r}"]
+            if problems and earlier_errors:  # Slack refused the answer: nothing changes
+                self._view_errors.setdefault(view_id, earlier_errors)
             self._bump()
             return problems
 

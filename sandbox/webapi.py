@@ -331,6 +331,12 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin):
         what = f"{count} {method} call(s)" + (" matching `where`" if where else "")
         return self.wait_for(matching, timeout, what)
 
+    @property
+    def version(self) -> int:
+        """A counter bumped on every state change (a UI long-polls on it)."""
+        with self._lock:
+            return self._version
+
     def reset(self) -> None:
         """Forget all activity (calls, faults, messages, views, triggers, responses) but keep
         the users and channels that were added, so one server can serve many tests."""

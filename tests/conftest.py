@@ -144,9 +144,10 @@ class RunningServer:
         self.thread.join(10)
 
 
-def start_server(settings, **app_kwargs) -> RunningServer:  # noqa: ANN001
+def start_server(settings, *, port: int | None = None,  # noqa: ANN001
+                 **app_kwargs) -> RunningServer:
     app = create_app(settings, **app_kwargs)
-    port = free_port()
+    port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                             lifespan="on")
     server = uvicorn.Server(config)

@@ -262,6 +262,14 @@ def test_view_submission_answers_drive_the_modal_stack(driver, recorder, api, cl
     assert response.json()["response_action"] == "errors"
     assert api.view_errors(view["id"]) == {"qty": "Must be positive"}
     assert [v["id"] for v in api.views_for("U1")] == [view["id"]]
+    # an answer Slack refuses changes nothing; the next valid answer replaces the errors
+    recorder.reply = (200, {}, b'{"response_action":"errors","errors":{"nope":"x"}}')
+    with pytest.raises(InvalidViewResponse):
+        driver.submit_view("U1", view, FILLED)
+    assert api.view_errors(view["id"]) == {"qty": "Must be positive"}
+    recorder.reply = (200, {}, b'{"response_action":"errors","errors":{"customer":"Unknown"}}')
+    driver.submit_view("U1", view, FILLED)
+    assert api.view_errors(view["id"]) == {"customer": "Unknown"}
     # update replaces it in place
     new = {"type": "modal", "title": {"type": "plain_text", "text": "Done"},
            "blocks": [SECTION]}
@@ -395,6 +403,7 @@ def test_bolt_round_trip_modal_errors_then_success(api, bolt_app, serve_bolt, si
     # then
     assert rejected.json() == {"response_action": "errors", "errors": {"qty": "Must be positive"}}
     assert accepted.status_code == 200 and api.views_for("U1") == []
+    assert api.view_errors(opened["id"]) == {}  # the accepted answer cleared them
     assert api.dm_messages("U1")[0]["text"] == "Created order for 12"
 
 

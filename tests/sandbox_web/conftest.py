@@ -1,0 +1,67 @@
+"""Fixtures for the browser sandbox: the real server with `O2C_SANDBOX` on, serving the demo
+company (seeded before start, like `o2c demo`), test-only bot listeners, and a test job."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from bot import jobs
+from bot.db import Database
+from handlers.commands import SUBCOMMANDS, Subcommand
+from tests.conftest import free_port, start_server
+from tests.support import demo_seed
+from tests.support.sandbox_web import (
+    FORM_CALLBACK,
+    PING_JOB,
+    TEST_BUTTON,
+    Sandbox,
+    clicked,
+    customer_options,
+    open_form,
+    ping,
+    sandbox_settings,
+    submit_form,
+)
+
+
+@pytest.fixture
+def sandbox(database_url: str) -> Iterator[Sandbox]:
+    db = Database(database_url)
+    demo_seed.seed(db, datetime.now(UTC).date())
+    db.dispose()
+    port = free_port()
+    running = start_server(sandbox_settings(database_url, port), port=port)
+    running.worker.poll_interval = 0.05
+    client = httpx.Client(base_url=f"{running.base_url}/sandbox/api/", timeout=30)
+    try:
+        yield Sandbox(running, client)
+    finally:
+        client.close()
+        running.stop()
+        running.db.dispose()
+
+
+@pytest.fixture
+def test_listeners(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    """`/o2c sandbox-form` opens the test form; its customer select loads options; a button
+    handler edits its message with chat.update."""
+    monkeypatch.setitem(SUBCOMMANDS, "sandbox-form", Subcommand(
+        "sandbox-form", "/o2c sandbox-form", "test form", open_form))
+    bolt = sandbox.server.app.state.runtime.bolt
+    bolt.options("pick")(customer_options)
+    bolt.view(FORM_CALLBACK)(submit_form)
+    bolt.action(TEST_BUTTON)(clicked)
+    return sandbox
+
+
+@pytest.fixture
+def ping_job(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A job that DMs the collector, standing in for the digest (registered like any job)."""
+    jobs.load_all()
+    monkeypatch.setitem(jobs.JOBS, PING_JOB, jobs.Job(PING_JOB, ping, None,
+                                                      "DM the collector (test job)"))
+    return PING_JOB
