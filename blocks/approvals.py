@@ -185,9 +185,9 @@ def discount_alert(ctx: dict) -> dict:
     cur = snap.get("currency", order["currency"])
     text = (f"Discount above policy on {order['number']} for {order['customer']}")
     blocks = [
-        section(f":rotating_light: *Discount above policy* on *{esc(order['number'])}* — "
-                f"{_requester(ctx)} for *{esc(order['customer'])}* "
-                f"({fmt_money(order['total_minor'], order['currency'])})"),
+        section(f":rotating_light: *Discount above policy* on *{esc(order['number'])}* "
+                f"({fmt_money(order['total_minor'], order['currency'])}) — customer "
+                f"*{esc(order['customer'])}*, asked by {_requester(ctx)}"),
         section(lines_text(_discount_rows(snap))),
     ]
     impact = [f"Revenue given away: *{fmt_money(snap.get('lost_minor', 0), cur)}*"]

@@ -142,14 +142,14 @@ def decide(*, session: Session, approval_id: int, user_id: str, approve: bool,
     AlreadyDecided (someone was first), ValidationFailed (a rejection needs a reason)."""
     now = now or utcnow()
     note = (note or "").strip() or None
-    if not approve and not note:
-        raise ValidationFailed.of("reason", "say why the request is rejected")
-    if note and len(note) > NOTE_MAX:
-        raise ValidationFailed.of("reason", f"at most {NOTE_MAX} characters")
     approval, order = _load_for_decision(session, approval_id)
     check_decider(session, approval, order, user_id)
     if approval.status != ApprovalStatus.PENDING:
         raise already_decided(approval)
+    if not approve and not note:
+        raise ValidationFailed.of("reason", "say why the request is rejected")
+    if note and len(note) > NOTE_MAX:
+        raise ValidationFailed.of("reason", f"at most {NOTE_MAX} characters")
     if order.status != OrderStatus.PENDING_APPROVAL:
         raise InvalidTransition(f"order {order.number} is {order.status.replace('_', ' ')}; "
                                 "there is nothing to decide")

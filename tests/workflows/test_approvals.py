@@ -240,3 +240,11 @@ def test_pending_overview_splits_decisions_and_own_requests(session) -> None:  #
     assert {i.order.number for i in rep.requested} == {credit.number, discount.number}
     admin = approvals.pending_overview(session, "UADMIN01")
     assert admin.to_decide_total == 2 and admin.can_decide_kinds == ["credit", "discount"]
+
+
+def test_an_outsider_is_refused_before_their_input_is_looked_at(session) -> None:  # noqa: ANN001
+    setup_company(session)
+    approval = pending(session, f.order(session, "C-NEW"))
+    with pytest.raises(PermissionDenied):
+        approvals.decide(session=session, approval_id=approval.id, user_id="USALES01",
+                         approve=False, note="")
