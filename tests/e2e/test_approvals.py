@@ -409,3 +409,24 @@ def test_admin_changes_policy_and_others_are_refused(company, slack, standin) ->
     assert [e.to_state for e in audit(company, "policy.changed")] == ["30"]
     # then a 25 % discount no longer needs an approval
     assert order_status(company, submit(company, "C-GLOBEX", discount="25")) == "approved"
+
+
+def test_a_rejection_typed_while_someone_else_approved_changes_nothing(
+        company, slack, standin) -> None:  # noqa: ANN001
+    api = standin.api
+    # given a credit approver who opened the reject modal
+    number = submit(company)
+    posted = card(api, number)
+    slack.click("UCREDIT1", posted, "approval_reject")
+    modal = api.wait_for(lambda: api.views_for("UCREDIT1") or None, WAIT, "the modal")[0]
+    # when an admin approves meanwhile, and then the reason is submitted
+    slack.click(ADMIN, posted, "approval_approve")
+    api.wait_for(lambda: approval(company, number).status == "approved", WAIT, "approval")
+    slack.submit_view("UCREDIT1", modal, {"reject_reason": {"reject_reason_input": "No"}})
+    # then the modal closes, the approver is told who was first, and nothing changed
+    assert api.views_for("UCREDIT1") == []
+    told = wait_ephemerals(api, "UCREDIT1")[0]
+    assert "already *approved* by <@UADMIN01>" in told
+    assert approval(company, number).status == "approved"
+    assert audit(company, "approval.rejected") == []
+    assert order_status(company, number) == "approved"
