@@ -17,3 +17,26 @@ REJECT_REASON_INPUT = "reject_reason_input"
 # customers
 CREDIT_HOLD = "customer_credit_hold"
 CREDIT_RELEASE = "customer_credit_release"
+
+# approvals: "approve with a note" (a modal; Approve alone decides at once)
+APPROVE_WITH_NOTE = "approval_approve_note"
+APPROVE_NOTE_MODAL = "approval_approve_note_modal"
+APPROVE_NOTE_BLOCK = "approve_note"
+APPROVE_NOTE_INPUT = "approve_note_input"
+
+# `/o2c new`: the order-entry modal. Line inputs live in blocks "order_line_<row>_<part>".
+ORDER_MODAL = "order_entry_modal"
+ORDER_CUSTOMER_BLOCK = "order_customer"
+ORDER_CUSTOMER_SELECT = "order_customer_select"
+ORDER_PRODUCT_SELECT = "order_product_select"
+ORDER_QUANTITY_INPUT = "order_quantity_input"
+ORDER_DISCOUNT_INPUT = "order_discount_input"
+ORDER_NOTES_BLOCK = "order_notes"
+ORDER_NOTES_INPUT = "order_notes_input"
+ORDER_MAX_LINES = 5
+ORDER_LINE_PARTS = ("product", "quantity", "discount", "hint")
+
+
+def order_line_block(row: int, part: str) -> str:
+    """Block id of one input of a modal line: order_line_0_product, order_line_2_quantity."""
+    return f"order_line_{row}_{part}"

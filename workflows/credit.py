@@ -8,14 +8,18 @@ lives in `workflows.approvals`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from models import ApprovalKind, Customer, Invoice, Order, OrderLine, Product
+from models import ApprovalKind, Customer, Invoice, Order, OrderLine, Product, money
 from workflows import policy as policies
-from workflows.receivables import credit_exposure
+from workflows.receivables import credit_exposure, customer_position
+
+HISTORY_DAYS = 365  # payment history shown on approval cards covers the last year
+HISTORY_MAX_INVOICES = 500
 
 
 @dataclass
@@ -32,6 +36,37 @@ def overdue_beyond(session: Session, customer_id: int, as_of: date, days: int) -
         .where(Invoice.customer_id == customer_id, Invoice.balance_minor > 0,
                Invoice.due_date < as_of - timedelta(days=days))
     ).one())
+
+
+def payment_history(session: Session, customer_id: int, as_of: date) -> dict:
+    """How the customer paid over the last year: invoices settled, how many late, and the
+    average days late of the late ones (a Decimal, one decimal place, as a string)."""
+    since = datetime.combine(as_of - timedelta(days=HISTORY_DAYS), datetime.min.time(), UTC)
+    rows = session.exec(
+        select(Invoice.due_date, Invoice.paid_at)
+        .where(Invoice.customer_id == customer_id, Invoice.paid_at.is_not(None),
+               Invoice.paid_at >= since)
+        .order_by(Invoice.paid_at.desc()).limit(HISTORY_MAX_INVOICES)).all()
+    late_days = [(paid_at.date() - due).days for due, paid_at in rows
+                 if paid_at.date() > due]
+    average = (Decimal(sum(late_days)) / Decimal(len(late_days))).quantize(Decimal("0.1")) \
+        if late_days else Decimal(0)
+    return {"paid": len(rows), "paid_late": len(late_days), "avg_days_late": str(average),
+            "days": HISTORY_DAYS}
+
+
+def customer_snapshot(session: Session, customer: Customer, as_of: date, *,
+                      order_total_minor: int = 0) -> dict:
+    """The customer's credit position frozen at request time, for the approval card;
+    `exposure_minor` includes the order being decided."""
+    position = customer_position(session, customer, as_of)
+    return {"currency": customer.currency, "credit_limit_minor": customer.credit_limit_minor,
+            "exposure_minor": position.exposure_minor + order_total_minor,
+            "open_ar_minor": position.aging.total, "overdue_minor": position.aging.overdue,
+            "aging": dict(position.aging.buckets),
+            "oldest_days_past_due": position.oldest_days_past_due,
+            "credit_reviewed": customer.credit_reviewed, "credit_hold": customer.credit_hold,
+            "history": payment_history(session, customer.id, as_of)}
 
 
 def credit_need(session: Session, order: Order, customer: Customer, as_of: date
@@ -57,9 +92,43 @@ def credit_need(session: Session, order: Order, customer: Customer, as_of: date
     })
 
 
+def line_economics(line: OrderLine, product: Product | None, currency: str) -> dict:
+    """What a line's discount costs: revenue given away and the margin before and after.
+
+    Margins need the product's cost in the order currency; without it (no cost, or a product
+    priced in another currency) only the lost revenue is known.
+    """
+    gross = money.line_total(line.quantity, line.unit_price_minor, 0, currency)
+    net = line.line_total_minor
+    result = {"line_no": line.line_no, "sku": line.sku, "name": line.description,
+              "quantity": line.quantity, "unit_price_minor": line.unit_price_minor,
+              "discount_bp": line.discount_bp, "gross_minor": gross, "net_minor": net,
+              "lost_minor": gross - net, "cost_minor": None, "margin_before_minor": None,
+              "margin_after_minor": None, "margin_before_pct": None, "margin_after_pct": None}
+    if product is not None and product.cost_minor is not None and product.currency == currency:
+        cost = product.cost_minor * line.quantity
+        result.update(cost_minor=cost, margin_before_minor=gross - cost,
+                      margin_after_minor=net - cost,
+                      margin_before_pct=_pct(gross - cost, gross),
+                      margin_after_pct=_pct(net - cost, net))
+    return result
+
+
+def pct_text(bp: int) -> str:
+    """Basis points as a short percentage: 1500 -> "15", 1250 -> "12.5"."""
+    return format(money.bp_to_pct(bp).normalize(), "f")
+
+
+def _pct(part: int, whole: int) -> str | None:
+    if whole == 0:
+        return None
+    return str((Decimal(part) * 100 / Decimal(whole)).quantize(Decimal("0.1")))
+
+
 def discount_need(session: Session, order: Order, lines: list[OrderLine]) -> ApprovalNeed | None:
     policy = policies.current(session)
-    reasons = []
+    reasons: list[dict] = []
+    over: list[dict] = []
     for line in lines:
         product = session.get(Product, line.product_id)
         limit_bp = (product.max_discount_bp if product and product.max_discount_bp is not None
@@ -68,15 +137,25 @@ def discount_need(session: Session, order: Order, lines: list[OrderLine]) -> App
             reasons.append({"code": "discount_over_max", "line_no": line.line_no,
                             "sku": line.sku, "discount_bp": line.discount_bp,
                             "max_bp": limit_bp,
-                            "text": f"{line.sku}: discount {line.discount_bp / 100:g}% "
-                                    f"exceeds the {limit_bp / 100:g}% maximum"})
+                            "text": f"{line.sku}: discount {pct_text(line.discount_bp)}% "
+                                    f"exceeds the {pct_text(limit_bp)}% maximum"})
+            over.append({**line_economics(line, product, order.currency), "max_bp": limit_bp})
     if not reasons:
         return None
-    return ApprovalNeed(ApprovalKind.DISCOUNT, reasons, {"currency": order.currency})
+    lost = sum(item["lost_minor"] for item in over)
+    return ApprovalNeed(ApprovalKind.DISCOUNT, reasons, {
+        "currency": order.currency, "lines": over, "lost_minor": lost})
 
 
 def approval_needs(session: Session, order: Order, lines: list[OrderLine], as_of: date
                    ) -> list[ApprovalNeed]:
     customer = session.get(Customer, order.customer_id)
     needs = [credit_need(session, order, customer, as_of), discount_need(session, order, lines)]
-    return [need for need in needs if need is not None]
+    needs = [need for need in needs if need is not None]
+    if needs:
+        # Every card shows the customer's position (exposure, aging, payment history).
+        position = customer_snapshot(session, customer, as_of,
+                                     order_total_minor=order.total_minor)
+        for need in needs:
+            need.snapshot = {**position, **need.snapshot}
+    return needs

@@ -182,10 +182,8 @@ def submit_order(session: Session, order: Order, *, lines: list[OrderLine], acto
                reason="; ".join(r["text"] for need in needs for r in need.reasons))
     from workflows import approvals  # the approvals workflow owns cards and decisions
 
-    # The requester is the person who submitted; for API/CSV orders, the rep named on it.
-    requester = actor if session.get(User, actor) is not None else order.sales_rep_id
     for need in needs:
-        approvals.request_approval(session, order=order, need=need, requested_by=requester,
+        approvals.request_approval(session, order=order, need=need, requested_by=actor,
                                    now=now)
     customer = session.get(Customer, order.customer_id)
     outbox.post_to_user(session, user_id=order.sales_rep_id, template="order_status",

@@ -97,4 +97,11 @@ def register(app: App) -> None:
 
 
 # Subcommand modules (each registers on import).
-from handlers.commands import help, kpi, lookups, roles  # noqa: E402,F401,A004
+from handlers.commands import (  # noqa: E402,F401,A004
+    approvals,
+    help,
+    kpi,
+    lookups,
+    order_entry,
+    roles,
+)

@@ -59,8 +59,15 @@ def orders(call: CommandCall) -> None:
 
 
 def customer_actions(call: CommandCall, customer) -> list:  # noqa: ANN001
-    """Buttons under the customer card (credit hold etc.); extended by later work."""
-    return []
+    """Buttons under the customer card: credit hold / release for those who may use them
+    (the click re-checks the role on the server)."""
+    from blocks.approvals import credit_hold_actions
+    from workflows.credit_hold import may_change_hold
+
+    with call.deps.db.read_session() as session:
+        if not may_change_hold(session, call.user_id):
+            return []
+    return credit_hold_actions(customer.id, customer.name, customer.credit_hold)
 
 
 @subcommand("customer", usage="/o2c customer <name or id>",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-MODULES: tuple[str, ...] = ()
+MODULES: tuple[str, ...] = ("approvals", "order_entry")
 
 
 def register(app: App) -> None:

@@ -180,7 +180,8 @@ def test_a_visitor_looks_things_up_uses_channels_home_modals_and_time_travel(
     edited = visitor.messages.locator("article", has_text="Done")
     expect(edited).to_contain_text("(edited)")
     expect(visitor.messages.get_by_role("button", name="Do it")).to_have_count(0)
-    expect(visitor.messages.locator("article")).to_have_count(1)
+    expect(visitor.messages.locator("article", has_text="Done")).to_have_count(1)
+    expect(visitor.messages.locator("article", has_text="Please act")).to_have_count(0)
     visitor.shot("message-updated-in-place")
 
     # step: the App Home tab

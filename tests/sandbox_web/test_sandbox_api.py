@@ -228,7 +228,8 @@ def test_click_reaches_the_bot_and_chat_update_edits_in_place(test_listeners) ->
     edited = sandbox.wait_for(lambda: [m for m in sandbox.state()["messages"][posted["channel"]]
                                        if m["ts"] == posted["ts"] and m["edited"]], "the edit")[0]
     assert "Done" in text_of(edited) and CREDIT_APPROVER in text_of(edited)
-    assert len(sandbox.ws.api.messages(posted["channel"])) == 1
+    same = [m for m in sandbox.ws.api.messages(posted["channel"]) if m["ts"] == posted["ts"]]
+    assert len(same) == 1 and same[0]["edited"]  # edited in place, not re-posted
     click = sandbox.ws.api.calls_to("chat.update")[0]
     assert click.params["ts"] == posted["ts"]
 

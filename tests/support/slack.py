@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
 from sandbox.driver import SlackDriver
 from sandbox.webapi import SlackWebAPI
@@ -32,3 +33,27 @@ def everything_sent(api: SlackWebAPI) -> str:
     parts = [json.dumps(c.params, ensure_ascii=False) for c in api.calls]
     parts += [json.dumps(r["payload"], ensure_ascii=False) for r in api.responses]
     return "\n".join(parts)
+
+
+def prepared_click(slack: SlackDriver, user_id: str, source: dict, action_id: str,
+                   **kwargs: object) -> str:
+    """The form body of a click, built exactly as `slack.click` would send it but not sent:
+    send it (several times, from several threads) with `slack.send(body, FORM)`, which signs
+    each request afresh — a replay or a burst of identical clicks."""
+    captured: dict = {}
+
+    def capture(payload: dict, opts: dict) -> None:
+        captured["body"] = urlencode({"payload": json.dumps(payload)})
+
+    slack._send_payload = capture  # instance attribute shadows the method for one call
+    try:
+        slack.click(user_id, source, action_id, **kwargs)
+    finally:
+        del slack._send_payload
+    return captured["body"]
+
+
+def ephemeral_texts(api: SlackWebAPI, user_id: str) -> list[str]:
+    """What each ephemeral (chat.postEphemeral or response_url) shown to the user says."""
+    return [json.dumps(e["blocks"] or e["text"], ensure_ascii=False)
+            for e in api.ephemerals(user_id)]

@@ -1,0 +1,94 @@
+"""Buttons on approval cards: Approve (decides at once), Approve with note… and Reject… (open
+a modal; the decision happens on submit, see `handlers.views.approvals`).
+
+Every click acks first, then re-checks on the server who is clicking (role, segregation of
+duties) and whether the request is still open. A refused or late click gets an ephemeral
+explanation (response_url, `replace_original: false`) and changes nothing; refusals are
+audited by `handlers.common.transaction`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from slack_bolt import Ack, App, BoltContext, Respond
+from slack_sdk import WebClient
+
+from blocks import ids
+from blocks.approvals import already_decided, approve_note_modal, refusal, reject_modal
+from blocks.text import fmt_money
+from handlers.common import transaction
+from workflows import approvals
+from workflows.errors import AlreadyDecided, DomainError
+
+log = logging.getLogger("o2c.handlers.approvals")
+
+
+def approval_id_of(body: dict) -> int | None:
+    try:
+        return int(body["actions"][0]["value"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+
+
+def explain(respond: Respond, error: DomainError) -> None:
+    """Tell only the clicking user why nothing happened."""
+    if isinstance(error, AlreadyDecided):
+        blocks = already_decided(status=error.decision, decided_by=error.decided_by)
+    else:
+        blocks = refusal(error.detail)
+    respond(blocks=blocks, text=error.detail, response_type="ephemeral",
+            replace_original=False)
+
+
+def on_approve(ack: Ack, body: dict, respond: Respond, context: BoltContext) -> None:
+    ack()
+    approval_id = approval_id_of(body)
+    if approval_id is None:
+        return
+    try:
+        with transaction(context) as session:
+            approvals.decide(session=session, approval_id=approval_id,
+                             user_id=body["user"]["id"], approve=True)
+    except DomainError as error:
+        explain(respond, error)
+
+
+def _open_decision_modal(ack: Ack, body: dict, respond: Respond, client: WebClient,
+                         context: BoltContext, *, reject: bool) -> None:
+    ack()
+    approval_id = approval_id_of(body)
+    if approval_id is None:
+        return
+    try:
+        with transaction(context) as session:
+            approval = approvals.ensure_decidable(session, approval_id=approval_id,
+                                                  user_id=body["user"]["id"])
+            ctx = approvals.context_of(session, approval)
+    except DomainError as error:
+        explain(respond, error)
+        return
+    order = ctx["order"]
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+        "channel_id")
+    build = reject_modal if reject else approve_note_modal
+    client.views_open(trigger_id=body["trigger_id"], view=build(
+        approval_id=approval_id, channel=channel, order_number=order["number"],
+        customer=order["customer"], amount=fmt_money(order["total_minor"], order["currency"]),
+        kind=ctx["kind"]))
+
+
+def on_reject(ack: Ack, body: dict, respond: Respond, client: WebClient,
+              context: BoltContext) -> None:
+    _open_decision_modal(ack, body, respond, client, context, reject=True)
+
+
+def on_approve_with_note(ack: Ack, body: dict, respond: Respond, client: WebClient,
+                         context: BoltContext) -> None:
+    _open_decision_modal(ack, body, respond, client, context, reject=False)
+
+
+def register(app: App) -> None:
+    app.action(ids.APPROVE)(on_approve)
+    app.action(ids.APPROVE_WITH_NOTE)(on_approve_with_note)
+    app.action(ids.REJECT)(on_reject)

@@ -1,0 +1,62 @@
+""""Put on credit hold" / "Release credit hold" under the customer card (`/o2c customer`).
+
+The role (credit approver or admin) is re-checked on the server at the click, whatever the
+card showed; a refusal is audited and explained ephemerally. On success the card is replaced
+with its fresh version.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from slack_bolt import Ack, App, BoltContext, Respond
+
+from blocks import ids
+from blocks import lookup as render
+from blocks.approvals import credit_hold_actions, credit_hold_done, refusal
+from blocks.common import section
+from handlers.common import deps_of, transaction
+from models import Customer
+from workflows import queries
+from workflows.credit_hold import set_credit_hold
+from workflows.errors import DomainError
+
+
+def _change(ack: Ack, body: dict, respond: Respond, context: BoltContext, *,
+            on_hold: bool) -> None:
+    ack()
+    try:
+        customer_id = int(body["actions"][0]["value"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return
+    user_id = body["user"]["id"]
+    try:
+        with transaction(context) as session:
+            changed = set_credit_hold(session, customer_id=customer_id, actor=user_id,
+                                      on_hold=on_hold, reason="from the customer card")
+    except DomainError as error:
+        respond(blocks=refusal(error.detail), text=error.detail, response_type="ephemeral",
+                replace_original=False)
+        return
+    today = datetime.now(UTC).date()
+    with deps_of(context).db.read_session() as session:
+        customer = session.get(Customer, customer_id)
+        view = queries.customer_view(session, customer, today)
+        card = render.customer_card(view, as_of=today, actions=credit_hold_actions(
+            customer.id, customer.name, customer.credit_hold))
+    notice = section(credit_hold_done(customer.name, on_hold, changed))
+    respond(blocks=[notice, *card][:50], text=f"Customer {customer.name}",
+            response_type="ephemeral", replace_original=True)
+
+
+def on_hold(ack: Ack, body: dict, respond: Respond, context: BoltContext) -> None:
+    _change(ack, body, respond, context, on_hold=True)
+
+
+def on_release(ack: Ack, body: dict, respond: Respond, context: BoltContext) -> None:
+    _change(ack, body, respond, context, on_hold=False)
+
+
+def register(app: App) -> None:
+    app.action(ids.CREDIT_HOLD)(on_hold)
+    app.action(ids.CREDIT_RELEASE)(on_release)

@@ -1,0 +1,44 @@
+"""`/o2c approvals`: what waits for the caller — decisions (approvers) and their own requests
+(reps) — and `/o2c policy [set <key> <value>]` (admins change policy values, audited)."""
+
+from __future__ import annotations
+
+from blocks.approvals import pending_list, refusal
+from blocks.policy import policy_message
+from handlers.commands import CommandCall, subcommand
+from handlers.common import transaction
+from workflows import approvals, policy, policy_admin
+from workflows.errors import DomainError
+
+
+@subcommand("approvals", usage="/o2c approvals",
+            summary="pending approvals: yours to decide, or your requests still waiting")
+def pending(call: CommandCall) -> None:
+    with call.deps.db.read_session() as session:
+        overview = approvals.pending_overview(session, call.user_id)
+    call.answer(pending_list(overview), "Pending approvals")
+
+
+POLICY_USAGE = "/o2c policy [set <key> <value>]"
+
+
+@subcommand("policy", usage=POLICY_USAGE, summary="policy values; admins change them")
+def policy_values(call: CommandCall) -> None:
+    parts = call.args.split(None, 2)
+    if not parts:
+        with call.deps.db.read_session() as session:
+            current = policy.current(session)
+        call.answer(policy_message(current, usage=POLICY_USAGE), "Policy")
+        return
+    if parts[0].lower() != "set" or len(parts) != 3:
+        call.answer(refusal(f"Usage: {POLICY_USAGE}"), "Usage")
+        return
+    try:
+        with transaction(call.context) as session:
+            current = policy_admin.change(session, actor=call.user_id, key=parts[1],
+                                          value=parts[2])
+    except DomainError as error:
+        call.answer(refusal(error.detail), "Not changed")
+        return
+    call.answer(policy_message(current, usage=POLICY_USAGE, changed=parts[1].lower()),
+                "Policy changed")

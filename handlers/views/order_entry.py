@@ -1,0 +1,131 @@
+"""The `/o2c new` modal: customer and product search (`block_suggestion`), the pricing hint
+when a product is chosen (`dispatch_action` -> `views.update`), and the submission.
+
+Bad input (missing customer, unknown SKU, quantity <= 0, discount > 100 ...) is answered with
+`response_action: "errors"` keyed by the input's block_id: the modal stays open with each
+message under its field. A good order is created through `workflows.order_entry` (which calls
+`workflows.orders.create_order`, source "slack"); the modal closes and the rep gets the order
+number and status as a DM from the same transaction (the outbox), plus an ephemeral note in
+the channel where they typed `/o2c new`.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from blocks import ids
+from blocks.order_entry import (
+    created_message,
+    customer_options,
+    field_errors,
+    order_modal,
+    product_options,
+    read_channel,
+)
+from handlers.common import deps_of, transaction
+from models import Customer
+from workflows.errors import PermissionDenied, ValidationFailed
+from workflows.lookup import find_customer
+from workflows.order_entry import Entry, EntryLine, create_from_entry
+from workflows.pricing import pricing_hint, search_products
+
+log = logging.getLogger("o2c.handlers.order_entry")
+SUGGESTIONS = 10
+
+
+def _state(view: dict) -> dict:
+    return (view.get("state") or {}).get("values") or {}
+
+
+def _picked(values: dict, block_id: str, action_id: str) -> str | None:
+    entry = values.get(block_id, {}).get(action_id) or {}
+    option = entry.get("selected_option")
+    if option:
+        return option.get("value")
+    value = entry.get("value")
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def parse_entry(view: dict) -> Entry:
+    values = _state(view)
+    lines = [EntryLine(
+        row=row,
+        sku=_picked(values, ids.order_line_block(row, "product"), ids.ORDER_PRODUCT_SELECT),
+        quantity=_picked(values, ids.order_line_block(row, "quantity"), ids.ORDER_QUANTITY_INPUT),
+        discount_pct=_picked(values, ids.order_line_block(row, "discount"),
+                             ids.ORDER_DISCOUNT_INPUT))
+        for row in range(ids.ORDER_MAX_LINES)]
+    return Entry(customer=_picked(values, ids.ORDER_CUSTOMER_BLOCK, ids.ORDER_CUSTOMER_SELECT),
+                 lines=lines,
+                 notes=_picked(values, ids.ORDER_NOTES_BLOCK, ids.ORDER_NOTES_INPUT))
+
+
+def on_submit(ack: Ack, body: dict, view: dict, client: WebClient,
+              context: BoltContext) -> None:
+    user_id = body["user"]["id"]
+    entry = parse_entry(view)
+    try:
+        with transaction(context) as session:
+            order = create_from_entry(session, entry, rep=user_id)
+            customer = session.get(Customer, order.customer_id)
+            number, status, name = order.number, order.status, customer.name
+    except ValidationFailed as error:
+        problems = [(e.field, e.detail) for e in error.errors] or [("customer", error.detail)]
+        ack(response_action="errors", errors=field_errors(problems))
+        return
+    except PermissionDenied as refused:
+        ack(response_action="errors", errors={ids.ORDER_CUSTOMER_BLOCK: refused.detail[:150]})
+        return
+    ack()
+    channel = read_channel(view)
+    if channel:
+        try:
+            client.chat_postEphemeral(channel=channel, user=user_id, text=f"Order {number}: "
+                                      f"{status}", blocks=created_message(number, status, name))
+        except SlackApiError as exc:  # the DM from the outbox tells them anyway
+            log.info("no ephemeral confirmation: %s", exc.response.get("error"))
+
+
+def on_customer_options(ack: Ack, body: dict, context: BoltContext) -> None:
+    with deps_of(context).db.read_session() as session:
+        match = find_customer(session, body.get("value") or "", limit=SUGGESTIONS)
+    ack(options=customer_options(match.candidates))
+
+
+def on_product_options(ack: Ack, body: dict, context: BoltContext) -> None:
+    with deps_of(context).db.read_session() as session:
+        products = search_products(session, body.get("value") or "", limit=SUGGESTIONS)
+        options = product_options(products)
+    ack(options=options)
+
+
+def on_product_chosen(ack: Ack, body: dict, client: WebClient, context: BoltContext) -> None:
+    """Show the pricing hint under every chosen product (the view keeps what was typed)."""
+    ack()
+    view = body.get("view") or {}
+    values = _state(view)
+    today = datetime.now(UTC).date()
+    hints = {}
+    with deps_of(context).db.read_session() as session:
+        for row in range(ids.ORDER_MAX_LINES):
+            sku = _picked(values, ids.order_line_block(row, "product"), ids.ORDER_PRODUCT_SELECT)
+            hint = pricing_hint(session, sku=sku, as_of=today) if sku else None
+            if hint is not None:
+                hints[row] = hint
+    try:
+        client.views_update(view_id=view["id"], hash=view.get("hash"),
+                            view=order_modal(channel=read_channel(view), hints=hints))
+    except SlackApiError as exc:  # hash_conflict: the user changed it meanwhile; next pick wins
+        log.info("pricing hint not shown: %s", exc.response.get("error"))
+
+
+def register(app: App) -> None:
+    app.view(ids.ORDER_MODAL)(on_submit)
+    app.options(ids.ORDER_CUSTOMER_SELECT)(on_customer_options)
+    app.options(ids.ORDER_PRODUCT_SELECT)(on_product_options)
+    app.action(ids.ORDER_PRODUCT_SELECT)(on_product_chosen)

@@ -1,0 +1,250 @@
+"""Approval decisions, reminders, credit hold and the card's snapshot, on the workflows."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import select
+
+from models import Approval, AuditEvent, Customer, OrderStatus, OutboxMessage
+from tests.support import factories as f
+from workflows import approvals, cash_application
+from workflows.credit_hold import set_credit_hold
+from workflows.errors import (
+    AlreadyDecided,
+    InvalidTransition,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
+from workflows.orders import transition
+
+MONDAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def setup_company(session) -> None:  # noqa: ANN001
+    f.user(session, "USALES01", "sales")
+    f.user(session, "UCREDIT1", "credit_approver")
+    f.user(session, "UDISC001", "discount_approver")
+    f.user(session, "UADMIN01", "admin")
+    f.customer(session, "C-NEW", "Newco", reviewed=False)
+    f.customer(session)
+    f.product(session, "WID-1", price="100.00")
+
+
+def pending(session, order, kind: str = "credit") -> Approval:  # noqa: ANN001
+    return session.exec(select(Approval).where(Approval.order_id == order.id,
+                                               Approval.kind == kind)).one()
+
+
+def actions(session, action: str) -> list[AuditEvent]:  # noqa: ANN001
+    return list(session.exec(select(AuditEvent).where(AuditEvent.action == action)))
+
+
+def test_a_decision_is_taken_once_and_the_loser_learns_who(session) -> None:  # noqa: ANN001
+    # given
+    setup_company(session)
+    order = f.order(session, "C-NEW")
+    approval = pending(session, order)
+    # when two approvers decide one after the other
+    approvals.decide(session=session, approval_id=approval.id, user_id="UCREDIT1",
+                     approve=True)
+    with pytest.raises(AlreadyDecided) as late:
+        approvals.decide(session=session, approval_id=approval.id, user_id="UADMIN01",
+                         approve=False, note="no")
+    # then the second changed nothing and was told who decided
+    assert (late.value.decided_by, late.value.decision) == ("UCREDIT1", "approved")
+    assert len(actions(session, "approval.approved")) == 1
+    assert actions(session, "approval.rejected") == []
+    assert order.status == OrderStatus.APPROVED
+
+
+def test_rejecting_needs_a_reason(session) -> None:  # noqa: ANN001
+    setup_company(session)
+    approval = pending(session, f.order(session, "C-NEW"))
+    with pytest.raises(ValidationFailed) as caught:
+        approvals.decide(session=session, approval_id=approval.id, user_id="UCREDIT1",
+                         approve=False, note="   ")
+    assert caught.value.errors[0].field == "reason"
+    assert approval.status == "pending"
+
+
+def test_roles_and_segregation_of_duties(session) -> None:  # noqa: ANN001
+    # given an order entered by a rep who also approves credit, and an API order of USALES01
+    setup_company(session)
+    f.user(session, "USALES02", "sales", "credit_approver")
+    own = pending(session, f.order(session, "C-NEW", rep="USALES02"))
+    from workflows.orders import LineIn, OrderIn, create_order
+
+    via_api = create_order(session, OrderIn(customer="C-NEW", sales_rep="USALES01",
+                                            currency="USD", lines=[LineIn("WID-1", 1)]),
+                           actor="api")
+    api_approval = pending(session, via_api)
+    f.user(session, "USALES01", "sales", "credit_approver")
+    # then: the wrong role, the requester, and the order's rep are all refused
+    cases = [("UDISC001", own, "Only a credit approver"),
+             ("USALES02", own, "You asked for this approval"),
+             ("USALES01", api_approval, "your own order")]
+    for user, approval, message in cases:
+        with pytest.raises(PermissionDenied) as refused:
+            approvals.decide(session=session, approval_id=approval.id, user_id=user,
+                             approve=True)
+        assert message in refused.value.detail
+        assert (refused.value.actor, refused.value.entity_type, refused.value.entity_id) == (
+            user, "approval", approval.id)
+    assert api_approval.requested_by == "api"
+    # and an admin who asked for nothing may decide
+    approvals.decide(session=session, approval_id=api_approval.id, user_id="UADMIN01",
+                     approve=True)
+    assert via_api.status == OrderStatus.APPROVED
+
+
+def test_unknown_approval_and_an_order_that_moved_on(session) -> None:  # noqa: ANN001
+    setup_company(session)
+    with pytest.raises(NotFound):
+        approvals.decide(session=session, approval_id=999, user_id="UCREDIT1", approve=True)
+    order = f.order(session, "C-NEW")
+    transition(session, order, OrderStatus.CANCELLED, actor="USALES01", reason="changed mind")
+    with pytest.raises(InvalidTransition):
+        approvals.decide(session=session, approval_id=pending(session, order).id,
+                         user_id="UCREDIT1", approve=True)
+
+
+def test_discount_snapshot_has_the_margin_impact(session) -> None:  # noqa: ANN001
+    # given a product costing 60.00 sold at 100.00
+    setup_company(session)
+    product = f.product(session, "WID-2", price="100.00")
+    product.cost_minor = 6000
+    session.add(product)
+    # when 3 are ordered at 30 % off (maximum 15 %)
+    order = f.order(session, lines=[("WID-2", 3)], discount="30")
+    # then the discount request and the alert carry revenue and margin before/after
+    snapshot = pending(session, order, "discount").snapshot
+    [line] = snapshot["lines"]
+    assert (line["gross_minor"], line["net_minor"], line["lost_minor"]) == (30000, 21000, 9000)
+    assert (line["margin_before_pct"], line["margin_after_pct"]) == ("40.0", "14.3")
+    assert line["max_bp"] == 1500 and snapshot["lost_minor"] == 9000
+    templates = [m.payload["template"] for m in session.exec(select(OutboxMessage))]
+    assert templates.count("discount_alert") == 1
+    assert "exposure_minor" in snapshot and "history" in snapshot
+
+
+def test_credit_snapshot_shows_aging_and_payment_history(session) -> None:  # noqa: ANN001
+    # given one invoice paid 20 days late, one on time, and one open 40 days past due
+    setup_company(session)
+    today = datetime.now(UTC).date()
+    f.invoice(session, "INV-LATE", total="100.00", due=today - timedelta(days=20))
+    f.invoice(session, "INV-ONTIME", total="50.00", due=today + timedelta(days=5))
+    f.invoice(session, "INV-OPEN", total="300.00", due=today - timedelta(days=40))
+    for number, amount in (("INV-LATE", "100.00"), ("INV-ONTIME", "50.00")):
+        cash_application.record_payment(session, cash_application.PaymentIn(
+            amount=amount, currency="USD", received_at=datetime.now(UTC), reference=number,
+            customer="C-GLOBEX"), actor="test")
+    # when an order is submitted
+    order = f.order(session)
+    # then it needs credit approval (past due) and the card knows the history
+    snapshot = pending(session, order).snapshot
+    assert snapshot["history"] == {"paid": 2, "paid_late": 1, "avg_days_late": "20.0",
+                                   "days": 365}
+    assert snapshot["aging"]["31-60"] == 30000
+    assert snapshot["oldest_days_past_due"] == 40
+    assert snapshot["exposure_minor"] == 30000 + order.total_minor
+
+
+def test_reminders_count_working_hours_only(session) -> None:  # noqa: ANN001
+    # given a request made on Friday at 15:00 (working hours 09:00-17:00 UTC)
+    setup_company(session)
+    friday = datetime(2026, 3, 6, 15, 0, tzinfo=UTC)
+    order = f.order(session, "C-NEW", now=friday)
+    # then by Monday 10:00 it has waited 3 working hours: no reminder
+    assert approvals.send_reminders(session, now=datetime(2026, 3, 9, 10, 0, tzinfo=UTC)) == []
+    # and at Monday 11:00 it has waited 4: one reminder, to the credit approvers
+    [sent] = approvals.send_reminders(session, now=datetime(2026, 3, 9, 11, 0, tzinfo=UTC))
+    assert (sent["order"], sent["reminder"], sent["working_hours"]) == (order.number, 1, "4.0")
+    reminder = session.exec(select(OutboxMessage).where(
+        OutboxMessage.dedupe_key.like("approval-reminder:%"))).one()
+    assert reminder.payload["context"]["reminder"]["approvers"] == ["UCREDIT1"]
+    assert pending(session, order).reminders_sent == 1
+
+
+def test_reminder_interval_follows_the_policy(session) -> None:  # noqa: ANN001
+    from workflows import policy
+
+    setup_company(session)
+    policy.set_value(session, key="approval_reminder_hours", value="1", actor="UADMIN01")
+    policy.set_value(session, key="business_timezone", value="America/New_York",
+                     actor="UADMIN01")
+    order = f.order(session, "C-NEW", now=datetime(2026, 3, 2, 14, 0, tzinfo=UTC))  # 09:00 NY
+    assert approvals.send_reminders(session, now=datetime(2026, 3, 2, 14, 59, tzinfo=UTC)) == []
+    assert len(approvals.send_reminders(session, now=datetime(2026, 3, 2, 15, 0,
+                                                              tzinfo=UTC))) == 1
+    assert pending(session, order).reminders_sent == 1
+
+
+def test_concurrent_reminder_runs_nudge_once(db) -> None:  # noqa: ANN001
+    # given three requests waiting since Monday morning
+    with db.transaction() as s:
+        setup_company(s)
+        for _ in range(3):
+            f.order(s, "C-NEW", now=MONDAY)
+    # when four processes run the job at the same moment
+    start, results, errors = threading.Barrier(4), [], []
+
+    def run() -> None:
+        start.wait()
+        try:
+            with db.transaction() as s:
+                results.extend(approvals.send_reminders(s, now=MONDAY + timedelta(hours=6)))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    # then each request was reminded exactly once
+    assert errors == []
+    assert sorted(r["approval_id"] for r in results) == [1, 2, 3]
+    with db.read_session() as s:
+        keys = s.exec(select(OutboxMessage.dedupe_key).where(
+            OutboxMessage.dedupe_key.like("approval-reminder:%"))).all()
+        assert len(keys) == 3
+        assert [a.reminders_sent for a in s.exec(select(Approval))] == [1, 1, 1]
+
+
+def test_credit_hold_is_role_checked_and_changes_once(session) -> None:  # noqa: ANN001
+    setup_company(session)
+    customer = session.exec(select(Customer).where(Customer.external_id == "C-GLOBEX")).one()
+    with pytest.raises(PermissionDenied) as refused:
+        set_credit_hold(session, customer_id=customer.id, actor="USALES01", on_hold=True)
+    assert refused.value.action == "customer.credit_hold"
+    assert set_credit_hold(session, customer_id=customer.id, actor="UCREDIT1", on_hold=True)
+    assert not set_credit_hold(session, customer_id=customer.id, actor="UADMIN01", on_hold=True)
+    assert [e.actor for e in actions(session, "customer.credit_hold")] == ["UCREDIT1"]
+    order = f.order(session)
+    assert order.status == OrderStatus.PENDING_APPROVAL
+    assert pending(session, order).reasons[0]["code"] == "credit_hold"
+
+
+def test_pending_overview_splits_decisions_and_own_requests(session) -> None:  # noqa: ANN001
+    setup_company(session)
+    credit = f.order(session, "C-NEW")
+    discount = f.order(session, lines=[("WID-1", 1)], discount="20")
+    approver = approvals.pending_overview(session, "UCREDIT1")
+    assert [i.order.number for i in approver.to_decide] == [credit.number]
+    rep = approvals.pending_overview(session, "USALES01")
+    assert rep.to_decide == [] and rep.can_decide_kinds == []
+    assert {i.order.number for i in rep.requested} == {credit.number, discount.number}
+    admin = approvals.pending_overview(session, "UADMIN01")
+    assert admin.to_decide_total == 2 and admin.can_decide_kinds == ["credit", "discount"]
+
+
+def test_an_outsider_is_refused_before_their_input_is_looked_at(session) -> None:  # noqa: ANN001
+    setup_company(session)
+    approval = pending(session, f.order(session, "C-NEW"))
+    with pytest.raises(PermissionDenied):
+        approvals.decide(session=session, approval_id=approval.id, user_id="USALES01",
+                         approve=False, note="")

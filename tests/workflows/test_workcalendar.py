@@ -1,0 +1,60 @@
+"""Working hours: only Monday-Friday business hours in the business time zone count."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from workflows.errors import ValidationFailed
+from workflows.workcalendar import (
+    end_of_working_day,
+    evaluation_moment,
+    parse_hours,
+    working_time_between,
+)
+
+NINE_TO_FIVE = {"hours": "09:00-17:00", "tz": "UTC"}
+
+
+def at(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 3, day, hour, minute, tzinfo=UTC)  # 2 March 2026 is a Monday
+
+
+@pytest.mark.parametrize(("start", "end", "hours"), [
+    (at(2, 9), at(2, 13), 4),  # within one day
+    (at(2, 7), at(2, 10), 1),  # before opening does not count
+    (at(2, 16), at(3, 10), 2),  # overnight: 16-17 + 9-10
+    (at(6, 15), at(9, 11), 4),  # Friday 15:00 -> Monday 11:00, weekend skipped
+    (at(7, 10), at(8, 18), 0),  # all weekend
+    (at(2, 18), at(2, 20), 0),  # evening
+    (at(3, 12), at(2, 12), 0),  # end before start
+])
+def test_working_time_between(start: datetime, end: datetime, hours: int) -> None:
+    assert working_time_between(start, end, **NINE_TO_FIVE) == timedelta(hours=hours)
+
+
+def test_business_timezone_decides_the_day() -> None:
+    # 13:00-22:00 UTC on a March Monday is 08:00-17:00 in New York (EST): 8 working hours
+    assert working_time_between(at(2, 13), at(2, 22), hours="09:00-17:00",
+                                tz="America/New_York") == timedelta(hours=8)
+
+
+def test_bad_policy_values_are_refused() -> None:
+    for text in ("9-5", "17:00-09:00", "25:00-26:00"):
+        with pytest.raises(ValidationFailed):
+            parse_hours(text)
+    with pytest.raises(ValidationFailed):
+        working_time_between(at(2, 9), at(2, 10), hours="09:00-17:00", tz="Mars/Olympus")
+
+
+def test_what_an_as_of_run_evaluates() -> None:
+    now = at(4, 10, 30)
+    # the scheduler passes today's date: now
+    assert evaluation_moment(date(2026, 3, 4), now=now, **NINE_TO_FIVE) == now
+    # another day: that day's close of business, in the business zone
+    assert evaluation_moment(date(2026, 3, 9), now=now, **NINE_TO_FIVE) == at(9, 17)
+    assert end_of_working_day(date(2026, 3, 9), hours="09:00-17:00",
+                              tz="Europe/Berlin") == at(9, 16)
+    # a datetime: exactly then (naive = UTC)
+    assert evaluation_moment(datetime(2026, 3, 5, 12, 0), now=now, **NINE_TO_FIVE) == at(5, 12)

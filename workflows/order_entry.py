@@ -1,0 +1,112 @@
+"""Orders typed into the `/o2c new` modal: check every field, then create the order through
+`workflows.orders.create_order` (source "slack"), which runs the credit and discount checks.
+
+Errors name the modal row they belong to (`lines[<row>].sku|quantity|discount_pct`, or
+`customer`), so the modal can show each one inline next to its input; blank rows are skipped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from models import Customer, Order, Product, Role
+from workflows import orders
+from workflows import validation as v
+from workflows.errors import FieldError, ValidationFailed
+from workflows.users import require_role
+
+WHOLE = re.compile(r"^[+-]?\d+$")
+LINE_FIELD = re.compile(r"^lines\[(\d+)\]\.(\w+)$")
+ENTER_ROLES = (Role.SALES,)  # admins hold every role
+
+
+@dataclass
+class EntryLine:
+    row: int  # position in the modal (0-based), for pointing errors at it
+    sku: str | None = None
+    quantity: str | None = None
+    discount_pct: str | None = None
+
+    @property
+    def blank(self) -> bool:
+        return not (self.sku or self.quantity or self.discount_pct)
+
+
+@dataclass
+class Entry:
+    customer: str | None  # external id chosen in the customer select
+    lines: list[EntryLine] = field(default_factory=list)
+    notes: str | None = None
+
+
+def check_may_enter(session: Session, user_id: str) -> None:
+    require_role(session, user_id=user_id, roles=ENTER_ROLES, action="order.create",
+                 entity_type="order", entity_id="new")
+
+
+def create_from_entry(session: Session, entry: Entry, *, rep: str,
+                      now: datetime | None = None) -> Order:
+    """Validate everything first (all errors at once), then create and submit the order."""
+    check_may_enter(session, rep)
+    errors: list[FieldError] = []
+    customer = None
+    if not entry.customer:
+        errors.append(FieldError("customer", "choose a customer"))
+    else:
+        customer = session.exec(select(Customer)
+                                .where(Customer.external_id == entry.customer)).first()
+        if customer is None:
+            errors.append(FieldError("customer", "unknown customer; search again"))
+    filled = [line for line in entry.lines if not line.blank]
+    if not filled:
+        first = entry.lines[0].row if entry.lines else 0
+        errors.append(FieldError(f"lines[{first}].sku", "add at least one product"))
+    skus = {line.sku for line in filled if line.sku}
+    products = {p.sku: p for p in session.exec(select(Product).where(Product.sku.in_(skus)))}
+    for line in filled:
+        where = f"lines[{line.row}]"
+        product = products.get(line.sku or "")
+        if not line.sku:
+            errors.append(FieldError(f"{where}.sku", "choose a product"))
+        elif product is None or not product.active:
+            errors.append(FieldError(f"{where}.sku", f"unknown SKU {line.sku!r}"))
+        elif customer is not None and product.currency != customer.currency:
+            errors.append(FieldError(f"{where}.sku", f"priced in {product.currency}; "
+                                     f"{customer.name} is billed in {customer.currency}"))
+        quantity = (line.quantity or "").strip()
+        if not WHOLE.match(quantity) or int(quantity) <= 0:
+            errors.append(FieldError(f"{where}.quantity", "must be a whole number above 0"))
+        elif int(quantity) > orders.MAX_QUANTITY:
+            errors.append(FieldError(f"{where}.quantity",
+                                     f"at most {orders.MAX_QUANTITY:,} per line"))
+        if line.discount_pct not in (None, ""):
+            try:
+                v.percent_bp(f"{where}.discount_pct", line.discount_pct.strip())
+            except ValidationFailed as exc:
+                errors.extend(exc.errors)
+    if errors:
+        raise ValidationFailed("; ".join(f"{e.field}: {e.detail}" for e in errors),
+                               errors=errors)
+    data = orders.OrderIn(
+        customer=customer.external_id, sales_rep=rep, currency=customer.currency,
+        notes=(entry.notes or "").strip() or None,
+        lines=[orders.LineIn(sku=line.sku, quantity=int(line.quantity.strip()),
+                             discount_pct=(line.discount_pct or "").strip() or None)
+               for line in filled])
+    try:
+        return orders.create_order(session, data, actor=rep, source="slack", now=now)
+    except ValidationFailed as exc:  # point create_order's lines[i] back at the modal rows
+        raise ValidationFailed(exc.detail, errors=[_to_row(e, filled) for e in exc.errors]
+                               ) from None
+
+
+def _to_row(error: FieldError, filled: list[EntryLine]) -> FieldError:
+    match = LINE_FIELD.match(error.field)
+    if not match or int(match[1]) >= len(filled):
+        return error
+    part = match[2] if match[2] in ("sku", "quantity", "discount_pct") else "sku"
+    return FieldError(f"lines[{filled[int(match[1])].row}].{part}", error.detail)

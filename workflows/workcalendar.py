@@ -1,0 +1,80 @@
+"""Working time: how long something has waited in *business* hours (SPEC §3 "4 working hours").
+
+The policy gives the working hours of a day (`working_hours`, e.g. "09:00-17:00") in the
+business time zone (`business_timezone`); working days are Monday to Friday. A request made on
+Friday at 16:00 has waited one working hour by Monday 09:00, not 65 hours. Wall-clock time in
+the business zone is what counts, so a daylight-saving switch (at night) changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from workflows.errors import ValidationFailed
+
+HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)$")
+WORKING_DAYS = frozenset(range(5))  # Monday (0) .. Friday (4)
+
+
+def parse_hours(text: str) -> tuple[time, time]:
+    """"09:00-17:00" -> (09:00, 17:00); "24:00" means the end of the day."""
+    match = HOURS.match((text or "").replace(" ", ""))
+    if not match:
+        raise ValidationFailed.of("working_hours", "use HH:MM-HH:MM, e.g. 09:00-17:00")
+    start = time(int(match[1]), int(match[2]))
+    end = time.max if match[3] == "24" else time(int(match[3]), int(match[4]))
+    if end <= start:
+        raise ValidationFailed.of("working_hours", "the day must end after it starts")
+    return start, end
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationFailed.of("business_timezone", f"unknown time zone {name!r}") from None
+
+
+def working_time_between(start: datetime, end: datetime, *, hours: str, tz: str
+                         ) -> timedelta:
+    """Working time elapsed from `start` to `end` (aware datetimes); zero if end <= start."""
+    if end <= start:
+        return timedelta(0)
+    opens, closes = parse_hours(hours)
+    where = zone(tz)
+    local_start, local_end = start.astimezone(where), end.astimezone(where)
+    total = timedelta(0)
+    day = local_start.date()
+    while day <= local_end.date():
+        if day.weekday() in WORKING_DAYS:
+            day_open = datetime.combine(day, opens, tzinfo=where)
+            day_close = datetime.combine(day, closes, tzinfo=where)
+            overlap = min(day_close, local_end) - max(day_open, local_start)
+            if overlap > timedelta(0):
+                total += overlap
+        day += timedelta(days=1)
+    return total
+
+
+def end_of_working_day(day: date, *, hours: str, tz: str) -> datetime:
+    """The close of business on `day` in the business zone, as a UTC datetime."""
+    _, closes = parse_hours(hours)
+    return datetime.combine(day, closes, tzinfo=zone(tz)).astimezone(UTC)
+
+
+def evaluation_moment(as_of: date | datetime, *, now: datetime, hours: str, tz: str
+                      ) -> datetime:
+    """When a job run "as of" something is evaluated.
+
+    * a datetime: that moment (naive means UTC);
+    * today's date (what the scheduler passes): now;
+    * any other date (`o2c run ... --as-of 2026-03-02`): that day's close of business in the
+      business zone, so a re-run for a past or future day is deterministic.
+    """
+    if isinstance(as_of, datetime):
+        return as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
+    if as_of == now.astimezone(zone(tz)).date() or as_of == now.date():
+        return now
+    return end_of_working_day(as_of, hours=hours, tz=tz)
