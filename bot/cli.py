@@ -84,13 +84,14 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bot import jobs
+    from bot.scheduler import run_exclusive
     from bot.server import build_runtime
 
     settings = _settings()
     runtime = build_runtime(settings)
     as_of = args.as_of or datetime.now(UTC).date()
     try:
-        summary = jobs.run_job(args.job, runtime.deps, as_of)
+        summary = run_exclusive(runtime.deps, args.job, as_of)
     except jobs.UnknownJob:
         known = ", ".join(sorted(jobs.load_all())) or "none registered"
         print(f"unknown job {args.job!r}; known jobs: {known}", file=sys.stderr)
