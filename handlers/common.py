@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from models import User
 from workflows import audit
-from workflows.errors import PermissionDenied
+from workflows.errors import DomainError, PermissionDenied
 from workflows.users import ensure_user
 
 log = logging.getLogger("o2c.handlers")
@@ -61,3 +61,24 @@ def caller(context: BoltContext, user_id: str, user_name: str | None = None,
         user.timezone = tz
         session.add(user)
     return user
+
+
+@contextmanager
+def answering(body: dict, respond: Any, client: WebClient) -> Iterator[None]:
+    """Inside a listener that has already acked: turn a DomainError into an answer only the
+    user sees (ephemeral where they clicked, else a DM) instead of raising.
+
+    Why not let `@app.error` answer: with `process_before_response=False`, Bolt's thread
+    runner resets the ack when a listener raises within ~10 ms of `ack()`, before the request
+    thread has seen it, and Slack then gets "unhandled request" for a click that was handled.
+    """
+    from blocks.text import esc
+
+    try:
+        yield
+    except DomainError as exc:
+        text = f":warning: {esc(exc.detail)}"
+        if respond is not None and body.get("response_url"):
+            respond(text=text, response_type="ephemeral", replace_original=False)
+        else:
+            client.chat_postMessage(channel=body["user"]["id"], text=text)

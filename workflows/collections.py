@@ -14,7 +14,7 @@ first?":
     risk = 1 + 0.10 × late-paid invoices in the last 365 days   (at most 10 counted)
              + 0.50 × promises broken in the last 365 days      (at most 4 counted)
              + 0.25 × disputed open invoices                    (at most 4 counted)
-        (1.0 for a customer who always paid on time; at most 4.0)
+        (1.0 for a customer who always paid on time; at most 5.0)
 
 All arithmetic is `Decimal`; the weighted sum is computed in SQL as an integer (balance in minor
 units × weight in tenths) and divided once in Python. Amounts in different currencies are

@@ -11,7 +11,7 @@ from blocks import ids
 from blocks.collections import call_modal, promise_modal
 from blocks.text import esc, fmt_date
 from handlers.commands.collections import local_today
-from handlers.common import caller, deps_of, transaction
+from handlers.common import answering, caller, deps_of, transaction
 from workflows import collections
 
 
@@ -48,42 +48,48 @@ def _open_modal(body: dict, client: WebClient, context: BoltContext, kind: str) 
     client.views_open(trigger_id=body["trigger_id"], view=view)
 
 
-def on_promise(ack: Ack, body: dict, client: WebClient, context: BoltContext) -> None:
+def on_promise(ack: Ack, body: dict, respond, client: WebClient,  # noqa: ANN001
+               context: BoltContext) -> None:
     ack()
-    _open_modal(body, client, context, "promise")
+    with answering(body, respond, client):
+        _open_modal(body, client, context, "promise")
 
 
-def on_log_call(ack: Ack, body: dict, client: WebClient, context: BoltContext) -> None:
+def on_log_call(ack: Ack, body: dict, respond, client: WebClient,  # noqa: ANN001
+                context: BoltContext) -> None:
     ack()
-    _open_modal(body, client, context, "log_call")
+    with answering(body, respond, client):
+        _open_modal(body, client, context, "log_call")
 
 
 def on_reminder(ack: Ack, body: dict, respond, client: WebClient,  # noqa: ANN001
                 context: BoltContext) -> None:
     ack()
     user_id, customer_id = body["user"]["id"], _customer_id(body)
-    user = caller(context, user_id, client=client)
-    with transaction(context) as session:
-        message = collections.send_reminder(session, customer_id=customer_id, actor=user_id,
-                                            as_of=local_today(user.timezone))
-        to = message.payload["to"]
-    smtp = deps_of(context).settings.smtp_url is not None
-    _tell(body, respond, client, f":email: Reminder {'sent' if smtp else 'queued'} to "
-          f"{esc(to)}." + ("" if smtp else " (No SMTP server is configured: it waits in the "
-                           "outbox and a copy is in the AR channel.)"))
+    with answering(body, respond, client):
+        user = caller(context, user_id, client=client)
+        with transaction(context) as session:
+            message = collections.send_reminder(session, customer_id=customer_id,
+                                                actor=user_id, as_of=local_today(user.timezone))
+            to = message.payload["to"]
+        smtp = deps_of(context).settings.smtp_url is not None
+        _tell(body, respond, client, f":email: Reminder {'sent' if smtp else 'queued'} to "
+              f"{esc(to)}." + ("" if smtp else " (No SMTP server is configured: it waits in "
+                               "the outbox and a copy is in the AR channel.)"))
 
 
 def on_snooze(ack: Ack, body: dict, respond, client: WebClient,  # noqa: ANN001
               context: BoltContext) -> None:
     ack()
     user_id, customer_id = body["user"]["id"], _customer_id(body)
-    user = caller(context, user_id, client=client)
-    with transaction(context) as session:
-        until = collections.snooze(session, customer_id=customer_id, actor=user_id,
-                                   as_of=local_today(user.timezone))
-        name = collections.get_customer(session, customer_id).name
-    _tell(body, respond, client, f":zzz: {esc(name)} is snoozed until {fmt_date(until)}; "
-          "dunning continues meanwhile.")
+    with answering(body, respond, client):
+        user = caller(context, user_id, client=client)
+        with transaction(context) as session:
+            until = collections.snooze(session, customer_id=customer_id, actor=user_id,
+                                       as_of=local_today(user.timezone))
+            name = collections.get_customer(session, customer_id).name
+        _tell(body, respond, client, f":zzz: {esc(name)} is snoozed until {fmt_date(until)}; "
+              "dunning continues meanwhile.")
 
 
 def register(app: App) -> None:

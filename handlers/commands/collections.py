@@ -12,6 +12,7 @@ from handlers.commands import CommandCall, subcommand
 from handlers.common import caller, transaction
 from models import OutboxMessage, Role
 from workflows.collections import require_collector, worklist
+from workflows.errors import DomainError
 from workflows.users import require_role
 
 
@@ -22,13 +23,25 @@ def local_today(tz: str):  # noqa: ANN201
         return datetime.now(ZoneInfo("UTC")).date()
 
 
+def _allowed(call: CommandCall, check) -> bool:  # noqa: ANN001
+    """Run a role check (a refusal is audited by `transaction`) and answer a refusal."""
+    try:
+        with transaction(call.context) as session:
+            check(session)
+    except DomainError as exc:
+        call.answer(render([section(f":warning: {esc(exc.detail)}")]), "Not allowed")
+        return False
+    return True
+
+
 @subcommand("worklist", usage="/o2c worklist",
             summary="your overdue accounts, ranked by collection priority (collectors)")
 def worklist_command(call: CommandCall) -> None:
     user = caller(call.context, call.user_id, call.user_name, call.client)
     today = local_today(user.timezone)
-    with transaction(call.context) as session:
-        require_collector(session, user_id=call.user_id, action="collections.worklist")
+    if not _allowed(call, lambda s: require_collector(s, user_id=call.user_id,
+                                                      action="collections.worklist")):
+        return
     with call.deps.db.read_session() as session:
         snapshot = worklist(session, call.user_id, today).snapshot()
     call.answer(worklist_blocks(snapshot, title="Your collections worklist", tz=user.timezone),
@@ -51,8 +64,9 @@ def admin(call: CommandCall) -> None:
 
     parts = call.args.split()
     user = caller(call.context, call.user_id, call.user_name, call.client)
-    with transaction(call.context) as session:
-        require_role(session, user_id=call.user_id, roles=(Role.ADMIN,), action="admin.outbox")
+    if not _allowed(call, lambda s: require_role(s, user_id=call.user_id, roles=(Role.ADMIN,),
+                                                 action="admin.outbox")):
+        return
     if not parts or parts[0].lower() != "outbox":
         call.answer(render([section("Usage: `/o2c admin outbox [retry <id|all>]`")]), "Usage")
         return
