@@ -25,6 +25,7 @@ from blocks.common import context, divider, header, lines_text, render, section
 from blocks.templates import template
 from blocks.text import (
     MESSAGE_BLOCKS_MAX,
+    SECTION_TEXT_MAX,
     VIEW_BLOCKS_MAX,
     clip,
     esc,
@@ -69,7 +70,17 @@ def account_buttons(customer_id: int) -> ActionsBlock:
     ])
 
 
-def account_blocks(rank: int, account: dict, *, tz: str = "UTC") -> list:
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> dict:
+    button = {"type": "button", "text": {"type": "plain_text", "text": text, "emoji": True},
+              "action_id": action_id, "value": value}
+    if style:
+        button["style"] = style
+    return button
+
+
+def account_blocks(rank: int, account: dict, *, tz: str = "UTC") -> list[dict]:
+    """Two blocks per account, built as plain dicts: a digest renders 50 of these per run and
+    slack_sdk's model objects cost ~10x more to serialise."""
     currency = account["currency"]
     promise = dict(account["promise"], currency=currency) if account.get("promise") else None
     last = (fmt_datetime(account["last_contact"], tz) if account.get("last_contact")
@@ -79,34 +90,44 @@ def account_blocks(rank: int, account: dict, *, tz: str = "UTC") -> list:
             f"{account['days_late']} days late\n"
             f"Last contact: {last} · Promise: {_promise_text(promise)} · "
             f"priority {account['score']} (risk ×{account['risk']})")
-    return [section(text), account_buttons(account["customer_id"])]
+    value = str(account["customer_id"])
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_TEXT_MAX)}},
+        {"type": "actions", "block_id": f"{ids.COLL_ACCOUNT_BLOCK}:{value}", "elements": [
+            _button("Log call", ids.COLL_LOG_CALL, value),
+            _button("Promise to pay", ids.COLL_PROMISE, value, "primary"),
+            _button("Send reminder", ids.COLL_REMINDER, value),
+            _button("Snooze", ids.COLL_SNOOZE, value)]},
+    ]
 
 
 def worklist_blocks(snapshot: dict, *, title: str, tz: str = "UTC",
                     limit: int = MESSAGE_BLOCKS_MAX) -> list[dict]:
-    blocks: list = [header(title)]
+    head: list = [header(title)]
     if snapshot.get("totals"):
-        blocks.append(section("*Open receivables by aging bucket*\n"
-                              + _totals_text(snapshot["totals"])))
+        head.append(section("*Open receivables by aging bucket*\n"
+                            + _totals_text(snapshot["totals"])))
     accounts = snapshot.get("accounts") or []
     if not accounts:
-        blocks.append(section(":tada: Nothing overdue on your accounts."))
-    else:
-        blocks.append(divider())
-        # two blocks per account; leave room for the header, totals and the "more" line
-        room = (limit - len(blocks) - 2) // 2
-        shown = accounts[:room]
-        for rank, account in enumerate(shown, start=1):
-            blocks.extend(account_blocks(rank, account, tz=tz))
-        more = int(snapshot.get("more") or 0) + len(accounts) - len(shown)
-        notes = []
-        if more:
-            notes.append(f"…and {more} more account{'s' if more != 1 else ''}")
-        if snapshot.get("snoozed"):
-            notes.append(f"{snapshot['snoozed']} snoozed")
-        if notes:
-            blocks.append(context(" · ".join(notes)))
-    return render(blocks, limit=limit)
+        head.append(section(":tada: Nothing overdue on your accounts."))
+        return render(head, limit=limit)
+    head.append(divider())
+    blocks = render(head, limit=limit)
+    # two blocks per account; leave room for the "and N more" line
+    room = max((limit - len(blocks) - 1) // 2, 0)
+    shown = accounts[:room]
+    for rank, account in enumerate(shown, start=1):
+        blocks.extend(account_blocks(rank, account, tz=tz))
+    more = int(snapshot.get("more") or 0) + len(accounts) - len(shown)
+    notes = []
+    if more:
+        notes.append(f"…and {more} more account{'s' if more != 1 else ''}")
+    if snapshot.get("snoozed"):
+        notes.append(f"{snapshot['snoozed']} snoozed")
+    if notes:
+        blocks.append({"type": "context",
+                       "elements": [{"type": "mrkdwn", "text": " · ".join(notes)}]})
+    return blocks[:limit]
 
 
 @template("collections_digest")

@@ -179,22 +179,21 @@ def _account_query(as_of: date, collector_ids: list[str] | None,
     inv = Invoice.__table__
     d30, d60, d90 = _edges(as_of)
     since = datetime.combine(as_of - timedelta(days=HISTORY_DAYS), time.min, tzinfo=UTC)
-    is_open = inv.c.balance_minor > 0
+    # a literal 0, not a bound parameter, so the planner can match the partial index
+    is_open = inv.c.balance_minor > sa.literal_column("0")
     due, bal = inv.c.due_date, inv.c.balance_minor
 
     def open_sum(cond: sa.ColumnElement) -> sa.ColumnElement:
-        return sa.func.coalesce(sa.func.sum(sa.case((sa.and_(is_open, cond), bal), else_=0)), 0)
+        return sa.func.coalesce(sa.func.sum(sa.case((cond, bal), else_=0)), 0)
 
-    overdue = sa.and_(is_open, due < as_of)
+    overdue = due < as_of
     weighted = sa.case(
         (sa.not_(overdue), 0),
         (due >= d30, bal * WEIGHT_TENTHS["1-30"]),
         (due >= d60, bal * WEIGHT_TENTHS["31-60"]),
         (due >= d90, bal * WEIGHT_TENTHS["61-90"]),
         else_=bal * WEIGHT_TENTHS["90+"])
-    late_paid = sa.and_(inv.c.balance_minor == 0, inv.c.paid_at.is_not(None),
-                        inv.c.paid_at >= since, sa.func.date(inv.c.paid_at) > due)
-    # One pass over invoices: open balances by bucket, and the late-paid history.
+    # Open balances by bucket: reads the partial covering index ix_invoices_open_aging only.
     agg = (select(
         inv.c.customer_id.label("customer_id"),
         open_sum(due >= as_of).label("b_current"),
@@ -204,19 +203,23 @@ def _account_query(as_of: date, collector_ids: list[str] | None,
         open_sum(due < d90).label("b_90"),
         sa.func.coalesce(sa.func.sum(weighted), 0).label("weighted"),
         sa.func.min(sa.case((overdue, due), else_=None)).label("oldest_due"),
-        sa.func.coalesce(sa.func.sum(sa.case((sa.and_(is_open, inv.c.disputed), 1),
-                                             else_=0)), 0).label("disputes"),
-        sa.func.coalesce(sa.func.sum(sa.case((late_paid, 1), else_=0)), 0).label("late_paid"),
-    ).where(sa.or_(is_open, late_paid))
-        .group_by(inv.c.customer_id)
-        .having(sa.func.sum(sa.case((is_open, bal), else_=0)) > 0))
+        sa.func.coalesce(sa.func.sum(sa.case((inv.c.disputed, 1), else_=0)), 0)
+        .label("disputes"),
+    ).where(is_open).group_by(inv.c.customer_id))
+    # Late-payment history: invoices settled after their due date in the last year.
+    late = (select(inv.c.customer_id.label("customer_id"), sa.func.count().label("n"))
+            .where(inv.c.balance_minor == 0, inv.c.paid_at.is_not(None),
+                   inv.c.paid_at >= since, sa.func.date(inv.c.paid_at) > due)
+            .group_by(inv.c.customer_id))
     cust = Customer.__table__
     if customer_id is not None:
         agg = agg.where(inv.c.customer_id == customer_id)
+        late = late.where(inv.c.customer_id == customer_id)
     elif collector_ids is not None:
-        agg = agg.where(inv.c.customer_id.in_(
-            select(cust.c.id).where(cust.c.collector_id.in_(collector_ids))))
-    agg = agg.subquery("agg")
+        mine = select(cust.c.id).where(cust.c.collector_id.in_(collector_ids))
+        agg = agg.where(inv.c.customer_id.in_(mine))
+        late = late.where(inv.c.customer_id.in_(mine))
+    agg, late = agg.subquery("agg"), late.subquery("late")
 
     prom = PromiseToPay.__table__
     broken = (select(prom.c.customer_id, sa.func.count().label("n"))
@@ -236,17 +239,18 @@ def _account_query(as_of: date, collector_ids: list[str] | None,
     query = (select(
         cust.c.id, cust.c.name, cust.c.currency, cust.c.collector_id, cust.c.sales_rep_id,
         agg.c.b_current, agg.c.b_1_30, agg.c.b_31_60, agg.c.b_61_90, agg.c.b_90,
-        agg.c.weighted, agg.c.oldest_due, agg.c.disputes, agg.c.late_paid,
+        agg.c.weighted, agg.c.oldest_due, agg.c.disputes, sa.func.coalesce(late.c.n, 0),
         sa.func.coalesce(broken.c.n, 0), contact.c.at, snooze.c.until,
         latest_promise.c.status, latest_promise.c.amount_minor, latest_promise.c.promised_date)
         .select_from(agg.join(cust, cust.c.id == agg.c.customer_id)
+                     .outerjoin(late, late.c.customer_id == cust.c.id)
                      .outerjoin(broken, broken.c.customer_id == cust.c.id)
                      .outerjoin(contact, contact.c.customer_id == cust.c.id)
                      .outerjoin(snooze, snooze.c.customer_id == cust.c.id)
                      .outerjoin(latest_promise_id, latest_promise_id.c.customer_id == cust.c.id)
                      .outerjoin(latest_promise, latest_promise.c.id == latest_promise_id.c.id)))
     if customer_id is None:
-        query = query.where(cust.c.collector_id.is_not(None)).order_by(cust.c.collector_id)
+        query = query.where(cust.c.collector_id.is_not(None))
     return query
 
 
@@ -293,37 +297,55 @@ def _rank_key(account: Account) -> tuple:
             -account.customer_id)
 
 
+# Row positions in `_account_query` results (the hot loop reads rows without building objects).
+_COLLECTOR, _CURRENCY, _BUCKETS, _WEIGHTED = 3, 2, slice(5, 10), 10
+_DISPUTES, _LATE, _BROKEN, _SNOOZED = 12, 13, 14, 16
+
+
 def build_worklists(session: Session, as_of: date, *, collector_ids: Iterable[str] | None = None,
                     top: int = TOP_ACCOUNTS) -> dict[str, Worklist]:
     """Ranked worklists for every collector (or the given ones), keeping only the `top`
     accounts of each in memory. Collectors with no open AR get an empty worklist when they are
-    named in `collector_ids`."""
+    named in `collector_ids`.
+
+    The loop over customers stays cheap: plain row reads and the Decimal score; full
+    `Account` objects are built for the heap's winners alone."""
     wanted = sorted(set(collector_ids)) if collector_ids is not None else None
     result: dict[str, Worklist] = {c: Worklist(c, as_of) for c in wanted or []}
     heaps: dict[str, list] = {}
     query = _account_query(as_of, wanted, None).execution_options(yield_per=CHUNK)
     for row in session.execute(query):
-        account = _account(tuple(row), as_of)
-        collector = account.collector_id
-        worklist = result.setdefault(collector, Worklist(collector, as_of))
-        totals = worklist.totals.setdefault(account.currency, dict.fromkeys(AGING_BUCKETS, 0))
-        for name, amount in account.buckets.items():
-            totals[name] += amount
-        if account.overdue_minor <= 0:
+        collector, currency = row[_COLLECTOR], row[_CURRENCY]
+        worklist = result.get(collector)
+        if worklist is None:
+            worklist = result[collector] = Worklist(collector, as_of)
+        totals = worklist.totals.get(currency)
+        if totals is None:
+            totals = worklist.totals[currency] = dict.fromkeys(AGING_BUCKETS, 0)
+        amounts = row[_BUCKETS]
+        for name, amount in zip(AGING_BUCKETS, amounts, strict=True):
+            totals[name] += int(amount)
+        overdue = sum(int(a) for a in amounts[1:])
+        if overdue <= 0:
             continue
-        if account.snoozed_until and account.snoozed_until > as_of:
+        snoozed = _to_date(row[_SNOOZED])
+        if snoozed and snoozed > as_of:
             worklist.snoozed += 1
             continue
         worklist.total_accounts += 1
+        risk = risk_factor(late_paid=int(row[_LATE]), broken_promises=int(row[_BROKEN]),
+                           disputes=int(row[_DISPUTES]))
+        score = priority(weighted_tenths_minor=int(row[_WEIGHTED]), currency=currency,
+                         risk=risk)
+        key = (score, money.from_minor(overdue, currency), -row[0])
         heap = heaps.setdefault(collector, [])
-        item = (_rank_key(account), account.customer_id, account)
         if len(heap) < top:
-            heapq.heappush(heap, item)
-        elif item[0] > heap[0][0]:
-            heapq.heapreplace(heap, item)
+            heapq.heappush(heap, (key, tuple(row)))
+        elif key > heap[0][0]:
+            heapq.heapreplace(heap, (key, tuple(row)))
     for collector, heap in heaps.items():
-        result[collector].accounts = [a for _, _, a in sorted(heap, key=lambda i: i[0],
-                                                              reverse=True)]
+        result[collector].accounts = [_account(r, as_of) for _, r in
+                                      sorted(heap, key=lambda item: item[0], reverse=True)]
     return result
 
 
@@ -362,7 +384,9 @@ def queue_digests(session: Session, as_of: date, *, collector_ids: Iterable[str]
     todo = [c for c in wanted if c not in already]
     if not todo:
         return []
-    lists = build_worklists(session, as_of, collector_ids=todo, top=top)
+    # all collectors: one unfiltered pass (cheapest); some: only their customers
+    lists = build_worklists(session, as_of, top=top,
+                            collector_ids=None if collector_ids is None else todo)
     zones = dict(session.exec(select(User.slack_user_id, User.timezone).where(
         User.slack_user_id.in_(todo))).all())
     queued = []
@@ -374,7 +398,7 @@ def queue_digests(session: Session, as_of: date, *, collector_ids: Iterable[str]
                 session.flush()
                 message = outbox.post_to_user(
                     session, user_id=collector, template="collections_digest",
-                    context={**lists[collector].snapshot(),
+                    context={**lists.get(collector, Worklist(collector, as_of)).snapshot(),
                              "tz": zones.get(collector) or "UTC"},
                     dedupe_key=f"digest:{collector}:{as_of.isoformat()}")
                 run.outbox_id = message.id
