@@ -102,19 +102,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_outbox(args: argparse.Namespace) -> int:
     from bot.db import Database
-    from bot.outbox import failed_rows, retry_failed
+    from bot.outbox import failed_rows, queued_rows, retry_failed
 
     db = Database(_settings().database_url)
     if args.retry:
         count = retry_failed(db, None if args.retry == "all" else int(args.retry))
         print(f"{count} message(s) queued again")
         return 0
-    rows = failed_rows(db)
-    if not rows:
-        print("no failed messages")
-    for row in rows:
-        print(f"#{row.id} {row.transport} {row.method} attempts={row.attempts} "
-              f"created={row.created_at:%Y-%m-%d %H:%M} error={row.last_error}")
+    for title, rows in (("failed", failed_rows(db)), ("waiting", queued_rows(db))):
+        if not rows:
+            print(f"no {title} messages")
+        for row in rows:
+            target = row.payload.get("to") or row.payload.get("channel") or ""
+            print(f"{title} #{row.id} {row.transport} {row.method} "
+                  f"{row.payload.get('template')} -> {target} attempts={row.attempts} "
+                  f"created={row.created_at:%Y-%m-%d %H:%M} error={row.last_error}")
     return 0
 
 
@@ -157,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", type=_date, help="evaluate as of this date (YYYY-MM-DD)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("outbox", help="show failed notifications, or queue them again")
+    p = sub.add_parser("outbox", help="show failed and waiting notifications (e-mails wait "
+                       "here without SMTP_URL), or queue failed ones again")
     p.add_argument("--retry", metavar="ID|all")
     p.set_defaults(func=cmd_outbox)
 

@@ -138,3 +138,27 @@ def test_without_smtp_emails_stay_queued_and_visible_in_slack(server, standin) -
     # run_once again: no second copy
     server.worker.run_once()
     assert len(copies()) == 4
+
+
+def test_o2c_outbox_lists_waiting_emails_and_retries_failed(database_url, standin) -> None:  # noqa: ANN001
+    from bot.db import Database
+
+    db = Database(database_url)
+    _seed(db)
+    with db.transaction() as s:
+        from workflows.dunning import run_dunning
+
+        run_dunning(s, _today())
+        failed = s.exec(select(OutboxMessage).where(OutboxMessage.transport == "slack")).first()
+        failed.status, failed.last_error = "failed", "slack error channel_not_found"
+        s.add(failed)
+    env = o2c_env(database_url, standin.api_url)
+    listing = o2c_run(env, "outbox")
+    assert listing.returncode == 0, listing.stderr
+    assert f"failed #{failed.id}" in listing.stdout and "channel_not_found" in listing.stdout
+    assert "waiting" in listing.stdout and "dunning_final -> ap@acme.example" in listing.stdout
+    retried = o2c_run(env, "outbox", "--retry", str(failed.id))
+    assert "1 message(s) queued again" in retried.stdout
+    with db.read_session() as s:
+        assert s.get(OutboxMessage, failed.id).status == "pending"
+    db.dispose()
