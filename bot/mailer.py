@@ -10,7 +10,8 @@ to the AR channel so they are visible in Slack).
   message re-sent after a crash carries the same id and mail clients show it once.
 * Templates: Jinja2 files in `bot/templates/<name>.j2`; the first line is `Subject: ...`, then a
   blank line, then the plain-text body. The invoice e-mail is rendered from the invoice row
-  (the outbox context only names it) and lists every detail of SPEC §3; no PDF is attached.
+  (the outbox context only names it) and lists every detail of SPEC §3; the invoice PDF
+  (`bot/invoice_pdf.py`, fpdf2) is attached when the outbox row asks for it.
 * Failures are classified for the worker: connection errors, timeouts and 4xx SMTP replies are
   temporary (`Retry`, with backoff); 5xx replies are permanent (`Permanent`, the row is kept as
   failed and listed by `o2c outbox`).
@@ -122,10 +123,15 @@ class SmtpMailer:
 
     def compose(self, payload: dict) -> EmailMessage:
         template, context = payload["template"], payload.get("context") or {}
+        files: list[tuple[str, bytes]] = []
         if template == "invoice" and self.session_factory is not None:
             with self.session_factory() as session:
-                subject, body = render_email(template, context, from_email=self.from_email,
-                                             session=session)
+                wants_pdf = any(a.get("kind") == "invoice_pdf"
+                                for a in payload.get("attachments") or [])
+                subject, body = render_email(template, {**context, "attached": wants_pdf},
+                                             from_email=self.from_email, session=session)
+                if wants_pdf:
+                    files.append(self._invoice_pdf(context["invoice_number"], session))
         else:
             subject, body = render_email(template, context, from_email=self.from_email)
         message = EmailMessage()
@@ -135,7 +141,18 @@ class SmtpMailer:
         message["Date"] = formatdate(localtime=False, usegmt=True)
         message["Message-ID"] = message_id(payload, self.domain)
         message.set_content(body)
+        for filename, data in files:
+            message.add_attachment(data, maintype="application", subtype="pdf",
+                                   filename=filename)
         return message
+
+    def _invoice_pdf(self, number: str, session: Any) -> tuple[str, bytes]:
+        from bot.invoice_pdf import render_invoice_pdf
+
+        values = _invoice_context(number, session)
+        data = render_invoice_pdf(values["invoice"], values["lines"], values["customer"],
+                                  seller=self.domain, from_email=self.from_email)
+        return f"{number}.pdf", data
 
     def __call__(self, payload: dict) -> dict:
         try:

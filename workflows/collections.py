@@ -291,12 +291,6 @@ def _account(row: tuple, as_of: date) -> Account:
     return account
 
 
-def _rank_key(account: Account) -> tuple:
-    # highest score first; ties: more overdue, then the older customer
-    return (account.score, money.from_minor(account.overdue_minor, account.currency),
-            -account.customer_id)
-
-
 # Row positions in `_account_query` results (the hot loop reads rows without building objects).
 _COLLECTOR, _CURRENCY, _BUCKETS, _WEIGHTED = 3, 2, slice(5, 10), 10
 _DISPUTES, _LATE, _BROKEN, _SNOOZED = 12, 13, 14, 16
@@ -337,6 +331,7 @@ def build_worklists(session: Session, as_of: date, *, collector_ids: Iterable[st
                            disputes=int(row[_DISPUTES]))
         score = priority(weighted_tenths_minor=int(row[_WEIGHTED]), currency=currency,
                          risk=risk)
+        # highest score first; ties: more overdue, then the older customer
         key = (score, money.from_minor(overdue, currency), -row[0])
         heap = heaps.setdefault(collector, [])
         if len(heap) < top:

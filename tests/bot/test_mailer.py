@@ -82,13 +82,18 @@ def test_invoice_email_lists_the_invoice_from_the_database(db, smtp) -> None:  #
     # when
     mailer({"to": "ap@globex.example", "template": "invoice",
             "context": {"invoice_number": "INV-E-1"}, "outbox_id": 3,
-            "dedupe_key": "invoice-email:INV-E-1"})
+            "dedupe_key": "invoice-email:INV-E-1",
+            "attachments": [{"kind": "invoice_pdf", "number": "INV-E-1"}]})
     # then
     [message] = smtp.wait_for(1)
     assert message["Subject"].startswith("Invoice INV-E-1 from seller.example")
-    body = message.get_content()
+    body = message.get_body(preferencelist=("plain",)).get_content()
     assert "Due date:       01 Dec 2026" in body and "Total:     USD 321.00" in body
-    assert "Bill to:        1 Main St, Springfield" in body
+    assert "Bill to:        1 Main St, Springfield" in body and "(PDF attached)" in body
+    [pdf] = list(message.iter_attachments())
+    assert pdf.get_filename() == "INV-E-1.pdf" and pdf.get_content_type() == "application/pdf"
+    data = pdf.get_content()
+    assert data.startswith(b"%PDF") and b"Invoice INV-E-1" in data and b"USD 321.00" in data
 
 
 def test_reminder_statement_renders(session) -> None:  # noqa: ANN001
