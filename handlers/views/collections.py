@@ -4,9 +4,11 @@ inline (`response_action: errors`), the collector role re-checked, the activity 
 from __future__ import annotations
 
 import json
+import logging
 
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from blocks import ids
 from blocks.text import esc, fmt_date, fmt_money
@@ -14,6 +16,8 @@ from handlers.commands.collections import local_today
 from handlers.common import caller, transaction
 from workflows import collections
 from workflows.errors import DomainError
+
+log = logging.getLogger("o2c.collections")
 
 PROMISE_FIELDS = {"amount": ids.PROMISE_AMOUNT_BLOCK, "date": ids.PROMISE_DATE_BLOCK,
                   "note": ids.PROMISE_NOTE_BLOCK}
@@ -25,11 +29,16 @@ def _errors(exc: DomainError, fields: dict[str, str], default: str) -> dict[str,
 
 
 def _confirm(client: WebClient, meta: dict, user_id: str, text: str) -> None:
+    """A courtesy note after the modal closed; the change is already committed, so a Slack
+    hiccup here is logged, never raised (raising after ack trips Bolt's ack race)."""
     channel = meta.get("channel")
-    if channel:
-        client.chat_postEphemeral(channel=channel, user=user_id, text=text)
-    else:
-        client.chat_postMessage(channel=user_id, text=text)
+    try:
+        if channel:
+            client.chat_postEphemeral(channel=channel, user=user_id, text=text)
+        else:
+            client.chat_postMessage(channel=user_id, text=text)
+    except SlackApiError as exc:
+        log.warning("could not confirm to %s: %s", user_id, exc.response.get("error"))
 
 
 def on_promise_submit(ack: Ack, body: dict, view: dict, client: WebClient,
