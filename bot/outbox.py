@@ -120,11 +120,14 @@ class OutboxWorker:
         dedupe key is unique), so nobody thinks a customer was told when they were not."""
         table = OutboxMessage.__table__
         marker = "queued: SMTP_URL is not set"
+        new = (sa.select(table.c.id, table.c.payload).where(
+            table.c.transport == "email", table.c.status == OutboxStatus.PENDING,
+            table.c.last_error.is_(None)).order_by(table.c.id).limit(BATCH))
+        with self.db.read_session() as session:  # the common case: nothing new, no write lock
+            if not session.execute(new).first():
+                return 0
         with self.db.transaction() as session:
-            rows = session.execute(
-                sa.select(table.c.id, table.c.payload).where(
-                    table.c.transport == "email", table.c.status == OutboxStatus.PENDING,
-                    table.c.last_error.is_(None)).order_by(table.c.id).limit(BATCH)).all()
+            rows = session.execute(new).all()
             for row_id, payload in rows:
                 marked = session.execute(sa.update(table).where(
                     table.c.id == row_id, table.c.last_error.is_(None)).values(
