@@ -35,6 +35,7 @@ test-postgres: install
 
 bench: install
 	$(BIN)/python bench/ack_latency.py
+	$(BIN)/python bench/digest.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts *.db *.db-wal *.db-shm

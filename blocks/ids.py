@@ -40,3 +40,20 @@ ORDER_LINE_PARTS = ("product", "quantity", "discount", "hint")
 def order_line_block(row: int, part: str) -> str:
     """Block id of one input of a modal line: order_line_0_product, order_line_2_quantity."""
     return f"order_line_{row}_{part}"
+
+# collections (digest, worklist, App Home)
+COLL_LOG_CALL = "collections_log_call"
+COLL_PROMISE = "collections_promise"
+COLL_REMINDER = "collections_reminder"
+COLL_SNOOZE = "collections_snooze"
+COLL_ACCOUNT_BLOCK = "collections_account"  # + ":<customer id>"
+PROMISE_MODAL = "collections_promise_modal"
+PROMISE_AMOUNT_BLOCK = "promise_amount"
+PROMISE_AMOUNT_INPUT = "promise_amount_input"
+PROMISE_DATE_BLOCK = "promise_date"
+PROMISE_DATE_INPUT = "promise_date_input"
+PROMISE_NOTE_BLOCK = "promise_note"
+PROMISE_NOTE_INPUT = "promise_note_input"
+CALL_MODAL = "collections_call_modal"
+CALL_NOTE_BLOCK = "call_note"
+CALL_NOTE_INPUT = "call_note_input"

@@ -95,13 +95,14 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bot import jobs
+    from bot.scheduler import run_exclusive
     from bot.server import build_deps
 
     settings = _settings()
     deps = build_deps(settings)
     as_of = args.as_of or datetime.now(UTC).date()
     try:
-        summary = jobs.run_job(args.job, deps, as_of)
+        summary = run_exclusive(deps, args.job, as_of)
     except jobs.UnknownJob:
         known = ", ".join(sorted(jobs.load_all())) or "none registered"
         print(f"unknown job {args.job!r}; known jobs: {known}", file=sys.stderr)
@@ -112,7 +113,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from bot.server import make_mailer
 
         settings.require("slack_bot_token")
-        OutboxWorker(deps.db, deps.client, settings, mailer=make_mailer(settings)).drain()
+        OutboxWorker(deps.db, deps.client, settings,
+                     mailer=make_mailer(settings, deps.db)).drain()
     else:
         print("notifications are queued; a running `o2c serve` delivers them "
               "(or pass --deliver)", file=sys.stderr)
@@ -121,19 +123,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_outbox(args: argparse.Namespace) -> int:
     from bot.db import Database
-    from bot.outbox import failed_rows, retry_failed
+    from bot.outbox import failed_rows, queued_rows, retry_failed
 
     db = Database(_settings().database_url)
     if args.retry:
         count = retry_failed(db, None if args.retry == "all" else int(args.retry))
         print(f"{count} message(s) queued again")
         return 0
-    rows = failed_rows(db)
-    if not rows:
-        print("no failed messages")
-    for row in rows:
-        print(f"#{row.id} {row.transport} {row.method} attempts={row.attempts} "
-              f"created={row.created_at:%Y-%m-%d %H:%M} error={row.last_error}")
+    for title, rows in (("failed", failed_rows(db)), ("waiting", queued_rows(db))):
+        if not rows:
+            print(f"no {title} messages")
+        for row in rows:
+            target = row.payload.get("to") or row.payload.get("channel") or ""
+            print(f"{title} #{row.id} {row.transport} {row.method} "
+                  f"{row.payload.get('template')} -> {target} attempts={row.attempts} "
+                  f"created={row.created_at:%Y-%m-%d %H:%M} error={row.last_error}")
     return 0
 
 
@@ -178,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also deliver the queued notifications now (needs SLACK_BOT_TOKEN)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("outbox", help="show failed notifications, or queue them again")
+    p = sub.add_parser("outbox", help="show failed and waiting notifications (e-mails wait "
+                       "here without SMTP_URL), or queue failed ones again")
     p.add_argument("--retry", metavar="ID|all")
     p.set_defaults(func=cmd_outbox)
 

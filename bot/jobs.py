@@ -55,4 +55,4 @@ def load_all() -> dict[str, Job]:
 
 
 # Modules defining jobs; each feature adds its own.
-JOB_MODULES: tuple[str, ...] = ("bot.approval_jobs", "bot.reports")
+JOB_MODULES: tuple[str, ...] = ("bot.approval_jobs", "bot.collections_jobs", "bot.reports")

@@ -108,10 +108,40 @@ class OutboxWorker:
     # -- one pass ----------------------------------------------------------------------------
     def run_once(self, now: datetime | None = None) -> int:
         """Claim due rows and deliver them; returns how many were handled."""
+        announced = self._announce_queued_emails() if self.mailer is None else 0
         ids = self._claim(now or utcnow())
         for row_id in ids:
             self._deliver(row_id)
-        return len(ids)
+        return len(ids) + announced
+
+    def _announce_queued_emails(self) -> int:
+        """Without a mailer (no SMTP_URL) e-mails stay queued; post a copy of each to the AR
+        channel, once (the marker is a conditional UPDATE of `last_error`, and the copy's
+        dedupe key is unique), so nobody thinks a customer was told when they were not."""
+        table = OutboxMessage.__table__
+        marker = "queued: SMTP_URL is not set"
+        new = (sa.select(table.c.id, table.c.payload).where(
+            table.c.transport == "email", table.c.status == OutboxStatus.PENDING,
+            table.c.last_error.is_(None)).order_by(table.c.id).limit(BATCH))
+        with self.db.read_session() as session:  # the common case: nothing new, no write lock
+            if not session.execute(new).first():
+                return 0
+        with self.db.transaction() as session:
+            rows = session.execute(new).all()
+            for row_id, payload in rows:
+                marked = session.execute(sa.update(table).where(
+                    table.c.id == row_id, table.c.last_error.is_(None)).values(
+                    last_error=marker))
+                if marked.rowcount != 1:
+                    continue
+                subject, summary = describe_email(payload, session, self.settings)
+                session.add(OutboxMessage(
+                    transport="slack", method="chat.postMessage",
+                    dedupe_key=f"email-queued:{row_id}",
+                    payload={"channel": "ar", "template": "email_queued",
+                             "context": {"outbox_id": row_id, "to": payload.get("to"),
+                                         "subject": subject, "summary": summary}}))
+        return len(rows)
 
     def drain(self, max_passes: int = 50) -> None:
         """Deliver until nothing is due (tests and `o2c run`)."""
@@ -195,7 +225,8 @@ class OutboxWorker:
 
     def _send_email(self, row: OutboxMessage) -> dict:
         try:
-            return self.mailer(row.payload)  # type: ignore[misc]
+            return self.mailer({**row.payload, "outbox_id": row.id,  # type: ignore[misc]
+                                "dedupe_key": row.dedupe_key})
         except (ConnectionError, TimeoutError, OSError) as exc:
             raise Retry(self._backoff(row.attempts), f"smtp: {exc}") from exc
 
@@ -258,6 +289,27 @@ class OutboxWorker:
     @staticmethod
     def _backoff(attempts: int) -> float:
         return min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_MAX)
+
+
+def describe_email(payload: dict, session: Any, settings: Settings) -> tuple[str, str]:
+    """Subject and text of a queued e-mail, for its copy in Slack."""
+    from bot.mailer import render_email
+
+    try:
+        return render_email(payload.get("template", ""), payload.get("context") or {},
+                            from_email=settings.o2c_from_email, session=session)
+    except Exception as exc:  # noqa: BLE001 - the copy must not block the queue
+        log.warning("could not render queued e-mail: %r", exc)
+        return f"({payload.get('template')} e-mail)", ""
+
+
+def queued_rows(db: Database, limit: int = 50) -> list[OutboxMessage]:
+    """Messages not delivered yet (pending or being sent), oldest first."""
+    with db.read_session() as session:
+        return list(session.exec(select(OutboxMessage)
+                                 .where(OutboxMessage.status.in_([OutboxStatus.PENDING,
+                                                                  OutboxStatus.SENDING]))
+                                 .order_by(OutboxMessage.id).limit(limit)))
 
 
 def failed_rows(db: Database, limit: int = 50) -> list[OutboxMessage]:

@@ -69,13 +69,11 @@ def build_runtime(settings: Settings, *, db: Database | None = None,
     return Runtime(deps=deps, bolt=create_bolt_app(deps))
 
 
-def make_mailer(settings: Settings):  # noqa: ANN201
-    """The e-mail transport for the outbox; None keeps e-mails queued (visible, not sent)."""
-    try:
-        from bot.mailer import build_mailer
-    except ImportError:
-        return None
-    return build_mailer(settings)
+def make_mailer(settings: Settings, db: Database | None = None):  # noqa: ANN201
+    """The e-mail transport for the outbox; None (no SMTP_URL) keeps e-mails queued."""
+    from bot.mailer import build_mailer
+
+    return build_mailer(settings, db)
 
 
 def bolt_endpoint(bolt: App):  # noqa: ANN201
@@ -110,7 +108,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
             worker_client = WebClient(token=deps.client.token, base_url=deps.client.base_url,
                                       timeout=10, retry_handlers=[])
             runtime.worker = OutboxWorker(deps.db, worker_client, settings,
-                                          mailer=make_mailer(settings),
+                                          mailer=make_mailer(settings, deps.db),
                                           wakeup=deps.outbox_wakeup, poll_interval=1.0)
             runtime.worker.start()
         if background and settings.o2c_scheduler:

@@ -62,12 +62,26 @@ class Settings(BaseSettings):
     # background work inside `o2c serve`
     o2c_outbox_worker: bool = True
     o2c_scheduler: bool = True
+    # per-job cron overrides, JSON: {"dunning": {"hour": "6", "minute": "0"}}
+    o2c_job_schedules: Annotated[dict[str, dict], NoDecode] = Field(default_factory=dict)
 
     @field_validator("o2c_admins", mode="before")
     @classmethod
     def _split_admins(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("o2c_job_schedules", mode="before")
+    @classmethod
+    def _parse_schedules(cls, value: object) -> object:
+        if isinstance(value, str):
+            import json
+
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except ValueError:
+                raise ValueError('must be JSON such as {"dunning": {"minute": "5"}}') from None
         return value
 
     @field_validator("o2c_admins")

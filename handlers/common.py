@@ -15,6 +15,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
 
+from blocks.text import esc
 from models import User
 from workflows import audit
 from workflows.errors import DomainError, PermissionDenied
@@ -78,7 +79,7 @@ def describe_error(error: Exception, logger: logging.Logger = log) -> str:
     """What to tell the user about a failed request; unexpected errors are logged once, with a
     reference the user can quote, and never shown (no stack traces, no secrets)."""
     if isinstance(error, DomainError):
-        return f":warning: {error.detail}"
+        return f":warning: {esc(error.detail)}"  # details may quote user input
     ref = uuid.uuid4().hex[:8]
     logger.error("unhandled error ref=%s", ref, exc_info=error)
     return f"Sorry, something went wrong on our side (ref `{ref}`). Nothing was changed."
@@ -99,3 +100,77 @@ def after_ack(context: BoltContext, func: Callable[[], None],
                 log.warning("could not tell the user about an error")
 
     deps_of(context).answers.submit(run)
+
+
+def tell_user(body: dict, respond: Any, client: WebClient, text: str) -> None:
+    """Say something only the acting user sees: ephemeral where they clicked or typed, else
+    (a modal, an event) in their DM with the bot."""
+    if respond is not None and body.get("response_url"):
+        respond(text=text, response_type="ephemeral", replace_original=False)
+    else:
+        user = body.get("user") or {}
+        user_id = user.get("id") if isinstance(user, dict) else body.get("user_id")
+        if user_id:
+            client.chat_postMessage(channel=user_id, text=text)
+
+
+_BOLT_ARGS = ("logger", "client", "context", "body", "payload", "options", "shortcut",
+              "action", "view", "command", "event", "message", "ack", "say", "respond")
+
+
+def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a listener so that an error raised *after* it acked is answered here.
+
+    Why: with `process_before_response=False`, Bolt's thread runner replaces an ack that the
+    request thread has not picked up yet (it polls every 10 ms) when the listener then raises,
+    and Slack gets "unhandled request" for a click or command that was in fact handled. Errors
+    before the ack still go to the app's `@app.error` handler. Bolt injects arguments by name,
+    so the wrapper asks for every argument a listener may use and passes each listener the ones
+    it declares."""
+    from slack_bolt.util.utils import get_arg_names_of_callable
+
+    wanted = get_arg_names_of_callable(func)
+    unknown = set(wanted) - set(_BOLT_ARGS)
+    if unknown:
+        raise TypeError(f"{func.__name__}: unsupported listener arguments {sorted(unknown)}")
+
+    def listener(logger, client, context, body, payload, options, shortcut, action,  # noqa: ANN001, ANN202, PLR0913
+                 view, command, event, message, ack, say, respond):
+        given = locals()
+        try:
+            return func(**{name: given[name] for name in wanted})
+        except Exception as error:
+            if getattr(ack, "response", None) is None:
+                raise  # not acked yet: Bolt answers with the error handler
+            text = describe_error(error, logger)
+            try:
+                tell_user(body, respond, client, text)
+            except Exception:  # noqa: BLE001 - the error is already logged
+                logger.warning("could not tell the user about an error")
+            return None
+
+    listener.__name__ = func.__name__
+    listener.__qualname__ = func.__qualname__
+    listener.__doc__ = func.__doc__
+    return listener
+
+
+class GuardedApp:
+    """The Bolt app as listener modules see it: every listener they register is `guarded`."""
+
+    _REGISTRARS = frozenset({"command", "action", "block_action", "view", "view_submission",
+                             "view_closed", "options", "block_suggestion", "event", "shortcut",
+                             "message"})
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._app, name)
+        if name not in self._REGISTRARS:
+            return attr
+
+        def register(*args: Any, **kwargs: Any) -> Callable[[Callable], Callable]:
+            decorator = attr(*args, **kwargs)
+            return lambda func: decorator(guarded(func))
+        return register

@@ -33,6 +33,10 @@ class Invoice(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_invoices_customer_open", "customer_id", "balance_minor"),
         sa.Index("ix_invoices_open_due", "due_date", "balance_minor"),
+        # collections: per-customer aging of open invoices read from the index alone
+        sa.Index("ix_invoices_open_aging", "customer_id", "due_date", "balance_minor", "disputed",
+                 sqlite_where=sa.text("balance_minor > 0"),
+                 postgresql_where=sa.text("balance_minor > 0")),
         sa.CheckConstraint("balance_minor >= 0", name="ck_invoices_balance_not_negative"),
         sa.CheckConstraint("balance_minor <= total_minor", name="ck_invoices_balance_le_total"),
     )

@@ -192,3 +192,13 @@ def artifacts_dir() -> Path:
     path = Path(os.environ.get("O2C_TEST_ARTIFACTS", "test-artifacts"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture
+def smtp() -> Iterator[object]:
+    """A real local SMTP server (aiosmtpd) that records the e-mails it receives."""
+    from tests.support.smtp import LocalSmtp
+
+    server = LocalSmtp().start()
+    yield server
+    server.stop()

@@ -99,6 +99,7 @@ def register(app: App) -> None:
 # Subcommand modules (each registers on import).
 from handlers.commands import (  # noqa: E402,F401,A004
     approvals,
+    collections,
     help,
     kpi,
     lookups,

@@ -3,8 +3,7 @@ pick who you are, type `/o2c ...`, click buttons, fill modals, run a job by time
 
 Screenshots of every step land in test-artifacts/sandbox/ (the `artifacts_dir` fixture).
 The whole acceptance flow -- an order entered in `/o2c new`, approved on its card, the
-collector's digest -- is `test_order_approval_and_digest_in_the_browser`, marked xfail until
-the approval (issue 3) and digest (issue 4) work is merged: remove that marker after merging.
+collector's digest -- is `test_order_approval_and_digest_in_the_browser`.
 """
 
 from __future__ import annotations
@@ -253,8 +252,6 @@ def test_message_blocks_render_and_their_selects_reach_the_bot(sandbox, visitor)
     assert by_id["pick_date"]["selected_date"] == "2030-05-06"
 
 
-@pytest.mark.xfail(strict=False, reason="needs issue 3/4 merge: /o2c new and the approval "
-                   "buttons (issue 3), the digest job (issue 4)")
 def test_order_approval_and_digest_in_the_browser(sandbox, visitor) -> None:  # noqa: ANN001
     from playwright.sync_api import expect
 
@@ -289,11 +286,11 @@ def test_order_approval_and_digest_in_the_browser(sandbox, visitor) -> None:  # 
     visitor.be(CREDIT_APPROVER)
     visitor.go("# approvals")
     card = visitor.messages.locator("article", has_text=order.number)
-    card.get_by_role("button", name="Approve").click()
+    card.get_by_role("button", name="Approve", exact=True).click()
     if visitor.dialog.count():  # an optional note
         visitor.dialog.locator("footer button[type=submit]").click()
     expect(card).to_contain_text(re.compile("approved", re.I))
-    expect(card.get_by_role("button", name="Approve")).to_have_count(0)
+    expect(card.get_by_role("button", name="Approve", exact=True)).to_have_count(0)
     visitor.shot("card-approved")
 
     # step: the rep is told in a DM

@@ -1,0 +1,271 @@
+"""Collections surfaces: the daily digest DM, `/o2c worklist`, the App Home section, the
+promise-to-pay and log-call modals, and the collections notifications.
+
+Every builder takes the JSON snapshot a workflow wrote (`Worklist.snapshot()`, dunning and
+promise contexts), so what the outbox stored is exactly what is rendered. Limits: at most
+`TOP` accounts at two blocks each plus a handful of others stays far under 50 blocks, and
+`render()` enforces the cap anyway; every text goes through `clip` (3000 per section).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    ButtonElement,
+    DatePickerElement,
+    InputBlock,
+    PlainTextInputElement,
+)
+
+from blocks import ids
+from blocks.common import context, divider, header, lines_text, render, section
+from blocks.templates import template
+from blocks.text import (
+    MESSAGE_BLOCKS_MAX,
+    SECTION_TEXT_MAX,
+    VIEW_BLOCKS_MAX,
+    clip,
+    esc,
+    fmt_date,
+    fmt_datetime,
+    fmt_money,
+)
+from models import AGING_BUCKETS
+
+NAME_MAX = 80
+MAX_CURRENCIES = 5
+
+
+def _promise_text(promise: dict | None) -> str:
+    if not promise:
+        return "no promise"
+    amount = fmt_money(promise["amount_minor"], promise.get("currency") or "")
+    return f"{promise['status']}: {amount} by {fmt_date(promise['date'])}"
+
+
+def _totals_text(totals: dict) -> str:
+    rows = []
+    for currency in sorted(totals)[:MAX_CURRENCIES]:
+        buckets = totals[currency]
+        overdue = sum(v for k, v in buckets.items() if k != "current")
+        parts = " · ".join(f"{name} {fmt_money(buckets.get(name, 0), currency)}"
+                           for name in AGING_BUCKETS)
+        rows.append(f"*{currency}* overdue *{fmt_money(overdue, currency)}* — {parts}")
+    if len(totals) > MAX_CURRENCIES:
+        rows.append(f"_…and {len(totals) - MAX_CURRENCIES} more currencies_")
+    return lines_text(rows)
+
+
+def account_buttons(customer_id: int) -> ActionsBlock:
+    value = str(customer_id)
+    return ActionsBlock(block_id=f"{ids.COLL_ACCOUNT_BLOCK}:{value}", elements=[
+        ButtonElement(text="Log call", action_id=ids.COLL_LOG_CALL, value=value),
+        ButtonElement(text="Promise to pay", action_id=ids.COLL_PROMISE, value=value,
+                      style="primary"),
+        ButtonElement(text="Send reminder", action_id=ids.COLL_REMINDER, value=value),
+        ButtonElement(text="Snooze", action_id=ids.COLL_SNOOZE, value=value),
+    ])
+
+
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> dict:
+    button = {"type": "button", "text": {"type": "plain_text", "text": text, "emoji": True},
+              "action_id": action_id, "value": value}
+    if style:
+        button["style"] = style
+    return button
+
+
+def account_blocks(rank: int, account: dict, *, tz: str = "UTC") -> list[dict]:
+    """Two blocks per account, built as plain dicts: a digest renders 50 of these per run and
+    slack_sdk's model objects cost ~10x more to serialise."""
+    currency = account["currency"]
+    promise = dict(account["promise"], currency=currency) if account.get("promise") else None
+    last = (fmt_datetime(account["last_contact"], tz) if account.get("last_contact")
+            else "never")
+    text = (f"*{rank}. {esc(clip(account['name'], NAME_MAX))}* — "
+            f"*{fmt_money(account['overdue_minor'], currency)}* overdue · oldest "
+            f"{account['days_late']} days late\n"
+            f"Last contact: {last} · Promise: {_promise_text(promise)} · "
+            f"priority {account['score']} (risk ×{account['risk']})")
+    value = str(account["customer_id"])
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_TEXT_MAX)}},
+        {"type": "actions", "block_id": f"{ids.COLL_ACCOUNT_BLOCK}:{value}", "elements": [
+            _button("Log call", ids.COLL_LOG_CALL, value),
+            _button("Promise to pay", ids.COLL_PROMISE, value, "primary"),
+            _button("Send reminder", ids.COLL_REMINDER, value),
+            _button("Snooze", ids.COLL_SNOOZE, value)]},
+    ]
+
+
+def worklist_blocks(snapshot: dict, *, title: str, tz: str = "UTC",
+                    limit: int = MESSAGE_BLOCKS_MAX) -> list[dict]:
+    head: list = [header(title)]
+    if snapshot.get("totals"):
+        head.append(section("*Open receivables by aging bucket*\n"
+                            + _totals_text(snapshot["totals"])))
+    accounts = snapshot.get("accounts") or []
+    if not accounts:
+        head.append(section(":tada: Nothing overdue on your accounts."))
+        return render(head, limit=limit)
+    head.append(divider())
+    blocks = render(head, limit=limit)
+    # two blocks per account; leave room for the "and N more" line
+    room = max((limit - len(blocks) - 1) // 2, 0)
+    shown = accounts[:room]
+    for rank, account in enumerate(shown, start=1):
+        blocks.extend(account_blocks(rank, account, tz=tz))
+    more = int(snapshot.get("more") or 0) + len(accounts) - len(shown)
+    notes = []
+    if more:
+        notes.append(f"…and {more} more account{'s' if more != 1 else ''}")
+    if snapshot.get("snoozed"):
+        notes.append(f"{snapshot['snoozed']} snoozed")
+    if notes:
+        blocks.append({"type": "context",
+                       "elements": [{"type": "mrkdwn", "text": " · ".join(notes)}]})
+    return blocks[:limit]
+
+
+@template("collections_digest")
+def collections_digest(ctx: dict) -> dict:
+    day = fmt_date(ctx["as_of"])
+    accounts = ctx.get("accounts") or []
+    text = (f"Collections digest for {day}: {ctx.get('total_accounts', 0)} overdue account(s)"
+            if accounts else f"Collections digest for {day}: nothing overdue")
+    return {"text": text, "blocks": worklist_blocks(ctx, title=f"Collections digest — {day}",
+                                                    tz=ctx.get("tz") or "UTC")}
+
+
+def home_section(snapshot: dict, *, tz: str = "UTC", room: int = VIEW_BLOCKS_MAX) -> list[dict]:
+    return worklist_blocks(snapshot, title="Your collections worklist", tz=tz,
+                           limit=min(room, MESSAGE_BLOCKS_MAX))
+
+
+# -- modals --------------------------------------------------------------------------------------
+def _metadata(customer_id: int, channel: str | None = None) -> str:
+    return json.dumps({"customer_id": customer_id, "channel": channel})
+
+
+def promise_modal(customer: dict, *, today: date, channel: str | None = None) -> dict:
+    """`customer`: {"id", "name", "currency", "overdue_minor"}."""
+    suggested = fmt_money(customer.get("overdue_minor") or 0, customer["currency"]).split(" ")[-1]
+    blocks = [
+        section(f"Promise to pay from *{esc(clip(customer['name'], NAME_MAX))}*."),
+        InputBlock(block_id=ids.PROMISE_AMOUNT_BLOCK,
+                   label=f"Amount ({customer['currency']})",
+                   element=PlainTextInputElement(action_id=ids.PROMISE_AMOUNT_INPUT,
+                                                 initial_value=suggested.replace(",", ""),
+                                                 max_length=20)),
+        InputBlock(block_id=ids.PROMISE_DATE_BLOCK, label="Promised payment date",
+                   element=DatePickerElement(action_id=ids.PROMISE_DATE_INPUT,
+                                             initial_date=today.isoformat())),
+        InputBlock(block_id=ids.PROMISE_NOTE_BLOCK, label="Note", optional=True,
+                   element=PlainTextInputElement(action_id=ids.PROMISE_NOTE_INPUT,
+                                                 multiline=True, max_length=2000)),
+    ]
+    return {"type": "modal", "callback_id": ids.PROMISE_MODAL,
+            "title": {"type": "plain_text", "text": "Promise to pay"},
+            "submit": {"type": "plain_text", "text": "Save promise"},
+            "close": {"type": "plain_text", "text": "Cancel"},
+            "private_metadata": _metadata(customer["id"], channel),
+            "blocks": render(blocks, limit=VIEW_BLOCKS_MAX)}
+
+
+def call_modal(customer: dict, *, channel: str | None = None) -> dict:
+    blocks = [
+        section(f"Call with *{esc(clip(customer['name'], NAME_MAX))}*."),
+        InputBlock(block_id=ids.CALL_NOTE_BLOCK, label="What was said or agreed",
+                   element=PlainTextInputElement(action_id=ids.CALL_NOTE_INPUT, multiline=True,
+                                                 max_length=2000)),
+    ]
+    return {"type": "modal", "callback_id": ids.CALL_MODAL,
+            "title": {"type": "plain_text", "text": "Log a call"},
+            "submit": {"type": "plain_text", "text": "Save"},
+            "close": {"type": "plain_text", "text": "Cancel"},
+            "private_metadata": _metadata(customer["id"], channel),
+            "blocks": render(blocks, limit=VIEW_BLOCKS_MAX)}
+
+
+def notice(text: str) -> list[dict]:
+    """A one-line ephemeral answer; `text` must already be escaped."""
+    return render([section(text)])
+
+
+# -- notifications -------------------------------------------------------------------------------
+def _invoice_line(ctx: dict) -> str:
+    inv = ctx["invoice"]
+    return (f"*{esc(inv['number'])}* of *{esc(ctx['customer_name'])}* — "
+            f"{fmt_money(inv['amount_due_minor'], inv['currency'])} due "
+            f"{fmt_date(inv['due_date'])}")
+
+
+@template("overdue_notice")
+def overdue_notice(ctx: dict) -> dict:
+    days = ctx["days_past_due"]
+    text = f"Invoice {ctx['invoice']['number']} is overdue ({days} day(s))"
+    blocks = [section(f":alarm_clock: {_invoice_line(ctx)} is now overdue "
+                      f"({days} day{'s' if days != 1 else ''} past due)."),
+              context(f"Dunning level {ctx['level']:+d}: the customer was reminded by e-mail.")]
+    return {"text": text, "blocks": render(blocks)}
+
+
+@template("dunning_escalation")
+def dunning_escalation(ctx: dict) -> dict:
+    days = ctx["days_past_due"]
+    text = f"Escalation: invoice {ctx['invoice']['number']} is {days} days overdue"
+    blocks = [section(f":rotating_light: Escalation: {_invoice_line(ctx)} is {days} days "
+                      "past due. Please talk to your contact at the customer."),
+              context(f"Dunning level {ctx['level']:+d}.")]
+    return {"text": text, "blocks": render(blocks)}
+
+
+@template("dunning_final")
+def dunning_final(ctx: dict) -> dict:
+    days = ctx["days_past_due"]
+    text = (f"Final notice sent for {ctx['invoice']['number']}; "
+            f"{ctx['customer_name']} is on credit hold")
+    blocks = [section(f":no_entry: Final notice: {_invoice_line(ctx)} is {days} days past "
+                      f"due. *{esc(ctx['customer_name'])}* is now on credit hold."),
+              context(f"Dunning level {ctx['level']:+d}. New orders need a credit approval.")]
+    return {"text": text, "blocks": render(blocks)}
+
+
+@template("dunning_no_email")
+def dunning_no_email(ctx: dict) -> dict:
+    text = f"No billing e-mail for {ctx['customer_name']}: dunning {ctx['level']:+d} not sent"
+    blocks = [section(f":email: {_invoice_line(ctx)}: dunning level {ctx['level']:+d} "
+                      f"({ctx['kind']}) could not be e-mailed — the customer has no billing "
+                      "e-mail on file. Please contact them another way.")]
+    return {"text": text, "blocks": render(blocks)}
+
+
+@template("promise_broken")
+def promise_broken(ctx: dict) -> dict:
+    cur = ctx["currency"]
+    text = f"Broken promise: {ctx['customer']} did not pay by {ctx['promised_date']}"
+    note = f"\n> {esc(clip(ctx['note'], 500))}" if ctx.get("note") else ""
+    blocks = [section(f":broken_heart: *{esc(ctx['customer'])}* promised "
+                      f"{fmt_money(ctx['amount_minor'], cur)} by "
+                      f"{fmt_date(ctx['promised_date'])} and paid "
+                      f"{fmt_money(ctx['paid_minor'], cur)}.{note}"),
+              context(f"Promise taken by <@{ctx['taken_by']}>. The customer's risk rises in "
+                      "the collections priority."),
+              account_buttons(ctx["customer_id"])]
+    return {"text": text, "blocks": render(blocks)}
+
+
+@template("email_queued")
+def email_queued(ctx: dict) -> dict:
+    """A customer e-mail waits in the outbox because no SMTP server is configured."""
+    text = f"E-mail to {ctx['to']} queued (SMTP_URL is not set): {ctx['subject']}"
+    body = clip(ctx.get("summary") or "", 2500)
+    blocks = [section(f":outbox_tray: E-mail to *{esc(ctx['to'])}* is queued, not sent — "
+                      f"`SMTP_URL` is not set.\n*{esc(ctx['subject'])}*"
+                      + (f"\n```{esc(body)}```" if body else "")),
+              context(f"Outbox #{ctx['outbox_id']} · it goes out once SMTP is configured · "
+                      "`o2c outbox` lists the queue")]
+    return {"text": text, "blocks": render(blocks)}

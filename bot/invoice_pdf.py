@@ -1,0 +1,83 @@
+"""The invoice as a PDF (fpdf2), attached to the invoice e-mail (SPEC §3: invoice number,
+order and ship dates, billing and shipping addresses, lines with quantities, unit prices and
+discounts, fees, taxes, totals, payment terms, due date and payment details).
+
+Uses the PDF core font (Helvetica), which covers Latin-1; other characters are replaced by
+"?" rather than failing the e-mail. Content streams are left uncompressed: invoices are small,
+and the text stays searchable by tools and tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fpdf import FPDF
+
+from models import money
+
+
+def _latin1(value: object) -> str:
+    return str(value if value is not None else "").encode("latin-1", "replace").decode("latin-1")
+
+
+def _day(value: Any) -> str:
+    return value.strftime("%d %b %Y") if value else "-"
+
+
+def render_invoice_pdf(invoice: Any, lines: list[Any], customer: Any, *, seller: str,
+                       from_email: str) -> bytes:
+    cur = invoice.currency
+
+    def amount(minor: int) -> str:
+        return money.format_money(int(minor), cur)
+
+    pdf = FPDF(format="A4")
+    pdf.set_compression(False)
+    pdf.set_title(f"Invoice {invoice.number}")
+    pdf.set_author(_latin1(seller))
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 18)
+    pdf.cell(0, 10, _latin1(f"Invoice {invoice.number}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "", 10)
+    pdf.cell(0, 6, _latin1(f"From {seller} <{from_email}>"), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    facts = [("Customer", customer.name), ("Issue date", _day(invoice.issue_date)),
+             ("Order date", _day(invoice.order_date)), ("Ship date", _day(invoice.ship_date)),
+             ("Payment terms", invoice.payment_terms), ("Due date", _day(invoice.due_date)),
+             ("Bill to", invoice.billing_address or "-"),
+             ("Ship to", invoice.shipping_address or "-")]
+    for label, value in facts:
+        pdf.set_font("Helvetica", "B", 10)
+        pdf.cell(35, 6, _latin1(label))
+        pdf.set_font("Helvetica", "", 10)
+        pdf.multi_cell(0, 6, _latin1(value), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    widths = (10, 80, 15, 30, 15, 40)
+    pdf.set_font("Helvetica", "B", 9)
+    for width, title in zip(widths, ("#", "Description", "Qty", "Unit price", "Disc.",
+                                     "Line total"), strict=True):
+        pdf.cell(width, 7, title, border="B")
+    pdf.ln()
+    pdf.set_font("Helvetica", "", 9)
+    for line in lines:
+        discount = f"{money.bp_to_pct(line.discount_bp)}%" if line.discount_bp else ""
+        description = line.description + (f" ({line.sku})" if line.sku else "")
+        cells = (str(line.line_no), description[:60], str(line.quantity),
+                 amount(line.unit_price_minor), discount, amount(line.line_total_minor))
+        for width, text in zip(widths, cells, strict=True):
+            pdf.cell(width, 6, _latin1(text))
+        pdf.ln()
+    pdf.ln(3)
+    for label, minor in (("Subtotal", invoice.subtotal_minor),
+                         ("Discount", invoice.discount_minor), ("Fees", invoice.fees_minor),
+                         ("Tax", invoice.tax_minor), ("Total", invoice.total_minor),
+                         ("Amount due", invoice.balance_minor)):
+        pdf.set_font("Helvetica", "B" if label in ("Total", "Amount due") else "", 10)
+        pdf.cell(150, 6, label, align="R")
+        pdf.cell(40, 6, _latin1(amount(minor)), align="R", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(6)
+    pdf.set_font("Helvetica", "", 9)
+    pdf.multi_cell(0, 5, _latin1(
+        f"Payment details: pay by bank transfer by {_day(invoice.due_date)}, quoting "
+        f"{invoice.number}. Questions: {from_email}."))
+    return bytes(pdf.output())

@@ -1,0 +1,210 @@
+"""E-mail for the outbox: render a customer e-mail from its template, send it over SMTP.
+
+`build_mailer(settings)` returns a callable `mailer(payload) -> dict` for the outbox worker, or
+None when `SMTP_URL` is not set (e-mails then stay queued, and the worker posts a copy of each
+to the AR channel so they are visible in Slack).
+
+* `SMTP_URL`: `smtp://user:pass@host:587` (STARTTLS when the server offers it) or
+  `smtps://user:pass@host:465` (TLS from the start); user and password are URL-quoted.
+* From: `O2C_FROM_EMAIL`. Message-ID: derived from the outbox row's dedupe key (or id), so a
+  message re-sent after a crash carries the same id and mail clients show it once.
+* Templates: Jinja2 files in `bot/templates/<name>.j2`; the first line is `Subject: ...`, then a
+  blank line, then the plain-text body. The invoice e-mail is rendered from the invoice row
+  (the outbox context only names it) and lists every detail of SPEC §3; the invoice PDF
+  (`bot/invoice_pdf.py`, fpdf2) is attached when the outbox row asks for it.
+* Failures are classified for the worker: connection errors, timeouts and 4xx SMTP replies are
+  temporary (`Retry`, with backoff); 5xx replies are permanent (`Permanent`, the row is kept as
+  failed and listed by `o2c outbox`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import smtplib
+import ssl
+from collections.abc import Callable
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from bot.outbox import Permanent, Retry
+from bot.settings import Settings
+from models import money
+
+TEMPLATES = Path(__file__).parent / "templates"
+TIMEOUT = 20.0
+
+
+def _money(minor: int, currency: str) -> str:
+    return money.format_money(int(minor), currency)
+
+
+def _day(value: Any) -> str:
+    from datetime import date
+
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        value = date.fromisoformat(value[:10])
+    return value.strftime("%d %b %Y")
+
+
+def _env() -> Environment:
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=False,  # noqa: S701 - plain text
+                      undefined=StrictUndefined, keep_trailing_newline=True)
+    env.filters["money"] = _money
+    env.filters["day"] = _day
+    env.filters["pct"] = lambda bp: str(money.bp_to_pct(int(bp)))
+    return env
+
+
+ENV = _env()
+
+
+def _invoice_context(number: str, session: Any) -> dict:
+    from sqlmodel import select
+
+    from models import Customer, Invoice, InvoiceLine
+
+    invoice = session.exec(select(Invoice).where(Invoice.number == number)).first()
+    if invoice is None:
+        raise Permanent(f"invoice {number} not found for the invoice e-mail")
+    lines = session.exec(select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id)
+                         .order_by(InvoiceLine.line_no)).all()
+    return {"invoice": invoice, "lines": lines,
+            "customer": session.get(Customer, invoice.customer_id)}
+
+
+def render_email(template: str, context: dict, *, from_email: str, session: Any = None
+                 ) -> tuple[str, str]:
+    """(subject, body) for an outbox e-mail payload's template and context."""
+    values = dict(context)
+    if template == "invoice":
+        if session is None:
+            raise Permanent("the invoice e-mail needs the database")
+        values.update(_invoice_context(context["invoice_number"], session))
+        values.setdefault("seller", from_email.split("@")[-1])
+        values.setdefault("attached", False)
+    values["from_email"] = from_email
+    text = ENV.get_template(f"{template}.j2").render(**values)
+    head, _, body = text.partition("\n\n")
+    if not head.startswith("Subject: "):
+        raise Permanent(f"template {template} has no Subject line")
+    return head[len("Subject: "):].strip(), body.strip() + "\n"
+
+
+def message_id(payload: dict, domain: str) -> str:
+    key = payload.get("dedupe_key") or f"outbox-{payload.get('outbox_id')}"
+    digest = hashlib.sha256(str(key).encode()).hexdigest()[:32]
+    return f"<o2c.{digest}@{domain}>"
+
+
+class SmtpMailer:
+    def __init__(self, url: str, from_email: str, *,
+                 session_factory: Callable[[], Any] | None = None,
+                 timeout: float = TIMEOUT) -> None:
+        parts = urlsplit(url)
+        self.tls = parts.scheme == "smtps"
+        self.host = parts.hostname or "localhost"
+        self.port = parts.port or (465 if self.tls else 25)
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.from_email = from_email
+        self.domain = from_email.rsplit("@", 1)[-1] or "o2c.local"
+        self.session_factory = session_factory
+        self.timeout = timeout
+
+    def __repr__(self) -> str:  # never show the password
+        return f"SmtpMailer({'smtps' if self.tls else 'smtp'}://{self.host}:{self.port})"
+
+    def compose(self, payload: dict) -> EmailMessage:
+        template, context = payload["template"], payload.get("context") or {}
+        files: list[tuple[str, bytes]] = []
+        if template == "invoice" and self.session_factory is not None:
+            with self.session_factory() as session:
+                wants_pdf = any(a.get("kind") == "invoice_pdf"
+                                for a in payload.get("attachments") or [])
+                subject, body = render_email(template, {**context, "attached": wants_pdf},
+                                             from_email=self.from_email, session=session)
+                if wants_pdf:
+                    files.append(self._invoice_pdf(context["invoice_number"], session))
+        else:
+            subject, body = render_email(template, context, from_email=self.from_email)
+        message = EmailMessage()
+        message["From"] = formataddr(("Accounts receivable", self.from_email))
+        message["To"] = payload["to"]
+        message["Subject"] = subject
+        message["Date"] = formatdate(localtime=False, usegmt=True)
+        message["Message-ID"] = message_id(payload, self.domain)
+        message.set_content(body)
+        for filename, data in files:
+            message.add_attachment(data, maintype="application", subtype="pdf",
+                                   filename=filename)
+        return message
+
+    def _invoice_pdf(self, number: str, session: Any) -> tuple[str, bytes]:
+        from bot.invoice_pdf import render_invoice_pdf
+
+        values = _invoice_context(number, session)
+        data = render_invoice_pdf(values["invoice"], values["lines"], values["customer"],
+                                  seller=self.domain, from_email=self.from_email)
+        return f"{number}.pdf", data
+
+    def __call__(self, payload: dict) -> dict:
+        try:
+            message = self.compose(payload)
+        except (Permanent, Retry):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken template will not heal by retrying
+            raise Permanent(f"render failed: {exc!r}") from exc
+        try:
+            self._send(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            reason = f"recipient refused: {exc.recipients}"
+            if codes and all(code >= 500 for code in codes):
+                raise Permanent(reason) from exc
+            raise Retry(30.0, reason) from exc
+        except smtplib.SMTPResponseException as exc:
+            reason = f"smtp {exc.smtp_code}: {exc.smtp_error!r}"
+            if 500 <= exc.smtp_code < 600:
+                raise Permanent(reason) from exc
+            raise Retry(30.0, reason) from exc  # 4xx, or no code (connect/helo trouble)
+        except smtplib.SMTPNotSupportedError as exc:
+            raise Permanent(f"smtp: {exc}") from exc
+        except (smtplib.SMTPException, OSError) as exc:  # disconnects, refused, timeouts
+            raise Retry(30.0, f"smtp: {type(exc).__name__}: {exc}") from exc
+        return {"ok": True, "message_id": message["Message-ID"], "to": payload["to"]}
+
+    def _send(self, message: EmailMessage) -> None:
+        context = ssl.create_default_context()
+        if self.tls:
+            client: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
+                                                    context=context)
+        else:
+            client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        with client:
+            client.ehlo()
+            if not self.tls and client.has_extn("starttls"):
+                client.starttls(context=context)
+                client.ehlo()
+            if self.username:
+                client.login(self.username, self.password or "")
+            client.send_message(message)
+
+
+def build_mailer(settings: Settings, db: Any = None) -> SmtpMailer | None:
+    """The outbox's e-mail transport, or None when SMTP_URL is not set."""
+    if settings.smtp_url is None or not settings.smtp_url.get_secret_value():
+        return None
+    factory = db.read_session if db is not None else None
+    if factory is None:
+        from bot.db import Database
+
+        factory = Database(settings.database_url).read_session
+    return SmtpMailer(settings.smtp_url.get_secret_value(), settings.o2c_from_email,
+                      session_factory=factory)

@@ -1,0 +1,87 @@
+"""The buttons on collections accounts (digest DM, `/o2c worklist`, App Home, broken-promise
+alerts): Log call · Promise to pay · Send reminder · Snooze. Each re-checks the collector role
+on the server (a refusal is audited) before doing or opening anything."""
+
+from __future__ import annotations
+
+from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
+
+from blocks import ids
+from blocks.collections import call_modal, promise_modal
+from blocks.text import esc, fmt_date
+from handlers.commands.collections import local_today
+from handlers.common import caller, deps_of, tell_user, transaction
+from workflows import collections
+
+
+def _customer_id(body: dict) -> int:
+    return int(body["actions"][0]["value"])
+
+
+def _channel(body: dict) -> str | None:
+    return (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get(
+        "id")
+
+
+def _open_modal(body: dict, client: WebClient, context: BoltContext, kind: str) -> None:
+    user_id, customer_id = body["user"]["id"], _customer_id(body)
+    user = caller(context, user_id, client=client)
+    today = local_today(user.timezone)
+    with transaction(context) as session:
+        collections.require_collector(session, user_id=user_id, action=f"collections.{kind}",
+                                      customer_id=customer_id)
+        account = collections.account(session, customer_id, today)
+        customer = collections.get_customer(session, customer_id)
+        info = {"id": customer.id, "name": customer.name, "currency": customer.currency,
+                "overdue_minor": account.overdue_minor if account else 0}
+    view = (promise_modal(info, today=today, channel=_channel(body)) if kind == "promise"
+            else call_modal(info, channel=_channel(body)))
+    client.views_open(trigger_id=body["trigger_id"], view=view)
+
+
+def on_promise(ack: Ack, body: dict, respond, client: WebClient,  # noqa: ANN001
+               context: BoltContext) -> None:
+    ack()
+    _open_modal(body, client, context, "promise")
+
+
+def on_log_call(ack: Ack, body: dict, respond, client: WebClient,  # noqa: ANN001
+                context: BoltContext) -> None:
+    ack()
+    _open_modal(body, client, context, "log_call")
+
+
+def on_reminder(ack: Ack, body: dict, respond, client: WebClient,  # noqa: ANN001
+                context: BoltContext) -> None:
+    ack()
+    user_id, customer_id = body["user"]["id"], _customer_id(body)
+    user = caller(context, user_id, client=client)
+    with transaction(context) as session:
+        message = collections.send_reminder(session, customer_id=customer_id,
+                                            actor=user_id, as_of=local_today(user.timezone))
+        to = message.payload["to"]
+    smtp = deps_of(context).settings.smtp_url is not None
+    tell_user(body, respond, client, f":email: Reminder {'sent' if smtp else 'queued'} to "
+          f"{esc(to)}." + ("" if smtp else " (No SMTP server is configured: it waits in "
+                           "the outbox and a copy is in the AR channel.)"))
+
+
+def on_snooze(ack: Ack, body: dict, respond, client: WebClient,  # noqa: ANN001
+              context: BoltContext) -> None:
+    ack()
+    user_id, customer_id = body["user"]["id"], _customer_id(body)
+    user = caller(context, user_id, client=client)
+    with transaction(context) as session:
+        until = collections.snooze(session, customer_id=customer_id, actor=user_id,
+                                   as_of=local_today(user.timezone))
+        name = collections.get_customer(session, customer_id).name
+    tell_user(body, respond, client, f":zzz: {esc(name)} is snoozed until {fmt_date(until)}; "
+          "dunning continues meanwhile.")
+
+
+def register(app: App) -> None:
+    app.action(ids.COLL_PROMISE)(on_promise)
+    app.action(ids.COLL_LOG_CALL)(on_log_call)
+    app.action(ids.COLL_REMINDER)(on_reminder)
+    app.action(ids.COLL_SNOOZE)(on_snooze)

@@ -1,0 +1,25 @@
+"""The collector's worklist on the App Home tab (a `HOME_SECTIONS` contribution)."""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+from blocks.collections import home_section
+from handlers.commands.collections import local_today
+from handlers.events.app_home import HOME_SECTIONS
+from models import Role
+from workflows.collections import worklist
+
+
+def collector_home(session, user, roles: list[str]) -> list[dict]:  # noqa: ANN001
+    if Role.COLLECTOR not in roles and Role.ADMIN not in roles:
+        return []
+    snapshot = worklist(session, user.slack_user_id, local_today(user.timezone)).snapshot()
+    if Role.COLLECTOR not in roles and not snapshot["total_accounts"]:
+        return []  # an admin without accounts of their own needs no empty worklist
+    return home_section(snapshot, tz=user.timezone)
+
+
+def register(app: App) -> None:
+    if collector_home not in HOME_SECTIONS:
+        HOME_SECTIONS.append(collector_home)

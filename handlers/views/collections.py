@@ -1,0 +1,89 @@
+"""Promise-to-pay and log-call modal submissions: validated on the server, field errors shown
+inline (`response_action: errors`), the collector role re-checked, the activity recorded."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from blocks import ids
+from blocks.text import esc, fmt_date, fmt_money
+from handlers.commands.collections import local_today
+from handlers.common import caller, transaction
+from workflows import collections
+from workflows.errors import DomainError
+
+log = logging.getLogger("o2c.collections")
+
+PROMISE_FIELDS = {"amount": ids.PROMISE_AMOUNT_BLOCK, "date": ids.PROMISE_DATE_BLOCK,
+                  "note": ids.PROMISE_NOTE_BLOCK}
+
+
+def _errors(exc: DomainError, fields: dict[str, str], default: str) -> dict[str, str]:
+    found = {fields[e.field]: e.detail for e in exc.errors if e.field in fields}
+    return found or {default: exc.detail}
+
+
+def _confirm(client: WebClient, meta: dict, user_id: str, text: str) -> None:
+    """A courtesy note after the modal closed; the change is already committed, so a Slack
+    hiccup here is logged, never raised (raising after ack trips Bolt's ack race)."""
+    channel = meta.get("channel")
+    try:
+        if channel:
+            client.chat_postEphemeral(channel=channel, user=user_id, text=text)
+        else:
+            client.chat_postMessage(channel=user_id, text=text)
+    except SlackApiError as exc:
+        log.warning("could not confirm to %s: %s", user_id, exc.response.get("error"))
+
+
+def on_promise_submit(ack: Ack, body: dict, view: dict, client: WebClient,
+                      context: BoltContext) -> None:
+    meta = json.loads(view.get("private_metadata") or "{}")
+    values = view["state"]["values"]
+    amount = values[ids.PROMISE_AMOUNT_BLOCK][ids.PROMISE_AMOUNT_INPUT].get("value") or ""
+    day = values[ids.PROMISE_DATE_BLOCK][ids.PROMISE_DATE_INPUT].get("selected_date")
+    note = (values.get(ids.PROMISE_NOTE_BLOCK, {}).get(ids.PROMISE_NOTE_INPUT) or {}).get("value")
+    user_id = body["user"]["id"]
+    user = caller(context, user_id, client=client)
+    try:
+        with transaction(context) as session:
+            promise = collections.create_promise(
+                session, customer_id=int(meta["customer_id"]), actor=user_id, amount=amount,
+                promised_date=day, note=note, as_of=local_today(user.timezone))
+            name = collections.get_customer(session, promise.customer_id).name
+    except DomainError as exc:
+        ack(response_action="errors",
+            errors=_errors(exc, PROMISE_FIELDS, ids.PROMISE_AMOUNT_BLOCK))
+        return
+    ack()
+    _confirm(client, meta, user_id, f":handshake: Promise recorded: {esc(name)} will pay "
+             f"{fmt_money(promise.amount_minor, promise.currency)} by "
+             f"{fmt_date(promise.promised_date)}.")
+
+
+def on_call_submit(ack: Ack, body: dict, view: dict, client: WebClient,
+                   context: BoltContext) -> None:
+    meta = json.loads(view.get("private_metadata") or "{}")
+    note = view["state"]["values"][ids.CALL_NOTE_BLOCK][ids.CALL_NOTE_INPUT].get("value") or ""
+    user_id = body["user"]["id"]
+    try:
+        with transaction(context) as session:
+            collections.log_call(session, customer_id=int(meta["customer_id"]), actor=user_id,
+                                 note=note)
+            name = collections.get_customer(session, int(meta["customer_id"])).name
+    except DomainError as exc:
+        ack(response_action="errors",
+            errors=_errors(exc, {"note": ids.CALL_NOTE_BLOCK}, ids.CALL_NOTE_BLOCK))
+        return
+    ack()
+    _confirm(client, meta, user_id, f":telephone_receiver: Call with {esc(name)} logged.")
+
+
+def register(app: App) -> None:
+    app.view(ids.PROMISE_MODAL)(on_promise_submit)
+    app.view(ids.CALL_MODAL)(on_call_submit)

@@ -1,0 +1,108 @@
+"""The SMTP mailer against a real local SMTP server: rendering, headers, failure classes."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from bot.mailer import SmtpMailer, build_mailer, render_email
+from bot.outbox import Permanent, Retry
+from bot.settings import load_settings
+from tests.support import factories as f
+from workflows import collections
+
+DUNNING = {"kind": "reminder", "level": 1, "customer_id": 1, "customer_name": "Acme <Corp>",
+           "days_past_due": 1,
+           "invoice": {"number": "INV-2026-000001", "issue_date": "2026-10-23",
+                       "due_date": "2026-11-22", "days_past_due": 1, "currency": "USD",
+                       "total_minor": 125000, "amount_due_minor": 100000, "total": "1250.00",
+                       "amount_due": "USD 1,000.00"}}
+
+
+def test_without_smtp_url_there_is_no_mailer() -> None:
+    assert build_mailer(load_settings(smtp_url=None)) is None
+
+
+def test_dunning_email_arrives_with_invoice_details_and_stable_message_id(smtp) -> None:  # noqa: ANN001
+    # given
+    mailer = SmtpMailer(smtp.url, "ar@seller.example")
+    payload = {"to": "ap@acme.example", "template": "dunning_reminder", "context": DUNNING,
+               "attachments": [], "outbox_id": 7, "dedupe_key": "dunning:1:1"}
+    # when
+    result = mailer(payload)
+    # then
+    [message] = smtp.wait_for(1)
+    assert message["To"] == "ap@acme.example"
+    assert "ar@seller.example" in message["From"]
+    assert message["Subject"] == "Payment reminder: invoice INV-2026-000001 is overdue"
+    body = message.get_content()
+    assert "Dear Acme <Corp>," in body
+    assert "USD 1,000.00" in body and "USD 1,250.00" in body and "22 Nov 2026" in body
+    assert message["Message-ID"] == result["message_id"]
+    assert mailer(payload)["message_id"] == result["message_id"]  # same row, same id
+
+
+@pytest.mark.parametrize("template", ["dunning_friendly", "dunning_reminder", "dunning_firm",
+                                      "dunning_final"])
+def test_every_dunning_template_renders(template: str) -> None:
+    context = dict(DUNNING, days_past_due=-3 if template == "dunning_friendly" else 30)
+    subject, body = render_email(template, context, from_email="ar@x.example")
+    assert "INV-2026-000001" in subject and "USD 1,000.00" in body
+
+
+def test_temporary_refusal_is_retried_and_permanent_refusal_fails(smtp) -> None:  # noqa: ANN001
+    mailer = SmtpMailer(smtp.url, "ar@seller.example")
+    smtp.refuse["busy@acme.example"] = "451 4.3.0 try again later"
+    smtp.refuse["gone@acme.example"] = "550 5.1.1 no such user"
+    base = {"template": "dunning_reminder", "context": DUNNING, "outbox_id": 1}
+    with pytest.raises(Retry):
+        mailer({**base, "to": "busy@acme.example"})
+    with pytest.raises(Permanent):
+        mailer({**base, "to": "gone@acme.example"})
+    assert smtp.received() == []
+
+
+def test_unreachable_server_is_retried() -> None:
+    from tests.support.smtp import _free_port
+
+    mailer = SmtpMailer(f"smtp://127.0.0.1:{_free_port()}", "ar@seller.example", timeout=2)
+    with pytest.raises(Retry):
+        mailer({"to": "ap@acme.example", "template": "dunning_reminder", "context": DUNNING,
+                "outbox_id": 1})
+
+
+def test_invoice_email_lists_the_invoice_from_the_database(db, smtp) -> None:  # noqa: ANN001
+    # given an ERP invoice
+    with db.transaction() as s:
+        f.customer(s, "C-A", "Acme")
+        f.invoice(s, "INV-E-1", "C-A", total="321.00", due=date(2026, 12, 1))
+    mailer = build_mailer(load_settings(smtp_url=smtp.url, database_url=db.url,
+                                        o2c_from_email="billing@seller.example"), db)
+    # when
+    mailer({"to": "ap@globex.example", "template": "invoice",
+            "context": {"invoice_number": "INV-E-1"}, "outbox_id": 3,
+            "dedupe_key": "invoice-email:INV-E-1",
+            "attachments": [{"kind": "invoice_pdf", "number": "INV-E-1"}]})
+    # then
+    [message] = smtp.wait_for(1)
+    assert message["Subject"].startswith("Invoice INV-E-1 from seller.example")
+    body = message.get_body(preferencelist=("plain",)).get_content()
+    assert "Due date:       01 Dec 2026" in body and "Total:     USD 321.00" in body
+    assert "Bill to:        1 Main St, Springfield" in body and "(PDF attached)" in body
+    [pdf] = list(message.iter_attachments())
+    assert pdf.get_filename() == "INV-E-1.pdf" and pdf.get_content_type() == "application/pdf"
+    data = pdf.get_content()
+    assert data.startswith(b"%PDF") and b"Invoice INV-E-1" in data and b"USD 321.00" in data
+
+
+def test_reminder_statement_renders(session) -> None:  # noqa: ANN001
+    f.user(session, "UCOLL001", "collector")
+    customer = f.customer(session, "C-A", "Acme")
+    f.invoice(session, "INV-1", "C-A", total="10.00", due=date(2026, 11, 1))
+    message = collections.send_reminder(session, customer_id=customer.id, actor="UCOLL001",
+                                        as_of=date(2026, 11, 23))
+    subject, body = render_email("collections_reminder", message.payload["context"],
+                                 from_email="ar@x.example")
+    assert subject == "Statement of overdue invoices: USD 10.00 due"
+    assert "INV-1" in body and "22 days late" in body

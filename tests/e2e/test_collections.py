@@ -1,0 +1,209 @@
+"""Collections end to end: signed Slack requests to the real server, the Slack stand-in, a real
+local SMTP server, and `o2c run` as a real subprocess.
+
+Acceptance 1: invoices across every bucket -> `o2c run digest` -> one DM per collector with the
+right totals and order; the buttons work (promise modal saves, reminder e-mail sent)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import select
+
+from models import AuditEvent, CollectionActivity, PromiseToPay
+from sandbox.webapi import Fault
+from tests.conftest import start_server
+from tests.conftest import test_settings as make_settings
+from tests.support import factories as f
+from tests.support.processes import o2c_env, o2c_run
+from tests.support.slack import ask, text_of
+
+
+def _today():  # noqa: ANN202
+    return datetime.now(UTC).date()
+
+
+@pytest.fixture
+def smtp_server(database_url, standin, smtp):  # noqa: ANN001, ANN201
+    running = start_server(make_settings(database_url, standin.api_url, smtp_url=smtp.url,
+                                         o2c_from_email="ar@seller.example"))
+    running.worker.poll_interval = 0.05
+    yield running
+    running.stop()
+    running.db.dispose()
+
+
+@pytest.fixture
+def book(smtp_server, standin):  # noqa: ANN001, ANN201
+    """Two collectors; invoices in every aging bucket."""
+    standin.api.add_user("UCOLL002", "cora.collector", real_name="Cora Collector", tz="UTC")
+    today = _today()
+    ids = {}
+    with smtp_server.db.transaction() as s:
+        f.user(s, "UCOLL001", "collector", timezone="America/Los_Angeles")
+        f.user(s, "UCOLL002", "collector")
+        f.user(s, "USALES01", "sales")
+        ids["A"] = f.customer(s, "C-A", "Acme Anvils", collector="UCOLL001",
+                              sales_rep="USALES01", billing_email="ap@acme.example").id
+        ids["B"] = f.customer(s, "C-B", "Beta Bolts", collector="UCOLL001",
+                              billing_email="ap@beta.example").id
+        ids["C"] = f.customer(s, "C-C", "Gamma Gears", collector="UCOLL002").id
+        f.invoice(s, "A-CUR", "C-A", total="100.00", due=today + timedelta(days=10))
+        f.invoice(s, "A-90", "C-A", total="1000.00", due=today - timedelta(days=120))
+        f.invoice(s, "B-30", "C-B", total="2000.00", due=today - timedelta(days=5))
+        f.invoice(s, "B-60", "C-B", total="300.00", due=today - timedelta(days=40))
+        f.invoice(s, "B-61", "C-B", total="400.00", due=today - timedelta(days=75))
+        f.invoice(s, "C-30", "C-C", total="70.00", due=today - timedelta(days=3))
+    return ids
+
+
+def _digest(standin, user_id: str) -> dict:  # noqa: ANN001
+    return standin.api.wait_for(lambda: standin.api.dm_messages(user_id), 15,
+                                f"a digest DM to {user_id}")[0]
+
+
+def test_o2c_run_digest_sends_one_ranked_dm_per_collector(book, smtp_server, standin,  # noqa: ANN001
+                                                          database_url) -> None:
+    # when the job runs twice from the command line
+    env = o2c_env(database_url, standin.api_url)
+    first = o2c_run(env, "run", "digest", "--as-of", _today().isoformat())
+    second = o2c_run(env, "run", "digest", "--as-of", _today().isoformat())
+    # then
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["digests"] == 2
+    assert json.loads(second.stdout)["digests"] == 0
+    one, two = _digest(standin, "UCOLL001"), _digest(standin, "UCOLL002")
+    text = text_of(one)
+    assert "current USD 100.00" in text and "1-30 USD 2,000.00" in text
+    assert "31-60 USD 300.00" in text and "61-90 USD 400.00" in text
+    assert "90+ USD 1,000.00" in text and "overdue *USD 3,700.00*" in text
+    # Beta: 2000 x 1.0 + 300 x 1.5 + 400 x 2.0 = 3250.00 ranks above Acme: 1000 x 3.0
+    assert text.index("Beta Bolts") < text.index("Acme Anvils")
+    assert "priority 3250.00" in text and "priority 3000.00" in text
+    assert "Gamma Gears" in text_of(two) and "Acme" not in text_of(two)
+    standin.api.wait_for(lambda: len(standin.api.calls_to("chat.postMessage")) >= 2, 5)
+    posts = [c for c in standin.api.calls_to("chat.postMessage") if c.ok]
+    assert sorted(c.params["channel"] for c in posts) == ["UCOLL001", "UCOLL002"]
+
+
+def test_digest_buttons_promise_reminder_call_snooze(book, smtp_server, standin, smtp) -> None:  # noqa: ANN001
+    from bot.jobs import run_job
+    from sandbox.driver import SlackDriver
+    from tests.conftest import SIGNING_SECRET
+
+    slack = SlackDriver(f"{smtp_server.base_url}/slack/events", SIGNING_SECRET, api=standin.api)
+    run_job("digest", smtp_server.deps, _today())
+    digest = _digest(standin, "UCOLL001")
+    beta = f"collections_account:{book['B']}"
+
+    # Promise to pay: the modal opens, refuses a bad amount inline, then saves
+    slack.click("UCOLL001", digest, "collections_promise", block_id=beta)
+    modal = standin.api.wait_for(lambda: standin.api.views_for("UCOLL001"), 10, "modal")[-1]
+    assert modal["callback_id"] == "collections_promise_modal"
+    slack.submit_view("UCOLL001", modal, {"promise_amount": {"promise_amount_input": "12.345"},
+                                          "promise_date": {"promise_date_input": _today()}})
+    errors = standin.api.view_errors(modal["id"])
+    assert "promise_amount" in errors and "decimal places" in errors["promise_amount"]
+    promised = _today() + timedelta(days=3)
+    slack.submit_view("UCOLL001", modal, {"promise_amount": {"promise_amount_input": "1500.00"},
+                                          "promise_date": {"promise_date_input": promised},
+                                          "promise_note": {"promise_note_input": "<!here> wire"}})
+    assert standin.api.views_for("UCOLL001") == []
+    with smtp_server.db.read_session() as s:
+        [promise] = s.exec(select(PromiseToPay)).all()
+    assert (promise.amount_minor, promise.promised_date, promise.created_by) == (
+        150000, promised, "UCOLL001")
+
+    # Send reminder: the e-mail reaches the SMTP server, once even when clicked twice
+    slack.click("UCOLL001", digest, "collections_reminder", block_id=beta)
+    [mail] = smtp.wait_for(1)
+    assert mail["To"] == "ap@beta.example"
+    assert "B-30" in mail.get_content() and "USD 2,700.00" in mail.get_content()
+    slack.click("UCOLL001", digest, "collections_reminder", block_id=beta)
+    standin.api.wait_for(lambda: any("already went" in text_of(r["payload"])
+                                     for r in standin.api.responses), 10, "refusal")
+    assert len(smtp.received()) == 1
+
+    # Log call and snooze
+    slack.click("UCOLL001", digest, "collections_log_call", block_id=beta)
+    call_modal = standin.api.wait_for(lambda: standin.api.views_for("UCOLL001"), 10)[-1]
+    slack.submit_view("UCOLL001", call_modal, {"call_note": {"call_note_input": "AP on it"}})
+    slack.click("UCOLL001", digest, "collections_snooze", block_id=beta)
+    standin.api.wait_for(lambda: any("snoozed until" in text_of(r["payload"])
+                                     for r in standin.api.responses), 10, "snooze answer")
+    with smtp_server.db.read_session() as s:
+        kinds = sorted(s.exec(select(CollectionActivity.kind).where(
+            CollectionActivity.customer_id == book["B"])).all())
+    assert kinds == ["call", "promise", "reminder", "snooze"]
+
+    # the worklist now shows the promise and hides the snoozed account
+    answer = text_of(ask(slack, standin.api, "UCOLL001", "worklist"))
+    assert "Acme Anvils" in answer and "Beta Bolts" not in answer and "1 snoozed" in answer
+
+
+def test_buttons_refuse_someone_without_the_collector_role(book, smtp_server, standin, smtp  # noqa: ANN001
+                                                           ) -> None:
+    from bot.jobs import run_job
+    from sandbox.driver import SlackDriver
+    from tests.conftest import SIGNING_SECRET
+
+    slack = SlackDriver(f"{smtp_server.base_url}/slack/events", SIGNING_SECRET, api=standin.api)
+    run_job("digest", smtp_server.deps, _today())
+    digest = _digest(standin, "UCOLL001")
+    beta = f"collections_account:{book['B']}"
+    # when someone else clicks the buttons of a forwarded digest
+    for action in ("collections_reminder", "collections_promise", "collections_snooze"):
+        slack.click("USALES01", digest, action, block_id=beta)
+    # then nothing happens, each refusal is audited, and the user is told
+    standin.api.wait_for(lambda: sum("collector role" in text_of(r["payload"])
+                                     for r in standin.api.responses) >= 3, 10, "refusals")
+    assert standin.api.views_for("USALES01") == [] and smtp.received() == []
+    with smtp_server.db.read_session() as s:
+        refused = s.exec(select(AuditEvent.action).where(AuditEvent.actor == "USALES01")).all()
+        assert sorted(refused) == ["refused.collections.promise",
+                                   "refused.collections.reminder", "refused.collections.snooze"]
+        assert s.exec(select(CollectionActivity)).all() == []
+    assert "collector role" in text_of(ask(slack, standin.api, "USALES01", "worklist"))
+
+
+def test_worklist_and_app_home_show_the_ranked_list(book, smtp_server, standin) -> None:  # noqa: ANN001
+    from sandbox.driver import SlackDriver
+    from tests.conftest import SIGNING_SECRET
+
+    slack = SlackDriver(f"{smtp_server.base_url}/slack/events", SIGNING_SECRET, api=standin.api)
+    answer = text_of(ask(slack, standin.api, "UCOLL001", "worklist"))
+    assert answer.index("Beta Bolts") < answer.index("Acme Anvils")
+    slack.app_home_opened("UCOLL001")
+    home = standin.api.wait_for(lambda: standin.api.home_view("UCOLL001"), 10, "home")
+    assert "Your collections worklist" in text_of(home) and "Beta Bolts" in text_of(home)
+
+
+def test_chat_post_message_429_then_503_arrives_exactly_once(book, smtp_server, standin  # noqa: ANN001
+                                                             ) -> None:
+    """Acceptance 3."""
+    from bot.jobs import run_job
+    from models import OutboxMessage
+
+    # given Slack answers 429 (Retry-After: 1), then 503
+    standin.api.inject("chat.postMessage", Fault(status=429, retry_after=1), Fault(status=503))
+    # when the digest for one collector is queued
+    with smtp_server.db.transaction() as s:
+        from workflows.collections import queue_digests
+
+        queue_digests(s, _today(), collector_ids=["UCOLL002"])
+    smtp_server.deps.notify_outbox()
+    # then it arrives once, after the two failures
+    standin.api.wait_for(lambda: [c for c in standin.api.calls_to("chat.postMessage") if c.ok],
+                         20, "a successful chat.postMessage")
+    run_job("digest", smtp_server.deps, _today())  # UCOLL002 already has today's digest
+    standin.api.wait_for(lambda: len(standin.api.dm_messages("UCOLL001")) == 1, 10)
+    calls = [c for c in standin.api.calls_to("chat.postMessage")
+             if c.params.get("channel") == "UCOLL002"]
+    assert [c.status for c in calls] == [429, 503, 200]
+    assert len(standin.api.dm_messages("UCOLL002")) == 1
+    with smtp_server.db.read_session() as s:
+        row = s.exec(select(OutboxMessage).where(
+            OutboxMessage.dedupe_key.like("digest:UCOLL002:%"))).one()
+    assert row.status == "sent" and row.attempts == 3

@@ -1,0 +1,164 @@
+"""Dunning end to end against a real local SMTP server and the Slack stand-in.
+
+Acceptance 2: dunning run twice on the same day, and again after a restart (a new server on
+the same database), sends each (invoice, level) once. Also: without SMTP_URL the e-mails stay
+queued and are visible in Slack (AR channel, `/o2c admin outbox`)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import select
+
+from bot.jobs import run_job
+from models import Customer, DunningNotice, OutboxMessage
+from sandbox.driver import SlackDriver
+from tests.conftest import ADMIN, SIGNING_SECRET, start_server
+from tests.conftest import test_settings as make_settings
+from tests.support import factories as f
+from tests.support.processes import o2c_env, o2c_run
+from tests.support.slack import ask, text_of
+
+
+def _today():  # noqa: ANN202
+    return datetime.now(UTC).date()
+
+
+def _seed(db) -> None:  # noqa: ANN001
+    today = _today()
+    with db.transaction() as s:
+        f.user(s, "UCOLL001", "collector")
+        f.user(s, "USALES01", "sales")
+        f.customer(s, "C-A", "Acme Anvils", collector="UCOLL001", sales_rep="USALES01",
+                   billing_email="ap@acme.example")
+        for days in (-3, 1, 7, 14, 30):  # exactly on each level
+            f.invoice(s, f"INV-{days:+d}", "C-A", total="100.00",
+                      due=today - timedelta(days=days))
+        disputed = f.invoice(s, "INV-DISPUTED", "C-A", due=today - timedelta(days=7))
+        disputed.disputed = True
+        s.add(disputed)
+
+
+def _server(database_url, standin, **extra):  # noqa: ANN001, ANN202
+    running = start_server(make_settings(database_url, standin.api_url, **extra))
+    running.worker.poll_interval = 0.05
+    return running
+
+
+def _settle(running, standin) -> None:  # noqa: ANN001
+    """Wait until the outbox has nothing left to deliver."""
+    def idle() -> bool:
+        with running.db.read_session() as s:
+            return not s.exec(select(OutboxMessage).where(
+                OutboxMessage.status.in_(["pending", "sending"]),
+                OutboxMessage.transport.in_(["slack", "email"]))).all()
+    standin.api.wait_for(idle, 20, "the outbox to drain")
+
+
+def test_dunning_twice_and_after_restart_sends_each_level_once(database_url, standin,  # noqa: ANN001
+                                                                smtp) -> None:
+    # given
+    first = _server(database_url, standin, smtp_url=smtp.url)
+    _seed(first.db)
+    try:
+        # when dunning runs twice on the same day
+        summaries = [run_job("dunning", first.deps, _today()) for _ in range(2)]
+        _settle(first, standin)
+    finally:
+        first.stop()
+        first.db.dispose()
+    # then
+    assert summaries[0]["notices"] == {"-3": 1, "1": 1, "7": 1, "14": 1, "30": 1}
+    assert summaries[1]["notices"] == {} and summaries[0]["credit_holds"] == 1
+    mails = smtp.wait_for(4)
+    subjects = sorted(m["Subject"] for m in mails)
+    assert len(subjects) == 4
+    assert any(s.startswith("Friendly reminder: invoice INV--3") for s in subjects)
+    assert any(s.startswith("Payment reminder: invoice INV-+1") for s in subjects)
+    assert any(s.startswith("Second reminder: invoice INV-+7") for s in subjects)
+    assert any(s.startswith("FINAL NOTICE: invoice INV-+30") for s in subjects)
+    assert all("INV-DISPUTED" not in s for s in subjects)
+
+    # when the server restarts (a new app on the same database) and dunning runs again,
+    # in the server and from the command line
+    second = _server(database_url, standin, smtp_url=smtp.url)
+    try:
+        again = run_job("dunning", second.deps, _today())
+        cli = o2c_run(o2c_env(database_url, standin.api_url, SMTP_URL=smtp.url),
+                      "run", "dunning", "--as-of", _today().isoformat())
+        next_day = run_job("dunning", second.deps, _today() + timedelta(days=1))
+        _settle(second, standin)
+        # then nothing more is sent
+        assert again["notices"] == {} and next_day["notices"] == {}
+        assert cli.returncode == 0, cli.stderr
+        assert json.loads(cli.stdout)["notices"] == {}
+        assert len(smtp.received()) == 4
+        assert len({m["Message-ID"] for m in smtp.received()}) == 4
+        with second.db.read_session() as s:
+            levels = sorted(s.exec(select(DunningNotice.level)).all())
+            assert levels == [-3, 1, 7, 14, 30]
+            assert s.exec(select(Customer)).one().credit_hold is True
+    finally:
+        second.stop()
+        second.db.dispose()
+
+    # the Slack side: overdue notice (+1), escalation (+14) and final notice (+30), each once
+    rep = [m["text"] for m in standin.api.dm_messages("USALES01")]
+    collector = [m["text"] for m in standin.api.dm_messages("UCOLL001")]
+    for texts in (rep, collector):
+        assert len(texts) == 3, texts
+        assert sum("is overdue" in t for t in texts) == 1
+        assert sum(t.startswith("Escalation") for t in texts) == 1
+        assert sum("credit hold" in t for t in texts) == 1
+    assert sum("credit hold" in m["text"] for m in standin.api.messages("CAR000001")) == 1
+
+
+def test_without_smtp_emails_stay_queued_and_visible_in_slack(server, standin) -> None:  # noqa: ANN001
+    # given no SMTP_URL
+    _seed(server.db)
+    slack = SlackDriver(f"{server.base_url}/slack/events", SIGNING_SECRET, api=standin.api)
+    # when
+    run_job("dunning", server.deps, _today())
+    # then each customer e-mail has a copy in the AR channel, once
+    def copies() -> list[dict]:
+        return [m for m in standin.api.messages("CAR000001") if "queued" in m["text"]]
+
+    standin.api.wait_for(lambda: len(copies()) >= 4, 15, "4 queued-e-mail copies")
+    assert len(copies()) == 4
+    assert any("FINAL NOTICE" in text_of(m) and "ap@acme.example" in text_of(m)
+               for m in copies())
+    with server.db.read_session() as s:
+        emails = s.exec(select(OutboxMessage).where(OutboxMessage.transport == "email")).all()
+    assert [e.status for e in emails] == ["pending"] * 4
+    # and admins see them in /o2c admin outbox; others may not
+    listing = text_of(ask(slack, standin.api, ADMIN, "admin outbox"))
+    assert "Waiting for delivery" in listing and "dunning_final" in listing
+    assert "admin role" in text_of(ask(slack, standin.api, "UCOLL001", "admin outbox"))
+    # run_once again: no second copy
+    server.worker.run_once()
+    assert len(copies()) == 4
+
+
+def test_o2c_outbox_lists_waiting_emails_and_retries_failed(database_url, standin) -> None:  # noqa: ANN001
+    from bot.db import Database
+
+    db = Database(database_url)
+    _seed(db)
+    with db.transaction() as s:
+        from workflows.dunning import run_dunning
+
+        run_dunning(s, _today())
+        failed = s.exec(select(OutboxMessage).where(OutboxMessage.transport == "slack")).first()
+        failed.status, failed.last_error = "failed", "slack error channel_not_found"
+        s.add(failed)
+    env = o2c_env(database_url, standin.api_url)
+    listing = o2c_run(env, "outbox")
+    assert listing.returncode == 0, listing.stderr
+    assert f"failed #{failed.id}" in listing.stdout and "channel_not_found" in listing.stdout
+    assert "waiting" in listing.stdout and "dunning_final -> ap@acme.example" in listing.stdout
+    retried = o2c_run(env, "outbox", "--retry", str(failed.id))
+    assert "1 message(s) queued again" in retried.stdout
+    with db.read_session() as s:
+        assert s.get(OutboxMessage, failed.id).status == "pending"
+    db.dispose()

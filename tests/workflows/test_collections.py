@@ -1,0 +1,258 @@
+"""Collections workflows: priority, worklists, digests, promises, reminders, snooze."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlmodel import select
+
+from models import (
+    ActivityKind,
+    CollectionActivity,
+    DigestRun,
+    OutboxMessage,
+    PromiseStatus,
+    PromiseToPay,
+)
+from tests.support import factories as f
+from workflows import collections
+from workflows.cash_application import PaymentIn, record_payment
+from workflows.errors import Conflict, PermissionDenied, ValidationFailed
+
+TODAY = date(2026, 11, 23)
+
+
+@pytest.fixture
+def book(session):  # noqa: ANN001, ANN201
+    """Two collectors, a rep, and customers with invoices across every bucket."""
+    f.user(session, "UCOLL001", "collector", timezone="America/Los_Angeles")
+    f.user(session, "UCOLL002", "collector")
+    f.user(session, "USALES01", "sales")
+    f.customer(session, "C-A", "Acme", collector="UCOLL001", sales_rep="USALES01")
+    f.customer(session, "C-B", "Beta", collector="UCOLL001", sales_rep="USALES01")
+    f.customer(session, "C-C", "Gamma", collector="UCOLL002")
+    f.customer(session, "C-D", "Delta", collector="UCOLL001")  # only current invoices
+    # Acme: 1000 at 95 days late -> weighted 3000
+    f.invoice(session, "A-1", "C-A", total="1000.00", due=TODAY - timedelta(days=95))
+    f.invoice(session, "A-2", "C-A", total="200.00", due=TODAY + timedelta(days=5))
+    # Beta: 1500 at 10 days (1500) + 500 at 45 days (750) + 300 at 70 days (600) -> 2850
+    f.invoice(session, "B-1", "C-B", total="1500.00", due=TODAY - timedelta(days=10))
+    f.invoice(session, "B-2", "C-B", total="500.00", due=TODAY - timedelta(days=45))
+    f.invoice(session, "B-3", "C-B", total="300.00", due=TODAY - timedelta(days=70))
+    f.invoice(session, "C-1", "C-C", total="50.00", due=TODAY - timedelta(days=1))
+    f.invoice(session, "D-1", "C-D", total="999.00", due=TODAY)
+    session.commit()
+    return session
+
+
+def test_weight_rises_with_days_past_due() -> None:
+    assert collections.weight(0) == 0
+    assert collections.weight(1) == collections.weight(30) == Decimal("1.0")
+    assert collections.weight(31) == Decimal("1.5")
+    assert collections.weight(61) == Decimal("2.0")
+    assert collections.weight(91) == collections.weight(400) == Decimal("3.0")
+
+
+def test_risk_counts_late_payments_broken_promises_and_disputes_with_caps() -> None:
+    assert collections.risk_factor(late_paid=0, broken_promises=0, disputes=0) == 1
+    assert collections.risk_factor(late_paid=2, broken_promises=1, disputes=1) == Decimal("1.95")
+    assert collections.risk_factor(late_paid=50, broken_promises=9, disputes=9) == 5
+
+
+def test_priority_is_weighted_overdue_times_risk_in_decimal() -> None:
+    score = collections.priority(weighted_tenths_minor=100_000 * 15, currency="USD",
+                                 risk=Decimal("1.5"))
+    assert score == Decimal("1500.00") * Decimal("1.5")
+    assert isinstance(score, Decimal)
+
+
+def test_worklist_ranks_by_priority_and_totals_buckets(book) -> None:  # noqa: ANN001
+    # when
+    work = collections.worklist(book, "UCOLL001", TODAY)
+    # then Acme (3000) outranks Beta (2850) although Beta owes more; Delta is not overdue
+    assert [a.name for a in work.accounts] == ["Acme", "Beta"]
+    acme, beta = work.accounts
+    assert acme.score == Decimal("3000.00") and beta.score == Decimal("2850.00")
+    assert acme.days_late == 95 and beta.days_late == 70
+    assert beta.overdue_minor == 230000
+    assert work.totals == {"USD": {"current": 20000 + 99900, "1-30": 150000, "31-60": 50000,
+                                   "61-90": 30000, "90+": 100000}}
+    assert work.total_accounts == 2 and work.more == 0
+
+
+def test_broken_promise_and_late_history_raise_risk_and_rank(book) -> None:  # noqa: ANN001
+    # given Beta paid an earlier invoice late and broke a promise
+    f.invoice(book, "B-OLD", "C-B", total="10.00", due=TODAY - timedelta(days=200))
+    record_payment(book, PaymentIn(amount="10.00", currency="USD",
+                                   received_at=datetime.now(UTC), reference="B-OLD"),
+                   actor="test")
+    book.add(PromiseToPay(customer_id=_id(book, "C-B"), amount_minor=100, currency="USD",
+                          promised_date=TODAY - timedelta(days=3), created_by="UCOLL001",
+                          status=PromiseStatus.BROKEN, broken_at=datetime.now(UTC)))
+    book.commit()
+    # when
+    work = collections.worklist(book, "UCOLL001", TODAY)
+    # then risk = 1 + 0.10 + 0.50 and Beta moves up
+    top = work.accounts[0]
+    assert top.name == "Beta"
+    assert top.late_paid == 1 and top.broken_promises == 1
+    assert top.risk == Decimal("1.60")
+    assert top.score == (Decimal("2850.00") * Decimal("1.60")).quantize(Decimal("0.01"))
+
+
+def _id(session, external_id: str) -> int:  # noqa: ANN001
+    from models import Customer
+
+    return session.exec(select(Customer.id).where(Customer.external_id == external_id)).one()
+
+
+def test_top_n_and_and_n_more(session) -> None:  # noqa: ANN001
+    # given 15 overdue customers for one collector
+    f.user(session, "UCOLL001", "collector")
+    for i in range(15):
+        f.customer(session, f"C-{i:02d}", f"Customer {i:02d}", collector="UCOLL001")
+        f.invoice(session, f"I-{i:02d}", f"C-{i:02d}", total=f"{100 + i}.00",
+                  due=TODAY - timedelta(days=5))
+    session.commit()
+    # when
+    work = collections.worklist(session, "UCOLL001", TODAY, top=10)
+    # then the 10 largest, in order, and 5 more
+    assert [a.name for a in work.accounts] == [f"Customer {i:02d}" for i in range(14, 4, -1)]
+    assert work.total_accounts == 15 and work.more == 5
+
+
+def test_build_worklists_for_all_collectors_in_one_pass(book) -> None:  # noqa: ANN001
+    lists = collections.build_worklists(book, TODAY)
+    assert set(lists) == {"UCOLL001", "UCOLL002"}
+    assert [a.name for a in lists["UCOLL002"].accounts] == ["Gamma"]
+
+
+def test_snooze_hides_an_account_until_the_date(book) -> None:  # noqa: ANN001
+    # when
+    until = collections.snooze(book, customer_id=_id(book, "C-A"), actor="UCOLL001",
+                               as_of=TODAY)
+    book.commit()
+    # then
+    assert until == TODAY + timedelta(days=7)
+    hidden = collections.worklist(book, "UCOLL001", TODAY)
+    assert [a.name for a in hidden.accounts] == ["Beta"] and hidden.snoozed == 1
+    back = collections.worklist(book, "UCOLL001", until)
+    assert [a.name for a in back.accounts][0] == "Acme"
+
+
+def test_digest_is_queued_once_per_collector_per_day(book) -> None:  # noqa: ANN001
+    # when run twice
+    first = collections.queue_digests(book, TODAY)
+    book.commit()
+    second = collections.queue_digests(book, TODAY)
+    book.commit()
+    # then
+    assert first == ["UCOLL001", "UCOLL002"] and second == []
+    runs = book.exec(select(DigestRun)).all()
+    assert len(runs) == 2
+    rows = book.exec(select(OutboxMessage).where(
+        OutboxMessage.dedupe_key.like("digest:%"))).all()
+    assert {r.payload["channel"] for r in rows} == {"UCOLL001", "UCOLL002"}
+    context = next(r for r in rows if r.payload["channel"] == "UCOLL001").payload["context"]
+    assert [a["name"] for a in context["accounts"]] == ["Acme", "Beta"]
+    assert context["tz"] == "America/Los_Angeles"
+
+
+def test_log_call_needs_the_collector_role_and_a_note(book) -> None:  # noqa: ANN001
+    customer_id = _id(book, "C-A")
+    with pytest.raises(PermissionDenied):
+        collections.log_call(book, customer_id=customer_id, actor="USALES01", note="hi")
+    with pytest.raises(ValidationFailed) as err:
+        collections.log_call(book, customer_id=customer_id, actor="UCOLL001", note="  ")
+    assert err.value.errors[0].field == "note"
+    collections.log_call(book, customer_id=customer_id, actor="UCOLL001", note="AP says Friday")
+    book.commit()
+    account = collections.account(book, customer_id, TODAY)
+    assert account.last_contact is not None
+
+
+def test_reminder_emails_overdue_invoices_once_a_day(book) -> None:  # noqa: ANN001
+    customer_id = _id(book, "C-B")
+    message = collections.send_reminder(book, customer_id=customer_id, actor="UCOLL001",
+                                        as_of=TODAY)
+    book.commit()
+    assert message.transport == "email" and message.payload["to"] == "ap@globex.example"
+    context = message.payload["context"]
+    assert [i["number"] for i in context["invoices"]] == ["B-3", "B-2", "B-1"]
+    assert context["total_due"] == "USD 2,300.00"
+    with pytest.raises(Conflict):
+        collections.send_reminder(book, customer_id=customer_id, actor="UCOLL001", as_of=TODAY)
+    kinds = book.exec(select(CollectionActivity.kind).where(
+        CollectionActivity.customer_id == customer_id)).all()
+    assert kinds == [ActivityKind.REMINDER]
+
+
+def test_promise_validation_names_the_field(book) -> None:  # noqa: ANN001
+    customer_id = _id(book, "C-B")
+    cases = [("", TODAY, "amount"), ("-5", TODAY, "amount"), ("12.345", TODAY, "amount"),
+             ("999999.00", TODAY, "amount"), ("100.00", TODAY - timedelta(days=1), "date"),
+             ("100.00", None, "date"), ("100.00", TODAY + timedelta(days=400), "date")]
+    for amount, day, field in cases:
+        with pytest.raises(ValidationFailed) as err:
+            collections.create_promise(book, customer_id=customer_id, actor="UCOLL001",
+                                       amount=amount, promised_date=day, note=None,
+                                       as_of=TODAY)
+        assert err.value.errors[0].field == field, (amount, day)
+
+
+def test_promise_kept_when_paid(book) -> None:  # noqa: ANN001
+    # given
+    customer_id = _id(book, "C-B")
+    promise = collections.create_promise(book, customer_id=customer_id, actor="UCOLL001",
+                                         amount="500.00", promised_date=TODAY + timedelta(3),
+                                         note="wire on Thursday", as_of=TODAY)
+    book.commit()
+    assert collections.check_promises(book, TODAY).kept == []
+    # when the money arrives
+    record_payment(book, PaymentIn(amount="500.00", currency="USD",
+                                   received_at=datetime.now(UTC), reference="B-2"),
+                   actor="test")
+    result = collections.check_promises(book, TODAY)
+    book.commit()
+    # then
+    assert result.kept == [promise.id]
+    book.refresh(promise)
+    assert promise.status == PromiseStatus.KEPT
+
+
+def test_promise_broken_the_day_after_alerts_collector_and_rep_once(book) -> None:  # noqa: ANN001
+    # given a promise for today
+    customer_id = _id(book, "C-B")
+    promise = collections.create_promise(book, customer_id=customer_id, actor="UCOLL001",
+                                         amount="500.00", promised_date=TODAY, note=None,
+                                         as_of=TODAY)
+    book.commit()
+    # when checked on the promised day, then the day after, then again
+    assert collections.check_promises(book, TODAY).broken == []
+    broken = collections.check_promises(book, TODAY + timedelta(days=1)).broken
+    again = collections.check_promises(book, TODAY + timedelta(days=2)).broken
+    book.commit()
+    # then
+    assert broken == [promise.id] and again == []
+    alerts = book.exec(select(OutboxMessage).where(
+        OutboxMessage.dedupe_key.like("promise-broken:%"))).all()
+    assert sorted(a.payload["channel"] for a in alerts) == ["UCOLL001", "USALES01"]
+    account = collections.account(book, customer_id, TODAY + timedelta(days=2))
+    assert account.broken_promises == 1 and account.risk == Decimal("1.50")
+
+
+def test_a_new_promise_replaces_the_open_one(book) -> None:  # noqa: ANN001
+    customer_id = _id(book, "C-A")
+    first = collections.create_promise(book, customer_id=customer_id, actor="UCOLL001",
+                                       amount="100.00", promised_date=TODAY, note=None,
+                                       as_of=TODAY)
+    second = collections.create_promise(book, customer_id=customer_id, actor="UCOLL001",
+                                        amount="200.00", promised_date=TODAY + timedelta(2),
+                                        note=None, as_of=TODAY)
+    book.commit()
+    book.refresh(first)
+    assert first.status == PromiseStatus.CANCELLED and second.status == PromiseStatus.OPEN
+    account = collections.account(book, customer_id, TODAY)
+    assert account.promise.amount_minor == 20000 and account.promise.status == "open"

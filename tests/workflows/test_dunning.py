@@ -1,0 +1,150 @@
+"""Dunning: levels, kinds, exactly once, catching up without a burst, skips, credit hold."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlmodel import select
+
+from models import AuditEvent, Customer, DunningNotice, Invoice, OutboxMessage
+from tests.support import factories as f
+from workflows import dunning
+from workflows.cash_application import PaymentIn, record_payment
+
+TODAY = date(2026, 11, 23)
+
+
+def test_plan_gives_each_offset_its_kind() -> None:
+    assert [(lv.offset, lv.kind) for lv in dunning.plan([30, -3, 1, 7, 14])] == [
+        (-3, "friendly"), (1, "reminder"), (7, "firm"), (14, "escalation"), (30, "final")]
+    assert [lv.kind for lv in dunning.plan([-5, 2, 20])] == ["friendly", "reminder", "final"]
+    assert dunning.plan([14])[0].kind == "reminder"  # a lone positive level
+
+
+@pytest.fixture
+def ledger(session):  # noqa: ANN001, ANN201
+    f.user(session, "UCOLL001", "collector")
+    f.user(session, "USALES01", "sales")
+    f.customer(session, "C-A", "Acme", collector="UCOLL001", sales_rep="USALES01")
+    session.commit()
+    return session
+
+
+def _notices(session) -> list[tuple[str, int]]:  # noqa: ANN001
+    return sorted(session.exec(select(Invoice.number, DunningNotice.level)
+                               .join(Invoice, Invoice.id == DunningNotice.invoice_id)).all())
+
+
+def _emails(session) -> list[tuple[str, str]]:  # noqa: ANN001
+    rows = session.exec(select(OutboxMessage).where(OutboxMessage.transport == "email")).all()
+    return sorted((r.payload["context"]["invoice"]["number"], r.payload["template"])
+                  for r in rows)
+
+
+def test_each_level_is_sent_on_its_day_and_once(ledger) -> None:  # noqa: ANN001
+    # given an invoice due today
+    f.invoice(ledger, "INV-1", "C-A", total="1000.00", due=TODAY)
+    ledger.commit()
+    # when dunning runs every day for 40 days, twice a day
+    for day in range(-5, 41):
+        for _ in range(2):
+            dunning.run_dunning(ledger, TODAY + timedelta(days=day))
+            ledger.commit()
+    # then every level once
+    assert _notices(ledger) == [("INV-1", -3), ("INV-1", 1), ("INV-1", 7), ("INV-1", 14),
+                                ("INV-1", 30)]
+    assert _emails(ledger) == [("INV-1", "dunning_final"), ("INV-1", "dunning_firm"),
+                               ("INV-1", "dunning_friendly"), ("INV-1", "dunning_reminder")]
+    slack = ledger.exec(select(OutboxMessage).where(OutboxMessage.transport == "slack")).all()
+    by_template = sorted((r.payload["template"], r.payload["channel"]) for r in slack)
+    assert by_template == [("dunning_escalation", "UCOLL001"), ("dunning_escalation", "USALES01"),
+                           ("dunning_final", "UCOLL001"), ("dunning_final", "USALES01"),
+                           ("dunning_final", "ar"),
+                           ("overdue_notice", "UCOLL001"), ("overdue_notice", "USALES01")]
+
+
+def test_overdue_notice_goes_out_the_day_after_the_due_date(ledger) -> None:  # noqa: ANN001
+    f.invoice(ledger, "INV-1", "C-A", due=TODAY - timedelta(days=1))
+    ledger.commit()
+    run = dunning.run_dunning(ledger, TODAY)
+    ledger.commit()
+    assert run.sent == {1: 1}
+    notices = ledger.exec(select(OutboxMessage).where(
+        OutboxMessage.dedupe_key.like("dunning:%:1:%"))).all()
+    assert {n.payload["template"] for n in notices} == {"overdue_notice"}
+    assert notices[0].payload["context"]["days_past_due"] == 1
+
+
+def test_a_late_first_run_sends_only_the_latest_level(ledger) -> None:  # noqa: ANN001
+    # given invoices first seen at +20 and +40 days
+    f.invoice(ledger, "INV-20", "C-A", due=TODAY - timedelta(days=20))
+    f.invoice(ledger, "INV-40", "C-A", due=TODAY - timedelta(days=40))
+    ledger.commit()
+    # when
+    dunning.run_dunning(ledger, TODAY)
+    dunning.run_dunning(ledger, TODAY + timedelta(days=1))
+    ledger.commit()
+    # then no burst of earlier levels
+    assert _notices(ledger) == [("INV-20", 14), ("INV-40", 30)]
+
+
+def test_final_notice_puts_the_customer_on_credit_hold_audited(ledger) -> None:  # noqa: ANN001
+    f.invoice(ledger, "INV-1", "C-A", due=TODAY - timedelta(days=30))
+    f.invoice(ledger, "INV-2", "C-A", due=TODAY - timedelta(days=31))
+    ledger.commit()
+    run = dunning.run_dunning(ledger, TODAY)
+    ledger.commit()
+    customer = ledger.exec(select(Customer)).one()
+    assert customer.credit_hold is True
+    assert len(run.holds) == 1
+    holds = ledger.exec(select(AuditEvent).where(
+        AuditEvent.action == "customer.credit_hold")).all()
+    assert len(holds) == 1 and holds[0].actor == "system" and "final notice" in holds[0].reason
+
+
+def test_paid_and_disputed_invoices_are_skipped(ledger) -> None:  # noqa: ANN001
+    f.invoice(ledger, "INV-PAID", "C-A", total="10.00", due=TODAY - timedelta(days=7))
+    disputed = f.invoice(ledger, "INV-DISP", "C-A", due=TODAY - timedelta(days=7))
+    disputed.disputed = True
+    ledger.add(disputed)
+    record_payment(ledger, PaymentIn(amount="10.00", currency="USD",
+                                     received_at=datetime.now(UTC), reference="INV-PAID"),
+                   actor="test")
+    ledger.commit()
+    run = dunning.run_dunning(ledger, TODAY)
+    ledger.commit()
+    assert run.sent == {} and _notices(ledger) == []
+
+
+def test_no_billing_email_tells_the_ar_channel(session) -> None:  # noqa: ANN001
+    f.customer(session, "C-X", "Nomail", billing_email=None)
+    f.invoice(session, "INV-1", "C-X", due=TODAY - timedelta(days=7))
+    session.commit()
+    dunning.run_dunning(session, TODAY)
+    session.commit()
+    rows = session.exec(select(OutboxMessage)).all()
+    assert [(r.transport, r.payload["template"], r.payload["channel"]) for r in rows] == [
+        ("slack", "dunning_no_email", "ar")]
+
+
+def test_levels_follow_the_policy(ledger) -> None:  # noqa: ANN001
+    from workflows import policy
+
+    policy.set_value(ledger, key="dunning_levels", value="5,10", actor="UADMIN01")
+    f.invoice(ledger, "INV-1", "C-A", due=TODAY - timedelta(days=5))
+    ledger.commit()
+    dunning.run_dunning(ledger, TODAY)
+    ledger.commit()
+    assert _notices(ledger) == [("INV-1", 5)]
+
+
+def test_run_all_works_in_batches(db) -> None:  # noqa: ANN001
+    with db.transaction() as s:
+        f.customer(s, "C-A", "Acme")
+        for i in range(7):
+            f.invoice(s, f"INV-{i}", "C-A", due=TODAY - timedelta(days=8))
+    run = dunning.run_all(db, TODAY, batch=3)
+    assert run.sent == {7: 7}
+    with db.read_session() as s:
+        assert len(s.exec(select(DunningNotice)).all()) == 7
