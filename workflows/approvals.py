@@ -247,18 +247,26 @@ def _approvals_of(session: Session, order_id: int) -> list[Approval]:
                              .execution_options(populate_existing=True)))
 
 
+def cancel_pending(session: Session, order: Order, *, actor: str, now: datetime,
+                   reason: str) -> list[int]:
+    """The order went away (withdrawn, cancelled): its pending approvals are cancelled and
+    their cards show it."""
+    customer = session.get(Customer, order.customer_id)
+    return _cancel_pending(session, order, customer, actor=actor, now=now, reason=reason)
+
+
 def _cancel_pending(session: Session, order: Order, customer: Customer, *, actor: str,
-                    now: datetime) -> list[int]:
+                    now: datetime, reason: str = "order rejected") -> list[int]:
     """A rejected order needs no other decision: its pending approvals are cancelled."""
     cancelled = []
     for other in _approvals_of(session, order.id):
         if other.status != ApprovalStatus.PENDING:
             continue
         if _take(session, other.id, status=ApprovalStatus.CANCELLED, user_id=actor, now=now,
-                 note="order rejected"):
+                 note=reason):
             session.refresh(other)
             audit.decision(session, actor=actor, approval_id=other.id, kind=other.kind,
-                           outcome=ApprovalStatus.CANCELLED, reason="order rejected",
+                           outcome=ApprovalStatus.CANCELLED, reason=reason,
                            order=order.number, at=now)
             _show_decision(session, other, order, customer)
             cancelled.append(other.id)

@@ -57,3 +57,16 @@ def reserve_stock(session: Session, order: Order, *, actor: str,
                                context={"order": order_snapshot(order, customer),
                                         "lines": short, "audience": "billing"})
     return short
+
+
+def release_stock(session: Session, order: Order) -> None:
+    """Give back what an order reserved (it was cancelled or put on hold for good)."""
+    table = Product.__table__
+    for line in order_lines(session, order.id):
+        if line.qty_reserved:
+            session.execute(sa.update(table).where(table.c.id == line.product_id)
+                            .values(reserved=table.c.reserved - line.qty_reserved))
+            line.qty_reserved = 0
+        line.qty_backordered = 0
+        session.add(line)
+    session.flush()

@@ -19,6 +19,7 @@ from models import (
     OrderStatus,
     Product,
     User,
+    can_cancel,
     can_transition,
     money,
 )
@@ -207,3 +208,23 @@ def approve_order(session: Session, order: Order, *, actor: str, reason: str,
 def pending_approvals(session: Session, order_id: int) -> list[Approval]:
     return list(session.exec(select(Approval).where(Approval.order_id == order_id,
                                                     Approval.status == ApprovalStatus.PENDING)))
+
+
+def cancel_order(session: Session, order: Order, *, actor: str, reason: str,
+                 now: datetime | None = None) -> None:
+    """Withdraw an order that has not shipped: release its reserved stock, cancel its pending
+    approvals (their cards show it), tell the rep."""
+    from workflows import approvals, fulfilment
+
+    if not can_cancel(order.status):
+        raise InvalidTransition(f"order {order.number} is {order.status}; it cannot be "
+                                "cancelled any more")
+    if not reason.strip():
+        raise ValidationFailed.of("reason", "say why the order is cancelled")
+    now = now or utcnow()
+    fulfilment.release_stock(session, order)
+    transition(session, order, OrderStatus.CANCELLED, actor=actor, reason=reason, now=now)
+    approvals.cancel_pending(session, order, actor=actor, now=now, reason="order cancelled")
+    customer = session.get(Customer, order.customer_id)
+    outbox.post_to_user(session, user_id=order.sales_rep_id, template="order_status",
+                        context={"order": order_snapshot(order, customer), "reasons": [reason]})

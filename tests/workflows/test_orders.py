@@ -80,3 +80,38 @@ def test_wrong_currency_is_refused(session) -> None:  # noqa: ANN001
     with pytest.raises(ValidationFailed) as caught:
         f.order(session, currency="EUR")
     assert caught.value.errors[0].field == "currency"
+
+
+def test_cancel_releases_stock_and_cancels_pending_approvals(session) -> None:  # noqa: ANN001
+    from models import Product
+    from workflows import orders
+
+    # given: an approved order holding stock, and one waiting for approval
+    setup_company(session)
+    f.customer(session, "C-NEW", "Newco", reviewed=False)
+    held = f.order(session, lines=[("GADGET", 4)])
+    waiting = f.order(session, "C-NEW", lines=[("WID-1", 1)])
+    assert session.exec(select(Product).where(Product.sku == "GADGET")).one().reserved == 4
+    # when
+    orders.cancel_order(session, held, actor="USALES01", reason="customer changed its mind")
+    orders.cancel_order(session, waiting, actor="USALES01", reason="duplicate")
+    session.commit()
+    # then
+    assert session.exec(select(Product).where(Product.sku == "GADGET")).one().reserved == 0
+    assert held.status == waiting.status == OrderStatus.CANCELLED
+    approval = session.exec(select(Approval).where(Approval.order_id == waiting.id)).one()
+    assert approval.status == "cancelled" and approval.decision_note == "order cancelled"
+    assert invariants.validate_all(session) == []
+
+
+def test_cancel_needs_a_reason_and_an_unshipped_order(session) -> None:  # noqa: ANN001
+    from workflows import orders
+    from workflows.errors import InvalidTransition
+
+    setup_company(session)
+    order = f.order(session)
+    with pytest.raises(ValidationFailed):
+        orders.cancel_order(session, order, actor="USALES01", reason=" ")
+    orders.cancel_order(session, order, actor="USALES01", reason="no longer needed")
+    with pytest.raises(InvalidTransition):
+        orders.cancel_order(session, order, actor="USALES01", reason="again")
