@@ -38,6 +38,7 @@ from bot.db import Database
 from models import (
     Allocation,
     Approval,
+    ApprovalKind,
     ApprovalStatus,
     CreditNote,
     Customer,
@@ -50,7 +51,16 @@ from models import (
     User,
     money,
 )
-from workflows import audit, cash_application, invariants, masterdata, orders, shipping, users
+from workflows import (
+    approvals,
+    audit,
+    cash_application,
+    invariants,
+    masterdata,
+    orders,
+    shipping,
+    users,
+)
 from workflows.invoicing import ErpInvoiceIn, Terms, ingest_erp_invoice, issue_credit_note
 from workflows.receivables import aging_by_currency
 
@@ -241,15 +251,11 @@ class DemoCompany:
 
     def _decide_history(self, order: Order, at: datetime) -> None:
         if self.rng.random() < 0.85:
-            decide(self.s, order, outcome=ApprovalStatus.APPROVED, by=CREDIT, at=at,
-                   note="Good history overall; approved.")
-            orders.approve_order(self.s, order, actor=CREDIT, reason="credit approved", now=at)
+            decide(self.s, order, approve=True, at=at, note="Good history overall; approved.")
             self._schedule_shipping(order, at)
         else:
-            decide(self.s, order, outcome=ApprovalStatus.REJECTED, by=CREDIT, at=at,
+            decide(self.s, order, approve=False, at=at,
                    note="Too much overdue; clear the old invoices first.")
-            orders.transition(self.s, order, OrderStatus.REJECTED, actor=CREDIT, now=at,
-                              reason="credit rejected: overdue invoices")
 
     def _schedule_shipping(self, order: Order, after: datetime) -> None:
         first = after + timedelta(days=self.rng.randint(1, 5), hours=2)
@@ -394,10 +400,10 @@ class DemoCompany:
 
     def _close(self, order: Order, to: str, by: str, at: datetime, why: str) -> None:
         """Reject (approver) or withdraw (rep) an order waiting for approval."""
-        outcome = (ApprovalStatus.REJECTED if to == OrderStatus.REJECTED
-                   else ApprovalStatus.CANCELLED)
-        decide(self.s, order, outcome=outcome, by=by, at=at, note=why)
-        orders.transition(self.s, order, to, actor=by, now=at, reason=why)
+        if to == OrderStatus.REJECTED:
+            decide(self.s, order, approve=False, at=at, note=why)
+        else:
+            orders.cancel_order(self.s, order, actor=by, reason=why, now=at)
 
     def cash_application_demo(self) -> None:
         """A partial payment, an unmatchable one, and a credit note, for the AR demo."""
@@ -422,18 +428,15 @@ class DemoCompany:
             .order_by(Invoice.due_date, Invoice.id)))
 
 
-def decide(session: Session, order: Order, *, outcome: str, by: str, at: datetime,
-           note: str) -> None:
-    """Close an order's pending approvals as an approver (or the withdrawing rep) would.
-
-    Stands in for the approval-decision workflow, which the Slack cards will call."""
+def decide(session: Session, order: Order, *, approve: bool, at: datetime, note: str) -> None:
+    """Decide an order's pending approvals through the approvals workflow, each by the demo
+    approver of its kind (a rejection cancels the others)."""
     for approval in orders.pending_approvals(session, order.id):
-        approval.status, approval.decided_by = outcome, by
-        approval.decided_at, approval.decision_note = at, note
-        session.add(approval)
-        audit.decision(session, actor=by, approval_id=approval.id, kind=approval.kind,
-                       outcome=outcome, reason=note, order=order.number)
-    session.flush()
+        if order.status != OrderStatus.PENDING_APPROVAL:
+            break
+        approver = CREDIT if approval.kind == ApprovalKind.CREDIT else DISCOUNT
+        approvals.decide(session=session, approval_id=approval.id, user_id=approver,
+                         approve=approve, note=note, now=at)
 
 
 def _backdate(session: Session, payment: Payment) -> None:
@@ -470,8 +473,11 @@ def _drop_history_notifications(session: Session, kept: list[tuple[int, int]]) -
     session.flush()
     keep = sa.or_(OutboxMessage.id.in_(pending_cards),
                   *(OutboxMessage.id.between(low + 1, high) for low, high in kept))
-    session.execute(sa.delete(OutboxMessage).where(
-        sa.or_(sa.not_(keep), OutboxMessage.id.in_(stale_cards or [-1]))))
+    doomed = list(session.exec(select(OutboxMessage.id).where(
+        sa.or_(sa.not_(keep), OutboxMessage.id.in_(stale_cards or [-1])))))
+    # an update of a dropped message (a decided card) goes with it, first (foreign key)
+    session.execute(sa.delete(OutboxMessage).where(OutboxMessage.target_outbox_id.in_(doomed)))
+    session.execute(sa.delete(OutboxMessage).where(OutboxMessage.id.in_(doomed)))
 
 
 def seed_demo(db: Database, today: date) -> dict:
