@@ -28,11 +28,28 @@ from tests.support.sandbox_web import (
 )
 
 
-@pytest.fixture
-def sandbox(database_url: str) -> Iterator[Sandbox]:
-    db = Database(database_url)
+@pytest.fixture(scope="session")
+def demo_template(db_factory) -> Iterator[str]:  # noqa: ANN001
+    """The demo company seeded once per session; each test gets a copy (seeding takes
+    seconds, copying milliseconds)."""
+    url = db_factory.create()
+    db = Database(url)
     demo_seed.seed(db, datetime.now(UTC).date())
     db.dispose()
+    yield url
+    db_factory.drop(url)
+
+
+@pytest.fixture
+def demo_database_url(db_factory, demo_template: str) -> Iterator[str]:  # noqa: ANN001
+    url = db_factory.clone(demo_template)
+    yield url
+    db_factory.drop(url)
+
+
+@pytest.fixture
+def sandbox(demo_database_url: str) -> Iterator[Sandbox]:
+    database_url = demo_database_url
     port = free_port()
     running = start_server(sandbox_settings(database_url, port), port=port)
     running.worker.poll_interval = 0.05

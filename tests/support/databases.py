@@ -22,8 +22,12 @@ class SqliteFactory:
         upgrade(f"sqlite:///{self.template}")
 
     def create(self) -> str:
+        return self.clone(f"sqlite:///{self.template}")
+
+    def clone(self, url: str) -> str:
+        """A copy of another (quiescent) test database, e.g. one seeded once per session."""
         path = self.workdir / f"t_{uuid.uuid4().hex[:10]}.db"
-        shutil.copyfile(self.template, path)
+        shutil.copyfile(url.removeprefix("sqlite:///"), path)
         return f"sqlite:///{path}"
 
     def drop(self, url: str) -> None:
@@ -49,9 +53,14 @@ class PostgresFactory:
         return base.set(database=name).render_as_string(hide_password=False)
 
     def create(self) -> str:
+        return self.clone(self._url(self.template))
+
+    def clone(self, url: str) -> str:
+        """A copy of another test database nobody is connected to (CREATE DATABASE TEMPLATE)."""
+        source = sa.engine.make_url(url).database
         name = f"o2c_t_{uuid.uuid4().hex[:10]}"
         with self.admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
         return self._url(name)
 
     def drop(self, url: str) -> None:
