@@ -22,8 +22,9 @@ import sqlalchemy.orm
 from sqlmodel import Session
 
 from models import Customer, Invoice
-from workflows import matching
-from workflows.matching import CustomerDirectory, CustomerName, Evidence, OpenItem, PaymentFacts
+from workflows import matching, payer_names, remittance
+from workflows.matching import Evidence, OpenItem, PaymentFacts
+from workflows.payer_names import CustomerDirectory, CustomerName
 
 MAX_NAME_CUSTOMERS = 3  # customers considered from the payer name alone
 MAX_CUSTOMERS = 5  # customers whose open invoices are loaded
@@ -130,7 +131,7 @@ def _named(texts: list[str], invoices: Iterable[OpenItem]) -> dict[str, str]:
     keys = [inv.key for inv in invoices]
     named: dict[str, str] = {}
     for text in texts:
-        for number, kind in matching.find_references(text, numbers, keys).items():
+        for number, kind in remittance.find_references(text, numbers, keys).items():
             if named.get(number) != "full":
                 named[number] = kind
     return named
@@ -163,7 +164,7 @@ def gather(session: Session, facts: PaymentFacts,
     texts = [facts.reference or "", facts.payer_name or ""]
 
     # 1. invoice numbers named in the remittance text or the payer field (indexed key)
-    keys = set().union(*(matching.reference_keys(t) for t in texts))
+    keys = set().union(*(remittance.reference_keys(t) for t in texts))
     candidates = {inv.id: inv for inv in _by_keys(session, keys)} if keys else {}
 
     # 2. who paid: the given customer, the payer name, the customers of named invoices
@@ -202,9 +203,11 @@ def gather(session: Session, facts: PaymentFacts,
     # 4. which of these the text names, in text order (short numbers such as "SI-0004400",
     #    whose key is too short to look up, are found among the candidates' open invoices)
     found: dict[int, OpenItem] = dict(candidates)
+    spelled = set().union(*(remittance.reference_keys(t, min_len=1) for t in texts))
     for items in customer_open.values():
         for item in items:
-            found.setdefault(item.id, item)
+            if item.key in spelled:  # only numbers whose key some window of the text has
+                found.setdefault(item.id, item)
     by_number = {inv.number: inv for inv in found.values()}
     for number, kind in _named(texts, found.values()).items():
         inv = by_number[number]
@@ -219,13 +222,13 @@ def gather(session: Session, facts: PaymentFacts,
 
     # 5. nothing named exactly: one-digit typos (kept only if the amount confirms them)
     if not ev.refs:
-        typo = set().union(*(matching.typo_keys(t) for t in texts)) - keys
+        typo = set().union(*(remittance.typo_keys(t) for t in texts)) - keys
         if typo:
             open_found = [inv for inv in _by_keys(session, typo)
                           if inv.balance_minor > 0 and inv.currency == facts.currency]
             hits = set()
             for text in texts:
-                hits.update(matching.find_typo_references(text, [i.number for i in open_found]))
+                hits.update(remittance.find_typo_references(text, [i.number for i in open_found]))
             ev.typo_refs = [inv for inv in open_found if inv.number in hits]
 
     # 6. any customer's invoice with exactly this amount (suggestions for unknown payers)
@@ -234,12 +237,12 @@ def gather(session: Session, facts: PaymentFacts,
             "currency": facts.currency, "amount": facts.amount_minor,
             "on": facts.received_on})]
 
-    payer = matching.name_form(facts.payer_name)
+    payer = payer_names.name_form(facts.payer_name)
     plan_customers = {*wanted, *(i.customer_id for i in ev.refs + ev.typo_refs + ev.same_amount)}
     for cid in {*ev.name_scores, *plan_customers}:
         if cid in directory.by_id:
             ev.customers[cid] = directory.by_id[cid]
             if payer.core and cid not in ev.name_scores:  # e.g. the customer of a named invoice
-                ev.name_scores[cid] = round(matching.name_similarity(
+                ev.name_scores[cid] = round(payer_names.name_similarity(
                     payer, directory.forms[cid]), 1)
     return ev

@@ -7,16 +7,16 @@ text, the customers the payer name may be, those customers' open invoices) it pr
 scores each plan on every signal:
 
 * **reference**: invoice numbers of open invoices found in the remittance text or payer field,
-  in any format the payer typed them (`number_matches`): punctuation, case, padding and
+  in any format the payer typed them (`workflows.remittance`): punctuation, case, padding and
   separators are ignored; a one-digit typo counts only when the amount confirms it;
 * **amount**: the payment equals the plan's open amount exactly, after early-payment
   discounts (`2/10 NET30` paid within the window at 98 %), or within the bank-fee tolerance;
   a short or over payment is accepted only behind a reference;
 * **customer**: the customer given with the payment, or the payer name matched fuzzily to
-  customer names (`name_similarity`: bank truncations, legal-form suffixes, typos); a name
+  customer names (`workflows.payer_names`: bank truncations, legal-form suffixes, typos); a name
   close to two customers lowers the score, a name clearly pointing elsewhere lowers it more;
 * **subset**: a combination of one customer's open invoices summing to the amount
-  (`subsets_summing_to`: bounded meet-in-the-middle, `POOL_LIMITS` and `SUBSET_BUDGET`).
+  (`workflows.subsets`: bounded meet-in-the-middle search).
 
 Scores add up as log-odds (`Signal.weight`), so every plan carries a machine-readable
 explanation of why it scored what it did. A plan's confidence is its share against every
@@ -28,22 +28,20 @@ suggestion a clerk accepts with one click.
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
-from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from functools import lru_cache
-from itertools import combinations
-
-from rapidfuzz import fuzz, process
+from typing import NamedTuple
 
 from models import money
 from models.invoices import invoice_number_key
 from workflows.invoicing import Terms
+from workflows.payer_names import CustomerName, name_form
+from workflows.remittance import partial_references
+from workflows.subsets import MAX_SUBSET_SIZE, chance_of_coincidence, subsets_summing_to
 
 # -- weights (log-odds) ---------------------------------------------------------------------------
 PRIOR = -2.0  # a payment and a random plan: unlikely until signals say otherwise
@@ -73,10 +71,6 @@ NAME_ONLY_CAP = -0.5  # a name without an amount is only ever a suggestion
 NAME_CANDIDATE_MIN = 75  # payer-name similarity from which a customer is considered
 NAME_AMBIGUITY_MARGIN = 8
 MAX_OPEN_INVOICES = 400  # open invoices per customer the engine looks at (oldest first)
-POOL_LIMITS = {3: 80, 4: 30, 5: 30}  # ... of which triples / fours / fives are built from
-MAX_SUBSET_SIZE = 5
-SUBSET_BUDGET = 60_000  # operations per search; beyond it the search reports "incomplete"
-MAX_WINDOW_GROUPS = 5
 MAX_SUGGESTIONS = 3
 FIT_EXACT, FIT_DISCOUNT, FIT_FEE, FIT_SHORT, FIT_OVER, FIT_NONE = (
     "exact", "discount", "fee", "short", "over", "none")
@@ -84,9 +78,8 @@ AMOUNT_FITS = (FIT_EXACT, FIT_DISCOUNT, FIT_FEE)
 
 
 # -- data the engine reads -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class OpenItem:
-    """An open invoice as the engine sees it."""
+class OpenItem(NamedTuple):
+    """An open invoice as the engine sees it (a tuple: hundreds are read per payment)."""
 
     id: int
     number: str
@@ -139,450 +132,6 @@ class Evidence:
     open_items: dict[int, list[OpenItem]] = field(default_factory=dict)  # per customer
     truncated: set[int] = field(default_factory=set)  # customers with more open invoices
     same_amount: list[OpenItem] = field(default_factory=list)  # any customer, = amount
-
-
-# -- invoice numbers in free text ------------------------------------------------------------------
-_DATE = re.compile(r"\b(?:(?:19|20)\d\d[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])|"
-                   r"(?:0?[1-9]|[12]\d|3[01])[-/.](?:0?[1-9]|1[0-2])[-/.](?:19|20)\d\d)\b")
-_MONEY = re.compile(r"\b\d{1,3}(?:[,.' ]\d{3})*[.,]\d\d\b")
-_GROUP = re.compile(r"[A-Z]+|[0-9]+")
-_JOINERS = set(" \t-/._#:")
-
-
-@dataclass(frozen=True)
-class Window:
-    """A run of letter/digit groups that may spell one invoice number."""
-
-    groups: tuple[str, ...]
-
-    @property
-    def letters(self) -> tuple[str, ...]:
-        return tuple(g for g in self.groups if g.isalpha())
-
-    @property
-    def digits(self) -> tuple[str, ...]:
-        return tuple(g for g in self.groups if g.isdigit())
-
-    @property
-    def key(self) -> str:
-        return invoice_number_key("".join(self.digits))
-
-
-def _fold(text: str) -> str:
-    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().upper()
-
-
-def windows(text: str | None) -> list[Window]:
-    return list(_windows(text or ""))
-
-
-@lru_cache(maxsize=1024)
-def _windows(text: str) -> tuple[Window, ...]:
-    """Every window of up to five letter/digit groups that ends in digits, joined only by
-    short separators (`-`, `/`, `.`, space, `#`...). Dates and money amounts are blanked
-    first, so "2026-11-23" or "1,234.56" never look like invoice numbers."""
-    if not text:
-        return ()
-    folded = _fold(text)
-    folded = _DATE.sub(" , ", folded)
-    folded = _MONEY.sub(" , ", folded)
-    found: list[tuple[str, int, int]] = [(m.group(), m.start(), m.end())
-                                         for m in _GROUP.finditer(folded)]
-    out: list[Window] = []
-    seen: set[tuple[str, ...]] = set()
-    for i in range(len(found)):
-        if i and found[i][0].isdigit():
-            # "INV-2026-004322" must not yield a bare "004322": a window may start at a digit
-            # group only at a word boundary (start of text, a space, a comma...).
-            gap = folded[found[i - 1][2]:found[i][1]]
-            if not gap or set(gap) <= _JOINERS - {" ", "\t"}:
-                continue
-        run = [found[i][0]]
-        for j in range(i, min(i + MAX_WINDOW_GROUPS, len(found))):
-            if j > i:
-                gap = folded[found[j - 1][2]:found[j][1]]
-                if len(gap) > 3 or not set(gap) <= _JOINERS:
-                    break
-                run.append(found[j][0])
-            if run[-1].isdigit():
-                key = tuple(run)
-                if key not in seen:
-                    seen.add(key)
-                    out.append(Window(key))
-    return tuple(out)
-
-
-def reference_keys(text: str | None, *, min_len: int = 3) -> set[str]:
-    """Blocking keys (`invoice_number_key`) of every window, for one indexed IN query."""
-    return {w.key for w in windows(text) if len(w.key) >= min_len}
-
-
-def _split_number(number: str) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
-    groups = tuple(_GROUP.findall(_fold(number)))
-    letters = tuple(g for g in groups if g.isalpha())
-    digits = tuple(g for g in groups if g.isdigit())
-    # The prefix may be left out ("2026-000123") only when every letter comes before the digits.
-    first_digit = next((i for i, g in enumerate(groups) if g.isdigit()), len(groups))
-    prefix_only = all(g.isdigit() for g in groups[first_digit:])
-    return letters, digits, prefix_only
-
-
-def _can_split(text: str, groups: Sequence[str]) -> bool:
-    """Can `text` be cut into len(groups) consecutive pieces equal to the groups up to
-    leading zeros? ("2026000123", ["2026", "123"]) -> True."""
-    targets = [g.lstrip("0") for g in groups]
-
-    def rec(pos: int, index: int) -> bool:
-        if index == len(targets):
-            return pos == len(text)
-        remaining = len(targets) - index - 1
-        for end in range(pos + 1, len(text) - remaining + 1):
-            piece = text[pos:end].lstrip("0")
-            if len(piece) > len(targets[index]):
-                break
-            if piece == targets[index] and rec(end, index + 1):
-                return True
-        return False
-
-    return rec(0, 0)
-
-
-def _digits_align(a: Sequence[str], b: Sequence[str]) -> bool:
-    return _can_split("".join(b), a) or _can_split("".join(a), b)
-
-
-def number_matches(window: Window, number: str) -> str | None:
-    """Does the window spell `number`? "full" (with its prefix), "bare" (digits only, prefix
-    left out) or None."""
-    letters, digits, prefix_only = _split_number(number)
-    if not digits or not window.digits:
-        return None
-    if window.letters:
-        if window.letters != letters:
-            return None
-        kind = "full"
-    elif letters:
-        if not prefix_only:
-            return None
-        kind = "bare"
-    else:
-        kind = "full"
-    return kind if _digits_align(window.digits, digits) else None
-
-
-def typo_keys(text: str | None, *, min_digits: int = 6) -> set[str]:
-    """Blocking keys of every one-digit substitution of the longer windows (typo search)."""
-    keys: set[str] = set()
-    for w in windows(text):
-        joined = "".join(w.digits)
-        if len(joined) < min_digits or len(w.groups) > 3:
-            continue
-        for variant in _substitutions(joined):
-            key = invoice_number_key(variant)
-            if len(key) >= 3:
-                keys.add(key)
-    return keys
-
-
-def _substitutions(digits: str) -> Iterable[str]:
-    for i, ch in enumerate(digits):
-        for d in "0123456789":
-            if d != ch:
-                yield digits[:i] + d + digits[i + 1:]
-
-
-def typo_matches(window: Window, number: str) -> bool:
-    """The window spells `number` except for exactly one wrong digit (same length once
-    padding is set aside)."""
-    letters, digits, prefix_only = _split_number(number)
-    if window.letters and window.letters != letters:
-        return False
-    if not window.letters and letters and not prefix_only:
-        return False
-    typed, real = "".join(window.digits), "".join(digits)
-    if len(typed) < 6 or number_matches(window, number):
-        return False
-    if len(typed) == len(real):
-        return _one_off(typed, real)
-    if len(window.digits) == len(digits):  # "inv 2026/124" for INV-2026-000123
-        differing = [(a.lstrip("0"), b.lstrip("0")) for a, b in zip(window.digits, digits,
-                                                                     strict=True)
-                     if a.lstrip("0") != b.lstrip("0")]
-        return len(differing) == 1 and _one_off(*differing[0])
-    return False
-
-
-def _one_off(a: str, b: str) -> bool:
-    return len(a) == len(b) and sum(x != y for x, y in zip(a, b, strict=True)) == 1
-
-
-def find_references(text: str | None, numbers: Iterable[str],
-                    keys: Iterable[str] | None = None) -> dict[str, str]:
-    """Which of `numbers` the text names, in text order: number -> "full" | "bare".
-    `keys` are the numbers' `invoice_number_key`s when the caller already has them."""
-    found: dict[str, str] = {}
-    wins = windows(text)
-    if not wins:
-        return found
-    numbers = list(numbers)
-    by_key: dict[str, list[str]] = defaultdict(list)
-    for number, key in zip(numbers, keys if keys is not None
-                           else map(invoice_number_key, numbers), strict=True):
-        by_key[key].append(number)
-    for w in wins:
-        for number in by_key.get(w.key, ()):
-            kind = number_matches(w, number)
-            if kind and (found.get(number) != "full"):
-                found[number] = kind
-    return found
-
-
-def find_typo_references(text: str | None, numbers: Iterable[str]) -> list[str]:
-    wins = [w for w in windows(text) if len("".join(w.digits)) >= 6 and len(w.groups) <= 3]
-    return [n for n in numbers if any(typo_matches(w, n) for w in wins)]
-
-
-def partial_references(text: str | None, items: Iterable[OpenItem]) -> set[int]:
-    """Invoices whose serial (the last digit group, without padding) appears on its own,
-    e.g. "invoice 123" for INV-2026-000123. Weak: only used next to other signals."""
-    singles = {w.digits[0].lstrip("0") for w in windows(text)
-               if len(w.groups) <= 2 and len(w.digits) == 1}
-    singles.discard("")
-    out = set()
-    for item in items:
-        _, digits, _ = _split_number(item.number)
-        if len(digits) >= 2 and len(digits[-1].lstrip("0")) >= 2 \
-                and digits[-1].lstrip("0") in singles:
-            out.add(item.id)
-    return out
-
-
-# -- payer names -----------------------------------------------------------------------------------
-_SUFFIX = {"incorporated": "inc", "inc": "inc", "corporation": "corp", "corp": "corp",
-           "company": "co", "co": "co", "limited": "ltd", "ltd": "ltd", "llc": "llc",
-           "llp": "llp", "lp": "lp", "gmbh": "gmbh", "ag": "ag", "sa": "sa", "sas": "sas",
-           "sarl": "sarl", "bv": "bv", "nv": "nv", "plc": "plc", "pty": "pty", "srl": "srl",
-           "spa": "spa", "oy": "oy", "ab": "ab", "as": "as", "kk": "kk", "kg": "kg"}
-
-
-_DOTTED = re.compile(r"\b(?:[a-z]\.){2,}")
-
-
-@dataclass(frozen=True)
-class NameForm:
-    full: str  # "globex corporation"
-    core: str  # "globex" (legal-form suffixes removed)
-    suffix: str  # "corp" (canonical), or ""
-
-
-def name_form(name: str | None) -> NameForm:
-    text = unicodedata.normalize("NFKD", name or "").encode("ascii", "ignore").decode().lower()
-    text = text.replace("&", " and ")
-    text = _DOTTED.sub(lambda d: d.group().replace(".", "") + " ", text)  # "s.a." -> "sa"
-    words = re.sub(r"[^a-z0-9]+", " ", text).split()
-    if words and words[0] == "the":
-        words = words[1:]
-    core = list(words)
-    suffixes: list[str] = []
-    while len(core) > 1 and core[-1] in _SUFFIX:
-        suffixes.insert(0, _SUFFIX[core.pop()])
-    return NameForm(" ".join(words), " ".join(core), " ".join(suffixes))
-
-
-def _similar(a: str, b: str, *, truncated: bool = True) -> float:
-    if not a or not b:
-        return 0.0
-    if a == b:
-        return 100.0
-    score = max(fuzz.ratio(a, b), fuzz.token_sort_ratio(a, b))
-    if truncated and 5 <= len(a) < len(b):  # the bank cut the name short
-        head = b[:len(a)]
-        if head == a:
-            score = max(score, 97.0 if len(a) >= len(b) / 2 else 88.0)
-        else:
-            cut = fuzz.ratio(a, head)
-            if cut >= 88 and len(a) >= len(b) / 2:
-                score = max(score, cut - 5)
-    return float(score)
-
-
-def name_similarity(payer: NameForm, customer: NameForm) -> float:
-    """0..100: how well a bank's payer name fits a customer name. A payer name that ends in
-    a legal form ("... LTD") was not cut short, so it is not read as a truncation."""
-    whole = bool(payer.suffix)
-    score = max(_similar(payer.core, customer.core, truncated=not whole),
-                _similar(payer.full, customer.full, truncated=not whole))
-    if payer.suffix and customer.suffix and payer.suffix != customer.suffix:
-        score -= 3
-    return max(0.0, min(100.0, score))
-
-
-@dataclass(frozen=True)
-class CustomerName:
-    id: int
-    name: str
-    external_id: str
-    currency: str
-
-
-class CustomerDirectory:
-    """Customer names prepared for fuzzy payer matching: a rapidfuzz prefilter over the
-    normalised names plus a prefix index for bank truncations, then `name_similarity`."""
-
-    def __init__(self, customers: Iterable[CustomerName]) -> None:
-        self.customers = list(customers)
-        self.by_id = {c.id: c for c in self.customers}
-        self.forms = {c.id: name_form(c.name) for c in self.customers}
-        self._ids = [c.id for c in self.customers]
-        self._fulls = [self.forms[i].full for i in self._ids]
-        self._cores = [self.forms[i].core for i in self._ids]
-        self._sorted = sorted((f, i) for f, i in zip(self._fulls, self._ids, strict=True))
-        self._first_word: dict[str, list[int]] = defaultdict(list)
-        for i in self._ids:
-            words = self.forms[i].core.split()
-            if words:
-                self._first_word[words[0]].append(i)
-        self._cache: dict[tuple[str, str], list[tuple[int, float]]] = {}
-
-    def __len__(self) -> int:
-        return len(self.customers)
-
-    def match(self, payer_name: str | None, currency: str | None = None,
-              limit: int = 5) -> list[tuple[int, float]]:
-        """Customers the payer name may be, best first, as (customer id, similarity)."""
-        payer = name_form(payer_name)
-        if not payer.core:
-            return []
-        cache_key = (payer.full, currency or "")
-        if cache_key in self._cache:
-            return self._cache[cache_key][:limit]
-        pool: set[int] = set()
-        for query, choices in ((payer.core, self._cores), (payer.full, self._fulls)):
-            for _, _, index in process.extract(query, choices, scorer=fuzz.ratio,
-                                               score_cutoff=60, limit=10, processor=None):
-                pool.add(self._ids[index])
-        start = bisect_left(self._sorted, (payer.full[:5], -1))
-        for full, cid in self._sorted[start:start + 50]:
-            if not full.startswith(payer.full[:5]):
-                break
-            pool.add(cid)
-        words = payer.core.split()
-        if words:
-            pool.update(self._first_word.get(words[0], [])[:50])
-        scored = []
-        for cid in pool:
-            if currency and self.by_id[cid].currency != currency:
-                continue
-            score = name_similarity(payer, self.forms[cid])
-            if score >= 60:
-                scored.append((cid, round(score, 1)))
-        scored.sort(key=lambda pair: (-pair[1], pair[0]))
-        if len(self._cache) > 20_000:
-            self._cache.clear()
-        self._cache[cache_key] = scored
-        return scored[:limit]
-
-
-# -- combinations of invoices ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class SubsetSearch:
-    solutions: list[tuple[int, ...]]  # indexes into the values, ascending
-    complete: bool  # every combination that could compete was looked at
-    pools: dict[int, int]  # size -> how many values that size was searched over
-
-
-def subsets_summing_to(values: Sequence[int], target: int, *, max_size: int = MAX_SUBSET_SIZE,
-                       max_solutions: int = 4, budget: int = SUBSET_BUDGET,
-                       pool_limits: dict[int, int] | None = None) -> SubsetSearch:
-    """Combinations of at most `max_size` values that sum exactly to `target`.
-
-    Meet in the middle by size: singles and pairs come from a hash of values (all of them),
-    triples from pairs + a single, fours from pair + pair, fives from triple + pair, each over
-    the first `pool_limits[size]` values (the caller passes the oldest first), so the cost is
-    O(n^3) at worst instead of O(2^n), and `budget` caps it. Smaller combinations are searched
-    first, and once a solution of size k is found only size k + 1 is searched for rivals (a
-    customer paying three invoices is far likelier than one paying five that happen to add
-    up to the same). `complete` says whether every size searched saw every value without
-    running out of budget, so "one solution" really means "the only one"."""
-    limits = {**POOL_LIMITS, **(pool_limits or {})}
-    n_all = len(values)
-    ops = 0
-    found: list[tuple[int, ...]] = []
-    pools: dict[int, int] = {}
-    by_value: dict[int, list[int]] = defaultdict(list)
-    for i, v in enumerate(values):
-        by_value[v].append(i)
-    pair_cache: dict[int, dict[int, list[tuple[int, int]]]] = {}
-
-    def add(combo: tuple[int, ...]) -> bool:
-        combo = tuple(sorted(combo))
-        if len(set(combo)) == len(combo) and combo not in found:
-            found.append(combo)
-        return len(found) >= max_solutions
-
-    def pair_index(n: int) -> dict[int, list[tuple[int, int]]]:
-        nonlocal ops
-        if n not in pair_cache:
-            index: dict[int, list[tuple[int, int]]] = defaultdict(list)
-            for i, j in combinations(range(n), 2):
-                index[values[i] + values[j]].append((i, j))
-            pair_cache[n] = index
-            ops += n * n // 2
-        return pair_cache[n]
-
-    def result(cut: bool) -> SubsetSearch:
-        complete = not cut and all(p == n_all for p in pools.values())
-        return SubsetSearch(found, complete, pools)
-
-    first = 0  # size of the first solution; one size more is searched for rivals
-    for size in range(1, min(max_size, n_all) + 1):
-        if found and not first:
-            first = size - 1
-        if first and size > first + 1:
-            return result(False)
-        n = min(n_all, limits.get(size, n_all))
-        pools[size] = n
-        if size == 1:
-            for i in by_value.get(target, []):
-                if i < n and add((i,)):
-                    return result(True)
-        elif size == 2:
-            for i in range(n):
-                ops += 1
-                for j in by_value.get(target - values[i], []):
-                    if i < j < n and add((i, j)):
-                        return result(True)
-        elif size == 3:
-            for (i, j) in combinations(range(n), 2):
-                ops += 1
-                if ops > budget:
-                    return result(True)
-                for k in by_value.get(target - values[i] - values[j], []):
-                    if j < k < n and add((i, j, k)):
-                        return result(True)
-        elif size == 4:
-            index = pair_index(n)
-            for s, plist in index.items():
-                rest = index.get(target - s)
-                if not rest:
-                    continue
-                for (i, j) in plist:
-                    for (k, m) in rest:
-                        ops += 1
-                        if ops > budget:
-                            return result(True)
-                        if j < k and add((i, j, k, m)):
-                            return result(True)
-        else:
-            index = pair_index(n)
-            for (i, j, k) in combinations(range(n), 3):
-                ops += 1
-                if ops > budget:
-                    return result(True)
-                for (m, q) in index.get(target - values[i] - values[j] - values[k], []):
-                    if k < m and add((i, j, k, m, q)):
-                        return result(True)
-    return result(False)
 
 
 # -- settling a plan -------------------------------------------------------------------------------
@@ -779,7 +328,11 @@ def evaluate(payment: PaymentFacts, ev: Evidence, rules: Rules = Rules()) -> Mat
     if not strong:
         for cid, items in ev.open_items.items():
             items = [i for i in items if i.currency == payment.currency][:MAX_OPEN_INVOICES]
-            found = _amount_plans(items, cid, amount, on, rules)
+            # Three or more invoices can only ever be applied for a customer that is given or
+            # named unmistakably (see the weights); for others, triples are enough to suggest.
+            deep = cid == payment.customer_id or ev.name_scores.get(cid, 0.0) >= 90
+            found = _amount_plans(items, cid, amount, on, rules,
+                                  max_size=MAX_SUBSET_SIZE if deep else 3)
             for plan in found:  # more open invoices than were loaded: rivals may be unseen
                 plan.unsure = plan.unsure or cid in ev.truncated
             plans.extend(found)
@@ -802,23 +355,8 @@ def evaluate(payment: PaymentFacts, ev: Evidence, rules: Rules = Rules()) -> Mat
     return _rank(plans, rules)
 
 
-def chance_of_coincidence(pool: int, size: int, mean_minor: float, window: int = 1) -> float:
-    """Expected number of `size`-invoice combinations out of `pool` open invoices whose sum
-    lands within `window` minor units of a given amount by pure chance.
-
-    Sums of `size` invoices spread over roughly 2.5 * sqrt(size) * mean; each combination
-    hits a `window`-wide target with probability window / spread. With 20 open invoices of
-    ~5,000.00, a given pair lands on the cent by chance about 0.01 % of the time, a given
-    set of four about 0.3 %: small enough to trust when nothing else competes, and the
-    weight shrinks as the pool grows."""
-    if pool < size or mean_minor <= 0:
-        return 0.0
-    spread = 2.5 * math.sqrt(size) * mean_minor
-    return math.comb(pool, size) * window / spread
-
-
-def _amount_plans(items: list[OpenItem], cid: int, amount: int, on: date,
-                  rules: Rules) -> list[Plan]:
+def _amount_plans(items: list[OpenItem], cid: int, amount: int, on: date, rules: Rules, *,
+                  max_size: int = MAX_SUBSET_SIZE) -> list[Plan]:
     """One customer's invoices that the amount pays: single invoices and combinations (exact,
     or exact after early-payment discounts), and single invoices short by a bank fee."""
     plans: list[Plan] = []
@@ -831,12 +369,12 @@ def _amount_plans(items: list[OpenItem], cid: int, amount: int, on: date,
         views.append([i.balance_minor - d for i, d in zip(items, discounts, strict=True)])
     mean = sum(i.balance_minor for i in items) / len(items)
     for values in views:
-        search = subsets_summing_to(values, amount)
+        search = subsets_summing_to(values, amount, max_size=max_size)
         complete = complete and search.complete
         # rivals of a k-invoice answer are the combinations of up to k + 1 invoices
         unsure = {k for k in range(1, MAX_SUBSET_SIZE + 1)
-                  if any(search.pools.get(j, len(items)) < len(items)
-                         for j in range(1, k + 2) if j in search.pools)}
+                  if k >= max_size or any(search.pools.get(j, len(items)) < len(items)
+                                          for j in range(1, k + 2) if j in search.pools)}
         for combo in search.solutions:
             chosen = [items[k] for k in combo]
             settled = settle(chosen, amount, on, rules, allow_partial=False)
@@ -922,7 +460,8 @@ def _score(plan: Plan, payment: PaymentFacts, ev: Evidence, refs: list[OpenItem]
         plan.add("reference_typo", W_REF_TYPO,
                  f"remittance names {numbers} with one digit wrong; the amount confirms it")
     elif plan.fit != FIT_NONE:
-        partial = partial_references(payment.reference, [line.item for line in plan.lines])
+        partial = partial_references(payment.reference,
+                                     {line.item.id: line.item.number for line in plan.lines})
         if partial and partial == ids:
             plan.add("reference_partial", W_REF_PARTIAL, "remittance names the serial number")
     if ev.paid_refs:

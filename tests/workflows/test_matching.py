@@ -7,7 +7,11 @@ from decimal import Decimal
 
 import pytest
 
+from models.invoices import invoice_number_key
 from workflows import matching as m
+from workflows import payer_names as pn
+from workflows import remittance as r
+from workflows import subsets as sub
 from workflows.matching import Evidence, OpenItem, PaymentFacts, Rules
 
 ON = date(2026, 11, 20)
@@ -27,7 +31,7 @@ def facts(amount: int, *, reference: str | None = None, payer: str | None = None
 
 
 def spelled(text: str, number: str) -> str | None:
-    return next((kind for w in m.windows(text) if (kind := m.number_matches(w, number))), None)
+    return next((kind for w in r.windows(text) if (kind := r.number_matches(w, number))), None)
 
 
 # -- invoice numbers in text ---------------------------------------------------------------------
@@ -37,7 +41,7 @@ def spelled(text: str, number: str) -> str | None:
 ])
 def test_invoice_number_is_found_in_any_format(text: str) -> None:
     assert spelled(text, "INV-2026-000123") == "full"
-    assert "226123" in m.reference_keys(text)
+    assert "226123" in r.reference_keys(text)
 
 
 def test_an_erp_number_without_separators_is_found_when_typed_with_them() -> None:
@@ -72,24 +76,24 @@ def test_a_digit_group_inside_a_longer_token_is_not_a_bare_reference() -> None:
 
 
 def test_one_digit_typo_is_recognised_and_two_are_not() -> None:
-    window = next(w for w in m.windows("INV-2026-000124") if len(w.groups) == 3)
-    assert m.typo_matches(window, "INV-2026-000123")
-    assert not m.typo_matches(window, "INV-2026-000153")  # two digits differ
-    assert m.invoice_number_key("INV-2026-000123") in m.typo_keys("INV-2026-000124")
+    window = next(w for w in r.windows("INV-2026-000124") if len(w.groups) == 3)
+    assert r.typo_matches(window, "INV-2026-000123")
+    assert not r.typo_matches(window, "INV-2026-000153")  # two digits differ
+    assert invoice_number_key("INV-2026-000123") in r.typo_keys("INV-2026-000124")
 
 
 def test_serial_alone_is_a_partial_reference() -> None:
     inv = item(1, "INV-2026-000123", 1000)
-    assert m.partial_references("payment for invoice 123", [inv]) == {1}
-    assert m.partial_references("payment for invoice 1234", [inv]) == set()
+    assert r.partial_references("payment for invoice 123", {1: inv.number}) == {1}
+    assert r.partial_references("payment for invoice 1234", {1: inv.number}) == set()
 
 
 # -- payer names ---------------------------------------------------------------------------------
 def test_name_forms_drop_legal_suffixes_and_accents() -> None:
-    assert m.name_form("Société Générale, S.A.") == m.NameForm("societe generale sa",
+    assert pn.name_form("Société Générale, S.A.") == pn.NameForm("societe generale sa",
                                                                 "societe generale", "sa")
-    assert m.name_form("Acme L.L.C.").suffix == "llc"
-    assert m.name_form("The Globex Corporation") == m.NameForm("globex corporation", "globex",
+    assert pn.name_form("Acme L.L.C.").suffix == "llc"
+    assert pn.name_form("The Globex Corporation") == pn.NameForm("globex corporation", "globex",
                                                                 "corp")
 
 
@@ -98,25 +102,25 @@ def test_name_forms_drop_legal_suffixes_and_accents() -> None:
     "GLOBX CORPORATION",  # typo
 ])
 def test_bank_spellings_of_a_name_score_high(payer: str) -> None:
-    assert m.name_similarity(m.name_form(payer), m.name_form("Globex Corporation")) >= 90
+    assert pn.name_similarity(pn.name_form(payer), pn.name_form("Globex Corporation")) >= 90
 
 
 def test_unrelated_names_score_low() -> None:
-    assert m.name_similarity(m.name_form("INITECH"), m.name_form("Globex Corporation")) < 60
+    assert pn.name_similarity(pn.name_form("INITECH"), pn.name_form("Globex Corporation")) < 60
 
 
 def test_a_truncated_name_fits_a_longer_look_alike_but_a_complete_one_does_not() -> None:
-    twin = m.name_form("Vandelay Industries Europe GmbH")
-    assert m.name_similarity(m.name_form("VANDELAY INDUSTRIES"), twin) >= 90  # could be cut
-    assert m.name_similarity(m.name_form("VANDELAY INDUSTRIES INC"), twin) < 90  # ends: not cut
+    twin = pn.name_form("Vandelay Industries Europe GmbH")
+    assert pn.name_similarity(pn.name_form("VANDELAY INDUSTRIES"), twin) >= 90  # could be cut
+    assert pn.name_similarity(pn.name_form("VANDELAY INDUSTRIES INC"), twin) < 90  # ends: not cut
 
 
 def test_directory_ranks_customers_and_keeps_look_alikes_close() -> None:
-    directory = m.CustomerDirectory([
-        m.CustomerName(1, "Vandelay Industries Inc", "C1", "USD"),
-        m.CustomerName(2, "Vandelay Industries Europe GmbH", "C2", "USD"),
-        m.CustomerName(3, "Initech LLC", "C3", "USD"),
-        m.CustomerName(4, "Vandelay Industries Inc", "C4", "EUR")])
+    directory = pn.CustomerDirectory([
+        pn.CustomerName(1, "Vandelay Industries Inc", "C1", "USD"),
+        pn.CustomerName(2, "Vandelay Industries Europe GmbH", "C2", "USD"),
+        pn.CustomerName(3, "Initech LLC", "C3", "USD"),
+        pn.CustomerName(4, "Vandelay Industries Inc", "C4", "EUR")])
     found = directory.match("VANDELAY INDUSTRIES", "USD")
     assert [cid for cid, _ in found[:2]] == [1, 2]
     assert found[0][1] - found[1][1] < m.NAME_AMBIGUITY_MARGIN
@@ -127,25 +131,25 @@ def test_directory_ranks_customers_and_keeps_look_alikes_close() -> None:
 # -- combinations --------------------------------------------------------------------------------
 def test_subset_search_finds_combinations_that_are_not_oldest_first() -> None:
     values = [500, 120, 300, 75, 40]
-    search = m.subsets_summing_to(values, 540)
+    search = sub.subsets_summing_to(values, 540)
     assert search.solutions == [(0, 4)] and search.complete
 
 
 def test_subset_search_reports_rival_combinations() -> None:
-    search = m.subsets_summing_to([250, 250, 500, 130], 500)
+    search = sub.subsets_summing_to([250, 250, 500, 130], 500)
     assert (2,) in search.solutions and (0, 1) in search.solutions
 
 
 def test_subset_search_is_bounded() -> None:
     values = list(range(1000, 1400))
-    search = m.subsets_summing_to(values, 1, budget=1000)
+    search = sub.subsets_summing_to(values, 1, budget=1000)
     assert not search.complete
-    assert search.pools[3] == m.POOL_LIMITS[3]
+    assert search.pools[3] == sub.POOL_LIMITS[3]
 
 
 def test_subset_search_finds_five_invoices() -> None:
     values = [101, 203, 307, 409, 503, 10_000, 20_000]
-    assert m.subsets_summing_to(values, 1523).solutions == [(0, 1, 2, 3, 4)]
+    assert sub.subsets_summing_to(values, 1523).solutions == [(0, 1, 2, 3, 4)]
 
 
 # -- settling ------------------------------------------------------------------------------------
