@@ -84,4 +84,4 @@ def register(app: App) -> None:
 
 
 # Subcommand modules (each registers on import).
-from handlers.commands import help, lookups, roles  # noqa: E402,F401,A004
+from handlers.commands import help, lookups, pay, roles  # noqa: E402,F401,A004

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-MODULES: tuple[str, ...] = ()
+MODULES: tuple[str, ...] = ("payment",)
 
 
 def register(app: App) -> None:
