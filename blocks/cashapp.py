@@ -95,14 +95,6 @@ def review_card(ctx: dict) -> dict:
     return {"text": title, "blocks": render(blocks)}
 
 
-def applied_note(*, payment_id: int, status: str, invoices: list[dict], currency: str,
-                 by: str) -> list[dict]:
-    rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], currency)}" for i in invoices]
-    return render([section(f":white_check_mark: Payment #{payment_id} is now "
-                           f"*{esc(status_label(status))}*.\n" + lines_text(rows)),
-                   context(f"Applied by <@{by}>")])
-
-
 # -- /o2c pay -----------------------------------------------------------------------------------
 def payment_modal(*, currencies: list[str], currency: str, today: date,
                   private_metadata: str = "") -> dict:

@@ -374,7 +374,7 @@ def apply_suggestion(session: Session, *, payment_id: int, rank: int, actor: str
     now = now or utcnow()
     suggestion = next(s for s in details["suggestions"] if s["rank"] == rank)
     details.update(
-        outcome="applied_manually",
+        outcome="applied_manually", suggestions=[],  # answered; `options` keeps what was offered
         write_off_minor=sum(a for line in option["lines"] for a, _ in line["write_offs"]),
         deduction_minor=sum(line["deduction_minor"] for line in option["lines"]),
         decision={"by": actor, "at": now.isoformat(), "rank": rank,
