@@ -163,6 +163,23 @@ def test_a_confident_payment_is_applied_without_a_card(company, server, api, sta
     assert standin.api.messages(AR) == []
 
 
+def test_api_answers_with_fee_write_off_and_short_payment_deduction(  # noqa: ANN001
+        company, server, api) -> None:
+    now = datetime.now(UTC).isoformat()
+    # 250.00 paid as 248.80 naming the invoice: 1.20 is within 0.5 % (1.25) -> bank fee
+    fee = api.post("/payments", json={"amount": "248.80", "currency": "USD",
+                                      "received_at": now, "reference": "INV-2026-000501"})
+    assert fee.json()["status"] == "applied"
+    assert (fee.json()["write_off"], fee.json()["deduction"]) == ("1.20", "0.00")
+    short = api.post("/payments", json={"amount": "200.00", "currency": "USD",
+                                        "received_at": now, "reference": "INV-2026-000502"})
+    body = short.json()
+    assert (body["status"], body["write_off"], body["deduction"]) == ("applied", "0.00",
+                                                                      "50.00")
+    assert body["allocations"] == [{"invoice": "INV-2026-000502", "amount": "200.00"}]
+    assert api.get("/invoices/INV-2026-000502").json()["balance"] == "50.00"
+
+
 # -- /o2c pay ------------------------------------------------------------------------------------
 def open_pay_modal(slack, standin, user: str = "UCOLL001") -> dict:  # noqa: ANN001
     response = slack.slash(user, "pay")
