@@ -120,6 +120,7 @@ def payment_json(payment: Payment, allocations: list[tuple[str, int]],
         "allocations": [{"invoice": number, "amount": amount(a, cur)}
                         for number, a in allocations],
         "write_off": amount(details.get("write_off_minor", 0), cur),
+        "deduction": amount(details.get("deduction_minor", 0), cur),  # short payment flagged
         "unapplied_amount": amount(payment.unapplied_minor, cur),
         "confidence": (str(Decimal(payment.confidence_bp).scaleb(-4).quantize(Decimal("0.01")))
                        if payment.confidence_bp is not None else None),

@@ -40,4 +40,4 @@ def names() -> list[str]:
 
 
 # Template modules (each registers its templates on import).
-from blocks import approvals, collections, kpi, notifications  # noqa: E402,F401
+from blocks import approvals, cashapp, collections, kpi, notifications  # noqa: E402,F401

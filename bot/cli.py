@@ -77,7 +77,30 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_bank_statement(args: argparse.Namespace) -> int:
+    """`o2c import bank-statement FILE`: CSV or camt.053; every credit is matched."""
+    from bot.db import Database
+    from workflows.bank_statements import import_statement
+
+    db = Database(_settings().database_url)
+    with db.session() as session:
+        report = import_statement(session, Path(args.file))
+        if report.errors:
+            session.rollback()
+        else:
+            session.commit()
+    if report.errors:
+        print(f"{args.file}: {len(report.errors)} error(s); nothing was imported", file=sys.stderr)
+        for error in report.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: {json.dumps(report.summary())}")
+    return 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
+    if args.kind == "bank-statement":
+        return cmd_import_bank_statement(args)
     from bot.db import Database
     from bot.imports import import_csv
 
@@ -170,8 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", type=_date, help="treat this date as today")
     p.set_defaults(func=cmd_seed)
 
-    p = sub.add_parser("import", help="import a CSV file (all rows or none)")
-    p.add_argument("kind", choices=["customers", "products", "orders", "invoices", "payments"])
+    p = sub.add_parser("import", help="import a CSV file (all rows or none), or a bank "
+                       "statement (CSV or camt.053 XML)")
+    p.add_argument("kind", choices=["customers", "products", "orders", "invoices", "payments",
+                                    "bank-statement"])
     p.add_argument("file")
     p.set_defaults(func=cmd_import)
 

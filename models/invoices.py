@@ -37,12 +37,19 @@ class Invoice(SQLModel, table=True):
         sa.Index("ix_invoices_open_aging", "customer_id", "due_date", "balance_minor", "disputed",
                  sqlite_where=sa.text("balance_minor > 0"),
                  postgresql_where=sa.text("balance_minor > 0")),
+        # cash application: "which open invoice is exactly this amount?" in one index probe
+        sa.Index("ix_invoices_open_amount", "currency", "balance_minor"),
         sa.CheckConstraint("balance_minor >= 0", name="ck_invoices_balance_not_negative"),
         sa.CheckConstraint("balance_minor <= total_minor", name="ck_invoices_balance_le_total"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(unique=True, index=True, max_length=64)
+    # Blocking key for finding this number in remittance text whatever format the payer used
+    # (see `invoice_number_key`); filled from `number` on insert, ORM or Core alike.
+    number_key: str | None = Field(default=None, sa_column=sa.Column(
+        sa.String(64), index=True, default=lambda ctx: invoice_number_key(
+            ctx.get_current_parameters()["number"])))
     customer_id: int = Field(foreign_key="customers.id", index=True)
     order_id: int | None = Field(default=None, foreign_key="orders.id", index=True)
     # One invoice per shipment (SPEC §3), enforced here.
@@ -66,6 +73,17 @@ class Invoice(SQLModel, table=True):
     sent_at: datetime | None = ts_field()
     paid_at: datetime | None = ts_field()
     created_at: datetime = ts_field(nullable=False, default_now=True)
+
+
+def invoice_number_key(number: str) -> str:
+    """The digits of an invoice number without its zeros: "INV-2026-000123", "inv 2026/123"
+    and "INV2026000123" all give "226123".
+
+    Payers re-type invoice numbers with other punctuation, case, padding and separators; only
+    the non-zero digits survive all of that. The key is lossy on purpose (INV-2026-001023
+    shares it): it finds candidates with one index probe, and `workflows.matching` then checks
+    each candidate exactly."""
+    return "".join(ch for ch in number if ch in "123456789")[:64]
 
 
 def invoice_status(invoice: Invoice) -> InvoiceStatus:

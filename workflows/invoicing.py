@@ -26,7 +26,7 @@ from models import (
     ShipmentLine,
     money,
 )
-from models.base import utcnow
+from models.base import UTCDateTime, utcnow
 from models.orders import OrderLine
 from workflows import audit, numbering, outbox
 from workflows import validation as v
@@ -192,22 +192,36 @@ def ingest_erp_invoice(session: Session, data: ErpInvoiceIn, *, actor: str) -> I
     return invoice
 
 
+_INVOICES = Invoice.__table__
+_LEFT = _INVOICES.c.balance_minor - sa.bindparam("amount")
+# Built once (it runs for every allocation, credit note and write-off): lower the balance only
+# if enough is open, stamp paid_at when it reaches zero, and return both.
+_REDUCE_BALANCE = (
+    sa.update(_INVOICES)
+    .where(_INVOICES.c.id == sa.bindparam("invoice"),
+           _INVOICES.c.balance_minor >= sa.bindparam("amount"))
+    .values(balance_minor=_LEFT,
+            paid_at=sa.case((sa.and_(_LEFT == 0, _INVOICES.c.paid_at.is_(None)),
+                             sa.bindparam("now", type_=UTCDateTime)),
+                            else_=_INVOICES.c.paid_at))
+    .returning(_INVOICES.c.balance_minor, _INVOICES.c.paid_at))
+
+
 def reduce_balance(session: Session, invoice: Invoice, amount_minor: int) -> None:
     """Lower an invoice's open balance; refuses to go below zero even under concurrency."""
+    from sqlalchemy.orm.attributes import set_committed_value
+
     from workflows.errors import OverallocationError
 
-    table = Invoice.__table__
-    result = session.execute(
-        sa.update(table)
-        .where(table.c.id == invoice.id, table.c.balance_minor >= amount_minor)
-        .values(balance_minor=table.c.balance_minor - amount_minor))
-    if result.rowcount != 1:
+    left = session.connection().execute(_REDUCE_BALANCE, {
+        "invoice": invoice.id, "amount": amount_minor, "now": utcnow()}).first()
+    if left is None:
         raise OverallocationError(f"invoice {invoice.number} has less than "
                                   f"{money.format_money(amount_minor, invoice.currency)} open")
-    session.refresh(invoice)
-    if invoice.balance_minor == 0 and invoice.paid_at is None:
-        invoice.paid_at = utcnow()
-        session.add(invoice)
+    # the database's values after the conditional UPDATE (RETURNING saves a re-read)
+    set_committed_value(invoice, "balance_minor", left[0])
+    set_committed_value(invoice, "paid_at", left[1])
+    if invoice.balance_minor == 0:
         _maybe_mark_order_paid(session, invoice)
 
 

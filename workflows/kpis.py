@@ -13,8 +13,10 @@ minus allocations, credit notes and write-offs recorded on or before t.
   sales from AR(as_of); whole months count 30 days (or their real length), the last one pro rata.
 * **CEI** (collection effectiveness) = (AR(start) + sales in W − AR(end)) /
   (AR(start) + sales in W − current AR(end)) × 100.
-* **Cash-application auto-match rate** = payments received in W fully applied with no manual
-  allocation / payments received in W (by count and by amount).
+* **Cash-application auto-match rate** = payments received in W that the matching engine
+  applied with no human allocation (status applied, or partially applied when the rest is an
+  overpayment kept as credit; no allocation with method "manual") / payments received in W.
+  By amount: the amount the engine allocated automatically / the amount received in W.
 * **Approval turnaround** = mean hours from request to decision for approvals decided in W.
 * **Order cycle time** = mean days from order date to its first shipment, for orders first
   shipped in W.
@@ -146,18 +148,24 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS) ->
 
 def _cash_application(session: Session, report: KpiReport, start: date, end: date) -> None:
     manual = select(Allocation.payment_id).where(Allocation.method == "manual")
+    automatic = (select(Allocation.payment_id,
+                        sa.func.sum(Allocation.amount_minor).label("allocated"))
+                 .where(Allocation.method != "manual").group_by(Allocation.payment_id)
+                 .subquery())
     rows = session.exec(
-        select(Payment.status, Payment.amount_minor, Payment.id.in_(manual))
+        select(Payment.status, Payment.amount_minor, Payment.id.in_(manual),
+               sa.func.coalesce(automatic.c.allocated, 0))
+        .outerjoin(automatic, automatic.c.payment_id == Payment.id)
         .where(Payment.received_at >= _end_of(start - timedelta(days=1)),
                Payment.received_at <= _end_of(end))).all()
     report.payments_received = len(rows)
     if not rows:
         return
-    auto = [(amount, status) for status, amount, is_manual in rows
-            if status == "applied" and not is_manual]
+    auto = [allocated for status, _, is_manual, allocated in rows
+            if status in ("applied", "partially_applied") and not is_manual and allocated]
     report.auto_match_rate = _q(Decimal(len(auto)) / len(rows) * 100)
-    total = sum(amount for _, amount, _ in rows)
-    report.auto_match_amount_rate = _q(Decimal(sum(a for a, _ in auto)) / total * 100)
+    total = sum(amount for _, amount, _, _ in rows)
+    report.auto_match_amount_rate = _q(Decimal(sum(auto)) / total * 100)
 
 
 def _approvals(session: Session, report: KpiReport, start: date, end: date) -> None:

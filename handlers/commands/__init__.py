@@ -104,5 +104,6 @@ from handlers.commands import (  # noqa: E402,F401,A004
     kpi,
     lookups,
     order_entry,
+    pay,
     roles,
 )

@@ -84,9 +84,9 @@ def test_worklist_ranks_by_priority_and_totals_buckets(book) -> None:  # noqa: A
 
 def test_broken_promise_and_late_history_raise_risk_and_rank(book) -> None:  # noqa: ANN001
     # given Beta paid an earlier invoice late and broke a promise
-    f.invoice(book, "B-OLD", "C-B", total="10.00", due=TODAY - timedelta(days=200))
+    f.invoice(book, "INV-2025-004711", "C-B", total="10.00", due=TODAY - timedelta(days=200))
     record_payment(book, PaymentIn(amount="10.00", currency="USD",
-                                   received_at=datetime.now(UTC), reference="B-OLD"),
+                                   received_at=datetime.now(UTC), reference="INV-2025-004711"),
                    actor="test")
     book.add(PromiseToPay(customer_id=_id(book, "C-B"), amount_minor=100, currency="USD",
                           promised_date=TODAY - timedelta(days=3), created_by="UCOLL001",
@@ -212,7 +212,8 @@ def test_promise_kept_when_paid(book) -> None:  # noqa: ANN001
     assert collections.check_promises(book, TODAY).kept == []
     # when the money arrives
     record_payment(book, PaymentIn(amount="500.00", currency="USD",
-                                   received_at=datetime.now(UTC), reference="B-2"),
+                                   received_at=datetime.now(UTC), reference="B-2",
+                                   customer="C-B"),
                    actor="test")
     result = collections.check_promises(book, TODAY)
     book.commit()

@@ -104,12 +104,12 @@ def test_final_notice_puts_the_customer_on_credit_hold_audited(ledger) -> None: 
 
 
 def test_paid_and_disputed_invoices_are_skipped(ledger) -> None:  # noqa: ANN001
-    f.invoice(ledger, "INV-PAID", "C-A", total="10.00", due=TODAY - timedelta(days=7))
+    f.invoice(ledger, "INV-2026-100001", "C-A", total="10.00", due=TODAY - timedelta(days=7))
     disputed = f.invoice(ledger, "INV-DISP", "C-A", due=TODAY - timedelta(days=7))
     disputed.disputed = True
     ledger.add(disputed)
     record_payment(ledger, PaymentIn(amount="10.00", currency="USD",
-                                     received_at=datetime.now(UTC), reference="INV-PAID"),
+                                     received_at=datetime.now(UTC), reference="INV-2026-100001"),
                    actor="test")
     ledger.commit()
     run = dunning.run_dunning(ledger, TODAY)

@@ -1,0 +1,236 @@
+"""Cash application end to end: REST API -> matching engine -> suggestion card in the AR
+channel -> Apply click (signed requests, real server, Slack stand-in); the `/o2c pay` modal."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlmodel import select
+
+from blocks import ids
+from models import Allocation, AuditEvent, Payment
+from sandbox.driver import FORM
+from tests.support import factories as f
+from tests.support.slack import ask, text_of
+
+AR = "CAR000001"
+ISSUED = datetime.now(UTC).date() - timedelta(days=20)
+
+
+@pytest.fixture
+def company(server):  # noqa: ANN001, ANN201
+    with server.db.transaction() as s:
+        f.user(s, "UCOLL001", "collector")
+        f.user(s, "USALES01", "sales")
+        f.customer(s, "C-GLOBEX", "Globex Corporation")
+        f.customer(s, "C-INITECH", "Initech LLC")
+        f.invoice(s, "INV-2026-000501", total="250.00", issued=ISSUED,
+                  due=ISSUED + timedelta(days=30))
+        f.invoice(s, "INV-2026-000502", total="250.00", issued=ISSUED,
+                  due=ISSUED + timedelta(days=30))
+        f.invoice(s, "INV-2026-000503", "C-INITECH", total="99.95", issued=ISSUED,
+                  due=ISSUED + timedelta(days=30))
+
+
+def uncertain_payment(api) -> dict:  # noqa: ANN001
+    """250.00 from Globex, no invoice number: two open invoices fit equally well."""
+    response = api.post("/payments", json={
+        "amount": "250.00", "currency": "USD", "received_at": datetime.now(UTC).isoformat(),
+        "payer_name": "GLOBEX CORP <!channel>", "reference": "AP RUN 77",
+        "external_id": "BANK-77"})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def card_in_ar(standin) -> dict:  # noqa: ANN001
+    return standin.api.wait_for(lambda: standin.api.messages(AR)[-1] if standin.api.messages(AR)
+                                else None, 10, "a card in the AR channel")
+
+
+def allocations(server) -> list[tuple[str, int, str, str]]:  # noqa: ANN001
+    with server.db.read_session() as s:
+        return [(a.created_by, a.amount_minor, a.method, str(a.invoice_id))
+                for a in s.exec(select(Allocation)).all()]
+
+
+def recording_clicks(slack) -> list[str]:  # noqa: ANN001
+    """Keep the raw body of every request the driver sends, to replay them."""
+    bodies: list[str] = []
+    send = slack.send
+
+    def keep(body: str, content_type: str, **opts):  # noqa: ANN003, ANN202
+        bodies.append(body)
+        return send(body, content_type, **opts)
+
+    slack.send = keep
+    return bodies
+
+
+def test_an_uncertain_payment_gets_a_suggestion_card_and_the_api_answer(  # noqa: ANN001
+        company, server, api, standin) -> None:
+    # when
+    answer = uncertain_payment(api)
+    # then the API answer has the issue's shape
+    assert {"id", "status", "allocations", "write_off", "unapplied_amount", "confidence",
+            "suggestions"} <= set(answer)
+    assert answer["status"] == "needs_review"
+    assert (answer["allocations"], answer["write_off"], answer["unapplied_amount"]) == (
+        [], "0.00", "250.00")
+    assert float(answer["confidence"]) < 0.9
+    assert [s["invoices"] for s in answer["suggestions"]] == [
+        [{"invoice": "INV-2026-000501", "amount": "250.00"}],
+        [{"invoice": "INV-2026-000502", "amount": "250.00"}]]
+    assert api.get(f"/payments/{answer['id']}").json() == answer
+    # and the AR channel gets the card, with one Apply button per candidate
+    card = card_in_ar(standin)
+    text = text_of(card)
+    assert "Payment needs review" in text and "USD 250.00" in text
+    assert "INV-2026-000501" in text and "INV-2026-000502" in text
+    assert "&lt;!channel&gt;" in text and "<!channel>" not in text  # payer name escaped
+    buttons = [b["accessory"] for b in card["blocks"] if b.get("accessory")]
+    assert [b["action_id"] for b in buttons] == [ids.CASHAPP_APPLY] * 2
+
+
+def test_apply_click_allocates_once_and_updates_the_card(  # noqa: ANN001
+        company, server, api, slack, standin) -> None:
+    # given
+    payment = uncertain_payment(api)
+    card = card_in_ar(standin)
+    bodies = recording_clicks(slack)
+    # when the collector clicks Apply on the second suggestion
+    response = slack.click("UCOLL001", card, ids.CASHAPP_APPLY,
+                           block_id=f"cashapp:{payment['id']}:2")
+    assert response.status_code == 200
+    # then the card is updated in place
+    updated = standin.api.wait_for(
+        lambda: (m := standin.api.message(AR, card["ts"])) and m["edited"] and m, 10,
+        "the card updated")
+    text = text_of(updated)
+    assert "Payment applied" in text and "<@UCOLL001>" in text and "INV-2026-000502" in text
+    assert not [b for b in updated["blocks"] if b.get("accessory")]  # no buttons left
+    after = api.get(f"/payments/{payment['id']}").json()
+    assert after["status"] == "applied"
+    assert after["allocations"] == [{"invoice": "INV-2026-000502", "amount": "250.00"}]
+    assert [(a[0], a[1], a[2]) for a in allocations(server)] == [("UCOLL001", 25_000, "manual")]
+    # when the same click arrives again, twice at once (double click, replay)
+    threads = [threading.Thread(target=slack.send, args=(bodies[0], FORM)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # then nothing more is allocated, and the clicker is told why
+    standin.api.wait_for(lambda: len([r for r in standin.api.responses
+                                      if "already applied" in text_of(r["payload"])]) >= 2,
+                         10, "two 'already applied' answers")
+    assert [(a[0], a[1]) for a in allocations(server)] == [("UCOLL001", 25_000)]
+    assert len(standin.api.calls_to("chat.update")) == 1
+    assert api.get("/invoices/INV-2026-000501").json()["balance"] == "250.00"
+
+
+def test_a_click_without_the_collector_role_changes_nothing(  # noqa: ANN001
+        company, server, api, slack, standin) -> None:
+    # given
+    payment = uncertain_payment(api)
+    card = card_in_ar(standin)
+    # when someone without the collector or admin role clicks
+    slack.click("UNOBODY1", card, ids.CASHAPP_APPLY, block_id=f"cashapp:{payment['id']}:1")
+    # then they get an ephemeral explanation
+    answer = standin.api.wait_for(
+        lambda: next((r for r in standin.api.responses if r["user"] == "UNOBODY1"), None),
+        10, "an answer to the refused click")
+    assert answer["payload"]["response_type"] == "ephemeral"
+    assert "collector" in text_of(answer["payload"])
+    # and nothing changed, but the refusal is audited
+    assert allocations(server) == []
+    assert api.get(f"/payments/{payment['id']}").json()["status"] == "needs_review"
+    assert standin.api.calls_to("chat.update") == []
+    with server.db.read_session() as s:
+        refusal = s.exec(select(AuditEvent).where(
+            AuditEvent.action == "refused.payment.apply")).one()
+    assert (refusal.actor, refusal.entity_id) == ("UNOBODY1", str(payment["id"]))
+
+
+def test_a_confident_payment_is_applied_without_a_card(company, server, api, standin) -> None:  # noqa: ANN001
+    response = api.post("/payments", json={
+        "amount": "99.95", "currency": "USD", "received_at": datetime.now(UTC).isoformat(),
+        "reference": "inv 2026/503", "payer_name": "INITECH"})
+    answer = response.json()
+    assert answer["status"] == "applied"
+    assert answer["allocations"] == [{"invoice": "INV-2026-000503", "amount": "99.95"}]
+    assert answer["suggestions"] == [] and float(answer["confidence"]) >= 0.9
+    assert standin.api.messages(AR) == []
+
+
+def test_api_answers_with_fee_write_off_and_short_payment_deduction(  # noqa: ANN001
+        company, server, api) -> None:
+    now = datetime.now(UTC).isoformat()
+    # 250.00 paid as 248.80 naming the invoice: 1.20 is within 0.5 % (1.25) -> bank fee
+    fee = api.post("/payments", json={"amount": "248.80", "currency": "USD",
+                                      "received_at": now, "reference": "INV-2026-000501"})
+    assert fee.json()["status"] == "applied"
+    assert (fee.json()["write_off"], fee.json()["deduction"]) == ("1.20", "0.00")
+    short = api.post("/payments", json={"amount": "200.00", "currency": "USD",
+                                        "received_at": now, "reference": "INV-2026-000502"})
+    body = short.json()
+    assert (body["status"], body["write_off"], body["deduction"]) == ("applied", "0.00",
+                                                                      "50.00")
+    assert body["allocations"] == [{"invoice": "INV-2026-000502", "amount": "200.00"}]
+    assert api.get("/invoices/INV-2026-000502").json()["balance"] == "50.00"
+
+
+# -- /o2c pay ------------------------------------------------------------------------------------
+def open_pay_modal(slack, standin, user: str = "UCOLL001") -> dict:  # noqa: ANN001
+    response = slack.slash(user, "pay")
+    assert response.status_code == 200
+    return standin.api.wait_for(lambda: (standin.api.views_for(user) or [None])[-1], 10,
+                                "the payment modal")
+
+
+def test_pay_modal_records_and_applies_a_payment(company, server, slack, standin) -> None:  # noqa: ANN001
+    # given
+    view = open_pay_modal(slack, standin)
+    assert view["callback_id"] == ids.PAY_MODAL
+    # the customer select searches as you type
+    options = slack.block_suggestion("UCOLL001", view, ids.PAY_CUSTOMER, "initek").json()
+    assert options["options"][0]["value"] == "C-INITECH"
+    assert options["options"][0]["text"]["text"] == "Initech LLC (C-INITECH)"
+    # when
+    slack.submit_view("UCOLL001", view, {
+        ids.PAY_AMOUNT_BLOCK: {ids.PAY_AMOUNT: "99.95"},
+        ids.PAY_CUSTOMER_BLOCK: {ids.PAY_CUSTOMER: {"text": "Initech LLC",
+                                                    "value": "C-INITECH"}},
+        ids.PAY_REFERENCE_BLOCK: {ids.PAY_REFERENCE: "remittance for 503"},
+        ids.PAY_DATE_BLOCK: {ids.PAY_DATE: date.today()}})
+    # then the modal closes, the payment is matched, and the collector is told
+    assert standin.api.views_for("UCOLL001") == []
+    dm = standin.api.wait_for(lambda: standin.api.dm_messages("UCOLL001") or None, 10, "a DM")
+    assert "recorded and *applied*" in text_of(dm[-1]) and "INV-2026-000503" in text_of(dm[-1])
+    with server.db.read_session() as s:
+        payment = s.exec(select(Payment)).one()
+        assert (payment.source, payment.status, payment.amount_minor) == ("slack", "applied",
+                                                                           9_995)
+        assert payment.external_id == f"slack-view:{view['id']}"
+
+
+def test_pay_modal_shows_errors_inline(company, server, slack, standin) -> None:  # noqa: ANN001
+    view = open_pay_modal(slack, standin)
+    slack.submit_view("UCOLL001", view, {ids.PAY_AMOUNT_BLOCK: {ids.PAY_AMOUNT: "12,5x"},
+                                         ids.PAY_DATE_BLOCK: {ids.PAY_DATE: date.today()}})
+    assert ids.PAY_AMOUNT_BLOCK in standin.api.view_errors(view["id"])
+    assert standin.api.views_for("UCOLL001")  # still open
+    # a customer billed in another currency is refused on the currency field
+    slack.submit_view("UCOLL001", view, {
+        ids.PAY_AMOUNT_BLOCK: {ids.PAY_AMOUNT: "10.00"},
+        ids.PAY_CURRENCY_BLOCK: {ids.PAY_CURRENCY: "EUR"},
+        ids.PAY_CUSTOMER_BLOCK: {ids.PAY_CUSTOMER: {"text": "Globex", "value": "C-GLOBEX"}}})
+    assert "billed in USD" in standin.api.view_errors(view["id"])[ids.PAY_CURRENCY_BLOCK]
+    with server.db.read_session() as s:
+        assert s.exec(select(Payment)).all() == []
+
+
+def test_pay_is_for_collectors(company, slack, standin) -> None:  # noqa: ANN001
+    answer = ask(slack, standin.api, "USALES01", "pay")
+    assert "collector" in text_of(answer)
+    assert standin.api.views_for("USALES01") == []

@@ -1,0 +1,285 @@
+"""`o2c import bank-statement`: ISO 20022 camt.053 and CSV exports, written here as a bank
+would deliver them, imported through the matching engine; re-importing changes nothing."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import select
+
+from bot.cli import main as o2c
+from models import Allocation, AuditEvent, Invoice, OutboxMessage, Payment, WriteOff
+from tests.support import factories as f
+from workflows import invariants
+from workflows.bank_statements import import_statement, parse_amount, parse_statement
+
+IBAN = "DE89370400440532013000"
+
+CAMT053 = f"""<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"
+          xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+  <BkToCstmrStmt>
+    <GrpHdr>
+      <MsgId>STMT-20261120-0001</MsgId>
+      <CreDtTm>2026-11-20T18:00:00+01:00</CreDtTm>
+    </GrpHdr>
+    <Stmt>
+      <Id>20261120-0001</Id>
+      <ElctrncSeqNb>311</ElctrncSeqNb>
+      <CreDtTm>2026-11-20T18:00:00+01:00</CreDtTm>
+      <Acct>
+        <Id><IBAN>{IBAN}</IBAN></Id>
+        <Ccy>USD</Ccy>
+        <Svcr><FinInstnId><BIC>COBADEFFXXX</BIC></FinInstnId></Svcr>
+      </Acct>
+      <Bal>
+        <Tp><CdOrPrtry><Cd>OPBD</Cd></CdOrPrtry></Tp>
+        <Amt Ccy="USD">10000.00</Amt>
+        <CdtDbtInd>CRDT</CdtDbtInd>
+        <Dt><Dt>2026-11-20</Dt></Dt>
+      </Bal>
+      <Ntry>
+        <NtryRef>1</NtryRef>
+        <Amt Ccy="USD">1000.00</Amt>
+        <CdtDbtInd>CRDT</CdtDbtInd>
+        <Sts>BOOK</Sts>
+        <BookgDt><Dt>2026-11-20</Dt></BookgDt>
+        <ValDt><Dt>2026-11-20</Dt></ValDt>
+        <AcctSvcrRef>2026112000001</AcctSvcrRef>
+        <BkTxCd><Domn><Cd>PMNT</Cd><Fmly><Cd>RCDT</Cd><SubFmlyCd>ESCT</SubFmlyCd></Fmly></Domn></BkTxCd>
+        <NtryDtls>
+          <TxDtls>
+            <Refs>
+              <EndToEndId>GLOBEX-PMT-7781</EndToEndId>
+            </Refs>
+            <AmtDtls><TxAmt><Amt Ccy="USD">1000.00</Amt></TxAmt></AmtDtls>
+            <RltdPties>
+              <Dbtr><Nm>GLOBEX CORPORATION</Nm></Dbtr>
+              <DbtrAcct><Id><IBAN>US12300000000000004711</IBAN></Id></DbtrAcct>
+            </RltdPties>
+            <RmtInf><Ustrd>PAYMENT INV 2026/123 THANK YOU</Ustrd></RmtInf>
+          </TxDtls>
+        </NtryDtls>
+      </Ntry>
+      <Ntry>
+        <NtryRef>2</NtryRef>
+        <Amt Ccy="USD">120.00</Amt>
+        <CdtDbtInd>DBIT</CdtDbtInd>
+        <Sts>BOOK</Sts>
+        <BookgDt><Dt>2026-11-20</Dt></BookgDt>
+        <ValDt><Dt>2026-11-20</Dt></ValDt>
+        <AcctSvcrRef>2026112000002</AcctSvcrRef>
+        <AddtlNtryInf>BANK CHARGES NOVEMBER</AddtlNtryInf>
+      </Ntry>
+      <Ntry>
+        <Amt Ccy="USD">1058.75</Amt>
+        <CdtDbtInd>CRDT</CdtDbtInd>
+        <Sts>BOOK</Sts>
+        <BookgDt><Dt>2026-11-20</Dt></BookgDt>
+        <ValDt><Dt>2026-11-21</Dt></ValDt>
+        <AcctSvcrRef>2026112000003</AcctSvcrRef>
+        <NtryDtls>
+          <Btch><NbOfTxs>2</NbOfTxs></Btch>
+          <TxDtls>
+            <Refs><AcctSvcrRef>2026112000003-1</AcctSvcrRef><EndToEndId>NOTPROVIDED</EndToEndId></Refs>
+            <AmtDtls><TxAmt><Amt Ccy="USD">248.75</Amt></TxAmt></AmtDtls>
+            <RltdPties><Dbtr><Nm>Globex Corp.</Nm></Dbtr></RltdPties>
+            <RmtInf>
+              <Strd>
+                <RfrdDocInf><Tp><CdOrPrtry><Cd>CINV</Cd></CdOrPrtry></Tp><Nb>INV2026000124</Nb></RfrdDocInf>
+                <CdtrRefInf><Ref>RF18539007547034</Ref></CdtrRefInf>
+              </Strd>
+            </RmtInf>
+          </TxDtls>
+          <TxDtls>
+            <Refs><AcctSvcrRef>2026112000003-2</AcctSvcrRef></Refs>
+            <AmtDtls><TxAmt><Amt Ccy="USD">810.00</Amt></TxAmt></AmtDtls>
+            <RltdPties><Dbtr><Nm>INITECH</Nm></Dbtr></RltdPties>
+            <RmtInf><Ustrd>AP RUN 4471</Ustrd></RmtInf>
+          </TxDtls>
+        </NtryDtls>
+      </Ntry>
+      <Ntry>
+        <Amt Ccy="USD">55.00</Amt>
+        <CdtDbtInd>CRDT</CdtDbtInd>
+        <Sts>PDNG</Sts>
+        <BookgDt><Dt>2026-11-20</Dt></BookgDt>
+        <AcctSvcrRef>2026112000004</AcctSvcrRef>
+      </Ntry>
+    </Stmt>
+  </BkToCstmrStmt>
+</Document>
+"""
+
+# A typical online-banking export: semicolons, decimal commas, day-first dates, debits negative.
+CSV_EXPORT = (
+    "Booking date;Value date;Payer name;Remittance information;Amount;Currency;"
+    "Transaction ID\r\n"
+    "20.11.2026;20.11.2026;GLOBEX CORPORATION;INV-2026-000123;1.000,00;USD;TX-9001\r\n"
+    "20.11.2026;20.11.2026;Office rent;November;-2.500,00;USD;TX-9002\r\n"
+    "21.11.2026;21.11.2026;INITECH;AP RUN;810,00;USD;\r\n"
+    "21.11.2026;21.11.2026;INITECH;AP RUN;810,00;USD;\r\n"
+)
+
+
+@pytest.fixture
+def books(session):  # noqa: ANN001, ANN201
+    f.customer(session, "C-GLOBEX", "Globex Corporation")
+    f.customer(session, "C-INITECH", "Initech LLC")
+    for number, customer, total in [("INV-2026-000123", "C-GLOBEX", "1000.00"),
+                                    ("INV-2026-000124", "C-GLOBEX", "250.00"),
+                                    ("INV-2026-000200", "C-INITECH", "810.00"),
+                                    ("INV-2026-000201", "C-INITECH", "810.00")]:
+        f.invoice(session, number, customer, total=total, issued=date(2026, 11, 1),
+                  due=date(2026, 12, 1))
+    session.commit()
+    return session
+
+
+def write(tmp_path: Path, name: str, content: str, encoding: str = "utf-8") -> Path:
+    path = tmp_path / name
+    path.write_bytes(content.encode(encoding))
+    return path
+
+
+def snapshot(session) -> tuple:  # noqa: ANN001
+    tables = (Payment, Allocation, WriteOff, AuditEvent, OutboxMessage)
+    return (tuple(session.execute(sa.select(sa.func.count()).select_from(t)).scalar()
+                  for t in tables),
+            tuple(session.execute(sa.select(Invoice.balance_minor).order_by(Invoice.id))
+                  .scalars()))
+
+
+def test_camt053_credits_become_matched_payments(books, tmp_path) -> None:  # noqa: ANN001
+    # given
+    path = write(tmp_path, "camt053.xml", CAMT053)
+    # when
+    report = import_statement(books, path)
+    books.commit()
+    # then
+    assert report.errors == []
+    assert (report.format, report.lines, report.created, report.skipped) == ("camt.053", 3, 3, 2)
+    payments = {p.external_id: p for p in books.exec(select(Payment)).all()}
+    assert set(payments) == {f"bank:{IBAN}:2026112000001", f"bank:{IBAN}:2026112000003-1",
+                             f"bank:{IBAN}:2026112000003-2"}
+    first = payments[f"bank:{IBAN}:2026112000001"]
+    assert (first.amount_minor, first.payer_name, first.source) == (
+        100_000, "GLOBEX CORPORATION", "bank")
+    assert first.reference == "PAYMENT INV 2026/123 THANK YOU"
+    assert first.received_at.date() == date(2026, 11, 20)
+    assert first.status == "applied"
+    fee = payments[f"bank:{IBAN}:2026112000003-1"]  # 250.00 invoice paid 248.75 by reference
+    assert fee.status == "applied" and fee.match_details["write_off_minor"] == 125
+    assert "INV2026000124" in fee.reference
+    twins = payments[f"bank:{IBAN}:2026112000003-2"]  # two 810.00 invoices, no number
+    assert twins.status == "needs_review"
+    assert invariants.validate_all(books) == []
+
+
+def test_reimporting_a_camt053_statement_changes_nothing(books, tmp_path) -> None:  # noqa: ANN001
+    # given
+    path = write(tmp_path, "camt053.xml", CAMT053)
+    import_statement(books, path)
+    books.commit()
+    before = snapshot(books)
+    # when
+    again = import_statement(books, path)
+    books.commit()
+    # then
+    assert (again.created, again.unchanged, again.errors) == (0, 3, [])
+    assert snapshot(books) == before
+
+
+def test_csv_export_with_decimal_commas_and_debits(books, tmp_path) -> None:  # noqa: ANN001
+    # given (Windows-1252 would also be read; this one is UTF-8 with a BOM)
+    path = write(tmp_path, "export.csv", "\ufeff" + CSV_EXPORT)
+    # when
+    report = import_statement(books, path)
+    books.commit()
+    # then
+    assert report.errors == []
+    assert (report.format, report.created, report.skipped) == ("csv", 3, 1)
+    by_ref = books.exec(select(Payment).order_by(Payment.id)).all()
+    assert [p.amount_minor for p in by_ref] == [100_000, 81_000, 81_000]
+    assert by_ref[0].external_id == "bank:-:TX-9001" and by_ref[0].status == "applied"
+    # two identical lines without a transaction id are two payments, each with a stable id
+    assert by_ref[1].external_id != by_ref[2].external_id
+    assert by_ref[1].external_id.startswith("bank:h:")
+    before = snapshot(books)
+    again = import_statement(books, path)
+    books.commit()
+    assert (again.created, again.unchanged) == (0, 3)
+    assert snapshot(books) == before
+
+
+def test_csv_errors_are_reported_by_row_and_nothing_is_imported(books, tmp_path) -> None:  # noqa: ANN001
+    bad = write(tmp_path, "bad.csv",
+                "Date,Amount,Currency,Payer\n"
+                "2026-11-20,100.00,USD,A\n"
+                "2026-11-20,ten,USD,B\n"
+                "31/31/2026,5.00,USD,C\n"
+                "2026-11-20,5.00,US,D\n")
+    report = import_statement(books, bad)
+    assert len(report.errors) == 3
+    assert report.errors[0] == "row 3, column amount: not an amount: 'ten'"
+    assert report.errors[1].startswith("row 4, column date:")
+    assert report.errors[2] == "row 5, column currency: must be a 3-letter code like EUR"
+    assert books.exec(select(Payment)).all() == []
+    missing = write(tmp_path, "missing.csv", "Date,Amount,Payer\n2026-11-20,1.00,A\n")
+    assert "missing column(s) currency" in import_statement(books, missing).errors[0]
+
+
+def test_unsafe_xml_is_refused(books, tmp_path) -> None:  # noqa: ANN001
+    bomb = write(tmp_path, "bomb.xml", """<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;">]>
+<Document><BkToCstmrStmt>&lol2;</BkToCstmrStmt></Document>""")
+    xxe = write(tmp_path, "xxe.xml", """<?xml version="1.0"?>
+<!DOCTYPE d [<!ENTITY secret SYSTEM "file:///etc/passwd">]>
+<Document><BkToCstmrStmt><Stmt><Ntry>&secret;</Ntry></Stmt></BkToCstmrStmt></Document>""")
+    for path in (bomb, xxe):
+        report = import_statement(books, path)
+        assert report.errors and "refused unsafe XML" in report.errors[0]
+    assert books.exec(select(Payment)).all() == []
+
+
+def test_a_camt054_notification_is_not_taken_for_a_statement(tmp_path) -> None:  # noqa: ANN001
+    raw = CAMT053.replace("BkToCstmrStmt", "BkToCstmrDbtCdtNtfctn").encode()
+    with pytest.raises(Exception, match="not a camt.053 statement"):
+        parse_statement(raw)
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("1,234.56", "1234.56"), ("1.234,56", "1234.56"), ("1234,5", "1234.5"), ("-12.00", "-12.00"),
+    ("(12.00)", "-12.00"), ("+500", "500"), ("1 234,56", "1234.56"), ("1'234.56", "1234.56"),
+])
+def test_bank_amount_formats(text: str, value: str) -> None:
+    assert str(parse_amount(text)) == value
+
+
+def test_cli_imports_a_statement_and_a_second_run_changes_nothing(  # noqa: ANN001
+        books, database_url, tmp_path, monkeypatch, capsys) -> None:
+    # given
+    path = write(tmp_path, "camt053.xml", CAMT053)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    # when
+    first = o2c(["import", "bank-statement", str(path)])
+    out_first = capsys.readouterr().out
+    second = o2c(["import", "bank-statement", str(path)])
+    out_second = capsys.readouterr().out
+    # then
+    assert (first, second) == (0, 0)
+    assert '"created": 3' in out_first and '"applied": 2' in out_first
+    assert '"created": 0' in out_second and '"unchanged": 3' in out_second
+    books.expire_all()
+    assert len(books.exec(select(Payment)).all()) == 3
+
+
+def test_cli_reports_errors_and_exits_non_zero(database_url, tmp_path, monkeypatch,  # noqa: ANN001
+                                               capsys) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    path = write(tmp_path, "bad.csv", "Date,Amount,Currency\n2026-11-20,abc,USD\n")
+    assert o2c(["import", "bank-statement", str(path)]) == 1
+    assert "row 2, column amount" in capsys.readouterr().err

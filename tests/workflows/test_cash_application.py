@@ -1,0 +1,307 @@
+"""Cash application through the workflow and the database: every outcome of SPEC §3."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlmodel import select
+
+from models import (
+    Allocation,
+    AuditEvent,
+    Deduction,
+    Invoice,
+    OutboxMessage,
+    Payment,
+    WriteOff,
+)
+from tests.support import factories as f
+from workflows import invariants, kpis
+from workflows.cash_application import PaymentIn, apply_suggestion, record_payment
+from workflows.errors import AlreadyDecided, PermissionDenied, ValidationFailed
+
+RECEIVED = datetime(2026, 11, 20, 10, tzinfo=UTC)
+ISSUED = date(2026, 11, 1)
+
+
+@pytest.fixture
+def books(session):  # noqa: ANN001, ANN201
+    f.customer(session, "C-GLOBEX", "Globex Corporation")
+    f.customer(session, "C-INITECH", "Initech LLC")
+    f.customer(session, "C-ACME", "Acme Industries Inc", terms="2/10 NET30")
+    for number, customer, total in [
+            ("INV-2026-000123", "C-GLOBEX", "1000.00"), ("INV-2026-000124", "C-GLOBEX", "250.00"),
+            ("INV-2026-000125", "C-GLOBEX", "10000.00"),
+            ("INV-2026-000200", "C-INITECH", "777.77"), ("INV-2026-000201", "C-INITECH", "120.50"),
+            ("INV-2026-000202", "C-INITECH", "310.25"), ("INV-2026-000203", "C-INITECH", "999.00")]:
+        f.invoice(session, number, customer, total=total, issued=ISSUED,
+                  due=ISSUED + timedelta(days=30))
+    f.invoice(session, "INV-2026-000300", "C-ACME", total="5000.00", issued=date(2026, 11, 15),
+              due=date(2026, 12, 15))
+    session.commit()
+    return session
+
+
+def pay(session, amount: str, *, reference: str | None = None, payer: str | None = None,  # noqa: ANN001
+        customer: str | None = None, external_id: str | None = None,
+        received: datetime = RECEIVED) -> Payment:
+    payment, _ = record_payment(session, PaymentIn(
+        amount=amount, currency="USD", received_at=received, payer_name=payer,
+        reference=reference, customer=customer, external_id=external_id), actor="test")
+    session.commit()
+    return payment
+
+
+def invoice(session, number: str) -> Invoice:  # noqa: ANN001
+    return session.exec(select(Invoice).where(Invoice.number == number)).one()
+
+
+def allocations(session, payment: Payment) -> dict[str, tuple[int, str]]:  # noqa: ANN001
+    rows = session.exec(select(Allocation, Invoice).join(Invoice).where(
+        Allocation.payment_id == payment.id)).all()
+    return {inv.number: (a.amount_minor, a.method) for a, inv in rows}
+
+
+def write_offs(session, payment: Payment) -> dict[str, tuple[int, str]]:  # noqa: ANN001
+    rows = session.exec(select(WriteOff, Invoice).join(Invoice).where(
+        WriteOff.payment_id == payment.id)).all()
+    return {inv.number: (w.amount_minor, w.reason) for w, inv in rows}
+
+
+def healthy(session) -> None:  # noqa: ANN001
+    assert invariants.validate_all(session) == []
+
+
+# -- automatic outcomes ----------------------------------------------------------------------------
+def test_reference_in_another_format_applies_in_full(books) -> None:  # noqa: ANN001
+    # when
+    payment = pay(books, "1000.00", reference="inv 2026/123 thank you", payer="GLOBEX CORP")
+    # then
+    assert payment.status == "applied" and payment.unapplied_minor == 0
+    assert allocations(books, payment) == {"INV-2026-000123": (100_000, "reference")}
+    assert invoice(books, "INV-2026-000123").balance_minor == 0
+    assert payment.confidence_bp >= 9900
+    assert payment.customer_id == invoice(books, "INV-2026-000123").customer_id
+    assert {s["signal"] for s in payment.match_details["signals"]} >= {"reference", "amount"}
+    healthy(books)
+
+
+def test_bank_fee_within_tolerance_is_written_off_and_closes_the_invoice(books) -> None:  # noqa: ANN001
+    # given INV-2026-000124 of 250.00: tolerance min(0.5 % = 1.25, 5.00) = 1.25
+    # when
+    payment = pay(books, "248.75", reference="INV2026000124")
+    # then
+    assert payment.status == "applied"
+    assert allocations(books, payment) == {"INV-2026-000124": (24_875, "reference")}
+    assert write_offs(books, payment) == {"INV-2026-000124": (125, "bank_fee")}
+    assert invoice(books, "INV-2026-000124").balance_minor == 0
+    assert payment.match_details["write_off_minor"] == 125
+    healthy(books)
+
+
+def test_bank_fee_is_capped_at_five_in_the_invoice_currency(books) -> None:  # noqa: ANN001
+    # given INV-2026-000125 of 10,000.00: 0.5 % would be 50.00, the cap is 5.00
+    # when
+    fee = pay(books, "9995.00", reference="INV-2026-000125")
+    # then
+    assert write_offs(books, fee) == {"INV-2026-000125": (500, "bank_fee")}
+    assert books.exec(select(Deduction)).all() == []
+
+
+def test_short_payment_beyond_tolerance_is_applied_and_flagged_as_a_deduction(books) -> None:  # noqa: ANN001
+    # when
+    payment = pay(books, "9994.99", reference="INV-2026-000125", payer="Globex Corporation")
+    # then
+    assert payment.status == "applied"
+    assert allocations(books, payment) == {"INV-2026-000125": (999_499, "reference")}
+    assert write_offs(books, payment) == {}
+    deduction = books.exec(select(Deduction)).one()
+    assert (deduction.payment_id, deduction.amount_minor, deduction.status) == (
+        payment.id, 501, "open")
+    assert invoice(books, "INV-2026-000125").balance_minor == 501
+    healthy(books)
+
+
+def test_overpayment_is_applied_and_the_rest_kept_as_credit(books) -> None:  # noqa: ANN001
+    # when
+    payment = pay(books, "1100.00", reference="INV-2026-000123", payer="GLOBEX")
+    # then
+    assert payment.status == "partially_applied"
+    assert payment.unapplied_minor == 10_000
+    assert allocations(books, payment) == {"INV-2026-000123": (100_000, "reference")}
+    healthy(books)
+
+
+def test_early_payment_discount_within_the_window_is_written_off(books) -> None:  # noqa: ANN001
+    # given INV-2026-000300 of 5,000.00 on 2/10 NET30, issued 15 Nov; paid 20 Nov at 98 %
+    # when
+    payment = pay(books, "4900.00", payer="ACME INDUSTRIES INC")
+    # then
+    assert payment.status == "applied"
+    assert allocations(books, payment) == {"INV-2026-000300": (490_000, "amount")}
+    assert write_offs(books, payment) == {"INV-2026-000300": (10_000, "early_payment_discount")}
+    assert invoice(books, "INV-2026-000300").balance_minor == 0
+    healthy(books)
+
+
+def test_discount_taken_after_the_window_is_a_deduction(books) -> None:  # noqa: ANN001
+    # when paid on 30 Nov, 15 days after issue
+    payment = pay(books, "4900.00", reference="INV-2026-000300", payer="ACME INDUSTRIES",
+                  received=datetime(2026, 11, 30, tzinfo=UTC))
+    # then
+    assert write_offs(books, payment) == {}
+    assert books.exec(select(Deduction.amount_minor)).one() == 10_000
+
+
+def test_exact_amount_and_payer_name_apply_without_a_reference(books) -> None:  # noqa: ANN001
+    payment = pay(books, "777.77", payer="INITECH")
+    assert allocations(books, payment) == {"INV-2026-000200": (77_777, "amount")}
+
+
+def test_a_combination_of_invoices_applies(books) -> None:  # noqa: ANN001
+    # 120.50 + 310.25 = 430.75: not the oldest-first prefix
+    payment = pay(books, "430.75", payer="Initech")
+    assert allocations(books, payment) == {"INV-2026-000201": (12_050, "subset"),
+                                           "INV-2026-000202": (31_025, "subset")}
+    assert payment.status == "applied"
+
+
+def test_one_digit_typo_is_accepted_when_the_amount_confirms_it(books) -> None:  # noqa: ANN001
+    payment = pay(books, "999.00", reference="INV-2026-000208")
+    assert allocations(books, payment) == {"INV-2026-000203": (99_900, "reference")}
+
+
+def test_customer_given_with_the_payment_is_used(books) -> None:  # noqa: ANN001
+    payment = pay(books, "250.00", customer="C-GLOBEX")
+    assert allocations(books, payment) == {"INV-2026-000124": (25_000, "amount")}
+
+
+# -- review ----------------------------------------------------------------------------------------
+def test_low_confidence_applies_nothing_and_posts_a_suggestion_card(books) -> None:  # noqa: ANN001
+    # given two open invoices of the same amount for the same customer
+    f.invoice(books, "INV-2026-000126", "C-GLOBEX", total="250.00", issued=ISSUED,
+              due=ISSUED + timedelta(days=30))
+    books.commit()
+    # when
+    payment = pay(books, "250.00", payer="GLOBEX CORPORATION")
+    # then
+    assert payment.status == "needs_review"
+    assert payment.unapplied_minor == payment.amount_minor
+    assert allocations(books, payment) == {}
+    suggestions = payment.match_details["suggestions"]
+    assert [s["invoices"][0]["invoice"] for s in suggestions] == [
+        "INV-2026-000124", "INV-2026-000126"]
+    assert all(s["confidence"] < "0.90" for s in suggestions)
+    card = books.get(OutboxMessage, payment.match_details["card_outbox_id"])
+    assert card.payload["channel"] == "ar" and card.payload["template"] == "cashapp_review"
+    assert len(card.payload["context"]["suggestions"]) == 2
+    healthy(books)
+
+
+def test_a_payment_nobody_recognises_stays_unapplied_and_ar_is_told(books) -> None:  # noqa: ANN001
+    payment = pay(books, "12.34", payer="J SMITH", reference="gift")
+    assert payment.status == "unapplied" and payment.match_details["suggestions"] == []
+    assert books.get(OutboxMessage, payment.match_details["card_outbox_id"]) is not None
+
+
+def test_resending_the_same_payment_changes_nothing(books) -> None:  # noqa: ANN001
+    # given
+    first = pay(books, "1000.00", reference="INV-2026-000123", external_id="BANK-1")
+    counts = [len(books.exec(select(m)).all()) for m in (Payment, Allocation, AuditEvent,
+                                                          OutboxMessage)]
+    # when
+    again, created = record_payment(books, PaymentIn(
+        amount="1000.00", currency="USD", received_at=RECEIVED, reference="INV-2026-000123",
+        external_id="BANK-1"), actor="test")
+    books.commit()
+    # then
+    assert (again.id, created) == (first.id, False)
+    assert [len(books.exec(select(m)).all()) for m in (Payment, Allocation, AuditEvent,
+                                                        OutboxMessage)] == counts
+
+
+# -- a person applies a suggestion -----------------------------------------------------------------
+@pytest.fixture
+def waiting(books):  # noqa: ANN001, ANN201
+    f.user(books, "UCOLL001", "collector")
+    f.user(books, "USALES01", "sales")
+    f.invoice(books, "INV-2026-000126", "C-GLOBEX", total="250.00", issued=ISSUED,
+              due=ISSUED + timedelta(days=30))
+    books.commit()
+    return pay(books, "250.00", payer="GLOBEX CORPORATION")
+
+
+def test_collector_applies_a_suggestion_once(books, waiting) -> None:  # noqa: ANN001
+    # when
+    apply_suggestion(books, payment_id=waiting.id, rank=2, actor="UCOLL001")
+    books.commit()
+    # then
+    assert waiting.status == "applied"
+    assert allocations(books, waiting) == {"INV-2026-000126": (25_000, "manual")}
+    decision = waiting.match_details["decision"]
+    assert decision["by"] == "UCOLL001" and decision["rank"] == 2
+    update = books.exec(select(OutboxMessage).where(
+        OutboxMessage.method == "chat.update")).one()
+    assert update.target_outbox_id == waiting.match_details["card_outbox_id"]
+    assert books.exec(select(AuditEvent).where(AuditEvent.action == "payment.applied")).one()
+    # and a second click changes nothing
+    with pytest.raises(AlreadyDecided):
+        apply_suggestion(books, payment_id=waiting.id, rank=1, actor="UCOLL001")
+    books.rollback()
+    assert allocations(books, waiting) == {"INV-2026-000126": (25_000, "manual")}
+    assert invoice(books, "INV-2026-000124").balance_minor == 25_000
+    healthy(books)
+
+
+def test_someone_without_the_collector_role_cannot_apply(books, waiting) -> None:  # noqa: ANN001
+    with pytest.raises(PermissionDenied):
+        apply_suggestion(books, payment_id=waiting.id, rank=1, actor="USALES01")
+    books.rollback()
+    assert allocations(books, waiting) == {}
+    assert books.get(Payment, waiting.id).status == "needs_review"
+
+
+def test_admin_may_apply(books, waiting) -> None:  # noqa: ANN001
+    f.user(books, "UADMIN01", "admin")
+    apply_suggestion(books, payment_id=waiting.id, rank=1, actor="UADMIN01")
+    books.commit()
+    assert allocations(books, waiting) == {"INV-2026-000124": (25_000, "manual")}
+
+
+# -- the payment modal's manual choice -------------------------------------------------------------
+def test_invoices_chosen_by_a_person_are_applied_in_order_as_manual(books) -> None:  # noqa: ANN001
+    payment, _ = record_payment(books, PaymentIn(
+        amount="1100.00", currency="USD", received_at=RECEIVED, customer="C-GLOBEX"),
+        actor="UCOLL001", source="slack", apply_to=["INV-2026-000124", "INV-2026-000123"])
+    books.commit()
+    assert allocations(books, payment) == {"INV-2026-000124": (25_000, "manual"),
+                                           "INV-2026-000123": (85_000, "manual")}
+    assert payment.status == "applied" and payment.source == "slack"
+
+
+def test_a_chosen_invoice_of_another_customer_is_refused(books) -> None:  # noqa: ANN001
+    with pytest.raises(ValidationFailed) as refused:
+        record_payment(books, PaymentIn(amount="10.00", currency="USD", received_at=RECEIVED,
+                                        customer="C-GLOBEX"),
+                       actor="UCOLL001", apply_to=["INV-2026-000200"])
+    assert refused.value.errors[0].field == "apply_to"
+
+
+# -- the match-rate report -------------------------------------------------------------------------
+def test_match_rate_counts_what_the_engine_applied_not_what_people_did(books) -> None:  # noqa: ANN001
+    # given one automatic payment, one overpayment (automatic, credit left), one manual choice
+    # and one waiting for review
+    pay(books, "1000.00", reference="INV-2026-000123")  # 1,000.00 automatic
+    pay(books, "800.00", reference="INV-2026-000200")  # 777.77 automatic + 22.23 credit
+    record_payment(books, PaymentIn(amount="250.00", currency="USD", received_at=RECEIVED),
+                   actor="UCOLL001", apply_to=["INV-2026-000124"])
+    pay(books, "55.55", payer="J SMITH")
+    books.commit()
+    # when
+    report = kpis.compute(books, RECEIVED.date())
+    # then
+    assert report.payments_received == 4
+    assert str(report.auto_match_rate) == "50.00"  # 2 of 4 payments
+    # (1,000.00 + 777.77) of 2,105.55 received
+    assert str(report.auto_match_amount_rate) == "84.43"
