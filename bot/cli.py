@@ -90,12 +90,17 @@ def cmd_import_bank_statement(args: argparse.Namespace) -> int:
         else:
             session.commit()
     if report.errors:
-        print(f"{args.file}: {len(report.errors)} error(s); nothing was imported", file=sys.stderr)
-        for error in report.errors:
-            print(f"  {error}", file=sys.stderr)
-        return 1
+        return _refused(args.file, report.errors)
     print(f"{args.file}: {json.dumps(report.summary())}")
     return 0
+
+
+def _refused(path: str, errors: list[str]) -> int:
+    """An import is all or nothing: list every error (row and column) and store nothing."""
+    print(f"{path}: {len(errors)} error(s); nothing was imported", file=sys.stderr)
+    for error in errors:
+        print(f"  {error}", file=sys.stderr)
+    return 1
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -108,10 +113,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     db = Database(settings.database_url)
     report = import_csv(db, args.kind, Path(args.file))
     if report.errors:
-        print(f"{args.file}: {len(report.errors)} error(s); nothing was imported", file=sys.stderr)
-        for error in report.errors:
-            print(f"  {error}", file=sys.stderr)
-        return 1
+        return _refused(args.file, report.errors)
     print(f"{args.file}: imported {report.count} {args.kind}")
     return 0
 

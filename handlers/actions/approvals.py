@@ -16,7 +16,7 @@ from slack_sdk import WebClient
 
 from blocks import ids
 from blocks.approvals import already_decided, approve_note_modal, refusal, reject_modal
-from blocks.text import fmt_money
+from blocks.text import esc, fmt_money
 from handlers.common import transaction
 from workflows import approvals
 from workflows.errors import AlreadyDecided, DomainError
@@ -37,7 +37,7 @@ def explain(respond: Respond, error: DomainError) -> None:
         blocks = already_decided(status=error.decision, decided_by=error.decided_by)
     else:
         blocks = refusal(error.detail)
-    respond(blocks=blocks, text=error.detail, response_type="ephemeral",
+    respond(blocks=blocks, text=esc(error.detail), response_type="ephemeral",
             replace_original=False)
 
 

@@ -15,6 +15,7 @@ from blocks import ids
 from blocks import lookup as render
 from blocks.approvals import credit_hold_actions, credit_hold_done, refusal
 from blocks.common import section
+from blocks.text import esc
 from handlers.common import deps_of, transaction
 from models import Customer
 from workflows import queries
@@ -35,7 +36,7 @@ def _change(ack: Ack, body: dict, respond: Respond, context: BoltContext, *,
             changed = set_credit_hold(session, customer_id=customer_id, actor=user_id,
                                       on_hold=on_hold, reason="from the customer card")
     except DomainError as error:
-        respond(blocks=refusal(error.detail), text=error.detail, response_type="ephemeral",
+        respond(blocks=refusal(error.detail), text=esc(error.detail), response_type="ephemeral",
                 replace_original=False)
         return
     today = datetime.now(UTC).date()

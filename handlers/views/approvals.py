@@ -15,6 +15,7 @@ from slack_sdk.errors import SlackApiError
 
 from blocks import ids
 from blocks.approvals import already_decided, read_metadata, refusal
+from blocks.text import esc
 from handlers.common import transaction
 from workflows import approvals
 from workflows.errors import AlreadyDecided, DomainError, ValidationFailed
@@ -35,9 +36,9 @@ def _tell(client: WebClient, user_id: str, channel: str | None, error: DomainErr
     try:
         if channel:
             client.chat_postEphemeral(channel=channel, user=user_id, blocks=blocks,
-                                      text=error.detail)
+                                      text=esc(error.detail))
         else:
-            client.chat_postMessage(channel=user_id, blocks=blocks, text=error.detail)
+            client.chat_postMessage(channel=user_id, blocks=blocks, text=esc(error.detail))
     except SlackApiError as exc:
         log.warning("could not explain a refused decision: %s", exc.response.get("error"))
 
