@@ -148,14 +148,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_outbox(args: argparse.Namespace) -> int:
     from bot.db import Database
-    from bot.outbox import failed_rows, queued_rows, retry_failed
+    from workflows import outbox
 
     db = Database(_settings().database_url)
     if args.retry:
-        count = retry_failed(db, None if args.retry == "all" else int(args.retry))
+        with db.transaction() as session:
+            count = outbox.requeue_failed(session, None if args.retry == "all"
+                                          else int(args.retry))
         print(f"{count} message(s) queued again")
         return 0
-    for title, rows in (("failed", failed_rows(db)), ("waiting", queued_rows(db))):
+    with db.read_session() as session:
+        listed = (("failed", outbox.failed(session)), ("waiting", outbox.queued(session)))
+    for title, rows in listed:
         if not rows:
             print(f"no {title} messages")
         for row in rows:

@@ -26,7 +26,6 @@ from typing import Any
 import sqlalchemy as sa
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlmodel import select
 
 from blocks import templates
 from bot.db import Database
@@ -301,31 +300,3 @@ def describe_email(payload: dict, session: Any, settings: Settings) -> tuple[str
     except Exception as exc:  # noqa: BLE001 - the copy must not block the queue
         log.warning("could not render queued e-mail: %r", exc)
         return f"({payload.get('template')} e-mail)", ""
-
-
-def queued_rows(db: Database, limit: int = 50) -> list[OutboxMessage]:
-    """Messages not delivered yet (pending or being sent), oldest first."""
-    with db.read_session() as session:
-        return list(session.exec(select(OutboxMessage)
-                                 .where(OutboxMessage.status.in_([OutboxStatus.PENDING,
-                                                                  OutboxStatus.SENDING]))
-                                 .order_by(OutboxMessage.id).limit(limit)))
-
-
-def failed_rows(db: Database, limit: int = 50) -> list[OutboxMessage]:
-    with db.read_session() as session:
-        return list(session.exec(select(OutboxMessage)
-                                 .where(OutboxMessage.status == OutboxStatus.FAILED)
-                                 .order_by(OutboxMessage.id.desc()).limit(limit)))
-
-
-def retry_failed(db: Database, row_id: int | None = None) -> int:
-    """Put failed rows back in the queue (after the cause was fixed)."""
-    table = OutboxMessage.__table__
-    query = sa.update(table).where(table.c.status == OutboxStatus.FAILED)
-    if row_id is not None:
-        query = query.where(table.c.id == row_id)
-    with db.transaction() as session:
-        result = session.execute(query.values(status=OutboxStatus.PENDING, attempts=0,
-                                              next_attempt_at=utcnow()))
-        return result.rowcount

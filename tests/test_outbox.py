@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from slack_sdk import WebClient
 
-from bot.outbox import LEASE, OutboxWorker, retry_failed
+from bot.outbox import LEASE, OutboxWorker
 from models import OutboxMessage
 from models.base import utcnow
 from sandbox.webapi import Fault
@@ -77,7 +77,8 @@ def test_permanent_error_is_kept_as_failed_and_can_be_requeued(db, standin, data
     assert failed.status == "failed" and "channel_not_found" in failed.last_error
     # when the channel exists and an operator re-queues it
     standin.api.add_channel("CNOPE", "nope")
-    assert retry_failed(db) == 1
+    with db.transaction() as s:
+        assert outbox.requeue_failed(s) == 1
     worker.drain()
     assert row(db, message.id).status == "sent"
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import Session
+import sqlalchemy as sa
+from sqlmodel import Session, select
 
-from models import OutboxMessage
+from models import OutboxMessage, OutboxStatus
+from models.base import utcnow
 
 LOGICAL_CHANNELS = ("approvals", "alerts", "ar")
 
@@ -60,3 +62,30 @@ def send_email(session: Session, *, to: str, template: str, context: dict,
     return _add(session, transport="email", method="email", dedupe_key=dedupe_key,
                 payload={"to": to, "template": template, "context": context,
                          "attachments": attachments or []})
+
+
+# -- what an operator sees (`o2c outbox`, `/o2c admin outbox`) ---------------------------------
+def queued(session: Session, limit: int = 50) -> list[OutboxMessage]:
+    """Messages not delivered yet (pending or being sent), oldest first."""
+    return list(session.exec(select(OutboxMessage)
+                             .where(OutboxMessage.status.in_([OutboxStatus.PENDING,
+                                                              OutboxStatus.SENDING]))
+                             .order_by(OutboxMessage.id).limit(limit)))
+
+
+def failed(session: Session, limit: int = 50) -> list[OutboxMessage]:
+    """Messages the worker gave up on, newest first; they stay until re-queued."""
+    return list(session.exec(select(OutboxMessage)
+                             .where(OutboxMessage.status == OutboxStatus.FAILED)
+                             .order_by(OutboxMessage.id.desc()).limit(limit)))
+
+
+def requeue_failed(session: Session, row_id: int | None = None) -> int:
+    """Put failed messages back in the queue (after the cause was fixed); returns how many."""
+    table = OutboxMessage.__table__
+    query = sa.update(table).where(table.c.status == OutboxStatus.FAILED)
+    if row_id is not None:
+        query = query.where(table.c.id == row_id)
+    result = session.execute(query.values(status=OutboxStatus.PENDING, attempts=0,
+                                          next_attempt_at=utcnow()))
+    return result.rowcount

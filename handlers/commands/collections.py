@@ -11,6 +11,7 @@ from blocks.text import esc, fmt_datetime
 from handlers.commands import CommandCall, subcommand
 from handlers.common import caller, transaction
 from models import OutboxMessage, Role
+from workflows import outbox
 from workflows.collections import require_collector, worklist
 from workflows.errors import DomainError
 from workflows.users import require_role
@@ -60,8 +61,6 @@ def _row(row: OutboxMessage, tz: str) -> str:
 @subcommand("admin", usage="/o2c admin outbox [retry <id|all>]",
             summary="admins: undelivered and failed notifications; queue failed ones again")
 def admin(call: CommandCall) -> None:
-    from bot.outbox import failed_rows, queued_rows, retry_failed
-
     parts = call.args.split()
     user = caller(call.context, call.user_id, call.user_name, call.client)
     if not _allowed(call, lambda s: require_role(s, user_id=call.user_id, roles=(Role.ADMIN,),
@@ -76,11 +75,13 @@ def admin(call: CommandCall) -> None:
         if which != "all" and not which.isdigit():
             call.answer(render([section("Usage: `/o2c admin outbox retry <id|all>`")]), "Usage")
             return
-        count = retry_failed(db, None if which == "all" else int(which))
+        with db.transaction() as session:
+            count = outbox.requeue_failed(session, None if which == "all" else int(which))
         call.deps.notify_outbox()
         call.answer(render([section(f":repeat: {count} message(s) queued again.")]), "Retried")
         return
-    failed, queued = failed_rows(db, 20), queued_rows(db, 20)
+    with db.read_session() as session:
+        failed, queued = outbox.failed(session, 20), outbox.queued(session, 20)
     blocks = [section("*Failed* (kept until retried)\n"
                       + ("\n".join(_row(r, user.timezone) for r in failed) or "none")),
               section("*Waiting for delivery*\n"
