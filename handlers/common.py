@@ -43,6 +43,23 @@ def transaction(context: BoltContext) -> Iterator[Session]:
     deps.notify_outbox()
 
 
+@contextmanager
+def checking(context: BoltContext) -> Iterator[Session]:
+    """Read-only checks (roles, segregation of duties) before opening a modal or answering.
+
+    A read session, so on SQLite it never waits for the write lock a long job may hold (a
+    trigger_id expires 3 s after the click); a refusal (PermissionDenied) is still audited, in
+    a short transaction of its own."""
+    deps = deps_of(context)
+    try:
+        with deps.db.read_session() as session:
+            yield session
+    except PermissionDenied as refused:
+        with deps.db.transaction() as session:
+            audit.refusal_of(session, refused)
+        raise
+
+
 USER_CACHE_SECONDS = 300
 
 
