@@ -183,7 +183,7 @@ def discount_alert(ctx: dict) -> dict:
     """Real-time alert: who, customer, product, discount and what it costs."""
     order, snap = ctx["order"], ctx.get("snapshot") or {}
     cur = snap.get("currency", order["currency"])
-    text = (f"Discount above policy on {order['number']} for {order['customer']}")
+    text = f"Discount above policy on {esc(order['number'])} for {esc(order['customer'])}"
     blocks = [
         section(f":rotating_light: *Discount above policy* on *{esc(order['number'])}* "
                 f"({fmt_money(order['total_minor'], order['currency'])}) — customer "
@@ -341,7 +341,7 @@ def credit_hold_actions(customer_id: int, customer_name: str, on_hold: bool) -> 
         button = ButtonElement(
             text="Put on credit hold", action_id=ids.CREDIT_HOLD, value=value, style="danger",
             confirm=ConfirmObject(title="Put on credit hold?",
-                                  text=plain(f"Every new order of {esc(customer_name)} will "
+                                  text=plain(f"Every new order of {customer_name} will "
                                              "need a credit approval until the hold is "
                                              "released.", 300),
                                   confirm="Put on hold", deny="Cancel"))

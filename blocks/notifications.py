@@ -55,7 +55,7 @@ def backorder_notice(ctx: dict) -> dict:
 @template("order_shipped")
 def order_shipped(ctx: dict) -> dict:
     order = ctx["order"]
-    text = f"Order {order['number']} shipped and invoiced as {ctx['invoice']}"
+    text = f"Order {esc(order['number'])} shipped and invoiced as {esc(ctx['invoice'])}"
     blocks = [
         section(f":truck: Order {_order_line(order)} shipped "
                 f"({esc(ctx['carrier'])} `{esc(ctx['tracking_number'])}`)."),

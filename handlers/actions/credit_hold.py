@@ -46,7 +46,7 @@ def _change(ack: Ack, body: dict, respond: Respond, context: BoltContext, *,
         card = render.customer_card(view, as_of=today, actions=credit_hold_actions(
             customer.id, customer.name, customer.credit_hold))
     notice = section(credit_hold_done(customer.name, on_hold, changed))
-    respond(blocks=[notice, *card][:50], text=f"Customer {customer.name}",
+    respond(blocks=[notice, *card][:50], text=f"Customer {esc(customer.name)}",
             response_type="ephemeral", replace_original=True)
 
 

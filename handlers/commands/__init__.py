@@ -2,13 +2,14 @@
 
 The dispatcher acks at once (empty ack: nothing shows until the answer arrives), then runs
 the subcommand, which answers ephemerally through `respond`. Unknown subcommands get help.
-A subcommand module registers with `@subcommand(...)`; import it at the bottom of this file.
+A subcommand module registers with `@subcommand(...)`; add it to MODULES at the bottom.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import import_module
 
 from slack_bolt import Ack, App, BoltContext, Respond
 from slack_sdk import WebClient
@@ -16,7 +17,9 @@ from slack_sdk import WebClient
 from blocks import ids
 from blocks.common import section
 from blocks.text import plain
-from handlers.common import after_ack
+from handlers.common import after_ack, checking
+from models import Role
+from workflows.users import require_role
 
 Handler = Callable[["CommandCall"], None]
 
@@ -28,20 +31,26 @@ class Subcommand:
     summary: str
     func: Handler
     inline: bool = False
+    roles: tuple[str, ...] = ()
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {}
 
 
-def subcommand(name: str, *, usage: str, summary: str,
-               inline: bool = False) -> Callable[[Handler], Handler]:
+def subcommand(name: str, *, usage: str, summary: str, inline: bool = False,
+               roles: tuple[str, ...] = ()) -> Callable[[Handler], Handler]:
     """Register `/o2c <name>`. `inline` subcommands run in the listener thread right after the
     ack — for those that open a modal, since a trigger_id expires 3 s after the click; the rest
-    run in the answers pool."""
+    run in the answers pool. With `roles`, the caller must hold one of them (checked on the
+    server before the subcommand runs; a refusal is audited and explained)."""
     def register(func: Handler) -> Handler:
-        SUBCOMMANDS[name] = Subcommand(name, usage, summary, func, inline)
+        SUBCOMMANDS[name] = Subcommand(name, usage, summary, func, inline, roles)
         return func
     return register
+
+
+# Any role of the bot: who may read orders, customers and AR at all.
+ANY_ROLE = tuple(Role)
 
 
 @dataclass
@@ -85,11 +94,20 @@ def handle_o2c(ack: Ack, command: dict, respond: Respond, client: WebClient,
                        channel_id=command.get("channel_id", ""),
                        trigger_id=command.get("trigger_id", ""), respond=respond,
                        client=client, context=context, command=command)
-    if sub.inline:
+    def run() -> None:
+        if sub.roles:
+            with checking(context) as session:
+                require_role(session, user_id=call.user_id, roles=sub.roles,
+                             action=f"command.{sub.name}")
         sub.func(call)
+
+    if sub.inline:
+        run()
         return
-    after_ack(context, lambda: sub.func(call),
-              on_error=lambda text: call.answer([section(text)], text))
+    # describe_error's text is already escaped: sent as is, not through answer()'s plain()
+    after_ack(context, run,
+              on_error=lambda text: respond(blocks=[section(text)], text=text,
+                                            response_type="ephemeral"))
 
 
 def register(app: App) -> None:
@@ -97,13 +115,6 @@ def register(app: App) -> None:
 
 
 # Subcommand modules (each registers on import).
-from handlers.commands import (  # noqa: E402,F401,A004
-    approvals,
-    collections,
-    help,
-    kpi,
-    lookups,
-    order_entry,
-    pay,
-    roles,
-)
+MODULES = ("approvals", "collections", "help", "kpi", "lookups", "order_entry", "pay", "roles")
+for _module in MODULES:
+    import_module(f"handlers.commands.{_module}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from blocks.approvals import pending_list, refusal
 from blocks.policy import policy_message
-from handlers.commands import CommandCall, subcommand
+from handlers.commands import ANY_ROLE, CommandCall, subcommand
 from handlers.common import transaction
 from workflows import approvals, policy, policy_admin
 from workflows.errors import DomainError
@@ -22,7 +22,8 @@ def pending(call: CommandCall) -> None:
 POLICY_USAGE = "/o2c policy [set <key> <value>]"
 
 
-@subcommand("policy", usage=POLICY_USAGE, summary="policy values; admins change them")
+@subcommand("policy", usage=POLICY_USAGE, summary="policy values; admins change them",
+            roles=ANY_ROLE)
 def policy_values(call: CommandCall) -> None:
     parts = call.args.split(None, 2)
     if not parts:

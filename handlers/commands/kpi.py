@@ -6,10 +6,12 @@ from datetime import UTC, datetime
 
 from blocks.kpi import kpi_message
 from handlers.commands import CommandCall, subcommand
+from models import Role
 from workflows import kpis
 
 
-@subcommand("kpi", usage="/o2c kpi", summary="DSO, CEI, aging, auto-match rate, cycle times")
+@subcommand("kpi", usage="/o2c kpi", summary="DSO, CEI, aging, auto-match rate, cycle times",
+            roles=(Role.ADMIN, Role.CREDIT_APPROVER, Role.DISCOUNT_APPROVER, Role.COLLECTOR))
 def kpi(call: CommandCall) -> None:
     today = datetime.now(UTC).date()
     with call.deps.db.read_session() as session:

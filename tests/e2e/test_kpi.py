@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from bot import jobs
+from tests.conftest import ADMIN
 from tests.support import factories as f
 from tests.support.slack import ask, text_of
 
@@ -19,7 +20,7 @@ def test_kpi_command_shows_dso_and_aging(server, slack, standin) -> None:  # noq
         f.invoice(s, "INV-K2", total="600.00", issued=today - timedelta(days=10),
                   due=today + timedelta(days=20))
     # when
-    text = text_of(ask(slack, standin.api, "USALES01", "kpi"))
+    text = text_of(ask(slack, standin.api, ADMIN, "kpi"))
     # then: DSO = 900 / 900 x 90 = 90 days; best possible = 600 / 900 x 90 = 60
     assert "90.00 days" in text
     assert "60.00 days" in text
@@ -37,3 +38,24 @@ def test_weekly_kpi_report_posts_once_per_week(server, standin) -> None:  # noqa
     standin.api.wait_for(lambda: standin.api.messages("CAR000001") or None)
     assert len(standin.api.messages("CAR000001")) == 1
     assert "Weekly O2C KPIs" in str(standin.api.messages("CAR000001")[0])
+
+
+def test_kpi_needs_a_finance_role_and_refusals_are_audited(server, slack, standin) -> None:  # noqa: ANN001
+    from sqlmodel import select
+
+    from models import AuditEvent
+
+    # given a sales rep (no finance role) and someone with no role at all
+    with server.db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+    # when
+    refused = [text_of(ask(slack, standin.api, user, "kpi")) for user in ("USALES01", "UNOBODY1")]
+    lookup = text_of(ask(slack, standin.api, "UNOBODY1", "ar"))
+    # then
+    assert all("This needs the" in text and "DSO" not in text for text in refused)
+    assert "This needs the" in lookup and "Accounts receivable" not in lookup
+    with server.db.read_session() as s:
+        actions = sorted((e.actor, e.action) for e in s.exec(select(AuditEvent).where(
+            AuditEvent.action.like("refused.command.%"))))
+    assert actions == [("UNOBODY1", "refused.command.ar"), ("UNOBODY1", "refused.command.kpi"),
+                       ("USALES01", "refused.command.kpi")]
