@@ -115,6 +115,7 @@ class InvoiceIn(Strict):
     total: Amount
     order: StrictStr | None = None
     lines: list[InvoiceLineIn] | None = None
+    payment_terms: Annotated[StrictStr, StringConstraints(max_length=32)] | None = None
 
 
 class PaymentIn(Strict):

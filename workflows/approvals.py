@@ -163,6 +163,8 @@ def decide(*, session: Session, approval_id: int, user_id: str, approve: bool,
     customer = session.get(Customer, order.customer_id)
     decision = Decision(approval, order, outcome)
     if approve:
+        if approval.kind == ApprovalKind.CREDIT and not customer.credit_reviewed:
+            _mark_reviewed(session, customer, actor=user_id, approval=approval, now=now)
         siblings = _approvals_of(session, order.id)
         if all(a.status == ApprovalStatus.APPROVED for a in siblings):
             from workflows.orders import approve_order
@@ -178,6 +180,18 @@ def decide(*, session: Session, approval_id: int, user_id: str, approve: bool,
     _show_decision(session, approval, order, customer)
     _tell_requester(session, approval, order, customer)
     return decision
+
+
+def _mark_reviewed(session: Session, customer: Customer, *, actor: str, approval: Approval,
+                   now: datetime) -> None:
+    """An approved credit request for a new customer is its first credit review: later
+    orders within policy are then approved without asking again (audited)."""
+    customer.credit_reviewed = True
+    customer.updated_at = now
+    session.add(customer)
+    audit.record(session, actor=actor, action="customer.credit_reviewed", entity_type="customer",
+                 entity_id=customer.id, from_state="new", to_state="reviewed", at=now,
+                 reason=f"credit approval #{approval.id} approved")
 
 
 def ensure_decidable(session: Session, *, approval_id: int, user_id: str) -> Approval:

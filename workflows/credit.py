@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -92,13 +92,34 @@ def credit_need(session: Session, order: Order, customer: Customer, as_of: date
     })
 
 
+def list_price_minor(line: OrderLine, product: Product | None, currency: str) -> int:
+    """The price a line is measured against: the product's list price when it is in the
+    order's currency (a lower unit price typed on the order is a discount too), else the
+    line's own unit price."""
+    if product is not None and product.currency == currency:
+        return max(product.unit_price_minor, line.unit_price_minor)
+    return line.unit_price_minor
+
+
+def effective_discount_bp(line: OrderLine, product: Product | None, currency: str) -> int:
+    """The discount a line really gives, in basis points of its list value: the discount
+    field, or more when the unit price was typed below the list price (rounded up, so a
+    price override can never slip under the maximum by rounding)."""
+    listed = line.quantity * list_price_minor(line, product, currency)
+    if listed <= 0:
+        return line.discount_bp
+    given = Decimal(listed - line.line_total_minor) * 10000 / Decimal(listed)
+    return max(line.discount_bp, int(given.to_integral_value(rounding=ROUND_CEILING)))
+
+
 def line_economics(line: OrderLine, product: Product | None, currency: str) -> dict:
     """What a line's discount costs: revenue given away and the margin before and after.
 
     Margins need the product's cost in the order currency; without it (no cost, or a product
     priced in another currency) only the lost revenue is known.
     """
-    gross = money.line_total(line.quantity, line.unit_price_minor, 0, currency)
+    gross = money.line_total(line.quantity, list_price_minor(line, product, currency), 0,
+                             currency)
     net = line.line_total_minor
     result = {"line_no": line.line_no, "sku": line.sku, "name": line.description,
               "quantity": line.quantity, "unit_price_minor": line.unit_price_minor,
@@ -133,12 +154,16 @@ def discount_need(session: Session, order: Order, lines: list[OrderLine]) -> App
         product = session.get(Product, line.product_id)
         limit_bp = (product.max_discount_bp if product and product.max_discount_bp is not None
                     else policy.max_discount_bp)
-        if line.discount_bp > limit_bp:
+        given_bp = effective_discount_bp(line, product, order.currency)
+        if given_bp > limit_bp:
+            below_list = given_bp > line.discount_bp
+            text = (f"{line.sku}: price below list is an effective discount of "
+                    f"{pct_text(given_bp)}%" if below_list
+                    else f"{line.sku}: discount {pct_text(given_bp)}%")
             reasons.append({"code": "discount_over_max", "line_no": line.line_no,
-                            "sku": line.sku, "discount_bp": line.discount_bp,
-                            "max_bp": limit_bp,
-                            "text": f"{line.sku}: discount {pct_text(line.discount_bp)}% "
-                                    f"exceeds the {pct_text(limit_bp)}% maximum"})
+                            "sku": line.sku, "discount_bp": given_bp, "max_bp": limit_bp,
+                            "price_below_list": below_list,
+                            "text": f"{text} exceeds the {pct_text(limit_bp)}% maximum"})
             over.append({**line_economics(line, product, order.currency), "max_bp": limit_bp})
     if not reasons:
         return None

@@ -129,6 +129,7 @@ class ErpInvoiceIn:
     total: str
     order: str | None = None
     lines: list[dict] | None = None
+    payment_terms: str | None = None
 
 
 def ingest_erp_invoice(session: Session, data: ErpInvoiceIn, *, actor: str) -> Invoice:
@@ -150,6 +151,10 @@ def ingest_erp_invoice(session: Session, data: ErpInvoiceIn, *, actor: str) -> I
     due = v.parse_date("due_date", data.due_date)
     if due < issue:
         raise ValidationFailed.of("due_date", "must not be before issue_date")
+    # The ERP's own terms when it sends them; otherwise plain NET<days> from its dates — never
+    # the customer's current terms, whose early-payment discount this invoice may not carry.
+    terms = (v.payment_terms("payment_terms", data.payment_terms) if data.payment_terms
+             else f"NET{(due - issue).days}" if due > issue else "DUE_ON_RECEIPT")
     order_id = None
     if data.order:
         order = session.exec(select(Order).where(Order.number == data.order)).first()
@@ -158,7 +163,7 @@ def ingest_erp_invoice(session: Session, data: ErpInvoiceIn, *, actor: str) -> I
         order_id = order.id
     invoice = Invoice(number=data.number.strip(), customer_id=customer.id, order_id=order_id,
                       source="erp", currency=currency, issue_date=issue, due_date=due,
-                      payment_terms=customer.payment_terms, subtotal_minor=total,
+                      payment_terms=terms, subtotal_minor=total,
                       total_minor=total, balance_minor=total,
                       billing_address=customer.billing_address,
                       shipping_address=customer.shipping_address)
@@ -168,12 +173,17 @@ def ingest_erp_invoice(session: Session, data: ErpInvoiceIn, *, actor: str) -> I
     for i, line in enumerate(data.lines or []):
         where = f"lines[{i}]"
         try:
-            quantity = int(line.get("quantity", 1))
-            price = v.amount_minor(f"{where}.unit_price", str(line.get("unit_price", "0")),
-                                   currency)
+            quantity = int(line.get("quantity") or 1)
             amount = (v.amount_minor(f"{where}.amount", str(line["amount"]), currency)
-                      if line.get("amount") is not None
-                      else money.line_total(quantity, price, 0, currency))
+                      if line.get("amount") is not None else None)
+            if line.get("unit_price") is not None:
+                price = v.amount_minor(f"{where}.unit_price", str(line["unit_price"]), currency)
+            elif amount is not None:  # an amount-only line: its unit price is what it says
+                price = amount if quantity == 1 else 0
+            else:
+                raise ValidationFailed.of(where, "needs a unit_price or an amount")
+            if amount is None:
+                amount = money.line_total(quantity, price, 0, currency)
         except (TypeError, ValueError) as exc:
             if isinstance(exc, ValidationFailed):
                 raise

@@ -42,6 +42,11 @@ def _checked(key: str, value: str) -> str:
             raise ValidationFailed.of("value", f"{key} must be a number of at least 0")
         if key == "max_discount_pct" and number > 100:
             raise ValidationFailed.of("value", "max_discount_pct must be at most 100")
+        if key.endswith("_pct") and number != number.quantize(Decimal("0.01")):
+            # percentages are used as basis points: 12.345 % would break every later check
+            raise ValidationFailed.of("value", f"{key} takes at most 2 decimals")
+        if key == "cashapp_confidence" and number > 1:
+            raise ValidationFailed.of("value", "cashapp_confidence is between 0 and 1")
         return str(number)
     if kind == "int":
         try:

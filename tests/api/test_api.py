@@ -228,3 +228,22 @@ def test_openapi_and_health(server) -> None:  # noqa: ANN001
         spec = client.get("/openapi.json").json()
         assert "/api/v1/orders" in spec["paths"]
         assert "/slack/events" not in spec["paths"]
+
+
+def test_erp_invoice_lines_by_amount_and_its_own_terms(company, api) -> None:  # noqa: ANN001
+    # given an ERP invoice whose lines carry amounts only, and no payment terms
+    body = {"number": "ERP-900", "customer": "C-GLOBEX", "currency": "USD",
+            "issue_date": "2026-10-01", "due_date": "2026-10-15", "total": "150.00",
+            "lines": [{"description": "Consulting", "amount": "100.00"},
+                      {"description": "Travel", "amount": "50.00"}]}
+    # when
+    created = api.post("/invoices", json=body)
+    # then: stored, with terms from its own dates (not the customer's)
+    assert created.status_code == 201, created.text
+    assert created.json()["payment_terms"] == "NET14"
+    with_terms = api.post("/invoices", json={**body, "number": "ERP-901", "lines": None,
+                                             "payment_terms": "2/10 NET30"})
+    assert with_terms.json()["payment_terms"] == "2/10 NET30"
+    bad = api.post("/invoices", json={**body, "number": "ERP-902",
+                                      "lines": [{"description": "Nothing"}]})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "lines[0]"

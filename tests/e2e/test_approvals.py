@@ -403,6 +403,8 @@ def test_admin_changes_policy_and_others_are_refused(company, slack, standin) ->
     assert [e.actor for e in audit(company, "refused.policy.change")] == ["USALES01"]
     # when an admin sends a bad value, then it is refused with the reason
     assert "number" in text_of(ask(slack, standin.api, ADMIN, "policy set max_discount_pct x"))
+    assert "2 decimals" in text_of(ask(slack, standin.api, ADMIN,
+                                       "policy set bank_fee_pct 0.125"))
     # when an admin raises it
     changed = text_of(ask(slack, standin.api, ADMIN, "policy set max_discount_pct 30"))
     assert "max_discount_pct" in changed and "30" in changed

@@ -248,3 +248,28 @@ def test_an_outsider_is_refused_before_their_input_is_looked_at(session) -> None
     with pytest.raises(PermissionDenied):
         approvals.decide(session=session, approval_id=approval.id, user_id="USALES01",
                          approve=False, note="")
+
+
+def test_approving_a_new_customer_is_its_credit_review(session) -> None:  # noqa: ANN001
+    # given a first order of a customer nobody has reviewed
+    setup_company(session)
+    first = f.order(session, "C-NEW")
+    # when the credit approver approves it
+    approvals.decide(session=session, approval_id=pending(session, first).id,
+                     user_id="UCREDIT1", approve=True)
+    # then the customer counts as reviewed (audited), and the next order within the limit
+    # needs no approval
+    newco = session.exec(select(Customer).where(Customer.external_id == "C-NEW")).one()
+    assert newco.credit_reviewed is True
+    [review] = actions(session, "customer.credit_reviewed")
+    assert review.actor == "UCREDIT1" and review.entity_id == str(newco.id)
+    assert f.order(session, "C-NEW").status == OrderStatus.APPROVED
+
+
+def test_a_rejection_does_not_review_the_customer(session) -> None:  # noqa: ANN001
+    setup_company(session)
+    first = f.order(session, "C-NEW")
+    approvals.decide(session=session, approval_id=pending(session, first).id,
+                     user_id="UCREDIT1", approve=False, note="unknown company")
+    newco = session.exec(select(Customer).where(Customer.external_id == "C-NEW")).one()
+    assert newco.credit_reviewed is False

@@ -115,3 +115,28 @@ def test_cancel_needs_a_reason_and_an_unshipped_order(session) -> None:  # noqa:
     orders.cancel_order(session, order, actor="USALES01", reason="no longer needed")
     with pytest.raises(InvalidTransition):
         orders.cancel_order(session, order, actor="USALES01", reason="again")
+
+
+def test_a_unit_price_below_list_counts_as_a_discount(session) -> None:  # noqa: ANN001
+    from workflows import orders
+
+    # given WID-1 listed at 19.99, the policy maximum 15 %
+    setup_company(session)
+
+    def order_at(price: str):  # noqa: ANN202
+        return orders.create_order(session, orders.OrderIn(
+            customer="C-GLOBEX", sales_rep="USALES01", currency="USD",
+            lines=[orders.LineIn(sku="WID-1", quantity=10, unit_price=price)]),
+            actor="USALES01")
+
+    # when priced 10 % below list: within policy
+    assert order_at("17.99").status == OrderStatus.APPROVED
+    # when priced at half the list price, with no discount field at all
+    cheap = order_at("9.99")
+    # then it needs a discount approval, and the card shows the revenue given away
+    assert cheap.status == OrderStatus.PENDING_APPROVAL
+    approval = session.exec(select(Approval).where(Approval.order_id == cheap.id)).one()
+    assert approval.kind == "discount"
+    assert approval.reasons[0]["price_below_list"] is True
+    assert approval.reasons[0]["discount_bp"] == 5003  # (199.90 - 99.90) / 199.90, rounded up
+    assert approval.snapshot["lost_minor"] == 10000
