@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
+from sqlmodel import select
 
 from api import idempotency, serialize
 from api.schemas import (
@@ -23,6 +24,7 @@ from api.schemas import (
     ShipmentIn,
     UserIn,
 )
+from models import Customer
 from workflows import cash_application, invoicing, masterdata, orders, queries, shipping, users
 from workflows import kpis as kpi_workflow
 from workflows.errors import NotFound
@@ -76,7 +78,8 @@ def put_user(slack_user_id: str, body: UserIn, request: Request) -> JSONResponse
 def post_customer(body: CustomerIn, request: Request, key: IdemKey = None) -> JSONResponse:
     def op(session):  # noqa: ANN001, ANN202
         customer, created = masterdata.upsert_customer(
-            session, masterdata.CustomerIn(**body.model_dump()), actor=API_ACTOR)
+            session, masterdata.CustomerIn(**body.model_dump(exclude_unset=True)),
+            actor=API_ACTOR)
         return (201 if created else 200), serialize.customer_json(customer)
     return _post(request, key, body.model_dump(mode="json"), op)
 
@@ -178,7 +181,10 @@ def get_payment(payment_id: int, request: Request) -> dict:
 @router.get("/customers/{external_id}", tags=["customers"])
 def get_customer(external_id: str, request: Request) -> dict:
     with _deps(request).db.read_session() as session:
-        customer = masterdata.customer_by_external_id(session, external_id)
+        customer = session.exec(select(Customer).where(
+            Customer.external_id == external_id)).first()
+        if customer is None:
+            raise NotFound(f"no customer {external_id}")
         position = customer_position(session, customer, datetime.now(UTC).date())
         data = serialize.customer_json(customer, position)
         data["open_invoices"] = [

@@ -86,7 +86,7 @@ def load_via_workflows(db: Database, data: Dataset) -> None:
             ingest_erp_invoice(s, ErpInvoiceIn(
                 number=inv.number, customer=inv.customer, currency=inv.currency,
                 issue_date=inv.issue_date, due_date=inv.due_date,
-                total=_major(inv.total_minor)),
+                total=_major(inv.total_minor), payment_terms=inv.terms),
                 actor="bench")
 
 

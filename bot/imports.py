@@ -406,7 +406,8 @@ UNITS: dict[str, Callable[[list[Row], Columns, Problems], list[Unit]]] = {
 def store(session: Session, kind: str, model: Any) -> bool:
     """Call the workflow the REST API calls for this kind; True if something changed."""
     if kind == "customers":
-        masterdata.upsert_customer(session, masterdata.CustomerIn(**model.model_dump()),
+        masterdata.upsert_customer(session, masterdata.CustomerIn(
+                                       **model.model_dump(exclude_unset=True)),
                                    actor=ACTOR)
     elif kind == "products":
         masterdata.upsert_product(session, masterdata.ProductIn(**model.model_dump()),

@@ -54,8 +54,6 @@ class Terms:
     def due_date(self, issue_date: date) -> date:
         return issue_date + timedelta(days=self.net_days)
 
-    def discount_deadline(self, issue_date: date) -> date | None:
-        return issue_date + timedelta(days=self.discount_days) if self.discount_pct else None
 
 
 def get_invoice(session: Session, number: str) -> Invoice:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlmodel import Session, select
 
@@ -18,20 +19,34 @@ from workflows import validation as v
 from workflows.errors import ValidationFailed
 
 
+class _Unset:
+    """An optional field the sender left out (as opposed to one sent as null)."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
 @dataclass
 class CustomerIn:
+    """A customer as an integration sends it. Optional fields left out (UNSET) keep their
+    stored value when the customer exists — an ERP re-sending name and limit must not reset the
+    collector, the billing contact or the credit review — and take the defaults when new."""
+
     external_id: str
     name: str
     currency: str
     credit_limit: str | Decimal
     payment_terms: str
-    billing_email: str | None = None
-    billing_address: str | None = None
-    shipping_address: str | None = None
-    collector: str | None = None
-    sales_rep: str | None = None
-    credit_reviewed: bool = False
-    tax_rate_pct: str | Decimal | None = None
+    billing_email: str | None = UNSET
+    billing_address: str | None = UNSET
+    shipping_address: str | None = UNSET
+    collector: str | None = UNSET
+    sales_rep: str | None = UNSET
+    credit_reviewed: bool = UNSET
+    tax_rate_pct: str | Decimal | None = UNSET
 
 
 @dataclass
@@ -63,37 +78,57 @@ def upsert_customer(session: Session, data: CustomerIn, *, actor: str) -> tuple[
         raise ValidationFailed.of("external_id", "must not be empty")
     if not data.name.strip():
         raise ValidationFailed.of("name", "must not be empty")
+    given = {k: getattr(data, k) for k in OPTIONAL_CUSTOMER_FIELDS
+             if getattr(data, k) is not UNSET}
     currency = v.currency("currency", data.currency)
-    limit = v.amount_minor("credit_limit", data.credit_limit, currency)
-    terms = v.payment_terms("payment_terms", data.payment_terms)
-    collector = _known_user(session, "collector", data.collector)
-    rep = _known_user(session, "sales_rep", data.sales_rep)
-    tax_bp = v.percent_bp("tax_rate_pct", data.tax_rate_pct) if data.tax_rate_pct else 0
+    values: dict[str, Any] = {
+        "name": data.name.strip(),
+        "credit_limit_minor": v.amount_minor("credit_limit", data.credit_limit, currency),
+        "payment_terms": v.payment_terms("payment_terms", data.payment_terms),
+    }
+    for field in ("billing_email", "billing_address", "shipping_address"):
+        if field in given:
+            values[field] = given[field]
+    if "collector" in given:
+        values["collector_id"] = _known_user(session, "collector", given["collector"])
+    if "sales_rep" in given:
+        values["sales_rep_id"] = _known_user(session, "sales_rep", given["sales_rep"])
+    if "credit_reviewed" in given:
+        values["credit_reviewed"] = bool(given["credit_reviewed"])
+    if "tax_rate_pct" in given:
+        values["tax_rate_bp"] = (v.percent_bp("tax_rate_pct", given["tax_rate_pct"])
+                                 if given["tax_rate_pct"] else 0)
     customer = session.exec(
         select(Customer).where(Customer.external_id == data.external_id)).first()
     created = customer is None
     if customer is None:
-        customer = Customer(external_id=data.external_id, name=data.name, currency=currency)
+        customer = Customer(external_id=data.external_id, name=values["name"],
+                            currency=currency)
     elif customer.currency != currency:
         raise ValidationFailed.of("currency", f"customer {data.external_id} bills in "
                                   f"{customer.currency}; a currency change needs a new customer")
-    customer.name = data.name.strip()
-    customer.credit_limit_minor = limit
-    customer.payment_terms = terms
-    customer.billing_email = data.billing_email
-    customer.billing_address = data.billing_address
-    customer.shipping_address = data.shipping_address
-    customer.collector_id = collector
-    customer.sales_rep_id = rep
-    customer.credit_reviewed = bool(data.credit_reviewed)
-    customer.tax_rate_bp = tax_bp
+    changes = {}
+    for field, value in values.items():
+        before = getattr(customer, field)
+        if created or before != value:
+            changes[field] = [None if created else before, value]
+            setattr(customer, field, value)
+    if not changes:
+        return customer, False
     customer.updated_at = utcnow()
     session.add(customer)
     session.flush()
+    # What changed, old and new: a raised credit limit is a credit decision worth tracing.
     audit.record(session, actor=actor, action="customer.created" if created
                  else "customer.updated", entity_type="customer", entity_id=customer.id,
-                 external_id=customer.external_id)
+                 external_id=customer.external_id,
+                 changes={k: v for k, v in changes.items() if k not in _UNAUDITED})
     return customer, created
+
+
+OPTIONAL_CUSTOMER_FIELDS = ("billing_email", "billing_address", "shipping_address", "collector",
+                            "sales_rep", "credit_reviewed", "tax_rate_pct")
+_UNAUDITED = ("billing_address", "shipping_address")  # long free text; the fact is enough
 
 
 def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Product, bool]:

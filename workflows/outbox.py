@@ -49,11 +49,6 @@ def update_message(session: Session, *, target_outbox_id: int, template: str, co
                 payload={"template": template, "context": context})
 
 
-def publish_home(session: Session, *, user_id: str, template: str, context: dict) -> OutboxMessage:
-    return _add(session, transport="slack", method="views.publish",
-                payload={"user_id": user_id, "template": template, "context": context})
-
-
 def send_email(session: Session, *, to: str, template: str, context: dict,
                dedupe_key: str | None = None, attachments: list[dict] | None = None
                ) -> OutboxMessage:

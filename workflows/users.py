@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models import Role, User, UserRole
@@ -77,12 +78,13 @@ def upsert_user(session: Session, *, user_id: str, name: str, roles: list[str],
     return user, created
 
 
-def set_roles(session: Session, *, user_id: str, roles: set[str], actor: str) -> None:
+def set_roles(session: Session, *, user_id: str, roles: set[str], actor: str,
+              field: str = "roles") -> None:
     held = roles_of(session, user_id)
     for role in sorted(roles - held):
         grant_role(session, user_id=user_id, role=role, actor=actor)
     for role in sorted(held - roles):
-        revoke_role(session, user_id=user_id, role=role, actor=actor)
+        revoke_role(session, user_id=user_id, role=role, actor=actor, field=field)
 
 
 def grant_role(session: Session, *, user_id: str, role: str, actor: str) -> bool:
@@ -98,15 +100,26 @@ def grant_role(session: Session, *, user_id: str, role: str, actor: str) -> bool
     return True
 
 
-def revoke_role(session: Session, *, user_id: str, role: str, actor: str) -> bool:
-    row = session.get(UserRole, (user_id, role))
-    if row is None:
+def revoke_role(session: Session, *, user_id: str, role: str, actor: str,
+                field: str = "role") -> bool:
+    """Take a role away; False if not held. The last admin can never be removed: the delete
+    itself is conditional on another admin remaining, so two concurrent revocations cannot
+    both succeed (on PostgreSQL the admin rows are locked first)."""
+    held = session.get(UserRole, (user_id, role))
+    if held is None:
         return False
+    table = UserRole.__table__
+    condition = [table.c.user_id == user_id, table.c.role == role]
     if role == Role.ADMIN:
-        admins = session.exec(select(UserRole).where(UserRole.role == Role.ADMIN)).all()
-        if len(admins) <= 1:
-            raise ValidationFailed.of("role", "cannot remove the last admin")
-    session.delete(row)
+        admins = sa.select(table.c.user_id).where(table.c.role == Role.ADMIN)
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(admins.with_for_update()).all()  # SQLite writers are serialised
+        condition.append(sa.select(sa.func.count()).select_from(table)
+                         .where(table.c.role == Role.ADMIN, table.c.user_id != user_id)
+                         .scalar_subquery() > 0)
+    if session.execute(sa.delete(table).where(*condition)).rowcount == 0:
+        raise ValidationFailed.of(field, "cannot remove the last admin")
+    session.expunge(held)
     audit.role_changed(session, actor=actor, user_id=user_id, role=role, granted=False)
     session.flush()
     return True

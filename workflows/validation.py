@@ -22,7 +22,7 @@ def currency(field: str, value: str) -> str:
 
 
 def amount_minor(field: str, value: str | Decimal | int, currency_code: str, *,
-                 positive: bool = False, allow_zero: bool = True) -> int:
+                 positive: bool = False) -> int:
     """A decimal string in major units -> minor units, refusing floats and extra decimals."""
     if isinstance(value, float):
         raise ValidationFailed.of(field, "send amounts as decimal strings, e.g. \"1250.00\"")
@@ -30,7 +30,7 @@ def amount_minor(field: str, value: str | Decimal | int, currency_code: str, *,
         minor = money.to_minor(value, currency_code)
     except money.MoneyError as exc:
         raise ValidationFailed.of(field, str(exc)) from None
-    if minor < 0 or (positive and minor == 0) or (not allow_zero and minor == 0):
+    if minor < 0 or (positive and minor == 0):
         raise ValidationFailed.of(field, "must be greater than zero" if positive
                                   else "must not be negative")
     return minor

@@ -247,3 +247,29 @@ def test_erp_invoice_lines_by_amount_and_its_own_terms(company, api) -> None:  #
     bad = api.post("/invoices", json={**body, "number": "ERP-902",
                                       "lines": [{"description": "Nothing"}]})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "lines[0]"
+
+
+def test_customer_resend_keeps_what_it_leaves_out_and_audits_changes(company, api, server) -> None:  # noqa: ANN001
+    from models import AuditEvent
+
+    # given a reviewed customer with a billing contact (see CUSTOMER)
+    # when the ERP re-sends only the required fields, with a higher limit
+    resent = api.post("/customers", json={"external_id": "C-GLOBEX", "name": "Globex Corporation",
+                                           "currency": "USD", "credit_limit": "75000.00",
+                                           "payment_terms": "NET30"})
+    # then what it left out is kept, and the change is audited with old and new values
+    assert resent.status_code == 200
+    body = resent.json()
+    assert body["credit_reviewed"] is True and body["billing_email"] == "ap@globex.example"
+    assert body["credit_limit"] == "75000.00"
+    with server.db.read_session() as s:
+        update = s.exec(select(AuditEvent).where(AuditEvent.action == "customer.updated")).one()
+    assert update.data["changes"] == {"credit_limit_minor": [5000000, 7500000]}
+    # when a field is sent as null, it is cleared; an identical re-send changes nothing
+    cleared = api.post("/customers", json={**CUSTOMER, "billing_email": None})
+    assert cleared.json()["billing_email"] is None
+    again = api.post("/customers", json={**CUSTOMER, "billing_email": None})
+    assert again.status_code == 200
+    with server.db.read_session() as s:
+        assert len(s.exec(select(AuditEvent).where(
+            AuditEvent.action == "customer.updated")).all()) == 2

@@ -49,9 +49,9 @@ def order(session: Session, customer_ext: str = "C-GLOBEX", *, rep: str = "USALE
 
 def invoice(session: Session, number: str, customer_ext: str = "C-GLOBEX", *,
             total: str = "1000.00", due: date | None = None, issued: date | None = None,
-            currency: str = "USD") -> Invoice:
+            currency: str = "USD", terms: str | None = None) -> Invoice:
     due = due or datetime.now(UTC).date() + timedelta(days=30)
     issued = issued or due - timedelta(days=30)
     return ingest_erp_invoice(session, ErpInvoiceIn(
         number=number, customer=customer_ext, currency=currency, issue_date=issued,
-        due_date=due, total=total), actor="test")
+        due_date=due, total=total, payment_terms=terms), actor="test")

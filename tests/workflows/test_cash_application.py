@@ -38,7 +38,7 @@ def books(session):  # noqa: ANN001, ANN201
         f.invoice(session, number, customer, total=total, issued=ISSUED,
                   due=ISSUED + timedelta(days=30))
     f.invoice(session, "INV-2026-000300", "C-ACME", total="5000.00", issued=date(2026, 11, 15),
-              due=date(2026, 12, 15))
+              due=date(2026, 12, 15), terms="2/10 NET30")
     session.commit()
     return session
 
