@@ -245,3 +245,17 @@ def test_approval_turnaround_ignores_cancelled_requests(session: Session) -> Non
     report = kpis.compute(session, date(2026, 3, 31), now=LATER)
     # then: (2 h + 6 h) / 2, not (2 + 2 + 6) / 3
     assert report.approval_turnaround_hours == Decimal("4.00")
+
+
+def test_with_all_ar_collected_the_home_currency_is_the_one_sold_in(session: Session) -> None:
+    # given: 500.00 sold 03-02 and paid in full 03-10; nothing open on 03-31
+    f.customer(session)
+    f.invoice(session, "INV-2026-000401", total="500.00", issued=date(2026, 3, 2),
+              due=date(2026, 4, 1))
+    pay(session, "500.00", "INV-2026-000401", date(2026, 3, 10))
+    session.commit()
+    # when
+    report = kpis.compute(session, T2, now=LATER)
+    # then: DSO 0 days, not "no KPIs"
+    assert report.currency == "USD" and report.credit_sales_minor == 50000
+    assert report.dso == Decimal("0.00") and report.cei == Decimal("100.00")
