@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from blocks.common import context, fields, header, render, section
+from blocks.common import context, divider, fields, header, render, section
 from blocks.templates import template
 from blocks.text import fmt_date
 
@@ -28,7 +28,8 @@ def kpi_blocks(data: dict, *, title: str = "O2C KPIs") -> list:
         fields([
             ("Cash auto-match", f"{_num(cash['auto_match_rate_pct'], ' %')} of "
                                 f"{cash['payments']} payments"),
-            ("Auto-matched amount", _num(cash["auto_match_amount_pct"], " %")),
+            (f"Auto-matched amount{f' ({cur})' if cur else ''}",
+             _num(cash["auto_match_amount_pct"], " %")),
             ("Approval turnaround", _num(data["approval_turnaround_hours"], " h")),
             ("Order cycle time", _num(data["order_cycle_days"], " days")),
             ("Invoice accuracy", _num(data["invoice_accuracy_pct"], " %")),
@@ -44,6 +45,11 @@ def kpi_blocks(data: dict, *, title: str = "O2C KPIs") -> list:
 
 def kpi_message(data: dict) -> list[dict]:
     return render(kpi_blocks(data))
+
+
+def home_section(data: dict) -> list[dict]:
+    """The KPI section of an admin's App Home tab."""
+    return render([*kpi_blocks(data), divider()])
 
 
 @template("kpi_report")

@@ -1,29 +1,68 @@
-"""The weekly KPI post (`o2c run kpi-report`, Mondays 08:00 UTC), once per ISO week."""
+"""The weekly KPI post to the AR channel (`kpi-report`), once per ISO week.
+
+When: an ISO week's post is due on its Monday at 08:00 in the business time zone (policy
+`business_timezone`). The scheduler runs the job every 15 minutes as a catch-up: the first run
+at or after that moment posts it — a server that was down or being deployed at 08:00 posts at
+its next run — and later runs find the week's `JobRun` ("2026-W48") and post nothing.
+`o2c run kpi-report --as-of DATE` posts DATE's week as of DATE, if that week's post is due and
+has not gone out yet (so a back-fill of a missed week works, and a second run is a no-op).
+
+How: the KPIs are computed in a read session — over a big database that takes a while, and on
+SQLite a write transaction would hold the write lock all that time — and then one short
+transaction claims the week (`JobRun`, unique per job and key) and queues the post in the
+outbox. Two processes that race both compute; the one that claims the week first posts.
+"""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, time, timedelta
 
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
 
 from bot.jobs import job
 from models import JobRun
+from models.base import utcnow
 from workflows import kpis, outbox
+from workflows import policy as policies
+from workflows.workcalendar import zone
+
+NAME = "kpi-report"
+DUE_TIME = time(8)  # on the ISO week's Monday, in the business time zone
 
 
-@job("kpi-report", cron={"day_of_week": "mon", "hour": 8, "minute": 0},
-     summary="weekly KPI post to the AR channel")
-def kpi_report(deps, as_of: date) -> dict:  # noqa: ANN001
+def week_key(as_of: date) -> str:
     year, week, _ = as_of.isocalendar()
-    key = f"{year}-W{week:02d}"
+    return f"{year}-W{week:02d}"
+
+
+def due_at(as_of: date, tz: str) -> datetime:
+    """When the post of `as_of`'s ISO week is due: its Monday, 08:00 business time."""
+    monday = as_of - timedelta(days=as_of.weekday())
+    return datetime.combine(monday, DUE_TIME, tzinfo=zone(tz))
+
+
+@job(NAME, cron={"minute": "*/15"},
+     summary="weekly KPI post to the AR channel (due Monday 08:00 business time)")
+def kpi_report(deps, as_of: date, *, now: datetime | None = None) -> dict:  # noqa: ANN001
+    now = now or utcnow()
+    key = week_key(as_of)
+    with deps.db.read_session() as session:
+        due = due_at(as_of, policies.current(session).business_timezone)
+        if now < due:
+            return {"week": key, "posted": False, "reason": f"not due before {due.isoformat()}"}
+        if session.exec(select(JobRun.id).where(JobRun.job == NAME,
+                                                JobRun.run_key == key)).first() is not None:
+            return {"week": key, "posted": False, "reason": "already posted this week"}
+        data = kpis.to_json(kpis.compute(session, as_of, now=now))
     try:
         with deps.db.transaction() as session:
-            session.add(JobRun(job="kpi-report", run_key=key))
+            session.add(JobRun(job=NAME, run_key=key, finished_at=utcnow(),
+                               summary={"as_of": data["as_of"], "dso": data["dso"]}))
             session.flush()
-            data = kpis.to_json(kpis.compute(session, as_of))
             outbox.post_to_channel(session, channel="ar", template="kpi_report",
-                                   context={"kpis": data}, dedupe_key=f"kpi-report:{key}")
+                                   context={"kpis": data}, dedupe_key=f"{NAME}:{key}")
     except IntegrityError:
         return {"week": key, "posted": False, "reason": "already posted this week"}
     deps.notify_outbox()
-    return {"week": key, "posted": True, "dso": data["dso"]}
+    return {"week": key, "posted": True, "as_of": data["as_of"], "dso": data["dso"]}

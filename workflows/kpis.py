@@ -1,23 +1,32 @@
 """O2C KPIs (SPEC §3), each computed in SQL over a trailing window and documented here.
 
-Amounts are summed per currency; ratio KPIs use the *home* currency (the one with the most
-receivables), since adding USD to EUR without rates would be wrong.
+Amounts are summed per currency; ratio KPIs over amounts use the *home* currency — the one with
+the most open AR at `as_of` (or, with no AR, the most credit sales in the window) — since
+adding USD to EUR without rates would be wrong.
 
-Window `W` = 90 days ending at `as_of` (inclusive). AR(t) = invoices issued on or before t,
-minus allocations, credit notes and write-offs recorded on or before t.
+Window `W` = 90 days ending at `as_of` (inclusive); days end at midnight UTC.
+AR(t) = open AR at the end of day t = Σ over invoices issued on or before t of total −
+allocations − credit notes − write-offs recorded on or before t (`workflows.receivables`
+computes it, from today's balances when t is today or later, historically when t is past).
+Current AR(t) = the part of AR(t) not yet due at t (due date on or after t).
 
 * **DSO (standard)** = AR(as_of) / credit sales in W × days in W.
-* **Best possible DSO** = current (not overdue) AR / credit sales in W × days in W.
+* **Best possible DSO** = current AR(as_of) / credit sales in W × days in W.
 * **Average days delinquent (ADD)** = DSO − best possible DSO.
 * **Count-back DSO**: walk back month by month from `as_of`, subtracting each month's credit
-  sales from AR(as_of); whole months count 30 days (or their real length), the last one pro rata.
-* **CEI** (collection effectiveness) = (AR(start) + sales in W − AR(end)) /
-  (AR(start) + sales in W − current AR(end)) × 100.
-* **Cash-application auto-match rate** = payments received in W that the matching engine
-  applied with no human allocation (status applied, or partially applied when the rest is an
-  overpayment kept as credit; no allocation with method "manual") / payments received in W.
-  By amount: the amount the engine allocated automatically / the amount received in W.
-* **Approval turnaround** = mean hours from request to decision for approvals decided in W.
+  sales from AR(as_of): the month of `as_of` counts its days up to `as_of`, earlier whole
+  months their real length, and the month that covers the rest of AR pro rata
+  (rest / that month's sales × its days). None when three years of sales do not cover AR.
+* **CEI** (collection effectiveness) = (AR(start − 1) + sales in W − AR(as_of)) /
+  (AR(start − 1) + sales in W − current AR(as_of)) × 100, `start` = the first day of W.
+* **Cash-application auto-match rate** = payments received in W (all currencies: a count)
+  that the matching engine applied with no human allocation (status applied, or partially
+  applied when the rest is an overpayment kept as credit; no allocation with method "manual")
+  / payments received in W.
+  **By amount** (home currency only): the amount the engine allocated automatically from
+  home-currency payments received in W / the home-currency amount received in W.
+* **Approval turnaround** = mean hours from request to decision for approvals approved or
+  rejected in W (cancelled requests were never decided by anyone and do not count).
 * **Order cycle time** = mean days from order date to its first shipment, for orders first
   shipped in W.
 * **Invoice accuracy** = share of invoices issued in W without a credit note.
@@ -25,7 +34,6 @@ minus allocations, credit notes and write-offs recorded on or before t.
 
 from __future__ import annotations
 
-import calendar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -36,22 +44,24 @@ from sqlmodel import Session, select
 from models import (
     Allocation,
     Approval,
+    ApprovalStatus,
     CreditNote,
     Invoice,
     Order,
     Payment,
     Shipment,
-    WriteOff,
     money,
 )
 from workflows.receivables import aging_by_currency
 
 WINDOW_DAYS = 90
+COUNT_BACK_MONTHS = 36
 TWO = Decimal("0.01")
+DECIDED = (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED)
 
 
-def _end_of(day: date) -> datetime:
-    return datetime.combine(day, time.max, tzinfo=UTC)
+def _start_of(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 def _q(value: Decimal | None) -> Decimal | None:
@@ -81,29 +91,17 @@ class KpiReport:
 
 
 def sales_between(session: Session, currency: str, start: date, end: date) -> int:
+    """Credit sales: the totals of invoices issued from `start` to `end` (inclusive)."""
     return int(session.exec(select(sa.func.coalesce(sa.func.sum(Invoice.total_minor), 0)).where(
         Invoice.currency == currency, Invoice.issue_date >= start,
         Invoice.issue_date <= end)).one())
-
-
-def ar_at(session: Session, currency: str, day: date) -> int:
-    """AR balance at the end of `day`, rebuilt from issued amounts and settlements."""
-    issued = sales_between(session, currency, date.min, day)
-    cutoff = _end_of(day)
-    settled = 0
-    for model in (Allocation, CreditNote, WriteOff):
-        settled += int(session.exec(
-            select(sa.func.coalesce(sa.func.sum(model.amount_minor), 0))
-            .join(Invoice, Invoice.id == model.invoice_id)
-            .where(Invoice.currency == currency, model.created_at <= cutoff)).one())
-    return issued - settled
 
 
 def _count_back(session: Session, currency: str, as_of: date, ar: int) -> Decimal | None:
     if ar <= 0:
         return Decimal(0)
     remaining, days, end = Decimal(ar), Decimal(0), as_of
-    for _ in range(36):
+    for _ in range(COUNT_BACK_MONTHS):
         start = end.replace(day=1)
         length = (end - start).days + 1
         sales = Decimal(sales_between(session, currency, start, end))
@@ -111,22 +109,32 @@ def _count_back(session: Session, currency: str, as_of: date, ar: int) -> Decima
             return days + remaining / sales * length
         remaining -= sales
         days += length
-        end = start - timedelta(days=1)
-        if end.day != calendar.monthrange(end.year, end.month)[1]:
-            break
+        end = start - timedelta(days=1)  # the last day of the month before
     return None  # more AR than three years of sales: not meaningful
 
 
-def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS) -> KpiReport:
+def _home_currency(session: Session, aging: dict, start: date, end: date) -> str | None:
+    if aging:
+        return max(sorted(aging), key=lambda c: aging[c].total)
+    sales = sa.func.sum(Invoice.total_minor)
+    return session.exec(select(Invoice.currency).where(
+        Invoice.issue_date >= start, Invoice.issue_date <= end)
+        .group_by(Invoice.currency).order_by(sales.desc(), Invoice.currency).limit(1)).first()
+
+
+def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
+            now: datetime | None = None) -> KpiReport:
+    """Every KPI as of the end of `as_of` (`now` only decides whether `as_of` is past)."""
     start = as_of - timedelta(days=window_days - 1)
-    aging = aging_by_currency(session, as_of)
-    currency = max(aging, key=lambda c: aging[c].total) if aging else None
+    aging = aging_by_currency(session, as_of, now=now)
+    currency = _home_currency(session, aging, start, as_of)
     report = KpiReport(as_of=as_of, window_days=window_days, currency=currency,
-                       aging={c: dict(a.buckets) for c, a in aging.items()})
+                       aging={c: dict(a.buckets) for c, a in sorted(aging.items())})
     days = Decimal(window_days)
     if currency:
-        report.ar_minor = aging[currency].total
-        report.current_ar_minor = aging[currency].buckets["current"]
+        if currency in aging:
+            report.ar_minor = aging[currency].total
+            report.current_ar_minor = aging[currency].buckets["current"]
         report.credit_sales_minor = sales_between(session, currency, start, as_of)
         if report.credit_sales_minor:
             sales = Decimal(report.credit_sales_minor)
@@ -134,7 +142,8 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS) ->
             report.best_possible_dso = _q(Decimal(report.current_ar_minor) / sales * days)
             report.average_days_delinquent = _q(report.dso - report.best_possible_dso)
         report.count_back_dso = _q(_count_back(session, currency, as_of, report.ar_minor))
-        begin = ar_at(session, currency, start - timedelta(days=1))
+        before = aging_by_currency(session, start - timedelta(days=1), now=now).get(currency)
+        begin = before.total if before else 0
         denominator = begin + report.credit_sales_minor - report.current_ar_minor
         if denominator > 0:
             numerator = begin + report.credit_sales_minor - report.ar_minor
@@ -147,31 +156,34 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS) ->
 
 
 def _cash_application(session: Session, report: KpiReport, start: date, end: date) -> None:
-    manual = select(Allocation.payment_id).where(Allocation.method == "manual")
-    automatic = (select(Allocation.payment_id,
-                        sa.func.sum(Allocation.amount_minor).label("allocated"))
-                 .where(Allocation.method != "manual").group_by(Allocation.payment_id)
-                 .subquery())
+    is_manual = Allocation.method == "manual"
     rows = session.exec(
-        select(Payment.status, Payment.amount_minor, Payment.id.in_(manual),
-               sa.func.coalesce(automatic.c.allocated, 0))
-        .outerjoin(automatic, automatic.c.payment_id == Payment.id)
-        .where(Payment.received_at >= _end_of(start - timedelta(days=1)),
-               Payment.received_at <= _end_of(end))).all()
+        select(Payment.status, Payment.currency, Payment.amount_minor,
+               sa.func.coalesce(sa.func.sum(sa.case((is_manual, 1), else_=0)), 0),
+               sa.func.coalesce(sa.func.sum(sa.case((is_manual, 0),
+                                                    else_=Allocation.amount_minor)), 0))
+        .outerjoin(Allocation, Allocation.payment_id == Payment.id)
+        .where(Payment.received_at >= _start_of(start),
+               Payment.received_at < _start_of(end + timedelta(days=1)))
+        .group_by(Payment.id, Payment.status, Payment.currency, Payment.amount_minor)).all()
     report.payments_received = len(rows)
     if not rows:
         return
-    auto = [allocated for status, _, is_manual, allocated in rows
-            if status in ("applied", "partially_applied") and not is_manual and allocated]
+    auto = [(currency, int(allocated)) for status, currency, _, manual, allocated in rows
+            if status in ("applied", "partially_applied") and not manual and allocated]
     report.auto_match_rate = _q(Decimal(len(auto)) / len(rows) * 100)
-    total = sum(amount for _, amount, _, _ in rows)
-    report.auto_match_amount_rate = _q(Decimal(sum(auto)) / total * 100)
+    received = sum(amount for _, currency, amount, _, _ in rows
+                   if currency == report.currency)
+    if received:
+        matched = sum(allocated for currency, allocated in auto if currency == report.currency)
+        report.auto_match_amount_rate = _q(Decimal(matched) / received * 100)
 
 
 def _approvals(session: Session, report: KpiReport, start: date, end: date) -> None:
     rows = session.exec(select(Approval.created_at, Approval.decided_at).where(
-        Approval.decided_at.is_not(None), Approval.decided_at >= _end_of(start - timedelta(1)),
-        Approval.decided_at <= _end_of(end))).all()
+        Approval.status.in_(DECIDED), Approval.decided_at.is_not(None),
+        Approval.decided_at >= _start_of(start),
+        Approval.decided_at < _start_of(end + timedelta(days=1)))).all()
     if rows:
         seconds = sum(int((d - c).total_seconds()) for c, d in rows)
         report.approval_turnaround_hours = _q(Decimal(seconds) / 3600 / len(rows))
@@ -181,9 +193,10 @@ def _cycle_time(session: Session, report: KpiReport, start: date, end: date) -> 
     first = (select(Shipment.order_id, sa.func.min(Shipment.shipped_at).label("first"))
              .group_by(Shipment.order_id).subquery())
     rows = session.exec(select(Order.order_date, first.c.first)
-                        .join(first, first.c.order_id == Order.id)).all()
-    days = [(shipped.date() - ordered).days for ordered, shipped in rows
-            if start <= shipped.date() <= end]
+                        .join(first, first.c.order_id == Order.id)
+                        .where(first.c.first >= _start_of(start),
+                               first.c.first < _start_of(end + timedelta(days=1)))).all()
+    days = [(shipped.date() - ordered).days for ordered, shipped in rows]
     if days:
         report.order_cycle_days = _q(Decimal(sum(days)) / len(days))
 
@@ -218,7 +231,8 @@ def to_json(report: KpiReport) -> dict:
         "cei_pct": num(report.cei),
         "cash_application": {"payments": report.payments_received,
                              "auto_match_rate_pct": num(report.auto_match_rate),
-                             "auto_match_amount_pct": num(report.auto_match_amount_rate)},
+                             "auto_match_amount_pct": num(report.auto_match_amount_rate),
+                             "amount_currency": cur},
         "approval_turnaround_hours": num(report.approval_turnaround_hours),
         "order_cycle_days": num(report.order_cycle_days),
         "invoice_accuracy_pct": num(report.invoice_accuracy),

@@ -1,45 +1,71 @@
 """Receivables figures per customer and overall: open AR, overdue, aging buckets, exposure.
 
-Aging buckets (SPEC §3) by days past due: `current` (not yet due), `1-30`, `31-60`, `61-90`,
-`90+`. Bucket edges are computed as dates in Python and passed as parameters, so the same SQL
-runs on SQLite and PostgreSQL and uses the `(due_date, balance)` index.
+Aging buckets (SPEC §3) by days past due at `as_of`: `current` (not yet due), `1-30`, `31-60`,
+`61-90`, `90+`. `bucket_edges(as_of)` is the one definition of the bucket edges: it turns them
+into due dates, which are passed to SQL as parameters, so the same query runs on SQLite and
+PostgreSQL and uses the `(due_date, balance)` index.
+
+Open AR at the end of day `t` (UTC), per invoice:
+
+    balance(t) = total − allocations − credit notes − write-offs recorded on or before t
+                 for an invoice issued on or before t (0 for one issued later)
+
+* `t` today or later: `balance(t)` is `invoices.balance_minor` (kept equal to total minus every
+  settlement, see `workflows.invariants`) — the indexed fast path.
+* `t` in the past: `balance(t) = balance_minor + settlements recorded after t`, which is the
+  same number by that invariant and reads only open invoices plus what was settled since `t`,
+  instead of every settlement ever made.
+
+Either way the invoice is bucketed by its due date against `t`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from models import AGING_BUCKETS, Customer, Invoice, Order
+from models import AGING_BUCKETS, Allocation, CreditNote, Customer, Invoice, Order, WriteOff
 from models.orders import UNINVOICED_APPROVED
 
 BUCKETS = AGING_BUCKETS
+# The most days past due that current, 1-30, 31-60 and 61-90 hold; 90+ holds the rest.
+_BUCKET_MAX_DAYS = (0, 30, 60, 90)
 
 
-def bucket_for(days_past_due: int) -> str:
-    if days_past_due <= 0:
-        return "current"
-    if days_past_due <= 30:
-        return "1-30"
-    if days_past_due <= 60:
-        return "31-60"
-    if days_past_due <= 90:
-        return "61-90"
-    return "90+"
+def bucket_edges(as_of: date) -> list[tuple[str, date | None]]:
+    """Each aging bucket with the earliest due date it holds at `as_of`, newest first.
+
+    An invoice falls in the first bucket whose edge its due date is on or after; `90+` has no
+    lower edge (None). At 2026-11-23: current >= 11-23, 1-30 >= 10-24, 31-60 >= 09-24,
+    61-90 >= 08-25, 90+ before that.
+
+    Note: `workflows.collections` (`weight`, `_edges`/`_account_query`) still writes the same
+    edges out by hand; it should derive them from here."""
+    edges = [as_of - timedelta(days=days) for days in _BUCKET_MAX_DAYS]
+    return list(zip(BUCKETS, [*edges, None], strict=True))
 
 
-def _bucket_case(as_of: date) -> sa.Case:
-    due = Invoice.due_date
-    return sa.case(
-        (due >= as_of, "current"),
-        (due >= as_of - timedelta(days=30), "1-30"),
-        (due >= as_of - timedelta(days=60), "31-60"),
-        (due >= as_of - timedelta(days=90), "61-90"),
-        else_="90+",
-    )
+def bucket_case(due: sa.ColumnElement, as_of: date) -> sa.Case:
+    """SQL: the aging bucket name of a due-date column at `as_of`."""
+    *bounded, (last, _) = bucket_edges(as_of)
+    return sa.case(*((due >= edge, name) for name, edge in bounded), else_=last)
+
+
+def is_today_or_later(as_of: date, now: datetime | None = None) -> bool:
+    """True when `as_of` has not ended yet (UTC), so today's balances are its balances."""
+    return as_of >= (now or datetime.now(UTC)).astimezone(UTC).date()
+
+
+def _settled_after(cutoff: datetime) -> sa.Subquery:
+    """Per invoice: what allocations, credit notes and write-offs took off after `cutoff`."""
+    parts = [select(model.invoice_id.label("invoice_id"), model.amount_minor.label("amount"))
+             .where(model.created_at >= cutoff) for model in (Allocation, CreditNote, WriteOff)]
+    moves = sa.union_all(*parts).subquery()
+    return (select(moves.c.invoice_id, sa.func.sum(moves.c.amount).label("amount"))
+            .group_by(moves.c.invoice_id).subquery())
 
 
 @dataclass
@@ -57,21 +83,39 @@ class Aging:
         return self.total - self.buckets["current"]
 
 
-def aging_by_currency(session: Session, as_of: date, *, customer_id: int | None = None
-                      ) -> dict[str, Aging]:
-    """Open balances per aging bucket, one `Aging` per currency (amounts never mix)."""
-    bucket = _bucket_case(as_of).label("bucket")
-    query = (select(Invoice.currency, bucket, sa.func.sum(Invoice.balance_minor),
-                    sa.func.count())
-             .where(Invoice.balance_minor > 0)
-             .group_by(Invoice.currency, bucket))
-    if customer_id is not None:
-        query = query.where(Invoice.customer_id == customer_id)
+def aging_by_currency(session: Session, as_of: date, *, customer_id: int | None = None,
+                      now: datetime | None = None) -> dict[str, Aging]:
+    """Open balances at the end of `as_of` per aging bucket, one `Aging` per currency (amounts
+    never mix). A past `as_of` gets that day's balances (see the module docstring)."""
+    bucket = bucket_case(Invoice.due_date, as_of).label("bucket")
+    historical = not is_today_or_later(as_of, now)
     result: dict[str, Aging] = {}
-    for currency, name, amount, count in session.exec(query).all():
-        aging = result.setdefault(currency, Aging(currency))
-        aging.buckets[name] += int(amount or 0)
-        aging.counts[name] += int(count)
+
+    def add(rows: list) -> None:
+        for currency, name, amount, count in rows:
+            aging = result.setdefault(currency, Aging(currency))
+            aging.buckets[name] += int(amount or 0)
+            aging.counts[name] += int(count or 0)
+
+    def scoped(query: sa.Select) -> sa.Select:
+        if customer_id is not None:
+            query = query.where(Invoice.customer_id == customer_id)
+        if historical:
+            query = query.where(Invoice.issue_date <= as_of)
+        return query.group_by(Invoice.currency, bucket)
+
+    # what is open today (for a past day: of the invoices issued by then)
+    add(session.exec(scoped(
+        select(Invoice.currency, bucket, sa.func.sum(Invoice.balance_minor), sa.func.count())
+        .where(Invoice.balance_minor > 0))).all())
+    if historical:
+        # plus what was settled after that day; an invoice paid off since then counts again
+        after = _settled_after(datetime.combine(as_of + timedelta(days=1), time.min,
+                                                tzinfo=UTC))
+        reopened = sa.func.sum(sa.case((Invoice.balance_minor == 0, 1), else_=0))
+        add(session.exec(scoped(
+            select(Invoice.currency, bucket, sa.func.sum(after.c.amount), reopened)
+            .join(after, after.c.invoice_id == Invoice.id))).all())
     return result
 
 

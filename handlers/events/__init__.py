@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-MODULES: tuple[str, ...] = ("app_home", "collections")
+MODULES: tuple[str, ...] = ("app_home", "collections", "kpi_home")
 
 
 def register(app: App) -> None:

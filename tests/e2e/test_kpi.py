@@ -29,10 +29,14 @@ def test_kpi_command_shows_dso_and_aging(server, slack, standin) -> None:  # noq
 
 def test_weekly_kpi_report_posts_once_per_week(server, standin) -> None:  # noqa: ANN001
     # given
+    from bot import reports
+
     monday = date(2026, 11, 23)
+    at_nine = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
     # when
-    first = jobs.run_job("kpi-report", server.deps, monday)
-    again = jobs.run_job("kpi-report", server.deps, monday + timedelta(days=2))
+    first = reports.kpi_report(server.deps, monday, now=at_nine)
+    again = reports.kpi_report(server.deps, monday + timedelta(days=2),
+                               now=at_nine + timedelta(days=2))
     # then
     assert first["posted"] is True and again["posted"] is False
     standin.api.wait_for(lambda: standin.api.messages("CAR000001") or None)
@@ -59,3 +63,32 @@ def test_kpi_needs_a_finance_role_and_refusals_are_audited(server, slack, standi
             AuditEvent.action.like("refused.command.%"))))
     assert actions == [("UNOBODY1", "refused.command.ar"), ("UNOBODY1", "refused.command.kpi"),
                        ("USALES01", "refused.command.kpi")]
+
+
+def test_kpi_report_is_a_registered_catch_up_job() -> None:
+    # when
+    spec = jobs.load_all()["kpi-report"]
+    # then: every 15 minutes, so a deploy over Monday 08:00 does not skip the week
+    assert spec.cron == {"minute": "*/15"}
+
+
+def test_admins_see_the_kpis_on_app_home_and_sales_reps_do_not(server, slack, standin  # noqa: ANN001
+                                                               ) -> None:
+    # given: 900 of sales in the window, all of it open; a sales rep
+    today = datetime.now(UTC).date()
+    with server.db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.customer(s)
+        f.invoice(s, "INV-K1", total="300.00", issued=today - timedelta(days=60),
+                  due=today - timedelta(days=30))
+        f.invoice(s, "INV-K2", total="600.00", issued=today - timedelta(days=10),
+                  due=today + timedelta(days=20))
+    # when both open App Home
+    slack.app_home_opened("UADMIN01")
+    slack.app_home_opened("USALES01")
+    admin = standin.api.wait_for(lambda: standin.api.home_view("UADMIN01"), 10, "admin home")
+    rep = standin.api.wait_for(lambda: standin.api.home_view("USALES01"), 10, "rep home")
+    # then: DSO = 900 / 900 x 90 days for the admin only
+    assert "DSO" in text_of(admin) and "90.00 days" in text_of(admin)
+    assert "Aging USD" in text_of(admin)
+    assert "Your roles" in text_of(rep) and "DSO" not in text_of(rep)

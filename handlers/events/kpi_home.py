@@ -1,0 +1,29 @@
+"""The KPIs on the App Home tab of admins (finance leaders), a `HOME_SECTIONS` contribution.
+
+SPEC §1: the finance leader / admin sees DSO, aging, CEI and cycle-time KPIs on App Home. They
+are computed once per opening of the tab, in the read session App Home already holds, as of
+today (UTC) like `/o2c kpi`, so they come from the indexed open balances.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from slack_bolt import App
+
+from blocks.kpi import home_section
+from handlers.events.app_home import HOME_SECTIONS
+from models import Role
+from workflows import kpis
+
+
+def kpi_home(session, user, roles: list[str]) -> list[dict]:  # noqa: ANN001
+    if Role.ADMIN not in roles:
+        return []
+    today = datetime.now(UTC).date()
+    return home_section(kpis.to_json(kpis.compute(session, today)))
+
+
+def register(app: App) -> None:
+    if kpi_home not in HOME_SECTIONS:
+        HOME_SECTIONS.append(kpi_home)
