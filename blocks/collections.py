@@ -13,19 +13,25 @@ import json
 from datetime import date
 
 from slack_sdk.models.blocks import (
-    ActionsBlock,
-    ButtonElement,
     DatePickerElement,
     InputBlock,
     PlainTextInputElement,
 )
 
 from blocks import ids
-from blocks.common import context, divider, header, lines_text, render, section
+from blocks.common import (
+    actions,
+    button,
+    context,
+    divider,
+    header,
+    lines_text,
+    render,
+    section,
+)
 from blocks.templates import template
 from blocks.text import (
     MESSAGE_BLOCKS_MAX,
-    SECTION_TEXT_MAX,
     VIEW_BLOCKS_MAX,
     clip,
     esc,
@@ -59,28 +65,20 @@ def _totals_text(totals: dict) -> str:
     return lines_text(rows)
 
 
-def account_buttons(customer_id: int) -> ActionsBlock:
+def account_buttons(customer_id: int) -> dict:
+    """Log call · Promise to pay · Send reminder · Snooze for one account (digest, worklist,
+    App Home, broken-promise alert). Plain dicts: a digest renders 50 of these per run and
+    slack_sdk's model objects cost ~10x more to serialise."""
     value = str(customer_id)
-    return ActionsBlock(block_id=f"{ids.COLL_ACCOUNT_BLOCK}:{value}", elements=[
-        ButtonElement(text="Log call", action_id=ids.COLL_LOG_CALL, value=value),
-        ButtonElement(text="Promise to pay", action_id=ids.COLL_PROMISE, value=value,
-                      style="primary"),
-        ButtonElement(text="Send reminder", action_id=ids.COLL_REMINDER, value=value),
-        ButtonElement(text="Snooze", action_id=ids.COLL_SNOOZE, value=value),
-    ])
-
-
-def _button(text: str, action_id: str, value: str, style: str | None = None) -> dict:
-    button = {"type": "button", "text": {"type": "plain_text", "text": text, "emoji": True},
-              "action_id": action_id, "value": value}
-    if style:
-        button["style"] = style
-    return button
+    return actions(button("Log call", ids.COLL_LOG_CALL, value),
+                   button("Promise to pay", ids.COLL_PROMISE, value, style="primary"),
+                   button("Send reminder", ids.COLL_REMINDER, value),
+                   button("Snooze", ids.COLL_SNOOZE, value),
+                   block_id=f"{ids.COLL_ACCOUNT_BLOCK}:{value}")
 
 
 def account_blocks(rank: int, account: dict, *, tz: str = "UTC") -> list[dict]:
-    """Two blocks per account, built as plain dicts: a digest renders 50 of these per run and
-    slack_sdk's model objects cost ~10x more to serialise."""
+    """Two blocks per account: the figures and the account buttons."""
     currency = account["currency"]
     promise = dict(account["promise"], currency=currency) if account.get("promise") else None
     last = (fmt_datetime(account["last_contact"], tz) if account.get("last_contact")
@@ -90,15 +88,7 @@ def account_blocks(rank: int, account: dict, *, tz: str = "UTC") -> list[dict]:
             f"{account['days_late']} days late\n"
             f"Last contact: {last} · Promise: {_promise_text(promise)} · "
             f"priority {account['score']} (risk ×{account['risk']})")
-    value = str(account["customer_id"])
-    return [
-        {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_TEXT_MAX)}},
-        {"type": "actions", "block_id": f"{ids.COLL_ACCOUNT_BLOCK}:{value}", "elements": [
-            _button("Log call", ids.COLL_LOG_CALL, value),
-            _button("Promise to pay", ids.COLL_PROMISE, value, "primary"),
-            _button("Send reminder", ids.COLL_REMINDER, value),
-            _button("Snooze", ids.COLL_SNOOZE, value)]},
-    ]
+    return [section(text), account_buttons(account["customer_id"])]
 
 
 def worklist_blocks(snapshot: dict, *, title: str, tz: str = "UTC",
@@ -190,11 +180,6 @@ def call_modal(customer: dict, *, channel: str | None = None) -> dict:
             "blocks": render(blocks, limit=VIEW_BLOCKS_MAX)}
 
 
-def notice(text: str) -> list[dict]:
-    """A one-line ephemeral answer; `text` must already be escaped."""
-    return render([section(text)])
-
-
 # -- notifications -------------------------------------------------------------------------------
 def _invoice_line(ctx: dict) -> str:
     inv = ctx["invoice"]
@@ -206,7 +191,7 @@ def _invoice_line(ctx: dict) -> str:
 @template("overdue_notice")
 def overdue_notice(ctx: dict) -> dict:
     days = ctx["days_past_due"]
-    text = f"Invoice {ctx['invoice']['number']} is overdue ({days} day(s))"
+    text = f"Invoice {esc(ctx['invoice']['number'])} is overdue ({days} day(s))"
     blocks = [section(f":alarm_clock: {_invoice_line(ctx)} is now overdue "
                       f"({days} day{'s' if days != 1 else ''} past due)."),
               context(f"Dunning level {ctx['level']:+d}: the customer was reminded by e-mail.")]
@@ -216,7 +201,7 @@ def overdue_notice(ctx: dict) -> dict:
 @template("dunning_escalation")
 def dunning_escalation(ctx: dict) -> dict:
     days = ctx["days_past_due"]
-    text = f"Escalation: invoice {ctx['invoice']['number']} is {days} days overdue"
+    text = f"Escalation: invoice {esc(ctx['invoice']['number'])} is {days} days overdue"
     blocks = [section(f":rotating_light: Escalation: {_invoice_line(ctx)} is {days} days "
                       "past due. Please talk to your contact at the customer."),
               context(f"Dunning level {ctx['level']:+d}.")]
@@ -226,8 +211,8 @@ def dunning_escalation(ctx: dict) -> dict:
 @template("dunning_final")
 def dunning_final(ctx: dict) -> dict:
     days = ctx["days_past_due"]
-    text = (f"Final notice sent for {ctx['invoice']['number']}; "
-            f"{ctx['customer_name']} is on credit hold")
+    text = (f"Final notice sent for {esc(ctx['invoice']['number'])}; "
+            f"{esc(ctx['customer_name'])} is on credit hold")
     blocks = [section(f":no_entry: Final notice: {_invoice_line(ctx)} is {days} days past "
                       f"due. *{esc(ctx['customer_name'])}* is now on credit hold."),
               context(f"Dunning level {ctx['level']:+d}. New orders need a credit approval.")]
@@ -236,7 +221,7 @@ def dunning_final(ctx: dict) -> dict:
 
 @template("dunning_no_email")
 def dunning_no_email(ctx: dict) -> dict:
-    text = f"No billing e-mail for {ctx['customer_name']}: dunning {ctx['level']:+d} not sent"
+    text = f"No billing e-mail for {esc(ctx['customer_name'])}: dunning {ctx['level']:+d} not sent"
     blocks = [section(f":email: {_invoice_line(ctx)}: dunning level {ctx['level']:+d} "
                       f"({ctx['kind']}) could not be e-mailed — the customer has no billing "
                       "e-mail on file. Please contact them another way.")]
@@ -246,7 +231,8 @@ def dunning_no_email(ctx: dict) -> dict:
 @template("promise_broken")
 def promise_broken(ctx: dict) -> dict:
     cur = ctx["currency"]
-    text = f"Broken promise: {ctx['customer']} did not pay by {ctx['promised_date']}"
+    text = (f"Broken promise: {esc(ctx['customer'])} did not pay by "
+            f"{fmt_date(ctx['promised_date'])}")
     note = f"\n> {esc(clip(ctx['note'], 500))}" if ctx.get("note") else ""
     blocks = [section(f":broken_heart: *{esc(ctx['customer'])}* promised "
                       f"{fmt_money(ctx['amount_minor'], cur)} by "
@@ -261,7 +247,7 @@ def promise_broken(ctx: dict) -> dict:
 @template("email_queued")
 def email_queued(ctx: dict) -> dict:
     """A customer e-mail waits in the outbox because no SMTP server is configured."""
-    text = f"E-mail to {ctx['to']} queued (SMTP_URL is not set): {ctx['subject']}"
+    text = f"E-mail to {esc(ctx['to'])} queued (SMTP_URL is not set): {esc(ctx['subject'])}"
     body = clip(ctx.get("summary") or "", 2500)
     blocks = [section(f":outbox_tray: E-mail to *{esc(ctx['to'])}* is queued, not sent — "
                       f"`SMTP_URL` is not set.\n*{esc(ctx['subject'])}*"

@@ -365,27 +365,43 @@ def collectors(session: Session) -> list[str]:
     return sorted(set(by_role) | set(assigned))
 
 
-def queue_digests(session: Session, as_of: date, *, collector_ids: Iterable[str] | None = None,
-                  top: int = TOP_ACCOUNTS) -> list[str]:
-    """Queue today's digest DM for each collector that has not had one for `as_of`.
-
-    `DigestRun` (collector, run_date) is unique: a second run, a restart or another server
-    process finds the row and sends nothing. Returns the collectors queued now."""
+def prepare_digests(session: Session, as_of: date, *,
+                    collector_ids: Iterable[str] | None = None,
+                    top: int = TOP_ACCOUNTS) -> dict[str, dict]:
+    """The digest contexts (collector -> outbox context) of the collectors who have not had
+    their digest for `as_of` yet. Only reads: run it in a read session, since building the
+    worklists is the slow part (seconds on a million invoices) and must not hold SQLite's
+    write lock; then `record_digests` in a short write transaction."""
     wanted = list(collector_ids) if collector_ids is not None else collectors(session)
     if not wanted:
-        return []
+        return {}
     already = set(session.exec(select(DigestRun.collector_id).where(
         DigestRun.run_date == as_of, DigestRun.collector_id.in_(wanted))).all())
     todo = [c for c in wanted if c not in already]
     if not todo:
-        return []
+        return {}
     # all collectors: one unfiltered pass (cheapest); some: only their customers
     lists = build_worklists(session, as_of, top=top,
                             collector_ids=None if collector_ids is None else todo)
     zones = dict(session.exec(select(User.slack_user_id, User.timezone).where(
         User.slack_user_id.in_(todo))).all())
+    return {collector: {**lists.get(collector, Worklist(collector, as_of)).snapshot(),
+                        "tz": zones.get(collector) or "UTC"} for collector in todo}
+
+
+def record_digests(session: Session, as_of: date, digests: dict[str, dict]) -> list[str]:
+    """Queue the prepared digests: a `DigestRun` and an outbox DM per collector, in the
+    caller's (short) write transaction. `DigestRun` (collector, run_date) is unique: a
+    collector another process (or an earlier run) already recorded is skipped. Returns the
+    collectors queued now."""
+    if not digests:
+        return []
+    already = set(session.exec(select(DigestRun.collector_id).where(
+        DigestRun.run_date == as_of, DigestRun.collector_id.in_(list(digests)))).all())
     queued = []
-    for collector in todo:
+    for collector, context in digests.items():
+        if collector in already:
+            continue
         run = DigestRun(collector_id=collector, run_date=as_of)
         try:
             with session.begin_nested():
@@ -393,15 +409,21 @@ def queue_digests(session: Session, as_of: date, *, collector_ids: Iterable[str]
                 session.flush()
                 message = outbox.post_to_user(
                     session, user_id=collector, template="collections_digest",
-                    context={**lists.get(collector, Worklist(collector, as_of)).snapshot(),
-                             "tz": zones.get(collector) or "UTC"},
-                    dedupe_key=f"digest:{collector}:{as_of.isoformat()}")
+                    context=context, dedupe_key=f"digest:{collector}:{as_of.isoformat()}")
                 run.outbox_id = message.id
                 session.add(run)
         except IntegrityError:
             continue  # another process sent it first
         queued.append(collector)
     return queued
+
+
+def queue_digests(session: Session, as_of: date, *, collector_ids: Iterable[str] | None = None,
+                  top: int = TOP_ACCOUNTS) -> list[str]:
+    """Prepare and record in one session (tests, small books). The jobs split it: prepare in
+    a read session, record in a short write transaction."""
+    return record_digests(session, as_of, prepare_digests(session, as_of,
+                                                          collector_ids=collector_ids, top=top))
 
 
 # -- what a collector does -----------------------------------------------------------------------

@@ -32,14 +32,25 @@ def set_credit_hold(session: Session, *, customer_id: int, actor: str, on_hold: 
     action = "customer.credit_hold" if on_hold else "customer.credit_release"
     require_role(session, user_id=actor, roles=ROLES, action=action, entity_type="customer",
                  entity_id=customer_id)
-    customer = session.get(Customer, customer_id)
-    if customer is None:
+    if session.get(Customer, customer_id) is None:
         raise NotFound(f"no customer #{customer_id}")
+    return change_hold(session, customer_id=customer_id, actor=actor, on_hold=on_hold,
+                       reason=reason, now=now)
+
+
+def change_hold(session: Session, *, customer_id: int, actor: str, on_hold: bool,
+                reason: str | None = None, now: datetime | None = None) -> bool:
+    """The flag change itself, for callers that already decided it may happen (a person after
+    the role check above; dunning, actor "system", at the final notice). One conditional
+    UPDATE: of two concurrent callers exactly one changes the flag and audits it; the other
+    gets False. A loaded `Customer` in the session is refreshed."""
     table = Customer.__table__
     changed = session.execute(
         sa.update(table).where(table.c.id == customer_id, table.c.credit_hold != on_hold)
         .values(credit_hold=on_hold, updated_at=now or utcnow())).rowcount == 1
-    session.refresh(customer)
+    customer = session.identity_map.get(session.identity_key(Customer, customer_id))
+    if customer is not None:
+        session.refresh(customer)
     if changed:
         audit.credit_hold(session, actor=actor, customer_id=customer_id, on_hold=on_hold,
                           reason=reason)

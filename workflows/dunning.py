@@ -7,7 +7,8 @@ by its position, so a changed list keeps its meaning:
 * the first positive offset — `reminder`: an "overdue" e-mail to the customer, and the
   real-time *overdue notice* in Slack to the sales rep and the collector;
 * the last positive offset — `final`: the final notice e-mail, and the customer goes on credit
-  hold (audited as a decision, actor "system");
+  hold (audited as a decision, actor "system"; `credit_hold.change_hold`, a conditional UPDATE,
+  so two processes dunning different invoices of one customer hold and audit it once);
 * the positive offset before the last — `escalation`: the sales rep (and the collector) are
   asked in Slack to step in; the customer gets no e-mail at this level;
 * any other positive offset — `firm`: a firmer e-mail to the customer.
@@ -32,8 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from models import ActivityKind, CollectionActivity, Customer, DunningNotice, Invoice, Order
-from models.base import utcnow
-from workflows import audit, outbox, policy
+from workflows import credit_hold, outbox, policy
 from workflows.collections import invoice_snapshot
 
 EMAIL_KINDS = ("friendly", "reminder", "firm", "final")
@@ -164,13 +164,10 @@ def _send_level(session: Session, level: Level, invoice: Invoice, customer: Cust
                 _log(session, customer, invoice, ActivityKind.ESCALATION,
                      f"dunning {level.offset:+d}: escalated to the sales rep")
             elif level.kind == "final":
-                if not customer.credit_hold:
-                    customer.credit_hold = True
-                    customer.updated_at = utcnow()
-                    session.add(customer)
-                    audit.credit_hold(session, actor="system", customer_id=customer.id,
-                                      on_hold=True, reason=f"final notice for {invoice.number}: "
-                                      f"{context['days_past_due']} days past due")
+                if credit_hold.change_hold(
+                        session, customer_id=customer.id, actor="system", on_hold=True,
+                        reason=f"final notice for {invoice.number}: "
+                        f"{context['days_past_due']} days past due"):
                     run.holds.append(customer.id)
                 context = {**context, "credit_hold": True}
                 _tell(session, people, "dunning_final", context, key)

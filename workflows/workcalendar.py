@@ -14,20 +14,28 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from workflows.errors import ValidationFailed
 
-HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)$")
+HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-(?:([01]\d|2[0-3]):([0-5]\d)|24:00)$")
 WORKING_DAYS = frozenset(range(5))  # Monday (0) .. Friday (4)
 
 
 def parse_hours(text: str) -> tuple[time, time]:
-    """"09:00-17:00" -> (09:00, 17:00); "24:00" means the end of the day."""
+    """"09:00-17:00" -> (09:00, 17:00). "24:00" (only as the end) means the end of the day and
+    comes back as `time.max` ("00:00-24:00" is the whole day; see `within_hours`)."""
     match = HOURS.match((text or "").replace(" ", ""))
     if not match:
         raise ValidationFailed.of("working_hours", "use HH:MM-HH:MM, e.g. 09:00-17:00")
     start = time(int(match[1]), int(match[2]))
-    end = time.max if match[3] == "24" else time(int(match[3]), int(match[4]))
+    end = time.max if match[3] is None else time(int(match[3]), int(match[4]))
     if end <= start:
         raise ValidationFailed.of("working_hours", "the day must end after it starts")
     return start, end
+
+
+def within_hours(moment: time, hours: tuple[time, time]) -> bool:
+    """Is the wall-clock `moment` inside `parse_hours`' (opens, closes)? Closing time excluded;
+    a day that ends at 24:00 includes its last microsecond."""
+    opens, closes = hours
+    return opens <= moment and (moment < closes or closes == time.max)
 
 
 def zone(name: str) -> ZoneInfo:
@@ -50,7 +58,8 @@ def working_time_between(start: datetime, end: datetime, *, hours: str, tz: str
     while day <= local_end.date():
         if day.weekday() in WORKING_DAYS:
             day_open = datetime.combine(day, opens, tzinfo=where)
-            day_close = datetime.combine(day, closes, tzinfo=where)
+            day_close = (datetime.combine(day + timedelta(days=1), time.min, tzinfo=where)
+                         if closes == time.max else datetime.combine(day, closes, tzinfo=where))
             overlap = min(day_close, local_end) - max(day_open, local_start)
             if overlap > timedelta(0):
                 total += overlap

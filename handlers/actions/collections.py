@@ -11,7 +11,7 @@ from blocks import ids
 from blocks.collections import call_modal, promise_modal
 from blocks.text import esc, fmt_date
 from handlers.commands.collections import local_today
-from handlers.common import caller, deps_of, tell_user, transaction
+from handlers.common import caller, checking, deps_of, tell_user, transaction
 from workflows import collections
 
 
@@ -28,7 +28,7 @@ def _open_modal(body: dict, client: WebClient, context: BoltContext, kind: str) 
     user_id, customer_id = body["user"]["id"], _customer_id(body)
     user = caller(context, user_id, client=client)
     today = local_today(user.timezone)
-    with transaction(context) as session:
+    with checking(context) as session:  # only reads: the trigger_id must not wait for a lock
         collections.require_collector(session, user_id=user_id, action=f"collections.{kind}",
                                       customer_id=customer_id)
         account = collections.account(session, customer_id, today)

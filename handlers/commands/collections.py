@@ -2,37 +2,36 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from zoneinfo import ZoneInfo
+from datetime import date, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from blocks.collections import worklist_blocks
-from blocks.common import context, render, section
-from blocks.text import esc, fmt_datetime
+from blocks.common import context, lines_text, render, section
+from blocks.text import SECTION_TEXT_MAX, esc, fmt_datetime
 from handlers.commands import CommandCall, subcommand
-from handlers.common import caller, transaction
+from handlers.common import caller, checking, transaction
 from models import OutboxMessage, Role
-from workflows import outbox
+from workflows import audit, outbox
 from workflows.collections import require_collector, worklist
 from workflows.errors import DomainError
 from workflows.users import require_role
 
+LISTED = 20  # outbox rows per section of `/o2c admin outbox`
 
-def local_today(tz: str):  # noqa: ANN201
+
+def local_today(tz: str | None, *, now: datetime | None = None) -> date:
+    """Today in the user's Slack time zone; a missing or unknown zone (Slack sends what the
+    user's profile says) counts as UTC instead of failing the click. The collections handlers
+    all use this one."""
     try:
-        return datetime.now(ZoneInfo(tz or "UTC")).date()
-    except Exception:  # noqa: BLE001 - a bad tz falls back to UTC
-        return datetime.now(ZoneInfo("UTC")).date()
+        zone = ZoneInfo(tz or "UTC")
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        zone = ZoneInfo("UTC")
+    return (now or datetime.now(zone)).astimezone(zone).date()
 
 
-def _allowed(call: CommandCall, check) -> bool:  # noqa: ANN001
-    """Run a role check (a refusal is audited by `transaction`) and answer a refusal."""
-    try:
-        with transaction(call.context) as session:
-            check(session)
-    except DomainError as exc:
-        call.answer(render([section(f":warning: {esc(exc.detail)}")]), "Not allowed")
-        return False
-    return True
+def _refused(call: CommandCall, exc: DomainError) -> None:
+    call.answer(render([section(f":warning: {esc(exc.detail)}")]), "Not allowed")
 
 
 @subcommand("worklist", usage="/o2c worklist",
@@ -40,11 +39,13 @@ def _allowed(call: CommandCall, check) -> bool:  # noqa: ANN001
 def worklist_command(call: CommandCall) -> None:
     user = caller(call.context, call.user_id, call.user_name, call.client)
     today = local_today(user.timezone)
-    if not _allowed(call, lambda s: require_collector(s, user_id=call.user_id,
-                                                      action="collections.worklist")):
+    try:
+        with checking(call.context) as session:  # a refusal is audited
+            require_collector(session, user_id=call.user_id, action="collections.worklist")
+            snapshot = worklist(session, call.user_id, today).snapshot()
+    except DomainError as exc:
+        _refused(call, exc)
         return
-    with call.deps.db.read_session() as session:
-        snapshot = worklist(session, call.user_id, today).snapshot()
     call.answer(worklist_blocks(snapshot, title="Your collections worklist", tz=user.timezone),
                 f"Your worklist: {snapshot['total_accounts']} overdue account(s)")
 
@@ -58,34 +59,56 @@ def _row(row: OutboxMessage, tz: str) -> str:
             f"{error}")
 
 
+def _require_admin(session, user_id: str, action: str) -> None:  # noqa: ANN001
+    require_role(session, user_id=user_id, roles=(Role.ADMIN,), action=action,
+                 entity_type="outbox")
+
+
+def _retry(call: CommandCall, which: str) -> None:
+    """Re-queue failed messages (one or all), audited with the admin as the actor; the role is
+    checked again in the transaction that changes the rows."""
+    row_id = None if which == "all" else int(which)
+    with transaction(call.context) as session:
+        _require_admin(session, call.user_id, "admin.outbox.retry")
+        count = outbox.requeue_failed(session, row_id)
+        if count:
+            audit.record(session, actor=call.user_id, action="outbox.requeue",
+                         entity_type="outbox", entity_id=which, from_state="failed",
+                         to_state="pending", count=count)
+    call.answer(render([section(f":repeat: {count} message(s) queued again.")]), "Retried")
+
+
 @subcommand("admin", usage="/o2c admin outbox [retry <id|all>]",
             summary="admins: undelivered and failed notifications; queue failed ones again")
 def admin(call: CommandCall) -> None:
-    parts = call.args.split()
+    parts = call.args.lower().split()
     user = caller(call.context, call.user_id, call.user_name, call.client)
-    if not _allowed(call, lambda s: require_role(s, user_id=call.user_id, roles=(Role.ADMIN,),
-                                                 action="admin.outbox")):
+    listing = parts == ["outbox"]
+    try:
+        with checking(call.context) as session:  # a refusal is audited
+            _require_admin(session, call.user_id, "admin.outbox")
+            if listing:
+                failed, queued = outbox.failed(session, LISTED), outbox.queued(session, LISTED)
+    except DomainError as exc:
+        _refused(call, exc)
         return
-    if not parts or parts[0].lower() != "outbox":
+    if len(parts) == 3 and parts[:2] == ["outbox", "retry"] and (
+            parts[2] == "all" or parts[2].isdigit()):
+        _retry(call, parts[2])
+        return
+    if not listing:
         call.answer(render([section("Usage: `/o2c admin outbox [retry <id|all>]`")]), "Usage")
         return
-    db = call.deps.db
-    if len(parts) >= 3 and parts[1].lower() == "retry":
-        which = parts[2].lower()
-        if which != "all" and not which.isdigit():
-            call.answer(render([section("Usage: `/o2c admin outbox retry <id|all>`")]), "Usage")
-            return
-        with db.transaction() as session:
-            count = outbox.requeue_failed(session, None if which == "all" else int(which))
-        call.deps.notify_outbox()
-        call.answer(render([section(f":repeat: {count} message(s) queued again.")]), "Retried")
-        return
-    with db.read_session() as session:
-        failed, queued = outbox.failed(session, 20), outbox.queued(session, 20)
-    blocks = [section("*Failed* (kept until retried)\n"
-                      + ("\n".join(_row(r, user.timezone) for r in failed) or "none")),
-              section("*Waiting for delivery*\n"
-                      + ("\n".join(_row(r, user.timezone) for r in queued) or "none")),
-              context("`/o2c admin outbox retry <id|all>` queues failed messages again; "
+    blocks = [_listing("*Failed* (kept until retried)", failed, user.timezone),
+              _listing("*Waiting for delivery*", queued, user.timezone),
+              context(f"At most {LISTED} of each: the newest failed, the oldest waiting. "
+                      "`/o2c admin outbox retry <id|all>` queues failed messages again; "
                       "e-mails wait here while `SMTP_URL` is not set.")]
     call.answer(render(blocks), f"Outbox: {len(failed)} failed, {len(queued)} waiting")
+
+
+def _listing(title: str, rows: list[OutboxMessage], tz: str) -> dict:
+    """One section; rows that would not fit are counted ("…and N more"), never cut."""
+    head = title + "\n"
+    body = lines_text((_row(r, tz) for r in rows), limit=SECTION_TEXT_MAX - len(head))
+    return section(head + (body or "none"))

@@ -207,3 +207,66 @@ def test_chat_post_message_429_then_503_arrives_exactly_once(book, smtp_server, 
         row = s.exec(select(OutboxMessage).where(
             OutboxMessage.dedupe_key.like("digest:UCOLL002:%"))).one()
     assert row.status == "sent" and row.attempts == 3
+
+
+def test_account_modals_open_while_a_long_job_holds_the_write_lock(book, smtp_server,  # noqa: ANN001
+                                                                  standin) -> None:
+    from bot.jobs import run_job
+    from models import Customer
+    from sandbox.driver import SlackDriver
+    from tests.conftest import SIGNING_SECRET
+
+    slack = SlackDriver(f"{smtp_server.base_url}/slack/events", SIGNING_SECRET, api=standin.api)
+    run_job("digest", smtp_server.deps, _today())
+    digest = _digest(standin, "UCOLL001")
+    beta = f"collections_account:{book['B']}"
+    # given a long write transaction (on SQLite it holds the database's write lock)
+    with smtp_server.db.transaction() as busy:
+        busy.exec(select(Customer)).first()
+        # when the collector clicks "Promise to pay" and "Log call" meanwhile
+        slack.click("UCOLL001", digest, "collections_promise", block_id=beta)
+        slack.click("UCOLL001", digest, "collections_log_call", block_id=beta)
+        # then both modals open at once: the role check only reads (a trigger_id lasts 3 s)
+        opened = standin.api.wait_for(
+            lambda: [c for c in standin.api.calls_to("views.open") if c.ok][1:] and
+            [c for c in standin.api.calls_to("views.open") if c.ok], 3, "two modals")
+    assert sorted(c.params["view"]["callback_id"] for c in opened) == [
+        "collections_call_modal", "collections_promise_modal"]
+
+
+def test_admin_outbox_lists_with_a_count_and_audits_retries(server, slack, standin) -> None:  # noqa: ANN001
+    from models import OutboxMessage
+    from tests.conftest import ADMIN
+
+    # given 25 failed messages with long errors
+    with server.db.transaction() as s:
+        rows = [OutboxMessage(transport="slack", method="chat.postMessage", status="failed",
+                              attempts=5, last_error="channel_not_found: " + "x" * 500,
+                              payload={"channel": "ar", "template": "text",
+                                       "context": {"text": f"note {i}"}})
+                for i in range(25)]
+        s.add_all(rows)
+        s.flush()
+        first_id = rows[0].id
+    # when an admin lists the outbox
+    answer = ask(slack, standin.api, ADMIN, "admin outbox")
+    # then the failed section says how many more rows it did not show, within Slack's limits
+    failed = answer["blocks"][0]["text"]["text"]
+    assert failed.startswith("*Failed*") and len(failed) <= 3000
+    shown = failed.count("channel_not_found")
+    assert 0 < shown < 20 and f"…and {20 - shown} more" in failed
+    # when an admin re-queues one message, then all
+    assert "1 message(s) queued again" in text_of(
+        ask(slack, standin.api, ADMIN, f"admin outbox retry {first_id}"))
+    assert "24 message(s) queued again" in text_of(
+        ask(slack, standin.api, ADMIN, "admin outbox retry all"))
+    # and someone else may not
+    assert "admin role" in text_of(ask(slack, standin.api, "UCOLL001",
+                                       "admin outbox retry all"))
+    # then each re-queue is audited with the admin as the actor; the refusal too
+    with server.db.read_session() as s:
+        events = s.exec(select(AuditEvent).where(AuditEvent.action.in_(
+            ["outbox.requeue", "refused.admin.outbox"])).order_by(AuditEvent.id)).all()
+    assert [(e.actor, e.action, e.entity_id, e.data.get("count")) for e in events] == [
+        (ADMIN, "outbox.requeue", str(first_id), 1), (ADMIN, "outbox.requeue", "all", 24),
+        ("UCOLL001", "refused.admin.outbox", "-", None)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -9,7 +10,7 @@ from sqlmodel import select
 
 from models import AuditEvent, Customer, DunningNotice, Invoice, OutboxMessage
 from tests.support import factories as f
-from workflows import dunning
+from workflows import credit_hold, dunning
 from workflows.cash_application import PaymentIn, record_payment
 
 TODAY = date(2026, 11, 23)
@@ -148,3 +149,67 @@ def test_run_all_works_in_batches(db) -> None:  # noqa: ANN001
     assert run.sent == {7: 7}
     with db.read_session() as s:
         assert len(s.exec(select(DunningNotice)).all()) == 7
+
+
+def test_concurrent_final_notices_of_one_customer_hold_and_audit_once(db) -> None:  # noqa: ANN001
+    # given one customer with two invoices at the final level
+    with db.transaction() as s:
+        f.customer(s, "C-A", "Acme")
+        f.invoice(s, "INV-1", "C-A", due=TODAY - timedelta(days=30))
+        f.invoice(s, "INV-2", "C-A", due=TODAY - timedelta(days=35))
+    final = dunning.plan([-3, 1, 7, 14, 30])[-1]
+    # PostgreSQL: both processes have read the customer (not on hold) before either writes.
+    # SQLite: write transactions queue on the database lock, so the second one starts after
+    # the first committed (a barrier there would wait for a lock that is never released).
+    both_read = threading.Barrier(2) if db.is_postgres else None
+    runs, errors = [], []
+
+    def process(number: str) -> None:
+        try:
+            with db.transaction() as s:
+                invoice = s.exec(select(Invoice).where(Invoice.number == number)).one()
+                customer = s.get(Customer, invoice.customer_id)
+                if both_read:
+                    assert customer.credit_hold is False
+                    both_read.wait(10)
+                run = dunning.DunningRun(TODAY)
+                assert dunning._send_level(s, final, invoice, customer, None, TODAY, run)
+            runs.append(run)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    # when two dunning processes send the final notices of different invoices at once
+    threads = [threading.Thread(target=process, args=(n,)) for n in ("INV-1", "INV-2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    # then both notices went out, the customer is on hold, and the hold is audited once
+    assert errors == []
+    assert sorted(len(r.holds) for r in runs) == [0, 1]
+    with db.read_session() as s:
+        assert _notices(s) == [("INV-1", 30), ("INV-2", 30)]
+        assert s.exec(select(Customer)).one().credit_hold is True
+        holds = s.exec(select(AuditEvent).where(
+            AuditEvent.action == "customer.credit_hold")).all()
+        assert [h.actor for h in holds] == ["system"]
+
+
+def test_a_customer_already_on_hold_is_not_held_again(ledger) -> None:  # noqa: ANN001
+    # given a customer a credit approver already put on hold
+    customer = ledger.exec(select(Customer)).one()
+    assert credit_hold.change_hold(ledger, customer_id=customer.id, actor="UCREDIT1",
+                                   on_hold=True, reason="manual")
+    f.invoice(ledger, "INV-1", "C-A", due=TODAY - timedelta(days=30))
+    ledger.commit()
+    # when the final notice goes out
+    run = dunning.run_dunning(ledger, TODAY)
+    ledger.commit()
+    # then it is sent, and the hold is neither changed nor audited again
+    assert run.sent == {30: 1} and run.holds == []
+    holds = ledger.exec(select(AuditEvent).where(
+        AuditEvent.action == "customer.credit_hold")).all()
+    assert [h.actor for h in holds] == ["UCREDIT1"]
+    outbox_final = ledger.exec(select(OutboxMessage).where(
+        OutboxMessage.dedupe_key == "dunning:1:30:ar")).one()
+    assert outbox_final.payload["context"]["credit_hold"] is True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
@@ -11,6 +11,7 @@ from workflows.workcalendar import (
     end_of_working_day,
     evaluation_moment,
     parse_hours,
+    within_hours,
     working_time_between,
 )
 
@@ -58,3 +59,21 @@ def test_what_an_as_of_run_evaluates() -> None:
                               tz="Europe/Berlin") == at(9, 16)
     # a datetime: exactly then (naive = UTC)
     assert evaluation_moment(datetime(2026, 3, 5, 12, 0), now=now, **NINE_TO_FIVE) == at(5, 12)
+
+
+def test_a_day_may_end_at_midnight_and_only_at_24_00() -> None:
+    # given working hours that end at midnight
+    opens, closes = parse_hours("00:00-24:00")
+    # then every moment of the day is inside, the last microsecond too
+    assert within_hours(time(0, 0), (opens, closes))
+    assert within_hours(time(23, 59, 59, 999_999), (opens, closes))
+    assert not within_hours(time(17, 0), parse_hours("09:00-17:00"))
+    # and a full working day counts 24 hours
+    assert working_time_between(at(2, 0), at(3, 0), hours="00:00-24:00",
+                                tz="UTC") == timedelta(hours=24)
+    assert working_time_between(at(2, 20), at(3, 2), hours="18:00-24:00",
+                                tz="UTC") == timedelta(hours=4)
+    # 24 is no hour to start at, and 24:30 is no time
+    for text in ("24:00-24:00", "09:00-24:30", "09:00-24:01"):
+        with pytest.raises(ValidationFailed):
+            parse_hours(text)

@@ -1,0 +1,233 @@
+"""Every notification template escapes what users, customers, ERPs and banks supplied.
+
+Each template registered in `blocks.templates` is rendered from a realistic context (the shape
+its workflow writes) in which every free-text string value carries a mention and a forged
+link. Slack reads a message's `text` fallback and every mrkdwn text as markup, so neither may
+contain them raw; escaping twice (`&amp;lt;`) would show the reader garbage, so that is checked
+too (in every text, plain_text included).
+
+Values kept as they are (`STRUCTURED`): those whose format the system guarantees and the
+templates parse or rely on — ISO dates and timestamps, currency codes and time zones, state and
+kind vocabularies, Slack user ids (rendered as `<@U…>` mentions on purpose), numbers computed
+by the workflows (KPI figures, scores, amounts as decimal strings) and document numbers the
+system generates itself (`SO-1001`, the invoice it issues on shipment). Invoice numbers that may
+come from an ERP (collections, cash application) are free text and are substituted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from blocks import templates
+from sandbox.blockkit import validate_message
+
+HOSTILE = "<!channel> <https://x.example|Bank>"
+RAW = ("<!channel>", "<https://x.example|Bank>")
+TWICE = ("&amp;lt;", "&amp;gt;", "&amp;amp;")
+
+DATES = {"as_of", "date", "due_date", "issue_date", "promised_date", "last_contact",
+         "requested_at", "decided_at", "received_at", "at"}
+CODES = {"currency", "tz", "kind", "status", "audience", "code", "waiting_for"}
+SLACK_IDS = {"collector_id", "requested_by", "sales_rep", "decided_by", "taken_by", "by",
+             "approvers"}
+NUMBERS = {"score", "risk", "amount", "write_off", "unapplied_amount", "working_hours",
+           "total", "amount_due", "margin_before_pct", "margin_after_pct",
+           # KPI figures (workflows/kpis.to_json) and aging buckets
+           "ar", "current_ar", "credit_sales", "dso", "best_possible_dso", "count_back_dso",
+           "average_days_delinquent", "cei_pct", "auto_match_rate_pct",
+           "auto_match_amount_pct", "approval_turnaround_hours", "order_cycle_days",
+           "invoice_accuracy_pct", "current", "1-30", "31-60", "61-90", "90+"}
+STRUCTURED = DATES | CODES | SLACK_IDS | NUMBERS
+# (parent key, key) of system-generated document numbers: an order's number (SO-1001) and the
+# top-level "invoice" of order_shipped (the invoice issued for the shipment, INV-2026-000001)
+SYSTEM_NUMBERS = {("order", "number"), (None, "invoice")}
+
+
+def hostile(value: object, *, key: str | None = None, parent: str | None = None) -> object:
+    """The context with HOSTILE appended to every free-text string value."""
+    if isinstance(value, dict):
+        return {k: hostile(v, key=k, parent=key) for k, v in value.items()}
+    if isinstance(value, list):
+        return [hostile(v, key=key, parent=parent) for v in value]
+    if isinstance(value, str) and key not in STRUCTURED and (parent, key) not in SYSTEM_NUMBERS:
+        return f"{value} {HOSTILE}"
+    return value
+
+
+# -- realistic contexts, one or more per template ----------------------------------------------
+ORDER = {"number": "SO-1001", "status": "pending_approval", "currency": "USD",
+         "total_minor": 1_250_000, "customer": "Acme Ltd", "sales_rep": "USALES01"}
+INVOICE = {"number": "ERP-77/2026", "issue_date": "2026-09-24", "due_date": "2026-10-24",
+           "days_past_due": 30, "currency": "USD", "total_minor": 100_000,
+           "amount_due_minor": 80_000, "total": "1000.00", "amount_due": "USD 800.00"}
+DUNNING = {"kind": "final", "level": 30, "customer_id": 7, "customer_name": "Acme Ltd",
+           "invoice": INVOICE, "days_past_due": 30}
+CREDIT_SNAPSHOT = {
+    "currency": "USD", "credit_limit_minor": 1_000_000, "exposure_minor": 1_400_000,
+    "open_ar_minor": 150_000, "overdue_minor": 50_000,
+    "aging": {"current": 100_000, "1-30": 50_000, "31-60": 0, "61-90": 0, "90+": 0},
+    "oldest_days_past_due": 12, "credit_reviewed": True, "credit_hold": False,
+    "history": {"paid": 4, "paid_late": 1, "avg_days_late": 6, "days": 365}}
+DISCOUNT_SNAPSHOT = {"currency": "USD", "lost_minor": 30_000, "lines": [
+    {"line_no": 1, "sku": "WID-100", "name": "Widget, large", "quantity": 10,
+     "unit_price_minor": 10_000, "discount_bp": 3000, "max_bp": 1500, "gross_minor": 100_000,
+     "net_minor": 70_000, "lost_minor": 30_000, "cost_minor": 50_000,
+     "margin_before_minor": 50_000, "margin_after_minor": 20_000,
+     "margin_before_pct": "50.0", "margin_after_pct": "28.6"}]}
+
+
+def approval(kind: str, status: str = "pending", **extra: object) -> dict:
+    snapshot = CREDIT_SNAPSHOT if kind == "credit" else DISCOUNT_SNAPSHOT
+    reasons = ([{"code": "over_limit", "text": "exposure would exceed the credit limit"}]
+               if kind == "credit" else
+               [{"code": "discount_over_max", "text": "WID-100: discount 30% over 15%"}])
+    return {"approval_id": 3, "kind": kind, "status": status, "order": ORDER,
+            "requested_by": "USALES01", "requested_by_label": None, "sales_rep": "USALES01",
+            "requested_at": "2026-11-23T09:00:00+00:00", "reasons": reasons,
+            "snapshot": snapshot, "decided_by": None, "decided_at": None, "note": None,
+            "reminder": None, **extra}
+
+
+DECIDED = {"decided_by": "UCREDIT1", "decided_at": "2026-11-23T10:00:00+00:00",
+           "note": "Customer confirmed a prepayment"}
+SUGGESTION = {"rank": 1, "customer": "C-1", "customer_name": "Acme Ltd",
+              "confidence": "high", "fit": 0.93,
+              "invoices": [{"invoice": "ERP-77/2026", "amount": "800.00"}],
+              "write_off": "1.50", "unapplied_amount": "0.00",
+              "reasons": ["invoice number in the reference"],
+              "concerns": ["payer name differs from the customer"]}
+PAYMENT = {"id": 9, "amount_minor": 79_850, "currency": "USD", "payer_name": "ACME LTD",
+           "reference": "INV ERP-77/2026 thanks", "external_id": "BANK-2026-11-23-0001",
+           "received_at": "2026-11-23T08:00:00+00:00", "source": "camt053",
+           "customer_name": "Acme Ltd"}
+KPIS = {"as_of": "2026-11-23", "window_days": 90, "currency": "USD", "ar": "125000.00",
+        "current_ar": "100000.00", "credit_sales": "300000.00", "dso": "37.5",
+        "best_possible_dso": "30.0", "count_back_dso": "35.1",
+        "average_days_delinquent": "7.5", "cei_pct": "88.2",
+        "cash_application": {"payments": 40, "auto_match_rate_pct": "82.5",
+                             "auto_match_amount_pct": "90.1"},
+        "approval_turnaround_hours": "2.5", "order_cycle_days": "3.2",
+        "invoice_accuracy_pct": "99.0",
+        "aging": {"USD": {"current": "100000.00", "1-30": "20000.00", "31-60": "5000.00",
+                          "61-90": "0.00", "90+": "0.00"}}}
+ACCOUNT = {"customer_id": 7, "name": "Acme Ltd", "currency": "USD", "overdue_minor": 50_000,
+           "open_minor": 150_000, "days_late": 12, "score": "500.00", "risk": "1.00",
+           "last_contact": "2026-11-20T10:00:00+00:00",
+           "promise": {"status": "open", "amount_minor": 5000, "date": "2026-11-30"}}
+
+CONTEXTS: dict[str, list[tuple[str, dict]]] = {
+    "approval_card": [
+        ("credit pending", approval("credit", requested_by="api", requested_by_label="REST API")),
+        ("discount reminder", approval("discount", reminder={
+            "number": 2, "working_hours": "4.0", "approvers": ["UDISC001"]})),
+        ("credit approved", approval("credit", "approved", **DECIDED)),
+        ("discount rejected", approval("discount", "rejected", **DECIDED)),
+    ],
+    "discount_alert": [("pending", approval("discount"))],
+    "approval_decided": [
+        ("approved", approval("credit", "approved", waiting_for=["discount"], **DECIDED)),
+        ("rejected", approval("discount", "rejected", **DECIDED)),
+    ],
+    "order_status": [("approval", {"order": ORDER,
+                                   "reasons": ["exposure would exceed the credit limit"]})],
+    "backorder_notice": [
+        ("sales rep", {"order": ORDER, "lines": [
+            {"line_no": 1, "sku": "WID-100", "ordered": 10, "backordered": 4}]}),
+        ("billing", {"order": ORDER, "audience": "billing", "lines": [
+            {"line_no": 1, "sku": "WID-100", "ordered": 10, "backordered": 4}]}),
+    ],
+    "order_shipped": [("invoiced", {"order": {**ORDER, "status": "invoiced"},
+                                    "carrier": "DHL", "tracking_number": "JD0146000",
+                                    "invoice": "INV-2026-000001",
+                                    "invoice_total_minor": 1_250_000})],
+    "text": [("notice", {"text": "Statement import finished: 3 lines need review"})],
+    "cashapp_review": [
+        ("suggestions", {"payment": PAYMENT, "status": "needs_review",
+                         "suggestions": [SUGGESTION, {**SUGGESTION, "rank": 2,
+                                                      "customer_name": None}],
+                         "decision": None}),
+        ("applied", {"payment": PAYMENT, "status": "applied", "suggestions": [],
+                     "decision": {"by": "UCOLL001", "at": "2026-11-23T11:00:00+00:00",
+                                  "rank": 1, "invoices": SUGGESTION["invoices"],
+                                  "status": "applied"}}),
+        ("unidentified", {"payment": PAYMENT, "status": "unapplied", "suggestions": [],
+                          "decision": None}),
+    ],
+    "payment_recorded": [
+        (status, {"id": 9, "currency": "USD", "amount_minor": 79_850, "status": status,
+                  "allocations": [{"invoice": "ERP-77/2026", "amount": "798.50"}],
+                  "unapplied_minor": 0, "write_off_minor": 150})
+        for status in ("applied", "needs_review", "unapplied")
+    ],
+    "kpi_report": [("weekly", {"kpis": KPIS})],
+    "collections_digest": [
+        ("accounts", {"collector_id": "UCOLL001", "as_of": "2026-11-23",
+                      "totals": {"USD": {"current": 100_000, "1-30": 50_000, "31-60": 0,
+                                         "61-90": 0, "90+": 0}},
+                      "accounts": [ACCOUNT], "total_accounts": 3, "more": 2, "snoozed": 1,
+                      "tz": "Europe/Berlin"}),
+    ],
+    "overdue_notice": [("reminder", {**DUNNING, "kind": "reminder", "level": 1,
+                                     "days_past_due": 1})],
+    "dunning_escalation": [("escalation", {**DUNNING, "kind": "escalation", "level": 14,
+                                           "days_past_due": 14})],
+    "dunning_final": [("final", {**DUNNING, "credit_hold": True})],
+    "dunning_no_email": [("reminder", {**DUNNING, "kind": "reminder", "level": 1})],
+    "promise_broken": [("broken", {"promise_id": 4, "customer_id": 7, "customer": "Acme Ltd",
+                                   "currency": "USD", "amount_minor": 50_000,
+                                   "paid_minor": 10_000, "promised_date": "2026-11-20",
+                                   "note": "CFO said Friday", "taken_by": "UCOLL001"})],
+    "email_queued": [("queued", {"outbox_id": 12, "to": "ap@acme.example",
+                                 "subject": "Overdue invoices of Acme Ltd",
+                                 "summary": "Dear Acme Ltd, invoice ERP-77/2026 is overdue."})],
+}
+
+# Templates outside blocks/collections.py that still leak; their owners fix them and then
+# remove the mark (strict: an unexpected pass fails, so a stale mark is noticed).
+LEAKS = {
+    "discount_alert": "lead (blocks/approvals.py): the `text` fallback carries the customer "
+                      "name unescaped",
+}
+
+
+def cases() -> Iterator:
+    for name, variants in CONTEXTS.items():
+        for variant, ctx in variants:
+            marks = ([pytest.mark.xfail(strict=True, reason=LEAKS[name])]
+                     if name in LEAKS else [])
+            yield pytest.param(name, ctx, id=f"{name}-{variant}", marks=marks)
+
+
+def mrkdwn_texts(node: object) -> Iterator[str]:
+    if isinstance(node, dict):
+        if node.get("type") == "mrkdwn" and isinstance(node.get("text"), str):
+            yield node["text"]
+        for value in node.values():
+            yield from mrkdwn_texts(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from mrkdwn_texts(value)
+
+
+def test_every_registered_template_has_a_context_here() -> None:
+    assert sorted(CONTEXTS) == templates.names()
+
+
+@pytest.mark.parametrize(("name", "ctx"), list(cases()))
+def test_templates_escape_user_supplied_text(name: str, ctx: dict) -> None:
+    # given a realistic context whose free text mentions the channel and forges a link
+    evil = hostile(ctx)
+    # when
+    rendered = templates.render(name, evil)
+    # then the fallback text and every mrkdwn text carry it escaped, never raw
+    texts = [rendered.get("text") or "", *mrkdwn_texts(rendered)]
+    leaks = [t for t in texts for raw in RAW if raw in t]
+    assert leaks == []
+    dump = json.dumps(rendered, ensure_ascii=False)
+    assert [twice for twice in TWICE if twice in dump] == []
+    if evil != ctx:  # the substituted text is shown, escaped once
+        assert "&lt;!channel&gt; &lt;https://x.example|Bank&gt;" in dump
+    assert validate_message(rendered) == (None, [])
