@@ -153,7 +153,7 @@ def approval_card(ctx: dict) -> dict:
     order, kind = ctx["order"], ctx["kind"]
     status = ctx.get("status", "pending")
     reminder = ctx.get("reminder")
-    title = f"{kind.capitalize()} approval — {order['number']}"
+    title = f"{kind.capitalize()} approval — {order['number']}"  # raw: header() escapes
     blocks = [header(f"{'Reminder: ' if reminder else ''}{title}")]
     if reminder and status == "pending":
         pings = " ".join(f"<@{u}>" for u in reminder.get("approvers") or [])
@@ -174,7 +174,7 @@ def approval_card(ctx: dict) -> dict:
         blocks.append(section(decision_text(ctx)))
     blocks.append(context(f"Approval #{ctx['approval_id']} · asked "
                           f"{slack_date(ctx.get('requested_at'))}"))
-    return {"text": f"{'Reminder: ' if reminder else ''}{title}: {status}",
+    return {"text": f"{'Reminder: ' if reminder else ''}{esc(title)}: {status}",
             "blocks": render(blocks)}
 
 
@@ -206,7 +206,7 @@ def discount_alert(ctx: dict) -> dict:
 def approval_decided(ctx: dict) -> dict:
     """The requester's DM: decided, by whom, why; what happens to the order now."""
     order, status, kind = ctx["order"], ctx["status"], ctx["kind"]
-    text = f"Your {kind} request for {order['number']} was {status}"
+    text = f"Your {kind} request for {esc(order['number'])} was {status}"
     blocks = [section(f"{STATUS_MARK.get(status, '')} Your {kind} request for "
                       f"*{esc(order['number'])}* ({esc(order['customer'])}, "
                       f"{fmt_money(order['total_minor'], order['currency'])}) was *{status}* "

@@ -29,7 +29,7 @@ def order_status(ctx: dict) -> dict:
     status = order["status"]
     emoji = STATUS_EMOJI.get(status, ":information_source:")
     verb = OUTCOME.get(status, f"is now {status_label(status)}")
-    text = f"Order {order['number']} {verb}"
+    text = f"Order {esc(order['number'])} {verb}"
     blocks = [section(f"{emoji} Order {_order_line(order)} {verb}.")]
     reasons = [esc(r) for r in ctx.get("reasons") or []]
     if reasons:
@@ -43,7 +43,7 @@ def backorder_notice(ctx: dict) -> dict:
     rows = "\n".join(f"• `{esc(line['sku'])}` — {line['backordered']} of {line['ordered']} "
                      "backordered" for line in ctx["lines"])
     who = "Billing: " if ctx.get("audience") == "billing" else ""
-    text = f"{who}Order {order['number']} is short of stock"
+    text = f"{who}Order {esc(order['number'])} is short of stock"
     blocks = [
         section(f":package: {who}Order {_order_line(order)} is short of stock:\n{rows}"),
         context("Choices: ship what is in stock (partial), wait for stock, or cancel the "
