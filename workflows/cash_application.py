@@ -413,7 +413,7 @@ def allocate(session: Session, *, payment: Payment, invoice: Invoice, amount_min
     if left is None:
         raise OverallocationError(f"payment {payment.id} has less than "
                                   f"{money.format_money(amount_minor, payment.currency)} left")
-    reduce_balance(session, invoice, amount_minor)
+    reduce_balance(session, invoice, amount_minor, settled_at=payment.received_at)
     # the database's value after the conditional UPDATE (RETURNING saves a re-read)
     set_committed_value(payment, "unapplied_minor", left[0])
     allocation = Allocation(payment_id=payment.id, invoice_id=invoice.id,
@@ -429,12 +429,18 @@ def allocate(session: Session, *, payment: Payment, invoice: Invoice, amount_min
 
 
 def write_off(session: Session, *, invoice: Invoice, amount_minor: int, reason: str,
-              actor: str, payment: Payment | None = None) -> WriteOff:
-    """Write off part of an invoice's balance (bank fee, early-payment discount, bad debt)."""
-    reduce_balance(session, invoice, amount_minor)
+              actor: str, payment: Payment | None = None,
+              now: datetime | None = None) -> WriteOff:
+    """Write off part of an invoice's balance (bank fee, early-payment discount, bad debt).
+
+    One that is part of a payment (fee, discount) settles when the payment was received; one
+    of our own (bad debt) settles at its own time `now` (see `invoicing.reduce_balance`)."""
+    now = now or utcnow()
+    reduce_balance(session, invoice, amount_minor,
+                   settled_at=payment.received_at if payment is not None else now)
     row = WriteOff(invoice_id=invoice.id, payment_id=payment.id if payment else None,
                    amount_minor=amount_minor, reason=reason, created_by=actor,
-                   created_at=utcnow())
+                   created_at=now)
     session.add(row)
     session.flush()
     audit.write_off(session, actor=actor, invoice_id=invoice.id, amount_minor=amount_minor,
