@@ -46,6 +46,8 @@ from workflows import validation as v
 from workflows.cash_candidates import gather
 from workflows.errors import (
     AlreadyDecided,
+    Conflict,
+    FieldError,
     NotFound,
     OverallocationError,
     ValidationFailed,
@@ -106,16 +108,20 @@ def record_payment(session: Session, data: PaymentIn, *, actor: str, source: str
                    apply_to: list[str] | None = None) -> tuple[Payment, bool]:
     """Store a payment (or return the one already stored under its external_id) and apply it.
 
-    Re-sending the same payment (same `external_id`) changes nothing. `apply_to` (invoice
-    numbers, from a person in the payment modal) skips the engine: the payment is applied to
-    those invoices in that order, as a manual choice. Returns (payment, created)."""
-    existing = _by_external_id(session, data.external_id)
-    if existing is not None:
-        return existing, False
+    Re-sending the same payment (same `external_id`, amount, currency and `received_at`)
+    changes nothing and returns the first one. The same `external_id` with another amount,
+    currency or receipt time is another payment claiming the first one's identity: `Conflict`
+    naming the fields that differ (the payer name, reference, customer and method only describe
+    a payment, so a re-send that differs there still gets the first payment). `apply_to`
+    (invoice numbers, from a person in the payment modal) skips the engine: the payment is
+    applied to those invoices in that order, as a manual choice. Returns (payment, created)."""
     currency = v.currency("currency", data.currency)
     amount = v.amount_minor("amount", data.amount, currency, positive=True)
     if data.received_at.tzinfo is None:
         raise ValidationFailed.of("received_at", "needs a time zone, e.g. 2026-11-23T10:00:00Z")
+    existing = _by_external_id(session, data.external_id)
+    if existing is not None:
+        return _same_payment(existing, amount, currency, data.received_at), False
     customer: Customer | None = None
     if data.customer:
         customer = customer_by_external_id(session, data.customer)
@@ -136,7 +142,7 @@ def record_payment(session: Session, data: PaymentIn, *, actor: str, source: str
         existing = _by_external_id(session, data.external_id)
         if existing is None:
             raise
-        return existing, False
+        return _same_payment(existing, amount, currency, data.received_at), False
     audit.record(session, actor=actor, action="payment.received", entity_type="payment",
                  entity_id=payment.id, amount_minor=amount, currency=currency,
                  external_id=payment.external_id, source=source)
@@ -145,6 +151,31 @@ def record_payment(session: Session, data: PaymentIn, *, actor: str, source: str
     else:
         apply_payment(session, payment, actor=actor)
     return payment, True
+
+
+def _same_payment(existing: Payment, amount_minor: int, currency: str,
+                  received_at: datetime) -> Payment:
+    """The payment already stored under an external_id, if the re-sent one is the same money
+    (amount, currency, time received); else Conflict naming each field that differs."""
+    differ = []
+    if money.from_minor(existing.amount_minor, existing.currency) != \
+            money.from_minor(amount_minor, currency):
+        differ.append(FieldError("amount", f"recorded as "
+                                 f"{money.to_str(existing.amount_minor, existing.currency)}, "
+                                 f"this one says {money.to_str(amount_minor, currency)}"))
+    if existing.currency != currency:
+        differ.append(FieldError("currency", f"recorded in {existing.currency}, this one says "
+                                 f"{currency}"))
+    if existing.received_at != received_at:
+        differ.append(FieldError("received_at", "recorded as received at "
+                                 f"{existing.received_at.astimezone(UTC).isoformat()}, this "
+                                 f"one says {received_at.astimezone(UTC).isoformat()}"))
+    if differ:
+        raise Conflict(f"payment {existing.external_id} was already recorded (#{existing.id}) "
+                       f"with another {', '.join(e.field for e in differ)}; nothing was "
+                       "changed. A different payment needs its own external_id.",
+                       errors=differ)
+    return existing
 
 
 def _manual_targets(session: Session, numbers: list[str], currency: str,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from sqlmodel import select
@@ -19,7 +19,7 @@ from models import (
 from tests.support import factories as f
 from workflows import invariants, kpis
 from workflows.cash_application import PaymentIn, apply_suggestion, record_payment
-from workflows.errors import AlreadyDecided, PermissionDenied, ValidationFailed
+from workflows.errors import AlreadyDecided, Conflict, PermissionDenied, ValidationFailed
 
 RECEIVED = datetime(2026, 11, 20, 10, tzinfo=UTC)
 ISSUED = date(2026, 11, 1)
@@ -219,6 +219,45 @@ def test_resending_the_same_payment_changes_nothing(books) -> None:  # noqa: ANN
     assert (again.id, created) == (first.id, False)
     assert [len(books.exec(select(m)).all()) for m in (Payment, Allocation, AuditEvent,
                                                         OutboxMessage)] == counts
+
+
+def test_resending_with_the_same_instant_in_another_zone_is_the_same_payment(books) -> None:  # noqa: ANN001
+    # given
+    first = pay(books, "1000.00", reference="INV-2026-000123", external_id="BANK-1")
+    # when the same payment comes back with its time written in New York time, another
+    # payer spelling and a reference (descriptive fields, not what identifies the money)
+    again, created = record_payment(books, PaymentIn(
+        amount="1000.0", currency="usd",
+        received_at=RECEIVED.astimezone(timezone(timedelta(hours=-5))),
+        payer_name="GLOBEX", reference="thanks", external_id="BANK-1"), actor="test")
+    # then it is the first payment, nothing new
+    assert (again.id, created) == (first.id, False)
+    assert len(books.exec(select(Payment)).all()) == 1
+
+
+@pytest.mark.parametrize(("changes", "fields"), [
+    ({"amount": "999.00"}, ["amount"]),
+    ({"amount": "1000.00", "currency": "EUR"}, ["currency"]),
+    ({"amount": "900.00", "currency": "EUR"}, ["amount", "currency"]),
+    ({"received_at": RECEIVED + timedelta(days=1)}, ["received_at"]),
+])
+def test_the_same_external_id_with_other_money_is_a_conflict(books, changes, fields) -> None:  # noqa: ANN001
+    # given
+    first = pay(books, "1000.00", reference="INV-2026-000123", external_id="BANK-1")
+    counts = [len(books.exec(select(m)).all()) for m in (Payment, Allocation, AuditEvent,
+                                                          OutboxMessage)]
+    sent = {"amount": "1000.00", "currency": "USD", "received_at": RECEIVED, **changes}
+    # when
+    with pytest.raises(Conflict) as clash:
+        record_payment(books, PaymentIn(reference="INV-2026-000123", external_id="BANK-1",
+                                        **sent), actor="test")
+    books.rollback()
+    # then the conflict names what differs, and nothing changed
+    assert [e.field for e in clash.value.errors] == fields
+    assert "BANK-1" in clash.value.detail and all(f in clash.value.detail for f in fields)
+    assert [len(books.exec(select(m)).all()) for m in (Payment, Allocation, AuditEvent,
+                                                        OutboxMessage)] == counts
+    assert books.get(Payment, first.id).amount_minor == 100_000
 
 
 # -- a person applies a suggestion -----------------------------------------------------------------
