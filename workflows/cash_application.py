@@ -392,8 +392,8 @@ def apply_suggestion(session: Session, *, payment_id: int, rank: int, actor: str
         decision = details.get("decision") or {}
         who = decision.get("by")
         raise AlreadyDecided(
-            f"This payment was already applied{f' by <@{who}>' if who else ''}; "
-            "nothing changed.", decided_by=who, status=payment.status)
+            f"This payment was already applied{f' by {who}' if who else ''}; nothing changed.",
+            decided_by=who, status=payment.status)
     session.refresh(payment)
     _apply_lines(session, payment, option["lines"], method=MANUAL, actor=actor)
     refresh_status(session, payment)

@@ -13,7 +13,8 @@ from blocks import ids
 from models import Allocation, AuditEvent, Payment
 from sandbox.driver import FORM
 from tests.support import factories as f
-from tests.support.slack import ask, text_of
+from tests.support.slack import ask, everything_sent, text_of
+from workflows.invoicing import issue_credit_note
 
 AR = "CAR000001"
 ISSUED = datetime.now(UTC).date() - timedelta(days=20)
@@ -234,3 +235,56 @@ def test_pay_is_for_collectors(company, slack, standin) -> None:  # noqa: ANN001
     answer = ask(slack, standin.api, "USALES01", "pay")
     assert "collector" in text_of(answer)
     assert standin.api.views_for("USALES01") == []
+
+
+# -- escaping: what a bank, a payer or the ERP wrote is never mrkdwn -------------------------------
+FORGED = "<!channel> <https://x.example|Bank>"
+
+
+def test_erp_invoice_numbers_and_payer_names_are_escaped_on_card_and_answers(  # noqa: ANN001
+        server, api, slack, standin) -> None:
+    # given ERP invoices whose numbers try to ping the channel and forge a link
+    with server.db.transaction() as s:
+        f.user(s, "UCOLL001", "collector")
+        f.customer(s, "C-GLOBEX", "Globex Corporation")
+        for n in (1, 2):
+            f.invoice(s, f"{FORGED} {n}", total="250.00", issued=ISSUED,
+                      due=ISSUED + timedelta(days=30))
+    # and a payment from a payer named the same way, which the engine is unsure about
+    payment = api.post("/payments", json={
+        "amount": "250.00", "currency": "USD", "received_at": datetime.now(UTC).isoformat(),
+        "payer_name": FORGED, "reference": "<!here> remittance <https://x.example|see>",
+        "customer": "C-GLOBEX", "external_id": "BANK-FORGED"}).json()
+    assert payment["status"] == "needs_review", payment
+    rank_of = {s["invoices"][0]["invoice"]: s["rank"] for s in payment["suggestions"]}
+    card = card_in_ar(standin)
+    with server.db.transaction() as s:  # invoice 2 changed since the card was made
+        issue_credit_note(s, invoice_number=f"{FORGED} 2", amount="10.00", reason="damaged",
+                          actor="test")
+    # when the collector applies the suggestion that no longer fits (refused, quoting it)
+    slack.click("UCOLL001", card, ids.CASHAPP_APPLY,
+                block_id=f"cashapp:{payment['id']}:{rank_of[f'{FORGED} 2']}")
+    refused = standin.api.wait_for(
+        lambda: next((r for r in standin.api.responses if r["user"] == "UCOLL001"), None),
+        10, "the refusal")
+    # and then the one that fits
+    slack.click("UCOLL001", card, ids.CASHAPP_APPLY,
+                block_id=f"cashapp:{payment['id']}:{rank_of[f'{FORGED} 1']}")
+    done = standin.api.wait_for(
+        lambda: (r := [r for r in standin.api.responses if r["user"] == "UCOLL001"])[1:]
+        and r[1], 10, "the confirmation")
+    standin.api.wait_for(lambda: (m := standin.api.message(AR, card["ts"])) and m["edited"],
+                         10, "the card updated")
+    # then each answer names the invoice, escaped
+    escaped = "&lt;!channel&gt; &lt;https://x.example|Bank&gt;"
+    assert f"{escaped} 2" in text_of(refused["payload"])
+    assert "Nothing was applied" in text_of(refused["payload"])
+    assert f"{escaped} 1" in text_of(done["payload"])
+    assert "applied" in text_of(done["payload"])
+    assert f"{escaped} 1" in text_of(standin.api.message(AR, card["ts"]))
+    # and nothing the bot sent anywhere carries the raw markup
+    sent = everything_sent(standin.api)
+    assert escaped in sent
+    for raw in ("<!channel>", "<https://x.example", "<!here>"):
+        assert raw not in sent
+
