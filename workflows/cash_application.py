@@ -209,6 +209,56 @@ def _apply_manually(session: Session, payment: Payment, invoices: list[Invoice],
     refresh_status(session, payment)
 
 
+# -- the `/o2c pay` modal ------------------------------------------------------------------------
+def record_from_slack(session: Session, data: PaymentIn, *, user_id: str,
+                      apply_to: list[str] | None = None) -> tuple[Payment, bool]:
+    """A payment a collector (or admin) typed into the `/o2c pay` modal: the role is checked,
+    the payment is recorded like every other one (source "slack"), and the DM telling them
+    what became of it (`payment_recorded`) is written in the same transaction. A double
+    submission (the same view, so the same external_id) records and tells once."""
+    require_role(session, user_id=user_id, roles=(Role.COLLECTOR,), action="payment.record",
+                 entity_type="command", entity_id="pay")
+    payment, created = record_payment(session, data, actor=user_id, source="slack",
+                                      apply_to=apply_to or None)
+    if created:
+        outbox.post_to_user(session, user_id=user_id, template="payment_recorded",
+                            context=recorded_context(session, payment),
+                            dedupe_key=f"payment-recorded:{payment.id}")
+    return payment, created
+
+
+def recorded_context(session: Session, payment: Payment) -> dict:
+    """The frozen snapshot the `payment_recorded` DM renders (blocks/cashapp.py)."""
+    details = payment.match_details or {}
+    return {"id": payment.id, "status": payment.status, "currency": payment.currency,
+            "amount_minor": payment.amount_minor, "unapplied_minor": payment.unapplied_minor,
+            "write_off_minor": details.get("write_off_minor", 0),
+            "allocations": [{"invoice": invoice.number,
+                             "amount": money.to_str(a.amount_minor, payment.currency)}
+                            for a, invoice in payment_allocations(session, payment.id)]}
+
+
+def open_invoice_choices(session: Session, query: str, *, customer: str | None = None,
+                         limit: int = 20) -> list[Invoice]:
+    """Open invoices whose number contains `query` (the modal's invoice select), optionally of
+    one customer (external_id), soonest due first."""
+    stmt = (select(Invoice).where(Invoice.balance_minor > 0,
+                                  Invoice.number.icontains(query.strip(), autoescape=True))
+            .order_by(Invoice.due_date, Invoice.id).limit(limit))
+    if customer:
+        stmt = stmt.join(Customer, Customer.id == Invoice.customer_id).where(
+            Customer.external_id == customer)
+    return list(session.exec(stmt).all())
+
+
+def usual_currency(session: Session, default: str = "USD") -> str:
+    """The currency most customers are billed in (the modal's preselected currency)."""
+    common = session.exec(select(Customer.currency).group_by(Customer.currency)
+                          .order_by(sa.func.count().desc(), Customer.currency)
+                          .limit(1)).first()
+    return common or default
+
+
 # -- the engine's outcome ------------------------------------------------------------------------
 def rules_for(session: Session) -> matching.Rules:
     """The policy's matching rules, read once per transaction (a statement import of

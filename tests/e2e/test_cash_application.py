@@ -4,13 +4,14 @@ channel -> Apply click (signed requests, real server, Slack stand-in); the `/o2c
 from __future__ import annotations
 
 import threading
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import select
 
 from blocks import ids
-from models import Allocation, AuditEvent, Payment
+from models import Allocation, AuditEvent, Payment, User
 from sandbox.driver import FORM
 from tests.support import factories as f
 from tests.support.slack import ask, everything_sent, text_of
@@ -288,3 +289,39 @@ def test_erp_invoice_numbers_and_payer_names_are_escaped_on_card_and_answers(  #
     for raw in ("<!channel>", "<https://x.example", "<!here>"):
         assert raw not in sent
 
+
+# -- /o2c pay: the user's clock and the read-only role check ---------------------------------------
+def test_pay_modal_works_for_a_user_whose_slack_time_zone_is_unknown(  # noqa: ANN001
+        company, server, slack, standin) -> None:
+    # given Slack gave this collector a time zone our tz database does not know
+    with server.db.transaction() as s:
+        s.execute(sa.update(User).where(User.slack_user_id == "UCOLL001")
+                  .values(timezone="Mars/Olympus_Mons"))
+    today = datetime.now(UTC).date()
+    view = open_pay_modal(slack, standin)
+    # when
+    slack.submit_view("UCOLL001", view, {
+        ids.PAY_AMOUNT_BLOCK: {ids.PAY_AMOUNT: "99.95"},
+        ids.PAY_CUSTOMER_BLOCK: {ids.PAY_CUSTOMER: {"text": "Initech LLC",
+                                                    "value": "C-INITECH"}},
+        ids.PAY_DATE_BLOCK: {ids.PAY_DATE: today}})
+    # then it is recorded as received at noon UTC that day (UTC is the fallback)
+    assert standin.api.views_for("UCOLL001") == []
+    with server.db.read_session() as s:
+        payment = s.exec(select(Payment)).one()
+    assert payment.received_at == datetime.combine(today, time(12, 0), tzinfo=UTC)
+    assert payment.status == "applied"
+
+
+def test_pay_opens_its_modal_while_a_long_job_holds_the_write_lock(  # noqa: ANN001
+        company, server, slack, standin) -> None:
+    # given a long write transaction (a statement import, the nightly jobs) in progress
+    with server.db.transaction() as s:
+        f.customer(s, "C-LOCK", "Lock Holder Ltd")
+        # when a collector asks for the payment modal meanwhile
+        response = slack.slash("UCOLL001", "pay")
+        # then the modal opens at once: the role check only reads
+        assert response.status_code == 200
+        view = standin.api.wait_for(lambda: (standin.api.views_for("UCOLL001") or [None])[-1],
+                                    5, "the payment modal while the write lock is held")
+    assert view["callback_id"] == ids.PAY_MODAL
