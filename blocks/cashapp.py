@@ -4,7 +4,9 @@ the answer after recording a payment. Contexts are frozen snapshots written by
 
 from __future__ import annotations
 
+import re
 from datetime import date
+from typing import TYPE_CHECKING
 
 from slack_sdk.models.blocks import (
     ButtonElement,
@@ -23,6 +25,9 @@ from blocks.common import context, fields, header, lines_text, render, section
 from blocks.templates import template
 from blocks.text import BUTTON_MAX, clip, esc, fmt_datetime, fmt_money, plain, status_label
 from models import money
+
+if TYPE_CHECKING:
+    from models import Invoice
 
 REFERENCE_SHOWN = 300
 
@@ -138,7 +143,56 @@ def payment_modal(*, currencies: list[str], currency: str, today: date,
 
 
 def option(text: str, value: str) -> dict:
+    """An option of an external select; `text` is raw (escaped here by `plain`)."""
     return Option(text=plain(text, 75), value=value[:150]).to_dict()
+
+
+def invoice_option(invoice: Invoice) -> dict:
+    """An open invoice in the modal's invoice select: its number and what is still open."""
+    return option(f"{invoice.number} — "
+                  f"{fmt_money(invoice.balance_minor, invoice.currency)} open", invoice.number)
+
+
+# -- answers to the Apply button (ephemeral, only the clicker sees them) -------------------------
+_SLACK_ID = re.compile(r"[UW][A-Z0-9]{2,}")
+
+
+def _who(user_id: str | None) -> str:
+    if user_id and _SLACK_ID.fullmatch(user_id):
+        return f"<@{user_id}>"
+    return esc(user_id or "someone else")
+
+
+def applied_answer(*, payment_id: int, rank: int, status: str, invoices: list[dict],
+                   currency: str) -> str:
+    """The clicker's confirmation: what went where (ERP invoice numbers escaped)."""
+    rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], currency)}" for i in invoices]
+    return (f":white_check_mark: Payment #{payment_id} applied (suggestion {rank}); it is now "
+            f"*{esc(status_label(status))}*." + ("\n" + lines_text(rows) if rows else ""))
+
+
+def already_applied_answer(decided_by: str | None) -> str:
+    return (f":information_source: This payment was already applied by {_who(decided_by)}; "
+            "nothing changed.")
+
+
+def _sentence(text: str) -> str:
+    text = text.rstrip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def refused_answer(error_text: str) -> str:
+    """`error_text` is already escaped (`handlers.common.describe_error`)."""
+    return (f"{_sentence(error_text)} Applying payments is for collectors and admins; nothing "
+            "was applied.")
+
+
+def failed_answer(error_text: str) -> str:
+    """`error_text` is already escaped (`handlers.common.describe_error`)."""
+    return f"{_sentence(error_text)} Nothing was applied."
+
+
+BROKEN_BUTTON = ":warning: That button is broken; nothing was applied."
 
 
 @template("payment_recorded")

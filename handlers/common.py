@@ -191,3 +191,24 @@ class GuardedApp:
             decorator = attr(*args, **kwargs)
             return lambda func: decorator(guarded(func))
         return register
+
+
+# -- the user's clock (Slack time zones) ----------------------------------------------------------
+# (imported here, beside the only helpers that use them, so this section stays self-contained)
+import datetime as _dt  # noqa: E402
+from zoneinfo import ZoneInfo as _ZoneInfo  # noqa: E402
+
+
+def user_now(tz: str | None) -> _dt.datetime:
+    """Now (an aware datetime) in the user's Slack time zone. Slack may send a zone this
+    machine's tz database does not know (or none): that falls back to UTC, never an error."""
+    try:
+        zone = _ZoneInfo(tz) if tz else _dt.UTC
+    except (ValueError, LookupError, OSError):  # unknown zone (a KeyError), malformed key
+        zone = _dt.UTC
+    return _dt.datetime.now(zone)
+
+
+def user_today(tz: str | None) -> _dt.date:
+    """Today in the user's Slack time zone (see `user_now`)."""
+    return user_now(tz).date()

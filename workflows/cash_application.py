@@ -46,6 +46,8 @@ from workflows import validation as v
 from workflows.cash_candidates import gather
 from workflows.errors import (
     AlreadyDecided,
+    Conflict,
+    FieldError,
     NotFound,
     OverallocationError,
     ValidationFailed,
@@ -106,16 +108,20 @@ def record_payment(session: Session, data: PaymentIn, *, actor: str, source: str
                    apply_to: list[str] | None = None) -> tuple[Payment, bool]:
     """Store a payment (or return the one already stored under its external_id) and apply it.
 
-    Re-sending the same payment (same `external_id`) changes nothing. `apply_to` (invoice
-    numbers, from a person in the payment modal) skips the engine: the payment is applied to
-    those invoices in that order, as a manual choice. Returns (payment, created)."""
-    existing = _by_external_id(session, data.external_id)
-    if existing is not None:
-        return existing, False
+    Re-sending the same payment (same `external_id`, amount, currency and `received_at`)
+    changes nothing and returns the first one. The same `external_id` with another amount,
+    currency or receipt time is another payment claiming the first one's identity: `Conflict`
+    naming the fields that differ (the payer name, reference, customer and method only describe
+    a payment, so a re-send that differs there still gets the first payment). `apply_to`
+    (invoice numbers, from a person in the payment modal) skips the engine: the payment is
+    applied to those invoices in that order, as a manual choice. Returns (payment, created)."""
     currency = v.currency("currency", data.currency)
     amount = v.amount_minor("amount", data.amount, currency, positive=True)
     if data.received_at.tzinfo is None:
         raise ValidationFailed.of("received_at", "needs a time zone, e.g. 2026-11-23T10:00:00Z")
+    existing = _by_external_id(session, data.external_id)
+    if existing is not None:
+        return _same_payment(existing, amount, currency, data.received_at), False
     customer: Customer | None = None
     if data.customer:
         customer = customer_by_external_id(session, data.customer)
@@ -136,7 +142,7 @@ def record_payment(session: Session, data: PaymentIn, *, actor: str, source: str
         existing = _by_external_id(session, data.external_id)
         if existing is None:
             raise
-        return existing, False
+        return _same_payment(existing, amount, currency, data.received_at), False
     audit.record(session, actor=actor, action="payment.received", entity_type="payment",
                  entity_id=payment.id, amount_minor=amount, currency=currency,
                  external_id=payment.external_id, source=source)
@@ -145,6 +151,31 @@ def record_payment(session: Session, data: PaymentIn, *, actor: str, source: str
     else:
         apply_payment(session, payment, actor=actor)
     return payment, True
+
+
+def _same_payment(existing: Payment, amount_minor: int, currency: str,
+                  received_at: datetime) -> Payment:
+    """The payment already stored under an external_id, if the re-sent one is the same money
+    (amount, currency, time received); else Conflict naming each field that differs."""
+    differ = []
+    if money.from_minor(existing.amount_minor, existing.currency) != \
+            money.from_minor(amount_minor, currency):
+        differ.append(FieldError("amount", f"recorded as "
+                                 f"{money.to_str(existing.amount_minor, existing.currency)}, "
+                                 f"this one says {money.to_str(amount_minor, currency)}"))
+    if existing.currency != currency:
+        differ.append(FieldError("currency", f"recorded in {existing.currency}, this one says "
+                                 f"{currency}"))
+    if existing.received_at != received_at:
+        differ.append(FieldError("received_at", "recorded as received at "
+                                 f"{existing.received_at.astimezone(UTC).isoformat()}, this "
+                                 f"one says {received_at.astimezone(UTC).isoformat()}"))
+    if differ:
+        raise Conflict(f"payment {existing.external_id} was already recorded (#{existing.id}) "
+                       f"with another {', '.join(e.field for e in differ)}; nothing was "
+                       "changed. A different payment needs its own external_id.",
+                       errors=differ)
+    return existing
 
 
 def _manual_targets(session: Session, numbers: list[str], currency: str,
@@ -176,6 +207,56 @@ def _apply_manually(session: Session, payment: Payment, invoices: list[Invoice],
     payment.match_details = {"engine": ENGINE, "outcome": "manual", "write_off_minor": 0,
                              "suggestions": []}
     refresh_status(session, payment)
+
+
+# -- the `/o2c pay` modal ------------------------------------------------------------------------
+def record_from_slack(session: Session, data: PaymentIn, *, user_id: str,
+                      apply_to: list[str] | None = None) -> tuple[Payment, bool]:
+    """A payment a collector (or admin) typed into the `/o2c pay` modal: the role is checked,
+    the payment is recorded like every other one (source "slack"), and the DM telling them
+    what became of it (`payment_recorded`) is written in the same transaction. A double
+    submission (the same view, so the same external_id) records and tells once."""
+    require_role(session, user_id=user_id, roles=(Role.COLLECTOR,), action="payment.record",
+                 entity_type="command", entity_id="pay")
+    payment, created = record_payment(session, data, actor=user_id, source="slack",
+                                      apply_to=apply_to or None)
+    if created:
+        outbox.post_to_user(session, user_id=user_id, template="payment_recorded",
+                            context=recorded_context(session, payment),
+                            dedupe_key=f"payment-recorded:{payment.id}")
+    return payment, created
+
+
+def recorded_context(session: Session, payment: Payment) -> dict:
+    """The frozen snapshot the `payment_recorded` DM renders (blocks/cashapp.py)."""
+    details = payment.match_details or {}
+    return {"id": payment.id, "status": payment.status, "currency": payment.currency,
+            "amount_minor": payment.amount_minor, "unapplied_minor": payment.unapplied_minor,
+            "write_off_minor": details.get("write_off_minor", 0),
+            "allocations": [{"invoice": invoice.number,
+                             "amount": money.to_str(a.amount_minor, payment.currency)}
+                            for a, invoice in payment_allocations(session, payment.id)]}
+
+
+def open_invoice_choices(session: Session, query: str, *, customer: str | None = None,
+                         limit: int = 20) -> list[Invoice]:
+    """Open invoices whose number contains `query` (the modal's invoice select), optionally of
+    one customer (external_id), soonest due first."""
+    stmt = (select(Invoice).where(Invoice.balance_minor > 0,
+                                  Invoice.number.icontains(query.strip(), autoescape=True))
+            .order_by(Invoice.due_date, Invoice.id).limit(limit))
+    if customer:
+        stmt = stmt.join(Customer, Customer.id == Invoice.customer_id).where(
+            Customer.external_id == customer)
+    return list(session.exec(stmt).all())
+
+
+def usual_currency(session: Session, default: str = "USD") -> str:
+    """The currency most customers are billed in (the modal's preselected currency)."""
+    common = session.exec(select(Customer.currency).group_by(Customer.currency)
+                          .order_by(sa.func.count().desc(), Customer.currency)
+                          .limit(1)).first()
+    return common or default
 
 
 # -- the engine's outcome ------------------------------------------------------------------------
@@ -361,8 +442,8 @@ def apply_suggestion(session: Session, *, payment_id: int, rank: int, actor: str
         decision = details.get("decision") or {}
         who = decision.get("by")
         raise AlreadyDecided(
-            f"This payment was already applied{f' by <@{who}>' if who else ''}; "
-            "nothing changed.", decided_by=who, status=payment.status)
+            f"This payment was already applied{f' by {who}' if who else ''}; nothing changed.",
+            decided_by=who, status=payment.status)
     session.refresh(payment)
     _apply_lines(session, payment, option["lines"], method=MANUAL, actor=actor)
     refresh_status(session, payment)
@@ -413,7 +494,7 @@ def allocate(session: Session, *, payment: Payment, invoice: Invoice, amount_min
     if left is None:
         raise OverallocationError(f"payment {payment.id} has less than "
                                   f"{money.format_money(amount_minor, payment.currency)} left")
-    reduce_balance(session, invoice, amount_minor)
+    reduce_balance(session, invoice, amount_minor, settled_at=payment.received_at)
     # the database's value after the conditional UPDATE (RETURNING saves a re-read)
     set_committed_value(payment, "unapplied_minor", left[0])
     allocation = Allocation(payment_id=payment.id, invoice_id=invoice.id,
@@ -429,12 +510,18 @@ def allocate(session: Session, *, payment: Payment, invoice: Invoice, amount_min
 
 
 def write_off(session: Session, *, invoice: Invoice, amount_minor: int, reason: str,
-              actor: str, payment: Payment | None = None) -> WriteOff:
-    """Write off part of an invoice's balance (bank fee, early-payment discount, bad debt)."""
-    reduce_balance(session, invoice, amount_minor)
+              actor: str, payment: Payment | None = None,
+              now: datetime | None = None) -> WriteOff:
+    """Write off part of an invoice's balance (bank fee, early-payment discount, bad debt).
+
+    One that is part of a payment (fee, discount) settles when the payment was received; one
+    of our own (bad debt) settles at its own time `now` (see `invoicing.reduce_balance`)."""
+    now = now or utcnow()
+    reduce_balance(session, invoice, amount_minor,
+                   settled_at=payment.received_at if payment is not None else now)
     row = WriteOff(invoice_id=invoice.id, payment_id=payment.id if payment else None,
                    amount_minor=amount_minor, reason=reason, created_by=actor,
-                   created_at=utcnow())
+                   created_at=now)
     session.add(row)
     session.flush()
     audit.write_off(session, actor=actor, invoice_id=invoice.id, amount_minor=amount_minor,

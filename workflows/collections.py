@@ -46,6 +46,7 @@ from models import (
     DigestRun,
     Invoice,
     OutboxMessage,
+    Payment,
     PromiseStatus,
     PromiseToPay,
     Role,
@@ -567,16 +568,20 @@ def create_promise(session: Session, *, customer_id: int, actor: str, amount: st
 
 
 def _paid_since(session: Session, promise: PromiseToPay, until: datetime | None) -> int:
-    """Payments applied to the customer's (or the promised invoice's) invoices since the
-    promise was taken, up to `until`."""
+    """Money applied to the customer's (or the promised invoice's) invoices since the promise
+    was taken, counting payments RECEIVED before `until`: a promise is kept by when the money
+    arrived, not by when it was applied — a payment received on the promised date and imported
+    (bank statement) or applied by hand the next day keeps it. Only allocations made after the
+    promise was taken count: money applied before was already off the balance it was about."""
     query = (select(sa.func.coalesce(sa.func.sum(Allocation.amount_minor), 0))
              .join(Invoice, Invoice.id == Allocation.invoice_id)
+             .join(Payment, Payment.id == Allocation.payment_id)
              .where(Invoice.customer_id == promise.customer_id,
                     Allocation.created_at >= promise.created_at))
     if promise.invoice_id is not None:
         query = query.where(Invoice.id == promise.invoice_id)
     if until is not None:
-        query = query.where(Allocation.created_at < until)
+        query = query.where(Payment.received_at < until)
     return int(session.exec(query).one())
 
 

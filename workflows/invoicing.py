@@ -15,15 +15,18 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models import (
+    Allocation,
     CreditNote,
     Customer,
     Invoice,
     InvoiceLine,
     Order,
     OrderStatus,
+    Payment,
     Product,
     Shipment,
     ShipmentLine,
+    WriteOff,
     money,
 )
 from models.base import UTCDateTime, utcnow
@@ -203,34 +206,72 @@ def ingest_erp_invoice(session: Session, data: ErpInvoiceIn, *, actor: str) -> I
 _INVOICES = Invoice.__table__
 _LEFT = _INVOICES.c.balance_minor - sa.bindparam("amount")
 # Built once (it runs for every allocation, credit note and write-off): lower the balance only
-# if enough is open, stamp paid_at when it reaches zero, and return both.
+# if enough is open, stamp paid_at (with the settlement time given) when it reaches zero, and
+# return both.
 _REDUCE_BALANCE = (
     sa.update(_INVOICES)
     .where(_INVOICES.c.id == sa.bindparam("invoice"),
            _INVOICES.c.balance_minor >= sa.bindparam("amount"))
     .values(balance_minor=_LEFT,
             paid_at=sa.case((sa.and_(_LEFT == 0, _INVOICES.c.paid_at.is_(None)),
-                             sa.bindparam("now", type_=UTCDateTime)),
+                             sa.bindparam("settled_at", type_=UTCDateTime)),
                             else_=_INVOICES.c.paid_at))
     .returning(_INVOICES.c.balance_minor, _INVOICES.c.paid_at))
 
 
-def reduce_balance(session: Session, invoice: Invoice, amount_minor: int) -> None:
-    """Lower an invoice's open balance; refuses to go below zero even under concurrency."""
+def reduce_balance(session: Session, invoice: Invoice, amount_minor: int, *,
+                   settled_at: datetime | None) -> None:
+    """Lower an invoice's open balance; refuses to go below zero even under concurrency.
+
+    `settled_at` is when this reduction happened in the customer's terms, not when we
+    processed it: for money, the payment's `received_at` (a statement imported days later, or
+    a suggestion applied by hand after review, does not make the customer late); for a
+    write-off of our own (bad debt), its own time. A credit note passes None: it corrects what
+    was owed, it is not a payment.
+
+    When the balance reaches zero, `paid_at` — what late-payment history compares with the due
+    date (`credit.payment_history`, the collections risk factor) — is the LATEST settlement of
+    the invoice: money received in two parts settled it when the second part arrived, whatever
+    order they were applied in. An invoice closed by a credit note gets the latest settlement
+    before it (the customer paid all it really owed then; a dispute we resolve weeks later
+    must not count as a late payment), and one closed by credit notes alone keeps paid_at
+    NULL: it was cancelled, not paid, and counts neither as paid on time nor late."""
     from sqlalchemy.orm.attributes import set_committed_value
 
     from workflows.errors import OverallocationError
 
     left = session.connection().execute(_REDUCE_BALANCE, {
-        "invoice": invoice.id, "amount": amount_minor, "now": utcnow()}).first()
+        "invoice": invoice.id, "amount": amount_minor, "settled_at": settled_at}).first()
     if left is None:
         raise OverallocationError(f"invoice {invoice.number} has less than "
                                   f"{money.format_money(amount_minor, invoice.currency)} open")
+    balance, paid_at = left
+    if balance == 0 and amount_minor < invoice.total_minor:  # earlier reductions: look back
+        earlier = _last_settlement(session, invoice.id)
+        if earlier is not None and (paid_at is None or earlier > paid_at):
+            paid_at = earlier
+            session.connection().execute(
+                sa.update(_INVOICES).where(_INVOICES.c.id == invoice.id)
+                .values(paid_at=paid_at))
     # the database's values after the conditional UPDATE (RETURNING saves a re-read)
-    set_committed_value(invoice, "balance_minor", left[0])
-    set_committed_value(invoice, "paid_at", left[1])
+    set_committed_value(invoice, "balance_minor", balance)
+    set_committed_value(invoice, "paid_at", paid_at)
     if invoice.balance_minor == 0:
         _maybe_mark_order_paid(session, invoice)
+
+
+def _last_settlement(session: Session, invoice_id: int) -> datetime | None:
+    """When the latest money (or write-off of our own) already applied to the invoice settled:
+    payments by their `received_at`, write-offs without a payment by their own time."""
+    received = session.exec(
+        select(Payment.received_at).join(Allocation, Allocation.payment_id == Payment.id)
+        .where(Allocation.invoice_id == invoice_id)).all()
+    written = session.exec(
+        select(sa.func.coalesce(Payment.received_at, WriteOff.created_at))
+        .select_from(WriteOff).outerjoin(Payment, Payment.id == WriteOff.payment_id)
+        .where(WriteOff.invoice_id == invoice_id)).all()
+    times = [t for t in (*received, *written) if t is not None]
+    return max(times, default=None)
 
 
 def _maybe_mark_order_paid(session: Session, invoice: Invoice) -> None:
@@ -255,7 +296,7 @@ def issue_credit_note(session: Session, *, invoice_number: str, amount: str, rea
     if not reason.strip():
         raise ValidationFailed.of("reason", "a credit note needs a reason")
     now = now or utcnow()
-    reduce_balance(session, invoice, minor)
+    reduce_balance(session, invoice, minor, settled_at=None)  # a correction, not a payment
     note = CreditNote(number=numbering.next_credit_note_number(session, now.date()),
                       invoice_id=invoice.id, amount_minor=minor, currency=invoice.currency,
                       reason=reason.strip(), created_by=actor, created_at=now)

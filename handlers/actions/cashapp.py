@@ -2,48 +2,46 @@
 
 The role is checked on the server (collector or admin); the workflow claims the payment with a
 conditional UPDATE, so a double click, a replay or two collectors clicking at once apply it
-once. Whoever is refused, or comes second, gets an ephemeral explanation."""
+once. Whoever is refused, or comes second, gets an ephemeral explanation (escaped: error details
+may quote ERP invoice numbers)."""
 
 from __future__ import annotations
 
 from slack_bolt import Ack, App, BoltContext, Respond
+from slack_sdk import WebClient
 
+from blocks import cashapp as answers
 from blocks import ids
-from handlers.common import transaction
+from handlers.common import describe_error, tell_user, transaction
 from workflows.cash_application import apply_suggestion
 from workflows.errors import AlreadyDecided, DomainError, PermissionDenied
 
 
-def _tell(respond: Respond, text: str) -> None:
-    respond(text=text, response_type="ephemeral", replace_original=False)
-
-
-def on_apply(ack: Ack, body: dict, action: dict, respond: Respond,
+def on_apply(ack: Ack, body: dict, action: dict, respond: Respond, client: WebClient,
              context: BoltContext) -> None:
     ack()
     user_id = body["user"]["id"]
     try:
         payment_id, rank = (int(part) for part in str(action.get("value", "")).split(":", 1))
     except ValueError:
-        _tell(respond, ":warning: That button is broken; nothing was applied.")
+        tell_user(body, respond, client, answers.BROKEN_BUTTON)
         return
     try:
         with transaction(context) as session:
             payment = apply_suggestion(session, payment_id=payment_id, rank=rank,
                                        actor=user_id)
-            status = payment.status
+            decision = (payment.match_details or {}).get("decision") or {}
+            text = answers.applied_answer(payment_id=payment_id, rank=rank,
+                                          status=payment.status,
+                                          invoices=decision.get("invoices", []),
+                                          currency=payment.currency)
     except PermissionDenied as refused:
-        _tell(respond, f":no_entry: {refused.detail} Applying payments is for collectors "
-                       "and admins; nothing was applied.")
-        return
+        text = answers.refused_answer(describe_error(refused))
     except AlreadyDecided as done:
-        _tell(respond, f":information_source: {done.detail}")
-        return
+        text = answers.already_applied_answer(done.decided_by)
     except DomainError as error:
-        _tell(respond, f":warning: {error.detail} Nothing was applied.")
-        return
-    _tell(respond, f":white_check_mark: Payment #{payment_id} applied (suggestion {rank}); "
-                   f"it is now {status.replace('_', ' ')}.")
+        text = answers.failed_answer(describe_error(error))
+    tell_user(body, respond, client, text)
 
 
 def register(app: App) -> None:

@@ -1,26 +1,27 @@
 """The `/o2c pay` modal: submission (validated inline) and its two searchable selects.
 
-The payment is recorded through `record_payment` like every other payment (source "slack"),
-so the matching engine runs unless the collector picked the invoices. The view id is the
-payment's external id: a double submission records it once."""
+Thin: the form is read here, the payment is recorded (and the DM about it written, in the same
+transaction) by `workflows.cash_application.record_from_slack` like every other payment (source
+"slack"), so the matching engine runs unless the collector picked the invoices. The view id is
+the payment's external id: a double submission records it once."""
 
 from __future__ import annotations
 
-from datetime import datetime, time
-from zoneinfo import ZoneInfo
+from datetime import date, datetime, time
 
 from slack_bolt import Ack, App, BoltContext
-from sqlmodel import select
 
 from blocks import ids
-from blocks.cashapp import option
-from handlers.common import caller, deps_of, transaction
-from models import Customer, Invoice, Role, money
-from workflows import outbox
-from workflows.cash_application import PaymentIn, payment_allocations, record_payment
-from workflows.errors import DomainError, PermissionDenied, ValidationFailed
+from blocks.cashapp import invoice_option, option
+from handlers.common import caller, deps_of, transaction, user_now
+from models import money
+from workflows.cash_application import (
+    PaymentIn,
+    open_invoice_choices,
+    record_from_slack,
+)
+from workflows.errors import DomainError
 from workflows.lookup import find_customer
-from workflows.users import require_role
 
 FIELD_BLOCKS = {"amount": ids.PAY_AMOUNT_BLOCK, "currency": ids.PAY_CURRENCY_BLOCK,
                 "customer": ids.PAY_CUSTOMER_BLOCK, "received_at": ids.PAY_DATE_BLOCK,
@@ -50,7 +51,7 @@ def read_form(values: dict) -> dict:
             "invoices": invoices}
 
 
-def _check(form: dict, today: datetime) -> dict[str, str]:
+def _check(form: dict, today: date) -> dict[str, str]:
     errors = {}
     try:
         minor = money.to_minor(form["amount"], form["currency"] or "USD")
@@ -60,53 +61,40 @@ def _check(form: dict, today: datetime) -> dict[str, str]:
         errors[ids.PAY_AMOUNT_BLOCK] = "Type an amount like 1250.00 (no currency symbol)."
     if not form["date"]:
         errors[ids.PAY_DATE_BLOCK] = "Pick the day the money arrived."
-    elif datetime.fromisoformat(form["date"]).date() > today.date():
+    elif date.fromisoformat(form["date"][:10]) > today:
         errors[ids.PAY_DATE_BLOCK] = "A payment cannot arrive in the future."
     return errors
 
 
+def _errors_of(error: DomainError) -> dict[str, str]:
+    """A refusal as inline errors, each on the field it names (the amount field otherwise)."""
+    errors: dict[str, str] = {}
+    for e in error.errors:
+        block = FIELD_BLOCKS.get(e.field, ids.PAY_AMOUNT_BLOCK)
+        errors.setdefault(block, e.detail[:150])
+    return errors or {ids.PAY_AMOUNT_BLOCK: error.detail[:150]}
+
+
 def on_submit(ack: Ack, body: dict, view: dict, context: BoltContext) -> None:
     user_id = body["user"]["id"]
-    user = caller(context, user_id)
-    tz = ZoneInfo(user.timezone or "UTC")
+    now = user_now(caller(context, user_id).timezone)
     form = read_form((view.get("state") or {}).get("values") or {})
-    errors = _check(form, datetime.now(tz))
+    errors = _check(form, now.date())
     if errors:
         ack(response_action="errors", errors=errors)
         return
-    received = datetime.combine(datetime.fromisoformat(form["date"]).date(), time(12, 0),
-                                tzinfo=tz)
+    # the day the money arrived, at noon where the collector is
+    received = datetime.combine(date.fromisoformat(form["date"][:10]), time(12, 0),
+                                tzinfo=now.tzinfo)
     data = PaymentIn(amount=form["amount"], currency=form["currency"], received_at=received,
                      payer_name=form["payer_name"], reference=form["reference"],
                      customer=form["customer"], method="manual entry",
                      external_id=f"slack-view:{view['id']}")
     try:
         with transaction(context) as session:
-            require_role(session, user_id=user_id, roles=(Role.COLLECTOR,),
-                         action="payment.record", entity_type="command", entity_id="pay")
-            payment, created = record_payment(session, data, actor=user_id, source="slack",
-                                              apply_to=form["invoices"] or None)
-            if created:
-                details = payment.match_details or {}
-                outbox.post_to_user(session, user_id=user_id, template="payment_recorded",
-                                    context={
-                    "id": payment.id, "status": payment.status, "currency": payment.currency,
-                    "amount_minor": payment.amount_minor,
-                    "unapplied_minor": payment.unapplied_minor,
-                    "write_off_minor": details.get("write_off_minor", 0),
-                    "allocations": [{"invoice": inv.number,
-                                     "amount": money.to_str(a.amount_minor, payment.currency)}
-                                    for a, inv in payment_allocations(session, payment.id)]})
-    except PermissionDenied as refused:
-        ack(response_action="errors", errors={ids.PAY_AMOUNT_BLOCK: refused.detail})
-        return
-    except ValidationFailed as invalid:
-        ack(response_action="errors", errors={
-            FIELD_BLOCKS.get(e.field, ids.PAY_AMOUNT_BLOCK): e.detail[:150]
-            for e in invalid.errors} or {ids.PAY_AMOUNT_BLOCK: invalid.detail[:150]})
-        return
-    except DomainError as error:
-        ack(response_action="errors", errors={ids.PAY_AMOUNT_BLOCK: error.detail[:150]})
+            record_from_slack(session, data, user_id=user_id, apply_to=form["invoices"])
+    except DomainError as error:  # refused (role), invalid, or a conflict: shown in the form
+        ack(response_action="errors", errors=_errors_of(error))
         return
     ack()
 
@@ -125,15 +113,8 @@ def invoice_options(ack: Ack, payload: dict, context: BoltContext) -> None:
     customer = (_value(values, ids.PAY_CUSTOMER_BLOCK, ids.PAY_CUSTOMER)
                 .get("selected_option") or {}).get("value")
     with deps_of(context).db.read_session() as session:
-        stmt = (select(Invoice).where(Invoice.balance_minor > 0,
-                                      Invoice.number.ilike(f"%{query}%"))
-                .order_by(Invoice.due_date).limit(20))
-        if customer:
-            stmt = stmt.join(Customer, Customer.id == Invoice.customer_id).where(
-                Customer.external_id == customer)
-        rows = session.exec(stmt).all()
-    ack(options=[option(f"{inv.number} — {money.format_money(inv.balance_minor, inv.currency)}",
-                        inv.number) for inv in rows])
+        found = open_invoice_choices(session, query, customer=customer)
+    ack(options=[invoice_option(inv) for inv in found])
 
 
 def register(app: App) -> None:

@@ -180,6 +180,39 @@ def test_naive_timestamps_and_too_many_decimals_are_refused(company, api) -> Non
     assert jpy.status_code == 422 and jpy.json()["errors"][0]["field"] == "amount"
 
 
+def test_a_resent_payment_is_answered_with_the_first(company, api, server) -> None:  # noqa: ANN001
+    body = {"amount": "75.00", "currency": "USD", "received_at": "2026-11-22T09:00:00Z",
+            "payer_name": "GLOBEX CORP", "external_id": "BANK-2026-11-22:7"}
+    first = api.post("/payments", json=body)
+    # when the bank (or the ERP) sends it again, its time written in another offset
+    again = api.post("/payments", json={**body, "received_at": "2026-11-22T10:00:00+01:00"})
+    # then
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"]
+    assert count(server.db, Payment) == 1
+
+
+def test_the_same_external_id_with_other_money_is_409_naming_the_fields(  # noqa: ANN001
+        company, api, server) -> None:
+    body = {"amount": "75.00", "currency": "USD", "received_at": "2026-11-22T09:00:00Z",
+            "external_id": "BANK-2026-11-22:7"}
+    first = api.post("/payments", json=body)
+    assert first.status_code == 201, first.text
+    # when
+    amount = api.post("/payments", json={**body, "amount": "57.00"})
+    moved = api.post("/payments", json={**body, "currency": "EUR",
+                                         "received_at": "2026-11-23T09:00:00Z"})
+    # then
+    assert (amount.status_code, moved.status_code) == (409, 409)
+    assert amount.headers["content-type"].startswith("application/problem+json")
+    assert [e["field"] for e in amount.json()["errors"]] == ["amount"]
+    assert "75.00" in amount.json()["errors"][0]["detail"]
+    assert "BANK-2026-11-22:7" in amount.json()["detail"]
+    assert [e["field"] for e in moved.json()["errors"]] == ["currency", "received_at"]
+    assert count(server.db, Payment) == 1
+    assert api.get(f"/payments/{first.json()['id']}").json()["amount"] == "75.00"
+
+
 def test_customer_post_is_an_upsert_and_erp_invoice_is_immutable(company, api, server) -> None:  # noqa: ANN001
     updated = api.post("/customers", json={**CUSTOMER, "credit_limit": "60000.00"})
     assert updated.status_code == 200 and updated.json()["credit_limit"] == "60000.00"

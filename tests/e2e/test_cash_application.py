@@ -4,16 +4,18 @@ channel -> Apply click (signed requests, real server, Slack stand-in); the `/o2c
 from __future__ import annotations
 
 import threading
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import select
 
 from blocks import ids
-from models import Allocation, AuditEvent, Payment
+from models import Allocation, AuditEvent, Payment, User
 from sandbox.driver import FORM
 from tests.support import factories as f
-from tests.support.slack import ask, text_of
+from tests.support.slack import ask, everything_sent, text_of
+from workflows.invoicing import issue_credit_note
 
 AR = "CAR000001"
 ISSUED = datetime.now(UTC).date() - timedelta(days=20)
@@ -234,3 +236,92 @@ def test_pay_is_for_collectors(company, slack, standin) -> None:  # noqa: ANN001
     answer = ask(slack, standin.api, "USALES01", "pay")
     assert "collector" in text_of(answer)
     assert standin.api.views_for("USALES01") == []
+
+
+# -- escaping: what a bank, a payer or the ERP wrote is never mrkdwn -------------------------------
+FORGED = "<!channel> <https://x.example|Bank>"
+
+
+def test_erp_invoice_numbers_and_payer_names_are_escaped_on_card_and_answers(  # noqa: ANN001
+        server, api, slack, standin) -> None:
+    # given ERP invoices whose numbers try to ping the channel and forge a link
+    with server.db.transaction() as s:
+        f.user(s, "UCOLL001", "collector")
+        f.customer(s, "C-GLOBEX", "Globex Corporation")
+        for n in (1, 2):
+            f.invoice(s, f"{FORGED} {n}", total="250.00", issued=ISSUED,
+                      due=ISSUED + timedelta(days=30))
+    # and a payment from a payer named the same way, which the engine is unsure about
+    payment = api.post("/payments", json={
+        "amount": "250.00", "currency": "USD", "received_at": datetime.now(UTC).isoformat(),
+        "payer_name": FORGED, "reference": "<!here> remittance <https://x.example|see>",
+        "customer": "C-GLOBEX", "external_id": "BANK-FORGED"}).json()
+    assert payment["status"] == "needs_review", payment
+    rank_of = {s["invoices"][0]["invoice"]: s["rank"] for s in payment["suggestions"]}
+    card = card_in_ar(standin)
+    with server.db.transaction() as s:  # invoice 2 changed since the card was made
+        issue_credit_note(s, invoice_number=f"{FORGED} 2", amount="10.00", reason="damaged",
+                          actor="test")
+    # when the collector applies the suggestion that no longer fits (refused, quoting it)
+    slack.click("UCOLL001", card, ids.CASHAPP_APPLY,
+                block_id=f"cashapp:{payment['id']}:{rank_of[f'{FORGED} 2']}")
+    refused = standin.api.wait_for(
+        lambda: next((r for r in standin.api.responses if r["user"] == "UCOLL001"), None),
+        10, "the refusal")
+    # and then the one that fits
+    slack.click("UCOLL001", card, ids.CASHAPP_APPLY,
+                block_id=f"cashapp:{payment['id']}:{rank_of[f'{FORGED} 1']}")
+    done = standin.api.wait_for(
+        lambda: (r := [r for r in standin.api.responses if r["user"] == "UCOLL001"])[1:]
+        and r[1], 10, "the confirmation")
+    standin.api.wait_for(lambda: (m := standin.api.message(AR, card["ts"])) and m["edited"],
+                         10, "the card updated")
+    # then each answer names the invoice, escaped
+    escaped = "&lt;!channel&gt; &lt;https://x.example|Bank&gt;"
+    assert f"{escaped} 2" in text_of(refused["payload"])
+    assert "Nothing was applied" in text_of(refused["payload"])
+    assert f"{escaped} 1" in text_of(done["payload"])
+    assert "applied" in text_of(done["payload"])
+    assert f"{escaped} 1" in text_of(standin.api.message(AR, card["ts"]))
+    # and nothing the bot sent anywhere carries the raw markup
+    sent = everything_sent(standin.api)
+    assert escaped in sent
+    for raw in ("<!channel>", "<https://x.example", "<!here>"):
+        assert raw not in sent
+
+
+# -- /o2c pay: the user's clock and the read-only role check ---------------------------------------
+def test_pay_modal_works_for_a_user_whose_slack_time_zone_is_unknown(  # noqa: ANN001
+        company, server, slack, standin) -> None:
+    # given Slack gave this collector a time zone our tz database does not know
+    with server.db.transaction() as s:
+        s.execute(sa.update(User).where(User.slack_user_id == "UCOLL001")
+                  .values(timezone="Mars/Olympus_Mons"))
+    today = datetime.now(UTC).date()
+    view = open_pay_modal(slack, standin)
+    # when
+    slack.submit_view("UCOLL001", view, {
+        ids.PAY_AMOUNT_BLOCK: {ids.PAY_AMOUNT: "99.95"},
+        ids.PAY_CUSTOMER_BLOCK: {ids.PAY_CUSTOMER: {"text": "Initech LLC",
+                                                    "value": "C-INITECH"}},
+        ids.PAY_DATE_BLOCK: {ids.PAY_DATE: today}})
+    # then it is recorded as received at noon UTC that day (UTC is the fallback)
+    assert standin.api.views_for("UCOLL001") == []
+    with server.db.read_session() as s:
+        payment = s.exec(select(Payment)).one()
+    assert payment.received_at == datetime.combine(today, time(12, 0), tzinfo=UTC)
+    assert payment.status == "applied"
+
+
+def test_pay_opens_its_modal_while_a_long_job_holds_the_write_lock(  # noqa: ANN001
+        company, server, slack, standin) -> None:
+    # given a long write transaction (a statement import, the nightly jobs) in progress
+    with server.db.transaction() as s:
+        f.customer(s, "C-LOCK", "Lock Holder Ltd")
+        # when a collector asks for the payment modal meanwhile
+        response = slack.slash("UCOLL001", "pay")
+        # then the modal opens at once: the role check only reads
+        assert response.status_code == 200
+        view = standin.api.wait_for(lambda: (standin.api.views_for("UCOLL001") or [None])[-1],
+                                    5, "the payment modal while the write lock is held")
+    assert view["callback_id"] == ids.PAY_MODAL

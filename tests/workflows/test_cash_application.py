@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from sqlmodel import select
@@ -18,8 +18,15 @@ from models import (
 )
 from tests.support import factories as f
 from workflows import invariants, kpis
-from workflows.cash_application import PaymentIn, apply_suggestion, record_payment
-from workflows.errors import AlreadyDecided, PermissionDenied, ValidationFailed
+from workflows.cash_application import (
+    PaymentIn,
+    apply_suggestion,
+    open_invoice_choices,
+    record_from_slack,
+    record_payment,
+    usual_currency,
+)
+from workflows.errors import AlreadyDecided, Conflict, PermissionDenied, ValidationFailed
 
 RECEIVED = datetime(2026, 11, 20, 10, tzinfo=UTC)
 ISSUED = date(2026, 11, 1)
@@ -221,6 +228,45 @@ def test_resending_the_same_payment_changes_nothing(books) -> None:  # noqa: ANN
                                                         OutboxMessage)] == counts
 
 
+def test_resending_with_the_same_instant_in_another_zone_is_the_same_payment(books) -> None:  # noqa: ANN001
+    # given
+    first = pay(books, "1000.00", reference="INV-2026-000123", external_id="BANK-1")
+    # when the same payment comes back with its time written in New York time, another
+    # payer spelling and a reference (descriptive fields, not what identifies the money)
+    again, created = record_payment(books, PaymentIn(
+        amount="1000.0", currency="usd",
+        received_at=RECEIVED.astimezone(timezone(timedelta(hours=-5))),
+        payer_name="GLOBEX", reference="thanks", external_id="BANK-1"), actor="test")
+    # then it is the first payment, nothing new
+    assert (again.id, created) == (first.id, False)
+    assert len(books.exec(select(Payment)).all()) == 1
+
+
+@pytest.mark.parametrize(("changes", "fields"), [
+    ({"amount": "999.00"}, ["amount"]),
+    ({"amount": "1000.00", "currency": "EUR"}, ["currency"]),
+    ({"amount": "900.00", "currency": "EUR"}, ["amount", "currency"]),
+    ({"received_at": RECEIVED + timedelta(days=1)}, ["received_at"]),
+])
+def test_the_same_external_id_with_other_money_is_a_conflict(books, changes, fields) -> None:  # noqa: ANN001
+    # given
+    first = pay(books, "1000.00", reference="INV-2026-000123", external_id="BANK-1")
+    counts = [len(books.exec(select(m)).all()) for m in (Payment, Allocation, AuditEvent,
+                                                          OutboxMessage)]
+    sent = {"amount": "1000.00", "currency": "USD", "received_at": RECEIVED, **changes}
+    # when
+    with pytest.raises(Conflict) as clash:
+        record_payment(books, PaymentIn(reference="INV-2026-000123", external_id="BANK-1",
+                                        **sent), actor="test")
+    books.rollback()
+    # then the conflict names what differs, and nothing changed
+    assert [e.field for e in clash.value.errors] == fields
+    assert "BANK-1" in clash.value.detail and all(f in clash.value.detail for f in fields)
+    assert [len(books.exec(select(m)).all()) for m in (Payment, Allocation, AuditEvent,
+                                                        OutboxMessage)] == counts
+    assert books.get(Payment, first.id).amount_minor == 100_000
+
+
 # -- a person applies a suggestion -----------------------------------------------------------------
 @pytest.fixture
 def waiting(books):  # noqa: ANN001, ANN201
@@ -305,3 +351,62 @@ def test_match_rate_counts_what_the_engine_applied_not_what_people_did(books) ->
     assert str(report.auto_match_rate) == "50.00"  # 2 of 4 payments
     # (1,000.00 + 777.77) of 2,105.55 received
     assert str(report.auto_match_amount_rate) == "84.43"
+
+
+# -- the `/o2c pay` modal's workflows --------------------------------------------------------------
+def slack_payment(amount: str = "250.00", **kwargs) -> PaymentIn:  # noqa: ANN003
+    return PaymentIn(amount=amount, currency="USD", received_at=RECEIVED,
+                     method="manual entry", external_id="slack-view:V123", **kwargs)
+
+
+def test_a_payment_from_slack_is_recorded_with_its_dm_in_one_transaction(books) -> None:  # noqa: ANN001
+    # given
+    f.user(books, "UCOLL001", "collector")
+    # when
+    payment, created = record_from_slack(books, slack_payment(), user_id="UCOLL001",
+                                         apply_to=["INV-2026-000124"])
+    again, created_again = record_from_slack(books, slack_payment(), user_id="UCOLL001",
+                                             apply_to=["INV-2026-000124"])  # double submit
+    books.commit()
+    # then one payment, applied as chosen, and one DM about it
+    assert (created, created_again, again.id) == (True, False, payment.id)
+    assert (payment.source, payment.status) == ("slack", "applied")
+    dms = books.exec(select(OutboxMessage).where(
+        OutboxMessage.dedupe_key == f"payment-recorded:{payment.id}")).all()
+    assert len(dms) == 1
+    assert dms[0].payload["channel"] == "UCOLL001"
+    assert dms[0].payload["template"] == "payment_recorded"
+    assert dms[0].payload["context"]["allocations"] == [{"invoice": "INV-2026-000124",
+                                                         "amount": "250.00"}]
+
+
+def test_a_payment_from_slack_needs_the_collector_role(books) -> None:  # noqa: ANN001
+    f.user(books, "USALES01", "sales")
+    with pytest.raises(PermissionDenied):
+        record_from_slack(books, slack_payment(), user_id="USALES01")
+    books.rollback()
+    assert books.exec(select(Payment)).all() == []
+    assert books.exec(select(OutboxMessage)).all() == []
+
+
+def test_open_invoice_choices_search_numbers_literally(books) -> None:  # noqa: ANN001
+    # given one invoice paid, and an ERP number with LIKE wildcards in it
+    pay(books, "1000.00", reference="INV-2026-000123")
+    f.invoice(books, "ERP_10%", "C-GLOBEX", total="5.00")
+    f.invoice(books, "ERPX10Y", "C-GLOBEX", total="5.00")
+    # when / then: open ones only, soonest due first, optionally of one customer
+    assert [i.number for i in open_invoice_choices(books, "2026-0001")] == [
+        "INV-2026-000124", "INV-2026-000125"]
+    assert [i.number for i in open_invoice_choices(books, "inv-2026-0002",
+                                                   customer="C-INITECH")] == [
+        "INV-2026-000200", "INV-2026-000201", "INV-2026-000202", "INV-2026-000203"]
+    assert open_invoice_choices(books, "2026-0002", customer="C-GLOBEX") == []
+    assert [i.number for i in open_invoice_choices(books, "_10%")] == ["ERP_10%"]
+
+
+def test_usual_currency_is_the_one_most_customers_are_billed_in(session) -> None:  # noqa: ANN001
+    assert usual_currency(session) == "USD"  # nobody yet
+    f.customer(session, "C-1", "One GmbH", currency="EUR")
+    f.customer(session, "C-2", "Two GmbH", currency="EUR")
+    f.customer(session, "C-3", "Three Inc", currency="USD")
+    assert usual_currency(session) == "EUR"

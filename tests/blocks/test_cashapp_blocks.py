@@ -1,0 +1,44 @@
+"""The answers to the Apply button and the modal's invoice options: what came from the ERP is
+escaped; a mention only for a real Slack user id."""
+
+from __future__ import annotations
+
+from blocks import cashapp
+from models import Invoice
+
+FORGED = "<!channel> <https://x.example|Bank>"
+ESCAPED = "&lt;!channel&gt; &lt;https://x.example|Bank&gt;"
+
+
+def test_the_confirmation_names_the_invoices_escaped() -> None:
+    text = cashapp.applied_answer(payment_id=7, rank=2, status="partially_applied",
+                                  invoices=[{"invoice": FORGED, "amount": "250.00"}],
+                                  currency="USD")
+    assert text.startswith(":white_check_mark: Payment #7 applied (suggestion 2)")
+    assert "*partially applied*" in text
+    assert f"• {ESCAPED} — USD 250.00" in text and "<!channel>" not in text
+
+
+def test_already_applied_mentions_only_a_slack_user_id() -> None:
+    assert "by <@UCOLL001>;" in cashapp.already_applied_answer("UCOLL001")
+    forged = cashapp.already_applied_answer("<!here>")
+    assert "&lt;!here&gt;" in forged and "<!here>" not in forged
+    assert "by someone else;" in cashapp.already_applied_answer(None)
+
+
+def test_refusals_end_their_sentence_before_saying_nothing_was_applied() -> None:
+    assert cashapp.failed_answer(":warning: invoice X has less than USD 1.00 open") == (
+        ":warning: invoice X has less than USD 1.00 open. Nothing was applied.")
+    assert cashapp.refused_answer(":warning: This needs the collector role.") == (
+        ":warning: This needs the collector role. Applying payments is for collectors and "
+        "admins; nothing was applied.")
+
+
+def test_an_invoice_option_is_plain_text_escaped_and_keeps_the_number_as_value() -> None:
+    invoice = Invoice(number=FORGED, customer_id=1, currency="USD", total_minor=25_000,
+                      balance_minor=12_550)
+    option = cashapp.invoice_option(invoice)
+    assert option["text"]["type"] == "plain_text"
+    assert option["text"]["text"].startswith(ESCAPED)
+    assert "USD 125.50 open" in option["text"]["text"]
+    assert option["value"] == FORGED
