@@ -440,16 +440,12 @@ def decide(session: Session, order: Order, *, approve: bool, at: datetime, note:
 
 
 def _backdate(session: Session, payment: Payment) -> None:
-    """The workflows stamp allocations and settlements with the wall clock; for replayed
-    history that would put every settlement on seed day and distort AR-at-date KPIs (DSO,
-    CEI), so they take the payment's received date instead."""
+    """Allocations are recorded at the wall clock (invoices are paid at the payment's received
+    date already); for replayed history that would put every allocation on seed day and distort
+    AR-at-date KPIs (DSO, CEI), so they take the payment's received date too."""
     for allocation in session.exec(select(Allocation).where(
             Allocation.payment_id == payment.id)):
         allocation.created_at = payment.received_at
-        invoice = session.get(Invoice, allocation.invoice_id)
-        if invoice.paid_at is not None:
-            invoice.paid_at = payment.received_at
-            session.add(invoice)
         session.add(allocation)
     session.flush()
 
