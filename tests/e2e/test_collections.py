@@ -206,4 +206,4 @@ def test_chat_post_message_429_then_503_arrives_exactly_once(book, smtp_server, 
     with smtp_server.db.read_session() as s:
         row = s.exec(select(OutboxMessage).where(
             OutboxMessage.dedupe_key.like("digest:UCOLL002:%"))).one()
-    assert row.status == "sent" and row.attempts == 3
+    assert row.status == "sent" and row.attempts == 2  # the 429 cost no attempt
