@@ -69,13 +69,6 @@ def build_runtime(settings: Settings, *, db: Database | None = None,
     return Runtime(deps=deps, bolt=create_bolt_app(deps))
 
 
-def make_mailer(settings: Settings, db: Database | None = None):  # noqa: ANN201
-    """The e-mail transport for the outbox; None (no SMTP_URL) keeps e-mails queued."""
-    from bot.mailer import build_mailer
-
-    return build_mailer(settings, db)
-
-
 def bolt_endpoint(bolt: App):  # noqa: ANN201
     """An ASGI endpoint that hands a Slack request to a sync Bolt app in the thread pool.
 
