@@ -37,5 +37,9 @@ bench: install
 	$(BIN)/python bench/ack_latency.py
 	$(BIN)/python bench/digest.py
 
+# Only what make builds or the demo and the tests leave behind: never o2c.db (the default
+# DATABASE_URL, i.e. real data) or any other database.
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts *.db *.db-wal *.db-shm
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis test-artifacts build dist *.egg-info
+	rm -f o2c-demo.db o2c-demo.db-wal o2c-demo.db-shm o2c-demo.db-journal .coverage
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -134,12 +134,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(summary, indent=2, default=str))
     if args.deliver:
-        from bot.outbox import OutboxWorker
-        from bot.server import make_mailer
+        from bot.outbox import make_worker
 
         settings.require("slack_bot_token")
-        OutboxWorker(deps.db, deps.client, settings,
-                     mailer=make_mailer(settings, deps.db)).drain()
+        make_worker(deps, settings).drain()
     else:
         print("notifications are queued; a running `o2c serve` delivers them "
               "(or pass --deliver)", file=sys.stderr)

@@ -4,8 +4,13 @@
 None when `SMTP_URL` is not set (e-mails then stay queued, and the worker posts a copy of each
 to the AR channel so they are visible in Slack).
 
-* `SMTP_URL`: `smtp://user:pass@host:587` (STARTTLS when the server offers it) or
-  `smtps://user:pass@host:465` (TLS from the start); user and password are URL-quoted.
+* `SMTP_URL`: `smtps://user:pass@host:465` (TLS from the start) or `smtp://user:pass@host:587`
+  (STARTTLS); user and password are URL-quoted. With a user and password over `smtp://`,
+  STARTTLS is required: a server that does not offer it (or a man in the middle who strips the
+  offer) gets a permanent refusal and never sees the password. Only for a local test server
+  can that be waived with `?insecure=true` (`smtp://user:pass@localhost:1025?insecure=true`).
+  Without credentials, STARTTLS is used whenever it is offered. Certificates are verified
+  against the system's CAs.
 * From: `O2C_FROM_EMAIL`. Message-ID: derived from the outbox row's dedupe key (or id), so a
   message re-sent after a crash carries the same id and mail clients show it once.
 * Templates: Jinja2 files in `bot/templates/<name>.j2`; the first line is `Subject: ...`, then a
@@ -13,8 +18,9 @@ to the AR channel so they are visible in Slack).
   (the outbox context only names it) and lists every detail of SPEC §3; the invoice PDF
   (`bot/invoice_pdf.py`, fpdf2) is attached when the outbox row asks for it.
 * Failures are classified for the worker: connection errors, timeouts and 4xx SMTP replies are
-  temporary (`Retry`, with backoff); 5xx replies are permanent (`Permanent`, the row is kept as
-  failed and listed by `o2c outbox`).
+  temporary (`Retry`, with backoff); 5xx replies, a missing STARTTLS and an untrusted TLS
+  certificate are permanent (`Permanent`, the row is kept as failed and listed by
+  `o2c outbox`).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from urllib.parse import unquote, urlsplit
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from bot.outbox import Permanent, Retry
-from bot.settings import Settings
+from bot.settings import Settings, smtp_insecure
 from models import money
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -106,9 +112,11 @@ def message_id(payload: dict, domain: str) -> str:
 class SmtpMailer:
     def __init__(self, url: str, from_email: str, *,
                  session_factory: Callable[[], Any] | None = None,
-                 timeout: float = TIMEOUT) -> None:
+                 timeout: float = TIMEOUT, ssl_context: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(url)
         self.tls = parts.scheme == "smtps"
+        self.insecure = smtp_insecure(parts.query)  # only for local test servers
+        self.ssl_context = ssl_context  # None: the system's CAs (tests pass their own)
         self.host = parts.hostname or "localhost"
         self.port = parts.port or (465 if self.tls else 25)
         self.username = unquote(parts.username) if parts.username else None
@@ -176,25 +184,47 @@ class SmtpMailer:
             raise Retry(30.0, reason) from exc  # 4xx, or no code (connect/helo trouble)
         except smtplib.SMTPNotSupportedError as exc:
             raise Permanent(f"smtp: {exc}") from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise Permanent(f"smtp: the TLS certificate of {self.host} is not trusted: "
+                            f"{exc.verify_message}") from exc
         except (smtplib.SMTPException, OSError) as exc:  # disconnects, refused, timeouts
             raise Retry(30.0, f"smtp: {type(exc).__name__}: {exc}") from exc
         return {"ok": True, "message_id": message["Message-ID"], "to": payload["to"]}
 
     def _send(self, message: EmailMessage) -> None:
-        context = ssl.create_default_context()
+        context = self.ssl_context or ssl.create_default_context()
         if self.tls:
             client: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
                                                     context=context)
         else:
             client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-        with client:
-            client.ehlo()
-            if not self.tls and client.has_extn("starttls"):
+        try:
+            self._transact(client, context, message)
+        except BaseException:
+            client.close()  # no QUIT on a connection in an unknown state
+            raise
+        try:
+            client.quit()
+        except (smtplib.SMTPException, OSError):
+            pass  # the message was accepted: a failed goodbye must not send it again
+        finally:
+            client.close()
+
+    def _transact(self, client: smtplib.SMTP, context: ssl.SSLContext,
+                  message: EmailMessage) -> None:
+        client.ehlo()
+        if not self.tls:
+            if client.has_extn("starttls"):
                 client.starttls(context=context)
                 client.ehlo()
-            if self.username:
-                client.login(self.username, self.password or "")
-            client.send_message(message)
+            elif self.username and not self.insecure:
+                raise Permanent(
+                    f"smtp: {self.host}:{self.port} does not offer STARTTLS; refusing to "
+                    "send the SMTP password in clear text (use smtps://, fix the server, "
+                    "or add ?insecure=true to SMTP_URL for a local test server only)")
+        if self.username:
+            client.login(self.username, self.password or "")
+        client.send_message(message)
 
 
 def build_mailer(settings: Settings, db: Any = None) -> SmtpMailer | None:

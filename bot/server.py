@@ -25,7 +25,7 @@ from api.routes import Unauthorized
 from api.routes import router as api_router
 from bot.db import Database
 from bot.deps import Deps, make_client
-from bot.outbox import OutboxWorker
+from bot.outbox import OutboxWorker, make_worker
 from bot.settings import Settings
 from bot.slack_app import create_bolt_app
 from workflows import policy
@@ -69,13 +69,6 @@ def build_runtime(settings: Settings, *, db: Database | None = None,
     return Runtime(deps=deps, bolt=create_bolt_app(deps))
 
 
-def make_mailer(settings: Settings, db: Database | None = None):  # noqa: ANN201
-    """The e-mail transport for the outbox; None (no SMTP_URL) keeps e-mails queued."""
-    from bot.mailer import build_mailer
-
-    return build_mailer(settings, db)
-
-
 def bolt_endpoint(bolt: App):  # noqa: ANN201
     """An ASGI endpoint that hands a Slack request to a sync Bolt app in the thread pool.
 
@@ -105,11 +98,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
         with deps.db.transaction() as session:
             bootstrap_admins(session, settings.o2c_admins)
         if background and settings.o2c_outbox_worker:
-            worker_client = WebClient(token=deps.client.token, base_url=deps.client.base_url,
-                                      timeout=10, retry_handlers=[])
-            runtime.worker = OutboxWorker(deps.db, worker_client, settings,
-                                          mailer=make_mailer(settings, deps.db),
-                                          wakeup=deps.outbox_wakeup, poll_interval=1.0)
+            runtime.worker = make_worker(deps, settings, poll_interval=1.0)
             runtime.worker.start()
         if background and settings.o2c_scheduler:
             from bot.scheduler import build_scheduler

@@ -1,6 +1,8 @@
 """Settings: every environment variable of SPEC §4 in one pydantic-settings class.
 
-Secrets are `SecretStr` so they never show up in a repr, a log line or an error message.
+Secrets are `SecretStr` so they never show up in a repr, a log line or an error message;
+`DATABASE_URL` (which may hold a PostgreSQL password) stays a plain string for SQLAlchemy and
+Alembic but is left out of the repr, and validation errors never echo a value.
 Which variables are *required* depends on the command (`o2c migrate` needs only the database),
 so presence is checked by `Settings.require(...)`, which names the missing variables.
 """
@@ -11,7 +13,7 @@ import re
 from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -21,6 +23,19 @@ SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 class SettingsError(Exception):
     """A setting is missing or invalid; the message names the environment variable."""
+
+
+def smtp_insecure(query: str) -> bool:
+    """`SMTP_URL`'s only option, `?insecure=true`: allow logging in without TLS (a local test
+    server); raises ValueError for anything else, so a typo is not silently ignored."""
+    options = parse_qs(query, keep_blank_values=True)
+    unknown = sorted(set(options) - {"insecure"})
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(unknown)}; the only one is ?insecure=true")
+    value = options.get("insecure", ["false"])[-1].lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError("?insecure= must be true or false")
+    return value in ("true", "1", "yes")
 
 
 class Settings(BaseSettings):
@@ -33,7 +48,7 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api/"
 
     # storage and HTTP
-    database_url: str = "sqlite:///o2c.db"
+    database_url: str = Field(default="sqlite:///o2c.db", repr=False)  # may hold a password
     o2c_api_token: SecretStr | None = None
     port: int = Field(default=3000, ge=1, le=65535)
 
@@ -115,6 +130,7 @@ class Settings(BaseSettings):
             parts = urlsplit(value.get_secret_value())
             if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
                 raise ValueError("must look like smtp://user:pass@host:25")
+            smtp_insecure(parts.query)
         return value or None
 
     @field_validator("o2c_dunning_levels")

@@ -20,9 +20,14 @@ Safety rule -- the sandbox can never be reached in production by accident:
    loopback address (``http://127.0.0.1:<port>/sandbox/slack/api/``): a bot wired to a real
    Slack workspace can never have the sandbox, and vice versa; ``o2c serve`` also refuses a
    non-loopback ``--host`` (:func:`check_bind_host`);
-3. every ``/sandbox*`` request must come from a loopback client *and* name a loopback ``Host``
-   (stops remote clients behind a proxy and DNS-rebinding pages), else 404; page actions must
-   be same-origin JSON (stops cross-site form posts).
+3. on, the app also refuses to start unless ``DATABASE_URL`` is an SQLite file made by
+   ``o2c demo`` (marked with ``PRAGMA application_id``, see :mod:`bot.demo`): whoever reaches
+   the sandbox acts as any user, so it must never sit on real data -- not even behind a local
+   reverse proxy that hides where requests come from (:func:`check_demo_database`);
+4. every ``/sandbox*`` request must come from a loopback client *and* name a loopback ``Host``
+   (stops remote clients and DNS-rebinding pages) *and* carry no proxy header
+   (``Forwarded``, ``X-Forwarded-*``, ``X-Real-IP``, ``Via``: a browser never sends them, a
+   proxy does), else 404; page actions must be same-origin JSON (stops cross-site form posts).
 
 Threads: sync routes run in the thread pool, so the bot's ``WebClient`` calling the stand-in
 inside this same server never waits on the event loop; the long-poll is async and only reads a
@@ -112,10 +117,30 @@ def sandbox_origin(settings: Settings) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def check_demo_database(url: str) -> None:
+    """The sandbox only ever runs on a database ``o2c demo`` created (never on real data)."""
+    from sqlalchemy.engine import make_url
+
+    from bot.demo import _is_demo_database
+
+    try:
+        parsed = make_url(url)
+        path = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    except Exception:  # noqa: BLE001 - an unparsable URL is simply not a demo database
+        path = None
+    if not path or path == ":memory:" or not _is_demo_database(Path(path)):
+        raise SandboxRefused("O2C_SANDBOX is on, so DATABASE_URL must be an SQLite database "
+                             "created by `o2c demo` (the sandbox lets anyone act as any user, "
+                             "so it never runs on real data); run `make demo`, or unset "
+                             "O2C_SANDBOX")
+
+
 def mount_sandbox(app: FastAPI, runtime: Any) -> Workspace:
     """Mount the stand-in, the page and its JSON API under ``/sandbox`` (see module doc)."""
     settings = runtime.deps.settings
     origin = sandbox_origin(settings)
+    for url in {settings.database_url, runtime.deps.db.url}:
+        check_demo_database(url)
     api = SlackWebAPI(bot_token=settings.slack_bot_token.get_secret_value(),
                       base_url=f"{origin}{PREFIX}/slack")
     driver = SlackDriver(f"{origin}/slack/events",
@@ -133,8 +158,13 @@ def mount_sandbox(app: FastAPI, runtime: Any) -> Workspace:
     return workspace
 
 
+PROXY_HEADERS = {b"forwarded", b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto",
+                 b"x-real-ip", b"via"}
+
+
 class LocalOnly:
-    """ASGI wrapper: 404 unless the client and the ``Host`` are loopback; adds a strict CSP."""
+    """ASGI wrapper: 404 unless the client and the ``Host`` are loopback and no proxy header
+    is present; adds a strict CSP."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -146,7 +176,8 @@ class LocalOnly:
         client = (scope.get("client") or ("", 0))[0]
         host = next((v.decode("latin-1") for k, v in scope.get("headers", ())
                      if k == b"host"), None)
-        if not (is_loopback_host(client) and is_loopback_host(host)):
+        proxied = any(k in PROXY_HEADERS for k, _ in scope.get("headers", ()))
+        if proxied or not (is_loopback_host(client) and is_loopback_host(host)):
             await PlainTextResponse("Not Found", status_code=404)(scope, receive, send)
             return
 

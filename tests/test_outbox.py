@@ -1,13 +1,20 @@
 """The outbox worker against the stand-in: delivery, updates of earlier posts, retries with
-Retry-After, permanent failures kept visible, claims that expire."""
+Retry-After, outages that delay but never lose, permanent failures kept visible, claims that
+expire, and two workers sharing the queue without sending anything twice."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from datetime import timedelta
 
 from slack_sdk import WebClient
+from sqlmodel import select
 
-from bot.outbox import LEASE, OutboxWorker
+from bot.cli import main
+from bot.outbox import LEASE, MAX_ATTEMPTS, RETRY_FOR, OutboxWorker, make_worker
+from bot.server import build_deps
 from models import OutboxMessage
 from models.base import utcnow
 from sandbox.webapi import Fault
@@ -15,10 +22,10 @@ from tests.conftest import test_settings
 from workflows import outbox
 
 
-def make_worker(db, standin, database_url):  # noqa: ANN001, ANN201
+def worker_for(db, standin, database_url, **kwargs):  # noqa: ANN001, ANN201
     settings = test_settings(database_url, standin.api_url)
     client = WebClient(token="xoxb-test-token", base_url=standin.api_url, retry_handlers=[])
-    return OutboxWorker(db, client, settings)
+    return OutboxWorker(db, client, settings, **kwargs)
 
 
 def row(db, row_id: int) -> OutboxMessage:  # noqa: ANN001
@@ -34,7 +41,7 @@ def test_post_then_update_in_place(db, standin, database_url) -> None:  # noqa: 
                                       context={"text": "first"})
         update = outbox.update_message(s, target_outbox_id=post.id, template="text",
                                        context={"text": "second"})
-    worker = make_worker(db, standin, database_url)
+    worker = worker_for(db, standin, database_url)
     # when
     worker.drain()
     # then
@@ -50,12 +57,12 @@ def test_rate_limit_honours_retry_after(db, standin, database_url) -> None:  # n
     with db.transaction() as s:
         message = outbox.post_to_user(s, user_id="USALES01", template="text",
                                       context={"text": "hello"})
-    worker = make_worker(db, standin, database_url)
+    worker = worker_for(db, standin, database_url)
     # when
     worker.run_once()
-    # then: not sent, and not due again for ~30 s
+    # then: not sent, not due again for ~30 s, and a 429 does not use up an attempt
     after = row(db, message.id)
-    assert after.status == "pending" and after.attempts == 1
+    assert after.status == "pending" and after.attempts == 0
     assert timedelta(seconds=25) < after.next_attempt_at - utcnow() <= timedelta(seconds=31)
     # when the time has come
     worker.run_once(now=utcnow() + timedelta(seconds=31))
@@ -69,7 +76,7 @@ def test_permanent_error_is_kept_as_failed_and_can_be_requeued(db, standin, data
     with db.transaction() as s:
         message = outbox.post_to_channel(s, channel="CNOPE", template="text",
                                          context={"text": "lost?"})
-    worker = make_worker(db, standin, database_url)
+    worker = worker_for(db, standin, database_url)
     # when
     worker.drain()
     # then
@@ -92,7 +99,7 @@ def test_stale_claim_is_taken_over(db, standin, database_url) -> None:  # noqa: 
         message.claimed_at = utcnow() - LEASE - timedelta(seconds=1)
         s.add(message)
     # when
-    make_worker(db, standin, database_url).drain()
+    worker_for(db, standin, database_url).drain()
     # then
     assert row(db, message.id).status == "sent"
     assert len(standin.api.dm_messages("USALES01")) == 1
@@ -104,6 +111,201 @@ def test_broken_template_fails_without_blocking_the_queue(db, standin, database_
                                   context={})
         good = outbox.post_to_user(s, user_id="USALES01", template="text",
                                    context={"text": "fine"})
-    make_worker(db, standin, database_url).drain()
+    worker_for(db, standin, database_url).drain()
     assert row(db, bad.id).status == "failed"
     assert row(db, good.id).status == "sent"
+
+
+def dm(db, text: str, user: str = "USALES01") -> int:  # noqa: ANN001
+    with db.transaction() as s:
+        return outbox.post_to_user(s, user_id=user, template="text", context={"text": text}).id
+
+
+def test_two_workers_with_slow_slack_deliver_each_message_once(db, standin, database_url) -> None:  # noqa: ANN001
+    # given: four DMs, a Slack that takes 1.5 s per call, and a 3 s lease (a batch takes 6 s)
+    texts = [f"message {n}" for n in range(4)]
+    for text in texts:
+        dm(db, text)
+    standin.api.inject("chat.postMessage", *[Fault(delay=1.5) for _ in range(8)])
+    lease = timedelta(seconds=3)
+    first = worker_for(db, standin, database_url, lease=lease)
+    second = worker_for(db, standin, database_url, lease=lease)
+    # when: the first claims the whole batch; the second polls once the first claim expired
+    busy = threading.Thread(target=first.run_once)
+    busy.start()
+    time.sleep(3.3)
+    taken_over = 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        taken_over += second.run_once()
+        with db.read_session() as s:
+            if all(r.status == "sent" for r in s.exec(select(OutboxMessage))):
+                break
+        time.sleep(0.1)
+    busy.join(30)
+    # then: the second worker took over what the first had not reached, and nothing twice
+    assert taken_over >= 1
+    sent = [m["text"] for m in standin.api.dm_messages("USALES01")]
+    assert sorted(sent) == texts
+
+
+def test_rate_limit_pauses_the_method_and_many_429s_never_fail(db, standin, database_url) -> None:  # noqa: ANN001
+    # given: three DMs and a Slack that rate-limits the first call
+    ids = [dm(db, f"hello {n}") for n in range(3)]
+    standin.api.inject("chat.postMessage", Fault(status=429, retry_after=30))
+    worker = worker_for(db, standin, database_url)
+    start = utcnow()
+    # when
+    worker.run_once(now=start)
+    # then: one call was made; the other two waited for Retry-After without calling Slack
+    assert len(standin.api.calls_to("chat.postMessage")) == 1
+    for row_id in ids:
+        waiting = row(db, row_id)
+        assert waiting.status == "pending" and waiting.attempts == 0
+        assert waiting.next_attempt_at >= start + timedelta(seconds=30)
+    # when Slack keeps rate-limiting for far more than MAX_ATTEMPTS rounds
+    standin.api.inject("chat.postMessage", *[Fault(status=429, retry_after=60)
+                                             for _ in range(MAX_ATTEMPTS * 2)])
+    now = start
+    for _ in range(MAX_ATTEMPTS * 2 + 1):
+        now += timedelta(seconds=61)
+        worker.run_once(now=now)
+        assert {row(db, row_id).status for row_id in ids} <= {"pending", "sent"}
+    worker.run_once(now=now + timedelta(seconds=61))
+    # then: everything arrived, once, and the 429s cost no attempt
+    assert sorted(m["text"] for m in standin.api.dm_messages("USALES01")) == [
+        "hello 0", "hello 1", "hello 2"]
+    assert [row(db, row_id).attempts for row_id in ids] == [1, 1, 1]
+
+
+def test_a_slack_outage_of_hours_delays_but_never_fails(db, standin, database_url) -> None:  # noqa: ANN001
+    # given: Slack answers 503 to the next 40 calls (hours, with the backoff capped at 5 min)
+    message = dm(db, "after the outage")
+    standin.api.inject("chat.postMessage", *[Fault(status=503) for _ in range(40)])
+    worker = worker_for(db, standin, database_url)
+    now = utcnow()
+    # when the worker keeps trying whenever the row is due
+    for _ in range(40):
+        worker.run_once(now=now)
+        waiting = row(db, message)
+        # then: it is delayed, never failed
+        assert waiting.status == "pending" and "503" in waiting.last_error
+        assert waiting.next_attempt_at - now <= timedelta(seconds=301)
+        now = waiting.next_attempt_at
+    assert now - utcnow() > timedelta(hours=2)
+    # when Slack is back
+    worker.run_once(now=now)
+    # then: delivered, once
+    assert row(db, message).status == "sent" and row(db, message).attempts == 41
+    assert [m["text"] for m in standin.api.dm_messages("USALES01")] == ["after the outage"]
+
+
+def test_transient_errors_fail_only_after_retrying_for_a_day(db, standin, database_url) -> None:  # noqa: ANN001
+    # given: a DM queued a day ago that has been retried more than MAX_ATTEMPTS times
+    message = dm(db, "too late")
+    created = row(db, message).created_at
+    standin.api.inject("chat.postMessage", *[Fault(status=500) for _ in range(MAX_ATTEMPTS + 2)])
+    worker = worker_for(db, standin, database_url)
+    now = created
+    for _ in range(MAX_ATTEMPTS):
+        worker.run_once(now=now)
+        now = row(db, message).next_attempt_at
+    assert row(db, message).status == "pending"
+    # when it fails again once RETRY_FOR has passed
+    worker.run_once(now=created + RETRY_FOR + timedelta(seconds=1))
+    # then: it is kept as failed, visible, with the reason
+    failed = row(db, message)
+    assert failed.status == "failed" and "slack 500" in failed.last_error
+    assert failed.attempts == MAX_ATTEMPTS + 1
+
+
+def test_unknown_slack_error_fails_after_max_attempts(db, standin, database_url) -> None:  # noqa: ANN001
+    message = dm(db, "odd")
+    standin.api.inject("chat.postMessage", *[Fault(error="something_new")
+                                             for _ in range(MAX_ATTEMPTS + 5)])
+    worker = worker_for(db, standin, database_url)
+    now = utcnow()
+    for _ in range(MAX_ATTEMPTS + 5):
+        worker.run_once(now=now)
+        now = row(db, message).next_attempt_at
+    failed = row(db, message)
+    assert failed.status == "failed" and "something_new" in failed.last_error
+    assert len(standin.api.calls_to("chat.postMessage")) == MAX_ATTEMPTS
+
+
+def test_unexpected_error_while_delivering_fails_the_row(db, standin, database_url, caplog) -> None:  # noqa: ANN001
+    # given: a row whose payload lacks its channel (a bug elsewhere), then a good one
+    with db.transaction() as s:
+        broken = OutboxMessage(transport="slack", method="chat.postMessage",
+                               payload={"template": "text", "context": {"text": "where?"}})
+        s.add(broken)
+        s.flush()
+        broken_id = broken.id
+    good = dm(db, "fine")
+    # when
+    worker_for(db, standin, database_url).drain()
+    # then: failed with the error, logged once, not left 'sending'; the queue went on
+    failed = row(db, broken_id)
+    assert failed.status == "failed" and "KeyError('channel')" in failed.last_error
+    assert failed.claimed_by is None
+    assert len([r for r in caplog.records if f"outbox {broken_id}" in r.getMessage()]) == 1
+    assert row(db, good).status == "sent"
+
+
+class DroppingServer:
+    """A Web API that reads each request and hangs up without answering; counts requests."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.requests = 0
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/api/"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                if data:
+                    self.requests += 1
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_o2c_run_deliver_uses_the_server_worker_without_sdk_retries(
+        db, database_url, monkeypatch, capsys) -> None:  # noqa: ANN001
+    # given: a queued DM, and a Slack that drops the connection after reading the request
+    # (it may have posted the message: a retry inside slack_sdk could post it twice)
+    message = dm(db, "only once")
+    slack = DroppingServer()
+    for name, value in {"DATABASE_URL": database_url, "SLACK_BOT_TOKEN": "xoxb-test-token",
+                        "SLACK_API_URL": slack.url}.items():
+        monkeypatch.setenv(name, value)
+    try:
+        # when
+        assert main(["run", "approval-reminders", "--deliver"]) == 0
+    finally:
+        slack.close()
+    # then: one request, and the row waits for the worker's own retry
+    assert slack.requests == 1
+    waiting = row(db, message)
+    assert waiting.status == "pending" and "network" in waiting.last_error
+
+
+def test_make_worker_is_the_one_worker_of_serve_and_run(db, standin, database_url) -> None:  # noqa: ANN001
+    deps = build_deps(test_settings(database_url, standin.api_url), db=db)
+    worker = make_worker(deps, poll_interval=0.5)
+    assert worker.client.retry_handlers == [] and deps.client.retry_handlers != []
+    assert worker.client.base_url == standin.api_url and worker.wakeup is deps.outbox_wakeup
+    assert worker.mailer is None and worker.poll_interval == 0.5

@@ -1,4 +1,5 @@
-"""The SMTP mailer against a real local SMTP server: rendering, headers, failure classes."""
+"""The SMTP mailer against a real local SMTP server: rendering, headers, failure classes, and
+the SMTP password only ever sent over TLS."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import pytest
 
 from bot.mailer import SmtpMailer, build_mailer, render_email
 from bot.outbox import Permanent, Retry
-from bot.settings import load_settings
+from bot.settings import SettingsError, load_settings
 from tests.support import factories as f
+from tests.support.smtp import LocalSmtp, self_signed_tls
 from workflows import collections
 
 DUNNING = {"kind": "reminder", "level": 1, "customer_id": 1, "customer_name": "Acme <Corp>",
@@ -106,3 +108,86 @@ def test_reminder_statement_renders(session) -> None:  # noqa: ANN001
                                  from_email="ar@x.example")
     assert subject == "Statement of overdue invoices: USD 10.00 due"
     assert "INV-1" in body and "22 days late" in body
+
+
+# -- the SMTP password never travels in clear text -------------------------------------------
+
+EMAIL = {"to": "ap@acme.example", "template": "dunning_reminder", "context": DUNNING,
+         "outbox_id": 1}
+CREDENTIALS = ("ar-bot", "s3cret p@ss")
+
+
+@pytest.fixture
+def tls(tmp_path):  # noqa: ANN001, ANN201
+    return self_signed_tls(tmp_path)
+
+
+def _running(server: LocalSmtp):  # noqa: ANN202
+    server.start()
+    return server
+
+
+def test_password_is_not_sent_when_starttls_is_not_offered() -> None:
+    # given: a server (or a man in the middle) that offers AUTH but no STARTTLS
+    server = _running(LocalSmtp(credentials=CREDENTIALS))
+    try:
+        mailer = SmtpMailer(server.url, "ar@seller.example")
+        # when / then: refused for good, with a clear reason, and no login was attempted
+        with pytest.raises(Permanent, match="does not offer STARTTLS"):
+            mailer(EMAIL)
+        assert server.logins == [] and server.received() == []
+    finally:
+        server.stop()
+
+
+def test_insecure_opt_out_logs_in_without_tls_for_a_local_test_server() -> None:
+    server = _running(LocalSmtp(credentials=CREDENTIALS))
+    try:
+        mailer = build_mailer(load_settings(smtp_url=f"{server.url}?insecure=true"))
+        mailer(EMAIL)
+        [message] = server.wait_for(1)
+        assert message["To"] == "ap@acme.example"
+        assert server.logins == [(*CREDENTIALS, False)]
+    finally:
+        server.stop()
+
+
+def test_starttls_is_used_before_the_password_is_sent(tls) -> None:  # noqa: ANN001
+    server_context, client_context = tls
+    server = _running(LocalSmtp(credentials=CREDENTIALS, starttls=server_context))
+    try:
+        SmtpMailer(server.url, "ar@seller.example", ssl_context=client_context)(EMAIL)
+        assert len(server.wait_for(1)) == 1
+        assert server.logins == [(*CREDENTIALS, True)]
+    finally:
+        server.stop()
+
+
+def test_untrusted_certificate_is_refused_before_login(tls) -> None:  # noqa: ANN001
+    # given: STARTTLS with a certificate the system does not trust
+    server_context, _ = tls
+    server = _running(LocalSmtp(credentials=CREDENTIALS, starttls=server_context))
+    try:
+        with pytest.raises(Permanent, match="not trusted"):
+            SmtpMailer(server.url, "ar@seller.example", timeout=5)(EMAIL)
+        assert server.logins == [] and server.received() == []
+    finally:
+        server.stop()
+
+
+def test_smtps_uses_tls_from_the_start(tls) -> None:  # noqa: ANN001
+    server_context, client_context = tls
+    server = _running(LocalSmtp(credentials=CREDENTIALS, implicit_tls=server_context))
+    try:
+        assert server.url.startswith("smtps://")
+        SmtpMailer(server.url, "ar@seller.example", ssl_context=client_context)(EMAIL)
+        assert len(server.wait_for(1)) == 1
+        assert server.logins == [(*CREDENTIALS, True)]
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("url", ["smtp://h:25?insecure=maybe", "smtp://h:25?starttls=no"])
+def test_smtp_url_options_are_checked(url: str) -> None:
+    with pytest.raises(SettingsError, match="SMTP_URL"):
+        load_settings(smtp_url=url)

@@ -1,16 +1,23 @@
 """Fixtures for the browser sandbox: the real server with `O2C_SANDBOX` on, serving the demo
-company (seeded before start, like `o2c demo`), test-only bot listeners, and a test job."""
+company (seeded before start, like `o2c demo`), test-only bot listeners, and a test job.
+
+The sandbox only runs on an SQLite database made by `o2c demo` (`bot.demo.fresh_database`), so
+these fixtures use one whichever database (`O2C_TEST_DB`) the rest of the suite runs on."""
 
 from __future__ import annotations
 
+import shutil
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
 
 from bot import jobs
 from bot.db import Database
+from bot.demo import fresh_database
 from handlers.commands import SUBCOMMANDS, Subcommand
 from tests.conftest import free_port, start_server
 from tests.support import demo_seed
@@ -29,22 +36,28 @@ from tests.support.sandbox_web import (
 
 
 @pytest.fixture(scope="session")
-def demo_template(db_factory) -> Iterator[str]:  # noqa: ANN001
-    """The demo company seeded once per session; each test gets a copy (seeding takes
-    seconds, copying milliseconds)."""
-    url = db_factory.create()
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sandbox-demo")
+
+
+@pytest.fixture(scope="session")
+def demo_template(demo_dir: Path) -> str:
+    """The demo company seeded once per session in a database made like `o2c demo` makes it;
+    each test gets a copy (seeding takes seconds, copying milliseconds)."""
+    url = fresh_database(demo_dir / "template.db")
     db = Database(url)
     demo_seed.seed(db, datetime.now(UTC).date())
     db.dispose()
-    yield url
-    db_factory.drop(url)
+    return url
 
 
 @pytest.fixture
-def demo_database_url(db_factory, demo_template: str) -> Iterator[str]:  # noqa: ANN001
-    url = db_factory.clone(demo_template)
-    yield url
-    db_factory.drop(url)
+def demo_database_url(demo_dir: Path, demo_template: str) -> Iterator[str]:
+    path = demo_dir / f"t_{uuid.uuid4().hex[:10]}.db"
+    shutil.copyfile(demo_template.removeprefix("sqlite:///"), path)
+    yield f"sqlite:///{path}"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 @pytest.fixture

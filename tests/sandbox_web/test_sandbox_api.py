@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from bot import jobs
-from bot.cli import build_parser
+from bot.cli import build_parser, main
 from bot.server import create_app
 from sandbox.web import SandboxRefused, check_bind_host, is_loopback_host
 from tests.support.demo_seed import (
@@ -62,10 +62,33 @@ def test_sandbox_is_not_there_when_disabled(server) -> None:  # noqa: ANN001
     "http://10.0.0.5:3000/sandbox/slack/api/",  # not this computer
     "http://127.0.0.1:3000/api/",  # not the sandbox
 ])
-def test_sandbox_refuses_to_start_unless_the_bot_talks_to_it(database_url, api_url) -> None:  # noqa: ANN001
-    settings = sandbox_settings(database_url, 3000, slack_api_url=api_url)
+def test_sandbox_refuses_to_start_unless_the_bot_talks_to_it(demo_database_url, api_url) -> None:  # noqa: ANN001
+    settings = sandbox_settings(demo_database_url, 3000, slack_api_url=api_url)
     with pytest.raises(SandboxRefused, match="SLACK_API_URL"):
         create_app(settings)
+
+
+def test_sandbox_refuses_to_start_on_a_database_not_made_by_o2c_demo(  # noqa: ANN001
+        database_url, tmp_path) -> None:
+    # given: the suite's own migrated database (SQLite or PostgreSQL, not marked by `o2c
+    # demo`), a production-like PostgreSQL URL, an in-memory and a missing SQLite database
+    for url in (database_url, "postgresql://o2c:secret@127.0.0.1:1/o2c", "sqlite://",
+                f"sqlite:///{tmp_path / 'missing.db'}"):
+        # when / then
+        with pytest.raises(SandboxRefused, match="created by `o2c demo`"):
+            create_app(sandbox_settings(url, 3000))
+
+
+def test_serve_with_the_sandbox_on_real_data_exits_with_the_reason(  # noqa: ANN001
+        monkeypatch, capsys, database_url) -> None:
+    for name, value in {"O2C_SANDBOX": "true", "SLACK_BOT_TOKEN": "xoxb-1",
+                        "SLACK_SIGNING_SECRET": "s", "O2C_API_TOKEN": "t",
+                        "SLACK_API_URL": "http://127.0.0.1:3000/sandbox/slack/api/",
+                        "DATABASE_URL": database_url}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["serve", "--host", "127.0.0.1"]) == 2
+    assert "DATABASE_URL must be an SQLite database created by `o2c demo`" in (
+        capsys.readouterr().err)
 
 
 def test_serve_refuses_to_listen_beyond_localhost_with_the_sandbox(monkeypatch) -> None:  # noqa: ANN001
@@ -83,14 +106,15 @@ def test_serve_refuses_to_listen_beyond_localhost_with_the_sandbox(monkeypatch) 
                                           "0.0.0.0", None)] == [True] * 4 + [False] * 4
 
 
-def test_sandbox_answers_only_loopback_clients_naming_a_loopback_host(database_url) -> None:  # noqa: ANN001
+def test_sandbox_answers_only_loopback_clients_naming_a_loopback_host(demo_database_url) -> None:  # noqa: ANN001
     # given the app (no lifespan needed), reached from a remote and from a local client
-    app = create_app(sandbox_settings(database_url, 3000))
+    app = create_app(sandbox_settings(demo_database_url, 3000))
 
-    async def status(client_ip: str, path: str, host: str = "127.0.0.1:3000") -> int:
+    async def status(client_ip: str, path: str, host: str = "127.0.0.1:3000",
+                     headers: dict | None = None) -> int:
         transport = httpx.ASGITransport(app=app, client=(client_ip, 5555))
         async with httpx.AsyncClient(transport=transport, base_url=f"http://{host}") as c:
-            return (await c.get(path)).status_code
+            return (await c.get(path, headers=headers)).status_code
 
     # then
     assert asyncio.run(status("203.0.113.9", "/sandbox/")) == 404
@@ -98,8 +122,17 @@ def test_sandbox_answers_only_loopback_clients_naming_a_loopback_host(database_u
     assert asyncio.run(status("127.0.0.1", "/sandbox/")) == 200
     # a page on another domain resolving to 127.0.0.1 (DNS rebinding) is refused too
     assert asyncio.run(status("127.0.0.1", "/sandbox/", host="evil.example:3000")) == 404
+    # a local reverse proxy (loopback client, Host rewritten to 127.0.0.1) is refused by the
+    # headers a proxy adds and a browser never sends
+    for header in ({"X-Forwarded-For": "203.0.113.9"}, {"Forwarded": "for=203.0.113.9"},
+                   {"X-Real-IP": "203.0.113.9"}, {"Via": "1.1 nginx"}):
+        assert asyncio.run(status("127.0.0.1", "/sandbox/", headers=header)) == 404, header
+        assert asyncio.run(status("127.0.0.1", "/sandbox/api/state?wait=0",
+                                  headers=header)) == 404, header
     # the rest of the app does not care
     assert asyncio.run(status("203.0.113.9", "/healthz")) == 200
+    assert asyncio.run(status("127.0.0.1", "/healthz",
+                              headers={"X-Forwarded-For": "203.0.113.9"})) == 200
 
 
 def test_page_actions_refuse_cross_site_requests(sandbox) -> None:  # noqa: ANN001
@@ -141,7 +174,8 @@ def test_state_shows_the_demo_users_channels_and_posted_cards(sandbox) -> None: 
 
 
 def test_long_poll_waits_for_a_change(sandbox) -> None:  # noqa: ANN001
-    # given
+    # given a workspace where nothing else is going on
+    sandbox.wait_until_quiet()
     version = sandbox.state()["version"]
     quiet = sandbox.page_api.get("state", params={"since": version + 1000, "wait": 0.3})
     assert quiet.json()["version"] == sandbox.ws.api.version

@@ -16,7 +16,7 @@ import httpx
 from sqlmodel import select
 
 from blocks.text import esc
-from models import Customer, Order
+from models import Customer, Order, OutboxMessage
 from sandbox.workspace import Workspace
 from tests.conftest import RunningServer, test_settings
 from tests.support.demo_seed import ADMIN, COLLECTOR
@@ -59,6 +59,16 @@ class Sandbox:
 
     def wait_for(self, predicate, description: str, timeout: float = 10.0):  # noqa: ANN001, ANN201
         return self.ws.api.wait_for(predicate, timeout, description)
+
+    def wait_until_quiet(self, timeout: float = 20.0) -> None:
+        """Until the outbox has delivered every queued Slack notification (the seed's cards and
+        DMs arrive in the background after start)."""
+        def quiet() -> bool:
+            with self.server.db.read_session() as s:
+                return s.exec(select(OutboxMessage.id).where(
+                    OutboxMessage.transport == "slack",
+                    OutboxMessage.status.in_(("pending", "sending")))).first() is None
+        self.wait_for(quiet, "the outbox to deliver everything queued", timeout)
 
     def an_order_of(self, rep: str) -> str:
         with self.server.db.read_session() as s:
