@@ -6,9 +6,10 @@ racing for the last units cannot both get them, on SQLite or PostgreSQL; the pro
 checks `0 <= reserved <= on_hand` as the last word.
 
 Locks: a change that reads an order's lines and then writes them locks the order row first
-(`orders.lock_order`), and takes product rows (by UPDATE) only after its orders. Restocking
-follows the same order: `upsert_product` locks the product's backordered orders, then the
-product, then reserves (`reserve_backorders`).
+(`orders.lock_order`), and takes product rows (by UPDATE, in product id order) only after its
+orders. Restocking follows the same order: `upsert_product` locks the product's backordered
+orders, then the product, then reserves (`reserve_backorders`); where a product row is already
+held, orders another transaction holds are skipped (SKIP LOCKED), never waited for.
 
 The backorder choices, each for the order's sales rep or an admin (checked here, whatever
 the button showed), each audited:
@@ -84,7 +85,7 @@ def reserve_stock(session: Session, order: Order, *, actor: str,
                   now: datetime | None = None) -> list[dict]:
     """Reserve each line's open quantity; return the short lines (and backorder the order)."""
     lines = lock_order(session, order)
-    for line in lines:
+    for line in sorted(lines, key=lambda li: li.product_id):  # products in id order
         wanted = line.qty_open - line.qty_reserved
         if wanted <= 0:
             continue
@@ -112,7 +113,7 @@ def release_stock(session: Session, order: Order) -> list[int]:
     the products that got stock back. The caller has locked the order."""
     table = Product.__table__
     released = []
-    for line in order_lines(session, order.id):
+    for line in sorted(order_lines(session, order.id), key=lambda li: li.product_id):
         if line.qty_reserved:
             session.execute(sa.update(table).where(table.c.id == line.product_id)
                             .values(reserved=table.c.reserved - line.qty_reserved))

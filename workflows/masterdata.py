@@ -143,7 +143,9 @@ def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Pr
                  else "product.updated", entity_type="product", entity_id=product.id,
                  sku=product.sku)
     if not created and product.on_hand > product.reserved:
-        fulfilment.reserve_backorders(session, product.id, actor)
+        # orders that started waiting since the lock above are left to the next restock
+        # rather than waited for while this product is locked
+        fulfilment.reserve_backorders(session, product.id, actor, skip_locked=True)
         session.refresh(product)
     return product, created
 

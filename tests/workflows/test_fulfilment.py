@@ -4,6 +4,7 @@ the rep's choices (ship partial / wait / cancel line) and restocking, oldest ord
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from datetime import UTC, datetime
 
@@ -151,10 +152,9 @@ def test_concurrent_shipments_of_one_order_never_over_ship(db, monkeypatch, firs
     invoice_shipment = shipping.invoice_shipment
 
     def slow_invoice(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        try:
+        # a broken barrier: the other shipment is (rightly) queued behind this one
+        with contextlib.suppress(threading.BrokenBarrierError):
             meet.wait()
-        except threading.BrokenBarrierError:
-            pass  # the other shipment is (rightly) queued behind this one
         return invoice_shipment(*args, **kwargs)
 
     monkeypatch.setattr(shipping, "invoice_shipment", slow_invoice)
@@ -406,3 +406,51 @@ def test_on_hand_cannot_go_below_what_is_reserved(session) -> None:  # noqa: ANN
     with pytest.raises(ValidationFailed) as caught:
         f.product(session, "WID-1", on_hand=7)
     assert caught.value.errors[0].field == "on_hand"
+
+
+def test_a_restock_while_the_order_ships_serves_its_backorder(db, monkeypatch) -> None:  # noqa: ANN001
+    # given an order of 10 with 6 reserved and 4 backordered
+    with db.transaction() as s:
+        number = short_order(s).number
+    # and a shipment of the 6 that holds the order (and the product) for a while
+    meet = threading.Barrier(2, timeout=1.5)
+    invoice_shipment = shipping.invoice_shipment
+
+    def slow_invoice(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        with contextlib.suppress(threading.BrokenBarrierError):
+            meet.wait()
+        return invoice_shipment(*args, **kwargs)
+
+    monkeypatch.setattr(shipping, "invoice_shipment", slow_invoice)
+    errors: list[Exception] = []
+
+    def run(work) -> None:  # noqa: ANN001
+        try:
+            with db.transaction() as s:
+                work(s)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    def ship_reserved(s: Session) -> None:
+        shipping.ship_order(s, order_number=number, carrier="UPS", tracking_number="1Z1",
+                            shipped_at=SHIPPED_AT, actor="api",
+                            lines=[shipping.ShipLineIn("WID-1", 6),
+                                   shipping.ShipLineIn("GADGET", 2)])
+
+    # when the ERP restocks the product at the same moment
+    threads = [threading.Thread(target=run, args=(ship_reserved,)),
+               threading.Thread(target=run, args=(lambda s: f.product(
+                   s, "WID-1", price="100.00", on_hand=10),))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    # then both went through (one after the other, no deadlock) and the backorder is served
+    assert errors == []
+    with db.read_session() as s:
+        order = s.exec(select(Order).where(Order.number == number)).one()
+        line = line_of(s, order)
+        assert (line.qty_shipped, line.qty_reserved, line.qty_backordered) == (6, 4, 0)
+        assert order.status == OrderStatus.PARTIALLY_SHIPPED
+        assert stock(s)[1] == 4
+        assert invariants.validate_all(s) == []
