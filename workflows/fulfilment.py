@@ -27,7 +27,16 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from models import Customer, Invoice, Order, OrderLine, OrderStatus, Product, Role
+from models import (
+    AuditEvent,
+    Customer,
+    Invoice,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Product,
+    Role,
+)
 from models.base import utcnow
 from workflows import audit, outbox
 from workflows.errors import InvalidTransition, PermissionDenied, ValidationFailed
@@ -214,6 +223,20 @@ def _short_order(session: Session, order: Order, actor: str, choice: str
     return lines
 
 
+def _repeats_last_choice(session: Session, order: Order, *, actor: str, choice: str,
+                         **data: object) -> bool:
+    """A double click, or the same choice again with nothing changed since, records and
+    tells nothing new (the order is locked, so concurrent clicks see each other)."""
+    last = session.exec(
+        select(AuditEvent)
+        .where(AuditEvent.entity_type == "order", AuditEvent.entity_id == str(order.id),
+               AuditEvent.action.not_like("refused.%"))
+        .order_by(AuditEvent.id.desc()).limit(1)).first()
+    return (last is not None and last.action == CHOICE_ACTION and last.actor == actor
+            and last.data.get("choice") == choice
+            and all(last.data.get(key) == value for key, value in data.items()))
+
+
 def _tell_billing(session: Session, order: Order, lines: list[OrderLine], *, choice: str,
                   actor: str, **extra: object) -> None:
     customer = session.get(Customer, order.customer_id)
@@ -235,6 +258,8 @@ def ship_partial(session: Session, *, order: Order, actor: str,
     if not to_ship:
         raise InvalidTransition(f"nothing on {order.number} is reserved yet, so there is "
                                 "nothing to ship; wait for stock or cancel the short line")
+    if _repeats_last_choice(session, order, actor=actor, choice="ship_partial", ship=to_ship):
+        return to_ship
     audit.record(session, actor=actor, action=CHOICE_ACTION, entity_type="order",
                  entity_id=order.id, to_state=order.status, reason="ship partial",
                  number=order.number, choice="ship_partial", ship=to_ship, at=now)
@@ -249,6 +274,8 @@ def wait_for_stock(session: Session, *, order: Order, actor: str,
     now = now or utcnow()
     lines = _short_order(session, order, actor, "wait")
     short = short_lines(lines)
+    if _repeats_last_choice(session, order, actor=actor, choice="wait", lines=short):
+        return short
     audit.record(session, actor=actor, action=CHOICE_ACTION, entity_type="order",
                  entity_id=order.id, to_state=order.status, reason="wait for stock",
                  number=order.number, choice="wait", lines=short, at=now)

@@ -4,13 +4,16 @@ roles are re-checked on the server, and restocking through the REST API moves th
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlmodel import select
 
-from models import AuditEvent, Order, OrderLine
+from models import AuditEvent, Order, OrderLine, OutboxMessage
+from sandbox.driver import FORM
 from tests.conftest import ADMIN
 from tests.support import factories as f
-from tests.support.slack import ephemeral_texts, text_of
+from tests.support.slack import ephemeral_texts, prepared_click, text_of
 
 WAIT = 10.0
 
@@ -148,3 +151,49 @@ def test_wait_ship_partial_then_restock_through_the_api(shop, slack, standin, ap
                                            "shipped_at": "2026-11-24T10:00:00Z"})
     assert shipped.status_code == 201, shipped.text
     assert api.get(f"/orders/{number}").json()["status"] == "invoiced"
+
+
+def burst(slack, bodies: list[str]) -> list[int]:  # noqa: ANN001
+    start = threading.Barrier(len(bodies))
+    statuses: list[int] = []
+
+    def send(body: str) -> None:
+        start.wait()
+        statuses.append(slack.send(body, FORM).status_code)
+
+    threads = [threading.Thread(target=send, args=(b,)) for b in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return statuses
+
+
+def billing_told(server, choice: str) -> int:  # noqa: ANN001
+    with server.db.read_session() as s:
+        rows = s.exec(select(OutboxMessage)).all()
+    return sum(1 for r in rows if r.payload.get("template") == "backorder_notice"
+               and r.payload["context"].get("choice") == choice)
+
+
+def test_bursts_of_clicks_change_and_tell_once(shop, slack, standin) -> None:  # noqa: ANN001
+    sandbox = standin.api
+    number = short_order(shop)
+    dm = notice(sandbox, number)
+    # when three Ship partial clicks arrive at the same moment
+    ship = prepared_click(slack, "USALES01", dm, "backorder_ship_partial")
+    assert burst(slack, [ship] * 3) == [200] * 3
+    answers(sandbox, "USALES01", 3)
+    # then billing is told once
+    assert billing_told(shop, "ship_partial") == 1
+    assert len(audited(shop, "order.backorder_choice")) == 1
+    # when three Cancel short line clicks arrive at the same moment
+    cancel = prepared_click(slack, "USALES01", dm, "backorder_cancel_line",
+                            block_id="backorder_line:1")
+    assert burst(slack, [cancel] * 3) == [200] * 3
+    texts = answers(sandbox, "USALES01", 6)[3:]
+    # then the short quantity is cancelled once; the other clicks are told nothing is short
+    assert order_and_line(shop, number)[1].qty_cancelled == 4
+    assert len(audited(shop, "order.line_cancelled")) == 1
+    assert billing_told(shop, "cancel_line") == 1
+    assert sum("nothing on it is short" in t for t in texts) == 2
