@@ -68,3 +68,11 @@ PAY_PAYER_BLOCK, PAY_PAYER = "pay_payer", "pay_payer_input"
 PAY_REFERENCE_BLOCK, PAY_REFERENCE = "pay_reference", "pay_reference_input"
 PAY_DATE_BLOCK, PAY_DATE = "pay_received", "pay_received_date"
 PAY_INVOICES_BLOCK, PAY_INVOICES = "pay_invoices", "pay_invoices_select"
+
+# backorders: the rep's choices on the backorder notice (button value: the order number; the
+# cancel button's: "<order number>:<line no>", one per short line, in block "backorder_line:<n>")
+BACKORDER_SHIP_PARTIAL = "backorder_ship_partial"
+BACKORDER_WAIT = "backorder_wait"
+BACKORDER_CANCEL_LINE = "backorder_cancel_line"
+BACKORDER_CHOICES_BLOCK = "backorder_choices"
+BACKORDER_LINE_BLOCK = "backorder_line"  # + ":<line no>"

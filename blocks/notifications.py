@@ -3,7 +3,9 @@ card. Contexts are frozen snapshots written by workflows (see `workflows.orders`
 
 from __future__ import annotations
 
-from blocks.common import context, fields, render, section
+from blocks import ids
+from blocks.common import actions, button, context, fields, lines_text, render, section
+from blocks.common import plain_text as plain_object
 from blocks.lookup import STATUS_EMOJI
 from blocks.templates import template
 from blocks.text import esc, fmt_money, status_label
@@ -37,17 +39,99 @@ def order_status(ctx: dict) -> dict:
     return {"text": text, "blocks": render(blocks)}
 
 
+BACKORDER_LINES_SHOWN = 40  # each short line is a block with its own button (50 max)
+
+
+def _short_row(line: dict) -> str:
+    reserved = line.get("reserved") or 0
+    return (f"Line {line.get('line_no', '?')} `{esc(line['sku'])}` — {line['backordered']} of "
+            f"{line['ordered']} backordered" + (f", {reserved} reserved" if reserved else ""))
+
+
+def _cancel_button(number: str, line: dict) -> dict:
+    return button(
+        "Cancel short line", ids.BACKORDER_CANCEL_LINE, f"{number}:{line['line_no']}",
+        style="danger",
+        confirm={"title": plain_object("Cancel the short quantity?", 100),
+                 "text": plain_object(f"{line['backordered']} × {line['sku']} will not be "
+                                    f"delivered on {number}; what is reserved still ships.",
+                                    300),
+                 "confirm": plain_object("Cancel it", 30), "deny": plain_object("Keep it", 30)})
+
+
+def _backorder_choices(order: dict, lines: list[dict]) -> list[dict]:
+    """The rep's notice: each short line with its Cancel button, then Ship partial / Wait."""
+    number = order["number"]
+    blocks = [section(f":package: Order {_order_line(order)} is short of stock. "
+                      "What should happen?")]
+    for line in lines[:BACKORDER_LINES_SHOWN]:
+        blocks.append(section(_short_row(line), accessory=_cancel_button(number, line),
+                              block_id=f"{ids.BACKORDER_LINE_BLOCK}:{line['line_no']}"))
+    if len(lines) > BACKORDER_LINES_SHOWN:
+        blocks.append(context(f"_…and {len(lines) - BACKORDER_LINES_SHOWN} more short "
+                              "line(s)_"))
+    blocks.append(actions(
+        button("Ship partial", ids.BACKORDER_SHIP_PARTIAL, number, style="primary"),
+        button("Wait", ids.BACKORDER_WAIT, number), block_id=ids.BACKORDER_CHOICES_BLOCK))
+    blocks.append(context("*Ship partial*: billing ships what is reserved now; the rest stays "
+                          "backordered. *Wait*: stock is reserved for the order when it "
+                          "arrives, oldest order first. *Cancel short line*: the short "
+                          "quantity is dropped; what is reserved still ships."))
+    return blocks
+
+
+def _choice_made(ctx: dict, order: dict, who: str) -> tuple[str, list[dict]]:
+    """Billing is told what the rep chose."""
+    by = f"<@{esc(ctx.get('by'))}>"
+    number = esc(order["number"])
+    choice = ctx["choice"]
+    still = [f"• {_short_row(line)}" for line in ctx.get("lines") or []]
+    if choice == "ship_partial":
+        rows = [f"• `{esc(s['sku'])}` × {s['quantity']}" for s in ctx.get("ship") or []]
+        text = f"{who}ship partial chosen for order {number}"
+        blocks = [section(f":truck: {who}{by} chose *ship partial* for order "
+                          f"{_order_line(order)}. Ship what is reserved now:\n"
+                          + lines_text(rows)),
+                  context("The short quantities stay backordered; stock is reserved for "
+                          "them when it arrives.")]
+    elif choice == "cancel_line":
+        gone = ctx.get("cancelled") or {}
+        moved = ""
+        if gone.get("status") and gone.get("status") != gone.get("status_before"):
+            moved = f" The order is now *{status_label(gone['status'])}*."
+        text = f"{who}short line cancelled on order {number}"
+        blocks = [section(f":heavy_minus_sign: {who}{by} cancelled the short quantity of line "
+                          f"{gone.get('line_no')} (`{esc(gone.get('sku'))}`, "
+                          f"{gone.get('quantity')} unit(s)) on order {_order_line(order)}."
+                          f"{moved}")]
+        if still:
+            blocks.append(section("Still short:\n" + lines_text(still)))
+    else:
+        text = f"{who}waiting for stock on order {number}"
+        blocks = [section(f":hourglass_flowing_sand: {who}{by} chose to *wait* for stock on "
+                          f"order {_order_line(order)}.")]
+    return text, blocks
+
+
 @template("backorder_notice")
 def backorder_notice(ctx: dict) -> dict:
+    """A short order: to the rep with the choices as buttons, to billing as a notice; and to
+    billing again when the rep chose (`choice`)."""
     order = ctx["order"]
-    rows = "\n".join(f"• `{esc(line['sku'])}` — {line['backordered']} of {line['ordered']} "
-                     "backordered" for line in ctx["lines"])
-    who = "Billing: " if ctx.get("audience") == "billing" else ""
+    billing = ctx.get("audience") == "billing"
+    who = "Billing: " if billing else ""
+    if ctx.get("choice"):
+        text, blocks = _choice_made(ctx, order, who)
+        return {"text": text, "blocks": render(blocks)}
     text = f"{who}Order {esc(order['number'])} is short of stock"
+    if not billing:
+        return {"text": text, "blocks": render(_backorder_choices(order, ctx["lines"]))}
+    rows = [f"• {_short_row(line)}" for line in ctx["lines"]]
     blocks = [
-        section(f":package: {who}Order {_order_line(order)} is short of stock:\n{rows}"),
-        context("Choices: ship what is in stock (partial), wait for stock, or cancel the "
-                "short line."),
+        section(f":package: {who}Order {_order_line(order)} is short of stock:\n"
+                + lines_text(rows)),
+        context("The sales rep chooses: ship what is reserved (partial), wait for stock, or "
+                "cancel the short line; you will be told."),
     ]
     return {"text": text, "blocks": render(blocks)}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
+import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from models.base import ts_field
@@ -39,6 +40,12 @@ class RevenueType(StrEnum):
 
 class Product(SQLModel, table=True):
     __tablename__ = "products"
+    # Stock can never be over-promised or go negative, whatever a bug or a race tries: every
+    # reservation and shipment is a conditional UPDATE, and these checks are the last word.
+    __table_args__ = (
+        sa.CheckConstraint("reserved >= 0", name="ck_products_reserved_not_negative"),
+        sa.CheckConstraint("reserved <= on_hand", name="ck_products_reserved_le_on_hand"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     sku: str = Field(unique=True, index=True, max_length=64)
@@ -47,7 +54,7 @@ class Product(SQLModel, table=True):
     currency: str = Field(max_length=3)
     cost_minor: int | None = Field(default=None, ge=0)
     on_hand: int = Field(default=0, ge=0)
-    reserved: int = Field(default=0, ge=0)
+    reserved: int = Field(default=0, ge=0)  # promised to open order lines (sum of qty_reserved)
     # None means "the policy default" (15 % unless configured otherwise).
     max_discount_bp: int | None = Field(default=None, ge=0, le=10000)
     revenue_type: str = Field(default=RevenueType.GOODS, max_length=16)

@@ -84,6 +84,10 @@ class Order(SQLModel, table=True):
     discount_minor: int = 0
     tax_minor: int = 0
     total_minor: int = 0  # subtotal - discount + tax
+    # Totals describe what was ordered; the value (after discount, with tax) of the quantities
+    # cancelled since (a short line cancelled, the order withdrawn) is kept apart, so
+    # `total_minor - cancelled_minor` is what the customer still owes for, shipped or open.
+    cancelled_minor: int = 0
     source: str = Field(default="api", max_length=16)
     notes: str | None = Field(default=None, max_length=2000)
     created_at: datetime = ts_field(nullable=False, default_now=True)
@@ -104,6 +108,7 @@ class OrderLine(SQLModel, table=True):
     unit_price_minor: int = Field(ge=0)
     discount_bp: int = Field(default=0, ge=0, le=10000)
     line_total_minor: int = 0  # after discount, before tax
+    # quantity = shipped + cancelled + open; open = reserved + backordered once fulfilment ran
     qty_reserved: int = 0
     qty_shipped: int = 0
     qty_backordered: int = 0
@@ -111,6 +116,7 @@ class OrderLine(SQLModel, table=True):
 
     @property
     def qty_open(self) -> int:
+        """Still to ship: neither shipped nor cancelled."""
         return self.quantity - self.qty_shipped - self.qty_cancelled
 
 

@@ -9,7 +9,16 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from models import Allocation, CreditNote, Invoice, Order, OrderLine, Payment, WriteOff
+from models import (
+    Allocation,
+    CreditNote,
+    Invoice,
+    Order,
+    OrderLine,
+    Payment,
+    Product,
+    WriteOff,
+)
 
 
 def validate_payment_allocations(session: Session) -> list[str]:
@@ -51,16 +60,56 @@ def validate_invoice_balances(session: Session) -> list[str]:
 
 
 def validate_order_totals(session: Session) -> list[str]:
-    """An order's net (total - tax) equals the sum of its lines, each rounded once."""
-    sums = (select(OrderLine.order_id, sa.func.sum(OrderLine.line_total_minor).label("s"))
+    """An order's net (total - tax) equals the sum of its lines, each rounded once: totals
+    describe what was ordered. What was cancelled since is `cancelled_minor`, between 0 and
+    the total, and 0 when no quantity is cancelled (exposure counts total - cancelled).
+    """
+    sums = (select(OrderLine.order_id, sa.func.sum(OrderLine.line_total_minor).label("s"),
+                   sa.func.sum(OrderLine.qty_cancelled).label("c"))
             .group_by(OrderLine.order_id).subquery())
-    rows = session.exec(select(Order.number, Order.total_minor, Order.tax_minor, sums.c.s)
+    rows = session.exec(select(Order.number, Order.total_minor, Order.tax_minor,
+                               Order.cancelled_minor, sums.c.s, sums.c.c)
                         .join(sums, sums.c.order_id == Order.id)).all()
-    return [f"order {n}: total {t} - tax {tax} != lines {s}"
-            for n, t, tax, s in rows if t - tax != s]
+    problems = [f"order {n}: total {t} - tax {tax} != lines {s}"
+                for n, t, tax, _, s, _ in rows if t - tax != s]
+    problems += [f"order {n}: cancelled value {cv} outside 0..{t}"
+                 for n, t, _, cv, _, _ in rows if not 0 <= cv <= t]
+    problems += [f"order {n}: cancelled value {cv} but no unit cancelled"
+                 for n, _, _, cv, _, c in rows if cv > 0 and not c]
+    return problems
 
 
-ALL = [validate_payment_allocations, validate_invoice_balances, validate_order_totals]
+def validate_order_lines(session: Session) -> list[str]:
+    """Each line's quantities add up: shipped + cancelled never exceed what was ordered, and
+    what is reserved and backordered never exceeds what is still open."""
+    rows = session.exec(
+        select(Order.number, OrderLine.line_no, OrderLine.quantity, OrderLine.qty_shipped,
+               OrderLine.qty_cancelled, OrderLine.qty_reserved, OrderLine.qty_backordered)
+        .join(Order, Order.id == OrderLine.order_id)
+        .where(sa.or_(OrderLine.qty_shipped < 0, OrderLine.qty_cancelled < 0,
+                      OrderLine.qty_reserved < 0, OrderLine.qty_backordered < 0,
+                      OrderLine.qty_shipped + OrderLine.qty_cancelled > OrderLine.quantity,
+                      OrderLine.qty_reserved + OrderLine.qty_backordered
+                      > OrderLine.quantity - OrderLine.qty_shipped - OrderLine.qty_cancelled))
+    ).all()
+    return [f"order {n} line {no}: ordered {q}, shipped {s}, cancelled {c}, reserved {r}, "
+            f"backordered {b}" for n, no, q, s, c, r, b in rows]
+
+
+def validate_stock(session: Session) -> list[str]:
+    """A product's reserved stock is what its order lines hold, and 0 <= reserved <= on hand:
+    stock is never promised twice nor shipped below zero."""
+    held = (select(OrderLine.product_id, sa.func.sum(OrderLine.qty_reserved).label("r"))
+            .group_by(OrderLine.product_id).subquery())
+    rows = session.exec(select(Product.sku, Product.on_hand, Product.reserved,
+                               sa.func.coalesce(held.c.r, 0))
+                        .outerjoin(held, held.c.product_id == Product.id)).all()
+    return [f"product {sku}: on hand {oh}, reserved {r}, order lines hold {h}"
+            for sku, oh, r, h in rows if not 0 <= r <= oh or r != h]
+
+
+ALL = [validate_payment_allocations, validate_invoice_balances, validate_order_totals,
+       validate_order_lines, validate_stock]
 
 
 def validate_all(session: Session) -> list[str]:

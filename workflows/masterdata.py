@@ -132,6 +132,10 @@ _UNAUDITED = ("billing_address", "shipping_address")  # long free text; the fact
 
 
 def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Product, bool]:
+    """Create or update a product. When its stock goes up, the freed units are reserved for
+    the orders waiting for it, oldest first (`fulfilment.reserve_backorders`)."""
+    from workflows import fulfilment  # fulfilment -> orders -> masterdata
+
     if not data.sku.strip():
         raise ValidationFailed.of("sku", "must not be empty")
     if not data.name.strip():
@@ -147,6 +151,12 @@ def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Pr
     cost = v.amount_minor("cost", data.cost, currency) if data.cost is not None else None
     product = session.exec(select(Product).where(Product.sku == data.sku)).first()
     created = product is None
+    if product is not None:
+        # the orders waiting for it first, then the product: the order shipping locks in
+        fulfilment.lock_backorders(session, product.id)
+        product = session.exec(select(Product).where(Product.id == product.id)
+                               .with_for_update()
+                               .execution_options(populate_existing=True)).one()
     if product is None:
         product = Product(sku=data.sku, name=data.name, unit_price_minor=price,
                           currency=currency)
@@ -167,6 +177,11 @@ def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Pr
     audit.record(session, actor=actor, action="product.created" if created
                  else "product.updated", entity_type="product", entity_id=product.id,
                  sku=product.sku)
+    if not created and product.on_hand > product.reserved:
+        # orders that started waiting since the lock above are left to the next restock
+        # rather than waited for while this product is locked
+        fulfilment.reserve_backorders(session, product.id, actor, skip_locked=True)
+        session.refresh(product)
     return product, created
 
 

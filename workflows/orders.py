@@ -72,6 +72,45 @@ def order_lines(session: Session, order_id: int) -> list[OrderLine]:
         select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.line_no)))
 
 
+def lock_order(session: Session, order: Order) -> list[OrderLine]:
+    """Lock the order's row until the transaction ends, re-read it, and return its lines as
+    committed now.
+
+    Every change that reads an order's lines and then writes them (shipping, cancelling,
+    reserving stock, a backorder choice) calls this first, so two of them on one order run
+    one after the other and the second sees what the first did (PostgreSQL: FOR UPDATE at
+    READ COMMITTED; SQLite: write transactions already serialise with BEGIN IMMEDIATE, and
+    SQLAlchemy leaves FOR UPDATE out there). Orders are locked before products everywhere."""
+    session.exec(select(Order).where(Order.id == order.id).with_for_update()
+                 .execution_options(populate_existing=True)).one()
+    return list(session.exec(
+        select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.line_no)
+        .execution_options(populate_existing=True)))
+
+
+def cancelled_value_minor(order: Order, lines: list[OrderLine], tax_rate_bp: int) -> int:
+    """The value (after discount, with tax) of the lines' cancelled quantities, each line
+    rounded once as when it was priced; never more than the order's total."""
+    value = 0
+    for line in lines:
+        if not line.qty_cancelled:
+            continue
+        kept = money.line_total(line.quantity - line.qty_cancelled, line.unit_price_minor,
+                                line.discount_bp, order.currency)
+        value += line.line_total_minor - kept
+        value += (money.percent_of(line.line_total_minor, tax_rate_bp, order.currency)
+                  - money.percent_of(kept, tax_rate_bp, order.currency))
+    return min(max(value, 0), order.total_minor)
+
+
+def recompute_cancelled(session: Session, order: Order, lines: list[OrderLine]) -> None:
+    """After quantities were cancelled: `cancelled_minor` again matches the lines (the totals
+    keep describing what was ordered)."""
+    customer = session.get(Customer, order.customer_id)
+    order.cancelled_minor = cancelled_value_minor(order, lines, customer.tax_rate_bp)
+    session.add(order)
+
+
 def _build_lines(session: Session, data: OrderIn, currency: str) -> list[OrderLine]:
     errors: list[FieldError] = []
     if not data.lines:
@@ -212,19 +251,33 @@ def pending_approvals(session: Session, order_id: int) -> list[Approval]:
 
 def cancel_order(session: Session, order: Order, *, actor: str, reason: str,
                  now: datetime | None = None) -> None:
-    """Withdraw an order that has not shipped: release its reserved stock, cancel its pending
-    approvals (their cards show it), tell the rep."""
+    """Withdraw an order that has not shipped: release its reserved stock (and give it to
+    orders waiting for it), cancel its open quantities and its pending approvals (their cards
+    show it), tell the rep. Once anything has shipped the order cannot be cancelled: its short
+    lines can (`fulfilment.cancel_line`), and returns are credit notes."""
     from workflows import approvals, fulfilment
 
+    lines = lock_order(session, order)
     if not can_cancel(order.status):
         raise InvalidTransition(f"order {order.number} is {order.status}; it cannot be "
                                 "cancelled any more")
+    shipped = sum(line.qty_shipped for line in lines)
+    if shipped:
+        raise InvalidTransition(f"order {order.number} has already shipped {shipped} "
+                                "unit(s), so it cannot be cancelled; cancel its short lines "
+                                "instead, or issue a credit note for returned goods")
     if not reason.strip():
         raise ValidationFailed.of("reason", "say why the order is cancelled")
     now = now or utcnow()
-    fulfilment.release_stock(session, order)
+    released = fulfilment.release_stock(session, order)
+    for line in lines:
+        line.qty_cancelled += line.qty_open
+        session.add(line)
+    recompute_cancelled(session, order, lines)
     transition(session, order, OrderStatus.CANCELLED, actor=actor, reason=reason, now=now)
     approvals.cancel_pending(session, order, actor=actor, now=now, reason="order cancelled")
     customer = session.get(Customer, order.customer_id)
     outbox.post_to_user(session, user_id=order.sales_rep_id, template="order_status",
                         context={"order": order_snapshot(order, customer), "reasons": [reason]})
+    for product_id in released:  # freed stock goes to the orders waiting for it
+        fulfilment.reserve_backorders(session, product_id, actor, now=now, skip_locked=True)

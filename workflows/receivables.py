@@ -120,9 +120,10 @@ def aging_by_currency(session: Session, as_of: date, *, customer_id: int | None 
 
 
 def uninvoiced_approved_minor(session: Session, customer_id: int) -> int:
-    """Approved orders' value not yet invoiced (counts towards credit exposure)."""
+    """Approved orders' value not yet invoiced (counts towards credit exposure): what is
+    still ordered (shipped or open; cancelled quantities left out) less what is invoiced."""
     order_total = session.exec(
-        select(sa.func.coalesce(sa.func.sum(Order.total_minor), 0))
+        select(sa.func.coalesce(sa.func.sum(Order.total_minor - Order.cancelled_minor), 0))
         .where(Order.customer_id == customer_id, Order.status.in_(list(UNINVOICED_APPROVED)))
     ).one()
     invoiced = session.exec(

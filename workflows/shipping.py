@@ -10,10 +10,10 @@ from sqlmodel import Session
 
 from models import Customer, OrderStatus, Product, Shipment, ShipmentLine, can_ship
 from models.base import utcnow
-from workflows import outbox
+from workflows import audit, outbox
 from workflows.errors import InvalidTransition, ValidationFailed
 from workflows.invoicing import invoice_shipment
-from workflows.orders import get_order, order_lines, order_snapshot, transition
+from workflows.orders import get_order, lock_order, order_snapshot, transition
 
 
 @dataclass
@@ -27,26 +27,33 @@ def ship_order(session: Session, *, order_number: str, carrier: str, tracking_nu
                now: datetime | None = None) -> Shipment:
     now = now or utcnow()
     order = get_order(session, order_number)
+    # Lock the order before reading its lines: two shipments of one order queue up here, and
+    # the second sees what the first shipped (never over-shipped, never stock below zero).
+    all_lines = lock_order(session, order)
     if not can_ship(order.status):
-        raise InvalidTransition(f"order {order.number} is {order.status}; only approved or "
-                                "backordered orders ship")
+        raise InvalidTransition(f"order {order.number} is {order.status}; only approved, "
+                                "backordered or partially shipped orders ship")
     if not carrier.strip():
         raise ValidationFailed.of("carrier", "must not be empty")
     if not tracking_number.strip():
         raise ValidationFailed.of("tracking_number", "must not be empty")
     if shipped_at.tzinfo is None:
         raise ValidationFailed.of("shipped_at", "needs a time zone, e.g. 2026-11-23T10:00:00Z")
-    all_lines = order_lines(session, order.id)
     by_sku = {line.sku: line for line in all_lines}
     wanted: list[tuple] = []
     if lines is None:
         wanted = [(line, line.qty_open) for line in all_lines if line.qty_open > 0]
     else:
+        seen: set[str] = set()
         for i, item in enumerate(lines):
             line = by_sku.get(item.sku)
             if line is None:
                 raise ValidationFailed.of(f"lines[{i}].sku", f"{item.sku!r} is not on "
                                           f"order {order.number}")
+            if item.sku in seen:
+                raise ValidationFailed.of(f"lines[{i}].sku", f"{item.sku!r} is listed twice; "
+                                          "give each SKU once with its whole quantity")
+            seen.add(item.sku)
             if not isinstance(item.quantity, int) or not 0 < item.quantity <= line.qty_open:
                 raise ValidationFailed.of(f"lines[{i}].quantity",
                                           f"must be between 1 and {line.qty_open} (open)")
@@ -59,7 +66,9 @@ def ship_order(session: Session, *, order_number: str, carrier: str, tracking_nu
     session.add(shipment)
     session.flush()
     table = Product.__table__
-    for i, (line, qty) in enumerate(wanted):
+    # products in id order, so shipments of different orders never wait on each other in a
+    # circle
+    for i, (line, qty) in sorted(enumerate(wanted), key=lambda item: item[1][0].product_id):
         from_reserved = min(qty, line.qty_reserved)
         result = session.execute(
             sa.update(table)
@@ -76,9 +85,18 @@ def ship_order(session: Session, *, order_number: str, carrier: str, tracking_nu
         session.add(ShipmentLine(shipment_id=shipment.id, order_line_id=line.id, quantity=qty))
     session.flush()
     complete = all(line.qty_open == 0 for line in all_lines)
-    transition(session, order, OrderStatus.SHIPPED if complete else OrderStatus.PARTIALLY_SHIPPED,
-               actor=actor, now=now, reason=f"{carrier} {tracking_number}",
-               shipment_id=shipment.id)
+    # The shipment itself is in the order's history whether or not the status moves: the
+    # second, third... partial shipment leaves the order partially shipped.
+    audit.record(session, actor=actor, action="order.shipment", entity_type="order",
+                 entity_id=order.id, reason=f"{shipment.carrier} {shipment.tracking_number}",
+                 number=order.number, shipment_id=shipment.id,
+                 lines=[{"line_no": line.line_no, "sku": line.sku, "quantity": qty}
+                        for line, qty in wanted], at=now)
+    status = OrderStatus.SHIPPED if complete else OrderStatus.PARTIALLY_SHIPPED
+    if order.status != status:
+        transition(session, order, status, actor=actor, now=now,
+                   reason=f"{shipment.carrier} {shipment.tracking_number}",
+                   shipment_id=shipment.id)
     invoice = invoice_shipment(session, shipment, actor=actor, now=now)
     if complete:
         transition(session, order, OrderStatus.INVOICED, actor="system", now=now,

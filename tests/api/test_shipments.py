@@ -1,0 +1,79 @@
+"""`POST /shipments` through the real server: repeated partial shipments, and two posted at the
+same moment for one order never over-ship (the review's PostgreSQL reproduction)."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+
+from tests.conftest import API_TOKEN
+
+
+@pytest.fixture
+def order_of_10(server, api) -> str:  # noqa: ANN001
+    assert api.put("/users/USALES01", json={"name": "Sam", "roles": ["sales"]}).status_code \
+        == 201
+    assert api.post("/customers", json={
+        "external_id": "C-GLOBEX", "name": "Globex", "currency": "USD",
+        "credit_limit": "50000.00", "payment_terms": "NET30",
+        "credit_reviewed": True}).status_code == 201
+    assert api.post("/products", json={"sku": "WID-1", "name": "Widget", "unit_price": "10.00",
+                                       "currency": "USD", "on_hand": 10}).status_code == 201
+    created = api.post("/orders", json={"customer": "C-GLOBEX", "sales_rep": "USALES01",
+                                        "currency": "USD",
+                                        "lines": [{"sku": "WID-1", "quantity": 10}]})
+    assert created.json()["status"] == "approved", created.text
+    return created.json()["number"]
+
+
+def shipment(number: str, qty: int, tracking: str) -> dict:
+    return {"order": number, "carrier": "UPS", "tracking_number": tracking,
+            "shipped_at": "2026-11-24T10:00:00Z", "lines": [{"sku": "WID-1", "quantity": qty}]}
+
+
+def test_three_partial_shipments_ship_and_invoice_the_order(order_of_10, api) -> None:  # noqa: ANN001
+    # when 10 ship as 3, 3, 4
+    for qty, tracking in ((3, "1Z1"), (3, "1Z2"), (4, "1Z3")):
+        answer = api.post("/shipments", json=shipment(order_of_10, qty, tracking))
+        assert answer.status_code == 201, answer.text
+    # then the order is invoiced with three invoices, and its history shows each shipment
+    order = api.get(f"/orders/{order_of_10}").json()
+    assert order["status"] == "invoiced"
+    assert [i["total"] for i in order["invoices"]] == ["30.00", "30.00", "40.00"]
+    assert [h["reason"] for h in order["history"] if h["action"] == "order.shipment"] == [
+        "UPS 1Z1", "UPS 1Z2", "UPS 1Z3"]
+    product = api.post("/products", json={"sku": "WID-1", "name": "Widget",
+                                          "unit_price": "10.00", "currency": "USD",
+                                          "on_hand": 0}).json()
+    assert (product["on_hand"], product["reserved"]) == (0, 0)
+
+
+def test_two_shipments_posted_at_once_never_over_ship(server, order_of_10) -> None:  # noqa: ANN001
+    # when two shipments of 6 are posted at the same moment (together 12 of 10)
+    start = threading.Barrier(2)
+    answers: list[httpx.Response] = []
+
+    def post(tracking: str) -> None:
+        with httpx.Client(base_url=f"{server.base_url}/api/v1", timeout=30,
+                          headers={"Authorization": f"Bearer {API_TOKEN}"}) as client:
+            start.wait()
+            answers.append(client.post("/shipments",
+                                       json=shipment(order_of_10, 6, tracking)))
+
+    threads = [threading.Thread(target=post, args=(t,)) for t in ("1ZA", "1ZB")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    # then one ships, the other is refused with a clear error, and stock stays whole
+    assert sorted(a.status_code for a in answers) == [201, 422], [a.text for a in answers]
+    refused = next(a for a in answers if a.status_code == 422).json()
+    assert refused["errors"][0]["field"] == "lines[0].quantity"
+    with httpx.Client(base_url=f"{server.base_url}/api/v1",
+                      headers={"Authorization": f"Bearer {API_TOKEN}"}) as client:
+        order = client.get(f"/orders/{order_of_10}").json()
+    assert order["status"] == "partially_shipped"
+    assert len(order["invoices"]) == 1
+    assert order["lines"][0]["shipped"] == 6
