@@ -68,11 +68,13 @@ def order_json(view: OrderView) -> dict:
         "sales_rep": o.sales_rep_id, "currency": cur, "order_date": o.order_date.isoformat(),
         "subtotal": amount(o.subtotal_minor, cur), "discount": amount(o.discount_minor, cur),
         "tax": amount(o.tax_minor, cur), "total": amount(o.total_minor, cur),
+        "cancelled": amount(o.cancelled_minor, cur),
         "lines": [{"line_no": li.line_no, "sku": li.sku, "description": li.description,
                    "quantity": li.quantity, "unit_price": amount(li.unit_price_minor, cur),
                    "discount_pct": str(bp_to_pct(li.discount_bp)),
                    "line_total": amount(li.line_total_minor, cur),
-                   "shipped": li.qty_shipped, "backordered": li.qty_backordered}
+                   "shipped": li.qty_shipped, "backordered": li.qty_backordered,
+                   "cancelled": li.qty_cancelled}
                   for li in view.lines],
         "approvals": [{"id": a.id, "kind": a.kind, "status": a.status,
                        "reasons": [r.get("text") for r in a.reasons],

@@ -77,3 +77,28 @@ def test_two_shipments_posted_at_once_never_over_ship(server, order_of_10) -> No
     assert order["status"] == "partially_shipped"
     assert len(order["invoices"]) == 1
     assert order["lines"][0]["shipped"] == 6
+
+
+def test_cancelled_short_quantities_show_in_the_order(server, api) -> None:  # noqa: ANN001
+    from workflows import fulfilment, orders
+
+    # given an order of 10 with only 4 in stock (6 backordered)
+    api.put("/users/USALES01", json={"name": "Sam", "roles": ["sales"]})
+    api.post("/customers", json={"external_id": "C-1", "name": "Globex", "currency": "USD",
+                                 "credit_limit": "50000.00", "payment_terms": "NET30",
+                                 "credit_reviewed": True})
+    api.post("/products", json={"sku": "WID-1", "name": "Widget", "unit_price": "10.00",
+                                "currency": "USD", "on_hand": 4})
+    created = api.post("/orders", json={"customer": "C-1", "sales_rep": "USALES01",
+                                        "currency": "USD",
+                                        "lines": [{"sku": "WID-1", "quantity": 10}]})
+    number = created.json()["number"]
+    # when the rep cancels the short quantity
+    with server.db.transaction() as s:
+        fulfilment.cancel_line(s, order=orders.get_order(s, number), line_no=1,
+                               actor="USALES01", reason="customer takes 4")
+    # then the order shows what was cancelled, by quantity and value
+    body = api.get(f"/orders/{number}").json()
+    assert body["status"] == "approved"
+    assert body["lines"][0]["cancelled"] == 6 and body["cancelled"] == "60.00"
+    assert body["total"] == "100.00"  # the total keeps describing what was ordered
