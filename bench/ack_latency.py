@@ -300,6 +300,8 @@ def main() -> int:
         data.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{data / f'ack-{args.orders}-{args.invoice_lines}.db'}"
     have = counts(url)
+    if any(have):
+        upgrade(url)  # a database cached by an earlier run is brought to the current schema
     if have[0] < args.orders or have[1] < args.invoice_lines:
         if url.startswith("sqlite"):
             Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
