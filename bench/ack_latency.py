@@ -14,8 +14,9 @@ What it does:
    interleaved, each client sending one command every `--interval` seconds (Slack traffic is
    open loop: users do not wait for one another), and reports p50/p99 of the HTTP round trip
    (what Slack's 3-second ack timer measures). `--interval 0` fires back to back instead: a
-   saturation run that measures capacity rather than ack latency. The real app also answers every lookup afterwards via response_url (to a sink
-   here), so its post-ack work competes for the same CPUs, as in production.
+   saturation run that measures capacity rather than ack latency. The real app also answers
+   every lookup afterwards via response_url (to a sink process), so its post-ack work competes
+   for the same CPUs, as in production.
 
 Targets (issue #2): p99 < 100 ms, and p99 within 2x of the bare handler's.
 """
