@@ -29,17 +29,24 @@ def deps_of(context: BoltContext) -> Any:
 
 
 @contextmanager
-def transaction(context: BoltContext) -> Iterator[Session]:
-    """A state change from a listener: commit once, then wake the outbox worker. A refusal
-    (PermissionDenied) rolls the change back and is then audited on its own."""
-    deps = deps_of(context)
+def _refusal_audited(deps: Any) -> Iterator[None]:
+    """A PermissionDenied rolls its own transaction back; the refusal is then recorded in a
+    short transaction of its own (refusals belong in the audit log, SPEC §5.7)."""
     try:
-        with deps.db.transaction() as session:
-            yield session
+        yield
     except PermissionDenied as refused:
         with deps.db.transaction() as session:
             audit.refusal_of(session, refused)
         raise
+
+
+@contextmanager
+def transaction(context: BoltContext) -> Iterator[Session]:
+    """A state change from a listener: commit once, then wake the outbox worker. A refusal
+    (PermissionDenied) rolls the change back and is then audited on its own."""
+    deps = deps_of(context)
+    with _refusal_audited(deps), deps.db.transaction() as session:
+        yield session
     deps.notify_outbox()
 
 
@@ -48,16 +55,10 @@ def checking(context: BoltContext) -> Iterator[Session]:
     """Read-only checks (roles, segregation of duties) before opening a modal or answering.
 
     A read session, so on SQLite it never waits for the write lock a long job may hold (a
-    trigger_id expires 3 s after the click); a refusal (PermissionDenied) is still audited, in
-    a short transaction of its own."""
+    trigger_id expires 3 s after the click); a refusal (PermissionDenied) is still audited."""
     deps = deps_of(context)
-    try:
-        with deps.db.read_session() as session:
-            yield session
-    except PermissionDenied as refused:
-        with deps.db.transaction() as session:
-            audit.refusal_of(session, refused)
-        raise
+    with _refusal_audited(deps), deps.db.read_session() as session:
+        yield session
 
 
 USER_CACHE_SECONDS = 300

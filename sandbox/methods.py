@@ -160,7 +160,8 @@ class WebMethodsMixin:
         return {"ok": True, "channel": channel, "ts": record["ts"],
                 "message": self.slack_message(record)}
 
-    def m_chat_update(self, p: dict) -> dict:
+    def _own_message(self, p: dict, verb: str) -> tuple[str, dict] | dict:
+        """The bot's message named by `channel` + `ts`, or Slack's error for it."""
         channel = self._resolve_channel(p.get("channel"))
         if channel is None:
             return err("channel_not_found")
@@ -168,7 +169,14 @@ class WebMethodsMixin:
         if record is None:
             return err("message_not_found")
         if record["user"] != self.bot_user_id:
-            return err("cant_update_message")
+            return err(f"cant_{verb}_message")
+        return channel, record
+
+    def m_chat_update(self, p: dict) -> dict:
+        found = self._own_message(p, "update")
+        if isinstance(found, dict):
+            return found
+        channel, record = found
         if all(p.get(k) is None for k in ("text", "blocks", "attachments")):
             return err("no_text")
         merged = {k: p[k] if p.get(k) is not None else record.get(k)
@@ -193,14 +201,10 @@ class WebMethodsMixin:
         return {"ok": True, "message_ts": record["ts"]}
 
     def m_chat_delete(self, p: dict) -> dict:
-        channel = self._resolve_channel(p.get("channel"))
-        if channel is None:
-            return err("channel_not_found")
-        record = self._find_message(channel, p.get("ts"))
-        if record is None:
-            return err("message_not_found")
-        if record["user"] != self.bot_user_id:
-            return err("cant_delete_message")
+        found = self._own_message(p, "delete")
+        if isinstance(found, dict):
+            return found
+        channel, record = found
         self._messages[channel].remove(record)
         return {"ok": True, "channel": channel, "ts": record["ts"]}
 
