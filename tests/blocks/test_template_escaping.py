@@ -185,17 +185,10 @@ CONTEXTS: dict[str, list[tuple[str, dict]]] = {
                                  "summary": "Dear Acme Ltd, invoice ERP-77/2026 is overdue."})],
 }
 
-# Templates outside blocks/collections.py that still leak; their owners fix them and then
-# remove the mark (strict: an unexpected pass fails, so a stale mark is noticed).
-LEAKS: dict[str, str] = {}  # template name -> known leak (none left)
-
-
 def cases() -> Iterator:
     for name, variants in CONTEXTS.items():
         for variant, ctx in variants:
-            marks = ([pytest.mark.xfail(strict=True, reason=LEAKS[name])]
-                     if name in LEAKS else [])
-            yield pytest.param(name, ctx, id=f"{name}-{variant}", marks=marks)
+            yield pytest.param(name, ctx, id=f"{name}-{variant}")
 
 
 def mrkdwn_texts(node: object) -> Iterator[str]:
