@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import sys
@@ -41,6 +42,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         check_bind_host(args.host)
     app = create_app(settings)
+    # Everything imported and built so far lives as long as the process: keep it out of the
+    # garbage collector's full passes, which otherwise stall every thread for tens of
+    # milliseconds now and then (the ack latency's tail, bench/RESULTS.md).
+    gc.collect()
+    gc.freeze()
     if settings.socket_mode:
         _start_socket_mode(app.state.runtime, settings)
     uvicorn.run(app, host=args.host, port=settings.port, log_level="info",
