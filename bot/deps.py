@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from slack_sdk import WebClient
 
@@ -22,6 +23,9 @@ class Deps:
     # a small bounded pool keeps a burst of slow answers from delaying the next acks.
     answers: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
         max_workers=2, thread_name_prefix="o2c-answer"))
+    # Where `/o2c` answers are built when the server runs answer processes (bot/answers.py);
+    # None: in the `answers` thread pool.
+    answer_processes: Any = None
     # Users seen recently: id -> (User row, monotonic time seen); saves a query per command.
     users_seen: dict = field(default_factory=dict)
 
@@ -30,6 +34,8 @@ class Deps:
         self.outbox_wakeup.set()
 
     def close(self) -> None:
+        if self.answer_processes is not None:
+            self.answer_processes.close()
         self.answers.shutdown(wait=True, cancel_futures=False)
 
 

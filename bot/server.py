@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from api import problems
 from api.routes import Unauthorized
 from api.routes import router as api_router
+from bot import answers
 from bot.db import Database
 from bot.deps import Deps, make_client
 from bot.outbox import OutboxWorker, make_worker
@@ -66,6 +67,8 @@ def build_deps(settings: Settings, *, db: Database | None = None,
 def build_runtime(settings: Settings, *, db: Database | None = None,
                   client: WebClient | None = None) -> Runtime:
     deps = build_deps(settings, db=db, client=client)
+    if answers.usable(settings):
+        deps.answer_processes = answers.AnswerProcesses(settings, on_outbox=deps.notify_outbox)
     return Runtime(deps=deps, bolt=create_bolt_app(deps))
 
 
@@ -97,6 +100,8 @@ def create_app(settings: Settings, *, db: Database | None = None,
     async def lifespan(app: FastAPI):  # noqa: ANN202
         with deps.db.transaction() as session:
             bootstrap_admins(session, settings.o2c_admins)
+        if deps.answer_processes is not None:
+            await run_in_threadpool(lambda: deps.answer_processes.start(wait=True))
         if background and settings.o2c_outbox_worker:
             runtime.worker = make_worker(deps, settings, poll_interval=1.0)
             runtime.worker.start()

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # background work inside `o2c serve`
     o2c_outbox_worker: bool = True
     o2c_scheduler: bool = True
+    # processes that build `/o2c` answers after the ack, at a lower CPU priority than the acks
+    # (0 = threads of the server process); see bot/answers.py
+    o2c_answer_processes: int = Field(default=2, ge=0, le=64)
     # per-job cron overrides, JSON: {"dunning": {"hour": "6", "minute": "0"}}
     o2c_job_schedules: Annotated[dict[str, dict], NoDecode] = Field(default_factory=dict)
 
