@@ -45,8 +45,9 @@ def subcommand(name: str, *, usage: str, summary: str, inline: bool = False,
     """Register `/o2c <name>`. `inline` subcommands run in the listener thread right after the
     ack — for those that open a modal, since a trigger_id expires 3 s after the click; the rest
     run after the ack in an answer process (bot/answers.py) or, without those, in the answers
-    thread pool, so they must not depend on state of the server process. With `roles`, the caller must hold one of them (checked on the
-    server before the subcommand runs; a refusal is audited and explained)."""
+    thread pool, so they must not depend on state of the server process. With `roles`, the
+    caller must hold one of them (checked on the server before the subcommand runs; a refusal
+    is audited and explained)."""
     def register(func: Handler) -> Handler:
         SUBCOMMANDS[name] = Subcommand(name, usage, summary, func, inline, roles)
         return func
