@@ -31,6 +31,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from bot.db import sqlite_in_memory
 from bot.settings import Settings
 
 log = logging.getLogger("o2c.answers")
@@ -87,10 +88,7 @@ def _answer(command: dict) -> bool:
 # -- in the server process ------------------------------------------------------------------
 def usable(settings: Settings) -> bool:
     """Answer processes need a database that other processes can open."""
-    url = settings.database_url
-    in_memory = url.startswith("sqlite") and (url.rstrip("/").endswith(":") or ":memory:" in url
-                                              or "mode=memory" in url)
-    return settings.o2c_answer_processes > 0 and not in_memory
+    return settings.o2c_answer_processes > 0 and not sqlite_in_memory(settings.database_url)
 
 
 class AnswerProcesses:

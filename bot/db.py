@@ -31,6 +31,15 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def sqlite_in_memory(url: str) -> bool:
+    """An SQLite database that lives in one process's memory: `sqlite://`, `:memory:`, or a
+    `mode=memory` URI. Each connection of a pool would see its own empty database, and no
+    other process can open it."""
+    parsed = sa.engine.make_url(url)
+    return parsed.get_backend_name() == "sqlite" and (
+        parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory")
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
@@ -41,7 +50,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
-    memory = url in ("sqlite://", "sqlite:///:memory:")
+    memory = sqlite_in_memory(url)
     if memory:
         kwargs.setdefault("poolclass", StaticPool)
     else:

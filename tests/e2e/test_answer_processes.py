@@ -143,3 +143,14 @@ def test_an_answer_whose_process_dies_is_reported_to_the_user(database_url, stan
     finally:
         processes.close()
         sink.shutdown()
+
+
+@pytest.mark.parametrize(("url", "processes"), [
+    ("sqlite:///o2c.db", True), ("postgresql://o2c@db/o2c", True), ("sqlite://", False),
+    ("sqlite:///:memory:", False), ("sqlite:///file:o2c?mode=memory&uri=true", False)])
+def test_answer_processes_only_for_a_database_other_processes_can_open(url, processes) -> None:  # noqa: ANN001
+    from bot.answers import usable
+
+    api = "http://127.0.0.1:1/api/"
+    assert usable(test_settings(url, api, o2c_answer_processes=2)) is processes
+    assert usable(test_settings(url, api, o2c_answer_processes=0)) is False
