@@ -9,6 +9,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 
+from bot.clock import Clock
 from bot.db import Database
 from bot.settings import Settings
 
@@ -18,6 +19,7 @@ class Deps:
     settings: Settings
     db: Database
     client: WebClient  # the bot's Web API client (base_url = SLACK_API_URL)
+    clock: Clock = field(default_factory=Clock)  # the one source of now and today (bot.clock)
     outbox_wakeup: threading.Event = field(default_factory=threading.Event)
     # Work that follows an ack (lookups, answers) runs here, not in Bolt's listener threads:
     # a small bounded pool keeps a burst of slow answers from delaying the next acks.

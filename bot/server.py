@@ -24,6 +24,7 @@ from api import problems
 from api.routes import Unauthorized
 from api.routes import router as api_router
 from bot import answers
+from bot.clock import Clock
 from bot.db import Database
 from bot.deps import Deps, make_client
 from bot.outbox import OutboxWorker, make_worker
@@ -61,7 +62,8 @@ def build_deps(settings: Settings, *, db: Database | None = None,
     """What jobs and the API need; no Slack listener (so `o2c run` needs no Slack secrets)."""
     configure_policy(settings)
     return Deps(settings=settings, db=db or Database(settings.database_url),
-                client=client or make_client(settings))
+                client=client or make_client(settings),
+                clock=Clock(settings.o2c_business_timezone))
 
 
 def build_runtime(settings: Settings, *, db: Database | None = None,

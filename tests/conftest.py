@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import time_machine
 import uvicorn
 
 from bot.db import Database
@@ -25,6 +26,7 @@ from bot.server import create_app
 from bot.settings import load_settings
 from sandbox.driver import SlackDriver
 from sandbox.webapi import SlackWebAPI, StandInServer
+from tests.support import timetravel
 from tests.support.databases import PostgresFactory, SqliteFactory
 
 DB_KIND = os.environ.get("O2C_TEST_DB", "sqlite")
@@ -35,7 +37,30 @@ ADMIN = "UADMIN01"
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"o2c test database: {DB_KIND}"
+    travel = timetravel.session_destination()
+    return (f"o2c test database: {DB_KIND}"
+            + (f"; travelling to {travel:%Y-%m-%d %H:%M} UTC ({timetravel.TODAY_VAR})"
+               if travel else ""))
+
+
+_session_travel: time_machine.travel | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """`O2C_TEST_TODAY=YYYY-MM-DD`: the whole suite (and every process it starts, see
+    `tests.support.timetravel`) runs on that day, time flowing."""
+    global _session_travel
+    destination = timetravel.session_destination()
+    if destination is not None and _session_travel is None:
+        _session_travel = time_machine.travel(destination, tick=True)
+        _session_travel.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _session_travel
+    if _session_travel is not None:
+        _session_travel.stop()
+        _session_travel = None
 
 
 @pytest.fixture(scope="session")

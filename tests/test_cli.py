@@ -16,6 +16,7 @@ from bot.cli import main
 from sandbox.driver import SlackDriver
 from tests.conftest import API_TOKEN, BOT_TOKEN, SIGNING_SECRET, free_port
 from tests.support.slack import ask, text_of
+from tests.support.timetravel import child_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,9 +26,8 @@ def env_for(database_url: str, api_url: str, port: int) -> dict[str, str]:
     env.update(DATABASE_URL=database_url, SLACK_BOT_TOKEN=BOT_TOKEN,
                SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_API_URL=api_url,
                O2C_API_TOKEN=API_TOKEN, PORT=str(port), O2C_ADMINS="UADMIN01",
-               O2C_APPROVALS_CHANNEL="CAPPROVAL", O2C_SCHEDULER="false",
-               PYTHONPATH=str(ROOT))
-    return env
+               O2C_APPROVALS_CHANNEL="CAPPROVAL", O2C_SCHEDULER="false")
+    return child_env(env)
 
 
 def test_migrate_then_serve_answers_lookups(tmp_path, standin) -> None:  # noqa: ANN001

@@ -9,7 +9,7 @@ the business zone is what counts, so a daylight-saving switch (at night) changes
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from workflows.errors import ValidationFailed
@@ -36,6 +36,15 @@ def within_hours(moment: time, hours: tuple[time, time]) -> bool:
     a day that ends at 24:00 includes its last microsecond."""
     opens, closes = hours
     return opens <= moment and (moment < closes or closes == time.max)
+
+
+def zone_or_utc(name: str | None) -> tzinfo:
+    """A person's time zone as Slack sent it; unknown, malformed or empty means UTC (Slack may
+    send a zone this machine's tz database does not know: never an error for the user)."""
+    try:
+        return ZoneInfo(name) if name else UTC
+    except (ValueError, LookupError, OSError):  # ZoneInfoNotFoundError is a KeyError
+        return UTC
 
 
 def zone(name: str) -> ZoneInfo:

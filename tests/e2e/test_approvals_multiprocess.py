@@ -22,6 +22,7 @@ from sandbox.driver import FORM, SlackDriver
 from tests.conftest import ADMIN, API_TOKEN, BOT_TOKEN, SIGNING_SECRET, free_port
 from tests.support import factories as f
 from tests.support.slack import prepared_click, text_of
+from tests.support.timetravel import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 20.0
@@ -41,7 +42,7 @@ class ServerProcess:
                "O2C_AR_CHANNEL": "CAR000001", "O2C_ADMINS": ADMIN}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1"], cwd=ROOT,
-            env=env, stdout=self.log, stderr=subprocess.STDOUT)
+            env=child_env(env), stdout=self.log, stderr=subprocess.STDOUT)
 
     def output(self) -> str:
         self.log.seek(0)

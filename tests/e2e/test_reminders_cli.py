@@ -14,6 +14,7 @@ from sqlmodel import select
 from models import Approval, OutboxMessage
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET
 from tests.support import factories as f
+from tests.support.timetravel import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +24,7 @@ def run_reminders(database_url: str, as_of: str) -> dict:
     env = {**os.environ, "DATABASE_URL": database_url, "SLACK_BOT_TOKEN": BOT_TOKEN,
            "SLACK_SIGNING_SECRET": SIGNING_SECRET}
     done = subprocess.run([sys.executable, "-m", "bot.cli", "run", "approval-reminders",
-                           "--as-of", as_of], cwd=ROOT, env=env, capture_output=True,
+                           "--as-of", as_of], cwd=ROOT, env=child_env(env), capture_output=True,
                           text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)

@@ -23,6 +23,7 @@ from models import User
 from sandbox.web import sandbox_origin
 from tests.conftest import free_port
 from tests.support import demo_seed
+from tests.support.timetravel import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 # `o2c demo`, with the test stand-in for bot.seed only while the real one is not merged
@@ -46,7 +47,8 @@ def test_o2c_demo_ends_with_the_url_and_the_page_shows_the_demo_data(tmp_path) -
     port = free_port()
     database = tmp_path / "demo.db"
     proc = subprocess.Popen([sys.executable, "-c", DEMO, str(port), str(database)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     out, err = _lines(proc.stdout), _lines(proc.stderr)
     try:
         # when it is ready

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import ADMIN, API_TOKEN, BOT_TOKEN, SIGNING_SECRET, free_port
+from tests.support.timetravel import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,14 +22,13 @@ def o2c_env(database_url: str, api_url: str, **extra: str) -> dict[str, str]:
     env.update(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET,
                SLACK_API_URL=api_url, DATABASE_URL=database_url, O2C_API_TOKEN=API_TOKEN,
                O2C_APPROVALS_CHANNEL="CAPPROVAL", O2C_ALERTS_CHANNEL="CALERTS01",
-               O2C_AR_CHANNEL="CAR000001", O2C_ADMINS=ADMIN, O2C_SCHEDULER="false",
-               PYTHONPATH=str(ROOT))
+               O2C_AR_CHANNEL="CAR000001", O2C_ADMINS=ADMIN, O2C_SCHEDULER="false")
     env.update(extra)
     return env
 
 
 def o2c_run(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=ROOT, env=child_env(env),
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -49,7 +49,7 @@ class ServeProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(  # noqa: S603
             [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1"], cwd=ROOT,
-            env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            env=child_env(self.env), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -212,8 +212,8 @@ def test_promise_kept_when_paid(book) -> None:  # noqa: ANN001
     assert collections.check_promises(book, TODAY).kept == []
     # when the money arrives
     record_payment(book, PaymentIn(amount="500.00", currency="USD",
-                                   received_at=datetime.now(UTC), reference="B-2",
-                                   customer="C-B"),
+                                   received_at=datetime.combine(TODAY, time(12), UTC),
+                                   reference="B-2", customer="C-B"),
                    actor="test")
     result = collections.check_promises(book, TODAY)
     book.commit()
