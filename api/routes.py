@@ -7,7 +7,7 @@ transaction, one commit), serialise. Sync `def` routes run in FastAPI's thread p
 from __future__ import annotations
 
 import hmac
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -101,7 +101,8 @@ def post_order(body: OrderIn, request: Request, key: IdemKey = None) -> JSONResp
             customer=body.customer, sales_rep=body.sales_rep, currency=body.currency,
             lines=[orders.LineIn(**line.model_dump()) for line in body.lines],
             external_id=body.external_id, order_date=body.order_date, notes=body.notes)
-        order = orders.create_order(session, data, actor=API_ACTOR, source="api")
+        order = orders.create_order(session, data, actor=API_ACTOR, source="api",
+                                    now=_deps(request).clock.now())
         session.flush()
         return 201, serialize.order_json(queries.order_view(session, order.number))
     return _post(request, key, body.model_dump(mode="json"), op)
@@ -114,7 +115,8 @@ def post_shipment(body: ShipmentIn, request: Request, key: IdemKey = None) -> JS
                  if body.lines is not None else None)
         shipment = shipping.ship_order(session, order_number=body.order, carrier=body.carrier,
                                        tracking_number=body.tracking_number,
-                                       shipped_at=body.shipped_at, lines=lines, actor=API_ACTOR)
+                                       shipped_at=body.shipped_at, lines=lines, actor=API_ACTOR,
+                                       now=_deps(request).clock.now())
         view = queries.order_view(session, body.order)
         invoice = next(i for i in view.invoices if i.shipment_id == shipment.id)
         return 201, {"id": shipment.id, "order": view.order.number,
@@ -180,12 +182,14 @@ def get_payment(payment_id: int, request: Request) -> dict:
 # -- customers -----------------------------------------------------------------------------------
 @router.get("/customers/{external_id}", tags=["customers"])
 def get_customer(external_id: str, request: Request) -> dict:
-    with _deps(request).db.read_session() as session:
+    deps = _deps(request)
+    with deps.db.read_session() as session:
         customer = session.exec(select(Customer).where(
             Customer.external_id == external_id)).first()
         if customer is None:
             raise NotFound(f"no customer {external_id}")
-        position = customer_position(session, customer, datetime.now(UTC).date())
+        position = customer_position(session, customer, deps.clock.business_today(),
+                                     now=deps.clock.now())
         data = serialize.customer_json(customer, position)
         data["open_invoices"] = [
             {"number": i.number, "due_date": i.due_date.isoformat(),
@@ -209,9 +213,10 @@ def _csv(rows: list[list[str]]) -> Response:
 def report_aging(request: Request, as_of: date | None = None,
                  format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",  # noqa: A002
                  ) -> dict | Response:
-    as_of = as_of or datetime.now(UTC).date()
+    clock = _deps(request).clock
+    as_of = as_of or clock.business_today()
     with _deps(request).db.read_session() as session:
-        by_currency = aging_by_currency(session, as_of)
+        by_currency = aging_by_currency(session, as_of, now=clock.now())
     if format == "csv":
         from models import AGING_BUCKETS
 
@@ -230,9 +235,10 @@ def report_aging(request: Request, as_of: date | None = None,
 def report_kpis(request: Request, as_of: date | None = None,
                 format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",  # noqa: A002
                 ) -> dict | Response:
-    as_of = as_of or datetime.now(UTC).date()
+    clock = _deps(request).clock
+    as_of = as_of or clock.business_today()
     with _deps(request).db.read_session() as session:
-        report = kpi_workflow.compute(session, as_of)
+        report = kpi_workflow.compute(session, as_of, now=clock.now())
     data = kpi_workflow.to_json(report)
     if format == "csv":
         return _csv([["kpi", "value"], *([k, str(v)] for k, v in kpi_workflow.flat(data)

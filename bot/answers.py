@@ -29,6 +29,7 @@ from collections.abc import Callable
 from concurrent import futures
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from datetime import timedelta
 from typing import Any
 
 from bot.db import sqlite_in_memory
@@ -75,11 +76,13 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _answer(command: dict) -> bool:
-    """Answer one slash command; True when it committed outbox rows to deliver."""
+def _answer(command: dict, clock_offset: timedelta = timedelta(0)) -> bool:
+    """Answer one slash command; True when it committed outbox rows to deliver. The server's
+    clock offset (the sandbox's Time travel) comes along, so both clocks say the same."""
     from handlers.commands import answer_command
 
     deps = _worker_deps
+    deps.clock.offset = clock_offset
     deps.outbox_wakeup.clear()
     answer_command(deps, command)
     return deps.outbox_wakeup.is_set()
@@ -126,7 +129,8 @@ class AnswerProcesses:
                 log.error("answer processes not ready: %s",
                           failed[0] if failed else f"still starting after {READY_TIMEOUT:.0f} s")
 
-    def submit(self, command: dict, on_failure: Callable[[], None]) -> Future:
+    def submit(self, command: dict, on_failure: Callable[[], None],
+               clock_offset: timedelta = timedelta(0)) -> Future:
         """Queue an answer; `on_failure()` runs (in a thread) if its process died."""
         with self._lock:
             if self._closed:
@@ -134,10 +138,10 @@ class AnswerProcesses:
             if self._pool is None:
                 self._pool = self._new_pool()
             try:
-                future = self._pool.submit(_answer, command)
+                future = self._pool.submit(_answer, command, clock_offset)
             except BrokenProcessPool:  # a process died since the last answer
                 self._replace(self._pool)
-                future = self._pool.submit(_answer, command)
+                future = self._pool.submit(_answer, command, clock_offset)
             pool = self._pool
 
         def done(f: Future) -> None:

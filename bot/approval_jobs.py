@@ -3,7 +3,7 @@
 Runs every 15 minutes in each server process (APScheduler) and on demand with
 `o2c run approval-reminders [--as-of DATE]`. What "now" is:
 
-* from the scheduler (as_of = today): the current time;
+* from the scheduler (as_of None or today): the current time, by the app's clock;
 * `--as-of 2026-03-02` (any other day): that day's close of business in the business time
   zone (policy `working_hours`, `business_timezone`), so a run for a past or future day is
   deterministic;
@@ -19,7 +19,6 @@ from __future__ import annotations
 from datetime import date
 
 from bot.jobs import job
-from models.base import utcnow
 from workflows import approvals
 from workflows import policy as policies
 from workflows.workcalendar import evaluation_moment
@@ -27,11 +26,13 @@ from workflows.workcalendar import evaluation_moment
 
 @job("approval-reminders", cron={"minute": "*/15"},
      summary="re-post approval requests pending longer than the reminder interval")
-def approval_reminders(deps, as_of: date) -> dict:  # noqa: ANN001
+def approval_reminders(deps, as_of: date | None) -> dict:  # noqa: ANN001
     with deps.db.transaction() as session:
         policy = policies.current(session)
-        now = evaluation_moment(as_of, now=utcnow(), hours=policy.working_hours,
-                                tz=policy.business_timezone)
+        now = deps.clock.now()
+        if as_of is not None:
+            now = evaluation_moment(as_of, now=now, hours=policy.working_hours,
+                                    tz=policy.business_timezone)
         sent = approvals.send_reminders(session, now=now)
     if sent:
         deps.notify_outbox()

@@ -7,7 +7,7 @@ import gc
 import json
 import logging
 import sys
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 from bot.settings import Settings, SettingsError, load_settings
@@ -69,13 +69,15 @@ def cmd_seed(args: argparse.Namespace) -> int:
     if not args.demo:
         print("nothing to do: use `o2c seed --demo`", file=sys.stderr)
         return 2
+    from bot.clock import Clock
     from bot.db import Database
     from bot.seed import SeedError, seed_demo
 
     settings = _settings()
     db = Database(settings.database_url)
     try:
-        summary = seed_demo(db, today=args.as_of or datetime.now(UTC).date())
+        summary = seed_demo(db, today=args.as_of
+                            or Clock(settings.o2c_business_timezone).business_today())
     except SeedError as exc:
         print(f"o2c: {exc}", file=sys.stderr)
         return 1
@@ -112,12 +114,14 @@ def _refused(path: str, errors: list[str]) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     if args.kind == "bank-statement":
         return cmd_import_bank_statement(args)
+    from bot.clock import Clock
     from bot.db import Database
     from bot.imports import import_csv
 
     settings = _settings()
     db = Database(settings.database_url)
-    report = import_csv(db, args.kind, Path(args.file))
+    report = import_csv(db, args.kind, Path(args.file),
+                        clock=Clock(settings.o2c_business_timezone))
     if report.errors:
         return _refused(args.file, report.errors)
     print(f"{args.file}: imported {report.count} {args.kind}")
@@ -131,9 +135,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings()
     deps = build_deps(settings)
-    as_of = args.as_of or datetime.now(UTC).date()
     try:
-        summary = run_exclusive(deps, args.job, as_of)
+        summary = run_exclusive(deps, args.job, args.as_of)  # None: today, by deps.clock
     except jobs.UnknownJob:
         known = ", ".join(sorted(jobs.load_all())) or "none registered"
         print(f"unknown job {args.job!r}; known jobs: {known}", file=sys.stderr)

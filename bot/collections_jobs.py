@@ -1,12 +1,16 @@
 """Collections jobs: the daily digest and dunning (with promise checks and overdue notices).
 
 * `digest` — every collector's digest for `as_of` (the CLI and back-fills: `o2c run digest
-  --as-of 2026-11-23`). Not scheduled as such.
+  --as-of 2026-11-23`); without `--as-of`, for each collector's own today (their Slack time
+  zone, SPEC §3), so it agrees with their `/o2c worklist`. Not scheduled as such. Collectors
+  who already had that day's digest are named in the summary (`already_sent`), never sent a
+  second one.
 * `digest-schedule` — every 15 minutes: each collector whose local time (their Slack time zone)
   is within working hours (policy `working_hours`, 09:00–17:00) on a working day (Mon–Fri)
   and who has not had today's digest gets it. In practice that is 09:00 local; a server that
   was down at 09:00 catches up later that morning. `DigestRun` makes it once per collector per
-  local day. It always uses the current time (`--as-of` does not apply). "00:00-24:00"
+  local day. It uses the app's clock (`deps.clock`; the sandbox's Time travel moves it), not
+  `--as-of`. "00:00-24:00"
   means the whole day (`workcalendar.parse_hours`); a bad value fails the run loudly.
 * Both build the worklists in a read session (seconds on a million invoices; on SQLite a write
   transaction would hold the write lock all along and every Slack click that writes would
@@ -23,9 +27,8 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
-from bot.jobs import job
+from bot.jobs import business_today, job
 from models import User
-from models.base import utcnow
 from workflows import collections, dunning, policy
 from workflows.workcalendar import parse_hours, within_hours
 
@@ -60,28 +63,67 @@ def _queue(deps, prepared: dict[date, dict[str, dict]]) -> list[str]:  # noqa: A
     return queued
 
 
+def local_dates(session: Session, clock, collector_ids: list[str]  # noqa: ANN001
+                ) -> dict[date, list[str]]:
+    """Collectors grouped by today's date in their own Slack time zone."""
+    zones = dict(session.exec(select(User.slack_user_id, User.timezone)
+                              .where(User.slack_user_id.in_(collector_ids))).all()
+                 ) if collector_ids else {}
+    days: dict[date, list[str]] = {}
+    for collector in collector_ids:
+        days.setdefault(clock.today(zones.get(collector)), []).append(collector)
+    return days
+
+
+def _summary(prepared: dict[date, dict[str, dict]], wanted: dict[date, list[str]],
+             queued: list[str]) -> dict:
+    """What a digest run did, and who was skipped because they already had that day's."""
+    already = sorted(c for day, ids in wanted.items() for c in ids
+                     if c not in prepared.get(day, {}))
+    summary = {"digests": len(queued), "collectors": queued}
+    if already:
+        summary["already_sent"] = already
+        if not queued:
+            summary["note"] = "every collector already had that day's digest; nothing was sent"
+    return summary
+
+
 @job("digest", cron=None, summary="queue the collections digest DM of every collector")
-def digest(deps, as_of: date) -> dict:  # noqa: ANN001
+def digest(deps, as_of: date | None) -> dict:  # noqa: ANN001
     with deps.db.read_session() as session:
-        prepared = {as_of: collections.prepare_digests(session, as_of)}
+        collectors = collections.collectors(session)
+        wanted = ({as_of: collectors} if as_of is not None
+                  else local_dates(session, deps.clock, collectors))
+        # one day for everyone: one unfiltered pass over the book (the cheapest)
+        prepared = {day: collections.prepare_digests(
+            session, day, collector_ids=None if len(wanted) == 1 else ids)
+            for day, ids in wanted.items()}
     queued = _queue(deps, prepared)
-    return {"as_of": as_of.isoformat(), "digests": len(queued), "collectors": queued}
+    days = sorted(wanted) or [as_of or deps.clock.business_today()]
+    return {"as_of": days[0].isoformat() if len(days) == 1
+            else [d.isoformat() for d in days], **_summary(prepared, wanted, queued)}
 
 
 @job("digest-schedule", cron={"minute": "*/15"},
      summary="digest DMs at 09:00 in each collector's time zone on working days")
-def digest_schedule(deps, as_of: date, *, now: datetime | None = None) -> dict:  # noqa: ANN001
-    now = now or utcnow()
+def digest_schedule(deps, as_of: date | None) -> dict:  # noqa: ANN001
+    now = deps.clock.now()
     with deps.db.read_session() as session:
+        wanted = due_collectors(session, now)
         prepared = {day: collections.prepare_digests(session, day, collector_ids=ids)
-                    for day, ids in due_collectors(session, now).items()}
+                    for day, ids in wanted.items()}
     queued = _queue(deps, prepared)
-    return {"at": now.isoformat(), "digests": len(queued), "collectors": queued}
+    summary = {"at": now.isoformat(), **_summary(prepared, wanted, queued)}
+    if not wanted:
+        summary["note"] = ("no collector is within working hours on a working day at this "
+                           "moment in their own time zone")
+    return summary
 
 
 @job("dunning", cron={"minute": "5"},
      summary="promise checks, overdue notices and dunning reminders (each once)")
-def run_dunning(deps, as_of: date) -> dict:  # noqa: ANN001
+def run_dunning(deps, as_of: date | None) -> dict:  # noqa: ANN001
+    as_of = as_of or business_today(deps)
     with deps.db.transaction() as session:
         promises = collections.check_promises(session, as_of)
     run = dunning.run_all(deps.db, as_of)

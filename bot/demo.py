@@ -19,7 +19,6 @@ import sqlite3
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.settings import Settings, load_settings
@@ -104,8 +103,9 @@ def prepare(port: int, database: str):  # noqa: ANN201 - returns the FastAPI app
     from bot.seed import seed_demo
 
     db = Database(url)
-    seed_demo(db, today=datetime.now(UTC).date())
-    app = create_app(demo_settings(port, url), db=db)
+    settings = demo_settings(port, url)
+    app = create_app(settings, db=db)
+    seed_demo(db, today=app.state.deps.clock.business_today())
     app.state.sandbox.sync_directory()  # the seeded users, with their names and time zones
     return app
 

@@ -26,6 +26,7 @@ import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from api import schemas
+from bot.clock import Clock
 from bot.db import Database
 from workflows import cash_application, invoicing, masterdata, orders
 from workflows.errors import Conflict, DomainError
@@ -149,8 +151,11 @@ class Problems:
         return [text(*item) for item in sorted(self._items, key=lambda item: item[0])]
 
 
-def import_csv(db: Database, kind: str, path: Path) -> ImportReport:
-    """Import one file of `kind`: everything in it, or (with `errors`) nothing."""
+def import_csv(db: Database, kind: str, path: Path, *, clock: Clock | None = None
+               ) -> ImportReport:
+    """Import one file of `kind`: everything in it, or (with `errors`) nothing. Every row is
+    imported at one moment of `clock` (an order without a date is dated that day)."""
+    now = (clock or Clock()).now()
     report = ImportReport(kind)
     columns = COLUMNS.get(kind)
     if columns is None:
@@ -166,7 +171,7 @@ def import_csv(db: Database, kind: str, path: Path) -> ImportReport:
     with db.session() as session:
         try:
             for unit in units:
-                _run(session, kind, unit, columns, problems, report)
+                _run(session, kind, unit, columns, problems, report, now)
             if problems:
                 session.rollback()
             else:
@@ -403,7 +408,7 @@ UNITS: dict[str, Callable[[list[Row], Columns, Problems], list[Unit]]] = {
 
 
 # -- models -> workflows --------------------------------------------------------------------------
-def store(session: Session, kind: str, model: Any) -> bool:
+def store(session: Session, kind: str, model: Any, now: datetime) -> bool:
     """Call the workflow the REST API calls for this kind; True if something changed."""
     if kind == "customers":
         masterdata.upsert_customer(session, masterdata.CustomerIn(
@@ -417,7 +422,7 @@ def store(session: Session, kind: str, model: Any) -> bool:
             customer=model.customer, sales_rep=model.sales_rep, currency=model.currency,
             lines=[orders.LineIn(**line.model_dump()) for line in model.lines],
             external_id=model.external_id, order_date=model.order_date, notes=model.notes),
-            actor=ACTOR, source=SOURCE)
+            actor=ACTOR, source=SOURCE, now=now)
     elif kind == "invoices":
         invoicing.ingest_erp_invoice(session, invoicing.ErpInvoiceIn(**model.model_dump()),
                                      actor=ACTOR)
@@ -430,11 +435,11 @@ def store(session: Session, kind: str, model: Any) -> bool:
 
 
 def _run(session: Session, kind: str, unit: Unit, columns: Columns, problems: Problems,
-         report: ImportReport) -> None:
+         report: ImportReport, now: datetime) -> None:
     first = unit.rows[0].number
     try:
         with session.begin_nested():
-            changed = store(session, kind, unit.model)
+            changed = store(session, kind, unit.model, now)
     except DomainError as exc:
         if not exc.errors:
             problems.add(first, columns.key if isinstance(exc, Conflict) else None, exc.detail)

@@ -1,8 +1,11 @@
 """Scheduled jobs by name, for the scheduler and for `o2c run <job> [--as-of DATE]`.
 
-A job is `func(deps, as_of: date) -> dict` (a summary to print/log). Features register theirs
-with `@job(name, cron=...)`; `cron` is an APScheduler CronTrigger spec (dict) or None for jobs
-the scheduler plans itself (e.g. per-timezone digests).
+A job is `func(deps, as_of: date | None) -> dict` (a summary to print/log). `as_of` None means
+"today" by the app's one clock (`deps.clock`): the business date for most jobs, each
+collector's own date for the digest, as SPEC §3 says; a date (`o2c run <job> --as-of DATE`,
+the sandbox's Time travel) evaluates that day. Features register theirs with
+`@job(name, cron=...)`; `cron` is an APScheduler CronTrigger spec (dict) or None for jobs the
+scheduler plans itself (e.g. per-timezone digests).
 """
 
 from __future__ import annotations
@@ -36,7 +39,16 @@ class UnknownJob(KeyError):
     pass
 
 
-def run_job(name: str, deps, as_of: date) -> dict:  # noqa: ANN001
+def business_today(deps) -> date:  # noqa: ANN001
+    """Today in the business time zone (the policy value admins may change, else the setting)."""
+    from workflows import policy
+
+    with deps.db.read_session() as session:
+        tz = policy.current(session).business_timezone
+    return deps.clock.business_today(tz)
+
+
+def run_job(name: str, deps, as_of: date | None) -> dict:  # noqa: ANN001
     load_all()
     try:
         spec = JOBS[name]

@@ -22,7 +22,6 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -93,14 +92,6 @@ def _jsonable(value: object) -> object:
     return str(value)
 
 
-def business_date(deps, now: datetime) -> date:  # noqa: ANN001
-    try:
-        zone = ZoneInfo(deps.settings.o2c_business_timezone or "UTC")
-    except Exception:  # noqa: BLE001 - a bad setting falls back to UTC
-        zone = ZoneInfo("UTC")
-    return now.astimezone(zone).date()
-
-
 def run_scheduled(deps, spec: jobs.Job, planned: datetime) -> dict | None:  # noqa: ANN001
     """One firing of a scheduled job, once across processes. None when skipped."""
     run_key = planned.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
@@ -112,13 +103,14 @@ def run_scheduled(deps, spec: jobs.Job, planned: datetime) -> dict | None:  # no
         if run_id is None:
             log.info("job %s %s: already run", spec.name, run_key)
             return None
-        summary = spec.func(deps, business_date(deps, planned))
+        summary = spec.func(deps, None)  # "today", by the app's clock
         _finish(deps.db, run_id, summary)
         return summary
 
 
-def run_exclusive(deps, name: str, as_of: date) -> dict:  # noqa: ANN001
-    """`o2c run <job>`: run now for `as_of`, waiting for a scheduled run in progress."""
+def run_exclusive(deps, name: str, as_of: date | None) -> dict:  # noqa: ANN001
+    """`o2c run <job>`: run now for `as_of` (None: today), waiting for a scheduled run in
+    progress."""
     spec = jobs.load_all().get(name)
     if spec is None:
         raise jobs.UnknownJob(name)
@@ -137,7 +129,7 @@ def build_scheduler(deps) -> BackgroundScheduler:  # noqa: ANN001
             continue
 
         def run(spec: jobs.Job = spec) -> None:
-            now = datetime.now(UTC).replace(second=0, microsecond=0)
+            now = deps.clock.now().replace(second=0, microsecond=0)
             try:
                 summary = run_scheduled(deps, spec, now)
                 if summary is not None:

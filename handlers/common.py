@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date, datetime
 from typing import Any
 
 from slack_bolt import BoltContext
@@ -194,22 +195,13 @@ class GuardedApp:
         return register
 
 
-# -- the user's clock (Slack time zones) ----------------------------------------------------------
-# (imported here, beside the only helpers that use them, so this section stays self-contained)
-import datetime as _dt  # noqa: E402
-from zoneinfo import ZoneInfo as _ZoneInfo  # noqa: E402
+# -- the clock (bot/clock.py, carried on the dependencies) ---------------------------------------
+def now_of(context: BoltContext) -> datetime:
+    """This moment (aware, UTC) by the app's one clock."""
+    return deps_of(context).clock.now()
 
 
-def user_now(tz: str | None) -> _dt.datetime:
-    """Now (an aware datetime) in the user's Slack time zone. Slack may send a zone this
-    machine's tz database does not know (or none): that falls back to UTC, never an error."""
-    try:
-        zone = _ZoneInfo(tz) if tz else _dt.UTC
-    except (ValueError, LookupError, OSError):  # unknown zone (a KeyError), malformed key
-        zone = _dt.UTC
-    return _dt.datetime.now(zone)
-
-
-def user_today(tz: str | None) -> _dt.date:
-    """Today in the user's Slack time zone (see `user_now`)."""
-    return user_now(tz).date()
+def today_for(context: BoltContext, user: User) -> date:
+    """Today in the user's Slack time zone (an unknown or missing zone is UTC): every "today" a
+    person sees — days past due, aging, the default date of a form — is this one."""
+    return deps_of(context).clock.today(user.timezone)

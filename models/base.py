@@ -42,16 +42,25 @@ JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
 def utcnow() -> datetime:
+    """The *recording* clock: when a row was written (`created_at`, `updated_at`, an audit
+    event's `at` when none is given) and the outbox's own retry schedule. Never a business date:
+    workflows take `now`/`as_of` from their caller, who asked the one business clock
+    (`bot.clock.Clock`, SPEC §5.10). The sandbox's Time travel moves that clock, not this one,
+    so the audit trail always says when something was really recorded."""
     return datetime.now(UTC)
 
 
-def ts_field(*, nullable: bool = True, index: bool = False, default_now: bool = False) -> Any:
-    """A UTC timestamp column."""
+def ts_field(*, nullable: bool = True, index: bool = False, default_now: bool = False,
+             on_update: bool = False) -> Any:
+    """A UTC timestamp column; `default_now` stamps inserts and `on_update` every UPDATE of
+    the row (ORM or Core) with the recording time, unless the statement sets it."""
     kwargs: dict[str, Any] = {}
     if default_now:
         kwargs["default_factory"] = utcnow
     else:
         kwargs["default"] = None
+    if on_update:
+        kwargs["sa_column_kwargs"] = {"onupdate": utcnow}
     return Field(sa_type=UTCDateTime, nullable=nullable, index=index, **kwargs)
 
 

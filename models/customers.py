@@ -29,7 +29,7 @@ class Customer(SQLModel, table=True):
     credit_reviewed: bool = Field(default=False)
     credit_hold: bool = Field(default=False)
     created_at: datetime = ts_field(nullable=False, default_now=True)
-    updated_at: datetime = ts_field(nullable=False, default_now=True)
+    updated_at: datetime = ts_field(nullable=False, default_now=True, on_update=True)
 
 
 class RevenueType(StrEnum):
@@ -61,4 +61,4 @@ class Product(SQLModel, table=True):
     service_months: int | None = Field(default=None, ge=1)
     active: bool = Field(default=True)
     created_at: datetime = ts_field(nullable=False, default_now=True)
-    updated_at: datetime = ts_field(nullable=False, default_now=True)
+    updated_at: datetime = ts_field(nullable=False, default_now=True, on_update=True)

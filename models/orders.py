@@ -91,7 +91,7 @@ class Order(SQLModel, table=True):
     source: str = Field(default="api", max_length=16)
     notes: str | None = Field(default=None, max_length=2000)
     created_at: datetime = ts_field(nullable=False, default_now=True)
-    updated_at: datetime = ts_field(nullable=False, default_now=True)
+    updated_at: datetime = ts_field(nullable=False, default_now=True, on_update=True)
 
 
 class OrderLine(SQLModel, table=True):

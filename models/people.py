@@ -26,7 +26,7 @@ class User(SQLModel, table=True):
     email: str | None = Field(default=None, max_length=320)
     timezone: str = Field(default="UTC", max_length=64)
     created_at: datetime = ts_field(nullable=False, default_now=True)
-    updated_at: datetime = ts_field(nullable=False, default_now=True)
+    updated_at: datetime = ts_field(nullable=False, default_now=True, on_update=True)
 
 
 class UserRole(SQLModel, table=True):

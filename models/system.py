@@ -110,4 +110,4 @@ class Policy(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=64)
     value: str = Field(max_length=500)
     updated_by: str = Field(max_length=32)
-    updated_at: datetime = ts_field(nullable=False, default_now=True)
+    updated_at: datetime = ts_field(nullable=False, default_now=True, on_update=True)

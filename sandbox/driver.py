@@ -45,6 +45,12 @@ _SEND_OPTIONS = frozenset({"timestamp", "signature", "retry_num", "retry_reason"
 _STATELESS = ("button", "overflow", "workflow_button")
 
 
+def slack_timestamp() -> int:
+    """Slack's clock: the `X-Slack-Request-Timestamp` it would send now (tests forge stale
+    requests from it)."""
+    return int(time.time())
+
+
 class InvalidViewResponse(AssertionError):
     """The bot answered a view_submission with something Slack would refuse."""
 
@@ -92,7 +98,7 @@ class SlackDriver:
              signature: str | None = None, retry_num: int | None = None,
              retry_reason: str | None = None, headers: dict | None = None) -> httpx.Response:
         """POST a raw body, signed like Slack (or with the forged ``timestamp``/``signature``)."""
-        ts = str(int(time.time()) if timestamp is None else timestamp)
+        ts = str(slack_timestamp() if timestamp is None else timestamp)
         sent = {"Content-Type": content_type, "X-Slack-Request-Timestamp": ts,
                 "X-Slack-Signature": signature or sign(self.signing_secret, ts, body)}
         if retry_num is not None:

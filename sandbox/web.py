@@ -41,6 +41,7 @@ import ipaddress
 import logging
 import time
 from datetime import date
+from datetime import time as wall_time
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -245,6 +246,7 @@ class ViewIn(UserIn):
 class TimeTravelIn(UserIn):
     job: str
     as_of: date
+    at: wall_time = wall_time(9)  # wall time in the admin's own time zone
 
 
 def build_sandbox_app(ws: Workspace) -> FastAPI:
@@ -289,7 +291,7 @@ def build_sandbox_app(ws: Workspace) -> FastAPI:
 
     @sub.get("/api/jobs")
     def list_jobs() -> dict:
-        return {"jobs": ws.jobs()}
+        return {"jobs": ws.jobs(), "clock": ws.clock()}
 
     @sub.post("/api/slash", dependencies=acting)
     def slash(body: TextIn) -> dict:
@@ -324,7 +326,11 @@ def build_sandbox_app(ws: Workspace) -> FastAPI:
 
     @sub.post("/api/time-travel", dependencies=acting)
     def time_travel(body: TimeTravelIn) -> dict:
-        return ws.time_travel(body.user, body.job, body.as_of)
+        return ws.time_travel(body.user, body.job, body.as_of, body.at)
+
+    @sub.post("/api/time-travel/reset", dependencies=acting)
+    def back_to_now(body: UserIn) -> dict:
+        return ws.back_to_now(body.user)
 
     return sub
 

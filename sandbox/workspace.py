@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,6 +29,7 @@ from sandbox.driver import InvalidViewResponse, SlackDriver
 from sandbox.elements import ElementNotFound, iter_elements, state_value
 from sandbox.webapi import SlackWebAPI
 from workflows.users import has_role
+from workflows.workcalendar import zone_or_utc
 
 log = logging.getLogger("sandbox.web")
 
@@ -314,17 +315,32 @@ class Workspace:
         user_id = self._user(user_id)
         return self._answered(self._send(self.driver.app_home_opened, user_id))
 
-    def time_travel(self, user_id: str, job: str, as_of: date) -> dict:
-        """Run a scheduled job as of ``as_of`` (admins only), then wake the outbox."""
+    def _admin(self, user_id: str) -> User:
         user_id = self._user(user_id)
         with self.deps.db.read_session() as session:
             allowed = has_role(session, user_id, Role.ADMIN)
-        if not allowed:
+            user = session.get(User, user_id)
+        if not allowed or user is None:
             raise ActionFailed(403, "Time travel is for admins: switch to a user with the "
                                "admin role.")
+        return user
+
+    def clock(self) -> dict:
+        """What the app's clock says (the page shows it while travelling)."""
+        clock = self.deps.clock
+        return {"now": clock.now().isoformat(timespec="minutes"), "travelled": clock.travelled}
+
+    def time_travel(self, user_id: str, job: str, as_of: date, at: time = time(9)) -> dict:
+        """Move the app's one clock to ``as_of`` at ``at`` in the admin's own time zone (time
+        keeps flowing from there; every command, click and job then runs as of that moment),
+        run a scheduled job as of that day, then wake the outbox. Admins only."""
+        user = self._admin(user_id)
         if job not in jobs.load_all():
             raise ActionFailed(404, f"no job called {job!r}")
-        log.info("sandbox time travel: %s runs %s as of %s", user_id, job, as_of)
+        moment = datetime.combine(as_of, at, tzinfo=zone_or_utc(user.timezone))
+        self.deps.clock.travel_to(moment)
+        log.info("sandbox time travel: %s runs %s as of %s (clock at %s)", user.slack_user_id,
+                 job, as_of, moment.isoformat())
         try:
             summary = jobs.run_job(job, self.deps, as_of)
         except Exception as exc:
@@ -332,6 +348,12 @@ class Workspace:
             raise ActionFailed(500, f"{job} failed: {type(exc).__name__}") from None
         finally:
             self.deps.notify_outbox()  # whatever it committed before failing goes out too
-        return {"ok": True, "job": job, "as_of": as_of.isoformat(),
+        return {"ok": True, "job": job, "as_of": as_of.isoformat(), "clock": self.clock(),
                 "summary": _json_safe(summary)}
+
+    def back_to_now(self, user_id: str) -> dict:
+        """Stop travelling: the app's clock is the real one again."""
+        self._admin(user_id)
+        self.deps.clock.travel_to(None)
+        return {"ok": True, "clock": self.clock()}
 

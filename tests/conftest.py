@@ -181,9 +181,9 @@ def start_server(settings, *, port: int | None = None,  # noqa: ANN001
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.time() + 15
+    deadline = time.monotonic() + 15
     while not server.started:
-        if time.time() > deadline or not thread.is_alive():
+        if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("server did not start")
         time.sleep(0.02)
     return RunningServer(f"http://127.0.0.1:{port}", app, server, thread)

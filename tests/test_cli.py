@@ -42,14 +42,14 @@ def test_migrate_then_serve_answers_lookups(tmp_path, standin) -> None:  # noqa:
                               stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 30
+        deadline = time.monotonic() + 30
         while True:
             try:
                 if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
-            assert time.time() < deadline and server.poll() is None, "server did not start"
+            assert time.monotonic() < deadline and server.poll() is None, "server did not start"
             time.sleep(0.2)
         assert httpx.get(f"{base}/readyz").json()["status"] == "ready"
         api = httpx.Client(base_url=f"{base}/api/v1",

@@ -36,7 +36,6 @@ from models import (
     User,
     UserRole,
 )
-from models.base import utcnow
 from workflows import audit, outbox
 from workflows import policy as policies
 from workflows.credit import ApprovalNeed
@@ -137,10 +136,9 @@ class Decision:
 
 
 def decide(*, session: Session, approval_id: int, user_id: str, approve: bool,
-           note: str | None = None, now: datetime | None = None) -> Decision:
+           now: datetime, note: str | None = None) -> Decision:
     """Approve or reject, once. Raises PermissionDenied (role, segregation of duties),
     AlreadyDecided (someone was first), ValidationFailed (a rejection needs a reason)."""
-    now = now or utcnow()
     note = (note or "").strip() or None
     approval, order = _load_for_decision(session, approval_id)
     check_decider(session, approval, order, user_id)
@@ -401,9 +399,8 @@ class PendingOverview:
     requested_total: int = 0
 
 
-def pending_overview(session: Session, user_id: str, *, now: datetime | None = None,
+def pending_overview(session: Session, user_id: str, *, now: datetime,
                      limit: int = 15) -> PendingOverview:
-    now = now or utcnow()
     policy = policies.current(session)
     kinds = [kind.value for kind, role in ROLE_FOR_KIND.items()
              if has_role(session, user_id, role)]

@@ -12,7 +12,6 @@ from typing import Any
 from sqlmodel import Session
 
 from models import AuditEvent
-from models.base import utcnow
 from workflows.errors import PermissionDenied
 
 
@@ -21,9 +20,9 @@ def record(session: Session, *, actor: str, action: str, entity_type: str, entit
            reason: str | None = None, at: datetime | None = None,
            **data: Any) -> AuditEvent:
     event = AuditEvent(
-        at=at or utcnow(), actor=actor, action=action, entity_type=entity_type,
-        entity_id=str(entity_id), from_state=from_state, to_state=to_state,
-        reason=reason, data=data,
+        actor=actor, action=action, entity_type=entity_type, entity_id=str(entity_id),
+        from_state=from_state, to_state=to_state, reason=reason, data=data,
+        **({"at": at} if at is not None else {}),  # else the recording time
     )
     session.add(event)
     return event

@@ -39,7 +39,6 @@ from models import (
     WriteOff,
     money,
 )
-from models.base import utcnow
 from workflows import audit, matching, outbox
 from workflows import policy as policies
 from workflows import validation as v
@@ -419,7 +418,7 @@ def review_card_context(payment: Payment, customer_name: str | None = None) -> d
 
 # -- a person applies a suggestion ---------------------------------------------------------------
 def apply_suggestion(session: Session, *, payment_id: int, rank: int, actor: str,
-                     now: datetime | None = None) -> Payment:
+                     now: datetime) -> Payment:
     """A collector (or admin) applies suggestion `rank` of a payment waiting for review.
 
     Exactly once: the payment is claimed with a conditional UPDATE on its status and
@@ -447,7 +446,6 @@ def apply_suggestion(session: Session, *, payment_id: int, rank: int, actor: str
     session.refresh(payment)
     _apply_lines(session, payment, option["lines"], method=MANUAL, actor=actor)
     refresh_status(session, payment)
-    now = now or utcnow()
     suggestion = next(s for s in details["suggestions"] if s["rank"] == rank)
     details.update(
         outcome="applied_manually", suggestions=[],  # answered; `options` keeps what was offered
@@ -516,12 +514,13 @@ def write_off(session: Session, *, invoice: Invoice, amount_minor: int, reason: 
 
     One that is part of a payment (fee, discount) settles when the payment was received; one
     of our own (bad debt) settles at its own time `now` (see `invoicing.reduce_balance`)."""
-    now = now or utcnow()
+    if payment is None and now is None:
+        raise TypeError("a write-off without a payment needs `now` (when it takes effect)")
     reduce_balance(session, invoice, amount_minor,
                    settled_at=payment.received_at if payment is not None else now)
     row = WriteOff(invoice_id=invoice.id, payment_id=payment.id if payment else None,
                    amount_minor=amount_minor, reason=reason, created_by=actor,
-                   created_at=now)
+                   **({"created_at": now} if now else {}))
     session.add(row)
     session.flush()
     audit.write_off(session, actor=actor, invoice_id=invoice.id, amount_minor=amount_minor,

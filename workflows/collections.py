@@ -54,7 +54,6 @@ from models import (
     UserRole,
     money,
 )
-from models.base import utcnow
 from workflows import outbox
 from workflows import validation as v
 from workflows.errors import Conflict, NotFound, ValidationFailed
@@ -610,7 +609,7 @@ def check_promises(session: Session, as_of: date) -> PromiseCheck:
             continue
         values: dict = {"status": outcome}
         if outcome == PromiseStatus.BROKEN:
-            values["broken_at"] = utcnow()
+            values["broken_at"] = deadline  # the end of the promised day, whenever we noticed
         changed = session.execute(sa.update(table).where(
             table.c.id == promise.id, table.c.status == PromiseStatus.OPEN).values(**values))
         if changed.rowcount != 1:

@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from models import Customer, Role
-from models.base import utcnow
 from workflows import audit
 from workflows.errors import NotFound
 from workflows.users import has_role, require_role
@@ -47,7 +46,7 @@ def change_hold(session: Session, *, customer_id: int, actor: str, on_hold: bool
     table = Customer.__table__
     changed = session.execute(
         sa.update(table).where(table.c.id == customer_id, table.c.credit_hold != on_hold)
-        .values(credit_hold=on_hold, updated_at=now or utcnow())).rowcount == 1
+        .values(credit_hold=on_hold)).rowcount == 1
     customer = session.identity_map.get(session.identity_key(Customer, customer_id))
     if customer is not None:
         session.refresh(customer)

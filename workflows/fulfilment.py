@@ -37,7 +37,6 @@ from models import (
     Product,
     Role,
 )
-from models.base import utcnow
 from workflows import audit, outbox
 from workflows.errors import InvalidTransition, PermissionDenied, ValidationFailed
 from workflows.orders import (
@@ -156,8 +155,8 @@ def reserve_backorders(session: Session, product_id: int, actor: str, *,
                        now: datetime | None = None, skip_locked: bool = False) -> list[dict]:
     """Stock of `product_id` became free (a restock, a cancelled order): reserve it for the
     backordered lines, oldest order first. An order whose lines are then all reserved goes
-    back to approved; each rep whose order got stock is told. Returns what was reserved."""
-    now = now or utcnow()
+    back to approved; each rep whose order got stock is told. Returns what was reserved.
+    (`now`, when given, stamps the transitions; otherwise their recording time does.)"""
     served = []
     for order in lock_backorders(session, product_id, skip_locked=skip_locked):
         if _free(session, product_id) <= 0:
@@ -251,7 +250,6 @@ def ship_partial(session: Session, *, order: Order, actor: str,
     """"Ship partial": record the choice and tell billing to ship what is reserved now (the
     shipment itself is posted by the ERP, `POST /shipments`); the short quantities stay
     backordered. Returns what is to ship."""
-    now = now or utcnow()
     lines = _short_order(session, order, actor, "ship_partial")
     to_ship = [{"line_no": line.line_no, "sku": line.sku, "quantity": line.qty_reserved}
                for line in lines if line.qty_reserved > 0]
@@ -271,7 +269,6 @@ def wait_for_stock(session: Session, *, order: Order, actor: str,
                    now: datetime | None = None) -> list[dict]:
     """"Wait": nothing changes; the choice is recorded. Restocking reserves for the order
     (oldest first) and tells the rep. Returns the short lines."""
-    now = now or utcnow()
     lines = _short_order(session, order, actor, "wait")
     short = short_lines(lines)
     if _repeats_last_choice(session, order, actor=actor, choice="wait", lines=short):
@@ -289,7 +286,6 @@ def cancel_line(session: Session, *, order: Order, line_no: int, actor: str, rea
     was ordered); with nothing left short it goes back to approved (or, with nothing left to
     ship at all, to cancelled, or on to shipped and invoiced). Billing is told, and the rep
     too when an admin chose."""
-    now = now or utcnow()
     lines = _short_order(session, order, actor, "cancel_line")
     line = next((li for li in lines if li.line_no == line_no), None)
     if line is None:

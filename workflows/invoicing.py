@@ -29,9 +29,9 @@ from models import (
     WriteOff,
     money,
 )
-from models.base import UTCDateTime, utcnow
+from models.base import UTCDateTime
 from models.orders import OrderLine
-from workflows import audit, numbering, outbox
+from workflows import audit, numbering, outbox, policy
 from workflows import validation as v
 from workflows.errors import Conflict, NotFound, ValidationFailed
 
@@ -68,10 +68,10 @@ def get_invoice(session: Session, number: str) -> Invoice:
 
 def invoice_shipment(session: Session, shipment: Shipment, *, actor: str,
                      now: datetime | None = None) -> Invoice:
-    now = now or utcnow()
+    """Invoice a shipment, issued on the day it shipped (in the business time zone)."""
     order = session.get(Order, shipment.order_id)
     customer = session.get(Customer, order.customer_id)
-    issue = shipment.shipped_at.date()
+    issue = policy.business_date(session, shipment.shipped_at)
     terms = Terms.parse(customer.payment_terms)
     invoice = Invoice(
         number=numbering.next_invoice_number(session, issue), customer_id=customer.id,
@@ -79,7 +79,7 @@ def invoice_shipment(session: Session, shipment: Shipment, *, actor: str,
         due_date=terms.due_date(issue), payment_terms=customer.payment_terms,
         order_date=order.order_date, ship_date=issue,
         billing_address=customer.billing_address, shipping_address=customer.shipping_address,
-        total_minor=0, balance_minor=0, created_at=now)
+        total_minor=0, balance_minor=0, **({"created_at": now} if now else {}))
     rows = session.exec(select(ShipmentLine, OrderLine)
                         .join(OrderLine, OrderLine.id == ShipmentLine.order_line_id)
                         .where(ShipmentLine.shipment_id == shipment.id)
@@ -290,14 +290,14 @@ def _maybe_mark_order_paid(session: Session, invoice: Invoice) -> None:
 
 
 def issue_credit_note(session: Session, *, invoice_number: str, amount: str, reason: str,
-                      actor: str, now: datetime | None = None) -> CreditNote:
+                      actor: str, now: datetime) -> CreditNote:
     invoice = get_invoice(session, invoice_number)
     minor = v.amount_minor("amount", amount, invoice.currency, positive=True)
     if not reason.strip():
         raise ValidationFailed.of("reason", "a credit note needs a reason")
-    now = now or utcnow()
     reduce_balance(session, invoice, minor, settled_at=None)  # a correction, not a payment
-    note = CreditNote(number=numbering.next_credit_note_number(session, now.date()),
+    issued = policy.business_date(session, now)
+    note = CreditNote(number=numbering.next_credit_note_number(session, issued),
                       invoice_id=invoice.id, amount_minor=minor, currency=invoice.currency,
                       reason=reason.strip(), created_by=actor, created_at=now)
     session.add(note)

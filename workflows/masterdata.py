@@ -13,7 +13,6 @@ from typing import Any
 from sqlmodel import Session, select
 
 from models import Customer, Product, RevenueType, User
-from models.base import utcnow
 from workflows import audit
 from workflows import validation as v
 from workflows.errors import ValidationFailed
@@ -115,7 +114,6 @@ def upsert_customer(session: Session, data: CustomerIn, *, actor: str) -> tuple[
             setattr(customer, field, value)
     if not changes:
         return customer, False
-    customer.updated_at = utcnow()
     session.add(customer)
     session.flush()
     # What changed, old and new: a raised credit limit is a credit decision worth tracing.
@@ -171,7 +169,6 @@ def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Pr
     product.revenue_type = data.revenue_type
     product.cost_minor = cost
     product.service_months = data.service_months
-    product.updated_at = utcnow()
     session.add(product)
     session.flush()
     audit.record(session, actor=actor, action="product.created" if created

@@ -48,8 +48,7 @@ def check_may_enter(session: Session, user_id: str) -> None:
                  entity_type="order", entity_id="new")
 
 
-def create_from_entry(session: Session, entry: Entry, *, rep: str,
-                      now: datetime | None = None) -> Order:
+def create_from_entry(session: Session, entry: Entry, *, rep: str, now: datetime) -> Order:
     """Validate everything first (all errors at once), then create and submit the order."""
     check_may_enter(session, rep)
     errors: list[FieldError] = []

@@ -23,8 +23,7 @@ from models import (
     can_transition,
     money,
 )
-from models.base import utcnow
-from workflows import audit, numbering, outbox
+from workflows import audit, numbering, outbox, policy
 from workflows import validation as v
 from workflows.credit import approval_needs
 from workflows.errors import FieldError, InvalidTransition, NotFound, ValidationFailed
@@ -161,10 +160,10 @@ def compute_totals(order: Order, lines: list[OrderLine], tax_rate_bp: int) -> No
     order.tax_minor, order.total_minor = tax, net + tax
 
 
-def create_order(session: Session, data: OrderIn, *, actor: str, source: str = "api",
-                 now: datetime | None = None) -> Order:
-    """Validate, price and number a new order, then submit it (credit/discount checks)."""
-    now = now or utcnow()
+def create_order(session: Session, data: OrderIn, *, actor: str, now: datetime,
+                 source: str = "api") -> Order:
+    """Validate, price and number a new order, then submit it (credit/discount checks).
+    Without an `order_date` the order is dated today in the business time zone."""
     customer = customer_by_external_id(session, data.customer)
     currency = v.currency("currency", data.currency)
     if currency != customer.currency:
@@ -176,7 +175,8 @@ def create_order(session: Session, data: OrderIn, *, actor: str, source: str = "
     if data.external_id and session.exec(
             select(Order.id).where(Order.external_id == data.external_id)).first():
         raise ValidationFailed.of("external_id", f"order {data.external_id!r} already exists")
-    order_date = v.parse_date("order_date", data.order_date) if data.order_date else now.date()
+    order_date = (v.parse_date("order_date", data.order_date) if data.order_date
+                  else policy.business_date(session, now))
     lines = _build_lines(session, data, currency)
     order = Order(number=numbering.next_order_number(session), external_id=data.external_id,
                   customer_id=customer.id, sales_rep_id=data.sales_rep, currency=currency,
@@ -198,22 +198,24 @@ def create_order(session: Session, data: OrderIn, *, actor: str, source: str = "
 
 def transition(session: Session, order: Order, to: str, *, actor: str,
                reason: str | None = None, now: datetime | None = None, **data: object) -> None:
-    """The one way an order changes state: guard, set, audit."""
+    """The one way an order changes state: guard, set, audit. `now` is when it happened;
+    without it (a consequence of something else, e.g. the last invoice paid) the row's
+    recording time stands."""
     if not can_transition(order.status, to):
         raise InvalidTransition(f"order {order.number} is {order.status}; cannot become {to}")
     before = order.status
     order.status = to
-    order.updated_at = now or utcnow()
+    if now is not None:
+        order.updated_at = now
     session.add(order)
     audit.order_transition(session, order_id=order.id, number=order.number, actor=actor,
-                           from_state=before, to_state=to, reason=reason,
-                           at=order.updated_at, **data)
+                           from_state=before, to_state=to, reason=reason, at=now, **data)
 
 
 def submit_order(session: Session, order: Order, *, lines: list[OrderLine], actor: str,
                  now: datetime) -> None:
     """Draft -> pending_approval (with one approval per need) or -> approved."""
-    needs = approval_needs(session, order, lines, now.date())
+    needs = approval_needs(session, order, lines, policy.business_date(session, now))
     if not needs:
         approve_order(session, order, actor="system", reason="auto-approved: within policy",
                       now=now)
@@ -232,7 +234,7 @@ def submit_order(session: Session, order: Order, *, lines: list[OrderLine], acto
 
 
 def approve_order(session: Session, order: Order, *, actor: str, reason: str,
-                  now: datetime | None = None) -> None:
+                  now: datetime) -> None:
     """-> approved, then reserve stock (which may leave it backordered); tell the rep."""
     from workflows import fulfilment
 
@@ -250,7 +252,7 @@ def pending_approvals(session: Session, order_id: int) -> list[Approval]:
 
 
 def cancel_order(session: Session, order: Order, *, actor: str, reason: str,
-                 now: datetime | None = None) -> None:
+                 now: datetime) -> None:
     """Withdraw an order that has not shipped: release its reserved stock (and give it to
     orders waiting for it), cancel its open quantities and its pending approvals (their cards
     show it), tell the rep. Once anything has shipped the order cannot be cancelled: its short
@@ -268,7 +270,6 @@ def cancel_order(session: Session, order: Order, *, actor: str, reason: str,
                                 "instead, or issue a credit note for returned goods")
     if not reason.strip():
         raise ValidationFailed.of("reason", "say why the order is cancelled")
-    now = now or utcnow()
     released = fulfilment.release_stock(session, order)
     for line in lines:
         line.qty_cancelled += line.qty_open

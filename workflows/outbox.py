@@ -15,7 +15,6 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models import OutboxMessage, OutboxStatus
-from models.base import utcnow
 
 LOGICAL_CHANNELS = ("approvals", "alerts", "ar")
 
@@ -81,6 +80,7 @@ def requeue_failed(session: Session, row_id: int | None = None) -> int:
     query = sa.update(table).where(table.c.status == OutboxStatus.FAILED)
     if row_id is not None:
         query = query.where(table.c.id == row_id)
+    # due at once: any time in the past will do, and the row's own creation time needs no clock
     result = session.execute(query.values(status=OutboxStatus.PENDING, attempts=0,
-                                          next_attempt_at=utcnow()))
+                                          next_attempt_at=table.c.created_at))
     return result.rowcount

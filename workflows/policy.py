@@ -7,12 +7,13 @@ table. Workflows read `current(session)` so a change applies to the next decisio
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from datetime import date, datetime
 from decimal import Decimal
 
 from sqlmodel import Session, select
 
 from models import Policy as PolicyRow
-from models.base import utcnow
+from workflows.workcalendar import zone_or_utc
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,12 @@ def current(session: Session) -> Policy:
     return replace(_defaults, **overrides) if overrides else _defaults
 
 
+def business_date(session: Session, moment: datetime) -> date:
+    """The date of `moment` in the business time zone: the day an order is dated, an invoice
+    issued, a credit note numbered. (People see dates in their own zone; the books keep one.)"""
+    return moment.astimezone(zone_or_utc(current(session).business_timezone)).date()
+
+
 def set_value(session: Session, *, key: str, value: str, actor: str) -> None:
     """Admin override of one policy value, audited."""
     from workflows import audit
@@ -72,7 +79,7 @@ def set_value(session: Session, *, key: str, value: str, actor: str) -> None:
     old = row.value if row else str(getattr(current(session), key))
     if row is None:
         row = PolicyRow(key=key, value=value, updated_by=actor)
-    row.value, row.updated_by, row.updated_at = value, actor, utcnow()
+    row.value, row.updated_by = value, actor
     session.add(row)
     audit.record(session, actor=actor, action="policy.changed", entity_type="policy",
                  entity_id=key, from_state=old[:32], to_state=value[:32])

@@ -4,7 +4,7 @@ handful of indexed queries, returning plain dataclasses the `blocks` builders re
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 from sqlmodel import Session, select
 
@@ -91,8 +91,9 @@ class CustomerView:
     sales_rep_name: str | None = None
 
 
-def customer_view(session: Session, customer: Customer, as_of: date) -> CustomerView:
-    return CustomerView(position=customer_position(session, customer, as_of),
+def customer_view(session: Session, customer: Customer, as_of: date, *,
+                  now: datetime | None = None) -> CustomerView:
+    return CustomerView(position=customer_position(session, customer, as_of, now=now),
                         open_invoices=open_invoices(session, customer.id))
 
 

@@ -54,9 +54,16 @@ def bucket_case(due: sa.ColumnElement, as_of: date) -> sa.Case:
     return sa.case(*((due >= edge, name) for name, edge in bounded), else_=last)
 
 
-def is_today_or_later(as_of: date, now: datetime | None = None) -> bool:
-    """True when `as_of` has not ended yet (UTC), so today's balances are its balances."""
-    return as_of >= (now or datetime.now(UTC)).astimezone(UTC).date()
+# The earliest time zone on Earth (UTC-12): a day that has not ended there has not ended for
+# anyone, whatever their Slack time zone says is "today".
+_EARLIEST_OFFSET = timedelta(hours=12)
+
+
+def is_today_or_later(as_of: date, now: datetime | None) -> bool:
+    """True when `as_of` has not ended yet anywhere at `now`, so today's balances are its
+    balances (the indexed fast path). Without `now` the answer is False: the day is rebuilt
+    from the settlements, which is right for any day, only slower."""
+    return now is not None and as_of >= (now.astimezone(UTC) - _EARLIEST_OFFSET).date()
 
 
 def _settled_after(cutoff: datetime) -> sa.Subquery:
@@ -168,8 +175,9 @@ class CustomerPosition:
         return self.customer.credit_limit_minor - self.exposure_minor
 
 
-def customer_position(session: Session, customer: Customer, as_of: date) -> CustomerPosition:
-    aging = aging_by_currency(session, as_of, customer_id=customer.id).get(
+def customer_position(session: Session, customer: Customer, as_of: date, *,
+                      now: datetime | None = None) -> CustomerPosition:
+    aging = aging_by_currency(session, as_of, customer_id=customer.id, now=now).get(
         customer.currency, Aging(customer.currency))
     uninvoiced = uninvoiced_approved_minor(session, customer.id)
     return CustomerPosition(

@@ -9,7 +9,6 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from models import Customer, OrderStatus, Product, Shipment, ShipmentLine, can_ship
-from models.base import utcnow
 from workflows import audit, outbox
 from workflows.errors import InvalidTransition, ValidationFailed
 from workflows.invoicing import invoice_shipment
@@ -24,8 +23,7 @@ class ShipLineIn:
 
 def ship_order(session: Session, *, order_number: str, carrier: str, tracking_number: str,
                shipped_at: datetime, lines: list[ShipLineIn] | None = None, actor: str,
-               now: datetime | None = None) -> Shipment:
-    now = now or utcnow()
+               now: datetime) -> Shipment:
     order = get_order(session, order_number)
     # Lock the order before reading its lines: two shipments of one order queue up here, and
     # the second sees what the first shipped (never over-shipped, never stock below zero).

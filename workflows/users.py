@@ -8,7 +8,6 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models import Role, User, UserRole
-from models.base import utcnow
 from workflows import audit
 from workflows.errors import PermissionDenied, ValidationFailed
 from workflows.validation import SLACK_USER_ID
@@ -71,7 +70,6 @@ def upsert_user(session: Session, *, user_id: str, name: str, roles: list[str],
     user.email = email
     if timezone:
         user.timezone = check_timezone(timezone)
-    user.updated_at = utcnow()
     session.add(user)
     session.flush()
     set_roles(session, user_id=user_id, roles=set(roles), actor=actor)

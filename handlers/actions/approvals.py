@@ -17,7 +17,7 @@ from slack_sdk import WebClient
 from blocks import ids
 from blocks.approvals import already_decided, approve_note_modal, refusal, reject_modal
 from blocks.text import esc, fmt_money
-from handlers.common import transaction
+from handlers.common import now_of, transaction
 from workflows import approvals
 from workflows.errors import AlreadyDecided, DomainError
 
@@ -49,7 +49,8 @@ def on_approve(ack: Ack, body: dict, respond: Respond, context: BoltContext) -> 
     try:
         with transaction(context) as session:
             approvals.decide(session=session, approval_id=approval_id,
-                             user_id=body["user"]["id"], approve=True)
+                             user_id=body["user"]["id"], approve=True,
+                             now=now_of(context))
     except DomainError as error:
         explain(respond, error)
 

@@ -12,7 +12,7 @@ from slack_sdk import WebClient
 
 from blocks import cashapp as answers
 from blocks import ids
-from handlers.common import describe_error, tell_user, transaction
+from handlers.common import describe_error, now_of, tell_user, transaction
 from workflows.cash_application import apply_suggestion
 from workflows.errors import AlreadyDecided, DomainError, PermissionDenied
 
@@ -29,7 +29,7 @@ def on_apply(ack: Ack, body: dict, action: dict, respond: Respond, client: WebCl
     try:
         with transaction(context) as session:
             payment = apply_suggestion(session, payment_id=payment_id, rank=rank,
-                                       actor=user_id)
+                                       actor=user_id, now=now_of(context))
             decision = (payment.match_details or {}).get("decision") or {}
             text = answers.applied_answer(payment_id=payment_id, rank=rank,
                                           status=payment.status,

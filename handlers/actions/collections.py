@@ -10,8 +10,7 @@ from slack_sdk import WebClient
 from blocks import ids
 from blocks.collections import call_modal, promise_modal
 from blocks.text import esc, fmt_date
-from handlers.commands.collections import local_today
-from handlers.common import caller, checking, deps_of, tell_user, transaction
+from handlers.common import caller, checking, deps_of, tell_user, today_for, transaction
 from workflows import collections
 
 
@@ -27,7 +26,7 @@ def _channel(body: dict) -> str | None:
 def _open_modal(body: dict, client: WebClient, context: BoltContext, kind: str) -> None:
     user_id, customer_id = body["user"]["id"], _customer_id(body)
     user = caller(context, user_id, client=client)
-    today = local_today(user.timezone)
+    today = today_for(context, user)
     with checking(context) as session:  # only reads: the trigger_id must not wait for a lock
         collections.require_collector(session, user_id=user_id, action=f"collections.{kind}",
                                       customer_id=customer_id)
@@ -59,7 +58,7 @@ def on_reminder(ack: Ack, body: dict, respond, client: WebClient,  # noqa: ANN00
     user = caller(context, user_id, client=client)
     with transaction(context) as session:
         message = collections.send_reminder(session, customer_id=customer_id,
-                                            actor=user_id, as_of=local_today(user.timezone))
+                                            actor=user_id, as_of=today_for(context, user))
         to = message.payload["to"]
     smtp = deps_of(context).settings.smtp_url is not None
     tell_user(body, respond, client, f":email: Reminder {'sent' if smtp else 'queued'} to "
@@ -74,7 +73,7 @@ def on_snooze(ack: Ack, body: dict, respond, client: WebClient,  # noqa: ANN001
     user = caller(context, user_id, client=client)
     with transaction(context) as session:
         until = collections.snooze(session, customer_id=customer_id, actor=user_id,
-                                   as_of=local_today(user.timezone))
+                                   as_of=today_for(context, user))
         name = collections.get_customer(session, customer_id).name
     tell_user(body, respond, client, f":zzz: {esc(name)} is snoozed until {fmt_date(until)}; "
           "dunning continues meanwhile.")

@@ -7,8 +7,6 @@ with its fresh version.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from slack_bolt import Ack, App, BoltContext, Respond
 
 from blocks import ids
@@ -16,7 +14,7 @@ from blocks import lookup as render
 from blocks.approvals import credit_hold_actions, credit_hold_done, refusal
 from blocks.common import section
 from blocks.text import esc
-from handlers.common import deps_of, transaction
+from handlers.common import caller, deps_of, now_of, today_for, transaction
 from models import Customer
 from workflows import queries
 from workflows.credit_hold import set_credit_hold
@@ -34,15 +32,16 @@ def _change(ack: Ack, body: dict, respond: Respond, context: BoltContext, *,
     try:
         with transaction(context) as session:
             changed = set_credit_hold(session, customer_id=customer_id, actor=user_id,
-                                      on_hold=on_hold, reason="from the customer card")
+                                      on_hold=on_hold, reason="from the customer card",
+                                      now=now_of(context))
     except DomainError as error:
         respond(blocks=refusal(error.detail), text=esc(error.detail), response_type="ephemeral",
                 replace_original=False)
         return
-    today = datetime.now(UTC).date()
+    today = today_for(context, caller(context, user_id))
     with deps_of(context).db.read_session() as session:
         customer = session.get(Customer, customer_id)
-        view = queries.customer_view(session, customer, today)
+        view = queries.customer_view(session, customer, today, now=now_of(context))
         card = render.customer_card(view, as_of=today, actions=credit_hold_actions(
             customer.id, customer.name, customer.credit_hold))
     notice = section(credit_hold_done(customer.name, on_hold, changed))

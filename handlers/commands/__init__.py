@@ -124,7 +124,8 @@ def handle_o2c(ack: Ack, command: dict, respond: Respond, client: WebClient,
         return
     processes = call.deps.answer_processes
     if processes is not None:  # bot/answers.py: built in another process, at a lower priority
-        processes.submit(dict(command), on_failure=lambda: _tell_error(respond, FAILED))
+        processes.submit(dict(command), on_failure=lambda: _tell_error(respond, FAILED),
+                         clock_offset=call.deps.clock.offset)
         return
     after_ack(context, lambda: _run(sub, call), on_error=lambda text: _tell_error(respond, text))
 

@@ -15,7 +15,7 @@ from workflows.errors import DomainError
             summary="pending approvals: yours to decide, or your requests still waiting")
 def pending(call: CommandCall) -> None:
     with call.deps.db.read_session() as session:
-        overview = approvals.pending_overview(session, call.user_id)
+        overview = approvals.pending_overview(session, call.user_id, now=call.deps.clock.now())
     call.answer(pending_list(overview), "Pending approvals")
 
 

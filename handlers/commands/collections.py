@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
 from blocks.collections import worklist_blocks
 from blocks.common import context, lines_text, render, section
 from blocks.text import SECTION_TEXT_MAX, esc, fmt_datetime
 from handlers.commands import CommandCall, subcommand
-from handlers.common import caller, checking, transaction
+from handlers.common import caller, checking, today_for, transaction
 from models import OutboxMessage, Role
 from workflows import audit, outbox
 from workflows.collections import require_collector, worklist
@@ -17,17 +14,6 @@ from workflows.errors import DomainError
 from workflows.users import require_role
 
 LISTED = 20  # outbox rows per section of `/o2c admin outbox`
-
-
-def local_today(tz: str | None, *, now: datetime | None = None) -> date:
-    """Today in the user's Slack time zone; a missing or unknown zone (Slack sends what the
-    user's profile says) counts as UTC instead of failing the click. The collections handlers
-    all use this one."""
-    try:
-        zone = ZoneInfo(tz or "UTC")
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        zone = ZoneInfo("UTC")
-    return (now or datetime.now(zone)).astimezone(zone).date()
 
 
 def _refused(call: CommandCall, exc: DomainError) -> None:
@@ -38,7 +24,7 @@ def _refused(call: CommandCall, exc: DomainError) -> None:
             summary="your overdue accounts, ranked by collection priority (collectors)")
 def worklist_command(call: CommandCall) -> None:
     user = caller(call.context, call.user_id, call.user_name, call.client)
-    today = local_today(user.timezone)
+    today = today_for(call.context, user)
     try:
         with checking(call.context) as session:  # a refusal is audited
             require_collector(session, user_id=call.user_id, action="collections.worklist")

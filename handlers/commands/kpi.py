@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from blocks.kpi import kpi_message
 from handlers.commands import CommandCall, subcommand
+from handlers.common import caller, today_for
 from models import Role
 from workflows import kpis
 
@@ -13,7 +12,8 @@ from workflows import kpis
 @subcommand("kpi", usage="/o2c kpi", summary="DSO, CEI, aging, auto-match rate, cycle times",
             roles=(Role.ADMIN, Role.CREDIT_APPROVER, Role.DISCOUNT_APPROVER, Role.COLLECTOR))
 def kpi(call: CommandCall) -> None:
-    today = datetime.now(UTC).date()
+    today = today_for(call.context, caller(call.context, call.user_id, call.user_name,
+                                           call.client))
     with call.deps.db.read_session() as session:
-        data = kpis.to_json(kpis.compute(session, today))
+        data = kpis.to_json(kpis.compute(session, today, now=call.deps.clock.now()))
     call.answer(kpi_message(data), "O2C KPIs")

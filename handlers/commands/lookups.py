@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from blocks import lookup as render
 from handlers.commands import ANY_ROLE, CommandCall, subcommand
-from handlers.common import caller
+from handlers.common import caller, today_for
 from workflows import queries, receivables
 from workflows.lookup import find_customer
-
-
-def _today():
-    return datetime.now(UTC).date()
 
 
 def _resolve_customer(call: CommandCall, session, usage: str):
@@ -74,12 +68,13 @@ def customer_actions(call: CommandCall, customer) -> list:  # noqa: ANN001
 @subcommand("customer", usage="/o2c customer <name or id>", roles=ANY_ROLE,
             summary="credit limit, exposure, open AR, overdue and aging for a customer")
 def customer(call: CommandCall) -> None:
-    today = _today()
+    today = today_for(call.context, caller(call.context, call.user_id, call.user_name,
+                                           call.client))
     with call.deps.db.read_session() as session:
         found = _resolve_customer(call, session, "/o2c customer <name or id>")
         if found is None:
             return
-        view = queries.customer_view(session, found, today)
+        view = queries.customer_view(session, found, today, now=call.deps.clock.now())
         call.answer(render.customer_card(view, as_of=today,
                                          actions=customer_actions(call, found)),
                     f"Customer {found.name}")
@@ -91,8 +86,9 @@ def ar(call: CommandCall) -> None:
     if call.args:
         customer(call)
         return
-    today = _today()
+    today = today_for(call.context, caller(call.context, call.user_id, call.user_name,
+                                           call.client))
     with call.deps.db.read_session() as session:
-        aging = receivables.aging_by_currency(session, today)
+        aging = receivables.aging_by_currency(session, today, now=call.deps.clock.now())
         top = receivables.top_balances(session, today)
     call.answer(render.ar_overview(aging, top, as_of=today), "Accounts receivable")

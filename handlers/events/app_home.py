@@ -6,10 +6,11 @@ from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 
 from blocks.home import home_view
-from handlers.common import caller, deps_of
+from handlers.common import caller, deps_of, now_of, today_for
 from workflows.users import roles_of
 
-# Sections contributed by features: callables (session, user) -> list of blocks (dicts).
+# Sections contributed by features: callables (session, user, roles, today) -> list of blocks
+# (dicts); `today` is the date in the user's Slack time zone, `now` the moment (UTC).
 HOME_SECTIONS: list = []
 
 
@@ -18,9 +19,11 @@ def app_home_opened(event: dict, client: WebClient, context: BoltContext) -> Non
         return
     user = caller(context, event["user"], client=client)
     deps = deps_of(context)
+    today, now = today_for(context, user), now_of(context)
     with deps.db.read_session() as session:
         roles = sorted(roles_of(session, user.slack_user_id))
-        extra = [block for section in HOME_SECTIONS for block in section(session, user, roles)]
+        extra = [block for section in HOME_SECTIONS
+                 for block in section(session, user, roles, today, now)]
     client.views_publish(user_id=user.slack_user_id, view=home_view(user.name, roles, extra))
 
 

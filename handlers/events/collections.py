@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
+
 from slack_bolt import App
 
 from blocks.collections import home_section
-from handlers.commands.collections import local_today
 from handlers.events.app_home import HOME_SECTIONS
 from models import Role
 from workflows.collections import worklist
 
 
-def collector_home(session, user, roles: list[str]) -> list[dict]:  # noqa: ANN001
+def collector_home(session, user, roles: list[str], today: date,  # noqa: ANN001
+                   now: datetime) -> list[dict]:
     if Role.COLLECTOR not in roles and Role.ADMIN not in roles:
         return []
-    snapshot = worklist(session, user.slack_user_id, local_today(user.timezone)).snapshot()
+    snapshot = worklist(session, user.slack_user_id, today).snapshot()
     if Role.COLLECTOR not in roles and not snapshot["total_accounts"]:
         return []  # an admin without accounts of their own needs no empty worklist
     return home_section(snapshot, tz=user.timezone)

@@ -2,12 +2,12 @@
 
 SPEC §1: the finance leader / admin sees DSO, aging, CEI and cycle-time KPIs on App Home. They
 are computed once per opening of the tab, in the read session App Home already holds, as of
-today (UTC) like `/o2c kpi`, so they come from the indexed open balances.
+today in the admin's time zone like `/o2c kpi`, so they come from the indexed open balances.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import date, datetime
 
 from slack_bolt import App
 
@@ -17,11 +17,11 @@ from models import Role
 from workflows import kpis
 
 
-def kpi_home(session, user, roles: list[str]) -> list[dict]:  # noqa: ANN001
+def kpi_home(session, user, roles: list[str], today: date,  # noqa: ANN001
+             now: datetime) -> list[dict]:
     if Role.ADMIN not in roles:
         return []
-    today = datetime.now(UTC).date()
-    return home_section(kpis.to_json(kpis.compute(session, today)))
+    return home_section(kpis.to_json(kpis.compute(session, today, now=now)))
 
 
 def register(app: App) -> None:

@@ -16,7 +16,7 @@ from slack_sdk.errors import SlackApiError
 from blocks import ids
 from blocks.approvals import already_decided, read_metadata, refusal
 from blocks.text import esc
-from handlers.common import transaction
+from handlers.common import now_of, transaction
 from workflows import approvals
 from workflows.errors import AlreadyDecided, DomainError, ValidationFailed
 
@@ -58,7 +58,7 @@ def _submit(ack: Ack, body: dict, view: dict, client: WebClient, context: BoltCo
     try:
         with transaction(context) as session:
             approvals.decide(session=session, approval_id=approval_id, user_id=user_id,
-                             approve=approve, note=note or None)
+                             approve=approve, note=note or None, now=now_of(context))
     except ValidationFailed as error:
         ack(response_action="errors", errors={block_id: error.errors[0].detail
                                               if error.errors else error.detail})

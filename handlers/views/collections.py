@@ -12,8 +12,7 @@ from slack_sdk.errors import SlackApiError
 
 from blocks import ids
 from blocks.text import esc, fmt_date, fmt_money
-from handlers.commands.collections import local_today
-from handlers.common import caller, transaction
+from handlers.common import caller, today_for, transaction
 from workflows import collections
 from workflows.errors import DomainError
 
@@ -54,7 +53,7 @@ def on_promise_submit(ack: Ack, body: dict, view: dict, client: WebClient,
         with transaction(context) as session:
             promise = collections.create_promise(
                 session, customer_id=int(meta["customer_id"]), actor=user_id, amount=amount,
-                promised_date=day, note=note, as_of=local_today(user.timezone))
+                promised_date=day, note=note, as_of=today_for(context, user))
             name = collections.get_customer(session, promise.customer_id).name
     except DomainError as exc:
         ack(response_action="errors",

@@ -12,7 +12,6 @@ the channel where they typed `/o2c new`.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
@@ -27,7 +26,7 @@ from blocks.order_entry import (
     product_options,
     read_channel,
 )
-from handlers.common import deps_of, transaction
+from handlers.common import caller, deps_of, now_of, today_for, transaction
 from models import Customer
 from workflows.errors import PermissionDenied, ValidationFailed
 from workflows.lookup import find_customer
@@ -71,7 +70,7 @@ def on_submit(ack: Ack, body: dict, view: dict, client: WebClient,
     entry = parse_entry(view)
     try:
         with transaction(context) as session:
-            order = create_from_entry(session, entry, rep=user_id)
+            order = create_from_entry(session, entry, rep=user_id, now=now_of(context))
             customer = session.get(Customer, order.customer_id)
             number, status, name = order.number, order.status, customer.name
     except ValidationFailed as error:
@@ -109,7 +108,7 @@ def on_product_chosen(ack: Ack, body: dict, client: WebClient, context: BoltCont
     ack()
     view = body.get("view") or {}
     values = _state(view)
-    today = datetime.now(UTC).date()
+    today = today_for(context, caller(context, body["user"]["id"]))
     hints = {}
     with deps_of(context).db.read_session() as session:
         for row in range(ids.ORDER_MAX_LINES):

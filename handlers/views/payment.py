@@ -13,7 +13,7 @@ from slack_bolt import Ack, App, BoltContext
 
 from blocks import ids
 from blocks.cashapp import invoice_option, option
-from handlers.common import caller, deps_of, transaction, user_now
+from handlers.common import caller, deps_of, transaction
 from models import money
 from workflows.cash_application import (
     PaymentIn,
@@ -77,7 +77,7 @@ def _errors_of(error: DomainError) -> dict[str, str]:
 
 def on_submit(ack: Ack, body: dict, view: dict, context: BoltContext) -> None:
     user_id = body["user"]["id"]
-    now = user_now(caller(context, user_id).timezone)
+    now = deps_of(context).clock.now_in(caller(context, user_id).timezone)
     form = read_form((view.get("state") or {}).get("values") or {})
     errors = _check(form, now.date())
     if errors:

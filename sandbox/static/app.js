@@ -454,8 +454,25 @@ function openConv(conv) {
 }
 
 // ---------------------------------------------------------------- time travel
+function showClock(clock) {
+  const line = $("#tt-clock");
+  line.hidden = !clock || !clock.travelled;
+  $("#tt-reset").hidden = line.hidden;
+  if (clock && clock.travelled) line.textContent = `The bot's clock says ${clock.now} (travelled).`;
+}
+async function backToNow() {
+  try {
+    showClock((await act("time-travel/reset", {})).clock);
+    $("#tt-result").hidden = true;
+  } catch (e) {
+    $("#tt-result").hidden = false;
+    $("#tt-result").textContent = e.message;
+  }
+}
 async function loadJobs() {
-  S.jobs = (await call("jobs")).jobs;
+  const answer = await call("jobs");
+  S.jobs = answer.jobs;
+  showClock(answer.clock);
   const select = $("#tt-job");
   select.replaceChildren(...(S.jobs.length ? S.jobs.map((j) => el("option", {value: j.name, title: j.summary}, j.name))
     : [el("option", {value: ""}, "no scheduled jobs registered")]));
@@ -466,7 +483,9 @@ async function runJob() {
   out.hidden = false;
   out.textContent = "Running…";
   try {
-    const res = await act("time-travel", {job: $("#tt-job").value, as_of: $("#tt-date").value});
+    const res = await act("time-travel", {job: $("#tt-job").value, as_of: $("#tt-date").value,
+                                          at: $("#tt-time").value || "09:00"});
+    showClock(res.clock);
     out.textContent = `${res.job} as of ${res.as_of}: done\n${JSON.stringify(res.summary, null, 1)}`;
   } catch (e) {
     out.textContent = e.message;
@@ -506,6 +525,7 @@ $("#composer-form").addEventListener("submit", async (ev) => {
   } catch (e) { /* shown as a toast */ }
 });
 $("#tt-run").addEventListener("click", runJob);
+$("#tt-reset").addEventListener("click", backToNow);
 $("#tt-date").value = new Date().toISOString().slice(0, 10);
 window.o2cSandbox = {mrkdwn};  // for tests of the renderer
 poll();

@@ -4,7 +4,7 @@ refusal, and the records with their balances."""
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -225,7 +225,7 @@ def test_customer_post_is_an_upsert_and_erp_invoice_is_immutable(company, api, s
 
 
 def test_reports_aging_and_kpis(company, api, server) -> None:  # noqa: ANN001
-    today = datetime.now(UTC).date()
+    today = server.deps.clock.business_today()
     with server.db.transaction() as s:
         f.invoice(s, "INV-A", total="100.00", due=today - timedelta(days=40))
         f.invoice(s, "INV-B", total="50.00", due=today + timedelta(days=5))

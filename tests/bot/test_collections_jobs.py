@@ -14,6 +14,7 @@ from bot.deps import Deps
 from bot.settings import load_settings
 from models import CollectionActivity, DigestRun, OutboxMessage
 from tests.support import factories as f
+from tests.support.timetravel import run_at
 from workflows import collections, policy
 
 TODAY = date(2026, 11, 23)  # a Monday
@@ -113,7 +114,7 @@ def test_working_hours_until_midnight_are_honoured(db) -> None:  # noqa: ANN001
     # when the schedule fires late in the evening
     with db.read_session() as s:
         due = collections_jobs.due_collectors(s, late_evening)
-    result = collections_jobs.digest_schedule(_deps(db), TODAY, now=late_evening)
+    result = run_at(late_evening, collections_jobs.digest_schedule, _deps(db), None)
     # then both collectors are within their working day (not a silent 09:00-17:00)
     assert due == {TODAY: ["UCOLL001", "UCOLL002"]}
     assert result["collectors"] == ["UCOLL001", "UCOLL002"]

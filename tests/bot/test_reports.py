@@ -14,6 +14,7 @@ from bot.deps import Deps
 from bot.settings import load_settings
 from models import JobRun, OutboxMessage
 from tests.support import factories as f
+from tests.support.timetravel import run_at
 from workflows import kpis
 from workflows import policy as policies
 
@@ -44,11 +45,11 @@ def test_the_post_is_due_at_eight_on_monday_in_the_business_time_zone(db) -> Non
     _in_new_york(db)
     deps = _deps(db)
     # when the catch-up runs every 15 minutes around that time, and on Wednesday
-    early = reports.kpi_report(deps, MONDAY, now=datetime(2026, 11, 23, 12, 45, tzinfo=UTC))
-    on_time = reports.kpi_report(deps, MONDAY, now=datetime(2026, 11, 23, 13, 0, tzinfo=UTC))
-    later = reports.kpi_report(deps, MONDAY, now=datetime(2026, 11, 23, 13, 15, tzinfo=UTC))
-    wednesday = reports.kpi_report(deps, MONDAY + timedelta(days=2),
-                                   now=datetime(2026, 11, 25, 9, 0, tzinfo=UTC))
+    early = run_at(datetime(2026, 11, 23, 12, 45, tzinfo=UTC), reports.kpi_report, deps, MONDAY)
+    on_time = run_at(datetime(2026, 11, 23, 13, 0, tzinfo=UTC), reports.kpi_report, deps, MONDAY)
+    later = run_at(datetime(2026, 11, 23, 13, 15, tzinfo=UTC), reports.kpi_report, deps, MONDAY)
+    wednesday = run_at(datetime(2026, 11, 25, 9, 0, tzinfo=UTC), reports.kpi_report, deps,
+                       MONDAY + timedelta(days=2))
     # then: one post, at the first run from 08:00 New York time
     assert early["posted"] is False and "not due before 2026-11-23T08:00:00-05:00" in (
         early["reason"])
@@ -66,7 +67,7 @@ def test_a_server_down_at_eight_posts_at_its_next_run(db) -> None:  # noqa: ANN0
     deps = _deps(db)
     tuesday = MONDAY + timedelta(days=1)
     # when
-    result = reports.kpi_report(deps, tuesday, now=datetime(2026, 11, 24, 9, 30, tzinfo=UTC))
+    result = run_at(datetime(2026, 11, 24, 9, 30, tzinfo=UTC), reports.kpi_report, deps, tuesday)
     # then: the week's post goes out, as of that day
     assert result["posted"] is True and result["week"] == "2026-W48"
     assert [p["context"]["kpis"]["as_of"] for p in _posts(db)] == ["2026-11-24"]
@@ -87,7 +88,7 @@ def test_the_kpis_are_computed_outside_the_write_transaction(db, monkeypatch) ->
 
     monkeypatch.setattr(kpis, "compute", watching)
     # when
-    result = reports.kpi_report(deps, MONDAY, now=datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+    result = run_at(datetime(2026, 11, 23, 9, 0, tzinfo=UTC), reports.kpi_report, deps, MONDAY)
     # then
     assert result["posted"] is True and seen == [None]
     with db.read_session() as s:

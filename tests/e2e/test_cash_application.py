@@ -15,10 +15,16 @@ from models import Allocation, AuditEvent, Payment, User
 from sandbox.driver import FORM
 from tests.support import factories as f
 from tests.support.slack import ask, everything_sent, text_of
+from tests.support.timetravel import frozen_at
 from workflows.invoicing import issue_credit_note
 
+TODAY = date(2026, 11, 24)  # a Tuesday
+# time flows in these tests (the outbox retries), from noon UTC on TODAY
+NOON = datetime.combine(TODAY, time(12), UTC).isoformat()
+frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC), tick=True)
+
 AR = "CAR000001"
-ISSUED = datetime.now(UTC).date() - timedelta(days=20)
+ISSUED = date(2026, 11, 4)
 
 
 @pytest.fixture
@@ -39,7 +45,7 @@ def company(server):  # noqa: ANN001, ANN201
 def uncertain_payment(api) -> dict:  # noqa: ANN001
     """250.00 from Globex, no invoice number: two open invoices fit equally well."""
     response = api.post("/payments", json={
-        "amount": "250.00", "currency": "USD", "received_at": datetime.now(UTC).isoformat(),
+        "amount": "250.00", "currency": "USD", "received_at": NOON,
         "payer_name": "GLOBEX CORP <!channel>", "reference": "AP RUN 77",
         "external_id": "BANK-77"})
     assert response.status_code == 201, response.text
@@ -156,7 +162,7 @@ def test_a_click_without_the_collector_role_changes_nothing(  # noqa: ANN001
 
 def test_a_confident_payment_is_applied_without_a_card(company, server, api, standin) -> None:  # noqa: ANN001
     response = api.post("/payments", json={
-        "amount": "99.95", "currency": "USD", "received_at": datetime.now(UTC).isoformat(),
+        "amount": "99.95", "currency": "USD", "received_at": NOON,
         "reference": "inv 2026/503", "payer_name": "INITECH"})
     answer = response.json()
     assert answer["status"] == "applied"
@@ -167,7 +173,7 @@ def test_a_confident_payment_is_applied_without_a_card(company, server, api, sta
 
 def test_api_answers_with_fee_write_off_and_short_payment_deduction(  # noqa: ANN001
         company, server, api) -> None:
-    now = datetime.now(UTC).isoformat()
+    now = NOON
     # 250.00 paid as 248.80 naming the invoice: 1.20 is within 0.5 % (1.25) -> bank fee
     fee = api.post("/payments", json={"amount": "248.80", "currency": "USD",
                                       "received_at": now, "reference": "INV-2026-000501"})
@@ -204,7 +210,7 @@ def test_pay_modal_records_and_applies_a_payment(company, server, slack, standin
         ids.PAY_CUSTOMER_BLOCK: {ids.PAY_CUSTOMER: {"text": "Initech LLC",
                                                     "value": "C-INITECH"}},
         ids.PAY_REFERENCE_BLOCK: {ids.PAY_REFERENCE: "remittance for 503"},
-        ids.PAY_DATE_BLOCK: {ids.PAY_DATE: date.today()}})
+        ids.PAY_DATE_BLOCK: {ids.PAY_DATE: TODAY}})
     # then the modal closes, the payment is matched, and the collector is told
     assert standin.api.views_for("UCOLL001") == []
     dm = standin.api.wait_for(lambda: standin.api.dm_messages("UCOLL001") or None, 10, "a DM")
@@ -219,7 +225,7 @@ def test_pay_modal_records_and_applies_a_payment(company, server, slack, standin
 def test_pay_modal_shows_errors_inline(company, server, slack, standin) -> None:  # noqa: ANN001
     view = open_pay_modal(slack, standin)
     slack.submit_view("UCOLL001", view, {ids.PAY_AMOUNT_BLOCK: {ids.PAY_AMOUNT: "12,5x"},
-                                         ids.PAY_DATE_BLOCK: {ids.PAY_DATE: date.today()}})
+                                         ids.PAY_DATE_BLOCK: {ids.PAY_DATE: TODAY}})
     assert ids.PAY_AMOUNT_BLOCK in standin.api.view_errors(view["id"])
     assert standin.api.views_for("UCOLL001")  # still open
     # a customer billed in another currency is refused on the currency field
@@ -253,7 +259,7 @@ def test_erp_invoice_numbers_and_payer_names_are_escaped_on_card_and_answers(  #
                       due=ISSUED + timedelta(days=30))
     # and a payment from a payer named the same way, which the engine is unsure about
     payment = api.post("/payments", json={
-        "amount": "250.00", "currency": "USD", "received_at": datetime.now(UTC).isoformat(),
+        "amount": "250.00", "currency": "USD", "received_at": NOON,
         "payer_name": FORGED, "reference": "<!here> remittance <https://x.example|see>",
         "customer": "C-GLOBEX", "external_id": "BANK-FORGED"}).json()
     assert payment["status"] == "needs_review", payment
@@ -261,7 +267,7 @@ def test_erp_invoice_numbers_and_payer_names_are_escaped_on_card_and_answers(  #
     card = card_in_ar(standin)
     with server.db.transaction() as s:  # invoice 2 changed since the card was made
         issue_credit_note(s, invoice_number=f"{FORGED} 2", amount="10.00", reason="damaged",
-                          actor="test")
+                          actor="test", now=server.deps.clock.now())
     # when the collector applies the suggestion that no longer fits (refused, quoting it)
     slack.click("UCOLL001", card, ids.CASHAPP_APPLY,
                 block_id=f"cashapp:{payment['id']}:{rank_of[f'{FORGED} 2']}")
@@ -297,7 +303,7 @@ def test_pay_modal_works_for_a_user_whose_slack_time_zone_is_unknown(  # noqa: A
     with server.db.transaction() as s:
         s.execute(sa.update(User).where(User.slack_user_id == "UCOLL001")
                   .values(timezone="Mars/Olympus_Mons"))
-    today = datetime.now(UTC).date()
+    today = TODAY
     view = open_pay_modal(slack, standin)
     # when
     slack.submit_view("UCOLL001", view, {

@@ -7,7 +7,7 @@ right totals and order; the buttons work (promise modal saves, reminder e-mail s
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from sqlmodel import select
@@ -19,10 +19,13 @@ from tests.conftest import test_settings as make_settings
 from tests.support import factories as f
 from tests.support.processes import o2c_env, o2c_run
 from tests.support.slack import ask, text_of
+from tests.support.timetravel import frozen_at
+
+TODAY = date(2026, 11, 24)  # a Tuesday
+# time flows in these tests (the outbox retries), from noon UTC on TODAY
+frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC), tick=True)
 
 
-def _today():  # noqa: ANN202
-    return datetime.now(UTC).date()
 
 
 @pytest.fixture
@@ -39,7 +42,7 @@ def smtp_server(database_url, standin, smtp):  # noqa: ANN001, ANN201
 def book(smtp_server, standin):  # noqa: ANN001, ANN201
     """Two collectors; invoices in every aging bucket."""
     standin.api.add_user("UCOLL002", "cora.collector", real_name="Cora Collector", tz="UTC")
-    today = _today()
+    today = TODAY
     ids = {}
     with smtp_server.db.transaction() as s:
         f.user(s, "UCOLL001", "collector", timezone="America/Los_Angeles")
@@ -68,8 +71,8 @@ def test_o2c_run_digest_sends_one_ranked_dm_per_collector(book, smtp_server, sta
                                                           database_url) -> None:
     # when the job runs twice from the command line
     env = o2c_env(database_url, standin.api_url)
-    first = o2c_run(env, "run", "digest", "--as-of", _today().isoformat())
-    second = o2c_run(env, "run", "digest", "--as-of", _today().isoformat())
+    first = o2c_run(env, "run", "digest", "--as-of", TODAY.isoformat())
+    second = o2c_run(env, "run", "digest", "--as-of", TODAY.isoformat())
     # then
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["digests"] == 2
@@ -94,7 +97,7 @@ def test_digest_buttons_promise_reminder_call_snooze(book, smtp_server, standin,
     from tests.conftest import SIGNING_SECRET
 
     slack = SlackDriver(f"{smtp_server.base_url}/slack/events", SIGNING_SECRET, api=standin.api)
-    run_job("digest", smtp_server.deps, _today())
+    run_job("digest", smtp_server.deps, TODAY)
     digest = _digest(standin, "UCOLL001")
     beta = f"collections_account:{book['B']}"
 
@@ -103,10 +106,10 @@ def test_digest_buttons_promise_reminder_call_snooze(book, smtp_server, standin,
     modal = standin.api.wait_for(lambda: standin.api.views_for("UCOLL001"), 10, "modal")[-1]
     assert modal["callback_id"] == "collections_promise_modal"
     slack.submit_view("UCOLL001", modal, {"promise_amount": {"promise_amount_input": "12.345"},
-                                          "promise_date": {"promise_date_input": _today()}})
+                                          "promise_date": {"promise_date_input": TODAY}})
     errors = standin.api.view_errors(modal["id"])
     assert "promise_amount" in errors and "decimal places" in errors["promise_amount"]
-    promised = _today() + timedelta(days=3)
+    promised = TODAY + timedelta(days=3)
     slack.submit_view("UCOLL001", modal, {"promise_amount": {"promise_amount_input": "1500.00"},
                                           "promise_date": {"promise_date_input": promised},
                                           "promise_note": {"promise_note_input": "<!here> wire"}})
@@ -150,7 +153,7 @@ def test_buttons_refuse_someone_without_the_collector_role(book, smtp_server, st
     from tests.conftest import SIGNING_SECRET
 
     slack = SlackDriver(f"{smtp_server.base_url}/slack/events", SIGNING_SECRET, api=standin.api)
-    run_job("digest", smtp_server.deps, _today())
+    run_job("digest", smtp_server.deps, TODAY)
     digest = _digest(standin, "UCOLL001")
     beta = f"collections_account:{book['B']}"
     # when someone else clicks the buttons of a forwarded digest
@@ -192,12 +195,12 @@ def test_chat_post_message_429_then_503_arrives_exactly_once(book, smtp_server, 
     with smtp_server.db.transaction() as s:
         from workflows.collections import queue_digests
 
-        queue_digests(s, _today(), collector_ids=["UCOLL002"])
+        queue_digests(s, TODAY, collector_ids=["UCOLL002"])
     smtp_server.deps.notify_outbox()
     # then it arrives once, after the two failures
     standin.api.wait_for(lambda: [c for c in standin.api.calls_to("chat.postMessage") if c.ok],
                          20, "a successful chat.postMessage")
-    run_job("digest", smtp_server.deps, _today())  # UCOLL002 already has today's digest
+    run_job("digest", smtp_server.deps, TODAY)  # UCOLL002 already has today's digest
     standin.api.wait_for(lambda: len(standin.api.dm_messages("UCOLL001")) == 1, 10)
     calls = [c for c in standin.api.calls_to("chat.postMessage")
              if c.params.get("channel") == "UCOLL002"]
@@ -217,7 +220,7 @@ def test_account_modals_open_while_a_long_job_holds_the_write_lock(book, smtp_se
     from tests.conftest import SIGNING_SECRET
 
     slack = SlackDriver(f"{smtp_server.base_url}/slack/events", SIGNING_SECRET, api=standin.api)
-    run_job("digest", smtp_server.deps, _today())
+    run_job("digest", smtp_server.deps, TODAY)
     digest = _digest(standin, "UCOLL001")
     beta = f"collections_account:{book['B']}"
     # given a long write transaction (on SQLite it holds the database's write lock)

@@ -7,9 +7,10 @@ with the scheduler on: the digest and each dunning message go out once."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 from sqlmodel import select
@@ -21,10 +22,13 @@ from tests.conftest import API_TOKEN, SIGNING_SECRET
 from tests.support import factories as f
 from tests.support.processes import ServeProcess, o2c_env
 from tests.support.slack import text_of
+from tests.support.timetravel import frozen_at
+
+TODAY = date(2026, 11, 24)  # a Tuesday
+# time flows in these tests (the outbox retries), from noon UTC on TODAY
+frozen_time = frozen_at(datetime.combine(TODAY, dt.time(12), UTC), tick=True)
 
 
-def _today():  # noqa: ANN202
-    return datetime.now(UTC).date()
 
 
 def test_sigkill_between_commit_and_delivery_loses_nothing(database_url, standin, smtp,  # noqa: ANN001
@@ -36,7 +40,7 @@ def test_sigkill_between_commit_and_delivery_loses_nothing(database_url, standin
         f.customer(s, "C-A", "Acme Anvils", collector="UCOLL001", sales_rep="USALES01",
                    billing_email="ap@acme.example")
         f.product(s, "WID-1", price="10.00")
-        f.invoice(s, "INV-LATE", "C-A", total="500.00", due=_today() - timedelta(days=9))
+        f.invoice(s, "INV-LATE", "C-A", total="500.00", due=TODAY - timedelta(days=9))
     # given a server whose outbox worker is off (so nothing is delivered after the commit)
     env = o2c_env(database_url, standin.api_url, O2C_OUTBOX_WORKER="false")
     first = ServeProcess(env, tmp_path / "first.log").start()
@@ -83,7 +87,7 @@ def test_sigkill_between_commit_and_delivery_loses_nothing(database_url, standin
 
 def test_two_server_processes_send_the_digest_and_each_dunning_message_once(  # noqa: ANN001
         database_url, standin, smtp, tmp_path) -> None:
-    today = _today()
+    today = TODAY
     db = Database(database_url)
     standin.api.add_user("UCOLL002", "cora.collector", tz="UTC")
     with db.transaction() as s:

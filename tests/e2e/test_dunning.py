@@ -7,7 +7,7 @@ queued and are visible in Slack (AR channel, `/o2c admin outbox`)."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlmodel import select
 
@@ -19,14 +19,17 @@ from tests.conftest import test_settings as make_settings
 from tests.support import factories as f
 from tests.support.processes import o2c_env, o2c_run
 from tests.support.slack import ask, text_of
+from tests.support.timetravel import frozen_at
+
+TODAY = date(2026, 11, 24)  # a Tuesday
+# time flows in these tests (the outbox retries), from noon UTC on TODAY
+frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC), tick=True)
 
 
-def _today():  # noqa: ANN202
-    return datetime.now(UTC).date()
 
 
 def _seed(db) -> None:  # noqa: ANN001
-    today = _today()
+    today = TODAY
     with db.transaction() as s:
         f.user(s, "UCOLL001", "collector")
         f.user(s, "USALES01", "sales")
@@ -63,7 +66,7 @@ def test_dunning_twice_and_after_restart_sends_each_level_once(database_url, sta
     _seed(first.db)
     try:
         # when dunning runs twice on the same day
-        summaries = [run_job("dunning", first.deps, _today()) for _ in range(2)]
+        summaries = [run_job("dunning", first.deps, TODAY) for _ in range(2)]
         _settle(first, standin)
     finally:
         first.stop()
@@ -84,10 +87,10 @@ def test_dunning_twice_and_after_restart_sends_each_level_once(database_url, sta
     # in the server and from the command line
     second = _server(database_url, standin, smtp_url=smtp.url)
     try:
-        again = run_job("dunning", second.deps, _today())
+        again = run_job("dunning", second.deps, TODAY)
         cli = o2c_run(o2c_env(database_url, standin.api_url, SMTP_URL=smtp.url),
-                      "run", "dunning", "--as-of", _today().isoformat())
-        next_day = run_job("dunning", second.deps, _today() + timedelta(days=1))
+                      "run", "dunning", "--as-of", TODAY.isoformat())
+        next_day = run_job("dunning", second.deps, TODAY + timedelta(days=1))
         _settle(second, standin)
         # then nothing more is sent
         assert again["notices"] == {} and next_day["notices"] == {}
@@ -119,7 +122,7 @@ def test_without_smtp_emails_stay_queued_and_visible_in_slack(server, standin) -
     _seed(server.db)
     slack = SlackDriver(f"{server.base_url}/slack/events", SIGNING_SECRET, api=standin.api)
     # when
-    run_job("dunning", server.deps, _today())
+    run_job("dunning", server.deps, TODAY)
     # then each customer e-mail has a copy in the AR channel, once
     def copies() -> list[dict]:
         return [m for m in standin.api.messages("CAR000001") if "queued" in m["text"]]
@@ -148,7 +151,7 @@ def test_o2c_outbox_lists_waiting_emails_and_retries_failed(database_url, standi
     with db.transaction() as s:
         from workflows.dunning import run_dunning
 
-        run_dunning(s, _today())
+        run_dunning(s, TODAY)
         failed = s.exec(select(OutboxMessage).where(OutboxMessage.transport == "slack")).first()
         failed.status, failed.last_error = "failed", "slack error channel_not_found"
         s.add(failed)

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+
+import time_machine
 
 from bot import jobs
 from tests.conftest import ADMIN
 from tests.support import factories as f
 from tests.support.slack import ask, text_of
+from tests.support.timetravel import frozen_at
+
+TODAY = date(2026, 11, 24)  # a Tuesday
+frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC), tick=True)
 
 
 def test_kpi_command_shows_dso_and_aging(server, slack, standin) -> None:  # noqa: ANN001
     # given: 900 issued in the window, 300 of it overdue, nothing collected
-    today = datetime.now(UTC).date()
+    today = TODAY
     with server.db.transaction() as s:
         f.customer(s)
         f.invoice(s, "INV-K1", total="300.00", issued=today - timedelta(days=60),
@@ -34,9 +40,10 @@ def test_weekly_kpi_report_posts_once_per_week(server, standin) -> None:  # noqa
     monday = date(2026, 11, 23)
     at_nine = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
     # when
-    first = reports.kpi_report(server.deps, monday, now=at_nine)
-    again = reports.kpi_report(server.deps, monday + timedelta(days=2),
-                               now=at_nine + timedelta(days=2))
+    with time_machine.travel(at_nine, tick=False) as traveller:
+        first = reports.kpi_report(server.deps, monday)
+        traveller.shift(timedelta(days=2))
+        again = reports.kpi_report(server.deps, monday + timedelta(days=2))
     # then
     assert first["posted"] is True and again["posted"] is False
     standin.api.wait_for(lambda: standin.api.messages("CAR000001") or None)
@@ -75,7 +82,7 @@ def test_kpi_report_is_a_registered_catch_up_job() -> None:
 def test_admins_see_the_kpis_on_app_home_and_sales_reps_do_not(server, slack, standin  # noqa: ANN001
                                                                ) -> None:
     # given: 900 of sales in the window, all of it open; a sales rep
-    today = datetime.now(UTC).date()
+    today = TODAY
     with server.db.transaction() as s:
         f.user(s, "USALES01", "sales")
         f.customer(s)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
 from tests.support import factories as f
 from tests.support.slack import ask, text_of
+from tests.support.timetravel import frozen_at
+
+TODAY = date(2026, 11, 24)  # a Tuesday
+frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC), tick=True)
 
 
 @pytest.fixture
 def company(server):  # noqa: ANN001, ANN201
-    today = datetime.now(UTC).date()
+    today = TODAY
     with server.db.transaction() as s:
         f.user(s, "USALES01", "sales", timezone="America/New_York")
         f.user(s, "UCOLL001", "collector")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from sqlmodel import select
@@ -10,13 +10,17 @@ from sqlmodel import select
 from models import Order
 from tests.support import factories as f
 from tests.support.slack import ask, text_of
+from tests.support.timetravel import frozen_at
+
+TODAY = date(2026, 11, 24)  # a Tuesday
+frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC), tick=True)
 
 WAIT = 10.0
 
 
 @pytest.fixture
 def shop(server):  # noqa: ANN001, ANN201
-    now = datetime.now(UTC)
+    now = datetime.combine(TODAY, time(12), UTC)
     with server.db.transaction() as s:
         f.user(s, "USALES01", "sales")
         f.customer(s, "C-GLOBEX", "Globex Corporation")

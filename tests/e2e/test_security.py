@@ -8,6 +8,7 @@ import time
 from sqlmodel import func, select
 
 from models import AuditEvent, SlackEventReceipt, UserRole
+from sandbox.driver import slack_timestamp
 from tests.conftest import ADMIN
 from tests.support import factories as f
 from tests.support.slack import ask, everything_sent
@@ -36,7 +37,7 @@ def test_bad_signature_is_401_and_changes_nothing(server, slack, standin) -> Non
 
 def test_stale_timestamp_is_401_and_changes_nothing(server, slack, standin) -> None:  # noqa: ANN001
     # given: correctly signed, but six minutes old (a replay)
-    old = int(time.time()) - 6 * 60
+    old = slack_timestamp() - 6 * 60
     before = audit_count(server.db)
     # when
     response = slack.slash(ADMIN, "role add <@UCOLL001> collector", timestamp=old)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from urllib.parse import parse_qsl
 
 import httpx
 import pytest
 from slack_sdk.signature import SignatureVerifier
 
-from sandbox.driver import InvalidViewResponse, SlackDriver, sign
+from sandbox.driver import InvalidViewResponse, SlackDriver, sign, slack_timestamp
 from sandbox.elements import ElementNotFound
 
 SECTION = {"type": "section", "text": {"type": "mrkdwn", "text": "Order SO-1"}}
@@ -88,7 +87,7 @@ def test_requests_are_signed_like_slack(driver, recorder, signing_secret):
 def test_forged_stale_and_retried_requests(driver, recorder, signing_secret):
     verifier = SignatureVerifier(signing_secret)
     # when a stale timestamp is forged, then it is signed correctly yet too old
-    driver.url_verification("c", timestamp=int(time.time()) - 600)
+    driver.url_verification("c", timestamp=slack_timestamp() - 600)
     stale = recorder.last["headers"]
     assert stale["x-slack-signature"] == sign(signing_secret, stale["x-slack-request-timestamp"],
                                               recorder.last["body"])
@@ -413,7 +412,7 @@ def test_bolt_rejects_forged_and_stale_requests(api, bolt_app, serve_bolt, signi
     with SlackDriver(server.url, signing_secret, api=api) as driver:
         assert driver.slash("U1", "x").status_code == 200
         assert driver.slash("U1", "x", signature="v0=00").status_code == 401
-        assert driver.slash("U1", "x", timestamp=int(time.time()) - 3600).status_code == 401
+        assert driver.slash("U1", "x", timestamp=slack_timestamp() - 3600).status_code == 401
 
 
 def test_bolt_respond_replaces_the_clicked_message(api, client, bolt_app, serve_bolt,

@@ -9,13 +9,13 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from bot import jobs
+from bot.clock import Clock
 from bot.db import Database
 from bot.demo import fresh_database
 from handlers.commands import SUBCOMMANDS, Subcommand
@@ -46,7 +46,7 @@ def demo_template(demo_dir: Path) -> str:
     each test gets a copy (seeding takes seconds, copying milliseconds)."""
     url = fresh_database(demo_dir / "template.db")
     db = Database(url)
-    demo_seed.seed(db, datetime.now(UTC).date())
+    demo_seed.seed(db, Clock().business_today())
     db.dispose()
     return url
 

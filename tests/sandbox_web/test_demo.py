@@ -10,13 +10,13 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlmodel import select
 
+from bot.clock import Clock
 from bot.db import Database
 from bot.demo import DemoError, demo_settings, fresh_database, run_demo
 from models import User
@@ -98,7 +98,7 @@ def test_each_demo_starts_from_a_fresh_database(tmp_path, monkeypatch) -> None: 
     # given a demo database with data in it
     path = tmp_path / "demo.db"
     db = Database(fresh_database(path))
-    demo_seed.seed(db, datetime.now(UTC).date())
+    demo_seed.seed(db, Clock().business_today())
     db.dispose()
     # when the demo is prepared again
     db = Database(fresh_database(path))

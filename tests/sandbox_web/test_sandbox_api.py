@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import date
 
 import httpx
 import pytest
 
 from bot import jobs
 from bot.cli import build_parser, main
+from bot.clock import Clock
 from bot.server import create_app
 from sandbox.web import SandboxRefused, check_bind_host, is_loopback_host
 from tests.support.demo_seed import (
@@ -359,7 +359,7 @@ def test_time_travel_reports_a_failing_job(sandbox, monkeypatch) -> None:  # noq
 
 def test_time_travel_rejects_unknown_jobs_and_dates(sandbox) -> None:  # noqa: ANN001
     unknown = sandbox.act("time-travel", user=ADMIN, job="no-such-job",
-                          as_of=date.today().isoformat())
+                          as_of=Clock().business_today().isoformat())
     bad_date = sandbox.act("time-travel", user=ADMIN, job="no-such-job", as_of="31/02/2030")
     assert unknown.status_code == 404 and "no-such-job" in unknown.json()["error"]
     assert bad_date.status_code == 422

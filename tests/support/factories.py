@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlmodel import Session
 
+from bot.clock import Clock
 from models import Customer, Invoice, Order, Product
 from workflows import masterdata, orders, users
 from workflows.invoicing import ErpInvoiceIn, ingest_erp_invoice
@@ -44,13 +45,13 @@ def order(session: Session, customer_ext: str = "C-GLOBEX", *, rep: str = "USALE
     data = orders.OrderIn(customer=customer_ext, sales_rep=rep, currency=currency,
                           lines=[orders.LineIn(sku=s, quantity=q, discount_pct=discount)
                                  for s, q in (lines or [("WID-1", 2)])])
-    return orders.create_order(session, data, actor=rep, now=now)
+    return orders.create_order(session, data, actor=rep, now=now or Clock().now())
 
 
 def invoice(session: Session, number: str, customer_ext: str = "C-GLOBEX", *,
             total: str = "1000.00", due: date | None = None, issued: date | None = None,
             currency: str = "USD", terms: str | None = None) -> Invoice:
-    due = due or datetime.now(UTC).date() + timedelta(days=30)
+    due = due or Clock().business_today() + timedelta(days=30)
     issued = issued or due - timedelta(days=30)
     return ingest_erp_invoice(session, ErpInvoiceIn(
         number=number, customer=customer_ext, currency=currency, issue_date=issued,

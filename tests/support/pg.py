@@ -60,8 +60,8 @@ class TempPostgres:
                    "-c max_connections=300")
         self._run(self.bindir / "pg_ctl", "-D", self.data, "-o", options, "-l",
                   self.root / "log", "-w", "start")
-        deadline = time.time() + 30
-        while time.time() < deadline:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", self.port)) == 0:
                     break

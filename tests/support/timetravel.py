@@ -66,3 +66,24 @@ def child_env(env: dict[str, str] | None = None) -> dict[str, str]:
         paths += [p for p in env["PYTHONPATH"].split(os.pathsep) if p not in paths]
     env["PYTHONPATH"] = os.pathsep.join(paths)
     return env
+
+
+def frozen_at(moment: datetime, *, tick: bool = False):  # noqa: ANN201 - a pytest fixture
+    """An autouse fixture for a test module whose tests all happen at `moment`:
+    `frozen_time = frozen_at(datetime(2026, 3, 2, 9, tzinfo=UTC))` at module level. The
+    product's clock (`bot.clock.Clock`), the recording clock and every server thread then say
+    `moment` (time stands still unless `tick`)."""
+    import pytest
+
+    @pytest.fixture(autouse=True, name="frozen_time")
+    def _frozen():  # noqa: ANN202
+        with time_machine.travel(moment, tick=tick):
+            yield moment
+
+    return _frozen
+
+
+def run_at(moment: datetime, func, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
+    """`func(*args, **kwargs)` with the clock stopped at `moment` (a job "run at 09:00")."""
+    with time_machine.travel(moment, tick=False):
+        return func(*args, **kwargs)

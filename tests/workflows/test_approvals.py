@@ -10,6 +10,7 @@ from sqlmodel import select
 
 from models import Approval, AuditEvent, Customer, OrderStatus, OutboxMessage
 from tests.support import factories as f
+from tests.support.timetravel import frozen_at
 from workflows import approvals, cash_application
 from workflows.credit_hold import set_credit_hold
 from workflows.errors import (
@@ -22,6 +23,7 @@ from workflows.errors import (
 from workflows.orders import transition
 
 MONDAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+frozen_time = frozen_at(MONDAY)  # every test here happens on Monday 2 March 2026, 09:00 UTC
 
 
 def setup_company(session) -> None:  # noqa: ANN001
@@ -49,10 +51,10 @@ def test_a_decision_is_taken_once_and_the_loser_learns_who(session) -> None:  # 
     order = f.order(session, "C-NEW")
     approval = pending(session, order)
     # when two approvers decide one after the other
-    approvals.decide(session=session, approval_id=approval.id, user_id="UCREDIT1",
+    approvals.decide(session=session, now=MONDAY, approval_id=approval.id, user_id="UCREDIT1",
                      approve=True)
     with pytest.raises(AlreadyDecided) as late:
-        approvals.decide(session=session, approval_id=approval.id, user_id="UADMIN01",
+        approvals.decide(session=session, now=MONDAY, approval_id=approval.id, user_id="UADMIN01",
                          approve=False, note="no")
     # then the second changed nothing and was told who decided
     assert (late.value.decided_by, late.value.decision) == ("UCREDIT1", "approved")
@@ -65,7 +67,7 @@ def test_rejecting_needs_a_reason(session) -> None:  # noqa: ANN001
     setup_company(session)
     approval = pending(session, f.order(session, "C-NEW"))
     with pytest.raises(ValidationFailed) as caught:
-        approvals.decide(session=session, approval_id=approval.id, user_id="UCREDIT1",
+        approvals.decide(session=session, now=MONDAY, approval_id=approval.id, user_id="UCREDIT1",
                          approve=False, note="   ")
     assert caught.value.errors[0].field == "reason"
     assert approval.status == "pending"
@@ -80,7 +82,7 @@ def test_roles_and_segregation_of_duties(session) -> None:  # noqa: ANN001
 
     via_api = create_order(session, OrderIn(customer="C-NEW", sales_rep="USALES01",
                                             currency="USD", lines=[LineIn("WID-1", 1)]),
-                           actor="api")
+                           actor="api", now=MONDAY)
     api_approval = pending(session, via_api)
     f.user(session, "USALES01", "sales", "credit_approver")
     # then: the wrong role, the requester, and the order's rep are all refused
@@ -89,14 +91,14 @@ def test_roles_and_segregation_of_duties(session) -> None:  # noqa: ANN001
              ("USALES01", api_approval, "your own order")]
     for user, approval, message in cases:
         with pytest.raises(PermissionDenied) as refused:
-            approvals.decide(session=session, approval_id=approval.id, user_id=user,
+            approvals.decide(session=session, now=MONDAY, approval_id=approval.id, user_id=user,
                              approve=True)
         assert message in refused.value.detail
         assert (refused.value.actor, refused.value.entity_type, refused.value.entity_id) == (
             user, "approval", approval.id)
     assert api_approval.requested_by == "api"
     # and an admin who asked for nothing may decide
-    approvals.decide(session=session, approval_id=api_approval.id, user_id="UADMIN01",
+    approvals.decide(session=session, now=MONDAY, approval_id=api_approval.id, user_id="UADMIN01",
                      approve=True)
     assert via_api.status == OrderStatus.APPROVED
 
@@ -104,11 +106,12 @@ def test_roles_and_segregation_of_duties(session) -> None:  # noqa: ANN001
 def test_unknown_approval_and_an_order_that_moved_on(session) -> None:  # noqa: ANN001
     setup_company(session)
     with pytest.raises(NotFound):
-        approvals.decide(session=session, approval_id=999, user_id="UCREDIT1", approve=True)
+        approvals.decide(session=session, now=MONDAY, approval_id=999, user_id="UCREDIT1",
+                         approve=True)
     order = f.order(session, "C-NEW")
     transition(session, order, OrderStatus.CANCELLED, actor="USALES01", reason="changed mind")
     with pytest.raises(InvalidTransition):
-        approvals.decide(session=session, approval_id=pending(session, order).id,
+        approvals.decide(session=session, now=MONDAY, approval_id=pending(session, order).id,
                          user_id="UCREDIT1", approve=True)
 
 
@@ -134,13 +137,13 @@ def test_discount_snapshot_has_the_margin_impact(session) -> None:  # noqa: ANN0
 def test_credit_snapshot_shows_aging_and_payment_history(session) -> None:  # noqa: ANN001
     # given one invoice paid 20 days late, one on time, and one open 40 days past due
     setup_company(session)
-    today = datetime.now(UTC).date()
+    today = MONDAY.date()
     f.invoice(session, "INV-LATE", total="100.00", due=today - timedelta(days=20))
     f.invoice(session, "INV-ONTIME", total="50.00", due=today + timedelta(days=5))
     f.invoice(session, "INV-OPEN", total="300.00", due=today - timedelta(days=40))
     for number, amount in (("INV-LATE", "100.00"), ("INV-ONTIME", "50.00")):
         cash_application.record_payment(session, cash_application.PaymentIn(
-            amount=amount, currency="USD", received_at=datetime.now(UTC), reference=number,
+            amount=amount, currency="USD", received_at=MONDAY, reference=number,
             customer="C-GLOBEX"), actor="test")
     # when an order is submitted
     order = f.order(session)
@@ -233,12 +236,12 @@ def test_pending_overview_splits_decisions_and_own_requests(session) -> None:  #
     setup_company(session)
     credit = f.order(session, "C-NEW")
     discount = f.order(session, lines=[("WID-1", 1)], discount="20")
-    approver = approvals.pending_overview(session, "UCREDIT1")
+    approver = approvals.pending_overview(session, now=MONDAY, user_id="UCREDIT1")
     assert [i.order.number for i in approver.to_decide] == [credit.number]
-    rep = approvals.pending_overview(session, "USALES01")
+    rep = approvals.pending_overview(session, now=MONDAY, user_id="USALES01")
     assert rep.to_decide == [] and rep.can_decide_kinds == []
     assert {i.order.number for i in rep.requested} == {credit.number, discount.number}
-    admin = approvals.pending_overview(session, "UADMIN01")
+    admin = approvals.pending_overview(session, now=MONDAY, user_id="UADMIN01")
     assert admin.to_decide_total == 2 and admin.can_decide_kinds == ["credit", "discount"]
 
 
@@ -246,7 +249,7 @@ def test_an_outsider_is_refused_before_their_input_is_looked_at(session) -> None
     setup_company(session)
     approval = pending(session, f.order(session, "C-NEW"))
     with pytest.raises(PermissionDenied):
-        approvals.decide(session=session, approval_id=approval.id, user_id="USALES01",
+        approvals.decide(session=session, now=MONDAY, approval_id=approval.id, user_id="USALES01",
                          approve=False, note="")
 
 
@@ -255,7 +258,7 @@ def test_approving_a_new_customer_is_its_credit_review(session) -> None:  # noqa
     setup_company(session)
     first = f.order(session, "C-NEW")
     # when the credit approver approves it
-    approvals.decide(session=session, approval_id=pending(session, first).id,
+    approvals.decide(session=session, now=MONDAY, approval_id=pending(session, first).id,
                      user_id="UCREDIT1", approve=True)
     # then the customer counts as reviewed (audited), and the next order within the limit
     # needs no approval
@@ -269,7 +272,7 @@ def test_approving_a_new_customer_is_its_credit_review(session) -> None:  # noqa
 def test_a_rejection_does_not_review_the_customer(session) -> None:  # noqa: ANN001
     setup_company(session)
     first = f.order(session, "C-NEW")
-    approvals.decide(session=session, approval_id=pending(session, first).id,
+    approvals.decide(session=session, now=MONDAY, approval_id=pending(session, first).id,
                      user_id="UCREDIT1", approve=False, note="unknown company")
     newco = session.exec(select(Customer).where(Customer.external_id == "C-NEW")).one()
     assert newco.credit_reviewed is False

@@ -17,6 +17,7 @@ from models import (
     WriteOff,
 )
 from tests.support import factories as f
+from tests.support.timetravel import frozen_at
 from workflows import invariants, kpis
 from workflows.cash_application import (
     PaymentIn,
@@ -30,6 +31,8 @@ from workflows.errors import AlreadyDecided, Conflict, PermissionDenied, Validat
 
 RECEIVED = datetime(2026, 11, 20, 10, tzinfo=UTC)
 ISSUED = date(2026, 11, 1)
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+frozen_time = frozen_at(NOW)
 
 
 @pytest.fixture
@@ -280,7 +283,7 @@ def waiting(books):  # noqa: ANN001, ANN201
 
 def test_collector_applies_a_suggestion_once(books, waiting) -> None:  # noqa: ANN001
     # when
-    apply_suggestion(books, payment_id=waiting.id, rank=2, actor="UCOLL001")
+    apply_suggestion(books, payment_id=waiting.id, rank=2, actor="UCOLL001", now=NOW)
     books.commit()
     # then
     assert waiting.status == "applied"
@@ -293,7 +296,7 @@ def test_collector_applies_a_suggestion_once(books, waiting) -> None:  # noqa: A
     assert books.exec(select(AuditEvent).where(AuditEvent.action == "payment.applied")).one()
     # and a second click changes nothing
     with pytest.raises(AlreadyDecided):
-        apply_suggestion(books, payment_id=waiting.id, rank=1, actor="UCOLL001")
+        apply_suggestion(books, payment_id=waiting.id, rank=1, actor="UCOLL001", now=NOW)
     books.rollback()
     assert allocations(books, waiting) == {"INV-2026-000126": (25_000, "manual")}
     assert invoice(books, "INV-2026-000124").balance_minor == 25_000
@@ -302,7 +305,7 @@ def test_collector_applies_a_suggestion_once(books, waiting) -> None:  # noqa: A
 
 def test_someone_without_the_collector_role_cannot_apply(books, waiting) -> None:  # noqa: ANN001
     with pytest.raises(PermissionDenied):
-        apply_suggestion(books, payment_id=waiting.id, rank=1, actor="USALES01")
+        apply_suggestion(books, payment_id=waiting.id, rank=1, actor="USALES01", now=NOW)
     books.rollback()
     assert allocations(books, waiting) == {}
     assert books.get(Payment, waiting.id).status == "needs_review"
@@ -310,7 +313,7 @@ def test_someone_without_the_collector_role_cannot_apply(books, waiting) -> None
 
 def test_admin_may_apply(books, waiting) -> None:  # noqa: ANN001
     f.user(books, "UADMIN01", "admin")
-    apply_suggestion(books, payment_id=waiting.id, rank=1, actor="UADMIN01")
+    apply_suggestion(books, payment_id=waiting.id, rank=1, actor="UADMIN01", now=NOW)
     books.commit()
     assert allocations(books, waiting) == {"INV-2026-000124": (25_000, "manual")}
 

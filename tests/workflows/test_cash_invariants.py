@@ -33,6 +33,7 @@ CUSTOMERS = [("C-GLOBEX", "Globex Corporation", "NET30"),
              ("C-ACME-EU", "Acme Industries Europe GmbH", "NET30")]
 PAYERS = [None, "GLOBEX CORP", "ACME INDUSTRIES", "ACME INDUSTRIES EUROPE", "J SMITH"]
 TODAY = date(2026, 11, 20)
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # when people act (no wall clock)
 FORMATS = ["{n}", "inv {y}/{s}", "INV{y}{z}", "payment {n} thanks", "{n}, {m}", "garbage"]
 
 cents = st.integers(min_value=1, max_value=300_000)
@@ -108,17 +109,18 @@ def run(session, ops: list[tuple]) -> None:  # noqa: ANN001
             elif kind == "apply" and payments:
                 _, which, rank, actor = op
                 apply_suggestion(session, payment_id=payments[which % len(payments)],
-                                 rank=rank, actor=actor)
+                                 rank=rank, actor=actor, now=NOW)
             elif kind == "credit" and numbers:
                 _, which, amount = op
                 issue_credit_note(session, invoice_number=numbers[which % len(numbers)],
-                                  amount=f"{amount / 100:.2f}", reason="test", actor="test")
+                                  amount=f"{amount / 100:.2f}", reason="test", actor="test",
+                                  now=NOW)
             elif kind == "write_off" and numbers:
                 _, which, amount = op
                 inv = session.execute(sa.select(Invoice).where(
                     Invoice.number == numbers[which % len(numbers)])).scalar_one()
                 write_off(session, invoice=inv, amount_minor=amount, reason="bad_debt",
-                          actor="test")
+                          actor="test", now=NOW)
             session.commit()
         except DomainError:  # refused (role, already applied, more than is open): undone
             session.rollback()

@@ -17,11 +17,13 @@ from models import (
     PromiseToPay,
 )
 from tests.support import factories as f
+from tests.support.timetravel import frozen_at
 from workflows import collections
 from workflows.cash_application import PaymentIn, record_payment
 from workflows.errors import Conflict, PermissionDenied, ValidationFailed
 
 TODAY = date(2026, 11, 23)
+frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC))
 
 
 @pytest.fixture
@@ -86,11 +88,13 @@ def test_broken_promise_and_late_history_raise_risk_and_rank(book) -> None:  # n
     # given Beta paid an earlier invoice late and broke a promise
     f.invoice(book, "INV-2025-004711", "C-B", total="10.00", due=TODAY - timedelta(days=200))
     record_payment(book, PaymentIn(amount="10.00", currency="USD",
-                                   received_at=datetime.now(UTC), reference="INV-2025-004711"),
+                                   received_at=datetime.combine(TODAY, time(9), UTC),
+                                   reference="INV-2025-004711"),
                    actor="test")
     book.add(PromiseToPay(customer_id=_id(book, "C-B"), amount_minor=100, currency="USD",
                           promised_date=TODAY - timedelta(days=3), created_by="UCOLL001",
-                          status=PromiseStatus.BROKEN, broken_at=datetime.now(UTC)))
+                          status=PromiseStatus.BROKEN,
+                          broken_at=datetime.combine(TODAY - timedelta(days=2), time(0), UTC)))
     book.commit()
     # when
     work = collections.worklist(book, "UCOLL001", TODAY)

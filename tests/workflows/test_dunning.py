@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from sqlmodel import select
 
 from models import AuditEvent, Customer, DunningNotice, Invoice, OutboxMessage
 from tests.support import factories as f
+from tests.support.timetravel import frozen_at
 from workflows import credit_hold, dunning
 from workflows.cash_application import PaymentIn, record_payment
 
 TODAY = date(2026, 11, 23)
+frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC))
 
 
 def test_plan_gives_each_offset_its_kind() -> None:
@@ -110,7 +112,8 @@ def test_paid_and_disputed_invoices_are_skipped(ledger) -> None:  # noqa: ANN001
     disputed.disputed = True
     ledger.add(disputed)
     record_payment(ledger, PaymentIn(amount="10.00", currency="USD",
-                                     received_at=datetime.now(UTC), reference="INV-2026-100001"),
+                                     received_at=datetime.combine(TODAY, time(9), UTC),
+                                     reference="INV-2026-100001"),
                    actor="test")
     ledger.commit()
     run = dunning.run_dunning(ledger, TODAY)

@@ -14,11 +14,14 @@ from sqlmodel import Session, select
 
 from models import AuditEvent, Invoice, Order, OrderLine, OrderStatus, OutboxMessage, Product
 from tests.support import factories as f
+from tests.support.timetravel import frozen_at
 from workflows import fulfilment, invariants, orders, shipping
 from workflows.errors import InvalidTransition, PermissionDenied, ValidationFailed
 from workflows.receivables import uninvoiced_approved_minor
 
 SHIPPED_AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+frozen_time = frozen_at(NOW)
 
 
 def setup_company(session: Session, *, on_hand: int = 10, tax_pct: int = 0) -> None:
@@ -35,7 +38,7 @@ def setup_company(session: Session, *, on_hand: int = 10, tax_pct: int = 0) -> N
 def ship(session: Session, order: Order, *lines: tuple[str, int], tracking: str = "1Z1"
          ) -> None:
     shipping.ship_order(session, order_number=order.number, carrier="UPS",
-                        tracking_number=tracking, shipped_at=SHIPPED_AT, actor="api",
+                        tracking_number=tracking, shipped_at=SHIPPED_AT, actor="api", now=NOW,
                         lines=[shipping.ShipLineIn(sku, qty) for sku, qty in lines] or None)
 
 
@@ -105,11 +108,13 @@ def test_cancel_is_refused_once_anything_has_shipped(session) -> None:  # noqa: 
     order = f.order(session, lines=[("WID-1", 10)])
     ship(session, order, ("WID-1", 3))
     with pytest.raises(InvalidTransition):
-        orders.cancel_order(session, order, actor="USALES01", reason="customer withdrew")
+        orders.cancel_order(session, order, actor="USALES01", reason="customer withdrew",
+                            now=NOW)
     orders.transition(session, order, OrderStatus.ON_HOLD, actor="UADMIN01", reason="dispute")
     # when the rep tries to cancel it (on hold may be cancelled, but not after shipping)
     with pytest.raises(InvalidTransition) as caught:
-        orders.cancel_order(session, order, actor="USALES01", reason="customer withdrew")
+        orders.cancel_order(session, order, actor="USALES01", reason="customer withdrew",
+                            now=NOW)
     # then it is refused, clearly, and nothing moved
     assert "already shipped 3 unit(s)" in caught.value.detail
     assert order.status == OrderStatus.ON_HOLD
@@ -125,7 +130,8 @@ def test_cancelling_an_order_cancels_its_quantities_and_frees_stock_for_backorde
     waiting = f.order(session, lines=[("WID-1", 3)])
     assert waiting.status == OrderStatus.BACKORDERED
     # when the first is cancelled
-    orders.cancel_order(session, holder, actor="USALES01", reason="customer withdrew")
+    orders.cancel_order(session, holder, actor="USALES01", reason="customer withdrew",
+                        now=NOW)
     session.commit()
     # then its quantities are cancelled and the freed stock goes to the waiting order
     assert line_of(session, holder).qty_cancelled == 6
@@ -165,7 +171,8 @@ def test_concurrent_shipments_of_one_order_never_over_ship(db, monkeypatch, firs
             with db.transaction() as s:
                 shipping.ship_order(s, order_number=number, carrier="UPS",
                                     tracking_number=tracking, shipped_at=SHIPPED_AT,
-                                    actor="api", lines=[shipping.ShipLineIn("WID-1", qty)])
+                                    actor="api", now=NOW,
+                                    lines=[shipping.ShipLineIn("WID-1", qty)])
             outcomes[qty if tracking == "A" else -qty] = "shipped"
         except (InvalidTransition, ValidationFailed) as refused:
             outcomes[qty if tracking == "A" else -qty] = f"refused: {refused.detail}"
@@ -439,7 +446,7 @@ def test_a_restock_while_the_order_ships_serves_its_backorder(db, monkeypatch) -
 
     def ship_reserved(s: Session) -> None:
         shipping.ship_order(s, order_number=number, carrier="UPS", tracking_number="1Z1",
-                            shipped_at=SHIPPED_AT, actor="api",
+                            shipped_at=SHIPPED_AT, actor="api", now=NOW,
                             lines=[shipping.ShipLineIn("WID-1", 6),
                                    shipping.ShipLineIn("GADGET", 2)])
 

@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 
 from models import Allocation, Approval, CreditNote, Invoice, Payment, WriteOff
 from tests.support import factories as f
+from tests.support.timetravel import frozen_at
 from workflows import approvals, kpis
 from workflows.cash_application import PaymentIn, record_payment, write_off
 from workflows.invoicing import issue_credit_note
@@ -18,6 +19,7 @@ from workflows.receivables import aging_by_currency, bucket_edges
 
 T1, T2, T3 = date(2026, 2, 28), date(2026, 3, 31), date(2026, 4, 30)
 LATER = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)  # "now" for these tests: all three days past
+frozen_time = frozen_at(LATER)
 
 
 def at(day: date, hour: int = 10) -> datetime:
@@ -61,7 +63,8 @@ def history(session: Session) -> Session:
     issue_credit_note(session, invoice_number=b.number, amount="100.00", reason="damaged",
                       actor="test", now=at(date(2026, 3, 1)))
     pay(session, "500.00", a.number, date(2026, 4, 5))
-    row = write_off(session, invoice=b, amount_minor=5000, reason="bad_debt", actor="test")
+    row = write_off(session, invoice=b, amount_minor=5000, reason="bad_debt", actor="test",
+                    now=at(date(2026, 4, 10)))
     _stamp(session, WriteOff, row.id, at(date(2026, 4, 10)))
     pay(session, "200.00", c.number, date(2026, 4, 25))
     session.commit()
@@ -137,9 +140,10 @@ def test_kpis_as_of_three_past_days(history: Session, as_of: date, expected: dic
 
 def test_past_kpis_do_not_read_todays_balances(history: Session) -> None:
     # given: today's open balance is 650.00
-    today = datetime.now(UTC).date()
-    assert aging_by_currency(history, today)["USD"].total == 65000
-    # when: the KPIs as of 02-28 with the real clock
+    today = LATER.date()
+    assert aging_by_currency(history, today, now=LATER)["USD"].total == 65000
+    assert aging_by_currency(history, today)["USD"].total == 65000  # rebuilt: the same
+    # when: the KPIs as of 02-28, without saying when "now" is
     report = kpis.compute(history, T1)
     # then: AR of that day
     assert report.ar_minor == 110000 and report.current_ar_minor == 60000
@@ -193,7 +197,7 @@ def test_auto_match_amount_rate_uses_the_home_currency_only(session: Session) ->
     # given: USD is the home currency (open AR); a yen payment is matched by the engine
     f.customer(session)
     f.customer(session, "C-KAITO", "Kaito KK", currency="JPY")
-    today = datetime.now(UTC).date()
+    today = LATER.date()
     f.invoice(session, "INV-2026-000301", total="1000.00", issued=today - timedelta(days=5))
     f.invoice(session, "INV-2026-000302", total="5000.00", issued=today - timedelta(days=5))
     f.invoice(session, "INV-2026-000303", "C-KAITO", total="1000000", currency="JPY",

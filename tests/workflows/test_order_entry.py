@@ -8,9 +8,13 @@ from decimal import Decimal
 import pytest
 
 from tests.support import factories as f
+from tests.support.timetravel import frozen_at
 from workflows.errors import PermissionDenied, ValidationFailed
 from workflows.order_entry import Entry, EntryLine, create_from_entry
 from workflows.pricing import median_approved_discount, pricing_hint, search_products
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+frozen_time = frozen_at(NOW)
 
 
 def setup_company(session) -> None:  # noqa: ANN001
@@ -27,7 +31,7 @@ def test_errors_name_the_modal_row_and_blank_rows_are_skipped(session) -> None: 
         EntryLine(0, "WID-1", "2"), EntryLine(1), EntryLine(2, "NOPE", "1"),
         EntryLine(3, "WID-1", "1.5", "101"), EntryLine(4, "EU-1", "1")])
     with pytest.raises(ValidationFailed) as caught:
-        create_from_entry(session, entry, rep="USALES01")
+        create_from_entry(session, entry, rep="USALES01", now=NOW)
     assert [(e.field, e.detail.split(" ")[0]) for e in caught.value.errors] == [
         ("lines[2].sku", "unknown"), ("lines[3].quantity", "must"),
         ("lines[3].discount_pct", "must"), ("lines[4].sku", "priced")]
@@ -37,7 +41,7 @@ def test_missing_customer_and_empty_form(session) -> None:  # noqa: ANN001
     setup_company(session)
     with pytest.raises(ValidationFailed) as caught:
         create_from_entry(session, Entry(customer=None, lines=[EntryLine(0), EntryLine(1)]),
-                          rep="USALES01")
+                          rep="USALES01", now=NOW)
     assert [e.field for e in caught.value.errors] == ["customer", "lines[0].sku"]
 
 
@@ -45,11 +49,11 @@ def test_a_good_form_creates_a_slack_order_and_needs_the_sales_role(session) -> 
     setup_company(session)
     entry = Entry(customer="C-GLOBEX", lines=[EntryLine(0), EntryLine(1, "WID-1", " 3 ", "5")],
                   notes="rush")
-    order = create_from_entry(session, entry, rep="USALES01")
+    order = create_from_entry(session, entry, rep="USALES01", now=NOW)
     assert (order.source, order.sales_rep_id, order.notes) == ("slack", "USALES01", "rush")
     assert order.total_minor == 28500
     with pytest.raises(PermissionDenied):
-        create_from_entry(session, entry, rep="UNOBODY1")
+        create_from_entry(session, entry, rep="UNOBODY1", now=NOW)
 
 
 def test_median_approved_discount_over_90_days(session) -> None:  # noqa: ANN001

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from sqlmodel import select
 
 from models import Approval, AuditEvent, OrderStatus, OutboxMessage
 from tests.support import factories as f
+from tests.support.timetravel import frozen_at
 from workflows import invariants
 from workflows.errors import ValidationFailed
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+frozen_time = frozen_at(NOW)
 
 
 def setup_company(session) -> None:  # noqa: ANN001
@@ -69,7 +75,7 @@ def test_bad_lines_name_every_field(session) -> None:  # noqa: ANN001
         orders.LineIn(sku="WID-1", quantity=1, discount_pct="101")])
     # when
     with pytest.raises(ValidationFailed) as caught:
-        orders.create_order(session, data, actor="USALES01")
+        orders.create_order(session, data, actor="USALES01", now=NOW)
     # then
     assert [e.field for e in caught.value.errors] == [
         "lines[0].sku", "lines[1].quantity", "lines[2].discount_pct"]
@@ -93,8 +99,9 @@ def test_cancel_releases_stock_and_cancels_pending_approvals(session) -> None:  
     waiting = f.order(session, "C-NEW", lines=[("WID-1", 1)])
     assert session.exec(select(Product).where(Product.sku == "GADGET")).one().reserved == 4
     # when
-    orders.cancel_order(session, held, actor="USALES01", reason="customer changed its mind")
-    orders.cancel_order(session, waiting, actor="USALES01", reason="duplicate")
+    orders.cancel_order(session, held, now=NOW, actor="USALES01",
+                        reason="customer changed its mind")
+    orders.cancel_order(session, waiting, now=NOW, actor="USALES01", reason="duplicate")
     session.commit()
     # then
     assert session.exec(select(Product).where(Product.sku == "GADGET")).one().reserved == 0
@@ -111,10 +118,10 @@ def test_cancel_needs_a_reason_and_an_unshipped_order(session) -> None:  # noqa:
     setup_company(session)
     order = f.order(session)
     with pytest.raises(ValidationFailed):
-        orders.cancel_order(session, order, actor="USALES01", reason=" ")
-    orders.cancel_order(session, order, actor="USALES01", reason="no longer needed")
+        orders.cancel_order(session, order, now=NOW, actor="USALES01", reason=" ")
+    orders.cancel_order(session, order, now=NOW, actor="USALES01", reason="no longer needed")
     with pytest.raises(InvalidTransition):
-        orders.cancel_order(session, order, actor="USALES01", reason="again")
+        orders.cancel_order(session, order, now=NOW, actor="USALES01", reason="again")
 
 
 def test_a_unit_price_below_list_counts_as_a_discount(session) -> None:  # noqa: ANN001
@@ -124,7 +131,7 @@ def test_a_unit_price_below_list_counts_as_a_discount(session) -> None:  # noqa:
     setup_company(session)
 
     def order_at(price: str):  # noqa: ANN202
-        return orders.create_order(session, orders.OrderIn(
+        return orders.create_order(session, now=NOW, data=orders.OrderIn(
             customer="C-GLOBEX", sales_rep="USALES01", currency="USD",
             lines=[orders.LineIn(sku="WID-1", quantity=10, unit_price=price)]),
             actor="USALES01")

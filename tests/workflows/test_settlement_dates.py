@@ -4,7 +4,7 @@ was RECEIVED, never by when we imported or applied it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ from sqlmodel import select
 
 from models import Invoice, Payment, PromiseStatus, PromiseToPay
 from tests.support import factories as f
+from tests.support.timetravel import frozen_at
 from workflows import collections, credit, invariants
 from workflows.bank_statements import import_statement
 from workflows.cash_application import (
@@ -23,7 +24,9 @@ from workflows.cash_application import (
 )
 from workflows.invoicing import issue_credit_note
 
-TODAY = datetime.now(UTC).date()
+TODAY = date(2026, 11, 24)
+NOW = datetime.combine(TODAY, time(12, 0), tzinfo=UTC)
+frozen_time = frozen_at(NOW)
 DUE = TODAY - timedelta(days=5)  # due five days ago: today's processing would be 5 days late
 ON_DUE_DATE = datetime.combine(DUE, time(10, 0), tzinfo=UTC)
 
@@ -102,7 +105,7 @@ def test_a_suggestion_applied_by_hand_after_review_pays_when_received(books) -> 
     payment = pay(books, "400.00", ON_DUE_DATE, payer_name="GLOBEX CORP")
     assert payment.status == "needs_review"
     # when a collector applies the first suggestion today
-    apply_suggestion(books, payment_id=payment.id, rank=1, actor="UCOLL001")
+    apply_suggestion(books, payment_id=payment.id, rank=1, actor="UCOLL001", now=NOW)
     books.commit()
     # then the invoice counts as paid on the due date
     paid = [i for i in (invoice(books, "INV-2026-000802"), invoice(books, "INV-2026-000803"))
@@ -130,7 +133,7 @@ def test_a_credit_note_closing_a_paid_invoice_keeps_the_payment_date(books) -> N
     pay(books, "900.00", ON_DUE_DATE, reference="INV-2026-000801", customer="C-GLOBEX")
     assert invoice(books, "INV-2026-000801").balance_minor == 10_000
     # when the dispute is settled with a credit note today (after the due date)
-    credited_at = datetime.now(UTC) - timedelta(hours=1)
+    credited_at = NOW - timedelta(hours=1)
     note = issue_credit_note(books, invoice_number="INV-2026-000801", amount="100.00",
                              reason="two units damaged", actor="test", now=credited_at)
     books.commit()
@@ -143,7 +146,7 @@ def test_a_credit_note_closing_a_paid_invoice_keeps_the_payment_date(books) -> N
 def test_an_invoice_credited_in_full_was_never_paid(books) -> None:  # noqa: ANN001
     # when an invoice is cancelled by a credit note after its due date
     issue_credit_note(books, invoice_number="INV-2026-000801", amount="1000.00",
-                      reason="order cancelled", actor="test")
+                      reason="order cancelled", actor="test", now=NOW)
     books.commit()
     # then it is settled but not paid: not in the payment history, on time or late
     closed = invoice(books, "INV-2026-000801")
@@ -210,7 +213,7 @@ def test_money_received_after_the_promised_day_breaks_the_promise(books) -> None
     promise = promise_for(books, yesterday,
                           taken=datetime.combine(yesterday, time(9, 0), tzinfo=UTC))
     # when the money arrives only today
-    pay(books, "1000.00", datetime.now(UTC), reference="INV-2026-000801")
+    pay(books, "1000.00", NOW, reference="INV-2026-000801")
     result = collections.check_promises(books, TODAY)
     books.commit()
     # then
