@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -344,6 +346,53 @@ def test_time_travel_runs_a_job_as_of_a_date_for_admins_only(sandbox, ping_job) 
     dm = sandbox.wait_for(lambda: sandbox.ws.api.dm_messages(COLLECTOR), "the collector's DM")
     assert "as of 2031-03-02" in dm[-1]["text"]
     assert len([m for m in sandbox.ws.api.dm_messages(COLLECTOR) if "2031" in m["text"]]) == 1
+
+
+def _next(weekday: int, after_days: int = 30):  # noqa: ANN202
+    """A day of the given weekday (0 = Monday) about a month after the demo's today."""
+    day = Clock().business_today() + timedelta(days=after_days)
+    return day + timedelta(days=(weekday - day.weekday()) % 7)
+
+
+def test_time_travel_moves_the_bots_clock_and_a_second_run_says_it_was_done(sandbox  # noqa: ANN001
+                                                                            ) -> None:
+    # given a Wednesday a month ahead, at 15:00 for the admin in London (10:00 in New York)
+    wednesday = _next(2)
+    # when the admin runs the digest schedule there
+    first = sandbox.act("time-travel", user=ADMIN, job="digest-schedule",
+                        as_of=wednesday.isoformat(), at="15:00")
+    again = sandbox.act("time-travel", user=ADMIN, job="digest-schedule",
+                        as_of=wednesday.isoformat(), at="15:30")
+    # then both collectors, each in working hours of their own zone, got that day's digest
+    assert first.status_code == 200, first.text
+    summary = first.json()["summary"]
+    assert sorted(summary["collectors"]) == sorted([COLLECTOR, COLLECTOR_2])
+    in_utc = datetime.combine(wednesday, time(15), ZoneInfo("Europe/London")).astimezone(UTC)
+    assert summary["at"].startswith(in_utc.isoformat()[:16])
+    assert first.json()["clock"]["travelled"] is True
+    # and the second run sent nothing and says why, naming who already had it
+    repeat = again.json()["summary"]
+    assert repeat["digests"] == 0 and sorted(repeat["already_sent"]) == sorted(
+        [COLLECTOR, COLLECTOR_2])
+    assert "already had that day's digest" in repeat["note"]
+    # and the bot's clock stays there (the page shows it) until the admin comes back
+    assert sandbox.page_api.get("jobs").json()["clock"]["now"].startswith(wednesday.isoformat())
+    back = sandbox.act("time-travel/reset", user=ADMIN)
+    assert back.json()["clock"]["travelled"] is False
+    assert sandbox.act("time-travel/reset", user=SALES).status_code == 403
+
+
+def test_time_travel_posts_the_kpis_of_a_future_week(sandbox) -> None:  # noqa: ANN001
+    # given a Monday a month ahead, 09:00 in London (the post is due at 08:00 business time)
+    monday = _next(0)
+    # when the admin runs the weekly KPI post there, twice
+    first = sandbox.act("time-travel", user=ADMIN, job="kpi-report", as_of=monday.isoformat())
+    again = sandbox.act("time-travel", user=ADMIN, job="kpi-report", as_of=monday.isoformat())
+    # then it is posted once, as of that day, and the second run says so
+    assert first.json()["summary"]["posted"] is True, first.text
+    assert first.json()["summary"]["as_of"] == monday.isoformat()
+    assert again.json()["summary"] == {"week": first.json()["summary"]["week"],
+                                       "posted": False, "reason": "already posted this week"}
 
 
 def test_time_travel_reports_a_failing_job(sandbox, monkeypatch) -> None:  # noqa: ANN001

@@ -1,0 +1,55 @@
+"""SPEC §5.10, one clock: nothing but `bot/clock.py` reads the wall clock for a business date.
+
+`make lint` (ruff's banned-api rule, configured in pyproject.toml) refuses `datetime.now`,
+`date.today`, `time.time` ... everywhere except the few modules listed there. This test keeps
+that configuration honest, and checks what ruff cannot: the business layers (workflows,
+handlers, api, blocks) never use the recording clock `models.base.utcnow` either — they take
+`now`/`as_of` from their caller, who asked `deps.clock`.
+"""
+
+from __future__ import annotations
+
+import ast
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUSINESS_LAYERS = ("workflows", "handlers", "api", "blocks")
+WALL_CLOCK = {"datetime.datetime.now", "datetime.datetime.utcnow", "datetime.datetime.today",
+              "datetime.date.today", "time.time", "time.time_ns"}
+# Who may read the wall clock, and why (see the comment in pyproject.toml).
+ALLOWED = {"bot/clock.py", "models/base.py",
+           "sandbox/{driver,methods,elements,webapi,interactions,workspace}.py",
+           "tests/support/{timetravel.py,child_clock/sitecustomize.py}", "bench/**"}
+
+
+def _ruff() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["ruff"]["lint"]
+
+
+def test_ruff_bans_the_wall_clock_everywhere_but_the_clock_modules() -> None:
+    lint = _ruff()
+    assert "TID251" in lint["select"]
+    assert set(lint["flake8-tidy-imports"]["banned-api"]) >= WALL_CLOCK
+    exempt = {pattern for pattern, rules in lint["per-file-ignores"].items()
+              if "TID251" in rules}
+    assert exempt == ALLOWED
+
+
+def _uses_recording_clock(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "models.base" and any(
+                alias.name == "utcnow" for alias in node.names):
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} imports utcnow")
+        elif isinstance(node, ast.Attribute) and node.attr == "utcnow":
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} calls .utcnow")
+    return found
+
+
+def test_business_layers_take_the_time_from_their_caller() -> None:
+    offenders = [hit for layer in BUSINESS_LAYERS
+                 for path in sorted((ROOT / layer).rglob("*.py"))
+                 for hit in _uses_recording_clock(path)]
+    assert offenders == []
