@@ -101,9 +101,14 @@ def cmd_import_bank_statement(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refused(path: str, errors: list[str]) -> int:
-    """An import is all or nothing: list every error (row and column) and store nothing."""
-    print(f"{path}: {len(errors)} error(s); nothing was imported", file=sys.stderr)
+def _refused(path: str, errors: list[str], count: int | None = None) -> int:
+    """An import is all or nothing: list the errors (row and column; the first 100, then how
+    many more) and store nothing."""
+    from bot.imports import MAX_ERRORS
+
+    print(f"{path}: {count or len(errors)} error(s); nothing was imported", file=sys.stderr)
+    if count is None and len(errors) > MAX_ERRORS:  # a bank statement's list, not yet capped
+        errors = [*errors[:MAX_ERRORS], f"and {len(errors) - MAX_ERRORS} more error(s)"]
     for error in errors:
         print(f"  {error}", file=sys.stderr)
     return 1
@@ -119,7 +124,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     db = Database(settings.database_url)
     report = import_csv(db, args.kind, Path(args.file))
     if report.errors:
-        return _refused(args.file, report.errors)
+        return _refused(args.file, report.errors, report.error_count)
     print(f"{args.file}: imported {report.count} {args.kind}")
     return 0
 
