@@ -243,6 +243,26 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"o2c: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        from bot.db import unavailable
+
+        if not unavailable(exc):
+            raise
+        print(f"o2c: {database_problem(exc)}", file=sys.stderr)
+        return 3
+
+
+def database_problem(exc: BaseException) -> str:
+    """One line for a database that cannot be reached: where, and what the driver said."""
+    from bot.db import describe
+
+    try:
+        where = describe(_settings().database_url)
+    except SettingsError:
+        where = "the database"
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return (f"cannot reach the database {where}: {reason[0] if reason else type(exc).__name__}"
+            "; is it running? (nothing was changed)")
 
 
 if __name__ == "__main__":
