@@ -27,7 +27,7 @@ from api.schemas import (
     UserIn,
 )
 from models import Customer
-from models.limits import INT64_MAX
+from models.limits import MAX_RECORD_ID
 from workflows import cash_application, invoicing, masterdata, orders, queries, shipping, users
 from workflows import kpis as kpi_workflow
 from workflows.errors import NotFound
@@ -53,9 +53,10 @@ def require_token(request: Request,
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 # Path keys: anything but a NUL (PostgreSQL cannot compare it) up to the column's length; an
-# unknown key is a 404. Ids are 64-bit: a 22-digit id is a 422, never an overflow.
+# unknown key is a 404. An id beyond the id columns' range (a 22-digit id) is a 422, never an
+# overflow in the database.
 Key = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
-RecordId = Annotated[int, Path(ge=1, le=INT64_MAX)]
+RecordId = Annotated[int, Path(ge=1, le=MAX_RECORD_ID)]
 SlackUserId = Annotated[str, Path(pattern=SLACK_USER_PATTERN)]
 AsOf = Annotated[Day | None, Query()]
 

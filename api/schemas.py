@@ -22,10 +22,13 @@ from pydantic import (
     StrictInt,
     StrictStr,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
 )
 
 from models import limits
+from models.money import CURRENCIES
+from workflows.validation import TERMS, check_email  # ValueError: a 422 naming the field
 
 
 def _in_years(value: date | datetime) -> date | datetime:
@@ -35,7 +38,12 @@ def _in_years(value: date | datetime) -> date | datetime:
 Amount = Annotated[StrictStr, StringConstraints(
     pattern=rf"^[0-9]{{1,{limits.MAX_AMOUNT_DIGITS}}}(\.[0-9]{{1,3}})?$")]
 Percent = Annotated[StrictStr, StringConstraints(pattern=r"^[0-9]{1,3}(\.[0-9]{1,2})?$")]
-Currency = Annotated[StrictStr, StringConstraints(pattern=r"^[A-Za-z]{3}$")]
+# The codes the bot accepts are listed in the schema (upper case; lower case is accepted too).
+Currency = Annotated[StrictStr, StringConstraints(pattern=r"^[A-Za-z]{3}$"),
+                     WithJsonSchema({"type": "string", "enum": sorted(CURRENCIES)})]
+Terms = Annotated[StrictStr, StringConstraints(max_length=32),
+                  WithJsonSchema({"type": "string", "maxLength": 32,
+                                  "pattern": TERMS.pattern, "examples": ["NET30", "2/10 NET30"]})]
 SLACK_USER_PATTERN = r"^[UW][A-Z0-9]{2,31}$"
 SlackUser = Annotated[StrictStr, StringConstraints(pattern=SLACK_USER_PATTERN)]
 Text = Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
@@ -68,8 +76,6 @@ class Strict(BaseModel):
 
 
 def _email(value: str | None) -> str | None:
-    from workflows.validation import check_email  # ValueError: a 422 naming the field
-
     return check_email(value) if value is not None and value.strip() else None
 
 
@@ -90,7 +96,7 @@ class CustomerIn(Strict):
     name: Text
     currency: Currency
     credit_limit: Amount
-    payment_terms: Annotated[StrictStr, StringConstraints(max_length=32)]
+    payment_terms: Terms
     billing_email: OptionalEmail = None
     billing_address: LongText | None = None
     shipping_address: LongText | None = None
@@ -162,7 +168,7 @@ class InvoiceIn(Strict):
     total: Amount
     order: StrictStr | None = None
     lines: Annotated[list[InvoiceLineIn], Field(max_length=200)] | None = None
-    payment_terms: Annotated[StrictStr, StringConstraints(max_length=32)] | None = None
+    payment_terms: Terms | None = None
 
 
 class PaymentIn(Strict):

@@ -29,7 +29,7 @@ MAX_AMOUNT_MINOR = 10**MAX_AMOUNT_DIGITS - 1
 MAX_QUANTITY = 1_000_000_000
 MIN_YEAR = 1900
 MAX_YEAR = 2999
-INT64_MAX = 2**63 - 1  # the database's integer columns and ids
+MAX_RECORD_ID = 2**31 - 1  # record ids are 32-bit serial columns (PostgreSQL INTEGER)
 
 
 class OutOfBounds(ValueError):

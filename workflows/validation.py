@@ -17,7 +17,8 @@ from workflows.errors import ValidationFailed
 
 SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 TERMS = re.compile(
-    r"^(?:NET(\d{1,3})|(\d{1,2}(?:\.\d{1,2})?)/(\d{1,3}) NET(\d{1,3})|DUE_ON_RECEIPT)$")
+    r"^(?:NET([0-9]{1,3})|([0-9]{1,2}(?:\.[0-9]{1,2})?)/([0-9]{1,3}) NET([0-9]{1,3})"
+    r"|DUE_ON_RECEIPT)$")
 
 
 def currency(field: str, value: str) -> str:
