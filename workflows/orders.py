@@ -24,7 +24,6 @@ from models import (
     money,
 )
 from models.base import utcnow
-from models.limits import MAX_QUANTITY  # noqa: F401 - re-exported for callers
 from workflows import audit, numbering, outbox
 from workflows import validation as v
 from workflows.credit import approval_needs
