@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import uuid
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from bot import db
 from workflows.errors import DomainError
 
 log = logging.getLogger("o2c.api")
@@ -74,8 +76,26 @@ def install(app: FastAPI) -> None:
         return problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None),
                        instance=request.url.path)
 
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        if not db.unavailable(exc):
+            return await _unexpected(request, exc)
+        log.warning("database unavailable path=%s: %s", request.url.path,
+                    str(getattr(exc, "orig", None) or exc).splitlines()[0][:200])
+        return service_unavailable(request.url.path)
+
+    app.add_exception_handler(sa.exc.DBAPIError, _database)
+    app.add_exception_handler(sa.exc.TimeoutError, _database)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         ref = uuid.uuid4().hex[:12]
         log.exception("unhandled API error ref=%s path=%s", ref, request.url.path)
         return problem(500, "Internal error", f"reference {ref}", instance=request.url.path)
+
+
+def service_unavailable(path: str | None = None) -> JSONResponse:
+    """503 while the database is unreachable (e.g. restarting): nothing was stored, retry."""
+    return problem(503, "Service unavailable", "the database is unavailable; retry in "
+                   f"{db.RETRY_AFTER} seconds (a POST with the same Idempotency-Key)",
+                   instance=path,
+                   headers={"Retry-After": str(db.RETRY_AFTER)})

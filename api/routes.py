@@ -7,16 +7,17 @@ transaction, one commit), serialise. Sync `def` routes run in FastAPI's thread p
 from __future__ import annotations
 
 import hmac
-from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlmodel import select
 
 from api import idempotency, serialize
 from api.schemas import (
+    SLACK_USER_PATTERN,
     CustomerIn,
+    Day,
     InvoiceIn,
     OrderIn,
     PaymentIn,
@@ -25,6 +26,7 @@ from api.schemas import (
     UserIn,
 )
 from models import Customer
+from models.limits import MAX_RECORD_ID
 from workflows import cash_application, invoicing, masterdata, orders, queries, shipping, users
 from workflows import kpis as kpi_workflow
 from workflows.errors import NotFound
@@ -49,6 +51,13 @@ def require_token(request: Request,
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+# Path keys: anything but a NUL (PostgreSQL cannot compare it) up to the column's length; an
+# unknown key is a 404. An id beyond the id columns' range (a 22-digit id) is a 422, never an
+# overflow in the database.
+Key = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
+RecordId = Annotated[int, Path(ge=1, le=MAX_RECORD_ID)]
+SlackUserId = Annotated[str, Path(pattern=SLACK_USER_PATTERN)]
+AsOf = Annotated[Day | None, Query()]
 
 
 def _deps(request: Request):  # noqa: ANN202
@@ -63,7 +72,7 @@ def _post(request: Request, key: str | None, body: dict, operation) -> JSONRespo
 
 # -- users ---------------------------------------------------------------------------------------
 @router.put("/users/{slack_user_id}", tags=["users"])
-def put_user(slack_user_id: str, body: UserIn, request: Request) -> JSONResponse:
+def put_user(slack_user_id: SlackUserId, body: UserIn, request: Request) -> JSONResponse:
     deps = _deps(request)
     with deps.db.transaction() as session:
         user, created = users.upsert_user(session, user_id=slack_user_id, name=body.name,
@@ -127,7 +136,7 @@ def post_shipment(body: ShipmentIn, request: Request, key: IdemKey = None) -> JS
 
 
 @router.get("/orders/{number}", tags=["orders"])
-def get_order(number: str, request: Request) -> dict:
+def get_order(number: Key, request: Request) -> dict:
     with _deps(request).db.read_session() as session:
         view = queries.order_view(session, number, with_history=True)
         if view is None:
@@ -148,7 +157,7 @@ def post_invoice(body: InvoiceIn, request: Request, key: IdemKey = None) -> JSON
 
 
 @router.get("/invoices/{number}", tags=["invoices"])
-def get_invoice(number: str, request: Request) -> dict:
+def get_invoice(number: Key, request: Request) -> dict:
     with _deps(request).db.read_session() as session:
         view = queries.invoice_view(session, number)
         if view is None:
@@ -173,7 +182,7 @@ def post_payment(body: PaymentIn, request: Request, key: IdemKey = None) -> JSON
 
 
 @router.get("/payments/{payment_id}", tags=["payments"])
-def get_payment(payment_id: int, request: Request) -> dict:
+def get_payment(payment_id: RecordId, request: Request) -> dict:
     with _deps(request).db.read_session() as session:
         payment = cash_application.get_payment(session, payment_id)
         return payment_answer(session, payment)
@@ -181,7 +190,7 @@ def get_payment(payment_id: int, request: Request) -> dict:
 
 # -- customers -----------------------------------------------------------------------------------
 @router.get("/customers/{external_id}", tags=["customers"])
-def get_customer(external_id: str, request: Request) -> dict:
+def get_customer(external_id: Key, request: Request) -> dict:
     deps = _deps(request)
     with deps.db.read_session() as session:
         customer = session.exec(select(Customer).where(
@@ -210,7 +219,7 @@ def _csv(rows: list[list[str]]) -> Response:
 
 
 @router.get("/reports/aging", tags=["reports"], response_model=None)
-def report_aging(request: Request, as_of: date | None = None,
+def report_aging(request: Request, as_of: AsOf = None,
                  format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",  # noqa: A002
                  ) -> dict | Response:
     clock = _deps(request).clock
@@ -232,7 +241,7 @@ def report_aging(request: Request, as_of: date | None = None,
 
 
 @router.get("/reports/kpis", tags=["reports"], response_model=None)
-def report_kpis(request: Request, as_of: date | None = None,
+def report_kpis(request: Request, as_of: AsOf = None,
                 format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",  # noqa: A002
                 ) -> dict | Response:
     clock = _deps(request).clock

@@ -1,12 +1,19 @@
 """Request bodies of the REST API. Strict: unknown fields, floats for money and numbers for
-quantities given as strings are refused, so a typo never silently becomes a default."""
+quantities given as strings are refused, so a typo never silently becomes a default.
+
+Bounds come from `models.limits` (README, "Bounds"): amounts are ASCII decimal strings (a
+regex `\\d` would also take "１２３"), quantities and stock are bounded, dates and times must be
+in the years `MIN_YEAR`..`MAX_YEAR`, and no text may hold a NUL character. The workflows check
+the same bounds again (with the currency's own decimals and maximum), so the CSV import and the
+Slack modals refuse exactly what the API refuses."""
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Annotated
+from datetime import date, datetime
+from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -15,26 +22,71 @@ from pydantic import (
     StrictInt,
     StrictStr,
     StringConstraints,
+    WithJsonSchema,
+    field_validator,
 )
 
-Amount = Annotated[StrictStr, StringConstraints(pattern=r"^\d{1,15}(\.\d{1,4})?$")]
-Percent = Annotated[StrictStr, StringConstraints(pattern=r"^\d{1,3}(\.\d{1,2})?$")]
-Currency = Annotated[StrictStr, StringConstraints(pattern=r"^[A-Za-z]{3}$")]
-SlackUser = Annotated[StrictStr, StringConstraints(pattern=r"^[UW][A-Z0-9]{2,31}$")]
+from models import limits
+from models.money import CURRENCIES
+from workflows.validation import TERMS, check_email  # ValueError: a 422 naming the field
+
+
+def _in_years(value: date | datetime) -> date | datetime:
+    return limits.check_year(value)  # OutOfBounds is a ValueError: a 422 naming the field
+
+
+Amount = Annotated[StrictStr, StringConstraints(
+    pattern=rf"^[0-9]{{1,{limits.MAX_AMOUNT_DIGITS}}}(\.[0-9]{{1,3}})?$")]
+Percent = Annotated[StrictStr, StringConstraints(pattern=r"^[0-9]{1,3}(\.[0-9]{1,2})?$")]
+# The codes the bot accepts are listed in the schema (upper case; lower case is accepted too).
+Currency = Annotated[StrictStr, StringConstraints(pattern=r"^[A-Za-z]{3}$"),
+                     WithJsonSchema({"type": "string", "enum": sorted(CURRENCIES)})]
+Terms = Annotated[StrictStr, StringConstraints(max_length=32),
+                  WithJsonSchema({"type": "string", "maxLength": 32,
+                                  "pattern": TERMS.pattern, "examples": ["NET30", "2/10 NET30"]})]
+SLACK_USER_PATTERN = r"^[UW][A-Z0-9]{2,31}$"
+SlackUser = Annotated[StrictStr, StringConstraints(pattern=SLACK_USER_PATTERN)]
 Text = Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
                                               max_length=200)]
 LongText = Annotated[StrictStr, StringConstraints(max_length=1000)]
-Quantity = Annotated[StrictInt, Field(gt=0, le=10_000_000)]
+Quantity = Annotated[StrictInt, Field(gt=0, le=limits.MAX_QUANTITY)]
+Stock = Annotated[StrictInt, Field(ge=0, le=limits.MAX_QUANTITY)]
+Day = Annotated[date, AfterValidator(_in_years)]
+Moment = Annotated[AwareDatetime, AfterValidator(_in_years)]
+Email = Annotated[StrictStr, StringConstraints(max_length=320)]
+
+
+def _no_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        limits.check_text(value)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _no_nul(item)
+    return value
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _text_without_nul(cls, value: Any) -> Any:
+        """PostgreSQL cannot store NUL in text or JSON: refused for every field, by name."""
+        return _no_nul(value)
+
+
+def _email(value: str | None) -> str | None:
+    return check_email(value) if value is not None and value.strip() else None
+
+
+OptionalEmail = Annotated[Email | None, AfterValidator(_email)]
+
 
 class UserIn(Strict):
     name: Text
-    roles: list[StrictStr]
-    email: Annotated[StrictStr, StringConstraints(max_length=320)] | None = None
+    roles: Annotated[list[Annotated[StrictStr, StringConstraints(max_length=32)]],
+                     Field(max_length=10)]
+    email: OptionalEmail = None
     timezone: Annotated[StrictStr, StringConstraints(max_length=64)] | None = None
 
 
@@ -44,8 +96,8 @@ class CustomerIn(Strict):
     name: Text
     currency: Currency
     credit_limit: Amount
-    payment_terms: Annotated[StrictStr, StringConstraints(max_length=32)]
-    billing_email: Annotated[StrictStr, StringConstraints(max_length=320)] | None = None
+    payment_terms: Terms
+    billing_email: OptionalEmail = None
     billing_address: LongText | None = None
     shipping_address: LongText | None = None
     collector: SlackUser | None = None
@@ -60,7 +112,7 @@ class ProductIn(Strict):
     name: Text
     unit_price: Amount
     currency: Currency
-    on_hand: Annotated[StrictInt, Field(ge=0)]
+    on_hand: Stock
     max_discount_pct: Percent | None = None
     revenue_type: StrictStr = "goods"
     cost: Amount | None = None
@@ -80,7 +132,7 @@ class OrderIn(Strict):
     currency: Currency
     lines: Annotated[list[OrderLineIn], Field(min_length=1, max_length=200)]
     external_id: Annotated[StrictStr, StringConstraints(min_length=1, max_length=100)] | None = None
-    order_date: date | None = None
+    order_date: Day | None = None
     notes: Annotated[StrictStr, StringConstraints(max_length=2000)] | None = None
 
 
@@ -91,15 +143,16 @@ class ShipmentLineIn(Strict):
 
 class ShipmentIn(Strict):
     order: Annotated[StrictStr, StringConstraints(min_length=1, max_length=32)]
-    carrier: Text
+    carrier: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
+                                                    max_length=100)]
     tracking_number: Text
-    shipped_at: AwareDatetime
-    lines: list[ShipmentLineIn] | None = None
+    shipped_at: Moment
+    lines: Annotated[list[ShipmentLineIn], Field(max_length=200)] | None = None
 
 
 class InvoiceLineIn(Strict):
     description: Text
-    sku: StrictStr | None = None
+    sku: Annotated[StrictStr, StringConstraints(max_length=64)] | None = None
     quantity: Quantity = 1
     unit_price: Amount | None = None
     amount: Amount | None = None
@@ -110,18 +163,18 @@ class InvoiceIn(Strict):
                                                    max_length=64)]
     customer: Annotated[StrictStr, StringConstraints(min_length=1, max_length=100)]
     currency: Currency
-    issue_date: date
-    due_date: date
+    issue_date: Day
+    due_date: Day
     total: Amount
     order: StrictStr | None = None
-    lines: list[InvoiceLineIn] | None = None
-    payment_terms: Annotated[StrictStr, StringConstraints(max_length=32)] | None = None
+    lines: Annotated[list[InvoiceLineIn], Field(max_length=200)] | None = None
+    payment_terms: Terms | None = None
 
 
 class PaymentIn(Strict):
     amount: Amount
     currency: Currency
-    received_at: AwareDatetime
+    received_at: Moment
     payer_name: Annotated[StrictStr, StringConstraints(max_length=300)] | None = None
     reference: Annotated[StrictStr, StringConstraints(max_length=2000)] | None = None
     customer: StrictStr | None = None

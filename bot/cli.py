@@ -103,9 +103,14 @@ def cmd_import_bank_statement(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refused(path: str, errors: list[str]) -> int:
-    """An import is all or nothing: list every error (row and column) and store nothing."""
-    print(f"{path}: {len(errors)} error(s); nothing was imported", file=sys.stderr)
+def _refused(path: str, errors: list[str], count: int | None = None) -> int:
+    """An import is all or nothing: list the errors (row and column; the first 100, then how
+    many more) and store nothing."""
+    from bot.imports import MAX_ERRORS
+
+    print(f"{path}: {count or len(errors)} error(s); nothing was imported", file=sys.stderr)
+    if count is None and len(errors) > MAX_ERRORS:  # a bank statement's list, not yet capped
+        errors = [*errors[:MAX_ERRORS], f"and {len(errors) - MAX_ERRORS} more error(s)"]
     for error in errors:
         print(f"  {error}", file=sys.stderr)
     return 1
@@ -123,7 +128,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     report = import_csv(db, args.kind, Path(args.file),
                         clock=Clock(settings.o2c_business_timezone))
     if report.errors:
-        return _refused(args.file, report.errors)
+        return _refused(args.file, report.errors, report.error_count)
     print(f"{args.file}: imported {report.count} {args.kind}")
     return 0
 
@@ -241,6 +246,26 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"o2c: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        from bot.db import unavailable
+
+        if not unavailable(exc):
+            raise
+        print(f"o2c: {database_problem(exc)}", file=sys.stderr)
+        return 3
+
+
+def database_problem(exc: BaseException) -> str:
+    """One line for a database that cannot be reached: where, and what the driver said."""
+    from bot.db import describe
+
+    try:
+        where = describe(_settings().database_url)
+    except SettingsError:
+        where = "the database"
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return (f"cannot reach the database {where}: {reason[0] if reason else type(exc).__name__}"
+            "; is it running? (nothing was changed)")
 
 
 if __name__ == "__main__":

@@ -40,13 +40,44 @@ def sqlite_in_memory(url: str) -> bool:
         parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory")
 
 
+# Seconds to wait for a PostgreSQL connection: an unreachable server is a quick 503, not a
+# request hanging until the client gives up.
+CONNECT_TIMEOUT = 5
+# What a client told "the database is unavailable" should wait before retrying (seconds).
+RETRY_AFTER = 5
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
         return _sqlite_engine(url, **kwargs)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_timeout", 10)
+    if "connect_timeout" not in sa.engine.make_url(url).query:
+        kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", CONNECT_TIMEOUT)
     return sa.create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def unavailable(exc: BaseException) -> bool:
+    """The database could not be reached or dropped the connection (restarting, down, out of
+    connections, a lock wait given up): the request may succeed if retried, so callers answer
+    503 with Retry-After (API) or one clear line (CLI). Refusals of the data itself (integrity,
+    data errors) are not this."""
+    if isinstance(exc, sa.exc.TimeoutError):  # no pooled connection came free
+        return True
+    if isinstance(exc, sa.exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(
+            exc, sa.exc.OperationalError | sa.exc.InterfaceError)
+    return False
+
+
+def describe(url: str) -> str:
+    """The database URL without its password, for messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "the configured database"
 
 
 def _sqlite_engine(url: str, **kwargs: Any) -> Engine:

@@ -51,7 +51,8 @@ class ImportReport:
     kind: str
     count: int = 0
     unchanged: int = 0  # rows already stored (payments re-sent with their external_id)
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # at most MAX_ERRORS + "and N more"
+    error_count: int = 0  # all of them
 
     @property
     def ok(self) -> bool:
@@ -97,9 +98,10 @@ COLUMNS = {
 ORDER_FIELDS = ("customer", "sales_rep", "currency", "order_date", "external_id", "notes")
 LINE_FIELDS = ("sku", "quantity", "unit_price", "discount_pct")
 
+MAX_ERRORS = 100  # errors listed in a report; the rest are counted
 TRUE = {"true", "yes", "y", "1"}
 FALSE = {"false", "no", "n", "0"}
-WHOLE = re.compile(r"^[+-]?\d+$")
+WHOLE = re.compile(r"^[+-]?[0-9]{1,20}$")  # ASCII digits; the bound is checked later
 SEP_HINT = re.compile(r"^sep=(.)\r?\n", re.IGNORECASE)
 DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 LINE_FIELD = re.compile(r"^lines\[(\d+)\]\.(\w+)$")
@@ -144,11 +146,20 @@ class Problems:
     def __bool__(self) -> bool:
         return bool(self._items)
 
-    def messages(self) -> list[str]:
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def messages(self, limit: int = MAX_ERRORS) -> list[str]:
+        """The first `limit` errors in row order, then "and N more errors" if there are more:
+        a file of a million bad rows gets a report a person can read, not megabytes."""
         def text(row: int, column: str | None, detail: str) -> str:
             where = "header" if row == 0 else f"row {row}"
             return f"{where}, column {column}: {detail}" if column else f"{where}: {detail}"
-        return [text(*item) for item in sorted(self._items, key=lambda item: item[0])]
+        items = sorted(self._items, key=lambda item: item[0])
+        shown = [text(*item) for item in items[:limit]]
+        if len(items) > limit:
+            shown.append(f"and {len(items) - limit} more error(s)")
+        return shown
 
 
 def import_csv(db: Database, kind: str, path: Path, *, clock: Clock | None = None
@@ -180,7 +191,7 @@ def import_csv(db: Database, kind: str, path: Path, *, clock: Clock | None = Non
             session.rollback()
             raise
     if problems:
-        report.errors = problems.messages()
+        report.errors, report.error_count = problems.messages(), len(problems)
         report.count = report.unchanged = 0
     return report
 

@@ -25,7 +25,7 @@ from api.routes import Unauthorized
 from api.routes import router as api_router
 from bot import answers
 from bot.clock import Clock
-from bot.db import Database
+from bot.db import RETRY_AFTER, Database
 from bot.deps import Deps, make_client
 from bot.outbox import OutboxWorker, make_worker
 from bot.settings import Settings
@@ -148,7 +148,8 @@ def create_app(settings: Settings, *, db: Database | None = None,
         except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
             log.warning("not ready: %s", type(exc).__name__)
             return JSONResponse({"status": "unavailable", "database": "unreachable or not "
-                                 "migrated (run o2c migrate)"}, status_code=503)
+                                 "migrated (run o2c migrate)"}, status_code=503,
+                                headers={"Retry-After": str(RETRY_AFTER)})
         return JSONResponse({"status": "ready", "schema": version[0] if version else None})
 
     app.include_router(api_router)

@@ -4,6 +4,10 @@
   decorator converts on the way in (refusing naive values, which are a bug) and re-attaches UTC
   on the way out; PostgreSQL stores `timestamptz`.
 * `JSONType`: JSON on both databases (JSONB on PostgreSQL).
+* `BigInt`: money (integer minor units) and quantities. BIGINT on PostgreSQL, where INTEGER
+  is 32-bit (USD 21,474,836.47); SQLite's INTEGER already holds 64 bits, so it stays INTEGER
+  there and the SQLite schema needs no rebuild (migration 0006_money_bigint). Values are kept
+  far below 2^63 by `models.limits`.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class UTCDateTime(sa.types.TypeDecorator):
 
 
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+BigInt = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def utcnow() -> datetime:
@@ -66,3 +71,8 @@ def ts_field(*, nullable: bool = True, index: bool = False, default_now: bool = 
 
 def json_field(default_factory: Any = dict) -> Any:
     return Field(default_factory=default_factory, sa_type=JSONType, nullable=False)
+
+
+def big_field(**kwargs: Any) -> Any:
+    """A 64-bit integer column: an amount in minor units or a quantity."""
+    return Field(sa_type=BigInt, **kwargs)

@@ -8,7 +8,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from models.base import ts_field
+from models.base import big_field, ts_field
 
 
 class PromiseStatus(StrEnum):
@@ -24,7 +24,7 @@ class PromiseToPay(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     customer_id: int = Field(foreign_key="customers.id", index=True)
     invoice_id: int | None = Field(default=None, foreign_key="invoices.id", index=True)
-    amount_minor: int = Field(gt=0)
+    amount_minor: int = big_field(gt=0)
     currency: str = Field(max_length=3)
     promised_date: date = Field(index=True)
     note: str | None = Field(default=None, max_length=2000)

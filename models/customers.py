@@ -8,7 +8,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from models.base import ts_field
+from models.base import big_field, ts_field
 
 
 class Customer(SQLModel, table=True):
@@ -18,7 +18,7 @@ class Customer(SQLModel, table=True):
     external_id: str = Field(unique=True, index=True, max_length=100)
     name: str = Field(index=True, max_length=200)
     currency: str = Field(max_length=3)
-    credit_limit_minor: int = Field(default=0)
+    credit_limit_minor: int = big_field(default=0)
     payment_terms: str = Field(default="NET30", max_length=32)
     billing_email: str | None = Field(default=None, max_length=320)
     billing_address: str | None = Field(default=None, max_length=1000)
@@ -50,11 +50,11 @@ class Product(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     sku: str = Field(unique=True, index=True, max_length=64)
     name: str = Field(max_length=200)
-    unit_price_minor: int = Field(ge=0)
+    unit_price_minor: int = big_field(ge=0)
     currency: str = Field(max_length=3)
-    cost_minor: int | None = Field(default=None, ge=0)
-    on_hand: int = Field(default=0, ge=0)
-    reserved: int = Field(default=0, ge=0)  # promised to open order lines (sum of qty_reserved)
+    cost_minor: int | None = big_field(default=None, ge=0)
+    on_hand: int = big_field(default=0, ge=0)
+    reserved: int = big_field(default=0, ge=0)  # promised to open order lines (sum of qty_reserved)
     # None means "the policy default" (15 % unless configured otherwise).
     max_discount_bp: int | None = Field(default=None, ge=0, le=10000)
     revenue_type: str = Field(default=RevenueType.GOODS, max_length=16)

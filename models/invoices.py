@@ -14,7 +14,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from models.base import ts_field
+from models.base import big_field, ts_field
 
 # Aging buckets by days past due (SPEC §3); "current" is not yet due.
 AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
@@ -63,12 +63,12 @@ class Invoice(SQLModel, table=True):
     ship_date: date | None = None
     billing_address: str | None = Field(default=None, max_length=1000)
     shipping_address: str | None = Field(default=None, max_length=1000)
-    subtotal_minor: int = 0
-    discount_minor: int = 0
-    fees_minor: int = 0
-    tax_minor: int = 0
-    total_minor: int = Field(ge=0)
-    balance_minor: int = Field(ge=0)
+    subtotal_minor: int = big_field(default=0)
+    discount_minor: int = big_field(default=0)
+    fees_minor: int = big_field(default=0)
+    tax_minor: int = big_field(default=0)
+    total_minor: int = big_field(ge=0)
+    balance_minor: int = big_field(ge=0)
     disputed: bool = Field(default=False)
     sent_at: datetime | None = ts_field()
     paid_at: datetime | None = ts_field()
@@ -102,11 +102,11 @@ class InvoiceLine(SQLModel, table=True):
     line_no: int
     sku: str | None = Field(default=None, max_length=64)
     description: str = Field(max_length=200)
-    quantity: int
-    unit_price_minor: int
+    quantity: int = big_field()
+    unit_price_minor: int = big_field()
     discount_bp: int = 0
-    line_total_minor: int  # after discount, before tax
-    tax_minor: int = 0
+    line_total_minor: int = big_field()  # after discount, before tax
+    tax_minor: int = big_field(default=0)
     revenue_type: str = Field(default="goods", max_length=16)
     service_start: date | None = None
     service_end: date | None = None
@@ -118,7 +118,7 @@ class CreditNote(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(unique=True, max_length=64)
     invoice_id: int = Field(foreign_key="invoices.id", index=True)
-    amount_minor: int = Field(gt=0)
+    amount_minor: int = big_field(gt=0)
     currency: str = Field(max_length=3)
     reason: str = Field(max_length=500)
     created_by: str = Field(max_length=64)
@@ -137,7 +137,7 @@ class WriteOff(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     invoice_id: int = Field(foreign_key="invoices.id", index=True)
     payment_id: int | None = Field(default=None, foreign_key="payments.id", index=True)
-    amount_minor: int = Field(gt=0)
+    amount_minor: int = big_field(gt=0)
     reason: str = Field(max_length=32)
     created_by: str = Field(max_length=64)
     created_at: datetime = ts_field(nullable=False, default_now=True)

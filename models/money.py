@@ -7,7 +7,10 @@ rounds differently on each run cannot be reconciled. Every helper here takes and
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from models import limits
 
 # ISO 4217 minor-unit exponents that differ from 2. Unknown but well-formed codes default to 2.
 _EXPONENTS = {
@@ -20,6 +23,9 @@ CURRENCIES = frozenset(
     "AED AUD BRL CAD CHF CLP CNY CZK DKK EUR GBP HKD HUF IDR ILS INR ISK JPY KRW KWD MXN MYR NOK "
     "NZD PHP PLN RON SAR SEK SGD THB TRY TWD USD ZAR BHD JOD OMR TND".split()
 )
+# An amount as people and integrations send it: ASCII digits, at most one dot, no sign, no
+# exponent, no thousands separators (a `\d` would also match "１２３").
+AMOUNT_TEXT = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
 HUNDRED = Decimal(100)
 BASIS_POINTS = Decimal(10000)
 
@@ -34,6 +40,8 @@ def D(value: str | int | Decimal) -> Decimal:  # noqa: N802 - the beancount spel
         raise MoneyError("floats are not accepted for money; pass a string")
     if isinstance(value, bool):
         raise MoneyError("not an amount")
+    if isinstance(value, str) and (not value.isascii() or "_" in value):
+        raise MoneyError(f"not a decimal number: {value!r}")  # Decimal takes "１２３", "1_0"
     try:
         result = Decimal(value)
     except InvalidOperation:
@@ -76,6 +84,32 @@ def to_minor(amount: str | int | Decimal, currency: str, *, exact: bool = True) 
             f"{amount} has more than {exponent(currency)} decimal places for {currency}"
         )
     return int(rounded.scaleb(exponent(currency)))
+
+
+def parse_amount(text: str, currency: str) -> int:
+    """An amount typed by a person or sent by an integration ("1250.00") -> minor units.
+
+    Strict, and integer arithmetic only: ASCII digits with an optional dot and at most as many
+    decimals as the currency has (no exponent, sign, NaN or Infinity), within
+    `limits.MAX_AMOUNT_MINOR`. Raises MoneyError saying what is wrong."""
+    if not isinstance(text, str):
+        raise MoneyError("send amounts as decimal strings, e.g. \"1250.00\"")
+    text = text.strip()
+    places = exponent(currency)
+    if not AMOUNT_TEXT.match(text):
+        raise MoneyError("must be a decimal amount like 1250.00 (digits 0-9 and a dot; no "
+                         "sign, exponent, spaces or thousands separators)")
+    whole, _, fraction = text.partition(".")
+    if len(fraction) > places:
+        raise MoneyError(f"{currency} amounts have no decimals" if places == 0 else
+                         f"{currency} amounts have at most {places} decimals")
+    whole = whole.lstrip("0") or "0"
+    minor = (int(whole) * 10**places + int(fraction.ljust(places, "0") or "0")
+             if len(whole) <= limits.MAX_AMOUNT_DIGITS  # never build a huge int
+             else limits.MAX_AMOUNT_MINOR + 1)
+    if minor > limits.MAX_AMOUNT_MINOR:
+        raise MoneyError(f"must be at most {to_str(limits.MAX_AMOUNT_MINOR, currency)}")
+    return minor
 
 
 def from_minor(minor: int, currency: str) -> Decimal:

@@ -8,7 +8,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from models.base import ts_field
+from models.base import big_field, ts_field
 
 
 class OrderStatus(StrEnum):
@@ -80,14 +80,14 @@ class Order(SQLModel, table=True):
     currency: str = Field(max_length=3)
     status: str = Field(default=OrderStatus.DRAFT, index=True, max_length=24)
     order_date: date
-    subtotal_minor: int = 0  # sum of quantity x unit price, before discounts
-    discount_minor: int = 0
-    tax_minor: int = 0
-    total_minor: int = 0  # subtotal - discount + tax
+    subtotal_minor: int = big_field(default=0)  # sum of quantity x unit price, before discounts
+    discount_minor: int = big_field(default=0)
+    tax_minor: int = big_field(default=0)
+    total_minor: int = big_field(default=0)  # subtotal - discount + tax
     # Totals describe what was ordered; the value (after discount, with tax) of the quantities
     # cancelled since (a short line cancelled, the order withdrawn) is kept apart, so
     # `total_minor - cancelled_minor` is what the customer still owes for, shipped or open.
-    cancelled_minor: int = 0
+    cancelled_minor: int = big_field(default=0)
     source: str = Field(default="api", max_length=16)
     notes: str | None = Field(default=None, max_length=2000)
     created_at: datetime = ts_field(nullable=False, default_now=True)
@@ -104,15 +104,15 @@ class OrderLine(SQLModel, table=True):
     product_id: int = Field(foreign_key="products.id", index=True)
     sku: str = Field(max_length=64)
     description: str = Field(max_length=200)
-    quantity: int = Field(gt=0)
-    unit_price_minor: int = Field(ge=0)
+    quantity: int = big_field(gt=0)
+    unit_price_minor: int = big_field(ge=0)
     discount_bp: int = Field(default=0, ge=0, le=10000)
-    line_total_minor: int = 0  # after discount, before tax
+    line_total_minor: int = big_field(default=0)  # after discount, before tax
     # quantity = shipped + cancelled + open; open = reserved + backordered once fulfilment ran
-    qty_reserved: int = 0
-    qty_shipped: int = 0
-    qty_backordered: int = 0
-    qty_cancelled: int = 0
+    qty_reserved: int = big_field(default=0)
+    qty_shipped: int = big_field(default=0)
+    qty_backordered: int = big_field(default=0)
+    qty_cancelled: int = big_field(default=0)
 
     @property
     def qty_open(self) -> int:
@@ -137,4 +137,4 @@ class ShipmentLine(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     shipment_id: int = Field(foreign_key="shipments.id", index=True)
     order_line_id: int = Field(foreign_key="order_lines.id", index=True)
-    quantity: int = Field(gt=0)
+    quantity: int = big_field(gt=0)

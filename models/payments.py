@@ -8,7 +8,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from models.base import json_field, ts_field
+from models.base import big_field, json_field, ts_field
 
 
 class PaymentStatus(StrEnum):
@@ -25,7 +25,7 @@ class Payment(SQLModel, table=True):
     # Re-importing the same bank line or API payment changes nothing: unique external id.
     external_id: str | None = Field(default=None, unique=True, max_length=200)
     customer_id: int | None = Field(default=None, foreign_key="customers.id", index=True)
-    amount_minor: int = Field(gt=0)
+    amount_minor: int = big_field(gt=0)
     currency: str = Field(max_length=3)
     received_at: datetime = ts_field(nullable=False)
     payer_name: str | None = Field(default=None, max_length=300)
@@ -33,7 +33,7 @@ class Payment(SQLModel, table=True):
     method: str | None = Field(default=None, max_length=32)
     source: str = Field(default="api", max_length=16)
     status: str = Field(default=PaymentStatus.UNAPPLIED, index=True, max_length=24)
-    unapplied_minor: int = Field(default=0, ge=0)
+    unapplied_minor: int = big_field(default=0, ge=0)
     confidence_bp: int | None = None  # 0..10000
     match_details: dict = json_field()
     created_at: datetime = ts_field(nullable=False, default_now=True)
@@ -46,7 +46,7 @@ class Allocation(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     payment_id: int = Field(foreign_key="payments.id", index=True)
     invoice_id: int = Field(foreign_key="invoices.id", index=True)
-    amount_minor: int
+    amount_minor: int = big_field()
     method: str = Field(default="reference", max_length=24)  # reference, amount, subset, manual
     created_by: str = Field(default="system", max_length=64)
     created_at: datetime = ts_field(nullable=False, default_now=True)
@@ -60,6 +60,6 @@ class Deduction(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     payment_id: int = Field(foreign_key="payments.id", index=True)
     invoice_id: int = Field(foreign_key="invoices.id", index=True)
-    amount_minor: int = Field(gt=0)
+    amount_minor: int = big_field(gt=0)
     status: str = Field(default="open", max_length=16)  # open, resolved
     created_at: datetime = ts_field(nullable=False, default_now=True)

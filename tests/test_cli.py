@@ -149,3 +149,20 @@ def test_serve_uses_socket_mode_when_an_app_token_is_set(monkeypatch, database_u
     from slack_bolt import App
 
     assert isinstance(started["app"], App)
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["outbox"], ["run", "digest"],
+                                     ["import", "payments", "payments.csv"]])
+def test_a_database_that_is_down_is_one_clear_line_and_exit_3(tmp_path, command) -> None:  # noqa: ANN001
+    # given a PostgreSQL address where nothing listens
+    (tmp_path / "payments.csv").write_text("amount,currency,received_at\n5.00,USD,2026-11-20\n")
+    env = env_for(f"postgresql://o2c:secret@127.0.0.1:{free_port()}/o2c",
+                  "http://127.0.0.1:9/api/", free_port())
+    # when
+    done = subprocess.run([sys.executable, "-m", "bot.cli", *command], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    # then
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr and "secret" not in done.stderr
+    ours = [line for line in done.stderr.splitlines() if line.startswith("o2c:")]
+    assert len(ours) == 1 and "cannot reach the database" in ours[0]

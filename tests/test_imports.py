@@ -325,3 +325,50 @@ def test_cli_lists_errors_and_exits_1(db: Database, database_url: str, tmp_path:
     assert "row 3, column on_hand: must not be negative" in err
     with Session(db.engine) as session:
         assert session.exec(select(func.count()).select_from(Product)).one() == 0
+
+
+def test_amounts_quantities_and_dates_beyond_the_bounds_are_named_by_row_and_column(
+        db: Database, tmp_path: Path) -> None:
+    # given a spreadsheet with values the API would refuse
+    company(db)
+    products = write(tmp_path, "sku,name,unit_price,currency,on_hand\n"
+                     "A,Alpha,10000000000000.00,USD,1\n"
+                     "B,Beta,１２３.45,USD,1\n"
+                     "C,Gamma,1.00,USD,9223372036854775808\n"
+                     "D,Delta,1.00,USD,１２\n"
+                     "E,Epsilon,1.00,USD,1\n", name="products.csv")
+    customers = write(tmp_path, "external_id,name,currency,credit_limit,payment_terms,"
+                      "billing_email\n"
+                      "C-JKT,PT Jakarta,IDR,1000000000.00,NET30,ap@jakarta.example\n"
+                      "C-BAD,Bad Mail,USD,1.00,NET30,\"ap@x.example\r\nBcc: y@z.example\"\n",
+                      name="customers.csv")
+    payments = write(tmp_path, "amount,currency,received_at\n"
+                     "9000000000000.00,USD,2026-11-20\n"
+                     "5.00,USD,0001-01-01T00:00:00+14:00\n", name="payments.csv")
+    # when
+    product_report = import_csv(db, "products", products)
+    customer_report = import_csv(db, "customers", customers)
+    payment_report = import_csv(db, "payments", payments)
+    # then
+    assert [e.split(":")[0] for e in product_report.errors] == [
+        "row 2, column unit_price", "row 3, column unit_price", "row 4, column on_hand",
+        "row 5, column on_hand"]
+    assert [e.split(":")[0] for e in customer_report.errors] == ["row 3, column billing_email"]
+    assert payment_report.errors == [
+        "row 3, column received_at: Value error, year must be between 1900 and 2999"]
+    assert count(db, Product) == 2 and count(db, Payment) == 0  # the company's two products
+
+
+def test_a_million_bad_rows_report_the_first_100_errors_and_how_many_more(
+        db: Database, tmp_path: Path) -> None:
+    # given 2,500 rows, each with a bad amount
+    path = write(tmp_path, "amount,currency,received_at\n"
+                 + "1e5,USD,2026-11-20\n" * 2500)
+    # when
+    report = import_csv(db, "payments", path)
+    # then
+    assert report.error_count == 2500
+    assert len(report.errors) == 101
+    assert report.errors[0].startswith("row 2, column amount:")
+    assert report.errors[-1] == "and 2400 more error(s)"
+    assert count(db, Payment) == 0

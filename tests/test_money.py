@@ -11,12 +11,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models import money
+from models import limits, money
 from models.orders import Order, OrderLine
+from tests.support.amounts import CURRENCIES as BOUND_CURRENCIES
+from tests.support.amounts import (
+    NOT_AMOUNTS,
+    amount_text,
+    beyond_bound,
+    minor_amounts,
+    quantities,
+)
+from workflows import validation
+from workflows.errors import ValidationFailed
 from workflows.orders import compute_totals
 
 CURRENCIES = st.sampled_from(["USD", "EUR", "JPY", "KWD", "GBP"])
-amounts = st.integers(min_value=0, max_value=10**12)
+amounts = st.one_of(st.just(0), minor_amounts())
 
 
 @given(minor=amounts, currency=CURRENCIES)
@@ -128,3 +138,66 @@ def test_scoring_modules_never_make_amounts_float() -> None:
                 if "minor" in target.split(":")[0] and "float" in ast.unparse(node.annotation):
                     offenders.append(f"{name}:{node.lineno} {target}")
     assert offenders == []
+
+
+# -- the bounds of models.limits -------------------------------------------------------------------
+@given(minor=minor_amounts(), currency=BOUND_CURRENCIES)
+def test_every_amount_within_the_bound_parses_back_exactly(minor: int, currency: str) -> None:
+    assert money.parse_amount(amount_text(minor, currency), currency) == minor
+    assert validation.amount_minor("amount", amount_text(minor, currency), currency) == minor
+
+
+@given(minor=beyond_bound(), currency=BOUND_CURRENCIES)
+def test_amounts_beyond_the_bound_are_refused_naming_the_field(minor: int,
+                                                               currency: str) -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        validation.amount_minor("credit_limit", amount_text(minor, currency), currency)
+    assert refused.value.errors[0].field == "credit_limit"
+    assert "at most" in refused.value.errors[0].detail
+
+
+@given(text=NOT_AMOUNTS, currency=BOUND_CURRENCIES)
+def test_only_ascii_decimal_strings_are_amounts(text: str, currency: str) -> None:
+    with pytest.raises(money.MoneyError):
+        money.parse_amount(text, currency)
+
+
+@pytest.mark.parametrize(("text", "currency"), [("1.001", "USD"), ("10.5", "JPY"),
+                                                ("1.0000", "KWD"), ("1500.00", "JPY")])
+def test_no_more_decimals_than_the_currency_has(text: str, currency: str) -> None:
+    with pytest.raises(money.MoneyError, match="decimals"):
+        money.parse_amount(text, currency)
+
+
+def test_the_bound_itself() -> None:
+    assert money.parse_amount("9999999999999.99", "USD") == limits.MAX_AMOUNT_MINOR
+    assert money.parse_amount("999999999999999", "JPY") == limits.MAX_AMOUNT_MINOR
+    assert money.parse_amount("1000000000.00", "IDR") == 100_000_000_000  # a credit limit
+    assert money.parse_amount("9000000000000.00", "USD") == 900_000_000_000_000
+    for too_much in ("10000000000000.00", "9" * 40, "1" + "0" * 5000):
+        with pytest.raises(money.MoneyError, match="at most"):
+            money.parse_amount(too_much, "USD")
+
+
+@given(qty=quantities(), price=minor_amounts(0), discount=st.integers(0, 10_000),
+       currency=BOUND_CURRENCIES)
+def test_line_totals_of_bounded_lines_are_exact_and_bounded(qty: int, price: int, discount: int,
+                                                           currency: str) -> None:
+    """What the order workflow stores: a line whose quantity x price is within the bound has
+    an exact half-up total within it (no Decimal precision loss at 15 digits); one beyond it
+    is refused before anything is stored."""
+    if qty * price > limits.MAX_AMOUNT_MINOR:
+        with pytest.raises(ValidationFailed):
+            validation.within_amount_bound("lines[0].quantity", qty * price, currency)
+        return
+    total = money.line_total(qty, price, discount, currency)
+    exact = Decimal(qty) * money.from_minor(price, currency) * (10000 - discount) / 10000
+    assert money.from_minor(total, currency) == money.round_half_up(exact, currency)
+    assert 0 <= total <= qty * price <= limits.MAX_AMOUNT_MINOR
+    assert money.percent_of(total, 10_000, currency) == total  # a 100 % tax stays exact
+
+
+@given(many=st.lists(minor_amounts(), min_size=1, max_size=50))
+def test_sums_of_bounded_amounts_fit_in_64_bits(many: list[int]) -> None:
+    """9,000 amounts at the bound still fit in a BIGINT (aging totals, exposure)."""
+    assert sum(many) * (9000 // len(many)) <= 2**63 - 1

@@ -99,7 +99,7 @@ def parse_amount(text: str) -> Decimal:
     elif "," in raw:
         head, _, tail = raw.rpartition(",")
         raw = f"{head.replace(',', '')}.{tail}" if len(tail) in (1, 2) else raw.replace(",", "")
-    if not re.fullmatch(r"\d+(\.\d+)?", raw):
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", raw):  # ASCII digits only
         raise ValueError(f"not an amount: {text!r}")
     try:
         value = Decimal(raw)
@@ -394,7 +394,9 @@ def import_statement(session: Session, path: Path | str, *, actor: str = ACTOR
         report.errors = errors
         return report
     for line in lines:
-        data = PaymentIn(amount=line.amount, currency=line.currency,
+        # banks pad amounts ("1500.00" in JPY): the zeros beyond the currency's decimals go
+        amount = line.amount.rstrip("0").rstrip(".") if "." in line.amount else line.amount
+        data = PaymentIn(amount=amount, currency=line.currency,
                          received_at=line.received_at, payer_name=line.payer_name,
                          reference=line.reference, method="bank transfer",
                          external_id=line.external_id)

@@ -118,6 +118,9 @@ def record_payment(session: Session, data: PaymentIn, *, actor: str, source: str
     amount = v.amount_minor("amount", data.amount, currency, positive=True)
     if data.received_at.tzinfo is None:
         raise ValidationFailed.of("received_at", "needs a time zone, e.g. 2026-11-23T10:00:00Z")
+    v.in_years("received_at", data.received_at)  # before it is converted to UTC
+    for name in ("payer_name", "reference", "customer", "method", "external_id"):
+        v.text(name, getattr(data, name))
     existing = _by_external_id(session, data.external_id)
     if existing is not None:
         return _same_payment(existing, amount, currency, data.received_at), False

@@ -547,7 +547,7 @@ def create_promise(session: Session, *, customer_id: int, actor: str, amount: st
     if minor > open_minor:
         raise ValidationFailed.of("amount", "more than the customer's open balance of "
                                   f"{money.format_money(open_minor, customer.currency)}")
-    note = (note or "").strip() or None
+    note = v.text("note", (note or "").strip() or None)
     if note and len(note) > 2000:
         raise ValidationFailed.of("note", "must be at most 2000 characters")
     table = PromiseToPay.__table__

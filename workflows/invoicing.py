@@ -139,6 +139,7 @@ def ingest_erp_invoice(session: Session, data: ErpInvoiceIn, *, actor: str) -> I
 
     if not data.number.strip():
         raise ValidationFailed.of("number", "must not be empty")
+    v.text("number", data.number)
     if session.exec(select(Invoice.id).where(Invoice.number == data.number)).first():
         raise Conflict(f"invoice {data.number} already exists; issued invoices are immutable, "
                        "send a credit note instead")
@@ -174,7 +175,9 @@ def ingest_erp_invoice(session: Session, data: ErpInvoiceIn, *, actor: str) -> I
     for i, line in enumerate(data.lines or []):
         where = f"lines[{i}]"
         try:
-            quantity = int(line.get("quantity") or 1)
+            quantity = v.quantity(f"{where}.quantity", line.get("quantity") or 1)
+            v.text(f"{where}.description", line.get("description"))
+            v.text(f"{where}.sku", line.get("sku"))
             amount = (v.amount_minor(f"{where}.amount", str(line["amount"]), currency)
                       if line.get("amount") is not None else None)
             if line.get("unit_price") is not None:
@@ -184,6 +187,7 @@ def ingest_erp_invoice(session: Session, data: ErpInvoiceIn, *, actor: str) -> I
             else:
                 raise ValidationFailed.of(where, "needs a unit_price or an amount")
             if amount is None:
+                v.within_amount_bound(f"{where}.quantity", quantity * price, currency)
                 amount = money.line_total(quantity, price, 0, currency)
         except (TypeError, ValueError) as exc:
             if isinstance(exc, ValidationFailed):

@@ -85,9 +85,13 @@ def upsert_customer(session: Session, data: CustomerIn, *, actor: str) -> tuple[
         "credit_limit_minor": v.amount_minor("credit_limit", data.credit_limit, currency),
         "payment_terms": v.payment_terms("payment_terms", data.payment_terms),
     }
-    for field in ("billing_email", "billing_address", "shipping_address"):
+    v.text("name", data.name)
+    v.text("external_id", data.external_id)
+    if "billing_email" in given:
+        values["billing_email"] = v.email("billing_email", given["billing_email"])
+    for field in ("billing_address", "shipping_address"):
         if field in given:
-            values[field] = given[field]
+            values[field] = v.text(field, given[field])
     if "collector" in given:
         values["collector_id"] = _known_user(session, "collector", given["collector"])
     if "sales_rep" in given:
@@ -140,8 +144,9 @@ def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Pr
         raise ValidationFailed.of("name", "must not be empty")
     currency = v.currency("currency", data.currency)
     price = v.amount_minor("unit_price", data.unit_price, currency)
-    if not isinstance(data.on_hand, int) or data.on_hand < 0:
-        raise ValidationFailed.of("on_hand", "must be a whole number, zero or more")
+    v.text("sku", data.sku)
+    v.text("name", data.name)
+    v.quantity("on_hand", data.on_hand, allow_zero=True)
     max_bp = (v.percent_bp("max_discount_pct", data.max_discount_pct)
               if data.max_discount_pct is not None else None)
     if data.revenue_type not in RevenueType.__members__.values():

@@ -14,12 +14,13 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from models import Customer, Order, Product, Role
+from models.limits import MAX_QUANTITY
 from workflows import orders
 from workflows import validation as v
 from workflows.errors import FieldError, ValidationFailed
 from workflows.users import require_role
 
-WHOLE = re.compile(r"^[+-]?\d+$")
+WHOLE = re.compile(r"^[+-]?[0-9]+$")  # ASCII: `\d` would take "１２３"
 LINE_FIELD = re.compile(r"^lines\[(\d+)\]\.(\w+)$")
 ENTER_ROLES = (Role.SALES,)  # admins hold every role
 
@@ -77,11 +78,14 @@ def create_from_entry(session: Session, entry: Entry, *, rep: str, now: datetime
             errors.append(FieldError(f"{where}.sku", f"priced in {product.currency}; "
                                      f"{customer.name} is billed in {customer.currency}"))
         quantity = (line.quantity or "").strip()
-        if not WHOLE.match(quantity) or int(quantity) <= 0:
+        if not WHOLE.match(quantity) or quantity.startswith("-") or not quantity.strip("+0"):
             errors.append(FieldError(f"{where}.quantity", "must be a whole number above 0"))
-        elif int(quantity) > orders.MAX_QUANTITY:
-            errors.append(FieldError(f"{where}.quantity",
-                                     f"at most {orders.MAX_QUANTITY:,} per line"))
+        else:
+            try:  # a 30-digit quantity is refused by the bound, without building the int
+                v.quantity(f"{where}.quantity",
+                           int(quantity) if len(quantity) <= 20 else MAX_QUANTITY + 1)
+            except ValidationFailed as exc:
+                errors.extend(exc.errors)
         if line.discount_pct not in (None, ""):
             try:
                 v.percent_bp(f"{where}.discount_pct", line.discount_pct.strip())

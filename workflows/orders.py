@@ -30,7 +30,6 @@ from workflows.errors import FieldError, InvalidTransition, NotFound, Validation
 from workflows.masterdata import customer_by_external_id
 
 MAX_LINES = 200
-MAX_QUANTITY = 10_000_000
 
 
 @dataclass
@@ -125,9 +124,7 @@ def _build_lines(session: Session, data: OrderIn, currency: str) -> list[OrderLi
             product = products.get(line.sku)
             if product is None or not product.active:
                 raise ValidationFailed.of(f"{where}.sku", f"unknown SKU {line.sku!r}")
-            if (isinstance(line.quantity, bool) or not isinstance(line.quantity, int)
-                    or not 0 < line.quantity <= MAX_QUANTITY):
-                raise ValidationFailed.of(f"{where}.quantity", "must be a whole number above 0")
+            v.quantity(f"{where}.quantity", line.quantity)
             if line.unit_price is not None:
                 price = v.amount_minor(f"{where}.unit_price", line.unit_price, currency)
             elif product.currency != currency:
@@ -137,6 +134,8 @@ def _build_lines(session: Session, data: OrderIn, currency: str) -> list[OrderLi
                 price = product.unit_price_minor
             discount = (v.percent_bp(f"{where}.discount_pct", line.discount_pct)
                         if line.discount_pct not in (None, "") else 0)
+            # quantity x unit price is stored (subtotal) and paid: within the bound too
+            v.within_amount_bound(f"{where}.quantity", line.quantity * price, currency)
         except ValidationFailed as exc:
             errors.extend(exc.errors)
             continue
@@ -175,6 +174,8 @@ def create_order(session: Session, data: OrderIn, *, actor: str, now: datetime,
     if data.external_id and session.exec(
             select(Order.id).where(Order.external_id == data.external_id)).first():
         raise ValidationFailed.of("external_id", f"order {data.external_id!r} already exists")
+    v.text("external_id", data.external_id)
+    v.text("notes", data.notes)
     order_date = (v.parse_date("order_date", data.order_date) if data.order_date
                   else policy.business_date(session, now))
     lines = _build_lines(session, data, currency)
@@ -183,6 +184,7 @@ def create_order(session: Session, data: OrderIn, *, actor: str, now: datetime,
                   status=OrderStatus.DRAFT, order_date=order_date, source=source,
                   notes=data.notes, created_at=now, updated_at=now)
     compute_totals(order, lines, customer.tax_rate_bp)
+    v.within_amount_bound("lines", max(order.subtotal_minor, order.total_minor), currency)
     session.add(order)
     session.flush()
     for line in lines:

@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from models import Customer, OrderStatus, Product, Shipment, ShipmentLine, can_ship
 from workflows import audit, outbox
+from workflows import validation as v
 from workflows.errors import InvalidTransition, ValidationFailed
 from workflows.invoicing import invoice_shipment
 from workflows.orders import get_order, lock_order, order_snapshot, transition
@@ -37,6 +38,9 @@ def ship_order(session: Session, *, order_number: str, carrier: str, tracking_nu
         raise ValidationFailed.of("tracking_number", "must not be empty")
     if shipped_at.tzinfo is None:
         raise ValidationFailed.of("shipped_at", "needs a time zone, e.g. 2026-11-23T10:00:00Z")
+    v.in_years("shipped_at", shipped_at)  # before the invoice's due date is computed from it
+    v.text("carrier", carrier)
+    v.text("tracking_number", tracking_number)
     by_sku = {line.sku: line for line in all_lines}
     wanted: list[tuple] = []
     if lines is None:

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models import Role, User, UserRole
-from workflows import audit
+from workflows import audit, validation
 from workflows.errors import PermissionDenied, ValidationFailed
 from workflows.validation import SLACK_USER_ID
 
@@ -66,8 +66,8 @@ def upsert_user(session: Session, *, user_id: str, name: str, roles: list[str],
     created = user is None
     if user is None:
         user = User(slack_user_id=user_id)
-    user.name = name
-    user.email = email
+    user.name = validation.text("name", name)
+    user.email = validation.email("email", email)
     if timezone:
         user.timezone = check_timezone(timezone)
     session.add(user)

@@ -1,4 +1,8 @@
-"""Small input checks shared by the API, CSV import and Slack modals."""
+"""Small input checks shared by the API, CSV import and Slack modals.
+
+The bounds themselves live in `models.limits`; these turn a value outside them into a
+`ValidationFailed` naming the field, which every surface shows in its own way (a 422 problem,
+"row N, column X", an inline modal error)."""
 
 from __future__ import annotations
 
@@ -6,12 +10,15 @@ import re
 from datetime import date, datetime
 from decimal import Decimal
 
-from models import money
+from email_validator import EmailNotValidError, validate_email
+
+from models import limits, money
 from workflows.errors import ValidationFailed
 
 SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 TERMS = re.compile(
-    r"^(?:NET(\d{1,3})|(\d{1,2}(?:\.\d{1,2})?)/(\d{1,3}) NET(\d{1,3})|DUE_ON_RECEIPT)$")
+    r"^(?:NET([0-9]{1,3})|([0-9]{1,2}(?:\.[0-9]{1,2})?)/([0-9]{1,3}) NET([0-9]{1,3})"
+    r"|DUE_ON_RECEIPT)$")
 
 
 def currency(field: str, value: str) -> str:
@@ -23,12 +30,19 @@ def currency(field: str, value: str) -> str:
 
 def amount_minor(field: str, value: str | Decimal | int, currency_code: str, *,
                  positive: bool = False) -> int:
-    """A decimal string in major units -> minor units, refusing floats and extra decimals."""
+    """An amount in major units -> minor units within `limits.MAX_AMOUNT_MINOR`.
+
+    Text (what people and integrations send) is parsed strictly (`money.parse_amount`); a
+    Decimal or int from our own code must be exact in the currency. Floats are refused."""
     if isinstance(value, float):
         raise ValidationFailed.of(field, "send amounts as decimal strings, e.g. \"1250.00\"")
     try:
-        minor = money.to_minor(value, currency_code)
-    except money.MoneyError as exc:
+        if isinstance(value, str):
+            minor = money.parse_amount(value, currency_code)
+        else:
+            minor = money.to_minor(value, currency_code)
+            limits.check_amount_minor(minor)
+    except (money.MoneyError, limits.OutOfBounds) as exc:
         raise ValidationFailed.of(field, str(exc)) from None
     if minor < 0 or (positive and minor == 0):
         raise ValidationFailed.of(field, "must be greater than zero" if positive
@@ -36,7 +50,13 @@ def amount_minor(field: str, value: str | Decimal | int, currency_code: str, *,
     return minor
 
 
+PERCENT_TEXT = re.compile(r"^[0-9]{1,3}(?:\.[0-9]{1,2})?$")
+
+
 def percent_bp(field: str, value: str | Decimal | int) -> int:
+    if isinstance(value, str) and not PERCENT_TEXT.match(value.strip()):
+        raise ValidationFailed.of(field, "must be a percentage like 12.5 (digits 0-9, at most "
+                                  "2 decimals)")
     try:
         bp = money.pct_to_bp(value)
     except money.MoneyError as exc:
@@ -54,12 +74,66 @@ def payment_terms(field: str, value: str) -> str:
     return text
 
 
+def within_amount_bound(field: str, minor: int, currency_code: str) -> int:
+    """An amount computed from bounded inputs (quantity x price, an order total) must be
+    within the bound too, so that whatever is stored can be paid or re-sent."""
+    if abs(minor) > limits.MAX_AMOUNT_MINOR:
+        raise ValidationFailed.of(field, "comes to more than the maximum amount of "
+                                  f"{money.to_str(limits.MAX_AMOUNT_MINOR, currency_code)} "
+                                  f"{currency_code}")
+    return minor
+
+
+def quantity(field: str, value: object, *, allow_zero: bool = False) -> int:
+    try:
+        return limits.check_quantity(value, allow_zero=allow_zero)  # type: ignore[arg-type]
+    except limits.OutOfBounds as exc:
+        raise ValidationFailed.of(field, str(exc)) from None
+
+
+def in_years(field: str, value: date | datetime) -> date | datetime:
+    try:
+        return limits.check_year(value)
+    except limits.OutOfBounds as exc:
+        raise ValidationFailed.of(field, str(exc)) from None
+
+
 def parse_date(field: str, value: str | date) -> date:
     if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
+        value = value.date()
+    if not isinstance(value, date):
+        try:
+            value = date.fromisoformat(value)
+        except (TypeError, ValueError):
+            raise ValidationFailed.of(field, "must be a date like 2026-11-23") from None
+    return in_years(field, value)
+
+
+def text(field: str, value: str | None) -> str | None:
+    """Free text: refused if it holds a NUL character (PostgreSQL cannot store one)."""
+    if value is None:
+        return None
     try:
-        return date.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise ValidationFailed.of(field, "must be a date like 2026-11-23") from None
+        return limits.check_text(value)
+    except limits.OutOfBounds as exc:
+        raise ValidationFailed.of(field, str(exc)) from None
+
+
+def email(field: str, value: str | None) -> str | None:
+    """An e-mail address (syntax only, no DNS look-up), normalised; None or "" stays None."""
+    if value is None or not value.strip():
+        return None
+    try:
+        return check_email(value)
+    except ValueError as exc:
+        raise ValidationFailed.of(field, str(exc)) from None
+
+
+def check_email(value: str) -> str:
+    """A syntactically valid address (RFC 5321/5322 via `email-validator`: no CR/LF, no display
+    name, one @, a domain with a dot), returned normalised; ValueError otherwise."""
+    try:
+        return validate_email(value.strip(), check_deliverability=False,
+                              allow_display_name=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid e-mail address: {exc}") from None

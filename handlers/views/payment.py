@@ -14,7 +14,7 @@ from slack_bolt import Ack, App, BoltContext
 from blocks import ids
 from blocks.cashapp import invoice_option, option
 from handlers.common import caller, deps_of, transaction
-from models import money
+from models import limits, money
 from workflows.cash_application import (
     PaymentIn,
     open_invoice_choices,
@@ -53,16 +53,19 @@ def read_form(values: dict) -> dict:
 
 def _check(form: dict, today: date) -> dict[str, str]:
     errors = {}
-    try:
-        minor = money.to_minor(form["amount"], form["currency"] or "USD")
+    try:  # the same strict parse and bound as the API and CSV import (models.limits)
+        minor = money.parse_amount(form["amount"], form["currency"] or "USD")
         if minor <= 0:
             errors[ids.PAY_AMOUNT_BLOCK] = "Must be greater than zero."
-    except money.MoneyError:
-        errors[ids.PAY_AMOUNT_BLOCK] = "Type an amount like 1250.00 (no currency symbol)."
+    except money.MoneyError as exc:
+        errors[ids.PAY_AMOUNT_BLOCK] = (f"Type an amount like 1250.00 (no currency symbol): "
+                                        f"{exc}")[:150]
     if not form["date"]:
         errors[ids.PAY_DATE_BLOCK] = "Pick the day the money arrived."
     elif date.fromisoformat(form["date"][:10]) > today:
         errors[ids.PAY_DATE_BLOCK] = "A payment cannot arrive in the future."
+    elif date.fromisoformat(form["date"][:10]).year < limits.MIN_YEAR:
+        errors[ids.PAY_DATE_BLOCK] = f"Pick a day after {limits.MIN_YEAR}."
     return errors
 
 

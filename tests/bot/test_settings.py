@@ -49,9 +49,9 @@ def test_migrate_against_an_unreachable_database_logs_no_password(monkeypatch, c
     monkeypatch.setenv("DATABASE_URL", f"postgresql://o2c:hunter2@127.0.0.1:{port}/o2c")
     caplog.set_level(logging.DEBUG)
     # when
-    with pytest.raises(Exception) as failed:  # noqa: PT011 - whatever the driver raises
-        main(["migrate"])
-    # then
+    code = main(["migrate"])
+    # then: one line saying what it could not reach, without the password
     out = capsys.readouterr()
-    assert "hunter2" not in str(failed.value) + out.out + out.err + caplog.text
-    assert "127.0.0.1" in str(failed.value)  # it did say what it could not reach
+    assert code == 3
+    assert "hunter2" not in out.out + out.err + caplog.text
+    assert "cannot reach the database postgresql://o2c:***@127.0.0.1" in out.err

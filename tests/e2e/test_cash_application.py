@@ -331,3 +331,20 @@ def test_pay_opens_its_modal_while_a_long_job_holds_the_write_lock(  # noqa: ANN
         view = standin.api.wait_for(lambda: (standin.api.views_for("UCOLL001") or [None])[-1],
                                     5, "the payment modal while the write lock is held")
     assert view["callback_id"] == ids.PAY_MODAL
+
+
+def test_pay_modal_takes_amounts_up_to_the_bound_and_refuses_beyond_it(  # noqa: ANN001
+        company, server, slack, standin) -> None:
+    view = open_pay_modal(slack, standin)
+    for typed in ("１２３.45", "10000000000000.00", "1e5", "10.001"):
+        slack.submit_view("UCOLL001", view, {ids.PAY_AMOUNT_BLOCK: {ids.PAY_AMOUNT: typed},
+                                             ids.PAY_DATE_BLOCK: {ids.PAY_DATE: TODAY}})
+        assert ids.PAY_AMOUNT_BLOCK in standin.api.view_errors(view["id"]), typed
+    with server.db.read_session() as s:
+        assert s.exec(select(Payment)).all() == []
+    # the largest payment a bank ever sent fits
+    slack.submit_view("UCOLL001", view, {ids.PAY_AMOUNT_BLOCK: {ids.PAY_AMOUNT:
+                                                                "9,000,000,000,000.00"},
+                                         ids.PAY_DATE_BLOCK: {ids.PAY_DATE: TODAY}})
+    with server.db.read_session() as s:
+        assert s.exec(select(Payment.amount_minor)).all() == [900_000_000_000_000]

@@ -108,7 +108,7 @@ def test_digest_buttons_promise_reminder_call_snooze(book, smtp_server, standin,
     slack.submit_view("UCOLL001", modal, {"promise_amount": {"promise_amount_input": "12.345"},
                                           "promise_date": {"promise_date_input": TODAY}})
     errors = standin.api.view_errors(modal["id"])
-    assert "promise_amount" in errors and "decimal places" in errors["promise_amount"]
+    assert "promise_amount" in errors and "at most 2 decimals" in errors["promise_amount"]
     promised = TODAY + timedelta(days=3)
     slack.submit_view("UCOLL001", modal, {"promise_amount": {"promise_amount_input": "1500.00"},
                                           "promise_date": {"promise_date_input": promised},

@@ -22,7 +22,9 @@ from models import (
     Payment,
     WriteOff,
 )
+from models.limits import MAX_AMOUNT_MINOR
 from tests.support import factories as f
+from tests.support.amounts import INT32_MAX, amount_text, minor_amounts
 from workflows import invariants
 from workflows.cash_application import PaymentIn, apply_suggestion, record_payment, write_off
 from workflows.errors import DomainError
@@ -36,7 +38,9 @@ TODAY = date(2026, 11, 20)
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # when people act (no wall clock)
 FORMATS = ["{n}", "inv {y}/{s}", "INV{y}{z}", "payment {n} thanks", "{n}, {m}", "garbage"]
 
-cents = st.integers(min_value=1, max_value=300_000)
+# everyday amounts, plus amounts from 32-bit overflow up to the bound (tests/support/amounts)
+cents = st.one_of(st.integers(min_value=1, max_value=300_000), st.integers(1, 300_000),
+                  minor_amounts(INT32_MAX - 1, MAX_AMOUNT_MINOR))
 invoice_op = st.tuples(st.just("invoice"), st.integers(0, 2), cents, st.integers(0, 20))
 pay_op = st.tuples(st.just("pay"), st.one_of(cents, st.sampled_from([10_000, 25_000, 98_000])),
                    st.integers(0, 30), st.sampled_from(FORMATS), st.integers(0, 4),
@@ -83,13 +87,13 @@ def run(session, ops: list[tuple]) -> None:  # noqa: ANN001
             if kind == "invoice":
                 _, who, total, age = op
                 number = f"INV-2026-{len(numbers) + 1:06d}"
-                f.invoice(session, number, CUSTOMERS[who][0], total=f"{total / 100:.2f}",
+                f.invoice(session, number, CUSTOMERS[who][0], total=amount_text(total, "USD"),
                           issued=TODAY - timedelta(days=age),
                           due=TODAY - timedelta(days=age) + timedelta(days=30))
                 numbers.append(number)
             elif kind == "pay":
                 _, amount, pick, fmt, payer, external_id, day = op
-                data = PaymentIn(amount=f"{amount / 100:.2f}", currency="USD",
+                data = PaymentIn(amount=amount_text(amount, "USD"), currency="USD",
                                  received_at=datetime(2026, 11, 5, tzinfo=UTC)
                                  + timedelta(days=day),
                                  payer_name=PAYERS[payer],
@@ -113,7 +117,7 @@ def run(session, ops: list[tuple]) -> None:  # noqa: ANN001
             elif kind == "credit" and numbers:
                 _, which, amount = op
                 issue_credit_note(session, invoice_number=numbers[which % len(numbers)],
-                                  amount=f"{amount / 100:.2f}", reason="test", actor="test",
+                                  amount=amount_text(amount, "USD"), reason="test", actor="test",
                                   now=NOW)
             elif kind == "write_off" and numbers:
                 _, which, amount = op
@@ -152,10 +156,10 @@ def test_resending_any_payment_changes_nothing(db_factory, amount, fmt, payer, t
     try:
         with database.session() as session:
             f.customer(session, "C-GLOBEX", "Globex Corporation")
-            numbers = [f.invoice(session, f"INV-2026-{i + 1:06d}", total=f"{t / 100:.2f}",
+            numbers = [f.invoice(session, f"INV-2026-{i + 1:06d}", total=amount_text(t, "USD"),
                                  issued=TODAY - timedelta(days=3)).number
                        for i, t in enumerate(totals)]
-            data = PaymentIn(amount=f"{amount / 100:.2f}", currency="USD",
+            data = PaymentIn(amount=amount_text(amount, "USD"), currency="USD",
                              received_at=datetime(2026, 11, 19, tzinfo=UTC),
                              payer_name=PAYERS[payer], reference=reference(fmt, numbers, 0),
                              external_id="BANK-STMT-1:42")

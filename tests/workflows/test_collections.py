@@ -197,7 +197,10 @@ def test_promise_validation_names_the_field(book) -> None:  # noqa: ANN001
     customer_id = _id(book, "C-B")
     cases = [("", TODAY, "amount"), ("-5", TODAY, "amount"), ("12.345", TODAY, "amount"),
              ("999999.00", TODAY, "amount"), ("100.00", TODAY - timedelta(days=1), "date"),
-             ("100.00", None, "date"), ("100.00", TODAY + timedelta(days=400), "date")]
+             ("100.00", None, "date"), ("100.00", TODAY + timedelta(days=400), "date"),
+             # beyond the bounds of models.limits, as the promise modal may send them
+             ("10000000000000.00", TODAY, "amount"), ("１２３.45", TODAY, "amount"),
+             ("1e3", TODAY, "amount"), ("100.00", "9999-12-31", "date")]
     for amount, day, field in cases:
         with pytest.raises(ValidationFailed) as err:
             collections.create_promise(book, customer_id=customer_id, actor="UCOLL001",

@@ -196,7 +196,7 @@ def test_bucket_edges_are_days_past_due() -> None:
 def test_auto_match_amount_rate_uses_the_home_currency_only(session: Session) -> None:
     # given: USD is the home currency (open AR); a yen payment is matched by the engine
     f.customer(session)
-    f.customer(session, "C-KAITO", "Kaito KK", currency="JPY")
+    f.customer(session, "C-KAITO", "Kaito KK", currency="JPY", credit_limit="5000000")
     today = LATER.date()
     f.invoice(session, "INV-2026-000301", total="1000.00", issued=today - timedelta(days=5))
     f.invoice(session, "INV-2026-000302", total="5000.00", issued=today - timedelta(days=5))

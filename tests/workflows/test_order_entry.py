@@ -80,3 +80,32 @@ def test_product_search(session) -> None:  # noqa: ANN001
     assert [p.sku for p in search_products(session, "wid")] == ["WID-1"]
     assert [p.sku for p in search_products(session, "Widgte")] == ["WID-1"]  # typo
     assert {p.sku for p in search_products(session, "")} == {"WID-1", "EU-1"}
+
+
+def test_quantities_and_discounts_beyond_the_bounds_are_refused_on_their_row(session) -> None:  # noqa: ANN001
+    # given
+    setup_company(session)
+    entry = Entry(customer="C-GLOBEX", lines=[
+        EntryLine(0, "WID-1", "１２３"), EntryLine(1, "WID-1", "1000000001"),
+        EntryLine(2, "WID-1", "9" * 40), EntryLine(3, "WID-1", "1", "1e1")])
+    # when
+    with pytest.raises(ValidationFailed) as caught:
+        create_from_entry(session, entry, rep="USALES01", now=NOW)
+    # then
+    assert [e.field for e in caught.value.errors] == [
+        "lines[0].quantity", "lines[1].quantity", "lines[2].quantity", "lines[3].discount_pct"]
+    assert "1,000,000,000" in caught.value.errors[1].detail
+
+
+def test_a_line_worth_more_than_the_amount_bound_is_refused_on_its_row(session) -> None:  # noqa: ANN001
+    # given 1,000,000,000 x USD 20,000.00 on the modal's third row
+    setup_company(session)
+    f.product(session, "TURBINE", price="20000.00")
+    entry = Entry(customer="C-GLOBEX", lines=[EntryLine(0), EntryLine(1),
+                                              EntryLine(2, "TURBINE", "1000000000")])
+    # when
+    with pytest.raises(ValidationFailed) as caught:
+        create_from_entry(session, entry, rep="USALES01", now=NOW)
+    # then
+    assert [e.field for e in caught.value.errors] == ["lines[2].quantity"]
+    assert "maximum amount" in caught.value.errors[0].detail
