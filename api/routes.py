@@ -168,14 +168,17 @@ def get_invoice(number: Key, request: Request) -> dict:
 # -- payments ------------------------------------------------------------------------------------
 def payment_answer(session, payment) -> dict:  # noqa: ANN001
     view = queries.payment_view(session, payment)
-    return serialize.payment_json(payment, view["allocations"])
+    return serialize.payment_json(payment, view["allocations"],
+                                  suggestions=view["suggestions"],
+                                  matched_because=view["matched_because"])
 
 
 @router.post("/payments", tags=["payments"], status_code=201)
 def post_payment(body: PaymentIn, request: Request, key: IdemKey = None) -> JSONResponse:
     def op(session):  # noqa: ANN001, ANN202
         payment, created = cash_application.record_payment(
-            session, cash_application.PaymentIn(**body.model_dump()), actor=API_ACTOR)
+            session, cash_application.PaymentIn(**body.model_dump()), actor=API_ACTOR,
+            names=_deps(request).db.customer_names)
         session.flush()
         return (201 if created else 200), payment_answer(session, payment)
     return _post(request, key, body.model_dump(mode="json"), op)

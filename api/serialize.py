@@ -111,7 +111,8 @@ def invoice_json(view: InvoiceView) -> dict:
 
 
 def payment_json(payment: Payment, allocations: list[tuple[str, int]],
-                 extra: dict | None = None) -> dict:
+                 extra: dict | None = None, *, suggestions: list[dict] | None = None,
+                 matched_because: list[str] | None = None) -> dict:
     cur = payment.currency
     details = payment.match_details or {}
     data = {
@@ -126,7 +127,9 @@ def payment_json(payment: Payment, allocations: list[tuple[str, int]],
         "unapplied_amount": amount(payment.unapplied_minor, cur),
         "confidence": (str(Decimal(payment.confidence_bp).scaleb(-4).quantize(Decimal("0.01")))
                        if payment.confidence_bp is not None else None),
-        "suggestions": details.get("suggestions", []),
+        "suggestions": suggestions or [],
+        # the rules people taught that made the engine apply it (workflows.cash_rules)
+        "matched_because": matched_because or [],
     }
     data.update(extra or {})
     return data

@@ -272,7 +272,12 @@ class Generator:
                 + number[pos + 1:]
             if wrong not in existing:
                 return wrong
-        return number[:-1] + ("1" if number[-1] != "1" else "2")
+        for pos in reversed([i for i, ch in enumerate(number) if ch.isdigit()]):
+            for d in "0123456789":
+                wrong = number[:pos] + d + number[pos + 1:]
+                if wrong != number and wrong not in existing:
+                    return wrong
+        raise RuntimeError(f"no typo of {number} is free")
 
     # -- payments ------------------------------------------------------------------------------
     def open_of(self, customer: str, at: date) -> list[InvoiceRow]:

@@ -92,7 +92,7 @@ def cmd_import_bank_statement(args: argparse.Namespace) -> int:
 
     db = Database(_settings().database_url)
     with db.session() as session:
-        report = import_statement(session, Path(args.file))
+        report = import_statement(session, Path(args.file), names=db.customer_names)
         if report.errors:
             session.rollback()
         else:

@@ -19,8 +19,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
+
+from workflows.cash_candidates import CustomerNames
 
 
 def normalize_url(url: str) -> str:
@@ -112,7 +115,12 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
 
 
 class Database:
-    """The engine plus session factories; one per process, built from settings."""
+    """The engine plus session factories; one per process, built from settings.
+
+    It also owns what the workflows may cache about this database, handed to them explicitly:
+    `customer_names`, the customer-name directory of cash application, kept fresh by an
+    `after_flush` listener registered here on this database's sessions (no module state, no
+    listener registered as an import side effect)."""
 
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = normalize_url(url)
@@ -123,14 +131,19 @@ class Database:
             self.engine.execution_options(sqlite_begin="DEFERRED") if self.is_sqlite
             else self.engine
         )
+        self.customer_names = CustomerNames()
+        self._sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self._read_engine, class_=Session,
+                                           expire_on_commit=False)
+        event.listen(self._sessions, "after_flush", self.customer_names.on_flush)
 
     def session(self) -> Session:
         """A session for a state change; commit once at the end of the transition."""
-        return Session(self.engine, expire_on_commit=False)
+        return self._sessions()
 
     def read_session(self) -> Session:
         """A session for lookups; never commit in it."""
-        return Session(self._read_engine, expire_on_commit=False)
+        return self._read_sessions()
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

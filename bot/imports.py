@@ -181,8 +181,11 @@ def import_csv(db: Database, kind: str, path: Path, *, clock: Clock | None = Non
     units = UNITS[kind](rows, columns, problems)
     with db.session() as session:
         try:
-            for unit in units:
-                _run(session, kind, unit, columns, problems, report, now)
+            if kind == "payments":
+                _run_payments(session, db, units, columns, problems, report)
+            else:
+                for unit in units:
+                    _run(session, kind, unit, columns, problems, report, now)
             if problems:
                 session.rollback()
             else:
@@ -467,6 +470,32 @@ def _run(session: Session, kind: str, unit: Unit, columns: Columns, problems: Pr
         report.count += 1
     else:
         report.unchanged += 1
+
+
+def _run_payments(session: Session, db: Database, units: list[Unit], columns: Columns,
+                  problems: Problems, report: ImportReport) -> None:
+    """Payments go through one cash-application run for the whole file: matched and written
+    in batches (`workflows.cash_runs.CashRun`), each row's refusal reported by row and column
+    like any other."""
+    run = cash_application.CashRun(session, actor=ACTOR, source=SOURCE,
+                                   names=db.customer_names)
+    tickets = [(unit, run.add(cash_application.PaymentIn(**unit.model.model_dump())))
+               for unit in units]
+    run.flush()
+    for unit, ticket in tickets:
+        error = ticket.error
+        if error is not None:
+            first = unit.rows[0].number
+            if not error.errors:
+                problems.add(first, columns.key if isinstance(error, Conflict) else None,
+                             error.detail)
+            for e in error.errors:
+                row, column = _blame(e.field, unit, columns)
+                problems.add(row, column, e.detail if column else f"{e.field}: {e.detail}")
+        elif ticket.created:
+            report.count += 1
+        else:
+            report.unchanged += 1
 
 
 def _blame(field_name: str, unit: Unit, columns: Columns) -> tuple[int, str | None]:

@@ -33,7 +33,15 @@ from models.orders import (
     can_ship,
     can_transition,
 )
-from models.payments import Allocation, Deduction, Payment, PaymentStatus
+from models.payments import (
+    Allocation,
+    CashRule,
+    CashRuleKind,
+    Deduction,
+    Payment,
+    PaymentStatus,
+    PaymentSuggestion,
+)
 from models.people import Role, User, UserRole
 from models.system import (
     AuditEvent,
@@ -47,12 +55,12 @@ from models.system import (
 )
 
 __all__ = [
-    "AGING_BUCKETS",
-    "ActivityKind", "Allocation", "Approval", "ApprovalKind", "ApprovalStatus", "AuditEvent",
-    "CollectionActivity", "Counter", "CreditNote", "Customer", "Deduction", "DigestRun",
-    "DunningNotice", "IdempotencyKey", "Invoice", "InvoiceLine", "InvoiceStatus", "JobRun",
-    "Order", "OrderLine", "OrderStatus", "OutboxMessage", "OutboxStatus", "Payment",
-    "PaymentStatus", "Policy", "Product", "PromiseStatus", "PromiseToPay", "RevenueType", "Role",
-    "Shipment", "ShipmentLine", "SlackEventReceipt", "User", "UserRole", "WriteOff",
-    "WriteOffReason", "can_cancel", "can_ship", "can_transition", "invoice_status",
+    "AGING_BUCKETS", "ActivityKind", "Allocation", "Approval", "ApprovalKind", "ApprovalStatus",
+    "AuditEvent", "CashRule", "CashRuleKind", "CollectionActivity", "Counter", "CreditNote",
+    "Customer", "Deduction", "DigestRun", "DunningNotice", "IdempotencyKey", "Invoice",
+    "InvoiceLine", "InvoiceStatus", "JobRun", "Order", "OrderLine", "OrderStatus",
+    "OutboxMessage", "OutboxStatus", "Payment", "PaymentStatus", "PaymentSuggestion", "Policy",
+    "Product", "PromiseStatus", "PromiseToPay", "RevenueType", "Role", "Shipment",
+    "ShipmentLine", "SlackEventReceipt", "User", "UserRole", "WriteOff", "WriteOffReason",
+    "can_cancel", "can_ship", "can_transition", "invoice_status",
 ]

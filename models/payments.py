@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
@@ -63,3 +63,64 @@ class Deduction(SQLModel, table=True):
     amount_minor: int = big_field(gt=0)
     status: str = Field(default="open", max_length=16)  # open, resolved
     created_at: datetime = ts_field(nullable=False, default_now=True)
+
+
+class PaymentSuggestion(SQLModel, table=True):
+    """What the engine offered a person for a payment it was not sure about: one row per
+    candidate plan, ranked. A new round (after someone named the customer) adds rows; earlier
+    rounds stay as the record of what was offered."""
+
+    __tablename__ = "payment_suggestions"
+    __table_args__ = (sa.UniqueConstraint("payment_id", "round", "rank",
+                                          name="uq_payment_suggestions_rank"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    payment_id: int = Field(foreign_key="payments.id", index=True)
+    round: int = 1
+    rank: int
+    customer_id: int | None = Field(default=None, foreign_key="customers.id")
+    kind: str = Field(max_length=16)  # reference, amount, subset, global, name
+    fit: str = Field(max_length=16)  # exact, discount, fee, short, over, none
+    confidence_bp: int | None = None  # 0..10000 (unknown for rows migrated after a decision)
+    write_off_minor: int = big_field(default=0, ge=0)
+    deduction_minor: int = big_field(default=0, ge=0)
+    unapplied_minor: int = big_field(default=0, ge=0)
+    # [{"invoice_id", "number", "allocate_minor", "write_offs": [[minor, reason]],
+    #   "deduction_minor"}]: exactly what Apply allocates
+    lines: list = json_field(default_factory=list)
+    reasons: list = json_field(default_factory=list)  # why, for the card ("payer name fits ...")
+    concerns: list = json_field(default_factory=list)  # why not sure
+    signals: list = json_field(default_factory=list)  # the engine's scores, for the record
+    created_at: datetime = ts_field(nullable=False, default_now=True)
+
+
+class CashRuleKind(StrEnum):
+    PAYER_ALIAS = "payer_alias"  # this payer line is this customer ("GLBX HOLDINGS" = Globex)
+    REMITTANCE_PATTERN = "remittance_pattern"  # this customer writes references like this
+
+
+class CashRule(SQLModel, table=True):
+    """What a person taught cash application by applying, identifying or correcting a payment
+    (`workflows.cash_rules`). Never deleted: an admin removing one sets `active` false."""
+
+    __tablename__ = "cash_rules"
+    __table_args__ = (
+        sa.Index("uq_cash_rules_active", "kind", "value", "customer_id", unique=True,
+                 sqlite_where=sa.text("active"), postgresql_where=sa.text("active")),
+        sa.Index("ix_cash_rules_customer", "customer_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customers.id")
+    kind: str = Field(max_length=24)
+    value: str = Field(max_length=300)  # normalised: "glbx holdings", "PO:45:10"
+    shown: str = Field(max_length=300)  # as the payer wrote it: "GLBX HOLDINGS", "PO 4500012345"
+    source: str = Field(max_length=16)  # suggestion | customer | correction
+    payment_id: int | None = Field(default=None, foreign_key="payments.id")
+    seen_on: date  # when the payer paid that way (the payment's day)
+    taught_by: str = Field(max_length=64)
+    taught_at: datetime = ts_field(nullable=False)
+    active: bool = True
+    removed_by: str | None = Field(default=None, max_length=64)
+    removed_at: datetime | None = ts_field()
+    removed_reason: str | None = Field(default=None, max_length=300)

@@ -36,8 +36,8 @@ from defusedxml.common import DefusedXmlException
 from sqlmodel import Session
 
 from models import PaymentStatus
-from workflows.cash_application import PaymentIn, guard, record_payment
-from workflows.errors import DomainError
+from workflows.cash_candidates import CustomerNames
+from workflows.cash_runs import CashRun, PaymentIn
 
 ACTOR = "import"
 SOURCE = "bank"
@@ -372,12 +372,13 @@ def parse_statement(raw: bytes) -> tuple[str, list[StatementLine], int, list[str
     return kind, lines, skipped, errors
 
 
-def import_statement(session: Session, path: Path | str, *, actor: str = ACTOR
-                     ) -> StatementReport:
+def import_statement(session: Session, path: Path | str, *, actor: str = ACTOR,
+                     names: CustomerNames | None = None) -> StatementReport:
     """Import a statement file into `session` (the caller commits when there are no errors).
 
-    Every credit line goes through `record_payment` (the matching engine runs for each); a
-    line already imported (same external id) is counted as unchanged."""
+    Every credit line goes through the cash-application engine (`CashRun`, in chunks); a line
+    already imported (same external id) is counted as unchanged. `names` is the database's
+    customer-name cache (`bot.db.Database.customer_names`)."""
     report = StatementReport()
     try:
         raw = Path(path).read_bytes()
@@ -393,6 +394,8 @@ def import_statement(session: Session, path: Path | str, *, actor: str = ACTOR
     if errors:
         report.errors = errors
         return report
+    run = CashRun(session, actor=actor, source=SOURCE, names=names)
+    tickets = []
     for line in lines:
         # banks pad amounts ("1500.00" in JPY): the zeros beyond the currency's decimals go
         amount = line.amount.rstrip("0").rstrip(".") if "." in line.amount else line.amount
@@ -400,17 +403,14 @@ def import_statement(session: Session, path: Path | str, *, actor: str = ACTOR
                          received_at=line.received_at, payer_name=line.payer_name,
                          reference=line.reference, method="bank transfer",
                          external_id=line.external_id)
-        try:
-            # (a refused line fails the whole file; the savepoint, where one is needed, keeps
-            # the session usable so every other line is still checked and reported)
-            with guard(session):
-                payment, created = record_payment(session, data, actor=actor, source=SOURCE)
-        except DomainError as exc:
-            report.errors.append(f"{line.where}: {exc.detail}")
-            continue
-        if created:
+        tickets.append(run.add(data, line.where))
+    run.flush()
+    for ticket in tickets:
+        if ticket.error is not None:  # a refused line fails the whole file
+            report.errors.append(f"{ticket.where}: {ticket.error.detail}")
+        elif ticket.created:
             report.created += 1
-            report.outcomes[PaymentStatus(payment.status).value] += 1
+            report.outcomes[PaymentStatus(ticket.status).value] += 1
         else:
             report.unchanged += 1
     return report

@@ -1,17 +1,22 @@
 """Cash application: record incoming payments and apply them to open invoices.
 
 Every payment — REST API, CSV import, bank statement, the `/o2c pay` modal — goes through
-`record_payment`, which runs the matching engine (`workflows.matching`, fed by
-`workflows.cash_candidates`) and then one of the outcomes of SPEC §3:
+`record_payment` (or, for many at once, a `workflows.cash_runs.CashRun`), which runs the
+matching engine (`workflows.matching`, fed by `workflows.cash_candidates`) and then one of the
+outcomes of SPEC §3:
 
 * confident (>= `cashapp_confidence`): the plan is applied — full match; bank fee within
   tolerance written off (`bank_fee`) so the invoice closes; early-payment discount written off
   (`early_payment_discount`); a larger short payment applied and flagged as a `Deduction`; an
   overpayment applied with the rest kept as unapplied credit;
 * not confident: nothing is applied, the payment is `needs_review`, its top candidates are
-  stored in `match_details` and a suggestion card with one-click Apply buttons goes to the AR
-  channel (`apply_suggestion` applies one, exactly once, for a collector or admin);
-* no candidate at all: `unapplied`, and the AR channel is told.
+  stored as `PaymentSuggestion` rows and a suggestion card with one-click Apply buttons goes to
+  the AR channel (`apply_suggestion` applies one, exactly once, for a collector or admin);
+* no candidate at all: `unapplied`, and the AR channel is told (a collector can name the
+  customer on the card: `assign_customer`).
+
+People's decisions teach the engine (`workflows.cash_rules`): applying a suggestion, naming
+the customer of an unidentified payment, correcting an application (`correct_application`).
 
 The primitives — `allocate`, `write_off` — keep the AR invariants (`workflows.invariants`)
 under concurrency: balances move by conditional UPDATEs only.
@@ -20,8 +25,7 @@ under concurrency: balances move by conditional UPDATEs only.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -33,20 +37,33 @@ from models import (
     Customer,
     Deduction,
     Invoice,
+    Order,
+    OrderStatus,
     Payment,
     PaymentStatus,
+    PaymentSuggestion,
     Role,
     WriteOff,
     money,
 )
-from workflows import audit, matching, outbox
-from workflows import policy as policies
-from workflows import validation as v
-from workflows.cash_candidates import gather
+from workflows import audit, cash_rules, outbox
+from workflows.cash_candidates import CustomerNames
+from workflows.cash_runs import (
+    ENGINE,
+    CashRun,
+    PaymentIn,
+    card_context,
+    card_of,
+    checked,
+    facts_of,
+    payment_card,
+    rules_for,
+    same_money,
+    suggestion_json,
+)
 from workflows.errors import (
     AlreadyDecided,
     Conflict,
-    FieldError,
     NotFound,
     OverallocationError,
     ValidationFailed,
@@ -55,7 +72,8 @@ from workflows.invoicing import reduce_balance
 from workflows.masterdata import customer_by_external_id
 from workflows.users import require_role
 
-ENGINE = "cashapp-1"
+__all__ = ["ENGINE", "CashRun", "PaymentIn", "facts_of", "rules_for"]
+
 _PAYMENTS = Payment.__table__
 _PAYMENT_BY_EXTERNAL_ID = sa.select(_PAYMENTS.c.id).where(
     _PAYMENTS.c.external_id == sa.bindparam("e"))
@@ -68,18 +86,6 @@ _TAKE_FROM_PAYMENT = (
     .returning(_PAYMENTS.c.unapplied_minor))
 MANUAL = "manual"  # allocation method of every human choice (Apply click, payment modal)
 REVIEWABLE = (PaymentStatus.NEEDS_REVIEW, PaymentStatus.UNAPPLIED)
-
-
-@dataclass
-class PaymentIn:
-    amount: str
-    currency: str
-    received_at: datetime
-    payer_name: str | None = None
-    reference: str | None = None
-    customer: str | None = None  # external_id
-    method: str | None = None
-    external_id: str | None = None
 
 
 def get_payment(session: Session, payment_id: int) -> Payment:
@@ -104,7 +110,8 @@ def _by_external_id(session: Session, external_id: str | None) -> Payment | None
 
 
 def record_payment(session: Session, data: PaymentIn, *, actor: str, source: str = "api",
-                   apply_to: list[str] | None = None) -> tuple[Payment, bool]:
+                   apply_to: list[str] | None = None,
+                   names: CustomerNames | None = None) -> tuple[Payment, bool]:
     """Store a payment (or return the one already stored under its external_id) and apply it.
 
     Re-sending the same payment (same `external_id`, amount, currency and `received_at`)
@@ -113,24 +120,34 @@ def record_payment(session: Session, data: PaymentIn, *, actor: str, source: str
     naming the fields that differ (the payer name, reference, customer and method only describe
     a payment, so a re-send that differs there still gets the first payment). `apply_to`
     (invoice numbers, from a person in the payment modal) skips the engine: the payment is
-    applied to those invoices in that order, as a manual choice. Returns (payment, created)."""
-    currency = v.currency("currency", data.currency)
-    amount = v.amount_minor("amount", data.amount, currency, positive=True)
-    if data.received_at.tzinfo is None:
-        raise ValidationFailed.of("received_at", "needs a time zone, e.g. 2026-11-23T10:00:00Z")
-    v.in_years("received_at", data.received_at)  # before it is converted to UTC
-    for name in ("payer_name", "reference", "customer", "method", "external_id"):
-        v.text(name, getattr(data, name))
+    applied to those invoices in that order, as a manual choice. `names` is the database's
+    name cache (`bot.db.Database.customer_names`). Returns (payment, created)."""
+    if apply_to:
+        return _record_manually(session, data, actor=actor, source=source, apply_to=apply_to)
+    run = CashRun(session, actor=actor, source=source, names=names)
+    ticket = run.add(data)
+    run.flush()
+    if ticket.error is not None:
+        raise ticket.error
+    return get_payment(session, ticket.payment_id), ticket.created
+
+
+def _record_manually(session: Session, data: PaymentIn, *, actor: str, source: str,
+                     apply_to: list[str]) -> tuple[Payment, bool]:
+    amount, currency = checked(data)
     existing = _by_external_id(session, data.external_id)
     if existing is not None:
-        return _same_payment(existing, amount, currency, data.received_at), False
+        same_money(existing.id, existing.external_id,
+                   (existing.amount_minor, existing.currency, existing.received_at),
+                   amount, currency, data.received_at)
+        return existing, False
     customer: Customer | None = None
     if data.customer:
         customer = customer_by_external_id(session, data.customer)
         if customer.currency != currency:
             raise ValidationFailed.of("currency", f"{customer.name} is billed in "
                                       f"{customer.currency}, not {currency}")
-    targets = _manual_targets(session, apply_to, currency, customer) if apply_to else None
+    targets = _manual_targets(session, apply_to, currency, customer)
     payment = Payment(external_id=data.external_id or None,
                       customer_id=customer.id if customer else None, amount_minor=amount,
                       currency=currency, received_at=data.received_at,
@@ -144,40 +161,15 @@ def record_payment(session: Session, data: PaymentIn, *, actor: str, source: str
         existing = _by_external_id(session, data.external_id)
         if existing is None:
             raise
-        return _same_payment(existing, amount, currency, data.received_at), False
+        same_money(existing.id, existing.external_id,
+                   (existing.amount_minor, existing.currency, existing.received_at),
+                   amount, currency, data.received_at)
+        return existing, False
     audit.record(session, actor=actor, action="payment.received", entity_type="payment",
                  entity_id=payment.id, amount_minor=amount, currency=currency,
                  external_id=payment.external_id, source=source)
-    if targets is not None:
-        _apply_manually(session, payment, targets, actor=actor)
-    else:
-        apply_payment(session, payment, actor=actor)
+    _apply_manually(session, payment, targets, actor=actor)
     return payment, True
-
-
-def _same_payment(existing: Payment, amount_minor: int, currency: str,
-                  received_at: datetime) -> Payment:
-    """The payment already stored under an external_id, if the re-sent one is the same money
-    (amount, currency, time received); else Conflict naming each field that differs."""
-    differ = []
-    if money.from_minor(existing.amount_minor, existing.currency) != \
-            money.from_minor(amount_minor, currency):
-        differ.append(FieldError("amount", f"recorded as "
-                                 f"{money.to_str(existing.amount_minor, existing.currency)}, "
-                                 f"this one says {money.to_str(amount_minor, currency)}"))
-    if existing.currency != currency:
-        differ.append(FieldError("currency", f"recorded in {existing.currency}, this one says "
-                                 f"{currency}"))
-    if existing.received_at != received_at:
-        differ.append(FieldError("received_at", "recorded as received at "
-                                 f"{existing.received_at.astimezone(UTC).isoformat()}, this "
-                                 f"one says {received_at.astimezone(UTC).isoformat()}"))
-    if differ:
-        raise Conflict(f"payment {existing.external_id} was already recorded (#{existing.id}) "
-                       f"with another {', '.join(e.field for e in differ)}; nothing was "
-                       "changed. A different payment needs its own external_id.",
-                       errors=differ)
-    return existing
 
 
 def _manual_targets(session: Session, numbers: list[str], currency: str,
@@ -195,6 +187,8 @@ def _manual_targets(session: Session, numbers: list[str], currency: str,
         if invoice.balance_minor == 0:
             raise ValidationFailed.of("apply_to", f"{number} is already paid")
         invoices.append(invoice)
+    if not invoices:
+        raise ValidationFailed.of("apply_to", "name at least one invoice")
     return invoices
 
 
@@ -206,14 +200,15 @@ def _apply_manually(session: Session, payment: Payment, invoices: list[Invoice],
         allocate(session, payment=payment, invoice=invoice,
                  amount_minor=min(payment.unapplied_minor, invoice.balance_minor),
                  method=MANUAL, actor=actor)
-    payment.match_details = {"engine": ENGINE, "outcome": "manual", "write_off_minor": 0,
-                             "suggestions": []}
+    payment.match_details = {**(payment.match_details or {}), "engine": ENGINE,
+                             "outcome": "manual", "write_off_minor": 0, "deduction_minor": 0}
     refresh_status(session, payment)
 
 
 # -- the `/o2c pay` modal ------------------------------------------------------------------------
 def record_from_slack(session: Session, data: PaymentIn, *, user_id: str,
-                      apply_to: list[str] | None = None) -> tuple[Payment, bool]:
+                      apply_to: list[str] | None = None,
+                      names: CustomerNames | None = None) -> tuple[Payment, bool]:
     """A payment a collector (or admin) typed into the `/o2c pay` modal: the role is checked,
     the payment is recorded like every other one (source "slack"), and the DM telling them
     what became of it (`payment_recorded`) is written in the same transaction. A double
@@ -221,7 +216,7 @@ def record_from_slack(session: Session, data: PaymentIn, *, user_id: str,
     require_role(session, user_id=user_id, roles=(Role.COLLECTOR,), action="payment.record",
                  entity_type="command", entity_id="pay")
     payment, created = record_payment(session, data, actor=user_id, source="slack",
-                                      apply_to=apply_to or None)
+                                      apply_to=apply_to or None, names=names)
     if created:
         outbox.post_to_user(session, user_id=user_id, template="payment_recorded",
                             context=recorded_context(session, payment),
@@ -237,7 +232,8 @@ def recorded_context(session: Session, payment: Payment) -> dict:
             "write_off_minor": details.get("write_off_minor", 0),
             "allocations": [{"invoice": invoice.number,
                              "amount": money.to_str(a.amount_minor, payment.currency)}
-                            for a, invoice in payment_allocations(session, payment.id)]}
+                            for a, invoice in payment_allocations(session, payment.id)],
+            "matched_because": matched_because(session, payment)}
 
 
 def open_invoice_choices(session: Session, query: str, *, customer: str | None = None,
@@ -261,39 +257,6 @@ def usual_currency(session: Session, default: str = "USD") -> str:
     return common or default
 
 
-# -- the engine's outcome ------------------------------------------------------------------------
-def rules_for(session: Session) -> matching.Rules:
-    """The policy's matching rules, read once per transaction (a statement import of
-    thousands of lines asks once; a policy change applies to the next transaction)."""
-    transaction = session.get_transaction()
-    cached = session.info.get("cashapp.rules")
-    if cached is not None and cached[0] is transaction:
-        return cached[1]
-    current = policies.current(session)
-    rules = matching.Rules(threshold=current.cashapp_confidence,
-                           fee_bp=money.pct_to_bp(current.bank_fee_pct),
-                           fee_max=current.bank_fee_max)
-    session.info["cashapp.rules"] = (transaction, rules)
-    return rules
-
-
-def facts_of(payment: Payment) -> matching.PaymentFacts:
-    return matching.PaymentFacts(
-        amount_minor=payment.amount_minor, currency=payment.currency,
-        received_on=payment.received_at.astimezone(UTC).date(),
-        payer_name=payment.payer_name, reference=payment.reference,
-        customer_id=payment.customer_id)
-
-
-def match_payment(session: Session, payment: Payment) -> tuple[matching.MatchResult,
-                                                                matching.Evidence]:
-    """Run the engine for a stored payment (reads only)."""
-    facts = facts_of(payment)
-    rules = rules_for(session)
-    evidence = gather(session, facts, rules)
-    return matching.evaluate(facts, evidence, rules), evidence
-
-
 def guard(session: Session) -> AbstractContextManager:
     """A savepoint where a concurrent writer could interfere, so a clash undoes only the step.
 
@@ -305,45 +268,149 @@ def guard(session: Session) -> AbstractContextManager:
     return session.begin_nested()
 
 
-def apply_payment(session: Session, payment: Payment, *, actor: str) -> None:
-    """Match the payment and apply the outcome (see the module docstring)."""
-    result, evidence = match_payment(session, payment)
-    best = result.best
-    confidence = best.confidence_bp if best else None
-    if result.auto:
-        try:
-            # one flush at the end instead of one before every conditional UPDATE
-            with guard(session), session.no_autoflush:
-                _apply_lines(session, payment, _lines_of(best), method=best.method,
-                             actor=actor, flush=False)
-                payment.confidence_bp = confidence
-                payment.match_details = {
-                    "engine": ENGINE, "outcome": "applied", "kind": best.kind,
-                    "fit": best.fit, "signals": [s.as_dict() for s in best.signals],
-                    "write_off_minor": best.write_off_minor,
-                    "deduction_minor": best.deduction_minor, "suggestions": []}
-                refresh_status(session, payment)
-                audit.record(session, actor=actor, action="payment.matched",
-                             entity_type="payment", entity_id=payment.id,
-                             to_state=payment.status, method=best.method, fit=best.fit,
-                             confidence_bp=confidence)
-                session.flush()
-            return
-        except OverallocationError:  # an invoice moved under us: let a person look
-            session.refresh(payment)
-    payment.confidence_bp = confidence
-    _send_to_review(session, payment, result, evidence)
+# -- what the API answers and the cards show -----------------------------------------------------
+def current_round(session: Session, payment_id: int) -> int:
+    return session.exec(select(sa.func.max(PaymentSuggestion.round)).where(
+        PaymentSuggestion.payment_id == payment_id)).one() or 0
 
 
-def _lines_of(plan: matching.Plan) -> list[dict]:
-    return [{"invoice_id": line.item.id, "number": line.item.number,
-             "allocate_minor": line.allocate_minor,
-             "write_offs": [[amount, reason] for amount, reason in line.write_offs],
-             "deduction_minor": line.deduction_minor} for line in plan.lines]
+def _suggestion_rows(session: Session, payment: Payment) -> list[PaymentSuggestion]:
+    return list(session.exec(select(PaymentSuggestion).where(
+        PaymentSuggestion.payment_id == payment.id,
+        PaymentSuggestion.round == current_round(session, payment.id))
+        .order_by(PaymentSuggestion.rank)).all())
+
+
+def suggestions_of(session: Session, payment: Payment) -> list[dict]:
+    """The suggestions waiting for a person (none once the payment is decided), as the API
+    answers them and the card shows them."""
+    if payment.status != PaymentStatus.NEEDS_REVIEW:
+        return []
+    rows = _suggestion_rows(session, payment)
+    ids = {r.customer_id for r in rows if r.customer_id is not None}
+    customers = {c.id: (c.external_id, c.name) for c in session.exec(
+        select(Customer).where(Customer.id.in_(ids))).all()} if ids else {}
+    return [suggestion_json(row.model_dump(), payment.currency,
+                            customers.get(row.customer_id)) for row in rows]
+
+
+def matched_because(session: Session, payment: Payment) -> list[str]:
+    """The learned rules that made the engine apply this payment, as sentences."""
+    details = payment.match_details or {}
+    shown = [s.get("detail", "") for s in details.get("signals", [])
+             if str(s.get("signal", "")).startswith("learned_") and s.get("weight", 0) > 0]
+    return [text.removeprefix("matched because ") for text in shown if text]
+
+
+def review_card_context(session: Session, payment: Payment) -> dict:
+    """The frozen snapshot the `cashapp_review` card renders (blocks/cashapp.py)."""
+    details = payment.match_details or {}
+    customer = session.get(Customer, payment.customer_id) if payment.customer_id else None
+    values = {"amount_minor": payment.amount_minor, "currency": payment.currency,
+              "payer_name": payment.payer_name, "reference": payment.reference,
+              "external_id": payment.external_id, "received_at": payment.received_at,
+              "source": payment.source}
+    return card_context(payment_card(values, payment.id, customer.name if customer else None),
+                        payment.status, suggestions_of(session, payment),
+                        details.get("decision"), current_round(session, payment.id) or 1)
+
+
+def _update_card(session: Session, payment: Payment, dedupe_key: str) -> None:
+    target = card_of(session, payment.id)
+    if target is not None:
+        outbox.update_message(session, target_outbox_id=target, template="cashapp_review",
+                              context=review_card_context(session, payment),
+                              dedupe_key=dedupe_key)
+
+
+def _claim(session: Session, payment: Payment, **values: object) -> bool:
+    """Take a payment waiting for a person, untouched, for one decision (exactly once)."""
+    table = Payment.__table__
+    claimed = session.execute(
+        sa.update(table)
+        .where(table.c.id == payment.id, table.c.status.in_([str(s) for s in REVIEWABLE]),
+               table.c.unapplied_minor == table.c.amount_minor)
+        .values(**values))
+    return claimed.rowcount == 1
+
+
+def _already(payment: Payment) -> AlreadyDecided:
+    decision = (payment.match_details or {}).get("decision") or {}
+    who = decision.get("by")
+    return AlreadyDecided(
+        f"This payment was already applied{f' by {who}' if who else ''}; nothing changed.",
+        decided_by=who, status=payment.status)
+
+
+# -- a person applies a suggestion ---------------------------------------------------------------
+def apply_suggestion(session: Session, *, payment_id: int, rank: int, actor: str,
+                     now: datetime, round_: int | None = None,
+                     names: CustomerNames | None = None) -> Payment:
+    """A collector (or admin) applies suggestion `rank` of a payment waiting for review.
+
+    Exactly once: the payment is claimed with a conditional UPDATE on its status and
+    unapplied amount, so a double click, a replayed request or a concurrent click by someone
+    else finds it taken and changes nothing. What the person chose teaches the engine
+    (`cash_rules.teach`). The card is updated in place. `round_` (from the button) refuses a
+    click on suggestions that were since replaced."""
+    require_role(session, user_id=actor, roles=(Role.COLLECTOR,), action="payment.apply",
+                 entity_type="payment", entity_id=payment_id)
+    payment = get_payment(session, payment_id)
+    current = current_round(session, payment_id)
+    if round_ is not None and current and round_ != current:
+        raise Conflict("These suggestions were replaced (someone named the customer); "
+                       "nothing changed. Use the updated card.")
+    option = session.exec(select(PaymentSuggestion).where(
+        PaymentSuggestion.payment_id == payment_id, PaymentSuggestion.round == current,
+        PaymentSuggestion.rank == rank)).first()
+    if option is None:
+        raise NotFound(f"payment {payment_id} has no suggestion {rank}")
+    shown = {s["rank"]: s for s in suggestions_of(session, payment)}
+    if not _claim(session, payment, status=PaymentStatus.APPLIED):
+        raise _already(payment)
+    session.refresh(payment)
+    _apply_lines(session, payment, option.lines, method=MANUAL, actor=actor)
+    refresh_status(session, payment)
+    customer_id = option.customer_id or _customer_of_lines(session, option.lines)
+    learned = cash_rules.teach(session, payment=payment, customer_id=customer_id, actor=actor,
+                               source="suggestion", now=now, names=names,
+                               invoice_numbers=[line["number"] for line in option.lines]) \
+        if customer_id else []
+    invoices = (shown[rank]["invoices"] if rank in shown else
+                [{"invoice": line["number"],
+                  "amount": money.to_str(line["allocate_minor"], payment.currency)}
+                 for line in option.lines])
+    payment.match_details = {
+        **(payment.match_details or {}), "outcome": "applied_manually",
+        "write_off_minor": sum(a for line in option.lines for a, _ in line["write_offs"]),
+        "deduction_minor": sum(line["deduction_minor"] for line in option.lines),
+        "decision": {"by": actor, "at": now.isoformat(), "rank": rank, "invoices": invoices,
+                     "status": payment.status,
+                     "learned": [_learned_text(session, rule) for rule in learned]}}
+    session.add(payment)
+    audit.record(session, actor=actor, action="payment.applied", entity_type="payment",
+                 entity_id=payment.id, from_state="needs_review", to_state=payment.status,
+                 reason=f"suggestion {rank} applied", rank=rank,
+                 invoices=[line["number"] for line in option.lines],
+                 learned=[rule.id for rule in learned])
+    session.flush()
+    _update_card(session, payment, f"cashapp-applied:{payment.id}")
+    session.flush()
+    return payment
+
+
+def _customer_of_lines(session: Session, lines: list[dict]) -> int | None:
+    owners = {session.get(Invoice, line["invoice_id"]).customer_id for line in lines}
+    return owners.pop() if len(owners) == 1 else None
+
+
+def _learned_text(session: Session, rule: object) -> str:
+    customer = session.get(Customer, rule.customer_id)
+    return cash_rules.describe(rule.kind, customer.name, rule.shown, rule.seen_on)
 
 
 def _apply_lines(session: Session, payment: Payment, lines: list[dict], *, method: str,
-                 actor: str, flush: bool = True) -> None:
+                 actor: str) -> None:
     for line in lines:
         invoice = session.get(Invoice, line["invoice_id"])
         if invoice is None:
@@ -361,114 +428,157 @@ def _apply_lines(session: Session, payment: Payment, lines: list[dict], *, metho
                          entity_type="invoice", entity_id=invoice.id,
                          amount_minor=line["deduction_minor"], payment_id=payment.id,
                          reason="short payment beyond the bank-fee tolerance")
-    if flush:
-        session.flush()
-
-
-def _money(minor: int, currency: str) -> str:
-    return money.to_str(minor, currency)
-
-
-def _send_to_review(session: Session, payment: Payment, result: matching.MatchResult,
-                    evidence: matching.Evidence) -> None:
-    cur = payment.currency
-    suggestions, options = [], []
-    for rank, plan in enumerate(result.suggestions, start=1):
-        customer = evidence.customers.get(plan.customer_id)
-        suggestions.append({
-            "rank": rank, "customer": customer.external_id if customer else None,
-            "customer_name": customer.name if customer else None,
-            "confidence": plan.confidence_text, "fit": plan.fit,
-            "invoices": [{"invoice": line.item.number,
-                          "amount": _money(line.allocate_minor, cur)} for line in plan.lines],
-            "write_off": _money(plan.write_off_minor, cur),
-            "unapplied_amount": _money(plan.unapplied_minor, cur),
-            "reasons": [s.detail for s in plan.signals if s.detail and s.weight > 0],
-            "concerns": [s.detail for s in plan.signals if s.detail and s.weight < 0]})
-        options.append({"rank": rank, "customer_id": plan.customer_id, "kind": plan.kind,
-                        "fit": plan.fit, "lines": _lines_of(plan),
-                        "signals": [s.as_dict() for s in plan.signals]})
-    payment.status = PaymentStatus.NEEDS_REVIEW if suggestions else PaymentStatus.UNAPPLIED
-    details = {"engine": ENGINE, "outcome": "review" if suggestions else "unmatched",
-               "write_off_minor": 0, "suggestions": suggestions, "options": options}
-    payment.match_details = details
-    session.add(payment)
     session.flush()
-    card = outbox.post_to_channel(session, channel="ar", template="cashapp_review",
-                                  context=review_card_context(payment),
-                                  dedupe_key=f"cashapp-review:{payment.id}")
-    payment.match_details = {**details, "card_outbox_id": card.id}
-    session.add(payment)
-    audit.record(session, actor="system", action="payment.review", entity_type="payment",
-                 entity_id=payment.id, to_state=payment.status,
-                 confidence_bp=payment.confidence_bp, suggestions=len(suggestions))
 
 
-def review_card_context(payment: Payment, customer_name: str | None = None) -> dict:
-    """The frozen snapshot the `cashapp_review` card renders (blocks/cashapp.py)."""
-    details = payment.match_details or {}
-    return {
-        "payment": {"id": payment.id, "amount_minor": payment.amount_minor,
-                    "currency": payment.currency, "payer_name": payment.payer_name,
-                    "reference": payment.reference, "external_id": payment.external_id,
-                    "received_at": payment.received_at.isoformat(), "source": payment.source,
-                    "customer_name": customer_name},
-        "status": payment.status,
-        "suggestions": details.get("suggestions", []),
-        "decision": details.get("decision"),
-    }
-
-
-# -- a person applies a suggestion ---------------------------------------------------------------
-def apply_suggestion(session: Session, *, payment_id: int, rank: int, actor: str,
-                     now: datetime) -> Payment:
-    """A collector (or admin) applies suggestion `rank` of a payment waiting for review.
-
-    Exactly once: the payment is claimed with a conditional UPDATE on its status and
-    unapplied amount, so a double click, a replayed request or a concurrent click by someone
-    else finds it taken and changes nothing. The card is updated in place."""
-    require_role(session, user_id=actor, roles=(Role.COLLECTOR,), action="payment.apply",
+# -- a person says whose an unidentified payment is ----------------------------------------------
+def assign_customer(session: Session, *, payment_id: int, customer: str, actor: str,
+                    now: datetime, names: CustomerNames | None = None) -> Payment:
+    """A collector names the customer of a payment waiting for a person (unidentified, or with
+    suggestions): the engine matches it again knowing the customer — applied if that settles
+    it, else new suggestions for that customer, else kept as that customer's credit — and
+    remembers how that customer paid. Exactly once (the payment is claimed)."""
+    require_role(session, user_id=actor, roles=(Role.COLLECTOR,), action="payment.identify",
                  entity_type="payment", entity_id=payment_id)
     payment = get_payment(session, payment_id)
-    details = dict(payment.match_details or {})
-    option = next((o for o in details.get("options", []) if o.get("rank") == rank), None)
-    if option is None:
-        raise NotFound(f"payment {payment_id} has no suggestion {rank}")
-    table = Payment.__table__
-    claimed = session.execute(
-        sa.update(table)
-        .where(table.c.id == payment.id, table.c.status.in_([str(s) for s in REVIEWABLE]),
-               table.c.unapplied_minor == table.c.amount_minor)
-        .values(status=PaymentStatus.APPLIED))
-    if claimed.rowcount != 1:
-        decision = details.get("decision") or {}
-        who = decision.get("by")
-        raise AlreadyDecided(
-            f"This payment was already applied{f' by {who}' if who else ''}; nothing changed.",
-            decided_by=who, status=payment.status)
+    who = customer_by_external_id(session, customer)
+    if who.currency != payment.currency:
+        raise ValidationFailed.of("customer", f"{who.name} is billed in {who.currency}, "
+                                  f"not {payment.currency}")
+    if payment.customer_id is not None and payment.customer_id != who.id:
+        raise Conflict(f"Payment #{payment.id} already belongs to another customer; correct "
+                       "it by applying it to the right invoices.")
+    before = payment.status
+    if not _claim(session, payment, customer_id=who.id):
+        raise _already(payment)
     session.refresh(payment)
-    _apply_lines(session, payment, option["lines"], method=MANUAL, actor=actor)
-    refresh_status(session, payment)
-    suggestion = next(s for s in details["suggestions"] if s["rank"] == rank)
-    details.update(
-        outcome="applied_manually", suggestions=[],  # answered; `options` keeps what was offered
-        write_off_minor=sum(a for line in option["lines"] for a, _ in line["write_offs"]),
-        deduction_minor=sum(line["deduction_minor"] for line in option["lines"]),
-        decision={"by": actor, "at": now.isoformat(), "rank": rank,
-                  "invoices": suggestion["invoices"], "status": payment.status})
-    payment.match_details = details
+    learned = cash_rules.teach(session, payment=payment, customer_id=who.id, actor=actor,
+                               source="customer", now=now, names=names)
+    run = CashRun(session, actor=actor, source=payment.source, names=names)
+    run.rematch(payment, customer=who, round_=current_round(session, payment.id) + 1)
+    session.refresh(payment)
+    payment.match_details = {**(payment.match_details or {}), "identified": {
+        "by": actor, "at": now.isoformat(), "customer": who.external_id,
+        "learned": [_learned_text(session, rule) for rule in learned]}}
     session.add(payment)
-    audit.record(session, actor=actor, action="payment.applied", entity_type="payment",
-                 entity_id=payment.id, from_state="needs_review", to_state=payment.status,
-                 reason=f"suggestion {rank} applied", rank=rank,
-                 invoices=[line["number"] for line in option["lines"]])
-    if details.get("card_outbox_id"):
-        outbox.update_message(session, target_outbox_id=details["card_outbox_id"],
-                              template="cashapp_review",
-                              context=review_card_context(payment),
-                              dedupe_key=f"cashapp-applied:{payment.id}")
+    audit.record(session, actor=actor, action="payment.identified", entity_type="payment",
+                 entity_id=payment.id, from_state=before, to_state=payment.status,
+                 reason=f"the customer is {who.external_id}", at=now, customer=who.external_id,
+                 learned=[rule.id for rule in learned])
     session.flush()
     return payment
+
+
+# -- a person corrects an application ------------------------------------------------------------
+def correct_application(session: Session, *, payment_id: int, invoices: list[str],
+                        actor: str, now: datetime,
+                        names: CustomerNames | None = None) -> Payment:
+    """A collector applies a payment to the invoices they name instead of what it was applied
+    to (by the engine or a person): every allocation, write-off and deduction of the payment
+    is reversed (audited, invoice balances restored), the payment is applied to `invoices` in
+    that order, learned rules that led to the first application are retired, and the engine
+    learns how this customer paid. A payment nobody applied yet is simply applied."""
+    require_role(session, user_id=actor, roles=(Role.COLLECTOR,), action="payment.correct",
+                 entity_type="payment", entity_id=payment_id)
+    payment = session.exec(select(Payment).where(Payment.id == payment_id)
+                           .with_for_update()).first()
+    if payment is None:
+        raise NotFound(f"no payment {payment_id}")
+    session.refresh(payment)
+    targets = _manual_targets(session, invoices, payment.currency, None)
+    owners = {t.customer_id for t in targets}
+    if len(owners) != 1:
+        raise ValidationFailed.of("apply_to", "name invoices of one customer")
+    before = [(inv.number, a.amount_minor) for a, inv in payment_allocations(session,
+                                                                             payment.id)]
+    _reverse(session, payment, actor=actor)
+    targets = [session.get(Invoice, t.id) for t in targets]
+    for target in targets:
+        session.refresh(target)
+        if target.balance_minor == 0:
+            raise ValidationFailed.of("apply_to", f"{target.number} is already paid")
+    customer_id = owners.pop()
+    payment.customer_id = customer_id
+    old = payment.match_details or {}
+    retired = cash_rules.retire_used(session, rule_ids=old.get("learned", []),
+                                     payment=payment, actor=actor, now=now)
+    _apply_manually(session, payment, targets, actor=actor)
+    learned = cash_rules.teach(session, payment=payment, customer_id=customer_id, actor=actor,
+                               source="correction", now=now, names=names,
+                               invoice_numbers=[t.number for t in targets])
+    after = [(inv.number, a.amount_minor) for a, inv in payment_allocations(session,
+                                                                            payment.id)]
+    invoices_after = [{"invoice": n, "amount": money.to_str(a, payment.currency)}
+                      for n, a in after]
+    payment.match_details = {
+        **{k: val for k, val in old.items() if k != "learned"}, "outcome": "corrected",
+        "write_off_minor": 0, "deduction_minor": 0,
+        "decision": {"by": actor, "at": now.isoformat(), "rank": None, "corrected": True,
+                     "invoices": invoices_after, "status": payment.status,
+                     "learned": [_learned_text(session, rule) for rule in learned]}}
+    session.add(payment)
+    audit.record(session, actor=actor, action="payment.corrected", entity_type="payment",
+                 entity_id=payment.id, to_state=payment.status, at=now,
+                 reason="applied to other invoices by a person",
+                 before=[[n, a] for n, a in before], after=[[n, a] for n, a in after],
+                 retired=[r.id for r in retired], learned=[r.id for r in learned])
+    session.flush()
+    _update_card(session, payment, f"cashapp-corrected:{payment.id}:{len(before)}:"
+                 f"{now.isoformat()}")
+    session.flush()
+    return payment
+
+
+_RESTORE = (sa.update(Invoice.__table__)
+            .where(Invoice.__table__.c.id == sa.bindparam("invoice"))
+            .values(balance_minor=Invoice.__table__.c.balance_minor + sa.bindparam("amount"),
+                    paid_at=None)
+            .returning(Invoice.__table__.c.balance_minor))
+
+
+def _reverse(session: Session, payment: Payment, *, actor: str) -> None:
+    """Undo every allocation, write-off and deduction of the payment (audited)."""
+    allocations = payment_allocations(session, payment.id)
+    write_offs = list(session.exec(select(WriteOff).where(
+        WriteOff.payment_id == payment.id)).all())
+    deductions = list(session.exec(select(Deduction).where(
+        Deduction.payment_id == payment.id)).all())
+    if any(d.status != "open" for d in deductions):
+        raise Conflict("A deduction of this payment was already resolved; nothing changed.")
+    touched = {inv.id for _, inv in allocations} | {w.invoice_id for w in write_offs}
+    for invoice_id in touched:
+        invoice = session.get(Invoice, invoice_id)
+        if invoice.order_id is not None and invoice.balance_minor == 0:
+            order = session.get(Order, invoice.order_id)
+            if order.status in (OrderStatus.PAID, OrderStatus.CLOSED):
+                raise Conflict(f"{invoice.number} settled order {order.number}, which is "
+                               f"{order.status}; correct it in your ERP. Nothing changed.")
+    conn = session.connection()
+    for allocation, invoice in allocations:
+        conn.execute(_RESTORE, {"invoice": invoice.id, "amount": allocation.amount_minor})
+        audit.record(session, actor=actor, action="payment.allocation_reversed",
+                     entity_type="payment", entity_id=payment.id, invoice=invoice.number,
+                     amount_minor=allocation.amount_minor, method=allocation.method)
+        session.delete(allocation)
+    for row in write_offs:
+        conn.execute(_RESTORE, {"invoice": row.invoice_id, "amount": row.amount_minor})
+        audit.record(session, actor=actor, action="invoice.write_off_reversed",
+                     entity_type="invoice", entity_id=row.invoice_id,
+                     amount_minor=row.amount_minor, reason=row.reason, payment_id=payment.id)
+        session.delete(row)
+    for row in deductions:
+        audit.record(session, actor=actor, action="payment.deduction_reversed",
+                     entity_type="invoice", entity_id=row.invoice_id,
+                     amount_minor=row.amount_minor, payment_id=payment.id)
+        session.delete(row)
+    session.flush()
+    for invoice_id in touched:
+        obj = session.get(Invoice, invoice_id)
+        session.expire(obj, ["balance_minor", "paid_at"])
+    conn.execute(sa.update(_PAYMENTS).where(_PAYMENTS.c.id == payment.id)
+                 .values(unapplied_minor=_PAYMENTS.c.amount_minor))
+    session.expire(payment, ["unapplied_minor"])
+    session.refresh(payment)
 
 
 def refresh_status(session: Session, payment: Payment) -> None:
@@ -530,3 +640,4 @@ def write_off(session: Session, *, invoice: Invoice, amount_minor: int, reason: 
                     currency=invoice.currency, reason=reason,
                     payment_id=payment.id if payment else None)
     return row
+

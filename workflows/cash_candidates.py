@@ -1,11 +1,18 @@
-"""What the database knows about one incoming payment, for the matching engine.
+"""What the database knows about incoming payments, for the matching engine.
 
-Every lookup is an indexed query, so the cost per payment does not grow with the number of
-open invoices: invoice numbers named in the text through `invoices.number_key`
-(`ix_invoices_number_key`), open invoices of a few candidate customers through
-`ix_invoices_customer_open`, invoices with exactly the payment's amount through
-`ix_invoices_open_amount`. Customer names are matched in memory against a
-`CustomerDirectory` cached per database and rebuilt only when the customers table changes.
+`OpenBook` is the engine's view of the open invoices for one run — one payment from the API,
+or every line of a bank statement. It reads in batches: for a chunk of payments, one indexed
+query finds every invoice whose number the remittance texts may spell
+(`ix_invoices_number_key`), one the open invoices of every customer the payers may be
+(`ix_invoices_open_aging`, oldest first, at most `MAX_OPEN_INVOICES` each), one the open
+invoices with exactly the amounts paid (`ix_invoices_open_amount`). Then it answers each
+payment from memory (`gather`) and keeps the balances current as the run applies payments
+(`settle`), so the statement's next line sees what the previous one left, without re-reading.
+Anything not read in advance is read when asked for, so a prefetch is only ever a shortcut.
+
+Customer names are matched in memory against a `CustomerDirectory`. `CustomerNames` caches it
+for one database: it is built by `bot.db.Database`, which also registers its flush listener,
+and handed to the workflows; without it every run builds its own directory (correct, slower).
 These reads use plain Core statements on the session's connection: at 10,000 payments the
 ORM's per-statement overhead was a third of the time.
 """
@@ -14,114 +21,353 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
-import sqlalchemy.orm
 from sqlmodel import Session
 
 from models import Customer, Invoice
 from workflows import matching, payer_names, remittance
-from workflows.matching import Evidence, OpenItem, PaymentFacts
+from workflows.matching import Evidence, Learned, OpenItem, PaymentFacts
 from workflows.payer_names import CustomerDirectory, CustomerName
 
 MAX_NAME_CUSTOMERS = 3  # customers considered from the payer name alone
 MAX_CUSTOMERS = 5  # customers whose open invoices are loaded
+SAME_AMOUNT_SHOWN = 6  # invoices of anyone with exactly the amount, as suggestions
 IN_CHUNK = 500
-
 
 _INV = Invoice.__table__  # plain Core columns: these reads skip the ORM's per-call overhead
 _ITEM_COLUMNS = (_INV.c.id, _INV.c.number, _INV.c.customer_id, _INV.c.currency,
                  _INV.c.balance_minor, _INV.c.total_minor, _INV.c.issue_date,
                  _INV.c.payment_terms, _INV.c.number_key)
 
+# Built once: at thousands of payments, building statements cost more than running them.
+_BY_KEYS = sa.select(*_ITEM_COLUMNS).where(
+    _INV.c.number_key.in_(sa.bindparam("keys", expanding=True)))
+_RANKED = (sa.select(*_ITEM_COLUMNS, sa.func.row_number().over(
+    partition_by=_INV.c.customer_id, order_by=(_INV.c.due_date, _INV.c.id)).label("n"))
+    .where(_INV.c.customer_id.in_(sa.bindparam("customers", expanding=True)),
+           _INV.c.balance_minor > 0)
+    .subquery())
+_OPEN_OF = (sa.select(*[_RANKED.c[c.name] for c in _ITEM_COLUMNS])
+            .where(_RANKED.c.n <= matching.MAX_OPEN_INVOICES + 1)
+            .order_by(_RANKED.c.customer_id, _RANKED.c.n))
+_SAME_AMOUNT = sa.select(*_ITEM_COLUMNS).where(
+    _INV.c.currency == sa.bindparam("currency"),
+    _INV.c.balance_minor.in_(sa.bindparam("amounts", expanding=True)))
+
 
 def _rows(session: Session, statement: sa.Select, params: dict | None = None) -> list:
     return session.connection().execute(statement, params or {}).all()
 
 
-# Built once: at thousands of payments, building statements cost more than running them.
-_BY_KEYS = sa.select(*_ITEM_COLUMNS).where(
-    _INV.c.number_key.in_(sa.bindparam("keys", expanding=True)))
-_OPEN_OF = (sa.select(*_ITEM_COLUMNS)
-            .where(_INV.c.customer_id == sa.bindparam("customer"), _INV.c.balance_minor > 0)
-            .order_by(_INV.c.due_date, _INV.c.id)
-            .limit(matching.MAX_OPEN_INVOICES + 1))
-_SAME_AMOUNT = sa.select(*_ITEM_COLUMNS).where(
-    _INV.c.currency == sa.bindparam("currency"), _INV.c.balance_minor == sa.bindparam("amount"),
-    _INV.c.issue_date <= sa.bindparam("on")).limit(6)
+def _chunks(values: Iterable[Any], size: int = IN_CHUNK) -> Iterable[list]:
+    ordered = sorted(values)
+    for start in range(0, len(ordered), size):
+        yield ordered[start:start + size]
 
 
-# -- customer names, cached ------------------------------------------------------------------------
-STAMP_EVERY = 5.0  # seconds between checks for customers changed by other processes
+# -- customer names, cached per database ---------------------------------------------------------
 _CUST = Customer.__table__
 _STAMP = sa.select(sa.func.count(_CUST.c.id), sa.func.max(_CUST.c.id),
                    sa.func.max(_CUST.c.updated_at))
+_NAMES = sa.select(_CUST.c.id, _CUST.c.name, _CUST.c.external_id, _CUST.c.currency)
 
 
-@dataclass
-class _Cached:
-    stamp: tuple
-    generation: int
-    checked: float
-    directory: CustomerDirectory
+def load_directory(session: Session) -> CustomerDirectory:
+    """Every customer's name, read now."""
+    return CustomerDirectory(CustomerName(*row) for row in _rows(session, _NAMES))
 
 
-_directories: dict[tuple[int, str], _Cached] = {}
-_lock = threading.Lock()
-_generation = 0  # bumped whenever this process flushes a customer row
+class CustomerNames:
+    """The customer names of one database as a `CustomerDirectory`, rebuilt only when the
+    customers changed.
+
+    Owned by the database object (`bot.db.Database` builds one and registers `on_flush` on
+    its sessions). The cache is checked against a stamp of the customers table (count, highest
+    id, latest update: one aggregate query) whenever this process wrote a customer since the
+    last check, and at least every `stamp_every` seconds for changes made by other processes;
+    it is rebuilt only when the stamp moved. A customer added elsewhere may thus go
+    unrecognised by name for a few seconds (its payments wait for review), never the
+    reverse."""
+
+    def __init__(self, stamp_every: float = 5.0) -> None:
+        self.stamp_every = stamp_every
+        self._lock = threading.Lock()
+        self._generation = 0  # bumped whenever a session of ours flushes a customer row
+        self._cached: tuple[tuple, int, float, CustomerDirectory] | None = None
+
+    def on_flush(self, session: Session, _context: object = None) -> None:
+        """`after_flush` listener: a customer written here makes the cache check its stamp."""
+        if any(isinstance(obj, Customer)
+               for obj in (*session.new, *session.dirty, *session.deleted)):
+            with self._lock:
+                self._generation += 1
+
+    def changed(self) -> None:
+        """Customers were written outside the ORM (a bulk load): check the stamp next time."""
+        with self._lock:
+            self._generation += 1
+
+    def directory(self, session: Session) -> CustomerDirectory:
+        now = time.monotonic()
+        with self._lock:
+            cached, generation = self._cached, self._generation
+        if cached is not None and cached[1] == generation and now - cached[2] < self.stamp_every:
+            return cached[3]
+        stamp = tuple(_rows(session, _STAMP)[0])
+        if cached is not None and cached[0] == stamp:
+            directory = cached[3]
+        else:
+            directory = load_directory(session)
+        with self._lock:
+            self._cached = (stamp, generation, now, directory)
+        return directory
 
 
-def _on_flush(session: Session, _context: object) -> None:
-    global _generation
-    if any(isinstance(obj, Customer)
-           for obj in (*session.new, *session.dirty, *session.deleted)):
-        _generation += 1
+# -- learned rules, as the engine reads them -----------------------------------------------------
+@dataclass(frozen=True)
+class LearnedRule:
+    id: int
+    customer_id: int
+    kind: str  # payer_alias | remittance_pattern
+    value: str
+    detail: str  # "Globex paid from 'GLBX HOLDINGS' on 12 Nov"
 
 
-sa.event.listen(sa.orm.Session, "after_flush", _on_flush)
+class LearnedRules:
+    """The active rules people taught (`workflows.cash_rules`), indexed for lookups: a payer
+    alias counts when exactly one customer holds it, a remittance pattern likewise."""
+
+    def __init__(self, rules: Iterable[LearnedRule] = ()) -> None:
+        self.by_value: dict[tuple[str, str], list[LearnedRule]] = defaultdict(list)
+        for rule in rules:
+            self.by_value[(rule.kind, rule.value)].append(rule)
+
+    def __bool__(self) -> bool:
+        return bool(self.by_value)
+
+    def fitting(self, facts: PaymentFacts) -> list[Learned]:
+        found: list[Learned] = []
+        if not self.by_value:
+            return found
+        keys = [("payer_alias", v)
+                for v in payer_names.alias_values(facts.payer_name, facts.reference)]
+        keys += [("remittance_pattern", v)
+                 for v, _ in remittance.pattern_values(facts.reference)]
+        for key in keys:
+            rules = self.by_value.get(key, [])
+            if len({r.customer_id for r in rules}) == 1:
+                rule = rules[0]
+                found.append(Learned(rule.id, rule.customer_id, rule.kind, rule.detail))
+        return found
 
 
-def customer_directory(session: Session) -> CustomerDirectory:
-    """The customer names as a `CustomerDirectory`, cached per database.
+# -- the open invoices of one run ----------------------------------------------------------------
+class OpenBook:
+    """Invoices as one run of the engine sees them (see the module docstring)."""
 
-    The cache is checked against a stamp of the customers table (count, highest id, latest
-    update: one aggregate query) whenever this process has written a customer since the last
-    check, and at least every `STAMP_EVERY` seconds for changes made by other processes; it
-    is rebuilt only when the stamp moved. A customer added elsewhere may thus go unrecognised
-    by name for a few seconds (its payments wait for review), never the reverse."""
-    bind = session.get_bind()
-    key = (id(bind), str(bind.url))
-    now = time.monotonic()
-    cached = _directories.get(key)
-    generation = _generation
-    if (cached is not None and cached.generation == generation
-            and now - cached.checked < STAMP_EVERY):
-        return cached.directory
-    stamp = tuple(_rows(session, _STAMP)[0])
-    if cached is not None and cached.stamp == stamp:
-        cached.generation, cached.checked = generation, now
-        return cached.directory
-    rows = _rows(session, sa.select(_CUST.c.id, _CUST.c.name, _CUST.c.external_id,
-                                    _CUST.c.currency))
-    directory = CustomerDirectory(CustomerName(*row) for row in rows)
-    with _lock:
-        if len(_directories) > 32:
-            _directories.clear()
-        _directories[key] = _Cached(stamp, generation, now, directory)
-    return directory
+    def __init__(self, session: Session, directory: CustomerDirectory,
+                 learned: LearnedRules | None = None) -> None:
+        self.session = session
+        self.directory = directory
+        self.learned = learned or LearnedRules()
+        self.items: dict[int, OpenItem] = {}  # every invoice read, with its current balance
+        self._by_key: dict[str, set[int]] = defaultdict(set)
+        self._keys_read: set[str] = set()
+        self._customers: dict[int, tuple[list[int], bool]] = {}  # oldest first, truncated
+        self._by_amount: dict[tuple[str, int], set[int]] = defaultdict(set)
+        self._amounts_read: set[tuple[str, int]] = set()
 
+    # -- reading ---------------------------------------------------------------------------------
+    def _remember(self, item: OpenItem) -> OpenItem:
+        known = self.items.get(item.id)
+        if known is not None:  # what this run changed wins over what the database said
+            return known
+        self.items[item.id] = item
+        self._by_key[item.key].add(item.id)
+        self._by_amount[(item.currency, item.balance_minor)].add(item.id)
+        return item
 
-# -- gathering -------------------------------------------------------------------------------------
-def _by_keys(session: Session, keys: set[str]) -> list[OpenItem]:
-    """Invoices (open or paid) whose number has one of the blocking keys: indexed IN."""
-    found: list[OpenItem] = []
-    ordered = sorted(keys)
-    for start in range(0, len(ordered), IN_CHUNK):
-        chunk = ordered[start:start + IN_CHUNK]
-        found.extend(OpenItem(*row) for row in _rows(session, _BY_KEYS, {"keys": chunk}))
-    return found
+    def _read_keys(self, keys: set[str]) -> None:
+        wanted = keys - self._keys_read
+        for chunk in _chunks(wanted):
+            for row in _rows(self.session, _BY_KEYS, {"keys": chunk}):
+                self._remember(OpenItem(*row))
+        self._keys_read |= wanted
+
+    def _read_customers(self, customers: set[int]) -> None:
+        wanted = customers - set(self._customers)
+        for chunk in _chunks(wanted):
+            found: dict[int, list[int]] = defaultdict(list)
+            for row in _rows(self.session, _OPEN_OF, {"customers": chunk}):
+                found[row.customer_id].append(self._remember(OpenItem(*row)).id)
+            for cid in chunk:
+                ids = found.get(cid, [])
+                self._customers[cid] = (ids[:matching.MAX_OPEN_INVOICES],
+                                        len(ids) > matching.MAX_OPEN_INVOICES)
+
+    def _read_amounts(self, pairs: set[tuple[str, int]]) -> None:
+        wanted = pairs - self._amounts_read
+        by_currency: dict[str, set[int]] = defaultdict(set)
+        for currency, amount in wanted:
+            by_currency[currency].add(amount)
+        for currency, amounts in by_currency.items():
+            for chunk in _chunks(amounts):
+                for row in _rows(self.session, _SAME_AMOUNT,
+                                 {"currency": currency, "amounts": chunk}):
+                    self._remember(OpenItem(*row))
+        self._amounts_read |= wanted
+
+    def prefetch(self, payments: Sequence[PaymentFacts]) -> None:
+        """Read what `gather` will ask about these payments, in a few queries for all."""
+        keys: set[str] = set()
+        for facts in payments:
+            for text in (facts.reference, facts.payer_name):
+                keys |= remittance.reference_keys(text) | remittance.typo_keys(text)
+        self._read_keys(keys)
+        customers: set[int] = set()
+        for facts in payments:
+            customers |= set(self._customers_of(facts))
+        self._read_customers(customers)
+        self._read_amounts({(f.currency, f.amount_minor) for f in payments})
+
+    def _customers_of(self, facts: PaymentFacts) -> list[int]:
+        """Every customer `gather` may load for this payment (a superset, for the prefetch)."""
+        out = [facts.customer_id] if facts.customer_id is not None else []
+        out += [r.customer_id for r in self.learned.fitting(facts)]
+        for text in (facts.reference, facts.payer_name):
+            for key in remittance.reference_keys(text):
+                out += [self.items[i].customer_id for i in self._by_key.get(key, ())]
+        out += [cid for cid, score in self._name_scores(facts)[:MAX_NAME_CUSTOMERS]
+                if score >= matching.NAME_CANDIDATE_MIN]
+        return out
+
+    def _name_scores(self, facts: PaymentFacts) -> list[tuple[int, float]]:
+        return self.directory.match(facts.payer_name, facts.currency, limit=5,
+                                    reference=facts.reference)
+
+    def _open_of(self, cid: int) -> tuple[list[OpenItem], bool]:
+        if cid not in self._customers:
+            self._read_customers({cid})
+        ids, truncated = self._customers[cid]
+        return [item for i in ids if (item := self.items[i]).balance_minor > 0], truncated
+
+    def _by_keys(self, keys: set[str]) -> list[OpenItem]:
+        self._read_keys(keys)
+        return [self.items[i] for key in keys for i in self._by_key.get(key, ())]
+
+    # -- keeping it current ------------------------------------------------------------------
+    def settle(self, item_id: int, balance_minor: int) -> None:
+        """The run lowered this invoice's balance (it was read before)."""
+        item = self.items[item_id]
+        self._by_amount[(item.currency, item.balance_minor)].discard(item_id)
+        item = item._replace(balance_minor=balance_minor)
+        self.items[item_id] = item
+        self._by_amount[(item.currency, balance_minor)].add(item_id)
+
+    def forget(self) -> None:
+        """Drop everything read (the database changed under the run): read again."""
+        self.__init__(self.session, self.directory, self.learned)
+
+    # -- one payment -----------------------------------------------------------------------------
+    def gather(self, facts: PaymentFacts, rules: matching.Rules) -> Evidence:
+        ev = Evidence()
+        texts = [facts.reference or "", facts.payer_name or ""]
+
+        # 1. invoice numbers named in the remittance text or the payer field (indexed key)
+        keys = set().union(*(remittance.reference_keys(t) for t in texts))
+        candidates = {inv.id: inv for inv in self._by_keys(keys)} if keys else {}
+
+        # 2. who paid: the given customer, what people taught, the payer name, the customers
+        #    of named invoices
+        for cid, score in self._name_scores(facts):
+            ev.name_scores[cid] = score
+        for rule in self.learned.fitting(facts):
+            ev.learned.setdefault(rule.customer_id, []).append(rule)
+        wanted: list[int] = []
+        if facts.customer_id is not None:
+            wanted.append(facts.customer_id)
+        first = {inv.number: inv for inv in candidates.values()}
+        first_refs = [first[n] for n in _named(texts, candidates.values())
+                      if first[n].balance_minor > 0 and first[n].currency == facts.currency]
+        if _settled_by_reference(facts, first_refs, rules):
+            wanted = []  # the named invoices settle the payment: no combinations to look for
+        else:
+            wanted += [inv.customer_id for inv in first_refs]
+            wanted += list(ev.learned)
+            wanted += [cid for cid, score in list(ev.name_scores.items())[:MAX_NAME_CUSTOMERS]
+                       if score >= matching.NAME_CANDIDATE_MIN]
+            wanted = list(dict.fromkeys(wanted))[:MAX_CUSTOMERS]
+
+        # 3. their open invoices, oldest first
+        customer_open: dict[int, list[OpenItem]] = {}
+        for cid in wanted:
+            opened, truncated = self._open_of(cid)
+            # (a customer is billed in one currency; an invoice in another is not this money)
+            items = [i for i in opened if i.currency == facts.currency]
+            customer_open[cid] = items
+            if truncated:
+                ev.truncated.add(cid)
+            # an invoice issued after the money arrived is not what it paid
+            ev.open_items[cid] = [i for i in items if i.issue_date <= facts.received_on]
+
+        # 4. which of these the text names, in text order (short numbers such as "SI-0004400",
+        #    whose key is too short to look up, are found among the candidates' open invoices)
+        found: dict[int, OpenItem] = dict(candidates)
+        spelled = set().union(*(remittance.reference_keys(t, min_len=1) for t in texts))
+        for items in customer_open.values():
+            for item in items:
+                if item.key in spelled:  # only numbers whose key some window of the text has
+                    found.setdefault(item.id, item)
+        by_number = {inv.number: inv for inv in found.values()}
+        for number, kind in _named(texts, found.values()).items():
+            inv = by_number[number]
+            if inv.currency != facts.currency:
+                continue
+            if inv.balance_minor > 0:
+                ev.refs.append(inv)
+                if kind == "bare":
+                    ev.bare_refs.add(inv.id)
+            else:
+                ev.paid_refs.append(inv.number)
+
+        # 5. nothing named exactly: one-digit typos (kept only if the amount confirms them)
+        if not ev.refs:
+            typo = set().union(*(remittance.typo_keys(t) for t in texts)) - keys
+            if typo:
+                open_found = [inv for inv in self._by_keys(typo)
+                              if inv.balance_minor > 0 and inv.currency == facts.currency]
+                hits = set()
+                for text in texts:
+                    hits.update(remittance.find_typo_references(
+                        text, [i.number for i in open_found]))
+                ev.typo_refs = sorted((inv for inv in open_found if inv.number in hits),
+                                      key=lambda inv: inv.id)
+
+        # 6. any customer's invoice with exactly this amount (suggestions for unknown payers)
+        if not ev.refs:
+            pair = (facts.currency, facts.amount_minor)
+            self._read_amounts({pair})
+            same = sorted(self.items[i] for i in self._by_amount.get(pair, ()))
+            ev.same_amount = [i for i in same if i.balance_minor == facts.amount_minor
+                              and i.issue_date <= facts.received_on][:SAME_AMOUNT_SHOWN]
+
+        forms = payer_names.payer_forms(facts.payer_name,
+                                        None if facts.payer_name else facts.reference)
+        directory = self.directory
+        plan_customers = {*wanted, *ev.learned,
+                          *(i.customer_id for i in ev.refs + ev.typo_refs + ev.same_amount)}
+        for cid in {*ev.name_scores, *plan_customers}:
+            if cid in directory.by_id:
+                ev.customers[cid] = directory.by_id[cid]
+                if forms and cid not in ev.name_scores:  # e.g. the customer of a named invoice
+                    ev.name_scores[cid] = round(payer_names.payer_similarity(
+                        forms, directory.forms[cid]), 1)
+        return ev
 
 
 def _named(texts: list[str], invoices: Iterable[OpenItem]) -> dict[str, str]:
@@ -154,95 +400,9 @@ def _settled_by_reference(facts: PaymentFacts, items: list[OpenItem],
     return False
 
 
-def gather(session: Session, facts: PaymentFacts,
-           rules: matching.Rules | None = None) -> Evidence:
-    ev = Evidence()
-    rules = rules or matching.Rules()
-    # the reads below go straight to the connection (no autoflush): flush what they read
-    if any(isinstance(obj, (Customer, Invoice)) for obj in (*session.new, *session.dirty)):
-        session.flush()
-    texts = [facts.reference or "", facts.payer_name or ""]
-
-    # 1. invoice numbers named in the remittance text or the payer field (indexed key)
-    keys = set().union(*(remittance.reference_keys(t) for t in texts))
-    candidates = {inv.id: inv for inv in _by_keys(session, keys)} if keys else {}
-
-    # 2. who paid: the given customer, the payer name, the customers of named invoices
-    directory = customer_directory(session)
-    if facts.payer_name:
-        for cid, score in directory.match(facts.payer_name, facts.currency, limit=5):
-            ev.name_scores[cid] = score
-    wanted: list[int] = []
-    if facts.customer_id is not None:
-        wanted.append(facts.customer_id)
-    first = {inv.number: inv for inv in candidates.values()}
-    first_refs = [first[n] for n in _named(texts, candidates.values())
-                  if first[n].balance_minor > 0 and first[n].currency == facts.currency]
-    if _settled_by_reference(facts, first_refs, rules):
-        wanted = []  # the named invoices settle the payment: no combinations to look for
-    else:
-        wanted += [inv.customer_id for inv in first_refs]
-        wanted += [cid for cid, score in list(ev.name_scores.items())[:MAX_NAME_CUSTOMERS]
-                   if score >= matching.NAME_CANDIDATE_MIN]
-        wanted = list(dict.fromkeys(wanted))[:MAX_CUSTOMERS]
-
-    # 3. their open invoices, oldest first (one indexed query each, plain rows)
-    customer_open: dict[int, list[OpenItem]] = {}
-    for cid in wanted:
-        # (no currency predicate: a customer is billed in one currency, and with one SQLite
-        # would pick ix_invoices_open_amount and scan every open invoice of that currency)
-        rows = _rows(session, _OPEN_OF, {"customer": cid})
-        items = [OpenItem(*row) for row in rows[:matching.MAX_OPEN_INVOICES]
-                 if row.currency == facts.currency]
-        customer_open[cid] = items
-        if len(rows) > matching.MAX_OPEN_INVOICES:
-            ev.truncated.add(cid)
-        # an invoice issued after the money arrived is not what it paid
-        ev.open_items[cid] = [i for i in items if i.issue_date <= facts.received_on]
-
-    # 4. which of these the text names, in text order (short numbers such as "SI-0004400",
-    #    whose key is too short to look up, are found among the candidates' open invoices)
-    found: dict[int, OpenItem] = dict(candidates)
-    spelled = set().union(*(remittance.reference_keys(t, min_len=1) for t in texts))
-    for items in customer_open.values():
-        for item in items:
-            if item.key in spelled:  # only numbers whose key some window of the text has
-                found.setdefault(item.id, item)
-    by_number = {inv.number: inv for inv in found.values()}
-    for number, kind in _named(texts, found.values()).items():
-        inv = by_number[number]
-        if inv.currency != facts.currency:
-            continue
-        if inv.balance_minor > 0:
-            ev.refs.append(inv)
-            if kind == "bare":
-                ev.bare_refs.add(inv.id)
-        else:
-            ev.paid_refs.append(inv.number)
-
-    # 5. nothing named exactly: one-digit typos (kept only if the amount confirms them)
-    if not ev.refs:
-        typo = set().union(*(remittance.typo_keys(t) for t in texts)) - keys
-        if typo:
-            open_found = [inv for inv in _by_keys(session, typo)
-                          if inv.balance_minor > 0 and inv.currency == facts.currency]
-            hits = set()
-            for text in texts:
-                hits.update(remittance.find_typo_references(text, [i.number for i in open_found]))
-            ev.typo_refs = [inv for inv in open_found if inv.number in hits]
-
-    # 6. any customer's invoice with exactly this amount (suggestions for unknown payers)
-    if not ev.refs:
-        ev.same_amount = [OpenItem(*row) for row in _rows(session, _SAME_AMOUNT, {
-            "currency": facts.currency, "amount": facts.amount_minor,
-            "on": facts.received_on})]
-
-    payer = payer_names.name_form(facts.payer_name)
-    plan_customers = {*wanted, *(i.customer_id for i in ev.refs + ev.typo_refs + ev.same_amount)}
-    for cid in {*ev.name_scores, *plan_customers}:
-        if cid in directory.by_id:
-            ev.customers[cid] = directory.by_id[cid]
-            if payer.core and cid not in ev.name_scores:  # e.g. the customer of a named invoice
-                ev.name_scores[cid] = round(payer_names.name_similarity(
-                    payer, directory.forms[cid]), 1)
-    return ev
+def gather(session: Session, facts: PaymentFacts, rules: matching.Rules | None = None, *,
+           names: CustomerNames | None = None, learned: LearnedRules | None = None
+           ) -> Evidence:
+    """The evidence for one payment, read now (a run of one)."""
+    directory = names.directory(session) if names is not None else load_directory(session)
+    return OpenBook(session, directory, learned).gather(facts, rules or matching.Rules())

@@ -16,7 +16,15 @@ scores each plan on every signal:
   customer names (`workflows.payer_names`: bank truncations, legal-form suffixes, typos); a name
   close to two customers lowers the score, a name clearly pointing elsewhere lowers it more;
 * **subset**: a combination of one customer's open invoices summing to the amount
-  (`workflows.subsets`: bounded meet-in-the-middle search).
+  (`workflows.subsets`: bounded meet-in-the-middle search);
+* **learned**: what people taught it (`workflows.cash_rules`): a payer line that is this
+  customer's ("GLBX HOLDINGS" pays for Globex), a remittance habit (Globex always writes its
+  PO number). Strong evidence of *who* paid, never of *which* invoice: it cannot outweigh an
+  exact invoice reference.
+
+An exact invoice reference with the exact open amount is decisive, whatever the payer line
+says — unless the payer line (or the customer given with the payment) clearly names another
+customer than the invoice's: then a person is asked.
 
 Scores add up as log-odds (`Signal.weight`), so every plan carries a machine-readable
 explanation of why it scored what it did. A plan's confidence is its share against every
@@ -39,7 +47,7 @@ from typing import NamedTuple
 from models import money
 from models.invoices import invoice_number_key
 from workflows.invoicing import Terms
-from workflows.payer_names import CustomerName, name_form
+from workflows.payer_names import CustomerName, payer_forms
 from workflows.remittance import partial_references
 from workflows.subsets import MAX_SUBSET_SIZE, chance_of_coincidence, subsets_summing_to
 
@@ -66,7 +74,9 @@ W_NAME_UNLIKE = -2.0  # a payer name that resembles nothing on this plan's custo
 W_NAME_ELSEWHERE = -1.0  # ... and clearly belongs to another customer
 W_NAME_AMBIGUOUS = -1.0  # the payer name fits two customers about equally
 W_INCOMPLETE = -1.0  # the combination search was cut short: uniqueness is not known
+W_LEARNED = {"payer_alias": 2.5, "remittance_pattern": 1.5}  # taught by a person (cash_rules)
 NAME_ONLY_CAP = -0.5  # a name without an amount is only ever a suggestion
+DECISIVE_LOGIT = 7.0  # exact reference + exact open amount, nobody else named
 
 NAME_CANDIDATE_MIN = 75  # payer-name similarity from which a customer is considered
 NAME_AMBIGUITY_MARGIN = 8
@@ -108,6 +118,16 @@ class PaymentFacts:
 
 
 @dataclass(frozen=True)
+class Learned:
+    """A rule a person taught (`workflows.cash_rules`) that fits this payment."""
+
+    rule_id: int
+    customer_id: int
+    kind: str  # payer_alias | remittance_pattern
+    detail: str  # "Globex paid from 'GLBX HOLDINGS' on 12 Nov"
+
+
+@dataclass(frozen=True)
 class Rules:
     threshold: Decimal = Decimal("0.90")
     fee_bp: int = 50  # 0.5 %
@@ -132,6 +152,7 @@ class Evidence:
     open_items: dict[int, list[OpenItem]] = field(default_factory=dict)  # per customer
     truncated: set[int] = field(default_factory=set)  # customers with more open invoices
     same_amount: list[OpenItem] = field(default_factory=list)  # any customer, = amount
+    learned: dict[int, list[Learned]] = field(default_factory=dict)  # customer -> rules
 
 
 # -- settling a plan -------------------------------------------------------------------------------
@@ -340,7 +361,8 @@ def evaluate(payment: PaymentFacts, ev: Evidence, rules: Rules = Rules()) -> Mat
             items = [i for i in items if i.currency == payment.currency][:MAX_OPEN_INVOICES]
             # Three or more invoices can only ever be applied for a customer that is given or
             # named unmistakably (see the weights); for others, triples are enough to suggest.
-            deep = cid == payment.customer_id or ev.name_scores.get(cid, 0.0) >= 90
+            deep = (cid == payment.customer_id or ev.name_scores.get(cid, 0.0) >= 90
+                    or any(r.kind == "payer_alias" for r in ev.learned.get(cid, ())))
             found = _amount_plans(items, cid, amount, on, rules,
                                   max_size=MAX_SUBSET_SIZE if deep else 3)
             for plan in found:  # more open invoices than were loaded: rivals may be unseen
@@ -414,8 +436,8 @@ def _amount_plans(items: list[OpenItem], cid: int, amount: int, on: date, rules:
 def _name_only_plans(payment: PaymentFacts, ev: Evidence) -> list[Plan]:
     cid = payment.customer_id
     if cid is None:
-        strong = [c for c, s in ev.name_scores.items() if s >= 85]
-        cid = strong[0] if len(strong) == 1 else None
+        strong = {c for c, s in ev.name_scores.items() if s >= 85} | set(ev.learned)
+        cid = next(iter(strong)) if len(strong) == 1 else None
     items = [i for i in ev.open_items.get(cid, []) if i.currency == payment.currency]
     if cid is None or not items:
         return []
@@ -510,15 +532,17 @@ def _score(plan: Plan, payment: PaymentFacts, ev: Evidence, refs: list[OpenItem]
             plan.add("customer_given", W_CUSTOMER_GIVEN, "the payment names this customer")
         else:
             plan.add("customer_other", W_CUSTOMER_OTHER, "the payment names another customer")
-    elif payment.payer_name and name_form(payment.payer_name).core:
+    elif payer_forms(payment.payer_name, payment.reference):
         plan_customers = ({cid} if cid is not None
                           else {line.item.customer_id for line in plan.lines})
         score = max((ev.name_scores.get(c, 0.0) for c in plan_customers), default=0.0)
         weight = _band(score)
         name = ev.customers.get(cid).name if cid in ev.customers else "several customers"
+        taught = any(r.kind == "payer_alias" for c in plan_customers
+                     for r in ev.learned.get(c, ()))
         if weight:
             plan.add("payer_name", weight, f"payer name fits {name} ({score:.0f})")
-        elif score < 60:  # third parties do pay for customers, but rarely
+        elif score < 60 and not taught:  # third parties do pay for customers, but rarely
             plan.add("payer_name_unlike", W_NAME_UNLIKE, f"payer name does not fit {name}")
         others = [(c, s) for c, s in ev.name_scores.items() if c not in plan_customers]
         if any(s >= 85 and s >= score + 10 for _, s in others):
@@ -529,9 +553,57 @@ def _score(plan: Plan, payment: PaymentFacts, ev: Evidence, refs: list[OpenItem]
                 for _, s in others):
             plan.add("payer_name_ambiguous", W_NAME_AMBIGUOUS,
                      "payer name fits more than one customer")
+
+    # learned: what people taught about this customer's payments (one signal per kind)
+    learned_here = ev.learned.get(cid, []) if cid is not None else []
+    for kind in dict.fromkeys(r.kind for r in learned_here):
+        rule = next(r for r in learned_here if r.kind == kind)
+        plan.add(f"learned_{kind}", W_LEARNED[kind], f"matched because {rule.detail}")
+    others = [c for c in ev.learned if c != cid]
+    if others and cid is not None and not learned_here:
+        plan.add("learned_elsewhere", -1.0, "a learned rule points at another customer")
+
     plan.logit = sum(s.weight for s in plan.signals)
+    owners = {line.item.customer_id for line in plan.lines}
     if plan.kind == "name":
         plan.logit = min(plan.logit, NAME_ONLY_CAP)
+    elif plan.kind == "reference" and any(_named_elsewhere(o, ev) for o in owners):
+        # the invoices named are one customer's, the payer clearly another's: ask
+        plan.add("payer_names_another", min(NAME_ONLY_CAP - plan.logit, 0.0),
+                 "the payer is another customer than the invoices'")
+        plan.logit = min(plan.logit, NAME_ONLY_CAP)
+    elif learned_here and ref_ids and not (ids & ref_ids):
+        # a learned rule never outweighs the invoices the remittance names
+        plan.logit = min(plan.logit, NAME_ONLY_CAP)
+    if _decisive(plan, payment, ev, refs):
+        plan.add("decisive", max(DECISIVE_LOGIT - plan.logit, 0.0),
+                 "the remittance names exactly these invoices and the amount is their "
+                 "open balance")
+        plan.logit = max(plan.logit, DECISIVE_LOGIT)
+
+
+def _decisive(plan: Plan, payment: PaymentFacts, ev: Evidence, refs: list[OpenItem]) -> bool:
+    """An exact invoice reference with the exact open amount: a clerk applies it whatever the
+    payer line says — unless the payment names another customer than the invoices' (given
+    with it, or a payer name clearly fitting someone else better): then ask."""
+    if plan.kind != "reference" or plan.fit != FIT_EXACT or ev.paid_refs:
+        return False
+    if plan.invoice_ids != {r.id for r in refs}:
+        return False
+    owners = {line.item.customer_id for line in plan.lines}
+    if len(owners) != 1:
+        return False
+    owner = owners.pop()
+    if payment.customer_id is not None and payment.customer_id != owner:
+        return False
+    return not _named_elsewhere(owner, ev)
+
+
+def _named_elsewhere(owner: int, ev: Evidence) -> bool:
+    """The payer name clearly fits another customer than `owner` (by 10 points or more)."""
+    own = ev.name_scores.get(owner, 0.0)
+    return any(score >= 90 and score >= own + 10
+               for c, score in ev.name_scores.items() if c != owner)
 
 
 def _rank(plans: list[Plan], rules: Rules) -> MatchResult:

@@ -7,6 +7,14 @@ scores 0..100 allowing for truncation (unless the payer name ends in a legal for
 cut name would not); `CustomerDirectory` finds the few customers a payer may be among
 thousands: one C-speed rapidfuzz scan for typos, a prefix index for truncations and a
 first-word bucket for suffix changes, then the exact score.
+
+Banks also wrap the name in their own wording: "PAYMENT FROM GLOBEX CORP", "ACH CREDIT
+GLOBEX CORP CCD", "WIRE TRANSFER GLOBEX CORPORATION", or leave the payer field empty and put
+"PAYMENT FROM GLOBEX CORP" in the remittance line. `payer_forms` gives every reading of a
+payer line — as written, without the bank's words, or taken from the remittance text when the
+payer field is empty — and a customer is scored against the best of them. Keeping the reading
+"as written" means a customer whose name starts like bank wording ("Credit Suisse", "Wire
+Systems Ltd") is still recognised.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from rapidfuzz import fuzz, process
 
@@ -51,6 +60,87 @@ def name_form(name: str | None) -> NameForm:
     return NameForm(" ".join(words), " ".join(core), " ".join(suffixes))
 
 
+# -- the bank's own words around a payer name --------------------------------------------------
+# Phrases banks put before or after the name (compared word by word, upper case, punctuation
+# dropped). Longest first, so "ACH CREDIT" goes before "ACH".
+_BANK_PHRASES = sorted({
+    tuple(p.split()) for p in (
+        "PAYMENT FROM", "PAYMENT RECEIVED FROM", "PAYMENT", "PMT FROM", "PMT", "PYMT",
+        "RECEIVED FROM",
+        "ACH CREDIT", "ACH CR", "ACH DEPOSIT", "ACH DEP", "ACH PMT", "ACH PAYMENT", "ACH", "CCD",
+        "PPD", "CTX", "CORP PMT", "WEB PMT",
+        "INCOMING WIRE TRANSFER", "INCOMING WIRE", "WIRE TRANSFER FROM", "WIRE TRANSFER",
+        "WIRE FROM", "WIRE IN", "WIRE CREDIT", "WIRE", "FEDWIRE CREDIT", "FEDWIRE", "INTL WIRE",
+        "BOOK TRANSFER CREDIT", "BOOK TRANSFER", "ONLINE TRANSFER FROM", "ONLINE TRANSFER",
+        "TRANSFER FROM", "TRANSFER", "TRF FROM", "TRF", "XFER FROM", "XFER",
+        "SEPA CREDIT TRANSFER", "SEPA CT", "SEPA", "CREDIT TRANSFER", "DIRECT DEPOSIT",
+        "DIRECT CREDIT", "DEPOSIT FROM", "DEPOSIT", "REMITTANCE FROM", "REMITTANCE",
+        "BY ORDER OF", "B O", "ORIG CO NAME", "ORIG NAME", "ORIGINATOR", "ORIG", "FROM",
+        "ORDERING CUSTOMER", "ORDERING PARTY", "GUTSCHRIFT", "UEBERWEISUNG", "VIREMENT DE",
+        "VIREMENT", "CREDIT", "CR", "REF", "ID")}, key=len, reverse=True)
+# "PAYMENT FROM <NAME>" inside remittance text: the name runs up to a word that starts
+# something else (an invoice, a reference) or a number.
+_FROM_NAME = re.compile(
+    r"\b(?:PAYMENT FROM|PMT FROM|RECEIVED FROM|TRANSFER FROM|TRF FROM|WIRE FROM|XFER FROM|"
+    r"BY ORDER OF|B/O|ORIG CO NAME|ORIGINATOR|FROM)\s*:?\s+"
+    r"(?P<name>[A-Z][A-Z&'.,\- ]{1,60}?)"
+    r"(?=\s+(?:INV\w*|INVOICE\w*|REF\w*|RE|PO|FOR|ORDER|CUST\w*|ACCT|ID|DATE|RG|NR|NO)\b|"
+    r"\s*[0-9#:/]|\s*$)")
+
+
+def _strip_bank_words(words: list[str]) -> list[str]:
+    changed = True
+    while changed and words:
+        changed = False
+        for phrase in _BANK_PHRASES:
+            n = len(phrase)
+            if len(words) > n and tuple(words[:n]) == phrase:
+                words, changed = words[n:], True
+                break
+            if len(words) > n and tuple(words[-n:]) == phrase:
+                words, changed = words[:-n], True
+                break
+    return words
+
+
+@lru_cache(maxsize=4096)
+def payer_forms(payer_name: str | None, reference: str | None = None) -> tuple[NameForm, ...]:
+    """Every reading of a bank's payer line, most literal first: the name as written, the
+    name without the bank's words around it ("ACH CREDIT GLOBEX CORP CCD" -> "GLOBEX CORP"),
+    or — when the payer field is empty — the name in "PAYMENT FROM <NAME>" of the remittance
+    text. Empty when there is no name at all (only bank words, or nothing)."""
+    forms: list[NameForm] = []
+    text = _fold_upper(payer_name)
+    if text:
+        words = re.sub(r"[^A-Z0-9&]+", " ", text).split()
+        stripped = _strip_bank_words(list(words))
+        if stripped != words or len(words) <= 1:
+            if stripped and not all(w in _BANK_WORDS for w in stripped):
+                forms.append(name_form(" ".join(stripped)))
+            if not all(w in _BANK_WORDS for w in words):
+                forms.insert(0, name_form(payer_name))
+        else:
+            forms.append(name_form(payer_name))
+    else:
+        found = _FROM_NAME.search(_fold_upper(reference))
+        if found:
+            words = _strip_bank_words(re.sub(r"[^A-Z0-9&]+", " ", found["name"]).split())
+            if words and not all(w in _BANK_WORDS for w in words):
+                forms.append(name_form(" ".join(words)))
+    out: list[NameForm] = []
+    for form in forms:
+        if form.core and form not in out:
+            out.append(form)
+    return tuple(out)
+
+
+_BANK_WORDS = frozenset(w for phrase in _BANK_PHRASES for w in phrase)
+
+
+def _fold_upper(text: str | None) -> str:
+    return unicodedata.normalize("NFKD", text or "").encode("ascii", "ignore").decode().upper()
+
+
 def _similar(a: str, b: str, *, truncated: bool = True) -> float:
     if not a or not b:
         return 0.0
@@ -77,6 +167,19 @@ def name_similarity(payer: NameForm, customer: NameForm) -> float:
     if payer.suffix and customer.suffix and payer.suffix != customer.suffix:
         score -= 3
     return max(0.0, min(100.0, score))
+
+
+def alias_values(payer_name: str | None, reference: str | None = None) -> list[str]:
+    """What a payer alias taught by a person is compared by: the core of every reading of the
+    payer line ("ACH CREDIT GLBX HOLDINGS LLC CCD" -> "glbx holdings")."""
+    forms = payer_forms(payer_name, None if payer_name else reference)
+    return list(dict.fromkeys(f.core for f in forms if len(f.core) >= 3
+                              and not f.core.replace(" ", "").isdigit()))
+
+
+def payer_similarity(forms: Iterable[NameForm], customer: NameForm) -> float:
+    """The best `name_similarity` over the readings of a payer line (`payer_forms`)."""
+    return max((name_similarity(form, customer) for form in forms), default=0.0)
 
 
 @dataclass(frozen=True)
@@ -110,33 +213,36 @@ class CustomerDirectory:
         return len(self.customers)
 
     def match(self, payer_name: str | None, currency: str | None = None,
-              limit: int = 5) -> list[tuple[int, float]]:
-        """Customers the payer name may be, best first, as (customer id, similarity)."""
-        payer = name_form(payer_name)
-        if not payer.core:
+              limit: int = 5, reference: str | None = None) -> list[tuple[int, float]]:
+        """Customers the payer may be, best first, as (customer id, similarity): the payer
+        line read every way `payer_forms` reads it (the remittance text only counts when the
+        payer field is empty)."""
+        forms = payer_forms(payer_name, None if payer_name else reference)
+        if not forms:
             return []
-        cache_key = (payer.full, currency or "")
+        cache_key = (tuple(f.full for f in forms), currency or "")
         if cache_key in self._cache:
             return self._cache[cache_key][:limit]
         pool: set[int] = set()
-        # typos: one C-speed scan of the core names; truncations and suffix changes: the
-        # prefix index and the first-word bucket below
-        for _, _, index in process.extract(payer.core, self._cores, scorer=fuzz.ratio,
-                                           score_cutoff=65, limit=10, processor=None):
-            pool.add(self._ids[index])
-        start = bisect_left(self._sorted, (payer.full[:5], -1))
-        for full, cid in self._sorted[start:start + 50]:
-            if not full.startswith(payer.full[:5]):
-                break
-            pool.add(cid)
-        words = payer.core.split()
-        if words:
-            pool.update(self._first_word.get(words[0], [])[:50])
+        for payer in forms:
+            # typos: one C-speed scan of the core names; truncations and suffix changes: the
+            # prefix index and the first-word bucket below
+            for _, _, index in process.extract(payer.core, self._cores, scorer=fuzz.ratio,
+                                               score_cutoff=65, limit=10, processor=None):
+                pool.add(self._ids[index])
+            start = bisect_left(self._sorted, (payer.full[:5], -1))
+            for full, cid in self._sorted[start:start + 50]:
+                if not full.startswith(payer.full[:5]):
+                    break
+                pool.add(cid)
+            words = payer.core.split()
+            if words:
+                pool.update(self._first_word.get(words[0], [])[:50])
         scored = []
         for cid in pool:
             if currency and self.by_id[cid].currency != currency:
                 continue
-            score = name_similarity(payer, self.forms[cid])
+            score = payer_similarity(forms, self.forms[cid])
             if score >= 60:
                 scored.append((cid, round(score, 1)))
         scored.sort(key=lambda pair: (-pair[1], pair[0]))

@@ -18,7 +18,7 @@ from models import (
     Payment,
     Shipment,
 )
-from workflows.cash_application import payment_allocations
+from workflows.cash_application import matched_because, payment_allocations, suggestions_of
 from workflows.receivables import CustomerPosition, customer_position
 
 RECENT_ORDERS = 15
@@ -125,4 +125,6 @@ def invoice_view(session: Session, number: str) -> InvoiceView | None:
 def payment_view(session: Session, payment: Payment) -> dict:
     return {"payment": payment,
             "allocations": [(inv.number, alloc.amount_minor)
-                            for alloc, inv in payment_allocations(session, payment.id)]}
+                            for alloc, inv in payment_allocations(session, payment.id)],
+            "suggestions": suggestions_of(session, payment),
+            "matched_because": matched_because(session, payment)}

@@ -7,6 +7,12 @@ groups; every run of up to five groups joined by short separators is a `Window`;
 agree up to padding and separators (`number_matches`). The database finds candidates by the
 lossy `invoice_number_key` of each window (one indexed IN query); this module then checks
 each candidate exactly. Dates ("2026-11-23") and money amounts ("1,234.56") are blanked first.
+
+Purely numeric invoice numbers ("100994") come in lists ("INVOICES 100994/100996/100997"),
+after a word for invoice ("INV100994", "RE 100994"), and next to other numbers that are not
+invoices ("PO 4500012345", "CUST 100994"): a list of like numbers is read as several numbers,
+an invoice word is no prefix of its own, and a number labelled as something else is not an
+invoice reference.
 """
 
 from __future__ import annotations
@@ -27,13 +33,27 @@ _DATE = re.compile(r"\b(?:(?:19|20)\d\d[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[1
 _MONEY = re.compile(r"\b\d{1,3}(?:[,.' ]\d{3})*[.,]\d\d\b")
 _GROUP = re.compile(r"[A-Z]+|[0-9]+")
 _JOINERS = set(" \t-/._#:")
+_LIST_JOINERS = set(" \t/,;&+")  # between the numbers of a list: "100994/100996"
+LIST_MIN_DIGITS = 5  # shorter like groups ("2026/0123") are parts of one number
+# Words that only say "invoice" (or "number"): no prefix of a purely numeric invoice number.
+INVOICE_WORDS = frozenset({
+    "INV", "INVS", "INVOICE", "INVOICES", "INVNO", "INVNR", "NO", "NR", "NUM", "NUMBER", "RE",
+    "REF", "BILL", "BILLS", "RECHNUNG", "RECHNUNGEN", "RG", "RGNR", "FACTURE", "FACTURES",
+    "FACTURA", "FAKTURA", "FACT", "FATTURA", "DOC", "DOCS", "PAYMENT", "PMT", "FOR"})
+# Labels of numbers that are not our invoice numbers, even when the digits happen to agree.
+OTHER_LABELS = frozenset({
+    "PO", "POS", "ORDER", "ORD", "CUST", "CUSTOMER", "ACCT", "ACCOUNT", "ACC", "ID", "TEL",
+    "PHONE", "FAX", "ZIP", "VAT", "TAX", "CHECK", "CHK", "CHEQUE", "SO", "DN", "GRN", "BATCH",
+    "TRN", "TRACE", "IBAN", "BIC", "SWIFT", "ABA", "RTN"})
 
 
 @dataclass(frozen=True)
 class Window:
-    """A run of letter/digit groups that may spell one invoice number."""
+    """A run of letter/digit groups that may spell one invoice number; `label` is the word
+    just before a window of digits ("PO" in "PO 4500012345"), if any."""
 
     groups: tuple[str, ...]
+    label: str | None = None
 
     @cached_property
     def letters(self) -> tuple[str, ...]:
@@ -71,12 +91,19 @@ def _windows(text: str) -> tuple[Window, ...]:
     out: list[Window] = []
     seen: set[tuple[str, ...]] = set()
     for i in range(len(found)):
+        label = None
         if i and found[i][0].isdigit():
             # "INV-2026-004322" must not yield a bare "004322": a window may start at a digit
-            # group only at a word boundary (start of text, a space, a comma...).
+            # group only at a word boundary (start of text, a space, a comma...), or as the
+            # next number of a list of like numbers ("100994/100996").
+            previous = found[i - 1][0]
             gap = folded[found[i - 1][2]:found[i][1]]
-            if not gap or set(gap) <= _JOINERS - {" ", "\t"}:
+            listed = (previous.isdigit() and len(previous) == len(found[i][0])
+                      >= LIST_MIN_DIGITS and gap and set(gap) <= _LIST_JOINERS)
+            if (not gap or set(gap) <= _JOINERS - {" ", "\t"}) and not listed:
                 continue
+            if previous.isalpha() and len(gap) <= 3 and set(gap) <= _JOINERS:
+                label = previous
         run = [found[i][0]]
         for j in range(i, min(i + MAX_WINDOW_GROUPS, len(found))):
             if j > i:
@@ -88,7 +115,7 @@ def _windows(text: str) -> tuple[Window, ...]:
                 key = tuple(run)
                 if key not in seen:
                     seen.add(key)
-                    out.append(Window(key))
+                    out.append(Window(key, label if key[0].isdigit() else None))
     return tuple(out)
 
 
@@ -137,8 +164,13 @@ def number_matches(window: Window, number: str) -> str | None:
     letters, digits, prefix_only = _split_number(number)
     if not digits or not window.digits:
         return None
-    if window.letters:
-        if window.letters != letters:
+    typed = window.letters
+    if not letters and typed and set(typed) <= INVOICE_WORDS:
+        typed = ()  # "INV100994" for the purely numeric 100994
+    if not letters and not typed and window.label in OTHER_LABELS:
+        return None  # "PO 100994": another document's number
+    if typed:
+        if typed != letters:
             return None
         kind = "full"
     elif letters:
@@ -194,6 +226,30 @@ def typo_matches(window: Window, number: str) -> bool:
 
 def _one_off(a: str, b: str) -> bool:
     return len(a) == len(b) and sum(x != y for x, y in zip(a, b, strict=True)) == 1
+
+
+# A customer's own kind of reference: a label and a number ("PO 4500012345", "CUST-88123").
+_PATTERN_TOKEN = re.compile(r"\b([A-Z]{2,12})[ #:./-]{0,3}([0-9]{5,20})\b")
+_NOT_PATTERNS = INVOICE_WORDS | frozenset({
+    "ACH", "WIRE", "SEPA", "CCD", "PPD", "CTX", "TRN", "TRF", "XFER", "IBAN", "BIC", "SWIFT",
+    "ABA", "RTN", "TEL", "PHONE", "FAX", "ZIP", "DATE", "DT", "JAN", "FEB", "MAR", "APR", "MAY",
+    "JUN", "JUL", "AUG", "SEP", "SEPT", "OCT", "NOV", "DEC", "USD", "EUR", "GBP", "CHF", "JPY"})
+
+
+def pattern_values(text: str | None) -> list[tuple[str, str]]:
+    """The customer-specific references in a remittance text, as (pattern, as written):
+    "PO 4500012345" -> ("PO:45:10", "PO 4500012345") — the label, the first two digits and
+    how many there are. A person who applies such a payment teaches the pattern
+    (`workflows.cash_rules`); it then points at that customer."""
+    if not text:
+        return []
+    out: dict[str, str] = {}
+    for match in _PATTERN_TOKEN.finditer(_fold(text)):
+        label, digits = match.groups()
+        if label in _NOT_PATTERNS:
+            continue
+        out.setdefault(f"{label}:{digits[:2]}:{len(digits)}", f"{label} {digits}")
+    return list(out.items())
 
 
 def find_references(text: str | None, numbers: Iterable[str],

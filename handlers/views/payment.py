@@ -95,7 +95,8 @@ def on_submit(ack: Ack, body: dict, view: dict, context: BoltContext) -> None:
                      external_id=f"slack-view:{view['id']}")
     try:
         with transaction(context) as session:
-            record_from_slack(session, data, user_id=user_id, apply_to=form["invoices"])
+            record_from_slack(session, data, user_id=user_id, apply_to=form["invoices"],
+                              names=deps_of(context).db.customer_names)
     except DomainError as error:  # refused (role), invalid, or a conflict: shown in the form
         ack(response_action="errors", errors=_errors_of(error))
         return

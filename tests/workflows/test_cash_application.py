@@ -14,6 +14,7 @@ from models import (
     Invoice,
     OutboxMessage,
     Payment,
+    PaymentSuggestion,
     WriteOff,
 )
 from tests.support import factories as f
@@ -25,8 +26,10 @@ from workflows.cash_application import (
     open_invoice_choices,
     record_from_slack,
     record_payment,
+    suggestions_of,
     usual_currency,
 )
+from workflows.cash_runs import card_of
 from workflows.errors import AlreadyDecided, Conflict, PermissionDenied, ValidationFailed
 
 RECEIVED = datetime(2026, 11, 20, 10, tzinfo=UTC)
@@ -199,11 +202,16 @@ def test_low_confidence_applies_nothing_and_posts_a_suggestion_card(books) -> No
     assert payment.status == "needs_review"
     assert payment.unapplied_minor == payment.amount_minor
     assert allocations(books, payment) == {}
-    suggestions = payment.match_details["suggestions"]
+    suggestions = suggestions_of(books, payment)
     assert [s["invoices"][0]["invoice"] for s in suggestions] == [
         "INV-2026-000124", "INV-2026-000126"]
     assert all(s["confidence"] < "0.90" for s in suggestions)
-    card = books.get(OutboxMessage, payment.match_details["card_outbox_id"])
+    rows = books.exec(select(PaymentSuggestion).where(
+        PaymentSuggestion.payment_id == payment.id).order_by(PaymentSuggestion.rank)).all()
+    assert [(r.round, r.rank, r.lines[0]["number"]) for r in rows] == [
+        (1, 1, "INV-2026-000124"), (1, 2, "INV-2026-000126")]
+    assert "suggestions" not in payment.match_details  # in their own table, written once
+    card = books.get(OutboxMessage, card_of(books, payment.id))
     assert card.payload["channel"] == "ar" and card.payload["template"] == "cashapp_review"
     assert len(card.payload["context"]["suggestions"]) == 2
     healthy(books)
@@ -211,8 +219,8 @@ def test_low_confidence_applies_nothing_and_posts_a_suggestion_card(books) -> No
 
 def test_a_payment_nobody_recognises_stays_unapplied_and_ar_is_told(books) -> None:  # noqa: ANN001
     payment = pay(books, "12.34", payer="J SMITH", reference="gift")
-    assert payment.status == "unapplied" and payment.match_details["suggestions"] == []
-    assert books.get(OutboxMessage, payment.match_details["card_outbox_id"]) is not None
+    assert payment.status == "unapplied" and suggestions_of(books, payment) == []
+    assert books.get(OutboxMessage, card_of(books, payment.id)) is not None
 
 
 def test_resending_the_same_payment_changes_nothing(books) -> None:  # noqa: ANN001
@@ -292,7 +300,8 @@ def test_collector_applies_a_suggestion_once(books, waiting) -> None:  # noqa: A
     assert decision["by"] == "UCOLL001" and decision["rank"] == 2
     update = books.exec(select(OutboxMessage).where(
         OutboxMessage.method == "chat.update")).one()
-    assert update.target_outbox_id == waiting.match_details["card_outbox_id"]
+    assert update.target_outbox_id == card_of(books, waiting.id)
+    assert suggestions_of(books, waiting) == []  # answered
     assert books.exec(select(AuditEvent).where(AuditEvent.action == "payment.applied")).one()
     # and a second click changes nothing
     with pytest.raises(AlreadyDecided):
