@@ -366,6 +366,10 @@ def speed(args: argparse.Namespace) -> int:
             print(f"  hit rate on auto-matchable: {result['hit_rate_matchable']:.2%}, wrong: "
                   f"{len(result['wrong'])}, automatic: {result['auto_share']:.1%} of payments; "
                   f"AR invariants: {'ok' if not problems else problems[:3]}")
+            for p in result["wrong"][:10]:
+                out = outcomes[p.external_id]
+                print(f"  WRONG {p.case} {p.external_id} {p.amount} payer={p.payer_name!r} "
+                      f"ref={p.reference!r} expected={p.expected} got={out.allocations}")
     ok = all(v < 60 for k, v in results.items() if k == "statements") if results else False
     if "statements" not in results:
         ok = all(v < 60 for v in results.values())

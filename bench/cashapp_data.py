@@ -13,6 +13,12 @@ Every case the issue names appears, in the shares of `CASES`:
 * payer names as banks deliver them: upper case, cut at 18-35 characters, legal suffixes
   changed or dropped, typos; look-alike customers ("Vandelay Industries Inc" / "Vandelay
   Industries Europe GmbH") where only the amount tells them apart;
+* payer lines in the bank's own wording (`bank_line`): "PAYMENT FROM <NAME>", "ACH CREDIT
+  <NAME> CCD", "WIRE TRANSFER <NAME>", the name only in the remittance field and an empty payer
+  field, or no name at all ("ACH CREDIT", "WIRE") — for amount-only payments, combinations
+  without a reference, and exact references with the exact amount;
+* purely numeric invoice numbers ("104512", a third numbering scheme) in lists
+  ("INVOICES 104512/104530/104577"), with a bank fee, or on a partial payment;
 * payments no clerk could apply without asking (`auto_matchable=False`): an unknown payer, a
   name that fits two customers who both have an invoice of exactly that amount, a customer
   with two invoices of the same amount. These are labelled "review": the right outcome is no
@@ -34,12 +40,21 @@ from decimal import ROUND_HALF_UP, Decimal
 from itertools import combinations
 
 TODAY = date(2026, 11, 24)
-CASES = {  # share of payments per case
+CASES = {  # share of payments per case (normalised to 1)
     "exact_ref": 0.13, "noisy_ref": 0.14, "typo_ref": 0.05, "multi_ref": 0.05,
     "amount_only": 0.13, "subset": 0.08, "customer_given": 0.05, "bank_fee": 0.07,
     "short_pay": 0.06, "overpay": 0.05, "discount": 0.07, "lookalike": 0.06,
     "unknown_payer": 0.03, "ambiguous_name": 0.015, "duplicate_amount": 0.015,
+    # payer lines in the bank's wording, numeric invoice numbers (issue 20)
+    "bank_wording": 0.06, "ref_any_payer": 0.03, "numeric_list": 0.03, "bank_subset": 0.04,
+    "numeric_fee": 0.02, "numeric_partial": 0.02,
 }
+NUMERIC_CASES = {"numeric_list", "numeric_fee", "numeric_partial"}
+# The bank's words around a payer name ({} is the name), and payer lines naming nobody.
+BANK_LINES = ["PAYMENT FROM {}", "ACH CREDIT {} CCD", "{} ACH PMT", "WIRE TRANSFER {}",
+              "INCOMING WIRE {}", "ORIG CO NAME:{}", "B/O {}", "SEPA CT {}", "{} WIRE"]
+NAMELESS_PAYERS = ["ACH CREDIT", "WIRE", "INCOMING WIRE", "DEPOSIT", "FIRST NATIONAL BANK",
+                   "J SMITH", "M KOWALSKI"]
 REVIEW_CASES = {"unknown_payer", "ambiguous_name", "duplicate_amount"}
 
 _FIRST = ["Northwind", "Contoso", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Acme",
@@ -104,6 +119,7 @@ class PaymentCase:
     unapplied: int = 0
     auto_matchable: bool = True
     note: str = ""
+    payer_core: str | None = None  # the name inside a payer line in the bank's wording
 
     @property
     def amount(self) -> str:
@@ -173,8 +189,10 @@ class Generator:
     def make_invoices(self) -> None:
         rng = self.rng
         weights = [rng.paretovariate(1.5) for _ in self.customers]
-        serial = {"INV": 0, "SI": 4000}
+        serial = {"INV": 0, "SI": 4000, "NUM": 100000}
         legacy = {c.external_id for c in self.customers if rng.random() < 0.2}
+        self.numeric = {c.external_id for c in self.customers
+                        if c.external_id not in legacy and rng.random() < 0.2}
         for _ in range(self.n_invoices):
             customer = rng.choices(self.customers, weights)[0]
             issue = TODAY - timedelta(days=rng.randint(0, 75))
@@ -187,6 +205,9 @@ class Generator:
             if customer.external_id in legacy:
                 serial["SI"] += 1
                 number = f"SI-{serial['SI']:07d}"
+            elif customer.external_id in self.numeric:
+                serial["NUM"] += rng.randint(1, 3)  # ERPs skip numbers (cancelled drafts)
+                number = str(serial["NUM"])
             else:
                 serial["INV"] += 1
                 number = f"INV-2026-{serial['INV']:06d}"
@@ -229,8 +250,25 @@ class Generator:
         core = core[:i] + [word] + core[i + 1:]
         return " ".join(core + ([suffix] if suffix else [])).upper()
 
+    def bank_line(self, name: str) -> tuple[str | None, str | None, str]:
+        """(payer field, remittance text, the name inside) as a bank's own wording wraps a
+        payer: "PAYMENT FROM GLOBEX CORP", "ACH CREDIT GLOBEX CORP CCD" (cut at 35 characters
+        like the rest of the line), or an empty payer field with "PAYMENT FROM ..." in the
+        remittance text."""
+        rng = self.rng
+        inner = self.payer_variant(name, truncate_ok=False).upper()
+        if rng.random() < 0.2:
+            return None, f"PAYMENT FROM {inner}", inner
+        line = rng.choice(BANK_LINES).format(inner)
+        if len(line) > 35 and rng.random() < 0.5:
+            line = line[:35].strip()
+        return line, None, inner
+
     def number_variant(self, number: str) -> str:
         rng = self.rng
+        if number.isdigit():
+            return rng.choice([f"INV {number}", f"inv#{number}", f"Invoice {number}",
+                               f"RE {number}", f"INV{number}", number, f"Rg. {number}"])
         if number.startswith("SI-"):
             digits = number[3:]
             return rng.choice([f"SI{int(digits)}", f"si {digits}", f"SI-{int(digits)}",
@@ -297,7 +335,11 @@ class Generator:
         rng = self.rng
         by_id = {c.external_id: c for c in self.customers}
         for _ in range(200):
-            if case == "discount":
+            if case in NUMERIC_CASES:
+                pool = [c for c in self.customers if c.external_id in self.numeric]
+                customer = rng.choice(pool)
+                invs = self.available(customer.external_id)
+            elif case == "discount":
                 pool = [c for c in self.customers if c.terms.startswith("2/10")]
                 customer = rng.choice(pool)
                 invs = [i for i in self.available(customer.external_id)
@@ -310,7 +352,9 @@ class Generator:
             else:
                 customer = rng.choice(self.customers)
                 invs = self.available(customer.external_id)
-            size = {"subset": rng.randint(2, 4), "multi_ref": rng.randint(2, 3)}.get(case, 1)
+            size = {"subset": rng.randint(2, 4), "multi_ref": rng.randint(2, 3),
+                    "bank_subset": rng.randint(2, 4), "numeric_list": rng.randint(2, 4)
+                    }.get(case, 1)
             if len(invs) >= size:
                 return rng.sample(invs, size), customer
         return None
@@ -323,7 +367,8 @@ class Generator:
         # scarce material first: recent invoices of 2/10 customers, look-alike customers
         names = ["discount", "lookalike", "ambiguous_name"] + [
             c for c in CASES if c not in ("discount", "lookalike", "ambiguous_name")]
-        counts = {c: round(share * self.n_payments) for c, share in CASES.items()}
+        scale = sum(CASES.values())
+        counts = {c: round(share / scale * self.n_payments) for c, share in CASES.items()}
         while sum(counts.values()) < self.n_payments:
             counts["exact_ref"] += 1
         for case in names:
@@ -417,6 +462,42 @@ class Generator:
             p.write_offs = {numbers[0]: disc} if disc else {}
             p.reference = (self.reference_for(numbers, exact=rng.random() < 0.5)
                            if rng.random() < 0.5 else self.noise())
+        elif case in ("bank_wording", "bank_subset"):
+            p.payer_name, in_text, p.payer_core = self.bank_line(customer.name)
+            p.reference = in_text or rng.choice([None, None, "ACH CREDIT", "WIRE", "PAYMENT",
+                                                 self.noise()])
+        elif case == "ref_any_payer":  # the invoice number and its amount; nobody named
+            p.reference = self.reference_for(numbers, exact=rng.random() < 0.6)
+            p.payer_name = rng.choice(NAMELESS_PAYERS + [None])
+        elif case == "numeric_list":
+            sep = rng.choice(["/", "/", " / ", ", ", " "])
+            head = rng.choice(["INVOICES ", "INV ", "Invoices: ", "RE ", "", "PMT INV "])
+            p.reference = head + sep.join(numbers)
+            self.variant_used.update(dict.fromkeys(numbers, True))
+            if rng.random() < 0.5:
+                p.payer_name, _, p.payer_core = self.bank_line(customer.name)
+                p.payer_name = p.payer_name or payer
+        elif case == "numeric_fee":
+            tol = min(_minor(Decimal(total) / 100 * Decimal("0.005")), 500)
+            fee = rng.randint(1, max(1, tol))
+            p.amount_minor = total - fee
+            p.expected = {numbers[0]: total - fee}
+            p.write_offs = {numbers[0]: fee}
+            p.reference = self.reference_for(numbers, exact=rng.random() < 0.5)
+            if rng.random() < 0.5:
+                p.payer_name, _, p.payer_core = self.bank_line(customer.name)
+                p.payer_name = p.payer_name or payer
+        elif case == "numeric_partial":
+            tol = min(_minor(Decimal(total) / 100 * Decimal("0.005")), 500)
+            paid = _minor(Decimal(total) / 100 * Decimal(rng.randint(30, 95)) / 100)
+            paid = min(paid, total - tol - 100)
+            p.amount_minor = paid
+            p.expected = {numbers[0]: paid}
+            p.deduction = {numbers[0]: total - paid}
+            p.reference = self.reference_for(numbers, exact=rng.random() < 0.5)
+            if rng.random() < 0.5:
+                p.payer_name, _, p.payer_core = self.bank_line(customer.name)
+                p.payer_name = p.payer_name or payer
         elif case == "duplicate_amount":
             pass
         if case == "ambiguous_name":
@@ -426,7 +507,7 @@ class Generator:
         named = p.reference is not None and any(
             _names_an_invoice(p.reference, [n]) or self.variant_used.get(n) for n in numbers)
         if case in ("amount_only", "subset", "customer_given", "lookalike", "bank_fee",
-                    "discount") and not named:
+                    "discount", "bank_wording", "bank_subset") and not named:
             self.demote_if_ambiguous(p, customer, invs, at)
         for number, amount in p.expected.items():
             self.balance[number] -= amount + p.write_offs.get(number, 0)
@@ -473,7 +554,8 @@ class Generator:
             # The base customer's name is a prefix of its look-alike's ("Vandelay Industries"
             # / "Vandelay Industries Europe GmbH"): a bank could have cut either to it. If the
             # look-alike also has an open invoice of this amount, only a person can tell.
-            payer = " ".join((p.payer_name or "").upper().replace(".", "").split())
+            payer = " ".join((p.payer_core or p.payer_name or "").upper().replace(".", "")
+                             .split())
             if payer and twin.name.upper().startswith(payer) and any(
                     self.balance[i.number] == p.amount_minor
                     for i in self.open_of(twin.external_id, at)):

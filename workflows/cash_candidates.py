@@ -35,6 +35,7 @@ from workflows.matching import Evidence, Learned, OpenItem, PaymentFacts
 from workflows.payer_names import CustomerDirectory, CustomerName
 
 MAX_NAME_CUSTOMERS = 3  # customers considered from the payer name alone
+NAME_CANDIDATES = 10  # customers a payer name is compared with, best first
 MAX_CUSTOMERS = 5  # customers whose open invoices are loaded
 SAME_AMOUNT_SHOWN = 6  # invoices of anyone with exactly the amount, as suggestions
 IN_CHUNK = 500
@@ -225,9 +226,9 @@ class OpenBook:
     def prefetch(self, payments: Sequence[PaymentFacts]) -> None:
         """Read what `gather` will ask about these payments, in a few queries for all."""
         keys: set[str] = set()
-        for facts in payments:
+        for facts in payments:  # (one-digit typos are looked up only when nothing is named)
             for text in (facts.reference, facts.payer_name):
-                keys |= remittance.reference_keys(text) | remittance.typo_keys(text)
+                keys |= remittance.reference_keys(text)
         self._read_keys(keys)
         customers: set[int] = set()
         for facts in payments:
@@ -242,13 +243,12 @@ class OpenBook:
         for text in (facts.reference, facts.payer_name):
             for key in remittance.reference_keys(text):
                 out += [self.items[i].customer_id for i in self._by_key.get(key, ())]
-        out += [cid for cid, score in self._name_scores(facts)[:MAX_NAME_CUSTOMERS]
-                if score >= matching.NAME_CANDIDATE_MIN]
+        out += _by_name(self._name_scores(facts))[0]
         return out
 
     def _name_scores(self, facts: PaymentFacts) -> list[tuple[int, float]]:
-        return self.directory.match(facts.payer_name, facts.currency, limit=5,
-                                    reference=facts.reference)
+        return self.directory.match(facts.payer_name, facts.currency,
+                                    limit=NAME_CANDIDATES, reference=facts.reference)
 
     def _open_of(self, cid: int) -> tuple[list[OpenItem], bool]:
         if cid not in self._customers:
@@ -284,8 +284,10 @@ class OpenBook:
 
         # 2. who paid: the given customer, what people taught, the payer name, the customers
         #    of named invoices
-        for cid, score in self._name_scores(facts):
+        scores = self._name_scores(facts)
+        for cid, score in scores:
             ev.name_scores[cid] = score
+        named, close = _by_name(scores)
         for rule in self.learned.fitting(facts):
             ev.learned.setdefault(rule.customer_id, []).append(rule)
         wanted: list[int] = []
@@ -299,9 +301,11 @@ class OpenBook:
         else:
             wanted += [inv.customer_id for inv in first_refs]
             wanted += list(ev.learned)
-            wanted += [cid for cid, score in list(ev.name_scores.items())[:MAX_NAME_CUSTOMERS]
-                       if score >= matching.NAME_CANDIDATE_MIN]
+            wanted += named
             wanted = list(dict.fromkeys(wanted))[:MAX_CUSTOMERS]
+        # a payer name fitting more customers than were searched: what was found there may
+        # have a twin elsewhere
+        ev.unsearched_names = {cid for cid in close if cid not in wanted}
 
         # 3. their open invoices, oldest first
         customer_open: dict[int, list[OpenItem]] = {}
@@ -368,6 +372,21 @@ class OpenBook:
                     ev.name_scores[cid] = round(payer_names.payer_similarity(
                         forms, directory.forms[cid]), 1)
         return ev
+
+
+def _by_name(scores: list[tuple[int, float]]) -> tuple[list[int], list[int]]:
+    """(customers to search because of the payer name, every customer it fits about as well
+    as the best). Normally the best `MAX_NAME_CUSTOMERS`; when more fit equally well, up to
+    `MAX_CUSTOMERS` of them."""
+    if not scores:
+        return [], []
+    top = scores[0][1]
+    close = [cid for cid, score in scores if score >= matching.NAME_CANDIDATE_MIN
+             and score > top - matching.NAME_AMBIGUITY_MARGIN]
+    if len(close) > MAX_NAME_CUSTOMERS:
+        return close[:MAX_CUSTOMERS], close if len(close) < NAME_CANDIDATES else [*close, -1]
+    return [cid for cid, score in scores[:MAX_NAME_CUSTOMERS]
+            if score >= matching.NAME_CANDIDATE_MIN], close
 
 
 def _named(texts: list[str], invoices: Iterable[OpenItem]) -> dict[str, str]:

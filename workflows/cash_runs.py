@@ -298,7 +298,7 @@ class CashRun:
                 if attempt == RETRIES:
                     raise Conflict("invoices or payments changed while these payments were "
                                    "being applied; nothing was recorded, try again") from exc
-        self._expire(tickets)
+        self._expire(tickets, {r["invoice"] for d in decisions for r in d.reductions})
 
     def _savepoint(self) -> AbstractContextManager:
         # SQLite writes one transaction at a time (BEGIN IMMEDIATE, bot.db): nothing can
@@ -474,7 +474,7 @@ class CashRun:
             self._match(decision, facts_of(payment, customer.id))
             decision.events = [e for e in decision.events if e[0] != "received"]
             self._write([decision])
-        self._expire([ticket])
+        self._expire([ticket], {r["invoice"] for r in decision.reductions})
         return decision
 
     # -- writing ---------------------------------------------------------------------------------
@@ -537,19 +537,27 @@ class CashRun:
             raise _Stale()
 
     def _look_back(self, reductions: list[dict]) -> None:
-        """An invoice closed by a reduction smaller than its total had earlier ones: paid_at
-        is the latest settlement of all (see `invoicing.reduce_balance`)."""
+        """paid_at is the latest settlement of an invoice (see `invoicing.reduce_balance`):
+        the CASE of `_REDUCE` stamped the one that closed it. Closed by several reductions of
+        this write, it is the latest of them; reduced before this write too, the database
+        says (`invoicing._last_settlement`)."""
         from workflows.invoicing import _last_settlement
 
-        closing: dict[int, dict] = {}
+        by_invoice: dict[int, list[dict]] = {}
         for r in reductions:
-            if r["expected"] - r["amount"] == 0 and r["amount"] < r["total"]:
-                closing[r["invoice"]] = r
-        for invoice_id, r in closing.items():
-            earlier = _last_settlement(self.session, invoice_id)
-            if earlier is not None and earlier > r["settled_at"]:
-                self.session.connection().execute(
-                    sa.update(_INV).where(_INV.c.id == invoice_id).values(paid_at=earlier))
+            by_invoice.setdefault(r["invoice"], []).append(r)
+        conn = self.session.connection()
+        for invoice_id, rows in by_invoice.items():
+            closing = rows[-1]
+            if closing["expected"] - closing["amount"] != 0:
+                continue
+            if rows[0]["expected"] == rows[0]["total"]:
+                latest = max(r["settled_at"] for r in rows)
+            else:
+                latest = _last_settlement(self.session, invoice_id)
+            if latest is not None and latest > closing["settled_at"]:
+                conn.execute(sa.update(_INV).where(_INV.c.id == invoice_id)
+                             .values(paid_at=latest))
 
     def _orders_paid(self, reductions: list[dict]) -> None:
         from workflows.invoicing import _maybe_mark_order_paid
@@ -626,18 +634,21 @@ class CashRun:
                                 confidence_bp=v_["confidence_bp"],
                                 suggestions=len(d.suggestions))
 
-    def _expire(self, tickets: list[Ticket]) -> None:
+    def _expire(self, tickets: list[Ticket], touched: Iterable[int] = ()) -> None:
         """Instances this session holds of rows the run changed with Core statements would
         show old values: expire them (the next access reads the database)."""
-        identity = self.session.identity_map
         for t in tickets:
             if t.same_as is not None:
                 t.payment_id, t.created = t.same_as.payment_id, False
+        identity = self.session.identity_map
+        if not len(identity):
+            return
+        for t in tickets:
             if t.payment_id is not None:
                 obj = identity.get(self.session.identity_key(Payment, t.payment_id))
                 if obj is not None:
                     self.session.expire(obj)
-        for item_id in list(self.book.items):
+        for item_id in touched:
             obj = identity.get(self.session.identity_key(Invoice, item_id))
             if obj is not None:
                 self.session.expire(obj, ["balance_minor", "paid_at"])

@@ -74,6 +74,7 @@ W_NAME_UNLIKE = -2.0  # a payer name that resembles nothing on this plan's custo
 W_NAME_ELSEWHERE = -1.0  # ... and clearly belongs to another customer
 W_NAME_AMBIGUOUS = -1.0  # the payer name fits two customers about equally
 W_INCOMPLETE = -1.0  # the combination search was cut short: uniqueness is not known
+W_NAME_UNSEARCHED = -2.0  # the payer name fits more customers than were looked at
 W_LEARNED = {"payer_alias": 2.5, "remittance_pattern": 1.5}  # taught by a person (cash_rules)
 NAME_ONLY_CAP = -0.5  # a name without an amount is only ever a suggestion
 DECISIVE_LOGIT = 7.0  # exact reference + exact open amount, nobody else named
@@ -153,6 +154,9 @@ class Evidence:
     truncated: set[int] = field(default_factory=set)  # customers with more open invoices
     same_amount: list[OpenItem] = field(default_factory=list)  # any customer, = amount
     learned: dict[int, list[Learned]] = field(default_factory=dict)  # customer -> rules
+    # customers the payer name fits as well as the best, whose invoices were not searched
+    # (-1: maybe more beyond the candidates compared)
+    unsearched_names: set[int] = field(default_factory=set)
 
 
 # -- settling a plan -------------------------------------------------------------------------------
@@ -461,6 +465,11 @@ def _dedupe(plans: list[Plan]) -> list[Plan]:
     return list(best.values())
 
 
+def owners_of(plan: Plan) -> set[int]:
+    return ({plan.customer_id} if plan.customer_id is not None
+            else {line.item.customer_id for line in plan.lines})
+
+
 def _band(score: float) -> float:
     return next((w for floor, w in W_NAME if score >= floor), 0.0)
 
@@ -553,6 +562,12 @@ def _score(plan: Plan, payment: PaymentFacts, ev: Evidence, refs: list[OpenItem]
                 for _, s in others):
             plan.add("payer_name_ambiguous", W_NAME_AMBIGUOUS,
                      "payer name fits more than one customer")
+
+    if (ev.unsearched_names and payment.customer_id is None and plan.kind != "reference"
+            and not any(r.kind == "payer_alias" for c in owners_of(plan)
+                        for r in ev.learned.get(c, ()))):
+        plan.add("payer_name_unsearched", W_NAME_UNSEARCHED,
+                 "the payer name fits more customers than were searched")
 
     # learned: what people taught about this customer's payments (one signal per kind)
     learned_here = ev.learned.get(cid, []) if cid is not None else []

@@ -37,6 +37,17 @@ _SUFFIX = {"incorporated": "inc", "inc": "inc", "corporation": "corp", "corp": "
 
 
 _DOTTED = re.compile(r"\b(?:[a-z]\.){2,}")
+# Long legal forms a bank may cut at its field length: "GLOBEX CORPORATIO" ends in one.
+_LONG_SUFFIXES = {"corporation": "corp", "incorporated": "inc", "limited": "ltd",
+                  "company": "co"}
+TRUNCATED_SUFFIX_MIN = 5  # "corpo", "incor", "limit", "compa": shorter cuts say too little
+
+
+def _cut_suffix(word: str) -> str | None:
+    if len(word) < TRUNCATED_SUFFIX_MIN:
+        return None
+    return next((short for long, short in _LONG_SUFFIXES.items()
+                 if long.startswith(word) and word != long), None)
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,9 @@ def name_form(name: str | None) -> NameForm:
         words = words[1:]
     core = list(words)
     suffixes: list[str] = []
+    if len(core) > 1 and core[-1] not in _SUFFIX and _cut_suffix(core[-1]):
+        suffixes.insert(0, _cut_suffix(core.pop()))  # cut short by the bank
+        words = [*core, suffixes[0]]
     while len(core) > 1 and core[-1] in _SUFFIX:
         suffixes.insert(0, _SUFFIX[core.pop()])
     return NameForm(" ".join(words), " ".join(core), " ".join(suffixes))

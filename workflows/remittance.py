@@ -76,7 +76,7 @@ def windows(text: str | None) -> list[Window]:
     return list(_windows(text or ""))
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=8192)
 def _windows(text: str) -> tuple[Window, ...]:
     """Every window of up to five letter/digit groups that ends in digits, joined only by
     short separators (`-`, `/`, `.`, space, `#`...). Dates and money amounts are blanked

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from itertools import combinations
 
 MAX_SUBSET_SIZE = 5
-POOL_LIMITS = {3: 80, 4: 30, 5: 30}  # triples / fours / fives are built from the oldest n
+# triples / fours / fives are built from the oldest n (fours from pairs of pairs: up to 80 is
+# cheap, and a three-invoice answer among 80 open invoices can then be told unique)
+POOL_LIMITS = {3: 80, 4: 80, 5: 30}
 SUBSET_BUDGET = 60_000  # operations per search; beyond it the search reports "incomplete"
 
 @dataclass(frozen=True)
