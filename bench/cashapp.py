@@ -124,7 +124,7 @@ def run_engine(db: Database, data: Dataset) -> tuple[dict[str, Outcome], float]:
                                         received_at=p.received_at, payer_name=p.payer_name,
                                         reference=p.reference, customer=p.customer,
                                         external_id=p.external_id), actor="bench",
-                           source="bank")
+                           source="bank", names=db.customer_names)
     elapsed = time.perf_counter() - started
     return collect(db, data), elapsed
 
@@ -151,7 +151,7 @@ def run_statements(db: Database, paths: list[Path], data: Dataset
     started = time.perf_counter()
     for path in paths:
         with db.session() as s:
-            report = import_statement(s, path, actor="bench")
+            report = import_statement(s, path, actor="bench", names=db.customer_names)
             if report.errors:
                 raise SystemExit(f"{path}: {report.errors[:3]}")
             s.commit()

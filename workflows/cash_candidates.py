@@ -177,53 +177,58 @@ class OpenBook:
         self.directory = directory
         self.learned = learned or LearnedRules()
         self.items: dict[int, OpenItem] = {}  # every invoice read, with its current balance
-        self._by_key: dict[str, set[int]] = defaultdict(set)
-        self._keys_read: set[str] = set()
+        self._key_ids: dict[str, list[int]] = {}  # number key -> invoices (as read)
         self._customers: dict[int, tuple[list[int], bool]] = {}  # oldest first, truncated
-        self._by_amount: dict[tuple[str, int], set[int]] = defaultdict(set)
-        self._amounts_read: set[tuple[str, int]] = set()
+        self._amount_ids: dict[tuple[str, int], list[int]] = {}  # open with that amount (read)
+        self._moved: dict[tuple[str, int], set[int]] = defaultdict(set)  # ... since (the run)
+        self._named_cache: dict[tuple[str, str], dict[str, str]] = {}
 
     # -- reading ---------------------------------------------------------------------------------
-    def _remember(self, item: OpenItem) -> OpenItem:
-        known = self.items.get(item.id)
-        if known is not None:  # what this run changed wins over what the database said
-            return known
-        self.items[item.id] = item
-        self._by_key[item.key].add(item.id)
-        self._by_amount[(item.currency, item.balance_minor)].add(item.id)
-        return item
+    def _remember(self, rows: Iterable) -> list[int]:
+        """Ids of the rows, each kept as an `OpenItem` unless already known: what this run
+        changed wins over what the database said before."""
+        items, ids = self.items, []
+        for row in rows:
+            if row[0] not in items:
+                items[row[0]] = OpenItem(*row)
+            ids.append(row[0])
+        return ids
 
     def _read_keys(self, keys: set[str]) -> None:
-        wanted = keys - self._keys_read
+        wanted = {k for k in keys if k not in self._key_ids}
         for chunk in _chunks(wanted):
-            for row in _rows(self.session, _BY_KEYS, {"keys": chunk}):
-                self._remember(OpenItem(*row))
-        self._keys_read |= wanted
+            for key in chunk:
+                self._key_ids[key] = []
+            rows = _rows(self.session, _BY_KEYS, {"keys": chunk})
+            for item_id in self._remember(rows):
+                self._key_ids[self.items[item_id].key].append(item_id)
 
     def _read_customers(self, customers: set[int]) -> None:
         wanted = customers - set(self._customers)
         for chunk in _chunks(wanted):
             found: dict[int, list[int]] = defaultdict(list)
-            for row in _rows(self.session, _OPEN_OF, {"customers": chunk}):
-                found[row.customer_id].append(self._remember(OpenItem(*row)).id)
+            rows = _rows(self.session, _OPEN_OF, {"customers": chunk})
+            for row, item_id in zip(rows, self._remember(rows), strict=True):
+                found[row[2]].append(item_id)
             for cid in chunk:
                 ids = found.get(cid, [])
                 self._customers[cid] = (ids[:matching.MAX_OPEN_INVOICES],
                                         len(ids) > matching.MAX_OPEN_INVOICES)
 
     def _read_amounts(self, pairs: set[tuple[str, int]]) -> None:
-        wanted = pairs - self._amounts_read
+        wanted = {p for p in pairs if p not in self._amount_ids}
         by_currency: dict[str, set[int]] = defaultdict(set)
         for currency, amount in wanted:
             by_currency[currency].add(amount)
+            self._amount_ids[(currency, amount)] = []
         for currency, amounts in by_currency.items():
             for chunk in _chunks(amounts):
-                for row in _rows(self.session, _SAME_AMOUNT,
-                                 {"currency": currency, "amounts": chunk}):
-                    self._remember(OpenItem(*row))
-        self._amounts_read |= wanted
+                rows = _rows(self.session, _SAME_AMOUNT,
+                             {"currency": currency, "amounts": chunk})
+                for row, item_id in zip(rows, self._remember(rows), strict=True):
+                    self._amount_ids[(currency, row[4])].append(item_id)
 
-    def prefetch(self, payments: Sequence[PaymentFacts]) -> None:
+    def prefetch(self, payments: Sequence[PaymentFacts], rules: matching.Rules) -> None:
         """Read what `gather` will ask about these payments, in a few queries for all."""
         keys: set[str] = set()
         for facts in payments:  # (one-digit typos are looked up only when nothing is named)
@@ -232,19 +237,43 @@ class OpenBook:
         self._read_keys(keys)
         customers: set[int] = set()
         for facts in payments:
-            customers |= set(self._customers_of(facts))
+            customers |= set(self._who(facts, rules).wanted)
         self._read_customers(customers)
         self._read_amounts({(f.currency, f.amount_minor) for f in payments})
 
-    def _customers_of(self, facts: PaymentFacts) -> list[int]:
-        """Every customer `gather` may load for this payment (a superset, for the prefetch)."""
-        out = [facts.customer_id] if facts.customer_id is not None else []
-        out += [r.customer_id for r in self.learned.fitting(facts)]
-        for text in (facts.reference, facts.payer_name):
-            for key in remittance.reference_keys(text):
-                out += [self.items[i].customer_id for i in self._by_key.get(key, ())]
-        out += _by_name(self._name_scores(facts))[0]
-        return out
+    def _who(self, facts: PaymentFacts, rules: matching.Rules) -> _Who:
+        """Who may have paid, and so whose open invoices to search (see `gather`, step 2)."""
+        texts = (facts.reference or "", facts.payer_name or "")
+        keys = self._keys_of(texts)
+        candidates = {inv.id: inv for inv in self._by_keys(keys)} if keys else {}
+        scores = self._name_scores(facts)
+        named, close = _by_name(scores)
+        learned: dict[int, list[Learned]] = {}
+        for rule in self.learned.fitting(facts):
+            learned.setdefault(rule.customer_id, []).append(rule)
+        wanted: list[int] = [facts.customer_id] if facts.customer_id is not None else []
+        first = {inv.number: inv for inv in candidates.values()}
+        first_refs = [first[n] for n in self._named(texts, candidates.values())
+                      if first[n].balance_minor > 0 and first[n].currency == facts.currency]
+        if _settled_by_reference(facts, first_refs, rules):
+            wanted = []  # the named invoices settle the payment: no combinations to look for
+        else:
+            wanted += [inv.customer_id for inv in first_refs]
+            wanted += list(learned)
+            wanted += named
+            wanted = list(dict.fromkeys(wanted))[:MAX_CUSTOMERS]
+        return _Who(keys, candidates, scores, close, learned, wanted)
+
+    def _keys_of(self, texts: tuple[str, str]) -> set[str]:
+        return remittance.reference_keys(texts[0]) | remittance.reference_keys(texts[1])
+
+    def _named(self, texts: tuple[str, str], invoices: Iterable[OpenItem]) -> dict[str, str]:
+        """`_named`, remembered per text: the invoices a text may name (by key) never change
+        within a run, only their balances."""
+        found = self._named_cache.get(texts)
+        if found is None:
+            found = self._named_cache[texts] = _named(list(texts), invoices)
+        return found
 
     def _name_scores(self, facts: PaymentFacts) -> list[tuple[int, float]]:
         return self.directory.match(facts.payer_name, facts.currency,
@@ -258,16 +287,21 @@ class OpenBook:
 
     def _by_keys(self, keys: set[str]) -> list[OpenItem]:
         self._read_keys(keys)
-        return [self.items[i] for key in keys for i in self._by_key.get(key, ())]
+        return [self.items[i] for key in keys for i in self._key_ids.get(key, ())]
+
+    def _with_amount(self, currency: str, amount: int) -> list[OpenItem]:
+        """Open invoices whose balance is `amount` now."""
+        pair = (currency, amount)
+        self._read_amounts({pair})
+        ids = {*self._amount_ids[pair], *self._moved.get(pair, ())}
+        return sorted(item for i in ids if (item := self.items[i]).balance_minor == amount)
 
     # -- keeping it current ------------------------------------------------------------------
     def settle(self, item_id: int, balance_minor: int) -> None:
         """The run lowered this invoice's balance (it was read before)."""
-        item = self.items[item_id]
-        self._by_amount[(item.currency, item.balance_minor)].discard(item_id)
-        item = item._replace(balance_minor=balance_minor)
+        item = self.items[item_id]._replace(balance_minor=balance_minor)
         self.items[item_id] = item
-        self._by_amount[(item.currency, balance_minor)].add(item_id)
+        self._moved[(item.currency, balance_minor)].add(item_id)
 
     def forget(self) -> None:
         """Drop everything read (the database changed under the run): read again."""
@@ -279,33 +313,15 @@ class OpenBook:
         texts = [facts.reference or "", facts.payer_name or ""]
 
         # 1. invoice numbers named in the remittance text or the payer field (indexed key)
-        keys = set().union(*(remittance.reference_keys(t) for t in texts))
-        candidates = {inv.id: inv for inv in self._by_keys(keys)} if keys else {}
-
         # 2. who paid: the given customer, what people taught, the payer name, the customers
         #    of named invoices
-        scores = self._name_scores(facts)
-        for cid, score in scores:
-            ev.name_scores[cid] = score
-        named, close = _by_name(scores)
-        for rule in self.learned.fitting(facts):
-            ev.learned.setdefault(rule.customer_id, []).append(rule)
-        wanted: list[int] = []
-        if facts.customer_id is not None:
-            wanted.append(facts.customer_id)
-        first = {inv.number: inv for inv in candidates.values()}
-        first_refs = [first[n] for n in _named(texts, candidates.values())
-                      if first[n].balance_minor > 0 and first[n].currency == facts.currency]
-        if _settled_by_reference(facts, first_refs, rules):
-            wanted = []  # the named invoices settle the payment: no combinations to look for
-        else:
-            wanted += [inv.customer_id for inv in first_refs]
-            wanted += list(ev.learned)
-            wanted += named
-            wanted = list(dict.fromkeys(wanted))[:MAX_CUSTOMERS]
+        who = self._who(facts, rules)
+        keys, candidates, wanted = who.keys, who.candidates, who.wanted
+        ev.name_scores = dict(who.scores)
+        ev.learned = who.learned
         # a payer name fitting more customers than were searched: what was found there may
         # have a twin elsewhere
-        ev.unsearched_names = {cid for cid in close if cid not in wanted}
+        ev.unsearched_names = {cid for cid in who.close if cid not in wanted}
 
         # 3. their open invoices, oldest first
         customer_open: dict[int, list[OpenItem]] = {}
@@ -328,7 +344,9 @@ class OpenBook:
                 if item.key in spelled:  # only numbers whose key some window of the text has
                     found.setdefault(item.id, item)
         by_number = {inv.number: inv for inv in found.values()}
-        for number, kind in _named(texts, found.values()).items():
+        named_here = (self._named(tuple(texts), found.values()) if len(found) == len(candidates)
+                      else _named(texts, found.values()))
+        for number, kind in named_here.items():
             inv = by_number[number]
             if inv.currency != facts.currency:
                 continue
@@ -354,11 +372,9 @@ class OpenBook:
 
         # 6. any customer's invoice with exactly this amount (suggestions for unknown payers)
         if not ev.refs:
-            pair = (facts.currency, facts.amount_minor)
-            self._read_amounts({pair})
-            same = sorted(self.items[i] for i in self._by_amount.get(pair, ()))
-            ev.same_amount = [i for i in same if i.balance_minor == facts.amount_minor
-                              and i.issue_date <= facts.received_on][:SAME_AMOUNT_SHOWN]
+            same = self._with_amount(facts.currency, facts.amount_minor)
+            ev.same_amount = [i for i in same
+                              if i.issue_date <= facts.received_on][:SAME_AMOUNT_SHOWN]
 
         forms = payer_names.payer_forms(facts.payer_name,
                                         None if facts.payer_name else facts.reference)
@@ -372,6 +388,16 @@ class OpenBook:
                     ev.name_scores[cid] = round(payer_names.payer_similarity(
                         forms, directory.forms[cid]), 1)
         return ev
+
+
+@dataclass
+class _Who:
+    keys: set[str]
+    candidates: dict[int, OpenItem]  # invoices whose key the texts have (open or paid)
+    scores: list[tuple[int, float]]  # payer name -> customers, best first
+    close: list[int]  # customers the name fits about as well as the best
+    learned: dict[int, list[Learned]]
+    wanted: list[int]  # customers whose open invoices to search
 
 
 def _by_name(scores: list[tuple[int, float]]) -> tuple[list[int], list[int]]:

@@ -325,7 +325,8 @@ class CashRun:
             self._customers.setdefault(ext, None)
         fresh = [t for t in live if not (t.data.external_id and (
             t.data.external_id in known or t.data.external_id in self._seen))]
-        self.book.prefetch([self._facts(t) for t in fresh if self._customer_ok(t)])
+        self.book.prefetch([self._facts(t) for t in fresh if self._customer_ok(t)],
+                           self.rules)
         decisions = []
         for t in live:
             decision = self._decide_one(t, known)

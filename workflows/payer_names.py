@@ -106,11 +106,15 @@ def _strip_bank_words(words: list[str]) -> list[str]:
     changed = True
     while changed and words:
         changed = False
-        for phrase in _BANK_PHRASES:
+        for phrase in _PHRASES_BY_FIRST.get(words[0], ()):
             n = len(phrase)
             if len(words) > n and tuple(words[:n]) == phrase:
                 words, changed = words[n:], True
                 break
+        if changed:
+            continue
+        for phrase in _PHRASES_BY_LAST.get(words[-1], ()):
+            n = len(phrase)
             if len(words) > n and tuple(words[-n:]) == phrase:
                 words, changed = words[:-n], True
                 break
@@ -149,6 +153,11 @@ def payer_forms(payer_name: str | None, reference: str | None = None) -> tuple[N
 
 
 _BANK_WORDS = frozenset(w for phrase in _BANK_PHRASES for w in phrase)
+_PHRASES_BY_FIRST: dict[str, list[tuple[str, ...]]] = defaultdict(list)
+_PHRASES_BY_LAST: dict[str, list[tuple[str, ...]]] = defaultdict(list)
+for _phrase in _BANK_PHRASES:  # (longest first, as sorted)
+    _PHRASES_BY_FIRST[_phrase[0]].append(_phrase)
+    _PHRASES_BY_LAST[_phrase[-1]].append(_phrase)
 
 
 def _fold_upper(text: str | None) -> str:
@@ -194,6 +203,9 @@ def alias_values(payer_name: str | None, reference: str | None = None) -> list[s
 def payer_similarity(forms: Iterable[NameForm], customer: NameForm) -> float:
     """The best `name_similarity` over the readings of a payer line (`payer_forms`)."""
     return max((name_similarity(form, customer) for form in forms), default=0.0)
+
+
+FIRST_WORD_SCORED = 12  # customers sharing a payer's first word that are scored in full
 
 
 @dataclass(frozen=True)
@@ -250,8 +262,13 @@ class CustomerDirectory:
                     break
                 pool.add(cid)
             words = payer.core.split()
-            if words:
-                pool.update(self._first_word.get(words[0], [])[:50])
+            bucket = self._first_word.get(words[0], []) if words else []
+            if len(bucket) > FIRST_WORD_SCORED:  # a common first word: keep the likelier ones
+                cores = [self.forms[cid].core for cid in bucket]
+                bucket = [bucket[i] for _, _, i in process.extract(
+                    payer.core, cores, scorer=fuzz.token_sort_ratio, limit=FIRST_WORD_SCORED,
+                    processor=None)]
+            pool.update(bucket)
         scored = []
         for cid in pool:
             if currency and self.by_id[cid].currency != currency:

@@ -121,9 +121,15 @@ def _windows(text: str) -> tuple[Window, ...]:
 
 def reference_keys(text: str | None, *, min_len: int = 3) -> set[str]:
     """Blocking keys (`invoice_number_key`) of every window, for one indexed IN query."""
-    return {w.key for w in windows(text) if len(w.key) >= min_len}
+    return set(_reference_keys(text or "", min_len))
 
 
+@lru_cache(maxsize=8192)
+def _reference_keys(text: str, min_len: int) -> frozenset[str]:
+    return frozenset(w.key for w in windows(text) if len(w.key) >= min_len)
+
+
+@lru_cache(maxsize=65536)
 def _split_number(number: str) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
     groups = tuple(_GROUP.findall(_fold(number)))
     letters = tuple(g for g in groups if g.isalpha())
@@ -184,16 +190,19 @@ def number_matches(window: Window, number: str) -> str | None:
 
 def typo_keys(text: str | None, *, min_digits: int = 6) -> set[str]:
     """Blocking keys of every one-digit substitution of the longer windows (typo search)."""
+    return set(_typo_keys(text or "", min_digits))
+
+
+@lru_cache(maxsize=4096)
+def _typo_keys(text: str, min_digits: int) -> frozenset[str]:
     keys: set[str] = set()
-    for w in windows(text):
+    for w in _typo_windows(text, min_digits):
         joined = "".join(w.digits)
-        if len(joined) < min_digits or len(w.groups) > 3:
-            continue
         for variant in _substitutions(joined):
             key = invoice_number_key(variant)
             if len(key) >= 3:
                 keys.add(key)
-    return keys
+    return frozenset(keys)
 
 
 def _substitutions(digits: str) -> Iterable[str]:
@@ -273,8 +282,16 @@ def find_references(text: str | None, numbers: Iterable[str],
     return found
 
 
+def _typo_windows(text: str | None, min_digits: int = 6) -> list[Window]:
+    """Windows long enough to carry a one-digit typo of an invoice number, and not labelled
+    as another kind of number ("PO 4500012345" is nobody's invoice, typed right or wrong)."""
+    return [w for w in windows(text) if len("".join(w.digits)) >= min_digits
+            and len(w.groups) <= 3 and w.label not in OTHER_LABELS
+            and not set(w.letters) & OTHER_LABELS]
+
+
 def find_typo_references(text: str | None, numbers: Iterable[str]) -> list[str]:
-    wins = [w for w in windows(text) if len("".join(w.digits)) >= 6 and len(w.groups) <= 3]
+    wins = _typo_windows(text)
     return [n for n in numbers if any(typo_matches(w, n) for w in wins)]
 
 

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from itertools import combinations
 
 MAX_SUBSET_SIZE = 5
-# triples / fours / fives are built from the oldest n (fours from pairs of pairs: up to 80 is
-# cheap, and a three-invoice answer among 80 open invoices can then be told unique)
-POOL_LIMITS = {3: 80, 4: 80, 5: 30}
+POOL_LIMITS = {3: 80, 4: 30, 5: 30}  # triples / fours / fives are built from the oldest n
+# ... but rivals of a three-invoice answer are looked for among fours of the oldest 80 (from
+# pairs of pairs: cheap enough once a triple was found), so that it can be told unique
+RIVAL_LIMITS = {4: 80}
 SUBSET_BUDGET = 60_000  # operations per search; beyond it the search reports "incomplete"
 
 @dataclass(frozen=True)
@@ -78,7 +79,8 @@ def subsets_summing_to(values: Sequence[int], target: int, *, max_size: int = MA
             first = size - 1
         if first and size > first + 1:
             return result(False)
-        n = min(n_all, limits.get(size, n_all))
+        rivals = RIVAL_LIMITS.get(size, 0) if first and size == first + 1 else 0
+        n = min(n_all, max(limits.get(size, n_all), rivals))
         pools[size] = n
         if size == 1:
             for i in by_value.get(target, []):
