@@ -549,7 +549,9 @@ class Generator:
         discount, their discounted amounts) also add up to the amount, it is for review."""
         chosen = {i.number for i in invs}
         others = self.open_of(customer.external_id, at)
-        twins = [c for c in self.customers if c.lookalike_of == customer.external_id]
+        # (when the integration names the customer, a look-alike's invoices are no rivals)
+        twins = [c for c in self.customers if c.lookalike_of == customer.external_id
+                 and p.customer is None]
         for twin in twins:
             # The base customer's name is a prefix of its look-alike's ("Vandelay Industries"
             # / "Vandelay Industries Europe GmbH"): a bank could have cut either to it. If the

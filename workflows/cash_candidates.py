@@ -43,7 +43,7 @@ IN_CHUNK = 500
 _INV = Invoice.__table__  # plain Core columns: these reads skip the ORM's per-call overhead
 _ITEM_COLUMNS = (_INV.c.id, _INV.c.number, _INV.c.customer_id, _INV.c.currency,
                  _INV.c.balance_minor, _INV.c.total_minor, _INV.c.issue_date,
-                 _INV.c.payment_terms, _INV.c.number_key)
+                 _INV.c.payment_terms, _INV.c.number_key, _INV.c.order_id)
 
 # Built once: at thousands of payments, building statements cost more than running them.
 _BY_KEYS = sa.select(*_ITEM_COLUMNS).where(
@@ -236,10 +236,14 @@ class OpenBook:
                 keys |= remittance.reference_keys(text)
         self._read_keys(keys)
         customers: set[int] = set()
+        amounts: set[tuple[str, int]] = set()
         for facts in payments:
-            customers |= set(self._who(facts, rules).wanted)
+            who = self._who(facts, rules)
+            customers |= set(who.wanted)
+            if not who.candidates:  # (same-amount invoices count only when nothing is named)
+                amounts.add((facts.currency, facts.amount_minor))
         self._read_customers(customers)
-        self._read_amounts({(f.currency, f.amount_minor) for f in payments})
+        self._read_amounts(amounts)
 
     def _who(self, facts: PaymentFacts, rules: matching.Rules) -> _Who:
         """Who may have paid, and so whose open invoices to search (see `gather`, step 2)."""

@@ -51,17 +51,19 @@ def describe(kind: str, customer_name: str, shown: str, seen_on: date) -> str:
     return f"{customer_name} paid with a reference like '{shown}' on {day_text(seen_on)}"
 
 
-_ACTIVE = (sa.select(CashRule.id, CashRule.customer_id, CashRule.kind, CashRule.value,
-                     CashRule.shown, CashRule.seen_on, Customer.name)
-           .join(Customer, Customer.id == CashRule.customer_id)
-           .where(CashRule.active.is_(True)))
+_RULES, _CUSTOMERS = CashRule.__table__, Customer.__table__
+_ACTIVE = (sa.select(_RULES.c.id, _RULES.c.customer_id, _RULES.c.kind, _RULES.c.value,
+                     _RULES.c.shown, _RULES.c.seen_on, _CUSTOMERS.c.name)
+           .join(_CUSTOMERS, _CUSTOMERS.c.id == _RULES.c.customer_id)
+           .where(_RULES.c.active.is_(True)))
 
 
 def snapshot(session: Session) -> LearnedRules:
     """The active rules, as the engine reads them (one query per run)."""
     return LearnedRules(
         LearnedRule(rid, cid, kind, value, describe(kind, name, shown, seen_on))
-        for rid, cid, kind, value, shown, seen_on, name in session.execute(_ACTIVE).all())
+        for rid, cid, kind, value, shown, seen_on, name in session.connection().execute(
+            _ACTIVE).all())
 
 
 # -- learning ------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from models import (
     WriteOff,
     money,
 )
+from models import Policy as PolicyRow
 from models.base import UTCDateTime
 from workflows import audit, cash_rules, matching
 from workflows import policy as policies
@@ -129,13 +130,24 @@ def same_money(existing_id: int, external_id: str, recorded: tuple[int, str, dat
                        errors=differ)
 
 
+_POLICY = PolicyRow.__table__
+_MATCHING_POLICY = sa.select(_POLICY.c.key, _POLICY.c.value).where(_POLICY.c.key.in_(
+    ("cashapp_confidence", "bank_fee_pct", "bank_fee_max")))
+
+
 def rules_for(session: Session) -> matching.Rules:
-    """The policy's matching rules, read once per run (a statement of thousands of lines
-    asks once; a policy change applies to the next run)."""
-    current = policies.current(session)
-    return matching.Rules(threshold=current.cashapp_confidence,
-                          fee_bp=money.pct_to_bp(current.bank_fee_pct),
-                          fee_max=current.bank_fee_max)
+    """The policy's matching rules (`workflows.policy`: the defaults, or what an admin set),
+    read once per run — a statement of thousands of lines asks once, a policy change applies
+    to the next run — with one small query (an API payment is a run of its own)."""
+    base = policies.defaults()
+    set_ = dict(session.connection().execute(_MATCHING_POLICY).all())
+
+    def value(key: str) -> Decimal:
+        return Decimal(set_[key]) if key in set_ else getattr(base, key)
+
+    return matching.Rules(threshold=value("cashapp_confidence"),
+                          fee_bp=money.pct_to_bp(value("bank_fee_pct")),
+                          fee_max=value("bank_fee_max"))
 
 
 def facts_of(payment: Payment, customer_id: int | None = None) -> matching.PaymentFacts:
@@ -561,17 +573,15 @@ class CashRun:
                              .values(paid_at=latest))
 
     def _orders_paid(self, reductions: list[dict]) -> None:
+        """An order whose invoices are all settled is paid (`invoicing`)."""
         from workflows.invoicing import _maybe_mark_order_paid
 
-        closed = {r["invoice"] for r in reductions if r["expected"] - r["amount"] == 0}
-        for chunk in _chunks(closed):
-            with_order = self.session.connection().execute(
-                sa.select(_INV.c.id).where(_INV.c.id.in_(chunk),
-                                           _INV.c.order_id.is_not(None))).scalars().all()
-            for invoice_id in with_order:
-                invoice = self.session.get(Invoice, invoice_id)
-                self.session.refresh(invoice)
-                _maybe_mark_order_paid(self.session, invoice)
+        closed = {r["invoice"] for r in reductions if r["expected"] - r["amount"] == 0
+                  and self.book.items[r["invoice"]].order_id is not None}
+        for invoice_id in sorted(closed):
+            invoice = self.session.get(Invoice, invoice_id)
+            self.session.refresh(invoice)
+            _maybe_mark_order_paid(self.session, invoice)
 
     def _cards(self, decisions: list[_Decision]) -> None:
         fresh = [d for d in decisions if d.existing is None]

@@ -101,6 +101,7 @@ class OpenItem(NamedTuple):
     issue_date: date
     payment_terms: str = "NET30"
     number_key: str | None = None  # `invoice_number_key(number)`, when read from the database
+    order_id: int | None = None  # the order it bills (paid when all its invoices are)
 
     @property
     def key(self) -> str:
