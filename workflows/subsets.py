@@ -93,13 +93,21 @@ def subsets_summing_to(values: Sequence[int], target: int, *, max_size: int = MA
                     if i < j < n and add((i, j)):
                         return result(True)
         elif size == 3:
-            for (i, j) in combinations(range(n), 2):
-                ops += 1
-                if ops > budget:
+            # (every pair i < j in order, as `combinations` gives them, one op each; written
+            # out because this loop is most of the engine's time)
+            get = by_value.get
+            for i in range(n):
+                rest = target - values[i]
+                end = min(n, i + 1 + max(budget - ops, 0))
+                for j in range(i + 1, end):
+                    found_k = get(rest - values[j])
+                    if found_k:
+                        for k in found_k:
+                            if j < k < n and add((i, j, k)):
+                                return result(True)
+                ops += end - i - 1
+                if end < n and i + 1 < n:
                     return result(True)
-                for k in by_value.get(target - values[i] - values[j], []):
-                    if j < k < n and add((i, j, k)):
-                        return result(True)
         elif size == 4:
             index = pair_index(n)
             for s, plist in index.items():
@@ -115,12 +123,19 @@ def subsets_summing_to(values: Sequence[int], target: int, *, max_size: int = MA
                             return result(True)
         else:
             index = pair_index(n)
-            for (i, j, k) in combinations(range(n), 3):
-                ops += 1
-                if ops > budget:
-                    return result(True)
-                for (m, q) in index.get(target - values[i] - values[j] - values[k], []):
-                    if k < m and add((i, j, k, m, q)):
+            get = index.get
+            for i in range(n):
+                for j in range(i + 1, n):
+                    rest = target - values[i] - values[j]
+                    end = min(n, j + 1 + max(budget - ops, 0))
+                    for k in range(j + 1, end):
+                        pairs = get(rest - values[k])
+                        if pairs:
+                            for (m, q) in pairs:
+                                if k < m and add((i, j, k, m, q)):
+                                    return result(True)
+                    ops += end - j - 1
+                    if end < n and j + 1 < n:
                         return result(True)
     return result(False)
 
