@@ -54,39 +54,58 @@ def _suggestion_text(s: dict, currency: str) -> str:
     return lines_text(rows)
 
 
+def _learned_rows(texts: list[str] | None) -> list[str]:
+    """What the engine learned from a person's decision (`workflows.cash_rules`), escaped."""
+    return [f":bulb: Learned: next time, {esc(t)}." for t in (texts or [])[:3]]
+
+
+def _assign_select(payment_id: int) -> dict:
+    """"Whose payment is this?": a collector names the customer (searchable)."""
+    return ExternalDataSelectElement(action_id=ids.CASHAPP_ASSIGN,
+                                     placeholder="Whose payment is this?",
+                                     min_query_length=1).to_dict()
+
+
 @template("cashapp_review")
 def review_card(ctx: dict) -> dict:
-    """A payment the engine did not apply: its best candidates with Apply buttons, or (once a
-    collector applied one) who applied what."""
+    """A payment the engine did not apply: its best candidates with Apply buttons and a
+    customer select, or (once a collector applied one or corrected it) who did what."""
     p = ctx["payment"]
     cur = p["currency"]
     amount = fmt_money(p["amount_minor"], cur)
     decision = ctx.get("decision")
     suggestions = ctx.get("suggestions") or []
-    if decision:
+    status = ctx.get("status") or ""
+    if decision or status in ("applied", "partially_applied"):
         title = f"Payment applied — {amount}"
     elif suggestions:
         title = f"Payment needs review — {amount}"
     else:
         title = f"Unidentified payment — {amount}"
     reference = clip(esc(p.get("reference") or "—"), REFERENCE_SHOWN)
-    blocks = [header(title), fields([
-        ("Payer", esc(p.get("payer_name") or "—")),
-        ("Amount", amount),
-        ("Received", fmt_datetime(p.get("received_at"))),
-        ("Reference", reference),
-    ])]
+    pairs = [("Payer", esc(p.get("payer_name") or "—")), ("Amount", amount),
+             ("Received", fmt_datetime(p.get("received_at"))), ("Reference", reference)]
+    if p.get("customer_name"):
+        pairs.append(("Customer", esc(p["customer_name"])))
+    blocks = [header(title), fields(pairs)]
     if decision:
         rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], cur)}"
                 for i in decision.get("invoices", [])]
+        what = ("Applied to other invoices" if decision.get("corrected")
+                else f"Suggestion {decision['rank']} applied")
         blocks.append(section(
-            f":white_check_mark: Suggestion {decision['rank']} applied by <@{decision['by']}> "
+            f":white_check_mark: {what} by <@{decision['by']}> "
             f"{fmt_datetime(decision.get('at'))} — now "
-            f"*{esc(status_label(decision.get('status', 'applied')))}*\n" + lines_text(rows)))
+            f"*{esc(status_label(decision.get('status', 'applied')))}*\n"
+            + lines_text(rows + _learned_rows(decision.get("learned")))))
+    elif status in ("applied", "partially_applied"):
+        blocks.append(section(":white_check_mark: Applied once the customer was named — now "
+                              f"*{esc(status_label(status))}*."))
     elif suggestions:
         blocks.append(section("Not sure enough to apply it automatically. Closest matches:"))
+        round_ = ctx.get("round") or 1
         for s in suggestions:
-            value = f"{p['id']}:{s['rank']}"
+            value = f"{p['id']}:{s['rank']}:{round_}"
             blocks.append(section(
                 _suggestion_text(s, cur), block_id=f"cashapp:{p['id']}:{s['rank']}",
                 accessory=ButtonElement(text=plain(f"Apply {s['rank']}", BUTTON_MAX),
@@ -95,6 +114,11 @@ def review_card(ctx: dict) -> dict:
     else:
         blocks.append(section("No open invoice looks like a match. The payment stays as "
                               "unapplied cash until someone identifies the customer."))
+    if not decision and status in ("needs_review", "unapplied") and not p.get("customer_name"):
+        blocks.append(section("None of these? Name the customer and I will match it again "
+                              "(and remember how they pay):",
+                              block_id=f"{ids.CASHAPP_ASSIGN_BLOCK}:{p['id']}",
+                              accessory=_assign_select(p["id"])))
     blocks.append(context(f"Payment #{p['id']} · source {esc(p.get('source') or '—')}"
                           + (f" · {esc(p['external_id'])}" if p.get("external_id") else "")))
     return {"text": title, "blocks": render(blocks)}
@@ -164,11 +188,31 @@ def _who(user_id: str | None) -> str:
 
 
 def applied_answer(*, payment_id: int, rank: int, status: str, invoices: list[dict],
-                   currency: str) -> str:
-    """The clicker's confirmation: what went where (ERP invoice numbers escaped)."""
+                   currency: str, learned: list[str] | None = None) -> str:
+    """The clicker's confirmation: what went where (ERP invoice numbers escaped), and what
+    the engine learned from it."""
     rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], currency)}" for i in invoices]
+    rows += _learned_rows(learned)
     return (f":white_check_mark: Payment #{payment_id} applied (suggestion {rank}); it is now "
             f"*{esc(status_label(status))}*." + ("\n" + lines_text(rows) if rows else ""))
+
+
+def identified_answer(*, payment_id: int, customer_name: str, status: str,
+                      invoices: list[dict], currency: str,
+                      learned: list[str] | None = None) -> str:
+    """After a collector named the customer of a payment: what the engine did with it."""
+    rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], currency)}" for i in invoices]
+    if status in ("applied", "partially_applied"):
+        head = (f":white_check_mark: Payment #{payment_id} is {esc(customer_name)}'s and is "
+                f"now *{esc(status_label(status))}*.")
+    elif status == "needs_review":
+        head = (f":mag: Payment #{payment_id} is {esc(customer_name)}'s; the card now shows "
+                "their invoices that could fit.")
+    else:
+        head = (f":information_source: Payment #{payment_id} is {esc(customer_name)}'s; no "
+                "open invoice of theirs fits, so it stays as their unapplied credit.")
+    rows += _learned_rows(learned)
+    return head + ("\n" + lines_text(rows) if rows else "")
 
 
 def already_applied_answer(decided_by: str | None) -> str:
@@ -211,6 +255,7 @@ def payment_recorded(ctx: dict) -> dict:
     else:
         head = (f":white_check_mark: Payment #{ctx['id']} of {amount} recorded and "
                 f"*{esc(status_label(status))}*.")
+    rows += [f"_Matched because_ {esc(t)}" for t in (ctx.get("matched_because") or [])[:3]]
     text = head + ("\n" + lines_text(rows) if rows else "")
     extra = []
     if ctx.get("unapplied_minor"):
@@ -219,3 +264,61 @@ def payment_recorded(ctx: dict) -> dict:
         extra.append(f"Written off: {fmt_money(ctx['write_off_minor'], cur)}")
     blocks = [section(text)] + ([context(" · ".join(extra))] if extra else [])
     return {"text": f"Payment #{ctx['id']} {status_label(status)}", "blocks": render(blocks)}
+
+
+# -- /o2c payment and /o2c rules ------------------------------------------------------------------
+def payment_view(p: dict, *, usage: str, note: str | None = None) -> list[dict]:
+    """One payment for a collector: what it is, where it went, why, and how to change that.
+    `p`: id, amount_minor, currency, status, payer_name, reference, received_at,
+    customer_name, allocations [{invoice, amount}], unapplied_minor, matched_because [..],
+    suggestions (count)."""
+    cur = p["currency"]
+    blocks = [header(f"Payment #{p['id']} — {fmt_money(p['amount_minor'], cur)}")]
+    if note:
+        blocks.append(section(note))
+    blocks.append(fields([
+        ("Status", esc(status_label(p["status"]))),
+        ("Customer", esc(p.get("customer_name") or "—")),
+        ("Payer", esc(p.get("payer_name") or "—")),
+        ("Received", fmt_datetime(p.get("received_at"))),
+        ("Reference", clip(esc(p.get("reference") or "—"), REFERENCE_SHOWN)),
+        ("Unapplied", fmt_money(p.get("unapplied_minor", 0), cur)),
+    ]))
+    rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], cur)}"
+            for i in p.get("allocations", [])[:20]]
+    rows += [f"_Matched because_ {esc(t)}" for t in p.get("matched_because", [])[:3]]
+    if p.get("suggestions"):
+        rows.append(f"{p['suggestions']} suggestion(s) wait on the card in the AR channel.")
+    if rows:
+        blocks.append(section(lines_text(rows)))
+    blocks.append(context(f"Collectors: `{esc(usage)}`"))
+    return render(blocks)
+
+
+_SOURCE_TEXT = {"suggestion": "applying a suggestion", "customer": "naming the customer",
+                "correction": "correcting an application"}
+
+
+def rules_view(rules: list[dict], total: int, *, usage: str, note: str | None = None
+               ) -> list[dict]:
+    """The rules cash application learned from people (admins). `rules`: id, customer,
+    kind, shown, seen_on, taught_by, taught_at, source, payment_id, active, removed_by."""
+    blocks = [header("What cash application learned")]
+    if note:
+        blocks.append(section(note))
+    if not rules:
+        blocks.append(section("Nothing learned yet. When a collector applies a suggestion, "
+                              "names the customer of a payment or corrects one, the way that "
+                              "customer paid is remembered here."))
+    for r in rules[:40]:
+        what = (f"pays from '{esc(r['shown'])}'" if r["kind"] == "payer_alias"
+                else f"writes references like '{esc(r['shown'])}'")
+        state = "" if r.get("active", True) else f" — removed by {_who(r.get('removed_by'))}"
+        blocks.append(section(
+            f"`#{r['id']}` *{esc(r['customer'])}* {what}\n"
+            f"Taught by {_who(r['taught_by'])} {fmt_datetime(r.get('taught_at'))} by "
+            f"{_SOURCE_TEXT.get(r.get('source'), esc(r.get('source')))}"
+            + (f" (payment #{r['payment_id']})" if r.get("payment_id") else "") + state))
+    shown = min(len(rules), 40)
+    blocks.append(context(f"{shown} of {total} · Admins: `{esc(usage)}`"))
+    return render(blocks)

@@ -60,6 +60,8 @@ CALL_NOTE_INPUT = "call_note_input"
 
 # cash application: suggestion card and the /o2c pay modal
 CASHAPP_APPLY = "cashapp_apply"
+CASHAPP_ASSIGN = "cashapp_assign"  # the card's customer select (value: customer external id)
+CASHAPP_ASSIGN_BLOCK = "cashapp_assign"  # + ":<payment id>"
 PAY_MODAL = "pay_modal"
 PAY_AMOUNT_BLOCK, PAY_AMOUNT = "pay_amount", "pay_amount_input"
 PAY_CURRENCY_BLOCK, PAY_CURRENCY = "pay_currency", "pay_currency_select"

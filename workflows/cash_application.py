@@ -459,6 +459,7 @@ def assign_customer(session: Session, *, payment_id: int, customer: str, actor: 
     session.refresh(payment)
     payment.match_details = {**(payment.match_details or {}), "identified": {
         "by": actor, "at": now.isoformat(), "customer": who.external_id,
+        "customer_name": who.name,
         "learned": [_learned_text(session, rule) for rule in learned]}}
     session.add(payment)
     audit.record(session, actor=actor, action="payment.identified", entity_type="payment",

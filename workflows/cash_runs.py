@@ -526,7 +526,7 @@ class CashRun:
                                   "write_off_minor", "deduction_minor", "unapplied_minor",
                                   "lines", "reasons", "concerns", "signals")}}
             for d in decisions for s in d.suggestions])
-        self._cards([d for d in decisions if d.values["status"] in (
+        self._cards([d for d in decisions if d.existing is not None or d.values["status"] in (
             PaymentStatus.NEEDS_REVIEW, PaymentStatus.UNAPPLIED)])
         audit.record_rows(self.session, [row for d in decisions for row in self._events(d)])
         self._orders_paid(reductions)

@@ -97,8 +97,10 @@ def test_an_uncertain_payment_gets_a_suggestion_card_and_the_api_answer(  # noqa
     assert "Payment needs review" in text and "USD 250.00" in text
     assert "INV-2026-000501" in text and "INV-2026-000502" in text
     assert "&lt;!channel&gt;" in text and "<!channel>" not in text  # payer name escaped
-    buttons = [b["accessory"] for b in card["blocks"] if b.get("accessory")]
-    assert [b["action_id"] for b in buttons] == [ids.CASHAPP_APPLY] * 2
+    accessories = [b["accessory"] for b in card["blocks"] if b.get("accessory")]
+    # one Apply button per candidate, and a select to name the customer if none fits
+    assert [b["action_id"] for b in accessories] == [ids.CASHAPP_APPLY] * 2 + [
+        ids.CASHAPP_ASSIGN]
 
 
 def test_apply_click_allocates_once_and_updates_the_card(  # noqa: ANN001
@@ -117,7 +119,7 @@ def test_apply_click_allocates_once_and_updates_the_card(  # noqa: ANN001
         "the card updated")
     text = text_of(updated)
     assert "Payment applied" in text and "<@UCOLL001>" in text and "INV-2026-000502" in text
-    assert not [b for b in updated["blocks"] if b.get("accessory")]  # no buttons left
+    assert not [b for b in updated["blocks"] if b.get("accessory")]  # no buttons or select
     after = api.get(f"/payments/{payment['id']}").json()
     assert after["status"] == "applied"
     assert after["allocations"] == [{"invoice": "INV-2026-000502", "amount": "250.00"}]

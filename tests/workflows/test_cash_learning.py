@@ -1,0 +1,297 @@
+"""Cash application learns from people (issue 20): every way a person teaches it (applying a
+suggestion, naming the customer of a payment, correcting an application), the rule used next
+time and shown, removed by an admin, refused to others, and never beating an exact invoice
+reference."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlmodel import select
+
+from models import AuditEvent, CashRule, Invoice, OutboxMessage, Payment
+from tests.support import factories as f
+from tests.support.timetravel import frozen_at
+from workflows import invariants, queries
+from workflows.cash_application import (
+    PaymentIn,
+    apply_suggestion,
+    assign_customer,
+    correct_application,
+    matched_because,
+    payment_allocations,
+    record_payment,
+    suggestions_of,
+)
+from workflows.cash_rules import list_rules, remove
+from workflows.errors import PermissionDenied
+
+RECEIVED = datetime(2026, 11, 20, 10, tzinfo=UTC)
+ISSUED = date(2026, 11, 1)
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+frozen_time = frozen_at(NOW)
+
+
+@pytest.fixture
+def books(session):  # noqa: ANN001, ANN201
+    f.user(session, "UCOLL001", "collector")
+    f.user(session, "UADMIN01", "admin")
+    f.customer(session, "C-GLOBEX", "Globex Corporation")
+    f.customer(session, "C-INITECH", "Initech LLC")
+    f.customer(session, "C-ACME", "Acme Industries Inc")
+    for number, customer, total in [
+            ("INV-2026-000101", "C-GLOBEX", "1234.56"), ("INV-2026-000102", "C-GLOBEX", "777.00"),
+            ("INV-2026-000103", "C-GLOBEX", "98.10"), ("INV-2026-000104", "C-GLOBEX", "2500.00"),
+            ("INV-2026-000201", "C-INITECH", "4321.09"), ("INV-2026-000202", "C-INITECH", "777.00"),
+            ("INV-2026-000203", "C-INITECH", "310.25"), ("INV-2026-000204", "C-INITECH", "55.50"),
+            ("INV-2026-000301", "C-ACME", "600.00"), ("INV-2026-000302", "C-ACME", "399.99"),
+            ("INV-2026-000303", "C-ACME", "123.45")]:
+        f.invoice(session, number, customer, total=total, issued=ISSUED,
+                  due=ISSUED + timedelta(days=30))
+    session.commit()
+    return session
+
+
+def pay(session, amount: str, *, payer: str | None = None, reference: str | None = None,  # noqa: ANN001
+        received: datetime = RECEIVED) -> Payment:
+    payment, _ = record_payment(session, PaymentIn(
+        amount=amount, currency="USD", received_at=received, payer_name=payer,
+        reference=reference), actor="test")
+    session.commit()
+    return payment
+
+
+def applied_to(session, payment: Payment) -> dict[str, int]:  # noqa: ANN001
+    return {inv.number: a.amount_minor for a, inv in payment_allocations(session, payment.id)}
+
+
+def rank_of(session, payment: Payment, number: str) -> int:  # noqa: ANN001
+    return next(s["rank"] for s in suggestions_of(session, payment)
+                if [i["invoice"] for i in s["invoices"]] == [number])
+
+
+def rules(session) -> list[tuple[str, str, str, bool]]:  # noqa: ANN001
+    return [(r.kind, r.value, r.source, r.active) for r in session.exec(
+        select(CashRule).order_by(CashRule.id)).all()]
+
+
+def audited(session, action: str) -> list[AuditEvent]:  # noqa: ANN001
+    return list(session.exec(select(AuditEvent).where(AuditEvent.action == action)).all())
+
+
+def healthy(session) -> None:  # noqa: ANN001
+    assert invariants.validate_all(session) == []
+
+
+# -- taught by applying a suggestion ---------------------------------------------------------------
+def test_applying_a_suggestion_teaches_the_payer_alias_used_and_shown_next_time(books) -> None:  # noqa: ANN001
+    # given a payer line that looks like nobody: only suggested
+    first = pay(books, "1234.56", payer="GLBX HOLDINGS")
+    assert first.status == "needs_review"
+    # when the collector applies Globex's invoice
+    apply_suggestion(books, payment_id=first.id, rank=rank_of(books, first, "INV-2026-000101"),
+                     actor="UCOLL001", now=NOW)
+    books.commit()
+    # then the engine remembers who "GLBX HOLDINGS" is, in the same transaction, audited
+    assert rules(books) == [("payer_alias", "glbx holdings", "suggestion", True)]
+    learned = audited(books, "cash_rule.learned")
+    assert [(e.actor, e.data["kind"], e.data["customer"]) for e in learned] == [
+        ("UCOLL001", "payer_alias", "C-GLOBEX")]
+    assert first.match_details["decision"]["learned"] == [
+        "Globex Corporation paid from 'GLBX HOLDINGS' on 20 Nov 2026"]
+    # and the next payment from that line is applied, saying why
+    second = pay(books, "777.00", payer="GLBX HOLDINGS", received=RECEIVED + timedelta(days=3))
+    assert second.status == "applied"
+    assert applied_to(books, second) == {"INV-2026-000102": 77_700}
+    assert matched_because(books, second) == [
+        "Globex Corporation paid from 'GLBX HOLDINGS' on 20 Nov 2026"]
+    assert queries.payment_view(books, second)["matched_because"] == matched_because(
+        books, second)
+    assert second.match_details["learned"] == [books.exec(select(CashRule.id)).one()]
+    healthy(books)
+
+
+def test_a_payer_name_that_already_fits_teaches_nothing(books) -> None:  # noqa: ANN001
+    # given two Globex invoices of the same amount: suggested even with Globex's own name
+    f.invoice(books, "INV-2026-000105", "C-GLOBEX", total="777.00", issued=ISSUED,
+              due=ISSUED + timedelta(days=30))
+    books.commit()
+    payment = pay(books, "777.00", payer="GLOBEX CORPORATION")
+    # when
+    apply_suggestion(books, payment_id=payment.id, rank=1, actor="UCOLL001", now=NOW)
+    books.commit()
+    # then
+    assert rules(books) == []
+
+
+# -- taught by naming the customer of an unidentified payment ------------------------------------
+def test_naming_the_customer_applies_the_payment_and_teaches_the_alias(books) -> None:  # noqa: ANN001
+    # given a payment nobody recognises (600.00 + 399.99 of Acme's, unnamed)
+    payment = pay(books, "999.99", payer="ACME TREASURY SVC")
+    assert payment.status == "unapplied" and suggestions_of(books, payment) == []
+    # when the collector says it is Acme's
+    assign_customer(books, payment_id=payment.id, customer="C-ACME", actor="UCOLL001", now=NOW)
+    books.commit()
+    # then it is matched again knowing the customer, and applied
+    assert payment.status == "applied"
+    assert applied_to(books, payment) == {"INV-2026-000301": 60_000,
+                                          "INV-2026-000302": 39_999}
+    assert rules(books) == [("payer_alias", "acme treasury svc", "customer", True)]
+    assert [e.actor for e in audited(books, "payment.identified")] == ["UCOLL001"]
+    update = books.exec(select(OutboxMessage).where(
+        OutboxMessage.method == "chat.update")).one()  # the card shows what happened
+    assert update.payload["context"]["payment"]["customer_name"] == "Acme Industries Inc"
+    # and the next payment from that line is Acme's
+    again = pay(books, "123.45", payer="ACME TREASURY SVC", received=RECEIVED + timedelta(1))
+    assert applied_to(books, again) == {"INV-2026-000303": 12_345}
+    assert matched_because(books, again) == [
+        "Acme Industries Inc paid from 'ACME TREASURY SVC' on 20 Nov 2026"]
+    healthy(books)
+
+
+def test_naming_the_customer_without_an_invoice_that_fits_suggests_their_oldest(books) -> None:  # noqa: ANN001
+    # given a payment nobody recognises, and no combination of Acme's invoices makes it
+    payment = pay(books, "10.01", payer="ACME TREASURY SVC")
+    # when the collector says it is Acme's
+    assign_customer(books, payment_id=payment.id, customer="C-ACME", actor="UCOLL001", now=NOW)
+    books.commit()
+    # then it is Acme's, nothing is applied, and the card offers Acme's oldest invoice
+    acme = books.exec(select(Invoice.customer_id).where(
+        Invoice.number == "INV-2026-000301")).one()
+    assert (payment.status, payment.customer_id) == ("needs_review", acme)
+    assert applied_to(books, payment) == {}
+    assert [s["customer"] for s in suggestions_of(books, payment)] == ["C-ACME"]
+
+
+# -- taught by a correction ------------------------------------------------------------------------
+def test_a_correction_moves_the_money_retires_the_rule_that_misled_and_learns_the_right_one(  # noqa: ANN001
+        books) -> None:
+    # given a collector who once applied a "NORTHSTAR FINANCE" payment to Initech by mistake
+    first = pay(books, "4321.09", payer="NORTHSTAR FINANCE")
+    apply_suggestion(books, payment_id=first.id, rank=rank_of(books, first, "INV-2026-000201"),
+                     actor="UCOLL001", now=NOW)
+    books.commit()
+    # so that the next one went to Initech by itself
+    wrong = pay(books, "55.50", payer="NORTHSTAR FINANCE", received=RECEIVED + timedelta(1))
+    assert applied_to(books, wrong) == {"INV-2026-000204": 5_550}
+    # when the collector corrects it: it paid Globex's 98.10 (a fee of 42.60 short? no:
+    # they name the invoice and the payment goes there, the rest stays as credit)
+    correct_application(books, payment_id=wrong.id, invoices=["INV-2026-000103"],
+                        actor="UCOLL001", now=NOW)
+    books.commit()
+    # then Initech's invoice is open again, the money is on Globex's invoice
+    assert applied_to(books, wrong) == {"INV-2026-000103": 5_550}
+    initech = books.exec(select(Invoice).where(Invoice.number == "INV-2026-000204")).one()
+    assert (initech.balance_minor, initech.paid_at) == (5_550, None)
+    assert wrong.customer_id == books.exec(select(Invoice.customer_id).where(
+        Invoice.number == "INV-2026-000103")).one()
+    # and the rule that misled is retired, the right one learned, all audited
+    assert rules(books) == [("payer_alias", "northstar finance", "suggestion", False),
+                            ("payer_alias", "northstar finance", "correction", True)]
+    assert [e.action for e in audited(books, "cash_rule.retired")] == ["cash_rule.retired"]
+    corrected = audited(books, "payment.corrected")[0]
+    assert corrected.data["before"] == [["INV-2026-000204", 5_550]]
+    assert corrected.data["after"] == [["INV-2026-000103", 5_550]]
+    assert audited(books, "payment.allocation_reversed")[0].data["invoice"] == \
+        "INV-2026-000204"
+    # and next time the money goes to Globex
+    later = pay(books, "2500.00", payer="NORTHSTAR FINANCE", received=RECEIVED + timedelta(2))
+    assert applied_to(books, later) == {"INV-2026-000104": 250_000}
+    healthy(books)
+
+
+def test_a_correction_of_a_bank_fee_write_off_restores_the_invoice(books) -> None:  # noqa: ANN001
+    # given a payment applied by reference with a bank fee written off
+    payment = pay(books, "776.00", reference="INV-2026-000102")
+    assert payment.match_details["write_off_minor"] == 100
+    # when it is moved to Initech's invoice of the same amount
+    correct_application(books, payment_id=payment.id, invoices=["INV-2026-000202"],
+                        actor="UCOLL001", now=NOW)
+    books.commit()
+    # then Globex's invoice is open in full again, without the write-off
+    globex = books.exec(select(Invoice).where(Invoice.number == "INV-2026-000102")).one()
+    assert globex.balance_minor == 77_700
+    assert applied_to(books, payment) == {"INV-2026-000202": 77_600}
+    healthy(books)
+
+
+# -- removed by an admin, refused to others --------------------------------------------------------
+def test_an_admin_removes_a_rule_and_it_stops_counting(books) -> None:  # noqa: ANN001
+    # given a learned alias
+    first = pay(books, "1234.56", payer="GLBX HOLDINGS")
+    apply_suggestion(books, payment_id=first.id, rank=rank_of(books, first, "INV-2026-000101"),
+                     actor="UCOLL001", now=NOW)
+    books.commit()
+    (rule, customer), = list_rules(books, actor="UADMIN01")[0]
+    assert customer.external_id == "C-GLOBEX"
+    # when an admin removes it
+    remove(books, actor="UADMIN01", rule_id=rule.id, now=NOW)
+    books.commit()
+    # then it is inactive (kept, audited) and the next payment waits for a person
+    assert rules(books) == [("payer_alias", "glbx holdings", "suggestion", False)]
+    assert [(e.actor, e.entity_id) for e in audited(books, "cash_rule.removed")] == [
+        ("UADMIN01", str(rule.id))]
+    assert list_rules(books, actor="UADMIN01") == ([], 0)
+    assert list_rules(books, actor="UADMIN01", include_removed=True)[1] == 1
+    later = pay(books, "777.00", payer="GLBX HOLDINGS", received=RECEIVED + timedelta(1))
+    assert later.status == "needs_review" and applied_to(books, later) == {}
+
+
+def test_only_admins_list_or_remove_rules(books) -> None:  # noqa: ANN001
+    first = pay(books, "1234.56", payer="GLBX HOLDINGS")
+    apply_suggestion(books, payment_id=first.id, rank=rank_of(books, first, "INV-2026-000101"),
+                     actor="UCOLL001", now=NOW)
+    books.commit()
+    rule_id = books.exec(select(CashRule.id)).one()
+    with pytest.raises(PermissionDenied):
+        list_rules(books, actor="UCOLL001")
+    with pytest.raises(PermissionDenied) as refused:
+        remove(books, actor="UCOLL001", rule_id=rule_id, now=NOW)
+    books.rollback()
+    assert (refused.value.actor, refused.value.action) == ("UCOLL001", "cash_rules.remove")
+    assert rules(books) == [("payer_alias", "glbx holdings", "suggestion", True)]
+
+
+# -- never beating an exact invoice reference ------------------------------------------------------
+@pytest.fixture
+def taught(books):  # noqa: ANN001, ANN201
+    """"GLBX HOLDINGS" is Globex's, as a collector once said."""
+    first = pay(books, "1234.56", payer="GLBX HOLDINGS")
+    apply_suggestion(books, payment_id=first.id, rank=rank_of(books, first, "INV-2026-000101"),
+                     actor="UCOLL001", now=NOW)
+    books.commit()
+    return books
+
+
+def test_an_exact_reference_wins_over_a_learned_alias(taught) -> None:  # noqa: ANN001
+    # when "GLBX HOLDINGS" pays Initech's invoice by its number and amount
+    payment = pay(taught, "310.25", payer="GLBX HOLDINGS", reference="INV-2026-000203")
+    # then it goes to Initech's invoice (the reference decides)
+    assert applied_to(taught, payment) == {"INV-2026-000203": 31_025}
+    assert matched_because(taught, payment) == []
+
+
+def test_a_learned_alias_never_takes_money_from_the_invoice_a_remittance_names(taught) -> None:  # noqa: ANN001
+    # when "GLBX HOLDINGS" pays 777.00 naming Initech's 4,321.09 invoice (a short payment):
+    # Globex has an invoice of exactly 777.00 and the alias says Globex
+    payment = pay(taught, "777.00", payer="GLBX HOLDINGS", reference="INV-2026-000201")
+    # then Globex's invoice is not touched: the alias cannot outweigh the reference
+    assert "INV-2026-000102" not in applied_to(taught, payment)
+    healthy(taught)
+
+
+# -- remittance patterns ---------------------------------------------------------------------------
+def test_a_customer_that_pays_with_its_po_number_is_recognised_by_it(books) -> None:  # noqa: ANN001
+    # given a payment with only a PO number, applied by a collector to Initech's invoice
+    first = pay(books, "310.25", reference="PO 4500012345")
+    apply_suggestion(books, payment_id=first.id, rank=rank_of(books, first, "INV-2026-000203"),
+                     actor="UCOLL001", now=NOW)
+    books.commit()
+    assert rules(books) == [("remittance_pattern", "PO:45:10", "suggestion", True)]
+    # when Initech pays again with another PO number
+    again = pay(books, "55.50", reference="PO 4500099999", received=RECEIVED + timedelta(1))
+    # then the pattern says who paid
+    assert applied_to(books, again) == {"INV-2026-000204": 5_550}
+    assert matched_because(books, again) == [
+        "Initech LLC paid with a reference like 'PO 4500012345' on 20 Nov 2026"]
