@@ -36,6 +36,11 @@ from workflows.payer_names import CustomerDirectory, CustomerName
 
 MAX_NAME_CUSTOMERS = 3  # customers considered from the payer name alone
 NAME_CANDIDATES = 10  # customers a payer name is compared with, best first
+# Every number in the text is looked up, even one whose key is a digit or two ("SI-0004009"
+# -> "49"): a number that exists must be found as itself, or a one-digit "typo" of another
+# invoice with the same amount could be taken for it. The key only blocks; every candidate is
+# then checked exactly.
+LOOKUP_KEY_MIN = 1
 MAX_CUSTOMERS = 5  # customers whose open invoices are loaded
 SAME_AMOUNT_SHOWN = 6  # invoices of anyone with exactly the amount, as suggestions
 IN_CHUNK = 500
@@ -233,7 +238,7 @@ class OpenBook:
         keys: set[str] = set()
         for facts in payments:  # (one-digit typos are looked up only when nothing is named)
             for text in (facts.reference, facts.payer_name):
-                keys |= remittance.reference_keys(text)
+                keys |= remittance.reference_keys(text, min_len=LOOKUP_KEY_MIN)
         self._read_keys(keys)
         customers: set[int] = set()
         amounts: set[tuple[str, int]] = set()
@@ -269,7 +274,8 @@ class OpenBook:
         return _Who(keys, candidates, scores, close, learned, wanted)
 
     def _keys_of(self, texts: tuple[str, str]) -> set[str]:
-        return remittance.reference_keys(texts[0]) | remittance.reference_keys(texts[1])
+        return (remittance.reference_keys(texts[0], min_len=LOOKUP_KEY_MIN)
+                | remittance.reference_keys(texts[1], min_len=LOOKUP_KEY_MIN))
 
     def _named(self, texts: tuple[str, str], invoices: Iterable[OpenItem]) -> dict[str, str]:
         """`_named`, remembered per text: the invoices a text may name (by key) never change
