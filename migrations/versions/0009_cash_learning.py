@@ -116,20 +116,30 @@ def _payments_with(bind: sa.Connection) -> Iterator[tuple]:
     last = 0
     while True:
         rows = bind.execute(sa.select(payments.c.id, payments.c.amount_minor,
-                                      payments.c.match_details)
+                                      payments.c.currency, payments.c.match_details)
                             .where(payments.c.id > last).order_by(payments.c.id)
                             .limit(BATCH)).all()
         if not rows:
             return
         last = rows[-1][0]
-        yield from (r for r in rows if isinstance(r[2], dict)
-                    and any(k in r[2] for k in MOVED))
+        yield from (r for r in rows if isinstance(r[3], dict)
+                    and any(k in r[3] for k in MOVED))
+
+
+def _shown_minor(text: object, currency: str) -> int | None:
+    """A suggestion's amount as shown ("1.00") in minor units, or None if not readable."""
+    from models import money
+
+    try:
+        return money.to_minor(str(text), currency)
+    except (money.MoneyError, ValueError, TypeError):
+        return None
 
 
 def _move_suggestions_into_the_table() -> None:
     bind = op.get_bind()
     now = sa.func.now() if bind.dialect.name == "postgresql" else sa.func.current_timestamp()
-    for payment_id, amount, details in _payments_with(bind):
+    for payment_id, amount, currency, details in _payments_with(bind):
         shown = {s.get("rank"): s for s in details.get("suggestions") or []}
         rows = []
         for option in details.get("options") or []:
@@ -149,7 +159,9 @@ def _move_suggestions_into_the_table() -> None:
                                        for a, _ in line.get("write_offs") or []),
                 "deduction_minor": sum(int(line.get("deduction_minor") or 0)
                                        for line in lines),
-                "unapplied_minor": max(amount - allocated, 0),
+                "unapplied_minor": (shown_left if (shown_left := _shown_minor(
+                    seen.get("unapplied_amount"), currency)) is not None
+                    else max(amount - allocated, 0)),
                 "lines": lines,
                 "reasons": seen.get("reasons") or [s.get("detail") for s in signals
                                                    if s.get("detail")
