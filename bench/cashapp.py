@@ -4,6 +4,12 @@ same payments, and a speed run.
     python bench/cashapp.py                      # ~800 payments over ~2,000 invoices
     python bench/cashapp.py --show-misses        # ... and list every miss
     python bench/cashapp.py --speed              # 10,000 payments against 50,000 open invoices
+    python bench/cashapp.py --speed --database-url postgresql://...   # ... on PostgreSQL
+                                                 # (a scratch database: it is wiped)
+
+Imports at volume (camt.053 and CSV files of 100,000 lines, memory) are measured by
+`bench/cashapp_volume.py`; learning from people (a second month of the same customers) by
+`bench/cashapp_learning.py`.
 
 Every payment goes through the real workflow (`record_payment`, one transaction each, like an
 API call) on a fresh migrated SQLite database; nothing is mocked.
@@ -45,7 +51,7 @@ import sqlalchemy as sa  # noqa: E402
 from sqlmodel import select  # noqa: E402
 
 from bench.cashapp_data import Dataset, PaymentCase, generate  # noqa: E402
-from bot.db import Database  # noqa: E402
+from bot.db import Database, normalize_url  # noqa: E402
 from bot.migrate import upgrade  # noqa: E402
 from models import Allocation, Customer, Invoice, Payment, WriteOff  # noqa: E402
 from workflows import invariants, masterdata  # noqa: E402
@@ -282,10 +288,36 @@ def show_misses(data: Dataset, outcomes: dict[str, Outcome], result: dict) -> No
               f"wo={out.write_offs} status={out.status}")
 
 
-def fresh_db(path: Path) -> Database:
-    url = f"sqlite:///{path}"
-    upgrade(url)
-    return Database(url)
+def fresh_db(path: Path, database_url: str | None = None) -> Database:
+    """A freshly migrated database: an SQLite file at `path`, or the scratch PostgreSQL
+    database `database_url` wiped first (its public schema dropped and made again)."""
+    if not database_url:
+        url = f"sqlite:///{path}"
+        upgrade(url)
+        return Database(url)
+    engine = sa.create_engine(normalize_url(database_url), poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+        conn.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+    upgrade(database_url)
+    return Database(database_url)
+
+
+def database_version(db: Database) -> str:
+    if db.is_sqlite:
+        import sqlite3
+
+        return f"SQLite {sqlite3.sqlite_version}"
+    with db.engine.connect() as conn:
+        return "PostgreSQL " + conn.execute(sa.text("SHOW server_version")).scalar()
+
+
+def machine(db: Database) -> str:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"machine: {platform.machine()}, {os.cpu_count()} CPUs (shared), "
+            f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
+            f"{database_version(db)}; load average {load}")
 
 
 def accuracy(args: argparse.Namespace) -> int:
@@ -318,9 +350,6 @@ def speed(args: argparse.Namespace) -> int:
     # the payments pay a share of the invoices; the rest stay open as distractors
     data = generate(args.seed, customers=customers, invoices=invoices, payments=payments)
     t1 = time.perf_counter()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs (shared), "
-          f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
-          f"SQLite {_sqlite_version()}")
     print(f"generated {len(data.payments)} payments / {len(data.invoices)} invoices / "
           f"{len(data.customers)} customers in {t1 - t0:.1f} s")
     results = {}
@@ -332,10 +361,12 @@ def speed(args: argparse.Namespace) -> int:
         if args.mode != "both":
             modes = [m for m in modes if m[0] == args.mode]
         for mode, label in modes:
-            db = fresh_db(folder / f"{mode}.db")
+            db = fresh_db(folder / f"{mode}.db", args.database_url)
             started = time.perf_counter()
             load_bulk(db, data)
+            db.customer_names.changed()
             loaded = time.perf_counter() - started
+            print(f"\n{machine(db)}")
             statements = Counter()
 
             @sa.event.listens_for(db.engine, "before_cursor_execute")
@@ -370,18 +401,14 @@ def speed(args: argparse.Namespace) -> int:
                 out = outcomes[p.external_id]
                 print(f"  WRONG {p.case} {p.external_id} {p.amount} payer={p.payer_name!r} "
                       f"ref={p.reference!r} expected={p.expected} got={out.allocations}")
-    ok = all(v < 60 for k, v in results.items() if k == "statements") if results else False
-    if "statements" not in results:
-        ok = all(v < 60 for v in results.values())
-    print(f"\ntarget (< 60 s for 10,000 payments against 50,000 open invoices): "
-          f"{'MET' if ok else 'NOT MET'}")
+    ok = results.get("statements", 0) <= TARGET_SECONDS
+    print(f"\ntarget (bank statements: 10,000 payments against 50,000 open invoices in <= "
+          f"{TARGET_SECONDS} s): {'MET' if ok else 'NOT MET'}"
+          + ("" if "statements" in results else " (not run)"))
     return 0 if ok else 1
 
 
-def _sqlite_version() -> str:
-    import sqlite3
-
-    return sqlite3.sqlite_version
+TARGET_SECONDS = 20  # issue 20, on a 2-CPU machine, SQLite and PostgreSQL alike
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -395,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="speed run: bank-statement import, one transaction per payment, "
                              "or both (default)")
     parser.add_argument("--show-misses", action="store_true")
+    parser.add_argument("--database-url", help="speed run on this scratch database (e.g. "
+                        "PostgreSQL) instead of a temporary SQLite file; it is WIPED")
     args = parser.parse_args(argv)
     if args.speed:
         return speed(args)

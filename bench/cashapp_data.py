@@ -34,10 +34,11 @@ units left as credit. Money is integer minor units throughout.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from itertools import combinations
+from itertools import accumulate, combinations
 
 TODAY = date(2026, 11, 24)
 CASES = {  # share of payments per case (normalised to 1)
@@ -197,6 +198,7 @@ class Generator:
     def make_invoices(self) -> None:
         rng = self.rng
         weights = [rng.paretovariate(1.5) for _ in self.customers]
+        cum_weights = list(accumulate(weights))  # (what `choices` computes each call)
         serial = {"INV": 0, "SI": 4000, "NUM": 100000}
         legacy = {c.external_id for c in self.customers if rng.random() < 0.2}
         self.numeric = {c.external_id for c in self.customers
@@ -205,7 +207,7 @@ class Generator:
             self.numeric = {next(c.external_id for c in reversed(self.customers)
                                  if c.external_id not in legacy)}
         for _ in range(self.n_invoices):
-            customer = rng.choices(self.customers, weights)[0]
+            customer = rng.choices(self.customers, cum_weights=cum_weights)[0]
             issue = TODAY - timedelta(days=rng.randint(0, 75))
             if rng.random() < 0.12:  # a subscription: a round amount that recurs
                 total = _minor(Decimal(rng.choice([250, 500, 750, 1000, 1500])))
@@ -342,21 +344,41 @@ class Generator:
             return 0
         return _minor(Decimal(inv.total_minor) / 100 * Decimal("0.02"))
 
+    # (cached lists of customers: at 100,000 payments, rebuilding them was most of the time)
+    def _by_id(self) -> dict[str, CustomerRow]:
+        if not hasattr(self, "_by_id_cache"):
+            self._by_id_cache = {c.external_id: c for c in self.customers}
+        return self._by_id_cache
+
+    def _pool(self, name: str, keep: Callable[[CustomerRow], bool]) -> list[CustomerRow]:
+        pools = self.__dict__.setdefault("_pools", {})
+        if name not in pools:
+            pools[name] = [c for c in self.customers if keep(c)]
+        return pools[name]
+
+    def _twins_of(self) -> dict[str, list[CustomerRow]]:
+        if not hasattr(self, "_twins_cache"):
+            self._twins_cache: dict[str, list[CustomerRow]] = {}
+            for c in self.customers:
+                if c.lookalike_of:
+                    self._twins_cache.setdefault(c.lookalike_of, []).append(c)
+        return self._twins_cache
+
     def pick(self, case: str) -> tuple[list[InvoiceRow], CustomerRow] | None:
         rng = self.rng
-        by_id = {c.external_id: c for c in self.customers}
+        by_id = self._by_id()
         for _ in range(200):
             if case in NUMERIC_CASES:
-                pool = [c for c in self.customers if c.external_id in self.numeric]
+                pool = self._pool("numeric", lambda c: c.external_id in self.numeric)
                 customer = rng.choice(pool)
                 invs = self.available(customer.external_id)
             elif case == "discount":
-                pool = [c for c in self.customers if c.terms.startswith("2/10")]
+                pool = self._pool("discount", lambda c: c.terms.startswith("2/10"))
                 customer = rng.choice(pool)
                 invs = [i for i in self.available(customer.external_id)
                         if i.issue_date >= TODAY - timedelta(days=10)]
             elif case in ("lookalike", "ambiguous_name"):
-                twins = [c for c in self.customers if c.lookalike_of]
+                twins = self._pool("twins", lambda c: bool(c.lookalike_of))
                 twin = rng.choice(twins)
                 customer = twin if rng.random() < 0.5 else by_id[twin.lookalike_of]
                 invs = self.available(customer.external_id)
@@ -562,8 +584,8 @@ class Generator:
         chosen = {i.number for i in invs}
         others = self.open_of(customer.external_id, at)
         # (when the integration names the customer, a look-alike's invoices are no rivals)
-        twins = [c for c in self.customers if c.lookalike_of == customer.external_id
-                 and p.customer is None]
+        twins = [c for c in self._twins_of().get(customer.external_id, [])
+                 if p.customer is None]
         for twin in twins:
             # The base customer's name is a prefix of its look-alike's ("Vandelay Industries"
             # / "Vandelay Industries Europe GmbH"): a bank could have cut either to it. If the
@@ -619,9 +641,24 @@ def _other_combination(values: list[tuple[str, int]], target: int, chosen: set[s
     for size in range(3, min(max_size, 5) + 1):
         if len(values) > (80 if size == 3 else 30):
             break
+        if size == 3:  # a pair, then the third by its value (same answer, without 80^3)
+            by_entry: dict[int, list[int]] = {}
+            for k, (_, value) in enumerate(values):
+                by_entry.setdefault(value, []).append(k)
+            for i, j in combinations(range(len(values)), 2):
+                (a, va), (b, vb) = values[i], values[j]
+                if a == b:
+                    continue
+                for k in by_entry.get(target - va - vb, ()):
+                    c = values[k][0]
+                    if k > j and c not in (a, b) and {a, b, c} != chosen:
+                        return True
+            continue
         for combo in combinations(values, size):
+            if sum(v for _, v in combo) != target:
+                continue
             numbers = {n for n, _ in combo}
-            if len(numbers) == size and sum(v for _, v in combo) == target and numbers != chosen:
+            if len(numbers) == size and numbers != chosen:
                 return True
     return False
 

@@ -12,6 +12,12 @@ for it like for any other payment. Three promises:
   and every problem is reported by line (CSV row number, or `Stmt/Ntry/TxDtls` position).
 * **Only money in.** Debits, reversals and entries not yet booked (`PDNG`) are skipped.
 
+Files are read as a stream, so a statement of 100,000 entries takes the memory of a few
+hundred: camt.053 with `defusedxml`'s `iterparse` (each entry dropped once read), CSV row by
+row (read twice: once to learn the file's encoding and date format, once to import). Lines go
+to the engine in chunks (`CashRun`); the whole file is still one transaction — a line refused
+late in the file means nothing is imported (the caller rolls back).
+
 XML is parsed with `defusedxml`, which refuses DTDs, entity expansion ("billion laughs") and
 external entities: a statement file comes from outside and must not be able to read local
 files or exhaust memory. The stdlib parser alone does not forbid entity declarations.
@@ -25,10 +31,12 @@ import hashlib
 import io
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import BinaryIO
 from xml.etree.ElementTree import Element
 
 from defusedxml import ElementTree as SafeET
@@ -37,7 +45,7 @@ from sqlmodel import Session
 
 from models import PaymentStatus
 from workflows.cash_candidates import CustomerNames
-from workflows.cash_runs import CashRun, PaymentIn
+from workflows.cash_runs import CashRun, PaymentIn, Ticket
 
 ACTOR = "import"
 SOURCE = "bank"
@@ -119,13 +127,28 @@ def _external_id(line: StatementLine, occurrence: int) -> str:
     return "bank:h:" + hashlib.sha256(basis.encode()).hexdigest()[:48]
 
 
+class _Ids:
+    """Stable external ids, line by line: two identical lines of a file (same account, day,
+    amount, currency, payer, reference, entry reference) are its first and second occurrence.
+    Only a digest of each line is kept, so the memory is small at 100,000 lines."""
+
+    def __init__(self) -> None:
+        self.seen: Counter = Counter()
+
+    def assign(self, line: StatementLine) -> StatementLine:
+        basis = "\x1f".join(str(x) for x in (
+            line.account, line.booked_on, line.amount, line.currency, line.payer_name,
+            line.reference, line.entry_ref))
+        digest = hashlib.blake2b(basis.encode(), digest_size=12).digest()
+        self.seen[digest] += 1
+        line.external_id = _external_id(line, self.seen[digest])
+        return line
+
+
 def _assign_ids(lines: list[StatementLine]) -> None:
-    seen: Counter = Counter()
+    ids = _Ids()
     for line in lines:
-        basis = (line.account, line.booked_on, line.amount, line.currency, line.payer_name,
-                 line.reference, line.entry_ref)
-        seen[basis] += 1
-        line.external_id = _external_id(line, seen[basis])
+        ids.assign(line)
 
 
 def read_text(raw: bytes) -> str:
@@ -135,6 +158,41 @@ def read_text(raw: bytes) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         return raw.decode("cp1252", errors="replace")
+
+
+Source = Path | bytes
+
+
+def _open(source: Source) -> BinaryIO:
+    return io.BytesIO(source) if isinstance(source, bytes) else Path(source).open("rb")
+
+
+def _encoding(source: Source) -> str:
+    """UTF-16 by its BOM, else UTF-8 if the whole file decodes as such (read as a stream),
+    else Windows-1252 (what spreadsheets on Windows save)."""
+    with _open(source) as raw:
+        head = raw.read(4)
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return "utf-16"
+        raw.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        try:
+            while chunk := raw.read(1 << 20):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return "cp1252"
+    return "utf-8-sig"
+
+
+def _text_rows(source: Source, encoding: str) -> Iterator[tuple[int, list[str]]]:
+    """(record number, cells) of every CSV record, the delimiter sniffed from the start."""
+    with _open(source) as raw:
+        text = io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="")
+        sample = text.read(4096)
+        delimiter = max(",;\t", key=sample.count)
+        text.seek(0)
+        yield from enumerate(csv.reader(text, delimiter=delimiter), start=1)
 
 
 # -- CSV -----------------------------------------------------------------------------------------
@@ -155,6 +213,7 @@ CSV_COLUMNS = {
     "indicator": ("creditdebit", "cdtdbtind", "creditdebitindicator", "dc", "direction",
                   "type"),
 }
+_US_DATE = re.compile(r"\d{1,2}/(1[3-9]|2\d|3[01])/\d{4}")  # month/day: day > 12
 
 
 def _key(header: str) -> str:
@@ -173,15 +232,8 @@ def _parse_date(text: str, day_first: bool) -> date:
     return date(year, month, day)
 
 
-def parse_csv(text: str) -> tuple[list[StatementLine], int, list[str]]:
-    """(credit lines, skipped debit lines, errors by row)."""
-    sample = text[:4096]
-    delimiter = max(",;\t", key=sample.count)
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    rows = [row for row in reader]
-    if not rows:
-        raise StatementError("the file is empty")
-    headers = [_key(h) for h in rows[0]]
+def _csv_columns(header: list[str]) -> dict[str, int]:
+    headers = [_key(h) for h in header]
     index: dict[str, int] = {}
     for name, aliases in CSV_COLUMNS.items():
         for alias in aliases:
@@ -191,23 +243,46 @@ def parse_csv(text: str) -> tuple[list[StatementLine], int, list[str]]:
     missing = [n for n in ("date", "amount", "currency") if n not in index]
     if missing:
         raise StatementError(f"header: missing column(s) {', '.join(missing)}; found "
-                             f"{', '.join(rows[0])}")
-    body = [(n, row) for n, row in enumerate(rows[1:], start=2) if any(c.strip() for c in row)]
-    dates = [row[index["date"]] for _, row in body if len(row) > index["date"]]
-    day_first = not any(re.fullmatch(r"\d{1,2}/(1[3-9]|2\d|3[01])/\d{4}", d.strip())
-                        for d in dates)
+                             f"{', '.join(header)}")
+    return index
+
+
+def _csv_lines(source: Source, reading: Reading) -> Iterator[StatementLine | str]:
+    """Credit lines of a bank's CSV export, or "row N, column X: ..." errors, as a stream.
+    The first pass learns the encoding and whether dates are day-first (a US export has a
+    day above 12 in the middle somewhere)."""
+    encoding = _encoding(source)
+    index: dict[str, int] | None = None
+    day_first = True
+    for _, row in _text_rows(source, encoding):
+        if not any(c.strip() for c in row):
+            continue
+        if index is None:
+            index = _csv_columns(row)
+            continue
+        i = index["date"]
+        if i < len(row) and _US_DATE.fullmatch(row[i].strip()):
+            day_first = False
+            break
+    if index is None:
+        raise StatementError("the file is empty")
 
     def cell(row: list[str], name: str) -> str | None:
         i = index.get(name)
         return row[i].strip() if i is not None and i < len(row) and row[i].strip() else None
 
-    lines, skipped, errors = [], 0, []
-    for number, row in body:
+    header_seen = False
+    for number, row in _text_rows(source, encoding):
+        if not any(c.strip() for c in row):
+            continue
+        if not header_seen:
+            header_seen = True
+            continue
         where = f"row {number}"
         try:
             amount_text = cell(row, "amount")
             if not amount_text and cell(row, "debit"):
-                skipped += 1
+                reading.skipped += 1
                 continue
             if not amount_text:
                 raise ValueError("column amount: missing")
@@ -217,7 +292,7 @@ def parse_csv(text: str) -> tuple[list[StatementLine], int, list[str]]:
                 raise ValueError(f"column amount: {exc}") from None
             indicator = (cell(row, "indicator") or "").upper()
             if amount < 0 or indicator in ("DBIT", "D", "DEBIT", "DR", "OUT"):
-                skipped += 1
+                reading.skipped += 1
                 continue
             if amount == 0:
                 raise ValueError("column amount: must not be zero")
@@ -229,13 +304,19 @@ def parse_csv(text: str) -> tuple[list[StatementLine], int, list[str]]:
             if not re.fullmatch(r"[A-Z]{3}", currency):
                 raise ValueError("column currency: must be a 3-letter code like EUR")
         except ValueError as exc:
-            errors.append(f"{where}, {exc}")
+            yield f"{where}, {exc}"
             continue
-        lines.append(StatementLine(
+        yield StatementLine(
             where=where, booked_on=booked, amount=str(amount), currency=currency,
             payer_name=_clean(cell(row, "payer")), reference=_clean(cell(row, "reference")),
-            entry_ref=_clean(cell(row, "entry_ref")), account=_clean(cell(row, "account"))))
-    return lines, skipped, errors
+            entry_ref=_clean(cell(row, "entry_ref")), account=_clean(cell(row, "account")))
+
+
+def parse_csv(text: str) -> tuple[list[StatementLine], int, list[str]]:
+    """(credit lines, skipped debit lines, errors by row) of a CSV export held in memory."""
+    reading = Reading("csv")
+    lines, errors = _split(_csv_lines(text.encode("utf-8"), reading))
+    return lines, reading.skipped, errors
 
 
 # -- camt.053 ------------------------------------------------------------------------------------
@@ -290,64 +371,98 @@ def _payer(tx: Element | None) -> str | None:
     return None
 
 
-def parse_camt053(raw: bytes) -> tuple[list[StatementLine], int, list[str]]:
+def _entry_lines(entry: Element, s: int, n: int, account: str | None,
+                 reading: Reading) -> list[StatementLine | str]:
+    """The credit lines of one `Ntry` (one, or one per `TxDtls` of a batch), or errors."""
+    where = f"Stmt {s}, Ntry {n}"
+    status = _text(entry, "Sts/Cd") or _text(entry, "Sts") or "BOOK"
+    if (_text(entry, "CdtDbtInd") != "CRDT" or status.upper() != "BOOK"
+            or (_text(entry, "RvslInd") or "").lower() == "true"):
+        reading.skipped += 1
+        return []
+    amt = _at(entry, "Amt")
+    booked = _date_of(_at(entry, "BookgDt")) or _date_of(_at(entry, "ValDt"))
+    if amt is None or not amt.get("Ccy") or booked is None:
+        return [f"{where}: needs Amt with Ccy and BookgDt (or ValDt)"]
+    txs = [tx for d in _children(entry, "NtryDtls") for tx in _children(d, "TxDtls")]
+    entry_ref = _text(entry, "AcctSvcrRef") or _text(entry, "NtryRef")
+    per_tx = len(txs) > 1 and all(
+        _at(tx, "AmtDtls/TxAmt/Amt") is not None or _at(tx, "Amt") is not None for tx in txs)
+    lines: list[StatementLine] = []
+    if not per_tx:  # one payment for the entry
+        tx = txs[0] if len(txs) == 1 else None
+        refs = [_remittance(t) for t in txs] if txs else [_text(entry, "AddtlNtryInf")]
+        ref = (_text(tx, "Refs/AcctSvcrRef") if tx is not None else None) or entry_ref
+        e2e = _text(tx, "Refs/EndToEndId") if tx is not None else None
+        lines.append(_camt_line(where, booked, amt, account, _payer(tx),
+                                _clean(" ".join(r for r in refs if r)), ref, e2e))
+    else:
+        for t, tx in enumerate(txs, start=1):
+            if (_text(tx, "CdtDbtInd") or "CRDT") != "CRDT":
+                reading.skipped += 1
+                continue
+            tx_amt = _at(tx, "AmtDtls/TxAmt/Amt")
+            tx_amt = tx_amt if tx_amt is not None else _at(tx, "Amt")
+            ref = _text(tx, "Refs/AcctSvcrRef") or (f"{entry_ref}/{t}" if entry_ref else None)
+            lines.append(_camt_line(f"{where}, TxDtls {t}", booked, tx_amt, account,
+                                    _payer(tx), _remittance(tx), ref,
+                                    _text(tx, "Refs/EndToEndId")))
+    out: list[StatementLine | str] = []
+    for line in lines:
+        try:
+            out.append(line if parse_amount(line.amount) > 0
+                       else f"{line.where}: Amt must be positive")
+        except ValueError as exc:
+            out.append(f"{line.where}: Amt {exc}")
+    return out
+
+
+def _camt_lines(source: Source, reading: Reading) -> Iterator[StatementLine | str]:
+    """Credit lines of a camt.053 statement, or errors by `Stmt/Ntry/TxDtls` position, read
+    with `defusedxml`'s iterparse (no DTD, no entities): each `Ntry` is handled when it ends
+    and then dropped, so memory stays flat whatever the number of entries."""
+    path: list[Element] = []
+    s = n = 0
+    seen_statement = False
     try:
-        root = SafeET.fromstring(raw, forbid_dtd=True)
+        with _open(source) as raw:
+            for event, el in SafeET.iterparse(raw, events=("start", "end"), forbid_dtd=True):
+                if event == "start":
+                    path.append(el)
+                    if len(path) == 2:
+                        if _local(path[0].tag) != "Document" or _local(el.tag) != \
+                                "BkToCstmrStmt":
+                            raise StatementError("not a camt.053 statement (Document/"
+                                                 f"BkToCstmrStmt); found {_local(el.tag)}")
+                        seen_statement = True
+                    elif len(path) == 3 and _local(el.tag) == "Stmt":
+                        s, n = s + 1, 0
+                    continue
+                path.pop()
+                name = _local(el.tag)
+                if len(path) == 3 and name == "Ntry" and _local(path[-1].tag) == "Stmt":
+                    n += 1
+                    stmt = path[-1]
+                    account = _text(stmt, "Acct/Id/IBAN") or _text(stmt, "Acct/Id/Othr/Id")
+                    yield from _entry_lines(el, s, n, account, reading)
+                    stmt.remove(el)  # what was read is not kept
+                elif len(path) == 2 and name == "Stmt":
+                    path[-1].remove(el)
+                elif not path and not seen_statement:
+                    raise StatementError("not a camt.053 statement (Document/BkToCstmrStmt); "
+                                         f"found {name}")
     except DefusedXmlException as exc:
         raise StatementError(f"refused unsafe XML ({type(exc).__name__}): DTDs and entities "
                              "are not allowed in a bank statement") from None
     except SafeET.ParseError as exc:
         raise StatementError(f"not well-formed XML: {exc}") from None
-    stmt_root = _at(root, "BkToCstmrStmt")
-    if _local(root.tag) != "Document" or stmt_root is None:
-        kind = _local(next(iter(root), root).tag)
-        raise StatementError(f"not a camt.053 statement (Document/BkToCstmrStmt); found {kind}")
-    lines, skipped, errors = [], 0, []
-    for s, stmt in enumerate(_children(stmt_root, "Stmt"), start=1):
-        account = _text(stmt, "Acct/Id/IBAN") or _text(stmt, "Acct/Id/Othr/Id")
-        for n, entry in enumerate(_children(stmt, "Ntry"), start=1):
-            where = f"Stmt {s}, Ntry {n}"
-            status = _text(entry, "Sts/Cd") or _text(entry, "Sts") or "BOOK"
-            if (_text(entry, "CdtDbtInd") != "CRDT" or status.upper() != "BOOK"
-                    or (_text(entry, "RvslInd") or "").lower() == "true"):
-                skipped += 1
-                continue
-            amt = _at(entry, "Amt")
-            booked = _date_of(_at(entry, "BookgDt")) or _date_of(_at(entry, "ValDt"))
-            if amt is None or not amt.get("Ccy") or booked is None:
-                errors.append(f"{where}: needs Amt with Ccy and BookgDt (or ValDt)")
-                continue
-            txs = [tx for d in _children(entry, "NtryDtls") for tx in _children(d, "TxDtls")]
-            entry_ref = _text(entry, "AcctSvcrRef") or _text(entry, "NtryRef")
-            per_tx = len(txs) > 1 and all(
-                _at(tx, "AmtDtls/TxAmt/Amt") is not None or _at(tx, "Amt") is not None
-                for tx in txs)
-            if not per_tx:  # one payment for the entry
-                tx = txs[0] if len(txs) == 1 else None
-                refs = [_remittance(t) for t in txs] if txs else [_text(entry, "AddtlNtryInf")]
-                ref = (_text(tx, "Refs/AcctSvcrRef") if tx is not None else None) or entry_ref
-                e2e = _text(tx, "Refs/EndToEndId") if tx is not None else None
-                lines.append(_camt_line(where, booked, amt, account, _payer(tx),
-                                        _clean(" ".join(r for r in refs if r)), ref, e2e))
-                continue
-            for t, tx in enumerate(txs, start=1):
-                if (_text(tx, "CdtDbtInd") or "CRDT") != "CRDT":
-                    skipped += 1
-                    continue
-                tx_amt = _at(tx, "AmtDtls/TxAmt/Amt")
-                tx_amt = tx_amt if tx_amt is not None else _at(tx, "Amt")
-                ref = _text(tx, "Refs/AcctSvcrRef") or (f"{entry_ref}/{t}" if entry_ref
-                                                        else None)
-                lines.append(_camt_line(f"{where}, TxDtls {t}", booked, tx_amt, account,
-                                        _payer(tx), _remittance(tx), ref,
-                                        _text(tx, "Refs/EndToEndId")))
-    for line in lines:
-        try:
-            if parse_amount(line.amount) <= 0:
-                errors.append(f"{line.where}: Amt must be positive")
-        except ValueError as exc:
-            errors.append(f"{line.where}: Amt {exc}")
-    return lines, skipped, errors
+
+
+def parse_camt053(raw: bytes) -> tuple[list[StatementLine], int, list[str]]:
+    """(credit lines, skipped entries, errors) of a camt.053 statement held in memory."""
+    reading = Reading("camt.053")
+    lines, errors = _split(_camt_lines(raw, reading))
+    return lines, reading.skipped, errors
 
 
 def _camt_line(where: str, booked: date, amt: Element, account: str | None,
@@ -361,50 +476,49 @@ def _camt_line(where: str, booked: date, amt: Element, account: str | None,
 
 
 # -- import --------------------------------------------------------------------------------------
+@dataclass
+class Reading:
+    """What reading a statement found out besides its lines."""
+
+    format: str = ""
+    skipped: int = 0  # debits, reversals, pending entries
+
+
+def _split(items: Iterator[StatementLine | str]) -> tuple[list[StatementLine], list[str]]:
+    lines: list[StatementLine] = []
+    errors: list[str] = []
+    for item in items:
+        (errors if isinstance(item, str) else lines).append(item)
+    return lines, errors
+
+
+def read_statement(source: Source) -> tuple[Reading, Iterator[StatementLine | str]]:
+    """The statement's format, and its credit lines (with external ids) or errors, as a
+    stream; a file that cannot be read at all raises StatementError while it is read."""
+    with _open(source) as raw:
+        head = raw.read(512).lstrip(codecs.BOM_UTF8).lstrip()
+    reading = Reading("camt.053" if head.startswith(b"<") else "csv")
+    lines = (_camt_lines if reading.format == "camt.053" else _csv_lines)(source, reading)
+    ids = _Ids()
+    return reading, (item if isinstance(item, str) else ids.assign(item) for item in lines)
+
+
 def parse_statement(raw: bytes) -> tuple[str, list[StatementLine], int, list[str]]:
-    """(format, credit lines with external ids, skipped, errors)."""
-    head = raw.lstrip(codecs.BOM_UTF8).lstrip()[:200]
-    if head.startswith(b"<"):
-        kind, (lines, skipped, errors) = "camt.053", parse_camt053(raw)
-    else:
-        kind, (lines, skipped, errors) = "csv", parse_csv(read_text(raw))
-    _assign_ids(lines)
-    return kind, lines, skipped, errors
+    """(format, credit lines with external ids, skipped, errors) of a statement in memory."""
+    reading, items = read_statement(raw)
+    lines, errors = _split(items)
+    return reading.format, lines, reading.skipped, errors
 
 
-def import_statement(session: Session, path: Path | str, *, actor: str = ACTOR,
-                     names: CustomerNames | None = None) -> StatementReport:
-    """Import a statement file into `session` (the caller commits when there are no errors).
+def _payment(line: StatementLine) -> PaymentIn:
+    # banks pad amounts ("1500.00" in JPY): the zeros beyond the currency's decimals go
+    amount = line.amount.rstrip("0").rstrip(".") if "." in line.amount else line.amount
+    return PaymentIn(amount=amount, currency=line.currency, received_at=line.received_at,
+                     payer_name=line.payer_name, reference=line.reference,
+                     method="bank transfer", external_id=line.external_id)
 
-    Every credit line goes through the cash-application engine (`CashRun`, in chunks); a line
-    already imported (same external id) is counted as unchanged. `names` is the database's
-    customer-name cache (`bot.db.Database.customer_names`)."""
-    report = StatementReport()
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        report.errors.append(f"cannot read {path}: {exc.strerror or exc}")
-        return report
-    try:
-        report.format, lines, report.skipped, errors = parse_statement(raw)
-    except StatementError as exc:
-        report.errors.append(str(exc))
-        return report
-    report.lines = len(lines)
-    if errors:
-        report.errors = errors
-        return report
-    run = CashRun(session, actor=actor, source=SOURCE, names=names)
-    tickets = []
-    for line in lines:
-        # banks pad amounts ("1500.00" in JPY): the zeros beyond the currency's decimals go
-        amount = line.amount.rstrip("0").rstrip(".") if "." in line.amount else line.amount
-        data = PaymentIn(amount=amount, currency=line.currency,
-                         received_at=line.received_at, payer_name=line.payer_name,
-                         reference=line.reference, method="bank transfer",
-                         external_id=line.external_id)
-        tickets.append(run.add(data, line.where))
-    run.flush()
+
+def _count(report: StatementReport, tickets: list[Ticket]) -> None:
     for ticket in tickets:
         if ticket.error is not None:  # a refused line fails the whole file
             report.errors.append(f"{ticket.where}: {ticket.error.detail}")
@@ -413,4 +527,41 @@ def import_statement(session: Session, path: Path | str, *, actor: str = ACTOR,
             report.outcomes[PaymentStatus(ticket.status).value] += 1
         else:
             report.unchanged += 1
+    tickets.clear()
+
+
+def import_statement(session: Session, path: Path | str, *, actor: str = ACTOR,
+                     names: CustomerNames | None = None) -> StatementReport:
+    """Import a statement file into `session` (the caller commits when there are no errors).
+
+    The file is read as a stream and every credit line goes through the cash-application
+    engine in chunks (`CashRun`); a line already imported (same external id) is counted as
+    unchanged. Once a line is refused, the rest is only checked (every problem is reported)
+    and nothing more is matched. `names` is the database's customer-name cache
+    (`bot.db.Database.customer_names`)."""
+    report = StatementReport()
+    source = Path(path)
+    reading = Reading()
+    try:
+        reading, items = read_statement(source)
+        run = CashRun(session, actor=actor, source=SOURCE, names=names)
+        pending: list[Ticket] = []
+        for item in items:
+            if isinstance(item, str):
+                report.errors.append(item)
+                continue
+            report.lines += 1
+            if report.errors:
+                continue
+            pending.append(run.add(_payment(item), item.where))
+            if not run.pending:  # the run just matched and wrote a chunk
+                _count(report, pending)
+        if not report.errors:
+            run.flush()
+            _count(report, pending)
+    except StatementError as exc:
+        report.errors.append(str(exc))
+    except OSError as exc:
+        report.errors.append(f"cannot read {path}: {exc.strerror or exc}")
+    report.format, report.skipped = reading.format, reading.skipped
     return report

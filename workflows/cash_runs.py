@@ -311,6 +311,9 @@ class CashRun:
                     raise Conflict("invoices or payments changed while these payments were "
                                    "being applied; nothing was recorded, try again") from exc
         self._expire(tickets, {r["invoice"] for d in decisions for r in d.reductions})
+        # written: from now on the database knows these external ids (no tickets kept, so a
+        # statement of 100,000 lines holds one chunk's worth)
+        self._seen.clear()
 
     def _savepoint(self) -> AbstractContextManager:
         # SQLite writes one transaction at a time (BEGIN IMMEDIATE, bot.db): nothing can
