@@ -54,14 +54,16 @@ _INV = Invoice.__table__
 # was a third of a statement's time. Columns in `OpenItem` order.
 _COLUMNS = ("id, number, customer_id, currency, balance_minor, total_minor, issue_date, "
             "payment_terms, number_key, order_id")
-# (only constants and placeholders go into these strings; values are bound parameters)
-_BY_KEYS = f"SELECT {_COLUMNS} FROM invoices WHERE number_key IN ({{in_}})"  # noqa: S608
+# (only constants and placeholders go into these strings; values are bound parameters). On
+# PostgreSQL the list is one array parameter (`= ANY(%s)`): the statement text then never
+# changes, so the driver parses and prepares it once; SQLite gets `IN (?, ?, ...)`.
+_BY_KEYS = f"SELECT {_COLUMNS} FROM invoices WHERE number_key {{in_text}}"  # noqa: S608
 # (every open invoice of these customers, oldest due first; cut to MAX_OPEN_INVOICES here:
 # a window function doing it in SQL made the query half again as slow)
-_OPEN_OF = (f"SELECT {_COLUMNS} FROM invoices WHERE customer_id IN ({{in_}}) "  # noqa: S608
+_OPEN_OF = (f"SELECT {_COLUMNS} FROM invoices WHERE customer_id {{in_int}} "  # noqa: S608
             "AND balance_minor > 0 ORDER BY customer_id, due_date, id")
 _SAME_AMOUNT = (f"SELECT {_COLUMNS} FROM invoices WHERE currency = {{p}} "  # noqa: S608
-                "AND balance_minor IN ({in_})")
+                "AND balance_minor {in_big}")
 
 
 def _rows(session: Session, statement: sa.Select, params: dict | None = None) -> list:
@@ -69,14 +71,20 @@ def _rows(session: Session, statement: sa.Select, params: dict | None = None) ->
 
 
 def _read(session: Session, sql: str, values: list, *before: object) -> list[tuple]:
-    """Rows of one of the reads above for `values` (the IN list), after `before` (other
+    """Rows of one of the reads above for `values` (the list), after `before` (other
     parameters, in order), as tuples with dates as `date`."""
     conn = session.connection()
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    if conn.dialect.paramstyle == "qmark":  # SQLite
+        marks = f"IN ({', '.join(['?'] * len(values))})"
+        text = sql.format(p="?", in_text=marks, in_int=marks, in_big=marks)
+        params: tuple = (*before, *values)
+    else:  # PostgreSQL (psycopg)
+        text = sql.format(p="%s", in_text="= ANY(%s::text[])", in_int="= ANY(%s::int[])",
+                          in_big="= ANY(%s::bigint[])")
+        params = (*before, list(values))
     cursor = conn.connection.driver_connection.cursor()
     try:
-        cursor.execute(sql.format(p=mark, in_=", ".join([mark] * len(values))),
-                       (*before, *values))
+        cursor.execute(text, params)
         rows = cursor.fetchall()
     finally:
         cursor.close()
@@ -256,13 +264,18 @@ class OpenBook:
         self._read_keys(keys)
         customers: set[int] = set()
         amounts: set[tuple[str, int]] = set()
+        typos: set[str] = set()
         for facts in payments:
             who = self._who(facts, rules)
             customers |= set(who.wanted)
-            if not who.candidates:  # (same-amount invoices count only when nothing is named)
+            if not who.candidates:  # (typos and same-amount invoices count only when nothing
+                # is named)
                 amounts.add((facts.currency, facts.amount_minor))
+                for text in (facts.reference, facts.payer_name):
+                    typos |= remittance.typo_keys(text)
         self._read_customers(customers)
         self._read_amounts(amounts)
+        self._read_keys(typos)
 
     def _who(self, facts: PaymentFacts, rules: matching.Rules) -> _Who:
         """Who may have paid, and so whose open invoices to search (see `gather`, step 2)."""
