@@ -210,6 +210,7 @@ class OpenBook:
         self._amount_ids: dict[tuple[str, int], list[int]] = {}  # open with that amount (read)
         self._moved: dict[tuple[str, int], set[int]] = defaultdict(set)  # ... since (the run)
         self._named_cache: dict[tuple[str, str], dict[str, str]] = {}
+        self._static: dict[PaymentFacts, tuple] = {}  # `_who`'s text-only part, this chunk
 
     # -- reading ---------------------------------------------------------------------------------
     def _remember(self, rows: Iterable) -> list[int]:
@@ -257,6 +258,7 @@ class OpenBook:
 
     def prefetch(self, payments: Sequence[PaymentFacts], rules: matching.Rules) -> None:
         """Read what `gather` will ask about these payments, in a few queries for all."""
+        self._static.clear()
         keys: set[str] = set()
         for facts in payments:  # (one-digit typos are looked up only when nothing is named)
             for text in (facts.reference, facts.payer_name):
@@ -278,18 +280,27 @@ class OpenBook:
         self._read_keys(typos)
 
     def _who(self, facts: PaymentFacts, rules: matching.Rules) -> _Who:
-        """Who may have paid, and so whose open invoices to search (see `gather`, step 2)."""
-        texts = (facts.reference or "", facts.payer_name or "")
-        keys = self._keys_of(texts)
-        candidates = {inv.id: inv for inv in self._by_keys(keys)} if keys else {}
-        scores = self._name_scores(facts)
-        named, close = _by_name(scores)
-        learned: dict[int, list[Learned]] = {}
-        for rule in self.learned.fitting(facts):
-            learned.setdefault(rule.customer_id, []).append(rule)
+        """Who may have paid, and so whose open invoices to search (see `gather`, step 2).
+        What depends only on the payment's texts is worked out once per chunk (prefetch and
+        gather ask alike); what depends on balances, each time."""
+        static = self._static.get(facts)
+        if static is None:
+            texts = (facts.reference or "", facts.payer_name or "")
+            keys = self._keys_of(texts)
+            candidate_ids = [inv.id for inv in self._by_keys(keys)] if keys else []
+            scores = self._name_scores(facts)
+            named, close = _by_name(scores)
+            learned: dict[int, list[Learned]] = {}
+            for rule in self.learned.fitting(facts):
+                learned.setdefault(rule.customer_id, []).append(rule)
+            numbers = list(self._named(texts, (self.items[i] for i in candidate_ids)))
+            static = self._static[facts] = (keys, candidate_ids, scores, named, close,
+                                            learned, numbers)
+        keys, candidate_ids, scores, named, close, learned, numbers = static
+        candidates = {i: self.items[i] for i in candidate_ids}
         wanted: list[int] = [facts.customer_id] if facts.customer_id is not None else []
         first = {inv.number: inv for inv in candidates.values()}
-        first_refs = [first[n] for n in self._named(texts, candidates.values())
+        first_refs = [first[n] for n in numbers
                       if first[n].balance_minor > 0 and first[n].currency == facts.currency]
         if _settled_by_reference(facts, first_refs, rules):
             wanted = []  # the named invoices settle the payment: no combinations to look for

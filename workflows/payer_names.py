@@ -206,6 +206,7 @@ def payer_similarity(forms: Iterable[NameForm], customer: NameForm) -> float:
 
 
 FIRST_WORD_SCORED = 12  # customers sharing a payer's first word that are scored in full
+EXACT_ENOUGH = 97  # found this close by prefix or first word: no scan of every name for typos
 
 
 @dataclass(frozen=True)
@@ -250,12 +251,9 @@ class CustomerDirectory:
         if cache_key in self._cache:
             return self._cache[cache_key][:limit]
         pool: set[int] = set()
+        # truncations and suffix changes: the prefix index and the first-word bucket, for
+        # every reading of the payer line
         for payer in forms:
-            # typos: one C-speed scan of the core names; truncations and suffix changes: the
-            # prefix index and the first-word bucket below
-            for _, _, index in process.extract(payer.core, self._cores, scorer=fuzz.ratio,
-                                               score_cutoff=65, limit=10, processor=None):
-                pool.add(self._ids[index])
             start = bisect_left(self._sorted, (payer.full[:5], -1))
             for full, cid in self._sorted[start:start + 50]:
                 if not full.startswith(payer.full[:5]):
@@ -269,6 +267,22 @@ class CustomerDirectory:
                     payer.core, cores, scorer=fuzz.token_sort_ratio, limit=FIRST_WORD_SCORED,
                     processor=None)]
             pool.update(bucket)
+        scored = self._scored(pool, forms, currency)
+        # typos: one C-speed scan of every core name, for the reading without the bank's
+        # words — unless the indexes already found the name itself (the scan costs as much as
+        # all the rest, with thousands of customers)
+        if not scored or scored[0][1] < EXACT_ENOUGH:
+            for _, _, index in process.extract(forms[-1].core, self._cores, scorer=fuzz.ratio,
+                                               score_cutoff=65, limit=10, processor=None):
+                pool.add(self._ids[index])
+            scored = self._scored(pool, forms, currency)
+        if len(self._cache) > 20_000:
+            self._cache.clear()
+        self._cache[cache_key] = scored
+        return scored[:limit]
+
+    def _scored(self, pool: set[int], forms: tuple[NameForm, ...],
+                currency: str | None) -> list[tuple[int, float]]:
         scored = []
         for cid in pool:
             if currency and self.by_id[cid].currency != currency:
@@ -277,7 +291,4 @@ class CustomerDirectory:
             if score >= 60:
                 scored.append((cid, round(score, 1)))
         scored.sort(key=lambda pair: (-pair[1], pair[0]))
-        if len(self._cache) > 20_000:
-            self._cache.clear()
-        self._cache[cache_key] = scored
-        return scored[:limit]
+        return scored
