@@ -183,6 +183,8 @@ def import_csv(db: Database, kind: str, path: Path, *, clock: Clock | None = Non
         try:
             if kind == "payments":
                 _run_payments(session, db, units, columns, problems, report)
+            elif kind == "invoices":
+                _run_invoices(session, units, columns, problems, report)
             else:
                 for unit in units:
                     _run(session, kind, unit, columns, problems, report, now)
@@ -483,19 +485,36 @@ def _run_payments(session: Session, db: Database, units: list[Unit], columns: Co
                for unit in units]
     run.flush()
     for unit, ticket in tickets:
-        error = ticket.error
-        if error is not None:
-            first = unit.rows[0].number
-            if not error.errors:
-                problems.add(first, columns.key if isinstance(error, Conflict) else None,
-                             error.detail)
-            for e in error.errors:
-                row, column = _blame(e.field, unit, columns)
-                problems.add(row, column, e.detail if column else f"{e.field}: {e.detail}")
+        if ticket.error is not None:
+            _report(ticket.error, unit, columns, problems)
         elif ticket.created:
             report.count += 1
         else:
             report.unchanged += 1
+
+
+def _run_invoices(session: Session, units: list[Unit], columns: Columns, problems: Problems,
+                  report: ImportReport) -> None:
+    """Invoices go in with one call for the whole file (`invoicing.ingest_erp_invoices`: the
+    same rules as the API, what they need read once, rows written together); each row's
+    refusal is reported by row and column like any other."""
+    results = invoicing.ingest_erp_invoices(
+        session, [invoicing.ErpInvoiceIn(**unit.model.model_dump()) for unit in units],
+        actor=ACTOR)
+    for unit, outcome in zip(units, results, strict=True):
+        if isinstance(outcome, DomainError):
+            _report(outcome, unit, columns, problems)
+        else:
+            report.count += 1
+
+
+def _report(error: DomainError, unit: Unit, columns: Columns, problems: Problems) -> None:
+    first = unit.rows[0].number
+    if not error.errors:
+        problems.add(first, columns.key if isinstance(error, Conflict) else None, error.detail)
+    for e in error.errors:
+        row, column = _blame(e.field, unit, columns)
+        problems.add(row, column, e.detail if column else f"{e.field}: {e.detail}")
 
 
 def _blame(field_name: str, unit: Unit, columns: Columns) -> tuple[int, str | None]:

@@ -33,7 +33,7 @@ from models.base import UTCDateTime
 from models.orders import OrderLine
 from workflows import audit, numbering, outbox, policy
 from workflows import validation as v
-from workflows.errors import Conflict, NotFound, ValidationFailed
+from workflows.errors import Conflict, DomainError, NotFound, ValidationFailed
 
 
 @dataclass(frozen=True)
@@ -133,17 +133,20 @@ class ErpInvoiceIn:
     payment_terms: str | None = None
 
 
-def ingest_erp_invoice(session: Session, data: ErpInvoiceIn, *, actor: str) -> Invoice:
-    """An invoice issued by the ERP: stored as issued (immutable), its balance open."""
-    from workflows.masterdata import customer_by_external_id
-
+def _checked_erp_invoice(data: ErpInvoiceIn, *, exists: bool,
+                         customer: Customer | None, order: Order | None) -> dict:
+    """The invoice an ERP sends, checked (ValidationFailed or Conflict naming the field), as
+    the values of its row: the rules of `ingest_erp_invoice` and `ingest_erp_invoices`.
+    `exists`: an invoice of that number is stored already; `customer`, `order`: what its
+    `customer` and `order` name (None when unknown)."""
     if not data.number.strip():
         raise ValidationFailed.of("number", "must not be empty")
     v.text("number", data.number)
-    if session.exec(select(Invoice.id).where(Invoice.number == data.number)).first():
+    if exists:
         raise Conflict(f"invoice {data.number} already exists; issued invoices are immutable, "
                        "send a credit note instead")
-    customer = customer_by_external_id(session, data.customer)
+    if customer is None:
+        raise ValidationFailed.of("customer", f"unknown customer {data.customer!r}")
     currency = v.currency("currency", data.currency)
     if currency != customer.currency:
         raise ValidationFailed.of("currency", f"{customer.name} is billed in "
@@ -157,18 +160,31 @@ def ingest_erp_invoice(session: Session, data: ErpInvoiceIn, *, actor: str) -> I
     # the customer's current terms, whose early-payment discount this invoice may not carry.
     terms = (v.payment_terms("payment_terms", data.payment_terms) if data.payment_terms
              else f"NET{(due - issue).days}" if due > issue else "DUE_ON_RECEIPT")
-    order_id = None
-    if data.order:
-        order = session.exec(select(Order).where(Order.number == data.order)).first()
-        if order is None or order.customer_id != customer.id:
-            raise ValidationFailed.of("order", f"unknown order {data.order!r} for this customer")
-        order_id = order.id
-    invoice = Invoice(number=data.number.strip(), customer_id=customer.id, order_id=order_id,
-                      source="erp", currency=currency, issue_date=issue, due_date=due,
-                      payment_terms=terms, subtotal_minor=total,
-                      total_minor=total, balance_minor=total,
-                      billing_address=customer.billing_address,
-                      shipping_address=customer.shipping_address)
+    if data.order and (order is None or order.customer_id != customer.id):
+        raise ValidationFailed.of("order", f"unknown order {data.order!r} for this customer")
+    return {"number": data.number.strip(), "customer_id": customer.id,
+            "order_id": order.id if data.order else None, "source": "erp",
+            "currency": currency, "issue_date": issue, "due_date": due,
+            "payment_terms": terms, "subtotal_minor": total, "total_minor": total,
+            "balance_minor": total, "billing_address": customer.billing_address,
+            "shipping_address": customer.shipping_address}
+
+
+def ingest_erp_invoice(session: Session, data: ErpInvoiceIn, *, actor: str) -> Invoice:
+    """An invoice issued by the ERP: stored as issued (immutable), its balance open."""
+    from workflows.masterdata import customer_by_external_id
+
+    if not data.number.strip():
+        raise ValidationFailed.of("number", "must not be empty")
+    v.text("number", data.number)
+    exists = session.exec(select(Invoice.id).where(Invoice.number == data.number)).first()
+    customer = None if exists else customer_by_external_id(session, data.customer)
+    order = (session.exec(select(Order).where(Order.number == data.order)).first()
+             if data.order and customer is not None else None)
+    values = _checked_erp_invoice(data, exists=exists is not None, customer=customer,
+                                  order=order)
+    currency, total = values["currency"], values["total_minor"]
+    invoice = Invoice(**values)
     session.add(invoice)
     session.flush()
     line_total = 0
@@ -205,6 +221,59 @@ def ingest_erp_invoice(session: Session, data: ErpInvoiceIn, *, actor: str) -> I
                  entity_id=invoice.id, to_state="open", number=invoice.number,
                  total_minor=total)
     return invoice
+
+
+def ingest_erp_invoices(session: Session, items: list[ErpInvoiceIn], *, actor: str
+                        ) -> list[int | DomainError]:
+    """Many ERP invoices at once (a CSV file): for each, its new id or why it was refused —
+    the same rules as `ingest_erp_invoice` (`_checked_erp_invoice`), with what they need read
+    in a few queries for all and the rows written with one statement per table. A number
+    twice in `items` is a Conflict the second time. Invoices with `lines` go one by one."""
+    numbers = {d.number.strip() for d in items if d.number and d.number.strip()}
+    existing: set[str] = set()
+    customers: dict[str, Customer] = {}
+    orders: dict[str, Order] = {}
+    inv = _INVOICES
+    for chunk in _chunked(sorted(numbers)):
+        existing |= set(session.execute(sa.select(inv.c.number).where(
+            inv.c.number.in_(chunk))).scalars())
+    for chunk in _chunked(sorted({d.customer for d in items if d.customer})):
+        customers.update((c.external_id, c) for c in session.exec(
+            select(Customer).where(Customer.external_id.in_(chunk))).all())
+    for chunk in _chunked(sorted({d.order for d in items if d.order})):
+        orders.update((o.number, o) for o in session.exec(
+            select(Order).where(Order.number.in_(chunk))).all())
+    results: list[int | DomainError | dict] = []
+    for data in items:
+        try:
+            if data.lines:
+                results.append(ingest_erp_invoice(session, data, actor=actor).id)
+                existing.add(data.number.strip())
+                continue
+            values = _checked_erp_invoice(data, exists=data.number.strip() in existing,
+                                          customer=customers.get(data.customer),
+                                          order=orders.get(data.order or ""))
+        except DomainError as exc:
+            results.append(exc)
+            continue
+        existing.add(values["number"])
+        results.append(values)
+    rows = [r for r in results if isinstance(r, dict)]
+    if rows:
+        ids = [row[0] for row in session.connection().execute(
+            sa.insert(inv).returning(inv.c.id, sort_by_parameter_order=True), rows)]
+        audit.record_rows(session, [
+            audit.row(actor=actor, action="invoice.ingested", entity_type="invoice",
+                      entity_id=invoice_id, to_state="open", number=row["number"],
+                      total_minor=row["total_minor"])
+            for invoice_id, row in zip(ids, rows, strict=True)])
+        it = iter(ids)
+        results = [next(it) if isinstance(r, dict) else r for r in results]
+    return results  # type: ignore[return-value]
+
+
+def _chunked(values: list, size: int = 500) -> list[list]:
+    return [values[i:i + size] for i in range(0, len(values), size)]
 
 
 _INVOICES = Invoice.__table__
