@@ -59,6 +59,7 @@ from workflows.errors import Conflict, DomainError, FieldError, ValidationFailed
 ENGINE = "cashapp-1"
 CHUNK = 500  # payments decided and written together
 RETRIES = 3  # chunks decided again after another transaction changed their invoices
+BOOK_ITEMS = 60_000  # invoices a run keeps in memory between chunks
 
 _PAY = Payment.__table__
 _INV = Invoice.__table__
@@ -312,8 +313,11 @@ class CashRun:
                                    "being applied; nothing was recorded, try again") from exc
         self._expire(tickets, {r["invoice"] for d in decisions for r in d.reductions})
         # written: from now on the database knows these external ids (no tickets kept, so a
-        # statement of 100,000 lines holds one chunk's worth)
+        # statement of 100,000 lines holds one chunk's worth), and the book may start afresh
+        # when it holds much (memory flat over a long statement; what it forgets is re-read)
         self._seen.clear()
+        if len(self.book.items) > BOOK_ITEMS:
+            self.book.forget()
 
     def _savepoint(self) -> AbstractContextManager:
         # SQLite writes one transaction at a time (BEGIN IMMEDIATE, bot.db): nothing can

@@ -207,6 +207,7 @@ def payer_similarity(forms: Iterable[NameForm], customer: NameForm) -> float:
 
 FIRST_WORD_SCORED = 12  # customers sharing a payer's first word that are scored in full
 EXACT_ENOUGH = 97  # found this close by prefix or first word: no scan of every name for typos
+MATCHES_KEPT = 10_000  # payer lines whose candidates a directory remembers
 
 
 @dataclass(frozen=True)
@@ -276,7 +277,7 @@ class CustomerDirectory:
                                                score_cutoff=65, limit=10, processor=None):
                 pool.add(self._ids[index])
             scored = self._scored(pool, forms, currency)
-        if len(self._cache) > 20_000:
+        if len(self._cache) > MATCHES_KEPT:
             self._cache.clear()
         self._cache[cache_key] = scored
         return scored[:limit]
