@@ -3,6 +3,7 @@ would deliver them, imported through the matching engine; re-importing changes n
 
 from __future__ import annotations
 
+import tracemalloc
 from datetime import date
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from sqlmodel import select
 from bot.cli import main as o2c
 from models import Allocation, AuditEvent, Invoice, OutboxMessage, Payment, WriteOff
 from tests.support import factories as f
-from workflows import invariants
+from workflows import bank_statements, invariants
 from workflows.bank_statements import import_statement, parse_amount, parse_statement
 
 IBAN = "DE89370400440532013000"
@@ -283,3 +284,52 @@ def test_cli_reports_errors_and_exits_non_zero(database_url, tmp_path, monkeypat
     path = write(tmp_path, "bad.csv", "Date,Amount,Currency\n2026-11-20,abc,USD\n")
     assert o2c(["import", "bank-statement", str(path)]) == 1
     assert "row 2, column amount" in capsys.readouterr().err
+
+
+def long_camt(entries: list[str]) -> str:
+    return (f'<?xml version="1.0"?><Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.'
+            f'001.02"><BkToCstmrStmt><Stmt><Acct><Id><IBAN>{IBAN}</IBAN></Id></Acct>'
+            + "".join(entries) + "</Stmt></BkToCstmrStmt></Document>")
+
+
+def entry(n: int, amount: str = "1.00", payer: str = "J SMITH") -> str:
+    return (f'<Ntry><Amt Ccy="USD">{amount}</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>BOOK</Sts>'
+            f"<BookgDt><Dt>2026-11-20</Dt></BookgDt><AcctSvcrRef>R{n}</AcctSvcrRef>"
+            f"<NtryDtls><TxDtls><RltdPties><Dbtr><Nm>{payer}</Nm></Dbtr></RltdPties>"
+            "</TxDtls></NtryDtls></Ntry>")
+
+
+def test_a_line_refused_late_in_a_long_statement_imports_nothing(books, tmp_path) -> None:  # noqa: ANN001
+    # given a statement longer than a chunk of the engine, whose last entries are broken
+    # (earlier chunks were already matched and written when they are read)
+    entries = [entry(n) for n in range(1, 1201)]
+    entries += [entry(1201, amount="-5.00"), entry(1202, amount="abc")]
+    path = write(tmp_path, "long.xml", long_camt(entries))
+    # when
+    report = import_statement(books, path)
+    books.rollback()  # what the CLI does with a report that has errors
+    # then every problem is named and nothing is stored
+    assert report.errors == ["Stmt 1, Ntry 1201: Amt must be positive",
+                             "Stmt 1, Ntry 1202: Amt not an amount: 'abc'"]
+    assert report.lines == 1200
+    assert books.exec(select(Payment)).all() == []
+
+
+def test_a_long_statement_is_read_as_a_stream(tmp_path) -> None:  # noqa: ANN001
+    # given a statement of 3,000 entries (as a whole tree: about 7 MB of Python objects)
+    path = write(tmp_path, "long.xml", long_camt([entry(n) for n in range(1, 3001)]))
+    # when it is read
+    tracemalloc.start()
+    try:
+        reading, items = bank_statements.read_statement(path)
+        first = next(items)
+        rest = [line.where for line in items]  # (the lines themselves are not kept here)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # then lines come one by one, and what was read is dropped: memory does not grow with
+    # the number of entries
+    assert (reading.format, first.where, first.external_id) == (
+        "camt.053", "Stmt 1, Ntry 1", f"bank:{IBAN}:R1")
+    assert len(rest) == 2999 and rest[-1] == "Stmt 1, Ntry 3000"
+    assert peak < 2_000_000
