@@ -16,7 +16,7 @@ from blocks import lookup as render
 from blocks.approvals import credit_hold_actions, credit_hold_done, refusal
 from blocks.common import section
 from blocks.text import esc
-from handlers.common import deps_of, transaction
+from handlers.common import Malformed, action_id_value, deps_of, transaction
 from models import Customer
 from workflows import queries
 from workflows.credit_hold import set_credit_hold
@@ -27,8 +27,10 @@ def _change(ack: Ack, body: dict, respond: Respond, context: BoltContext, *,
             on_hold: bool) -> None:
     ack()
     try:
-        customer_id = int(body["actions"][0]["value"])
-    except (KeyError, IndexError, TypeError, ValueError):
+        customer_id = action_id_value(body)
+    except Malformed as broken:
+        respond(blocks=refusal(broken.detail), text=esc(broken.detail),
+                response_type="ephemeral", replace_original=False)
         return
     user_id = body["user"]["id"]
     try:
