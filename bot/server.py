@@ -86,11 +86,13 @@ def bolt_endpoint(bolt: App, signing_secret: str):  # noqa: ANN201
     decoded or parsed (`bot.slack_request`); a refusal is one warning line, never a traceback.
     The event loop only awaits the body; parsing, Bolt's own verification and the listener's
     ack happen in a worker thread, so concurrent Slack requests never wait for one another."""
-    verifier = SignatureVerifier(signing_secret)
+    verifier = SignatureVerifier(signing_secret) if signing_secret else None
 
     async def slack_events(request: Request) -> Response:
         try:
             timestamp, signature = check_headers(request.headers)
+            if verifier is None:
+                raise Refused(401, "SLACK_SIGNING_SECRET is not set")
             body = await request.body()  # at most MAX_BODY bytes (the app's body limit)
             text = verify(verifier, body, timestamp, signature)
             bolt_request = await run_in_threadpool(

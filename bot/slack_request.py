@@ -21,10 +21,13 @@ Values that have the right shape but mean nothing (a button value `x`, unreadabl
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import re
 from datetime import date
 from typing import Any
+from urllib.parse import urlsplit
 
 from slack_bolt.middleware import Middleware
 from slack_bolt.request import BoltRequest
@@ -65,12 +68,26 @@ def check_headers(headers: Any) -> tuple[str, str]:
 
 def verify(verifier: SignatureVerifier, body: bytes, timestamp: str, signature: str) -> str:
     """The body as text once its signature is good; `Refused` otherwise."""
-    if not verifier.is_valid(body=body, timestamp=timestamp, signature=signature):
-        raise Refused(401, "bad signature or stale timestamp")
     try:
-        return body.decode("utf-8")
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise Refused(400, "signed body is not UTF-8") from None
+        # SignatureVerifier hashes text; Slack signs bytes. Tell a signed non-UTF-8 body (400)
+        # from an unsigned one (401) on the raw bytes.
+        signed = _raw_signature_ok(verifier, body, timestamp, signature)
+        raise Refused(400 if signed else 401, "body is not UTF-8" + (
+            "" if signed else " and not signed")) from None
+    if not verifier.is_valid(body=text, timestamp=timestamp, signature=signature):
+        raise Refused(401, "bad signature or stale timestamp")
+    return text
+
+
+def _raw_signature_ok(verifier: SignatureVerifier, body: bytes, timestamp: str,
+                      signature: str) -> bool:
+    if abs(verifier.clock.now() - int(timestamp)) > 60 * 5:
+        return False
+    mac = hmac.new(verifier.signing_secret.encode(), b"v0:" + timestamp.encode() + b":" + body,
+                   hashlib.sha256)
+    return hmac.compare_digest("v0=" + mac.hexdigest(), signature)
 
 
 def parse(text: str, query: str, headers: dict) -> BoltRequest:
@@ -126,6 +143,11 @@ def _value_problem(entry: Any) -> str | None:
     if day is not None and not _is_date(day):
         return "selected_date is not a date"
     return None
+
+
+def _is_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 def _is_date(value: Any) -> bool:
@@ -210,6 +232,11 @@ def payload_problem(body: Any) -> str | None:
     for key in ("trigger_id", "response_url", "api_app_id", "token"):
         if not _optional(body.get(key), str):
             return f"{key} is not a string"
+    if body.get("response_url") is not None and not _is_url(body["response_url"]):
+        return "response_url is not an http(s) URL"
+    if body.get("type") == "block_actions" and (body.get("container") or {}).get(
+            "type") == "message" and body.get("response_url") is None:
+        return "a click on a message without a response_url"
     if kind in INTERACTIVE:
         user = body.get("user")
         if not isinstance(user, dict) or not isinstance(user.get("id"), str):
