@@ -41,14 +41,14 @@ here: the response times out, the connection drops after the request went out, S
   copy is recognisable and most mail clients show it once.
 
 What remains: a duplicate post when (a) Slack accepted a message but does not list it in the
-history yet when the next attempt looks (a window of about a second, after a timeout of
-`SLACK_TIMEOUT`); (b) a worker stalls past its lease without renewing (the database unreachable
-for that long) while its send is still in flight and another worker takes the row over; (c)
-the lookup is impossible: the app lacks the `*:history` / `im:write` scopes of manifest.yml, or
-is not in the channel; the worker then logs it and posts again (at least once, as before). A
-429 on the lookup waits like any 429 (Slack limits `conversations.history` to 1 request a minute
-for apps distributed outside the Marketplace since 2025; the lookup only runs after an unknown
-outcome).
+history yet when the next attempt looks (that attempt comes a backoff after the failed call,
+which itself took up to `SLACK_TIMEOUT`, so Slack would have to lag that long); (b) a worker
+stalls past its lease without renewing (the database unreachable for that long) while its send
+is still in flight and another worker takes the row over; (c) the lookup is impossible: the
+app lacks the `*:history` / `im:write` scopes of manifest.yml, or is not in the channel; the
+worker then logs it and posts again (at least once, as before). A 429 on the lookup waits like
+any 429 (Slack limits `conversations.history` to 1 request a minute for apps distributed
+outside the Marketplace since 2025; the lookup only runs after an unknown outcome).
 """
 
 from __future__ import annotations

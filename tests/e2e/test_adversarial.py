@@ -564,3 +564,72 @@ def test_replayed_modal_opening_clicks_open_one_modal_without_an_error(company, 
     assert len(opened) == 1
     assert not any("went wrong" in text_of(r["payload"]) for r in api.responses)
     assert errors_logged(caplog) == []
+
+
+def test_replayed_backorder_choices_and_apply_clicks_change_once(server, slack, standin,  # noqa: ANN001
+                                                                 api) -> None:
+    sandbox = standin.api
+    issued = _today() - timedelta(days=20)
+    with server.db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.user(s, "UCOLL001", "collector")
+        f.customer(s, "C-SHORT", "Shortco", sales_rep="USALES01")
+        f.customer(s, "C-GLOBEX", "Globex Corporation")
+        f.product(s, "GIZMO", price="10.00", on_hand=6)
+        f.invoice(s, "INV-A", total="250.00", issued=issued, due=issued + timedelta(days=30))
+        f.invoice(s, "INV-B", total="250.00", issued=issued, due=issued + timedelta(days=30))
+        number = f.order(s, "C-SHORT", lines=[("GIZMO", 10)]).number
+    server.deps.notify_outbox()
+    # given the backorder notice in the rep's DM
+    dm = sandbox.wait_for(lambda: next((m for m in sandbox.dm_messages("USALES01")
+                                        if m["text"] == f"Order {number} is short of stock"),
+                                       None), WAIT, "the backorder DM")
+    # when each choice is clicked, replayed, then sent 10 times at once
+    for action, where in (("backorder_wait", None), ("backorder_ship_partial", None),
+                          ("backorder_cancel_line", "backorder_line:1")):
+        body = prepared_click(slack, "USALES01", dm, action, block_id=where)
+        assert replay(slack, body)[2] == [200] * 11
+    # then each choice is recorded and told to billing once
+    assert count(server, AuditEvent, AuditEvent.action == "order.backorder_choice") == 2
+    assert count(server, AuditEvent, AuditEvent.action == "order.line_cancelled") == 1
+    with server.db.read_session() as s:
+        told = [r.payload["context"].get("choice") for r in s.exec(select(OutboxMessage))
+                if r.payload.get("template") == "backorder_notice"
+                and r.payload["context"].get("choice")]
+    assert sorted(told) == ["cancel_line", "ship_partial"]
+    # given a payment the engine was unsure about, and its suggestion card
+    paid = api.post("/payments", json={"amount": "250.00", "currency": "USD",
+                                       "received_at": datetime.now(UTC).isoformat(),
+                                       "payer_name": "GLOBEX CORP", "external_id": "BANK-1"})
+    assert paid.status_code == 201, paid.text
+    card = sandbox.wait_for(lambda: next((m for m in sandbox.messages("CAR000001")
+                                          if "BANK-1" in text_of(m) or "250.00" in m["text"]),
+                                         None), WAIT, "the suggestion card")
+    # when Apply is clicked, replayed, then sent 10 times at once
+    body = prepared_click(slack, "UCOLL001", card, ids.CASHAPP_APPLY,
+                          block_id=f"cashapp:{paid.json()['id']}:1")
+    assert replay(slack, body)[2] == [200] * 11
+    # then the payment is applied once and the card updated once
+    from models import Allocation
+
+    assert count(server, Allocation) == 1
+    sandbox.wait_for(lambda: sandbox.calls_to("chat.update"), WAIT, "the card update")
+    time.sleep(0.5)
+    assert len(sandbox.calls_to("chat.update")) == 1
+
+
+def test_a_decision_modal_with_damaged_metadata_decides_nothing(company, slack,  # noqa: ANN001
+                                                                 standin, caplog) -> None:
+    api = standin.api
+    number = _new_customer_order(company, slack, api)
+    slack.click("UCREDIT1", _card(api, number), ids.REJECT)
+    modal = api.wait_for(lambda: (api.views_for("UCREDIT1") or [None])[-1], WAIT)
+    for damaged in ("{not json", '{"approval_id": "x"}', "[]"):
+        api.tamper_view(modal["id"], private_metadata=damaged)
+        response = slack.submit_view("UCREDIT1", modal, {
+            ids.REJECT_REASON_BLOCK: {ids.REJECT_REASON_INPUT: "no"}})
+        assert response.status_code == 200
+        assert "came back damaged" in api.view_errors(modal["id"])[ids.REJECT_REASON_BLOCK]
+    with company.db.read_session() as s:
+        assert s.exec(select(Approval)).one().status == "pending"
+    assert errors_logged(caplog) == []
