@@ -119,7 +119,7 @@ def _value_problem(entry: Any) -> str | None:
     if not isinstance(entry, dict):
         return "a value that is not an object"
     for key in ("value", "selected_user", "selected_channel", "selected_conversation",
-                "selected_time", "action_id", "block_id", "type"):
+                "selected_time", "action_id", "block_id", "type", "action_ts"):
         if not _optional(entry.get(key), str):
             return f"{key} is not a string"
     if entry.get("selected_option") is not None:

@@ -179,6 +179,19 @@ def action_id_value(body: dict) -> int:
     return int(value)
 
 
+def click_key(body: dict) -> str | None:
+    """This click's identity, for clicks whose effect could be undone and redone (a choice, a
+    hold and its release): a replay of an old click must not redo it. Slack stamps every click
+    with its own `action_ts`; a replay or a retry carries the same one."""
+    actions = body.get("actions")
+    action = actions[0] if isinstance(actions, list) and actions else {}
+    stamp, action_id = action.get("action_ts"), action.get("action_id")
+    user = (body.get("user") or {}).get("id")
+    if not (isinstance(stamp, str) and stamp and isinstance(action_id, str) and user):
+        return None
+    return f"click:{action_id}:{user}:{stamp}"
+
+
 def view_metadata(view: dict) -> dict:
     """A modal's `private_metadata` (JSON we wrote when opening it); `Malformed` otherwise."""
     try:
