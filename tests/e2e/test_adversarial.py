@@ -641,3 +641,42 @@ def test_a_decision_modal_with_damaged_metadata_decides_nothing(company, slack, 
     with company.db.read_session() as s:
         assert s.exec(select(Approval)).one().status == "pending"
     assert errors_logged(caplog) == []
+
+
+def test_a_replayed_command_cannot_undo_a_later_one(company, slack, standin) -> None:  # noqa: ANN001
+    from urllib.parse import parse_qs
+
+    from models import UserRole
+
+    api = standin.api
+    captured: list[str] = []
+    send = slack.send
+
+    def keep(body: str, content_type: str, **opts):  # noqa: ANN003, ANN202
+        captured.append(body)
+        return send(body, content_type, **opts)
+
+    slack.send = keep
+    # given an admin who grants a role, then takes it back
+    for text in ("role add <@UNOBODY1> collector", "role remove <@UNOBODY1> collector",
+                 "policy set max_discount_pct 20", "policy set max_discount_pct 25"):
+        seen = len(api.responses)
+        assert slack.slash(ADMIN, text).status_code == 200
+        api.wait_for(lambda s=seen: len(api.responses) > s, WAIT, text)
+    slack.send = send
+    grant, _, first_policy, _ = captured
+    assert parse_qs(grant)["text"] == ["role add <@UNOBODY1> collector"]
+    # when the old "add" and the old policy change are replayed, once and 10 times at once
+    for body in (grant, first_policy):
+        assert replay(slack, body)[2] == [200] * 11
+    time.sleep(1.0)
+    # then neither came back
+    with company.db.read_session() as s:
+        assert s.get(UserRole, ("UNOBODY1", "collector")) is None
+    assert count(company, AuditEvent, AuditEvent.action == "role.granted",
+                 AuditEvent.entity_id == "UNOBODY1") == 1
+    from models import Policy
+
+    with company.db.read_session() as s:
+        assert s.get(Policy, "max_discount_pct").value == "25"
+    assert count(company, AuditEvent, AuditEvent.action.like("policy%")) == 2
