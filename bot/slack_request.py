@@ -6,8 +6,9 @@ In order, each step refusing with a short warning line (never a traceback):
    `X-Slack-Signature` `v0=` + 64 hex digits), else 401 without reading the body;
 2. the body is read up to `MAX_BODY` bytes (the app's body limit answers 413 beyond it, while it
    streams in: a large body is never held in memory);
-3. the signature is checked on those raw bytes (slack_sdk's `SignatureVerifier`, which also
-   refuses a timestamp more than 5 minutes off), else 401;
+3. the signature is checked on those bytes (slack_sdk's `SignatureVerifier`, which also
+   refuses a timestamp more than 5 minutes off; an HMAC of the raw bytes when they are not
+   UTF-8, only to tell 400 from 401), else 401;
 4. only then is it decoded (not UTF-8: 400) and parsed into a `BoltRequest` (unparsable: 400);
 5. the parsed payload must have the shape our listeners and Bolt's own matchers rely on
    (`payload_problem`: `actions` a list of actions, a `view` with an id, a callback_id and a
