@@ -157,7 +157,8 @@ def o2c(ack):
 
 
 app = FastAPI()
-app.add_route("/slack/events", bolt_endpoint(bolt), methods=["POST"])  # served like o2c
+app.add_route("/slack/events", bolt_endpoint(bolt, {SECRET!r}),
+              methods=["POST"])  # served like o2c
 sys.setswitchinterval(0.001)  # as `o2c serve` does
 import gc  # noqa: E402
 gc.collect()

@@ -255,3 +255,20 @@ def email_queued(ctx: dict) -> dict:
               context(f"Outbox #{ctx['outbox_id']} · it goes out once SMTP is configured · "
                       "`o2c outbox` lists the queue")]
     return {"text": text, "blocks": render(blocks)}
+
+
+@template("email_failed")
+def email_failed(ctx: dict) -> dict:
+    """A customer e-mail the outbox gave up on (the address was refused, the server said no
+    for good, or it kept failing for a day): the customer was NOT told, so AR must know."""
+    who = esc(ctx.get("customer") or "the customer")
+    to = esc(ctx.get("to") or "no address")
+    kind = esc(ctx.get("kind") or "e-mail")
+    numbers = ", ".join(f"*{esc(n)}*" for n in ctx.get("invoices") or []) or "none named"
+    text = f"The {kind} e-mail to {who} ({to}) could not be sent"
+    blocks = [section(f":warning: The *{kind}* e-mail to *{who}* ({to}) could not be sent — "
+                      f"they have *not* received it.\nInvoice(s): {numbers}\n"
+                      f"> {esc(clip(ctx.get('reason') or '', 500))}"),
+              context(f"Outbox #{ctx['outbox_id']} · once the cause is fixed, "
+                      f"`o2c outbox --retry {ctx['outbox_id']}` sends it again to this address")]
+    return {"text": text, "blocks": render(blocks)}

@@ -2,8 +2,11 @@
 when `O2C_SANDBOX` is on) the local sandbox. Background work — the outbox worker and the
 scheduler — starts and stops with the app.
 
-The Bolt `App` is synchronous; it is dispatched in the thread pool so concurrent Slack requests
-never wait for one another, and the event loop only ever awaits the request body.
+Every request body is limited to `MAX_BODY` bytes (1 MiB): a larger one is answered 413 as soon
+as its Content-Length (or, for a chunked body, the bytes received so far) says so, without
+reading the rest. The Bolt `App` is synchronous; it is dispatched in the thread pool so
+concurrent Slack requests never wait for one another, and the event loop only ever awaits the
+request body. A Slack request is verified before anything parses it (`bot.slack_request`).
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from slack_bolt import App
-from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
+from slack_sdk.signature import SignatureVerifier
 from starlette.concurrency import run_in_threadpool
 
 from api import problems
@@ -30,6 +33,7 @@ from bot.deps import Deps, make_client
 from bot.outbox import OutboxWorker, make_worker
 from bot.settings import Settings
 from bot.slack_app import create_bolt_app
+from bot.slack_request import MAX_BODY, Refused, check_headers, parse, verify
 from workflows import policy
 from workflows.users import bootstrap_admins
 
@@ -74,16 +78,30 @@ def build_runtime(settings: Settings, *, db: Database | None = None,
     return Runtime(deps=deps, bolt=create_bolt_app(deps))
 
 
-def bolt_endpoint(bolt: App):  # noqa: ANN201
+def bolt_endpoint(bolt: App, signing_secret: str):  # noqa: ANN201
     """An ASGI endpoint that hands a Slack request to a sync Bolt app in the thread pool.
 
     A plain Starlette route (no FastAPI dependency solving): Slack's 3-second clock runs from
-    here. The event loop only awaits the body; verification, parsing and the listener's ack
-    happen in a worker thread, so concurrent Slack requests never wait for one another."""
+    here. The headers are checked before the body is read, the signature before the body is
+    decoded or parsed (`bot.slack_request`); a refusal is one warning line, never a traceback.
+    The event loop only awaits the body; parsing, Bolt's own verification and the listener's
+    ack happen in a worker thread, so concurrent Slack requests never wait for one another."""
+    verifier = SignatureVerifier(signing_secret) if signing_secret else None
+
     async def slack_events(request: Request) -> Response:
-        body = (await request.body()).decode("utf-8")
-        bolt_request = BoltRequest(body=body, query=request.url.query,
-                                   headers=dict(request.headers.items()))
+        try:
+            timestamp, signature = check_headers(request.headers)
+            if verifier is None:
+                raise Refused(401, "SLACK_SIGNING_SECRET is not set")
+            body = await request.body()  # at most MAX_BODY bytes (the app's body limit)
+            text = verify(verifier, body, timestamp, signature)
+            bolt_request = await run_in_threadpool(
+                parse, text, request.url.query, dict(request.headers.items()))
+        except Refused as refused:
+            log.warning("refused a Slack request from %s: %s (%d)",
+                        request.client.host if request.client else "?", refused.reason,
+                        refused.status)
+            return Response(status_code=refused.status)
         bolt_response = await run_in_threadpool(bolt.dispatch, bolt_request)
         headers = {k: v[0] for k, v in bolt_response.headers.items()
                    if v and k.lower() != "content-length"}
@@ -122,7 +140,9 @@ def create_app(settings: Settings, *, db: Database | None = None,
             deps.close()
 
     app = FastAPI(title="o2c-bot", version="0.1.0", lifespan=lifespan,
-                  description="Order-to-cash in Slack: REST ingestion API (SPEC §4).")
+                  description="Order-to-cash in Slack: REST ingestion API (SPEC §4). Request "
+                  f"bodies are limited to {MAX_BODY // 1024} KiB (413 beyond).",
+                  max_body_size=MAX_BODY)
     app.state.deps = deps
     app.state.runtime = runtime
     problems.install(app)
@@ -133,7 +153,9 @@ def create_app(settings: Settings, *, db: Database | None = None,
                                 headers={"WWW-Authenticate": "Bearer"},
                                 instance=request.url.path)
 
-    app.add_route("/slack/events", bolt_endpoint(runtime.bolt), methods=["POST"])
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret \
+        else ""
+    app.add_route("/slack/events", bolt_endpoint(runtime.bolt, secret), methods=["POST"])
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:

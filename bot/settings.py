@@ -76,6 +76,9 @@ class Settings(BaseSettings):
 
     # background work inside `o2c serve`
     o2c_outbox_worker: bool = True
+    # how long a message being sent stays claimed by a process that stopped renewing the claim
+    # (it died) before another process takes it over; renewed every third of it (bot/outbox.py)
+    o2c_outbox_lease_seconds: int = Field(default=30, ge=3, le=3600)
     o2c_scheduler: bool = True
     # processes that build `/o2c` answers after the ack, at a lower CPU priority than the acks
     # (0 = threads of the server process); see bot/answers.py

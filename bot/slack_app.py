@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from slack_bolt import App, BoltContext, BoltResponse
@@ -9,9 +10,11 @@ from slack_bolt.error import BoltError
 from sqlalchemy.exc import IntegrityError
 
 from bot.deps import Deps
+from bot.slack_request import PayloadShape
 from handlers import register_listeners
-from handlers.common import describe_error
+from handlers.common import describe_error, first_input_block, note_database_down
 from models import SlackEventReceipt
+from workflows.errors import database_unavailable
 
 log = logging.getLogger("o2c.slack")
 
@@ -29,27 +32,52 @@ def create_bolt_app(deps: Deps) -> App:
         ignoring_self_events_enabled=True,
     )
 
+    app.use(PayloadShape())  # before anything reads the payload (Socket Mode too)
+
     @app.middleware
     def inject_deps(context: BoltContext, body: dict, next) -> BoltResponse | None:  # noqa: A002
         context["deps"] = deps
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
-        if event_id and not _first_delivery(deps, event_id):
-            log.info("duplicate event %s ignored", event_id)
-            # 200 with nothing run: Slack stops retrying, and nothing happens twice
-            return BoltResponse(status=200, body="")
+        if event_id:
+            try:
+                first = _first_delivery(deps, event_id)
+            except Exception as error:
+                if not database_unavailable(error):
+                    raise
+                note_database_down(error, log)
+                return BoltResponse(status=503, body="")  # Slack retries the event later
+            if not first:
+                log.info("duplicate event %s ignored", event_id)
+                # 200 with nothing run: Slack stops retrying, and nothing happens twice
+                return BoltResponse(status=200, body="")
         next()
 
     @app.error
-    def on_error(error: Exception, respond, logger: logging.Logger) -> None:
-        """One place that answers the user and logs once (no try/except in listeners)."""
+    def on_error(error: Exception, body: dict, respond, logger: logging.Logger
+                 ) -> BoltResponse | None:
+        """One place that answers the user and logs once (no try/except in listeners).
+
+        A modal submission that failed before its ack is answered in the modal itself (an
+        inline error on its first input: the form stays open with what was typed); anything
+        else through `respond` when the request carried a response_url."""
         if isinstance(error, BoltError):
             logger.error("bolt error: %s", error)
+        if isinstance(body, dict) and body.get("type") == "view_submission":
+            block = first_input_block(body.get("view"))
+            if block is not None:
+                text = describe_error(error, logger, plain=True)
+                return BoltResponse(status=200, body=json.dumps({
+                    "response_action": "errors", "errors": {block: text[:300]}}),
+                    headers={"content-type": "application/json; charset=utf-8"})
         text = describe_error(error, logger)
         if respond is not None:  # present when the request carried a response_url
             try:
                 respond(text=text, response_type="ephemeral", replace_original=False)
             except Exception:  # noqa: BLE001 - the error is already logged
                 logger.warning("could not tell the user about an error")
+        if database_unavailable(error):
+            return BoltResponse(status=503, body="")  # e.g. an event: Slack retries it
+        return None
 
     register_listeners(app)
     return app

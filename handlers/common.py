@@ -3,7 +3,9 @@ time zone, and a committed transaction that wakes the outbox worker."""
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,10 +21,57 @@ from sqlmodel import Session
 from blocks.text import esc
 from models import User
 from workflows import audit
-from workflows.errors import DomainError, PermissionDenied
+from workflows.errors import DomainError, PermissionDenied, database_unavailable
 from workflows.users import ensure_user
 
 log = logging.getLogger("o2c.handlers")
+
+DATABASE_DOWN = ("o2c cannot reach its database right now, so nothing was changed. Please "
+                 "try again in a minute.")
+BROKEN = ("This button or form came back damaged, so nothing was done. Use the latest message "
+          "(or open the form again) and retry.")
+
+
+class Malformed(DomainError):
+    """A signed Slack payload that does not carry what its listener needs (a button value
+    that is not an id, unreadable `private_metadata`, missing form values): refused with a
+    clear answer, nothing changed. Genuine Slack never sends these; a stale or forged one
+    might."""
+
+    status = 400
+    title = "Malformed Slack payload"
+
+    def __init__(self, detail: str = BROKEN) -> None:
+        super().__init__(detail)
+
+
+class Throttle:
+    """True at most once per `every` seconds: a recurring condition (the database is down) is
+    logged once, not once per request."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        self.every = every
+        self._last = float("-inf")
+        self._lock = threading.Lock()
+
+    def ready(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < self.every:
+                return False
+            self._last = now
+            return True
+
+
+_database_down_log = Throttle()
+
+
+def note_database_down(error: BaseException, logger: logging.Logger = log) -> None:
+    """One short warning a minute while the database is unreachable (no traceback)."""
+    if _database_down_log.ready():
+        logger.warning("database unavailable (%s: %s); answering 'try again' until it is back",
+                       type(error).__name__, str(error).splitlines()[0][:200] if str(error)
+                       else "")
 
 
 def deps_of(context: BoltContext) -> Any:
@@ -94,14 +143,109 @@ def caller(context: BoltContext, user_id: str, user_name: str | None = None,
     return user
 
 
-def describe_error(error: Exception, logger: logging.Logger = log) -> str:
-    """What to tell the user about a failed request; unexpected errors are logged once, with a
-    reference the user can quote, and never shown (no stack traces, no secrets)."""
+def describe_error(error: Exception, logger: logging.Logger = log, *,
+                   plain: bool = False) -> str:
+    """What to tell the user about a failed request (mrkdwn, or `plain` text for a modal's
+    inline errors). Unexpected errors are logged once, with a reference the user can quote, and
+    never shown (no stack traces, no secrets); an unreachable database is said so plainly and
+    logged once a minute, without a traceback."""
     if isinstance(error, DomainError):
-        return f":warning: {esc(error.detail)}"  # details may quote user input
+        return error.detail if plain else f":warning: {esc(error.detail)}"  # may quote input
+    if database_unavailable(error):
+        note_database_down(error, logger)
+        return DATABASE_DOWN if plain else f":hourglass: {DATABASE_DOWN}"
     ref = uuid.uuid4().hex[:8]
     logger.error("unhandled error ref=%s", ref, exc_info=error)
+    if plain:
+        return f"Sorry, something went wrong on our side (ref {ref}). Nothing was changed."
     return f"Sorry, something went wrong on our side (ref `{ref}`). Nothing was changed."
+
+
+# -- reading what Slack sent (a signed payload can still be malformed) ----------------------------
+def action_value(body: dict) -> str:
+    """The clicked button's value; `Malformed` when there is none."""
+    actions = body.get("actions")
+    value = actions[0].get("value") if isinstance(actions, list) and actions and isinstance(
+        actions[0], dict) else None
+    if not isinstance(value, str) or not value:
+        raise Malformed()
+    return value
+
+
+def action_id_value(body: dict) -> int:
+    """The clicked button's value as a record id; `Malformed` unless it is a positive int."""
+    value = action_value(body).strip()
+    if not value.isdigit() or not 0 < int(value) < 2**63:
+        raise Malformed()
+    return int(value)
+
+
+def click_key(body: dict) -> str | None:
+    """This click's identity, for clicks whose effect could be undone and redone (a choice, a
+    hold and its release): a replay of an old click must not redo it. Slack stamps every click
+    with its own `action_ts`; a replay or a retry carries the same one."""
+    actions = body.get("actions")
+    action = actions[0] if isinstance(actions, list) and actions else {}
+    stamp, action_id = action.get("action_ts"), action.get("action_id")
+    user = (body.get("user") or {}).get("id")
+    if not (isinstance(stamp, str) and stamp and isinstance(action_id, str) and user):
+        return None
+    return f"click:{action_id}:{user}:{stamp}"
+
+
+def view_metadata(view: dict) -> dict:
+    """A modal's `private_metadata` (JSON we wrote when opening it); `Malformed` otherwise."""
+    try:
+        data = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        raise Malformed() from None
+    if not isinstance(data, dict):
+        raise Malformed()
+    return data
+
+
+def metadata_id(meta: dict, key: str) -> int:
+    value = meta.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+        raise Malformed()
+    return int(value)
+
+
+def form_value(view: dict, block_id: str, action_id: str) -> dict:
+    """The state of one input of a submitted modal ({} when absent)."""
+    values = (view.get("state") or {}).get("values") or {}
+    entry = (values.get(block_id) or {}).get(action_id)
+    return entry if isinstance(entry, dict) else {}
+
+
+def open_modal(client: WebClient, trigger_id: Any, view: dict) -> bool:
+    """`views.open` for a click or command. A trigger Slack says was already used means this
+    request is a replay of one that opened the modal: nothing more to do (False). A trigger
+    that expired (the server was slow) is explained: click again."""
+    if not isinstance(trigger_id, str) or not trigger_id:
+        raise Malformed()
+    try:
+        client.views_open(trigger_id=trigger_id, view=view)
+    except SlackApiError as exc:
+        error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+        if error == "exchanged_trigger_id":
+            log.info("modal not opened: its trigger was used before (a replayed request)")
+            return False
+        if error in ("expired_trigger_id", "invalid_trigger_id"):
+            raise DomainError("Slack did not let the form open in time; please try again."
+                              ) from None
+        raise
+    return True
+
+
+def first_input_block(view: Any) -> str | None:
+    """The block_id of a modal's first input: where an error about the whole form is shown."""
+    blocks = view.get("blocks") if isinstance(view, dict) else None
+    for block in blocks if isinstance(blocks, list) else []:
+        if isinstance(block, dict) and block.get("type") == "input" and isinstance(
+                block.get("block_id"), str):
+            return block["block_id"]
+    return None
 
 
 def after_ack(context: BoltContext, func: Callable[[], None],

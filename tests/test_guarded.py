@@ -29,7 +29,7 @@ def test_error_after_ack_keeps_the_ack_and_tells_the_user(standin) -> None:  # n
 
     GuardedApp(app).action("boom")(boom)
     web = FastAPI()
-    web.add_route("/slack/events", bolt_endpoint(app), methods=["POST"])
+    web.add_route("/slack/events", bolt_endpoint(app, SIGNING_SECRET), methods=["POST"])
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -54,7 +54,7 @@ from models import (
     UserRole,
     money,
 )
-from workflows import outbox
+from workflows import outbox, receipts
 from workflows import validation as v
 from workflows.errors import Conflict, NotFound, ValidationFailed
 from workflows.users import require_role
@@ -466,11 +466,16 @@ def log_call(session: Session, *, customer_id: int, actor: str, note: str
 
 def snooze(session: Session, *, customer_id: int, actor: str, as_of: date,
            days: int = SNOOZE_DAYS) -> date:
-    """Hide an account from the worklist and digest until `as_of + days` (dunning goes on)."""
+    """Hide an account from the worklist and digest until `as_of + days` (dunning goes on).
+    Once per customer and end date, whoever clicks and however often (`receipts.claim`):
+    a repeat raises `receipts.AlreadyHandled` carrying the `until` of the first."""
     require_collector(session, user_id=actor, action="collections.snooze",
                       customer_id=customer_id)
     get_customer(session, customer_id)
     until = as_of + timedelta(days=days)
+    receipt = receipts.claim(session, key=f"snooze:{customer_id}:{until.isoformat()}",
+                             kind="snooze", actor=actor)
+    receipts.remember(session, receipt, until=until.isoformat())
     _activity(session, customer_id=customer_id, kind=ActivityKind.SNOOZE, user_id=actor,
               note=f"snoozed until {until.isoformat()}", snooze_until=until)
     return until

@@ -17,7 +17,7 @@ from slack_sdk import WebClient
 from blocks import ids
 from blocks.approvals import already_decided, approve_note_modal, refusal, reject_modal
 from blocks.text import esc, fmt_money
-from handlers.common import now_of, transaction
+from handlers.common import Malformed, action_id_value, now_of, open_modal, transaction
 from workflows import approvals
 from workflows.errors import AlreadyDecided, DomainError
 
@@ -26,8 +26,8 @@ log = logging.getLogger("o2c.handlers.approvals")
 
 def approval_id_of(body: dict) -> int | None:
     try:
-        return int(body["actions"][0]["value"])
-    except (KeyError, IndexError, TypeError, ValueError):
+        return action_id_value(body)
+    except Malformed:
         return None
 
 
@@ -45,6 +45,7 @@ def on_approve(ack: Ack, body: dict, respond: Respond, context: BoltContext) -> 
     ack()
     approval_id = approval_id_of(body)
     if approval_id is None:
+        explain(respond, Malformed())
         return
     try:
         with transaction(context) as session:
@@ -60,6 +61,7 @@ def _open_decision_modal(ack: Ack, body: dict, respond: Respond, client: WebClie
     ack()
     approval_id = approval_id_of(body)
     if approval_id is None:
+        explain(respond, Malformed())
         return
     try:
         with transaction(context) as session:
@@ -73,7 +75,7 @@ def _open_decision_modal(ack: Ack, body: dict, respond: Respond, client: WebClie
     channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
         "channel_id")
     build = reject_modal if reject else approve_note_modal
-    client.views_open(trigger_id=body["trigger_id"], view=build(
+    open_modal(client, body.get("trigger_id"), build(
         approval_id=approval_id, channel=channel, order_number=order["number"],
         customer=order["customer"], amount=fmt_money(order["total_minor"], order["currency"]),
         kind=ctx["kind"]))

@@ -4,6 +4,10 @@ partial · Wait · Cancel short line (one per short line).
 Every click acks first; the workflow then re-checks on the server who is clicking (the order's
 sales rep or an admin) and whether the order is still short. A refusal is audited by
 `handlers.common.transaction` and, like every answer, told only to the clicking user.
+
+Once per click: the same choice clicked twice records nothing new (`fulfilment`), and a click
+is claimed by its `action_ts` (`workflows.receipts`), so a replay of an old click, arriving
+after another choice was made, cannot make it again; it is told the first answer.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from sqlmodel import Session
 
 from blocks import ids
 from blocks.text import esc
-from handlers.common import describe_error, tell_user, transaction
-from workflows import fulfilment
+from handlers.common import click_key, describe_error, tell_user, transaction
+from workflows import fulfilment, receipts
 from workflows.errors import DomainError, ValidationFailed
 from workflows.orders import get_order
 
@@ -36,9 +40,16 @@ def _run(ack: Ack, body: dict, respond: Respond, client: WebClient, context: Bol
     """Ack, take the choice in one transaction, and answer only the clicking user."""
     ack()
     user_id = body["user"]["id"]
+    key = click_key(body)
     try:
         with transaction(context) as session:
+            receipt = (receipts.claim(session, key=key, kind="backorder_choice", actor=user_id)
+                       if key else None)
             answer = choose(session, user_id)
+            if receipt is not None:
+                receipts.remember(session, receipt, answer=answer)
+    except receipts.AlreadyHandled as done:  # a replay: the same answer as the first time
+        answer = done.result.get("answer") or "That choice was already made; nothing changed."
     except DomainError as error:
         tell_user(body, respond, client, describe_error(error))
         return

@@ -1,8 +1,14 @@
 """The buttons on collections accounts (digest DM, `/o2c worklist`, App Home, broken-promise
 alerts): Log call · Promise to pay · Send reminder · Snooze. Each re-checks the collector role
-on the server (a refusal is audited) before doing or opening anything."""
+on the server (a refusal is audited) before doing or opening anything.
+
+Clicks that create something do it once per natural key, whatever the double clicks and
+replays: one reminder e-mail per customer and day (its outbox dedupe key), one snooze per
+customer and end date (`workflows.receipts`); a repeat is told what was done the first time."""
 
 from __future__ import annotations
+
+from datetime import date
 
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
@@ -10,12 +16,21 @@ from slack_sdk import WebClient
 from blocks import ids
 from blocks.collections import call_modal, promise_modal
 from blocks.text import esc, fmt_date
-from handlers.common import caller, checking, deps_of, tell_user, today_for, transaction
-from workflows import collections
+from handlers.common import (
+    action_id_value,
+    caller,
+    checking,
+    deps_of,
+    open_modal,
+    tell_user,
+    today_for,
+    transaction,
+)
+from workflows import collections, receipts
 
 
 def _customer_id(body: dict) -> int:
-    return int(body["actions"][0]["value"])
+    return action_id_value(body)
 
 
 def _channel(body: dict) -> str | None:
@@ -36,7 +51,7 @@ def _open_modal(body: dict, client: WebClient, context: BoltContext, kind: str) 
                 "overdue_minor": account.overdue_minor if account else 0}
     view = (promise_modal(info, today=today, channel=_channel(body)) if kind == "promise"
             else call_modal(info, channel=_channel(body)))
-    client.views_open(trigger_id=body["trigger_id"], view=view)
+    open_modal(client, body.get("trigger_id"), view)
 
 
 def on_promise(ack: Ack, body: dict, respond, client: WebClient,  # noqa: ANN001
@@ -71,9 +86,13 @@ def on_snooze(ack: Ack, body: dict, respond, client: WebClient,  # noqa: ANN001
     ack()
     user_id, customer_id = body["user"]["id"], _customer_id(body)
     user = caller(context, user_id, client=client)
-    with transaction(context) as session:
-        until = collections.snooze(session, customer_id=customer_id, actor=user_id,
-                                   as_of=today_for(context, user))
+    try:
+        with transaction(context) as session:
+            until = collections.snooze(session, customer_id=customer_id, actor=user_id,
+                                       as_of=today_for(context, user))
+    except receipts.AlreadyHandled as done:  # a double click, a replay: say it again
+        until = date.fromisoformat(done.result["until"])
+    with deps_of(context).db.read_session() as session:
         name = collections.get_customer(session, customer_id).name
     tell_user(body, respond, client, f":zzz: {esc(name)} is snoozed until {fmt_date(until)}; "
           "dunning continues meanwhile.")

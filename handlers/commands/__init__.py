@@ -82,6 +82,18 @@ class CommandCall:
         self.respond(blocks=blocks, text=plain(text, 3000), response_type="ephemeral")
 
 
+def claim_command(session: Any, call: CommandCall, kind: str) -> Any:
+    """A subcommand that changes something runs once per invocation: Slack gives each one its
+    own trigger_id, which a replay or a retry of the request repeats (`workflows.receipts`;
+    raises `receipts.AlreadyHandled` for a copy). None when there is no trigger_id."""
+    from workflows import receipts
+
+    if not call.trigger_id:
+        return None
+    return receipts.claim(session, key=f"command:{call.trigger_id}", kind=kind,
+                          actor=call.user_id)
+
+
 def parse(text: str) -> tuple[str, str]:
     parts = (text or "").strip().split(None, 1)
     if not parts:

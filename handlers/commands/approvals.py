@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from blocks.approvals import pending_list, refusal
 from blocks.policy import policy_message
-from handlers.commands import ANY_ROLE, CommandCall, subcommand
+from handlers.commands import ANY_ROLE, CommandCall, claim_command, subcommand
 from handlers.common import transaction
-from workflows import approvals, policy, policy_admin
+from workflows import approvals, policy, policy_admin, receipts
 from workflows.errors import DomainError
 
 
@@ -36,8 +36,12 @@ def policy_values(call: CommandCall) -> None:
         return
     try:
         with transaction(call.context) as session:
+            claim_command(session, call, "policy")  # a replay cannot undo a later change
             current = policy_admin.change(session, actor=call.user_id, key=parts[1],
                                           value=parts[2])
+    except receipts.AlreadyHandled:
+        with call.deps.db.read_session() as session:
+            current = policy.current(session)
     except DomainError as error:
         call.answer(refusal(error.detail), "Not changed")
         return

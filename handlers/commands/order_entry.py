@@ -9,7 +9,7 @@ from __future__ import annotations
 from blocks.approvals import refusal
 from blocks.order_entry import order_modal
 from handlers.commands import CommandCall, subcommand
-from handlers.common import transaction
+from handlers.common import open_modal, transaction
 from workflows.errors import PermissionDenied
 from workflows.order_entry import check_may_enter
 
@@ -23,4 +23,4 @@ def new_order(call: CommandCall) -> None:
     except PermissionDenied as refused:
         call.answer(refusal(refused.detail), "Not allowed")
         return
-    call.client.views_open(trigger_id=call.trigger_id, view=order_modal(channel=call.channel_id))
+    open_modal(call.client, call.trigger_id, order_modal(channel=call.channel_id))

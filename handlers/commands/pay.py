@@ -8,7 +8,7 @@ from __future__ import annotations
 from blocks.cashapp import payment_modal
 from blocks.common import render, section
 from handlers.commands import CommandCall, subcommand
-from handlers.common import caller, checking, describe_error, today_for
+from handlers.common import caller, checking, describe_error, open_modal, today_for
 from models import Role
 from models.money import CURRENCIES
 from workflows.cash_application import usual_currency
@@ -30,4 +30,4 @@ def pay(call: CommandCall) -> None:
         return
     view = payment_modal(currencies=sorted(CURRENCIES), currency=currency,
                          today=today_for(call.context, user))
-    call.client.views_open(trigger_id=call.trigger_id, view=view)
+    open_modal(call.client, call.trigger_id, view)

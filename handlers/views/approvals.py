@@ -2,7 +2,8 @@
 
 A rejection needs a reason (shown inline if missing). When the decision is refused or
 someone else was first, the modal closes and the user gets an ephemeral explanation in the
-channel of the card (or a DM).
+channel of the card (or a DM). A replay of the same submission (same view id,
+`workflows.receipts`) closes the modal again and says nothing more: the decision was taken once.
 """
 
 from __future__ import annotations
@@ -16,16 +17,15 @@ from slack_sdk.errors import SlackApiError
 from blocks import ids
 from blocks.approvals import already_decided, read_metadata, refusal
 from blocks.text import esc
-from handlers.common import now_of, transaction
-from workflows import approvals
+from handlers.common import Malformed, form_value, now_of, transaction
+from workflows import approvals, receipts
 from workflows.errors import AlreadyDecided, DomainError, ValidationFailed
 
 log = logging.getLogger("o2c.handlers.approvals")
 
 
 def _value(view: dict, block_id: str, action_id: str) -> str:
-    entry = ((view.get("state") or {}).get("values") or {}).get(block_id, {}).get(action_id)
-    return ((entry or {}).get("value") or "").strip()
+    return (form_value(view, block_id, action_id).get("value") or "").strip()
 
 
 def _tell(client: WebClient, user_id: str, channel: str | None, error: DomainError) -> None:
@@ -49,7 +49,7 @@ def _submit(ack: Ack, body: dict, view: dict, client: WebClient, context: BoltCo
     approval_id, channel = read_metadata(view)
     note = _value(view, block_id, action_id)
     if approval_id is None:
-        ack()
+        ack(response_action="errors", errors={block_id: Malformed().detail})
         return
     if not approve and not note:
         ack(response_action="errors",
@@ -57,8 +57,14 @@ def _submit(ack: Ack, body: dict, view: dict, client: WebClient, context: BoltCo
         return
     try:
         with transaction(context) as session:
+            receipts.claim(session, key=receipts.submission_key(view["id"]),
+                           kind="approval.approve" if approve else "approval.reject",
+                           actor=user_id)
             approvals.decide(session=session, approval_id=approval_id, user_id=user_id,
                              approve=approve, note=note or None, now=now_of(context))
+    except receipts.AlreadyHandled:
+        ack()  # a replay: the modal closes as it did the first time
+        return
     except ValidationFailed as error:
         ack(response_action="errors", errors={block_id: error.errors[0].detail
                                               if error.errors else error.detail})

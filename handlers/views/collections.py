@@ -1,9 +1,11 @@
 """Promise-to-pay and log-call modal submissions: validated on the server, field errors shown
-inline (`response_action: errors`), the collector role re-checked, the activity recorded."""
+inline (`response_action: errors`), the collector role re-checked, the activity recorded.
+
+Each submission is recorded once, whatever the replays (the view id is claimed in the same
+transaction, `workflows.receipts`): a replay closes the modal again and records nothing."""
 
 from __future__ import annotations
 
-import json
 import logging
 
 from slack_bolt import Ack, App, BoltContext
@@ -12,8 +14,15 @@ from slack_sdk.errors import SlackApiError
 
 from blocks import ids
 from blocks.text import esc, fmt_date, fmt_money
-from handlers.common import caller, today_for, transaction
-from workflows import collections
+from handlers.common import (
+    caller,
+    form_value,
+    metadata_id,
+    today_for,
+    transaction,
+    view_metadata,
+)
+from workflows import collections, receipts
 from workflows.errors import DomainError
 
 log = logging.getLogger("o2c.collections")
@@ -42,19 +51,26 @@ def _confirm(client: WebClient, meta: dict, user_id: str, text: str) -> None:
 
 def on_promise_submit(ack: Ack, body: dict, view: dict, client: WebClient,
                       context: BoltContext) -> None:
-    meta = json.loads(view.get("private_metadata") or "{}")
-    values = view["state"]["values"]
-    amount = values[ids.PROMISE_AMOUNT_BLOCK][ids.PROMISE_AMOUNT_INPUT].get("value") or ""
-    day = values[ids.PROMISE_DATE_BLOCK][ids.PROMISE_DATE_INPUT].get("selected_date")
-    note = (values.get(ids.PROMISE_NOTE_BLOCK, {}).get(ids.PROMISE_NOTE_INPUT) or {}).get("value")
+    meta = view_metadata(view)
+    customer_id = metadata_id(meta, "customer_id")
+    amount = form_value(view, ids.PROMISE_AMOUNT_BLOCK, ids.PROMISE_AMOUNT_INPUT).get(
+        "value") or ""
+    day = form_value(view, ids.PROMISE_DATE_BLOCK, ids.PROMISE_DATE_INPUT).get("selected_date")
+    note = form_value(view, ids.PROMISE_NOTE_BLOCK, ids.PROMISE_NOTE_INPUT).get("value")
     user_id = body["user"]["id"]
     user = caller(context, user_id, client=client)
     try:
         with transaction(context) as session:
+            receipt = receipts.claim(session, key=receipts.submission_key(view["id"]),
+                                     kind="promise", actor=user_id)
             promise = collections.create_promise(
-                session, customer_id=int(meta["customer_id"]), actor=user_id, amount=amount,
+                session, customer_id=customer_id, actor=user_id, amount=amount,
                 promised_date=day, note=note, as_of=today_for(context, user))
             name = collections.get_customer(session, promise.customer_id).name
+            receipts.remember(session, receipt, promise_id=promise.id)
+    except receipts.AlreadyHandled:
+        ack()  # a replay: the modal closes as it did the first time
+        return
     except DomainError as exc:
         ack(response_action="errors",
             errors=_errors(exc, PROMISE_FIELDS, ids.PROMISE_AMOUNT_BLOCK))
@@ -67,14 +83,21 @@ def on_promise_submit(ack: Ack, body: dict, view: dict, client: WebClient,
 
 def on_call_submit(ack: Ack, body: dict, view: dict, client: WebClient,
                    context: BoltContext) -> None:
-    meta = json.loads(view.get("private_metadata") or "{}")
-    note = view["state"]["values"][ids.CALL_NOTE_BLOCK][ids.CALL_NOTE_INPUT].get("value") or ""
+    meta = view_metadata(view)
+    customer_id = metadata_id(meta, "customer_id")
+    note = form_value(view, ids.CALL_NOTE_BLOCK, ids.CALL_NOTE_INPUT).get("value") or ""
     user_id = body["user"]["id"]
     try:
         with transaction(context) as session:
-            collections.log_call(session, customer_id=int(meta["customer_id"]), actor=user_id,
-                                 note=note)
-            name = collections.get_customer(session, int(meta["customer_id"])).name
+            receipt = receipts.claim(session, key=receipts.submission_key(view["id"]),
+                                     kind="call", actor=user_id)
+            call = collections.log_call(session, customer_id=customer_id, actor=user_id,
+                                        note=note)
+            name = collections.get_customer(session, customer_id).name
+            receipts.remember(session, receipt, activity_id=call.id)
+    except receipts.AlreadyHandled:
+        ack()  # a replay: the modal closes as it did the first time
+        return
     except DomainError as exc:
         ack(response_action="errors",
             errors=_errors(exc, {"note": ids.CALL_NOTE_BLOCK}, ids.CALL_NOTE_BLOCK))

@@ -6,7 +6,9 @@ Bad input (missing customer, unknown SKU, quantity <= 0, discount > 100 ...) is 
 message under its field. A good order is created through `workflows.order_entry` (which calls
 `workflows.orders.create_order`, source "slack"); the modal closes and the rep gets the order
 number and status as a DM from the same transaction (the outbox), plus an ephemeral note in
-the channel where they typed `/o2c new`.
+the channel where they typed `/o2c new`. The submission is claimed by its view id in the same
+transaction (`workflows.receipts`): a replayed or doubled submission closes the modal again and
+creates, reserves and tells nothing more.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from blocks.order_entry import (
 )
 from handlers.common import caller, deps_of, now_of, today_for, transaction
 from models import Customer
+from workflows import receipts
 from workflows.errors import PermissionDenied, ValidationFailed
 from workflows.lookup import find_customer
 from workflows.order_entry import Entry, EntryLine, create_from_entry
@@ -70,9 +73,15 @@ def on_submit(ack: Ack, body: dict, view: dict, client: WebClient,
     entry = parse_entry(view)
     try:
         with transaction(context) as session:
+            receipt = receipts.claim(session, key=receipts.submission_key(view["id"]),
+                                     kind="order", actor=user_id)
             order = create_from_entry(session, entry, rep=user_id, now=now_of(context))
             customer = session.get(Customer, order.customer_id)
             number, status, name = order.number, order.status, customer.name
+            receipts.remember(session, receipt, order=number)
+    except receipts.AlreadyHandled:
+        ack()  # a replay: the modal closes as it did the first time; the order exists once
+        return
     except ValidationFailed as error:
         problems = [(e.field, e.detail) for e in error.errors] or [("customer", error.detail)]
         ack(response_action="errors", errors=field_errors(problems))

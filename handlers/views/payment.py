@@ -3,7 +3,8 @@
 Thin: the form is read here, the payment is recorded (and the DM about it written, in the same
 transaction) by `workflows.cash_application.record_from_slack` like every other payment (source
 "slack"), so the matching engine runs unless the collector picked the invoices. The view id is
-the payment's external id: a double submission records it once."""
+claimed in the same transaction (`workflows.receipts`) and is the payment's external id: a
+double, replayed or concurrent submission records it once and closes the modal again."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from blocks import ids
 from blocks.cashapp import invoice_option, option
 from handlers.common import caller, deps_of, transaction
 from models import limits, money
+from workflows import receipts
 from workflows.cash_application import (
     PaymentIn,
     open_invoice_choices,
@@ -95,7 +97,14 @@ def on_submit(ack: Ack, body: dict, view: dict, context: BoltContext) -> None:
                      external_id=f"slack-view:{view['id']}")
     try:
         with transaction(context) as session:
-            record_from_slack(session, data, user_id=user_id, apply_to=form["invoices"])
+            receipt = receipts.claim(session, key=receipts.submission_key(view["id"]),
+                                     kind="payment", actor=user_id)
+            payment, _ = record_from_slack(session, data, user_id=user_id,
+                                           apply_to=form["invoices"])
+            receipts.remember(session, receipt, payment_id=payment.id)
+    except receipts.AlreadyHandled:
+        ack()  # a replay: the modal closes as it did the first time
+        return
     except DomainError as error:  # refused (role), invalid, or a conflict: shown in the form
         ack(response_action="errors", errors=_errors_of(error))
         return
