@@ -35,6 +35,7 @@ from models.orders import (
 )
 from models.payments import Allocation, Deduction, Payment, PaymentStatus
 from models.people import Role, User, UserRole
+from models.periods import ClosedPeriod
 from models.system import (
     AuditEvent,
     Counter,
@@ -49,7 +50,8 @@ from models.system import (
 __all__ = [
     "AGING_BUCKETS",
     "ActivityKind", "Allocation", "Approval", "ApprovalKind", "ApprovalStatus", "AuditEvent",
-    "CollectionActivity", "Counter", "CreditNote", "Customer", "Deduction", "DigestRun",
+    "ClosedPeriod", "CollectionActivity", "Counter", "CreditNote", "Customer", "Deduction",
+    "DigestRun",
     "DunningNotice", "IdempotencyKey", "Invoice", "InvoiceLine", "InvoiceStatus", "JobRun",
     "Order", "OrderLine", "OrderStatus", "OutboxMessage", "OutboxStatus", "Payment",
     "PaymentStatus", "Policy", "Product", "PromiseStatus", "PromiseToPay", "RevenueType", "Role",
