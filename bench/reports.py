@@ -173,12 +173,12 @@ def main() -> int:
     parser.add_argument("--database-url", help="default: a SQLite file in bench/data/")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--reuse", action="store_true",
-                        help="reuse the SQLite file of an earlier run (migrated first)")
+                        help="reuse the database of an earlier run (migrated first)")
     parser.add_argument("--label", default="", help="a note for RESULTS.md (e.g. before)")
     parser.add_argument("--no-record", action="store_true", help="do not write RESULTS.md")
     args = parser.parse_args()
 
-    url, reuse = args.database_url, False
+    url, reuse = args.database_url, args.reuse
     if url is None:
         data = ROOT / "bench" / "data"
         data.mkdir(parents=True, exist_ok=True)

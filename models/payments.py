@@ -29,8 +29,9 @@ class Payment(SQLModel, table=True):
     amount_minor: int = Field(gt=0)
     currency: str = Field(max_length=3)
     received_at: datetime = ts_field(nullable=False)
-    # When the money moved: the bank's value date when a statement gives one, else the UTC
-    # date of `received_at`. Its allocations are dated by it (models.invoices docstring).
+    # When the money moved: the bank's value date when a statement gives one, else the date
+    # of `received_at` in the offset its sender gave (`cash_application.value_date_of`). Its
+    # allocations are dated by it (models.invoices docstring).
     value_date: date
     payer_name: str | None = Field(default=None, max_length=300)
     reference: str | None = Field(default=None, max_length=2000)

@@ -16,9 +16,10 @@ Every payment — REST API, CSV import, bank statement, the `/o2c pay` modal —
 The primitives — `allocate`, `write_off` — keep the AR invariants (`workflows.invariants`)
 under concurrency: balances move by conditional UPDATEs only. Each settlement is dated by
 when the money moved, not when it was recorded (`models.invoices` docstring): an allocation
-and a fee or discount write-off by the payment's `value_date` (the UTC date of `received_at`,
-or the bank statement's value date), a bad-debt write-off by its effective date; a date in a
-closed month is booked in the first open month (`workflows.periods`).
+and a fee or discount write-off by the payment's `value_date` (the bank statement's value
+date, else the date of `received_at` as its sender stated it, see `value_date_of`), a
+bad-debt write-off by its effective date; a date in a closed month is booked in the first
+open month (`workflows.periods`).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class PaymentIn:
     method: str | None = None
     external_id: str | None = None
     # when the money moved, if the source says so apart from `received_at` (a bank
-    # statement's value date); default: the UTC date of `received_at`
+    # statement's value date); default: `value_date_of(received_at)`
     value_date: date | None = None
 
 
@@ -139,7 +140,7 @@ def record_payment(session: Session, data: PaymentIn, *, actor: str, source: str
     payment = Payment(external_id=data.external_id or None,
                       customer_id=customer.id if customer else None, amount_minor=amount,
                       currency=currency, received_at=data.received_at,
-                      value_date=data.value_date or data.received_at.astimezone(UTC).date(),
+                      value_date=data.value_date or value_date_of(data.received_at),
                       payer_name=data.payer_name, reference=data.reference, method=data.method,
                       source=source, unapplied_minor=amount, status=PaymentStatus.UNAPPLIED)
     try:
@@ -159,6 +160,14 @@ def record_payment(session: Session, data: PaymentIn, *, actor: str, source: str
     else:
         apply_payment(session, payment, actor=actor)
     return payment, True
+
+
+def value_date_of(received_at: datetime) -> date:
+    """The calendar day a payment was received on, as its sender stated it: the date of
+    `received_at` in the offset it came with. An ERP that sends 2026-06-15T00:00:00+02:00, a
+    CSV's 2026-06-15 (midnight UTC) and the payment modal's noon in the collector's zone all
+    mean 15 June; converting to UTC or to our own zone first would move some of them a day."""
+    return received_at.date()
 
 
 def _same_payment(existing: Payment, amount_minor: int, currency: str,
