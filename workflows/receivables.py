@@ -158,10 +158,11 @@ def uninvoiced_approved_minor(session: Session, customer_id: int) -> int:
         select(sa.func.coalesce(sa.func.sum(Order.total_minor - Order.cancelled_minor), 0))
         .where(Order.customer_id == customer_id, Order.status.in_(list(UNINVOICED_APPROVED)))
     ).one()
-    invoiced = session.exec(
+    invoiced = session.exec(  # (an order's invoices are its customer's: found by index)
         select(sa.func.coalesce(sa.func.sum(Invoice.total_minor), 0))
         .join(Order, Order.id == Invoice.order_id)
-        .where(Order.customer_id == customer_id, Order.status.in_(list(UNINVOICED_APPROVED)))
+        .where(Invoice.customer_id == customer_id, Order.customer_id == customer_id,
+               Order.status.in_(list(UNINVOICED_APPROVED)))
     ).one()
     return max(int(order_total) - int(invoiced), 0)
 
