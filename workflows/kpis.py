@@ -11,7 +11,8 @@ value date, a credit note's issue date, a write-off's effective date), whenever 
 recorded (`workflows.receivables` computes it). So a past day's KPIs are what the books say
 happened up to that day: a payment of 1 May posted in July counts on 1 May.
 Current AR(t) = the part of AR(t) not yet due at t (due date on or after t).
-Credit sales in a period = the totals of invoices issued in it.
+Credit sales in a period = the totals of invoices issued in it. Payments, approvals and
+shipments are counted in W by their timestamps, days ending at midnight UTC.
 
 With `known_at` (an audit: "what did the KPIs say then?") every figure counts only the rows
 recorded (`created_at`; approvals by when they were decided) by that moment: invoices,
@@ -179,14 +180,14 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
 
 def _cash_application(session: Session, report: KpiReport, start: date, end: date) -> None:
     known = report.known_at
-    allocation_known = [] if known is None else [Allocation.created_at <= known]
     is_manual = Allocation.method == "manual"
     rows = session.exec(
         select(Payment.status, Payment.currency, Payment.amount_minor,
                sa.func.coalesce(sa.func.sum(sa.case((is_manual, 1), else_=0)), 0),
                sa.func.coalesce(sa.func.sum(sa.case((is_manual, 0),
                                                     else_=Allocation.amount_minor)), 0))
-        .outerjoin(Allocation, sa.and_(Allocation.payment_id == Payment.id, *allocation_known))
+        .outerjoin(Allocation, sa.and_(Allocation.payment_id == Payment.id,
+                                       *_known(Allocation.created_at, known)))
         .where(Payment.received_at >= _start_of(start),
                Payment.received_at < _start_of(end + timedelta(days=1)),
                *_known(Payment.created_at, known))

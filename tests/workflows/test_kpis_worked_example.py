@@ -96,6 +96,9 @@ def test_kpis_as_of_30_june_count_the_money_on_the_day_it_moved(book: Session) -
                                                           "50.67")
     assert data["aging"]["USD"] == {"current": "9000.00", "1-30": "0.00", "31-60": "4000.00",
                                     "61-90": "0.00", "90+": "0.00"}
+    # and both payments were received in the window and matched by the engine
+    assert data["cash_application"]["payments"] == 2
+    assert data["cash_application"]["auto_match_rate_pct"] == "100.00"
 
 
 def test_what_the_books_said_on_30_june_is_asked_explicitly(book: Session) -> None:
@@ -107,6 +110,7 @@ def test_what_the_books_said_on_30_june_is_asked_explicitly(book: Session) -> No
             data["count_back_dso"]) == ("21000.00", "99.47", "42.63", "56.84", "0.00",
                                         "122.00")
     assert data["known_at"] == END_OF_JUNE.isoformat()
+    assert data["cash_application"]["payments"] == 0  # received, but not yet posted
     # and between the two postings, only C's payment (posted 07-02) was known
     between = kpis.compute(book, AS_OF, known_at=datetime(2026, 7, 5, tzinfo=UTC))
     assert between.ar_minor == 1_500_000
