@@ -75,10 +75,10 @@ def _lock_date_for_booking(session: Session) -> date | None:
         return closed_through(session)
     transaction = session.get_transaction()
     cached = session.info.get(_CACHE)
-    if cached is not None and cached[0] is transaction:
+    if transaction is not None and cached is not None and cached[0] is transaction:
         return cached[1]
     lock = closed_through(session)
-    session.info[_CACHE] = (transaction, lock)
+    session.info[_CACHE] = (session.get_transaction(), lock)
     return lock
 
 
