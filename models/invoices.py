@@ -48,6 +48,8 @@ class Invoice(SQLModel, table=True):
                  postgresql_where=sa.text("balance_minor > 0")),
         # cash application: "which open invoice is exactly this amount?" in one index probe
         sa.Index("ix_invoices_open_amount", "currency", "balance_minor"),
+        # KPIs: credit sales of a period (DSO, count-back month by month) from the index alone
+        sa.Index("ix_invoices_sales", "currency", "issue_date", "total_minor"),
         sa.CheckConstraint("balance_minor >= 0", name="ck_invoices_balance_not_negative"),
         sa.CheckConstraint("balance_minor <= total_minor", name="ck_invoices_balance_le_total"),
     )

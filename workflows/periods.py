@@ -8,12 +8,12 @@ earlier open month would still change June's closing AR. The AR close is explici
 
 What is dated inside a closed month but recorded afterwards — a payment whose value date is
 15 June, entered in July — is not refused (the money did move) and does not rewrite June:
-it is *booked* on the first day of the first open month (`booking_date`). Its settlement row
+it is *booked* on the first day of the first open month (`booking`). Its settlement row
 keeps the original `value_date` beside the `effective_date` the reports use, and the answer
 and the audit log say so (`Booking.note`).
 
-Months are calendar months of the economic dates, which are UTC dates (see
-`workflows.receivables`). A month can be closed once it has ended.
+Months are calendar months of the economic dates (calendar dates as their sources state them,
+see `workflows.receivables`). A month can be closed once it has ended (in UTC).
 
 Concurrency: on PostgreSQL a close takes an exclusive advisory lock and every settlement takes
 the shared one before it reads the lock date, so a close waits for the transactions that are

@@ -14,6 +14,8 @@ Issue 21: as-of reports count money on the day it moved, not the day it was type
   counts before its invoice exists). No month is closed yet, so nothing moves further.
   Indexed `(effective_date, invoice_id, amount_minor)`: "what was settled after day t".
 * `closed_periods`: one row per month close (`workflows.periods`).
+* `ix_invoices_sales (currency, issue_date, total_minor)`: a period's credit sales (the KPIs'
+  DSO and count-back, month by month) read from the index instead of every invoice.
 
 The new columns are NOT NULL. PostgreSQL adds them, fills them and sets NOT NULL in place.
 SQLite cannot add a NOT NULL column without a default, so each of the four tables is rebuilt
@@ -129,9 +131,11 @@ def upgrade() -> None:
     for table in SETTLEMENTS:
         op.create_index(f"ix_{table}_effective", table,
                         ["effective_date", "invoice_id", "amount_minor"])
+    op.create_index("ix_invoices_sales", "invoices", ["currency", "issue_date", "total_minor"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_invoices_sales", table_name="invoices")
     for table in SETTLEMENTS:
         op.drop_index(f"ix_{table}_effective", table_name=table)
     for table, columns in NEW_COLUMNS.items():
