@@ -158,6 +158,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_close_period(args: argparse.Namespace) -> int:
+    """`o2c close-period 2026-06`: close AR for that month and every month before it (see
+    `workflows.periods`); closing a month already closed changes nothing."""
+    from api.serialize import period_json
+    from bot.server import build_deps
+    from workflows import periods
+    from workflows.errors import DomainError
+
+    deps = build_deps(_settings())
+    try:
+        with deps.db.transaction() as session:
+            row, created = periods.close_period(session, period=args.period, actor=args.by,
+                                                now=deps.clock.now())
+            data = period_json(row, requested=args.period, created=created)
+    except DomainError as exc:
+        print(f"o2c: {exc.detail}", file=sys.stderr)
+        return 2
+    finally:
+        deps.db.dispose()
+    print(json.dumps(data, indent=2))
+    if not created:
+        print(f"{args.period} was already closed (through {row.period}); nothing changed",
+              file=sys.stderr)
+    return 0
+
+
 def cmd_outbox(args: argparse.Namespace) -> int:
     from bot.db import Database
     from workflows import outbox
@@ -224,6 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deliver", action="store_true",
                    help="also deliver the queued notifications now (needs SLACK_BOT_TOKEN)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("close-period", help="close AR for a month (and every month before "
+                       "it): later settlements dated inside it are booked in the first open "
+                       "month")
+    p.add_argument("period", help="the month, YYYY-MM")
+    p.add_argument("--by", default="cli", help="who closes it, for the audit log (e.g. your "
+                   "Slack user id)")
+    p.set_defaults(func=cmd_close_period)
 
     p = sub.add_parser("outbox", help="show failed and waiting notifications (e-mails wait "
                        "here without SMTP_URL), or queue failed ones again")

@@ -35,6 +35,7 @@ from models.orders import (
 )
 from models.payments import Allocation, Deduction, Payment, PaymentStatus
 from models.people import Role, User, UserRole
+from models.periods import ClosedPeriod
 from models.system import (
     AuditEvent,
     Counter,
@@ -50,11 +51,11 @@ from models.system import (
 __all__ = [
     "AGING_BUCKETS",
     "ActivityKind", "Allocation", "Approval", "ApprovalKind", "ApprovalStatus", "AuditEvent",
-    "CollectionActivity", "Counter", "CreditNote", "Customer", "Deduction", "DigestRun",
-    "DunningNotice", "IdempotencyKey", "InteractionReceipt", "Invoice", "InvoiceLine",
-    "InvoiceStatus", "JobRun", "Order", "OrderLine", "OrderStatus", "OutboxMessage",
-    "OutboxStatus", "Payment", "PaymentStatus", "Policy", "Product", "PromiseStatus",
-    "PromiseToPay", "RevenueType", "Role", "Shipment", "ShipmentLine", "SlackEventReceipt",
-    "User", "UserRole", "WriteOff", "WriteOffReason", "can_cancel", "can_ship", "can_transition",
-    "invoice_status",
+    "ClosedPeriod", "CollectionActivity", "Counter", "CreditNote", "Customer", "Deduction",
+    "DigestRun", "DunningNotice", "IdempotencyKey", "InteractionReceipt", "Invoice",
+    "InvoiceLine", "InvoiceStatus", "JobRun", "Order", "OrderLine", "OrderStatus",
+    "OutboxMessage", "OutboxStatus", "Payment", "PaymentStatus", "Policy", "Product",
+    "PromiseStatus", "PromiseToPay", "RevenueType", "Role", "Shipment", "ShipmentLine",
+    "SlackEventReceipt", "User", "UserRole", "WriteOff", "WriteOffReason", "can_cancel",
+    "can_ship", "can_transition", "invoice_status",
 ]

@@ -12,6 +12,10 @@ for it like for any other payment. Three promises:
   and every problem is reported by line (CSV row number, or `Stmt/Ntry/TxDtls` position).
 * **Only money in.** Debits, reversals and entries not yet booked (`PDNG`) are skipped.
 
+Each payment is received on the line's booking date and valued on its **value date** (camt
+`ValDt`, a CSV's value-date column; the booking date when there is none): the day the money
+moved, which dates its allocations in the as-of reports (`workflows.receivables`).
+
 XML is parsed with `defusedxml`, which refuses DTDs, entity expansion ("billion laughs") and
 external entities: a statement file comes from outside and must not be able to read local
 files or exhaust memory. The stdlib parser alone does not forbid entity declarations.
@@ -58,6 +62,11 @@ class StatementLine:
     entry_ref: str | None  # the bank's (or payer's) reference for this line
     account: str | None
     external_id: str = ""
+    value_on: date | None = None  # the value date, when the bank gives one apart
+
+    @property
+    def value_date(self) -> date:
+        return self.value_on or self.booked_on
 
     @property
     def received_at(self) -> datetime:
@@ -141,6 +150,9 @@ def read_text(raw: bytes) -> str:
 CSV_COLUMNS = {
     "date": ("bookingdate", "bookdate", "postingdate", "date", "transactiondate",
              "valuedate", "valuta", "buchungstag", "datum", "booked"),
+    # only when another column is the booking date (a file with one date column books and
+    # values on it)
+    "value_date": ("valuedate", "valuta", "valdt", "wertstellung", "valuedatum"),
     "amount": ("amount", "creditamount", "credit", "betrag", "amt", "value"),
     "debit": ("debit", "debitamount"),
     "currency": ("currency", "ccy", "currencycode", "waehrung", "wahrung"),
@@ -225,6 +237,12 @@ def parse_csv(text: str) -> tuple[list[StatementLine], int, list[str]]:
                 booked = _parse_date(cell(row, "date") or "", day_first)
             except ValueError as exc:
                 raise ValueError(f"column date: {exc}") from None
+            valued = None
+            if cell(row, "value_date"):
+                try:
+                    valued = _parse_date(cell(row, "value_date"), day_first)
+                except ValueError as exc:
+                    raise ValueError(f"column value date: {exc}") from None
             currency = (cell(row, "currency") or "").upper()
             if not re.fullmatch(r"[A-Z]{3}", currency):
                 raise ValueError("column currency: must be a 3-letter code like EUR")
@@ -234,7 +252,8 @@ def parse_csv(text: str) -> tuple[list[StatementLine], int, list[str]]:
         lines.append(StatementLine(
             where=where, booked_on=booked, amount=str(amount), currency=currency,
             payer_name=_clean(cell(row, "payer")), reference=_clean(cell(row, "reference")),
-            entry_ref=_clean(cell(row, "entry_ref")), account=_clean(cell(row, "account"))))
+            entry_ref=_clean(cell(row, "entry_ref")), account=_clean(cell(row, "account")),
+            value_on=valued))
     return lines, skipped, errors
 
 
@@ -313,7 +332,8 @@ def parse_camt053(raw: bytes) -> tuple[list[StatementLine], int, list[str]]:
                 skipped += 1
                 continue
             amt = _at(entry, "Amt")
-            booked = _date_of(_at(entry, "BookgDt")) or _date_of(_at(entry, "ValDt"))
+            valued = _date_of(_at(entry, "ValDt"))
+            booked = _date_of(_at(entry, "BookgDt")) or valued
             if amt is None or not amt.get("Ccy") or booked is None:
                 errors.append(f"{where}: needs Amt with Ccy and BookgDt (or ValDt)")
                 continue
@@ -328,7 +348,8 @@ def parse_camt053(raw: bytes) -> tuple[list[StatementLine], int, list[str]]:
                 ref = (_text(tx, "Refs/AcctSvcrRef") if tx is not None else None) or entry_ref
                 e2e = _text(tx, "Refs/EndToEndId") if tx is not None else None
                 lines.append(_camt_line(where, booked, amt, account, _payer(tx),
-                                        _clean(" ".join(r for r in refs if r)), ref, e2e))
+                                        _clean(" ".join(r for r in refs if r)), ref, e2e,
+                                        valued))
                 continue
             for t, tx in enumerate(txs, start=1):
                 if (_text(tx, "CdtDbtInd") or "CRDT") != "CRDT":
@@ -340,7 +361,7 @@ def parse_camt053(raw: bytes) -> tuple[list[StatementLine], int, list[str]]:
                                                         else None)
                 lines.append(_camt_line(f"{where}, TxDtls {t}", booked, tx_amt, account,
                                         _payer(tx), _remittance(tx), ref,
-                                        _text(tx, "Refs/EndToEndId")))
+                                        _text(tx, "Refs/EndToEndId"), valued))
     for line in lines:
         try:
             if parse_amount(line.amount) <= 0:
@@ -352,12 +373,13 @@ def parse_camt053(raw: bytes) -> tuple[list[StatementLine], int, list[str]]:
 
 def _camt_line(where: str, booked: date, amt: Element, account: str | None,
                payer: str | None, reference: str | None, ref: str | None,
-               e2e: str | None) -> StatementLine:
+               e2e: str | None, valued: date | None = None) -> StatementLine:
     if not ref and e2e and e2e.upper() != "NOTPROVIDED":
         ref = f"e2e:{e2e}"
     return StatementLine(where=where, booked_on=booked, amount=(amt.text or "").strip(),
                          currency=(amt.get("Ccy") or "").upper(), payer_name=payer,
-                         reference=reference, entry_ref=ref, account=account)
+                         reference=reference, entry_ref=ref, account=account,
+                         value_on=valued)
 
 
 # -- import --------------------------------------------------------------------------------------
@@ -397,9 +419,9 @@ def import_statement(session: Session, path: Path | str, *, actor: str = ACTOR
         # banks pad amounts ("1500.00" in JPY): the zeros beyond the currency's decimals go
         amount = line.amount.rstrip("0").rstrip(".") if "." in line.amount else line.amount
         data = PaymentIn(amount=amount, currency=line.currency,
-                         received_at=line.received_at, payer_name=line.payer_name,
-                         reference=line.reference, method="bank transfer",
-                         external_id=line.external_id)
+                         received_at=line.received_at, value_date=line.value_date,
+                         payer_name=line.payer_name, reference=line.reference,
+                         method="bank transfer", external_id=line.external_id)
         try:
             # (a refused line fails the whole file; the savepoint, where one is needed, keeps
             # the session usable so every other line is still checked and reported)

@@ -14,14 +14,19 @@ Every payment — REST API, CSV import, bank statement, the `/o2c pay` modal —
 * no candidate at all: `unapplied`, and the AR channel is told.
 
 The primitives — `allocate`, `write_off` — keep the AR invariants (`workflows.invariants`)
-under concurrency: balances move by conditional UPDATEs only.
+under concurrency: balances move by conditional UPDATEs only. Each settlement is dated by
+when the money moved, not when it was recorded (`models.invoices` docstring): an allocation
+and a fee or discount write-off by the payment's `value_date` (the bank statement's value
+date, else the date of `received_at` as its sender stated it, see `value_date_of`), a
+bad-debt write-off by its effective date; a date in a closed month is booked in the first
+open month (`workflows.periods`).
 """
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -39,7 +44,7 @@ from models import (
     WriteOff,
     money,
 )
-from workflows import audit, matching, outbox
+from workflows import audit, matching, outbox, periods, policy
 from workflows import policy as policies
 from workflows import validation as v
 from workflows.cash_candidates import gather
@@ -51,7 +56,7 @@ from workflows.errors import (
     OverallocationError,
     ValidationFailed,
 )
-from workflows.invoicing import reduce_balance
+from workflows.invoicing import reduce_balance, write_off_settled_at
 from workflows.masterdata import customer_by_external_id
 from workflows.users import require_role
 
@@ -80,6 +85,9 @@ class PaymentIn:
     customer: str | None = None  # external_id
     method: str | None = None
     external_id: str | None = None
+    # when the money moved, if the source says so apart from `received_at` (a bank
+    # statement's value date); default: `value_date_of(received_at)`
+    value_date: date | None = None
 
 
 def get_payment(session: Session, payment_id: int) -> Payment:
@@ -134,6 +142,7 @@ def record_payment(session: Session, data: PaymentIn, *, actor: str, source: str
     payment = Payment(external_id=data.external_id or None,
                       customer_id=customer.id if customer else None, amount_minor=amount,
                       currency=currency, received_at=data.received_at,
+                      value_date=data.value_date or value_date_of(data.received_at),
                       payer_name=data.payer_name, reference=data.reference, method=data.method,
                       source=source, unapplied_minor=amount, status=PaymentStatus.UNAPPLIED)
     try:
@@ -153,6 +162,14 @@ def record_payment(session: Session, data: PaymentIn, *, actor: str, source: str
     else:
         apply_payment(session, payment, actor=actor)
     return payment, True
+
+
+def value_date_of(received_at: datetime) -> date:
+    """The calendar day a payment was received on, as its sender stated it: the date of
+    `received_at` in the offset it came with. An ERP that sends 2026-06-15T00:00:00+02:00, a
+    CSV's 2026-06-15 (midnight UTC) and the payment modal's noon in the collector's zone all
+    mean 15 June; converting to UTC or to our own zone first would move some of them a day."""
+    return received_at.date()
 
 
 def _same_payment(existing: Payment, amount_minor: int, currency: str,
@@ -498,35 +515,54 @@ def allocate(session: Session, *, payment: Payment, invoice: Invoice, amount_min
     reduce_balance(session, invoice, amount_minor, settled_at=payment.received_at)
     # the database's value after the conditional UPDATE (RETURNING saves a re-read)
     set_committed_value(payment, "unapplied_minor", left[0])
+    booked = periods.booking(session, payment.value_date, not_before=invoice.issue_date)
     allocation = Allocation(payment_id=payment.id, invoice_id=invoice.id,
-                            amount_minor=amount_minor, method=method, created_by=actor)
+                            amount_minor=amount_minor, method=method, created_by=actor,
+                            value_date=booked.value_date, effective_date=booked.effective_date)
     session.add(allocation)
     if payment.customer_id is None:
         payment.customer_id = invoice.customer_id
         session.add(payment)
     audit.record(session, actor=actor, action="payment.allocated", entity_type="payment",
                  entity_id=payment.id, invoice=invoice.number, amount_minor=amount_minor,
-                 method=method)
+                 method=method, reason=booked.note, **booked.as_dict())
     return allocation
 
 
 def write_off(session: Session, *, invoice: Invoice, amount_minor: int, reason: str,
-              actor: str, payment: Payment | None = None,
-              now: datetime | None = None) -> WriteOff:
+              actor: str, payment: Payment | None = None, now: datetime | None = None,
+              effective_date: date | None = None) -> WriteOff:
     """Write off part of an invoice's balance (bank fee, early-payment discount, bad debt).
 
-    One that is part of a payment (fee, discount) settles when the payment was received; one
-    of our own (bad debt) settles at its own time `now` (see `invoicing.reduce_balance`)."""
+    One that is part of a payment (fee, discount) is dated by the payment's value date and
+    settles when the payment was received; one of our own (bad debt) is dated by its
+    `effective_date` (default: the business date of `now`, when it is recorded), which may
+    neither precede the invoice's issue date nor lie after today, and settles then (see
+    `invoicing.reduce_balance`)."""
     if payment is None and now is None:
-        raise TypeError("a write-off without a payment needs `now` (when it takes effect)")
-    reduce_balance(session, invoice, amount_minor,
-                   settled_at=payment.received_at if payment is not None else now)
+        raise TypeError("a write-off without a payment needs `now` (when it is recorded)")
+    today = policy.business_date(session, now) if now is not None else None
+    if payment is not None:
+        value, settled_at = payment.value_date, payment.received_at
+    else:
+        value = effective_date or today
+        if value < invoice.issue_date:
+            raise ValidationFailed.of("effective_date", f"{value.isoformat()} is before "
+                                      f"{invoice.number} was issued "
+                                      f"({invoice.issue_date.isoformat()})")
+        if value > today:
+            raise ValidationFailed.of("effective_date", f"{value.isoformat()} is in the future "
+                                      f"(today is {today.isoformat()})")
+        settled_at = write_off_settled_at(now, value)
+    reduce_balance(session, invoice, amount_minor, settled_at=settled_at)
+    booked = periods.booking(session, value, not_before=invoice.issue_date)
     row = WriteOff(invoice_id=invoice.id, payment_id=payment.id if payment else None,
                    amount_minor=amount_minor, reason=reason, created_by=actor,
-                   **({"created_at": now} if now else {}))
+                   **({"created_at": now} if now else {}), value_date=booked.value_date,
+                   effective_date=booked.effective_date)
     session.add(row)
     session.flush()
     audit.write_off(session, actor=actor, invoice_id=invoice.id, amount_minor=amount_minor,
                     currency=invoice.currency, reason=reason,
-                    payment_id=payment.id if payment else None)
+                    payment_id=payment.id if payment else None, booking=booked)
     return row

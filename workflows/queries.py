@@ -124,5 +124,4 @@ def invoice_view(session: Session, number: str) -> InvoiceView | None:
 
 def payment_view(session: Session, payment: Payment) -> dict:
     return {"payment": payment,
-            "allocations": [(inv.number, alloc.amount_minor)
-                            for alloc, inv in payment_allocations(session, payment.id)]}
+            "allocations": payment_allocations(session, payment.id)}
