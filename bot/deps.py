@@ -21,6 +21,7 @@ class Deps:
     client: WebClient  # the bot's Web API client (base_url = SLACK_API_URL)
     clock: Clock = field(default_factory=Clock)  # the one source of now and today (bot.clock)
     outbox_wakeup: threading.Event = field(default_factory=threading.Event)
+    stopping: threading.Event = field(default_factory=threading.Event)  # set by close()
     # Work that follows an ack (lookups, answers) runs here, not in Bolt's listener threads:
     # a small bounded pool keeps a burst of slow answers from delaying the next acks.
     answers: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
@@ -36,6 +37,7 @@ class Deps:
         self.outbox_wakeup.set()
 
     def close(self) -> None:
+        self.stopping.set()
         if self.answer_processes is not None:
             self.answer_processes.close()
         self.answers.shutdown(wait=True, cancel_futures=False)

@@ -32,6 +32,7 @@ from bot import jobs
 from bot.db import Database
 from models import JobRun
 from models.base import utcnow
+from workflows.errors import database_unavailable
 
 log = logging.getLogger("o2c.scheduler")
 
@@ -135,8 +136,12 @@ def build_scheduler(deps) -> BackgroundScheduler:  # noqa: ANN001
                 if summary is not None:
                     log.info("job %s: %s", spec.name, summary)
                     deps.notify_outbox()
-            except Exception:  # noqa: BLE001 - logged; the next run tries again
-                log.exception("job %s failed", spec.name)
+            except Exception as error:  # noqa: BLE001 - logged; the next run tries again
+                if database_unavailable(error):  # an outage: one line, not a traceback
+                    log.warning("job %s skipped: the database is unreachable (%s)",
+                                spec.name, type(error).__name__)
+                else:
+                    log.exception("job %s failed", spec.name)
 
         scheduler.add_job(run, CronTrigger(**{"timezone": UTC, **cron}), id=spec.name,
                           name=spec.summary, replace_existing=True)

@@ -12,6 +12,7 @@ request body. A Slack request is verified before anything parses it (`bot.slack_
 from __future__ import annotations
 
 import logging
+import threading
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ from slack_sdk.signature import SignatureVerifier
 from starlette.concurrency import run_in_threadpool
 
 from api import problems
+from api.auth import BearerFirst
 from api.routes import Unauthorized
 from api.routes import router as api_router
 from bot import answers
@@ -35,6 +37,7 @@ from bot.settings import Settings
 from bot.slack_app import create_bolt_app
 from bot.slack_request import MAX_BODY, Refused, check_headers, parse, verify
 from workflows import policy
+from workflows.errors import database_unavailable
 from workflows.users import bootstrap_admins
 
 log = logging.getLogger("o2c.server")
@@ -78,6 +81,42 @@ def build_runtime(settings: Settings, *, db: Database | None = None,
     return Runtime(deps=deps, bolt=create_bolt_app(deps))
 
 
+ADMINS_RETRY_SECONDS = 5.0
+
+
+def bootstrap_admins_when_reachable(deps: Deps) -> None:
+    """Make the `O2C_ADMINS` admins, now or — when the database cannot be reached at start-up
+    (a restart of both, an outage) — as soon as it can, from a background thread. The server
+    starts either way: `/readyz` says it is not ready, the API answers 503, one line is logged."""
+    def attempt() -> bool:
+        try:
+            with deps.db.transaction() as session:
+                bootstrap_admins(session, deps.settings.o2c_admins)
+            return True
+        except Exception as error:
+            if not database_unavailable(error):
+                raise
+            return False
+
+    if attempt():
+        return
+    log.warning("database unreachable at start-up; serving anyway (/readyz: not ready), "
+                "admins are set up once it answers")
+
+    def retry() -> None:
+        stop = deps.stopping
+        while not stop.wait(ADMINS_RETRY_SECONDS):
+            try:
+                if attempt():
+                    log.info("database reachable: admins set up")
+                    return
+            except Exception:  # noqa: BLE001 - logged; nothing else to do from a thread
+                log.exception("could not set up the admins")
+                return
+
+    threading.Thread(target=retry, name="o2c-bootstrap-admins", daemon=True).start()
+
+
 def bolt_endpoint(bolt: App, signing_secret: str):  # noqa: ANN201
     """An ASGI endpoint that hands a Slack request to a sync Bolt app in the thread pool.
 
@@ -118,8 +157,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
-        with deps.db.transaction() as session:
-            bootstrap_admins(session, settings.o2c_admins)
+        bootstrap_admins_when_reachable(deps)
         if deps.answer_processes is not None:
             await run_in_threadpool(lambda: deps.answer_processes.start(wait=True))
         if background and settings.o2c_outbox_worker:
@@ -146,6 +184,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
     app.state.deps = deps
     app.state.runtime = runtime
     problems.install(app)
+    app.add_middleware(BearerFirst, token=lambda: settings.o2c_api_token)  # 401 before the body
 
     @app.exception_handler(Unauthorized)
     async def _unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:

@@ -300,6 +300,14 @@ def test_signed_malformed_payloads_get_a_400_and_change_nothing(company, slack, 
             "event": {"type": "app_home_opened", "tab": "home"}}),
         "event not an object": json.dumps({"type": "event_callback", "event": "x"}),
         "command without user": urlencode({"command": "/o2c", "text": "help"}),
+        # PostgreSQL cannot store a NUL: refused whole, wherever it hides
+        "NUL in a command": urlencode({"command": "/o2c", "user_id": "USALES01",
+                                       "text": "role add <@USALES02> admin\x00"}),
+        "NUL in a modal's text": _interaction("view_submission", view={
+            **view, "type": "modal", "state": {"values": {"b": {"a": {
+                "type": "plain_text_input", "value": "wire on Thursday\x00"}}}}}),
+        "NUL in a key": _interaction("block_actions", actions=[
+            {"action_id": "collections_snooze", "value": "1", "x\x00": "y"}]),
     }
     for name, body in bodies.items():
         kind = JSON if body.startswith("{") else FORM
