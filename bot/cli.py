@@ -135,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         summary = run_exclusive(deps, args.job, args.as_of)  # None: today, by deps.clock
     except jobs.UnknownJob:
-        known = ", ".join(sorted(jobs.load_all())) or "none registered"
+        known = ", ".join(sorted(jobs.JOBS))
         print(f"unknown job {args.job!r}; known jobs: {known}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2, default=str))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from datetime import date
 
 from slack_sdk import WebClient
 
@@ -17,6 +18,7 @@ from bot.clock import Clock
 from bot.db import Database
 from bot.settings import Settings
 from models import User
+from workflows import policy
 
 
 @dataclass
@@ -33,6 +35,13 @@ class Deps:
     def email_enabled(self) -> bool:
         """Customer e-mails are sent (SMTP_URL set); else they wait in the outbox."""
         return self.settings.smtp_url is not None
+
+    def business_today(self) -> date:
+        """Today in the business time zone: the policy's (admins may change it), which is the
+        setting unless they did."""
+        with self.db.read_session() as session:
+            tz = policy.current(session).business_timezone
+        return self.clock.business_today(tz)
 
     def notify_outbox(self) -> None:
         """Wake the outbox worker after a commit that wrote notifications."""

@@ -418,14 +418,6 @@ def record_digests(session: Session, as_of: date, digests: dict[str, dict]) -> l
     return queued
 
 
-def queue_digests(session: Session, as_of: date, *, collector_ids: Iterable[str] | None = None,
-                  top: int = TOP_ACCOUNTS) -> list[str]:
-    """Prepare and record in one session (tests, small books). The jobs split it: prepare in
-    a read session, record in a short write transaction."""
-    return record_digests(session, as_of, prepare_digests(session, as_of,
-                                                          collector_ids=collector_ids, top=top))
-
-
 # -- what a collector does -----------------------------------------------------------------------
 def get_customer(session: Session, customer_id: int) -> Customer:
     customer = session.get(Customer, customer_id)

@@ -200,9 +200,9 @@ def test_chat_post_message_429_then_503_arrives_exactly_once(book, smtp_server, 
     standin.api.inject("chat.postMessage", Fault(status=429, retry_after=1), Fault(status=503))
     # when the digest for one collector is queued
     with smtp_server.db.transaction() as s:
-        from workflows.collections import queue_digests
+        from workflows.collections import prepare_digests, record_digests
 
-        queue_digests(s, TODAY, collector_ids=["UCOLL002"])
+        record_digests(s, TODAY, prepare_digests(s, TODAY, collector_ids=["UCOLL002"]))
     smtp_server.deps.notify_outbox()
     # then it arrives once, after the two failures
     standin.api.wait_for(lambda: [c for c in standin.api.calls_to("chat.postMessage") if c.ok],
