@@ -62,7 +62,8 @@ def bolt_endpoint(bolt: App, signing_secret: str):  # noqa: ANN201
     here. The headers are checked before the body is read, the signature before the body is
     decoded or parsed (`bot.slack_request`); a refusal is one warning line, never a traceback.
     The event loop only awaits the body; parsing, Bolt's own verification and the listener's
-    ack happen in a worker thread, so concurrent Slack requests never wait for one another."""
+    ack happen in a worker thread, so concurrent Slack requests never wait for one another;
+    the work after the ack goes on in Bolt's listener executor (`bot.slack_app`)."""
     verifier = SignatureVerifier(signing_secret) if signing_secret else None
 
     async def slack_events(request: Request) -> Response:
@@ -133,6 +134,20 @@ def create_app(settings: Settings, *, db: Database | None = None,
         else ""
     app.add_route("/slack/events", bolt_endpoint(runtime.bolt, secret), methods=["POST"])
 
+    add_health_checks(app, deps.db)
+    app.include_router(api_router)
+
+    if settings.o2c_sandbox:
+        from sandbox.web import mount_sandbox  # only imported when explicitly enabled
+
+        mount_sandbox(app, runtime)
+    return app
+
+
+def add_health_checks(app: FastAPI, db: Database) -> None:
+    """`/healthz` (the process answers) and `/readyz` (its database is reachable and
+    migrated), both outside the OpenAPI description."""
+
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:
         return {"status": "ok"}
@@ -140,7 +155,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
     @app.get("/readyz", include_in_schema=False)
     def readyz() -> JSONResponse:
         try:
-            with deps.db.read_session() as session:
+            with db.read_session() as session:
                 session.exec(sa.text("SELECT 1"))
                 version = session.exec(sa.text("SELECT version_num FROM alembic_version")).first()
         except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
@@ -149,11 +164,3 @@ def create_app(settings: Settings, *, db: Database | None = None,
                                  "migrated (run o2c migrate)"}, status_code=503,
                                 headers={"Retry-After": str(RETRY_AFTER)})
         return JSONResponse({"status": "ready", "schema": version[0] if version else None})
-
-    app.include_router(api_router)
-
-    if settings.o2c_sandbox:
-        from sandbox.web import mount_sandbox  # only imported when explicitly enabled
-
-        mount_sandbox(app, runtime)
-    return app
