@@ -235,8 +235,8 @@ def test_fifty_junk_requests_leave_a_short_log_and_flat_memory(database_url, sta
                                                                tmp_path) -> None:
     # given a real server process and its log
     log_path = tmp_path / "serve.log"
-    server = ServeProcess(o2c_env(database_url, standin.api_url, O2C_OUTBOX_WORKER="false",
-                                  O2C_ANSWER_PROCESSES="0"), log_path).start()
+    server = ServeProcess(o2c_env(database_url, standin.api_url, O2C_OUTBOX_WORKER="false"),
+                          log_path).start()
     try:
         rss = _rss_kb(server.proc.pid)
         start = log_path.stat().st_size
