@@ -134,7 +134,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
         else ""
     app.add_route("/slack/events", bolt_endpoint(runtime.bolt, secret), methods=["POST"])
 
-    add_health_checks(app, deps.db)
+    add_health_checks(app, deps)
     app.include_router(api_router)
 
     if settings.o2c_sandbox:
@@ -144,7 +144,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
     return app
 
 
-def add_health_checks(app: FastAPI, db: Database) -> None:
+def add_health_checks(app: FastAPI, deps: Deps) -> None:
     """`/healthz` (the process answers) and `/readyz` (its database is reachable and
     migrated), both outside the OpenAPI description."""
 
@@ -155,7 +155,7 @@ def add_health_checks(app: FastAPI, db: Database) -> None:
     @app.get("/readyz", include_in_schema=False)
     def readyz() -> JSONResponse:
         try:
-            with db.read_session() as session:
+            with deps.db.read_session() as session:
                 session.exec(sa.text("SELECT 1"))
                 version = session.exec(sa.text("SELECT version_num FROM alembic_version")).first()
         except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
