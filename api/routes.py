@@ -6,7 +6,7 @@ transaction, one commit), serialise. Sync `def` routes run in FastAPI's thread p
 
 from __future__ import annotations
 
-import hmac
+from datetime import UTC, date, datetime, time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlmodel import select
 
 from api import idempotency, serialize
+from api.auth import token_ok
 from api.schemas import (
     SLACK_USER_PATTERN,
     CustomerIn,
@@ -27,9 +28,18 @@ from api.schemas import (
 )
 from models import Customer
 from models.limits import MAX_RECORD_ID
-from workflows import cash_application, invoicing, masterdata, orders, queries, shipping, users
+from workflows import (
+    cash_application,
+    invoicing,
+    masterdata,
+    orders,
+    periods,
+    queries,
+    shipping,
+    users,
+)
 from workflows import kpis as kpi_workflow
-from workflows.errors import NotFound
+from workflows.errors import NotFound, ValidationFailed
 from workflows.receivables import aging_by_currency, customer_position
 
 API_ACTOR = "api"
@@ -41,11 +51,9 @@ class Unauthorized(Exception):
 
 def require_token(request: Request,
                   authorization: Annotated[str | None, Header()] = None) -> None:
-    expected = request.app.state.deps.settings.o2c_api_token
-    scheme, _, token = (authorization or "").partition(" ")
-    if (expected is None or scheme.lower() != "bearer"
-            or not hmac.compare_digest(token.strip().encode(),
-                                       expected.get_secret_value().encode())):
+    """Declares the bearer token (OpenAPI); `api.auth.BearerFirst` refused a wrong one before
+    the body was read."""
+    if not token_ok(request.app.state.deps.settings.o2c_api_token, authorization):
         raise Unauthorized()
 
 
@@ -191,18 +199,52 @@ def get_payment(payment_id: RecordId, request: Request) -> dict:
         return payment_answer(session, payment)
 
 
+# -- as of a day, as known at a moment ----------------------------------------------------------
+KnownAt = Annotated[str | None, Query(
+    description="what the books said at this moment (an audit): only invoices and "
+                "settlements recorded by then count. An ISO datetime with its offset "
+                "(2026-07-01T09:00:00Z), or a date for the end of that day (UTC)")]
+
+
+def known_at_of(text: str | None) -> datetime | None:
+    """`?known_at=`: an aware ISO datetime, or a date meaning the end of that day (UTC)."""
+    if text is None:
+        return None
+    text = text.strip()
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time.max, tzinfo=UTC)
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationFailed.of("known_at", "must be a date (2026-07-01) or a datetime with "
+                                  "its offset (2026-07-01T09:00:00Z)") from None
+    if moment.tzinfo is None:
+        raise ValidationFailed.of("known_at", "needs a time zone, e.g. 2026-07-01T09:00:00Z")
+    return moment
+
+
+def _as_of(request: Request, as_of: date | None) -> date:
+    return as_of or _deps(request).clock.business_today()
+
+
 # -- customers -----------------------------------------------------------------------------------
 @router.get("/customers/{external_id}", tags=["customers"])
-def get_customer(external_id: Key, request: Request) -> dict:
-    deps = _deps(request)
-    with deps.db.read_session() as session:
+def get_customer(external_id: Key, request: Request, as_of: AsOf = None,
+                 known_at: KnownAt = None) -> dict:
+    """The customer with its balances at the end of `as_of` (default today) by economic
+    date; with `known_at`, as the books knew them then. Open invoices are today's."""
+    known = known_at_of(known_at)
+    with _deps(request).db.read_session() as session:
         customer = session.exec(select(Customer).where(
             Customer.external_id == external_id)).first()
         if customer is None:
             raise NotFound(f"no customer {external_id}")
-        position = customer_position(session, customer, deps.clock.business_today(),
-                                     now=deps.clock.now())
+        day = _as_of(request, as_of)
+        position = customer_position(session, customer, day, known_at=known)
         data = serialize.customer_json(customer, position)
+        data["balances"]["as_of"] = day.isoformat()
+        if known is not None:
+            data["balances"]["known_at"] = known.isoformat()
         data["open_invoices"] = [
             {"number": i.number, "due_date": i.due_date.isoformat(),
              "total": serialize.amount(i.total_minor, i.currency),
@@ -222,13 +264,15 @@ def _csv(rows: list[list[str]]) -> Response:
 
 
 @router.get("/reports/aging", tags=["reports"], response_model=None)
-def report_aging(request: Request, as_of: AsOf = None,
+def report_aging(request: Request, as_of: AsOf = None, known_at: KnownAt = None,
                  format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",  # noqa: A002
                  ) -> dict | Response:
-    clock = _deps(request).clock
-    as_of = as_of or clock.business_today()
+    """Open AR at the end of `as_of` (default today) by economic date: settlements count on
+    the day the money moved, whenever they were recorded. `known_at`: as the books knew it."""
+    known = known_at_of(known_at)
+    as_of = _as_of(request, as_of)
     with _deps(request).db.read_session() as session:
-        by_currency = aging_by_currency(session, as_of, now=clock.now())
+        by_currency = aging_by_currency(session, as_of, known_at=known)
     if format == "csv":
         from models import AGING_BUCKETS
 
@@ -236,7 +280,9 @@ def report_aging(request: Request, as_of: AsOf = None,
         rows += [[cur, *(serialize.amount(a.buckets[b], cur) for b in AGING_BUCKETS),
                   serialize.amount(a.total, cur)] for cur, a in sorted(by_currency.items())]
         return _csv(rows)
-    return {"as_of": as_of.isoformat(), "currencies": {
+    return {"as_of": as_of.isoformat(),
+            **({"known_at": known.isoformat()} if known is not None else {}),
+            "currencies": {
         cur: {"buckets": {b: serialize.amount(v, cur) for b, v in a.buckets.items()},
               "invoices": a.counts, "total": serialize.amount(a.total, cur),
               "overdue": serialize.amount(a.overdue, cur)}
@@ -244,15 +290,41 @@ def report_aging(request: Request, as_of: AsOf = None,
 
 
 @router.get("/reports/kpis", tags=["reports"], response_model=None)
-def report_kpis(request: Request, as_of: AsOf = None,
+def report_kpis(request: Request, as_of: AsOf = None, known_at: KnownAt = None,
                 format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",  # noqa: A002
                 ) -> dict | Response:
-    clock = _deps(request).clock
-    as_of = as_of or clock.business_today()
+    """The KPIs as of the end of `as_of` by economic date (`workflows.kpis`); `known_at`: as
+    the books knew them then."""
+    known = known_at_of(known_at)
+    as_of = _as_of(request, as_of)
     with _deps(request).db.read_session() as session:
-        report = kpi_workflow.compute(session, as_of, now=clock.now())
+        report = kpi_workflow.compute(session, as_of, known_at=known)
     data = kpi_workflow.to_json(report)
     if format == "csv":
         return _csv([["kpi", "value"], *([k, str(v)] for k, v in kpi_workflow.flat(data)
                                           .items())])
     return data
+
+
+# -- closed periods ------------------------------------------------------------------------------
+@router.post("/periods/{period}/close", tags=["periods"], status_code=201)
+def close_period(period: str, request: Request, key: IdemKey = None) -> JSONResponse:
+    """Close an AR month (and every month before it): from now on a settlement dated inside
+    it is booked on the first day of the first open month. 201 when this closed it, 200 when
+    it was already closed (by this close or a later one)."""
+    deps = _deps(request)
+
+    def op(session):  # noqa: ANN001, ANN202
+        row, created = periods.close_period(session, period=period, actor=API_ACTOR,
+                                            now=deps.clock.now())
+        return (201 if created else 200), serialize.period_json(row, requested=period,
+                                                                created=created)
+    return _post(request, key, {"period": period}, op)
+
+
+@router.get("/periods", tags=["periods"])
+def get_periods(request: Request) -> dict:
+    with _deps(request).db.read_session() as session:
+        rows = periods.closed_periods(session)
+        return {"closed_through": rows[-1].period if rows else None,
+                "closes": [serialize.period_json(row) for row in rows]}

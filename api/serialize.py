@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from models import Customer, Payment, Product, User, invoice_status
+from models import (
+    Allocation,
+    ClosedPeriod,
+    Customer,
+    Invoice,
+    Payment,
+    Product,
+    User,
+    invoice_status,
+)
 from models.money import bp_to_pct, to_str
 from workflows.queries import InvoiceView, OrderView
 from workflows.receivables import CustomerPosition
@@ -110,7 +119,34 @@ def invoice_json(view: InvoiceView) -> dict:
     }
 
 
-def payment_json(payment: Payment, allocations: list[tuple[str, int]],
+def period_json(row: ClosedPeriod, *, requested: str | None = None,
+                created: bool | None = None) -> dict:
+    """A month close; `requested` is the month asked for when a later close covers it."""
+    data = {"period": (requested or row.period).strip(), "closed": True,
+            "closed_through": row.period, "closed_at": row.closed_at.isoformat(),
+            "closed_by": row.closed_by, "source": row.source}
+    if created is not None:
+        data["created"] = created
+    return data
+
+
+def allocation_json(allocation: Allocation, invoice: Invoice) -> dict:
+    """An allocation with the day it counts on, and why when that is not its value date."""
+    effective, value = allocation.effective_date, allocation.value_date
+    data = {"invoice": invoice.number, "amount": amount(allocation.amount_minor,
+                                                        invoice.currency),
+            "value_date": value.isoformat(), "effective_date": effective.isoformat()}
+    if effective > max(value, invoice.issue_date):
+        data["booked_in_open_period"] = True
+        data["note"] = (f"dated {value.isoformat()}, in a closed period: booked on "
+                        f"{effective.isoformat()}, the first day of the first open month")
+    elif effective > value:
+        data["note"] = (f"received before {invoice.number} was issued: counts from its issue "
+                        f"date {effective.isoformat()}")
+    return data
+
+
+def payment_json(payment: Payment, allocations: list[tuple[Allocation, Invoice]],
                  extra: dict | None = None, *, suggestions: list[dict] | None = None,
                  matched_because: list[str] | None = None) -> dict:
     cur = payment.currency
@@ -118,10 +154,10 @@ def payment_json(payment: Payment, allocations: list[tuple[str, int]],
     data = {
         "id": payment.id, "external_id": payment.external_id, "status": payment.status,
         "amount": amount(payment.amount_minor, cur), "currency": cur,
-        "received_at": payment.received_at.isoformat(), "payer_name": payment.payer_name,
+        "received_at": payment.received_at.isoformat(),
+        "value_date": payment.value_date.isoformat(), "payer_name": payment.payer_name,
         "reference": payment.reference,
-        "allocations": [{"invoice": number, "amount": amount(a, cur)}
-                        for number, a in allocations],
+        "allocations": [allocation_json(a, invoice) for a, invoice in allocations],
         "write_off": amount(details.get("write_off_minor", 0), cur),
         "deduction": amount(details.get("deduction_minor", 0), cur),  # short payment flagged
         "unapplied_amount": amount(payment.unapplied_minor, cur),

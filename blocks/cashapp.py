@@ -22,7 +22,6 @@ from slack_sdk.models.views import View
 
 from blocks import ids
 from blocks.common import context, fields, header, lines_text, render, section
-from blocks.templates import template
 from blocks.text import BUTTON_MAX, clip, esc, fmt_datetime, fmt_money, plain, status_label
 from models import money
 
@@ -66,7 +65,6 @@ def _assign_select(payment_id: int) -> dict:
                                      min_query_length=1).to_dict()
 
 
-@template("cashapp_review")
 def review_card(ctx: dict) -> dict:
     """A payment the engine did not apply: its best candidates with Apply buttons and a
     customer select, or (once a collector applied one or corrected it) who did what."""
@@ -239,7 +237,6 @@ def failed_answer(error_text: str) -> str:
 BROKEN_BUTTON = ":warning: That button is broken; nothing was applied."
 
 
-@template("payment_recorded")
 def payment_recorded(ctx: dict) -> dict:
     """The DM to the person who recorded a payment in the modal: what happened to it."""
     cur = ctx["currency"]

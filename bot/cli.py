@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import sys
@@ -34,19 +33,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bot.server import create_app
 
     settings = _settings().require_for_serve()
-    # Hand the GIL over every 1 ms instead of 5 ms: a request thread that only needs to verify
-    # and ack waits less behind a thread building an answer (see bench/RESULTS.md).
-    sys.setswitchinterval(0.001)
     if settings.o2c_sandbox:  # the local sandbox never listens beyond this computer
         from sandbox.web import check_bind_host
 
         check_bind_host(args.host)
     app = create_app(settings)
-    # Everything imported and built so far lives as long as the process: keep it out of the
-    # garbage collector's full passes, which otherwise stall every thread for tens of
-    # milliseconds now and then (the ack latency's tail, bench/RESULTS.md).
-    gc.collect()
-    gc.freeze()
     if settings.socket_mode:
         _start_socket_mode(app.state.runtime, settings)
     uvicorn.run(app, host=args.host, port=settings.port, log_level="info",
@@ -74,7 +65,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
     from bot.seed import SeedError, seed_demo
 
     settings = _settings()
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, policy=settings.policy())
     try:
         summary = seed_demo(db, today=args.as_of
                             or Clock(settings.o2c_business_timezone).business_today())
@@ -90,7 +81,8 @@ def cmd_import_bank_statement(args: argparse.Namespace) -> int:
     from bot.db import Database
     from workflows.bank_statements import import_statement
 
-    db = Database(_settings().database_url)
+    settings = _settings()
+    db = Database(settings.database_url, policy=settings.policy())
     with db.session() as session:
         report = import_statement(session, Path(args.file), names=db.customer_names)
         if report.errors:
@@ -124,7 +116,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from bot.imports import import_csv
 
     settings = _settings()
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, policy=settings.policy())
     report = import_csv(db, args.kind, Path(args.file),
                         clock=Clock(settings.o2c_business_timezone))
     if report.errors:
@@ -135,15 +127,15 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bot import jobs
+    from bot.deps import build_deps
     from bot.scheduler import run_exclusive
-    from bot.server import build_deps
 
     settings = _settings()
     deps = build_deps(settings)
     try:
         summary = run_exclusive(deps, args.job, args.as_of)  # None: today, by deps.clock
     except jobs.UnknownJob:
-        known = ", ".join(sorted(jobs.load_all())) or "none registered"
+        known = ", ".join(sorted(jobs.JOBS))
         print(f"unknown job {args.job!r}; known jobs: {known}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2, default=str))
@@ -155,6 +147,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print("notifications are queued; a running `o2c serve` delivers them "
               "(or pass --deliver)", file=sys.stderr)
+    return 0
+
+
+def cmd_close_period(args: argparse.Namespace) -> int:
+    """`o2c close-period 2026-06`: close AR for that month and every month before it (see
+    `workflows.periods`); closing a month already closed changes nothing."""
+    from api.serialize import period_json
+    from bot.server import build_deps
+    from workflows import periods
+    from workflows.errors import DomainError
+
+    deps = build_deps(_settings())
+    try:
+        with deps.db.transaction() as session:
+            row, created = periods.close_period(session, period=args.period, actor=args.by,
+                                                now=deps.clock.now())
+            data = period_json(row, requested=args.period, created=created)
+    except DomainError as exc:
+        print(f"o2c: {exc.detail}", file=sys.stderr)
+        return 2
+    finally:
+        deps.db.dispose()
+    print(json.dumps(data, indent=2))
+    if not created:
+        print(f"{args.period} was already closed (through {row.period}); nothing changed",
+              file=sys.stderr)
     return 0
 
 
@@ -224,6 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deliver", action="store_true",
                    help="also deliver the queued notifications now (needs SLACK_BOT_TOKEN)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("close-period", help="close AR for a month (and every month before "
+                       "it): later settlements dated inside it are booked in the first open "
+                       "month")
+    p.add_argument("period", help="the month, YYYY-MM")
+    p.add_argument("--by", default="cli", help="who closes it, for the audit log (e.g. your "
+                   "Slack user id)")
+    p.set_defaults(func=cmd_close_period)
 
     p = sub.add_parser("outbox", help="show failed and waiting notifications (e-mails wait "
                        "here without SMTP_URL), or queue failed ones again")

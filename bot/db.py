@@ -24,6 +24,7 @@ from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
 from workflows.cash_candidates import CustomerNames
+from workflows.policy import DEFAULTS_KEY, Policy
 
 
 def normalize_url(url: str) -> str:
@@ -120,10 +121,14 @@ class Database:
     It also owns what the workflows may cache about this database, handed to them explicitly:
     `customer_names`, the customer-name directory of cash application, kept fresh by an
     `after_flush` listener registered here on this database's sessions (no module state, no
-    listener registered as an import side effect)."""
+    listener registered as an import side effect).
 
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+    `policy` is the policy of the settings (`Settings.policy()`); every session carries it in
+    its `info`, where `workflows.policy.current` finds it (without it: `Policy`'s defaults)."""
+
+    def __init__(self, url: str, *, policy: Policy | None = None, **engine_kwargs: Any) -> None:
         self.url = normalize_url(url)
+        self._info = {DEFAULTS_KEY: policy} if policy is not None else {}
         self.engine = make_engine(self.url, **engine_kwargs)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self.is_postgres = self.engine.dialect.name == "postgresql"
@@ -132,9 +137,10 @@ class Database:
             else self.engine
         )
         self.customer_names = CustomerNames()
-        self._sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False)
+        self._sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False,
+                                      info=self._info)
         self._read_sessions = sessionmaker(self._read_engine, class_=Session,
-                                           expire_on_commit=False)
+                                           expire_on_commit=False, info=self._info)
         event.listen(self._sessions, "after_flush", self.customer_names.on_flush)
 
     def session(self) -> Session:

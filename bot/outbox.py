@@ -2,8 +2,9 @@
 
 Lifecycle of a row: `pending` -> claimed (`sending`, with a lease) -> `sent`, or back to
 `pending` with `next_attempt_at` pushed out, or `failed`, where it stays visible (`o2c outbox`,
-`/o2c admin outbox`) until an admin re-queues it. SPEC §5.4: a 429, a 5xx, a network error or a
-crash delays a notification, never loses it:
+`/o2c admin outbox`; a failed customer e-mail is also announced in the AR channel, once) until
+an admin re-queues it. SPEC §5.4: a 429, a 5xx, a network error or a crash delays a
+notification, never loses it:
 
 * 429 (`ratelimited`): wait `Retry-After`; this does not count as an attempt, and the worker
   sends nothing more with that Web API method until the wait is over;
@@ -16,15 +17,38 @@ crash delays a notification, never loses it:
   or any unexpected exception while delivering (a malformed payload): failed at once, with the
   reason in `last_error`.
 
-Claiming is a conditional UPDATE on a batch picked with `FOR UPDATE SKIP LOCKED` on
-PostgreSQL, so several server processes (and `o2c run --deliver`) share the queue. A claim
-whose worker died expires after `LEASE` and the row is delivered by someone else. Before each
-send the worker renews its claim with a conditional UPDATE (`WHERE claimed_by = me AND status =
-'sending'`) and skips the row if someone else took it over, so a slow batch never leads to a
-second delivery; the lease therefore only has to outlast one send (a Slack call times out
-after `SLACK_TIMEOUT`; an SMTP send is a handful of operations of at most `bot.mailer.TIMEOUT`
-each). The one unavoidable window — the process dies after Slack accepted the call and before
-the row is marked sent — is as small as one UPDATE.
+Claiming takes one row at a time (a conditional UPDATE of a row picked with `FOR UPDATE SKIP
+LOCKED` on PostgreSQL), so several server processes (and `o2c run --deliver`) share the queue
+and a worker that dies strands at most the one row it was sending. While it sends, the worker
+renews its claim every third of the lease (`O2C_OUTBOX_LEASE_SECONDS`, 30 s by default); a
+claim nobody renews expires after the lease and the row is taken over. Before each send the
+claim is also checked (`WHERE claimed_by = me AND status = 'sending'`), so a worker that lost
+its claim never sends.
+
+Sending twice, and what is left of it. A Web API call can reach Slack and still look failed
+here: the response times out, the connection drops after the request went out, Slack answers
+5xx after posting, or the process dies before it records the answer. So:
+
+* every `chat.postMessage` carries a marker in its message metadata (`event_type`
+  "o2c_outbox", the row's id and queue time). A row whose previous attempt's outcome is
+  unknown (any second or later attempt) first looks for its marker in the conversation
+  (`conversations.history` with `include_all_metadata`, from just before the row was queued;
+  for a DM, the conversation from `conversations.open`) and, if it is there, is marked sent
+  with that message instead of being posted again;
+* `chat.update` and `views.publish` replace content: sending them twice shows the same thing;
+* e-mail cannot be checked: an SMTP transaction that dies after the server took the message
+  is sent again. Its `Message-ID` is derived from the row (`bot.mailer.message_id`), so the
+  copy is recognisable and most mail clients show it once.
+
+What remains: a duplicate post when (a) Slack accepted a message but does not list it in the
+history yet when the next attempt looks (that attempt comes a backoff after the failed call,
+which itself took up to `SLACK_TIMEOUT`, so Slack would have to lag that long); (b) a worker
+stalls past its lease without renewing (the database unreachable for that long) while its send
+is still in flight and another worker takes the row over; (c) the lookup is impossible: the
+app lacks the `*:history` / `im:write` scopes of manifest.yml, or is not in the channel; the
+worker then logs it and posts again (at least once, as before). A 429 on the lookup waits like
+any 429 (Slack limits `conversations.history` to 1 request a minute for apps distributed
+outside the Marketplace since 2025; the lookup only runs after an unknown outcome).
 """
 
 from __future__ import annotations
@@ -34,7 +58,8 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -45,8 +70,10 @@ from slack_sdk.errors import SlackApiError
 from blocks import templates
 from bot.db import Database
 from bot.settings import Settings
-from models import OutboxMessage, OutboxStatus
+from handlers.common import note_database_down
+from models import Customer, Invoice, OutboxMessage, OutboxStatus
 from models.base import utcnow
+from workflows.errors import database_unavailable
 
 if TYPE_CHECKING:
     from bot.deps import Deps
@@ -54,8 +81,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("o2c.outbox")
 
 SLACK_TIMEOUT = 10  # seconds per Web API call (the worker's client never retries inside)
-LEASE = timedelta(minutes=5)  # comfortably longer than one send; renewed before each send
-BATCH = 10
+LEASE = timedelta(seconds=30)  # renewed every third of it while a row is being sent
+BATCH = 10  # rows per pass, claimed and sent one at a time
+MARKER = "o2c_outbox"  # metadata event_type of every message the outbox posts
+HISTORY_PAGES = 5  # pages of conversations.history read when looking for an earlier post
+HISTORY_PAGE = 200
+HISTORY_MARGIN = timedelta(seconds=60)  # clock skew between us and Slack
+# Lookup errors that mean "cannot check here" (not "try later"): post again, at least once.
+CANNOT_LOOK = {"missing_scope", "not_in_channel", "channel_not_found", "not_allowed_token_type",
+               "no_permission", "invalid_auth", "not_authed", "user_not_found",
+               "method_not_supported_for_channel_type", "unknown_method"}
 MAX_ATTEMPTS = 12  # unknown errors; transient ones also need RETRY_FOR to have passed
 RETRY_FOR = timedelta(hours=24)
 BACKOFF_BASE = 1.0  # seconds; doubled per attempt, capped at BACKOFF_MAX
@@ -84,10 +119,12 @@ class Retry(Exception):
 
 
 class RateLimited(Retry):
-    """A 429: wait `delay` (Retry-After) without counting an attempt."""
+    """A 429: wait `delay` (Retry-After) without counting an attempt; `method` is the Web API
+    method Slack limited (nothing more is sent with it until then)."""
 
-    def __init__(self, delay: float, reason: str) -> None:
+    def __init__(self, delay: float, reason: str, method: str | None = None) -> None:
         super().__init__(delay, reason, kind="ratelimited")
+        self.method = method
 
 
 class Permanent(Exception):
@@ -124,6 +161,7 @@ class OutboxWorker:
         self._thread: threading.Thread | None = None
         self._offset = timedelta(0)  # run_once(now=...) shifts this worker's clock
         self._paused: dict[str, datetime] = {}  # Web API method -> rate-limited until
+        self._dm_channels: dict[str, str] = {}  # user id -> DM channel id (conversations.open)
 
     def now(self) -> datetime:
         return utcnow() + self._offset
@@ -143,8 +181,11 @@ class OutboxWorker:
         while not self._stop.is_set():
             try:
                 busy = self.run_once()
-            except Exception:  # noqa: BLE001 - keep the worker alive; the row stays pending
-                log.exception("outbox pass failed")
+            except Exception as error:  # noqa: BLE001 - keep the worker alive; rows stay queued
+                if database_unavailable(error):
+                    note_database_down(error, log)  # once a minute, no traceback
+                else:
+                    log.exception("outbox pass failed")
                 busy = 0
             if not busy:
                 self.wakeup.wait(self.poll_interval)
@@ -156,10 +197,14 @@ class OutboxWorker:
         this worker's clock, which then runs on from there."""
         self._offset = (now - utcnow()) if now is not None else timedelta(0)
         announced = self._announce_queued_emails() if self.mailer is None else 0
-        ids = self._claim()
-        for row_id in ids:
+        handled = 0
+        while handled < self.batch and not self._stop.is_set():
+            row_id = self._claim()
+            if row_id is None:
+                break
             self._deliver(row_id)
-        return len(ids) + announced
+            handled += 1
+        return handled + announced
 
     def _announce_queued_emails(self) -> int:
         """Without a mailer (no SMTP_URL) e-mails stay queued; post a copy of each to the AR
@@ -207,23 +252,26 @@ class OutboxWorker:
                     table.c.claimed_at < now - self.lease),
         )
 
-    def _claim(self) -> list[int]:
+    def _claim(self) -> int | None:
+        """Claim the next due row (one: a crash strands at most the row being sent)."""
         table = OutboxMessage.__table__
         now = self.now()
+        query = (sa.select(table.c.id)
+                 .where(self._due(now), table.c.transport.in_(self._transports()))
+                 .order_by(table.c.id).limit(1))
+        with self.db.read_session() as session:  # idle: no write transaction (SQLite lock)
+            if session.execute(query).first() is None:
+                return None
         with self.db.transaction() as session:
-            query = (sa.select(table.c.id)
-                     .where(self._due(now), table.c.transport.in_(self._transports()))
-                     .order_by(table.c.id).limit(self.batch))
             if self.db.is_postgres:
                 query = query.with_for_update(skip_locked=True)
-            ids = [row[0] for row in session.execute(query)]
-            if not ids:
-                return []
-            claimed = session.execute(
-                sa.update(table).where(table.c.id.in_(ids), self._due(now)).values(
+            row_id = session.execute(query).scalar()
+            if row_id is None:
+                return None
+            return session.execute(
+                sa.update(table).where(table.c.id == row_id, self._due(now)).values(
                     status=OutboxStatus.SENDING, claimed_at=now, claimed_by=self.worker_id,
-                    attempts=table.c.attempts + 1).returning(table.c.id))
-            return sorted(row[0] for row in claimed)
+                    attempts=table.c.attempts + 1).returning(table.c.id)).scalar()
 
     def _renew(self, row_id: int) -> bool:
         """Extend this worker's claim on a row just before sending it; False if the claim
@@ -234,6 +282,31 @@ class OutboxWorker:
                 table.c.id == row_id, table.c.claimed_by == self.worker_id,
                 table.c.status == OutboxStatus.SENDING).values(claimed_at=self.now()))
             return renewed.rowcount == 1
+
+    @contextmanager
+    def _heartbeat(self, row_id: int) -> Iterator[None]:
+        """Renew the claim every third of the lease while the row is being sent: a slow send
+        keeps it, and a worker that died loses it one lease after its last renewal."""
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(self.lease.total_seconds() / 3):
+                try:
+                    if not self._renew(row_id):
+                        log.warning("outbox %s: claim lost while sending", row_id)
+                        return
+                except Exception as error:  # noqa: BLE001 - the send goes on; retried next beat
+                    if database_unavailable(error):
+                        note_database_down(error, log)
+                    else:
+                        log.warning("outbox %s: could not renew the claim: %r", row_id, error)
+
+        thread = threading.Thread(target=beat, name=f"outbox-claim-{row_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
 
     def _deliver(self, row_id: int) -> None:
         if not self._renew(row_id):
@@ -249,15 +322,17 @@ class OutboxWorker:
                          next_attempt_at=paused_until)
             return
         try:
-            result = self._send(row, target)
+            with self._heartbeat(row_id):
+                result = self._send(row, target)
         except Defer as defer:
             soon = self.now() + timedelta(seconds=1)
             self._finish(row_id, status=OutboxStatus.PENDING, undo_attempt=True,
                          next_attempt_at=max(soon, defer.at) if defer.at else soon)
         except RateLimited as limited:
             until = self.now() + timedelta(seconds=limited.delay)
-            self._paused[row.method] = until
-            log.info("outbox %s: %s, pausing %s for %.1fs", row_id, limited.reason, row.method,
+            method = limited.method or row.method
+            self._paused[method] = until
+            log.info("outbox %s: %s, pausing %s for %.1fs", row_id, limited.reason, method,
                      limited.delay)
             self._finish(row_id, status=OutboxStatus.PENDING, error=limited.reason,
                          undo_attempt=True, next_attempt_at=until)
@@ -265,10 +340,10 @@ class OutboxWorker:
             self._retry_or_fail(row, retry)
         except Permanent as exc:
             log.error("outbox %s failed permanently: %s", row_id, exc)
-            self._finish(row_id, status=OutboxStatus.FAILED, error=str(exc))
+            self._fail(row, str(exc))
         except Exception as exc:  # noqa: BLE001 - a bad row must fail, not stay 'sending'
             log.exception("outbox %s failed: unexpected error", row_id)
-            self._finish(row_id, status=OutboxStatus.FAILED, error=f"unexpected: {exc!r}")
+            self._fail(row, f"unexpected: {exc!r}")
         else:
             self._finish(row_id, status=OutboxStatus.SENT, result=result)
 
@@ -279,12 +354,24 @@ class OutboxWorker:
         if give_up:
             log.error("outbox %s failed after %s attempts: %s", row.id, row.attempts,
                       retry.reason)
-            self._finish(row.id, status=OutboxStatus.FAILED, error=retry.reason)
+            self._fail(row, retry.reason)
             return
         delay = max(retry.delay, self._backoff(row.attempts))
         log.info("outbox %s retry in %.1fs: %s", row.id, delay, retry.reason)
         self._finish(row.id, status=OutboxStatus.PENDING, error=retry.reason,
                      next_attempt_at=self.now() + timedelta(seconds=delay))
+
+    def _fail(self, row: OutboxMessage, reason: str) -> None:
+        """Mark the row failed; a customer e-mail that failed is announced in the AR channel
+        in the same transaction (once per row), naming the invoice(s) and the customer."""
+        table = OutboxMessage.__table__
+        with self.db.transaction() as session:
+            failed = session.execute(sa.update(table).where(
+                table.c.id == row.id, table.c.claimed_by == self.worker_id).values(
+                status=OutboxStatus.FAILED, claimed_at=None, claimed_by=None,
+                last_error=reason[:2000])).rowcount == 1
+            if failed and row.transport == "email":
+                announce_failed_email(session, row, reason)
 
     def _finish(self, row_id: int, *, status: str, error: str | None = None,
                 result: dict | None = None, next_attempt_at: datetime | None = None,
@@ -344,6 +431,14 @@ class OutboxWorker:
             args = {"channel": target.result["channel"], "ts": target.result["ts"], **rendered}
         else:
             args = {"channel": self.resolve_channel(payload["channel"]), **rendered}
+            if row.method == "chat.postMessage":
+                args["metadata"] = marker(row)
+                if row.attempts > 1:  # an earlier attempt may have posted it
+                    found = self._find_posted(row, args["channel"])
+                    if found is not None:
+                        log.info("outbox %s: already posted (%s %s); not posting again",
+                                 row.id, found["channel"], found["ts"])
+                        return found
         try:
             response = self.client.api_call(row.method, json=args)
         except SlackApiError as exc:
@@ -359,6 +454,56 @@ class OutboxWorker:
         if row.method == "views.publish":
             result["view_id"] = (data.get("view") or {}).get("id")
         return result
+
+    def _find_posted(self, row: OutboxMessage, channel: str) -> dict | None:
+        """The message an earlier attempt of this row posted, if Slack has it: looked up by
+        the row's marker in the conversation's history. None when it is not there, or when
+        it cannot be looked up here (then the row is posted, at least once)."""
+        paused = self._paused.get("conversations.history")
+        if paused is not None and paused > self.now():
+            raise RateLimited((paused - self.now()).total_seconds(), "conversations.history "
+                              "is rate-limited", method="conversations.history")
+        want = marker(row)["event_payload"]
+        try:
+            conversation = self._conversation_of(channel)
+            oldest = f"{(row.created_at - HISTORY_MARGIN).timestamp():.6f}"
+            cursor = None
+            for _ in range(HISTORY_PAGES):
+                page = self.client.conversations_history(
+                    channel=conversation, oldest=oldest, limit=HISTORY_PAGE,
+                    include_all_metadata=True, **({"cursor": cursor} if cursor else {}))
+                for message in page.get("messages") or []:
+                    meta = message.get("metadata") or {}
+                    if meta.get("event_type") == MARKER and meta.get("event_payload") == want:
+                        return {"ok": True, "channel": conversation, "ts": message["ts"],
+                                "found_after_unknown_outcome": True}
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    return None
+            log.warning("outbox %s: its marker was not in the last %d messages looked at; "
+                        "posting it", row.id, HISTORY_PAGES * HISTORY_PAGE)
+            return None
+        except SlackApiError as exc:
+            error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+            if error in CANNOT_LOOK:
+                log.warning("outbox %s: cannot check whether an earlier attempt posted it "
+                            "(%s); posting it (it may show twice)", row.id, error)
+                return None
+            problem = self._classify(exc, row)
+            if isinstance(problem, RateLimited):
+                problem.method = "conversations.history"
+            raise problem from exc
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            raise Retry(self._backoff(row.attempts), f"network (history): {exc}") from exc
+
+    def _conversation_of(self, channel: str) -> str:
+        """A channel id for conversations.history: a user id (a DM) becomes the DM's id."""
+        if channel[:1] not in ("U", "W"):
+            return channel
+        if channel not in self._dm_channels:
+            opened = self.client.conversations_open(users=channel)
+            self._dm_channels[channel] = opened["channel"]["id"]
+        return self._dm_channels[channel]
 
     def _classify(self, exc: SlackApiError, row: OutboxMessage) -> Exception:
         status = exc.response.status_code
@@ -385,6 +530,49 @@ class OutboxWorker:
         return min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_MAX)
 
 
+def marker(row: OutboxMessage) -> dict:
+    """The message metadata that identifies what this row posted (Slack shows it to nobody):
+    the row id plus its queue time, so two databases posting to one channel never match."""
+    return {"event_type": MARKER,
+            "event_payload": {"outbox_id": row.id, "queued_at": row.created_at.isoformat()}}
+
+
+EMAIL_KINDS = {"invoice": "invoice", "collections_reminder": "payment reminder",
+               "dunning_friendly": "friendly reminder", "dunning_reminder": "overdue reminder",
+               "dunning_firm": "firm reminder", "dunning_final": "final notice"}
+
+
+def announce_failed_email(session: Any, row: OutboxMessage, reason: str) -> None:
+    """A customer e-mail that will not go out is told to AR in Slack, once per row: which
+    e-mail, to whom, for which invoice(s) and customer, and why."""
+    key = f"email-failed:{row.id}"
+    if session.execute(sa.select(OutboxMessage.__table__.c.id).where(
+            OutboxMessage.__table__.c.dedupe_key == key)).first() is not None:
+        return  # failed before, re-queued, failed again: AR knows already
+    payload = row.payload or {}
+    context = payload.get("context") or {}
+    template = payload.get("template") or ""
+    customer = context.get("customer_name")
+    invoices: list[str] = []
+    if context.get("invoice_number"):
+        invoices = [str(context["invoice_number"])]
+        invoice = session.execute(sa.select(Invoice).where(
+            Invoice.number == invoices[0])).scalars().first()
+        if invoice is not None and customer is None:
+            found = session.get(Customer, invoice.customer_id)
+            customer = found.name if found is not None else None
+    elif isinstance(context.get("invoice"), dict):
+        invoices = [str(context["invoice"].get("number"))]
+    elif isinstance(context.get("invoices"), list):
+        invoices = [str(i.get("number")) for i in context["invoices"] if isinstance(i, dict)]
+    session.add(OutboxMessage(
+        transport="slack", method="chat.postMessage", dedupe_key=key,
+        payload={"channel": "ar", "template": "email_failed", "context": {
+            "outbox_id": row.id, "to": payload.get("to"), "customer": customer,
+            "kind": EMAIL_KINDS.get(template, template or "e-mail"),
+            "invoices": invoices[:20], "reason": reason[:500]}}))
+
+
 def make_worker(deps: Deps, settings: Settings | None = None, **kwargs: Any) -> OutboxWorker:
     """The outbox worker of a process, the same for `o2c serve` and `o2c run --deliver`.
 
@@ -399,6 +587,7 @@ def make_worker(deps: Deps, settings: Settings | None = None, **kwargs: Any) -> 
                        timeout=SLACK_TIMEOUT, retry_handlers=[])
     kwargs.setdefault("mailer", build_mailer(settings, deps.db))
     kwargs.setdefault("wakeup", deps.outbox_wakeup)
+    kwargs.setdefault("lease", timedelta(seconds=settings.o2c_outbox_lease_seconds))
     return OutboxWorker(deps.db, client, settings, **kwargs)
 
 

@@ -440,9 +440,9 @@ def decide(session: Session, order: Order, *, approve: bool, at: datetime, note:
 
 
 def _backdate(session: Session, payment: Payment) -> None:
-    """Allocations are recorded at the wall clock (invoices are paid at the payment's received
-    date already); for replayed history that would put every allocation on seed day and distort
-    AR-at-date KPIs (DSO, CEI), so they take the payment's received date too."""
+    """Allocations are recorded at the wall clock; the demo replays a history as if the bot
+    had been running, so they are recorded when the money arrived (the as-of reports count
+    them on the payment's value date either way; `?known_at=` reads this recording time)."""
     for allocation in session.exec(select(Allocation).where(
             Allocation.payment_id == payment.id)):
         allocation.created_at = payment.received_at

@@ -1,9 +1,12 @@
 """Helpers every listener uses: dependencies from the Bolt context, the caller's user row and
-time zone, and a committed transaction that wakes the outbox worker."""
+time zone, a committed transaction that wakes the outbox worker, what to tell a user about an
+error, and `after_ack` for the work a listener does after its ack (Bolt's lazy listeners)."""
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -11,26 +14,72 @@ from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any
 
-from slack_bolt import BoltContext
+from slack_bolt import Ack, BoltContext, BoltRequest
+from slack_bolt.kwargs_injection import build_required_kwargs
+from slack_bolt.util.utils import get_arg_names_of_callable
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
 
 from blocks.text import esc
+from handlers.deps import Deps, deps_of
 from models import User
 from workflows import audit
-from workflows.errors import DomainError, PermissionDenied
+from workflows.errors import DomainError, PermissionDenied, database_unavailable
 from workflows.users import ensure_user
 
 log = logging.getLogger("o2c.handlers")
 
+DATABASE_DOWN = ("o2c cannot reach its database right now, so nothing was changed. Please "
+                 "try again in a minute.")
+BROKEN = ("This button or form came back damaged, so nothing was done. Use the latest message "
+          "(or open the form again) and retry.")
 
-def deps_of(context: BoltContext) -> Any:
-    return context["deps"]
+
+class Malformed(DomainError):
+    """A signed Slack payload that does not carry what its listener needs (a button value
+    that is not an id, unreadable `private_metadata`, missing form values): refused with a
+    clear answer, nothing changed. Genuine Slack never sends these; a stale or forged one
+    might."""
+
+    status = 400
+    title = "Malformed Slack payload"
+
+    def __init__(self, detail: str = BROKEN) -> None:
+        super().__init__(detail)
+
+
+class Throttle:
+    """True at most once per `every` seconds: a recurring condition (the database is down) is
+    logged once, not once per request."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        self.every = every
+        self._last = float("-inf")
+        self._lock = threading.Lock()
+
+    def ready(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < self.every:
+                return False
+            self._last = now
+            return True
+
+
+_database_down_log = Throttle()
+
+
+def note_database_down(error: BaseException, logger: logging.Logger = log) -> None:
+    """One short warning a minute while the database is unreachable (no traceback)."""
+    if _database_down_log.ready():
+        logger.warning("database unavailable (%s: %s); answering 'try again' until it is back",
+                       type(error).__name__, str(error).splitlines()[0][:200] if str(error)
+                       else "")
 
 
 @contextmanager
-def _refusal_audited(deps: Any) -> Iterator[None]:
+def _refusal_audited(deps: Deps) -> Iterator[None]:
     """A PermissionDenied rolls its own transaction back; the refusal is then recorded in a
     short transaction of its own (refusals belong in the audit log, SPEC §5.7)."""
     try:
@@ -94,36 +143,114 @@ def caller(context: BoltContext, user_id: str, user_name: str | None = None,
     return user
 
 
-def describe_error(error: Exception, logger: logging.Logger = log) -> str:
-    """What to tell the user about a failed request; unexpected errors are logged once, with a
-    reference the user can quote, and never shown (no stack traces, no secrets)."""
+def describe_error(error: Exception, logger: logging.Logger = log, *,
+                   plain: bool = False) -> str:
+    """What to tell the user about a failed request (mrkdwn, or `plain` text for a modal's
+    inline errors). Unexpected errors are logged once, with a reference the user can quote, and
+    never shown (no stack traces, no secrets); an unreachable database is said so plainly and
+    logged once a minute, without a traceback."""
     if isinstance(error, DomainError):
-        return f":warning: {esc(error.detail)}"  # details may quote user input
+        return error.detail if plain else f":warning: {esc(error.detail)}"  # may quote input
+    if database_unavailable(error):
+        note_database_down(error, logger)
+        return DATABASE_DOWN if plain else f":hourglass: {DATABASE_DOWN}"
     ref = uuid.uuid4().hex[:8]
     logger.error("unhandled error ref=%s", ref, exc_info=error)
+    if plain:
+        return f"Sorry, something went wrong on our side (ref {ref}). Nothing was changed."
     return f"Sorry, something went wrong on our side (ref `{ref}`). Nothing was changed."
 
 
-def after_ack(context: BoltContext, func: Callable[[], None],
-              on_error: Callable[[str], None]) -> None:
-    """Run `func` in the answers pool (after the ack went out); errors reach the user via
-    `on_error(text)` as the app's error handler would tell them."""
-    def run() -> None:
-        try:
-            func()
-        except Exception as error:  # noqa: BLE001 - reported to the user and logged once
-            text = describe_error(error)
-            try:
-                on_error(text)
-            except Exception:  # noqa: BLE001
-                log.warning("could not tell the user about an error")
+# -- reading what Slack sent (a signed payload can still be malformed) ----------------------------
+def action_value(body: dict) -> str:
+    """The clicked button's value; `Malformed` when there is none."""
+    actions = body.get("actions")
+    value = actions[0].get("value") if isinstance(actions, list) and actions and isinstance(
+        actions[0], dict) else None
+    if not isinstance(value, str) or not value:
+        raise Malformed()
+    return value
 
-    deps_of(context).answers.submit(run)
+
+def action_id_value(body: dict) -> int:
+    """The clicked button's value as a record id; `Malformed` unless it is a positive int."""
+    value = action_value(body).strip()
+    if not value.isdigit() or not 0 < int(value) < 2**63:
+        raise Malformed()
+    return int(value)
+
+
+def click_key(body: dict) -> str | None:
+    """This click's identity, for clicks whose effect could be undone and redone (a choice, a
+    hold and its release): a replay of an old click must not redo it. Slack stamps every click
+    with its own `action_ts`; a replay or a retry carries the same one."""
+    actions = body.get("actions")
+    action = actions[0] if isinstance(actions, list) and actions else {}
+    stamp, action_id = action.get("action_ts"), action.get("action_id")
+    user = (body.get("user") or {}).get("id")
+    if not (isinstance(stamp, str) and stamp and isinstance(action_id, str) and user):
+        return None
+    return f"click:{action_id}:{user}:{stamp}"
+
+
+def view_metadata(view: dict) -> dict:
+    """A modal's `private_metadata` (JSON we wrote when opening it); `Malformed` otherwise."""
+    try:
+        data = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        raise Malformed() from None
+    if not isinstance(data, dict):
+        raise Malformed()
+    return data
+
+
+def metadata_id(meta: dict, key: str) -> int:
+    value = meta.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+        raise Malformed()
+    return int(value)
+
+
+def form_value(view: dict, block_id: str, action_id: str) -> dict:
+    """The state of one input of a submitted modal ({} when absent)."""
+    values = (view.get("state") or {}).get("values") or {}
+    entry = (values.get(block_id) or {}).get(action_id)
+    return entry if isinstance(entry, dict) else {}
+
+
+def open_modal(client: WebClient, trigger_id: Any, view: dict) -> bool:
+    """`views.open` for a click or command. A trigger Slack says was already used means this
+    request is a replay of one that opened the modal: nothing more to do (False). A trigger
+    that expired (the server was slow) is explained: click again."""
+    if not isinstance(trigger_id, str) or not trigger_id:
+        raise Malformed()
+    try:
+        client.views_open(trigger_id=trigger_id, view=view)
+    except SlackApiError as exc:
+        error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+        if error == "exchanged_trigger_id":
+            log.info("modal not opened: its trigger was used before (a replayed request)")
+            return False
+        if error in ("expired_trigger_id", "invalid_trigger_id"):
+            raise DomainError("Slack did not let the form open in time; please try again."
+                              ) from None
+        raise
+    return True
+
+
+def first_input_block(view: Any) -> str | None:
+    """The block_id of a modal's first input: where an error about the whole form is shown."""
+    blocks = view.get("blocks") if isinstance(view, dict) else None
+    for block in blocks if isinstance(blocks, list) else []:
+        if isinstance(block, dict) and block.get("type") == "input" and isinstance(
+                block.get("block_id"), str):
+            return block["block_id"]
+    return None
 
 
 def tell_user(body: dict, respond: Any, client: WebClient, text: str) -> None:
     """Say something only the acting user sees: ephemeral where they clicked or typed, else
-    (a modal, an event) in their DM with the bot."""
+    (a modal, the App Home tab) in their DM with the bot."""
     if respond is not None and body.get("response_url"):
         respond(text=text, response_type="ephemeral", replace_original=False)
     else:
@@ -133,66 +260,60 @@ def tell_user(body: dict, respond: Any, client: WebClient, text: str) -> None:
             client.chat_postMessage(channel=user_id, text=text)
 
 
-_BOLT_ARGS = ("logger", "client", "context", "body", "payload", "options", "shortcut",
-              "action", "view", "command", "event", "message", "ack", "say", "respond")
+# -- slow work after the ack: Bolt's lazy listeners ------------------------------------------------
+def acknowledge(ack: Ack) -> None:
+    """The ack of a listener whose work all happens after it (`lazy=[...]`): an empty 200 now,
+    nothing shown until the lazy listener answers."""
+    ack()
 
 
-def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a listener so that an error raised *after* it acked is answered here.
+def after_ack(func: Callable[..., None]) -> Callable[[BoltRequest], None]:
+    """`func` as a lazy listener (`app.action(ID)(ack=acknowledge, lazy=[after_ack(func)])`)
+    whose errors reach the app's error handler like any other listener's.
 
-    Why: with `process_before_response=False`, Bolt's thread runner replaces an ack that the
-    request thread has not picked up yet (it polls every 10 ms) when the listener then raises,
-    and Slack gets "unhandled request" for a click or command that was in fact handled. Errors
-    before the ack still go to the app's `@app.error` handler. Bolt injects arguments by name,
-    so the wrapper asks for every argument a listener may use and passes each listener the ones
-    it declares."""
-    from slack_bolt.util.utils import get_arg_names_of_callable
+    Bolt runs a lazy listener after the ack, in its listener executor, with the arguments any
+    listener gets (`body`, `respond`, `client`, `context`, ...), but only logs what it raises
+    (`slack_bolt.lazy_listener.internals`): the user would never hear of a failure. Here the
+    arguments are built by Bolt's own `build_required_kwargs`, and an error goes to the app's
+    `@app.error` handler (`bot.slack_app`) with no response (`response=None`: the request was
+    answered already), which tells the user and logs once.
 
+    Bolt also starts lazy listeners whatever the ack said; `func` runs only when the ack
+    accepted the request (`accepted`), so a form refused with inline errors does nothing more.
+    """
     wanted = get_arg_names_of_callable(func)
-    unknown = set(wanted) - set(_BOLT_ARGS)
-    if unknown:
-        raise TypeError(f"{func.__name__}: unsupported listener arguments {sorted(unknown)}")
 
-    def listener(logger, client, context, body, payload, options, shortcut, action,  # noqa: ANN001, ANN202, PLR0913
-                 view, command, event, message, ack, say, respond):
-        given = locals()
+    def lazy_listener(request: BoltRequest) -> None:
+        if not accepted(request.context.ack):
+            return
         try:
-            return func(**{name: given[name] for name in wanted})
-        except Exception as error:
-            if getattr(ack, "response", None) is None:
-                raise  # not acked yet: Bolt answers with the error handler
-            text = describe_error(error, logger)
-            try:
-                tell_user(body, respond, client, text)
-            except Exception:  # noqa: BLE001 - the error is already logged
-                logger.warning("could not tell the user about an error")
-            return None
+            func(**build_required_kwargs(logger=request.context.logger,
+                                         required_arg_names=wanted, request=request,
+                                         response=None, this_func=func))
+        except Exception as error:  # noqa: BLE001 - handed to the app's one error handler
+            request.context.listener_runner.listener_error_handler.handle(
+                error=error, request=request, response=None)
 
-    listener.__name__ = func.__name__
-    listener.__qualname__ = func.__qualname__
-    listener.__doc__ = func.__doc__
-    return listener
+    # Bolt names a lazy listener after its function (logs); it must not unwrap to `func`,
+    # or it would inject `func`'s arguments instead of the request
+    for attribute in ("__module__", "__name__", "__qualname__", "__doc__"):
+        setattr(lazy_listener, attribute, getattr(func, attribute))
+    return lazy_listener
 
 
-class GuardedApp:
-    """The Bolt app as listener modules see it: every listener they register is `guarded`."""
-
-    _REGISTRARS = frozenset({"command", "action", "block_action", "view", "view_submission",
-                             "view_closed", "options", "block_suggestion", "event", "shortcut",
-                             "message"})
-
-    def __init__(self, app: Any) -> None:
-        self._app = app
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._app, name)
-        if name not in self._REGISTRARS:
-            return attr
-
-        def register(*args: Any, **kwargs: Any) -> Callable[[Callable], Callable]:
-            decorator = attr(*args, **kwargs)
-            return lambda func: decorator(guarded(func))
-        return register
+def accepted(ack: Ack) -> bool:
+    """Whether the ack accepted the request: a 200 that is not a form's inline errors (nor an
+    error handler's answer to an ack function that failed before acking)."""
+    response = ack.response
+    if response is None or response.status != 200:
+        return False
+    if not response.body:
+        return True
+    try:
+        answer = json.loads(response.body)
+    except ValueError:
+        return True
+    return not (isinstance(answer, dict) and answer.get("response_action") == "errors")
 
 
 # -- the clock (bot/clock.py, carried on the dependencies) ---------------------------------------

@@ -43,10 +43,12 @@ from models.payments import (
     PaymentSuggestion,
 )
 from models.people import Role, User, UserRole
+from models.periods import ClosedPeriod
 from models.system import (
     AuditEvent,
     Counter,
     IdempotencyKey,
+    InteractionReceipt,
     JobRun,
     OutboxMessage,
     OutboxStatus,
@@ -56,11 +58,11 @@ from models.system import (
 
 __all__ = [
     "AGING_BUCKETS", "ActivityKind", "Allocation", "Approval", "ApprovalKind", "ApprovalStatus",
-    "AuditEvent", "CashRule", "CashRuleKind", "CollectionActivity", "Counter", "CreditNote",
-    "Customer", "Deduction", "DigestRun", "DunningNotice", "IdempotencyKey", "Invoice",
-    "InvoiceLine", "InvoiceStatus", "JobRun", "Order", "OrderLine", "OrderStatus",
-    "OutboxMessage", "OutboxStatus", "Payment", "PaymentStatus", "PaymentSuggestion", "Policy",
-    "Product", "PromiseStatus", "PromiseToPay", "RevenueType", "Role", "Shipment",
-    "ShipmentLine", "SlackEventReceipt", "User", "UserRole", "WriteOff", "WriteOffReason",
-    "can_cancel", "can_ship", "can_transition", "invoice_status",
+    "AuditEvent", "CashRule", "CashRuleKind", "ClosedPeriod", "CollectionActivity", "Counter",
+    "CreditNote", "Customer", "Deduction", "DigestRun", "DunningNotice", "IdempotencyKey",
+    "InteractionReceipt", "Invoice", "InvoiceLine", "InvoiceStatus", "JobRun", "Order",
+    "OrderLine", "OrderStatus", "OutboxMessage", "OutboxStatus", "Payment", "PaymentStatus",
+    "PaymentSuggestion", "Policy", "Product", "PromiseStatus", "PromiseToPay", "RevenueType",
+    "Role", "Shipment", "ShipmentLine", "SlackEventReceipt", "User", "UserRole", "WriteOff",
+    "WriteOffReason", "can_cancel", "can_ship", "can_transition", "invoice_status",
 ]

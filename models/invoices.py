@@ -4,6 +4,15 @@ An issued invoice is immutable (SPEC §3): corrections are credit notes. The ope
 kept in `balance_minor` so aging over a million invoices is one indexed query; it is always
 equal to total - allocations - credit notes - write-offs, which `workflows.invariants`
 checks.
+
+Every settlement (allocation, credit note, write-off) carries two dates besides `created_at`
+(when it was recorded, for the audit trail):
+
+* `value_date` — when it happened economically: the payment's value date, the credit note's
+  issue date, the write-off's effective date;
+* `effective_date` — the day the books count it on, which the as-of reports use: the value
+  date, but never before the invoice's issue date, and, when that day falls in a closed
+  month, the first day of the first open month (`workflows.periods`).
 """
 
 from __future__ import annotations
@@ -39,6 +48,8 @@ class Invoice(SQLModel, table=True):
                  postgresql_where=sa.text("balance_minor > 0")),
         # cash application: "which open invoice is exactly this amount?" in one index probe
         sa.Index("ix_invoices_open_amount", "currency", "balance_minor"),
+        # KPIs: credit sales of a period (DSO, count-back month by month) from the index alone
+        sa.Index("ix_invoices_sales", "currency", "issue_date", "total_minor"),
         sa.CheckConstraint("balance_minor >= 0", name="ck_invoices_balance_not_negative"),
         sa.CheckConstraint("balance_minor <= total_minor", name="ck_invoices_balance_le_total"),
     )
@@ -70,7 +81,6 @@ class Invoice(SQLModel, table=True):
     total_minor: int = big_field(ge=0)
     balance_minor: int = big_field(ge=0)
     disputed: bool = Field(default=False)
-    sent_at: datetime | None = ts_field()
     paid_at: datetime | None = ts_field()
     created_at: datetime = ts_field(nullable=False, default_now=True)
 
@@ -112,8 +122,15 @@ class InvoiceLine(SQLModel, table=True):
     service_end: date | None = None
 
 
+def settlement_index(table: str) -> sa.Index:
+    """A settlement table's index for "what was settled after day t": a range scan on the
+    economic date that reads invoice and amount from the index alone."""
+    return sa.Index(f"ix_{table}_effective", "effective_date", "invoice_id", "amount_minor")
+
+
 class CreditNote(SQLModel, table=True):
     __tablename__ = "credit_notes"
+    __table_args__ = (settlement_index("credit_notes"),)
 
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(unique=True, max_length=64)
@@ -121,6 +138,8 @@ class CreditNote(SQLModel, table=True):
     amount_minor: int = big_field(gt=0)
     currency: str = Field(max_length=3)
     reason: str = Field(max_length=500)
+    value_date: date  # its issue date
+    effective_date: date  # the day the books count it on (see the module docstring)
     created_by: str = Field(max_length=64)
     created_at: datetime = ts_field(nullable=False, default_now=True)
 
@@ -133,11 +152,14 @@ class WriteOffReason(StrEnum):
 
 class WriteOff(SQLModel, table=True):
     __tablename__ = "write_offs"
+    __table_args__ = (settlement_index("write_offs"),)
 
     id: int | None = Field(default=None, primary_key=True)
     invoice_id: int = Field(foreign_key="invoices.id", index=True)
     payment_id: int | None = Field(default=None, foreign_key="payments.id", index=True)
     amount_minor: int = big_field(gt=0)
     reason: str = Field(max_length=32)
+    value_date: date  # its effective date (a fee or discount: its payment's value date)
+    effective_date: date  # the day the books count it on (see the module docstring)
     created_by: str = Field(max_length=64)
     created_at: datetime = ts_field(nullable=False, default_now=True)

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from models.base import big_field, json_field, ts_field
+from models.invoices import settlement_index
 
 
 class PaymentStatus(StrEnum):
@@ -28,6 +29,10 @@ class Payment(SQLModel, table=True):
     amount_minor: int = big_field(gt=0)
     currency: str = Field(max_length=3)
     received_at: datetime = ts_field(nullable=False)
+    # When the money moved: the bank's value date when a statement gives one, else the date
+    # of `received_at` in the offset its sender gave (`cash_application.value_date_of`). Its
+    # allocations are dated by it (models.invoices docstring).
+    value_date: date
     payer_name: str | None = Field(default=None, max_length=300)
     reference: str | None = Field(default=None, max_length=2000)
     method: str | None = Field(default=None, max_length=32)
@@ -41,13 +46,16 @@ class Payment(SQLModel, table=True):
 
 class Allocation(SQLModel, table=True):
     __tablename__ = "allocations"
-    __table_args__ = (sa.CheckConstraint("amount_minor > 0", name="ck_allocations_positive"),)
+    __table_args__ = (sa.CheckConstraint("amount_minor > 0", name="ck_allocations_positive"),
+                      settlement_index("allocations"))
 
     id: int | None = Field(default=None, primary_key=True)
     payment_id: int = Field(foreign_key="payments.id", index=True)
     invoice_id: int = Field(foreign_key="invoices.id", index=True)
     amount_minor: int = big_field()
     method: str = Field(default="reference", max_length=24)  # reference, amount, subset, manual
+    value_date: date  # its payment's value date
+    effective_date: date  # the day the books count it on (models.invoices docstring)
     created_by: str = Field(default="system", max_length=64)
     created_at: datetime = ts_field(nullable=False, default_now=True)
 

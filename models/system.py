@@ -79,6 +79,22 @@ class SlackEventReceipt(SQLModel, table=True):
     received_at: datetime = ts_field(nullable=False, default_now=True)
 
 
+class InteractionReceipt(SQLModel, table=True):
+    """A Slack interaction that created something, by its key: `view:<view id>` for a modal
+    submission, a natural key for a click (e.g. `snooze:<customer>:<until>`). It is written in
+    the same transaction as what the interaction created, so the primary key makes a replay, a
+    retry or a concurrent duplicate (from any server process) a no-op (workflows/receipts.py).
+    """
+
+    __tablename__ = "interaction_receipts"
+
+    key: str = Field(primary_key=True, max_length=200)
+    kind: str = Field(max_length=64)  # what was created: "order", "promise", "call", ...
+    actor: str = Field(max_length=64)  # the Slack user who submitted or clicked
+    result: dict = json_field()  # what a replay may tell (e.g. the order number)
+    created_at: datetime = ts_field(nullable=False, default_now=True)
+
+
 class Counter(SQLModel, table=True):
     """Document number sequences (SO-<n>, INV-<year>-<n>), incremented under a row lock."""
 

@@ -118,6 +118,13 @@ class InteractionMixin:
             self._views[view_id]["state"]["values"].setdefault(block_id, {})[action_id] = value
             self._bump()
 
+    def tamper_view(self, view_id: str, **fields: Any) -> None:
+        """Overwrite fields of a stored view (e.g. ``private_metadata``): what a forged or
+        corrupted submission of it would carry. For adversarial tests."""
+        with self._lock:
+            self._views[view_id].update(copy.deepcopy(fields))
+            self._bump()
+
     def close_view(self, user_id: str | None, view_id: str | None = None, *,
                    clear: bool = False) -> list[dict]:
         """Close the top modal (or ``view_id`` and those above it), or all with ``clear``.

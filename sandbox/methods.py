@@ -68,6 +68,7 @@ class WebMethodsMixin:
         "chat.getPermalink": "m_chat_get_permalink",
         "conversations.open": "m_conversations_open",
         "conversations.info": "m_conversations_info",
+        "conversations.history": "m_conversations_history",
         "users.info": "m_users_info",
         "users.lookupByEmail": "m_users_lookup_by_email",
         "views.open": "m_views_open",
@@ -132,6 +133,42 @@ class WebMethodsMixin:
         return {"ok": True, "channel": self._channel_info(channel)} if channel else err(
             "channel_not_found")
 
+    def m_conversations_history(self, p: dict) -> dict:
+        """Top-level messages, newest first, between ``oldest`` and ``latest`` (exclusive
+        unless ``inclusive``), ``limit`` per page (at most ``history_limit``) with a cursor.
+        Message ``metadata`` is only included with ``include_all_metadata`` (as in Slack)."""
+        channel = p.get("channel")
+        if not isinstance(channel, str) or channel not in self._channels:
+            return err("channel_not_found")
+        try:
+            oldest = float(p.get("oldest") or 0)
+            latest = float(p.get("latest")) if p.get("latest") else float("inf")
+            limit = int(p.get("limit") or 100)
+            offset = int(p.get("cursor") or 0)
+        except (TypeError, ValueError):
+            return err("invalid_arguments")
+        limit = max(1, min(limit, self.history_limit))
+        inclusive = truthy(p.get("inclusive"))
+
+        def within(ts: float) -> bool:
+            if inclusive:
+                return oldest <= ts <= latest
+            return oldest < ts < latest
+
+        found = [m for m in reversed(self._messages.get(channel, []))
+                 if (m.get("thread_ts") in (None, m["ts"])) and within(float(m["ts"]))]
+        page = found[offset:offset + limit]
+        with_metadata = truthy(p.get("include_all_metadata"))
+        messages = []
+        for record in page:
+            message = self.slack_message(record)
+            if not with_metadata:
+                message.pop("metadata", None)
+            messages.append(message)
+        more = offset + limit < len(found)
+        return {"ok": True, "messages": messages, "has_more": more, "pin_count": 0,
+                "response_metadata": {"next_cursor": str(offset + limit) if more else ""}}
+
     def _channel_info(self, channel_id: str) -> dict:
         ch = self._channels[channel_id]
         if ch.get("is_im"):
@@ -156,6 +193,11 @@ class WebMethodsMixin:
         code, errors = validate_message(p)
         if code:
             return message_error(code, errors)
+        metadata = p.get("metadata")
+        if metadata is not None and not (
+                isinstance(metadata, dict) and isinstance(metadata.get("event_type"), str)
+                and isinstance(metadata.get("event_payload"), dict)):
+            return err("invalid_metadata_format")
         record = self._store_message(channel, self.bot_user_id, p)
         return {"ok": True, "channel": channel, "ts": record["ts"],
                 "message": self.slack_message(record)}

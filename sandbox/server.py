@@ -33,12 +33,15 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:
             log.exception("stand-in failed on %s %s", self.command, self.path)
             status, headers, payload = 500, {"Content-Type": "text/plain"}, b"stand-in error"
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        try:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the caller gave up (timed out, or was killed)
 
     do_GET = do_POST = do_PUT = do_DELETE = _serve
 

@@ -48,7 +48,10 @@ class Fault:
     ``Fault(status=429, retry_after=2)`` -> HTTP 429, ``Retry-After: 2``, ``ratelimited``;
     ``Fault(status=503)`` -> HTTP 503; ``Fault(error="channel_not_found")`` -> HTTP 200 with
     ``ok: false``; ``Fault(delay=1.5)`` -> sleep, then answer normally (combine with the others
-    to delay a failure). ``body`` overrides the response body entirely.
+    to delay a failure). ``Fault(delay_after=12)`` -> do the call (post the message, record it),
+    then wait before answering: a client that times out saw nothing although Slack did it.
+    ``Fault(status=503, delay_after=0)`` with ``applied=True`` does the call and still answers
+    503. ``body`` overrides the response body entirely.
     """
 
     status: int = 200
@@ -56,6 +59,8 @@ class Fault:
     retry_after: float | None = None
     delay: float = 0.0
     body: dict | None = None
+    delay_after: float = 0.0
+    applied: bool = False  # with a failure: carry the call out anyway, then answer the failure
 
     @property
     def replaces_answer(self) -> bool:
@@ -126,8 +131,11 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin):
     def __init__(self, bot_token: str = "xoxb-test", team_id: str = "T0001",  # noqa: S107
                  bot_user_id: str = "U0BOT", *, bot_id: str = "B0BOT", app_id: str = "A0O2C",
                  team_domain: str = "o2c-sandbox", strict_triggers: bool = True,
-                 trigger_ttl: float = 3.0, base_url: str = "http://127.0.0.1") -> None:
+                 trigger_ttl: float = 3.0, base_url: str = "http://127.0.0.1",
+                 history_limit: int = 1000) -> None:
         self.bot_token, self.team_id, self.bot_user_id = bot_token, team_id, bot_user_id
+        # conversations.history's largest page (Slack: 1000; 15 for non-Marketplace apps)
+        self.history_limit = history_limit
         self.bot_id, self.app_id, self.team_domain = bot_id, app_id, team_domain
         self.strict_triggers, self.trigger_ttl = strict_triggers, trigger_ttl
         self.base_url = base_url  # StandInServer sets this; used to mint response URLs
@@ -242,11 +250,15 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin):
             self._calls.append(Call(method, copy.deepcopy(params), bool(body.get("ok")),
                                     copy.deepcopy(body), status, time.time(), fault))
             self._bump()
+        if fault is not None and fault.delay_after:
+            time.sleep(fault.delay_after)  # done and recorded; the answer comes late
         return status, headers, body
 
     def _answer(self, method: str, params: dict, token: Any,
                 fault: Fault | None) -> tuple[int, dict, dict]:
         if fault is not None and fault.replaces_answer:
+            if fault.applied:
+                self._answer(method, params, token, None)
             return fault.response()
         if method not in self.METHODS:
             return 200, {}, err("unknown_method")

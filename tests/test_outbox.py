@@ -309,3 +309,38 @@ def test_make_worker_is_the_one_worker_of_serve_and_run(db, standin, database_ur
     assert worker.client.retry_handlers == [] and deps.client.retry_handlers != []
     assert worker.client.base_url == standin.api_url and worker.wakeup is deps.outbox_wakeup
     assert worker.mailer is None and worker.poll_interval == 0.5
+
+
+def test_a_dunning_email_that_keeps_failing_is_told_in_the_ar_channel_once(  # noqa: ANN001
+        db, standin, database_url) -> None:
+    from bot.outbox import Permanent, Retry
+
+    # given a dunning e-mail and a mail server that refuses it for a day, then for good
+    invoice = {"number": "INV-2026-000042", "currency": "USD", "total_minor": 10_000,
+               "amount_due_minor": 10_000, "due_date": "2026-11-01", "days_past_due": 8}
+    with db.transaction() as s:
+        mail = outbox.send_email(s, to="ap@evil.example", template="dunning_firm", context={
+            "kind": "firm", "level": 7, "customer_id": 1, "customer_name": "<!here> Evil",
+            "invoice": invoice, "days_past_due": 8})
+    failures = iter([Retry(1.0, "smtp 451 try later")] * MAX_ATTEMPTS
+                    + [Permanent("recipient refused: 550 no such user")] * 2)
+
+    def mailer(payload: dict) -> dict:
+        raise next(failures)
+
+    worker = worker_for(db, standin, database_url, mailer=mailer)
+    now = utcnow()
+    # when it is retried until the worker gives up (after RETRY_FOR), re-queued, fails again
+    while row(db, mail.id).status == "pending":
+        now = max(now, row(db, mail.id).next_attempt_at) + RETRY_FOR / MAX_ATTEMPTS
+        worker.run_once(now=now)
+    assert row(db, mail.id).status == "failed"
+    with db.transaction() as s:
+        outbox.requeue_failed(s, mail.id)
+    worker.drain()
+    worker.run_once(now=utcnow() + timedelta(minutes=10))
+    # then AR was told once: which e-mail, which invoice, which customer (escaped), and why
+    [notice] = [m for m in standin.api.messages("CAR000001") if "could not be sent" in m["text"]]
+    shown = str(notice["blocks"])
+    assert "INV-2026-000042" in shown and "&lt;!here&gt; Evil" in shown
+    assert "firm reminder" in notice["text"] and "<!here>" not in shown

@@ -88,10 +88,28 @@ def refusal_of(session: Session, error: PermissionDenied) -> AuditEvent | None:
 
 
 def write_off(session: Session, *, actor: str, invoice_id: int, amount_minor: int,
-              currency: str, reason: str, payment_id: int | None = None) -> AuditEvent:
+              currency: str, reason: str, payment_id: int | None = None,
+              booking: Any = None) -> AuditEvent:
+    """`booking` (`workflows.periods.Booking`): its dates, and why it moved if it did."""
+    why, dates = _booked(reason, booking)
     return record(session, actor=actor, action="invoice.write_off", entity_type="invoice",
-                  entity_id=invoice_id, reason=reason, amount_minor=amount_minor,
-                  currency=currency, payment_id=payment_id)
+                  entity_id=invoice_id, reason=why, amount_minor=amount_minor,
+                  currency=currency, payment_id=payment_id, **dates)
+
+
+def write_off_row(*, actor: str, invoice_id: int, amount_minor: int, currency: str,
+                  reason: str, payment_id: int | None = None, booking: Any = None) -> dict:
+    """The `write_off` event as a row for `record_rows` (payments applied in a batch)."""
+    why, dates = _booked(reason, booking)
+    return row(actor=actor, action="invoice.write_off", entity_type="invoice",
+               entity_id=invoice_id, reason=why, amount_minor=amount_minor,
+               currency=currency, payment_id=payment_id, **dates)
+
+
+def _booked(reason: str, booking: Any) -> tuple[str, dict]:
+    dates = booking.as_dict() if booking is not None else {}
+    return (f"{reason}; {booking.note}" if booking is not None and booking.moved else reason,
+            dates)
 
 
 def credit_hold(session: Session, *, actor: str, customer_id: int, on_hold: bool,

@@ -1,7 +1,7 @@
 """Bank statements: `o2c import bank-statement FILE` for CSV exports and ISO 20022 camt.053.
 
-Each incoming credit becomes a payment through `record_payment`, so the matching engine runs
-for it like for any other payment. Three promises:
+Each incoming credit becomes a payment through the cash-application engine (a `CashRun`, as
+every other payment goes), so it is matched like any other. Three promises:
 
 * **Re-importing changes nothing.** Every line gets a stable external id: the bank's own
   reference for the entry (camt `AcctSvcrRef`, `NtryRef`, the payer's `EndToEndId`; a CSV's
@@ -17,6 +17,10 @@ hundred: camt.053 with `defusedxml`'s `iterparse` (each entry dropped once read)
 row (read twice: once to learn the file's encoding and date format, once to import). Lines go
 to the engine in chunks (`CashRun`); the whole file is still one transaction — a line refused
 late in the file means nothing is imported (the caller rolls back).
+
+Each payment is received on the line's booking date and valued on its **value date** (camt
+`ValDt`, a CSV's value-date column; the booking date when there is none): the day the money
+moved, which dates its allocations in the as-of reports (`workflows.receivables`).
 
 XML is parsed with `defusedxml`, which refuses DTDs, entity expansion ("billion laughs") and
 external entities: a statement file comes from outside and must not be able to read local
@@ -66,6 +70,11 @@ class StatementLine:
     entry_ref: str | None  # the bank's (or payer's) reference for this line
     account: str | None
     external_id: str = ""
+    value_on: date | None = None  # the value date, when the bank gives one apart
+
+    @property
+    def value_date(self) -> date:
+        return self.value_on or self.booked_on
 
     @property
     def received_at(self) -> datetime:
@@ -199,6 +208,9 @@ def _text_rows(source: Source, encoding: str) -> Iterator[tuple[int, list[str]]]
 CSV_COLUMNS = {
     "date": ("bookingdate", "bookdate", "postingdate", "date", "transactiondate",
              "valuedate", "valuta", "buchungstag", "datum", "booked"),
+    # only when another column is the booking date (a file with one date column books and
+    # values on it)
+    "value_date": ("valuedate", "valuta", "valdt", "wertstellung", "valuedatum"),
     "amount": ("amount", "creditamount", "credit", "betrag", "amt", "value"),
     "debit": ("debit", "debitamount"),
     "currency": ("currency", "ccy", "currencycode", "waehrung", "wahrung"),
@@ -300,6 +312,12 @@ def _csv_lines(source: Source, reading: Reading) -> Iterator[StatementLine | str
                 booked = _parse_date(cell(row, "date") or "", day_first)
             except ValueError as exc:
                 raise ValueError(f"column date: {exc}") from None
+            valued = None
+            if cell(row, "value_date"):
+                try:
+                    valued = _parse_date(cell(row, "value_date"), day_first)
+                except ValueError as exc:
+                    raise ValueError(f"column value date: {exc}") from None
             currency = (cell(row, "currency") or "").upper()
             if not re.fullmatch(r"[A-Z]{3}", currency):
                 raise ValueError("column currency: must be a 3-letter code like EUR")
@@ -309,7 +327,8 @@ def _csv_lines(source: Source, reading: Reading) -> Iterator[StatementLine | str
         yield StatementLine(
             where=where, booked_on=booked, amount=str(amount), currency=currency,
             payer_name=_clean(cell(row, "payer")), reference=_clean(cell(row, "reference")),
-            entry_ref=_clean(cell(row, "entry_ref")), account=_clean(cell(row, "account")))
+            entry_ref=_clean(cell(row, "entry_ref")), account=_clean(cell(row, "account")),
+            value_on=valued)
 
 
 def parse_csv(text: str) -> tuple[list[StatementLine], int, list[str]]:
@@ -381,7 +400,8 @@ def _entry_lines(entry: Element, s: int, n: int, account: str | None,
         reading.skipped += 1
         return []
     amt = _at(entry, "Amt")
-    booked = _date_of(_at(entry, "BookgDt")) or _date_of(_at(entry, "ValDt"))
+    valued = _date_of(_at(entry, "ValDt"))
+    booked = _date_of(_at(entry, "BookgDt")) or valued
     if amt is None or not amt.get("Ccy") or booked is None:
         return [f"{where}: needs Amt with Ccy and BookgDt (or ValDt)"]
     txs = [tx for d in _children(entry, "NtryDtls") for tx in _children(d, "TxDtls")]
@@ -395,7 +415,7 @@ def _entry_lines(entry: Element, s: int, n: int, account: str | None,
         ref = (_text(tx, "Refs/AcctSvcrRef") if tx is not None else None) or entry_ref
         e2e = _text(tx, "Refs/EndToEndId") if tx is not None else None
         lines.append(_camt_line(where, booked, amt, account, _payer(tx),
-                                _clean(" ".join(r for r in refs if r)), ref, e2e))
+                                _clean(" ".join(r for r in refs if r)), ref, e2e, valued))
     else:
         for t, tx in enumerate(txs, start=1):
             if (_text(tx, "CdtDbtInd") or "CRDT") != "CRDT":
@@ -406,7 +426,7 @@ def _entry_lines(entry: Element, s: int, n: int, account: str | None,
             ref = _text(tx, "Refs/AcctSvcrRef") or (f"{entry_ref}/{t}" if entry_ref else None)
             lines.append(_camt_line(f"{where}, TxDtls {t}", booked, tx_amt, account,
                                     _payer(tx), _remittance(tx), ref,
-                                    _text(tx, "Refs/EndToEndId")))
+                                    _text(tx, "Refs/EndToEndId"), valued))
     out: list[StatementLine | str] = []
     for line in lines:
         try:
@@ -467,12 +487,13 @@ def parse_camt053(raw: bytes) -> tuple[list[StatementLine], int, list[str]]:
 
 def _camt_line(where: str, booked: date, amt: Element, account: str | None,
                payer: str | None, reference: str | None, ref: str | None,
-               e2e: str | None) -> StatementLine:
+               e2e: str | None, valued: date | None = None) -> StatementLine:
     if not ref and e2e and e2e.upper() != "NOTPROVIDED":
         ref = f"e2e:{e2e}"
     return StatementLine(where=where, booked_on=booked, amount=(amt.text or "").strip(),
                          currency=(amt.get("Ccy") or "").upper(), payer_name=payer,
-                         reference=reference, entry_ref=ref, account=account)
+                         reference=reference, entry_ref=ref, account=account,
+                         value_on=valued)
 
 
 # -- import --------------------------------------------------------------------------------------
@@ -514,8 +535,9 @@ def _payment(line: StatementLine) -> PaymentIn:
     # banks pad amounts ("1500.00" in JPY): the zeros beyond the currency's decimals go
     amount = line.amount.rstrip("0").rstrip(".") if "." in line.amount else line.amount
     return PaymentIn(amount=amount, currency=line.currency, received_at=line.received_at,
-                     payer_name=line.payer_name, reference=line.reference,
-                     method="bank transfer", external_id=line.external_id)
+                     value_date=line.value_date, payer_name=line.payer_name,
+                     reference=line.reference, method="bank transfer",
+                     external_id=line.external_id)
 
 
 def _count(report: StatementReport, tickets: list[Ticket]) -> None:

@@ -19,13 +19,18 @@ People's decisions teach the engine (`workflows.cash_rules`): applying a suggest
 the customer of an unidentified payment, correcting an application (`correct_application`).
 
 The primitives — `allocate`, `write_off` — keep the AR invariants (`workflows.invariants`)
-under concurrency: balances move by conditional UPDATEs only.
+under concurrency: balances move by conditional UPDATEs only. Each settlement is dated by
+when the money moved, not when it was recorded (`models.invoices` docstring): an allocation
+and a fee or discount write-off by the payment's `value_date` (the bank statement's value
+date, else the date of `received_at` as its sender stated it, see `value_date_of`), a
+bad-debt write-off by its effective date; a date in a closed month is booked in the first
+open month (`workflows.periods`).
 """
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from datetime import datetime
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -46,7 +51,8 @@ from models import (
     WriteOff,
     money,
 )
-from workflows import audit, cash_rules, outbox
+from workflows import audit, cash_rules, outbox, periods, policy
+from workflows import validation as v
 from workflows.cash_candidates import CustomerNames
 from workflows.cash_runs import (
     ENGINE,
@@ -60,6 +66,7 @@ from workflows.cash_runs import (
     rules_for,
     same_money,
     suggestion_json,
+    value_date_of,
 )
 from workflows.errors import (
     AlreadyDecided,
@@ -68,11 +75,11 @@ from workflows.errors import (
     OverallocationError,
     ValidationFailed,
 )
-from workflows.invoicing import reduce_balance
+from workflows.invoicing import reduce_balance, write_off_settled_at
 from workflows.masterdata import customer_by_external_id
 from workflows.users import require_role
 
-__all__ = ["ENGINE", "CashRun", "PaymentIn", "facts_of", "rules_for"]
+__all__ = ["ENGINE", "CashRun", "PaymentIn", "facts_of", "rules_for", "value_date_of"]
 
 _PAYMENTS = Payment.__table__
 _PAYMENT_BY_EXTERNAL_ID = sa.select(_PAYMENTS.c.id).where(
@@ -151,6 +158,7 @@ def _record_manually(session: Session, data: PaymentIn, *, actor: str, source: s
     payment = Payment(external_id=data.external_id or None,
                       customer_id=customer.id if customer else None, amount_minor=amount,
                       currency=currency, received_at=data.received_at,
+                      value_date=data.value_date or value_date_of(data.received_at),
                       payer_name=data.payer_name, reference=data.reference, method=data.method,
                       source=source, unapplied_minor=amount, status=PaymentStatus.UNAPPLIED)
     try:
@@ -222,6 +230,25 @@ def record_from_slack(session: Session, data: PaymentIn, *, user_id: str,
                             context=recorded_context(session, payment),
                             dedupe_key=f"payment-recorded:{payment.id}")
     return payment, created
+
+
+def check_from_slack(session: Session, data: PaymentIn, *, user_id: str,
+                     apply_to: list[str] | None = None) -> None:
+    """What `record_from_slack` would refuse, found with reads only: the role, the amount and
+    currency, the customer's currency, the chosen invoices. The payment modal runs it before
+    its ack, so each refusal shows under its field; recording checks it all again."""
+    require_role(session, user_id=user_id, roles=(Role.COLLECTOR,), action="payment.record",
+                 entity_type="command", entity_id="pay")
+    currency = v.currency("currency", data.currency)
+    v.amount_minor("amount", data.amount, currency, positive=True)
+    customer: Customer | None = None
+    if data.customer:
+        customer = customer_by_external_id(session, data.customer)
+        if customer.currency != currency:
+            raise ValidationFailed.of("currency", f"{customer.name} is billed in "
+                                      f"{customer.currency}, not {currency}")
+    if apply_to:
+        _manual_targets(session, apply_to, currency, customer)
 
 
 def recorded_context(session: Session, payment: Payment) -> dict:
@@ -546,6 +573,16 @@ def _reverse(session: Session, payment: Payment, *, actor: str) -> None:
         Deduction.payment_id == payment.id)).all())
     if any(d.status != "open" for d in deductions):
         raise Conflict("A deduction of this payment was already resolved; nothing changed.")
+    # a closed month never changes (`workflows.periods`): what it counted stays
+    lock = periods.lock_date(session)
+    closed = sorted(day for day in (*(a.effective_date for a, _ in allocations),
+                                    *(w.effective_date for w in write_offs))
+                    if lock is not None and day <= lock)
+    if closed:
+        raise Conflict(f"Payment #{payment.id} was applied in a closed period (booked on "
+                       f"{closed[0].isoformat()}; closed through {periods.period_of(lock)}), "
+                       "so it cannot be undone here; correct it with a credit note or in the "
+                       "next period. Nothing changed.")
     touched = {inv.id for _, inv in allocations} | {w.invoice_id for w in write_offs}
     for invoice_id in touched:
         invoice = session.get(Invoice, invoice_id)
@@ -609,36 +646,55 @@ def allocate(session: Session, *, payment: Payment, invoice: Invoice, amount_min
     reduce_balance(session, invoice, amount_minor, settled_at=payment.received_at)
     # the database's value after the conditional UPDATE (RETURNING saves a re-read)
     set_committed_value(payment, "unapplied_minor", left[0])
+    booked = periods.booking(session, payment.value_date, not_before=invoice.issue_date)
     allocation = Allocation(payment_id=payment.id, invoice_id=invoice.id,
-                            amount_minor=amount_minor, method=method, created_by=actor)
+                            amount_minor=amount_minor, method=method, created_by=actor,
+                            value_date=booked.value_date, effective_date=booked.effective_date)
     session.add(allocation)
     if payment.customer_id is None:
         payment.customer_id = invoice.customer_id
         session.add(payment)
     audit.record(session, actor=actor, action="payment.allocated", entity_type="payment",
                  entity_id=payment.id, invoice=invoice.number, amount_minor=amount_minor,
-                 method=method)
+                 method=method, reason=booked.note, **booked.as_dict())
     return allocation
 
 
 def write_off(session: Session, *, invoice: Invoice, amount_minor: int, reason: str,
-              actor: str, payment: Payment | None = None,
-              now: datetime | None = None) -> WriteOff:
+              actor: str, payment: Payment | None = None, now: datetime | None = None,
+              effective_date: date | None = None) -> WriteOff:
     """Write off part of an invoice's balance (bank fee, early-payment discount, bad debt).
 
-    One that is part of a payment (fee, discount) settles when the payment was received; one
-    of our own (bad debt) settles at its own time `now` (see `invoicing.reduce_balance`)."""
+    One that is part of a payment (fee, discount) is dated by the payment's value date and
+    settles when the payment was received; one of our own (bad debt) is dated by its
+    `effective_date` (default: the business date of `now`, when it is recorded), which may
+    neither precede the invoice's issue date nor lie after today, and settles then (see
+    `invoicing.reduce_balance`)."""
     if payment is None and now is None:
-        raise TypeError("a write-off without a payment needs `now` (when it takes effect)")
-    reduce_balance(session, invoice, amount_minor,
-                   settled_at=payment.received_at if payment is not None else now)
+        raise TypeError("a write-off without a payment needs `now` (when it is recorded)")
+    today = policy.business_date(session, now) if now is not None else None
+    if payment is not None:
+        value, settled_at = payment.value_date, payment.received_at
+    else:
+        value = effective_date or today
+        if value < invoice.issue_date:
+            raise ValidationFailed.of("effective_date", f"{value.isoformat()} is before "
+                                      f"{invoice.number} was issued "
+                                      f"({invoice.issue_date.isoformat()})")
+        if value > today:
+            raise ValidationFailed.of("effective_date", f"{value.isoformat()} is in the future "
+                                      f"(today is {today.isoformat()})")
+        settled_at = write_off_settled_at(now, value)
+    reduce_balance(session, invoice, amount_minor, settled_at=settled_at)
+    booked = periods.booking(session, value, not_before=invoice.issue_date)
     row = WriteOff(invoice_id=invoice.id, payment_id=payment.id if payment else None,
                    amount_minor=amount_minor, reason=reason, created_by=actor,
-                   **({"created_at": now} if now else {}))
+                   **({"created_at": now} if now else {}), value_date=booked.value_date,
+                   effective_date=booked.effective_date)
     session.add(row)
     session.flush()
     audit.write_off(session, actor=actor, invoice_id=invoice.id, amount_minor=amount_minor,
                     currency=invoice.currency, reason=reason,
-                    payment_id=payment.id if payment else None)
+                    payment_id=payment.id if payment else None, booking=booked)
     return row
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -50,7 +50,7 @@ from models import (
 )
 from models import Policy as PolicyRow
 from models.base import UTCDateTime
-from workflows import audit, cash_rules, matching
+from workflows import audit, cash_rules, matching, periods
 from workflows import policy as policies
 from workflows import validation as v
 from workflows.cash_candidates import CustomerNames, LearnedRules, OpenBook, load_directory
@@ -92,6 +92,17 @@ class PaymentIn:
     customer: str | None = None  # external_id
     method: str | None = None
     external_id: str | None = None
+    # when the money moved, if the source says so apart from `received_at` (a bank
+    # statement's value date); default: `value_date_of(received_at)`
+    value_date: date | None = None
+
+
+def value_date_of(received_at: datetime) -> date:
+    """The calendar day a payment was received on, as its sender stated it: the date of
+    `received_at` in the offset it came with. An ERP that sends 2026-06-15T00:00:00+02:00, a
+    CSV's 2026-06-15 (midnight UTC) and the payment modal's noon in the collector's zone all
+    mean 15 June; converting to UTC or to our own zone first would move some of them a day."""
+    return received_at.date()
 
 
 def checked(data: PaymentIn) -> tuple[int, str]:
@@ -137,10 +148,11 @@ _MATCHING_POLICY = sa.select(_POLICY.c.key, _POLICY.c.value).where(_POLICY.c.key
 
 
 def rules_for(session: Session) -> matching.Rules:
-    """The policy's matching rules (`workflows.policy`: the defaults, or what an admin set),
-    read once per run — a statement of thousands of lines asks once, a policy change applies
-    to the next run — with one small query (an API payment is a run of its own)."""
-    base = policies.defaults()
+    """The policy's matching rules (`workflows.policy`: the settings' defaults the session
+    carries, or what an admin set), read once per run — a statement of thousands of lines
+    asks once, a policy change applies to the next run — with one small query (an API
+    payment is a run of its own)."""
+    base = session.info.get(policies.DEFAULTS_KEY) or policies.Policy()
     set_ = dict(session.connection().execute(_MATCHING_POLICY).all())
 
     def value(key: str) -> Decimal:
@@ -396,8 +408,10 @@ class CashRun:
             self._seen[ext] = t
         values = {"external_id": ext or None, "customer_id": given[0] if given else None,
                   "amount_minor": t.amount_minor, "currency": t.currency,
-                  "received_at": data.received_at, "payer_name": data.payer_name,
-                  "reference": data.reference, "method": data.method, "source": self.source}
+                  "received_at": data.received_at,
+                  "value_date": data.value_date or value_date_of(data.received_at),
+                  "payer_name": data.payer_name, "reference": data.reference,
+                  "method": data.method, "source": self.source}
         decision = _Decision(t, values, given[1] if given else None)
         self._match(decision, self._facts(t))
         t.created, t.status = True, decision.values["status"]
@@ -430,7 +444,7 @@ class CashRun:
                 balance -= line.allocate_minor
                 d.allocations.append({"invoice_id": item.id, "amount_minor":
                                       line.allocate_minor, "method": plan.method,
-                                      "number": item.number})
+                                      "number": item.number, "issued": item.issue_date})
                 applied += line.allocate_minor
                 if values["customer_id"] is None:
                     values["customer_id"] = item.customer_id
@@ -440,7 +454,8 @@ class CashRun:
                                      "total": item.total_minor, "number": item.number})
                 balance -= amount
                 d.write_offs.append({"invoice_id": item.id, "amount_minor": amount,
-                                     "reason": reason, "currency": item.currency})
+                                     "reason": reason, "currency": item.currency,
+                                     "issued": item.issue_date})
             if line.deduction_minor > 0:
                 d.deductions.append({"invoice_id": item.id,
                                      "amount_minor": line.deduction_minor})
@@ -484,8 +499,9 @@ class CashRun:
         the payment."""
         values = {"customer_id": customer.id, "amount_minor": payment.amount_minor,
                   "currency": payment.currency, "received_at": payment.received_at,
-                  "payer_name": payment.payer_name, "reference": payment.reference,
-                  "external_id": payment.external_id, "source": payment.source}
+                  "value_date": payment.value_date, "payer_name": payment.payer_name,
+                  "reference": payment.reference, "external_id": payment.external_id,
+                  "source": payment.source}
         ticket = Ticket(PaymentIn(amount="0", currency=payment.currency,
                                   received_at=payment.received_at), None,
                         payment.amount_minor, payment.currency, payment.id)
@@ -516,13 +532,18 @@ class CashRun:
             done = conn.execute(_REDUCE, reductions).rowcount
             if done != len(reductions):
                 raise _Stale()
+        self._book(decisions)
         self._insert(Allocation, [{"payment_id": d.ticket.payment_id, "invoice_id":
                                    a["invoice_id"], "amount_minor": a["amount_minor"],
-                                   "method": a["method"], "created_by": self.actor}
+                                   "method": a["method"], "created_by": self.actor,
+                                   "value_date": a["booking"].value_date,
+                                   "effective_date": a["booking"].effective_date}
                                   for d in decisions for a in d.allocations])
         self._insert(WriteOff, [{"invoice_id": w["invoice_id"], "payment_id":
                                  d.ticket.payment_id, "amount_minor": w["amount_minor"],
-                                 "reason": w["reason"], "created_by": self.actor}
+                                 "reason": w["reason"], "created_by": self.actor,
+                                 "value_date": w["booking"].value_date,
+                                 "effective_date": w["booking"].effective_date}
                                 for d in decisions for w in d.write_offs])
         self._insert(Deduction, [{"payment_id": d.ticket.payment_id, **x}
                                  for d in decisions for x in d.deductions])
@@ -537,6 +558,18 @@ class CashRun:
             PaymentStatus.NEEDS_REVIEW, PaymentStatus.UNAPPLIED)])
         audit.record_rows(self.session, [row for d in decisions for row in self._events(d)])
         self._orders_paid(reductions)
+
+    def _book(self, decisions: list[_Decision]) -> None:
+        """Date every allocation and fee or discount write-off as `cash_application.allocate`
+        and `write_off` date one: by the payment's value date, never before the invoice's
+        issue date, and in the first open month when that day is in a closed one
+        (`workflows.periods`; the lock date is read once for the chunk, under the lock)."""
+        settlements = [(d, x) for d in decisions for x in (*d.allocations, *d.write_offs)]
+        if not settlements:
+            return
+        book = periods.booker(self.session)
+        for d, x in settlements:
+            x["booking"] = book(d.values["value_date"], not_before=x["issued"])
 
     def _insert(self, model: type, rows: list[dict]) -> None:
         if rows:
@@ -628,14 +661,16 @@ class CashRun:
                                 external_id=v_["external_id"], source=self.source)
             elif kind == "matched":
                 for a in d.allocations:
+                    booked = a["booking"]
                     yield audit.row(actor=self.actor, action="payment.allocated",
                                     entity_type="payment", entity_id=pid, invoice=a["number"],
-                                    amount_minor=a["amount_minor"], method=a["method"])
+                                    amount_minor=a["amount_minor"], method=a["method"],
+                                    reason=booked.note, **booked.as_dict())
                 for w in d.write_offs:
-                    yield audit.row(actor=self.actor, action="invoice.write_off",
-                                    entity_type="invoice", entity_id=w["invoice_id"],
-                                    reason=w["reason"], amount_minor=w["amount_minor"],
-                                    currency=w["currency"], payment_id=pid)
+                    yield audit.write_off_row(
+                        actor=self.actor, invoice_id=w["invoice_id"],
+                        amount_minor=w["amount_minor"], currency=w["currency"],
+                        reason=w["reason"], payment_id=pid, booking=w["booking"])
                 for x in d.deductions:
                     yield audit.row(actor=self.actor, action="payment.deduction",
                                     entity_type="invoice", entity_id=x["invoice_id"],

@@ -81,3 +81,15 @@ class OverallocationError(Conflict):
     """An allocation would exceed the payment's unapplied amount or the invoice's balance."""
 
     title = "Over-allocation"
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """True for errors that mean "the database cannot be reached right now" (down, restarting,
+    connections dropped, pool exhausted, SQLite file locked or unopenable): the request may
+    succeed later, and nothing was changed."""
+    import sqlalchemy.exc as sa_exc
+
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError,
+                              sa_exc.TimeoutError, sa_exc.DisconnectionError))

@@ -8,7 +8,7 @@ paid_at); corrections are credit notes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -31,7 +31,7 @@ from models import (
 )
 from models.base import UTCDateTime
 from models.orders import OrderLine
-from workflows import audit, numbering, outbox, policy
+from workflows import audit, numbering, outbox, periods, policy
 from workflows import validation as v
 from workflows.errors import Conflict, DomainError, NotFound, ValidationFailed
 
@@ -333,18 +333,27 @@ def reduce_balance(session: Session, invoice: Invoice, amount_minor: int, *,
         _maybe_mark_order_paid(session, invoice)
 
 
+def write_off_settled_at(recorded: datetime, value_date: date) -> datetime:
+    """When a write-off of our own settled: when it was recorded if it is dated that day,
+    else noon UTC of its effective date (as a bank statement's booking day)."""
+    if recorded.astimezone(UTC).date() == value_date:
+        return recorded
+    return datetime.combine(value_date, time(12), tzinfo=UTC)
+
+
 def _last_settlement(session: Session, invoice_id: int) -> datetime | None:
     """When the latest money (or write-off of our own) already applied to the invoice settled:
-    payments by their `received_at`, write-offs without a payment by their own time."""
+    payments by their `received_at`, write-offs without a payment by their effective date."""
     received = session.exec(
         select(Payment.received_at).join(Allocation, Allocation.payment_id == Payment.id)
         .where(Allocation.invoice_id == invoice_id)).all()
     written = session.exec(
-        select(sa.func.coalesce(Payment.received_at, WriteOff.created_at))
+        select(Payment.received_at, WriteOff.created_at, WriteOff.value_date)
         .select_from(WriteOff).outerjoin(Payment, Payment.id == WriteOff.payment_id)
         .where(WriteOff.invoice_id == invoice_id)).all()
-    times = [t for t in (*received, *written) if t is not None]
-    return max(times, default=None)
+    times = [*received, *(paid or write_off_settled_at(recorded, value)
+                          for paid, recorded, value in written)]
+    return max((t for t in times if t is not None), default=None)
 
 
 def _maybe_mark_order_paid(session: Session, invoice: Invoice) -> None:
@@ -363,19 +372,37 @@ def _maybe_mark_order_paid(session: Session, invoice: Invoice) -> None:
 
 
 def issue_credit_note(session: Session, *, invoice_number: str, amount: str, reason: str,
-                      actor: str, now: datetime) -> CreditNote:
+                      actor: str, now: datetime, issue_date: date | None = None
+                      ) -> CreditNote:
+    """A credit note against one invoice, dated by its `issue_date` (default: the business
+    date of `now`, when it is recorded; an ERP sends its own), which may neither precede the
+    invoice's issue date nor lie after today. A date in a closed month is booked in the first
+    open month (`workflows.periods`)."""
     invoice = get_invoice(session, invoice_number)
     minor = v.amount_minor("amount", amount, invoice.currency, positive=True)
     if not reason.strip():
         raise ValidationFailed.of("reason", "a credit note needs a reason")
+    today = policy.business_date(session, now)
+    if issue_date is not None:
+        issue_date = v.parse_date("issue_date", issue_date)
+        if issue_date < invoice.issue_date:
+            raise ValidationFailed.of("issue_date", f"{issue_date.isoformat()} is before "
+                                      f"{invoice.number} was issued "
+                                      f"({invoice.issue_date.isoformat()})")
+        if issue_date > today:
+            raise ValidationFailed.of("issue_date", f"{issue_date.isoformat()} is in the "
+                                      f"future (today is {today.isoformat()})")
+    value = issue_date or today
     reduce_balance(session, invoice, minor, settled_at=None)  # a correction, not a payment
-    issued = policy.business_date(session, now)
-    note = CreditNote(number=numbering.next_credit_note_number(session, issued),
+    booked = periods.booking(session, value, not_before=invoice.issue_date)
+    note = CreditNote(number=numbering.next_credit_note_number(session, value),
                       invoice_id=invoice.id, amount_minor=minor, currency=invoice.currency,
-                      reason=reason.strip(), created_by=actor, created_at=now)
+                      reason=reason.strip(), created_by=actor, created_at=now,
+                      value_date=booked.value_date, effective_date=booked.effective_date)
     session.add(note)
     session.flush()
     audit.record(session, actor=actor, action="invoice.credit_note", entity_type="invoice",
-                 entity_id=invoice.id, reason=reason, credit_note=note.number,
-                 amount_minor=minor)
+                 entity_id=invoice.id, credit_note=note.number, amount_minor=minor,
+                 reason=f"{reason}; {booked.note}" if booked.moved else reason,
+                 **booked.as_dict())
     return note

@@ -4,11 +4,19 @@ Amounts are summed per currency; ratio KPIs over amounts use the *home* currency
 the most open AR at `as_of` (or, with no AR, the most credit sales in the window) — since
 adding USD to EUR without rates would be wrong.
 
-Window `W` = 90 days ending at `as_of` (inclusive); days end at midnight UTC.
+Window `W` = 90 days ending at `as_of` (inclusive).
 AR(t) = open AR at the end of day t = Σ over invoices issued on or before t of total −
-allocations − credit notes − write-offs recorded on or before t (`workflows.receivables`
-computes it, from today's balances when t is today or later, historically when t is past).
+allocations − credit notes − write-offs *dated* on or before t — by economic date (a payment's
+value date, a credit note's issue date, a write-off's effective date), whenever they were
+recorded (`workflows.receivables` computes it). So a past day's KPIs are what the books say
+happened up to that day: a payment of 1 May posted in July counts on 1 May.
 Current AR(t) = the part of AR(t) not yet due at t (due date on or after t).
+Credit sales in a period = the totals of invoices issued in it. Payments, approvals and
+shipments are counted in W by their timestamps, days ending at midnight UTC.
+
+With `known_at` (an audit: "what did the KPIs say then?") every figure counts only the rows
+recorded (`created_at`; approvals by when they were decided) by that moment: invoices,
+settlements, payments, approvals, shipments, credit notes.
 
 * **DSO (standard)** = AR(as_of) / credit sales in W × days in W.
 * **Best possible DSO** = current AR(as_of) / credit sales in W × days in W.
@@ -73,6 +81,7 @@ class KpiReport:
     as_of: date
     window_days: int
     currency: str | None
+    known_at: datetime | None = None
     ar_minor: int = 0
     current_ar_minor: int = 0
     credit_sales_minor: int = 0
@@ -90,21 +99,27 @@ class KpiReport:
     aging: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-def sales_between(session: Session, currency: str, start: date, end: date) -> int:
+def _known(column: sa.ColumnElement, known_at: datetime | None) -> list[sa.ColumnElement]:
+    return [] if known_at is None else [column <= known_at]
+
+
+def sales_between(session: Session, currency: str, start: date, end: date, *,
+                  known_at: datetime | None = None) -> int:
     """Credit sales: the totals of invoices issued from `start` to `end` (inclusive)."""
     return int(session.exec(select(sa.func.coalesce(sa.func.sum(Invoice.total_minor), 0)).where(
         Invoice.currency == currency, Invoice.issue_date >= start,
-        Invoice.issue_date <= end)).one())
+        Invoice.issue_date <= end, *_known(Invoice.created_at, known_at))).one())
 
 
-def _count_back(session: Session, currency: str, as_of: date, ar: int) -> Decimal | None:
+def _count_back(session: Session, currency: str, as_of: date, ar: int,
+                known_at: datetime | None = None) -> Decimal | None:
     if ar <= 0:
         return Decimal(0)
     remaining, days, end = Decimal(ar), Decimal(0), as_of
     for _ in range(COUNT_BACK_MONTHS):
         start = end.replace(day=1)
         length = (end - start).days + 1
-        sales = Decimal(sales_between(session, currency, start, end))
+        sales = Decimal(sales_between(session, currency, start, end, known_at=known_at))
         if sales >= remaining and sales > 0:
             return days + remaining / sales * length
         remaining -= sales
@@ -113,36 +128,44 @@ def _count_back(session: Session, currency: str, as_of: date, ar: int) -> Decima
     return None  # more AR than three years of sales: not meaningful
 
 
-def _home_currency(session: Session, aging: dict, start: date, end: date) -> str | None:
+def _home_currency(session: Session, aging: dict, start: date, end: date,
+                   known_at: datetime | None = None) -> str | None:
     if aging:
         return max(sorted(aging), key=lambda c: aging[c].total)
     sales = sa.func.sum(Invoice.total_minor)
     return session.exec(select(Invoice.currency).where(
-        Invoice.issue_date >= start, Invoice.issue_date <= end)
+        Invoice.issue_date >= start, Invoice.issue_date <= end,
+        *_known(Invoice.created_at, known_at))
         .group_by(Invoice.currency).order_by(sales.desc(), Invoice.currency).limit(1)).first()
 
 
 def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
-            now: datetime | None = None) -> KpiReport:
-    """Every KPI as of the end of `as_of` (`now` only decides whether `as_of` is past)."""
+            known_at: datetime | None = None, now: datetime | None = None) -> KpiReport:
+    """Every KPI as of the end of `as_of` by economic date; with `known_at`, as the books
+    knew them at that moment (see the module docstring). `now` is not needed (a day's KPIs
+    do not depend on when they are asked) and is accepted for callers that pass the clock."""
     start = as_of - timedelta(days=window_days - 1)
-    aging = aging_by_currency(session, as_of, now=now)
-    currency = _home_currency(session, aging, start, as_of)
+    aging = aging_by_currency(session, as_of, known_at=known_at)
+    currency = _home_currency(session, aging, start, as_of, known_at)
     report = KpiReport(as_of=as_of, window_days=window_days, currency=currency,
+                       known_at=known_at,
                        aging={c: dict(a.buckets) for c, a in sorted(aging.items())})
     days = Decimal(window_days)
     if currency:
         if currency in aging:
             report.ar_minor = aging[currency].total
             report.current_ar_minor = aging[currency].buckets["current"]
-        report.credit_sales_minor = sales_between(session, currency, start, as_of)
+        report.credit_sales_minor = sales_between(session, currency, start, as_of,
+                                                  known_at=known_at)
         if report.credit_sales_minor:
             sales = Decimal(report.credit_sales_minor)
             report.dso = _q(Decimal(report.ar_minor) / sales * days)
             report.best_possible_dso = _q(Decimal(report.current_ar_minor) / sales * days)
             report.average_days_delinquent = _q(report.dso - report.best_possible_dso)
-        report.count_back_dso = _q(_count_back(session, currency, as_of, report.ar_minor))
-        before = aging_by_currency(session, start - timedelta(days=1), now=now).get(currency)
+        report.count_back_dso = _q(_count_back(session, currency, as_of, report.ar_minor,
+                                               known_at))
+        before = aging_by_currency(session, start - timedelta(days=1),
+                                   known_at=known_at).get(currency)
         begin = before.total if before else 0
         denominator = begin + report.credit_sales_minor - report.current_ar_minor
         if denominator > 0:
@@ -156,21 +179,26 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
 
 
 def _cash_application(session: Session, report: KpiReport, start: date, end: date) -> None:
+    known = report.known_at
     is_manual = Allocation.method == "manual"
     rows = session.exec(
         select(Payment.status, Payment.currency, Payment.amount_minor,
                sa.func.coalesce(sa.func.sum(sa.case((is_manual, 1), else_=0)), 0),
                sa.func.coalesce(sa.func.sum(sa.case((is_manual, 0),
                                                     else_=Allocation.amount_minor)), 0))
-        .outerjoin(Allocation, Allocation.payment_id == Payment.id)
+        .outerjoin(Allocation, sa.and_(Allocation.payment_id == Payment.id,
+                                       *_known(Allocation.created_at, known)))
         .where(Payment.received_at >= _start_of(start),
-               Payment.received_at < _start_of(end + timedelta(days=1)))
+               Payment.received_at < _start_of(end + timedelta(days=1)),
+               *_known(Payment.created_at, known))
         .group_by(Payment.id, Payment.status, Payment.currency, Payment.amount_minor)).all()
     report.payments_received = len(rows)
     if not rows:
         return
+    # (with `known_at`, a payment counts as matched if the engine had allocated from it by then)
     auto = [(currency, int(allocated)) for status, currency, _, manual, allocated in rows
-            if status in ("applied", "partially_applied") and not manual and allocated]
+            if (status in ("applied", "partially_applied") or known) and not manual
+            and allocated]
     report.auto_match_rate = _q(Decimal(len(auto)) / len(rows) * 100)
     received = sum(amount for _, currency, amount, _, _ in rows
                    if currency == report.currency)
@@ -183,7 +211,8 @@ def _approvals(session: Session, report: KpiReport, start: date, end: date) -> N
     rows = session.exec(select(Approval.created_at, Approval.decided_at).where(
         Approval.status.in_(DECIDED), Approval.decided_at.is_not(None),
         Approval.decided_at >= _start_of(start),
-        Approval.decided_at < _start_of(end + timedelta(days=1)))).all()
+        Approval.decided_at < _start_of(end + timedelta(days=1)),
+        *_known(Approval.decided_at, report.known_at))).all()
     if rows:
         seconds = sum(int((d - c).total_seconds()) for c, d in rows)
         report.approval_turnaround_hours = _q(Decimal(seconds) / 3600 / len(rows))
@@ -191,6 +220,7 @@ def _approvals(session: Session, report: KpiReport, start: date, end: date) -> N
 
 def _cycle_time(session: Session, report: KpiReport, start: date, end: date) -> None:
     first = (select(Shipment.order_id, sa.func.min(Shipment.shipped_at).label("first"))
+             .where(*_known(Shipment.created_at, report.known_at))
              .group_by(Shipment.order_id).subquery())
     rows = session.exec(select(Order.order_date, first.c.first)
                         .join(first, first.c.order_id == Order.id)
@@ -202,13 +232,16 @@ def _cycle_time(session: Session, report: KpiReport, start: date, end: date) -> 
 
 
 def _accuracy(session: Session, report: KpiReport, start: date, end: date) -> None:
+    known = report.known_at
     issued = session.exec(select(sa.func.count()).select_from(Invoice).where(
-        Invoice.issue_date >= start, Invoice.issue_date <= end)).one()
+        Invoice.issue_date >= start, Invoice.issue_date <= end,
+        *_known(Invoice.created_at, known))).one()
     if not issued:
         return
     corrected = session.exec(select(sa.func.count(sa.distinct(CreditNote.invoice_id)))
                              .join(Invoice, Invoice.id == CreditNote.invoice_id).where(
-        Invoice.issue_date >= start, Invoice.issue_date <= end)).one()
+        Invoice.issue_date >= start, Invoice.issue_date <= end,
+        *_known(Invoice.created_at, known), *_known(CreditNote.created_at, known))).one()
     report.invoice_accuracy = _q(Decimal(issued - corrected) / issued * 100)
 
 
@@ -223,6 +256,7 @@ def to_json(report: KpiReport) -> dict:
 
     return {
         "as_of": report.as_of.isoformat(), "window_days": report.window_days, "currency": cur,
+        **({"known_at": report.known_at.isoformat()} if report.known_at else {}),
         "ar": amt(report.ar_minor), "current_ar": amt(report.current_ar_minor),
         "credit_sales": amt(report.credit_sales_minor),
         "dso": num(report.dso), "best_possible_dso": num(report.best_possible_dso),

@@ -124,7 +124,6 @@ def invoice_view(session: Session, number: str) -> InvoiceView | None:
 
 def payment_view(session: Session, payment: Payment) -> dict:
     return {"payment": payment,
-            "allocations": [(inv.number, alloc.amount_minor)
-                            for alloc, inv in payment_allocations(session, payment.id)],
+            "allocations": payment_allocations(session, payment.id),
             "suggestions": suggestions_of(session, payment),
             "matched_because": matched_because(session, payment)}

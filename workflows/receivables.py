@@ -3,18 +3,33 @@
 Aging buckets (SPEC §3) by days past due at `as_of`: `current` (not yet due), `1-30`, `31-60`,
 `61-90`, `90+`. `bucket_edges(as_of)` is the one definition of the bucket edges: it turns them
 into due dates, which are passed to SQL as parameters, so the same query runs on SQLite and
-PostgreSQL and uses the `(due_date, balance)` index.
+PostgreSQL and uses the indexes.
 
-Open AR at the end of day `t` (UTC), per invoice:
+**A day's AR is what the books say happened up to that day, whatever day it was typed in.**
+Every settlement carries the economic date it counts on (`effective_date`: the payment's value
+date, the credit note's issue date, the write-off's effective date — see `models.invoices`),
+apart from when it was recorded (`created_at`). Open AR at the end of day `t`, per invoice:
 
-    balance(t) = total − allocations − credit notes − write-offs recorded on or before t
-                 for an invoice issued on or before t (0 for one issued later)
+    balance(t) = total − allocations − credit notes − write-offs dated (effective) on or
+                 before t, for an invoice issued on or before t (0 for one issued later)
 
-* `t` today or later: `balance(t)` is `invoices.balance_minor` (kept equal to total minus every
-  settlement, see `workflows.invariants`) — the indexed fast path.
-* `t` in the past: `balance(t) = balance_minor + settlements recorded after t`, which is the
-  same number by that invariant and reads only open invoices plus what was settled since `t`,
-  instead of every settlement ever made.
+Dates are calendar dates as the books keep them: invoices' issue and due dates as issued,
+settlements' dates as stated by their source (`workflows.cash_application`). There is no
+"today" in it: the same day gives the same figures whenever it is asked, and a payment
+recorded weeks after its value date changes the past days it belongs to — unless they are in
+a closed month (`workflows.periods`), where it is booked on the first open day instead.
+
+It is computed as `balance_minor + what was settled with an effective date after t`, which is
+the same number by the AR invariant (`balance_minor` = total − every settlement, see
+`workflows.invariants`) and reads only the open invoices plus the settlements dated after `t`
+— found by a range scan of the `(effective_date, invoice_id, amount_minor)` indexes, so as of
+today (nothing is dated later) it costs one empty index probe per settlement table.
+
+**What the books said then** (an audit) is a separate, explicit question: with `known_at`, only
+the invoices and settlements recorded (`created_at`) by that moment count:
+
+    balance(t, known_at) = total − settlements dated on or before t AND recorded by known_at,
+                           for an invoice issued on or before t and recorded by known_at
 
 Either way the invoice is bucketed by its due date against `t`.
 """
@@ -22,7 +37,7 @@ Either way the invoice is bucketed by its due date against `t`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -31,6 +46,7 @@ from models import AGING_BUCKETS, Allocation, CreditNote, Customer, Invoice, Ord
 from models.orders import UNINVOICED_APPROVED
 
 BUCKETS = AGING_BUCKETS
+SETTLEMENTS = (Allocation, CreditNote, WriteOff)
 # The most days past due that current, 1-30, 31-60 and 61-90 hold; 90+ holds the rest.
 _BUCKET_MAX_DAYS = (0, 30, 60, 90)
 
@@ -54,25 +70,23 @@ def bucket_case(due: sa.ColumnElement, as_of: date) -> sa.Case:
     return sa.case(*((due >= edge, name) for name, edge in bounded), else_=last)
 
 
-# The earliest time zone on Earth (UTC-12): a day that has not ended there has not ended for
-# anyone, whatever their Slack time zone says is "today".
-_EARLIEST_OFFSET = timedelta(hours=12)
+def invoices_known(as_of: date, known_at: datetime | None = None,
+                   customer_id: int | None = None) -> list[sa.ColumnElement]:
+    """SQL conditions: invoices issued by the end of `as_of` (and recorded by `known_at`)."""
+    conditions = [Invoice.issue_date <= as_of]
+    if customer_id is not None:
+        conditions.append(Invoice.customer_id == customer_id)
+    if known_at is not None:
+        conditions.append(Invoice.created_at <= known_at)
+    return conditions
 
 
-def is_today_or_later(as_of: date, now: datetime | None) -> bool:
-    """True when `as_of` has not ended yet anywhere at `now`, so today's balances are its
-    balances (the indexed fast path). Without `now` the answer is False: the day is rebuilt
-    from the settlements, which is right for any day, only slower."""
-    return now is not None and as_of >= (now.astimezone(UTC) - _EARLIEST_OFFSET).date()
-
-
-def _settled_after(cutoff: datetime) -> sa.Subquery:
-    """Per invoice: what allocations, credit notes and write-offs took off after `cutoff`."""
-    parts = [select(model.invoice_id.label("invoice_id"), model.amount_minor.label("amount"))
-             .where(model.created_at >= cutoff) for model in (Allocation, CreditNote, WriteOff)]
-    moves = sa.union_all(*parts).subquery()
-    return (select(moves.c.invoice_id, sa.func.sum(moves.c.amount).label("amount"))
-            .group_by(moves.c.invoice_id).subquery())
+def not_counted(model: type, as_of: date, known_at: datetime | None = None
+                ) -> sa.ColumnElement:
+    """SQL: a settlement row that does not count at the end of `as_of`: dated later (or, with
+    `known_at`, recorded after that moment)."""
+    later = model.effective_date > as_of
+    return later if known_at is None else sa.or_(later, model.created_at > known_at)
 
 
 @dataclass
@@ -80,6 +94,7 @@ class Aging:
     currency: str | None
     buckets: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BUCKETS, 0))
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BUCKETS, 0))
+    oldest_due: date | None = None  # the earliest due date of an invoice open at `as_of`
 
     @property
     def total(self) -> int:
@@ -89,40 +104,50 @@ class Aging:
     def overdue(self) -> int:
         return self.total - self.buckets["current"]
 
+    def days_past_due(self, as_of: date) -> int:
+        """How late the oldest open invoice is at `as_of` (0 when none is late)."""
+        return max((as_of - self.oldest_due).days, 0) if self.oldest_due else 0
+
 
 def aging_by_currency(session: Session, as_of: date, *, customer_id: int | None = None,
+                      known_at: datetime | None = None,
                       now: datetime | None = None) -> dict[str, Aging]:
     """Open balances at the end of `as_of` per aging bucket, one `Aging` per currency (amounts
-    never mix). A past `as_of` gets that day's balances (see the module docstring)."""
-    bucket = bucket_case(Invoice.due_date, as_of).label("bucket")
-    historical = not is_today_or_later(as_of, now)
+    never mix), by economic date; with `known_at`, as the books knew them at that moment (see
+    the module docstring). `now` is not needed (a day's figures do not depend on when they
+    are asked) and is accepted for callers that pass the clock."""
     result: dict[str, Aging] = {}
+    scope = invoices_known(as_of, known_at, customer_id)
 
     def add(rows: list) -> None:
-        for currency, name, amount, count in rows:
+        for currency, name, amount, count, oldest in rows:
             aging = result.setdefault(currency, Aging(currency))
             aging.buckets[name] += int(amount or 0)
             aging.counts[name] += int(count or 0)
+            if oldest is not None and (aging.oldest_due is None or oldest < aging.oldest_due):
+                aging.oldest_due = oldest
 
-    def scoped(query: sa.Select) -> sa.Select:
-        if customer_id is not None:
-            query = query.where(Invoice.customer_id == customer_id)
-        if historical:
-            query = query.where(Invoice.issue_date <= as_of)
-        return query.group_by(Invoice.currency, bucket)
-
-    # what is open today (for a past day: of the invoices issued by then)
-    add(session.exec(scoped(
-        select(Invoice.currency, bucket, sa.func.sum(Invoice.balance_minor), sa.func.count())
-        .where(Invoice.balance_minor > 0))).all())
-    if historical:
-        # plus what was settled after that day; an invoice paid off since then counts again
-        after = _settled_after(datetime.combine(as_of + timedelta(days=1), time.min,
-                                                tzinfo=UTC))
-        reopened = sa.func.sum(sa.case((Invoice.balance_minor == 0, 1), else_=0))
-        add(session.exec(scoped(
-            select(Invoice.currency, bucket, sa.func.sum(after.c.amount), reopened)
-            .join(after, after.c.invoice_id == Invoice.id))).all())
+    # what is open today, of the invoices issued by then
+    bucket = bucket_case(Invoice.due_date, as_of).label("bucket")
+    add(session.exec(
+        select(Invoice.currency, bucket, sa.func.sum(Invoice.balance_minor), sa.func.count(),
+               sa.func.min(Invoice.due_date))
+        .where(Invoice.balance_minor > 0, *scope)
+        .group_by(Invoice.currency, bucket)).all())
+    # plus what was settled with a later date; an invoice paid off since counts again
+    moves = sa.union_all(*(
+        select(Invoice.id.label("invoice_id"), Invoice.currency.label("currency"),
+               Invoice.due_date.label("due_date"), Invoice.balance_minor.label("balance"),
+               model.amount_minor.label("amount"))
+        .join(Invoice, Invoice.id == model.invoice_id)
+        .where(not_counted(model, as_of, known_at), *scope)
+        for model in SETTLEMENTS)).subquery()
+    bucket = bucket_case(moves.c.due_date, as_of).label("bucket")
+    reopened = sa.func.count(sa.distinct(sa.case((moves.c.balance == 0, moves.c.invoice_id))))
+    add(session.exec(
+        select(moves.c.currency, bucket, sa.func.sum(moves.c.amount), reopened,
+               sa.func.min(moves.c.due_date))
+        .group_by(moves.c.currency, bucket)).all())
     return result
 
 
@@ -133,10 +158,11 @@ def uninvoiced_approved_minor(session: Session, customer_id: int) -> int:
         select(sa.func.coalesce(sa.func.sum(Order.total_minor - Order.cancelled_minor), 0))
         .where(Order.customer_id == customer_id, Order.status.in_(list(UNINVOICED_APPROVED)))
     ).one()
-    invoiced = session.exec(
+    invoiced = session.exec(  # (an order's invoices are its customer's: found by index)
         select(sa.func.coalesce(sa.func.sum(Invoice.total_minor), 0))
         .join(Order, Order.id == Invoice.order_id)
-        .where(Order.customer_id == customer_id, Order.status.in_(list(UNINVOICED_APPROVED)))
+        .where(Invoice.customer_id == customer_id, Order.customer_id == customer_id,
+               Order.status.in_(list(UNINVOICED_APPROVED)))
     ).one()
     return max(int(order_total) - int(invoiced), 0)
 
@@ -154,14 +180,6 @@ def credit_exposure(session: Session, customer_id: int, *, extra_minor: int = 0)
             + uninvoiced_approved_minor(session, customer_id) + extra_minor)
 
 
-def oldest_days_past_due(session: Session, customer_id: int, as_of: date) -> int:
-    oldest = session.exec(
-        select(sa.func.min(Invoice.due_date))
-        .where(Invoice.customer_id == customer_id, Invoice.balance_minor > 0)
-    ).one()
-    return max((as_of - oldest).days, 0) if oldest else 0
-
-
 @dataclass
 class CustomerPosition:
     customer: Customer
@@ -176,14 +194,17 @@ class CustomerPosition:
 
 
 def customer_position(session: Session, customer: Customer, as_of: date, *,
+                      known_at: datetime | None = None,
                       now: datetime | None = None) -> CustomerPosition:
-    aging = aging_by_currency(session, as_of, customer_id=customer.id, now=now).get(
-        customer.currency, Aging(customer.currency))
+    """The customer's AR at the end of `as_of` by economic date (and, with `known_at`, as
+    known then); approved orders not yet invoiced are today's (orders keep no history)."""
+    aging = aging_by_currency(session, as_of, customer_id=customer.id,
+                              known_at=known_at).get(customer.currency,
+                                                     Aging(customer.currency))
     uninvoiced = uninvoiced_approved_minor(session, customer.id)
     return CustomerPosition(
         customer=customer, aging=aging, exposure_minor=aging.total + uninvoiced,
-        uninvoiced_minor=uninvoiced,
-        oldest_days_past_due=oldest_days_past_due(session, customer.id, as_of),
+        uninvoiced_minor=uninvoiced, oldest_days_past_due=aging.days_past_due(as_of),
     )
 
 

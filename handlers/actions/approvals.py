@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 
-from slack_bolt import Ack, App, BoltContext, Respond
+from slack_bolt import BoltContext, Respond
 from slack_sdk import WebClient
 
-from blocks import ids
 from blocks.approvals import already_decided, approve_note_modal, refusal, reject_modal
 from blocks.text import esc, fmt_money
-from handlers.common import now_of, transaction
+from handlers.common import Malformed, action_id_value, now_of, open_modal, transaction
 from workflows import approvals
 from workflows.errors import AlreadyDecided, DomainError
 
@@ -26,8 +25,8 @@ log = logging.getLogger("o2c.handlers.approvals")
 
 def approval_id_of(body: dict) -> int | None:
     try:
-        return int(body["actions"][0]["value"])
-    except (KeyError, IndexError, TypeError, ValueError):
+        return action_id_value(body)
+    except Malformed:
         return None
 
 
@@ -41,10 +40,10 @@ def explain(respond: Respond, error: DomainError) -> None:
             replace_original=False)
 
 
-def on_approve(ack: Ack, body: dict, respond: Respond, context: BoltContext) -> None:
-    ack()
+def on_approve(body: dict, respond: Respond, context: BoltContext) -> None:
     approval_id = approval_id_of(body)
     if approval_id is None:
+        explain(respond, Malformed())
         return
     try:
         with transaction(context) as session:
@@ -55,11 +54,11 @@ def on_approve(ack: Ack, body: dict, respond: Respond, context: BoltContext) -> 
         explain(respond, error)
 
 
-def _open_decision_modal(ack: Ack, body: dict, respond: Respond, client: WebClient,
+def _open_decision_modal(body: dict, respond: Respond, client: WebClient,
                          context: BoltContext, *, reject: bool) -> None:
-    ack()
     approval_id = approval_id_of(body)
     if approval_id is None:
+        explain(respond, Malformed())
         return
     try:
         with transaction(context) as session:
@@ -73,23 +72,17 @@ def _open_decision_modal(ack: Ack, body: dict, respond: Respond, client: WebClie
     channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
         "channel_id")
     build = reject_modal if reject else approve_note_modal
-    client.views_open(trigger_id=body["trigger_id"], view=build(
+    open_modal(client, body.get("trigger_id"), build(
         approval_id=approval_id, channel=channel, order_number=order["number"],
         customer=order["customer"], amount=fmt_money(order["total_minor"], order["currency"]),
         kind=ctx["kind"]))
 
 
-def on_reject(ack: Ack, body: dict, respond: Respond, client: WebClient,
+def on_reject(body: dict, respond: Respond, client: WebClient,
               context: BoltContext) -> None:
-    _open_decision_modal(ack, body, respond, client, context, reject=True)
+    _open_decision_modal(body, respond, client, context, reject=True)
 
 
-def on_approve_with_note(ack: Ack, body: dict, respond: Respond, client: WebClient,
+def on_approve_with_note(body: dict, respond: Respond, client: WebClient,
                          context: BoltContext) -> None:
-    _open_decision_modal(ack, body, respond, client, context, reject=False)
-
-
-def register(app: App) -> None:
-    app.action(ids.APPROVE)(on_approve)
-    app.action(ids.APPROVE_WITH_NOTE)(on_approve_with_note)
-    app.action(ids.REJECT)(on_reject)
+    _open_decision_modal(body, respond, client, context, reject=False)

@@ -4,20 +4,23 @@ partial · Wait · Cancel short line (one per short line).
 Every click acks first; the workflow then re-checks on the server who is clicking (the order's
 sales rep or an admin) and whether the order is still short. A refusal is audited by
 `handlers.common.transaction` and, like every answer, told only to the clicking user.
+
+Once per click: the same choice clicked twice records nothing new (`fulfilment`), and a click
+is claimed by its `action_ts` (`workflows.receipts`), so a replay of an old click, arriving
+after another choice was made, cannot make it again; it is told the first answer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from slack_bolt import Ack, App, BoltContext, Respond
+from slack_bolt import BoltContext, Respond
 from slack_sdk import WebClient
 from sqlmodel import Session
 
-from blocks import ids
 from blocks.text import esc
-from handlers.common import describe_error, tell_user, transaction
-from workflows import fulfilment
+from handlers.common import click_key, describe_error, tell_user, transaction
+from workflows import fulfilment, receipts
 from workflows.errors import DomainError, ValidationFailed
 from workflows.orders import get_order
 
@@ -31,21 +34,27 @@ def _value(body: dict) -> str:
         return ""
 
 
-def _run(ack: Ack, body: dict, respond: Respond, client: WebClient, context: BoltContext,
+def _run(body: dict, respond: Respond, client: WebClient, context: BoltContext,
          choose: Callable[[Session, str], str]) -> None:
     """Ack, take the choice in one transaction, and answer only the clicking user."""
-    ack()
     user_id = body["user"]["id"]
+    key = click_key(body)
     try:
         with transaction(context) as session:
+            receipt = (receipts.claim(session, key=key, kind="backorder_choice", actor=user_id)
+                       if key else None)
             answer = choose(session, user_id)
+            if receipt is not None:
+                receipts.remember(session, receipt, answer=answer)
+    except receipts.AlreadyHandled as done:  # a replay: the same answer as the first time
+        answer = done.result.get("answer") or "That choice was already made; nothing changed."
     except DomainError as error:
         tell_user(body, respond, client, describe_error(error))
         return
     tell_user(body, respond, client, answer)
 
 
-def on_ship_partial(ack: Ack, body: dict, respond: Respond, client: WebClient,
+def on_ship_partial(body: dict, respond: Respond, client: WebClient,
                     context: BoltContext) -> None:
     number = _value(body)
 
@@ -56,10 +65,10 @@ def on_ship_partial(ack: Ack, body: dict, respond: Respond, client: WebClient,
         return (f":truck: Billing was told to ship what is reserved on {esc(order.number)} "
                 f"now ({units}); the short quantities stay backordered.")
 
-    _run(ack, body, respond, client, context, choose)
+    _run(body, respond, client, context, choose)
 
 
-def on_wait(ack: Ack, body: dict, respond: Respond, client: WebClient,
+def on_wait(body: dict, respond: Respond, client: WebClient,
             context: BoltContext) -> None:
     number = _value(body)
 
@@ -69,10 +78,10 @@ def on_wait(ack: Ack, body: dict, respond: Respond, client: WebClient,
         return (f":hourglass_flowing_sand: {esc(order.number)} waits for stock; it is reserved "
                 "when stock arrives (oldest order first) and you will be told.")
 
-    _run(ack, body, respond, client, context, choose)
+    _run(body, respond, client, context, choose)
 
 
-def on_cancel_line(ack: Ack, body: dict, respond: Respond, client: WebClient,
+def on_cancel_line(body: dict, respond: Respond, client: WebClient,
                    context: BoltContext) -> None:
     number, _, line_no = _value(body).rpartition(":")
 
@@ -87,10 +96,4 @@ def on_cancel_line(ack: Ack, body: dict, respond: Respond, client: WebClient,
                 f"{done['line_no']} of {esc(order.number)}; the order is {status}. Billing "
                 "was told.")
 
-    _run(ack, body, respond, client, context, choose)
-
-
-def register(app: App) -> None:
-    app.action(ids.BACKORDER_SHIP_PARTIAL)(on_ship_partial)
-    app.action(ids.BACKORDER_WAIT)(on_wait)
-    app.action(ids.BACKORDER_CANCEL_LINE)(on_cancel_line)
+    _run(body, respond, client, context, choose)

@@ -3,25 +3,25 @@
 The role is checked on the server (collector or admin); the workflow claims the payment with a
 conditional UPDATE, so a double click, a replay or two collectors clicking at once apply it
 once. Whoever is refused, or comes second, gets an ephemeral explanation (escaped: error details
-may quote ERP invoice numbers). Both teach the engine how that customer pays."""
+may quote ERP invoice numbers). Both teach the engine how that customer pays. Both are acked
+at once and run after the ack (registered in `handlers.actions`); the select's options come
+from `handlers.views.payment.customer_options`."""
 
 from __future__ import annotations
 
-from slack_bolt import Ack, App, BoltContext, Respond
+from slack_bolt import BoltContext, Respond
 from slack_sdk import WebClient
 
 from blocks import cashapp as answers
-from blocks import ids
-from handlers.common import deps_of, describe_error, now_of, tell_user, transaction
-from handlers.views.payment import customer_options
+from handlers.common import describe_error, now_of, tell_user, transaction
+from handlers.deps import deps_of
 from models import money
 from workflows.cash_application import apply_suggestion, assign_customer, payment_allocations
 from workflows.errors import AlreadyDecided, DomainError, PermissionDenied
 
 
-def on_apply(ack: Ack, body: dict, action: dict, respond: Respond, client: WebClient,
+def on_apply(body: dict, action: dict, respond: Respond, client: WebClient,
              context: BoltContext) -> None:
-    ack()
     user_id = body["user"]["id"]
     try:  # "<payment>:<rank>:<round>" ("<payment>:<rank>" on cards made before rounds)
         parts = [int(part) for part in str(action.get("value", "")).split(":")]
@@ -49,9 +49,8 @@ def on_apply(ack: Ack, body: dict, action: dict, respond: Respond, client: WebCl
     tell_user(body, respond, client, text)
 
 
-def on_assign(ack: Ack, body: dict, action: dict, respond: Respond, client: WebClient,
+def on_assign(body: dict, action: dict, respond: Respond, client: WebClient,
               context: BoltContext) -> None:
-    ack()
     user_id = body["user"]["id"]
     customer = (action.get("selected_option") or {}).get("value")
     try:
@@ -81,9 +80,3 @@ def on_assign(ack: Ack, body: dict, action: dict, respond: Respond, client: WebC
     except DomainError as error:
         text = answers.failed_answer(describe_error(error))
     tell_user(body, respond, client, text)
-
-
-def register(app: App) -> None:
-    app.action(ids.CASHAPP_APPLY)(on_apply)
-    app.action(ids.CASHAPP_ASSIGN)(on_assign)
-    app.options(ids.CASHAPP_ASSIGN)(customer_options)

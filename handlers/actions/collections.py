@@ -1,21 +1,35 @@
 """The buttons on collections accounts (digest DM, `/o2c worklist`, App Home, broken-promise
 alerts): Log call · Promise to pay · Send reminder · Snooze. Each re-checks the collector role
-on the server (a refusal is audited) before doing or opening anything."""
+on the server (a refusal is audited) before doing or opening anything.
+
+Clicks that create something do it once per natural key, whatever the double clicks and
+replays: one reminder e-mail per customer and day (its outbox dedupe key), one snooze per
+customer and end date (`workflows.receipts`); a repeat is told what was done the first time."""
 
 from __future__ import annotations
 
-from slack_bolt import Ack, App, BoltContext
+from datetime import date
+
+from slack_bolt import BoltContext, Respond
 from slack_sdk import WebClient
 
-from blocks import ids
 from blocks.collections import call_modal, promise_modal
 from blocks.text import esc, fmt_date
-from handlers.common import caller, checking, deps_of, tell_user, today_for, transaction
-from workflows import collections
+from handlers.common import (
+    action_id_value,
+    caller,
+    checking,
+    deps_of,
+    open_modal,
+    tell_user,
+    today_for,
+    transaction,
+)
+from workflows import collections, receipts
 
 
 def _customer_id(body: dict) -> int:
-    return int(body["actions"][0]["value"])
+    return action_id_value(body)
 
 
 def _channel(body: dict) -> str | None:
@@ -36,51 +50,42 @@ def _open_modal(body: dict, client: WebClient, context: BoltContext, kind: str) 
                 "overdue_minor": account.overdue_minor if account else 0}
     view = (promise_modal(info, today=today, channel=_channel(body)) if kind == "promise"
             else call_modal(info, channel=_channel(body)))
-    client.views_open(trigger_id=body["trigger_id"], view=view)
+    open_modal(client, body.get("trigger_id"), view)
 
 
-def on_promise(ack: Ack, body: dict, respond, client: WebClient,  # noqa: ANN001
-               context: BoltContext) -> None:
-    ack()
+def on_promise(body: dict, client: WebClient, context: BoltContext) -> None:
     _open_modal(body, client, context, "promise")
 
 
-def on_log_call(ack: Ack, body: dict, respond, client: WebClient,  # noqa: ANN001
-                context: BoltContext) -> None:
-    ack()
+def on_log_call(body: dict, client: WebClient, context: BoltContext) -> None:
     _open_modal(body, client, context, "log_call")
 
 
-def on_reminder(ack: Ack, body: dict, respond, client: WebClient,  # noqa: ANN001
+def on_reminder(body: dict, respond: Respond, client: WebClient,
                 context: BoltContext) -> None:
-    ack()
     user_id, customer_id = body["user"]["id"], _customer_id(body)
     user = caller(context, user_id, client=client)
     with transaction(context) as session:
         message = collections.send_reminder(session, customer_id=customer_id,
                                             actor=user_id, as_of=today_for(context, user))
         to = message.payload["to"]
-    smtp = deps_of(context).settings.smtp_url is not None
+    smtp = deps_of(context).email_enabled
     tell_user(body, respond, client, f":email: Reminder {'sent' if smtp else 'queued'} to "
           f"{esc(to)}." + ("" if smtp else " (No SMTP server is configured: it waits in "
                            "the outbox and a copy is in the AR channel.)"))
 
 
-def on_snooze(ack: Ack, body: dict, respond, client: WebClient,  # noqa: ANN001
+def on_snooze(body: dict, respond: Respond, client: WebClient,
               context: BoltContext) -> None:
-    ack()
     user_id, customer_id = body["user"]["id"], _customer_id(body)
     user = caller(context, user_id, client=client)
-    with transaction(context) as session:
-        until = collections.snooze(session, customer_id=customer_id, actor=user_id,
-                                   as_of=today_for(context, user))
+    try:
+        with transaction(context) as session:
+            until = collections.snooze(session, customer_id=customer_id, actor=user_id,
+                                       as_of=today_for(context, user))
+    except receipts.AlreadyHandled as done:  # a double click, a replay: say it again
+        until = date.fromisoformat(done.result["until"])
+    with deps_of(context).db.read_session() as session:
         name = collections.get_customer(session, customer_id).name
     tell_user(body, respond, client, f":zzz: {esc(name)} is snoozed until {fmt_date(until)}; "
           "dunning continues meanwhile.")
-
-
-def register(app: App) -> None:
-    app.action(ids.COLL_PROMISE)(on_promise)
-    app.action(ids.COLL_LOG_CALL)(on_log_call)
-    app.action(ids.COLL_REMINDER)(on_reminder)
-    app.action(ids.COLL_SNOOZE)(on_snooze)

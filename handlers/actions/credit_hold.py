@@ -2,38 +2,55 @@
 
 The role (credit approver or admin) is re-checked on the server at the click, whatever the
 card showed; a refusal is audited and explained ephemerally. On success the card is replaced
-with its fresh version.
+with its fresh version. A click is claimed by its `action_ts` (`workflows.receipts`): a replay
+of an old "hold" cannot put back a hold someone released since.
 """
 
 from __future__ import annotations
 
-from slack_bolt import Ack, App, BoltContext, Respond
+from slack_bolt import BoltContext, Respond
 
-from blocks import ids
 from blocks import lookup as render
 from blocks.approvals import credit_hold_actions, credit_hold_done, refusal
 from blocks.common import section
 from blocks.text import esc
-from handlers.common import caller, deps_of, now_of, today_for, transaction
+from handlers.common import (
+    Malformed,
+    action_id_value,
+    caller,
+    click_key,
+    deps_of,
+    now_of,
+    today_for,
+    transaction,
+)
 from models import Customer
-from workflows import queries
+from workflows import queries, receipts
 from workflows.credit_hold import set_credit_hold
 from workflows.errors import DomainError
 
 
-def _change(ack: Ack, body: dict, respond: Respond, context: BoltContext, *,
+def _change(body: dict, respond: Respond, context: BoltContext, *,
             on_hold: bool) -> None:
-    ack()
     try:
-        customer_id = int(body["actions"][0]["value"])
-    except (KeyError, IndexError, TypeError, ValueError):
+        customer_id = action_id_value(body)
+    except Malformed as broken:
+        respond(blocks=refusal(broken.detail), text=esc(broken.detail),
+                response_type="ephemeral", replace_original=False)
         return
     user_id = body["user"]["id"]
+    key = click_key(body)
     try:
         with transaction(context) as session:
+            receipt = (receipts.claim(session, key=key, kind="credit_hold", actor=user_id)
+                       if key else None)
             changed = set_credit_hold(session, customer_id=customer_id, actor=user_id,
                                       on_hold=on_hold, reason="from the customer card",
                                       now=now_of(context))
+            if receipt is not None:
+                receipts.remember(session, receipt, changed=changed)
+    except receipts.AlreadyHandled as done:  # a replay: answered as the first click was
+        changed = bool(done.result.get("changed"))
     except DomainError as error:
         respond(blocks=refusal(error.detail), text=esc(error.detail), response_type="ephemeral",
                 replace_original=False)
@@ -49,14 +66,9 @@ def _change(ack: Ack, body: dict, respond: Respond, context: BoltContext, *,
             response_type="ephemeral", replace_original=True)
 
 
-def on_hold(ack: Ack, body: dict, respond: Respond, context: BoltContext) -> None:
-    _change(ack, body, respond, context, on_hold=True)
+def on_hold(body: dict, respond: Respond, context: BoltContext) -> None:
+    _change(body, respond, context, on_hold=True)
 
 
-def on_release(ack: Ack, body: dict, respond: Respond, context: BoltContext) -> None:
-    _change(ack, body, respond, context, on_hold=False)
-
-
-def register(app: App) -> None:
-    app.action(ids.CREDIT_HOLD)(on_hold)
-    app.action(ids.CREDIT_RELEASE)(on_release)
+def on_release(body: dict, respond: Respond, context: BoltContext) -> None:
+    _change(body, respond, context, on_hold=False)

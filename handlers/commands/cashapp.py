@@ -1,8 +1,11 @@
 """`/o2c payment <id> [apply <invoices> | customer <name>]` (collectors) and `/o2c rules
 [remove <id>]` (admins): correcting cash application by hand, and what it learned from that.
 
-Every change runs in a transaction with the role checked on the server (the workflows check it
-again); refusals are audited (`handlers.common.transaction`)."""
+Both are rows of the subcommand table (`handlers.commands`) and run after the ack. Every
+change runs in a transaction with the role checked on the server (the workflows check it
+again); refusals are audited (`handlers.common.transaction`). A change runs once per
+invocation (`claim_command`): a replayed old `/o2c payment 7 apply ...` cannot undo a later
+correction."""
 
 from __future__ import annotations
 
@@ -10,10 +13,10 @@ from blocks import lookup
 from blocks.cashapp import payment_view, rules_view
 from blocks.common import render, section
 from blocks.text import esc
-from handlers.commands import CommandCall, subcommand
+from handlers.commands.call import CommandCall, claim_command
 from handlers.common import checking, describe_error, now_of, transaction
-from models import Customer, Role, money
-from workflows import cash_rules
+from models import Customer, money
+from workflows import cash_rules, receipts
 from workflows.cash_application import (
     assign_customer,
     correct_application,
@@ -49,8 +52,6 @@ def _usage(call: CommandCall, usage: str) -> None:
     call.answer(render([section(f"Usage: `{esc(usage)}`")]), "Usage")
 
 
-@subcommand("payment", usage=PAYMENT_USAGE, roles=(Role.COLLECTOR,),
-            summary="a payment; apply it to other invoices or name its customer (collectors)")
 def payment(call: CommandCall) -> None:
     parts = call.args.split()
     if not parts or not parts[0].lstrip("#").isdigit():
@@ -61,6 +62,7 @@ def payment(call: CommandCall) -> None:
     try:
         if verb == "apply" and rest:
             with transaction(call.context) as session:
+                claim_command(session, call, "payment.correct")
                 done = correct_application(session, payment_id=payment_id, invoices=rest,
                                            actor=call.user_id, now=now_of(call.context),
                                            names=call.deps.db.customer_names)
@@ -75,6 +77,7 @@ def payment(call: CommandCall) -> None:
                                               usage=PAYMENT_USAGE), "No unique customer")
                 return
             with transaction(call.context) as session:
+                claim_command(session, call, "payment.identify")
                 done = assign_customer(session, payment_id=payment_id,
                                        customer=match.customer.external_id,
                                        actor=call.user_id, now=now_of(call.context),
@@ -85,6 +88,12 @@ def payment(call: CommandCall) -> None:
         elif verb:
             _usage(call, PAYMENT_USAGE)
             return
+    except receipts.AlreadyHandled:
+        note = ":information_source: This command was handled already; nothing changed again."
+    except DomainError as error:
+        call.answer(render([section(describe_error(error))]), "Not done")
+        return
+    try:
         with call.deps.db.read_session() as session:
             data = _payment_data(session, get_payment(session, payment_id))
     except DomainError as error:
@@ -93,8 +102,6 @@ def payment(call: CommandCall) -> None:
     call.answer(payment_view(data, usage=PAYMENT_USAGE, note=note), f"Payment #{payment_id}")
 
 
-@subcommand("rules", usage=RULES_USAGE, roles=(Role.ADMIN,),
-            summary="what cash application learned from people; remove a rule (admins)")
 def rules(call: CommandCall) -> None:
     parts = call.args.split()
     note = None
@@ -104,12 +111,19 @@ def rules(call: CommandCall) -> None:
                 _usage(call, RULES_USAGE)
                 return
             with transaction(call.context) as session:
+                claim_command(session, call, "rule.remove")
                 rule = cash_rules.remove(session, actor=call.user_id,
                                          rule_id=int(parts[1].lstrip("#")),
                                          now=now_of(call.context))
                 note = (f":white_check_mark: Rule `#{rule.id}` removed; it no longer counts "
                         "(it stays in the audit log).")
-        elif parts and parts[0] != "all":
+    except receipts.AlreadyHandled:
+        note = ":information_source: This command was handled already; nothing changed again."
+    except DomainError as error:
+        call.answer(render([section(describe_error(error))]), "Not done")
+        return
+    try:
+        if parts and parts[0] not in ("all", "remove"):
             _usage(call, RULES_USAGE)
             return
         with checking(call.context) as session:  # (a refused list is audited too)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from blocks.collections import worklist_blocks
 from blocks.common import context, lines_text, render, section
 from blocks.text import SECTION_TEXT_MAX, esc, fmt_datetime
-from handlers.commands import CommandCall, subcommand
+from handlers.commands.call import CommandCall, claim_command
 from handlers.common import caller, checking, today_for, transaction
 from models import OutboxMessage, Role
-from workflows import audit, outbox
+from workflows import audit, outbox, receipts
 from workflows.collections import require_collector, worklist
 from workflows.errors import DomainError
 from workflows.users import require_role
@@ -20,8 +20,6 @@ def _refused(call: CommandCall, exc: DomainError) -> None:
     call.answer(render([section(f":warning: {esc(exc.detail)}")]), "Not allowed")
 
 
-@subcommand("worklist", usage="/o2c worklist",
-            summary="your overdue accounts, ranked by collection priority (collectors)")
 def worklist_command(call: CommandCall) -> None:
     user = caller(call.context, call.user_id, call.user_name, call.client)
     today = today_for(call.context, user)
@@ -54,18 +52,22 @@ def _retry(call: CommandCall, which: str) -> None:
     """Re-queue failed messages (one or all), audited with the admin as the actor; the role is
     checked again in the transaction that changes the rows."""
     row_id = None if which == "all" else int(which)
-    with transaction(call.context) as session:
-        _require_admin(session, call.user_id, "admin.outbox.retry")
-        count = outbox.requeue_failed(session, row_id)
-        if count:
-            audit.record(session, actor=call.user_id, action="outbox.requeue",
-                         entity_type="outbox", entity_id=which, from_state="failed",
-                         to_state="pending", count=count)
+    try:
+        with transaction(call.context) as session:
+            _require_admin(session, call.user_id, "admin.outbox.retry")
+            receipt = claim_command(session, call, "outbox.retry")  # once per command
+            count = outbox.requeue_failed(session, row_id)
+            if count:
+                audit.record(session, actor=call.user_id, action="outbox.requeue",
+                             entity_type="outbox", entity_id=which, from_state="failed",
+                             to_state="pending", count=count)
+            if receipt is not None:
+                receipts.remember(session, receipt, count=count)
+    except receipts.AlreadyHandled as done:  # a replay: told what the first one was told
+        count = int(done.result.get("count") or 0)
     call.answer(render([section(f":repeat: {count} message(s) queued again.")]), "Retried")
 
 
-@subcommand("admin", usage="/o2c admin outbox [retry <id|all>]",
-            summary="admins: undelivered and failed notifications; queue failed ones again")
 def admin(call: CommandCall) -> None:
     parts = call.args.lower().split()
     user = caller(call.context, call.user_id, call.user_name, call.client)

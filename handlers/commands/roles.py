@@ -6,9 +6,10 @@ import re
 
 from blocks.common import context, render, section
 from blocks.text import esc
-from handlers.commands import CommandCall, subcommand
+from handlers.commands.call import CommandCall, claim_command
 from handlers.common import transaction
 from models import Role
+from workflows import receipts
 from workflows.errors import DomainError
 from workflows.users import change_role
 
@@ -16,7 +17,6 @@ USAGE = "/o2c role <add|remove> <@user> <" + "|".join(r.value for r in Role) + "
 MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$|^@?([UW][A-Z0-9]{2,})$")
 
 
-@subcommand("role", usage=USAGE, summary="grant or remove a role (admins)")
 def role(call: CommandCall) -> None:
     parts = call.args.split()
     if len(parts) != 3 or parts[0].lower() not in ("add", "remove"):
@@ -36,8 +36,14 @@ def role(call: CommandCall) -> None:
         return
     try:
         with transaction(call.context) as session:
+            # once per command: a replayed old "add" cannot undo a later "remove"
+            receipt = claim_command(session, call, "role")
             changed = change_role(session, actor=call.user_id, user_id=target, role=role_name,
                                   add=verb == "add")
+            if receipt is not None:
+                receipts.remember(session, receipt, changed=changed)
+    except receipts.AlreadyHandled as done:  # a replay: told what the first one was told
+        changed = bool(done.result.get("changed"))
     except DomainError as exc:
         call.answer(render([section(f":no_entry: {esc(exc.detail)}")]), "Not done")
         return

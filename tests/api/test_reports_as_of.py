@@ -1,19 +1,21 @@
-"""`GET /reports/aging?as_of=` and `/reports/kpis?as_of=` for a past day use that day's AR."""
+"""`GET /reports/aging?as_of=`, `/reports/kpis?as_of=` and `/customers/{id}?as_of=` for a past
+day use that day's AR by economic date — the day the money moved, whenever it was posted — and
+`known_at=` asks, explicitly, what the books said at a recording time."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import time
+from datetime import UTC, date, datetime, timedelta
 
-import sqlalchemy as sa
-from sqlmodel import select
+import pytest
 
-from models import Allocation
 from tests.support import factories as f
 from workflows.cash_application import PaymentIn, record_payment
 
 
 def test_reports_as_of_a_past_day(server, api) -> None:  # noqa: ANN001
-    # given: 1000.00 issued 03-01 (due 03-31), paid 04-20; 400.00 issued 04-10 (due 05-10)
+    # given: 1000.00 issued 03-01 (due 03-31), paid 04-20 (recorded today); 400.00 issued
+    # 04-10 (due 05-10)
     paid_on = datetime(2026, 4, 20, 10, tzinfo=UTC)
     with server.db.transaction() as s:
         f.customer(s)
@@ -21,13 +23,8 @@ def test_reports_as_of_a_past_day(server, api) -> None:  # noqa: ANN001
                   due=date(2026, 3, 31))
         f.invoice(s, "INV-2026-000502", total="400.00", issued=date(2026, 4, 10),
                   due=date(2026, 5, 10))
-        payment, _ = record_payment(s, PaymentIn(amount="1000.00", currency="USD",
-                                                 received_at=paid_on),
-                                    actor="test", apply_to=["INV-2026-000501"])
-        [allocation] = s.exec(select(Allocation).where(Allocation.payment_id == payment.id))
-        table = Allocation.__table__
-        s.execute(sa.update(table).where(table.c.id == allocation.id).values(
-            created_at=paid_on))
+        record_payment(s, PaymentIn(amount="1000.00", currency="USD", received_at=paid_on),
+                       actor="test", apply_to=["INV-2026-000501"])
     # when
     aging = api.get("/reports/aging?as_of=2026-04-15").json()
     csv = api.get("/reports/aging?as_of=2026-04-15&format=csv").text
@@ -44,3 +41,85 @@ def test_reports_as_of_a_past_day(server, api) -> None:  # noqa: ANN001
                                                                      "25.71")
     # on 04-30 the first one is paid: AR 400
     assert (after["ar"], after["dso"]) == ("400.00", "25.71")
+
+
+BOOK = [("INV-2026-000001", "2026-03-16", "2026-04-15", "2000.00"),
+        ("INV-2026-000002", "2026-04-10", "2026-05-10", "4000.00"),
+        ("INV-2026-000003", "2026-05-12", "2026-06-11", "6000.00"),
+        ("INV-2026-000004", "2026-06-05", "2026-07-05", "5000.00"),
+        ("INV-2026-000005", "2026-06-20", "2026-07-20", "4000.00")]
+
+
+def test_the_controllers_book_as_of_30_june(server, api) -> None:  # noqa: ANN001
+    """Issue 21's book (worked by hand in tests/workflows/test_kpis_worked_example.py): five
+    invoices March-June pushed by the ERP, two paid in full on 1 May and 15 June by payments
+    posted through the API afterwards."""
+    # given
+    assert api.post("/customers", json={
+        "external_id": "C-GLOBEX", "name": "Globex Corporation", "currency": "USD",
+        "credit_limit": "50000.00", "payment_terms": "NET30",
+        "credit_reviewed": True}).status_code == 201
+    for number, issued, due, total in BOOK:
+        assert api.post("/invoices", json={
+            "number": number, "customer": "C-GLOBEX", "currency": "USD",
+            "issue_date": issued, "due_date": due, "total": total}).status_code == 201
+    time.sleep(0.01)
+    before_payments = server.deps.clock.now()
+    time.sleep(0.01)
+    answers = [api.post("/payments", json={
+        "amount": amount, "currency": "USD", "received_at": received, "reference": number,
+        "external_id": f"bank-{number}"}).json()
+        for number, amount, received in (("INV-2026-000003", "6000.00", "2026-06-15T11:00:00Z"),
+                                         ("INV-2026-000001", "2000.00",
+                                          "2026-05-01T14:00:00+02:00"))]
+    # when
+    kpis = api.get("/reports/kpis", params={"as_of": "2026-06-30"}).json()
+    then = api.get("/reports/kpis", params={"as_of": "2026-06-30",
+                                            "known_at": before_payments.isoformat()}).json()
+    aging = api.get("/reports/aging", params={"as_of": "2026-06-30"}).json()
+    customer = api.get("/customers/C-GLOBEX", params={"as_of": "2026-06-30"}).json()
+    # then: each payment is dated by its value date, and applied in full
+    assert [(a["status"], a["value_date"], a["allocations"][0]["effective_date"])
+            for a in answers] == [("applied", "2026-06-15", "2026-06-15"),
+                                  ("applied", "2026-05-01", "2026-05-01")]
+    # and the KPIs of 30 June count them on those days
+    assert (kpis["dso"], kpis["best_possible_dso"], kpis["average_days_delinquent"],
+            kpis["cei_pct"], kpis["count_back_dso"]) == ("61.58", "42.63", "18.95", "66.67",
+                                                         "50.67")
+    assert aging["currencies"]["USD"]["buckets"] == {
+        "current": "9000.00", "1-30": "0.00", "31-60": "4000.00", "61-90": "0.00",
+        "90+": "0.00"}
+    assert customer["balances"]["open"] == "13000.00"
+    assert customer["balances"]["oldest_days_past_due"] == 51
+    # and what the books said before the payments were posted is there when asked for
+    assert (then["dso"], then["best_possible_dso"], then["average_days_delinquent"],
+            then["cei_pct"], then["count_back_dso"]) == ("99.47", "42.63", "56.84", "0.00",
+                                                         "122.00")
+    assert then["known_at"] == before_payments.isoformat()
+
+
+@pytest.mark.parametrize("known_at", ["yesterday", "2026-07-01T09:00:00", "2026-13-01"])
+def test_a_bad_known_at_is_a_422_naming_it(server, api, known_at: str) -> None:  # noqa: ANN001
+    # when
+    answer = api.get("/reports/aging", params={"as_of": "2026-06-30", "known_at": known_at})
+    # then
+    assert answer.status_code == 422
+    assert [e["field"] for e in answer.json()["errors"]] == ["known_at"]
+
+
+def test_known_at_as_a_date_is_the_end_of_that_day(server, api) -> None:  # noqa: ANN001
+    # given: an invoice recorded now, issued ten days ago
+    today = server.deps.clock.business_today()
+    with server.db.transaction() as s:
+        f.customer(s)
+        f.invoice(s, "INV-2026-000601", total="100.00", issued=today - timedelta(days=10),
+                  due=today + timedelta(days=20))
+    # when: as known at the end of today, and at the end of a day before it was recorded
+    known = api.get("/reports/aging", params={"as_of": today.isoformat(),
+                                              "known_at": today.isoformat()}).json()
+    unknown = api.get("/reports/aging", params={
+        "as_of": today.isoformat(), "known_at": (today - timedelta(days=1)).isoformat()}).json()
+    # then
+    assert known["currencies"]["USD"]["total"] == "100.00"
+    assert known["known_at"].startswith(f"{today.isoformat()}T23:59:59.999999")
+    assert unknown["currencies"] == {}

@@ -183,6 +183,13 @@ CONTEXTS: dict[str, list[tuple[str, dict]]] = {
     "email_queued": [("queued", {"outbox_id": 12, "to": "ap@acme.example",
                                  "subject": "Overdue invoices of Acme Ltd",
                                  "summary": "Dear Acme Ltd, invoice ERP-77/2026 is overdue."})],
+    "email_failed": [("refused", {"outbox_id": 12, "to": "ap@acme.example",
+                                  "customer": "Acme Ltd", "kind": "invoice",
+                                  "invoices": ["ERP-77/2026"],
+                                  "reason": "recipient refused: 550 5.1.1 no such user"}),
+                     ("nothing named", {"outbox_id": 13, "to": None, "customer": None,
+                                        "kind": "payment reminder", "invoices": [],
+                                        "reason": "smtp 554: rejected"})],
 }
 
 def cases() -> Iterator:

@@ -47,6 +47,11 @@ def post_payment(api, amount: str, payer: str, external_id: str) -> dict:  # noq
     return response.json()
 
 
+def placed(payment: dict) -> list[tuple[str, str]]:
+    """Where a payment went (invoice, amount), as the API answers it."""
+    return [(a["invoice"], a["amount"]) for a in payment["allocations"]]
+
+
 def card_in_ar(standin) -> dict:  # noqa: ANN001
     return standin.api.wait_for(lambda: standin.api.messages(AR)[-1] if standin.api.messages(AR)
                                 else None, 10, "a card in the AR channel")
@@ -83,9 +88,8 @@ def test_naming_the_customer_on_the_card_applies_it_and_the_next_one_says_why(  
         "the card updated")
     assert "Payment applied" in text_of(updated)
     assert not [b for b in updated["blocks"] if b.get("accessory")]
-    assert api.get(f"/payments/{payment['id']}").json()["allocations"] == [
-        {"invoice": "INV-2026-000501", "amount": "600.00"},
-        {"invoice": "INV-2026-000502", "amount": "399.99"}]
+    assert placed(api.get(f"/payments/{payment['id']}").json()) == [
+        ("INV-2026-000501", "600.00"), ("INV-2026-000502", "399.99")]
     # when the same payer line pays again
     again = post_payment(api, "123.45", "GLBX HOLDINGS <!here>", "BANK-2")
     # then it is applied by itself, and the answer says why
@@ -145,14 +149,14 @@ def test_a_collector_corrects_an_application_with_a_command(  # noqa: ANN001
     payment = api.post("/payments", json={
         "amount": "99.95", "currency": "USD", "received_at": NOON,
         "reference": "INV-2026-000601", "external_id": "BANK-9"}).json()
-    assert payment["allocations"] == [{"invoice": "INV-2026-000601", "amount": "99.95"}]
+    assert placed(payment) == [("INV-2026-000601", "99.95")]
     # when the collector says it paid Globex's 123.45 invoice instead (partly)
     answer = text_of(ask(slack, standin.api, "UCOLL001",
                          f"payment {payment['id']} apply INV-2026-000503"))
     # then the money moved, and they see the payment as it is now
     assert "Applied as you said" in answer and "INV-2026-000503" in answer
     after = api.get(f"/payments/{payment['id']}").json()
-    assert after["allocations"] == [{"invoice": "INV-2026-000503", "amount": "99.95"}]
+    assert placed(after) == [("INV-2026-000503", "99.95")]
     assert api.get("/invoices/INV-2026-000601").json()["balance"] == "99.95"
     with server.db.read_session() as s:
         assert [a.created_by for a in s.exec(select(Allocation)).all()] == ["UCOLL001"]

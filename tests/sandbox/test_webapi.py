@@ -13,6 +13,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from sandbox.webapi import Fault, SlackWebAPI, StandInServer
+from tests.sandbox.conftest import BOT_TOKEN
 
 SECTION = {"type": "section", "text": {"type": "mrkdwn", "text": "Order *SO-1* needs approval"}}
 BUTTON_BLOCKS = [SECTION, {"type": "actions", "block_id": "act", "elements": [
@@ -303,6 +304,59 @@ def test_faults_are_consumed_in_order_and_recorded(api, client):
     assert calls[0].fault == Fault(status=503)
     assert api.pending_faults("chat.postMessage") == []
     assert [m["text"] for m in api.messages("C1")] == ["c"]
+
+
+def test_a_late_answer_comes_after_the_call_was_done_and_recorded(api, stand_in):
+    # given a Slack that answers 1 s after posting, and a client that waits 0.3 s
+    api.inject("chat.postMessage", Fault(delay_after=1.0))
+    impatient = WebClient(token=BOT_TOKEN, base_url=stand_in.api_url, timeout=0.3,
+                          retry_handlers=[])
+    # when
+    with pytest.raises(TimeoutError):
+        impatient.chat_postMessage(channel="C1", text="posted anyway")
+    # then the message is there and the call recorded, though the client saw nothing
+    assert [m["text"] for m in api.messages("C1")] == ["posted anyway"]
+    assert [c.ok for c in api.calls_to("chat.postMessage")] == [True]
+
+
+def test_an_applied_failure_posts_and_still_answers_the_failure(api, client):
+    api.inject("chat.postMessage", Fault(status=503, applied=True))
+    error = _error(lambda: client.chat_postMessage(channel="C1", text="posted, then 503"))
+    assert error.response.status_code == 503
+    assert [m["text"] for m in api.messages("C1")] == ["posted, then 503"]
+
+
+def test_history_lists_top_level_messages_newest_first_with_metadata_on_request(api, client):
+    # given three posts (one with metadata) and a thread reply
+    marker = {"event_type": "o2c_outbox", "event_payload": {"outbox_id": 7}}
+    first = client.chat_postMessage(channel="C1", text="one")
+    client.chat_postMessage(channel="C1", text="two", metadata=marker)
+    client.chat_postMessage(channel="C1", text="reply", thread_ts=first["ts"])
+    client.chat_postMessage(channel="C1", text="three")
+    # when
+    page = client.conversations_history(channel="C1", limit=2)
+    rest = client.conversations_history(channel="C1", limit=2,
+                                        cursor=page["response_metadata"]["next_cursor"])
+    with_metadata = client.conversations_history(channel="C1", include_all_metadata=True,
+                                                 oldest=first["ts"])
+    # then
+    assert [m["text"] for m in page["messages"]] == ["three", "two"] and page["has_more"]
+    assert [m["text"] for m in rest["messages"]] == ["one"] and not rest["has_more"]
+    assert "metadata" not in page["messages"][1]
+    assert [m["text"] for m in with_metadata["messages"]] == ["three", "two"]
+    assert with_metadata["messages"][1]["metadata"] == marker
+    assert _error(lambda: client.conversations_history(channel="CNOPE")).response[
+        "error"] == "channel_not_found"
+    bad = _error(lambda: client.chat_postMessage(channel="C1", text="x",
+                                                  metadata={"event_type": "x"}))
+    assert bad.response["error"] == "invalid_metadata_format"
+
+
+def test_history_of_a_dm_opened_with_conversations_open(api, client):
+    client.chat_postMessage(channel="U1", text="hello")
+    dm = client.conversations_open(users="U1")["channel"]["id"]
+    assert [m["text"] for m in client.conversations_history(channel=dm)["messages"]] == [
+        "hello"]
 
 
 def test_wait_for_calls_returns_matching_calls_or_lists_what_arrived(api, client):

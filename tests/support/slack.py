@@ -57,3 +57,49 @@ def ephemeral_texts(api: SlackWebAPI, user_id: str) -> list[str]:
     """What each ephemeral (chat.postEphemeral or response_url) shown to the user says."""
     return [json.dumps(e["blocks"] or e["text"], ensure_ascii=False)
             for e in api.ephemerals(user_id)]
+
+
+def prepared_submission(slack: SlackDriver, user_id: str, view: dict, values: dict,
+                        **kwargs: object) -> str:
+    """The form body of a modal submission, built exactly as `slack.submit_view` would send it
+    but not sent (the stand-in's modal is left open): send it with `slack.send(body, FORM)`,
+    as often and from as many threads as a replay or a burst needs."""
+    import httpx
+
+    captured: dict = {}
+
+    def capture(payload: dict, opts: dict) -> httpx.Response:
+        captured["body"] = urlencode({"payload": json.dumps(payload)})
+        return httpx.Response(503)  # "not answered": the stand-in leaves the modal open
+
+    slack._send_payload = capture  # instance attribute shadows the method for one call
+    try:
+        slack.submit_view(user_id, view, values, **kwargs)
+    finally:
+        del slack._send_payload
+    return captured["body"]
+
+
+def burst(slack: SlackDriver, body: str, copies: int = 10) -> list[int]:
+    """Send `copies` of one signed body at the same moment (threads behind a barrier);
+    returns the HTTP statuses."""
+    import threading
+
+    from sandbox.driver import FORM
+
+    start = threading.Barrier(copies)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def send() -> None:
+        start.wait()
+        status = slack.send(body, FORM).status_code
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=send) for _ in range(copies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return statuses

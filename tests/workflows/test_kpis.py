@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+import time_machine
 from sqlmodel import Session, select
 
 from models import Allocation, Approval, CreditNote, Invoice, Payment, WriteOff
@@ -26,20 +27,12 @@ def at(day: date, hour: int = 10) -> datetime:
     return datetime.combine(day, time(hour), tzinfo=UTC)
 
 
-def _stamp(session: Session, model: type, row_id: int, when: datetime) -> None:
-    """The workflows stamp settlements with the wall clock; replayed history needs its day."""
-    table = model.__table__
-    session.execute(sa.update(table).where(table.c.id == row_id).values(created_at=when))
-
-
 def pay(session: Session, amount: str, number: str, day: date, *, currency: str = "USD"
         ) -> Payment:
+    """A payment received on `day` (recorded now: the reports date it by its value date)."""
     payment, _ = record_payment(session, PaymentIn(amount=amount, currency=currency,
                                                    received_at=at(day)),
                                 actor="test", apply_to=[number])
-    for allocation in session.exec(select(Allocation).where(
-            Allocation.payment_id == payment.id)):
-        _stamp(session, Allocation, allocation.id, at(day))
     return payment
 
 
@@ -63,9 +56,8 @@ def history(session: Session) -> Session:
     issue_credit_note(session, invoice_number=b.number, amount="100.00", reason="damaged",
                       actor="test", now=at(date(2026, 3, 1)))
     pay(session, "500.00", a.number, date(2026, 4, 5))
-    row = write_off(session, invoice=b, amount_minor=5000, reason="bad_debt", actor="test",
-                    now=at(date(2026, 4, 10)))
-    _stamp(session, WriteOff, row.id, at(date(2026, 4, 10)))
+    write_off(session, invoice=b, amount_minor=5000, reason="bad_debt", actor="test",
+              now=at(date(2026, 4, 10)))
     pay(session, "200.00", c.number, date(2026, 4, 25))
     session.commit()
     return session
@@ -73,7 +65,7 @@ def history(session: Session) -> Session:
 
 def test_aging_as_of_past_days_uses_the_balances_of_that_day(history: Session) -> None:
     # when
-    first, second, third = (aging_by_currency(history, day, now=LATER)["USD"]
+    first, second, third = (aging_by_currency(history, day)["USD"]
                             for day in (T1, T2, T3))
     # then: 02-28: A 500 (19 days late), B 600 not yet due; C not issued
     assert first.buckets == {"current": 60000, "1-30": 50000, "31-60": 0, "61-90": 0,
@@ -88,13 +80,16 @@ def test_aging_as_of_past_days_uses_the_balances_of_that_day(history: Session) -
     assert third.counts == {"current": 0, "1-30": 1, "31-60": 1, "61-90": 0, "90+": 0}
 
 
-def test_aging_today_reads_the_open_balances(history: Session) -> None:
-    # when: "today" is 04-30 (the fast path) and 04-30 is past (rebuilt from settlements)
-    fast = aging_by_currency(history, T3, now=at(T3, 23))
-    rebuilt = aging_by_currency(history, T3, now=LATER)
-    # then: the same, since nothing happened after 04-30
-    assert fast["USD"].buckets == rebuilt["USD"].buckets
-    assert fast["USD"].counts == rebuilt["USD"].counts
+def test_a_days_aging_does_not_depend_on_when_it_is_asked(history: Session) -> None:
+    # when: 04-30 asked late on 04-30, and a month later
+    with time_machine.travel(at(T3, 23), tick=False):
+        that_day = aging_by_currency(history, T3)
+    with time_machine.travel(at(date(2026, 6, 1)), tick=False):
+        later = aging_by_currency(history, T3)
+    # then: the same, and today's open balances (nothing is dated after 04-30)
+    assert that_day == later
+    open_now = history.exec(select(sa.func.sum(Invoice.balance_minor))).one()
+    assert that_day["USD"].total == open_now == 65000
 
 
 def test_aging_of_one_customer_as_of_a_past_day(history: Session) -> None:
@@ -104,8 +99,8 @@ def test_aging_of_one_customer_as_of_a_past_day(history: Session) -> None:
     f.invoice(history, "INV-2026-000201", "C-ACME", total="70.00", issued=date(2026, 2, 1),
               due=date(2026, 3, 3))
     # when
-    mine = aging_by_currency(history, T2, customer_id=globex, now=LATER)
-    theirs = aging_by_currency(history, T2, customer_id=other.id, now=LATER)
+    mine = aging_by_currency(history, T2, customer_id=globex)
+    theirs = aging_by_currency(history, T2, customer_id=other.id)
     # then
     assert mine["USD"].total == 140000
     assert theirs["USD"].buckets["1-30"] == 7000 and theirs["USD"].total == 7000
@@ -132,7 +127,7 @@ def test_aging_of_one_customer_as_of_a_past_day(history: Session) -> None:
 ])
 def test_kpis_as_of_three_past_days(history: Session, as_of: date, expected: dict) -> None:
     # when
-    data = kpis.to_json(kpis.compute(history, as_of, now=LATER))
+    data = kpis.to_json(kpis.compute(history, as_of))
     # then
     assert {key: data[key] for key in expected} == expected
     assert data["currency"] == "USD"
@@ -141,17 +136,16 @@ def test_kpis_as_of_three_past_days(history: Session, as_of: date, expected: dic
 def test_past_kpis_do_not_read_todays_balances(history: Session) -> None:
     # given: today's open balance is 650.00
     today = LATER.date()
-    assert aging_by_currency(history, today, now=LATER)["USD"].total == 65000
-    assert aging_by_currency(history, today)["USD"].total == 65000  # rebuilt: the same
-    # when: the KPIs as of 02-28, without saying when "now" is
+    assert aging_by_currency(history, today)["USD"].total == 65000
+    # when: the KPIs as of 02-28
     report = kpis.compute(history, T1)
     # then: AR of that day
     assert report.ar_minor == 110000 and report.current_ar_minor == 60000
 
 
 def test_historical_aging_matches_the_definition_on_the_demo_company(db) -> None:  # noqa: ANN001
-    """AR(t) per invoice = total − settlements recorded by the end of t, for invoices issued
-    by t; checked against a plain Python recount over the seeded demo company."""
+    """AR(t) per invoice = total − settlements dated (effective) by the end of t, for invoices
+    issued by t; checked against a plain Python recount over the seeded demo company."""
     from bot.seed import seed_demo
 
     # given
@@ -159,21 +153,20 @@ def test_historical_aging_matches_the_definition_on_the_demo_company(db) -> None
     seed_demo(db, today)
     with db.read_session() as session:
         invoices = session.exec(select(Invoice)).all()
-        moves = [(row.invoice_id, row.amount_minor, row.created_at)
+        moves = [(row.invoice_id, row.amount_minor, row.effective_date)
                  for model in (Allocation, CreditNote, WriteOff)
                  for row in session.exec(select(model)).all()]
         for day in (today - timedelta(days=75), today - timedelta(days=20), today):
             # when
-            aging = aging_by_currency(session, day, now=LATER)
+            aging = aging_by_currency(session, day)
             # then
-            cutoff = datetime.combine(day, time.max, tzinfo=UTC)
             expected: dict[str, dict[str, int]] = {}
             for invoice in invoices:
                 if invoice.issue_date > day:
                     continue
                 balance = invoice.total_minor - sum(
                     amount for invoice_id, amount, when in moves
-                    if invoice_id == invoice.id and when <= cutoff)
+                    if invoice_id == invoice.id and when <= day)
                 if balance > 0:
                     bucket = next(name for name, edge in bucket_edges(day)
                                   if edge is None or invoice.due_date >= edge)
@@ -181,8 +174,7 @@ def test_historical_aging_matches_the_definition_on_the_demo_company(db) -> None
                     cur[bucket] = cur.get(bucket, 0) + balance
             got = {c: {b: v for b, v in a.buckets.items() if v} for c, a in aging.items()}
             assert got == expected, day
-        assert aging_by_currency(session, today, now=LATER) == aging_by_currency(
-            session, today, now=at(today))
+
 
 
 def test_bucket_edges_are_days_past_due() -> None:
@@ -246,7 +238,7 @@ def test_approval_turnaround_ignores_cancelled_requests(session: Session) -> Non
     cancelled = approval(both, "credit")
     assert cancelled.status == "cancelled" and cancelled.decided_at is not None
     # when
-    report = kpis.compute(session, date(2026, 3, 31), now=LATER)
+    report = kpis.compute(session, date(2026, 3, 31))
     # then: (2 h + 6 h) / 2, not (2 + 2 + 6) / 3
     assert report.approval_turnaround_hours == Decimal("4.00")
 
@@ -259,7 +251,7 @@ def test_with_all_ar_collected_the_home_currency_is_the_one_sold_in(session: Ses
     pay(session, "500.00", "INV-2026-000401", date(2026, 3, 10))
     session.commit()
     # when
-    report = kpis.compute(session, T2, now=LATER)
+    report = kpis.compute(session, T2)
     # then: DSO 0 days, not "no KPIs"
     assert report.currency == "USD" and report.credit_sales_minor == 50000
     assert report.dso == Decimal("0.00") and report.cei == Decimal("100.00")

@@ -1,6 +1,8 @@
 """When an invoice counts as paid (`Invoice.paid_at`, the late-payment history of approval cards
 and the collections risk factor) and when a promise to pay counts as kept: by when the money
-was RECEIVED, never by when we imported or applied it."""
+was RECEIVED, never by when we imported or applied it. And the economic date every settlement
+carries for the as-of reports (issue 21): an allocation's value date, a credit note's issue
+date, a write-off's effective date, apart from when it was recorded."""
 
 from __future__ import annotations
 
@@ -9,19 +11,21 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import time_machine
 from sqlmodel import select
 
-from models import Invoice, Payment, PromiseStatus, PromiseToPay
+from models import Allocation, Invoice, Payment, PromiseStatus, PromiseToPay, WriteOff
 from tests.support import factories as f
 from tests.support.timetravel import frozen_at
 from workflows import collections, credit, invariants
-from workflows.bank_statements import import_statement
+from workflows.bank_statements import import_statement, parse_statement
 from workflows.cash_application import (
     PaymentIn,
     apply_suggestion,
     record_payment,
     write_off,
 )
+from workflows.errors import ValidationFailed
 from workflows.invoicing import issue_credit_note
 
 TODAY = date(2026, 11, 24)
@@ -218,3 +222,174 @@ def test_money_received_after_the_promised_day_breaks_the_promise(books) -> None
     books.commit()
     # then
     assert (result.kept, result.broken) == ([], [promise.id])
+
+
+# -- economic dates of settlements (issue 21) -----------------------------------------------------
+ISSUED = date(2026, 3, 2)
+
+
+@pytest.fixture
+def march(session):  # noqa: ANN001, ANN201
+    """One 1000.00 invoice issued 03-02, due 04-01."""
+    f.customer(session, "C-GLOBEX", "Globex Corporation")
+    f.invoice(session, "INV-2026-000901", total="1000.00", issued=ISSUED,
+              due=date(2026, 4, 1))
+    session.commit()
+    return session
+
+
+def allocations(session) -> list[Allocation]:  # noqa: ANN001
+    return list(session.exec(select(Allocation).order_by(Allocation.id)))
+
+
+def test_an_allocation_is_dated_by_the_value_date_and_keeps_its_recording_time(march) -> None:  # noqa: ANN001
+    # given: money received 20 March, posted on 9 April
+    posted = datetime(2026, 4, 9, 15, tzinfo=UTC)
+    # when
+    with time_machine.travel(posted, tick=False):
+        payment = pay(march, "400.00", datetime(2026, 3, 20, 10, tzinfo=UTC),
+                      reference="INV-2026-000901")
+    # then
+    [allocation] = allocations(march)
+    assert payment.value_date == date(2026, 3, 20)
+    assert (allocation.value_date, allocation.effective_date) == (date(2026, 3, 20),) * 2
+    assert allocation.created_at == posted
+
+
+def test_the_value_date_is_the_day_the_sender_stated(march) -> None:  # noqa: ANN001
+    # when: 00:30 on 21 March in Berlin is still 20 March in UTC; 21:00 on 20 March in New
+    # York is already 21 March in UTC
+    berlin = pay(march, "100.00", datetime.fromisoformat("2026-03-21T00:30:00+01:00"),
+                 reference="INV-2026-000901")
+    new_york = pay(march, "100.00", datetime.fromisoformat("2026-03-20T21:00:00-04:00"),
+                   reference="INV-2026-000901")
+    # then: each is dated by the calendar day it was sent with
+    assert (berlin.value_date, new_york.value_date) == (date(2026, 3, 21), date(2026, 3, 20))
+    assert [a.effective_date for a in allocations(march)] == [date(2026, 3, 21),
+                                                              date(2026, 3, 20)]
+
+
+def test_money_received_before_the_invoice_counts_from_its_issue_date(march) -> None:  # noqa: ANN001
+    # when: a prepayment of 25 February applied to the invoice issued 2 March
+    pay(march, "1000.00", datetime(2026, 2, 25, 9, tzinfo=UTC), reference="INV-2026-000901")
+    # then
+    [allocation] = allocations(march)
+    assert (allocation.value_date, allocation.effective_date) == (date(2026, 2, 25), ISSUED)
+
+
+def test_a_statement_line_is_valued_on_its_value_date(march, tmp_path: Path) -> None:  # noqa: ANN001
+    # given: booked by the bank on Monday 23 March, value date Friday 20 March
+    path = tmp_path / "statement.csv"
+    path.write_text("Booking date,Value date,Amount,Currency,Payer,Reference\n"
+                    "2026-03-23,2026-03-20,1000.00,USD,GLOBEX CORPORATION,INV-2026-000901\n")
+    # when
+    report = import_statement(march, path)
+    march.commit()
+    # then: received on the booking day, counted on the value day
+    assert (report.created, report.errors) == (1, [])
+    payment = march.exec(select(Payment)).one()
+    assert payment.received_at.date() == date(2026, 3, 23)
+    assert payment.value_date == date(2026, 3, 20)
+    assert allocations(march)[0].effective_date == date(2026, 3, 20)
+
+
+def test_a_camt_entry_is_valued_on_its_valdt() -> None:
+    # given
+    xml = CAMT_ONE_ENTRY.format(booked="2026-03-23", valued="2026-03-20").encode()
+    # when
+    kind, [line], _, errors = parse_statement(xml)
+    # then
+    assert (kind, errors) == ("camt.053", [])
+    assert (line.booked_on, line.value_date) == (date(2026, 3, 23), date(2026, 3, 20))
+
+
+def test_a_credit_note_is_dated_by_its_issue_date(march) -> None:  # noqa: ANN001
+    # when: an ERP's credit note of 25 March, sent on 2 April; and one of ours, today
+    recorded = datetime(2026, 4, 2, 8, tzinfo=UTC)
+    erp = issue_credit_note(march, invoice_number="INV-2026-000901", amount="50.00",
+                            reason="short shipped", actor="api", now=recorded,
+                            issue_date=date(2026, 3, 25))
+    ours = issue_credit_note(march, invoice_number="INV-2026-000901", amount="20.00",
+                             reason="goodwill", actor="UCOLL001", now=recorded)
+    # then
+    assert (erp.value_date, erp.effective_date, erp.created_at) == (
+        date(2026, 3, 25), date(2026, 3, 25), recorded)
+    assert (ours.value_date, ours.effective_date) == (date(2026, 4, 2),) * 2
+
+
+@pytest.mark.parametrize("issue_date, says", [(date(2026, 3, 1), "before INV-2026-000901"),
+                                              (date(2026, 4, 3), "in the future")])
+def test_a_credit_note_dated_before_its_invoice_or_in_the_future_is_refused(  # noqa: ANN001
+        march, issue_date: date, says: str) -> None:
+    # when
+    with pytest.raises(ValidationFailed) as refused:
+        issue_credit_note(march, invoice_number="INV-2026-000901", amount="50.00",
+                          reason="short shipped", actor="api",
+                          now=datetime(2026, 4, 2, 8, tzinfo=UTC), issue_date=issue_date)
+    # then: nothing changed
+    assert [e.field for e in refused.value.errors] == ["issue_date"]
+    assert says in refused.value.detail
+    march.rollback()
+    assert invoice(march, "INV-2026-000901").balance_minor == 100_000
+
+
+def test_a_write_off_is_dated_by_its_effective_date(march) -> None:  # noqa: ANN001
+    # when: finance decides on 2 April to write off, effective 31 March
+    target = invoice(march, "INV-2026-000901")
+    row = write_off(march, invoice=target, amount_minor=100_000, reason="bad_debt",
+                    actor="test", now=datetime(2026, 4, 2, 16, tzinfo=UTC),
+                    effective_date=date(2026, 3, 31))
+    march.commit()
+    # then: written off (and settled) on 31 March, recorded on 2 April
+    assert (row.value_date, row.effective_date) == (date(2026, 3, 31),) * 2
+    assert row.created_at == datetime(2026, 4, 2, 16, tzinfo=UTC)
+    assert invoice(march, "INV-2026-000901").paid_at.date() == date(2026, 3, 31)
+
+
+@pytest.mark.parametrize("effective, says", [(date(2026, 3, 1), "before INV-2026-000901 was"),
+                                             (date(2026, 4, 3), "in the future")])
+def test_a_write_off_before_its_invoice_or_in_the_future_is_refused(  # noqa: ANN001
+        march, effective: date, says: str) -> None:
+    # when
+    target = invoice(march, "INV-2026-000901")
+    with pytest.raises(ValidationFailed) as refused:
+        write_off(march, invoice=target, amount_minor=100_000, reason="bad_debt",
+                  actor="test", now=datetime(2026, 4, 2, 16, tzinfo=UTC),
+                  effective_date=effective)
+    # then: the field is named and nothing changed
+    assert [e.field for e in refused.value.errors] == ["effective_date"]
+    assert says in refused.value.detail
+    march.rollback()
+    assert invoice(march, "INV-2026-000901").balance_minor == 100_000
+    assert march.exec(select(WriteOff)).all() == []
+
+
+def test_a_fee_written_off_with_a_payment_is_dated_by_the_payment(march) -> None:  # noqa: ANN001
+    # when: 999.00 received 28 March for the 1000.00 invoice, posted 6 April
+    with time_machine.travel(datetime(2026, 4, 6, 9, tzinfo=UTC), tick=False):
+        pay(march, "999.00", datetime(2026, 3, 28, 12, tzinfo=UTC),
+            reference="INV-2026-000901")
+    # then
+    fee = march.exec(select(WriteOff)).one()
+    assert (fee.reason, fee.value_date, fee.effective_date) == ("bank_fee", date(2026, 3, 28),
+                                                                date(2026, 3, 28))
+
+
+CAMT_ONE_ENTRY = """<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02">
+  <BkToCstmrStmt>
+    <Stmt>
+      <Acct><Id><IBAN>DE89370400440532013000</IBAN></Id></Acct>
+      <Ntry>
+        <Amt Ccy="USD">1000.00</Amt>
+        <CdtDbtInd>CRDT</CdtDbtInd>
+        <Sts>BOOK</Sts>
+        <BookgDt><Dt>{booked}</Dt></BookgDt>
+        <ValDt><Dt>{valued}</Dt></ValDt>
+        <AcctSvcrRef>X-1</AcctSvcrRef>
+        <AddtlNtryInf>INV-2026-000901</AddtlNtryInf>
+      </Ntry>
+    </Stmt>
+  </BkToCstmrStmt>
+</Document>
+"""

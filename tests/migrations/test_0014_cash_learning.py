@@ -1,16 +1,18 @@
-"""Migration 0009_cash_learning: suggestions written as JSON into `payments.match_details` by
+"""Migration 0014_cash_learning: suggestions written as JSON into `payments.match_details` by
 the code before it move into `payment_suggestions` (the API answers and the card show the same),
-learned rules get their table, and it downgrades putting the suggestions back."""
+learned rules get their table, and it downgrades putting the suggestions back. The revision
+before it is read from Alembic (the lead chains the branches' migrations when merging)."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 from sqlmodel import select
 
 from bot.db import Database, normalize_url
-from bot.migrate import downgrade, upgrade
+from bot.migrate import alembic_config, downgrade, upgrade
 from models import Payment, PaymentSuggestion
 from tests.support import factories as f
 from workflows.cash_application import (
@@ -25,7 +27,8 @@ RECEIVED = datetime(2026, 11, 20, 10, tzinfo=UTC)
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 ISSUED = date(2026, 11, 1)
 
-# A payment waiting for review as the code before 0009 stored it (suggestions as shown,
+REVISION = "0014_cash_learning"
+# A payment waiting for review as the code before 0014 stored it (suggestions as shown,
 # options as applied, the card's outbox id), for invoices 1 and 2 of customer 1.
 OLD_DETAILS = {
     "engine": "cashapp-1", "outcome": "review", "write_off_minor": 0, "card_outbox_id": None,
@@ -54,12 +57,18 @@ OLD_DETAILS = {
 }
 
 
+def _before(database_url: str) -> str:
+    """The revision this migration follows, as Alembic chains them."""
+    script = ScriptDirectory.from_config(alembic_config(database_url))
+    return script.get_revision(REVISION).down_revision
+
+
 def _engine(url: str) -> sa.Engine:
     return sa.create_engine(normalize_url(url), poolclass=sa.pool.NullPool)
 
 
 def test_old_suggestions_move_into_their_table_and_answer_the_same(database_url) -> None:  # noqa: ANN001
-    # given books at 0009 with customers and invoices, then the schema before it
+    # given books at 0014 with customers and invoices, then the schema before it
     db = Database(database_url)
     try:
         with db.transaction() as s:
@@ -70,10 +79,10 @@ def test_old_suggestions_move_into_their_table_and_answer_the_same(database_url)
             customer_id = s.exec(sa.text("SELECT id FROM customers")).one()[0]
     finally:
         db.dispose()
-    downgrade(database_url, "0006_money_bigint")
+    downgrade(database_url, _before(database_url))
     engine = _engine(database_url)
     try:
-        # and a payment with suggestions in its JSON, as the code before 0009 wrote it
+        # and a payment with suggestions in its JSON, as the code before 0014 wrote it
         details = {**OLD_DETAILS, "options": [
             {**o, "customer_id": customer_id,
              "lines": [{**o["lines"][0], "invoice_id": ids[i]}]}
@@ -86,14 +95,14 @@ def test_old_suggestions_move_into_their_table_and_answer_the_same(database_url)
                 {"t": RECEIVED}).scalar()
             details["card_outbox_id"] = card
             payments = sa.table("payments", *[sa.column(c) for c in (
-                "id", "amount_minor", "currency", "received_at", "payer_name", "source",
-                "status", "unapplied_minor", "confidence_bp", "created_at")],
+                "id", "amount_minor", "currency", "received_at", "value_date", "payer_name",
+                "source", "status", "unapplied_minor", "confidence_bp", "created_at")],
                 sa.column("match_details", sa.JSON))
             conn.execute(sa.insert(payments).values(
                 id=1, amount_minor=25_000, currency="USD", received_at=RECEIVED,
-                payer_name="GLOBEX", source="api", status="needs_review",
-                unapplied_minor=25_000, confidence_bp=4900, created_at=RECEIVED,
-                match_details=details))
+                value_date=RECEIVED.date(), payer_name="GLOBEX", source="api",
+                status="needs_review", unapplied_minor=25_000, confidence_bp=4900,
+                created_at=RECEIVED, match_details=details))
         # when
         upgrade(database_url)
     finally:
@@ -147,7 +156,7 @@ def test_downgrade_puts_the_suggestions_back_and_up_again_keeps_them(database_ur
     finally:
         db.dispose()
     # when
-    downgrade(database_url, "0006_money_bigint")
+    downgrade(database_url, _before(database_url))
     engine = _engine(database_url)
     try:
         with engine.connect() as conn:
@@ -159,7 +168,7 @@ def test_downgrade_puts_the_suggestions_back_and_up_again_keeps_them(database_ur
         engine.dispose()
     old = {pid: (d if isinstance(d, dict) else __import__("json").loads(d))
            for pid, d in old.items()}
-    # then the JSON is what the code before 0009 read
+    # then the JSON is what the code before 0014 read
     assert old[waiting.id]["suggestions"] == shown
     assert [o["rank"] for o in old[waiting.id]["options"]] == [1, 2]
     assert old[waiting.id]["card_outbox_id"] is not None

@@ -12,8 +12,8 @@
 Downgrading puts the suggestions back into `match_details` (and the card's outbox id) and
 drops both tables; the learned rules are lost (they are in the audit log).
 
-Revision ID: 0009_cash_learning
-Revises: 0006_money_bigint
+Revision ID: 0014_cash_learning
+Revises: 0010_core
 Create Date: 2026-12-08
 """
 from collections.abc import Iterator, Sequence
@@ -26,8 +26,8 @@ from sqlalchemy.dialects import postgresql
 
 import models.base  # noqa: F401 - custom column types (UTCDateTime)
 
-revision: str = "0009_cash_learning"
-down_revision: str | None = "0006_money_bigint"
+revision: str = "0014_cash_learning"
+down_revision: str | None = "0010_core"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

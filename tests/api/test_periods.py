@@ -1,0 +1,86 @@
+"""Closing an AR month through the API and the CLI (issue 21): admins' API token only,
+idempotent, audited; a payment dated inside the closed month says where it was booked."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+
+from sqlmodel import select
+
+from bot.cli import main
+from bot.clock import Clock
+from models import AuditEvent
+from tests.support import factories as f
+
+
+def last_month() -> date:
+    """The first day of the month before this one (the latest month that can be closed)."""
+    return (Clock().business_today().replace(day=1) - timedelta(days=1)).replace(day=1)
+
+
+def test_close_a_month_then_a_payment_dated_in_it_is_booked_in_the_next(server, api) -> None:  # noqa: ANN001
+    # given: an invoice issued last month
+    month = last_month()
+    period = f"{month:%Y-%m}"
+    with server.db.transaction() as s:
+        f.customer(s)
+        f.invoice(s, "INV-2026-000901", total="250.00", issued=month, due=month
+                  + timedelta(days=30))
+    # when: the month is closed, twice, then money of its 10th day is posted
+    first = api.post(f"/periods/{period}/close", headers={"Idempotency-Key": "close-1"})
+    replay = api.post(f"/periods/{period}/close", headers={"Idempotency-Key": "close-1"})
+    again = api.post(f"/periods/{period}/close")
+    earlier = api.post(f"/periods/{month - timedelta(days=1):%Y-%m}/close")
+    paid = api.post("/payments", json={
+        "amount": "250.00", "currency": "USD", "reference": "INV-2026-000901",
+        "received_at": f"{month + timedelta(days=9)}T10:00:00Z"}).json()
+    listed = api.get("/periods").json()
+    # then: closed once; later calls say it was already closed
+    assert first.status_code == 201 and first.json()["created"] is True
+    assert first.json()["closed_through"] == period and first.json()["closed_by"] == "api"
+    assert replay.status_code == 201 and replay.headers["Idempotent-Replayed"] == "true"
+    assert again.status_code == 200 and again.json()["created"] is False
+    assert earlier.status_code == 200 and earlier.json()["closed_through"] == period
+    assert [c["period"] for c in listed["closes"]] == [period]
+    assert listed["closed_through"] == period
+    # and the payment's allocation keeps its value date, booked on the first open day
+    next_month = (month + timedelta(days=31)).replace(day=1)
+    [allocation] = paid["allocations"]
+    assert allocation["value_date"] == f"{month + timedelta(days=9)}"
+    assert allocation["effective_date"] == next_month.isoformat()
+    assert allocation["booked_in_open_period"] is True
+    assert "closed period" in allocation["note"]
+    with server.db.read_session() as s:
+        closes = s.exec(select(AuditEvent).where(AuditEvent.action == "period.closed")).all()
+    assert [(e.actor, e.entity_id) for e in closes] == [("api", period)]
+
+
+def test_a_month_not_over_cannot_be_closed(server, api) -> None:  # noqa: ANN001
+    # when
+    this_month = f"{Clock().business_today():%Y-%m}"
+    answers = [api.post(f"/periods/{p}/close") for p in (this_month, "2026-6", "someday")]
+    # then: 422 naming the period, nothing closed
+    assert [a.status_code for a in answers] == [422, 422, 422]
+    assert all([e["field"] for e in a.json()["errors"]] == ["period"] for a in answers)
+    assert "has not ended yet" in answers[0].json()["detail"]
+    assert api.get("/periods").json() == {"closed_through": None, "closes": []}
+
+
+def test_the_close_period_command(monkeypatch, capsys, db, database_url) -> None:  # noqa: ANN001
+    # given
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    period = f"{last_month():%Y-%m}"
+    # when
+    assert main(["close-period", period, "--by", "UADMIN01"]) == 0
+    closed = json.loads(capsys.readouterr().out)
+    assert main(["close-period", period]) == 0
+    repeated = capsys.readouterr()
+    assert main(["close-period", "2026-99"]) == 2
+    refused = capsys.readouterr().err
+    # then
+    assert (closed["closed_through"], closed["closed_by"], closed["created"]) == (
+        period, "UADMIN01", True)
+    assert json.loads(repeated.out)["created"] is False
+    assert "already closed" in repeated.err
+    assert "period: must be a month like 2026-06" in refused

@@ -1,0 +1,57 @@
+"""Exactly once for Slack interactions that create something (SPEC §5.2).
+
+A modal submission or a click that creates a record claims a key in the same transaction as the
+record: `view:<view id>` for a submission (Slack gives every opened modal its own id, and ours
+close on success, so one id is one submission), a natural key for a click whose payload carries
+no identity of its own (e.g. `snooze:<customer>:<until>`). The key is the primary key of
+`interaction_receipts`, so a replay, a Slack retry or ten copies arriving at once from any
+number of server processes create one record:
+
+* sequentially, the copy finds the committed key and raises `AlreadyHandled`;
+* concurrently on PostgreSQL, the copy's INSERT waits for the first transaction and fails with
+  a unique violation once it commits (or goes ahead if the first rolled back); on SQLite, write
+  transactions already queue.
+
+The claim is taken first in the transaction, before any work, so duplicates wait instead of
+doing the work twice. It does not depend on when the transaction runs relative to the ack, so
+it keeps working when the work moves after the ack (lazy listeners).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from models import InteractionReceipt
+
+
+class AlreadyHandled(Exception):  # noqa: N818 - a replay, not an error
+    """This interaction was handled before; `result` is what the first one recorded."""
+
+    def __init__(self, key: str, result: dict) -> None:
+        super().__init__(f"{key} was handled before")
+        self.key = key
+        self.result = result
+
+
+def submission_key(view_id: str) -> str:
+    return f"view:{view_id}"
+
+
+def claim(session: Session, *, key: str, kind: str, actor: str) -> InteractionReceipt:
+    """Claim `key` for this transaction, or raise `AlreadyHandled` if it is taken."""
+    receipt = InteractionReceipt(key=key[:200], kind=kind, actor=actor[:64])
+    try:
+        with session.begin_nested():
+            session.add(receipt)
+            session.flush()
+    except IntegrityError:
+        first = session.get(InteractionReceipt, key[:200])
+        raise AlreadyHandled(key, dict(first.result) if first is not None else {}) from None
+    return receipt
+
+
+def remember(session: Session, receipt: InteractionReceipt, **result: object) -> None:
+    """What a replay of this interaction may be told (JSON-serialisable values)."""
+    receipt.result = {**receipt.result, **result}
+    session.add(receipt)
