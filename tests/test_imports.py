@@ -136,6 +136,37 @@ def test_invoices_import(db: Database, tmp_path: Path) -> None:
     assert (erp1.total_minor, erp1.balance_minor, erp1.source) == (125000, 125000, "erp")
 
 
+def test_invoices_are_refused_by_the_rules_of_the_api_row_by_row(db: Database,
+                                                                  tmp_path: Path) -> None:
+    # given an invoice already stored, and a file breaking each rule once among good rows
+    company(db)
+    with db.transaction() as session:
+        f.invoice(session, "ERP-7", total="500.00")
+    path = write(tmp_path, "number,customer,currency,issue_date,due_date,total,order\n"
+                 "ERP-1,C-GLOBEX,USD,2026-01-01,2026-01-31,1250.00,\n"
+                 "ERP-7,C-GLOBEX,USD,2026-01-01,2026-01-31,10.00,\n"
+                 "ERP-1,C-INITECH,USD,2026-01-01,2026-01-31,10.00,\n"
+                 "ERP-3,C-NOBODY,USD,2026-01-01,2026-01-31,10.00,\n"
+                 "ERP-4,C-GLOBEX,EUR,2026-01-01,2026-01-31,10.00,\n"
+                 "ERP-5,C-GLOBEX,USD,2026-02-01,2026-01-31,10.00,\n"
+                 "ERP-6,C-GLOBEX,USD,2026-01-01,2026-01-31,10.00,SO-404\n"
+                 "ERP-8,C-INITECH,USD,2026-01-01,2026-01-01,10.00,\n")
+    # when
+    report = import_csv(db, "invoices", path)
+    # then every refusal is named by row, as the API names it, and nothing is stored
+    assert report.errors == [
+        "row 3, column number: invoice ERP-7 already exists; issued invoices are immutable, "
+        "send a credit note instead",
+        "row 4, column number: invoice ERP-1 already exists; issued invoices are immutable, "
+        "send a credit note instead",
+        "row 5, column customer: unknown customer 'C-NOBODY'",
+        "row 6, column currency: Globex Corporation is billed in USD, not EUR",
+        "row 7, column due_date: must not be before issue_date",
+        "row 8, column order: unknown order 'SO-404' for this customer"]
+    assert report.count == 0
+    assert count(db, Invoice) == 1
+
+
 def test_payments_apply_by_reference_and_reimport_changes_nothing(db: Database,
                                                                    tmp_path: Path) -> None:
     # given

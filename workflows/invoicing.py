@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from models import (
@@ -143,8 +144,7 @@ def _checked_erp_invoice(data: ErpInvoiceIn, *, exists: bool,
         raise ValidationFailed.of("number", "must not be empty")
     v.text("number", data.number)
     if exists:
-        raise Conflict(f"invoice {data.number} already exists; issued invoices are immutable, "
-                       "send a credit note instead")
+        raise _exists(data.number.strip())
     if customer is None:
         raise ValidationFailed.of("customer", f"unknown customer {data.customer!r}")
     currency = v.currency("currency", data.currency)
@@ -170,6 +170,11 @@ def _checked_erp_invoice(data: ErpInvoiceIn, *, exists: bool,
             "shipping_address": customer.shipping_address}
 
 
+def _exists(number: str) -> Conflict:
+    return Conflict(f"invoice {number} already exists; issued invoices are immutable, send a "
+                    "credit note instead")
+
+
 def ingest_erp_invoice(session: Session, data: ErpInvoiceIn, *, actor: str) -> Invoice:
     """An invoice issued by the ERP: stored as issued (immutable), its balance open."""
     from workflows.masterdata import customer_by_external_id
@@ -177,7 +182,8 @@ def ingest_erp_invoice(session: Session, data: ErpInvoiceIn, *, actor: str) -> I
     if not data.number.strip():
         raise ValidationFailed.of("number", "must not be empty")
     v.text("number", data.number)
-    exists = session.exec(select(Invoice.id).where(Invoice.number == data.number)).first()
+    exists = session.exec(select(Invoice.id).where(
+        Invoice.number == data.number.strip())).first()
     customer = None if exists else customer_by_external_id(session, data.customer)
     order = (session.exec(select(Order).where(Order.number == data.order)).first()
              if data.order and customer is not None else None)
@@ -228,7 +234,10 @@ def ingest_erp_invoices(session: Session, items: list[ErpInvoiceIn], *, actor: s
     """Many ERP invoices at once (a CSV file): for each, its new id or why it was refused —
     the same rules as `ingest_erp_invoice` (`_checked_erp_invoice`), with what they need read
     in a few queries for all and the rows written with one statement per table. A number
-    twice in `items` is a Conflict the second time. Invoices with `lines` go one by one."""
+    twice in `items` is a Conflict the second time. Invoices with `lines` go one by one
+    (`ingest_erp_invoice`), each in a savepoint so a refused one leaves nothing behind. A
+    number another transaction stored meanwhile is that row's Conflict (the rows are then
+    written one by one)."""
     numbers = {d.number.strip() for d in items if d.number and d.number.strip()}
     existing: set[str] = set()
     customers: dict[str, Customer] = {}
@@ -247,7 +256,13 @@ def ingest_erp_invoices(session: Session, items: list[ErpInvoiceIn], *, actor: s
     for data in items:
         try:
             if data.lines:
-                results.append(ingest_erp_invoice(session, data, actor=actor).id)
+                if data.number.strip() in existing:
+                    raise _exists(data.number.strip())
+                try:
+                    with session.begin_nested():
+                        results.append(ingest_erp_invoice(session, data, actor=actor).id)
+                except IntegrityError as error:
+                    results.append(_clash(session, data.number.strip(), error))
                 existing.add(data.number.strip())
                 continue
             values = _checked_erp_invoice(data, exists=data.number.strip() in existing,
@@ -259,17 +274,37 @@ def ingest_erp_invoices(session: Session, items: list[ErpInvoiceIn], *, actor: s
         existing.add(values["number"])
         results.append(values)
     rows = [r for r in results if isinstance(r, dict)]
-    if rows:
-        ids = [row[0] for row in session.connection().execute(
-            sa.insert(inv).returning(inv.c.id, sort_by_parameter_order=True), rows)]
-        audit.record_rows(session, [
-            audit.row(actor=actor, action="invoice.ingested", entity_type="invoice",
-                      entity_id=invoice_id, to_state="open", number=row["number"],
-                      total_minor=row["total_minor"])
-            for invoice_id, row in zip(ids, rows, strict=True)])
-        it = iter(ids)
-        results = [next(it) if isinstance(r, dict) else r for r in results]
-    return results  # type: ignore[return-value]
+    if not rows:
+        return results  # type: ignore[return-value]
+    insert = sa.insert(inv).returning(inv.c.id, sort_by_parameter_order=True)
+    try:
+        with session.begin_nested():
+            ids: list[int | DomainError] = [
+                row[0] for row in session.connection().execute(insert, rows)]
+    except IntegrityError:  # stored meanwhile by another transaction: find which, row by row
+        ids = []
+        for row in rows:
+            try:
+                with session.begin_nested():
+                    ids.append(session.connection().execute(insert, row).scalar_one())
+            except IntegrityError as error:
+                ids.append(_clash(session, row["number"], error))
+    audit.record_rows(session, [
+        audit.row(actor=actor, action="invoice.ingested", entity_type="invoice",
+                  entity_id=invoice_id, to_state="open", number=row["number"],
+                  total_minor=row["total_minor"])
+        for invoice_id, row in zip(ids, rows, strict=True) if isinstance(invoice_id, int)])
+    it = iter(ids)
+    return [next(it) if isinstance(r, dict) else r for r in results]
+
+
+def _clash(session: Session, number: str, error: IntegrityError) -> Conflict:
+    """An insert the database refused: the number stored meanwhile by another transaction (a
+    Conflict for that row), or else `error` itself."""
+    if session.connection().execute(sa.select(_INVOICES.c.id).where(
+            _INVOICES.c.number == number)).first() is None:
+        raise error
+    return _exists(number)
 
 
 def _chunked(values: list, size: int = 500) -> list[list]:

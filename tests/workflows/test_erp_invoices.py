@@ -1,0 +1,82 @@
+"""ERP invoices many at once (`invoicing.ingest_erp_invoices`, the CSV import): the rules of
+one at a time (`ingest_erp_invoice`, the API), a refusal per item, and nothing half-written."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from sqlmodel import Session, select
+
+from models import AuditEvent, Invoice, InvoiceLine
+from tests.support import factories as f
+from workflows.errors import Conflict, DomainError, ValidationFailed
+from workflows.invoicing import ErpInvoiceIn, ingest_erp_invoice, ingest_erp_invoices
+
+
+def erp(number: str, total: str = "100.00", **kwargs) -> ErpInvoiceIn:  # noqa: ANN003
+    return ErpInvoiceIn(number=number, customer=kwargs.pop("customer", "C-GLOBEX"),
+                        currency="USD", issue_date=date(2026, 1, 1), due_date=date(2026, 1, 31),
+                        total=total, **kwargs)
+
+
+@pytest.fixture
+def books(session: Session) -> Session:
+    f.customer(session)
+    f.invoice(session, "ERP-7", total="500.00")
+    session.commit()
+    return session
+
+
+def numbers(session: Session) -> list[str]:
+    return list(session.exec(select(Invoice.number).order_by(Invoice.number)))
+
+
+def test_many_at_once_answer_as_one_at_a_time(books) -> None:  # noqa: ANN001
+    # given items breaking one rule each, between good ones
+    items = [erp("ERP-1"), erp("ERP-7"), erp("ERP-2", customer="C-NOBODY"),
+             erp("ERP-3", total="-1.00"), erp(" "), erp("ERP-4", order="SO-404"), erp("ERP-5")]
+    # when the batch stores them
+    outcomes = ingest_erp_invoices(books, items, actor="import")
+    # then each refusal is what one at a time says about that item
+    for item, outcome in zip(items, outcomes, strict=True):
+        if isinstance(outcome, int):
+            continue
+        with pytest.raises(DomainError) as alone, books.begin_nested():
+            ingest_erp_invoice(books, item, actor="import")
+        assert (type(outcome), outcome.detail, outcome.errors) == (
+            type(alone.value), alone.value.detail, alone.value.errors)
+    assert [type(o).__name__ for o in outcomes] == [
+        "int", "Conflict", "ValidationFailed", "ValidationFailed", "ValidationFailed",
+        "ValidationFailed", "int"]
+    # and the good ones are stored as issued, each audited
+    assert numbers(books) == ["ERP-1", "ERP-5", "ERP-7"]
+    stored = books.get(Invoice, outcomes[0])
+    assert (stored.number, stored.total_minor, stored.balance_minor, stored.source,
+            stored.payment_terms) == ("ERP-1", 10_000, 10_000, "erp", "NET30")
+    assert sorted(e.data["number"] for e in books.exec(select(AuditEvent).where(
+        AuditEvent.action == "invoice.ingested"))) == ["ERP-1", "ERP-5", "ERP-7"]
+
+
+def test_a_number_twice_is_refused_the_second_time_with_or_without_lines(books) -> None:  # noqa: ANN001
+    # when a number comes twice in one file, the second time with lines
+    outcomes = ingest_erp_invoices(books, [
+        erp("ERP-1"), erp("ERP-1", lines=[{"sku": "WID-1", "quantity": 1, "amount": "100.00"}]),
+        erp("ERP-2", lines=[{"sku": "WID-1", "quantity": 1, "amount": "100.00"}]), erp("ERP-2")],
+        actor="import")
+    # then the second of each is a conflict, and one of each is stored
+    assert [type(o) for o in outcomes] == [int, Conflict, int, Conflict]
+    assert numbers(books) == ["ERP-1", "ERP-2", "ERP-7"]
+
+
+def test_an_invoice_whose_lines_are_refused_leaves_nothing(books) -> None:  # noqa: ANN001
+    # when the lines of one invoice add up to more than its total
+    outcomes = ingest_erp_invoices(books, [
+        erp("ERP-1", lines=[{"sku": "WID-1", "quantity": 2, "unit_price": "80.00"}]),
+        erp("ERP-2")], actor="import")
+    # then it is refused, and neither it nor its lines are left in the session
+    assert isinstance(outcomes[0], ValidationFailed) and "lines" in outcomes[0].detail
+    assert isinstance(outcomes[1], int)
+    books.flush()
+    assert numbers(books) == ["ERP-2", "ERP-7"]
+    assert books.exec(select(InvoiceLine)).all() == []
