@@ -23,7 +23,7 @@ from bot.db import Database
 from models import Allocation, Invoice, Payment
 from workflows import invariants, masterdata
 from workflows.cash_runs import CashRun, PaymentIn
-from workflows.invoicing import ErpInvoiceIn, ingest_erp_invoice
+from workflows.invoicing import ErpInvoiceIn, ingest_erp_invoices
 
 
 def load(session, data: Dataset) -> None:  # noqa: ANN001
@@ -32,12 +32,13 @@ def load(session, data: Dataset) -> None:  # noqa: ANN001
             external_id=c.external_id, name=c.name, currency=c.currency,
             credit_limit="100000.00", payment_terms=c.terms, credit_reviewed=True),
             actor="test")
-    for inv in data.invoices:
-        ingest_erp_invoice(session, ErpInvoiceIn(
-            number=inv.number, customer=inv.customer, currency=inv.currency,
-            issue_date=inv.issue_date, due_date=inv.due_date,
-            total=f"{inv.total_minor // 100}.{inv.total_minor % 100:02d}",
-            payment_terms=inv.terms), actor="test")
+    session.flush()
+    stored = ingest_erp_invoices(session, [ErpInvoiceIn(  # (as a CSV import: one call)
+        number=inv.number, customer=inv.customer, currency=inv.currency,
+        issue_date=inv.issue_date, due_date=inv.due_date,
+        total=f"{inv.total_minor // 100}.{inv.total_minor % 100:02d}",
+        payment_terms=inv.terms) for inv in data.invoices], actor="test")
+    assert all(isinstance(i, int) for i in stored)
     session.commit()
 
 
