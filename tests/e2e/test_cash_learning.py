@@ -167,3 +167,35 @@ def test_a_collector_corrects_an_application_with_a_command(  # noqa: ANN001
                           f"payment {payment['id']} apply INV-2026-000601"))
     assert "collector" in refused
     assert api.get(f"/payments/{payment['id']}").json()["allocations"] == after["allocations"]
+
+
+def test_a_replayed_correction_cannot_undo_a_later_one(  # noqa: ANN001
+        company, server, api, slack, standin) -> None:
+    # given a payment the engine applied by its number, corrected to Globex, then back
+    payment = api.post("/payments", json={
+        "amount": "99.95", "currency": "USD", "received_at": NOON,
+        "reference": "INV-2026-000601", "external_id": "BANK-11"}).json()
+    bodies: list[str] = []
+    send = slack.send
+
+    def keep(body: str, content_type: str, **opts):  # noqa: ANN003, ANN202
+        bodies.append(body)
+        return send(body, content_type, **opts)
+
+    slack.send = keep
+    for target in ("INV-2026-000503", "INV-2026-000601"):
+        assert "Applied as you said" in text_of(ask(
+            slack, standin.api, "UCOLL001", f"payment {payment['id']} apply {target}"))
+    slack.send = send
+    # when the first command arrives again (a replay, or Slack's retry), with its trigger_id
+    before = len(standin.api.responses)
+    assert slack.send(bodies[0], "application/x-www-form-urlencoded").status_code == 200
+    told = standin.api.wait_for(lambda: standin.api.responses[before:] or None, 10,
+                                "an answer to the replay")
+    # then it changes nothing and says so
+    assert "handled already" in text_of(told[0]["payload"])
+    assert placed(api.get(f"/payments/{payment['id']}").json()) == [("INV-2026-000601",
+                                                                      "99.95")]
+    with server.db.read_session() as s:
+        assert len(s.exec(select(AuditEvent).where(
+            AuditEvent.action == "payment.corrected")).all()) == 2
