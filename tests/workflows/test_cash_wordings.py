@@ -13,6 +13,7 @@ afterwards.
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import UTC, datetime
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,9 +22,13 @@ from sqlmodel import select
 from bench.cashapp_data import BANK_WORDING_CASES, Dataset, generate
 from bot.db import Database
 from models import Allocation, Invoice, Payment
+from tests.support import factories as f
 from workflows import invariants, masterdata
+from workflows.cash_application import payment_allocations, record_payment
 from workflows.cash_runs import CashRun, PaymentIn
 from workflows.invoicing import ErpInvoiceIn, ingest_erp_invoices
+
+RECEIVED = datetime(2026, 11, 20, 10, tzinfo=UTC)
 
 
 def load(session, data: Dataset) -> None:  # noqa: ANN001
@@ -91,3 +96,33 @@ def test_no_payment_in_the_banks_wording_is_ever_applied_wrongly(  # noqa: ANN00
     finally:
         database.dispose()
         db_factory.drop(url)
+
+
+def test_an_exact_number_and_amount_are_decisive_unless_the_payer_names_another_customer(  # noqa: ANN001
+        session) -> None:
+    # given Initech's invoices of 500.00 and two customers the bank may name
+    f.customer(session, "C-GLOBEX", "Globex Corporation")
+    f.customer(session, "C-INITECH", "Initech LLC")
+    f.invoice(session, "INV-2026-000901", "C-INITECH", total="500.00")
+    f.invoice(session, "INV-2026-000902", "C-INITECH", total="500.00")
+    session.commit()
+
+    def pay(payer: str | None, number: str) -> Payment:
+        payment, _ = record_payment(session, PaymentIn(
+            amount="500.00", currency="USD", received_at=RECEIVED, payer_name=payer,
+            reference=f"INVOICE {number}"), actor="test")
+        session.commit()
+        return payment
+
+    # when the bank's payer line names nobody we know, or only its own wording
+    for payer, number in (("ACH CREDIT J SMITH HOLDINGS CCD", "INV-2026-000901"),
+                          ("WIRE", "INV-2026-000902")):
+        payment = pay(payer, number)
+        # then the number and the amount decide
+        assert [(inv.number, a.amount_minor) for a, inv in payment_allocations(
+            session, payment.id)] == [(number, 50_000)], payer
+    # but when the payer line clearly names another customer, a person decides
+    f.invoice(session, "INV-2026-000903", "C-INITECH", total="500.00")
+    session.commit()
+    asked = pay("PAYMENT FROM GLOBEX CORPORATION", "INV-2026-000903")
+    assert asked.status == "needs_review" and payment_allocations(session, asked.id) == []
