@@ -137,14 +137,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bot import jobs
     from bot.scheduler import run_exclusive
     from bot.server import build_deps
+    from workflows.errors import DomainError
 
     settings = _settings()
+    options = {}
+    if args.period is not None:
+        if args.job != "revenue-close":
+            print("--period is an option of revenue-close only", file=sys.stderr)
+            return 2
+        options["period"] = args.period
     deps = build_deps(settings)
     try:
-        summary = run_exclusive(deps, args.job, args.as_of)  # None: today, by deps.clock
+        # as_of None: today, by deps.clock
+        summary = run_exclusive(deps, args.job, args.as_of, **options)
     except jobs.UnknownJob:
         known = ", ".join(sorted(jobs.load_all())) or "none registered"
         print(f"unknown job {args.job!r}; known jobs: {known}", file=sys.stderr)
+        return 2
+    except DomainError as exc:
+        print(f"o2c: {exc.detail}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2, default=str))
     if args.deliver:
@@ -245,8 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("run", help="run a scheduled job now")
-    p.add_argument("job", help="digest, dunning, approval-reminders, kpi-report")
+    p.add_argument("job", help="digest, dunning, approval-reminders, kpi-report, "
+                   "dispute-reminders, subscription-billing, revenue-close")
     p.add_argument("--as-of", type=_date, help="evaluate as of this date (YYYY-MM-DD)")
+    p.add_argument("--period", help="revenue-close: the month to close, YYYY-MM (and every "
+                   "month before it)")
     p.add_argument("--deliver", action="store_true",
                    help="also deliver the queued notifications now (needs SLACK_BOT_TOKEN)")
     p.set_defaults(func=cmd_run)

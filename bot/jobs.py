@@ -48,13 +48,13 @@ def business_today(deps) -> date:  # noqa: ANN001
     return deps.clock.business_today(tz)
 
 
-def run_job(name: str, deps, as_of: date | None) -> dict:  # noqa: ANN001
+def run_job(name: str, deps, as_of: date | None, **options: object) -> dict:  # noqa: ANN001
     load_all()
     try:
         spec = JOBS[name]
     except KeyError:
         raise UnknownJob(name) from None
-    return spec.func(deps, as_of)
+    return spec.func(deps, as_of, **options)
 
 
 def load_all() -> dict[str, Job]:
@@ -67,4 +67,5 @@ def load_all() -> dict[str, Job]:
 
 
 # Modules defining jobs; each feature adds its own.
-JOB_MODULES: tuple[str, ...] = ("bot.approval_jobs", "bot.collections_jobs", "bot.reports")
+JOB_MODULES: tuple[str, ...] = ("bot.approval_jobs", "bot.collections_jobs", "bot.reports",
+                                "bot.revenue_jobs")

@@ -14,6 +14,7 @@ from workflows import validation as v
 from workflows.errors import InvalidTransition, ValidationFailed
 from workflows.invoicing import invoice_shipment
 from workflows.orders import get_order, lock_order, order_snapshot, transition
+from workflows.subscriptions import order_fulfilled
 
 
 @dataclass
@@ -56,6 +57,10 @@ def ship_order(session: Session, *, order_number: str, carrier: str, tracking_nu
                 raise ValidationFailed.of(f"lines[{i}].sku", f"{item.sku!r} is listed twice; "
                                           "give each SKU once with its whole quantity")
             seen.add(item.sku)
+            if line.billing:
+                raise ValidationFailed.of(f"lines[{i}].sku", f"{item.sku!r} is a subscription "
+                                          f"billed {line.billing}: it is invoiced each period, "
+                                          "never shipped")
             if not isinstance(item.quantity, int) or not 0 < item.quantity <= line.qty_open:
                 raise ValidationFailed.of(f"lines[{i}].quantity",
                                           f"must be between 1 and {line.qty_open} (open)")
@@ -86,7 +91,8 @@ def ship_order(session: Session, *, order_number: str, carrier: str, tracking_nu
         session.add(line)
         session.add(ShipmentLine(shipment_id=shipment.id, order_line_id=line.id, quantity=qty))
     session.flush()
-    complete = all(line.qty_open == 0 for line in all_lines)
+    # complete: nothing left to ship, and every subscription period billed already
+    complete = order_fulfilled(session, all_lines)
     # The shipment itself is in the order's history whether or not the status moves: the
     # second, third... partial shipment leaves the order partially shipped.
     audit.record(session, actor=actor, action="order.shipment", entity_type="order",
