@@ -44,7 +44,8 @@ def close_blocks(summary: dict) -> list[dict]:
     earlier = [m for m in summary.get("months", []) if m != period]
     note = "Closed months never change; later changes land in the first open month."
     if earlier:
-        note = f"Also recorded: {earlier[0]} to {earlier[-1]}. " + note
+        span = earlier[0] if len(earlier) == 1 else f"{earlier[0]} to {earlier[-1]}"
+        note = f"Also recorded: {span}. " + note
     blocks.append(context(note))
     return blocks[:50]
 
