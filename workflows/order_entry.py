@@ -31,6 +31,9 @@ class EntryLine:
     sku: str | None = None
     quantity: str | None = None
     discount_pct: str | None = None
+    service_start: str | None = None  # services and subscriptions (YYYY-MM-DD)
+    service_end: str | None = None
+    billing: str | None = None  # subscriptions billed by period
 
     @property
     def blank(self) -> bool:
@@ -98,7 +101,9 @@ def create_from_entry(session: Session, entry: Entry, *, rep: str, now: datetime
         customer=customer.external_id, sales_rep=rep, currency=customer.currency,
         notes=(entry.notes or "").strip() or None,
         lines=[orders.LineIn(sku=line.sku, quantity=int(line.quantity.strip()),
-                             discount_pct=(line.discount_pct or "").strip() or None)
+                             discount_pct=(line.discount_pct or "").strip() or None,
+                             service_start=line.service_start, service_end=line.service_end,
+                             billing=line.billing)
                for line in filled])
     try:
         return orders.create_order(session, data, actor=rep, source="slack", now=now)
@@ -111,5 +116,6 @@ def _to_row(error: FieldError, filled: list[EntryLine]) -> FieldError:
     match = LINE_FIELD.match(error.field)
     if not match or int(match[1]) >= len(filled):
         return error
-    part = match[2] if match[2] in ("sku", "quantity", "discount_pct") else "sku"
+    part = match[2] if match[2] in ("sku", "quantity", "discount_pct", "service_start",
+                                    "service_end", "billing") else "sku"
     return FieldError(f"lines[{filled[int(match[1])].row}].{part}", error.detail)

@@ -7,7 +7,7 @@ from handlers.commands import SUBCOMMANDS, CommandCall, subcommand
 
 # The order people need them in: lookups, then entering and deciding, then admin.
 ORDER = ("help", "order", "orders", "customer", "ar", "new", "approvals", "worklist", "pay",
-         "kpi", "role", "policy", "admin")
+         "kpi", "revenue", "role", "policy", "admin")
 
 
 def _rank(name: str) -> tuple[int, str]:
