@@ -185,7 +185,8 @@ class Obligation:
                 if self.service_end < self.service_start:  # cancelled before it started
                     base = [(self.service_start, self.allocated_minor)] \
                         if self.allocated_minor else []
-                    self._schedule = sorted(base + [(d, -a) for d, a in self.credited if a])
+                    self._schedule = sorted(base + [(max(d, self.service_start), -a)
+                                                     for d, a in self.credited if a])
                 else:
                     self._schedule = service_schedule(self.allocated_minor, self.service_start,
                                                       self.service_end, self.credited)

@@ -157,7 +157,10 @@ def service_schedule(allocated: int, start: date, end: date,
                      credits: Sequence[Entry] = ()) -> list[Entry]:
     """Ratable recognition by day, month by month (see the module docstring). A credit
     reduces what is left from its own month on; one dated before the period reduces every
-    month, one after it is a reduction on its own date."""
+    month, one after it is a reduction on its own date. What a credit takes beyond what is
+    left (a bundle's line credited more than its allocated price) reduces revenue on its date,
+    or on the first day of the service if that is later: nothing is recognised, negative or
+    positive, before the obligation starts."""
     months = months_of(start, end)
     amounts = spread(allocated, [m.days for m in months])
     extra: list[Entry] = []
@@ -168,8 +171,8 @@ def service_schedule(allocated: int, start: date, end: date,
         index = max(index, segment_from)
         left = segment - sum(amounts[segment_from:index])
         taken = min(credit, max(left, 0))
-        if credit > taken:
-            extra.append((day, -(credit - taken)))
+        if credit > taken:  # never before the service starts (a credit in advance)
+            extra.append((max(day, start), -(credit - taken)))
         segment_from, segment = index, left - taken
         amounts[index:] = spread(segment, [m.days for m in months[index:]])
     entries = [(m.recognised_on, amount) for m, amount in zip(months, amounts, strict=True)]

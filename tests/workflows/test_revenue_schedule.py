@@ -166,3 +166,13 @@ def test_installments_are_equal_to_a_cent_and_sum_exactly() -> None:
     # 7 cents in 12: half_up(7k/12) = 1 1 2 2 3 4 4 5 5 6 6 7
     assert installments(7, 12) == [1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1]
     assert sum(installments(7, 12)) == 7
+
+
+def test_a_credit_beyond_the_allocated_price_before_the_service_starts() -> None:
+    """A bundle's service allocated 0.36, invoiced 0.42 on delivery (5 January) and credited
+    in full the same day, starting 23 February: the 0.36 is never recognised and the 0.06
+    beyond it reduces revenue on 23 February, not before the service starts (found by the
+    property test)."""
+    entries = service_schedule(36, date(2026, 2, 23), date(2026, 3, 31),
+                               credits=[(date(2026, 1, 5), 42)])
+    assert entries == [(date(2026, 2, 23), -6)]
