@@ -41,9 +41,11 @@ computed like open months until the next revenue close records them.)
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from itertools import pairwise
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -65,7 +67,6 @@ from workflows.revenue_schedule import (
     AllocationLine,
     Entry,
     allocate,
-    cumulative,
     first_of_month,
     goods_schedule,
     half_up,
@@ -162,6 +163,7 @@ class Obligation:
     credited: list[Entry] = field(default_factory=list)
     closed: dict[str, Figures] = field(default_factory=dict)  # recorded movements by month
     _schedule: list[Entry] | None = None
+    _running: tuple | None = None
 
     @property
     def ratable(self) -> bool:
@@ -197,9 +199,10 @@ class Obligation:
 
     def figures(self, day: date) -> Figures:
         """Cumulative figures at the end of `day` by the current schedule (open months)."""
-        return Figures(cumulative(self.schedule, day),
-                       sum(a for d, a in self.invoiced if d <= day),
-                       sum(a for d, a in self.credited if d <= day))
+        if self._running is None:  # (days, running totals) of each series, built once
+            self._running = tuple(_running(series) for series in (
+                self.schedule, self.invoiced, self.credited))
+        return Figures(*(_through(series, day) for series in self._running))
 
     def closed_figures(self, period: str) -> Figures:
         """Cumulative figures at the end of a closed month, as recorded."""
@@ -214,6 +217,22 @@ class Obligation:
         days = [d for d, _ in self.schedule] + [d for d, _ in self.invoiced] + \
                [d for d, _ in self.credited]
         return min(days, default=None)
+
+
+def _running(entries: list[Entry]) -> tuple[list[date], list[int]]:
+    days, totals, total = [], [], 0
+    for day, amount in sorted(entries):
+        total += amount
+        days.append(day)
+        totals.append(total)
+    return days, totals
+
+
+def _through(series: tuple[list[date], list[int]], day: date) -> int:
+    """A running total at the end of `day` (entries on or before it)."""
+    days, totals = series
+    index = bisect_right(days, day)
+    return totals[index - 1] if index else 0
 
 
 def _effective(line: OrderLine, currency: str) -> tuple[int, int, int, date | None]:
@@ -382,18 +401,22 @@ def monthly(obligations: list[Obligation], months: list[date], recorded: date | 
     out: dict[str, list[MonthTotals]] = {}
     if not months:
         return out
+    # the month before the first, then each month: its end, key and whether it is closed
+    ends = [(month_end(m), month_key(m)) for m in [previous_month(months[0]), *months]]
+    closed = [recorded is not None and end <= recorded for end, _ in ends]
     for ob in obligations:
-        totals = out.setdefault(ob.currency, [
-            MonthTotals(month_key(m), recorded is not None and month_end(m) <= recorded)
-            for m in months])
-        before = figures_at_month_end(ob, previous_month(months[0]), recorded)
-        for i, month in enumerate(months):
-            now = figures_at_month_end(ob, month, recorded)
-            totals[i].recognized[ob.revenue_type] = (
-                totals[i].recognized.get(ob.revenue_type, 0) + now.recognized - before.recognized)
-            totals[i].deferred += now.deferred
-            totals[i].unbilled += now.unbilled
-            before = now
+        totals = out.get(ob.currency)
+        if totals is None:
+            totals = out[ob.currency] = [MonthTotals(key, shut) for (_, key), shut
+                                         in zip(ends[1:], closed[1:], strict=True)]
+        series = [ob.closed_figures(key) if shut else ob.figures(end)
+                  for (end, key), shut in zip(ends, closed, strict=True)]
+        for i, (before, now) in enumerate(pairwise(series)):
+            month = totals[i]
+            month.recognized[ob.revenue_type] = (month.recognized.get(ob.revenue_type, 0)
+                                                 + now.recognized - before.recognized)
+            month.deferred += now.deferred
+            month.unbilled += now.unbilled
     return out
 
 
