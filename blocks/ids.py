@@ -37,7 +37,6 @@ ORDER_SERVICE_START_INPUT = "order_service_start"
 ORDER_SERVICE_END_INPUT = "order_service_end"
 ORDER_BILLING_SELECT = "order_billing_select"
 ORDER_MAX_LINES = 5
-ORDER_LINE_PARTS = ("product", "quantity", "discount", "hint", "start", "end", "billing")
 
 
 def order_line_block(row: int, part: str) -> str:

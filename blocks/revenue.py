@@ -7,7 +7,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 from blocks.common import context, fields, header, render, section
-from blocks.templates import template
 from models import money
 
 TYPE_LABELS = {"goods": "Goods", "service": "Services", "subscription": "Subscriptions"}
@@ -50,7 +49,6 @@ def close_blocks(summary: dict) -> list[dict]:
     return blocks[:50]
 
 
-@template("revenue_close")
 def revenue_close(ctx: dict) -> dict:
     parts = [f"{cur} {c['recognized']} recognised, {c['deferred']} deferred"
              for cur, c in ctx["currencies"].items()]

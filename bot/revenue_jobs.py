@@ -22,7 +22,6 @@ from datetime import date, datetime, time
 
 from sqlalchemy.exc import IntegrityError
 
-from bot.jobs import business_today, job
 from workflows import periods, revenue, subscriptions
 from workflows import policy as policies
 from workflows.errors import ValidationFailed
@@ -33,10 +32,8 @@ CLOSE_TIME = time(6)  # on the month's first working day, business time
 ACTOR = "revenue-close"
 
 
-@job("subscription-billing", cron={"minute": "10"},
-     summary="invoice each subscription period billed in advance (once per period)")
 def subscription_billing(deps, as_of: date | None) -> dict:  # noqa: ANN001
-    today = business_today(deps)
+    today = deps.business_today()
     as_of = as_of or today
     if as_of > today:
         raise ValidationFailed.of("as_of", f"{as_of.isoformat()} is after today "
@@ -69,13 +66,10 @@ def due_at(day: date, tz: str) -> datetime:
     return datetime.combine(first_working_day(day), CLOSE_TIME, tzinfo=zone(tz))
 
 
-@job("revenue-close", cron={"minute": "20"},
-     summary="close the month before on the first working day of the month (revenue "
-             "recorded once, summary to the AR channel)")
 def revenue_close(deps, as_of: date | None, period: str | None = None) -> dict:  # noqa: ANN001
     now = deps.clock.now()
     if period is None:
-        today = as_of or business_today(deps)
+        today = as_of or deps.business_today()
         target = periods.period_of(revenue.previous_month(first_of_month(today)))
         with deps.db.read_session() as session:
             tz = policies.current(session).business_timezone

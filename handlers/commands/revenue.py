@@ -4,14 +4,10 @@ deferred and unbilled balances, and when today's deferred revenue will be earned
 from __future__ import annotations
 
 from blocks.revenue import report_message
-from handlers.commands import CommandCall, subcommand
-from models import Role
+from handlers.commands.call import CommandCall
 from workflows import periods, policy, revenue
 
 
-@subcommand("revenue", usage="/o2c revenue [YYYY-MM]",
-            summary="revenue recognised, deferred and unbilled; when deferred revenue is "
-                    "earned (admins)", roles=(Role.ADMIN,))
 def revenue_report(call: CommandCall) -> None:
     with call.deps.db.read_session() as session:
         today = policy.business_date(session, call.deps.clock.now())
