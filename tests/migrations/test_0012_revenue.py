@@ -8,13 +8,21 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 
 from bot.db import Database, normalize_url
-from bot.migrate import downgrade, upgrade
+from bot.migrate import alembic_config, downgrade, upgrade
 from tests.support import factories as f
 from workflows import orders, revenue, shipping
 
 NOW = datetime(2026, 5, 4, 10, tzinfo=UTC)
+
+
+def before_0012(database_url: str) -> str:
+    """The revision 0012_revenue comes after, as Alembic chains it (not written here: the
+    branches' migrations are chained when they are merged)."""
+    script = ScriptDirectory.from_config(alembic_config(database_url))
+    return script.get_revision("0012_revenue").down_revision
 
 
 def populate(database_url: str) -> dict[str, str]:
@@ -53,10 +61,11 @@ def test_existing_lines_get_revenue_fields_and_invoice_lines_their_order_line(
         database_url) -> None:  # noqa: ANN001
     # given: orders shipped in three shipments, and an ERP invoice, before 0012
     numbers = populate(database_url)
-    downgrade(database_url, "0008_economic_dates")
+    previous = before_0012(database_url)
+    downgrade(database_url, previous)
     engine = sa.create_engine(normalize_url(database_url), poolclass=sa.pool.NullPool)
     try:
-        with engine.begin() as conn:  # what 0008 knew: services had no period
+        with engine.begin() as conn:  # what came before 0012: services had no period
             conn.execute(sa.text("INSERT INTO invoice_lines (invoice_id, line_no, sku, "
                                  "description, quantity, unit_price_minor, discount_bp, "
                                  "line_total_minor, tax_minor, revenue_type) SELECT id, 1, "
@@ -104,7 +113,7 @@ def test_existing_lines_get_revenue_fields_and_invoice_lines_their_order_line(
             "goods": "100.00", "service": "300.00", "subscription": "0.00"}}
         assert (may["deferred"], may["unbilled"]) == ("0.00", "0.00")
         # and back down
-        downgrade(database_url, "0008_economic_dates")
+        downgrade(database_url, previous)
         with engine.connect() as conn:
             inspector = sa.inspect(conn)
             tables = inspector.get_table_names()
