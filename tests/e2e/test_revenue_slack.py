@@ -1,6 +1,6 @@
 """Revenue in Slack (issue 15), through signed requests: the `/o2c new` modal asks a
 service's period (and a subscription's billing) once one is chosen, and refuses it missing
-inline; `/o2c revenue [YYYY-MM]` answers admins only."""
+inline, before the ack; `/o2c revenue [YYYY-MM]` answers admins only."""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ from workflows import orders, shipping
 TODAY = date(2026, 7, 15)
 frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC), tick=True)
 WAIT = 10.0
+
+
+def slack_order(server) -> Order | None:  # noqa: ANN001
+    with server.db.read_session() as s:
+        return s.exec(select(Order).where(Order.source == "slack")).one_or_none()
 
 
 @pytest.fixture
@@ -71,10 +76,11 @@ def test_the_order_modal_asks_a_service_period_and_a_subscriptions_billing(
     # when corrected
     slack.submit_view("USALES01", modal, {
         "order_line_1_end": {"order_service_end": date(2027, 7, 31)}})
-    # then the order carries the period and the billing
+    # then the modal closes, and the order (created after the ack) carries the period and
+    # the billing
     assert api.views_for("USALES01") == []
+    order = api.wait_for(lambda: slack_order(shop), WAIT, "the order")
     with shop.db.read_session() as s:
-        order = s.exec(select(Order).where(Order.source == "slack")).one()
         lines = s.exec(select(OrderLine).where(OrderLine.order_id == order.id)
                        .order_by(OrderLine.line_no)).all()
     assert [(li.sku, li.service_start, li.service_end, li.billing) for li in lines] == [
