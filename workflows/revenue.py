@@ -91,11 +91,16 @@ def credit_by_invoice_line(session: Session, note: CreditNote, *,
     """How much an issued credit note takes off the net amount (before tax) of each line of
     its invoice: {invoice line id: minor units}.
 
-    Credit notes are amount-only for now: the note's net part (its amount less the invoice's
-    tax share, `amount x net / total`, half-up) is spread pro rata to the lines' net amounts,
-    half-up, the rounding difference going to the largest line. (Issue 14 brings line-level
-    credit notes; its function replaces this one — this is the only place revenue asks.)
-    `invoice` and `lines` may be passed in when already loaded."""
+    Credit notes are amount-only on main for now: the note's net part (its amount less the
+    invoice's tax share, `amount x net / total`, half-up) is spread pro rata to the lines' net
+    amounts, half-up, the rounding difference going to the largest line. `invoice` and
+    `lines` may be passed in when already loaded.
+
+    This is the only place revenue asks what a credit note takes off which line. Once the
+    back office (issue 14) is merged, its body becomes the stored credit-note lines' net
+    amounts: `{c.invoice_line_id: c.net_minor for c in
+    workflows.credit_notes.credit_note_lines(session, note.id)}` (which also counts the part
+    of a note that became customer credit, and notes credited by line)."""
     invoice = invoice or session.get(Invoice, note.invoice_id)
     if lines is None:
         lines = list(session.exec(select(InvoiceLine).where(
