@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
-import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import Session, select
@@ -66,20 +65,24 @@ def month_ends(first: date, last: date) -> list[date]:
     return out
 
 
-def independent_invoiced(session: Session, day: date) -> dict[int, int]:
-    """Net invoiced per order line by the end of `day`, summed from the invoice lines."""
-    rows = session.exec(select(InvoiceLine.order_line_id, sa.func.sum(InvoiceLine.line_total_minor))
+Dated = list[tuple[date, int, int]]  # (day, order line id, minor units)
+
+
+def independent_invoiced(session: Session) -> Dated:
+    """Net invoiced per order line and issue date, read from the invoice lines (once per
+    check; `up_to` sums them at each day)."""
+    rows = session.exec(select(Invoice.issue_date, InvoiceLine.order_line_id,
+                               InvoiceLine.line_total_minor)
                         .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
-                        .where(Invoice.issue_date <= day, InvoiceLine.order_line_id.is_not(None))
-                        .group_by(InvoiceLine.order_line_id)).all()
-    return {line: int(total) for line, total in rows}
+                        .where(InvoiceLine.order_line_id.is_not(None))).all()
+    return [(day, line, int(amount)) for day, line, amount in rows]
 
 
-def independent_credited(session: Session, day: date) -> dict[int, int]:
-    """Credited per order line by the end of `day`: each note's split over its invoice's lines
+def independent_credited(session: Session) -> Dated:
+    """Credited per order line and effective date: each note's split over its invoice's lines
     (checked to add up to the note's net part, never more than the note)."""
-    out: dict[int, int] = {}
-    for note in session.exec(select(CreditNote).where(CreditNote.effective_date <= day)):
+    out: Dated = []
+    for note in session.exec(select(CreditNote)):
         invoice = session.get(Invoice, note.invoice_id)
         lines = session.exec(select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id)).all()
         shares = revenue.credit_by_invoice_line(session, note)
@@ -87,9 +90,17 @@ def independent_credited(session: Session, day: date) -> dict[int, int]:
         assert all(share >= 0 for share in shares.values())
         if invoice.total_minor == sum(li.line_total_minor for li in lines):  # no tax here
             assert sum(shares.values()) == note.amount_minor
-        for line in lines:
-            if line.order_line_id is not None:
-                out[line.order_line_id] = out.get(line.order_line_id, 0) + shares.get(line.id, 0)
+        out += [(note.effective_date, line.order_line_id, shares.get(line.id, 0))
+                for line in lines if line.order_line_id is not None]
+    return out
+
+
+def up_to(entries: Dated, day: date) -> dict[int, int]:
+    """Per order line, the sum of the entries dated up to `day`."""
+    out: dict[int, int] = {}
+    for when, line, amount in entries:
+        if when <= day:
+            out[line] = out.get(line, 0) + amount
     return out
 
 
@@ -202,11 +213,11 @@ class Book:
         days = sorted(set(month_ends(date(2025, 12, 1), HORIZON))
                       | {first_open + timedelta(days=k) for k in range(0, 400, 9)}
                       | {self.today})
+        all_invoiced, all_credited = independent_invoiced(s), independent_credited(s)
         for day in days:
             if recorded is not None and day <= recorded:
                 continue
-            invoiced = independent_invoiced(s, day)
-            credited = independent_credited(s, day)
+            invoiced, credited = up_to(all_invoiced, day), up_to(all_credited, day)
             for ob in obligations:
                 fig = revenue.figures_on(ob, day, recorded)
                 assert fig.invoiced == invoiced.get(ob.line_id, 0)
