@@ -126,10 +126,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bot import jobs
     from bot.deps import build_deps
-    from bot.scheduler import run_exclusive
-    from workflows.errors import DomainError
 
     settings = _settings()
     options = {}
@@ -139,6 +136,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 2
         options["period"] = args.period
     deps = build_deps(settings)
+    try:
+        return _run_job(args, deps, options)
+    finally:  # its connections close with the command (`main` also runs inside tests)
+        deps.db.dispose()
+
+
+def _run_job(args: argparse.Namespace, deps, options: dict) -> int:  # noqa: ANN001
+    from bot import jobs
+    from bot.scheduler import run_exclusive
+    from workflows.errors import DomainError
+
     try:
         # as_of None: today, by deps.clock
         summary = run_exclusive(deps, args.job, args.as_of, **options)
@@ -153,8 +161,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.deliver:
         from bot.outbox import make_worker
 
-        settings.require("slack_bot_token")
-        make_worker(deps, settings).drain()
+        deps.settings.require("slack_bot_token")
+        make_worker(deps, deps.settings).drain()
     else:
         print("notifications are queued; a running `o2c serve` delivers them "
               "(or pass --deliver)", file=sys.stderr)

@@ -12,6 +12,9 @@ from datetime import UTC, datetime
 import time_machine
 from sqlmodel import select
 
+from bot import revenue_jobs
+from bot.cli import main
+from bot.scheduler import run_exclusive
 from models import ClosedPeriod, Invoice, OutboxMessage
 from models.revenue import RevenueClose, SubscriptionBilling
 from tests.support import factories as f
@@ -63,17 +66,18 @@ def test_the_monthly_close_through_the_job(server, standin, database_url) -> Non
     """June recognises 810.00 of goods, 97.83 of installation (300.00 x 30/92) and 98.63 of
     subscription (1200.00 x 30/365): 1006.46. Deferred at the end of June: 202.17 of
     installation and 1.37 of subscription (100.00 invoiced less 98.63): 203.54. May had
-    nothing."""
+    nothing. The close that does it is `o2c run revenue-close` in a process of its own; the
+    runs around it (not due yet, due again, by hand) are the same job in this process."""
     # given
     june_business(server.db)
     env = o2c_env(database_url, standin.api_url)
     with time_machine.travel(JULY_1, tick=True) as traveller:
         # when: before 06:00 on the first working day, then after, then again, then by hand
-        early = close(env)
+        early = revenue_jobs.revenue_close(server.deps, None)
         traveller.move_to(datetime(2026, 7, 1, 7, 0, tzinfo=UTC))
         closed = close(env)
-        again = close(env)
-        by_hand = close(env, "--period", "2026-06")
+        again = revenue_jobs.revenue_close(server.deps, None)
+        by_hand = run_exclusive(server.deps, "revenue-close", None, period="2026-06")
     # then: closed once, at the right time
     assert early == {"period": "2026-06", "closed": False,
                      "reason": "not due before 2026-07-01T06:00:00+00:00"}
@@ -103,13 +107,18 @@ def test_the_monthly_close_through_the_job(server, standin, database_url) -> Non
     assert "+USD 203.54 vs 2026-05" in str(message)
 
 
-def test_a_period_that_has_not_ended_is_refused(database_url, standin) -> None:  # noqa: ANN001
-    env = o2c_env(database_url, standin.api_url)
+def test_a_period_that_has_not_ended_is_refused(database_url, monkeypatch, capsys) -> None:  # noqa: ANN001
+    # given `o2c run` (in this process) on the first of July
+    monkeypatch.setenv("DATABASE_URL", database_url)
     with time_machine.travel(JULY_1, tick=True):
-        done = o2c_run(env, "run", "revenue-close", "--period", "2026-07")
-        wrong = o2c_run(env, "run", "digest", "--period", "2026-06")
-    assert done.returncode == 2 and "2026-07 has not ended yet" in done.stderr
-    assert wrong.returncode == 2 and "--period is an option of revenue-close" in wrong.stderr
+        # when
+        done = main(["run", "revenue-close", "--period", "2026-07"])
+        done_err = capsys.readouterr().err
+        wrong = main(["run", "digest", "--period", "2026-06"])
+        wrong_err = capsys.readouterr().err
+    # then: one clear line each, exit 2
+    assert done == 2 and "2026-07 has not ended yet" in done_err
+    assert wrong == 2 and "--period is an option of revenue-close" in wrong_err
 
 
 def test_two_billing_processes_invoice_each_period_once(db, database_url, standin) -> None:  # noqa: ANN001
