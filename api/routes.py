@@ -321,7 +321,7 @@ def report_revenue(request: Request,
     type), deferred and unbilled at month end (closed months as the close recorded them, open
     ones as the books stand now), and the waterfall of today's deferred balance by the month
     it will be recognised (`later`: not on any schedule)."""
-    today = _deps(request).clock.business_today()
+    today = _deps(request).business_today()  # the policy's business time zone, as the close
     last = periods.parse_period(to, "to") if to else today.replace(day=1)
     first = periods.parse_period(from_, "from") if from_ else _months_before(last, 11)
     if first > last:
