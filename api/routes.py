@@ -24,6 +24,8 @@ from api.schemas import (
     PaymentIn,
     ProductIn,
     ShipmentIn,
+    SubscriptionCancelIn,
+    SubscriptionRenewIn,
     UserIn,
 )
 from models import Customer
@@ -35,7 +37,9 @@ from workflows import (
     orders,
     periods,
     queries,
+    revenue,
     shipping,
+    subscriptions,
     users,
 )
 from workflows import kpis as kpi_workflow
@@ -301,6 +305,78 @@ def report_kpis(request: Request, as_of: AsOf = None, known_at: KnownAt = None,
         return _csv([["kpi", "value"], *([k, str(v)] for k, v in kpi_workflow.flat(data)
                                           .items())])
     return data
+
+
+@router.get("/reports/revenue", tags=["reports"], response_model=None)
+def report_revenue(request: Request,
+                   from_: Annotated[str | None, Query(alias="from", max_length=7,
+                                                      description="first month, YYYY-MM "
+                                                      "(default: 11 months before `to`)")
+                                    ] = None,
+                   to: Annotated[str | None, Query(max_length=7, description="last month, "
+                                                   "YYYY-MM (default: this month)")] = None,
+                   format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",  # noqa: A002
+                   ) -> dict | Response:
+    """Revenue recognition (SPEC §3) per month and currency: recognised (total and by revenue
+    type), deferred and unbilled at month end (closed months as the close recorded them, open
+    ones as the books stand now), and the waterfall of today's deferred balance by the month
+    it will be recognised (`later`: not on any schedule)."""
+    today = _deps(request).business_today()  # the policy's business time zone, as the close
+    last = periods.parse_period(to, "to") if to else today.replace(day=1)
+    first = periods.parse_period(from_, "from") if from_ else _months_before(last, 11)
+    if first > last:
+        raise ValidationFailed.of("from", "must not be after `to`")
+    if len(revenue.month_firsts(first, last)) > revenue.MAX_REPORT_MONTHS:
+        raise ValidationFailed.of("from", f"at most {revenue.MAX_REPORT_MONTHS} months at a "
+                                  "time")
+    with _deps(request).db.read_session() as session:
+        data = revenue.to_json(revenue.report(session, first=first, last=last, today=today))
+    if format == "csv":
+        return _csv(revenue.to_rows(data))
+    return data
+
+
+def _months_before(first: date, count: int) -> date:
+    from workflows.revenue_schedule import add_months
+
+    return add_months(first, -count)
+
+
+# -- subscriptions -------------------------------------------------------------------------------
+@router.post("/orders/{number}/lines/{line_no}/cancellation", tags=["subscriptions"])
+def cancel_subscription(number: Key, line_no: Annotated[int, Path(ge=1, le=200)],
+                        body: SubscriptionCancelIn, request: Request,
+                        key: IdemKey = None) -> JSONResponse:
+    """Stop a subscription billed by period from the first day of a period not invoiced yet
+    (`effective`, default the next one): no later period is invoiced or recognised."""
+    deps = _deps(request)
+
+    def op(session):  # noqa: ANN001, ANN202
+        subscriptions.cancel_subscription(
+            session, order_number=number, line_no=line_no, reason=body.reason,
+            effective=body.effective, actor=body.by or API_ACTOR, now=deps.clock.now())
+        session.flush()
+        return 200, serialize.order_json(queries.order_view(session, number))
+    return _post(request, key, body.model_dump(mode="json"), op)
+
+
+@router.post("/orders/{number}/lines/{line_no}/renewal", tags=["subscriptions"],
+             status_code=201)
+def renew_subscription(number: Key, line_no: Annotated[int, Path(ge=1, le=200)],
+                       body: SubscriptionRenewIn, request: Request,
+                       key: IdemKey = None) -> JSONResponse:
+    """Renew a subscription line: a new order for the next term (from the day after it
+    ends, as long as it, or to `service_end`), through the credit and discount checks. A line
+    is renewed once (409 naming the renewal)."""
+    deps = _deps(request)
+
+    def op(session):  # noqa: ANN001, ANN202
+        renewed = subscriptions.renew_subscription(
+            session, order_number=number, line_no=line_no, service_end=body.service_end,
+            external_id=body.external_id, actor=body.by or API_ACTOR, now=deps.clock.now())
+        session.flush()
+        return 201, serialize.order_json(queries.order_view(session, renewed.number))
+    return _post(request, key, body.model_dump(mode="json"), op)
 
 
 # -- closed periods ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ Slack modals refuse exactly what the API refuses."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -117,6 +117,7 @@ class ProductIn(Strict):
     revenue_type: StrictStr = "goods"
     cost: Amount | None = None
     service_months: Annotated[StrictInt, Field(ge=1, le=120)] | None = None
+    ssp: Amount | None = None
 
 
 class OrderLineIn(Strict):
@@ -124,6 +125,10 @@ class OrderLineIn(Strict):
     quantity: Quantity
     unit_price: Amount | None = None
     discount_pct: Percent | None = None
+    # services and subscriptions: the period served, both days included (SPEC §4)
+    service_start: Day | None = None
+    service_end: Day | None = None
+    billing: Literal["monthly", "quarterly", "annual"] | None = None
 
 
 class OrderIn(Strict):
@@ -180,3 +185,16 @@ class PaymentIn(Strict):
     customer: StrictStr | None = None
     method: Annotated[StrictStr, StringConstraints(max_length=32)] | None = None
     external_id: Annotated[StrictStr, StringConstraints(min_length=1, max_length=200)] | None = None
+
+
+class SubscriptionCancelIn(Strict):
+    reason: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
+                                                   max_length=500)]
+    effective: Day | None = None  # the first day of a period not invoiced yet (default: next)
+    by: SlackUser | None = None
+
+
+class SubscriptionRenewIn(Strict):
+    service_end: Day | None = None  # default: a term as long as the one renewed
+    external_id: Annotated[StrictStr, StringConstraints(min_length=1, max_length=100)] | None = None
+    by: SlackUser | None = None

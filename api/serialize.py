@@ -60,7 +60,8 @@ def product_json(product: Product) -> dict:
             "on_hand": product.on_hand, "reserved": product.reserved,
             "max_discount_pct": (str(bp_to_pct(product.max_discount_bp))
                                  if product.max_discount_bp is not None else None),
-            "revenue_type": product.revenue_type}
+            "revenue_type": product.revenue_type,
+            "ssp": amount(product.ssp_minor, cur)}
 
 
 def history_json(events: list) -> list[dict]:
@@ -83,7 +84,12 @@ def order_json(view: OrderView) -> dict:
                    "discount_pct": str(bp_to_pct(li.discount_bp)),
                    "line_total": amount(li.line_total_minor, cur),
                    "shipped": li.qty_shipped, "backordered": li.qty_backordered,
-                   "cancelled": li.qty_cancelled}
+                   "cancelled": li.qty_cancelled, "revenue_type": li.revenue_type,
+                   **({"service_start": li.service_start.isoformat(),
+                       "service_end": li.service_end.isoformat(), "billing": li.billing,
+                       "cancelled_from": (li.cancelled_from.isoformat()
+                                          if li.cancelled_from else None)}
+                      if li.service_start else {})}
                   for li in view.lines],
         "approvals": [{"id": a.id, "kind": a.kind, "status": a.status,
                        "reasons": [r.get("text") for r in a.reasons],

@@ -33,6 +33,9 @@ ORDER_QUANTITY_INPUT = "order_quantity_input"
 ORDER_DISCOUNT_INPUT = "order_discount_input"
 ORDER_NOTES_BLOCK = "order_notes"
 ORDER_NOTES_INPUT = "order_notes_input"
+ORDER_SERVICE_START_INPUT = "order_service_start"
+ORDER_SERVICE_END_INPUT = "order_service_end"
+ORDER_BILLING_SELECT = "order_billing_select"
 ORDER_MAX_LINES = 5
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from blocks import approvals, cashapp, collections, kpi, notifications
+from blocks import approvals, cashapp, collections, kpi, notifications, revenue
 
 Renderer = Callable[[dict], dict]
 
@@ -33,6 +33,7 @@ TEMPLATES: dict[str, Renderer] = {
     "email_queued": collections.email_queued,
     "email_failed": collections.email_failed,
     "kpi_report": kpi.kpi_report,
+    "revenue_close": revenue.revenue_close,
 }
 
 

@@ -126,24 +126,43 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bot import jobs
     from bot.deps import build_deps
-    from bot.scheduler import run_exclusive
 
     settings = _settings()
+    options = {}
+    if args.period is not None:
+        if args.job != "revenue-close":
+            print("--period is an option of revenue-close only", file=sys.stderr)
+            return 2
+        options["period"] = args.period
     deps = build_deps(settings)
     try:
-        summary = run_exclusive(deps, args.job, args.as_of)  # None: today, by deps.clock
+        return _run_job(args, deps, options)
+    finally:  # its connections close with the command (`main` also runs inside tests)
+        deps.db.dispose()
+
+
+def _run_job(args: argparse.Namespace, deps, options: dict) -> int:  # noqa: ANN001
+    from bot import jobs
+    from bot.scheduler import run_exclusive
+    from workflows.errors import DomainError
+
+    try:
+        # as_of None: today, by deps.clock
+        summary = run_exclusive(deps, args.job, args.as_of, **options)
     except jobs.UnknownJob:
         known = ", ".join(sorted(jobs.JOBS))
         print(f"unknown job {args.job!r}; known jobs: {known}", file=sys.stderr)
+        return 2
+    except DomainError as exc:
+        print(f"o2c: {exc.detail}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2, default=str))
     if args.deliver:
         from bot.outbox import make_worker
 
-        settings.require("slack_bot_token")
-        make_worker(deps, settings).drain()
+        deps.settings.require("slack_bot_token")
+        make_worker(deps, deps.settings).drain()
     else:
         print("notifications are queued; a running `o2c serve` delivers them "
               "(or pass --deliver)", file=sys.stderr)
@@ -237,8 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("run", help="run a scheduled job now")
-    p.add_argument("job", help="digest, dunning, approval-reminders, kpi-report")
+    p.add_argument("job", help="digest, dunning, approval-reminders, kpi-report, "
+                   "subscription-billing, revenue-close")
     p.add_argument("--as-of", type=_date, help="evaluate as of this date (YYYY-MM-DD)")
+    p.add_argument("--period", help="revenue-close: the month to close, YYYY-MM (and every "
+                   "month before it)")
     p.add_argument("--deliver", action="store_true",
                    help="also deliver the queued notifications now (needs SLACK_BOT_TOKEN)")
     p.set_defaults(func=cmd_run)

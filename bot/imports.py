@@ -82,11 +82,12 @@ COLUMNS = {
         booleans=frozenset({"credit_reviewed"}), key="external_id"),
     "products": Columns(
         ("sku", "name", "unit_price", "currency", "on_hand"),
-        ("max_discount_pct", "revenue_type", "cost", "service_months"),
+        ("max_discount_pct", "revenue_type", "cost", "service_months", "ssp"),
         integers=frozenset({"on_hand", "service_months"}), key="sku"),
     "orders": Columns(
         ("customer", "sales_rep", "currency", "sku", "quantity"),
-        ("order_ref", "external_id", "order_date", "unit_price", "discount_pct", "notes"),
+        ("order_ref", "external_id", "order_date", "unit_price", "discount_pct", "notes",
+         "service_start", "service_end", "billing"),
         integers=frozenset({"quantity"}), key="external_id"),
     "invoices": Columns(
         ("number", "customer", "currency", "issue_date", "due_date", "total"), ("order",),
@@ -96,7 +97,8 @@ COLUMNS = {
         ("payer_name", "reference", "customer", "method", "external_id"), key="external_id"),
 }
 ORDER_FIELDS = ("customer", "sales_rep", "currency", "order_date", "external_id", "notes")
-LINE_FIELDS = ("sku", "quantity", "unit_price", "discount_pct")
+LINE_FIELDS = ("sku", "quantity", "unit_price", "discount_pct", "service_start", "service_end",
+               "billing")
 
 MAX_ERRORS = 100  # errors listed in a report; the rest are counted
 TRUE = {"true", "yes", "y", "1"}
@@ -113,7 +115,7 @@ PATTERN_HINTS = {
     "user": "must be a Slack user id such as U012AB3CD",
 }
 HINT_OF = {"credit_limit": "amount", "unit_price": "amount", "total": "amount",
-           "amount": "amount", "cost": "amount", "tax_rate_pct": "percent",
+           "amount": "amount", "cost": "amount", "ssp": "amount", "tax_rate_pct": "percent",
            "max_discount_pct": "percent", "discount_pct": "percent", "currency": "currency",
            "collector": "user", "sales_rep": "user"}
 

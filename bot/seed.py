@@ -59,10 +59,12 @@ from workflows import (
     masterdata,
     orders,
     shipping,
+    subscriptions,
     users,
 )
 from workflows.invoicing import ErpInvoiceIn, Terms, ingest_erp_invoice, issue_credit_note
 from workflows.receivables import aging_by_currency
+from workflows.revenue_schedule import add_months, next_month
 
 
 class SeedError(Exception):
@@ -161,6 +163,7 @@ class DemoCompany:
         self.habit = {ext: habit for ext, *_, habit in CUSTOMERS}
         self.prices = {sku: price for sku, _, price, *_ in PRODUCTS}
         self.max_discount = {sku: cap for sku, _, _, _, cap, _ in PRODUCTS}
+        self.kinds = {sku: kind for sku, *_, kind in PRODUCTS}
         self.payments = itertools.count(1)
         self.erp_numbers = itertools.count(1)
         self.cutoff = datetime.combine(today, time(0), tzinfo=UTC)  # history ends before today
@@ -197,16 +200,34 @@ class DemoCompany:
         return masterdata.customer_by_external_id(self.s, ext)
 
     # -- orders -----------------------------------------------------------------------------------
-    def order(self, ext: str, lines: list[tuple[str, int, str | None]], when: datetime) -> Order:
-        """Create an order as its sales rep would; foreign-currency lines get a local price."""
+    def order(self, ext: str, lines: list[tuple[str, int, str | None]], when: datetime, *,
+              billing: str | None = None, service_start: date | None = None) -> Order:
+        """Create an order as its sales rep would; foreign-currency lines get a local price,
+        services and subscriptions their service period (`service_period`)."""
         customer = self.customer(ext)
         data = orders.OrderIn(
             customer=ext, sales_rep=customer.sales_rep_id, currency=customer.currency,
             lines=[orders.LineIn(sku=sku, quantity=qty, discount_pct=discount,
-                                 unit_price=self.local_price(sku, customer.currency))
+                                 unit_price=self.local_price(sku, customer.currency),
+                                 **self.service_period(sku, when, billing, service_start))
                    for sku, qty, discount in lines])
         return orders.create_order(self.s, data, actor=customer.sales_rep_id, source="demo",
                                    now=when)
+
+    def service_period(self, sku: str, when: datetime, billing: str | None,
+                       start: date | None) -> dict:
+        """A service runs three months from a week after the order; a subscription a year
+        from the first of the next month (billed by period when `billing` is given)."""
+        kind = self.kinds[sku]
+        if kind == "goods":
+            return {}
+        if kind == "service":
+            first = start or when.date() + timedelta(days=7)
+            return {"service_start": first,
+                    "service_end": add_months(first, 3) - timedelta(days=1)}
+        first = start or next_month(when.date().replace(day=1))
+        return {"service_start": first, "service_end": add_months(first, 12) - timedelta(days=1),
+                "billing": billing}
 
     def local_price(self, sku: str, currency: str) -> str | None:
         """None (the list price) in USD; the demo price list's price in EUR and GBP."""
@@ -385,6 +406,47 @@ class DemoCompany:
             when = self.day(days_ago, hour)
             self.timeline.at(when, lambda step=step, when=when: self._kept(step, when))
 
+    def revenue_demo(self) -> None:
+        """A subscription billed monthly since four months ago (each period invoiced on its
+        first day, paid by habit) and a three-month installation contract delivered and
+        invoiced two and a half months ago: revenue recognised month by month, deferred and
+        unbilled balances, and a waterfall for `/o2c revenue` and the revenue report."""
+        start = add_months(self.today.replace(day=1), -4)
+        when = datetime.combine(start - timedelta(days=6), time(10), tzinfo=UTC)
+        self.timeline.at(when, lambda: self._subscription("C-1005", "SUB-CLOUD", 3, when, start))
+        begins = self.today - timedelta(days=75)
+        booked = datetime.combine(begins - timedelta(days=9), time(11), tzinfo=UTC)
+        self.timeline.at(booked, lambda: self._service_contract("C-1006", "SVC-INST", 10,
+                                                                booked, begins))
+
+    def _approved(self, order: Order, when: datetime) -> Order:
+        if order.status == OrderStatus.PENDING_APPROVAL:
+            decide(self.s, order, approve=True, at=when, note="Strategic account; approved.")
+        return order
+
+    def _subscription(self, ext: str, sku: str, quantity: int, when: datetime,
+                      start: date) -> None:
+        order = self._approved(self.order(ext, [(sku, quantity, None)], when, billing="monthly",
+                                          service_start=start), when)
+        line = orders.order_lines(self.s, order.id)[0]
+        for first, _, _ in orders.subscription_periods(line):
+            billed_at = datetime.combine(first, time(6), tzinfo=UTC)
+            if billed_at < self.cutoff:
+                self.timeline.at(billed_at, lambda f=first, t=billed_at: self._bill(line, f, t))
+
+    def _bill(self, line: object, first: date, when: datetime) -> None:
+        invoice = subscriptions.bill_period(self.s, order_line_id=line.id, period_start=first,
+                                            as_of=first, now=when)
+        if invoice is not None:
+            self._schedule_payment(invoice)
+
+    def _service_contract(self, ext: str, sku: str, quantity: int, when: datetime,
+                          begins: date) -> None:
+        order = self._approved(self.order(ext, [(sku, quantity, None)], when,
+                                          service_start=begins), when)
+        delivered = datetime.combine(begins, time(9), tzinfo=UTC)
+        self.timeline.at(delivered, lambda: self.ship(order, delivered))
+
     def _kept(self, step: Callable[[datetime], object], when: datetime) -> None:
         before = _last_outbox_id(self.s)
         step(when)
@@ -487,6 +549,7 @@ def seed_demo(db: Database, today: date) -> dict:
         company.history()
         company.erp_invoices()
         company.showcase()
+        company.revenue_demo()
         company.timeline.run()
         company.cash_application_demo()
         _drop_history_notifications(session, company.kept)

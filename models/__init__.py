@@ -36,6 +36,7 @@ from models.orders import (
 from models.payments import Allocation, Deduction, Payment, PaymentStatus
 from models.people import Role, User, UserRole
 from models.periods import ClosedPeriod
+from models.revenue import Billing, RevenueClose, RevenueEntry, SubscriptionBilling
 from models.system import (
     AuditEvent,
     Counter,
@@ -51,6 +52,7 @@ from models.system import (
 __all__ = [
     "AGING_BUCKETS",
     "ActivityKind", "Allocation", "Approval", "ApprovalKind", "ApprovalStatus", "AuditEvent",
+    "Billing", "RevenueClose", "RevenueEntry", "SubscriptionBilling",
     "ClosedPeriod", "CollectionActivity", "Counter", "CreditNote", "Customer", "Deduction",
     "DigestRun", "DunningNotice", "IdempotencyKey", "InteractionReceipt", "Invoice",
     "InvoiceLine", "InvoiceStatus", "JobRun", "Order", "OrderLine", "OrderStatus",

@@ -110,6 +110,9 @@ class InvoiceLine(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     invoice_id: int = Field(foreign_key="invoices.id", index=True)
     line_no: int
+    # The order line (performance obligation, SPEC §3) this line bills; None on an ERP's own
+    # invoice lines.
+    order_line_id: int | None = Field(default=None, foreign_key="order_lines.id", index=True)
     sku: str | None = Field(default=None, max_length=64)
     description: str = Field(max_length=200)
     quantity: int = big_field()

@@ -17,6 +17,8 @@ request models (`api.schemas`) are built from the same constants and checks.
 * **Dates and times**: years `MIN_YEAR` to `MAX_YEAR`. Far-off dates are typos, and at the
   extremes (0001-01-01T00:00+14:00 in UTC, 9999-12-31 plus 30 days' terms) date arithmetic
   overflows.
+* **Service periods**: at most `MAX_SERVICE_DAYS` days (a revenue schedule has a row per
+  month of it).
 * **Text**: no NUL character (PostgreSQL cannot store one in text or JSON).
 """
 
@@ -30,6 +32,7 @@ MAX_QUANTITY = 1_000_000_000
 MIN_YEAR = 1900
 MAX_YEAR = 2999
 MAX_RECORD_ID = 2**31 - 1  # record ids are 32-bit serial columns (PostgreSQL INTEGER)
+MAX_SERVICE_DAYS = 3660  # a service or subscription period: about ten years
 
 
 class OutOfBounds(ValueError):

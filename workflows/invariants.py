@@ -62,10 +62,12 @@ def validate_invoice_balances(session: Session) -> list[str]:
 def validate_order_totals(session: Session) -> list[str]:
     """An order's net (total - tax) equals the sum of its lines, each rounded once: totals
     describe what was ordered. What was cancelled since is `cancelled_minor`, between 0 and
-    the total, and 0 when no quantity is cancelled (exposure counts total - cancelled).
+    the total, and 0 when no quantity (or subscription term) is cancelled (exposure counts
+    total - cancelled).
     """
+    cancelled_term = sa.case((OrderLine.cancelled_from.is_not(None), 1), else_=0)
     sums = (select(OrderLine.order_id, sa.func.sum(OrderLine.line_total_minor).label("s"),
-                   sa.func.sum(OrderLine.qty_cancelled).label("c"))
+                   sa.func.sum(OrderLine.qty_cancelled + cancelled_term).label("c"))
             .group_by(OrderLine.order_id).subquery())
     rows = session.exec(select(Order.number, Order.total_minor, Order.tax_minor,
                                Order.cancelled_minor, sums.c.s, sums.c.c)

@@ -23,7 +23,6 @@ from models import (
     Order,
     OrderStatus,
     Payment,
-    Product,
     Shipment,
     ShipmentLine,
     WriteOff,
@@ -86,7 +85,6 @@ def invoice_shipment(session: Session, shipment: Shipment, *, actor: str,
                         .order_by(OrderLine.line_no)).all()
     lines = []
     for number, (ship_line, order_line) in enumerate(rows, start=1):
-        product = session.get(Product, order_line.product_id)
         net = money.line_total(ship_line.quantity, order_line.unit_price_minor,
                                order_line.discount_bp, order.currency)
         gross = money.line_total(ship_line.quantity, order_line.unit_price_minor, 0,
@@ -99,7 +97,15 @@ def invoice_shipment(session: Session, shipment: Shipment, *, actor: str,
             line_no=number, sku=order_line.sku, description=order_line.description,
             quantity=ship_line.quantity, unit_price_minor=order_line.unit_price_minor,
             discount_bp=order_line.discount_bp, line_total_minor=net, tax_minor=tax,
-            revenue_type=product.revenue_type if product else "goods"))
+            order_line_id=order_line.id, revenue_type=order_line.revenue_type,
+            service_start=order_line.service_start, service_end=order_line.service_end))
+    _issue(session, invoice, lines, order=order, customer=customer, actor=actor)
+    return invoice
+
+
+def _issue(session: Session, invoice: Invoice, lines: list[InvoiceLine], *, order: Order,
+           customer: Customer, actor: str, **audit_data: object) -> None:
+    """Total, store and send an invoice of ours with its lines (one transaction)."""
     invoice.total_minor = invoice.subtotal_minor - invoice.discount_minor + invoice.tax_minor \
         + invoice.fees_minor
     invoice.balance_minor = invoice.total_minor
@@ -110,13 +116,41 @@ def invoice_shipment(session: Session, shipment: Shipment, *, actor: str,
         session.add(line)
     audit.record(session, actor=actor, action="invoice.issued", entity_type="invoice",
                  entity_id=invoice.id, to_state="open", number=invoice.number,
-                 total_minor=invoice.total_minor, order=order.number)
+                 total_minor=invoice.total_minor, order=order.number, **audit_data)
     if customer.billing_email:
         outbox.send_email(session, to=customer.billing_email, template="invoice",
                           context={"invoice_number": invoice.number},
                           attachments=[{"kind": "invoice_pdf", "number": invoice.number}],
                           dedupe_key=f"invoice-email:{invoice.number}")
     session.flush()
+
+
+def invoice_subscription_period(session: Session, *, order: Order, line: OrderLine,
+                                first: date, last: date, amount_minor: int, issue_date: date,
+                                actor: str, now: datetime) -> Invoice:
+    """Invoice one period of a subscription billed in advance: one line of the period's net
+    amount (`orders.subscription_periods`), tax at the customer's rate, issued on
+    `issue_date` (the period's first day, or the day a late run catches it up)."""
+    customer = session.get(Customer, order.customer_id)
+    terms = Terms.parse(customer.payment_terms)
+    tax = money.percent_of(amount_minor, customer.tax_rate_bp, order.currency)
+    invoice = Invoice(
+        number=numbering.next_invoice_number(session, issue_date), customer_id=customer.id,
+        order_id=order.id, currency=order.currency, issue_date=issue_date,
+        due_date=terms.due_date(issue_date), payment_terms=customer.payment_terms,
+        order_date=order.order_date, billing_address=customer.billing_address,
+        shipping_address=customer.shipping_address, subtotal_minor=amount_minor,
+        tax_minor=tax, total_minor=0, balance_minor=0, created_at=now)
+    quantity = f"{line.quantity} × " if line.quantity != 1 else ""
+    description = (f"{quantity}{line.description}, {first.isoformat()} to "
+                   f"{last.isoformat()}")[:200]
+    invoice_line = InvoiceLine(
+        line_no=1, sku=line.sku, description=description, quantity=1,
+        unit_price_minor=amount_minor, line_total_minor=amount_minor, tax_minor=tax,
+        order_line_id=line.id, revenue_type=line.revenue_type, service_start=first,
+        service_end=last)
+    _issue(session, invoice, [invoice_line], order=order, customer=customer, actor=actor,
+           line_no=line.line_no, period_start=first.isoformat(), period_end=last.isoformat())
     return invoice
 
 

@@ -59,6 +59,7 @@ class ProductIn:
     revenue_type: str = RevenueType.GOODS
     cost: str | Decimal | None = None
     service_months: int | None = None
+    ssp: str | Decimal | None = None  # standalone selling price per unit (SPEC §3)
 
 
 def _known_user(session: Session, field: str, user_id: str | None) -> str | None:
@@ -152,6 +153,7 @@ def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Pr
     if data.revenue_type not in RevenueType.__members__.values():
         raise ValidationFailed.of("revenue_type", "must be goods, service or subscription")
     cost = v.amount_minor("cost", data.cost, currency) if data.cost is not None else None
+    ssp = v.amount_minor("ssp", data.ssp, currency) if data.ssp is not None else None
     product = session.exec(select(Product).where(Product.sku == data.sku)).first()
     created = product is None
     if product is not None:
@@ -173,6 +175,7 @@ def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Pr
     product.max_discount_bp = max_bp
     product.revenue_type = data.revenue_type
     product.cost_minor = cost
+    product.ssp_minor = ssp
     product.service_months = data.service_months
     session.add(product)
     session.flush()

@@ -1,8 +1,9 @@
 """Orders typed into the `/o2c new` modal: check every field, then create the order through
 `workflows.orders.create_order` (source "slack"), which runs the credit and discount checks.
 
-Errors name the modal row they belong to (`lines[<row>].sku|quantity|discount_pct`, or
-`customer`), so the modal can show each one inline next to its input; blank rows are skipped.
+Errors name the modal row they belong to (`lines[<row>].sku|quantity|discount_pct|
+service_start|service_end|billing`, or `customer`), so the modal can show each one inline
+next to its input; blank rows are skipped.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ class EntryLine:
     sku: str | None = None
     quantity: str | None = None
     discount_pct: str | None = None
+    service_start: str | None = None  # services and subscriptions (YYYY-MM-DD)
+    service_end: str | None = None
+    billing: str | None = None  # subscriptions billed by period
 
     @property
     def blank(self) -> bool:
@@ -77,7 +81,9 @@ def validate_entry(session: Session, entry: Entry, *, rep: str) -> orders.OrderI
         customer=customer.external_id, sales_rep=rep, currency=customer.currency,
         notes=(entry.notes or "").strip() or None,
         lines=[orders.LineIn(sku=line.sku, quantity=int(line.quantity.strip()),
-                             discount_pct=(line.discount_pct or "").strip() or None)
+                             discount_pct=(line.discount_pct or "").strip() or None,
+                             service_start=line.service_start, service_end=line.service_end,
+                             billing=line.billing)
                for line in filled])
 
 
@@ -106,6 +112,13 @@ def _line_errors(line: EntryLine, product: Product | None,
             v.percent_bp(f"{where}.discount_pct", line.discount_pct.strip())
         except ValidationFailed as exc:
             errors.extend(exc.errors)
+    if product is not None and product.active:
+        try:  # a service's period, a subscription's billing: before the ack, under the inputs
+            orders.service_terms(where, orders.LineIn(
+                sku=product.sku, quantity=1, service_start=line.service_start,
+                service_end=line.service_end, billing=line.billing), product)
+        except ValidationFailed as exc:
+            errors.extend(exc.errors)
     return errors
 
 
@@ -126,5 +139,6 @@ def _to_row(error: FieldError, filled: list[EntryLine]) -> FieldError:
     match = LINE_FIELD.match(error.field)
     if not match or int(match[1]) >= len(filled):
         return error
-    part = match[2] if match[2] in ("sku", "quantity", "discount_pct") else "sku"
+    part = match[2] if match[2] in ("sku", "quantity", "discount_pct", "service_start",
+                                    "service_end", "billing") else "sku"
     return FieldError(f"lines[{filled[int(match[1])].row}].{part}", error.detail)

@@ -23,6 +23,7 @@ from workflows import validation as v
 from workflows.errors import InvalidTransition, ValidationFailed
 from workflows.invoicing import invoice_shipment
 from workflows.orders import get_order, lock_order, order_snapshot, transition
+from workflows.subscriptions import order_fulfilled
 
 
 @dataclass
@@ -88,6 +89,10 @@ def _lines_to_ship(order: Order, all_lines: list[OrderLine],
                 raise ValidationFailed.of(f"lines[{i}].sku", f"{item.sku!r} is listed twice; "
                                           "give each SKU once with its whole quantity")
             seen.add(item.sku)
+            if line.billing:
+                raise ValidationFailed.of(f"lines[{i}].sku", f"{item.sku!r} is a subscription "
+                                          f"billed {line.billing}: it is invoiced each period, "
+                                          "never shipped")
             if not isinstance(item.quantity, int) or not 0 < item.quantity <= line.qty_open:
                 raise ValidationFailed.of(f"lines[{i}].quantity",
                                           f"must be between 1 and {line.qty_open} (open)")
@@ -126,7 +131,8 @@ def _record_shipment(session: Session, order: Order, all_lines: list[OrderLine],
                      shipment: Shipment, wanted: list[tuple[OrderLine, int]], *, actor: str,
                      now: datetime) -> None:
     """The shipment in the order's history, the order's new status, the invoice, the DM."""
-    complete = all(line.qty_open == 0 for line in all_lines)
+    # complete: nothing left to ship, and every subscription period billed already
+    complete = order_fulfilled(session, all_lines)
     # The shipment itself is in the order's history whether or not the status moves: the
     # second, third... partial shipment leaves the order partially shipped.
     audit.record(session, actor=actor, action="order.shipment", entity_type="order",

@@ -96,3 +96,11 @@ def evaluation_moment(as_of: date | datetime, *, now: datetime, hours: str, tz: 
     if as_of == now.astimezone(zone(tz)).date() or as_of == now.date():
         return now
     return end_of_working_day(as_of, hours=hours, tz=tz)
+
+
+def first_working_day(day: date) -> date:
+    """The first working day (Monday to Friday) of `day`'s month."""
+    first = day.replace(day=1)
+    while first.weekday() not in WORKING_DAYS:
+        first += timedelta(days=1)
+    return first

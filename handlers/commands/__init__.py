@@ -22,6 +22,7 @@ from handlers.commands import (
     lookups,
     order_entry,
     pay,
+    revenue,
     roles,
 )
 from handlers.commands.call import ANY_ROLE, CommandCall, Subcommand
@@ -66,6 +67,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {sub.name: sub for sub in (
     Subcommand("kpi", "/o2c kpi", "DSO, CEI, aging, auto-match rate, cycle times", kpi.kpi,
                roles=(Role.ADMIN, Role.CREDIT_APPROVER, Role.DISCOUNT_APPROVER,
                       Role.COLLECTOR)),
+    Subcommand("revenue", "/o2c revenue [YYYY-MM]",
+               "revenue recognised, deferred and unbilled; when deferred revenue is earned "
+               "(admins)", revenue.revenue_report, roles=(Role.ADMIN,)),
     Subcommand("role", roles.USAGE, "grant or remove a role (admins)", roles.role),
     Subcommand("policy", approvals.POLICY_USAGE, "policy values; admins change them",
                approvals.policy_values, roles=ANY_ROLE),

@@ -29,7 +29,9 @@ RAW = ("<!channel>", "<https://x.example|Bank>")
 TWICE = ("&amp;lt;", "&amp;gt;", "&amp;amp;")
 
 DATES = {"as_of", "date", "due_date", "issue_date", "promised_date", "last_contact",
-         "requested_at", "decided_at", "received_at", "at"}
+         "requested_at", "decided_at", "received_at", "at",
+         # months of the revenue close ("2026-06")
+         "period", "month", "months"}
 CODES = {"currency", "tz", "kind", "status", "audience", "code", "waiting_for"}
 SLACK_IDS = {"collector_id", "requested_by", "sales_rep", "decided_by", "taken_by", "by",
              "approvers"}
@@ -39,7 +41,9 @@ NUMBERS = {"score", "risk", "amount", "write_off", "unapplied_amount", "working_
            "ar", "current_ar", "credit_sales", "dso", "best_possible_dso", "count_back_dso",
            "average_days_delinquent", "cei_pct", "auto_match_rate_pct",
            "auto_match_amount_pct", "approval_turnaround_hours", "order_cycle_days",
-           "invoice_accuracy_pct", "current", "1-30", "31-60", "61-90", "90+"}
+           "invoice_accuracy_pct", "current", "1-30", "31-60", "61-90", "90+",
+           # the revenue close's figures (workflows/revenue.close_summary)
+           "recognized", "deferred", "unbilled", "goods", "service", "subscription"}
 STRUCTURED = DATES | CODES | SLACK_IDS | NUMBERS
 # (parent key, key) of system-generated document numbers: an order's number (SO-1001) and the
 # top-level "invoice" of order_shipped (the invoice issued for the shipment, INV-2026-000001)
@@ -180,6 +184,13 @@ CONTEXTS: dict[str, list[tuple[str, dict]]] = {
                                    "currency": "USD", "amount_minor": 50_000,
                                    "paid_minor": 10_000, "promised_date": "2026-11-20",
                                    "note": "CFO said Friday", "taken_by": "UCOLL001"})],
+    "revenue_close": [("one currency", {
+        "period": "2026-06", "months": ["2026-05", "2026-06"], "currencies": {"USD": {
+            "recognized": "1006.46", "deferred": "203.54", "unbilled": "0.00",
+            "by_type": {"goods": "810.00", "service": "97.83", "subscription": "98.63"},
+            "previous": {"month": "2026-05", "recognized": "0.00", "deferred": "0.00",
+                         "unbilled": "0.00"}}}}),
+        ("nothing yet", {"period": "2026-06", "months": ["2026-06"], "currencies": {}})],
     "email_queued": [("queued", {"outbox_id": 12, "to": "ap@acme.example",
                                  "subject": "Overdue invoices of Acme Ltd",
                                  "summary": "Dear Acme Ltd, invoice ERP-77/2026 is overdue."})],

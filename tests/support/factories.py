@@ -32,10 +32,12 @@ def customer(session: Session, external_id: str = "C-GLOBEX", name: str = "Globe
 
 def product(session: Session, sku: str = "WID-1", *, price: str = "100.00",
             currency: str = "USD", on_hand: int = 1000, max_discount: str | None = None,
-            name: str | None = None) -> Product:
+            name: str | None = None, revenue_type: str = "goods",
+            ssp: str | None = None) -> Product:
     p, _ = masterdata.upsert_product(session, masterdata.ProductIn(
         sku=sku, name=name or f"Widget {sku}", unit_price=price, currency=currency,
-        on_hand=on_hand, max_discount_pct=max_discount), actor="test")
+        on_hand=on_hand, max_discount_pct=max_discount, revenue_type=revenue_type, ssp=ssp),
+        actor="test")
     return p
 
 
