@@ -1,7 +1,8 @@
 """REST API `/api/v1` (SPEC §4): ingestion from ERPs, CRMs and payment providers, and lookups.
 
-Routes are thin: parse (pydantic), call one workflow inside `idempotency.run` (one
-transaction, one commit), serialise. Sync `def` routes run in FastAPI's thread pool.
+Routes are thin: parse (the request bodies are the domain's input models, `workflows.inputs`),
+call one workflow inside `idempotency.run` (one transaction, one commit), serialise. Sync `def`
+routes run in FastAPI's thread pool.
 """
 
 from __future__ import annotations
@@ -15,17 +16,6 @@ from sqlmodel import select
 
 from api import idempotency, serialize
 from api.auth import token_ok
-from api.schemas import (
-    SLACK_USER_PATTERN,
-    CustomerIn,
-    Day,
-    InvoiceIn,
-    OrderIn,
-    PaymentIn,
-    ProductIn,
-    ShipmentIn,
-    UserIn,
-)
 from models import Customer
 from models.limits import MAX_RECORD_ID
 from workflows import (
@@ -40,6 +30,17 @@ from workflows import (
 )
 from workflows import kpis as kpi_workflow
 from workflows.errors import NotFound, ValidationFailed
+from workflows.inputs import (
+    SLACK_USER_PATTERN,
+    CustomerIn,
+    Day,
+    InvoiceIn,
+    OrderIn,
+    PaymentIn,
+    ProductIn,
+    ShipmentIn,
+    UserIn,
+)
 from workflows.receivables import aging_by_currency, customer_position
 
 API_ACTOR = "api"
@@ -94,9 +95,7 @@ def put_user(slack_user_id: SlackUserId, body: UserIn, request: Request) -> JSON
 @router.post("/customers", tags=["customers"], status_code=201)
 def post_customer(body: CustomerIn, request: Request, key: IdemKey = None) -> JSONResponse:
     def op(session):  # noqa: ANN001, ANN202
-        customer, created = masterdata.upsert_customer(
-            session, masterdata.CustomerIn(**body.model_dump(exclude_unset=True)),
-            actor=API_ACTOR)
+        customer, created = masterdata.upsert_customer(session, body, actor=API_ACTOR)
         return (201 if created else 200), serialize.customer_json(customer)
     return _post(request, key, body.model_dump(mode="json"), op)
 
@@ -104,8 +103,7 @@ def post_customer(body: CustomerIn, request: Request, key: IdemKey = None) -> JS
 @router.post("/products", tags=["products"], status_code=201)
 def post_product(body: ProductIn, request: Request, key: IdemKey = None) -> JSONResponse:
     def op(session):  # noqa: ANN001, ANN202
-        product, created = masterdata.upsert_product(
-            session, masterdata.ProductIn(**body.model_dump()), actor=API_ACTOR)
+        product, created = masterdata.upsert_product(session, body, actor=API_ACTOR)
         return (201 if created else 200), serialize.product_json(product)
     return _post(request, key, body.model_dump(mode="json"), op)
 
@@ -114,11 +112,7 @@ def post_product(body: ProductIn, request: Request, key: IdemKey = None) -> JSON
 @router.post("/orders", tags=["orders"], status_code=201)
 def post_order(body: OrderIn, request: Request, key: IdemKey = None) -> JSONResponse:
     def op(session):  # noqa: ANN001, ANN202
-        data = orders.OrderIn(
-            customer=body.customer, sales_rep=body.sales_rep, currency=body.currency,
-            lines=[orders.LineIn(**line.model_dump()) for line in body.lines],
-            external_id=body.external_id, order_date=body.order_date, notes=body.notes)
-        order = orders.create_order(session, data, actor=API_ACTOR, source="api",
+        order = orders.create_order(session, body, actor=API_ACTOR, source="api",
                                     now=_deps(request).clock.now())
         session.flush()
         return 201, serialize.order_json(queries.order_view(session, order.number))
@@ -128,12 +122,10 @@ def post_order(body: OrderIn, request: Request, key: IdemKey = None) -> JSONResp
 @router.post("/shipments", tags=["orders"], status_code=201)
 def post_shipment(body: ShipmentIn, request: Request, key: IdemKey = None) -> JSONResponse:
     def op(session):  # noqa: ANN001, ANN202
-        lines = ([shipping.ShipLineIn(sku=li.sku, quantity=li.quantity) for li in body.lines]
-                 if body.lines is not None else None)
         shipment = shipping.ship_order(session, order_number=body.order, carrier=body.carrier,
                                        tracking_number=body.tracking_number,
-                                       shipped_at=body.shipped_at, lines=lines, actor=API_ACTOR,
-                                       now=_deps(request).clock.now())
+                                       shipped_at=body.shipped_at, lines=body.lines,
+                                       actor=API_ACTOR, now=_deps(request).clock.now())
         view = queries.order_view(session, body.order)
         invoice = next(i for i in view.invoices if i.shipment_id == shipment.id)
         return 201, {"id": shipment.id, "order": view.order.number,
@@ -156,9 +148,7 @@ def get_order(number: Key, request: Request) -> dict:
 @router.post("/invoices", tags=["invoices"], status_code=201)
 def post_invoice(body: InvoiceIn, request: Request, key: IdemKey = None) -> JSONResponse:
     def op(session):  # noqa: ANN001, ANN202
-        data = invoicing.ErpInvoiceIn(**{**body.model_dump(), "lines": [
-            line.model_dump() for line in body.lines] if body.lines else None})
-        invoice = invoicing.ingest_erp_invoice(session, data, actor=API_ACTOR)
+        invoice = invoicing.ingest_erp_invoice(session, body, actor=API_ACTOR)
         session.flush()
         return 201, serialize.invoice_json(queries.invoice_view(session, invoice.number))
     return _post(request, key, body.model_dump(mode="json"), op)
@@ -182,8 +172,7 @@ def payment_answer(session, payment) -> dict:  # noqa: ANN001
 @router.post("/payments", tags=["payments"], status_code=201)
 def post_payment(body: PaymentIn, request: Request, key: IdemKey = None) -> JSONResponse:
     def op(session):  # noqa: ANN001, ANN202
-        payment, created = cash_application.record_payment(
-            session, cash_application.PaymentIn(**body.model_dump()), actor=API_ACTOR)
+        payment, created = cash_application.record_payment(session, body, actor=API_ACTOR)
         session.flush()
         return (201 if created else 200), payment_answer(session, payment)
     return _post(request, key, body.model_dump(mode="json"), op)

@@ -5,8 +5,7 @@ caller's transaction (the caller commits once).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 
 from sqlmodel import Session, select
 
@@ -27,28 +26,10 @@ from workflows import audit, numbering, outbox, policy
 from workflows import validation as v
 from workflows.credit import approval_needs
 from workflows.errors import FieldError, InvalidTransition, NotFound, ValidationFailed
+from workflows.inputs import OrderIn
 from workflows.masterdata import customer_by_external_id
 
 MAX_LINES = 200
-
-
-@dataclass
-class LineIn:
-    sku: str
-    quantity: int
-    unit_price: str | None = None
-    discount_pct: str | None = None
-
-
-@dataclass
-class OrderIn:
-    customer: str  # external_id
-    sales_rep: str  # Slack user id
-    currency: str
-    lines: list[LineIn] = field(default_factory=list)
-    external_id: str | None = None
-    order_date: date | str | None = None
-    notes: str | None = None
 
 
 def order_snapshot(order: Order, customer: Customer | None = None) -> dict:
