@@ -34,7 +34,7 @@ from workflows import (
     users,
 )
 from workflows import kpis as kpi_workflow
-from workflows.errors import NotFound, ValidationFailed
+from workflows.errors import FieldError, NotFound, ValidationFailed
 from workflows.inputs import (
     SLACK_USER_PATTERN,
     CustomerIn,
@@ -67,9 +67,21 @@ def require_token(request: Request, _credentials: Annotated[
         raise Unauthorized()
 
 
-# Every route: a 401 without the token, a 503 while the database is unavailable.
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)],
-                   responses=problems(401, 503))
+def known_query(request: Request) -> None:
+    """Query parameters are strict like bodies: a typo (`?asof=`) would silently mean the
+    default, so a parameter the route does not declare is a 422 naming it."""
+    declared = {param.alias for param in request.scope["route"].dependant.query_params}
+    unknown = [name for name in request.query_params if name not in declared]
+    if unknown:
+        raise ValidationFailed("; ".join(f"{name}: unknown query parameter" for name in unknown),
+                               errors=[FieldError(name, "unknown query parameter")
+                                       for name in unknown])
+
+
+# Every route: a 401 without the token, a 422 for an unknown query parameter, a 503 while the
+# database is unavailable.
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token), Depends(known_query)],
+                   responses=problems(401, 422, 503))
 BODY = (400, 413, 422)  # a route with a JSON body: malformed, too large, invalid
 
 

@@ -176,6 +176,9 @@ def refusals(server, api) -> None:  # noqa: ANN001
     assert api.get("/payments/0").status_code == 422
     assert api.get("/reports/aging", params={"known_at": "soon"}).status_code == 422
     assert api.get("/reports/kpis", params={"format": "xml"}).status_code == 422
+    typo = api.get("/reports/aging", params={"asof": "2026-10-31"})  # would mean today
+    assert typo.status_code == 422 and typo.json()["errors"] == [
+        {"field": "asof", "detail": "unknown query parameter"}]
     assert api.post("/periods/2026-13/close").status_code == 422
     assert api.post("/payments", content=b"{not json",
                     headers={"Content-Type": "application/json"}).status_code == 400
