@@ -83,10 +83,7 @@ def known_query(request: Request) -> None:
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token), Depends(known_query)],
                    responses=problems(401, 422, 503))
 BODY = (400, 413, 422)  # a route with a JSON body: malformed, too large, invalid
-
-
-def _updated(model: type) -> dict:
-    return {200: {"model": model, "description": "Updated (or unchanged)"}}
+CREATED: dict = {"status_code": 201, "response_description": "Created"}
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 # Path keys: anything but a NUL (PostgreSQL cannot compare it) up to the column's length; an
 # unknown key is a 404. An id beyond the id columns' range (a 22-digit id) is a 422, never an
@@ -95,6 +92,10 @@ Key = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
 RecordId = Annotated[int, Path(ge=1, le=MAX_RECORD_ID)]
 SlackUserId = Annotated[str, Path(pattern=SLACK_USER_PATTERN)]
 AsOf = Annotated[Day | None, Query()]
+
+
+def _updated(model: type) -> dict:
+    return {200: {"model": model, "description": "Updated (or unchanged)"}}
 
 
 def _deps(request: Request):  # noqa: ANN202
@@ -110,6 +111,7 @@ def _post(request: Request, key: str | None, body: dict, operation) -> JSONRespo
 
 # -- users ---------------------------------------------------------------------------------------
 @router.put("/users/{slack_user_id}", tags=["users"], response_model=out.UserOut,
+            response_description="Updated",
             responses={201: {"model": out.UserOut, "description": "Created"},
                        **problems(*BODY)})
 def put_user(slack_user_id: SlackUserId, body: UserIn, request: Request) -> JSONResponse:
@@ -123,7 +125,7 @@ def put_user(slack_user_id: SlackUserId, body: UserIn, request: Request) -> JSON
 
 
 # -- master data ---------------------------------------------------------------------------------
-@router.post("/customers", tags=["customers"], status_code=201,
+@router.post("/customers", tags=["customers"], **CREATED,
              response_model=out.CustomerOut,
              responses={**_updated(out.CustomerOut), **problems(409, *BODY)})
 def post_customer(body: CustomerIn, request: Request, key: IdemKey = None) -> JSONResponse:
@@ -133,7 +135,7 @@ def post_customer(body: CustomerIn, request: Request, key: IdemKey = None) -> JS
     return _post(request, key, body.model_dump(mode="json"), op)
 
 
-@router.post("/products", tags=["products"], status_code=201, response_model=out.ProductOut,
+@router.post("/products", tags=["products"], **CREATED, response_model=out.ProductOut,
              responses={**_updated(out.ProductOut), **problems(409, *BODY)})
 def post_product(body: ProductIn, request: Request, key: IdemKey = None) -> JSONResponse:
     def op(session):  # noqa: ANN001, ANN202
@@ -143,7 +145,7 @@ def post_product(body: ProductIn, request: Request, key: IdemKey = None) -> JSON
 
 
 # -- orders and shipments ------------------------------------------------------------------------
-@router.post("/orders", tags=["orders"], status_code=201, response_model=out.OrderOut,
+@router.post("/orders", tags=["orders"], **CREATED, response_model=out.OrderOut,
              responses=problems(409, *BODY))
 def post_order(body: OrderIn, request: Request, key: IdemKey = None) -> JSONResponse:
     def op(session):  # noqa: ANN001, ANN202
@@ -154,7 +156,7 @@ def post_order(body: OrderIn, request: Request, key: IdemKey = None) -> JSONResp
     return _post(request, key, body.model_dump(mode="json"), op)
 
 
-@router.post("/shipments", tags=["orders"], status_code=201, response_model=out.ShipmentOut,
+@router.post("/shipments", tags=["orders"], **CREATED, response_model=out.ShipmentOut,
              responses=problems(404, 409, *BODY))
 def post_shipment(body: ShipmentIn, request: Request, key: IdemKey = None) -> JSONResponse:
     def op(session):  # noqa: ANN001, ANN202
@@ -176,7 +178,7 @@ def get_order(number: Key, request: Request) -> out.OrderOut:
 
 
 # -- invoices ------------------------------------------------------------------------------------
-@router.post("/invoices", tags=["invoices"], status_code=201, response_model=out.InvoiceOut,
+@router.post("/invoices", tags=["invoices"], **CREATED, response_model=out.InvoiceOut,
              responses=problems(409, *BODY))
 def post_invoice(body: InvoiceIn, request: Request, key: IdemKey = None) -> JSONResponse:
     def op(session):  # noqa: ANN001, ANN202
@@ -201,7 +203,7 @@ def payment_answer(session, payment) -> out.PaymentOut:  # noqa: ANN001
     return serialize.payment_out(payment, view["allocations"])
 
 
-@router.post("/payments", tags=["payments"], status_code=201, response_model=out.PaymentOut,
+@router.post("/payments", tags=["payments"], **CREATED, response_model=out.PaymentOut,
              responses={200: {"model": out.PaymentOut, "description": "Already recorded "
                               "under this external_id: the first one"},
                         **problems(409, *BODY)})
@@ -316,7 +318,7 @@ def report_kpis(request: Request, as_of: AsOf = None, known_at: KnownAt = None,
 
 
 # -- closed periods ------------------------------------------------------------------------------
-@router.post("/periods/{period}/close", tags=["periods"], status_code=201,
+@router.post("/periods/{period}/close", tags=["periods"], **CREATED,
              response_model=out.PeriodCloseOut,
              responses={200: {"model": out.PeriodCloseOut, "description": "Already closed (by "
                               "this close or a later one)"}, **problems(409, 422)})

@@ -124,9 +124,10 @@ class UserIn(Strict):
 
 class CustomerIn(Strict):
     """A customer as an integration sends it. Optional fields left out keep their stored value
-    when the customer exists (`model_fields_set`) — an ERP re-sending name and limit must not
-    reset the collector, the billing contact or the credit review — and take the defaults
-    when new."""
+    when the customer exists — an ERP re-sending name and limit must not reset the collector,
+    the billing contact or the credit review — and take the defaults when new."""
+
+    # (left out = not in `model_fields_set`: `masterdata.upsert_customer`)
 
     external_id: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
                                                         max_length=100)]
