@@ -172,7 +172,7 @@ def _run_job(args: argparse.Namespace, deps, options: dict) -> int:  # noqa: ANN
 def cmd_close_period(args: argparse.Namespace) -> int:
     """`o2c close-period 2026-06`: close AR for that month and every month before it (see
     `workflows.periods`); closing a month already closed changes nothing."""
-    from api.serialize import period_json
+    from api.serialize import period_close_out
     from bot.server import build_deps
     from workflows import periods
     from workflows.errors import DomainError
@@ -182,7 +182,8 @@ def cmd_close_period(args: argparse.Namespace) -> int:
         with deps.db.transaction() as session:
             row, created = periods.close_period(session, period=args.period, actor=args.by,
                                                 now=deps.clock.now())
-            data = period_json(row, requested=args.period, created=created)
+            data = period_close_out(row, requested=args.period,
+                                    created=created).model_dump(mode="json")
     except DomainError as exc:
         print(f"o2c: {exc.detail}", file=sys.stderr)
         return 2

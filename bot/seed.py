@@ -55,6 +55,7 @@ from workflows import (
     approvals,
     audit,
     cash_application,
+    inputs,
     invariants,
     masterdata,
     orders,
@@ -62,7 +63,7 @@ from workflows import (
     subscriptions,
     users,
 )
-from workflows.invoicing import ErpInvoiceIn, Terms, ingest_erp_invoice, issue_credit_note
+from workflows.invoicing import Terms, ingest_erp_invoice, issue_credit_note
 from workflows.receivables import aging_by_currency
 from workflows.revenue_schedule import add_months, next_month
 
@@ -181,7 +182,7 @@ class DemoCompany:
                               timezone=u.timezone, actor="seed")
         for i, (ext, name, currency, limit, terms, habit) in enumerate(CUSTOMERS):
             slug = name.split()[0].lower()
-            masterdata.upsert_customer(self.s, masterdata.CustomerIn(
+            masterdata.upsert_customer(self.s, inputs.CustomerIn(
                 external_id=ext, name=name, currency=currency, credit_limit=limit,
                 payment_terms=terms, credit_reviewed=habit != "new",
                 billing_email=f"ap.{slug}@{'example.com' if i % 3 else 'example.org'}",
@@ -190,7 +191,7 @@ class DemoCompany:
                 collector=COLLECTOR_US if currency == "USD" else COLLECTOR_EU,
                 sales_rep=SALES_1 if i % 2 == 0 else SALES_2), actor="seed")
         for sku, name, price, on_hand, max_discount, revenue_type in PRODUCTS:
-            masterdata.upsert_product(self.s, masterdata.ProductIn(
+            masterdata.upsert_product(self.s, inputs.ProductIn(
                 sku=sku, name=name, unit_price=price, currency="USD", on_hand=on_hand,
                 max_discount_pct=max_discount, revenue_type=revenue_type,
                 service_months=12 if revenue_type == "subscription" else None), actor="seed")
@@ -205,11 +206,11 @@ class DemoCompany:
         """Create an order as its sales rep would; foreign-currency lines get a local price,
         services and subscriptions their service period (`service_period`)."""
         customer = self.customer(ext)
-        data = orders.OrderIn(
+        data = inputs.OrderIn(
             customer=ext, sales_rep=customer.sales_rep_id, currency=customer.currency,
-            lines=[orders.LineIn(sku=sku, quantity=qty, discount_pct=discount,
-                                 unit_price=self.local_price(sku, customer.currency),
-                                 **self.service_period(sku, when, billing, service_start))
+            lines=[inputs.OrderLineIn(sku=sku, quantity=qty, discount_pct=discount,
+                                      unit_price=self.local_price(sku, customer.currency),
+                                      **self.service_period(sku, when, billing, service_start))
                    for sku, qty, discount in lines])
         return orders.create_order(self.s, data, actor=customer.sales_rep_id, source="demo",
                                    now=when)
@@ -293,7 +294,7 @@ class DemoCompany:
         lines = None
         if only_first_line:
             first = orders.order_lines(self.s, order.id)[0]
-            lines = [shipping.ShipLineIn(sku=first.sku, quantity=first.qty_open)]
+            lines = [inputs.ShipmentLineIn(sku=first.sku, quantity=first.qty_open)]
         shipment = shipping.ship_order(
             self.s, order_number=order.number, carrier=self.rng.choice(CARRIERS),
             tracking_number=f"1Z{self.rng.randrange(10**10):010d}", shipped_at=when,
@@ -327,7 +328,7 @@ class DemoCompany:
         amount = amount_minor if amount_minor is not None else invoice.balance_minor
         if with_customer is None:
             with_customer = self.rng.random() < 0.5
-        payment, _ = cash_application.record_payment(self.s, cash_application.PaymentIn(
+        payment, _ = cash_application.record_payment(self.s, inputs.PaymentIn(
             amount=money.to_str(amount, invoice.currency), currency=invoice.currency,
             received_at=when, payer_name=customer.name.upper(),
             reference=self.rng.choice(["{n}", "Remittance {n}", "Inv {n} thx"]
@@ -355,7 +356,7 @@ class DemoCompany:
                                  self._erp_invoice(c, i, d, t))
 
     def _erp_invoice(self, customer: Customer, issue: date, due: date, total: str) -> None:
-        ingest_erp_invoice(self.s, ErpInvoiceIn(
+        ingest_erp_invoice(self.s, inputs.InvoiceIn(
             number=f"ERP-{issue.year}-{next(self.erp_numbers):05d}",
             customer=customer.external_id, currency=customer.currency, issue_date=issue,
             due_date=due, total=total), actor="seed")
@@ -473,7 +474,7 @@ class DemoCompany:
         self.pay(partial, self.day(3, 14), amount_minor=partial.balance_minor * 2 // 5,
                  with_customer=True)
         target = self._open_invoices("C-1011")[0]
-        cash_application.record_payment(self.s, cash_application.PaymentIn(
+        cash_application.record_payment(self.s, inputs.PaymentIn(
             amount=money.to_str(target.balance_minor, target.currency), currency="USD",
             received_at=self.day(1, 15), payer_name="MASSIVE DYNAMC INC ACH CCD 0004471",
             reference="PAYMENT - THANK YOU", method="ach", external_id="DEMO-PAY-UNAPPLIED"),

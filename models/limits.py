@@ -3,8 +3,8 @@
 Every amount, quantity, date and text that comes in — REST API, CSV import, Slack modals — is
 checked against these before any arithmetic or database write, and refused with an error naming
 the field (a 422 in the API, "row N, column X" in a CSV report, an inline error in a modal):
-`workflows.validation` turns the `OutOfBounds` raised here into that error, and the API's
-request models (`api.schemas`) are built from the same constants and checks.
+`workflows.validation` turns the `OutOfBounds` raised here into that error, and the input
+models every surface builds (`workflows.inputs`) use the same constants and checks.
 
 * **Amounts**: 0 to `MAX_AMOUNT_MINOR` minor units, i.e. 15 digits: USD/EUR
   9,999,999,999,999.99, JPY 999,999,999,999,999, KWD 999,999,999,999.999. Columns are 64-bit

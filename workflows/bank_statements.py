@@ -40,8 +40,9 @@ from defusedxml.common import DefusedXmlException
 from sqlmodel import Session
 
 from models import PaymentStatus
-from workflows.cash_application import PaymentIn, guard, record_payment
+from workflows.cash_application import guard, record_payment
 from workflows.errors import DomainError
+from workflows.inputs import PaymentIn, build
 
 ACTOR = "import"
 SOURCE = "bank"
@@ -418,11 +419,11 @@ def import_statement(session: Session, path: Path | str, *, actor: str = ACTOR
     for line in lines:
         # banks pad amounts ("1500.00" in JPY): the zeros beyond the currency's decimals go
         amount = line.amount.rstrip("0").rstrip(".") if "." in line.amount else line.amount
-        data = PaymentIn(amount=amount, currency=line.currency,
+        try:
+            data = build(PaymentIn, amount=amount, currency=line.currency,
                          received_at=line.received_at, value_date=line.value_date,
                          payer_name=line.payer_name, reference=line.reference,
                          method="bank transfer", external_id=line.external_id)
-        try:
             # (a refused line fails the whole file; the savepoint, where one is needed, keeps
             # the session usable so every other line is still checked and reported)
             with guard(session):

@@ -25,7 +25,6 @@ open month (`workflows.periods`).
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
@@ -56,6 +55,7 @@ from workflows.errors import (
     OverallocationError,
     ValidationFailed,
 )
+from workflows.inputs import PaymentIn
 from workflows.invoicing import reduce_balance, write_off_settled_at
 from workflows.masterdata import customer_by_external_id
 from workflows.users import require_role
@@ -73,21 +73,6 @@ _TAKE_FROM_PAYMENT = (
     .returning(_PAYMENTS.c.unapplied_minor))
 MANUAL = "manual"  # allocation method of every human choice (Apply click, payment modal)
 REVIEWABLE = (PaymentStatus.NEEDS_REVIEW, PaymentStatus.UNAPPLIED)
-
-
-@dataclass
-class PaymentIn:
-    amount: str
-    currency: str
-    received_at: datetime
-    payer_name: str | None = None
-    reference: str | None = None
-    customer: str | None = None  # external_id
-    method: str | None = None
-    external_id: str | None = None
-    # when the money moved, if the source says so apart from `received_at` (a bank
-    # statement's value date); default: `value_date_of(received_at)`
-    value_date: date | None = None
 
 
 def get_payment(session: Session, payment_id: int) -> Payment:

@@ -33,6 +33,7 @@ from models.orders import OrderLine
 from workflows import audit, numbering, outbox, periods, policy
 from workflows import validation as v
 from workflows.errors import Conflict, NotFound, ValidationFailed
+from workflows.inputs import InvoiceIn
 
 
 @dataclass(frozen=True)
@@ -154,20 +155,7 @@ def invoice_subscription_period(session: Session, *, order: Order, line: OrderLi
     return invoice
 
 
-@dataclass
-class ErpInvoiceIn:
-    number: str
-    customer: str
-    currency: str
-    issue_date: str | date
-    due_date: str | date
-    total: str
-    order: str | None = None
-    lines: list[dict] | None = None
-    payment_terms: str | None = None
-
-
-def ingest_erp_invoice(session: Session, data: ErpInvoiceIn, *, actor: str) -> Invoice:
+def ingest_erp_invoice(session: Session, data: InvoiceIn, *, actor: str) -> Invoice:
     """An invoice issued by the ERP: stored as issued (immutable), its balance open."""
     from workflows.masterdata import customer_by_external_id
 
@@ -208,29 +196,23 @@ def ingest_erp_invoice(session: Session, data: ErpInvoiceIn, *, actor: str) -> I
     line_total = 0
     for i, line in enumerate(data.lines or []):
         where = f"lines[{i}]"
-        try:
-            quantity = v.quantity(f"{where}.quantity", line.get("quantity") or 1)
-            v.text(f"{where}.description", line.get("description"))
-            v.text(f"{where}.sku", line.get("sku"))
-            amount = (v.amount_minor(f"{where}.amount", str(line["amount"]), currency)
-                      if line.get("amount") is not None else None)
-            if line.get("unit_price") is not None:
-                price = v.amount_minor(f"{where}.unit_price", str(line["unit_price"]), currency)
-            elif amount is not None:  # an amount-only line: its unit price is what it says
-                price = amount if quantity == 1 else 0
-            else:
-                raise ValidationFailed.of(where, "needs a unit_price or an amount")
-            if amount is None:
-                v.within_amount_bound(f"{where}.quantity", quantity * price, currency)
-                amount = money.line_total(quantity, price, 0, currency)
-        except (TypeError, ValueError) as exc:
-            if isinstance(exc, ValidationFailed):
-                raise
-            raise ValidationFailed.of(where, "needs quantity, unit_price (or amount)") from None
+        quantity = v.quantity(f"{where}.quantity", line.quantity)
+        v.text(f"{where}.description", line.description)
+        v.text(f"{where}.sku", line.sku)
+        amount = (v.amount_minor(f"{where}.amount", line.amount, currency)
+                  if line.amount is not None else None)
+        if line.unit_price is not None:
+            price = v.amount_minor(f"{where}.unit_price", line.unit_price, currency)
+        elif amount is not None:  # an amount-only line: its unit price is what it says
+            price = amount if quantity == 1 else 0
+        else:
+            raise ValidationFailed.of(where, "needs a unit_price or an amount")
+        if amount is None:
+            v.within_amount_bound(f"{where}.quantity", quantity * price, currency)
+            amount = money.line_total(quantity, price, 0, currency)
         line_total += amount
-        session.add(InvoiceLine(invoice_id=invoice.id, line_no=i + 1, sku=line.get("sku"),
-                                description=str(line.get("description") or line.get("sku")
-                                                or "")[:200],
+        session.add(InvoiceLine(invoice_id=invoice.id, line_no=i + 1, sku=line.sku,
+                                description=(line.description or line.sku or "")[:200],
                                 quantity=quantity, unit_price_minor=price,
                                 line_total_minor=amount))
     if data.lines and line_total > total:

@@ -19,6 +19,7 @@ from models.limits import MAX_QUANTITY
 from workflows import orders
 from workflows import validation as v
 from workflows.errors import FieldError, ValidationFailed
+from workflows.inputs import OrderIn, build
 from workflows.users import require_role
 
 WHOLE = re.compile(r"^[+-]?[0-9]+$")  # ASCII: `\d` would take "１２３"
@@ -53,7 +54,7 @@ def check_may_enter(session: Session, user_id: str) -> None:
                  entity_type="order", entity_id="new")
 
 
-def validate_entry(session: Session, entry: Entry, *, rep: str) -> orders.OrderIn:
+def validate_entry(session: Session, entry: Entry, *, rep: str) -> OrderIn:
     """Every field checked at once (reads only): the order to create, or `ValidationFailed`
     naming each bad field. The modal runs it before its ack, so the form stays open with each
     error under its input; `create_from_entry` runs it again in its own transaction."""
@@ -77,14 +78,17 @@ def validate_entry(session: Session, entry: Entry, *, rep: str) -> orders.OrderI
     if errors:
         raise ValidationFailed("; ".join(f"{e.field}: {e.detail}" for e in errors),
                                errors=errors)
-    return orders.OrderIn(
-        customer=customer.external_id, sales_rep=rep, currency=customer.currency,
-        notes=(entry.notes or "").strip() or None,
-        lines=[orders.LineIn(sku=line.sku, quantity=int(line.quantity.strip()),
-                             discount_pct=(line.discount_pct or "").strip() or None,
-                             service_start=line.service_start, service_end=line.service_end,
-                             billing=line.billing)
-               for line in filled])
+    try:  # the order as every surface sends it (workflows.inputs), pointed at modal rows
+        return build(OrderIn, customer=customer.external_id, sales_rep=rep,
+                     currency=customer.currency, notes=(entry.notes or "").strip() or None,
+                     lines=[{"sku": line.sku, "quantity": int(line.quantity.strip()),
+                             "discount_pct": (line.discount_pct or "").strip() or None,
+                             "service_start": line.service_start,
+                             "service_end": line.service_end, "billing": line.billing}
+                            for line in filled])
+    except ValidationFailed as exc:
+        raise ValidationFailed(exc.detail, errors=[_to_row(e, filled) for e in exc.errors]
+                               ) from None
 
 
 def _line_errors(line: EntryLine, product: Product | None,
@@ -114,9 +118,8 @@ def _line_errors(line: EntryLine, product: Product | None,
             errors.extend(exc.errors)
     if product is not None and product.active:
         try:  # a service's period, a subscription's billing: before the ack, under the inputs
-            orders.service_terms(where, orders.LineIn(
-                sku=product.sku, quantity=1, service_start=line.service_start,
-                service_end=line.service_end, billing=line.billing), product)
+            orders.service_terms(where, product, line.service_start, line.service_end,
+                                 line.billing)
         except ValidationFailed as exc:
             errors.extend(exc.errors)
     return errors

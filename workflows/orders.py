@@ -5,7 +5,6 @@ caller's transaction (the caller commits once).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlmodel import Session, select
@@ -29,31 +28,10 @@ from workflows import audit, numbering, outbox, policy
 from workflows import validation as v
 from workflows.credit import approval_needs
 from workflows.errors import FieldError, InvalidTransition, NotFound, ValidationFailed
+from workflows.inputs import OrderIn
 from workflows.masterdata import customer_by_external_id
 
 MAX_LINES = 200
-
-
-@dataclass
-class LineIn:
-    sku: str
-    quantity: int
-    unit_price: str | None = None
-    discount_pct: str | None = None
-    service_start: date | str | None = None  # services and subscriptions (SPEC §4)
-    service_end: date | str | None = None
-    billing: str | None = None  # subscriptions invoiced by period: monthly, quarterly, annual
-
-
-@dataclass
-class OrderIn:
-    customer: str  # external_id
-    sales_rep: str  # Slack user id
-    currency: str
-    lines: list[LineIn] = field(default_factory=list)
-    external_id: str | None = None
-    order_date: date | str | None = None
-    notes: str | None = None
 
 
 def order_snapshot(order: Order, customer: Customer | None = None) -> dict:
@@ -171,7 +149,8 @@ def _build_lines(session: Session, data: OrderIn, currency: str) -> list[OrderLi
             errors.extend(exc.errors)
             continue
         try:
-            start, end, billing = service_terms(where, line, product)
+            start, end, billing = service_terms(where, product, line.service_start,
+                                                line.service_end, line.billing)
         except ValidationFailed as exc:
             errors.extend(exc.errors)
             continue
@@ -196,7 +175,8 @@ def unit_ssp(product: Product, currency: str, price_minor: int) -> int:
     return product.ssp_minor if product.ssp_minor is not None else product.unit_price_minor
 
 
-def service_terms(where: str, line: LineIn, product: Product
+def service_terms(where: str, product: Product, service_start: date | str | None,
+                  service_end: date | str | None, billing: str | None
                   ) -> tuple[date | None, date | None, str | None]:
     """A line's service period and billing frequency, checked against its product's revenue
     type: required for services and subscriptions, refused for goods; a billing frequency
@@ -204,11 +184,11 @@ def service_terms(where: str, line: LineIn, product: Product
     from models.revenue import BILLING_MONTHS, Billing
     from workflows.revenue_schedule import add_months, billing_periods, whole_periods
 
-    start = (v.parse_date(f"{where}.service_start", line.service_start)
-             if line.service_start not in (None, "") else None)
-    end = (v.parse_date(f"{where}.service_end", line.service_end)
-           if line.service_end not in (None, "") else None)
-    billing = (line.billing or "").strip().lower() or None
+    start = (v.parse_date(f"{where}.service_start", service_start)
+             if service_start not in (None, "") else None)
+    end = (v.parse_date(f"{where}.service_end", service_end)
+           if service_end not in (None, "") else None)
+    billing = (billing or "").strip().lower() or None
     kind = product.revenue_type
     if kind == RevenueType.GOODS:
         if start or end:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -21,19 +20,14 @@ from models import (
 from workflows import audit, outbox
 from workflows import validation as v
 from workflows.errors import InvalidTransition, ValidationFailed
+from workflows.inputs import ShipmentLineIn
 from workflows.invoicing import invoice_shipment
 from workflows.orders import get_order, lock_order, order_snapshot, transition
 from workflows.subscriptions import order_fulfilled
 
 
-@dataclass
-class ShipLineIn:
-    sku: str
-    quantity: int
-
-
 def ship_order(session: Session, *, order_number: str, carrier: str, tracking_number: str,
-               shipped_at: datetime, lines: list[ShipLineIn] | None = None, actor: str,
+               shipped_at: datetime, lines: list[ShipmentLineIn] | None = None, actor: str,
                now: datetime) -> Shipment:
     """Ship `lines` (every open quantity by default) of an approved order and invoice them:
     stock leaves the shelf, the order moves on (partially shipped, shipped, invoiced), the
@@ -72,7 +66,7 @@ def _check_shipment(order: Order, *, carrier: str, tracking_number: str,
 
 
 def _lines_to_ship(order: Order, all_lines: list[OrderLine],
-                   lines: list[ShipLineIn] | None) -> list[tuple[OrderLine, int]]:
+                   lines: list[ShipmentLineIn] | None) -> list[tuple[OrderLine, int]]:
     """(order line, quantity) to ship: every open quantity, or the lines asked for, each
     named once and within what is open on it."""
     if lines is None:

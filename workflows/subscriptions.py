@@ -35,6 +35,7 @@ from models.revenue import BILLING_MONTHS, Billing, SubscriptionBilling
 from workflows import audit, invoicing, orders
 from workflows import validation as v
 from workflows.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
+from workflows.inputs import OrderIn, build
 from workflows.revenue_schedule import add_months
 
 # Orders whose subscriptions are billed: contracts (approved or later) not on hold.
@@ -239,10 +240,11 @@ def renew_subscription(session: Session, *, order_number: str, line_no: int, act
     else:
         end = v.parse_date("service_end", service_end)
     customer = session.get(Customer, order.customer_id)
-    data = orders.OrderIn(
+    data = build(
+        OrderIn,
         customer=customer.external_id, sales_rep=order.sales_rep_id, currency=order.currency,
         external_id=external_id, notes=f"renewal of {order.number} line {line.line_no}",
-        lines=[orders.LineIn(
+        lines=[dict(
             sku=line.sku, quantity=line.quantity,
             unit_price=money.to_str(line.unit_price_minor, order.currency),
             discount_pct=str(money.bp_to_pct(line.discount_bp)) if line.discount_bp else None,

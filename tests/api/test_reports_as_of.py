@@ -10,7 +10,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from tests.support import factories as f
-from workflows.cash_application import PaymentIn, record_payment
+from workflows.cash_application import record_payment
+from workflows.inputs import PaymentIn
 
 
 def test_reports_as_of_a_past_day(server, api) -> None:  # noqa: ANN001

@@ -21,6 +21,7 @@ from tests.support import factories as f
 from tests.support.processes import ROOT, o2c_env, o2c_run
 from tests.support.timetravel import child_env
 from workflows import orders, shipping, subscriptions
+from workflows.inputs import OrderIn, OrderLineIn
 
 JULY_1 = datetime(2026, 7, 1, 5, 0, tzinfo=UTC)  # a Wednesday: July's first working day
 
@@ -39,9 +40,9 @@ def june_business(db) -> None:  # noqa: ANN001
         f.product(s, "HW-1", price="450.00")
         f.product(s, "INST", price="300.00", revenue_type="service")
         f.product(s, "CLOUD", price="1200.00", revenue_type="subscription")
-        numbers = [orders.create_order(s, orders.OrderIn(
+        numbers = [orders.create_order(s, OrderIn(
             customer="C-GLOBEX", sales_rep="USALES01", currency="USD",
-            lines=[orders.LineIn(**line)]), actor="USALES01", now=at(5, 25)).number
+            lines=[OrderLineIn(**line)]), actor="USALES01", now=at(5, 25)).number
             for line in ({"sku": "HW-1", "quantity": 2, "discount_pct": "10"},
                          {"sku": "INST", "quantity": 1, "service_start": "2026-06-01",
                           "service_end": "2026-08-31"},
@@ -130,9 +131,9 @@ def test_two_billing_processes_invoice_each_period_once(db, database_url, standi
         f.customer(s, credit_limit="1000000.00")
         f.product(s, "CLOUD", price="1200.00", revenue_type="subscription")
         for _ in range(3):
-            orders.create_order(s, orders.OrderIn(
+            orders.create_order(s, OrderIn(
                 customer="C-GLOBEX", sales_rep="USALES01", currency="USD",
-                lines=[orders.LineIn(sku="CLOUD", quantity=1, service_start="2026-04-01",
+                lines=[OrderLineIn(sku="CLOUD", quantity=1, service_start="2026-04-01",
                                      service_end="2027-03-31", billing="monthly")]),
                 actor="USALES01", now=at(3, 20))
     env = o2c_env(database_url, standin.api_url)

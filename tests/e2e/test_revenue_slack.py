@@ -16,6 +16,7 @@ from tests.support import factories as f
 from tests.support.slack import ask, text_of
 from tests.support.timetravel import frozen_at
 from workflows import orders, shipping
+from workflows.inputs import OrderIn, OrderLineIn
 
 TODAY = date(2026, 7, 15)
 frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC), tick=True)
@@ -93,9 +94,9 @@ def test_o2c_revenue_answers_admins(shop, slack, standin) -> None:  # noqa: ANN0
     97.83 (30/92), 202.17 stays deferred (101.09 for July, 101.08 for August)."""
     # given
     with shop.db.transaction() as s:
-        placed = orders.create_order(s, orders.OrderIn(
+        placed = orders.create_order(s, OrderIn(
             customer="C-GLOBEX", sales_rep="USALES01", currency="USD",
-            lines=[orders.LineIn(sku="INST", quantity=1, service_start="2026-06-01",
+            lines=[OrderLineIn(sku="INST", quantity=1, service_start="2026-06-01",
                                  service_end="2026-08-31")]), actor="USALES01",
             now=datetime(2026, 5, 20, tzinfo=UTC))
         day = datetime(2026, 6, 1, 9, tzinfo=UTC)

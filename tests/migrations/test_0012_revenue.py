@@ -14,6 +14,7 @@ from bot.db import Database, normalize_url
 from bot.migrate import alembic_config, downgrade, upgrade
 from tests.support import factories as f
 from workflows import orders, revenue, shipping
+from workflows.inputs import OrderIn, OrderLineIn
 
 NOW = datetime(2026, 5, 4, 10, tzinfo=UTC)
 
@@ -35,14 +36,14 @@ def populate(database_url: str) -> dict[str, str]:
             f.product(s, "WID", price="10.00")
             f.product(s, "GAD", price="25.00")
             f.product(s, "INST", price="300.00", revenue_type="service")
-            usd = orders.create_order(s, orders.OrderIn(
+            usd = orders.create_order(s, OrderIn(
                 customer="C-GLOBEX", sales_rep="USALES01", currency="USD", lines=[
-                    orders.LineIn(sku="WID", quantity=5), orders.LineIn(sku="GAD", quantity=2),
-                    orders.LineIn(sku="INST", quantity=1, service_start="2026-05-01",
+                    OrderLineIn(sku="WID", quantity=5), OrderLineIn(sku="GAD", quantity=2),
+                    OrderLineIn(sku="INST", quantity=1, service_start="2026-05-01",
                                   service_end="2026-05-31")]), actor="USALES01", now=NOW)
-            eur = orders.create_order(s, orders.OrderIn(
+            eur = orders.create_order(s, OrderIn(
                 customer="C-EU", sales_rep="USALES01", currency="EUR",
-                lines=[orders.LineIn(sku="WID", quantity=3, unit_price="9.00")]),
+                lines=[OrderLineIn(sku="WID", quantity=3, unit_price="9.00")]),
                 actor="USALES01", now=NOW)
             for number, lines in ((usd.number, [("WID", 2)]), (usd.number, None),
                                   (eur.number, None)):

@@ -20,6 +20,7 @@ from workflows.errors import (
     PermissionDenied,
     ValidationFailed,
 )
+from workflows.inputs import OrderIn, OrderLineIn, PaymentIn
 from workflows.orders import transition
 
 MONDAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -78,10 +79,11 @@ def test_roles_and_segregation_of_duties(session) -> None:  # noqa: ANN001
     setup_company(session)
     f.user(session, "USALES02", "sales", "credit_approver")
     own = pending(session, f.order(session, "C-NEW", rep="USALES02"))
-    from workflows.orders import LineIn, OrderIn, create_order
+    from workflows.orders import create_order
 
     via_api = create_order(session, OrderIn(customer="C-NEW", sales_rep="USALES01",
-                                            currency="USD", lines=[LineIn("WID-1", 1)]),
+                                            currency="USD",
+                                            lines=[OrderLineIn(sku="WID-1", quantity=1)]),
                            actor="api", now=MONDAY)
     api_approval = pending(session, via_api)
     f.user(session, "USALES01", "sales", "credit_approver")
@@ -142,7 +144,7 @@ def test_credit_snapshot_shows_aging_and_payment_history(session) -> None:  # no
     f.invoice(session, "INV-ONTIME", total="50.00", due=today + timedelta(days=5))
     f.invoice(session, "INV-OPEN", total="300.00", due=today - timedelta(days=40))
     for number, amount in (("INV-LATE", "100.00"), ("INV-ONTIME", "50.00")):
-        cash_application.record_payment(session, cash_application.PaymentIn(
+        cash_application.record_payment(session, PaymentIn(
             amount=amount, currency="USD", received_at=MONDAY, reference=number,
             customer="C-GLOBEX"), actor="test")
     # when an order is submitted

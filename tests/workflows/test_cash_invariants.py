@@ -26,8 +26,9 @@ from models.limits import MAX_AMOUNT_MINOR
 from tests.support import factories as f
 from tests.support.amounts import INT32_MAX, amount_text, minor_amounts
 from workflows import invariants
-from workflows.cash_application import PaymentIn, apply_suggestion, record_payment, write_off
+from workflows.cash_application import apply_suggestion, record_payment, write_off
 from workflows.errors import DomainError
+from workflows.inputs import PaymentIn
 from workflows.invoicing import issue_credit_note
 
 CUSTOMERS = [("C-GLOBEX", "Globex Corporation", "NET30"),

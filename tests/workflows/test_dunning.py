@@ -12,7 +12,8 @@ from models import AuditEvent, Customer, DunningNotice, Invoice, OutboxMessage
 from tests.support import factories as f
 from tests.support.timetravel import frozen_at
 from workflows import credit_hold, dunning
-from workflows.cash_application import PaymentIn, record_payment
+from workflows.cash_application import record_payment
+from workflows.inputs import PaymentIn
 
 TODAY = date(2026, 11, 23)
 frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC))

@@ -15,6 +15,7 @@ from models.revenue import RevenueClose, RevenueEntry
 from tests.support import factories as f
 from workflows import invariants, orders, periods, policy, revenue, shipping
 from workflows.errors import ValidationFailed
+from workflows.inputs import OrderIn, OrderLineIn
 from workflows.invoicing import issue_credit_note
 
 
@@ -23,9 +24,9 @@ def at(y: int, m: int, d: int, h: int = 12) -> datetime:
 
 
 def order(session: Session, lines: list[dict], *, now: datetime, rep: str = "USALES01"):  # noqa: ANN201
-    return orders.create_order(session, orders.OrderIn(
+    return orders.create_order(session, OrderIn(
         customer="C-GLOBEX", sales_rep=rep, currency="USD",
-        lines=[orders.LineIn(**line) for line in lines]), actor=rep, now=now)
+        lines=[OrderLineIn(**line) for line in lines]), actor=rep, now=now)
 
 
 def ship(session: Session, number: str, when: datetime, lines: list[tuple[str, int]] | None

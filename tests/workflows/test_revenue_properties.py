@@ -25,6 +25,7 @@ from models import CreditNote, Invoice, InvoiceLine, Order, OrderLine, money
 from tests.support import factories as f
 from workflows import invariants, orders, periods, revenue, shipping, subscriptions
 from workflows.errors import DomainError
+from workflows.inputs import OrderIn, OrderLineIn
 from workflows.invoicing import issue_credit_note
 from workflows.revenue_schedule import add_months, month_end, next_month
 
@@ -127,7 +128,7 @@ class Book:
             lines = []
             for index, qty, offset, length, billing, count, discount in op[1]:
                 sku, _, _, rtype = PRODUCTS[index]
-                line = orders.LineIn(sku=sku, quantity=qty, discount_pct=discount)
+                line = OrderLineIn(sku=sku, quantity=qty, discount_pct=discount)
                 if rtype != "goods":
                     line.service_start = self.today + timedelta(days=offset)
                     line.service_end = line.service_start + timedelta(days=length - 1)
@@ -137,7 +138,7 @@ class Book:
                         line.service_end = add_months(line.service_start, count * step) \
                             - timedelta(days=1)
                 lines.append(line)
-            orders.create_order(self.s, orders.OrderIn(
+            orders.create_order(self.s, OrderIn(
                 customer="C-GLOBEX", sales_rep="USALES01", currency="USD", lines=lines),
                 actor="USALES01", now=self.now)
         elif kind == "ship":

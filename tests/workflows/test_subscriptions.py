@@ -16,6 +16,7 @@ from models.revenue import SubscriptionBilling
 from tests.support import factories as f
 from workflows import invariants, orders, revenue, shipping, subscriptions
 from workflows.errors import Conflict, InvalidTransition, ValidationFailed
+from workflows.inputs import OrderIn, OrderLineIn
 from workflows.revenue_schedule import cumulative
 
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
@@ -33,11 +34,11 @@ def cloud(session: Session) -> Order:
     f.customer(session, credit_limit="1000000.00")
     f.product(session, "CLOUD", price="1200.00", revenue_type="subscription")
     f.product(session, "WID", price="10.00")
-    placed = orders.create_order(session, orders.OrderIn(
+    placed = orders.create_order(session, OrderIn(
         customer="C-GLOBEX", sales_rep="USALES01", currency="USD", lines=[
-            orders.LineIn(sku="CLOUD", quantity=2, service_start="2026-01-01",
+            OrderLineIn(sku="CLOUD", quantity=2, service_start="2026-01-01",
                           service_end="2026-12-31", billing="monthly"),
-            orders.LineIn(sku="WID", quantity=1)]), actor="USALES01", now=at(2025, 12, 20))
+            OrderLineIn(sku="WID", quantity=1)]), actor="USALES01", now=at(2025, 12, 20))
     session.commit()
     return placed
 

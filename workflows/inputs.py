@@ -1,16 +1,23 @@
-"""Request bodies of the REST API. Strict: unknown fields, floats for money and numbers for
-quantities given as strings are refused, so a typo never silently becomes a default.
+"""The records that come in, declared once: the REST API takes them as request bodies, the CSV
+import (`bot/imports.py`) builds them from cells, the Slack modals from their fields, and the
+workflows take them as arguments (`masterdata.upsert_customer(session, CustomerIn(...))`).
 
-Bounds come from `models.limits` (README, "Bounds"): amounts are ASCII decimal strings (a
-regex `\\d` would also take "１２３"), quantities and stock are bounded, dates and times must be
-in the years `MIN_YEAR`..`MAX_YEAR`, and no text may hold a NUL character. The workflows check
-the same bounds again (with the currency's own decimals and maximum), so the CSV import and the
-Slack modals refuse exactly what the API refuses."""
+Strict: unknown fields, floats for money and numbers for quantities given as strings are
+refused, so a typo never silently becomes a default. Bounds come from `models.limits` (README,
+"Bounds"): amounts are ASCII decimal strings (a regex `\\d` would also take "１２３"),
+quantities and stock are bounded, dates and times must be in the years `MIN_YEAR`..`MAX_YEAR`,
+and no text may hold a NUL character. What needs the database or the currency (a known SKU, the
+currency's own decimals, quantity x price within the bound) the workflows check, naming the
+field the same way.
+
+Each surface reports a refusal in its own words: the API a 422 problem naming the field
+(`api/problems.py`), the CSV import "row N, column X", a modal an inline error (`build` turns
+pydantic's refusal into `ValidationFailed` naming each field)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -22,17 +29,19 @@ from pydantic import (
     StrictInt,
     StrictStr,
     StringConstraints,
+    ValidationError,
     WithJsonSchema,
     field_validator,
 )
 
 from models import limits
 from models.money import CURRENCIES
-from workflows.validation import TERMS, check_email  # ValueError: a 422 naming the field
+from workflows.errors import FieldError, ValidationFailed
+from workflows.validation import TERMS, check_email  # ValueError: an error naming the field
 
 
 def _in_years(value: date | datetime) -> date | datetime:
-    return limits.check_year(value)  # OutOfBounds is a ValueError: a 422 naming the field
+    return limits.check_year(value)  # OutOfBounds is a ValueError: an error naming the field
 
 
 Amount = Annotated[StrictStr, StringConstraints(
@@ -75,6 +84,29 @@ class Strict(BaseModel):
         return _no_nul(value)
 
 
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def build(model: type[Model], **fields: Any) -> Model:
+    """`model(**fields)`, a refusal raised as `ValidationFailed` naming each field as the
+    workflows do (`lines[0].quantity`): for the Slack modals, which show it under the input."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        errors = [FieldError(path_of(e.get("loc", ())), e.get("msg", "invalid"))
+                  for e in exc.errors()]
+        raise ValidationFailed("; ".join(f"{e.field}: {e.detail}" for e in errors),
+                               errors=errors) from None
+
+
+def path_of(loc: tuple | list) -> str:
+    """('lines', 0, 'quantity') -> 'lines[0].quantity'."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else ("." if path else "") + str(part)
+    return path
+
+
 def _email(value: str | None) -> str | None:
     return check_email(value) if value is not None and value.strip() else None
 
@@ -91,6 +123,12 @@ class UserIn(Strict):
 
 
 class CustomerIn(Strict):
+    """A customer as an integration sends it. Optional fields left out keep their stored value
+    when the customer exists — an ERP re-sending name and limit must not reset the collector,
+    the billing contact or the credit review — and take the defaults when new."""
+
+    # (left out = not in `model_fields_set`: `masterdata.upsert_customer`)
+
     external_id: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
                                                         max_length=100)]
     name: Text
@@ -132,6 +170,9 @@ class OrderLineIn(Strict):
 
 
 class OrderIn(Strict):
+    """An order; `customer` is the customer's external_id, `sales_rep` a Slack user id. Without
+    an `order_date` the order is dated today in the business time zone."""
+
     customer: Annotated[StrictStr, StringConstraints(min_length=1, max_length=100)]
     sales_rep: SlackUser
     currency: Currency
@@ -147,6 +188,8 @@ class ShipmentLineIn(Strict):
 
 
 class ShipmentIn(Strict):
+    """A shipment of an order (its number); without `lines`, every open quantity ships."""
+
     order: Annotated[StrictStr, StringConstraints(min_length=1, max_length=32)]
     carrier: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
                                                     max_length=100)]
@@ -164,6 +207,9 @@ class InvoiceLineIn(Strict):
 
 
 class InvoiceIn(Strict):
+    """An invoice issued by the ERP, stored as issued. Without `payment_terms` its terms are
+    NET<days from issue_date to due_date>."""
+
     number: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
                                                    max_length=64)]
     customer: Annotated[StrictStr, StringConstraints(min_length=1, max_length=100)]
@@ -177,6 +223,10 @@ class InvoiceIn(Strict):
 
 
 class PaymentIn(Strict):
+    """A payment received; `customer` is an external_id when the sender knows the payer.
+    `value_date`: when the money moved, if the source says so apart from `received_at` (a bank
+    statement's value date); by default the date of `received_at` in the offset it came with."""
+
     amount: Amount
     currency: Currency
     received_at: Moment
@@ -185,6 +235,7 @@ class PaymentIn(Strict):
     customer: StrictStr | None = None
     method: Annotated[StrictStr, StringConstraints(max_length=32)] | None = None
     external_id: Annotated[StrictStr, StringConstraints(min_length=1, max_length=200)] | None = None
+    value_date: Day | None = None
 
 
 class SubscriptionCancelIn(Strict):
