@@ -7,17 +7,28 @@ a live database. Each says why it exists.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
 from models import (
     Allocation,
     CreditNote,
+    CreditNoteLine,
+    CreditNoteRequest,
+    CreditNoteStatus,
+    Deduction,
+    DeductionStatus,
+    Dispute,
+    DisputeStatus,
     Invoice,
+    InvoiceLine,
     Order,
     OrderLine,
     Payment,
     Product,
     WriteOff,
+    WriteOffRequest,
+    WriteOffRequestStatus,
 )
 
 
@@ -108,8 +119,159 @@ def validate_stock(session: Session) -> list[str]:
             for sku, oh, r, h in rows if not 0 <= r <= oh or r != h]
 
 
+def validate_disputes(session: Session) -> list[str]:
+    """What an invoice holds in dispute is exactly min(what its disputes hold, its balance),
+    the flag says whether it is more than zero, and each dispute holds what its state says:
+    all of it while open, nothing once rejected or withdrawn, at most its amount. Dunning,
+    priority and the overdue figures trust `disputed_minor`."""
+    held = (select(Dispute.invoice_id, sa.func.sum(Dispute.held_minor).label("h"))
+            .group_by(Dispute.invoice_id).subquery())
+    rows = session.exec(select(Invoice.number, Invoice.balance_minor, Invoice.disputed_minor,
+                               Invoice.disputed, sa.func.coalesce(held.c.h, 0))
+                        .outerjoin(held, held.c.invoice_id == Invoice.id)
+                        .where(sa.or_(Invoice.disputed_minor != 0, Invoice.disputed,
+                                      held.c.h > 0))).all()
+    problems = [f"invoice {n}: in dispute {d}, but its disputes hold {h} of balance {b}"
+                for n, b, d, _, h in rows if d != min(int(h), b)]
+    problems += [f"invoice {n}: disputed flag {flag} with {d} in dispute"
+                 for n, _, d, flag, _ in rows if bool(flag) != (d > 0)]
+    for d in session.exec(select(Dispute)).all():
+        if not 0 <= d.held_minor <= d.amount_minor:
+            problems.append(f"dispute {d.id}: holds {d.held_minor} of {d.amount_minor}")
+        if d.status == DisputeStatus.OPEN and d.held_minor != d.amount_minor:
+            problems.append(f"dispute {d.id}: open but holds {d.held_minor} of "
+                            f"{d.amount_minor}")
+        if d.status in (DisputeStatus.REJECTED, DisputeStatus.WITHDRAWN) and d.held_minor:
+            problems.append(f"dispute {d.id}: {d.status} but still holds {d.held_minor}")
+        if d.held_minor == 0 and d.status != DisputeStatus.OPEN and d.released_at is None:
+            problems.append(f"dispute {d.id}: holds nothing but was never released")
+    open_twice = session.exec(select(Dispute.invoice_id).where(
+        Dispute.status == DisputeStatus.OPEN).group_by(Dispute.invoice_id)
+        .having(sa.func.count() > 1)).all()
+    problems += [f"invoice #{i}: more than one open dispute" for i in open_twice]
+    return problems
+
+
+def validate_credit_notes(session: Session) -> list[str]:
+    """An invoice is never credited more than its total (issued notes, and with the requests
+    still waiting); a note's lines add up to its total; a line is never credited more than
+    its net + tax when the lines make up the invoice; an issued request has exactly one note
+    and no other request has one."""
+    problems = []
+    issued = (select(CreditNote.invoice_id, sa.func.sum(
+        CreditNote.amount_minor + CreditNote.customer_credit_minor).label("c"))
+        .group_by(CreditNote.invoice_id).subquery())
+    waiting = (select(CreditNoteRequest.invoice_id,
+                      sa.func.sum(CreditNoteRequest.amount_minor).label("w"))
+               .where(CreditNoteRequest.status == CreditNoteStatus.PENDING)
+               .group_by(CreditNoteRequest.invoice_id).subquery())
+    for number, total, credited, pending in session.exec(
+            select(Invoice.number, Invoice.total_minor, sa.func.coalesce(issued.c.c, 0),
+                   sa.func.coalesce(waiting.c.w, 0))
+            .outerjoin(issued, issued.c.invoice_id == Invoice.id)
+            .outerjoin(waiting, waiting.c.invoice_id == Invoice.id)
+            .where(sa.or_(issued.c.c > 0, waiting.c.w > 0))).all():
+        if credited > total:
+            problems.append(f"invoice {number}: credited {credited} of total {total}")
+        if credited + pending > total:
+            problems.append(f"invoice {number}: credited {credited} + waiting {pending} > "
+                            f"total {total}")
+    for note in session.exec(select(CreditNote)).all():
+        if note.amount_minor < 0 or note.customer_credit_minor < 0 or note.total_minor <= 0:
+            problems.append(f"credit note {note.number}: amounts {note.amount_minor} + "
+                            f"{note.customer_credit_minor}")
+        lines = session.exec(select(CreditNoteLine).where(
+            CreditNoteLine.credit_note_id == note.id)).all()
+        if lines and sum(li.amount_minor for li in lines) != note.total_minor:
+            problems.append(f"credit note {note.number}: lines add up to "
+                            f"{sum(li.amount_minor for li in lines)}, not {note.total_minor}")
+        problems += [f"credit note {note.number} line {li.line_no}: {li.net_minor} + "
+                     f"{li.tax_minor} != {li.amount_minor}"
+                     for li in lines if li.net_minor + li.tax_minor != li.amount_minor]
+    gross = InvoiceLine.line_total_minor + InvoiceLine.tax_minor
+    covered = (select(InvoiceLine.invoice_id).group_by(InvoiceLine.invoice_id)
+               .having(sa.func.sum(gross) == sa.select(Invoice.total_minor).where(
+                   Invoice.id == InvoiceLine.invoice_id).scalar_subquery()))
+    for line_id, line_no, line_gross, credited in session.exec(
+            select(InvoiceLine.id, InvoiceLine.line_no, gross,
+                   sa.func.sum(CreditNoteLine.amount_minor))
+            .join(CreditNoteLine, CreditNoteLine.invoice_line_id == InvoiceLine.id)
+            .where(InvoiceLine.invoice_id.in_(covered))
+            .group_by(InvoiceLine.id, InvoiceLine.line_no, gross)).all():
+        if credited > line_gross:
+            problems.append(f"invoice line {line_id} (no {line_no}): credited {credited} of "
+                            f"{line_gross}")
+    notes = (select(CreditNote.request_id, sa.func.count().label("n"))
+             .where(CreditNote.request_id.is_not(None)).group_by(CreditNote.request_id)
+             .subquery())
+    for rid, status, n in session.exec(
+            select(CreditNoteRequest.id, CreditNoteRequest.status,
+                   sa.func.coalesce(notes.c.n, 0))
+            .outerjoin(notes, notes.c.request_id == CreditNoteRequest.id)).all():
+        if (status == CreditNoteStatus.ISSUED) != (n == 1) or n > 1:
+            problems.append(f"credit note request {rid}: {status} with {n} note(s)")
+    return problems
+
+
+def validate_write_off_requests(session: Session) -> list[str]:
+    """A write-off request was executed exactly when it says so: written off with its one
+    write-off (of at most the amount asked), anything else without one."""
+    problems = []
+    for req, amount in session.exec(
+            select(WriteOffRequest, WriteOff.amount_minor)
+            .outerjoin(WriteOff, WriteOff.id == WriteOffRequest.write_off_id)).all():
+        done = req.status == WriteOffRequestStatus.WRITTEN_OFF
+        if done != (req.write_off_id is not None):
+            problems.append(f"write-off request {req.id}: {req.status} with write-off "
+                            f"{req.write_off_id}")
+        if amount is not None and amount > req.amount_minor:
+            problems.append(f"write-off request {req.id}: wrote off {amount} of "
+                            f"{req.amount_minor} asked")
+    return problems
+
+
+def validate_fee_invoices(session: Session) -> list[str]:
+    """A late-fee invoice charges one level of one other invoice (never another fee), and its
+    lines make up its total."""
+    fee = aliased(Invoice)
+    problems = []
+    lines = (select(InvoiceLine.invoice_id, sa.func.sum(InvoiceLine.line_total_minor).label("s"))
+             .group_by(InvoiceLine.invoice_id).subquery())
+    for number, level, source, total, summed, original_fee in session.exec(
+            select(Invoice.number, Invoice.fee_level, Invoice.source, Invoice.total_minor,
+                   sa.func.coalesce(lines.c.s, 0), fee.fee_for_invoice_id)
+            .join(fee, fee.id == Invoice.fee_for_invoice_id)
+            .outerjoin(lines, lines.c.invoice_id == Invoice.id)).all():
+        if level is None or source != "fee":
+            problems.append(f"fee invoice {number}: level {level}, source {source}")
+        if summed != total:
+            problems.append(f"fee invoice {number}: lines {summed} != total {total}")
+        if original_fee is not None:
+            problems.append(f"fee invoice {number}: charges a fee on a fee")
+    return problems
+
+
+def validate_deductions(session: Session) -> list[str]:
+    """A deduction's state matches what was done about it: one that is disputed has a dispute,
+    one waiting for a write-off has a pending request, a resolved one says how."""
+    problems = []
+    for deduction in session.exec(select(Deduction)).all():
+        if deduction.status == DeductionStatus.DISPUTED and not session.exec(
+                select(Dispute.id).where(Dispute.deduction_id == deduction.id)).first():
+            problems.append(f"deduction {deduction.id}: disputed without a dispute")
+        if deduction.status == DeductionStatus.WRITE_OFF_PENDING and not session.exec(
+                select(WriteOffRequest.id).where(
+                    WriteOffRequest.deduction_id == deduction.id,
+                    WriteOffRequest.status == WriteOffRequestStatus.PENDING)).first():
+            problems.append(f"deduction {deduction.id}: waiting for a write-off nobody asked")
+        if deduction.status == DeductionStatus.RESOLVED and not deduction.resolution:
+            problems.append(f"deduction {deduction.id}: resolved without a resolution")
+    return problems
+
+
 ALL = [validate_payment_allocations, validate_invoice_balances, validate_order_totals,
-       validate_order_lines, validate_stock]
+       validate_order_lines, validate_stock, validate_disputes, validate_credit_notes,
+       validate_write_off_requests, validate_fee_invoices, validate_deductions]
 
 
 def validate_all(session: Session) -> list[str]:

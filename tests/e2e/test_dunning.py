@@ -38,9 +38,8 @@ def _seed(db) -> None:  # noqa: ANN001
         for days in (-3, 1, 7, 14, 30):  # exactly on each level
             f.invoice(s, f"INV-{days:+d}", "C-A", total="100.00",
                       due=today - timedelta(days=days))
-        disputed = f.invoice(s, "INV-DISPUTED", "C-A", due=today - timedelta(days=7))
-        disputed.disputed = True
-        s.add(disputed)
+        f.invoice(s, "INV-DISPUTED", "C-A", due=today - timedelta(days=7))
+        f.dispute(s, "INV-DISPUTED")  # the whole balance
 
 
 def _server(database_url, standin, **extra):  # noqa: ANN001, ANN202
