@@ -58,6 +58,14 @@ def configure_policy(settings: Settings) -> None:
         business_timezone=settings.o2c_business_timezone,
         dunning_levels=settings.o2c_dunning_levels,
         cashapp_confidence=settings.o2c_cashapp_confidence,
+        disputes_channel=settings.o2c_disputes_channel or "",
+        approval_tiers=settings.o2c_approval_tiers,
+        late_fees=settings.o2c_late_fees,
+        small_balance_write_off=settings.o2c_small_balance_write_off,
+        home_currency=settings.o2c_home_currency,
+        dispute_reminder_days=settings.o2c_dispute_reminder_days,
+        dispute_escalation_days=settings.o2c_dispute_escalation_days,
+        fee_waiver_approval=settings.o2c_fee_waiver_approval,
     )
 
 

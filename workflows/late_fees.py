@@ -137,7 +137,7 @@ def charge(session: Session, *, invoice: Invoice, customer: Customer, level: int
         lines.append((f"Interest {fee.rate.normalize():f}% a year on "
                       f"{money.format_money(fee.base_minor, cur)} for {fee.days} days "
                       f"({invoice.number})", fee.interest_minor))
-    bill = Invoice(number=numbering.next_invoice_number(session, as_of),
+    bill = Invoice(number=numbering.next_free_invoice_number(session, as_of),
                    customer_id=invoice.customer_id, order_id=None, source="fee", currency=cur,
                    issue_date=as_of, due_date=as_of, payment_terms="DUE_ON_RECEIPT",
                    billing_address=customer.billing_address,
