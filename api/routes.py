@@ -275,16 +275,18 @@ def report_aging(request: Request, as_of: AsOf = None, known_at: KnownAt = None,
     if format == "csv":
         from models import AGING_BUCKETS
 
-        rows = [["currency", *AGING_BUCKETS, "total"]]
+        rows = [["currency", *AGING_BUCKETS, "total", "in_dispute"]]
         rows += [[cur, *(serialize.amount(a.buckets[b], cur) for b in AGING_BUCKETS),
-                  serialize.amount(a.total, cur)] for cur, a in sorted(by_currency.items())]
+                  serialize.amount(a.total, cur), serialize.amount(a.disputed, cur)]
+                 for cur, a in sorted(by_currency.items())]
         return _csv(rows)
     return {"as_of": as_of.isoformat(),
             **({"known_at": known.isoformat()} if known is not None else {}),
             "currencies": {
         cur: {"buckets": {b: serialize.amount(v, cur) for b, v in a.buckets.items()},
               "invoices": a.counts, "total": serialize.amount(a.total, cur),
-              "overdue": serialize.amount(a.overdue, cur)}
+              "overdue": serialize.amount(a.overdue, cur),
+              "in_dispute": {b: serialize.amount(v, cur) for b, v in a.in_dispute.items()}}
         for cur, a in sorted(by_currency.items())}}
 
 

@@ -49,6 +49,7 @@ def customer_json(customer: Customer, position: CustomerPosition | None = None) 
             "uninvoiced_orders": amount(position.uninvoiced_minor, cur),
             "oldest_days_past_due": position.oldest_days_past_due,
             "aging": {k: amount(v, cur) for k, v in position.aging.buckets.items()},
+            "in_dispute": amount(position.aging.disputed, cur),
         }
     return data
 
@@ -113,8 +114,23 @@ def invoice_json(view: InvoiceView) -> dict:
         "tax": amount(i.tax_minor, cur), "fees": amount(i.fees_minor, cur),
         "total": amount(i.total_minor, cur), "balance": amount(i.balance_minor, cur),
         "status": invoice_status(i), "disputed": i.disputed,
+        "in_dispute": amount(i.disputed_minor, cur),
+        "amount_due": amount(i.balance_minor - i.disputed_minor, cur),
+        "fee_for": view.fee_for, "fee_level": i.fee_level,
         "allocations": [{"payment": pid, "amount": amount(a, cur), "method": m}
                         for pid, a, m in view.allocations],
+        "credit_notes": [{"number": n.number, "amount": amount(n.total_minor, cur),
+                          "applied_to_invoice": amount(n.amount_minor, cur),
+                          "customer_credit": amount(n.customer_credit_minor, cur),
+                          "issue_date": n.value_date.isoformat(), "reason": n.reason}
+                         for n in view.credit_notes],
+        "pending_credit_notes": [{"id": r.id, "amount": amount(r.amount_minor, cur),
+                                  "reason": r.reason} for r in view.pending_credit_notes],
+        "disputes": [{"id": d.id, "status": d.status, "amount": amount(d.amount_minor, cur),
+                      "reason": d.reason} for d in view.disputes],
+        "late_fees": [{"number": fee.number, "level": fee.fee_level,
+                       "amount": amount(fee.total_minor, cur),
+                       "balance": amount(fee.balance_minor, cur)} for fee in view.fees],
         "history": history_json(view.history),
     }
 
@@ -166,3 +182,54 @@ def payment_json(payment: Payment, allocations: list[tuple[Allocation, Invoice]]
     }
     data.update(extra or {})
     return data
+
+
+# -- back office (issue 14) -----------------------------------------------------------------------
+def _iso(moment) -> str | None:  # noqa: ANN001
+    return moment.isoformat() if moment is not None else None
+
+
+def dispute_json(dispute, invoice: Invoice, customer: Customer, *,  # noqa: ANN001
+                 credit_request=None, credit_note=None, history: list | None = None) -> dict:
+    cur = dispute.currency
+    data = {"id": dispute.id, "status": dispute.status, "invoice": invoice.number,
+            "customer": customer.external_id, "currency": cur,
+            "amount": amount(dispute.amount_minor, cur),
+            "in_dispute": amount(dispute.held_minor, cur), "reason": dispute.reason,
+            "note": dispute.note, "source": dispute.source, "opened_by": dispute.opened_by,
+            "opened_at": _iso(dispute.opened_at), "owner": dispute.owner_id,
+            "owner_channel": dispute.owner_channel, "resolved_by": dispute.resolved_by,
+            "resolved_at": _iso(dispute.resolved_at), "resolution_note": dispute.resolution_note,
+            "credit_amount": amount(dispute.credit_amount_minor, cur),
+            "credit_note": None}
+    if credit_request is not None:
+        data["credit_note"] = {"id": credit_request.id, "status": credit_request.status,
+                               "number": credit_note.number if credit_note else None}
+    if history is not None:
+        data["history"] = history_json(history)
+    return data
+
+
+def credit_note_json(view) -> dict:  # noqa: ANN001 - workflows.credit_notes.CreditNoteView
+    request, note, invoice = view.request, view.note, view.invoice
+    cur = invoice.currency
+    return {
+        "id": request.id, "number": note.number if note else None, "status": request.status,
+        "invoice": invoice.number, "customer": view.customer.external_id, "currency": cur,
+        "amount": amount(request.amount_minor, cur),
+        "applied_to_invoice": amount(note.amount_minor, cur) if note else None,
+        "customer_credit": amount(note.customer_credit_minor, cur) if note else None,
+        "reason": request.reason, "source": request.source,
+        "external_id": request.external_id, "requested_by": request.requested_by,
+        "dispute": request.dispute_id, "issue_date": note.value_date.isoformat() if note else None,
+        "effective_date": note.effective_date.isoformat() if note else None,
+        "decided_by": request.decided_by, "decided_at": _iso(request.decided_at),
+        "decision_note": request.decision_note,
+        "lines": [{"line_no": c.line_no, "quantity": c.quantity,
+                   "net": amount(c.net_minor, cur), "tax": amount(c.tax_minor, cur),
+                   "amount": amount(c.amount_minor, cur)} for c in view.lines],
+        "requested_lines": [{"line_no": li["line_no"], "quantity": li.get("quantity"),
+                             "amount": amount(li["amount_minor"], cur)}
+                            for li in request.lines or []],
+        "history": history_json(view.history),
+    }

@@ -24,6 +24,7 @@ from slack_sdk.signature import SignatureVerifier
 from starlette.concurrency import run_in_threadpool
 
 from api import problems
+from api.backoffice import router as backoffice_router
 from api.routes import Unauthorized
 from api.routes import router as api_router
 from bot import answers
@@ -183,6 +184,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
         return JSONResponse({"status": "ready", "schema": version[0] if version else None})
 
     app.include_router(api_router)
+    app.include_router(backoffice_router)
 
     if settings.o2c_sandbox:
         from sandbox.web import mount_sandbox  # only imported when explicitly enabled

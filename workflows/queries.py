@@ -104,6 +104,11 @@ class InvoiceView:
     order_number: str | None
     allocations: list[tuple[int, int, str]]  # (payment id, amount, method)
     history: list[AuditEvent]
+    credit_notes: list = field(default_factory=list)  # issued CreditNote rows
+    pending_credit_notes: list = field(default_factory=list)  # CreditNoteRequest rows
+    disputes: list = field(default_factory=list)
+    fees: list[Invoice] = field(default_factory=list)  # late-fee invoices charged for it
+    fee_for: str | None = None  # for a late-fee invoice: the invoice it charges for
 
 
 def invoice_view(session: Session, number: str) -> InvoiceView | None:
@@ -118,8 +123,18 @@ def invoice_view(session: Session, number: str) -> InvoiceView | None:
     history = list(session.exec(select(AuditEvent).where(
         AuditEvent.entity_type == "invoice", AuditEvent.entity_id == str(invoice.id))
         .order_by(AuditEvent.id)))
+    from workflows import credit_notes, disputes
+
+    original = session.get(Invoice, invoice.fee_for_invoice_id) \
+        if invoice.fee_for_invoice_id else None
     return InvoiceView(invoice, session.get(Customer, invoice.customer_id),
-                       order.number if order else None, allocations, history)
+                       order.number if order else None, allocations, history,
+                       credit_notes=credit_notes.notes_of(session, invoice.id),
+                       pending_credit_notes=credit_notes.pending_of(session, invoice.id),
+                       disputes=disputes.disputes_of(session, invoice.id),
+                       fees=list(session.exec(select(Invoice).where(
+                           Invoice.fee_for_invoice_id == invoice.id).order_by(Invoice.id))),
+                       fee_for=original.number if original else None)
 
 
 def payment_view(session: Session, payment: Payment) -> dict:
