@@ -67,4 +67,5 @@ def load_all() -> dict[str, Job]:
 
 
 # Modules defining jobs; each feature adds its own.
-JOB_MODULES: tuple[str, ...] = ("bot.approval_jobs", "bot.collections_jobs", "bot.reports")
+JOB_MODULES: tuple[str, ...] = ("bot.approval_jobs", "bot.backoffice_jobs",
+                                 "bot.collections_jobs", "bot.reports")
