@@ -89,12 +89,16 @@ class CustomerView:
     open_invoices: list[Invoice]
     collector_name: str | None = None
     sales_rep_name: str | None = None
+    customer_credit_minor: int = 0  # from credit notes on invoices already paid
 
 
 def customer_view(session: Session, customer: Customer, as_of: date, *,
                   now: datetime | None = None) -> CustomerView:
+    from workflows.credit_notes import customer_credit_minor
+
     return CustomerView(position=customer_position(session, customer, as_of, now=now),
-                        open_invoices=open_invoices(session, customer.id))
+                        open_invoices=open_invoices(session, customer.id),
+                        customer_credit_minor=customer_credit_minor(session, customer.id))
 
 
 @dataclass
@@ -109,6 +113,7 @@ class InvoiceView:
     disputes: list = field(default_factory=list)
     fees: list[Invoice] = field(default_factory=list)  # late-fee invoices charged for it
     fee_for: str | None = None  # for a late-fee invoice: the invoice it charges for
+    lines: list = field(default_factory=list)  # InvoiceLine rows
 
 
 def invoice_view(session: Session, number: str) -> InvoiceView | None:
@@ -134,7 +139,8 @@ def invoice_view(session: Session, number: str) -> InvoiceView | None:
                        disputes=disputes.disputes_of(session, invoice.id),
                        fees=list(session.exec(select(Invoice).where(
                            Invoice.fee_for_invoice_id == invoice.id).order_by(Invoice.id))),
-                       fee_for=original.number if original else None)
+                       fee_for=original.number if original else None,
+                       lines=credit_notes.lines_of(session, invoice))
 
 
 def payment_view(session: Session, payment: Payment) -> dict:

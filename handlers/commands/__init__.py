@@ -166,6 +166,7 @@ def register(app: App) -> None:
 
 
 # Subcommand modules (each registers on import).
-MODULES = ("approvals", "collections", "help", "kpi", "lookups", "order_entry", "pay", "roles")
+MODULES = ("approvals", "backoffice", "collections", "help", "kpi", "lookups", "order_entry",
+           "pay", "roles")
 for _module in MODULES:
     import_module(f"handlers.commands.{_module}")

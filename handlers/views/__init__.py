@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-MODULES: tuple[str, ...] = ("approvals", "collections", "order_entry", "payment")
+MODULES: tuple[str, ...] = ("approvals", "backoffice", "collections", "order_entry", "payment")
 
 
 def register(app: App) -> None:
