@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 from sqlmodel import func, select
 
+from bot.clock import Clock
 from models import AuditEvent, CreditNote, CreditNoteRequest, Dispute, InvoiceLine
 from tests.support import factories as f
 from tests.support.processes import o2c_env, o2c_run
@@ -40,7 +41,7 @@ def decide(server, request_id: int, user: str, approve: bool = True) -> str:  # 
     with server.db.transaction() as s:
         approval_id = s.get(CreditNoteRequest, request_id).approval_id
         return approvals.decide(session=s, approval_id=approval_id, user_id=user,
-                                approve=approve, now=datetime.now(UTC),
+                                approve=approve, now=Clock().now(),
                                 note=None if approve else "no").outcome
 
 
