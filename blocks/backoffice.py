@@ -14,8 +14,8 @@ import re
 from datetime import date
 from typing import TYPE_CHECKING
 
+from blocks import approvals as approval_blocks  # (a partial import: used at call time)
 from blocks import ids
-from blocks.approvals import STATUS_MARK, decision_buttons, slack_date
 from blocks.common import (
     actions,
     button,
@@ -36,6 +36,12 @@ if TYPE_CHECKING:  # view models only; blocks never call workflows
     from workflows.queries import InvoiceView
 
 SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+def slack_date(iso: str | None) -> str:
+    return approval_blocks.slack_date(iso)
+
+
 REASON_LABELS = {DisputeReason.PRICING: "Pricing", DisputeReason.QUANTITY: "Quantity",
                  DisputeReason.DAMAGED: "Damaged goods", DisputeReason.NOT_RECEIVED:
                  "Not received", DisputeReason.DUPLICATE: "Duplicate billing",
@@ -256,7 +262,7 @@ def tier_text(ctx: dict) -> str | None:
 
 def _subject_outcome(ctx: dict) -> str:
     sub, status = ctx["subject"], ctx["status"]
-    mark = STATUS_MARK.get(status, ":grey_question:")
+    mark = approval_blocks.STATUS_MARK.get(status, ":grey_question:")
     note = f"\n>{esc(ctx['note'])}" if ctx.get("note") else ""
     text = (f"{mark} *{status.capitalize()}* by {who(ctx.get('decided_by'))} "
             f"{slack_date(ctx.get('decided_at'))}{note}")
@@ -292,7 +298,7 @@ def backoffice_approval_card(ctx: dict) -> dict:
     if tier:
         blocks.append(section(tier))
     if status == "pending":
-        blocks.append(decision_buttons(ctx["approval_id"]))
+        blocks.append(approval_blocks.decision_buttons(ctx["approval_id"]))
     else:
         blocks.append(section(_subject_outcome(ctx)))
     blocks.append(context(f"Approval #{ctx['approval_id']} · asked "
