@@ -273,9 +273,57 @@ def downgrade() -> None:
         batch.alter_column("status", existing_type=_str(24), type_=_str(16),
                            existing_nullable=False)
     op.drop_index("ix_invoices_open_aging", table_name="invoices")
-    _open_aging_index(["disputed"])
     op.drop_index("ux_invoices_fee_level", table_name="invoices")
-    with op.batch_alter_table("invoices") as batch:
-        batch.drop_column("fee_level")
-        batch.drop_column("fee_for_invoice_id")
-        batch.drop_column("disputed_minor")
+    if dialect == "sqlite":
+        _drop_invoice_columns_sqlite()
+    else:
+        for column in ("fee_level", "fee_for_invoice_id", "disputed_minor"):
+            op.drop_column("invoices", column)
+    _open_aging_index(["disputed"])
+
+
+INVOICE_COLUMNS = ("disputed_minor", "fee_for_invoice_id", "fee_level")
+
+
+def _drop_invoice_columns_sqlite() -> None:
+    """SQLite cannot drop a column that references a table, and alembic's batch mode (copy,
+    drop, rename) would leave the rows of every table referencing `invoices` pointing at a
+    dropped table: as 0008_economic_dates does, the rows are copied aside, the table dropped
+    and re-created under its own name with foreign keys deferred, and put back — which
+    resolves the violations the drop left."""
+    bind = op.get_bind()
+    metadata = sa.MetaData()
+    old = sa.Table("invoices", metadata, autoload_with=bind)
+    metadata.remove(old)
+    new = sa.Table("invoices", metadata)
+    for column in old.columns:
+        if column.name not in INVOICE_COLUMNS:
+            new.append_column(sa.Column(column.name, column.type,
+                                        primary_key=column.primary_key,
+                                        nullable=column.nullable))
+    for constraint in list(old.constraints):
+        names = {c.name for c in constraint.columns}
+        if names & set(INVOICE_COLUMNS):
+            continue
+        if isinstance(constraint, sa.ForeignKeyConstraint):
+            new.append_constraint(sa.ForeignKeyConstraint(
+                [c.name for c in constraint.columns],
+                [element.target_fullname for element in constraint.elements],
+                name=constraint.name))
+        elif isinstance(constraint, sa.UniqueConstraint):
+            new.append_constraint(sa.UniqueConstraint(*names, name=constraint.name))
+        elif isinstance(constraint, sa.CheckConstraint):
+            new.append_constraint(sa.CheckConstraint(constraint.sqltext, name=constraint.name))
+    indexes = [(index.name, [c.name for c in index.columns], index.unique)
+               for index in old.indexes
+               if not {c.name for c in index.columns} & set(INVOICE_COLUMNS)]
+    columns = ", ".join(c.name for c in new.columns)
+    bind.exec_driver_sql("PRAGMA defer_foreign_keys = ON")  # switched off again at COMMIT
+    bind.exec_driver_sql("CREATE TEMP TABLE _copy_invoices AS SELECT * FROM invoices")
+    bind.exec_driver_sql("DROP TABLE invoices")
+    new.create(bind)
+    bind.exec_driver_sql(f"INSERT INTO invoices ({columns}) SELECT {columns} FROM "
+                         "_copy_invoices")
+    bind.exec_driver_sql("DROP TABLE _copy_invoices")
+    for name, names, unique in indexes:
+        op.create_index(name, "invoices", names, unique=unique)
