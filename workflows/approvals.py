@@ -83,14 +83,14 @@ DECIDE_ACTION = "approval.decide"
 class Subject:
     """How the approval of a back-office request behaves (see the module docstring).
 
-    `lock(session, approval)` locks and returns the request row (decisions on one request
-    queue up); `context(session, approval, row)` is the card's view of it (JSON);
+    `model` is the request's table (its row is locked while a decision is taken, so decisions
+    on one request queue up); `context(session, approval, row)` is the card's view of it;
     `approved` / `rejected` (session, approval, row, user_id, now[, note]) carry the decision
     out; `excluded(session, row)` names who else may not decide it, and why (e.g. whoever
     opened the dispute a credit note settles)."""
 
     kind: str
-    lock: Callable[[Session, Approval], Any]
+    model: type
     context: Callable[[Session, Approval, Any], dict]
     approved: Callable[..., None]
     rejected: Callable[..., None]
@@ -172,7 +172,7 @@ def request_subject_approval(session: Session, *, kind: str, subject_id: int,
                  kind=kind, subject_id=subject_id, amount_minor=amount_minor,
                  currency=currency, second_role=approval.second_role, at=now)
     subject = subject_for(kind)
-    row = subject.lock(session, approval)
+    row = _subject_row(session, approval, subject)
     card = outbox.post_to_channel(session, channel="approvals", template=SUBJECT_CARD,
                                   context=subject_context(session, approval, subject, row))
     approval.card_outbox_id = card.id
@@ -344,7 +344,7 @@ def _first_approval(session: Session, approval: Approval, *, user_id: str, now: 
 def _decide_subject(session: Session, approval: Approval, *, user_id: str, approve: bool,
                     now: datetime, note: str | None) -> Decision:
     subject = subject_for(approval.kind)
-    row = subject.lock(session, approval)  # decisions on one request queue up
+    row = _subject_row(session, approval, subject, lock=True)  # decisions queue up
     session.refresh(approval)
     check_subject_decider(session, approval, row, user_id, subject=subject)
     if approval.status != ApprovalStatus.PENDING:
@@ -592,8 +592,16 @@ def _tell_subject_requester(session: Session, approval: Approval, subject: Subje
                         context=subject_context(session, approval, subject, row))
 
 
-def _subject_row(session: Session, approval: Approval, subject: Subject) -> Any:
-    return subject.lock(session, approval)
+def _subject_row(session: Session, approval: Approval, subject: Subject, *,
+                 lock: bool = False) -> Any:
+    """The request an approval decides; locked (FOR UPDATE) while a decision is taken."""
+    query = select(subject.model).where(subject.model.id == approval.subject_id)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    row = session.exec(query).first()
+    if row is None:
+        raise NotFound(f"approval #{approval.id} has no {approval.kind} request")
+    return row
 
 
 # -- reminders ----------------------------------------------------------------------------------

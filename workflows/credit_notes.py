@@ -439,12 +439,6 @@ def issue_direct(session: Session, *, invoice_number: str, amount: str, reason: 
 
 
 # -- the approval's subject (workflows.approvals) ------------------------------------------------
-def _lock_request(session: Session, approval) -> CreditNoteRequest:  # noqa: ANN001
-    return session.exec(select(CreditNoteRequest).where(
-        CreditNoteRequest.id == approval.subject_id).with_for_update()
-        .execution_options(populate_existing=True)).one()
-
-
 def _approved(session: Session, approval, request: CreditNoteRequest, user_id: str,  # noqa: ANN001
               now: datetime) -> None:
     request.decided_by, request.decided_at = user_id, now
@@ -500,7 +494,7 @@ def _exclusions(session: Session, request: CreditNoteRequest) -> dict[str, str]:
 
 
 APPROVAL = approvals.Subject(
-    kind=ApprovalKind.CREDIT_NOTE, lock=_lock_request, context=card_view,
+    kind=ApprovalKind.CREDIT_NOTE, model=CreditNoteRequest, context=card_view,
     approved=_approved, rejected=_rejected,
     pending=lambda request: request.status == CreditNoteStatus.PENDING, excluded=_exclusions)
 

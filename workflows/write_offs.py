@@ -152,12 +152,6 @@ def _effective(session: Session, invoice: Invoice, now: datetime) -> date:
 
 
 # -- the approval's subject (workflows.approvals) -------------------------------------------------
-def _lock_request(session: Session, approval) -> WriteOffRequest:  # noqa: ANN001
-    return session.exec(select(WriteOffRequest).where(
-        WriteOffRequest.id == approval.subject_id).with_for_update()
-        .execution_options(populate_existing=True)).one()
-
-
 def _approved(session: Session, approval, request: WriteOffRequest, user_id: str,  # noqa: ANN001
               now: datetime) -> None:
     from workflows.cash_application import write_off
@@ -217,10 +211,10 @@ def card_view(session: Session, approval, request: WriteOffRequest) -> dict:  # 
 
 
 WRITE_OFF_APPROVAL = approvals.Subject(
-    kind=ApprovalKind.WRITE_OFF, lock=_lock_request, context=card_view, approved=_approved,
+    kind=ApprovalKind.WRITE_OFF, model=WriteOffRequest, context=card_view, approved=_approved,
     rejected=_rejected, pending=lambda r: r.status == WriteOffRequestStatus.PENDING)
 FEE_WAIVER_APPROVAL = approvals.Subject(
-    kind=ApprovalKind.FEE_WAIVER, lock=_lock_request, context=card_view, approved=_approved,
+    kind=ApprovalKind.FEE_WAIVER, model=WriteOffRequest, context=card_view, approved=_approved,
     rejected=_rejected, pending=lambda r: r.status == WriteOffRequestStatus.PENDING)
 
 
