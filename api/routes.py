@@ -6,7 +6,6 @@ transaction, one commit), serialise. Sync `def` routes run in FastAPI's thread p
 
 from __future__ import annotations
 
-import hmac
 from datetime import UTC, date, datetime, time
 from typing import Annotated
 
@@ -15,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlmodel import select
 
 from api import idempotency, serialize
+from api.auth import token_ok
 from api.schemas import (
     SLACK_USER_PATTERN,
     CustomerIn,
@@ -51,11 +51,9 @@ class Unauthorized(Exception):
 
 def require_token(request: Request,
                   authorization: Annotated[str | None, Header()] = None) -> None:
-    expected = request.app.state.deps.settings.o2c_api_token
-    scheme, _, token = (authorization or "").partition(" ")
-    if (expected is None or scheme.lower() != "bearer"
-            or not hmac.compare_digest(token.strip().encode(),
-                                       expected.get_secret_value().encode())):
+    """Declares the bearer token (OpenAPI); `api.auth.BearerFirst` refused a wrong one before
+    the body was read."""
+    if not token_ok(request.app.state.deps.settings.o2c_api_token, authorization):
         raise Unauthorized()
 
 

@@ -14,7 +14,7 @@ import re
 from datetime import date
 from typing import TYPE_CHECKING
 
-from blocks import approvals as approval_blocks  # (a partial import: used at call time)
+from blocks import approvals as approval_blocks
 from blocks import ids
 from blocks.common import (
     actions,
@@ -27,7 +27,6 @@ from blocks.common import (
     render,
     section,
 )
-from blocks.templates import template
 from blocks.text import VIEW_BLOCKS_MAX, clip, esc, fmt_date, fmt_money, plain, status_label
 from models import DisputeReason, invoice_status
 
@@ -110,7 +109,6 @@ def _dispute_outcome(ctx: dict) -> str:
     return text
 
 
-@template("dispute_card")
 def dispute_card(ctx: dict) -> dict:
     """The owner's card: the dispute, then Accept · Reject · Reassign while it is open."""
     number = ctx["invoice"]["number"]
@@ -134,7 +132,6 @@ def dispute_card(ctx: dict) -> dict:
     return {"text": f"{plain(title, 150)}: {ctx['status']}", "blocks": render(blocks)}
 
 
-@template("dispute_resolved")
 def dispute_resolved(ctx: dict) -> dict:
     """The DM to whoever opened the dispute."""
     number = ctx["invoice"]["number"]
@@ -144,7 +141,6 @@ def dispute_resolved(ctx: dict) -> dict:
     return {"text": text, "blocks": render(blocks)}
 
 
-@template("dispute_escalated")
 def dispute_escalated(ctx: dict) -> dict:
     """The alerts channel: a dispute open too long."""
     number = ctx["invoice"]["number"]
@@ -178,7 +174,6 @@ def dispute_list(rows: list[DisputeRow], total: int, *, today: date) -> list[dic
 
 
 # -- deductions -----------------------------------------------------------------------------------
-@template("deduction_card")
 def deduction_card(ctx: dict) -> dict:
     """AR channel: a short payment beyond the fee tolerance, with what to do about it."""
     inv, pay, cur = ctx["invoice"], ctx["payment"], ctx["currency"]
@@ -278,7 +273,6 @@ def _subject_outcome(ctx: dict) -> str:
     return text
 
 
-@template("backoffice_approval_card")
 def backoffice_approval_card(ctx: dict) -> dict:
     """The approvals channel: a credit note, write-off or fee waiver to decide (the same
     Approve · Approve with note · Reject as any approval), tiers, then the decision."""
@@ -307,7 +301,6 @@ def backoffice_approval_card(ctx: dict) -> dict:
             "blocks": render(blocks)}
 
 
-@template("backoffice_approval_decided")
 def backoffice_approval_decided(ctx: dict) -> dict:
     """The requester's DM."""
     sub, status = ctx["subject"], ctx["status"]

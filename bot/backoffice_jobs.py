@@ -11,14 +11,11 @@ from __future__ import annotations
 
 from datetime import date
 
-from bot.jobs import job
 from workflows import disputes
 from workflows import policy as policies
 from workflows.workcalendar import evaluation_moment
 
 
-@job("dispute-reminders", cron={"minute": "20"},
-     summary="remind the owners of open disputes; escalate old ones to the alerts channel")
 def dispute_reminders(deps, as_of: date | None) -> dict:  # noqa: ANN001
     with deps.db.transaction() as session:
         policy = policies.current(session)

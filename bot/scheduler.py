@@ -32,6 +32,7 @@ from bot import jobs
 from bot.db import Database
 from models import JobRun
 from models.base import utcnow
+from workflows.errors import database_unavailable
 
 log = logging.getLogger("o2c.scheduler")
 
@@ -111,7 +112,7 @@ def run_scheduled(deps, spec: jobs.Job, planned: datetime) -> dict | None:  # no
 def run_exclusive(deps, name: str, as_of: date | None) -> dict:  # noqa: ANN001
     """`o2c run <job>`: run now for `as_of` (None: today), waiting for a scheduled run in
     progress."""
-    spec = jobs.load_all().get(name)
+    spec = jobs.JOBS.get(name)
     if spec is None:
         raise jobs.UnknownJob(name)
     with leadership(deps.db, name, wait=True):
@@ -123,7 +124,7 @@ def build_scheduler(deps) -> BackgroundScheduler:  # noqa: ANN001
                                                                 "max_instances": 1,
                                                                 "misfire_grace_time": 3600})
     overrides = deps.settings.o2c_job_schedules or {}
-    for spec in jobs.load_all().values():
+    for spec in jobs.JOBS.values():
         cron = overrides.get(spec.name, spec.cron)
         if not cron:
             continue
@@ -135,8 +136,12 @@ def build_scheduler(deps) -> BackgroundScheduler:  # noqa: ANN001
                 if summary is not None:
                     log.info("job %s: %s", spec.name, summary)
                     deps.notify_outbox()
-            except Exception:  # noqa: BLE001 - logged; the next run tries again
-                log.exception("job %s failed", spec.name)
+            except Exception as error:  # noqa: BLE001 - logged; the next run tries again
+                if database_unavailable(error):  # an outage: one line, not a traceback
+                    log.warning("job %s skipped: the database is unreachable (%s)",
+                                spec.name, type(error).__name__)
+                else:
+                    log.exception("job %s failed", spec.name)
 
         scheduler.add_job(run, CronTrigger(**{"timezone": UTC, **cron}), id=spec.name,
                           name=spec.summary, replace_existing=True)

@@ -12,6 +12,8 @@ request body. A Slack request is verified before anything parses it (`bot.slack_
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -24,18 +26,17 @@ from slack_sdk.signature import SignatureVerifier
 from starlette.concurrency import run_in_threadpool
 
 from api import problems
+from api.auth import BearerFirst
 from api.backoffice import router as backoffice_router
 from api.routes import Unauthorized
 from api.routes import router as api_router
-from bot import answers
-from bot.clock import Clock
 from bot.db import RETRY_AFTER, Database
-from bot.deps import Deps, make_client
+from bot.deps import Deps, build_deps
 from bot.outbox import OutboxWorker, make_worker
 from bot.settings import Settings
-from bot.slack_app import create_bolt_app
+from bot.slack_app import LISTENER_THREADS, create_bolt_app
 from bot.slack_request import MAX_BODY, Refused, check_headers, parse, verify
-from workflows import policy
+from workflows.errors import database_unavailable
 from workflows.users import bootstrap_admins
 
 log = logging.getLogger("o2c.server")
@@ -45,46 +46,53 @@ log = logging.getLogger("o2c.server")
 class Runtime:
     deps: Deps
     bolt: App
+    listeners: ThreadPoolExecutor  # where Bolt runs the work after the acks (lazy listeners)
     worker: OutboxWorker | None = None
     scheduler: object | None = None
     extras: dict = field(default_factory=dict)
 
 
-def configure_policy(settings: Settings) -> None:
-    policy.set_defaults(
-        max_discount_pct=settings.o2c_max_discount_pct,
-        overdue_hold_days=settings.o2c_overdue_hold_days,
-        approval_reminder_hours=settings.o2c_approval_reminder_hours,
-        working_hours=settings.o2c_working_hours,
-        business_timezone=settings.o2c_business_timezone,
-        dunning_levels=settings.o2c_dunning_levels,
-        cashapp_confidence=settings.o2c_cashapp_confidence,
-        disputes_channel=settings.o2c_disputes_channel or "",
-        approval_tiers=settings.o2c_approval_tiers,
-        late_fees=settings.o2c_late_fees,
-        small_balance_write_off=settings.o2c_small_balance_write_off,
-        home_currency=settings.o2c_home_currency,
-        dispute_reminder_days=settings.o2c_dispute_reminder_days,
-        dispute_escalation_days=settings.o2c_dispute_escalation_days,
-        fee_waiver_approval=settings.o2c_fee_waiver_approval,
-    )
-
-
-def build_deps(settings: Settings, *, db: Database | None = None,
-               client: WebClient | None = None) -> Deps:
-    """What jobs and the API need; no Slack listener (so `o2c run` needs no Slack secrets)."""
-    configure_policy(settings)
-    return Deps(settings=settings, db=db or Database(settings.database_url),
-                client=client or make_client(settings),
-                clock=Clock(settings.o2c_business_timezone))
-
-
 def build_runtime(settings: Settings, *, db: Database | None = None,
                   client: WebClient | None = None) -> Runtime:
     deps = build_deps(settings, db=db, client=client)
-    if answers.usable(settings):
-        deps.answer_processes = answers.AnswerProcesses(settings, on_outbox=deps.notify_outbox)
-    return Runtime(deps=deps, bolt=create_bolt_app(deps))
+    listeners = ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="o2c-listener")
+    return Runtime(deps=deps, bolt=create_bolt_app(deps, listeners), listeners=listeners)
+
+
+ADMINS_RETRY_SECONDS = 5.0
+
+
+def bootstrap_admins_when_reachable(deps: Deps) -> None:
+    """Make the `O2C_ADMINS` admins, now or — when the database cannot be reached at start-up
+    (a restart of both, an outage) — as soon as it can, from a background thread. The server
+    starts either way: `/readyz` says it is not ready, the API answers 503, one line is logged."""
+    def attempt() -> bool:
+        try:
+            with deps.db.transaction() as session:
+                bootstrap_admins(session, deps.settings.o2c_admins)
+            return True
+        except Exception as error:
+            if not database_unavailable(error):
+                raise
+            return False
+
+    if attempt():
+        return
+    log.warning("database unreachable at start-up; serving anyway (/readyz: not ready), "
+                "admins are set up once it answers")
+
+    def retry() -> None:
+        stop = deps.stopping
+        while not stop.wait(ADMINS_RETRY_SECONDS):
+            try:
+                if attempt():
+                    log.info("database reachable: admins set up")
+                    return
+            except Exception:  # noqa: BLE001 - logged; nothing else to do from a thread
+                log.exception("could not set up the admins")
+                return
+
+    threading.Thread(target=retry, name="o2c-bootstrap-admins", daemon=True).start()
 
 
 def bolt_endpoint(bolt: App, signing_secret: str):  # noqa: ANN201
@@ -94,7 +102,8 @@ def bolt_endpoint(bolt: App, signing_secret: str):  # noqa: ANN201
     here. The headers are checked before the body is read, the signature before the body is
     decoded or parsed (`bot.slack_request`); a refusal is one warning line, never a traceback.
     The event loop only awaits the body; parsing, Bolt's own verification and the listener's
-    ack happen in a worker thread, so concurrent Slack requests never wait for one another."""
+    ack happen in a worker thread, so concurrent Slack requests never wait for one another;
+    the work after the ack goes on in Bolt's listener executor (`bot.slack_app`)."""
     verifier = SignatureVerifier(signing_secret) if signing_secret else None
 
     async def slack_events(request: Request) -> Response:
@@ -127,10 +136,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
-        with deps.db.transaction() as session:
-            bootstrap_admins(session, settings.o2c_admins)
-        if deps.answer_processes is not None:
-            await run_in_threadpool(lambda: deps.answer_processes.start(wait=True))
+        bootstrap_admins_when_reachable(deps)
         if background and settings.o2c_outbox_worker:
             runtime.worker = make_worker(deps, settings, poll_interval=1.0)
             runtime.worker.start()
@@ -142,11 +148,13 @@ def create_app(settings: Settings, *, db: Database | None = None,
         try:
             yield
         finally:
+            deps.stopping.set()
             if runtime.scheduler is not None:
                 runtime.scheduler.shutdown(wait=False)
+            # answers still being built finish first (their commits wake the worker)
+            await run_in_threadpool(runtime.listeners.shutdown, wait=True)
             if runtime.worker is not None:
                 runtime.worker.stop()
-            deps.close()
 
     app = FastAPI(title="o2c-bot", version="0.1.0", lifespan=lifespan,
                   description="Order-to-cash in Slack: REST ingestion API (SPEC §4). Request "
@@ -155,6 +163,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
     app.state.deps = deps
     app.state.runtime = runtime
     problems.install(app)
+    app.add_middleware(BearerFirst, token=lambda: settings.o2c_api_token)  # 401 before the body
 
     @app.exception_handler(Unauthorized)
     async def _unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:
@@ -165,6 +174,21 @@ def create_app(settings: Settings, *, db: Database | None = None,
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret \
         else ""
     app.add_route("/slack/events", bolt_endpoint(runtime.bolt, secret), methods=["POST"])
+
+    add_health_checks(app, deps)
+    app.include_router(api_router)
+    app.include_router(backoffice_router)
+
+    if settings.o2c_sandbox:
+        from sandbox.web import mount_sandbox  # only imported when explicitly enabled
+
+        mount_sandbox(app, runtime)
+    return app
+
+
+def add_health_checks(app: FastAPI, deps: Deps) -> None:
+    """`/healthz` (the process answers) and `/readyz` (its database is reachable and
+    migrated), both outside the OpenAPI description."""
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:
@@ -182,12 +206,3 @@ def create_app(settings: Settings, *, db: Database | None = None,
                                  "migrated (run o2c migrate)"}, status_code=503,
                                 headers={"Retry-After": str(RETRY_AFTER)})
         return JSONResponse({"status": "ready", "schema": version[0] if version else None})
-
-    app.include_router(api_router)
-    app.include_router(backoffice_router)
-
-    if settings.o2c_sandbox:
-        from sandbox.web import mount_sandbox  # only imported when explicitly enabled
-
-        mount_sandbox(app, runtime)
-    return app

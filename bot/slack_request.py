@@ -215,10 +215,26 @@ def _event_problem(body: dict) -> str | None:
     return None
 
 
+def _holds_nul(value: Any, depth: int = 0) -> bool:
+    """Does any text in the payload hold a NUL character (which PostgreSQL cannot store)?"""
+    if isinstance(value, str):
+        return "\x00" in value
+    if depth > 32:  # Slack's payloads are shallow; a deeper one is junk
+        return True
+    if isinstance(value, dict):
+        return any(_holds_nul(k, depth + 1) or _holds_nul(v, depth + 1)
+                   for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v, depth + 1) for v in value)
+    return False
+
+
 def payload_problem(body: Any) -> str | None:
     """What is wrong with a parsed Slack payload, or None when it has the expected shape."""
     if not isinstance(body, dict):
         return "not an object"
+    if _holds_nul(body):  # Slack never sends one: refused whole, before any listener
+        return "a NUL character in the text"
     kind = body.get("type")
     if "command" in body and kind is None:  # a slash command (form fields: all strings)
         for key in ("command", "user_id", "text"):

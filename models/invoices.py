@@ -91,7 +91,6 @@ class Invoice(SQLModel, table=True):
     # A late-fee invoice (source "fee") names the invoice and dunning level it charges for.
     fee_for_invoice_id: int | None = Field(default=None, foreign_key="invoices.id")
     fee_level: int | None = None
-    sent_at: datetime | None = ts_field()
     paid_at: datetime | None = ts_field()
     created_at: datetime = ts_field(nullable=False, default_now=True)
 

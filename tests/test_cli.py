@@ -166,3 +166,56 @@ def test_a_database_that_is_down_is_one_clear_line_and_exit_3(tmp_path, command)
     assert "Traceback" not in done.stderr and "secret" not in done.stderr
     ours = [line for line in done.stderr.splitlines() if line.startswith("o2c:")]
     assert len(ours) == 1 and "cannot reach the database" in ours[0]
+
+
+def test_serve_starts_while_the_database_is_down_and_is_ready_once_it_answers(tmp_path,  # noqa: ANN001
+                                                                              standin) -> None:
+    # given a database file in a folder that does not exist yet (it cannot be opened)
+    folder = tmp_path / "not-yet"
+    port = free_port()
+    env = env_for(f"sqlite:///{folder / 'o2c.db'}", standin.api_url, port)
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--host",
+                                   "127.0.0.1"], env=env, cwd=ROOT, stdout=out,
+                                  stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        # when it starts: alive, not ready, the API a 503, and one line in the log
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, log.read_text()
+            time.sleep(0.2)
+        assert httpx.get(f"{base}/readyz").status_code == 503
+        api = httpx.Client(base_url=f"{base}/api/v1",
+                           headers={"Authorization": f"Bearer {API_TOKEN}"})
+        assert api.get("/reports/aging").status_code == 503
+        # then the database appears (created and migrated): ready, and the admin is set up
+        folder.mkdir()
+        migrated = subprocess.run([sys.executable, "-m", "bot.cli", "migrate"], env=env,
+                                  cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert migrated.returncode == 0, migrated.stderr
+        assert httpx.get(f"{base}/readyz").status_code == 200
+        deadline = time.monotonic() + 20
+        while api.get("/reports/aging").status_code != 200 or "UADMIN01" not in str(
+                _admins(folder / "o2c.db")):
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.3)
+    finally:
+        server.terminate()
+        server.wait(10)
+    text = log.read_text()
+    assert "Traceback" not in text, text
+    assert text.count("database unreachable at start-up") == 1
+
+
+def _admins(path: Path) -> list:
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT user_id FROM user_roles WHERE role = 'admin'").fetchall()

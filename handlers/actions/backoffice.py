@@ -2,15 +2,16 @@
 Write off · Waive fee), on a digest or worklist row (Dispute), on a dispute card (Accept ·
 Reject · Reassign) and on a deduction card (Open dispute · Write off · Bill back).
 
-Each click acks at once, re-checks on the server who is clicking (a refusal is audited and
-explained) and whether the record still allows it, then opens its modal (the decision happens
-on submit, `handlers.views.backoffice`) — or, for Bill back, acts once (one e-mail per
-deduction and day). Thin: parse, ack, one workflow call, a builder from `blocks.backoffice`.
+Each click is acked at once (`handlers.actions.register`); after the ack the listener re-checks
+on the server who is clicking (a refusal is audited, and explained by the app's error handler)
+and whether the record still allows it, then opens its modal (the decision happens on submit,
+`handlers.views.backoffice`) — or, for Bill back, acts once (one e-mail per deduction and
+day). Thin: parse, one workflow call, a builder from `blocks.backoffice`.
 """
 
 from __future__ import annotations
 
-from slack_bolt import Ack, App, BoltContext
+from slack_bolt import BoltContext, Respond
 from slack_sdk import WebClient
 from sqlmodel import select
 
@@ -53,8 +54,7 @@ def _open_info(session, invoice: Invoice) -> dict:  # noqa: ANN001
 
 
 # -- disputes -------------------------------------------------------------------------------------
-def on_dispute_open(ack: Ack, body: dict, client: WebClient, context: BoltContext) -> None:
-    ack()
+def on_dispute_open(body: dict, client: WebClient, context: BoltContext) -> None:
     user_id, invoice_id = body["user"]["id"], action_id_value(body)
     with checking(context) as session:
         invoice = _invoice(session, invoice_id)
@@ -65,9 +65,8 @@ def on_dispute_open(ack: Ack, body: dict, client: WebClient, context: BoltContex
         meta={"invoice": info["number"], "channel": _channel(body)}, invoice=info))
 
 
-def on_dispute_from_account(ack: Ack, body: dict, client: WebClient,
+def on_dispute_from_account(body: dict, client: WebClient,
                             context: BoltContext) -> None:
-    ack()
     user_id, customer_id = body["user"]["id"], action_id_value(body)
     with checking(context) as session:
         require_role(session, user_id=user_id, roles=disputes.OPENER_ROLES,
@@ -97,9 +96,8 @@ def _resolve_view(session, dispute_id: int, user_id: str, action: str) -> dict: 
             "reason": dispute.reason}
 
 
-def _on_resolve(ack: Ack, body: dict, client: WebClient, context: BoltContext,
+def _on_resolve(body: dict, client: WebClient, context: BoltContext,
                 outcome: str) -> None:
-    ack()
     user_id, dispute_id = body["user"]["id"], action_id_value(body)
     with checking(context) as session:
         dispute = _resolve_view(session, dispute_id, user_id, f"dispute.{outcome}")
@@ -107,17 +105,16 @@ def _on_resolve(ack: Ack, body: dict, client: WebClient, context: BoltContext,
                views.resolve_modal(dispute=dispute, outcome=outcome, channel=_channel(body)))
 
 
-def on_dispute_accept(ack: Ack, body: dict, client: WebClient, context: BoltContext) -> None:
-    _on_resolve(ack, body, client, context, "accepted")
+def on_dispute_accept(body: dict, client: WebClient, context: BoltContext) -> None:
+    _on_resolve(body, client, context, "accepted")
 
 
-def on_dispute_reject(ack: Ack, body: dict, client: WebClient, context: BoltContext) -> None:
-    _on_resolve(ack, body, client, context, "rejected")
+def on_dispute_reject(body: dict, client: WebClient, context: BoltContext) -> None:
+    _on_resolve(body, client, context, "rejected")
 
 
-def on_dispute_reassign(ack: Ack, body: dict, client: WebClient,
+def on_dispute_reassign(body: dict, client: WebClient,
                         context: BoltContext) -> None:
-    ack()
     user_id, dispute_id = body["user"]["id"], action_id_value(body)
     with checking(context) as session:
         dispute = _resolve_view(session, dispute_id, user_id, "dispute.reassign")
@@ -126,9 +123,8 @@ def on_dispute_reassign(ack: Ack, body: dict, client: WebClient,
 
 
 # -- deductions -----------------------------------------------------------------------------------
-def on_deduction_dispute(ack: Ack, body: dict, client: WebClient,
+def on_deduction_dispute(body: dict, client: WebClient,
                          context: BoltContext) -> None:
-    ack()
     user_id, deduction_id = body["user"]["id"], action_id_value(body)
     with checking(context) as session:
         deduction = deductions.check(session, deduction_id=deduction_id, user_id=user_id,
@@ -142,9 +138,8 @@ def on_deduction_dispute(ack: Ack, body: dict, client: WebClient,
               "channel": _channel(body)}, invoice=info, amount=amount))
 
 
-def on_deduction_write_off(ack: Ack, body: dict, client: WebClient,
+def on_deduction_write_off(body: dict, client: WebClient,
                            context: BoltContext) -> None:
-    ack()
     user_id, deduction_id = body["user"]["id"], action_id_value(body)
     with checking(context) as session:
         deduction = deductions.check(session, deduction_id=deduction_id, user_id=user_id,
@@ -160,9 +155,8 @@ def on_deduction_write_off(ack: Ack, body: dict, client: WebClient,
         reason_label="Why it is written off"))
 
 
-def on_deduction_bill_back(ack: Ack, body: dict, respond, client: WebClient,  # noqa: ANN001
+def on_deduction_bill_back(body: dict, respond: Respond, client: WebClient,
                            context: BoltContext) -> None:
-    ack()
     user_id, deduction_id = body["user"]["id"], action_id_value(body)
     user = caller(context, user_id, client=client)
     with transaction(context) as session:
@@ -176,9 +170,8 @@ def on_deduction_bill_back(ack: Ack, body: dict, respond, client: WebClient,  # 
 
 
 # -- credit notes, write-offs, fee waivers (the invoice card) -------------------------------------
-def on_credit_note_request(ack: Ack, body: dict, client: WebClient,
+def on_credit_note_request(body: dict, client: WebClient,
                            context: BoltContext) -> None:
-    ack()
     user_id, invoice_id = body["user"]["id"], action_id_value(body)
     with checking(context) as session:
         invoice = _invoice(session, invoice_id)
@@ -196,9 +189,8 @@ def on_credit_note_request(ack: Ack, body: dict, client: WebClient,
         reason_label="Reason (printed on the credit note)"))
 
 
-def on_write_off_request(ack: Ack, body: dict, client: WebClient,
+def on_write_off_request(body: dict, client: WebClient,
                          context: BoltContext) -> None:
-    ack()
     user_id, invoice_id = body["user"]["id"], action_id_value(body)
     with checking(context) as session:
         invoice = _invoice(session, invoice_id)
@@ -214,8 +206,7 @@ def on_write_off_request(ack: Ack, body: dict, client: WebClient,
         amount_label=f"Amount ({cur})", reason_label="Why it is written off"))
 
 
-def on_fee_waive(ack: Ack, body: dict, client: WebClient, context: BoltContext) -> None:
-    ack()
+def on_fee_waive(body: dict, client: WebClient, context: BoltContext) -> None:
     user_id, invoice_id = body["user"]["id"], action_id_value(body)
     with checking(context) as session:
         invoice = _invoice(session, invoice_id)
@@ -228,17 +219,3 @@ def on_fee_waive(ack: Ack, body: dict, client: WebClient, context: BoltContext) 
         summary=f"Waive the late fee *{esc(number)}* ({amount} open). Above the waiver "
                 "threshold a credit approver decides.", amount=None, amount_label=None,
         reason_label="Why it is waived"))
-
-
-def register(app: App) -> None:
-    app.action(ids.DISPUTE_OPEN)(on_dispute_open)
-    app.action(ids.DISPUTE_FROM_ACCOUNT)(on_dispute_from_account)
-    app.action(ids.DISPUTE_ACCEPT)(on_dispute_accept)
-    app.action(ids.DISPUTE_REJECT)(on_dispute_reject)
-    app.action(ids.DISPUTE_REASSIGN)(on_dispute_reassign)
-    app.action(ids.DEDUCTION_DISPUTE)(on_deduction_dispute)
-    app.action(ids.DEDUCTION_WRITE_OFF)(on_deduction_write_off)
-    app.action(ids.DEDUCTION_BILL_BACK)(on_deduction_bill_back)
-    app.action(ids.CREDIT_NOTE_REQUEST)(on_credit_note_request)
-    app.action(ids.WRITE_OFF_REQUEST)(on_write_off_request)
-    app.action(ids.FEE_WAIVE)(on_fee_waive)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from blocks import backoffice as render
 from blocks.lookup import not_found
-from handlers.commands import ANY_ROLE, CommandCall, subcommand
+from handlers.commands.call import CommandCall
 from handlers.common import caller, today_for
 from models import Role
 from workflows import disputes, queries
@@ -15,8 +15,6 @@ from workflows.users import has_role
 ACTING_ROLES = (Role.SALES, Role.COLLECTOR, Role.CREDIT_APPROVER)
 
 
-@subcommand("invoice", usage="/o2c invoice <number>", roles=ANY_ROLE,
-            summary="an invoice: balance, lines, credit notes, disputes, late fees")
 def invoice(call: CommandCall) -> None:
     number = call.args.split()[0] if call.args else ""
     if not number:
@@ -38,8 +36,6 @@ def invoice(call: CommandCall) -> None:
                     f"Invoice {view.invoice.number}")
 
 
-@subcommand("disputes", usage="/o2c disputes", roles=ANY_ROLE,
-            summary="open disputes, oldest first")
 def open_disputes(call: CommandCall) -> None:
     today = today_for(call.context, caller(call.context, call.user_id, call.user_name,
                                            call.client))

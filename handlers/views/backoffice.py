@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from slack_bolt import Ack, App, BoltContext
+from slack_bolt import Ack, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -215,12 +215,3 @@ def on_fee_waive_submit(ack: Ack, body: dict, view: dict, client: WebClient,
 
     _submit(ack, body, view, client, context, kind="fee_waiver", work=work,
             default_block=ids.BO_REASON_BLOCK, fields=_reason_fields(False))
-
-
-def register(app: App) -> None:
-    app.view(ids.DISPUTE_MODAL)(on_dispute_submit)
-    app.view(ids.DISPUTE_RESOLVE_MODAL)(on_resolve_submit)
-    app.view(ids.REASSIGN_MODAL)(on_reassign_submit)
-    app.view(ids.CREDIT_NOTE_MODAL)(on_credit_note_submit)
-    app.view(ids.WRITE_OFF_MODAL)(on_write_off_submit)
-    app.view(ids.FEE_WAIVE_MODAL)(on_fee_waive_submit)

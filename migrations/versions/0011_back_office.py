@@ -26,7 +26,7 @@ SQLite allows for a nullable column); `approvals` is rebuilt on SQLite (batch mo
 `order_id` nullable — no table references it.
 
 Revision ID: 0011_back_office
-Revises: 0008_economic_dates
+Revises: 0010_core
 Create Date: 2026-12-06
 """
 from collections.abc import Sequence
@@ -39,7 +39,7 @@ from sqlalchemy.dialects import postgresql
 import models.base
 
 revision: str = "0011_back_office"
-down_revision: str | None = "0008_economic_dates"
+down_revision: str | None = "0010_core"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

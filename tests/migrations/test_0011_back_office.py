@@ -9,18 +9,21 @@ from __future__ import annotations
 from datetime import timedelta
 
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 from sqlmodel import select
 
 from bot.clock import Clock
 from bot.db import Database, normalize_url
-from bot.migrate import downgrade, upgrade
+from bot.migrate import alembic_config, downgrade, upgrade
 from models import Approval, CreditNote, Deduction, Dispute, Invoice
 from tests.support import factories as f
 from workflows import approvals, credit_notes, invariants
 from workflows.cash_application import PaymentIn, record_payment
 from workflows.invoicing import issue_credit_note
 
-BEFORE = "0008_economic_dates"
+# the revision before this one, as Alembic chains them (the lead orders the branches' ones)
+BEFORE = ScriptDirectory.from_config(alembic_config("sqlite://")).get_revision(
+    "0011_back_office").down_revision
 
 
 def test_upgrade_keeps_data_and_holds_flagged_invoices_in_dispute(database_url) -> None:  # noqa: ANN001

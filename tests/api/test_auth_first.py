@@ -1,0 +1,41 @@
+"""SPEC §5.1 for the REST API: a caller without the bearer token reaches no parser — whatever
+the body, the answer is 401, and nothing is stored."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlmodel import func, select
+
+from models import Customer
+from tests.conftest import API_TOKEN
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong", f"Basic {API_TOKEN}",
+                                           "Bearer", f"bearer {API_TOKEN}x"])
+def test_no_token_is_a_401_before_the_body_is_parsed(server, authorization) -> None:  # noqa: ANN001
+    headers = {"content-type": "application/json"}
+    if authorization is not None:
+        headers["authorization"] = authorization
+    for body in (b'{"junk": ', b"\xff\xfe not json", b'{"external_id": "C-1"}'):
+        # when
+        answer = httpx.post(f"{server.base_url}/api/v1/customers", content=body,
+                            headers=headers)
+        # then: refused as unauthenticated, not as malformed
+        assert answer.status_code == 401, (body, answer.text)
+        assert answer.headers["www-authenticate"] == "Bearer"
+        assert answer.json()["title"] == "Unauthorized"
+    with server.db.read_session() as s:
+        assert s.exec(select(func.count()).select_from(Customer)).one() == 0
+
+
+def test_with_the_token_the_same_junk_is_a_400(server) -> None:  # noqa: ANN001
+    answer = httpx.post(f"{server.base_url}/api/v1/customers", content=b'{"junk": ',
+                        headers={"content-type": "application/json",
+                                 "authorization": f"Bearer {API_TOKEN}"})
+    assert answer.status_code == 400 and answer.json()["title"] == "Malformed JSON"
+
+
+def test_health_and_openapi_need_no_token(server) -> None:  # noqa: ANN001
+    assert httpx.get(f"{server.base_url}/healthz").status_code == 200
+    assert httpx.get(f"{server.base_url}/openapi.json").status_code == 200
