@@ -265,13 +265,8 @@ def _same_request(existing: CreditNoteRequest, invoice: Invoice, amount_minor: i
     return existing
 
 
-def request_credit_note(session: Session, data: CreditNoteIn, *, actor: str, now: datetime,
-                        dispute_id: int | None = None) -> tuple[CreditNoteRequest, bool]:
-    """Ask for a credit note (or record an ERP's, issued at once). Returns (request, created):
-    the same `external_id` with the same invoice and amount returns the first request.
-
-    `actor`: the Slack user asking (their role is checked), or "api" for an integration
-    (whose `requested_by`, when given, is the Slack user behind it: they may not approve it)."""
+def _checked_fields(session: Session, data: CreditNoteIn, actor: str) -> tuple[str, str, str]:
+    """(source, reason, requested_by); the requester's role when `actor` is a Slack user."""
     source = data.source if data.source in SOURCES else None
     if source is None:
         raise ValidationFailed.of("source", "must be erp (posted as issued) or left out")
@@ -292,28 +287,64 @@ def request_credit_note(session: Session, data: CreditNoteIn, *, actor: str, now
             raise ValidationFailed.of("requested_by", "must be a Slack user id such as "
                                       "U012AB3CD")
         requested_by = data.requested_by
-    invoice = _lock_invoice(session, data.invoice)
+    return source, reason, requested_by
+
+
+def _lines_and_amount(session: Session, invoice: Invoice, data: CreditNoteIn
+                      ) -> tuple[list[dict], int]:
     if (data.amount is None) == (not data.lines):
         raise ValidationFailed.of("amount", "send either an amount or lines, not both")
     if data.lines:
         lines = _requested_lines(session, invoice, data.lines)
-        amount = sum(line["amount_minor"] for line in lines)
-    else:
-        lines = []
-        amount = v.amount_minor("amount", data.amount, invoice.currency, positive=True)
+        return lines, sum(line["amount_minor"] for line in lines)
+    return [], v.amount_minor("amount", data.amount, invoice.currency, positive=True)
+
+
+def check_credit_cap(session: Session, invoice: Invoice, amount_minor: int, *,
+                     field: str = "amount") -> None:
+    """Never more than the invoice total less earlier and pending credit notes."""
+    left = creditable(session, invoice)
+    if amount_minor > left:
+        raise ValidationFailed.of(field, (
+            f"{invoice.number} can be credited {money.to_str(left, invoice.currency)} more at "
+            f"most (its total less earlier and pending credit notes), not "
+            f"{money.to_str(amount_minor, invoice.currency)}"))
+
+
+def _check_issue_date(data: CreditNoteIn, source: str) -> None:
+    if data.issue_date is not None and source != "erp":
+        raise ValidationFailed.of("issue_date", "only an ERP's own credit note (source erp) "
+                                  "carries its issue date")
+
+
+def check_request(session: Session, data: CreditNoteIn, *, actor: str) -> None:
+    """What `request_credit_note` would refuse, found with reads only (the role, the reason,
+    the invoice, the amount or lines and the cap): a modal runs it before its ack, so each
+    refusal shows under its field; the request checks it all again with the invoice locked."""
+    source, _, _ = _checked_fields(session, data, actor)
+    invoice = get_invoice(session, data.invoice)
+    lines, amount = _lines_and_amount(session, invoice, data)
+    if _by_external_id(session, data.external_id) is None:
+        check_credit_cap(session, invoice, amount, field="lines" if lines else "amount")
+        _check_issue_date(data, source)
+
+
+def request_credit_note(session: Session, data: CreditNoteIn, *, actor: str, now: datetime,
+                        dispute_id: int | None = None) -> tuple[CreditNoteRequest, bool]:
+    """Ask for a credit note (or record an ERP's, issued at once). Returns (request, created):
+    the same `external_id` with the same invoice and amount returns the first request.
+
+    `actor`: the Slack user asking (their role is checked), or "api" for an integration
+    (whose `requested_by`, when given, is the Slack user behind it: they may not approve it)."""
+    source, reason, requested_by = _checked_fields(session, data, actor)
+    invoice = _lock_invoice(session, data.invoice)
+    lines, amount = _lines_and_amount(session, invoice, data)
     existing = _by_external_id(session, data.external_id)
     if existing is not None:
         return _same_request(existing, invoice, amount), False
-    left = creditable(session, invoice)
-    if amount > left:
-        raise ValidationFailed.of("lines" if lines else "amount", (
-            f"{invoice.number} can be credited {money.to_str(left, invoice.currency)} more at "
-            f"most (its total less earlier and pending credit notes), not "
-            f"{money.to_str(amount, invoice.currency)}"))
+    check_credit_cap(session, invoice, amount, field="lines" if lines else "amount")
+    _check_issue_date(data, source)
     erp = source == "erp"
-    if data.issue_date is not None and not erp:
-        raise ValidationFailed.of("issue_date", "only an ERP's own credit note (source erp) "
-                                  "carries its issue date")
     request = CreditNoteRequest(
         invoice_id=invoice.id, customer_id=invoice.customer_id, currency=invoice.currency,
         amount_minor=amount, lines=lines, reason=reason, source=source,

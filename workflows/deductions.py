@@ -133,6 +133,32 @@ def check(session: Session, *, deduction_id: int, user_id: str, action: str) -> 
     return deduction
 
 
+def _dispute_amount(deduction: Deduction, invoice: Invoice, amount: str | None) -> str:
+    """What a dispute from the deduction holds: `amount`, default the deduction (at most what
+    is open and not yet in dispute)."""
+    from workflows import disputes
+
+    if amount not in (None, ""):
+        return amount
+    open_part = disputes.undisputed_open(invoice)
+    if open_part <= 0:
+        raise Conflict(f"{invoice.number} has nothing open left to dispute")
+    return money.to_str(min(deduction.amount_minor, open_part), invoice.currency)
+
+
+def check_open_dispute(session: Session, *, deduction_id: int, reason: str,
+                       note: str | None, actor: str, amount: str | None = None) -> None:
+    """What `open_dispute` would refuse, found with reads only (a modal's ack runs it)."""
+    from workflows import disputes
+
+    deduction = check(session, deduction_id=deduction_id, user_id=actor,
+                      action="deduction.dispute")
+    invoice = session.get(Invoice, deduction.invoice_id)
+    disputes.check_open(session, disputes.DisputeIn(
+        invoice=invoice.number, reason=reason, note=note,
+        amount=_dispute_amount(deduction, invoice, amount)), actor=actor)
+
+
 def open_dispute(session: Session, *, deduction_id: int, reason: str, note: str | None,
                  actor: str, now: datetime, amount: str | None = None) -> Dispute:
     """A dispute for the deduction's amount (or less), from the card."""
@@ -142,19 +168,35 @@ def open_dispute(session: Session, *, deduction_id: int, reason: str, note: str 
                       action="deduction.dispute")
     invoice = session.get(Invoice, deduction.invoice_id)
     _claim(session, deduction, DeductionStatus.DISPUTED)
-    if amount in (None, ""):
-        open_part = disputes.undisputed_open(invoice)
-        if open_part <= 0:
-            raise Conflict(f"{invoice.number} has nothing open left to dispute")
-        amount = money.to_str(min(deduction.amount_minor, open_part), invoice.currency)
     dispute = disputes.open_dispute(session, disputes.DisputeIn(
-        invoice=invoice.number, reason=reason, amount=amount, note=note), actor=actor,
-        now=now, source="deduction", deduction_id=deduction.id)
+        invoice=invoice.number, reason=reason, note=note,
+        amount=_dispute_amount(deduction, invoice, amount)), actor=actor, now=now,
+        source="deduction", deduction_id=deduction.id)
     audit.record(session, actor=actor, action="deduction.disputed", entity_type="deduction",
                  entity_id=deduction.id, from_state=DeductionStatus.OPEN,
                  to_state=DeductionStatus.DISPUTED, dispute_id=dispute.id, at=now)
     _update_card(session, deduction)
     return dispute
+
+
+def _write_off_amount(deduction: Deduction, invoice: Invoice) -> int:
+    amount = min(deduction.amount_minor, invoice.balance_minor)
+    if amount <= 0:
+        raise Conflict(f"{invoice.number} has nothing open any more; nothing to write off")
+    return amount
+
+
+def check_write_off(session: Session, *, deduction_id: int, reason: str, actor: str) -> None:
+    """What `write_off` would refuse, found with reads only (a modal's ack runs it)."""
+    from workflows import write_offs
+
+    deduction = check(session, deduction_id=deduction_id, user_id=actor,
+                      action="deduction.write_off")
+    invoice = session.get(Invoice, deduction.invoice_id)
+    write_offs.check_request(session, invoice_number=invoice.number, reason=reason,
+                             actor=actor, kind=WriteOffKind.DEDUCTION,
+                             amount=money.to_str(_write_off_amount(deduction, invoice),
+                                                 invoice.currency))
 
 
 def write_off(session: Session, *, deduction_id: int, reason: str, actor: str,
@@ -165,9 +207,7 @@ def write_off(session: Session, *, deduction_id: int, reason: str, actor: str,
     deduction = check(session, deduction_id=deduction_id, user_id=actor,
                       action="deduction.write_off")
     invoice = session.get(Invoice, deduction.invoice_id)
-    amount = min(deduction.amount_minor, invoice.balance_minor)
-    if amount <= 0:
-        raise Conflict(f"{invoice.number} has nothing open any more; nothing to write off")
+    amount = _write_off_amount(deduction, invoice)
     _claim(session, deduction, DeductionStatus.WRITE_OFF_PENDING)
     request = write_offs.request_write_off(
         session, invoice_number=invoice.number, reason=reason, actor=actor, now=now,

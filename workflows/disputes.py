@@ -113,26 +113,30 @@ def undisputed_open(invoice: Invoice) -> int:
 
 
 # -- opening --------------------------------------------------------------------------------------
-def open_dispute(session: Session, data: DisputeIn, *, actor: str, now: datetime,
-                 source: str = "slack", deduction_id: int | None = None) -> Dispute:
-    """Open a dispute (see the module docstring). `actor`: the Slack user (role checked) or
-    "api" (then `data.opened_by`, when given, is who stands behind it)."""
+def _opener(session: Session, data: DisputeIn, actor: str) -> str:
+    """Who opens it: the Slack user acting (their role is checked), or "api" (then
+    `data.opened_by`, when given, is who stands behind it)."""
     if _is_slack_user(actor):
         require_role(session, user_id=actor, roles=OPENER_ROLES, action="dispute.open",
                      entity_type="invoice", entity_id=(data.invoice or "-")[:64])
-        opened_by = actor
-    else:
-        opened_by = actor
-        if data.opened_by:
-            if not _is_slack_user(data.opened_by):
-                raise ValidationFailed.of("opened_by", "must be a Slack user id such as "
-                                          "U012AB3CD")
-            opened_by = data.opened_by
+        return actor
+    if data.opened_by:
+        if not _is_slack_user(data.opened_by):
+            raise ValidationFailed.of("opened_by", "must be a Slack user id such as "
+                                      "U012AB3CD")
+        return data.opened_by
+    return actor
+
+
+def _reason(data: DisputeIn) -> str:
     reason = (data.reason or "").strip().lower()
     if reason not in REASONS:
         raise ValidationFailed.of("reason", f"one of {', '.join(REASONS)}")
-    note = _note(data.note)
-    invoice = _lock_invoice(session, get_invoice(session, data.invoice).id)
+    return reason
+
+
+def _amount_to_hold(session: Session, invoice: Invoice, data: DisputeIn) -> int:
+    """What the new dispute holds: `data.amount`, or what is open and not yet in dispute."""
     if invoice.balance_minor == 0:
         raise Conflict(f"{invoice.number} has nothing open to dispute")
     current = session.exec(select(Dispute).where(Dispute.invoice_id == invoice.id,
@@ -149,6 +153,28 @@ def open_dispute(session: Session, data: DisputeIn, *, actor: str, now: datetime
     if amount > left:
         raise ValidationFailed.of("amount", f"at most the open balance not already in dispute,"
                                   f" {money.to_str(left, invoice.currency)}")
+    return amount
+
+
+def check_open(session: Session, data: DisputeIn, *, actor: str) -> None:
+    """What `open_dispute` would refuse, found with reads only (the role, the reason, the
+    note, the invoice and the amount): a modal runs it before its ack, so each refusal shows
+    under its field; opening checks it all again with the invoice locked."""
+    _opener(session, data, actor)
+    _reason(data)
+    _note(data.note)
+    _amount_to_hold(session, get_invoice(session, data.invoice), data)
+
+
+def open_dispute(session: Session, data: DisputeIn, *, actor: str, now: datetime,
+                 source: str = "slack", deduction_id: int | None = None) -> Dispute:
+    """Open a dispute (see the module docstring). `actor`: the Slack user (role checked) or
+    "api" (then `data.opened_by`, when given, is who stands behind it)."""
+    opened_by = _opener(session, data, actor)
+    reason = _reason(data)
+    note = _note(data.note)
+    invoice = _lock_invoice(session, get_invoice(session, data.invoice).id)
+    amount = _amount_to_hold(session, invoice, data)
     customer = session.get(Customer, invoice.customer_id)
     channel = policy.current(session).disputes_channel.strip()
     owner = None if channel else customer.sales_rep_id
@@ -249,19 +275,19 @@ def ensure_open(session: Session, *, dispute_id: int, user_id: str, action: str)
 
 
 # -- resolving ------------------------------------------------------------------------------------
-def resolve(session: Session, *, dispute_id: int, outcome: str, by: str, now: datetime,
-            note: str | None = None, credit_amount: str | None = None) -> Dispute:
-    """Accept (a credit-note request for `credit_amount`, default the disputed amount),
-    reject (a reason is required) or withdraw, once."""
+def _outcome_and_resolver(outcome: str, by: str) -> str:
     outcome = (outcome or "").strip().lower()
     if outcome not in OUTCOMES:
         raise ValidationFailed.of("outcome", f"one of {', '.join(OUTCOMES)}")
     if not _is_slack_user(by):
         raise ValidationFailed.of("by", "must be the Slack user id of whoever resolves it")
-    dispute = _lock(session, dispute_id)
-    check_resolver(session, dispute, by, f"dispute.{outcome}")
-    if dispute.status != DisputeStatus.OPEN:
-        raise already_resolved(dispute)
+    return outcome
+
+
+def _resolution(dispute: Dispute, outcome: str, note: str | None,
+                credit_amount: str | None) -> tuple[str | None, int | None]:
+    """The resolution's note and credit (accepted: `credit_amount`, default the disputed
+    amount, at most that)."""
     note = _note(note)
     if outcome == DisputeStatus.REJECTED and not note:
         raise ValidationFailed.of("note", "say why the dispute is rejected; the customer's "
@@ -276,6 +302,37 @@ def resolve(session: Session, *, dispute_id: int, outcome: str, by: str, now: da
                                       f"{money.to_str(dispute.amount_minor, dispute.currency)}")
     elif credit_amount not in (None, ""):
         raise ValidationFailed.of("credit_amount", "only an accepted dispute asks for a credit")
+    return note, credit
+
+
+def check_resolve(session: Session, *, dispute_id: int, outcome: str, by: str,
+                  note: str | None = None, credit_amount: str | None = None) -> None:
+    """What `resolve` would refuse, found with reads only (a modal's ack runs it): the
+    resolver, the dispute still open, the note, the credit and what the invoice can still be
+    credited."""
+    outcome = _outcome_and_resolver(outcome, by)
+    dispute = get_dispute(session, dispute_id)
+    check_resolver(session, dispute, by, f"dispute.{outcome}")
+    if dispute.status != DisputeStatus.OPEN:
+        raise already_resolved(dispute)
+    _, credit = _resolution(dispute, outcome, note, credit_amount)
+    if credit:
+        from workflows import credit_notes
+
+        invoice = session.get(Invoice, dispute.invoice_id)
+        credit_notes.check_credit_cap(session, invoice, credit, field="credit_amount")
+
+
+def resolve(session: Session, *, dispute_id: int, outcome: str, by: str, now: datetime,
+            note: str | None = None, credit_amount: str | None = None) -> Dispute:
+    """Accept (a credit-note request for `credit_amount`, default the disputed amount),
+    reject (a reason is required) or withdraw, once."""
+    outcome = _outcome_and_resolver(outcome, by)
+    dispute = _lock(session, dispute_id)
+    check_resolver(session, dispute, by, f"dispute.{outcome}")
+    if dispute.status != DisputeStatus.OPEN:
+        raise already_resolved(dispute)
+    note, credit = _resolution(dispute, outcome, note, credit_amount)
     invoice = _lock_invoice(session, dispute.invoice_id)
     table = Dispute.__table__
     taken = session.execute(
@@ -365,12 +422,7 @@ def _tell_opener(session: Session, dispute: Dispute) -> None:
 
 
 # -- reassigning ----------------------------------------------------------------------------------
-def reassign(session: Session, *, dispute_id: int, to_user: str, by: str, now: datetime
-             ) -> Dispute:
-    """Give an open dispute to someone else: a fresh card to them, the old one says so."""
-    if not _is_slack_user(to_user):
-        raise ValidationFailed.of("owner", "pick a person")
-    dispute = _lock(session, dispute_id)
+def _check_reassign(session: Session, dispute: Dispute, to_user: str, by: str) -> None:
     check_resolver(session, dispute, by, "dispute.reassign")
     if dispute.status != DisputeStatus.OPEN:
         raise already_resolved(dispute)
@@ -379,6 +431,22 @@ def reassign(session: Session, *, dispute_id: int, to_user: str, by: str, now: d
                                   "approver role")
     if to_user == dispute.owner_id:
         raise ValidationFailed.of("owner", "already owns it")
+
+
+def check_reassign(session: Session, *, dispute_id: int, to_user: str, by: str) -> None:
+    """What `reassign` would refuse, found with reads only (a modal's ack runs it)."""
+    if not _is_slack_user(to_user):
+        raise ValidationFailed.of("owner", "pick a person")
+    _check_reassign(session, get_dispute(session, dispute_id), to_user, by)
+
+
+def reassign(session: Session, *, dispute_id: int, to_user: str, by: str, now: datetime
+             ) -> Dispute:
+    """Give an open dispute to someone else: a fresh card to them, the old one says so."""
+    if not _is_slack_user(to_user):
+        raise ValidationFailed.of("owner", "pick a person")
+    dispute = _lock(session, dispute_id)
+    _check_reassign(session, dispute, to_user, by)
     before = dispute.owner_id or dispute.owner_channel
     old_card = dispute.card_outbox_id
     dispute.owner_id, dispute.owner_channel = to_user, None

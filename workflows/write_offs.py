@@ -76,16 +76,14 @@ def pending_minor(session: Session, invoice_id: int) -> int:
         WriteOffRequest.status == WriteOffRequestStatus.PENDING)).one())
 
 
-def request_write_off(session: Session, *, invoice_number: str, reason: str, actor: str,
-                      now: datetime, amount: str | None = None,
-                      kind: str = WriteOffKind.BAD_DEBT, deduction_id: int | None = None,
-                      amount_minor: int | None = None) -> WriteOffRequest:
-    """Ask for a write-off of (part of) an invoice's open balance; an approval card follows."""
-    require_role(session, user_id=actor, roles=REQUESTER_ROLES if kind != WriteOffKind.FEE_WAIVER
-                 else WAIVER_ROLES, action="write_off.request", entity_type="invoice",
-                 entity_id=invoice_number[:64])
-    text = _reason(reason)
-    invoice = _lock_invoice(session, get_invoice(session, invoice_number).id)
+def _requester_roles(kind: str) -> tuple[str, ...]:
+    return WAIVER_ROLES if kind == WriteOffKind.FEE_WAIVER else REQUESTER_ROLES
+
+
+def _amount_to_write_off(session: Session, invoice: Invoice, amount: str | None,
+                         amount_minor: int | None) -> int:
+    """The request's amount: `amount` (or `amount_minor`), default what is open and not
+    already asked for, never more than that."""
     left = invoice.balance_minor - pending_minor(session, invoice.id)
     if amount_minor is None:
         amount_minor = (v.amount_minor("amount", amount, invoice.currency, positive=True)
@@ -96,6 +94,32 @@ def request_write_off(session: Session, *, invoice_number: str, reason: str, act
     if amount_minor > left:
         raise ValidationFailed.of("amount", "at most what is open and not already asked for, "
                                   f"{money.to_str(left, invoice.currency)}")
+    return amount_minor
+
+
+def check_request(session: Session, *, invoice_number: str, reason: str, actor: str,
+                  amount: str | None = None, kind: str = WriteOffKind.BAD_DEBT) -> None:
+    """What `request_write_off` would refuse, found with reads only (the role, the reason,
+    the invoice and the amount): a modal runs it before its ack, so each refusal shows under
+    its field; the request checks it all again with the invoice locked."""
+    require_role(session, user_id=actor, roles=_requester_roles(kind),
+                 action="write_off.request", entity_type="invoice",
+                 entity_id=invoice_number[:64])
+    _reason(reason)
+    _amount_to_write_off(session, get_invoice(session, invoice_number), amount, None)
+
+
+def request_write_off(session: Session, *, invoice_number: str, reason: str, actor: str,
+                      now: datetime, amount: str | None = None,
+                      kind: str = WriteOffKind.BAD_DEBT, deduction_id: int | None = None,
+                      amount_minor: int | None = None) -> WriteOffRequest:
+    """Ask for a write-off of (part of) an invoice's open balance; an approval card follows."""
+    require_role(session, user_id=actor, roles=_requester_roles(kind),
+                 action="write_off.request", entity_type="invoice",
+                 entity_id=invoice_number[:64])
+    text = _reason(reason)
+    invoice = _lock_invoice(session, get_invoice(session, invoice_number).id)
+    amount_minor = _amount_to_write_off(session, invoice, amount, amount_minor)
     request = WriteOffRequest(invoice_id=invoice.id, customer_id=invoice.customer_id,
                               currency=invoice.currency, amount_minor=amount_minor, kind=kind,
                               reason=text, requested_by=actor, deduction_id=deduction_id,
@@ -115,6 +139,25 @@ def request_write_off(session: Session, *, invoice_number: str, reason: str, act
     return request
 
 
+def _fee_left(session: Session, invoice: Invoice) -> int:
+    """What of a late-fee invoice can be waived: its balance not already in a waiver request."""
+    if invoice.fee_for_invoice_id is None:
+        raise ValidationFailed.of("invoice", f"{invoice.number} is not a late-fee invoice")
+    left = invoice.balance_minor - pending_minor(session, invoice.id)
+    if left <= 0:
+        raise Conflict(f"the fee {invoice.number} has nothing open to waive (paid, waived or "
+                       "waiting for a waiver's approval)")
+    return left
+
+
+def check_waive(session: Session, *, invoice_number: str, reason: str, actor: str) -> None:
+    """What `waive_fee` would refuse, found with reads only (a modal's ack runs it)."""
+    require_role(session, user_id=actor, roles=WAIVER_ROLES, action="late_fee.waive",
+                 entity_type="invoice", entity_id=invoice_number[:64])
+    _reason(reason)
+    _fee_left(session, get_invoice(session, invoice_number))
+
+
 def waive_fee(session: Session, *, invoice_number: str, reason: str, actor: str,
               now: datetime) -> WriteOff | WriteOffRequest:
     """Waive a late fee's open balance: at once up to the threshold, else by approval."""
@@ -122,12 +165,7 @@ def waive_fee(session: Session, *, invoice_number: str, reason: str, actor: str,
                  entity_type="invoice", entity_id=invoice_number[:64])
     text = _reason(reason)
     invoice = _lock_invoice(session, get_invoice(session, invoice_number).id)
-    if invoice.fee_for_invoice_id is None:
-        raise ValidationFailed.of("invoice", f"{invoice.number} is not a late-fee invoice")
-    left = invoice.balance_minor - pending_minor(session, invoice.id)
-    if left <= 0:
-        raise Conflict(f"the fee {invoice.number} has nothing open to waive (paid, waived or "
-                       "waiting for a waiver's approval)")
+    left = _fee_left(session, invoice)
     rules = policy.current(session)
     limit = Decimal(rules.fee_waiver_approval)
     if invoice.currency == rules.home_currency and money.from_minor(

@@ -25,19 +25,14 @@ def register(app: App) -> None:
          approvals.approve_with_note),
         (ids.PROMISE_MODAL, collections.check_promise, collections.record_promise),
         (ids.CALL_MODAL, collections.check_call, collections.record_call),
+        (ids.DISPUTE_MODAL, backoffice.check_dispute, backoffice.open_dispute),
+        (ids.DISPUTE_RESOLVE_MODAL, backoffice.check_resolve, backoffice.resolve_dispute),
+        (ids.REASSIGN_MODAL, backoffice.check_reassign, backoffice.reassign_dispute),
+        (ids.CREDIT_NOTE_MODAL, backoffice.check_credit_note, backoffice.request_credit_note),
+        (ids.WRITE_OFF_MODAL, backoffice.check_write_off, backoffice.request_write_off),
+        (ids.FEE_WAIVE_MODAL, backoffice.check_fee_waiver, backoffice.waive_fee),
     ):
         app.view(callback_id)(ack=check, lazy=[after_ack(run)])
-
-    # the back office's submissions, still decided in the ack (rewritten in the next commit)
-    for callback_id, listener in (
-        (ids.DISPUTE_MODAL, backoffice.on_dispute_submit),
-        (ids.DISPUTE_RESOLVE_MODAL, backoffice.on_resolve_submit),
-        (ids.REASSIGN_MODAL, backoffice.on_reassign_submit),
-        (ids.CREDIT_NOTE_MODAL, backoffice.on_credit_note_submit),
-        (ids.WRITE_OFF_MODAL, backoffice.on_write_off_submit),
-        (ids.FEE_WAIVE_MODAL, backoffice.on_fee_waive_submit),
-    ):
-        app.view(callback_id)(listener)
 
     app.action(ids.ORDER_PRODUCT_SELECT)(ack=acknowledge,
                                          lazy=[after_ack(order_entry.on_product_chosen)])
