@@ -18,9 +18,9 @@ quantity / invoiced quantity, half-up) or by a net amount; the line's tax follow
 (half-up). A note by amount (tax included) is spread over the invoice's lines pro rata to what
 each still has uncredited (net + tax; the whole net + tax when nothing was credited before),
 half-up, the remainder going to the largest line. Either way the issued note stores what it
-takes off each line (`credit_note_lines`): `credit_by_line(session, note)` returns it, which is
-what revenue recognition reads (a credit note on a line reduces what is not yet recognised).
-An invoice without lines (an ERP's bare total) has none.
+takes off each line (table `credit_note_lines`): `credit_note_lines(session, credit_note_id)`
+returns it, which is what revenue recognition reads (a credit note on a line reduces what is
+not yet recognised). An invoice without lines (an ERP's bare total) has none.
 """
 
 from __future__ import annotations
@@ -233,12 +233,37 @@ def spread_over_lines(session: Session, invoice: Invoice, amount_minor: int) -> 
 
 
 def credit_by_line(session: Session, note: CreditNote) -> list[LineCredit]:
-    """What an issued credit note takes off each invoice line (its total, spread as the module
-    docstring says), in line order. The one function revenue recognition needs."""
+    """What an issued credit note takes off each invoice line, in line order: the lines stored
+    when it was issued (by lines, or its amount spread as the module docstring says). A note
+    issued before credit-note lines were recorded (before migration 0011) has none stored: its
+    total is spread pro rata over the invoice's lines by their net + tax (half-up, remainder
+    to the largest), tax pro rata within each line. An invoice without lines gives []."""
     rows = session.exec(select(CreditNoteLine).where(CreditNoteLine.credit_note_id == note.id)
                         .order_by(CreditNoteLine.line_no)).all()
-    return [LineCredit(r.invoice_line_id, r.line_no, r.net_minor, r.tax_minor, r.amount_minor,
-                       r.quantity) for r in rows]
+    if rows or note.request_id is not None:
+        return [LineCredit(r.invoice_line_id, r.line_no, r.net_minor, r.tax_minor,
+                           r.amount_minor, r.quantity) for r in rows]
+    lines = [line for line in lines_of(session, session.get(Invoice, note.invoice_id))
+             if line.line_total_minor + line.tax_minor > 0]
+    gross = [line.line_total_minor + line.tax_minor for line in lines]
+    spread = []
+    for line, share, whole in zip(lines, pro_rata(note.total_minor, gross), gross,
+                                  strict=True):
+        if share > 0:
+            tax = _half_up(Decimal(line.tax_minor) * share / whole)
+            spread.append(LineCredit(line.id, line.line_no, share - tax, tax, share))
+    return spread
+
+
+def credit_note_lines(session: Session, credit_note_id: int) -> list[LineCredit]:
+    """Which invoice lines an issued credit note reduces, and by how much (`LineCredit`: the
+    invoice line's id and number, net, tax, net + tax, the quantity when credited by
+    quantity), in line order; see `credit_by_line`. Revenue recognition reads this: a credit
+    note on a line reduces what is not yet recognised of it. NotFound for an unknown id."""
+    note = session.get(CreditNote, credit_note_id)
+    if note is None:
+        raise NotFound(f"no credit note #{credit_note_id}")
+    return credit_by_line(session, note)
 
 
 # -- requesting --------------------------------------------------------------------------------

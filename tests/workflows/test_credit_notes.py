@@ -6,12 +6,14 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import select
 
 from models import (
     Approval,
     AuditEvent,
     CreditNote,
+    CreditNoteLine,
     CreditNoteRequest,
     InvoiceLine,
     OutboxMessage,
@@ -21,7 +23,13 @@ from tests.support.timetravel import frozen_at
 from workflows import approvals, credit_notes, invariants, policy
 from workflows.cash_application import PaymentIn, record_payment
 from workflows.credit_notes import CreditNoteIn, LineIn, pro_rata
-from workflows.errors import AlreadyDecided, Conflict, PermissionDenied, ValidationFailed
+from workflows.errors import (
+    AlreadyDecided,
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
 
 NOW = datetime(2026, 6, 16, 10, 0, tzinfo=UTC)  # a Tuesday
 TODAY = NOW.date()
@@ -156,7 +164,7 @@ def test_by_lines_quantity_and_amount_with_their_tax(books) -> None:  # noqa: AN
     approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
                      approve=True, now=NOW)
     note = books.exec(select(CreditNote)).one()
-    by_line = credit_notes.credit_by_line(books, note)
+    by_line = credit_notes.credit_note_lines(books, note.id)  # what revenue recognition reads
     assert [(c.line_no, c.net_minor, c.tax_minor, c.amount_minor, c.quantity) for c in by_line] \
         == [(1, 20_000, 2_000, 22_000, 2), (3, 4_000, 400, 4_400, None)]
     # and a line cannot be credited beyond its net amount
@@ -174,13 +182,34 @@ def test_an_amount_is_spread_pro_rata_half_up_the_rest_to_the_largest(books) -> 
     approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
                      approve=True, now=NOW)
     note = books.exec(select(CreditNote)).one()
-    spread = [(c.line_no, c.amount_minor) for c in credit_notes.credit_by_line(books, note)]
+    spread = [(c.line_no, c.amount_minor) for c in credit_notes.credit_note_lines(books, note.id)]
     # 10000 x 660/1100 = 6000, x 330/1100 = 3000, x 110/1100 = 1000
     assert spread == [(1, 6_000), (2, 3_000), (3, 1_000)]
     assert sum(a for _, a in spread) == note.total_minor
     assert pro_rata(100, [1, 1, 1]) == [34, 33, 33]  # the remainder to the first largest
     # both halves round up to 1; the remainder (-1) is taken from the first largest
     assert pro_rata(1, [3, 3]) == [0, 1]
+
+
+def test_a_note_issued_before_lines_were_recorded_is_spread_over_the_invoice_lines(
+        books) -> None:  # noqa: ANN001
+    # given a credit note of 110.00 as migration 0011 finds one: no request, no stored lines
+    number = lined(books)
+    request = ask(books, number=number, amount="110.00")
+    approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    note = books.exec(select(CreditNote)).one()
+    books.execute(sa.delete(CreditNoteLine).where(CreditNoteLine.credit_note_id == note.id))
+    books.execute(sa.update(CreditNote).where(CreditNote.id == note.id).values(request_id=None))
+    books.commit()
+    # when its lines are asked for
+    lines = credit_notes.credit_note_lines(books, note.id)
+    # then its total is spread over the lines by net + tax, the tax pro rata within each
+    assert [(c.line_no, c.net_minor, c.tax_minor, c.amount_minor) for c in lines] == [
+        (1, 6_000, 600, 6_600), (2, 3_000, 300, 3_300), (3, 1_000, 100, 1_100)]
+    # and an unknown credit note is not found
+    with pytest.raises(NotFound):
+        credit_notes.credit_note_lines(books, note.id + 1)
 
 
 def test_an_erp_credit_note_is_posted_as_issued_with_its_date(books) -> None:  # noqa: ANN001
