@@ -4,16 +4,15 @@ second decision, refusals audited, and nothing stored when refused."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from sqlmodel import func, select
 
 from bot.clock import Clock
+from bot.jobs import run_job
 from models import AuditEvent, CreditNote, CreditNoteRequest, Dispute, InvoiceLine
 from tests.support import factories as f
-from tests.support.processes import o2c_env, o2c_run
 from tests.support.timetravel import frozen_at
 from workflows import approvals, policy
 
@@ -181,16 +180,14 @@ def test_a_tier_needs_a_second_decision(books, api) -> None:  # noqa: ANN001
     assert "approval.approved" in actions
 
 
-def test_late_fees_by_the_dunning_job_and_the_kpis(books, api, database_url, standin) -> None:  # noqa: ANN001
+def test_late_fees_by_the_dunning_job_and_the_kpis(books, api) -> None:  # noqa: ANN001
     with books.db.transaction() as s:
         policy.set_value(s, key="late_fees", value="7:fee=25.00", actor="test")
     dispute = api.post("/invoices/INV-2026-000102/disputes", json={"reason": "tax"}).json()
-    # when `o2c run dunning` runs twice
-    env = o2c_env(database_url, standin.api_url)
+    # when the dunning job runs twice (in the server's process; `o2c run dunning` is the same
+    # job: tests/e2e/test_dunning.py)
     for _ in range(2):
-        run = o2c_run(env, "run", "dunning", "--as-of", TODAY.isoformat())
-        assert run.returncode == 0, run.stderr
-    summary = json.loads(run.stdout)
+        summary = run_job("dunning", books.deps, TODAY)
     # then one fee invoice refers to the overdue invoice, once
     invoice = api.get("/invoices/INV-2026-000101").json()
     [fee] = invoice["late_fees"]

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 from sqlmodel import select
 
+from bot.jobs import run_job
 from models import (
     AuditEvent,
     CreditNote,
@@ -158,12 +159,11 @@ def test_1_disputes_in_slack(books, slack, standin, database_url) -> None:  # no
         f.invoice(s, "INV-2026-000103", total="50.00", issued=TODAY - timedelta(days=5))
         f.dispute(s, "INV-2026-000103", now=datetime.combine(TODAY - timedelta(days=8),
                                                              time(9), UTC))
-    env = o2c_env(database_url, standin.api_url)
-    first = o2c_run(env, "run", "dispute-reminders")
-    again = o2c_run(env, "run", "dispute-reminders")
+    first = o2c_run(o2c_env(database_url, standin.api_url), "run", "dispute-reminders")
+    again = run_job("dispute-reminders", books.deps, None)  # the scheduler's way
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["escalated"] == [3]
-    assert json.loads(again.stdout)["escalated"] == []
+    assert again["escalated"] == []
     books.deps.notify_outbox()
     message(api, "CALERTS01", "Dispute #3 on INV-2026-000103 has been open")
 
@@ -282,14 +282,12 @@ def test_4_write_offs_in_slack(books, slack, standin) -> None:  # noqa: ANN001
     assert [e.actor for e in audited(books, "refused.write_off.request")] == ["USALES01"]
 
 
-def test_5_late_fees_charged_and_waived(books, slack, standin, database_url) -> None:  # noqa: ANN001
+def test_5_late_fees_charged_and_waived(books, slack, standin) -> None:  # noqa: ANN001
     sa = standin.api
     with books.db.transaction() as s:
         policy.set_value(s, key="late_fees", value="7:fee=25.00", actor="test")
-    env = o2c_env(database_url, standin.api_url)
-    run = o2c_run(env, "run", "dunning", "--as-of", TODAY.isoformat())
-    assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout)["late_fees"] == 1
+    # the dunning job, as the scheduler runs it (`o2c run dunning`: tests/e2e/test_dunning.py)
+    assert run_job("dunning", books.deps, TODAY)["late_fees"] == 1
     with books.db.read_session() as s:
         fee = s.exec(select(Invoice).where(Invoice.source == "fee")).one()
         mail = s.exec(select(OutboxMessage).where(
