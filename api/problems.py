@@ -48,6 +48,8 @@ class Problem(BaseModel):
 WHEN = {
     400: "Malformed JSON: the body is not valid JSON",
     401: "No bearer token, or the wrong one (`Authorization: Bearer <O2C_API_TOKEN>`)",
+    403: "The Slack user named in the body (`by`, `opened_by`, `requested_by`) may not do "
+         "this; the refusal is audited",
     404: "No such record",
     409: "Conflict: the Idempotency-Key was used with another body, the record exists or "
          "its state does not allow this; nothing was changed",

@@ -66,6 +66,7 @@ class CustomerBalances(Answer):
     uninvoiced_orders: Money
     oldest_days_past_due: int
     aging: dict[str, Money] = Field(description="open amount per aging bucket")
+    in_dispute: Money = Field(description="open amount held in dispute (out of dunning)")
     as_of: date
     known_at: Moment | None
 
@@ -195,6 +196,35 @@ class InvoiceAllocationOut(Answer):
     method: str
 
 
+class InvoiceCreditNoteOut(Answer):
+    number: str
+    amount: Money = Field(description="tax included")
+    applied_to_invoice: Money
+    customer_credit: Money
+    issue_date: date
+    reason: str | None
+
+
+class PendingCreditNoteOut(Answer):
+    id: int
+    amount: Money
+    reason: str | None
+
+
+class InvoiceDisputeOut(Answer):
+    id: int
+    status: str
+    amount: Money
+    reason: str
+
+
+class LateFeeOut(Answer):
+    number: str
+    level: int | None
+    amount: Money
+    balance: Money
+
+
 class InvoiceOut(Answer):
     number: str
     customer: str = Field(description="the customer's external_id")
@@ -212,7 +242,15 @@ class InvoiceOut(Answer):
     balance: Money
     status: InvoiceStatus
     disputed: bool
+    in_dispute: Money = Field(description="part of the balance held in open disputes")
+    amount_due: Money = Field(description="balance less what is in dispute")
+    fee_for: str | None = Field(description="a late-fee invoice: the invoice it charges for")
+    fee_level: int | None = Field(description="a late-fee invoice: its dunning level")
     allocations: list[InvoiceAllocationOut]
+    credit_notes: list[InvoiceCreditNoteOut]
+    pending_credit_notes: list[PendingCreditNoteOut]
+    disputes: list[InvoiceDisputeOut]
+    late_fees: list[LateFeeOut]
     history: list[HistoryEntry]
 
 
@@ -272,6 +310,7 @@ class AgingCurrency(Answer):
     invoices: dict[str, int] = Field(description="open invoices per bucket")
     total: Money
     overdue: Money
+    in_dispute: dict[str, Money] = Field(description="of each bucket, the part in dispute")
 
 
 class AgingReportOut(Answer):
@@ -285,6 +324,25 @@ class CashApplicationKpis(Answer):
     auto_match_rate_pct: Number | None
     auto_match_amount_pct: Number | None
     amount_currency: str | None
+
+
+class DisputeKpis(Answer):
+    rate_pct: Number | None = Field(description="invoices issued in the window that were "
+                                    "disputed, in %")
+    invoices_disputed: int
+    resolved: int
+    avg_days_to_resolve: Number | None
+
+
+class DeductionKpis(Answer):
+    count: int
+    amount: Money | None
+    amount_currency: str | None
+
+
+class BadDebtKpis(Answer):
+    amount: Money | None
+    ratio_pct: Number | None
 
 
 class KpiReportOut(Answer):
@@ -307,7 +365,11 @@ class KpiReportOut(Answer):
     approval_turnaround_hours: Number | None
     order_cycle_days: Number | None
     invoice_accuracy_pct: Number | None
+    disputes: DisputeKpis
+    deductions_outstanding: DeductionKpis
+    bad_debt: BadDebtKpis
     aging: dict[str, dict[str, Money]]
+    in_dispute: dict[str, Money] = Field(description="open amount in dispute per currency")
 
 
 # -- closed periods ------------------------------------------------------------------------------
@@ -362,3 +424,73 @@ class RevenueReportOut(Answer):
     as_of: date
     closed_through: str | None
     currencies: dict[str, RevenueCurrencyOut]
+
+
+# -- back office (issue 14) -------------------------------------------------------------------
+class DisputeCreditNoteOut(Answer):
+    id: int
+    status: str
+    number: str | None
+
+
+class DisputeOut(Answer):
+    id: int
+    status: str
+    invoice: str
+    customer: str
+    currency: str
+    amount: Money
+    in_dispute: Money
+    reason: str
+    note: str | None
+    source: str
+    opened_by: str | None
+    opened_at: Moment
+    owner: str | None
+    owner_channel: str | None
+    resolved_by: str | None
+    resolved_at: Moment | None
+    resolution_note: str | None
+    credit_amount: Money | None
+    credit_note: DisputeCreditNoteOut | None
+    history: list[HistoryEntry] | None = Field(
+        default=None, description="with GET /disputes/{id} only")
+
+
+class CreditNoteLineOut(Answer):
+    line_no: int
+    quantity: int | None
+    net: Money
+    tax: Money
+    amount: Money
+
+
+class RequestedLineOut(Answer):
+    line_no: int
+    quantity: int | None
+    amount: Money | None
+
+
+class CreditNoteOut(Answer):
+    id: int
+    number: str | None = Field(description="null while it waits for approval")
+    status: str
+    invoice: str
+    customer: str
+    currency: str
+    amount: Money
+    applied_to_invoice: Money | None
+    customer_credit: Money | None
+    reason: str | None
+    source: str
+    external_id: str | None
+    requested_by: str | None
+    dispute: int | None
+    issue_date: date | None
+    effective_date: date | None
+    decided_by: str | None
+    decided_at: Moment | None
+    decision_note: str | None
+    lines: list[CreditNoteLineOut]
+    requested_lines: list[RequestedLineOut]
+    history: list[HistoryEntry]

@@ -61,7 +61,7 @@ def customer_detail_out(customer: Customer, position: CustomerPosition, *, as_of
         uninvoiced_orders=amount(position.uninvoiced_minor, cur),
         oldest_days_past_due=position.oldest_days_past_due,
         aging={k: amount(v, cur) for k, v in position.aging.buckets.items()},
-        as_of=as_of, known_at=known_at)
+        in_dispute=amount(position.aging.disputed, cur), as_of=as_of, known_at=known_at)
     return out.CustomerDetailOut(
         **_customer_fields(customer), balances=balances,
         open_invoices=[out.OpenInvoiceOut(number=i.number, due_date=i.due_date,
@@ -140,8 +140,25 @@ def invoice_out(view: InvoiceView) -> out.InvoiceOut:
         discount=amount(i.discount_minor, cur), tax=amount(i.tax_minor, cur),
         fees=amount(i.fees_minor, cur), total=amount(i.total_minor, cur),
         balance=amount(i.balance_minor, cur), status=invoice_status(i), disputed=i.disputed,
+        in_dispute=amount(i.disputed_minor, cur),
+        amount_due=amount(i.balance_minor - i.disputed_minor, cur),
+        fee_for=view.fee_for, fee_level=i.fee_level,
         allocations=[out.InvoiceAllocationOut(payment=pid, amount=amount(a, cur), method=m)
                      for pid, a, m in view.allocations],
+        credit_notes=[out.InvoiceCreditNoteOut(
+            number=n.number, amount=amount(n.total_minor, cur),
+            applied_to_invoice=amount(n.amount_minor, cur),
+            customer_credit=amount(n.customer_credit_minor, cur), issue_date=n.value_date,
+            reason=n.reason) for n in view.credit_notes],
+        pending_credit_notes=[out.PendingCreditNoteOut(
+            id=r.id, amount=amount(r.amount_minor, cur), reason=r.reason)
+            for r in view.pending_credit_notes],
+        disputes=[out.InvoiceDisputeOut(id=d.id, status=d.status,
+                                        amount=amount(d.amount_minor, cur), reason=d.reason)
+                  for d in view.disputes],
+        late_fees=[out.LateFeeOut(number=fee.number, level=fee.fee_level,
+                                  amount=amount(fee.total_minor, cur),
+                                  balance=amount(fee.balance_minor, cur)) for fee in view.fees],
         history=history_out(view.history))
 
 
@@ -200,12 +217,59 @@ def aging_report_out(as_of: date, known_at: datetime | None,
     return out.AgingReportOut(as_of=as_of, known_at=known_at, currencies={
         cur: out.AgingCurrency(buckets={b: amount(v, cur) for b, v in a.buckets.items()},
                                invoices=a.counts, total=amount(a.total, cur),
-                               overdue=amount(a.overdue, cur))
+                               overdue=amount(a.overdue, cur),
+                               in_dispute={b: amount(v, cur) for b, v in a.in_dispute.items()})
         for cur, a in sorted(by_currency.items())})
 
 
 def aging_csv_rows(by_currency: dict[str, Aging]) -> list[list[str]]:
-    rows = [["currency", *AGING_BUCKETS, "total"]]
-    rows += [[cur, *(amount(a.buckets[b], cur) for b in AGING_BUCKETS), amount(a.total, cur)]
-             for cur, a in sorted(by_currency.items())]
+    rows = [["currency", *AGING_BUCKETS, "total", "in_dispute"]]
+    rows += [[cur, *(amount(a.buckets[b], cur) for b in AGING_BUCKETS), amount(a.total, cur),
+              amount(a.disputed, cur)] for cur, a in sorted(by_currency.items())]
     return rows
+
+
+# -- back office (issue 14) -----------------------------------------------------------------------
+def dispute_out(dispute, invoice: Invoice, customer: Customer, *,  # noqa: ANN001
+                credit_request=None, credit_note=None,  # noqa: ANN001
+                history: list | None = None) -> out.DisputeOut:
+    cur = dispute.currency
+    return out.DisputeOut(
+        id=dispute.id, status=dispute.status, invoice=invoice.number,
+        customer=customer.external_id, currency=cur, amount=amount(dispute.amount_minor, cur),
+        in_dispute=amount(dispute.held_minor, cur), reason=dispute.reason, note=dispute.note,
+        source=dispute.source, opened_by=dispute.opened_by, opened_at=dispute.opened_at,
+        owner=dispute.owner_id, owner_channel=dispute.owner_channel,
+        resolved_by=dispute.resolved_by, resolved_at=dispute.resolved_at,
+        resolution_note=dispute.resolution_note,
+        credit_amount=amount(dispute.credit_amount_minor, cur),
+        credit_note=(out.DisputeCreditNoteOut(
+            id=credit_request.id, status=credit_request.status,
+            number=credit_note.number if credit_note else None)
+            if credit_request is not None else None),
+        history=history_out(history) if history is not None else None)
+
+
+def credit_note_out(view) -> out.CreditNoteOut:  # noqa: ANN001 - credit_notes.CreditNoteView
+    request, note, invoice = view.request, view.note, view.invoice
+    cur = invoice.currency
+    return out.CreditNoteOut(
+        id=request.id, number=note.number if note else None, status=request.status,
+        invoice=invoice.number, customer=view.customer.external_id, currency=cur,
+        amount=amount(request.amount_minor, cur),
+        applied_to_invoice=amount(note.amount_minor, cur) if note else None,
+        customer_credit=amount(note.customer_credit_minor, cur) if note else None,
+        reason=request.reason, source=request.source, external_id=request.external_id,
+        requested_by=request.requested_by, dispute=request.dispute_id,
+        issue_date=note.value_date if note else None,
+        effective_date=note.effective_date if note else None,
+        decided_by=request.decided_by, decided_at=request.decided_at,
+        decision_note=request.decision_note,
+        lines=[out.CreditNoteLineOut(line_no=c.line_no, quantity=c.quantity,
+                                     net=amount(c.net_minor, cur), tax=amount(c.tax_minor, cur),
+                                     amount=amount(c.amount_minor, cur)) for c in view.lines],
+        requested_lines=[out.RequestedLineOut(line_no=li["line_no"],
+                                              quantity=li.get("quantity"),
+                                              amount=amount(li["amount_minor"], cur))
+                         for li in request.lines or []],
+        history=history_out(view.history))

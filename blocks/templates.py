@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from blocks import approvals, cashapp, collections, kpi, notifications, revenue
+from blocks import approvals, backoffice, cashapp, collections, kpi, notifications, revenue
 
 Renderer = Callable[[dict], dict]
 
@@ -34,6 +34,12 @@ TEMPLATES: dict[str, Renderer] = {
     "email_failed": collections.email_failed,
     "kpi_report": kpi.kpi_report,
     "revenue_close": revenue.revenue_close,
+    "dispute_card": backoffice.dispute_card,
+    "dispute_resolved": backoffice.dispute_resolved,
+    "dispute_escalated": backoffice.dispute_escalated,
+    "deduction_card": backoffice.deduction_card,
+    "backoffice_approval_card": backoffice.backoffice_approval_card,
+    "backoffice_approval_decided": backoffice.backoffice_approval_decided,
 }
 
 

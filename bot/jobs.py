@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
-from bot import approval_jobs, collections_jobs, reports, revenue_jobs
+from bot import approval_jobs, backoffice_jobs, collections_jobs, reports, revenue_jobs
 
 JobFunc = Callable[..., dict]
 
@@ -34,8 +34,11 @@ JOBS: dict[str, Job] = {job.name: job for job in (
         "queue the collections digest DM of every collector"),
     Job("digest-schedule", collections_jobs.digest_schedule, {"minute": "*/15"},
         "digest DMs at 09:00 in each collector's time zone on working days"),
+    Job("dispute-reminders", backoffice_jobs.dispute_reminders, {"minute": "20"},
+        "remind the owners of open disputes; escalate old ones to the alerts channel"),
     Job("dunning", collections_jobs.run_dunning, {"minute": "5"},
-        "promise checks, overdue notices and dunning reminders (each once)"),
+        "promise checks, small-balance write-offs, overdue notices, dunning reminders "
+        "and late fees (each once)"),
     Job(reports.NAME, reports.kpi_report, {"minute": "*/15"},
         "weekly KPI post to the AR channel (due Monday 08:00 business time)"),
     Job("subscription-billing", revenue_jobs.subscription_billing, {"minute": "10"},

@@ -41,7 +41,13 @@ from models import (
     ApprovalKind,
     ApprovalStatus,
     CreditNote,
+    CreditNoteRequest,
+    CreditNoteStatus,
     Customer,
+    Deduction,
+    DeductionStatus,
+    Dispute,
+    DisputeStatus,
     Invoice,
     Order,
     OrderStatus,
@@ -55,6 +61,8 @@ from workflows import (
     approvals,
     audit,
     cash_application,
+    credit_notes,
+    disputes,
     inputs,
     invariants,
     masterdata,
@@ -485,6 +493,37 @@ class DemoCompany:
                           reason="2 units damaged in transit", actor=COLLECTOR_US,
                           now=self.day(2, 11))
 
+    def back_office_demo(self) -> None:
+        """What the back office shows in the sandbox (issue 14): a short payment whose
+        deduction card waits in AR, an open dispute whose card waits for its owner (the rep),
+        and a credit note waiting for the credit approver."""
+        used: set[int] = set()
+
+        def pick(*exts: str) -> Invoice:  # the first open USD invoice of these customers
+            for ext in exts:
+                for invoice in self._open_invoices(ext):
+                    if invoice.id not in used and invoice.currency == "USD" and \
+                            invoice.balance_minor >= 10_000 and not invoice.disputed_minor:
+                        used.add(invoice.id)
+                        return invoice
+            raise SeedError(f"no open invoice for the back-office demo among {exts}")
+
+        short = pick("C-1013", "C-1008", "C-1010", "C-1003", "C-1005", "C-1001")
+        shortfall = max(short.balance_minor * 3 // 100, 2_500)
+        self._kept(lambda at: self.pay(short, at, amount_minor=short.balance_minor - shortfall,
+                                       with_customer=True), self.day(1, 11))
+        contested = pick("C-1006", "C-1007", "C-1009", "C-1011", "C-1012", "C-1014")
+        self._kept(lambda at: disputes.open_dispute(self.s, disputes.DisputeIn(
+            invoice=contested.number, reason="damaged",
+            amount=money.to_str(contested.balance_minor // 4, contested.currency),
+            note="Two pallets arrived crushed; photos sent to Sam."), actor=COLLECTOR_US,
+            now=at), self.day(1, 16))
+        credited = pick("C-1015", "C-1016", "C-1001", "C-1002", "C-1005", "C-1011")
+        self._kept(lambda at: credit_notes.request_credit_note(self.s, credit_notes.CreditNoteIn(
+            invoice=credited.number, reason="Price agreed at 5% below list was not applied",
+            amount=money.to_str(credited.balance_minor // 20, credited.currency),
+            source="slack"), actor=SALES_1, now=at), self.day(0, 9))
+
     def _open_invoices(self, ext: str) -> list[Invoice]:
         return list(self.s.exec(select(Invoice).where(
             Invoice.customer_id == self.customer(ext).id, Invoice.balance_minor > 0)
@@ -553,6 +592,7 @@ def seed_demo(db: Database, today: date) -> dict:
         company.revenue_demo()
         company.timeline.run()
         company.cash_application_demo()
+        company.back_office_demo()
         _drop_history_notifications(session, company.kept)
         session.flush()
         problems = invariants.validate_all(session)
@@ -578,6 +618,10 @@ def summary(session: Session, today: date) -> dict:
         "open_invoices": count(Invoice, Invoice.balance_minor > 0),
         "payments": count(Payment),
         "credit_notes": count(CreditNote),
+        "pending_credit_notes": count(CreditNoteRequest,
+                                      CreditNoteRequest.status == CreditNoteStatus.PENDING),
+        "open_disputes": count(Dispute, Dispute.status == DisputeStatus.OPEN),
+        "open_deductions": count(Deduction, Deduction.status == DeductionStatus.OPEN),
         "pending_approvals": count(Approval, Approval.status == ApprovalStatus.PENDING),
         "aging": {currency: {bucket: money.to_str(minor, currency)
                              for bucket, minor in a.buckets.items()}

@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import problems
 from api.auth import BearerFirst
+from api.backoffice import router as backoffice_router
 from api.routes import Unauthorized
 from api.routes import router as api_router
 from bot.db import RETRY_AFTER, Database
@@ -176,6 +177,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
 
     add_health_checks(app, deps)
     app.include_router(api_router)
+    app.include_router(backoffice_router)
 
     if settings.o2c_sandbox:
         from sandbox.web import mount_sandbox  # only imported when explicitly enabled

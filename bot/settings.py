@@ -75,6 +75,16 @@ class Settings(BaseSettings):
     o2c_dunning_levels: str = POLICY.dunning_levels
     o2c_cashapp_confidence: Decimal = POLICY.cashapp_confidence
 
+    # back office (SPEC §3 "Back office"); each optional
+    o2c_disputes_channel: str | None = None  # where dispute cards go (else the sales rep)
+    o2c_approval_tiers: str = ""  # e.g. credit:100000:admin,credit_note:5000:admin
+    o2c_late_fees: str = ""  # e.g. 7:fee=25.00,30:rate=8 (off when empty)
+    o2c_small_balance_write_off: Decimal = Field(default=Decimal("1.00"), ge=0)  # 0 = off
+    o2c_home_currency: str = "USD"  # what tier and waiver amounts are stated in
+    o2c_dispute_reminder_days: int = Field(default=2, ge=0, le=365)
+    o2c_dispute_escalation_days: int = Field(default=5, ge=0, le=365)
+    o2c_fee_waiver_approval: Decimal = Field(default=Decimal("50.00"), ge=0)
+
     # local sandbox (never on unless asked for)
     o2c_sandbox: bool = False
 
@@ -149,6 +159,32 @@ class Settings(BaseSettings):
             raise ValueError("must be comma-separated day offsets such as -3,1,7,14,30") from None
         return value
 
+    @field_validator("o2c_approval_tiers")
+    @classmethod
+    def _check_tiers(cls, value: str) -> str:
+        from workflows.tiers import parse_tiers
+
+        parse_tiers(value)  # ValueError names the bad item
+        return value
+
+    @field_validator("o2c_late_fees")
+    @classmethod
+    def _check_late_fees(cls, value: str) -> str:
+        from workflows.late_fees import parse_late_fees
+
+        parse_late_fees(value)
+        return value
+
+    @field_validator("o2c_home_currency")
+    @classmethod
+    def _check_home_currency(cls, value: str) -> str:
+        from models import money
+
+        try:
+            return money.check_currency(value)
+        except money.MoneyError as exc:
+            raise ValueError(str(exc)) from None
+
     @property
     def socket_mode(self) -> bool:
         return bool(self.slack_app_token and self.slack_app_token.get_secret_value())
@@ -161,7 +197,15 @@ class Settings(BaseSettings):
                       working_hours=self.o2c_working_hours,
                       business_timezone=self.o2c_business_timezone,
                       dunning_levels=self.o2c_dunning_levels,
-                      cashapp_confidence=self.o2c_cashapp_confidence)
+                      cashapp_confidence=self.o2c_cashapp_confidence,
+                      disputes_channel=self.o2c_disputes_channel or "",
+                      approval_tiers=self.o2c_approval_tiers,
+                      late_fees=self.o2c_late_fees,
+                      small_balance_write_off=self.o2c_small_balance_write_off,
+                      home_currency=self.o2c_home_currency,
+                      dispute_reminder_days=self.o2c_dispute_reminder_days,
+                      dispute_escalation_days=self.o2c_dispute_escalation_days,
+                      fee_waiver_approval=self.o2c_fee_waiver_approval)
 
     def require(self, *names: str) -> Settings:
         """Raise SettingsError naming every listed setting that is empty."""

@@ -3,7 +3,19 @@
 Importing this package registers every table on `SQLModel.metadata` (Alembic relies on it).
 """
 
-from models.approvals import Approval, ApprovalKind, ApprovalStatus
+from models.approvals import ORDER_KINDS, Approval, ApprovalKind, ApprovalStatus
+from models.backoffice import (
+    DISPUTE_RESOLUTIONS,
+    CreditNoteLine,
+    CreditNoteRequest,
+    CreditNoteStatus,
+    Dispute,
+    DisputeReason,
+    DisputeStatus,
+    WriteOffKind,
+    WriteOffRequest,
+    WriteOffRequestStatus,
+)
 from models.collections import (
     ActivityKind,
     CollectionActivity,
@@ -33,7 +45,7 @@ from models.orders import (
     can_ship,
     can_transition,
 )
-from models.payments import Allocation, Deduction, Payment, PaymentStatus
+from models.payments import Allocation, Deduction, DeductionStatus, Payment, PaymentStatus
 from models.people import Role, User, UserRole
 from models.periods import ClosedPeriod
 from models.revenue import Billing, RevenueClose, RevenueEntry, SubscriptionBilling
@@ -50,7 +62,10 @@ from models.system import (
 )
 
 __all__ = [
-    "AGING_BUCKETS",
+    "AGING_BUCKETS", "DISPUTE_RESOLUTIONS", "ORDER_KINDS",
+    "CreditNoteLine", "CreditNoteRequest", "CreditNoteStatus", "DeductionStatus", "Dispute",
+    "DisputeReason", "DisputeStatus", "WriteOffKind", "WriteOffRequest",
+    "WriteOffRequestStatus",
     "ActivityKind", "Allocation", "Approval", "ApprovalKind", "ApprovalStatus", "AuditEvent",
     "Billing", "RevenueClose", "RevenueEntry", "SubscriptionBilling",
     "ClosedPeriod", "CollectionActivity", "Counter", "CreditNote", "Customer", "Deduction",

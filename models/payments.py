@@ -60,8 +60,16 @@ class Allocation(SQLModel, table=True):
     created_at: datetime = ts_field(nullable=False, default_now=True)
 
 
+class DeductionStatus(StrEnum):
+    OPEN = "open"  # flagged, nobody has acted yet (or a bill-back is waiting for the money)
+    DISPUTED = "disputed"  # a dispute was opened for it
+    WRITE_OFF_PENDING = "write_off_pending"  # a write-off awaits approval
+    RESOLVED = "resolved"  # credited, written off, or (resolution "paid") paid after all
+
+
 class Deduction(SQLModel, table=True):
-    """A short payment beyond tolerance: applied partially and flagged for follow-up."""
+    """A short payment beyond tolerance: applied partially and flagged for follow-up (a card
+    in the AR channel: Open dispute · Write off · Bill back, `workflows.deductions`)."""
 
     __tablename__ = "deductions"
 
@@ -69,5 +77,11 @@ class Deduction(SQLModel, table=True):
     payment_id: int = Field(foreign_key="payments.id", index=True)
     invoice_id: int = Field(foreign_key="invoices.id", index=True)
     amount_minor: int = big_field(gt=0)
-    status: str = Field(default="open", max_length=16)  # open, resolved
+    status: str = Field(default=DeductionStatus.OPEN, max_length=24)
     created_at: datetime = ts_field(nullable=False, default_now=True)
+    resolution: str | None = Field(default=None, max_length=24)  # credited, written_off, paid
+    resolved_by: str | None = Field(default=None, max_length=64)
+    resolved_at: datetime | None = ts_field()
+    card_outbox_id: int | None = None
+    billed_back_at: datetime | None = ts_field()
+    bill_backs: int = Field(default=0, sa_column_kwargs={"server_default": "0"})

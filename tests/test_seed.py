@@ -21,6 +21,7 @@ from models import (
     Customer,
     Invoice,
     Order,
+    OutboxMessage,
     Payment,
     PaymentStatus,
     User,
@@ -120,6 +121,12 @@ def test_demo_people_customers_and_payments(seeded: tuple[Database, dict]) -> No
         ("PAYMENT - THANK YOU", PaymentStatus.NEEDS_REVIEW)]
     assert summary["customers"] == 20 and summary["credit_notes"] == 1
     assert summary["invoices"] <= 300
+    # the back-office demo (issue 14): one of each to try, each with its card kept for Slack
+    assert (summary["open_disputes"], summary["pending_credit_notes"]) == (1, 1)
+    assert summary["open_deductions"] >= 1
+    with db.read_session() as session:
+        templates = {m.payload.get("template") for m in session.exec(select(OutboxMessage))}
+    assert {"dispute_card", "deduction_card", "backoffice_approval_card"} <= templates
 
 
 def test_second_run_is_refused_and_changes_nothing(db: Database) -> None:

@@ -35,7 +35,6 @@ from sqlmodel import Session, select
 from models import (
     Allocation,
     Customer,
-    Deduction,
     Invoice,
     Payment,
     PaymentStatus,
@@ -43,7 +42,7 @@ from models import (
     WriteOff,
     money,
 )
-from workflows import audit, matching, outbox, periods, policy
+from workflows import audit, deductions, matching, outbox, periods, policy
 from workflows import policy as policies
 from workflows import validation as v
 from workflows.cash_candidates import gather
@@ -375,13 +374,9 @@ def _apply_lines(session: Session, payment: Payment, lines: list[dict], *, metho
         for amount, reason in line["write_offs"]:
             write_off(session, invoice=invoice, amount_minor=amount, reason=reason,
                       actor=actor, payment=payment)
-        if line["deduction_minor"] > 0:
-            session.add(Deduction(payment_id=payment.id, invoice_id=invoice.id,
-                                  amount_minor=line["deduction_minor"]))
-            audit.record(session, actor=actor, action="payment.deduction",
-                         entity_type="invoice", entity_id=invoice.id,
-                         amount_minor=line["deduction_minor"], payment_id=payment.id,
-                         reason="short payment beyond the bank-fee tolerance")
+        if line["deduction_minor"] > 0:  # flagged, with a card in AR (workflows.deductions)
+            deductions.flag(session, payment=payment, invoice=invoice,
+                            amount_minor=line["deduction_minor"], actor=actor)
     if flush:
         session.flush()
 

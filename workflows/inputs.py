@@ -249,3 +249,45 @@ class SubscriptionRenewIn(Strict):
     service_end: Day | None = None  # default: a term as long as the one renewed
     external_id: Annotated[StrictStr, StringConstraints(min_length=1, max_length=100)] | None = None
     by: SlackUser | None = None
+
+
+# -- back office (issue 14) -----------------------------------------------------------------------
+DisputeReasonText = Annotated[StrictStr, StringConstraints(min_length=1, max_length=16),
+                              WithJsonSchema({"type": "string", "enum": [
+                                  "pricing", "quantity", "damaged", "not_received", "duplicate",
+                                  "tax", "other"]})]
+Note = Annotated[StrictStr, StringConstraints(max_length=2000)]
+Reason = Annotated[StrictStr, StringConstraints(min_length=1, max_length=500)]
+
+
+class DisputeOpenIn(Strict):
+    reason: DisputeReasonText
+    amount: Amount | None = None  # default: the open balance not already in dispute
+    note: Note | None = None
+    opened_by: SlackUser | None = None
+
+
+class DisputeResolveIn(Strict):
+    outcome: Annotated[StrictStr, WithJsonSchema({"type": "string", "enum": [
+        "accepted", "rejected", "withdrawn"]})]
+    by: SlackUser
+    note: Note | None = None
+    credit_amount: Amount | None = None  # accepted only; default: the disputed amount
+
+
+class CreditNoteLineIn(Strict):
+    line_no: Annotated[StrictInt, Field(ge=1, le=10_000)]
+    quantity: Quantity | None = None
+    amount: Amount | None = None  # net, before tax
+
+
+class CreditNoteIn(Strict):
+    invoice: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
+                                                    max_length=64)]
+    reason: Reason
+    amount: Amount | None = None  # tax included
+    lines: Annotated[list[CreditNoteLineIn], Field(min_length=1, max_length=200)] | None = None
+    external_id: Annotated[StrictStr, StringConstraints(min_length=1, max_length=200)] | None = None
+    source: Annotated[StrictStr, WithJsonSchema({"type": "string", "enum": ["erp"]})] | None = None
+    requested_by: SlackUser | None = None
+    issue_date: Day | None = None  # an ERP's own (source erp)

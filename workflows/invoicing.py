@@ -30,7 +30,7 @@ from models import (
 )
 from models.base import UTCDateTime
 from models.orders import OrderLine
-from workflows import audit, numbering, outbox, periods, policy
+from workflows import audit, numbering, outbox, policy
 from workflows import validation as v
 from workflows.errors import Conflict, NotFound, ValidationFailed
 from workflows.inputs import InvoiceIn
@@ -225,6 +225,10 @@ def ingest_erp_invoice(session: Session, data: InvoiceIn, *, actor: str) -> Invo
 
 _INVOICES = Invoice.__table__
 _LEFT = _INVOICES.c.balance_minor - sa.bindparam("amount")
+# What stays in dispute when the balance goes down: never more than the balance
+# (`workflows.disputes`).
+_STILL_DISPUTED = sa.case((_INVOICES.c.disputed_minor > _LEFT, _LEFT),
+                          else_=_INVOICES.c.disputed_minor)
 # Built once (it runs for every allocation, credit note and write-off): lower the balance only
 # if enough is open, stamp paid_at (with the settlement time given) when it reaches zero, and
 # return both.
@@ -233,10 +237,13 @@ _REDUCE_BALANCE = (
     .where(_INVOICES.c.id == sa.bindparam("invoice"),
            _INVOICES.c.balance_minor >= sa.bindparam("amount"))
     .values(balance_minor=_LEFT,
+            disputed_minor=_STILL_DISPUTED,
+            disputed=_STILL_DISPUTED > 0,
             paid_at=sa.case((sa.and_(_LEFT == 0, _INVOICES.c.paid_at.is_(None)),
                              sa.bindparam("settled_at", type_=UTCDateTime)),
                             else_=_INVOICES.c.paid_at))
-    .returning(_INVOICES.c.balance_minor, _INVOICES.c.paid_at))
+    .returning(_INVOICES.c.balance_minor, _INVOICES.c.paid_at, _INVOICES.c.disputed_minor,
+               _INVOICES.c.disputed))
 
 
 def reduce_balance(session: Session, invoice: Invoice, amount_minor: int, *,
@@ -265,7 +272,7 @@ def reduce_balance(session: Session, invoice: Invoice, amount_minor: int, *,
     if left is None:
         raise OverallocationError(f"invoice {invoice.number} has less than "
                                   f"{money.format_money(amount_minor, invoice.currency)} open")
-    balance, paid_at = left
+    balance, paid_at, disputed_minor, disputed = left
     if balance == 0 and amount_minor < invoice.total_minor:  # earlier reductions: look back
         earlier = _last_settlement(session, invoice.id)
         if earlier is not None and (paid_at is None or earlier > paid_at):
@@ -276,6 +283,8 @@ def reduce_balance(session: Session, invoice: Invoice, amount_minor: int, *,
     # the database's values after the conditional UPDATE (RETURNING saves a re-read)
     set_committed_value(invoice, "balance_minor", balance)
     set_committed_value(invoice, "paid_at", paid_at)
+    set_committed_value(invoice, "disputed_minor", disputed_minor)
+    set_committed_value(invoice, "disputed", bool(disputed))
     if invoice.balance_minor == 0:
         _maybe_mark_order_paid(session, invoice)
 
@@ -321,35 +330,15 @@ def _maybe_mark_order_paid(session: Session, invoice: Invoice) -> None:
 def issue_credit_note(session: Session, *, invoice_number: str, amount: str, reason: str,
                       actor: str, now: datetime, issue_date: date | None = None
                       ) -> CreditNote:
-    """A credit note against one invoice, dated by its `issue_date` (default: the business
-    date of `now`, when it is recorded; an ERP sends its own), which may neither precede the
-    invoice's issue date nor lie after today. A date in a closed month is booked in the first
-    open month (`workflows.periods`)."""
-    invoice = get_invoice(session, invoice_number)
-    minor = v.amount_minor("amount", amount, invoice.currency, positive=True)
-    if not reason.strip():
-        raise ValidationFailed.of("reason", "a credit note needs a reason")
-    today = policy.business_date(session, now)
-    if issue_date is not None:
-        issue_date = v.parse_date("issue_date", issue_date)
-        if issue_date < invoice.issue_date:
-            raise ValidationFailed.of("issue_date", f"{issue_date.isoformat()} is before "
-                                      f"{invoice.number} was issued "
-                                      f"({invoice.issue_date.isoformat()})")
-        if issue_date > today:
-            raise ValidationFailed.of("issue_date", f"{issue_date.isoformat()} is in the "
-                                      f"future (today is {today.isoformat()})")
-    value = issue_date or today
-    reduce_balance(session, invoice, minor, settled_at=None)  # a correction, not a payment
-    booked = periods.booking(session, value, not_before=invoice.issue_date)
-    note = CreditNote(number=numbering.next_credit_note_number(session, value),
-                      invoice_id=invoice.id, amount_minor=minor, currency=invoice.currency,
-                      reason=reason.strip(), created_by=actor, created_at=now,
-                      value_date=booked.value_date, effective_date=booked.effective_date)
-    session.add(note)
-    session.flush()
-    audit.record(session, actor=actor, action="invoice.credit_note", entity_type="invoice",
-                 entity_id=invoice.id, credit_note=note.number, amount_minor=minor,
-                 reason=f"{reason}; {booked.note}" if booked.moved else reason,
-                 **booked.as_dict())
-    return note
+    """A credit note against one invoice's open balance, issued at once (no approval), dated
+    by its `issue_date` (default: the business date of `now`, when it is recorded; an ERP
+    sends its own), which may neither precede the invoice's issue date nor lie after today. A
+    date in a closed month is booked in the first open month (`workflows.periods`).
+
+    People ask for credit notes through `workflows.credit_notes` (approved by a credit
+    approver); this is for the callers that issue one of their own (the demo seed, scripts)."""
+    from workflows import credit_notes
+
+    return credit_notes.issue_direct(session, invoice_number=invoice_number, amount=amount,
+                                     reason=reason, actor=actor, now=now,
+                                     issue_date=issue_date)

@@ -63,6 +63,7 @@ from models import (
 )
 from models.revenue import RevenueClose, RevenueEntry
 from workflows import audit, outbox, periods, policy
+from workflows.credit_notes import credit_by_line
 from workflows.revenue_schedule import (
     AllocationLine,
     Entry,
@@ -73,7 +74,6 @@ from workflows.revenue_schedule import (
     month_end,
     next_month,
     service_schedule,
-    spread,
 )
 from workflows.workcalendar import zone_or_utc
 
@@ -85,36 +85,14 @@ MAX_REPORT_MONTHS = 120
 
 
 # -- what a credit note takes off each invoice line ----------------------------------------------
-def credit_by_invoice_line(session: Session, note: CreditNote, *,
-                           invoice: Invoice | None = None,
-                           lines: list[InvoiceLine] | None = None) -> dict[int, int]:
+def credit_by_invoice_line(session: Session, note: CreditNote) -> dict[int, int]:
     """How much an issued credit note takes off the net amount (before tax) of each line of
-    its invoice: {invoice line id: minor units}.
-
-    Credit notes are amount-only on main for now: the note's net part (its amount less the
-    invoice's tax share, `amount x net / total`, half-up) is spread pro rata to the lines' net
-    amounts, half-up, the rounding difference going to the largest line. `invoice` and
-    `lines` may be passed in when already loaded.
-
-    This is the only place revenue asks what a credit note takes off which line. Once the
-    back office (issue 14) is merged, its body becomes the stored credit-note lines' net
-    amounts: `{c.invoice_line_id: c.net_minor for c in
-    workflows.credit_notes.credit_note_lines(session, note.id)}` (which also counts the part
-    of a note that became customer credit, and notes credited by line)."""
-    invoice = invoice or session.get(Invoice, note.invoice_id)
-    if lines is None:
-        lines = list(session.exec(select(InvoiceLine).where(
-            InvoiceLine.invoice_id == invoice.id).order_by(InvoiceLine.line_no)))
-    net_total = sum(line.line_total_minor for line in lines)
-    if not lines or net_total <= 0 or invoice.total_minor <= 0:
-        return {}
-    net = (note.amount_minor if invoice.total_minor == net_total
-           else half_up(note.amount_minor * net_total, invoice.total_minor))
-    net = min(net, net_total)
-    # the largest line last: `spread` gives the last one the rounding difference
-    ordered = sorted(lines, key=lambda line: (line.line_total_minor, -line.line_no))
-    shares = spread(net, [line.line_total_minor for line in ordered])
-    return {line.id: share for line, share in zip(ordered, shares, strict=True)}
+    its invoice: {invoice line id: minor units}. This is the only place revenue asks: the back
+    office's credit-note lines (`workflows.credit_notes.credit_by_line`: the lines credited,
+    or the note's amount spread over them), including the part of a note that became
+    customer credit."""
+    return {c.invoice_line_id: c.net_minor for c in credit_by_line(session, note)
+            if c.net_minor}
 
 
 # -- obligations ----------------------------------------------------------------------------------
@@ -305,8 +283,7 @@ def load_obligations(session: Session, *, order_ids: list[int] | None = None
                 .order_by(CreditNote.effective_date, CreditNote.id)):
             lines = invoice_lines.get(note.invoice_id, [])
             by_line = {line.id: line.order_line_id for line in lines}
-            shares = credit_by_invoice_line(session, note, invoice=invoices[note.invoice_id],
-                                            lines=lines)
+            shares = credit_by_invoice_line(session, note)
             for invoice_line_id, amount in shares.items():
                 target = by_line.get(invoice_line_id)
                 if target in obligations and amount:

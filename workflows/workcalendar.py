@@ -104,3 +104,16 @@ def first_working_day(day: date) -> date:
     while first.weekday() not in WORKING_DAYS:
         first += timedelta(days=1)
     return first
+
+
+def working_days_between(start: date, end: date) -> int:
+    """Working days (Monday to Friday) after `start` up to and including `end`: a dispute
+    opened on a Friday has waited one working day on Monday, two on Tuesday."""
+    if end <= start:
+        return 0
+    whole_weeks, rest = divmod((end - start).days, 7)
+    days = whole_weeks * 5
+    for offset in range(1, rest + 1):
+        if (start + timedelta(days=offset)).weekday() in WORKING_DAYS:
+            days += 1
+    return days

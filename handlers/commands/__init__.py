@@ -17,6 +17,7 @@ from blocks import ids
 from blocks.help import help_message
 from handlers.commands import (
     approvals,
+    backoffice,
     collections,
     kpi,
     lookups,
@@ -54,6 +55,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {sub.name: sub for sub in (
     Subcommand("ar", "/o2c ar [customer]",
                "receivables: aging overall, or one customer's open invoices",
                lookups.ar, roles=ANY_ROLE),
+    Subcommand("invoice", "/o2c invoice <number>",
+               "an invoice: balance, lines, credit notes, disputes, late fees",
+               backoffice.invoice, roles=ANY_ROLE),
     Subcommand("new", "/o2c new", "enter an order in a form (sales reps)",
                order_entry.new_order),
     Subcommand("approvals", "/o2c approvals",
@@ -62,6 +66,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {sub.name: sub for sub in (
     Subcommand("worklist", "/o2c worklist",
                "your overdue accounts, ranked by collection priority (collectors)",
                collections.worklist_command),
+    Subcommand("disputes", "/o2c disputes", "open disputes, oldest first",
+               backoffice.open_disputes, roles=ANY_ROLE),
     Subcommand("pay", "/o2c pay",
                "record an incoming payment (collectors); it is matched to invoices", pay.pay),
     Subcommand("kpi", "/o2c kpi", "DSO, CEI, aging, auto-match rate, cycle times", kpi.kpi,

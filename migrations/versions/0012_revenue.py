@@ -18,7 +18,7 @@ The two NOT NULL columns are added with a server default (which SQLite allows wi
 rebuild), then filled.
 
 Revision ID: 0012_revenue
-Revises: 0010_core
+Revises: 0011_back_office
 Create Date: 2026-12-08
 """
 from collections.abc import Sequence
@@ -30,7 +30,7 @@ from alembic import op
 import models.base
 
 revision: str = "0012_revenue"
-down_revision: str | None = "0010_core"
+down_revision: str | None = "0011_back_office"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -137,6 +137,23 @@ def order_to_cash(api) -> None:  # noqa: ANN001, PLR0915
     created(api.post("/invoices", json={
         "number": "ERP-11", "customer": "C-GLOBEX", "currency": "USD",
         "issue_date": "2026-09-01", "due_date": "2026-10-01", "total": "120.00"}))
+    # the back office: a dispute opened, read and withdrawn; an ERP's own credit note
+    for number in ("ERP-12", "ERP-13"):
+        created(api.post("/invoices", json={
+            "number": number, "customer": "C-GLOBEX", "currency": "USD",
+            "issue_date": "2026-09-02", "due_date": "2026-10-02", "total": "555.00"}))
+    dispute = created(api.post("/invoices/ERP-12/disputes", json={
+        "reason": "pricing", "amount": "20.00", "opened_by": "UCOLL001"}))
+    created(api.get(f"/disputes/{dispute['id']}"), 200)
+    created(api.post(f"/disputes/{dispute['id']}/resolve", json={
+        "outcome": "withdrawn", "by": "UCOLL001"}), 200)
+    note = created(api.post("/credit-notes", json={
+        "invoice": "ERP-13", "reason": "goodwill", "amount": "10.00", "source": "erp",
+        "external_id": "ERP-CN-1"}))
+    created(api.get(f"/credit-notes/{note['number']}"), 200)
+    again = created(api.post("/invoices/ERP-12/disputes", json={"reason": "quantity"}))
+    assert api.post(f"/disputes/{again['id']}/resolve", json={
+        "outcome": "rejected", "by": "UNOBODY1", "note": "no"}).status_code == 403
     created(api.post("/periods/2026-10/close"))
     created(api.post("/periods/2026-09/close"), 200)
     created(api.get("/periods"), 200)
@@ -242,7 +259,7 @@ def test_every_real_answer_is_the_one_the_openapi_document_describes(  # noqa: A
     operations = {(o.method.upper(), o.path)
                   for o in (result.ok() for result in schema.get_all_operations())}
     assert operations - succeeded == set()
-    assert {r.status_code for r in mine} == {200, 201, 400, 401, 404, 409, 413, 422, 503}
+    assert {r.status_code for r in mine} == {200, 201, 400, 401, 403, 404, 409, 413, 422, 503}
     errors = [r for r in mine if r.status_code >= 400]
     assert all(r.headers["content-type"] == "application/problem+json" for r in errors)
 

@@ -29,7 +29,8 @@ RAW = ("<!channel>", "<https://x.example|Bank>")
 TWICE = ("&amp;lt;", "&amp;gt;", "&amp;amp;")
 
 DATES = {"as_of", "date", "due_date", "issue_date", "promised_date", "last_contact",
-         "requested_at", "decided_at", "received_at", "at",
+         "requested_at", "decided_at", "received_at", "at", "opened_at", "resolved_at",
+         "first_decided_at", "billed_back_at",
          # months of the revenue close ("2026-06")
          "period", "month", "months"}
 CODES = {"currency", "tz", "kind", "status", "audience", "code", "waiting_for"}
@@ -202,6 +203,79 @@ CONTEXTS: dict[str, list[tuple[str, dict]]] = {
                                         "kind": "payment reminder", "invoices": [],
                                         "reason": "smtp 554: rejected"})],
 }
+
+# the back office (issue 14)
+DISPUTE = {"dispute_id": 5, "status": "open", "reason": "damaged", "note": "3 broken",
+           "amount_minor": 40_000, "currency": "USD", "customer": "Acme Ltd",
+           "invoice": {"number": "ERP-77/2026", "total_minor": 100_000,
+                       "balance_minor": 100_000, "due_date": "2026-11-01"},
+           "opened_by": "UCOLL001", "opened_at": "2026-11-20T10:00:00+00:00",
+           "source": "slack", "owner_id": "USALES01", "owner_channel": None,
+           "resolved_by": None, "resolved_at": None, "resolution_note": None,
+           "credit_amount_minor": None, "credit_status": None, "credit_note": None,
+           "reminder": None}
+RESOLVED = {**DISPUTE, "status": "accepted", "resolved_by": "USALES01",
+            "resolved_at": "2026-11-21T10:00:00+00:00", "resolution_note": "agreed on call",
+            "credit_amount_minor": 30_000, "credit_status": "issued",
+            "credit_note": "CN-2026-000004"}
+DEDUCTION = {"deduction_id": 3, "status": "open", "resolution": None, "amount_minor": 5_000,
+             "currency": "USD", "customer": "Acme Ltd",
+             "invoice": {"number": "ERP-77/2026", "total_minor": 100_000,
+                         "balance_minor": 5_000},
+             "payment": {"id": 9, "amount_minor": 95_000, "payer_name": "ACME LTD",
+                         "reference": "ERP-77/2026 less damage",
+                         "received_at": "2026-11-20T09:00:00+00:00"},
+             "dispute_id": None, "resolved_by": None, "billed_back_at": None, "bill_backs": 0,
+             "note": None}
+SUBJECT = {"title": "Credit note for ERP-77/2026", "customer": "Acme Ltd", "customer_id": 7,
+           "invoice": "ERP-77/2026", "invoice_total_minor": 100_000,
+           "invoice_balance_minor": 60_000, "credited_before_minor": 10_000,
+           "amount_minor": 30_000, "currency": "USD", "reason": "dispute #5 accepted",
+           "status": "pending_approval", "source": "dispute", "dispute_id": 5,
+           "lines": [{"line_no": 1, "quantity": 2, "amount_minor": 30_000}],
+           "number": None, "customer_credit_minor": 0}
+BO_APPROVAL = {"approval_id": 11, "kind": "credit_note", "status": "pending",
+               "requested_by": "USALES01", "requested_by_label": None,
+               "requested_at": "2026-11-21T10:00:00+00:00", "reasons": [], "snapshot": {},
+               "decided_by": None, "decided_at": None, "note": None, "reminder": None,
+               "amount_minor": 30_000, "currency": "USD", "second_role": "admin",
+               "first_decided_by": "UCREDIT1",
+               "first_decided_at": "2026-11-21T11:00:00+00:00", "first_note": "ok by me",
+               "subject": SUBJECT}
+WRITTEN = {**BO_APPROVAL, "kind": "write_off", "status": "approved", "second_role": None,
+           "first_decided_by": None, "first_decided_at": None, "first_note": None,
+           "decided_by": "UCREDIT1", "decided_at": "2026-11-22T10:00:00+00:00",
+           "subject": {**SUBJECT, "title": "Bad-debt write-off of ERP-77/2026",
+                       "kind": "bad_debt", "status": "written_off", "dispute_id": None,
+                       "deduction_id": 3, "lines": [], "written_off_minor": 60_000,
+                       "due_date": "2026-11-01"}}
+CONTEXTS.update({
+    "dispute_card": [("open", DISPUTE), ("accepted", RESOLVED),
+                     ("reminder", {**DISPUTE, "reminder": 2, "owner_id": None,
+                                   "owner_channel": "CDISPUTES"}),
+                     ("reassigned", {**DISPUTE, "reassigned_to": "USALES02"})],
+    "dispute_resolved": [("rejected", {**RESOLVED, "status": "rejected",
+                                       "credit_amount_minor": None, "credit_note": None})],
+    "dispute_escalated": [("escalated", {**DISPUTE, "working_days": 5})],
+    "deduction_card": [("open", DEDUCTION),
+                       ("resolved", {**DEDUCTION, "status": "resolved",
+                                     "resolution": "credited", "dispute_id": 5,
+                                     "billed_back_at": "2026-11-21T10:00:00+00:00",
+                                     "bill_backs": 1, "note": "dispute #5 rejected"})],
+    "backoffice_approval_card": [
+        ("first approved", BO_APPROVAL),
+        ("reminded", {**BO_APPROVAL, "reminder": {"number": 1, "working_hours": "4.5",
+                                                  "approvers": ["UADMIN01"]}}),
+        ("issued", {**BO_APPROVAL, "status": "approved", "decided_by": "UADMIN01",
+                    "decided_at": "2026-11-22T10:00:00+00:00",
+                    "subject": {**SUBJECT, "status": "issued", "number": "CN-2026-000004",
+                                "customer_credit_minor": 5_000}}),
+        ("written off", WRITTEN)],
+    "backoffice_approval_decided": [("first step", BO_APPROVAL),
+                                    ("rejected", {**WRITTEN, "status": "rejected",
+                                                  "note": "customer will pay"})],
+})
+
 
 def cases() -> Iterator:
     for name, variants in CONTEXTS.items():

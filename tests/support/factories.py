@@ -59,3 +59,14 @@ def invoice(session: Session, number: str, customer_ext: str = "C-GLOBEX", *,
     return ingest_erp_invoice(session, InvoiceIn(
         number=number, customer=customer_ext, currency=currency, issue_date=issued,
         due_date=due, total=total, payment_terms=terms), actor="test")
+
+
+def dispute(session: Session, invoice_number: str, *, amount: str | None = None,
+            reason: str = "pricing", note: str | None = None, actor: str = "api",
+            now: datetime | None = None):  # noqa: ANN201 - a Dispute
+    """A dispute opened the way the API opens one."""
+    from workflows import disputes
+
+    return disputes.open_dispute(session, disputes.DisputeIn(
+        invoice=invoice_number, reason=reason, amount=amount, note=note), actor=actor,
+        now=now or Clock().now(), source="api")
