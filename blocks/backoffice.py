@@ -422,14 +422,6 @@ def amount_reason_modal(*, callback_id: str, title: str, submit: str, meta: dict
     return _modal(callback_id, title, submit, meta, blocks)
 
 
-def read_meta(view: dict) -> dict:
-    try:
-        data = json.loads(view.get("private_metadata") or "{}")
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 # -- `/o2c invoice <number>` ----------------------------------------------------------------------
 def invoice_card(view: InvoiceView, *, today: date, can_act: bool) -> list[dict]:
     """One invoice: figures, lines, credit notes, disputes, late fees, and (for people who may
