@@ -25,13 +25,15 @@ from api.routes import (
     RecordId,
     _deps,
     _post,
+    known_query,
     require_token,
 )
 from models import CreditNote, Customer, Invoice
 from workflows import credit_notes, disputes
 from workflows.inputs import CreditNoteIn, DisputeOpenIn, DisputeResolveIn
 
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token), Depends(known_query)],
+                   responses=problems(401, 422, 503))
 
 
 def dispute_answer(session, dispute, *,  # noqa: ANN001

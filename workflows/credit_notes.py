@@ -575,7 +575,7 @@ def credit_note_view(session: Session, key: str) -> CreditNoteView:
     request = None
     if note is not None and note.request_id is not None:
         request = session.get(CreditNoteRequest, note.request_id)
-    elif note is None and key.isdigit() and int(key) < 2**31:
+    elif note is None and key.isascii() and key.isdigit() and int(key) < 2**31:
         request = session.get(CreditNoteRequest, int(key))
         if request is not None:
             note = session.exec(select(CreditNote).where(
