@@ -23,6 +23,19 @@ from models.invoices import (
     WriteOffReason,
     invoice_status,
 )
+from models.integrations import (
+    EVENT_TYPES,
+    CrmDeal,
+    PaymentFee,
+    PaymentLink,
+    ProviderEvent,
+    ProviderEventStatus,
+    Refund,
+    SubscriptionStatus,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
+)
 from models.orders import (
     Order,
     OrderLine,
@@ -49,7 +62,7 @@ from models.system import (
 )
 
 __all__ = [
-    "AGING_BUCKETS",
+    "AGING_BUCKETS", "EVENT_TYPES",
     "ActivityKind", "Allocation", "Approval", "ApprovalKind", "ApprovalStatus", "AuditEvent",
     "ClosedPeriod", "CollectionActivity", "Counter", "CreditNote", "Customer", "Deduction",
     "DigestRun", "DunningNotice", "IdempotencyKey", "InteractionReceipt", "Invoice",
@@ -58,4 +71,6 @@ __all__ = [
     "PromiseStatus", "PromiseToPay", "RevenueType", "Role", "Shipment", "ShipmentLine",
     "SlackEventReceipt", "User", "UserRole", "WriteOff", "WriteOffReason", "can_cancel",
     "can_ship", "can_transition", "invoice_status",
+    "CrmDeal", "PaymentFee", "PaymentLink", "ProviderEvent", "ProviderEventStatus", "Refund",
+    "SubscriptionStatus", "WebhookDelivery", "WebhookEvent", "WebhookSubscription",
 ]
