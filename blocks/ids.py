@@ -76,3 +76,6 @@ BACKORDER_WAIT = "backorder_wait"
 BACKORDER_CANCEL_LINE = "backorder_cancel_line"
 BACKORDER_CHOICES_BLOCK = "backorder_choices"
 BACKORDER_LINE_BLOCK = "backorder_line"  # + ":<line no>"
+
+# a button that opens a URL ("Pay now"); Slack still sends the click, which is only acked
+OPEN_LINK = "open_link"

@@ -40,4 +40,11 @@ def names() -> list[str]:
 
 
 # Template modules (each registers its templates on import).
-from blocks import approvals, cashapp, collections, kpi, notifications  # noqa: E402,F401
+from blocks import (  # noqa: E402,F401
+    approvals,
+    cashapp,
+    collections,
+    integrations,
+    kpi,
+    notifications,
+)

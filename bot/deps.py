@@ -21,6 +21,8 @@ class Deps:
     client: WebClient  # the bot's Web API client (base_url = SLACK_API_URL)
     clock: Clock = field(default_factory=Clock)  # the one source of now and today (bot.clock)
     outbox_wakeup: threading.Event = field(default_factory=threading.Event)
+    # the integrations' outbox worker (webhooks, HubSpot, Stripe) has its own
+    integrations_wakeup: threading.Event = field(default_factory=threading.Event)
     stopping: threading.Event = field(default_factory=threading.Event)  # set by close()
     # Work that follows an ack (lookups, answers) runs here, not in Bolt's listener threads:
     # a small bounded pool keeps a burst of slow answers from delaying the next acks.
@@ -33,8 +35,9 @@ class Deps:
     users_seen: dict = field(default_factory=dict)
 
     def notify_outbox(self) -> None:
-        """Wake the outbox worker after a commit that wrote notifications."""
+        """Wake the outbox workers after a commit that wrote notifications."""
         self.outbox_wakeup.set()
+        self.integrations_wakeup.set()
 
     def close(self) -> None:
         self.stopping.set()

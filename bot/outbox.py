@@ -61,7 +61,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 from slack_sdk import WebClient
@@ -143,15 +143,36 @@ class Defer(Exception):
 Mailer = Callable[[dict], dict]
 
 
+class Transport(Protocol):
+    """Delivery of one kind of outbox row besides Slack and e-mail (outbound webhooks, CRM
+    updates, payment-provider look-ups): `send` delivers a claimed row and returns what to
+    keep as its result, or raises `Retry` / `Permanent` / `Defer` like the built-in ones.
+    `retry_for` and `backoff` are its retry policy (a transient failure is retried with
+    `backoff(attempts)` until `retry_for` after the row was queued)."""
+
+    kind: str
+    retry_for: timedelta
+
+    def send(self, row: OutboxMessage, worker: OutboxWorker) -> dict: ...
+
+    def backoff(self, attempts: int) -> float: ...
+
+
 class OutboxWorker:
-    def __init__(self, db: Database, client: WebClient, settings: Settings, *,
+    """Claims due rows of its kinds and delivers them. `o2c serve` runs two: one for Slack
+    and e-mail, one for the integrations (`transports`: webhooks, HubSpot, Stripe), so a slow
+    receiver never holds a Slack message back."""
+
+    def __init__(self, db: Database, client: WebClient | None, settings: Settings, *,
                  mailer: Mailer | None = None, poll_interval: float = 1.0,
                  wakeup: threading.Event | None = None, lease: timedelta = LEASE,
-                 batch: int = BATCH) -> None:
+                 batch: int = BATCH, transports: list[Transport] | None = None) -> None:
         self.db = db
         self.client = client
         self.settings = settings
         self.mailer = mailer
+        # given transports: this worker delivers only their kinds
+        self.transports = {t.kind: t for t in transports or []}
         self.poll_interval = poll_interval
         self.wakeup = wakeup or threading.Event()
         self.lease = lease
@@ -168,7 +189,8 @@ class OutboxWorker:
 
     # -- running -----------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="outbox-worker", daemon=True)
+        name = "outbox-" + "-".join(self.transports) if self.transports else "outbox-worker"
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -196,7 +218,8 @@ class OutboxWorker:
         """Claim due rows and deliver them; returns how many were handled. `now` (tests) sets
         this worker's clock, which then runs on from there."""
         self._offset = (now - utcnow()) if now is not None else timedelta(0)
-        announced = self._announce_queued_emails() if self.mailer is None else 0
+        announced = (self._announce_queued_emails()
+                     if self.mailer is None and not self.transports else 0)
         handled = 0
         while handled < self.batch and not self._stop.is_set():
             row_id = self._claim()
@@ -242,6 +265,8 @@ class OutboxWorker:
                 return
 
     def _transports(self) -> list[str]:
+        if self.transports:
+            return sorted(self.transports)
         return ["slack", "email"] if self.mailer is not None else ["slack"]
 
     def _due(self, now: datetime) -> Any:
@@ -348,15 +373,20 @@ class OutboxWorker:
             self._finish(row_id, status=OutboxStatus.SENT, result=result)
 
     def _retry_or_fail(self, row: OutboxMessage, retry: Retry) -> None:
+        transport = self.transports.get(row.transport)
         give_up = row.attempts >= MAX_ATTEMPTS
-        if retry.kind == "transient":  # an outage: keep trying for a day
+        if transport is not None:  # its own policy: transient for as long as it says
+            give_up = self.now() - row.created_at >= transport.retry_for
+        elif retry.kind == "transient":  # an outage: keep trying for a day
             give_up = give_up and self.now() - row.created_at >= RETRY_FOR
         if give_up:
             log.error("outbox %s failed after %s attempts: %s", row.id, row.attempts,
                       retry.reason)
             self._fail(row, retry.reason)
             return
-        delay = max(retry.delay, self._backoff(row.attempts))
+        backoff = (transport.backoff(row.attempts) if transport is not None
+                   else self._backoff(row.attempts))
+        delay = max(retry.delay, backoff)
         log.info("outbox %s retry in %.1fs: %s", row.id, delay, retry.reason)
         self._finish(row.id, status=OutboxStatus.PENDING, error=retry.reason,
                      next_attempt_at=self.now() + timedelta(seconds=delay))
@@ -396,6 +426,9 @@ class OutboxWorker:
 
     # -- transports --------------------------------------------------------------------------
     def _send(self, row: OutboxMessage, target: OutboxMessage | None) -> dict:
+        transport = self.transports.get(row.transport)
+        if transport is not None:
+            return transport.send(row, self)
         if row.transport == "email":
             return self._send_email(row)
         return self._send_slack(row, target)
@@ -589,6 +622,19 @@ def make_worker(deps: Deps, settings: Settings | None = None, **kwargs: Any) -> 
     kwargs.setdefault("wakeup", deps.outbox_wakeup)
     kwargs.setdefault("lease", timedelta(seconds=settings.o2c_outbox_lease_seconds))
     return OutboxWorker(deps.db, client, settings, **kwargs)
+
+
+def make_integrations_worker(deps: Deps, settings: Settings | None = None,
+                             **kwargs: Any) -> OutboxWorker | None:
+    """The second worker of a process: outbound webhooks, and the HubSpot and Stripe calls
+    when they are configured (`bot.integrations.transports`)."""
+    from bot.integrations import transports
+
+    settings = settings or deps.settings
+    kwargs.setdefault("wakeup", deps.integrations_wakeup)
+    kwargs.setdefault("lease", timedelta(seconds=settings.o2c_outbox_lease_seconds))
+    return OutboxWorker(deps.db, None, settings, transports=transports(deps, settings),
+                        **kwargs)
 
 
 def describe_email(payload: dict, session: Any, settings: Settings) -> tuple[str, str]:

@@ -28,11 +28,12 @@ from api import problems
 from api.auth import BearerFirst
 from api.routes import Unauthorized
 from api.routes import router as api_router
+from api.webhooks import router as webhooks_router
 from bot import answers
 from bot.clock import Clock
 from bot.db import RETRY_AFTER, Database
 from bot.deps import Deps, make_client
-from bot.outbox import OutboxWorker, make_worker
+from bot.outbox import OutboxWorker, make_integrations_worker, make_worker
 from bot.settings import Settings
 from bot.slack_app import create_bolt_app
 from bot.slack_request import MAX_BODY, Refused, check_headers, parse, verify
@@ -48,6 +49,7 @@ class Runtime:
     deps: Deps
     bolt: App
     worker: OutboxWorker | None = None
+    integrations: OutboxWorker | None = None  # webhooks, HubSpot, Stripe (bot/integrations)
     scheduler: object | None = None
     extras: dict = field(default_factory=dict)
 
@@ -163,6 +165,9 @@ def create_app(settings: Settings, *, db: Database | None = None,
         if background and settings.o2c_outbox_worker:
             runtime.worker = make_worker(deps, settings, poll_interval=1.0)
             runtime.worker.start()
+            runtime.integrations = make_integrations_worker(deps, settings,
+                                                            poll_interval=2.0)
+            runtime.integrations.start()
         if background and settings.o2c_scheduler:
             from bot.scheduler import build_scheduler
 
@@ -175,6 +180,8 @@ def create_app(settings: Settings, *, db: Database | None = None,
                 runtime.scheduler.shutdown(wait=False)
             if runtime.worker is not None:
                 runtime.worker.stop()
+            if runtime.integrations is not None:
+                runtime.integrations.stop()
             deps.close()
 
     app = FastAPI(title="o2c-bot", version="0.1.0", lifespan=lifespan,
@@ -214,6 +221,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
         return JSONResponse({"status": "ready", "schema": version[0] if version else None})
 
     app.include_router(api_router)
+    app.include_router(webhooks_router)
 
     if settings.o2c_sandbox:
         from sandbox.web import mount_sandbox  # only imported when explicitly enabled

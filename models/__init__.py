@@ -13,16 +13,6 @@ from models.collections import (
     PromiseToPay,
 )
 from models.customers import Customer, Product, RevenueType
-from models.invoices import (
-    AGING_BUCKETS,
-    CreditNote,
-    Invoice,
-    InvoiceLine,
-    InvoiceStatus,
-    WriteOff,
-    WriteOffReason,
-    invoice_status,
-)
 from models.integrations import (
     EVENT_TYPES,
     CrmDeal,
@@ -35,6 +25,16 @@ from models.integrations import (
     WebhookDelivery,
     WebhookEvent,
     WebhookSubscription,
+)
+from models.invoices import (
+    AGING_BUCKETS,
+    CreditNote,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    WriteOff,
+    WriteOffReason,
+    invoice_status,
 )
 from models.orders import (
     Order,

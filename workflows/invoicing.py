@@ -31,7 +31,7 @@ from models import (
 )
 from models.base import UTCDateTime
 from models.orders import OrderLine
-from workflows import audit, numbering, outbox, periods, policy
+from workflows import audit, numbering, outbox, periods, policy, webhooks
 from workflows import validation as v
 from workflows.errors import Conflict, NotFound, ValidationFailed
 
@@ -111,6 +111,8 @@ def invoice_shipment(session: Session, shipment: Shipment, *, actor: str,
     audit.record(session, actor=actor, action="invoice.issued", entity_type="invoice",
                  entity_id=invoice.id, to_state="open", number=invoice.number,
                  total_minor=invoice.total_minor, order=order.number)
+    webhooks.emit(session, "invoice.issued", lambda: webhooks.invoice_data(session, invoice),
+                  key=f"invoice.issued:{invoice.id}", at=now)
     if customer.billing_email:
         outbox.send_email(session, to=customer.billing_email, template="invoice",
                           context={"invoice_number": invoice.number},
@@ -204,6 +206,8 @@ def ingest_erp_invoice(session: Session, data: ErpInvoiceIn, *, actor: str) -> I
     audit.record(session, actor=actor, action="invoice.ingested", entity_type="invoice",
                  entity_id=invoice.id, to_state="open", number=invoice.number,
                  total_minor=total)
+    webhooks.emit(session, "invoice.issued", lambda: webhooks.invoice_data(session, invoice),
+                  key=f"invoice.issued:{invoice.id}")
     return invoice
 
 
@@ -262,6 +266,10 @@ def reduce_balance(session: Session, invoice: Invoice, amount_minor: int, *,
     set_committed_value(invoice, "paid_at", paid_at)
     if invoice.balance_minor == 0:
         _maybe_mark_order_paid(session, invoice)
+        if paid_at is not None:  # settled with money (not cancelled by credit notes alone)
+            webhooks.emit(session, "invoice.paid",
+                          lambda: webhooks.invoice_data(session, invoice),
+                          key=f"invoice.paid:{invoice.id}:{paid_at.isoformat()}")
 
 
 def write_off_settled_at(recorded: datetime, value_date: date) -> datetime:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-MODULES: tuple[str, ...] = ("approvals", "backorders", "cashapp", "collections", "credit_hold")
+MODULES: tuple[str, ...] = ("approvals", "backorders", "cashapp", "collections", "credit_hold",
+                            "links")
 
 
 def register(app: App) -> None:
