@@ -40,7 +40,8 @@ def provider_payment(ctx: dict) -> dict:
     invoice = ctx.get("invoice")
     applied = ctx.get("applied") or []
     paid = ", ".join(f"*{esc(a['invoice'])}* {esc(a['amount'])}" for a in applied)
-    text = f"{who} paid {fmt_money(ctx['amount_minor'], cur)} through {ctx['provider_name']}"
+    text = (f"{who} paid {fmt_money(ctx['amount_minor'], cur)} through "
+            f"{esc(ctx['provider_name'])}")
     lines = [f":credit_card: {who} paid *{fmt_money(ctx['amount_minor'], cur)}* through "
              f"{esc(ctx['provider_name'])}" + (f" for *{esc(invoice)}*" if invoice else "")
              + "."]

@@ -17,4 +17,9 @@ def transports(deps: Deps, settings: Settings) -> list[Transport]:
     from bot.webhooks_out import WebhookTransport
 
     found: list[Transport] = [WebhookTransport(deps.db)]
+    if settings.stripe_enabled:
+        from bot.stripe_pay import StripeGateway, StripeTransport
+
+        found.append(StripeTransport(deps.db, StripeGateway(
+            settings.secret("stripe_api_key") or "")))
     return found

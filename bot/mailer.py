@@ -85,10 +85,13 @@ def _invoice_context(number: str, session: Any) -> dict:
             "customer": session.get(Customer, invoice.customer_id)}
 
 
-def render_email(template: str, context: dict, *, from_email: str, session: Any = None
-                 ) -> tuple[str, str]:
-    """(subject, body) for an outbox e-mail payload's template and context."""
-    values = dict(context)
+def render_email(template: str, context: dict, *, from_email: str, session: Any = None,
+                 pay_links: Any = None) -> tuple[str, str]:
+    """(subject, body) for an outbox e-mail payload's template and context; with
+    `pay_links` (`bot.paylinks.PayLinks`), the invoice's "Pay now" link(s) too."""
+    values = {"pay_url": None, "pay_urls": {}, **context}
+    if pay_links is not None:
+        values.update(pay_links.email_values(template, context))
     if template == "invoice":
         if session is None:
             raise Permanent("the invoice e-mail needs the database")
@@ -112,7 +115,8 @@ def message_id(payload: dict, domain: str) -> str:
 class SmtpMailer:
     def __init__(self, url: str, from_email: str, *,
                  session_factory: Callable[[], Any] | None = None,
-                 timeout: float = TIMEOUT, ssl_context: ssl.SSLContext | None = None) -> None:
+                 timeout: float = TIMEOUT, ssl_context: ssl.SSLContext | None = None,
+                 pay_links: Any = None) -> None:
         parts = urlsplit(url)
         self.tls = parts.scheme == "smtps"
         self.insecure = smtp_insecure(parts.query)  # only for local test servers
@@ -125,6 +129,7 @@ class SmtpMailer:
         self.domain = from_email.rsplit("@", 1)[-1] or "o2c.local"
         self.session_factory = session_factory
         self.timeout = timeout
+        self.pay_links = pay_links  # bot.paylinks.PayLinks, or None (no "Pay now" links)
 
     def __repr__(self) -> str:  # never show the password
         return f"SmtpMailer({'smtps' if self.tls else 'smtp'}://{self.host}:{self.port})"
@@ -137,11 +142,13 @@ class SmtpMailer:
                 wants_pdf = any(a.get("kind") == "invoice_pdf"
                                 for a in payload.get("attachments") or [])
                 subject, body = render_email(template, {**context, "attached": wants_pdf},
-                                             from_email=self.from_email, session=session)
+                                             from_email=self.from_email, session=session,
+                                             pay_links=self.pay_links)
                 if wants_pdf:
                     files.append(self._invoice_pdf(context["invoice_number"], session))
         else:
-            subject, body = render_email(template, context, from_email=self.from_email)
+            subject, body = render_email(template, context, from_email=self.from_email,
+                                         pay_links=self.pay_links)
         message = EmailMessage()
         message["From"] = formataddr(("Accounts receivable", self.from_email))
         message["To"] = payload["to"]
@@ -231,10 +238,10 @@ def build_mailer(settings: Settings, db: Any = None) -> SmtpMailer | None:
     """The outbox's e-mail transport, or None when SMTP_URL is not set."""
     if settings.smtp_url is None or not settings.smtp_url.get_secret_value():
         return None
-    factory = db.read_session if db is not None else None
-    if factory is None:
-        from bot.db import Database
+    from bot.db import Database
+    from bot.paylinks import PayLinks
 
-        factory = Database(settings.database_url).read_session
+    db = db or Database(settings.database_url)
     return SmtpMailer(settings.smtp_url.get_secret_value(), settings.o2c_from_email,
-                      session_factory=factory)
+                      session_factory=db.read_session,
+                      pay_links=PayLinks.for_settings(settings, db))

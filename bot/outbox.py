@@ -103,6 +103,8 @@ PERMANENT_ERRORS = {
     "invalid_arguments", "user_not_found", "cant_update_message", "message_not_found",
     "no_text", "restricted_action", "not_authed", "invalid_blocks_format",
 }
+# Slack templates that show an invoice's "Pay now" link (bot.paylinks)
+PAY_LINK_TEMPLATES = ("order_shipped",)
 # Slack's documented "try again later" errors (sometimes with HTTP 200, `ok: false`).
 TRANSIENT_ERRORS = {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 
@@ -173,6 +175,7 @@ class OutboxWorker:
         self.mailer = mailer
         # given transports: this worker delivers only their kinds
         self.transports = {t.kind: t for t in transports or []}
+        self.pay_links: Any = None  # bot.paylinks.PayLinks: "Pay now" on invoice cards
         self.poll_interval = poll_interval
         self.wakeup = wakeup or threading.Event()
         self.lease = lease
@@ -249,13 +252,20 @@ class OutboxWorker:
                     last_error=marker))
                 if marked.rowcount != 1:
                     continue
-                subject, summary = describe_email(payload, session, self.settings)
+                subject, summary = describe_email(payload, session, self.settings,
+                                                  pay_links=self.pay_links)
+                pay_url = None
+                if self.pay_links is not None:
+                    pay_url = self.pay_links.email_values(
+                        payload.get("template", ""), payload.get("context") or {}
+                    ).get("pay_url")
                 session.add(OutboxMessage(
                     transport="slack", method="chat.postMessage",
                     dedupe_key=f"email-queued:{row_id}",
                     payload={"channel": "ar", "template": "email_queued",
                              "context": {"outbox_id": row_id, "to": payload.get("to"),
-                                         "subject": subject, "summary": summary}}))
+                                         "subject": subject, "summary": summary,
+                                         "pay_url": pay_url}}))
         return len(rows)
 
     def drain(self, max_passes: int = 50) -> None:
@@ -448,8 +458,11 @@ class OutboxWorker:
 
     def _send_slack(self, row: OutboxMessage, target: OutboxMessage | None) -> dict:
         payload = dict(row.payload)
+        context = payload.pop("context", {})
+        if self.pay_links is not None and payload.get("template") in PAY_LINK_TEMPLATES:
+            context = {**context, "pay_url": self.pay_links.url_for(context.get("invoice"))}
         try:
-            rendered = templates.render(payload.pop("template"), payload.pop("context", {}))
+            rendered = templates.render(payload.pop("template"), context)
         except Exception as exc:  # noqa: BLE001 - a broken template must not block the queue
             raise Permanent(f"render failed: {exc!r}") from exc
         args: dict[str, Any] = {}
@@ -618,10 +631,14 @@ def make_worker(deps: Deps, settings: Settings | None = None, **kwargs: Any) -> 
     settings = settings or deps.settings
     client = WebClient(token=deps.client.token, base_url=deps.client.base_url,
                        timeout=SLACK_TIMEOUT, retry_handlers=[])
+    from bot.paylinks import PayLinks
+
     kwargs.setdefault("mailer", build_mailer(settings, deps.db))
     kwargs.setdefault("wakeup", deps.outbox_wakeup)
     kwargs.setdefault("lease", timedelta(seconds=settings.o2c_outbox_lease_seconds))
-    return OutboxWorker(deps.db, client, settings, **kwargs)
+    worker = OutboxWorker(deps.db, client, settings, **kwargs)
+    worker.pay_links = PayLinks.for_settings(settings, deps.db)
+    return worker
 
 
 def make_integrations_worker(deps: Deps, settings: Settings | None = None,
@@ -637,13 +654,15 @@ def make_integrations_worker(deps: Deps, settings: Settings | None = None,
                         **kwargs)
 
 
-def describe_email(payload: dict, session: Any, settings: Settings) -> tuple[str, str]:
+def describe_email(payload: dict, session: Any, settings: Settings, *,
+                   pay_links: Any = None) -> tuple[str, str]:
     """Subject and text of a queued e-mail, for its copy in Slack."""
     from bot.mailer import render_email
 
     try:
         return render_email(payload.get("template", ""), payload.get("context") or {},
-                            from_email=settings.o2c_from_email, session=session)
+                            from_email=settings.o2c_from_email, session=session,
+                            pay_links=pay_links)
     except Exception as exc:  # noqa: BLE001 - the copy must not block the queue
         log.warning("could not render queued e-mail: %r", exc)
         return f"({payload.get('template')} e-mail)", ""

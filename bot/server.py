@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api import problems
 from api.auth import BearerFirst
+from api.inbound import router as inbound_router
 from api.routes import Unauthorized
 from api.routes import router as api_router
 from api.webhooks import router as webhooks_router
@@ -222,6 +223,12 @@ def create_app(settings: Settings, *, db: Database | None = None,
 
     app.include_router(api_router)
     app.include_router(webhooks_router)
+    app.include_router(inbound_router)  # /webhooks/stripe, /webhooks/hubspot, /pay/<token>
+    app.state.stripe = None
+    if settings.stripe_enabled:
+        from bot.stripe_pay import StripeGateway
+
+        app.state.stripe = StripeGateway(settings.secret("stripe_api_key") or "")
 
     if settings.o2c_sandbox:
         from sandbox.web import mount_sandbox  # only imported when explicitly enabled

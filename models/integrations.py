@@ -86,6 +86,7 @@ class ProviderEventStatus(StrEnum):
     IGNORED = "ignored"  # acknowledged, nothing to do (unknown type, not ours)
     WAITING = "waiting"  # needs something that has not arrived yet (a refund before its
     # payment); processed when it does
+    FAILED = "failed"  # could not be applied (the detail says why; AR was told)
 
 
 class ProviderEvent(SQLModel, table=True):

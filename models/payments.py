@@ -17,6 +17,7 @@ class PaymentStatus(StrEnum):
     PARTIALLY_APPLIED = "partially_applied"  # some allocated, the rest unapplied credit
     UNAPPLIED = "unapplied"  # nothing allocated and nothing to suggest
     NEEDS_REVIEW = "needs_review"  # candidates exist but confidence is below the threshold
+    REFUNDED = "refunded"  # given back in full (workflows.refunds)
 
 
 class Payment(SQLModel, table=True):

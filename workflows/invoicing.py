@@ -31,7 +31,7 @@ from models import (
 )
 from models.base import UTCDateTime
 from models.orders import OrderLine
-from workflows import audit, numbering, outbox, periods, policy, webhooks
+from workflows import audit, numbering, outbox, payment_links, periods, policy, webhooks
 from workflows import validation as v
 from workflows.errors import Conflict, NotFound, ValidationFailed
 
@@ -264,6 +264,7 @@ def reduce_balance(session: Session, invoice: Invoice, amount_minor: int, *,
     # the database's values after the conditional UPDATE (RETURNING saves a re-read)
     set_committed_value(invoice, "balance_minor", balance)
     set_committed_value(invoice, "paid_at", paid_at)
+    payment_links.balance_changed(session, invoice)
     if invoice.balance_minor == 0:
         _maybe_mark_order_paid(session, invoice)
         if paid_at is not None:  # settled with money (not cancelled by credit notes alone)
