@@ -104,6 +104,113 @@ def _failed(deps: Any, event: dict, reason: str) -> stripe_events.Outcome:
     return stripe_events.Outcome("failed", reason)
 
 
+# -- HubSpot -------------------------------------------------------------------------------------
+HUBSPOT_TOLERANCE_MS = 300_000  # five minutes, as HubSpot asks
+# characters HubSpot decodes in the request URI before signing (its v3 instructions)
+_HUBSPOT_DECODE = {"%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$",
+                   "%27": "'", "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";"}
+
+
+def hubspot_uri(request: Request, public_url: str | None) -> str:
+    """The URI HubSpot called (and signed): the public URL when set (behind a proxy the
+    request's own URL is not what HubSpot saw), with HubSpot's decoded characters."""
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    uri = f"{public_url}{path}" if public_url else str(request.url)
+    for encoded, plain in _HUBSPOT_DECODE.items():
+        uri = uri.replace(encoded, plain).replace(encoded.lower(), plain)
+    return uri
+
+
+def hubspot_signature_ok(request: Request, body: bytes, secret: str,
+                         public_url: str | None, now_ms: int) -> bool:
+    """HubSpot's signature v3, checked with the client library's own helper, and a timestamp
+    within five minutes either way."""
+    from hubspot.utils.signature import Signature
+
+    signature = request.headers.get("x-hubspot-signature-v3")
+    timestamp = request.headers.get("x-hubspot-request-timestamp")
+    if not signature or not timestamp or not timestamp.isdigit():
+        return False
+    if abs(now_ms - int(timestamp)) > HUBSPOT_TOLERANCE_MS:
+        return False
+    try:
+        return Signature.is_valid(signature=signature, client_secret=secret,
+                                  request_body=body.decode("utf-8"),
+                                  http_uri=hubspot_uri(request, public_url),
+                                  http_method=request.method, signature_version="v3",
+                                  timestamp=timestamp)
+    except Exception:  # noqa: BLE001 - a malformed header is simply not valid
+        return False
+
+
+@router.post("/webhooks/hubspot")
+async def hubspot_webhook(request: Request) -> Response:
+    deps = _deps(request)
+    secret = deps.settings.secret("hubspot_client_secret")
+    if not secret or not deps.settings.secret("hubspot_access_token"):
+        return JSONResponse({"error": "HubSpot webhooks are not configured"}, status_code=404)
+    body = await request.body()
+    now_ms = int(deps.clock.now().timestamp() * 1000)
+    if not hubspot_signature_ok(request, body, secret, deps.settings.o2c_public_url, now_ms):
+        log.warning("refused a HubSpot webhook from %s: bad or stale signature",
+                    request.client.host if request.client else "?")
+        return JSONResponse({"error": "invalid signature"}, status_code=401)
+    try:
+        events = json.loads(body)
+    except ValueError:
+        return JSONResponse({"error": "not JSON"}, status_code=400)
+    if isinstance(events, dict):
+        events = [events]
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        return JSONResponse({"error": "expected a list of events"}, status_code=400)
+    try:
+        queued = await run_in_threadpool(_queue_hubspot, deps, events[:1000])
+    except Exception as exc:
+        if database_unavailable(exc):
+            return JSONResponse({"error": "database unavailable"}, status_code=503,
+                                headers={"Retry-After": "5"})
+        raise
+    deps.notify_outbox()
+    return JSONResponse({"received": len(events), "queued": queued})
+
+
+def _queue_hubspot(deps: Any, events: list[dict]) -> int:
+    """Each event once (by its eventId); a deal moved to a stage is queued for import (the
+    worker reads the deal and checks the stage and pipeline against the mapping)."""
+    from bot.hubspot import PROVIDER, Mapping
+
+    mapping = Mapping.of(deps.settings.o2c_hubspot_mapping)
+    queued = 0
+    for event in events:
+        event_id = str(event.get("eventId") or "")[:255]
+        kind = event.get("subscriptionType")
+        wanted = (kind == "deal.propertyChange" and event.get("propertyName") == "dealstage"
+                  and event.get("propertyValue") in mapping.won_stages) or \
+            kind == "deal.creation"
+        deal_id = str(event.get("objectId") or "")
+        if not event_id:
+            continue
+        try:
+            with deps.db.transaction() as session:
+                if session.get(ProviderEvent, (PROVIDER, event_id)) is not None:
+                    continue
+                session.add(ProviderEvent(
+                    provider=PROVIDER, event_id=event_id, type=str(kind)[:100],
+                    object_id=deal_id[:255] or None,
+                    status=ProviderEventStatus.PROCESSED if wanted and deal_id.isdigit()
+                    else ProviderEventStatus.IGNORED,
+                    received_at=deps.clock.now(), processed_at=deps.clock.now()))
+                session.flush()
+                if wanted and deal_id.isdigit():
+                    outbox._add(session, transport=PROVIDER, method="deal.import",
+                                dedupe_key=f"hubspot-import:{deal_id}:{event_id}",
+                                payload={"deal_id": deal_id, "event_id": event_id})
+                    queued += 1
+        except IntegrityError:  # the same event, stored by another request meanwhile
+            continue
+    return queued
+
+
 # -- the "Pay now" page --------------------------------------------------------------------------
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(

@@ -22,4 +22,8 @@ def transports(deps: Deps, settings: Settings) -> list[Transport]:
 
         found.append(StripeTransport(deps.db, StripeGateway(
             settings.secret("stripe_api_key") or "")))
+    if settings.secret("hubspot_access_token"):
+        from bot.hubspot import HubSpotTransport
+
+        found.append(HubSpotTransport(deps.db, settings))
     return found
