@@ -86,12 +86,13 @@ def _invoice_context(number: str, session: Any) -> dict:
 
 
 def render_email(template: str, context: dict, *, from_email: str, session: Any = None,
-                 pay_links: Any = None) -> tuple[str, str]:
+                 pay_links: Any = None, write_session: Any = None) -> tuple[str, str]:
     """(subject, body) for an outbox e-mail payload's template and context; with
-    `pay_links` (`bot.paylinks.PayLinks`), the invoice's "Pay now" link(s) too."""
+    `pay_links` (`bot.paylinks.PayLinks`), the invoice's "Pay now" link(s) too (made in
+    `write_session` when the caller holds one open)."""
     values = {"pay_url": None, "pay_urls": {}, **context}
     if pay_links is not None:
-        values.update(pay_links.email_values(template, context))
+        values.update(pay_links.email_values(template, context, session=write_session))
     if template == "invoice":
         if session is None:
             raise Permanent("the invoice e-mail needs the database")

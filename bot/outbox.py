@@ -257,8 +257,8 @@ class OutboxWorker:
                 pay_url = None
                 if self.pay_links is not None:
                     pay_url = self.pay_links.email_values(
-                        payload.get("template", ""), payload.get("context") or {}
-                    ).get("pay_url")
+                        payload.get("template", ""), payload.get("context") or {},
+                        session=session).get("pay_url")
                 session.add(OutboxMessage(
                     transport="slack", method="chat.postMessage",
                     dedupe_key=f"email-queued:{row_id}",
@@ -662,7 +662,7 @@ def describe_email(payload: dict, session: Any, settings: Settings, *,
     try:
         return render_email(payload.get("template", ""), payload.get("context") or {},
                             from_email=settings.o2c_from_email, session=session,
-                            pay_links=pay_links)
+                            pay_links=pay_links, write_session=session)
     except Exception as exc:  # noqa: BLE001 - the copy must not block the queue
         log.warning("could not render queued e-mail: %r", exc)
         return f"({payload.get('template')} e-mail)", ""

@@ -11,7 +11,7 @@ switched on get one too; the link itself never changes (`workflows.payment_links
 
 from __future__ import annotations
 
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from bot.db import Database
 from bot.settings import Settings
@@ -40,27 +40,34 @@ class PayLinks:
             return cls(db, sandbox_origin(settings))
         return None
 
-    def url_for(self, invoice_number: str | None) -> str | None:
-        """The invoice's link (made now if it has none), or None when it has nothing to pay."""
+    def url_for(self, invoice_number: str | None, *, session: Session | None = None
+                ) -> str | None:
+        """The invoice's link (made now if it has none), or None when it has nothing to pay.
+        In its own short transaction, or in `session` (a write transaction already open:
+        SQLite has one writer, so a second transaction would wait for this one)."""
         if not invoice_number:
             return None
-        with self.db.transaction() as session:
-            invoice = session.exec(select(Invoice).where(
-                Invoice.number == invoice_number)).first()
-            if invoice is None or invoice.balance_minor == 0:
-                return None
-            token = payment_links.link_for(session, invoice).token
-        return f"{self.base_url}/pay/{token}"
+        if session is not None:
+            return self._url(session, invoice_number)
+        with self.db.transaction() as own:
+            return self._url(own, invoice_number)
 
-    def email_values(self, template: str, context: dict) -> dict:
+    def _url(self, session: Session, invoice_number: str) -> str | None:
+        invoice = session.exec(select(Invoice).where(Invoice.number == invoice_number)).first()
+        if invoice is None or invoice.balance_minor == 0:
+            return None
+        return f"{self.base_url}/pay/{payment_links.link_for(session, invoice).token}"
+
+    def email_values(self, template: str, context: dict, *,
+                     session: Session | None = None) -> dict:
         """`pay_url` / `pay_urls` for an e-mail template's context (empty when none)."""
         if template not in EMAIL_TEMPLATES:
             return {}
         if template == "collections_reminder":
-            urls = {inv.get("number"): self.url_for(inv.get("number"))
+            urls = {inv.get("number"): self.url_for(inv.get("number"), session=session)
                     for inv in context.get("invoices") or [] if isinstance(inv, dict)}
             return {"pay_urls": {n: u for n, u in urls.items() if u}}
         invoice = context.get("invoice")
         number = invoice.get("number") if isinstance(invoice, dict) else \
             context.get("invoice_number")
-        return {"pay_url": self.url_for(number)}
+        return {"pay_url": self.url_for(number, session=session)}
