@@ -345,4 +345,7 @@ def issue_credit_note(session: Session, *, invoice_number: str, amount: str, rea
                  entity_id=invoice.id, credit_note=note.number, amount_minor=minor,
                  reason=f"{reason}; {booked.note}" if booked.moved else reason,
                  **booked.as_dict())
+    webhooks.emit(session, "credit_note.issued",
+                  lambda: webhooks.credit_note_data(session, note, invoice),
+                  key=f"credit_note.issued:{note.number}", at=now)
     return note

@@ -18,9 +18,10 @@ admins are told in the alerts channel and by DM. `o2c webhooks replay` queues an
 
 Where events come from: orders (`workflows.orders`: created, and `transition` for approved,
 rejected, shipped), invoices (`workflows.invoicing`: issued, paid when the balance reaches 0
-with money), payments (`workflows.cash_application`: received, applied), credit hold
-(`workflows.credit_hold`). Disputes, credit notes and revenue closes call `emit` from their
-own workflows with the data builders here.
+with money, and `issue_credit_note` for credit_note.issued), payments
+(`workflows.cash_application`: received, applied), credit hold (`workflows.credit_hold`).
+Disputes (opened, resolved) and revenue closes (revenue.period_closed) call `emit` from their
+own workflows, with data builders like the ones here.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from sqlmodel import Session, select
 
 from models import (
     EVENT_TYPES,
+    CreditNote,
     Customer,
     Invoice,
     Order,
@@ -407,6 +409,15 @@ def invoice_data(session: Session, invoice: Invoice, **extra: Any) -> dict:
         "issue_date": _day(invoice.issue_date), "due_date": _day(invoice.due_date),
         "source": invoice.source,
         "paid_at": invoice.paid_at.isoformat() if invoice.paid_at else None}, **extra}
+
+
+def credit_note_data(session: Session, note: CreditNote, invoice: Invoice,
+                     **extra: Any) -> dict:
+    cur = note.currency
+    return {"credit_note": {"number": note.number, "invoice": invoice.number,
+                            "currency": cur, "amount": _amount(note.amount_minor, cur),
+                            "reason": note.reason, "issue_date": _day(note.value_date)},
+            **invoice_data(session, invoice), **extra}
 
 
 def payment_data(session: Session, payment: Payment, **extra: Any) -> dict:

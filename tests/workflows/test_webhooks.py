@@ -269,3 +269,24 @@ def test_a_success_clears_the_failing_streak(db) -> None:  # noqa: ANN001
         row = s.get(WebhookSubscription, hook.id)
         assert row.status == "active"
         assert row.failing_since == NOW + timedelta(days=4)
+
+
+def test_a_credit_note_is_an_event(db) -> None:  # noqa: ANN001
+    from workflows.invoicing import issue_credit_note
+
+    with db.transaction() as s:
+        company(s)
+        webhooks.subscribe(s, url="https://erp.example/hooks", events=["credit_note.issued"],
+                           actor="api")
+        invoice = f.invoice(s, "INV-CN-1", total="300.00", issued=NOW.date(),
+                            due=NOW.date() + timedelta(days=30))
+    with db.transaction() as s:
+        note = issue_credit_note(s, invoice_number=invoice.number, amount="50.00",
+                                 reason="damaged", actor="UCOLL001", now=NOW)
+    with db.read_session() as s:
+        [event] = events(s)
+        assert event.type == "credit_note.issued"
+        assert event.data["credit_note"] == {
+            "number": note.number, "invoice": "INV-CN-1", "currency": "USD",
+            "amount": "50.00", "reason": "damaged", "issue_date": "2026-03-02"}
+        assert event.data["invoice"]["balance"] == "250.00"
