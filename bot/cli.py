@@ -202,9 +202,16 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         if not rows:
             print(f"no {title} messages")
         for row in rows:
-            target = row.payload.get("to") or row.payload.get("channel") or ""
+            payload = row.payload or {}
+            target = payload.get("to") or payload.get("channel") or ""
+            what = payload.get("template")
+            if row.transport == "webhook":  # o2c webhooks replay sends it again
+                what = f"event #{payload.get('event_id')}"
+                target = f"subscription #{payload.get('subscription_id')}"
+            elif row.transport in ("hubspot", "stripe"):
+                what = ", ".join(f"{k}={v}" for k, v in sorted(payload.items()))[:120]
             print(f"{title} #{row.id} {row.transport} {row.method} "
-                  f"{row.payload.get('template')} -> {target} attempts={row.attempts} "
+                  f"{what} -> {target} attempts={row.attempts} "
                   f"created={row.created_at:%Y-%m-%d %H:%M} error={row.last_error}")
     return 0
 

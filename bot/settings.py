@@ -217,6 +217,10 @@ class Settings(BaseSettings):
         if self.secret("stripe_api_key") and not self.o2c_public_url:
             raise SettingsError("STRIPE_API_KEY needs O2C_PUBLIC_URL (where customers reach "
                                 "this server: the Pay now links and Stripe's return pages)")
+        if self.secret("hubspot_access_token"):
+            from bot.hubspot import Mapping
+
+            Mapping.of(self.o2c_hubspot_mapping)  # names an unknown key
         return self
 
     def secret(self, name: str) -> str | None:

@@ -74,3 +74,11 @@ def test_stripe_needs_the_public_url_and_the_mapping_is_checked() -> None:
     with pytest.raises(SettingsError, match="O2C_HUBSPOT_MAPPING"):
         load_settings(o2c_hubspot_mapping="{not json")
     assert not load_settings(**base).stripe_enabled  # nothing set: the feature is off
+
+
+def test_an_unknown_hubspot_mapping_key_stops_the_server() -> None:
+    settings = load_settings(slack_bot_token="xoxb-1", slack_signing_secret="s",
+                             o2c_api_token="t", hubspot_access_token="pat-1",
+                             o2c_hubspot_mapping='{"won_stage": ["closedwon"]}')
+    with pytest.raises(SettingsError, match="won_stage"):
+        settings.require_for_serve()
