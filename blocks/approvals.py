@@ -23,7 +23,6 @@ from slack_sdk.models.blocks import (
 
 from blocks import ids
 from blocks.common import context, divider, fields, header, lines_text, render, section
-from blocks.templates import template
 from blocks.text import VIEW_BLOCKS_MAX, esc, fmt_money, plain
 
 if TYPE_CHECKING:  # view models only; blocks never call workflows
@@ -145,7 +144,6 @@ def decision_buttons(approval_id: int) -> ActionsBlock:
     ])
 
 
-@template("approval_card")
 def approval_card(ctx: dict) -> dict:
     """The card (and its reminders): who asks, customer, amount, exposure vs limit, aging,
     payment history, why; Approve / Approve with note / Reject while pending, then the
@@ -178,7 +176,6 @@ def approval_card(ctx: dict) -> dict:
             "blocks": render(blocks)}
 
 
-@template("discount_alert")
 def discount_alert(ctx: dict) -> dict:
     """Real-time alert: who, customer, product, discount and what it costs."""
     order, snap = ctx["order"], ctx.get("snapshot") or {}
@@ -202,7 +199,6 @@ def discount_alert(ctx: dict) -> dict:
     return {"text": text, "blocks": render(blocks)}
 
 
-@template("approval_decided")
 def approval_decided(ctx: dict) -> dict:
     """The requester's DM: decided, by whom, why; what happens to the order now."""
     order, status, kind = ctx["order"], ctx["status"], ctx["kind"]

@@ -22,7 +22,6 @@ from slack_sdk.models.views import View
 
 from blocks import ids
 from blocks.common import context, fields, header, lines_text, render, section
-from blocks.templates import template
 from blocks.text import BUTTON_MAX, clip, esc, fmt_datetime, fmt_money, plain, status_label
 from models import money
 
@@ -54,7 +53,6 @@ def _suggestion_text(s: dict, currency: str) -> str:
     return lines_text(rows)
 
 
-@template("cashapp_review")
 def review_card(ctx: dict) -> dict:
     """A payment the engine did not apply: its best candidates with Apply buttons, or (once a
     collector applied one) who applied what."""
@@ -195,7 +193,6 @@ def failed_answer(error_text: str) -> str:
 BROKEN_BUTTON = ":warning: That button is broken; nothing was applied."
 
 
-@template("payment_recorded")
 def payment_recorded(ctx: dict) -> dict:
     """The DM to the person who recorded a payment in the modal: what happened to it."""
     cur = ctx["currency"]

@@ -29,7 +29,7 @@ from blocks.common import (
     render,
     section,
 )
-from blocks.templates import template
+from blocks.integrations import pay_now_actions
 from blocks.text import (
     MESSAGE_BLOCKS_MAX,
     VIEW_BLOCKS_MAX,
@@ -120,7 +120,6 @@ def worklist_blocks(snapshot: dict, *, title: str, tz: str = "UTC",
     return blocks[:limit]
 
 
-@template("collections_digest")
 def collections_digest(ctx: dict) -> dict:
     day = fmt_date(ctx["as_of"])
     accounts = ctx.get("accounts") or []
@@ -188,7 +187,6 @@ def _invoice_line(ctx: dict) -> str:
             f"{fmt_date(inv['due_date'])}")
 
 
-@template("overdue_notice")
 def overdue_notice(ctx: dict) -> dict:
     days = ctx["days_past_due"]
     text = f"Invoice {esc(ctx['invoice']['number'])} is overdue ({days} day(s))"
@@ -198,7 +196,6 @@ def overdue_notice(ctx: dict) -> dict:
     return {"text": text, "blocks": render(blocks)}
 
 
-@template("dunning_escalation")
 def dunning_escalation(ctx: dict) -> dict:
     days = ctx["days_past_due"]
     text = f"Escalation: invoice {esc(ctx['invoice']['number'])} is {days} days overdue"
@@ -208,7 +205,6 @@ def dunning_escalation(ctx: dict) -> dict:
     return {"text": text, "blocks": render(blocks)}
 
 
-@template("dunning_final")
 def dunning_final(ctx: dict) -> dict:
     days = ctx["days_past_due"]
     text = (f"Final notice sent for {esc(ctx['invoice']['number'])}; "
@@ -219,7 +215,6 @@ def dunning_final(ctx: dict) -> dict:
     return {"text": text, "blocks": render(blocks)}
 
 
-@template("dunning_no_email")
 def dunning_no_email(ctx: dict) -> dict:
     text = f"No billing e-mail for {esc(ctx['customer_name'])}: dunning {ctx['level']:+d} not sent"
     blocks = [section(f":email: {_invoice_line(ctx)}: dunning level {ctx['level']:+d} "
@@ -228,7 +223,6 @@ def dunning_no_email(ctx: dict) -> dict:
     return {"text": text, "blocks": render(blocks)}
 
 
-@template("promise_broken")
 def promise_broken(ctx: dict) -> dict:
     cur = ctx["currency"]
     text = (f"Broken promise: {esc(ctx['customer'])} did not pay by "
@@ -244,7 +238,6 @@ def promise_broken(ctx: dict) -> dict:
     return {"text": text, "blocks": render(blocks)}
 
 
-@template("email_queued")
 def email_queued(ctx: dict) -> dict:
     """A customer e-mail waits in the outbox because no SMTP server is configured."""
     text = f"E-mail to {esc(ctx['to'])} queued (SMTP_URL is not set): {esc(ctx['subject'])}"
@@ -255,13 +248,10 @@ def email_queued(ctx: dict) -> dict:
               context(f"Outbox #{ctx['outbox_id']} · it goes out once SMTP is configured · "
                       "`o2c outbox` lists the queue")]
     if ctx.get("pay_url"):  # the e-mail's "Pay now" link (in the sandbox: its payment page)
-        from blocks.integrations import pay_now_actions
-
         blocks[1:1] = pay_now_actions(ctx["pay_url"])
     return {"text": text, "blocks": render(blocks)}
 
 
-@template("email_failed")
 def email_failed(ctx: dict) -> dict:
     """A customer e-mail the outbox gave up on (the address was refused, the server said no
     for good, or it kept failing for a day): the customer was NOT told, so AR must know."""

@@ -34,7 +34,6 @@ ORDER_DISCOUNT_INPUT = "order_discount_input"
 ORDER_NOTES_BLOCK = "order_notes"
 ORDER_NOTES_INPUT = "order_notes_input"
 ORDER_MAX_LINES = 5
-ORDER_LINE_PARTS = ("product", "quantity", "discount", "hint")
 
 
 def order_line_block(row: int, part: str) -> str:

@@ -7,18 +7,16 @@ from __future__ import annotations
 from blocks import ids
 from blocks.common import actions, context, render, section
 from blocks.common import plain_text as plain_object
-from blocks.templates import template
 from blocks.text import clip, esc, fmt_money
 
 
 def link_button(text: str, url: str) -> dict:
-    """A button that opens a URL (Slack still sends the click; `handlers.actions.links`
-    acknowledges it)."""
+    """A button that opens a URL (Slack still sends the click; `handlers.actions` only acks
+    it)."""
     return {"type": "button", "text": plain_object(text, 75), "action_id": ids.OPEN_LINK,
             "url": url[:3000], "value": "link"}
 
 
-@template("webhook_disabled")
 def webhook_disabled(ctx: dict) -> dict:
     url = esc(clip(ctx.get("url") or "", 300))
     text = f"Webhook subscription #{ctx['subscription_id']} was disabled"
@@ -32,7 +30,6 @@ def webhook_disabled(ctx: dict) -> dict:
     return {"text": text, "blocks": render(blocks)}
 
 
-@template("provider_payment")
 def provider_payment(ctx: dict) -> dict:
     """A payment that arrived through a payment provider (Stripe), as applied."""
     cur = ctx["currency"]
@@ -56,7 +53,6 @@ def provider_payment(ctx: dict) -> dict:
     return {"text": text, "blocks": render(blocks)}
 
 
-@template("provider_refund")
 def provider_refund(ctx: dict) -> dict:
     cur = ctx["currency"]
     reopened = ", ".join(f"*{esc(r['invoice'])}* {esc(r['amount'])}"
@@ -73,7 +69,6 @@ def provider_refund(ctx: dict) -> dict:
     return {"text": text, "blocks": render([section("\n".join(lines))])}
 
 
-@template("provider_dispute")
 def provider_dispute(ctx: dict) -> dict:
     """A card payment disputed by the customer's bank (a chargeback)."""
     cur = ctx["currency"]
@@ -92,7 +87,6 @@ def provider_dispute(ctx: dict) -> dict:
     return {"text": text, "blocks": render(blocks)}
 
 
-@template("crm_deal_refused")
 def crm_deal_refused(ctx: dict) -> dict:
     """A won CRM deal that could not become an order (unknown customer, SKU, ...)."""
     text = f"HubSpot deal {esc(ctx['deal_id'])} could not become an order"

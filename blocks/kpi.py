@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from blocks.common import context, divider, fields, header, render, section
-from blocks.templates import template
 from blocks.text import fmt_date
 
 
@@ -52,7 +51,6 @@ def home_section(data: dict) -> list[dict]:
     return render([*kpi_blocks(data), divider()])
 
 
-@template("kpi_report")
 def kpi_report(ctx: dict) -> dict:
     data = ctx["kpis"]
     cur = data.get("currency")

@@ -8,7 +8,6 @@ from blocks.common import actions, button, context, fields, lines_text, render, 
 from blocks.common import plain_text as plain_object
 from blocks.integrations import pay_now_actions
 from blocks.lookup import STATUS_EMOJI
-from blocks.templates import template
 from blocks.text import esc, fmt_money, status_label
 
 OUTCOME = {
@@ -26,7 +25,6 @@ def _order_line(order: dict) -> str:
             f"{fmt_money(order['total_minor'], order['currency'])}")
 
 
-@template("order_status")
 def order_status(ctx: dict) -> dict:
     order = ctx["order"]
     status = order["status"]
@@ -114,7 +112,6 @@ def _choice_made(ctx: dict, order: dict, who: str) -> tuple[str, list[dict]]:
     return text, blocks
 
 
-@template("backorder_notice")
 def backorder_notice(ctx: dict) -> dict:
     """A short order: to the rep with the choices as buttons, to billing as a notice; and to
     billing again when the rep chose (`choice`)."""
@@ -137,7 +134,6 @@ def backorder_notice(ctx: dict) -> dict:
     return {"text": text, "blocks": render(blocks)}
 
 
-@template("order_shipped")
 def order_shipped(ctx: dict) -> dict:
     order = ctx["order"]
     text = f"Order {esc(order['number'])} shipped and invoiced as {esc(ctx['invoice'])}"
@@ -152,7 +148,6 @@ def order_shipped(ctx: dict) -> dict:
     return {"text": text, "blocks": render(blocks)}
 
 
-@template("text")
 def plain_text(ctx: dict) -> dict:
     """A one-line notice from plain text (escaped here, so it can mention nobody)."""
     return {"text": esc(ctx["text"]), "blocks": render([section(esc(ctx["text"]))])}

@@ -1,50 +1,57 @@
 """Notification templates: the outbox stores (template name, JSON context); the worker calls
 `render()` at delivery to get the message's `text` and `blocks` (or a view for App Home).
 
-Register a template with `@template("name")` on a pure function `context -> dict` returning
-`{"text": ..., "blocks": [...]}` (messages) or `{"view": {...}}` (views.publish). Template
-modules are imported at the bottom so registering one is one line there.
+A template is a pure function `context -> dict` returning `{"text": ..., "blocks": [...]}`
+(messages) or `{"view": {...}}` (views.publish), listed by name in `TEMPLATES`. The name is
+stored in outbox rows, so a name never changes meaning once released.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from blocks import approvals, cashapp, collections, integrations, kpi, notifications
+
 Renderer = Callable[[dict], dict]
-_REGISTRY: dict[str, Renderer] = {}
+
+TEMPLATES: dict[str, Renderer] = {
+    "approval_card": approvals.approval_card,
+    "approval_decided": approvals.approval_decided,
+    "discount_alert": approvals.discount_alert,
+    "order_status": notifications.order_status,
+    "backorder_notice": notifications.backorder_notice,
+    "order_shipped": notifications.order_shipped,
+    "text": notifications.plain_text,
+    "cashapp_review": cashapp.review_card,
+    "payment_recorded": cashapp.payment_recorded,
+    "collections_digest": collections.collections_digest,
+    "overdue_notice": collections.overdue_notice,
+    "dunning_escalation": collections.dunning_escalation,
+    "dunning_final": collections.dunning_final,
+    "dunning_no_email": collections.dunning_no_email,
+    "promise_broken": collections.promise_broken,
+    "email_queued": collections.email_queued,
+    "email_failed": collections.email_failed,
+    "kpi_report": kpi.kpi_report,
+    "webhook_disabled": integrations.webhook_disabled,
+    "provider_payment": integrations.provider_payment,
+    "provider_refund": integrations.provider_refund,
+    "provider_dispute": integrations.provider_dispute,
+    "crm_deal_refused": integrations.crm_deal_refused,
+}
 
 
 class UnknownTemplate(KeyError):
     pass
 
 
-def template(name: str) -> Callable[[Renderer], Renderer]:
-    def register(func: Renderer) -> Renderer:
-        if name in _REGISTRY and _REGISTRY[name] is not func:
-            raise ValueError(f"template {name!r} registered twice")
-        _REGISTRY[name] = func
-        return func
-    return register
-
-
 def render(name: str, context: dict) -> dict:
     try:
-        func = _REGISTRY[name]
+        func = TEMPLATES[name]
     except KeyError:
         raise UnknownTemplate(name) from None
     return func(context)
 
 
 def names() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-# Template modules (each registers its templates on import).
-from blocks import (  # noqa: E402,F401
-    approvals,
-    cashapp,
-    collections,
-    integrations,
-    kpi,
-    notifications,
-)
+    return sorted(TEMPLATES)

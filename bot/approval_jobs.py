@@ -18,14 +18,11 @@ from __future__ import annotations
 
 from datetime import date
 
-from bot.jobs import job
 from workflows import approvals
 from workflows import policy as policies
 from workflows.workcalendar import evaluation_moment
 
 
-@job("approval-reminders", cron={"minute": "*/15"},
-     summary="re-post approval requests pending longer than the reminder interval")
 def approval_reminders(deps, as_of: date | None) -> dict:  # noqa: ANN001
     with deps.db.transaction() as session:
         policy = policies.current(session)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import sys
@@ -34,19 +33,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bot.server import create_app
 
     settings = _settings().require_for_serve()
-    # Hand the GIL over every 1 ms instead of 5 ms: a request thread that only needs to verify
-    # and ack waits less behind a thread building an answer (see bench/RESULTS.md).
-    sys.setswitchinterval(0.001)
     if settings.o2c_sandbox:  # the local sandbox never listens beyond this computer
         from sandbox.web import check_bind_host
 
         check_bind_host(args.host)
     app = create_app(settings)
-    # Everything imported and built so far lives as long as the process: keep it out of the
-    # garbage collector's full passes, which otherwise stall every thread for tens of
-    # milliseconds now and then (the ack latency's tail, bench/RESULTS.md).
-    gc.collect()
-    gc.freeze()
     if settings.socket_mode:
         _start_socket_mode(app.state.runtime, settings)
     uvicorn.run(app, host=args.host, port=settings.port, log_level="info",
@@ -74,7 +65,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
     from bot.seed import SeedError, seed_demo
 
     settings = _settings()
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, policy=settings.policy())
     try:
         summary = seed_demo(db, today=args.as_of
                             or Clock(settings.o2c_business_timezone).business_today())
@@ -90,7 +81,8 @@ def cmd_import_bank_statement(args: argparse.Namespace) -> int:
     from bot.db import Database
     from workflows.bank_statements import import_statement
 
-    db = Database(_settings().database_url)
+    settings = _settings()
+    db = Database(settings.database_url, policy=settings.policy())
     with db.session() as session:
         report = import_statement(session, Path(args.file))
         if report.errors:
@@ -124,7 +116,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from bot.imports import import_csv
 
     settings = _settings()
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, policy=settings.policy())
     report = import_csv(db, args.kind, Path(args.file),
                         clock=Clock(settings.o2c_business_timezone))
     if report.errors:
@@ -135,15 +127,15 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bot import jobs
+    from bot.deps import build_deps
     from bot.scheduler import run_exclusive
-    from bot.server import build_deps
 
     settings = _settings()
     deps = build_deps(settings)
     try:
         summary = run_exclusive(deps, args.job, args.as_of)  # None: today, by deps.clock
     except jobs.UnknownJob:
-        known = ", ".join(sorted(jobs.load_all())) or "none registered"
+        known = ", ".join(sorted(jobs.JOBS))
         print(f"unknown job {args.job!r}; known jobs: {known}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2, default=str))

@@ -50,15 +50,6 @@ class Clock:
     def travelled(self) -> bool:
         return self._offset != timedelta(0)
 
-    @property
-    def offset(self) -> timedelta:
-        """How far Time travel moved this clock (answer processes copy it from the server)."""
-        return self._offset
-
-    @offset.setter
-    def offset(self, value: timedelta) -> None:
-        self._offset = value
-
     def travel_to(self, moment: datetime | None) -> None:
         """Run as if it were `moment` from now on (time keeps flowing); None comes back."""
         if moment is None:

@@ -27,7 +27,6 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
-from bot.jobs import business_today, job
 from models import User
 from workflows import collections, dunning, policy
 from workflows.workcalendar import parse_hours, within_hours
@@ -88,7 +87,6 @@ def _summary(prepared: dict[date, dict[str, dict]], wanted: dict[date, list[str]
     return summary
 
 
-@job("digest", cron=None, summary="queue the collections digest DM of every collector")
 def digest(deps, as_of: date | None) -> dict:  # noqa: ANN001
     with deps.db.read_session() as session:
         collectors = collections.collectors(session)
@@ -104,8 +102,6 @@ def digest(deps, as_of: date | None) -> dict:  # noqa: ANN001
             else [d.isoformat() for d in days], **_summary(prepared, wanted, queued)}
 
 
-@job("digest-schedule", cron={"minute": "*/15"},
-     summary="digest DMs at 09:00 in each collector's time zone on working days")
 def digest_schedule(deps, as_of: date | None) -> dict:  # noqa: ANN001
     now = deps.clock.now()
     with deps.db.read_session() as session:
@@ -120,10 +116,8 @@ def digest_schedule(deps, as_of: date | None) -> dict:  # noqa: ANN001
     return summary
 
 
-@job("dunning", cron={"minute": "5"},
-     summary="promise checks, overdue notices and dunning reminders (each once)")
 def run_dunning(deps, as_of: date | None) -> dict:  # noqa: ANN001
-    as_of = as_of or business_today(deps)
+    as_of = as_of or deps.business_today()
     with deps.db.transaction() as session:
         promises = collections.check_promises(session, as_of)
     run = dunning.run_all(deps.db, as_of)

@@ -22,6 +22,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
+from workflows.policy import DEFAULTS_KEY, Policy
+
 
 def normalize_url(url: str) -> str:
     """`postgresql://` and `postgres://` use psycopg 3, the driver we ship."""
@@ -112,10 +114,14 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
 
 
 class Database:
-    """The engine plus session factories; one per process, built from settings."""
+    """The engine plus session factories; one per process, built from settings.
 
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+    `policy` is the policy of the settings (`Settings.policy()`); every session carries it in
+    its `info`, where `workflows.policy.current` finds it (without it: `Policy`'s defaults)."""
+
+    def __init__(self, url: str, *, policy: Policy | None = None, **engine_kwargs: Any) -> None:
         self.url = normalize_url(url)
+        self._info = {DEFAULTS_KEY: policy} if policy is not None else {}
         self.engine = make_engine(self.url, **engine_kwargs)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self.is_postgres = self.engine.dialect.name == "postgresql"
@@ -126,11 +132,11 @@ class Database:
 
     def session(self) -> Session:
         """A session for a state change; commit once at the end of the transition."""
-        return Session(self.engine, expire_on_commit=False)
+        return Session(self.engine, expire_on_commit=False, info=self._info)
 
     def read_session(self) -> Session:
         """A session for lookups; never commit in it."""
-        return Session(self._read_engine, expire_on_commit=False)
+        return Session(self._read_engine, expire_on_commit=False, info=self._info)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -107,8 +107,8 @@ def prepare(port: int, database: str):  # noqa: ANN201 - returns the FastAPI app
     url = fresh_database(Path(database))
     from bot.seed import seed_demo
 
-    db = Database(url)
     settings = demo_settings(port, url)
+    db = Database(url, policy=settings.policy())
     app = create_app(settings, db=db)
     seed_demo(db, today=app.state.deps.clock.business_today())
     app.state.sandbox.sync_directory()  # the seeded users, with their names and time zones

@@ -1,17 +1,24 @@
-"""What every listener, API route and job needs, built once per process."""
+"""What every listener, API route and job needs, built once per process (`build_deps`).
+
+Listeners see these through `handlers.deps.Deps` (a protocol: handlers never import bot); API
+routes and jobs get this class. The dependencies own the process's state: the database (with
+the policy of the settings, `Database(policy=...)`), the Web API client, the one clock, the
+outbox wake-up and the cache of users seen. Nothing of it lives in a module.
+"""
 
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import date
 
 from slack_sdk import WebClient
 
 from bot.clock import Clock
 from bot.db import Database
 from bot.settings import Settings
+from models import User
+from workflows import policy
 
 
 @dataclass
@@ -23,29 +30,42 @@ class Deps:
     outbox_wakeup: threading.Event = field(default_factory=threading.Event)
     # the integrations' outbox worker (webhooks, HubSpot, Stripe) has its own
     integrations_wakeup: threading.Event = field(default_factory=threading.Event)
-    stopping: threading.Event = field(default_factory=threading.Event)  # set by close()
-    # Work that follows an ack (lookups, answers) runs here, not in Bolt's listener threads:
-    # a small bounded pool keeps a burst of slow answers from delaying the next acks.
-    answers: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
-        max_workers=2, thread_name_prefix="o2c-answer"))
-    # Where `/o2c` answers are built when the server runs answer processes (bot/answers.py);
-    # None: in the `answers` thread pool.
-    answer_processes: Any = None
+    stopping: threading.Event = field(default_factory=threading.Event)  # set at shutdown
     # Users seen recently: id -> (User row, monotonic time seen); saves a query per command.
-    users_seen: dict = field(default_factory=dict)
+    users_seen: dict[str, tuple[User, float]] = field(default_factory=dict)
+
+    @property
+    def email_enabled(self) -> bool:
+        """Customer e-mails are sent (SMTP_URL set); else they wait in the outbox."""
+        return self.settings.smtp_url is not None
+
+    def business_today(self) -> date:
+        """Today in the business time zone: the policy's (admins may change it), which is the
+        setting unless they did."""
+        with self.db.read_session() as session:
+            tz = policy.current(session).business_timezone
+        return self.clock.business_today(tz)
 
     def notify_outbox(self) -> None:
         """Wake the outbox workers after a commit that wrote notifications."""
         self.outbox_wakeup.set()
         self.integrations_wakeup.set()
 
-    def close(self) -> None:
-        self.stopping.set()
-        if self.answer_processes is not None:
-            self.answer_processes.close()
-        self.answers.shutdown(wait=True, cancel_futures=False)
+    def __deepcopy__(self, memo: dict) -> Deps:
+        """Shared, never copied: Bolt deep-copies a request's context for its lazy listeners
+        (`BoltContext.to_copyable`), and they must see this process's dependencies."""
+        return self
 
 
 def make_client(settings: Settings) -> WebClient:
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     return WebClient(token=token, base_url=settings.slack_api_url, timeout=10)
+
+
+def build_deps(settings: Settings, *, db: Database | None = None,
+               client: WebClient | None = None) -> Deps:
+    """What jobs and the API need; no Slack listener (so `o2c run` needs no Slack secrets)."""
+    return Deps(settings=settings,
+                db=db or Database(settings.database_url, policy=settings.policy()),
+                client=client or make_client(settings),
+                clock=Clock(settings.o2c_business_timezone))

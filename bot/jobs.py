@@ -3,9 +3,9 @@
 A job is `func(deps, as_of: date | None) -> dict` (a summary to print/log). `as_of` None means
 "today" by the app's one clock (`deps.clock`): the business date for most jobs, each
 collector's own date for the digest, as SPEC §3 says; a date (`o2c run <job> --as-of DATE`,
-the sandbox's Time travel) evaluates that day. Features register theirs with
-`@job(name, cron=...)`; `cron` is an APScheduler CronTrigger spec (dict) or None for jobs the
-scheduler plans itself (e.g. per-timezone digests).
+the sandbox's Time travel) evaluates that day. Every job is one row of `JOBS`; `cron` is an
+APScheduler CronTrigger spec (dict; `O2C_JOB_SCHEDULES` overrides it) or None for jobs the
+scheduler does not run by itself (the digest goes out through `digest-schedule`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+
+from bot import approval_jobs, collections_jobs, reports
 
 JobFunc = Callable[..., dict]
 
@@ -25,46 +27,27 @@ class Job:
     summary: str
 
 
-JOBS: dict[str, Job] = {}
-
-
-def job(name: str, *, cron: dict | None, summary: str) -> Callable[[JobFunc], JobFunc]:
-    def register(func: JobFunc) -> JobFunc:
-        JOBS[name] = Job(name, func, cron, summary)
-        return func
-    return register
+JOBS: dict[str, Job] = {job.name: job for job in (
+    Job("approval-reminders", approval_jobs.approval_reminders, {"minute": "*/15"},
+        "re-post approval requests pending longer than the reminder interval"),
+    Job("digest", collections_jobs.digest, None,
+        "queue the collections digest DM of every collector"),
+    Job("digest-schedule", collections_jobs.digest_schedule, {"minute": "*/15"},
+        "digest DMs at 09:00 in each collector's time zone on working days"),
+    Job("dunning", collections_jobs.run_dunning, {"minute": "5"},
+        "promise checks, overdue notices and dunning reminders (each once)"),
+    Job(reports.NAME, reports.kpi_report, {"minute": "*/15"},
+        "weekly KPI post to the AR channel (due Monday 08:00 business time)"),
+)}
 
 
 class UnknownJob(KeyError):
     pass
 
 
-def business_today(deps) -> date:  # noqa: ANN001
-    """Today in the business time zone (the policy value admins may change, else the setting)."""
-    from workflows import policy
-
-    with deps.db.read_session() as session:
-        tz = policy.current(session).business_timezone
-    return deps.clock.business_today(tz)
-
-
 def run_job(name: str, deps, as_of: date | None) -> dict:  # noqa: ANN001
-    load_all()
     try:
         spec = JOBS[name]
     except KeyError:
         raise UnknownJob(name) from None
     return spec.func(deps, as_of)
-
-
-def load_all() -> dict[str, Job]:
-    """Import the modules that define jobs (kept here so the registry is complete)."""
-    import importlib
-
-    for module in JOB_MODULES:
-        importlib.import_module(module)
-    return JOBS
-
-
-# Modules defining jobs; each feature adds its own.
-JOB_MODULES: tuple[str, ...] = ("bot.approval_jobs", "bot.collections_jobs", "bot.reports")

@@ -20,7 +20,6 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from bot.jobs import business_today, job
 from models import JobRun
 from models.base import utcnow
 from workflows import kpis, outbox
@@ -42,11 +41,9 @@ def due_at(as_of: date, tz: str) -> datetime:
     return datetime.combine(monday, DUE_TIME, tzinfo=zone(tz))
 
 
-@job(NAME, cron={"minute": "*/15"},
-     summary="weekly KPI post to the AR channel (due Monday 08:00 business time)")
 def kpi_report(deps, as_of: date | None) -> dict:  # noqa: ANN001
     now = deps.clock.now()
-    as_of = as_of or business_today(deps)
+    as_of = as_of or deps.business_today()
     key = week_key(as_of)
     with deps.db.read_session() as session:
         due = due_at(as_of, policies.current(session).business_timezone)

@@ -112,7 +112,7 @@ def run_scheduled(deps, spec: jobs.Job, planned: datetime) -> dict | None:  # no
 def run_exclusive(deps, name: str, as_of: date | None) -> dict:  # noqa: ANN001
     """`o2c run <job>`: run now for `as_of` (None: today), waiting for a scheduled run in
     progress."""
-    spec = jobs.load_all().get(name)
+    spec = jobs.JOBS.get(name)
     if spec is None:
         raise jobs.UnknownJob(name)
     with leadership(deps.db, name, wait=True):
@@ -124,7 +124,7 @@ def build_scheduler(deps) -> BackgroundScheduler:  # noqa: ANN001
                                                                 "max_instances": 1,
                                                                 "misfire_grace_time": 3600})
     overrides = deps.settings.o2c_job_schedules or {}
-    for spec in jobs.load_all().values():
+    for spec in jobs.JOBS.values():
         cron = overrides.get(spec.name, spec.cron)
         if not cron:
             continue

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -30,15 +31,12 @@ from api.inbound import router as inbound_router
 from api.routes import Unauthorized
 from api.routes import router as api_router
 from api.webhooks import router as webhooks_router
-from bot import answers
-from bot.clock import Clock
 from bot.db import RETRY_AFTER, Database
-from bot.deps import Deps, make_client
+from bot.deps import Deps, build_deps
 from bot.outbox import OutboxWorker, make_integrations_worker, make_worker
 from bot.settings import Settings
-from bot.slack_app import create_bolt_app
+from bot.slack_app import LISTENER_THREADS, create_bolt_app
 from bot.slack_request import MAX_BODY, Refused, check_headers, parse, verify
-from workflows import policy
 from workflows.errors import database_unavailable
 from workflows.users import bootstrap_admins
 
@@ -49,39 +47,18 @@ log = logging.getLogger("o2c.server")
 class Runtime:
     deps: Deps
     bolt: App
+    listeners: ThreadPoolExecutor  # where Bolt runs the work after the acks (lazy listeners)
     worker: OutboxWorker | None = None
     integrations: OutboxWorker | None = None  # webhooks, HubSpot, Stripe (bot/integrations)
     scheduler: object | None = None
     extras: dict = field(default_factory=dict)
 
 
-def configure_policy(settings: Settings) -> None:
-    policy.set_defaults(
-        max_discount_pct=settings.o2c_max_discount_pct,
-        overdue_hold_days=settings.o2c_overdue_hold_days,
-        approval_reminder_hours=settings.o2c_approval_reminder_hours,
-        working_hours=settings.o2c_working_hours,
-        business_timezone=settings.o2c_business_timezone,
-        dunning_levels=settings.o2c_dunning_levels,
-        cashapp_confidence=settings.o2c_cashapp_confidence,
-    )
-
-
-def build_deps(settings: Settings, *, db: Database | None = None,
-               client: WebClient | None = None) -> Deps:
-    """What jobs and the API need; no Slack listener (so `o2c run` needs no Slack secrets)."""
-    configure_policy(settings)
-    return Deps(settings=settings, db=db or Database(settings.database_url),
-                client=client or make_client(settings),
-                clock=Clock(settings.o2c_business_timezone))
-
-
 def build_runtime(settings: Settings, *, db: Database | None = None,
                   client: WebClient | None = None) -> Runtime:
     deps = build_deps(settings, db=db, client=client)
-    if answers.usable(settings):
-        deps.answer_processes = answers.AnswerProcesses(settings, on_outbox=deps.notify_outbox)
-    return Runtime(deps=deps, bolt=create_bolt_app(deps))
+    listeners = ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="o2c-listener")
+    return Runtime(deps=deps, bolt=create_bolt_app(deps, listeners), listeners=listeners)
 
 
 ADMINS_RETRY_SECONDS = 5.0
@@ -127,7 +104,8 @@ def bolt_endpoint(bolt: App, signing_secret: str):  # noqa: ANN201
     here. The headers are checked before the body is read, the signature before the body is
     decoded or parsed (`bot.slack_request`); a refusal is one warning line, never a traceback.
     The event loop only awaits the body; parsing, Bolt's own verification and the listener's
-    ack happen in a worker thread, so concurrent Slack requests never wait for one another."""
+    ack happen in a worker thread, so concurrent Slack requests never wait for one another;
+    the work after the ack goes on in Bolt's listener executor (`bot.slack_app`)."""
     verifier = SignatureVerifier(signing_secret) if signing_secret else None
 
     async def slack_events(request: Request) -> Response:
@@ -161,8 +139,6 @@ def create_app(settings: Settings, *, db: Database | None = None,
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
         bootstrap_admins_when_reachable(deps)
-        if deps.answer_processes is not None:
-            await run_in_threadpool(lambda: deps.answer_processes.start(wait=True))
         if background and settings.o2c_outbox_worker:
             runtime.worker = make_worker(deps, settings, poll_interval=1.0)
             runtime.worker.start()
@@ -177,13 +153,15 @@ def create_app(settings: Settings, *, db: Database | None = None,
         try:
             yield
         finally:
+            deps.stopping.set()
             if runtime.scheduler is not None:
                 runtime.scheduler.shutdown(wait=False)
+            # answers still being built finish first (their commits wake the worker)
+            await run_in_threadpool(runtime.listeners.shutdown, wait=True)
             if runtime.worker is not None:
                 runtime.worker.stop()
             if runtime.integrations is not None:
                 runtime.integrations.stop()
-            deps.close()
 
     app = FastAPI(title="o2c-bot", version="0.1.0", lifespan=lifespan,
                   description="Order-to-cash in Slack: REST ingestion API (SPEC §4). Request "
@@ -204,6 +182,27 @@ def create_app(settings: Settings, *, db: Database | None = None,
         else ""
     app.add_route("/slack/events", bolt_endpoint(runtime.bolt, secret), methods=["POST"])
 
+    add_health_checks(app, deps)
+    app.include_router(api_router)
+    app.include_router(webhooks_router)
+    app.include_router(inbound_router)  # /webhooks/stripe, /webhooks/hubspot, /pay/<token>
+    app.state.stripe = None
+    if settings.stripe_enabled:
+        from bot.stripe_pay import StripeGateway
+
+        app.state.stripe = StripeGateway(settings.secret("stripe_api_key") or "")
+
+    if settings.o2c_sandbox:
+        from sandbox.web import mount_sandbox  # only imported when explicitly enabled
+
+        mount_sandbox(app, runtime)
+    return app
+
+
+def add_health_checks(app: FastAPI, deps: Deps) -> None:
+    """`/healthz` (the process answers) and `/readyz` (its database is reachable and
+    migrated), both outside the OpenAPI description."""
+
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:
         return {"status": "ok"}
@@ -220,18 +219,3 @@ def create_app(settings: Settings, *, db: Database | None = None,
                                  "migrated (run o2c migrate)"}, status_code=503,
                                 headers={"Retry-After": str(RETRY_AFTER)})
         return JSONResponse({"status": "ready", "schema": version[0] if version else None})
-
-    app.include_router(api_router)
-    app.include_router(webhooks_router)
-    app.include_router(inbound_router)  # /webhooks/stripe, /webhooks/hubspot, /pay/<token>
-    app.state.stripe = None
-    if settings.stripe_enabled:
-        from bot.stripe_pay import StripeGateway
-
-        app.state.stripe = StripeGateway(settings.secret("stripe_api_key") or "")
-
-    if settings.o2c_sandbox:
-        from sandbox.web import mount_sandbox  # only imported when explicitly enabled
-
-        mount_sandbox(app, runtime)
-    return app

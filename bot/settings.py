@@ -18,7 +18,10 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from workflows.policy import Policy
+
 SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+POLICY = Policy()  # the defaults of the policy settings
 
 
 class SettingsError(Exception):
@@ -62,14 +65,15 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = None
     o2c_from_email: str = "billing@example.com"
 
-    # policy defaults (SPEC §3), all overridable
-    o2c_max_discount_pct: Decimal = Decimal("15")
-    o2c_overdue_hold_days: int = 30
-    o2c_approval_reminder_hours: int = 4
-    o2c_working_hours: str = "09:00-17:00"
-    o2c_business_timezone: str = "UTC"
-    o2c_dunning_levels: str = "-3,1,7,14,30"
-    o2c_cashapp_confidence: Decimal = Decimal("0.90")
+    # policy (SPEC §3): the defaults are `workflows.policy.Policy`'s; admins override these
+    # at run time (`/o2c policy set`)
+    o2c_max_discount_pct: Decimal = POLICY.max_discount_pct
+    o2c_overdue_hold_days: int = POLICY.overdue_hold_days
+    o2c_approval_reminder_hours: int = POLICY.approval_reminder_hours
+    o2c_working_hours: str = POLICY.working_hours
+    o2c_business_timezone: str = POLICY.business_timezone
+    o2c_dunning_levels: str = POLICY.dunning_levels
+    o2c_cashapp_confidence: Decimal = POLICY.cashapp_confidence
 
     # local sandbox (never on unless asked for)
     o2c_sandbox: bool = False
@@ -92,9 +96,6 @@ class Settings(BaseSettings):
     # (it died) before another process takes it over; renewed every third of it (bot/outbox.py)
     o2c_outbox_lease_seconds: int = Field(default=30, ge=3, le=3600)
     o2c_scheduler: bool = True
-    # processes that build `/o2c` answers after the ack, at a lower CPU priority than the acks
-    # (0 = threads of the server process); see bot/answers.py
-    o2c_answer_processes: int = Field(default=2, ge=0, le=64)
     # per-job cron overrides, JSON: {"dunning": {"hour": "6", "minute": "0"}}
     o2c_job_schedules: Annotated[dict[str, dict], NoDecode] = Field(default_factory=dict)
 
@@ -195,9 +196,15 @@ class Settings(BaseSettings):
     def socket_mode(self) -> bool:
         return bool(self.slack_app_token and self.slack_app_token.get_secret_value())
 
-    @property
-    def dunning_offsets(self) -> list[int]:
-        return sorted(int(v) for v in self.o2c_dunning_levels.split(","))
+    def policy(self) -> Policy:
+        """The policy these settings set (admins' overrides come on top, from the database)."""
+        return Policy(max_discount_pct=self.o2c_max_discount_pct,
+                      overdue_hold_days=self.o2c_overdue_hold_days,
+                      approval_reminder_hours=self.o2c_approval_reminder_hours,
+                      working_hours=self.o2c_working_hours,
+                      business_timezone=self.o2c_business_timezone,
+                      dunning_levels=self.o2c_dunning_levels,
+                      cashapp_confidence=self.o2c_cashapp_confidence)
 
     def require(self, *names: str) -> Settings:
         """Raise SettingsError naming every listed setting that is empty."""

@@ -1,25 +1,43 @@
-"""The Bolt app: request verification, shared dependencies, listeners, one error handler."""
+"""The Bolt app: request verification, shared dependencies, listeners, one error handler.
+
+Every listener acks first and does its slow work after the ack, in a Bolt lazy listener
+(`handlers.common.after_ack`). The app runs with `process_before_response=True`: the ack
+function runs in the request's own thread and its answer goes back to Slack as soon as it
+returns; only the lazy listeners run in the listener executor (`LISTENER_THREADS`). So an ack
+never queues behind slow work, and a listener that fails cannot replace an ack already given.
+More load is served by more server processes (they share the database safely: SKIP LOCKED
+outbox claims, advisory-locked jobs, event and interaction receipts).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import Executor
+from typing import Any
 
-from slack_bolt import App, BoltContext, BoltResponse
+from slack_bolt import Ack, App, BoltRequest, BoltResponse, Respond
 from slack_bolt.error import BoltError
+from slack_bolt.middleware import Middleware
+from slack_sdk import WebClient
 from sqlalchemy.exc import IntegrityError
 
 from bot.deps import Deps
 from bot.slack_request import PayloadShape
 from handlers import register_listeners
-from handlers.common import describe_error, first_input_block, note_database_down
+from handlers.common import describe_error, first_input_block, note_database_down, tell_user
 from models import SlackEventReceipt
 from workflows.errors import database_unavailable
 
 log = logging.getLogger("o2c.slack")
 
+# Threads for the work after the acks (lazy listeners). Most of their time is spent waiting
+# for Slack (response_url, views.open, chat.postMessage) or the database, so several run at
+# once; fewer than the database pool's connections (bot/db.py), so they never wait for one.
+LISTENER_THREADS = 16
 
-def create_bolt_app(deps: Deps) -> App:
+
+def create_bolt_app(deps: Deps, listener_executor: Executor) -> App:
     settings = deps.settings
     app = App(
         client=deps.client,
@@ -27,20 +45,35 @@ def create_bolt_app(deps: Deps) -> App:
                         if settings.slack_signing_secret else None),
         # auth.test at start-up would make booting depend on Slack being reachable
         token_verification_enabled=False,
-        process_before_response=False,
+        # the ack in the request thread, the rest in lazy listeners (see the module docstring)
+        process_before_response=True,
+        listener_executor=listener_executor,
         raise_error_for_unhandled_request=False,
         ignoring_self_events_enabled=True,
     )
-
     app.use(PayloadShape())  # before anything reads the payload (Socket Mode too)
+    app.use(Dependencies(deps))
+    app.error(on_error)
+    register_listeners(app)
+    return app
 
-    @app.middleware
-    def inject_deps(context: BoltContext, body: dict, next) -> BoltResponse | None:  # noqa: A002
-        context["deps"] = deps
+
+class Dependencies(Middleware):
+    """Puts the process's dependencies on every request's context (`context["deps"]`), and
+    lets each Events API event through once: its event id is recorded first, so a retry
+    Slack sends (it does when an ack is slow) runs nothing twice."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    def process(self, *, req: BoltRequest, resp: BoltResponse, next: Any  # noqa: A002
+                ) -> BoltResponse | None:
+        req.context["deps"] = self.deps
+        body = req.body
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
         if event_id:
             try:
-                first = _first_delivery(deps, event_id)
+                first = _first_delivery(self.deps, event_id)
             except Exception as error:
                 if not database_unavailable(error):
                     raise
@@ -50,37 +83,44 @@ def create_bolt_app(deps: Deps) -> App:
                 log.info("duplicate event %s ignored", event_id)
                 # 200 with nothing run: Slack stops retrying, and nothing happens twice
                 return BoltResponse(status=200, body="")
-        next()
+        return next()
 
-    @app.error
-    def on_error(error: Exception, body: dict, respond, logger: logging.Logger
-                 ) -> BoltResponse | None:
-        """One place that answers the user and logs once (no try/except in listeners).
 
-        A modal submission that failed before its ack is answered in the modal itself (an
-        inline error on its first input: the form stays open with what was typed); anything
-        else through `respond` when the request carried a response_url."""
-        if isinstance(error, BoltError):
-            logger.error("bolt error: %s", error)
-        if isinstance(body, dict) and body.get("type") == "view_submission":
-            block = first_input_block(body.get("view"))
-            if block is not None:
-                text = describe_error(error, logger, plain=True)
-                return BoltResponse(status=200, body=json.dumps({
-                    "response_action": "errors", "errors": {block: text[:300]}}),
-                    headers={"content-type": "application/json; charset=utf-8"})
-        text = describe_error(error, logger)
-        if respond is not None:  # present when the request carried a response_url
-            try:
-                respond(text=text, response_type="ephemeral", replace_original=False)
-            except Exception:  # noqa: BLE001 - the error is already logged
-                logger.warning("could not tell the user about an error")
-        if database_unavailable(error):
-            return BoltResponse(status=503, body="")  # e.g. an event: Slack retries it
-        return None
+def on_error(error: Exception, body: dict, response: BoltResponse | None, ack: Ack,
+             respond: Respond | None, client: WebClient, logger: logging.Logger
+             ) -> BoltResponse | None:
+    """The app's one error handler: answers a failed request and logs it once (no try/except
+    in listeners).
 
-    register_listeners(app)
-    return app
+    After the ack — a lazy listener failed (`response` is None: `handlers.common.after_ack`),
+    or an ack function failed after acking — the user is told where they typed or clicked
+    (`respond`), else in a DM, and the ack stands. Before it, a modal submission is answered
+    in the modal itself (an inline error on its first input: the form stays open with what was
+    typed), anything else through `respond` when the request carried a response_url."""
+    if isinstance(error, BoltError):
+        logger.error("bolt error: %s", error)
+    if response is None or ack.response is not None:
+        try:
+            tell_user(body, respond, client, describe_error(error, logger))
+        except Exception:  # noqa: BLE001 - the error is already logged
+            logger.warning("could not tell the user about an error")
+        return None if response is None else ack.response
+    if isinstance(body, dict) and body.get("type") == "view_submission":
+        block = first_input_block(body.get("view"))
+        if block is not None:
+            text = describe_error(error, logger, plain=True)
+            return BoltResponse(status=200, body=json.dumps({
+                "response_action": "errors", "errors": {block: text[:300]}}),
+                headers={"content-type": "application/json; charset=utf-8"})
+    text = describe_error(error, logger)
+    if respond is not None:  # present when the request carried a response_url
+        try:
+            respond(text=text, response_type="ephemeral", replace_original=False)
+        except Exception:  # noqa: BLE001 - the error is already logged
+            logger.warning("could not tell the user about an error")
+    if database_unavailable(error):
+        return BoltResponse(status=503, body="")  # e.g. an event: Slack retries it
+    return None
 
 
 def _first_delivery(deps: Deps, event_id: str) -> bool:

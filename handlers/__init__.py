@@ -1,15 +1,14 @@
-"""Slack listeners: parse the request, ack fast, call a workflow, render with `blocks`."""
+"""Slack listeners: parse the request, ack fast, run a workflow after the ack, render with
+`blocks`. Every listener is registered in its kind's `register(app)`, called from here."""
 
 from __future__ import annotations
 
 from slack_bolt import App
 
+from handlers import actions, commands, events, views
+
 
 def register_listeners(app: App) -> None:
-    from handlers import actions, commands, events, views
-    from handlers.common import GuardedApp
-
-    app = GuardedApp(app)  # errors after an ack are answered, never lost (handlers.common)
     commands.register(app)
     actions.register(app)
     views.register(app)

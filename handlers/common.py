@@ -1,5 +1,6 @@
 """Helpers every listener uses: dependencies from the Bolt context, the caller's user row and
-time zone, and a committed transaction that wakes the outbox worker."""
+time zone, a committed transaction that wakes the outbox worker, what to tell a user about an
+error, and `after_ack` for the work a listener does after its ack (Bolt's lazy listeners)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any
 
-from slack_bolt import BoltContext
+from slack_bolt import Ack, BoltContext, BoltRequest
+from slack_bolt.kwargs_injection import build_required_kwargs
+from slack_bolt.util.utils import get_arg_names_of_callable
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
 
 from blocks.text import esc
+from handlers.deps import Deps, deps_of
 from models import User
 from workflows import audit
 from workflows.errors import DomainError, PermissionDenied, database_unavailable
@@ -74,12 +78,8 @@ def note_database_down(error: BaseException, logger: logging.Logger = log) -> No
                        else "")
 
 
-def deps_of(context: BoltContext) -> Any:
-    return context["deps"]
-
-
 @contextmanager
-def _refusal_audited(deps: Any) -> Iterator[None]:
+def _refusal_audited(deps: Deps) -> Iterator[None]:
     """A PermissionDenied rolls its own transaction back; the refusal is then recorded in a
     short transaction of its own (refusals belong in the audit log, SPEC §5.7)."""
     try:
@@ -248,26 +248,9 @@ def first_input_block(view: Any) -> str | None:
     return None
 
 
-def after_ack(context: BoltContext, func: Callable[[], None],
-              on_error: Callable[[str], None]) -> None:
-    """Run `func` in the answers pool (after the ack went out); errors reach the user via
-    `on_error(text)` as the app's error handler would tell them."""
-    def run() -> None:
-        try:
-            func()
-        except Exception as error:  # noqa: BLE001 - reported to the user and logged once
-            text = describe_error(error)
-            try:
-                on_error(text)
-            except Exception:  # noqa: BLE001
-                log.warning("could not tell the user about an error")
-
-    deps_of(context).answers.submit(run)
-
-
 def tell_user(body: dict, respond: Any, client: WebClient, text: str) -> None:
     """Say something only the acting user sees: ephemeral where they clicked or typed, else
-    (a modal, an event) in their DM with the bot."""
+    (a modal, the App Home tab) in their DM with the bot."""
     if respond is not None and body.get("response_url"):
         respond(text=text, response_type="ephemeral", replace_original=False)
     else:
@@ -277,66 +260,60 @@ def tell_user(body: dict, respond: Any, client: WebClient, text: str) -> None:
             client.chat_postMessage(channel=user_id, text=text)
 
 
-_BOLT_ARGS = ("logger", "client", "context", "body", "payload", "options", "shortcut",
-              "action", "view", "command", "event", "message", "ack", "say", "respond")
+# -- slow work after the ack: Bolt's lazy listeners ------------------------------------------------
+def acknowledge(ack: Ack) -> None:
+    """The ack of a listener whose work all happens after it (`lazy=[...]`): an empty 200 now,
+    nothing shown until the lazy listener answers."""
+    ack()
 
 
-def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a listener so that an error raised *after* it acked is answered here.
+def after_ack(func: Callable[..., None]) -> Callable[[BoltRequest], None]:
+    """`func` as a lazy listener (`app.action(ID)(ack=acknowledge, lazy=[after_ack(func)])`)
+    whose errors reach the app's error handler like any other listener's.
 
-    Why: with `process_before_response=False`, Bolt's thread runner replaces an ack that the
-    request thread has not picked up yet (it polls every 10 ms) when the listener then raises,
-    and Slack gets "unhandled request" for a click or command that was in fact handled. Errors
-    before the ack still go to the app's `@app.error` handler. Bolt injects arguments by name,
-    so the wrapper asks for every argument a listener may use and passes each listener the ones
-    it declares."""
-    from slack_bolt.util.utils import get_arg_names_of_callable
+    Bolt runs a lazy listener after the ack, in its listener executor, with the arguments any
+    listener gets (`body`, `respond`, `client`, `context`, ...), but only logs what it raises
+    (`slack_bolt.lazy_listener.internals`): the user would never hear of a failure. Here the
+    arguments are built by Bolt's own `build_required_kwargs`, and an error goes to the app's
+    `@app.error` handler (`bot.slack_app`) with no response (`response=None`: the request was
+    answered already), which tells the user and logs once.
 
+    Bolt also starts lazy listeners whatever the ack said; `func` runs only when the ack
+    accepted the request (`accepted`), so a form refused with inline errors does nothing more.
+    """
     wanted = get_arg_names_of_callable(func)
-    unknown = set(wanted) - set(_BOLT_ARGS)
-    if unknown:
-        raise TypeError(f"{func.__name__}: unsupported listener arguments {sorted(unknown)}")
 
-    def listener(logger, client, context, body, payload, options, shortcut, action,  # noqa: ANN001, ANN202, PLR0913
-                 view, command, event, message, ack, say, respond):
-        given = locals()
+    def lazy_listener(request: BoltRequest) -> None:
+        if not accepted(request.context.ack):
+            return
         try:
-            return func(**{name: given[name] for name in wanted})
-        except Exception as error:
-            if getattr(ack, "response", None) is None:
-                raise  # not acked yet: Bolt answers with the error handler
-            text = describe_error(error, logger)
-            try:
-                tell_user(body, respond, client, text)
-            except Exception:  # noqa: BLE001 - the error is already logged
-                logger.warning("could not tell the user about an error")
-            return None
+            func(**build_required_kwargs(logger=request.context.logger,
+                                         required_arg_names=wanted, request=request,
+                                         response=None, this_func=func))
+        except Exception as error:  # noqa: BLE001 - handed to the app's one error handler
+            request.context.listener_runner.listener_error_handler.handle(
+                error=error, request=request, response=None)
 
-    listener.__name__ = func.__name__
-    listener.__qualname__ = func.__qualname__
-    listener.__doc__ = func.__doc__
-    return listener
+    # Bolt names a lazy listener after its function (logs); it must not unwrap to `func`,
+    # or it would inject `func`'s arguments instead of the request
+    for attribute in ("__module__", "__name__", "__qualname__", "__doc__"):
+        setattr(lazy_listener, attribute, getattr(func, attribute))
+    return lazy_listener
 
 
-class GuardedApp:
-    """The Bolt app as listener modules see it: every listener they register is `guarded`."""
-
-    _REGISTRARS = frozenset({"command", "action", "block_action", "view", "view_submission",
-                             "view_closed", "options", "block_suggestion", "event", "shortcut",
-                             "message"})
-
-    def __init__(self, app: Any) -> None:
-        self._app = app
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._app, name)
-        if name not in self._REGISTRARS:
-            return attr
-
-        def register(*args: Any, **kwargs: Any) -> Callable[[Callable], Callable]:
-            decorator = attr(*args, **kwargs)
-            return lambda func: decorator(guarded(func))
-        return register
+def accepted(ack: Ack) -> bool:
+    """Whether the ack accepted the request: a 200 that is not a form's inline errors (nor an
+    error handler's answer to an ack function that failed before acking)."""
+    response = ack.response
+    if response is None or response.status != 200:
+        return False
+    if not response.body:
+        return True
+    try:
+        answer = json.loads(response.body)
+    except ValueError:
+        return True
+    return not (isinstance(answer, dict) and answer.get("response_action") == "errors")
 
 
 # -- the clock (bot/clock.py, carried on the dependencies) ---------------------------------------

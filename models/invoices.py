@@ -81,7 +81,6 @@ class Invoice(SQLModel, table=True):
     total_minor: int = big_field(ge=0)
     balance_minor: int = big_field(ge=0)
     disputed: bool = Field(default=False)
-    sent_at: datetime | None = ts_field()
     paid_at: datetime | None = ts_field()
     created_at: datetime = ts_field(nullable=False, default_now=True)
 

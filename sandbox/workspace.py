@@ -173,7 +173,7 @@ class Workspace:
 
     def jobs(self) -> list[dict]:
         return [{"name": j.name, "summary": j.summary}
-                for j in sorted(jobs.load_all().values(), key=lambda j: j.name)]
+                for j in sorted(jobs.JOBS.values(), key=lambda j: j.name)]
 
     # -- what the page does (always through signed requests) --------------------------------
 
@@ -335,7 +335,7 @@ class Workspace:
         keeps flowing from there; every command, click and job then runs as of that moment),
         run a scheduled job as of that day, then wake the outbox. Admins only."""
         user = self._admin(user_id)
-        if job not in jobs.load_all():
+        if job not in jobs.JOBS:
             raise ActionFailed(404, f"no job called {job!r}")
         moment = datetime.combine(as_of, at, tzinfo=zone_or_utc(user.timezone))
         self.deps.clock.travel_to(moment)

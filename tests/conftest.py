@@ -137,9 +137,6 @@ def test_settings(database_url: str, api_url: str, **overrides: object):  # noqa
         slack_api_url=api_url, database_url=database_url, o2c_api_token=API_TOKEN,
         o2c_approvals_channel="CAPPROVAL", o2c_alerts_channel="CALERTS01",
         o2c_ar_channel="CAR000001", o2c_admins=[ADMIN], o2c_scheduler=False,
-        # in-process servers answer in threads, so tests can patch what an answer calls;
-        # `o2c serve` subprocesses and tests/e2e/test_answer_processes.py use processes
-        o2c_answer_processes=0,
     )
     values.update(overrides)
     return load_settings(**values)

@@ -247,6 +247,25 @@ def record_from_slack(session: Session, data: PaymentIn, *, user_id: str,
     return payment, created
 
 
+def check_from_slack(session: Session, data: PaymentIn, *, user_id: str,
+                     apply_to: list[str] | None = None) -> None:
+    """What `record_from_slack` would refuse, found with reads only: the role, the amount and
+    currency, the customer's currency, the chosen invoices. The payment modal runs it before
+    its ack, so each refusal shows under its field; recording checks it all again."""
+    require_role(session, user_id=user_id, roles=(Role.COLLECTOR,), action="payment.record",
+                 entity_type="command", entity_id="pay")
+    currency = v.currency("currency", data.currency)
+    v.amount_minor("amount", data.amount, currency, positive=True)
+    customer: Customer | None = None
+    if data.customer:
+        customer = customer_by_external_id(session, data.customer)
+        if customer.currency != currency:
+            raise ValidationFailed.of("currency", f"{customer.name} is billed in "
+                                      f"{customer.currency}, not {currency}")
+    if apply_to:
+        _manual_targets(session, apply_to, currency, customer)
+
+
 def recorded_context(session: Session, payment: Payment) -> dict:
     """The frozen snapshot the `payment_recorded` DM renders (blocks/cashapp.py)."""
     details = payment.match_details or {}

@@ -418,14 +418,6 @@ def record_digests(session: Session, as_of: date, digests: dict[str, dict]) -> l
     return queued
 
 
-def queue_digests(session: Session, as_of: date, *, collector_ids: Iterable[str] | None = None,
-                  top: int = TOP_ACCOUNTS) -> list[str]:
-    """Prepare and record in one session (tests, small books). The jobs split it: prepare in
-    a read session, record in a short write transaction."""
-    return record_digests(session, as_of, prepare_digests(session, as_of,
-                                                          collector_ids=collector_ids, top=top))
-
-
 # -- what a collector does -----------------------------------------------------------------------
 def get_customer(session: Session, customer_id: int) -> Customer:
     customer = session.get(Customer, customer_id)
@@ -450,8 +442,9 @@ def _activity(session: Session, *, customer_id: int, kind: str, user_id: str,
     return row
 
 
-def log_call(session: Session, *, customer_id: int, actor: str, note: str
-             ) -> CollectionActivity:
+def check_call(session: Session, *, customer_id: int, actor: str, note: str | None) -> str:
+    """What `log_call` would refuse, with reads only (the modal runs it before its ack): the
+    collector role, the customer, the note. Returns the note as it will be stored."""
     require_collector(session, user_id=actor, action="collections.log_call",
                       customer_id=customer_id)
     get_customer(session, customer_id)
@@ -460,6 +453,12 @@ def log_call(session: Session, *, customer_id: int, actor: str, note: str
         raise ValidationFailed.of("note", "say what was agreed or learned on the call")
     if len(note) > 2000:
         raise ValidationFailed.of("note", "must be at most 2000 characters")
+    return note
+
+
+def log_call(session: Session, *, customer_id: int, actor: str, note: str
+             ) -> CollectionActivity:
+    note = check_call(session, customer_id=customer_id, actor=actor, note=note)
     return _activity(session, customer_id=customer_id, kind=ActivityKind.CALL, user_id=actor,
                      note=note)
 
@@ -529,11 +528,23 @@ def send_reminder(session: Session, *, customer_id: int, actor: str, as_of: date
 
 
 # -- promises to pay -----------------------------------------------------------------------------
-def create_promise(session: Session, *, customer_id: int, actor: str, amount: str,
-                   promised_date: date | str | None, note: str | None, as_of: date,
-                   invoice_id: int | None = None) -> PromiseToPay:
-    """Record a promise to pay. Field errors name `amount`, `date` or `note` so the modal can
-    show them inline. A new promise replaces the customer's open one."""
+@dataclass(frozen=True)
+class PromiseIn:
+    """A promise to pay as checked by `check_promise`, ready to record."""
+
+    customer: Customer
+    amount_minor: int
+    promised_date: date
+    note: str | None
+
+
+def check_promise(session: Session, *, customer_id: int, actor: str, amount: str,
+                  promised_date: date | str | None, note: str | None, as_of: date
+                  ) -> PromiseIn:
+    """What `create_promise` would refuse, with reads only (the modal runs it before its ack,
+    so each error shows under its field): the collector role, the amount (at most the open
+    balance), the date (today to `PROMISE_MAX_DAYS` ahead), the note. Field errors name
+    `amount`, `date` or `note`."""
     require_collector(session, user_id=actor, action="collections.promise",
                       customer_id=customer_id)
     customer = get_customer(session, customer_id)
@@ -555,6 +566,18 @@ def create_promise(session: Session, *, customer_id: int, actor: str, amount: st
     note = v.text("note", (note or "").strip() or None)
     if note and len(note) > 2000:
         raise ValidationFailed.of("note", "must be at most 2000 characters")
+    return PromiseIn(customer, minor, day, note)
+
+
+def create_promise(session: Session, *, customer_id: int, actor: str, amount: str,
+                   promised_date: date | str | None, note: str | None, as_of: date,
+                   invoice_id: int | None = None) -> PromiseToPay:
+    """Record a promise to pay, checked by `check_promise`. A new promise replaces the
+    customer's open one."""
+    checked = check_promise(session, customer_id=customer_id, actor=actor, amount=amount,
+                            promised_date=promised_date, note=note, as_of=as_of)
+    customer, minor, day, note = (checked.customer, checked.amount_minor,
+                                  checked.promised_date, checked.note)
     table = PromiseToPay.__table__
     session.execute(sa.update(table).where(table.c.customer_id == customer_id,
                                            table.c.status == PromiseStatus.OPEN)

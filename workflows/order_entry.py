@@ -49,9 +49,10 @@ def check_may_enter(session: Session, user_id: str) -> None:
                  entity_type="order", entity_id="new")
 
 
-def create_from_entry(session: Session, entry: Entry, *, rep: str, now: datetime) -> Order:
-    """Validate everything first (all errors at once), then create and submit the order."""
-    check_may_enter(session, rep)
+def validate_entry(session: Session, entry: Entry, *, rep: str) -> orders.OrderIn:
+    """Every field checked at once (reads only): the order to create, or `ValidationFailed`
+    naming each bad field. The modal runs it before its ack, so the form stays open with each
+    error under its input; `create_from_entry` runs it again in its own transaction."""
     errors: list[FieldError] = []
     customer = None
     if not entry.customer:
@@ -68,38 +69,52 @@ def create_from_entry(session: Session, entry: Entry, *, rep: str, now: datetime
     skus = {line.sku for line in filled if line.sku}
     products = {p.sku: p for p in session.exec(select(Product).where(Product.sku.in_(skus)))}
     for line in filled:
-        where = f"lines[{line.row}]"
-        product = products.get(line.sku or "")
-        if not line.sku:
-            errors.append(FieldError(f"{where}.sku", "choose a product"))
-        elif product is None or not product.active:
-            errors.append(FieldError(f"{where}.sku", f"unknown SKU {line.sku!r}"))
-        elif customer is not None and product.currency != customer.currency:
-            errors.append(FieldError(f"{where}.sku", f"priced in {product.currency}; "
-                                     f"{customer.name} is billed in {customer.currency}"))
-        quantity = (line.quantity or "").strip()
-        if not WHOLE.match(quantity) or quantity.startswith("-") or not quantity.strip("+0"):
-            errors.append(FieldError(f"{where}.quantity", "must be a whole number above 0"))
-        else:
-            try:  # a 30-digit quantity is refused by the bound, without building the int
-                v.quantity(f"{where}.quantity",
-                           int(quantity) if len(quantity) <= 20 else MAX_QUANTITY + 1)
-            except ValidationFailed as exc:
-                errors.extend(exc.errors)
-        if line.discount_pct not in (None, ""):
-            try:
-                v.percent_bp(f"{where}.discount_pct", line.discount_pct.strip())
-            except ValidationFailed as exc:
-                errors.extend(exc.errors)
+        errors.extend(_line_errors(line, products.get(line.sku or ""), customer))
     if errors:
         raise ValidationFailed("; ".join(f"{e.field}: {e.detail}" for e in errors),
                                errors=errors)
-    data = orders.OrderIn(
+    return orders.OrderIn(
         customer=customer.external_id, sales_rep=rep, currency=customer.currency,
         notes=(entry.notes or "").strip() or None,
         lines=[orders.LineIn(sku=line.sku, quantity=int(line.quantity.strip()),
                              discount_pct=(line.discount_pct or "").strip() or None)
                for line in filled])
+
+
+def _line_errors(line: EntryLine, product: Product | None,
+                 customer: Customer | None) -> list[FieldError]:
+    where = f"lines[{line.row}]"
+    errors: list[FieldError] = []
+    if not line.sku:
+        errors.append(FieldError(f"{where}.sku", "choose a product"))
+    elif product is None or not product.active:
+        errors.append(FieldError(f"{where}.sku", f"unknown SKU {line.sku!r}"))
+    elif customer is not None and product.currency != customer.currency:
+        errors.append(FieldError(f"{where}.sku", f"priced in {product.currency}; "
+                                 f"{customer.name} is billed in {customer.currency}"))
+    quantity = (line.quantity or "").strip()
+    if not WHOLE.match(quantity) or quantity.startswith("-") or not quantity.strip("+0"):
+        errors.append(FieldError(f"{where}.quantity", "must be a whole number above 0"))
+    else:
+        try:  # a 30-digit quantity is refused by the bound, without building the int
+            v.quantity(f"{where}.quantity",
+                       int(quantity) if len(quantity) <= 20 else MAX_QUANTITY + 1)
+        except ValidationFailed as exc:
+            errors.extend(exc.errors)
+    if line.discount_pct not in (None, ""):
+        try:
+            v.percent_bp(f"{where}.discount_pct", line.discount_pct.strip())
+        except ValidationFailed as exc:
+            errors.extend(exc.errors)
+    return errors
+
+
+def create_from_entry(session: Session, entry: Entry, *, rep: str, now: datetime) -> Order:
+    """Check the role and every field, then create and submit the order (credit and discount
+    checks, approvals, reservations, the rep's DM: `workflows.orders.create_order`)."""
+    check_may_enter(session, rep)
+    data = validate_entry(session, entry, rep=rep)
+    filled = [line for line in entry.lines if not line.blank]
     try:
         return orders.create_order(session, data, actor=rep, source="slack", now=now)
     except ValidationFailed as exc:  # point create_order's lines[i] back at the modal rows

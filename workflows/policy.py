@@ -1,7 +1,11 @@
 """O2C policy values (SPEC §3 defaults), overridable by settings and by admins at run time.
 
-`bot` calls `set_defaults()` once from settings; admins' overrides live in the `policies`
-table. Workflows read `current(session)` so a change applies to the next decision.
+Three layers, the last one set wins: the defaults of `Policy` below (the one place they are
+written down), the settings (`O2C_MAX_DISCOUNT_PCT`, ...: `bot.settings.Settings.policy()`),
+and admins' overrides in the `policies` table (`/o2c policy set`). The settings travel with the
+database sessions: `bot.db.Database` puts them in each session's `info` (`DEFAULTS_KEY`), so
+no module holds them. Workflows read `current(session)`, so a change applies to the next
+decision.
 """
 
 from __future__ import annotations
@@ -37,21 +41,14 @@ class Policy:
         return sorted(int(v) for v in self.dunning_levels.split(","))
 
 
-_defaults = Policy()
-
-
-def set_defaults(**values: object) -> None:
-    """Called at start-up with the values from settings."""
-    global _defaults
-    known = {f.name for f in fields(Policy)}
-    _defaults = replace(_defaults, **{k: v for k, v in values.items() if k in known})
-
-
-def defaults() -> Policy:
-    return _defaults
+# Where a session carries the policy of the settings (`Session(info={DEFAULTS_KEY: policy})`);
+# a session without it (a test's, a script's) has the defaults of `Policy`.
+DEFAULTS_KEY = "o2c.policy"
 
 
 def current(session: Session) -> Policy:
+    """The policy in force: the session's defaults (the settings) with admins' overrides."""
+    defaults = session.info.get(DEFAULTS_KEY) or Policy()
     overrides: dict[str, object] = {}
     types = {f.name: f.type for f in fields(Policy)}
     for row in session.exec(select(PolicyRow)).all():
@@ -59,7 +56,7 @@ def current(session: Session) -> Policy:
             kind = types[row.key]
             overrides[row.key] = (Decimal(row.value) if "Decimal" in str(kind)
                                   else int(row.value) if kind in ("int", int) else row.value)
-    return replace(_defaults, **overrides) if overrides else _defaults
+    return replace(defaults, **overrides) if overrides else defaults
 
 
 def business_date(session: Session, moment: datetime) -> date:

@@ -8,7 +8,16 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from models import Customer, OrderStatus, Product, Shipment, ShipmentLine, can_ship
+from models import (
+    Customer,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Product,
+    Shipment,
+    ShipmentLine,
+    can_ship,
+)
 from workflows import audit, outbox
 from workflows import validation as v
 from workflows.errors import InvalidTransition, ValidationFailed
@@ -25,10 +34,28 @@ class ShipLineIn:
 def ship_order(session: Session, *, order_number: str, carrier: str, tracking_number: str,
                shipped_at: datetime, lines: list[ShipLineIn] | None = None, actor: str,
                now: datetime) -> Shipment:
+    """Ship `lines` (every open quantity by default) of an approved order and invoice them:
+    stock leaves the shelf, the order moves on (partially shipped, shipped, invoiced), the
+    shipment is in its history and the rep gets a DM. One transaction, the caller's."""
     order = get_order(session, order_number)
     # Lock the order before reading its lines: two shipments of one order queue up here, and
     # the second sees what the first shipped (never over-shipped, never stock below zero).
     all_lines = lock_order(session, order)
+    _check_shipment(order, carrier=carrier, tracking_number=tracking_number,
+                    shipped_at=shipped_at)
+    wanted = _lines_to_ship(order, all_lines, lines)
+    shipment = Shipment(order_id=order.id, carrier=carrier.strip(),
+                        tracking_number=tracking_number.strip(), shipped_at=shipped_at,
+                        created_at=now)
+    session.add(shipment)
+    session.flush()
+    _take_from_stock(session, shipment, wanted)
+    _record_shipment(session, order, all_lines, shipment, wanted, actor=actor, now=now)
+    return shipment
+
+
+def _check_shipment(order: Order, *, carrier: str, tracking_number: str,
+                    shipped_at: datetime) -> None:
     if not can_ship(order.status):
         raise InvalidTransition(f"order {order.number} is {order.status}; only approved, "
                                 "backordered or partially shipped orders ship")
@@ -41,12 +68,17 @@ def ship_order(session: Session, *, order_number: str, carrier: str, tracking_nu
     v.in_years("shipped_at", shipped_at)  # before the invoice's due date is computed from it
     v.text("carrier", carrier)
     v.text("tracking_number", tracking_number)
-    by_sku = {line.sku: line for line in all_lines}
-    wanted: list[tuple] = []
+
+
+def _lines_to_ship(order: Order, all_lines: list[OrderLine],
+                   lines: list[ShipLineIn] | None) -> list[tuple[OrderLine, int]]:
+    """(order line, quantity) to ship: every open quantity, or the lines asked for, each
+    named once and within what is open on it."""
     if lines is None:
         wanted = [(line, line.qty_open) for line in all_lines if line.qty_open > 0]
     else:
-        seen: set[str] = set()
+        by_sku = {line.sku: line for line in all_lines}
+        wanted, seen = [], set()
         for i, item in enumerate(lines):
             line = by_sku.get(item.sku)
             if line is None:
@@ -62,11 +94,13 @@ def ship_order(session: Session, *, order_number: str, carrier: str, tracking_nu
             wanted.append((line, item.quantity))
     if not wanted:
         raise ValidationFailed.of("lines", "nothing left to ship on this order")
-    shipment = Shipment(order_id=order.id, carrier=carrier.strip(),
-                        tracking_number=tracking_number.strip(), shipped_at=shipped_at,
-                        created_at=now)
-    session.add(shipment)
-    session.flush()
+    return wanted
+
+
+def _take_from_stock(session: Session, shipment: Shipment,
+                     wanted: list[tuple[OrderLine, int]]) -> None:
+    """Stock leaves the shelf (what the line reserved first), the lines record what shipped.
+    A conditional UPDATE per product: never below zero, whatever runs at the same time."""
     table = Product.__table__
     # products in id order, so shipments of different orders never wait on each other in a
     # circle
@@ -86,6 +120,12 @@ def ship_order(session: Session, *, order_number: str, carrier: str, tracking_nu
         session.add(line)
         session.add(ShipmentLine(shipment_id=shipment.id, order_line_id=line.id, quantity=qty))
     session.flush()
+
+
+def _record_shipment(session: Session, order: Order, all_lines: list[OrderLine],
+                     shipment: Shipment, wanted: list[tuple[OrderLine, int]], *, actor: str,
+                     now: datetime) -> None:
+    """The shipment in the order's history, the order's new status, the invoice, the DM."""
     complete = all(line.qty_open == 0 for line in all_lines)
     # The shipment itself is in the order's history whether or not the status moves: the
     # second, third... partial shipment leaves the order partially shipped.
@@ -110,4 +150,3 @@ def ship_order(session: Session, *, order_number: str, carrier: str, tracking_nu
                                  "tracking_number": shipment.tracking_number,
                                  "invoice": invoice.number,
                                  "invoice_total_minor": invoice.total_minor})
-    return shipment

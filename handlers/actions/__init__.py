@@ -1,16 +1,35 @@
-"""Button and select listeners (`block_actions`). One module per feature, each with
-`register(app)`; add it to the tuple below."""
+"""Button and select listeners (`block_actions`), one module per feature, all registered here.
+
+Each click is acked at once (`acknowledge`); the listener runs after the ack (`after_ack`, a
+Bolt lazy listener), re-checks the clicking user's role on the server and answers only them.
+"""
 
 from __future__ import annotations
 
 from slack_bolt import App
 
-MODULES: tuple[str, ...] = ("approvals", "backorders", "cashapp", "collections", "credit_hold",
-                            "links")
+from blocks import ids
+from handlers.actions import approvals, backorders, cashapp, collections, credit_hold
+from handlers.common import acknowledge, after_ack
 
 
 def register(app: App) -> None:
-    import importlib
-
-    for name in MODULES:
-        importlib.import_module(f"handlers.actions.{name}").register(app)
+    for action_id, listener in (
+        (ids.APPROVE, approvals.on_approve),
+        (ids.APPROVE_WITH_NOTE, approvals.on_approve_with_note),
+        (ids.REJECT, approvals.on_reject),
+        (ids.BACKORDER_SHIP_PARTIAL, backorders.on_ship_partial),
+        (ids.BACKORDER_WAIT, backorders.on_wait),
+        (ids.BACKORDER_CANCEL_LINE, backorders.on_cancel_line),
+        (ids.CASHAPP_APPLY, cashapp.on_apply),
+        (ids.COLL_PROMISE, collections.on_promise),
+        (ids.COLL_LOG_CALL, collections.on_log_call),
+        (ids.COLL_REMINDER, collections.on_reminder),
+        (ids.COLL_SNOOZE, collections.on_snooze),
+        (ids.CREDIT_HOLD, credit_hold.on_hold),
+        (ids.CREDIT_RELEASE, credit_hold.on_release),
+    ):
+        app.action(action_id)(ack=acknowledge, lazy=[after_ack(listener)])
+    # a URL button ("Pay now"): the browser opens the link; Slack still sends the click, which
+    # needs only its ack (without one Slack shows the user an error)
+    app.action(ids.OPEN_LINK)(acknowledge)

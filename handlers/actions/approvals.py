@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import logging
 
-from slack_bolt import Ack, App, BoltContext, Respond
+from slack_bolt import BoltContext, Respond
 from slack_sdk import WebClient
 
-from blocks import ids
 from blocks.approvals import already_decided, approve_note_modal, refusal, reject_modal
 from blocks.text import esc, fmt_money
 from handlers.common import Malformed, action_id_value, now_of, open_modal, transaction
@@ -41,8 +40,7 @@ def explain(respond: Respond, error: DomainError) -> None:
             replace_original=False)
 
 
-def on_approve(ack: Ack, body: dict, respond: Respond, context: BoltContext) -> None:
-    ack()
+def on_approve(body: dict, respond: Respond, context: BoltContext) -> None:
     approval_id = approval_id_of(body)
     if approval_id is None:
         explain(respond, Malformed())
@@ -56,9 +54,8 @@ def on_approve(ack: Ack, body: dict, respond: Respond, context: BoltContext) -> 
         explain(respond, error)
 
 
-def _open_decision_modal(ack: Ack, body: dict, respond: Respond, client: WebClient,
+def _open_decision_modal(body: dict, respond: Respond, client: WebClient,
                          context: BoltContext, *, reject: bool) -> None:
-    ack()
     approval_id = approval_id_of(body)
     if approval_id is None:
         explain(respond, Malformed())
@@ -81,17 +78,11 @@ def _open_decision_modal(ack: Ack, body: dict, respond: Respond, client: WebClie
         kind=ctx["kind"]))
 
 
-def on_reject(ack: Ack, body: dict, respond: Respond, client: WebClient,
+def on_reject(body: dict, respond: Respond, client: WebClient,
               context: BoltContext) -> None:
-    _open_decision_modal(ack, body, respond, client, context, reject=True)
+    _open_decision_modal(body, respond, client, context, reject=True)
 
 
-def on_approve_with_note(ack: Ack, body: dict, respond: Respond, client: WebClient,
+def on_approve_with_note(body: dict, respond: Respond, client: WebClient,
                          context: BoltContext) -> None:
-    _open_decision_modal(ack, body, respond, client, context, reject=False)
-
-
-def register(app: App) -> None:
-    app.action(ids.APPROVE)(on_approve)
-    app.action(ids.APPROVE_WITH_NOTE)(on_approve_with_note)
-    app.action(ids.REJECT)(on_reject)
+    _open_decision_modal(body, respond, client, context, reject=False)

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from slack_bolt import Ack, App, BoltContext, Respond
+from slack_bolt import BoltContext, Respond
 from slack_sdk import WebClient
 from sqlmodel import Session
 
-from blocks import ids
 from blocks.text import esc
 from handlers.common import click_key, describe_error, tell_user, transaction
 from workflows import fulfilment, receipts
@@ -35,10 +34,9 @@ def _value(body: dict) -> str:
         return ""
 
 
-def _run(ack: Ack, body: dict, respond: Respond, client: WebClient, context: BoltContext,
+def _run(body: dict, respond: Respond, client: WebClient, context: BoltContext,
          choose: Callable[[Session, str], str]) -> None:
     """Ack, take the choice in one transaction, and answer only the clicking user."""
-    ack()
     user_id = body["user"]["id"]
     key = click_key(body)
     try:
@@ -56,7 +54,7 @@ def _run(ack: Ack, body: dict, respond: Respond, client: WebClient, context: Bol
     tell_user(body, respond, client, answer)
 
 
-def on_ship_partial(ack: Ack, body: dict, respond: Respond, client: WebClient,
+def on_ship_partial(body: dict, respond: Respond, client: WebClient,
                     context: BoltContext) -> None:
     number = _value(body)
 
@@ -67,10 +65,10 @@ def on_ship_partial(ack: Ack, body: dict, respond: Respond, client: WebClient,
         return (f":truck: Billing was told to ship what is reserved on {esc(order.number)} "
                 f"now ({units}); the short quantities stay backordered.")
 
-    _run(ack, body, respond, client, context, choose)
+    _run(body, respond, client, context, choose)
 
 
-def on_wait(ack: Ack, body: dict, respond: Respond, client: WebClient,
+def on_wait(body: dict, respond: Respond, client: WebClient,
             context: BoltContext) -> None:
     number = _value(body)
 
@@ -80,10 +78,10 @@ def on_wait(ack: Ack, body: dict, respond: Respond, client: WebClient,
         return (f":hourglass_flowing_sand: {esc(order.number)} waits for stock; it is reserved "
                 "when stock arrives (oldest order first) and you will be told.")
 
-    _run(ack, body, respond, client, context, choose)
+    _run(body, respond, client, context, choose)
 
 
-def on_cancel_line(ack: Ack, body: dict, respond: Respond, client: WebClient,
+def on_cancel_line(body: dict, respond: Respond, client: WebClient,
                    context: BoltContext) -> None:
     number, _, line_no = _value(body).rpartition(":")
 
@@ -98,10 +96,4 @@ def on_cancel_line(ack: Ack, body: dict, respond: Respond, client: WebClient,
                 f"{done['line_no']} of {esc(order.number)}; the order is {status}. Billing "
                 "was told.")
 
-    _run(ack, body, respond, client, context, choose)
-
-
-def register(app: App) -> None:
-    app.action(ids.BACKORDER_SHIP_PARTIAL)(on_ship_partial)
-    app.action(ids.BACKORDER_WAIT)(on_wait)
-    app.action(ids.BACKORDER_CANCEL_LINE)(on_cancel_line)
+    _run(body, respond, client, context, choose)

@@ -7,19 +7,17 @@ may quote ERP invoice numbers)."""
 
 from __future__ import annotations
 
-from slack_bolt import Ack, App, BoltContext, Respond
+from slack_bolt import BoltContext, Respond
 from slack_sdk import WebClient
 
 from blocks import cashapp as answers
-from blocks import ids
 from handlers.common import describe_error, now_of, tell_user, transaction
 from workflows.cash_application import apply_suggestion
 from workflows.errors import AlreadyDecided, DomainError, PermissionDenied
 
 
-def on_apply(ack: Ack, body: dict, action: dict, respond: Respond, client: WebClient,
+def on_apply(body: dict, action: dict, respond: Respond, client: WebClient,
              context: BoltContext) -> None:
-    ack()
     user_id = body["user"]["id"]
     try:
         payment_id, rank = (int(part) for part in str(action.get("value", "")).split(":", 1))
@@ -42,7 +40,3 @@ def on_apply(ack: Ack, body: dict, action: dict, respond: Respond, client: WebCl
     except DomainError as error:
         text = answers.failed_answer(describe_error(error))
     tell_user(body, respond, client, text)
-
-
-def register(app: App) -> None:
-    app.action(ids.CASHAPP_APPLY)(on_apply)

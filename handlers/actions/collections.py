@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from slack_bolt import Ack, App, BoltContext
+from slack_bolt import BoltContext, Respond
 from slack_sdk import WebClient
 
-from blocks import ids
 from blocks.collections import call_modal, promise_modal
 from blocks.text import esc, fmt_date
 from handlers.common import (
@@ -54,36 +53,30 @@ def _open_modal(body: dict, client: WebClient, context: BoltContext, kind: str) 
     open_modal(client, body.get("trigger_id"), view)
 
 
-def on_promise(ack: Ack, body: dict, respond, client: WebClient,  # noqa: ANN001
-               context: BoltContext) -> None:
-    ack()
+def on_promise(body: dict, client: WebClient, context: BoltContext) -> None:
     _open_modal(body, client, context, "promise")
 
 
-def on_log_call(ack: Ack, body: dict, respond, client: WebClient,  # noqa: ANN001
-                context: BoltContext) -> None:
-    ack()
+def on_log_call(body: dict, client: WebClient, context: BoltContext) -> None:
     _open_modal(body, client, context, "log_call")
 
 
-def on_reminder(ack: Ack, body: dict, respond, client: WebClient,  # noqa: ANN001
+def on_reminder(body: dict, respond: Respond, client: WebClient,
                 context: BoltContext) -> None:
-    ack()
     user_id, customer_id = body["user"]["id"], _customer_id(body)
     user = caller(context, user_id, client=client)
     with transaction(context) as session:
         message = collections.send_reminder(session, customer_id=customer_id,
                                             actor=user_id, as_of=today_for(context, user))
         to = message.payload["to"]
-    smtp = deps_of(context).settings.smtp_url is not None
+    smtp = deps_of(context).email_enabled
     tell_user(body, respond, client, f":email: Reminder {'sent' if smtp else 'queued'} to "
           f"{esc(to)}." + ("" if smtp else " (No SMTP server is configured: it waits in "
                            "the outbox and a copy is in the AR channel.)"))
 
 
-def on_snooze(ack: Ack, body: dict, respond, client: WebClient,  # noqa: ANN001
+def on_snooze(body: dict, respond: Respond, client: WebClient,
               context: BoltContext) -> None:
-    ack()
     user_id, customer_id = body["user"]["id"], _customer_id(body)
     user = caller(context, user_id, client=client)
     try:
@@ -96,10 +89,3 @@ def on_snooze(ack: Ack, body: dict, respond, client: WebClient,  # noqa: ANN001
         name = collections.get_customer(session, customer_id).name
     tell_user(body, respond, client, f":zzz: {esc(name)} is snoozed until {fmt_date(until)}; "
           "dunning continues meanwhile.")
-
-
-def register(app: App) -> None:
-    app.action(ids.COLL_PROMISE)(on_promise)
-    app.action(ids.COLL_LOG_CALL)(on_log_call)
-    app.action(ids.COLL_REMINDER)(on_reminder)
-    app.action(ids.COLL_SNOOZE)(on_snooze)

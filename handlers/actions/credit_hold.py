@@ -8,9 +8,8 @@ of an old "hold" cannot put back a hold someone released since.
 
 from __future__ import annotations
 
-from slack_bolt import Ack, App, BoltContext, Respond
+from slack_bolt import BoltContext, Respond
 
-from blocks import ids
 from blocks import lookup as render
 from blocks.approvals import credit_hold_actions, credit_hold_done, refusal
 from blocks.common import section
@@ -31,9 +30,8 @@ from workflows.credit_hold import set_credit_hold
 from workflows.errors import DomainError
 
 
-def _change(ack: Ack, body: dict, respond: Respond, context: BoltContext, *,
+def _change(body: dict, respond: Respond, context: BoltContext, *,
             on_hold: bool) -> None:
-    ack()
     try:
         customer_id = action_id_value(body)
     except Malformed as broken:
@@ -68,14 +66,9 @@ def _change(ack: Ack, body: dict, respond: Respond, context: BoltContext, *,
             response_type="ephemeral", replace_original=True)
 
 
-def on_hold(ack: Ack, body: dict, respond: Respond, context: BoltContext) -> None:
-    _change(ack, body, respond, context, on_hold=True)
+def on_hold(body: dict, respond: Respond, context: BoltContext) -> None:
+    _change(body, respond, context, on_hold=True)
 
 
-def on_release(ack: Ack, body: dict, respond: Respond, context: BoltContext) -> None:
-    _change(ack, body, respond, context, on_hold=False)
-
-
-def register(app: App) -> None:
-    app.action(ids.CREDIT_HOLD)(on_hold)
-    app.action(ids.CREDIT_RELEASE)(on_release)
+def on_release(body: dict, respond: Respond, context: BoltContext) -> None:
+    _change(body, respond, context, on_hold=False)

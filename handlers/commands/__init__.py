@@ -1,97 +1,78 @@
-"""`/o2c <subcommand> ...`: one dispatcher, one module per group of subcommands.
+"""`/o2c <subcommand> ...`: one slash command, one table of subcommands.
 
-The dispatcher acks at once (empty ack: nothing shows until the answer arrives), then runs
-the subcommand, which answers ephemerally through `respond`. Unknown subcommands get help.
-A subcommand module registers with `@subcommand(...)`; add it to MODULES at the bottom.
+The command is acked at once with an empty 200 (nothing shows until the answer arrives); the
+subcommand then runs after the ack as a Bolt lazy listener and answers ephemerally through
+`respond` (a response_url is valid for 30 minutes). Subcommands that open a modal do it there
+too: the lazy listener starts right after the ack, well within the trigger's 3 seconds.
+Unknown subcommands get help. A new subcommand is one row in `SUBCOMMANDS`, in the order
+`/o2c help` lists them.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from importlib import import_module
-from typing import Any
-
-from slack_bolt import Ack, App, BoltContext, Respond
+from slack_bolt import App, BoltContext, Respond
 from slack_sdk import WebClient
 
 from blocks import ids
-from blocks.common import section
-from blocks.text import plain
-from handlers.common import after_ack, checking, describe_error
+from blocks.help import help_message
+from handlers.commands import (
+    approvals,
+    collections,
+    kpi,
+    lookups,
+    order_entry,
+    pay,
+    roles,
+)
+from handlers.commands.call import ANY_ROLE, CommandCall, Subcommand
+from handlers.common import acknowledge, after_ack, checking
 from models import Role
 from workflows.users import require_role
 
-Handler = Callable[["CommandCall"], None]
-log = logging.getLogger("o2c.commands")
+__all__ = ["SUBCOMMANDS", "CommandCall", "Subcommand", "answer", "register"]
 
 
-@dataclass(frozen=True)
-class Subcommand:
-    name: str
-    usage: str
-    summary: str
-    func: Handler
-    inline: bool = False
-    roles: tuple[str, ...] = ()
+def show_help(call: CommandCall) -> None:
+    """`/o2c help`, and the answer to anything unknown."""
+    unknown = call.name if call.name not in SUBCOMMANDS else None
+    entries = [(sub.usage, sub.summary) for sub in SUBCOMMANDS.values()]
+    call.answer(help_message(entries, unknown=unknown), "o2c commands")
 
 
-SUBCOMMANDS: dict[str, Subcommand] = {}
-
-
-def subcommand(name: str, *, usage: str, summary: str, inline: bool = False,
-               roles: tuple[str, ...] = ()) -> Callable[[Handler], Handler]:
-    """Register `/o2c <name>`. `inline` subcommands run in the listener thread right after the
-    ack — for those that open a modal, since a trigger_id expires 3 s after the click; the rest
-    run after the ack in an answer process (bot/answers.py) or, without those, in the answers
-    thread pool, so they must not depend on state of the server process. With `roles`, the
-    caller must hold one of them (checked on the server before the subcommand runs; a refusal
-    is audited and explained)."""
-    def register(func: Handler) -> Handler:
-        SUBCOMMANDS[name] = Subcommand(name, usage, summary, func, inline, roles)
-        return func
-    return register
-
-
-# Any role of the bot: who may read orders, customers and AR at all.
-ANY_ROLE = tuple(Role)
-
-
-@dataclass
-class CommandCall:
-    """What a subcommand gets: the parsed text plus the Bolt utilities it may need."""
-
-    name: str
-    args: str
-    user_id: str
-    user_name: str
-    channel_id: str
-    trigger_id: str
-    respond: Respond
-    client: WebClient
-    context: BoltContext
-    command: dict = field(default_factory=dict)
-
-    @property
-    def deps(self):  # noqa: ANN201 - bot.deps.Deps, not imported to keep layers one-way
-        return self.context["deps"]
-
-    def answer(self, blocks: list[dict], text: str) -> None:
-        """Reply only to the caller. `text` is the plain notification fallback (escaped)."""
-        self.respond(blocks=blocks, text=plain(text, 3000), response_type="ephemeral")
-
-
-def claim_command(session: Any, call: CommandCall, kind: str) -> Any:
-    """A subcommand that changes something runs once per invocation: Slack gives each one its
-    own trigger_id, which a replay or a retry of the request repeats (`workflows.receipts`;
-    raises `receipts.AlreadyHandled` for a copy). None when there is no trigger_id."""
-    from workflows import receipts
-
-    if not call.trigger_id:
-        return None
-    return receipts.claim(session, key=f"command:{call.trigger_id}", kind=kind,
-                          actor=call.user_id)
+# Every subcommand, in the order people need them: lookups, then entering and deciding, admin.
+SUBCOMMANDS: dict[str, Subcommand] = {sub.name: sub for sub in (
+    Subcommand("help", "/o2c help", "this list", show_help),
+    Subcommand("order", "/o2c order <number>",
+               "an order: status, lines, approvals, shipments, invoices, balance",
+               lookups.order, roles=ANY_ROLE),
+    Subcommand("orders", "/o2c orders <customer>", "a customer's latest orders",
+               lookups.orders, roles=ANY_ROLE),
+    Subcommand("customer", "/o2c customer <name or id>",
+               "credit limit, exposure, open AR, overdue and aging for a customer",
+               lookups.customer, roles=ANY_ROLE),
+    Subcommand("ar", "/o2c ar [customer]",
+               "receivables: aging overall, or one customer's open invoices",
+               lookups.ar, roles=ANY_ROLE),
+    Subcommand("new", "/o2c new", "enter an order in a form (sales reps)",
+               order_entry.new_order),
+    Subcommand("approvals", "/o2c approvals",
+               "pending approvals: yours to decide, or your requests still waiting",
+               approvals.pending),
+    Subcommand("worklist", "/o2c worklist",
+               "your overdue accounts, ranked by collection priority (collectors)",
+               collections.worklist_command),
+    Subcommand("pay", "/o2c pay",
+               "record an incoming payment (collectors); it is matched to invoices", pay.pay),
+    Subcommand("kpi", "/o2c kpi", "DSO, CEI, aging, auto-match rate, cycle times", kpi.kpi,
+               roles=(Role.ADMIN, Role.CREDIT_APPROVER, Role.DISCOUNT_APPROVER,
+                      Role.COLLECTOR)),
+    Subcommand("role", roles.USAGE, "grant or remove a role (admins)", roles.role),
+    Subcommand("policy", approvals.POLICY_USAGE, "policy values; admins change them",
+               approvals.policy_values, roles=ANY_ROLE),
+    Subcommand("admin", "/o2c admin outbox [retry <id|all>]",
+               "admins: undelivered and failed notifications; queue failed ones again",
+               collections.admin),
+)}
 
 
 def parse(text: str) -> tuple[str, str]:
@@ -101,71 +82,24 @@ def parse(text: str) -> tuple[str, str]:
     return parts[0].lower(), parts[1].strip() if len(parts) > 1 else ""
 
 
-def _call(command: dict, respond: Respond, client: WebClient,
-          context: BoltContext) -> tuple[Subcommand, CommandCall]:
+def answer(command: dict, respond: Respond, client: WebClient, context: BoltContext) -> None:
+    """Run the subcommand, after the ack. Its role is checked first (a refusal is audited);
+    an error goes to the app's error handler, which tells the caller (`after_ack`)."""
     name, args = parse(command.get("text", ""))
-    sub = SUBCOMMANDS.get(name) or SUBCOMMANDS["help"]
-    if name not in SUBCOMMANDS:
-        args = command.get("text", "")
-    return sub, CommandCall(name=name, args=args,
-                            user_id=command["user_id"], user_name=command.get("user_name", ""),
-                            channel_id=command.get("channel_id", ""),
-                            trigger_id=command.get("trigger_id", ""), respond=respond,
-                            client=client, context=context, command=command)
-
-
-def _run(sub: Subcommand, call: CommandCall) -> None:
+    sub = SUBCOMMANDS.get(name)
+    if sub is None:
+        sub, args = SUBCOMMANDS["help"], command.get("text", "")
+    call = CommandCall(name=name, args=args, user_id=command["user_id"],
+                       user_name=command.get("user_name", ""),
+                       channel_id=command.get("channel_id", ""),
+                       trigger_id=command.get("trigger_id", ""), respond=respond,
+                       client=client, context=context, command=command)
     if sub.roles:
-        with checking(call.context) as session:
+        with checking(context) as session:
             require_role(session, user_id=call.user_id, roles=sub.roles,
                          action=f"command.{sub.name}")
     sub.func(call)
 
 
-def _tell_error(respond: Respond, text: str) -> None:
-    # describe_error's text is already escaped: sent as is, not through answer()'s plain()
-    respond(blocks=[section(text)], text=text, response_type="ephemeral")
-
-
-def handle_o2c(ack: Ack, command: dict, respond: Respond, client: WebClient,
-               context: BoltContext) -> None:
-    ack()
-    sub, call = _call(command, respond, client, context)
-    if sub.inline:
-        _run(sub, call)
-        return
-    processes = call.deps.answer_processes
-    if processes is not None:  # bot/answers.py: built in another process, at a lower priority
-        processes.submit(dict(command), on_failure=lambda: _tell_error(respond, FAILED),
-                         clock_offset=call.deps.clock.offset)
-        return
-    after_ack(context, lambda: _run(sub, call), on_error=lambda text: _tell_error(respond, text))
-
-
-FAILED = "Sorry, something went wrong on our side while answering; please try again."
-
-
-def answer_command(deps: Any, command: dict) -> None:
-    """Answer a slash command outside the Bolt request that acked it (in an answer process):
-    the same subcommand, role check and error handling, with Bolt's utilities rebuilt from the
-    payload and this process's dependencies."""
-    respond = Respond(response_url=command["response_url"])
-    context = BoltContext({"deps": deps, "client": deps.client})
-    sub, call = _call(command, respond, deps.client, context)
-    try:
-        _run(sub, call)
-    except Exception as error:  # noqa: BLE001 - reported to the user and logged once
-        try:
-            _tell_error(respond, describe_error(error))
-        except Exception:  # noqa: BLE001
-            log.warning("could not tell the user about an error")
-
-
 def register(app: App) -> None:
-    app.command(ids.COMMAND)(handle_o2c)
-
-
-# Subcommand modules (each registers on import).
-MODULES = ("approvals", "collections", "help", "kpi", "lookups", "order_entry", "pay", "roles")
-for _module in MODULES:
-    import_module(f"handlers.commands.{_module}")
+    app.command(ids.COMMAND)(ack=acknowledge, lazy=[after_ack(answer)])

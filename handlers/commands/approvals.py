@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from blocks.approvals import pending_list, refusal
 from blocks.policy import policy_message
-from handlers.commands import ANY_ROLE, CommandCall, claim_command, subcommand
+from handlers.commands.call import CommandCall, claim_command
 from handlers.common import transaction
 from workflows import approvals, policy, policy_admin, receipts
 from workflows.errors import DomainError
 
 
-@subcommand("approvals", usage="/o2c approvals",
-            summary="pending approvals: yours to decide, or your requests still waiting")
 def pending(call: CommandCall) -> None:
     with call.deps.db.read_session() as session:
         overview = approvals.pending_overview(session, call.user_id, now=call.deps.clock.now())
@@ -22,8 +20,6 @@ def pending(call: CommandCall) -> None:
 POLICY_USAGE = "/o2c policy [set <key> <value>]"
 
 
-@subcommand("policy", usage=POLICY_USAGE, summary="policy values; admins change them",
-            roles=ANY_ROLE)
 def policy_values(call: CommandCall) -> None:
     parts = call.args.split(None, 2)
     if not parts:

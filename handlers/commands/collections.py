@@ -5,7 +5,7 @@ from __future__ import annotations
 from blocks.collections import worklist_blocks
 from blocks.common import context, lines_text, render, section
 from blocks.text import SECTION_TEXT_MAX, esc, fmt_datetime
-from handlers.commands import CommandCall, claim_command, subcommand
+from handlers.commands.call import CommandCall, claim_command
 from handlers.common import caller, checking, today_for, transaction
 from models import OutboxMessage, Role
 from workflows import audit, outbox, receipts
@@ -20,8 +20,6 @@ def _refused(call: CommandCall, exc: DomainError) -> None:
     call.answer(render([section(f":warning: {esc(exc.detail)}")]), "Not allowed")
 
 
-@subcommand("worklist", usage="/o2c worklist",
-            summary="your overdue accounts, ranked by collection priority (collectors)")
 def worklist_command(call: CommandCall) -> None:
     user = caller(call.context, call.user_id, call.user_name, call.client)
     today = today_for(call.context, user)
@@ -70,8 +68,6 @@ def _retry(call: CommandCall, which: str) -> None:
     call.answer(render([section(f":repeat: {count} message(s) queued again.")]), "Retried")
 
 
-@subcommand("admin", usage="/o2c admin outbox [retry <id|all>]",
-            summary="admins: undelivered and failed notifications; queue failed ones again")
 def admin(call: CommandCall) -> None:
     parts = call.args.lower().split()
     user = caller(call.context, call.user_id, call.user_name, call.client)

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from blocks.kpi import kpi_message
-from handlers.commands import CommandCall, subcommand
+from handlers.commands.call import CommandCall
 from handlers.common import caller, today_for
-from models import Role
 from workflows import kpis
 
 
-@subcommand("kpi", usage="/o2c kpi", summary="DSO, CEI, aging, auto-match rate, cycle times",
-            roles=(Role.ADMIN, Role.CREDIT_APPROVER, Role.DISCOUNT_APPROVER, Role.COLLECTOR))
 def kpi(call: CommandCall) -> None:
     today = today_for(call.context, caller(call.context, call.user_id, call.user_name,
                                            call.client))

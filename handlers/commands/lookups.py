@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from blocks import lookup as render
-from handlers.commands import ANY_ROLE, CommandCall, subcommand
+from handlers.commands.call import CommandCall
 from handlers.common import caller, today_for
 from workflows import queries, receivables
 from workflows.lookup import find_customer
@@ -22,8 +22,6 @@ def _resolve_customer(call: CommandCall, session, usage: str):
     return match.customer
 
 
-@subcommand("order", usage="/o2c order <number>", roles=ANY_ROLE,
-            summary="an order: status, lines, approvals, shipments, invoices, balance")
 def order(call: CommandCall) -> None:
     user = caller(call.context, call.user_id, call.user_name, call.client)
     number = call.args.split()[0] if call.args else ""
@@ -42,8 +40,6 @@ def order(call: CommandCall) -> None:
         call.answer(render.order_card(view, tz=user.timezone), f"Order {view.order.number}")
 
 
-@subcommand("orders", usage="/o2c orders <customer>", summary="a customer's latest orders",
-            roles=ANY_ROLE)
 def orders(call: CommandCall) -> None:
     with call.deps.db.read_session() as session:
         customer = _resolve_customer(call, session, "/o2c orders <customer>")
@@ -65,8 +61,6 @@ def customer_actions(call: CommandCall, customer) -> list:  # noqa: ANN001
     return credit_hold_actions(customer.id, customer.name, customer.credit_hold)
 
 
-@subcommand("customer", usage="/o2c customer <name or id>", roles=ANY_ROLE,
-            summary="credit limit, exposure, open AR, overdue and aging for a customer")
 def customer(call: CommandCall) -> None:
     today = today_for(call.context, caller(call.context, call.user_id, call.user_name,
                                            call.client))
@@ -80,8 +74,6 @@ def customer(call: CommandCall) -> None:
                     f"Customer {found.name}")
 
 
-@subcommand("ar", usage="/o2c ar [customer]", roles=ANY_ROLE,
-            summary="receivables: aging overall, or one customer's open invoices")
 def ar(call: CommandCall) -> None:
     if call.args:
         customer(call)

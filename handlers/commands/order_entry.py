@@ -1,24 +1,23 @@
 """`/o2c new`: open the order-entry modal (sales reps and admins).
 
-The modal must open within the trigger's 3 seconds, so the only work before `views.open` is
-the role check (one indexed query). What happens next is in `handlers.views.order_entry`.
+The modal must open within the trigger's 3 seconds (this runs right after the ack), so the
+only work before `views.open` is the role check: a read (`checking`), one indexed query, which
+never waits for SQLite's write lock. What happens next is in `handlers.views.order_entry`.
 """
 
 from __future__ import annotations
 
 from blocks.approvals import refusal
 from blocks.order_entry import order_modal
-from handlers.commands import CommandCall, subcommand
-from handlers.common import open_modal, transaction
+from handlers.commands.call import CommandCall
+from handlers.common import checking, open_modal
 from workflows.errors import PermissionDenied
 from workflows.order_entry import check_may_enter
 
 
-@subcommand("new", usage="/o2c new", summary="enter an order in a form (sales reps)",
-            inline=True)
 def new_order(call: CommandCall) -> None:
     try:
-        with transaction(call.context) as session:
+        with checking(call.context) as session:
             check_may_enter(session, call.user_id)
     except PermissionDenied as refused:
         call.answer(refusal(refused.detail), "Not allowed")

@@ -1,13 +1,14 @@
 """`/o2c pay`: record an incoming payment in a modal (collectors and admins).
 
-It opens a modal, so it runs inline right after the ack (a trigger_id expires 3 s after the
-command), and its role check is a read (`checking`), which never waits for SQLite's write lock."""
+The modal must open within the trigger's 3 seconds (this runs right after the ack), so its
+role check is a read (`checking`), which never waits for SQLite's write lock. What happens on
+submit is in `handlers.views.payment`."""
 
 from __future__ import annotations
 
 from blocks.cashapp import payment_modal
 from blocks.common import render, section
-from handlers.commands import CommandCall, subcommand
+from handlers.commands.call import CommandCall
 from handlers.common import caller, checking, describe_error, open_modal, today_for
 from models import Role
 from models.money import CURRENCIES
@@ -16,8 +17,6 @@ from workflows.errors import PermissionDenied
 from workflows.users import require_role
 
 
-@subcommand("pay", usage="/o2c pay", inline=True,
-            summary="record an incoming payment (collectors); it is matched to invoices")
 def pay(call: CommandCall) -> None:
     user = caller(call.context, call.user_id, call.user_name, call.client)
     try:

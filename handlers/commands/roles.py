@@ -6,7 +6,7 @@ import re
 
 from blocks.common import context, render, section
 from blocks.text import esc
-from handlers.commands import CommandCall, claim_command, subcommand
+from handlers.commands.call import CommandCall, claim_command
 from handlers.common import transaction
 from models import Role
 from workflows import receipts
@@ -17,7 +17,6 @@ USAGE = "/o2c role <add|remove> <@user> <" + "|".join(r.value for r in Role) + "
 MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$|^@?([UW][A-Z0-9]{2,})$")
 
 
-@subcommand("role", usage=USAGE, summary="grant or remove a role (admins)")
 def role(call: CommandCall) -> None:
     parts = call.args.split()
     if len(parts) != 3 or parts[0].lower() not in ("add", "remove"):

@@ -1,14 +1,15 @@
-"""Events API listeners. One module per feature, each with `register(app)`."""
+"""Events API listeners, one module per feature, all registered here.
+
+Bolt acks an event at once; the listener runs after the ack (`after_ack`). A duplicate
+delivery of an event never reaches a listener (`bot.slack_app` records event ids first)."""
 
 from __future__ import annotations
 
 from slack_bolt import App
 
-MODULES: tuple[str, ...] = ("app_home", "collections", "kpi_home")
+from handlers.common import acknowledge, after_ack
+from handlers.events import app_home
 
 
 def register(app: App) -> None:
-    import importlib
-
-    for name in MODULES:
-        importlib.import_module(f"handlers.events.{name}").register(app)
+    app.event("app_home_opened")(ack=acknowledge, lazy=[after_ack(app_home.app_home_opened)])

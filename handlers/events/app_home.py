@@ -1,17 +1,20 @@
-"""App Home: what the opening user can do, by role; later work adds worklists and KPIs."""
+"""App Home: what the opening user can do, by role, then each feature's section for them."""
 
 from __future__ import annotations
 
-from slack_bolt import App, BoltContext
+from slack_bolt import BoltContext
 from slack_sdk import WebClient
 
 from blocks.home import home_view
 from handlers.common import caller, deps_of, now_of, today_for
+from handlers.events.collections import collector_home
+from handlers.events.kpi_home import kpi_home
 from workflows.users import roles_of
 
-# Sections contributed by features: callables (session, user, roles, today) -> list of blocks
-# (dicts); `today` is the date in the user's Slack time zone, `now` the moment (UTC).
-HOME_SECTIONS: list = []
+# The sections features add, in this order: callables (session, user, roles, today, now) ->
+# blocks (dicts), an empty list when the section is not for this user. `today` is the date in
+# the user's Slack time zone, `now` the moment (UTC).
+HOME_SECTIONS = (collector_home, kpi_home)
 
 
 def app_home_opened(event: dict, client: WebClient, context: BoltContext) -> None:
@@ -25,7 +28,3 @@ def app_home_opened(event: dict, client: WebClient, context: BoltContext) -> Non
         extra = [block for section in HOME_SECTIONS
                  for block in section(session, user, roles, today, now)]
     client.views_publish(user_id=user.slack_user_id, view=home_view(user.name, roles, extra))
-
-
-def register(app: App) -> None:
-    app.event("app_home_opened")(app_home_opened)

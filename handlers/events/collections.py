@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from slack_bolt import App
-
 from blocks.collections import home_section
-from handlers.events.app_home import HOME_SECTIONS
 from models import Role
 from workflows.collections import worklist
 
@@ -20,8 +17,3 @@ def collector_home(session, user, roles: list[str], today: date,  # noqa: ANN001
     if Role.COLLECTOR not in roles and not snapshot["total_accounts"]:
         return []  # an admin without accounts of their own needs no empty worklist
     return home_section(snapshot, tz=user.timezone)
-
-
-def register(app: App) -> None:
-    if collector_home not in HOME_SECTIONS:
-        HOME_SECTIONS.append(collector_home)

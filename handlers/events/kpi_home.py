@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from slack_bolt import App
-
 from blocks.kpi import home_section
-from handlers.events.app_home import HOME_SECTIONS
 from models import Role
 from workflows import kpis
 
@@ -22,8 +19,3 @@ def kpi_home(session, user, roles: list[str], today: date,  # noqa: ANN001
     if Role.ADMIN not in roles:
         return []
     return home_section(kpis.to_json(kpis.compute(session, today, now=now)))
-
-
-def register(app: App) -> None:
-    if kpi_home not in HOME_SECTIONS:
-        HOME_SECTIONS.append(kpi_home)

@@ -1,15 +1,36 @@
-"""Modal listeners (`view_submission`, `view_closed`, `block_suggestion`). One module per
-feature, each with `register(app)`; add it to the tuple below."""
+"""Modal listeners (`view_submission`, `block_suggestion`, a modal's `dispatch_action`), one
+module per feature, all registered here.
+
+A submission acks first: its ack function checks the form with reads only, answering bad input
+inline (`response_action: "errors"`, the form stays open) or closing the modal; the workflow
+then runs after the ack (`after_ack`, a Bolt lazy listener) and the user is told its outcome.
+Select options are the ack itself (`ack(options=...)`).
+"""
 
 from __future__ import annotations
 
 from slack_bolt import App
 
-MODULES: tuple[str, ...] = ("approvals", "collections", "order_entry", "payment")
+from blocks import ids
+from handlers.common import acknowledge, after_ack
+from handlers.views import approvals, collections, order_entry, payment
 
 
 def register(app: App) -> None:
-    import importlib
+    for callback_id, check, run in (
+        (ids.ORDER_MODAL, order_entry.check_submission, order_entry.create_order),
+        (ids.PAY_MODAL, payment.check_submission, payment.record_payment),
+        (ids.REJECT_MODAL, approvals.check_reject, approvals.reject),
+        (ids.APPROVE_NOTE_MODAL, approvals.check_approve_with_note,
+         approvals.approve_with_note),
+        (ids.PROMISE_MODAL, collections.check_promise, collections.record_promise),
+        (ids.CALL_MODAL, collections.check_call, collections.record_call),
+    ):
+        app.view(callback_id)(ack=check, lazy=[after_ack(run)])
 
-    for name in MODULES:
-        importlib.import_module(f"handlers.views.{name}").register(app)
+    app.action(ids.ORDER_PRODUCT_SELECT)(ack=acknowledge,
+                                         lazy=[after_ack(order_entry.on_product_chosen)])
+    app.options(ids.ORDER_CUSTOMER_SELECT)(order_entry.on_customer_options)
+    app.options(ids.ORDER_PRODUCT_SELECT)(order_entry.on_product_options)
+    app.options(ids.PAY_CUSTOMER)(payment.customer_options)
+    app.options(ids.PAY_INVOICES)(payment.invoice_options)

@@ -1,5 +1,6 @@
-"""Promise-to-pay and log-call modal submissions: validated on the server, field errors shown
-inline (`response_action: errors`), the collector role re-checked, the activity recorded.
+"""Promise-to-pay and log-call modal submissions: checked on the server before the ack (reads
+only; field errors shown inline, `response_action: errors`; the collector role re-checked),
+then recorded after it.
 
 Each submission is recorded once, whatever the replays (the view id is claimed in the same
 transaction, `workflows.receipts`): a replay closes the modal again and records nothing."""
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from slack_bolt import Ack, App, BoltContext
+from slack_bolt import Ack, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -16,6 +17,7 @@ from blocks import ids
 from blocks.text import esc, fmt_date, fmt_money
 from handlers.common import (
     caller,
+    checking,
     form_value,
     metadata_id,
     today_for,
@@ -37,8 +39,8 @@ def _errors(exc: DomainError, fields: dict[str, str], default: str) -> dict[str,
 
 
 def _confirm(client: WebClient, meta: dict, user_id: str, text: str) -> None:
-    """A courtesy note after the modal closed; the change is already committed, so a Slack
-    hiccup here is logged, never raised (raising after ack trips Bolt's ack race)."""
+    """Tell the collector, where the modal was opened from (else in a DM), after the modal
+    closed. The change is already committed: a Slack hiccup here is logged, not retried."""
     channel = meta.get("channel")
     try:
         if channel:
@@ -49,16 +51,38 @@ def _confirm(client: WebClient, meta: dict, user_id: str, text: str) -> None:
         log.warning("could not confirm to %s: %s", user_id, exc.response.get("error"))
 
 
-def on_promise_submit(ack: Ack, body: dict, view: dict, client: WebClient,
-                      context: BoltContext) -> None:
-    meta = view_metadata(view)
-    customer_id = metadata_id(meta, "customer_id")
+def _promise_form(view: dict) -> tuple[int, str, str | None, str | None]:
     amount = form_value(view, ids.PROMISE_AMOUNT_BLOCK, ids.PROMISE_AMOUNT_INPUT).get(
         "value") or ""
     day = form_value(view, ids.PROMISE_DATE_BLOCK, ids.PROMISE_DATE_INPUT).get("selected_date")
     note = form_value(view, ids.PROMISE_NOTE_BLOCK, ids.PROMISE_NOTE_INPUT).get("value")
+    return metadata_id(view_metadata(view), "customer_id"), amount, day, note
+
+
+def check_promise(ack: Ack, body: dict, view: dict, context: BoltContext) -> None:
+    """The ack of a promise: role, amount, date and note checked with reads only (each error
+    under its field); the promise is recorded after the ack (`record_promise`)."""
+    customer_id, amount, day, note = _promise_form(view)
     user_id = body["user"]["id"]
-    user = caller(context, user_id, client=client)
+    user = caller(context, user_id)
+    try:
+        with checking(context) as session:  # a refusal is audited
+            collections.check_promise(session, customer_id=customer_id, actor=user_id,
+                                      amount=amount, promised_date=day, note=note,
+                                      as_of=today_for(context, user))
+    except DomainError as exc:
+        ack(response_action="errors",
+            errors=_errors(exc, PROMISE_FIELDS, ids.PROMISE_AMOUNT_BLOCK))
+        return
+    ack()
+
+
+def record_promise(body: dict, view: dict, client: WebClient, context: BoltContext) -> None:
+    """After the ack: the promise, once per submission; the collector is told (or, if it was
+    refused meanwhile, told why)."""
+    customer_id, amount, day, note = _promise_form(view)
+    user_id = body["user"]["id"]
+    user = caller(context, user_id)
     try:
         with transaction(context) as session:
             receipt = receipts.claim(session, key=receipts.submission_key(view["id"]),
@@ -69,23 +93,38 @@ def on_promise_submit(ack: Ack, body: dict, view: dict, client: WebClient,
             name = collections.get_customer(session, promise.customer_id).name
             receipts.remember(session, receipt, promise_id=promise.id)
     except receipts.AlreadyHandled:
-        ack()  # a replay: the modal closes as it did the first time
-        return
+        return  # a replay: recorded once
     except DomainError as exc:
-        ack(response_action="errors",
-            errors=_errors(exc, PROMISE_FIELDS, ids.PROMISE_AMOUNT_BLOCK))
+        _confirm(client, view_metadata(view), user_id,
+                 f":warning: The promise was not recorded: {esc(exc.detail)}")
         return
-    ack()
-    _confirm(client, meta, user_id, f":handshake: Promise recorded: {esc(name)} will pay "
-             f"{fmt_money(promise.amount_minor, promise.currency)} by "
+    _confirm(client, view_metadata(view), user_id, f":handshake: Promise recorded: "
+             f"{esc(name)} will pay {fmt_money(promise.amount_minor, promise.currency)} by "
              f"{fmt_date(promise.promised_date)}.")
 
 
-def on_call_submit(ack: Ack, body: dict, view: dict, client: WebClient,
-                   context: BoltContext) -> None:
-    meta = view_metadata(view)
-    customer_id = metadata_id(meta, "customer_id")
+def _call_form(view: dict) -> tuple[int, str]:
     note = form_value(view, ids.CALL_NOTE_BLOCK, ids.CALL_NOTE_INPUT).get("value") or ""
+    return metadata_id(view_metadata(view), "customer_id"), note
+
+
+def check_call(ack: Ack, body: dict, view: dict, context: BoltContext) -> None:
+    """The ack of a call note: role and note checked with reads only; recorded after it."""
+    customer_id, note = _call_form(view)
+    try:
+        with checking(context) as session:  # a refusal is audited
+            collections.check_call(session, customer_id=customer_id,
+                                   actor=body["user"]["id"], note=note)
+    except DomainError as exc:
+        ack(response_action="errors",
+            errors=_errors(exc, {"note": ids.CALL_NOTE_BLOCK}, ids.CALL_NOTE_BLOCK))
+        return
+    ack()
+
+
+def record_call(body: dict, view: dict, client: WebClient, context: BoltContext) -> None:
+    """After the ack: the call note, once per submission; the collector is told."""
+    customer_id, note = _call_form(view)
     user_id = body["user"]["id"]
     try:
         with transaction(context) as session:
@@ -96,16 +135,10 @@ def on_call_submit(ack: Ack, body: dict, view: dict, client: WebClient,
             name = collections.get_customer(session, customer_id).name
             receipts.remember(session, receipt, activity_id=call.id)
     except receipts.AlreadyHandled:
-        ack()  # a replay: the modal closes as it did the first time
-        return
+        return  # a replay: logged once
     except DomainError as exc:
-        ack(response_action="errors",
-            errors=_errors(exc, {"note": ids.CALL_NOTE_BLOCK}, ids.CALL_NOTE_BLOCK))
+        _confirm(client, view_metadata(view), user_id,
+                 f":warning: The call was not logged: {esc(exc.detail)}")
         return
-    ack()
-    _confirm(client, meta, user_id, f":telephone_receiver: Call with {esc(name)} logged.")
-
-
-def register(app: App) -> None:
-    app.view(ids.PROMISE_MODAL)(on_promise_submit)
-    app.view(ids.CALL_MODAL)(on_call_submit)
+    _confirm(client, view_metadata(view), user_id,
+             f":telephone_receiver: Call with {esc(name)} logged.")

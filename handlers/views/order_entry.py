@@ -1,21 +1,23 @@
 """The `/o2c new` modal: customer and product search (`block_suggestion`), the pricing hint
 when a product is chosen (`dispatch_action` -> `views.update`), and the submission.
 
-Bad input (missing customer, unknown SKU, quantity <= 0, discount > 100 ...) is answered with
-`response_action: "errors"` keyed by the input's block_id: the modal stays open with each
-message under its field. A good order is created through `workflows.order_entry` (which calls
-`workflows.orders.create_order`, source "slack"); the modal closes and the rep gets the order
-number and status as a DM from the same transaction (the outbox), plus an ephemeral note in
-the channel where they typed `/o2c new`. The submission is claimed by its view id in the same
-transaction (`workflows.receipts`): a replayed or doubled submission closes the modal again and
-creates, reserves and tells nothing more.
+The submission acks first. Before the ack only reads happen (the role, every field:
+`workflows.order_entry.validate_entry`); bad input (missing customer, unknown SKU, quantity
+<= 0, discount > 100 ...) is answered with `response_action: "errors"` keyed by the input's
+block_id: the modal stays open with each message under its field. Good input closes the modal,
+and after the ack the order is created through `workflows.order_entry` (which calls
+`workflows.orders.create_order`, source "slack": credit and discount checks, approvals,
+reservations); the rep gets the order number and status as a DM from the same transaction
+(the outbox), plus an ephemeral note in the channel where they typed `/o2c new`. The
+submission is claimed by its view id in the same transaction (`workflows.receipts`): a replayed
+or doubled submission closes the modal again and creates, reserves and tells nothing more.
 """
 
 from __future__ import annotations
 
 import logging
 
-from slack_bolt import Ack, App, BoltContext
+from slack_bolt import Ack, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -28,12 +30,19 @@ from blocks.order_entry import (
     product_options,
     read_channel,
 )
-from handlers.common import caller, deps_of, now_of, today_for, transaction
+from blocks.text import esc
+from handlers.common import caller, checking, deps_of, now_of, today_for, transaction
 from models import Customer
 from workflows import receipts
-from workflows.errors import PermissionDenied, ValidationFailed
+from workflows.errors import DomainError, PermissionDenied, ValidationFailed
 from workflows.lookup import find_customer
-from workflows.order_entry import Entry, EntryLine, create_from_entry
+from workflows.order_entry import (
+    Entry,
+    EntryLine,
+    check_may_enter,
+    create_from_entry,
+    validate_entry,
+)
 from workflows.pricing import pricing_hint, search_products
 
 log = logging.getLogger("o2c.handlers.order_entry")
@@ -67,21 +76,15 @@ def parse_entry(view: dict) -> Entry:
                  notes=_picked(values, ids.ORDER_NOTES_BLOCK, ids.ORDER_NOTES_INPUT))
 
 
-def on_submit(ack: Ack, body: dict, view: dict, client: WebClient,
-              context: BoltContext) -> None:
+def check_submission(ack: Ack, body: dict, view: dict, context: BoltContext) -> None:
+    """The ack of a submission: the role and every field, reads only. Bad input keeps the form
+    open with each error under its input; good input closes it, and the order is created after
+    the ack (`create_order`)."""
     user_id = body["user"]["id"]
-    entry = parse_entry(view)
     try:
-        with transaction(context) as session:
-            receipt = receipts.claim(session, key=receipts.submission_key(view["id"]),
-                                     kind="order", actor=user_id)
-            order = create_from_entry(session, entry, rep=user_id, now=now_of(context))
-            customer = session.get(Customer, order.customer_id)
-            number, status, name = order.number, order.status, customer.name
-            receipts.remember(session, receipt, order=number)
-    except receipts.AlreadyHandled:
-        ack()  # a replay: the modal closes as it did the first time; the order exists once
-        return
+        with checking(context) as session:  # a refusal is audited
+            check_may_enter(session, user_id)
+            validate_entry(session, parse_entry(view), rep=user_id)
     except ValidationFailed as error:
         problems = [(e.field, e.detail) for e in error.errors] or [("customer", error.detail)]
         ack(response_action="errors", errors=field_errors(problems))
@@ -90,6 +93,29 @@ def on_submit(ack: Ack, body: dict, view: dict, client: WebClient,
         ack(response_action="errors", errors={ids.ORDER_CUSTOMER_BLOCK: refused.detail[:150]})
         return
     ack()
+
+
+def create_order(body: dict, view: dict, client: WebClient, context: BoltContext) -> None:
+    """After the ack: create the order, once per submission (its view id is claimed in the
+    same transaction). The rep hears of it in the DM written with the order (the outbox) and
+    here, where they typed `/o2c new`; what the checks before the ack could not see (the role
+    or a product changed meanwhile) is told to them in a DM."""
+    user_id = body["user"]["id"]
+    try:
+        with transaction(context) as session:
+            receipt = receipts.claim(session, key=receipts.submission_key(view["id"]),
+                                     kind="order", actor=user_id)
+            order = create_from_entry(session, parse_entry(view), rep=user_id,
+                                      now=now_of(context))
+            customer = session.get(Customer, order.customer_id)
+            number, status, name = order.number, order.status, customer.name
+            receipts.remember(session, receipt, order=number)
+    except receipts.AlreadyHandled:
+        return  # a replay: the order exists once, and the rep was told
+    except DomainError as error:
+        client.chat_postMessage(channel=user_id, text=f":warning: The order was not created: "
+                                f"{esc(error.detail)}")
+        return
     channel = read_channel(view)
     if channel:
         try:
@@ -112,9 +138,9 @@ def on_product_options(ack: Ack, body: dict, context: BoltContext) -> None:
     ack(options=options)
 
 
-def on_product_chosen(ack: Ack, body: dict, client: WebClient, context: BoltContext) -> None:
-    """Show the pricing hint under every chosen product (the view keeps what was typed)."""
-    ack()
+def on_product_chosen(body: dict, client: WebClient, context: BoltContext) -> None:
+    """After the ack: the pricing hint under every chosen product (the view keeps what was
+    typed)."""
     view = body.get("view") or {}
     values = _state(view)
     today = today_for(context, caller(context, body["user"]["id"]))
@@ -130,10 +156,3 @@ def on_product_chosen(ack: Ack, body: dict, client: WebClient, context: BoltCont
                             view=order_modal(channel=read_channel(view), hints=hints))
     except SlackApiError as exc:  # hash_conflict: the user changed it meanwhile; next pick wins
         log.info("pricing hint not shown: %s", exc.response.get("error"))
-
-
-def register(app: App) -> None:
-    app.view(ids.ORDER_MODAL)(on_submit)
-    app.options(ids.ORDER_CUSTOMER_SELECT)(on_customer_options)
-    app.options(ids.ORDER_PRODUCT_SELECT)(on_product_options)
-    app.action(ids.ORDER_PRODUCT_SELECT)(on_product_chosen)

@@ -1,24 +1,29 @@
 """The `/o2c pay` modal: submission (validated inline) and its two searchable selects.
 
-Thin: the form is read here, the payment is recorded (and the DM about it written, in the same
-transaction) by `workflows.cash_application.record_from_slack` like every other payment (source
-"slack"), so the matching engine runs unless the collector picked the invoices. The view id is
-claimed in the same transaction (`workflows.receipts`) and is the payment's external id: a
-double, replayed or concurrent submission records it once and closes the modal again."""
+The submission acks first: before the ack only reads happen (fields, role, the customer's
+currency, the chosen invoices; `workflows.cash_application.check_from_slack`), and a refusal
+stays in the form under its field. After the ack the payment is recorded (and the DM about it
+written, in the same transaction) by `workflows.cash_application.record_from_slack` like every
+other payment (source "slack"), so the matching engine runs unless the collector picked the
+invoices. The view id is claimed in the same transaction (`workflows.receipts`) and is the
+payment's external id: a double, replayed or concurrent submission records it once."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime, time, tzinfo
 
-from slack_bolt import Ack, App, BoltContext
+from slack_bolt import Ack, BoltContext
+from slack_sdk import WebClient
 
 from blocks import ids
 from blocks.cashapp import invoice_option, option
-from handlers.common import caller, deps_of, transaction
+from blocks.text import esc
+from handlers.common import caller, checking, deps_of, transaction
 from models import limits, money
 from workflows import receipts
 from workflows.cash_application import (
     PaymentIn,
+    check_from_slack,
     open_invoice_choices,
     record_from_slack,
 )
@@ -71,6 +76,60 @@ def _check(form: dict, today: date) -> dict[str, str]:
     return errors
 
 
+def check_submission(ack: Ack, body: dict, view: dict, context: BoltContext) -> None:
+    """The ack of a submission: the fields, the collector role, the customer's currency and
+    the chosen invoices (reads only). Bad input keeps the form open with each error under its
+    field; good input closes it, and the payment is recorded and matched after the ack
+    (`record_payment`)."""
+    user_id = body["user"]["id"]
+    now = _now(context, user_id)
+    form = read_form((view.get("state") or {}).get("values") or {})
+    errors = _check(form, now.date())
+    if errors:
+        ack(response_action="errors", errors=errors)
+        return
+    try:
+        with checking(context) as session:  # a refusal is audited
+            check_from_slack(session, _payment(form, view, now.tzinfo), user_id=user_id,
+                             apply_to=form["invoices"])
+    except DomainError as error:  # refused (role) or invalid: shown in the form
+        ack(response_action="errors", errors=_errors_of(error))
+        return
+    ack()
+
+
+def record_payment(body: dict, view: dict, client: WebClient, context: BoltContext) -> None:
+    """After the ack: record the payment and run the matching engine, once per submission
+    (the view id is claimed in the same transaction and is the payment's external id). The
+    collector hears the outcome in the DM written with it (`payment_recorded`, the outbox);
+    a refusal the checks before the ack could not see (a conflict, a role removed meanwhile)
+    is told to them in a DM."""
+    user_id = body["user"]["id"]
+    form = read_form((view.get("state") or {}).get("values") or {})
+    data = _payment(form, view, _now(context, user_id).tzinfo)
+    try:
+        with transaction(context) as session:
+            receipt = receipts.claim(session, key=receipts.submission_key(view["id"]),
+                                     kind="payment", actor=user_id)
+            payment, _ = record_from_slack(session, data, user_id=user_id,
+                                           apply_to=form["invoices"])
+            receipts.remember(session, receipt, payment_id=payment.id)
+    except receipts.AlreadyHandled:
+        return  # a replay: recorded once, and the collector was told
+    except DomainError as error:
+        client.chat_postMessage(channel=user_id, text=":warning: The payment was not "
+                                f"recorded: {esc(error.detail)}")
+
+
+def _payment(form: dict, view: dict, tz: tzinfo | None) -> PaymentIn:
+    # the day the money arrived, at noon where the collector is
+    received = datetime.combine(date.fromisoformat(form["date"][:10]), time(12, 0), tzinfo=tz)
+    return PaymentIn(amount=form["amount"], currency=form["currency"], received_at=received,
+                     payer_name=form["payer_name"], reference=form["reference"],
+                     customer=form["customer"], method="manual entry",
+                     external_id=f"slack-view:{view['id']}")
+
+
 def _errors_of(error: DomainError) -> dict[str, str]:
     """A refusal as inline errors, each on the field it names (the amount field otherwise)."""
     errors: dict[str, str] = {}
@@ -80,35 +139,9 @@ def _errors_of(error: DomainError) -> dict[str, str]:
     return errors or {ids.PAY_AMOUNT_BLOCK: error.detail[:150]}
 
 
-def on_submit(ack: Ack, body: dict, view: dict, context: BoltContext) -> None:
-    user_id = body["user"]["id"]
-    now = deps_of(context).clock.now_in(caller(context, user_id).timezone)
-    form = read_form((view.get("state") or {}).get("values") or {})
-    errors = _check(form, now.date())
-    if errors:
-        ack(response_action="errors", errors=errors)
-        return
-    # the day the money arrived, at noon where the collector is
-    received = datetime.combine(date.fromisoformat(form["date"][:10]), time(12, 0),
-                                tzinfo=now.tzinfo)
-    data = PaymentIn(amount=form["amount"], currency=form["currency"], received_at=received,
-                     payer_name=form["payer_name"], reference=form["reference"],
-                     customer=form["customer"], method="manual entry",
-                     external_id=f"slack-view:{view['id']}")
-    try:
-        with transaction(context) as session:
-            receipt = receipts.claim(session, key=receipts.submission_key(view["id"]),
-                                     kind="payment", actor=user_id)
-            payment, _ = record_from_slack(session, data, user_id=user_id,
-                                           apply_to=form["invoices"])
-            receipts.remember(session, receipt, payment_id=payment.id)
-    except receipts.AlreadyHandled:
-        ack()  # a replay: the modal closes as it did the first time
-        return
-    except DomainError as error:  # refused (role), invalid, or a conflict: shown in the form
-        ack(response_action="errors", errors=_errors_of(error))
-        return
-    ack()
+def _now(context: BoltContext, user_id: str) -> datetime:
+    """This moment where the collector is (their Slack time zone)."""
+    return deps_of(context).clock.now_in(caller(context, user_id).timezone)
 
 
 def customer_options(ack: Ack, payload: dict, context: BoltContext) -> None:
@@ -127,9 +160,3 @@ def invoice_options(ack: Ack, payload: dict, context: BoltContext) -> None:
     with deps_of(context).db.read_session() as session:
         found = open_invoice_choices(session, query, customer=customer)
     ack(options=[invoice_option(inv) for inv in found])
-
-
-def register(app: App) -> None:
-    app.view(ids.PAY_MODAL)(on_submit)
-    app.options(ids.PAY_CUSTOMER)(customer_options)
-    app.options(ids.PAY_INVOICES)(invoice_options)

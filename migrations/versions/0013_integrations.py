@@ -18,7 +18,7 @@ Issue 16.
 New tables need no backfill; existing data is kept as is.
 
 Revision ID: 0013_integrations
-Revises: 0008_economic_dates
+Revises: 0010_core
 Create Date: 2026-12-08
 """
 from collections.abc import Sequence
@@ -30,7 +30,7 @@ from alembic import op
 import models.base
 
 revision: str = "0013_integrations"
-down_revision: str | None = "0008_economic_dates"
+down_revision: str | None = "0010_core"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -40,7 +40,8 @@ def schema(database_url: str):  # noqa: ANN201
         db.dispose()
     app = create_app(test_settings(database_url, "http://127.0.0.1:9/api/"), background=False)
     yield schemathesis.openapi.from_asgi("/openapi.json", app)
-    app.state.deps.close()
+    app.state.runtime.listeners.shutdown()
+    app.state.deps.db.dispose()
 
 
 def test_no_request_makes_a_server_error(schema) -> None:  # noqa: ANN001

@@ -65,6 +65,17 @@ def count(server, model, *where) -> int:  # noqa: ANN001
         return s.exec(select(func.count()).select_from(model).where(*where)).one()
 
 
+def settled(check, what: str) -> None:  # noqa: ANN001
+    """`check()` comes true once the work after the acks is done (it runs after them, in lazy
+    listeners), and is still true a moment later, when every copy's work is done too."""
+    deadline = time.monotonic() + WAIT
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert check(), f"{what}: changed again afterwards"
+
+
 def changes(server) -> dict:  # noqa: ANN001
     """Everything a request could have created or recorded."""
     return {model.__name__: count(server, model) for model in (
@@ -235,8 +246,8 @@ def test_fifty_junk_requests_leave_a_short_log_and_flat_memory(database_url, sta
                                                                tmp_path) -> None:
     # given a real server process and its log
     log_path = tmp_path / "serve.log"
-    server = ServeProcess(o2c_env(database_url, standin.api_url, O2C_OUTBOX_WORKER="false",
-                                  O2C_ANSWER_PROCESSES="0"), log_path).start()
+    server = ServeProcess(o2c_env(database_url, standin.api_url, O2C_OUTBOX_WORKER="false"),
+                          log_path).start()
     try:
         rss = _rss_kb(server.proc.pid)
         start = log_path.stat().st_size
@@ -427,12 +438,18 @@ def test_replayed_order_entry_makes_one_order_one_dm_one_reservation(company, sl
     first, answer, statuses = replay(slack, body)
     # then every copy is answered like the first (an empty 200 closes the modal)
     assert first == 200 and answer == "" and statuses == [200] * 11
+
+    def one_order() -> bool:
+        with company.db.read_session() as s:
+            orders = s.exec(select(Order).where(Order.source == "slack")).all()
+            reserved = s.exec(select(Product.reserved).where(Product.sku == "WID-1")).one()
+            dms = s.exec(select(OutboxMessage).where(
+                OutboxMessage.payload["template"].as_string() == "order_status")).all()
+        return len(orders) == 1 and reserved == 3 and len(dms) == 1
+
+    settled(one_order, "one order, one reservation, one DM")
     with company.db.read_session() as s:
         orders = s.exec(select(Order).where(Order.source == "slack")).all()
-        reserved = s.exec(select(Product.reserved).where(Product.sku == "WID-1")).one()
-        dms = s.exec(select(OutboxMessage).where(
-            OutboxMessage.payload["template"].as_string() == "order_status")).all()
-    assert len(orders) == 1 and reserved == 3 and len(dms) == 1
     assert count(company, AuditEvent, AuditEvent.entity_type == "order",
                  AuditEvent.entity_id == str(orders[0].id)) == count(
         company, AuditEvent, AuditEvent.entity_type == "order")  # one order's history only
@@ -451,7 +468,7 @@ def test_replayed_payment_submission_records_one_payment(company, slack, standin
         ids.PAY_DATE_BLOCK: {ids.PAY_DATE: _today()}})
     first, answer, statuses = replay(slack, body)
     assert first == 200 and answer == "" and statuses == [200] * 11
-    assert count(company, Payment) == 1
+    settled(lambda: count(company, Payment) == 1, "one payment")
     assert count(company, AuditEvent, AuditEvent.action == "payment.received") == 1
 
 
@@ -471,16 +488,21 @@ def test_replayed_promise_and_call_submissions_record_once(company, slack, stand
         ids.PROMISE_DATE_BLOCK: {ids.PROMISE_DATE_INPUT: _today() + timedelta(days=5)}})
     first, answer, statuses = replay(slack, body)
     assert first == 200 and answer == "" and statuses == [200] * 11
-    with company.db.read_session() as s:
-        promises = s.exec(select(PromiseToPay)).all()
-    assert [p.status for p in promises] == ["open"]  # not 11 cancelled ones behind it
+
+    def statuses_of_promises() -> list[str]:
+        with company.db.read_session() as s:
+            return [p.status for p in s.exec(select(PromiseToPay)).all()]
+
+    # not 11 cancelled ones behind it
+    settled(lambda: statuses_of_promises() == ["open"], "one open promise")
     api.close_view("UCOLL001", promise["id"])
     call = _account_modal(slack, api, company, "collections_log_call", ids.CALL_MODAL)
     body = prepared_submission(slack, "UCOLL001", call, {
         ids.CALL_NOTE_BLOCK: {ids.CALL_NOTE_INPUT: "AP will pay Friday"}})
     first, answer, statuses = replay(slack, body)
     assert first == 200 and answer == "" and statuses == [200] * 11
-    assert count(company, CollectionActivity, CollectionActivity.kind == "call") == 1
+    settled(lambda: count(company, CollectionActivity, CollectionActivity.kind == "call") == 1,
+            "one call")
     assert count(company, CollectionActivity, CollectionActivity.kind == "promise") == 1
 
 
@@ -511,11 +533,14 @@ def test_replayed_decision_modals_decide_once_and_say_nothing_more(  # noqa: ANN
     body = prepared_submission(slack, "UCREDIT1", modal, {block: {action: "checked <b>"}})
     first, answer, statuses = replay(slack, body)
     assert first == 200 and answer == "" and statuses == [200] * 11
-    with company.db.read_session() as s:
-        approval = s.exec(select(Approval)).one()
-    assert approval.status == decision
-    assert count(company, AuditEvent, AuditEvent.action == f"approval.{decision}") == 1
-    time.sleep(0.5)
+
+    def decided() -> bool:
+        with company.db.read_session() as s:
+            status = s.exec(select(Approval)).one().status
+        return status == decision and count(
+            company, AuditEvent, AuditEvent.action == f"approval.{decision}") == 1
+
+    settled(decided, f"one {decision} decision")
     assert api.ephemerals("UCREDIT1") == []  # a replay is not told "already decided"
 
 
@@ -552,7 +577,8 @@ def test_replayed_clicks_that_create_change_once_and_answer_alike(company, slack
     body = prepared_click(slack, "UCREDIT1", _card(api, number), "approval_approve")
     _, _, statuses = replay(slack, body)
     assert statuses == [200] * 11
-    assert count(company, AuditEvent, AuditEvent.action == "approval.approved") == 1
+    settled(lambda: count(company, AuditEvent, AuditEvent.action == "approval.approved") == 1,
+            "one approval")
     # Credit hold on the customer card: one change, one audit entry
     assert slack.slash(ADMIN, "customer C-GLOBEX").status_code == 200
     card = api.wait_for(lambda: [e for e in api.ephemerals(ADMIN) if "Globex" in text_of(e)]
@@ -560,7 +586,8 @@ def test_replayed_clicks_that_create_change_once_and_answer_alike(company, slack
     body = prepared_click(slack, ADMIN, card, "customer_credit_hold")
     _, _, statuses = replay(slack, body)
     assert statuses == [200] * 11
-    assert count(company, AuditEvent, AuditEvent.action == "customer.credit_hold") == 1
+    settled(lambda: count(company, AuditEvent, AuditEvent.action == "customer.credit_hold")
+            == 1, "one credit hold")
 
 
 def test_replayed_modal_opening_clicks_open_one_modal_without_an_error(company, slack,  # noqa: ANN001
@@ -635,7 +662,7 @@ def test_replayed_backorder_choices_and_apply_clicks_change_once(server, slack, 
     # then the payment is applied once and the card updated once
     from models import Allocation
 
-    assert count(server, Allocation) == 1
+    settled(lambda: count(server, Allocation) == 1, "one allocation")
     sandbox.wait_for(lambda: sandbox.calls_to("chat.update"), WAIT, "the card update")
     time.sleep(0.5)
     assert len(sandbox.calls_to("chat.update")) == 1

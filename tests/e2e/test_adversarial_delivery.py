@@ -178,8 +178,7 @@ def test_kill_9_during_delivery_doubles_nothing_and_strands_nothing(database_url
     # given 24 messages, and a Slack that posts each at once but answers 250 ms later
     ids = queue(db, 24)
     api.inject("chat.postMessage", *[Fault(delay_after=0.25) for _ in range(100)])
-    env = o2c_env(database_url, standin.api_url, O2C_OUTBOX_LEASE_SECONDS="3",
-                  O2C_ANSWER_PROCESSES="0")
+    env = o2c_env(database_url, standin.api_url, O2C_OUTBOX_LEASE_SECONDS="3")
     # when a server is killed (SIGKILL) four times right after Slack took a post from it
     kills = 0
     for n in range(4):

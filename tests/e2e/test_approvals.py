@@ -220,9 +220,11 @@ def test_rejection_needs_a_reason_records_it_and_cancels_the_other_request(
     # when a reason is given
     slack.submit_view("UCREDIT1", modal, {"reject_reason": {
         "reject_reason_input": "Too risky <!here> for now"}})
-    # then the modal closes, the order is rejected and the reason recorded everywhere
+    # then the modal closes, the order is rejected (after the ack) and the reason recorded
+    # everywhere
     assert api.views_for("UCREDIT1") == []
-    rejected = approval(company, number)
+    rejected = api.wait_for(lambda: (a := approval(company, number)).status != "pending" and a,
+                            WAIT, "the decision")
     assert (rejected.status, rejected.decision_note) == ("rejected", "Too risky <!here> for now")
     assert order_status(company, number) == "rejected"
     [event] = audit(company, "approval.rejected")

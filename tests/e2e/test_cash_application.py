@@ -199,6 +199,12 @@ def open_pay_modal(slack, standin, user: str = "UCOLL001") -> dict:  # noqa: ANN
                                 "the payment modal")
 
 
+def recorded(server) -> Payment | None:  # noqa: ANN001
+    """The payment recorded from the modal (after its ack), once there is one."""
+    with server.db.read_session() as s:
+        return s.exec(select(Payment)).one_or_none()
+
+
 def test_pay_modal_records_and_applies_a_payment(company, server, slack, standin) -> None:  # noqa: ANN001
     # given
     view = open_pay_modal(slack, standin)
@@ -316,8 +322,7 @@ def test_pay_modal_works_for_a_user_whose_slack_time_zone_is_unknown(  # noqa: A
         ids.PAY_DATE_BLOCK: {ids.PAY_DATE: today}})
     # then it is recorded as received at noon UTC that day (UTC is the fallback)
     assert standin.api.views_for("UCOLL001") == []
-    with server.db.read_session() as s:
-        payment = s.exec(select(Payment)).one()
+    payment = standin.api.wait_for(lambda: recorded(server), 10, "the payment")
     assert payment.received_at == datetime.combine(today, time(12, 0), tzinfo=UTC)
     assert payment.status == "applied"
 
@@ -349,5 +354,5 @@ def test_pay_modal_takes_amounts_up_to_the_bound_and_refuses_beyond_it(  # noqa:
     slack.submit_view("UCOLL001", view, {ids.PAY_AMOUNT_BLOCK: {ids.PAY_AMOUNT:
                                                                 "9,000,000,000,000.00"},
                                          ids.PAY_DATE_BLOCK: {ids.PAY_DATE: TODAY}})
-    with server.db.read_session() as s:
-        assert s.exec(select(Payment.amount_minor)).all() == [900_000_000_000_000]
+    payment = standin.api.wait_for(lambda: recorded(server), 10, "the payment")
+    assert payment.amount_minor == 900_000_000_000_000

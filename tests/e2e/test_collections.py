@@ -114,8 +114,12 @@ def test_digest_buttons_promise_reminder_call_snooze(book, smtp_server, standin,
                                           "promise_date": {"promise_date_input": promised},
                                           "promise_note": {"promise_note_input": "<!here> wire"}})
     assert standin.api.views_for("UCOLL001") == []
-    with smtp_server.db.read_session() as s:
-        [promise] = s.exec(select(PromiseToPay)).all()
+
+    def promises() -> list[PromiseToPay]:  # recorded after the ack
+        with smtp_server.db.read_session() as s:
+            return s.exec(select(PromiseToPay)).all()
+
+    [promise] = standin.api.wait_for(promises, 10, "the promise")
     assert (promise.amount_minor, promise.promised_date, promise.created_by) == (
         150000, promised, "UCOLL001")
 
@@ -136,10 +140,13 @@ def test_digest_buttons_promise_reminder_call_snooze(book, smtp_server, standin,
     slack.click("UCOLL001", digest, "collections_snooze", block_id=beta)
     standin.api.wait_for(lambda: any("snoozed until" in text_of(r["payload"])
                                      for r in standin.api.responses), 10, "snooze answer")
-    with smtp_server.db.read_session() as s:
-        kinds = sorted(s.exec(select(CollectionActivity.kind).where(
-            CollectionActivity.customer_id == book["B"])).all())
-    assert kinds == ["call", "promise", "reminder", "snooze"]
+    def kinds() -> list[str]:
+        with smtp_server.db.read_session() as s:
+            return sorted(s.exec(select(CollectionActivity.kind).where(
+                CollectionActivity.customer_id == book["B"])).all())
+
+    standin.api.wait_for(lambda: len(kinds()) == 4, 10, "the call logged")
+    assert kinds() == ["call", "promise", "reminder", "snooze"]
 
     # the worklist now shows the promise and hides the snoozed account
     answer = text_of(ask(slack, standin.api, "UCOLL001", "worklist"))
@@ -193,9 +200,9 @@ def test_chat_post_message_429_then_503_arrives_exactly_once(book, smtp_server, 
     standin.api.inject("chat.postMessage", Fault(status=429, retry_after=1), Fault(status=503))
     # when the digest for one collector is queued
     with smtp_server.db.transaction() as s:
-        from workflows.collections import queue_digests
+        from workflows.collections import prepare_digests, record_digests
 
-        queue_digests(s, TODAY, collector_ids=["UCOLL002"])
+        record_digests(s, TODAY, prepare_digests(s, TODAY, collector_ids=["UCOLL002"]))
     smtp_server.deps.notify_outbox()
     # then it arrives once, after the two failures
     standin.api.wait_for(lambda: [c for c in standin.api.calls_to("chat.postMessage") if c.ok],

@@ -42,6 +42,11 @@ def open_modal(slack, api, user: str = "USALES01") -> dict:  # noqa: ANN001
     return api.wait_for(lambda: api.views_for(user) or None, WAIT, "the order modal")[0]
 
 
+def slack_order(server) -> Order | None:  # noqa: ANN001
+    with server.db.read_session() as s:
+        return s.exec(select(Order).where(Order.source == "slack")).one_or_none()
+
+
 def line(row: int, product: str | None = None, quantity: object = None,
          discount: object = None) -> dict:
     return {f"order_line_{row}_product": {"order_product_select": product},
@@ -87,10 +92,10 @@ def test_modal_searches_hints_and_rejects_bad_input_inline(shop, slack, standin)
         assert s.exec(select(Order).where(Order.source == "slack")).all() == []
     # when it is corrected
     slack.submit_view("USALES01", modal, {**line(0, "WID-1", 3, "10"), **line(2, "GADGET", 4)})
-    # then the modal closes, the order is created from Slack, and the rep is told
+    # then the modal closes, the order is created from Slack (after the ack), and the rep is
+    # told
     assert api.views_for("USALES01") == []
-    with shop.db.read_session() as s:
-        order = s.exec(select(Order).where(Order.source == "slack")).one()
+    order = api.wait_for(lambda: slack_order(shop), WAIT, "the order")
     assert (order.sales_rep_id, order.status) == ("USALES01", "approved")
     assert order.total_minor == 27000 + 5000  # 3 x 100.00 less 10 %, plus 4 x 12.50
     api.wait_for(lambda: [m for m in api.dm_messages("USALES01") if order.number in m["text"]]

@@ -91,7 +91,6 @@ def test_listeners(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox
 @pytest.fixture
 def ping_job(monkeypatch: pytest.MonkeyPatch) -> str:
     """A job that DMs the collector, standing in for the digest (registered like any job)."""
-    jobs.load_all()
     monkeypatch.setitem(jobs.JOBS, PING_JOB, jobs.Job(PING_JOB, ping, None,
                                                       "DM the collector (test job)"))
     return PING_JOB

@@ -278,8 +278,13 @@ def test_order_approval_and_digest_in_the_browser(sandbox, visitor) -> None:  # 
     visitor.shot("new-order-modal")
     visitor.dialog.locator("footer button[type=submit]").click()
     expect(visitor.dialog).to_be_hidden()
-    with sandbox.server.db.read_session() as s:
-        order = s.exec(select(Order).where(Order.id > before, Order.sales_rep_id == SALES)).one()
+
+    def entered() -> Order | None:  # created after the modal's ack
+        with sandbox.server.db.read_session() as s:
+            return s.exec(select(Order).where(Order.id > before,
+                                              Order.sales_rep_id == SALES)).one_or_none()
+
+    order = sandbox.wait_for(entered, "the order")
     assert order.status == "pending_approval"
 
     # step: the approver approves it on the card in #approvals; the card is updated

@@ -399,7 +399,6 @@ def test_time_travel_reports_a_failing_job(sandbox, monkeypatch) -> None:  # noq
     def broken(deps, as_of):  # noqa: ANN001, ANN202
         raise RuntimeError("boom")
 
-    jobs.load_all()
     monkeypatch.setitem(jobs.JOBS, "broken", jobs.Job("broken", broken, None, "fails"))
     response = sandbox.act("time-travel", user=ADMIN, job="broken", as_of="2030-01-01")
     assert response.status_code == 500

@@ -12,7 +12,7 @@ and foreign keys are on, so the copy is taken aside first, the old table dropped
 violation for each referencing line) and the new one filled from the copy (each inserted row
 resolves its lines' violations) before the transaction commits.
 
-Revision ID: 0005_fulfil
+Revision ID: 0005_fulfil (kept as it was: deployed databases store it)
 Revises: 0003_i5
 Create Date: 2026-11-25
 """

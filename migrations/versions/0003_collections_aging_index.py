@@ -4,7 +4,7 @@ The daily digest aggregates every open invoice per customer (bucket sums, weight
 oldest due date, disputes). With this index the aggregate reads only the index, in customer
 order, without touching the table or sorting (bench/digest.py: 1M open invoices).
 
-Revision ID: 0003_i4
+Revision ID: 0003_i4 (kept as it was: deployed databases store it)
 Revises: 0002
 Create Date: 2026-11-23
 """

@@ -1,6 +1,6 @@
 """cash application: indexed invoice-number key and open-amount index for the matching engine
 
-Revision ID: 0003_i5
+Revision ID: 0003_i5 (kept as it was: deployed databases store it; the fourth migration)
 Revises: 0003_i4
 Create Date: 2026-11-24
 """

@@ -1,0 +1,69 @@
+"""What a subcommand of `/o2c` is and what it gets (`handlers.commands` lists them all)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from slack_bolt import BoltContext, Respond
+from slack_sdk import WebClient
+from sqlmodel import Session
+
+from blocks.text import plain
+from handlers.deps import Deps, deps_of
+from models import InteractionReceipt, Role
+from workflows import receipts
+
+
+@dataclass
+class CommandCall:
+    """What a subcommand gets: the parsed text plus the Bolt utilities it may need."""
+
+    name: str
+    args: str
+    user_id: str
+    user_name: str
+    channel_id: str
+    trigger_id: str
+    respond: Respond
+    client: WebClient
+    context: BoltContext
+    command: dict = field(default_factory=dict)
+
+    @property
+    def deps(self) -> Deps:
+        return deps_of(self.context)
+
+    def answer(self, blocks: list[dict], text: str) -> None:
+        """Reply only to the caller. `text` is the plain notification fallback (escaped)."""
+        self.respond(blocks=blocks, text=plain(text, 3000), response_type="ephemeral")
+
+
+Handler = Callable[[CommandCall], None]
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """`/o2c <name> ...`: `func` runs after the ack (`handlers.commands.answer`). With `roles`,
+    the caller must hold one of them: checked on the server before `func` runs; a refusal is
+    audited and explained."""
+
+    name: str
+    usage: str
+    summary: str
+    func: Handler
+    roles: tuple[str, ...] = ()
+
+
+# Any role of the bot: who may read orders, customers and AR at all.
+ANY_ROLE = tuple(Role)
+
+
+def claim_command(session: Session, call: CommandCall, kind: str) -> InteractionReceipt | None:
+    """A subcommand that changes something runs once per invocation: Slack gives each one its
+    own trigger_id, which a replay or a retry of the request repeats (`workflows.receipts`;
+    raises `receipts.AlreadyHandled` for a copy). None when there is no trigger_id."""
+    if not call.trigger_id:
+        return None
+    return receipts.claim(session, key=f"command:{call.trigger_id}", kind=kind,
+                          actor=call.user_id)

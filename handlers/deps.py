@@ -1,0 +1,62 @@
+"""What listeners use of the app's dependencies (`context["deps"]`), typed here.
+
+The dependencies are built once per process by `bot.deps.Deps` and put on every request's
+context by a middleware (`bot.slack_app`). Listeners must not import `bot` (bot builds the app
+from the listeners, not the other way round), so they see the dependencies through this small
+protocol: the database, the one clock, the cache of users seen, and the outbox wake-up.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from datetime import date, datetime
+from typing import Protocol
+
+from slack_bolt import BoltContext
+from sqlmodel import Session
+
+from models import User
+
+
+class Database(Protocol):
+    def transaction(self) -> AbstractContextManager[Session]:
+        """A write transaction: commits on success, rolls back on an error."""
+        ...
+
+    def read_session(self) -> Session:
+        """A session for reads only (on SQLite it never waits for the write lock)."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    def now_in(self, tz: str | None) -> datetime: ...
+
+    def today(self, tz: str | None) -> date: ...
+
+
+class Deps(Protocol):
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def users_seen(self) -> dict[str, tuple[User, float]]:
+        """Users seen recently: id -> (row, monotonic time seen)."""
+        ...
+
+    @property
+    def email_enabled(self) -> bool:
+        """True when customer e-mails are sent (SMTP_URL is set), else they wait queued."""
+        ...
+
+    def notify_outbox(self) -> None:
+        """Wake the outbox worker after a commit that wrote notifications."""
+        ...
+
+
+def deps_of(context: BoltContext) -> Deps:
+    return context["deps"]

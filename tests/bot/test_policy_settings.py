@@ -1,0 +1,68 @@
+"""The policy's three layers (workflows/policy.py): `Policy`'s defaults, the settings (carried
+by the database sessions, no module state), admins' overrides in the database."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from sqlmodel import select
+
+from bot.db import Database
+from bot.deps import build_deps
+from models import Order
+from tests.conftest import ADMIN, test_settings
+from tests.support import factories as f
+from tests.support.slack import ask, text_of
+from workflows import policy
+
+
+def test_settings_set_the_policy_and_admins_override_it(database_url: str) -> None:
+    # given settings that change two policy values
+    settings = test_settings(database_url, "http://127.0.0.1:9/api/",
+                             o2c_max_discount_pct="20", o2c_business_timezone="Europe/Berlin")
+    deps = build_deps(settings)
+    plain = Database(database_url)  # a session without the settings (a script, a test)
+    try:
+        # then every session of the app sees them; one without them sees the defaults
+        with deps.db.read_session() as s:
+            seen = policy.current(s)
+        assert (seen.max_discount_pct, seen.business_timezone) == (Decimal("20"),
+                                                                   "Europe/Berlin")
+        assert seen.overdue_hold_days == policy.Policy().overdue_hold_days
+        with plain.read_session() as s:
+            assert policy.current(s) == policy.Policy()
+        # when an admin overrides one of them
+        with deps.db.transaction() as s:
+            policy.set_value(s, key="max_discount_pct", value="12", actor=ADMIN)
+        # then the override wins, and the other setting stays
+        with deps.db.read_session() as s:
+            seen = policy.current(s)
+        assert (seen.max_discount_pct, seen.business_timezone) == (Decimal("12"),
+                                                                   "Europe/Berlin")
+    finally:
+        deps.db.dispose()
+        plain.dispose()
+
+
+@pytest.fixture
+def server_settings(database_url: str, standin):  # noqa: ANN001, ANN201
+    return test_settings(database_url, standin.api_url, o2c_max_discount_pct="20")
+
+
+def test_the_servers_workflows_decide_by_the_settings(server, api, slack, standin) -> None:  # noqa: ANN001
+    # given O2C_MAX_DISCOUNT_PCT=20 (the default is 15)
+    with server.db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.customer(s, "C-GLOBEX", "Globex Corporation")
+        f.product(s, "WID-1", price="100.00")
+    # when an order with an 18 % discount comes in
+    created = api.post("/orders", json={"customer": "C-GLOBEX", "sales_rep": "USALES01",
+                                        "currency": "USD", "lines": [
+                                            {"sku": "WID-1", "quantity": 1,
+                                             "discount_pct": "18"}]})
+    # then it needs no discount approval, and `/o2c policy` shows the value in force
+    assert created.status_code == 201, created.text
+    with server.db.read_session() as s:
+        assert s.exec(select(Order.status)).one() == "approved"
+    assert "20" in text_of(ask(slack, standin.api, "USALES01", "policy"))
