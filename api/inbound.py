@@ -8,8 +8,10 @@
   capability: 32 random characters); `POST` to it opens checkout for the balance as it is
   now (`workflows.payment_links`), a Stripe Checkout Session, or in the sandbox its stand-in
   payment page. Without Stripe or the sandbox: 404.
-
-The HubSpot webhook is in `api.hubspot_hooks`.
+* `POST /webhooks/hubspot` — HubSpot's events, verified with its signature v3 (the client
+  library's helper, `HUBSPOT_CLIENT_SECRET`, 5-minute tolerance) before anything is parsed;
+  each event kept once by its `eventId`, a won deal queued for import (`bot.hubspot`).
+  Without the secret and the access token: 404.
 """
 
 from __future__ import annotations
