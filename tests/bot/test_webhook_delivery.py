@@ -132,8 +132,8 @@ def test_a_slow_receiver_holds_back_neither_the_api_nor_slack(server, api, stand
         with server.db.read_session() as s:
             return len(s.exec(select(WebhookDelivery)).all())
 
-    with Receiver([Step(200, delay=8.0)] * 5) as receiver:
-        # given a subscriber whose receiver takes 8 s to answer
+    with Receiver([Step(200, hold=True)] * 5) as receiver:
+        # given a subscriber whose receiver does not answer (until the test releases it)
         with server.db.transaction() as s:
             f.user(s, "USALES01", "sales")
             f.customer(s)
@@ -155,6 +155,9 @@ def test_a_slow_receiver_holds_back_neither_the_api_nor_slack(server, api, stand
                              "order DMs")
         assert attempts_finished() == 0
         assert receiver.requests[0].answered is None
+        # and once the receiver answers, the delivery that waited for it is logged
+        receiver.release()
+        standin.api.wait_for(lambda: attempts_finished() >= 1, 15, "the first delivery")
 
 
 def test_deliveries_api_lists_attempts(server, api) -> None:  # noqa: ANN001

@@ -71,7 +71,8 @@ class HubSpotStandIn:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={
+            "poll_interval": 0.05}, daemon=True)  # shutdown() returns within the poll
 
     @property
     def url(self) -> str:

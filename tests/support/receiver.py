@@ -1,5 +1,6 @@
 """A webhook receiver on 127.0.0.1 for tests: records every request (headers and raw body)
-and answers from a script (status codes, optional delays); after the script, 200."""
+and answers from a script (status codes, or holding the answer until the test releases it);
+after the script, 200."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class Received:
 @dataclass
 class Step:
     status: int = 200
-    delay: float = 0.0  # seconds before answering (a hanging receiver)
+    hold: bool = False  # answer only once the test calls `release()` (a hanging receiver)
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -30,6 +31,7 @@ class Receiver:
         self.requests: list[Received] = []
         self.lock = threading.Lock()
         self.arrived = threading.Event()
+        self.released = threading.Event()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,8 +44,8 @@ class Receiver:
                     receiver.requests.append(item)
                     step = receiver.script.pop(0) if receiver.script else Step(200)
                 receiver.arrived.set()
-                if step.delay:
-                    time.sleep(step.delay)
+                if step.hold:
+                    receiver.released.wait(120)
                 try:
                     self.send_response(step.status)
                     for name, value in step.headers.items():
@@ -60,7 +62,9 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # a short poll: `shutdown()` returns within it (the default half second, per test)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={
+            "poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:
@@ -71,8 +75,13 @@ class Receiver:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release()
         self.server.shutdown()
         self.server.server_close()
+
+    def release(self) -> None:
+        """Answer the held requests (and any later one at once)."""
+        self.released.set()
 
     def wait_for(self, count: int, timeout: float = 15.0) -> list[Received]:
         deadline = time.monotonic() + timeout
