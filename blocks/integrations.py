@@ -8,6 +8,7 @@ from blocks import ids
 from blocks.common import actions, context, render, section
 from blocks.common import plain_text as plain_object
 from blocks.text import clip, esc, fmt_money
+from models import money
 
 
 def link_button(text: str, url: str) -> dict:
@@ -15,6 +16,14 @@ def link_button(text: str, url: str) -> dict:
     it)."""
     return {"type": "button", "text": plain_object(text, 75), "action_id": ids.OPEN_LINK,
             "url": url[:3000], "value": "link"}
+
+
+def _amount(amount: str, currency: str) -> str:
+    """A decimal string of a snapshot (`"1451.05"`) as money is shown (`USD 1,451.05`)."""
+    try:
+        return fmt_money(money.to_minor(amount, currency), currency)
+    except (ValueError, ArithmeticError, TypeError):
+        return esc(str(amount))
 
 
 def webhook_disabled(ctx: dict) -> dict:
@@ -36,7 +45,7 @@ def provider_payment(ctx: dict) -> dict:
     who = esc(ctx.get("customer_name") or "A customer")
     invoice = ctx.get("invoice")
     applied = ctx.get("applied") or []
-    paid = ", ".join(f"*{esc(a['invoice'])}* {esc(a['amount'])}" for a in applied)
+    paid = ", ".join(f"*{esc(a['invoice'])}* {_amount(a['amount'], cur)}" for a in applied)
     text = (f"{who} paid {fmt_money(ctx['amount_minor'], cur)} through "
             f"{esc(ctx['provider_name'])}")
     lines = [f":credit_card: {who} paid *{fmt_money(ctx['amount_minor'], cur)}* through "
@@ -55,7 +64,7 @@ def provider_payment(ctx: dict) -> dict:
 
 def provider_refund(ctx: dict) -> dict:
     cur = ctx["currency"]
-    reopened = ", ".join(f"*{esc(r['invoice'])}* {esc(r['amount'])}"
+    reopened = ", ".join(f"*{esc(r['invoice'])}* {_amount(r['amount'], cur)}"
                          for r in ctx.get("reopened") or [])
     text = f"Refund of {fmt_money(ctx['amount_minor'], cur)} on payment #{ctx['payment_id']}"
     lines = [f":leftwards_arrow_with_hook: {esc(ctx['provider_name'])} refunded "
