@@ -349,9 +349,11 @@ def test_pay_now_in_the_browser_pays_the_invoice_through_a_signed_webhook(sandbo
     visitor.go("# ar")
     copy = visitor.messages.locator("article", has_text=number).filter(
         has=visitor.page.get_by_role("button", name="Pay now")).last
-    with visitor.page.context.expect_page() as opened:
+    with visitor.page.context.expect_page() as opened, visitor.page.expect_response(
+            lambda r: r.url.endswith("/sandbox/api/click")) as clicked:
         copy.get_by_role("button", name="Pay now").click()
     tab = opened.value
+    assert clicked.value.status == 200  # Slack's click on a URL button is acked
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
     tab.set_default_timeout(TIMEOUT_MS)
