@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs
 
 import httpx
@@ -248,8 +249,10 @@ def test_two_server_processes_record_a_payment_once(database_url, standin, tmp_p
         f.customer(s)
         number = f.invoice(s, "INV-STRIPE-1", total="300.00").number
     env = o2c_env(database_url, standin.api_url, STRIPE_WEBHOOK_SECRET=sp.WEBHOOK_SECRET)
-    servers = [ServeProcess(env, tmp_path / f"s{i}.log").start() for i in range(2)]
+    servers = [ServeProcess(env, tmp_path / f"s{i}.log") for i in range(2)]
     try:
+        with ThreadPoolExecutor(2) as pool:  # side by side: a start is mostly imports
+            list(pool.map(ServeProcess.start, servers))  # raises if one does not come up
         session_event = sp.event("checkout.session.completed", sp.checkout_session(
             invoice=number, amount=30_000, payment_intent="pi_TWO"))
         intent_event = sp.event("payment_intent.succeeded", sp.payment_intent(
