@@ -29,6 +29,7 @@ from blocks.common import (
     render,
     section,
 )
+from blocks.integrations import pay_now_actions
 from blocks.text import (
     MESSAGE_BLOCKS_MAX,
     VIEW_BLOCKS_MAX,
@@ -254,6 +255,8 @@ def email_queued(ctx: dict) -> dict:
                       + (f"\n```{esc(body)}```" if body else "")),
               context(f"Outbox #{ctx['outbox_id']} · it goes out once SMTP is configured · "
                       "`o2c outbox` lists the queue")]
+    if ctx.get("pay_url"):  # the e-mail's "Pay now" link (in the sandbox: its payment page)
+        blocks[1:1] = pay_now_actions(ctx["pay_url"])
     return {"text": text, "blocks": render(blocks)}
 
 

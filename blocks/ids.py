@@ -107,3 +107,6 @@ FEE_WAIVE = "backoffice_fee_waive"  # a late-fee invoice's card (value: invoice 
 FEE_WAIVE_MODAL = "backoffice_fee_waive_modal"
 BO_AMOUNT_BLOCK, BO_AMOUNT = "backoffice_amount", "backoffice_amount_input"
 BO_REASON_BLOCK, BO_REASON = "backoffice_reason", "backoffice_reason_input"
+
+# a button that opens a URL ("Pay now"); Slack still sends the click, which is only acked
+OPEN_LINK = "open_link"

@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from blocks import approvals, backoffice, cashapp, collections, kpi, notifications, revenue
+from blocks import (
+    approvals,
+    backoffice,
+    cashapp,
+    collections,
+    integrations,
+    kpi,
+    notifications,
+    revenue,
+)
 
 Renderer = Callable[[dict], dict]
 
@@ -40,6 +49,11 @@ TEMPLATES: dict[str, Renderer] = {
     "deduction_card": backoffice.deduction_card,
     "backoffice_approval_card": backoffice.backoffice_approval_card,
     "backoffice_approval_decided": backoffice.backoffice_approval_decided,
+    "webhook_disabled": integrations.webhook_disabled,
+    "provider_payment": integrations.provider_payment,
+    "provider_refund": integrations.provider_refund,
+    "provider_dispute": integrations.provider_dispute,
+    "crm_deal_refused": integrations.crm_deal_refused,
 }
 
 

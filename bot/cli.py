@@ -159,10 +159,11 @@ def _run_job(args: argparse.Namespace, deps, options: dict) -> int:  # noqa: ANN
         return 2
     print(json.dumps(summary, indent=2, default=str))
     if args.deliver:
-        from bot.outbox import make_worker
+        from bot.outbox import make_integrations_worker, make_worker
 
         deps.settings.require("slack_bot_token")
         make_worker(deps, deps.settings).drain()
+        make_integrations_worker(deps, deps.settings).drain()
     else:
         print("notifications are queued; a running `o2c serve` delivers them "
               "(or pass --deliver)", file=sys.stderr)
@@ -213,11 +214,82 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         if not rows:
             print(f"no {title} messages")
         for row in rows:
-            target = row.payload.get("to") or row.payload.get("channel") or ""
+            payload = row.payload or {}
+            target = payload.get("to") or payload.get("channel") or ""
+            what = payload.get("template")
+            if row.transport == "webhook":  # o2c webhooks replay sends it again
+                what = f"event #{payload.get('event_id')}"
+                target = f"subscription #{payload.get('subscription_id')}"
+            elif row.transport in ("hubspot", "stripe"):
+                what = ", ".join(f"{k}={v}" for k, v in sorted(payload.items()))[:120]
             print(f"{title} #{row.id} {row.transport} {row.method} "
-                  f"{row.payload.get('template')} -> {target} attempts={row.attempts} "
+                  f"{what} -> {target} attempts={row.attempts} "
                   f"created={row.created_at:%Y-%m-%d %H:%M} error={row.last_error}")
     return 0
+
+
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    """`o2c webhooks list | deliveries ID | replay ID (--event N... | --failed | --since T) |
+    enable ID`: outbound webhook subscriptions (created through the REST API)."""
+    from datetime import datetime
+
+    from bot.db import Database
+    from workflows import webhooks
+    from workflows.errors import DomainError
+
+    db = Database(_settings().database_url)
+    try:
+        if args.action == "list":
+            with db.read_session() as session:
+                rows = webhooks.subscriptions(session)
+            if not rows:
+                print("no webhook subscriptions")
+            for row in rows:
+                failing = f" failing since {row.failing_since:%Y-%m-%d %H:%M}" \
+                    if row.failing_since else ""
+                print(f"#{row.id} {row.status} {row.url} events={','.join(row.events)}"
+                      f"{failing}")
+            return 0
+        if args.id is None:
+            print(f"o2c webhooks {args.action} needs a subscription id", file=sys.stderr)
+            return 2
+        if args.action == "deliveries":
+            with db.read_session() as session:
+                log_rows = webhooks.deliveries(session, args.id, limit=args.limit)
+            for delivery, event in log_rows:
+                print(f"{delivery.attempted_at:%Y-%m-%d %H:%M:%S} event #{event.id} "
+                      f"{event.type} {event.uid} attempt {delivery.attempt} "
+                      f"{'ok' if delivery.ok else 'FAILED'} {delivery.status_code or '-'} "
+                      f"{delivery.duration_ms}ms {delivery.error or ''}".rstrip())
+            return 0
+        with db.transaction() as session:
+            if args.action == "enable":
+                changed = webhooks.enable_subscription(session, subscription_id=args.id,
+                                                       actor="cli")
+                print(f"webhook subscription #{args.id} "
+                      f"{'enabled' if changed else 'was already active'}")
+                return 0
+            if not (args.event or args.failed or args.since):
+                print("say what to replay: --event ID (repeatable), --failed, or --since "
+                      "YYYY-MM-DDTHH:MM:SSZ", file=sys.stderr)
+                return 2
+            since = None
+            if args.since:
+                since = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
+                if since.tzinfo is None:
+                    print("--since needs a time zone, e.g. 2026-06-01T00:00:00Z",
+                          file=sys.stderr)
+                    return 2
+            count = webhooks.replay(session, subscription_id=args.id, event_ids=args.event,
+                                    failed=args.failed, since=since, actor="cli")
+        print(f"{count} event(s) queued again for webhook subscription #{args.id} (same "
+              "webhook-id as before); a running `o2c serve` delivers them")
+        return 0
+    except DomainError as exc:
+        print(f"o2c: {exc.detail}", file=sys.stderr)
+        return 2
+    finally:
+        db.dispose()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -278,6 +350,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "here without SMTP_URL), or queue failed ones again")
     p.add_argument("--retry", metavar="ID|all")
     p.set_defaults(func=cmd_outbox)
+
+    p = sub.add_parser("webhooks", help="outbound webhook subscriptions: list, delivery "
+                       "log, replay events, enable a disabled one")
+    p.add_argument("action", choices=["list", "deliveries", "replay", "enable"])
+    p.add_argument("id", type=int, nargs="?", help="the subscription id")
+    p.add_argument("--event", type=int, action="append", help="replay this event id")
+    p.add_argument("--failed", action="store_true", help="replay every event it failed to get")
+    p.add_argument("--since", help="replay every event queued for it since (ISO time)")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_webhooks)
 
     p = sub.add_parser("demo", help="fresh demo database + server + local Slack sandbox")
     p.add_argument("--port", type=int, default=3000)

@@ -105,10 +105,14 @@ FROM_DATABASE = {"invoice": ("invoice_number", _invoice_context, "invoice_pdf"),
                  "credit_note": ("credit_note_number", _credit_note_context, "credit_note_pdf")}
 
 
-def render_email(template: str, context: dict, *, from_email: str, session: Any = None
-                 ) -> tuple[str, str]:
-    """(subject, body) for an outbox e-mail payload's template and context."""
-    values = dict(context)
+def render_email(template: str, context: dict, *, from_email: str, session: Any = None,
+                 pay_links: Any = None, write_session: Any = None) -> tuple[str, str]:
+    """(subject, body) for an outbox e-mail payload's template and context; with
+    `pay_links` (`bot.paylinks.PayLinks`), the invoice's "Pay now" link(s) too (made in
+    `write_session` when the caller holds one open)."""
+    values = {"pay_url": None, "pay_urls": {}, **context}
+    if pay_links is not None:
+        values.update(pay_links.email_values(template, context, session=write_session))
     if template in FROM_DATABASE:
         if session is None:
             raise Permanent(f"the {template} e-mail needs the database")
@@ -133,7 +137,8 @@ def message_id(payload: dict, domain: str) -> str:
 class SmtpMailer:
     def __init__(self, url: str, from_email: str, *,
                  session_factory: Callable[[], Any] | None = None,
-                 timeout: float = TIMEOUT, ssl_context: ssl.SSLContext | None = None) -> None:
+                 timeout: float = TIMEOUT, ssl_context: ssl.SSLContext | None = None,
+                 pay_links: Any = None) -> None:
         parts = urlsplit(url)
         self.tls = parts.scheme == "smtps"
         self.insecure = smtp_insecure(parts.query)  # only for local test servers
@@ -146,6 +151,7 @@ class SmtpMailer:
         self.domain = from_email.rsplit("@", 1)[-1] or "o2c.local"
         self.session_factory = session_factory
         self.timeout = timeout
+        self.pay_links = pay_links  # bot.paylinks.PayLinks, or None (no "Pay now" links)
 
     def __repr__(self) -> str:  # never show the password
         return f"SmtpMailer({'smtps' if self.tls else 'smtp'}://{self.host}:{self.port})"
@@ -159,13 +165,15 @@ class SmtpMailer:
                 wants_pdf = any(a.get("kind") == kind
                                 for a in payload.get("attachments") or [])
                 subject, body = render_email(template, {**context, "attached": wants_pdf},
-                                             from_email=self.from_email, session=session)
+                                             from_email=self.from_email, session=session,
+                                             pay_links=self.pay_links)
                 if wants_pdf:
                     files.append(self._invoice_pdf(context[key], session) if kind ==
                                  "invoice_pdf" else self._credit_note_pdf(context[key],
                                                                           session))
         else:
-            subject, body = render_email(template, context, from_email=self.from_email)
+            subject, body = render_email(template, context, from_email=self.from_email,
+                                         pay_links=self.pay_links)
         message = EmailMessage()
         message["From"] = formataddr(("Accounts receivable", self.from_email))
         message["To"] = payload["to"]
@@ -264,10 +272,10 @@ def build_mailer(settings: Settings, db: Any = None) -> SmtpMailer | None:
     """The outbox's e-mail transport, or None when SMTP_URL is not set."""
     if settings.smtp_url is None or not settings.smtp_url.get_secret_value():
         return None
-    factory = db.read_session if db is not None else None
-    if factory is None:
-        from bot.db import Database
+    from bot.db import Database
+    from bot.paylinks import PayLinks
 
-        factory = Database(settings.database_url).read_session
+    db = db or Database(settings.database_url)
     return SmtpMailer(settings.smtp_url.get_secret_value(), settings.o2c_from_email,
-                      session_factory=factory)
+                      session_factory=db.read_session,
+                      pay_links=PayLinks.for_settings(settings, db))

@@ -88,6 +88,18 @@ class Settings(BaseSettings):
     # local sandbox (never on unless asked for)
     o2c_sandbox: bool = False
 
+    # integrations (each optional: without it that feature is off and nothing else changes)
+    # where customers and providers reach this server (https://o2c.example.com): the "Pay
+    # now" links and Stripe's return pages; needed with STRIPE_API_KEY
+    o2c_public_url: str | None = None
+    stripe_api_key: SecretStr | None = None  # "Pay now" links (Stripe Checkout), fees
+    stripe_webhook_secret: SecretStr | None = None  # POST /webhooks/stripe (whsec_...)
+    hubspot_access_token: SecretStr | None = None  # deals -> orders, order status -> deals
+    hubspot_client_secret: SecretStr | None = None  # POST /webhooks/hubspot (signature v3)
+    hubspot_api_url: str = "https://api.hubapi.com"  # tests point it at a stand-in
+    # pipelines, stages and properties of the HubSpot connector (bot/hubspot.py, JSON)
+    o2c_hubspot_mapping: Annotated[dict, NoDecode] = Field(default_factory=dict)
+
     # background work inside `o2c serve`
     o2c_outbox_worker: bool = True
     # how long a message being sent stays claimed by a process that stopped renewing the claim
@@ -115,6 +127,37 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError('must be JSON such as {"dunning": {"minute": "5"}}') from None
         return value
+
+    @field_validator("o2c_hubspot_mapping", mode="before")
+    @classmethod
+    def _parse_mapping(cls, value: object) -> object:
+        if isinstance(value, str):
+            import json
+
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except ValueError:
+                raise ValueError('must be JSON such as {"won_stages": ["closedwon"]}') from None
+        return value
+
+    @field_validator("o2c_public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query \
+                or parts.fragment:
+            raise ValueError("must be the server's public base URL, e.g. https://o2c.example.com")
+        return value.rstrip("/")
+
+    @field_validator("hubspot_api_url")
+    @classmethod
+    def _check_hubspot_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL such as https://api.hubapi.com")
+        return value.rstrip("/")
 
     @field_validator("o2c_admins")
     @classmethod
@@ -221,7 +264,24 @@ class Settings(BaseSettings):
         return self
 
     def require_for_serve(self) -> Settings:
-        return self.require("slack_bot_token", "slack_signing_secret", "o2c_api_token")
+        self.require("slack_bot_token", "slack_signing_secret", "o2c_api_token")
+        if self.secret("stripe_api_key") and not self.o2c_public_url:
+            raise SettingsError("STRIPE_API_KEY needs O2C_PUBLIC_URL (where customers reach "
+                                "this server: the Pay now links and Stripe's return pages)")
+        if self.secret("hubspot_access_token"):
+            from bot.hubspot import Mapping
+
+            Mapping.of(self.o2c_hubspot_mapping)  # names an unknown key
+        return self
+
+    def secret(self, name: str) -> str | None:
+        """A secret setting's value, or None when it is unset or empty."""
+        value = getattr(self, name)
+        return value.get_secret_value() or None if value is not None else None
+
+    @property
+    def stripe_enabled(self) -> bool:
+        return bool(self.secret("stripe_api_key") and self.o2c_public_url)
 
 
 def load_settings(**overrides: object) -> Settings:

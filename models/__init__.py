@@ -25,6 +25,19 @@ from models.collections import (
     PromiseToPay,
 )
 from models.customers import Customer, Product, RevenueType
+from models.integrations import (
+    EVENT_TYPES,
+    CrmDeal,
+    PaymentFee,
+    PaymentLink,
+    ProviderEvent,
+    ProviderEventStatus,
+    Refund,
+    SubscriptionStatus,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
+)
 from models.invoices import (
     AGING_BUCKETS,
     CreditNote,
@@ -62,7 +75,7 @@ from models.system import (
 )
 
 __all__ = [
-    "AGING_BUCKETS", "DISPUTE_RESOLUTIONS", "ORDER_KINDS",
+    "AGING_BUCKETS", "DISPUTE_RESOLUTIONS", "EVENT_TYPES", "ORDER_KINDS",
     "CreditNoteLine", "CreditNoteRequest", "CreditNoteStatus", "DeductionStatus", "Dispute",
     "DisputeReason", "DisputeStatus", "WriteOffKind", "WriteOffRequest",
     "WriteOffRequestStatus",
@@ -75,4 +88,6 @@ __all__ = [
     "PromiseStatus", "PromiseToPay", "RevenueType", "Role", "Shipment", "ShipmentLine",
     "SlackEventReceipt", "User", "UserRole", "WriteOff", "WriteOffReason", "can_cancel",
     "can_ship", "can_transition", "invoice_status",
+    "CrmDeal", "PaymentFee", "PaymentLink", "ProviderEvent", "ProviderEventStatus", "Refund",
+    "SubscriptionStatus", "WebhookDelivery", "WebhookEvent", "WebhookSubscription",
 ]

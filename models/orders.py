@@ -42,7 +42,8 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
                                               OrderStatus.ON_HOLD}),
     OrderStatus.SHIPPED: frozenset({OrderStatus.INVOICED}),
     OrderStatus.INVOICED: frozenset({OrderStatus.PAID}),
-    OrderStatus.PAID: frozenset({OrderStatus.CLOSED}),
+    # back to invoiced when a refund reopens one of its invoices
+    OrderStatus.PAID: frozenset({OrderStatus.CLOSED, OrderStatus.INVOICED}),
     OrderStatus.ON_HOLD: frozenset({OrderStatus.PENDING_APPROVAL, OrderStatus.APPROVED,
                                     OrderStatus.CANCELLED}),
     OrderStatus.CLOSED: frozenset(),

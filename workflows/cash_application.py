@@ -42,7 +42,7 @@ from models import (
     WriteOff,
     money,
 )
-from workflows import audit, deductions, matching, outbox, periods, policy
+from workflows import audit, deductions, matching, outbox, periods, policy, webhooks
 from workflows import policy as policies
 from workflows import validation as v
 from workflows.cash_candidates import gather
@@ -145,6 +145,7 @@ def record_payment(session: Session, data: PaymentIn, *, actor: str, source: str
         _apply_manually(session, payment, targets, actor=actor)
     else:
         apply_payment(session, payment, actor=actor)
+    webhooks.payment_events(session, payment, created=True)
     return payment, True
 
 
@@ -484,6 +485,7 @@ def apply_suggestion(session: Session, *, payment_id: int, rank: int, actor: str
                               context=review_card_context(payment),
                               dedupe_key=f"cashapp-applied:{payment.id}")
     session.flush()
+    webhooks.payment_events(session, payment, created=False)
     return payment
 
 

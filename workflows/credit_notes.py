@@ -44,7 +44,7 @@ from models import (
     Role,
     money,
 )
-from workflows import approvals, audit, numbering, outbox, periods, policy
+from workflows import approvals, audit, numbering, outbox, periods, policy, webhooks
 from workflows import validation as v
 from workflows.errors import Conflict, NotFound, ValidationFailed
 from workflows.invoicing import get_invoice, reduce_balance
@@ -457,6 +457,9 @@ def issue(session: Session, request: CreditNoteRequest, *, actor: str, now: date
                  entity_id=invoice.id, to_state="credited", credit_note=note.number,
                  amount_minor=to_invoice, customer_credit_minor=note.customer_credit_minor,
                  request_id=request.id, reason=reason, at=now, **booked.as_dict())
+    webhooks.emit(session, "credit_note.issued",
+                  lambda: webhooks.credit_note_data(session, note, invoice),
+                  key=f"credit_note.issued:{note.number}", at=now)
     if request.dispute_id is not None:
         from workflows import disputes
 

@@ -33,15 +33,17 @@ from models import (
 
 
 def validate_payment_allocations(session: Session) -> list[str]:
-    """A payment can never pay out more than it brought in: allocations + unapplied = amount."""
+    """A payment can never pay out more than it brought in: allocations (net of refund
+    reversals) + unapplied + refunded = amount."""
     alloc = (select(Allocation.payment_id, sa.func.sum(Allocation.amount_minor).label("s"))
              .group_by(Allocation.payment_id).subquery())
     rows = session.exec(
         select(Payment.id, Payment.amount_minor, Payment.unapplied_minor,
-               sa.func.coalesce(alloc.c.s, 0))
+               Payment.refunded_minor, sa.func.coalesce(alloc.c.s, 0))
         .outerjoin(alloc, alloc.c.payment_id == Payment.id)).all()
-    return [f"payment {pid}: allocated {a} + unapplied {u} != amount {amt}"
-            for pid, amt, u, a in rows if a + u != amt or a > amt or u < 0]
+    return [f"payment {pid}: allocated {a} + unapplied {u} + refunded {r} != amount {amt}"
+            for pid, amt, u, r, a in rows
+            if a + u + r != amt or a > amt or u < 0 or a < 0 or r < 0]
 
 
 def validate_invoice_balances(session: Session) -> list[str]:

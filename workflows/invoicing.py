@@ -30,7 +30,7 @@ from models import (
 )
 from models.base import UTCDateTime
 from models.orders import OrderLine
-from workflows import audit, numbering, outbox, policy
+from workflows import audit, numbering, outbox, payment_links, policy, webhooks
 from workflows import validation as v
 from workflows.errors import Conflict, NotFound, ValidationFailed
 from workflows.inputs import InvoiceIn
@@ -100,12 +100,13 @@ def invoice_shipment(session: Session, shipment: Shipment, *, actor: str,
             discount_bp=order_line.discount_bp, line_total_minor=net, tax_minor=tax,
             order_line_id=order_line.id, revenue_type=order_line.revenue_type,
             service_start=order_line.service_start, service_end=order_line.service_end))
-    _issue(session, invoice, lines, order=order, customer=customer, actor=actor)
+    _issue(session, invoice, lines, order=order, customer=customer, actor=actor, now=now)
     return invoice
 
 
 def _issue(session: Session, invoice: Invoice, lines: list[InvoiceLine], *, order: Order,
-           customer: Customer, actor: str, **audit_data: object) -> None:
+           customer: Customer, actor: str, now: datetime | None,
+           **audit_data: object) -> None:
     """Total, store and send an invoice of ours with its lines (one transaction)."""
     invoice.total_minor = invoice.subtotal_minor - invoice.discount_minor + invoice.tax_minor \
         + invoice.fees_minor
@@ -118,6 +119,8 @@ def _issue(session: Session, invoice: Invoice, lines: list[InvoiceLine], *, orde
     audit.record(session, actor=actor, action="invoice.issued", entity_type="invoice",
                  entity_id=invoice.id, to_state="open", number=invoice.number,
                  total_minor=invoice.total_minor, order=order.number, **audit_data)
+    webhooks.emit(session, "invoice.issued", lambda: webhooks.invoice_data(session, invoice),
+                  key=f"invoice.issued:{invoice.id}", at=now)
     if customer.billing_email:
         outbox.send_email(session, to=customer.billing_email, template="invoice",
                           context={"invoice_number": invoice.number},
@@ -151,7 +154,7 @@ def invoice_subscription_period(session: Session, *, order: Order, line: OrderLi
         order_line_id=line.id, revenue_type=line.revenue_type, service_start=first,
         service_end=last)
     _issue(session, invoice, [invoice_line], order=order, customer=customer, actor=actor,
-           line_no=line.line_no, period_start=first.isoformat(), period_end=last.isoformat())
+           now=now, line_no=line.line_no, period_start=first.isoformat(), period_end=last.isoformat())
     return invoice
 
 
@@ -220,6 +223,8 @@ def ingest_erp_invoice(session: Session, data: InvoiceIn, *, actor: str) -> Invo
     audit.record(session, actor=actor, action="invoice.ingested", entity_type="invoice",
                  entity_id=invoice.id, to_state="open", number=invoice.number,
                  total_minor=total)
+    webhooks.emit(session, "invoice.issued", lambda: webhooks.invoice_data(session, invoice),
+                  key=f"invoice.issued:{invoice.id}")
     return invoice
 
 
@@ -285,8 +290,13 @@ def reduce_balance(session: Session, invoice: Invoice, amount_minor: int, *,
     set_committed_value(invoice, "paid_at", paid_at)
     set_committed_value(invoice, "disputed_minor", disputed_minor)
     set_committed_value(invoice, "disputed", bool(disputed))
+    payment_links.balance_changed(session, invoice)
     if invoice.balance_minor == 0:
         _maybe_mark_order_paid(session, invoice)
+        if paid_at is not None:  # settled with money (not cancelled by credit notes alone)
+            webhooks.emit(session, "invoice.paid",
+                          lambda: webhooks.invoice_data(session, invoice),
+                          key=f"invoice.paid:{invoice.id}:{paid_at.isoformat()}")
 
 
 def write_off_settled_at(recorded: datetime, value_date: date) -> datetime:

@@ -24,7 +24,7 @@ from models import (
     limits,
     money,
 )
-from workflows import audit, numbering, outbox, policy
+from workflows import audit, numbering, outbox, policy, webhooks
 from workflows import validation as v
 from workflows.credit import approval_needs
 from workflows.errors import FieldError, InvalidTransition, NotFound, ValidationFailed
@@ -274,6 +274,8 @@ def create_order(session: Session, data: OrderIn, *, actor: str, now: datetime,
     audit.order_transition(session, order_id=order.id, number=order.number, actor=actor,
                            from_state=None, to_state=OrderStatus.DRAFT, reason="created",
                            source=source, total_minor=order.total_minor)
+    webhooks.emit(session, "order.created", lambda: webhooks.order_data(session, order),
+                  key=f"order.created:{order.id}", at=now)
     submit_order(session, order, lines=lines, actor=actor, now=now)
     return order
 
@@ -292,6 +294,15 @@ def transition(session: Session, order: Order, to: str, *, actor: str,
     session.add(order)
     audit.order_transition(session, order_id=order.id, number=order.number, actor=actor,
                            from_state=before, to_state=to, reason=reason, at=now, **data)
+    event = ORDER_EVENTS.get(to)
+    if event is not None:
+        webhooks.emit(session, event, lambda: webhooks.order_data(
+            session, order, previous_status=before, reason=reason), at=now)
+
+
+# order transitions that are outbound events (SPEC §4)
+ORDER_EVENTS = {OrderStatus.APPROVED: "order.approved", OrderStatus.REJECTED: "order.rejected",
+                OrderStatus.SHIPPED: "order.shipped"}
 
 
 def submit_order(session: Session, order: Order, *, lines: list[OrderLine], actor: str,

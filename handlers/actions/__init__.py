@@ -41,3 +41,6 @@ def register(app: App) -> None:
         (ids.FEE_WAIVE, backoffice.on_fee_waive),
     ):
         app.action(action_id)(ack=acknowledge, lazy=[after_ack(listener)])
+    # a URL button ("Pay now"): the browser opens the link; Slack still sends the click, which
+    # needs only its ack (without one Slack shows the user an error)
+    app.action(ids.OPEN_LINK)(acknowledge)

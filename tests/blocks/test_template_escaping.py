@@ -45,7 +45,9 @@ NUMBERS = {"score", "risk", "amount", "write_off", "unapplied_amount", "working_
            "invoice_accuracy_pct", "current", "1-30", "31-60", "61-90", "90+",
            # the revenue close's figures (workflows/revenue.close_summary)
            "recognized", "deferred", "unbilled", "goods", "service", "subscription"}
-STRUCTURED = DATES | CODES | SLACK_IDS | NUMBERS
+# links the bot makes itself (an invoice's "Pay now" link), and provider ids (Stripe's)
+LINKS = {"pay_url", "external_id", "dispute_id", "deal_id"}
+STRUCTURED = DATES | CODES | SLACK_IDS | NUMBERS | LINKS
 # (parent key, key) of system-generated document numbers: an order's number (SO-1001) and the
 # top-level "invoice" of order_shipped (the invoice issued for the shipment, INV-2026-000001)
 SYSTEM_NUMBERS: set[tuple[str | None, str]] = set()
@@ -147,7 +149,12 @@ CONTEXTS: dict[str, list[tuple[str, dict]]] = {
     "order_shipped": [("invoiced", {"order": {**ORDER, "status": "invoiced"},
                                     "carrier": "DHL", "tracking_number": "JD0146000",
                                     "invoice": "INV-2026-000001",
-                                    "invoice_total_minor": 1_250_000})],
+                                    "invoice_total_minor": 1_250_000}),
+                      ("with a pay link", {"order": {**ORDER, "status": "invoiced"},
+                                           "carrier": "DHL", "tracking_number": "JD0146000",
+                                           "invoice": "INV-2026-000001",
+                                           "invoice_total_minor": 1_250_000,
+                                           "pay_url": "https://o2c.example/pay/abc"})],
     "text": [("notice", {"text": "Statement import finished: 3 lines need review"})],
     "cashapp_review": [
         ("suggestions", {"payment": PAYMENT, "status": "needs_review",
@@ -194,7 +201,41 @@ CONTEXTS: dict[str, list[tuple[str, dict]]] = {
         ("nothing yet", {"period": "2026-06", "months": ["2026-06"], "currencies": {}})],
     "email_queued": [("queued", {"outbox_id": 12, "to": "ap@acme.example",
                                  "subject": "Overdue invoices of Acme Ltd",
-                                 "summary": "Dear Acme Ltd, invoice ERP-77/2026 is overdue."})],
+                                 "summary": "Dear Acme Ltd, invoice ERP-77/2026 is overdue."}),
+                     ("with a pay link", {"outbox_id": 12, "to": "ap@acme.example",
+                                          "subject": "Invoice ERP-77/2026",
+                                          "summary": "Dear Acme Ltd, please pay.",
+                                          "pay_url": "http://127.0.0.1:3000/pay/abc"})],
+    "webhook_disabled": [("disabled", {"subscription_id": 3,
+                                       "url": "https://erp.example/hooks?x=1",
+                                       "reason": "every delivery failed since 2026-03-02; "
+                                                 "last: HTTP 500",
+                                       "since": "2026-03-02T09:00:00+00:00"})],
+    "provider_payment": [
+        ("applied", {"provider_name": "Stripe", "payment_id": 9, "amount_minor": 50_000,
+                     "currency": "USD", "customer_name": "Acme Ltd",
+                     "invoice": "ERP-77/2026", "unapplied_minor": 0,
+                     "external_id": "stripe:pi_3N", "note": None,
+                     "applied": [{"invoice": "ERP-77/2026", "amount": "500.00"}]}),
+        ("left to the engine", {"provider_name": "Stripe", "payment_id": 9,
+                                "amount_minor": 50_000, "currency": "USD",
+                                "customer_name": None, "invoice": "ERP-77/2026",
+                                "unapplied_minor": 50_000, "external_id": "stripe:pi_3N",
+                                "note": "No invoice ERP-77/2026 here", "applied": []})],
+    "provider_refund": [("reopened", {"provider_name": "Stripe", "payment_id": 9,
+                                      "amount_minor": 20_000, "currency": "USD",
+                                      "customer_name": "Acme Ltd",
+                                      "from_unapplied_minor": 5_000,
+                                      "reopened": [{"invoice": "ERP-77/2026",
+                                                    "amount": "150.00"}]})],
+    "provider_dispute": [("chargeback", {"provider_name": "Stripe", "payment_id": 9,
+                                         "amount_minor": 50_000, "currency": "USD",
+                                         "customer_name": "Acme Ltd",
+                                         "invoice": "ERP-77/2026",
+                                         "reason": "product_not_received",
+                                         "dispute_id": "dp_1N", "due_by": "2026-03-20"})],
+    "crm_deal_refused": [("unknown sku", {"deal_id": "123456", "deal_name": "Acme renewal",
+                                          "reason": "lines[0].sku: unknown SKU 'X-1'"})],
     "email_failed": [("refused", {"outbox_id": 12, "to": "ap@acme.example",
                                   "customer": "Acme Ltd", "kind": "invoice",
                                   "invoices": ["ERP-77/2026"],
