@@ -154,7 +154,8 @@ def invoice_subscription_period(session: Session, *, order: Order, line: OrderLi
         order_line_id=line.id, revenue_type=line.revenue_type, service_start=first,
         service_end=last)
     _issue(session, invoice, [invoice_line], order=order, customer=customer, actor=actor,
-           now=now, line_no=line.line_no, period_start=first.isoformat(), period_end=last.isoformat())
+           now=now, line_no=line.line_no, period_start=first.isoformat(),
+           period_end=last.isoformat())
     return invoice
 
 
