@@ -494,3 +494,47 @@ class CreditNoteOut(Answer):
     lines: list[CreditNoteLineOut]
     requested_lines: list[RequestedLineOut]
     history: list[HistoryEntry]
+
+
+# -- outbound webhooks (issue 16) -----------------------------------------------------------
+class WebhookOut(Answer):
+    id: int
+    url: str
+    events: list[str]
+    description: str | None
+    status: str
+    created_at: Moment
+    failing_since: Moment | None
+    disabled_at: Moment | None
+    disabled_reason: str | None
+
+
+class WebhookCreatedOut(WebhookOut):
+    secret: str = Field(description="the signing secret (`whsec_...`): shown once, here")
+
+
+class WebhookListOut(Answer):
+    webhooks: list[WebhookOut]
+    event_types: list[str]
+
+
+class WebhookEventOut(Answer):
+    id: int
+    webhook_id: str = Field(description="the `webhook-id` header of every attempt")
+    type: str
+    timestamp: Moment
+
+
+class WebhookDeliveryOut(Answer):
+    id: int
+    event: WebhookEventOut
+    attempt: int
+    attempted_at: Moment
+    ok: bool
+    status_code: int | None
+    error: str | None
+    duration_ms: int | None
+
+
+class WebhookDeliveriesOut(Answer):
+    deliveries: list[WebhookDeliveryOut]

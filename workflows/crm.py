@@ -20,6 +20,7 @@ from sqlmodel import Session, select
 from models import AuditEvent, CrmDeal, Invoice, Product, money
 from workflows import audit, orders, outbox
 from workflows.errors import ValidationFailed
+from workflows.inputs import OrderIn, build
 from workflows.masterdata import customer_by_external_id
 
 TRANSPORT = "hubspot"
@@ -121,12 +122,12 @@ def import_deal(session: Session, data: DealIn, *, now: datetime) -> tuple[CrmDe
                                   "sales_rep_by_owner or default_sales_rep in the mapping)")
     customer = customer_by_external_id(session, data.customer)
     currency = (data.currency or customer.currency).upper()
-    lines = [orders.LineIn(sku=line.sku or "", quantity=_quantity(i, line.quantity),
-                           discount_pct=_discount(session, i, line, currency))
+    lines = [{"sku": line.sku or "", "quantity": _quantity(i, line.quantity),
+              "discount_pct": _discount(session, i, line, currency)}
              for i, line in enumerate(data.lines)]
-    order = orders.create_order(session, orders.OrderIn(
-        customer=data.customer, sales_rep=data.sales_rep, currency=currency, lines=lines,
-        external_id=f"{data.provider}-deal-{data.deal_id}",
+    order = orders.create_order(session, build(
+        OrderIn, customer=data.customer, sales_rep=data.sales_rep, currency=currency,
+        lines=lines, external_id=f"{data.provider}-deal-{data.deal_id}",
         notes=f"{data.provider.capitalize()} deal {data.name or data.deal_id}"[:1000]),
         actor=data.provider, source=data.provider, now=now)
     link.order_id, link.status, link.detail = order.id, "imported", None

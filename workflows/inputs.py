@@ -34,7 +34,7 @@ from pydantic import (
     field_validator,
 )
 
-from models import limits
+from models import EVENT_TYPES, limits
 from models.money import CURRENCIES
 from workflows.errors import FieldError, ValidationFailed
 from workflows.validation import TERMS, check_email  # ValueError: an error naming the field
@@ -291,3 +291,14 @@ class CreditNoteIn(Strict):
     source: Annotated[StrictStr, WithJsonSchema({"type": "string", "enum": ["erp"]})] | None = None
     requested_by: SlackUser | None = None
     issue_date: Day | None = None  # an ERP's own (source erp)
+
+
+# -- outbound webhooks (issue 16) -----------------------------------------------------------------
+EventType = Annotated[StrictStr, StringConstraints(max_length=64),
+                      Field(json_schema_extra={"enum": list(EVENT_TYPES)})]
+
+
+class WebhookIn(Strict):
+    url: Annotated[StrictStr, StringConstraints(min_length=1, max_length=2000)]
+    events: Annotated[list[EventType], Field(min_length=1, max_length=len(EVENT_TYPES))]
+    description: Annotated[StrictStr, StringConstraints(max_length=500)] | None = None

@@ -154,6 +154,13 @@ def order_to_cash(api) -> None:  # noqa: ANN001, PLR0915
     again = created(api.post("/invoices/ERP-12/disputes", json={"reason": "quantity"}))
     assert api.post(f"/disputes/{again['id']}/resolve", json={
         "outcome": "rejected", "by": "UNOBODY1", "note": "no"}).status_code == 403
+    # an outbound webhook subscription: made (its secret shown once), listed, its log, removed
+    hook = created(api.post("/webhooks", json={"url": "https://erp.example/hooks",
+                                               "events": ["invoice.issued"]}))
+    assert hook["secret"].startswith("whsec_"), hook
+    assert "secret" not in created(api.get("/webhooks"), 200)["webhooks"][0]
+    created(api.get(f"/webhooks/{hook['id']}/deliveries"), 200)
+    assert api.delete(f"/webhooks/{hook['id']}").status_code == 204
     created(api.post("/periods/2026-10/close"))
     created(api.post("/periods/2026-09/close"), 200)
     created(api.get("/periods"), 200)
@@ -259,7 +266,7 @@ def test_every_real_answer_is_the_one_the_openapi_document_describes(  # noqa: A
     operations = {(o.method.upper(), o.path)
                   for o in (result.ok() for result in schema.get_all_operations())}
     assert operations - succeeded == set()
-    assert {r.status_code for r in mine} == {200, 201, 400, 401, 403, 404, 409, 413, 422, 503}
+    assert {r.status_code for r in mine} == {200, 201, 204, 400, 401, 403, 404, 409, 413, 422, 503}
     errors = [r for r in mine if r.status_code >= 400]
     assert all(r.headers["content-type"] == "application/problem+json" for r in errors)
 

@@ -21,6 +21,7 @@ from tests.support.timetravel import frozen_at
 from workflows import approvals, cash_application, shipping, webhooks
 from workflows.credit_hold import set_credit_hold
 from workflows.errors import NotFound, ValidationFailed
+from workflows.inputs import PaymentIn
 from workflows.invoicing import get_invoice
 from workflows.orders import pending_approvals
 
@@ -126,7 +127,7 @@ def test_rejection_shipment_invoice_payment_and_credit_hold_events(db) -> None: 
     with db.transaction() as s:
         number = [e for e in events(s) if e.type == "invoice.issued"][0].data["invoice"][
             "number"]
-        payment, _ = cash_application.record_payment(s, cash_application.PaymentIn(
+        payment, _ = cash_application.record_payment(s, PaymentIn(
             amount="200.00", currency="USD", received_at=NOW, reference=number,
             customer="C-GLOBEX"), actor="api")
     with db.transaction() as s:
@@ -288,5 +289,6 @@ def test_a_credit_note_is_an_event(db) -> None:  # noqa: ANN001
         assert event.type == "credit_note.issued"
         assert event.data["credit_note"] == {
             "number": note.number, "invoice": "INV-CN-1", "currency": "USD",
-            "amount": "50.00", "reason": "damaged", "issue_date": "2026-03-02"}
+            "amount": "50.00", "applied_to_invoice": "50.00", "customer_credit": "0.00",
+            "reason": "damaged", "issue_date": "2026-03-02"}
         assert event.data["invoice"]["balance"] == "250.00"
