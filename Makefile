@@ -19,8 +19,11 @@ install: $(STAMP)
 demo: install
 	$(BIN)/o2c demo
 
-## make test: lint, then the whole suite on SQLite and on PostgreSQL
-test: install lint test-sqlite test-postgres
+## make test: lint, then the whole suite on SQLite and on PostgreSQL, side by side (much of the
+## suite waits on sockets, processes and the database, not CPU); each run's output is printed
+## whole when it ends
+test: install lint
+	$(MAKE) -j2 --output-sync=target test-sqlite test-postgres
 
 lint: install
 	$(BIN)/ruff check .
@@ -37,8 +40,7 @@ test-postgres: install
 # The suite passes whatever the real date is (SPEC §5.10): the SQLite suite once more a year
 # ahead, and once on a leap day. O2C_TEST_TODAY travels the tests and every process they start.
 NEXT_YEAR := $(shell date -u -d '+1 year' +%F 2>/dev/null || echo 2027-12-06)
-# The two runs go side by side (much of the suite waits on sockets and processes, not CPU);
-# each run's output is printed whole when it ends.
+# The two runs go side by side, as in `make test`.
 test-dates: install
 	$(MAKE) -j2 --output-sync=target test-date-next-year test-date-leap-day
 

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -24,7 +25,7 @@ from workflows import audit
 from workflows.errors import Conflict, PermissionDenied, ValidationFailed
 
 log = logging.getLogger("o2c.api")
-Operation = Callable[[Session], tuple[int, dict]]
+Operation = Callable[[Session], tuple[int, BaseModel]]  # (status, answer)
 MAX_KEY = 255
 
 
@@ -60,7 +61,8 @@ def run(db, *, scope: str, key: str | None, body: dict, operation: Operation,
                 session.add(row)
                 session.flush()
             try:
-                status, payload = operation(session)
+                status, answer = operation(session)
+                payload = answer.model_dump(mode="json")
             except BaseException:
                 session.rollback()
                 raise

@@ -1,10 +1,14 @@
-"""Records -> JSON for API answers: amounts as decimal strings with their currency."""
+"""Records -> the API's answers (`api/responses.py`): amounts as decimal strings with their
+currency."""
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from decimal import Decimal
 
+from api import responses as out
 from models import (
+    AGING_BUCKETS,
     Allocation,
     ClosedPeriod,
     Customer,
@@ -16,21 +20,21 @@ from models import (
 )
 from models.money import bp_to_pct, to_str
 from workflows.queries import InvoiceView, OrderView
-from workflows.receivables import CustomerPosition
+from workflows.receivables import Aging, CustomerPosition
 
 
 def amount(minor: int | None, currency: str) -> str | None:
     return None if minor is None else to_str(minor, currency)
 
 
-def user_json(user: User, roles: set[str]) -> dict:
-    return {"slack_user_id": user.slack_user_id, "name": user.name, "email": user.email,
-            "timezone": user.timezone, "roles": sorted(roles)}
+def user_out(user: User, roles: set[str]) -> out.UserOut:
+    return out.UserOut(slack_user_id=user.slack_user_id, name=user.name, email=user.email,
+                       timezone=user.timezone, roles=sorted(roles))
 
 
-def customer_json(customer: Customer, position: CustomerPosition | None = None) -> dict:
+def _customer_fields(customer: Customer) -> dict:
     cur = customer.currency
-    data = {
+    return {
         "id": customer.id, "external_id": customer.external_id, "name": customer.name,
         "currency": cur, "credit_limit": amount(customer.credit_limit_minor, cur),
         "payment_terms": customer.payment_terms, "billing_email": customer.billing_email,
@@ -40,132 +44,236 @@ def customer_json(customer: Customer, position: CustomerPosition | None = None) 
         "credit_hold": customer.credit_hold,
         "tax_rate_pct": str(bp_to_pct(customer.tax_rate_bp)),
     }
-    if position is not None:
-        data["balances"] = {
-            "open": amount(position.aging.total, cur),
-            "overdue": amount(position.aging.overdue, cur),
-            "exposure": amount(position.exposure_minor, cur),
-            "available_credit": amount(position.available_credit_minor, cur),
-            "uninvoiced_orders": amount(position.uninvoiced_minor, cur),
-            "oldest_days_past_due": position.oldest_days_past_due,
-            "aging": {k: amount(v, cur) for k, v in position.aging.buckets.items()},
-        }
-    return data
 
 
-def product_json(product: Product) -> dict:
+def customer_out(customer: Customer) -> out.CustomerOut:
+    return out.CustomerOut(**_customer_fields(customer))
+
+
+def customer_detail_out(customer: Customer, position: CustomerPosition, *, as_of: date,
+                        known_at: datetime | None,
+                        open_invoices: list[Invoice]) -> out.CustomerDetailOut:
+    cur = customer.currency
+    balances = out.CustomerBalances(
+        open=amount(position.aging.total, cur), overdue=amount(position.aging.overdue, cur),
+        exposure=amount(position.exposure_minor, cur),
+        available_credit=amount(position.available_credit_minor, cur),
+        uninvoiced_orders=amount(position.uninvoiced_minor, cur),
+        oldest_days_past_due=position.oldest_days_past_due,
+        aging={k: amount(v, cur) for k, v in position.aging.buckets.items()},
+        in_dispute=amount(position.aging.disputed, cur), as_of=as_of, known_at=known_at)
+    return out.CustomerDetailOut(
+        **_customer_fields(customer), balances=balances,
+        open_invoices=[out.OpenInvoiceOut(number=i.number, due_date=i.due_date,
+                                          total=amount(i.total_minor, i.currency),
+                                          balance=amount(i.balance_minor, i.currency))
+                       for i in open_invoices])
+
+
+def product_out(product: Product) -> out.ProductOut:
     cur = product.currency
-    return {"id": product.id, "sku": product.sku, "name": product.name,
-            "unit_price": amount(product.unit_price_minor, cur), "currency": cur,
-            "on_hand": product.on_hand, "reserved": product.reserved,
-            "max_discount_pct": (str(bp_to_pct(product.max_discount_bp))
-                                 if product.max_discount_bp is not None else None),
-            "revenue_type": product.revenue_type}
+    return out.ProductOut(
+        id=product.id, sku=product.sku, name=product.name,
+        unit_price=amount(product.unit_price_minor, cur), currency=cur,
+        on_hand=product.on_hand, reserved=product.reserved,
+        max_discount_pct=(str(bp_to_pct(product.max_discount_bp))
+                          if product.max_discount_bp is not None else None),
+        revenue_type=product.revenue_type, ssp=amount(product.ssp_minor, cur))
 
 
-def history_json(events: list) -> list[dict]:
-    return [{"at": e.at.isoformat(), "actor": e.actor, "action": e.action,
-             "from": e.from_state, "to": e.to_state, "reason": e.reason} for e in events]
+def history_out(events: list) -> list[out.HistoryEntry]:
+    return [out.HistoryEntry(at=e.at, actor=e.actor, action=e.action, from_=e.from_state,
+                             to=e.to_state, reason=e.reason) for e in events]
 
 
-def order_json(view: OrderView) -> dict:
+def order_out(view: OrderView) -> out.OrderOut:
     o = view.order
     cur = o.currency
-    return {
-        "number": o.number, "external_id": o.external_id, "status": o.status,
-        "customer": view.customer.external_id, "customer_name": view.customer.name,
-        "sales_rep": o.sales_rep_id, "currency": cur, "order_date": o.order_date.isoformat(),
-        "subtotal": amount(o.subtotal_minor, cur), "discount": amount(o.discount_minor, cur),
-        "tax": amount(o.tax_minor, cur), "total": amount(o.total_minor, cur),
-        "cancelled": amount(o.cancelled_minor, cur),
-        "lines": [{"line_no": li.line_no, "sku": li.sku, "description": li.description,
-                   "quantity": li.quantity, "unit_price": amount(li.unit_price_minor, cur),
-                   "discount_pct": str(bp_to_pct(li.discount_bp)),
-                   "line_total": amount(li.line_total_minor, cur),
-                   "shipped": li.qty_shipped, "backordered": li.qty_backordered,
-                   "cancelled": li.qty_cancelled}
-                  for li in view.lines],
-        "approvals": [{"id": a.id, "kind": a.kind, "status": a.status,
-                       "reasons": [r.get("text") for r in a.reasons],
-                       "decided_by": a.decided_by,
-                       "decided_at": a.decided_at.isoformat() if a.decided_at else None,
-                       "note": a.decision_note} for a in view.approvals],
-        "shipments": [{"id": s.id, "carrier": s.carrier, "tracking_number": s.tracking_number,
-                       "shipped_at": s.shipped_at.isoformat()} for s in view.shipments],
-        "invoices": [{"number": i.number, "total": amount(i.total_minor, cur),
-                      "balance": amount(i.balance_minor, cur),
-                      "due_date": i.due_date.isoformat(), "status": invoice_status(i)}
-                     for i in view.invoices],
-        "balances": {"invoiced": amount(view.invoiced_minor, cur),
-                     "due": amount(view.balance_minor, cur)},
-        "history": history_json(view.history),
-    }
+    return out.OrderOut(
+        number=o.number, external_id=o.external_id, status=o.status,
+        customer=view.customer.external_id, customer_name=view.customer.name,
+        sales_rep=o.sales_rep_id, currency=cur, order_date=o.order_date,
+        subtotal=amount(o.subtotal_minor, cur), discount=amount(o.discount_minor, cur),
+        tax=amount(o.tax_minor, cur), total=amount(o.total_minor, cur),
+        cancelled=amount(o.cancelled_minor, cur),
+        lines=[out.OrderLineOut(
+            line_no=li.line_no, sku=li.sku, description=li.description, quantity=li.quantity,
+            unit_price=amount(li.unit_price_minor, cur),
+            discount_pct=str(bp_to_pct(li.discount_bp)),
+            line_total=amount(li.line_total_minor, cur), shipped=li.qty_shipped,
+            backordered=li.qty_backordered, cancelled=li.qty_cancelled,
+            revenue_type=li.revenue_type, service_start=li.service_start,
+            service_end=li.service_end, billing=li.billing, cancelled_from=li.cancelled_from)
+            for li in view.lines],
+        approvals=[out.ApprovalOut(
+            id=a.id, kind=a.kind, status=a.status, reasons=[r.get("text") for r in a.reasons],
+            decided_by=a.decided_by, decided_at=a.decided_at, note=a.decision_note)
+            for a in view.approvals],
+        shipments=[out.ShipmentSummary(id=s.id, carrier=s.carrier,
+                                       tracking_number=s.tracking_number,
+                                       shipped_at=s.shipped_at) for s in view.shipments],
+        invoices=[out.OrderInvoiceOut(number=i.number, total=amount(i.total_minor, cur),
+                                      balance=amount(i.balance_minor, cur),
+                                      due_date=i.due_date, status=invoice_status(i))
+                  for i in view.invoices],
+        balances=out.OrderBalances(invoiced=amount(view.invoiced_minor, cur),
+                                   due=amount(view.balance_minor, cur)),
+        history=history_out(view.history))
 
 
-def invoice_json(view: InvoiceView) -> dict:
+def shipment_out(shipment_id: int, view: OrderView) -> out.ShipmentOut:
+    """A shipment of the order in `view`, with the invoice issued for it."""
+    invoice = next(i for i in view.invoices if i.shipment_id == shipment_id)
+    return out.ShipmentOut(id=shipment_id, order=view.order.number,
+                           order_status=view.order.status, invoice=invoice.number,
+                           invoice_total=amount(invoice.total_minor, invoice.currency),
+                           due_date=invoice.due_date)
+
+
+def invoice_out(view: InvoiceView) -> out.InvoiceOut:
     i = view.invoice
     cur = i.currency
-    return {
-        "number": i.number, "customer": view.customer.external_id, "order": view.order_number,
-        "source": i.source, "currency": cur, "issue_date": i.issue_date.isoformat(),
-        "due_date": i.due_date.isoformat(), "payment_terms": i.payment_terms,
-        "subtotal": amount(i.subtotal_minor, cur), "discount": amount(i.discount_minor, cur),
-        "tax": amount(i.tax_minor, cur), "fees": amount(i.fees_minor, cur),
-        "total": amount(i.total_minor, cur), "balance": amount(i.balance_minor, cur),
-        "status": invoice_status(i), "disputed": i.disputed,
-        "allocations": [{"payment": pid, "amount": amount(a, cur), "method": m}
-                        for pid, a, m in view.allocations],
-        "history": history_json(view.history),
-    }
+    return out.InvoiceOut(
+        number=i.number, customer=view.customer.external_id, order=view.order_number,
+        source=i.source, currency=cur, issue_date=i.issue_date, due_date=i.due_date,
+        payment_terms=i.payment_terms, subtotal=amount(i.subtotal_minor, cur),
+        discount=amount(i.discount_minor, cur), tax=amount(i.tax_minor, cur),
+        fees=amount(i.fees_minor, cur), total=amount(i.total_minor, cur),
+        balance=amount(i.balance_minor, cur), status=invoice_status(i), disputed=i.disputed,
+        in_dispute=amount(i.disputed_minor, cur),
+        amount_due=amount(i.balance_minor - i.disputed_minor, cur),
+        fee_for=view.fee_for, fee_level=i.fee_level,
+        allocations=[out.InvoiceAllocationOut(payment=pid, amount=amount(a, cur), method=m)
+                     for pid, a, m in view.allocations],
+        credit_notes=[out.InvoiceCreditNoteOut(
+            number=n.number, amount=amount(n.total_minor, cur),
+            applied_to_invoice=amount(n.amount_minor, cur),
+            customer_credit=amount(n.customer_credit_minor, cur), issue_date=n.value_date,
+            reason=n.reason) for n in view.credit_notes],
+        pending_credit_notes=[out.PendingCreditNoteOut(
+            id=r.id, amount=amount(r.amount_minor, cur), reason=r.reason)
+            for r in view.pending_credit_notes],
+        disputes=[out.InvoiceDisputeOut(id=d.id, status=d.status,
+                                        amount=amount(d.amount_minor, cur), reason=d.reason)
+                  for d in view.disputes],
+        late_fees=[out.LateFeeOut(number=fee.number, level=fee.fee_level,
+                                  amount=amount(fee.total_minor, cur),
+                                  balance=amount(fee.balance_minor, cur)) for fee in view.fees],
+        history=history_out(view.history))
 
 
-def period_json(row: ClosedPeriod, *, requested: str | None = None,
-                created: bool | None = None) -> dict:
+def period_out(row: ClosedPeriod, *, requested: str | None = None) -> out.PeriodOut:
     """A month close; `requested` is the month asked for when a later close covers it."""
-    data = {"period": (requested or row.period).strip(), "closed": True,
-            "closed_through": row.period, "closed_at": row.closed_at.isoformat(),
+    return out.PeriodOut(**_period_fields(row, requested))
+
+
+def period_close_out(row: ClosedPeriod, *, requested: str, created: bool) -> out.PeriodCloseOut:
+    return out.PeriodCloseOut(**_period_fields(row, requested), created=created)
+
+
+def _period_fields(row: ClosedPeriod, requested: str | None) -> dict:
+    return {"period": (requested or row.period).strip(), "closed": True,
+            "closed_through": row.period, "closed_at": row.closed_at,
             "closed_by": row.closed_by, "source": row.source}
-    if created is not None:
-        data["created"] = created
-    return data
 
 
-def allocation_json(allocation: Allocation, invoice: Invoice) -> dict:
+def allocation_out(allocation: Allocation, invoice: Invoice) -> out.AllocationOut:
     """An allocation with the day it counts on, and why when that is not its value date."""
     effective, value = allocation.effective_date, allocation.value_date
-    data = {"invoice": invoice.number, "amount": amount(allocation.amount_minor,
-                                                        invoice.currency),
-            "value_date": value.isoformat(), "effective_date": effective.isoformat()}
-    if effective > max(value, invoice.issue_date):
-        data["booked_in_open_period"] = True
-        data["note"] = (f"dated {value.isoformat()}, in a closed period: booked on "
-                        f"{effective.isoformat()}, the first day of the first open month")
+    closed = effective > max(value, invoice.issue_date)
+    note = None
+    if closed:
+        note = (f"dated {value.isoformat()}, in a closed period: booked on "
+                f"{effective.isoformat()}, the first day of the first open month")
     elif effective > value:
-        data["note"] = (f"received before {invoice.number} was issued: counts from its issue "
-                        f"date {effective.isoformat()}")
-    return data
+        note = (f"received before {invoice.number} was issued: counts from its issue "
+                f"date {effective.isoformat()}")
+    return out.AllocationOut(invoice=invoice.number,
+                             amount=amount(allocation.amount_minor, invoice.currency),
+                             value_date=value, effective_date=effective,
+                             booked_in_open_period=closed, note=note)
 
 
-def payment_json(payment: Payment, allocations: list[tuple[Allocation, Invoice]],
-                 extra: dict | None = None, *, suggestions: list[dict] | None = None,
-                 matched_because: list[str] | None = None) -> dict:
+def payment_out(payment: Payment, allocations: list[tuple[Allocation, Invoice]], *,
+                suggestions: list[dict] | None = None,
+                matched_because: list[str] | None = None) -> out.PaymentOut:
+    """`suggestions`: `cash_application.suggestions_of` (what waits for a person);
+    `matched_because`: `cash_application.matched_because` (the learned rules that placed it)."""
     cur = payment.currency
     details = payment.match_details or {}
-    data = {
-        "id": payment.id, "external_id": payment.external_id, "status": payment.status,
-        "amount": amount(payment.amount_minor, cur), "currency": cur,
-        "received_at": payment.received_at.isoformat(),
-        "value_date": payment.value_date.isoformat(), "payer_name": payment.payer_name,
-        "reference": payment.reference,
-        "allocations": [allocation_json(a, invoice) for a, invoice in allocations],
-        "write_off": amount(details.get("write_off_minor", 0), cur),
-        "deduction": amount(details.get("deduction_minor", 0), cur),  # short payment flagged
-        "unapplied_amount": amount(payment.unapplied_minor, cur),
-        "confidence": (str(Decimal(payment.confidence_bp).scaleb(-4).quantize(Decimal("0.01")))
-                       if payment.confidence_bp is not None else None),
-        "suggestions": suggestions or [],
-        # the rules people taught that made the engine apply it (workflows.cash_rules)
-        "matched_because": matched_because or [],
-    }
-    data.update(extra or {})
-    return data
+    return out.PaymentOut(
+        id=payment.id, external_id=payment.external_id, status=payment.status,
+        amount=amount(payment.amount_minor, cur), currency=cur,
+        received_at=payment.received_at, value_date=payment.value_date,
+        payer_name=payment.payer_name, reference=payment.reference,
+        allocations=[allocation_out(a, invoice) for a, invoice in allocations],
+        write_off=amount(details.get("write_off_minor", 0), cur),
+        deduction=amount(details.get("deduction_minor", 0), cur),  # short payment flagged
+        unapplied_amount=amount(payment.unapplied_minor, cur),
+        confidence=(str(Decimal(payment.confidence_bp).scaleb(-4).quantize(Decimal("0.01")))
+                    if payment.confidence_bp is not None else None),
+        suggestions=[out.SuggestionOut(**s) for s in suggestions or []],
+        matched_because=matched_because or [])
+
+
+def aging_report_out(as_of: date, known_at: datetime | None,
+                     by_currency: dict[str, Aging]) -> out.AgingReportOut:
+    return out.AgingReportOut(as_of=as_of, known_at=known_at, currencies={
+        cur: out.AgingCurrency(buckets={b: amount(v, cur) for b, v in a.buckets.items()},
+                               invoices=a.counts, total=amount(a.total, cur),
+                               overdue=amount(a.overdue, cur),
+                               in_dispute={b: amount(v, cur) for b, v in a.in_dispute.items()})
+        for cur, a in sorted(by_currency.items())})
+
+
+def aging_csv_rows(by_currency: dict[str, Aging]) -> list[list[str]]:
+    rows = [["currency", *AGING_BUCKETS, "total", "in_dispute"]]
+    rows += [[cur, *(amount(a.buckets[b], cur) for b in AGING_BUCKETS), amount(a.total, cur),
+              amount(a.disputed, cur)] for cur, a in sorted(by_currency.items())]
+    return rows
+
+
+# -- back office (issue 14) -----------------------------------------------------------------------
+def dispute_out(dispute, invoice: Invoice, customer: Customer, *,  # noqa: ANN001
+                credit_request=None, credit_note=None,  # noqa: ANN001
+                history: list | None = None) -> out.DisputeOut:
+    cur = dispute.currency
+    return out.DisputeOut(
+        id=dispute.id, status=dispute.status, invoice=invoice.number,
+        customer=customer.external_id, currency=cur, amount=amount(dispute.amount_minor, cur),
+        in_dispute=amount(dispute.held_minor, cur), reason=dispute.reason, note=dispute.note,
+        source=dispute.source, opened_by=dispute.opened_by, opened_at=dispute.opened_at,
+        owner=dispute.owner_id, owner_channel=dispute.owner_channel,
+        resolved_by=dispute.resolved_by, resolved_at=dispute.resolved_at,
+        resolution_note=dispute.resolution_note,
+        credit_amount=amount(dispute.credit_amount_minor, cur),
+        credit_note=(out.DisputeCreditNoteOut(
+            id=credit_request.id, status=credit_request.status,
+            number=credit_note.number if credit_note else None)
+            if credit_request is not None else None),
+        history=history_out(history) if history is not None else None)
+
+
+def credit_note_out(view) -> out.CreditNoteOut:  # noqa: ANN001 - credit_notes.CreditNoteView
+    request, note, invoice = view.request, view.note, view.invoice
+    cur = invoice.currency
+    return out.CreditNoteOut(
+        id=request.id, number=note.number if note else None, status=request.status,
+        invoice=invoice.number, customer=view.customer.external_id, currency=cur,
+        amount=amount(request.amount_minor, cur),
+        applied_to_invoice=amount(note.amount_minor, cur) if note else None,
+        customer_credit=amount(note.customer_credit_minor, cur) if note else None,
+        reason=request.reason, source=request.source, external_id=request.external_id,
+        requested_by=request.requested_by, dispute=request.dispute_id,
+        issue_date=note.value_date if note else None,
+        effective_date=note.effective_date if note else None,
+        decided_by=request.decided_by, decided_at=request.decided_at,
+        decision_note=request.decision_note,
+        lines=[out.CreditNoteLineOut(line_no=c.line_no, quantity=c.quantity,
+                                     net=amount(c.net_minor, cur), tax=amount(c.tax_minor, cur),
+                                     amount=amount(c.amount_minor, cur)) for c in view.lines],
+        requested_lines=[out.RequestedLineOut(line_no=li["line_no"],
+                                              quantity=li.get("quantity"),
+                                              amount=amount(li["amount_minor"], cur))
+                         for li in request.lines or []],
+        history=history_out(view.history))

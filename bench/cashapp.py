@@ -56,8 +56,9 @@ from bot.migrate import upgrade  # noqa: E402
 from models import Allocation, Customer, Invoice, Payment, WriteOff  # noqa: E402
 from workflows import invariants, masterdata  # noqa: E402
 from workflows.bank_statements import import_statement  # noqa: E402
-from workflows.cash_application import PaymentIn, record_payment  # noqa: E402
-from workflows.invoicing import ErpInvoiceIn, ingest_erp_invoice  # noqa: E402
+from workflows.cash_application import record_payment  # noqa: E402
+from workflows.inputs import CustomerIn, InvoiceIn, PaymentIn  # noqa: E402
+from workflows.invoicing import ingest_erp_invoice  # noqa: E402
 
 
 @dataclass
@@ -84,12 +85,12 @@ def grade(p: PaymentCase, out: Outcome) -> str:
 def load_via_workflows(db: Database, data: Dataset) -> None:
     with db.transaction() as s:
         for c in data.customers:
-            masterdata.upsert_customer(s, masterdata.CustomerIn(
+            masterdata.upsert_customer(s, CustomerIn(
                 external_id=c.external_id, name=c.name, currency=c.currency,
                 credit_limit="100000.00", payment_terms=c.terms, credit_reviewed=True),
                 actor="bench")
         for inv in data.invoices:
-            ingest_erp_invoice(s, ErpInvoiceIn(
+            ingest_erp_invoice(s, InvoiceIn(
                 number=inv.number, customer=inv.customer, currency=inv.currency,
                 issue_date=inv.issue_date, due_date=inv.due_date,
                 total=_major(inv.total_minor), payment_terms=inv.terms),

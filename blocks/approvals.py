@@ -28,7 +28,8 @@ from blocks.text import VIEW_BLOCKS_MAX, esc, fmt_money, plain
 if TYPE_CHECKING:  # view models only; blocks never call workflows
     from workflows.approvals import PendingItem, PendingOverview
 
-KIND_EMOJI = {"credit": ":credit_card:", "discount": ":label:"}
+KIND_EMOJI = {"credit": ":credit_card:", "discount": ":label:", "credit_note": ":receipt:",
+              "write_off": ":wastebasket:", "fee_waiver": ":money_with_wings:"}
 STATUS_MARK = {"approved": ":white_check_mark:", "rejected": ":no_entry:",
                "cancelled": ":heavy_minus_sign:"}
 
@@ -166,6 +167,10 @@ def approval_card(ctx: dict) -> dict:
     rows = _discount_rows(snap)
     if rows:
         blocks.append(section("*Discounted lines*\n" + lines_text(rows)))
+    if ctx.get("second_role"):
+        from blocks.backoffice import tier_text
+
+        blocks.append(section(tier_text(ctx)))
     if status == "pending":
         blocks.append(decision_buttons(ctx["approval_id"]))
     else:
@@ -239,7 +244,8 @@ def read_metadata(view: dict) -> tuple[int | None, str | None]:
 
 
 def _summary(order_number: str, customer: str, amount: str, kind: str) -> list:
-    return [section(f"{KIND_EMOJI.get(kind, '')} {kind.capitalize()} approval for "
+    what = kind.replace("_", " ").capitalize()
+    return [section(f"{KIND_EMOJI.get(kind, '')} {what} approval for "
                     f"*{esc(order_number)}* — {esc(customer)}, {amount}")]
 
 
@@ -291,18 +297,23 @@ def _hours(item: PendingItem) -> str:
 
 
 def _row(item: PendingItem, *, show_reasons: bool) -> str:
-    a, order = item.approval, item.order
+    a = item.approval
     reasons = "; ".join(r.get("text", "") for r in a.reasons or [])
     tail = f"\n      _{esc(reasons)}_" if show_reasons and reasons else ""
-    return (f"• {KIND_EMOJI.get(a.kind, '')} *{esc(order.number)}* {a.kind} — "
-            f"{esc(item.customer.name)}, {fmt_money(order.total_minor, order.currency)} — "
-            f"waiting {_hours(item)}{tail}")
+    step = (f" · first approval by <@{a.first_decided_by}>, waiting for a "
+            f"{esc(a.second_role.replace('_', ' '))}" if a.first_decided_by and a.second_role
+            else "")
+    return (f"• {KIND_EMOJI.get(a.kind, '')} *{esc(item.title)}* {a.kind.replace('_', ' ')} — "
+            f"{esc(item.customer.name)}, {fmt_money(item.amount_minor, item.currency)} — "
+            f"waiting {_hours(item)}{step}{tail}")
 
 
 def pending_list(overview: PendingOverview) -> list[dict]:
     blocks = [header("Pending approvals")]
     if overview.can_decide_kinds:
-        kinds = " and ".join(overview.can_decide_kinds)
+        names = [k.replace("_", " ") for k in overview.can_decide_kinds]
+        kinds = " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + \
+            f" and {names[-1]}"
         if overview.to_decide:
             rows = [_row(i, show_reasons=True) for i in overview.to_decide]
             more = overview.to_decide_total - len(overview.to_decide)

@@ -29,6 +29,7 @@ from blocks.common import (
     render,
     section,
 )
+from blocks.integrations import pay_now_actions
 from blocks.text import (
     MESSAGE_BLOCKS_MAX,
     VIEW_BLOCKS_MAX,
@@ -73,6 +74,7 @@ def account_buttons(customer_id: int) -> dict:
                    button("Promise to pay", ids.COLL_PROMISE, value, style="primary"),
                    button("Send reminder", ids.COLL_REMINDER, value),
                    button("Snooze", ids.COLL_SNOOZE, value),
+                   button("Dispute…", ids.DISPUTE_FROM_ACCOUNT, value),
                    block_id=f"{ids.COLL_ACCOUNT_BLOCK}:{value}")
 
 
@@ -181,9 +183,16 @@ def call_modal(customer: dict, *, channel: str | None = None) -> dict:
 # -- notifications -------------------------------------------------------------------------------
 def _invoice_line(ctx: dict) -> str:
     inv = ctx["invoice"]
+    held = (f" ({fmt_money(inv['in_dispute_minor'], inv['currency'])} more in dispute)"
+            if inv.get("in_dispute_minor") else "")
+    fee = ctx.get("late_fee")
+    charged = ""
+    if fee:
+        amount = fmt_money(fee["amount_minor"], fee["currency"])
+        charged = f" · late fee {esc(fee['number'])} {amount} charged"
     return (f"*{esc(inv['number'])}* of *{esc(ctx['customer_name'])}* — "
             f"{fmt_money(inv['amount_due_minor'], inv['currency'])} due "
-            f"{fmt_date(inv['due_date'])}")
+            f"{fmt_date(inv['due_date'])}{held}{charged}")
 
 
 def overdue_notice(ctx: dict) -> dict:
@@ -246,6 +255,8 @@ def email_queued(ctx: dict) -> dict:
                       + (f"\n```{esc(body)}```" if body else "")),
               context(f"Outbox #{ctx['outbox_id']} · it goes out once SMTP is configured · "
                       "`o2c outbox` lists the queue")]
+    if ctx.get("pay_url"):  # the e-mail's "Pay now" link (in the sandbox: its payment page)
+        blocks[1:1] = pay_now_actions(ctx["pay_url"])
     return {"text": text, "blocks": render(blocks)}
 
 

@@ -33,6 +33,9 @@ ORDER_QUANTITY_INPUT = "order_quantity_input"
 ORDER_DISCOUNT_INPUT = "order_discount_input"
 ORDER_NOTES_BLOCK = "order_notes"
 ORDER_NOTES_INPUT = "order_notes_input"
+ORDER_SERVICE_START_INPUT = "order_service_start"
+ORDER_SERVICE_END_INPUT = "order_service_end"
+ORDER_BILLING_SELECT = "order_billing_select"
 ORDER_MAX_LINES = 5
 
 
@@ -77,3 +80,35 @@ BACKORDER_WAIT = "backorder_wait"
 BACKORDER_CANCEL_LINE = "backorder_cancel_line"
 BACKORDER_CHOICES_BLOCK = "backorder_choices"
 BACKORDER_LINE_BLOCK = "backorder_line"  # + ":<line no>"
+
+# back office (issue 14). Button values: a dispute, deduction or invoice id; the account row's
+# Dispute button: the customer id.
+DISPUTE_OPEN = "backoffice_dispute_open"  # invoice card (value: invoice id)
+DISPUTE_FROM_ACCOUNT = "backoffice_dispute_account"  # digest / worklist row (customer id)
+DISPUTE_MODAL = "backoffice_dispute_modal"
+DISPUTE_INVOICE_BLOCK, DISPUTE_INVOICE = "dispute_invoice", "dispute_invoice_select"
+DISPUTE_REASON_BLOCK, DISPUTE_REASON = "dispute_reason", "dispute_reason_select"
+DISPUTE_AMOUNT_BLOCK, DISPUTE_AMOUNT = "dispute_amount", "dispute_amount_input"
+DISPUTE_NOTE_BLOCK, DISPUTE_NOTE = "dispute_note", "dispute_note_input"
+DISPUTE_ACCEPT = "backoffice_dispute_accept"
+DISPUTE_REJECT = "backoffice_dispute_reject"
+DISPUTE_REASSIGN = "backoffice_dispute_reassign"
+DISPUTE_RESOLVE_MODAL = "backoffice_dispute_resolve_modal"
+RESOLVE_CREDIT_BLOCK, RESOLVE_CREDIT = "resolve_credit", "resolve_credit_input"
+RESOLVE_NOTE_BLOCK, RESOLVE_NOTE = "resolve_note", "resolve_note_input"
+REASSIGN_MODAL = "backoffice_reassign_modal"
+REASSIGN_USER_BLOCK, REASSIGN_USER = "reassign_user", "reassign_user_select"
+DEDUCTION_DISPUTE = "backoffice_deduction_dispute"
+DEDUCTION_WRITE_OFF = "backoffice_deduction_write_off"
+DEDUCTION_BILL_BACK = "backoffice_deduction_bill_back"
+CREDIT_NOTE_REQUEST = "backoffice_credit_note_request"  # invoice card (value: invoice id)
+CREDIT_NOTE_MODAL = "backoffice_credit_note_modal"
+WRITE_OFF_REQUEST = "backoffice_write_off_request"  # invoice card (value: invoice id)
+WRITE_OFF_MODAL = "backoffice_write_off_modal"  # also a deduction's (metadata deduction_id)
+FEE_WAIVE = "backoffice_fee_waive"  # a late-fee invoice's card (value: invoice id)
+FEE_WAIVE_MODAL = "backoffice_fee_waive_modal"
+BO_AMOUNT_BLOCK, BO_AMOUNT = "backoffice_amount", "backoffice_amount_input"
+BO_REASON_BLOCK, BO_REASON = "backoffice_reason", "backoffice_reason_input"
+
+# a button that opens a URL ("Pay now"); Slack still sends the click, which is only acked
+OPEN_LINK = "open_link"

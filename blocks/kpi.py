@@ -34,8 +34,25 @@ def kpi_blocks(data: dict, *, title: str = "O2C KPIs") -> list:
             ("Invoice accuracy", _num(data["invoice_accuracy_pct"], " %")),
         ]),
     ]
+    disputes = data.get("disputes")
+    if disputes is not None:  # the back office (SPEC §3)
+        deductions = data["deductions_outstanding"]
+        bad_debt = data["bad_debt"]
+        blocks.append(fields([
+            ("Dispute rate", f"{_num(disputes['rate_pct'], ' %')} of invoices"),
+            ("Days to resolve", f"{_num(disputes['avg_days_to_resolve'], ' days')} "
+                                f"({disputes['resolved']} resolved)"),
+            ("Deductions outstanding",
+             f"{deductions['count']}" + (f" · {cur} {deductions['amount']}" if cur else "")),
+            ("Bad-debt ratio", _num(bad_debt["ratio_pct"], " %")
+             + (f" ({cur} {bad_debt['amount']})" if cur else "")),
+        ]))
+    in_dispute = data.get("in_dispute") or {}
     for currency, buckets in sorted(data.get("aging", {}).items()):
         text = " · ".join(f"{name}: {currency} {value}" for name, value in buckets.items())
+        held = in_dispute.get(currency)
+        if held and held.strip("0.") != "":
+            text += f" · _of which in dispute {currency} {held}_"
         blocks.append(section(f"*Aging {currency}* — {text}"))
     blocks.append(context(f"As of {fmt_date(data['as_of'])}, trailing {data['window_days']} "
                           "days. Formulas: workflows/kpis.py."))

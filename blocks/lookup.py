@@ -89,8 +89,11 @@ def orders_list(customer_name: str, orders: list[Order], total: int) -> list[dic
 
 def aging_fields(aging: Aging) -> list[tuple[str, str]]:
     cur = aging.currency or "USD"
-    return [(name if name != "current" else "Current", fmt_money(aging.buckets[name], cur))
-            for name in AGING_BUCKETS]
+    fields_ = [(name if name != "current" else "Current", fmt_money(aging.buckets[name], cur))
+               for name in AGING_BUCKETS]
+    if aging.disputed:
+        fields_.append(("In dispute", fmt_money(aging.disputed, cur)))
+    return fields_
 
 
 def customer_card(view: CustomerView, *, as_of: date, actions: list | None = None
@@ -113,16 +116,21 @@ def customer_card(view: CustomerView, *, as_of: date, actions: list | None = Non
             ("Exposure", fmt_money(pos.exposure_minor, cur)),
             ("Available", fmt_money(pos.available_credit_minor, cur)),
             ("Open AR", fmt_money(pos.aging.total, cur)),
-            ("Overdue", fmt_money(pos.aging.overdue, cur)),
+            ("Overdue", fmt_money(pos.aging.overdue, cur)
+             + (f" (+{fmt_money(pos.aging.disputed, cur)} in dispute)"
+                if pos.aging.disputed else "")),
             ("Oldest past due", f"{pos.oldest_days_past_due} days"),
-        ], text=" · ".join(flags) if flags else None),
+        ] + ([("Customer credit", fmt_money(view.customer_credit_minor, cur))]
+             if view.customer_credit_minor else []), text=" · ".join(flags) if flags else None),
         section("*Aging*"),
         fields(aging_fields(pos.aging)),
     ]
     if view.open_invoices:
         rows = [f"• {esc(inv.number)} — due {fmt_date(inv.due_date)} — "
                 f"{fmt_money(inv.balance_minor, inv.currency)}"
-                + (" :warning: disputed" if inv.disputed else "")
+                + (f" :warning: {fmt_money(inv.disputed_minor, inv.currency)} in dispute"
+                   if inv.disputed_minor else "")
+                + (" · late fee" if inv.fee_for_invoice_id else "")
                 for inv in view.open_invoices]
         blocks.append(section("*Open invoices* (oldest first)\n" + lines_text(rows)))
     if actions:
@@ -139,8 +147,10 @@ def ar_overview(aging_by_currency: dict[str, Aging], top: list[CustomerBalance],
         blocks.append(section("No open invoices. :tada:"))
         return render(blocks)
     for currency, aging in sorted(aging_by_currency.items()):
+        held = (f", in dispute {fmt_money(aging.disputed, currency)}" if aging.disputed
+                else "")
         blocks.append(section(f"*{currency}* — open {fmt_money(aging.total, currency)}, "
-                              f"overdue {fmt_money(aging.overdue, currency)}"))
+                              f"overdue {fmt_money(aging.overdue, currency)}{held}"))
         blocks.append(fields(aging_fields(aging)))
     if top:
         rows = [f"• *{esc(b.name)}* — overdue {fmt_money(b.overdue_minor, b.currency)} of "

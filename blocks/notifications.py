@@ -6,6 +6,7 @@ from __future__ import annotations
 from blocks import ids
 from blocks.common import actions, button, context, fields, lines_text, render, section
 from blocks.common import plain_text as plain_object
+from blocks.integrations import pay_now_actions
 from blocks.lookup import STATUS_EMOJI
 from blocks.text import esc, fmt_money, status_label
 
@@ -142,6 +143,7 @@ def order_shipped(ctx: dict) -> dict:
         fields([("Invoice", esc(ctx["invoice"])),
                 ("Amount", fmt_money(ctx["invoice_total_minor"], order["currency"])),
                 ("Order status", status_label(order["status"]))]),
+        *pay_now_actions(ctx.get("pay_url")),  # the invoice's link, to pass on to the customer
     ]
     return {"text": text, "blocks": render(blocks)}
 

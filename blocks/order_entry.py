@@ -1,5 +1,7 @@
 """The `/o2c new` order-entry modal: customer search, up to five product lines (product,
-quantity, discount %), a pricing hint per chosen product, and inline errors."""
+quantity, discount %), a pricing hint per chosen product, the service period (and, for a
+subscription, how it is billed) under each chosen service or subscription, and inline
+errors."""
 
 from __future__ import annotations
 
@@ -8,10 +10,13 @@ import re
 from typing import TYPE_CHECKING
 
 from slack_sdk.models.blocks import (
+    DatePickerElement,
     ExternalDataSelectElement,
     InputBlock,
     NumberInputElement,
+    Option,
     PlainTextInputElement,
+    StaticSelectElement,
 )
 
 from blocks import ids
@@ -25,7 +30,10 @@ if TYPE_CHECKING:  # view models only; blocks never call workflows
 
 OPTION_TEXT_MAX = 75
 LINE_ERROR = re.compile(r"^lines\[(\d+)\]\.(\w+)$")
-PART_FOR_FIELD = {"sku": "product", "quantity": "quantity", "discount_pct": "discount"}
+PART_FOR_FIELD = {"sku": "product", "quantity": "quantity", "discount_pct": "discount",
+                  "service_start": "start", "service_end": "end", "billing": "billing"}
+BILLING_CHOICES = (("monthly", "Monthly, in advance"), ("quarterly", "Quarterly, in advance"),
+                   ("annual", "Yearly, in advance"))
 
 
 def _text(text: str, limit: int = 24) -> dict:
@@ -53,11 +61,14 @@ def hint_text(hint: PricingHint) -> str:
             f"{format(hint.max_discount_pct.normalize(), 'f')}% needs a discount approval")
 
 
-def order_modal(*, channel: str | None, hints: dict[int, PricingHint] | None = None) -> dict:
-    """The modal; `hints` (row -> hint) adds the pricing hint under each chosen product.
-    Block and action ids never change between versions, so views.update keeps what was typed.
-    """
+def order_modal(*, channel: str | None, hints: dict[int, PricingHint] | None = None,
+                services: dict[int, str] | None = None) -> dict:
+    """The modal; `hints` (row -> hint) adds the pricing hint under each chosen product,
+    `services` (row -> revenue type) the service period of a chosen service or subscription
+    (and its billing for a subscription). Block and action ids never change between versions,
+    so views.update keeps what was typed."""
     hints = hints or {}
+    services = services or {}
     blocks: list = [
         context("You are the sales rep of this order. Credit and discount checks run when you "
                 "submit; lines above the maximum discount need an approval."),
@@ -85,6 +96,8 @@ def order_modal(*, channel: str | None, hints: dict[int, PricingHint] | None = N
         ]
         if row in hints:
             blocks.append(_hint_block(row, hints[row]))
+        if row in services:
+            blocks += _service_blocks(row, services[row])
     blocks.append(InputBlock(block_id=ids.ORDER_NOTES_BLOCK, label="Notes", optional=True,
                              element=PlainTextInputElement(action_id=ids.ORDER_NOTES_INPUT,
                                                            multiline=True, max_length=2000)))
@@ -92,6 +105,24 @@ def order_modal(*, channel: str | None, hints: dict[int, PricingHint] | None = N
             "submit": _text("Create order"), "close": _text("Cancel"),
             "private_metadata": metadata(channel),
             "blocks": render(blocks, limit=VIEW_BLOCKS_MAX)}
+
+
+def _service_blocks(row: int, revenue_type: str) -> list:
+    """A service or subscription is recognised over the days it covers (both included)."""
+    blocks = [
+        InputBlock(block_id=ids.order_line_block(row, "start"), label="Service starts",
+                   element=DatePickerElement(action_id=ids.ORDER_SERVICE_START_INPUT)),
+        InputBlock(block_id=ids.order_line_block(row, "end"), label="Service ends (included)",
+                   element=DatePickerElement(action_id=ids.ORDER_SERVICE_END_INPUT)),
+    ]
+    if revenue_type == "subscription":
+        blocks.append(InputBlock(
+            block_id=ids.order_line_block(row, "billing"), label="Billing", optional=True,
+            hint="Leave empty to invoice the whole term when it is delivered",
+            element=StaticSelectElement(
+                action_id=ids.ORDER_BILLING_SELECT, placeholder="Invoiced in full",
+                options=[Option(value=value, label=label) for value, label in BILLING_CHOICES])))
+    return blocks
 
 
 def _hint_block(row: int, hint: PricingHint) -> dict:
@@ -109,19 +140,26 @@ def product_options(products: list[Product]) -> list[dict]:
             for p in products]
 
 
-def error_block(field: str) -> str:
-    """The input block an entry error belongs to (anything unplaceable goes to Customer)."""
+def error_block(field: str, present: set[str] | None = None) -> str:
+    """The input block an entry error belongs to (anything unplaceable goes to Customer; a
+    service period the modal does not show yet goes to its product)."""
     match = LINE_ERROR.match(field)
     if match and int(match[1]) < ids.ORDER_MAX_LINES:
-        return ids.order_line_block(int(match[1]), PART_FOR_FIELD.get(match[2], "product"))
+        block = ids.order_line_block(int(match[1]), PART_FOR_FIELD.get(match[2], "product"))
+        if present is not None and block not in present:
+            return ids.order_line_block(int(match[1]), "product")
+        return block
     return ids.ORDER_CUSTOMER_BLOCK
 
 
-def field_errors(errors: list[tuple[str, str]]) -> dict[str, str]:
-    """`response_action: errors` payload: block_id -> message (first error per block)."""
+def field_errors(errors: list[tuple[str, str]], present: set[str] | None = None
+                 ) -> dict[str, str]:
+    """`response_action: errors` payload: block_id -> message (first error per block);
+    `present`: the view's block ids, when known."""
     out: dict[str, str] = {}
     for field, detail in errors:
-        out.setdefault(error_block(field), plain(detail[:1].upper() + detail[1:], 150))
+        out.setdefault(error_block(field, present),
+                       plain(detail[:1].upper() + detail[1:], 150))
     return out
 
 

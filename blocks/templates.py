@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from blocks import approvals, cashapp, collections, kpi, notifications
+from blocks import (
+    approvals,
+    backoffice,
+    cashapp,
+    collections,
+    integrations,
+    kpi,
+    notifications,
+    revenue,
+)
 
 Renderer = Callable[[dict], dict]
 
@@ -33,6 +42,18 @@ TEMPLATES: dict[str, Renderer] = {
     "email_queued": collections.email_queued,
     "email_failed": collections.email_failed,
     "kpi_report": kpi.kpi_report,
+    "revenue_close": revenue.revenue_close,
+    "dispute_card": backoffice.dispute_card,
+    "dispute_resolved": backoffice.dispute_resolved,
+    "dispute_escalated": backoffice.dispute_escalated,
+    "deduction_card": backoffice.deduction_card,
+    "backoffice_approval_card": backoffice.backoffice_approval_card,
+    "backoffice_approval_decided": backoffice.backoffice_approval_decided,
+    "webhook_disabled": integrations.webhook_disabled,
+    "provider_payment": integrations.provider_payment,
+    "provider_refund": integrations.provider_refund,
+    "provider_dispute": integrations.provider_dispute,
+    "crm_deal_refused": integrations.crm_deal_refused,
 }
 
 

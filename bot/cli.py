@@ -126,24 +126,44 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bot import jobs
     from bot.deps import build_deps
-    from bot.scheduler import run_exclusive
 
     settings = _settings()
+    options = {}
+    if args.period is not None:
+        if args.job != "revenue-close":
+            print("--period is an option of revenue-close only", file=sys.stderr)
+            return 2
+        options["period"] = args.period
     deps = build_deps(settings)
     try:
-        summary = run_exclusive(deps, args.job, args.as_of)  # None: today, by deps.clock
+        return _run_job(args, deps, options)
+    finally:  # its connections close with the command (`main` also runs inside tests)
+        deps.db.dispose()
+
+
+def _run_job(args: argparse.Namespace, deps, options: dict) -> int:  # noqa: ANN001
+    from bot import jobs
+    from bot.scheduler import run_exclusive
+    from workflows.errors import DomainError
+
+    try:
+        # as_of None: today, by deps.clock
+        summary = run_exclusive(deps, args.job, args.as_of, **options)
     except jobs.UnknownJob:
         known = ", ".join(sorted(jobs.JOBS))
         print(f"unknown job {args.job!r}; known jobs: {known}", file=sys.stderr)
         return 2
+    except DomainError as exc:
+        print(f"o2c: {exc.detail}", file=sys.stderr)
+        return 2
     print(json.dumps(summary, indent=2, default=str))
     if args.deliver:
-        from bot.outbox import make_worker
+        from bot.outbox import make_integrations_worker, make_worker
 
-        settings.require("slack_bot_token")
-        make_worker(deps, settings).drain()
+        deps.settings.require("slack_bot_token")
+        make_worker(deps, deps.settings).drain()
+        make_integrations_worker(deps, deps.settings).drain()
     else:
         print("notifications are queued; a running `o2c serve` delivers them "
               "(or pass --deliver)", file=sys.stderr)
@@ -153,7 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_close_period(args: argparse.Namespace) -> int:
     """`o2c close-period 2026-06`: close AR for that month and every month before it (see
     `workflows.periods`); closing a month already closed changes nothing."""
-    from api.serialize import period_json
+    from api.serialize import period_close_out
     from bot.server import build_deps
     from workflows import periods
     from workflows.errors import DomainError
@@ -163,7 +183,8 @@ def cmd_close_period(args: argparse.Namespace) -> int:
         with deps.db.transaction() as session:
             row, created = periods.close_period(session, period=args.period, actor=args.by,
                                                 now=deps.clock.now())
-            data = period_json(row, requested=args.period, created=created)
+            data = period_close_out(row, requested=args.period,
+                                    created=created).model_dump(mode="json")
     except DomainError as exc:
         print(f"o2c: {exc.detail}", file=sys.stderr)
         return 2
@@ -193,11 +214,82 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         if not rows:
             print(f"no {title} messages")
         for row in rows:
-            target = row.payload.get("to") or row.payload.get("channel") or ""
+            payload = row.payload or {}
+            target = payload.get("to") or payload.get("channel") or ""
+            what = payload.get("template")
+            if row.transport == "webhook":  # o2c webhooks replay sends it again
+                what = f"event #{payload.get('event_id')}"
+                target = f"subscription #{payload.get('subscription_id')}"
+            elif row.transport in ("hubspot", "stripe"):
+                what = ", ".join(f"{k}={v}" for k, v in sorted(payload.items()))[:120]
             print(f"{title} #{row.id} {row.transport} {row.method} "
-                  f"{row.payload.get('template')} -> {target} attempts={row.attempts} "
+                  f"{what} -> {target} attempts={row.attempts} "
                   f"created={row.created_at:%Y-%m-%d %H:%M} error={row.last_error}")
     return 0
+
+
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    """`o2c webhooks list | deliveries ID | replay ID (--event N... | --failed | --since T) |
+    enable ID`: outbound webhook subscriptions (created through the REST API)."""
+    from datetime import datetime
+
+    from bot.db import Database
+    from workflows import webhooks
+    from workflows.errors import DomainError
+
+    db = Database(_settings().database_url)
+    try:
+        if args.action == "list":
+            with db.read_session() as session:
+                rows = webhooks.subscriptions(session)
+            if not rows:
+                print("no webhook subscriptions")
+            for row in rows:
+                failing = f" failing since {row.failing_since:%Y-%m-%d %H:%M}" \
+                    if row.failing_since else ""
+                print(f"#{row.id} {row.status} {row.url} events={','.join(row.events)}"
+                      f"{failing}")
+            return 0
+        if args.id is None:
+            print(f"o2c webhooks {args.action} needs a subscription id", file=sys.stderr)
+            return 2
+        if args.action == "deliveries":
+            with db.read_session() as session:
+                log_rows = webhooks.deliveries(session, args.id, limit=args.limit)
+            for delivery, event in log_rows:
+                print(f"{delivery.attempted_at:%Y-%m-%d %H:%M:%S} event #{event.id} "
+                      f"{event.type} {event.uid} attempt {delivery.attempt} "
+                      f"{'ok' if delivery.ok else 'FAILED'} {delivery.status_code or '-'} "
+                      f"{delivery.duration_ms}ms {delivery.error or ''}".rstrip())
+            return 0
+        with db.transaction() as session:
+            if args.action == "enable":
+                changed = webhooks.enable_subscription(session, subscription_id=args.id,
+                                                       actor="cli")
+                print(f"webhook subscription #{args.id} "
+                      f"{'enabled' if changed else 'was already active'}")
+                return 0
+            if not (args.event or args.failed or args.since):
+                print("say what to replay: --event ID (repeatable), --failed, or --since "
+                      "YYYY-MM-DDTHH:MM:SSZ", file=sys.stderr)
+                return 2
+            since = None
+            if args.since:
+                since = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
+                if since.tzinfo is None:
+                    print("--since needs a time zone, e.g. 2026-06-01T00:00:00Z",
+                          file=sys.stderr)
+                    return 2
+            count = webhooks.replay(session, subscription_id=args.id, event_ids=args.event,
+                                    failed=args.failed, since=since, actor="cli")
+        print(f"{count} event(s) queued again for webhook subscription #{args.id} (same "
+              "webhook-id as before); a running `o2c serve` delivers them")
+        return 0
+    except DomainError as exc:
+        print(f"o2c: {exc.detail}", file=sys.stderr)
+        return 2
+    finally:
+        db.dispose()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -237,8 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("run", help="run a scheduled job now")
-    p.add_argument("job", help="digest, dunning, approval-reminders, kpi-report")
+    p.add_argument("job", help="digest, dunning, approval-reminders, kpi-report, "
+                   "subscription-billing, revenue-close")
     p.add_argument("--as-of", type=_date, help="evaluate as of this date (YYYY-MM-DD)")
+    p.add_argument("--period", help="revenue-close: the month to close, YYYY-MM (and every "
+                   "month before it)")
     p.add_argument("--deliver", action="store_true",
                    help="also deliver the queued notifications now (needs SLACK_BOT_TOKEN)")
     p.set_defaults(func=cmd_run)
@@ -255,6 +350,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "here without SMTP_URL), or queue failed ones again")
     p.add_argument("--retry", metavar="ID|all")
     p.set_defaults(func=cmd_outbox)
+
+    p = sub.add_parser("webhooks", help="outbound webhook subscriptions: list, delivery "
+                       "log, replay events, enable a disabled one")
+    p.add_argument("action", choices=["list", "deliveries", "replay", "enable"])
+    p.add_argument("id", type=int, nargs="?", help="the subscription id")
+    p.add_argument("--event", type=int, action="append", help="replay this event id")
+    p.add_argument("--failed", action="store_true", help="replay every event it failed to get")
+    p.add_argument("--since", help="replay every event queued for it since (ISO time)")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_webhooks)
 
     p = sub.add_parser("demo", help="fresh demo database + server + local Slack sandbox")
     p.add_argument("--port", type=int, default=3000)

@@ -15,8 +15,9 @@
 * Both build the worklists in a read session (seconds on a million invoices; on SQLite a write
   transaction would hold the write lock all along and every Slack click that writes would
   wait), then record `DigestRun` + outbox rows in one short write transaction.
-* `dunning` — hourly: promise checks (kept / broken), then dunning levels, which include the
-  overdue notice on the first day past due. Idempotent, so hourly runs send each
+* `dunning` — hourly: promise checks (kept / broken), small leftovers written off
+  (`O2C_SMALL_BALANCE_WRITE_OFF`), then dunning levels, which include the overdue notice on the
+  first day past due and the late fees (`O2C_LATE_FEES`). Idempotent, so hourly runs send each
   (invoice, level) once; `o2c run dunning --as-of DATE` evaluates any day.
 """
 
@@ -120,7 +121,7 @@ def run_dunning(deps, as_of: date | None) -> dict:  # noqa: ANN001
     as_of = as_of or deps.business_today()
     with deps.db.transaction() as session:
         promises = collections.check_promises(session, as_of)
-    run = dunning.run_all(deps.db, as_of)
+    run = dunning.run_all(deps.db, as_of, now=deps.clock.now())
     deps.notify_outbox()
     return {**run.summary(), "promises_kept": len(promises.kept),
             "promises_broken": len(promises.broken)}

@@ -1,7 +1,8 @@
 """`o2c demo` (`make demo`): a fresh demo company, the server, and the local Slack sandbox.
 
 What it does, in order: recreate the SQLite file, migrate, seed the demo company, build
-settings for a sandbox-only server (fresh random secrets, never printed; the bot's WebClient
+settings for a sandbox-only server (fresh random secrets, never printed — a Stripe webhook
+secret among them, for the sandbox's stand-in payment page; the bot's WebClient
 pointed at the sandbox's Web API; the approvals/alerts/AR channels pointed at sandbox
 channels; no SMTP, so customer e-mails stay queued), register the demo users and channels in
 the sandbox, start the server on 127.0.0.1 and print `Open http://localhost:<port>/sandbox`.
@@ -47,6 +48,10 @@ def demo_settings(port: int, database_url: str) -> Settings:
         o2c_approvals_channel=DEMO_CHANNELS["approvals"],
         o2c_alerts_channel=DEMO_CHANNELS["alerts"], o2c_ar_channel=DEMO_CHANNELS["ar"],
         o2c_admins=[DEMO_ADMIN], o2c_scheduler=False, o2c_outbox_worker=True,
+        # "Pay now" without Stripe: the sandbox's payment page signs its webhook with this
+        # (sandbox/checkout.py); the demo never talks to Stripe or HubSpot
+        stripe_api_key=None, stripe_webhook_secret="whsec_" + secrets.token_urlsafe(32),
+        hubspot_access_token=None, hubspot_client_secret=None, o2c_public_url=None,
     )
 
 

@@ -28,6 +28,8 @@ class Deps:
     client: WebClient  # the bot's Web API client (base_url = SLACK_API_URL)
     clock: Clock = field(default_factory=Clock)  # the one source of now and today (bot.clock)
     outbox_wakeup: threading.Event = field(default_factory=threading.Event)
+    # the integrations' outbox worker (webhooks, HubSpot, Stripe) has its own
+    integrations_wakeup: threading.Event = field(default_factory=threading.Event)
     stopping: threading.Event = field(default_factory=threading.Event)  # set at shutdown
     # Users seen recently: id -> (User row, monotonic time seen); saves a query per command.
     users_seen: dict[str, tuple[User, float]] = field(default_factory=dict)
@@ -45,8 +47,9 @@ class Deps:
         return self.clock.business_today(tz)
 
     def notify_outbox(self) -> None:
-        """Wake the outbox worker after a commit that wrote notifications."""
+        """Wake the outbox workers after a commit that wrote notifications."""
         self.outbox_wakeup.set()
+        self.integrations_wakeup.set()
 
     def __deepcopy__(self, memo: dict) -> Deps:
         """Shared, never copied: Bolt deep-copies a request's context for its lazy listeners

@@ -9,9 +9,9 @@ requests with three promises:
   0`), numbered as a spreadsheet shows them (header = row 1), so the user fixes the file in one
   pass instead of one error per attempt. Each row runs in a SAVEPOINT, so a row the workflows
   refuse is undone and the rows after it are still checked.
-* **The same rules as the REST API.** Cells are converted to the API's strict pydantic models
-  (`api.schemas`) and then handed to the same workflows the API calls, so a row the API would
-  refuse is refused here with the same reason.
+* **The same rules as the REST API.** Cells are converted to the input models the API takes
+  as request bodies (`workflows.inputs`) and then handed to the same workflows the API calls,
+  so a row the API would refuse is refused here with the same reason.
 
 Real-world files are accepted as spreadsheets save them: UTF-8 with or without a BOM (or
 UTF-16 with a BOM), `,` `;` or tab delimiters, CRLF, quoted cells holding delimiters or line
@@ -34,10 +34,9 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from api import schemas
 from bot.clock import Clock
 from bot.db import Database
-from workflows import cash_application, invoicing, masterdata, orders
+from workflows import cash_application, inputs, invoicing, masterdata, orders
 from workflows.errors import Conflict, DomainError
 
 ACTOR = "import"
@@ -82,11 +81,12 @@ COLUMNS = {
         booleans=frozenset({"credit_reviewed"}), key="external_id"),
     "products": Columns(
         ("sku", "name", "unit_price", "currency", "on_hand"),
-        ("max_discount_pct", "revenue_type", "cost", "service_months"),
+        ("max_discount_pct", "revenue_type", "cost", "service_months", "ssp"),
         integers=frozenset({"on_hand", "service_months"}), key="sku"),
     "orders": Columns(
         ("customer", "sales_rep", "currency", "sku", "quantity"),
-        ("order_ref", "external_id", "order_date", "unit_price", "discount_pct", "notes"),
+        ("order_ref", "external_id", "order_date", "unit_price", "discount_pct", "notes",
+         "service_start", "service_end", "billing"),
         integers=frozenset({"quantity"}), key="external_id"),
     "invoices": Columns(
         ("number", "customer", "currency", "issue_date", "due_date", "total"), ("order",),
@@ -96,7 +96,8 @@ COLUMNS = {
         ("payer_name", "reference", "customer", "method", "external_id"), key="external_id"),
 }
 ORDER_FIELDS = ("customer", "sales_rep", "currency", "order_date", "external_id", "notes")
-LINE_FIELDS = ("sku", "quantity", "unit_price", "discount_pct")
+LINE_FIELDS = ("sku", "quantity", "unit_price", "discount_pct", "service_start", "service_end",
+               "billing")
 
 MAX_ERRORS = 100  # errors listed in a report; the rest are counted
 TRUE = {"true", "yes", "y", "1"}
@@ -113,7 +114,7 @@ PATTERN_HINTS = {
     "user": "must be a Slack user id such as U012AB3CD",
 }
 HINT_OF = {"credit_limit": "amount", "unit_price": "amount", "total": "amount",
-           "amount": "amount", "cost": "amount", "tax_rate_pct": "percent",
+           "amount": "amount", "cost": "amount", "ssp": "amount", "tax_rate_pct": "percent",
            "max_discount_pct": "percent", "discount_pct": "percent", "currency": "currency",
            "collector": "user", "sales_rep": "user"}
 
@@ -295,7 +296,7 @@ def read_rows(path: Path, columns: Columns, problems: Problems) -> list[Row]:
     return rows
 
 
-# -- cells -> API models --------------------------------------------------------------------------
+# -- cells -> input models ------------------------------------------------------------------------
 def typed_cells(row: Row, columns: Columns, problems: Problems,
                 only: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Text cells -> the JSON types the API takes: ints and booleans parsed, amounts stay
@@ -408,18 +409,18 @@ def order_units(rows: list[Row], columns: Columns, problems: Problems) -> list[U
             name = str(loc[0]) if loc else "row"
             return blame.get(name, group[0].number), "sku" if name == "lines" else name
 
-        checked = validate(schemas.OrderIn, data, problems, locate)
+        checked = validate(inputs.OrderIn, data, problems, locate)
         if checked is not None:
             units.append(Unit(group, checked, blame))
     return units
 
 
 UNITS: dict[str, Callable[[list[Row], Columns, Problems], list[Unit]]] = {
-    "customers": single_rows(schemas.CustomerIn),
-    "products": single_rows(schemas.ProductIn),
+    "customers": single_rows(inputs.CustomerIn),
+    "products": single_rows(inputs.ProductIn),
     "orders": order_units,
-    "invoices": single_rows(schemas.InvoiceIn),
-    "payments": single_rows(schemas.PaymentIn),
+    "invoices": single_rows(inputs.InvoiceIn),
+    "payments": single_rows(inputs.PaymentIn),
 }
 
 
@@ -427,25 +428,16 @@ UNITS: dict[str, Callable[[list[Row], Columns, Problems], list[Unit]]] = {
 def store(session: Session, kind: str, model: Any, now: datetime) -> bool:
     """Call the workflow the REST API calls for this kind; True if something changed."""
     if kind == "customers":
-        masterdata.upsert_customer(session, masterdata.CustomerIn(
-                                       **model.model_dump(exclude_unset=True)),
-                                   actor=ACTOR)
+        masterdata.upsert_customer(session, model, actor=ACTOR)
     elif kind == "products":
-        masterdata.upsert_product(session, masterdata.ProductIn(**model.model_dump()),
-                                  actor=ACTOR)
+        masterdata.upsert_product(session, model, actor=ACTOR)
     elif kind == "orders":
-        orders.create_order(session, orders.OrderIn(
-            customer=model.customer, sales_rep=model.sales_rep, currency=model.currency,
-            lines=[orders.LineIn(**line.model_dump()) for line in model.lines],
-            external_id=model.external_id, order_date=model.order_date, notes=model.notes),
-            actor=ACTOR, source=SOURCE, now=now)
+        orders.create_order(session, model, actor=ACTOR, source=SOURCE, now=now)
     elif kind == "invoices":
-        invoicing.ingest_erp_invoice(session, invoicing.ErpInvoiceIn(**model.model_dump()),
-                                     actor=ACTOR)
+        invoicing.ingest_erp_invoice(session, model, actor=ACTOR)
     else:
-        _, created = cash_application.record_payment(
-            session, cash_application.PaymentIn(**model.model_dump()), actor=ACTOR,
-            source=SOURCE)
+        _, created = cash_application.record_payment(session, model, actor=ACTOR,
+                                                     source=SOURCE)
         return created
     return True
 
@@ -481,8 +473,7 @@ def _run_payments(session: Session, db: Database, units: list[Unit], columns: Co
     like any other."""
     run = cash_application.CashRun(session, actor=ACTOR, source=SOURCE,
                                    names=db.customer_names)
-    tickets = [(unit, run.add(cash_application.PaymentIn(**unit.model.model_dump())))
-               for unit in units]
+    tickets = [(unit, run.add(unit.model)) for unit in units]
     run.flush()
     for unit, ticket in tickets:
         if ticket.error is not None:
@@ -498,9 +489,8 @@ def _run_invoices(session: Session, units: list[Unit], columns: Columns, problem
     """Invoices go in with one call for the whole file (`invoicing.ingest_erp_invoices`: the
     same rules as the API, what they need read once, rows written together); each row's
     refusal is reported by row and column like any other."""
-    results = invoicing.ingest_erp_invoices(
-        session, [invoicing.ErpInvoiceIn(**unit.model.model_dump()) for unit in units],
-        actor=ACTOR)
+    results = invoicing.ingest_erp_invoices(session, [unit.model for unit in units],
+                                            actor=ACTOR)
     for unit, outcome in zip(units, results, strict=True):
         if isinstance(outcome, DomainError):
             _report(outcome, unit, columns, problems)

@@ -81,3 +81,55 @@ def render_invoice_pdf(invoice: Any, lines: list[Any], customer: Any, *, seller:
         f"Payment details: pay by bank transfer by {_day(invoice.due_date)}, quoting "
         f"{invoice.number}. Questions: {from_email}."))
     return bytes(pdf.output())
+
+
+def render_credit_note_pdf(note: Any, invoice: Any, lines: list[Any], customer: Any, *,
+                           seller: str, from_email: str) -> bytes:
+    """A credit note (SPEC §3 "Back office"): its number and date, the invoice it corrects,
+    the reason, what it takes off each line, its total, and how much of it reduced the
+    invoice and how much became credit on the customer's account."""
+    cur = note.currency
+
+    def amount(minor: int) -> str:
+        return money.format_money(int(minor), cur)
+
+    pdf = FPDF(format="A4")
+    pdf.set_compression(False)
+    pdf.set_title(f"Credit note {note.number}")
+    pdf.set_author(_latin1(seller))
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 18)
+    pdf.cell(0, 10, _latin1(f"Credit note {note.number}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "", 10)
+    pdf.cell(0, 6, _latin1(f"From {seller} <{from_email}>"), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    facts = [("Customer", customer.name), ("Issue date", _day(note.value_date)),
+             ("For invoice", f"{invoice.number} of {_day(invoice.issue_date)}"),
+             ("Reason", note.reason), ("Bill to", invoice.billing_address or "-")]
+    for label, value in facts:
+        pdf.set_font("Helvetica", "B", 10)
+        pdf.cell(35, 6, _latin1(label))
+        pdf.set_font("Helvetica", "", 10)
+        pdf.multi_cell(0, 6, _latin1(value), new_x="LMARGIN", new_y="NEXT")
+    if lines:
+        pdf.ln(4)
+        widths = (20, 30, 50, 40, 50)
+        pdf.set_font("Helvetica", "B", 9)
+        for width, title in zip(widths, ("Line", "Qty", "Net", "Tax", "Credited"), strict=True):
+            pdf.cell(width, 7, title, border="B")
+        pdf.ln()
+        pdf.set_font("Helvetica", "", 9)
+        for line in lines:
+            cells = (str(line.line_no), str(line.quantity or ""), amount(line.net_minor),
+                     amount(line.tax_minor), amount(line.amount_minor))
+            for width, text in zip(widths, cells, strict=True):
+                pdf.cell(width, 6, _latin1(text))
+            pdf.ln()
+    pdf.ln(3)
+    for label, minor in (("Credit total", note.amount_minor + note.customer_credit_minor),
+                         ("Taken off the invoice", note.amount_minor),
+                         ("Credit on your account", note.customer_credit_minor)):
+        pdf.set_font("Helvetica", "B" if label == "Credit total" else "", 10)
+        pdf.cell(150, 6, label, align="R")
+        pdf.cell(40, 6, _latin1(amount(minor)), align="R", new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())

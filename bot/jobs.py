@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
-from bot import approval_jobs, collections_jobs, reports
+from bot import approval_jobs, backoffice_jobs, collections_jobs, reports, revenue_jobs
 
 JobFunc = Callable[..., dict]
 
@@ -34,10 +34,18 @@ JOBS: dict[str, Job] = {job.name: job for job in (
         "queue the collections digest DM of every collector"),
     Job("digest-schedule", collections_jobs.digest_schedule, {"minute": "*/15"},
         "digest DMs at 09:00 in each collector's time zone on working days"),
+    Job("dispute-reminders", backoffice_jobs.dispute_reminders, {"minute": "20"},
+        "remind the owners of open disputes; escalate old ones to the alerts channel"),
     Job("dunning", collections_jobs.run_dunning, {"minute": "5"},
-        "promise checks, overdue notices and dunning reminders (each once)"),
+        "promise checks, small-balance write-offs, overdue notices, dunning reminders "
+        "and late fees (each once)"),
     Job(reports.NAME, reports.kpi_report, {"minute": "*/15"},
         "weekly KPI post to the AR channel (due Monday 08:00 business time)"),
+    Job("subscription-billing", revenue_jobs.subscription_billing, {"minute": "10"},
+        "invoice each subscription period billed in advance (once per period)"),
+    Job("revenue-close", revenue_jobs.revenue_close, {"minute": "20"},
+        "close the month before on the first working day of the month (revenue recorded "
+        "once, summary to the AR channel)"),
 )}
 
 
@@ -45,9 +53,10 @@ class UnknownJob(KeyError):
     pass
 
 
-def run_job(name: str, deps, as_of: date | None) -> dict:  # noqa: ANN001
+def run_job(name: str, deps, as_of: date | None, **options: object) -> dict:  # noqa: ANN001
+    """Run job `name` for `as_of`; `options` are the job's own (`revenue-close`'s `period`)."""
     try:
         spec = JOBS[name]
     except KeyError:
         raise UnknownJob(name) from None
-    return spec.func(deps, as_of)
+    return spec.func(deps, as_of, **options)

@@ -14,9 +14,9 @@ to the AR channel so they are visible in Slack).
 * From: `O2C_FROM_EMAIL`. Message-ID: derived from the outbox row's dedupe key (or id), so a
   message re-sent after a crash carries the same id and mail clients show it once.
 * Templates: Jinja2 files in `bot/templates/<name>.j2`; the first line is `Subject: ...`, then a
-  blank line, then the plain-text body. The invoice e-mail is rendered from the invoice row
-  (the outbox context only names it) and lists every detail of SPEC §3; the invoice PDF
-  (`bot/invoice_pdf.py`, fpdf2) is attached when the outbox row asks for it.
+  blank line, then the plain-text body. The invoice and credit-note e-mails are rendered from
+  their rows (the outbox context only names them; the invoice's lists every detail of SPEC
+  §3); their PDF (`bot/invoice_pdf.py`, fpdf2) is attached when the outbox row asks for it.
 * Failures are classified for the worker: connection errors, timeouts and 4xx SMTP replies are
   temporary (`Retry`, with backoff); 5xx replies, a missing STARTTLS and an untrusted TLS
   certificate are permanent (`Permanent`, the row is kept as failed and listed by
@@ -85,14 +85,39 @@ def _invoice_context(number: str, session: Any) -> dict:
             "customer": session.get(Customer, invoice.customer_id)}
 
 
-def render_email(template: str, context: dict, *, from_email: str, session: Any = None
-                 ) -> tuple[str, str]:
-    """(subject, body) for an outbox e-mail payload's template and context."""
-    values = dict(context)
-    if template == "invoice":
+def _credit_note_context(number: str, session: Any) -> dict:
+    from sqlmodel import select
+
+    from models import CreditNote, Customer, Invoice
+    from workflows.credit_notes import credit_by_line
+
+    note = session.exec(select(CreditNote).where(CreditNote.number == number)).first()
+    if note is None:
+        raise Permanent(f"credit note {number} not found for its e-mail")
+    invoice = session.get(Invoice, note.invoice_id)
+    return {"note": note, "invoice": invoice, "lines": credit_by_line(session, note),
+            "customer": session.get(Customer, invoice.customer_id)}
+
+
+# Templates rendered from the database (the outbox context only names the document), with
+# the PDF attachment each may carry.
+FROM_DATABASE = {"invoice": ("invoice_number", _invoice_context, "invoice_pdf"),
+                 "credit_note": ("credit_note_number", _credit_note_context, "credit_note_pdf")}
+
+
+def render_email(template: str, context: dict, *, from_email: str, session: Any = None,
+                 pay_links: Any = None, write_session: Any = None) -> tuple[str, str]:
+    """(subject, body) for an outbox e-mail payload's template and context; with
+    `pay_links` (`bot.paylinks.PayLinks`), the invoice's "Pay now" link(s) too (made in
+    `write_session` when the caller holds one open)."""
+    values = {"pay_url": None, "pay_urls": {}, **context}
+    if pay_links is not None:
+        values.update(pay_links.email_values(template, context, session=write_session))
+    if template in FROM_DATABASE:
         if session is None:
-            raise Permanent("the invoice e-mail needs the database")
-        values.update(_invoice_context(context["invoice_number"], session))
+            raise Permanent(f"the {template} e-mail needs the database")
+        key, load, _ = FROM_DATABASE[template]
+        values.update(load(context[key], session))
         values.setdefault("seller", from_email.split("@")[-1])
         values.setdefault("attached", False)
     values["from_email"] = from_email
@@ -112,7 +137,8 @@ def message_id(payload: dict, domain: str) -> str:
 class SmtpMailer:
     def __init__(self, url: str, from_email: str, *,
                  session_factory: Callable[[], Any] | None = None,
-                 timeout: float = TIMEOUT, ssl_context: ssl.SSLContext | None = None) -> None:
+                 timeout: float = TIMEOUT, ssl_context: ssl.SSLContext | None = None,
+                 pay_links: Any = None) -> None:
         parts = urlsplit(url)
         self.tls = parts.scheme == "smtps"
         self.insecure = smtp_insecure(parts.query)  # only for local test servers
@@ -125,6 +151,7 @@ class SmtpMailer:
         self.domain = from_email.rsplit("@", 1)[-1] or "o2c.local"
         self.session_factory = session_factory
         self.timeout = timeout
+        self.pay_links = pay_links  # bot.paylinks.PayLinks, or None (no "Pay now" links)
 
     def __repr__(self) -> str:  # never show the password
         return f"SmtpMailer({'smtps' if self.tls else 'smtp'}://{self.host}:{self.port})"
@@ -132,16 +159,21 @@ class SmtpMailer:
     def compose(self, payload: dict) -> EmailMessage:
         template, context = payload["template"], payload.get("context") or {}
         files: list[tuple[str, bytes]] = []
-        if template == "invoice" and self.session_factory is not None:
+        if template in FROM_DATABASE and self.session_factory is not None:
+            key, _, kind = FROM_DATABASE[template]
             with self.session_factory() as session:
-                wants_pdf = any(a.get("kind") == "invoice_pdf"
+                wants_pdf = any(a.get("kind") == kind
                                 for a in payload.get("attachments") or [])
                 subject, body = render_email(template, {**context, "attached": wants_pdf},
-                                             from_email=self.from_email, session=session)
+                                             from_email=self.from_email, session=session,
+                                             pay_links=self.pay_links)
                 if wants_pdf:
-                    files.append(self._invoice_pdf(context["invoice_number"], session))
+                    files.append(self._invoice_pdf(context[key], session) if kind ==
+                                 "invoice_pdf" else self._credit_note_pdf(context[key],
+                                                                          session))
         else:
-            subject, body = render_email(template, context, from_email=self.from_email)
+            subject, body = render_email(template, context, from_email=self.from_email,
+                                         pay_links=self.pay_links)
         message = EmailMessage()
         message["From"] = formataddr(("Accounts receivable", self.from_email))
         message["To"] = payload["to"]
@@ -160,6 +192,15 @@ class SmtpMailer:
         values = _invoice_context(number, session)
         data = render_invoice_pdf(values["invoice"], values["lines"], values["customer"],
                                   seller=self.domain, from_email=self.from_email)
+        return f"{number}.pdf", data
+
+    def _credit_note_pdf(self, number: str, session: Any) -> tuple[str, bytes]:
+        from bot.invoice_pdf import render_credit_note_pdf
+
+        values = _credit_note_context(number, session)
+        data = render_credit_note_pdf(values["note"], values["invoice"], values["lines"],
+                                      values["customer"], seller=self.domain,
+                                      from_email=self.from_email)
         return f"{number}.pdf", data
 
     def __call__(self, payload: dict) -> dict:
@@ -231,10 +272,10 @@ def build_mailer(settings: Settings, db: Any = None) -> SmtpMailer | None:
     """The outbox's e-mail transport, or None when SMTP_URL is not set."""
     if settings.smtp_url is None or not settings.smtp_url.get_secret_value():
         return None
-    factory = db.read_session if db is not None else None
-    if factory is None:
-        from bot.db import Database
+    from bot.db import Database
+    from bot.paylinks import PayLinks
 
-        factory = Database(settings.database_url).read_session
+    db = db or Database(settings.database_url)
     return SmtpMailer(settings.smtp_url.get_secret_value(), settings.o2c_from_email,
-                      session_factory=factory)
+                      session_factory=db.read_session,
+                      pay_links=PayLinks.for_settings(settings, db))

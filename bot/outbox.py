@@ -61,7 +61,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 from slack_sdk import WebClient
@@ -103,6 +103,8 @@ PERMANENT_ERRORS = {
     "invalid_arguments", "user_not_found", "cant_update_message", "message_not_found",
     "no_text", "restricted_action", "not_authed", "invalid_blocks_format",
 }
+# Slack templates that show an invoice's "Pay now" link (bot.paylinks)
+PAY_LINK_TEMPLATES = ("order_shipped",)
 # Slack's documented "try again later" errors (sometimes with HTTP 200, `ok: false`).
 TRANSIENT_ERRORS = {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 
@@ -143,15 +145,37 @@ class Defer(Exception):
 Mailer = Callable[[dict], dict]
 
 
+class Transport(Protocol):
+    """Delivery of one kind of outbox row besides Slack and e-mail (outbound webhooks, CRM
+    updates, payment-provider look-ups): `send` delivers a claimed row and returns what to
+    keep as its result, or raises `Retry` / `Permanent` / `Defer` like the built-in ones.
+    `retry_for` and `backoff` are its retry policy (a transient failure is retried with
+    `backoff(attempts)` until `retry_for` after the row was queued)."""
+
+    kind: str
+    retry_for: timedelta
+
+    def send(self, row: OutboxMessage, worker: OutboxWorker) -> dict: ...
+
+    def backoff(self, attempts: int) -> float: ...
+
+
 class OutboxWorker:
-    def __init__(self, db: Database, client: WebClient, settings: Settings, *,
+    """Claims due rows of its kinds and delivers them. `o2c serve` runs two: one for Slack
+    and e-mail, one for the integrations (`transports`: webhooks, HubSpot, Stripe), so a slow
+    receiver never holds a Slack message back."""
+
+    def __init__(self, db: Database, client: WebClient | None, settings: Settings, *,
                  mailer: Mailer | None = None, poll_interval: float = 1.0,
                  wakeup: threading.Event | None = None, lease: timedelta = LEASE,
-                 batch: int = BATCH) -> None:
+                 batch: int = BATCH, transports: list[Transport] | None = None) -> None:
         self.db = db
         self.client = client
         self.settings = settings
         self.mailer = mailer
+        # given transports: this worker delivers only their kinds
+        self.transports = {t.kind: t for t in transports or []}
+        self.pay_links: Any = None  # bot.paylinks.PayLinks: "Pay now" on invoice cards
         self.poll_interval = poll_interval
         self.wakeup = wakeup or threading.Event()
         self.lease = lease
@@ -168,7 +192,8 @@ class OutboxWorker:
 
     # -- running -----------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="outbox-worker", daemon=True)
+        name = "outbox-" + "-".join(self.transports) if self.transports else "outbox-worker"
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -196,7 +221,8 @@ class OutboxWorker:
         """Claim due rows and deliver them; returns how many were handled. `now` (tests) sets
         this worker's clock, which then runs on from there."""
         self._offset = (now - utcnow()) if now is not None else timedelta(0)
-        announced = self._announce_queued_emails() if self.mailer is None else 0
+        announced = (self._announce_queued_emails()
+                     if self.mailer is None and not self.transports else 0)
         handled = 0
         while handled < self.batch and not self._stop.is_set():
             row_id = self._claim()
@@ -226,13 +252,20 @@ class OutboxWorker:
                     last_error=marker))
                 if marked.rowcount != 1:
                     continue
-                subject, summary = describe_email(payload, session, self.settings)
+                subject, summary = describe_email(payload, session, self.settings,
+                                                  pay_links=self.pay_links)
+                pay_url = None
+                if self.pay_links is not None:
+                    pay_url = self.pay_links.email_values(
+                        payload.get("template", ""), payload.get("context") or {},
+                        session=session).get("pay_url")
                 session.add(OutboxMessage(
                     transport="slack", method="chat.postMessage",
                     dedupe_key=f"email-queued:{row_id}",
                     payload={"channel": "ar", "template": "email_queued",
                              "context": {"outbox_id": row_id, "to": payload.get("to"),
-                                         "subject": subject, "summary": summary}}))
+                                         "subject": subject, "summary": summary,
+                                         "pay_url": pay_url}}))
         return len(rows)
 
     def drain(self, max_passes: int = 50) -> None:
@@ -242,6 +275,8 @@ class OutboxWorker:
                 return
 
     def _transports(self) -> list[str]:
+        if self.transports:
+            return sorted(self.transports)
         return ["slack", "email"] if self.mailer is not None else ["slack"]
 
     def _due(self, now: datetime) -> Any:
@@ -348,15 +383,20 @@ class OutboxWorker:
             self._finish(row_id, status=OutboxStatus.SENT, result=result)
 
     def _retry_or_fail(self, row: OutboxMessage, retry: Retry) -> None:
+        transport = self.transports.get(row.transport)
         give_up = row.attempts >= MAX_ATTEMPTS
-        if retry.kind == "transient":  # an outage: keep trying for a day
+        if transport is not None:  # its own policy: transient for as long as it says
+            give_up = self.now() - row.created_at >= transport.retry_for
+        elif retry.kind == "transient":  # an outage: keep trying for a day
             give_up = give_up and self.now() - row.created_at >= RETRY_FOR
         if give_up:
             log.error("outbox %s failed after %s attempts: %s", row.id, row.attempts,
                       retry.reason)
             self._fail(row, retry.reason)
             return
-        delay = max(retry.delay, self._backoff(row.attempts))
+        backoff = (transport.backoff(row.attempts) if transport is not None
+                   else self._backoff(row.attempts))
+        delay = max(retry.delay, backoff)
         log.info("outbox %s retry in %.1fs: %s", row.id, delay, retry.reason)
         self._finish(row.id, status=OutboxStatus.PENDING, error=retry.reason,
                      next_attempt_at=self.now() + timedelta(seconds=delay))
@@ -396,6 +436,9 @@ class OutboxWorker:
 
     # -- transports --------------------------------------------------------------------------
     def _send(self, row: OutboxMessage, target: OutboxMessage | None) -> dict:
+        transport = self.transports.get(row.transport)
+        if transport is not None:
+            return transport.send(row, self)
         if row.transport == "email":
             return self._send_email(row)
         return self._send_slack(row, target)
@@ -415,8 +458,11 @@ class OutboxWorker:
 
     def _send_slack(self, row: OutboxMessage, target: OutboxMessage | None) -> dict:
         payload = dict(row.payload)
+        context = payload.pop("context", {})
+        if self.pay_links is not None and payload.get("template") in PAY_LINK_TEMPLATES:
+            context = {**context, "pay_url": self.pay_links.url_for(context.get("invoice"))}
         try:
-            rendered = templates.render(payload.pop("template"), payload.pop("context", {}))
+            rendered = templates.render(payload.pop("template"), context)
         except Exception as exc:  # noqa: BLE001 - a broken template must not block the queue
             raise Permanent(f"render failed: {exc!r}") from exc
         args: dict[str, Any] = {}
@@ -585,19 +631,38 @@ def make_worker(deps: Deps, settings: Settings | None = None, **kwargs: Any) -> 
     settings = settings or deps.settings
     client = WebClient(token=deps.client.token, base_url=deps.client.base_url,
                        timeout=SLACK_TIMEOUT, retry_handlers=[])
+    from bot.paylinks import PayLinks
+
     kwargs.setdefault("mailer", build_mailer(settings, deps.db))
     kwargs.setdefault("wakeup", deps.outbox_wakeup)
     kwargs.setdefault("lease", timedelta(seconds=settings.o2c_outbox_lease_seconds))
-    return OutboxWorker(deps.db, client, settings, **kwargs)
+    worker = OutboxWorker(deps.db, client, settings, **kwargs)
+    worker.pay_links = PayLinks.for_settings(settings, deps.db)
+    return worker
 
 
-def describe_email(payload: dict, session: Any, settings: Settings) -> tuple[str, str]:
+def make_integrations_worker(deps: Deps, settings: Settings | None = None,
+                             **kwargs: Any) -> OutboxWorker | None:
+    """The second worker of a process: outbound webhooks, and the HubSpot and Stripe calls
+    when they are configured (`bot.integrations.transports`)."""
+    from bot.integrations import transports
+
+    settings = settings or deps.settings
+    kwargs.setdefault("wakeup", deps.integrations_wakeup)
+    kwargs.setdefault("lease", timedelta(seconds=settings.o2c_outbox_lease_seconds))
+    return OutboxWorker(deps.db, None, settings, transports=transports(deps, settings),
+                        **kwargs)
+
+
+def describe_email(payload: dict, session: Any, settings: Settings, *,
+                   pay_links: Any = None) -> tuple[str, str]:
     """Subject and text of a queued e-mail, for its copy in Slack."""
     from bot.mailer import render_email
 
     try:
         return render_email(payload.get("template", ""), payload.get("context") or {},
-                            from_email=settings.o2c_from_email, session=session)
+                            from_email=settings.o2c_from_email, session=session,
+                            pay_links=pay_links, write_session=session)
     except Exception as exc:  # noqa: BLE001 - the copy must not block the queue
         log.warning("could not render queued e-mail: %r", exc)
         return f"({payload.get('template')} e-mail)", ""

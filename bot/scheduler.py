@@ -109,14 +109,14 @@ def run_scheduled(deps, spec: jobs.Job, planned: datetime) -> dict | None:  # no
         return summary
 
 
-def run_exclusive(deps, name: str, as_of: date | None) -> dict:  # noqa: ANN001
+def run_exclusive(deps, name: str, as_of: date | None, **options: object) -> dict:  # noqa: ANN001
     """`o2c run <job>`: run now for `as_of` (None: today), waiting for a scheduled run in
-    progress."""
+    progress. `options`: the job's own (`revenue-close --period`)."""
     spec = jobs.JOBS.get(name)
     if spec is None:
         raise jobs.UnknownJob(name)
     with leadership(deps.db, name, wait=True):
-        return spec.func(deps, as_of)
+        return spec.func(deps, as_of, **options)
 
 
 def build_scheduler(deps) -> BackgroundScheduler:  # noqa: ANN001

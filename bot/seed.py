@@ -41,7 +41,13 @@ from models import (
     ApprovalKind,
     ApprovalStatus,
     CreditNote,
+    CreditNoteRequest,
+    CreditNoteStatus,
     Customer,
+    Deduction,
+    DeductionStatus,
+    Dispute,
+    DisputeStatus,
     Invoice,
     Order,
     OrderStatus,
@@ -55,14 +61,19 @@ from workflows import (
     approvals,
     audit,
     cash_application,
+    credit_notes,
+    disputes,
+    inputs,
     invariants,
     masterdata,
     orders,
     shipping,
+    subscriptions,
     users,
 )
-from workflows.invoicing import ErpInvoiceIn, Terms, ingest_erp_invoice, issue_credit_note
+from workflows.invoicing import Terms, ingest_erp_invoice, issue_credit_note
 from workflows.receivables import aging_by_currency
+from workflows.revenue_schedule import add_months, next_month
 
 
 class SeedError(Exception):
@@ -161,6 +172,7 @@ class DemoCompany:
         self.habit = {ext: habit for ext, *_, habit in CUSTOMERS}
         self.prices = {sku: price for sku, _, price, *_ in PRODUCTS}
         self.max_discount = {sku: cap for sku, _, _, _, cap, _ in PRODUCTS}
+        self.kinds = {sku: kind for sku, *_, kind in PRODUCTS}
         self.payments = itertools.count(1)
         self.erp_numbers = itertools.count(1)
         self.cutoff = datetime.combine(today, time(0), tzinfo=UTC)  # history ends before today
@@ -178,7 +190,7 @@ class DemoCompany:
                               timezone=u.timezone, actor="seed")
         for i, (ext, name, currency, limit, terms, habit) in enumerate(CUSTOMERS):
             slug = name.split()[0].lower()
-            masterdata.upsert_customer(self.s, masterdata.CustomerIn(
+            masterdata.upsert_customer(self.s, inputs.CustomerIn(
                 external_id=ext, name=name, currency=currency, credit_limit=limit,
                 payment_terms=terms, credit_reviewed=habit != "new",
                 billing_email=f"ap.{slug}@{'example.com' if i % 3 else 'example.org'}",
@@ -187,7 +199,7 @@ class DemoCompany:
                 collector=COLLECTOR_US if currency == "USD" else COLLECTOR_EU,
                 sales_rep=SALES_1 if i % 2 == 0 else SALES_2), actor="seed")
         for sku, name, price, on_hand, max_discount, revenue_type in PRODUCTS:
-            masterdata.upsert_product(self.s, masterdata.ProductIn(
+            masterdata.upsert_product(self.s, inputs.ProductIn(
                 sku=sku, name=name, unit_price=price, currency="USD", on_hand=on_hand,
                 max_discount_pct=max_discount, revenue_type=revenue_type,
                 service_months=12 if revenue_type == "subscription" else None), actor="seed")
@@ -197,16 +209,34 @@ class DemoCompany:
         return masterdata.customer_by_external_id(self.s, ext)
 
     # -- orders -----------------------------------------------------------------------------------
-    def order(self, ext: str, lines: list[tuple[str, int, str | None]], when: datetime) -> Order:
-        """Create an order as its sales rep would; foreign-currency lines get a local price."""
+    def order(self, ext: str, lines: list[tuple[str, int, str | None]], when: datetime, *,
+              billing: str | None = None, service_start: date | None = None) -> Order:
+        """Create an order as its sales rep would; foreign-currency lines get a local price,
+        services and subscriptions their service period (`service_period`)."""
         customer = self.customer(ext)
-        data = orders.OrderIn(
+        data = inputs.OrderIn(
             customer=ext, sales_rep=customer.sales_rep_id, currency=customer.currency,
-            lines=[orders.LineIn(sku=sku, quantity=qty, discount_pct=discount,
-                                 unit_price=self.local_price(sku, customer.currency))
+            lines=[inputs.OrderLineIn(sku=sku, quantity=qty, discount_pct=discount,
+                                      unit_price=self.local_price(sku, customer.currency),
+                                      **self.service_period(sku, when, billing, service_start))
                    for sku, qty, discount in lines])
         return orders.create_order(self.s, data, actor=customer.sales_rep_id, source="demo",
                                    now=when)
+
+    def service_period(self, sku: str, when: datetime, billing: str | None,
+                       start: date | None) -> dict:
+        """A service runs three months from a week after the order; a subscription a year
+        from the first of the next month (billed by period when `billing` is given)."""
+        kind = self.kinds[sku]
+        if kind == "goods":
+            return {}
+        if kind == "service":
+            first = start or when.date() + timedelta(days=7)
+            return {"service_start": first,
+                    "service_end": add_months(first, 3) - timedelta(days=1)}
+        first = start or next_month(when.date().replace(day=1))
+        return {"service_start": first, "service_end": add_months(first, 12) - timedelta(days=1),
+                "billing": billing}
 
     def local_price(self, sku: str, currency: str) -> str | None:
         """None (the list price) in USD; the demo price list's price in EUR and GBP."""
@@ -272,7 +302,7 @@ class DemoCompany:
         lines = None
         if only_first_line:
             first = orders.order_lines(self.s, order.id)[0]
-            lines = [shipping.ShipLineIn(sku=first.sku, quantity=first.qty_open)]
+            lines = [inputs.ShipmentLineIn(sku=first.sku, quantity=first.qty_open)]
         shipment = shipping.ship_order(
             self.s, order_number=order.number, carrier=self.rng.choice(CARRIERS),
             tracking_number=f"1Z{self.rng.randrange(10**10):010d}", shipped_at=when,
@@ -306,7 +336,7 @@ class DemoCompany:
         amount = amount_minor if amount_minor is not None else invoice.balance_minor
         if with_customer is None:
             with_customer = self.rng.random() < 0.5
-        payment, _ = cash_application.record_payment(self.s, cash_application.PaymentIn(
+        payment, _ = cash_application.record_payment(self.s, inputs.PaymentIn(
             amount=money.to_str(amount, invoice.currency), currency=invoice.currency,
             received_at=when, payer_name=customer.name.upper(),
             reference=self.rng.choice(["{n}", "Remittance {n}", "Inv {n} thx"]
@@ -334,7 +364,7 @@ class DemoCompany:
                                  self._erp_invoice(c, i, d, t))
 
     def _erp_invoice(self, customer: Customer, issue: date, due: date, total: str) -> None:
-        ingest_erp_invoice(self.s, ErpInvoiceIn(
+        ingest_erp_invoice(self.s, inputs.InvoiceIn(
             number=f"ERP-{issue.year}-{next(self.erp_numbers):05d}",
             customer=customer.external_id, currency=customer.currency, issue_date=issue,
             due_date=due, total=total), actor="seed")
@@ -385,6 +415,47 @@ class DemoCompany:
             when = self.day(days_ago, hour)
             self.timeline.at(when, lambda step=step, when=when: self._kept(step, when))
 
+    def revenue_demo(self) -> None:
+        """A subscription billed monthly since four months ago (each period invoiced on its
+        first day, paid by habit) and a three-month installation contract delivered and
+        invoiced two and a half months ago: revenue recognised month by month, deferred and
+        unbilled balances, and a waterfall for `/o2c revenue` and the revenue report."""
+        start = add_months(self.today.replace(day=1), -4)
+        when = datetime.combine(start - timedelta(days=6), time(10), tzinfo=UTC)
+        self.timeline.at(when, lambda: self._subscription("C-1005", "SUB-CLOUD", 3, when, start))
+        begins = self.today - timedelta(days=75)
+        booked = datetime.combine(begins - timedelta(days=9), time(11), tzinfo=UTC)
+        self.timeline.at(booked, lambda: self._service_contract("C-1006", "SVC-INST", 10,
+                                                                booked, begins))
+
+    def _approved(self, order: Order, when: datetime) -> Order:
+        if order.status == OrderStatus.PENDING_APPROVAL:
+            decide(self.s, order, approve=True, at=when, note="Strategic account; approved.")
+        return order
+
+    def _subscription(self, ext: str, sku: str, quantity: int, when: datetime,
+                      start: date) -> None:
+        order = self._approved(self.order(ext, [(sku, quantity, None)], when, billing="monthly",
+                                          service_start=start), when)
+        line = orders.order_lines(self.s, order.id)[0]
+        for first, _, _ in orders.subscription_periods(line):
+            billed_at = datetime.combine(first, time(6), tzinfo=UTC)
+            if billed_at < self.cutoff:
+                self.timeline.at(billed_at, lambda f=first, t=billed_at: self._bill(line, f, t))
+
+    def _bill(self, line: object, first: date, when: datetime) -> None:
+        invoice = subscriptions.bill_period(self.s, order_line_id=line.id, period_start=first,
+                                            as_of=first, now=when)
+        if invoice is not None:
+            self._schedule_payment(invoice)
+
+    def _service_contract(self, ext: str, sku: str, quantity: int, when: datetime,
+                          begins: date) -> None:
+        order = self._approved(self.order(ext, [(sku, quantity, None)], when,
+                                          service_start=begins), when)
+        delivered = datetime.combine(begins, time(9), tzinfo=UTC)
+        self.timeline.at(delivered, lambda: self.ship(order, delivered))
+
     def _kept(self, step: Callable[[datetime], object], when: datetime) -> None:
         before = _last_outbox_id(self.s)
         step(when)
@@ -411,7 +482,7 @@ class DemoCompany:
         self.pay(partial, self.day(3, 14), amount_minor=partial.balance_minor * 2 // 5,
                  with_customer=True)
         target = self._open_invoices("C-1011")[0]
-        cash_application.record_payment(self.s, cash_application.PaymentIn(
+        cash_application.record_payment(self.s, inputs.PaymentIn(
             amount=money.to_str(target.balance_minor, target.currency), currency="USD",
             received_at=self.day(1, 15), payer_name="MASSIVE DYNAMC INC ACH CCD 0004471",
             reference="PAYMENT - THANK YOU", method="ach", external_id="DEMO-PAY-UNAPPLIED"),
@@ -421,6 +492,37 @@ class DemoCompany:
                           amount=money.to_str(noted[0].balance_minor // 10, noted[0].currency),
                           reason="2 units damaged in transit", actor=COLLECTOR_US,
                           now=self.day(2, 11))
+
+    def back_office_demo(self) -> None:
+        """What the back office shows in the sandbox (issue 14): a short payment whose
+        deduction card waits in AR, an open dispute whose card waits for its owner (the rep),
+        and a credit note waiting for the credit approver."""
+        used: set[int] = set()
+
+        def pick(*exts: str) -> Invoice:  # the first open USD invoice of these customers
+            for ext in exts:
+                for invoice in self._open_invoices(ext):
+                    if invoice.id not in used and invoice.currency == "USD" and \
+                            invoice.balance_minor >= 10_000 and not invoice.disputed_minor:
+                        used.add(invoice.id)
+                        return invoice
+            raise SeedError(f"no open invoice for the back-office demo among {exts}")
+
+        short = pick("C-1013", "C-1008", "C-1010", "C-1003", "C-1005", "C-1001")
+        shortfall = max(short.balance_minor * 3 // 100, 2_500)
+        self._kept(lambda at: self.pay(short, at, amount_minor=short.balance_minor - shortfall,
+                                       with_customer=True), self.day(1, 11))
+        contested = pick("C-1006", "C-1007", "C-1009", "C-1011", "C-1012", "C-1014")
+        self._kept(lambda at: disputes.open_dispute(self.s, disputes.DisputeIn(
+            invoice=contested.number, reason="damaged",
+            amount=money.to_str(contested.balance_minor // 4, contested.currency),
+            note="Two pallets arrived crushed; photos sent to Sam."), actor=COLLECTOR_US,
+            now=at), self.day(1, 16))
+        credited = pick("C-1015", "C-1016", "C-1001", "C-1002", "C-1005", "C-1011")
+        self._kept(lambda at: credit_notes.request_credit_note(self.s, credit_notes.CreditNoteIn(
+            invoice=credited.number, reason="Price agreed at 5% below list was not applied",
+            amount=money.to_str(credited.balance_minor // 20, credited.currency),
+            source="slack"), actor=SALES_1, now=at), self.day(0, 9))
 
     def _open_invoices(self, ext: str) -> list[Invoice]:
         return list(self.s.exec(select(Invoice).where(
@@ -487,8 +589,10 @@ def seed_demo(db: Database, today: date) -> dict:
         company.history()
         company.erp_invoices()
         company.showcase()
+        company.revenue_demo()
         company.timeline.run()
         company.cash_application_demo()
+        company.back_office_demo()
         _drop_history_notifications(session, company.kept)
         session.flush()
         problems = invariants.validate_all(session)
@@ -514,6 +618,10 @@ def summary(session: Session, today: date) -> dict:
         "open_invoices": count(Invoice, Invoice.balance_minor > 0),
         "payments": count(Payment),
         "credit_notes": count(CreditNote),
+        "pending_credit_notes": count(CreditNoteRequest,
+                                      CreditNoteRequest.status == CreditNoteStatus.PENDING),
+        "open_disputes": count(Dispute, Dispute.status == DisputeStatus.OPEN),
+        "open_deductions": count(Deduction, Deduction.status == DeductionStatus.OPEN),
         "pending_approvals": count(Approval, Approval.status == ApprovalStatus.PENDING),
         "aging": {currency: {bucket: money.to_str(minor, currency)
                              for bucket, minor in a.buckets.items()}

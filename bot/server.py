@@ -27,11 +27,14 @@ from starlette.concurrency import run_in_threadpool
 
 from api import problems
 from api.auth import BearerFirst
+from api.backoffice import router as backoffice_router
+from api.inbound import router as inbound_router
 from api.routes import Unauthorized
 from api.routes import router as api_router
+from api.webhooks import router as webhooks_router
 from bot.db import RETRY_AFTER, Database
 from bot.deps import Deps, build_deps
-from bot.outbox import OutboxWorker, make_worker
+from bot.outbox import OutboxWorker, make_integrations_worker, make_worker
 from bot.settings import Settings
 from bot.slack_app import LISTENER_THREADS, create_bolt_app
 from bot.slack_request import MAX_BODY, Refused, check_headers, parse, verify
@@ -47,6 +50,7 @@ class Runtime:
     bolt: App
     listeners: ThreadPoolExecutor  # where Bolt runs the work after the acks (lazy listeners)
     worker: OutboxWorker | None = None
+    integrations: OutboxWorker | None = None  # webhooks, HubSpot, Stripe (bot/integrations)
     scheduler: object | None = None
     extras: dict = field(default_factory=dict)
 
@@ -139,6 +143,9 @@ def create_app(settings: Settings, *, db: Database | None = None,
         if background and settings.o2c_outbox_worker:
             runtime.worker = make_worker(deps, settings, poll_interval=1.0)
             runtime.worker.start()
+            runtime.integrations = make_integrations_worker(deps, settings,
+                                                            poll_interval=2.0)
+            runtime.integrations.start()
         if background and settings.o2c_scheduler:
             from bot.scheduler import build_scheduler
 
@@ -154,6 +161,8 @@ def create_app(settings: Settings, *, db: Database | None = None,
             await run_in_threadpool(runtime.listeners.shutdown, wait=True)
             if runtime.worker is not None:
                 runtime.worker.stop()
+            if runtime.integrations is not None:
+                runtime.integrations.stop()
 
     app = FastAPI(title="o2c-bot", version="0.1.0", lifespan=lifespan,
                   description="Order-to-cash in Slack: REST ingestion API (SPEC §4). Request "
@@ -176,6 +185,14 @@ def create_app(settings: Settings, *, db: Database | None = None,
 
     add_health_checks(app, deps)
     app.include_router(api_router)
+    app.include_router(backoffice_router)
+    app.include_router(webhooks_router)
+    app.include_router(inbound_router)  # /webhooks/stripe, /webhooks/hubspot, /pay/<token>
+    app.state.stripe = None
+    if settings.stripe_enabled:
+        from bot.stripe_pay import StripeGateway
+
+        app.state.stripe = StripeGateway(settings.secret("stripe_api_key") or "")
 
     if settings.o2c_sandbox:
         from sandbox.web import mount_sandbox  # only imported when explicitly enabled

@@ -75,8 +75,30 @@ class Settings(BaseSettings):
     o2c_dunning_levels: str = POLICY.dunning_levels
     o2c_cashapp_confidence: Decimal = POLICY.cashapp_confidence
 
+    # back office (SPEC §3 "Back office"); each optional
+    o2c_disputes_channel: str | None = None  # where dispute cards go (else the sales rep)
+    o2c_approval_tiers: str = ""  # e.g. credit:100000:admin,credit_note:5000:admin
+    o2c_late_fees: str = ""  # e.g. 7:fee=25.00,30:rate=8 (off when empty)
+    o2c_small_balance_write_off: Decimal = Field(default=Decimal("1.00"), ge=0)  # 0 = off
+    o2c_home_currency: str = "USD"  # what tier and waiver amounts are stated in
+    o2c_dispute_reminder_days: int = Field(default=2, ge=0, le=365)
+    o2c_dispute_escalation_days: int = Field(default=5, ge=0, le=365)
+    o2c_fee_waiver_approval: Decimal = Field(default=Decimal("50.00"), ge=0)
+
     # local sandbox (never on unless asked for)
     o2c_sandbox: bool = False
+
+    # integrations (each optional: without it that feature is off and nothing else changes)
+    # where customers and providers reach this server (https://o2c.example.com): the "Pay
+    # now" links and Stripe's return pages; needed with STRIPE_API_KEY
+    o2c_public_url: str | None = None
+    stripe_api_key: SecretStr | None = None  # "Pay now" links (Stripe Checkout), fees
+    stripe_webhook_secret: SecretStr | None = None  # POST /webhooks/stripe (whsec_...)
+    hubspot_access_token: SecretStr | None = None  # deals -> orders, order status -> deals
+    hubspot_client_secret: SecretStr | None = None  # POST /webhooks/hubspot (signature v3)
+    hubspot_api_url: str = "https://api.hubapi.com"  # tests point it at a stand-in
+    # pipelines, stages and properties of the HubSpot connector (bot/hubspot.py, JSON)
+    o2c_hubspot_mapping: Annotated[dict, NoDecode] = Field(default_factory=dict)
 
     # background work inside `o2c serve`
     o2c_outbox_worker: bool = True
@@ -105,6 +127,37 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError('must be JSON such as {"dunning": {"minute": "5"}}') from None
         return value
+
+    @field_validator("o2c_hubspot_mapping", mode="before")
+    @classmethod
+    def _parse_mapping(cls, value: object) -> object:
+        if isinstance(value, str):
+            import json
+
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except ValueError:
+                raise ValueError('must be JSON such as {"won_stages": ["closedwon"]}') from None
+        return value
+
+    @field_validator("o2c_public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query \
+                or parts.fragment:
+            raise ValueError("must be the server's public base URL, e.g. https://o2c.example.com")
+        return value.rstrip("/")
+
+    @field_validator("hubspot_api_url")
+    @classmethod
+    def _check_hubspot_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL such as https://api.hubapi.com")
+        return value.rstrip("/")
 
     @field_validator("o2c_admins")
     @classmethod
@@ -149,6 +202,32 @@ class Settings(BaseSettings):
             raise ValueError("must be comma-separated day offsets such as -3,1,7,14,30") from None
         return value
 
+    @field_validator("o2c_approval_tiers")
+    @classmethod
+    def _check_tiers(cls, value: str) -> str:
+        from workflows.tiers import parse_tiers
+
+        parse_tiers(value)  # ValueError names the bad item
+        return value
+
+    @field_validator("o2c_late_fees")
+    @classmethod
+    def _check_late_fees(cls, value: str) -> str:
+        from workflows.late_fees import parse_late_fees
+
+        parse_late_fees(value)
+        return value
+
+    @field_validator("o2c_home_currency")
+    @classmethod
+    def _check_home_currency(cls, value: str) -> str:
+        from models import money
+
+        try:
+            return money.check_currency(value)
+        except money.MoneyError as exc:
+            raise ValueError(str(exc)) from None
+
     @property
     def socket_mode(self) -> bool:
         return bool(self.slack_app_token and self.slack_app_token.get_secret_value())
@@ -161,7 +240,15 @@ class Settings(BaseSettings):
                       working_hours=self.o2c_working_hours,
                       business_timezone=self.o2c_business_timezone,
                       dunning_levels=self.o2c_dunning_levels,
-                      cashapp_confidence=self.o2c_cashapp_confidence)
+                      cashapp_confidence=self.o2c_cashapp_confidence,
+                      disputes_channel=self.o2c_disputes_channel or "",
+                      approval_tiers=self.o2c_approval_tiers,
+                      late_fees=self.o2c_late_fees,
+                      small_balance_write_off=self.o2c_small_balance_write_off,
+                      home_currency=self.o2c_home_currency,
+                      dispute_reminder_days=self.o2c_dispute_reminder_days,
+                      dispute_escalation_days=self.o2c_dispute_escalation_days,
+                      fee_waiver_approval=self.o2c_fee_waiver_approval)
 
     def require(self, *names: str) -> Settings:
         """Raise SettingsError naming every listed setting that is empty."""
@@ -177,7 +264,24 @@ class Settings(BaseSettings):
         return self
 
     def require_for_serve(self) -> Settings:
-        return self.require("slack_bot_token", "slack_signing_secret", "o2c_api_token")
+        self.require("slack_bot_token", "slack_signing_secret", "o2c_api_token")
+        if self.secret("stripe_api_key") and not self.o2c_public_url:
+            raise SettingsError("STRIPE_API_KEY needs O2C_PUBLIC_URL (where customers reach "
+                                "this server: the Pay now links and Stripe's return pages)")
+        if self.secret("hubspot_access_token"):
+            from bot.hubspot import Mapping
+
+            Mapping.of(self.o2c_hubspot_mapping)  # names an unknown key
+        return self
+
+    def secret(self, name: str) -> str | None:
+        """A secret setting's value, or None when it is unset or empty."""
+        value = getattr(self, name)
+        return value.get_secret_value() or None if value is not None else None
+
+    @property
+    def stripe_enabled(self) -> bool:
+        return bool(self.secret("stripe_api_key") and self.o2c_public_url)
 
 
 def load_settings(**overrides: object) -> Settings:

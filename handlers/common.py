@@ -175,7 +175,7 @@ def action_value(body: dict) -> str:
 def action_id_value(body: dict) -> int:
     """The clicked button's value as a record id; `Malformed` unless it is a positive int."""
     value = action_value(body).strip()
-    if not value.isdigit() or not 0 < int(value) < 2**63:
+    if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 2**63:
         raise Malformed()
     return int(value)
 
@@ -206,7 +206,8 @@ def view_metadata(view: dict) -> dict:
 
 def metadata_id(meta: dict, key: str) -> int:
     value = meta.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+    if isinstance(value, bool) or not isinstance(value, int | str) or not (
+            str(value).isascii() and str(value).isdigit()):
         raise Malformed()
     return int(value)
 

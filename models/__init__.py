@@ -3,7 +3,19 @@
 Importing this package registers every table on `SQLModel.metadata` (Alembic relies on it).
 """
 
-from models.approvals import Approval, ApprovalKind, ApprovalStatus
+from models.approvals import ORDER_KINDS, Approval, ApprovalKind, ApprovalStatus
+from models.backoffice import (
+    DISPUTE_RESOLUTIONS,
+    CreditNoteLine,
+    CreditNoteRequest,
+    CreditNoteStatus,
+    Dispute,
+    DisputeReason,
+    DisputeStatus,
+    WriteOffKind,
+    WriteOffRequest,
+    WriteOffRequestStatus,
+)
 from models.collections import (
     ActivityKind,
     CollectionActivity,
@@ -13,6 +25,19 @@ from models.collections import (
     PromiseToPay,
 )
 from models.customers import Customer, Product, RevenueType
+from models.integrations import (
+    EVENT_TYPES,
+    CrmDeal,
+    PaymentFee,
+    PaymentLink,
+    ProviderEvent,
+    ProviderEventStatus,
+    Refund,
+    SubscriptionStatus,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
+)
 from models.invoices import (
     AGING_BUCKETS,
     CreditNote,
@@ -38,12 +63,14 @@ from models.payments import (
     CashRule,
     CashRuleKind,
     Deduction,
+    DeductionStatus,
     Payment,
     PaymentStatus,
     PaymentSuggestion,
 )
 from models.people import Role, User, UserRole
 from models.periods import ClosedPeriod
+from models.revenue import Billing, RevenueClose, RevenueEntry, SubscriptionBilling
 from models.system import (
     AuditEvent,
     Counter,
@@ -57,12 +84,20 @@ from models.system import (
 )
 
 __all__ = [
-    "AGING_BUCKETS", "ActivityKind", "Allocation", "Approval", "ApprovalKind", "ApprovalStatus",
-    "AuditEvent", "CashRule", "CashRuleKind", "ClosedPeriod", "CollectionActivity", "Counter",
-    "CreditNote", "Customer", "Deduction", "DigestRun", "DunningNotice", "IdempotencyKey",
-    "InteractionReceipt", "Invoice", "InvoiceLine", "InvoiceStatus", "JobRun", "Order",
-    "OrderLine", "OrderStatus", "OutboxMessage", "OutboxStatus", "Payment", "PaymentStatus",
-    "PaymentSuggestion", "Policy", "Product", "PromiseStatus", "PromiseToPay", "RevenueType",
-    "Role", "Shipment", "ShipmentLine", "SlackEventReceipt", "User", "UserRole", "WriteOff",
-    "WriteOffReason", "can_cancel", "can_ship", "can_transition", "invoice_status",
+    "AGING_BUCKETS", "DISPUTE_RESOLUTIONS", "EVENT_TYPES", "ORDER_KINDS",
+    "CreditNoteLine", "CreditNoteRequest", "CreditNoteStatus", "DeductionStatus", "Dispute",
+    "DisputeReason", "DisputeStatus", "WriteOffKind", "WriteOffRequest",
+    "WriteOffRequestStatus",
+    "ActivityKind", "Allocation", "Approval", "ApprovalKind", "ApprovalStatus", "AuditEvent",
+    "CashRule", "CashRuleKind", "PaymentSuggestion",
+    "Billing", "RevenueClose", "RevenueEntry", "SubscriptionBilling",
+    "ClosedPeriod", "CollectionActivity", "Counter", "CreditNote", "Customer", "Deduction",
+    "DigestRun", "DunningNotice", "IdempotencyKey", "InteractionReceipt", "Invoice",
+    "InvoiceLine", "InvoiceStatus", "JobRun", "Order", "OrderLine", "OrderStatus",
+    "OutboxMessage", "OutboxStatus", "Payment", "PaymentStatus", "Policy", "Product",
+    "PromiseStatus", "PromiseToPay", "RevenueType", "Role", "Shipment", "ShipmentLine",
+    "SlackEventReceipt", "User", "UserRole", "WriteOff", "WriteOffReason", "can_cancel",
+    "can_ship", "can_transition", "invoice_status",
+    "CrmDeal", "PaymentFee", "PaymentLink", "ProviderEvent", "ProviderEventStatus", "Refund",
+    "SubscriptionStatus", "WebhookDelivery", "WebhookEvent", "WebhookSubscription",
 ]

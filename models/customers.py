@@ -58,6 +58,8 @@ class Product(SQLModel, table=True):
     # None means "the policy default" (15 % unless configured otherwise).
     max_discount_bp: int | None = Field(default=None, ge=0, le=10000)
     revenue_type: str = Field(default=RevenueType.GOODS, max_length=16)
+    # standalone selling price per unit (SPEC §3 allocation); None: the list unit_price
+    ssp_minor: int | None = big_field(default=None, ge=0)
     service_months: int | None = Field(default=None, ge=1)
     active: bool = Field(default=True)
     created_at: datetime = ts_field(nullable=False, default_now=True)

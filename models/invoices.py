@@ -43,7 +43,8 @@ class Invoice(SQLModel, table=True):
         sa.Index("ix_invoices_customer_open", "customer_id", "balance_minor"),
         sa.Index("ix_invoices_open_due", "due_date", "balance_minor"),
         # collections: per-customer aging of open invoices read from the index alone
-        sa.Index("ix_invoices_open_aging", "customer_id", "due_date", "balance_minor", "disputed",
+        sa.Index("ix_invoices_open_aging", "customer_id", "due_date", "balance_minor",
+                 "disputed_minor",
                  sqlite_where=sa.text("balance_minor > 0"),
                  postgresql_where=sa.text("balance_minor > 0")),
         # cash application: "which open invoice is exactly this amount?" in one index probe
@@ -52,6 +53,8 @@ class Invoice(SQLModel, table=True):
         sa.Index("ix_invoices_sales", "currency", "issue_date", "total_minor"),
         sa.CheckConstraint("balance_minor >= 0", name="ck_invoices_balance_not_negative"),
         sa.CheckConstraint("balance_minor <= total_minor", name="ck_invoices_balance_le_total"),
+        # a late fee is charged once per (invoice, dunning level) (workflows.late_fees)
+        sa.Index("ux_invoices_fee_level", "fee_for_invoice_id", "fee_level", unique=True),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -80,7 +83,14 @@ class Invoice(SQLModel, table=True):
     tax_minor: int = big_field(default=0)
     total_minor: int = big_field(ge=0)
     balance_minor: int = big_field(ge=0)
-    disputed: bool = Field(default=False)
+    disputed: bool = Field(default=False)  # something is held in dispute (disputed_minor > 0)
+    # How much of the balance is in dispute: min(what open disputes hold, balance), kept by
+    # `workflows.disputes` and lowered with the balance (`invoicing.reduce_balance`). It is
+    # left out of dunning, collector priority and the overdue figures.
+    disputed_minor: int = big_field(default=0, sa_column_kwargs={"server_default": "0"})
+    # A late-fee invoice (source "fee") names the invoice and dunning level it charges for.
+    fee_for_invoice_id: int | None = Field(default=None, foreign_key="invoices.id")
+    fee_level: int | None = None
     paid_at: datetime | None = ts_field()
     created_at: datetime = ts_field(nullable=False, default_now=True)
 
@@ -110,6 +120,9 @@ class InvoiceLine(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     invoice_id: int = Field(foreign_key="invoices.id", index=True)
     line_no: int
+    # The order line (performance obligation, SPEC §3) this line bills; None on an ERP's own
+    # invoice lines.
+    order_line_id: int | None = Field(default=None, foreign_key="order_lines.id", index=True)
     sku: str | None = Field(default=None, max_length=64)
     description: str = Field(max_length=200)
     quantity: int = big_field()
@@ -129,8 +142,16 @@ def settlement_index(table: str) -> sa.Index:
 
 
 class CreditNote(SQLModel, table=True):
+    """An issued credit note (immutable). `amount_minor` is what it took off the invoice's
+    balance (the settlement the AR invariant and the as-of reports count);
+    `customer_credit_minor` the rest of its total, which became customer credit because the
+    invoice was already (partly) paid. Its total is the sum of both
+    (`workflows.credit_notes`)."""
+
     __tablename__ = "credit_notes"
-    __table_args__ = (settlement_index("credit_notes"),)
+    __table_args__ = (settlement_index("credit_notes"),
+                      # a request is issued once
+                      sa.Index("ux_credit_notes_request", "request_id", unique=True))
 
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(unique=True, max_length=64)
@@ -142,12 +163,24 @@ class CreditNote(SQLModel, table=True):
     effective_date: date  # the day the books count it on (see the module docstring)
     created_by: str = Field(max_length=64)
     created_at: datetime = ts_field(nullable=False, default_now=True)
+    customer_credit_minor: int = big_field(default=0, sa_column_kwargs={"server_default": "0"})
+    source: str = Field(default="o2c", max_length=16,
+                        sa_column_kwargs={"server_default": "o2c"})  # o2c, erp
+    # the request it was issued for; None for notes issued before requests existed
+    request_id: int | None = Field(default=None, foreign_key="credit_note_requests.id")
+
+    @property
+    def total_minor(self) -> int:
+        return self.amount_minor + self.customer_credit_minor
 
 
 class WriteOffReason(StrEnum):
     BANK_FEE = "bank_fee"  # small short payment within tolerance
     EARLY_PAYMENT_DISCOUNT = "early_payment_discount"  # taken per 2/10 NET30 style terms
     BAD_DEBT = "bad_debt"  # decided by finance
+    SMALL_BALANCE = "small_balance"  # a leftover at or under the threshold (dunning job)
+    DEDUCTION = "deduction"  # a short payment accepted by finance
+    FEE_WAIVED = "fee_waived"  # a late fee a collector waived
 
 
 class WriteOff(SQLModel, table=True):

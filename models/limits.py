@@ -3,8 +3,8 @@
 Every amount, quantity, date and text that comes in — REST API, CSV import, Slack modals — is
 checked against these before any arithmetic or database write, and refused with an error naming
 the field (a 422 in the API, "row N, column X" in a CSV report, an inline error in a modal):
-`workflows.validation` turns the `OutOfBounds` raised here into that error, and the API's
-request models (`api.schemas`) are built from the same constants and checks.
+`workflows.validation` turns the `OutOfBounds` raised here into that error, and the input
+models every surface builds (`workflows.inputs`) use the same constants and checks.
 
 * **Amounts**: 0 to `MAX_AMOUNT_MINOR` minor units, i.e. 15 digits: USD/EUR
   9,999,999,999,999.99, JPY 999,999,999,999,999, KWD 999,999,999,999.999. Columns are 64-bit
@@ -17,6 +17,8 @@ request models (`api.schemas`) are built from the same constants and checks.
 * **Dates and times**: years `MIN_YEAR` to `MAX_YEAR`. Far-off dates are typos, and at the
   extremes (0001-01-01T00:00+14:00 in UTC, 9999-12-31 plus 30 days' terms) date arithmetic
   overflows.
+* **Service periods**: at most `MAX_SERVICE_DAYS` days (a revenue schedule has a row per
+  month of it).
 * **Text**: no NUL character (PostgreSQL cannot store one in text or JSON).
 """
 
@@ -30,6 +32,7 @@ MAX_QUANTITY = 1_000_000_000
 MIN_YEAR = 1900
 MAX_YEAR = 2999
 MAX_RECORD_ID = 2**31 - 1  # record ids are 32-bit serial columns (PostgreSQL INTEGER)
+MAX_SERVICE_DAYS = 3660  # a service or subscription period: about ten years
 
 
 class OutOfBounds(ValueError):

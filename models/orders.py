@@ -42,7 +42,8 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
                                               OrderStatus.ON_HOLD}),
     OrderStatus.SHIPPED: frozenset({OrderStatus.INVOICED}),
     OrderStatus.INVOICED: frozenset({OrderStatus.PAID}),
-    OrderStatus.PAID: frozenset({OrderStatus.CLOSED}),
+    # back to invoiced when a refund reopens one of its invoices
+    OrderStatus.PAID: frozenset({OrderStatus.CLOSED, OrderStatus.INVOICED}),
     OrderStatus.ON_HOLD: frozenset({OrderStatus.PENDING_APPROVAL, OrderStatus.APPROVED,
                                     OrderStatus.CANCELLED}),
     OrderStatus.CLOSED: frozenset(),
@@ -113,10 +114,30 @@ class OrderLine(SQLModel, table=True):
     qty_shipped: int = big_field(default=0)
     qty_backordered: int = big_field(default=0)
     qty_cancelled: int = big_field(default=0)
+    # Revenue recognition (SPEC §3), fixed when the order is entered: the product's revenue
+    # type, and its standalone selling price per unit (the product's `ssp`, else its list
+    # price; the line's own price when the product is priced in another currency).
+    revenue_type: str = Field(default="goods", max_length=16)
+    ssp_minor: int = big_field(default=0, ge=0)
+    # The service period, both days included (services and subscriptions), and for a
+    # subscription billed by period its frequency (`models.revenue.Billing`). A billed
+    # subscription is never shipped: `workflows.subscriptions` invoices each period.
+    service_start: date | None = None
+    service_end: date | None = None
+    billing: str | None = Field(default=None, max_length=16)
+    # A billed subscription cancelled through the API: no period starting on or after this
+    # day is billed or served.
+    cancelled_from: date | None = None
+    # The subscription line this one renews (one renewal per line: unique).
+    # (an order_lines id; no foreign key, so that SQLite can drop the column on a downgrade)
+    renewal_of_line_id: int | None = Field(default=None, unique=True, index=True)
 
     @property
     def qty_open(self) -> int:
-        """Still to ship: neither shipped nor cancelled."""
+        """Still to ship: neither shipped nor cancelled. A subscription billed by period has
+        nothing to ship (its periods are invoiced by `workflows.subscriptions`)."""
+        if self.billing:
+            return 0
         return self.quantity - self.qty_shipped - self.qty_cancelled
 
 

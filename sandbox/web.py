@@ -151,7 +151,7 @@ def mount_sandbox(app: FastAPI, runtime: Any) -> Workspace:
     workspace = Workspace(api, driver, runtime.deps)
     workspace.ensure_channels()
     workspace.sync_directory()
-    app.mount(PREFIX, LocalOnly(build_sandbox_app(workspace)))
+    app.mount(PREFIX, LocalOnly(build_sandbox_app(workspace, origin)))
     app.state.sandbox = workspace
     runtime.extras["sandbox"] = workspace
     log.warning("local Slack sandbox enabled at %s/ (loopback only; never in production)",
@@ -249,7 +249,9 @@ class TimeTravelIn(UserIn):
     at: wall_time = wall_time(9)  # wall time in the admin's own time zone
 
 
-def build_sandbox_app(ws: Workspace) -> FastAPI:
+def build_sandbox_app(ws: Workspace, origin: str) -> FastAPI:
+    from sandbox import checkout
+
     sub = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     acting = [Depends(same_origin_json)]
 
@@ -331,6 +333,19 @@ def build_sandbox_app(ws: Workspace) -> FastAPI:
     @sub.post("/api/time-travel/reset", dependencies=acting)
     def back_to_now(body: UserIn) -> dict:
         return ws.back_to_now(body.user)
+
+    # the stand-in for Stripe's payment page behind "Pay now" links (sandbox/checkout.py)
+    @sub.get("/checkout/{token}", include_in_schema=False)
+    def checkout_page(token: str) -> FileResponse:
+        return FileResponse(STATIC / "checkout.html", media_type="text/html")
+
+    @sub.get("/api/checkout/{token}")
+    def checkout_info(token: str) -> dict:
+        return checkout.checkout_info(ws.deps, token)
+
+    @sub.post("/api/checkout/{token}/pay", dependencies=acting)
+    def checkout_pay(token: str) -> dict:
+        return checkout.pay(ws.deps, origin, token)
 
     return sub
 

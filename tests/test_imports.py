@@ -106,6 +106,41 @@ def test_orders_are_grouped_into_multi_line_orders(db: Database, tmp_path: Path)
     assert {o.status for o in found} == {OrderStatus.APPROVED}
 
 
+def test_order_lines_carry_service_periods_and_billing(db: Database, tmp_path: Path) -> None:
+    # given: a subscription and a service, with an SSP, from a products file
+    company(db)
+    products = write(tmp_path, "sku,name,unit_price,currency,on_hand,revenue_type,ssp\n"
+                     "SUB-1,Support,120.00,USD,100,subscription,100.00\n"
+                     "SVC-1,Installation,900,USD,100,service,\n", "products.csv")
+    path = write(tmp_path,
+                 "order_ref,customer,sales_rep,currency,sku,quantity,service_start,"
+                 "service_end,billing\n"
+                 "A,C-GLOBEX,USALES01,USD,SUB-1,2,2026-01-01,2026-12-31,quarterly\n"
+                 "A,,,,SVC-1,1,2026-01-10,2026-02-09,\n"
+                 "B,C-INITECH,USALES01,USD,SVC-1,1,2026-03-01,,\n"
+                 "C,C-INITECH,USALES01,USD,SUB-1,1,2026-01-01,2026-12-31,weekly\n")
+    # when
+    assert import_csv(db, "products", products).errors == []
+    report = import_csv(db, "orders", path)
+    # then: the rows without an end or with an unknown frequency are named; nothing stored
+    assert report.errors == ["row 4, column service_end: SVC-1 is a service: give the last "
+                             "day of the period it covers",
+                             "row 5, column billing: Input should be 'monthly', 'quarterly' "
+                             "or 'annual'"]
+    assert count(db, Order) == 0
+    # and without them it goes in
+    fixed = write(tmp_path, "\n".join(path.read_text().splitlines()[:3]) + "\n", "ok.csv")
+    assert import_csv(db, "orders", fixed).errors == []
+    with db.read_session() as session:
+        lines = session.exec(select(OrderLine).order_by(OrderLine.line_no)).all()
+        ssp = session.exec(select(Product.ssp_minor).where(Product.sku == "SUB-1")).one()
+    assert [(li.sku, li.service_start, li.service_end, li.billing, li.ssp_minor)
+            for li in lines] == [
+        ("SUB-1", date(2026, 1, 1), date(2026, 12, 31), "quarterly", 10000),
+        ("SVC-1", date(2026, 1, 10), date(2026, 2, 9), None, 90000)]
+    assert ssp == 10000
+
+
 def test_order_lines_that_disagree_on_the_customer_are_refused(db: Database,
                                                                tmp_path: Path) -> None:
     # given

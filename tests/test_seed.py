@@ -21,6 +21,7 @@ from models import (
     Customer,
     Invoice,
     Order,
+    OutboxMessage,
     Payment,
     PaymentStatus,
     User,
@@ -120,6 +121,12 @@ def test_demo_people_customers_and_payments(seeded: tuple[Database, dict]) -> No
         ("PAYMENT - THANK YOU", PaymentStatus.NEEDS_REVIEW)]
     assert summary["customers"] == 20 and summary["credit_notes"] == 1
     assert summary["invoices"] <= 300
+    # the back-office demo (issue 14): one of each to try, each with its card kept for Slack
+    assert (summary["open_disputes"], summary["pending_credit_notes"]) == (1, 1)
+    assert summary["open_deductions"] >= 1
+    with db.read_session() as session:
+        templates = {m.payload.get("template") for m in session.exec(select(OutboxMessage))}
+    assert {"dispute_card", "deduction_card", "backoffice_approval_card"} <= templates
 
 
 def test_second_run_is_refused_and_changes_nothing(db: Database) -> None:
@@ -166,3 +173,32 @@ def test_cli_refuses_a_second_seed_without_a_traceback(
     assert code == 1
     assert err.startswith("o2c: ") and "already has customers" in err
     assert "Traceback" not in err
+
+
+def test_the_demo_has_a_subscription_and_a_service_contract_spanning_months(
+        seeded: tuple[Database, dict]) -> None:
+    # given
+    db, _ = seeded
+    from models import OrderLine
+    from models.revenue import SubscriptionBilling
+    from workflows import revenue
+
+    # when
+    with db.read_session() as session:
+        billed = session.exec(select(OrderLine).where(OrderLine.billing == "monthly")).all()
+        periods = session.exec(select(SubscriptionBilling)).all()
+        services = [line for line in session.exec(select(OrderLine).where(
+            OrderLine.revenue_type == "service", OrderLine.qty_shipped > 0))
+            if line.service_end.month != line.service_start.month]
+        data = revenue.to_json(revenue.report(session, first=date(2025, 10, 1),
+                                              last=TODAY, today=TODAY))
+    # then: a subscription billed monthly since November (November to March invoiced) ...
+    assert [(line.sku, line.service_start) for line in billed] == [
+        ("SUB-CLOUD", date(2025, 11, 1))]
+    assert sorted(p.period_start.month for p in periods) == [1, 2, 3, 11, 12]
+    # ... a delivered installation over three months, and revenue deferred to months ahead
+    assert any(line.sku == "SVC-INST" and line.service_start == date(2025, 12, 30)
+               for line in services)
+    usd = data["currencies"]["USD"]
+    assert usd["deferred"] != "0.00" and len(usd["waterfall"]) >= 3
+    assert all(m["recognized"]["total"] != "0.00" for m in usd["months"])

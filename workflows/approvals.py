@@ -13,13 +13,27 @@ several schedulers never nudge twice.
 Refusals (`PermissionDenied`: wrong role, or segregation of duties — whoever asked and the
 order's sales rep may never decide) carry what to audit; the handler's transaction records them
 after rolling back.
+
+The same machinery decides the back office's requests (SPEC §3): a credit note, a write-off, a
+fee waiver. Such an approval has a `subject_id` instead of an order; its `Subject`
+(`subject_for`, an explicit table) says which row to lock, what the card shows and what an
+approval or a rejection does (`workflows.credit_notes`, `workflows.write_offs`). Everything
+else — roles, segregation of duties, the conditional UPDATE, the audit, the card updated in
+place, the requester's DM, reminders, `/o2c approvals` — is shared.
+
+Approval tiers (`workflows.tiers`): above a tier, the first approval is recorded
+(`first_decided_by`, a conditional UPDATE of its own, audited as `approval.first_approved`) and
+the approval stays pending until a second decision by the tier's role, by someone else than the
+first approver, the requester and (for an order) its sales rep. Both are on the card.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -36,7 +50,7 @@ from models import (
     User,
     UserRole,
 )
-from workflows import audit, outbox
+from workflows import audit, outbox, tiers
 from workflows import policy as policies
 from workflows.credit import ApprovalNeed
 from workflows.errors import (
@@ -53,9 +67,53 @@ from workflows.workcalendar import working_time_between
 # Who stands behind a request that did not come from a Slack user.
 SYSTEM_REQUESTERS = {"api": "REST API", "import": "CSV import", "system": "o2c"}
 ROLE_FOR_KIND = {ApprovalKind.CREDIT: Role.CREDIT_APPROVER,
-                 ApprovalKind.DISCOUNT: Role.DISCOUNT_APPROVER}
+                 ApprovalKind.DISCOUNT: Role.DISCOUNT_APPROVER,
+                 ApprovalKind.CREDIT_NOTE: Role.CREDIT_APPROVER,
+                 ApprovalKind.WRITE_OFF: Role.CREDIT_APPROVER,
+                 ApprovalKind.FEE_WAIVER: Role.CREDIT_APPROVER}
+ORDER_CARD = "approval_card"
+SUBJECT_CARD = "backoffice_approval_card"
 NOTE_MAX = 2000
 DECIDE_ACTION = "approval.decide"
+
+
+# -- back-office subjects -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Subject:
+    """How the approval of a back-office request behaves (see the module docstring).
+
+    `model` is the request's table (its row is locked while a decision is taken, so decisions
+    on one request queue up); `context(session, approval, row)` is the card's view of it;
+    `approved` / `rejected` (session, approval, row, user_id, now[, note]) carry the decision
+    out; `excluded(session, row)` names who else may not decide it, and why (e.g. whoever
+    opened the dispute a credit note settles)."""
+
+    kind: str
+    model: type
+    context: Callable[[Session, Approval, Any], dict]
+    approved: Callable[..., None]
+    rejected: Callable[..., None]
+    pending: Callable[[Any], bool]
+    excluded: Callable[[Session, Any], dict[str, str]] = lambda session, row: {}
+
+
+def subject_for(kind: str) -> Subject:
+    """The back-office subjects, one explicit table (imported here, not at module level: those
+    modules request their approvals through this one)."""
+    from workflows import credit_notes, write_offs
+
+    subjects = {ApprovalKind.CREDIT_NOTE: credit_notes.APPROVAL,
+                ApprovalKind.WRITE_OFF: write_offs.WRITE_OFF_APPROVAL,
+                ApprovalKind.FEE_WAIVER: write_offs.FEE_WAIVER_APPROVAL}
+    try:
+        return subjects[ApprovalKind(kind)]
+    except (KeyError, ValueError):
+        raise NotFound(f"no back-office approval of kind {kind!r}") from None
+
+
+def is_order_approval(approval: Approval) -> bool:
+    return approval.order_id is not None
 
 
 # -- requesting ---------------------------------------------------------------------------------
@@ -74,21 +132,51 @@ def request_approval(session: Session, *, order: Order, need: ApprovalNeed, requ
     approval.snapshot = need.snapshot
     approval.created_at = now
     approval.decided_by = approval.decided_at = approval.decision_note = None
+    approval.first_decided_by = approval.first_decided_at = approval.first_note = None
+    approval.amount_minor, approval.currency = order.total_minor, order.currency
+    approval.second_role = tiers.second_role(policies.current(session), need.kind,
+                                             order.total_minor, order.currency)
     approval.last_reminded_at = None
     approval.reminders_sent = 0
     session.add(approval)
     session.flush()
     audit.record(session, actor=requested_by, action="approval.requested",
                  entity_type="approval", entity_id=approval.id, to_state="pending",
-                 kind=need.kind, order=order.number, at=now)
+                 kind=need.kind, order=order.number, second_role=approval.second_role, at=now)
     customer = session.get(Customer, order.customer_id)
-    card = outbox.post_to_channel(session, channel="approvals", template="approval_card",
+    card = outbox.post_to_channel(session, channel="approvals", template=ORDER_CARD,
                                   context=approval_context(approval, order, customer))
     approval.card_outbox_id = card.id
     session.add(approval)
     if need.kind == ApprovalKind.DISCOUNT:
         outbox.post_to_channel(session, channel="alerts", template="discount_alert",
                                context=approval_context(approval, order, customer))
+    return approval
+
+
+def request_subject_approval(session: Session, *, kind: str, subject_id: int,
+                             amount_minor: int, currency: str, requested_by: str,
+                             now: datetime, reasons: list[dict] | None = None) -> Approval:
+    """An approval card for a back-office request (a credit note, a write-off, a fee
+    waiver), with a tier's second decision when its amount is above one. Audited."""
+    _ensure_requester(session, requested_by)
+    approval = Approval(kind=kind, subject_id=subject_id, requested_by=requested_by,
+                        reasons=reasons or [], amount_minor=amount_minor, currency=currency,
+                        second_role=tiers.second_role(policies.current(session), kind,
+                                                      amount_minor, currency),
+                        created_at=now)
+    session.add(approval)
+    session.flush()
+    audit.record(session, actor=requested_by, action="approval.requested",
+                 entity_type="approval", entity_id=approval.id, to_state="pending",
+                 kind=kind, subject_id=subject_id, amount_minor=amount_minor,
+                 currency=currency, second_role=approval.second_role, at=now)
+    subject = subject_for(kind)
+    row = _subject_row(session, approval, subject)
+    card = outbox.post_to_channel(session, channel="approvals", template=SUBJECT_CARD,
+                                  context=subject_context(session, approval, subject, row))
+    approval.card_outbox_id = card.id
+    session.add(approval)
     return approval
 
 
@@ -108,31 +196,63 @@ def requester_label(requested_by: str) -> str | None:
     return SYSTEM_REQUESTERS.get(requested_by, requested_by)
 
 
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _common_context(approval: Approval, reminder: dict | None) -> dict:
+    return {"approval_id": approval.id, "kind": approval.kind, "status": approval.status,
+            "requested_by": approval.requested_by,
+            "requested_by_label": requester_label(approval.requested_by),
+            "requested_at": _iso(approval.created_at),
+            "reasons": approval.reasons, "snapshot": approval.snapshot,
+            "decided_by": approval.decided_by, "decided_at": _iso(approval.decided_at),
+            "note": approval.decision_note, "reminder": reminder,
+            "amount_minor": approval.amount_minor, "currency": approval.currency,
+            "second_role": approval.second_role,
+            "first_decided_by": approval.first_decided_by,
+            "first_decided_at": _iso(approval.first_decided_at),
+            "first_note": approval.first_note}
+
+
 def approval_context(approval: Approval, order: Order, customer: Customer, *,
                      reminder: dict | None = None) -> dict:
     """What the card, the alert and the DMs show, frozen at the time they are written."""
-    return {"approval_id": approval.id, "kind": approval.kind, "status": approval.status,
+    return {**_common_context(approval, reminder),
             "order": {"number": order.number, "total_minor": order.total_minor,
                       "currency": order.currency, "customer": customer.name,
                       "status": order.status},
-            "requested_by": approval.requested_by,
-            "requested_by_label": requester_label(approval.requested_by),
-            "sales_rep": order.sales_rep_id,
-            "requested_at": approval.created_at.isoformat() if approval.created_at else None,
-            "reasons": approval.reasons, "snapshot": approval.snapshot,
-            "decided_by": approval.decided_by,
-            "decided_at": approval.decided_at.isoformat() if approval.decided_at else None,
-            "note": approval.decision_note, "reminder": reminder}
+            "sales_rep": order.sales_rep_id}
+
+
+def subject_context(session: Session, approval: Approval, subject: Subject, row: Any, *,
+                    reminder: dict | None = None) -> dict:
+    """The back-office card's context: the approval's, plus what the subject shows
+    (`subject`: title, customer, amount, facts, links)."""
+    return {**_common_context(approval, reminder),
+            "subject": subject.context(session, approval, row)}
 
 
 # -- deciding -----------------------------------------------------------------------------------
 
+FIRST_APPROVED = "first_approved"  # a Decision's outcome when a tier's second one is pending
+
+
 @dataclass
 class Decision:
     approval: Approval
-    order: Order
-    outcome: str  # approved | rejected
+    order: Order | None
+    outcome: str  # approved | rejected | first_approved
     cancelled: list[int] = field(default_factory=list)  # other approvals cancelled by a reject
+
+
+def needs_second(approval: Approval) -> bool:
+    """The next decision is a tier's second one (a first approval was given)."""
+    return approval.second_role is not None and approval.first_decided_by is not None
+
+
+def _awaits_first_of_two(approval: Approval) -> bool:
+    return approval.second_role is not None and approval.first_decided_by is None
 
 
 def decide(*, session: Session, approval_id: int, user_id: str, approve: bool,
@@ -140,25 +260,35 @@ def decide(*, session: Session, approval_id: int, user_id: str, approve: bool,
     """Approve or reject, once. Raises PermissionDenied (role, segregation of duties),
     AlreadyDecided (someone was first), ValidationFailed (a rejection needs a reason)."""
     note = (note or "").strip() or None
+    approval = session.get(Approval, approval_id)
+    if approval is None:
+        raise NotFound(f"no approval #{approval_id}")
+    if not is_order_approval(approval):
+        return _decide_subject(session, approval, user_id=user_id, approve=approve, now=now,
+                               note=note)
     approval, order = _load_for_decision(session, approval_id)
     check_decider(session, approval, order, user_id)
     if approval.status != ApprovalStatus.PENDING:
         raise already_decided(approval)
-    if not approve and not note:
-        raise ValidationFailed.of("reason", "say why the request is rejected")
-    if note and len(note) > NOTE_MAX:
-        raise ValidationFailed.of("reason", f"at most {NOTE_MAX} characters")
+    _check_note(approve, note)
     if order.status != OrderStatus.PENDING_APPROVAL:
         raise InvalidTransition(f"order {order.number} is {order.status.replace('_', ' ')}; "
                                 "there is nothing to decide")
+    customer = session.get(Customer, order.customer_id)
+    if approve and _awaits_first_of_two(approval):
+        _first_approval(session, approval, user_id=user_id, now=now, note=note,
+                        order=order.number)
+        _show_decision(session, approval, order, customer)
+        _tell_requester(session, approval, order, customer)
+        return Decision(approval, order, FIRST_APPROVED)
     outcome = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
-    if not _take(session, approval.id, status=outcome, user_id=user_id, now=now, note=note):
+    if not _take(session, approval, status=outcome, user_id=user_id, now=now, note=note):
         session.refresh(approval)
         raise already_decided(approval)
     session.refresh(approval)
     audit.decision(session, actor=user_id, approval_id=approval.id, kind=approval.kind,
-                   outcome=outcome, reason=note, order=order.number, at=now)
-    customer = session.get(Customer, order.customer_id)
+                   outcome=outcome, reason=note, order=order.number, at=now,
+                   **_tier_data(approval))
     decision = Decision(approval, order, outcome)
     if approve:
         if approval.kind == ApprovalKind.CREDIT and not customer.credit_reviewed:
@@ -180,6 +310,71 @@ def decide(*, session: Session, approval_id: int, user_id: str, approve: bool,
     return decision
 
 
+def _check_note(approve: bool, note: str | None) -> None:
+    if not approve and not note:
+        raise ValidationFailed.of("reason", "say why the request is rejected")
+    if note and len(note) > NOTE_MAX:
+        raise ValidationFailed.of("reason", f"at most {NOTE_MAX} characters")
+
+
+def _tier_data(approval: Approval) -> dict:
+    if approval.second_role is None:
+        return {}
+    return {"second_role": approval.second_role, "first_decided_by": approval.first_decided_by}
+
+
+def _first_approval(session: Session, approval: Approval, *, user_id: str, now: datetime,
+                    note: str | None, **data: Any) -> None:
+    """A tier's first approval, taken once (a conditional UPDATE of its own)."""
+    table = Approval.__table__
+    taken = session.execute(
+        sa.update(table)
+        .where(table.c.id == approval.id, table.c.status == ApprovalStatus.PENDING,
+               table.c.first_decided_by.is_(None))
+        .values(first_decided_by=user_id, first_decided_at=now, first_note=note)).rowcount
+    session.refresh(approval)
+    if taken != 1:
+        raise already_decided(approval)
+    audit.record(session, actor=user_id, action="approval.first_approved",
+                 entity_type="approval", entity_id=approval.id, from_state="pending",
+                 to_state="pending", reason=note, kind=approval.kind,
+                 second_role=approval.second_role, at=now, **data)
+
+
+def _decide_subject(session: Session, approval: Approval, *, user_id: str, approve: bool,
+                    now: datetime, note: str | None) -> Decision:
+    subject = subject_for(approval.kind)
+    row = _subject_row(session, approval, subject, lock=True)  # decisions queue up
+    session.refresh(approval)
+    check_subject_decider(session, approval, row, user_id, subject=subject)
+    if approval.status != ApprovalStatus.PENDING:
+        raise already_decided(approval)
+    _check_note(approve, note)
+    if not subject.pending(row):
+        raise InvalidTransition("this request is not waiting for a decision any more")
+    if approve and _awaits_first_of_two(approval):
+        _first_approval(session, approval, user_id=user_id, now=now, note=note,
+                        subject_id=approval.subject_id)
+        _show_subject(session, approval, subject, row)
+        _tell_subject_requester(session, approval, subject, row)
+        return Decision(approval, None, FIRST_APPROVED)
+    outcome = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
+    if not _take(session, approval, status=outcome, user_id=user_id, now=now, note=note):
+        session.refresh(approval)
+        raise already_decided(approval)
+    session.refresh(approval)
+    audit.decision(session, actor=user_id, approval_id=approval.id, kind=approval.kind,
+                   outcome=outcome, reason=note, subject_id=approval.subject_id, at=now,
+                   **_tier_data(approval))
+    if approve:
+        subject.approved(session, approval, row, user_id, now)
+    else:
+        subject.rejected(session, approval, row, user_id, now, note)
+    _show_subject(session, approval, subject, row)
+    _tell_subject_requester(session, approval, subject, row)
+    return Decision(approval, None, outcome)
+
+
 def _mark_reviewed(session: Session, customer: Customer, *, actor: str, approval: Approval,
                    now: datetime) -> None:
     """An approved credit request for a new customer is its first credit review: later
@@ -198,33 +393,77 @@ def ensure_decidable(session: Session, *, approval_id: int, user_id: str) -> App
     approval = session.get(Approval, approval_id)
     if approval is None:
         raise NotFound(f"no approval #{approval_id}")
-    order = session.get(Order, approval.order_id)
-    check_decider(session, approval, order, user_id)
+    if is_order_approval(approval):
+        order = session.get(Order, approval.order_id)
+        check_decider(session, approval, order, user_id)
+    else:
+        subject = subject_for(approval.kind)
+        row = _subject_row(session, approval, subject)
+        check_subject_decider(session, approval, row, user_id, subject=subject)
     if approval.status != ApprovalStatus.PENDING:
         raise already_decided(approval)
     return approval
 
 
-def check_decider(session: Session, approval: Approval, order: Order, user_id: str) -> None:
-    """The clicking user's role, and segregation of duties, checked on the server."""
-    role = ROLE_FOR_KIND[ApprovalKind(approval.kind)]
-    refuse = {"actor": user_id, "action": DECIDE_ACTION, "entity_type": "approval",
-              "entity_id": approval.id}
+def step_role(approval: Approval) -> str:
+    """The role the next decision needs: the kind's, or a tier's after the first approval."""
+    if needs_second(approval):
+        return approval.second_role
+    return ROLE_FOR_KIND[ApprovalKind(approval.kind)]
+
+
+def _refuse(approval: Approval, user_id: str) -> dict:
+    return {"actor": user_id, "action": DECIDE_ACTION, "entity_type": "approval",
+            "entity_id": approval.id}
+
+
+def _check_role_and_steps(session: Session, approval: Approval, user_id: str) -> None:
+    refuse = _refuse(approval, user_id)
+    role = step_role(approval)
+    what = approval.kind.replace("_", " ")
     if not has_role(session, user_id, role):
-        raise PermissionDenied(f"Only a {role.replace('_', ' ')} can decide a {approval.kind} "
+        if needs_second(approval):
+            raise PermissionDenied(f"This {what} request is above the approval tier: after "
+                                   f"the first approval, only a {role.replace('_', ' ')} can "
+                                   "take the second decision. Nothing was changed.", **refuse)
+        raise PermissionDenied(f"Only a {role.replace('_', ' ')} can decide a {what} "
                                "request. Nothing was changed.", **refuse)
     if user_id == approval.requested_by:
         raise PermissionDenied("You asked for this approval, so someone else must decide it "
                                "(segregation of duties). Nothing was changed.", **refuse)
-    if user_id == order.sales_rep_id:
-        raise PermissionDenied(f"{order.number} is your own order, so someone else must "
-                               "decide it (segregation of duties). Nothing was changed.",
+    if needs_second(approval) and user_id == approval.first_decided_by:
+        raise PermissionDenied("You gave the first approval, so someone else must take the "
+                               "second decision (approval tier). Nothing was changed.",
                                **refuse)
 
 
+def check_decider(session: Session, approval: Approval, order: Order, user_id: str) -> None:
+    """The clicking user's role, and segregation of duties, checked on the server."""
+    _check_role_and_steps(session, approval, user_id)
+    if user_id == order.sales_rep_id:
+        raise PermissionDenied(f"{order.number} is your own order, so someone else must "
+                               "decide it (segregation of duties). Nothing was changed.",
+                               **_refuse(approval, user_id))
+
+
+def check_subject_decider(session: Session, approval: Approval, row: Any, user_id: str, *,
+                          subject: Subject) -> None:
+    _check_role_and_steps(session, approval, user_id)
+    why = subject.excluded(session, row).get(user_id)
+    if why:
+        raise PermissionDenied(f"{why}, so someone else must decide it (segregation of "
+                               "duties). Nothing was changed.", **_refuse(approval, user_id))
+
+
 def already_decided(approval: Approval) -> AlreadyDecided:
+    what = approval.kind.replace("_", " ")
+    if approval.status == ApprovalStatus.PENDING and approval.first_decided_by:
+        return AlreadyDecided(f"This {what} request was already approved once by "
+                              f"{approval.first_decided_by}; it waits for the second decision "
+                              f"of a {approval.second_role}. Nothing was changed.",
+                              decided_by=approval.first_decided_by, status="first approved")
     when = f" at {approval.decided_at:%Y-%m-%d %H:%M} UTC" if approval.decided_at else ""
-    return AlreadyDecided(f"This {approval.kind} request was already {approval.status} by "
+    return AlreadyDecided(f"This {what} request was already {approval.status} by "
                           f"{approval.decided_by or 'someone else'}{when}. Nothing was changed.",
                           decided_by=approval.decided_by, status=approval.status)
 
@@ -242,13 +481,17 @@ def _load_for_decision(session: Session, approval_id: int) -> tuple[Approval, Or
     return approval, order
 
 
-def _take(session: Session, approval_id: int, *, status: str, user_id: str, now: datetime,
+def _take(session: Session, approval: Approval, *, status: str, user_id: str, now: datetime,
           note: str | None) -> bool:
-    """The decision itself: one conditional UPDATE; True only for the statement that won."""
+    """The decision itself: one conditional UPDATE; True only for the statement that won.
+    It also requires the tier's first approval to be what this decision saw."""
     table = Approval.__table__
+    seen = approval.first_decided_by
     result = session.execute(
         sa.update(table)
-        .where(table.c.id == approval_id, table.c.status == ApprovalStatus.PENDING)
+        .where(table.c.id == approval.id, table.c.status == ApprovalStatus.PENDING,
+               table.c.first_decided_by.is_(None) if seen is None
+               else table.c.first_decided_by == seen)
         .values(status=status, decided_by=user_id, decided_at=now, decision_note=note))
     return result.rowcount == 1
 
@@ -274,7 +517,7 @@ def _cancel_pending(session: Session, order: Order, customer: Customer, *, actor
     for other in _approvals_of(session, order.id):
         if other.status != ApprovalStatus.PENDING:
             continue
-        if _take(session, other.id, status=ApprovalStatus.CANCELLED, user_id=actor, now=now,
+        if _take(session, other, status=ApprovalStatus.CANCELLED, user_id=actor, now=now,
                  note=reason):
             session.refresh(other)
             audit.decision(session, actor=actor, approval_id=other.id, kind=other.kind,
@@ -294,23 +537,37 @@ def reminder_key(approval: Approval, number: int) -> str:
     return f"approval-reminder:{approval.id}:{approval.card_outbox_id}:{number}"
 
 
-def _show_decision(session: Session, approval: Approval, order: Order,
-                   customer: Customer) -> None:
+def _update_cards(session: Session, approval: Approval, template: str,
+                  context: Callable[[dict | None], dict]) -> None:
     """Update the card in place (chat.update on the same message), and the reminders."""
     if approval.card_outbox_id is not None:
         outbox.update_message(session, target_outbox_id=approval.card_outbox_id,
-                              template="approval_card",
-                              context=approval_context(approval, order, customer))
+                              template=template, context=context(None))
     keys = _reminder_keys(approval)
     if not keys:
         return
     for key, row_id in session.exec(
             select(OutboxMessage.dedupe_key, OutboxMessage.id)
             .where(OutboxMessage.dedupe_key.in_(keys))).all():
-        outbox.update_message(session, target_outbox_id=row_id, template="approval_card",
-                              context=approval_context(
-                                  approval, order, customer,
-                                  reminder={"number": int(key.rsplit(":", 1)[1])}))
+        outbox.update_message(session, target_outbox_id=row_id, template=template,
+                              context=context({"number": int(key.rsplit(":", 1)[1])}))
+
+
+def _show_decision(session: Session, approval: Approval, order: Order,
+                   customer: Customer) -> None:
+    _update_cards(session, approval, ORDER_CARD, lambda reminder: approval_context(
+        approval, order, customer, reminder=reminder))
+
+
+def _show_subject(session: Session, approval: Approval, subject: Subject, row: Any) -> None:
+    _update_cards(session, approval, SUBJECT_CARD, lambda reminder: subject_context(
+        session, approval, subject, row, reminder=reminder))
+
+
+def show_subject_card(session: Session, approval: Approval) -> None:
+    """Refresh a back-office card after its request changed (e.g. issued)."""
+    subject = subject_for(approval.kind)
+    _show_subject(session, approval, subject, _subject_row(session, approval, subject))
 
 
 def _tell_requester(session: Session, approval: Approval, order: Order,
@@ -325,6 +582,28 @@ def _tell_requester(session: Session, approval: Approval, order: Order,
                                  "waiting_for": waiting})
 
 
+def _tell_subject_requester(session: Session, approval: Approval, subject: Subject,
+                            row: Any) -> None:
+    """DM the Slack user who asked (an integration's request has nobody to tell)."""
+    if requester_label(approval.requested_by) is not None:
+        return
+    outbox.post_to_user(session, user_id=approval.requested_by,
+                        template="backoffice_approval_decided",
+                        context=subject_context(session, approval, subject, row))
+
+
+def _subject_row(session: Session, approval: Approval, subject: Subject, *,
+                 lock: bool = False) -> Any:
+    """The request an approval decides; locked (FOR UPDATE) while a decision is taken."""
+    query = select(subject.model).where(subject.model.id == approval.subject_id)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    row = session.exec(query).first()
+    if row is None:
+        raise NotFound(f"approval #{approval.id} has no {approval.kind} request")
+    return row
+
+
 # -- reminders ----------------------------------------------------------------------------------
 
 def send_reminders(session: Session, *, now: datetime) -> list[dict]:
@@ -335,9 +614,10 @@ def send_reminders(session: Session, *, now: datetime) -> list[dict]:
     interval = timedelta(hours=policy.approval_reminder_hours)
     pending = session.exec(
         select(Approval, Order)
-        .join(Order, Order.id == Approval.order_id)
+        .outerjoin(Order, Order.id == Approval.order_id)
         .where(Approval.status == ApprovalStatus.PENDING,
-               Order.status == OrderStatus.PENDING_APPROVAL)
+               sa.or_(Approval.order_id.is_(None),
+                      Order.status == OrderStatus.PENDING_APPROVAL))
         .order_by(Approval.created_at, Approval.id)).all()
     sent = []
     table = Approval.__table__
@@ -346,6 +626,12 @@ def send_reminders(session: Session, *, now: datetime) -> list[dict]:
         if working_time_between(since, now, hours=policy.working_hours,
                                 tz=policy.business_timezone) < interval:
             continue
+        subject = row = None
+        if order is None:
+            subject = subject_for(approval.kind)
+            row = _subject_row(session, approval, subject)
+            if not subject.pending(row):
+                continue
         seen = approval.reminders_sent
         claimed = session.execute(
             sa.update(table)
@@ -358,26 +644,40 @@ def send_reminders(session: Session, *, now: datetime) -> list[dict]:
         waited = working_time_between(approval.created_at, now, hours=policy.working_hours,
                                       tz=policy.business_timezone)
         hours = (Decimal(int(waited.total_seconds())) / 3600).quantize(Decimal("0.1"))
-        customer = session.get(Customer, order.customer_id)
         reminder = {"number": seen + 1, "working_hours": str(hours),
-                    "approvers": approver_ids(session, approval, order)}
-        outbox.post_to_channel(session, channel="approvals", template="approval_card",
-                               context=approval_context(approval, order, customer,
-                                                        reminder=reminder),
-                               dedupe_key=reminder_key(approval, seen + 1))
-        sent.append({"approval_id": approval.id, "order": order.number, "kind": approval.kind,
+                    "approvers": approver_ids(session, approval, order, row=row,
+                                              subject=subject)}
+        if order is not None:
+            customer = session.get(Customer, order.customer_id)
+            template = ORDER_CARD
+            context = approval_context(approval, order, customer, reminder=reminder)
+            label = order.number
+        else:
+            template = SUBJECT_CARD
+            context = subject_context(session, approval, subject, row, reminder=reminder)
+            label = context["subject"].get("title")
+        outbox.post_to_channel(session, channel="approvals", template=template,
+                               context=context, dedupe_key=reminder_key(approval, seen + 1))
+        sent.append({"approval_id": approval.id, "order": label, "kind": approval.kind,
                      "reminder": seen + 1, "working_hours": str(hours)})
     return sent
 
 
-def approver_ids(session: Session, approval: Approval, order: Order, limit: int = 10
-                 ) -> list[str]:
-    """Who holds the approver role for this kind (admins are not pinged), minus those
-    segregation of duties excludes."""
-    role = ROLE_FOR_KIND[ApprovalKind(approval.kind)]
+def approver_ids(session: Session, approval: Approval, order: Order | None, limit: int = 10, *,
+                 row: Any = None, subject: Subject | None = None) -> list[str]:
+    """Who holds the role the next decision needs (admins are not pinged unless the tier asks
+    for them), minus those segregation of duties excludes."""
+    role = step_role(approval)
     users = session.exec(select(UserRole.user_id).where(UserRole.role == role)
                          .order_by(UserRole.user_id)).all()
-    return [u for u in users if u not in (approval.requested_by, order.sales_rep_id)][:limit]
+    excluded = {approval.requested_by}
+    if order is not None:
+        excluded.add(order.sales_rep_id)
+    if needs_second(approval):
+        excluded.add(approval.first_decided_by)
+    if subject is not None:
+        excluded.update(subject.excluded(session, row))
+    return [u for u in users if u not in excluded][:limit]
 
 
 # -- overview (`/o2c approvals`) ----------------------------------------------------------------
@@ -385,9 +685,12 @@ def approver_ids(session: Session, approval: Approval, order: Order, limit: int 
 @dataclass
 class PendingItem:
     approval: Approval
-    order: Order
+    order: Order | None
     customer: Customer
     waiting: timedelta  # working time since it was asked
+    title: str = ""  # the order number, or the back-office request's title
+    amount_minor: int = 0
+    currency: str = ""
 
 
 @dataclass
@@ -410,19 +713,51 @@ def pending_overview(session: Session, user_id: str, *, now: datetime,
         .join(Customer, Customer.id == Order.customer_id)
         .where(Approval.status == ApprovalStatus.PENDING)
         .order_by(Approval.created_at, Approval.id)).all()
-    to_decide, requested = [], []
+    items: list[tuple[PendingItem, bool]] = []
     for approval, order, customer in rows:
         mine = user_id in (approval.requested_by, order.sales_rep_id)
-        if not mine and approval.kind not in kinds:
-            continue
         item = PendingItem(approval, order, customer, working_time_between(
-            approval.created_at, now, hours=policy.working_hours, tz=policy.business_timezone))
-        (requested if mine else to_decide).append(item)
+            approval.created_at, now, hours=policy.working_hours, tz=policy.business_timezone),
+            title=order.number, amount_minor=order.total_minor, currency=order.currency)
+        items.append((item, mine))
+    for approval in session.exec(select(Approval).where(
+            Approval.status == ApprovalStatus.PENDING, Approval.order_id.is_(None))
+            .order_by(Approval.created_at, Approval.id)).all():
+        subject = subject_for(approval.kind)
+        row = _subject_row(session, approval, subject)
+        view = subject.context(session, approval, row)
+        item = PendingItem(approval, None, session.get(Customer, view["customer_id"]),
+                           working_time_between(approval.created_at, now,
+                                                hours=policy.working_hours,
+                                                tz=policy.business_timezone),
+                           title=view["title"], amount_minor=approval.amount_minor or 0,
+                           currency=approval.currency or "")
+        items.append((item, approval.requested_by == user_id))
+    items.sort(key=lambda pair: (pair[0].approval.created_at, pair[0].approval.id))
+    to_decide, requested = [], []
+    for item, mine in items:
+        if mine:
+            requested.append(item)
+        elif has_role(session, user_id, step_role(item.approval)) and not (
+                needs_second(item.approval) and item.approval.first_decided_by == user_id):
+            to_decide.append(item)
     return PendingOverview(to_decide[:limit], requested[:limit], kinds,
                            to_decide_total=len(to_decide), requested_total=len(requested))
 
 
 def context_of(session: Session, approval: Approval) -> dict:
-    """`approval_context` loaded from the database (for modals opened from a card)."""
-    order = session.get(Order, approval.order_id)
-    return approval_context(approval, order, session.get(Customer, order.customer_id))
+    """The card's context loaded from the database (for modals opened from a card), with a
+    `summary` (title, customer, amount) every kind has."""
+    if is_order_approval(approval):
+        order = session.get(Order, approval.order_id)
+        ctx = approval_context(approval, order, session.get(Customer, order.customer_id))
+        ctx["summary"] = {"title": order.number, "customer": ctx["order"]["customer"],
+                          "amount_minor": order.total_minor, "currency": order.currency}
+        return ctx
+    subject = subject_for(approval.kind)
+    ctx = subject_context(session, approval, subject, _subject_row(session, approval, subject))
+    view = ctx["subject"]
+    ctx["summary"] = {"title": view["title"], "customer": view["customer"],
+                      "amount_minor": approval.amount_minor or 0,
+                      "currency": approval.currency or ""}
+    return ctx

@@ -49,7 +49,9 @@ from sqlmodel import Session
 
 from models import PaymentStatus
 from workflows.cash_candidates import CustomerNames
-from workflows.cash_runs import CashRun, PaymentIn, Ticket
+from workflows.cash_runs import CashRun, Ticket
+from workflows.errors import DomainError
+from workflows.inputs import PaymentIn, build
 
 ACTOR = "import"
 SOURCE = "bank"
@@ -532,12 +534,14 @@ def parse_statement(raw: bytes) -> tuple[str, list[StatementLine], int, list[str
 
 
 def _payment(line: StatementLine) -> PaymentIn:
+    """The line as the payment it is (`inputs.PaymentIn`, as the API takes it: payer name at
+    most 300 characters, reference 2000); a refusal is `ValidationFailed` naming the field."""
     # banks pad amounts ("1500.00" in JPY): the zeros beyond the currency's decimals go
     amount = line.amount.rstrip("0").rstrip(".") if "." in line.amount else line.amount
-    return PaymentIn(amount=amount, currency=line.currency, received_at=line.received_at,
-                     value_date=line.value_date, payer_name=line.payer_name,
-                     reference=line.reference, method="bank transfer",
-                     external_id=line.external_id)
+    return build(PaymentIn, amount=amount, currency=line.currency,
+                 received_at=line.received_at, value_date=line.value_date,
+                 payer_name=line.payer_name, reference=line.reference,
+                 method="bank transfer", external_id=line.external_id)
 
 
 def _count(report: StatementReport, tickets: list[Ticket]) -> None:
@@ -573,14 +577,22 @@ def import_statement(session: Session, path: Path | str, *, actor: str = ACTOR,
                 report.errors.append(item)
                 continue
             report.lines += 1
+            try:
+                data = _payment(item)
+            except DomainError as exc:
+                report.errors.append(f"{item.where}: {exc.detail}")
+                continue
             if report.errors:
                 continue
-            pending.append(run.add(_payment(item), item.where))
+            pending.append(run.add(data, item.where))
             if not run.pending:  # the run just matched and wrote a chunk
                 _count(report, pending)
         if not report.errors:
             run.flush()
             _count(report, pending)
+        else:  # nothing is imported; what was refused before the first error is said too
+            report.errors += [f"{t.where}: {t.error.detail}" for t in pending
+                              if t.error is not None]
     except StatementError as exc:
         report.errors.append(str(exc))
     except OSError as exc:

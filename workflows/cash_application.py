@@ -41,6 +41,7 @@ from models import (
     Allocation,
     Customer,
     Deduction,
+    DeductionStatus,
     Invoice,
     Order,
     OrderStatus,
@@ -51,13 +52,12 @@ from models import (
     WriteOff,
     money,
 )
-from workflows import audit, cash_rules, outbox, periods, policy
+from workflows import audit, cash_rules, deductions, outbox, periods, policy, webhooks
 from workflows import validation as v
 from workflows.cash_candidates import CustomerNames
 from workflows.cash_runs import (
     ENGINE,
     CashRun,
-    PaymentIn,
     card_context,
     card_of,
     checked,
@@ -75,6 +75,7 @@ from workflows.errors import (
     OverallocationError,
     ValidationFailed,
 )
+from workflows.inputs import PaymentIn
 from workflows.invoicing import reduce_balance, write_off_settled_at
 from workflows.masterdata import customer_by_external_id
 from workflows.users import require_role
@@ -177,6 +178,7 @@ def _record_manually(session: Session, data: PaymentIn, *, actor: str, source: s
                  entity_id=payment.id, amount_minor=amount, currency=currency,
                  external_id=payment.external_id, source=source)
     _apply_manually(session, payment, targets, actor=actor)
+    webhooks.payment_events(session, payment, created=True)
     return payment, True
 
 
@@ -423,6 +425,7 @@ def apply_suggestion(session: Session, *, payment_id: int, rank: int, actor: str
     session.flush()
     _update_card(session, payment, f"cashapp-applied:{payment.id}")
     session.flush()
+    webhooks.payment_events(session, payment, created=False)
     return payment
 
 
@@ -448,13 +451,9 @@ def _apply_lines(session: Session, payment: Payment, lines: list[dict], *, metho
         for amount, reason in line["write_offs"]:
             write_off(session, invoice=invoice, amount_minor=amount, reason=reason,
                       actor=actor, payment=payment)
-        if line["deduction_minor"] > 0:
-            session.add(Deduction(payment_id=payment.id, invoice_id=invoice.id,
-                                  amount_minor=line["deduction_minor"]))
-            audit.record(session, actor=actor, action="payment.deduction",
-                         entity_type="invoice", entity_id=invoice.id,
-                         amount_minor=line["deduction_minor"], payment_id=payment.id,
-                         reason="short payment beyond the bank-fee tolerance")
+        if line["deduction_minor"] > 0:  # flagged, with a card in AR (workflows.deductions)
+            deductions.flag(session, payment=payment, invoice=invoice,
+                            amount_minor=line["deduction_minor"], actor=actor)
     session.flush()
 
 
@@ -494,6 +493,7 @@ def assign_customer(session: Session, *, payment_id: int, customer: str, actor: 
                  reason=f"the customer is {who.external_id}", at=now, customer=who.external_id,
                  learned=[rule.id for rule in learned])
     session.flush()
+    webhooks.payment_events(session, payment, created=False)
     return payment
 
 
@@ -519,7 +519,7 @@ def correct_application(session: Session, *, payment_id: int, invoices: list[str
         raise ValidationFailed.of("apply_to", "name invoices of one customer")
     before = [(inv.number, a.amount_minor) for a, inv in payment_allocations(session,
                                                                              payment.id)]
-    _reverse(session, payment, actor=actor)
+    _reverse(session, payment, actor=actor, now=now)
     targets = [session.get(Invoice, t.id) for t in targets]
     for target in targets:
         session.refresh(target)
@@ -554,6 +554,7 @@ def correct_application(session: Session, *, payment_id: int, invoices: list[str
     _update_card(session, payment, f"cashapp-corrected:{payment.id}:{len(before)}:"
                  f"{now.isoformat()}")
     session.flush()
+    webhooks.payment_events(session, payment, created=False)
     return payment
 
 
@@ -564,15 +565,24 @@ _RESTORE = (sa.update(Invoice.__table__)
             .returning(Invoice.__table__.c.balance_minor))
 
 
-def _reverse(session: Session, payment: Payment, *, actor: str) -> None:
-    """Undo every allocation, write-off and deduction of the payment (audited)."""
+def _reverse(session: Session, payment: Payment, *, actor: str, now: datetime) -> None:
+    """Undo every allocation and write-off of the payment (audited); its deductions, still
+    open, are resolved as "reversed" (their cards say so). Each invoice it reopens is as a
+    balance change makes it: what is in dispute follows the balance, a pay-now session for
+    the old balance is expired (`payment_links`)."""
+    from workflows import disputes, payment_links
+
+    if payment.refunded_minor:
+        raise Conflict(f"Payment #{payment.id} was partly refunded; correct it in your ERP. "
+                       "Nothing changed.")
     allocations = payment_allocations(session, payment.id)
     write_offs = list(session.exec(select(WriteOff).where(
         WriteOff.payment_id == payment.id)).all())
-    deductions = list(session.exec(select(Deduction).where(
+    short = list(session.exec(select(Deduction).where(
         Deduction.payment_id == payment.id)).all())
-    if any(d.status != "open" for d in deductions):
-        raise Conflict("A deduction of this payment was already resolved; nothing changed.")
+    if any(d.status != DeductionStatus.OPEN for d in short):
+        raise Conflict("A deduction of this payment is being dealt with or was resolved; "
+                       "nothing changed.")
     # a closed month never changes (`workflows.periods`): what it counted stays
     lock = periods.lock_date(session)
     closed = sorted(day for day in (*(a.effective_date for a, _ in allocations),
@@ -604,15 +614,18 @@ def _reverse(session: Session, payment: Payment, *, actor: str) -> None:
                      entity_type="invoice", entity_id=row.invoice_id,
                      amount_minor=row.amount_minor, reason=row.reason, payment_id=payment.id)
         session.delete(row)
-    for row in deductions:
+    for row in short:
         audit.record(session, actor=actor, action="payment.deduction_reversed",
                      entity_type="invoice", entity_id=row.invoice_id,
-                     amount_minor=row.amount_minor, payment_id=payment.id)
-        session.delete(row)
+                     amount_minor=row.amount_minor, payment_id=payment.id,
+                     deduction_id=row.id)
+        deductions.settle(session, row.id, resolution="reversed", by=actor, now=now)
     session.flush()
-    for invoice_id in touched:
+    for invoice_id in sorted(touched):
         obj = session.get(Invoice, invoice_id)
-        session.expire(obj, ["balance_minor", "paid_at"])
+        session.refresh(obj)
+        disputes.refresh_invoice(session, obj)
+        payment_links.balance_changed(session, obj)
     conn.execute(sa.update(_PAYMENTS).where(_PAYMENTS.c.id == payment.id)
                  .values(unapplied_minor=_PAYMENTS.c.amount_minor))
     session.expire(payment, ["unapplied_minor"])

@@ -34,12 +34,11 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from models import (
     Allocation,
     Customer,
-    Deduction,
     Invoice,
     OutboxMessage,
     Payment,
@@ -55,6 +54,7 @@ from workflows import policy as policies
 from workflows import validation as v
 from workflows.cash_candidates import CustomerNames, LearnedRules, OpenBook, load_directory
 from workflows.errors import Conflict, DomainError, FieldError, ValidationFailed
+from workflows.inputs import PaymentIn  # what a run takes (re-exported)
 
 ENGINE = "cashapp-1"
 CHUNK = 500  # payments decided and written together
@@ -65,12 +65,17 @@ _PAY = Payment.__table__
 _INV = Invoice.__table__
 _INSERT_PAYMENTS = sa.insert(_PAY).returning(_PAY.c.id, sort_by_parameter_order=True)
 _LEFT = _INV.c.balance_minor - sa.bindparam("amount")
+# What stays in dispute when the balance goes down: never more than the balance (as
+# `invoicing.reduce_balance`; `invariants.validate_disputes`).
+_STILL_DISPUTED = sa.case((_INV.c.disputed_minor > _LEFT, _LEFT), else_=_INV.c.disputed_minor)
 # Lower the balance only if it is still what the decision saw; stamp paid_at when it closes.
 _REDUCE = (
     sa.update(_INV)
     .where(_INV.c.id == sa.bindparam("invoice"),
            _INV.c.balance_minor == sa.bindparam("expected"))
     .values(balance_minor=_LEFT,
+            disputed_minor=_STILL_DISPUTED,
+            disputed=_STILL_DISPUTED > 0,
             paid_at=sa.case((sa.and_(_LEFT == 0, _INV.c.paid_at.is_(None)),
                              sa.bindparam("settled_at", type_=UTCDateTime)),
                             else_=_INV.c.paid_at)))
@@ -80,21 +85,6 @@ _EXISTING = sa.select(_PAY.c.id, _PAY.c.external_id, _PAY.c.amount_minor, _PAY.c
 _CUSTOMERS = sa.select(Customer.__table__.c.external_id, Customer.__table__.c.id,
                        Customer.__table__.c.name, Customer.__table__.c.currency).where(
     Customer.__table__.c.external_id.in_(sa.bindparam("ids", expanding=True)))
-
-
-@dataclass
-class PaymentIn:
-    amount: str
-    currency: str
-    received_at: datetime
-    payer_name: str | None = None
-    reference: str | None = None
-    customer: str | None = None  # external_id
-    method: str | None = None
-    external_id: str | None = None
-    # when the money moved, if the source says so apart from `received_at` (a bank
-    # statement's value date); default: `value_date_of(received_at)`
-    value_date: date | None = None
 
 
 def value_date_of(received_at: datetime) -> date:
@@ -456,9 +446,10 @@ class CashRun:
                 d.write_offs.append({"invoice_id": item.id, "amount_minor": amount,
                                      "reason": reason, "currency": item.currency,
                                      "issued": item.issue_date})
-            if line.deduction_minor > 0:
+            if line.deduction_minor > 0:  # with what its card shows (`deductions.flag`)
                 d.deductions.append({"invoice_id": item.id,
-                                     "amount_minor": line.deduction_minor})
+                                     "amount_minor": line.deduction_minor,
+                                     "item": item, "balance_minor": balance})
             self.book.settle(item.id, balance)
         unapplied = values["amount_minor"] - applied
         values["unapplied_minor"] = unapplied
@@ -502,8 +493,8 @@ class CashRun:
                   "value_date": payment.value_date, "payer_name": payment.payer_name,
                   "reference": payment.reference, "external_id": payment.external_id,
                   "source": payment.source}
-        ticket = Ticket(PaymentIn(amount="0", currency=payment.currency,
-                                  received_at=payment.received_at), None,
+        ticket = Ticket(PaymentIn.model_construct(amount="0", currency=payment.currency,
+                                                  received_at=payment.received_at), None,
                         payment.amount_minor, payment.currency, payment.id)
         decision = _Decision(ticket, values, customer.name, existing=payment, round=round_)
         with self._savepoint():
@@ -545,8 +536,7 @@ class CashRun:
                                  "value_date": w["booking"].value_date,
                                  "effective_date": w["booking"].effective_date}
                                 for d in decisions for w in d.write_offs])
-        self._insert(Deduction, [{"payment_id": d.ticket.payment_id, **x}
-                                 for d in decisions for x in d.deductions])
+        self._flag(decisions)
         self._look_back(reductions)
         self._insert(PaymentSuggestion, [
             {"payment_id": d.ticket.payment_id, "round": d.round, **{
@@ -558,6 +548,74 @@ class CashRun:
             PaymentStatus.NEEDS_REVIEW, PaymentStatus.UNAPPLIED)])
         audit.record_rows(self.session, [row for d in decisions for row in self._events(d)])
         self._orders_paid(reductions)
+        self._announce(decisions)
+
+    def _flag(self, decisions: list[_Decision]) -> None:
+        """Each short payment beyond tolerance as one at a time flags it
+        (`deductions.flag`: the row, its audit event, its card in the AR channel and
+        `card_outbox_id`), the card showing the payment and the invoice as this payment left
+        them (a later payment of the chunk may have lowered the invoice's balance since).
+        Deductions are rare: one at a time is cheap."""
+        from workflows import deductions
+
+        for d in decisions:
+            if not d.deductions:
+                continue
+            v_ = d.values
+            payment = Payment(id=d.ticket.payment_id, amount_minor=v_["amount_minor"],
+                              currency=v_["currency"], payer_name=v_["payer_name"],
+                              reference=v_["reference"], received_at=v_["received_at"])
+            for x in d.deductions:
+                item = x["item"]
+                invoice = Invoice(id=item.id, number=item.number, customer_id=item.customer_id,
+                                  currency=item.currency, total_minor=item.total_minor,
+                                  balance_minor=x["balance_minor"])
+                deductions.flag(self.session, payment=payment, invoice=invoice,
+                                amount_minor=x["amount_minor"], actor=self.actor)
+
+    def _announce(self, decisions: list[_Decision]) -> None:
+        """What one at a time does after each balance change and payment, for each payment of
+        the chunk in turn: a pay-now session open for an invoice's old balance is expired
+        (`payment_links.balance_changed`), an invoice settled is `invoice.paid` (keyed by its
+        id and paid_at, as `invoicing.reduce_balance` emits it), and a new payment is
+        `payment.received` (and `payment.applied` when it is on invoices:
+        `webhooks.payment_events`). A payment matched again (`rematch`) is announced by its
+        caller. With no open session, no subscriber and no CRM deal nothing is read."""
+        from workflows import payment_links, webhooks
+
+        touched = list(dict.fromkeys(r["invoice"] for d in decisions for r in d.reductions))
+        links = bool(touched) and payment_links.any_open(self.session)
+        paid = bool(touched) and webhooks.wanted(self.session, "invoice.paid")
+        events = webhooks.wanted(self.session, "payment.received", "payment.applied")
+        if not (links or paid or events):
+            return
+        invoices: dict[int, Invoice] = {}
+        for chunk in _chunks(touched):
+            invoices.update((i.id, i) for i in self.session.exec(
+                select(Invoice).where(Invoice.id.in_(chunk))
+                .execution_options(populate_existing=True)))
+        payments: dict[int, Payment] = {}
+        if events:
+            new = [d.ticket.payment_id for d in decisions if d.existing is None]
+            for chunk in _chunks(new):
+                payments.update((p.id, p) for p in self.session.exec(
+                    select(Payment).where(Payment.id.in_(chunk))
+                    .execution_options(populate_existing=True)))
+        changed: set[int] = set()
+        for d in decisions:
+            for r in d.reductions:
+                invoice = invoices[r["invoice"]]
+                if links and invoice.id not in changed:  # (a session is expired once)
+                    changed.add(invoice.id)
+                    payment_links.balance_changed(self.session, invoice)
+                if paid and r["expected"] == r["amount"] and invoice.paid_at is not None:
+                    webhooks.emit(self.session, "invoice.paid",
+                                  lambda i=invoice: webhooks.invoice_data(self.session, i),
+                                  key=f"invoice.paid:{invoice.id}:"
+                                      f"{invoice.paid_at.isoformat()}")
+            if events and d.existing is None:
+                webhooks.payment_events(self.session, payments[d.ticket.payment_id],
+                                        created=True)
 
     def _book(self, decisions: list[_Decision]) -> None:
         """Date every allocation and fee or discount write-off as `cash_application.allocate`
@@ -671,11 +729,6 @@ class CashRun:
                         actor=self.actor, invoice_id=w["invoice_id"],
                         amount_minor=w["amount_minor"], currency=w["currency"],
                         reason=w["reason"], payment_id=pid, booking=w["booking"])
-                for x in d.deductions:
-                    yield audit.row(actor=self.actor, action="payment.deduction",
-                                    entity_type="invoice", entity_id=x["invoice_id"],
-                                    amount_minor=x["amount_minor"], payment_id=pid,
-                                    reason="short payment beyond the bank-fee tolerance")
                 yield audit.row(actor=self.actor, action="payment.matched",
                                 entity_type="payment", entity_id=pid, to_state=v_["status"],
                                 confidence_bp=v_["confidence_bp"], **extra,
@@ -704,7 +757,8 @@ class CashRun:
         for item_id in touched:
             obj = identity.get(self.session.identity_key(Invoice, item_id))
             if obj is not None:
-                self.session.expire(obj, ["balance_minor", "paid_at"])
+                self.session.expire(obj, ["balance_minor", "paid_at", "disputed_minor",
+                                          "disputed"])
 
 
 def card_of(session: Session, payment_id: int) -> int | None:

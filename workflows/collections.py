@@ -7,7 +7,7 @@ first?":
     priority = weighted overdue × risk
 
     weighted overdue = Σ over the account's overdue invoices of
-                       open balance (major units) × weight(days past due)
+                       open balance not in dispute (major units) × weight(days past due)
         weight: 1–30 days 1.0 · 31–60 days 1.5 · 61–90 days 2.0 · 90+ days 3.0
         (so one 100.00 invoice 95 days late outranks two 100.00 invoices 10 days late)
 
@@ -181,11 +181,13 @@ def _account_query(as_of: date, collector_ids: list[str] | None,
     since = datetime.combine(as_of - timedelta(days=HISTORY_DAYS), time.min, tzinfo=UTC)
     # a literal 0, not a bound parameter, so the planner can match the partial index
     is_open = inv.c.balance_minor > sa.literal_column("0")
-    due, bal = inv.c.due_date, inv.c.balance_minor
+    due = inv.c.due_date
 
     def open_sum(cond: sa.ColumnElement) -> sa.ColumnElement:
         return sa.func.coalesce(sa.func.sum(sa.case((cond, bal), else_=0)), 0)
 
+    # what is in dispute is left out of the buckets and of priority (workflows.disputes)
+    bal = inv.c.balance_minor - inv.c.disputed_minor
     overdue = due < as_of
     weighted = sa.case(
         (sa.not_(overdue), 0),
@@ -202,8 +204,8 @@ def _account_query(as_of: date, collector_ids: list[str] | None,
         open_sum(sa.and_(due < d60, due >= d90)).label("b_61_90"),
         open_sum(due < d90).label("b_90"),
         sa.func.coalesce(sa.func.sum(weighted), 0).label("weighted"),
-        sa.func.min(sa.case((overdue, due), else_=None)).label("oldest_due"),
-        sa.func.coalesce(sa.func.sum(sa.case((inv.c.disputed, 1), else_=0)), 0)
+        sa.func.min(sa.case((sa.and_(overdue, bal > 0), due), else_=None)).label("oldest_due"),
+        sa.func.coalesce(sa.func.sum(sa.case((inv.c.disputed_minor > 0, 1), else_=0)), 0)
         .label("disputes"),
     ).where(is_open).group_by(inv.c.customer_id))
     # Late-payment history: invoices settled after their due date in the last year.
@@ -482,18 +484,23 @@ def snooze(session: Session, *, customer_id: int, actor: str, as_of: date,
 
 def overdue_invoices(session: Session, customer_id: int, as_of: date, limit: int = 20
                      ) -> list[Invoice]:
+    """Overdue invoices with something open that is not in dispute."""
     return list(session.exec(select(Invoice).where(
         Invoice.customer_id == customer_id, Invoice.balance_minor > 0,
+        Invoice.balance_minor > Invoice.disputed_minor,
         Invoice.due_date < as_of).order_by(Invoice.due_date, Invoice.id).limit(limit)))
 
 
 def invoice_snapshot(invoice: Invoice, as_of: date) -> dict:
+    """An invoice as a reminder shows it: the amount due leaves out what is in dispute."""
+    due = invoice.balance_minor - invoice.disputed_minor
     return {"number": invoice.number, "issue_date": invoice.issue_date.isoformat(),
             "due_date": invoice.due_date.isoformat(),
             "days_past_due": (as_of - invoice.due_date).days, "currency": invoice.currency,
-            "total_minor": invoice.total_minor, "amount_due_minor": invoice.balance_minor,
+            "total_minor": invoice.total_minor, "amount_due_minor": due,
+            "in_dispute_minor": invoice.disputed_minor,
             "total": money.to_str(invoice.total_minor, invoice.currency),
-            "amount_due": money.format_money(invoice.balance_minor, invoice.currency)}
+            "amount_due": money.format_money(due, invoice.currency)}
 
 
 def send_reminder(session: Session, *, customer_id: int, actor: str, as_of: date
@@ -509,7 +516,7 @@ def send_reminder(session: Session, *, customer_id: int, actor: str, as_of: date
     invoices = overdue_invoices(session, customer_id, as_of)
     if not invoices:
         raise Conflict(f"{customer.name} has nothing overdue")
-    total = sum(i.balance_minor for i in invoices)
+    total = sum(i.balance_minor - i.disputed_minor for i in invoices)
     context = {"customer_name": customer.name, "as_of": as_of.isoformat(),
                "currency": customer.currency,
                "invoices": [invoice_snapshot(i, as_of) for i in invoices],

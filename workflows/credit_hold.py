@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from models import Customer, Role
-from workflows import audit
+from workflows import audit, webhooks
 from workflows.errors import NotFound
 from workflows.users import has_role, require_role
 
@@ -53,4 +53,7 @@ def change_hold(session: Session, *, customer_id: int, actor: str, on_hold: bool
     if changed:
         audit.credit_hold(session, actor=actor, customer_id=customer_id, on_hold=on_hold,
                           reason=reason)
+        webhooks.emit(session, "customer.credit_hold", lambda: {
+            "customer": webhooks.customer_data(session.get(Customer, customer_id)),
+            "on_hold": on_hold, "reason": reason, "by": actor}, at=now)
     return changed

@@ -20,20 +20,27 @@ restart, or another server process running the same job hits the constraint and 
 Catching up: a run looks only at the *latest* level each invoice has reached. An invoice first
 seen at +20 days gets the +14 escalation only — not −3, +1, +7 and +14 in one burst — and one
 first seen at +40 gets the final notice. A level is sent only if no notice of that level or a
-later one exists for the invoice. Paid (balance 0) and disputed invoices are skipped.
+later one exists for the invoice. Paid (balance 0) invoices are skipped, and so are those whose
+whole balance is held in dispute (`workflows.disputes`); a partly disputed invoice is dunned
+for the rest, and its messages say how much is in dispute. When a rejected dispute releases
+the hold, dunning resumes at the level the invoice has reached by then.
+
+Back office (SPEC §3): a level with a late fee (`O2C_LATE_FEES`) charges it as a fee invoice in
+the same savepoint as its notice (`workflows.late_fees`), and the level's messages name it.
+Before the levels, `run_all` writes off small leftovers (`workflows.write_offs`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from models import ActivityKind, CollectionActivity, Customer, DunningNotice, Invoice, Order
-from workflows import credit_hold, outbox, policy
+from workflows import credit_hold, late_fees, outbox, policy, write_offs
 from workflows.collections import invoice_snapshot
 
 EMAIL_KINDS = ("friendly", "reminder", "firm", "final")
@@ -76,24 +83,27 @@ class DunningRun:
     sent: dict[int, int] = field(default_factory=dict)  # level -> notices created now
     holds: list[int] = field(default_factory=list)  # customers put on credit hold
     candidates: int = 0
+    fees: list[str] = field(default_factory=list)  # fee invoices charged
+    written_off: list[str] = field(default_factory=list)  # small balances written off
 
     def summary(self) -> dict:
         return {"as_of": self.as_of.isoformat(), "notices": {str(k): v for k, v in
                                                              sorted(self.sent.items())},
-                "credit_holds": len(self.holds)}
+                "credit_holds": len(self.holds), "late_fees": len(self.fees),
+                "small_balances_written_off": len(self.written_off)}
 
 
 def _candidates(session: Session, level: Level, next_offset: int | None, as_of: date,
                 limit: int) -> list[tuple[Invoice, Customer, str | None]]:
-    """Open, undisputed invoices whose latest reached level is `level` and that have no
-    notice of this level or a later one."""
+    """Open invoices, not wholly in dispute, whose latest reached level is `level` and that
+    have no notice of this level or a later one."""
     notice = DunningNotice.__table__
     later_sent = sa.exists(select(notice.c.id).where(notice.c.invoice_id == Invoice.id,
                                                      notice.c.level >= level.offset))
     query = (select(Invoice, Customer, Order.sales_rep_id)
              .join(Customer, Customer.id == Invoice.customer_id)
              .outerjoin(Order, Order.id == Invoice.order_id)
-             .where(Invoice.balance_minor > 0, Invoice.disputed == sa.false(),
+             .where(Invoice.balance_minor > 0, Invoice.balance_minor > Invoice.disputed_minor,
                     Invoice.due_date <= as_of - timedelta(days=level.offset),
                     ~later_sent)
              .order_by(Invoice.id).limit(limit))
@@ -119,10 +129,19 @@ def run_dunning(session: Session, as_of: date, *, batch: int = BATCH,
     return run
 
 
-def run_all(db, as_of: date, *, batch: int = BATCH) -> DunningRun:  # noqa: ANN001
+def run_all(db, as_of: date, *, batch: int = BATCH,  # noqa: ANN001
+            now: datetime | None = None) -> DunningRun:
     """Dunning for `as_of` in batches of short transactions (a long write would hold
-    SQLite's lock and delay every Slack click)."""
+    SQLite's lock and delay every Slack click). With `now` (the job passes the clock's), small
+    leftovers are written off first (`write_offs.write_off_small_balances`)."""
     run = DunningRun(as_of)
+    while now is not None:
+        with db.transaction() as session:
+            done = write_offs.write_off_small_balances(session, as_of=as_of, now=now,
+                                                       limit=batch)
+        run.written_off += done
+        if len(done) < batch:
+            break
     while True:
         with db.transaction() as session:
             run_dunning(session, as_of, batch=batch, run=run)
@@ -143,6 +162,11 @@ def _send_level(session: Session, level: Level, invoice: Invoice, customer: Cust
                        "customer_id": customer.id, "customer_name": customer.name,
                        "invoice": invoice_snapshot(invoice, as_of),
                        "days_past_due": (as_of - invoice.due_date).days}
+            fee = late_fees.charge(session, invoice=invoice, customer=customer,
+                                   level=level.offset, as_of=as_of)
+            if fee is not None:
+                context["late_fee"] = late_fees.fee_context(fee, invoice)
+                run.fees.append(fee.number)
             if level.emails_customer:
                 if customer.billing_email:
                     message = outbox.send_email(session, to=customer.billing_email,

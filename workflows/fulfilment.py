@@ -323,13 +323,15 @@ def cancel_line(session: Session, *, order: Order, line_no: int, actor: str, rea
 def _after_cancel(session: Session, order: Order, lines: list[OrderLine], *, actor: str,
                   now: datetime) -> None:
     """Move the order on after a short quantity was cancelled."""
+    from workflows.subscriptions import live_periods, order_fulfilled
+
     why = "short quantity cancelled"
-    if any(line.qty_open for line in lines):
+    if not order_fulfilled(session, lines):
         if order.status == OrderStatus.BACKORDERED and not short_lines(lines):
             transition(session, order, OrderStatus.APPROVED, actor=actor, now=now,
                        reason=f"{why}; nothing is short any more")
         return
-    if not any(line.qty_shipped for line in lines):
+    if not any(line.qty_shipped or live_periods(line) for line in lines):
         transition(session, order, OrderStatus.CANCELLED, actor=actor, now=now,
                    reason=f"{why}; nothing is left on the order")
         return

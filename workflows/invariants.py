@@ -7,30 +7,43 @@ a live database. Each says why it exists.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
 from models import (
     Allocation,
     CreditNote,
+    CreditNoteLine,
+    CreditNoteRequest,
+    CreditNoteStatus,
+    Deduction,
+    DeductionStatus,
+    Dispute,
+    DisputeStatus,
     Invoice,
+    InvoiceLine,
     Order,
     OrderLine,
     Payment,
     Product,
     WriteOff,
+    WriteOffRequest,
+    WriteOffRequestStatus,
 )
 
 
 def validate_payment_allocations(session: Session) -> list[str]:
-    """A payment can never pay out more than it brought in: allocations + unapplied = amount."""
+    """A payment can never pay out more than it brought in: allocations (net of refund
+    reversals) + unapplied + refunded = amount."""
     alloc = (select(Allocation.payment_id, sa.func.sum(Allocation.amount_minor).label("s"))
              .group_by(Allocation.payment_id).subquery())
     rows = session.exec(
         select(Payment.id, Payment.amount_minor, Payment.unapplied_minor,
-               sa.func.coalesce(alloc.c.s, 0))
+               Payment.refunded_minor, sa.func.coalesce(alloc.c.s, 0))
         .outerjoin(alloc, alloc.c.payment_id == Payment.id)).all()
-    return [f"payment {pid}: allocated {a} + unapplied {u} != amount {amt}"
-            for pid, amt, u, a in rows if a + u != amt or a > amt or u < 0]
+    return [f"payment {pid}: allocated {a} + unapplied {u} + refunded {r} != amount {amt}"
+            for pid, amt, u, r, a in rows
+            if a + u + r != amt or a > amt or u < 0 or a < 0 or r < 0]
 
 
 def validate_invoice_balances(session: Session) -> list[str]:
@@ -62,10 +75,12 @@ def validate_invoice_balances(session: Session) -> list[str]:
 def validate_order_totals(session: Session) -> list[str]:
     """An order's net (total - tax) equals the sum of its lines, each rounded once: totals
     describe what was ordered. What was cancelled since is `cancelled_minor`, between 0 and
-    the total, and 0 when no quantity is cancelled (exposure counts total - cancelled).
+    the total, and 0 when no quantity (or subscription term) is cancelled (exposure counts
+    total - cancelled).
     """
+    cancelled_term = sa.case((OrderLine.cancelled_from.is_not(None), 1), else_=0)
     sums = (select(OrderLine.order_id, sa.func.sum(OrderLine.line_total_minor).label("s"),
-                   sa.func.sum(OrderLine.qty_cancelled).label("c"))
+                   sa.func.sum(OrderLine.qty_cancelled + cancelled_term).label("c"))
             .group_by(OrderLine.order_id).subquery())
     rows = session.exec(select(Order.number, Order.total_minor, Order.tax_minor,
                                Order.cancelled_minor, sums.c.s, sums.c.c)
@@ -108,8 +123,198 @@ def validate_stock(session: Session) -> list[str]:
             for sku, oh, r, h in rows if not 0 <= r <= oh or r != h]
 
 
+def validate_disputes(session: Session) -> list[str]:
+    """What an invoice holds in dispute is exactly min(what its disputes hold, its balance),
+    the flag says whether it is more than zero, and each dispute holds what its state says:
+    all of it while open, nothing once rejected or withdrawn, at most its amount. Dunning,
+    priority and the overdue figures trust `disputed_minor`. (Set-based: the database finds
+    the few rows to look at, so a nightly run on millions of rows is a handful of queries.)"""
+    held = (select(Dispute.invoice_id, sa.func.sum(Dispute.held_minor).label("h"))
+            .group_by(Dispute.invoice_id).subquery())
+    rows = session.exec(select(Invoice.number, Invoice.balance_minor, Invoice.disputed_minor,
+                               Invoice.disputed, sa.func.coalesce(held.c.h, 0))
+                        .outerjoin(held, held.c.invoice_id == Invoice.id)
+                        .where(sa.or_(Invoice.disputed_minor != 0, Invoice.disputed,
+                                      held.c.h > 0))).all()
+    problems = [f"invoice {n}: in dispute {d}, but its disputes hold {h} of balance {b}"
+                for n, b, d, _, h in rows if d != min(int(h), b)]
+    problems += [f"invoice {n}: disputed flag {flag} with {d} in dispute"
+                 for n, _, d, flag, _ in rows if bool(flag) != (d > 0)]
+    settled = (DisputeStatus.REJECTED, DisputeStatus.WITHDRAWN)
+    for did, status, held_minor, amount, released_at in session.exec(
+            select(Dispute.id, Dispute.status, Dispute.held_minor, Dispute.amount_minor,
+                   Dispute.released_at)
+            .where(sa.or_(Dispute.held_minor < 0, Dispute.held_minor > Dispute.amount_minor,
+                          sa.and_(Dispute.status == DisputeStatus.OPEN,
+                                  Dispute.held_minor != Dispute.amount_minor),
+                          sa.and_(Dispute.status.in_(settled), Dispute.held_minor != 0),
+                          sa.and_(Dispute.held_minor == 0,
+                                  Dispute.status != DisputeStatus.OPEN,
+                                  Dispute.released_at.is_(None))))
+            .order_by(Dispute.id)).all():
+        if not 0 <= held_minor <= amount:
+            problems.append(f"dispute {did}: holds {held_minor} of {amount}")
+        if status == DisputeStatus.OPEN and held_minor != amount:
+            problems.append(f"dispute {did}: open but holds {held_minor} of {amount}")
+        if status in settled and held_minor:
+            problems.append(f"dispute {did}: {status} but still holds {held_minor}")
+        if held_minor == 0 and status != DisputeStatus.OPEN and released_at is None:
+            problems.append(f"dispute {did}: holds nothing but was never released")
+    open_twice = session.exec(select(Dispute.invoice_id).where(
+        Dispute.status == DisputeStatus.OPEN).group_by(Dispute.invoice_id)
+        .having(sa.func.count() > 1)).all()
+    problems += [f"invoice #{i}: more than one open dispute" for i in open_twice]
+    return problems
+
+
+def validate_credit_notes(session: Session) -> list[str]:
+    """An invoice is never credited more than its total (issued notes, and with the requests
+    still waiting); a note's lines add up to its total; a line is never credited more than
+    its net + tax when the lines make up the invoice; an issued request has exactly one note
+    and no other request has one."""
+    problems = []
+    issued = (select(CreditNote.invoice_id, sa.func.sum(
+        CreditNote.amount_minor + CreditNote.customer_credit_minor).label("c"))
+        .group_by(CreditNote.invoice_id).subquery())
+    waiting = (select(CreditNoteRequest.invoice_id,
+                      sa.func.sum(CreditNoteRequest.amount_minor).label("w"))
+               .where(CreditNoteRequest.status == CreditNoteStatus.PENDING)
+               .group_by(CreditNoteRequest.invoice_id).subquery())
+    for number, total, credited, pending in session.exec(
+            select(Invoice.number, Invoice.total_minor, sa.func.coalesce(issued.c.c, 0),
+                   sa.func.coalesce(waiting.c.w, 0))
+            .outerjoin(issued, issued.c.invoice_id == Invoice.id)
+            .outerjoin(waiting, waiting.c.invoice_id == Invoice.id)
+            .where(sa.or_(issued.c.c > 0, waiting.c.w > 0))).all():
+        if credited > total:
+            problems.append(f"invoice {number}: credited {credited} of total {total}")
+        if credited + pending > total:
+            problems.append(f"invoice {number}: credited {credited} + waiting {pending} > "
+                            f"total {total}")
+    note_total = CreditNote.amount_minor + CreditNote.customer_credit_minor
+    problems += [f"credit note {number}: amounts {amount} + {extra}"
+                 for number, amount, extra in session.exec(
+                     select(CreditNote.number, CreditNote.amount_minor,
+                            CreditNote.customer_credit_minor)
+                     .where(sa.or_(CreditNote.amount_minor < 0,
+                                   CreditNote.customer_credit_minor < 0, note_total <= 0))
+                     .order_by(CreditNote.id)).all()]
+    lines = (select(CreditNoteLine.credit_note_id,
+                    sa.func.sum(CreditNoteLine.amount_minor).label("s"))
+             .group_by(CreditNoteLine.credit_note_id).subquery())
+    problems += [f"credit note {number}: lines add up to {summed}, not {total}"
+                 for number, summed, total in session.exec(
+                     select(CreditNote.number, lines.c.s, note_total)
+                     .join(lines, lines.c.credit_note_id == CreditNote.id)
+                     .where(lines.c.s != note_total).order_by(CreditNote.id)).all()]
+    problems += [f"credit note {number} line {no}: {net} + {tax} != {amount}"
+                 for number, no, net, tax, amount in session.exec(
+                     select(CreditNote.number, CreditNoteLine.line_no,
+                            CreditNoteLine.net_minor, CreditNoteLine.tax_minor,
+                            CreditNoteLine.amount_minor)
+                     .join(CreditNote, CreditNote.id == CreditNoteLine.credit_note_id)
+                     .where(CreditNoteLine.net_minor + CreditNoteLine.tax_minor
+                            != CreditNoteLine.amount_minor)
+                     .order_by(CreditNote.id, CreditNoteLine.line_no)).all()]
+    gross = InvoiceLine.line_total_minor + InvoiceLine.tax_minor
+    covered = (select(InvoiceLine.invoice_id).group_by(InvoiceLine.invoice_id)
+               .having(sa.func.sum(gross) == sa.select(Invoice.total_minor).where(
+                   Invoice.id == InvoiceLine.invoice_id).scalar_subquery()))
+    for line_id, line_no, line_gross, credited in session.exec(
+            select(InvoiceLine.id, InvoiceLine.line_no, gross,
+                   sa.func.sum(CreditNoteLine.amount_minor))
+            .join(CreditNoteLine, CreditNoteLine.invoice_line_id == InvoiceLine.id)
+            .where(InvoiceLine.invoice_id.in_(covered))
+            .group_by(InvoiceLine.id, InvoiceLine.line_no, gross)).all():
+        if credited > line_gross:
+            problems.append(f"invoice line {line_id} (no {line_no}): credited {credited} of "
+                            f"{line_gross}")
+    notes = (select(CreditNote.request_id, sa.func.count().label("n"))
+             .where(CreditNote.request_id.is_not(None)).group_by(CreditNote.request_id)
+             .subquery())
+    count = sa.func.coalesce(notes.c.n, 0)
+    problems += [f"credit note request {rid}: {status} with {n} note(s)"
+                 for rid, status, n in session.exec(
+                     select(CreditNoteRequest.id, CreditNoteRequest.status, count)
+                     .outerjoin(notes, notes.c.request_id == CreditNoteRequest.id)
+                     .where(sa.or_(count > 1, sa.and_(
+                         CreditNoteRequest.status == CreditNoteStatus.ISSUED, count != 1),
+                         sa.and_(CreditNoteRequest.status != CreditNoteStatus.ISSUED,
+                                 count != 0)))
+                     .order_by(CreditNoteRequest.id)).all()]
+    return problems
+
+
+def validate_write_off_requests(session: Session) -> list[str]:
+    """A write-off request was executed exactly when it says so: written off with its one
+    write-off (of at most the amount asked), anything else without one."""
+    problems = []
+    done = WriteOffRequest.status == WriteOffRequestStatus.WRITTEN_OFF
+    for rid, status, write_off_id, asked, amount in session.exec(
+            select(WriteOffRequest.id, WriteOffRequest.status, WriteOffRequest.write_off_id,
+                   WriteOffRequest.amount_minor, WriteOff.amount_minor)
+            .outerjoin(WriteOff, WriteOff.id == WriteOffRequest.write_off_id)
+            .where(sa.or_(sa.and_(done, WriteOffRequest.write_off_id.is_(None)),
+                          sa.and_(~done, WriteOffRequest.write_off_id.is_not(None)),
+                          WriteOff.amount_minor > WriteOffRequest.amount_minor))
+            .order_by(WriteOffRequest.id)).all():
+        if (status == WriteOffRequestStatus.WRITTEN_OFF) != (write_off_id is not None):
+            problems.append(f"write-off request {rid}: {status} with write-off "
+                            f"{write_off_id}")
+        if amount is not None and amount > asked:
+            problems.append(f"write-off request {rid}: wrote off {amount} of {asked} asked")
+    return problems
+
+
+def validate_fee_invoices(session: Session) -> list[str]:
+    """A late-fee invoice charges one level of one other invoice (never another fee), and its
+    lines make up its total."""
+    fee = aliased(Invoice)
+    problems = []
+    lines = (select(InvoiceLine.invoice_id, sa.func.sum(InvoiceLine.line_total_minor).label("s"))
+             .group_by(InvoiceLine.invoice_id).subquery())
+    summed = sa.func.coalesce(lines.c.s, 0)
+    for number, level, source, total, lines_total, original_fee in session.exec(
+            select(Invoice.number, Invoice.fee_level, Invoice.source, Invoice.total_minor,
+                   summed, fee.fee_for_invoice_id)
+            .join(fee, fee.id == Invoice.fee_for_invoice_id)
+            .outerjoin(lines, lines.c.invoice_id == Invoice.id)
+            .where(sa.or_(Invoice.fee_level.is_(None), Invoice.source != "fee",
+                          summed != Invoice.total_minor, fee.fee_for_invoice_id.is_not(None)))
+            ).all():
+        if level is None or source != "fee":
+            problems.append(f"fee invoice {number}: level {level}, source {source}")
+        if lines_total != total:
+            problems.append(f"fee invoice {number}: lines {lines_total} != total {total}")
+        if original_fee is not None:
+            problems.append(f"fee invoice {number}: charges a fee on a fee")
+    return problems
+
+
+def validate_deductions(session: Session) -> list[str]:
+    """A deduction's state matches what was done about it: one that is disputed has a dispute,
+    one waiting for a write-off has a pending request, a resolved one says how."""
+    disputed = sa.exists().where(Dispute.deduction_id == Deduction.id)
+    asked = sa.exists().where(WriteOffRequest.deduction_id == Deduction.id,
+                              WriteOffRequest.status == WriteOffRequestStatus.PENDING)
+    no_dispute = sa.and_(Deduction.status == DeductionStatus.DISPUTED, ~disputed)
+    nobody_asked = sa.and_(Deduction.status == DeductionStatus.WRITE_OFF_PENDING, ~asked)
+    unexplained = sa.and_(Deduction.status == DeductionStatus.RESOLVED,
+                          sa.func.coalesce(Deduction.resolution, "") == "")
+    problems = []
+    for did, status in session.exec(select(Deduction.id, Deduction.status)
+                                    .where(sa.or_(no_dispute, nobody_asked, unexplained))
+                                    .order_by(Deduction.id)).all():
+        problems.append(f"deduction {did}: " + {
+            DeductionStatus.DISPUTED: "disputed without a dispute",
+            DeductionStatus.WRITE_OFF_PENDING: "waiting for a write-off nobody asked",
+        }.get(status, "resolved without a resolution"))
+    return problems
+
+
 ALL = [validate_payment_allocations, validate_invoice_balances, validate_order_totals,
-       validate_order_lines, validate_stock]
+       validate_order_lines, validate_stock, validate_disputes, validate_credit_notes,
+       validate_write_off_requests, validate_fee_invoices, validate_deductions]
 
 
 def validate_all(session: Session) -> list[str]:

@@ -37,7 +37,17 @@ settlements, payments, approvals, shipments, credit notes.
   rejected in W (cancelled requests were never decided by anyone and do not count).
 * **Order cycle time** = mean days from order date to its first shipment, for orders first
   shipped in W.
-* **Invoice accuracy** = share of invoices issued in W without a credit note.
+* **Invoice accuracy** = share of invoices issued in W (late-fee invoices left out) with
+  neither a credit note nor an accepted dispute.
+* **Dispute rate** = invoices issued in W (late-fee invoices left out) on which a dispute was
+  opened (by the end of `as_of`) / invoices issued in W.
+* **Average days to resolve** = mean days (to 2 decimals, from the timestamps) from opening to
+  resolution of the disputes resolved in W (accepted, rejected or withdrawn).
+* **Deductions outstanding** = deductions recorded by the end of `as_of` that were not resolved
+  by then and whose invoice still has something open: their number (all currencies) and
+  amount (home currency).
+* **Bad-debt ratio** = bad-debt write-offs (reason `bad_debt`) dated in W / credit sales in W
+  (home currency).
 """
 
 from __future__ import annotations
@@ -54,10 +64,16 @@ from models import (
     Approval,
     ApprovalStatus,
     CreditNote,
+    Deduction,
+    DeductionStatus,
+    Dispute,
+    DisputeStatus,
     Invoice,
     Order,
     Payment,
     Shipment,
+    WriteOff,
+    WriteOffReason,
     money,
 )
 from workflows.receivables import aging_by_currency
@@ -96,7 +112,16 @@ class KpiReport:
     approval_turnaround_hours: Decimal | None = None
     order_cycle_days: Decimal | None = None
     invoice_accuracy: Decimal | None = None
+    dispute_rate: Decimal | None = None
+    disputes_opened: int = 0
+    disputes_resolved: int = 0
+    days_to_resolve: Decimal | None = None
+    deductions_outstanding: int = 0
+    deductions_outstanding_minor: int = 0
+    bad_debt_minor: int = 0
+    bad_debt_ratio: Decimal | None = None
     aging: dict[str, dict[str, int]] = field(default_factory=dict)
+    in_dispute: dict[str, int] = field(default_factory=dict)
 
 
 def _known(column: sa.ColumnElement, known_at: datetime | None) -> list[sa.ColumnElement]:
@@ -149,7 +174,8 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
     currency = _home_currency(session, aging, start, as_of, known_at)
     report = KpiReport(as_of=as_of, window_days=window_days, currency=currency,
                        known_at=known_at,
-                       aging={c: dict(a.buckets) for c, a in sorted(aging.items())})
+                       aging={c: dict(a.buckets) for c, a in sorted(aging.items())},
+                       in_dispute={c: a.disputed for c, a in sorted(aging.items())})
     days = Decimal(window_days)
     if currency:
         if currency in aging:
@@ -175,6 +201,7 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
     _approvals(session, report, start, as_of)
     _cycle_time(session, report, start, as_of)
     _accuracy(session, report, start, as_of)
+    _back_office(session, report, start, as_of)
     return report
 
 
@@ -231,18 +258,68 @@ def _cycle_time(session: Session, report: KpiReport, start: date, end: date) -> 
         report.order_cycle_days = _q(Decimal(sum(days)) / len(days))
 
 
+def _issued_in(start: date, end: date, known: datetime | None) -> list[sa.ColumnElement]:
+    """Sales invoices issued in the window (late-fee invoices are not sales)."""
+    return [Invoice.issue_date >= start, Invoice.issue_date <= end,
+            Invoice.fee_for_invoice_id.is_(None), *_known(Invoice.created_at, known)]
+
+
 def _accuracy(session: Session, report: KpiReport, start: date, end: date) -> None:
     known = report.known_at
     issued = session.exec(select(sa.func.count()).select_from(Invoice).where(
-        Invoice.issue_date >= start, Invoice.issue_date <= end,
-        *_known(Invoice.created_at, known))).one()
+        *_issued_in(start, end, known))).one()
     if not issued:
         return
-    corrected = session.exec(select(sa.func.count(sa.distinct(CreditNote.invoice_id)))
-                             .join(Invoice, Invoice.id == CreditNote.invoice_id).where(
-        Invoice.issue_date >= start, Invoice.issue_date <= end,
-        *_known(Invoice.created_at, known), *_known(CreditNote.created_at, known))).one()
+    credited = sa.exists(select(CreditNote.id).where(
+        CreditNote.invoice_id == Invoice.id, *_known(CreditNote.created_at, known)))
+    accepted = sa.exists(select(Dispute.id).where(
+        Dispute.invoice_id == Invoice.id, Dispute.status == DisputeStatus.ACCEPTED,
+        *_known(Dispute.resolved_at, known)))
+    corrected = session.exec(select(sa.func.count()).select_from(Invoice).where(
+        *_issued_in(start, end, known), sa.or_(credited, accepted))).one()
     report.invoice_accuracy = _q(Decimal(issued - corrected) / issued * 100)
+
+
+def _back_office(session: Session, report: KpiReport, start: date, end: date) -> None:
+    known = report.known_at
+    end_of = _start_of(end + timedelta(days=1))
+    cutoff = min(end_of, known) if known is not None else end_of
+    issued = session.exec(select(sa.func.count()).select_from(Invoice).where(
+        *_issued_in(start, end, known))).one()
+    disputed = sa.exists(select(Dispute.id).where(Dispute.invoice_id == Invoice.id,
+                                                  Dispute.opened_at < cutoff))
+    report.disputes_opened = int(session.exec(select(sa.func.count()).select_from(Invoice)
+                                              .where(*_issued_in(start, end, known),
+                                                     disputed)).one())
+    if issued:
+        report.dispute_rate = _q(Decimal(report.disputes_opened) / issued * 100)
+    resolved = session.exec(select(Dispute.opened_at, Dispute.resolved_at).where(
+        Dispute.resolved_at.is_not(None), Dispute.resolved_at >= _start_of(start),
+        Dispute.resolved_at < cutoff)).all()
+    report.disputes_resolved = len(resolved)
+    if resolved:
+        seconds = sum(int((r - o).total_seconds()) for o, r in resolved)
+        report.days_to_resolve = _q(Decimal(seconds) / 86400 / len(resolved))
+    not_resolved = sa.or_(Deduction.status != DeductionStatus.RESOLVED,
+                          Deduction.resolved_at.is_(None), Deduction.resolved_at >= cutoff)
+    rows = session.exec(select(Invoice.currency, sa.func.count(),
+                               sa.func.coalesce(sa.func.sum(Deduction.amount_minor), 0))
+                        .join(Invoice, Invoice.id == Deduction.invoice_id)
+                        .where(Deduction.created_at < cutoff, not_resolved,
+                               Invoice.balance_minor > 0)
+                        .group_by(Invoice.currency)).all()
+    report.deductions_outstanding = sum(int(n) for _, n, _ in rows)
+    report.deductions_outstanding_minor = sum(int(a) for cur, _, a in rows
+                                              if cur == report.currency)
+    if report.currency:
+        report.bad_debt_minor = int(session.exec(select(sa.func.coalesce(sa.func.sum(
+            WriteOff.amount_minor), 0)).join(Invoice, Invoice.id == WriteOff.invoice_id).where(
+            Invoice.currency == report.currency, WriteOff.reason == WriteOffReason.BAD_DEBT,
+            WriteOff.effective_date >= start, WriteOff.effective_date <= end,
+            *_known(WriteOff.created_at, known))).one())
+        if report.credit_sales_minor:
+            report.bad_debt_ratio = _q(Decimal(report.bad_debt_minor)
+                                       / report.credit_sales_minor * 100)
 
 
 def to_json(report: KpiReport) -> dict:
@@ -270,8 +347,18 @@ def to_json(report: KpiReport) -> dict:
         "approval_turnaround_hours": num(report.approval_turnaround_hours),
         "order_cycle_days": num(report.order_cycle_days),
         "invoice_accuracy_pct": num(report.invoice_accuracy),
+        "disputes": {"rate_pct": num(report.dispute_rate),
+                     "invoices_disputed": report.disputes_opened,
+                     "resolved": report.disputes_resolved,
+                     "avg_days_to_resolve": num(report.days_to_resolve)},
+        "deductions_outstanding": {"count": report.deductions_outstanding,
+                                   "amount": amt(report.deductions_outstanding_minor),
+                                   "amount_currency": cur},
+        "bad_debt": {"amount": amt(report.bad_debt_minor),
+                     "ratio_pct": num(report.bad_debt_ratio)},
         "aging": {c: {b: money.to_str(v, c) for b, v in buckets.items()}
                   for c, buckets in report.aging.items()},
+        "in_dispute": {c: money.to_str(v, c) for c, v in report.in_dispute.items()},
     }
 
 

@@ -48,7 +48,7 @@ def find_customer(session: Session, query: str, *, limit: int = 5) -> Match:
     if not query:
         return Match(None, [])
     exact = session.exec(select(Customer).where(Customer.external_id == query)).first()
-    if exact is None and query.isdigit():
+    if exact is None and query.isascii() and query.isdigit() and int(query) < 2**31:
         exact = session.get(Customer, int(query))
     if exact is None:
         exact = session.exec(select(Customer).where(Customer.name == query)).first()

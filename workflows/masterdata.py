@@ -6,8 +6,6 @@ re-send must converge rather than fail or duplicate. Every change is audited.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from sqlmodel import Session, select
@@ -16,49 +14,7 @@ from models import Customer, Product, RevenueType, User
 from workflows import audit
 from workflows import validation as v
 from workflows.errors import ValidationFailed
-
-
-class _Unset:
-    """An optional field the sender left out (as opposed to one sent as null)."""
-
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-UNSET: Any = _Unset()
-
-
-@dataclass
-class CustomerIn:
-    """A customer as an integration sends it. Optional fields left out (UNSET) keep their
-    stored value when the customer exists — an ERP re-sending name and limit must not reset the
-    collector, the billing contact or the credit review — and take the defaults when new."""
-
-    external_id: str
-    name: str
-    currency: str
-    credit_limit: str | Decimal
-    payment_terms: str
-    billing_email: str | None = UNSET
-    billing_address: str | None = UNSET
-    shipping_address: str | None = UNSET
-    collector: str | None = UNSET
-    sales_rep: str | None = UNSET
-    credit_reviewed: bool = UNSET
-    tax_rate_pct: str | Decimal | None = UNSET
-
-
-@dataclass
-class ProductIn:
-    sku: str
-    name: str
-    unit_price: str | Decimal
-    currency: str
-    on_hand: int
-    max_discount_pct: str | Decimal | None = None
-    revenue_type: str = RevenueType.GOODS
-    cost: str | Decimal | None = None
-    service_months: int | None = None
+from workflows.inputs import CustomerIn, ProductIn
 
 
 def _known_user(session: Session, field: str, user_id: str | None) -> str | None:
@@ -78,7 +34,7 @@ def upsert_customer(session: Session, data: CustomerIn, *, actor: str) -> tuple[
     if not data.name.strip():
         raise ValidationFailed.of("name", "must not be empty")
     given = {k: getattr(data, k) for k in OPTIONAL_CUSTOMER_FIELDS
-             if getattr(data, k) is not UNSET}
+             if k in data.model_fields_set}  # left out: keep what is stored
     currency = v.currency("currency", data.currency)
     values: dict[str, Any] = {
         "name": data.name.strip(),
@@ -152,6 +108,7 @@ def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Pr
     if data.revenue_type not in RevenueType.__members__.values():
         raise ValidationFailed.of("revenue_type", "must be goods, service or subscription")
     cost = v.amount_minor("cost", data.cost, currency) if data.cost is not None else None
+    ssp = v.amount_minor("ssp", data.ssp, currency) if data.ssp is not None else None
     product = session.exec(select(Product).where(Product.sku == data.sku)).first()
     created = product is None
     if product is not None:
@@ -173,6 +130,7 @@ def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Pr
     product.max_discount_bp = max_bp
     product.revenue_type = data.revenue_type
     product.cost_minor = cost
+    product.ssp_minor = ssp
     product.service_months = data.service_months
     session.add(product)
     session.flush()

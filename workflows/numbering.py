@@ -40,3 +40,16 @@ def next_invoice_number(session: Session, issue_date: date) -> str:
 
 def next_credit_note_number(session: Session, issue_date: date) -> str:
     return f"CN-{issue_date.year}-{next_value(session, f'credit_note:{issue_date.year}'):06d}"
+
+
+def next_free_invoice_number(session: Session, issue_date: date) -> str:
+    """The next invoice number no invoice has yet: an ERP's own invoices may already use our
+    format (`POST /invoices` keeps their numbers), and a clash would make the insert fail."""
+    from models import Invoice
+
+    table = Invoice.__table__
+    while True:
+        number = next_invoice_number(session, issue_date)
+        taken = session.execute(sa.select(table.c.id).where(table.c.number == number)).first()
+        if taken is None:
+            return number

@@ -1,8 +1,9 @@
 """Orders typed into the `/o2c new` modal: check every field, then create the order through
 `workflows.orders.create_order` (source "slack"), which runs the credit and discount checks.
 
-Errors name the modal row they belong to (`lines[<row>].sku|quantity|discount_pct`, or
-`customer`), so the modal can show each one inline next to its input; blank rows are skipped.
+Errors name the modal row they belong to (`lines[<row>].sku|quantity|discount_pct|
+service_start|service_end|billing`, or `customer`), so the modal can show each one inline
+next to its input; blank rows are skipped.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from models.limits import MAX_QUANTITY
 from workflows import orders
 from workflows import validation as v
 from workflows.errors import FieldError, ValidationFailed
+from workflows.inputs import OrderIn, build
 from workflows.users import require_role
 
 WHOLE = re.compile(r"^[+-]?[0-9]+$")  # ASCII: `\d` would take "１２３"
@@ -31,6 +33,9 @@ class EntryLine:
     sku: str | None = None
     quantity: str | None = None
     discount_pct: str | None = None
+    service_start: str | None = None  # services and subscriptions (YYYY-MM-DD)
+    service_end: str | None = None
+    billing: str | None = None  # subscriptions billed by period
 
     @property
     def blank(self) -> bool:
@@ -49,7 +54,7 @@ def check_may_enter(session: Session, user_id: str) -> None:
                  entity_type="order", entity_id="new")
 
 
-def validate_entry(session: Session, entry: Entry, *, rep: str) -> orders.OrderIn:
+def validate_entry(session: Session, entry: Entry, *, rep: str) -> OrderIn:
     """Every field checked at once (reads only): the order to create, or `ValidationFailed`
     naming each bad field. The modal runs it before its ack, so the form stays open with each
     error under its input; `create_from_entry` runs it again in its own transaction."""
@@ -73,12 +78,17 @@ def validate_entry(session: Session, entry: Entry, *, rep: str) -> orders.OrderI
     if errors:
         raise ValidationFailed("; ".join(f"{e.field}: {e.detail}" for e in errors),
                                errors=errors)
-    return orders.OrderIn(
-        customer=customer.external_id, sales_rep=rep, currency=customer.currency,
-        notes=(entry.notes or "").strip() or None,
-        lines=[orders.LineIn(sku=line.sku, quantity=int(line.quantity.strip()),
-                             discount_pct=(line.discount_pct or "").strip() or None)
-               for line in filled])
+    try:  # the order as every surface sends it (workflows.inputs), pointed at modal rows
+        return build(OrderIn, customer=customer.external_id, sales_rep=rep,
+                     currency=customer.currency, notes=(entry.notes or "").strip() or None,
+                     lines=[{"sku": line.sku, "quantity": int(line.quantity.strip()),
+                             "discount_pct": (line.discount_pct or "").strip() or None,
+                             "service_start": line.service_start,
+                             "service_end": line.service_end, "billing": line.billing}
+                            for line in filled])
+    except ValidationFailed as exc:
+        raise ValidationFailed(exc.detail, errors=[_to_row(e, filled) for e in exc.errors]
+                               ) from None
 
 
 def _line_errors(line: EntryLine, product: Product | None,
@@ -106,6 +116,12 @@ def _line_errors(line: EntryLine, product: Product | None,
             v.percent_bp(f"{where}.discount_pct", line.discount_pct.strip())
         except ValidationFailed as exc:
             errors.extend(exc.errors)
+    if product is not None and product.active:
+        try:  # a service's period, a subscription's billing: before the ack, under the inputs
+            orders.service_terms(where, product, line.service_start, line.service_end,
+                                 line.billing)
+        except ValidationFailed as exc:
+            errors.extend(exc.errors)
     return errors
 
 
@@ -126,5 +142,6 @@ def _to_row(error: FieldError, filled: list[EntryLine]) -> FieldError:
     match = LINE_FIELD.match(error.field)
     if not match or int(match[1]) >= len(filled):
         return error
-    part = match[2] if match[2] in ("sku", "quantity", "discount_pct") else "sku"
+    part = match[2] if match[2] in ("sku", "quantity", "discount_pct", "service_start",
+                                    "service_end", "billing") else "sku"
     return FieldError(f"lines[{filled[int(match[1])].row}].{part}", error.detail)

@@ -5,8 +5,7 @@ caller's transaction (the caller commits once).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlmodel import Session, select
 
@@ -18,37 +17,21 @@ from models import (
     OrderLine,
     OrderStatus,
     Product,
+    RevenueType,
     User,
     can_cancel,
     can_transition,
+    limits,
     money,
 )
-from workflows import audit, numbering, outbox, policy
+from workflows import audit, numbering, outbox, policy, webhooks
 from workflows import validation as v
 from workflows.credit import approval_needs
 from workflows.errors import FieldError, InvalidTransition, NotFound, ValidationFailed
+from workflows.inputs import OrderIn
 from workflows.masterdata import customer_by_external_id
 
 MAX_LINES = 200
-
-
-@dataclass
-class LineIn:
-    sku: str
-    quantity: int
-    unit_price: str | None = None
-    discount_pct: str | None = None
-
-
-@dataclass
-class OrderIn:
-    customer: str  # external_id
-    sales_rep: str  # Slack user id
-    currency: str
-    lines: list[LineIn] = field(default_factory=list)
-    external_id: str | None = None
-    order_date: date | str | None = None
-    notes: str | None = None
 
 
 def order_snapshot(order: Order, customer: Customer | None = None) -> dict:
@@ -91,6 +74,12 @@ def cancelled_value_minor(order: Order, lines: list[OrderLine], tax_rate_bp: int
     rounded once as when it was priced; never more than the order's total."""
     value = 0
     for line in lines:
+        if line.cancelled_from is not None and not line.qty_cancelled:
+            kept = subscription_kept_minor(line)  # a subscription cancelled from a period on
+            value += line.line_total_minor - kept
+            value += (money.percent_of(line.line_total_minor, tax_rate_bp, order.currency)
+                      - money.percent_of(kept, tax_rate_bp, order.currency))
+            continue
         if not line.qty_cancelled:
             continue
         kept = money.line_total(line.quantity - line.qty_cancelled, line.unit_price_minor,
@@ -99,6 +88,26 @@ def cancelled_value_minor(order: Order, lines: list[OrderLine], tax_rate_bp: int
         value += (money.percent_of(line.line_total_minor, tax_rate_bp, order.currency)
                   - money.percent_of(kept, tax_rate_bp, order.currency))
     return min(max(value, 0), order.total_minor)
+
+
+def subscription_periods(line: OrderLine) -> list[tuple[date, date, int]]:
+    """A subscription line billed by period: its periods and the net amount each invoices
+    (equal installments of the line's net amount, `revenue_schedule.installments`)."""
+    from models.revenue import BILLING_MONTHS, Billing
+    from workflows.revenue_schedule import term_installments
+
+    return term_installments(line.service_start, line.service_end,
+                             BILLING_MONTHS[Billing(line.billing)], line.line_total_minor)
+
+
+def subscription_kept_minor(line: OrderLine) -> int:
+    """The net amount a billed subscription still bills or has billed: its periods starting
+    before `cancelled_from` (all of them when it is not cancelled); 0 once the line itself is
+    cancelled."""
+    if line.qty_cancelled:
+        return 0
+    return sum(amount for first, _, amount in subscription_periods(line)
+               if line.cancelled_from is None or first < line.cancelled_from)
 
 
 def recompute_cancelled(session: Session, order: Order, lines: list[OrderLine]) -> None:
@@ -139,14 +148,85 @@ def _build_lines(session: Session, data: OrderIn, currency: str) -> list[OrderLi
         except ValidationFailed as exc:
             errors.extend(exc.errors)
             continue
+        try:
+            start, end, billing = service_terms(where, product, line.service_start,
+                                                line.service_end, line.billing)
+        except ValidationFailed as exc:
+            errors.extend(exc.errors)
+            continue
         lines.append(OrderLine(
             line_no=i + 1, product_id=product.id, sku=product.sku, description=product.name,
             quantity=line.quantity, unit_price_minor=price, discount_bp=discount,
-            line_total_minor=money.line_total(line.quantity, price, discount, currency)))
+            line_total_minor=money.line_total(line.quantity, price, discount, currency),
+            revenue_type=product.revenue_type, ssp_minor=unit_ssp(product, currency, price),
+            service_start=start, service_end=end, billing=billing))
     if errors:
         raise ValidationFailed("; ".join(f"{e.field}: {e.detail}" for e in errors),
                                errors=errors)
     return lines
+
+
+def unit_ssp(product: Product, currency: str, price_minor: int) -> int:
+    """A line's standalone selling price per unit, fixed when the order is entered (SPEC §3):
+    the product's `ssp`, else its list price; the line's own price when the product is priced
+    in another currency (its list price would not compare with the order's other lines)."""
+    if product.currency != currency:
+        return price_minor
+    return product.ssp_minor if product.ssp_minor is not None else product.unit_price_minor
+
+
+def service_terms(where: str, product: Product, service_start: date | str | None,
+                  service_end: date | str | None, billing: str | None
+                  ) -> tuple[date | None, date | None, str | None]:
+    """A line's service period and billing frequency, checked against its product's revenue
+    type: required for services and subscriptions, refused for goods; a billing frequency
+    only for subscriptions, over whole billing periods (so every invoice bills a whole one)."""
+    from models.revenue import BILLING_MONTHS, Billing
+    from workflows.revenue_schedule import add_months, billing_periods, whole_periods
+
+    start = (v.parse_date(f"{where}.service_start", service_start)
+             if service_start not in (None, "") else None)
+    end = (v.parse_date(f"{where}.service_end", service_end)
+           if service_end not in (None, "") else None)
+    billing = (billing or "").strip().lower() or None
+    kind = product.revenue_type
+    if kind == RevenueType.GOODS:
+        if start or end:
+            field = f"{where}.service_start" if start else f"{where}.service_end"
+            raise ValidationFailed.of(field, f"{product.sku} is goods (recognised when it "
+                                      "ships); only services and subscriptions have a service "
+                                      "period")
+        if billing:
+            raise ValidationFailed.of(f"{where}.billing", "only subscriptions are billed by "
+                                      f"period; {product.sku} is goods")
+        return None, None, None
+    if start is None:
+        raise ValidationFailed.of(f"{where}.service_start", f"{product.sku} is a {kind}: give "
+                                  "the first day of the period it covers")
+    if end is None:
+        raise ValidationFailed.of(f"{where}.service_end", f"{product.sku} is a {kind}: give "
+                                  "the last day of the period it covers")
+    if end < start:
+        raise ValidationFailed.of(f"{where}.service_end", "must not be before service_start")
+    if (end - start).days + 1 > limits.MAX_SERVICE_DAYS:
+        raise ValidationFailed.of(f"{where}.service_end", "a service period is at most "
+                                  f"{limits.MAX_SERVICE_DAYS} days")
+    if billing is None:
+        return start, end, None
+    if kind != RevenueType.SUBSCRIPTION:
+        raise ValidationFailed.of(f"{where}.billing", f"only subscriptions are billed by "
+                                  f"period; {product.sku} is a {kind}")
+    if billing not in Billing.__members__.values():
+        raise ValidationFailed.of(f"{where}.billing", "must be monthly, quarterly or annual")
+    step = BILLING_MONTHS[Billing(billing)]
+    if not whole_periods(start, end, step):
+        periods = len(billing_periods(start, end, step))
+        suggestion = add_months(start, periods * step) - timedelta(days=1)
+        raise ValidationFailed.of(f"{where}.service_end", f"a subscription billed {billing} "
+                                  "runs whole billing periods from service_start: end it on "
+                                  f"the day before a period would start (e.g. "
+                                  f"{suggestion.isoformat()})")
+    return start, end, billing
 
 
 def compute_totals(order: Order, lines: list[OrderLine], tax_rate_bp: int) -> None:
@@ -194,6 +274,8 @@ def create_order(session: Session, data: OrderIn, *, actor: str, now: datetime,
     audit.order_transition(session, order_id=order.id, number=order.number, actor=actor,
                            from_state=None, to_state=OrderStatus.DRAFT, reason="created",
                            source=source, total_minor=order.total_minor)
+    webhooks.emit(session, "order.created", lambda: webhooks.order_data(session, order),
+                  key=f"order.created:{order.id}", at=now)
     submit_order(session, order, lines=lines, actor=actor, now=now)
     return order
 
@@ -212,6 +294,15 @@ def transition(session: Session, order: Order, to: str, *, actor: str,
     session.add(order)
     audit.order_transition(session, order_id=order.id, number=order.number, actor=actor,
                            from_state=before, to_state=to, reason=reason, at=now, **data)
+    event = ORDER_EVENTS.get(to)
+    if event is not None:
+        webhooks.emit(session, event, lambda: webhooks.order_data(
+            session, order, previous_status=before, reason=reason), at=now)
+
+
+# order transitions that are outbound events (SPEC §4)
+ORDER_EVENTS = {OrderStatus.APPROVED: "order.approved", OrderStatus.REJECTED: "order.rejected",
+                OrderStatus.SHIPPED: "order.shipped"}
 
 
 def submit_order(session: Session, order: Order, *, lines: list[OrderLine], actor: str,
@@ -253,6 +344,17 @@ def pending_approvals(session: Session, order_id: int) -> list[Approval]:
                                                     Approval.status == ApprovalStatus.PENDING)))
 
 
+def _billed_subscriptions(session: Session, lines: list[OrderLine]) -> list[int]:
+    from models.revenue import SubscriptionBilling
+
+    ids = [line.id for line in lines if line.billing]
+    if not ids:
+        return []
+    billed = set(session.exec(select(SubscriptionBilling.order_line_id)
+                              .where(SubscriptionBilling.order_line_id.in_(ids))).all())
+    return [line.line_no for line in lines if line.id in billed]
+
+
 def cancel_order(session: Session, order: Order, *, actor: str, reason: str,
                  now: datetime) -> None:
     """Withdraw an order that has not shipped: release its reserved stock (and give it to
@@ -272,9 +374,16 @@ def cancel_order(session: Session, order: Order, *, actor: str, reason: str,
                                 "instead, or issue a credit note for returned goods")
     if not reason.strip():
         raise ValidationFailed.of("reason", "say why the order is cancelled")
+    billed = _billed_subscriptions(session, lines)
+    if billed:
+        raise InvalidTransition(f"order {order.number} has invoiced subscription periods "
+                                f"(line {billed[0]}), so it cannot be cancelled; cancel the "
+                                "subscription from its next period instead")
     released = fulfilment.release_stock(session, order)
     for line in lines:
-        line.qty_cancelled += line.qty_open
+        # a subscription billed by period has nothing open to ship: the whole line goes
+        line.qty_cancelled += (line.quantity - line.qty_cancelled if line.billing
+                               else line.qty_open)
         session.add(line)
     recompute_cancelled(session, order, lines)
     transition(session, order, OrderStatus.CANCELLED, actor=actor, reason=reason, now=now)

@@ -4,7 +4,9 @@ Closing a month works like an accounting lock date (Odoo's, or ERPNext's period 
 closing 2026-06 closes June *and every month before it* — otherwise a settlement booked in an
 earlier open month would still change June's closing AR. The AR close is explicit
 (`o2c close-period 2026-06`, `POST /api/v1/periods/2026-06/close`); the revenue close of SPEC
-§3 closes through the same `close_period` with `source="revenue"`.
+§3 closes through the same `close_period` with `source="revenue"`, and every close records
+the revenue of the months it closes (`workflows.revenue.record_through`): one lock date for
+AR and revenue.
 
 What is dated inside a closed month but recorded afterwards — a payment whose value date is
 15 June, entered in July — is not refused (the money did move) and does not rewrite June:
@@ -175,6 +177,11 @@ def close_period(session: Session, *, period: str, actor: str, now: datetime,
                  entity_id=row.period, to_state="closed", at=now,
                  reason=f"{row.period} and every month before it closed ({source} close)",
                  closed_through=last.isoformat(), source=source)
+    # One lock date for AR and revenue (see `workflows.revenue`): every month closed has its
+    # revenue recorded, in this transaction, whichever close closed it.
+    from workflows import revenue
+
+    revenue.record_through(session, last, actor=actor, now=now)
     return row, True
 
 

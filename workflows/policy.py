@@ -31,6 +31,15 @@ class Policy:
     cashapp_confidence: Decimal = Decimal("0.90")  # below it a payment waits for a human
     bank_fee_pct: Decimal = Decimal("0.5")  # short-pay tolerance, percent of the invoice ...
     bank_fee_max: Decimal = Decimal("5.00")  # ... or this many major units, whichever is less
+    # back office (SPEC §3 "Back office")
+    dispute_reminder_days: int = 2  # working days before the owner of an open dispute is nudged
+    dispute_escalation_days: int = 5  # ... and before it is escalated to the alerts channel
+    disputes_channel: str = ""  # O2C_DISPUTES_CHANNEL: where dispute cards go ("" = the rep)
+    small_balance_write_off: Decimal = Decimal("1.00")  # at or under it (invoice currency)
+    fee_waiver_approval: Decimal = Decimal("50.00")  # a fee waived above it needs approval
+    approval_tiers: str = ""  # O2C_APPROVAL_TIERS, e.g. credit_note:5000:admin (tiers.py)
+    late_fees: str = ""  # O2C_LATE_FEES, e.g. 7:fee=25.00,30:rate=8 (late_fees.py)
+    home_currency: str = "USD"  # the currency tier and waiver amounts are stated in
 
     @property
     def max_discount_bp(self) -> int:

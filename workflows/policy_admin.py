@@ -65,4 +65,21 @@ def _checked(key: str, value: str) -> str:
             [int(v) for v in value.split(",")]
         except ValueError:
             raise ValidationFailed.of("value", "use day offsets such as -3,1,7,14,30") from None
+    elif key in ("approval_tiers", "late_fees"):
+        from workflows.late_fees import parse_late_fees
+        from workflows.tiers import parse_tiers
+
+        try:
+            (parse_tiers if key == "approval_tiers" else parse_late_fees)(value)
+        except ValueError as exc:
+            raise ValidationFailed.of("value", str(exc)) from None
+    elif key == "home_currency":
+        from models import money
+
+        try:
+            value = money.check_currency(value)
+        except money.MoneyError as exc:
+            raise ValidationFailed.of("value", str(exc)) from None
+    elif key == "disputes_channel" and value.lower() in ("none", "off", "-"):
+        value = ""  # back to the customer's sales rep
     return value

@@ -89,3 +89,8 @@ def search_products(session: Session, query: str, *, limit: int = SEARCH_LIMIT
     scored = process.extract(text, choices, scorer=fuzz.WRatio, processor=utils.default_process,
                              limit=limit, score_cutoff=FUZZY_MIN)
     return [session.get(Product, key) for _, _, key in scored]
+
+
+def revenue_type_of(session: Session, sku: str) -> str | None:
+    """A product's revenue type (the order modal asks a service's period), or None."""
+    return session.exec(select(Product.revenue_type).where(Product.sku == sku)).first()

@@ -89,12 +89,16 @@ class CustomerView:
     open_invoices: list[Invoice]
     collector_name: str | None = None
     sales_rep_name: str | None = None
+    customer_credit_minor: int = 0  # from credit notes on invoices already paid
 
 
 def customer_view(session: Session, customer: Customer, as_of: date, *,
                   now: datetime | None = None) -> CustomerView:
+    from workflows.credit_notes import customer_credit_minor
+
     return CustomerView(position=customer_position(session, customer, as_of, now=now),
-                        open_invoices=open_invoices(session, customer.id))
+                        open_invoices=open_invoices(session, customer.id),
+                        customer_credit_minor=customer_credit_minor(session, customer.id))
 
 
 @dataclass
@@ -104,6 +108,12 @@ class InvoiceView:
     order_number: str | None
     allocations: list[tuple[int, int, str]]  # (payment id, amount, method)
     history: list[AuditEvent]
+    credit_notes: list = field(default_factory=list)  # issued CreditNote rows
+    pending_credit_notes: list = field(default_factory=list)  # CreditNoteRequest rows
+    disputes: list = field(default_factory=list)
+    fees: list[Invoice] = field(default_factory=list)  # late-fee invoices charged for it
+    fee_for: str | None = None  # for a late-fee invoice: the invoice it charges for
+    lines: list = field(default_factory=list)  # InvoiceLine rows
 
 
 def invoice_view(session: Session, number: str) -> InvoiceView | None:
@@ -118,8 +128,19 @@ def invoice_view(session: Session, number: str) -> InvoiceView | None:
     history = list(session.exec(select(AuditEvent).where(
         AuditEvent.entity_type == "invoice", AuditEvent.entity_id == str(invoice.id))
         .order_by(AuditEvent.id)))
+    from workflows import credit_notes, disputes
+
+    original = session.get(Invoice, invoice.fee_for_invoice_id) \
+        if invoice.fee_for_invoice_id else None
     return InvoiceView(invoice, session.get(Customer, invoice.customer_id),
-                       order.number if order else None, allocations, history)
+                       order.number if order else None, allocations, history,
+                       credit_notes=credit_notes.notes_of(session, invoice.id),
+                       pending_credit_notes=credit_notes.pending_of(session, invoice.id),
+                       disputes=disputes.disputes_of(session, invoice.id),
+                       fees=list(session.exec(select(Invoice).where(
+                           Invoice.fee_for_invoice_id == invoice.id).order_by(Invoice.id))),
+                       fee_for=original.number if original else None,
+                       lines=credit_notes.lines_of(session, invoice))
 
 
 def payment_view(session: Session, payment: Payment) -> dict:

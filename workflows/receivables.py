@@ -32,17 +32,32 @@ the invoices and settlements recorded (`created_at`) by that moment count:
                            for an invoice issued on or before t and recorded by known_at
 
 Either way the invoice is bucketed by its due date against `t`.
+
+**In dispute** (SPEC §3): each bucket also says how much of it is held in dispute at the end of
+`t` (`Aging.in_dispute`): per invoice, min(what its disputes held then, its balance then). A
+dispute holds its amount from when it was opened until it was resolved, and an accepted one
+the credit asked for until its credit note was issued or rejected (`workflows.disputes`). The
+overdue figure leaves what is in dispute out; the buckets and the total (DSO) keep it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from models import AGING_BUCKETS, Allocation, CreditNote, Customer, Invoice, Order, WriteOff
+from models import (
+    AGING_BUCKETS,
+    Allocation,
+    CreditNote,
+    Customer,
+    Dispute,
+    Invoice,
+    Order,
+    WriteOff,
+)
 from models.orders import UNINVOICED_APPROVED
 
 BUCKETS = AGING_BUCKETS
@@ -95,14 +110,22 @@ class Aging:
     buckets: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BUCKETS, 0))
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BUCKETS, 0))
     oldest_due: date | None = None  # the earliest due date of an invoice open at `as_of`
+    # of each bucket, how much is held in dispute (module docstring)
+    in_dispute: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BUCKETS, 0))
 
     @property
     def total(self) -> int:
         return sum(self.buckets.values())
 
     @property
+    def disputed(self) -> int:
+        return sum(self.in_dispute.values())
+
+    @property
     def overdue(self) -> int:
-        return self.total - self.buckets["current"]
+        """Past due and not in dispute."""
+        return (self.total - self.buckets["current"]
+                - (self.disputed - self.in_dispute["current"]))
 
     def days_past_due(self, as_of: date) -> int:
         """How late the oldest open invoice is at `as_of` (0 when none is late)."""
@@ -148,7 +171,57 @@ def aging_by_currency(session: Session, as_of: date, *, customer_id: int | None 
         select(moves.c.currency, bucket, sa.func.sum(moves.c.amount), reopened,
                sa.func.min(moves.c.due_date))
         .group_by(moves.c.currency, bucket)).all())
+    for currency, name, amount in _in_dispute(session, as_of, known_at, scope):
+        aging = result.setdefault(currency, Aging(currency))
+        aging.in_dispute[name] += amount
     return result
+
+
+def held_at(as_of: date, known_at: datetime | None = None) -> tuple[sa.ColumnElement, list]:
+    """SQL: what a dispute held at the end of `as_of` (as known at `known_at`), and the
+    conditions for it to hold anything (module docstring)."""
+    end = datetime.combine(as_of + timedelta(days=1), time.min, tzinfo=UTC)
+    if known_at is not None and known_at < end:
+        end = known_at
+    resolved = sa.and_(Dispute.resolved_at.is_not(None), Dispute.resolved_at <= end)
+    amount = sa.case((resolved, sa.func.coalesce(Dispute.credit_amount_minor, 0)),
+                     else_=Dispute.amount_minor)
+    held = [Dispute.opened_at <= end,
+            sa.or_(Dispute.released_at.is_(None), Dispute.released_at > end)]
+    return amount, held
+
+
+def _in_dispute(session: Session, as_of: date, known_at: datetime | None,
+                scope: list[sa.ColumnElement]) -> list[tuple[str, str, int]]:
+    """(currency, bucket, amount in dispute) at the end of `as_of`: reads the disputes that
+    held something then and, for their invoices only, the settlements dated later."""
+    amount, held = held_at(as_of, known_at)
+    rows = session.exec(
+        select(Invoice.id, Invoice.currency, Invoice.due_date, Invoice.balance_minor,
+               sa.func.sum(amount))
+        .join(Dispute, Dispute.invoice_id == Invoice.id)
+        .where(*held, *scope)
+        .group_by(Invoice.id, Invoice.currency, Invoice.due_date, Invoice.balance_minor)).all()
+    if not rows:
+        return []
+    ids = [row[0] for row in rows]
+    later: dict[int, int] = {}
+    for model in SETTLEMENTS:
+        for invoice_id, settled in session.exec(
+                select(model.invoice_id, sa.func.sum(model.amount_minor))
+                .where(model.invoice_id.in_(ids), not_counted(model, as_of, known_at))
+                .group_by(model.invoice_id)).all():
+            later[invoice_id] = later.get(invoice_id, 0) + int(settled or 0)
+    out = []
+    edges = bucket_edges(as_of)
+    for invoice_id, currency, due, balance, holding in rows:
+        open_then = int(balance) + later.get(invoice_id, 0)
+        disputed = min(int(holding or 0), open_then)
+        if disputed <= 0:
+            continue
+        name = next(n for n, edge in edges if edge is None or due >= edge)
+        out.append((currency, name, disputed))
+    return out
 
 
 def uninvoiced_approved_minor(session: Session, customer_id: int) -> int:

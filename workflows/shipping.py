@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -21,18 +20,14 @@ from models import (
 from workflows import audit, outbox
 from workflows import validation as v
 from workflows.errors import InvalidTransition, ValidationFailed
+from workflows.inputs import ShipmentLineIn
 from workflows.invoicing import invoice_shipment
 from workflows.orders import get_order, lock_order, order_snapshot, transition
-
-
-@dataclass
-class ShipLineIn:
-    sku: str
-    quantity: int
+from workflows.subscriptions import order_fulfilled
 
 
 def ship_order(session: Session, *, order_number: str, carrier: str, tracking_number: str,
-               shipped_at: datetime, lines: list[ShipLineIn] | None = None, actor: str,
+               shipped_at: datetime, lines: list[ShipmentLineIn] | None = None, actor: str,
                now: datetime) -> Shipment:
     """Ship `lines` (every open quantity by default) of an approved order and invoice them:
     stock leaves the shelf, the order moves on (partially shipped, shipped, invoiced), the
@@ -71,7 +66,7 @@ def _check_shipment(order: Order, *, carrier: str, tracking_number: str,
 
 
 def _lines_to_ship(order: Order, all_lines: list[OrderLine],
-                   lines: list[ShipLineIn] | None) -> list[tuple[OrderLine, int]]:
+                   lines: list[ShipmentLineIn] | None) -> list[tuple[OrderLine, int]]:
     """(order line, quantity) to ship: every open quantity, or the lines asked for, each
     named once and within what is open on it."""
     if lines is None:
@@ -88,6 +83,10 @@ def _lines_to_ship(order: Order, all_lines: list[OrderLine],
                 raise ValidationFailed.of(f"lines[{i}].sku", f"{item.sku!r} is listed twice; "
                                           "give each SKU once with its whole quantity")
             seen.add(item.sku)
+            if line.billing:
+                raise ValidationFailed.of(f"lines[{i}].sku", f"{item.sku!r} is a subscription "
+                                          f"billed {line.billing}: it is invoiced each period, "
+                                          "never shipped")
             if not isinstance(item.quantity, int) or not 0 < item.quantity <= line.qty_open:
                 raise ValidationFailed.of(f"lines[{i}].quantity",
                                           f"must be between 1 and {line.qty_open} (open)")
@@ -126,7 +125,8 @@ def _record_shipment(session: Session, order: Order, all_lines: list[OrderLine],
                      shipment: Shipment, wanted: list[tuple[OrderLine, int]], *, actor: str,
                      now: datetime) -> None:
     """The shipment in the order's history, the order's new status, the invoice, the DM."""
-    complete = all(line.qty_open == 0 for line in all_lines)
+    # complete: nothing left to ship, and every subscription period billed already
+    complete = order_fulfilled(session, all_lines)
     # The shipment itself is in the order's history whether or not the status moves: the
     # second, third... partial shipment leaves the order partially shipped.
     audit.record(session, actor=actor, action="order.shipment", entity_type="order",

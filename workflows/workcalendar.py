@@ -96,3 +96,24 @@ def evaluation_moment(as_of: date | datetime, *, now: datetime, hours: str, tz: 
     if as_of == now.astimezone(zone(tz)).date() or as_of == now.date():
         return now
     return end_of_working_day(as_of, hours=hours, tz=tz)
+
+
+def first_working_day(day: date) -> date:
+    """The first working day (Monday to Friday) of `day`'s month."""
+    first = day.replace(day=1)
+    while first.weekday() not in WORKING_DAYS:
+        first += timedelta(days=1)
+    return first
+
+
+def working_days_between(start: date, end: date) -> int:
+    """Working days (Monday to Friday) after `start` up to and including `end`: a dispute
+    opened on a Friday has waited one working day on Monday, two on Tuesday."""
+    if end <= start:
+        return 0
+    whole_weeks, rest = divmod((end - start).days, 7)
+    days = whole_weeks * 5
+    for offset in range(1, rest + 1):
+        if (start + timedelta(days=offset)).weekday() in WORKING_DAYS:
+            days += 1
+    return days

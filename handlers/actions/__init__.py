@@ -10,7 +10,7 @@ from __future__ import annotations
 from slack_bolt import App
 
 from blocks import ids
-from handlers.actions import approvals, backorders, cashapp, collections, credit_hold
+from handlers.actions import approvals, backoffice, backorders, cashapp, collections, credit_hold
 from handlers.common import acknowledge, after_ack
 from handlers.views import payment
 
@@ -31,7 +31,21 @@ def register(app: App) -> None:
         (ids.COLL_SNOOZE, collections.on_snooze),
         (ids.CREDIT_HOLD, credit_hold.on_hold),
         (ids.CREDIT_RELEASE, credit_hold.on_release),
+        (ids.DISPUTE_OPEN, backoffice.on_dispute_open),
+        (ids.DISPUTE_FROM_ACCOUNT, backoffice.on_dispute_from_account),
+        (ids.DISPUTE_ACCEPT, backoffice.on_dispute_accept),
+        (ids.DISPUTE_REJECT, backoffice.on_dispute_reject),
+        (ids.DISPUTE_REASSIGN, backoffice.on_dispute_reassign),
+        (ids.DEDUCTION_DISPUTE, backoffice.on_deduction_dispute),
+        (ids.DEDUCTION_WRITE_OFF, backoffice.on_deduction_write_off),
+        (ids.DEDUCTION_BILL_BACK, backoffice.on_deduction_bill_back),
+        (ids.CREDIT_NOTE_REQUEST, backoffice.on_credit_note_request),
+        (ids.WRITE_OFF_REQUEST, backoffice.on_write_off_request),
+        (ids.FEE_WAIVE, backoffice.on_fee_waive),
     ):
         app.action(action_id)(ack=acknowledge, lazy=[after_ack(listener)])
     # the options of the suggestion card's "Whose payment is this?" select are its ack
     app.options(ids.CASHAPP_ASSIGN)(payment.customer_options)
+    # a URL button ("Pay now"): the browser opens the link; Slack still sends the click, which
+    # needs only its ack (without one Slack shows the user an error)
+    app.action(ids.OPEN_LINK)(acknowledge)

@@ -68,14 +68,14 @@ def _open_decision_modal(body: dict, respond: Respond, client: WebClient,
     except DomainError as error:
         explain(respond, error)
         return
-    order = ctx["order"]
+    summary = ctx["summary"]  # an order or a back-office request
     channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
         "channel_id")
     build = reject_modal if reject else approve_note_modal
     open_modal(client, body.get("trigger_id"), build(
-        approval_id=approval_id, channel=channel, order_number=order["number"],
-        customer=order["customer"], amount=fmt_money(order["total_minor"], order["currency"]),
-        kind=ctx["kind"]))
+        approval_id=approval_id, channel=channel, order_number=summary["title"],
+        customer=summary["customer"],
+        amount=fmt_money(summary["amount_minor"], summary["currency"]), kind=ctx["kind"]))
 
 
 def on_reject(body: dict, respond: Respond, client: WebClient,

@@ -87,7 +87,7 @@ def on_cancel_line(body: dict, respond: Respond, client: WebClient,
 
     def choose(session: Session, user_id: str) -> str:
         order = get_order(session, number)
-        if not line_no.isdigit():
+        if not (line_no.isascii() and line_no.isdigit()):
             raise ValidationFailed.of("line_no", "this button names no order line")
         done = fulfilment.cancel_line(session, order=order, line_no=int(line_no),
                                       actor=user_id, reason=CANCEL_REASON)

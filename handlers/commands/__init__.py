@@ -17,12 +17,14 @@ from blocks import ids
 from blocks.help import help_message
 from handlers.commands import (
     approvals,
+    backoffice,
     cashapp,
     collections,
     kpi,
     lookups,
     order_entry,
     pay,
+    revenue,
     roles,
 )
 from handlers.commands.call import ANY_ROLE, CommandCall, Subcommand
@@ -54,6 +56,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {sub.name: sub for sub in (
     Subcommand("ar", "/o2c ar [customer]",
                "receivables: aging overall, or one customer's open invoices",
                lookups.ar, roles=ANY_ROLE),
+    Subcommand("invoice", "/o2c invoice <number>",
+               "an invoice: balance, lines, credit notes, disputes, late fees",
+               backoffice.invoice, roles=ANY_ROLE),
     Subcommand("new", "/o2c new", "enter an order in a form (sales reps)",
                order_entry.new_order),
     Subcommand("approvals", "/o2c approvals",
@@ -62,6 +67,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {sub.name: sub for sub in (
     Subcommand("worklist", "/o2c worklist",
                "your overdue accounts, ranked by collection priority (collectors)",
                collections.worklist_command),
+    Subcommand("disputes", "/o2c disputes", "open disputes, oldest first",
+               backoffice.open_disputes, roles=ANY_ROLE),
     Subcommand("pay", "/o2c pay",
                "record an incoming payment (collectors); it is matched to invoices", pay.pay),
     Subcommand("payment", cashapp.PAYMENT_USAGE,
@@ -70,6 +77,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {sub.name: sub for sub in (
     Subcommand("kpi", "/o2c kpi", "DSO, CEI, aging, auto-match rate, cycle times", kpi.kpi,
                roles=(Role.ADMIN, Role.CREDIT_APPROVER, Role.DISCOUNT_APPROVER,
                       Role.COLLECTOR)),
+    Subcommand("revenue", "/o2c revenue [YYYY-MM]",
+               "revenue recognised, deferred and unbilled; when deferred revenue is earned "
+               "(admins)", revenue.revenue_report, roles=(Role.ADMIN,)),
     Subcommand("role", roles.USAGE, "grant or remove a role (admins)", roles.role),
     Subcommand("policy", approvals.POLICY_USAGE, "policy values; admins change them",
                approvals.policy_values, roles=ANY_ROLE),

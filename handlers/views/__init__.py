@@ -13,7 +13,7 @@ from slack_bolt import App
 
 from blocks import ids
 from handlers.common import acknowledge, after_ack
-from handlers.views import approvals, collections, order_entry, payment
+from handlers.views import approvals, backoffice, collections, order_entry, payment
 
 
 def register(app: App) -> None:
@@ -25,6 +25,12 @@ def register(app: App) -> None:
          approvals.approve_with_note),
         (ids.PROMISE_MODAL, collections.check_promise, collections.record_promise),
         (ids.CALL_MODAL, collections.check_call, collections.record_call),
+        (ids.DISPUTE_MODAL, backoffice.check_dispute, backoffice.open_dispute),
+        (ids.DISPUTE_RESOLVE_MODAL, backoffice.check_resolve, backoffice.resolve_dispute),
+        (ids.REASSIGN_MODAL, backoffice.check_reassign, backoffice.reassign_dispute),
+        (ids.CREDIT_NOTE_MODAL, backoffice.check_credit_note, backoffice.request_credit_note),
+        (ids.WRITE_OFF_MODAL, backoffice.check_write_off, backoffice.request_write_off),
+        (ids.FEE_WAIVE_MODAL, backoffice.check_fee_waiver, backoffice.waive_fee),
     ):
         app.view(callback_id)(ack=check, lazy=[after_ack(run)])
 

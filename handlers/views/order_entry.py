@@ -43,7 +43,7 @@ from workflows.order_entry import (
     create_from_entry,
     validate_entry,
 )
-from workflows.pricing import pricing_hint, search_products
+from workflows.pricing import pricing_hint, revenue_type_of, search_products
 
 log = logging.getLogger("o2c.handlers.order_entry")
 SUGGESTIONS = 10
@@ -58,7 +58,7 @@ def _picked(values: dict, block_id: str, action_id: str) -> str | None:
     option = entry.get("selected_option")
     if option:
         return option.get("value")
-    value = entry.get("value")
+    value = entry.get("value") or entry.get("selected_date")
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
@@ -69,7 +69,12 @@ def parse_entry(view: dict) -> Entry:
         sku=_picked(values, ids.order_line_block(row, "product"), ids.ORDER_PRODUCT_SELECT),
         quantity=_picked(values, ids.order_line_block(row, "quantity"), ids.ORDER_QUANTITY_INPUT),
         discount_pct=_picked(values, ids.order_line_block(row, "discount"),
-                             ids.ORDER_DISCOUNT_INPUT))
+                             ids.ORDER_DISCOUNT_INPUT),
+        service_start=_picked(values, ids.order_line_block(row, "start"),
+                              ids.ORDER_SERVICE_START_INPUT),
+        service_end=_picked(values, ids.order_line_block(row, "end"),
+                            ids.ORDER_SERVICE_END_INPUT),
+        billing=_picked(values, ids.order_line_block(row, "billing"), ids.ORDER_BILLING_SELECT))
         for row in range(ids.ORDER_MAX_LINES)]
     return Entry(customer=_picked(values, ids.ORDER_CUSTOMER_BLOCK, ids.ORDER_CUSTOMER_SELECT),
                  lines=lines,
@@ -87,7 +92,8 @@ def check_submission(ack: Ack, body: dict, view: dict, context: BoltContext) -> 
             validate_entry(session, parse_entry(view), rep=user_id)
     except ValidationFailed as error:
         problems = [(e.field, e.detail) for e in error.errors] or [("customer", error.detail)]
-        ack(response_action="errors", errors=field_errors(problems))
+        present = {b.get("block_id") for b in view.get("blocks") or []}
+        ack(response_action="errors", errors=field_errors(problems, present))
         return
     except PermissionDenied as refused:
         ack(response_action="errors", errors={ids.ORDER_CUSTOMER_BLOCK: refused.detail[:150]})
@@ -139,20 +145,24 @@ def on_product_options(ack: Ack, body: dict, context: BoltContext) -> None:
 
 
 def on_product_chosen(body: dict, client: WebClient, context: BoltContext) -> None:
-    """After the ack: the pricing hint under every chosen product (the view keeps what was
-    typed)."""
+    """After the ack: the pricing hint under every chosen product, and the service period under
+    each service or subscription (the view keeps what was typed)."""
     view = body.get("view") or {}
     values = _state(view)
     today = today_for(context, caller(context, body["user"]["id"]))
-    hints = {}
+    hints, services = {}, {}
     with deps_of(context).db.read_session() as session:
         for row in range(ids.ORDER_MAX_LINES):
             sku = _picked(values, ids.order_line_block(row, "product"), ids.ORDER_PRODUCT_SELECT)
             hint = pricing_hint(session, sku=sku, as_of=today) if sku else None
             if hint is not None:
                 hints[row] = hint
+            kind = revenue_type_of(session, sku) if sku else None
+            if kind in ("service", "subscription"):
+                services[row] = kind
     try:
         client.views_update(view_id=view["id"], hash=view.get("hash"),
-                            view=order_modal(channel=read_channel(view), hints=hints))
+                            view=order_modal(channel=read_channel(view), hints=hints,
+                                             services=services))
     except SlackApiError as exc:  # hash_conflict: the user changed it meanwhile; next pick wins
         log.info("pricing hint not shown: %s", exc.response.get("error"))

@@ -22,12 +22,12 @@ from handlers.common import caller, checking, deps_of, transaction
 from models import limits, money
 from workflows import receipts
 from workflows.cash_application import (
-    PaymentIn,
     check_from_slack,
     open_invoice_choices,
     record_from_slack,
 )
 from workflows.errors import DomainError
+from workflows.inputs import PaymentIn, build
 from workflows.lookup import find_customer
 
 FIELD_BLOCKS = {"amount": ids.PAY_AMOUNT_BLOCK, "currency": ids.PAY_CURRENCY_BLOCK,
@@ -106,8 +106,8 @@ def record_payment(body: dict, view: dict, client: WebClient, context: BoltConte
     is told to them in a DM."""
     user_id = body["user"]["id"]
     form = read_form((view.get("state") or {}).get("values") or {})
-    data = _payment(form, view, _now(context, user_id).tzinfo)
     try:
+        data = _payment(form, view, _now(context, user_id).tzinfo)
         with transaction(context) as session:
             receipt = receipts.claim(session, key=receipts.submission_key(view["id"]),
                                      kind="payment", actor=user_id)
@@ -123,12 +123,14 @@ def record_payment(body: dict, view: dict, client: WebClient, context: BoltConte
 
 
 def _payment(form: dict, view: dict, tz: tzinfo | None) -> PaymentIn:
+    """The payment as every surface sends it (`workflows.inputs`); a field it refuses is a
+    `ValidationFailed` naming it, shown under that field."""
     # the day the money arrived, at noon where the collector is
     received = datetime.combine(date.fromisoformat(form["date"][:10]), time(12, 0), tzinfo=tz)
-    return PaymentIn(amount=form["amount"], currency=form["currency"], received_at=received,
-                     payer_name=form["payer_name"], reference=form["reference"],
-                     customer=form["customer"], method="manual entry",
-                     external_id=f"slack-view:{view['id']}")
+    return build(PaymentIn, amount=form["amount"], currency=form["currency"],
+                 received_at=received, payer_name=form["payer_name"],
+                 reference=form["reference"], customer=form["customer"],
+                 method="manual entry", external_id=f"slack-view:{view['id']}")
 
 
 def _errors_of(error: DomainError) -> dict[str, str]:

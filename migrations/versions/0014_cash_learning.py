@@ -13,7 +13,7 @@ Downgrading puts the suggestions back into `match_details` (and the card's outbo
 drops both tables; the learned rules are lost (they are in the audit log).
 
 Revision ID: 0014_cash_learning
-Revises: 0010_core
+Revises: 0013_integrations
 Create Date: 2026-12-08
 """
 from collections.abc import Iterator, Sequence
@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql
 import models.base  # noqa: F401 - custom column types (UTCDateTime)
 
 revision: str = "0014_cash_learning"
-down_revision: str | None = "0010_core"
+down_revision: str | None = "0013_integrations"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -57,7 +57,8 @@ const EMOJI = {white_check_mark: "✅", heavy_check_mark: "✔️", warning: "�
   telephone_receiver: "📞", email: "📧", envelope: "✉️", chart_with_upwards_trend: "📈",
   bar_chart: "📊", wave: "👋", tada: "🎉", money_with_wings: "💸", handshake: "🤝", zzz: "💤",
   red_circle: "🔴", large_yellow_circle: "🟡", large_green_circle: "🟢", mag: "🔍", memo: "📝",
-  sunrise: "🌅", clock9: "🕘", fire: "🔥", bust_in_silhouette: "👤", link: "🔗", eyes: "👀"};
+  sunrise: "🌅", clock9: "🕘", fire: "🔥", bust_in_silhouette: "👤", link: "🔗", eyes: "👀",
+  credit_card: "💳", leftwards_arrow_with_hook: "↩️"};
 const emojify = (s) => s.replace(/:([a-z0-9_+-]+):/g, (m, name) => EMOJI[name] || m);
 const unescapeSlack = (s) => s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
 const userName = (id) => (id === S.state?.bot.id ? "o2c-bot"

@@ -10,7 +10,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from tests.support import factories as f
-from workflows.cash_application import PaymentIn, record_payment
+from workflows.cash_application import record_payment
+from workflows.inputs import PaymentIn
 
 
 def test_reports_as_of_a_past_day(server, api) -> None:  # noqa: ANN001
@@ -35,7 +36,7 @@ def test_reports_as_of_a_past_day(server, api) -> None:  # noqa: ANN001
     assert usd["buckets"] == {"current": "400.00", "1-30": "1000.00", "31-60": "0.00",
                               "61-90": "0.00", "90+": "0.00"}
     assert usd["invoices"]["1-30"] == 1 and usd["overdue"] == "1000.00"
-    assert csv.splitlines()[1] == "USD,400.00,1000.00,0.00,0.00,0.00,1400.00"
+    assert csv.splitlines()[1] == "USD,400.00,1000.00,0.00,0.00,0.00,1400.00,0.00"
     # AR 1400 of 1400 sales in the window: DSO 90 days, best possible 400/1400 x 90
     assert (kpis["ar"], kpis["dso"], kpis["best_possible_dso"]) == ("1400.00", "90.00",
                                                                      "25.71")

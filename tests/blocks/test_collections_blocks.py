@@ -44,7 +44,7 @@ def test_digest_shows_buttons_for_each_account() -> None:
     actions = [b for b in rendered["blocks"] if b["type"] == "actions"]
     assert len(actions) == 3
     labels = [e["text"]["text"] for e in actions[0]["elements"]]
-    assert labels == ["Log call", "Promise to pay", "Send reminder", "Snooze"]
+    assert labels == ["Log call", "Promise to pay", "Send reminder", "Snooze", "Dispute…"]
     assert "priority 99999.00" in json.dumps(rendered)
 
 

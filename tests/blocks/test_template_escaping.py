@@ -29,7 +29,10 @@ RAW = ("<!channel>", "<https://x.example|Bank>")
 TWICE = ("&amp;lt;", "&amp;gt;", "&amp;amp;")
 
 DATES = {"as_of", "date", "due_date", "issue_date", "promised_date", "last_contact",
-         "requested_at", "decided_at", "received_at", "at"}
+         "requested_at", "decided_at", "received_at", "at", "opened_at", "resolved_at",
+         "first_decided_at", "billed_back_at",
+         # months of the revenue close ("2026-06")
+         "period", "month", "months"}
 CODES = {"currency", "tz", "kind", "status", "audience", "code", "waiting_for"}
 SLACK_IDS = {"collector_id", "requested_by", "sales_rep", "decided_by", "taken_by", "by",
              "approvers"}
@@ -39,8 +42,12 @@ NUMBERS = {"score", "risk", "amount", "write_off", "unapplied_amount", "working_
            "ar", "current_ar", "credit_sales", "dso", "best_possible_dso", "count_back_dso",
            "average_days_delinquent", "cei_pct", "auto_match_rate_pct",
            "auto_match_amount_pct", "approval_turnaround_hours", "order_cycle_days",
-           "invoice_accuracy_pct", "current", "1-30", "31-60", "61-90", "90+"}
-STRUCTURED = DATES | CODES | SLACK_IDS | NUMBERS
+           "invoice_accuracy_pct", "current", "1-30", "31-60", "61-90", "90+",
+           # the revenue close's figures (workflows/revenue.close_summary)
+           "recognized", "deferred", "unbilled", "goods", "service", "subscription"}
+# links the bot makes itself (an invoice's "Pay now" link), and provider ids (Stripe's)
+LINKS = {"pay_url", "external_id", "dispute_id", "deal_id"}
+STRUCTURED = DATES | CODES | SLACK_IDS | NUMBERS | LINKS
 # (parent key, key) of system-generated document numbers: an order's number (SO-1001) and the
 # top-level "invoice" of order_shipped (the invoice issued for the shipment, INV-2026-000001)
 SYSTEM_NUMBERS: set[tuple[str | None, str]] = set()
@@ -142,7 +149,12 @@ CONTEXTS: dict[str, list[tuple[str, dict]]] = {
     "order_shipped": [("invoiced", {"order": {**ORDER, "status": "invoiced"},
                                     "carrier": "DHL", "tracking_number": "JD0146000",
                                     "invoice": "INV-2026-000001",
-                                    "invoice_total_minor": 1_250_000})],
+                                    "invoice_total_minor": 1_250_000}),
+                      ("with a pay link", {"order": {**ORDER, "status": "invoiced"},
+                                           "carrier": "DHL", "tracking_number": "JD0146000",
+                                           "invoice": "INV-2026-000001",
+                                           "invoice_total_minor": 1_250_000,
+                                           "pay_url": "https://o2c.example/pay/abc"})],
     "text": [("notice", {"text": "Statement import finished: 3 lines need review"})],
     "cashapp_review": [
         ("suggestions", {"payment": PAYMENT, "status": "needs_review",
@@ -180,9 +192,50 @@ CONTEXTS: dict[str, list[tuple[str, dict]]] = {
                                    "currency": "USD", "amount_minor": 50_000,
                                    "paid_minor": 10_000, "promised_date": "2026-11-20",
                                    "note": "CFO said Friday", "taken_by": "UCOLL001"})],
+    "revenue_close": [("one currency", {
+        "period": "2026-06", "months": ["2026-05", "2026-06"], "currencies": {"USD": {
+            "recognized": "1006.46", "deferred": "203.54", "unbilled": "0.00",
+            "by_type": {"goods": "810.00", "service": "97.83", "subscription": "98.63"},
+            "previous": {"month": "2026-05", "recognized": "0.00", "deferred": "0.00",
+                         "unbilled": "0.00"}}}}),
+        ("nothing yet", {"period": "2026-06", "months": ["2026-06"], "currencies": {}})],
     "email_queued": [("queued", {"outbox_id": 12, "to": "ap@acme.example",
                                  "subject": "Overdue invoices of Acme Ltd",
-                                 "summary": "Dear Acme Ltd, invoice ERP-77/2026 is overdue."})],
+                                 "summary": "Dear Acme Ltd, invoice ERP-77/2026 is overdue."}),
+                     ("with a pay link", {"outbox_id": 12, "to": "ap@acme.example",
+                                          "subject": "Invoice ERP-77/2026",
+                                          "summary": "Dear Acme Ltd, please pay.",
+                                          "pay_url": "http://127.0.0.1:3000/pay/abc"})],
+    "webhook_disabled": [("disabled", {"subscription_id": 3,
+                                       "url": "https://erp.example/hooks?x=1",
+                                       "reason": "every delivery failed since 2026-03-02; "
+                                                 "last: HTTP 500",
+                                       "since": "2026-03-02T09:00:00+00:00"})],
+    "provider_payment": [
+        ("applied", {"provider_name": "Stripe", "payment_id": 9, "amount_minor": 50_000,
+                     "currency": "USD", "customer_name": "Acme Ltd",
+                     "invoice": "ERP-77/2026", "unapplied_minor": 0,
+                     "external_id": "stripe:pi_3N", "note": None,
+                     "applied": [{"invoice": "ERP-77/2026", "amount": "500.00"}]}),
+        ("left to the engine", {"provider_name": "Stripe", "payment_id": 9,
+                                "amount_minor": 50_000, "currency": "USD",
+                                "customer_name": None, "invoice": "ERP-77/2026",
+                                "unapplied_minor": 50_000, "external_id": "stripe:pi_3N",
+                                "note": "No invoice ERP-77/2026 here", "applied": []})],
+    "provider_refund": [("reopened", {"provider_name": "Stripe", "payment_id": 9,
+                                      "amount_minor": 20_000, "currency": "USD",
+                                      "customer_name": "Acme Ltd",
+                                      "from_unapplied_minor": 5_000,
+                                      "reopened": [{"invoice": "ERP-77/2026",
+                                                    "amount": "150.00"}]})],
+    "provider_dispute": [("chargeback", {"provider_name": "Stripe", "payment_id": 9,
+                                         "amount_minor": 50_000, "currency": "USD",
+                                         "customer_name": "Acme Ltd",
+                                         "invoice": "ERP-77/2026",
+                                         "reason": "product_not_received",
+                                         "dispute_id": "dp_1N", "due_by": "2026-03-20"})],
+    "crm_deal_refused": [("unknown sku", {"deal_id": "123456", "deal_name": "Acme renewal",
+                                          "reason": "lines[0].sku: unknown SKU 'X-1'"})],
     "email_failed": [("refused", {"outbox_id": 12, "to": "ap@acme.example",
                                   "customer": "Acme Ltd", "kind": "invoice",
                                   "invoices": ["ERP-77/2026"],
@@ -191,6 +244,79 @@ CONTEXTS: dict[str, list[tuple[str, dict]]] = {
                                         "kind": "payment reminder", "invoices": [],
                                         "reason": "smtp 554: rejected"})],
 }
+
+# the back office (issue 14)
+DISPUTE = {"dispute_id": 5, "status": "open", "reason": "damaged", "note": "3 broken",
+           "amount_minor": 40_000, "currency": "USD", "customer": "Acme Ltd",
+           "invoice": {"number": "ERP-77/2026", "total_minor": 100_000,
+                       "balance_minor": 100_000, "due_date": "2026-11-01"},
+           "opened_by": "UCOLL001", "opened_at": "2026-11-20T10:00:00+00:00",
+           "source": "slack", "owner_id": "USALES01", "owner_channel": None,
+           "resolved_by": None, "resolved_at": None, "resolution_note": None,
+           "credit_amount_minor": None, "credit_status": None, "credit_note": None,
+           "reminder": None}
+RESOLVED = {**DISPUTE, "status": "accepted", "resolved_by": "USALES01",
+            "resolved_at": "2026-11-21T10:00:00+00:00", "resolution_note": "agreed on call",
+            "credit_amount_minor": 30_000, "credit_status": "issued",
+            "credit_note": "CN-2026-000004"}
+DEDUCTION = {"deduction_id": 3, "status": "open", "resolution": None, "amount_minor": 5_000,
+             "currency": "USD", "customer": "Acme Ltd",
+             "invoice": {"number": "ERP-77/2026", "total_minor": 100_000,
+                         "balance_minor": 5_000},
+             "payment": {"id": 9, "amount_minor": 95_000, "payer_name": "ACME LTD",
+                         "reference": "ERP-77/2026 less damage",
+                         "received_at": "2026-11-20T09:00:00+00:00"},
+             "dispute_id": None, "resolved_by": None, "billed_back_at": None, "bill_backs": 0,
+             "note": None}
+SUBJECT = {"title": "Credit note for ERP-77/2026", "customer": "Acme Ltd", "customer_id": 7,
+           "invoice": "ERP-77/2026", "invoice_total_minor": 100_000,
+           "invoice_balance_minor": 60_000, "credited_before_minor": 10_000,
+           "amount_minor": 30_000, "currency": "USD", "reason": "dispute #5 accepted",
+           "status": "pending_approval", "source": "dispute", "dispute_id": 5,
+           "lines": [{"line_no": 1, "quantity": 2, "amount_minor": 30_000}],
+           "number": None, "customer_credit_minor": 0}
+BO_APPROVAL = {"approval_id": 11, "kind": "credit_note", "status": "pending",
+               "requested_by": "USALES01", "requested_by_label": None,
+               "requested_at": "2026-11-21T10:00:00+00:00", "reasons": [], "snapshot": {},
+               "decided_by": None, "decided_at": None, "note": None, "reminder": None,
+               "amount_minor": 30_000, "currency": "USD", "second_role": "admin",
+               "first_decided_by": "UCREDIT1",
+               "first_decided_at": "2026-11-21T11:00:00+00:00", "first_note": "ok by me",
+               "subject": SUBJECT}
+WRITTEN = {**BO_APPROVAL, "kind": "write_off", "status": "approved", "second_role": None,
+           "first_decided_by": None, "first_decided_at": None, "first_note": None,
+           "decided_by": "UCREDIT1", "decided_at": "2026-11-22T10:00:00+00:00",
+           "subject": {**SUBJECT, "title": "Bad-debt write-off of ERP-77/2026",
+                       "kind": "bad_debt", "status": "written_off", "dispute_id": None,
+                       "deduction_id": 3, "lines": [], "written_off_minor": 60_000,
+                       "due_date": "2026-11-01"}}
+CONTEXTS.update({
+    "dispute_card": [("open", DISPUTE), ("accepted", RESOLVED),
+                     ("reminder", {**DISPUTE, "reminder": 2, "owner_id": None,
+                                   "owner_channel": "CDISPUTES"}),
+                     ("reassigned", {**DISPUTE, "reassigned_to": "USALES02"})],
+    "dispute_resolved": [("rejected", {**RESOLVED, "status": "rejected",
+                                       "credit_amount_minor": None, "credit_note": None})],
+    "dispute_escalated": [("escalated", {**DISPUTE, "working_days": 5})],
+    "deduction_card": [("open", DEDUCTION),
+                       ("resolved", {**DEDUCTION, "status": "resolved",
+                                     "resolution": "credited", "dispute_id": 5,
+                                     "billed_back_at": "2026-11-21T10:00:00+00:00",
+                                     "bill_backs": 1, "note": "dispute #5 rejected"})],
+    "backoffice_approval_card": [
+        ("first approved", BO_APPROVAL),
+        ("reminded", {**BO_APPROVAL, "reminder": {"number": 1, "working_hours": "4.5",
+                                                  "approvers": ["UADMIN01"]}}),
+        ("issued", {**BO_APPROVAL, "status": "approved", "decided_by": "UADMIN01",
+                    "decided_at": "2026-11-22T10:00:00+00:00",
+                    "subject": {**SUBJECT, "status": "issued", "number": "CN-2026-000004",
+                                "customer_credit_minor": 5_000}}),
+        ("written off", WRITTEN)],
+    "backoffice_approval_decided": [("first step", BO_APPROVAL),
+                                    ("rejected", {**WRITTEN, "status": "rejected",
+                                                  "note": "customer will pay"})],
+})
+
 
 def cases() -> Iterator:
     for name, variants in CONTEXTS.items():

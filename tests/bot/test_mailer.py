@@ -3,7 +3,7 @@ the SMTP password only ever sent over TLS."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -96,6 +96,47 @@ def test_invoice_email_lists_the_invoice_from_the_database(db, smtp) -> None:  #
     assert pdf.get_filename() == "INV-E-1.pdf" and pdf.get_content_type() == "application/pdf"
     data = pdf.get_content()
     assert data.startswith(b"%PDF") and b"Invoice INV-E-1" in data and b"USD 321.00" in data
+
+
+def test_credit_note_email_carries_its_pdf(db, smtp) -> None:  # noqa: ANN001
+    # given a credit note on an invoice paid but for 100.00: 100.00 off the invoice, 50.00
+    # customer credit
+    from workflows import approvals, credit_notes
+    from workflows.cash_application import PaymentIn, record_payment
+
+    now = datetime(2026, 11, 20, 10, tzinfo=UTC)
+    with db.transaction() as s:
+        f.user(s, "UCOLL001", "collector")
+        f.user(s, "UCREDIT1", "credit_approver")
+        f.customer(s, "C-A", "Acme")
+        f.invoice(s, "INV-E-2", "C-A", total="321.00", due=date(2026, 12, 1),
+                  issued=date(2026, 11, 1))
+        record_payment(s, PaymentIn(amount="221.00", currency="USD", received_at=now,
+                                    reference="INV-E-2"), actor="test", apply_to=["INV-E-2"])
+        request, _ = credit_notes.request_credit_note(s, credit_notes.CreditNoteIn(
+            invoice="INV-E-2", reason="damaged <b>", amount="150.00"), actor="UCOLL001",
+            now=now)
+        approvals.decide(session=s, approval_id=request.approval_id, user_id="UCREDIT1",
+                         approve=True, now=now)
+    mailer = build_mailer(load_settings(smtp_url=smtp.url, database_url=db.url,
+                                        o2c_from_email="billing@seller.example"), db)
+    # when
+    mailer({"to": "ap@acme.example", "template": "credit_note",
+            "context": {"credit_note_number": "CN-2026-000001"}, "outbox_id": 4,
+            "dedupe_key": "credit-note-email:CN-2026-000001",
+            "attachments": [{"kind": "credit_note_pdf", "number": "CN-2026-000001"}]})
+    # then
+    [message] = smtp.wait_for(1)
+    assert message["Subject"] == "Credit note CN-2026-000001: USD 150.00 on invoice INV-E-2"
+    body = message.get_body(preferencelist=("plain",)).get_content()
+    assert "For invoice:    INV-E-2" in body and "Reason:         damaged <b>" in body
+    assert "Taken off the invoice: USD 100.00" in body
+    assert "Credit on your account: USD 50.00" in body and "(PDF attached)" in body
+    [pdf] = list(message.iter_attachments())
+    assert pdf.get_filename() == "CN-2026-000001.pdf"
+    data = pdf.get_content()
+    assert data.startswith(b"%PDF") and b"Credit note CN-2026-000001" in data
+    assert b"USD 150.00" in data and b"USD 50.00" in data
 
 
 def test_reminder_statement_renders(session) -> None:  # noqa: ANN001

@@ -66,3 +66,25 @@ def test_the_servers_workflows_decide_by_the_settings(server, api, slack, standi
     with server.db.read_session() as s:
         assert s.exec(select(Order.status)).one() == "approved"
     assert "20" in text_of(ask(slack, standin.api, "USALES01", "policy"))
+
+
+def test_the_back_office_settings_reach_the_policy(database_url: str) -> None:
+    # given the back office's settings (SPEC §4), each changed from its default
+    settings = test_settings(
+        database_url, "http://127.0.0.1:9/api/", o2c_disputes_channel="CDISPUTES",
+        o2c_approval_tiers="credit_note:5000:admin", o2c_late_fees="7:fee=25.00",
+        o2c_small_balance_write_off="2.50", o2c_home_currency="EUR",
+        o2c_dispute_reminder_days=3, o2c_dispute_escalation_days=8,
+        o2c_fee_waiver_approval="75.00")
+    deps = build_deps(settings)
+    try:
+        # then every session of the app decides by them
+        with deps.db.read_session() as s:
+            seen = policy.current(s)
+    finally:
+        deps.db.dispose()
+    assert (seen.disputes_channel, seen.approval_tiers, seen.late_fees) == (
+        "CDISPUTES", "credit_note:5000:admin", "7:fee=25.00")
+    assert (seen.small_balance_write_off, seen.home_currency, seen.fee_waiver_approval) == (
+        Decimal("2.50"), "EUR", Decimal("75.00"))
+    assert (seen.dispute_reminder_days, seen.dispute_escalation_days) == (3, 8)

@@ -98,7 +98,8 @@ def test_the_kpis_are_computed_outside_the_write_transaction(db, monkeypatch) ->
 def test_o2c_run_back_fills_a_past_week_as_of_that_day(db, database_url, monkeypatch,  # noqa: ANN001
                                                       capsys) -> None:
     # given: an invoice issued 10-05, paid in full 11-20; on 11-02 it was 1000.00 open
-    from workflows.cash_application import PaymentIn, record_payment
+    from workflows.cash_application import record_payment
+    from workflows.inputs import PaymentIn
 
     with db.transaction() as s:
         f.customer(s)

@@ -18,6 +18,10 @@ SECRETS = {
     "slack_app_token": ("xapp-app-token-2342", "xapp-app-token-2342"),
     "o2c_api_token": ("api-token-1337", "api-token-1337"),
     "smtp_url": ("smtp://ar:mailpass99@mail.example:587", "mailpass99"),
+    "stripe_api_key": ("sk_live_stripekey42", "sk_live_stripekey42"),
+    "stripe_webhook_secret": ("whsec_stripehook42", "whsec_stripehook42"),
+    "hubspot_access_token": ("pat-na1-hubtoken42", "pat-na1-hubtoken42"),
+    "hubspot_client_secret": ("hub-client-secret42", "hub-client-secret42"),
 }
 
 
@@ -55,3 +59,26 @@ def test_migrate_against_an_unreachable_database_logs_no_password(monkeypatch, c
     assert code == 3
     assert "hunter2" not in out.out + out.err + caplog.text
     assert "cannot reach the database postgresql://o2c:***@127.0.0.1" in out.err
+
+
+def test_stripe_needs_the_public_url_and_the_mapping_is_checked() -> None:
+    base = {"slack_bot_token": "xoxb-1", "slack_signing_secret": "s", "o2c_api_token": "t"}
+    with pytest.raises(SettingsError, match="O2C_PUBLIC_URL") as refused:
+        load_settings(**base, stripe_api_key="sk_test_hidden42").require_for_serve()
+    assert "sk_test_hidden42" not in str(refused.value)
+    ready = load_settings(**base, stripe_api_key="sk_test_x",
+                          o2c_public_url="https://o2c.example.com/").require_for_serve()
+    assert ready.stripe_enabled and ready.o2c_public_url == "https://o2c.example.com"
+    with pytest.raises(SettingsError, match="O2C_PUBLIC_URL"):
+        load_settings(o2c_public_url="o2c.example.com")
+    with pytest.raises(SettingsError, match="O2C_HUBSPOT_MAPPING"):
+        load_settings(o2c_hubspot_mapping="{not json")
+    assert not load_settings(**base).stripe_enabled  # nothing set: the feature is off
+
+
+def test_an_unknown_hubspot_mapping_key_stops_the_server() -> None:
+    settings = load_settings(slack_bot_token="xoxb-1", slack_signing_secret="s",
+                             o2c_api_token="t", hubspot_access_token="pat-1",
+                             o2c_hubspot_mapping='{"won_stage": ["closedwon"]}')
+    with pytest.raises(SettingsError, match="won_stage"):
+        settings.require_for_serve()

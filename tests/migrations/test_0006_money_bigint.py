@@ -39,7 +39,8 @@ def test_a_populated_0005_database_upgrades_and_then_holds_real_amounts(database
             f.order(s, lines=[("WID-1", 7)])
             f.invoice(s, "INV-2026-000001", total="21474836.47")  # the largest 32-bit amount
         with db.transaction() as s:
-            from workflows.cash_application import PaymentIn, record_payment
+            from workflows.cash_application import record_payment
+            from workflows.inputs import PaymentIn
 
             record_payment(s, PaymentIn(amount="1000.00", currency="USD",
                                         received_at=datetime(2026, 11, 20, 10, tzinfo=UTC),

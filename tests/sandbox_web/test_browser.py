@@ -316,3 +316,77 @@ def test_order_approval_and_digest_in_the_browser(sandbox, visitor) -> None:  # 
     expect(visitor.messages.locator("article:not(.ephemeral)")).to_contain_text(
         re.compile("overdue", re.I))
     visitor.shot("collector-digest")
+
+
+def test_pay_now_in_the_browser_pays_the_invoice_through_a_signed_webhook(sandbox, visitor) -> None:  # noqa: ANN001
+    """SPEC issue 16.5: with no Stripe key, "Pay now" in the AR channel's copy of an invoice
+    e-mail leads through the bot's pay page to the sandbox's stand-in for Stripe's payment
+    page; its Pay sends the bot a Stripe-signed webhook, and the collector sees the payment
+    arrive in Slack."""
+    import httpx
+    from playwright.sync_api import expect
+
+    from models import Invoice, Payment, ProviderEvent
+    from workflows import outbox
+
+    db = sandbox.server.db
+    # given an open invoice of one of the collector's customers, its e-mail queued (no SMTP)
+    with db.transaction() as s:
+        invoice, customer = s.exec(
+            select(Invoice, Customer).join(Customer, Customer.id == Invoice.customer_id)
+            .where(Invoice.balance_minor > 0, Customer.collector_id == COLLECTOR)
+            .order_by(Invoice.id)).first()
+        number = invoice.number
+        outbox.send_email(s, to=customer.billing_email or "ap@example.com", template="invoice",
+                          context={"invoice_number": number}, dedupe_key=f"pay-now:{number}")
+    sandbox.server.deps.notify_outbox()
+    sandbox.wait_for(lambda: [m for m in sandbox.ws.api.messages(CHANNELS["ar"])
+                              if number in m["text"] and "Pay now" in str(m["blocks"])],
+                     "the e-mail's copy with Pay now")
+
+    # step: the collector clicks Pay now on the copy in #ar; the pay page opens in a new tab
+    visitor.be(COLLECTOR)
+    visitor.go("# ar")
+    copy = visitor.messages.locator("article", has_text=number).filter(
+        has=visitor.page.get_by_role("button", name="Pay now")).last
+    with visitor.page.context.expect_page() as opened, visitor.page.expect_response(
+            lambda r: r.url.endswith("/sandbox/api/click")) as clicked:
+        copy.get_by_role("button", name="Pay now").click()
+    tab = opened.value
+    assert clicked.value.status == 200  # Slack's click on a URL button is acked
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.set_default_timeout(TIMEOUT_MS)
+    expect(tab.get_by_role("heading")).to_have_text(f"Pay invoice {number}")
+    pay_url = tab.url
+    tab.screenshot(path=str(visitor.shots / "pay-page.png"))
+
+    # step: Pay leads to the stand-in payment page, whose Pay pays the balance by "card"
+    tab.get_by_role("button", name=re.compile("^Pay .* now$")).click()
+    expect(tab.get_by_role("heading")).to_have_text(f"Invoice {number}")
+    tab.screenshot(path=str(visitor.shots / "checkout-page.png"))
+    tab.get_by_role("button", name=re.compile("^Pay ")).click()
+    expect(tab.get_by_role("heading")).to_have_text("Thank you!")
+    token = pay_url.rstrip("/").rsplit("/", 1)[1]
+    assert tab.url.endswith(f"/pay/{token}/done")
+
+    # then the invoice is paid, once, by the payment the webhook recorded
+    with db.read_session() as s:
+        assert s.exec(select(Invoice).where(Invoice.number == number)).one().balance_minor == 0
+        payment = s.exec(select(Payment).where(Payment.source == "stripe")).one()
+        assert payment.external_id.startswith("stripe:pi_sandbox_")
+        assert s.exec(select(ProviderEvent)).one().status == "processed"
+    # and the link says so, and its payment page refuses to pay again
+    tab.goto(pay_url)
+    expect(tab.get_by_role("heading")).to_have_text(f"Invoice {number} is paid")
+    again = httpx.post(f"{sandbox.server.base_url}/sandbox/api/checkout/{token}/pay", json={},
+                       timeout=30)
+    assert again.status_code == 409, again.text
+    assert errors == [], f"JavaScript errors on the payment pages: {errors}"
+
+    # and the collector sees the payment arrive in Slack: in their DM and in #ar
+    visitor.go("o2c-bot")
+    expect(visitor.messages.locator("article", has_text="through Stripe").first).to_be_visible()
+    visitor.go("# ar")
+    expect(visitor.messages.locator("article", has_text="through Stripe").first).to_be_visible()
+    visitor.shot("collector-sees-payment")

@@ -9,7 +9,8 @@ from sqlmodel import Session
 from bot.clock import Clock
 from models import Customer, Invoice, Order, Product
 from workflows import masterdata, orders, users
-from workflows.invoicing import ErpInvoiceIn, ingest_erp_invoice
+from workflows.inputs import CustomerIn, InvoiceIn, OrderIn, OrderLineIn, ProductIn
+from workflows.invoicing import ingest_erp_invoice
 
 
 def user(session: Session, user_id: str, *roles: str, name: str | None = None,
@@ -22,7 +23,7 @@ def customer(session: Session, external_id: str = "C-GLOBEX", name: str = "Globe
              *, currency: str = "USD", credit_limit: str = "50000.00", terms: str = "NET30",
              reviewed: bool = True, collector: str | None = None, sales_rep: str | None = None,
              billing_email: str | None = "ap@globex.example") -> Customer:
-    c, _ = masterdata.upsert_customer(session, masterdata.CustomerIn(
+    c, _ = masterdata.upsert_customer(session, CustomerIn(
         external_id=external_id, name=name, currency=currency, credit_limit=credit_limit,
         payment_terms=terms, credit_reviewed=reviewed, collector=collector,
         sales_rep=sales_rep, billing_email=billing_email,
@@ -32,19 +33,21 @@ def customer(session: Session, external_id: str = "C-GLOBEX", name: str = "Globe
 
 def product(session: Session, sku: str = "WID-1", *, price: str = "100.00",
             currency: str = "USD", on_hand: int = 1000, max_discount: str | None = None,
-            name: str | None = None) -> Product:
-    p, _ = masterdata.upsert_product(session, masterdata.ProductIn(
+            name: str | None = None, revenue_type: str = "goods",
+            ssp: str | None = None) -> Product:
+    p, _ = masterdata.upsert_product(session, ProductIn(
         sku=sku, name=name or f"Widget {sku}", unit_price=price, currency=currency,
-        on_hand=on_hand, max_discount_pct=max_discount), actor="test")
+        on_hand=on_hand, max_discount_pct=max_discount, revenue_type=revenue_type, ssp=ssp),
+        actor="test")
     return p
 
 
 def order(session: Session, customer_ext: str = "C-GLOBEX", *, rep: str = "USALES01",
           lines: list[tuple[str, int]] | None = None, discount: str | None = None,
           currency: str = "USD", now: datetime | None = None) -> Order:
-    data = orders.OrderIn(customer=customer_ext, sales_rep=rep, currency=currency,
-                          lines=[orders.LineIn(sku=s, quantity=q, discount_pct=discount)
-                                 for s, q in (lines or [("WID-1", 2)])])
+    data = OrderIn(customer=customer_ext, sales_rep=rep, currency=currency,
+                   lines=[OrderLineIn(sku=s, quantity=q, discount_pct=discount)
+                          for s, q in (lines or [("WID-1", 2)])])
     return orders.create_order(session, data, actor=rep, now=now or Clock().now())
 
 
@@ -53,6 +56,17 @@ def invoice(session: Session, number: str, customer_ext: str = "C-GLOBEX", *,
             currency: str = "USD", terms: str | None = None) -> Invoice:
     due = due or Clock().business_today() + timedelta(days=30)
     issued = issued or due - timedelta(days=30)
-    return ingest_erp_invoice(session, ErpInvoiceIn(
+    return ingest_erp_invoice(session, InvoiceIn(
         number=number, customer=customer_ext, currency=currency, issue_date=issued,
         due_date=due, total=total, payment_terms=terms), actor="test")
+
+
+def dispute(session: Session, invoice_number: str, *, amount: str | None = None,
+            reason: str = "pricing", note: str | None = None, actor: str = "api",
+            now: datetime | None = None):  # noqa: ANN201 - a Dispute
+    """A dispute opened the way the API opens one."""
+    from workflows import disputes
+
+    return disputes.open_dispute(session, disputes.DisputeIn(
+        invoice=invoice_number, reason=reason, amount=amount, note=note), actor=actor,
+        now=now or Clock().now(), source="api")

@@ -31,7 +31,9 @@ PING_JOB = "sandbox-ping"
 def sandbox_settings(database_url: str, port: int, **overrides: object):  # noqa: ANN201
     values = dict(o2c_sandbox=True, o2c_approvals_channel=CHANNELS["approvals"],
                   o2c_alerts_channel=CHANNELS["alerts"], o2c_ar_channel=CHANNELS["ar"],
-                  o2c_admins=[ADMIN])
+                  o2c_admins=[ADMIN],
+                  # as `o2c demo` does: the stand-in payment page signs its webhook with it
+                  stripe_webhook_secret="whsec_sandbox_" + "test0123456789")
     values.update(overrides)
     return test_settings(database_url, f"http://127.0.0.1:{port}/sandbox/slack/api/", **values)
 

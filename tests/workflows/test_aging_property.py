@@ -34,8 +34,9 @@ from bot.db import Database
 from models import AGING_BUCKETS
 from tests.support import factories as f
 from workflows import invariants, periods
-from workflows.cash_application import PaymentIn, record_payment, write_off
+from workflows.cash_application import record_payment, write_off
 from workflows.errors import DomainError
+from workflows.inputs import PaymentIn
 from workflows.invoicing import get_invoice, issue_credit_note
 from workflows.receivables import aging_by_currency, bucket_edges
 

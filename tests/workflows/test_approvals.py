@@ -20,6 +20,7 @@ from workflows.errors import (
     PermissionDenied,
     ValidationFailed,
 )
+from workflows.inputs import OrderIn, OrderLineIn, PaymentIn
 from workflows.orders import transition
 
 MONDAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -78,10 +79,11 @@ def test_roles_and_segregation_of_duties(session) -> None:  # noqa: ANN001
     setup_company(session)
     f.user(session, "USALES02", "sales", "credit_approver")
     own = pending(session, f.order(session, "C-NEW", rep="USALES02"))
-    from workflows.orders import LineIn, OrderIn, create_order
+    from workflows.orders import create_order
 
     via_api = create_order(session, OrderIn(customer="C-NEW", sales_rep="USALES01",
-                                            currency="USD", lines=[LineIn("WID-1", 1)]),
+                                            currency="USD",
+                                            lines=[OrderLineIn(sku="WID-1", quantity=1)]),
                            actor="api", now=MONDAY)
     api_approval = pending(session, via_api)
     f.user(session, "USALES01", "sales", "credit_approver")
@@ -142,7 +144,7 @@ def test_credit_snapshot_shows_aging_and_payment_history(session) -> None:  # no
     f.invoice(session, "INV-ONTIME", total="50.00", due=today + timedelta(days=5))
     f.invoice(session, "INV-OPEN", total="300.00", due=today - timedelta(days=40))
     for number, amount in (("INV-LATE", "100.00"), ("INV-ONTIME", "50.00")):
-        cash_application.record_payment(session, cash_application.PaymentIn(
+        cash_application.record_payment(session, PaymentIn(
             amount=amount, currency="USD", received_at=MONDAY, reference=number,
             customer="C-GLOBEX"), actor="test")
     # when an order is submitted
@@ -242,7 +244,8 @@ def test_pending_overview_splits_decisions_and_own_requests(session) -> None:  #
     assert rep.to_decide == [] and rep.can_decide_kinds == []
     assert {i.order.number for i in rep.requested} == {credit.number, discount.number}
     admin = approvals.pending_overview(session, now=MONDAY, user_id="UADMIN01")
-    assert admin.to_decide_total == 2 and admin.can_decide_kinds == ["credit", "discount"]
+    assert admin.to_decide_total == 2 and admin.can_decide_kinds == [
+        "credit", "discount", "credit_note", "write_off", "fee_waiver"]
 
 
 def test_an_outsider_is_refused_before_their_input_is_looked_at(session) -> None:  # noqa: ANN001
@@ -276,3 +279,37 @@ def test_a_rejection_does_not_review_the_customer(session) -> None:  # noqa: ANN
                      user_id="UCREDIT1", approve=False, note="unknown company")
     newco = session.exec(select(Customer).where(Customer.external_id == "C-NEW")).one()
     assert newco.credit_reviewed is False
+
+
+def test_a_credit_approval_above_its_tier_needs_the_second_decision(session) -> None:  # noqa: ANN001
+    # given credit approvals above 150.00 need an admin after the first approval
+    from workflows import policy
+
+    setup_company(session)
+    policy.set_value(session, key="approval_tiers", value="credit:150:admin", actor="test")
+    order = f.order(session, "C-NEW")  # 200.00
+    approval = pending(session, order)
+    assert (approval.second_role, approval.amount_minor) == ("admin", 20_000)
+    # when the credit approver approves
+    first = approvals.decide(session=session, now=MONDAY, approval_id=approval.id,
+                             user_id="UCREDIT1", approve=True)
+    # then the order still waits; the first approval is on the card and audited
+    assert first.outcome == approvals.FIRST_APPROVED
+    assert order.status == OrderStatus.PENDING_APPROVAL
+    assert approval.status == "pending" and approval.first_decided_by == "UCREDIT1"
+    card = session.exec(select(OutboxMessage).where(OutboxMessage.method == "chat.update")
+                        .order_by(OutboxMessage.id.desc())).first()
+    assert card.payload["context"]["first_decided_by"] == "UCREDIT1"
+    # and the same approver cannot take the second decision, nor a second credit approver
+    with pytest.raises(PermissionDenied, match="approval tier"):
+        approvals.decide(session=session, now=MONDAY, approval_id=approval.id,
+                         user_id="UCREDIT1", approve=True)
+    # when an admin approves, the order is approved
+    approvals.decide(session=session, now=MONDAY, approval_id=approval.id, user_id="UADMIN01",
+                     approve=True)
+    assert order.status == OrderStatus.APPROVED
+    assert [e.actor for e in actions(session, "approval.first_approved")] == ["UCREDIT1"]
+    assert [e.actor for e in actions(session, "approval.approved")] == ["UADMIN01"]
+    # and an order under the tier is decided once as before
+    small = f.order(session, "C-NEW", lines=[("WID-1", 1)])
+    assert small.status == OrderStatus.APPROVED  # reviewed by the first approval

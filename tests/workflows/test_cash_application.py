@@ -21,7 +21,6 @@ from tests.support import factories as f
 from tests.support.timetravel import frozen_at
 from workflows import invariants, kpis
 from workflows.cash_application import (
-    PaymentIn,
     apply_suggestion,
     open_invoice_choices,
     record_from_slack,
@@ -31,6 +30,7 @@ from workflows.cash_application import (
 )
 from workflows.cash_runs import card_of
 from workflows.errors import AlreadyDecided, Conflict, PermissionDenied, ValidationFailed
+from workflows.inputs import PaymentIn
 
 RECEIVED = datetime(2026, 11, 20, 10, tzinfo=UTC)
 ISSUED = date(2026, 11, 1)

@@ -25,20 +25,21 @@ from models import Allocation, Invoice, Payment
 from tests.support import factories as f
 from workflows import invariants, masterdata
 from workflows.cash_application import payment_allocations, record_payment
-from workflows.cash_runs import CashRun, PaymentIn
-from workflows.invoicing import ErpInvoiceIn, ingest_erp_invoices
+from workflows.cash_runs import CashRun
+from workflows.inputs import CustomerIn, InvoiceIn, PaymentIn
+from workflows.invoicing import ingest_erp_invoices
 
 RECEIVED = datetime(2026, 11, 20, 10, tzinfo=UTC)
 
 
 def load(session, data: Dataset) -> None:  # noqa: ANN001
     for c in data.customers:
-        masterdata.upsert_customer(session, masterdata.CustomerIn(
+        masterdata.upsert_customer(session, CustomerIn(
             external_id=c.external_id, name=c.name, currency=c.currency,
             credit_limit="100000.00", payment_terms=c.terms, credit_reviewed=True),
             actor="test")
     session.flush()
-    stored = ingest_erp_invoices(session, [ErpInvoiceIn(  # (as a CSV import: one call)
+    stored = ingest_erp_invoices(session, [InvoiceIn(  # (as a CSV import: one call)
         number=inv.number, customer=inv.customer, currency=inv.currency,
         issue_date=inv.issue_date, due_date=inv.due_date,
         total=f"{inv.total_minor // 100}.{inv.total_minor % 100:02d}",

@@ -19,8 +19,9 @@ from models import (
 from tests.support import factories as f
 from tests.support.timetravel import frozen_at
 from workflows import collections
-from workflows.cash_application import PaymentIn, record_payment
+from workflows.cash_application import record_payment
 from workflows.errors import Conflict, PermissionDenied, ValidationFailed
+from workflows.inputs import PaymentIn
 
 TODAY = date(2026, 11, 23)
 frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC))

@@ -12,7 +12,8 @@ from models import AuditEvent, Customer, DunningNotice, Invoice, OutboxMessage
 from tests.support import factories as f
 from tests.support.timetravel import frozen_at
 from workflows import credit_hold, dunning
-from workflows.cash_application import PaymentIn, record_payment
+from workflows.cash_application import record_payment
+from workflows.inputs import PaymentIn
 
 TODAY = date(2026, 11, 23)
 frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC))
@@ -108,9 +109,8 @@ def test_final_notice_puts_the_customer_on_credit_hold_audited(ledger) -> None: 
 
 def test_paid_and_disputed_invoices_are_skipped(ledger) -> None:  # noqa: ANN001
     f.invoice(ledger, "INV-2026-100001", "C-A", total="10.00", due=TODAY - timedelta(days=7))
-    disputed = f.invoice(ledger, "INV-DISP", "C-A", due=TODAY - timedelta(days=7))
-    disputed.disputed = True
-    ledger.add(disputed)
+    f.invoice(ledger, "INV-DISP", "C-A", due=TODAY - timedelta(days=7))
+    f.dispute(ledger, "INV-DISP")  # the whole balance
     record_payment(ledger, PaymentIn(amount="10.00", currency="USD",
                                      received_at=datetime.combine(TODAY, time(9), UTC),
                                      reference="INV-2026-100001"),

@@ -11,13 +11,14 @@ from sqlmodel import Session, select
 from models import AuditEvent, Invoice, InvoiceLine
 from tests.support import factories as f
 from workflows.errors import Conflict, DomainError, ValidationFailed
-from workflows.invoicing import ErpInvoiceIn, ingest_erp_invoice, ingest_erp_invoices
+from workflows.inputs import InvoiceIn
+from workflows.invoicing import ingest_erp_invoice, ingest_erp_invoices
 
 
-def erp(number: str, total: str = "100.00", **kwargs) -> ErpInvoiceIn:  # noqa: ANN003
-    return ErpInvoiceIn(number=number, customer=kwargs.pop("customer", "C-GLOBEX"),
-                        currency="USD", issue_date=date(2026, 1, 1), due_date=date(2026, 1, 31),
-                        total=total, **kwargs)
+def erp(number: str, total: str = "100.00", **kwargs) -> InvoiceIn:  # noqa: ANN003
+    fields = {"customer": "C-GLOBEX", "currency": "USD", "issue_date": date(2026, 1, 1),
+              "due_date": date(2026, 1, 31), **kwargs}
+    return InvoiceIn(number=number, total=total, **fields)
 
 
 @pytest.fixture
@@ -33,9 +34,12 @@ def numbers(session: Session) -> list[str]:
 
 
 def test_many_at_once_answer_as_one_at_a_time(books) -> None:  # noqa: ANN001
-    # given items breaking one rule each, between good ones
+    # given items breaking one rule each (of those the input model cannot check), between
+    # good ones
     items = [erp("ERP-1"), erp("ERP-7"), erp("ERP-2", customer="C-NOBODY"),
-             erp("ERP-3", total="-1.00"), erp(" "), erp("ERP-4", order="SO-404"), erp("ERP-5")]
+             erp("ERP-3", currency="EUR"), erp("ERP-6", total="0.00"),
+             erp("ERP-8", due_date=date(2025, 12, 31)), erp("ERP-4", order="SO-404"),
+             erp("ERP-5")]
     # when the batch stores them
     outcomes = ingest_erp_invoices(books, items, actor="import")
     # then each refusal is what one at a time says about that item
@@ -48,7 +52,7 @@ def test_many_at_once_answer_as_one_at_a_time(books) -> None:  # noqa: ANN001
             type(alone.value), alone.value.detail, alone.value.errors)
     assert [type(o).__name__ for o in outcomes] == [
         "int", "Conflict", "ValidationFailed", "ValidationFailed", "ValidationFailed",
-        "ValidationFailed", "int"]
+        "ValidationFailed", "ValidationFailed", "int"]
     # and the good ones are stored as issued, each audited
     assert numbers(books) == ["ERP-1", "ERP-5", "ERP-7"]
     stored = books.get(Invoice, outcomes[0])
@@ -60,9 +64,9 @@ def test_many_at_once_answer_as_one_at_a_time(books) -> None:  # noqa: ANN001
 
 def test_a_number_twice_is_refused_the_second_time_with_or_without_lines(books) -> None:  # noqa: ANN001
     # when a number comes twice in one file, the second time with lines
+    line = {"description": "Widget", "sku": "WID-1", "quantity": 1, "amount": "100.00"}
     outcomes = ingest_erp_invoices(books, [
-        erp("ERP-1"), erp("ERP-1", lines=[{"sku": "WID-1", "quantity": 1, "amount": "100.00"}]),
-        erp("ERP-2", lines=[{"sku": "WID-1", "quantity": 1, "amount": "100.00"}]), erp("ERP-2")],
+        erp("ERP-1"), erp("ERP-1", lines=[line]), erp("ERP-2", lines=[line]), erp("ERP-2")],
         actor="import")
     # then the second of each is a conflict, and one of each is stored
     assert [type(o) for o in outcomes] == [int, Conflict, int, Conflict]
@@ -72,7 +76,8 @@ def test_a_number_twice_is_refused_the_second_time_with_or_without_lines(books) 
 def test_an_invoice_whose_lines_are_refused_leaves_nothing(books) -> None:  # noqa: ANN001
     # when the lines of one invoice add up to more than its total
     outcomes = ingest_erp_invoices(books, [
-        erp("ERP-1", lines=[{"sku": "WID-1", "quantity": 2, "unit_price": "80.00"}]),
+        erp("ERP-1", lines=[{"description": "Widget", "sku": "WID-1", "quantity": 2,
+                             "unit_price": "80.00"}]),
         erp("ERP-2")], actor="import")
     # then it is refused, and neither it nor its lines are left in the session
     assert isinstance(outcomes[0], ValidationFailed) and "lines" in outcomes[0].detail

@@ -17,6 +17,7 @@ from tests.support import factories as f
 from tests.support.timetravel import frozen_at
 from workflows import fulfilment, invariants, orders, shipping
 from workflows.errors import InvalidTransition, PermissionDenied, ValidationFailed
+from workflows.inputs import ShipmentLineIn
 from workflows.receivables import uninvoiced_approved_minor
 
 SHIPPED_AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -39,7 +40,7 @@ def ship(session: Session, order: Order, *lines: tuple[str, int], tracking: str 
          ) -> None:
     shipping.ship_order(session, order_number=order.number, carrier="UPS",
                         tracking_number=tracking, shipped_at=SHIPPED_AT, actor="api", now=NOW,
-                        lines=[shipping.ShipLineIn(sku, qty) for sku, qty in lines] or None)
+                        lines=[ShipmentLineIn(sku=sku, quantity=qty) for sku, qty in lines] or None)
 
 
 def stock(session: Session, sku: str = "WID-1") -> tuple[int, int]:
@@ -172,7 +173,7 @@ def test_concurrent_shipments_of_one_order_never_over_ship(db, monkeypatch, firs
                 shipping.ship_order(s, order_number=number, carrier="UPS",
                                     tracking_number=tracking, shipped_at=SHIPPED_AT,
                                     actor="api", now=NOW,
-                                    lines=[shipping.ShipLineIn("WID-1", qty)])
+                                    lines=[ShipmentLineIn(sku="WID-1", quantity=qty)])
             outcomes[qty if tracking == "A" else -qty] = "shipped"
         except (InvalidTransition, ValidationFailed) as refused:
             outcomes[qty if tracking == "A" else -qty] = f"refused: {refused.detail}"
@@ -447,8 +448,8 @@ def test_a_restock_while_the_order_ships_serves_its_backorder(db, monkeypatch) -
     def ship_reserved(s: Session) -> None:
         shipping.ship_order(s, order_number=number, carrier="UPS", tracking_number="1Z1",
                             shipped_at=SHIPPED_AT, actor="api", now=NOW,
-                            lines=[shipping.ShipLineIn("WID-1", 6),
-                                   shipping.ShipLineIn("GADGET", 2)])
+                            lines=[ShipmentLineIn(sku="WID-1", quantity=6),
+                                   ShipmentLineIn(sku="GADGET", quantity=2)])
 
     # when the ERP restocks the product at the same moment
     threads = [threading.Thread(target=run, args=(ship_reserved,)),

@@ -14,7 +14,8 @@ from models import Allocation, Approval, CreditNote, Invoice, Payment, WriteOff
 from tests.support import factories as f
 from tests.support.timetravel import frozen_at
 from workflows import approvals, kpis
-from workflows.cash_application import PaymentIn, record_payment, write_off
+from workflows.cash_application import record_payment, write_off
+from workflows.inputs import PaymentIn
 from workflows.invoicing import issue_credit_note
 from workflows.receivables import aging_by_currency, bucket_edges
 

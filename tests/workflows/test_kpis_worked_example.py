@@ -46,7 +46,8 @@ from sqlmodel import Session
 
 from tests.support import factories as f
 from workflows import kpis
-from workflows.cash_application import PaymentIn, record_payment
+from workflows.cash_application import record_payment
+from workflows.inputs import PaymentIn
 from workflows.receivables import aging_by_currency
 
 AS_OF = date(2026, 6, 30)

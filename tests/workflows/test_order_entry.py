@@ -10,7 +10,7 @@ import pytest
 from tests.support import factories as f
 from tests.support.timetravel import frozen_at
 from workflows.errors import PermissionDenied, ValidationFailed
-from workflows.order_entry import Entry, EntryLine, create_from_entry
+from workflows.order_entry import Entry, EntryLine, create_from_entry, validate_entry
 from workflows.pricing import median_approved_discount, pricing_hint, search_products
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -54,6 +54,32 @@ def test_a_good_form_creates_a_slack_order_and_needs_the_sales_role(session) -> 
     assert order.total_minor == 28500
     with pytest.raises(PermissionDenied):
         create_from_entry(session, entry, rep="UNOBODY1", now=NOW)
+
+
+def test_service_periods_are_checked_before_the_ack_with_the_other_fields(session) -> None:  # noqa: ANN001
+    # given a service and a subscription next to a widget
+    setup_company(session)
+    f.product(session, "INST", price="300.00", revenue_type="service")
+    f.product(session, "CLOUD", price="1200.00", revenue_type="subscription")
+    entry = Entry(customer="C-GLOBEX", lines=[
+        EntryLine(0, "WID-1", "0"),
+        EntryLine(1, "INST", "1"),
+        EntryLine(2, "CLOUD", "1", service_start="2026-08-01", service_end="2027-07-15",
+                  billing="quarterly"),
+        EntryLine(3, "WID-1", "1", service_start="2026-08-01")])
+    # when checked as the modal's ack does (reads only)
+    with pytest.raises(ValidationFailed) as caught:
+        validate_entry(session, entry, rep="USALES01")
+    # then every error at once, each on its row and field
+    assert [(e.field, e.detail.split(" ")[0]) for e in caught.value.errors] == [
+        ("lines[0].quantity", "must"), ("lines[1].service_start", "INST"),
+        ("lines[2].service_end", "a"), ("lines[3].service_start", "WID-1")]
+    # and a good period passes, carried to the order
+    entry.lines = [EntryLine(2, "CLOUD", "1", service_start="2026-08-01",
+                             service_end="2027-07-31", billing="quarterly")]
+    data = validate_entry(session, entry, rep="USALES01")
+    assert [(li.service_start, li.service_end, li.billing) for li in data.lines] == [
+        ("2026-08-01", "2027-07-31", "quarterly")]
 
 
 def test_median_approved_discount_over_90_days(session) -> None:  # noqa: ANN001

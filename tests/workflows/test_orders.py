@@ -12,6 +12,7 @@ from tests.support import factories as f
 from tests.support.timetravel import frozen_at
 from workflows import invariants
 from workflows.errors import ValidationFailed
+from workflows.inputs import OrderIn, OrderLineIn
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 frozen_time = frozen_at(NOW)
@@ -70,9 +71,12 @@ def test_bad_lines_name_every_field(session) -> None:  # noqa: ANN001
     setup_company(session)
     from workflows import orders
 
-    data = orders.OrderIn(customer="C-GLOBEX", sales_rep="USALES01", currency="USD", lines=[
-        orders.LineIn(sku="NOPE", quantity=1), orders.LineIn(sku="WID-1", quantity=0),
-        orders.LineIn(sku="WID-1", quantity=1, discount_pct="101")])
+    # (a quantity of 0 never gets here, workflows.inputs refuses it; 2 x this price is
+    # beyond the amount bound, which only the workflow can see)
+    data = OrderIn(customer="C-GLOBEX", sales_rep="USALES01", currency="USD", lines=[
+        OrderLineIn(sku="NOPE", quantity=1),
+        OrderLineIn(sku="WID-1", quantity=2, unit_price="9999999999999.99"),
+        OrderLineIn(sku="WID-1", quantity=1, discount_pct="101")])
     # when
     with pytest.raises(ValidationFailed) as caught:
         orders.create_order(session, data, actor="USALES01", now=NOW)
@@ -131,9 +135,9 @@ def test_a_unit_price_below_list_counts_as_a_discount(session) -> None:  # noqa:
     setup_company(session)
 
     def order_at(price: str):  # noqa: ANN202
-        return orders.create_order(session, now=NOW, data=orders.OrderIn(
+        return orders.create_order(session, now=NOW, data=OrderIn(
             customer="C-GLOBEX", sales_rep="USALES01", currency="USD",
-            lines=[orders.LineIn(sku="WID-1", quantity=10, unit_price=price)]),
+            lines=[OrderLineIn(sku="WID-1", quantity=10, unit_price=price)]),
             actor="USALES01")
 
     # when priced 10 % below list: within policy

@@ -16,8 +16,9 @@ from bot.db import Database
 from models import Allocation, AuditEvent, ClosedPeriod, CreditNote, Invoice
 from tests.support import factories as f
 from workflows import invariants, periods
-from workflows.cash_application import PaymentIn, record_payment, write_off
+from workflows.cash_application import record_payment, write_off
 from workflows.errors import ValidationFailed
+from workflows.inputs import PaymentIn
 from workflows.invoicing import issue_credit_note
 from workflows.receivables import aging_by_currency
 

@@ -20,12 +20,12 @@ from tests.support.timetravel import frozen_at
 from workflows import collections, credit, invariants
 from workflows.bank_statements import import_statement, parse_statement
 from workflows.cash_application import (
-    PaymentIn,
     apply_suggestion,
     record_payment,
     write_off,
 )
 from workflows.errors import ValidationFailed
+from workflows.inputs import PaymentIn
 from workflows.invoicing import issue_credit_note
 
 TODAY = date(2026, 11, 24)

@@ -1,0 +1,321 @@
+"""Public endpoints outside `/api/v1` (no bearer token; each authenticated its own way):
+
+* `POST /webhooks/stripe` — Stripe's events, verified with Stripe's own signature check
+  (`stripe.Webhook.construct_event`, `STRIPE_WEBHOOK_SECRET`, 5-minute tolerance) before
+  anything is parsed or stored; a bad or missing signature is 400 and stores nothing. Then
+  `workflows.stripe_events` (once per event id). Without the secret: 404.
+* `GET /pay/<token>` — the page behind an invoice's "Pay now" link (the token is the
+  capability: 32 random characters); `POST` to it opens checkout for the balance as it is
+  now (`workflows.payment_links`), a Stripe Checkout Session, or in the sandbox its stand-in
+  payment page. Without Stripe or the sandbox: 404.
+* `POST /webhooks/hubspot` — HubSpot's events, verified with its signature v3 (the client
+  library's helper, `HUBSPOT_CLIENT_SECRET`, 5-minute tolerance) before anything is parsed;
+  each event kept once by its `eventId`, a won deal queued for import (`bot.hubspot`).
+  Without the secret and the access token: 404.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+
+from models import ProviderEvent, ProviderEventStatus, money
+from workflows import outbox, payment_links, stripe_events
+from workflows.errors import DomainError, NotFound, database_unavailable
+
+log = logging.getLogger("o2c.inbound")
+
+router = APIRouter(include_in_schema=False)
+STRIPE_TOLERANCE = 300  # seconds (Stripe's default, and SPEC §5.1's five minutes)
+
+
+def _deps(request: Request) -> Any:
+    return request.app.state.deps
+
+
+def _gateway(request: Request) -> Any:
+    return getattr(request.app.state, "stripe", None)
+
+
+# -- Stripe --------------------------------------------------------------------------------------
+@router.post("/webhooks/stripe")
+async def stripe_webhook(request: Request) -> Response:
+    deps = _deps(request)
+    secret = deps.settings.secret("stripe_webhook_secret")
+    if not secret:
+        return JSONResponse({"error": "Stripe webhooks are not configured"}, status_code=404)
+    import stripe  # here, not at the top: a server without Stripe never loads it (~0.3 s)
+
+    body = await request.body()
+    try:
+        stripe.Webhook.construct_event(body, request.headers.get("stripe-signature"), secret,
+                                       tolerance=STRIPE_TOLERANCE)
+        event = json.loads(body)
+    except (stripe.SignatureVerificationError, ValueError) as exc:  # UnicodeDecodeError too
+        log.warning("refused a Stripe webhook from %s: %s",
+                    request.client.host if request.client else "?", type(exc).__name__)
+        return JSONResponse({"error": "invalid signature or payload"}, status_code=400)
+    if not isinstance(event, dict):
+        return JSONResponse({"error": "not an event"}, status_code=400)
+    try:
+        outcome = await run_in_threadpool(_handle_stripe, deps, event,
+                                          _gateway(request) is not None)
+    except Exception as exc:
+        if database_unavailable(exc):
+            return JSONResponse({"error": "database unavailable"}, status_code=503,
+                                headers={"Retry-After": "5"})
+        raise  # a 500: Stripe retries it
+    deps.notify_outbox()
+    return JSONResponse({"received": True, "status": outcome.status})
+
+
+def _handle_stripe(deps: Any, event: dict, fetch_fees: bool) -> stripe_events.Outcome:
+    try:
+        with deps.db.transaction() as session:
+            return stripe_events.handle(session, event, now=deps.clock.now(),
+                                        fetch_fees=fetch_fees)
+    except IntegrityError:  # the same event, committed by another request meanwhile
+        with deps.db.read_session() as session:
+            if session.get(ProviderEvent, (stripe_events.PROVIDER, str(event.get("id")))):
+                return stripe_events.Outcome("duplicate", "delivered before")
+        raise
+    except DomainError as refused:  # will not work on a retry either: keep it, tell AR
+        return _failed(deps, event, refused.detail)
+
+
+def _failed(deps: Any, event: dict, reason: str) -> stripe_events.Outcome:
+    now = deps.clock.now()
+    with deps.db.transaction() as session:
+        if session.get(ProviderEvent, (stripe_events.PROVIDER, str(event["id"]))) is None:
+            session.add(ProviderEvent(provider=stripe_events.PROVIDER,
+                                      event_id=str(event["id"])[:255],
+                                      type=str(event.get("type"))[:100],
+                                      status=ProviderEventStatus.FAILED, detail=reason[:500],
+                                      payload=event, received_at=now, processed_at=now))
+            outbox.post_to_channel(session, channel="ar", template="text", context={
+                "text": f"A Stripe event ({event.get('type')}, {event.get('id')}) could not "
+                        f"be applied: {reason[:300]}"},
+                dedupe_key=f"stripe-failed:{event['id']}")
+    log.warning("Stripe event %s not applied: %s", event.get("id"), reason)
+    return stripe_events.Outcome("failed", reason)
+
+
+# -- HubSpot -------------------------------------------------------------------------------------
+HUBSPOT_TOLERANCE_MS = 300_000  # five minutes, as HubSpot asks
+# characters HubSpot decodes in the request URI before signing (its v3 instructions)
+_HUBSPOT_DECODE = {"%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$",
+                   "%27": "'", "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";"}
+
+
+def hubspot_uri(request: Request, public_url: str | None) -> str:
+    """The URI HubSpot called (and signed): the public URL when set (behind a proxy the
+    request's own URL is not what HubSpot saw), with HubSpot's decoded characters."""
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    uri = f"{public_url}{path}" if public_url else str(request.url)
+    for encoded, plain in _HUBSPOT_DECODE.items():
+        uri = uri.replace(encoded, plain).replace(encoded.lower(), plain)
+    return uri
+
+
+def hubspot_signature_ok(request: Request, body: bytes, secret: str,
+                         public_url: str | None, now_ms: int) -> bool:
+    """HubSpot's signature v3, checked with the client library's own helper, and a timestamp
+    within five minutes either way."""
+    from hubspot.utils.signature import Signature
+
+    signature = request.headers.get("x-hubspot-signature-v3")
+    timestamp = request.headers.get("x-hubspot-request-timestamp")
+    if not signature or not timestamp or not timestamp.isdigit():
+        return False
+    if abs(now_ms - int(timestamp)) > HUBSPOT_TOLERANCE_MS:
+        return False
+    try:
+        return Signature.is_valid(signature=signature, client_secret=secret,
+                                  request_body=body.decode("utf-8"),
+                                  http_uri=hubspot_uri(request, public_url),
+                                  http_method=request.method, signature_version="v3",
+                                  timestamp=timestamp)
+    except Exception:  # noqa: BLE001 - a malformed header is simply not valid
+        return False
+
+
+@router.post("/webhooks/hubspot")
+async def hubspot_webhook(request: Request) -> Response:
+    deps = _deps(request)
+    secret = deps.settings.secret("hubspot_client_secret")
+    if not secret or not deps.settings.secret("hubspot_access_token"):
+        return JSONResponse({"error": "HubSpot webhooks are not configured"}, status_code=404)
+    body = await request.body()
+    now_ms = int(deps.clock.now().timestamp() * 1000)
+    if not hubspot_signature_ok(request, body, secret, deps.settings.o2c_public_url, now_ms):
+        log.warning("refused a HubSpot webhook from %s: bad or stale signature",
+                    request.client.host if request.client else "?")
+        return JSONResponse({"error": "invalid signature"}, status_code=401)
+    try:
+        events = json.loads(body)
+    except ValueError:
+        return JSONResponse({"error": "not JSON"}, status_code=400)
+    if isinstance(events, dict):
+        events = [events]
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        return JSONResponse({"error": "expected a list of events"}, status_code=400)
+    try:
+        queued = await run_in_threadpool(_queue_hubspot, deps, events[:1000])
+    except Exception as exc:
+        if database_unavailable(exc):
+            return JSONResponse({"error": "database unavailable"}, status_code=503,
+                                headers={"Retry-After": "5"})
+        raise
+    deps.notify_outbox()
+    return JSONResponse({"received": len(events), "queued": queued})
+
+
+def _queue_hubspot(deps: Any, events: list[dict]) -> int:
+    """Each event once (by its eventId); a deal moved to a stage is queued for import (the
+    worker reads the deal and checks the stage and pipeline against the mapping)."""
+    from bot.hubspot import PROVIDER, Mapping
+
+    mapping = Mapping.of(deps.settings.o2c_hubspot_mapping)
+    queued = 0
+    for event in events:
+        event_id = str(event.get("eventId") or "")[:255]
+        kind = event.get("subscriptionType")
+        wanted = (kind == "deal.propertyChange" and event.get("propertyName") == "dealstage"
+                  and event.get("propertyValue") in mapping.won_stages) or \
+            kind == "deal.creation"
+        deal_id = str(event.get("objectId") or "")
+        if not event_id:
+            continue
+        try:
+            with deps.db.transaction() as session:
+                if session.get(ProviderEvent, (PROVIDER, event_id)) is not None:
+                    continue
+                session.add(ProviderEvent(
+                    provider=PROVIDER, event_id=event_id, type=str(kind)[:100],
+                    object_id=deal_id[:255] or None,
+                    status=ProviderEventStatus.PROCESSED if wanted and deal_id.isdigit()
+                    else ProviderEventStatus.IGNORED,
+                    received_at=deps.clock.now(), processed_at=deps.clock.now()))
+                session.flush()
+                if wanted and deal_id.isdigit():
+                    outbox._add(session, transport=PROVIDER, method="deal.import",
+                                dedupe_key=f"hubspot-import:{deal_id}:{event_id}",
+                                payload={"deal_id": deal_id, "event_id": event_id})
+                    queued += 1
+        except IntegrityError:  # the same event, stored by another request meanwhile
+            continue
+    return queued
+
+
+# -- the "Pay now" page --------------------------------------------------------------------------
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width,initial-scale=1'>"
+        f"<title>{html.escape(title)}</title><style>body{{font-family:system-ui,sans-serif;"
+        "max-width:32rem;margin:3rem auto;padding:0 1rem;color:#1d1c1d}button{font-size:1.1rem;"
+        "padding:.6rem 1.4rem;border:0;border-radius:6px;background:#007a5a;color:#fff;"
+        "cursor:pointer}dt{color:#616061}dd{margin:0 0 .6rem}</style></head><body>"
+        f"{body}</body></html>", status_code=status,
+        headers={"cache-control": "no-store", "referrer-policy": "no-referrer",
+                 "x-content-type-options": "nosniff",
+                 "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                                            "form-action 'self' https://checkout.stripe.com; "
+                                            "frame-ancestors 'none'"})
+
+
+def _enabled(request: Request) -> bool:
+    return _gateway(request) is not None or _deps(request).settings.o2c_sandbox
+
+
+@router.get("/pay/{token}")
+def pay_page(token: str, request: Request) -> Response:
+    if not _enabled(request):
+        return _page("Not found", "<h1>Not found</h1>", 404)
+    deps = _deps(request)
+    try:
+        with deps.db.read_session() as session:
+            _, invoice, customer = payment_links.by_token(session, token)
+    except NotFound:
+        return _page("Not found", "<h1>This payment link does not exist</h1>", 404)
+    seller = html.escape(deps.settings.o2c_from_email.split("@")[-1])
+    number = html.escape(invoice.number)
+    if invoice.balance_minor == 0:
+        return _page(f"Invoice {invoice.number}",
+                     f"<h1>Invoice {number} is paid</h1><p>Nothing to pay. Thank you!</p>")
+    amount = html.escape(money.format_money(invoice.balance_minor, invoice.currency))
+    return _page(f"Pay invoice {invoice.number}", (
+        f"<h1>Pay invoice {number}</h1><dl><dt>From</dt><dd>{seller}</dd>"
+        f"<dt>To</dt><dd>{html.escape(customer.name)}</dd>"
+        f"<dt>Due</dt><dd>{invoice.due_date.isoformat()}</dd>"
+        f"<dt>Amount due</dt><dd><strong>{amount}</strong></dd></dl>"
+        f"<form method=post action='/pay/{html.escape(token)}'>"
+        f"<button type=submit>Pay {amount} now</button></form>"
+        "<p><small>The amount is the invoice's balance when you click.</small></p>"))
+
+
+@router.post("/pay/{token}")
+def pay_now(token: str, request: Request) -> Response:
+    if not _enabled(request):
+        return _page("Not found", "<h1>Not found</h1>", 404)
+    import stripe
+
+    deps = _deps(request)
+    gateway = _gateway(request)
+    try:
+        with deps.db.read_session() as session:
+            link, invoice, customer = payment_links.by_token(session, token)
+    except NotFound:
+        return _page("Not found", "<h1>This payment link does not exist</h1>", 404)
+    if gateway is None:  # the sandbox: its stand-in for Stripe's payment page
+        return RedirectResponse(f"/sandbox/checkout/{token}", status_code=303)
+    base = deps.settings.o2c_public_url
+    try:
+        previous = gateway.session_status(link.session_id) if link.session_id else None
+        with deps.db.transaction() as session:
+            plan = payment_links.plan_checkout(session, token=token, now=deps.clock.now(),
+                                               previous_status=previous)
+        if plan.action == "paid":
+            return RedirectResponse(f"/pay/{token}", status_code=303)
+        if plan.action == "processing":
+            return _page("Payment received", "<h1>Your payment is being processed</h1>"
+                         "<p>We received it from the card processor; the invoice shows it "
+                         "as paid in a moment. Thank you!</p>")
+        if plan.action == "reuse":
+            return RedirectResponse(plan.url, status_code=303)
+        session_id, url = gateway.create_session(
+            token=token, generation=plan.generation, invoice_number=invoice.number,
+            amount_minor=plan.amount_minor, currency=plan.currency,
+            expires_at=plan.expires_at, customer_email=customer.billing_email,
+            success_url=f"{base}/pay/{token}/done", cancel_url=f"{base}/pay/{token}")
+        if plan.replaces:
+            try:
+                gateway.expire_session(plan.replaces)
+            except stripe.StripeError as exc:  # completed or gone: nothing to expire
+                log.info("could not expire checkout session %s: %s", plan.replaces,
+                         type(exc).__name__)
+        with deps.db.transaction() as session:
+            payment_links.store_session(session, token=token, generation=plan.generation,
+                                        session_id=session_id, url=url)
+    except stripe.StripeError as exc:
+        log.warning("Stripe refused a checkout for %s: %s", invoice.number,
+                    type(exc).__name__)
+        return _page("Try again", "<h1>The payment page is not available right now</h1>"
+                     "<p>Please try again in a few minutes.</p>", 502)
+    return RedirectResponse(url, status_code=303)
+
+
+@router.get("/pay/{token}/done")
+def pay_done(token: str, request: Request) -> Response:
+    if not _enabled(request):
+        return _page("Not found", "<h1>Not found</h1>", 404)
+    return _page("Thank you", "<h1>Thank you!</h1><p>Your payment was received. The invoice "
+                 "shows it as paid once the card processor confirms it (usually within a "
+                 "minute).</p>")

@@ -1,0 +1,90 @@
+"""`/api/v1/webhooks`: outbound webhook subscriptions (SPEC §4; `workflows.webhooks`).
+
+`POST` answers with the signing `secret` once (an `Idempotency-Key` replay of that request
+gives the same first answer); `GET` lists subscriptions without their secrets; `DELETE`
+removes one (its log stays); `GET /webhooks/{id}/deliveries` is its delivery log.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from api import responses as out
+from api.problems import responses as problems
+from api.routes import (
+    API_ACTOR,
+    BODY,
+    CREATED,
+    IdemKey,
+    RecordId,
+    _deps,
+    _post,
+    known_query,
+    require_token,
+)
+from models import EVENT_TYPES, WebhookDelivery, WebhookEvent, WebhookSubscription
+from workflows import webhooks
+from workflows.inputs import WebhookIn
+
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token), Depends(known_query)],
+                   tags=["webhooks"], responses=problems(401, 422, 503))
+
+
+def subscription_out(row: WebhookSubscription) -> out.WebhookOut:
+    return out.WebhookOut(id=row.id, url=row.url, events=list(row.events),
+                          description=row.description, status=row.status,
+                          created_at=row.created_at, failing_since=row.failing_since,
+                          disabled_at=row.disabled_at, disabled_reason=row.disabled_reason)
+
+
+def delivery_out(row: WebhookDelivery, event: WebhookEvent) -> out.WebhookDeliveryOut:
+    return out.WebhookDeliveryOut(
+        id=row.id, event=out.WebhookEventOut(id=event.id, webhook_id=event.uid,
+                                             type=event.type, timestamp=event.occurred_at),
+        attempt=row.attempt, attempted_at=row.attempted_at, ok=row.ok,
+        status_code=row.status_code, error=row.error, duration_ms=row.duration_ms)
+
+
+@router.post("/webhooks", **CREATED, response_model=out.WebhookCreatedOut,
+             responses=problems(409, *BODY))
+def post_webhook(body: WebhookIn, request: Request, key: IdemKey = None) -> JSONResponse:
+    """Subscribe a URL to event types. The answer carries the signing `secret` (Standard
+    Webhooks, `whsec_...`): store it, it is not shown again."""
+    def op(session):  # noqa: ANN001, ANN202
+        row = webhooks.subscribe(session, url=body.url, events=body.events,
+                                 description=body.description, actor=API_ACTOR)
+        return 201, out.WebhookCreatedOut(**subscription_out(row).model_dump(),
+                                          secret=row.secret)
+    return _post(request, key, body.model_dump(mode="json"), op)
+
+
+@router.get("/webhooks", response_model=out.WebhookListOut)
+def get_webhooks(request: Request) -> out.WebhookListOut:
+    with _deps(request).db.read_session() as session:
+        return out.WebhookListOut(
+            webhooks=[subscription_out(row) for row in webhooks.subscriptions(session)],
+            event_types=list(EVENT_TYPES))
+
+
+@router.delete("/webhooks/{subscription_id}", status_code=204, response_class=Response,
+               responses=problems(404))
+def delete_webhook(subscription_id: RecordId, request: Request) -> Response:
+    with _deps(request).db.transaction() as session:
+        webhooks.delete_subscription(session, subscription_id=subscription_id,
+                                     actor=API_ACTOR)
+    return Response(status_code=204)
+
+
+@router.get("/webhooks/{subscription_id}/deliveries", response_model=out.WebhookDeliveriesOut,
+            responses=problems(404))
+def get_deliveries(subscription_id: RecordId, request: Request,
+                   limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                   before: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None
+                   ) -> out.WebhookDeliveriesOut:
+    """Every delivery attempt, newest first (`?before=<id>` pages back)."""
+    with _deps(request).db.read_session() as session:
+        rows = webhooks.deliveries(session, subscription_id, limit=limit, before_id=before)
+        return out.WebhookDeliveriesOut(deliveries=[delivery_out(d, e) for d, e in rows])

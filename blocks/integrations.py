@@ -1,0 +1,112 @@
+"""Notifications of the integrations: outbound webhooks, Stripe, HubSpot. Contexts are frozen
+snapshots written by workflows (`workflows.webhooks`, `workflows.stripe_events`,
+`workflows.crm`); every outside text is escaped."""
+
+from __future__ import annotations
+
+from blocks import ids
+from blocks.common import actions, context, render, section
+from blocks.common import plain_text as plain_object
+from blocks.text import clip, esc, fmt_money
+from models import money
+
+
+def link_button(text: str, url: str) -> dict:
+    """A button that opens a URL (Slack still sends the click; `handlers.actions` only acks
+    it)."""
+    return {"type": "button", "text": plain_object(text, 75), "action_id": ids.OPEN_LINK,
+            "url": url[:3000], "value": "link"}
+
+
+def _amount(amount: str, currency: str) -> str:
+    """A decimal string of a snapshot (`"1451.05"`) as money is shown (`USD 1,451.05`)."""
+    try:
+        return fmt_money(money.to_minor(amount, currency), currency)
+    except (ValueError, ArithmeticError, TypeError):
+        return esc(str(amount))
+
+
+def webhook_disabled(ctx: dict) -> dict:
+    url = esc(clip(ctx.get("url") or "", 300))
+    text = f"Webhook subscription #{ctx['subscription_id']} was disabled"
+    blocks = [section(f":no_entry: Outbound webhook *#{ctx['subscription_id']}* "
+                      f"(`{url}`) kept failing and was *disabled*: nothing more is sent to "
+                      f"it.\n> {esc(clip(ctx.get('reason') or '', 500))}"),
+              context("Once the receiver is fixed: `o2c webhooks enable "
+                      f"{ctx['subscription_id']}`, then `o2c webhooks replay "
+                      f"{ctx['subscription_id']} --failed` sends what it missed (same "
+                      "webhook-id).")]
+    return {"text": text, "blocks": render(blocks)}
+
+
+def provider_payment(ctx: dict) -> dict:
+    """A payment that arrived through a payment provider (Stripe), as applied."""
+    cur = ctx["currency"]
+    who = esc(ctx.get("customer_name") or "A customer")
+    invoice = ctx.get("invoice")
+    applied = ctx.get("applied") or []
+    paid = ", ".join(f"*{esc(a['invoice'])}* {_amount(a['amount'], cur)}" for a in applied)
+    text = (f"{who} paid {fmt_money(ctx['amount_minor'], cur)} through "
+            f"{esc(ctx['provider_name'])}")
+    lines = [f":credit_card: {who} paid *{fmt_money(ctx['amount_minor'], cur)}* through "
+             f"{esc(ctx['provider_name'])}" + (f" for *{esc(invoice)}*" if invoice else "")
+             + "."]
+    if paid:
+        lines.append(f"Applied: {paid}.")
+    if ctx.get("unapplied_minor"):
+        lines.append(f"Unapplied credit: {fmt_money(ctx['unapplied_minor'], cur)}.")
+    if ctx.get("note"):
+        lines.append(esc(ctx["note"]))
+    blocks = [section("\n".join(lines)),
+              context(f"Payment #{ctx['payment_id']} · {esc(ctx.get('external_id') or '')}")]
+    return {"text": text, "blocks": render(blocks)}
+
+
+def provider_refund(ctx: dict) -> dict:
+    cur = ctx["currency"]
+    reopened = ", ".join(f"*{esc(r['invoice'])}* {_amount(r['amount'], cur)}"
+                         for r in ctx.get("reopened") or [])
+    text = f"Refund of {fmt_money(ctx['amount_minor'], cur)} on payment #{ctx['payment_id']}"
+    lines = [f":leftwards_arrow_with_hook: {esc(ctx['provider_name'])} refunded "
+             f"*{fmt_money(ctx['amount_minor'], cur)}* of payment #{ctx['payment_id']}"
+             f" ({esc(ctx.get('customer_name') or 'unknown customer')})."]
+    if reopened:
+        lines.append(f"Reopened: {reopened}.")
+    if ctx.get("from_unapplied_minor"):
+        lines.append(f"Taken from unapplied credit: "
+                     f"{fmt_money(ctx['from_unapplied_minor'], cur)}.")
+    return {"text": text, "blocks": render([section("\n".join(lines))])}
+
+
+def provider_dispute(ctx: dict) -> dict:
+    """A card payment disputed by the customer's bank (a chargeback)."""
+    cur = ctx["currency"]
+    invoice = esc(ctx.get("invoice") or "no invoice known")
+    text = (f"Chargeback: {fmt_money(ctx['amount_minor'], cur)} disputed on payment "
+            f"#{ctx.get('payment_id') or '?'}")
+    blocks = [section(f":rotating_light: *Chargeback* — the customer's bank disputes "
+                      f"*{fmt_money(ctx['amount_minor'], cur)}* of a "
+                      f"{esc(ctx['provider_name'])} payment "
+                      f"({esc(ctx.get('customer_name') or 'unknown customer')}, {invoice}).\n"
+                      f"Reason: *{esc(ctx.get('reason') or 'not given')}*"
+                      + (f" · evidence due {esc(ctx['due_by'])}" if ctx.get("due_by") else "")),
+              context(f"{esc(ctx.get('dispute_id') or '')} · answer it in the "
+                      f"{esc(ctx['provider_name'])} dashboard; the payment stays applied "
+                      "until the dispute is decided")]
+    return {"text": text, "blocks": render(blocks)}
+
+
+def crm_deal_refused(ctx: dict) -> dict:
+    """A won CRM deal that could not become an order (unknown customer, SKU, ...)."""
+    text = f"HubSpot deal {esc(ctx['deal_id'])} could not become an order"
+    blocks = [section(f":warning: HubSpot deal *{esc(ctx.get('deal_name') or ctx['deal_id'])}* "
+                      f"(`{esc(ctx['deal_id'])}`) was won but could not become an order:\n"
+                      f"> {esc(clip(ctx.get('reason') or '', 1500))}"),
+              context("Fix the deal (or the customer / product data) in HubSpot and move it "
+                      "to the won stage again, or enter the order with `/o2c new`.")]
+    return {"text": text, "blocks": render(blocks)}
+
+
+def pay_now_actions(url: str | None) -> list[dict]:
+    """The "Pay now" button of an invoice card, when there is a link."""
+    return [actions(link_button("Pay now", url))] if url else []

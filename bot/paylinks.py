@@ -1,0 +1,73 @@
+""""Pay now" links as they go into e-mails and Slack cards (`workflows.payment_links` has the
+rules).
+
+A link exists when customers can pay through it: with `STRIPE_API_KEY` (and
+`O2C_PUBLIC_URL`, where customers reach this server), or in the local sandbox, which stands
+in for Stripe's payment page. Otherwise `PayLinks.for_settings` is None and no e-mail or card
+changes. Links are made when a message that shows one is delivered (the first invoice e-mail,
+dunning e-mail or invoice card of an invoice), so invoices issued before the feature was
+switched on get one too; the link itself never changes (`workflows.payment_links`).
+"""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from bot.db import Database
+from bot.settings import Settings
+from models import Invoice
+from workflows import payment_links
+
+# e-mail templates that show a link: the invoice, every dunning level, the collector's
+# reminder (one link per overdue invoice)
+EMAIL_TEMPLATES = ("invoice", "dunning_friendly", "dunning_reminder", "dunning_firm",
+                   "dunning_final", "collections_reminder")
+SLACK_TEMPLATES = ("order_shipped",)  # the invoice card
+
+
+class PayLinks:
+    def __init__(self, db: Database, base_url: str) -> None:
+        self.db = db
+        self.base_url = base_url.rstrip("/")
+
+    @classmethod
+    def for_settings(cls, settings: Settings, db: Database) -> PayLinks | None:
+        if settings.stripe_enabled:
+            return cls(db, settings.o2c_public_url or "")
+        if settings.o2c_sandbox:  # the sandbox's stand-in for Stripe's payment page
+            from sandbox.web import sandbox_origin
+
+            return cls(db, sandbox_origin(settings))
+        return None
+
+    def url_for(self, invoice_number: str | None, *, session: Session | None = None
+                ) -> str | None:
+        """The invoice's link (made now if it has none), or None when it has nothing to pay.
+        In its own short transaction, or in `session` (a write transaction already open:
+        SQLite has one writer, so a second transaction would wait for this one)."""
+        if not invoice_number:
+            return None
+        if session is not None:
+            return self._url(session, invoice_number)
+        with self.db.transaction() as own:
+            return self._url(own, invoice_number)
+
+    def _url(self, session: Session, invoice_number: str) -> str | None:
+        invoice = session.exec(select(Invoice).where(Invoice.number == invoice_number)).first()
+        if invoice is None or invoice.balance_minor == 0:
+            return None
+        return f"{self.base_url}/pay/{payment_links.link_for(session, invoice).token}"
+
+    def email_values(self, template: str, context: dict, *,
+                     session: Session | None = None) -> dict:
+        """`pay_url` / `pay_urls` for an e-mail template's context (empty when none)."""
+        if template not in EMAIL_TEMPLATES:
+            return {}
+        if template == "collections_reminder":
+            urls = {inv.get("number"): self.url_for(inv.get("number"), session=session)
+                    for inv in context.get("invoices") or [] if isinstance(inv, dict)}
+            return {"pay_urls": {n: u for n, u in urls.items() if u}}
+        invoice = context.get("invoice")
+        number = invoice.get("number") if isinstance(invoice, dict) else \
+            context.get("invoice_number")
+        return {"pay_url": self.url_for(number, session=session)}

@@ -1,0 +1,97 @@
+"""Revenue jobs: subscription billing and the monthly revenue close (issue 15).
+
+* `subscription-billing` — hourly: every subscription period billed in advance that has
+  started by today (business date) and is not invoiced yet is invoiced, dated today (on a
+  period's first day when the job runs daily; a catch-up after downtime or a credit hold is
+  dated the day it runs). One transaction per period; `workflows.subscriptions.bill_period`
+  locks the order line and the (order line, period start) primary key makes it once across
+  processes. `o2c run subscription-billing --as-of DATE` back-fills up to DATE (never a day
+  after today: invoices are immutable).
+* `revenue-close` — hourly as a catch-up: on the first working day of each month, from 06:00
+  business time, it closes the month before (`workflows.revenue.close_month`: the period is
+  closed for AR and revenue, each line's recognition recorded once, the summary posted to the
+  AR channel); later runs find it closed and do nothing. `o2c run revenue-close --period
+  YYYY-MM` closes that month now (and every month before it); `--as-of DATE` closes the month
+  before DATE's if it is due. To close by hand only, turn the schedule off
+  (`O2C_JOB_SCHEDULES='{"revenue-close": {}}'`).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+
+from sqlalchemy.exc import IntegrityError
+
+from workflows import periods, revenue, subscriptions
+from workflows import policy as policies
+from workflows.errors import ValidationFailed
+from workflows.revenue_schedule import first_of_month
+from workflows.workcalendar import first_working_day, zone
+
+CLOSE_TIME = time(6)  # on the month's first working day, business time
+ACTOR = "revenue-close"
+
+
+def subscription_billing(deps, as_of: date | None) -> dict:  # noqa: ANN001
+    today = deps.business_today()
+    as_of = as_of or today
+    if as_of > today:
+        raise ValidationFailed.of("as_of", f"{as_of.isoformat()} is after today "
+                                  f"({today.isoformat()}): invoices are issued on their day")
+    with deps.db.read_session() as session:
+        due = subscriptions.due_periods(session, as_of)
+    invoices: list[str] = []
+    skipped = 0
+    for period in due:
+        try:
+            with deps.db.transaction() as session:
+                invoice = subscriptions.bill_period(
+                    session, order_line_id=period.order_line_id,
+                    period_start=period.period_start, as_of=as_of, now=deps.clock.now())
+                number = invoice.number if invoice is not None else None
+        except IntegrityError:  # another process invoiced it a moment ago
+            number = None
+        if number:
+            invoices.append(number)
+        else:
+            skipped += 1
+    if invoices:
+        deps.notify_outbox()
+    return {"as_of": as_of.isoformat(), "invoiced": len(invoices), "invoices": invoices,
+            "already_invoiced_or_not_billable": skipped}
+
+
+def due_at(day: date, tz: str) -> datetime:
+    """When the close of the month before `day`'s is due: its first working day, 06:00."""
+    return datetime.combine(first_working_day(day), CLOSE_TIME, tzinfo=zone(tz))
+
+
+def revenue_close(deps, as_of: date | None, period: str | None = None) -> dict:  # noqa: ANN001
+    now = deps.clock.now()
+    if period is None:
+        today = as_of or deps.business_today()
+        target = periods.period_of(revenue.previous_month(first_of_month(today)))
+        with deps.db.read_session() as session:
+            tz = policies.current(session).business_timezone
+            done = revenue.recorded_through(session)
+        moment = now if as_of is None else datetime.combine(as_of, time.max, tzinfo=zone(tz))
+        if moment < due_at(today, tz):
+            return {"period": target, "closed": False,
+                    "reason": f"not due before {due_at(today, tz).isoformat()}"}
+        if done is not None and periods.period_of(done) >= target:
+            return {"period": target, "closed": False,
+                    "reason": f"already closed (revenue recorded through "
+                              f"{periods.period_of(done)})"}
+    else:
+        target = periods.period_of(periods.parse_period(period))
+    with deps.db.transaction() as session:
+        result = revenue.close_month(session, period=target, actor=ACTOR, now=now)
+        summary = {"period": result.period, "closed_through": result.closed_through,
+                   "closed_now": result.created, "recorded": result.recorded is not None}
+        if result.recorded is not None:
+            summary["months_recorded"] = result.recorded.summary.get("months", [])
+            summary["currencies"] = result.recorded.summary.get("currencies", {})
+        else:
+            summary["reason"] = "already closed; a closed month never changes"
+    deps.notify_outbox()
+    return summary

@@ -1,0 +1,101 @@
+"""Delivering outbound webhooks (transport "webhook" of the outbox; `workflows.webhooks` queues
+them).
+
+Each attempt POSTs the event's body (`workflows.webhooks.body_of`, the same bytes every
+time) with the Standard Webhooks headers, signed with the `standardwebhooks` library:
+
+    webhook-id: <the event's uid, the same on every attempt and replay>
+    webhook-timestamp: <this attempt's time, seconds>
+    webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">
+
+A 2xx answer delivers it. Anything else — another status, a redirect (never followed), a
+timeout, a refused connection — is logged in the delivery log and retried with exponential
+backoff (5 s, doubling, at most 6 h apart) until three days after it was queued; then it fails
+and stays visible (`o2c outbox`, `o2c webhooks replay`). A `Retry-After` (429/503) is
+honoured up to the cap. The answer's body is never read. The claim of the row (lease,
+renewal, takeover after a crash) is the outbox's: a `kill -9` mid-request loses nothing, and
+the next attempt carries the same `webhook-id`, so receivers can drop the duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import httpx
+from standardwebhooks import Webhook
+
+from bot.db import Database
+from bot.outbox import Permanent, Retry
+from models import OutboxMessage, SubscriptionStatus, WebhookEvent, WebhookSubscription
+from workflows import webhooks
+
+if TYPE_CHECKING:
+    from bot.outbox import OutboxWorker
+
+log = logging.getLogger("o2c.webhooks")
+
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+BACKOFF_BASE = 5.0
+BACKOFF_MAX = 6 * 3600.0
+USER_AGENT = "o2c-bot-webhooks/1"
+
+
+class WebhookTransport:
+    kind = webhooks.TRANSPORT
+    retry_for = webhooks.RETRY_FOR
+
+    def __init__(self, db: Database, *, client: httpx.Client | None = None) -> None:
+        self.db = db
+        self.client = client or httpx.Client(timeout=TIMEOUT, follow_redirects=False,
+                                             headers={"user-agent": USER_AGENT})
+
+    def backoff(self, attempts: int) -> float:
+        return min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_MAX)
+
+    def send(self, row: OutboxMessage, worker: OutboxWorker) -> dict:
+        payload = row.payload or {}
+        with self.db.read_session() as session:
+            subscription = session.get(WebhookSubscription, payload.get("subscription_id"))
+            event = session.get(WebhookEvent, payload.get("event_id"))
+        if subscription is None or event is None:
+            raise Permanent("the webhook subscription or event no longer exists")
+        if subscription.status != SubscriptionStatus.ACTIVE:
+            raise Permanent(f"the webhook subscription is {subscription.status}")
+        body = webhooks.body_of(event)
+        now = worker.now()
+        headers = {"content-type": "application/json", "webhook-id": event.uid,
+                   "webhook-timestamp": str(int(now.timestamp())),
+                   "webhook-signature": Webhook(subscription.secret).sign(event.uid, now, body)}
+        started = time.monotonic()
+        status: int | None = None
+        error: str | None = None
+        retry_after: float = 0.0
+        try:
+            with self.client.stream("POST", subscription.url, content=body,
+                                    headers=headers) as response:
+                status = response.status_code  # the body is never read
+                retry_after = _retry_after(response.headers.get("retry-after"))
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        ok = status is not None and 200 <= status < 300
+        if not ok and error is None:
+            error = f"HTTP {status}"
+        elapsed = int((time.monotonic() - started) * 1000)
+        with self.db.transaction() as session:
+            webhooks.record_attempt(session, subscription_id=subscription.id,
+                                    event_id=event.id, outbox_id=row.id, attempt=row.attempts,
+                                    at=now, ok=ok, status_code=status, error=error,
+                                    duration_ms=elapsed)
+        if ok:
+            return {"ok": True, "status": status, "webhook_id": event.uid}
+        log.info("webhook %s to subscription %s: %s", event.uid, subscription.id, error)
+        raise Retry(min(retry_after, BACKOFF_MAX), f"webhook: {error}")
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return max(float(value), 0.0) if value else 0.0
+    except ValueError:
+        return 0.0

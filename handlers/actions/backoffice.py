@@ -1,0 +1,221 @@
+"""Buttons of the back office (issue 14): on the invoice card (Dispute · Request credit note ·
+Write off · Waive fee), on a digest or worklist row (Dispute), on a dispute card (Accept ·
+Reject · Reassign) and on a deduction card (Open dispute · Write off · Bill back).
+
+Each click is acked at once (`handlers.actions.register`); after the ack the listener re-checks
+on the server who is clicking (a refusal is audited, and explained by the app's error handler)
+and whether the record still allows it, then opens its modal (the decision happens on submit,
+`handlers.views.backoffice`) — or, for Bill back, acts once (one e-mail per deduction and
+day). Thin: parse, one workflow call, a builder from `blocks.backoffice`.
+"""
+
+from __future__ import annotations
+
+from slack_bolt import BoltContext, Respond
+from slack_sdk import WebClient
+from sqlmodel import select
+
+from blocks import backoffice as views
+from blocks import ids
+from blocks.text import esc, fmt_money
+from handlers.common import (
+    action_id_value,
+    caller,
+    checking,
+    now_of,
+    open_modal,
+    tell_user,
+    today_for,
+    transaction,
+)
+from models import Customer, Invoice, money
+from workflows import credit_notes, deductions, disputes, write_offs
+from workflows.users import require_role
+
+
+def _channel(body: dict) -> str | None:
+    return (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get(
+        "id")
+
+
+def _invoice(session, invoice_id: int) -> Invoice:  # noqa: ANN001
+    invoice = session.get(Invoice, invoice_id)
+    if invoice is None:
+        from workflows.errors import NotFound
+
+        raise NotFound(f"no invoice #{invoice_id}")
+    return invoice
+
+
+def _open_info(session, invoice: Invoice) -> dict:  # noqa: ANN001
+    customer = session.get(Customer, invoice.customer_id)
+    return {"number": invoice.number, "customer": customer.name,
+            "open": fmt_money(disputes.undisputed_open(invoice), invoice.currency)}
+
+
+# -- disputes -------------------------------------------------------------------------------------
+def on_dispute_open(body: dict, client: WebClient, context: BoltContext) -> None:
+    user_id, invoice_id = body["user"]["id"], action_id_value(body)
+    with checking(context) as session:
+        invoice = _invoice(session, invoice_id)
+        require_role(session, user_id=user_id, roles=disputes.OPENER_ROLES,
+                     action="dispute.open", entity_type="invoice", entity_id=invoice.number)
+        info = _open_info(session, invoice)
+    open_modal(client, body.get("trigger_id"), views.dispute_modal(
+        meta={"invoice": info["number"], "channel": _channel(body)}, invoice=info))
+
+
+def on_dispute_from_account(body: dict, client: WebClient,
+                            context: BoltContext) -> None:
+    user_id, customer_id = body["user"]["id"], action_id_value(body)
+    with checking(context) as session:
+        require_role(session, user_id=user_id, roles=disputes.OPENER_ROLES,
+                     action="dispute.open", entity_type="customer", entity_id=customer_id)
+        rows = session.exec(select(Invoice).where(
+            Invoice.customer_id == customer_id,
+            Invoice.balance_minor > Invoice.disputed_minor)
+            .order_by(Invoice.due_date, Invoice.id).limit(100)).all()
+        invoices = [{"number": i.number, "open": fmt_money(disputes.undisputed_open(i),
+                                                           i.currency)} for i in rows]
+    if not invoices:
+        tell_user(body, None, client, "Nothing of this customer is open to dispute.")
+        return
+    open_modal(client, body.get("trigger_id"), views.dispute_modal(
+        meta={"customer_id": customer_id, "channel": _channel(body)}, invoice=None,
+        invoices=invoices))
+
+
+def _resolve_view(session, dispute_id: int, user_id: str, action: str) -> dict:  # noqa: ANN001
+    dispute = disputes.ensure_open(session, dispute_id=dispute_id, user_id=user_id,
+                                   action=action)
+    invoice = session.get(Invoice, dispute.invoice_id)
+    return {"id": dispute.id, "invoice": invoice.number,
+            "customer": session.get(Customer, dispute.customer_id).name,
+            "amount": fmt_money(dispute.amount_minor, dispute.currency),
+            "amount_plain": money.to_str(dispute.amount_minor, dispute.currency),
+            "reason": dispute.reason}
+
+
+def _on_resolve(body: dict, client: WebClient, context: BoltContext,
+                outcome: str) -> None:
+    user_id, dispute_id = body["user"]["id"], action_id_value(body)
+    with checking(context) as session:
+        dispute = _resolve_view(session, dispute_id, user_id, f"dispute.{outcome}")
+    open_modal(client, body.get("trigger_id"),
+               views.resolve_modal(dispute=dispute, outcome=outcome, channel=_channel(body)))
+
+
+def on_dispute_accept(body: dict, client: WebClient, context: BoltContext) -> None:
+    _on_resolve(body, client, context, "accepted")
+
+
+def on_dispute_reject(body: dict, client: WebClient, context: BoltContext) -> None:
+    _on_resolve(body, client, context, "rejected")
+
+
+def on_dispute_reassign(body: dict, client: WebClient,
+                        context: BoltContext) -> None:
+    user_id, dispute_id = body["user"]["id"], action_id_value(body)
+    with checking(context) as session:
+        dispute = _resolve_view(session, dispute_id, user_id, "dispute.reassign")
+    open_modal(client, body.get("trigger_id"),
+               views.reassign_modal(dispute=dispute, channel=_channel(body)))
+
+
+# -- deductions -----------------------------------------------------------------------------------
+def on_deduction_dispute(body: dict, client: WebClient,
+                         context: BoltContext) -> None:
+    user_id, deduction_id = body["user"]["id"], action_id_value(body)
+    with checking(context) as session:
+        deduction = deductions.check(session, deduction_id=deduction_id, user_id=user_id,
+                                     action="deduction.dispute")
+        invoice = session.get(Invoice, deduction.invoice_id)
+        info = _open_info(session, invoice)
+        amount = money.to_str(min(deduction.amount_minor, disputes.undisputed_open(invoice)),
+                              invoice.currency)
+    open_modal(client, body.get("trigger_id"), views.dispute_modal(
+        meta={"deduction_id": deduction_id, "invoice": info["number"],
+              "channel": _channel(body)}, invoice=info, amount=amount))
+
+
+def on_deduction_write_off(body: dict, client: WebClient,
+                           context: BoltContext) -> None:
+    user_id, deduction_id = body["user"]["id"], action_id_value(body)
+    with checking(context) as session:
+        deduction = deductions.check(session, deduction_id=deduction_id, user_id=user_id,
+                                     action="deduction.write_off")
+        invoice = session.get(Invoice, deduction.invoice_id)
+        amount = fmt_money(min(deduction.amount_minor, invoice.balance_minor),
+                           invoice.currency)
+    open_modal(client, body.get("trigger_id"), views.amount_reason_modal(
+        callback_id=ids.WRITE_OFF_MODAL, title="Write off deduction", submit="Ask approval",
+        meta={"deduction_id": deduction_id, "channel": _channel(body)},
+        summary=f"Write off the deduction of *{amount}* on *{esc(invoice.number)}*. A credit "
+                "approver decides.", amount=None, amount_label=None,
+        reason_label="Why it is written off"))
+
+
+def on_deduction_bill_back(body: dict, respond: Respond, client: WebClient,
+                           context: BoltContext) -> None:
+    user_id, deduction_id = body["user"]["id"], action_id_value(body)
+    user = caller(context, user_id, client=client)
+    with transaction(context) as session:
+        deduction = deductions.bill_back(session, deduction_id=deduction_id, actor=user_id,
+                                         now=now_of(context), today=today_for(context, user))
+        invoice = session.get(Invoice, deduction.invoice_id)
+        text = (f":email: The customer was e-mailed that "
+                f"{fmt_money(deduction.amount_minor, invoice.currency)} of "
+                f"{esc(invoice.number)} is still due; the deduction stays open.")
+    tell_user(body, respond, client, text)
+
+
+# -- credit notes, write-offs, fee waivers (the invoice card) -------------------------------------
+def on_credit_note_request(body: dict, client: WebClient,
+                           context: BoltContext) -> None:
+    user_id, invoice_id = body["user"]["id"], action_id_value(body)
+    with checking(context) as session:
+        invoice = _invoice(session, invoice_id)
+        require_role(session, user_id=user_id, roles=credit_notes.REQUESTER_ROLES,
+                     action="credit_note.request", entity_type="invoice",
+                     entity_id=invoice.number)
+        left = credit_notes.creditable(session, invoice)
+        number, cur = invoice.number, invoice.currency
+    open_modal(client, body.get("trigger_id"), views.amount_reason_modal(
+        callback_id=ids.CREDIT_NOTE_MODAL, title="Request credit note", submit="Ask approval",
+        meta={"invoice": number, "channel": _channel(body)},
+        summary=f"A credit note on *{esc(number)}*: at most {fmt_money(left, cur)} can still "
+                "be credited. A credit approver (not you) decides; by lines: the REST API.",
+        amount=money.to_str(left, cur), amount_label=f"Amount ({cur}, tax included)",
+        reason_label="Reason (printed on the credit note)"))
+
+
+def on_write_off_request(body: dict, client: WebClient,
+                         context: BoltContext) -> None:
+    user_id, invoice_id = body["user"]["id"], action_id_value(body)
+    with checking(context) as session:
+        invoice = _invoice(session, invoice_id)
+        require_role(session, user_id=user_id, roles=write_offs.REQUESTER_ROLES,
+                     action="write_off.request", entity_type="invoice",
+                     entity_id=invoice.number)
+        number, cur, left = invoice.number, invoice.currency, invoice.balance_minor
+    open_modal(client, body.get("trigger_id"), views.amount_reason_modal(
+        callback_id=ids.WRITE_OFF_MODAL, title="Write off bad debt", submit="Ask approval",
+        meta={"invoice": number, "channel": _channel(body)},
+        summary=f"Write off (bad debt) on *{esc(number)}*, {fmt_money(left, cur)} open. A "
+                "credit approver (not you) decides.", amount=money.to_str(left, cur),
+        amount_label=f"Amount ({cur})", reason_label="Why it is written off"))
+
+
+def on_fee_waive(body: dict, client: WebClient, context: BoltContext) -> None:
+    user_id, invoice_id = body["user"]["id"], action_id_value(body)
+    with checking(context) as session:
+        invoice = _invoice(session, invoice_id)
+        require_role(session, user_id=user_id, roles=write_offs.WAIVER_ROLES,
+                     action="late_fee.waive", entity_type="invoice", entity_id=invoice.number)
+        number, amount = invoice.number, fmt_money(invoice.balance_minor, invoice.currency)
+    open_modal(client, body.get("trigger_id"), views.amount_reason_modal(
+        callback_id=ids.FEE_WAIVE_MODAL, title="Waive late fee", submit="Waive",
+        meta={"invoice": number, "channel": _channel(body)},
+        summary=f"Waive the late fee *{esc(number)}* ({amount} open). Above the waiver "
+                "threshold a credit approver decides.", amount=None, amount_label=None,
+        reason_label="Why it is waived"))

@@ -1,0 +1,62 @@
+"""`/api/v1/webhooks`: subscribe (the secret once), list, delete, and refusals by field."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import API_TOKEN
+
+
+def test_subscribe_list_and_delete(api) -> None:  # noqa: ANN001
+    # when
+    created = api.post("/webhooks", json={"url": "https://erp.example/hooks/o2c",
+                                          "events": ["order.created", "invoice.paid"],
+                                          "description": "ERP sync"},
+                       headers={"Idempotency-Key": "hook-1"})
+    # then the answer carries the secret once
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["secret"].startswith("whsec_")
+    assert body["events"] == ["order.created", "invoice.paid"] and body["status"] == "active"
+    listed = api.get("/webhooks").json()
+    assert [h["id"] for h in listed["webhooks"]] == [body["id"]]
+    assert "secret" not in listed["webhooks"][0]
+    assert "revenue.period_closed" in listed["event_types"]
+    # a retried POST with the same key gets the first answer, and creates nothing more
+    again = api.post("/webhooks", json={"url": "https://erp.example/hooks/o2c",
+                                        "events": ["order.created", "invoice.paid"],
+                                        "description": "ERP sync"},
+                     headers={"Idempotency-Key": "hook-1"})
+    assert again.status_code == 201 and again.json() == body
+    assert len(api.get("/webhooks").json()["webhooks"]) == 1
+    # when deleted
+    assert api.delete(f"/webhooks/{body['id']}").status_code == 204
+    # then it is gone
+    assert api.get("/webhooks").json()["webhooks"] == []
+    assert api.delete(f"/webhooks/{body['id']}").status_code == 404
+    assert api.get(f"/webhooks/{body['id']}/deliveries").status_code == 404
+
+
+def test_refusals_name_the_field(api) -> None:  # noqa: ANN001
+    cases = [
+        ({"url": "http://erp.example/h", "events": ["order.created"]}, "url"),
+        ({"url": "https://erp.example/h", "events": ["order.eaten"]}, "events"),
+        ({"url": "https://erp.example/h", "events": []}, "events"),
+        ({"url": "https://erp.example/h"}, "events"),
+        ({"url": "https://erp.example/h", "events": ["order.created"], "secret": "x"},
+         "secret"),
+    ]
+    for body, field in cases:
+        answer = api.post("/webhooks", json=body)
+        assert answer.status_code == 422, (body, answer.text)
+        assert field in [e["field"].split("[")[0].split(".")[0]
+                         for e in answer.json()["errors"]], (body, answer.json())
+    assert api.get("/webhooks").json()["webhooks"] == []
+
+
+def test_the_token_is_required(server) -> None:  # noqa: ANN001
+    url = f"{server.base_url}/api/v1/webhooks"
+    assert httpx.get(url).status_code == 401
+    assert httpx.post(url, json={"url": "https://x.example", "events": ["order.created"]},
+                      headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert httpx.get(url, headers={"Authorization": f"Bearer {API_TOKEN}"}).status_code == 200

@@ -1,0 +1,187 @@
+"""Outbound webhooks delivered by the outbox to a real receiver on 127.0.0.1: Standard Webhooks
+signatures, at least once with one `webhook-id`, exponential backoff for three days, the
+delivery log, and a slow receiver that holds back neither Slack messages nor API answers."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import httpx
+from sqlmodel import select
+from standardwebhooks import Webhook
+
+from bot.outbox import OutboxWorker
+from bot.webhooks_out import WebhookTransport
+from models import OutboxMessage, WebhookDelivery, WebhookSubscription
+from models.base import utcnow
+from tests.conftest import test_settings
+from tests.support import factories as f
+from tests.support.receiver import Receiver, Step
+from workflows import webhooks
+
+
+def integrations_worker(db, database_url) -> OutboxWorker:  # noqa: ANN001
+    settings = test_settings(database_url, "http://127.0.0.1:9/api/")
+    return OutboxWorker(db, None, settings, transports=[WebhookTransport(db)])
+
+
+def given_an_order_event(db, url: str, events: list[str] | None = None):  # noqa: ANN001, ANN201
+    with db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.user(s, "UADMIN01", "admin")
+        f.customer(s)
+        f.product(s)
+        hook = webhooks.subscribe(s, url=url, events=events or ["order.created"], actor="api")
+        order = f.order(s)
+        return hook.id, hook.secret, order.number
+
+
+def webhook_row(db) -> OutboxMessage:  # noqa: ANN001
+    with db.read_session() as s:
+        return s.exec(select(OutboxMessage).where(OutboxMessage.transport == "webhook")).one()
+
+
+def test_a_receiver_failing_twice_gets_the_event_at_least_once_with_one_webhook_id(  # noqa: ANN001
+        db, database_url) -> None:
+    with Receiver([500, Step(503, headers={"Retry-After": "7"}), 200]) as receiver:
+        # given an event for a receiver that fails twice, then succeeds
+        hook_id, secret, number = given_an_order_event(db, receiver.url)
+        worker = integrations_worker(db, database_url)
+        start = utcnow()
+        # when the worker tries now, then when each retry is due
+        assert worker.run_once() == 1
+        first = webhook_row(db)
+        assert first.status == "pending" and first.last_error == "webhook: HTTP 500"
+        assert timedelta(seconds=4) <= first.next_attempt_at - start <= timedelta(seconds=7)
+        assert worker.run_once() == 0  # not due yet
+        worker.run_once(now=first.next_attempt_at)
+        second = webhook_row(db)
+        # the receiver's Retry-After (7 s) beats the backoff (10 s)? no: the longer wins
+        assert second.next_attempt_at - first.next_attempt_at >= timedelta(seconds=10)
+        worker.run_once(now=second.next_attempt_at)
+        requests = receiver.wait_for(3)
+    # then three attempts of one message, the same id and body, each correctly signed
+    assert webhook_row(db).status == "sent"
+    ids = {r.headers["webhook-id"] for r in requests}
+    assert len(ids) == 1 and ids.pop().startswith("msg_")
+    assert len({r.body for r in requests}) == 1
+    for request in requests:
+        Webhook(secret).verify(request.body, request.headers)  # raises if not
+        assert request.headers["content-type"] == "application/json"
+    stamps = [int(r.headers["webhook-timestamp"]) for r in requests]
+    assert stamps == sorted(stamps) and stamps[2] - stamps[0] >= 15
+    body = json.loads(requests[0].body)
+    assert body["type"] == "order.created" and body["data"]["order"]["number"] == number
+    assert set(body) == {"type", "timestamp", "data"}
+    # and the delivery log shows each attempt
+    with db.read_session() as s:
+        log = webhooks.deliveries(s, hook_id)
+        assert [(d.attempt, d.ok, d.status_code) for d, _ in log] == [
+            (3, True, 200), (2, False, 503), (1, False, 500)]
+        assert s.get(WebhookSubscription, hook_id).failing_since is None
+
+
+def test_a_receiver_down_for_three_days_fails_the_delivery_and_disables_the_endpoint(  # noqa: ANN001
+        db, database_url) -> None:
+    with Receiver([500] * 100) as receiver:
+        # given a receiver that always answers 500
+        hook_id, _, _ = given_an_order_event(db, receiver.url)
+        worker = integrations_worker(db, database_url)
+        # when the worker keeps retrying on schedule
+        worker.run_once()
+        gaps = []
+        for _ in range(60):
+            row = webhook_row(db)
+            if row.status != "pending":
+                break
+            previous = row.next_attempt_at
+            worker.run_once(now=row.next_attempt_at)
+            after = webhook_row(db)
+            if after.status == "pending":
+                gaps.append((after.next_attempt_at - previous).total_seconds())
+        attempts = len(receiver.requests)
+    # then: backoff doubles from 5 s up to 6 h apart, and it stops after three days
+    row = webhook_row(db)
+    assert row.status == "failed"
+    assert [round(g) for g in gaps[:4]] == [10, 20, 40, 80]
+    assert round(max(gaps)) == 6 * 3600
+    assert row.next_attempt_at - row.created_at >= timedelta(days=3) - timedelta(hours=6)
+    assert 15 <= attempts <= 30
+    with db.read_session() as s:
+        hook = s.get(WebhookSubscription, hook_id)
+        assert hook.status == "disabled"
+        told = s.exec(select(OutboxMessage).where(OutboxMessage.transport == "slack")).all()
+        assert sorted(t.payload["channel"] for t in told
+                      if t.payload["template"] == "webhook_disabled") == ["UADMIN01", "alerts"]
+        assert len(s.exec(select(WebhookDelivery)).all()) == attempts
+
+
+def test_a_redirect_is_a_failure_and_is_not_followed(db, database_url) -> None:  # noqa: ANN001
+    with Receiver([Step(302, headers={"Location": "http://127.0.0.1:9/elsewhere"})]) as rx:
+        given_an_order_event(db, rx.url)
+        integrations_worker(db, database_url).run_once()
+        assert len(rx.wait_for(1)) == 1
+    row = webhook_row(db)
+    assert row.status == "pending" and row.last_error == "webhook: HTTP 302"
+
+
+def test_a_slow_receiver_holds_back_neither_the_api_nor_slack(server, api, standin) -> None:  # noqa: ANN001
+    def attempts_finished() -> int:
+        with server.db.read_session() as s:
+            return len(s.exec(select(WebhookDelivery)).all())
+
+    with Receiver([Step(200, hold=True)] * 5) as receiver:
+        # given a subscriber whose receiver does not answer (until the test releases it)
+        with server.db.transaction() as s:
+            f.user(s, "USALES01", "sales")
+            f.customer(s)
+            f.product(s)
+            webhooks.subscribe(s, url=receiver.url, events=["order.created",
+                                                            "order.approved"], actor="api")
+        # when orders arrive through the API while the first delivery hangs
+        first = api.post("/orders", json={"customer": "C-GLOBEX", "sales_rep": "USALES01",
+                                          "currency": "USD",
+                                          "lines": [{"sku": "WID-1", "quantity": 1}]})
+        assert first.status_code == 201, first.text
+        receiver.wait_for(1)
+        second = api.post("/orders", json={"customer": "C-GLOBEX", "sales_rep": "USALES01",
+                                           "currency": "USD",
+                                           "lines": [{"sku": "WID-1", "quantity": 1}]})
+        # then the API answered and the reps' DMs went out before that delivery finished
+        assert second.status_code == 201, second.text
+        standin.api.wait_for(lambda: len(standin.api.dm_messages("USALES01")) >= 2, 7,
+                             "order DMs")
+        assert attempts_finished() == 0
+        assert receiver.requests[0].answered is None
+        # and once the receiver answers, the delivery that waited for it is logged
+        receiver.release()
+        standin.api.wait_for(lambda: attempts_finished() >= 1, 15, "the first delivery")
+
+
+def test_deliveries_api_lists_attempts(server, api) -> None:  # noqa: ANN001
+    with Receiver([500, 200]) as receiver:
+        created = api.post("/webhooks", json={"url": receiver.url,
+                                              "events": ["customer.credit_hold"]})
+        assert created.status_code == 201
+        hook_id = created.json()["id"]
+        with server.db.transaction() as s:
+            f.user(s, "UCREDIT1", "credit_approver")
+            customer = f.customer(s)
+            from workflows.credit_hold import set_credit_hold
+
+            set_credit_hold(s, customer_id=customer.id, actor="UCREDIT1", on_hold=True,
+                            reason="late")
+        server.deps.notify_outbox()
+        receiver.wait_for(1)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            rows = api.get(f"/webhooks/{hook_id}/deliveries").json()["deliveries"]
+            if rows:
+                break
+            time.sleep(0.05)
+    assert rows[0]["ok"] is False and rows[0]["status_code"] == 500
+    assert rows[0]["event"]["type"] == "customer.credit_hold"
+    assert rows[0]["event"]["webhook_id"].startswith("msg_")
+    assert httpx.codes.is_success(api.get(f"/webhooks/{hook_id}/deliveries").status_code)

@@ -1,0 +1,217 @@
+"""The HubSpot connector through the real server: a closed-won deal (webhook, signature v3)
+becomes an order with its line items, credit- and discount-checked as any other, once; the
+deal follows the order (number, approval, invoice, payment), a rejected credit approval shows
+on it; refusals are visible; the mapping is configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from sqlmodel import select
+
+from models import Approval, CrmDeal, Order, OrderLine, ProviderEvent
+from tests.conftest import API_TOKEN, start_server, test_settings
+from tests.support import factories as f
+from tests.support import hubspot_payloads as hp
+from tests.support.hubspot_standin import HubSpotStandIn
+from workflows import approvals
+
+MAPPING = {"default_sales_rep": "USALES01", "sales_rep_by_owner": {"910": "USALES02"},
+           "pipelines": ["default", "enterprise"]}
+
+
+@pytest.fixture
+def crm() -> Iterator[HubSpotStandIn]:
+    with HubSpotStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def hub_server(database_url, standin, crm) -> Iterator:  # noqa: ANN001
+    settings = test_settings(database_url, standin.api_url,
+                             hubspot_access_token=hp.ACCESS_TOKEN,
+                             hubspot_client_secret=hp.CLIENT_SECRET,
+                             hubspot_api_url=crm.url, o2c_hubspot_mapping=MAPPING)
+    running = start_server(settings)
+    running.worker.poll_interval = 0.05
+    running.app.state.runtime.integrations.poll_interval = 0.05
+    yield running
+    running.stop()
+    running.db.dispose()
+
+
+def company(db, *, reviewed: bool = True) -> None:  # noqa: ANN001
+    with db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.user(s, "USALES02", "sales")
+        f.user(s, "UCREDIT1", "credit_approver")
+        f.customer(s, reviewed=reviewed)
+        f.product(s, "WID-1", price="100.00", max_discount="15")
+        f.product(s, "GAD-2", price="50.00", max_discount="15")
+
+
+def send(server, events: list[dict], **sign) -> httpx.Response:  # noqa: ANN001, ANN003
+    url = f"{server.base_url}/webhooks/hubspot"
+    body, headers = hp.signed(url, events, **sign)
+    return httpx.post(url, content=body, headers=headers, timeout=30)
+
+
+def orders(db) -> list[Order]:  # noqa: ANN001
+    with db.read_session() as s:
+        return list(s.exec(select(Order).order_by(Order.id)))
+
+
+def test_a_won_deal_becomes_an_order_and_the_deal_follows_it(hub_server, crm) -> None:  # noqa: ANN001
+    company(hub_server.db)
+    crm.add_deal("5001", company=("9001", "C-GLOBEX"),
+                 lines=[{"sku": "WID-1", "quantity": 2, "price": "100.00"},
+                        {"sku": "GAD-2", "quantity": 1, "price": "50.00"}])
+    # when HubSpot reports the deal moved to closed-won
+    answer = send(hub_server, [hp.stage_changed("5001", event_id=1)])
+    assert answer.status_code == 200 and answer.json() == {"received": 1, "queued": 1}
+    # then an order with its lines exists, for the owner's rep, auto-approved
+    [order] = crm.wait_for(lambda: orders(hub_server.db), what="the order")
+    assert order.status == "approved" and order.source == "hubspot"
+    assert order.sales_rep_id == "USALES02" and order.total_minor == 25_000
+    assert order.external_id == "hubspot-deal-5001"
+    with hub_server.db.read_session() as s:
+        lines = s.exec(select(OrderLine).where(OrderLine.order_id == order.id)
+                       .order_by(OrderLine.line_no)).all()
+        assert [(li.sku, li.quantity, li.discount_bp) for li in lines] == [
+            ("WID-1", 2, 0), ("GAD-2", 1, 0)]
+    # and the deal shows the order number and its approval
+    first = crm.wait_for(lambda: crm.updates("5001"), what="the deal update")[0]
+    assert first["o2c_order_number"] == order.number
+    assert first["o2c_approval_status"] == "approved"
+    assert first["o2c_payment_status"] == "not invoiced"
+    assert crm.calls[-1].headers["authorization"] == f"Bearer {hp.ACCESS_TOKEN}"
+    # when it ships (invoiced) and is paid
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    shipped = httpx.post(f"{hub_server.base_url}/api/v1/shipments", headers=auth, json={
+        "order": order.number, "carrier": "UPS", "tracking_number": "1Z",
+        "shipped_at": "2026-03-02T09:00:00Z"}).json()
+    httpx.post(f"{hub_server.base_url}/api/v1/payments", headers=auth, json={
+        "amount": "250.00", "currency": "USD", "received_at": "2026-03-03T09:00:00Z",
+        "reference": shipped["invoice"], "customer": "C-GLOBEX"})
+    # then the deal shows the invoice and that it is paid
+    crm.wait_for(lambda: any(u.get("o2c_payment_status") == "paid"
+                             for u in crm.updates("5001")), what="paid on the deal")
+    last = crm.deals["5001"]["properties"]
+    assert last["o2c_invoice_numbers"] == shipped["invoice"]
+    assert last["o2c_order_status"] == "paid"
+
+
+def test_a_rejected_credit_approval_shows_on_the_deal(hub_server, crm) -> None:  # noqa: ANN001
+    # given a customer without a credit review: the order needs a credit approval
+    company(hub_server.db, reviewed=False)
+    crm.add_deal("5002", company=("9001", "C-GLOBEX"),
+                 lines=[{"sku": "WID-1", "quantity": 1, "price": "100.00"}])
+    send(hub_server, [hp.stage_changed("5002", event_id=2)])
+    [order] = crm.wait_for(lambda: orders(hub_server.db), what="the order")
+    assert order.status == "pending_approval"
+    crm.wait_for(lambda: any(u.get("o2c_approval_status") == "pending"
+                             for u in crm.updates("5002")), what="pending on the deal")
+    # when the credit approver rejects it
+    with hub_server.db.transaction() as s:
+        approval = s.exec(select(Approval).where(Approval.order_id == order.id)).one()
+        approvals.decide(session=s, approval_id=approval.id, user_id="UCREDIT1",
+                         approve=False, note="no trade references", now=hub_server.deps.clock.now())
+    hub_server.deps.notify_outbox()
+    # then the deal says so, and why
+    crm.wait_for(lambda: any(u.get("o2c_approval_status") == "rejected"
+                             for u in crm.updates("5002")), what="rejected on the deal")
+    props = crm.deals["5002"]["properties"]
+    assert "no trade references" in props["o2c_rejection_reason"]
+
+
+def test_a_price_below_list_is_a_discount_and_is_checked(hub_server, crm) -> None:  # noqa: ANN001
+    company(hub_server.db)
+    crm.add_deal("5003", company=("9001", "C-GLOBEX"),
+                 lines=[{"sku": "WID-1", "quantity": 1, "price": "70.00"}])
+    send(hub_server, [hp.stage_changed("5003", event_id=3)])
+    [order] = crm.wait_for(lambda: orders(hub_server.db), what="the order")
+    assert order.status == "pending_approval" and order.total_minor == 7_000
+    with hub_server.db.read_session() as s:
+        kinds = [a.kind for a in s.exec(select(Approval).where(Approval.order_id == order.id))]
+        assert kinds == ["discount"]
+
+
+def test_each_deal_becomes_one_order(hub_server, crm) -> None:  # noqa: ANN001
+    company(hub_server.db)
+    crm.add_deal("5004", company=("9001", "C-GLOBEX"),
+                 lines=[{"sku": "WID-1", "quantity": 1, "price": "100.00"}])
+    # when the event is re-delivered, and the deal is moved to won a second time
+    event = hp.stage_changed("5004", event_id=4)
+    assert send(hub_server, [event]).json()["queued"] == 1
+    assert send(hub_server, [event]).json()["queued"] == 0
+    assert send(hub_server, [hp.stage_changed("5004", event_id=5)]).json()["queued"] == 1
+    crm.wait_for(lambda: orders(hub_server.db), what="the order")
+    crm.wait_for(lambda: len([c for c in crm.calls if c.method == "GET"
+                              and c.path.endswith("/deals/5004")]) >= 1, what="reads")
+    hub_server.app.state.runtime.integrations.drain()
+    # then one order
+    assert len(orders(hub_server.db)) == 1
+    with hub_server.db.read_session() as s:
+        assert len(s.exec(select(ProviderEvent)).all()) == 2
+
+
+def test_a_deal_that_cannot_be_an_order_is_refused_visibly_then_retried(  # noqa: ANN001
+        hub_server, crm, standin) -> None:
+    company(hub_server.db)
+    crm.add_deal("5005", company=("9001", "C-GLOBEX"),
+                 lines=[{"sku": "NOPE-9", "quantity": 1, "price": "10.00"}])
+    send(hub_server, [hp.stage_changed("5005", event_id=6)])
+    crm.wait_for(lambda: any(u.get("o2c_order_status") == "refused"
+                             for u in crm.updates("5005")), what="refused on the deal")
+    assert "unknown SKU" in crm.deals["5005"]["properties"]["o2c_rejection_reason"]
+    standin.api.wait_for(lambda: [m for m in standin.api.messages("CAR000001")
+                                  if "could not become an order" in m["text"]], 15, "AR")
+    assert orders(hub_server.db) == []
+    # when the product exists and the deal is won again, it is imported
+    with hub_server.db.transaction() as s:
+        f.product(s, "NOPE-9", price="10.00")
+    send(hub_server, [hp.stage_changed("5005", event_id=7)])
+    [order] = crm.wait_for(lambda: orders(hub_server.db), what="the order")
+    with hub_server.db.read_session() as s:
+        link = s.exec(select(CrmDeal)).one()
+        assert (link.status, link.order_id) == ("imported", order.id)
+
+
+def test_unmapped_pipelines_and_other_stages_make_no_order(hub_server, crm) -> None:  # noqa: ANN001
+    company(hub_server.db)
+    crm.add_deal("5006", company=("9001", "C-GLOBEX"), pipeline="partners",
+                 lines=[{"sku": "WID-1", "quantity": 1, "price": "100.00"}])
+    crm.add_deal("5007", company=("9001", "C-GLOBEX"),
+                 lines=[{"sku": "WID-1", "quantity": 1, "price": "100.00"}])
+    assert send(hub_server, [hp.stage_changed("5006", event_id=8),
+                             hp.stage_changed("5007", "contractsent", event_id=9)]).json() \
+        == {"received": 2, "queued": 1}
+    crm.wait_for(lambda: any(c.path.endswith("/deals/5006") for c in crm.calls), what="read")
+    hub_server.app.state.runtime.integrations.drain()
+    assert orders(hub_server.db) == []
+
+
+def test_bad_or_stale_signatures_are_refused_and_store_nothing(hub_server) -> None:  # noqa: ANN001
+    events = [hp.stage_changed("5008", event_id=10)]
+    url = f"{hub_server.base_url}/webhooks/hubspot"
+    body, headers = hp.signed(url, events)
+    cases = [
+        {**headers, "X-HubSpot-Signature-v3": "A" + headers["X-HubSpot-Signature-v3"][1:]},
+        hp.signed(url, events, secret="another-secret")[1],
+        hp.signed(url, events, timestamp_ms=int(headers["X-HubSpot-Request-Timestamp"])
+                  - 301_000)[1],
+        hp.signed(f"{hub_server.base_url}/elsewhere", events)[1],
+        {"Content-Type": "application/json"},
+    ]
+    for case in cases:
+        assert httpx.post(url, content=body, headers=case).status_code == 401
+    with hub_server.db.read_session() as s:
+        assert s.exec(select(ProviderEvent)).all() == []
+
+
+def test_without_hubspot_settings_the_endpoint_is_off(server) -> None:  # noqa: ANN001
+    url = f"{server.base_url}/webhooks/hubspot"
+    body, headers = hp.signed(url, [hp.stage_changed("1", event_id=1)])
+    assert httpx.post(url, content=body, headers=headers).status_code == 404

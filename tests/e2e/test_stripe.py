@@ -1,0 +1,284 @@
+"""Stripe through the real server: "Pay now" in the invoice e-mail and on the invoice card, the
+link's page and its Checkout Session (Stripe's API mocked at the HTTP layer with `responses`:
+the `stripe` library sends with `requests`), the signed webhook, fees, a session replaced when
+the balance changes, refusals, and nothing at all without the keys."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+import responses
+from sqlmodel import select
+
+from models import Invoice, OutboxMessage, Payment, PaymentFee, PaymentLink, ProviderEvent
+from tests.conftest import API_TOKEN, free_port, start_server, test_settings
+from tests.support import factories as f
+from tests.support import stripe_payloads as sp
+from tests.support.processes import ServeProcess, o2c_env
+from tests.support.slack import text_of
+
+LINK = re.compile(r"(http://127\.0\.0\.1:\d+/pay/[A-Za-z0-9_-]+)")
+
+
+@pytest.fixture
+def stripe_server(database_url, standin, smtp) -> Iterator:  # noqa: ANN001
+    port = free_port()
+    settings = test_settings(database_url, standin.api_url, smtp_url=smtp.url,
+                             stripe_api_key=sp.API_KEY, stripe_webhook_secret=sp.WEBHOOK_SECRET,
+                             o2c_public_url=f"http://127.0.0.1:{port}")
+    running = start_server(settings, port=port)
+    running.worker.poll_interval = 0.05
+    running.app.state.runtime.integrations.poll_interval = 0.05
+    yield running
+    running.stop()
+    running.db.dispose()
+
+
+@pytest.fixture
+def stripe_api() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+def company(db) -> None:  # noqa: ANN001
+    with db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.user(s, "UCOLL001", "collector")
+        f.customer(s, collector="UCOLL001", sales_rep="USALES01")
+        f.product(s, price="100.00")
+
+
+def invoiced(base_url: str) -> str:
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    order = httpx.post(f"{base_url}/api/v1/orders", headers=auth, json={
+        "customer": "C-GLOBEX", "sales_rep": "USALES01", "currency": "USD",
+        "lines": [{"sku": "WID-1", "quantity": 2}]}, timeout=30)
+    assert order.status_code == 201, order.text
+    shipped = httpx.post(f"{base_url}/api/v1/shipments", headers=auth, json={
+        "order": order.json()["number"], "carrier": "UPS", "tracking_number": "1Z",
+        "shipped_at": "2026-03-02T09:00:00Z"}, timeout=30)
+    assert shipped.status_code == 201, shipped.text
+    return shipped.json()["invoice"]
+
+
+def wait(predicate, timeout: float = 15.0, what: str = "it"):  # noqa: ANN001, ANN201
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def post_event(base_url: str, payload: dict, **sign) -> httpx.Response:  # noqa: ANN003
+    body, headers = sp.signed(payload, **sign)
+    return httpx.post(f"{base_url}/webhooks/stripe", content=body, headers=headers, timeout=30)
+
+
+def session_answer(session_id: str, url: str, amount: int, number: str) -> dict:
+    return sp.checkout_session(invoice=number, amount=amount, session_id=session_id,
+                               status="open", payment_status="unpaid", url=url)
+
+
+def test_pay_now_from_the_invoice_email_to_the_payment_in_slack(  # noqa: ANN001
+        stripe_server, stripe_api, standin, smtp) -> None:
+    base = stripe_server.base_url
+    company(stripe_server.db)
+    # given an invoice e-mailed to the customer
+    number = invoiced(base)
+    [mail] = smtp.wait_for(1, timeout=20)
+    body = mail.get_body(preferencelist=("plain",)).get_content()
+    link = LINK.search(body).group(1)
+    assert f"Pay now by card: {link}" in body
+    # and the invoice card in Slack carries the same link
+    card = standin.api.wait_for(lambda: [m for m in standin.api.dm_messages("USALES01")
+                                         if "shipped" in m["text"]], 15, "invoice card")[0]
+    assert link in text_of(card)
+    # when the customer opens it: a page with the balance
+    page = httpx.get(link)
+    assert page.status_code == 200 and "USD 200.00" in page.text and number in page.text
+    # and clicks Pay: a Checkout Session for the balance, then Stripe's page
+    created = stripe_api.post(f"{sp.API}/v1/checkout/sessions", json=session_answer(
+        "cs_test_1", "https://checkout.stripe.com/c/pay/cs_test_1", 20_000, number))
+    answer = httpx.post(link)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "https://checkout.stripe.com/c/pay/cs_test_1"
+    sent = parse_qs(created.calls[0].request.body)
+    token = link.rsplit("/", 1)[1]
+    assert sent["mode"] == ["payment"] and sent["metadata[o2c_invoice]"] == [number]
+    assert sent["line_items[0][price_data][unit_amount]"] == ["20000"]
+    assert sent["line_items[0][price_data][currency]"] == ["usd"]
+    assert sent["payment_intent_data[metadata][o2c_invoice]"] == [number]
+    assert created.calls[0].request.headers["Idempotency-Key"] == f"o2c-pay-{token}-1"
+    assert created.calls[0].request.headers["Authorization"] == f"Bearer {sp.API_KEY}"
+    # a second click with the same balance reuses the open session
+    stripe_api.get(f"{sp.API}/v1/checkout/sessions/cs_test_1", json=session_answer(
+        "cs_test_1", "https://checkout.stripe.com/c/pay/cs_test_1", 20_000, number))
+    again = httpx.post(link)
+    assert again.headers["location"] == "https://checkout.stripe.com/c/pay/cs_test_1"
+    assert created.call_count == 1
+    # when Stripe reports the payment (and its fee can be looked up)
+    txn = sp.balance_transaction(amount=20_000, fee=610)
+    charge = sp.charge(payment_intent="pi_1", amount=20_000, balance_transaction=txn)
+    stripe_api.get(re.compile(rf"{sp.API}/v1/payment_intents/pi_1\b.*"), json=sp.payment_intent(
+        invoice=number, amount=20_000, pi_id="pi_1", charge=charge))
+    completed = sp.event("checkout.session.completed", sp.checkout_session(
+        invoice=number, amount=20_000, payment_intent="pi_1", session_id="cs_test_1"))
+    assert post_event(base, completed).json() == {"received": True, "status": "processed"}
+    # then the invoice is paid, the collector and AR see it in Slack, the fee is a fee
+    with stripe_server.db.read_session() as s:
+        paid = s.exec(select(Invoice).where(Invoice.number == number)).one()
+        assert paid.balance_minor == 0
+    arrived = standin.api.wait_for(lambda: [m for m in standin.api.messages("CAR000001")
+                                            if "through Stripe" in m["text"]], 15, "AR post")
+    assert "USD 200.00" in arrived[0]["text"]
+    standin.api.wait_for(lambda: [m for m in standin.api.dm_messages("UCOLL001")
+                                  if "through Stripe" in m["text"]], 15, "collector DM")
+
+    def fee():  # noqa: ANN202
+        with stripe_server.db.read_session() as s:
+            return s.exec(select(PaymentFee)).first()
+    recorded = wait(fee, what="the fee")
+    assert (recorded.amount_minor, recorded.net_minor, recorded.external_id) == (
+        610, 19_390, txn["id"])
+    # and the link now says there is nothing to pay; a re-delivery changes nothing
+    assert "is paid" in httpx.get(link).text
+    assert post_event(base, completed).json()["status"] == "duplicate"
+    with stripe_server.db.read_session() as s:
+        assert len(s.exec(select(Payment)).all()) == 1
+
+
+def test_a_balance_change_replaces_the_session(stripe_server, stripe_api) -> None:  # noqa: ANN001
+    base = stripe_server.base_url
+    company(stripe_server.db)
+    number = invoiced(base)
+    with stripe_server.db.transaction() as s:
+        from workflows import payment_links
+
+        invoice = s.exec(select(Invoice).where(Invoice.number == number)).one()
+        token = payment_links.link_for(s, invoice).token
+    first = stripe_api.post(f"{sp.API}/v1/checkout/sessions", json=session_answer(
+        "cs_test_A", "https://checkout.stripe.com/c/pay/cs_test_A", 20_000, number))
+    assert httpx.post(f"{base}/pay/{token}").status_code == 303
+    # when 50.00 arrives by bank transfer
+    expired = stripe_api.post(f"{sp.API}/v1/checkout/sessions/cs_test_A/expire",
+                              json={"id": "cs_test_A", "object": "checkout.session",
+                                    "status": "expired"})
+    paid = httpx.post(f"{base}/api/v1/payments", headers={
+        "Authorization": f"Bearer {API_TOKEN}"}, json={
+        "amount": "50.00", "currency": "USD", "received_at": "2026-03-03T10:00:00Z",
+        "reference": number, "customer": "C-GLOBEX"}, timeout=30)
+    assert paid.status_code == 201, paid.text
+    stripe_server.deps.notify_outbox()
+    # then the open session is expired at Stripe, and the next click pays the new balance
+    wait(lambda: expired.call_count == 1, what="the session's expiry")
+    stripe_api.replace(responses.POST, f"{sp.API}/v1/checkout/sessions", json=session_answer(
+        "cs_test_B", "https://checkout.stripe.com/c/pay/cs_test_B", 15_000, number))
+    answer = httpx.post(f"{base}/pay/{token}")
+    assert answer.headers["location"] == "https://checkout.stripe.com/c/pay/cs_test_B"
+    creates = [c.request for c in stripe_api.calls
+               if c.request.method == "POST" and c.request.url.endswith("/v1/checkout/sessions")]
+    assert first.call_count == 1 and len(creates) == 2
+    second = parse_qs(creates[-1].body)
+    assert second["line_items[0][price_data][unit_amount]"] == ["15000"]
+    assert creates[-1].headers["Idempotency-Key"] == f"o2c-pay-{token}-2"
+    with stripe_server.db.read_session() as s:
+        link = s.exec(select(PaymentLink)).one()
+        assert (link.generation, link.session_id, link.amount_minor) == (2, "cs_test_B", 15_000)
+
+
+def test_bad_signatures_and_stale_events_store_nothing(stripe_server) -> None:  # noqa: ANN001
+    base = stripe_server.base_url
+    event = sp.event("payment_intent.succeeded", sp.payment_intent(invoice="INV-1",
+                                                                   amount=100))
+    body, headers = sp.signed(event)
+    cases = [
+        {**headers, "Stripe-Signature": headers["Stripe-Signature"][:-2] + "00"},
+        {**headers, "Stripe-Signature": sp.signed(event, secret="whsec_other")[1][
+            "Stripe-Signature"]},
+        {"Content-Type": "application/json"},
+        sp.signed(event, timestamp=sp.now_ts() - 301)[1],
+    ]
+    for case in cases:
+        answer = httpx.post(f"{base}/webhooks/stripe", content=body, headers=case)
+        assert answer.status_code == 400, answer.text
+    garbage = httpx.post(f"{base}/webhooks/stripe", content=b"\xff\xfe",
+                         headers={"Stripe-Signature": "t=1,v1=00"})
+    assert garbage.status_code == 400
+    unknown = post_event(base, sp.event("customer.created", {"id": "cus_1"}))
+    assert unknown.json() == {"received": True, "status": "ignored"}
+    with stripe_server.db.read_session() as s:
+        assert [e.type for e in s.exec(select(ProviderEvent))] == ["customer.created"]
+
+
+def test_without_the_keys_nothing_changes(server, smtp, database_url, standin) -> None:  # noqa: ANN001
+    # given the usual server (no Stripe settings) with SMTP
+    server.stop()
+    running = start_server(test_settings(database_url, standin.api_url, smtp_url=smtp.url))
+    try:
+        company(running.db)
+        invoiced(running.base_url)
+        [mail] = smtp.wait_for(1, timeout=20)
+        body = mail.get_body(preferencelist=("plain",)).get_content()
+        assert "Pay now" not in body and "/pay/" not in body
+        assert httpx.get(f"{running.base_url}/pay/whatever").status_code == 404
+        assert httpx.post(f"{running.base_url}/webhooks/stripe", content=b"{}").status_code \
+            == 404
+        with running.db.read_session() as s:
+            assert s.exec(select(PaymentLink)).all() == []
+            assert not [m for m in s.exec(select(OutboxMessage))
+                        if m.transport not in ("slack", "email")]
+    finally:
+        running.stop()
+        running.db.dispose()
+
+
+def test_two_server_processes_record_a_payment_once(database_url, standin, tmp_path) -> None:  # noqa: ANN001
+    from bot.db import Database
+
+    db = Database(database_url)
+    with db.transaction() as s:
+        f.customer(s)
+        number = f.invoice(s, "INV-STRIPE-1", total="300.00").number
+    env = o2c_env(database_url, standin.api_url, STRIPE_WEBHOOK_SECRET=sp.WEBHOOK_SECRET)
+    servers = [ServeProcess(env, tmp_path / f"s{i}.log") for i in range(2)]
+    try:
+        with ThreadPoolExecutor(2) as pool:  # side by side: a start is mostly imports
+            list(pool.map(ServeProcess.start, servers))  # raises if one does not come up
+        session_event = sp.event("checkout.session.completed", sp.checkout_session(
+            invoice=number, amount=30_000, payment_intent="pi_TWO"))
+        intent_event = sp.event("payment_intent.succeeded", sp.payment_intent(
+            invoice=number, amount=30_000, pi_id="pi_TWO"))
+        answers: list[int] = []
+
+        def deliver(server: ServeProcess, event: dict) -> None:
+            for _ in range(3):
+                answers.append(post_event(server.base_url, event).status_code)
+
+        threads = [threading.Thread(target=deliver, args=(server, event))
+                   for server in servers for event in (session_event, intent_event)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        for server in servers:
+            server.stop()
+    assert answers == [200] * 12
+    with db.read_session() as s:
+        [payment] = s.exec(select(Payment)).all()
+        assert payment.amount_minor == 30_000 and payment.status == "applied"
+        assert s.exec(select(Invoice)).one().balance_minor == 0
+        assert len(s.exec(select(ProviderEvent)).all()) == 2
+    for i in range(2):
+        log = (tmp_path / f"s{i}.log").read_text()
+        assert "Traceback" not in log, log
+    db.dispose()

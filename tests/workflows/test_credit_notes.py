@@ -1,0 +1,289 @@
+"""Credit notes: requested, approved by someone else, issued once, capped, by lines or amount,
+customer credit on a paid invoice, tiers (issue 14, point 3 and 6)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import select
+
+from models import (
+    Approval,
+    AuditEvent,
+    CreditNote,
+    CreditNoteLine,
+    CreditNoteRequest,
+    InvoiceLine,
+    OutboxMessage,
+)
+from tests.support import factories as f
+from tests.support.timetravel import frozen_at
+from workflows import approvals, credit_notes, invariants, policy
+from workflows.cash_application import PaymentIn, record_payment
+from workflows.credit_notes import CreditNoteIn, LineIn, pro_rata
+from workflows.errors import (
+    AlreadyDecided,
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
+
+NOW = datetime(2026, 6, 16, 10, 0, tzinfo=UTC)  # a Tuesday
+TODAY = NOW.date()
+frozen_time = frozen_at(NOW)
+
+
+@pytest.fixture
+def books(session):  # noqa: ANN001, ANN201
+    f.user(session, "USALES01", "sales")
+    f.user(session, "UCOLL001", "collector")
+    f.user(session, "UCREDIT1", "credit_approver")
+    f.user(session, "UCREDIT2", "credit_approver")
+    f.user(session, "UADMIN01", "admin")
+    f.customer(session, collector="UCOLL001", sales_rep="USALES01")
+    f.invoice(session, "INV-2026-000001", total="1000.00", issued=TODAY - timedelta(days=10))
+    session.commit()
+    return session
+
+
+def lined(session, number: str = "INV-2026-000002") -> str:  # noqa: ANN001
+    """An invoice with three lines: 600.00, 300.00 and 100.00 (+10% tax each)."""
+    from workflows.invoicing import ErpInvoiceIn, ingest_erp_invoice
+
+    invoice = ingest_erp_invoice(session, ErpInvoiceIn(
+        number=number, customer="C-GLOBEX", currency="USD", issue_date=TODAY,
+        due_date=TODAY + timedelta(days=30), total="1100.00",
+        lines=[{"description": "A", "quantity": 6, "unit_price": "100.00"},
+               {"description": "B", "quantity": 3, "unit_price": "100.00"},
+               {"description": "C", "quantity": 1, "unit_price": "100.00"}]), actor="test")
+    for line in session.exec(select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id)):
+        line.tax_minor = line.line_total_minor // 10
+        session.add(line)
+    session.commit()
+    return number
+
+
+def ask(session, *, amount: str | None = "100.00", lines=None, by: str = "UCOLL001",  # noqa: ANN001
+        number: str = "INV-2026-000001", **kw) -> CreditNoteRequest:  # noqa: ANN003
+    request, _ = credit_notes.request_credit_note(session, CreditNoteIn(
+        invoice=number, reason="two units damaged", amount=amount, lines=lines, **kw),
+        actor=by, now=NOW)
+    return request
+
+
+def approval_of(session, request: CreditNoteRequest) -> Approval:  # noqa: ANN001
+    return session.get(Approval, request.approval_id)
+
+
+def test_a_request_waits_for_a_credit_approver_and_is_issued_once(books) -> None:  # noqa: ANN001
+    # given a credit approver's own request
+    request = ask(books, by="UCREDIT1")
+    card = books.exec(select(OutboxMessage).where(
+        OutboxMessage.payload["template"].as_string() == "backoffice_approval_card")).one()
+    assert card.payload["channel"] == "approvals"
+    assert books.exec(select(CreditNote)).all() == []
+    # when the requester tries to approve it, then a credit approver does, then another
+    with pytest.raises(PermissionDenied, match="segregation of duties"):
+        approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                         approve=True, now=NOW)
+    approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT2",
+                     approve=True, now=NOW)
+    with pytest.raises(AlreadyDecided) as late:
+        approvals.decide(session=books, approval_id=request.approval_id, user_id="UADMIN01",
+                         approve=True, now=NOW)
+    books.commit()
+    # then one CN-<year>-<6 digits> reduced the balance, e-mailed with its PDF
+    [note] = books.exec(select(CreditNote)).all()
+    assert note.number == "CN-2026-000001" and note.amount_minor == 10_000
+    invoice = credit_notes.get_invoice(books, "INV-2026-000001")
+    assert invoice.balance_minor == 90_000
+    assert late.value.decided_by == "UCREDIT2"
+    assert request.status == "issued"
+    mail = books.exec(select(OutboxMessage).where(
+        OutboxMessage.payload["template"].as_string() == "credit_note")).one()
+    assert mail.payload["attachments"] == [{"kind": "credit_note_pdf", "number": note.number}]
+    assert invariants.validate_all(books) == []
+
+
+def test_a_rejection_issues_nothing_and_needs_a_reason(books) -> None:  # noqa: ANN001
+    request = ask(books)
+    with pytest.raises(ValidationFailed):
+        approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                         approve=False, now=NOW, note=" ")
+    approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                     approve=False, now=NOW, note="the goods were fine")
+    assert request.status == "rejected" and books.exec(select(CreditNote)).all() == []
+    assert credit_notes.creditable(books, credit_notes.get_invoice(
+        books, "INV-2026-000001")) == 100_000
+
+
+def test_never_more_than_the_total_less_earlier_and_pending_notes(books) -> None:  # noqa: ANN001
+    # given 600.00 waiting and 300.00 issued
+    ask(books, amount="600.00")
+    issued = ask(books, amount="300.00")
+    approvals.decide(session=books, approval_id=issued.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    # when more than the last 100.00 is asked
+    with pytest.raises(ValidationFailed) as refused:
+        ask(books, amount="100.01")
+    # then it is refused, naming the amount and what is left
+    assert refused.value.errors[0].field == "amount"
+    assert "100.00 more at most" in refused.value.detail
+    assert ask(books, amount="100.00").amount_minor == 10_000
+    assert invariants.validate_credit_notes(books) == []
+
+
+def test_a_note_on_a_paid_invoice_becomes_customer_credit(books) -> None:  # noqa: ANN001
+    # given the invoice was paid but for 100.00
+    record_payment(books, PaymentIn(amount="900.00", currency="USD", received_at=NOW,
+                                    reference="INV-2026-000001"), actor="test")
+    request = ask(books, amount="250.00")
+    # when approved
+    approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    # then 100.00 closed the invoice and 150.00 is the customer's credit
+    note = books.exec(select(CreditNote)).one()
+    assert (note.amount_minor, note.customer_credit_minor, note.total_minor) == (
+        10_000, 15_000, 25_000)
+    customer = f.customer(books)
+    assert credit_notes.customer_credit_minor(books, customer.id) == 15_000
+    assert credit_notes.get_invoice(books, "INV-2026-000001").balance_minor == 0
+    assert invariants.validate_all(books) == []
+
+
+def test_by_lines_quantity_and_amount_with_their_tax(books) -> None:  # noqa: ANN001
+    number = lined(books)
+    # when line 1 is credited 2 units of 6 and line 3 a net 40.00
+    request = ask(books, number=number, amount=None,
+                  lines=[LineIn(line_no=1, quantity=2), LineIn(line_no=3, amount="40.00")])
+    # then the total carries each line's tax pro rata: 200 + 20 + 40 + 4
+    assert request.amount_minor == 26_400
+    approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    note = books.exec(select(CreditNote)).one()
+    by_line = credit_notes.credit_note_lines(books, note.id)  # what revenue recognition reads
+    assert [(c.line_no, c.net_minor, c.tax_minor, c.amount_minor, c.quantity) for c in by_line] \
+        == [(1, 20_000, 2_000, 22_000, 2), (3, 4_000, 400, 4_400, None)]
+    # and a line cannot be credited beyond its net amount
+    with pytest.raises(ValidationFailed) as refused:
+        ask(books, number=number, amount=None, lines=[LineIn(line_no=3, amount="60.01")])
+    assert refused.value.errors[0].field == "lines[0]"
+    with pytest.raises(ValidationFailed):
+        ask(books, number=number, amount=None, lines=[LineIn(line_no=9, quantity=1)])
+    assert invariants.validate_all(books) == []
+
+
+def test_an_amount_is_spread_pro_rata_half_up_the_rest_to_the_largest(books) -> None:  # noqa: ANN001
+    number = lined(books)
+    request = ask(books, number=number, amount="100.00")
+    approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    note = books.exec(select(CreditNote)).one()
+    spread = [(c.line_no, c.amount_minor) for c in credit_notes.credit_note_lines(books, note.id)]
+    # 10000 x 660/1100 = 6000, x 330/1100 = 3000, x 110/1100 = 1000
+    assert spread == [(1, 6_000), (2, 3_000), (3, 1_000)]
+    assert sum(a for _, a in spread) == note.total_minor
+    assert pro_rata(100, [1, 1, 1]) == [34, 33, 33]  # the remainder to the first largest
+    # both halves round up to 1; the remainder (-1) is taken from the first largest
+    assert pro_rata(1, [3, 3]) == [0, 1]
+
+
+def test_a_note_issued_before_lines_were_recorded_is_spread_over_the_invoice_lines(
+        books) -> None:  # noqa: ANN001
+    # given a credit note of 110.00 as migration 0011 finds one: no request, no stored lines
+    number = lined(books)
+    request = ask(books, number=number, amount="110.00")
+    approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    note = books.exec(select(CreditNote)).one()
+    books.execute(sa.delete(CreditNoteLine).where(CreditNoteLine.credit_note_id == note.id))
+    books.execute(sa.update(CreditNote).where(CreditNote.id == note.id).values(request_id=None))
+    books.commit()
+    # when its lines are asked for
+    lines = credit_notes.credit_note_lines(books, note.id)
+    # then its total is spread over the lines by net + tax, the tax pro rata within each
+    assert [(c.line_no, c.net_minor, c.tax_minor, c.amount_minor) for c in lines] == [
+        (1, 6_000, 600, 6_600), (2, 3_000, 300, 3_300), (3, 1_000, 100, 1_100)]
+    # and an unknown credit note is not found
+    with pytest.raises(NotFound):
+        credit_notes.credit_note_lines(books, note.id + 1)
+
+
+def test_an_erp_credit_note_is_posted_as_issued_with_its_date(books) -> None:  # noqa: ANN001
+    request, created = credit_notes.request_credit_note(books, CreditNoteIn(
+        invoice="INV-2026-000001", reason="ERP correction", amount="50.00", source="erp",
+        external_id="ERP-CN-7", issue_date=TODAY - timedelta(days=2)), actor="api", now=NOW)
+    again, created_again = credit_notes.request_credit_note(books, CreditNoteIn(
+        invoice="INV-2026-000001", reason="ERP correction", amount="50.00", source="erp",
+        external_id="ERP-CN-7", issue_date=TODAY - timedelta(days=2)), actor="api", now=NOW)
+    assert created and not created_again and again.id == request.id
+    note = books.exec(select(CreditNote)).one()
+    assert (request.status, request.approval_id, note.value_date, note.source) == (
+        "issued", None, TODAY - timedelta(days=2), "erp")
+    with pytest.raises(Conflict):  # the same external id for another credit note
+        credit_notes.request_credit_note(books, CreditNoteIn(
+            invoice="INV-2026-000001", reason="x", amount="60.00", source="erp",
+            external_id="ERP-CN-7"), actor="api", now=NOW)
+
+
+def test_only_sales_collectors_and_credit_approvers_ask_in_slack(books) -> None:  # noqa: ANN001
+    f.user(books, "UNOBODY1")
+    with pytest.raises(PermissionDenied) as refused:
+        ask(books, by="UNOBODY1")
+    assert refused.value.action == "credit_note.request"
+
+
+def test_above_a_tier_a_second_decision_by_the_named_role(books) -> None:  # noqa: ANN001
+    # given credit notes above 500.00 need an admin after the first approval
+    policy.set_value(books, key="approval_tiers", value="credit_note:500:admin", actor="test")
+    request = ask(books, amount="600.00")
+    approval = approval_of(books, request)
+    assert approval.second_role == "admin"
+    # when a credit approver approves first
+    decision = approvals.decide(session=books, approval_id=approval.id, user_id="UCREDIT1",
+                                approve=True, now=NOW)
+    # then nothing is issued yet, and another credit approver cannot take the second decision
+    assert decision.outcome == "first_approved" and request.status == "pending_approval"
+    with pytest.raises(PermissionDenied, match="approval tier"):
+        approvals.decide(session=books, approval_id=approval.id, user_id="UCREDIT2",
+                         approve=True, now=NOW)
+    # when an admin approves
+    approvals.decide(session=books, approval_id=approval.id, user_id="UADMIN01",
+                     approve=True, now=NOW + timedelta(minutes=5))
+    # then it is issued; both decisions are audited and on the card
+    assert request.status == "issued" and approval.status == "approved"
+    events = [(e.action, e.actor) for e in books.exec(select(AuditEvent).where(
+        AuditEvent.entity_type == "approval", AuditEvent.entity_id == str(approval.id))
+        .order_by(AuditEvent.id))]
+    assert events == [("approval.requested", "UCOLL001"),
+                      ("approval.first_approved", "UCREDIT1"),
+                      ("approval.approved", "UADMIN01")]
+    last = books.exec(select(OutboxMessage).where(
+        OutboxMessage.method == "chat.update").order_by(OutboxMessage.id.desc())).first()
+    ctx = last.payload["context"]
+    assert (ctx["first_decided_by"], ctx["decided_by"], ctx["status"]) == (
+        "UCREDIT1", "UADMIN01", "approved")
+
+
+def test_below_the_tier_one_decision_is_enough_and_other_currencies_always_ask(books) -> None:  # noqa: ANN001
+    policy.set_value(books, key="approval_tiers", value="credit_note:500:admin", actor="test")
+    assert approval_of(books, ask(books, amount="500.00")).second_role is None
+    f.customer(books, "C-EU", "Euro GmbH", currency="EUR")
+    f.invoice(books, "INV-EU-1", "C-EU", total="50.00", currency="EUR",
+              issued=date(2026, 6, 1))
+    assert approval_of(books, ask(books, amount="10.00", number="INV-EU-1")
+                       ).second_role == "admin"
+
+
+def test_get_by_number_or_request_id(books) -> None:  # noqa: ANN001
+    request = ask(books)
+    view = credit_notes.credit_note_view(books, str(request.id))
+    assert view.note is None and view.request.status == "pending_approval"
+    approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    view = credit_notes.credit_note_view(books, "CN-2026-000001")
+    assert view.request.id == request.id and [e.action for e in view.history][:1] == [
+        "credit_note.requested"]

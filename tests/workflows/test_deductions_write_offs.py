@@ -1,0 +1,179 @@
+"""Deductions (a card for every short payment; dispute, write off, bill back, each once) and
+write-offs (bad debt by approval; small balances by the dunning job; fees waived) — issue 14,
+points 2 and 4."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import select
+
+from models import (
+    AuditEvent,
+    CreditNoteRequest,
+    Deduction,
+    OutboxMessage,
+    WriteOff,
+    WriteOffRequest,
+)
+from tests.support import factories as f
+from tests.support.timetravel import frozen_at
+from workflows import approvals, deductions, disputes, invariants, policy, write_offs
+from workflows.cash_application import PaymentIn, record_payment
+from workflows.errors import AlreadyDecided, Conflict, PermissionDenied
+from workflows.invoicing import get_invoice
+
+NOW = datetime(2026, 6, 16, 10, 0, tzinfo=UTC)
+TODAY = NOW.date()
+frozen_time = frozen_at(NOW)
+
+
+@pytest.fixture
+def books(session):  # noqa: ANN001, ANN201
+    f.user(session, "USALES01", "sales")
+    f.user(session, "UCOLL001", "collector")
+    f.user(session, "UCOLL002", "collector")
+    f.user(session, "UCREDIT1", "credit_approver")
+    f.customer(session, collector="UCOLL001", sales_rep="USALES01")
+    f.invoice(session, "INV-2026-000001", total="1000.00", due=TODAY - timedelta(days=3),
+              issued=TODAY - timedelta(days=33))
+    session.commit()
+    return session
+
+
+def short_paid(session) -> Deduction:  # noqa: ANN001
+    """The customer pays 950.00 of 1000.00 quoting the invoice: a 50.00 deduction."""
+    record_payment(session, PaymentIn(amount="950.00", currency="USD", received_at=NOW,
+                                      payer_name="GLOBEX CORP",
+                                      reference="INV-2026-000001 less <!channel> damage"),
+                   actor="test")
+    return session.exec(select(Deduction)).one()
+
+
+def test_a_short_payment_posts_a_deduction_card_in_ar(books) -> None:  # noqa: ANN001
+    deduction = short_paid(books)
+    card = books.get(OutboxMessage, deduction.card_outbox_id)
+    ctx = card.payload["context"]
+    assert (card.payload["channel"], card.payload["template"]) == ("ar", "deduction_card")
+    assert (ctx["amount_minor"], ctx["invoice"]["number"], ctx["customer"]) == (
+        5_000, "INV-2026-000001", "Globex Corporation")
+    assert ctx["payment"]["reference"] == "INV-2026-000001 less <!channel> damage"
+    assert invariants.validate_all(books) == []
+
+
+def test_open_dispute_from_a_deduction_once_credited_resolves_it(books) -> None:  # noqa: ANN001
+    deduction = short_paid(books)
+    dispute = deductions.open_dispute(books, deduction_id=deduction.id, reason="damaged",
+                                      note="2 broken", actor="UCOLL001", now=NOW)
+    assert (dispute.amount_minor, dispute.source, deduction.status) == (
+        5_000, "deduction", "disputed")
+    with pytest.raises(AlreadyDecided):  # a second click, by anyone
+        deductions.open_dispute(books, deduction_id=deduction.id, reason="damaged",
+                                note=None, actor="UCOLL002", now=NOW)
+    disputes.resolve(books, dispute_id=dispute.id, outcome="accepted", by="USALES01",
+                     now=NOW)
+    request = books.exec(select(CreditNoteRequest)).one()
+    approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    books.refresh(deduction)
+    assert (deduction.status, deduction.resolution) == ("resolved", "credited")
+    assert get_invoice(books, "INV-2026-000001").balance_minor == 0
+    assert invariants.validate_all(books) == []
+
+
+def test_a_rejected_dispute_opens_the_deduction_again(books) -> None:  # noqa: ANN001
+    deduction = short_paid(books)
+    dispute = deductions.open_dispute(books, deduction_id=deduction.id, reason="pricing",
+                                      note=None, actor="UCOLL001", now=NOW)
+    disputes.resolve(books, dispute_id=dispute.id, outcome="rejected", by="USALES01",
+                     now=NOW, note="price was agreed")
+    books.refresh(deduction)
+    assert deduction.status == "open"
+    assert invariants.validate_all(books) == []
+
+
+def test_write_off_a_deduction_by_approval(books) -> None:  # noqa: ANN001
+    deduction = short_paid(books)
+    request = deductions.write_off(books, deduction_id=deduction.id, reason="not worth it",
+                                   actor="UCOLL001", now=NOW)
+    assert (request.kind, request.amount_minor, deduction.status) == (
+        "deduction", 5_000, "write_off_pending")
+    with pytest.raises(PermissionDenied):  # the requester's own approval
+        approvals.decide(session=books, approval_id=request.approval_id, user_id="UCOLL001",
+                         approve=True, now=NOW)
+    approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    books.refresh(deduction)
+    written = books.exec(select(WriteOff).where(WriteOff.reason == "deduction")).one()
+    assert (written.amount_minor, request.status, request.write_off_id) == (
+        5_000, "written_off", written.id)
+    assert (deduction.status, deduction.resolution) == ("resolved", "written_off")
+    assert invariants.validate_all(books) == []
+
+
+def test_bill_back_keeps_it_open_and_emails_once_a_day(books) -> None:  # noqa: ANN001
+    deduction = short_paid(books)
+    deductions.bill_back(books, deduction_id=deduction.id, actor="UCOLL001", now=NOW,
+                         today=TODAY)
+    with pytest.raises(Conflict, match="already billed back"):
+        deductions.bill_back(books, deduction_id=deduction.id, actor="UCOLL002", now=NOW,
+                             today=TODAY)
+    mail = books.exec(select(OutboxMessage).where(
+        OutboxMessage.payload["template"].as_string() == "deduction_bill_back")).one()
+    assert mail.payload["to"] == "ap@globex.example"
+    assert mail.payload["context"]["amount_minor"] == 5_000
+    assert (deduction.status, deduction.bill_backs) == ("open", 1)
+    f.user(books, "USALES02", "sales")
+    with pytest.raises(PermissionDenied):
+        deductions.bill_back(books, deduction_id=deduction.id, actor="USALES02", now=NOW,
+                             today=TODAY + timedelta(days=1))
+
+
+def test_bad_debt_write_off_by_approval_never_more_than_is_open(books) -> None:  # noqa: ANN001
+    request = write_offs.request_write_off(books, invoice_number="INV-2026-000001",
+                                           reason="customer insolvent", actor="UCOLL001",
+                                           now=NOW)
+    assert request.amount_minor == 100_000
+    # meanwhile 300.00 arrives
+    record_payment(books, PaymentIn(amount="300.00", currency="USD", received_at=NOW,
+                                    reference="INV-2026-000001"), actor="test")
+    approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    written = books.get(WriteOff, request.write_off_id)
+    assert (written.amount_minor, written.reason) == (70_000, "bad_debt")
+    assert get_invoice(books, "INV-2026-000001").balance_minor == 0
+    assert invariants.validate_all(books) == []
+
+
+def test_small_balances_are_written_off_by_the_dunning_job(books) -> None:  # noqa: ANN001
+    # given a leftover of 1.00 (a manual application of 99.00 to a 100.00 invoice) and a
+    # whole invoice of 0.50 (not a leftover: it was never paid at all)
+    f.invoice(books, "INV-2026-000003", total="100.00", due=TODAY - timedelta(days=3),
+              issued=TODAY - timedelta(days=33))
+    f.invoice(books, "INV-2026-000002", total="0.50", due=TODAY - timedelta(days=3),
+              issued=TODAY - timedelta(days=33))
+    record_payment(books, PaymentIn(amount="99.00", currency="USD", received_at=NOW),
+                   actor="test", apply_to=["INV-2026-000003"])
+    books.commit()
+    # when the dunning job's small-balance step runs, twice
+    first = write_offs.write_off_small_balances(books, as_of=TODAY, now=NOW)
+    again = write_offs.write_off_small_balances(books, as_of=TODAY, now=NOW)
+    # then the leftover is written off once, by the system; the 0.50 invoice is not touched
+    assert (first, again) == (["INV-2026-000003"], [])
+    small = books.exec(select(WriteOff).where(WriteOff.reason == "small_balance")).one()
+    assert (small.amount_minor, small.created_by) == (100, "system")
+    assert get_invoice(books, "INV-2026-000002").balance_minor == 50
+    # and setting the policy to 0 turns it off
+    policy.set_value(books, key="small_balance_write_off", value="0", actor="test")
+    assert write_offs.threshold_minor(books, "USD") == 0
+    assert invariants.validate_all(books) == []
+
+
+def test_write_off_requests_need_a_collector_or_credit_approver(books) -> None:  # noqa: ANN001
+    with pytest.raises(PermissionDenied):
+        write_offs.request_write_off(books, invoice_number="INV-2026-000001", reason="x",
+                                     actor="USALES01", now=NOW)
+    assert books.exec(select(WriteOffRequest)).all() == []
+    refused = books.exec(select(AuditEvent).where(AuditEvent.action.like("refused.%"))).all()
+    assert refused == []  # audited by the caller's transaction helper (handlers, API)

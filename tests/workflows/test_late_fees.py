@@ -1,0 +1,157 @@
+"""Late fees and interest per dunning level: a fee invoice once per (invoice, level), named in
+the level's e-mail; waived by a collector, by approval above the threshold (issue 14,
+point 5)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlmodel import select
+
+from models import AuditEvent, Invoice, InvoiceLine, OutboxMessage, WriteOff, WriteOffRequest
+from tests.support import factories as f
+from tests.support.timetravel import frozen_at
+from workflows import approvals, dunning, invariants, late_fees, policy, write_offs
+from workflows.errors import Conflict, PermissionDenied, ValidationFailed
+from workflows.late_fees import LateFee, parse_late_fees
+
+NOW = datetime(2026, 6, 16, 10, 0, tzinfo=UTC)
+TODAY = NOW.date()
+frozen_time = frozen_at(NOW)
+
+
+def test_parsing_the_setting() -> None:
+    assert parse_late_fees("7:fee=25.00,30:rate=8") == {
+        7: LateFee(7, Decimal("25.00")), 30: LateFee(30, rate=Decimal("8"))}
+    assert parse_late_fees("30:fee=10+rate=8.5") == {30: LateFee(30, Decimal("10"),
+                                                                   Decimal("8.5"))}
+    assert parse_late_fees("") == {}
+    for bad in ("7", "x:fee=1", "7:fee=-1", "7:rate=101", "7:fee=1,7:fee=2", "7:cost=1",
+                "0:fee=1", "7:fee=1.0001"):
+        with pytest.raises(ValueError):
+            parse_late_fees(bad)
+
+
+@pytest.fixture
+def books(session):  # noqa: ANN001, ANN201
+    f.user(session, "UCOLL001", "collector")
+    f.user(session, "UCREDIT1", "credit_approver")
+    f.user(session, "USALES01", "sales")
+    f.customer(session, collector="UCOLL001", sales_rep="USALES01")
+    policy.set_value(session, key="late_fees", value="7:fee=25.00,30:rate=8", actor="test")
+    # 1000.00 due 7 days ago; 730.00 due 30 days ago
+    f.invoice(session, "INV-2026-000001", total="1000.00", due=TODAY - timedelta(days=7),
+              issued=TODAY - timedelta(days=37))
+    f.invoice(session, "INV-2026-000002", total="730.00", due=TODAY - timedelta(days=30),
+              issued=TODAY - timedelta(days=60))
+    session.commit()
+    return session
+
+
+def fees(session) -> list[Invoice]:  # noqa: ANN001
+    return list(session.exec(select(Invoice).where(Invoice.source == "fee")
+                             .order_by(Invoice.id)))
+
+
+def test_a_fee_invoice_per_level_named_in_the_email_and_charged_once(books) -> None:  # noqa: ANN001
+    # when dunning runs twice
+    run = dunning.run_dunning(books, TODAY)
+    books.commit()
+    dunning.run_dunning(books, TODAY)
+    books.commit()
+    # then +7 charged the fixed 25.00 and +30 the interest: 730.00 x 8% x 30/365 = 4.80
+    charged = {get_original(books, i).number: i for i in fees(books)}
+    assert charged["INV-2026-000001"].total_minor == 2_500
+    assert charged["INV-2026-000002"].total_minor == 480
+    assert sorted(run.fees) == sorted(i.number for i in fees(books))
+    fee = charged["INV-2026-000001"]
+    assert (fee.fee_level, fee.due_date, fee.payment_terms, fee.source) == (
+        7, TODAY, "DUE_ON_RECEIPT", "fee")
+    [line] = books.exec(select(InvoiceLine).where(InvoiceLine.invoice_id == fee.id)).all()
+    assert "INV-2026-000001" in line.description
+    mail = books.exec(select(OutboxMessage).where(
+        OutboxMessage.payload["template"].as_string() == "dunning_firm")).one()
+    assert mail.payload["context"]["late_fee"]["number"] == fee.number
+    assert invariants.validate_all(books) == []
+
+
+def get_original(session, fee: Invoice) -> Invoice:  # noqa: ANN001
+    return session.get(Invoice, fee.fee_for_invoice_id)
+
+
+def test_off_by_default_and_never_on_a_fee_or_a_disputed_amount(session) -> None:  # noqa: ANN001
+    f.user(session, "UCOLL001", "collector")
+    f.customer(session, collector="UCOLL001")
+    f.invoice(session, "INV-2026-000001", total="1000.00", due=TODAY - timedelta(days=7))
+    dunning.run_dunning(session, TODAY)
+    assert fees(session) == []
+    policy.set_value(session, key="late_fees", value="1:rate=10", actor="test")
+    f.invoice(session, "INV-2026-000003", total="100.00", due=TODAY - timedelta(days=1))
+    f.dispute(session, "INV-2026-000003", amount="100.00")
+    dunning.run_dunning(session, TODAY)
+    assert fees(session) == []  # wholly in dispute: not dunned, nothing charged
+
+
+def test_concurrent_dunning_runs_charge_once(db, books) -> None:  # noqa: ANN001
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with db.transaction() as s:
+                dunning.run_dunning(s, TODAY)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    with db.read_session() as s:
+        assert len(fees(s)) == 2
+        assert invariants.validate_all(s) == []
+
+
+def test_a_collector_waives_a_small_fee_at_once_a_large_one_by_approval(books) -> None:  # noqa: ANN001
+    dunning.run_dunning(books, TODAY)
+    small = next(i for i in fees(books) if i.fee_level == 30)  # 4.80
+    big = next(i for i in fees(books) if i.fee_level == 7)  # 25.00
+    policy.set_value(books, key="fee_waiver_approval", value="10.00", actor="test")
+    with pytest.raises(PermissionDenied):
+        write_offs.waive_fee(books, invoice_number=small.number, reason="goodwill",
+                             actor="USALES01", now=NOW)
+    done = write_offs.waive_fee(books, invoice_number=small.number, reason="goodwill",
+                                actor="UCOLL001", now=NOW)
+    assert isinstance(done, WriteOff) and done.reason == "fee_waived"
+    with pytest.raises(Conflict):
+        write_offs.waive_fee(books, invoice_number=small.number, reason="again",
+                             actor="UCOLL001", now=NOW)
+    asked = write_offs.waive_fee(books, invoice_number=big.number, reason="long customer",
+                                 actor="UCOLL001", now=NOW)
+    assert isinstance(asked, WriteOffRequest) and asked.kind == "fee_waiver"
+    approvals.decide(session=books, approval_id=asked.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    assert books.get(Invoice, big.id).balance_minor == 0
+    with pytest.raises(ValidationFailed):  # not a fee invoice
+        write_offs.waive_fee(books, invoice_number="INV-2026-000001", reason="x",
+                             actor="UCOLL001", now=NOW)
+    waived = books.exec(select(AuditEvent).where(AuditEvent.action == "late_fee.waived")).all()
+    assert [e.actor for e in waived] == ["UCOLL001"]
+    assert invariants.validate_all(books) == []
+
+
+def test_interest_is_actual_365_half_up_on_the_undisputed_balance() -> None:
+    invoice = Invoice(number="X", customer_id=1, currency="USD", issue_date=TODAY,
+                      due_date=TODAY - timedelta(days=31), total_minor=123_457,
+                      balance_minor=123_457, disputed_minor=23_457)
+    charge = late_fees.compute(invoice, LateFee(30, Decimal("1.99"), Decimal("12.5")), TODAY)
+    # 1000.00 x 12.5% x 31 / 365 = 10.616... -> 10.62; the fee 1.99
+    assert (charge.interest_minor, charge.fixed_minor, charge.base_minor, charge.days) == (
+        1_062, 199, 100_000, 31)
+    jpy = Invoice(number="Y", customer_id=1, currency="JPY", issue_date=TODAY,
+                  due_date=TODAY - timedelta(days=1), total_minor=1000, balance_minor=1000)
+    assert late_fees.compute(jpy, LateFee(1, Decimal("2.5")), TODAY).fixed_minor == 3

@@ -1,0 +1,253 @@
+"""Stripe events on the workflows (payloads as Stripe documents them): a completed payment is
+recorded once and applied to its invoice, whichever of its events comes first or twice; a
+refund reverses what it paid (unapplied credit first), out of order too; a chargeback is
+announced; what is not ours is ignored; the AR invariants hold after each."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from sqlmodel import select
+
+from models import (
+    Allocation,
+    Invoice,
+    OrderStatus,
+    OutboxMessage,
+    Payment,
+    ProviderEvent,
+    Refund,
+)
+from tests.support import factories as f
+from tests.support import stripe_payloads as sp
+from tests.support.timetravel import frozen_at
+from workflows import shipping, stripe_events
+from workflows.invariants import validate_all
+from workflows.receivables import aging_by_currency
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+frozen_time = frozen_at(NOW)
+
+
+def handle(db, event: dict, fetch_fees: bool = False) -> stripe_events.Outcome:  # noqa: ANN001
+    with db.transaction() as s:
+        return stripe_events.handle(s, event, now=NOW, fetch_fees=fetch_fees)
+
+
+def given_invoices(db, *totals: str) -> list[str]:  # noqa: ANN001
+    with db.transaction() as s:
+        f.user(s, "UCOLL001", "collector")
+        f.customer(s, collector="UCOLL001")
+        return [f.invoice(s, f"INV-2026-00000{i}", total=total,
+                          due=date(2026, 3, 30)).number for i, total in enumerate(totals, 1)]
+
+
+def invoice(db, number: str) -> Invoice:  # noqa: ANN001
+    with db.read_session() as s:
+        return s.exec(select(Invoice).where(Invoice.number == number)).one()
+
+
+def payments(db) -> list[Payment]:  # noqa: ANN001
+    with db.read_session() as s:
+        return list(s.exec(select(Payment).order_by(Payment.id)))
+
+
+def healthy(db) -> None:  # noqa: ANN001
+    with db.read_session() as s:
+        assert validate_all(s) == []
+
+
+def test_a_completed_checkout_pays_its_invoice_once(db) -> None:  # noqa: ANN001
+    # given
+    [number, other] = given_invoices(db, "500.00", "500.00")
+    session = sp.checkout_session(invoice=number, amount=50_000, payment_intent="pi_A")
+    # when the event arrives, again, and the PaymentIntent's own event arrives too
+    first = handle(db, sp.event("checkout.session.completed", session, event_id="evt_1"))
+    again = handle(db, sp.event("checkout.session.completed", session, event_id="evt_1"))
+    intent = handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=number, amount=50_000, pi_id="pi_A")))
+    # then one payment, applied to that invoice exactly (not the other of the same amount)
+    assert (first.status, again.status, intent.status) == ("processed", "duplicate",
+                                                           "processed")
+    [payment] = payments(db)
+    assert payment.external_id == "stripe:pi_A" and payment.source == "stripe"
+    assert payment.amount_minor == 50_000 and payment.status == "applied"
+    assert invoice(db, number).balance_minor == 0
+    assert invoice(db, other).balance_minor == 50_000
+    # and AR and the collector are told, once
+    with db.read_session() as s:
+        told = [m.payload["channel"] for m in s.exec(select(OutboxMessage))
+                if m.payload.get("template") == "provider_payment"]
+        assert sorted(told) == ["UCOLL001", "ar"]
+    healthy(db)
+
+
+def test_a_payment_intent_first_then_its_checkout_session(db) -> None:  # noqa: ANN001
+    [number] = given_invoices(db, "120.00")
+    handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=number, amount=12_000, pi_id="pi_B")))
+    handle(db, sp.event("checkout.session.completed", sp.checkout_session(
+        invoice=number, amount=12_000, payment_intent="pi_B")))
+    assert len(payments(db)) == 1 and invoice(db, number).balance_minor == 0
+
+
+def test_a_balance_that_moved_leaves_the_rest_as_unapplied_credit(db) -> None:  # noqa: ANN001
+    # given an invoice of 500 of which 200 was paid by bank since the link was opened
+    [number] = given_invoices(db, "500.00")
+    with db.transaction() as s:
+        from workflows.cash_application import PaymentIn, record_payment
+
+        record_payment(s, PaymentIn(amount="200.00", currency="USD", received_at=NOW,
+                                    reference=number, customer="C-GLOBEX"), actor="api",
+                       apply_to=[number])
+    # when the customer completes a checkout opened for the old 500
+    handle(db, sp.event("checkout.session.completed", sp.checkout_session(
+        invoice=number, amount=50_000, payment_intent="pi_C")))
+    # then the invoice is paid and 200 stays as credit (nothing lost, nothing doubled)
+    stripe_payment = payments(db)[-1]
+    assert invoice(db, number).balance_minor == 0
+    assert stripe_payment.unapplied_minor == 20_000
+    assert stripe_payment.status == "partially_applied"
+    healthy(db)
+
+
+def test_what_is_not_ours_or_not_paid_is_ignored(db) -> None:  # noqa: ANN001
+    [number] = given_invoices(db, "100.00")
+    foreign = handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=None, amount=999, pi_id="pi_X")))
+    unpaid = handle(db, sp.event("checkout.session.completed", sp.checkout_session(
+        invoice=number, amount=10_000, payment_intent="pi_Y", payment_status="unpaid")))
+    unknown = handle(db, sp.event("customer.created", {"id": "cus_1", "object": "customer"}))
+    assert [foreign.status, unpaid.status, unknown.status] == ["ignored"] * 3
+    assert payments(db) == []
+    with db.read_session() as s:
+        assert len(s.exec(select(ProviderEvent)).all()) == 3
+
+
+def test_an_async_payment_is_recorded_when_it_succeeds(db) -> None:  # noqa: ANN001
+    [number] = given_invoices(db, "100.00")
+    pending = sp.checkout_session(invoice=number, amount=10_000, payment_intent="pi_D",
+                                  payment_status="unpaid")
+    handle(db, sp.event("checkout.session.completed", pending))
+    paid = {**pending, "payment_status": "paid"}
+    handle(db, sp.event("checkout.session.async_payment_succeeded", paid))
+    assert invoice(db, number).balance_minor == 0
+
+
+def test_a_refund_reopens_the_invoice_from_its_date(db) -> None:  # noqa: ANN001
+    # given an order's invoice paid through Stripe on 2 March
+    with db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.customer(s)
+        f.product(s, price="100.00")
+        order = f.order(s, now=NOW)
+        shipping.ship_order(s, order_number=order.number, carrier="UPS", tracking_number="1",
+                            shipped_at=NOW, lines=None, actor="api", now=NOW)
+        number = s.exec(select(Invoice)).one().number
+        order_id = order.id
+    handle(db, sp.event("checkout.session.completed", sp.checkout_session(
+        invoice=number, amount=20_000, payment_intent="pi_R")))
+    with db.read_session() as s:
+        assert s.get(type(order), order_id).status == OrderStatus.PAID
+    # when 80.00 is refunded on 10 March
+    later = int((NOW + timedelta(days=8)).timestamp())
+    refunded = sp.charge(payment_intent="pi_R", amount=20_000, amount_refunded=8_000,
+                         charge_id="ch_R")
+    outcome = handle(db, sp.event("charge.refunded", refunded, created=later))
+    # then the invoice is open for 80.00 again, from 10 March, and the order is invoiced
+    assert outcome.status == "processed"
+    assert invoice(db, number).balance_minor == 8_000 and invoice(db, number).paid_at is None
+    with db.read_session() as s:
+        assert s.get(type(order), order_id).status == OrderStatus.INVOICED
+        reversal = s.exec(select(Allocation).where(Allocation.amount_minor < 0)).one()
+        assert reversal.method == "refund" and reversal.value_date == date(2026, 3, 10)
+        before = aging_by_currency(s, date(2026, 3, 9))["USD"].total
+        after = aging_by_currency(s, date(2026, 3, 10))["USD"].total
+        assert (before, after) == (0, 8_000)
+        [payment] = s.exec(select(Payment)).all()
+        assert payment.refunded_minor == 8_000 and payment.status == "applied"
+    healthy(db)
+
+
+def test_two_partial_refunds_out_of_order_give_back_the_total_once(db) -> None:  # noqa: ANN001
+    [number] = given_invoices(db, "300.00")
+    handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=number, amount=30_000, pi_id="pi_P")))
+    first = sp.event("charge.refunded", sp.charge(payment_intent="pi_P", amount=30_000,
+                                                  amount_refunded=10_000, charge_id="ch_P"))
+    second = sp.event("charge.refunded", sp.charge(payment_intent="pi_P", amount=30_000,
+                                                   amount_refunded=25_000, charge_id="ch_P"))
+    # when the later refund's event arrives first, then the earlier one, then again
+    handle(db, second)
+    stale = handle(db, first)
+    handle(db, second)
+    # then 250.00 went back, once
+    assert stale.detail == "refunded before"
+    assert invoice(db, number).balance_minor == 25_000
+    with db.read_session() as s:
+        assert [r.amount_minor for r in s.exec(select(Refund))] == [25_000]
+    healthy(db)
+
+
+def test_a_refund_takes_unapplied_credit_first(db) -> None:  # noqa: ANN001
+    # given a Stripe payment of 150 on an invoice of 100 (50 left as credit)
+    [number] = given_invoices(db, "100.00")
+    handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=number, amount=15_000, pi_id="pi_U")))
+    # when 70 is refunded
+    handle(db, sp.event("charge.refunded", sp.charge(payment_intent="pi_U", amount=15_000,
+                                                     amount_refunded=7_000)))
+    # then the 50 of credit and 20 of the invoice went back
+    [payment] = payments(db)
+    assert payment.unapplied_minor == 0 and payment.refunded_minor == 7_000
+    assert invoice(db, number).balance_minor == 2_000
+    with db.read_session() as s:
+        assert s.exec(select(Refund)).one().from_unapplied_minor == 5_000
+    healthy(db)
+
+
+def test_a_refund_before_its_payment_waits_for_it(db) -> None:  # noqa: ANN001
+    [number] = given_invoices(db, "100.00")
+    early = handle(db, sp.event("charge.refunded", sp.charge(
+        payment_intent="pi_W", amount=10_000, amount_refunded=10_000)))
+    assert early.status == "waiting"
+    handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=number, amount=10_000, pi_id="pi_W")))
+    [payment] = payments(db)
+    assert payment.status == "refunded" and invoice(db, number).balance_minor == 10_000
+    with db.read_session() as s:
+        assert {e.status for e in s.exec(select(ProviderEvent))} == {"processed"}
+    healthy(db)
+
+
+def test_a_chargeback_is_announced_to_ar(db) -> None:  # noqa: ANN001
+    [number] = given_invoices(db, "100.00")
+    handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=number, amount=10_000, pi_id="pi_D1")))
+    outcome = handle(db, sp.event("charge.dispute.created", sp.dispute(
+        payment_intent="pi_D1", charge_id="ch_D1", amount=10_000)))
+    assert outcome.status == "processed"
+    with db.read_session() as s:
+        cards = [m.payload for m in s.exec(select(OutboxMessage))
+                 if m.payload.get("template") == "provider_dispute"]
+        assert sorted(c["channel"] for c in cards) == ["UCOLL001", "ar"]
+        assert cards[0]["context"]["invoice"] == number
+        assert cards[0]["context"]["reason"] == "product_not_received"
+
+
+def test_the_fee_is_queued_for_lookup_and_recorded_once(db) -> None:  # noqa: ANN001
+    [number] = given_invoices(db, "100.00")
+    handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=number, amount=10_000, pi_id="pi_F")), fetch_fees=True)
+    with db.transaction() as s:
+        [row] = s.exec(select(OutboxMessage).where(OutboxMessage.transport == "stripe")).all()
+        assert row.method == "fee.fetch" and row.payload["payment_intent"] == "pi_F"
+        assert stripe_events.record_fee(s, payment_id=row.payload["payment_id"],
+                                        external_id="txn_1", fee_minor=320, currency="usd",
+                                        net_minor=9_680, description="Stripe processing fees")
+        assert not stripe_events.record_fee(s, payment_id=row.payload["payment_id"],
+                                            external_id="txn_1", fee_minor=320,
+                                            currency="usd", net_minor=9_680, description=None)
+    # the invoice is paid in full: the fee is not a short payment
+    assert invoice(db, number).balance_minor == 0
+    assert payments(db)[0].status == "applied"

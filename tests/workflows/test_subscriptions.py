@@ -1,0 +1,216 @@
+"""Subscriptions billed by period (issue 15): each period invoiced once, in advance, as an
+equal installment; cancelled from a period not invoiced yet; renewed once as a new order."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from bot.db import Database
+from models import Invoice, InvoiceLine, Order, OrderLine
+from models.revenue import SubscriptionBilling
+from tests.support import factories as f
+from workflows import invariants, orders, revenue, shipping, subscriptions
+from workflows.errors import Conflict, InvalidTransition, ValidationFailed
+from workflows.inputs import OrderIn, OrderLineIn
+from workflows.revenue_schedule import cumulative
+
+NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
+
+
+def at(y: int, m: int, d: int, h: int = 12) -> datetime:
+    return datetime(y, m, d, h, tzinfo=UTC)
+
+
+@pytest.fixture
+def cloud(session: Session) -> Order:
+    """2 x CLOUD at 1200.00 a year (2400.00) for 2026, billed monthly: 12 x 200.00; and a
+    widget on the same order."""
+    f.user(session, "USALES01", "sales")
+    f.customer(session, credit_limit="1000000.00")
+    f.product(session, "CLOUD", price="1200.00", revenue_type="subscription")
+    f.product(session, "WID", price="10.00")
+    placed = orders.create_order(session, OrderIn(
+        customer="C-GLOBEX", sales_rep="USALES01", currency="USD", lines=[
+            OrderLineIn(sku="CLOUD", quantity=2, service_start="2026-01-01",
+                          service_end="2026-12-31", billing="monthly"),
+            OrderLineIn(sku="WID", quantity=1)]), actor="USALES01", now=at(2025, 12, 20))
+    session.commit()
+    return placed
+
+
+def bill_all(session: Session, as_of: date) -> list[str]:
+    numbers = []
+    for due in subscriptions.due_periods(session, as_of):
+        invoice = subscriptions.bill_period(session, order_line_id=due.order_line_id,
+                                            period_start=due.period_start, as_of=as_of,
+                                            now=datetime.combine(as_of, datetime.min.time(),
+                                                                 tzinfo=UTC))
+        if invoice is not None:
+            numbers.append(invoice.number)
+    session.commit()
+    return numbers
+
+
+def test_each_period_is_invoiced_once_in_advance(session: Session, cloud: Order) -> None:
+    """On 10 March three periods have started (January to March): three invoices of 200.00,
+    each one line naming its period, dated the day they are billed."""
+    # when
+    first = bill_all(session, date(2026, 3, 10))
+    again = bill_all(session, date(2026, 3, 10))
+    # then
+    assert first == ["INV-2026-000001", "INV-2026-000002", "INV-2026-000003"] and again == []
+    lines = session.exec(select(InvoiceLine).order_by(InvoiceLine.id)).all()
+    assert [(li.line_total_minor, li.service_start, li.service_end) for li in lines] == [
+        (20000, date(2026, 1, 1), date(2026, 1, 31)),
+        (20000, date(2026, 2, 1), date(2026, 2, 28)),
+        (20000, date(2026, 3, 1), date(2026, 3, 31))]
+    assert lines[0].description == "2 × Widget CLOUD, 2026-01-01 to 2026-01-31"
+    assert {i.issue_date for i in session.exec(select(Invoice))} == {date(2026, 3, 10)}
+    # the order waits for its widget and the other nine periods
+    assert session.get(Order, cloud.id).status == "approved"
+    assert invariants.validate_all(session) == []
+
+
+def test_billing_ahead_of_recognition_is_deferred_behind_it_unbilled(
+        session: Session, cloud: Order) -> None:
+    """Recognised by day: January 2400.00 x 31/365 = 203.84 against 200.00 invoiced, 3.84
+    unbilled; February 2400.00 x 28/365 = 184.11, 387.95 in all against 400.00: 12.05
+    deferred."""
+    # given: the job ran on each period's first day
+    bill_all(session, date(2026, 1, 1))
+    bill_all(session, date(2026, 2, 1))
+    # when
+    positions = {d: revenue.line_positions(session, d) for d in (date(2026, 1, 31),
+                                                                  date(2026, 2, 28))}
+    # then
+    jan, feb = ([fig for ob, fig in p.values() if ob.sku == "CLOUD"][0]
+                for p in positions.values())
+    assert (jan.recognized, jan.invoiced, jan.unbilled, jan.deferred) == (20384, 20000, 384, 0)
+    assert (feb.recognized, feb.invoiced, feb.deferred, feb.unbilled) == (38795, 40000, 1205, 0)
+
+
+def test_a_subscription_billed_by_period_is_never_shipped(session: Session,
+                                                         cloud: Order) -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        shipping.ship_order(session, order_number=cloud.number, carrier="UPS",
+                            tracking_number="1Z", shipped_at=NOW, actor="USALES01", now=NOW,
+                            lines=[shipping.ShipLineIn(sku="CLOUD", quantity=2)])
+    assert refused.value.errors[0].field == "lines[0].sku"
+    # shipping everything ships the widget only; the order waits for its periods
+    shipping.ship_order(session, order_number=cloud.number, carrier="UPS",
+                        tracking_number="1Z", shipped_at=NOW, actor="USALES01", now=NOW)
+    assert session.get(Order, cloud.id).status == "partially_shipped"
+
+
+def test_cancelling_stops_billing_from_a_period_and_completes_the_order(
+        session: Session, cloud: Order) -> None:
+    """Cancelled from 1 July: January to June are billed (1200.00), the order's cancelled
+    value is the 1200.00 that will not be; once June is billed (and the widget shipped) the
+    order is invoiced. Revenue: 1200.00 over the 181 days to 30 June."""
+    # given
+    bill_all(session, date(2026, 3, 10))
+    shipping.ship_order(session, order_number=cloud.number, carrier="UPS",
+                        tracking_number="1Z", shipped_at=NOW, actor="USALES01", now=NOW)
+    session.commit()
+    # when
+    line = subscriptions.cancel_subscription(
+        session, order_number=cloud.number, line_no=1, effective="2026-07-01",
+        reason="moving to another provider", actor="UADMIN01", now=NOW)
+    session.commit()
+    billed = bill_all(session, date(2026, 12, 1))
+    # then
+    assert line.cancelled_from == date(2026, 7, 1)
+    assert session.get(Order, cloud.id).cancelled_minor == 120000
+    assert len(billed) == 3  # April, May, June
+    assert session.get(Order, cloud.id).status == "invoiced"
+    [ob] = [ob for ob in revenue.load_obligations(session) if ob.sku == "CLOUD"]
+    assert (ob.allocated_minor, ob.service_end) == (120000, date(2026, 6, 30))
+    assert cumulative(ob.schedule, date(2026, 12, 31)) == 120000
+    assert invariants.validate_all(session) == []
+
+
+def test_only_a_period_not_invoiced_yet_can_start_the_cancellation(
+        session: Session, cloud: Order) -> None:
+    bill_all(session, date(2026, 3, 10))
+    with pytest.raises(ValidationFailed) as refused:
+        subscriptions.cancel_subscription(session, order_number=cloud.number, line_no=1,
+                                          effective="2026-03-01", reason="x",
+                                          actor="UADMIN01", now=NOW)
+    assert refused.value.errors[0].field == "effective"
+    assert "2026-04-01" in refused.value.errors[0].detail
+
+
+def test_an_order_with_invoiced_periods_cannot_be_cancelled_whole(
+        session: Session, cloud: Order) -> None:
+    bill_all(session, date(2026, 1, 5))
+    with pytest.raises(InvalidTransition):
+        orders.cancel_order(session, session.get(Order, cloud.id), actor="USALES01",
+                            reason="changed mind", now=NOW)
+
+
+def test_cancelling_an_order_before_billing_cancels_its_subscription(
+        session: Session, cloud: Order) -> None:
+    # when
+    orders.cancel_order(session, session.get(Order, cloud.id), actor="USALES01",
+                        reason="changed mind", now=at(2025, 12, 22))
+    session.commit()
+    # then
+    line = session.exec(select(OrderLine).where(OrderLine.sku == "CLOUD")).one()
+    assert line.qty_cancelled == 2
+    assert bill_all(session, date(2026, 3, 10)) == []
+    assert invariants.validate_all(session) == []
+
+
+def test_renewal_is_a_new_order_for_the_next_term_once(session: Session, cloud: Order) -> None:
+    # when
+    renewed = subscriptions.renew_subscription(session, order_number=cloud.number, line_no=1,
+                                               actor="USALES01", now=at(2026, 11, 20))
+    session.commit()
+    # then
+    line = orders.order_lines(session, renewed.id)[0]
+    assert (line.service_start, line.service_end, line.billing, line.quantity) == (
+        date(2027, 1, 1), date(2027, 12, 31), "monthly", 2)
+    assert renewed.total_minor == 240000 and renewed.status == "approved"
+    with pytest.raises(Conflict, match=renewed.number):
+        subscriptions.renew_subscription(session, order_number=cloud.number, line_no=1,
+                                         actor="USALES01", now=at(2026, 11, 21))
+
+
+def test_two_processes_billing_the_same_period_invoice_it_once(db: Database,
+                                                               cloud: Order) -> None:
+    """Two transactions bill January at the same moment (without the job's lock): the order
+    line's row lock makes the second wait and find the first's invoice; the primary key
+    would refuse a second one anyway."""
+    # given
+    with db.read_session() as s:
+        [due] = subscriptions.due_periods(s, date(2026, 1, 1))
+    start = threading.Barrier(2)
+    results: list[object] = []
+
+    def bill() -> None:
+        start.wait()
+        try:
+            with db.transaction() as s:
+                invoice = subscriptions.bill_period(s, order_line_id=due.order_line_id,
+                                                    period_start=due.period_start,
+                                                    as_of=date(2026, 1, 1), now=NOW)
+                results.append(invoice.number if invoice else None)
+        except sa.exc.IntegrityError:
+            results.append("refused")
+    # when
+    threads = [threading.Thread(target=bill) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    # then
+    assert sorted(results, key=str) == ["INV-2026-000001", None] or \
+        sorted(results, key=str) == ["INV-2026-000001", "refused"]
+    with db.read_session() as s:
+        assert len(s.exec(select(SubscriptionBilling)).all()) == 1
+        assert len(s.exec(select(Invoice)).all()) == 1

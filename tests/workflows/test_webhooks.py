@@ -1,0 +1,294 @@
+"""Outbound webhook events on the workflows: who gets which event, in the same transaction as
+the change, the body's shape, replays and subscriptions that keep failing."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import select
+
+from models import (
+    AuditEvent,
+    OrderStatus,
+    OutboxMessage,
+    WebhookEvent,
+    WebhookSubscription,
+)
+from tests.support import factories as f
+from tests.support.timetravel import frozen_at
+from workflows import approvals, cash_application, shipping, webhooks
+from workflows.credit_hold import set_credit_hold
+from workflows.errors import NotFound, ValidationFailed
+from workflows.inputs import PaymentIn
+from workflows.invoicing import get_invoice
+from workflows.orders import pending_approvals
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+frozen_time = frozen_at(NOW)
+
+
+def company(session) -> None:  # noqa: ANN001
+    f.user(session, "USALES01", "sales")
+    f.user(session, "UCREDIT1", "credit_approver")
+    f.user(session, "UADMIN01", "admin")
+    f.customer(session)
+    f.customer(session, "C-NEW", "Newco", reviewed=False)
+    f.product(session, "WID-1", price="100.00")
+
+
+def webhook_rows(session) -> list[OutboxMessage]:  # noqa: ANN001
+    return list(session.exec(select(OutboxMessage).where(OutboxMessage.transport == "webhook")
+                             .order_by(OutboxMessage.id)))
+
+
+def events(session) -> list[WebhookEvent]:  # noqa: ANN001
+    return list(session.exec(select(WebhookEvent).order_by(WebhookEvent.id)))
+
+
+def test_without_subscribers_nothing_is_written(db) -> None:  # noqa: ANN001
+    # given
+    with db.transaction() as s:
+        company(s)
+    # when an order is created and approved
+    with db.transaction() as s:
+        f.order(s, now=NOW)
+    # then
+    with db.read_session() as s:
+        assert events(s) == [] and webhook_rows(s) == []
+
+
+def test_an_order_emits_created_then_approved_to_the_subscriber_that_wants_them(db) -> None:  # noqa: ANN001
+    # given two subscriptions, one for orders, one for payments only
+    with db.transaction() as s:
+        company(s)
+        orders_hook = webhooks.subscribe(s, url="https://erp.example/hooks",
+                                         events=["order.created", "order.approved"],
+                                         actor="api")
+        webhooks.subscribe(s, url="https://dw.example/in", events=["payment.received"],
+                           actor="api")
+    # when
+    with db.transaction() as s:
+        order = f.order(s, now=NOW)
+        number = order.number
+    # then one event per type, one outbox row each, for the orders subscription only
+    with db.read_session() as s:
+        found = events(s)
+        assert [e.type for e in found] == ["order.created", "order.approved"]
+        rows = webhook_rows(s)
+        assert [r.payload for r in rows] == [
+            {"subscription_id": orders_hook.id, "event_id": found[0].id},
+            {"subscription_id": orders_hook.id, "event_id": found[1].id}]
+        approved = found[1]
+        assert approved.data["order"]["number"] == number
+        assert approved.data["order"]["status"] == OrderStatus.APPROVED
+        assert approved.data["order"]["total"] == "200.00"
+        assert approved.data["order"]["customer"] == "C-GLOBEX"
+        assert approved.uid.startswith("msg_") and found[0].uid != approved.uid
+        body = json.loads(webhooks.body_of(approved))
+        assert body == {"type": "order.approved", "timestamp": "2026-03-02T09:00:00Z",
+                        "data": approved.data}
+
+
+def test_the_event_rolls_back_with_the_change(db) -> None:  # noqa: ANN001
+    # given
+    with db.transaction() as s:
+        company(s)
+        webhooks.subscribe(s, url="https://erp.example/hooks", events=["order.created"],
+                           actor="api")
+    # when the transaction that created the order fails
+    with pytest.raises(RuntimeError), db.transaction() as s:
+        f.order(s, now=NOW)
+        raise RuntimeError("boom")
+    # then no event and no delivery exist
+    with db.read_session() as s:
+        assert events(s) == [] and webhook_rows(s) == []
+
+
+def test_rejection_shipment_invoice_payment_and_credit_hold_events(db) -> None:  # noqa: ANN001
+    # given a subscription to everything
+    with db.transaction() as s:
+        company(s)
+        webhooks.subscribe(s, url="https://erp.example/hooks",
+                           events=list(webhooks.EVENT_TYPES), actor="api")
+    # when: an order of a new customer is rejected; another is shipped, invoiced and paid
+    with db.transaction() as s:
+        held = f.order(s, "C-NEW", now=NOW)
+    with db.transaction() as s:
+        approval = pending_approvals(s, held.id)[0]
+        approvals.decide(session=s, approval_id=approval.id, user_id="UCREDIT1",
+                         approve=False, note="no credit history", now=NOW)
+    with db.transaction() as s:
+        order = f.order(s, now=NOW)
+        shipping.ship_order(s, order_number=order.number, carrier="UPS",
+                            tracking_number="1Z1", shipped_at=NOW, lines=None, actor="api",
+                            now=NOW)
+    with db.transaction() as s:
+        number = [e for e in events(s) if e.type == "invoice.issued"][0].data["invoice"][
+            "number"]
+        payment, _ = cash_application.record_payment(s, PaymentIn(
+            amount="200.00", currency="USD", received_at=NOW, reference=number,
+            customer="C-GLOBEX"), actor="api")
+    with db.transaction() as s:
+        set_credit_hold(s, customer_id=get_invoice(s, number).customer_id, actor="UCREDIT1",
+                        on_hold=True, reason="watch list", now=NOW)
+    # then
+    with db.read_session() as s:
+        types = [e.type for e in events(s)]
+        assert types == ["order.created", "order.rejected", "order.created", "order.approved",
+                         "order.shipped", "invoice.issued", "invoice.paid",
+                         "payment.received", "payment.applied", "customer.credit_hold"]
+        by_type = {e.type: e.data for e in events(s)}
+        assert by_type["order.rejected"]["reason"] == "credit approval rejected: no credit history"
+        assert by_type["invoice.paid"]["invoice"]["balance"] == "0.00"
+        assert by_type["invoice.paid"]["invoice"]["status"] == "paid"
+        assert by_type["payment.applied"]["payment"]["allocations"] == [
+            {"invoice": number, "amount": "200.00"}]
+        assert by_type["customer.credit_hold"]["on_hold"] is True
+        assert by_type["customer.credit_hold"]["customer"]["external_id"] == "C-GLOBEX"
+
+
+@pytest.mark.parametrize(("url", "field_detail"), [
+    ("ftp://erp.example/x", "absolute https"),
+    ("http://erp.example/hooks", "must use https"),
+    ("https://user:pw@erp.example/hooks", "user name or password"),
+    ("https://erp.example/hooks#x", "fragment"),
+    ("not a url", "absolute https"),
+])
+def test_subscription_urls_are_checked(db, url, field_detail) -> None:  # noqa: ANN001
+    with pytest.raises(ValidationFailed) as refused, db.transaction() as s:
+        webhooks.subscribe(s, url=url, events=["order.created"], actor="api")
+    assert refused.value.errors[0].field == "url"
+    assert field_detail in refused.value.errors[0].detail
+
+
+def test_unknown_event_types_are_refused_by_name(db) -> None:  # noqa: ANN001
+    with pytest.raises(ValidationFailed) as refused, db.transaction() as s:
+        webhooks.subscribe(s, url="https://erp.example/h", events=["order.created", "order.eaten"],
+                           actor="api")
+    assert refused.value.errors[0].field == "events"
+    assert "order.eaten" in refused.value.errors[0].detail
+
+
+def test_a_local_http_receiver_is_allowed_and_the_secret_is_standard(db) -> None:  # noqa: ANN001
+    with db.transaction() as s:
+        row = webhooks.subscribe(s, url="http://127.0.0.1:9999/hooks",
+                                 events=["order.created"], actor="api")
+        assert row.secret.startswith("whsec_") and len(row.secret) > 30
+
+
+def test_deleting_a_subscription_fails_what_was_queued_and_stops_new_events(db) -> None:  # noqa: ANN001
+    # given an undelivered event
+    with db.transaction() as s:
+        company(s)
+        hook = webhooks.subscribe(s, url="https://erp.example/hooks", events=["order.created"],
+                                  actor="api")
+        f.order(s, now=NOW)
+    # when
+    with db.transaction() as s:
+        webhooks.delete_subscription(s, subscription_id=hook.id, actor="api")
+        f.order(s, now=NOW)
+    # then
+    with db.read_session() as s:
+        [row] = webhook_rows(s)
+        assert row.status == "failed" and "deleted" in row.last_error
+        assert len(events(s)) == 1
+        with pytest.raises(NotFound):
+            webhooks.get_subscription(s, hook.id)
+        assert s.exec(select(AuditEvent).where(AuditEvent.action == "webhook.deleted")).one()
+
+
+def test_replay_queues_the_same_event_again_with_its_webhook_id(db) -> None:  # noqa: ANN001
+    # given a delivered event
+    with db.transaction() as s:
+        company(s)
+        hook = webhooks.subscribe(s, url="https://erp.example/hooks", events=["order.created"],
+                                  actor="api")
+        f.order(s, now=NOW)
+    # when it is replayed twice
+    with db.transaction() as s:
+        [event] = events(s)
+        assert webhooks.replay(s, subscription_id=hook.id, event_ids=[event.id],
+                               actor="cli") == 1
+        assert webhooks.replay(s, subscription_id=hook.id, event_ids=[event.id],
+                               actor="cli") == 1
+    # then three deliveries of one event (one webhook-id)
+    with db.read_session() as s:
+        rows = webhook_rows(s)
+        assert [r.payload["event_id"] for r in rows] == [event.id] * 3
+        assert len({r.dedupe_key for r in rows}) == 3
+    with pytest.raises(NotFound), db.transaction() as s:
+        webhooks.replay(s, subscription_id=hook.id, event_ids=[event.id + 99], actor="cli")
+
+
+def test_an_endpoint_failing_for_three_days_is_disabled_and_admins_are_told(db) -> None:  # noqa: ANN001
+    # given a subscription with a queued event
+    with db.transaction() as s:
+        company(s)
+        hook = webhooks.subscribe(s, url="https://erp.example/hooks", events=["order.created"],
+                                  actor="api")
+        f.order(s, now=NOW)
+        [event] = events(s)
+    # when attempts fail from NOW and still fail just under, then past, three days later
+    for at in (NOW, NOW + timedelta(days=2, hours=23), NOW + timedelta(days=3, minutes=1)):
+        with db.transaction() as s:
+            webhooks.record_attempt(s, subscription_id=hook.id, event_id=event.id,
+                                    outbox_id=1, attempt=1, at=at, ok=False, status_code=500,
+                                    error="HTTP 500", duration_ms=12)
+            status = s.get(WebhookSubscription, hook.id).status
+        assert status == ("disabled" if at > NOW + timedelta(days=3) else "active")
+    # then the admins are told once (alerts channel, a DM to the admin); new events skip it
+    with db.transaction() as s:
+        notices = s.exec(select(OutboxMessage).where(
+            OutboxMessage.transport == "slack")).all()
+        told = sorted(n.payload["channel"] for n in notices
+                      if n.payload["template"] == "webhook_disabled")
+        assert told == ["UADMIN01", "alerts"]
+        [queued] = webhook_rows(s)
+        assert queued.status == "failed" and "disabled" in queued.last_error
+        f.order(s, now=NOW)
+        assert len(events(s)) == 1
+        assert webhooks.enable_subscription(s, subscription_id=hook.id, actor="cli") is True
+
+
+def test_a_success_clears_the_failing_streak(db) -> None:  # noqa: ANN001
+    with db.transaction() as s:
+        company(s)
+        hook = webhooks.subscribe(s, url="https://erp.example/hooks", events=["order.created"],
+                                  actor="api")
+        f.order(s, now=NOW)
+        [event] = events(s)
+    for at, ok in ((NOW, False), (NOW + timedelta(days=2), True),
+                   (NOW + timedelta(days=4), False)):
+        with db.transaction() as s:
+            webhooks.record_attempt(s, subscription_id=hook.id, event_id=event.id,
+                                    outbox_id=1, attempt=1, at=at, ok=ok,
+                                    status_code=200 if ok else 500, error=None,
+                                    duration_ms=5)
+    with db.read_session() as s:
+        row = s.get(WebhookSubscription, hook.id)
+        assert row.status == "active"
+        assert row.failing_since == NOW + timedelta(days=4)
+
+
+def test_a_credit_note_is_an_event(db) -> None:  # noqa: ANN001
+    from workflows.invoicing import issue_credit_note
+
+    with db.transaction() as s:
+        company(s)
+        webhooks.subscribe(s, url="https://erp.example/hooks", events=["credit_note.issued"],
+                           actor="api")
+        invoice = f.invoice(s, "INV-CN-1", total="300.00", issued=NOW.date(),
+                            due=NOW.date() + timedelta(days=30))
+    with db.transaction() as s:
+        note = issue_credit_note(s, invoice_number=invoice.number, amount="50.00",
+                                 reason="damaged", actor="UCOLL001", now=NOW)
+    with db.read_session() as s:
+        [event] = events(s)
+        assert event.type == "credit_note.issued"
+        assert event.data["credit_note"] == {
+            "number": note.number, "invoice": "INV-CN-1", "currency": "USD",
+            "amount": "50.00", "applied_to_invoice": "50.00", "customer_credit": "0.00",
+            "reason": "damaged", "issue_date": "2026-03-02"}
+        assert event.data["invoice"]["balance"] == "250.00"

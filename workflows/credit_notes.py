@@ -1,0 +1,624 @@
+"""Credit notes (SPEC §3 "Back office"): the only way an issued invoice is corrected.
+
+* **Requested** in Slack (the invoice card, an accepted dispute) or by the API, against one
+  invoice, by lines or by amount, with a reason. A request waits for a credit approver (never
+  the requester, nor whoever opened the dispute it settles) on an approval card
+  (`workflows.approvals`, kind `credit_note`; above a tier a second decision is needed).
+  An ERP's own credit note (API, `source: erp`) is recorded as issued at once.
+* **Issued** as `CN-<year>-<6 digits>` (immutable), e-mailed to the billing contact with a PDF.
+  It takes what it can off the invoice's open balance (`CreditNote.amount_minor`, a settlement
+  like a payment) and the rest — when the invoice was already (partly) paid — becomes customer
+  credit (`customer_credit_minor`).
+* **Never more** than the invoice total less earlier credit notes (issued, and those still
+  waiting for approval), and per line never more than the line's net amount. Checked when it
+  is requested and again, with the invoice row locked, when it is issued.
+
+Lines. A note by lines credits each named invoice line by quantity (its net amount x
+quantity / invoiced quantity, half-up) or by a net amount; the line's tax follows pro rata
+(half-up). A note by amount (tax included) is spread over the invoice's lines pro rata to what
+each still has uncredited (net + tax; the whole net + tax when nothing was credited before),
+half-up, the remainder going to the largest line. Either way the issued note stores what it
+takes off each line (table `credit_note_lines`): `credit_note_lines(session, credit_note_id)`
+returns it, which is what revenue recognition reads (a credit note on a line reduces what is
+not yet recognised). An invoice without lines (an ERP's bare total) has none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from models import (
+    ApprovalKind,
+    CreditNote,
+    CreditNoteLine,
+    CreditNoteRequest,
+    CreditNoteStatus,
+    Customer,
+    Invoice,
+    InvoiceLine,
+    Role,
+    money,
+)
+from workflows import approvals, audit, numbering, outbox, periods, policy, webhooks
+from workflows import validation as v
+from workflows.errors import Conflict, NotFound, ValidationFailed
+from workflows.invoicing import get_invoice, reduce_balance
+from workflows.users import require_role
+
+REASON_MAX = 500
+SOURCES = ("slack", "api", "erp", "dispute", "o2c")
+# who may ask for a credit note in Slack (admins hold every role)
+REQUESTER_ROLES = (Role.SALES, Role.COLLECTOR, Role.CREDIT_APPROVER)
+
+
+@dataclass
+class LineIn:
+    line_no: int
+    quantity: int | None = None
+    amount: str | None = None  # net, before tax
+
+
+@dataclass
+class CreditNoteIn:
+    invoice: str
+    reason: str
+    amount: str | None = None  # tax included
+    lines: list[LineIn] | None = None
+    external_id: str | None = None
+    source: str = "api"  # api (awaits approval), erp (issued at once), slack, dispute
+    requested_by: str | None = None  # the Slack user behind an API request, if any
+    issue_date: date | None = None  # an ERP's own
+
+
+@dataclass(frozen=True)
+class LineCredit:
+    """What a credit note takes off one invoice line."""
+
+    invoice_line_id: int
+    line_no: int
+    net_minor: int  # before tax
+    tax_minor: int
+    amount_minor: int  # net + tax
+    quantity: int | None = None
+
+
+def _half_up(value: Decimal) -> int:
+    return int(value.to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def pro_rata(total: int, weights: list[int]) -> list[int]:
+    """`total` split in proportion to `weights`, each share half-up, the remainder to the
+    largest weight (the first of equals), so the shares sum to `total` exactly."""
+    whole = sum(weights)
+    if whole <= 0:
+        return [0] * len(weights)
+    shares = [_half_up(Decimal(total) * w / whole) for w in weights]
+    largest = max(range(len(weights)), key=lambda i: (weights[i], -i))
+    shares[largest] += total - sum(shares)
+    return shares
+
+
+# -- what is credited already ------------------------------------------------------------------
+def lines_of(session: Session, invoice: Invoice) -> list[InvoiceLine]:
+    return list(session.exec(select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id)
+                             .order_by(InvoiceLine.line_no)))
+
+
+def credited_total(session: Session, invoice_id: int, *, pending: bool) -> int:
+    """The totals of the invoice's issued credit notes (and, with `pending`, of the requests
+    still waiting for approval)."""
+    issued = session.exec(select(sa.func.coalesce(sa.func.sum(
+        CreditNote.amount_minor + CreditNote.customer_credit_minor), 0))
+        .where(CreditNote.invoice_id == invoice_id)).one()
+    waiting = 0
+    if pending:
+        waiting = session.exec(select(sa.func.coalesce(sa.func.sum(
+            CreditNoteRequest.amount_minor), 0)).where(
+            CreditNoteRequest.invoice_id == invoice_id,
+            CreditNoteRequest.status == CreditNoteStatus.PENDING)).one()
+    return int(issued) + int(waiting)
+
+
+def credited_by_line(session: Session, invoice_id: int, *, pending: bool
+                     ) -> dict[int, tuple[int, int]]:
+    """{invoice line id: (net, net + tax) credited}: by issued notes (their stored lines) and,
+    with `pending`, by the by-lines requests still waiting (an amount request is spread only
+    when it is issued)."""
+    done: dict[int, tuple[int, int]] = {}
+
+    def add(line_id: int, net: int, amount: int) -> None:
+        old = done.get(line_id, (0, 0))
+        done[line_id] = (old[0] + net, old[1] + amount)
+
+    for line_id, net, amount in session.exec(
+            select(CreditNoteLine.invoice_line_id, CreditNoteLine.net_minor,
+                   CreditNoteLine.amount_minor)
+            .join(CreditNote, CreditNote.id == CreditNoteLine.credit_note_id)
+            .where(CreditNote.invoice_id == invoice_id)).all():
+        add(line_id, int(net), int(amount))
+    if pending:
+        for lines in session.exec(select(CreditNoteRequest.lines).where(
+                CreditNoteRequest.invoice_id == invoice_id,
+                CreditNoteRequest.status == CreditNoteStatus.PENDING)).all():
+            for line in lines or []:
+                add(int(line["invoice_line_id"]), int(line["net_minor"]),
+                    int(line["amount_minor"]))
+    return done
+
+
+def creditable(session: Session, invoice: Invoice) -> int:
+    """How much can still be credited on the invoice (waiting requests count as used)."""
+    return max(invoice.total_minor - credited_total(session, invoice.id, pending=True), 0)
+
+
+# -- lines -------------------------------------------------------------------------------------
+def _line_credit(line: InvoiceLine, item: LineIn, currency: str, field: str) -> dict:
+    if (item.quantity is None) == (item.amount is None):
+        raise ValidationFailed.of(field, "give either a quantity or an amount for the line")
+    if item.quantity is not None:
+        quantity = v.quantity(f"{field}.quantity", item.quantity)
+        if quantity > line.quantity:
+            raise ValidationFailed.of(f"{field}.quantity", f"line {line.line_no} invoiced "
+                                      f"{line.quantity}, not {quantity}")
+        net = _half_up(Decimal(line.line_total_minor) * quantity / line.quantity)
+    else:
+        quantity = None
+        net = v.amount_minor(f"{field}.amount", item.amount, currency, positive=True)
+    if net <= 0:
+        raise ValidationFailed.of(field, "comes to nothing to credit")
+    if net > line.line_total_minor:
+        raise ValidationFailed.of(field, f"line {line.line_no} is "
+                                  f"{money.to_str(line.line_total_minor, currency)} net")
+    tax = (_half_up(Decimal(line.tax_minor) * net / line.line_total_minor)
+           if line.line_total_minor else 0)
+    return {"line_no": line.line_no, "invoice_line_id": line.id, "quantity": quantity,
+            "net_minor": net, "tax_minor": tax, "amount_minor": net + tax}
+
+
+def _requested_lines(session: Session, invoice: Invoice, items: list[LineIn]) -> list[dict]:
+    if not items:
+        raise ValidationFailed.of("lines", "name at least one line, or send an amount")
+    if len(items) > 200:
+        raise ValidationFailed.of("lines", "at most 200 lines")
+    by_no = {line.line_no: line for line in lines_of(session, invoice)}
+    credited = credited_by_line(session, invoice.id, pending=True)
+    seen: set[int] = set()
+    lines = []
+    for i, item in enumerate(items):
+        field = f"lines[{i}]"
+        line = by_no.get(item.line_no) if isinstance(item.line_no, int) else None
+        if line is None:
+            raise ValidationFailed.of(f"{field}.line_no", f"{invoice.number} has no line "
+                                      f"{item.line_no!r}")
+        if line.line_no in seen:
+            raise ValidationFailed.of(f"{field}.line_no", f"line {line.line_no} is named twice")
+        seen.add(line.line_no)
+        credit = _line_credit(line, item, invoice.currency, field)
+        before = credited.get(line.id, (0, 0))[0]
+        if before + credit["net_minor"] > line.line_total_minor:
+            left = max(line.line_total_minor - before, 0)
+            raise ValidationFailed.of(field, f"line {line.line_no} has only "
+                                      f"{money.to_str(left, invoice.currency)} net left to "
+                                      "credit")
+        lines.append(credit)
+    return lines
+
+
+def spread_over_lines(session: Session, invoice: Invoice, amount_minor: int) -> list[dict]:
+    """An amount (tax included) spread over the invoice's lines pro rata to what each still
+    has uncredited, half-up, remainder to the largest (see the module docstring)."""
+    lines = [line for line in lines_of(session, invoice)
+             if line.line_total_minor + line.tax_minor > 0]
+    if not lines:
+        return []
+    credited = credited_by_line(session, invoice.id, pending=False)
+    gross = [line.line_total_minor + line.tax_minor for line in lines]
+    left = [max(g - credited.get(line.id, (0, 0))[1], 0) for g, line in zip(gross, lines,
+                                                                            strict=True)]
+    weights = left if sum(left) > 0 else gross
+    shares = pro_rata(amount_minor, weights)
+    spread = []
+    for line, share, whole in zip(lines, shares, gross, strict=True):
+        if share <= 0:
+            continue
+        tax = _half_up(Decimal(line.tax_minor) * share / whole) if whole else 0
+        spread.append({"line_no": line.line_no, "invoice_line_id": line.id, "quantity": None,
+                       "net_minor": share - tax, "tax_minor": tax, "amount_minor": share})
+    return spread
+
+
+def credit_by_line(session: Session, note: CreditNote) -> list[LineCredit]:
+    """What an issued credit note takes off each invoice line, in line order: the lines stored
+    when it was issued (by lines, or its amount spread as the module docstring says). A note
+    issued before credit-note lines were recorded (before migration 0011) has none stored: its
+    total is spread pro rata over the invoice's lines by their net + tax (half-up, remainder
+    to the largest), tax pro rata within each line. An invoice without lines gives []."""
+    rows = session.exec(select(CreditNoteLine).where(CreditNoteLine.credit_note_id == note.id)
+                        .order_by(CreditNoteLine.line_no)).all()
+    if rows or note.request_id is not None:
+        return [LineCredit(r.invoice_line_id, r.line_no, r.net_minor, r.tax_minor,
+                           r.amount_minor, r.quantity) for r in rows]
+    lines = [line for line in lines_of(session, session.get(Invoice, note.invoice_id))
+             if line.line_total_minor + line.tax_minor > 0]
+    gross = [line.line_total_minor + line.tax_minor for line in lines]
+    spread = []
+    for line, share, whole in zip(lines, pro_rata(note.total_minor, gross), gross,
+                                  strict=True):
+        if share > 0:
+            tax = _half_up(Decimal(line.tax_minor) * share / whole)
+            spread.append(LineCredit(line.id, line.line_no, share - tax, tax, share))
+    return spread
+
+
+def credit_note_lines(session: Session, credit_note_id: int) -> list[LineCredit]:
+    """Which invoice lines an issued credit note reduces, and by how much (`LineCredit`: the
+    invoice line's id and number, net, tax, net + tax, the quantity when credited by
+    quantity), in line order; see `credit_by_line`. Revenue recognition reads this: a credit
+    note on a line reduces what is not yet recognised of it. NotFound for an unknown id."""
+    note = session.get(CreditNote, credit_note_id)
+    if note is None:
+        raise NotFound(f"no credit note #{credit_note_id}")
+    return credit_by_line(session, note)
+
+
+# -- requesting --------------------------------------------------------------------------------
+def _lock_invoice(session: Session, number: str) -> Invoice:
+    """The invoice, locked: credit notes on one invoice are requested and issued one after the
+    other, so the caps see every committed note (SQLite serialises writers already)."""
+    invoice = get_invoice(session, number)
+    return session.exec(select(Invoice).where(Invoice.id == invoice.id).with_for_update()
+                        .execution_options(populate_existing=True)).one()
+
+
+def _by_external_id(session: Session, external_id: str | None) -> CreditNoteRequest | None:
+    if not external_id:
+        return None
+    return session.exec(select(CreditNoteRequest).where(
+        CreditNoteRequest.external_id == external_id)).first()
+
+
+def _same_request(existing: CreditNoteRequest, invoice: Invoice, amount_minor: int
+                  ) -> CreditNoteRequest:
+    if existing.invoice_id != invoice.id or existing.amount_minor != amount_minor:
+        raise Conflict(f"external_id {existing.external_id} was already used for another "
+                       f"credit note (#{existing.id}); nothing was changed")
+    return existing
+
+
+def _checked_fields(session: Session, data: CreditNoteIn, actor: str) -> tuple[str, str, str]:
+    """(source, reason, requested_by); the requester's role when `actor` is a Slack user."""
+    source = data.source if data.source in SOURCES else None
+    if source is None:
+        raise ValidationFailed.of("source", "must be erp (posted as issued) or left out")
+    slack_user = v.SLACK_USER_ID.match(actor or "") is not None
+    if slack_user:
+        require_role(session, user_id=actor, roles=REQUESTER_ROLES,
+                     action="credit_note.request", entity_type="invoice",
+                     entity_id=data.invoice)
+    reason = (v.text("reason", data.reason) or "").strip()
+    if not reason:
+        raise ValidationFailed.of("reason", "a credit note needs a reason")
+    if len(reason) > REASON_MAX:
+        raise ValidationFailed.of("reason", f"at most {REASON_MAX} characters")
+    v.text("external_id", data.external_id)
+    requested_by = actor
+    if not slack_user and data.requested_by:
+        if not v.SLACK_USER_ID.match(data.requested_by):
+            raise ValidationFailed.of("requested_by", "must be a Slack user id such as "
+                                      "U012AB3CD")
+        requested_by = data.requested_by
+    return source, reason, requested_by
+
+
+def _lines_and_amount(session: Session, invoice: Invoice, data: CreditNoteIn
+                      ) -> tuple[list[dict], int]:
+    if (data.amount is None) == (not data.lines):
+        raise ValidationFailed.of("amount", "send either an amount or lines, not both")
+    if data.lines:
+        lines = _requested_lines(session, invoice, data.lines)
+        return lines, sum(line["amount_minor"] for line in lines)
+    return [], v.amount_minor("amount", data.amount, invoice.currency, positive=True)
+
+
+def check_credit_cap(session: Session, invoice: Invoice, amount_minor: int, *,
+                     field: str = "amount") -> None:
+    """Never more than the invoice total less earlier and pending credit notes."""
+    left = creditable(session, invoice)
+    if amount_minor > left:
+        raise ValidationFailed.of(field, (
+            f"{invoice.number} can be credited {money.to_str(left, invoice.currency)} more at "
+            f"most (its total less earlier and pending credit notes), not "
+            f"{money.to_str(amount_minor, invoice.currency)}"))
+
+
+def _check_issue_date(data: CreditNoteIn, source: str) -> None:
+    if data.issue_date is not None and source != "erp":
+        raise ValidationFailed.of("issue_date", "only an ERP's own credit note (source erp) "
+                                  "carries its issue date")
+
+
+def check_request(session: Session, data: CreditNoteIn, *, actor: str) -> None:
+    """What `request_credit_note` would refuse, found with reads only (the role, the reason,
+    the invoice, the amount or lines and the cap): a modal runs it before its ack, so each
+    refusal shows under its field; the request checks it all again with the invoice locked."""
+    source, _, _ = _checked_fields(session, data, actor)
+    invoice = get_invoice(session, data.invoice)
+    lines, amount = _lines_and_amount(session, invoice, data)
+    if _by_external_id(session, data.external_id) is None:
+        check_credit_cap(session, invoice, amount, field="lines" if lines else "amount")
+        _check_issue_date(data, source)
+
+
+def request_credit_note(session: Session, data: CreditNoteIn, *, actor: str, now: datetime,
+                        dispute_id: int | None = None) -> tuple[CreditNoteRequest, bool]:
+    """Ask for a credit note (or record an ERP's, issued at once). Returns (request, created):
+    the same `external_id` with the same invoice and amount returns the first request.
+
+    `actor`: the Slack user asking (their role is checked), or "api" for an integration
+    (whose `requested_by`, when given, is the Slack user behind it: they may not approve it)."""
+    source, reason, requested_by = _checked_fields(session, data, actor)
+    invoice = _lock_invoice(session, data.invoice)
+    lines, amount = _lines_and_amount(session, invoice, data)
+    existing = _by_external_id(session, data.external_id)
+    if existing is not None:
+        return _same_request(existing, invoice, amount), False
+    check_credit_cap(session, invoice, amount, field="lines" if lines else "amount")
+    _check_issue_date(data, source)
+    erp = source == "erp"
+    request = CreditNoteRequest(
+        invoice_id=invoice.id, customer_id=invoice.customer_id, currency=invoice.currency,
+        amount_minor=amount, lines=lines, reason=reason, source=source,
+        external_id=data.external_id or None, requested_by=requested_by,
+        dispute_id=dispute_id, issue_date=data.issue_date, created_at=now)
+    session.add(request)
+    session.flush()
+    audit.record(session, actor=actor, action="credit_note.requested",
+                 entity_type="credit_note_request", entity_id=request.id,
+                 to_state="issued" if erp else CreditNoteStatus.PENDING, reason=reason,
+                 invoice=invoice.number, amount_minor=amount, currency=invoice.currency,
+                 source=source, lines=len(lines), dispute_id=dispute_id, at=now)
+    if erp:
+        issue(session, request, actor=actor, now=now, invoice=invoice)
+    else:
+        approval = approvals.request_subject_approval(
+            session, kind=ApprovalKind.CREDIT_NOTE, subject_id=request.id,
+            amount_minor=amount, currency=invoice.currency, requested_by=requested_by,
+            now=now, reasons=[{"code": "credit_note", "text": reason}])
+        request.approval_id = approval.id
+        session.add(request)
+    return request, True
+
+
+# -- issuing -------------------------------------------------------------------------------------
+def issue(session: Session, request: CreditNoteRequest, *, actor: str, now: datetime,
+          invoice: Invoice | None = None, allow_customer_credit: bool = True) -> CreditNote:
+    """Issue an approved (or an ERP's) request: CN number, the balance (and customer credit),
+    its lines, the e-mail with the PDF. Conflict when the caps no longer allow it."""
+    if invoice is None:
+        invoice = session.exec(select(Invoice).where(Invoice.id == request.invoice_id)
+                               .with_for_update()
+                               .execution_options(populate_existing=True)).one()
+    before = credited_total(session, invoice.id, pending=False)
+    if before + request.amount_minor > invoice.total_minor:
+        left = max(invoice.total_minor - before, 0)
+        raise Conflict(f"{invoice.number} can only be credited "
+                       f"{money.format_money(left, invoice.currency)} more now; this credit "
+                       f"note of {money.format_money(request.amount_minor, invoice.currency)} "
+                       "cannot be issued. Nothing was changed.")
+    today = policy.business_date(session, now)
+    value = request.issue_date or today  # ours: today; booked from the invoice's issue date
+    if request.issue_date is not None and value < invoice.issue_date:
+        raise ValidationFailed.of("issue_date", f"{value.isoformat()} is before "
+                                  f"{invoice.number} was issued "
+                                  f"({invoice.issue_date.isoformat()})")
+    if value > today:
+        raise ValidationFailed.of("issue_date", f"{value.isoformat()} is in the future "
+                                  f"(today is {today.isoformat()})")
+    lines = request.lines or spread_over_lines(session, invoice, request.amount_minor)
+    if request.lines:
+        credited = credited_by_line(session, invoice.id, pending=False)
+        for line in lines:
+            row = session.get(InvoiceLine, line["invoice_line_id"])
+            if credited.get(row.id, (0, 0))[0] + line["net_minor"] > row.line_total_minor:
+                raise Conflict(f"line {row.line_no} of {invoice.number} was credited "
+                               "meanwhile; this credit note cannot be issued. Nothing was "
+                               "changed.")
+    to_invoice = (min(request.amount_minor, invoice.balance_minor) if allow_customer_credit
+                  else request.amount_minor)
+    if to_invoice > 0:
+        reduce_balance(session, invoice, to_invoice, settled_at=None)  # a correction
+    booked = periods.booking(session, value, not_before=invoice.issue_date)
+    note = CreditNote(number=numbering.next_credit_note_number(session, value),
+                      invoice_id=invoice.id, amount_minor=to_invoice,
+                      customer_credit_minor=request.amount_minor - to_invoice,
+                      currency=invoice.currency, reason=request.reason, created_by=actor,
+                      created_at=now, value_date=booked.value_date,
+                      effective_date=booked.effective_date,
+                      source="erp" if request.source == "erp" else "o2c",
+                      request_id=request.id)
+    session.add(note)
+    session.flush()
+    for line in lines:
+        session.add(CreditNoteLine(credit_note_id=note.id, invoice_line_id=line["invoice_line_id"],
+                                   line_no=line["line_no"], quantity=line.get("quantity"),
+                                   net_minor=line["net_minor"], tax_minor=line["tax_minor"],
+                                   amount_minor=line["amount_minor"]))
+    request.status = CreditNoteStatus.ISSUED
+    request.decided_at = request.decided_at or now
+    request.decided_by = request.decided_by or actor
+    session.add(request)
+    reason = request.reason if not booked.moved else f"{request.reason}; {booked.note}"
+    audit.record(session, actor=actor, action="invoice.credit_note", entity_type="invoice",
+                 entity_id=invoice.id, to_state="credited", credit_note=note.number,
+                 amount_minor=to_invoice, customer_credit_minor=note.customer_credit_minor,
+                 request_id=request.id, reason=reason, at=now, **booked.as_dict())
+    webhooks.emit(session, "credit_note.issued",
+                  lambda: webhooks.credit_note_data(session, note, invoice),
+                  key=f"credit_note.issued:{note.number}", at=now)
+    if request.dispute_id is not None:
+        from workflows import disputes
+
+        disputes.credit_issued(session, request.dispute_id, note=note, now=now)
+    customer = session.get(Customer, invoice.customer_id)
+    if customer.billing_email:
+        outbox.send_email(session, to=customer.billing_email, template="credit_note",
+                          context={"credit_note_number": note.number},
+                          attachments=[{"kind": "credit_note_pdf", "number": note.number}],
+                          dedupe_key=f"credit-note-email:{note.number}")
+    session.flush()
+    return note
+
+
+def issue_direct(session: Session, *, invoice_number: str, amount: str, reason: str,
+                 actor: str, now: datetime, issue_date: date | None = None,
+                 source: str = "o2c") -> CreditNote:
+    """A credit note issued without an approval, against the open balance only (more than is
+    open is refused, `OverallocationError`): `invoicing.issue_credit_note`, kept for the
+    callers that issue one of their own (the demo seed, scripts, tests)."""
+    invoice = _lock_invoice(session, invoice_number)
+    minor = v.amount_minor("amount", amount, invoice.currency, positive=True)
+    if not (reason or "").strip():
+        raise ValidationFailed.of("reason", "a credit note needs a reason")
+    if issue_date is not None:
+        issue_date = v.parse_date("issue_date", issue_date)
+    request = CreditNoteRequest(
+        invoice_id=invoice.id, customer_id=invoice.customer_id, currency=invoice.currency,
+        amount_minor=minor, lines=[], reason=reason.strip()[:REASON_MAX],
+        status=CreditNoteStatus.PENDING, source="erp" if actor == "api" else source,
+        requested_by=actor, issue_date=issue_date, created_at=now)
+    session.add(request)
+    session.flush()
+    return issue(session, request, actor=actor, now=now, invoice=invoice,
+                 allow_customer_credit=False)
+
+
+# -- the approval's subject (workflows.approvals) ------------------------------------------------
+def _approved(session: Session, approval, request: CreditNoteRequest, user_id: str,  # noqa: ANN001
+              now: datetime) -> None:
+    request.decided_by, request.decided_at = user_id, now
+    issue(session, request, actor=user_id, now=now)
+
+
+def _rejected(session: Session, approval, request: CreditNoteRequest, user_id: str,  # noqa: ANN001
+              now: datetime, note: str | None) -> None:
+    request.status = CreditNoteStatus.REJECTED
+    request.decided_by, request.decided_at, request.decision_note = user_id, now, note
+    session.add(request)
+    audit.record(session, actor=user_id, action="credit_note.rejected",
+                 entity_type="credit_note_request", entity_id=request.id,
+                 from_state=CreditNoteStatus.PENDING, to_state=CreditNoteStatus.REJECTED,
+                 reason=note, at=now)
+    if request.dispute_id is not None:
+        from workflows import disputes
+
+        disputes.credit_rejected(session, request.dispute_id, now=now, note=note)
+
+
+def card_view(session: Session, approval, request: CreditNoteRequest) -> dict:  # noqa: ANN001
+    """What the approval card shows about the request (JSON)."""
+    invoice = session.get(Invoice, request.invoice_id)
+    customer = session.get(Customer, request.customer_id)
+    note = session.exec(select(CreditNote).where(CreditNote.request_id == request.id)).first()
+    issued_before = credited_total(session, invoice.id, pending=False) - (
+        note.total_minor if note is not None else 0)
+    return {"title": f"Credit note for {invoice.number}", "customer": customer.name,
+            "customer_id": customer.id, "invoice": invoice.number,
+            "invoice_total_minor": invoice.total_minor,
+            "invoice_balance_minor": invoice.balance_minor,
+            "credited_before_minor": issued_before, "amount_minor": request.amount_minor,
+            "currency": request.currency, "reason": request.reason,
+            "status": request.status, "source": request.source,
+            "dispute_id": request.dispute_id,
+            "lines": [{"line_no": li["line_no"], "quantity": li.get("quantity"),
+                       "amount_minor": li["amount_minor"]} for li in request.lines or []],
+            "number": note.number if note is not None else None,
+            "customer_credit_minor": note.customer_credit_minor if note is not None else 0}
+
+
+def _exclusions(session: Session, request: CreditNoteRequest) -> dict[str, str]:
+    """Whoever opened the dispute a credit note settles may not approve it either."""
+    if request.dispute_id is None:
+        return {}
+    from models import Dispute
+
+    dispute = session.get(Dispute, request.dispute_id)
+    if dispute is None or not v.SLACK_USER_ID.match(dispute.opened_by or ""):
+        return {}
+    return {dispute.opened_by: f"You opened dispute #{dispute.id} this credit note settles"}
+
+
+APPROVAL = approvals.Subject(
+    kind=ApprovalKind.CREDIT_NOTE, model=CreditNoteRequest, context=card_view,
+    approved=_approved, rejected=_rejected,
+    pending=lambda request: request.status == CreditNoteStatus.PENDING, excluded=_exclusions)
+
+
+# -- reading -------------------------------------------------------------------------------------
+@dataclass
+class CreditNoteView:
+    request: CreditNoteRequest
+    invoice: Invoice
+    customer: Customer
+    note: CreditNote | None
+    lines: list[LineCredit]
+    history: list
+
+
+def credit_note_view(session: Session, key: str) -> CreditNoteView:
+    """By CN number, or by the request's id (a request waiting for approval has no number)."""
+    from models import AuditEvent
+
+    key = key.strip()
+    note = session.exec(select(CreditNote).where(CreditNote.number == key)).first()
+    request = None
+    if note is not None and note.request_id is not None:
+        request = session.get(CreditNoteRequest, note.request_id)
+    elif note is None and key.isascii() and key.isdigit() and int(key) < 2**31:
+        request = session.get(CreditNoteRequest, int(key))
+        if request is not None:
+            note = session.exec(select(CreditNote).where(
+                CreditNote.request_id == request.id)).first()
+    if note is None and request is None:
+        raise NotFound(f"no credit note {key}")
+    if request is None:  # a note issued before requests were recorded
+        request = CreditNoteRequest(id=None, invoice_id=note.invoice_id, customer_id=0,
+                                    currency=note.currency, amount_minor=note.total_minor,
+                                    reason=note.reason, status=CreditNoteStatus.ISSUED,
+                                    source=note.source, requested_by=note.created_by,
+                                    created_at=note.created_at)
+    invoice = session.get(Invoice, request.invoice_id)
+    history = list(session.exec(select(AuditEvent).where(sa.or_(
+        sa.and_(AuditEvent.entity_type == "credit_note_request",
+                AuditEvent.entity_id == str(request.id)),
+        sa.and_(AuditEvent.entity_type == "approval", request.approval_id is not None,
+                AuditEvent.entity_id == str(request.approval_id or 0)),
+        sa.and_(AuditEvent.entity_type == "invoice", AuditEvent.entity_id == str(invoice.id),
+                AuditEvent.action == "invoice.credit_note",
+                AuditEvent.data["credit_note"].as_string() == (note.number if note else "")),
+    )).order_by(AuditEvent.id)))
+    return CreditNoteView(request, invoice, session.get(Customer, invoice.customer_id), note,
+                          credit_by_line(session, note) if note is not None else [], history)
+
+
+def customer_credit_minor(session: Session, customer_id: int) -> int:
+    """Customer credit from credit notes on invoices that were already paid."""
+    return int(session.exec(select(sa.func.coalesce(sa.func.sum(
+        CreditNote.customer_credit_minor), 0)).join(
+        Invoice, Invoice.id == CreditNote.invoice_id).where(
+        Invoice.customer_id == customer_id)).one())
+
+
+def notes_of(session: Session, invoice_id: int) -> list[CreditNote]:
+    return list(session.exec(select(CreditNote).where(CreditNote.invoice_id == invoice_id)
+                             .order_by(CreditNote.id)))
+
+
+def pending_of(session: Session, invoice_id: int) -> list[CreditNoteRequest]:
+    return list(session.exec(select(CreditNoteRequest).where(
+        CreditNoteRequest.invoice_id == invoice_id,
+        CreditNoteRequest.status == CreditNoteStatus.PENDING).order_by(CreditNoteRequest.id)))

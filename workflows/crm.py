@@ -1,0 +1,230 @@
+"""The CRM connector's side of the O2C rules (HubSpot; plain data, no HTTP here).
+
+A closed-won deal becomes an order (`import_deal`), credit- and discount-checked like any
+other; the order is linked to its deal (`crm_deals`, once per deal). From then on every
+outbound event about that order (`workflows.webhooks.emit` calls `on_event`) queues a deal
+update in the outbox (transport "hubspot"); the worker computes the deal's properties at
+delivery time from the order as it is then (`deal_status`), so updates delivered late or out
+of order still leave the deal showing the latest state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, select
+
+from models import AuditEvent, CrmDeal, Invoice, Product, money
+from workflows import audit, orders, outbox
+from workflows.errors import ValidationFailed
+from workflows.inputs import OrderIn, build
+from workflows.masterdata import customer_by_external_id
+
+TRANSPORT = "hubspot"
+_CACHE = "crm.linked"
+
+
+def any_linked(session: Session) -> bool:
+    """Whether any order came from a CRM deal (read once per transaction)."""
+    transaction = session.get_transaction()
+    cached = session.info.get(_CACHE)
+    if cached is None or cached[0] is not transaction:
+        table = CrmDeal.__table__
+        found = session.execute(sa_select(table.c.id).where(
+            table.c.order_id.is_not(None)).limit(1)).first() is not None
+        cached = (transaction, found)
+        session.info[_CACHE] = cached
+    return cached[1]
+
+
+def _order_numbers(session: Session, event_type: str, data: dict) -> set[str]:
+    if event_type.startswith("order."):
+        return {data["order"]["number"]}
+    if event_type.startswith("invoice."):
+        return {data["invoice"]["order"]} if data["invoice"].get("order") else set()
+    if event_type.startswith("payment."):
+        numbers = [a["invoice"] for a in data["payment"].get("allocations") or []]
+        if not numbers:
+            return set()
+        from models import Order
+
+        rows = session.execute(sa_select(Order.__table__.c.number)
+                               .join(Invoice.__table__,
+                                     Invoice.__table__.c.order_id == Order.__table__.c.id)
+                               .where(Invoice.__table__.c.number.in_(numbers))).all()
+        return {number for (number,) in rows}
+    return set()
+
+
+def on_event(session: Session, event_type: str, data: dict) -> None:
+    """Queue an update of the deal of every order the event is about."""
+    numbers = _order_numbers(session, event_type, data)
+    if not numbers:
+        return
+    from models import Order
+
+    deals = CrmDeal.__table__
+    orders = Order.__table__
+    rows = session.execute(sa_select(deals.c.provider, deals.c.deal_id, orders.c.id)
+                           .join(orders, orders.c.id == deals.c.order_id)
+                           .where(orders.c.number.in_(sorted(numbers)))).all()
+    for provider, deal_id, order_id in rows:
+        outbox._add(session, transport=provider, method="deal.update",
+                    payload={"deal_id": deal_id, "order_id": order_id, "event": event_type})
+
+
+# -- a won deal becomes an order -----------------------------------------------------------------
+@dataclass
+class DealLine:
+    sku: str | None
+    quantity: str | int | None
+    price: str | None = None  # the deal's unit price (a decimal string), for the discount
+    discount_pct: str | None = None  # the line's own discount percentage
+    name: str | None = None
+
+
+@dataclass
+class DealIn:
+    """What the connector read from the CRM (plain values; the mapping was applied)."""
+
+    provider: str
+    deal_id: str
+    name: str | None
+    customer: str | None  # our customer's external_id
+    sales_rep: str | None  # Slack user id
+    currency: str | None
+    lines: list[DealLine] = field(default_factory=list)
+
+
+def import_deal(session: Session, data: DealIn, *, now: datetime) -> tuple[CrmDeal, bool]:
+    """The order of a won deal, once per deal: (link, created). The deal is claimed first
+    (`crm_deals`, unique per provider and deal), so a second event for the same deal, or the
+    same event in two processes, makes no second order. A deal refused before (unknown
+    customer, SKU...) is tried again. Raises the order's own validation errors (the caller
+    records the refusal with `refuse_deal`)."""
+    link = session.exec(select(CrmDeal).where(CrmDeal.provider == data.provider,
+                                              CrmDeal.deal_id == data.deal_id)
+                        .with_for_update()).first()
+    if link is not None and link.status == "imported":
+        return link, False
+    if link is None:
+        link = CrmDeal(provider=data.provider, deal_id=data.deal_id, status="importing")
+        session.add(link)
+        session.flush()  # a concurrent twin blocks here, then fails on the unique key
+    if not data.customer:
+        raise ValidationFailed.of("customer", "the deal names no customer we know (the "
+                                  "company's customer id property is empty)")
+    if not data.sales_rep:
+        raise ValidationFailed.of("sales_rep", "no sales rep for the deal's owner (set "
+                                  "sales_rep_by_owner or default_sales_rep in the mapping)")
+    customer = customer_by_external_id(session, data.customer)
+    currency = (data.currency or customer.currency).upper()
+    lines = [{"sku": line.sku or "", "quantity": _quantity(i, line.quantity),
+              "discount_pct": _discount(session, i, line, currency)}
+             for i, line in enumerate(data.lines)]
+    order = orders.create_order(session, build(
+        OrderIn, customer=data.customer, sales_rep=data.sales_rep, currency=currency,
+        lines=lines, external_id=f"{data.provider}-deal-{data.deal_id}",
+        notes=f"{data.provider.capitalize()} deal {data.name or data.deal_id}"[:1000]),
+        actor=data.provider, source=data.provider, now=now)
+    link.order_id, link.status, link.detail = order.id, "imported", None
+    session.add(link)
+    session.info.pop(_CACHE, None)
+    audit.record(session, actor=data.provider, action="crm.deal_imported",
+                 entity_type="order", entity_id=order.id, deal=data.deal_id,
+                 number=order.number, provider=data.provider)
+    queue_update(session, link)
+    return link, True
+
+
+def refuse_deal(session: Session, data: DealIn, reason: str) -> CrmDeal:
+    """A won deal that cannot become an order: kept as refused (tried again on its next
+    event), AR is told, and the deal shows why."""
+    link = session.exec(select(CrmDeal).where(CrmDeal.provider == data.provider,
+                                              CrmDeal.deal_id == data.deal_id)).first()
+    if link is None:
+        link = CrmDeal(provider=data.provider, deal_id=data.deal_id, status="refused")
+    if link.status == "imported":
+        return link
+    link.status, link.detail = "refused", reason[:1000]
+    session.add(link)
+    session.flush()
+    audit.record(session, actor=data.provider, action="crm.deal_refused", entity_type="deal",
+                 entity_id=data.deal_id, reason=reason[:2000], provider=data.provider)
+    outbox.post_to_channel(session, channel="ar", template="crm_deal_refused", context={
+        "deal_id": data.deal_id, "deal_name": data.name, "reason": reason[:1500]})
+    outbox._add(session, transport=data.provider, method="deal.update",
+                payload={"deal_id": data.deal_id, "order_id": None, "refused": reason[:500]})
+    return link
+
+
+def queue_update(session: Session, link: CrmDeal) -> None:
+    outbox._add(session, transport=link.provider, method="deal.update",
+                payload={"deal_id": link.deal_id, "order_id": link.order_id,
+                         "event": "order.imported"})
+
+
+def _quantity(i: int, value: str | int | None) -> int:
+    try:
+        text = str(value).strip()
+        number = Decimal(text)
+    except (InvalidOperation, ValueError):
+        raise ValidationFailed.of(f"lines[{i}].quantity", f"{value!r} is not a number") from None
+    if number != number.to_integral_value():
+        raise ValidationFailed.of(f"lines[{i}].quantity", f"{text} is not a whole number")
+    return int(number)
+
+
+def _discount(session: Session, i: int, line: DealLine, currency: str) -> str | None:
+    """The line's discount: its own percentage, or — when the deal sells below our list price
+    without saying so — the difference as a percentage, so the discount check sees it."""
+    if line.discount_pct not in (None, ""):
+        return str(line.discount_pct)
+    if line.price in (None, "") or not line.sku:
+        return None
+    product = session.exec(select(Product).where(Product.sku == line.sku)).first()
+    if product is None or product.currency != currency or product.unit_price_minor <= 0:
+        return None
+    try:
+        price = money.to_minor(str(line.price), currency, exact=False)
+    except (InvalidOperation, ValueError):
+        raise ValidationFailed.of(f"lines[{i}].unit_price",
+                                  f"{line.price!r} is not an amount") from None
+    if price >= product.unit_price_minor:
+        return None
+    pct = (Decimal(product.unit_price_minor - price) * 100
+           / Decimal(product.unit_price_minor)).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    return str(pct)
+
+
+def deal_status(session: Session, order_id: int) -> dict:
+    """What the deal shows, from the order as it is now: number, status, approval status
+    (and why a rejected one was rejected), invoices, payment status, total."""
+    from models import Order
+
+    order = session.get(Order, order_id)
+    invoices = list(session.exec(select(Invoice).where(Invoice.order_id == order_id)
+                                 .order_by(Invoice.id)))
+    if not invoices:
+        payment = "not invoiced"
+    elif all(i.balance_minor == 0 for i in invoices):
+        payment = "paid"
+    elif any(i.balance_minor < i.total_minor for i in invoices):
+        payment = "partially paid"
+    else:
+        payment = "unpaid"
+    approval = {"pending_approval": "pending", "rejected": "rejected",
+                "on_hold": "on hold", "draft": "pending",
+                "cancelled": "cancelled"}.get(order.status, "approved")
+    rejected = session.exec(select(AuditEvent.reason).where(
+        AuditEvent.entity_type == "order", AuditEvent.entity_id == str(order.id),
+        AuditEvent.to_state == "rejected").order_by(AuditEvent.id.desc())).first()
+    return {"order_number": order.number, "order_status": order.status,
+            "approval_status": approval,
+            "rejection_reason": (rejected or "") if order.status == "rejected" else "",
+            "invoice_numbers": ", ".join(i.number for i in invoices),
+            "payment_status": payment,
+            "order_total": money.to_str(order.total_minor, order.currency)}

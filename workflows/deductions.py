@@ -1,0 +1,306 @@
+"""Deductions (SPEC §3 "Back office"): a short payment beyond the bank-fee tolerance.
+
+Cash application applies what was paid and flags the rest (`flag`, called from
+`workflows.cash_application`): a `Deduction` row and a card in the AR channel — who paid,
+which invoice, how much is missing, the remittance text — so nothing sits unseen. A collector
+acts on the card, once (each is a conditional UPDATE of the deduction's status):
+
+* **Open dispute** — a dispute on the invoice for the deduction (`workflows.disputes`, source
+  "deduction"); when its credit note is issued the deduction is resolved ("credited"), when the
+  dispute is rejected or withdrawn the deduction is open again;
+* **Write off** — a write-off request (kind "deduction") a credit approver decides
+  (`workflows.write_offs`); approved -> resolved ("written_off"), rejected -> open again;
+* **Bill back** — the deduction stays open and the customer is e-mailed a reminder that the
+  amount is still due (at most once a day per deduction).
+
+A deduction counts as outstanding (KPIs) while it is not resolved and its invoice still has
+something open; once the customer pays the rest, it is resolved ("paid") the next time anyone
+acts on it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from models import (
+    Customer,
+    Deduction,
+    DeductionStatus,
+    Dispute,
+    Invoice,
+    Payment,
+    Role,
+    WriteOffKind,
+    money,
+)
+from workflows import audit, outbox
+from workflows.errors import AlreadyDecided, Conflict, NotFound, ValidationFailed
+from workflows.users import require_role
+
+ROLES = (Role.COLLECTOR,)  # admins hold every role
+ACTIVE = (DeductionStatus.OPEN, DeductionStatus.DISPUTED, DeductionStatus.WRITE_OFF_PENDING)
+
+
+def flag(session: Session, *, payment: Payment, invoice: Invoice, amount_minor: int,
+         actor: str) -> Deduction:
+    """Record a short payment beyond tolerance and post its card in the AR channel."""
+    deduction = Deduction(payment_id=payment.id, invoice_id=invoice.id,
+                          amount_minor=amount_minor)
+    session.add(deduction)
+    session.flush()
+    audit.record(session, actor=actor, action="payment.deduction", entity_type="invoice",
+                 entity_id=invoice.id, amount_minor=amount_minor, payment_id=payment.id,
+                 deduction_id=deduction.id,
+                 reason="short payment beyond the bank-fee tolerance")
+    card = outbox.post_to_channel(session, channel="ar", template="deduction_card",
+                                  context=card_context(session, deduction, payment=payment,
+                                                       invoice=invoice),
+                                  dedupe_key=f"deduction-card:{deduction.id}")
+    deduction.card_outbox_id = card.id
+    session.add(deduction)
+    return deduction
+
+
+def card_context(session: Session, deduction: Deduction, *, payment: Payment | None = None,
+                 invoice: Invoice | None = None, note: str | None = None) -> dict:
+    """What the card shows (JSON, frozen when written)."""
+    payment = payment or session.get(Payment, deduction.payment_id)
+    invoice = invoice or session.get(Invoice, deduction.invoice_id)
+    customer = session.get(Customer, invoice.customer_id)
+    dispute = session.exec(select(Dispute).where(Dispute.deduction_id == deduction.id)
+                           .order_by(Dispute.id.desc())).first()
+    return {"deduction_id": deduction.id, "status": deduction.status,
+            "resolution": deduction.resolution, "amount_minor": deduction.amount_minor,
+            "currency": invoice.currency, "customer": customer.name,
+            "invoice": {"number": invoice.number, "total_minor": invoice.total_minor,
+                        "balance_minor": invoice.balance_minor},
+            "payment": {"id": payment.id, "amount_minor": payment.amount_minor,
+                        "payer_name": payment.payer_name, "reference": payment.reference,
+                        "received_at": payment.received_at.isoformat()},
+            "dispute_id": dispute.id if dispute is not None else None,
+            "resolved_by": deduction.resolved_by,
+            "billed_back_at": (deduction.billed_back_at.isoformat()
+                               if deduction.billed_back_at else None),
+            "bill_backs": deduction.bill_backs, "note": note}
+
+
+def _update_card(session: Session, deduction: Deduction, note: str | None = None) -> None:
+    if deduction.card_outbox_id is not None:
+        outbox.update_message(session, target_outbox_id=deduction.card_outbox_id,
+                              template="deduction_card",
+                              context=card_context(session, deduction, note=note))
+
+
+def get(session: Session, deduction_id: int) -> Deduction:
+    deduction = session.get(Deduction, deduction_id)
+    if deduction is None:
+        raise NotFound(f"no deduction #{deduction_id}")
+    return deduction
+
+
+def _already(deduction: Deduction) -> AlreadyDecided:
+    state = deduction.status.replace("_", " ")
+    if deduction.status == DeductionStatus.RESOLVED:
+        state = f"resolved ({(deduction.resolution or '').replace('_', ' ')})"
+    return AlreadyDecided(f"This deduction is already {state}"
+                          + (f" by {deduction.resolved_by}" if deduction.resolved_by else "")
+                          + ". Nothing was changed.", decided_by=deduction.resolved_by,
+                          status=deduction.status)
+
+
+def _claim(session: Session, deduction: Deduction, status: str) -> None:
+    """open -> `status`, once (a conditional UPDATE); AlreadyDecided for everyone else."""
+    table = Deduction.__table__
+    taken = session.execute(sa.update(table).where(
+        table.c.id == deduction.id, table.c.status == DeductionStatus.OPEN)
+        .values(status=status)).rowcount
+    session.refresh(deduction)
+    if taken != 1:
+        raise _already(deduction)
+
+
+def check(session: Session, *, deduction_id: int, user_id: str, action: str) -> Deduction:
+    """Role and state, before a modal opens (a refused click is explained and audited)."""
+    require_role(session, user_id=user_id, roles=ROLES, action=action,
+                 entity_type="deduction", entity_id=deduction_id)
+    deduction = get(session, deduction_id)
+    if deduction.status != DeductionStatus.OPEN:
+        raise _already(deduction)
+    return deduction
+
+
+def _dispute_amount(deduction: Deduction, invoice: Invoice, amount: str | None) -> str:
+    """What a dispute from the deduction holds: `amount`, default the deduction (at most what
+    is open and not yet in dispute)."""
+    from workflows import disputes
+
+    if amount not in (None, ""):
+        return amount
+    open_part = disputes.undisputed_open(invoice)
+    if open_part <= 0:
+        raise Conflict(f"{invoice.number} has nothing open left to dispute")
+    return money.to_str(min(deduction.amount_minor, open_part), invoice.currency)
+
+
+def check_open_dispute(session: Session, *, deduction_id: int, reason: str,
+                       note: str | None, actor: str, amount: str | None = None) -> None:
+    """What `open_dispute` would refuse, found with reads only (a modal's ack runs it)."""
+    from workflows import disputes
+
+    deduction = check(session, deduction_id=deduction_id, user_id=actor,
+                      action="deduction.dispute")
+    invoice = session.get(Invoice, deduction.invoice_id)
+    disputes.check_open(session, disputes.DisputeIn(
+        invoice=invoice.number, reason=reason, note=note,
+        amount=_dispute_amount(deduction, invoice, amount)), actor=actor)
+
+
+def open_dispute(session: Session, *, deduction_id: int, reason: str, note: str | None,
+                 actor: str, now: datetime, amount: str | None = None) -> Dispute:
+    """A dispute for the deduction's amount (or less), from the card."""
+    from workflows import disputes
+
+    deduction = check(session, deduction_id=deduction_id, user_id=actor,
+                      action="deduction.dispute")
+    invoice = session.get(Invoice, deduction.invoice_id)
+    _claim(session, deduction, DeductionStatus.DISPUTED)
+    dispute = disputes.open_dispute(session, disputes.DisputeIn(
+        invoice=invoice.number, reason=reason, note=note,
+        amount=_dispute_amount(deduction, invoice, amount)), actor=actor, now=now,
+        source="deduction", deduction_id=deduction.id)
+    audit.record(session, actor=actor, action="deduction.disputed", entity_type="deduction",
+                 entity_id=deduction.id, from_state=DeductionStatus.OPEN,
+                 to_state=DeductionStatus.DISPUTED, dispute_id=dispute.id, at=now)
+    _update_card(session, deduction)
+    return dispute
+
+
+def _write_off_amount(deduction: Deduction, invoice: Invoice) -> int:
+    amount = min(deduction.amount_minor, invoice.balance_minor)
+    if amount <= 0:
+        raise Conflict(f"{invoice.number} has nothing open any more; nothing to write off")
+    return amount
+
+
+def check_write_off(session: Session, *, deduction_id: int, reason: str, actor: str) -> None:
+    """What `write_off` would refuse, found with reads only (a modal's ack runs it)."""
+    from workflows import write_offs
+
+    deduction = check(session, deduction_id=deduction_id, user_id=actor,
+                      action="deduction.write_off")
+    invoice = session.get(Invoice, deduction.invoice_id)
+    write_offs.check_request(session, invoice_number=invoice.number, reason=reason,
+                             actor=actor, kind=WriteOffKind.DEDUCTION,
+                             amount=money.to_str(_write_off_amount(deduction, invoice),
+                                                 invoice.currency))
+
+
+def write_off(session: Session, *, deduction_id: int, reason: str, actor: str,
+              now: datetime):  # noqa: ANN201 - a WriteOffRequest
+    """Ask for the deduction to be written off (an approval card follows)."""
+    from workflows import write_offs
+
+    deduction = check(session, deduction_id=deduction_id, user_id=actor,
+                      action="deduction.write_off")
+    invoice = session.get(Invoice, deduction.invoice_id)
+    amount = _write_off_amount(deduction, invoice)
+    _claim(session, deduction, DeductionStatus.WRITE_OFF_PENDING)
+    request = write_offs.request_write_off(
+        session, invoice_number=invoice.number, reason=reason, actor=actor, now=now,
+        kind=WriteOffKind.DEDUCTION, deduction_id=deduction.id, amount_minor=amount)
+    audit.record(session, actor=actor, action="deduction.write_off_requested",
+                 entity_type="deduction", entity_id=deduction.id,
+                 from_state=DeductionStatus.OPEN, to_state=DeductionStatus.WRITE_OFF_PENDING,
+                 write_off_request_id=request.id, at=now)
+    _update_card(session, deduction)
+    return request
+
+
+def bill_back(session: Session, *, deduction_id: int, actor: str, now: datetime,
+              today: date) -> Deduction:
+    """E-mail the customer that the short-paid amount is still due; the deduction stays
+    open. Once a day per deduction (the e-mail's dedupe key)."""
+    deduction = check(session, deduction_id=deduction_id, user_id=actor,
+                      action="deduction.bill_back")
+    invoice = session.get(Invoice, deduction.invoice_id)
+    customer = session.get(Customer, invoice.customer_id)
+    payment = session.get(Payment, deduction.payment_id)
+    if invoice.balance_minor == 0:
+        raise Conflict(f"{invoice.number} is paid now; nothing to bill back")
+    if not customer.billing_email:
+        raise ValidationFailed.of("billing_email", f"{customer.name} has no billing e-mail on "
+                                  "file; add one through the API or CSV import")
+    context = {"customer_name": customer.name, "currency": invoice.currency,
+               "invoice_number": invoice.number, "amount_minor": deduction.amount_minor,
+               "balance_minor": invoice.balance_minor,
+               "paid_minor": payment.amount_minor,
+               "received_at": payment.received_at.date().isoformat(),
+               "reference": payment.reference or ""}
+    try:
+        with session.begin_nested():
+            outbox.send_email(session, to=customer.billing_email, template="deduction_bill_back",
+                              context=context,
+                              dedupe_key=f"deduction-bill-back:{deduction.id}:{today}")
+    except IntegrityError:
+        raise Conflict("The customer was already billed back for this deduction today; "
+                       "nothing more was sent.") from None
+    deduction.bill_backs += 1
+    deduction.billed_back_at = now
+    session.add(deduction)
+    audit.record(session, actor=actor, action="deduction.billed_back", entity_type="deduction",
+                 entity_id=deduction.id, to_state=DeductionStatus.OPEN, at=now,
+                 invoice=invoice.number, amount_minor=deduction.amount_minor,
+                 to=customer.billing_email)
+    _update_card(session, deduction)
+    return deduction
+
+
+def settle(session: Session, deduction_id: int, *, resolution: str, by: str, now: datetime
+           ) -> None:
+    """Resolved by what followed (credited, written off)."""
+    deduction = get(session, deduction_id)
+    if deduction.status == DeductionStatus.RESOLVED:
+        return
+    before = deduction.status
+    deduction.status, deduction.resolution = DeductionStatus.RESOLVED, resolution
+    deduction.resolved_by, deduction.resolved_at = by, now
+    session.add(deduction)
+    session.flush()
+    audit.record(session, actor=by, action="deduction.resolved", entity_type="deduction",
+                 entity_id=deduction.id, from_state=before, to_state=DeductionStatus.RESOLVED,
+                 reason=resolution, at=now)
+    _update_card(session, deduction)
+
+
+def reopen(session: Session, deduction_id: int, *, now: datetime, why: str) -> None:
+    """What was tried did not settle it (dispute rejected, write-off rejected): open again."""
+    deduction = get(session, deduction_id)
+    if deduction.status in (DeductionStatus.OPEN, DeductionStatus.RESOLVED):
+        return
+    before = deduction.status
+    deduction.status = DeductionStatus.OPEN
+    session.add(deduction)
+    session.flush()
+    audit.record(session, actor="system", action="deduction.reopened", entity_type="deduction",
+                 entity_id=deduction.id, from_state=before, to_state=DeductionStatus.OPEN,
+                 reason=why, at=now)
+    _update_card(session, deduction, note=why)
+
+
+def outstanding(session: Session, *, as_of_end: datetime | None = None
+                ) -> dict[str, tuple[int, int]]:
+    """{currency: (count, amount)} of deductions not resolved whose invoice still has
+    something open (recorded by `as_of_end`, when given)."""
+    query = (select(Invoice.currency, sa.func.count(),
+                    sa.func.coalesce(sa.func.sum(Deduction.amount_minor), 0))
+             .join(Invoice, Invoice.id == Deduction.invoice_id)
+             .where(Deduction.status.in_([str(s) for s in ACTIVE]),
+                    Invoice.balance_minor > 0)
+             .group_by(Invoice.currency))
+    if as_of_end is not None:
+        query = query.where(Deduction.created_at <= as_of_end)
+    return {cur: (int(n), int(total)) for cur, n, total in session.exec(query).all()}

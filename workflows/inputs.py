@@ -1,0 +1,304 @@
+"""The records that come in, declared once: the REST API takes them as request bodies, the CSV
+import (`bot/imports.py`) builds them from cells, the Slack modals from their fields, and the
+workflows take them as arguments (`masterdata.upsert_customer(session, CustomerIn(...))`).
+
+Strict: unknown fields, floats for money and numbers for quantities given as strings are
+refused, so a typo never silently becomes a default. Bounds come from `models.limits` (README,
+"Bounds"): amounts are ASCII decimal strings (a regex `\\d` would also take "１２３"),
+quantities and stock are bounded, dates and times must be in the years `MIN_YEAR`..`MAX_YEAR`,
+and no text may hold a NUL character. What needs the database or the currency (a known SKU, the
+currency's own decimals, quantity x price within the bound) the workflows check, naming the
+field the same way.
+
+Each surface reports a refusal in its own words: the API a 422 problem naming the field
+(`api/problems.py`), the CSV import "row N, column X", a modal an inline error (`build` turns
+pydantic's refusal into `ValidationFailed` naming each field)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
+
+from models import EVENT_TYPES, limits
+from models.money import CURRENCIES
+from workflows.errors import FieldError, ValidationFailed
+from workflows.validation import TERMS, check_email  # ValueError: an error naming the field
+
+
+def _in_years(value: date | datetime) -> date | datetime:
+    return limits.check_year(value)  # OutOfBounds is a ValueError: an error naming the field
+
+
+Amount = Annotated[StrictStr, StringConstraints(
+    pattern=rf"^[0-9]{{1,{limits.MAX_AMOUNT_DIGITS}}}(\.[0-9]{{1,3}})?$")]
+Percent = Annotated[StrictStr, StringConstraints(pattern=r"^[0-9]{1,3}(\.[0-9]{1,2})?$")]
+# The codes the bot accepts are listed in the schema (upper case; lower case is accepted too).
+Currency = Annotated[StrictStr, StringConstraints(pattern=r"^[A-Za-z]{3}$"),
+                     WithJsonSchema({"type": "string", "enum": sorted(CURRENCIES)})]
+Terms = Annotated[StrictStr, StringConstraints(max_length=32),
+                  WithJsonSchema({"type": "string", "maxLength": 32,
+                                  "pattern": TERMS.pattern, "examples": ["NET30", "2/10 NET30"]})]
+SLACK_USER_PATTERN = r"^[UW][A-Z0-9]{2,31}$"
+SlackUser = Annotated[StrictStr, StringConstraints(pattern=SLACK_USER_PATTERN)]
+Text = Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
+                                              max_length=200)]
+LongText = Annotated[StrictStr, StringConstraints(max_length=1000)]
+Quantity = Annotated[StrictInt, Field(gt=0, le=limits.MAX_QUANTITY)]
+Stock = Annotated[StrictInt, Field(ge=0, le=limits.MAX_QUANTITY)]
+Day = Annotated[date, AfterValidator(_in_years)]
+Moment = Annotated[AwareDatetime, AfterValidator(_in_years)]
+Email = Annotated[StrictStr, StringConstraints(max_length=320)]
+
+
+def _no_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        limits.check_text(value)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _no_nul(item)
+    return value
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _text_without_nul(cls, value: Any) -> Any:
+        """PostgreSQL cannot store NUL in text or JSON: refused for every field, by name."""
+        return _no_nul(value)
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def build(model: type[Model], **fields: Any) -> Model:
+    """`model(**fields)`, a refusal raised as `ValidationFailed` naming each field as the
+    workflows do (`lines[0].quantity`): for the Slack modals, which show it under the input."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        errors = [FieldError(path_of(e.get("loc", ())), e.get("msg", "invalid"))
+                  for e in exc.errors()]
+        raise ValidationFailed("; ".join(f"{e.field}: {e.detail}" for e in errors),
+                               errors=errors) from None
+
+
+def path_of(loc: tuple | list) -> str:
+    """('lines', 0, 'quantity') -> 'lines[0].quantity'."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else ("." if path else "") + str(part)
+    return path
+
+
+def _email(value: str | None) -> str | None:
+    return check_email(value) if value is not None and value.strip() else None
+
+
+OptionalEmail = Annotated[Email | None, AfterValidator(_email)]
+
+
+class UserIn(Strict):
+    name: Text
+    roles: Annotated[list[Annotated[StrictStr, StringConstraints(max_length=32)]],
+                     Field(max_length=10)]
+    email: OptionalEmail = None
+    timezone: Annotated[StrictStr, StringConstraints(max_length=64)] | None = None
+
+
+class CustomerIn(Strict):
+    """A customer as an integration sends it. Optional fields left out keep their stored value
+    when the customer exists — an ERP re-sending name and limit must not reset the collector,
+    the billing contact or the credit review — and take the defaults when new."""
+
+    # (left out = not in `model_fields_set`: `masterdata.upsert_customer`)
+
+    external_id: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
+                                                        max_length=100)]
+    name: Text
+    currency: Currency
+    credit_limit: Amount
+    payment_terms: Terms
+    billing_email: OptionalEmail = None
+    billing_address: LongText | None = None
+    shipping_address: LongText | None = None
+    collector: SlackUser | None = None
+    sales_rep: SlackUser | None = None
+    credit_reviewed: StrictBool = False
+    tax_rate_pct: Percent | None = None
+
+
+class ProductIn(Strict):
+    sku: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
+                                                max_length=64)]
+    name: Text
+    unit_price: Amount
+    currency: Currency
+    on_hand: Stock
+    max_discount_pct: Percent | None = None
+    revenue_type: StrictStr = "goods"
+    cost: Amount | None = None
+    service_months: Annotated[StrictInt, Field(ge=1, le=120)] | None = None
+    ssp: Amount | None = None
+
+
+class OrderLineIn(Strict):
+    sku: Annotated[StrictStr, StringConstraints(min_length=1, max_length=64)]
+    quantity: Quantity
+    unit_price: Amount | None = None
+    discount_pct: Percent | None = None
+    # services and subscriptions: the period served, both days included (SPEC §4)
+    service_start: Day | None = None
+    service_end: Day | None = None
+    billing: Literal["monthly", "quarterly", "annual"] | None = None
+
+
+class OrderIn(Strict):
+    """An order; `customer` is the customer's external_id, `sales_rep` a Slack user id. Without
+    an `order_date` the order is dated today in the business time zone."""
+
+    customer: Annotated[StrictStr, StringConstraints(min_length=1, max_length=100)]
+    sales_rep: SlackUser
+    currency: Currency
+    lines: Annotated[list[OrderLineIn], Field(min_length=1, max_length=200)]
+    external_id: Annotated[StrictStr, StringConstraints(min_length=1, max_length=100)] | None = None
+    order_date: Day | None = None
+    notes: Annotated[StrictStr, StringConstraints(max_length=2000)] | None = None
+
+
+class ShipmentLineIn(Strict):
+    sku: Annotated[StrictStr, StringConstraints(min_length=1, max_length=64)]
+    quantity: Quantity
+
+
+class ShipmentIn(Strict):
+    """A shipment of an order (its number); without `lines`, every open quantity ships."""
+
+    order: Annotated[StrictStr, StringConstraints(min_length=1, max_length=32)]
+    carrier: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
+                                                    max_length=100)]
+    tracking_number: Text
+    shipped_at: Moment
+    lines: Annotated[list[ShipmentLineIn], Field(max_length=200)] | None = None
+
+
+class InvoiceLineIn(Strict):
+    description: Text
+    sku: Annotated[StrictStr, StringConstraints(max_length=64)] | None = None
+    quantity: Quantity = 1
+    unit_price: Amount | None = None
+    amount: Amount | None = None
+
+
+class InvoiceIn(Strict):
+    """An invoice issued by the ERP, stored as issued. Without `payment_terms` its terms are
+    NET<days from issue_date to due_date>."""
+
+    number: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
+                                                   max_length=64)]
+    customer: Annotated[StrictStr, StringConstraints(min_length=1, max_length=100)]
+    currency: Currency
+    issue_date: Day
+    due_date: Day
+    total: Amount
+    order: StrictStr | None = None
+    lines: Annotated[list[InvoiceLineIn], Field(max_length=200)] | None = None
+    payment_terms: Terms | None = None
+
+
+class PaymentIn(Strict):
+    """A payment received; `customer` is an external_id when the sender knows the payer.
+    `value_date`: when the money moved, if the source says so apart from `received_at` (a bank
+    statement's value date); by default the date of `received_at` in the offset it came with."""
+
+    amount: Amount
+    currency: Currency
+    received_at: Moment
+    payer_name: Annotated[StrictStr, StringConstraints(max_length=300)] | None = None
+    reference: Annotated[StrictStr, StringConstraints(max_length=2000)] | None = None
+    customer: StrictStr | None = None
+    method: Annotated[StrictStr, StringConstraints(max_length=32)] | None = None
+    external_id: Annotated[StrictStr, StringConstraints(min_length=1, max_length=200)] | None = None
+    value_date: Day | None = None
+
+
+class SubscriptionCancelIn(Strict):
+    reason: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
+                                                   max_length=500)]
+    effective: Day | None = None  # the first day of a period not invoiced yet (default: next)
+    by: SlackUser | None = None
+
+
+class SubscriptionRenewIn(Strict):
+    service_end: Day | None = None  # default: a term as long as the one renewed
+    external_id: Annotated[StrictStr, StringConstraints(min_length=1, max_length=100)] | None = None
+    by: SlackUser | None = None
+
+
+# -- back office (issue 14) -----------------------------------------------------------------------
+DisputeReasonText = Annotated[StrictStr, StringConstraints(min_length=1, max_length=16),
+                              WithJsonSchema({"type": "string", "enum": [
+                                  "pricing", "quantity", "damaged", "not_received", "duplicate",
+                                  "tax", "other"]})]
+Note = Annotated[StrictStr, StringConstraints(max_length=2000)]
+Reason = Annotated[StrictStr, StringConstraints(min_length=1, max_length=500)]
+
+
+class DisputeOpenIn(Strict):
+    reason: DisputeReasonText
+    amount: Amount | None = None  # default: the open balance not already in dispute
+    note: Note | None = None
+    opened_by: SlackUser | None = None
+
+
+class DisputeResolveIn(Strict):
+    outcome: Annotated[StrictStr, WithJsonSchema({"type": "string", "enum": [
+        "accepted", "rejected", "withdrawn"]})]
+    by: SlackUser
+    note: Note | None = None
+    credit_amount: Amount | None = None  # accepted only; default: the disputed amount
+
+
+class CreditNoteLineIn(Strict):
+    line_no: Annotated[StrictInt, Field(ge=1, le=10_000)]
+    quantity: Quantity | None = None
+    amount: Amount | None = None  # net, before tax
+
+
+class CreditNoteIn(Strict):
+    invoice: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
+                                                    max_length=64)]
+    reason: Reason
+    amount: Amount | None = None  # tax included
+    lines: Annotated[list[CreditNoteLineIn], Field(min_length=1, max_length=200)] | None = None
+    external_id: Annotated[StrictStr, StringConstraints(min_length=1, max_length=200)] | None = None
+    source: Annotated[StrictStr, WithJsonSchema({"type": "string", "enum": ["erp"]})] | None = None
+    requested_by: SlackUser | None = None
+    issue_date: Day | None = None  # an ERP's own (source erp)
+
+
+# -- outbound webhooks (issue 16) -----------------------------------------------------------------
+EventType = Annotated[StrictStr, StringConstraints(max_length=64),
+                      Field(json_schema_extra={"enum": list(EVENT_TYPES)})]
+
+
+class WebhookIn(Strict):
+    url: Annotated[StrictStr, StringConstraints(min_length=1, max_length=2000)]
+    events: Annotated[list[EventType], Field(min_length=1, max_length=len(EVENT_TYPES))]
+    description: Annotated[StrictStr, StringConstraints(max_length=500)] | None = None

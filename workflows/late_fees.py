@@ -1,0 +1,169 @@
+"""Late fees and interest per dunning level (SPEC §3 "Back office"; off unless configured).
+
+`O2C_LATE_FEES` (policy `late_fees`): comma-separated `level:charge`, a charge being
+`fee=<amount>` (fixed, in the invoice's currency) and/or `rate=<annual %>` (simple interest),
+joined by `+` or given as two items for one level: `7:fee=25.00,30:rate=8`,
+`30:fee=10.00+rate=8`. Levels are dunning offsets in days after the due date (a level the
+dunning plan does not have is never reached).
+
+When dunning sends level L for an invoice (`workflows.dunning`), `charge` bills
+
+    fee      = the fixed amount, rounded half-up to the currency's minor unit
+    interest = undisputed open balance x rate / 100 x days past due / 365 (actual/365),
+               half-up to the minor unit, per invoice
+
+as a *fee invoice* (source "fee", `INV-<year>-<n>`, due on receipt) that refers to the
+original (`fee_for_invoice_id`, `fee_level`). It is charged once per (invoice, level): the
+dunning notice of that level is claimed in the same savepoint, and a unique index on
+(`fee_for_invoice_id`, `fee_level`) is the database's last word. The level's dunning e-mail
+names it. No fee is charged on a fee invoice, nor for an amount in dispute. A collector may
+waive a fee (`workflows.write_offs.waive_fee`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from sqlmodel import Session
+
+from models import Customer, Invoice, InvoiceLine, money
+from workflows import audit, numbering, policy
+
+DAYS_IN_YEAR = Decimal(365)
+
+
+@dataclass(frozen=True)
+class LateFee:
+    level: int
+    fee: Decimal | None = None  # major units of the invoice's currency
+    rate: Decimal | None = None  # annual percent
+
+
+def _amount(text: str, item: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{item!r}: {text!r} is not a number") from None
+    if not value.is_finite() or value < 0 or value != value.quantize(Decimal("0.001")):
+        raise ValueError(f"{item!r}: {text!r} must be at least 0, with at most 3 decimals")
+    return value
+
+
+def parse_late_fees(text: str) -> dict[int, LateFee]:
+    """`7:fee=25.00,30:rate=8` -> {7: LateFee(7, fee=25.00), 30: LateFee(30, rate=8)};
+    ValueError naming what is wrong."""
+    fees: dict[int, LateFee] = {}
+    for item in (part.strip() for part in (text or "").split(",")):
+        if not item:
+            continue
+        level_text, sep, charges = item.partition(":")
+        try:
+            level = int(level_text.strip())
+        except ValueError:
+            raise ValueError(f"{item!r}: the level must be days after the due date, e.g. "
+                             "7:fee=25.00") from None
+        if not sep or level <= 0:
+            raise ValueError(f"{item!r}: use <days after due>:fee=<amount> or "
+                             ":rate=<annual %>, e.g. 7:fee=25.00")
+        current = fees.get(level, LateFee(level))
+        for charge in (c.strip() for c in charges.split("+")):
+            name, eq, value = charge.partition("=")
+            name = name.strip().lower()
+            if not eq or name not in ("fee", "rate"):
+                raise ValueError(f"{item!r}: {charge!r} is not fee=<amount> or rate=<%>")
+            number = _amount(value.strip(), item)
+            if name == "fee":
+                if current.fee is not None:
+                    raise ValueError(f"{item!r}: level {level} has two fees")
+                current = LateFee(level, number, current.rate)
+            else:
+                if current.rate is not None:
+                    raise ValueError(f"{item!r}: level {level} has two rates")
+                if number > 100:
+                    raise ValueError(f"{item!r}: a rate is at most 100 (% a year)")
+                current = LateFee(level, current.fee, number)
+        fees[level] = current
+    return fees
+
+
+def _half_up(value: Decimal) -> int:
+    return int(value.to_integral_value(rounding=ROUND_HALF_UP))
+
+
+@dataclass(frozen=True)
+class Charge:
+    fixed_minor: int
+    interest_minor: int
+    base_minor: int  # the undisputed open balance interest was charged on
+    days: int
+    rate: Decimal | None
+
+    @property
+    def total_minor(self) -> int:
+        return self.fixed_minor + self.interest_minor
+
+
+def compute(invoice: Invoice, rule: LateFee, as_of: date) -> Charge:
+    """The fee and interest of one level for one invoice at `as_of` (module docstring)."""
+    base = max(invoice.balance_minor - invoice.disputed_minor, 0)
+    days = max((as_of - invoice.due_date).days, 0)
+    fixed = (int(money.round_half_up(rule.fee, invoice.currency).scaleb(
+        money.exponent(invoice.currency))) if rule.fee else 0)
+    interest = (_half_up(Decimal(base) * rule.rate / 100 * days / DAYS_IN_YEAR)
+                if rule.rate and base else 0)
+    return Charge(fixed, interest, base, days, rule.rate)
+
+
+def charge(session: Session, *, invoice: Invoice, customer: Customer, level: int,
+           as_of: date, now: datetime | None = None) -> Invoice | None:
+    """Bill the level's late fee as a fee invoice (once per invoice and level; the caller
+    holds the dunning notice's savepoint). None when the level charges nothing."""
+    rule = parse_late_fees(policy.current(session).late_fees).get(level)
+    if rule is None or invoice.fee_for_invoice_id is not None or invoice.source == "fee":
+        return None
+    if invoice.balance_minor <= invoice.disputed_minor:
+        return None  # all that is open is in dispute: nothing is late
+    fee = compute(invoice, rule, as_of)
+    if fee.total_minor <= 0:
+        return None
+    cur = invoice.currency
+    lines = []
+    if fee.fixed_minor:
+        lines.append((f"Late fee, reminder {level} days after the due date of "
+                      f"{invoice.number}", fee.fixed_minor))
+    if fee.interest_minor:
+        lines.append((f"Interest {fee.rate.normalize():f}% a year on "
+                      f"{money.format_money(fee.base_minor, cur)} for {fee.days} days "
+                      f"({invoice.number})", fee.interest_minor))
+    bill = Invoice(number=numbering.next_free_invoice_number(session, as_of),
+                   customer_id=invoice.customer_id, order_id=None, source="fee", currency=cur,
+                   issue_date=as_of, due_date=as_of, payment_terms="DUE_ON_RECEIPT",
+                   billing_address=customer.billing_address,
+                   shipping_address=customer.shipping_address, subtotal_minor=0,
+                   fees_minor=fee.total_minor, total_minor=fee.total_minor,
+                   balance_minor=fee.total_minor, fee_for_invoice_id=invoice.id,
+                   fee_level=level, **({"created_at": now} if now else {}))
+    session.add(bill)
+    session.flush()  # the unique (fee_for_invoice_id, fee_level): charged once
+    for number, (description, amount) in enumerate(lines, start=1):
+        session.add(InvoiceLine(invoice_id=bill.id, line_no=number, description=description[:200],
+                                quantity=1, unit_price_minor=amount, line_total_minor=amount,
+                                revenue_type="fee"))
+    audit.record(session, actor="system", action="late_fee.charged", entity_type="invoice",
+                 entity_id=invoice.id, to_state="charged", fee_invoice=bill.number,
+                 level=level, fixed_minor=fee.fixed_minor, interest_minor=fee.interest_minor,
+                 base_minor=fee.base_minor, days=fee.days, currency=cur,
+                 rate=str(fee.rate) if fee.rate is not None else None)
+    audit.record(session, actor="system", action="invoice.issued", entity_type="invoice",
+                 entity_id=bill.id, to_state="open", number=bill.number,
+                 total_minor=bill.total_minor, fee_for=invoice.number, level=level)
+    return bill
+
+
+def fee_context(bill: Invoice, invoice: Invoice) -> dict:
+    """What a dunning message says about the fee it charged."""
+    return {"number": bill.number, "amount_minor": bill.total_minor,
+            "currency": bill.currency, "for_invoice": invoice.number,
+            "amount": money.format_money(bill.total_minor, bill.currency)}

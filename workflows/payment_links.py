@@ -1,0 +1,166 @@
+""""Pay now" links: one stable link per invoice, and the checkout session behind it.
+
+What "replaced when the balance changes" means for a link already e-mailed: the link in the
+e-mail (`<public url>/pay/<token>`) never changes and never expires; it always asks for the
+invoice's balance *at the moment the customer clicks*. What is replaced is the provider's
+checkout session behind it:
+
+* the first click creates a session for the open balance (`plan_checkout` -> "create");
+* a later click with the same balance reuses it while it is open ("reuse");
+* when the balance changed (a partial payment, a credit note, a refund) the next click
+  replaces it: a new session for the new balance, and the old one is expired at the
+  provider so a checkout tab left open since cannot be paid for the old amount;
+* when the balance changes while a session is open, the session is expired right away
+  (`balance_changed`, called by invoicing), so a customer who pays by bank transfer and then
+  finishes the old checkout tab is refused by Stripe instead of paying twice;
+* a paid invoice (balance 0) shows "nothing to pay"; a session that completed but whose
+  payment has not reached us yet shows "being processed" instead of a second checkout.
+
+Money still arriving for an old amount (a race the expiry cannot close) is recorded and
+applied like any payment: the rest stays as unapplied credit, visible in the AR channel.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from models import Customer, Invoice, PaymentLink
+from workflows import audit, outbox
+from workflows.errors import NotFound
+
+SESSION_LIFETIME = timedelta(hours=23)  # Stripe allows 30 minutes to 24 hours
+REUSE_MARGIN = timedelta(minutes=10)  # a session expiring sooner is not handed out again
+_CACHE = "payment_links.open"
+
+
+def link_for(session: Session, invoice: Invoice) -> PaymentLink:
+    """The invoice's link, made when first needed (a concurrent twin wins and is returned)."""
+    found = session.exec(select(PaymentLink).where(PaymentLink.invoice_id == invoice.id)).first()
+    if found is not None:
+        return found
+    try:
+        with session.begin_nested():
+            link = PaymentLink(invoice_id=invoice.id, token=secrets.token_urlsafe(24))
+            session.add(link)
+            session.flush()
+    except IntegrityError:
+        return session.exec(select(PaymentLink).where(
+            PaymentLink.invoice_id == invoice.id)).one()
+    return link
+
+
+def by_token(session: Session, token: str) -> tuple[PaymentLink, Invoice, Customer]:
+    link = session.exec(select(PaymentLink).where(PaymentLink.token == token)).first() \
+        if 0 < len(token) <= 64 else None
+    if link is None:
+        raise NotFound("no such payment link")
+    invoice = session.get(Invoice, link.invoice_id)
+    return link, invoice, session.get(Customer, invoice.customer_id)
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """What a click on the link leads to."""
+
+    action: str  # "paid", "reuse", "create", "processing"
+    url: str | None = None  # reuse: the open session's URL
+    generation: int = 0  # create: the new session's generation (its idempotency key)
+    amount_minor: int = 0
+    currency: str = ""
+    expires_at: datetime | None = None
+    replaces: str | None = None  # create: the session to expire at the provider
+
+
+def plan_checkout(session: Session, *, token: str, now: datetime,
+                  previous_status: str | None = None) -> Checkout:
+    """Decide what a click leads to, claiming a new generation when a session is needed.
+
+    `previous_status` is the provider's status of the link's current session when the caller
+    looked it up ("open", "complete", "expired"), None when there is none. The link row is
+    locked, so two clicks at once agree on one generation (and the provider's idempotency
+    key, built from it, makes them one session)."""
+    link = session.exec(select(PaymentLink).where(PaymentLink.token == token)
+                        .with_for_update().execution_options(populate_existing=True)).first()
+    if link is None:
+        raise NotFound("no such payment link")
+    invoice = session.get(Invoice, link.invoice_id)
+    if invoice.balance_minor == 0:
+        return Checkout("paid", currency=invoice.currency)
+    if link.session_id and previous_status == "complete":
+        return Checkout("processing", amount_minor=link.amount_minor or 0,
+                        currency=invoice.currency)
+    reusable = (link.session_id and link.session_url and previous_status == "open"
+                and link.amount_minor == invoice.balance_minor
+                and link.currency == invoice.currency and link.expires_at is not None
+                and link.expires_at > now + REUSE_MARGIN)
+    if reusable:
+        return Checkout("reuse", url=link.session_url, amount_minor=link.amount_minor,
+                        currency=invoice.currency, generation=link.generation)
+    if (link.session_id is None and link.amount_minor == invoice.balance_minor
+            and link.expires_at is not None and link.expires_at > now + REUSE_MARGIN):
+        # a generation claimed by a click whose session is being created right now
+        return Checkout("create", generation=link.generation, amount_minor=link.amount_minor,
+                        currency=invoice.currency, expires_at=link.expires_at)
+    replaces = link.session_id if previous_status == "open" else None
+    link.generation += 1
+    link.amount_minor, link.currency = invoice.balance_minor, invoice.currency
+    link.session_id = link.session_url = None
+    link.expires_at = now + SESSION_LIFETIME
+    session.add(link)
+    if replaces:
+        audit.record(session, actor="system", action="payment_link.replaced",
+                     entity_type="invoice", entity_id=invoice.id, reason="the balance changed",
+                     old_session=replaces, generation=link.generation)
+    return Checkout("create", generation=link.generation, amount_minor=link.amount_minor,
+                    currency=invoice.currency, expires_at=link.expires_at, replaces=replaces)
+
+
+def store_session(session: Session, *, token: str, generation: int, session_id: str,
+                  url: str) -> bool:
+    """Remember the session made for `generation` (unless a newer one was claimed since)."""
+    table = PaymentLink.__table__
+    return session.execute(sa.update(table).where(
+        table.c.token == token, table.c.generation == generation).values(
+        session_id=session_id, session_url=url)).rowcount == 1
+
+
+def balance_changed(session: Session, invoice: Invoice) -> None:
+    """An invoice's balance moved: a checkout session open for another amount is expired at
+    the provider (outbox row "stripe", once per session) and forgotten here."""
+    if not _any_open(session):
+        return
+    table = PaymentLink.__table__
+    row = session.execute(sa.select(table.c.id, table.c.session_id, table.c.amount_minor)
+                          .where(table.c.invoice_id == invoice.id,
+                                 table.c.session_id.is_not(None))).first()
+    if row is None or row.amount_minor == invoice.balance_minor:
+        return
+    session.execute(sa.update(table).where(table.c.id == row.id).values(
+        session_id=None, session_url=None, expires_at=None))
+    outbox._add(session, transport="stripe", method="session.expire",
+                dedupe_key=f"stripe-expire:{row.session_id}",
+                payload={"session_id": row.session_id, "invoice": invoice.number})
+
+
+def any_open(session: Session) -> bool:
+    """Whether any checkout session is open (`balance_changed` has nothing to do otherwise);
+    read once per transaction."""
+    return _any_open(session)
+
+
+def _any_open(session: Session) -> bool:
+    transaction = session.get_transaction()
+    cached = session.info.get(_CACHE)
+    if cached is None or cached[0] is not transaction:
+        table = PaymentLink.__table__
+        found = session.execute(sa.select(table.c.id).where(
+            table.c.session_id.is_not(None)).limit(1)).first() is not None
+        cached = (transaction, found)
+        session.info[_CACHE] = cached
+    return cached[1]

@@ -1,0 +1,136 @@
+"""Refunds: money given back on a payment reverses what it paid.
+
+A refund first takes the payment's unapplied credit (money we were holding for the customer
+anyway), then reverses its allocations, the latest first: each reversal is a negative
+allocation (method "refund") dated on the refund's value date, so the invoice is open again
+from that day (the as-of reports see it then, not before), `paid_at` is cleared, and an
+order that was paid goes back to invoiced. Fee and discount write-offs made with the payment
+stay (they were our decision). The payment keeps its amount; `refunded_minor` says how much
+went back, so amount = allocations (net) + unapplied + refunded (`workflows.invariants`).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from models import (
+    Allocation,
+    Invoice,
+    Order,
+    OrderStatus,
+    Payment,
+    PaymentStatus,
+    Refund,
+    money,
+)
+from workflows import audit, periods
+from workflows.errors import Conflict, ValidationFailed
+
+_INVOICES = Invoice.__table__
+_REOPEN = (sa.update(_INVOICES)
+           .where(_INVOICES.c.id == sa.bindparam("invoice"),
+                  _INVOICES.c.balance_minor + sa.bindparam("amount") <= _INVOICES.c.total_minor)
+           .values(balance_minor=_INVOICES.c.balance_minor + sa.bindparam("amount"),
+                   paid_at=None)
+           .returning(_INVOICES.c.balance_minor))
+
+
+def refund_payment(session: Session, *, payment: Payment, amount_minor: int, external_id: str,
+                   value_date: date, actor: str, reason: str | None = None
+                   ) -> tuple[Refund, list[dict]] | None:
+    """Give back `amount_minor` of a payment, once per `external_id` (None when it was given
+    back before): the refund and the invoices it reopened (`{"invoice", "amount"}`). Raises
+    Conflict when the payment has less left than that."""
+    if amount_minor <= 0:
+        raise ValidationFailed.of("amount", "a refund must be greater than zero")
+    if session.exec(select(Refund.id).where(Refund.external_id == external_id)).first():
+        return None
+    payment = lock_payment(session, payment.id)
+    held = payment.amount_minor - payment.refunded_minor
+    if amount_minor > held:
+        raise Conflict(f"payment {payment.id} has {money.to_str(held, payment.currency)} "
+                       f"{payment.currency} left to refund, not "
+                       f"{money.to_str(amount_minor, payment.currency)}")
+    from_credit = min(payment.unapplied_minor, amount_minor)
+    payment.unapplied_minor -= from_credit
+    payment.refunded_minor += amount_minor
+    left = amount_minor - from_credit
+    reopened: list[dict] = []
+    for invoice, net in applied_by_invoice(session, payment.id):
+        if left == 0:
+            break
+        take = min(net, left)
+        _reverse(session, payment=payment, invoice=invoice, amount_minor=take,
+                 value_date=value_date, actor=actor)
+        reopened.append({"invoice": invoice.number,
+                         "amount": money.to_str(take, payment.currency)})
+        left -= take
+    if left:  # allocations were written off or moved meanwhile: refuse, change nothing
+        raise Conflict(f"payment {payment.id}: {money.to_str(left, payment.currency)} of the "
+                       "refund is not on any invoice it paid")
+    if payment.refunded_minor == payment.amount_minor:
+        payment.status = PaymentStatus.REFUNDED
+    elif payment.unapplied_minor == payment.amount_minor - payment.refunded_minor:
+        payment.status = PaymentStatus.UNAPPLIED
+    else:
+        payment.status = (PaymentStatus.APPLIED if payment.unapplied_minor == 0
+                          else PaymentStatus.PARTIALLY_APPLIED)
+    session.add(payment)
+    refund = Refund(payment_id=payment.id, external_id=external_id, amount_minor=amount_minor,
+                    currency=payment.currency, from_unapplied_minor=from_credit,
+                    value_date=value_date, reason=reason)
+    session.add(refund)
+    session.flush()
+    audit.record(session, actor=actor, action="payment.refunded", entity_type="payment",
+                 entity_id=payment.id, to_state=payment.status, reason=reason,
+                 amount_minor=amount_minor, external_id=external_id,
+                 from_unapplied_minor=from_credit, reopened=reopened,
+                 value_date=value_date.isoformat())
+    return refund, reopened
+
+
+def lock_payment(session: Session, payment_id: int) -> Payment:
+    """The payment row, locked until the transaction ends and read fresh (PostgreSQL: FOR
+    UPDATE; SQLite's write transactions are serialised already)."""
+    return session.exec(select(Payment).where(Payment.id == payment_id).with_for_update()
+                        .execution_options(populate_existing=True)).one()
+
+
+def applied_by_invoice(session: Session, payment_id: int) -> list[tuple[Invoice, int]]:
+    """What the payment still has on each invoice (net of earlier reversals), the invoice it
+    was applied to last first."""
+    rows = session.exec(
+        select(Invoice, sa.func.sum(Allocation.amount_minor), sa.func.max(Allocation.id))
+        .join(Allocation, Allocation.invoice_id == Invoice.id)
+        .where(Allocation.payment_id == payment_id)
+        .group_by(Invoice.id).order_by(sa.func.max(Allocation.id).desc())).all()
+    return [(invoice, int(net)) for invoice, net, _ in rows if net and net > 0]
+
+
+def _reverse(session: Session, *, payment: Payment, invoice: Invoice, amount_minor: int,
+             value_date: date, actor: str) -> None:
+    from workflows import payment_links
+    from workflows.orders import transition
+
+    balance = session.connection().execute(_REOPEN, {"invoice": invoice.id,
+                                                     "amount": amount_minor}).scalar()
+    if balance is None:
+        raise Conflict(f"invoice {invoice.number} cannot be reopened by "
+                       f"{money.to_str(amount_minor, invoice.currency)}")
+    session.refresh(invoice)
+    booked = periods.booking(session, value_date, not_before=invoice.issue_date)
+    session.add(Allocation(payment_id=payment.id, invoice_id=invoice.id,
+                           amount_minor=-amount_minor, method="refund", created_by=actor,
+                           value_date=booked.value_date, effective_date=booked.effective_date))
+    audit.record(session, actor=actor, action="payment.allocation_refunded",
+                 entity_type="payment", entity_id=payment.id, invoice=invoice.number,
+                 amount_minor=-amount_minor, reason=booked.note, **booked.as_dict())
+    if invoice.order_id is not None:
+        order = session.get(Order, invoice.order_id)
+        if order.status == OrderStatus.PAID:
+            transition(session, order, OrderStatus.INVOICED, actor=actor,
+                       reason=f"{invoice.number} reopened by a refund")
+    payment_links.balance_changed(session, invoice)

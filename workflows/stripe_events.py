@@ -1,0 +1,290 @@
+"""Stripe events, once each, into payments, refunds, fees and chargeback notices.
+
+`bot`/`api` verify the signature (Stripe's own `Webhook.construct_event`, 5-minute
+tolerance) and hand the event here as plain JSON; nothing here talks to Stripe.
+
+* Exactly once: the event is claimed by its id (`provider_events`, primary key) in the
+  transaction that acts on it, so a re-delivery, or the same event reaching two server
+  processes, changes nothing further. A payment is keyed by its PaymentIntent id
+  (`external_id` "stripe:pi_..."), so `checkout.session.completed` and
+  `payment_intent.succeeded` for the same money record it once, whichever comes first.
+* A completed payment (`checkout.session.completed` / `...async_payment_succeeded` with
+  `payment_status` "paid", or `payment_intent.succeeded`) carrying our invoice number in its
+  metadata (`o2c_invoice`, set on the Checkout Session and its PaymentIntent) is recorded
+  through cash application and applied to exactly that invoice (the rest, if the balance
+  moved meanwhile, stays as unapplied credit; an invoice paid already leaves it to the
+  matching engine). Others (no `o2c_invoice`: not one of ours) are acknowledged and ignored.
+  The gross amount is the payment: Stripe's fee is recorded apart as a fee
+  (`payment_fees`, fetched from the charge's balance transaction by the outbox), never as a
+  short payment.
+* `charge.refunded`: the charge's cumulative `amount_refunded` minus what was refunded
+  already is given back (`workflows.refunds`: unapplied credit first, then the allocations).
+  Two partial refunds delivered out of order give the same result.
+* `charge.dispute.created` (a chargeback): recorded and posted to the AR channel (and the
+  collector). Issue 14's back office opens a dispute on the invoice from here once it exists.
+* An event that needs a payment not recorded yet (a refund or dispute delivered before the
+  payment) waits (`waiting`) and is processed when the payment arrives.
+* Unknown event types are acknowledged and ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from models import (
+    Customer,
+    Invoice,
+    Payment,
+    PaymentFee,
+    ProviderEvent,
+    ProviderEventStatus,
+    money,
+)
+from workflows import audit, outbox, refunds
+from workflows.cash_application import PaymentIn, payment_allocations, record_payment
+from workflows.errors import Conflict
+
+PROVIDER = "stripe"
+NAME = "Stripe"
+ACTOR = "stripe"
+PAID_SESSION = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # processed, ignored, waiting, failed, duplicate
+    detail: str = ""
+    payment_id: int | None = None
+    object_id: str | None = None  # what a waiting event waits for (a PaymentIntent id)
+
+
+def external_id_of(payment_intent: str) -> str:
+    return f"stripe:{payment_intent}"
+
+
+def payment_of(session: Session, payment_intent: str | None) -> Payment | None:
+    if not payment_intent:
+        return None
+    return session.exec(select(Payment).where(
+        Payment.external_id == external_id_of(payment_intent))).first()
+
+
+def handle(session: Session, event: dict, *, now: datetime, fetch_fees: bool) -> Outcome:
+    """Claim and process one verified Stripe event (see the module docstring)."""
+    event_id = str(event.get("id") or "")
+    event_type = str(event.get("type") or "")
+    if not event_id or not isinstance((event.get("data") or {}).get("object"), dict):
+        return Outcome("ignored", "not an event")
+    if session.get(ProviderEvent, (PROVIDER, event_id)) is not None:
+        return Outcome("duplicate", "delivered before")
+    row = ProviderEvent(provider=PROVIDER, event_id=event_id[:255], type=event_type[:100],
+                        status=ProviderEventStatus.PROCESSED, received_at=now)
+    session.add(row)
+    session.flush()  # a concurrent twin blocks here, then fails on the primary key
+    outcome = _dispatch(session, event, now=now, fetch_fees=fetch_fees)
+    _settle(row, outcome, event, now)
+    session.add(row)
+    return outcome
+
+
+def _settle(row: ProviderEvent, outcome: Outcome, event: dict, now: datetime) -> None:
+    row.status = outcome.status
+    row.detail = outcome.detail[:500] or None
+    row.object_id = outcome.object_id
+    row.payload = event if outcome.status == ProviderEventStatus.WAITING else {}
+    row.processed_at = now
+
+
+def _dispatch(session: Session, event: dict, *, now: datetime, fetch_fees: bool) -> Outcome:
+    event_type = event.get("type")
+    obj = event["data"]["object"]
+    created = _moment(event.get("created"), now)
+    if event_type in PAID_SESSION:
+        if obj.get("mode") not in (None, "payment"):
+            return Outcome("ignored", f"a {obj.get('mode')} session")
+        if obj.get("payment_status") != "paid":
+            return Outcome("ignored", f"payment_status {obj.get('payment_status')}: not paid "
+                           "yet (an async method reports async_payment_succeeded)")
+        details = obj.get("customer_details") or {}
+        return _paid(session, payment_intent=obj.get("payment_intent"),
+                     amount_minor=obj.get("amount_total"), currency=obj.get("currency"),
+                     metadata=obj.get("metadata") or {},
+                     fallback_invoice=obj.get("client_reference_id"),
+                     payer_name=details.get("name"), received_at=created, now=now,
+                     fetch_fees=fetch_fees)
+    if event_type == "payment_intent.succeeded":
+        return _paid(session, payment_intent=obj.get("id"),
+                     amount_minor=obj.get("amount_received"), currency=obj.get("currency"),
+                     metadata=obj.get("metadata") or {}, fallback_invoice=None,
+                     payer_name=None, received_at=created, now=now, fetch_fees=fetch_fees)
+    if event_type == "charge.refunded":
+        return _refunded(session, obj, created)
+    if event_type == "charge.dispute.created":
+        return _disputed(session, obj, created)
+    return Outcome("ignored", f"{event_type} is not used")
+
+
+def _moment(unix: object, default: datetime) -> datetime:
+    try:
+        return datetime.fromtimestamp(int(unix), UTC)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError, OSError):
+        return default
+
+
+# -- money in ------------------------------------------------------------------------------------
+def _paid(session: Session, *, payment_intent: str | None, amount_minor: object,
+          currency: object, metadata: dict, fallback_invoice: str | None,
+          payer_name: str | None, received_at: datetime, now: datetime,
+          fetch_fees: bool) -> Outcome:
+    number = metadata.get("o2c_invoice") or fallback_invoice
+    if not number:
+        return Outcome("ignored", "no o2c_invoice in its metadata: not one of our links")
+    if not payment_intent or not isinstance(amount_minor, int) or amount_minor <= 0 \
+            or not isinstance(currency, str):
+        return Outcome("failed", "a paid event without payment_intent, amount or currency")
+    existing = payment_of(session, payment_intent)
+    if existing is not None:
+        return Outcome("processed", "recorded before", existing.id)
+    currency = currency.upper()
+    invoice = session.exec(select(Invoice).where(Invoice.number == str(number))).first()
+    customer = session.get(Customer, invoice.customer_id) if invoice else None
+    exact = (invoice is not None and invoice.currency == currency
+             and invoice.balance_minor > 0)
+    data = PaymentIn(amount=money.to_str(amount_minor, currency), currency=currency,
+                     received_at=received_at, payer_name=payer_name,
+                     reference=f"Stripe payment for {number}",
+                     customer=customer.external_id if customer and exact else None,
+                     method="stripe", external_id=external_id_of(payment_intent))
+    try:
+        payment, created = record_payment(session, data, actor=ACTOR, source=PROVIDER,
+                                          apply_to=[invoice.number] if exact else None)
+    except Conflict:
+        twin = payment_of(session, payment_intent)  # the same money, another event first
+        if twin is not None and twin.amount_minor == amount_minor and \
+                twin.currency == currency:
+            return Outcome("processed", "recorded before", twin.id)
+        raise
+    if not created:
+        return Outcome("processed", "recorded before", payment.id)
+    note = None
+    if invoice is None:
+        note = f"No invoice {number} here: left to the matching engine."
+    elif not exact:
+        note = (f"{invoice.number} was already paid or is in {invoice.currency}: left to the "
+                "matching engine.")
+    _announce(session, "provider_payment", customer, {
+        "provider_name": NAME, "payment_id": payment.id, "amount_minor": payment.amount_minor,
+        "currency": currency, "customer_name": customer.name if customer else payer_name,
+        "invoice": str(number), "unapplied_minor": payment.unapplied_minor,
+        "external_id": payment.external_id, "note": note,
+        "applied": [{"invoice": inv.number, "amount": money.to_str(a.amount_minor, currency)}
+                    for a, inv in payment_allocations(session, payment.id)]},
+        key=f"stripe-payment:{payment.id}")
+    if fetch_fees:
+        outbox._add(session, transport=PROVIDER, method="fee.fetch",
+                    dedupe_key=f"stripe-fee:{payment.id}",
+                    payload={"payment_id": payment.id, "payment_intent": payment_intent})
+    _process_waiting(session, payment_intent, now=now)
+    return Outcome("processed", f"recorded as payment {payment.id}", payment.id)
+
+
+def record_fee(session: Session, *, payment_id: int, external_id: str, fee_minor: int,
+               currency: str, net_minor: int | None, description: str | None) -> bool:
+    """Stripe's fee on a payment (its balance transaction), once; True when recorded now."""
+    if session.exec(select(PaymentFee.id).where(
+            PaymentFee.external_id == external_id)).first() is not None:
+        return False
+    session.add(PaymentFee(payment_id=payment_id, provider=PROVIDER, external_id=external_id,
+                           amount_minor=fee_minor, currency=currency.upper(),
+                           net_minor=net_minor, description=description))
+    audit.record(session, actor=ACTOR, action="payment.provider_fee", entity_type="payment",
+                 entity_id=payment_id, amount_minor=fee_minor, currency=currency.upper(),
+                 external_id=external_id, reason="kept by Stripe; the invoice is paid in full")
+    return True
+
+
+# -- money back, chargebacks ---------------------------------------------------------------------
+def _refunded(session: Session, charge: dict, created: datetime) -> Outcome:
+    payment_intent = charge.get("payment_intent")
+    payment = payment_of(session, payment_intent)
+    if payment is None:
+        return Outcome("waiting", "its payment is not recorded yet", object_id=payment_intent)
+    total = charge.get("amount_refunded")
+    if not isinstance(total, int) or total < 0:
+        return Outcome("failed", "a refund without amount_refunded")
+    payment = refunds.lock_payment(session, payment.id)
+    new = total - payment.refunded_minor
+    if new <= 0:
+        return Outcome("processed", "refunded before", payment.id)
+    done = refunds.refund_payment(
+        session, payment=payment, amount_minor=new, value_date=created.date(),
+        external_id=f"stripe:{charge.get('id')}:refunded:{total}", actor=ACTOR,
+        reason=f"Stripe refund of charge {charge.get('id')}")
+    if done is None:
+        return Outcome("processed", "refunded before", payment.id)
+    refund, reopened = done
+    customer = session.get(Customer, payment.customer_id) if payment.customer_id else None
+    _announce(session, "provider_refund", customer, {
+        "provider_name": NAME, "payment_id": payment.id, "amount_minor": new,
+        "currency": payment.currency, "customer_name": customer.name if customer else None,
+        "from_unapplied_minor": refund.from_unapplied_minor, "reopened": reopened},
+        key=f"stripe-refund:{refund.id}")
+    return Outcome("processed", f"refunded {money.to_str(new, payment.currency)}", payment.id)
+
+
+def _disputed(session: Session, dispute: dict, created: datetime) -> Outcome:
+    payment_intent = dispute.get("payment_intent")
+    payment = payment_of(session, payment_intent)
+    if payment is None:
+        return Outcome("waiting", "its payment is not recorded yet", object_id=payment_intent)
+    customer = session.get(Customer, payment.customer_id) if payment.customer_id else None
+    invoices = [inv.number for a, inv in payment_allocations(session, payment.id)
+                if a.amount_minor > 0]
+    due = (dispute.get("evidence_details") or {}).get("due_by")
+    amount = dispute.get("amount") if isinstance(dispute.get("amount"), int) else 0
+    audit.record(session, actor=ACTOR, action="payment.chargeback", entity_type="payment",
+                 entity_id=payment.id, reason=str(dispute.get("reason") or "")[:500],
+                 amount_minor=amount, dispute=dispute.get("id"), invoices=invoices,
+                 status=dispute.get("status"))
+    _announce(session, "provider_dispute", customer, {
+        "provider_name": NAME, "payment_id": payment.id, "amount_minor": amount,
+        "currency": str(dispute.get("currency") or payment.currency).upper(),
+        "customer_name": customer.name if customer else None,
+        "invoice": ", ".join(invoices) or None, "reason": dispute.get("reason"),
+        "dispute_id": dispute.get("id"),
+        "due_by": _moment(due, created).date().isoformat() if due else None},
+        key=f"stripe-dispute:{dispute.get('id')}")
+    return Outcome("processed", f"chargeback {dispute.get('id')} announced", payment.id)
+
+
+def _process_waiting(session: Session, payment_intent: str, *, now: datetime) -> None:
+    """Events that arrived before this payment (a refund, a chargeback), in arrival order."""
+    rows = session.exec(select(ProviderEvent).where(
+        ProviderEvent.provider == PROVIDER, ProviderEvent.object_id == payment_intent,
+        ProviderEvent.status == ProviderEventStatus.WAITING)
+        .order_by(ProviderEvent.received_at, ProviderEvent.event_id)).all()
+    for row in rows:
+        outcome = _dispatch(session, row.payload, now=now, fetch_fees=False)
+        _settle(row, outcome, row.payload, now)
+        session.add(row)
+
+
+def _announce(session: Session, template: str, customer: Customer | None, context: dict, *,
+              key: str) -> None:
+    """To the AR channel, and to the customer's collector."""
+    outbox.post_to_channel(session, channel="ar", template=template, context=context,
+                           dedupe_key=f"{key}:ar")
+    if customer is not None and customer.collector_id:
+        outbox.post_to_user(session, user_id=customer.collector_id, template=template,
+                            context=context, dedupe_key=f"{key}:{customer.collector_id}")
+
+
+def waiting(session: Session) -> int:
+    table = ProviderEvent.__table__
+    return session.execute(sa.select(sa.func.count()).select_from(table).where(
+        table.c.status == ProviderEventStatus.WAITING)).scalar() or 0
+

@@ -1,0 +1,266 @@
+"""Subscriptions billed by period (issue 15): invoiced in advance on each period's first day,
+exactly once per period, and renewed or cancelled through the API.
+
+A subscription line with a `billing` frequency (monthly, quarterly, annual) runs whole billing
+periods from its `service_start` (checked when the order is entered); each period invoices an
+equal installment of the line's net amount (`orders.subscription_periods`). Such a line is
+never shipped: the `subscription-billing` job (`bot.revenue_jobs`) calls `bill_period` for
+every period that has started and is not invoiced yet.
+
+Exactly once: `bill_period` locks the order line's row before it looks for the period's
+`SubscriptionBilling`, so two processes billing the same period queue up and the second sees
+the first's invoice; the primary key (order line, period start) is the last word. One period
+per transaction, so a failure stops one invoice, not the run.
+
+An order is billable once approved (a contract) and while it is not on hold: the periods of an
+order on hold are billed when it is released, dated the day they are billed.
+
+Cancellation stops a subscription from a period that is not invoiced yet (`cancelled_from`,
+its first day): nothing is refunded, the order's cancelled value grows by what will not be
+billed, and revenue recognition shortens the service period to the day before. Renewal is a
+new contract: a new order for the next term (same product, quantity, price, discount and
+billing), through the credit and discount checks like any order; a line is renewed once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from models import Customer, Invoice, Order, OrderLine, OrderStatus, money
+from models.revenue import BILLING_MONTHS, Billing, SubscriptionBilling
+from workflows import audit, invoicing, orders
+from workflows import validation as v
+from workflows.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
+from workflows.inputs import OrderIn, build
+from workflows.revenue_schedule import add_months
+
+# Orders whose subscriptions are billed: contracts (approved or later) not on hold.
+BILLABLE = (OrderStatus.APPROVED, OrderStatus.BACKORDERED, OrderStatus.PARTIALLY_SHIPPED,
+            OrderStatus.SHIPPED, OrderStatus.INVOICED, OrderStatus.PAID, OrderStatus.CLOSED)
+ACTOR = "system"
+
+
+@dataclass(frozen=True)
+class DuePeriod:
+    order_line_id: int
+    period_start: date
+
+
+def live_periods(line: OrderLine) -> list[tuple[date, date, int]]:
+    """The periods a billed subscription bills: all, or those before `cancelled_from`; none
+    once the line is cancelled with its order."""
+    if not line.billing or line.qty_cancelled:
+        return []
+    return [p for p in orders.subscription_periods(line)
+            if line.cancelled_from is None or p[0] < line.cancelled_from]
+
+
+def billed_starts(session: Session, line_ids: list[int]) -> dict[int, set[date]]:
+    out: dict[int, set[date]] = {}
+    if line_ids:
+        for line_id, start in session.exec(
+                select(SubscriptionBilling.order_line_id, SubscriptionBilling.period_start)
+                .where(SubscriptionBilling.order_line_id.in_(line_ids))):
+            out.setdefault(line_id, set()).add(start)
+    return out
+
+
+def due_periods(session: Session, as_of: date) -> list[DuePeriod]:
+    """Every period that has started on or before `as_of` and is not invoiced yet, of the
+    billed subscriptions of billable orders, oldest first."""
+    lines = list(session.exec(
+        select(OrderLine).join(Order, Order.id == OrderLine.order_id)
+        .where(OrderLine.billing.is_not(None), OrderLine.service_start <= as_of,
+               Order.status.in_(list(BILLABLE)))
+        .order_by(OrderLine.id)))
+    billed = billed_starts(session, [line.id for line in lines])
+    due = [DuePeriod(line.id, first) for line in lines for first, _, _ in live_periods(line)
+           if first <= as_of and first not in billed.get(line.id, set())]
+    return sorted(due, key=lambda d: (d.period_start, d.order_line_id))
+
+
+def fully_billed(session: Session, line: OrderLine) -> bool:
+    """Every live period of a billed subscription is invoiced (True for other lines)."""
+    if not line.billing:
+        return True
+    starts = billed_starts(session, [line.id]).get(line.id, set())
+    return all(first in starts for first, _, _ in live_periods(line))
+
+
+def order_fulfilled(session: Session, lines: list[OrderLine]) -> bool:
+    """Nothing left to ship and every subscription period invoiced: the order is complete."""
+    return all(line.qty_open == 0 for line in lines) and all(
+        fully_billed(session, line) for line in lines if line.billing)
+
+
+def complete_order(session: Session, order: Order, lines: list[OrderLine], *, actor: str,
+                   now: datetime, reason: str) -> None:
+    """Move an order whose last subscription period was just invoiced (or cancelled) on to
+    shipped and invoiced, like an order whose last shipment was invoiced."""
+    if order.status not in (OrderStatus.APPROVED, OrderStatus.PARTIALLY_SHIPPED):
+        return
+    if not order_fulfilled(session, lines):
+        return
+    orders.transition(session, order, OrderStatus.SHIPPED, actor=actor, now=now, reason=reason)
+    orders.transition(session, order, OrderStatus.INVOICED, actor=ACTOR, now=now,
+                      reason="every subscription period and shipment is invoiced")
+    open_left = session.exec(select(sa.func.count()).select_from(Invoice).where(
+        Invoice.order_id == order.id, Invoice.balance_minor > 0)).one()
+    if not open_left:
+        orders.transition(session, order, OrderStatus.PAID, actor=ACTOR, now=now,
+                          reason="every invoice is settled")
+
+
+def bill_period(session: Session, *, order_line_id: int, period_start: date, as_of: date,
+                now: datetime, actor: str = ACTOR) -> Invoice | None:
+    """Invoice one period of a billed subscription, once. None when it is already invoiced
+    or not billable (any more): the order is on hold, cancelled, or the line was cancelled
+    from an earlier period."""
+    line = session.exec(select(OrderLine).where(OrderLine.id == order_line_id)
+                        .with_for_update().execution_options(populate_existing=True)).first()
+    if line is None or not line.billing:
+        return None
+    if session.get(SubscriptionBilling, (line.id, period_start)) is not None:
+        return None
+    order = session.get(Order, line.order_id)
+    if order.status not in BILLABLE:
+        return None
+    period = next((p for p in live_periods(line) if p[0] == period_start), None)
+    if period is None or period_start > as_of:
+        return None
+    first, last, amount = period
+    invoice = invoicing.invoice_subscription_period(
+        session, order=order, line=line, first=first, last=last, amount_minor=amount,
+        issue_date=as_of, actor=actor, now=now)
+    session.add(SubscriptionBilling(order_line_id=line.id, period_start=first,
+                                    period_end=last, invoice_id=invoice.id,
+                                    amount_minor=amount, created_at=now))
+    session.flush()
+    audit.record(session, actor=actor, action="subscription.billed", entity_type="order",
+                 entity_id=order.id, reason=f"period {first.isoformat()} to {last.isoformat()}",
+                 number=order.number, line_no=line.line_no, invoice=invoice.number,
+                 amount_minor=amount, at=now)
+    complete_order(session, order, orders.order_lines(session, order.id), actor=actor, now=now,
+                   reason=f"last subscription period invoiced ({invoice.number})")
+    return invoice
+
+
+# -- the API: cancel and renew --------------------------------------------------------------------
+def _subscription_line(session: Session, order: Order, line_no: int) -> OrderLine:
+    line = session.exec(select(OrderLine).where(OrderLine.order_id == order.id,
+                                                OrderLine.line_no == line_no)).first()
+    if line is None:
+        raise NotFound(f"order {order.number} has no line {line_no}")
+    if line.revenue_type != "subscription" or line.service_start is None:
+        raise ValidationFailed.of("line_no", f"line {line_no} of {order.number} ({line.sku}) "
+                                  "is not a subscription")
+    return line
+
+
+def cancel_subscription(session: Session, *, order_number: str, line_no: int,
+                        reason: str, actor: str, now: datetime,
+                        effective: date | str | None = None) -> OrderLine:
+    """Stop a billed subscription from the first day of a period not invoiced yet (default:
+    the next one). Idempotent for the same day: cancelling again from it changes nothing."""
+    order = orders.get_order(session, order_number)
+    lines = orders.lock_order(session, order)
+    line = _subscription_line(session, order, line_no)
+    line = next(li for li in lines if li.id == line.id)
+    if not line.billing:
+        raise ValidationFailed.of("line_no", f"line {line_no} of {order.number} was invoiced "
+                                  "in full; a refund is a credit note")
+    if order.status not in BILLABLE and order.status != OrderStatus.ON_HOLD:
+        raise InvalidTransition(f"order {order.number} is {order.status}; its subscription "
+                                "is not running")
+    if not (reason or "").strip():
+        raise ValidationFailed.of("reason", "say why the subscription is cancelled")
+    v.text("reason", reason)
+    billed = billed_starts(session, [line.id]).get(line.id, set())
+    periods = live_periods(line)
+    open_starts = [first for first, _, _ in periods if first not in billed]
+    if effective in (None, ""):
+        if not open_starts:
+            raise InvalidTransition(f"every period of line {line_no} of {order.number} is "
+                                    "invoiced already; nothing is left to cancel")
+        day = open_starts[0]
+    else:
+        day = v.parse_date("effective", effective)
+    if line.cancelled_from is not None and day == line.cancelled_from:
+        return line
+    if day not in open_starts or (billed and day < max(billed)):
+        choices = ", ".join(d.isoformat() for d in open_starts[:3]) or "none left"
+        raise ValidationFailed.of("effective", "must be the first day of a billing period "
+                                  f"not invoiced yet ({choices})")
+    before = line.cancelled_from
+    line.cancelled_from = day
+    session.add(line)
+    orders.recompute_cancelled(session, order, lines)
+    session.flush()
+    audit.record(session, actor=actor, action="subscription.cancelled", entity_type="order",
+                 entity_id=order.id, reason=reason.strip(), number=order.number,
+                 line_no=line.line_no, cancelled_from=day.isoformat(),
+                 before=before.isoformat() if before else None,
+                 cancelled_minor=order.cancelled_minor, at=now)
+    complete_order(session, order, lines, actor=actor, now=now,
+                   reason=f"subscription cancelled from {day.isoformat()}; the rest is "
+                          "invoiced")
+    return line
+
+
+def renew_subscription(session: Session, *, order_number: str, line_no: int, actor: str,
+                       now: datetime, service_end: date | str | None = None,
+                       external_id: str | None = None) -> Order:
+    """A new order for the next term of a subscription line: from the day after its service
+    period ends, for the same length (or up to `service_end`), same product, quantity, price,
+    discount and billing; through the credit and discount checks. A line is renewed once."""
+    order = orders.get_order(session, order_number)
+    line = _subscription_line(session, order, line_no)
+    if line.cancelled_from is not None or line.qty_cancelled:
+        raise InvalidTransition(f"line {line_no} of {order.number} is cancelled; it cannot be "
+                                "renewed")
+    if order.status not in BILLABLE:
+        raise InvalidTransition(f"order {order.number} is {order.status}; only a running "
+                                "contract can be renewed")
+    renewal = session.exec(select(Order.number).join(OrderLine, OrderLine.order_id == Order.id)
+                           .where(OrderLine.renewal_of_line_id == line.id)).first()
+    if renewal is not None:
+        raise Conflict(f"line {line_no} of {order.number} is already renewed by {renewal}")
+    start = line.service_end + timedelta(days=1)
+    if service_end in (None, ""):
+        if line.billing:
+            step = BILLING_MONTHS[Billing(line.billing)]
+            count = len(orders.subscription_periods(line))
+            end = add_months(start, count * step) - timedelta(days=1)
+        else:
+            end = start + (line.service_end - line.service_start)
+    else:
+        end = v.parse_date("service_end", service_end)
+    customer = session.get(Customer, order.customer_id)
+    data = build(
+        OrderIn,
+        customer=customer.external_id, sales_rep=order.sales_rep_id, currency=order.currency,
+        external_id=external_id, notes=f"renewal of {order.number} line {line.line_no}",
+        lines=[dict(
+            sku=line.sku, quantity=line.quantity,
+            unit_price=money.to_str(line.unit_price_minor, order.currency),
+            discount_pct=str(money.bp_to_pct(line.discount_bp)) if line.discount_bp else None,
+            service_start=start, service_end=end, billing=line.billing)])
+    try:
+        renewed = orders.create_order(session, data, actor=actor, now=now, source="renewal")
+    except ValidationFailed as exc:  # the new line's fields are this request's
+        raise ValidationFailed(exc.detail.replace("lines[0].", ""), errors=[
+            type(e)(e.field.replace("lines[0].", ""), e.detail) for e in exc.errors]) from None
+    new_line = orders.order_lines(session, renewed.id)[0]
+    new_line.renewal_of_line_id = line.id
+    session.add(new_line)
+    session.flush()
+    audit.record(session, actor=actor, action="subscription.renewed", entity_type="order",
+                 entity_id=order.id, number=order.number, line_no=line.line_no,
+                 renewal=renewed.number, service_start=start.isoformat(),
+                 service_end=end.isoformat(), at=now)
+    return renewed
+
