@@ -203,7 +203,7 @@ def open_dispute(session: Session, data: DisputeIn, *, actor: str, now: datetime
 
 
 def _post_card(session: Session, dispute: Dispute, *, dedupe_key: str | None = None,
-               reminder: int | None = None):  # noqa: ANN202
+               reminder: int | None = None):
     context = card_context(session, dispute, reminder=reminder)
     if dispute.owner_id:
         return outbox.post_to_user(session, user_id=dispute.owner_id, template="dispute_card",

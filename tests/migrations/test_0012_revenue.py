@@ -59,7 +59,7 @@ def populate(database_url: str) -> dict[str, str]:
 
 
 def test_existing_lines_get_revenue_fields_and_invoice_lines_their_order_line(
-        database_url) -> None:  # noqa: ANN001
+        database_url) -> None:
     # given: orders shipped in three shipments, and an ERP invoice, before 0012
     numbers = populate(database_url)
     previous = before_0012(database_url)

@@ -23,7 +23,7 @@ def at(y: int, m: int, d: int, h: int = 12) -> datetime:
     return datetime(y, m, d, h, tzinfo=UTC)
 
 
-def order(session: Session, lines: list[dict], *, now: datetime, rep: str = "USALES01"):  # noqa: ANN201
+def order(session: Session, lines: list[dict], *, now: datetime, rep: str = "USALES01"):
     return orders.create_order(session, OrderIn(
         customer="C-GLOBEX", sales_rep=rep, currency="USD",
         lines=[OrderLineIn(**line) for line in lines]), actor=rep, now=now)

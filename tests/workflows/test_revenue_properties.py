@@ -263,7 +263,7 @@ def run(session: Session, ops: list[tuple]) -> None:
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=operations)
-def test_revenue_invariants_hold_after_every_operation_at_every_date(db_factory, ops) -> None:  # noqa: ANN001
+def test_revenue_invariants_hold_after_every_operation_at_every_date(db_factory, ops) -> None:
     url = db_factory.create()
     database = Database(url)
     try:
