@@ -292,3 +292,54 @@ def test_a_credit_note_is_an_event(db) -> None:
             "amount": "50.00", "applied_to_invoice": "50.00", "customer_credit": "0.00",
             "reason": "damaged", "issue_date": "2026-03-02"}
         assert event.data["invoice"]["balance"] == "250.00"
+
+
+def test_a_dispute_opened_and_resolved_are_events(db) -> None:
+    from workflows import disputes
+
+    # given a subscriber to disputes and an open invoice
+    with db.transaction() as s:
+        company(s)
+        f.user(s, "UCOLL001", "collector")
+        webhooks.subscribe(s, url="https://erp.example/hooks",
+                           events=["dispute.opened", "dispute.resolved"], actor="api")
+        f.invoice(s, "INV-D-1", total="300.00", issued=NOW.date(),
+                  due=NOW.date() + timedelta(days=30))
+    # when a collector disputes 120.00 of it and then withdraws the dispute
+    with db.transaction() as s:
+        dispute = disputes.open_dispute(s, disputes.DisputeIn(
+            invoice="INV-D-1", reason="pricing", amount="120.00"), actor="UCOLL001", now=NOW)
+    with db.transaction() as s:
+        disputes.resolve(s, dispute_id=dispute.id, outcome="withdrawn", by="UCOLL001",
+                         now=NOW + timedelta(hours=1))
+    # then one event each, with the dispute and its invoice
+    with db.read_session() as s:
+        opened, resolved = events(s)
+        assert (opened.type, resolved.type) == ("dispute.opened", "dispute.resolved")
+        assert opened.data["dispute"]["amount"] == "120.00"
+        assert opened.data["dispute"]["status"] == "open"
+        assert opened.data["invoice"]["number"] == "INV-D-1"
+        assert resolved.data["dispute"]["status"] == "withdrawn"
+        assert resolved.data["dispute"]["resolved_by"] == "UCOLL001"
+
+
+def test_a_revenue_close_is_an_event_once(db) -> None:
+    from workflows import revenue
+
+    # given a subscriber and a month of goods shipped
+    with db.transaction() as s:
+        company(s)
+        webhooks.subscribe(s, url="https://erp.example/hooks",
+                           events=["revenue.period_closed"], actor="api")
+        f.order(s, now=NOW)
+    # when February is closed, twice
+    later = NOW + timedelta(days=1)
+    with db.transaction() as s:
+        revenue.close_month(s, period="2026-02", actor="UADMIN01", now=later)
+    with db.transaction() as s:
+        revenue.close_month(s, period="2026-02", actor="UADMIN01", now=later)
+    # then one event, carrying the close's summary
+    with db.read_session() as s:
+        [event] = events(s)
+        assert event.type == "revenue.period_closed"
+        assert event.data["revenue_close"]["period"] == "2026-02"
