@@ -32,7 +32,8 @@ from workflows import (
     write_offs,
 )
 from workflows.cash_application import PaymentIn, record_payment
-from workflows.invoicing import ErpInvoiceIn, ingest_erp_invoice
+from workflows.inputs import InvoiceIn
+from workflows.invoicing import ingest_erp_invoice
 
 NOW = datetime(2026, 6, 16, 10, 0, tzinfo=UTC)
 TODAY = NOW.date()
@@ -50,7 +51,7 @@ def books(session):
     policy.set_value(session, key="late_fees", value="7:fee=25.00", actor="test")
     for n in (1, 3, 4):
         f.invoice(session, f"INV-2026-00000{n}", total="1000.00", issued=TODAY)
-    ingest_erp_invoice(session, ErpInvoiceIn(
+    ingest_erp_invoice(session, InvoiceIn(
         number="INV-2026-000002", customer="C-GLOBEX", currency="USD", issue_date=TODAY,
         due_date=TODAY + timedelta(days=30), total="300.00",
         lines=[{"description": "A", "quantity": 2, "unit_price": "100.00"},

@@ -51,9 +51,10 @@ def books(session):
 
 def lined(session, number: str = "INV-2026-000002") -> str:
     """An invoice with three lines: 600.00, 300.00 and 100.00 (+10% tax each)."""
-    from workflows.invoicing import ErpInvoiceIn, ingest_erp_invoice
+    from workflows.inputs import InvoiceIn
+    from workflows.invoicing import ingest_erp_invoice
 
-    invoice = ingest_erp_invoice(session, ErpInvoiceIn(
+    invoice = ingest_erp_invoice(session, InvoiceIn(
         number=number, customer="C-GLOBEX", currency="USD", issue_date=TODAY,
         due_date=TODAY + timedelta(days=30), total="1100.00",
         lines=[{"description": "A", "quantity": 6, "unit_price": "100.00"},

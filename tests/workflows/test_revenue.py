@@ -15,7 +15,7 @@ from models.revenue import RevenueClose, RevenueEntry
 from tests.support import factories as f
 from workflows import invariants, orders, periods, policy, revenue, shipping
 from workflows.errors import ValidationFailed
-from workflows.inputs import OrderIn, OrderLineIn
+from workflows.inputs import OrderIn, OrderLineIn, ShipmentLineIn
 from workflows.invoicing import issue_credit_note
 
 
@@ -33,7 +33,7 @@ def ship(session: Session, number: str, when: datetime, lines: list[tuple[str, i
          = None, now: datetime | None = None) -> Invoice:
     shipment = shipping.ship_order(
         session, order_number=number, carrier="UPS", tracking_number="1Z1", shipped_at=when,
-        lines=[shipping.ShipLineIn(sku=s, quantity=q) for s, q in lines] if lines else None,
+        lines=[ShipmentLineIn(sku=s, quantity=q) for s, q in lines] if lines else None,
         actor="USALES01", now=now or when)
     return session.exec(select(Invoice).where(Invoice.shipment_id == shipment.id)).one()
 

@@ -25,7 +25,7 @@ from models import CreditNote, Invoice, InvoiceLine, Order, OrderLine, money
 from tests.support import factories as f
 from workflows import invariants, orders, periods, revenue, shipping, subscriptions
 from workflows.errors import DomainError
-from workflows.inputs import OrderIn, OrderLineIn
+from workflows.inputs import OrderIn, OrderLineIn, ShipmentLineIn
 from workflows.invoicing import issue_credit_note
 from workflows.revenue_schedule import add_months, month_end, next_month
 
@@ -156,7 +156,7 @@ class Book:
             shipping.ship_order(self.s, order_number=order.number, carrier="UPS",
                                 tracking_number="1Z", shipped_at=shipped, now=self.now,
                                 actor="USALES01",
-                                lines=[shipping.ShipLineIn(sku=line.sku,
+                                lines=[ShipmentLineIn(sku=line.sku,
                                                            quantity=min(qty, line.qty_open))])
         elif kind == "credit":
             _, which, amount, back = op
