@@ -36,7 +36,7 @@ router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token), Depen
                    responses=problems(401, 422, 503))
 
 
-def dispute_answer(session, dispute, *,  # noqa: ANN001
+def dispute_answer(session, dispute, *,
                    with_history: bool = False) -> out.DisputeOut:
     request = disputes.credit_request_of(session, dispute.id)
     note = (session.exec(select(CreditNote).where(CreditNote.request_id == request.id)).first()
@@ -54,7 +54,7 @@ def post_dispute(number: Key, body: DisputeOpenIn, request: Request,
     """Open a dispute on an invoice for its open balance (default) or an amount up to it."""
     deps = _deps(request)
 
-    def op(session):  # noqa: ANN001, ANN202
+    def op(session):
         dispute = disputes.open_dispute(session, disputes.DisputeIn(
             invoice=number, reason=body.reason, amount=body.amount, note=body.note,
             opened_by=body.opened_by), actor=API_ACTOR, now=deps.clock.now(), source="api")
@@ -72,7 +72,7 @@ def resolve_dispute(dispute_id: RecordId, body: DisputeResolveIn, request: Reque
     resolved dispute is a 409 naming who did."""
     deps = _deps(request)
 
-    def op(session):  # noqa: ANN001, ANN202
+    def op(session):
         dispute = disputes.resolve(session, dispute_id=dispute_id, outcome=body.outcome,
                                    by=body.by, note=body.note,
                                    credit_amount=body.credit_amount, now=deps.clock.now())
@@ -100,7 +100,7 @@ def post_credit_note(body: CreditNoteIn, request: Request, key: IdemKey = None) 
     issued. The same `external_id` again returns the first one (200)."""
     deps = _deps(request)
 
-    def op(session):  # noqa: ANN001, ANN202
+    def op(session):
         data = credit_notes.CreditNoteIn(
             invoice=body.invoice, reason=body.reason, amount=body.amount,
             lines=[credit_notes.LineIn(**line.model_dump()) for line in body.lines]

@@ -102,11 +102,11 @@ def _updated(model: type) -> dict:
     return {200: {"model": model, "description": "Updated (or unchanged)"}}
 
 
-def _deps(request: Request):  # noqa: ANN202
+def _deps(request: Request):
     return request.app.state.deps
 
 
-def _post(request: Request, key: str | None, body: dict, operation) -> JSONResponse:  # noqa: ANN001
+def _post(request: Request, key: str | None, body: dict, operation) -> JSONResponse:
     """`operation(session)` -> (status, answer model), once per Idempotency-Key."""
     deps = _deps(request)
     return idempotency.run(deps.db, scope=f"POST {request.url.path}", key=key, body=body,
@@ -133,7 +133,7 @@ def put_user(slack_user_id: SlackUserId, body: UserIn, request: Request) -> JSON
              response_model=out.CustomerOut,
              responses={**_updated(out.CustomerOut), **problems(409, *BODY)})
 def post_customer(body: CustomerIn, request: Request, key: IdemKey = None) -> JSONResponse:
-    def op(session):  # noqa: ANN001, ANN202
+    def op(session):
         customer, created = masterdata.upsert_customer(session, body, actor=API_ACTOR)
         return (201 if created else 200), serialize.customer_out(customer)
     return _post(request, key, body.model_dump(mode="json"), op)
@@ -142,7 +142,7 @@ def post_customer(body: CustomerIn, request: Request, key: IdemKey = None) -> JS
 @router.post("/products", tags=["products"], **CREATED, response_model=out.ProductOut,
              responses={**_updated(out.ProductOut), **problems(409, *BODY)})
 def post_product(body: ProductIn, request: Request, key: IdemKey = None) -> JSONResponse:
-    def op(session):  # noqa: ANN001, ANN202
+    def op(session):
         product, created = masterdata.upsert_product(session, body, actor=API_ACTOR)
         return (201 if created else 200), serialize.product_out(product)
     return _post(request, key, body.model_dump(mode="json"), op)
@@ -152,7 +152,7 @@ def post_product(body: ProductIn, request: Request, key: IdemKey = None) -> JSON
 @router.post("/orders", tags=["orders"], **CREATED, response_model=out.OrderOut,
              responses=problems(409, *BODY))
 def post_order(body: OrderIn, request: Request, key: IdemKey = None) -> JSONResponse:
-    def op(session):  # noqa: ANN001, ANN202
+    def op(session):
         order = orders.create_order(session, body, actor=API_ACTOR, source="api",
                                     now=_deps(request).clock.now())
         session.flush()
@@ -163,7 +163,7 @@ def post_order(body: OrderIn, request: Request, key: IdemKey = None) -> JSONResp
 @router.post("/shipments", tags=["orders"], **CREATED, response_model=out.ShipmentOut,
              responses=problems(404, 409, *BODY))
 def post_shipment(body: ShipmentIn, request: Request, key: IdemKey = None) -> JSONResponse:
-    def op(session):  # noqa: ANN001, ANN202
+    def op(session):
         shipment = shipping.ship_order(session, order_number=body.order, carrier=body.carrier,
                                        tracking_number=body.tracking_number,
                                        shipped_at=body.shipped_at, lines=body.lines,
@@ -185,7 +185,7 @@ def get_order(number: Key, request: Request) -> out.OrderOut:
 @router.post("/invoices", tags=["invoices"], **CREATED, response_model=out.InvoiceOut,
              responses=problems(409, *BODY))
 def post_invoice(body: InvoiceIn, request: Request, key: IdemKey = None) -> JSONResponse:
-    def op(session):  # noqa: ANN001, ANN202
+    def op(session):
         invoice = invoicing.ingest_erp_invoice(session, body, actor=API_ACTOR)
         session.flush()
         return 201, serialize.invoice_out(queries.invoice_view(session, invoice.number))
@@ -202,7 +202,7 @@ def get_invoice(number: Key, request: Request) -> out.InvoiceOut:
 
 
 # -- payments ------------------------------------------------------------------------------------
-def payment_answer(session, payment) -> out.PaymentOut:  # noqa: ANN001
+def payment_answer(session, payment) -> out.PaymentOut:
     view = queries.payment_view(session, payment)
     return serialize.payment_out(payment, view["allocations"], suggestions=view["suggestions"],
                                  matched_because=view["matched_because"])
@@ -213,7 +213,7 @@ def payment_answer(session, payment) -> out.PaymentOut:  # noqa: ANN001
                               "under this external_id: the first one"},
                         **problems(409, *BODY)})
 def post_payment(body: PaymentIn, request: Request, key: IdemKey = None) -> JSONResponse:
-    def op(session):  # noqa: ANN001, ANN202
+    def op(session):
         payment, created = cash_application.record_payment(
             session, body, actor=API_ACTOR, names=_deps(request).db.customer_names)
         session.flush()
@@ -295,7 +295,7 @@ CSV = {200: {"content": {"text/csv": {"schema": {"type": "string"}}},
 @router.get("/reports/aging", tags=["reports"], response_model=out.AgingReportOut,
             responses={**CSV, **problems(422)})
 def report_aging(request: Request, as_of: AsOf = None, known_at: KnownAt = None,
-                 format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",  # noqa: A002
+                 format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
                  ) -> out.AgingReportOut | Response:
     """Open AR at the end of `as_of` (default today) by economic date: settlements count on
     the day the money moved, whenever they were recorded. `known_at`: as the books knew it."""
@@ -311,7 +311,7 @@ def report_aging(request: Request, as_of: AsOf = None, known_at: KnownAt = None,
 @router.get("/reports/kpis", tags=["reports"], response_model=out.KpiReportOut,
             responses={**CSV, **problems(422)})
 def report_kpis(request: Request, as_of: AsOf = None, known_at: KnownAt = None,
-                format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",  # noqa: A002
+                format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
                 ) -> out.KpiReportOut | Response:
     """The KPIs as of the end of `as_of` by economic date (`workflows.kpis`); `known_at`: as
     the books knew them then."""
@@ -335,7 +335,7 @@ def report_revenue(request: Request,
                                     ] = None,
                    to: Annotated[str | None, Query(max_length=7, description="last month, "
                                                    "YYYY-MM (default: this month)")] = None,
-                   format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",  # noqa: A002
+                   format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
                    ) -> out.RevenueReportOut | Response:
     """Revenue recognition (SPEC §3) per month and currency: recognised (total and by revenue
     type), deferred and unbilled at month end (closed months as the close recorded them, open
@@ -372,7 +372,7 @@ def cancel_subscription(number: Key, line_no: Annotated[int, Path(ge=1, le=200)]
     (`effective`, default the next one): no later period is invoiced or recognised."""
     deps = _deps(request)
 
-    def op(session):  # noqa: ANN001, ANN202
+    def op(session):
         subscriptions.cancel_subscription(
             session, order_number=number, line_no=line_no, reason=body.reason,
             effective=body.effective, actor=body.by or API_ACTOR, now=deps.clock.now())
@@ -391,7 +391,7 @@ def renew_subscription(number: Key, line_no: Annotated[int, Path(ge=1, le=200)],
     is renewed once (409 naming the renewal)."""
     deps = _deps(request)
 
-    def op(session):  # noqa: ANN001, ANN202
+    def op(session):
         renewed = subscriptions.renew_subscription(
             session, order_number=number, line_no=line_no, service_end=body.service_end,
             external_id=body.external_id, actor=body.by or API_ACTOR, now=deps.clock.now())
@@ -411,7 +411,7 @@ def close_period(period: str, request: Request, key: IdemKey = None) -> JSONResp
     it was already closed (by this close or a later one)."""
     deps = _deps(request)
 
-    def op(session):  # noqa: ANN001, ANN202
+    def op(session):
         row, created = periods.close_period(session, period=period, actor=API_ACTOR,
                                             now=deps.clock.now())
         return (201 if created else 200), serialize.period_close_out(row, requested=period,

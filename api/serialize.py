@@ -234,8 +234,8 @@ def aging_csv_rows(by_currency: dict[str, Aging]) -> list[list[str]]:
 
 
 # -- back office (issue 14) -----------------------------------------------------------------------
-def dispute_out(dispute, invoice: Invoice, customer: Customer, *,  # noqa: ANN001
-                credit_request=None, credit_note=None,  # noqa: ANN001
+def dispute_out(dispute, invoice: Invoice, customer: Customer, *,
+                credit_request=None, credit_note=None,
                 history: list | None = None) -> out.DisputeOut:
     cur = dispute.currency
     return out.DisputeOut(
@@ -254,7 +254,7 @@ def dispute_out(dispute, invoice: Invoice, customer: Customer, *,  # noqa: ANN00
         history=history_out(history) if history is not None else None)
 
 
-def credit_note_out(view) -> out.CreditNoteOut:  # noqa: ANN001 - credit_notes.CreditNoteView
+def credit_note_out(view) -> out.CreditNoteOut:
     request, note, invoice = view.request, view.note, view.invoice
     cur = invoice.currency
     return out.CreditNoteOut(

@@ -53,7 +53,7 @@ def delivery_out(row: WebhookDelivery, event: WebhookEvent) -> out.WebhookDelive
 def post_webhook(body: WebhookIn, request: Request, key: IdemKey = None) -> JSONResponse:
     """Subscribe a URL to event types. The answer carries the signing `secret` (Standard
     Webhooks, `whsec_...`): store it, it is not shown again."""
-    def op(session):  # noqa: ANN001, ANN202
+    def op(session):
         row = webhooks.subscribe(session, url=body.url, events=body.events,
                                  description=body.description, actor=API_ACTOR)
         return 201, out.WebhookCreatedOut(**subscription_out(row).model_dump(),

@@ -47,18 +47,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sqlalchemy as sa  # noqa: E402
-from sqlmodel import select  # noqa: E402
+import sqlalchemy as sa
+from sqlmodel import select
 
-from bench.cashapp_data import Dataset, PaymentCase, generate  # noqa: E402
-from bot.db import Database, normalize_url  # noqa: E402
-from bot.migrate import upgrade  # noqa: E402
-from models import Allocation, Customer, Invoice, Payment, WriteOff  # noqa: E402
-from workflows import invariants, masterdata  # noqa: E402
-from workflows.bank_statements import import_statement  # noqa: E402
-from workflows.cash_application import record_payment  # noqa: E402
-from workflows.inputs import CustomerIn, InvoiceIn, PaymentIn  # noqa: E402
-from workflows.invoicing import ingest_erp_invoice  # noqa: E402
+from bench.cashapp_data import Dataset, PaymentCase, generate
+from bot.db import Database, normalize_url
+from bot.migrate import upgrade
+from models import Allocation, Customer, Invoice, Payment, WriteOff
+from workflows import invariants, masterdata
+from workflows.bank_statements import import_statement
+from workflows.cash_application import record_payment
+from workflows.inputs import CustomerIn, InvoiceIn, PaymentIn
+from workflows.invoicing import ingest_erp_invoice
 
 
 @dataclass
@@ -371,7 +371,7 @@ def speed(args: argparse.Namespace) -> int:
             statements = Counter()
 
             @sa.event.listens_for(db.engine, "before_cursor_execute")
-            def count(conn, cursor, statement, parameters, context, executemany,  # noqa: ANN001
+            def count(conn, cursor, statement, parameters, context, executemany,
                       tally=statements):
                 tally[statement.split(None, 1)[0].upper()] += 1
 

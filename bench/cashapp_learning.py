@@ -28,16 +28,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sqlalchemy as sa  # noqa: E402
-from sqlmodel import select  # noqa: E402
+import sqlalchemy as sa
+from sqlmodel import select
 
-from bench.cashapp import fresh_db  # noqa: E402
-from bench.cashapp_data import _FIRST, _SECOND, _SUFFIX, _word  # noqa: E402
-from bot.db import Database  # noqa: E402
-from models import Allocation, CashRule, Invoice, Payment  # noqa: E402
-from tests.support import factories as f  # noqa: E402
-from workflows import invariants  # noqa: E402
-from workflows.cash_application import (  # noqa: E402
+from bench.cashapp import fresh_db
+from bench.cashapp_data import _FIRST, _SECOND, _SUFFIX, _word
+from bot.db import Database
+from models import Allocation, CashRule, Invoice, Payment
+from tests.support import factories as f
+from workflows import invariants
+from workflows.cash_application import (
     PaymentIn,
     apply_suggestion,
     assign_customer,
@@ -183,7 +183,7 @@ def run_month(db: Database, paid: list[Paid], *, resolve: bool) -> Month:
     return result
 
 
-def person_resolves(s, payment: Payment, p: Paid, now: datetime) -> str:  # noqa: ANN001
+def person_resolves(s, payment: Payment, p: Paid, now: datetime) -> str:
     """What a collector does in Slack for a payment waiting for them, knowing the answer."""
     right = sorted(({"invoice": number, "amount": f"{minor // 100}.{minor % 100:02d}"}
                     for number, minor in p.invoices.items()), key=lambda i: i["invoice"])

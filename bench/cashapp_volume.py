@@ -29,12 +29,12 @@ from xml.sax.saxutils import escape
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sqlalchemy as sa  # noqa: E402
+import sqlalchemy as sa
 
-from bench.cashapp import fresh_db, load_bulk, machine  # noqa: E402
-from bench.cashapp_data import Dataset, generate  # noqa: E402
-from bot.db import Database  # noqa: E402
-from models import Customer, Invoice, Payment  # noqa: E402
+from bench.cashapp import fresh_db, load_bulk, machine
+from bench.cashapp_data import Dataset, generate
+from bot.db import Database
+from models import Customer, Invoice, Payment
 
 ROOT = Path(__file__).resolve().parent.parent
 IBAN = "DE89370400440532013000"

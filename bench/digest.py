@@ -122,7 +122,7 @@ def build_all(db: Database) -> tuple[int, int]:
     return len(lists), blocks
 
 
-def measure(label: str, func, *, trace: bool = False):  # noqa: ANN001, ANN201
+def measure(label: str, func, *, trace: bool = False):
     """Time `func`; with `trace`, also its peak Python memory (tracemalloc slows Python code
     down, so timed runs and the memory run are separate)."""
     if trace:

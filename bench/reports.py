@@ -144,7 +144,7 @@ def seed_settlements(db: Database, rng: random.Random) -> dict[str, int]:
     return counts
 
 
-def _call(func, *args, **kwargs):  # noqa: ANN001, ANN202
+def _call(func, *args, **kwargs):
     """Pass `now` only to the functions that take it (before issue 21 they needed it to tell
     a past day from today)."""
     if "now" in inspect.signature(func).parameters:
@@ -152,7 +152,7 @@ def _call(func, *args, **kwargs):  # noqa: ANN001, ANN202
     return func(*args, **kwargs)
 
 
-def best_of(runs: int, label: str, func) -> tuple[float, list[float], object]:  # noqa: ANN001
+def best_of(runs: int, label: str, func) -> tuple[float, list[float], object]:
     times, result = [], None
     for _ in range(runs):
         started = time.perf_counter()
@@ -208,22 +208,22 @@ def main() -> int:
     load = os.getloadavg()
     customers = random.Random(7).sample(range(1, args.customers + 1), 200)
 
-    def aging_past():  # noqa: ANN202
+    def aging_past():
         with db.read_session() as s:
             return _call(receivables.aging_by_currency, s, PAST)["USD"].total
 
-    def aging_today():  # noqa: ANN202
+    def aging_today():
         with db.read_session() as s:
             return _call(receivables.aging_by_currency, s, AS_OF)["USD"].total
 
-    def positions_past():  # noqa: ANN202
+    def positions_past():
         with db.read_session() as s:
             for cid in customers:
                 customer = s.get(Customer, cid)
                 receivables.customer_position(s, customer, PAST)
         return len(customers)
 
-    def kpis_past():  # noqa: ANN202
+    def kpis_past():
         with db.read_session() as s:
             return str(_call(kpis.compute, s, PAST).dso)
 

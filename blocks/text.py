@@ -65,7 +65,7 @@ def fmt_datetime(value: datetime | str | None, tz: str = "UTC") -> str:
         value = datetime.fromisoformat(value)
     try:
         zone = ZoneInfo(tz or "UTC")
-    except Exception:  # noqa: BLE001 - a bad tz from Slack must not break a message
+    except Exception:
         zone = ZoneInfo("UTC")
     local = value.astimezone(zone)
     return local.strftime("%d %b %Y %H:%M ") + (local.tzname() or "")

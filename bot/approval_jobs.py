@@ -23,7 +23,7 @@ from workflows import policy as policies
 from workflows.workcalendar import evaluation_moment
 
 
-def approval_reminders(deps, as_of: date | None) -> dict:  # noqa: ANN001
+def approval_reminders(deps, as_of: date | None) -> dict:
     with deps.db.transaction() as session:
         policy = policies.current(session)
         now = deps.clock.now()

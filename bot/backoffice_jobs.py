@@ -16,7 +16,7 @@ from workflows import policy as policies
 from workflows.workcalendar import evaluation_moment
 
 
-def dispute_reminders(deps, as_of: date | None) -> dict:  # noqa: ANN001
+def dispute_reminders(deps, as_of: date | None) -> dict:
     with deps.db.transaction() as session:
         policy = policies.current(session)
         now = deps.clock.now()

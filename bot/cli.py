@@ -45,7 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_socket_mode(runtime, settings: Settings) -> None:  # noqa: ANN001
+def _start_socket_mode(runtime, settings: Settings) -> None:
     """With SLACK_APP_TOKEN, Slack talks over a WebSocket; HTTP still serves the API."""
     import threading
 
@@ -142,7 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         deps.db.dispose()
 
 
-def _run_job(args: argparse.Namespace, deps, options: dict) -> int:  # noqa: ANN001
+def _run_job(args: argparse.Namespace, deps, options: dict) -> int:
     from bot import jobs
     from bot.scheduler import run_exclusive
     from workflows.errors import DomainError

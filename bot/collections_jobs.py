@@ -43,7 +43,7 @@ def due_collectors(session: Session, now: datetime) -> dict[date, list[str]]:
     for collector in wanted:
         try:
             zone = ZoneInfo(zones.get(collector) or "UTC")
-        except Exception:  # noqa: BLE001 - a bad tz from Slack falls back to UTC
+        except Exception:
             zone = ZoneInfo("UTC")
         local = now.astimezone(zone)
         if local.weekday() < 5 and within_hours(local.time(), hours):
@@ -51,7 +51,7 @@ def due_collectors(session: Session, now: datetime) -> dict[date, list[str]]:
     return due
 
 
-def _queue(deps, prepared: dict[date, dict[str, dict]]) -> list[str]:  # noqa: ANN001
+def _queue(deps, prepared: dict[date, dict[str, dict]]) -> list[str]:
     """Record prepared digests in one short write transaction (the worklists were built in a
     read session, so no Slack click waits for SQLite's write lock meanwhile)."""
     queued: list[str] = []
@@ -63,7 +63,7 @@ def _queue(deps, prepared: dict[date, dict[str, dict]]) -> list[str]:  # noqa: A
     return queued
 
 
-def local_dates(session: Session, clock, collector_ids: list[str]  # noqa: ANN001
+def local_dates(session: Session, clock, collector_ids: list[str]
                 ) -> dict[date, list[str]]:
     """Collectors grouped by today's date in their own Slack time zone."""
     zones = dict(session.exec(select(User.slack_user_id, User.timezone)
@@ -88,7 +88,7 @@ def _summary(prepared: dict[date, dict[str, dict]], wanted: dict[date, list[str]
     return summary
 
 
-def digest(deps, as_of: date | None) -> dict:  # noqa: ANN001
+def digest(deps, as_of: date | None) -> dict:
     with deps.db.read_session() as session:
         collectors = collections.collectors(session)
         wanted = ({as_of: collectors} if as_of is not None
@@ -103,7 +103,7 @@ def digest(deps, as_of: date | None) -> dict:  # noqa: ANN001
             else [d.isoformat() for d in days], **_summary(prepared, wanted, queued)}
 
 
-def digest_schedule(deps, as_of: date | None) -> dict:  # noqa: ANN001
+def digest_schedule(deps, as_of: date | None) -> dict:
     now = deps.clock.now()
     with deps.db.read_session() as session:
         wanted = due_collectors(session, now)
@@ -117,7 +117,7 @@ def digest_schedule(deps, as_of: date | None) -> dict:  # noqa: ANN001
     return summary
 
 
-def run_dunning(deps, as_of: date | None) -> dict:  # noqa: ANN001
+def run_dunning(deps, as_of: date | None) -> dict:
     as_of = as_of or deps.business_today()
     with deps.db.transaction() as session:
         promises = collections.check_promises(session, as_of)

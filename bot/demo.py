@@ -99,7 +99,7 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def prepare(port: int, database: str):  # noqa: ANN201 - returns the FastAPI app
+def prepare(port: int, database: str):
     """Everything before serving: database, seed, settings, app, sandbox directory."""
     from bot.db import Database
     from bot.server import create_app

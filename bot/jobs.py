@@ -53,7 +53,7 @@ class UnknownJob(KeyError):
     pass
 
 
-def run_job(name: str, deps, as_of: date | None, **options: object) -> dict:  # noqa: ANN001
+def run_job(name: str, deps, as_of: date | None, **options: object) -> dict:
     """Run job `name` for `as_of`; `options` are the job's own (`revenue-close`'s `period`)."""
     try:
         spec = JOBS[name]

@@ -208,7 +208,7 @@ class SmtpMailer:
             message = self.compose(payload)
         except (Permanent, Retry):
             raise
-        except Exception as exc:  # noqa: BLE001 - a broken template will not heal by retrying
+        except Exception as exc:
             raise Permanent(f"render failed: {exc!r}") from exc
         try:
             self._send(message)

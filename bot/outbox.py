@@ -206,7 +206,7 @@ class OutboxWorker:
         while not self._stop.is_set():
             try:
                 busy = self.run_once()
-            except Exception as error:  # noqa: BLE001 - keep the worker alive; rows stay queued
+            except Exception as error:
                 if database_unavailable(error):
                     note_database_down(error, log)  # once a minute, no traceback
                 else:
@@ -330,7 +330,7 @@ class OutboxWorker:
                     if not self._renew(row_id):
                         log.warning("outbox %s: claim lost while sending", row_id)
                         return
-                except Exception as error:  # noqa: BLE001 - the send goes on; retried next beat
+                except Exception as error:
                     if database_unavailable(error):
                         note_database_down(error, log)
                     else:
@@ -376,7 +376,7 @@ class OutboxWorker:
         except Permanent as exc:
             log.error("outbox %s failed permanently: %s", row_id, exc)
             self._fail(row, str(exc))
-        except Exception as exc:  # noqa: BLE001 - a bad row must fail, not stay 'sending'
+        except Exception as exc:
             log.exception("outbox %s failed: unexpected error", row_id)
             self._fail(row, f"unexpected: {exc!r}")
         else:
@@ -463,7 +463,7 @@ class OutboxWorker:
             context = {**context, "pay_url": self.pay_links.url_for(context.get("invoice"))}
         try:
             rendered = templates.render(payload.pop("template"), context)
-        except Exception as exc:  # noqa: BLE001 - a broken template must not block the queue
+        except Exception as exc:
             raise Permanent(f"render failed: {exc!r}") from exc
         args: dict[str, Any] = {}
         if row.method == "views.publish":
@@ -663,6 +663,6 @@ def describe_email(payload: dict, session: Any, settings: Settings, *,
         return render_email(payload.get("template", ""), payload.get("context") or {},
                             from_email=settings.o2c_from_email, session=session,
                             pay_links=pay_links, write_session=session)
-    except Exception as exc:  # noqa: BLE001 - the copy must not block the queue
+    except Exception as exc:
         log.warning("could not render queued e-mail: %r", exc)
         return f"({payload.get('template')} e-mail)", ""

@@ -41,7 +41,7 @@ def due_at(as_of: date, tz: str) -> datetime:
     return datetime.combine(monday, DUE_TIME, tzinfo=zone(tz))
 
 
-def kpi_report(deps, as_of: date | None) -> dict:  # noqa: ANN001
+def kpi_report(deps, as_of: date | None) -> dict:
     now = deps.clock.now()
     as_of = as_of or deps.business_today()
     key = week_key(as_of)

@@ -32,7 +32,7 @@ CLOSE_TIME = time(6)  # on the month's first working day, business time
 ACTOR = "revenue-close"
 
 
-def subscription_billing(deps, as_of: date | None) -> dict:  # noqa: ANN001
+def subscription_billing(deps, as_of: date | None) -> dict:
     today = deps.business_today()
     as_of = as_of or today
     if as_of > today:
@@ -66,7 +66,7 @@ def due_at(day: date, tz: str) -> datetime:
     return datetime.combine(first_working_day(day), CLOSE_TIME, tzinfo=zone(tz))
 
 
-def revenue_close(deps, as_of: date | None, period: str | None = None) -> dict:  # noqa: ANN001
+def revenue_close(deps, as_of: date | None, period: str | None = None) -> dict:
     now = deps.clock.now()
     if period is None:
         today = as_of or deps.business_today()

@@ -93,7 +93,7 @@ def _jsonable(value: object) -> object:
     return str(value)
 
 
-def run_scheduled(deps, spec: jobs.Job, planned: datetime) -> dict | None:  # noqa: ANN001
+def run_scheduled(deps, spec: jobs.Job, planned: datetime) -> dict | None:
     """One firing of a scheduled job, once across processes. None when skipped."""
     run_key = planned.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
     with leadership(deps.db, spec.name) as leading:
@@ -109,7 +109,7 @@ def run_scheduled(deps, spec: jobs.Job, planned: datetime) -> dict | None:  # no
         return summary
 
 
-def run_exclusive(deps, name: str, as_of: date | None, **options: object) -> dict:  # noqa: ANN001
+def run_exclusive(deps, name: str, as_of: date | None, **options: object) -> dict:
     """`o2c run <job>`: run now for `as_of` (None: today), waiting for a scheduled run in
     progress. `options`: the job's own (`revenue-close --period`)."""
     spec = jobs.JOBS.get(name)
@@ -119,7 +119,7 @@ def run_exclusive(deps, name: str, as_of: date | None, **options: object) -> dic
         return spec.func(deps, as_of, **options)
 
 
-def build_scheduler(deps) -> BackgroundScheduler:  # noqa: ANN001
+def build_scheduler(deps) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True,
                                                                 "max_instances": 1,
                                                                 "misfire_grace_time": 3600})
@@ -136,7 +136,7 @@ def build_scheduler(deps) -> BackgroundScheduler:  # noqa: ANN001
                 if summary is not None:
                     log.info("job %s: %s", spec.name, summary)
                     deps.notify_outbox()
-            except Exception as error:  # noqa: BLE001 - logged; the next run tries again
+            except Exception as error:
                 if database_unavailable(error):  # an outage: one line, not a traceback
                     log.warning("job %s skipped: the database is unreachable (%s)",
                                 spec.name, type(error).__name__)

@@ -91,14 +91,14 @@ def bootstrap_admins_when_reachable(deps: Deps) -> None:
                 if attempt():
                     log.info("database reachable: admins set up")
                     return
-            except Exception:  # noqa: BLE001 - logged; nothing else to do from a thread
+            except Exception:
                 log.exception("could not set up the admins")
                 return
 
     threading.Thread(target=retry, name="o2c-bootstrap-admins", daemon=True).start()
 
 
-def bolt_endpoint(bolt: App, signing_secret: str):  # noqa: ANN201
+def bolt_endpoint(bolt: App, signing_secret: str):
     """An ASGI endpoint that hands a Slack request to a sync Bolt app in the thread pool.
 
     A plain Starlette route (no FastAPI dependency solving): Slack's 3-second clock runs from
@@ -138,7 +138,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
     deps = runtime.deps
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # noqa: ANN202
+    async def lifespan(app: FastAPI):
         bootstrap_admins_when_reachable(deps)
         if background and settings.o2c_outbox_worker:
             runtime.worker = make_worker(deps, settings, poll_interval=1.0)
@@ -215,7 +215,7 @@ def add_health_checks(app: FastAPI, deps: Deps) -> None:
             with deps.db.read_session() as session:
                 session.exec(sa.text("SELECT 1"))
                 version = session.exec(sa.text("SELECT version_num FROM alembic_version")).first()
-        except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
+        except Exception as exc:
             log.warning("not ready: %s", type(exc).__name__)
             return JSONResponse({"status": "unavailable", "database": "unreachable or not "
                                  "migrated (run o2c migrate)"}, status_code=503,

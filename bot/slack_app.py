@@ -66,7 +66,7 @@ class Dependencies(Middleware):
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    def process(self, *, req: BoltRequest, resp: BoltResponse, next: Any  # noqa: A002
+    def process(self, *, req: BoltRequest, resp: BoltResponse, next: Any
                 ) -> BoltResponse | None:
         req.context["deps"] = self.deps
         body = req.body
@@ -102,7 +102,7 @@ def on_error(error: Exception, body: dict, response: BoltResponse | None, ack: A
     if response is None or ack.response is not None:
         try:
             tell_user(body, respond, client, describe_error(error, logger))
-        except Exception:  # noqa: BLE001 - the error is already logged
+        except Exception:
             logger.warning("could not tell the user about an error")
         return None if response is None else ack.response
     if isinstance(body, dict) and body.get("type") == "view_submission":
@@ -116,7 +116,7 @@ def on_error(error: Exception, body: dict, response: BoltResponse | None, ack: A
     if respond is not None:  # present when the request carried a response_url
         try:
             respond(text=text, response_type="ephemeral", replace_original=False)
-        except Exception:  # noqa: BLE001 - the error is already logged
+        except Exception:
             logger.warning("could not tell the user about an error")
     if database_unavailable(error):
         return BoltResponse(status=503, body="")  # e.g. an event: Slack retries it

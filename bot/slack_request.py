@@ -96,7 +96,7 @@ def parse(text: str, query: str, headers: dict) -> BoltRequest:
     the shape Bolt and the listeners rely on."""
     try:
         request = BoltRequest(body=text, query=query, headers=headers)
-    except Exception as exc:  # noqa: BLE001 - Bolt raises anything for junk bodies
+    except Exception as exc:
         raise Refused(400, f"unparsable payload ({type(exc).__name__})") from None
     problem = payload_problem(request.body)
     if problem:
@@ -282,7 +282,7 @@ class PayloadShape(Middleware):
     """The same check inside Bolt, first of our middlewares: Socket Mode requests do not come
     through the HTTP endpoint."""
 
-    def process(self, *, req: BoltRequest, resp: BoltResponse, next: Any  # noqa: A002
+    def process(self, *, req: BoltRequest, resp: BoltResponse, next: Any
                 ) -> BoltResponse | None:
         problem = payload_problem(req.body)
         if problem:

@@ -291,7 +291,7 @@ def after_ack(func: Callable[..., None]) -> Callable[[BoltRequest], None]:
             func(**build_required_kwargs(logger=request.context.logger,
                                          required_arg_names=wanted, request=request,
                                          response=None, this_func=func))
-        except Exception as error:  # noqa: BLE001 - handed to the app's one error handler
+        except Exception as error:
             request.context.listener_runner.listener_error_handler.handle(
                 error=error, request=request, response=None)
 

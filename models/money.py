@@ -34,7 +34,7 @@ class MoneyError(ValueError):
     """An amount or currency that cannot be represented exactly."""
 
 
-def D(value: str | int | Decimal) -> Decimal:  # noqa: N802 - the beancount spelling
+def D(value: str | int | Decimal) -> Decimal:
     """Build a Decimal; floats are refused because they are already inexact."""
     if isinstance(value, float):
         raise MoneyError("floats are not accepted for money; pass a string")

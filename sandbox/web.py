@@ -127,7 +127,7 @@ def check_demo_database(url: str) -> None:
     try:
         parsed = make_url(url)
         path = parsed.database if parsed.get_backend_name() == "sqlite" else None
-    except Exception:  # noqa: BLE001 - an unparsable URL is simply not a demo database
+    except Exception:
         path = None
     if not path or path == ":memory:" or not _is_demo_database(Path(path)):
         raise SandboxRefused("O2C_SANDBOX is on, so DATABASE_URL must be an SQLite database "

@@ -61,7 +61,7 @@ def handle_of(name: str, user_id: str) -> str:
 def _tz_offset(tz: str) -> tuple[str, int]:
     try:
         zone = ZoneInfo(tz or "UTC")
-    except Exception:  # noqa: BLE001 - an odd tz in the database must not break the sandbox
+    except Exception:
         return "UTC", 0
     offset = datetime.now(UTC).astimezone(zone).utcoffset()
     return tz or "UTC", int(offset.total_seconds()) if offset else 0

@@ -87,7 +87,7 @@ def db_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 
 @pytest.fixture
-def database_url(db_factory) -> Iterator[str]:  # noqa: ANN001
+def database_url(db_factory) -> Iterator[str]:
     url = db_factory.create()
     yield url
     db_factory.drop(url)
@@ -101,7 +101,7 @@ def db(database_url: str) -> Iterator[Database]:
 
 
 @pytest.fixture
-def session(db: Database):  # noqa: ANN201
+def session(db: Database):
     """A write session for workflow unit tests; the test commits when it means to."""
     with db.session() as s:
         yield s
@@ -131,7 +131,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_settings(database_url: str, api_url: str, **overrides: object):  # noqa: ANN201
+def test_settings(database_url: str, api_url: str, **overrides: object):
     values = dict(
         slack_bot_token=BOT_TOKEN, slack_signing_secret=SIGNING_SECRET,
         slack_api_url=api_url, database_url=database_url, o2c_api_token=API_TOKEN,
@@ -153,7 +153,7 @@ class RunningServer:
     thread: threading.Thread
 
     @property
-    def deps(self):  # noqa: ANN201
+    def deps(self):
         return self.app.state.deps
 
     @property
@@ -161,7 +161,7 @@ class RunningServer:
         return self.app.state.deps.db
 
     @property
-    def worker(self):  # noqa: ANN201
+    def worker(self):
         return self.app.state.runtime.worker
 
     def stop(self) -> None:
@@ -169,7 +169,7 @@ class RunningServer:
         self.thread.join(10)
 
 
-def start_server(settings, *, port: int | None = None,  # noqa: ANN001
+def start_server(settings, *, port: int | None = None,
                  **app_kwargs) -> RunningServer:
     app = create_app(settings, **app_kwargs)
     port = port or free_port()
@@ -187,12 +187,12 @@ def start_server(settings, *, port: int | None = None,  # noqa: ANN001
 
 
 @pytest.fixture
-def server_settings(database_url: str, standin: StandInServer):  # noqa: ANN201
+def server_settings(database_url: str, standin: StandInServer):
     return test_settings(database_url, standin.api_url)
 
 
 @pytest.fixture
-def server(server_settings) -> Iterator[RunningServer]:  # noqa: ANN001
+def server(server_settings) -> Iterator[RunningServer]:
     running = start_server(server_settings)
     running.worker.poll_interval = 0.05
     yield running

@@ -30,7 +30,7 @@ def env_for(database_url: str, api_url: str, port: int) -> dict[str, str]:
     return child_env(env)
 
 
-def test_migrate_then_serve_answers_lookups(tmp_path, standin) -> None:  # noqa: ANN001
+def test_migrate_then_serve_answers_lookups(tmp_path, standin) -> None:
     # given: a brand-new database file, migrated by the CLI
     port = free_port()
     env = env_for(f"sqlite:///{tmp_path / 'o2c.db'}", standin.api_url, port)
@@ -82,7 +82,7 @@ def test_migrate_then_serve_answers_lookups(tmp_path, standin) -> None:  # noqa:
     assert API_TOKEN not in output and SIGNING_SECRET not in output and BOT_TOKEN not in output
 
 
-def test_serve_names_missing_settings(monkeypatch, capsys) -> None:  # noqa: ANN001
+def test_serve_names_missing_settings(monkeypatch, capsys) -> None:
     for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "O2C_API_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     assert main(["serve"]) == 2
@@ -93,19 +93,19 @@ def test_serve_names_missing_settings(monkeypatch, capsys) -> None:  # noqa: ANN
 @pytest.mark.parametrize("name, value", [("PORT", "eighty"), ("SLACK_API_URL", "ftp://x"),
                                          ("O2C_ADMINS", "bob"), ("DATABASE_URL", "mysql://x"),
                                          ("SMTP_URL", "http://mail")])
-def test_invalid_settings_are_named(monkeypatch, capsys, name, value) -> None:  # noqa: ANN001
+def test_invalid_settings_are_named(monkeypatch, capsys, name, value) -> None:
     monkeypatch.setenv(name, value)
     assert main(["migrate"]) == 2
     assert name in capsys.readouterr().err
 
 
-def test_run_unknown_job_lists_known_ones(monkeypatch, capsys, database_url) -> None:  # noqa: ANN001
+def test_run_unknown_job_lists_known_ones(monkeypatch, capsys, database_url) -> None:
     monkeypatch.setenv("DATABASE_URL", database_url)
     assert main(["run", "nope"]) == 2
     assert "kpi-report" in capsys.readouterr().err
 
 
-def test_outbox_command_lists_and_requeues_failed(monkeypatch, capsys, db, database_url) -> None:  # noqa: ANN001
+def test_outbox_command_lists_and_requeues_failed(monkeypatch, capsys, db, database_url) -> None:
     from models import OutboxMessage
 
     with db.transaction() as s:
@@ -120,12 +120,12 @@ def test_outbox_command_lists_and_requeues_failed(monkeypatch, capsys, db, datab
     assert "1 message(s) queued again" in capsys.readouterr().out
 
 
-def test_serve_uses_socket_mode_when_an_app_token_is_set(monkeypatch, database_url) -> None:  # noqa: ANN001
+def test_serve_uses_socket_mode_when_an_app_token_is_set(monkeypatch, database_url) -> None:
     # given: stand-ins for Slack's WebSocket client and for uvicorn
     started: dict[str, object] = {}
 
     class FakeHandler:
-        def __init__(self, app, app_token: str) -> None:  # noqa: ANN001
+        def __init__(self, app, app_token: str) -> None:
             started["app"], started["token"] = app, app_token
 
         def start(self) -> None:
@@ -153,7 +153,7 @@ def test_serve_uses_socket_mode_when_an_app_token_is_set(monkeypatch, database_u
 
 @pytest.mark.parametrize("command", [["migrate"], ["outbox"], ["run", "digest"],
                                      ["import", "payments", "payments.csv"]])
-def test_a_database_that_is_down_is_one_clear_line_and_exit_3(tmp_path, command) -> None:  # noqa: ANN001
+def test_a_database_that_is_down_is_one_clear_line_and_exit_3(tmp_path, command) -> None:
     # given a PostgreSQL address where nothing listens
     (tmp_path / "payments.csv").write_text("amount,currency,received_at\n5.00,USD,2026-11-20\n")
     env = env_for(f"postgresql://o2c:secret@127.0.0.1:{free_port()}/o2c",
@@ -168,7 +168,7 @@ def test_a_database_that_is_down_is_one_clear_line_and_exit_3(tmp_path, command)
     assert len(ours) == 1 and "cannot reach the database" in ours[0]
 
 
-def test_serve_starts_while_the_database_is_down_and_is_ready_once_it_answers(tmp_path,  # noqa: ANN001
+def test_serve_starts_while_the_database_is_down_and_is_ready_once_it_answers(tmp_path,
                                                                               standin) -> None:
     # given a database file in a folder that does not exist yet (it cannot be opened)
     folder = tmp_path / "not-yet"

@@ -15,14 +15,14 @@ from models import AuditEvent
 from tests.support import factories as f
 
 
-def test_models_and_migrations_agree(db) -> None:  # noqa: ANN001
+def test_models_and_migrations_agree(db) -> None:
     with db.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         diff = compare_metadata(context, SQLModel.metadata)
     assert diff == [], f"models differ from migrations; generate a revision: {diff}"
 
 
-def test_downgrade_to_base_and_up_again(db, database_url) -> None:  # noqa: ANN001
+def test_downgrade_to_base_and_up_again(db, database_url) -> None:
     downgrade(database_url, "base")
     with db.engine.connect() as conn:
         assert "orders" not in sa.inspect(conn).get_table_names()
@@ -31,7 +31,7 @@ def test_downgrade_to_base_and_up_again(db, database_url) -> None:  # noqa: ANN0
         assert "orders" in sa.inspect(conn).get_table_names()
 
 
-def test_upgrade_keeps_existing_data(db, database_url) -> None:  # noqa: ANN001
+def test_upgrade_keeps_existing_data(db, database_url) -> None:
     # given: data at the latest schema, and a re-run of the upgrade (a deploy)
     with db.transaction() as s:
         f.customer(s)
@@ -44,7 +44,7 @@ def test_upgrade_keeps_existing_data(db, database_url) -> None:  # noqa: ANN001
 
 @pytest.mark.parametrize("statement", ["UPDATE audit_log SET actor = 'mallory'",
                                        "DELETE FROM audit_log"])
-def test_audit_log_is_append_only(db, statement) -> None:  # noqa: ANN001
+def test_audit_log_is_append_only(db, statement) -> None:
     with db.transaction() as s:
         s.add(AuditEvent(actor="U1", action="test", entity_type="x", entity_id="1"))
     with pytest.raises(sa.exc.DatabaseError), db.transaction() as s:

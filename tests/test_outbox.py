@@ -22,18 +22,18 @@ from tests.conftest import test_settings
 from workflows import outbox
 
 
-def worker_for(db, standin, database_url, **kwargs):  # noqa: ANN001, ANN201
+def worker_for(db, standin, database_url, **kwargs):
     settings = test_settings(database_url, standin.api_url)
     client = WebClient(token="xoxb-test-token", base_url=standin.api_url, retry_handlers=[])
     return OutboxWorker(db, client, settings, **kwargs)
 
 
-def row(db, row_id: int) -> OutboxMessage:  # noqa: ANN001
+def row(db, row_id: int) -> OutboxMessage:
     with db.read_session() as s:
         return s.get(OutboxMessage, row_id)
 
 
-def test_post_then_update_in_place(db, standin, database_url) -> None:  # noqa: ANN001
+def test_post_then_update_in_place(db, standin, database_url) -> None:
     # given: a post and an update of it, committed together (update first in id order is
     # impossible, but the worker must still wait for the post)
     with db.transaction() as s:
@@ -51,7 +51,7 @@ def test_post_then_update_in_place(db, standin, database_url) -> None:  # noqa: 
     assert row(db, post.id).result["ts"] == messages[0]["ts"]
 
 
-def test_rate_limit_honours_retry_after(db, standin, database_url) -> None:  # noqa: ANN001
+def test_rate_limit_honours_retry_after(db, standin, database_url) -> None:
     # given
     standin.api.inject("chat.postMessage", Fault(status=429, retry_after=30))
     with db.transaction() as s:
@@ -71,7 +71,7 @@ def test_rate_limit_honours_retry_after(db, standin, database_url) -> None:  # n
     assert len(standin.api.dm_messages("USALES01")) == 1
 
 
-def test_permanent_error_is_kept_as_failed_and_can_be_requeued(db, standin, database_url) -> None:  # noqa: ANN001
+def test_permanent_error_is_kept_as_failed_and_can_be_requeued(db, standin, database_url) -> None:
     # given
     with db.transaction() as s:
         message = outbox.post_to_channel(s, channel="CNOPE", template="text",
@@ -90,7 +90,7 @@ def test_permanent_error_is_kept_as_failed_and_can_be_requeued(db, standin, data
     assert row(db, message.id).status == "sent"
 
 
-def test_stale_claim_is_taken_over(db, standin, database_url) -> None:  # noqa: ANN001
+def test_stale_claim_is_taken_over(db, standin, database_url) -> None:
     # given: a row claimed by a worker that died before delivering
     with db.transaction() as s:
         message = outbox.post_to_user(s, user_id="USALES01", template="text",
@@ -105,7 +105,7 @@ def test_stale_claim_is_taken_over(db, standin, database_url) -> None:  # noqa: 
     assert len(standin.api.dm_messages("USALES01")) == 1
 
 
-def test_broken_template_fails_without_blocking_the_queue(db, standin, database_url) -> None:  # noqa: ANN001
+def test_broken_template_fails_without_blocking_the_queue(db, standin, database_url) -> None:
     with db.transaction() as s:
         bad = outbox.post_to_user(s, user_id="USALES01", template="no-such-template",
                                   context={})
@@ -116,12 +116,12 @@ def test_broken_template_fails_without_blocking_the_queue(db, standin, database_
     assert row(db, good.id).status == "sent"
 
 
-def dm(db, text: str, user: str = "USALES01") -> int:  # noqa: ANN001
+def dm(db, text: str, user: str = "USALES01") -> int:
     with db.transaction() as s:
         return outbox.post_to_user(s, user_id=user, template="text", context={"text": text}).id
 
 
-def test_two_workers_with_slow_slack_deliver_each_message_once(db, standin, database_url) -> None:  # noqa: ANN001
+def test_two_workers_with_slow_slack_deliver_each_message_once(db, standin, database_url) -> None:
     # given: four DMs, a Slack that takes 1.5 s per call, and a 3 s lease (a batch takes 6 s)
     texts = [f"message {n}" for n in range(4)]
     for text in texts:
@@ -149,7 +149,7 @@ def test_two_workers_with_slow_slack_deliver_each_message_once(db, standin, data
     assert sorted(sent) == texts
 
 
-def test_rate_limit_pauses_the_method_and_many_429s_never_fail(db, standin, database_url) -> None:  # noqa: ANN001
+def test_rate_limit_pauses_the_method_and_many_429s_never_fail(db, standin, database_url) -> None:
     # given: three DMs and a Slack that rate-limits the first call
     ids = [dm(db, f"hello {n}") for n in range(3)]
     standin.api.inject("chat.postMessage", Fault(status=429, retry_after=30))
@@ -178,7 +178,7 @@ def test_rate_limit_pauses_the_method_and_many_429s_never_fail(db, standin, data
     assert [row(db, row_id).attempts for row_id in ids] == [1, 1, 1]
 
 
-def test_a_slack_outage_of_hours_delays_but_never_fails(db, standin, database_url) -> None:  # noqa: ANN001
+def test_a_slack_outage_of_hours_delays_but_never_fails(db, standin, database_url) -> None:
     # given: Slack answers 503 to the next 40 calls (hours, with the backoff capped at 5 min)
     message = dm(db, "after the outage")
     standin.api.inject("chat.postMessage", *[Fault(status=503) for _ in range(40)])
@@ -200,7 +200,7 @@ def test_a_slack_outage_of_hours_delays_but_never_fails(db, standin, database_ur
     assert [m["text"] for m in standin.api.dm_messages("USALES01")] == ["after the outage"]
 
 
-def test_transient_errors_fail_only_after_retrying_for_a_day(db, standin, database_url) -> None:  # noqa: ANN001
+def test_transient_errors_fail_only_after_retrying_for_a_day(db, standin, database_url) -> None:
     # given: a DM queued a day ago that has been retried more than MAX_ATTEMPTS times
     message = dm(db, "too late")
     created = row(db, message).created_at
@@ -219,7 +219,7 @@ def test_transient_errors_fail_only_after_retrying_for_a_day(db, standin, databa
     assert failed.attempts == MAX_ATTEMPTS + 1
 
 
-def test_unknown_slack_error_fails_after_max_attempts(db, standin, database_url) -> None:  # noqa: ANN001
+def test_unknown_slack_error_fails_after_max_attempts(db, standin, database_url) -> None:
     message = dm(db, "odd")
     standin.api.inject("chat.postMessage", *[Fault(error="something_new")
                                              for _ in range(MAX_ATTEMPTS + 5)])
@@ -233,7 +233,7 @@ def test_unknown_slack_error_fails_after_max_attempts(db, standin, database_url)
     assert len(standin.api.calls_to("chat.postMessage")) == MAX_ATTEMPTS
 
 
-def test_unexpected_error_while_delivering_fails_the_row(db, standin, database_url, caplog) -> None:  # noqa: ANN001
+def test_unexpected_error_while_delivering_fails_the_row(db, standin, database_url, caplog) -> None:
     # given: a row whose payload lacks its channel (a bug elsewhere), then a good one
     with db.transaction() as s:
         broken = OutboxMessage(transport="slack", method="chat.postMessage",
@@ -284,7 +284,7 @@ class DroppingServer:
 
 
 def test_o2c_run_deliver_uses_the_server_worker_without_sdk_retries(
-        db, database_url, monkeypatch, capsys) -> None:  # noqa: ANN001
+        db, database_url, monkeypatch, capsys) -> None:
     # given: a queued DM, and a Slack that drops the connection after reading the request
     # (it may have posted the message: a retry inside slack_sdk could post it twice)
     message = dm(db, "only once")
@@ -303,7 +303,7 @@ def test_o2c_run_deliver_uses_the_server_worker_without_sdk_retries(
     assert waiting.status == "pending" and "network" in waiting.last_error
 
 
-def test_make_worker_is_the_one_worker_of_serve_and_run(db, standin, database_url) -> None:  # noqa: ANN001
+def test_make_worker_is_the_one_worker_of_serve_and_run(db, standin, database_url) -> None:
     deps = build_deps(test_settings(database_url, standin.api_url), db=db)
     worker = make_worker(deps, poll_interval=0.5)
     assert worker.client.retry_handlers == [] and deps.client.retry_handlers != []
@@ -311,7 +311,7 @@ def test_make_worker_is_the_one_worker_of_serve_and_run(db, standin, database_ur
     assert worker.mailer is None and worker.poll_interval == 0.5
 
 
-def test_a_dunning_email_that_keeps_failing_is_told_in_the_ar_channel_once(  # noqa: ANN001
+def test_a_dunning_email_that_keeps_failing_is_told_in_the_ar_channel_once(
         db, standin, database_url) -> None:
     from bot.outbox import Permanent, Retry
 

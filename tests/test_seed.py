@@ -35,7 +35,7 @@ EVERY_STATE = {"approved", "backordered", "partially_shipped", "invoiced", "paid
 
 
 @pytest.fixture(scope="module")
-def seeded(db_factory) -> Iterator[tuple[Database, dict]]:  # noqa: ANN001
+def seeded(db_factory) -> Iterator[tuple[Database, dict]]:
     """One fresh database seeded once, shared by the read-only checks below."""
     url = db_factory.create()
     database = Database(url)

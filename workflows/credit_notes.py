@@ -498,13 +498,13 @@ def issue_direct(session: Session, *, invoice_number: str, amount: str, reason: 
 
 
 # -- the approval's subject (workflows.approvals) ------------------------------------------------
-def _approved(session: Session, approval, request: CreditNoteRequest, user_id: str,  # noqa: ANN001
+def _approved(session: Session, approval, request: CreditNoteRequest, user_id: str,
               now: datetime) -> None:
     request.decided_by, request.decided_at = user_id, now
     issue(session, request, actor=user_id, now=now)
 
 
-def _rejected(session: Session, approval, request: CreditNoteRequest, user_id: str,  # noqa: ANN001
+def _rejected(session: Session, approval, request: CreditNoteRequest, user_id: str,
               now: datetime, note: str | None) -> None:
     request.status = CreditNoteStatus.REJECTED
     request.decided_by, request.decided_at, request.decision_note = user_id, now, note
@@ -519,7 +519,7 @@ def _rejected(session: Session, approval, request: CreditNoteRequest, user_id: s
         disputes.credit_rejected(session, request.dispute_id, now=now, note=note)
 
 
-def card_view(session: Session, approval, request: CreditNoteRequest) -> dict:  # noqa: ANN001
+def card_view(session: Session, approval, request: CreditNoteRequest) -> dict:
     """What the approval card shows about the request (JSON)."""
     invoice = session.get(Invoice, request.invoice_id)
     customer = session.get(Customer, request.customer_id)

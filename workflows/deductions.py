@@ -200,7 +200,7 @@ def check_write_off(session: Session, *, deduction_id: int, reason: str, actor: 
 
 
 def write_off(session: Session, *, deduction_id: int, reason: str, actor: str,
-              now: datetime):  # noqa: ANN201 - a WriteOffRequest
+              now: datetime):
     """Ask for the deduction to be written off (an approval card follows)."""
     from workflows import write_offs
 

@@ -43,7 +43,7 @@ from models import (
     Role,
     money,
 )
-from workflows import audit, outbox, policy
+from workflows import audit, outbox, policy, webhooks
 from workflows import validation as v
 from workflows.errors import (
     AlreadyDecided,
@@ -199,11 +199,14 @@ def open_dispute(session: Session, data: DisputeIn, *, actor: str, now: datetime
                  at=now)
     dispute.card_outbox_id = _post_card(session, dispute).id
     session.add(dispute)
+    webhooks.emit(session, "dispute.opened",
+                  lambda: webhooks.dispute_data(session, dispute, invoice),
+                  key=f"dispute.opened:{dispute.id}", at=now)
     return dispute
 
 
 def _post_card(session: Session, dispute: Dispute, *, dedupe_key: str | None = None,
-               reminder: int | None = None):  # noqa: ANN202
+               reminder: int | None = None):
     context = card_context(session, dispute, reminder=reminder)
     if dispute.owner_id:
         return outbox.post_to_user(session, user_id=dispute.owner_id, template="dispute_card",
@@ -358,6 +361,9 @@ def resolve(session: Session, *, dispute_id: int, outcome: str, by: str, now: da
     refresh_invoice(session, invoice)
     _deduction_follows(session, dispute, now=now, by=by)
     _update_card(session, dispute)
+    webhooks.emit(session, "dispute.resolved",
+                  lambda: webhooks.dispute_data(session, dispute, invoice),
+                  key=f"dispute.resolved:{dispute.id}", at=now)
     _tell_opener(session, dispute)
     return dispute
 

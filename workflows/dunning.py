@@ -129,7 +129,7 @@ def run_dunning(session: Session, as_of: date, *, batch: int = BATCH,
     return run
 
 
-def run_all(db, as_of: date, *, batch: int = BATCH,  # noqa: ANN001
+def run_all(db, as_of: date, *, batch: int = BATCH,
             now: datetime | None = None) -> DunningRun:
     """Dunning for `as_of` in batches of short transactions (a long write would hold
     SQLite's lock and delay every Slack click). With `now` (the job passes the clock's), small

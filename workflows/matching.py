@@ -331,7 +331,7 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
-def evaluate(payment: PaymentFacts, ev: Evidence, rules: Rules = Rules()) -> MatchResult:  # noqa: B008
+def evaluate(payment: PaymentFacts, ev: Evidence, rules: Rules = Rules()) -> MatchResult:
     """All plausible plans for the payment, scored and ranked."""
     plans: list[Plan] = []
     amount, on = payment.amount_minor, payment.received_on

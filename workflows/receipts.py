@@ -25,7 +25,7 @@ from sqlmodel import Session
 from models import InteractionReceipt
 
 
-class AlreadyHandled(Exception):  # noqa: N818 - a replay, not an error
+class AlreadyHandled(Exception):
     """This interaction was handled before; `result` is what the first one recorded."""
 
     def __init__(self, key: str, result: dict) -> None:

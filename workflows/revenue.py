@@ -62,7 +62,7 @@ from models import (
     money,
 )
 from models.revenue import RevenueClose, RevenueEntry
-from workflows import audit, outbox, periods, policy
+from workflows import audit, outbox, periods, policy, webhooks
 from workflows.credit_notes import credit_by_line
 from workflows.revenue_schedule import (
     AllocationLine,
@@ -494,6 +494,8 @@ def record_through(session: Session, last_day: date, *, actor: str, now: datetim
                  reason=f"revenue recorded through {period}", **row.summary)
     outbox.post_to_channel(session, channel="ar", template="revenue_close",
                            context=row.summary, dedupe_key=f"revenue-close:{period}")
+    webhooks.emit(session, "revenue.period_closed", {"revenue_close": row.summary},
+                  key=f"revenue.period_closed:{period}", at=now)
     return row
 
 

@@ -57,7 +57,7 @@ def parse_tiers(text: str) -> dict[str, Tier]:
     return tiers
 
 
-def second_role(policy, kind: str, amount_minor: int | None, currency: str | None  # noqa: ANN001
+def second_role(policy, kind: str, amount_minor: int | None, currency: str | None
                 ) -> str | None:
     """The role whose second decision an approval of `kind` for this amount needs, or None
     (one decision is enough). `policy`: `workflows.policy.Policy`."""

@@ -420,6 +420,21 @@ def invoice_data(session: Session, invoice: Invoice, **extra: Any) -> dict:
         "paid_at": invoice.paid_at.isoformat() if invoice.paid_at else None}, **extra}
 
 
+def dispute_data(session: Session, dispute: Any, invoice: Invoice, **extra: Any) -> dict:
+    """A dispute (`models.Dispute`) with its invoice as it stands."""
+    cur = dispute.currency
+    return {"dispute": {
+        "id": dispute.id, "status": dispute.status, "invoice": invoice.number,
+        "currency": cur, "amount": _amount(dispute.amount_minor, cur),
+        "reason": dispute.reason, "source": dispute.source,
+        "opened_at": dispute.opened_at.isoformat() if dispute.opened_at else None,
+        "resolved_by": dispute.resolved_by,
+        "resolved_at": dispute.resolved_at.isoformat() if dispute.resolved_at else None,
+        "credit_amount": (_amount(dispute.credit_amount_minor, cur)
+                          if dispute.credit_amount_minor is not None else None)},
+        **invoice_data(session, invoice), **extra}
+
+
 def credit_note_data(session: Session, note: CreditNote, invoice: Invoice,
                      **extra: Any) -> dict:
     cur = note.currency

@@ -190,7 +190,7 @@ def _effective(session: Session, invoice: Invoice, now: datetime) -> date:
 
 
 # -- the approval's subject (workflows.approvals) -------------------------------------------------
-def _approved(session: Session, approval, request: WriteOffRequest, user_id: str,  # noqa: ANN001
+def _approved(session: Session, approval, request: WriteOffRequest, user_id: str,
               now: datetime) -> None:
     from workflows.cash_application import write_off
 
@@ -220,7 +220,7 @@ def _approved(session: Session, approval, request: WriteOffRequest, user_id: str
                           now=now)
 
 
-def _rejected(session: Session, approval, request: WriteOffRequest, user_id: str,  # noqa: ANN001
+def _rejected(session: Session, approval, request: WriteOffRequest, user_id: str,
               now: datetime, note: str | None) -> None:
     request.status = WriteOffRequestStatus.REJECTED
     request.decided_by, request.decided_at, request.decision_note = user_id, now, note
@@ -231,7 +231,7 @@ def _rejected(session: Session, approval, request: WriteOffRequest, user_id: str
         deductions.reopen(session, request.deduction_id, now=now, why="write-off rejected")
 
 
-def card_view(session: Session, approval, request: WriteOffRequest) -> dict:  # noqa: ANN001
+def card_view(session: Session, approval, request: WriteOffRequest) -> dict:
     invoice = session.get(Invoice, request.invoice_id)
     customer = session.get(Customer, request.customer_id)
     titles = {WriteOffKind.BAD_DEBT: f"Bad-debt write-off of {invoice.number}",

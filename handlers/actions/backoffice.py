@@ -38,7 +38,7 @@ def _channel(body: dict) -> str | None:
         "id")
 
 
-def _invoice(session, invoice_id: int) -> Invoice:  # noqa: ANN001
+def _invoice(session, invoice_id: int) -> Invoice:
     invoice = session.get(Invoice, invoice_id)
     if invoice is None:
         from workflows.errors import NotFound
@@ -47,7 +47,7 @@ def _invoice(session, invoice_id: int) -> Invoice:  # noqa: ANN001
     return invoice
 
 
-def _open_info(session, invoice: Invoice) -> dict:  # noqa: ANN001
+def _open_info(session, invoice: Invoice) -> dict:
     customer = session.get(Customer, invoice.customer_id)
     return {"number": invoice.number, "customer": customer.name,
             "open": fmt_money(disputes.undisputed_open(invoice), invoice.currency)}
@@ -85,7 +85,7 @@ def on_dispute_from_account(body: dict, client: WebClient,
         invoices=invoices))
 
 
-def _resolve_view(session, dispute_id: int, user_id: str, action: str) -> dict:  # noqa: ANN001
+def _resolve_view(session, dispute_id: int, user_id: str, action: str) -> dict:
     dispute = disputes.ensure_open(session, dispute_id=dispute_id, user_id=user_id,
                                    action=action)
     invoice = session.get(Invoice, dispute.invoice_id)

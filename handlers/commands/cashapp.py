@@ -33,7 +33,7 @@ PAYMENT_USAGE = ("/o2c payment <id> [apply <invoice> [<invoice> ...] | "
 RULES_USAGE = "/o2c rules [all | remove <id>]"
 
 
-def _payment_data(session, payment) -> dict:  # noqa: ANN001
+def _payment_data(session, payment) -> dict:
     customer = session.get(Customer, payment.customer_id) if payment.customer_id else None
     return {"id": payment.id, "amount_minor": payment.amount_minor,
             "currency": payment.currency, "status": payment.status,

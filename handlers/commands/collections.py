@@ -43,7 +43,7 @@ def _row(row: OutboxMessage, tz: str) -> str:
             f"{error}")
 
 
-def _require_admin(session, user_id: str, action: str) -> None:  # noqa: ANN001
+def _require_admin(session, user_id: str, action: str) -> None:
     require_role(session, user_id=user_id, roles=(Role.ADMIN,), action=action,
                  entity_type="outbox")
 

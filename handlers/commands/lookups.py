@@ -49,7 +49,7 @@ def orders(call: CommandCall) -> None:
         call.answer(render.orders_list(customer.name, items, total), f"Orders of {customer.name}")
 
 
-def customer_actions(call: CommandCall, customer) -> list:  # noqa: ANN001
+def customer_actions(call: CommandCall, customer) -> list:
     """Buttons under the customer card: credit hold / release for those who may use them
     (the click re-checks the role on the server)."""
     from blocks.approvals import credit_hold_actions

@@ -9,7 +9,7 @@ from models import Role
 from workflows.collections import worklist
 
 
-def collector_home(session, user, roles: list[str], today: date,  # noqa: ANN001
+def collector_home(session, user, roles: list[str], today: date,
                    now: datetime) -> list[dict]:
     if Role.COLLECTOR not in roles and Role.ADMIN not in roles:
         return []

@@ -14,7 +14,7 @@ from models import Role
 from workflows import kpis
 
 
-def kpi_home(session, user, roles: list[str], today: date,  # noqa: ANN001
+def kpi_home(session, user, roles: list[str], today: date,
              now: datetime) -> list[dict]:
     if Role.ADMIN not in roles:
         return []

@@ -18,13 +18,13 @@ CUSTOMER = {"external_id": "C-GLOBEX", "name": "Globex Corporation", "currency":
             "billing_email": "ap@globex.example"}
 
 
-def count(db, model) -> int:  # noqa: ANN001
+def count(db, model) -> int:
     with db.read_session() as s:
         return s.exec(select(func.count()).select_from(model)).one()
 
 
 @pytest.fixture
-def company(server, api):  # noqa: ANN001, ANN201
+def company(server, api):
     assert api.put("/users/USALES01", json={"name": "Sam", "roles": ["sales"],
                                             "timezone": "America/New_York"}).status_code == 201
     assert api.post("/customers", json=CUSTOMER).status_code == 201
@@ -32,14 +32,14 @@ def company(server, api):  # noqa: ANN001, ANN201
                                        "currency": "USD", "on_hand": 100}).status_code == 201
 
 
-def order_body(**overrides) -> dict:  # noqa: ANN003
+def order_body(**overrides) -> dict:
     body = {"customer": "C-GLOBEX", "sales_rep": "USALES01", "currency": "USD",
             "lines": [{"sku": "WID-1", "quantity": 3, "discount_pct": "10"}]}
     body.update(overrides)
     return body
 
 
-def test_requests_without_the_bearer_token_are_refused(server) -> None:  # noqa: ANN001
+def test_requests_without_the_bearer_token_are_refused(server) -> None:
     with httpx.Client(base_url=f"{server.base_url}/api/v1") as client:
         # when
         missing = client.post("/customers", json=CUSTOMER)
@@ -53,7 +53,7 @@ def test_requests_without_the_bearer_token_are_refused(server) -> None:  # noqa:
     assert count(server.db, Customer) == 0
 
 
-def test_order_roundtrip_with_balances_and_history(company, api) -> None:  # noqa: ANN001
+def test_order_roundtrip_with_balances_and_history(company, api) -> None:
     # when
     created = api.post("/orders", json=order_body())
     # then
@@ -82,7 +82,7 @@ def test_order_roundtrip_with_balances_and_history(company, api) -> None:  # noq
     assert api.get(f"/orders/{body['number']}").json()["status"] == "paid"
 
 
-def test_same_idempotency_key_and_body_returns_the_first_answer(company, api, server) -> None:  # noqa: ANN001
+def test_same_idempotency_key_and_body_returns_the_first_answer(company, api, server) -> None:
     # when
     first = api.post("/orders", json=order_body(), headers={"Idempotency-Key": "k-1"})
     again = api.post("/orders", json=order_body(), headers={"Idempotency-Key": "k-1"})
@@ -93,7 +93,7 @@ def test_same_idempotency_key_and_body_returns_the_first_answer(company, api, se
     assert count(server.db, Order) == 1
 
 
-def test_idempotency_key_reused_with_another_body_is_409(company, api, server) -> None:  # noqa: ANN001
+def test_idempotency_key_reused_with_another_body_is_409(company, api, server) -> None:
     api.post("/orders", json=order_body(), headers={"Idempotency-Key": "k-2"})
     # when
     other = api.post("/orders", json=order_body(lines=[{"sku": "WID-1", "quantity": 9}]),
@@ -104,7 +104,7 @@ def test_idempotency_key_reused_with_another_body_is_409(company, api, server) -
     assert count(server.db, Order) == 1
 
 
-def test_concurrent_duplicates_create_one_order(company, server) -> None:  # noqa: ANN001
+def test_concurrent_duplicates_create_one_order(company, server) -> None:
     # given
     results: list[httpx.Response] = []
     barrier = threading.Barrier(8)
@@ -142,7 +142,7 @@ def test_concurrent_duplicates_create_one_order(company, server) -> None:  # noq
     (order_body(colour="blue"), "colour"),
     ({"customer": "C-GLOBEX"}, "sales_rep"),
 ])
-def test_bad_order_names_the_field_and_stores_nothing(company, api, server, body, field) -> None:  # noqa: ANN001
+def test_bad_order_names_the_field_and_stores_nothing(company, api, server, body, field) -> None:
     # when
     response = api.post("/orders", json=body, headers={"Idempotency-Key": f"bad-{field}"})
     # then
@@ -155,7 +155,7 @@ def test_bad_order_names_the_field_and_stores_nothing(company, api, server, body
     assert count(server.db, IdempotencyKey) == 0  # a refused request stores nothing
 
 
-def test_malformed_json_is_400(company, api, server) -> None:  # noqa: ANN001
+def test_malformed_json_is_400(company, api, server) -> None:
     response = api.post("/orders", content=b'{"customer": ', headers={
         "content-type": "application/json"})
     assert response.status_code == 400
@@ -163,7 +163,7 @@ def test_malformed_json_is_400(company, api, server) -> None:  # noqa: ANN001
     assert count(server.db, Order) == 0
 
 
-def test_float_amounts_are_refused(company, api, server) -> None:  # noqa: ANN001
+def test_float_amounts_are_refused(company, api, server) -> None:
     response = api.post("/payments", json={"amount": 10.10, "currency": "USD",
                                            "received_at": "2026-11-22T09:00:00Z"})
     assert response.status_code == 422
@@ -171,7 +171,7 @@ def test_float_amounts_are_refused(company, api, server) -> None:  # noqa: ANN00
     assert count(server.db, Payment) == 0
 
 
-def test_naive_timestamps_and_too_many_decimals_are_refused(company, api) -> None:  # noqa: ANN001
+def test_naive_timestamps_and_too_many_decimals_are_refused(company, api) -> None:
     naive = api.post("/payments", json={"amount": "10.00", "currency": "USD",
                                         "received_at": "2026-11-22T09:00:00"})
     assert naive.status_code == 422 and naive.json()["errors"][0]["field"] == "received_at"
@@ -180,7 +180,7 @@ def test_naive_timestamps_and_too_many_decimals_are_refused(company, api) -> Non
     assert jpy.status_code == 422 and jpy.json()["errors"][0]["field"] == "amount"
 
 
-def test_a_resent_payment_is_answered_with_the_first(company, api, server) -> None:  # noqa: ANN001
+def test_a_resent_payment_is_answered_with_the_first(company, api, server) -> None:
     body = {"amount": "75.00", "currency": "USD", "received_at": "2026-11-22T09:00:00Z",
             "payer_name": "GLOBEX CORP", "external_id": "BANK-2026-11-22:7"}
     first = api.post("/payments", json=body)
@@ -192,7 +192,7 @@ def test_a_resent_payment_is_answered_with_the_first(company, api, server) -> No
     assert count(server.db, Payment) == 1
 
 
-def test_the_same_external_id_with_other_money_is_409_naming_the_fields(  # noqa: ANN001
+def test_the_same_external_id_with_other_money_is_409_naming_the_fields(
         company, api, server) -> None:
     body = {"amount": "75.00", "currency": "USD", "received_at": "2026-11-22T09:00:00Z",
             "external_id": "BANK-2026-11-22:7"}
@@ -213,7 +213,7 @@ def test_the_same_external_id_with_other_money_is_409_naming_the_fields(  # noqa
     assert api.get(f"/payments/{first.json()['id']}").json()["amount"] == "75.00"
 
 
-def test_customer_post_is_an_upsert_and_erp_invoice_is_immutable(company, api, server) -> None:  # noqa: ANN001
+def test_customer_post_is_an_upsert_and_erp_invoice_is_immutable(company, api, server) -> None:
     updated = api.post("/customers", json={**CUSTOMER, "credit_limit": "60000.00"})
     assert updated.status_code == 200 and updated.json()["credit_limit"] == "60000.00"
     invoice = {"number": "ERP-77", "customer": "C-GLOBEX", "currency": "USD",
@@ -224,7 +224,7 @@ def test_customer_post_is_an_upsert_and_erp_invoice_is_immutable(company, api, s
     assert api.get("/invoices/ERP-77").json()["total"] == "120.00"
 
 
-def test_reports_aging_and_kpis(company, api, server) -> None:  # noqa: ANN001
+def test_reports_aging_and_kpis(company, api, server) -> None:
     today = server.deps.clock.business_today()
     with server.db.transaction() as s:
         f.invoice(s, "INV-A", total="100.00", due=today - timedelta(days=40))
@@ -240,21 +240,21 @@ def test_reports_aging_and_kpis(company, api, server) -> None:  # noqa: ANN001
     assert api.get("/reports/kpis?format=csv").text.startswith("kpi,value")
 
 
-def test_unknown_records_are_404_problems(company, api) -> None:  # noqa: ANN001
+def test_unknown_records_are_404_problems(company, api) -> None:
     for path in ("/orders/SO-1", "/invoices/NOPE", "/payments/999"):
         response = api.get(path)
         assert response.status_code == 404
         assert response.json()["status"] == 404
 
 
-def test_put_user_validates_roles_and_timezone(server, api) -> None:  # noqa: ANN001
+def test_put_user_validates_roles_and_timezone(server, api) -> None:
     bad_role = api.put("/users/U123ABC", json={"name": "X", "roles": ["king"]})
     assert bad_role.status_code == 422 and bad_role.json()["errors"][0]["field"] == "roles"
     bad_tz = api.put("/users/U123ABC", json={"name": "X", "roles": [], "timezone": "Mars/Base"})
     assert bad_tz.status_code == 422 and bad_tz.json()["errors"][0]["field"] == "timezone"
 
 
-def test_openapi_and_health(server) -> None:  # noqa: ANN001
+def test_openapi_and_health(server) -> None:
     with httpx.Client(base_url=server.base_url) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         assert client.get("/readyz").json()["status"] == "ready"
@@ -263,7 +263,7 @@ def test_openapi_and_health(server) -> None:  # noqa: ANN001
         assert "/slack/events" not in spec["paths"]
 
 
-def test_erp_invoice_lines_by_amount_and_its_own_terms(company, api) -> None:  # noqa: ANN001
+def test_erp_invoice_lines_by_amount_and_its_own_terms(company, api) -> None:
     # given an ERP invoice whose lines carry amounts only, and no payment terms
     body = {"number": "ERP-900", "customer": "C-GLOBEX", "currency": "USD",
             "issue_date": "2026-10-01", "due_date": "2026-10-15", "total": "150.00",
@@ -282,7 +282,7 @@ def test_erp_invoice_lines_by_amount_and_its_own_terms(company, api) -> None:  #
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "lines[0]"
 
 
-def test_customer_resend_keeps_what_it_leaves_out_and_audits_changes(company, api, server) -> None:  # noqa: ANN001
+def test_customer_resend_keeps_what_it_leaves_out_and_audits_changes(company, api, server) -> None:
     from models import AuditEvent
 
     # given a reviewed customer with a billing contact (see CUSTOMER)

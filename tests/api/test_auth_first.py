@@ -13,7 +13,7 @@ from tests.conftest import API_TOKEN
 
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong", f"Basic {API_TOKEN}",
                                            "Bearer", f"bearer {API_TOKEN}x"])
-def test_no_token_is_a_401_before_the_body_is_parsed(server, authorization) -> None:  # noqa: ANN001
+def test_no_token_is_a_401_before_the_body_is_parsed(server, authorization) -> None:
     headers = {"content-type": "application/json"}
     if authorization is not None:
         headers["authorization"] = authorization
@@ -29,13 +29,13 @@ def test_no_token_is_a_401_before_the_body_is_parsed(server, authorization) -> N
         assert s.exec(select(func.count()).select_from(Customer)).one() == 0
 
 
-def test_with_the_token_the_same_junk_is_a_400(server) -> None:  # noqa: ANN001
+def test_with_the_token_the_same_junk_is_a_400(server) -> None:
     answer = httpx.post(f"{server.base_url}/api/v1/customers", content=b'{"junk": ',
                         headers={"content-type": "application/json",
                                  "authorization": f"Bearer {API_TOKEN}"})
     assert answer.status_code == 400 and answer.json()["title"] == "Malformed JSON"
 
 
-def test_health_and_openapi_need_no_token(server) -> None:  # noqa: ANN001
+def test_health_and_openapi_need_no_token(server) -> None:
     assert httpx.get(f"{server.base_url}/healthz").status_code == 200
     assert httpx.get(f"{server.base_url}/openapi.json").status_code == 200

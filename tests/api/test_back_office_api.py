@@ -21,7 +21,7 @@ frozen_time = frozen_at(datetime.combine(TODAY, time(10), UTC), tick=True)
 
 
 @pytest.fixture
-def books(server):  # noqa: ANN001, ANN201
+def books(server):
     with server.db.transaction() as s:
         f.user(s, "USALES01", "sales")
         f.user(s, "UCOLL001", "collector")
@@ -36,7 +36,7 @@ def books(server):  # noqa: ANN001, ANN201
     return server
 
 
-def decide(server, request_id: int, user: str, approve: bool = True) -> str:  # noqa: ANN001
+def decide(server, request_id: int, user: str, approve: bool = True) -> str:
     with server.db.transaction() as s:
         approval_id = s.get(CreditNoteRequest, request_id).approval_id
         return approvals.decide(session=s, approval_id=approval_id, user_id=user,
@@ -44,7 +44,7 @@ def decide(server, request_id: int, user: str, approve: bool = True) -> str:  # 
                                 note=None if approve else "no").outcome
 
 
-def test_dispute_open_get_resolve_and_the_aging_in_dispute(books, api) -> None:  # noqa: ANN001
+def test_dispute_open_get_resolve_and_the_aging_in_dispute(books, api) -> None:
     # when a dispute is opened for 400.00 of the invoice
     opened = api.post("/invoices/INV-2026-000101/disputes",
                       json={"reason": "damaged", "amount": "400.00", "note": "3 broken",
@@ -83,7 +83,7 @@ def test_dispute_open_get_resolve_and_the_aging_in_dispute(books, api) -> None: 
             AuditEvent.action == "refused.dispute.rejected")).all() == ["UNOBODY1"]
 
 
-def test_bad_dispute_input_stores_nothing(books, api) -> None:  # noqa: ANN001
+def test_bad_dispute_input_stores_nothing(books, api) -> None:
     for body, field in (({"reason": "weather"}, "reason"),
                         ({"reason": "pricing", "amount": "1000.01"}, "amount"),
                         ({"reason": "pricing", "amount": "-1"}, "amount"),
@@ -97,7 +97,7 @@ def test_bad_dispute_input_stores_nothing(books, api) -> None:  # noqa: ANN001
         assert s.exec(select(func.count()).select_from(Dispute)).one() == 0
 
 
-def test_accepting_a_dispute_asks_for_a_credit_note_issued_after_approval(books, api) -> None:  # noqa: ANN001
+def test_accepting_a_dispute_asks_for_a_credit_note_issued_after_approval(books, api) -> None:
     dispute = api.post("/invoices/INV-2026-000101/disputes",
                        json={"reason": "pricing", "amount": "100.00"}).json()
     accepted = api.post(f"/disputes/{dispute['id']}/resolve",
@@ -117,7 +117,7 @@ def test_accepting_a_dispute_asks_for_a_credit_note_issued_after_approval(books,
     assert [n["number"] for n in invoice["credit_notes"]] == [issued["number"]]
 
 
-def test_credit_notes_by_amount_lines_and_from_an_erp(books, api) -> None:  # noqa: ANN001
+def test_credit_notes_by_amount_lines_and_from_an_erp(books, api) -> None:
     # given an invoice with lines
     assert api.post("/invoices", json={
         "number": "ERP-77", "customer": "C-GLOBEX", "currency": "USD",
@@ -163,7 +163,7 @@ def test_credit_notes_by_amount_lines_and_from_an_erp(books, api) -> None:  # no
         assert s.exec(select(func.count()).select_from(InvoiceLine)).one() == 2
 
 
-def test_a_tier_needs_a_second_decision(books, api) -> None:  # noqa: ANN001
+def test_a_tier_needs_a_second_decision(books, api) -> None:
     with books.db.transaction() as s:
         policy.set_value(s, key="approval_tiers", value="credit_note:300:admin", actor="test")
     asked = api.post("/credit-notes", json={"invoice": "INV-2026-000101", "reason": "goodwill",
@@ -180,7 +180,7 @@ def test_a_tier_needs_a_second_decision(books, api) -> None:  # noqa: ANN001
     assert "approval.approved" in actions
 
 
-def test_late_fees_by_the_dunning_job_and_the_kpis(books, api) -> None:  # noqa: ANN001
+def test_late_fees_by_the_dunning_job_and_the_kpis(books, api) -> None:
     with books.db.transaction() as s:
         policy.set_value(s, key="late_fees", value="7:fee=25.00", actor="test")
     dispute = api.post("/invoices/INV-2026-000102/disputes", json={"reason": "tax"}).json()

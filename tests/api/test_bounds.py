@@ -16,7 +16,7 @@ BIG_LIMIT = "9999999999999.99"  # the bound in USD
 
 
 @pytest.fixture
-def rich(server, api):  # noqa: ANN001, ANN201
+def rich(server, api):
     """A rep, a customer with the largest credit limit, and a product for USD 100.00."""
     assert api.put("/users/USALES01", json={"name": "Sam", "roles": ["sales"]}).status_code == 201
     assert api.post("/customers", json={**CUSTOMER, "credit_limit": BIG_LIMIT}).status_code == 201
@@ -24,14 +24,14 @@ def rich(server, api):  # noqa: ANN001, ANN201
                                        "currency": "USD", "on_hand": 1_000_000}).status_code == 201
 
 
-def problem_fields(response) -> list[str]:  # noqa: ANN001
+def problem_fields(response) -> list[str]:
     assert response.headers["content-type"].startswith("application/problem+json")
     return [e["field"] for e in response.json().get("errors", [])]
 
 
 # -- amounts beyond 32 bits are stored exactly ---------------------------------------------------
 @pytest.mark.parametrize("amount", ["21474836.48", "9000000000000.00", BIG_LIMIT])
-def test_a_payment_beyond_32_bits_is_stored_and_read_back(api, amount) -> None:  # noqa: ANN001
+def test_a_payment_beyond_32_bits_is_stored_and_read_back(api, amount) -> None:
     # when
     created = api.post("/payments", json={"amount": amount, "currency": "USD",
                                           "received_at": "2026-11-20T10:00:00Z"})
@@ -43,14 +43,14 @@ def test_a_payment_beyond_32_bits_is_stored_and_read_back(api, amount) -> None: 
     assert again.json()["unapplied_amount"] == amount
 
 
-def test_an_idr_credit_limit_of_a_billion_is_stored(api) -> None:  # noqa: ANN001
+def test_an_idr_credit_limit_of_a_billion_is_stored(api) -> None:
     body = {**CUSTOMER, "external_id": "C-JKT", "currency": "IDR",
             "credit_limit": "1000000000.00"}
     assert api.post("/customers", json=body).status_code == 201
     assert api.get("/customers/C-JKT").json()["credit_limit"] == "1000000000.00"
 
 
-def test_an_order_of_214749_times_usd_100_is_priced_and_approved(rich, api, server) -> None:  # noqa: ANN001
+def test_an_order_of_214749_times_usd_100_is_priced_and_approved(rich, api, server) -> None:
     order = api.post("/orders", json={"customer": "C-GLOBEX", "sales_rep": "USALES01",
                                       "currency": "USD",
                                       "lines": [{"sku": "WID-100", "quantity": 214_749}]})
@@ -106,7 +106,7 @@ REFUSED = [
 
 @pytest.mark.parametrize(("path", "body", "field"), REFUSED,
                          ids=[f"{p} {f}" for p, _, f in REFUSED])
-def test_out_of_bounds_input_is_a_422_naming_the_field(rich, api, server, path, body,  # noqa: ANN001
+def test_out_of_bounds_input_is_a_422_naming_the_field(rich, api, server, path, body,
                                                        field) -> None:
     # given what is stored before
     tables = (Payment, Customer, Product, Order)
@@ -119,7 +119,7 @@ def test_out_of_bounds_input_is_a_422_naming_the_field(rich, api, server, path, 
     assert [count(server.db, t) for t in tables] == before
 
 
-def test_an_order_whose_total_exceeds_the_bound_is_refused_naming_the_lines(rich, api) -> None:  # noqa: ANN001
+def test_an_order_whose_total_exceeds_the_bound_is_refused_naming_the_lines(rich, api) -> None:
     # each line's quantity x price is within the bound; together they are not
     line = {"sku": "WID-100", "quantity": 1, "unit_price": "6000000000000.00"}
     response = api.post("/orders", json={"customer": "C-GLOBEX", "sales_rep": "USALES01",
@@ -128,7 +128,7 @@ def test_an_order_whose_total_exceeds_the_bound_is_refused_naming_the_lines(rich
     assert problem_fields(response) == ["lines"]
 
 
-def test_an_amount_at_the_bound_in_each_kind_of_currency(api) -> None:  # noqa: ANN001
+def test_an_amount_at_the_bound_in_each_kind_of_currency(api) -> None:
     for currency, amount in (("JPY", "999999999999999"), ("KWD", "999999999999.999"),
                              ("USD", BIG_LIMIT)):
         response = api.post("/payments", json={**PAYMENT, "currency": currency,
@@ -140,7 +140,7 @@ def test_an_amount_at_the_bound_in_each_kind_of_currency(api) -> None:  # noqa: 
 @pytest.mark.parametrize("report", ["aging", "kpis"])
 @pytest.mark.parametrize(("as_of", "status"), [("0001-01-01", 422), ("9999-12-31", 422),
                                                ("1900-01-01", 200), ("2999-12-31", 200)])
-def test_report_dates_at_the_extremes(company, api, report, as_of, status) -> None:  # noqa: ANN001, F811
+def test_report_dates_at_the_extremes(company, api, report, as_of, status) -> None:  # noqa: F811
     response = api.get(f"/reports/{report}", params={"as_of": as_of})
     assert response.status_code == status, response.text
     if status == 422:
@@ -150,17 +150,17 @@ def test_report_dates_at_the_extremes(company, api, report, as_of, status) -> No
 @pytest.mark.parametrize("path", ["/payments/1234567890123456789012", "/payments/2147483648",
                                   "/payments/0", "/customers/C%00X", "/orders/SO-1%00",
                                   "/invoices/%00"])
-def test_ids_beyond_the_columns_and_nul_keys_are_422_not_500(api, path) -> None:  # noqa: ANN001
+def test_ids_beyond_the_columns_and_nul_keys_are_422_not_500(api, path) -> None:
     response = api.get(path)
     assert response.status_code == 422, response.text
     assert problem_fields(response)
 
 
-def test_an_unknown_id_within_range_is_a_404(api) -> None:  # noqa: ANN001
+def test_an_unknown_id_within_range_is_a_404(api) -> None:
     assert api.get("/payments/2147483647").status_code == 404
 
 
-def test_user_email_is_validated_and_normalised(api) -> None:  # noqa: ANN001
+def test_user_email_is_validated_and_normalised(api) -> None:
     bad = api.put("/users/USALES09", json={"name": "S", "roles": [], "email": "s@x\n.example"})
     assert bad.status_code == 422 and problem_fields(bad) == ["email"]
     good = api.put("/users/USALES09", json={"name": "S", "roles": [],
@@ -169,7 +169,7 @@ def test_user_email_is_validated_and_normalised(api) -> None:  # noqa: ANN001
 
 
 # -- the database is down: 503 with Retry-After ---------------------------------------------------
-def unreachable(server) -> Database:  # noqa: ANN001
+def unreachable(server) -> Database:
     """Point the running server at a database that refuses connections, as during a restart."""
     url = ("sqlite:////nonexistent-o2c-dir/o2c.db" if server.db.is_sqlite
            else "postgresql://o2c@127.0.0.1:9/o2c")
@@ -179,7 +179,7 @@ def unreachable(server) -> Database:  # noqa: ANN001
 @pytest.mark.parametrize(("method", "path", "body"), [
     ("GET", "/payments/1", None), ("GET", "/reports/aging", None),
     ("POST", "/payments", PAYMENT), ("POST", "/customers", CUSTOMER)])
-def test_while_the_database_is_down_the_api_answers_503_with_retry_after(server, api, method,  # noqa: ANN001
+def test_while_the_database_is_down_the_api_answers_503_with_retry_after(server, api, method,
                                                                          path, body) -> None:
     working = server.deps.db
     server.deps.db = unreachable(server)

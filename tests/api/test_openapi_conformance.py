@@ -31,7 +31,7 @@ CHECKS = [status_code_conformance, content_type_conformance, response_headers_co
 PREFIX = "/api/v1"
 
 
-def conformance(schema, response: httpx.Response) -> list[str]:  # noqa: ANN001
+def conformance(schema, response: httpx.Response) -> list[str]:
     """What is wrong with `response` by the document, [] when nothing."""
     method, path = response.request.method, response.request.url.path
     operation = schema.find_operation_by_path(method, path)
@@ -50,7 +50,7 @@ def conformance(schema, response: httpx.Response) -> list[str]:  # noqa: ANN001
 
 
 @pytest.fixture
-def answers(api) -> list[httpx.Response]:  # noqa: ANN001
+def answers(api) -> list[httpx.Response]:
     """Every response the `api` client receives, read whole."""
     kept: list[httpx.Response] = []
 
@@ -63,7 +63,7 @@ def answers(api) -> list[httpx.Response]:  # noqa: ANN001
 
 
 @pytest.fixture
-def schema(server, api):  # noqa: ANN001, ANN201
+def schema(server, api):
     return schemathesis.openapi.from_dict(api.get(f"{server.base_url}/openapi.json").json())
 
 
@@ -72,7 +72,7 @@ def created(response: httpx.Response, status: int = 201) -> dict:
     return response.json()
 
 
-def order_to_cash(api) -> None:  # noqa: ANN001, PLR0915
+def order_to_cash(api) -> None:
     """Master data, orders (approved and pending), a partial shipment, an ERP invoice,
     payments (applied, re-sent, uncertain, dated in a closed month), lookups and reports."""
     created(api.put("/users/USALES01", json={"name": "Sam", "roles": ["sales"],
@@ -198,7 +198,7 @@ def order_to_cash(api) -> None:  # noqa: ANN001, PLR0915
         assert csv.status_code == 200 and csv.text.count("\n") > 1, csv.text
 
 
-def refusals(server, api) -> None:  # noqa: ANN001
+def refusals(server, api) -> None:
     """One of each problem the document declares."""
     assert api.get("/periods", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert api.post("/orders", json={}, headers={"Authorization": ""}).status_code == 401
@@ -252,7 +252,7 @@ def refusals(server, api) -> None:  # noqa: ANN001
         server.deps.db = working
 
 
-def test_every_real_answer_is_the_one_the_openapi_document_describes(  # noqa: ANN001
+def test_every_real_answer_is_the_one_the_openapi_document_describes(
         server, api, answers, schema) -> None:
     # when an order-to-cash run and its refusals go through the API
     order_to_cash(api)
@@ -271,7 +271,7 @@ def test_every_real_answer_is_the_one_the_openapi_document_describes(  # noqa: A
     assert all(r.headers["content-type"] == "application/problem+json" for r in errors)
 
 
-def test_a_wrong_answer_is_caught(schema) -> None:  # noqa: ANN001
+def test_a_wrong_answer_is_caught(schema) -> None:
     """The check above can fail: an undeclared status, a body off its schema and a problem
     sent as plain JSON are each reported."""
     def answer(status: int, body: object, path: str = "/periods",

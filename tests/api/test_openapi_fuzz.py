@@ -43,7 +43,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 @pytest.fixture
-def schema(database_url: str):  # noqa: ANN201
+def schema(database_url: str):
     db = Database(database_url)
     try:
         with db.transaction() as session:
@@ -58,7 +58,7 @@ def schema(database_url: str):  # noqa: ANN201
     app.state.deps.db.dispose()
 
 
-def test_no_request_makes_a_server_error_or_an_undescribed_answer(schema) -> None:  # noqa: ANN001
+def test_no_request_makes_a_server_error_or_an_undescribed_answer(schema) -> None:
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 13  # every route of api/routes.py is in the schema
     errors: list[str] = []
@@ -68,7 +68,7 @@ def test_no_request_makes_a_server_error_or_an_undescribed_answer(schema) -> Non
             @settings(max_examples=EXAMPLES, derandomize=DERANDOMIZE, deadline=None,
                       database=None, suppress_health_check=list(HealthCheck))
             @given(case=operation.as_strategy(generation_mode=mode))
-            def call(case) -> None:  # noqa: ANN001
+            def call(case) -> None:
                 nonlocal answered
                 response = case.call(headers=AUTH)
                 answered += 1

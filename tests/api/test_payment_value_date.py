@@ -19,7 +19,7 @@ PAYMENT = {"amount": "250.00", "currency": "USD", "received_at": "2026-11-20T09:
            "reference": "INV-VD-1", "customer": "C-GLOBEX", "external_id": "BANK-VD-1"}
 
 
-def test_a_payment_counts_from_its_value_date(server, api) -> None:  # noqa: ANN001
+def test_a_payment_counts_from_its_value_date(server, api) -> None:
     # given an open invoice
     with server.db.transaction() as s:
         f.customer(s)
@@ -35,7 +35,7 @@ def test_a_payment_counts_from_its_value_date(server, api) -> None:  # noqa: ANN
         ("INV-VD-1", "2026-11-18")]
 
 
-def test_a_retry_sent_before_value_date_existed_replays_its_answer(server, api) -> None:  # noqa: ANN001
+def test_a_retry_sent_before_value_date_existed_replays_its_answer(server, api) -> None:
     # given a payment answered before the upgrade: its key stored with the hash of the body as
     # it was canonicalised then (every field of the old model, no value_date)
     old_body = {"amount": "250.00", "currency": "USD",

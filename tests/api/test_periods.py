@@ -19,7 +19,7 @@ def last_month() -> date:
     return (Clock().business_today().replace(day=1) - timedelta(days=1)).replace(day=1)
 
 
-def test_close_a_month_then_a_payment_dated_in_it_is_booked_in_the_next(server, api) -> None:  # noqa: ANN001
+def test_close_a_month_then_a_payment_dated_in_it_is_booked_in_the_next(server, api) -> None:
     # given: an invoice issued last month
     month = last_month()
     period = f"{month:%Y-%m}"
@@ -56,7 +56,7 @@ def test_close_a_month_then_a_payment_dated_in_it_is_booked_in_the_next(server, 
     assert [(e.actor, e.entity_id) for e in closes] == [("api", period)]
 
 
-def test_a_month_not_over_cannot_be_closed(server, api) -> None:  # noqa: ANN001
+def test_a_month_not_over_cannot_be_closed(server, api) -> None:
     # when
     this_month = f"{Clock().business_today():%Y-%m}"
     answers = [api.post(f"/periods/{p}/close") for p in (this_month, "2026-6", "someday")]
@@ -67,7 +67,7 @@ def test_a_month_not_over_cannot_be_closed(server, api) -> None:  # noqa: ANN001
     assert api.get("/periods").json() == {"closed_through": None, "closes": []}
 
 
-def test_the_close_period_command(monkeypatch, capsys, db, database_url) -> None:  # noqa: ANN001
+def test_the_close_period_command(monkeypatch, capsys, db, database_url) -> None:
     # given
     monkeypatch.setenv("DATABASE_URL", database_url)
     period = f"{last_month():%Y-%m}"

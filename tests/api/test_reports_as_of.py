@@ -14,7 +14,7 @@ from workflows.cash_application import record_payment
 from workflows.inputs import PaymentIn
 
 
-def test_reports_as_of_a_past_day(server, api) -> None:  # noqa: ANN001
+def test_reports_as_of_a_past_day(server, api) -> None:
     # given: 1000.00 issued 03-01 (due 03-31), paid 04-20 (recorded today); 400.00 issued
     # 04-10 (due 05-10)
     paid_on = datetime(2026, 4, 20, 10, tzinfo=UTC)
@@ -51,7 +51,7 @@ BOOK = [("INV-2026-000001", "2026-03-16", "2026-04-15", "2000.00"),
         ("INV-2026-000005", "2026-06-20", "2026-07-20", "4000.00")]
 
 
-def test_the_controllers_book_as_of_30_june(server, api) -> None:  # noqa: ANN001
+def test_the_controllers_book_as_of_30_june(server, api) -> None:
     """Issue 21's book (worked by hand in tests/workflows/test_kpis_worked_example.py): five
     invoices March-June pushed by the ERP, two paid in full on 1 May and 15 June by payments
     posted through the API afterwards."""
@@ -100,7 +100,7 @@ def test_the_controllers_book_as_of_30_june(server, api) -> None:  # noqa: ANN00
 
 
 @pytest.mark.parametrize("known_at", ["yesterday", "2026-07-01T09:00:00", "2026-13-01"])
-def test_a_bad_known_at_is_a_422_naming_it(server, api, known_at: str) -> None:  # noqa: ANN001
+def test_a_bad_known_at_is_a_422_naming_it(server, api, known_at: str) -> None:
     # when
     answer = api.get("/reports/aging", params={"as_of": "2026-06-30", "known_at": known_at})
     # then
@@ -108,7 +108,7 @@ def test_a_bad_known_at_is_a_422_naming_it(server, api, known_at: str) -> None: 
     assert [e["field"] for e in answer.json()["errors"]] == ["known_at"]
 
 
-def test_known_at_as_a_date_is_the_end_of_that_day(server, api) -> None:  # noqa: ANN001
+def test_known_at_as_a_date_is_the_end_of_that_day(server, api) -> None:
     # given: an invoice recorded now, issued ten days ago
     today = server.deps.clock.business_today()
     with server.db.transaction() as s:

@@ -20,13 +20,13 @@ TODAY = datetime(2026, 7, 15, 12, tzinfo=UTC)
 
 
 @pytest.fixture(autouse=True)
-def mid_july():  # noqa: ANN201 - time flows from 15 July 2026 (the server's outbox works)
+def mid_july():
     with time_machine.travel(TODAY, tick=True):
         yield
 
 
 @pytest.fixture
-def catalogue(server, api):  # noqa: ANN001, ANN201
+def catalogue(server, api):
     with server.db.transaction() as s:
         f.user(s, "USALES01", "sales")
         f.customer(s, credit_limit="1000000.00")
@@ -42,7 +42,7 @@ def catalogue(server, api):  # noqa: ANN001, ANN201
     return api
 
 
-def order(api, *lines: dict):  # noqa: ANN001, ANN201
+def order(api, *lines: dict):
     return api.post("/orders", json={"customer": "C-GLOBEX", "sales_rep": "USALES01",
                                      "currency": "USD", "lines": list(lines)})
 
@@ -57,7 +57,7 @@ def order(api, *lines: dict):  # noqa: ANN001, ANN201
     ({"sku": "INST", "quantity": 1, "service_start": "2026-06-31",
       "service_end": "2026-08-31"}, "lines[1].service_start"),
 ])
-def test_service_periods_are_required_and_checked(server, catalogue, line, field) -> None:  # noqa: ANN001
+def test_service_periods_are_required_and_checked(server, catalogue, line, field) -> None:
     # when
     answer = order(catalogue, {"sku": "HW-1", "quantity": 1}, line)
     # then: a 422 naming the field, and nothing stored
@@ -67,7 +67,7 @@ def test_service_periods_are_required_and_checked(server, catalogue, line, field
         assert s.exec(select(Order)).all() == []
 
 
-def test_the_revenue_report_worked_by_hand_in_json_and_csv(server, catalogue) -> None:  # noqa: ANN001
+def test_the_revenue_report_worked_by_hand_in_json_and_csv(server, catalogue) -> None:
     """Hardware: 2 x 450.00 less 10 % = 810.00, shipped 10 June: June recognises 810.00.
     Installation 300.00 from 1 June to 31 August (92 days), delivered and invoiced 1 June:
     June 300.00 x 30/92 = 97.83, July x 31/92 = 101.09, August the rest 101.08; deferred
@@ -119,18 +119,18 @@ def test_the_revenue_report_worked_by_hand_in_json_and_csv(server, catalogue) ->
 @pytest.mark.parametrize(("params", "field"), [
     ({"from": "2026-09", "to": "2026-05"}, "from"), ({"to": "2026-13"}, "to"),
     ({"from": "2010-01", "to": "2026-05"}, "from")])
-def test_report_months_are_checked(server, api, params, field) -> None:  # noqa: ANN001
+def test_report_months_are_checked(server, api, params, field) -> None:
     answer = api.get("/reports/revenue", params=params)
     assert answer.status_code == 422
     assert [e["field"] for e in answer.json()["errors"]] == [field]
 
 
-def test_the_report_defaults_to_the_twelve_months_to_this_one(server, api) -> None:  # noqa: ANN001
+def test_the_report_defaults_to_the_twelve_months_to_this_one(server, api) -> None:
     data = api.get("/reports/revenue").json()
     assert (data["from"], data["to"], data["currencies"]) == ("2025-08", "2026-07", {})
 
 
-def test_cancel_and_renew_a_subscription(server, catalogue) -> None:  # noqa: ANN001
+def test_cancel_and_renew_a_subscription(server, catalogue) -> None:
     """2 x CLOUD for a year from 1 June, billed monthly (200.00 a month): June and July are
     invoiced; cancelled from 1 September (the next unbilled period is August, so August is
     still billed); renewed once as a new order from 1 June 2027."""

@@ -12,7 +12,7 @@ from tests.conftest import API_TOKEN
 
 
 @pytest.fixture
-def order_of_10(server, api) -> str:  # noqa: ANN001
+def order_of_10(server, api) -> str:
     assert api.put("/users/USALES01", json={"name": "Sam", "roles": ["sales"]}).status_code \
         == 201
     assert api.post("/customers", json={
@@ -33,7 +33,7 @@ def shipment(number: str, qty: int, tracking: str) -> dict:
             "shipped_at": "2026-11-24T10:00:00Z", "lines": [{"sku": "WID-1", "quantity": qty}]}
 
 
-def test_three_partial_shipments_ship_and_invoice_the_order(order_of_10, api) -> None:  # noqa: ANN001
+def test_three_partial_shipments_ship_and_invoice_the_order(order_of_10, api) -> None:
     # when 10 ship as 3, 3, 4
     for qty, tracking in ((3, "1Z1"), (3, "1Z2"), (4, "1Z3")):
         answer = api.post("/shipments", json=shipment(order_of_10, qty, tracking))
@@ -50,7 +50,7 @@ def test_three_partial_shipments_ship_and_invoice_the_order(order_of_10, api) ->
     assert (product["on_hand"], product["reserved"]) == (0, 0)
 
 
-def test_two_shipments_posted_at_once_never_over_ship(server, order_of_10) -> None:  # noqa: ANN001
+def test_two_shipments_posted_at_once_never_over_ship(server, order_of_10) -> None:
     # when two shipments of 6 are posted at the same moment (together 12 of 10)
     start = threading.Barrier(2)
     answers: list[httpx.Response] = []
@@ -79,7 +79,7 @@ def test_two_shipments_posted_at_once_never_over_ship(server, order_of_10) -> No
     assert order["lines"][0]["shipped"] == 6
 
 
-def test_cancelled_short_quantities_show_in_the_order(server, api) -> None:  # noqa: ANN001
+def test_cancelled_short_quantities_show_in_the_order(server, api) -> None:
     from workflows import fulfilment, orders
 
     # given an order of 10 with only 4 in stock (6 backordered)

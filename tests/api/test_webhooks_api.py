@@ -7,7 +7,7 @@ import httpx
 from tests.conftest import API_TOKEN
 
 
-def test_subscribe_list_and_delete(api) -> None:  # noqa: ANN001
+def test_subscribe_list_and_delete(api) -> None:
     # when
     created = api.post("/webhooks", json={"url": "https://erp.example/hooks/o2c",
                                           "events": ["order.created", "invoice.paid"],
@@ -37,7 +37,7 @@ def test_subscribe_list_and_delete(api) -> None:  # noqa: ANN001
     assert api.get(f"/webhooks/{body['id']}/deliveries").status_code == 404
 
 
-def test_refusals_name_the_field(api) -> None:  # noqa: ANN001
+def test_refusals_name_the_field(api) -> None:
     cases = [
         ({"url": "http://erp.example/h", "events": ["order.created"]}, "url"),
         ({"url": "https://erp.example/h", "events": ["order.eaten"]}, "events"),
@@ -54,7 +54,7 @@ def test_refusals_name_the_field(api) -> None:  # noqa: ANN001
     assert api.get("/webhooks").json()["webhooks"] == []
 
 
-def test_the_token_is_required(server) -> None:  # noqa: ANN001
+def test_the_token_is_required(server) -> None:
     url = f"{server.base_url}/api/v1/webhooks"
     assert httpx.get(url).status_code == 401
     assert httpx.post(url, json={"url": "https://x.example", "events": ["order.created"]},

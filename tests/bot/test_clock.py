@@ -17,7 +17,7 @@ LATE_SUNDAY = datetime(2026, 11, 22, 23, 30, tzinfo=UTC)
 
 
 @pytest.fixture
-def late_sunday():  # noqa: ANN201
+def late_sunday():
     with time_machine.travel(LATE_SUNDAY, tick=False):
         yield LATE_SUNDAY
 
@@ -68,4 +68,4 @@ def test_time_travel_moves_the_clock_and_time_keeps_flowing() -> None:
         clock.travel_to(None)
         assert not clock.travelled and clock.now() == LATE_SUNDAY + timedelta(minutes=5)
         with pytest.raises(ValueError, match="aware"):
-            clock.travel_to(datetime(2027, 3, 1, 9, 0))  # noqa: DTZ001 - the point of the test
+            clock.travel_to(datetime(2027, 3, 1, 9, 0))

@@ -37,7 +37,7 @@ def _book(db: Database) -> None:
         f.invoice(s, "INV-B", "C-B", due=TODAY - timedelta(days=40))
 
 
-def test_a_click_that_writes_is_not_blocked_while_the_digests_are_built(db, monkeypatch  # noqa: ANN001
+def test_a_click_that_writes_is_not_blocked_while_the_digests_are_built(db, monkeypatch
                                                                         ) -> None:
     # given a book, and a collector who logs a call while the digest job builds worklists
     _book(db)
@@ -51,7 +51,7 @@ def test_a_click_that_writes_is_not_blocked_while_the_digests_are_built(db, monk
             collections.log_call(s, customer_id=1, actor="UCOLL001", note="will pay Friday")
         wrote.set()
 
-    def slow_build(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def slow_build(*args, **kwargs):
         clickers.append(threading.Thread(target=log_call))
         clickers[-1].start()
         during_build.append(wrote.wait(5))
@@ -70,13 +70,13 @@ def test_a_click_that_writes_is_not_blocked_while_the_digests_are_built(db, monk
         assert sorted(s.exec(select(DigestRun.collector_id)).all()) == ["UCOLL001", "UCOLL002"]
 
 
-def test_two_digest_runs_at_once_send_each_digest_once(db, monkeypatch) -> None:  # noqa: ANN001
+def test_two_digest_runs_at_once_send_each_digest_once(db, monkeypatch) -> None:
     # given two processes that both built the worklists before either recorded anything
     _book(db)
     prepare = collections.prepare_digests
     both_built = threading.Barrier(2)
 
-    def prepare_then_wait(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def prepare_then_wait(*args, **kwargs):
         prepared = prepare(*args, **kwargs)
         both_built.wait(10)
         return prepared
@@ -87,7 +87,7 @@ def test_two_digest_runs_at_once_send_each_digest_once(db, monkeypatch) -> None:
     def run() -> None:
         try:
             results.append(collections_jobs.digest(_deps(db), TODAY))
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+        except Exception as exc:
             errors.append(exc)
 
     # when both record their digests
@@ -105,7 +105,7 @@ def test_two_digest_runs_at_once_send_each_digest_once(db, monkeypatch) -> None:
     assert sorted(keys) == ["digest:UCOLL001:2026-11-23", "digest:UCOLL002:2026-11-23"]
 
 
-def test_working_hours_until_midnight_are_honoured(db) -> None:  # noqa: ANN001
+def test_working_hours_until_midnight_are_honoured(db) -> None:
     # given working hours that last the whole day
     _book(db)
     with db.transaction() as s:

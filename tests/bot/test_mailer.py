@@ -26,7 +26,7 @@ def test_without_smtp_url_there_is_no_mailer() -> None:
     assert build_mailer(load_settings(smtp_url=None)) is None
 
 
-def test_dunning_email_arrives_with_invoice_details_and_stable_message_id(smtp) -> None:  # noqa: ANN001
+def test_dunning_email_arrives_with_invoice_details_and_stable_message_id(smtp) -> None:
     # given
     mailer = SmtpMailer(smtp.url, "ar@seller.example")
     payload = {"to": "ap@acme.example", "template": "dunning_reminder", "context": DUNNING,
@@ -53,7 +53,7 @@ def test_every_dunning_template_renders(template: str) -> None:
     assert "INV-2026-000001" in subject and "USD 1,000.00" in body
 
 
-def test_temporary_refusal_is_retried_and_permanent_refusal_fails(smtp) -> None:  # noqa: ANN001
+def test_temporary_refusal_is_retried_and_permanent_refusal_fails(smtp) -> None:
     mailer = SmtpMailer(smtp.url, "ar@seller.example")
     smtp.refuse["busy@acme.example"] = "451 4.3.0 try again later"
     smtp.refuse["gone@acme.example"] = "550 5.1.1 no such user"
@@ -74,7 +74,7 @@ def test_unreachable_server_is_retried() -> None:
                 "outbox_id": 1})
 
 
-def test_invoice_email_lists_the_invoice_from_the_database(db, smtp) -> None:  # noqa: ANN001
+def test_invoice_email_lists_the_invoice_from_the_database(db, smtp) -> None:
     # given an ERP invoice
     with db.transaction() as s:
         f.customer(s, "C-A", "Acme")
@@ -98,7 +98,7 @@ def test_invoice_email_lists_the_invoice_from_the_database(db, smtp) -> None:  #
     assert data.startswith(b"%PDF") and b"Invoice INV-E-1" in data and b"USD 321.00" in data
 
 
-def test_credit_note_email_carries_its_pdf(db, smtp) -> None:  # noqa: ANN001
+def test_credit_note_email_carries_its_pdf(db, smtp) -> None:
     # given a credit note on an invoice paid but for 100.00: 100.00 off the invoice, 50.00
     # customer credit
     from workflows import approvals, credit_notes
@@ -139,7 +139,7 @@ def test_credit_note_email_carries_its_pdf(db, smtp) -> None:  # noqa: ANN001
     assert b"USD 150.00" in data and b"USD 50.00" in data
 
 
-def test_reminder_statement_renders(session) -> None:  # noqa: ANN001
+def test_reminder_statement_renders(session) -> None:
     f.user(session, "UCOLL001", "collector")
     customer = f.customer(session, "C-A", "Acme")
     f.invoice(session, "INV-1", "C-A", total="10.00", due=date(2026, 11, 1))
@@ -159,11 +159,11 @@ CREDENTIALS = ("ar-bot", "s3cret p@ss")
 
 
 @pytest.fixture
-def tls(tmp_path):  # noqa: ANN001, ANN201
+def tls(tmp_path):
     return self_signed_tls(tmp_path)
 
 
-def _running(server: LocalSmtp):  # noqa: ANN202
+def _running(server: LocalSmtp):
     server.start()
     return server
 
@@ -193,7 +193,7 @@ def test_insecure_opt_out_logs_in_without_tls_for_a_local_test_server() -> None:
         server.stop()
 
 
-def test_starttls_is_used_before_the_password_is_sent(tls) -> None:  # noqa: ANN001
+def test_starttls_is_used_before_the_password_is_sent(tls) -> None:
     server_context, client_context = tls
     server = _running(LocalSmtp(credentials=CREDENTIALS, starttls=server_context))
     try:
@@ -204,7 +204,7 @@ def test_starttls_is_used_before_the_password_is_sent(tls) -> None:  # noqa: ANN
         server.stop()
 
 
-def test_untrusted_certificate_is_refused_before_login(tls) -> None:  # noqa: ANN001
+def test_untrusted_certificate_is_refused_before_login(tls) -> None:
     # given: STARTTLS with a certificate the system does not trust
     server_context, _ = tls
     server = _running(LocalSmtp(credentials=CREDENTIALS, starttls=server_context))
@@ -216,7 +216,7 @@ def test_untrusted_certificate_is_refused_before_login(tls) -> None:  # noqa: AN
         server.stop()
 
 
-def test_smtps_uses_tls_from_the_start(tls) -> None:  # noqa: ANN001
+def test_smtps_uses_tls_from_the_start(tls) -> None:
     server_context, client_context = tls
     server = _running(LocalSmtp(credentials=CREDENTIALS, implicit_tls=server_context))
     try:

@@ -46,11 +46,11 @@ def test_settings_set_the_policy_and_admins_override_it(database_url: str) -> No
 
 
 @pytest.fixture
-def server_settings(database_url: str, standin):  # noqa: ANN001, ANN201
+def server_settings(database_url: str, standin):
     return test_settings(database_url, standin.api_url, o2c_max_discount_pct="20")
 
 
-def test_the_servers_workflows_decide_by_the_settings(server, api, slack, standin) -> None:  # noqa: ANN001
+def test_the_servers_workflows_decide_by_the_settings(server, api, slack, standin) -> None:
     # given O2C_MAX_DISCOUNT_PCT=20 (the default is 15)
     with server.db.transaction() as s:
         f.user(s, "USALES01", "sales")

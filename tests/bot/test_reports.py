@@ -40,7 +40,7 @@ def _in_new_york(db: Database) -> None:
         policies.set_value(s, key="business_timezone", value="America/New_York", actor="test")
 
 
-def test_the_post_is_due_at_eight_on_monday_in_the_business_time_zone(db) -> None:  # noqa: ANN001
+def test_the_post_is_due_at_eight_on_monday_in_the_business_time_zone(db) -> None:
     # given: the business runs on New York time (08:00 there is 13:00 UTC in November)
     _in_new_york(db)
     deps = _deps(db)
@@ -62,7 +62,7 @@ def test_the_post_is_due_at_eight_on_monday_in_the_business_time_zone(db) -> Non
             "2026-W48"]
 
 
-def test_a_server_down_at_eight_posts_at_its_next_run(db) -> None:  # noqa: ANN001
+def test_a_server_down_at_eight_posts_at_its_next_run(db) -> None:
     # given: nothing ran on Monday (a deploy); the server is back on Tuesday morning
     deps = _deps(db)
     tuesday = MONDAY + timedelta(days=1)
@@ -73,14 +73,14 @@ def test_a_server_down_at_eight_posts_at_its_next_run(db) -> None:  # noqa: ANN0
     assert [p["context"]["kpis"]["as_of"] for p in _posts(db)] == ["2026-11-24"]
 
 
-def test_the_kpis_are_computed_outside_the_write_transaction(db, monkeypatch) -> None:  # noqa: ANN001
+def test_the_kpis_are_computed_outside_the_write_transaction(db, monkeypatch) -> None:
     # given: a compute that checks, while it runs, that the week is not claimed in its own
     # session yet and that another transaction can write (SQLite: the write lock is free)
     deps = _deps(db)
     seen: list[object] = []
     real = kpis.compute
 
-    def watching(session, as_of, **kw):  # noqa: ANN001, ANN003, ANN202
+    def watching(session, as_of, **kw):
         seen.append(session.exec(select(JobRun).where(JobRun.run_key == "2026-W48")).first())
         with db.transaction() as other:
             other.add(JobRun(job="probe", run_key="during-compute"))
@@ -95,7 +95,7 @@ def test_the_kpis_are_computed_outside_the_write_transaction(db, monkeypatch) ->
         assert len(s.exec(select(JobRun).where(JobRun.job == "probe")).all()) == 1
 
 
-def test_o2c_run_back_fills_a_past_week_as_of_that_day(db, database_url, monkeypatch,  # noqa: ANN001
+def test_o2c_run_back_fills_a_past_week_as_of_that_day(db, database_url, monkeypatch,
                                                       capsys) -> None:
     # given: an invoice issued 10-05, paid in full 11-20; on 11-02 it was 1000.00 open
     from workflows.cash_application import record_payment

@@ -23,7 +23,7 @@ def _deps(db: Database, **settings: object) -> Deps:
                 client=WebClient(token="xoxb-x", base_url="http://127.0.0.1:9/"))
 
 
-def test_the_close_is_due_on_the_first_working_day_in_the_business_time_zone(db) -> None:  # noqa: ANN001
+def test_the_close_is_due_on_the_first_working_day_in_the_business_time_zone(db) -> None:
     # given: business hours in New York; 1 August 2026 is a Saturday, so Monday 3rd is due
     with db.transaction() as s:
         policy.set_value(s, key="business_timezone", value="America/New_York", actor="test")
@@ -47,14 +47,14 @@ def test_the_close_is_due_on_the_first_working_day_in_the_business_time_zone(db)
         assert [c.period for c in s.exec(select(RevenueClose))] == ["2026-07"]
 
 
-def test_a_back_fill_with_as_of_closes_the_month_before(db) -> None:  # noqa: ANN001
+def test_a_back_fill_with_as_of_closes_the_month_before(db) -> None:
     deps = _deps(db)
     summary = run_at(datetime(2026, 9, 20, 12, tzinfo=UTC), jobs.run_job, "revenue-close",
                      deps, date(2026, 9, 1))
     assert (summary["period"], summary["closed_now"]) == ("2026-08", True)
 
 
-def test_the_revenue_jobs_are_scheduled_and_can_be_turned_off(db) -> None:  # noqa: ANN001
+def test_the_revenue_jobs_are_scheduled_and_can_be_turned_off(db) -> None:
     on = scheduler.build_scheduler(_deps(db))
     off = scheduler.build_scheduler(_deps(db, o2c_job_schedules={"revenue-close": {}}))
     assert {"revenue-close", "subscription-billing"} <= {j.id for j in on.get_jobs()}
@@ -62,7 +62,7 @@ def test_the_revenue_jobs_are_scheduled_and_can_be_turned_off(db) -> None:  # no
     assert "subscription-billing" in {j.id for j in off.get_jobs()}
 
 
-def test_billing_a_day_ahead_is_refused(db) -> None:  # noqa: ANN001
+def test_billing_a_day_ahead_is_refused(db) -> None:
     import pytest
 
     from workflows.errors import ValidationFailed

@@ -23,13 +23,13 @@ def _deps(db: Database) -> Deps:
                 client=WebClient(token="xoxb-x", base_url="http://127.0.0.1:9/"))
 
 
-def _collectors(session) -> None:  # noqa: ANN001
+def _collectors(session) -> None:
     f.user(session, "ULA00001", "collector", timezone="America/Los_Angeles")
     f.user(session, "UBERLIN1", "collector", timezone="Europe/Berlin")
     f.user(session, "UTOKYO01", "collector", timezone="Asia/Tokyo")
 
 
-def test_digest_is_due_at_nine_local_on_working_days(session) -> None:  # noqa: ANN001
+def test_digest_is_due_at_nine_local_on_working_days(session) -> None:
     _collectors(session)
     session.commit()
     monday_17_utc = datetime(2026, 11, 23, 17, 0, tzinfo=UTC)  # LA 09:00, Berlin 18:00
@@ -45,7 +45,7 @@ def test_digest_is_due_at_nine_local_on_working_days(session) -> None:  # noqa: 
         date(2026, 11, 23): ["UTOKYO01"]}
 
 
-def test_digest_schedule_sends_each_collector_once_per_local_day(db) -> None:  # noqa: ANN001
+def test_digest_schedule_sends_each_collector_once_per_local_day(db) -> None:
     with db.transaction() as s:
         _collectors(s)
     deps = _deps(db)
@@ -59,7 +59,7 @@ def test_digest_schedule_sends_each_collector_once_per_local_day(db) -> None:  #
     assert runs == [("ULA00001", date(2026, 11, 23))]
 
 
-def test_a_firing_runs_once_even_when_two_processes_fire_together(database_url) -> None:  # noqa: ANN001
+def test_a_firing_runs_once_even_when_two_processes_fire_together(database_url) -> None:
     # given two "processes" (separate engines) and a job that counts its runs
     calls: list[object] = []
     spec = jobs.Job("count-me", lambda deps, as_of: calls.append(as_of) or {},
@@ -89,7 +89,7 @@ def test_a_firing_runs_once_even_when_two_processes_fire_together(database_url) 
         db.dispose()
 
 
-def test_advisory_lock_leader_on_postgresql_only(database_url) -> None:  # noqa: ANN001
+def test_advisory_lock_leader_on_postgresql_only(database_url) -> None:
     one, two = Database(database_url), Database(database_url)
     with scheduler.leadership(one, "dunning") as first:
         with scheduler.leadership(two, "dunning") as second:

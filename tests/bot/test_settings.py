@@ -44,7 +44,7 @@ def test_an_invalid_database_url_is_named_without_echoing_it() -> None:
     assert "hunter2" not in str(refused.value)
 
 
-def test_migrate_against_an_unreachable_database_logs_no_password(monkeypatch, capsys,  # noqa: ANN001
+def test_migrate_against_an_unreachable_database_logs_no_password(monkeypatch, capsys,
                                                                   caplog) -> None:
     # given: a PostgreSQL URL with a password, pointing at a port nobody listens on
     with socket.socket() as s:

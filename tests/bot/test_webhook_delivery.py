@@ -22,12 +22,12 @@ from tests.support.receiver import Receiver, Step
 from workflows import webhooks
 
 
-def integrations_worker(db, database_url) -> OutboxWorker:  # noqa: ANN001
+def integrations_worker(db, database_url) -> OutboxWorker:
     settings = test_settings(database_url, "http://127.0.0.1:9/api/")
     return OutboxWorker(db, None, settings, transports=[WebhookTransport(db)])
 
 
-def given_an_order_event(db, url: str, events: list[str] | None = None):  # noqa: ANN001, ANN201
+def given_an_order_event(db, url: str, events: list[str] | None = None):
     with db.transaction() as s:
         f.user(s, "USALES01", "sales")
         f.user(s, "UADMIN01", "admin")
@@ -38,12 +38,12 @@ def given_an_order_event(db, url: str, events: list[str] | None = None):  # noqa
         return hook.id, hook.secret, order.number
 
 
-def webhook_row(db) -> OutboxMessage:  # noqa: ANN001
+def webhook_row(db) -> OutboxMessage:
     with db.read_session() as s:
         return s.exec(select(OutboxMessage).where(OutboxMessage.transport == "webhook")).one()
 
 
-def test_a_receiver_failing_twice_gets_the_event_at_least_once_with_one_webhook_id(  # noqa: ANN001
+def test_a_receiver_failing_twice_gets_the_event_at_least_once_with_one_webhook_id(
         db, database_url) -> None:
     with Receiver([500, Step(503, headers={"Retry-After": "7"}), 200]) as receiver:
         # given an event for a receiver that fails twice, then succeeds
@@ -83,7 +83,7 @@ def test_a_receiver_failing_twice_gets_the_event_at_least_once_with_one_webhook_
         assert s.get(WebhookSubscription, hook_id).failing_since is None
 
 
-def test_a_receiver_down_for_three_days_fails_the_delivery_and_disables_the_endpoint(  # noqa: ANN001
+def test_a_receiver_down_for_three_days_fails_the_delivery_and_disables_the_endpoint(
         db, database_url) -> None:
     with Receiver([500] * 100) as receiver:
         # given a receiver that always answers 500
@@ -118,7 +118,7 @@ def test_a_receiver_down_for_three_days_fails_the_delivery_and_disables_the_endp
         assert len(s.exec(select(WebhookDelivery)).all()) == attempts
 
 
-def test_a_redirect_is_a_failure_and_is_not_followed(db, database_url) -> None:  # noqa: ANN001
+def test_a_redirect_is_a_failure_and_is_not_followed(db, database_url) -> None:
     with Receiver([Step(302, headers={"Location": "http://127.0.0.1:9/elsewhere"})]) as rx:
         given_an_order_event(db, rx.url)
         integrations_worker(db, database_url).run_once()
@@ -127,7 +127,7 @@ def test_a_redirect_is_a_failure_and_is_not_followed(db, database_url) -> None: 
     assert row.status == "pending" and row.last_error == "webhook: HTTP 302"
 
 
-def test_a_slow_receiver_holds_back_neither_the_api_nor_slack(server, api, standin) -> None:  # noqa: ANN001
+def test_a_slow_receiver_holds_back_neither_the_api_nor_slack(server, api, standin) -> None:
     def attempts_finished() -> int:
         with server.db.read_session() as s:
             return len(s.exec(select(WebhookDelivery)).all())
@@ -160,7 +160,7 @@ def test_a_slow_receiver_holds_back_neither_the_api_nor_slack(server, api, stand
         standin.api.wait_for(lambda: attempts_finished() >= 1, 15, "the first delivery")
 
 
-def test_deliveries_api_lists_attempts(server, api) -> None:  # noqa: ANN001
+def test_deliveries_api_lists_attempts(server, api) -> None:
     with Receiver([500, 200]) as receiver:
         created = api.post("/webhooks", json={"url": receiver.url,
                                               "events": ["customer.credit_hold"]})

@@ -12,7 +12,7 @@ from tests.support import factories as f
 from workflows import webhooks
 
 
-def test_list_deliveries_replay_and_enable(monkeypatch, capsys, db, database_url) -> None:  # noqa: ANN001
+def test_list_deliveries_replay_and_enable(monkeypatch, capsys, db, database_url) -> None:
     # given a subscription, an event it failed to get, and a disabled one
     with db.transaction() as s:
         f.user(s, "USALES01", "sales")

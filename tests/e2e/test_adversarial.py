@@ -60,12 +60,12 @@ def _today() -> date:
     return TODAY
 
 
-def count(server, model, *where) -> int:  # noqa: ANN001
+def count(server, model, *where) -> int:
     with server.db.read_session() as s:
         return s.exec(select(func.count()).select_from(model).where(*where)).one()
 
 
-def settled(check, what: str) -> None:  # noqa: ANN001
+def settled(check, what: str) -> None:
     """`check()` comes true once the work after the acks is done (it runs after them, in lazy
     listeners), and is still true a moment later, when every copy's work is done too."""
     deadline = time.monotonic() + WAIT
@@ -76,19 +76,19 @@ def settled(check, what: str) -> None:  # noqa: ANN001
     assert check(), f"{what}: changed again afterwards"
 
 
-def changes(server) -> dict:  # noqa: ANN001
+def changes(server) -> dict:
     """Everything a request could have created or recorded."""
     return {model.__name__: count(server, model) for model in (
         AuditEvent, Order, Payment, PromiseToPay, CollectionActivity, OutboxMessage,
         InteractionReceipt)}
 
 
-def errors_logged(caplog) -> list[str]:  # noqa: ANN001
+def errors_logged(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= 40 or r.exc_info]
 
 
 @pytest.fixture
-def company(server):  # noqa: ANN001, ANN201
+def company(server):
     today = _today()
     with server.db.transaction() as s:
         f.user(s, "USALES01", "sales")
@@ -104,19 +104,19 @@ def company(server):  # noqa: ANN001, ANN201
     return server
 
 
-def customer_id(server, external_id: str = "C-GLOBEX") -> int:  # noqa: ANN001
+def customer_id(server, external_id: str = "C-GLOBEX") -> int:
     from models import Customer
 
     with server.db.read_session() as s:
         return s.exec(select(Customer.id).where(Customer.external_id == external_id)).one()
 
 
-def open_view(slack, api, user: str, text: str) -> dict:  # noqa: ANN001
+def open_view(slack, api, user: str, text: str) -> dict:
     assert slack.slash(user, text).status_code == 200
     return api.wait_for(lambda: (api.views_for(user) or [None])[-1], WAIT, f"/o2c {text}")
 
 
-def worklist(slack, api) -> dict:  # noqa: ANN001
+def worklist(slack, api) -> dict:
     """`/o2c worklist` as the collector: the ephemeral answer, with the account buttons."""
     seen = len(api.ephemerals("UCOLL001"))
     assert slack.slash("UCOLL001", "worklist").status_code == 200
@@ -125,7 +125,7 @@ def worklist(slack, api) -> dict:  # noqa: ANN001
                         "the worklist")
 
 
-def replay(slack, body: str) -> tuple[int, str, list[int]]:  # noqa: ANN001
+def replay(slack, body: str) -> tuple[int, str, list[int]]:
     """Send a body, send it again, then 10 copies at once; (first status, first answer, the
     statuses of all the copies)."""
     first = slack.send(body, FORM)
@@ -158,7 +158,7 @@ def junk_requests() -> dict[str, tuple[bytes, dict]]:
     }
 
 
-def test_unsigned_junk_is_refused_before_parsing(company, slack, caplog) -> None:  # noqa: ANN001
+def test_unsigned_junk_is_refused_before_parsing(company, slack, caplog) -> None:
     # given
     before = changes(company)
     events = slack.events_url
@@ -175,7 +175,7 @@ def test_unsigned_junk_is_refused_before_parsing(company, slack, caplog) -> None
     assert errors_logged(caplog) == []
 
 
-def test_signed_but_unparsable_bodies_are_400(company, slack, caplog) -> None:  # noqa: ANN001
+def test_signed_but_unparsable_bodies_are_400(company, slack, caplog) -> None:
     before = changes(company)
     for body, kind in [("payload=x", FORM), (urlencode({"payload": "[1, 2]"}), FORM),
                        ("[1, 2]", JSON), ('"text"', JSON), ("{", JSON), ("", FORM)]:
@@ -232,7 +232,7 @@ def _send_partially(url: str, path: str, declared: int | None, limit_sent: int
 
 
 @pytest.mark.parametrize("path", ["/slack/events", "/api/v1/orders"])
-def test_a_body_over_the_limit_is_413_before_it_is_read(server, path) -> None:  # noqa: ANN001
+def test_a_body_over_the_limit_is_413_before_it_is_read(server, path) -> None:
     twenty_mb = 20 * 1024 * 1024
     # a declared 20 MB body: refused on its Content-Length, after a few KB at most
     status, sent = _send_partially(server.base_url, path, twenty_mb, twenty_mb)
@@ -242,7 +242,7 @@ def test_a_body_over_the_limit_is_413_before_it_is_read(server, path) -> None:  
     assert status.startswith("HTTP/1.1 413 ") and sent < twenty_mb // 4, (status, sent)
 
 
-def test_fifty_junk_requests_leave_a_short_log_and_flat_memory(database_url, standin,  # noqa: ANN001
+def test_fifty_junk_requests_leave_a_short_log_and_flat_memory(database_url, standin,
                                                                tmp_path) -> None:
     # given a real server process and its log
     log_path = tmp_path / "serve.log"
@@ -273,7 +273,7 @@ def test_fifty_junk_requests_leave_a_short_log_and_flat_memory(database_url, sta
 
 
 def _rss_kb(pid: int) -> int:
-    for line in open(f"/proc/{pid}/status").read().splitlines():  # noqa: SIM115, PTH123
+    for line in open(f"/proc/{pid}/status").read().splitlines():  # noqa: SIM115
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError("no VmRSS")
@@ -286,7 +286,7 @@ def _interaction(kind: str, **fields: object) -> str:
     return urlencode({"payload": json.dumps(payload)})
 
 
-def test_signed_malformed_payloads_get_a_400_and_change_nothing(company, slack,  # noqa: ANN001
+def test_signed_malformed_payloads_get_a_400_and_change_nothing(company, slack,
                                                                 caplog) -> None:
     before = changes(company)
     view = {"id": "V0BROKEN", "callback_id": ids.PROMISE_MODAL, "state": {"values": {}}}
@@ -327,7 +327,7 @@ def test_signed_malformed_payloads_get_a_400_and_change_nothing(company, slack, 
     assert errors_logged(caplog) == []
 
 
-def test_damaged_values_get_a_clear_answer_and_change_nothing(company, slack, standin,  # noqa: ANN001
+def test_damaged_values_get_a_clear_answer_and_change_nothing(company, slack, standin,
                                                               caplog) -> None:
     api = standin.api
     before = changes(company)
@@ -388,7 +388,7 @@ def _with(payload: dict, path: tuple, junk: object) -> dict:
     return copy
 
 
-def test_every_field_of_real_payloads_replaced_by_junk_is_never_a_500(company, slack,  # noqa: ANN001
+def test_every_field_of_real_payloads_replaced_by_junk_is_never_a_500(company, slack,
                                                                       standin, caplog) -> None:
     api = standin.api
     # given real payloads: a click on an account button and a promise modal submission
@@ -426,7 +426,7 @@ def line(row: int, product: str | None = None, quantity: object = None) -> dict:
             f"order_line_{row}_discount": {"order_discount_input": None}}
 
 
-def test_replayed_order_entry_makes_one_order_one_dm_one_reservation(company, slack,  # noqa: ANN001
+def test_replayed_order_entry_makes_one_order_one_dm_one_reservation(company, slack,
                                                                      standin) -> None:
     api = standin.api
     # given a filled-in order modal, submitted once
@@ -459,7 +459,7 @@ def test_replayed_order_entry_makes_one_order_one_dm_one_reservation(company, sl
     assert len([m for m in api.dm_messages("USALES01") if orders[0].number in m["text"]]) == 1
 
 
-def test_replayed_payment_submission_records_one_payment(company, slack, standin) -> None:  # noqa: ANN001
+def test_replayed_payment_submission_records_one_payment(company, slack, standin) -> None:
     modal = open_view(slack, standin.api, "UCOLL001", "pay")
     body = prepared_submission(slack, "UCOLL001", modal, {
         ids.PAY_AMOUNT_BLOCK: {ids.PAY_AMOUNT: "500.00"},
@@ -472,7 +472,7 @@ def test_replayed_payment_submission_records_one_payment(company, slack, standin
     assert count(company, AuditEvent, AuditEvent.action == "payment.received") == 1
 
 
-def _account_modal(slack, api, server, action: str, callback: str) -> dict:  # noqa: ANN001
+def _account_modal(slack, api, server, action: str, callback: str) -> dict:
     account = worklist(slack, api)
     slack.click("UCOLL001", account, action,
                 block_id=f"collections_account:{customer_id(server)}")
@@ -480,7 +480,7 @@ def _account_modal(slack, api, server, action: str, callback: str) -> dict:  # n
                                  if v["callback_id"] == callback] or None, WAIT)[0]
 
 
-def test_replayed_promise_and_call_submissions_record_once(company, slack, standin) -> None:  # noqa: ANN001
+def test_replayed_promise_and_call_submissions_record_once(company, slack, standin) -> None:
     api = standin.api
     promise = _account_modal(slack, api, company, "collections_promise", ids.PROMISE_MODAL)
     body = prepared_submission(slack, "UCOLL001", promise, {
@@ -506,12 +506,12 @@ def test_replayed_promise_and_call_submissions_record_once(company, slack, stand
     assert count(company, CollectionActivity, CollectionActivity.kind == "promise") == 1
 
 
-def _card(api, number: str) -> dict:  # noqa: ANN001
+def _card(api, number: str) -> dict:
     return api.wait_for(lambda: [m for m in api.messages("CAPPROVAL") if number in m["text"]]
                         or None, WAIT, "the approval card")[0]
 
 
-def _new_customer_order(server, slack, api) -> str:  # noqa: ANN001
+def _new_customer_order(server, slack, api) -> str:
     with server.db.transaction() as s:
         number = f.order(s, "C-NEW", lines=[("WID-1", 1)]).number
     server.deps.notify_outbox()
@@ -523,7 +523,7 @@ def _new_customer_order(server, slack, api) -> str:  # noqa: ANN001
      "rejected"),
     (ids.APPROVE_WITH_NOTE, ids.APPROVE_NOTE_MODAL, ids.APPROVE_NOTE_BLOCK,
      ids.APPROVE_NOTE_INPUT, "approved")])
-def test_replayed_decision_modals_decide_once_and_say_nothing_more(  # noqa: ANN001, PLR0913
+def test_replayed_decision_modals_decide_once_and_say_nothing_more(
         company, slack, standin, button, callback, block, action, decision) -> None:
     api = standin.api
     number = _new_customer_order(company, slack, api)
@@ -544,7 +544,7 @@ def test_replayed_decision_modals_decide_once_and_say_nothing_more(  # noqa: ANN
     assert api.ephemerals("UCREDIT1") == []  # a replay is not told "already decided"
 
 
-def test_replayed_clicks_that_create_change_once_and_answer_alike(company, slack,  # noqa: ANN001
+def test_replayed_clicks_that_create_change_once_and_answer_alike(company, slack,
                                                                   standin) -> None:
     api = standin.api
     account = worklist(slack, api)
@@ -590,7 +590,7 @@ def test_replayed_clicks_that_create_change_once_and_answer_alike(company, slack
             == 1, "one credit hold")
 
 
-def test_replayed_modal_opening_clicks_open_one_modal_without_an_error(company, slack,  # noqa: ANN001
+def test_replayed_modal_opening_clicks_open_one_modal_without_an_error(company, slack,
                                                                        standin, caplog) -> None:
     api = standin.api
     account = worklist(slack, api)
@@ -605,7 +605,7 @@ def test_replayed_modal_opening_clicks_open_one_modal_without_an_error(company, 
     assert errors_logged(caplog) == []
 
 
-def test_replayed_backorder_choices_and_apply_clicks_change_once(server, slack, standin,  # noqa: ANN001
+def test_replayed_backorder_choices_and_apply_clicks_change_once(server, slack, standin,
                                                                  api) -> None:
     sandbox = standin.api
     issued = _today() - timedelta(days=20)
@@ -668,7 +668,7 @@ def test_replayed_backorder_choices_and_apply_clicks_change_once(server, slack, 
     assert len(sandbox.calls_to("chat.update")) == 1
 
 
-def test_a_decision_modal_with_damaged_metadata_decides_nothing(company, slack,  # noqa: ANN001
+def test_a_decision_modal_with_damaged_metadata_decides_nothing(company, slack,
                                                                  standin, caplog) -> None:
     api = standin.api
     number = _new_customer_order(company, slack, api)
@@ -685,7 +685,7 @@ def test_a_decision_modal_with_damaged_metadata_decides_nothing(company, slack, 
     assert errors_logged(caplog) == []
 
 
-def test_a_replayed_command_cannot_undo_a_later_one(company, slack, standin) -> None:  # noqa: ANN001
+def test_a_replayed_command_cannot_undo_a_later_one(company, slack, standin) -> None:
     from urllib.parse import parse_qs
 
     from models import UserRole
@@ -694,7 +694,7 @@ def test_a_replayed_command_cannot_undo_a_later_one(company, slack, standin) -> 
     captured: list[str] = []
     send = slack.send
 
-    def keep(body: str, content_type: str, **opts):  # noqa: ANN003, ANN202
+    def keep(body: str, content_type: str, **opts):
         captured.append(body)
         return send(body, content_type, **opts)
 

@@ -40,14 +40,14 @@ frozen_time = frozen_at(NOON, tick=True)
 WAIT = 20.0
 
 
-def worker_for(db, standin, database_url, *, timeout: float = 5.0, **kwargs):  # noqa: ANN001, ANN201
+def worker_for(db, standin, database_url, *, timeout: float = 5.0, **kwargs):
     settings = test_settings(database_url, standin.api_url)
     client = WebClient(token=BOT_TOKEN, base_url=standin.api_url, retry_handlers=[],
                        timeout=timeout)
     return OutboxWorker(db, client, settings, **kwargs)
 
 
-def queue(db, count: int, users=("USALES01", "UCOLL001")) -> list[int]:  # noqa: ANN001
+def queue(db, count: int, users=("USALES01", "UCOLL001")) -> list[int]:
     """`count` messages: DMs to `users` and posts in the AR channel, alternately."""
     ids = []
     with db.transaction() as s:
@@ -62,7 +62,7 @@ def queue(db, count: int, users=("USALES01", "UCOLL001")) -> list[int]:  # noqa:
     return ids
 
 
-def delivered(api, users=("USALES01", "UCOLL001")) -> Counter:  # noqa: ANN001
+def delivered(api, users=("USALES01", "UCOLL001")) -> Counter:
     """How many messages each outbox row shows as, where its recipients look."""
     seen: Counter = Counter()
     for messages in [api.messages("CAR000001"), *(api.dm_messages(u) for u in users)]:
@@ -73,13 +73,13 @@ def delivered(api, users=("USALES01", "UCOLL001")) -> Counter:  # noqa: ANN001
     return seen
 
 
-def statuses(db) -> Counter:  # noqa: ANN001
+def statuses(db) -> Counter:
     with db.read_session() as s:
         return Counter(r.status for r in s.exec(select(OutboxMessage)))
 
 
 # -- Slack answers late, or 5xx, after it posted ------------------------------------------------
-def test_a_post_whose_answer_timed_out_or_failed_after_posting_shows_once(  # noqa: ANN001
+def test_a_post_whose_answer_timed_out_or_failed_after_posting_shows_once(
         db, standin, database_url) -> None:
     api = standin.api
     # given four messages, and a Slack that posts each but answers too late (2 of them) or
@@ -103,7 +103,7 @@ def test_a_post_whose_answer_timed_out_or_failed_after_posting_shows_once(  # no
     assert all(r.result.get("found_after_unknown_outcome") and r.result["ts"] for r in rows)
 
 
-def test_a_retry_after_slack_did_not_post_posts_once(db, standin, database_url) -> None:  # noqa: ANN001
+def test_a_retry_after_slack_did_not_post_posts_once(db, standin, database_url) -> None:
     # given a message whose first attempt failed before Slack posted it (a plain 503)
     [row_id] = queue(db, 1)
     standin.api.inject("chat.postMessage", Fault(status=503))
@@ -116,7 +116,7 @@ def test_a_retry_after_slack_did_not_post_posts_once(db, standin, database_url) 
     assert len(standin.api.calls_to("conversations.history")) == 1
 
 
-def test_a_row_stranded_by_a_dead_worker_is_found_not_reposted(db, standin,  # noqa: ANN001
+def test_a_row_stranded_by_a_dead_worker_is_found_not_reposted(db, standin,
                                                                database_url) -> None:
     # given a worker that delivered a channel post, then claimed a DM, posted it, and died
     # before recording it
@@ -136,7 +136,7 @@ def test_a_row_stranded_by_a_dead_worker_is_found_not_reposted(db, standin,  # n
     assert delivered(standin.api)[row_id] == 1
 
 
-def test_without_history_access_the_post_is_sent_again_at_least_once(db, standin,  # noqa: ANN001
+def test_without_history_access_the_post_is_sent_again_at_least_once(db, standin,
                                                                      database_url,
                                                                      caplog) -> None:
     # given an install without the history scopes, and a post whose answer timed out
@@ -153,7 +153,7 @@ def test_without_history_access_the_post_is_sent_again_at_least_once(db, standin
                for r in caplog.records)
 
 
-def test_a_rate_limited_lookup_waits_and_posts_nothing_meanwhile(db, standin,  # noqa: ANN001
+def test_a_rate_limited_lookup_waits_and_posts_nothing_meanwhile(db, standin,
                                                                  database_url) -> None:
     [row_id] = queue(db, 1)
     standin.api.inject("chat.postMessage", Fault(status=503, applied=True))
@@ -171,7 +171,7 @@ def test_a_rate_limited_lookup_waits_and_posts_nothing_meanwhile(db, standin,  #
 
 
 # -- kill -9 while Slack is slow ----------------------------------------------------------------
-def test_kill_9_during_delivery_doubles_nothing_and_strands_nothing(database_url, standin,  # noqa: ANN001
+def test_kill_9_during_delivery_doubles_nothing_and_strands_nothing(database_url, standin,
                                                                     tmp_path) -> None:
     api = standin.api
     db = Database(database_url)
@@ -208,7 +208,7 @@ def test_kill_9_during_delivery_doubles_nothing_and_strands_nothing(database_url
 
 # -- e-mails that cannot be sent ----------------------------------------------------------------
 @pytest.fixture
-def mail_server(database_url, standin, smtp):  # noqa: ANN001, ANN201
+def mail_server(database_url, standin, smtp):
     running = start_server(test_settings(database_url, standin.api_url, smtp_url=smtp.url))
     running.worker.poll_interval = 0.05
     yield running
@@ -216,7 +216,7 @@ def mail_server(database_url, standin, smtp):  # noqa: ANN001, ANN201
     running.db.dispose()
 
 
-def test_an_invoice_email_the_server_refuses_is_told_in_the_ar_channel_once(  # noqa: ANN001
+def test_an_invoice_email_the_server_refuses_is_told_in_the_ar_channel_once(
         mail_server, standin, smtp) -> None:
     import httpx
 
@@ -261,7 +261,7 @@ def test_an_invoice_email_the_server_refuses_is_told_in_the_ar_channel_once(  # 
 
 # -- the database goes away ---------------------------------------------------------------------
 @contextmanager
-def database_outage(db_factory, database_url: str, server) -> object:  # noqa: ANN001
+def database_outage(db_factory, database_url: str, server) -> object:
     """The server's database stops accepting connections (PostgreSQL: connections refused and
     the open ones cut, as in a restart; SQLite: the file cannot be opened) until the block
     ends."""
@@ -294,7 +294,7 @@ def database_outage(db_factory, database_url: str, server) -> object:  # noqa: A
         server.db.dispose()
 
 
-def test_the_slack_endpoint_answers_clearly_while_the_database_is_down(  # noqa: ANN001
+def test_the_slack_endpoint_answers_clearly_while_the_database_is_down(
         server, slack, standin, db_factory, database_url, caplog, monkeypatch) -> None:
     api = standin.api
     monkeypatch.setattr(common, "_database_down_log", common.Throttle())

@@ -22,7 +22,7 @@ from workflows.errors import ValidationFailed
 WAIT = 10.0
 
 
-def _button_message(standin, action_id: str) -> dict:  # noqa: ANN001
+def _button_message(standin, action_id: str) -> dict:
     client = WebClient(token=BOT_TOKEN, base_url=standin.api_url)
     posted = client.chat_postMessage(channel="C0GENERAL", text="x", blocks=[
         {"type": "actions", "elements": [{"type": "button", "action_id": action_id,
@@ -32,7 +32,7 @@ def _button_message(standin, action_id: str) -> dict:  # noqa: ANN001
 
 
 def test_an_error_after_the_ack_keeps_the_ack_and_is_told_to_the_user_once(
-        server, slack, standin) -> None:  # noqa: ANN001
+        server, slack, standin) -> None:
     # given a click whose work after the ack fails at once (the case where Bolt's runner once
     # replaced the ack with "unhandled request"), quoting user input
     def boom() -> None:
@@ -53,10 +53,10 @@ def test_an_error_after_the_ack_keeps_the_ack_and_is_told_to_the_user_once(
         ":warning: quantity: &lt;b&gt;bad&lt;/b&gt; &amp; worse"}
 
 
-def test_an_ack_function_that_fails_after_acking_keeps_its_ack(server, slack,  # noqa: ANN001
+def test_an_ack_function_that_fails_after_acking_keeps_its_ack(server, slack,
                                                                 standin) -> None:
     # given a listener that acks and then raises in its ack function (no lazy part)
-    def ack_then_fail(ack) -> None:  # noqa: ANN001
+    def ack_then_fail(ack) -> None:
         ack()
         raise RuntimeError("after the ack")
 
@@ -71,7 +71,7 @@ def test_an_ack_function_that_fails_after_acking_keeps_its_ack(server, slack,  #
     assert "after the ack" not in text_of(answer[0]["payload"])
 
 
-def test_a_slow_lookup_is_acked_at_once_and_answered_later(server, slack, standin,  # noqa: ANN001
+def test_a_slow_lookup_is_acked_at_once_and_answered_later(server, slack, standin,
                                                            monkeypatch) -> None:
     # given a lookup that takes 2 s to build
     from handlers.commands import lookups
@@ -83,7 +83,7 @@ def test_a_slow_lookup_is_acked_at_once_and_answered_later(server, slack, standi
         order = f.order(s, lines=[("WID-1", 3)])
     real = lookups.queries.order_view
 
-    def slow(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def slow(*args, **kwargs):
         time.sleep(2)
         return real(*args, **kwargs)
 
@@ -100,7 +100,7 @@ def test_a_slow_lookup_is_acked_at_once_and_answered_later(server, slack, standi
     assert time.monotonic() - started >= 2
 
 
-def test_a_submission_whose_workflow_takes_5_s_is_acked_within_3_s(server, slack,  # noqa: ANN001
+def test_a_submission_whose_workflow_takes_5_s_is_acked_within_3_s(server, slack,
                                                                    standin, monkeypatch) -> None:
     # given an order-entry workflow that takes 5 s
     from handlers.views import order_entry
@@ -111,7 +111,7 @@ def test_a_submission_whose_workflow_takes_5_s_is_acked_within_3_s(server, slack
         f.product(s, "WID-1", price="100.00")
     real = order_entry.create_from_entry
 
-    def slow(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def slow(*args, **kwargs):
         time.sleep(5)
         return real(*args, **kwargs)
 
@@ -142,7 +142,7 @@ def test_a_submission_whose_workflow_takes_5_s_is_acked_within_3_s(server, slack
     assert time.monotonic() - started >= 5
 
 
-def test_a_submission_refused_after_the_ack_is_told_in_a_dm(server, slack, standin,  # noqa: ANN001
+def test_a_submission_refused_after_the_ack_is_told_in_a_dm(server, slack, standin,
                                                             monkeypatch) -> None:
     # given the order entry passes its checks, but the product is retired before the order is
     # created (the checks before the ack cannot see that)
@@ -154,7 +154,7 @@ def test_a_submission_refused_after_the_ack_is_told_in_a_dm(server, slack, stand
         f.product(s, "WID-1", price="100.00")
     real = order_entry.create_from_entry
 
-    def retired_meanwhile(session, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def retired_meanwhile(session, *args, **kwargs):
         from models import Product
 
         product = session.exec(select(Product).where(Product.sku == "WID-1")).one()
@@ -179,7 +179,7 @@ def test_a_submission_refused_after_the_ack_is_told_in_a_dm(server, slack, stand
         assert s.exec(select(Order)).all() == []
 
 
-def test_an_unexpected_error_in_a_submission_after_the_ack_is_told_in_a_dm(  # noqa: ANN001
+def test_an_unexpected_error_in_a_submission_after_the_ack_is_told_in_a_dm(
         server, slack, standin, monkeypatch, caplog) -> None:
     # given the payment workflow fails unexpectedly after the ack
     from handlers.views import payment
@@ -188,7 +188,7 @@ def test_an_unexpected_error_in_a_submission_after_the_ack_is_told_in_a_dm(  # n
         f.user(s, "UCOLL001", "collector")
         f.customer(s, "C-GLOBEX", "Globex Corporation")
 
-    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def broken(*args, **kwargs):
         raise RuntimeError("matching engine exploded")
 
     monkeypatch.setattr(payment, "record_from_slack", broken)
@@ -211,7 +211,7 @@ def test_an_unexpected_error_in_a_submission_after_the_ack_is_told_in_a_dm(  # n
     assert caplog.text.count("unhandled error ref=") == 1
 
 
-def test_a_refusal_after_the_ack_is_explained_and_audited(server, slack, standin) -> None:  # noqa: ANN001
+def test_a_refusal_after_the_ack_is_explained_and_audited(server, slack, standin) -> None:
     # given
     with server.db.transaction() as s:
         f.user(s, "UCOLL001", "collector")
@@ -225,7 +225,7 @@ def test_a_refusal_after_the_ack_is_explained_and_audited(server, slack, standin
     assert [e.actor for e in refused] == ["UCOLL001"]
 
 
-def test_a_commit_after_the_ack_wakes_the_outbox_worker(server, slack, standin) -> None:  # noqa: ANN001
+def test_a_commit_after_the_ack_wakes_the_outbox_worker(server, slack, standin) -> None:
     # given the outbox worker polls only once a minute: only a wake-up delivers at once
     server.worker.poll_interval = 60
     time.sleep(0.2)  # the worker's current short wait ends
@@ -242,13 +242,13 @@ def test_a_commit_after_the_ack_wakes_the_outbox_worker(server, slack, standin) 
                                   if "requeued note" in str(c.params)], 5, "the message")
 
 
-def test_listeners_share_the_process_dependencies(server, slack, standin) -> None:  # noqa: ANN001
+def test_listeners_share_the_process_dependencies(server, slack, standin) -> None:
     # given a lazy listener that reports which dependencies it got (Bolt deep-copies the
     # context for lazy listeners)
     seen: list[object] = []
     done = threading.Event()
 
-    def report(context) -> None:  # noqa: ANN001
+    def report(context) -> None:
         seen.append(context["deps"])
         done.set()
 
@@ -261,7 +261,7 @@ def test_listeners_share_the_process_dependencies(server, slack, standin) -> Non
     assert seen == [server.deps] and seen[0] is server.deps
 
 
-def test_a_form_refused_inline_runs_nothing_after_the_ack(server, slack, standin,  # noqa: ANN001
+def test_a_form_refused_inline_runs_nothing_after_the_ack(server, slack, standin,
                                                           monkeypatch) -> None:
     # given the order workflow, counting its runs
     from handlers.views import order_entry
@@ -273,7 +273,7 @@ def test_a_form_refused_inline_runs_nothing_after_the_ack(server, slack, standin
     runs: list[str] = []
     real = order_entry.create_from_entry
 
-    def counted(session, entry, **kwargs):  # noqa: ANN001, ANN003, ANN202
+    def counted(session, entry, **kwargs):
         runs.append(entry.lines[0].quantity)
         return real(session, entry, **kwargs)
 

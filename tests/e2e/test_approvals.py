@@ -19,7 +19,7 @@ WAIT = 10.0
 
 
 @pytest.fixture
-def company(server):  # noqa: ANN001, ANN201
+def company(server):
     with server.db.transaction() as s:
         f.user(s, "USALES01", "sales")
         f.user(s, "USALES02", "sales", "credit_approver")  # a rep who also approves credit
@@ -33,7 +33,7 @@ def company(server):  # noqa: ANN001, ANN201
     return server
 
 
-def submit(server, customer: str = "C-NEW", *, rep: str = "USALES01",  # noqa: ANN001
+def submit(server, customer: str = "C-NEW", *, rep: str = "USALES01",
            qty: int = 2, discount: str | None = None) -> str:
     with server.db.transaction() as s:
         order = f.order(s, customer, rep=rep, lines=[("WID-1", qty)], discount=discount)
@@ -41,7 +41,7 @@ def submit(server, customer: str = "C-NEW", *, rep: str = "USALES01",  # noqa: A
     return order.number
 
 
-def card(api, number: str, kind: str = "credit") -> dict:  # noqa: ANN001
+def card(api, number: str, kind: str = "credit") -> dict:
     """The (first, non-reminder) card of that order and kind in the approvals channel."""
     title = f"{kind.capitalize()} approval — {number}"
     return api.wait_for(lambda: next((m for m in api.messages("CAPPROVAL")
@@ -49,41 +49,41 @@ def card(api, number: str, kind: str = "credit") -> dict:  # noqa: ANN001
                         WAIT, f"the {kind} card of {number}")
 
 
-def approval(server, number: str, kind: str = "credit") -> Approval:  # noqa: ANN001
+def approval(server, number: str, kind: str = "credit") -> Approval:
     with server.db.read_session() as s:
         return s.exec(select(Approval).join(Order, Order.id == Approval.order_id)
                       .where(Order.number == number, Approval.kind == kind)).one()
 
 
-def order_status(server, number: str) -> str:  # noqa: ANN001
+def order_status(server, number: str) -> str:
     with server.db.read_session() as s:
         return s.exec(select(Order.status).where(Order.number == number)).one()
 
 
-def audit(server, action: str) -> list[AuditEvent]:  # noqa: ANN001
+def audit(server, action: str) -> list[AuditEvent]:
     with server.db.read_session() as s:
         return list(s.exec(select(AuditEvent).where(AuditEvent.action == action)
                            .order_by(AuditEvent.id)))
 
 
-def wait_ephemerals(api, user: str, count: int = 1) -> list[str]:  # noqa: ANN001
+def wait_ephemerals(api, user: str, count: int = 1) -> list[str]:
     api.wait_for(lambda: len(api.ephemerals(user)) >= count, WAIT, f"{count} ephemeral(s) "
                  f"for {user}")
     return ephemeral_texts(api, user)
 
 
-def current(api, message: dict) -> str:  # noqa: ANN001
+def current(api, message: dict) -> str:
     """What the message shows now (its text and blocks; not its edit history)."""
     now = api.message(message["channel"], message["ts"])
     return text_of({"text": now["text"], "blocks": now["blocks"]})
 
 
-def updates_of(api, message: dict) -> list:  # noqa: ANN001
+def updates_of(api, message: dict) -> list:
     return [c for c in api.calls_to("chat.update") if c.params.get("ts") == message["ts"]]
 
 
 def test_new_customer_card_refusals_then_the_approvers_click_decides(company, slack,
-                                                                     standin) -> None:  # noqa: ANN001
+                                                                     standin) -> None:
     api = standin.api
     # given an order of a new customer entered by a rep who also holds credit_approver
     number = submit(company, rep="USALES02")
@@ -129,7 +129,7 @@ def test_new_customer_card_refusals_then_the_approvers_click_decides(company, sl
 
 
 def test_api_order_is_requested_by_the_api_and_its_sales_rep_may_not_approve(
-        company, slack, standin, api) -> None:  # noqa: ANN001
+        company, slack, standin, api) -> None:
     # given an order posted through the REST API for the rep USALES02 (also a credit approver)
     created = api.post("/orders", json={"customer": "C-NEW", "sales_rep": "USALES02",
                                         "currency": "USD",
@@ -153,7 +153,7 @@ def test_api_order_is_requested_by_the_api_and_its_sales_rep_may_not_approve(
 
 
 def test_five_concurrent_clicks_and_a_replay_give_one_decision(company, slack,
-                                                               standin) -> None:  # noqa: ANN001
+                                                               standin) -> None:
     api = standin.api
     # given a pending card and four people who may decide it (one of them double-clicks)
     with company.db.transaction() as s:
@@ -204,7 +204,7 @@ def test_five_concurrent_clicks_and_a_replay_give_one_decision(company, slack,
 
 
 def test_rejection_needs_a_reason_records_it_and_cancels_the_other_request(
-        company, slack, standin) -> None:  # noqa: ANN001
+        company, slack, standin) -> None:
     api = standin.api
     # given an order that needs both a credit and a discount approval
     number = submit(company, discount="25")
@@ -249,7 +249,7 @@ def test_rejection_needs_a_reason_records_it_and_cancels_the_other_request(
 
 
 def test_order_needing_both_waits_for_both_and_approve_with_note(company, slack,
-                                                                 standin) -> None:  # noqa: ANN001
+                                                                 standin) -> None:
     api = standin.api
     # given an order needing credit and discount approval
     number = submit(company, discount="20")
@@ -274,7 +274,7 @@ def test_order_needing_both_waits_for_both_and_approve_with_note(company, slack,
 
 
 def test_discount_over_the_maximum_alerts_and_posts_a_discount_card(company, standin
-                                                                    ) -> None:  # noqa: ANN001
+                                                                    ) -> None:
     api = standin.api
     # when a reviewed customer's order has a 25 % line (maximum 15 %)
     number = submit(company, "C-GLOBEX", qty=10, discount="25")
@@ -291,7 +291,7 @@ def test_discount_over_the_maximum_alerts_and_posts_a_discount_card(company, sta
     assert not [m for m in api.messages("CAPPROVAL") if m["text"].startswith("Credit")]
 
 
-def test_discount_within_the_maximum_posts_nothing(company, standin) -> None:  # noqa: ANN001
+def test_discount_within_the_maximum_posts_nothing(company, standin) -> None:
     api = standin.api
     # when the discount is exactly the maximum
     number = submit(company, "C-GLOBEX", discount="15")
@@ -303,7 +303,7 @@ def test_discount_within_the_maximum_posts_nothing(company, standin) -> None:  #
 
 
 def test_reminders_renudge_once_per_interval_and_never_decided(company, slack,
-                                                               standin) -> None:  # noqa: ANN001
+                                                               standin) -> None:
     from bot.jobs import run_job
 
     api = standin.api
@@ -349,7 +349,7 @@ def test_reminders_renudge_once_per_interval_and_never_decided(company, slack,
 
 
 def test_credit_hold_buttons_are_role_checked_and_held_customers_need_approval(
-        company, slack, standin) -> None:  # noqa: ANN001
+        company, slack, standin) -> None:
     api = standin.api
     # a sales rep sees no hold button; a credit approver does
     assert "customer_credit_hold" not in text_of(ask(slack, api, "USALES01", "customer globex"))
@@ -384,7 +384,7 @@ def test_credit_hold_buttons_are_role_checked_and_held_customers_need_approval(
 
 
 def test_o2c_approvals_lists_decisions_for_approvers_and_requests_for_reps(
-        company, slack, standin) -> None:  # noqa: ANN001
+        company, slack, standin) -> None:
     # given one pending credit request of USALES01
     number = submit(company)
     # then the approver sees it to decide, the rep sees it as their request
@@ -398,7 +398,7 @@ def test_o2c_approvals_lists_decisions_for_approvers_and_requests_for_reps(
     assert number not in text_of(ask(slack, standin.api, "UDISC001", "approvals"))
 
 
-def test_admin_changes_policy_and_others_are_refused(company, slack, standin) -> None:  # noqa: ANN001
+def test_admin_changes_policy_and_others_are_refused(company, slack, standin) -> None:
     # when a rep tries to raise the discount maximum, then it is refused and audited
     refused = text_of(ask(slack, standin.api, "USALES01", "policy set max_discount_pct 30"))
     assert "admin" in refused
@@ -416,7 +416,7 @@ def test_admin_changes_policy_and_others_are_refused(company, slack, standin) ->
 
 
 def test_a_rejection_typed_while_someone_else_approved_changes_nothing(
-        company, slack, standin) -> None:  # noqa: ANN001
+        company, slack, standin) -> None:
     api = standin.api
     # given a credit approver who opened the reject modal
     number = submit(company)

@@ -88,7 +88,7 @@ def start_process(database_url: str, api_url: str) -> ServerProcess:
 
 
 @pytest.fixture
-def two_servers(database_url: str, standin) -> Iterator[list[ServerProcess]]:  # noqa: ANN001
+def two_servers(database_url: str, standin) -> Iterator[list[ServerProcess]]:
     servers: list[ServerProcess] = []
     try:
         for _ in range(2):
@@ -100,7 +100,7 @@ def two_servers(database_url: str, standin) -> Iterator[list[ServerProcess]]:  #
 
 
 def test_concurrent_clicks_through_two_processes_decide_once(two_servers, db,
-                                                             standin) -> None:  # noqa: ANN001
+                                                             standin) -> None:
     api = standin.api
     # given approvers and a new customer's order, in the database both servers share
     with db.transaction() as s:

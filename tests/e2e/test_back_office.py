@@ -42,7 +42,7 @@ EVIL = "<!channel> <https://x.example|Bank>"
 
 
 @pytest.fixture
-def books(server):  # noqa: ANN001, ANN201
+def books(server):
     with server.db.transaction() as s:
         f.user(s, "USALES01", "sales")
         f.user(s, "USALES02", "sales")
@@ -57,39 +57,39 @@ def books(server):  # noqa: ANN001, ANN201
     return server
 
 
-def answer_for(api, user: str, needle: str) -> dict:  # noqa: ANN001
+def answer_for(api, user: str, needle: str) -> dict:
     """The latest ephemeral answer `user` sees that mentions `needle`."""
     return api.wait_for(lambda: next((e for e in reversed(api.ephemerals(user))
                                       if needle in text_of(e)), None), WAIT, needle)
 
 
-def modal(api, user: str) -> dict:  # noqa: ANN001
+def modal(api, user: str) -> dict:
     return api.wait_for(lambda: (api.views_for(user) or [None])[-1], WAIT, f"{user}'s modal")
 
 
-def message(api, where: str, prefix: str, *, dm: bool = False) -> dict:  # noqa: ANN001
+def message(api, where: str, prefix: str, *, dm: bool = False) -> dict:
     source = api.dm_messages if dm else api.messages
     return api.wait_for(lambda: next((m for m in source(where)
                                       if m["text"].startswith(prefix)), None), WAIT, prefix)
 
 
-def current(api, posted: dict) -> str:  # noqa: ANN001
+def current(api, posted: dict) -> str:
     now = api.message(posted["channel"], posted["ts"])
     return text_of({"text": now["text"], "blocks": now["blocks"]})
 
 
-def audited(server, action: str) -> list[AuditEvent]:  # noqa: ANN001
+def audited(server, action: str) -> list[AuditEvent]:
     with server.db.read_session() as s:
         return list(s.exec(select(AuditEvent).where(AuditEvent.action == action)
                            .order_by(AuditEvent.id)))
 
 
-def invoice(server, number: str) -> Invoice:  # noqa: ANN001
+def invoice(server, number: str) -> Invoice:
     with server.db.read_session() as s:
         return s.exec(select(Invoice).where(Invoice.number == number)).one()
 
 
-def open_dispute_from_invoice_card(slack, api, user: str, number: str, *,  # noqa: ANN001
+def open_dispute_from_invoice_card(slack, api, user: str, number: str, *,
                                    amount: str | None, reason: str = "damaged") -> None:
     ask(slack, api, user, f"invoice {number}")
     card = answer_for(api, user, f"Invoice {number}")
@@ -102,7 +102,7 @@ def open_dispute_from_invoice_card(slack, api, user: str, number: str, *,  # noq
     slack.submit_view(user, view, values)
 
 
-def test_1_disputes_in_slack(books, slack, standin, database_url) -> None:  # noqa: ANN001
+def test_1_disputes_in_slack(books, slack, standin, database_url) -> None:
     api = standin.api
     # when the collector opens a dispute for 400.00 from the invoice card
     open_dispute_from_invoice_card(slack, api, "UCOLL001", "INV-2026-000101", amount="400.00")
@@ -168,7 +168,7 @@ def test_1_disputes_in_slack(books, slack, standin, database_url) -> None:  # no
     message(api, "CALERTS01", "Dispute #3 on INV-2026-000103 has been open")
 
 
-def short_payment(api, amount: str = "950.00", ref: str = "INV-2026-000101") -> dict:  # noqa: ANN001
+def short_payment(api, amount: str = "950.00", ref: str = "INV-2026-000101") -> dict:
     answer = api.post("/payments", json={"amount": amount, "currency": "USD",
                                          "received_at": f"{TODAY}T09:00:00Z",
                                          "payer_name": "GLOBEX CORP",
@@ -177,7 +177,7 @@ def short_payment(api, amount: str = "950.00", ref: str = "INV-2026-000101") -> 
     return answer.json()
 
 
-def test_2_deductions_in_slack(books, slack, standin, api) -> None:  # noqa: ANN001
+def test_2_deductions_in_slack(books, slack, standin, api) -> None:
     sa = standin.api
     # when a short payment arrives through the API
     assert short_payment(api)["deduction"] == "50.00"
@@ -224,7 +224,7 @@ def test_2_deductions_in_slack(books, slack, standin, api) -> None:  # noqa: ANN
             WriteOff.reason == "deduction")).one() == ("deduction", 1_000)
 
 
-def test_3_credit_notes_in_slack(books, slack, standin, api) -> None:  # noqa: ANN001
+def test_3_credit_notes_in_slack(books, slack, standin, api) -> None:
     sa = standin.api
     # when a rep asks for a credit note on the invoice card
     ask(slack, sa, "USALES01", "invoice INV-2026-000101")
@@ -257,7 +257,7 @@ def test_3_credit_notes_in_slack(books, slack, standin, api) -> None:  # noqa: A
     assert api.get("/credit-notes/CN-2026-000001").json()["status"] == "issued"
 
 
-def test_4_write_offs_in_slack(books, slack, standin) -> None:  # noqa: ANN001
+def test_4_write_offs_in_slack(books, slack, standin) -> None:
     sa = standin.api
     ask(slack, sa, "UCOLL001", "invoice INV-2026-000101")
     card = answer_for(sa, "UCOLL001", "Invoice INV-2026-000101")
@@ -282,7 +282,7 @@ def test_4_write_offs_in_slack(books, slack, standin) -> None:  # noqa: ANN001
     assert [e.actor for e in audited(books, "refused.write_off.request")] == ["USALES01"]
 
 
-def test_5_late_fees_charged_and_waived(books, slack, standin) -> None:  # noqa: ANN001
+def test_5_late_fees_charged_and_waived(books, slack, standin) -> None:
     sa = standin.api
     with books.db.transaction() as s:
         policy.set_value(s, key="late_fees", value="7:fee=25.00", actor="test")
@@ -306,7 +306,7 @@ def test_5_late_fees_charged_and_waived(books, slack, standin) -> None:  # noqa:
     assert (waived.actor, waived.reason) == ("UCOLL001", "first time late")
 
 
-def test_6_a_tier_needs_a_second_decision(books, slack, standin, api) -> None:  # noqa: ANN001
+def test_6_a_tier_needs_a_second_decision(books, slack, standin, api) -> None:
     sa = standin.api
     with books.db.transaction() as s:
         f.user(s, "UCREDIT2", "credit_approver")
@@ -328,7 +328,7 @@ def test_6_a_tier_needs_a_second_decision(books, slack, standin, api) -> None:  
     assert [e.actor for e in audited(books, "approval.approved")] == ["UADMIN01"]
 
 
-def test_7_reports_in_slack(books, slack, standin, api) -> None:  # noqa: ANN001
+def test_7_reports_in_slack(books, slack, standin, api) -> None:
     sa = standin.api
     api.post("/invoices/INV-2026-000101/disputes", json={"reason": "pricing",
                                                          "amount": "300.00"})

@@ -44,12 +44,12 @@ def _concurrently(drivers: list[SlackDriver], bodies: list[str]) -> list[tuple[i
     return answers
 
 
-def _count(db, model, *where) -> int:  # noqa: ANN001
+def _count(db, model, *where) -> int:
     with db.read_session() as s:
         return s.exec(select(func.count()).select_from(model).where(*where)).one()
 
 
-def _seed(db) -> None:  # noqa: ANN001
+def _seed(db) -> None:
     with db.transaction() as s:
         f.user(s, "USALES01", "sales")
         f.user(s, "UCOLL001", "collector")
@@ -61,7 +61,7 @@ def _seed(db) -> None:  # noqa: ANN001
 
 
 def test_back_office_decisions_through_two_processes_are_taken_once(
-        two_servers, db, standin) -> None:  # noqa: ANN001, F811
+        two_servers, db, standin) -> None:  # noqa: F811
     """One pair of server processes (starting them is most of this test's time) for both
     decisions: a credit-note approval card clicked, then a dispute's Accept modal submitted."""
     api = standin.api
@@ -73,7 +73,7 @@ def test_back_office_decisions_through_two_processes_are_taken_once(
 
 
 def a_credit_note_card_clicked_through_two_processes_issues_one_note(
-        db, api, drivers: list[SlackDriver]) -> None:  # noqa: ANN001
+        db, api, drivers: list[SlackDriver]) -> None:
     # given a credit note waiting for approval on INV-2026-000101
     with db.transaction() as s:
         credit_notes.request_credit_note(s, credit_notes.CreditNoteIn(
@@ -108,7 +108,7 @@ def a_credit_note_card_clicked_through_two_processes_issues_one_note(
 
 
 def a_dispute_accepted_through_two_processes_is_resolved_once(
-        db, api, drivers: list[SlackDriver]) -> None:  # noqa: ANN001
+        db, api, drivers: list[SlackDriver]) -> None:
     # given a dispute on INV-2026-000102, its card with the owner
     with db.transaction() as s:
         f.dispute(s, "INV-2026-000102", amount="400.00", actor="api")

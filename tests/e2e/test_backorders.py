@@ -19,7 +19,7 @@ WAIT = 10.0
 
 
 @pytest.fixture
-def shop(server):  # noqa: ANN001, ANN201
+def shop(server):
     with server.db.transaction() as s:
         f.user(s, "USALES01", "sales")
         f.user(s, "USALES02", "sales")
@@ -28,44 +28,44 @@ def shop(server):  # noqa: ANN001, ANN201
     return server
 
 
-def short_order(server, qty: int = 10) -> str:  # noqa: ANN001
+def short_order(server, qty: int = 10) -> str:
     with server.db.transaction() as s:
         order = f.order(s, lines=[("WID-1", qty)])
     server.deps.notify_outbox()
     return order.number
 
 
-def notice(api, number: str) -> dict:  # noqa: ANN001
+def notice(api, number: str) -> dict:
     """The backorder notice in the rep's DM."""
     return api.wait_for(lambda: next((m for m in api.dm_messages("USALES01")
                                       if m["text"] == f"Order {number} is short of stock"),
                                      None), WAIT, "the backorder DM")
 
 
-def in_ar(api, words: str) -> dict:  # noqa: ANN001
+def in_ar(api, words: str) -> dict:
     return api.wait_for(lambda: next((m for m in api.messages("CAR000001")
                                       if words in text_of(m)), None), WAIT, f"'{words}' in #ar")
 
 
-def answers(api, user: str, count: int) -> list[str]:  # noqa: ANN001
+def answers(api, user: str, count: int) -> list[str]:
     api.wait_for(lambda: len(api.ephemerals(user)) >= count, WAIT, f"{count} answer(s)")
     return ephemeral_texts(api, user)
 
 
-def order_and_line(server, number: str) -> tuple[Order, OrderLine]:  # noqa: ANN001
+def order_and_line(server, number: str) -> tuple[Order, OrderLine]:
     with server.db.read_session() as s:
         order = s.exec(select(Order).where(Order.number == number)).one()
         return order, s.exec(select(OrderLine).where(OrderLine.order_id == order.id)).one()
 
 
-def audited(server, action: str) -> list[AuditEvent]:  # noqa: ANN001
+def audited(server, action: str) -> list[AuditEvent]:
     with server.db.read_session() as s:
         return list(s.exec(select(AuditEvent).where(AuditEvent.action == action)
                            .order_by(AuditEvent.id)))
 
 
 def test_rep_cancels_the_short_line_from_the_dm_and_billing_is_told(shop, slack, standin,
-                                                                    api) -> None:  # noqa: ANN001
+                                                                    api) -> None:
     sandbox = standin.api
     # given an order of 10 widgets with 6 in stock
     number = short_order(shop)
@@ -108,7 +108,7 @@ def test_rep_cancels_the_short_line_from_the_dm_and_billing_is_told(shop, slack,
     assert len(audited(shop, "order.line_cancelled")) == 1
 
 
-def test_wait_ship_partial_then_restock_through_the_api(shop, slack, standin, api) -> None:  # noqa: ANN001
+def test_wait_ship_partial_then_restock_through_the_api(shop, slack, standin, api) -> None:
     sandbox = standin.api
     number = short_order(shop)
     dm = notice(sandbox, number)
@@ -153,7 +153,7 @@ def test_wait_ship_partial_then_restock_through_the_api(shop, slack, standin, ap
     assert api.get(f"/orders/{number}").json()["status"] == "invoiced"
 
 
-def burst(slack, bodies: list[str]) -> list[int]:  # noqa: ANN001
+def burst(slack, bodies: list[str]) -> list[int]:
     start = threading.Barrier(len(bodies))
     statuses: list[int] = []
 
@@ -169,14 +169,14 @@ def burst(slack, bodies: list[str]) -> list[int]:  # noqa: ANN001
     return statuses
 
 
-def billing_told(server, choice: str) -> int:  # noqa: ANN001
+def billing_told(server, choice: str) -> int:
     with server.db.read_session() as s:
         rows = s.exec(select(OutboxMessage)).all()
     return sum(1 for r in rows if r.payload.get("template") == "backorder_notice"
                and r.payload["context"].get("choice") == choice)
 
 
-def test_bursts_of_clicks_change_and_tell_once(shop, slack, standin) -> None:  # noqa: ANN001
+def test_bursts_of_clicks_change_and_tell_once(shop, slack, standin) -> None:
     sandbox = standin.api
     number = short_order(shop)
     dm = notice(sandbox, number)

@@ -28,7 +28,7 @@ ISSUED = date(2026, 11, 4)
 
 
 @pytest.fixture
-def company(server):  # noqa: ANN001, ANN201
+def company(server):
     with server.db.transaction() as s:
         f.user(s, "UCOLL001", "collector")
         f.user(s, "USALES01", "sales")
@@ -42,7 +42,7 @@ def company(server):  # noqa: ANN001, ANN201
                   due=ISSUED + timedelta(days=30))
 
 
-def uncertain_payment(api) -> dict:  # noqa: ANN001
+def uncertain_payment(api) -> dict:
     """250.00 from Globex, no invoice number: two open invoices fit equally well."""
     response = api.post("/payments", json={
         "amount": "250.00", "currency": "USD", "received_at": NOON,
@@ -52,23 +52,23 @@ def uncertain_payment(api) -> dict:  # noqa: ANN001
     return response.json()
 
 
-def card_in_ar(standin) -> dict:  # noqa: ANN001
+def card_in_ar(standin) -> dict:
     return standin.api.wait_for(lambda: standin.api.messages(AR)[-1] if standin.api.messages(AR)
                                 else None, 10, "a card in the AR channel")
 
 
-def allocations(server) -> list[tuple[str, int, str, str]]:  # noqa: ANN001
+def allocations(server) -> list[tuple[str, int, str, str]]:
     with server.db.read_session() as s:
         return [(a.created_by, a.amount_minor, a.method, str(a.invoice_id))
                 for a in s.exec(select(Allocation)).all()]
 
 
-def recording_clicks(slack) -> list[str]:  # noqa: ANN001
+def recording_clicks(slack) -> list[str]:
     """Keep the raw body of every request the driver sends, to replay them."""
     bodies: list[str] = []
     send = slack.send
 
-    def keep(body: str, content_type: str, **opts):  # noqa: ANN003, ANN202
+    def keep(body: str, content_type: str, **opts):
         bodies.append(body)
         return send(body, content_type, **opts)
 
@@ -76,7 +76,7 @@ def recording_clicks(slack) -> list[str]:  # noqa: ANN001
     return bodies
 
 
-def test_an_uncertain_payment_gets_a_suggestion_card_and_the_api_answer(  # noqa: ANN001
+def test_an_uncertain_payment_gets_a_suggestion_card_and_the_api_answer(
         company, server, api, standin) -> None:
     # when
     answer = uncertain_payment(api)
@@ -103,7 +103,7 @@ def test_an_uncertain_payment_gets_a_suggestion_card_and_the_api_answer(  # noqa
         ids.CASHAPP_ASSIGN]
 
 
-def test_apply_click_allocates_once_and_updates_the_card(  # noqa: ANN001
+def test_apply_click_allocates_once_and_updates_the_card(
         company, server, api, slack, standin) -> None:
     # given
     payment = uncertain_payment(api)
@@ -140,7 +140,7 @@ def test_apply_click_allocates_once_and_updates_the_card(  # noqa: ANN001
     assert api.get("/invoices/INV-2026-000501").json()["balance"] == "250.00"
 
 
-def test_a_click_without_the_collector_role_changes_nothing(  # noqa: ANN001
+def test_a_click_without_the_collector_role_changes_nothing(
         company, server, api, slack, standin) -> None:
     # given
     payment = uncertain_payment(api)
@@ -163,7 +163,7 @@ def test_a_click_without_the_collector_role_changes_nothing(  # noqa: ANN001
     assert (refusal.actor, refusal.entity_id) == ("UNOBODY1", str(payment["id"]))
 
 
-def test_a_confident_payment_is_applied_without_a_card(company, server, api, standin) -> None:  # noqa: ANN001
+def test_a_confident_payment_is_applied_without_a_card(company, server, api, standin) -> None:
     response = api.post("/payments", json={
         "amount": "99.95", "currency": "USD", "received_at": NOON,
         "reference": "inv 2026/503", "payer_name": "INITECH"})
@@ -175,7 +175,7 @@ def test_a_confident_payment_is_applied_without_a_card(company, server, api, sta
     assert standin.api.messages(AR) == []
 
 
-def test_api_answers_with_fee_write_off_and_short_payment_deduction(  # noqa: ANN001
+def test_api_answers_with_fee_write_off_and_short_payment_deduction(
         company, server, api) -> None:
     now = NOON
     # 250.00 paid as 248.80 naming the invoice: 1.20 is within 0.5 % (1.25) -> bank fee
@@ -194,20 +194,20 @@ def test_api_answers_with_fee_write_off_and_short_payment_deduction(  # noqa: AN
 
 
 # -- /o2c pay ------------------------------------------------------------------------------------
-def open_pay_modal(slack, standin, user: str = "UCOLL001") -> dict:  # noqa: ANN001
+def open_pay_modal(slack, standin, user: str = "UCOLL001") -> dict:
     response = slack.slash(user, "pay")
     assert response.status_code == 200
     return standin.api.wait_for(lambda: (standin.api.views_for(user) or [None])[-1], 10,
                                 "the payment modal")
 
 
-def recorded(server) -> Payment | None:  # noqa: ANN001
+def recorded(server) -> Payment | None:
     """The payment recorded from the modal (after its ack), once there is one."""
     with server.db.read_session() as s:
         return s.exec(select(Payment)).one_or_none()
 
 
-def test_pay_modal_records_and_applies_a_payment(company, server, slack, standin) -> None:  # noqa: ANN001
+def test_pay_modal_records_and_applies_a_payment(company, server, slack, standin) -> None:
     # given
     view = open_pay_modal(slack, standin)
     assert view["callback_id"] == ids.PAY_MODAL
@@ -233,7 +233,7 @@ def test_pay_modal_records_and_applies_a_payment(company, server, slack, standin
         assert payment.external_id == f"slack-view:{view['id']}"
 
 
-def test_pay_modal_shows_errors_inline(company, server, slack, standin) -> None:  # noqa: ANN001
+def test_pay_modal_shows_errors_inline(company, server, slack, standin) -> None:
     view = open_pay_modal(slack, standin)
     slack.submit_view("UCOLL001", view, {ids.PAY_AMOUNT_BLOCK: {ids.PAY_AMOUNT: "12,5x"},
                                          ids.PAY_DATE_BLOCK: {ids.PAY_DATE: TODAY}})
@@ -249,7 +249,7 @@ def test_pay_modal_shows_errors_inline(company, server, slack, standin) -> None:
         assert s.exec(select(Payment)).all() == []
 
 
-def test_pay_is_for_collectors(company, slack, standin) -> None:  # noqa: ANN001
+def test_pay_is_for_collectors(company, slack, standin) -> None:
     answer = ask(slack, standin.api, "USALES01", "pay")
     assert "collector" in text_of(answer)
     assert standin.api.views_for("USALES01") == []
@@ -259,7 +259,7 @@ def test_pay_is_for_collectors(company, slack, standin) -> None:  # noqa: ANN001
 FORGED = "<!channel> <https://x.example|Bank>"
 
 
-def test_erp_invoice_numbers_and_payer_names_are_escaped_on_card_and_answers(  # noqa: ANN001
+def test_erp_invoice_numbers_and_payer_names_are_escaped_on_card_and_answers(
         server, api, slack, standin) -> None:
     # given ERP invoices whose numbers try to ping the channel and forge a link
     with server.db.transaction() as s:
@@ -308,7 +308,7 @@ def test_erp_invoice_numbers_and_payer_names_are_escaped_on_card_and_answers(  #
 
 
 # -- /o2c pay: the user's clock and the read-only role check ---------------------------------------
-def test_pay_modal_works_for_a_user_whose_slack_time_zone_is_unknown(  # noqa: ANN001
+def test_pay_modal_works_for_a_user_whose_slack_time_zone_is_unknown(
         company, server, slack, standin) -> None:
     # given Slack gave this collector a time zone our tz database does not know
     with server.db.transaction() as s:
@@ -329,7 +329,7 @@ def test_pay_modal_works_for_a_user_whose_slack_time_zone_is_unknown(  # noqa: A
     assert payment.status == "applied"
 
 
-def test_pay_opens_its_modal_while_a_long_job_holds_the_write_lock(  # noqa: ANN001
+def test_pay_opens_its_modal_while_a_long_job_holds_the_write_lock(
         company, server, slack, standin) -> None:
     # given a long write transaction (a statement import, the nightly jobs) in progress
     with server.db.transaction() as s:
@@ -343,7 +343,7 @@ def test_pay_opens_its_modal_while_a_long_job_holds_the_write_lock(  # noqa: ANN
     assert view["callback_id"] == ids.PAY_MODAL
 
 
-def test_pay_modal_takes_amounts_up_to_the_bound_and_refuses_beyond_it(  # noqa: ANN001
+def test_pay_modal_takes_amounts_up_to_the_bound_and_refuses_beyond_it(
         company, server, slack, standin) -> None:
     view = open_pay_modal(slack, standin)
     for typed in ("１２３.45", "10000000000000.00", "1e5", "10.001"):

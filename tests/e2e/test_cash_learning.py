@@ -25,7 +25,7 @@ ISSUED = date(2026, 11, 4)
 
 
 @pytest.fixture
-def company(server):  # noqa: ANN001, ANN201
+def company(server):
     with server.db.transaction() as s:
         f.user(s, "UCOLL001", "collector")
         f.user(s, "UADMIN01", "admin")
@@ -39,7 +39,7 @@ def company(server):  # noqa: ANN001, ANN201
                       due=ISSUED + timedelta(days=30))
 
 
-def post_payment(api, amount: str, payer: str, external_id: str) -> dict:  # noqa: ANN001
+def post_payment(api, amount: str, payer: str, external_id: str) -> dict:
     response = api.post("/payments", json={
         "amount": amount, "currency": "USD", "received_at": NOON, "payer_name": payer,
         "external_id": external_id})
@@ -52,18 +52,18 @@ def placed(payment: dict) -> list[tuple[str, str]]:
     return [(a["invoice"], a["amount"]) for a in payment["allocations"]]
 
 
-def card_in_ar(standin) -> dict:  # noqa: ANN001
+def card_in_ar(standin) -> dict:
     return standin.api.wait_for(lambda: standin.api.messages(AR)[-1] if standin.api.messages(AR)
                                 else None, 10, "a card in the AR channel")
 
 
-def answer_to(standin, user: str, count: int = 1) -> dict:  # noqa: ANN001
+def answer_to(standin, user: str, count: int = 1) -> dict:
     return standin.api.wait_for(
         lambda: (r := [r for r in standin.api.responses if r["user"] == user])[count - 1:]
         and r[count - 1], 10, f"answer {count} to {user}")
 
 
-def test_naming_the_customer_on_the_card_applies_it_and_the_next_one_says_why(  # noqa: ANN001
+def test_naming_the_customer_on_the_card_applies_it_and_the_next_one_says_why(
         company, server, api, slack, standin) -> None:
     # given a payment from a payer line that looks like nobody (600.00 + 399.99 of Globex's)
     payment = post_payment(api, "999.99", "GLBX HOLDINGS <!here>", "BANK-1")
@@ -98,7 +98,7 @@ def test_naming_the_customer_on_the_card_applies_it_and_the_next_one_says_why(  
         "Globex Corporation paid from 'GLBX HOLDINGS <!here>' on 24 Nov 2026"]
 
 
-def teach(api, slack, standin, server) -> int:  # noqa: ANN001
+def teach(api, slack, standin, server) -> int:
     """A collector names Globex on an unidentified payment's card; the rule's id."""
     post_payment(api, "999.99", "GLBX HOLDINGS", "BANK-1")
     slack.click("UCOLL001", card_in_ar(standin), ids.CASHAPP_ASSIGN,
@@ -108,12 +108,12 @@ def teach(api, slack, standin, server) -> int:  # noqa: ANN001
     return standin.api.wait_for(lambda: _rule_id(server.db), 10, "a learned rule")
 
 
-def _rule_id(db) -> int | None:  # noqa: ANN001
+def _rule_id(db) -> int | None:
     with db.read_session() as s:
         return s.exec(select(CashRule.id)).first()
 
 
-def test_admins_list_and_remove_learned_rules_and_others_are_refused(  # noqa: ANN001
+def test_admins_list_and_remove_learned_rules_and_others_are_refused(
         company, server, api, slack, standin) -> None:
     # given a rule a collector taught
     rule_id = teach(api, slack, standin, server)
@@ -143,7 +143,7 @@ def test_admins_list_and_remove_learned_rules_and_others_are_refused(  # noqa: A
     assert post_payment(api, "123.45", "GLBX HOLDINGS", "BANK-3")["status"] != "applied"
 
 
-def test_a_collector_corrects_an_application_with_a_command(  # noqa: ANN001
+def test_a_collector_corrects_an_application_with_a_command(
         company, server, api, slack, standin) -> None:
     # given a payment the engine applied to Initech's invoice by its number
     payment = api.post("/payments", json={
@@ -169,7 +169,7 @@ def test_a_collector_corrects_an_application_with_a_command(  # noqa: ANN001
     assert api.get(f"/payments/{payment['id']}").json()["allocations"] == after["allocations"]
 
 
-def test_a_replayed_correction_cannot_undo_a_later_one(  # noqa: ANN001
+def test_a_replayed_correction_cannot_undo_a_later_one(
         company, server, api, slack, standin) -> None:
     # given a payment the engine applied by its number, corrected to Globex, then back
     payment = api.post("/payments", json={
@@ -178,7 +178,7 @@ def test_a_replayed_correction_cannot_undo_a_later_one(  # noqa: ANN001
     bodies: list[str] = []
     send = slack.send
 
-    def keep(body: str, content_type: str, **opts):  # noqa: ANN003, ANN202
+    def keep(body: str, content_type: str, **opts):
         bodies.append(body)
         return send(body, content_type, **opts)
 

@@ -29,7 +29,7 @@ frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC), tick=True)
 
 
 @pytest.fixture
-def smtp_server(database_url, standin, smtp):  # noqa: ANN001, ANN201
+def smtp_server(database_url, standin, smtp):
     running = start_server(make_settings(database_url, standin.api_url, smtp_url=smtp.url,
                                          o2c_from_email="ar@seller.example"))
     running.worker.poll_interval = 0.05
@@ -39,7 +39,7 @@ def smtp_server(database_url, standin, smtp):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture
-def book(smtp_server, standin):  # noqa: ANN001, ANN201
+def book(smtp_server, standin):
     """Two collectors; invoices in every aging bucket."""
     standin.api.add_user("UCOLL002", "cora.collector", real_name="Cora Collector", tz="UTC")
     today = TODAY
@@ -62,12 +62,12 @@ def book(smtp_server, standin):  # noqa: ANN001, ANN201
     return ids
 
 
-def _digest(standin, user_id: str) -> dict:  # noqa: ANN001
+def _digest(standin, user_id: str) -> dict:
     return standin.api.wait_for(lambda: standin.api.dm_messages(user_id), 15,
                                 f"a digest DM to {user_id}")[0]
 
 
-def test_o2c_run_digest_sends_one_ranked_dm_per_collector(book, smtp_server, standin,  # noqa: ANN001
+def test_o2c_run_digest_sends_one_ranked_dm_per_collector(book, smtp_server, standin,
                                                           database_url) -> None:
     # when the job runs twice from the command line
     env = o2c_env(database_url, standin.api_url)
@@ -91,7 +91,7 @@ def test_o2c_run_digest_sends_one_ranked_dm_per_collector(book, smtp_server, sta
     assert sorted(c.params["channel"] for c in posts) == ["UCOLL001", "UCOLL002"]
 
 
-def test_digest_buttons_promise_reminder_call_snooze(book, smtp_server, standin, smtp) -> None:  # noqa: ANN001
+def test_digest_buttons_promise_reminder_call_snooze(book, smtp_server, standin, smtp) -> None:
     from bot.jobs import run_job
     from sandbox.driver import SlackDriver
     from tests.conftest import SIGNING_SECRET
@@ -153,7 +153,7 @@ def test_digest_buttons_promise_reminder_call_snooze(book, smtp_server, standin,
     assert "Acme Anvils" in answer and "Beta Bolts" not in answer and "1 snoozed" in answer
 
 
-def test_buttons_refuse_someone_without_the_collector_role(book, smtp_server, standin, smtp  # noqa: ANN001
+def test_buttons_refuse_someone_without_the_collector_role(book, smtp_server, standin, smtp
                                                            ) -> None:
     from bot.jobs import run_job
     from sandbox.driver import SlackDriver
@@ -178,7 +178,7 @@ def test_buttons_refuse_someone_without_the_collector_role(book, smtp_server, st
     assert "collector role" in text_of(ask(slack, standin.api, "USALES01", "worklist"))
 
 
-def test_worklist_and_app_home_show_the_ranked_list(book, smtp_server, standin) -> None:  # noqa: ANN001
+def test_worklist_and_app_home_show_the_ranked_list(book, smtp_server, standin) -> None:
     from sandbox.driver import SlackDriver
     from tests.conftest import SIGNING_SECRET
 
@@ -190,7 +190,7 @@ def test_worklist_and_app_home_show_the_ranked_list(book, smtp_server, standin) 
     assert "Your collections worklist" in text_of(home) and "Beta Bolts" in text_of(home)
 
 
-def test_chat_post_message_429_then_503_arrives_exactly_once(book, smtp_server, standin  # noqa: ANN001
+def test_chat_post_message_429_then_503_arrives_exactly_once(book, smtp_server, standin
                                                              ) -> None:
     """Acceptance 3."""
     from bot.jobs import run_job
@@ -219,7 +219,7 @@ def test_chat_post_message_429_then_503_arrives_exactly_once(book, smtp_server, 
     assert row.status == "sent" and row.attempts == 2  # the 429 cost no attempt
 
 
-def test_account_modals_open_while_a_long_job_holds_the_write_lock(book, smtp_server,  # noqa: ANN001
+def test_account_modals_open_while_a_long_job_holds_the_write_lock(book, smtp_server,
                                                                   standin) -> None:
     from bot.jobs import run_job
     from models import Customer
@@ -244,7 +244,7 @@ def test_account_modals_open_while_a_long_job_holds_the_write_lock(book, smtp_se
         "collections_call_modal", "collections_promise_modal"]
 
 
-def test_admin_outbox_lists_with_a_count_and_audits_retries(server, slack, standin) -> None:  # noqa: ANN001
+def test_admin_outbox_lists_with_a_count_and_audits_retries(server, slack, standin) -> None:
     from models import OutboxMessage
     from tests.conftest import ADMIN
 

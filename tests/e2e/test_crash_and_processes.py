@@ -31,7 +31,7 @@ frozen_time = frozen_at(datetime.combine(TODAY, dt.time(12), UTC), tick=True)
 
 
 
-def test_sigkill_between_commit_and_delivery_loses_nothing(database_url, standin, smtp,  # noqa: ANN001
+def test_sigkill_between_commit_and_delivery_loses_nothing(database_url, standin, smtp,
                                                            tmp_path) -> None:
     db = Database(database_url)
     with db.transaction() as s:
@@ -85,7 +85,7 @@ def test_sigkill_between_commit_and_delivery_loses_nothing(database_url, standin
     db.dispose()
 
 
-def test_two_server_processes_send_the_digest_and_each_dunning_message_once(  # noqa: ANN001
+def test_two_server_processes_send_the_digest_and_each_dunning_message_once(
         database_url, standin, smtp, tmp_path) -> None:
     today = TODAY
     db = Database(database_url)

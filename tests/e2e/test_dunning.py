@@ -28,7 +28,7 @@ frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC), tick=True)
 
 
 
-def _seed(db) -> None:  # noqa: ANN001
+def _seed(db) -> None:
     today = TODAY
     with db.transaction() as s:
         f.user(s, "UCOLL001", "collector")
@@ -42,13 +42,13 @@ def _seed(db) -> None:  # noqa: ANN001
         f.dispute(s, "INV-DISPUTED")  # the whole balance
 
 
-def _server(database_url, standin, **extra):  # noqa: ANN001, ANN202
+def _server(database_url, standin, **extra):
     running = start_server(make_settings(database_url, standin.api_url, **extra))
     running.worker.poll_interval = 0.05
     return running
 
 
-def _settle(running, standin) -> None:  # noqa: ANN001
+def _settle(running, standin) -> None:
     """Wait until the outbox has nothing left to deliver."""
     def idle() -> bool:
         with running.db.read_session() as s:
@@ -58,7 +58,7 @@ def _settle(running, standin) -> None:  # noqa: ANN001
     standin.api.wait_for(idle, 20, "the outbox to drain")
 
 
-def test_dunning_twice_and_after_restart_sends_each_level_once(database_url, standin,  # noqa: ANN001
+def test_dunning_twice_and_after_restart_sends_each_level_once(database_url, standin,
                                                                 smtp) -> None:
     # given
     first = _server(database_url, standin, smtp_url=smtp.url)
@@ -118,7 +118,7 @@ def test_dunning_twice_and_after_restart_sends_each_level_once(database_url, sta
     assert sum("credit hold" in m["text"] for m in standin.api.messages("CAR000001")) == 1
 
 
-def test_without_smtp_emails_stay_queued_and_visible_in_slack(server, standin) -> None:  # noqa: ANN001
+def test_without_smtp_emails_stay_queued_and_visible_in_slack(server, standin) -> None:
     # given no SMTP_URL
     _seed(server.db)
     slack = SlackDriver(f"{server.base_url}/slack/events", SIGNING_SECRET, api=standin.api)
@@ -144,7 +144,7 @@ def test_without_smtp_emails_stay_queued_and_visible_in_slack(server, standin) -
     assert len(copies()) == 4
 
 
-def test_o2c_outbox_lists_waiting_emails_and_retries_failed(database_url, standin) -> None:  # noqa: ANN001
+def test_o2c_outbox_lists_waiting_emails_and_retries_failed(database_url, standin) -> None:
     from bot.db import Database
 
     db = Database(database_url)

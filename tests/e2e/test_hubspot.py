@@ -29,7 +29,7 @@ def crm() -> Iterator[HubSpotStandIn]:
 
 
 @pytest.fixture
-def hub_server(database_url, standin, crm) -> Iterator:  # noqa: ANN001
+def hub_server(database_url, standin, crm) -> Iterator:
     settings = test_settings(database_url, standin.api_url,
                              hubspot_access_token=hp.ACCESS_TOKEN,
                              hubspot_client_secret=hp.CLIENT_SECRET,
@@ -42,7 +42,7 @@ def hub_server(database_url, standin, crm) -> Iterator:  # noqa: ANN001
     running.db.dispose()
 
 
-def company(db, *, reviewed: bool = True) -> None:  # noqa: ANN001
+def company(db, *, reviewed: bool = True) -> None:
     with db.transaction() as s:
         f.user(s, "USALES01", "sales")
         f.user(s, "USALES02", "sales")
@@ -52,18 +52,18 @@ def company(db, *, reviewed: bool = True) -> None:  # noqa: ANN001
         f.product(s, "GAD-2", price="50.00", max_discount="15")
 
 
-def send(server, events: list[dict], **sign) -> httpx.Response:  # noqa: ANN001, ANN003
+def send(server, events: list[dict], **sign) -> httpx.Response:
     url = f"{server.base_url}/webhooks/hubspot"
     body, headers = hp.signed(url, events, **sign)
     return httpx.post(url, content=body, headers=headers, timeout=30)
 
 
-def orders(db) -> list[Order]:  # noqa: ANN001
+def orders(db) -> list[Order]:
     with db.read_session() as s:
         return list(s.exec(select(Order).order_by(Order.id)))
 
 
-def test_a_won_deal_becomes_an_order_and_the_deal_follows_it(hub_server, crm) -> None:  # noqa: ANN001
+def test_a_won_deal_becomes_an_order_and_the_deal_follows_it(hub_server, crm) -> None:
     company(hub_server.db)
     crm.add_deal("5001", company=("9001", "C-GLOBEX"),
                  lines=[{"sku": "WID-1", "quantity": 2, "price": "100.00"},
@@ -103,7 +103,7 @@ def test_a_won_deal_becomes_an_order_and_the_deal_follows_it(hub_server, crm) ->
     assert last["o2c_order_status"] == "paid"
 
 
-def test_a_rejected_credit_approval_shows_on_the_deal(hub_server, crm) -> None:  # noqa: ANN001
+def test_a_rejected_credit_approval_shows_on_the_deal(hub_server, crm) -> None:
     # given a customer without a credit review: the order needs a credit approval
     company(hub_server.db, reviewed=False)
     crm.add_deal("5002", company=("9001", "C-GLOBEX"),
@@ -126,7 +126,7 @@ def test_a_rejected_credit_approval_shows_on_the_deal(hub_server, crm) -> None: 
     assert "no trade references" in props["o2c_rejection_reason"]
 
 
-def test_a_price_below_list_is_a_discount_and_is_checked(hub_server, crm) -> None:  # noqa: ANN001
+def test_a_price_below_list_is_a_discount_and_is_checked(hub_server, crm) -> None:
     company(hub_server.db)
     crm.add_deal("5003", company=("9001", "C-GLOBEX"),
                  lines=[{"sku": "WID-1", "quantity": 1, "price": "70.00"}])
@@ -138,7 +138,7 @@ def test_a_price_below_list_is_a_discount_and_is_checked(hub_server, crm) -> Non
         assert kinds == ["discount"]
 
 
-def test_each_deal_becomes_one_order(hub_server, crm) -> None:  # noqa: ANN001
+def test_each_deal_becomes_one_order(hub_server, crm) -> None:
     company(hub_server.db)
     crm.add_deal("5004", company=("9001", "C-GLOBEX"),
                  lines=[{"sku": "WID-1", "quantity": 1, "price": "100.00"}])
@@ -157,7 +157,7 @@ def test_each_deal_becomes_one_order(hub_server, crm) -> None:  # noqa: ANN001
         assert len(s.exec(select(ProviderEvent)).all()) == 2
 
 
-def test_a_deal_that_cannot_be_an_order_is_refused_visibly_then_retried(  # noqa: ANN001
+def test_a_deal_that_cannot_be_an_order_is_refused_visibly_then_retried(
         hub_server, crm, standin) -> None:
     company(hub_server.db)
     crm.add_deal("5005", company=("9001", "C-GLOBEX"),
@@ -179,7 +179,7 @@ def test_a_deal_that_cannot_be_an_order_is_refused_visibly_then_retried(  # noqa
         assert (link.status, link.order_id) == ("imported", order.id)
 
 
-def test_unmapped_pipelines_and_other_stages_make_no_order(hub_server, crm) -> None:  # noqa: ANN001
+def test_unmapped_pipelines_and_other_stages_make_no_order(hub_server, crm) -> None:
     company(hub_server.db)
     crm.add_deal("5006", company=("9001", "C-GLOBEX"), pipeline="partners",
                  lines=[{"sku": "WID-1", "quantity": 1, "price": "100.00"}])
@@ -193,7 +193,7 @@ def test_unmapped_pipelines_and_other_stages_make_no_order(hub_server, crm) -> N
     assert orders(hub_server.db) == []
 
 
-def test_bad_or_stale_signatures_are_refused_and_store_nothing(hub_server) -> None:  # noqa: ANN001
+def test_bad_or_stale_signatures_are_refused_and_store_nothing(hub_server) -> None:
     events = [hp.stage_changed("5008", event_id=10)]
     url = f"{hub_server.base_url}/webhooks/hubspot"
     body, headers = hp.signed(url, events)
@@ -211,7 +211,7 @@ def test_bad_or_stale_signatures_are_refused_and_store_nothing(hub_server) -> No
         assert s.exec(select(ProviderEvent)).all() == []
 
 
-def test_without_hubspot_settings_the_endpoint_is_off(server) -> None:  # noqa: ANN001
+def test_without_hubspot_settings_the_endpoint_is_off(server) -> None:
     url = f"{server.base_url}/webhooks/hubspot"
     body, headers = hp.signed(url, [hp.stage_changed("1", event_id=1)])
     assert httpx.post(url, content=body, headers=headers).status_code == 404

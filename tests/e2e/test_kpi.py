@@ -16,7 +16,7 @@ TODAY = date(2026, 11, 24)  # a Tuesday
 frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC), tick=True)
 
 
-def test_kpi_command_shows_dso_and_aging(server, slack, standin) -> None:  # noqa: ANN001
+def test_kpi_command_shows_dso_and_aging(server, slack, standin) -> None:
     # given: 900 issued in the window, 300 of it overdue, nothing collected
     today = TODAY
     with server.db.transaction() as s:
@@ -33,7 +33,7 @@ def test_kpi_command_shows_dso_and_aging(server, slack, standin) -> None:  # noq
     assert "Aging USD" in text and "1-30: USD 300.00" in text
 
 
-def test_weekly_kpi_report_posts_once_per_week(server, standin) -> None:  # noqa: ANN001
+def test_weekly_kpi_report_posts_once_per_week(server, standin) -> None:
     # given
     from bot import reports
 
@@ -51,7 +51,7 @@ def test_weekly_kpi_report_posts_once_per_week(server, standin) -> None:  # noqa
     assert "Weekly O2C KPIs" in str(standin.api.messages("CAR000001")[0])
 
 
-def test_kpi_needs_a_finance_role_and_refusals_are_audited(server, slack, standin) -> None:  # noqa: ANN001
+def test_kpi_needs_a_finance_role_and_refusals_are_audited(server, slack, standin) -> None:
     from sqlmodel import select
 
     from models import AuditEvent
@@ -79,7 +79,7 @@ def test_kpi_report_is_a_registered_catch_up_job() -> None:
     assert spec.cron == {"minute": "*/15"}
 
 
-def test_admins_see_the_kpis_on_app_home_and_sales_reps_do_not(server, slack, standin  # noqa: ANN001
+def test_admins_see_the_kpis_on_app_home_and_sales_reps_do_not(server, slack, standin
                                                                ) -> None:
     # given: 900 of sales in the window, all of it open; a sales rep
     today = TODAY

@@ -15,7 +15,7 @@ frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC), tick=True)
 
 
 @pytest.fixture
-def company(server):  # noqa: ANN001, ANN201
+def company(server):
     today = TODAY
     with server.db.transaction() as s:
         f.user(s, "USALES01", "sales", timezone="America/New_York")
@@ -31,7 +31,7 @@ def company(server):  # noqa: ANN001, ANN201
     return {"order": order.number}
 
 
-def test_help_lists_every_subcommand(slack, standin) -> None:  # noqa: ANN001
+def test_help_lists_every_subcommand(slack, standin) -> None:
     # when
     answer = ask(slack, standin.api, "USALES01", "help")
     # then
@@ -40,12 +40,12 @@ def test_help_lists_every_subcommand(slack, standin) -> None:  # noqa: ANN001
         assert usage in text
 
 
-def test_unknown_subcommand_gets_help_not_an_error(slack, standin) -> None:  # noqa: ANN001
+def test_unknown_subcommand_gets_help_not_an_error(slack, standin) -> None:
     answer = ask(slack, standin.api, "USALES01", "frobnicate now")
     assert "I don't know `frobnicate`" in text_of(answer)
 
 
-def test_order_posted_via_api_is_shown_by_o2c_order(server, slack, standin, api) -> None:  # noqa: ANN001
+def test_order_posted_via_api_is_shown_by_o2c_order(server, slack, standin, api) -> None:
     # given
     with server.db.transaction() as s:
         f.user(s, "USALES01", "sales")
@@ -66,12 +66,12 @@ def test_order_posted_via_api_is_shown_by_o2c_order(server, slack, standin, api)
     assert "approved" in text
 
 
-def test_unknown_order_says_so(company, slack, standin) -> None:  # noqa: ANN001
+def test_unknown_order_says_so(company, slack, standin) -> None:
     answer = ask(slack, standin.api, "USALES01", "order SO-999999")
     assert "No order `SO-999999`" in text_of(answer)
 
 
-def test_customer_matches_fuzzily(company, slack, standin) -> None:  # noqa: ANN001
+def test_customer_matches_fuzzily(company, slack, standin) -> None:
     # when
     answer = ask(slack, standin.api, "USALES01", "customer glbex")
     # then
@@ -82,26 +82,26 @@ def test_customer_matches_fuzzily(company, slack, standin) -> None:  # noqa: ANN
     assert "Overdue" in text
 
 
-def test_ambiguous_customer_lists_closest_matches(company, slack, standin) -> None:  # noqa: ANN001
+def test_ambiguous_customer_lists_closest_matches(company, slack, standin) -> None:
     answer = ask(slack, standin.api, "USALES01", "customer glob")
     text = text_of(answer)
     assert "ambiguous" in text
     assert "Globex Corporation" in text and "Global Logistics Ltd" in text
 
 
-def test_unknown_customer_gets_helpful_answer(company, slack, standin) -> None:  # noqa: ANN001
+def test_unknown_customer_gets_helpful_answer(company, slack, standin) -> None:
     answer = ask(slack, standin.api, "USALES01", "customer zzzzqqq")
     assert "No customer matches" in text_of(answer) or "Closest" in text_of(answer)
 
 
-def test_orders_of_a_customer(company, slack, standin) -> None:  # noqa: ANN001
+def test_orders_of_a_customer(company, slack, standin) -> None:
     answer = ask(slack, standin.api, "USALES01", "orders Globex")
     text = text_of(answer)
     assert company["order"] in text
     assert "USD 300.00" in text
 
 
-def test_ar_overview_and_one_customer(company, slack, standin) -> None:  # noqa: ANN001
+def test_ar_overview_and_one_customer(company, slack, standin) -> None:
     overview = text_of(ask(slack, standin.api, "UCOLL001", "ar"))
     assert "Accounts receivable" in overview
     assert "USD 750.00" in overview  # open total
@@ -110,7 +110,7 @@ def test_ar_overview_and_one_customer(company, slack, standin) -> None:  # noqa:
     assert "Initech" in one
 
 
-def test_role_add_by_admin_and_refusal_for_others(server, slack, standin) -> None:  # noqa: ANN001
+def test_role_add_by_admin_and_refusal_for_others(server, slack, standin) -> None:
     from sqlmodel import select
 
     from models import AuditEvent, UserRole
@@ -137,7 +137,7 @@ def test_role_add_by_admin_and_refusal_for_others(server, slack, standin) -> Non
         assert actions == ["role.granted", "role.revoked"]
 
 
-def test_role_usage_errors(server, slack, standin) -> None:  # noqa: ANN001
+def test_role_usage_errors(server, slack, standin) -> None:
     from tests.conftest import ADMIN
 
     assert "Usage" in text_of(ask(slack, standin.api, ADMIN, "role add"))

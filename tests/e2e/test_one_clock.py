@@ -20,13 +20,13 @@ DUE = LA_TODAY - timedelta(days=140)  # 140 days late in Los Angeles, 141 by the
 
 
 @pytest.fixture
-def late_evening_in_la():  # noqa: ANN201
+def late_evening_in_la():
     with time_machine.travel(MOMENT, tick=True):  # time flows: the outbox works as usual
         yield
 
 
 @pytest.fixture
-def book(late_evening_in_la, server):  # noqa: ANN001, ANN201
+def book(late_evening_in_la, server):
     with server.db.transaction() as s:
         f.user(s, "UCOLL001", "collector", timezone="America/Los_Angeles")
         f.customer(s, "C-LATE", "Latecomer Ltd", collector="UCOLL001")
@@ -38,7 +38,7 @@ def _days(pattern: str, text: str) -> list[int]:
     return [int(n) for n in re.findall(pattern, text)]
 
 
-def test_every_screen_of_a_collector_says_the_same_days_past_due(book, slack, standin  # noqa: ANN001
+def test_every_screen_of_a_collector_says_the_same_days_past_due(book, slack, standin
                                                                  ) -> None:
     # when the collector looks at everything at 19:00 their time
     run_job("digest", book.deps, None)  # `o2c run digest`: each collector's own today
@@ -59,7 +59,7 @@ def test_every_screen_of_a_collector_says_the_same_days_past_due(book, slack, st
         m.dedupe_key for m in _outbox(book)}
 
 
-def _outbox(server):  # noqa: ANN001, ANN202
+def _outbox(server):
     from sqlmodel import select
 
     from models import OutboxMessage

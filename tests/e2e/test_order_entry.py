@@ -19,7 +19,7 @@ WAIT = 10.0
 
 
 @pytest.fixture
-def shop(server):  # noqa: ANN001, ANN201
+def shop(server):
     now = datetime.combine(TODAY, time(12), UTC)
     with server.db.transaction() as s:
         f.user(s, "USALES01", "sales")
@@ -36,13 +36,13 @@ def shop(server):  # noqa: ANN001, ANN201
     return server
 
 
-def open_modal(slack, api, user: str = "USALES01") -> dict:  # noqa: ANN001
+def open_modal(slack, api, user: str = "USALES01") -> dict:
     response = slack.slash(user, "new")
     assert response.status_code == 200
     return api.wait_for(lambda: api.views_for(user) or None, WAIT, "the order modal")[0]
 
 
-def slack_order(server) -> Order | None:  # noqa: ANN001
+def slack_order(server) -> Order | None:
     with server.db.read_session() as s:
         return s.exec(select(Order).where(Order.source == "slack")).one_or_none()
 
@@ -54,7 +54,7 @@ def line(row: int, product: str | None = None, quantity: object = None,
             f"order_line_{row}_discount": {"order_discount_input": discount}}
 
 
-def test_modal_searches_hints_and_rejects_bad_input_inline(shop, slack, standin) -> None:  # noqa: ANN001
+def test_modal_searches_hints_and_rejects_bad_input_inline(shop, slack, standin) -> None:
     api = standin.api
     # when the rep types /o2c new
     modal = open_modal(slack, api)
@@ -107,7 +107,7 @@ def test_modal_searches_hints_and_rejects_bad_input_inline(shop, slack, standin)
 
 
 def test_modal_order_above_the_discount_maximum_waits_for_approval(shop, slack,
-                                                                   standin) -> None:  # noqa: ANN001
+                                                                   standin) -> None:
     api = standin.api
     modal = open_modal(slack, api)
     slack.submit_view("USALES01", modal, {"order_customer": {
@@ -118,7 +118,7 @@ def test_modal_order_above_the_discount_maximum_waits_for_approval(shop, slack,
     assert api.wait_for(lambda: api.messages("CALERTS01") or None, WAIT, "the alert")
 
 
-def test_new_order_needs_the_sales_role(shop, slack, standin) -> None:  # noqa: ANN001
+def test_new_order_needs_the_sales_role(shop, slack, standin) -> None:
     # when someone without the sales role asks for the modal
     answer = ask(slack, standin.api, "UNOBODY1", "new")
     # then they are told why, and no modal opens

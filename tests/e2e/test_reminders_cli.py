@@ -30,7 +30,7 @@ def run_reminders(database_url: str, as_of: str) -> dict:
     return json.loads(done.stdout)
 
 
-def test_cli_reminds_once_per_interval_as_of_close_of_business(database_url, db) -> None:  # noqa: ANN001
+def test_cli_reminds_once_per_interval_as_of_close_of_business(database_url, db) -> None:
     # given a request made on Monday 2 March 2026 at 09:00 (working hours 09:00-17:00 UTC)
     with db.transaction() as s:
         f.user(s, "USALES01", "sales")

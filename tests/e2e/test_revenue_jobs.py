@@ -30,7 +30,7 @@ def at(m: int, d: int, h: int = 9) -> datetime:
     return datetime(2026, m, d, h, tzinfo=UTC)
 
 
-def june_business(db) -> None:  # noqa: ANN001
+def june_business(db) -> None:
     """Hardware 2 x 450.00 less 10 % shipped 10 June (810.00); installation 300.00 from 1 June
     to 31 August delivered 1 June; 1 x CLOUD 1200.00 a year from 1 June billed monthly
     (100.00 invoiced 1 June)."""
@@ -63,7 +63,7 @@ def close(env: dict, *args: str) -> dict:
     return json.loads(done.stdout)
 
 
-def test_the_monthly_close_through_the_job(server, standin, database_url) -> None:  # noqa: ANN001
+def test_the_monthly_close_through_the_job(server, standin, database_url) -> None:
     """June recognises 810.00 of goods, 97.83 of installation (300.00 x 30/92) and 98.63 of
     subscription (1200.00 x 30/365): 1006.46. Deferred at the end of June: 202.17 of
     installation and 1.37 of subscription (100.00 invoiced less 98.63): 203.54. May had
@@ -108,7 +108,7 @@ def test_the_monthly_close_through_the_job(server, standin, database_url) -> Non
     assert "+USD 203.54 vs 2026-05" in str(message)
 
 
-def test_a_period_that_has_not_ended_is_refused(database_url, monkeypatch, capsys) -> None:  # noqa: ANN001
+def test_a_period_that_has_not_ended_is_refused(database_url, monkeypatch, capsys) -> None:
     # given `o2c run` (in this process) on the first of July
     monkeypatch.setenv("DATABASE_URL", database_url)
     with time_machine.travel(JULY_1, tick=True):
@@ -122,7 +122,7 @@ def test_a_period_that_has_not_ended_is_refused(database_url, monkeypatch, capsy
     assert wrong == 2 and "--period is an option of revenue-close" in wrong_err
 
 
-def test_two_billing_processes_invoice_each_period_once(db, database_url, standin) -> None:  # noqa: ANN001
+def test_two_billing_processes_invoice_each_period_once(db, database_url, standin) -> None:
     """Three subscriptions billed monthly since 1 April; on 1 July two `o2c run
     subscription-billing` start together: April to July of each, 12 invoices, once."""
     # given
@@ -139,7 +139,7 @@ def test_two_billing_processes_invoice_each_period_once(db, database_url, standi
     env = o2c_env(database_url, standin.api_url)
     # when
     with time_machine.travel(datetime(2026, 7, 1, 10, tzinfo=UTC), tick=True):
-        runs = [subprocess.Popen([sys.executable, "-m", "bot.cli", "run",  # noqa: S603
+        runs = [subprocess.Popen([sys.executable, "-m", "bot.cli", "run",
                                   "subscription-billing"], cwd=ROOT, env=child_env(env),
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 for _ in range(2)]

@@ -23,13 +23,13 @@ frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC), tick=True)
 WAIT = 10.0
 
 
-def slack_order(server) -> Order | None:  # noqa: ANN001
+def slack_order(server) -> Order | None:
     with server.db.read_session() as s:
         return s.exec(select(Order).where(Order.source == "slack")).one_or_none()
 
 
 @pytest.fixture
-def shop(server):  # noqa: ANN001, ANN201
+def shop(server):
     with server.db.transaction() as s:
         f.user(s, "USALES01", "sales")
         f.customer(s, credit_limit="1000000.00")
@@ -40,7 +40,7 @@ def shop(server):  # noqa: ANN001, ANN201
 
 
 def test_the_order_modal_asks_a_service_period_and_a_subscriptions_billing(
-        shop, slack, standin) -> None:  # noqa: ANN001
+        shop, slack, standin) -> None:
     api = standin.api
     # given the modal, with a widget on the first line and a subscription on the second
     slack.slash("USALES01", "new")
@@ -89,7 +89,7 @@ def test_the_order_modal_asks_a_service_period_and_a_subscriptions_billing(
         ("CLOUD", date(2026, 8, 1), date(2027, 7, 31), "quarterly")]
 
 
-def test_o2c_revenue_answers_admins(shop, slack, standin) -> None:  # noqa: ANN001
+def test_o2c_revenue_answers_admins(shop, slack, standin) -> None:
     """An installation of 300.00 from 1 June to 31 August, delivered 1 June: June recognises
     97.83 (30/92), 202.17 stays deferred (101.09 for July, 101.08 for August)."""
     # given

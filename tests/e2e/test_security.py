@@ -16,12 +16,12 @@ from tests.support.slack import ask, everything_sent
 EVIL = "<!channel> <https://x.example|Bank>"
 
 
-def audit_count(db) -> int:  # noqa: ANN001
+def audit_count(db) -> int:
     with db.read_session() as s:
         return s.exec(select(func.count()).select_from(AuditEvent)).one()
 
 
-def test_bad_signature_is_401_and_changes_nothing(server, slack, standin) -> None:  # noqa: ANN001
+def test_bad_signature_is_401_and_changes_nothing(server, slack, standin) -> None:
     # given
     before = audit_count(server.db)
     # when
@@ -35,7 +35,7 @@ def test_bad_signature_is_401_and_changes_nothing(server, slack, standin) -> Non
     assert standin.api.responses == []
 
 
-def test_stale_timestamp_is_401_and_changes_nothing(server, slack, standin) -> None:  # noqa: ANN001
+def test_stale_timestamp_is_401_and_changes_nothing(server, slack, standin) -> None:
     # given: correctly signed, but six minutes old (a replay)
     old = slack_timestamp() - 6 * 60
     before = audit_count(server.db)
@@ -49,7 +49,7 @@ def test_stale_timestamp_is_401_and_changes_nothing(server, slack, standin) -> N
     assert audit_count(server.db) == before
 
 
-def test_event_retries_are_processed_once(server, slack, standin) -> None:  # noqa: ANN001
+def test_event_retries_are_processed_once(server, slack, standin) -> None:
     # given
     event = {"type": "app_home_opened", "user": "USALES01", "channel": "D0USALES01",
              "tab": "home", "event_ts": "1700000000.000100"}
@@ -66,7 +66,7 @@ def test_event_retries_are_processed_once(server, slack, standin) -> None:  # no
     assert "Your roles" in str(standin.api.home_view("USALES01"))
 
 
-def test_hostile_customer_name_is_escaped_everywhere(server, slack, standin, api) -> None:  # noqa: ANN001
+def test_hostile_customer_name_is_escaped_everywhere(server, slack, standin, api) -> None:
     # given: a customer whose name tries to ping the channel and forge a link
     with server.db.transaction() as s:
         f.user(s, "USALES01", "sales")

@@ -28,7 +28,7 @@ LINK = re.compile(r"(http://127\.0\.0\.1:\d+/pay/[A-Za-z0-9_-]+)")
 
 
 @pytest.fixture
-def stripe_server(database_url, standin, smtp) -> Iterator:  # noqa: ANN001
+def stripe_server(database_url, standin, smtp) -> Iterator:
     port = free_port()
     settings = test_settings(database_url, standin.api_url, smtp_url=smtp.url,
                              stripe_api_key=sp.API_KEY, stripe_webhook_secret=sp.WEBHOOK_SECRET,
@@ -47,7 +47,7 @@ def stripe_api() -> Iterator[responses.RequestsMock]:
         yield mock
 
 
-def company(db) -> None:  # noqa: ANN001
+def company(db) -> None:
     with db.transaction() as s:
         f.user(s, "USALES01", "sales")
         f.user(s, "UCOLL001", "collector")
@@ -68,7 +68,7 @@ def invoiced(base_url: str) -> str:
     return shipped.json()["invoice"]
 
 
-def wait(predicate, timeout: float = 15.0, what: str = "it"):  # noqa: ANN001, ANN201
+def wait(predicate, timeout: float = 15.0, what: str = "it"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = predicate()
@@ -78,7 +78,7 @@ def wait(predicate, timeout: float = 15.0, what: str = "it"):  # noqa: ANN001, A
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def post_event(base_url: str, payload: dict, **sign) -> httpx.Response:  # noqa: ANN003
+def post_event(base_url: str, payload: dict, **sign) -> httpx.Response:
     body, headers = sp.signed(payload, **sign)
     return httpx.post(f"{base_url}/webhooks/stripe", content=body, headers=headers, timeout=30)
 
@@ -88,7 +88,7 @@ def session_answer(session_id: str, url: str, amount: int, number: str) -> dict:
                                status="open", payment_status="unpaid", url=url)
 
 
-def test_pay_now_from_the_invoice_email_to_the_payment_in_slack(  # noqa: ANN001
+def test_pay_now_from_the_invoice_email_to_the_payment_in_slack(
         stripe_server, stripe_api, standin, smtp) -> None:
     base = stripe_server.base_url
     company(stripe_server.db)
@@ -143,7 +143,7 @@ def test_pay_now_from_the_invoice_email_to_the_payment_in_slack(  # noqa: ANN001
     standin.api.wait_for(lambda: [m for m in standin.api.dm_messages("UCOLL001")
                                   if "through Stripe" in m["text"]], 15, "collector DM")
 
-    def fee():  # noqa: ANN202
+    def fee():
         with stripe_server.db.read_session() as s:
             return s.exec(select(PaymentFee)).first()
     recorded = wait(fee, what="the fee")
@@ -156,7 +156,7 @@ def test_pay_now_from_the_invoice_email_to_the_payment_in_slack(  # noqa: ANN001
         assert len(s.exec(select(Payment)).all()) == 1
 
 
-def test_a_balance_change_replaces_the_session(stripe_server, stripe_api) -> None:  # noqa: ANN001
+def test_a_balance_change_replaces_the_session(stripe_server, stripe_api) -> None:
     base = stripe_server.base_url
     company(stripe_server.db)
     number = invoiced(base)
@@ -195,7 +195,7 @@ def test_a_balance_change_replaces_the_session(stripe_server, stripe_api) -> Non
         assert (link.generation, link.session_id, link.amount_minor) == (2, "cs_test_B", 15_000)
 
 
-def test_bad_signatures_and_stale_events_store_nothing(stripe_server) -> None:  # noqa: ANN001
+def test_bad_signatures_and_stale_events_store_nothing(stripe_server) -> None:
     base = stripe_server.base_url
     event = sp.event("payment_intent.succeeded", sp.payment_intent(invoice="INV-1",
                                                                    amount=100))
@@ -219,7 +219,7 @@ def test_bad_signatures_and_stale_events_store_nothing(stripe_server) -> None:  
         assert [e.type for e in s.exec(select(ProviderEvent))] == ["customer.created"]
 
 
-def test_without_the_keys_nothing_changes(server, smtp, database_url, standin) -> None:  # noqa: ANN001
+def test_without_the_keys_nothing_changes(server, smtp, database_url, standin) -> None:
     # given the usual server (no Stripe settings) with SMTP
     server.stop()
     running = start_server(test_settings(database_url, standin.api_url, smtp_url=smtp.url))
@@ -241,7 +241,7 @@ def test_without_the_keys_nothing_changes(server, smtp, database_url, standin) -
         running.db.dispose()
 
 
-def test_two_server_processes_record_a_payment_once(database_url, standin, tmp_path) -> None:  # noqa: ANN001
+def test_two_server_processes_record_a_payment_once(database_url, standin, tmp_path) -> None:
     from bot.db import Database
 
     db = Database(database_url)

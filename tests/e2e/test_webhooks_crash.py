@@ -17,7 +17,7 @@ from tests.support.receiver import Receiver, Step
 from workflows import webhooks
 
 
-def test_kill_9_during_a_delivery_loses_nothing(database_url, standin, tmp_path) -> None:  # noqa: ANN001
+def test_kill_9_during_a_delivery_loses_nothing(database_url, standin, tmp_path) -> None:
     db = Database(database_url)
     with Receiver([Step(200, hold=True), 200, 200]) as receiver:
         with db.transaction() as s:

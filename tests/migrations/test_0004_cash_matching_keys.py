@@ -8,7 +8,7 @@ from bot.db import normalize_url
 from bot.migrate import downgrade, upgrade
 
 
-def test_existing_invoices_get_their_number_key_and_the_migration_reverses(database_url) -> None:  # noqa: ANN001
+def test_existing_invoices_get_their_number_key_and_the_migration_reverses(database_url) -> None:
     # given a database as it was before 0003_i5, with an invoice in it
     downgrade(database_url, "0003_i4")
     engine = sa.create_engine(normalize_url(database_url), poolclass=sa.pool.NullPool)

@@ -12,7 +12,7 @@ from bot.migrate import downgrade, upgrade
 from tests.support import factories as f
 
 
-def test_broken_stock_is_repaired_then_checked_and_the_migration_reverses(database_url) -> None:  # noqa: ANN001
+def test_broken_stock_is_repaired_then_checked_and_the_migration_reverses(database_url) -> None:
     # given an order holding 4 of 10 widgets, and a gadget nobody holds
     db = Database(database_url)
     try:

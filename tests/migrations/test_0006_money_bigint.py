@@ -27,8 +27,8 @@ def dump(conn: sa.Connection) -> dict[str, list]:
                       "allocations")}
 
 
-def test_a_populated_0005_database_upgrades_and_then_holds_real_amounts(database_url,  # noqa: ANN001
-                                                                        standin) -> None:  # noqa: ANN001
+def test_a_populated_0005_database_upgrades_and_then_holds_real_amounts(database_url,
+                                                                        standin) -> None:
     # given a company with an order, an invoice and a payment applied to it
     db = Database(database_url)
     try:
@@ -100,7 +100,7 @@ def test_a_populated_0005_database_upgrades_and_then_holds_real_amounts(database
         running.db.dispose()
 
 
-def test_downgrade_refuses_while_an_amount_does_not_fit_in_32_bits(database_url) -> None:  # noqa: ANN001
+def test_downgrade_refuses_while_an_amount_does_not_fit_in_32_bits(database_url) -> None:
     db = Database(database_url)
     try:
         with db.transaction() as s:

@@ -40,7 +40,7 @@ ROWS = [
 ]
 
 
-def test_existing_settlements_get_their_economic_dates(database_url) -> None:  # noqa: ANN001
+def test_existing_settlements_get_their_economic_dates(database_url) -> None:
     # given: three invoices, and before 0008 the settlements recorded on them (balances as
     # those settlements left them)
     db = Database(database_url)

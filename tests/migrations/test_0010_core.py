@@ -15,7 +15,7 @@ def _invoice_columns(engine: sa.Engine) -> set[str]:
         return {c["name"] for c in sa.inspect(conn).get_columns("invoices")}
 
 
-def test_sent_at_is_dropped_and_the_invoices_stay(database_url) -> None:  # noqa: ANN001
+def test_sent_at_is_dropped_and_the_invoices_stay(database_url) -> None:
     # given invoices at the schema before 0010_core
     db = Database(database_url)
     try:

@@ -26,7 +26,7 @@ BEFORE = ScriptDirectory.from_config(alembic_config("sqlite://")).get_revision(
     "0011_back_office").down_revision
 
 
-def test_upgrade_keeps_data_and_holds_flagged_invoices_in_dispute(database_url) -> None:  # noqa: ANN001
+def test_upgrade_keeps_data_and_holds_flagged_invoices_in_dispute(database_url) -> None:
     # given a populated book
     now = Clock().now()
     today = now.date()

@@ -14,7 +14,7 @@ from bot.db import Database, normalize_url
 from bot.migrate import alembic_config, downgrade, upgrade
 from tests.support import factories as f
 from workflows import orders, revenue, shipping
-from workflows.inputs import OrderIn, OrderLineIn
+from workflows.inputs import OrderIn, OrderLineIn, ShipmentLineIn
 
 NOW = datetime(2026, 5, 4, 10, tzinfo=UTC)
 
@@ -50,7 +50,7 @@ def populate(database_url: str) -> dict[str, str]:
                 shipping.ship_order(
                     s, order_number=number, carrier="UPS", tracking_number="1Z",
                     shipped_at=NOW, actor="USALES01", now=NOW,
-                    lines=[shipping.ShipLineIn(sku=k, quantity=q) for k, q in lines]
+                    lines=[ShipmentLineIn(sku=k, quantity=q) for k, q in lines]
                     if lines else None)
             f.invoice(s, "ERP-1", total="50.00", issued=date(2026, 5, 1))
             return {"usd": usd.number, "eur": eur.number}
@@ -59,7 +59,7 @@ def populate(database_url: str) -> dict[str, str]:
 
 
 def test_existing_lines_get_revenue_fields_and_invoice_lines_their_order_line(
-        database_url) -> None:  # noqa: ANN001
+        database_url) -> None:
     # given: orders shipped in three shipments, and an ERP invoice, before 0012
     numbers = populate(database_url)
     previous = before_0012(database_url)

@@ -74,7 +74,7 @@ def _sql(statement: str, sqlite: bool, **ids: int) -> sa.TextClause:
     return sa.text(statement.replace("+00'", "'") if sqlite else statement)  # naive UTC there
 
 
-def test_payments_and_allocations_survive_and_refunds_become_possible(database_url) -> None:  # noqa: ANN001
+def test_payments_and_allocations_survive_and_refunds_become_possible(database_url) -> None:
     # given two invoices, and before 0013 the payments applied to them
     db = Database(database_url)
     try:

@@ -67,7 +67,7 @@ def _engine(url: str) -> sa.Engine:
     return sa.create_engine(normalize_url(url), poolclass=sa.pool.NullPool)
 
 
-def test_old_suggestions_move_into_their_table_and_answer_the_same(database_url) -> None:  # noqa: ANN001
+def test_old_suggestions_move_into_their_table_and_answer_the_same(database_url) -> None:
     # given books at 0014 with customers and invoices, then the schema before it
     db = Database(database_url)
     try:
@@ -131,7 +131,7 @@ def test_old_suggestions_move_into_their_table_and_answer_the_same(database_url)
         db.dispose()
 
 
-def test_downgrade_puts_the_suggestions_back_and_up_again_keeps_them(database_url) -> None:  # noqa: ANN001
+def test_downgrade_puts_the_suggestions_back_and_up_again_keeps_them(database_url) -> None:
     # given a payment waiting with two suggestions and one applied by a collector
     db = Database(database_url)
     try:

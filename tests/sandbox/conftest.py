@@ -25,8 +25,8 @@ if str(ROOT) not in sys.path:  # importlib import mode does not add the rootdir
 
 from sandbox.webapi import StandInServer  # noqa: E402
 
-SIGNING_SECRET = "test-signing-secret"  # noqa: S105 - test fixture value
-BOT_TOKEN = "xoxb-test"  # noqa: S105 - test fixture value
+SIGNING_SECRET = "test-signing-secret"
+BOT_TOKEN = "xoxb-test"
 
 Reply = tuple[int, dict, bytes]
 
@@ -38,7 +38,7 @@ class _LocalServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 status, headers, payload = handle(self.path, dict(self.headers.items()), body)
                 self.send_response(status)

@@ -90,7 +90,7 @@ def test_post_to_a_dm_id_before_it_was_opened(api, client):
 def test_concurrent_posts_get_unique_timestamps(api, stand_in):
     # given several bot threads posting at once
     def post_many() -> None:
-        client = WebClient(token="xoxb-test", base_url=stand_in.api_url)  # noqa: S106
+        client = WebClient(token="xoxb-test", base_url=stand_in.api_url)
         for i in range(15):
             client.chat_postMessage(channel="C1", text=str(i))
 
@@ -215,7 +215,7 @@ def test_views_open_push_update_and_publish(api, client):
 def test_views_open_rejects_unknown_reused_and_expired_triggers():
     # given a short trigger lifetime
     with StandInServer(SlackWebAPI(trigger_ttl=0.2)) as server:
-        client = WebClient(token="xoxb-test", base_url=server.api_url)  # noqa: S106
+        client = WebClient(token="xoxb-test", base_url=server.api_url)
         used, stale = server.api.issue_trigger("U1"), server.api.issue_trigger("U1")
         client.views_open(trigger_id=used, view=MODAL)
         time.sleep(0.3)
@@ -228,7 +228,7 @@ def test_views_open_rejects_unknown_reused_and_expired_triggers():
 
 def test_non_strict_triggers_accept_any_non_empty_trigger():
     with StandInServer(SlackWebAPI(strict_triggers=False)) as server:
-        client = WebClient(token="xoxb-test", base_url=server.api_url)  # noqa: S106
+        client = WebClient(token="xoxb-test", base_url=server.api_url)
         assert client.views_open(trigger_id="anything", view=MODAL)["ok"]
         assert _error(lambda: client.views_open(trigger_id="", view=MODAL)).response[
             "error"] == "invalid_arguments"
@@ -262,7 +262,7 @@ def test_unknown_method_is_http_200_unknown_method(stand_in):
 
 
 def test_missing_or_wrong_token_is_invalid_auth(stand_in):
-    wrong = WebClient(token="xoxb-wrong", base_url=stand_in.api_url)  # noqa: S106
+    wrong = WebClient(token="xoxb-wrong", base_url=stand_in.api_url)
     assert _error(wrong.auth_test).response["error"] == "invalid_auth"
     missing = httpx.post(stand_in.api_url + "auth.test")
     assert missing.json() == {"ok": False, "error": "invalid_auth"}
@@ -371,7 +371,7 @@ def test_wait_for_calls_returns_matching_calls_or_lists_what_arrived(api, client
 
 def test_wait_for_wakes_up_when_another_thread_calls(api, stand_in):
     # given a call made from another thread shortly
-    client = WebClient(token="xoxb-test", base_url=stand_in.api_url)  # noqa: S106
+    client = WebClient(token="xoxb-test", base_url=stand_in.api_url)
     threading.Timer(0.1, lambda: client.chat_postMessage(channel="C1", text="later")).start()
     # then wait_for returns the predicate's value
     messages = api.wait_for(lambda: api.messages("C1"), timeout=3)

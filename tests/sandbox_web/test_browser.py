@@ -30,16 +30,16 @@ TIMEOUT_MS = 15_000
 class Visitor:
     """A person in front of the sandbox page; every step can leave a screenshot."""
 
-    def __init__(self, page, sandbox, shots: Path) -> None:  # noqa: ANN001
+    def __init__(self, page, sandbox, shots: Path) -> None:
         self.page, self.sandbox, self.shots = page, sandbox, shots
         self.count = 0
 
     @property
-    def messages(self):  # noqa: ANN201
+    def messages(self):
         return self.page.locator("#messages")
 
     @property
-    def dialog(self):  # noqa: ANN201
+    def dialog(self):
         return self.page.get_by_role("dialog")
 
     def be(self, user_id: str) -> None:
@@ -71,7 +71,7 @@ class Visitor:
 
 
 @pytest.fixture
-def visitor(sandbox, artifacts_dir: Path, request: pytest.FixtureRequest) -> Iterator[Visitor]:  # noqa: ANN001
+def visitor(sandbox, artifacts_dir: Path, request: pytest.FixtureRequest) -> Iterator[Visitor]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (`apt-get install "
                     "chromium`; .ci/run does); the browser test never skips")
@@ -98,7 +98,7 @@ def visitor(sandbox, artifacts_dir: Path, request: pytest.FixtureRequest) -> Ite
 
 
 def test_a_visitor_looks_things_up_uses_channels_home_modals_and_time_travel(
-        test_listeners, ping_job, visitor) -> None:  # noqa: ANN001
+        test_listeners, ping_job, visitor) -> None:
     from playwright.sync_api import expect
 
     sandbox, page = test_listeners, visitor.page
@@ -210,7 +210,7 @@ PIXEL = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAA
          "+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
 
 
-def test_message_blocks_render_and_their_selects_reach_the_bot(sandbox, visitor) -> None:  # noqa: ANN001
+def test_message_blocks_render_and_their_selects_reach_the_bot(sandbox, visitor) -> None:
     from playwright.sync_api import expect
 
     # given the bot listens to the elements, and posts a message using them
@@ -252,7 +252,7 @@ def test_message_blocks_render_and_their_selects_reach_the_bot(sandbox, visitor)
     assert by_id["pick_date"]["selected_date"] == "2030-05-06"
 
 
-def test_order_approval_and_digest_in_the_browser(sandbox, visitor) -> None:  # noqa: ANN001
+def test_order_approval_and_digest_in_the_browser(sandbox, visitor) -> None:
     from playwright.sync_api import expect
 
     page = visitor.page
@@ -318,7 +318,7 @@ def test_order_approval_and_digest_in_the_browser(sandbox, visitor) -> None:  # 
     visitor.shot("collector-digest")
 
 
-def test_pay_now_in_the_browser_pays_the_invoice_through_a_signed_webhook(sandbox, visitor) -> None:  # noqa: ANN001
+def test_pay_now_in_the_browser_pays_the_invoice_through_a_signed_webhook(sandbox, visitor) -> None:
     """SPEC issue 16.5: with no Stripe key, "Pay now" in the AR channel's copy of an invoice
     e-mail leads through the bot's pay page to the sandbox's stand-in for Stripe's payment
     page; its Pay sends the bot a Stripe-signed webhook, and the collector sees the payment

@@ -32,7 +32,7 @@ DEMO = ("import sys; from tests.support import demo_seed; demo_seed.install(); "
         "sys.exit(main(['demo', '--port', sys.argv[1], '--database', sys.argv[2]]))")
 
 
-def _lines(stream) -> queue.Queue:  # noqa: ANN001
+def _lines(stream) -> queue.Queue:
     lines: queue.Queue = queue.Queue()
     def read() -> None:
         for line in stream:
@@ -42,7 +42,7 @@ def _lines(stream) -> queue.Queue:  # noqa: ANN001
     return lines
 
 
-def test_o2c_demo_ends_with_the_url_and_the_page_shows_the_demo_data(tmp_path) -> None:  # noqa: ANN001
+def test_o2c_demo_ends_with_the_url_and_the_page_shows_the_demo_data(tmp_path) -> None:
     # given
     port = free_port()
     database = tmp_path / "demo.db"
@@ -94,7 +94,7 @@ def test_demo_settings_are_sandbox_only_with_fresh_secrets() -> None:
         "C0APPROVAL", "C0ALERTS01", "C0AR000001")
 
 
-def test_each_demo_starts_from_a_fresh_database(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_each_demo_starts_from_a_fresh_database(tmp_path, monkeypatch) -> None:
     # given a demo database with data in it
     path = tmp_path / "demo.db"
     db = Database(fresh_database(path))
@@ -108,7 +108,7 @@ def test_each_demo_starts_from_a_fresh_database(tmp_path, monkeypatch) -> None: 
     db.dispose()
 
 
-def test_demo_never_deletes_a_database_it_did_not_create(tmp_path, capsys) -> None:  # noqa: ANN001
+def test_demo_never_deletes_a_database_it_did_not_create(tmp_path, capsys) -> None:
     # given real data in an SQLite file, and a file that is not a database at all
     real = tmp_path / "o2c.db"
     conn = sqlite3.connect(real)
@@ -128,7 +128,7 @@ def test_demo_never_deletes_a_database_it_did_not_create(tmp_path, capsys) -> No
     assert notes.read_text() == "keep me"
 
 
-def test_demo_says_so_when_the_port_is_taken(tmp_path, capsys) -> None:  # noqa: ANN001
+def test_demo_says_so_when_the_port_is_taken(tmp_path, capsys) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

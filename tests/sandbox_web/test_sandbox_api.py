@@ -41,13 +41,13 @@ from tests.support.slack import text_of
 DEMO_USERS = {ADMIN, SALES, SALES_2, CREDIT_APPROVER, DISCOUNT_APPROVER, COLLECTOR, COLLECTOR_2}
 
 
-def _ephemerals_of(sandbox, user: str, containing: str) -> list[dict]:  # noqa: ANN001
+def _ephemerals_of(sandbox, user: str, containing: str) -> list[dict]:
     return [e for e in sandbox.ws.api.ephemerals(user) if containing in text_of(e)]
 
 
 # -- off unless enabled, and never reachable from elsewhere ---------------------------------
 
-def test_sandbox_is_not_there_when_disabled(server) -> None:  # noqa: ANN001
+def test_sandbox_is_not_there_when_disabled(server) -> None:
     # given the normal server (O2C_SANDBOX unset)
     with httpx.Client(base_url=server.base_url) as client:
         for path in ("/sandbox", "/sandbox/", "/sandbox/api/state", "/sandbox/static/app.js",
@@ -64,13 +64,13 @@ def test_sandbox_is_not_there_when_disabled(server) -> None:  # noqa: ANN001
     "http://10.0.0.5:3000/sandbox/slack/api/",  # not this computer
     "http://127.0.0.1:3000/api/",  # not the sandbox
 ])
-def test_sandbox_refuses_to_start_unless_the_bot_talks_to_it(demo_database_url, api_url) -> None:  # noqa: ANN001
+def test_sandbox_refuses_to_start_unless_the_bot_talks_to_it(demo_database_url, api_url) -> None:
     settings = sandbox_settings(demo_database_url, 3000, slack_api_url=api_url)
     with pytest.raises(SandboxRefused, match="SLACK_API_URL"):
         create_app(settings)
 
 
-def test_sandbox_refuses_to_start_on_a_database_not_made_by_o2c_demo(  # noqa: ANN001
+def test_sandbox_refuses_to_start_on_a_database_not_made_by_o2c_demo(
         database_url, tmp_path) -> None:
     # given: the suite's own migrated database (SQLite or PostgreSQL, not marked by `o2c
     # demo`), a production-like PostgreSQL URL, an in-memory and a missing SQLite database
@@ -81,7 +81,7 @@ def test_sandbox_refuses_to_start_on_a_database_not_made_by_o2c_demo(  # noqa: A
             create_app(sandbox_settings(url, 3000))
 
 
-def test_serve_with_the_sandbox_on_real_data_exits_with_the_reason(  # noqa: ANN001
+def test_serve_with_the_sandbox_on_real_data_exits_with_the_reason(
         monkeypatch, capsys, database_url) -> None:
     for name, value in {"O2C_SANDBOX": "true", "SLACK_BOT_TOKEN": "xoxb-1",
                         "SLACK_SIGNING_SECRET": "s", "O2C_API_TOKEN": "t",
@@ -93,7 +93,7 @@ def test_serve_with_the_sandbox_on_real_data_exits_with_the_reason(  # noqa: ANN
         capsys.readouterr().err)
 
 
-def test_serve_refuses_to_listen_beyond_localhost_with_the_sandbox(monkeypatch) -> None:  # noqa: ANN001
+def test_serve_refuses_to_listen_beyond_localhost_with_the_sandbox(monkeypatch) -> None:
     # given
     for name, value in {"O2C_SANDBOX": "true", "SLACK_BOT_TOKEN": "xoxb-1",
                         "SLACK_SIGNING_SECRET": "s", "O2C_API_TOKEN": "t"}.items():
@@ -108,7 +108,7 @@ def test_serve_refuses_to_listen_beyond_localhost_with_the_sandbox(monkeypatch) 
                                           "0.0.0.0", None)] == [True] * 4 + [False] * 4
 
 
-def test_sandbox_answers_only_loopback_clients_naming_a_loopback_host(demo_database_url) -> None:  # noqa: ANN001
+def test_sandbox_answers_only_loopback_clients_naming_a_loopback_host(demo_database_url) -> None:
     # given the app (no lifespan needed), reached from a remote and from a local client
     app = create_app(sandbox_settings(demo_database_url, 3000))
 
@@ -137,7 +137,7 @@ def test_sandbox_answers_only_loopback_clients_naming_a_loopback_host(demo_datab
                               headers={"X-Forwarded-For": "203.0.113.9"})) == 200
 
 
-def test_page_actions_refuse_cross_site_requests(sandbox) -> None:  # noqa: ANN001
+def test_page_actions_refuse_cross_site_requests(sandbox) -> None:
     body = {"user": SALES, "channel": CHANNELS["approvals"], "text": "/o2c help"}
     form = sandbox.page_api.post("slash", data=body)
     foreign = sandbox.page_api.post("slash", json=body, headers={"Origin": "http://evil.example"})
@@ -147,7 +147,7 @@ def test_page_actions_refuse_cross_site_requests(sandbox) -> None:  # noqa: ANN0
     assert sandbox.ws.api.responses == []
 
 
-def test_page_is_served_with_a_strict_content_security_policy(sandbox) -> None:  # noqa: ANN001
+def test_page_is_served_with_a_strict_content_security_policy(sandbox) -> None:
     with httpx.Client(follow_redirects=True) as client:
         page = client.get(sandbox.url)
         script = client.get(f"{sandbox.url}/static/app.js")
@@ -159,7 +159,7 @@ def test_page_is_served_with_a_strict_content_security_policy(sandbox) -> None: 
 
 # -- state ---------------------------------------------------------------------------------
 
-def test_state_shows_the_demo_users_channels_and_posted_cards(sandbox) -> None:  # noqa: ANN001
+def test_state_shows_the_demo_users_channels_and_posted_cards(sandbox) -> None:
     # when the outbox has delivered what the seed queued (an approval card at least)
     sandbox.wait_for(lambda: sandbox.ws.api.messages(CHANNELS["approvals"]), "an approval card")
     state = sandbox.state()
@@ -175,7 +175,7 @@ def test_state_shows_the_demo_users_channels_and_posted_cards(sandbox) -> None: 
     assert any(b["type"] == "actions" for b in card["blocks"])
 
 
-def test_long_poll_waits_for_a_change(sandbox) -> None:  # noqa: ANN001
+def test_long_poll_waits_for_a_change(sandbox) -> None:
     # given a workspace where nothing else is going on
     sandbox.wait_until_quiet()
     version = sandbox.state()["version"]
@@ -195,7 +195,7 @@ def test_long_poll_waits_for_a_change(sandbox) -> None:  # noqa: ANN001
 
 # -- actions go to the bot as Slack would send them ----------------------------------------
 
-def test_slash_command_is_answered_only_to_the_user_who_typed_it(sandbox) -> None:  # noqa: ANN001
+def test_slash_command_is_answered_only_to_the_user_who_typed_it(sandbox) -> None:
     # given
     number = sandbox.an_order_of(SALES)
     # when
@@ -211,7 +211,7 @@ def test_slash_command_is_answered_only_to_the_user_who_typed_it(sandbox) -> Non
     assert shown_to == {SALES}
 
 
-def test_slash_command_in_the_bot_dm(sandbox) -> None:  # noqa: ANN001
+def test_slash_command_in_the_bot_dm(sandbox) -> None:
     response = sandbox.act("slash", user=COLLECTOR, channel="D" + COLLECTOR, text="/o2c ar")
     assert response.status_code == 200, response.text
     answer = sandbox.wait_for(lambda: _ephemerals_of(sandbox, COLLECTOR, "Accounts receivable"),
@@ -219,7 +219,7 @@ def test_slash_command_in_the_bot_dm(sandbox) -> None:  # noqa: ANN001
     assert answer["channel"] == "D" + COLLECTOR
 
 
-def test_actions_are_signed_like_slack(sandbox) -> None:  # noqa: ANN001
+def test_actions_are_signed_like_slack(sandbox) -> None:
     # given a driver whose signing secret is wrong
     sandbox.ws.driver.signing_secret = "not-the-secret"
     # when
@@ -229,7 +229,7 @@ def test_actions_are_signed_like_slack(sandbox) -> None:  # noqa: ANN001
     assert "401" in response.json()["error"]
 
 
-def test_bad_actions_get_clear_errors(sandbox) -> None:  # noqa: ANN001
+def test_bad_actions_get_clear_errors(sandbox) -> None:
     unknown_command = sandbox.act("slash", user=SALES, channel=CHANNELS["ar"], text="/giphy cat")
     unknown_user = sandbox.act("slash", user="U0NOBODY", channel=CHANNELS["ar"], text="/o2c")
     bot_user = sandbox.act("slash", user=sandbox.ws.api.bot_user_id, channel=CHANNELS["ar"],
@@ -243,14 +243,14 @@ def test_bad_actions_get_clear_errors(sandbox) -> None:  # noqa: ANN001
         == [404] * 5
 
 
-def test_plain_message_is_posted_to_the_channel(sandbox) -> None:  # noqa: ANN001
+def test_plain_message_is_posted_to_the_channel(sandbox) -> None:
     response = sandbox.act("message", user=SALES, channel=CHANNELS["ar"], text="hi <!channel>")
     assert response.status_code == 200, response.text
     (message,) = sandbox.ws.api.messages(CHANNELS["ar"])
     assert (message["user"], message["text"]) == (SALES, "hi <!channel>")
 
 
-def test_click_reaches_the_bot_and_chat_update_edits_in_place(test_listeners) -> None:  # noqa: ANN001
+def test_click_reaches_the_bot_and_chat_update_edits_in_place(test_listeners) -> None:
     sandbox = test_listeners
     # given a bot message with a button
     posted = post_as_bot(sandbox, CHANNELS["alerts"], "pick", button_message("Please act"))
@@ -270,7 +270,7 @@ def test_click_reaches_the_bot_and_chat_update_edits_in_place(test_listeners) ->
     assert click.params["ts"] == posted["ts"]
 
 
-def test_click_on_a_button_nobody_handles_says_so(sandbox) -> None:  # noqa: ANN001
+def test_click_on_a_button_nobody_handles_says_so(sandbox) -> None:
     posted = post_as_bot(sandbox, CHANNELS["alerts"], "pick", button_message("Please act"))
     response = sandbox.act("click", user=SALES, action_id=TEST_BUTTON,
                            surface={"kind": "message", "channel": posted["channel"],
@@ -278,7 +278,7 @@ def test_click_on_a_button_nobody_handles_says_so(sandbox) -> None:  # noqa: ANN
     assert response.status_code == 502 and "no listener" in response.json()["error"]
 
 
-def test_modal_opens_loads_options_shows_errors_and_submits(test_listeners) -> None:  # noqa: ANN001
+def test_modal_opens_loads_options_shows_errors_and_submits(test_listeners) -> None:
     sandbox = test_listeners
     # given the bot opened a modal from a slash command
     sandbox.act("slash", user=SALES, channel="D" + SALES, text="/o2c sandbox-form")
@@ -311,7 +311,7 @@ def test_modal_opens_loads_options_shows_errors_and_submits(test_listeners) -> N
     assert '"ship": "2030-01-31"' in saved["text"] and "&lt;b&gt;please" in saved["text"]
 
 
-def test_a_user_cannot_act_on_someone_elses_modal(test_listeners) -> None:  # noqa: ANN001
+def test_a_user_cannot_act_on_someone_elses_modal(test_listeners) -> None:
     sandbox = test_listeners
     sandbox.act("slash", user=SALES, channel="D" + SALES, text="/o2c sandbox-form")
     view = sandbox.wait_for(lambda: sandbox.state()["modals"].get(SALES), "the modal")[0]
@@ -321,7 +321,7 @@ def test_a_user_cannot_act_on_someone_elses_modal(test_listeners) -> None:  # no
     assert closed.status_code == 200 and sandbox.state()["modals"][SALES] == []
 
 
-def test_app_home_is_published_when_opened(sandbox) -> None:  # noqa: ANN001
+def test_app_home_is_published_when_opened(sandbox) -> None:
     response = sandbox.act("home", user=COLLECTOR)
     assert response.status_code == 200, response.text
     home = sandbox.wait_for(lambda: sandbox.state()["homes"].get(COLLECTOR), "the home tab")
@@ -330,7 +330,7 @@ def test_app_home_is_published_when_opened(sandbox) -> None:  # noqa: ANN001
 
 # -- time travel -----------------------------------------------------------------------------
 
-def test_time_travel_runs_a_job_as_of_a_date_for_admins_only(sandbox, ping_job) -> None:  # noqa: ANN001
+def test_time_travel_runs_a_job_as_of_a_date_for_admins_only(sandbox, ping_job) -> None:
     # given
     assert {"name": ping_job, "summary": "DM the collector (test job)"} in \
         sandbox.page_api.get("jobs").json()["jobs"]
@@ -348,13 +348,13 @@ def test_time_travel_runs_a_job_as_of_a_date_for_admins_only(sandbox, ping_job) 
     assert len([m for m in sandbox.ws.api.dm_messages(COLLECTOR) if "2031" in m["text"]]) == 1
 
 
-def _next(weekday: int, after_days: int = 30):  # noqa: ANN202
+def _next(weekday: int, after_days: int = 30):
     """A day of the given weekday (0 = Monday) about a month after the demo's today."""
     day = Clock().business_today() + timedelta(days=after_days)
     return day + timedelta(days=(weekday - day.weekday()) % 7)
 
 
-def test_time_travel_moves_the_bots_clock_and_a_second_run_says_it_was_done(sandbox  # noqa: ANN001
+def test_time_travel_moves_the_bots_clock_and_a_second_run_says_it_was_done(sandbox
                                                                             ) -> None:
     # given a Wednesday a month ahead, at 15:00 for the admin in London (10:00 in New York)
     wednesday = _next(2)
@@ -382,7 +382,7 @@ def test_time_travel_moves_the_bots_clock_and_a_second_run_says_it_was_done(sand
     assert sandbox.act("time-travel/reset", user=SALES).status_code == 403
 
 
-def test_time_travel_posts_the_kpis_of_a_future_week(sandbox) -> None:  # noqa: ANN001
+def test_time_travel_posts_the_kpis_of_a_future_week(sandbox) -> None:
     # given a Monday a month ahead, 09:00 in London (the post is due at 08:00 business time)
     monday = _next(0)
     # when the admin runs the weekly KPI post there, twice
@@ -395,8 +395,8 @@ def test_time_travel_posts_the_kpis_of_a_future_week(sandbox) -> None:  # noqa: 
                                        "posted": False, "reason": "already posted this week"}
 
 
-def test_time_travel_reports_a_failing_job(sandbox, monkeypatch) -> None:  # noqa: ANN001
-    def broken(deps, as_of):  # noqa: ANN001, ANN202
+def test_time_travel_reports_a_failing_job(sandbox, monkeypatch) -> None:
+    def broken(deps, as_of):
         raise RuntimeError("boom")
 
     monkeypatch.setitem(jobs.JOBS, "broken", jobs.Job("broken", broken, None, "fails"))
@@ -405,7 +405,7 @@ def test_time_travel_reports_a_failing_job(sandbox, monkeypatch) -> None:  # noq
     assert response.json() == {"ok": False, "error": "broken failed: RuntimeError"}
 
 
-def test_time_travel_rejects_unknown_jobs_and_dates(sandbox) -> None:  # noqa: ANN001
+def test_time_travel_rejects_unknown_jobs_and_dates(sandbox) -> None:
     unknown = sandbox.act("time-travel", user=ADMIN, job="no-such-job",
                           as_of=Clock().business_today().isoformat())
     bad_date = sandbox.act("time-travel", user=ADMIN, job="no-such-job", as_of="31/02/2030")
@@ -413,7 +413,7 @@ def test_time_travel_rejects_unknown_jobs_and_dates(sandbox) -> None:  # noqa: A
     assert bad_date.status_code == 422
 
 
-def test_bot_web_api_calls_land_in_the_mounted_stand_in(sandbox) -> None:  # noqa: ANN001
+def test_bot_web_api_calls_land_in_the_mounted_stand_in(sandbox) -> None:
     # the bot's own WebClient is pointed at /sandbox/slack/api/ and authenticated
     client = sandbox.server.deps.client
     assert client.base_url == f"{sandbox.server.base_url}/sandbox/slack/api/"

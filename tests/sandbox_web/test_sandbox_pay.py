@@ -10,7 +10,7 @@ from __future__ import annotations
 from bot.demo import demo_settings
 
 
-def test_the_demo_has_a_webhook_secret_and_no_provider_keys(tmp_path) -> None:  # noqa: ANN001
+def test_the_demo_has_a_webhook_secret_and_no_provider_keys(tmp_path) -> None:
     settings = demo_settings(3999, f"sqlite:///{tmp_path / 'demo.db'}")
     assert (settings.secret("stripe_webhook_secret") or "").startswith("whsec_")
     assert settings.stripe_api_key is None and not settings.stripe_enabled

@@ -63,7 +63,7 @@ def invoice(session: Session, number: str, customer_ext: str = "C-GLOBEX", *,
 
 def dispute(session: Session, invoice_number: str, *, amount: str | None = None,
             reason: str = "pricing", note: str | None = None, actor: str = "api",
-            now: datetime | None = None):  # noqa: ANN201 - a Dispute
+            now: datetime | None = None):
     """A dispute opened the way the API opens one."""
     from workflows import disputes
 

@@ -64,7 +64,7 @@ class HubSpotStandIn:
                 status, payload = standin.route(call)
                 self._answer(status, payload)
 
-            do_GET = do_POST = do_PATCH = _handle  # noqa: N815 - the stdlib's names
+            do_GET = do_POST = do_PATCH = _handle
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -126,7 +126,7 @@ class HubSpotStandIn:
             return [c.body["properties"] for c in self.calls
                     if c.method == "PATCH" and c.path.endswith(f"/deals/{deal_id}")]
 
-    def wait_for(self, predicate, timeout: float = 15.0, what: str = "it"):  # noqa: ANN001, ANN201
+    def wait_for(self, predicate, timeout: float = 15.0, what: str = "it"):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = predicate()

@@ -47,7 +47,7 @@ class ServeProcess:
 
     def start(self, timeout: float = 30) -> ServeProcess:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1"], cwd=ROOT,
             env=child_env(self.env), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

@@ -28,7 +28,7 @@ TEST_BUTTON = "sandbox_test_button"
 PING_JOB = "sandbox-ping"
 
 
-def sandbox_settings(database_url: str, port: int, **overrides: object):  # noqa: ANN201
+def sandbox_settings(database_url: str, port: int, **overrides: object):
     values = dict(o2c_sandbox=True, o2c_approvals_channel=CHANNELS["approvals"],
                   o2c_alerts_channel=CHANNELS["alerts"], o2c_ar_channel=CHANNELS["ar"],
                   o2c_admins=[ADMIN],
@@ -59,7 +59,7 @@ class Sandbox:
     def act(self, path: str, **body: object) -> httpx.Response:
         return self.page_api.post(path, json=body)
 
-    def wait_for(self, predicate, description: str, timeout: float = 10.0):  # noqa: ANN001, ANN201
+    def wait_for(self, predicate, description: str, timeout: float = 10.0):
         return self.ws.api.wait_for(predicate, timeout, description)
 
     def wait_until_quiet(self, timeout: float = 20.0) -> None:
@@ -110,18 +110,18 @@ TEST_FORM = {
 }
 
 
-def open_form(call) -> None:  # noqa: ANN001
+def open_form(call) -> None:
     call.client.views_open(trigger_id=call.trigger_id, view=TEST_FORM)
 
 
-def customer_options(ack, payload, context) -> None:  # noqa: ANN001
+def customer_options(ack, payload, context) -> None:
     typed = (payload.get("value") or "").lower()
     with context["deps"].db.read_session() as s:
         names = s.exec(select(Customer.external_id, Customer.name).order_by(Customer.name)).all()
     ack(options=[_option(ext, name) for ext, name in names if typed in name.lower()][:20])
 
 
-def submit_form(ack, body, view, client) -> None:  # noqa: ANN001
+def submit_form(ack, body, view, client) -> None:
     values = view["state"]["values"]
     qty = int(values["qty"]["n"]["value"] or 0)
     if qty <= 0:
@@ -137,7 +137,7 @@ def submit_form(ack, body, view, client) -> None:  # noqa: ANN001
                             text="Saved " + esc(json.dumps(summary, sort_keys=True)))
 
 
-def clicked(ack, body, client) -> None:  # noqa: ANN001
+def clicked(ack, body, client) -> None:
     ack()
     message = body["message"]
     client.chat_update(channel=body["channel"]["id"], ts=message["ts"],
@@ -162,7 +162,7 @@ def post_as_bot(sandbox: Sandbox, channel: str, text: str, blocks: list | None =
 
 # -- a test-only scheduled job ---------------------------------------------------------------
 
-def ping(deps, as_of) -> dict:  # noqa: ANN001
+def ping(deps, as_of) -> dict:
     with deps.db.transaction() as s:
         outbox.post_to_user(s, user_id=COLLECTOR, template="text",
                             context={"text": f"Good morning! Overdue accounts as of "

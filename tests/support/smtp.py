@@ -30,14 +30,14 @@ class _Handler:
     def __init__(self, owner: LocalSmtp) -> None:
         self.owner = owner
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: ANN001, ANN201, N802
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         reply = self.owner.refuse.get(address)
         if reply:
             return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
+    async def handle_DATA(self, server, session, envelope):
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.owner.lock:
             self.owner.messages.append(message)
@@ -75,7 +75,7 @@ class LocalSmtp:
         self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port,
                                      ssl_context=implicit_tls, **options)
 
-    def _authenticate(self, server, session, envelope, mechanism, auth_data):  # noqa: ANN001, ANN201
+    def _authenticate(self, server, session, envelope, mechanism, auth_data):
         assert isinstance(auth_data, LoginPassword)
         user, password = auth_data.login.decode(), auth_data.password.decode()
         over_tls = server.transport.get_extra_info("ssl_object") is not None

@@ -68,7 +68,7 @@ def child_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def frozen_at(moment: datetime, *, tick: bool = False):  # noqa: ANN201 - a pytest fixture
+def frozen_at(moment: datetime, *, tick: bool = False):
     """An autouse fixture for a test module whose tests all happen at `moment`:
     `frozen_time = frozen_at(datetime(2026, 3, 2, 9, tzinfo=UTC))` at module level. The
     product's clock (`bot.clock.Clock`), the recording clock and every server thread then say
@@ -76,14 +76,14 @@ def frozen_at(moment: datetime, *, tick: bool = False):  # noqa: ANN201 - a pyte
     import pytest
 
     @pytest.fixture(autouse=True, name="frozen_time")
-    def _frozen():  # noqa: ANN202
+    def _frozen():
         with time_machine.travel(moment, tick=tick):
             yield moment
 
     return _frozen
 
 
-def run_at(moment: datetime, func, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
+def run_at(moment: datetime, func, *args, **kwargs):
     """`func(*args, **kwargs)` with the clock stopped at `moment` (a job "run at 09:00")."""
     with time_machine.travel(moment, tick=False):
         return func(*args, **kwargs)

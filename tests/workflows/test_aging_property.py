@@ -110,7 +110,7 @@ class Ledger:
         return result
 
 
-def as_recorded(session, day: date, known_at: datetime | None = None) -> dict:  # noqa: ANN001
+def as_recorded(session, day: date, known_at: datetime | None = None) -> dict:
     return {currency: {b: (aging.buckets[b], aging.counts[b]) for b in AGING_BUCKETS
                        if aging.buckets[b] or aging.counts[b]}
             for currency, aging in aging_by_currency(session, day, known_at=known_at).items()
@@ -124,7 +124,7 @@ def month_before(moment: datetime, months: int) -> tuple[str, date]:
     return f"{year:04d}-{month:02d}", date(year, month, calendar.monthrange(year, month)[1])
 
 
-def run(session, ops: list[tuple]) -> tuple[Ledger, datetime, dict]:  # noqa: ANN001, C901
+def run(session, ops: list[tuple]) -> tuple[Ledger, datetime, dict]:
     ledger = Ledger()
     now = START
     closed_snapshots: dict[date, dict] = {}
@@ -211,7 +211,7 @@ def days_to_check(ledger: Ledger, end: datetime) -> set[date]:
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=operations)
 @example(ops=CLOSED_MONTH)
-def test_aging_as_of_any_day_is_the_entries_dated_up_to_it(db_factory, ops) -> None:  # noqa: ANN001
+def test_aging_as_of_any_day_is_the_entries_dated_up_to_it(db_factory, ops) -> None:
     url = db_factory.create()
     database = Database(url)
     try:

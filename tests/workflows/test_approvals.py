@@ -27,7 +27,7 @@ MONDAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 frozen_time = frozen_at(MONDAY)  # every test here happens on Monday 2 March 2026, 09:00 UTC
 
 
-def setup_company(session) -> None:  # noqa: ANN001
+def setup_company(session) -> None:
     f.user(session, "USALES01", "sales")
     f.user(session, "UCREDIT1", "credit_approver")
     f.user(session, "UDISC001", "discount_approver")
@@ -37,16 +37,16 @@ def setup_company(session) -> None:  # noqa: ANN001
     f.product(session, "WID-1", price="100.00")
 
 
-def pending(session, order, kind: str = "credit") -> Approval:  # noqa: ANN001
+def pending(session, order, kind: str = "credit") -> Approval:
     return session.exec(select(Approval).where(Approval.order_id == order.id,
                                                Approval.kind == kind)).one()
 
 
-def actions(session, action: str) -> list[AuditEvent]:  # noqa: ANN001
+def actions(session, action: str) -> list[AuditEvent]:
     return list(session.exec(select(AuditEvent).where(AuditEvent.action == action)))
 
 
-def test_a_decision_is_taken_once_and_the_loser_learns_who(session) -> None:  # noqa: ANN001
+def test_a_decision_is_taken_once_and_the_loser_learns_who(session) -> None:
     # given
     setup_company(session)
     order = f.order(session, "C-NEW")
@@ -64,7 +64,7 @@ def test_a_decision_is_taken_once_and_the_loser_learns_who(session) -> None:  # 
     assert order.status == OrderStatus.APPROVED
 
 
-def test_rejecting_needs_a_reason(session) -> None:  # noqa: ANN001
+def test_rejecting_needs_a_reason(session) -> None:
     setup_company(session)
     approval = pending(session, f.order(session, "C-NEW"))
     with pytest.raises(ValidationFailed) as caught:
@@ -74,7 +74,7 @@ def test_rejecting_needs_a_reason(session) -> None:  # noqa: ANN001
     assert approval.status == "pending"
 
 
-def test_roles_and_segregation_of_duties(session) -> None:  # noqa: ANN001
+def test_roles_and_segregation_of_duties(session) -> None:
     # given an order entered by a rep who also approves credit, and an API order of USALES01
     setup_company(session)
     f.user(session, "USALES02", "sales", "credit_approver")
@@ -105,7 +105,7 @@ def test_roles_and_segregation_of_duties(session) -> None:  # noqa: ANN001
     assert via_api.status == OrderStatus.APPROVED
 
 
-def test_unknown_approval_and_an_order_that_moved_on(session) -> None:  # noqa: ANN001
+def test_unknown_approval_and_an_order_that_moved_on(session) -> None:
     setup_company(session)
     with pytest.raises(NotFound):
         approvals.decide(session=session, now=MONDAY, approval_id=999, user_id="UCREDIT1",
@@ -117,7 +117,7 @@ def test_unknown_approval_and_an_order_that_moved_on(session) -> None:  # noqa: 
                          user_id="UCREDIT1", approve=True)
 
 
-def test_discount_snapshot_has_the_margin_impact(session) -> None:  # noqa: ANN001
+def test_discount_snapshot_has_the_margin_impact(session) -> None:
     # given a product costing 60.00 sold at 100.00
     setup_company(session)
     product = f.product(session, "WID-2", price="100.00")
@@ -136,7 +136,7 @@ def test_discount_snapshot_has_the_margin_impact(session) -> None:  # noqa: ANN0
     assert "exposure_minor" in snapshot and "history" in snapshot
 
 
-def test_credit_snapshot_shows_aging_and_payment_history(session) -> None:  # noqa: ANN001
+def test_credit_snapshot_shows_aging_and_payment_history(session) -> None:
     # given one invoice paid 20 days late, one on time, and one open 40 days past due
     setup_company(session)
     today = MONDAY.date()
@@ -158,7 +158,7 @@ def test_credit_snapshot_shows_aging_and_payment_history(session) -> None:  # no
     assert snapshot["exposure_minor"] == 30000 + order.total_minor
 
 
-def test_reminders_count_working_hours_only(session) -> None:  # noqa: ANN001
+def test_reminders_count_working_hours_only(session) -> None:
     # given a request made on Friday at 15:00 (working hours 09:00-17:00 UTC)
     setup_company(session)
     friday = datetime(2026, 3, 6, 15, 0, tzinfo=UTC)
@@ -174,7 +174,7 @@ def test_reminders_count_working_hours_only(session) -> None:  # noqa: ANN001
     assert pending(session, order).reminders_sent == 1
 
 
-def test_reminder_interval_follows_the_policy(session) -> None:  # noqa: ANN001
+def test_reminder_interval_follows_the_policy(session) -> None:
     from workflows import policy
 
     setup_company(session)
@@ -188,7 +188,7 @@ def test_reminder_interval_follows_the_policy(session) -> None:  # noqa: ANN001
     assert pending(session, order).reminders_sent == 1
 
 
-def test_concurrent_reminder_runs_nudge_once(db) -> None:  # noqa: ANN001
+def test_concurrent_reminder_runs_nudge_once(db) -> None:
     # given three requests waiting since Monday morning
     with db.transaction() as s:
         setup_company(s)
@@ -202,7 +202,7 @@ def test_concurrent_reminder_runs_nudge_once(db) -> None:  # noqa: ANN001
         try:
             with db.transaction() as s:
                 results.extend(approvals.send_reminders(s, now=MONDAY + timedelta(hours=6)))
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(4)]
@@ -220,7 +220,7 @@ def test_concurrent_reminder_runs_nudge_once(db) -> None:  # noqa: ANN001
         assert [a.reminders_sent for a in s.exec(select(Approval))] == [1, 1, 1]
 
 
-def test_credit_hold_is_role_checked_and_changes_once(session) -> None:  # noqa: ANN001
+def test_credit_hold_is_role_checked_and_changes_once(session) -> None:
     setup_company(session)
     customer = session.exec(select(Customer).where(Customer.external_id == "C-GLOBEX")).one()
     with pytest.raises(PermissionDenied) as refused:
@@ -234,7 +234,7 @@ def test_credit_hold_is_role_checked_and_changes_once(session) -> None:  # noqa:
     assert pending(session, order).reasons[0]["code"] == "credit_hold"
 
 
-def test_pending_overview_splits_decisions_and_own_requests(session) -> None:  # noqa: ANN001
+def test_pending_overview_splits_decisions_and_own_requests(session) -> None:
     setup_company(session)
     credit = f.order(session, "C-NEW")
     discount = f.order(session, lines=[("WID-1", 1)], discount="20")
@@ -248,7 +248,7 @@ def test_pending_overview_splits_decisions_and_own_requests(session) -> None:  #
         "credit", "discount", "credit_note", "write_off", "fee_waiver"]
 
 
-def test_an_outsider_is_refused_before_their_input_is_looked_at(session) -> None:  # noqa: ANN001
+def test_an_outsider_is_refused_before_their_input_is_looked_at(session) -> None:
     setup_company(session)
     approval = pending(session, f.order(session, "C-NEW"))
     with pytest.raises(PermissionDenied):
@@ -256,7 +256,7 @@ def test_an_outsider_is_refused_before_their_input_is_looked_at(session) -> None
                          approve=False, note="")
 
 
-def test_approving_a_new_customer_is_its_credit_review(session) -> None:  # noqa: ANN001
+def test_approving_a_new_customer_is_its_credit_review(session) -> None:
     # given a first order of a customer nobody has reviewed
     setup_company(session)
     first = f.order(session, "C-NEW")
@@ -272,7 +272,7 @@ def test_approving_a_new_customer_is_its_credit_review(session) -> None:  # noqa
     assert f.order(session, "C-NEW").status == OrderStatus.APPROVED
 
 
-def test_a_rejection_does_not_review_the_customer(session) -> None:  # noqa: ANN001
+def test_a_rejection_does_not_review_the_customer(session) -> None:
     setup_company(session)
     first = f.order(session, "C-NEW")
     approvals.decide(session=session, now=MONDAY, approval_id=pending(session, first).id,
@@ -281,7 +281,7 @@ def test_a_rejection_does_not_review_the_customer(session) -> None:  # noqa: ANN
     assert newco.credit_reviewed is False
 
 
-def test_a_credit_approval_above_its_tier_needs_the_second_decision(session) -> None:  # noqa: ANN001
+def test_a_credit_approval_above_its_tier_needs_the_second_decision(session) -> None:
     # given credit approvals above 150.00 need an admin after the first approval
     from workflows import policy
 

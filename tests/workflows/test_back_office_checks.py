@@ -26,7 +26,7 @@ frozen_time = frozen_at(NOW)
 
 
 @pytest.fixture
-def books(session):  # noqa: ANN001, ANN201
+def books(session):
     f.user(session, "USALES01", "sales")
     f.user(session, "UCOLL001", "collector")
     f.user(session, "UCREDIT1", "credit_approver")
@@ -45,7 +45,7 @@ def no_writes(session: Session) -> Iterator[None]:
     session.flush()
     seen: list[str] = []
 
-    def record(conn, cursor, statement, *args) -> None:  # noqa: ANN001, ANN002
+    def record(conn, cursor, statement, *args) -> None:
         seen.append(statement.lstrip().split(None, 1)[0].upper())
 
     engine = session.get_bind()
@@ -57,13 +57,13 @@ def no_writes(session: Session) -> Iterator[None]:
     assert set(seen) <= {"SELECT", "SAVEPOINT", "RELEASE", "BEGIN"}, seen
 
 
-def refused(check, error: type[Exception] = ValidationFailed):  # noqa: ANN001, ANN201
+def refused(check, error: type[Exception] = ValidationFailed):
     with pytest.raises(error) as raised:
         check()
     return raised.value
 
 
-def test_opening_a_dispute_is_checked_like_the_workflow_without_writing(books) -> None:  # noqa: ANN001
+def test_opening_a_dispute_is_checked_like_the_workflow_without_writing(books) -> None:
     def check(amount: str | None, *, by: str = "UCOLL001", reason: str = "damaged") -> None:
         disputes.check_open(books, disputes.DisputeIn(invoice="INV-2026-000001", reason=reason,
                                                       amount=amount), actor=by)
@@ -102,7 +102,7 @@ def test_opening_a_dispute_is_checked_like_the_workflow_without_writing(books) -
 
 
 def test_an_accepted_credit_beyond_what_can_still_be_credited_is_refused_in_the_form(
-        books) -> None:  # noqa: ANN001
+        books) -> None:
     # given a credit note of 800.00 waiting for approval, and a dispute for 400.00
     credit_notes.request_credit_note(books, credit_notes.CreditNoteIn(
         invoice="INV-2026-000001", reason="price", amount="800.00"), actor="UCOLL001", now=NOW)
@@ -117,7 +117,7 @@ def test_an_accepted_credit_beyond_what_can_still_be_credited_is_refused_in_the_
     assert "200.00" in error.detail
 
 
-def test_credit_notes_write_offs_and_waivers_are_checked_without_writing(books) -> None:  # noqa: ANN001
+def test_credit_notes_write_offs_and_waivers_are_checked_without_writing(books) -> None:
     def note(amount: str, reason: str = "price") -> credit_notes.CreditNoteIn:
         return credit_notes.CreditNoteIn(invoice="INV-2026-000001", reason=reason,
                                          amount=amount, source="slack")
@@ -146,7 +146,7 @@ def test_credit_notes_write_offs_and_waivers_are_checked_without_writing(books) 
             actor="UCOLL001")).errors] == ["invoice"]
 
 
-def test_a_deductions_dispute_and_write_off_are_checked_once_it_is_acted_on(books) -> None:  # noqa: ANN001
+def test_a_deductions_dispute_and_write_off_are_checked_once_it_is_acted_on(books) -> None:
     # given a 50.00 deduction
     record_payment(books, PaymentIn(amount="950.00", currency="USD", received_at=NOW,
                                     reference="INV-2026-000001"), actor="test")

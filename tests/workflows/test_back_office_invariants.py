@@ -32,7 +32,8 @@ from workflows import (
     write_offs,
 )
 from workflows.cash_application import PaymentIn, record_payment
-from workflows.invoicing import ErpInvoiceIn, ingest_erp_invoice
+from workflows.inputs import InvoiceIn
+from workflows.invoicing import ingest_erp_invoice
 
 NOW = datetime(2026, 6, 16, 10, 0, tzinfo=UTC)
 TODAY = NOW.date()
@@ -40,7 +41,7 @@ frozen_time = frozen_at(NOW)
 
 
 @pytest.fixture
-def books(session):  # noqa: ANN001, ANN201
+def books(session):
     """A dispute open on 001, a credit note issued by lines on 002, a bad-debt write-off done
     on 003, a deduction disputed on 004, a late fee on 005."""
     f.user(session, "USALES01", "sales")
@@ -50,7 +51,7 @@ def books(session):  # noqa: ANN001, ANN201
     policy.set_value(session, key="late_fees", value="7:fee=25.00", actor="test")
     for n in (1, 3, 4):
         f.invoice(session, f"INV-2026-00000{n}", total="1000.00", issued=TODAY)
-    ingest_erp_invoice(session, ErpInvoiceIn(
+    ingest_erp_invoice(session, InvoiceIn(
         number="INV-2026-000002", customer="C-GLOBEX", currency="USD", issue_date=TODAY,
         due_date=TODAY + timedelta(days=30), total="300.00",
         lines=[{"description": "A", "quantity": 2, "unit_price": "100.00"},
@@ -78,18 +79,18 @@ def books(session):  # noqa: ANN001, ANN201
     return session
 
 
-def corrupt(session, model: type, *where, **values) -> None:  # noqa: ANN001, ANN003
+def corrupt(session, model: type, *where, **values) -> None:
     session.execute(sa.update(model.__table__).where(*where).values(**values))
     session.commit()
 
 
-def test_a_book_with_one_of_everything_is_healthy(books) -> None:  # noqa: ANN001
+def test_a_book_with_one_of_everything_is_healthy(books) -> None:
     assert books.exec(select(sa.func.count()).select_from(Invoice).where(
         Invoice.source == "fee")).one() == 1
     assert invariants.validate_all(books) == []
 
 
-def test_disputes_held_out_of_step_are_named(books) -> None:  # noqa: ANN001
+def test_disputes_held_out_of_step_are_named(books) -> None:
     dispute = books.exec(select(Dispute).where(Dispute.deduction_id.is_(None))).one()
     # an open dispute that holds less than it is for, and an invoice not in step with it
     corrupt(books, Dispute, Dispute.id == dispute.id, held_minor=10_000)
@@ -103,7 +104,7 @@ def test_disputes_held_out_of_step_are_named(books) -> None:  # noqa: ANN001
         invariants.validate_disputes(books)
 
 
-def test_credit_notes_beyond_the_invoice_or_not_adding_up_are_named(books) -> None:  # noqa: ANN001
+def test_credit_notes_beyond_the_invoice_or_not_adding_up_are_named(books) -> None:
     note = books.exec(select(CreditNote)).one()
     [line] = books.exec(select(CreditNoteLine)).all()
     # a line whose net + tax is not its amount, so the lines no longer make the note's total
@@ -129,7 +130,7 @@ def test_credit_notes_beyond_the_invoice_or_not_adding_up_are_named(books) -> No
         invariants.validate_credit_notes(books)
 
 
-def test_write_off_requests_fee_invoices_and_deductions_out_of_step_are_named(books) -> None:  # noqa: ANN001
+def test_write_off_requests_fee_invoices_and_deductions_out_of_step_are_named(books) -> None:
     request = books.exec(select(WriteOffRequest)).one()
     corrupt(books, WriteOffRequest, WriteOffRequest.id == request.id, amount_minor=100)
     assert f"write-off request {request.id}: wrote off 20000 of 100 asked" in \

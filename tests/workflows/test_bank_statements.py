@@ -127,7 +127,7 @@ CSV_EXPORT = (
 
 
 @pytest.fixture
-def books(session):  # noqa: ANN001, ANN201
+def books(session):
     f.customer(session, "C-GLOBEX", "Globex Corporation")
     f.customer(session, "C-INITECH", "Initech LLC")
     for number, customer, total in [("INV-2026-000123", "C-GLOBEX", "1000.00"),
@@ -146,7 +146,7 @@ def write(tmp_path: Path, name: str, content: str, encoding: str = "utf-8") -> P
     return path
 
 
-def snapshot(session) -> tuple:  # noqa: ANN001
+def snapshot(session) -> tuple:
     tables = (Payment, Allocation, WriteOff, AuditEvent, OutboxMessage)
     return (tuple(session.execute(sa.select(sa.func.count()).select_from(t)).scalar()
                   for t in tables),
@@ -154,7 +154,7 @@ def snapshot(session) -> tuple:  # noqa: ANN001
                   .scalars()))
 
 
-def test_camt053_credits_become_matched_payments(books, tmp_path) -> None:  # noqa: ANN001
+def test_camt053_credits_become_matched_payments(books, tmp_path) -> None:
     # given
     path = write(tmp_path, "camt053.xml", CAMT053)
     # when
@@ -180,7 +180,7 @@ def test_camt053_credits_become_matched_payments(books, tmp_path) -> None:  # no
     assert invariants.validate_all(books) == []
 
 
-def test_reimporting_a_camt053_statement_changes_nothing(books, tmp_path) -> None:  # noqa: ANN001
+def test_reimporting_a_camt053_statement_changes_nothing(books, tmp_path) -> None:
     # given
     path = write(tmp_path, "camt053.xml", CAMT053)
     import_statement(books, path)
@@ -194,7 +194,7 @@ def test_reimporting_a_camt053_statement_changes_nothing(books, tmp_path) -> Non
     assert snapshot(books) == before
 
 
-def test_csv_export_with_decimal_commas_and_debits(books, tmp_path) -> None:  # noqa: ANN001
+def test_csv_export_with_decimal_commas_and_debits(books, tmp_path) -> None:
     # given (Windows-1252 would also be read; this one is UTF-8 with a BOM)
     path = write(tmp_path, "export.csv", "\ufeff" + CSV_EXPORT)
     # when
@@ -216,7 +216,7 @@ def test_csv_export_with_decimal_commas_and_debits(books, tmp_path) -> None:  # 
     assert snapshot(books) == before
 
 
-def test_csv_errors_are_reported_by_row_and_nothing_is_imported(books, tmp_path) -> None:  # noqa: ANN001
+def test_csv_errors_are_reported_by_row_and_nothing_is_imported(books, tmp_path) -> None:
     bad = write(tmp_path, "bad.csv",
                 "Date,Amount,Currency,Payer\n"
                 "2026-11-20,100.00,USD,A\n"
@@ -233,7 +233,7 @@ def test_csv_errors_are_reported_by_row_and_nothing_is_imported(books, tmp_path)
     assert "missing column(s) currency" in import_statement(books, missing).errors[0]
 
 
-def test_unsafe_xml_is_refused(books, tmp_path) -> None:  # noqa: ANN001
+def test_unsafe_xml_is_refused(books, tmp_path) -> None:
     bomb = write(tmp_path, "bomb.xml", """<?xml version="1.0"?>
 <!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;">]>
 <Document><BkToCstmrStmt>&lol2;</BkToCstmrStmt></Document>""")
@@ -246,7 +246,7 @@ def test_unsafe_xml_is_refused(books, tmp_path) -> None:  # noqa: ANN001
     assert books.exec(select(Payment)).all() == []
 
 
-def test_a_camt054_notification_is_not_taken_for_a_statement(tmp_path) -> None:  # noqa: ANN001
+def test_a_camt054_notification_is_not_taken_for_a_statement(tmp_path) -> None:
     raw = CAMT053.replace("BkToCstmrStmt", "BkToCstmrDbtCdtNtfctn").encode()
     with pytest.raises(Exception, match="not a camt.053 statement"):
         parse_statement(raw)
@@ -260,7 +260,7 @@ def test_bank_amount_formats(text: str, value: str) -> None:
     assert str(parse_amount(text)) == value
 
 
-def test_cli_imports_a_statement_and_a_second_run_changes_nothing(  # noqa: ANN001
+def test_cli_imports_a_statement_and_a_second_run_changes_nothing(
         books, database_url, tmp_path, monkeypatch, capsys) -> None:
     # given
     path = write(tmp_path, "camt053.xml", CAMT053)
@@ -278,7 +278,7 @@ def test_cli_imports_a_statement_and_a_second_run_changes_nothing(  # noqa: ANN0
     assert len(books.exec(select(Payment)).all()) == 3
 
 
-def test_cli_reports_errors_and_exits_non_zero(database_url, tmp_path, monkeypatch,  # noqa: ANN001
+def test_cli_reports_errors_and_exits_non_zero(database_url, tmp_path, monkeypatch,
                                                capsys) -> None:
     monkeypatch.setenv("DATABASE_URL", database_url)
     path = write(tmp_path, "bad.csv", "Date,Amount,Currency\n2026-11-20,abc,USD\n")
@@ -299,7 +299,7 @@ def entry(n: int, amount: str = "1.00", payer: str = "J SMITH") -> str:
             "</TxDtls></NtryDtls></Ntry>")
 
 
-def test_a_line_refused_late_in_a_long_statement_imports_nothing(books, tmp_path) -> None:  # noqa: ANN001
+def test_a_line_refused_late_in_a_long_statement_imports_nothing(books, tmp_path) -> None:
     # given a statement longer than a chunk of the engine, whose last entries are broken
     # (earlier chunks were already matched and written when they are read)
     entries = [entry(n) for n in range(1, 1201)]
@@ -315,7 +315,7 @@ def test_a_line_refused_late_in_a_long_statement_imports_nothing(books, tmp_path
     assert books.exec(select(Payment)).all() == []
 
 
-def test_a_long_statement_is_read_as_a_stream(tmp_path) -> None:  # noqa: ANN001
+def test_a_long_statement_is_read_as_a_stream(tmp_path) -> None:
     # given a statement of 1,500 entries (as a whole tree: about 3.4 MB of Python objects)
     path = write(tmp_path, "long.xml", long_camt([entry(n) for n in range(1, 1501)]))
     # when it is read

@@ -39,7 +39,7 @@ frozen_time = frozen_at(NOW)
 
 
 @pytest.fixture
-def books(session):  # noqa: ANN001, ANN201
+def books(session):
     f.customer(session, "C-GLOBEX", "Globex Corporation")
     f.customer(session, "C-INITECH", "Initech LLC")
     f.customer(session, "C-ACME", "Acme Industries Inc", terms="2/10 NET30")
@@ -56,7 +56,7 @@ def books(session):  # noqa: ANN001, ANN201
     return session
 
 
-def pay(session, amount: str, *, reference: str | None = None, payer: str | None = None,  # noqa: ANN001
+def pay(session, amount: str, *, reference: str | None = None, payer: str | None = None,
         customer: str | None = None, external_id: str | None = None,
         received: datetime = RECEIVED) -> Payment:
     payment, _ = record_payment(session, PaymentIn(
@@ -66,28 +66,28 @@ def pay(session, amount: str, *, reference: str | None = None, payer: str | None
     return payment
 
 
-def invoice(session, number: str) -> Invoice:  # noqa: ANN001
+def invoice(session, number: str) -> Invoice:
     return session.exec(select(Invoice).where(Invoice.number == number)).one()
 
 
-def allocations(session, payment: Payment) -> dict[str, tuple[int, str]]:  # noqa: ANN001
+def allocations(session, payment: Payment) -> dict[str, tuple[int, str]]:
     rows = session.exec(select(Allocation, Invoice).join(Invoice).where(
         Allocation.payment_id == payment.id)).all()
     return {inv.number: (a.amount_minor, a.method) for a, inv in rows}
 
 
-def write_offs(session, payment: Payment) -> dict[str, tuple[int, str]]:  # noqa: ANN001
+def write_offs(session, payment: Payment) -> dict[str, tuple[int, str]]:
     rows = session.exec(select(WriteOff, Invoice).join(Invoice).where(
         WriteOff.payment_id == payment.id)).all()
     return {inv.number: (w.amount_minor, w.reason) for w, inv in rows}
 
 
-def healthy(session) -> None:  # noqa: ANN001
+def healthy(session) -> None:
     assert invariants.validate_all(session) == []
 
 
 # -- automatic outcomes ----------------------------------------------------------------------------
-def test_reference_in_another_format_applies_in_full(books) -> None:  # noqa: ANN001
+def test_reference_in_another_format_applies_in_full(books) -> None:
     # when
     payment = pay(books, "1000.00", reference="inv 2026/123 thank you", payer="GLOBEX CORP")
     # then
@@ -100,7 +100,7 @@ def test_reference_in_another_format_applies_in_full(books) -> None:  # noqa: AN
     healthy(books)
 
 
-def test_bank_fee_within_tolerance_is_written_off_and_closes_the_invoice(books) -> None:  # noqa: ANN001
+def test_bank_fee_within_tolerance_is_written_off_and_closes_the_invoice(books) -> None:
     # given INV-2026-000124 of 250.00: tolerance min(0.5 % = 1.25, 5.00) = 1.25
     # when
     payment = pay(books, "248.75", reference="INV2026000124")
@@ -113,7 +113,7 @@ def test_bank_fee_within_tolerance_is_written_off_and_closes_the_invoice(books) 
     healthy(books)
 
 
-def test_bank_fee_is_capped_at_five_in_the_invoice_currency(books) -> None:  # noqa: ANN001
+def test_bank_fee_is_capped_at_five_in_the_invoice_currency(books) -> None:
     # given INV-2026-000125 of 10,000.00: 0.5 % would be 50.00, the cap is 5.00
     # when
     fee = pay(books, "9995.00", reference="INV-2026-000125")
@@ -122,7 +122,7 @@ def test_bank_fee_is_capped_at_five_in_the_invoice_currency(books) -> None:  # n
     assert books.exec(select(Deduction)).all() == []
 
 
-def test_short_payment_beyond_tolerance_is_applied_and_flagged_as_a_deduction(books) -> None:  # noqa: ANN001
+def test_short_payment_beyond_tolerance_is_applied_and_flagged_as_a_deduction(books) -> None:
     # when
     payment = pay(books, "9994.99", reference="INV-2026-000125", payer="Globex Corporation")
     # then
@@ -136,7 +136,7 @@ def test_short_payment_beyond_tolerance_is_applied_and_flagged_as_a_deduction(bo
     healthy(books)
 
 
-def test_overpayment_is_applied_and_the_rest_kept_as_credit(books) -> None:  # noqa: ANN001
+def test_overpayment_is_applied_and_the_rest_kept_as_credit(books) -> None:
     # when
     payment = pay(books, "1100.00", reference="INV-2026-000123", payer="GLOBEX")
     # then
@@ -146,7 +146,7 @@ def test_overpayment_is_applied_and_the_rest_kept_as_credit(books) -> None:  # n
     healthy(books)
 
 
-def test_early_payment_discount_within_the_window_is_written_off(books) -> None:  # noqa: ANN001
+def test_early_payment_discount_within_the_window_is_written_off(books) -> None:
     # given INV-2026-000300 of 5,000.00 on 2/10 NET30, issued 15 Nov; paid 20 Nov at 98 %
     # when
     payment = pay(books, "4900.00", payer="ACME INDUSTRIES INC")
@@ -158,7 +158,7 @@ def test_early_payment_discount_within_the_window_is_written_off(books) -> None:
     healthy(books)
 
 
-def test_discount_taken_after_the_window_is_a_deduction(books) -> None:  # noqa: ANN001
+def test_discount_taken_after_the_window_is_a_deduction(books) -> None:
     # when paid on 30 Nov, 15 days after issue
     payment = pay(books, "4900.00", reference="INV-2026-000300", payer="ACME INDUSTRIES",
                   received=datetime(2026, 11, 30, tzinfo=UTC))
@@ -167,12 +167,12 @@ def test_discount_taken_after_the_window_is_a_deduction(books) -> None:  # noqa:
     assert books.exec(select(Deduction.amount_minor)).one() == 10_000
 
 
-def test_exact_amount_and_payer_name_apply_without_a_reference(books) -> None:  # noqa: ANN001
+def test_exact_amount_and_payer_name_apply_without_a_reference(books) -> None:
     payment = pay(books, "777.77", payer="INITECH")
     assert allocations(books, payment) == {"INV-2026-000200": (77_777, "amount")}
 
 
-def test_a_combination_of_invoices_applies(books) -> None:  # noqa: ANN001
+def test_a_combination_of_invoices_applies(books) -> None:
     # 120.50 + 310.25 = 430.75: not the oldest-first prefix
     payment = pay(books, "430.75", payer="Initech")
     assert allocations(books, payment) == {"INV-2026-000201": (12_050, "subset"),
@@ -180,18 +180,18 @@ def test_a_combination_of_invoices_applies(books) -> None:  # noqa: ANN001
     assert payment.status == "applied"
 
 
-def test_one_digit_typo_is_accepted_when_the_amount_confirms_it(books) -> None:  # noqa: ANN001
+def test_one_digit_typo_is_accepted_when_the_amount_confirms_it(books) -> None:
     payment = pay(books, "999.00", reference="INV-2026-000208")
     assert allocations(books, payment) == {"INV-2026-000203": (99_900, "reference")}
 
 
-def test_customer_given_with_the_payment_is_used(books) -> None:  # noqa: ANN001
+def test_customer_given_with_the_payment_is_used(books) -> None:
     payment = pay(books, "250.00", customer="C-GLOBEX")
     assert allocations(books, payment) == {"INV-2026-000124": (25_000, "amount")}
 
 
 # -- review ----------------------------------------------------------------------------------------
-def test_low_confidence_applies_nothing_and_posts_a_suggestion_card(books) -> None:  # noqa: ANN001
+def test_low_confidence_applies_nothing_and_posts_a_suggestion_card(books) -> None:
     # given two open invoices of the same amount for the same customer
     f.invoice(books, "INV-2026-000126", "C-GLOBEX", total="250.00", issued=ISSUED,
               due=ISSUED + timedelta(days=30))
@@ -217,13 +217,13 @@ def test_low_confidence_applies_nothing_and_posts_a_suggestion_card(books) -> No
     healthy(books)
 
 
-def test_a_payment_nobody_recognises_stays_unapplied_and_ar_is_told(books) -> None:  # noqa: ANN001
+def test_a_payment_nobody_recognises_stays_unapplied_and_ar_is_told(books) -> None:
     payment = pay(books, "12.34", payer="J SMITH", reference="gift")
     assert payment.status == "unapplied" and suggestions_of(books, payment) == []
     assert books.get(OutboxMessage, card_of(books, payment.id)) is not None
 
 
-def test_resending_the_same_payment_changes_nothing(books) -> None:  # noqa: ANN001
+def test_resending_the_same_payment_changes_nothing(books) -> None:
     # given
     first = pay(books, "1000.00", reference="INV-2026-000123", external_id="BANK-1")
     counts = [len(books.exec(select(m)).all()) for m in (Payment, Allocation, AuditEvent,
@@ -239,7 +239,7 @@ def test_resending_the_same_payment_changes_nothing(books) -> None:  # noqa: ANN
                                                         OutboxMessage)] == counts
 
 
-def test_resending_with_the_same_instant_in_another_zone_is_the_same_payment(books) -> None:  # noqa: ANN001
+def test_resending_with_the_same_instant_in_another_zone_is_the_same_payment(books) -> None:
     # given
     first = pay(books, "1000.00", reference="INV-2026-000123", external_id="BANK-1")
     # when the same payment comes back with its time written in New York time, another
@@ -259,7 +259,7 @@ def test_resending_with_the_same_instant_in_another_zone_is_the_same_payment(boo
     ({"amount": "900.00", "currency": "EUR"}, ["amount", "currency"]),
     ({"received_at": RECEIVED + timedelta(days=1)}, ["received_at"]),
 ])
-def test_the_same_external_id_with_other_money_is_a_conflict(books, changes, fields) -> None:  # noqa: ANN001
+def test_the_same_external_id_with_other_money_is_a_conflict(books, changes, fields) -> None:
     # given
     first = pay(books, "1000.00", reference="INV-2026-000123", external_id="BANK-1")
     counts = [len(books.exec(select(m)).all()) for m in (Payment, Allocation, AuditEvent,
@@ -280,7 +280,7 @@ def test_the_same_external_id_with_other_money_is_a_conflict(books, changes, fie
 
 # -- a person applies a suggestion -----------------------------------------------------------------
 @pytest.fixture
-def waiting(books):  # noqa: ANN001, ANN201
+def waiting(books):
     f.user(books, "UCOLL001", "collector")
     f.user(books, "USALES01", "sales")
     f.invoice(books, "INV-2026-000126", "C-GLOBEX", total="250.00", issued=ISSUED,
@@ -289,7 +289,7 @@ def waiting(books):  # noqa: ANN001, ANN201
     return pay(books, "250.00", payer="GLOBEX CORPORATION")
 
 
-def test_collector_applies_a_suggestion_once(books, waiting) -> None:  # noqa: ANN001
+def test_collector_applies_a_suggestion_once(books, waiting) -> None:
     # when
     apply_suggestion(books, payment_id=waiting.id, rank=2, actor="UCOLL001", now=NOW)
     books.commit()
@@ -312,7 +312,7 @@ def test_collector_applies_a_suggestion_once(books, waiting) -> None:  # noqa: A
     healthy(books)
 
 
-def test_someone_without_the_collector_role_cannot_apply(books, waiting) -> None:  # noqa: ANN001
+def test_someone_without_the_collector_role_cannot_apply(books, waiting) -> None:
     with pytest.raises(PermissionDenied):
         apply_suggestion(books, payment_id=waiting.id, rank=1, actor="USALES01", now=NOW)
     books.rollback()
@@ -320,7 +320,7 @@ def test_someone_without_the_collector_role_cannot_apply(books, waiting) -> None
     assert books.get(Payment, waiting.id).status == "needs_review"
 
 
-def test_admin_may_apply(books, waiting) -> None:  # noqa: ANN001
+def test_admin_may_apply(books, waiting) -> None:
     f.user(books, "UADMIN01", "admin")
     apply_suggestion(books, payment_id=waiting.id, rank=1, actor="UADMIN01", now=NOW)
     books.commit()
@@ -328,7 +328,7 @@ def test_admin_may_apply(books, waiting) -> None:  # noqa: ANN001
 
 
 # -- the payment modal's manual choice -------------------------------------------------------------
-def test_invoices_chosen_by_a_person_are_applied_in_order_as_manual(books) -> None:  # noqa: ANN001
+def test_invoices_chosen_by_a_person_are_applied_in_order_as_manual(books) -> None:
     payment, _ = record_payment(books, PaymentIn(
         amount="1100.00", currency="USD", received_at=RECEIVED, customer="C-GLOBEX"),
         actor="UCOLL001", source="slack", apply_to=["INV-2026-000124", "INV-2026-000123"])
@@ -338,7 +338,7 @@ def test_invoices_chosen_by_a_person_are_applied_in_order_as_manual(books) -> No
     assert payment.status == "applied" and payment.source == "slack"
 
 
-def test_a_chosen_invoice_of_another_customer_is_refused(books) -> None:  # noqa: ANN001
+def test_a_chosen_invoice_of_another_customer_is_refused(books) -> None:
     with pytest.raises(ValidationFailed) as refused:
         record_payment(books, PaymentIn(amount="10.00", currency="USD", received_at=RECEIVED,
                                         customer="C-GLOBEX"),
@@ -347,7 +347,7 @@ def test_a_chosen_invoice_of_another_customer_is_refused(books) -> None:  # noqa
 
 
 # -- the match-rate report -------------------------------------------------------------------------
-def test_match_rate_counts_what_the_engine_applied_not_what_people_did(books) -> None:  # noqa: ANN001
+def test_match_rate_counts_what_the_engine_applied_not_what_people_did(books) -> None:
     # given one automatic payment, one overpayment (automatic, credit left), one manual choice
     # and one waiting for review
     pay(books, "1000.00", reference="INV-2026-000123")  # 1,000.00 automatic
@@ -366,12 +366,12 @@ def test_match_rate_counts_what_the_engine_applied_not_what_people_did(books) ->
 
 
 # -- the `/o2c pay` modal's workflows --------------------------------------------------------------
-def slack_payment(amount: str = "250.00", **kwargs) -> PaymentIn:  # noqa: ANN003
+def slack_payment(amount: str = "250.00", **kwargs) -> PaymentIn:
     return PaymentIn(amount=amount, currency="USD", received_at=RECEIVED,
                      method="manual entry", external_id="slack-view:V123", **kwargs)
 
 
-def test_a_payment_from_slack_is_recorded_with_its_dm_in_one_transaction(books) -> None:  # noqa: ANN001
+def test_a_payment_from_slack_is_recorded_with_its_dm_in_one_transaction(books) -> None:
     # given
     f.user(books, "UCOLL001", "collector")
     # when
@@ -392,7 +392,7 @@ def test_a_payment_from_slack_is_recorded_with_its_dm_in_one_transaction(books) 
                                                          "amount": "250.00"}]
 
 
-def test_a_payment_from_slack_needs_the_collector_role(books) -> None:  # noqa: ANN001
+def test_a_payment_from_slack_needs_the_collector_role(books) -> None:
     f.user(books, "USALES01", "sales")
     with pytest.raises(PermissionDenied):
         record_from_slack(books, slack_payment(), user_id="USALES01")
@@ -401,7 +401,7 @@ def test_a_payment_from_slack_needs_the_collector_role(books) -> None:  # noqa: 
     assert books.exec(select(OutboxMessage)).all() == []
 
 
-def test_open_invoice_choices_search_numbers_literally(books) -> None:  # noqa: ANN001
+def test_open_invoice_choices_search_numbers_literally(books) -> None:
     # given one invoice paid, and an ERP number with LIKE wildcards in it
     pay(books, "1000.00", reference="INV-2026-000123")
     f.invoice(books, "ERP_10%", "C-GLOBEX", total="5.00")
@@ -416,7 +416,7 @@ def test_open_invoice_choices_search_numbers_literally(books) -> None:  # noqa: 
     assert [i.number for i in open_invoice_choices(books, "_10%")] == ["ERP_10%"]
 
 
-def test_usual_currency_is_the_one_most_customers_are_billed_in(session) -> None:  # noqa: ANN001
+def test_usual_currency_is_the_one_most_customers_are_billed_in(session) -> None:
     assert usual_currency(session) == "USD"  # nobody yet
     f.customer(session, "C-1", "One GmbH", currency="EUR")
     f.customer(session, "C-2", "Two GmbH", currency="EUR")

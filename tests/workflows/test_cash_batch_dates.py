@@ -79,7 +79,7 @@ def dates_and_audit(session: Session, number: str) -> tuple:
     return allocations, write_offs, allocated, written
 
 
-def test_a_batch_dates_settlements_exactly_as_one_by_one(june) -> None:  # noqa: ANN001
+def test_a_batch_dates_settlements_exactly_as_one_by_one(june) -> None:
     with time_machine.travel(JULY_10, tick=False):
         # when the same money goes through a batch of two-payment chunks (as a statement
         # does) and, for the twins, one payment at a time through the primitives
@@ -119,7 +119,7 @@ def test_a_batch_dates_settlements_exactly_as_one_by_one(june) -> None:  # noqa:
     assert invariants.validate_all(june) == []
 
 
-def test_a_correction_never_undoes_what_a_closed_month_counted(june) -> None:  # noqa: ANN001
+def test_a_correction_never_undoes_what_a_closed_month_counted(june) -> None:
     # given a payment of 2 July applied by the engine, and July closed since
     payment, _ = record_payment(june, PaymentIn(
         amount="1000.00", currency="USD", received_at=received(date(2026, 7, 2)),
@@ -141,7 +141,7 @@ def test_a_correction_never_undoes_what_a_closed_month_counted(june) -> None:  #
     assert invariants.validate_all(june) == []
 
 
-def test_a_correction_in_an_open_month_is_booked_as_usual(june) -> None:  # noqa: ANN001
+def test_a_correction_in_an_open_month_is_booked_as_usual(june) -> None:
     # given a payment of 2 July applied by the engine (July is open)
     payment, _ = record_payment(june, PaymentIn(
         amount="1000.00", currency="USD", received_at=received(date(2026, 7, 2)),

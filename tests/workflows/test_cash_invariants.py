@@ -98,7 +98,7 @@ BACK_OFFICE_POLICY = {"late_fees": "1:fee=5.00,14:fee=2.50+rate=10",
                       "small_balance_write_off": "1.00"}
 
 
-def snapshot(session) -> tuple:  # noqa: ANN001
+def snapshot(session) -> tuple:
     counts = tuple(session.execute(sa.select(sa.func.count()).select_from(t)).scalar()
                    for t in TABLES)
     balances = tuple(session.execute(sa.select(Invoice.number, Invoice.balance_minor)
@@ -115,7 +115,7 @@ def reference(fmt: str, numbers: list[str], pick: int) -> str:
     return fmt.format(n=n, m=m, y=year, s=int(serial), z=serial)
 
 
-def run(session, ops: list[tuple]) -> None:  # noqa: ANN001
+def run(session, ops: list[tuple]) -> None:
     numbers: list[str] = []
     payments: list[int] = []
     sent: dict[str, tuple] = {}
@@ -181,7 +181,7 @@ def run(session, ops: list[tuple]) -> None:  # noqa: ANN001
         assert invariants.validate_all(session) == []
 
 
-def _pick(session, model, which: int, *where):  # noqa: ANN001, ANN202
+def _pick(session, model, which: int, *where):
     """One of the rows (those still waiting for something first, so steps mostly act)."""
     rows = session.execute(sa.select(model).where(*where).order_by(model.id)).scalars().all()
     if not rows and where:
@@ -189,7 +189,7 @@ def _pick(session, model, which: int, *where):  # noqa: ANN001, ANN202
     return rows[which % len(rows)] if rows else None
 
 
-def back_office(session, op: tuple, numbers: list[str]) -> None:  # noqa: ANN001, C901
+def back_office(session, op: tuple, numbers: list[str]) -> None:
     """One back-office step of the random sequence (refusals raise DomainError)."""
     from models import Approval, Dispute
 
@@ -268,7 +268,7 @@ class Scratch:
     a `CREATE DATABASE ... TEMPLATE` per example (a checkpoint and a copy of every file) was
     most of this module's time there."""
 
-    def __init__(self, factory) -> None:  # noqa: ANN001
+    def __init__(self, factory) -> None:
         self.factory = factory
         self.url = factory.create() if factory.kind == "postgresql" else None
 
@@ -293,7 +293,7 @@ class Scratch:
 
 
 @pytest.fixture(scope="module")
-def scratch(db_factory) -> Iterator[Scratch]:  # noqa: ANN001
+def scratch(db_factory) -> Iterator[Scratch]:
     scratch = Scratch(db_factory)
     yield scratch
     scratch.close()
@@ -302,7 +302,7 @@ def scratch(db_factory) -> Iterator[Scratch]:  # noqa: ANN001
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=operations)
-def test_ar_invariants_hold_after_every_operation(scratch, ops) -> None:  # noqa: ANN001
+def test_ar_invariants_hold_after_every_operation(scratch, ops) -> None:
     with scratch.database() as database, database.session() as session:
         run(session, ops)
 
@@ -311,7 +311,7 @@ def test_ar_invariants_hold_after_every_operation(scratch, ops) -> None:  # noqa
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(amount=cents, fmt=st.sampled_from(FORMATS), payer=st.integers(0, len(PAYERS) - 1),
        totals=st.lists(cents, min_size=1, max_size=5))
-def test_resending_any_payment_changes_nothing(scratch, amount, fmt, payer, totals) -> None:  # noqa: ANN001
+def test_resending_any_payment_changes_nothing(scratch, amount, fmt, payer, totals) -> None:
     with scratch.database() as database, database.session() as session:
         f.customer(session, "C-GLOBEX", "Globex Corporation")
         numbers = [f.invoice(session, f"INV-2026-{i + 1:06d}", total=amount_text(t, "USD"),

@@ -34,7 +34,7 @@ frozen_time = frozen_at(NOW)
 
 
 @pytest.fixture
-def books(session):  # noqa: ANN001, ANN201
+def books(session):
     f.user(session, "UCOLL001", "collector")
     f.user(session, "UADMIN01", "admin")
     f.customer(session, "C-GLOBEX", "Globex Corporation")
@@ -53,7 +53,7 @@ def books(session):  # noqa: ANN001, ANN201
     return session
 
 
-def pay(session, amount: str, *, payer: str | None = None, reference: str | None = None,  # noqa: ANN001
+def pay(session, amount: str, *, payer: str | None = None, reference: str | None = None,
         received: datetime = RECEIVED) -> Payment:
     payment, _ = record_payment(session, PaymentIn(
         amount=amount, currency="USD", received_at=received, payer_name=payer,
@@ -62,30 +62,30 @@ def pay(session, amount: str, *, payer: str | None = None, reference: str | None
     return payment
 
 
-def applied_to(session, payment: Payment) -> dict[str, int]:  # noqa: ANN001
+def applied_to(session, payment: Payment) -> dict[str, int]:
     return {inv.number: a.amount_minor for a, inv in payment_allocations(session, payment.id)}
 
 
-def rank_of(session, payment: Payment, number: str) -> int:  # noqa: ANN001
+def rank_of(session, payment: Payment, number: str) -> int:
     return next(s["rank"] for s in suggestions_of(session, payment)
                 if [i["invoice"] for i in s["invoices"]] == [number])
 
 
-def rules(session) -> list[tuple[str, str, str, bool]]:  # noqa: ANN001
+def rules(session) -> list[tuple[str, str, str, bool]]:
     return [(r.kind, r.value, r.source, r.active) for r in session.exec(
         select(CashRule).order_by(CashRule.id)).all()]
 
 
-def audited(session, action: str) -> list[AuditEvent]:  # noqa: ANN001
+def audited(session, action: str) -> list[AuditEvent]:
     return list(session.exec(select(AuditEvent).where(AuditEvent.action == action)).all())
 
 
-def healthy(session) -> None:  # noqa: ANN001
+def healthy(session) -> None:
     assert invariants.validate_all(session) == []
 
 
 # -- taught by applying a suggestion ---------------------------------------------------------------
-def test_applying_a_suggestion_teaches_the_payer_alias_used_and_shown_next_time(books) -> None:  # noqa: ANN001
+def test_applying_a_suggestion_teaches_the_payer_alias_used_and_shown_next_time(books) -> None:
     # given a payer line that looks like nobody: only suggested
     first = pay(books, "1234.56", payer="GLBX HOLDINGS")
     assert first.status == "needs_review"
@@ -112,7 +112,7 @@ def test_applying_a_suggestion_teaches_the_payer_alias_used_and_shown_next_time(
     healthy(books)
 
 
-def test_a_payer_name_that_already_fits_teaches_nothing(books) -> None:  # noqa: ANN001
+def test_a_payer_name_that_already_fits_teaches_nothing(books) -> None:
     # given two Globex invoices of the same amount: suggested even with Globex's own name
     f.invoice(books, "INV-2026-000105", "C-GLOBEX", total="777.00", issued=ISSUED,
               due=ISSUED + timedelta(days=30))
@@ -126,7 +126,7 @@ def test_a_payer_name_that_already_fits_teaches_nothing(books) -> None:  # noqa:
 
 
 # -- taught by naming the customer of an unidentified payment ------------------------------------
-def test_naming_the_customer_applies_the_payment_and_teaches_the_alias(books) -> None:  # noqa: ANN001
+def test_naming_the_customer_applies_the_payment_and_teaches_the_alias(books) -> None:
     # given a payment nobody recognises (600.00 + 399.99 of Acme's, unnamed)
     payment = pay(books, "999.99", payer="ACME TREASURY SVC")
     assert payment.status == "unapplied" and suggestions_of(books, payment) == []
@@ -150,7 +150,7 @@ def test_naming_the_customer_applies_the_payment_and_teaches_the_alias(books) ->
     healthy(books)
 
 
-def test_naming_the_customer_without_an_invoice_that_fits_suggests_their_oldest(books) -> None:  # noqa: ANN001
+def test_naming_the_customer_without_an_invoice_that_fits_suggests_their_oldest(books) -> None:
     # given a payment nobody recognises, and no combination of Acme's invoices makes it
     payment = pay(books, "10.01", payer="ACME TREASURY SVC")
     # when the collector says it is Acme's
@@ -165,7 +165,7 @@ def test_naming_the_customer_without_an_invoice_that_fits_suggests_their_oldest(
 
 
 # -- taught by a correction ------------------------------------------------------------------------
-def test_a_correction_moves_the_money_retires_the_rule_that_misled_and_learns_the_right_one(  # noqa: ANN001
+def test_a_correction_moves_the_money_retires_the_rule_that_misled_and_learns_the_right_one(
         books) -> None:
     # given a collector who once applied a "NORTHSTAR FINANCE" payment to Initech by mistake
     first = pay(books, "4321.09", payer="NORTHSTAR FINANCE")
@@ -201,7 +201,7 @@ def test_a_correction_moves_the_money_retires_the_rule_that_misled_and_learns_th
     healthy(books)
 
 
-def test_a_correction_of_a_bank_fee_write_off_restores_the_invoice(books) -> None:  # noqa: ANN001
+def test_a_correction_of_a_bank_fee_write_off_restores_the_invoice(books) -> None:
     # given a payment applied by reference with a bank fee written off
     payment = pay(books, "776.00", reference="INV-2026-000102")
     assert payment.match_details["write_off_minor"] == 100
@@ -217,7 +217,7 @@ def test_a_correction_of_a_bank_fee_write_off_restores_the_invoice(books) -> Non
 
 
 # -- removed by an admin, refused to others --------------------------------------------------------
-def test_an_admin_removes_a_rule_and_it_stops_counting(books) -> None:  # noqa: ANN001
+def test_an_admin_removes_a_rule_and_it_stops_counting(books) -> None:
     # given a learned alias
     first = pay(books, "1234.56", payer="GLBX HOLDINGS")
     apply_suggestion(books, payment_id=first.id, rank=rank_of(books, first, "INV-2026-000101"),
@@ -238,7 +238,7 @@ def test_an_admin_removes_a_rule_and_it_stops_counting(books) -> None:  # noqa: 
     assert later.status == "needs_review" and applied_to(books, later) == {}
 
 
-def test_only_admins_list_or_remove_rules(books) -> None:  # noqa: ANN001
+def test_only_admins_list_or_remove_rules(books) -> None:
     first = pay(books, "1234.56", payer="GLBX HOLDINGS")
     apply_suggestion(books, payment_id=first.id, rank=rank_of(books, first, "INV-2026-000101"),
                      actor="UCOLL001", now=NOW)
@@ -255,7 +255,7 @@ def test_only_admins_list_or_remove_rules(books) -> None:  # noqa: ANN001
 
 # -- never beating an exact invoice reference ------------------------------------------------------
 @pytest.fixture
-def taught(books):  # noqa: ANN001, ANN201
+def taught(books):
     """"GLBX HOLDINGS" is Globex's, as a collector once said."""
     first = pay(books, "1234.56", payer="GLBX HOLDINGS")
     apply_suggestion(books, payment_id=first.id, rank=rank_of(books, first, "INV-2026-000101"),
@@ -264,7 +264,7 @@ def taught(books):  # noqa: ANN001, ANN201
     return books
 
 
-def test_an_exact_reference_wins_over_a_learned_alias(taught) -> None:  # noqa: ANN001
+def test_an_exact_reference_wins_over_a_learned_alias(taught) -> None:
     # when "GLBX HOLDINGS" pays Initech's invoice by its number and amount
     payment = pay(taught, "310.25", payer="GLBX HOLDINGS", reference="INV-2026-000203")
     # then it goes to Initech's invoice (the reference decides)
@@ -272,7 +272,7 @@ def test_an_exact_reference_wins_over_a_learned_alias(taught) -> None:  # noqa: 
     assert matched_because(taught, payment) == []
 
 
-def test_a_learned_alias_never_takes_money_from_the_invoice_a_remittance_names(taught) -> None:  # noqa: ANN001
+def test_a_learned_alias_never_takes_money_from_the_invoice_a_remittance_names(taught) -> None:
     # when "GLBX HOLDINGS" pays 777.00 naming Initech's 4,321.09 invoice (a short payment):
     # Globex has an invoice of exactly 777.00 and the alias says Globex
     payment = pay(taught, "777.00", payer="GLBX HOLDINGS", reference="INV-2026-000201")
@@ -282,7 +282,7 @@ def test_a_learned_alias_never_takes_money_from_the_invoice_a_remittance_names(t
 
 
 # -- remittance patterns ---------------------------------------------------------------------------
-def test_a_customer_that_pays_with_its_po_number_is_recognised_by_it(books) -> None:  # noqa: ANN001
+def test_a_customer_that_pays_with_its_po_number_is_recognised_by_it(books) -> None:
     # given a payment with only a PO number, applied by a collector to Initech's invoice
     first = pay(books, "310.25", reference="PO 4500012345")
     apply_suggestion(books, payment_id=first.id, rank=rank_of(books, first, "INV-2026-000203"),

@@ -32,7 +32,7 @@ from workflows.invoicing import ingest_erp_invoices
 RECEIVED = datetime(2026, 11, 20, 10, tzinfo=UTC)
 
 
-def load(session, data: Dataset) -> None:  # noqa: ANN001
+def load(session, data: Dataset) -> None:
     for c in data.customers:
         masterdata.upsert_customer(session, CustomerIn(
             external_id=c.external_id, name=c.name, currency=c.currency,
@@ -48,7 +48,7 @@ def load(session, data: Dataset) -> None:  # noqa: ANN001
     session.commit()
 
 
-def automatic(session) -> dict[str, dict[str, int]]:  # noqa: ANN001
+def automatic(session) -> dict[str, dict[str, int]]:
     """external id -> {invoice number: minor units} the engine applied by itself."""
     out: dict[str, dict[str, int]] = defaultdict(dict)
     for ext, number, amount in session.exec(
@@ -65,7 +65,7 @@ def automatic(session) -> dict[str, dict[str, int]]:  # noqa: ANN001
 @given(seed=st.integers(0, 2**32 - 1), customers=st.integers(15, 40),
        invoices_per_customer=st.integers(6, 12), payments=st.integers(10, 30),
        one_file=st.booleans())
-def test_no_payment_in_the_banks_wording_is_ever_applied_wrongly(  # noqa: ANN001
+def test_no_payment_in_the_banks_wording_is_ever_applied_wrongly(
         db_factory, seed, customers, invoices_per_customer, payments, one_file) -> None:
     data = generate(seed, customers=customers, invoices=customers * invoices_per_customer,
                     payments=payments, cases=BANK_WORDING_CASES)
@@ -99,7 +99,7 @@ def test_no_payment_in_the_banks_wording_is_ever_applied_wrongly(  # noqa: ANN00
         db_factory.drop(url)
 
 
-def test_an_exact_number_and_amount_are_decisive_unless_the_payer_names_another_customer(  # noqa: ANN001
+def test_an_exact_number_and_amount_are_decisive_unless_the_payer_names_another_customer(
         session) -> None:
     # given Initech's invoices of 500.00 and two customers the bank may name
     f.customer(session, "C-GLOBEX", "Globex Corporation")

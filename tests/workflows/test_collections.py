@@ -28,7 +28,7 @@ frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC))
 
 
 @pytest.fixture
-def book(session):  # noqa: ANN001, ANN201
+def book(session):
     """Two collectors, a rep, and customers with invoices across every bucket."""
     f.user(session, "UCOLL001", "collector", timezone="America/Los_Angeles")
     f.user(session, "UCOLL002", "collector")
@@ -71,7 +71,7 @@ def test_priority_is_weighted_overdue_times_risk_in_decimal() -> None:
     assert isinstance(score, Decimal)
 
 
-def test_worklist_ranks_by_priority_and_totals_buckets(book) -> None:  # noqa: ANN001
+def test_worklist_ranks_by_priority_and_totals_buckets(book) -> None:
     # when
     work = collections.worklist(book, "UCOLL001", TODAY)
     # then Acme (3000) outranks Beta (2850) although Beta owes more; Delta is not overdue
@@ -85,7 +85,7 @@ def test_worklist_ranks_by_priority_and_totals_buckets(book) -> None:  # noqa: A
     assert work.total_accounts == 2 and work.more == 0
 
 
-def test_broken_promise_and_late_history_raise_risk_and_rank(book) -> None:  # noqa: ANN001
+def test_broken_promise_and_late_history_raise_risk_and_rank(book) -> None:
     # given Beta paid an earlier invoice late and broke a promise
     f.invoice(book, "INV-2025-004711", "C-B", total="10.00", due=TODAY - timedelta(days=200))
     record_payment(book, PaymentIn(amount="10.00", currency="USD",
@@ -107,13 +107,13 @@ def test_broken_promise_and_late_history_raise_risk_and_rank(book) -> None:  # n
     assert top.score == (Decimal("2850.00") * Decimal("1.60")).quantize(Decimal("0.01"))
 
 
-def _id(session, external_id: str) -> int:  # noqa: ANN001
+def _id(session, external_id: str) -> int:
     from models import Customer
 
     return session.exec(select(Customer.id).where(Customer.external_id == external_id)).one()
 
 
-def test_top_n_and_and_n_more(session) -> None:  # noqa: ANN001
+def test_top_n_and_and_n_more(session) -> None:
     # given 15 overdue customers for one collector
     f.user(session, "UCOLL001", "collector")
     for i in range(15):
@@ -128,13 +128,13 @@ def test_top_n_and_and_n_more(session) -> None:  # noqa: ANN001
     assert work.total_accounts == 15 and work.more == 5
 
 
-def test_build_worklists_for_all_collectors_in_one_pass(book) -> None:  # noqa: ANN001
+def test_build_worklists_for_all_collectors_in_one_pass(book) -> None:
     lists = collections.build_worklists(book, TODAY)
     assert set(lists) == {"UCOLL001", "UCOLL002"}
     assert [a.name for a in lists["UCOLL002"].accounts] == ["Gamma"]
 
 
-def test_snooze_hides_an_account_until_the_date(book) -> None:  # noqa: ANN001
+def test_snooze_hides_an_account_until_the_date(book) -> None:
     # when
     until = collections.snooze(book, customer_id=_id(book, "C-A"), actor="UCOLL001",
                                as_of=TODAY)
@@ -147,13 +147,13 @@ def test_snooze_hides_an_account_until_the_date(book) -> None:  # noqa: ANN001
     assert [a.name for a in back.accounts][0] == "Acme"
 
 
-def queue_digests(session, collector_ids: list[str] | None = None) -> list[str]:  # noqa: ANN001
+def queue_digests(session, collector_ids: list[str] | None = None) -> list[str]:
     """As the digest job does it: prepare, then record."""
     return collections.record_digests(session, TODAY, collections.prepare_digests(
         session, TODAY, collector_ids=collector_ids))
 
 
-def test_digest_is_queued_once_per_collector_per_day(book) -> None:  # noqa: ANN001
+def test_digest_is_queued_once_per_collector_per_day(book) -> None:
     # when run twice
     first = queue_digests(book)
     book.commit()
@@ -171,7 +171,7 @@ def test_digest_is_queued_once_per_collector_per_day(book) -> None:  # noqa: ANN
     assert context["tz"] == "America/Los_Angeles"
 
 
-def test_log_call_needs_the_collector_role_and_a_note(book) -> None:  # noqa: ANN001
+def test_log_call_needs_the_collector_role_and_a_note(book) -> None:
     customer_id = _id(book, "C-A")
     with pytest.raises(PermissionDenied):
         collections.log_call(book, customer_id=customer_id, actor="USALES01", note="hi")
@@ -184,7 +184,7 @@ def test_log_call_needs_the_collector_role_and_a_note(book) -> None:  # noqa: AN
     assert account.last_contact is not None
 
 
-def test_reminder_emails_overdue_invoices_once_a_day(book) -> None:  # noqa: ANN001
+def test_reminder_emails_overdue_invoices_once_a_day(book) -> None:
     customer_id = _id(book, "C-B")
     message = collections.send_reminder(book, customer_id=customer_id, actor="UCOLL001",
                                         as_of=TODAY)
@@ -200,7 +200,7 @@ def test_reminder_emails_overdue_invoices_once_a_day(book) -> None:  # noqa: ANN
     assert kinds == [ActivityKind.REMINDER]
 
 
-def test_promise_validation_names_the_field(book) -> None:  # noqa: ANN001
+def test_promise_validation_names_the_field(book) -> None:
     customer_id = _id(book, "C-B")
     cases = [("", TODAY, "amount"), ("-5", TODAY, "amount"), ("12.345", TODAY, "amount"),
              ("999999.00", TODAY, "amount"), ("100.00", TODAY - timedelta(days=1), "date"),
@@ -216,7 +216,7 @@ def test_promise_validation_names_the_field(book) -> None:  # noqa: ANN001
         assert err.value.errors[0].field == field, (amount, day)
 
 
-def test_promise_kept_when_paid(book) -> None:  # noqa: ANN001
+def test_promise_kept_when_paid(book) -> None:
     # given
     customer_id = _id(book, "C-B")
     promise = collections.create_promise(book, customer_id=customer_id, actor="UCOLL001",
@@ -237,7 +237,7 @@ def test_promise_kept_when_paid(book) -> None:  # noqa: ANN001
     assert promise.status == PromiseStatus.KEPT
 
 
-def test_promise_broken_the_day_after_alerts_collector_and_rep_once(book) -> None:  # noqa: ANN001
+def test_promise_broken_the_day_after_alerts_collector_and_rep_once(book) -> None:
     # given a promise for today
     customer_id = _id(book, "C-B")
     promise = collections.create_promise(book, customer_id=customer_id, actor="UCOLL001",
@@ -258,7 +258,7 @@ def test_promise_broken_the_day_after_alerts_collector_and_rep_once(book) -> Non
     assert account.broken_promises == 1 and account.risk == Decimal("1.50")
 
 
-def test_a_new_promise_replaces_the_open_one(book) -> None:  # noqa: ANN001
+def test_a_new_promise_replaces_the_open_one(book) -> None:
     customer_id = _id(book, "C-A")
     first = collections.create_promise(book, customer_id=customer_id, actor="UCOLL001",
                                        amount="100.00", promised_date=TODAY, note=None,

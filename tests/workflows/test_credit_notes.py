@@ -37,7 +37,7 @@ frozen_time = frozen_at(NOW)
 
 
 @pytest.fixture
-def books(session):  # noqa: ANN001, ANN201
+def books(session):
     f.user(session, "USALES01", "sales")
     f.user(session, "UCOLL001", "collector")
     f.user(session, "UCREDIT1", "credit_approver")
@@ -49,11 +49,12 @@ def books(session):  # noqa: ANN001, ANN201
     return session
 
 
-def lined(session, number: str = "INV-2026-000002") -> str:  # noqa: ANN001
+def lined(session, number: str = "INV-2026-000002") -> str:
     """An invoice with three lines: 600.00, 300.00 and 100.00 (+10% tax each)."""
-    from workflows.invoicing import ErpInvoiceIn, ingest_erp_invoice
+    from workflows.inputs import InvoiceIn
+    from workflows.invoicing import ingest_erp_invoice
 
-    invoice = ingest_erp_invoice(session, ErpInvoiceIn(
+    invoice = ingest_erp_invoice(session, InvoiceIn(
         number=number, customer="C-GLOBEX", currency="USD", issue_date=TODAY,
         due_date=TODAY + timedelta(days=30), total="1100.00",
         lines=[{"description": "A", "quantity": 6, "unit_price": "100.00"},
@@ -66,19 +67,19 @@ def lined(session, number: str = "INV-2026-000002") -> str:  # noqa: ANN001
     return number
 
 
-def ask(session, *, amount: str | None = "100.00", lines=None, by: str = "UCOLL001",  # noqa: ANN001
-        number: str = "INV-2026-000001", **kw) -> CreditNoteRequest:  # noqa: ANN003
+def ask(session, *, amount: str | None = "100.00", lines=None, by: str = "UCOLL001",
+        number: str = "INV-2026-000001", **kw) -> CreditNoteRequest:
     request, _ = credit_notes.request_credit_note(session, CreditNoteIn(
         invoice=number, reason="two units damaged", amount=amount, lines=lines, **kw),
         actor=by, now=NOW)
     return request
 
 
-def approval_of(session, request: CreditNoteRequest) -> Approval:  # noqa: ANN001
+def approval_of(session, request: CreditNoteRequest) -> Approval:
     return session.get(Approval, request.approval_id)
 
 
-def test_a_request_waits_for_a_credit_approver_and_is_issued_once(books) -> None:  # noqa: ANN001
+def test_a_request_waits_for_a_credit_approver_and_is_issued_once(books) -> None:
     # given a credit approver's own request
     request = ask(books, by="UCREDIT1")
     card = books.exec(select(OutboxMessage).where(
@@ -108,7 +109,7 @@ def test_a_request_waits_for_a_credit_approver_and_is_issued_once(books) -> None
     assert invariants.validate_all(books) == []
 
 
-def test_a_rejection_issues_nothing_and_needs_a_reason(books) -> None:  # noqa: ANN001
+def test_a_rejection_issues_nothing_and_needs_a_reason(books) -> None:
     request = ask(books)
     with pytest.raises(ValidationFailed):
         approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
@@ -120,7 +121,7 @@ def test_a_rejection_issues_nothing_and_needs_a_reason(books) -> None:  # noqa: 
         books, "INV-2026-000001")) == 100_000
 
 
-def test_never_more_than_the_total_less_earlier_and_pending_notes(books) -> None:  # noqa: ANN001
+def test_never_more_than_the_total_less_earlier_and_pending_notes(books) -> None:
     # given 600.00 waiting and 300.00 issued
     ask(books, amount="600.00")
     issued = ask(books, amount="300.00")
@@ -136,7 +137,7 @@ def test_never_more_than_the_total_less_earlier_and_pending_notes(books) -> None
     assert invariants.validate_credit_notes(books) == []
 
 
-def test_a_note_on_a_paid_invoice_becomes_customer_credit(books) -> None:  # noqa: ANN001
+def test_a_note_on_a_paid_invoice_becomes_customer_credit(books) -> None:
     # given the invoice was paid but for 100.00
     record_payment(books, PaymentIn(amount="900.00", currency="USD", received_at=NOW,
                                     reference="INV-2026-000001"), actor="test")
@@ -154,7 +155,7 @@ def test_a_note_on_a_paid_invoice_becomes_customer_credit(books) -> None:  # noq
     assert invariants.validate_all(books) == []
 
 
-def test_by_lines_quantity_and_amount_with_their_tax(books) -> None:  # noqa: ANN001
+def test_by_lines_quantity_and_amount_with_their_tax(books) -> None:
     number = lined(books)
     # when line 1 is credited 2 units of 6 and line 3 a net 40.00
     request = ask(books, number=number, amount=None,
@@ -176,7 +177,7 @@ def test_by_lines_quantity_and_amount_with_their_tax(books) -> None:  # noqa: AN
     assert invariants.validate_all(books) == []
 
 
-def test_an_amount_is_spread_pro_rata_half_up_the_rest_to_the_largest(books) -> None:  # noqa: ANN001
+def test_an_amount_is_spread_pro_rata_half_up_the_rest_to_the_largest(books) -> None:
     number = lined(books)
     request = ask(books, number=number, amount="100.00")
     approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
@@ -192,7 +193,7 @@ def test_an_amount_is_spread_pro_rata_half_up_the_rest_to_the_largest(books) -> 
 
 
 def test_a_note_issued_before_lines_were_recorded_is_spread_over_the_invoice_lines(
-        books) -> None:  # noqa: ANN001
+        books) -> None:
     # given a credit note of 110.00 as migration 0011 finds one: no request, no stored lines
     number = lined(books)
     request = ask(books, number=number, amount="110.00")
@@ -212,7 +213,7 @@ def test_a_note_issued_before_lines_were_recorded_is_spread_over_the_invoice_lin
         credit_notes.credit_note_lines(books, note.id + 1)
 
 
-def test_an_erp_credit_note_is_posted_as_issued_with_its_date(books) -> None:  # noqa: ANN001
+def test_an_erp_credit_note_is_posted_as_issued_with_its_date(books) -> None:
     request, created = credit_notes.request_credit_note(books, CreditNoteIn(
         invoice="INV-2026-000001", reason="ERP correction", amount="50.00", source="erp",
         external_id="ERP-CN-7", issue_date=TODAY - timedelta(days=2)), actor="api", now=NOW)
@@ -229,14 +230,14 @@ def test_an_erp_credit_note_is_posted_as_issued_with_its_date(books) -> None:  #
             external_id="ERP-CN-7"), actor="api", now=NOW)
 
 
-def test_only_sales_collectors_and_credit_approvers_ask_in_slack(books) -> None:  # noqa: ANN001
+def test_only_sales_collectors_and_credit_approvers_ask_in_slack(books) -> None:
     f.user(books, "UNOBODY1")
     with pytest.raises(PermissionDenied) as refused:
         ask(books, by="UNOBODY1")
     assert refused.value.action == "credit_note.request"
 
 
-def test_above_a_tier_a_second_decision_by_the_named_role(books) -> None:  # noqa: ANN001
+def test_above_a_tier_a_second_decision_by_the_named_role(books) -> None:
     # given credit notes above 500.00 need an admin after the first approval
     policy.set_value(books, key="approval_tiers", value="credit_note:500:admin", actor="test")
     request = ask(books, amount="600.00")
@@ -268,7 +269,7 @@ def test_above_a_tier_a_second_decision_by_the_named_role(books) -> None:  # noq
         "UCREDIT1", "UADMIN01", "approved")
 
 
-def test_below_the_tier_one_decision_is_enough_and_other_currencies_always_ask(books) -> None:  # noqa: ANN001
+def test_below_the_tier_one_decision_is_enough_and_other_currencies_always_ask(books) -> None:
     policy.set_value(books, key="approval_tiers", value="credit_note:500:admin", actor="test")
     assert approval_of(books, ask(books, amount="500.00")).second_role is None
     f.customer(books, "C-EU", "Euro GmbH", currency="EUR")
@@ -278,7 +279,7 @@ def test_below_the_tier_one_decision_is_enough_and_other_currencies_always_ask(b
                        ).second_role == "admin"
 
 
-def test_get_by_number_or_request_id(books) -> None:  # noqa: ANN001
+def test_get_by_number_or_request_id(books) -> None:
     request = ask(books)
     view = credit_notes.credit_note_view(books, str(request.id))
     assert view.note is None and view.request.status == "pending_approval"

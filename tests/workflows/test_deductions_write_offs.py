@@ -30,7 +30,7 @@ frozen_time = frozen_at(NOW)
 
 
 @pytest.fixture
-def books(session):  # noqa: ANN001, ANN201
+def books(session):
     f.user(session, "USALES01", "sales")
     f.user(session, "UCOLL001", "collector")
     f.user(session, "UCOLL002", "collector")
@@ -42,7 +42,7 @@ def books(session):  # noqa: ANN001, ANN201
     return session
 
 
-def short_paid(session) -> Deduction:  # noqa: ANN001
+def short_paid(session) -> Deduction:
     """The customer pays 950.00 of 1000.00 quoting the invoice: a 50.00 deduction."""
     record_payment(session, PaymentIn(amount="950.00", currency="USD", received_at=NOW,
                                       payer_name="GLOBEX CORP",
@@ -51,7 +51,7 @@ def short_paid(session) -> Deduction:  # noqa: ANN001
     return session.exec(select(Deduction)).one()
 
 
-def test_a_short_payment_posts_a_deduction_card_in_ar(books) -> None:  # noqa: ANN001
+def test_a_short_payment_posts_a_deduction_card_in_ar(books) -> None:
     deduction = short_paid(books)
     card = books.get(OutboxMessage, deduction.card_outbox_id)
     ctx = card.payload["context"]
@@ -62,7 +62,7 @@ def test_a_short_payment_posts_a_deduction_card_in_ar(books) -> None:  # noqa: A
     assert invariants.validate_all(books) == []
 
 
-def test_open_dispute_from_a_deduction_once_credited_resolves_it(books) -> None:  # noqa: ANN001
+def test_open_dispute_from_a_deduction_once_credited_resolves_it(books) -> None:
     deduction = short_paid(books)
     dispute = deductions.open_dispute(books, deduction_id=deduction.id, reason="damaged",
                                       note="2 broken", actor="UCOLL001", now=NOW)
@@ -82,7 +82,7 @@ def test_open_dispute_from_a_deduction_once_credited_resolves_it(books) -> None:
     assert invariants.validate_all(books) == []
 
 
-def test_a_rejected_dispute_opens_the_deduction_again(books) -> None:  # noqa: ANN001
+def test_a_rejected_dispute_opens_the_deduction_again(books) -> None:
     deduction = short_paid(books)
     dispute = deductions.open_dispute(books, deduction_id=deduction.id, reason="pricing",
                                       note=None, actor="UCOLL001", now=NOW)
@@ -93,7 +93,7 @@ def test_a_rejected_dispute_opens_the_deduction_again(books) -> None:  # noqa: A
     assert invariants.validate_all(books) == []
 
 
-def test_write_off_a_deduction_by_approval(books) -> None:  # noqa: ANN001
+def test_write_off_a_deduction_by_approval(books) -> None:
     deduction = short_paid(books)
     request = deductions.write_off(books, deduction_id=deduction.id, reason="not worth it",
                                    actor="UCOLL001", now=NOW)
@@ -112,7 +112,7 @@ def test_write_off_a_deduction_by_approval(books) -> None:  # noqa: ANN001
     assert invariants.validate_all(books) == []
 
 
-def test_bill_back_keeps_it_open_and_emails_once_a_day(books) -> None:  # noqa: ANN001
+def test_bill_back_keeps_it_open_and_emails_once_a_day(books) -> None:
     deduction = short_paid(books)
     deductions.bill_back(books, deduction_id=deduction.id, actor="UCOLL001", now=NOW,
                          today=TODAY)
@@ -130,7 +130,7 @@ def test_bill_back_keeps_it_open_and_emails_once_a_day(books) -> None:  # noqa: 
                              today=TODAY + timedelta(days=1))
 
 
-def test_bad_debt_write_off_by_approval_never_more_than_is_open(books) -> None:  # noqa: ANN001
+def test_bad_debt_write_off_by_approval_never_more_than_is_open(books) -> None:
     request = write_offs.request_write_off(books, invoice_number="INV-2026-000001",
                                            reason="customer insolvent", actor="UCOLL001",
                                            now=NOW)
@@ -146,7 +146,7 @@ def test_bad_debt_write_off_by_approval_never_more_than_is_open(books) -> None: 
     assert invariants.validate_all(books) == []
 
 
-def test_small_balances_are_written_off_by_the_dunning_job(books) -> None:  # noqa: ANN001
+def test_small_balances_are_written_off_by_the_dunning_job(books) -> None:
     # given a leftover of 1.00 (a manual application of 99.00 to a 100.00 invoice) and a
     # whole invoice of 0.50 (not a leftover: it was never paid at all)
     f.invoice(books, "INV-2026-000003", total="100.00", due=TODAY - timedelta(days=3),
@@ -170,7 +170,7 @@ def test_small_balances_are_written_off_by_the_dunning_job(books) -> None:  # no
     assert invariants.validate_all(books) == []
 
 
-def test_write_off_requests_need_a_collector_or_credit_approver(books) -> None:  # noqa: ANN001
+def test_write_off_requests_need_a_collector_or_credit_approver(books) -> None:
     with pytest.raises(PermissionDenied):
         write_offs.request_write_off(books, invoice_number="INV-2026-000001", reason="x",
                                      actor="USALES01", now=NOW)

@@ -25,7 +25,7 @@ frozen_time = frozen_at(NOW)
 
 
 @pytest.fixture
-def books(session):  # noqa: ANN001, ANN201
+def books(session):
     f.user(session, "USALES01", "sales")
     f.user(session, "USALES02", "sales")
     f.user(session, "UCOLL001", "collector")
@@ -38,13 +38,13 @@ def books(session):  # noqa: ANN001, ANN201
     return session
 
 
-def open_one(session, amount: str | None = None, by: str = "UCOLL001", **kw) -> Dispute:  # noqa: ANN001, ANN003
+def open_one(session, amount: str | None = None, by: str = "UCOLL001", **kw) -> Dispute:
     return disputes.open_dispute(session, DisputeIn(invoice="INV-2026-000001", reason="damaged",
                                                     amount=amount, note="<!here> 3 broken",
                                                     **kw), actor=by, now=NOW)
 
 
-def test_an_amount_in_dispute_leaves_dunning_priority_and_overdue(books) -> None:  # noqa: ANN001
+def test_an_amount_in_dispute_leaves_dunning_priority_and_overdue(books) -> None:
     # when 400.00 of the 1000.00 is disputed
     dispute = open_one(books, "400.00")
     books.commit()
@@ -69,7 +69,7 @@ def test_an_amount_in_dispute_leaves_dunning_priority_and_overdue(books) -> None
     assert invariants.validate_all(books) == []
 
 
-def test_a_wholly_disputed_invoice_gets_no_dunning_until_the_dispute_is_rejected(books) -> None:  # noqa: ANN001
+def test_a_wholly_disputed_invoice_gets_no_dunning_until_the_dispute_is_rejected(books) -> None:
     dispute = open_one(books)  # the whole balance
     assert dispute.amount_minor == 100_000
     assert dunning.run_dunning(books, TODAY).sent == {}
@@ -86,7 +86,7 @@ def test_a_wholly_disputed_invoice_gets_no_dunning_until_the_dispute_is_rejected
     assert invariants.validate_all(books) == []
 
 
-def test_accepting_asks_for_a_credit_note_held_until_it_is_issued(books) -> None:  # noqa: ANN001
+def test_accepting_asks_for_a_credit_note_held_until_it_is_issued(books) -> None:
     # given a credit approver opened the dispute
     dispute = open_one(books, "400.00", by="UCREDIT1")
     # when the owner accepts it for 300.00 of the 400.00
@@ -104,7 +104,7 @@ def test_accepting_asks_for_a_credit_note_held_until_it_is_issued(books) -> None
     assert invariants.validate_all(books) == []
 
 
-def test_accepted_and_credited_releases_the_hold(books) -> None:  # noqa: ANN001
+def test_accepted_and_credited_releases_the_hold(books) -> None:
     dispute = open_one(books, "400.00")
     disputes.resolve(books, dispute_id=dispute.id, outcome="accepted", by="USALES01",
                      now=NOW)
@@ -119,7 +119,7 @@ def test_accepted_and_credited_releases_the_hold(books) -> None:  # noqa: ANN001
     assert invariants.validate_all(books) == []
 
 
-def test_a_rejected_credit_note_resumes_dunning(books) -> None:  # noqa: ANN001
+def test_a_rejected_credit_note_resumes_dunning(books) -> None:
     dispute = open_one(books)
     disputes.resolve(books, dispute_id=dispute.id, outcome="accepted", by="USALES01",
                      now=NOW)
@@ -130,7 +130,7 @@ def test_a_rejected_credit_note_resumes_dunning(books) -> None:  # noqa: ANN001
     assert invariants.validate_all(books) == []
 
 
-def test_resolved_once_and_only_by_owner_collector_or_credit_approver(books) -> None:  # noqa: ANN001
+def test_resolved_once_and_only_by_owner_collector_or_credit_approver(books) -> None:
     dispute = open_one(books)
     with pytest.raises(PermissionDenied) as refused:
         disputes.resolve(books, dispute_id=dispute.id, outcome="withdrawn", by="USALES02",
@@ -149,7 +149,7 @@ def test_resolved_once_and_only_by_owner_collector_or_credit_approver(books) -> 
     assert books.exec(select(CreditNoteRequest)).all() == []
 
 
-def test_one_open_dispute_per_invoice_and_never_more_than_is_open(books) -> None:  # noqa: ANN001
+def test_one_open_dispute_per_invoice_and_never_more_than_is_open(books) -> None:
     with pytest.raises(ValidationFailed) as too_much:
         open_one(books, "1000.01")
     assert too_much.value.errors[0].field == "amount"
@@ -163,7 +163,7 @@ def test_one_open_dispute_per_invoice_and_never_more_than_is_open(books) -> None
                               actor="api", now=NOW)
 
 
-def test_payments_lower_what_is_held_with_the_balance(books) -> None:  # noqa: ANN001
+def test_payments_lower_what_is_held_with_the_balance(books) -> None:
     open_one(books, "800.00")
     record_payment(books, PaymentIn(amount="500.00", currency="USD", received_at=NOW,
                                     reference="INV-2026-000001"), actor="test")
@@ -172,7 +172,7 @@ def test_payments_lower_what_is_held_with_the_balance(books) -> None:  # noqa: A
     assert invariants.validate_disputes(books) == []
 
 
-def test_reassign_gives_a_new_card_and_says_so_on_the_old(books) -> None:  # noqa: ANN001
+def test_reassign_gives_a_new_card_and_says_so_on_the_old(books) -> None:
     dispute = open_one(books)
     first = dispute.card_outbox_id
     disputes.reassign(books, dispute_id=dispute.id, to_user="USALES02", by="USALES01", now=NOW)
@@ -185,14 +185,14 @@ def test_reassign_gives_a_new_card_and_says_so_on_the_old(books) -> None:  # noq
                           now=NOW)
 
 
-def test_the_disputes_channel_owns_them_when_set(books) -> None:  # noqa: ANN001
+def test_the_disputes_channel_owns_them_when_set(books) -> None:
     policy.set_value(books, key="disputes_channel", value="CDISPUTES", actor="test")
     dispute = open_one(books)
     card = books.get(OutboxMessage, dispute.card_outbox_id)
     assert (dispute.owner_id, card.payload["channel"]) == (None, "CDISPUTES")
 
 
-def test_reminder_after_two_working_days_escalation_after_five_each_once(books) -> None:  # noqa: ANN001
+def test_reminder_after_two_working_days_escalation_after_five_each_once(books) -> None:
     dispute = open_one(books)  # Tuesday
     books.commit()
     thursday, next_tuesday = NOW + timedelta(days=2), NOW + timedelta(days=7)

@@ -27,7 +27,7 @@ def test_plan_gives_each_offset_its_kind() -> None:
 
 
 @pytest.fixture
-def ledger(session):  # noqa: ANN001, ANN201
+def ledger(session):
     f.user(session, "UCOLL001", "collector")
     f.user(session, "USALES01", "sales")
     f.customer(session, "C-A", "Acme", collector="UCOLL001", sales_rep="USALES01")
@@ -35,18 +35,18 @@ def ledger(session):  # noqa: ANN001, ANN201
     return session
 
 
-def _notices(session) -> list[tuple[str, int]]:  # noqa: ANN001
+def _notices(session) -> list[tuple[str, int]]:
     return sorted(session.exec(select(Invoice.number, DunningNotice.level)
                                .join(Invoice, Invoice.id == DunningNotice.invoice_id)).all())
 
 
-def _emails(session) -> list[tuple[str, str]]:  # noqa: ANN001
+def _emails(session) -> list[tuple[str, str]]:
     rows = session.exec(select(OutboxMessage).where(OutboxMessage.transport == "email")).all()
     return sorted((r.payload["context"]["invoice"]["number"], r.payload["template"])
                   for r in rows)
 
 
-def test_each_level_is_sent_on_its_day_and_once(ledger) -> None:  # noqa: ANN001
+def test_each_level_is_sent_on_its_day_and_once(ledger) -> None:
     # given an invoice due today
     f.invoice(ledger, "INV-1", "C-A", total="1000.00", due=TODAY)
     ledger.commit()
@@ -68,7 +68,7 @@ def test_each_level_is_sent_on_its_day_and_once(ledger) -> None:  # noqa: ANN001
                            ("overdue_notice", "UCOLL001"), ("overdue_notice", "USALES01")]
 
 
-def test_overdue_notice_goes_out_the_day_after_the_due_date(ledger) -> None:  # noqa: ANN001
+def test_overdue_notice_goes_out_the_day_after_the_due_date(ledger) -> None:
     f.invoice(ledger, "INV-1", "C-A", due=TODAY - timedelta(days=1))
     ledger.commit()
     run = dunning.run_dunning(ledger, TODAY)
@@ -80,7 +80,7 @@ def test_overdue_notice_goes_out_the_day_after_the_due_date(ledger) -> None:  # 
     assert notices[0].payload["context"]["days_past_due"] == 1
 
 
-def test_a_late_first_run_sends_only_the_latest_level(ledger) -> None:  # noqa: ANN001
+def test_a_late_first_run_sends_only_the_latest_level(ledger) -> None:
     # given invoices first seen at +20 and +40 days
     f.invoice(ledger, "INV-20", "C-A", due=TODAY - timedelta(days=20))
     f.invoice(ledger, "INV-40", "C-A", due=TODAY - timedelta(days=40))
@@ -93,7 +93,7 @@ def test_a_late_first_run_sends_only_the_latest_level(ledger) -> None:  # noqa: 
     assert _notices(ledger) == [("INV-20", 14), ("INV-40", 30)]
 
 
-def test_final_notice_puts_the_customer_on_credit_hold_audited(ledger) -> None:  # noqa: ANN001
+def test_final_notice_puts_the_customer_on_credit_hold_audited(ledger) -> None:
     f.invoice(ledger, "INV-1", "C-A", due=TODAY - timedelta(days=30))
     f.invoice(ledger, "INV-2", "C-A", due=TODAY - timedelta(days=31))
     ledger.commit()
@@ -107,7 +107,7 @@ def test_final_notice_puts_the_customer_on_credit_hold_audited(ledger) -> None: 
     assert len(holds) == 1 and holds[0].actor == "system" and "final notice" in holds[0].reason
 
 
-def test_paid_and_disputed_invoices_are_skipped(ledger) -> None:  # noqa: ANN001
+def test_paid_and_disputed_invoices_are_skipped(ledger) -> None:
     f.invoice(ledger, "INV-2026-100001", "C-A", total="10.00", due=TODAY - timedelta(days=7))
     f.invoice(ledger, "INV-DISP", "C-A", due=TODAY - timedelta(days=7))
     f.dispute(ledger, "INV-DISP")  # the whole balance
@@ -121,7 +121,7 @@ def test_paid_and_disputed_invoices_are_skipped(ledger) -> None:  # noqa: ANN001
     assert run.sent == {} and _notices(ledger) == []
 
 
-def test_no_billing_email_tells_the_ar_channel(session) -> None:  # noqa: ANN001
+def test_no_billing_email_tells_the_ar_channel(session) -> None:
     f.customer(session, "C-X", "Nomail", billing_email=None)
     f.invoice(session, "INV-1", "C-X", due=TODAY - timedelta(days=7))
     session.commit()
@@ -132,7 +132,7 @@ def test_no_billing_email_tells_the_ar_channel(session) -> None:  # noqa: ANN001
         ("slack", "dunning_no_email", "ar")]
 
 
-def test_levels_follow_the_policy(ledger) -> None:  # noqa: ANN001
+def test_levels_follow_the_policy(ledger) -> None:
     from workflows import policy
 
     policy.set_value(ledger, key="dunning_levels", value="5,10", actor="UADMIN01")
@@ -143,7 +143,7 @@ def test_levels_follow_the_policy(ledger) -> None:  # noqa: ANN001
     assert _notices(ledger) == [("INV-1", 5)]
 
 
-def test_run_all_works_in_batches(db) -> None:  # noqa: ANN001
+def test_run_all_works_in_batches(db) -> None:
     with db.transaction() as s:
         f.customer(s, "C-A", "Acme")
         for i in range(7):
@@ -154,7 +154,7 @@ def test_run_all_works_in_batches(db) -> None:  # noqa: ANN001
         assert len(s.exec(select(DunningNotice)).all()) == 7
 
 
-def test_concurrent_final_notices_of_one_customer_hold_and_audit_once(db) -> None:  # noqa: ANN001
+def test_concurrent_final_notices_of_one_customer_hold_and_audit_once(db) -> None:
     # given one customer with two invoices at the final level
     with db.transaction() as s:
         f.customer(s, "C-A", "Acme")
@@ -178,7 +178,7 @@ def test_concurrent_final_notices_of_one_customer_hold_and_audit_once(db) -> Non
                 run = dunning.DunningRun(TODAY)
                 assert dunning._send_level(s, final, invoice, customer, None, TODAY, run)
             runs.append(run)
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+        except Exception as exc:
             errors.append(exc)
 
     # when two dunning processes send the final notices of different invoices at once
@@ -198,7 +198,7 @@ def test_concurrent_final_notices_of_one_customer_hold_and_audit_once(db) -> Non
         assert [h.actor for h in holds] == ["system"]
 
 
-def test_a_customer_already_on_hold_is_not_held_again(ledger) -> None:  # noqa: ANN001
+def test_a_customer_already_on_hold_is_not_held_again(ledger) -> None:
     # given a customer a credit approver already put on hold
     customer = ledger.exec(select(Customer)).one()
     assert credit_hold.change_hold(ledger, customer_id=customer.id, actor="UCREDIT1",

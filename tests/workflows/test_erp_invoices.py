@@ -15,7 +15,7 @@ from workflows.inputs import InvoiceIn
 from workflows.invoicing import ingest_erp_invoice, ingest_erp_invoices
 
 
-def erp(number: str, total: str = "100.00", **kwargs) -> InvoiceIn:  # noqa: ANN003
+def erp(number: str, total: str = "100.00", **kwargs) -> InvoiceIn:
     fields = {"customer": "C-GLOBEX", "currency": "USD", "issue_date": date(2026, 1, 1),
               "due_date": date(2026, 1, 31), **kwargs}
     return InvoiceIn(number=number, total=total, **fields)
@@ -33,7 +33,7 @@ def numbers(session: Session) -> list[str]:
     return list(session.exec(select(Invoice.number).order_by(Invoice.number)))
 
 
-def test_many_at_once_answer_as_one_at_a_time(books) -> None:  # noqa: ANN001
+def test_many_at_once_answer_as_one_at_a_time(books) -> None:
     # given items breaking one rule each (of those the input model cannot check), between
     # good ones
     items = [erp("ERP-1"), erp("ERP-7"), erp("ERP-2", customer="C-NOBODY"),
@@ -62,7 +62,7 @@ def test_many_at_once_answer_as_one_at_a_time(books) -> None:  # noqa: ANN001
         AuditEvent.action == "invoice.ingested"))) == ["ERP-1", "ERP-5", "ERP-7"]
 
 
-def test_a_number_twice_is_refused_the_second_time_with_or_without_lines(books) -> None:  # noqa: ANN001
+def test_a_number_twice_is_refused_the_second_time_with_or_without_lines(books) -> None:
     # when a number comes twice in one file, the second time with lines
     line = {"description": "Widget", "sku": "WID-1", "quantity": 1, "amount": "100.00"}
     outcomes = ingest_erp_invoices(books, [
@@ -73,7 +73,7 @@ def test_a_number_twice_is_refused_the_second_time_with_or_without_lines(books) 
     assert numbers(books) == ["ERP-1", "ERP-2", "ERP-7"]
 
 
-def test_an_invoice_whose_lines_are_refused_leaves_nothing(books) -> None:  # noqa: ANN001
+def test_an_invoice_whose_lines_are_refused_leaves_nothing(books) -> None:
     # when the lines of one invoice add up to more than its total
     outcomes = ingest_erp_invoices(books, [
         erp("ERP-1", lines=[{"description": "Widget", "sku": "WID-1", "quantity": 2,

@@ -68,7 +68,7 @@ def outbox(session: Session, template: str) -> list[dict]:
 
 # -- shipping -----------------------------------------------------------------------------------
 
-def test_three_partial_shipments_then_shipped_and_invoiced(session) -> None:  # noqa: ANN001
+def test_three_partial_shipments_then_shipped_and_invoiced(session) -> None:
     # given an approved order of 10
     setup_company(session)
     order = f.order(session, lines=[("WID-1", 10)])
@@ -95,7 +95,7 @@ def test_three_partial_shipments_then_shipped_and_invoiced(session) -> None:  # 
     assert invariants.validate_all(session) == []
 
 
-def test_a_sku_listed_twice_in_one_shipment_is_refused(session) -> None:  # noqa: ANN001
+def test_a_sku_listed_twice_in_one_shipment_is_refused(session) -> None:
     setup_company(session)
     order = f.order(session, lines=[("WID-1", 10)])
     with pytest.raises(ValidationFailed) as caught:
@@ -103,7 +103,7 @@ def test_a_sku_listed_twice_in_one_shipment_is_refused(session) -> None:  # noqa
     assert caught.value.errors[0].field == "lines[1].sku"
 
 
-def test_cancel_is_refused_once_anything_has_shipped(session) -> None:  # noqa: ANN001
+def test_cancel_is_refused_once_anything_has_shipped(session) -> None:
     # given an order with 3 of 10 shipped, then put on hold by finance
     setup_company(session)
     order = f.order(session, lines=[("WID-1", 10)])
@@ -124,7 +124,7 @@ def test_cancel_is_refused_once_anything_has_shipped(session) -> None:  # noqa: 
 
 
 def test_cancelling_an_order_cancels_its_quantities_and_frees_stock_for_backorders(
-        session) -> None:  # noqa: ANN001
+        session) -> None:
     # given an approved order holding 6 units, and a later one short of 3
     setup_company(session, on_hand=6)
     holder = f.order(session, lines=[("WID-1", 6)])
@@ -148,7 +148,7 @@ def test_cancelling_an_order_cancels_its_quantities_and_frees_stock_for_backorde
 @pytest.mark.parametrize(("first", "second", "both_ship"), [(10, 10, False), (6, 6, False),
                                                              (4, 6, True)])
 def test_concurrent_shipments_of_one_order_never_over_ship(db, monkeypatch, first, second,
-                                                           both_ship) -> None:  # noqa: ANN001
+                                                           both_ship) -> None:
     # given an approved order of 10 holding all 10 units in stock
     with db.transaction() as s:
         setup_company(s)
@@ -158,7 +158,7 @@ def test_concurrent_shipments_of_one_order_never_over_ship(db, monkeypatch, firs
     meet = threading.Barrier(2, timeout=1.5)
     invoice_shipment = shipping.invoice_shipment
 
-    def slow_invoice(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def slow_invoice(*args, **kwargs):
         # a broken barrier: the other shipment is (rightly) queued behind this one
         with contextlib.suppress(threading.BrokenBarrierError):
             meet.wait()
@@ -203,7 +203,7 @@ def test_concurrent_shipments_of_one_order_never_over_ship(db, monkeypatch, firs
         assert invariants.validate_all(s) == []
 
 
-def test_the_database_refuses_negative_or_over_promised_stock(db) -> None:  # noqa: ANN001
+def test_the_database_refuses_negative_or_over_promised_stock(db) -> None:
     with db.transaction() as s:
         f.product(s, "WID-1", on_hand=5)
     for statement in ("UPDATE products SET reserved = -1",
@@ -225,7 +225,7 @@ def short_order(session: Session, *, on_hand: int = 6, qty: int = 10, tax_pct: i
     return order
 
 
-def test_a_short_line_is_backordered_and_the_rep_and_billing_are_told(session) -> None:  # noqa: ANN001
+def test_a_short_line_is_backordered_and_the_rep_and_billing_are_told(session) -> None:
     # given / when
     order = short_order(session)
     # then
@@ -239,7 +239,7 @@ def test_a_short_line_is_backordered_and_the_rep_and_billing_are_told(session) -
     assert invariants.validate_all(session) == []
 
 
-def test_cancel_line_drops_the_short_quantity_and_the_order_is_approved_again(session) -> None:  # noqa: ANN001
+def test_cancel_line_drops_the_short_quantity_and_the_order_is_approved_again(session) -> None:
     # given an order of 10 + 2 gadgets (10 % tax), 4 widgets short
     order = short_order(session, tax_pct=10)
     assert order.total_minor == (100000 + 2000) * 110 // 100
@@ -276,7 +276,7 @@ def test_cancel_line_drops_the_short_quantity_and_the_order_is_approved_again(se
     assert invariants.validate_all(session) == []
 
 
-def test_only_the_orders_rep_or_an_admin_may_choose(session) -> None:  # noqa: ANN001
+def test_only_the_orders_rep_or_an_admin_may_choose(session) -> None:
     order = short_order(session)
     # another rep is refused, with what to audit
     for choose in (lambda: fulfilment.wait_for_stock(session, order=order, actor="USALES02"),
@@ -296,7 +296,7 @@ def test_only_the_orders_rep_or_an_admin_may_choose(session) -> None:  # noqa: A
     assert "an admin cancelled 4 × WID-1" in told["context"]["reasons"][0]
 
 
-def test_cancel_line_needs_a_short_line_and_a_reason(session) -> None:  # noqa: ANN001
+def test_cancel_line_needs_a_short_line_and_a_reason(session) -> None:
     order = short_order(session)
     with pytest.raises(InvalidTransition):
         fulfilment.cancel_line(session, order=order, line_no=2, actor="USALES01", reason="x")
@@ -310,7 +310,7 @@ def test_cancel_line_needs_a_short_line_and_a_reason(session) -> None:  # noqa: 
                                reason="again")
 
 
-def test_cancelling_everything_short_of_an_order_with_nothing_else_cancels_it(session) -> None:  # noqa: ANN001
+def test_cancelling_everything_short_of_an_order_with_nothing_else_cancels_it(session) -> None:
     setup_company(session, on_hand=0)
     order = f.order(session, lines=[("WID-1", 5)])
     assert order.status == OrderStatus.BACKORDERED
@@ -321,7 +321,7 @@ def test_cancelling_everything_short_of_an_order_with_nothing_else_cancels_it(se
     assert invariants.validate_all(session) == []
 
 
-def test_cancelling_the_short_rest_of_a_partly_shipped_order_completes_it(session) -> None:  # noqa: ANN001
+def test_cancelling_the_short_rest_of_a_partly_shipped_order_completes_it(session) -> None:
     # given a backordered order whose reserved units shipped
     order = short_order(session)
     ship(session, order, ("WID-1", 6), ("GADGET", 2))
@@ -336,7 +336,7 @@ def test_cancelling_the_short_rest_of_a_partly_shipped_order_completes_it(sessio
     assert invariants.validate_all(session) == []
 
 
-def test_wait_and_ship_partial_are_recorded_and_billing_is_told_to_ship(session) -> None:  # noqa: ANN001
+def test_wait_and_ship_partial_are_recorded_and_billing_is_told_to_ship(session) -> None:
     order = short_order(session)
     # when the rep chooses to wait, nothing changes but the choice is recorded
     short = fulfilment.wait_for_stock(session, order=order, actor="USALES01")
@@ -363,7 +363,7 @@ def test_wait_and_ship_partial_are_recorded_and_billing_is_told_to_ship(session)
     assert order.status == OrderStatus.BACKORDERED
 
 
-def test_ship_partial_with_nothing_reserved_is_refused(session) -> None:  # noqa: ANN001
+def test_ship_partial_with_nothing_reserved_is_refused(session) -> None:
     setup_company(session, on_hand=0)
     order = f.order(session, lines=[("WID-1", 5)])
     with pytest.raises(InvalidTransition) as caught:
@@ -371,7 +371,7 @@ def test_ship_partial_with_nothing_reserved_is_refused(session) -> None:  # noqa
     assert "nothing to ship" in caught.value.detail
 
 
-def test_restock_reserves_for_backorders_oldest_first(session) -> None:  # noqa: ANN001
+def test_restock_reserves_for_backorders_oldest_first(session) -> None:
     # given no stock, and two orders waiting for it: 4 (older) and 5
     setup_company(session, on_hand=0)
     older = f.order(session, lines=[("WID-1", 4)])
@@ -401,7 +401,7 @@ def test_restock_reserves_for_backorders_oldest_first(session) -> None:  # noqa:
     assert invariants.validate_all(session) == []
 
 
-def test_restock_reserves_the_short_rest_of_a_partly_shipped_order(session) -> None:  # noqa: ANN001
+def test_restock_reserves_the_short_rest_of_a_partly_shipped_order(session) -> None:
     order = short_order(session)
     ship(session, order, ("WID-1", 6))
     assert order.status == OrderStatus.PARTIALLY_SHIPPED
@@ -414,7 +414,7 @@ def test_restock_reserves_the_short_rest_of_a_partly_shipped_order(session) -> N
     assert invariants.validate_all(session) == []
 
 
-def test_on_hand_cannot_go_below_what_is_reserved(session) -> None:  # noqa: ANN001
+def test_on_hand_cannot_go_below_what_is_reserved(session) -> None:
     setup_company(session, on_hand=10)
     f.order(session, lines=[("WID-1", 8)])
     with pytest.raises(ValidationFailed) as caught:
@@ -422,7 +422,7 @@ def test_on_hand_cannot_go_below_what_is_reserved(session) -> None:  # noqa: ANN
     assert caught.value.errors[0].field == "on_hand"
 
 
-def test_a_restock_while_the_order_ships_serves_its_backorder(db, monkeypatch) -> None:  # noqa: ANN001
+def test_a_restock_while_the_order_ships_serves_its_backorder(db, monkeypatch) -> None:
     # given an order of 10 with 6 reserved and 4 backordered
     with db.transaction() as s:
         number = short_order(s).number
@@ -430,7 +430,7 @@ def test_a_restock_while_the_order_ships_serves_its_backorder(db, monkeypatch) -
     meet = threading.Barrier(2, timeout=1.5)
     invoice_shipment = shipping.invoice_shipment
 
-    def slow_invoice(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def slow_invoice(*args, **kwargs):
         with contextlib.suppress(threading.BrokenBarrierError):
             meet.wait()
         return invoice_shipment(*args, **kwargs)
@@ -438,11 +438,11 @@ def test_a_restock_while_the_order_ships_serves_its_backorder(db, monkeypatch) -
     monkeypatch.setattr(shipping, "invoice_shipment", slow_invoice)
     errors: list[Exception] = []
 
-    def run(work) -> None:  # noqa: ANN001
+    def run(work) -> None:
         try:
             with db.transaction() as s:
                 work(s)
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+        except Exception as exc:
             errors.append(exc)
 
     def ship_reserved(s: Session) -> None:

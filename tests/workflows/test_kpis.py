@@ -144,7 +144,7 @@ def test_past_kpis_do_not_read_todays_balances(history: Session) -> None:
     assert report.ar_minor == 110000 and report.current_ar_minor == 60000
 
 
-def test_historical_aging_matches_the_definition_on_the_demo_company(db) -> None:  # noqa: ANN001
+def test_historical_aging_matches_the_definition_on_the_demo_company(db) -> None:
     """AR(t) per invoice = total − settlements dated (effective) by the end of t, for invoices
     issued by t; checked against a plain Python recount over the seeded demo company."""
     from bot.seed import seed_demo
@@ -226,7 +226,7 @@ def test_approval_turnaround_ignores_cancelled_requests(session: Session) -> Non
     both = f.order(session, "C-NEW", discount="20", now=asked)
     credit_only = f.order(session, "C-NEW", now=asked)
 
-    def approval(order, kind: str) -> Approval:  # noqa: ANN001
+    def approval(order, kind: str) -> Approval:
         return session.exec(select(Approval).where(Approval.order_id == order.id,
                                                    Approval.kind == kind)).one()
 

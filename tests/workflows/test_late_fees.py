@@ -36,7 +36,7 @@ def test_parsing_the_setting() -> None:
 
 
 @pytest.fixture
-def books(session):  # noqa: ANN001, ANN201
+def books(session):
     f.user(session, "UCOLL001", "collector")
     f.user(session, "UCREDIT1", "credit_approver")
     f.user(session, "USALES01", "sales")
@@ -51,12 +51,12 @@ def books(session):  # noqa: ANN001, ANN201
     return session
 
 
-def fees(session) -> list[Invoice]:  # noqa: ANN001
+def fees(session) -> list[Invoice]:
     return list(session.exec(select(Invoice).where(Invoice.source == "fee")
                              .order_by(Invoice.id)))
 
 
-def test_a_fee_invoice_per_level_named_in_the_email_and_charged_once(books) -> None:  # noqa: ANN001
+def test_a_fee_invoice_per_level_named_in_the_email_and_charged_once(books) -> None:
     # when dunning runs twice
     run = dunning.run_dunning(books, TODAY)
     books.commit()
@@ -78,11 +78,11 @@ def test_a_fee_invoice_per_level_named_in_the_email_and_charged_once(books) -> N
     assert invariants.validate_all(books) == []
 
 
-def get_original(session, fee: Invoice) -> Invoice:  # noqa: ANN001
+def get_original(session, fee: Invoice) -> Invoice:
     return session.get(Invoice, fee.fee_for_invoice_id)
 
 
-def test_off_by_default_and_never_on_a_fee_or_a_disputed_amount(session) -> None:  # noqa: ANN001
+def test_off_by_default_and_never_on_a_fee_or_a_disputed_amount(session) -> None:
     f.user(session, "UCOLL001", "collector")
     f.customer(session, collector="UCOLL001")
     f.invoice(session, "INV-2026-000001", total="1000.00", due=TODAY - timedelta(days=7))
@@ -95,14 +95,14 @@ def test_off_by_default_and_never_on_a_fee_or_a_disputed_amount(session) -> None
     assert fees(session) == []  # wholly in dispute: not dunned, nothing charged
 
 
-def test_concurrent_dunning_runs_charge_once(db, books) -> None:  # noqa: ANN001
+def test_concurrent_dunning_runs_charge_once(db, books) -> None:
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
             with db.transaction() as s:
                 dunning.run_dunning(s, TODAY)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(3)]
@@ -116,7 +116,7 @@ def test_concurrent_dunning_runs_charge_once(db, books) -> None:  # noqa: ANN001
         assert invariants.validate_all(s) == []
 
 
-def test_a_collector_waives_a_small_fee_at_once_a_large_one_by_approval(books) -> None:  # noqa: ANN001
+def test_a_collector_waives_a_small_fee_at_once_a_large_one_by_approval(books) -> None:
     dunning.run_dunning(books, TODAY)
     small = next(i for i in fees(books) if i.fee_level == 30)  # 4.80
     big = next(i for i in fees(books) if i.fee_level == 7)  # 25.00

@@ -17,7 +17,7 @@ NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 frozen_time = frozen_at(NOW)
 
 
-def setup_company(session) -> None:  # noqa: ANN001
+def setup_company(session) -> None:
     f.user(session, "USALES01", "sales")
     f.user(session, "UNOBODY1")
     f.customer(session)
@@ -25,7 +25,7 @@ def setup_company(session) -> None:  # noqa: ANN001
     f.product(session, "EU-1", price="10.00", currency="EUR", name="Euro thing")
 
 
-def test_errors_name_the_modal_row_and_blank_rows_are_skipped(session) -> None:  # noqa: ANN001
+def test_errors_name_the_modal_row_and_blank_rows_are_skipped(session) -> None:
     setup_company(session)
     entry = Entry(customer="C-GLOBEX", lines=[
         EntryLine(0, "WID-1", "2"), EntryLine(1), EntryLine(2, "NOPE", "1"),
@@ -37,7 +37,7 @@ def test_errors_name_the_modal_row_and_blank_rows_are_skipped(session) -> None: 
         ("lines[3].discount_pct", "must"), ("lines[4].sku", "priced")]
 
 
-def test_missing_customer_and_empty_form(session) -> None:  # noqa: ANN001
+def test_missing_customer_and_empty_form(session) -> None:
     setup_company(session)
     with pytest.raises(ValidationFailed) as caught:
         create_from_entry(session, Entry(customer=None, lines=[EntryLine(0), EntryLine(1)]),
@@ -45,7 +45,7 @@ def test_missing_customer_and_empty_form(session) -> None:  # noqa: ANN001
     assert [e.field for e in caught.value.errors] == ["customer", "lines[0].sku"]
 
 
-def test_a_good_form_creates_a_slack_order_and_needs_the_sales_role(session) -> None:  # noqa: ANN001
+def test_a_good_form_creates_a_slack_order_and_needs_the_sales_role(session) -> None:
     setup_company(session)
     entry = Entry(customer="C-GLOBEX", lines=[EntryLine(0), EntryLine(1, "WID-1", " 3 ", "5")],
                   notes="rush")
@@ -56,7 +56,7 @@ def test_a_good_form_creates_a_slack_order_and_needs_the_sales_role(session) -> 
         create_from_entry(session, entry, rep="UNOBODY1", now=NOW)
 
 
-def test_service_periods_are_checked_before_the_ack_with_the_other_fields(session) -> None:  # noqa: ANN001
+def test_service_periods_are_checked_before_the_ack_with_the_other_fields(session) -> None:
     # given a service and a subscription next to a widget
     setup_company(session)
     f.product(session, "INST", price="300.00", revenue_type="service")
@@ -82,7 +82,7 @@ def test_service_periods_are_checked_before_the_ack_with_the_other_fields(sessio
         ("2026-08-01", "2027-07-31", "quarterly")]
 
 
-def test_median_approved_discount_over_90_days(session) -> None:  # noqa: ANN001
+def test_median_approved_discount_over_90_days(session) -> None:
     # given approved lines at 2 %, 4 %, 10 %, 12.5 % inside the window, and lines that do
     # not count: outside the window, and an order still waiting for its discount approval
     setup_company(session)
@@ -101,14 +101,14 @@ def test_median_approved_discount_over_90_days(session) -> None:  # noqa: ANN001
     assert pricing_hint(session, sku="NOPE", as_of=now.date()) is None
 
 
-def test_product_search(session) -> None:  # noqa: ANN001
+def test_product_search(session) -> None:
     setup_company(session)
     assert [p.sku for p in search_products(session, "wid")] == ["WID-1"]
     assert [p.sku for p in search_products(session, "Widgte")] == ["WID-1"]  # typo
     assert {p.sku for p in search_products(session, "")} == {"WID-1", "EU-1"}
 
 
-def test_quantities_and_discounts_beyond_the_bounds_are_refused_on_their_row(session) -> None:  # noqa: ANN001
+def test_quantities_and_discounts_beyond_the_bounds_are_refused_on_their_row(session) -> None:
     # given
     setup_company(session)
     entry = Entry(customer="C-GLOBEX", lines=[
@@ -123,7 +123,7 @@ def test_quantities_and_discounts_beyond_the_bounds_are_refused_on_their_row(ses
     assert "1,000,000,000" in caught.value.errors[1].detail
 
 
-def test_a_line_worth_more_than_the_amount_bound_is_refused_on_its_row(session) -> None:  # noqa: ANN001
+def test_a_line_worth_more_than_the_amount_bound_is_refused_on_its_row(session) -> None:
     # given 1,000,000,000 x USD 20,000.00 on the modal's third row
     setup_company(session)
     f.product(session, "TURBINE", price="20000.00")

@@ -18,14 +18,14 @@ NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 frozen_time = frozen_at(NOW)
 
 
-def setup_company(session) -> None:  # noqa: ANN001
+def setup_company(session) -> None:
     f.user(session, "USALES01", "sales")
     f.customer(session)
     f.product(session, "WID-1", price="19.99")
     f.product(session, "GADGET", price="0.10", on_hand=5)
 
 
-def test_order_within_limit_of_reviewed_customer_is_approved(session) -> None:  # noqa: ANN001
+def test_order_within_limit_of_reviewed_customer_is_approved(session) -> None:
     # given
     setup_company(session)
     # when
@@ -42,7 +42,7 @@ def test_order_within_limit_of_reviewed_customer_is_approved(session) -> None:  
     assert invariants.validate_all(session) == []
 
 
-def test_line_discount_rounds_half_up_per_line(session) -> None:  # noqa: ANN001
+def test_line_discount_rounds_half_up_per_line(session) -> None:
     # given
     setup_company(session)
     # when: 3 x 19.99 = 59.97, less 12.5 % = 52.47375 -> 52.47
@@ -53,7 +53,7 @@ def test_line_discount_rounds_half_up_per_line(session) -> None:  # noqa: ANN001
     assert order.discount_minor == 750
 
 
-def test_new_customer_goes_to_pending_approval(session) -> None:  # noqa: ANN001
+def test_new_customer_goes_to_pending_approval(session) -> None:
     # given
     setup_company(session)
     f.customer(session, "C-NEW", "Newco", reviewed=False)
@@ -66,7 +66,7 @@ def test_new_customer_goes_to_pending_approval(session) -> None:  # noqa: ANN001
     assert approval.reasons[0]["code"] == "new_customer"
 
 
-def test_bad_lines_name_every_field(session) -> None:  # noqa: ANN001
+def test_bad_lines_name_every_field(session) -> None:
     # given
     setup_company(session)
     from workflows import orders
@@ -85,14 +85,14 @@ def test_bad_lines_name_every_field(session) -> None:  # noqa: ANN001
         "lines[0].sku", "lines[1].quantity", "lines[2].discount_pct"]
 
 
-def test_wrong_currency_is_refused(session) -> None:  # noqa: ANN001
+def test_wrong_currency_is_refused(session) -> None:
     setup_company(session)
     with pytest.raises(ValidationFailed) as caught:
         f.order(session, currency="EUR")
     assert caught.value.errors[0].field == "currency"
 
 
-def test_cancel_releases_stock_and_cancels_pending_approvals(session) -> None:  # noqa: ANN001
+def test_cancel_releases_stock_and_cancels_pending_approvals(session) -> None:
     from models import Product
     from workflows import orders
 
@@ -115,7 +115,7 @@ def test_cancel_releases_stock_and_cancels_pending_approvals(session) -> None:  
     assert invariants.validate_all(session) == []
 
 
-def test_cancel_needs_a_reason_and_an_unshipped_order(session) -> None:  # noqa: ANN001
+def test_cancel_needs_a_reason_and_an_unshipped_order(session) -> None:
     from workflows import orders
     from workflows.errors import InvalidTransition
 
@@ -128,13 +128,13 @@ def test_cancel_needs_a_reason_and_an_unshipped_order(session) -> None:  # noqa:
         orders.cancel_order(session, order, now=NOW, actor="USALES01", reason="again")
 
 
-def test_a_unit_price_below_list_counts_as_a_discount(session) -> None:  # noqa: ANN001
+def test_a_unit_price_below_list_counts_as_a_discount(session) -> None:
     from workflows import orders
 
     # given WID-1 listed at 19.99, the policy maximum 15 %
     setup_company(session)
 
-    def order_at(price: str):  # noqa: ANN202
+    def order_at(price: str):
         return orders.create_order(session, now=NOW, data=OrderIn(
             customer="C-GLOBEX", sales_rep="USALES01", currency="USD",
             lines=[OrderLineIn(sku="WID-1", quantity=10, unit_price=price)]),

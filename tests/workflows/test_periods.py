@@ -44,7 +44,7 @@ def aging_total(session: Session, day: date) -> int:
     return aging_by_currency(session, day)["USD"].total
 
 
-def test_a_payment_dated_in_a_closed_month_is_booked_on_the_first_open_day(june) -> None:  # noqa: ANN001
+def test_a_payment_dated_in_a_closed_month_is_booked_on_the_first_open_day(june) -> None:
     # given: June's closing AR
     closed = aging_total(june, JUNE_30)
     # when: money received 15 June is posted on 10 July
@@ -68,7 +68,7 @@ def test_a_payment_dated_in_a_closed_month_is_booked_on_the_first_open_day(june)
     assert invariants.validate_all(june) == []
 
 
-def test_credit_notes_and_write_offs_dated_in_a_closed_month_move_too(june) -> None:  # noqa: ANN001
+def test_credit_notes_and_write_offs_dated_in_a_closed_month_move_too(june) -> None:
     # when: a credit note issued 28 June and a write-off effective 30 June, recorded in July
     now = datetime(2026, 7, 8, 9, tzinfo=UTC)
     note = issue_credit_note(june, invoice_number="INV-2026-000701", amount="100.00",
@@ -88,7 +88,7 @@ def test_credit_notes_and_write_offs_dated_in_a_closed_month_move_too(june) -> N
     assert len(reasons) == 2 and all("closed period" in r for r in reasons)
 
 
-def test_a_settlement_dated_in_an_open_month_is_not_moved(june) -> None:  # noqa: ANN001
+def test_a_settlement_dated_in_an_open_month_is_not_moved(june) -> None:
     # when: money of 2 July
     record_payment(june, PaymentIn(amount="500.00", currency="USD",
                                    received_at=datetime(2026, 7, 2, 10, tzinfo=UTC),
@@ -98,7 +98,7 @@ def test_a_settlement_dated_in_an_open_month_is_not_moved(june) -> None:  # noqa
     assert june.exec(select(Allocation.effective_date)).one() == date(2026, 7, 2)
 
 
-def test_closing_a_month_closes_every_month_before_it(june) -> None:  # noqa: ANN001
+def test_closing_a_month_closes_every_month_before_it(june) -> None:
     # when: money of 20 May (before the closed June) is posted in July
     record_payment(june, PaymentIn(amount="1000.00", currency="USD",
                                    received_at=datetime(2026, 5, 28, 10, tzinfo=UTC),
@@ -109,7 +109,7 @@ def test_closing_a_month_closes_every_month_before_it(june) -> None:  # noqa: AN
     assert aging_total(june, date(2026, 5, 31)) == 150_000
 
 
-def test_closing_is_idempotent_and_audited_once(june) -> None:  # noqa: ANN001
+def test_closing_is_idempotent_and_audited_once(june) -> None:
     # when: June again, and May (already closed by June's close)
     again, created_again = periods.close_period(june, period="2026-06", actor="api",
                                                 now=datetime(2026, 7, 6, tzinfo=UTC))
@@ -129,7 +129,7 @@ def test_closing_is_idempotent_and_audited_once(june) -> None:  # noqa: ANN001
 @pytest.mark.parametrize("period, says", [("2026-07", "has not ended yet"),
                                           ("2026-12", "has not ended yet"),
                                           ("June", "like 2026-06"), ("2026-13", "like 2026-06")])
-def test_only_an_ended_month_can_be_closed(june, period: str, says: str) -> None:  # noqa: ANN001
+def test_only_an_ended_month_can_be_closed(june, period: str, says: str) -> None:
     # when
     with pytest.raises(ValidationFailed) as refused:
         periods.close_period(june, period=period, actor="api", now=JULY_5)
@@ -178,7 +178,7 @@ def test_a_close_waits_for_settlements_being_recorded(db: Database) -> None:
     assert dates == [date(2026, 6, 20), JULY_1]
 
 
-def test_credit_notes_count_from_their_invoice_issue_date_at_the_earliest(june) -> None:  # noqa: ANN001
+def test_credit_notes_count_from_their_invoice_issue_date_at_the_earliest(june) -> None:
     # given: an invoice dated 10 July (an ERP's, issued ahead)
     f.invoice(june, "INV-2026-000703", total="200.00", issued=date(2026, 7, 10),
               due=date(2026, 8, 9))

@@ -15,7 +15,7 @@ from models.revenue import RevenueClose, RevenueEntry
 from tests.support import factories as f
 from workflows import invariants, orders, periods, policy, revenue, shipping
 from workflows.errors import ValidationFailed
-from workflows.inputs import OrderIn, OrderLineIn
+from workflows.inputs import OrderIn, OrderLineIn, ShipmentLineIn
 from workflows.invoicing import issue_credit_note
 
 
@@ -23,7 +23,7 @@ def at(y: int, m: int, d: int, h: int = 12) -> datetime:
     return datetime(y, m, d, h, tzinfo=UTC)
 
 
-def order(session: Session, lines: list[dict], *, now: datetime, rep: str = "USALES01"):  # noqa: ANN201
+def order(session: Session, lines: list[dict], *, now: datetime, rep: str = "USALES01"):
     return orders.create_order(session, OrderIn(
         customer="C-GLOBEX", sales_rep=rep, currency="USD",
         lines=[OrderLineIn(**line) for line in lines]), actor=rep, now=now)
@@ -33,7 +33,7 @@ def ship(session: Session, number: str, when: datetime, lines: list[tuple[str, i
          = None, now: datetime | None = None) -> Invoice:
     shipment = shipping.ship_order(
         session, order_number=number, carrier="UPS", tracking_number="1Z1", shipped_at=when,
-        lines=[shipping.ShipLineIn(sku=s, quantity=q) for s, q in lines] if lines else None,
+        lines=[ShipmentLineIn(sku=s, quantity=q) for s, q in lines] if lines else None,
         actor="USALES01", now=now or when)
     return session.exec(select(Invoice).where(Invoice.shipment_id == shipment.id)).one()
 

@@ -25,7 +25,7 @@ from models import CreditNote, Invoice, InvoiceLine, Order, OrderLine, money
 from tests.support import factories as f
 from workflows import invariants, orders, periods, revenue, shipping, subscriptions
 from workflows.errors import DomainError
-from workflows.inputs import OrderIn, OrderLineIn
+from workflows.inputs import OrderIn, OrderLineIn, ShipmentLineIn
 from workflows.invoicing import issue_credit_note
 from workflows.revenue_schedule import add_months, month_end, next_month
 
@@ -156,7 +156,7 @@ class Book:
             shipping.ship_order(self.s, order_number=order.number, carrier="UPS",
                                 tracking_number="1Z", shipped_at=shipped, now=self.now,
                                 actor="USALES01",
-                                lines=[shipping.ShipLineIn(sku=line.sku,
+                                lines=[ShipmentLineIn(sku=line.sku,
                                                            quantity=min(qty, line.qty_open))])
         elif kind == "credit":
             _, which, amount, back = op
@@ -263,7 +263,7 @@ def run(session: Session, ops: list[tuple]) -> None:
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=operations)
-def test_revenue_invariants_hold_after_every_operation_at_every_date(db_factory, ops) -> None:  # noqa: ANN001
+def test_revenue_invariants_hold_after_every_operation_at_every_date(db_factory, ops) -> None:
     url = db_factory.create()
     database = Database(url)
     try:

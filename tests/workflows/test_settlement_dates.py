@@ -36,7 +36,7 @@ ON_DUE_DATE = datetime.combine(DUE, time(10, 0), tzinfo=UTC)
 
 
 @pytest.fixture
-def books(session):  # noqa: ANN001, ANN201
+def books(session):
     f.user(session, "UCOLL001", "collector")
     f.customer(session, "C-GLOBEX", "Globex Corporation", collector="UCOLL001")
     f.invoice(session, "INV-2026-000801", total="1000.00", due=DUE)
@@ -46,12 +46,12 @@ def books(session):  # noqa: ANN001, ANN201
     return session
 
 
-def invoice(session, number: str) -> Invoice:  # noqa: ANN001
+def invoice(session, number: str) -> Invoice:
     return session.exec(select(Invoice).where(Invoice.number == number)).one()
 
 
-def pay(session, amount: str, received: datetime, reference: str | None = None,  # noqa: ANN001
-        **kwargs) -> Payment:  # noqa: ANN003
+def pay(session, amount: str, received: datetime, reference: str | None = None,
+        **kwargs) -> Payment:
     payment, _ = record_payment(session, PaymentIn(
         amount=amount, currency="USD", received_at=received, reference=reference, **kwargs),
         actor="test")
@@ -59,17 +59,17 @@ def pay(session, amount: str, received: datetime, reference: str | None = None, 
     return payment
 
 
-def history(session) -> dict:  # noqa: ANN001
+def history(session) -> dict:
     customer_id = invoice(session, "INV-2026-000801").customer_id
     return credit.payment_history(session, customer_id, TODAY)
 
 
-def late_paid(session) -> int:  # noqa: ANN001
+def late_paid(session) -> int:
     customer_id = invoice(session, "INV-2026-000801").customer_id
     return collections.account(session, customer_id, TODAY).late_paid
 
 
-def test_money_received_on_the_due_date_and_applied_days_later_is_on_time(books) -> None:  # noqa: ANN001
+def test_money_received_on_the_due_date_and_applied_days_later_is_on_time(books) -> None:
     # when a payment received on the due date is recorded (and applied) today, 5 days later
     payment = pay(books, "1000.00", ON_DUE_DATE, reference="INV-2026-000801")
     # then the invoice was paid when the money arrived
@@ -79,7 +79,7 @@ def test_money_received_on_the_due_date_and_applied_days_later_is_on_time(books)
     assert late_paid(books) == 0
 
 
-def test_a_bank_statement_imported_days_later_pays_on_the_booking_date(  # noqa: ANN001
+def test_a_bank_statement_imported_days_later_pays_on_the_booking_date(
         books, tmp_path: Path) -> None:
     # given the bank's export of the due date, imported today
     path = tmp_path / "statement.csv"
@@ -95,7 +95,7 @@ def test_a_bank_statement_imported_days_later_pays_on_the_booking_date(  # noqa:
     assert history(books)["paid_late"] == 0 and late_paid(books) == 0
 
 
-def test_money_received_after_the_due_date_is_late_by_its_receipt(books) -> None:  # noqa: ANN001
+def test_money_received_after_the_due_date_is_late_by_its_receipt(books) -> None:
     received = ON_DUE_DATE + timedelta(days=3)
     pay(books, "1000.00", received, reference="INV-2026-000801")
     assert invoice(books, "INV-2026-000801").paid_at == received
@@ -103,7 +103,7 @@ def test_money_received_after_the_due_date_is_late_by_its_receipt(books) -> None
     assert late_paid(books) == 1
 
 
-def test_a_suggestion_applied_by_hand_after_review_pays_when_received(books) -> None:  # noqa: ANN001
+def test_a_suggestion_applied_by_hand_after_review_pays_when_received(books) -> None:
     # given a payment the engine is unsure about (two 400.00 invoices fit), received on the due
     # date, waiting for review
     payment = pay(books, "400.00", ON_DUE_DATE, payer_name="GLOBEX CORP")
@@ -118,7 +118,7 @@ def test_a_suggestion_applied_by_hand_after_review_pays_when_received(books) -> 
     assert history(books)["paid_late"] == 0 and late_paid(books) == 0
 
 
-def test_paid_in_two_parts_it_is_paid_when_the_last_money_arrived(books) -> None:  # noqa: ANN001
+def test_paid_in_two_parts_it_is_paid_when_the_last_money_arrived(books) -> None:
     # given the later part is applied first (its statement came in first)
     late_part = ON_DUE_DATE + timedelta(days=2)
     pay(books, "600.00", late_part, reference="INV-2026-000801", external_id="B-2")
@@ -132,7 +132,7 @@ def test_paid_in_two_parts_it_is_paid_when_the_last_money_arrived(books) -> None
     assert history(books)["avg_days_late"] == "2.0"
 
 
-def test_a_credit_note_closing_a_paid_invoice_keeps_the_payment_date(books) -> None:  # noqa: ANN001
+def test_a_credit_note_closing_a_paid_invoice_keeps_the_payment_date(books) -> None:
     # given the customer paid 900.00 on time and disputed 100.00
     pay(books, "900.00", ON_DUE_DATE, reference="INV-2026-000801", customer="C-GLOBEX")
     assert invoice(books, "INV-2026-000801").balance_minor == 10_000
@@ -147,7 +147,7 @@ def test_a_credit_note_closing_a_paid_invoice_keeps_the_payment_date(books) -> N
     assert history(books)["paid_late"] == 0 and late_paid(books) == 0
 
 
-def test_an_invoice_credited_in_full_was_never_paid(books) -> None:  # noqa: ANN001
+def test_an_invoice_credited_in_full_was_never_paid(books) -> None:
     # when an invoice is cancelled by a credit note after its due date
     issue_credit_note(books, invoice_number="INV-2026-000801", amount="1000.00",
                       reason="order cancelled", actor="test", now=NOW)
@@ -159,7 +159,7 @@ def test_an_invoice_credited_in_full_was_never_paid(books) -> None:  # noqa: ANN
     assert invariants.validate_all(books) == []
 
 
-def test_a_bad_debt_write_off_settles_at_its_own_time(books) -> None:  # noqa: ANN001
+def test_a_bad_debt_write_off_settles_at_its_own_time(books) -> None:
     # given
     decided = datetime.combine(DUE + timedelta(days=4), time(16, 0), tzinfo=UTC)
     target = invoice(books, "INV-2026-000801")
@@ -173,7 +173,7 @@ def test_a_bad_debt_write_off_settles_at_its_own_time(books) -> None:  # noqa: A
     assert history(books)["paid_late"] == 1
 
 
-def test_a_bank_fee_write_off_closes_on_the_payment_date(books) -> None:  # noqa: ANN001
+def test_a_bank_fee_write_off_closes_on_the_payment_date(books) -> None:
     # when 999.00 arrives for a 1000.00 invoice (1.00 within the bank-fee tolerance)
     payment = pay(books, "999.00", ON_DUE_DATE, reference="INV-2026-000801")
     # then the fee is written off with the payment, and the invoice was paid on the due date
@@ -182,7 +182,7 @@ def test_a_bank_fee_write_off_closes_on_the_payment_date(books) -> None:  # noqa
 
 
 # -- promises to pay --------------------------------------------------------------------------
-def promise_for(session, day, *, taken: datetime) -> PromiseToPay:  # noqa: ANN001
+def promise_for(session, day, *, taken: datetime) -> PromiseToPay:
     customer_id = invoice(session, "INV-2026-000801").customer_id
     promise = collections.create_promise(session, customer_id=customer_id, actor="UCOLL001",
                                          amount="1000.00", promised_date=day, note=None,
@@ -195,7 +195,7 @@ def promise_for(session, day, *, taken: datetime) -> PromiseToPay:  # noqa: ANN0
     return promise
 
 
-def test_a_promise_is_kept_by_money_received_on_the_day_but_applied_the_next(books) -> None:  # noqa: ANN001
+def test_a_promise_is_kept_by_money_received_on_the_day_but_applied_the_next(books) -> None:
     # given a promise (taken yesterday morning) to pay yesterday
     yesterday = TODAY - timedelta(days=1)
     promise = promise_for(books, yesterday,
@@ -211,7 +211,7 @@ def test_a_promise_is_kept_by_money_received_on_the_day_but_applied_the_next(boo
     assert promise.status == PromiseStatus.KEPT
 
 
-def test_money_received_after_the_promised_day_breaks_the_promise(books) -> None:  # noqa: ANN001
+def test_money_received_after_the_promised_day_breaks_the_promise(books) -> None:
     # given a promise to pay yesterday
     yesterday = TODAY - timedelta(days=1)
     promise = promise_for(books, yesterday,
@@ -229,7 +229,7 @@ ISSUED = date(2026, 3, 2)
 
 
 @pytest.fixture
-def march(session):  # noqa: ANN001, ANN201
+def march(session):
     """One 1000.00 invoice issued 03-02, due 04-01."""
     f.customer(session, "C-GLOBEX", "Globex Corporation")
     f.invoice(session, "INV-2026-000901", total="1000.00", issued=ISSUED,
@@ -238,11 +238,11 @@ def march(session):  # noqa: ANN001, ANN201
     return session
 
 
-def allocations(session) -> list[Allocation]:  # noqa: ANN001
+def allocations(session) -> list[Allocation]:
     return list(session.exec(select(Allocation).order_by(Allocation.id)))
 
 
-def test_an_allocation_is_dated_by_the_value_date_and_keeps_its_recording_time(march) -> None:  # noqa: ANN001
+def test_an_allocation_is_dated_by_the_value_date_and_keeps_its_recording_time(march) -> None:
     # given: money received 20 March, posted on 9 April
     posted = datetime(2026, 4, 9, 15, tzinfo=UTC)
     # when
@@ -256,7 +256,7 @@ def test_an_allocation_is_dated_by_the_value_date_and_keeps_its_recording_time(m
     assert allocation.created_at == posted
 
 
-def test_the_value_date_is_the_day_the_sender_stated(march) -> None:  # noqa: ANN001
+def test_the_value_date_is_the_day_the_sender_stated(march) -> None:
     # when: 00:30 on 21 March in Berlin is still 20 March in UTC; 21:00 on 20 March in New
     # York is already 21 March in UTC
     berlin = pay(march, "100.00", datetime.fromisoformat("2026-03-21T00:30:00+01:00"),
@@ -269,7 +269,7 @@ def test_the_value_date_is_the_day_the_sender_stated(march) -> None:  # noqa: AN
                                                               date(2026, 3, 20)]
 
 
-def test_money_received_before_the_invoice_counts_from_its_issue_date(march) -> None:  # noqa: ANN001
+def test_money_received_before_the_invoice_counts_from_its_issue_date(march) -> None:
     # when: a prepayment of 25 February applied to the invoice issued 2 March
     pay(march, "1000.00", datetime(2026, 2, 25, 9, tzinfo=UTC), reference="INV-2026-000901")
     # then
@@ -277,7 +277,7 @@ def test_money_received_before_the_invoice_counts_from_its_issue_date(march) -> 
     assert (allocation.value_date, allocation.effective_date) == (date(2026, 2, 25), ISSUED)
 
 
-def test_a_statement_line_is_valued_on_its_value_date(march, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_statement_line_is_valued_on_its_value_date(march, tmp_path: Path) -> None:
     # given: booked by the bank on Monday 23 March, value date Friday 20 March
     path = tmp_path / "statement.csv"
     path.write_text("Booking date,Value date,Amount,Currency,Payer,Reference\n"
@@ -303,7 +303,7 @@ def test_a_camt_entry_is_valued_on_its_valdt() -> None:
     assert (line.booked_on, line.value_date) == (date(2026, 3, 23), date(2026, 3, 20))
 
 
-def test_a_credit_note_is_dated_by_its_issue_date(march) -> None:  # noqa: ANN001
+def test_a_credit_note_is_dated_by_its_issue_date(march) -> None:
     # when: an ERP's credit note of 25 March, sent on 2 April; and one of ours, today
     recorded = datetime(2026, 4, 2, 8, tzinfo=UTC)
     erp = issue_credit_note(march, invoice_number="INV-2026-000901", amount="50.00",
@@ -319,7 +319,7 @@ def test_a_credit_note_is_dated_by_its_issue_date(march) -> None:  # noqa: ANN00
 
 @pytest.mark.parametrize("issue_date, says", [(date(2026, 3, 1), "before INV-2026-000901"),
                                               (date(2026, 4, 3), "in the future")])
-def test_a_credit_note_dated_before_its_invoice_or_in_the_future_is_refused(  # noqa: ANN001
+def test_a_credit_note_dated_before_its_invoice_or_in_the_future_is_refused(
         march, issue_date: date, says: str) -> None:
     # when
     with pytest.raises(ValidationFailed) as refused:
@@ -333,7 +333,7 @@ def test_a_credit_note_dated_before_its_invoice_or_in_the_future_is_refused(  # 
     assert invoice(march, "INV-2026-000901").balance_minor == 100_000
 
 
-def test_a_write_off_is_dated_by_its_effective_date(march) -> None:  # noqa: ANN001
+def test_a_write_off_is_dated_by_its_effective_date(march) -> None:
     # when: finance decides on 2 April to write off, effective 31 March
     target = invoice(march, "INV-2026-000901")
     row = write_off(march, invoice=target, amount_minor=100_000, reason="bad_debt",
@@ -348,7 +348,7 @@ def test_a_write_off_is_dated_by_its_effective_date(march) -> None:  # noqa: ANN
 
 @pytest.mark.parametrize("effective, says", [(date(2026, 3, 1), "before INV-2026-000901 was"),
                                              (date(2026, 4, 3), "in the future")])
-def test_a_write_off_before_its_invoice_or_in_the_future_is_refused(  # noqa: ANN001
+def test_a_write_off_before_its_invoice_or_in_the_future_is_refused(
         march, effective: date, says: str) -> None:
     # when
     target = invoice(march, "INV-2026-000901")
@@ -364,7 +364,7 @@ def test_a_write_off_before_its_invoice_or_in_the_future_is_refused(  # noqa: AN
     assert march.exec(select(WriteOff)).all() == []
 
 
-def test_a_fee_written_off_with_a_payment_is_dated_by_the_payment(march) -> None:  # noqa: ANN001
+def test_a_fee_written_off_with_a_payment_is_dated_by_the_payment(march) -> None:
     # when: 999.00 received 28 March for the 1000.00 invoice, posted 6 April
     with time_machine.travel(datetime(2026, 4, 6, 9, tzinfo=UTC), tick=False):
         pay(march, "999.00", datetime(2026, 3, 28, 12, tzinfo=UTC),

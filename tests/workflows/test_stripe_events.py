@@ -29,12 +29,12 @@ NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 frozen_time = frozen_at(NOW)
 
 
-def handle(db, event: dict, fetch_fees: bool = False) -> stripe_events.Outcome:  # noqa: ANN001
+def handle(db, event: dict, fetch_fees: bool = False) -> stripe_events.Outcome:
     with db.transaction() as s:
         return stripe_events.handle(s, event, now=NOW, fetch_fees=fetch_fees)
 
 
-def given_invoices(db, *totals: str) -> list[str]:  # noqa: ANN001
+def given_invoices(db, *totals: str) -> list[str]:
     with db.transaction() as s:
         f.user(s, "UCOLL001", "collector")
         f.customer(s, collector="UCOLL001")
@@ -42,22 +42,22 @@ def given_invoices(db, *totals: str) -> list[str]:  # noqa: ANN001
                           due=date(2026, 3, 30)).number for i, total in enumerate(totals, 1)]
 
 
-def invoice(db, number: str) -> Invoice:  # noqa: ANN001
+def invoice(db, number: str) -> Invoice:
     with db.read_session() as s:
         return s.exec(select(Invoice).where(Invoice.number == number)).one()
 
 
-def payments(db) -> list[Payment]:  # noqa: ANN001
+def payments(db) -> list[Payment]:
     with db.read_session() as s:
         return list(s.exec(select(Payment).order_by(Payment.id)))
 
 
-def healthy(db) -> None:  # noqa: ANN001
+def healthy(db) -> None:
     with db.read_session() as s:
         assert validate_all(s) == []
 
 
-def test_a_completed_checkout_pays_its_invoice_once(db) -> None:  # noqa: ANN001
+def test_a_completed_checkout_pays_its_invoice_once(db) -> None:
     # given
     [number, other] = given_invoices(db, "500.00", "500.00")
     session = sp.checkout_session(invoice=number, amount=50_000, payment_intent="pi_A")
@@ -82,7 +82,7 @@ def test_a_completed_checkout_pays_its_invoice_once(db) -> None:  # noqa: ANN001
     healthy(db)
 
 
-def test_a_payment_intent_first_then_its_checkout_session(db) -> None:  # noqa: ANN001
+def test_a_payment_intent_first_then_its_checkout_session(db) -> None:
     [number] = given_invoices(db, "120.00")
     handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
         invoice=number, amount=12_000, pi_id="pi_B")))
@@ -91,7 +91,7 @@ def test_a_payment_intent_first_then_its_checkout_session(db) -> None:  # noqa: 
     assert len(payments(db)) == 1 and invoice(db, number).balance_minor == 0
 
 
-def test_a_balance_that_moved_leaves_the_rest_as_unapplied_credit(db) -> None:  # noqa: ANN001
+def test_a_balance_that_moved_leaves_the_rest_as_unapplied_credit(db) -> None:
     # given an invoice of 500 of which 200 was paid by bank since the link was opened
     [number] = given_invoices(db, "500.00")
     with db.transaction() as s:
@@ -111,7 +111,7 @@ def test_a_balance_that_moved_leaves_the_rest_as_unapplied_credit(db) -> None:  
     healthy(db)
 
 
-def test_what_is_not_ours_or_not_paid_is_ignored(db) -> None:  # noqa: ANN001
+def test_what_is_not_ours_or_not_paid_is_ignored(db) -> None:
     [number] = given_invoices(db, "100.00")
     foreign = handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
         invoice=None, amount=999, pi_id="pi_X")))
@@ -124,7 +124,7 @@ def test_what_is_not_ours_or_not_paid_is_ignored(db) -> None:  # noqa: ANN001
         assert len(s.exec(select(ProviderEvent)).all()) == 3
 
 
-def test_an_async_payment_is_recorded_when_it_succeeds(db) -> None:  # noqa: ANN001
+def test_an_async_payment_is_recorded_when_it_succeeds(db) -> None:
     [number] = given_invoices(db, "100.00")
     pending = sp.checkout_session(invoice=number, amount=10_000, payment_intent="pi_D",
                                   payment_status="unpaid")
@@ -134,7 +134,7 @@ def test_an_async_payment_is_recorded_when_it_succeeds(db) -> None:  # noqa: ANN
     assert invoice(db, number).balance_minor == 0
 
 
-def test_a_refund_reopens_the_invoice_from_its_date(db) -> None:  # noqa: ANN001
+def test_a_refund_reopens_the_invoice_from_its_date(db) -> None:
     # given an order's invoice paid through Stripe on 2 March
     with db.transaction() as s:
         f.user(s, "USALES01", "sales")
@@ -169,7 +169,7 @@ def test_a_refund_reopens_the_invoice_from_its_date(db) -> None:  # noqa: ANN001
     healthy(db)
 
 
-def test_two_partial_refunds_out_of_order_give_back_the_total_once(db) -> None:  # noqa: ANN001
+def test_two_partial_refunds_out_of_order_give_back_the_total_once(db) -> None:
     [number] = given_invoices(db, "300.00")
     handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
         invoice=number, amount=30_000, pi_id="pi_P")))
@@ -189,7 +189,7 @@ def test_two_partial_refunds_out_of_order_give_back_the_total_once(db) -> None: 
     healthy(db)
 
 
-def test_a_refund_takes_unapplied_credit_first(db) -> None:  # noqa: ANN001
+def test_a_refund_takes_unapplied_credit_first(db) -> None:
     # given a Stripe payment of 150 on an invoice of 100 (50 left as credit)
     [number] = given_invoices(db, "100.00")
     handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
@@ -206,7 +206,7 @@ def test_a_refund_takes_unapplied_credit_first(db) -> None:  # noqa: ANN001
     healthy(db)
 
 
-def test_a_refund_before_its_payment_waits_for_it(db) -> None:  # noqa: ANN001
+def test_a_refund_before_its_payment_waits_for_it(db) -> None:
     [number] = given_invoices(db, "100.00")
     early = handle(db, sp.event("charge.refunded", sp.charge(
         payment_intent="pi_W", amount=10_000, amount_refunded=10_000)))
@@ -220,7 +220,7 @@ def test_a_refund_before_its_payment_waits_for_it(db) -> None:  # noqa: ANN001
     healthy(db)
 
 
-def test_a_chargeback_is_announced_to_ar(db) -> None:  # noqa: ANN001
+def test_a_chargeback_is_announced_to_ar(db) -> None:
     [number] = given_invoices(db, "100.00")
     handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
         invoice=number, amount=10_000, pi_id="pi_D1")))
@@ -235,7 +235,7 @@ def test_a_chargeback_is_announced_to_ar(db) -> None:  # noqa: ANN001
         assert cards[0]["context"]["reason"] == "product_not_received"
 
 
-def test_the_fee_is_queued_for_lookup_and_recorded_once(db) -> None:  # noqa: ANN001
+def test_the_fee_is_queued_for_lookup_and_recorded_once(db) -> None:
     [number] = given_invoices(db, "100.00")
     handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
         invoice=number, amount=10_000, pi_id="pi_F")), fetch_fees=True)

@@ -16,7 +16,7 @@ from models.revenue import SubscriptionBilling
 from tests.support import factories as f
 from workflows import invariants, orders, revenue, shipping, subscriptions
 from workflows.errors import Conflict, InvalidTransition, ValidationFailed
-from workflows.inputs import OrderIn, OrderLineIn
+from workflows.inputs import OrderIn, OrderLineIn, ShipmentLineIn
 from workflows.revenue_schedule import cumulative
 
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
@@ -99,7 +99,7 @@ def test_a_subscription_billed_by_period_is_never_shipped(session: Session,
     with pytest.raises(ValidationFailed) as refused:
         shipping.ship_order(session, order_number=cloud.number, carrier="UPS",
                             tracking_number="1Z", shipped_at=NOW, actor="USALES01", now=NOW,
-                            lines=[shipping.ShipLineIn(sku="CLOUD", quantity=2)])
+                            lines=[ShipmentLineIn(sku="CLOUD", quantity=2)])
     assert refused.value.errors[0].field == "lines[0].sku"
     # shipping everything ships the widget only; the order waits for its periods
     shipping.ship_order(session, order_number=cloud.number, carrier="UPS",

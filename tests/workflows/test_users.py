@@ -13,19 +13,19 @@ from workflows import users
 from workflows.errors import PermissionDenied, ValidationFailed
 
 
-def admins(db) -> set[str]:  # noqa: ANN001
+def admins(db) -> set[str]:
     with db.read_session() as s:
         return set(s.exec(select(UserRole.user_id).where(UserRole.role == "admin")))
 
 
-def test_the_last_admin_cannot_be_removed(session) -> None:  # noqa: ANN001
+def test_the_last_admin_cannot_be_removed(session) -> None:
     f.user(session, "UADMIN01", "admin")
     with pytest.raises(ValidationFailed, match="last admin"):
         users.revoke_role(session, user_id="UADMIN01", role="admin", actor="UADMIN01")
     assert users.revoke_role(session, user_id="UNOBODY1", role="admin", actor="x") is False
 
 
-def test_two_admins_removing_each_other_at_once_leave_one(db) -> None:  # noqa: ANN001
+def test_two_admins_removing_each_other_at_once_leave_one(db) -> None:
     # given two admins
     with db.transaction() as s:
         f.user(s, "UADMIN01", "admin")
@@ -54,7 +54,7 @@ def test_two_admins_removing_each_other_at_once_leave_one(db) -> None:  # noqa: 
     assert len(admins(db)) == 1
 
 
-def test_put_user_names_the_roles_field(session) -> None:  # noqa: ANN001
+def test_put_user_names_the_roles_field(session) -> None:
     f.user(session, "UADMIN01", "admin")
     with pytest.raises(ValidationFailed) as caught:
         users.upsert_user(session, user_id="UADMIN01", name="Ada", roles=[], actor="api")

@@ -29,7 +29,7 @@ NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 frozen_time = frozen_at(NOW)
 
 
-def company(session) -> None:  # noqa: ANN001
+def company(session) -> None:
     f.user(session, "USALES01", "sales")
     f.user(session, "UCREDIT1", "credit_approver")
     f.user(session, "UADMIN01", "admin")
@@ -38,16 +38,16 @@ def company(session) -> None:  # noqa: ANN001
     f.product(session, "WID-1", price="100.00")
 
 
-def webhook_rows(session) -> list[OutboxMessage]:  # noqa: ANN001
+def webhook_rows(session) -> list[OutboxMessage]:
     return list(session.exec(select(OutboxMessage).where(OutboxMessage.transport == "webhook")
                              .order_by(OutboxMessage.id)))
 
 
-def events(session) -> list[WebhookEvent]:  # noqa: ANN001
+def events(session) -> list[WebhookEvent]:
     return list(session.exec(select(WebhookEvent).order_by(WebhookEvent.id)))
 
 
-def test_without_subscribers_nothing_is_written(db) -> None:  # noqa: ANN001
+def test_without_subscribers_nothing_is_written(db) -> None:
     # given
     with db.transaction() as s:
         company(s)
@@ -59,7 +59,7 @@ def test_without_subscribers_nothing_is_written(db) -> None:  # noqa: ANN001
         assert events(s) == [] and webhook_rows(s) == []
 
 
-def test_an_order_emits_created_then_approved_to_the_subscriber_that_wants_them(db) -> None:  # noqa: ANN001
+def test_an_order_emits_created_then_approved_to_the_subscriber_that_wants_them(db) -> None:
     # given two subscriptions, one for orders, one for payments only
     with db.transaction() as s:
         company(s)
@@ -91,7 +91,7 @@ def test_an_order_emits_created_then_approved_to_the_subscriber_that_wants_them(
                         "data": approved.data}
 
 
-def test_the_event_rolls_back_with_the_change(db) -> None:  # noqa: ANN001
+def test_the_event_rolls_back_with_the_change(db) -> None:
     # given
     with db.transaction() as s:
         company(s)
@@ -106,7 +106,7 @@ def test_the_event_rolls_back_with_the_change(db) -> None:  # noqa: ANN001
         assert events(s) == [] and webhook_rows(s) == []
 
 
-def test_rejection_shipment_invoice_payment_and_credit_hold_events(db) -> None:  # noqa: ANN001
+def test_rejection_shipment_invoice_payment_and_credit_hold_events(db) -> None:
     # given a subscription to everything
     with db.transaction() as s:
         company(s)
@@ -156,14 +156,14 @@ def test_rejection_shipment_invoice_payment_and_credit_hold_events(db) -> None: 
     ("https://erp.example/hooks#x", "fragment"),
     ("not a url", "absolute https"),
 ])
-def test_subscription_urls_are_checked(db, url, field_detail) -> None:  # noqa: ANN001
+def test_subscription_urls_are_checked(db, url, field_detail) -> None:
     with pytest.raises(ValidationFailed) as refused, db.transaction() as s:
         webhooks.subscribe(s, url=url, events=["order.created"], actor="api")
     assert refused.value.errors[0].field == "url"
     assert field_detail in refused.value.errors[0].detail
 
 
-def test_unknown_event_types_are_refused_by_name(db) -> None:  # noqa: ANN001
+def test_unknown_event_types_are_refused_by_name(db) -> None:
     with pytest.raises(ValidationFailed) as refused, db.transaction() as s:
         webhooks.subscribe(s, url="https://erp.example/h", events=["order.created", "order.eaten"],
                            actor="api")
@@ -171,14 +171,14 @@ def test_unknown_event_types_are_refused_by_name(db) -> None:  # noqa: ANN001
     assert "order.eaten" in refused.value.errors[0].detail
 
 
-def test_a_local_http_receiver_is_allowed_and_the_secret_is_standard(db) -> None:  # noqa: ANN001
+def test_a_local_http_receiver_is_allowed_and_the_secret_is_standard(db) -> None:
     with db.transaction() as s:
         row = webhooks.subscribe(s, url="http://127.0.0.1:9999/hooks",
                                  events=["order.created"], actor="api")
         assert row.secret.startswith("whsec_") and len(row.secret) > 30
 
 
-def test_deleting_a_subscription_fails_what_was_queued_and_stops_new_events(db) -> None:  # noqa: ANN001
+def test_deleting_a_subscription_fails_what_was_queued_and_stops_new_events(db) -> None:
     # given an undelivered event
     with db.transaction() as s:
         company(s)
@@ -199,7 +199,7 @@ def test_deleting_a_subscription_fails_what_was_queued_and_stops_new_events(db) 
         assert s.exec(select(AuditEvent).where(AuditEvent.action == "webhook.deleted")).one()
 
 
-def test_replay_queues_the_same_event_again_with_its_webhook_id(db) -> None:  # noqa: ANN001
+def test_replay_queues_the_same_event_again_with_its_webhook_id(db) -> None:
     # given a delivered event
     with db.transaction() as s:
         company(s)
@@ -222,7 +222,7 @@ def test_replay_queues_the_same_event_again_with_its_webhook_id(db) -> None:  # 
         webhooks.replay(s, subscription_id=hook.id, event_ids=[event.id + 99], actor="cli")
 
 
-def test_an_endpoint_failing_for_three_days_is_disabled_and_admins_are_told(db) -> None:  # noqa: ANN001
+def test_an_endpoint_failing_for_three_days_is_disabled_and_admins_are_told(db) -> None:
     # given a subscription with a queued event
     with db.transaction() as s:
         company(s)
@@ -252,7 +252,7 @@ def test_an_endpoint_failing_for_three_days_is_disabled_and_admins_are_told(db) 
         assert webhooks.enable_subscription(s, subscription_id=hook.id, actor="cli") is True
 
 
-def test_a_success_clears_the_failing_streak(db) -> None:  # noqa: ANN001
+def test_a_success_clears_the_failing_streak(db) -> None:
     with db.transaction() as s:
         company(s)
         hook = webhooks.subscribe(s, url="https://erp.example/hooks", events=["order.created"],
@@ -272,7 +272,7 @@ def test_a_success_clears_the_failing_streak(db) -> None:  # noqa: ANN001
         assert row.failing_since == NOW + timedelta(days=4)
 
 
-def test_a_credit_note_is_an_event(db) -> None:  # noqa: ANN001
+def test_a_credit_note_is_an_event(db) -> None:
     from workflows.invoicing import issue_credit_note
 
     with db.transaction() as s:
@@ -292,3 +292,54 @@ def test_a_credit_note_is_an_event(db) -> None:  # noqa: ANN001
             "amount": "50.00", "applied_to_invoice": "50.00", "customer_credit": "0.00",
             "reason": "damaged", "issue_date": "2026-03-02"}
         assert event.data["invoice"]["balance"] == "250.00"
+
+
+def test_a_dispute_opened_and_resolved_are_events(db) -> None:
+    from workflows import disputes
+
+    # given a subscriber to disputes and an open invoice
+    with db.transaction() as s:
+        company(s)
+        f.user(s, "UCOLL001", "collector")
+        webhooks.subscribe(s, url="https://erp.example/hooks",
+                           events=["dispute.opened", "dispute.resolved"], actor="api")
+        f.invoice(s, "INV-D-1", total="300.00", issued=NOW.date(),
+                  due=NOW.date() + timedelta(days=30))
+    # when a collector disputes 120.00 of it and then withdraws the dispute
+    with db.transaction() as s:
+        dispute = disputes.open_dispute(s, disputes.DisputeIn(
+            invoice="INV-D-1", reason="pricing", amount="120.00"), actor="UCOLL001", now=NOW)
+    with db.transaction() as s:
+        disputes.resolve(s, dispute_id=dispute.id, outcome="withdrawn", by="UCOLL001",
+                         now=NOW + timedelta(hours=1))
+    # then one event each, with the dispute and its invoice
+    with db.read_session() as s:
+        opened, resolved = events(s)
+        assert (opened.type, resolved.type) == ("dispute.opened", "dispute.resolved")
+        assert opened.data["dispute"]["amount"] == "120.00"
+        assert opened.data["dispute"]["status"] == "open"
+        assert opened.data["invoice"]["number"] == "INV-D-1"
+        assert resolved.data["dispute"]["status"] == "withdrawn"
+        assert resolved.data["dispute"]["resolved_by"] == "UCOLL001"
+
+
+def test_a_revenue_close_is_an_event_once(db) -> None:
+    from workflows import revenue
+
+    # given a subscriber and a month of goods shipped
+    with db.transaction() as s:
+        company(s)
+        webhooks.subscribe(s, url="https://erp.example/hooks",
+                           events=["revenue.period_closed"], actor="api")
+        f.order(s, now=NOW)
+    # when February is closed, twice
+    later = NOW + timedelta(days=1)
+    with db.transaction() as s:
+        revenue.close_month(s, period="2026-02", actor="UADMIN01", now=later)
+    with db.transaction() as s:
+        revenue.close_month(s, period="2026-02", actor="UADMIN01", now=later)
+    # then one event, carrying the close's summary
+    with db.read_session() as s:
+        [event] = events(s)
+        assert event.type == "revenue.period_closed"
+        assert event.data["revenue_close"]["period"] == "2026-02"
