@@ -10,10 +10,10 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from models import AuditEvent, CashRule, Invoice, OutboxMessage, Payment
+from models import AuditEvent, CashRule, Deduction, Invoice, OutboxMessage, Payment, WebhookEvent
 from tests.support import factories as f
 from tests.support.timetravel import frozen_at
-from workflows import invariants, queries
+from workflows import invariants, queries, webhooks
 from workflows.cash_application import (
     PaymentIn,
     apply_suggestion,
@@ -295,3 +295,72 @@ def test_a_customer_that_pays_with_its_po_number_is_recognised_by_it(books) -> N
     assert applied_to(books, again) == {"INV-2026-000204": 5_550}
     assert matched_because(books, again) == [
         "Initech LLC paid with a reference like 'PO 4500012345' on 20 Nov 2026"]
+
+
+# -- corrections and the back office ------------------------------------------------------------
+def test_a_correction_of_a_short_payment_resolves_its_deduction_as_reversed(books) -> None:
+    # given a short payment of Globex's 2500.00, flagged as a deduction with its card
+    payment = pay(books, "2400.00", reference="INV-2026-000104")
+    deduction = books.exec(select(Deduction)).one()
+    assert (deduction.amount_minor, deduction.status) == (10_000, "open")
+    assert deduction.card_outbox_id is not None
+    # when the collector says it paid Initech's 4321.09 instead
+    correct_application(books, payment_id=payment.id, invoices=["INV-2026-000201"],
+                        actor="UCOLL001", now=NOW)
+    books.commit()
+    # then the deduction is resolved as reversed, its card says so, and the books add up
+    books.refresh(deduction)
+    assert (deduction.status, deduction.resolution, deduction.resolved_by) == (
+        "resolved", "reversed", "UCOLL001")
+    card = books.exec(select(OutboxMessage).where(
+        OutboxMessage.target_outbox_id == deduction.card_outbox_id)).one()
+    assert card.payload["context"]["status"] == "resolved"
+    assert [e.data["deduction_id"] for e in audited(books, "payment.deduction_reversed")] == [
+        deduction.id]
+    healthy(books)
+
+
+def test_a_correction_gives_back_what_a_dispute_held(books) -> None:
+    # given 300.00 of Globex's 2500.00 in dispute, and a payment of 2400.00 applied to it
+    f.dispute(books, "INV-2026-000104", amount="300.00", now=NOW)
+    books.commit()
+    payment = pay(books, "2400.00", reference="INV-2026-000104")
+    disputed = books.exec(select(Invoice).where(Invoice.number == "INV-2026-000104")).one()
+    assert (disputed.balance_minor, disputed.disputed_minor) == (10_000, 10_000)
+    # when the payment is moved to another invoice
+    correct_application(books, payment_id=payment.id, invoices=["INV-2026-000201"],
+                        actor="UCOLL001", now=NOW)
+    books.commit()
+    # then the invoice is open in full again, with its 300.00 in dispute
+    books.refresh(disputed)
+    assert (disputed.balance_minor, disputed.disputed_minor, disputed.disputed) == (
+        250_000, 30_000, True)
+    healthy(books)
+
+
+def test_what_people_decide_is_announced_as_payment_applied(books) -> None:
+    # given a subscriber to payment.applied, and three payments waiting for a person
+    webhooks.subscribe(books, url="https://dw.example/in", events=["payment.applied"],
+                       actor="api")
+    books.commit()
+    suggested = pay(books, "1234.56", payer="GLBX HOLDINGS")
+    unknown = pay(books, "999.99", payer="ACME TREASURY SVC", received=RECEIVED + timedelta(1))
+    moved = pay(books, "777.00", reference="INV-2026-000102", received=RECEIVED + timedelta(2))
+    assert [e.data["payment"]["id"] for e in events(books)] == [moved.id]
+    # when a collector applies a suggestion, names a customer and corrects an application
+    apply_suggestion(books, payment_id=suggested.id,
+                     rank=rank_of(books, suggested, "INV-2026-000101"), actor="UCOLL001",
+                     now=NOW)
+    assign_customer(books, payment_id=unknown.id, customer="C-ACME", actor="UCOLL001", now=NOW)
+    correct_application(books, payment_id=moved.id, invoices=["INV-2026-000202"],
+                        actor="UCOLL001", now=NOW)
+    books.commit()
+    # then each is announced with where the money went
+    assert [(e.data["payment"]["id"], [a["invoice"] for a in e.data["payment"]["allocations"]])
+            for e in events(books)] == [
+        (moved.id, ["INV-2026-000102"]), (suggested.id, ["INV-2026-000101"]),
+        (unknown.id, ["INV-2026-000301", "INV-2026-000302"]), (moved.id, ["INV-2026-000202"])]
+
+
+def events(session) -> list[WebhookEvent]:
+    return list(session.exec(select(WebhookEvent).order_by(WebhookEvent.id)).all())
