@@ -486,6 +486,7 @@ def issue_direct(session: Session, *, invoice_number: str, amount: str, reason: 
         raise ValidationFailed.of("reason", "a credit note needs a reason")
     if issue_date is not None:
         issue_date = v.parse_date("issue_date", issue_date)
+    check_credit_cap(session, invoice, minor)  # requests waiting for approval count too
     request = CreditNoteRequest(
         invoice_id=invoice.id, customer_id=invoice.customer_id, currency=invoice.currency,
         amount_minor=minor, lines=[], reason=reason.strip()[:REASON_MAX],

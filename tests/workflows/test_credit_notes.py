@@ -137,6 +137,20 @@ def test_never_more_than_the_total_less_earlier_and_pending_notes(books) -> None
     assert invariants.validate_credit_notes(books) == []
 
 
+def test_a_note_issued_without_approval_counts_the_requests_waiting_too(books) -> None:
+    # given 600.00 waiting for approval on the 1000.00 invoice
+    ask(books, amount="600.00")
+    # when a script issues one of its own for more than the 400.00 left
+    with pytest.raises(ValidationFailed) as refused:
+        credit_notes.issue_direct(books, invoice_number="INV-2026-000001", amount="400.01",
+                                  reason="script", actor="test", now=NOW)
+    # then it is refused as a request would be, and 400.00 is not
+    assert "400.00 more at most" in refused.value.detail
+    credit_notes.issue_direct(books, invoice_number="INV-2026-000001", amount="400.00",
+                              reason="script", actor="test", now=NOW)
+    assert invariants.validate_credit_notes(books) == []
+
+
 def test_a_note_on_a_paid_invoice_becomes_customer_credit(books) -> None:
     # given the invoice was paid but for 100.00
     record_payment(books, PaymentIn(amount="900.00", currency="USD", received_at=NOW,
