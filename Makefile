@@ -19,11 +19,16 @@ install: $(STAMP)
 demo: install
 	$(BIN)/o2c demo
 
-## make test: lint, then the whole suite on SQLite and on PostgreSQL, side by side (much of the
+## make test: lint, then the whole suite on PostgreSQL and on SQLite, side by side (much of the
 ## suite waits on sockets, processes and the database, not CPU); each run's output is printed
-## whole when it ends
+## whole when it ends. `make test WITH_DATES=1` (CI) adds the SQLite suite a year ahead and on
+## 2028-02-29 to the same two lanes: the next run starts as soon as a lane is free.
+TEST_RUNS := test-postgres test-sqlite
+ifdef WITH_DATES
+TEST_RUNS += test-date-next-year test-date-leap-day
+endif
 test: install lint
-	$(MAKE) -j2 --output-sync=target test-sqlite test-postgres
+	$(MAKE) -j2 --output-sync=target $(TEST_RUNS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -79,7 +79,7 @@ def test_service_periods_are_checked_before_the_ack_with_the_other_fields(sessio
                              service_end="2027-07-31", billing="quarterly")]
     data = validate_entry(session, entry, rep="USALES01")
     assert [(li.service_start, li.service_end, li.billing) for li in data.lines] == [
-        ("2026-08-01", "2027-07-31", "quarterly")]
+        (date(2026, 8, 1), date(2027, 7, 31), "quarterly")]  # parsed by inputs.OrderLineIn
 
 
 def test_median_approved_discount_over_90_days(session) -> None:
