@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
+from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from api import problems
@@ -70,14 +71,21 @@ def bootstrap_admins_when_reachable(deps: Deps) -> None:
     (a restart of both, an outage) — as soon as it can, from a background thread. The server
     starts either way: `/readyz` says it is not ready, the API answers 503, one line is logged."""
     def attempt() -> bool:
-        try:
-            with deps.db.transaction() as session:
-                bootstrap_admins(session, deps.settings.o2c_admins)
-            return True
-        except Exception as error:
-            if not database_unavailable(error):
-                raise
-            return False
+        for tries_left in (1, 0):
+            try:
+                with deps.db.transaction() as session:
+                    bootstrap_admins(session, deps.settings.o2c_admins)
+                return True
+            except IntegrityError:
+                # another server starting at the same moment made the same admin first: the
+                # next attempt sees its row
+                if not tries_left:
+                    raise
+            except Exception as error:
+                if not database_unavailable(error):
+                    raise
+                return False
+        return False
 
     if attempt():
         return
