@@ -281,14 +281,8 @@ def decide(*, session: Session, approval_id: int, user_id: str, approve: bool,
         _show_decision(session, approval, order, customer)
         _tell_requester(session, approval, order, customer)
         return Decision(approval, order, FIRST_APPROVED)
-    outcome = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
-    if not _take(session, approval, status=outcome, user_id=user_id, now=now, note=note):
-        session.refresh(approval)
-        raise already_decided(approval)
-    session.refresh(approval)
-    audit.decision(session, actor=user_id, approval_id=approval.id, kind=approval.kind,
-                   outcome=outcome, reason=note, order=order.number, at=now,
-                   **_tier_data(approval))
+    outcome = _settle(session, approval, approve=approve, user_id=user_id, now=now, note=note,
+                      order=order.number)
     decision = Decision(approval, order, outcome)
     if approve:
         if approval.kind == ApprovalKind.CREDIT and not customer.credit_reviewed:
@@ -315,6 +309,20 @@ def _check_note(approve: bool, note: str | None) -> None:
         raise ValidationFailed.of("reason", "say why the request is rejected")
     if note and len(note) > NOTE_MAX:
         raise ValidationFailed.of("reason", f"at most {NOTE_MAX} characters")
+
+
+def _settle(session: Session, approval: Approval, *, approve: bool, user_id: str,
+            now: datetime, note: str | None, **context: object) -> str:
+    """Take the final decision on `approval` once (`already_decided` when someone was first)
+    and audit it with `context` (the order, or the back-office subject): the outcome."""
+    outcome = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
+    if not _take(session, approval, status=outcome, user_id=user_id, now=now, note=note):
+        session.refresh(approval)
+        raise already_decided(approval)
+    session.refresh(approval)
+    audit.decision(session, actor=user_id, approval_id=approval.id, kind=approval.kind,
+                   outcome=outcome, reason=note, at=now, **context, **_tier_data(approval))
+    return outcome
 
 
 def _tier_data(approval: Approval) -> dict:
@@ -358,14 +366,8 @@ def _decide_subject(session: Session, approval: Approval, *, user_id: str, appro
         _show_subject(session, approval, subject, row)
         _tell_subject_requester(session, approval, subject, row)
         return Decision(approval, None, FIRST_APPROVED)
-    outcome = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
-    if not _take(session, approval, status=outcome, user_id=user_id, now=now, note=note):
-        session.refresh(approval)
-        raise already_decided(approval)
-    session.refresh(approval)
-    audit.decision(session, actor=user_id, approval_id=approval.id, kind=approval.kind,
-                   outcome=outcome, reason=note, subject_id=approval.subject_id, at=now,
-                   **_tier_data(approval))
+    outcome = _settle(session, approval, approve=approve, user_id=user_id, now=now, note=note,
+                      subject_id=approval.subject_id)
     if approve:
         subject.approved(session, approval, row, user_id, now)
     else:
