@@ -55,9 +55,8 @@ def post_dispute(number: Key, body: DisputeOpenIn, request: Request,
     deps = _deps(request)
 
     def op(session):
-        dispute = disputes.open_dispute(session, disputes.DisputeIn(
-            invoice=number, reason=body.reason, amount=body.amount, note=body.note,
-            opened_by=body.opened_by), actor=API_ACTOR, now=deps.clock.now(), source="api")
+        dispute = disputes.open_dispute(session, number, body, actor=API_ACTOR,
+                                        now=deps.clock.now(), source="api")
         session.flush()
         return 201, dispute_answer(session, dispute)
     return _post(request, key, {"invoice": number, **body.model_dump(mode="json")}, op)
@@ -101,14 +100,8 @@ def post_credit_note(body: CreditNoteIn, request: Request, key: IdemKey = None) 
     deps = _deps(request)
 
     def op(session):
-        data = credit_notes.CreditNoteIn(
-            invoice=body.invoice, reason=body.reason, amount=body.amount,
-            lines=[credit_notes.LineIn(**line.model_dump()) for line in body.lines]
-            if body.lines else None, external_id=body.external_id,
-            source=body.source or "api", requested_by=body.requested_by,
-            issue_date=body.issue_date)
         created_request, created = credit_notes.request_credit_note(
-            session, data, actor=API_ACTOR, now=deps.clock.now())
+            session, body, actor=API_ACTOR, now=deps.clock.now())
         session.flush()
         view = credit_notes.credit_note_view(session, str(created_request.id))
         return (201 if created else 200), serialize.credit_note_out(view)

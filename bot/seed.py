@@ -71,6 +71,7 @@ from workflows import (
     subscriptions,
     users,
 )
+from workflows.inputs import CreditNoteIn, DisputeOpenIn
 from workflows.invoicing import Terms, ingest_erp_invoice, issue_credit_note
 from workflows.receivables import aging_by_currency
 from workflows.revenue_schedule import add_months, next_month
@@ -513,16 +514,16 @@ class DemoCompany:
         self._kept(lambda at: self.pay(short, at, amount_minor=short.balance_minor - shortfall,
                                        with_customer=True), self.day(1, 11))
         contested = pick("C-1006", "C-1007", "C-1009", "C-1011", "C-1012", "C-1014")
-        self._kept(lambda at: disputes.open_dispute(self.s, disputes.DisputeIn(
-            invoice=contested.number, reason="damaged",
+        self._kept(lambda at: disputes.open_dispute(self.s, contested.number, DisputeOpenIn(
+            reason="damaged",
             amount=money.to_str(contested.balance_minor // 4, contested.currency),
             note="Two pallets arrived crushed; photos sent to Sam."), actor=COLLECTOR_US,
             now=at), self.day(1, 16))
         credited = pick("C-1015", "C-1016", "C-1001", "C-1002", "C-1005", "C-1011")
-        self._kept(lambda at: credit_notes.request_credit_note(self.s, credit_notes.CreditNoteIn(
+        self._kept(lambda at: credit_notes.request_credit_note(self.s, CreditNoteIn(
             invoice=credited.number, reason="Price agreed at 5% below list was not applied",
-            amount=money.to_str(credited.balance_minor // 20, credited.currency),
-            source="slack"), actor=SALES_1, now=at), self.day(0, 9))
+            amount=money.to_str(credited.balance_minor // 20, credited.currency)),
+            actor=SALES_1, now=at, via="slack"), self.day(0, 9))
 
     def _open_invoices(self, ext: str) -> list[Invoice]:
         return list(self.s.exec(select(Invoice).where(

@@ -47,6 +47,7 @@ from models import (
 from workflows import approvals, audit, numbering, outbox, periods, policy, webhooks
 from workflows import validation as v
 from workflows.errors import Conflict, NotFound, ValidationFailed
+from workflows.inputs import CreditNoteIn, CreditNoteLineIn
 from workflows.invoicing import get_invoice, reduce_balance
 from workflows.users import require_role
 
@@ -54,25 +55,6 @@ REASON_MAX = 500
 SOURCES = ("slack", "api", "erp", "dispute", "o2c")
 # who may ask for a credit note in Slack (admins hold every role)
 REQUESTER_ROLES = (Role.SALES, Role.COLLECTOR, Role.CREDIT_APPROVER)
-
-
-@dataclass
-class LineIn:
-    line_no: int
-    quantity: int | None = None
-    amount: str | None = None  # net, before tax
-
-
-@dataclass
-class CreditNoteIn:
-    invoice: str
-    reason: str
-    amount: str | None = None  # tax included
-    lines: list[LineIn] | None = None
-    external_id: str | None = None
-    source: str = "api"  # api (awaits approval), erp (issued at once), slack, dispute
-    requested_by: str | None = None  # the Slack user behind an API request, if any
-    issue_date: date | None = None  # an ERP's own
 
 
 @dataclass(frozen=True)
@@ -157,7 +139,7 @@ def creditable(session: Session, invoice: Invoice) -> int:
 
 
 # -- lines -------------------------------------------------------------------------------------
-def _line_credit(line: InvoiceLine, item: LineIn, currency: str, field: str) -> dict:
+def _line_credit(line: InvoiceLine, item: CreditNoteLineIn, currency: str, field: str) -> dict:
     if (item.quantity is None) == (item.amount is None):
         raise ValidationFailed.of(field, "give either a quantity or an amount for the line")
     if item.quantity is not None:
@@ -180,7 +162,8 @@ def _line_credit(line: InvoiceLine, item: LineIn, currency: str, field: str) -> 
             "net_minor": net, "tax_minor": tax, "amount_minor": net + tax}
 
 
-def _requested_lines(session: Session, invoice: Invoice, items: list[LineIn]) -> list[dict]:
+def _requested_lines(session: Session, invoice: Invoice, items: list[CreditNoteLineIn]
+                     ) -> list[dict]:
     if not items:
         raise ValidationFailed.of("lines", "name at least one line, or send an amount")
     if len(items) > 200:
@@ -290,11 +273,16 @@ def _same_request(existing: CreditNoteRequest, invoice: Invoice, amount_minor: i
     return existing
 
 
-def _checked_fields(session: Session, data: CreditNoteIn, actor: str) -> tuple[str, str, str]:
-    """(source, reason, requested_by); the requester's role when `actor` is a Slack user."""
-    source = data.source if data.source in SOURCES else None
-    if source is None:
+def _checked_fields(session: Session, data: CreditNoteIn, actor: str, via: str
+                    ) -> tuple[str, str, str]:
+    """(source, reason, requested_by); the requester's role when `actor` is a Slack user.
+    `data.source` is what an integration says (erp, or nothing); `via` is where the request
+    came in (api, slack, dispute), which is its source unless it is an ERP's own."""
+    if data.source not in (None, "erp"):
         raise ValidationFailed.of("source", "must be erp (posted as issued) or left out")
+    source = data.source or via
+    if source not in SOURCES:
+        raise ValueError(f"unknown credit note channel {via!r}")
     slack_user = v.SLACK_USER_ID.match(actor or "") is not None
     if slack_user:
         require_role(session, user_id=actor, roles=REQUESTER_ROLES,
@@ -342,11 +330,12 @@ def _check_issue_date(data: CreditNoteIn, source: str) -> None:
                                   "carries its issue date")
 
 
-def check_request(session: Session, data: CreditNoteIn, *, actor: str) -> None:
+def check_request(session: Session, data: CreditNoteIn, *, actor: str, via: str = "api"
+                  ) -> None:
     """What `request_credit_note` would refuse, found with reads only (the role, the reason,
     the invoice, the amount or lines and the cap): a modal runs it before its ack, so each
     refusal shows under its field; the request checks it all again with the invoice locked."""
-    source, _, _ = _checked_fields(session, data, actor)
+    source, _, _ = _checked_fields(session, data, actor, via)
     invoice = get_invoice(session, data.invoice)
     lines, amount = _lines_and_amount(session, invoice, data)
     if _by_external_id(session, data.external_id) is None:
@@ -355,13 +344,14 @@ def check_request(session: Session, data: CreditNoteIn, *, actor: str) -> None:
 
 
 def request_credit_note(session: Session, data: CreditNoteIn, *, actor: str, now: datetime,
-                        dispute_id: int | None = None) -> tuple[CreditNoteRequest, bool]:
+                        via: str = "api", dispute_id: int | None = None
+                        ) -> tuple[CreditNoteRequest, bool]:
     """Ask for a credit note (or record an ERP's, issued at once). Returns (request, created):
     the same `external_id` with the same invoice and amount returns the first request.
 
     `actor`: the Slack user asking (their role is checked), or "api" for an integration
     (whose `requested_by`, when given, is the Slack user behind it: they may not approve it)."""
-    source, reason, requested_by = _checked_fields(session, data, actor)
+    source, reason, requested_by = _checked_fields(session, data, actor, via)
     invoice = _lock_invoice(session, data.invoice)
     lines, amount = _lines_and_amount(session, invoice, data)
     existing = _by_external_id(session, data.external_id)

@@ -39,6 +39,7 @@ from models import (
 )
 from workflows import audit, outbox
 from workflows.errors import AlreadyDecided, Conflict, NotFound, ValidationFailed
+from workflows.inputs import DisputeOpenIn, build
 from workflows.users import require_role
 
 ROLES = (Role.COLLECTOR,)  # admins hold every role
@@ -154,8 +155,8 @@ def check_open_dispute(session: Session, *, deduction_id: int, reason: str,
     deduction = check(session, deduction_id=deduction_id, user_id=actor,
                       action="deduction.dispute")
     invoice = session.get(Invoice, deduction.invoice_id)
-    disputes.check_open(session, disputes.DisputeIn(
-        invoice=invoice.number, reason=reason, note=note,
+    disputes.check_open(session, invoice.number, build(
+        DisputeOpenIn, reason=reason, note=note,
         amount=_dispute_amount(deduction, invoice, amount)), actor=actor)
 
 
@@ -168,8 +169,8 @@ def open_dispute(session: Session, *, deduction_id: int, reason: str, note: str 
                       action="deduction.dispute")
     invoice = session.get(Invoice, deduction.invoice_id)
     _claim(session, deduction, DeductionStatus.DISPUTED)
-    dispute = disputes.open_dispute(session, disputes.DisputeIn(
-        invoice=invoice.number, reason=reason, note=note,
+    dispute = disputes.open_dispute(session, invoice.number, build(
+        DisputeOpenIn, reason=reason, note=note,
         amount=_dispute_amount(deduction, invoice, amount)), actor=actor, now=now,
         source="deduction", deduction_id=deduction.id)
     audit.record(session, actor=actor, action="deduction.disputed", entity_type="deduction",

@@ -52,6 +52,7 @@ from workflows.errors import (
     PermissionDenied,
     ValidationFailed,
 )
+from workflows.inputs import CreditNoteIn, DisputeOpenIn
 from workflows.invoicing import get_invoice
 from workflows.users import has_role, require_role
 from workflows.workcalendar import working_days_between, zone_or_utc
@@ -62,15 +63,6 @@ OPENER_ROLES = (Role.COLLECTOR, Role.SALES, Role.CREDIT_APPROVER)
 RESOLVER_ROLES = (Role.COLLECTOR, Role.CREDIT_APPROVER)  # besides the owner
 OUTCOMES = tuple(s.value for s in (DisputeStatus.ACCEPTED, DisputeStatus.REJECTED,
                                    DisputeStatus.WITHDRAWN))
-
-
-@dataclass
-class DisputeIn:
-    invoice: str
-    reason: str
-    amount: str | None = None  # default: what is open and not yet in dispute
-    note: str | None = None
-    opened_by: str | None = None  # the Slack user behind an API request, if any
 
 
 def _is_slack_user(user_id: str | None) -> bool:
@@ -113,12 +105,12 @@ def undisputed_open(invoice: Invoice) -> int:
 
 
 # -- opening --------------------------------------------------------------------------------------
-def _opener(session: Session, data: DisputeIn, actor: str) -> str:
+def _opener(session: Session, number: str, data: DisputeOpenIn, actor: str) -> str:
     """Who opens it: the Slack user acting (their role is checked), or "api" (then
     `data.opened_by`, when given, is who stands behind it)."""
     if _is_slack_user(actor):
         require_role(session, user_id=actor, roles=OPENER_ROLES, action="dispute.open",
-                     entity_type="invoice", entity_id=(data.invoice or "-")[:64])
+                     entity_type="invoice", entity_id=(number or "-")[:64])
         return actor
     if data.opened_by:
         if not _is_slack_user(data.opened_by):
@@ -128,14 +120,14 @@ def _opener(session: Session, data: DisputeIn, actor: str) -> str:
     return actor
 
 
-def _reason(data: DisputeIn) -> str:
+def _reason(data: DisputeOpenIn) -> str:
     reason = (data.reason or "").strip().lower()
     if reason not in REASONS:
         raise ValidationFailed.of("reason", f"one of {', '.join(REASONS)}")
     return reason
 
 
-def _amount_to_hold(session: Session, invoice: Invoice, data: DisputeIn) -> int:
+def _amount_to_hold(session: Session, invoice: Invoice, data: DisputeOpenIn) -> int:
     """What the new dispute holds: `data.amount`, or what is open and not yet in dispute."""
     if invoice.balance_minor == 0:
         raise Conflict(f"{invoice.number} has nothing open to dispute")
@@ -156,24 +148,25 @@ def _amount_to_hold(session: Session, invoice: Invoice, data: DisputeIn) -> int:
     return amount
 
 
-def check_open(session: Session, data: DisputeIn, *, actor: str) -> None:
+def check_open(session: Session, number: str, data: DisputeOpenIn, *, actor: str) -> None:
     """What `open_dispute` would refuse, found with reads only (the role, the reason, the
     note, the invoice and the amount): a modal runs it before its ack, so each refusal shows
     under its field; opening checks it all again with the invoice locked."""
-    _opener(session, data, actor)
+    _opener(session, number, data, actor)
     _reason(data)
     _note(data.note)
-    _amount_to_hold(session, get_invoice(session, data.invoice), data)
+    _amount_to_hold(session, get_invoice(session, number), data)
 
 
-def open_dispute(session: Session, data: DisputeIn, *, actor: str, now: datetime,
-                 source: str = "slack", deduction_id: int | None = None) -> Dispute:
-    """Open a dispute (see the module docstring). `actor`: the Slack user (role checked) or
-    "api" (then `data.opened_by`, when given, is who stands behind it)."""
-    opened_by = _opener(session, data, actor)
+def open_dispute(session: Session, number: str, data: DisputeOpenIn, *, actor: str,
+                 now: datetime, source: str = "slack", deduction_id: int | None = None
+                 ) -> Dispute:
+    """Open a dispute on invoice `number` (see the module docstring). `actor`: the Slack user
+    (role checked) or "api" (then `data.opened_by`, when given, is who stands behind it)."""
+    opened_by = _opener(session, number, data, actor)
     reason = _reason(data)
     note = _note(data.note)
-    invoice = _lock_invoice(session, get_invoice(session, data.invoice).id)
+    invoice = _lock_invoice(session, get_invoice(session, number).id)
     amount = _amount_to_hold(session, invoice, data)
     customer = session.get(Customer, invoice.customer_id)
     channel = policy.current(session).disputes_channel.strip()
@@ -353,11 +346,11 @@ def resolve(session: Session, *, dispute_id: int, outcome: str, by: str, now: da
         from workflows import credit_notes
 
         code = dispute.reason.replace("_", " ")
-        request, _ = credit_notes.request_credit_note(session, credit_notes.CreditNoteIn(
+        request, _ = credit_notes.request_credit_note(session, CreditNoteIn(
             invoice=invoice.number, amount=money.to_str(credit, dispute.currency),
             reason=(f"dispute #{dispute.id} ({code}) accepted"
-                    + (f": {note}" if note else ""))[:credit_notes.REASON_MAX],
-            source="dispute"), actor=by, now=now, dispute_id=dispute.id)
+                    + (f": {note}" if note else ""))[:credit_notes.REASON_MAX]),
+            actor=by, now=now, via="dispute", dispute_id=dispute.id)
     refresh_invoice(session, invoice)
     _deduction_follows(session, dispute, now=now, by=by)
     _update_card(session, dispute)

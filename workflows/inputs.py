@@ -44,8 +44,8 @@ def _in_years(value: date | datetime) -> date | datetime:
     return limits.check_year(value)  # OutOfBounds is a ValueError: an error naming the field
 
 
-Amount = Annotated[StrictStr, StringConstraints(
-    pattern=rf"^[0-9]{{1,{limits.MAX_AMOUNT_DIGITS}}}(\.[0-9]{{1,3}})?$")]
+AMOUNT_PATTERN = rf"^[0-9]{{1,{limits.MAX_AMOUNT_DIGITS}}}(\.[0-9]{{1,3}})?$"
+Amount = Annotated[StrictStr, StringConstraints(pattern=AMOUNT_PATTERN)]
 Percent = Annotated[StrictStr, StringConstraints(pattern=r"^[0-9]{1,3}(\.[0-9]{1,2})?$")]
 # The codes the bot accepts are listed in the schema (upper case; lower case is accepted too).
 Currency = Annotated[StrictStr, StringConstraints(pattern=r"^[A-Za-z]{3}$"),
@@ -93,10 +93,18 @@ def build(model: type[Model], **fields: Any) -> Model:
     try:
         return model(**fields)
     except ValidationError as exc:
-        errors = [FieldError(path_of(e.get("loc", ())), e.get("msg", "invalid"))
-                  for e in exc.errors()]
+        errors = [FieldError(path_of(e.get("loc", ())), _said(e)) for e in exc.errors()]
         raise ValidationFailed("; ".join(f"{e.field}: {e.detail}" for e in errors),
                                errors=errors) from None
+
+
+def _said(error: Any) -> str:
+    """Pydantic's words, except for an amount, which a person types: say what it looks like."""
+    if (error.get("type") == "string_pattern_mismatch"
+            and (error.get("ctx") or {}).get("pattern") == AMOUNT_PATTERN):
+        return ("type an amount like 1250.00 (digits and a decimal point, no currency symbol "
+                "or thousands separator)")
+    return error.get("msg", "invalid")
 
 
 def path_of(loc: tuple | list) -> str:

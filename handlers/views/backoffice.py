@@ -36,7 +36,8 @@ from handlers.common import (
 )
 from models import WriteOff
 from workflows import credit_notes, deductions, disputes, receipts, write_offs
-from workflows.errors import DomainError
+from workflows.errors import DomainError, ValidationFailed
+from workflows.inputs import CreditNoteIn, DisputeOpenIn, build
 
 log = logging.getLogger("o2c.handlers.backoffice")
 
@@ -138,34 +139,34 @@ def _dispute_form(view: dict) -> Form:
                         "invoice": ids.DISPUTE_INVOICE_BLOCK})
 
 
-def _dispute_in(values: dict) -> disputes.DisputeIn:
+def _dispute_in(values: dict) -> tuple[str, DisputeOpenIn]:
     number = values["invoice"]
     if not isinstance(number, str) or not number:
         raise Malformed("Pick the invoice in dispute.")
-    return disputes.DisputeIn(invoice=number, reason=values["reason"], amount=values["amount"],
-                              note=values["note"])
+    return number, build(DisputeOpenIn, reason=values["reason"] or "",
+                         amount=values["amount"] or None, note=values["note"] or None)
 
 
 def _check_dispute(session: Session, user_id: str, meta: dict, values: dict) -> None:
-    data = _dispute_in(values)
+    number, data = _dispute_in(values)
     if meta.get("deduction_id") is not None:
         deductions.check_open_dispute(session, deduction_id=metadata_id(meta, "deduction_id"),
                                       reason=data.reason, note=data.note, actor=user_id,
                                       amount=data.amount)
     else:
-        disputes.check_open(session, data, actor=user_id)
+        disputes.check_open(session, number, data, actor=user_id)
 
 
 def _open_dispute(session: Session, user_id: str, meta: dict, values: dict,
                   now: datetime) -> str:
-    data = _dispute_in(values)
+    number, data = _dispute_in(values)
     if meta.get("deduction_id") is not None:
         dispute = deductions.open_dispute(
             session, deduction_id=metadata_id(meta, "deduction_id"), reason=data.reason,
             note=data.note, actor=user_id, now=now, amount=data.amount)
     else:
-        dispute = disputes.open_dispute(session, data, actor=user_id, now=now)
-    return (f":scales: Dispute #{dispute.id} opened on {esc(data.invoice)} for "
+        dispute = disputes.open_dispute(session, number, data, actor=user_id, now=now)
+    return (f":scales: Dispute #{dispute.id} opened on {esc(number)} for "
             f"{fmt_money(dispute.amount_minor, dispute.currency)}; it is left out of "
             "dunning until it is resolved.")
 
@@ -268,20 +269,22 @@ def _amount_reason(view: dict) -> dict:
             "reason": _text(view, ids.BO_REASON_BLOCK, ids.BO_REASON) or ""}
 
 
-def _credit_note_in(meta: dict, values: dict) -> credit_notes.CreditNoteIn:
-    return credit_notes.CreditNoteIn(invoice=str(meta.get("invoice") or ""),
-                                     reason=values["reason"], amount=values["amount"] or "",
-                                     source="slack")
+def _credit_note_in(meta: dict, values: dict) -> CreditNoteIn:
+    if not values["amount"]:
+        raise ValidationFailed.of("amount", "Type the amount to credit, tax included.")
+    return build(CreditNoteIn, invoice=str(meta.get("invoice") or "-"),
+                 reason=values["reason"] or "", amount=values["amount"])
 
 
 def _check_credit_note(session: Session, user_id: str, meta: dict, values: dict) -> None:
-    credit_notes.check_request(session, _credit_note_in(meta, values), actor=user_id)
+    credit_notes.check_request(session, _credit_note_in(meta, values), actor=user_id,
+                               via="slack")
 
 
 def _request_credit_note(session: Session, user_id: str, meta: dict, values: dict,
                          now: datetime) -> str:
     request, _ = credit_notes.request_credit_note(session, _credit_note_in(meta, values),
-                                                  actor=user_id, now=now)
+                                                  actor=user_id, now=now, via="slack")
     return (f":receipt: Credit note of {fmt_money(request.amount_minor, request.currency)}"
             " requested; a credit approver decides on the card in the approvals channel.")
 

@@ -235,6 +235,10 @@ def test_3_credit_notes_in_slack(books, slack, standin, api) -> None:
                                                                "1000.01"},
                                          "backoffice_reason": {"backoffice_reason_input": "x"}})
     assert "at most" in sa.view_errors(view["id"])["backoffice_amount"]
+    slack.submit_view("USALES01", view, {"backoffice_amount": {"backoffice_amount_input":
+                                                               "$1,000"},
+                                         "backoffice_reason": {"backoffice_reason_input": "x"}})
+    assert "like 1250.00" in sa.view_errors(view["id"])["backoffice_amount"]
     slack.submit_view("USALES01", view, {
         "backoffice_amount": {"backoffice_amount_input": "120.00"},
         "backoffice_reason": {"backoffice_reason_input": f"2 units damaged {EVIL}"}})

@@ -9,7 +9,14 @@ from sqlmodel import Session
 from bot.clock import Clock
 from models import Customer, Invoice, Order, Product
 from workflows import masterdata, orders, users
-from workflows.inputs import CustomerIn, InvoiceIn, OrderIn, OrderLineIn, ProductIn
+from workflows.inputs import (
+    CustomerIn,
+    DisputeOpenIn,
+    InvoiceIn,
+    OrderIn,
+    OrderLineIn,
+    ProductIn,
+)
 from workflows.invoicing import ingest_erp_invoice
 
 
@@ -67,6 +74,6 @@ def dispute(session: Session, invoice_number: str, *, amount: str | None = None,
     """A dispute opened the way the API opens one."""
     from workflows import disputes
 
-    return disputes.open_dispute(session, disputes.DisputeIn(
-        invoice=invoice_number, reason=reason, amount=amount, note=note), actor=actor,
+    return disputes.open_dispute(session, invoice_number, DisputeOpenIn(
+        reason=reason, amount=amount, note=note), actor=actor,
         now=now or Clock().now(), source="api")

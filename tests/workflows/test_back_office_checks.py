@@ -19,6 +19,7 @@ from tests.support.timetravel import frozen_at
 from workflows import credit_notes, deductions, disputes, write_offs
 from workflows.cash_application import PaymentIn, record_payment
 from workflows.errors import AlreadyDecided, Conflict, PermissionDenied, ValidationFailed
+from workflows.inputs import CreditNoteIn, DisputeOpenIn
 
 NOW = datetime(2026, 6, 16, 10, 0, tzinfo=UTC)
 TODAY = NOW.date()
@@ -65,8 +66,8 @@ def refused(check, error: type[Exception] = ValidationFailed):
 
 def test_opening_a_dispute_is_checked_like_the_workflow_without_writing(books) -> None:
     def check(amount: str | None, *, by: str = "UCOLL001", reason: str = "damaged") -> None:
-        disputes.check_open(books, disputes.DisputeIn(invoice="INV-2026-000001", reason=reason,
-                                                      amount=amount), actor=by)
+        disputes.check_open(books, "INV-2026-000001",
+                            DisputeOpenIn(reason=reason, amount=amount), actor=by)
 
     with no_writes(books):
         # when the amount is more than is open, or the reason unknown, or the user has no role
@@ -118,9 +119,8 @@ def test_an_accepted_credit_beyond_what_can_still_be_credited_is_refused_in_the_
 
 
 def test_credit_notes_write_offs_and_waivers_are_checked_without_writing(books) -> None:
-    def note(amount: str, reason: str = "price") -> credit_notes.CreditNoteIn:
-        return credit_notes.CreditNoteIn(invoice="INV-2026-000001", reason=reason,
-                                         amount=amount, source="slack")
+    def note(amount: str, reason: str = "price") -> CreditNoteIn:
+        return CreditNoteIn(invoice="INV-2026-000001", reason=reason, amount=amount)
 
     with no_writes(books):
         # a credit note: the cap, the reason, the role

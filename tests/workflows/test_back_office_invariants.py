@@ -32,7 +32,7 @@ from workflows import (
     write_offs,
 )
 from workflows.cash_application import PaymentIn, record_payment
-from workflows.inputs import InvoiceIn
+from workflows.inputs import CreditNoteLineIn, InvoiceIn
 from workflows.invoicing import ingest_erp_invoice
 
 NOW = datetime(2026, 6, 16, 10, 0, tzinfo=UTC)
@@ -61,7 +61,7 @@ def books(session):
     f.dispute(session, "INV-2026-000001", amount="400.00", actor="UCOLL001", now=NOW)
     request, _ = credit_notes.request_credit_note(session, credit_notes.CreditNoteIn(
         invoice="INV-2026-000002", reason="damaged",
-        lines=[credit_notes.LineIn(line_no=1, quantity=1)]), actor="UCOLL001", now=NOW)
+        lines=[CreditNoteLineIn(line_no=1, quantity=1)]), actor="UCOLL001", now=NOW)
     approvals.decide(session=session, approval_id=request.approval_id, user_id="UCREDIT1",
                      approve=True, now=NOW)
     asked = write_offs.request_write_off(session, invoice_number="INV-2026-000003",

@@ -46,7 +46,7 @@ from workflows import (
 )
 from workflows.cash_application import apply_suggestion, record_payment, write_off
 from workflows.errors import DomainError
-from workflows.inputs import PaymentIn
+from workflows.inputs import DisputeOpenIn, PaymentIn
 from workflows.invoicing import issue_credit_note
 
 CUSTOMERS = [("C-GLOBEX", "Globex Corporation", "NET30"),
@@ -198,8 +198,8 @@ def back_office(session, op: tuple, numbers: list[str]) -> None:
         Invoice.source == "fee").order_by(Invoice.id)).scalars())
     if kind == "dispute" and numbers:
         _, which, amount, reason = op
-        disputes.open_dispute(session, disputes.DisputeIn(
-            invoice=numbers[which % len(numbers)], reason=reason,
+        disputes.open_dispute(session, numbers[which % len(numbers)], DisputeOpenIn(
+            reason=reason,
             amount=amount_text(amount, "USD") if amount else None), actor="UCOLL001", now=NOW)
     elif kind == "resolve":
         _, which, outcome, credit = op

@@ -22,7 +22,7 @@ from tests.support import factories as f
 from tests.support.timetravel import frozen_at
 from workflows import approvals, credit_notes, invariants, policy
 from workflows.cash_application import PaymentIn, record_payment
-from workflows.credit_notes import CreditNoteIn, LineIn, pro_rata
+from workflows.credit_notes import pro_rata
 from workflows.errors import (
     AlreadyDecided,
     Conflict,
@@ -30,6 +30,8 @@ from workflows.errors import (
     PermissionDenied,
     ValidationFailed,
 )
+from workflows.inputs import CreditNoteIn
+from workflows.inputs import CreditNoteLineIn as LineIn
 
 NOW = datetime(2026, 6, 16, 10, 0, tzinfo=UTC)  # a Tuesday
 TODAY = NOW.date()

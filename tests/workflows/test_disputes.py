@@ -14,8 +14,8 @@ from tests.support import factories as f
 from tests.support.timetravel import frozen_at
 from workflows import approvals, collections, disputes, dunning, invariants, policy
 from workflows.cash_application import PaymentIn, record_payment
-from workflows.disputes import DisputeIn
 from workflows.errors import AlreadyDecided, Conflict, PermissionDenied, ValidationFailed
+from workflows.inputs import DisputeOpenIn
 from workflows.invoicing import get_invoice
 from workflows.receivables import aging_by_currency, customer_position
 
@@ -39,9 +39,8 @@ def books(session):
 
 
 def open_one(session, amount: str | None = None, by: str = "UCOLL001", **kw) -> Dispute:
-    return disputes.open_dispute(session, DisputeIn(invoice="INV-2026-000001", reason="damaged",
-                                                    amount=amount, note="<!here> 3 broken",
-                                                    **kw), actor=by, now=NOW)
+    return disputes.open_dispute(session, "INV-2026-000001", DisputeOpenIn(
+        reason="damaged", amount=amount, note="<!here> 3 broken", **kw), actor=by, now=NOW)
 
 
 def test_an_amount_in_dispute_leaves_dunning_priority_and_overdue(books) -> None:
@@ -159,7 +158,7 @@ def test_one_open_dispute_per_invoice_and_never_more_than_is_open(books) -> None
     with pytest.raises(PermissionDenied):
         open_one(books, "1.00", by="UNOBODY1")
     with pytest.raises(ValidationFailed):
-        disputes.open_dispute(books, DisputeIn(invoice="INV-2026-000001", reason="weather"),
+        disputes.open_dispute(books, "INV-2026-000001", DisputeOpenIn(reason="weather"),
                               actor="api", now=NOW)
 
 

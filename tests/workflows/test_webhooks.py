@@ -21,7 +21,7 @@ from tests.support.timetravel import frozen_at
 from workflows import approvals, cash_application, shipping, webhooks
 from workflows.credit_hold import set_credit_hold
 from workflows.errors import NotFound, ValidationFailed
-from workflows.inputs import PaymentIn
+from workflows.inputs import DisputeOpenIn, PaymentIn
 from workflows.invoicing import get_invoice
 from workflows.orders import pending_approvals
 
@@ -307,8 +307,8 @@ def test_a_dispute_opened_and_resolved_are_events(db) -> None:
                   due=NOW.date() + timedelta(days=30))
     # when a collector disputes 120.00 of it and then withdraws the dispute
     with db.transaction() as s:
-        dispute = disputes.open_dispute(s, disputes.DisputeIn(
-            invoice="INV-D-1", reason="pricing", amount="120.00"), actor="UCOLL001", now=NOW)
+        dispute = disputes.open_dispute(s, "INV-D-1", DisputeOpenIn(
+            reason="pricing", amount="120.00"), actor="UCOLL001", now=NOW)
     with db.transaction() as s:
         disputes.resolve(s, dispute_id=dispute.id, outcome="withdrawn", by="UCOLL001",
                          now=NOW + timedelta(hours=1))
