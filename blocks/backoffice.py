@@ -27,6 +27,7 @@ from blocks.common import (
     render,
     section,
 )
+from blocks.integrations import pay_now_actions
 from blocks.text import VIEW_BLOCKS_MAX, clip, esc, fmt_date, fmt_money, plain, status_label
 from models import DisputeReason, invoice_status
 
@@ -423,9 +424,11 @@ def amount_reason_modal(*, callback_id: str, title: str, submit: str, meta: dict
 
 
 # -- `/o2c invoice <number>` ----------------------------------------------------------------------
-def invoice_card(view: InvoiceView, *, today: date, can_act: bool) -> list[dict]:
-    """One invoice: figures, lines, credit notes, disputes, late fees, and (for people who may
-    act) Dispute · Request credit note · Write off · Waive fee."""
+def invoice_card(view: InvoiceView, *, today: date, can_act: bool,
+                 pay_url: str | None = None) -> list[dict]:
+    """One invoice: figures, lines, credit notes, disputes, late fees, its "Pay now" link (to
+    pass on to the customer) when there is one, and (for people who may act) Dispute ·
+    Request credit note · Write off · Waive fee."""
     i, cur = view.invoice, view.invoice.currency
     blocks = [header(f"Invoice {i.number}"), fields([
         ("Customer", esc(view.customer.name)),
@@ -464,6 +467,7 @@ def invoice_card(view: InvoiceView, *, today: date, can_act: bool) -> list[dict]
                 f"{fmt_money(fee.total_minor, cur)}, {fmt_money(fee.balance_minor, cur)} open"
                 for fee in view.fees]
         blocks.append(section("*Late fees*\n" + lines_text(rows)))
+    blocks += pay_now_actions(pay_url)
     if can_act:
         value = str(i.id)
         buttons = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 
 from slack_sdk import WebClient
 
@@ -38,6 +39,18 @@ class Deps:
     def email_enabled(self) -> bool:
         """Customer e-mails are sent (SMTP_URL set); else they wait in the outbox."""
         return self.settings.smtp_url is not None
+
+    @cached_property
+    def pay_links(self):  # bot.paylinks.PayLinks | None
+        from bot.paylinks import PayLinks
+
+        return PayLinks.for_settings(self.settings, self.db)
+
+    def pay_url(self, invoice_number: str) -> str | None:
+        """The invoice's "Pay now" link when customers can pay online (Stripe or the
+        sandbox) and something is open; made now if it has none (`bot.paylinks`)."""
+        links = self.pay_links
+        return links.url_for(invoice_number) if links is not None else None
 
     def business_today(self) -> date:
         """Today in the business time zone: the policy's (admins may change it), which is the

@@ -54,6 +54,10 @@ class Deps(Protocol):
         """Users seen recently: id -> (row, monotonic time seen)."""
         ...
 
+    def pay_url(self, invoice_number: str) -> str | None:
+        """The invoice's "Pay now" link, when customers can pay online and it has a balance."""
+        ...
+
     @property
     def email_enabled(self) -> bool:
         """True when customer e-mails are sent (SMTP_URL is set), else they wait queued."""

@@ -32,7 +32,10 @@ def invoice(call: CommandCall) -> None:
                         f"No invoice {number}")
             return
         can_act = has_role(session, call.user_id, *ACTING_ROLES)
-        call.answer(render.invoice_card(view, today=today, can_act=can_act),
+        # the link, made once in its own short transaction (a read session does not block it)
+        pay_url = (call.deps.pay_url(view.invoice.number) if view.invoice.balance_minor > 0
+                   else None)
+        call.answer(render.invoice_card(view, today=today, can_act=can_act, pay_url=pay_url),
                     f"Invoice {view.invoice.number}")
 
 

@@ -18,11 +18,12 @@ import responses
 from sqlmodel import select
 
 from models import Invoice, OutboxMessage, Payment, PaymentFee, PaymentLink, ProviderEvent
-from tests.conftest import API_TOKEN, free_port, start_server, test_settings
+from sandbox.driver import SlackDriver
+from tests.conftest import API_TOKEN, SIGNING_SECRET, free_port, start_server, test_settings
 from tests.support import factories as f
 from tests.support import stripe_payloads as sp
 from tests.support.processes import ServeProcess, o2c_env
-from tests.support.slack import text_of
+from tests.support.slack import ask, text_of
 
 LINK = re.compile(r"(http://127\.0\.0\.1:\d+/pay/[A-Za-z0-9_-]+)")
 
@@ -102,6 +103,11 @@ def test_pay_now_from_the_invoice_email_to_the_payment_in_slack(
     card = standin.api.wait_for(lambda: [m for m in standin.api.dm_messages("USALES01")
                                          if "shipped" in m["text"]], 15, "invoice card")[0]
     assert link in text_of(card)
+    # and so does `/o2c invoice`, for the rep to pass on
+    rep = SlackDriver(f"{base}/slack/events", SIGNING_SECRET, api=standin.api)
+    looked_up = ask(rep, standin.api, "USALES01", f"invoice {number}")
+    assert [e["url"] for b in looked_up["blocks"] if b["type"] == "actions"
+            for e in b["elements"] if e.get("url")] == [link]
     # when the customer opens it: a page with the balance
     page = httpx.get(link)
     assert page.status_code == 200 and "USD 200.00" in page.text and number in page.text
