@@ -91,9 +91,45 @@ def provider_dispute(ctx: dict) -> dict:
                       f"Reason: *{esc(ctx.get('reason') or 'not given')}*"
                       + (f" · evidence due {esc(ctx['due_by'])}" if ctx.get("due_by") else "")),
               context(f"{esc(ctx.get('dispute_id') or '')} · answer it in the "
-                      f"{esc(ctx['provider_name'])} dashboard; the payment stays applied "
-                      "until the dispute is decided")]
+                      f"{esc(ctx['provider_name'])} dashboard · "
+                      + _chargeback_effect(ctx))]
     return {"text": text, "blocks": render(blocks)}
+
+
+def _chargeback_effect(ctx: dict) -> str:
+    """What the chargeback did to the books."""
+    if ctx.get("inquiry"):
+        return "an inquiry: nothing was taken back yet, the payment stays applied"
+    held = ctx.get("held") or []
+    if not held:
+        return "nothing of it is on an open invoice here; the payment was not changed"
+    cur = ctx["currency"]
+    parts = [f"{esc(h['invoice'])} open again for {fmt_money(h['amount_minor'], cur)}"
+             + (f", held in dispute #{h['dispute']}" if h.get("dispute") else
+                ", already in dispute") for h in held[:10]]
+    return ("the money was taken back: " + "; ".join(parts)
+            + " — left out of dunning until it is decided")
+
+
+def provider_dispute_closed(ctx: dict) -> dict:
+    """A chargeback decided: won (the money is back) or lost (a person decides the rest)."""
+    cur = ctx["currency"]
+    amount = fmt_money(ctx["amount_minor"], cur)
+    held = ", ".join(f"#{d}" for d in ctx.get("disputes") or [])
+    if ctx.get("status") == "won":
+        text = f"Chargeback won: {amount} is back"
+        line = (f":white_check_mark: *Chargeback won* — {esc(ctx['provider_name'])} returned "
+                f"*{amount}* ({esc(ctx.get('customer_name') or 'unknown customer')}); it is "
+                f"recorded as payment #{ctx.get('payment_back') or '?'} on the invoices it "
+                "had reopened, and their disputes are closed.")
+    else:
+        text = f"Chargeback lost: {amount} stays with the customer"
+        line = (f":x: *Chargeback lost* — the customer's bank keeps *{amount}* "
+                f"({esc(ctx.get('customer_name') or 'unknown customer')}). "
+                + (f"Decide dispute {held}: accept it (a credit note) or reject it (collect "
+                   "the invoice again)." if held else "No dispute is open for it any more."))
+    return {"text": text, "blocks": render([section(line),
+                                            context(esc(ctx.get("dispute_id") or ""))])}
 
 
 def crm_deal_refused(ctx: dict) -> dict:

@@ -53,6 +53,7 @@ TEMPLATES: dict[str, Renderer] = {
     "provider_payment": integrations.provider_payment,
     "provider_refund": integrations.provider_refund,
     "provider_dispute": integrations.provider_dispute,
+    "provider_dispute_closed": integrations.provider_dispute_closed,
     "crm_deal_refused": integrations.crm_deal_refused,
 }
 

@@ -68,7 +68,9 @@ class Dispute(SQLModel, table=True):
     reason: str = Field(max_length=16)  # DisputeReason
     note: str | None = Field(default=None, max_length=2000)
     status: str = Field(default=DisputeStatus.OPEN, index=True, max_length=16)
-    source: str = Field(default="slack", max_length=16)  # slack, api, deduction
+    source: str = Field(default="slack", max_length=16)  # slack, api, deduction, chargeback
+    # the provider's dispute behind a chargeback ("stripe:dp_..."), shared by its invoices
+    external_id: str | None = Field(default=None, max_length=255, index=True)
     opened_by: str = Field(max_length=64)
     opened_at: datetime = ts_field(nullable=False)
     # who must act: the customer's sales rep, or the disputes channel when one is set

@@ -159,8 +159,8 @@ def check_open(session: Session, number: str, data: DisputeOpenIn, *, actor: str
 
 
 def open_dispute(session: Session, number: str, data: DisputeOpenIn, *, actor: str,
-                 now: datetime, source: str = "slack", deduction_id: int | None = None
-                 ) -> Dispute:
+                 now: datetime, source: str = "slack", deduction_id: int | None = None,
+                 external_id: str | None = None) -> Dispute:
     """Open a dispute on invoice `number` (see the module docstring). `actor`: the Slack user
     (role checked) or "api" (then `data.opened_by`, when given, is who stands behind it)."""
     opened_by = _opener(session, number, data, actor)
@@ -176,7 +176,7 @@ def open_dispute(session: Session, number: str, data: DisputeOpenIn, *, actor: s
                       reason=reason, note=note, source=source, opened_by=opened_by,
                       opened_at=now, owner_id=owner,
                       owner_channel=channel or (None if owner else "ar"),
-                      deduction_id=deduction_id, created_at=now)
+                      deduction_id=deduction_id, external_id=external_id, created_at=now)
     try:
         with session.begin_nested():  # a concurrent twin on the same invoice: one wins
             session.add(dispute)
@@ -320,12 +320,20 @@ def check_resolve(session: Session, *, dispute_id: int, outcome: str, by: str,
 
 
 def resolve(session: Session, *, dispute_id: int, outcome: str, by: str, now: datetime,
-            note: str | None = None, credit_amount: str | None = None) -> Dispute:
+            note: str | None = None, credit_amount: str | None = None,
+            system: bool = False) -> Dispute:
     """Accept (a credit-note request for `credit_amount`, default the disputed amount),
-    reject (a reason is required) or withdraw, once."""
-    outcome = _outcome_and_resolver(outcome, by)
+    reject (a reason is required) or withdraw, once. `system`: decided by what a provider
+    reported (`by` is it, e.g. "stripe": a chargeback won), not by a person's role."""
+    if system:
+        outcome = (outcome or "").strip().lower()
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}")
+    else:
+        outcome = _outcome_and_resolver(outcome, by)
     dispute = _lock(session, dispute_id)
-    check_resolver(session, dispute, by, f"dispute.{outcome}")
+    if not system:
+        check_resolver(session, dispute, by, f"dispute.{outcome}")
     if dispute.status != DisputeStatus.OPEN:
         raise already_resolved(dispute)
     note, credit = _resolution(dispute, outcome, note, credit_amount)

@@ -20,8 +20,17 @@ tolerance) and hand the event here as plain JSON; nothing here talks to Stripe.
 * `charge.refunded`: the charge's cumulative `amount_refunded` minus what was refunded
   already is given back (`workflows.refunds`: unapplied credit first, then the allocations).
   Two partial refunds delivered out of order give the same result.
-* `charge.dispute.created` (a chargeback): recorded and posted to the AR channel (and the
-  collector). Issue 14's back office opens a dispute on the invoice from here once it exists.
+* `charge.dispute.created` (a chargeback): the bank takes the money back, so the payment
+  gives it back as a refund would (`workflows.refunds`, keyed "stripe:<dispute>:withdrawn":
+  unapplied credit first, then its invoices reopen), and a back-office dispute holds each
+  reopened invoice out of dunning while Stripe decides (`disputes.external_id`
+  "stripe:<dispute>", reason mapped from Stripe's). An inquiry (status `warning_*`) takes
+  nothing back: announced only. Posted to the AR channel and the collector.
+* `charge.dispute.closed`: won — the money comes back as a payment (keyed
+  "stripe:<dispute>:reinstated") applied to the invoices the chargeback reopened, and their
+  disputes are closed as rejected by "stripe"; lost — the money stays with the customer and
+  the disputes stay open for a person to accept (a credit note) or reject (collect again);
+  both are announced.
 * An event that needs a payment not recorded yet (a refund or dispute delivered before the
   payment) waits (`waiting`) and is processed when the payment arrives.
 * Unknown event types are acknowledged and ignored.
@@ -37,11 +46,14 @@ from sqlmodel import Session, select
 
 from models import (
     Customer,
+    Dispute,
+    DisputeStatus,
     Invoice,
     Payment,
     PaymentFee,
     ProviderEvent,
     ProviderEventStatus,
+    Refund,
     money,
 )
 from workflows import audit, outbox, refunds
@@ -124,7 +136,9 @@ def _dispatch(session: Session, event: dict, *, now: datetime, fetch_fees: bool)
     if event_type == "charge.refunded":
         return _refunded(session, obj, created)
     if event_type == "charge.dispute.created":
-        return _disputed(session, obj, created)
+        return _disputed(session, obj, created, now)
+    if event_type == "charge.dispute.closed":
+        return _dispute_closed(session, obj, created, now)
     return Outcome("ignored", f"{event_type} is not used")
 
 
@@ -236,7 +250,7 @@ def _refunded(session: Session, charge: dict, created: datetime) -> Outcome:
     return Outcome("processed", f"refunded {money.to_str(new, payment.currency)}", payment.id)
 
 
-def _disputed(session: Session, dispute: dict, created: datetime) -> Outcome:
+def _disputed(session: Session, dispute: dict, created: datetime, now: datetime) -> Outcome:
     payment_intent = dispute.get("payment_intent")
     payment = payment_of(session, payment_intent)
     if payment is None:
@@ -246,19 +260,133 @@ def _disputed(session: Session, dispute: dict, created: datetime) -> Outcome:
                 if a.amount_minor > 0]
     due = (dispute.get("evidence_details") or {}).get("due_by")
     amount = dispute.get("amount") if isinstance(dispute.get("amount"), int) else 0
+    inquiry = str(dispute.get("status") or "").startswith("warning_")
+    held = [] if inquiry else _hold(session, payment, dispute, amount, created, now)
     audit.record(session, actor=ACTOR, action="payment.chargeback", entity_type="payment",
                  entity_id=payment.id, reason=str(dispute.get("reason") or "")[:500],
                  amount_minor=amount, dispute=dispute.get("id"), invoices=invoices,
-                 status=dispute.get("status"))
+                 status=dispute.get("status"), held=held)
     _announce(session, "provider_dispute", customer, {
-        "provider_name": NAME, "payment_id": payment.id, "amount_minor": amount,
-        "currency": str(dispute.get("currency") or payment.currency).upper(),
-        "customer_name": customer.name if customer else None,
-        "invoice": ", ".join(invoices) or None, "reason": dispute.get("reason"),
-        "dispute_id": dispute.get("id"),
+        **_dispute_context(payment, customer, dispute, amount), "invoice": ", ".join(invoices)
+        or None, "inquiry": inquiry, "held": held,
         "due_by": _moment(due, created).date().isoformat() if due else None},
         key=f"stripe-dispute:{dispute.get('id')}")
-    return Outcome("processed", f"chargeback {dispute.get('id')} announced", payment.id)
+    taken = money.to_str(sum(h["amount_minor"] for h in held), payment.currency)
+    return Outcome("processed", f"chargeback {dispute.get('id')} "
+                   + ("announced (an inquiry)" if inquiry else f"took back {taken}"), payment.id)
+
+
+# Stripe's dispute reasons in the back office's words (the rest: "other", Stripe's own reason
+# is in the note)
+CHARGEBACK_REASONS = {"product_not_received": "not_received", "duplicate": "duplicate",
+                      "product_unacceptable": "damaged", "incorrect_account_details": "other"}
+
+
+def _dispute_context(payment: Payment, customer: Customer | None, dispute: dict,
+                     amount: int) -> dict:
+    return {"provider_name": NAME, "payment_id": payment.id, "amount_minor": amount,
+            "currency": str(dispute.get("currency") or payment.currency).upper(),
+            "customer_name": customer.name if customer else None,
+            "reason": dispute.get("reason"), "dispute_id": dispute.get("id")}
+
+
+def _hold(session: Session, payment: Payment, dispute: dict, amount: int, created: datetime,
+          now: datetime) -> list[dict]:
+    """The money taken back: out of the payment (a refund keyed by the dispute), and a
+    back-office dispute on each invoice that reopened. [{"invoice", "amount_minor",
+    "dispute"}] — "dispute" None when the invoice had an open dispute already (it holds)."""
+    from workflows import disputes
+    from workflows.inputs import DisputeOpenIn
+
+    payment = refunds.lock_payment(session, payment.id)
+    take = min(amount, payment.amount_minor - payment.refunded_minor)
+    if take <= 0:
+        return []
+    dispute_id = str(dispute.get("id") or "")
+    try:
+        with session.begin_nested():
+            done = refunds.refund_payment(
+                session, payment=payment, amount_minor=take, value_date=created.date(),
+                external_id=f"stripe:{dispute_id}:withdrawn", actor=ACTOR,
+                reason=f"Stripe chargeback {dispute_id}: the customer's bank took it back")
+    except Conflict:  # its allocations were written off or moved: announced, nothing held
+        return []
+    if done is None:
+        return []
+    held = []
+    reason = CHARGEBACK_REASONS.get(str(dispute.get("reason") or ""), "other")
+    for item in done[1]:
+        number = item["invoice"]
+        minor = money.parse_amount(item["amount"], payment.currency)
+        opened = None
+        try:
+            with session.begin_nested():
+                opened = disputes.open_dispute(
+                    session, number, DisputeOpenIn(
+                        reason=reason, amount=item["amount"],
+                        note=(f"Card chargeback {dispute_id} at Stripe (reason: "
+                              f"{dispute.get('reason') or 'not given'}); answer it in the "
+                              "Stripe dashboard.")[:2000]),
+                    actor=ACTOR, now=now, source="chargeback",
+                    external_id=f"stripe:{dispute_id}")
+        except Conflict:  # the invoice is in dispute already: that one holds it
+            pass
+        held.append({"invoice": number, "amount_minor": minor,
+                     "dispute": opened.id if opened else None})
+    return held
+
+
+def _dispute_closed(session: Session, dispute: dict, created: datetime, now: datetime
+                    ) -> Outcome:
+    from workflows import disputes
+
+    payment_intent = dispute.get("payment_intent")
+    payment = payment_of(session, payment_intent)
+    if payment is None:
+        return Outcome("waiting", "its payment is not recorded yet", object_id=payment_intent)
+    dispute_id = str(dispute.get("id") or "")
+    status = str(dispute.get("status") or "")
+    taken = session.exec(select(Refund).where(
+        Refund.external_id == f"stripe:{dispute_id}:withdrawn")).first()
+    if status not in ("won", "lost") or taken is None:
+        return Outcome("processed", f"chargeback {dispute_id} closed ({status}); nothing was "
+                       "taken back", payment.id)
+    ours = session.exec(select(Dispute).where(Dispute.external_id == f"stripe:{dispute_id}")
+                        .order_by(Dispute.id)).all()
+    customer = session.get(Customer, payment.customer_id) if payment.customer_id else None
+    back = None
+    if status == "won":
+        back = _reinstate(session, payment, taken, customer, dispute_id, ours, created)
+        for held in ours:
+            if held.status == DisputeStatus.OPEN:
+                disputes.resolve(session, dispute_id=held.id, outcome="rejected", by=ACTOR,
+                                 now=now, system=True,
+                                 note=f"Chargeback {dispute_id} won at Stripe: the money is "
+                                      "back.")
+    _announce(session, "provider_dispute_closed", customer, {
+        **_dispute_context(payment, customer, dispute, taken.amount_minor), "status": status,
+        "payment_back": back, "disputes": [d.id for d in ours if d.status == "open"]},
+        key=f"stripe-dispute-closed:{dispute_id}")
+    return Outcome("processed", f"chargeback {dispute_id} {status}", payment.id)
+
+
+def _reinstate(session: Session, payment: Payment, taken: Refund, customer: Customer | None,
+               dispute_id: str, held: list[Dispute], created: datetime) -> int:
+    """The money Stripe gives back after a won chargeback: a payment of what was taken,
+    applied to the invoices the chargeback reopened that are still open."""
+    numbers = []
+    for d in held:
+        invoice = session.get(Invoice, d.invoice_id)
+        if invoice.balance_minor > 0 and invoice.number not in numbers:
+            numbers.append(invoice.number)
+    data = PaymentIn(amount=money.to_str(taken.amount_minor, taken.currency),
+                     currency=taken.currency, received_at=created,
+                     reference=f"Stripe chargeback {dispute_id} won",
+                     customer=customer.external_id if customer else None, method="stripe",
+                     external_id=f"stripe:{dispute_id}:reinstated")
+    back, _ = record_payment(session, data, actor=ACTOR, source=PROVIDER,
+                             apply_to=numbers or None)
+    return back.id
 
 
 def _process_waiting(session: Session, payment_intent: str, *, now: datetime) -> None:

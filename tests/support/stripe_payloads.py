@@ -86,14 +86,16 @@ def charge(*, payment_intent: str, amount: int, amount_refunded: int = 0,
 
 
 def dispute(*, payment_intent: str, charge_id: str, amount: int, currency: str = "usd",
-            reason: str = "product_not_received") -> dict:
-    return {"id": _id("dp"), "object": "dispute", "amount": amount, "charge": charge_id,
+            reason: str = "product_not_received", status: str = "needs_response",
+            dispute_id: str | None = None) -> dict:
+    return {"id": dispute_id or _id("dp"), "object": "dispute", "amount": amount,
+            "charge": charge_id,
             "created": now_ts(), "currency": currency,
             "evidence_details": {"due_by": now_ts() + 7 * 86400,
                                  "has_evidence": False, "past_due": False,
                                  "submission_count": 0},
             "is_charge_refundable": False, "livemode": False, "metadata": {},
-            "payment_intent": payment_intent, "reason": reason, "status": "needs_response"}
+            "payment_intent": payment_intent, "reason": reason, "status": status}
 
 
 def signed(payload: dict, *, secret: str = WEBHOOK_SECRET,

@@ -1,7 +1,8 @@
 """Stripe events on the workflows (payloads as Stripe documents them): a completed payment is
 recorded once and applied to its invoice, whichever of its events comes first or twice; a
-refund reverses what it paid (unapplied credit first), out of order too; a chargeback is
-announced; what is not ours is ignored; the AR invariants hold after each."""
+refund reverses what it paid (unapplied credit first), out of order too; a chargeback takes
+the money back and holds the invoice in a dispute until Stripe decides (won: paid again; lost:
+a person decides); what is not ours is ignored; the AR invariants hold after each."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlmodel import select
 
 from models import (
     Allocation,
+    Dispute,
     Invoice,
     OrderStatus,
     OutboxMessage,
@@ -220,19 +222,106 @@ def test_a_refund_before_its_payment_waits_for_it(db) -> None:
     healthy(db)
 
 
-def test_a_chargeback_is_announced_to_ar(db) -> None:
+def charged_back(db, amount: int = 10_000, *, total: str = "100.00",
+                 status: str = "needs_response") -> tuple[str, stripe_events.Outcome]:
+    """An invoice paid through Stripe (pi_D1), then charged back as dp_1."""
+    [number] = given_invoices(db, total)
+    handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=number, amount=int(total.replace(".", "")), pi_id="pi_D1")))
+    outcome = handle(db, sp.event("charge.dispute.created", sp.dispute(
+        payment_intent="pi_D1", charge_id="ch_D1", amount=amount, status=status,
+        dispute_id="dp_1")))
+    return number, outcome
+
+
+def chargeback_disputes(db) -> list[Dispute]:
+    with db.read_session() as s:
+        return list(s.exec(select(Dispute).where(Dispute.external_id == "stripe:dp_1")))
+
+
+def cards(db, template: str) -> list[dict]:
+    with db.read_session() as s:
+        return [m.payload for m in s.exec(select(OutboxMessage).order_by(OutboxMessage.id))
+                if m.payload.get("template") == template]
+
+
+def test_a_chargeback_takes_the_money_back_and_holds_the_invoice_in_dispute(db) -> None:
+    # given a paid invoice; when the customer's bank charges 100.00 back
+    number, outcome = charged_back(db)
+    # then the payment gives it back and the invoice is open again, held in a dispute
+    assert outcome.status == "processed" and "took back 100.00" in outcome.detail
+    [payment] = payments(db)
+    assert (payment.refunded_minor, payment.status) == (10_000, "refunded")
+    reopened = invoice(db, number)
+    assert (reopened.balance_minor, reopened.disputed_minor) == (10_000, 10_000)
+    [dispute] = chargeback_disputes(db)
+    assert (dispute.source, dispute.reason, dispute.status, dispute.held_minor,
+            dispute.opened_by) == ("chargeback", "not_received", "open", 10_000, "stripe")
+    # and AR and the collector hear what it did
+    told = cards(db, "provider_dispute")
+    assert sorted(c["channel"] for c in told) == ["UCOLL001", "ar"]
+    assert told[0]["context"]["held"] == [{"invoice": number, "amount_minor": 10_000,
+                                           "dispute": dispute.id}]
+    healthy(db)
+
+
+def test_a_partial_chargeback_holds_only_what_was_taken(db) -> None:
+    number, _ = charged_back(db, 4_000)
+    assert invoice(db, number).balance_minor == 4_000
+    assert [d.amount_minor for d in chargeback_disputes(db)] == [4_000]
+    healthy(db)
+
+
+def test_an_inquiry_takes_nothing_back(db) -> None:
+    number, outcome = charged_back(db, status="warning_needs_response")
+    assert "inquiry" in outcome.detail
+    assert invoice(db, number).balance_minor == 0 and chargeback_disputes(db) == []
+    assert cards(db, "provider_dispute")[0]["context"]["inquiry"] is True
+    healthy(db)
+
+
+def test_a_won_chargeback_pays_the_invoice_again_and_closes_its_dispute(db) -> None:
+    number, _ = charged_back(db)
+    won = sp.event("charge.dispute.closed", sp.dispute(
+        payment_intent="pi_D1", charge_id="ch_D1", amount=10_000, status="won",
+        dispute_id="dp_1"))
+    # when Stripe decides for us, and says so twice
+    first, again = handle(db, won), handle(db, won)
+    # then the money is a payment on the invoice again, once, and the dispute is closed
+    assert (first.status, again.status) == ("processed", "duplicate")
+    assert invoice(db, number).balance_minor == 0
+    back = payments(db)[-1]
+    assert (back.external_id, back.amount_minor, back.status) == (
+        "stripe:dp_1:reinstated", 10_000, "applied")
+    [dispute] = chargeback_disputes(db)
+    assert (dispute.status, dispute.resolved_by, dispute.held_minor) == ("rejected", "stripe", 0)
+    assert cards(db, "provider_dispute_closed")[0]["context"]["payment_back"] == back.id
+    healthy(db)
+
+
+def test_a_lost_chargeback_leaves_the_dispute_to_a_person(db) -> None:
+    number, _ = charged_back(db)
+    handle(db, sp.event("charge.dispute.closed", sp.dispute(
+        payment_intent="pi_D1", charge_id="ch_D1", amount=10_000, status="lost",
+        dispute_id="dp_1")))
+    # then the invoice stays open and held, and AR is asked to decide the dispute
+    [dispute] = chargeback_disputes(db)
+    assert dispute.status == "open" and invoice(db, number).balance_minor == 10_000
+    assert cards(db, "provider_dispute_closed")[0]["context"]["disputes"] == [dispute.id]
+    assert len(payments(db)) == 1
+    healthy(db)
+
+
+def test_a_chargeback_before_its_payment_waits_for_it(db) -> None:
     [number] = given_invoices(db, "100.00")
+    early = handle(db, sp.event("charge.dispute.created", sp.dispute(
+        payment_intent="pi_D1", charge_id="ch_D1", amount=10_000, dispute_id="dp_1")))
+    assert early.status == "waiting"
     handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
         invoice=number, amount=10_000, pi_id="pi_D1")))
-    outcome = handle(db, sp.event("charge.dispute.created", sp.dispute(
-        payment_intent="pi_D1", charge_id="ch_D1", amount=10_000)))
-    assert outcome.status == "processed"
-    with db.read_session() as s:
-        cards = [m.payload for m in s.exec(select(OutboxMessage))
-                 if m.payload.get("template") == "provider_dispute"]
-        assert sorted(c["channel"] for c in cards) == ["UCOLL001", "ar"]
-        assert cards[0]["context"]["invoice"] == number
-        assert cards[0]["context"]["reason"] == "product_not_received"
+    assert invoice(db, number).balance_minor == 10_000
+    assert [d.status for d in chargeback_disputes(db)] == ["open"]
+    healthy(db)
 
 
 def test_the_fee_is_queued_for_lookup_and_recorded_once(db) -> None:
