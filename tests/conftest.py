@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -98,6 +99,35 @@ def db(database_url: str) -> Iterator[Database]:
     database = Database(database_url)
     yield database
     database.dispose()
+
+
+# The demo company (`o2c seed --demo`) as of this day: seeding runs every workflow and takes
+# seconds, so it is seeded once per session and each test that needs it gets a copy.
+DEMO_DAY = date(2026, 3, 15)
+
+
+@pytest.fixture(scope="session")
+def demo_company(db_factory) -> Iterator[tuple[str, dict]]:
+    """(url, summary) of a database seeded with the demo company as of DEMO_DAY, which no test
+    uses directly (PostgreSQL copies only a database nobody is connected to)."""
+    from bot.seed import seed_demo
+
+    url = db_factory.create()
+    database = Database(url)
+    summary = seed_demo(database, today=DEMO_DAY)
+    database.dispose()
+    yield url, summary
+    db_factory.drop(url)
+
+
+@pytest.fixture
+def demo_db(db_factory, demo_company) -> Iterator[Database]:
+    """A fresh copy of the demo company, for one test."""
+    url = db_factory.clone(demo_company[0])
+    database = Database(url)
+    yield database
+    database.dispose()
+    db_factory.drop(url)
 
 
 @pytest.fixture

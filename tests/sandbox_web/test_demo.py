@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import shutil
 import signal
 import socket
 import sqlite3
@@ -16,7 +17,6 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from bot.clock import Clock
 from bot.db import Database
 from bot.demo import DemoError, demo_settings, fresh_database, run_demo
 from models import User
@@ -94,11 +94,13 @@ def test_demo_settings_are_sandbox_only_with_fresh_secrets() -> None:
         "C0APPROVAL", "C0ALERTS01", "C0AR000001")
 
 
-def test_each_demo_starts_from_a_fresh_database(tmp_path, monkeypatch) -> None:
-    # given a demo database with data in it
+def test_each_demo_starts_from_a_fresh_database(tmp_path, demo_template) -> None:
+    # given a demo database with data in it (the session's seeded demo, copied)
     path = tmp_path / "demo.db"
-    db = Database(fresh_database(path))
-    demo_seed.seed(db, Clock().business_today())
+    shutil.copyfile(demo_template.removeprefix("sqlite:///"), path)
+    db = Database(f"sqlite:///{path}")
+    with db.read_session() as s:
+        assert s.exec(select(User)).all() != []
     db.dispose()
     # when the demo is prepared again
     db = Database(fresh_database(path))

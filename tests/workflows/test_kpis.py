@@ -144,15 +144,14 @@ def test_past_kpis_do_not_read_todays_balances(history: Session) -> None:
     assert report.ar_minor == 110000 and report.current_ar_minor == 60000
 
 
-def test_historical_aging_matches_the_definition_on_the_demo_company(db) -> None:
+def test_historical_aging_matches_the_definition_on_the_demo_company(demo_db) -> None:
     """AR(t) per invoice = total − settlements dated (effective) by the end of t, for invoices
     issued by t; checked against a plain Python recount over the seeded demo company."""
-    from bot.seed import seed_demo
+    from tests.conftest import DEMO_DAY
 
-    # given
-    today = date(2026, 3, 15)
-    seed_demo(db, today)
-    with db.read_session() as session:
+    # given the demo company, seeded as of DEMO_DAY
+    today = DEMO_DAY
+    with demo_db.read_session() as session:
         invoices = session.exec(select(Invoice)).all()
         moves = [(row.invoice_id, row.amount_minor, row.effective_date)
                  for model in (Allocation, CreditNote, WriteOff)
