@@ -21,6 +21,7 @@ import httpx
 import pytest
 import time_machine
 import uvicorn
+from hypothesis import settings as hypothesis_settings
 
 from bot.db import Database
 from bot.server import create_app
@@ -29,8 +30,12 @@ from sandbox.driver import SlackDriver
 from sandbox.webapi import SlackWebAPI, StandInServer
 from tests.support import timetravel
 from tests.support.databases import PostgresFactory, SqliteFactory
+from tests.support.examples import examples
 
 DB_KIND = os.environ.get("O2C_TEST_DB", "sqlite")
+# property tests without their own number: Hypothesis's 100, or the share a run asks for
+hypothesis_settings.register_profile("o2c", max_examples=examples(100))
+hypothesis_settings.load_profile("o2c")
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 BOT_TOKEN = "xoxb-test-token"
 API_TOKEN = "test-api-token-s3cret"

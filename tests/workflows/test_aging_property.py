@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 from bot.db import Database
 from models import AGING_BUCKETS
 from tests.support import factories as f
+from tests.support.examples import examples
 from workflows import invariants, periods
 from workflows.cash_application import record_payment, write_off
 from workflows.errors import DomainError
@@ -207,7 +208,7 @@ def days_to_check(ledger: Ledger, end: datetime) -> set[date]:
     return days
 
 
-@settings(max_examples=50, deadline=None,
+@settings(max_examples=examples(50), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=operations)
 @example(ops=CLOSED_MONTH)

@@ -34,6 +34,7 @@ from models import (
 from models.limits import MAX_AMOUNT_MINOR
 from tests.support import factories as f
 from tests.support.amounts import INT32_MAX, amount_text, minor_amounts
+from tests.support.examples import examples
 from workflows import (
     approvals,
     credit_notes,
@@ -299,7 +300,7 @@ def scratch(db_factory) -> Iterator[Scratch]:
     scratch.close()
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=examples(25), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=operations)
 def test_ar_invariants_hold_after_every_operation(scratch, ops) -> None:
@@ -307,7 +308,7 @@ def test_ar_invariants_hold_after_every_operation(scratch, ops) -> None:
         run(session, ops)
 
 
-@settings(max_examples=15, deadline=None,
+@settings(max_examples=examples(15), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(amount=cents, fmt=st.sampled_from(FORMATS), payer=st.integers(0, len(PAYERS) - 1),
        totals=st.lists(cents, min_size=1, max_size=5))

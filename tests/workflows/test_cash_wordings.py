@@ -23,6 +23,7 @@ from bench.cashapp_data import BANK_WORDING_CASES, Dataset, generate
 from bot.db import Database
 from models import Allocation, Invoice, Payment
 from tests.support import factories as f
+from tests.support.examples import examples
 from workflows import invariants, masterdata
 from workflows.cash_application import payment_allocations, record_payment
 from workflows.cash_runs import CashRun
@@ -60,7 +61,7 @@ def automatic(session) -> dict[str, dict[str, int]]:
     return out
 
 
-@settings(max_examples=8, deadline=None,
+@settings(max_examples=examples(8), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), customers=st.integers(15, 40),
        invoices_per_customer=st.integers(6, 12), payments=st.integers(10, 30),

@@ -23,6 +23,7 @@ from sqlmodel import Session, select
 from bot.db import Database
 from models import CreditNote, Invoice, InvoiceLine, Order, OrderLine, money
 from tests.support import factories as f
+from tests.support.examples import examples
 from workflows import invariants, orders, periods, revenue, shipping, subscriptions
 from workflows.errors import DomainError
 from workflows.inputs import OrderIn, OrderLineIn, ShipmentLineIn
@@ -260,7 +261,7 @@ def run(session: Session, ops: list[tuple]) -> None:
         book.check()
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=examples(25), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=operations)
 def test_revenue_invariants_hold_after_every_operation_at_every_date(db_factory, ops) -> None:
