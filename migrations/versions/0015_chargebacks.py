@@ -5,7 +5,7 @@ a back-office dispute on the invoice it reopened; when Stripe closes it (won or 
 dispute is found again by `disputes.external_id` ("stripe:<dispute id>", several invoices of
 one payment share it). Existing disputes came from people and the API: NULL.
 
-Revision ID: 0019_chargebacks
+Revision ID: 0015_chargebacks
 Revises: 0014_cash_learning
 Create Date: 2026-12-06
 """
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0019_chargebacks"
+revision: str = "0015_chargebacks"
 down_revision: str | None = "0014_cash_learning"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,4 +1,4 @@
-"""Migration 0019_chargebacks: disputes get `external_id` (the provider's dispute behind a
+"""Migration 0015_chargebacks: disputes get `external_id` (the provider's dispute behind a
 chargeback); the disputes already there keep everything and have none, and it goes down and up
 again without loss. The revision before it is read from Alembic."""
 
@@ -13,7 +13,7 @@ from bot.db import Database, normalize_url
 from bot.migrate import alembic_config, downgrade, upgrade
 from tests.support import factories as f
 
-REVISION = "0019_chargebacks"
+REVISION = "0015_chargebacks"
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 
 
