@@ -103,6 +103,7 @@ PERMANENT_ERRORS = {
     "invalid_arguments", "user_not_found", "cant_update_message", "message_not_found",
     "no_text", "restricted_action", "not_authed", "invalid_blocks_format",
 }
+NOT_INSTALLED_WAIT = timedelta(seconds=60)  # OAuth mode, no installation: look again after
 # Slack templates that show an invoice's "Pay now" link (bot.paylinks)
 PAY_LINK_TEMPLATES = ("order_shipped",)
 # Slack's documented "try again later" errors (sometimes with HTTP 200, `ok: false`).
@@ -176,6 +177,9 @@ class OutboxWorker:
         # given transports: this worker delivers only their kinds
         self.transports = {t.kind: t for t in transports or []}
         self.pay_links: Any = None  # bot.paylinks.PayLinks: "Pay now" on invoice cards
+        # OAuth install (bot.slack_oauth.BotTokens): the bot token of each Slack send, None
+        # while the app is not installed; unset: the client's own token (SLACK_BOT_TOKEN)
+        self.bot_tokens: Any = None
         self.poll_interval = poll_interval
         self.wakeup = wakeup or threading.Event()
         self.lease = lease
@@ -457,6 +461,15 @@ class OutboxWorker:
         return logical.get(channel, channel)
 
     def _send_slack(self, row: OutboxMessage, target: OutboxMessage | None) -> dict:
+        if self.bot_tokens is not None:
+            try:
+                token = self.bot_tokens.current()
+            except Exception as exc:  # the database or oauth.v2.access (rotation) failed
+                raise Retry(self._backoff(row.attempts), f"bot token: {exc!r}") from exc
+            if token is None:  # not installed (uninstalled): the row waits, nothing is lost
+                log.info("outbox %s: the app is not installed in Slack; waiting", row.id)
+                raise Defer(self.now() + NOT_INSTALLED_WAIT)
+            self.client.token = token  # this worker's own client, used by its thread only
         payload = dict(row.payload)
         context = payload.pop("context", {})
         if self.pay_links is not None and payload.get("template") in PAY_LINK_TEMPLATES:
@@ -638,6 +651,8 @@ def make_worker(deps: Deps, settings: Settings | None = None, **kwargs: Any) -> 
     kwargs.setdefault("lease", timedelta(seconds=settings.o2c_outbox_lease_seconds))
     worker = OutboxWorker(deps.db, client, settings, **kwargs)
     worker.pay_links = PayLinks.for_settings(settings, deps.db)
+    if deps.installations is not None:
+        worker.bot_tokens = deps.installations.tokens
     return worker
 
 

@@ -39,6 +39,7 @@ LISTENER_THREADS = 16
 
 def create_bolt_app(deps: Deps, listener_executor: Executor) -> App:
     settings = deps.settings
+    oauth = deps.installations  # OAuth install mode (bot.slack_oauth), else SLACK_BOT_TOKEN
     app = App(
         client=deps.client,
         signing_secret=(settings.slack_signing_secret.get_secret_value()
@@ -50,6 +51,8 @@ def create_bolt_app(deps: Deps, listener_executor: Executor) -> App:
         listener_executor=listener_executor,
         raise_error_for_unhandled_request=False,
         ignoring_self_events_enabled=True,
+        oauth_settings=oauth.settings if oauth is not None else None,
+        authorize=oauth.authorize if oauth is not None else None,
     )
     app.use(PayloadShape())  # before anything reads the payload (Socket Mode too)
     app.use(Dependencies(deps))

@@ -15,6 +15,7 @@ tests block until calls arrive.
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
@@ -31,6 +32,7 @@ from urllib.parse import parse_qsl, urlsplit
 from sandbox.blockkit import validate_blocks, validate_message, validate_view
 from sandbox.interactions import InteractionMixin
 from sandbox.methods import WebMethodsMixin, decode_json_fields, err
+from sandbox.oauth import OAuthMixin
 from sandbox.server import StandInServer
 
 __all__ = ["Call", "Fault", "SlackWebAPI", "StandInServer", "to_slack_message", "validate_blocks",
@@ -121,7 +123,7 @@ def parse_body(content_type: str, body: bytes) -> dict:
     return {}
 
 
-class SlackWebAPI(WebMethodsMixin, InteractionMixin):
+class SlackWebAPI(WebMethodsMixin, InteractionMixin, OAuthMixin):
     """In-memory Slack workspace answering the Web API methods o2c-bot uses.
 
     Thread-safe: every public method may be called from test code while server threads serve
@@ -144,6 +146,7 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin):
         self._version = 0
         self._users: dict[str, dict] = {}
         self._channels: dict[str, dict] = {}
+        self._reset_oauth()
         self._reset_activity()
         self.add_user(bot_user_id, "o2c-bot", real_name="O2C Bot", is_bot=True)
         self.add_channel("C0GENERAL", "general")  # every workspace has #general
@@ -247,7 +250,8 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin):
             time.sleep(fault.delay)  # outside the lock: other calls keep flowing
         with self._lock:
             status, headers, body = self._answer(method, params, supplied, fault)
-            self._calls.append(Call(method, copy.deepcopy(params), bool(body.get("ok")),
+            recorded = {k: v for k, v in params.items() if k != "client_secret"}
+            self._calls.append(Call(method, copy.deepcopy(recorded), bool(body.get("ok")),
                                     copy.deepcopy(body), status, time.time(), fault))
             self._bump()
         if fault is not None and fault.delay_after:
@@ -260,10 +264,14 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin):
             if fault.applied:
                 self._answer(method, params, token, None)
             return fault.response()
+        if method == "oauth.v2.access":  # authenticated by the app's client id and secret
+            return 200, {}, self.m_oauth_v2_access(params)
         if method not in self.METHODS:
             return 200, {}, err("unknown_method")
-        if token != self.bot_token:
-            return 200, {}, err("invalid_auth")
+        if token != self.bot_token and not self.token_valid(token):
+            return 200, {}, err("token_revoked" if token in self._tokens else "invalid_auth")
+        if method == "auth.test":
+            return 200, {}, self.auth_test_for(token)
         try:
             return 200, {}, getattr(self, self.METHODS[method])(params)
         except Exception:  # a stand-in bug must not kill the server thread
@@ -282,6 +290,11 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin):
             params.update(parse_body(content_type, body))
             auth = lower.get("authorization", "")
             token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+            if auth.lower().startswith("basic "):  # oauth.v2.access: the app's credentials
+                client_id, _, secret = base64.b64decode(auth[6:].strip()).decode().partition(
+                    ":")
+                params.setdefault("client_id", client_id)
+                params.setdefault("client_secret", secret)
             status, extra, answer = self.call(url.path[5:], params, token=token)
             return status, {**json_headers, **extra}, json.dumps(answer).encode()
         if url.path.startswith("/response/") and http_method == "POST":

@@ -63,3 +63,13 @@ def test_scopes_are_exactly_what_the_code_needs() -> None:
     assert not unknown, f"add these methods to SCOPE_OF and maybe the manifest: {unknown}"
     needed = set().union(*(SCOPE_OF[m] for m in used)) | {"commands"}
     assert set(MANIFEST["oauth_config"]["scopes"]["bot"]) == needed
+
+
+def test_oauth_install_asks_for_the_manifest_scopes_and_redirects_back() -> None:
+    from bot.slack_oauth import BOT_SCOPES
+
+    assert set(BOT_SCOPES) == set(MANIFEST["oauth_config"]["scopes"]["bot"])
+    assert MANIFEST["oauth_config"]["redirect_urls"] == [
+        "https://o2c.example.com/slack/oauth_redirect"]
+    assert {"app_uninstalled", "tokens_revoked"} <= set(
+        MANIFEST["settings"]["event_subscriptions"]["bot_events"])

@@ -8,8 +8,12 @@ from __future__ import annotations
 from slack_bolt import App
 
 from handlers.common import acknowledge, after_ack
-from handlers.events import app_home
+from handlers.events import app_home, installs
 
 
 def register(app: App) -> None:
     app.event("app_home_opened")(ack=acknowledge, lazy=[after_ack(app_home.app_home_opened)])
+    if app.installation_store is not None:  # OAuth install mode (bot.slack_oauth)
+        app.event("app_uninstalled")(ack=acknowledge,
+                                     lazy=[after_ack(installs.app_uninstalled)])
+        app.event("tokens_revoked")(ack=acknowledge, lazy=[after_ack(installs.tokens_revoked)])

@@ -1,0 +1,92 @@
+"""Slack OAuth install: slack_sdk's SQLAlchemy installation and state store tables
+
+* `slack_installations`, `slack_bots`: what `SQLAlchemyInstallationStore` keeps (one row per
+  installation; the latest bot token per workspace or Enterprise Grid org, with its refresh
+  token and expiry when token rotation is on);
+* `slack_oauth_states`: the `state` values of installs under way (`SQLAlchemyOAuthStateStore`).
+
+The columns are slack_sdk 3.x's, frozen here (its timestamps are naive UTC, as the library
+writes and compares them). Only used with SLACK_CLIENT_ID / SLACK_CLIENT_SECRET; nothing else
+changes. Downgrading drops them: the workspace must be installed again.
+
+Revision ID: 0016_oauth
+Revises: 0014_cash_learning
+Create Date: 2026-12-06
+"""
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0016_oauth"
+down_revision: str | None = "0014_cash_learning"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "slack_installations",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("client_id", sa.String(32), nullable=False),
+        sa.Column("app_id", sa.String(32), nullable=False),
+        sa.Column("enterprise_id", sa.String(32)),
+        sa.Column("enterprise_name", sa.String(200)),
+        sa.Column("enterprise_url", sa.String(200)),
+        sa.Column("team_id", sa.String(32)),
+        sa.Column("team_name", sa.String(200)),
+        sa.Column("bot_token", sa.String(200)),
+        sa.Column("bot_id", sa.String(32)),
+        sa.Column("bot_user_id", sa.String(32)),
+        sa.Column("bot_scopes", sa.String(1000)),
+        sa.Column("bot_refresh_token", sa.String(200)),
+        sa.Column("bot_token_expires_at", sa.DateTime()),
+        sa.Column("user_id", sa.String(32), nullable=False),
+        sa.Column("user_token", sa.String(200)),
+        sa.Column("user_scopes", sa.String(1000)),
+        sa.Column("user_refresh_token", sa.String(200)),
+        sa.Column("user_token_expires_at", sa.DateTime()),
+        sa.Column("incoming_webhook_url", sa.String(200)),
+        sa.Column("incoming_webhook_channel", sa.String(200)),
+        sa.Column("incoming_webhook_channel_id", sa.String(200)),
+        sa.Column("incoming_webhook_configuration_url", sa.String(200)),
+        sa.Column("is_enterprise_install", sa.Boolean(), nullable=False),
+        sa.Column("token_type", sa.String(32)),
+        sa.Column("installed_at", sa.DateTime(), nullable=False),
+    )
+    op.create_index("slack_installations_idx", "slack_installations",
+                    ["client_id", "enterprise_id", "team_id", "user_id", "installed_at"])
+    op.create_table(
+        "slack_bots",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("client_id", sa.String(32), nullable=False),
+        sa.Column("app_id", sa.String(32), nullable=False),
+        sa.Column("enterprise_id", sa.String(32)),
+        sa.Column("enterprise_name", sa.String(200)),
+        sa.Column("team_id", sa.String(32)),
+        sa.Column("team_name", sa.String(200)),
+        sa.Column("bot_token", sa.String(200)),
+        sa.Column("bot_id", sa.String(32)),
+        sa.Column("bot_user_id", sa.String(32)),
+        sa.Column("bot_scopes", sa.String(1000)),
+        sa.Column("bot_refresh_token", sa.String(200)),
+        sa.Column("bot_token_expires_at", sa.DateTime()),
+        sa.Column("is_enterprise_install", sa.Boolean(), nullable=False),
+        sa.Column("installed_at", sa.DateTime(), nullable=False),
+    )
+    op.create_index("slack_bots_idx", "slack_bots",
+                    ["client_id", "enterprise_id", "team_id", "installed_at"])
+    op.create_table(
+        "slack_oauth_states",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("state", sa.String(200), nullable=False),
+        sa.Column("expire_at", sa.DateTime(), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("slack_oauth_states")
+    op.drop_index("slack_bots_idx", table_name="slack_bots")
+    op.drop_table("slack_bots")
+    op.drop_index("slack_installations_idx", table_name="slack_installations")
+    op.drop_table("slack_installations")
