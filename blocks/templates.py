@@ -18,6 +18,7 @@ from blocks import (
     integrations,
     kpi,
     notifications,
+    reach,
     revenue,
 )
 
@@ -54,6 +55,7 @@ TEMPLATES: dict[str, Renderer] = {
     "provider_refund": integrations.provider_refund,
     "provider_dispute": integrations.provider_dispute,
     "crm_deal_refused": integrations.crm_deal_refused,
+    "record_card": reach.record_card,
 }
 
 

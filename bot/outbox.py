@@ -490,6 +490,9 @@ class OutboxWorker:
             args = {"channel": target.result["channel"], "ts": target.result["ts"], **rendered}
         else:
             args = {"channel": self.resolve_channel(payload["channel"]), **rendered}
+            for key in ("thread_ts", "user"):  # a reply in a thread; an ephemeral's reader
+                if payload.get(key):
+                    args[key] = payload[key]
             if row.method == "chat.postMessage":
                 args["metadata"] = marker(row)
                 if row.attempts > 1:  # an earlier attempt may have posted it

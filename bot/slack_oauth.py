@@ -62,7 +62,7 @@ log = logging.getLogger("o2c.oauth")
 
 # The bot scopes asked for at install (manifest.yml's, and no more).
 BOT_SCOPES = ("chat:write", "commands", "users:read", "channels:history", "groups:history",
-              "im:history", "im:write")
+              "im:history", "im:write", "links:read", "links:write")
 CACHE_SECONDS = 30.0
 STATE_SECONDS = 600  # an install started must be finished within 10 minutes
 ROTATE_MINUTES = 120  # tokens are refreshed when they expire within 2 hours (Bolt's default)

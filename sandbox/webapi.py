@@ -40,7 +40,7 @@ __all__ = ["Call", "Fault", "SlackWebAPI", "StandInServer", "to_slack_message", 
 
 log = logging.getLogger("sandbox")
 INTERNAL_MESSAGE_KEYS = frozenset({"channel", "edited", "edited_ts", "history", "is_ephemeral",
-                                   "recipient"})
+                                   "recipient", "unfurls"})
 
 
 @dataclass(frozen=True)
@@ -382,6 +382,7 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin, OAuthMixin):
         self._triggers: dict[str, dict] = {}
         self._response_urls: dict[str, dict] = {}
         self._responses: list[dict] = []
+        self._unfurls: list[dict] = []  # chat.unfurl by unfurl_id (the composer's previews)
         self._last_ts = 0
         self._channels = {k: v for k, v in self._channels.items()
                           if not v.get("is_im") and not v.get("is_mpim")}

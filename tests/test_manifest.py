@@ -20,7 +20,11 @@ SCOPE_OF = {"chat.postMessage": {"chat:write"}, "chat.update": {"chat:write"},
             # the outbox looks for its own earlier post after an unknown outcome (a timeout,
             # a crash): in public and private channels and in DMs, which it opens to find
             "conversations.history": {"channels:history", "groups:history", "im:history"},
-            "conversations.open": {"im:write"}}
+            "conversations.open": {"im:write"}, "chat.unfurl": {"links:write"}}
+# Events API event -> bot scopes it needs (https://api.slack.com/events).
+EVENT_SCOPES = {"app_home_opened": set(), "app_uninstalled": set(), "tokens_revoked": set(),
+                "message.channels": {"channels:history"}, "message.groups": {"groups:history"},
+                "link_shared": {"links:read"}}
 
 
 def methods_used() -> set[str]:
@@ -61,7 +65,10 @@ def test_scopes_are_exactly_what_the_code_needs() -> None:
     used = methods_used()
     unknown = used - SCOPE_OF.keys()
     assert not unknown, f"add these methods to SCOPE_OF and maybe the manifest: {unknown}"
-    needed = set().union(*(SCOPE_OF[m] for m in used)) | {"commands"}
+    events = MANIFEST["settings"]["event_subscriptions"]["bot_events"]
+    assert not set(events) - EVENT_SCOPES.keys(), "add the event to EVENT_SCOPES"
+    needed = set().union(*(SCOPE_OF[m] for m in used), *(EVENT_SCOPES[e] for e in events)) \
+        | {"commands"}
     assert set(MANIFEST["oauth_config"]["scopes"]["bot"]) == needed
 
 

@@ -3,11 +3,16 @@
 * `slack_installations`, `slack_bots`: what `SQLAlchemyInstallationStore` keeps (one row per
   installation; the latest bot token per workspace or Enterprise Grid org, with its refresh
   token and expiry when token rotation is on);
-* `slack_oauth_states`: the `state` values of installs under way (`SQLAlchemyOAuthStateStore`).
+* `slack_oauth_states`: the `state` values of installs under way (`SQLAlchemyOAuthStateStore`);
+* `channel_settings`: how the bot answers record numbers mentioned in a channel (ephemeral,
+  in the thread, or off; no row: ephemeral);
+* `users.locale`: a user's Slack locale, cached for formatting amounts and dates (NULL until
+  looked up).
 
 The columns are slack_sdk 3.x's, frozen here (its timestamps are naive UTC, as the library
 writes and compares them). Only used with SLACK_CLIENT_ID / SLACK_CLIENT_SECRET; nothing else
-changes. Downgrading drops them: the workspace must be installed again.
+changes. Downgrading drops them (the workspace must be installed again), the channel
+settings (back to the default) and the cached locales (looked up again).
 
 Revision ID: 0016_oauth
 Revises: 0014_cash_learning
@@ -16,7 +21,10 @@ Create Date: 2026-12-06
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+import sqlmodel
 from alembic import op
+
+import models.base  # noqa: F401 - custom column types (UTCDateTime)
 
 revision: str = "0016_oauth"
 down_revision: str | None = "0014_cash_learning"
@@ -82,9 +90,24 @@ def upgrade() -> None:
         sa.Column("state", sa.String(200), nullable=False),
         sa.Column("expire_at", sa.DateTime(), nullable=False),
     )
+    op.create_table(
+        "channel_settings",
+        sa.Column("channel_id", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("number_answers", sqlmodel.sql.sqltypes.AutoString(length=16),
+                  nullable=False),
+        sa.Column("updated_by", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("updated_at", models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("channel_id"),
+    )
+    with op.batch_alter_table("users") as batch:
+        batch.add_column(sa.Column("locale", sqlmodel.sql.sqltypes.AutoString(length=35),
+                                   nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.drop_column("locale")
+    op.drop_table("channel_settings")
     op.drop_table("slack_oauth_states")
     op.drop_index("slack_bots_idx", table_name="slack_bots")
     op.drop_table("slack_bots")

@@ -18,7 +18,7 @@ from bot.slack_oauth import InstallationStore, StateStore
 from tests.support import factories as f
 
 REVISION = "0016_oauth"
-TABLES = {"slack_installations", "slack_bots", "slack_oauth_states"}
+TABLES = {"slack_installations", "slack_bots", "slack_oauth_states", "channel_settings"}
 
 
 def previous_revision(database_url: str) -> str:
@@ -43,6 +43,8 @@ def test_upgrade_adds_the_store_tables_and_keeps_the_data(db, database_url) -> N
     upgrade(database_url, REVISION)
     # then: the tables are there, the data kept, and slack_sdk's stores work on them
     assert tables(db) >= TABLES
+    with db.engine.connect() as conn:
+        assert "locale" in {c["name"] for c in sa.inspect(conn).get_columns("users")}
     with db.read_session() as s:
         assert s.exec(sa.text("SELECT name FROM customers")).one()[0] == "Globex Corporation"
     store = InstallationStore("1.2", db)
