@@ -351,7 +351,7 @@ def _option(text: str, value: str) -> dict:
 
 
 def dispute_modal(*, meta: dict, invoice: dict | None, invoices: list[dict] | None = None,
-                  amount: str | None = None) -> dict:
+                  amount: str | None = None, note: str | None = None) -> dict:
     """Open a dispute: on one invoice (`invoice`: number, customer, open), or on one of a
     customer's open `invoices` (a select); a reason code, an amount (default: all that is
     open), a note."""
@@ -375,7 +375,7 @@ def dispute_modal(*, meta: dict, invoice: dict | None, invoices: list[dict] | No
                               optional=True, initial=amount, max_length=20,
                               hint="Leave empty for all that is open and not yet in dispute."))
     blocks.append(_text_input(ids.DISPUTE_NOTE_BLOCK, ids.DISPUTE_NOTE, "Note (what the "
-                              "customer says)", optional=True, multiline=True))
+                              "customer says)", optional=True, multiline=True, initial=note))
     return _modal(ids.DISPUTE_MODAL, "Open a dispute", "Open dispute", meta, blocks)
 
 

@@ -234,6 +234,27 @@ class SlackDriver:
         payload["actions"] = [action]
         return self._send_payload(payload, opts)
 
+    def message_shortcut(self, user_id: str, message: dict, callback_id: str,
+                         **opts: Any) -> httpx.Response:
+        """A message shortcut on ``message`` (an ``api.messages()`` entry, or any dict with
+        ``channel``, ``ts`` and ``text``), as Slack sends ``message_action``."""
+        channel = message["channel"]
+        shown = {k: v for k, v in message.items() if k not in ("channel", "history")}
+        payload = {**self._interaction("message_action", user_id), "callback_id": callback_id,
+                   "team": self._team(), "channel": self._channel(channel),
+                   "is_enterprise_install": False, "enterprise": None,
+                   "action_ts": f"{time.time():.6f}", "message_ts": message["ts"],
+                   "message": shown, "trigger_id": self._trigger(user_id),
+                   "response_url": self._response_url(user_id, channel)}
+        return self._send_payload(payload, opts)
+
+    def global_shortcut(self, user_id: str, callback_id: str, **opts: Any) -> httpx.Response:
+        """A global shortcut (from the composer or search), as Slack sends ``shortcut``."""
+        payload = {**self._interaction("shortcut", user_id), "callback_id": callback_id,
+                   "team": self._team(), "is_enterprise_install": False, "enterprise": None,
+                   "action_ts": f"{time.time():.6f}", "trigger_id": self._trigger(user_id)}
+        return self._send_payload(payload, opts)
+
     def block_suggestion(self, user_id: str, source: dict, action_id: str, value: str,
                          block_id: str | None = None, **opts: Any) -> httpx.Response:
         """An external_select options request (``block_suggestion``) for typed ``value``."""

@@ -80,3 +80,11 @@ def test_oauth_install_asks_for_the_manifest_scopes_and_redirects_back() -> None
         "https://o2c.example.com/slack/oauth_redirect"]
     assert {"app_uninstalled", "tokens_revoked"} <= set(
         MANIFEST["settings"]["event_subscriptions"]["bot_events"])
+
+
+def test_shortcuts_are_the_ones_the_app_listens_to() -> None:
+    from blocks import ids
+
+    shortcuts = {s["callback_id"]: s["type"] for s in MANIFEST["features"]["shortcuts"]}
+    assert shortcuts == {ids.SHORTCUT_DISPUTE: "message", ids.SHORTCUT_NEW_ORDER: "global"}
+    assert all(len(s["name"]) <= 24 for s in MANIFEST["features"]["shortcuts"])
