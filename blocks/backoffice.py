@@ -46,7 +46,7 @@ REASON_LABELS = {DisputeReason.PRICING: "Pricing", DisputeReason.QUANTITY: "Quan
                  "Not received", DisputeReason.DUPLICATE: "Duplicate billing",
                  DisputeReason.TAX: "Tax", DisputeReason.OTHER: "Other"}
 KIND_TITLES = {"credit_note": "Credit note approval", "write_off": "Write-off approval",
-               "fee_waiver": "Fee waiver approval"}
+               "fee_waiver": "Fee waiver approval", "credit_request": "Credit approval"}
 
 
 def who(user_id: str | None) -> str:
@@ -220,11 +220,14 @@ def _subject_facts(ctx: dict) -> list[tuple[str, str]]:
     sub = ctx["subject"]
     cur = sub["currency"]
     facts = [("Customer", esc(sub["customer"])),
-             ("Amount", f"*{fmt_money(sub['amount_minor'], cur)}*"),
-             ("Invoice", f"{esc(sub['invoice'])} · {fmt_money(sub['invoice_total_minor'], cur)}"
-                         f", {fmt_money(sub['invoice_balance_minor'], cur)} open"),
-             ("Requested by", who(ctx.get("requested_by")) if not ctx.get("requested_by_label")
-              else esc(ctx["requested_by_label"]))]
+             ("Amount", f"*{fmt_money(sub['amount_minor'], cur)}*")]
+    if sub.get("invoice"):  # a credit request (a Workflow Builder step) has none
+        facts.append(("Invoice", f"{esc(sub['invoice'])} · "
+                                 f"{fmt_money(sub['invoice_total_minor'], cur)}, "
+                                 f"{fmt_money(sub['invoice_balance_minor'], cur)} open"))
+    facts.append(("Requested by", who(ctx.get("requested_by"))
+                  if not ctx.get("requested_by_label") else esc(ctx["requested_by_label"])))
+    facts.extend((esc(label), esc(value)) for label, value in sub.get("facts") or [])
     if sub.get("credited_before_minor"):
         facts.append(("Credited before", fmt_money(sub["credited_before_minor"], cur)))
     if sub.get("dispute_id"):

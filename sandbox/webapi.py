@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from sandbox.blockkit import validate_blocks, validate_message, validate_view
+from sandbox.functions import FunctionsMixin
 from sandbox.interactions import InteractionMixin
 from sandbox.methods import WebMethodsMixin, decode_json_fields, err
 from sandbox.oauth import OAuthMixin
@@ -123,12 +124,14 @@ def parse_body(content_type: str, body: bytes) -> dict:
     return {}
 
 
-class SlackWebAPI(WebMethodsMixin, InteractionMixin, OAuthMixin):
+class SlackWebAPI(WebMethodsMixin, InteractionMixin, OAuthMixin, FunctionsMixin):
     """In-memory Slack workspace answering the Web API methods o2c-bot uses.
 
     Thread-safe: every public method may be called from test code while server threads serve
     the bot. Query methods return deep copies, never live state.
     """
+
+    METHODS = {**WebMethodsMixin.METHODS, **FunctionsMixin.FUNCTION_METHODS}
 
     def __init__(self, bot_token: str = "xoxb-test", team_id: str = "T0001",  # noqa: S107
                  bot_user_id: str = "U0BOT", *, bot_id: str = "B0BOT", app_id: str = "A0O2C",
@@ -383,6 +386,7 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin, OAuthMixin):
         self._response_urls: dict[str, dict] = {}
         self._responses: list[dict] = []
         self._unfurls: list[dict] = []  # chat.unfurl by unfurl_id (the composer's previews)
+        self._reset_functions()
         self._last_ts = 0
         self._channels = {k: v for k, v in self._channels.items()
                           if not v.get("is_im") and not v.get("is_mpim")}

@@ -20,11 +20,12 @@ SCOPE_OF = {"chat.postMessage": {"chat:write"}, "chat.update": {"chat:write"},
             # the outbox looks for its own earlier post after an unknown outcome (a timeout,
             # a crash): in public and private channels and in DMs, which it opens to find
             "conversations.history": {"channels:history", "groups:history", "im:history"},
-            "conversations.open": {"im:write"}, "chat.unfurl": {"links:write"}}
+            "conversations.open": {"im:write"}, "chat.unfurl": {"links:write"},
+            "functions.completeSuccess": set(), "functions.completeError": set()}
 # Events API event -> bot scopes it needs (https://api.slack.com/events).
 EVENT_SCOPES = {"app_home_opened": set(), "app_uninstalled": set(), "tokens_revoked": set(),
                 "message.channels": {"channels:history"}, "message.groups": {"groups:history"},
-                "link_shared": {"links:read"}}
+                "link_shared": {"links:read"}, "function_executed": set()}
 
 
 def methods_used() -> set[str]:
@@ -38,7 +39,7 @@ def methods_used() -> set[str]:
             found.update(re.findall(r'method="((?:chat|views|users)\.\w+)"', source))
             for node in ast.walk(ast.parse(source)):
                 if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.match(
-                        r"^(chat|views|users|conversations)\.[a-zA-Z]+$", node.value):
+                        r"^(chat|views|users|conversations|functions)\.[a-zA-Z]+$", node.value):
                     found.add(node.value)
     return {re.sub(r"_(\w)", lambda m: m.group(1).upper(), m) for m in found}
 
@@ -88,3 +89,18 @@ def test_shortcuts_are_the_ones_the_app_listens_to() -> None:
     shortcuts = {s["callback_id"]: s["type"] for s in MANIFEST["features"]["shortcuts"]}
     assert shortcuts == {ids.SHORTCUT_DISPUTE: "message", ids.SHORTCUT_NEW_ORDER: "global"}
     assert all(len(s["name"]) <= 24 for s in MANIFEST["features"]["shortcuts"])
+
+
+def test_workflow_steps_are_declared_with_the_inputs_read_and_outputs_given() -> None:
+    from workflows import workflow_steps
+
+    functions = MANIFEST["functions"]
+    assert set(functions) == set(workflow_steps.STEPS)
+    for step in functions.values():
+        assert step["input_parameters"]["requested_by"]["type"] == "slack#/types/user_id"
+    outputs = {name: set(f["output_parameters"]) for name, f in functions.items()}
+    assert outputs == {"request_credit_approval": {"decision", "approver", "note"},
+                       "look_up_customer_balance": {"open_ar", "overdue", "credit_available"},
+                       "log_collection_activity": {"activity_id"}}
+    settings = MANIFEST["settings"]
+    assert settings["org_deploy_enabled"] is True and settings["function_runtime"] == "remote"

@@ -6,6 +6,8 @@
 * `slack_oauth_states`: the `state` values of installs under way (`SQLAlchemyOAuthStateStore`);
 * `channel_settings`: how the bot answers record numbers mentioned in a channel (ephemeral,
   in the thread, or off; no row: ephemeral);
+* `credit_requests`: credit approvals asked for by a Workflow Builder step, one per step
+  execution (decided on the usual back-office approval card);
 * `users.locale`: a user's Slack locale, cached for formatting amounts and dates (NULL until
   looked up).
 
@@ -25,6 +27,8 @@ import sqlmodel
 from alembic import op
 
 import models.base  # noqa: F401 - custom column types (UTCDateTime)
+
+BIG = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 revision: str = "0016_oauth"
 down_revision: str | None = "0014_cash_learning"
@@ -99,6 +103,28 @@ def upgrade() -> None:
         sa.Column("updated_at", models.base.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("channel_id"),
     )
+    op.create_table(
+        "credit_requests",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("customer_id", sa.Integer(), nullable=False),
+        sa.Column("currency", sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
+        sa.Column("amount_minor", BIG, nullable=False),
+        sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
+        sa.Column("requested_by", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("function_execution_id", sqlmodel.sql.sqltypes.AutoString(length=64),
+                  nullable=False),
+        sa.Column("decided_by", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("decided_at", models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("decision_note", sqlmodel.sql.sqltypes.AutoString(length=2000),
+                  nullable=True),
+        sa.Column("created_at", models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["customer_id"], ["customers.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("function_execution_id"),
+    )
+    op.create_index("ix_credit_requests_customer_id", "credit_requests", ["customer_id"])
+    op.create_index("ix_credit_requests_status", "credit_requests", ["status"])
     with op.batch_alter_table("users") as batch:
         batch.add_column(sa.Column("locale", sqlmodel.sql.sqltypes.AutoString(length=35),
                                    nullable=True))
@@ -107,6 +133,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("users") as batch:
         batch.drop_column("locale")
+    op.drop_table("credit_requests")
     op.drop_table("channel_settings")
     op.drop_table("slack_oauth_states")
     op.drop_index("slack_bots_idx", table_name="slack_bots")
