@@ -88,14 +88,21 @@ class WebMethodsMixin:
                 "is_enterprise_install": False}
 
     def m_users_info(self, p: dict) -> dict:
-        user = self._users.get(p.get("user") or "")
-        return {"ok": True, "user": copy.deepcopy(user)} if user else err("user_not_found")
+        user = copy.deepcopy(self._users.get(p.get("user") or ""))
+        if not user:
+            return err("user_not_found")
+        locale = user.pop("locale", None)
+        if truthy(p.get("include_locale")):  # Slack says the locale only when asked
+            user["locale"] = locale
+        return {"ok": True, "user": user}
 
     def m_users_lookup_by_email(self, p: dict) -> dict:
         email = (p.get("email") or "").lower()
         for user in self._users.values():
             if email and (user["profile"].get("email") or "").lower() == email:
-                return {"ok": True, "user": copy.deepcopy(user)}
+                found = copy.deepcopy(user)
+                found.pop("locale", None)
+                return {"ok": True, "user": found}
         return err("users_not_found")
 
     # -- conversations --------------------------------------------------------------------

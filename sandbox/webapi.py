@@ -158,7 +158,8 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin, OAuthMixin, FunctionsMixin)
 
     def add_user(self, user_id: str, name: str, real_name: str | None = None, tz: str = "UTC",
                  tz_offset: int = 0, email: str | None = None, is_admin: bool = False, *,
-                 tz_label: str | None = None, is_bot: bool = False) -> dict:
+                 tz_label: str | None = None, is_bot: bool = False,
+                 locale: str = "en-US") -> dict:
         """Add a workspace member; users.info/lookupByEmail answer with this Slack user."""
         real_name = real_name or name
         profile = {"real_name": real_name, "display_name": name,
@@ -170,7 +171,7 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin, OAuthMixin, FunctionsMixin)
         user = {"id": user_id, "team_id": self.team_id, "name": name, "deleted": False,
                 "real_name": real_name, "tz": tz, "tz_label": label, "tz_offset": tz_offset,
                 "is_admin": is_admin, "is_owner": False, "is_bot": is_bot, "is_app_user": False,
-                "profile": profile}
+                "profile": profile, "locale": locale}
         with self._lock:
             self._users[user_id] = user
             self._bump()

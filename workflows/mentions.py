@@ -57,6 +57,7 @@ class Mention:
     thread_ts: str | None  # its thread, when it is a reply
     user_id: str  # who posted it
     text: str
+    locale: str | None = None  # the poster's Slack locale: their ephemeral card's format
 
 
 def numbers_in(text: str) -> list[str]:
@@ -114,6 +115,12 @@ def answers_in(session: Session, channel: str) -> NumberAnswers:
     return NumberAnswers(setting.number_answers) if setting else NumberAnswers.EPHEMERAL
 
 
+def answered_privately(session: Session, *, channel: str, user_id: str) -> bool:
+    """Whether this poster would get ephemeral cards here (then in their own locale)."""
+    return (answers_in(session, channel) == NumberAnswers.EPHEMERAL
+            and has_role(session, user_id, *VIEWING_ROLES))
+
+
 def answer_mention(session: Session, mention: Mention) -> list[str]:
     """Queue a card for each record number in the message that the poster may see and that
     was not answered in this thread before; returns the numbers answered now."""
@@ -133,7 +140,9 @@ def answer_mention(session: Session, mention: Mention) -> list[str]:
         payload = {"channel": mention.channel, "thread_ts": thread, "template": TEMPLATE,
                    "context": summary}
         method = "chat.postMessage"
-        if mode == NumberAnswers.EPHEMERAL:
+        if mode == NumberAnswers.EPHEMERAL:  # one reader: in their language and format
+            if mention.locale:
+                summary["locale"] = mention.locale
             key += f":{mention.user_id}"
             payload["user"] = mention.user_id
             method = "chat.postEphemeral"

@@ -7,6 +7,7 @@ from slack_bolt import BoltContext
 from slack_sdk import WebClient
 
 from blocks.reach import unfurl
+from handlers.common import locale_of
 from handlers.deps import deps_of
 from workflows import mentions
 
@@ -14,15 +15,20 @@ from workflows import mentions
 POSTED = (None, "thread_broadcast", "file_share")
 
 
-def message(event: dict, context: BoltContext) -> None:
+def message(event: dict, client: WebClient, context: BoltContext) -> None:
     if event.get("subtype") not in POSTED or event.get("bot_id") or not event.get("user"):
         return
     if not mentions.numbers_in(event.get("text") or ""):
         return  # most messages: no database work at all
     deps = deps_of(context)
+    with deps.db.read_session() as session:
+        private = mentions.answered_privately(session, channel=event["channel"],
+                                              user_id=event["user"])
     mention = mentions.Mention(channel=event["channel"], ts=event["ts"],
                                thread_ts=event.get("thread_ts"), user_id=event["user"],
-                               text=event.get("text") or "")
+                               text=event.get("text") or "",
+                               locale=locale_of(context, event["user"], client)
+                               if private else None)
     with deps.db.transaction() as session:
         answered = mentions.answer_mention(session, mention)
     if answered:

@@ -119,3 +119,24 @@ def test_record_links_are_unfurled_for_people_with_a_role(server, slack, standin
     server.worker.drain()
     # then: no preview
     assert len(standin.api.calls_to("chat.unfurl")) == 1
+
+
+def test_the_ephemeral_card_is_in_the_posters_locale(server, slack, standin, records) -> None:
+    # given: a German-speaking collector (Slack locale de-DE) and an invoice in euros
+    standin.api.add_user("UCOLL002", "greta.collector", locale="de-DE")
+    with server.db.transaction() as s:
+        f.user(s, "UCOLL002", "collector")
+        f.customer(s, "C-MUELLER", "Müller GmbH", currency="EUR")
+        f.invoice(s, "INV-2026-000777", "C-MUELLER", total="1234.56", currency="EUR",
+                  due=date(2026, 12, 31))
+    # when: she mentions it, then again in another thread
+    slack.message("UCOLL002", CHANNEL, "INV-2026-000777?")
+    delivered(server, standin, 1)
+    slack.message("UCOLL002", CHANNEL, "und INV-2026-000777")
+    # then: amounts, dates and texts in German; her locale looked up once and kept
+    delivered(server, standin, 2)
+    shown = str(standin.api.ephemerals("UCOLL002", CHANNEL)[0]["blocks"])
+    assert "Rechnung INV-2026-000777" in shown and "1.234,56\\xa0€" in shown
+    assert "31.12.2026" in shown
+    asked = [c for c in standin.api.calls_to("users.info") if c.params["user"] == "UCOLL002"]
+    assert len(asked) == 1
