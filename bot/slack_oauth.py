@@ -241,12 +241,18 @@ def build_installations(settings: Settings, db: Database, clock: Clock,
     store = InstallationStore(client_id, db)
     redirect_uri = (f"{settings.o2c_public_url}/slack/oauth_redirect"
                     if settings.o2c_public_url else None)
+    authorization_url = None  # Slack's own (https://slack.com/oauth/v2/authorize)
+    if settings.o2c_sandbox:  # the local sandbox plays Slack's "Allow" page too
+        from sandbox.web import PREFIX, sandbox_origin
+
+        authorization_url = f"{sandbox_origin(settings)}{PREFIX}/oauth/authorize"
     oauth_settings = OAuthSettings(
         client_id=client_id, client_secret=client_secret, scopes=list(BOT_SCOPES),
         user_scopes=[], redirect_uri=redirect_uri,
         installation_store=store, installation_store_bot_only=True,
         token_rotation_expiration_minutes=ROTATE_MINUTES,
         state_store=StateStore(db, clock), state_expiration_seconds=STATE_SECONDS,
+        authorization_url=authorization_url,
         callback_options=CallbackOptions(success=_installed(db, store),
                                          failure=_failed),
         logger=log)
