@@ -140,3 +140,16 @@ def test_the_ephemeral_card_is_in_the_posters_locale(server, slack, standin, rec
     assert "31.12.2026" in shown
     asked = [c for c in standin.api.calls_to("users.info") if c.params["user"] == "UCOLL002"]
     assert len(asked) == 1
+
+
+def test_messages_without_numbers_cost_no_database_write(server, slack, standin,
+                                                         records) -> None:
+    from models import SlackEventReceipt
+
+    # when: chatter, then a mention
+    slack.message("USALES01", CHANNEL, "lunch at noon?")
+    slack.message("USALES01", CHANNEL, f"{records['order']}?")
+    delivered(server, standin, 1)
+    # then: only the mention's event id was recorded (retries of it change nothing)
+    with server.db.read_session() as s:
+        assert len(s.exec(select(SlackEventReceipt)).all()) == 1
