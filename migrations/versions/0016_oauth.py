@@ -131,8 +131,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("locale")
+    # native ALTER TABLE ... DROP COLUMN (SQLite 3.35+): no copy of `users`, whose rows other
+    # tables reference
+    op.drop_column("users", "locale")
     op.drop_table("credit_requests")
     op.drop_table("channel_settings")
     op.drop_table("slack_oauth_states")

@@ -57,8 +57,9 @@ def test_upgrade_adds_the_store_tables_and_keeps_the_data(db, database_url) -> N
 
 
 def test_downgrade_drops_only_the_store_tables(db, database_url) -> None:
-    # given
+    # given: users with roles (rows that reference `users`), a customer
     with db.transaction() as s:
+        f.user(s, "USALES01", "sales")
         f.customer(s)
     # when
     downgrade(database_url, previous_revision(database_url))
@@ -66,4 +67,5 @@ def test_downgrade_drops_only_the_store_tables(db, database_url) -> None:
     assert not TABLES & tables(db)
     with db.read_session() as s:
         assert s.exec(sa.text("SELECT count(*) FROM customers")).one()[0] == 1
+        assert s.exec(sa.text("SELECT role FROM user_roles")).one()[0] == "sales"
     upgrade(database_url)
