@@ -47,7 +47,7 @@ REASON_LABELS = {DisputeReason.PRICING: "Pricing", DisputeReason.QUANTITY: "Quan
                  "Not received", DisputeReason.DUPLICATE: "Duplicate billing",
                  DisputeReason.TAX: "Tax", DisputeReason.OTHER: "Other"}
 KIND_TITLES = {"credit_note": "Credit note approval", "write_off": "Write-off approval",
-               "fee_waiver": "Fee waiver approval"}
+               "fee_waiver": "Fee waiver approval", "credit_request": "Credit approval"}
 
 
 def who(user_id: str | None) -> str:
@@ -221,11 +221,14 @@ def _subject_facts(ctx: dict) -> list[tuple[str, str]]:
     sub = ctx["subject"]
     cur = sub["currency"]
     facts = [("Customer", esc(sub["customer"])),
-             ("Amount", f"*{fmt_money(sub['amount_minor'], cur)}*"),
-             ("Invoice", f"{esc(sub['invoice'])} · {fmt_money(sub['invoice_total_minor'], cur)}"
-                         f", {fmt_money(sub['invoice_balance_minor'], cur)} open"),
-             ("Requested by", who(ctx.get("requested_by")) if not ctx.get("requested_by_label")
-              else esc(ctx["requested_by_label"]))]
+             ("Amount", f"*{fmt_money(sub['amount_minor'], cur)}*")]
+    if sub.get("invoice"):  # a credit request (a Workflow Builder step) has none
+        facts.append(("Invoice", f"{esc(sub['invoice'])} · "
+                                 f"{fmt_money(sub['invoice_total_minor'], cur)}, "
+                                 f"{fmt_money(sub['invoice_balance_minor'], cur)} open"))
+    facts.append(("Requested by", who(ctx.get("requested_by"))
+                  if not ctx.get("requested_by_label") else esc(ctx["requested_by_label"])))
+    facts.extend((esc(label), esc(value)) for label, value in sub.get("facts") or [])
     if sub.get("credited_before_minor"):
         facts.append(("Credited before", fmt_money(sub["credited_before_minor"], cur)))
     if sub.get("dispute_id"):
@@ -352,7 +355,7 @@ def _option(text: str, value: str) -> dict:
 
 
 def dispute_modal(*, meta: dict, invoice: dict | None, invoices: list[dict] | None = None,
-                  amount: str | None = None) -> dict:
+                  amount: str | None = None, note: str | None = None) -> dict:
     """Open a dispute: on one invoice (`invoice`: number, customer, open), or on one of a
     customer's open `invoices` (a select); a reason code, an amount (default: all that is
     open), a note."""
@@ -376,7 +379,7 @@ def dispute_modal(*, meta: dict, invoice: dict | None, invoices: list[dict] | No
                               optional=True, initial=amount, max_length=20,
                               hint="Leave empty for all that is open and not yet in dispute."))
     blocks.append(_text_input(ids.DISPUTE_NOTE_BLOCK, ids.DISPUTE_NOTE, "Note (what the "
-                              "customer says)", optional=True, multiline=True))
+                              "customer says)", optional=True, multiline=True, initial=note))
     return _modal(ids.DISPUTE_MODAL, "Open a dispute", "Open dispute", meta, blocks)
 
 

@@ -112,3 +112,7 @@ BO_REASON_BLOCK, BO_REASON = "backoffice_reason", "backoffice_reason_input"
 
 # a button that opens a URL ("Pay now"); Slack still sends the click, which is only acked
 OPEN_LINK = "open_link"
+
+# shortcuts (issue 17): callback ids, as in manifest.yml
+SHORTCUT_DISPUTE = "o2c_dispute_message"  # message shortcut "Open dispute / ask finance"
+SHORTCUT_NEW_ORDER = "o2c_new_order"  # global shortcut "New order"

@@ -18,6 +18,7 @@ from blocks import (
     integrations,
     kpi,
     notifications,
+    reach,
     revenue,
 )
 
@@ -55,6 +56,7 @@ TEMPLATES: dict[str, Renderer] = {
     "provider_dispute": integrations.provider_dispute,
     "provider_dispute_closed": integrations.provider_dispute_closed,
     "crm_deal_refused": integrations.crm_deal_refused,
+    "record_card": reach.record_card,
 }
 
 

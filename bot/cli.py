@@ -295,7 +295,7 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
-    return run_demo(port=args.port, database=args.database)
+    return run_demo(port=args.port, database=args.database, oauth=args.oauth)
 
 
 def _date(value: str) -> date:
@@ -364,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="fresh demo database + server + local Slack sandbox")
     p.add_argument("--port", type=int, default=3000)
     p.add_argument("--database", default="o2c-demo.db")
+    p.add_argument("--oauth", action="store_true",
+                   help="no bot token: install the app into the sandbox through the OAuth "
+                        "flow first (/slack/install)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -37,9 +37,11 @@ class DemoError(Exception):
     """The demo cannot start; the message says why and what to do."""
 
 
-def demo_settings(port: int, database_url: str) -> Settings:
-    """Settings of a sandbox-only server; the secrets are random per run and never shown."""
-    return load_settings(
+def demo_settings(port: int, database_url: str, *, oauth: bool = False) -> Settings:
+    """Settings of a sandbox-only server; the secrets are random per run and never shown.
+    With `oauth`, no bot token: the app installs itself in the sandbox through the OAuth
+    flow at /slack/install (SLACK_CLIENT_ID/SECRET)."""
+    values = load_settings(
         database_url=database_url, port=port, o2c_sandbox=True,
         slack_api_url=f"http://{HOST}:{port}/sandbox/slack/api/",
         slack_bot_token="xoxb-demo-" + secrets.token_urlsafe(24),
@@ -53,6 +55,11 @@ def demo_settings(port: int, database_url: str) -> Settings:
         stripe_api_key=None, stripe_webhook_secret="whsec_" + secrets.token_urlsafe(32),
         hubspot_access_token=None, hubspot_client_secret=None, o2c_public_url=None,
     )
+    if not oauth:
+        return values
+    return load_settings(**{**values.model_dump(), "slack_bot_token": None,
+                            "slack_client_id": "demo." + secrets.token_hex(6),
+                            "slack_client_secret": secrets.token_urlsafe(24)})
 
 
 def fresh_database(path: Path) -> str:
@@ -99,7 +106,7 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def prepare(port: int, database: str):
+def prepare(port: int, database: str, *, oauth: bool = False):
     """Everything before serving: database, seed, settings, app, sandbox directory."""
     from bot.db import Database
     from bot.server import create_app
@@ -107,7 +114,7 @@ def prepare(port: int, database: str):
     url = fresh_database(Path(database))
     from bot.seed import seed_demo
 
-    settings = demo_settings(port, url)
+    settings = demo_settings(port, url, oauth=oauth)
     db = Database(url, policy=settings.policy())
     app = create_app(settings, db=db)
     seed_demo(db, today=app.state.deps.clock.business_today())
@@ -115,17 +122,17 @@ def prepare(port: int, database: str):
     return app
 
 
-def run_demo(port: int = 3000, database: str = "o2c-demo.db") -> int:
+def run_demo(port: int = 3000, database: str = "o2c-demo.db", *, oauth: bool = False) -> int:
     root = logging.getLogger()
     previous = root.level
     root.setLevel(logging.WARNING)  # quiet: the URL is the last thing printed
     try:
-        return _run(port, database)
+        return _run(port, database, oauth=oauth)
     finally:
         root.setLevel(previous)
 
 
-def _run(port: int, database: str) -> int:
+def _run(port: int, database: str, *, oauth: bool = False) -> int:
     import uvicorn
 
     if not _port_free(port):
@@ -133,7 +140,7 @@ def _run(port: int, database: str) -> int:
               file=sys.stderr)
         return 1
     try:
-        app = prepare(port, database)
+        app = prepare(port, database, oauth=oauth)
     except DemoError as exc:
         print(f"o2c demo: {exc}", file=sys.stderr)
         return 1
@@ -147,6 +154,8 @@ def _run(port: int, database: str) -> int:
             print("o2c demo: the server did not start (see the log above)", file=sys.stderr)
             return 1
         time.sleep(0.05)
+    if oauth:  # install it first, then the sandbox
+        print(f"Install: http://localhost:{port}/slack/install", flush=True)
     print(f"Open http://localhost:{port}/sandbox", flush=True)
     try:
         while thread.is_alive():

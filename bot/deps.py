@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
+from typing import Any
 
 from slack_sdk import WebClient
 
@@ -34,6 +35,9 @@ class Deps:
     stopping: threading.Event = field(default_factory=threading.Event)  # set at shutdown
     # Users seen recently: id -> (User row, monotonic time seen); saves a query per command.
     users_seen: dict[str, tuple[User, float]] = field(default_factory=dict)
+    # OAuth install (SLACK_CLIENT_ID/SECRET): the installation store, Bolt's OAuth settings and
+    # the outbox's bot tokens (bot.slack_oauth.Installations); None with SLACK_BOT_TOKEN
+    installations: Any = None
 
     @property
     def email_enabled(self) -> bool:
@@ -78,7 +82,12 @@ def make_client(settings: Settings) -> WebClient:
 def build_deps(settings: Settings, *, db: Database | None = None,
                client: WebClient | None = None) -> Deps:
     """What jobs and the API need; no Slack listener (so `o2c run` needs no Slack secrets)."""
-    return Deps(settings=settings,
+    deps = Deps(settings=settings,
                 db=db or Database(settings.database_url, policy=settings.policy()),
                 client=client or make_client(settings),
                 clock=Clock(settings.o2c_business_timezone))
+    if settings.oauth_enabled:
+        from bot.slack_oauth import build_installations
+
+        deps.installations = build_installations(settings, deps.db, deps.clock, deps.client)
+    return deps

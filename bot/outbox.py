@@ -102,7 +102,13 @@ PERMANENT_ERRORS = {
     "account_inactive", "token_revoked", "no_permission", "missing_scope", "msg_too_long",
     "invalid_arguments", "user_not_found", "cant_update_message", "message_not_found",
     "no_text", "restricted_action", "not_authed", "invalid_blocks_format",
+    # functions.complete*: the step is over (or never was) / the outputs do not fit
+    "execution_not_in_running_state", "function_execution_not_found",
+    "parameter_validation_failed",
 }
+# Workflow Builder steps' completions: the payload's "args" are sent as they are
+FUNCTION_METHODS = ("functions.completeSuccess", "functions.completeError")
+NOT_INSTALLED_WAIT = timedelta(seconds=60)  # OAuth mode, no installation: look again after
 # Slack templates that show an invoice's "Pay now" link (bot.paylinks)
 PAY_LINK_TEMPLATES = ("order_shipped",)
 # Slack's documented "try again later" errors (sometimes with HTTP 200, `ok: false`).
@@ -176,6 +182,9 @@ class OutboxWorker:
         # given transports: this worker delivers only their kinds
         self.transports = {t.kind: t for t in transports or []}
         self.pay_links: Any = None  # bot.paylinks.PayLinks: "Pay now" on invoice cards
+        # OAuth install (bot.slack_oauth.BotTokens): the bot token of each Slack send, None
+        # while the app is not installed; unset: the client's own token (SLACK_BOT_TOKEN)
+        self.bot_tokens: Any = None
         self.poll_interval = poll_interval
         self.wakeup = wakeup or threading.Event()
         self.lease = lease
@@ -457,7 +466,18 @@ class OutboxWorker:
         return logical.get(channel, channel)
 
     def _send_slack(self, row: OutboxMessage, target: OutboxMessage | None) -> dict:
+        if self.bot_tokens is not None:
+            try:
+                token = self.bot_tokens.current()
+            except Exception as exc:  # the database or oauth.v2.access (rotation) failed
+                raise Retry(self._backoff(row.attempts), f"bot token: {exc!r}") from exc
+            if token is None:  # not installed (uninstalled): the row waits, nothing is lost
+                log.info("outbox %s: the app is not installed in Slack; waiting", row.id)
+                raise Defer(self.now() + NOT_INSTALLED_WAIT)
+            self.client.token = token  # this worker's own client, used by its thread only
         payload = dict(row.payload)
+        if row.method in FUNCTION_METHODS:  # a Workflow Builder step's completion, as it is
+            return self._call_slack(row, dict(payload["args"]))
         context = payload.pop("context", {})
         if self.pay_links is not None and payload.get("template") in PAY_LINK_TEMPLATES:
             context = {**context, "pay_url": self.pay_links.url_for(context.get("invoice"))}
@@ -477,6 +497,9 @@ class OutboxWorker:
             args = {"channel": target.result["channel"], "ts": target.result["ts"], **rendered}
         else:
             args = {"channel": self.resolve_channel(payload["channel"]), **rendered}
+            for key in ("thread_ts", "user"):  # a reply in a thread; an ephemeral's reader
+                if payload.get(key):
+                    args[key] = payload[key]
             if row.method == "chat.postMessage":
                 args["metadata"] = marker(row)
                 if row.attempts > 1:  # an earlier attempt may have posted it
@@ -485,9 +508,17 @@ class OutboxWorker:
                         log.info("outbox %s: already posted (%s %s); not posting again",
                                  row.id, found["channel"], found["ts"])
                         return found
+        return self._call_slack(row, args)
+
+    def _call_slack(self, row: OutboxMessage, args: dict) -> dict:
         try:
             response = self.client.api_call(row.method, json=args)
         except SlackApiError as exc:
+            error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+            if (row.method in FUNCTION_METHODS and row.attempts > 1
+                    and error == "execution_not_in_running_state"):
+                # an earlier attempt whose answer was lost completed it
+                return {"ok": True, "completed_before": True}
             raise self._classify(exc, row) from exc
         except (ConnectionError, TimeoutError, OSError) as exc:
             raise Retry(self._backoff(row.attempts), f"network: {exc}") from exc
@@ -638,6 +669,8 @@ def make_worker(deps: Deps, settings: Settings | None = None, **kwargs: Any) -> 
     kwargs.setdefault("lease", timedelta(seconds=settings.o2c_outbox_lease_seconds))
     worker = OutboxWorker(deps.db, client, settings, **kwargs)
     worker.pay_links = PayLinks.for_settings(settings, deps.db)
+    if deps.installations is not None:
+        worker.bot_tokens = deps.installations.tokens
     return worker
 
 

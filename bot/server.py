@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from slack_bolt import App
+from slack_bolt import App, BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy.exc import IntegrityError
@@ -140,6 +140,25 @@ def bolt_endpoint(bolt: App, signing_secret: str):
     return slack_events
 
 
+def oauth_endpoint(handle):
+    """`/slack/install` and `/slack/oauth_redirect`: a GET handed to Bolt's OAuth flow
+    (`slack_bolt.oauth.OAuthFlow`: the `state` cookie and value issued and verified there) in
+    the thread pool (it reads and writes the database and calls oauth.v2.access)."""
+
+    async def endpoint(request: Request) -> Response:
+        bolt_request = BoltRequest(body="", query=request.url.query,
+                                   headers=dict(request.headers.items()))
+        bolt_response = await run_in_threadpool(handle, bolt_request)
+        response = Response(content=bolt_response.body, status_code=bolt_response.status)
+        for name, values in bolt_response.headers.items():
+            if name.lower() != "content-length":
+                for value in values:
+                    response.headers.append(name, value)
+        return response
+
+    return endpoint
+
+
 def create_app(settings: Settings, *, db: Database | None = None,
                client: WebClient | None = None, background: bool = True) -> FastAPI:
     runtime = build_runtime(settings, db=db, client=client)
@@ -190,6 +209,12 @@ def create_app(settings: Settings, *, db: Database | None = None,
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret \
         else ""
     app.add_route("/slack/events", bolt_endpoint(runtime.bolt, secret), methods=["POST"])
+    if runtime.bolt.oauth_flow is not None:  # OAuth install (SLACK_CLIENT_ID/SECRET)
+        flow = runtime.bolt.oauth_flow
+        app.add_route(flow.install_path, oauth_endpoint(flow.handle_installation),
+                      methods=["GET"])
+        app.add_route(flow.redirect_uri_path, oauth_endpoint(flow.handle_callback),
+                      methods=["GET"])
 
     add_health_checks(app, deps)
     app.include_router(api_router)

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
+    # OAuth install ("Add to Slack" at /slack/install): with both, tokens come from the
+    # installations kept in the database (bot.slack_oauth) instead of SLACK_BOT_TOKEN
+    slack_client_id: str | None = None
+    slack_client_secret: SecretStr | None = None
 
     # storage and HTTP
     database_url: str = Field(default="sqlite:///o2c.db", repr=False)  # may hold a password
@@ -263,8 +267,26 @@ class Settings(BaseSettings):
             raise SettingsError("missing setting(s): " + ", ".join(missing))
         return self
 
+    @property
+    def oauth_enabled(self) -> bool:
+        """OAuth install mode: SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are both set."""
+        return bool(self.slack_client_id and self.secret("slack_client_secret"))
+
     def require_for_serve(self) -> Settings:
-        self.require("slack_bot_token", "slack_signing_secret", "o2c_api_token")
+        if bool(self.slack_client_id) != bool(self.secret("slack_client_secret")):
+            raise SettingsError("SLACK_CLIENT_ID and SLACK_CLIENT_SECRET go together (OAuth "
+                                "install); set both or neither")
+        if self.oauth_enabled:
+            if self.secret("slack_bot_token"):
+                raise SettingsError("set either SLACK_BOT_TOKEN (one workspace) or "
+                                    "SLACK_CLIENT_ID/SLACK_CLIENT_SECRET (OAuth install), "
+                                    "not both")
+            if self.socket_mode:
+                raise SettingsError("OAuth install needs HTTP (its redirect URL): unset "
+                                    "SLACK_APP_TOKEN or SLACK_CLIENT_ID/SLACK_CLIENT_SECRET")
+            self.require("slack_signing_secret", "o2c_api_token")
+        else:
+            self.require("slack_bot_token", "slack_signing_secret", "o2c_api_token")
         if self.secret("stripe_api_key") and not self.o2c_public_url:
             raise SettingsError("STRIPE_API_KEY needs O2C_PUBLIC_URL (where customers reach "
                                 "this server: the Pay now links and Stripe's return pages)")

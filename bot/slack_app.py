@@ -28,6 +28,7 @@ from handlers import register_listeners
 from handlers.common import describe_error, first_input_block, note_database_down, tell_user
 from models import SlackEventReceipt
 from workflows.errors import database_unavailable
+from workflows.mentions import numbers_in
 
 log = logging.getLogger("o2c.slack")
 
@@ -39,6 +40,7 @@ LISTENER_THREADS = 16
 
 def create_bolt_app(deps: Deps, listener_executor: Executor) -> App:
     settings = deps.settings
+    oauth = deps.installations  # OAuth install mode (bot.slack_oauth), else SLACK_BOT_TOKEN
     app = App(
         client=deps.client,
         signing_secret=(settings.slack_signing_secret.get_secret_value()
@@ -50,6 +52,8 @@ def create_bolt_app(deps: Deps, listener_executor: Executor) -> App:
         listener_executor=listener_executor,
         raise_error_for_unhandled_request=False,
         ignoring_self_events_enabled=True,
+        oauth_settings=oauth.settings if oauth is not None else None,
+        authorize=oauth.authorize if oauth is not None else None,
     )
     app.use(PayloadShape())  # before anything reads the payload (Socket Mode too)
     app.use(Dependencies(deps))
@@ -71,7 +75,7 @@ class Dependencies(Middleware):
         req.context["deps"] = self.deps
         body = req.body
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
-        if event_id:
+        if event_id and _acts_on(body.get("event")):
             try:
                 first = _first_delivery(self.deps, event_id)
             except Exception as error:
@@ -121,6 +125,15 @@ def on_error(error: Exception, body: dict, response: BoltResponse | None, ack: A
     if database_unavailable(error):
         return BoltResponse(status=503, body="")  # e.g. an event: Slack retries it
     return None
+
+
+def _acts_on(event: object) -> bool:
+    """Whether an event can do anything (so its id must be recorded first). Messages in the
+    channels the bot is in are the busiest events by far, and only those naming a record
+    number are answered (`workflows.mentions`): the rest skip the receipt's write."""
+    if isinstance(event, dict) and event.get("type") == "message":
+        return bool(numbers_in(str(event.get("text") or "")))
+    return True
 
 
 def _first_delivery(deps: Deps, event_id: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from handlers import actions, commands, events, views
+from handlers import actions, commands, events, shortcuts, views
 
 
 def register_listeners(app: App) -> None:
@@ -13,3 +13,4 @@ def register_listeners(app: App) -> None:
     actions.register(app)
     views.register(app)
     events.register(app)
+    shortcuts.register(app)

@@ -128,19 +128,56 @@ def caller(context: BoltContext, user_id: str, user_name: str | None = None,
     if user is not None:
         deps.users_seen[user_id] = (user, time.monotonic())
         return user
-    tz, real_name = "UTC", user_name
+    tz, real_name, locale = "UTC", user_name, None
     if client is not None:
         try:
-            info = client.users_info(user=user_id)["user"]
+            info = client.users_info(user=user_id, include_locale=True)["user"]
             tz = info.get("tz") or "UTC"
             real_name = info.get("real_name") or info.get("name") or user_name
+            locale = info.get("locale")
         except SlackApiError as exc:
             log.info("users.info failed for %s: %s", user_id, exc.response.get("error"))
     with deps.db.transaction() as session:
         user = ensure_user(session, user_id, name=real_name)
         user.timezone = tz
+        user.locale = _locale_tag(locale)
         session.add(user)
     return user
+
+
+def _locale_tag(value: object) -> str | None:
+    """A Slack locale ("de-DE") fit to store; None for anything else."""
+    if isinstance(value, str) and 0 < len(value) <= 35 and value.replace("-", "").replace(
+            "_", "").isalnum():
+        return value
+    return None
+
+
+def locale_of(context: BoltContext, user_id: str, client: WebClient | None) -> str | None:
+    """The user's Slack locale (`users.info` with `include_locale`), for formatting amounts,
+    dates and texts (`blocks.i18n`). Cached on their row: looked up once, then read from the
+    database (and the cache of users seen); None when Slack does not say (English)."""
+    user = caller(context, user_id, client=client)
+    if user.locale or client is None:
+        return user.locale
+    try:
+        info = client.users_info(user=user_id, include_locale=True)["user"]
+    except SlackApiError as exc:
+        log.info("users.info failed for %s: %s", user_id, exc.response.get("error"))
+        return None
+    locale = _locale_tag(info.get("locale"))
+    if locale is None:
+        return None
+    deps = deps_of(context)
+    with deps.db.transaction() as session:
+        row = ensure_user(session, user_id)
+        row.locale = locale
+        session.add(row)
+    with deps.db.read_session() as session:
+        fresh = session.get(User, user_id)
+    if fresh is not None:
+        deps.users_seen[user_id] = (fresh, time.monotonic())
+    return locale
 
 
 def describe_error(error: Exception, logger: logging.Logger = log, *,

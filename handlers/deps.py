@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from datetime import date, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from slack_bolt import BoltContext
 from sqlmodel import Session
@@ -61,6 +61,12 @@ class Deps(Protocol):
     @property
     def email_enabled(self) -> bool:
         """True when customer e-mails are sent (SMTP_URL is set), else they wait queued."""
+        ...
+
+    @property
+    def installations(self) -> Any:
+        """OAuth install mode: `.store` (slack_sdk's installation store, cached per team);
+        None with a single SLACK_BOT_TOKEN."""
         ...
 
     def notify_outbox(self) -> None:

@@ -17,6 +17,7 @@ class ApprovalKind(StrEnum):
     CREDIT_NOTE = "credit_note"  # a credit note request (subject: credit_note_requests)
     WRITE_OFF = "write_off"  # a bad-debt or deduction write-off (subject: write_off_requests)
     FEE_WAIVER = "fee_waiver"  # a late fee waived above the threshold (write_off_requests)
+    CREDIT_REQUEST = "credit_request"  # a Workflow Builder step's request (credit_requests)
 
 
 # Approvals of an order (order_id) and of a back-office request (subject_id)

@@ -25,6 +25,9 @@ class User(SQLModel, table=True):
     name: str = Field(default="", max_length=200)
     email: str | None = Field(default=None, max_length=320)
     timezone: str = Field(default="UTC", max_length=64)
+    # their Slack locale (users.info `locale`, e.g. "de-DE"): how amounts, dates and numbers
+    # are written for them; None until looked up (then English formats)
+    locale: str | None = Field(default=None, max_length=35)
     created_at: datetime = ts_field(nullable=False, default_now=True)
     updated_at: datetime = ts_field(nullable=False, default_now=True, on_update=True)
 

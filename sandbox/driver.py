@@ -234,6 +234,27 @@ class SlackDriver:
         payload["actions"] = [action]
         return self._send_payload(payload, opts)
 
+    def message_shortcut(self, user_id: str, message: dict, callback_id: str,
+                         **opts: Any) -> httpx.Response:
+        """A message shortcut on ``message`` (an ``api.messages()`` entry, or any dict with
+        ``channel``, ``ts`` and ``text``), as Slack sends ``message_action``."""
+        channel = message["channel"]
+        shown = {k: v for k, v in message.items() if k not in ("channel", "history")}
+        payload = {**self._interaction("message_action", user_id), "callback_id": callback_id,
+                   "team": self._team(), "channel": self._channel(channel),
+                   "is_enterprise_install": False, "enterprise": None,
+                   "action_ts": f"{time.time():.6f}", "message_ts": message["ts"],
+                   "message": shown, "trigger_id": self._trigger(user_id),
+                   "response_url": self._response_url(user_id, channel)}
+        return self._send_payload(payload, opts)
+
+    def global_shortcut(self, user_id: str, callback_id: str, **opts: Any) -> httpx.Response:
+        """A global shortcut (from the composer or search), as Slack sends ``shortcut``."""
+        payload = {**self._interaction("shortcut", user_id), "callback_id": callback_id,
+                   "team": self._team(), "is_enterprise_install": False, "enterprise": None,
+                   "action_ts": f"{time.time():.6f}", "trigger_id": self._trigger(user_id)}
+        return self._send_payload(payload, opts)
+
     def block_suggestion(self, user_id: str, source: dict, action_id: str, value: str,
                          block_id: str | None = None, **opts: Any) -> httpx.Response:
         """An external_select options request (``block_suggestion``) for typed ``value``."""
@@ -335,6 +356,23 @@ class SlackDriver:
             "event_context": "4-" + secrets.token_urlsafe(24),
         }
         return self.send(json.dumps(envelope), JSON, **self._opts(opts))
+
+    def function_executed(self, callback_id: str, inputs: dict, *,
+                          outputs: tuple[str, ...] = (), execution_id: str | None = None,
+                          **opts: Any) -> tuple[str, httpx.Response]:
+        """Workflow Builder runs the app's step ``callback_id``: an execution opened in the
+        stand-in (when attached), then ``function_executed``; returns its id and the answer."""
+        if execution_id is None:
+            execution_id = (self.api.start_function(callback_id, inputs, outputs) if self.api
+                            else "Fx" + secrets.token_hex(5).upper())
+        event = {"type": "function_executed",
+                 "function": {"id": "Fn" + callback_id.upper()[:8], "callback_id": callback_id,
+                              "title": callback_id, "app_id": self.api_app_id,
+                              "type": "app"},
+                 "inputs": inputs, "function_execution_id": execution_id,
+                 "workflow_execution_id": "Wx" + secrets.token_hex(5).upper(),
+                 "bot_access_token": "xwfp-" + secrets.token_hex(8)}
+        return execution_id, self.event(event, **opts)
 
     def app_home_opened(self, user_id: str, tab: str = "home", **opts: Any) -> httpx.Response:
         channel = self.api.ensure_conversation("D" + user_id) if self.api else "D" + user_id

@@ -18,7 +18,7 @@ from typing import Any
 
 from sandbox.blockkit import validate_message, validate_view
 
-JSON_FIELDS = ("blocks", "attachments", "view", "metadata")
+JSON_FIELDS = ("blocks", "attachments", "view", "metadata", "unfurls")
 
 
 def decode_json_fields(params: dict) -> dict:
@@ -76,6 +76,7 @@ class WebMethodsMixin:
         "views.push": "m_views_push",
         "views.publish": "m_views_publish",
         "reactions.add": "m_reactions_add",
+        "chat.unfurl": "m_chat_unfurl",
     }
 
     # -- auth / users ---------------------------------------------------------------------
@@ -87,14 +88,21 @@ class WebMethodsMixin:
                 "is_enterprise_install": False}
 
     def m_users_info(self, p: dict) -> dict:
-        user = self._users.get(p.get("user") or "")
-        return {"ok": True, "user": copy.deepcopy(user)} if user else err("user_not_found")
+        user = copy.deepcopy(self._users.get(p.get("user") or ""))
+        if not user:
+            return err("user_not_found")
+        locale = user.pop("locale", None)
+        if truthy(p.get("include_locale")):  # Slack says the locale only when asked
+            user["locale"] = locale
+        return {"ok": True, "user": user}
 
     def m_users_lookup_by_email(self, p: dict) -> dict:
         email = (p.get("email") or "").lower()
         for user in self._users.values():
             if email and (user["profile"].get("email") or "").lower() == email:
-                return {"ok": True, "user": copy.deepcopy(user)}
+                found = copy.deepcopy(user)
+                found.pop("locale", None)
+                return {"ok": True, "user": found}
         return err("users_not_found")
 
     # -- conversations --------------------------------------------------------------------
@@ -241,6 +249,31 @@ class WebMethodsMixin:
             return message_error(code, errors)
         record = self._store_ephemeral(channel, p["user"], p)
         return {"ok": True, "message_ts": record["ts"]}
+
+    def m_chat_unfurl(self, p: dict) -> dict:
+        """Previews of the links in a message (``channel`` + ``ts``, or ``unfurl_id`` +
+        ``source`` while it is being written): ``unfurls`` maps each URL to its blocks; they
+        are kept on the message record under ``unfurls``."""
+        unfurls = p.get("unfurls")
+        if not isinstance(unfurls, dict) or not unfurls:
+            return err("invalid_unfurls_format")
+        for url, preview in unfurls.items():
+            if not isinstance(preview, dict):
+                return err("invalid_unfurls_format")
+            code, errors = validate_message({"text": url, **preview})
+            if code:
+                return message_error(code, errors)
+        if p.get("unfurl_id") and p.get("source"):
+            self._unfurls.append({"unfurl_id": p["unfurl_id"], "unfurls": copy.deepcopy(unfurls)})
+            return {"ok": True}
+        channel = self._resolve_channel(p.get("channel"))
+        if channel is None:
+            return err("channel_not_found")
+        record = self._find_message(channel, p.get("ts"))
+        if record is None:
+            return err("cannot_find_message")
+        record.setdefault("unfurls", {}).update(copy.deepcopy(unfurls))
+        return {"ok": True}
 
     def m_chat_delete(self, p: dict) -> dict:
         found = self._own_message(p, "delete")

@@ -39,15 +39,22 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import secrets
 import time
 from datetime import date
 from datetime import time as wall_time
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -112,9 +119,11 @@ def sandbox_origin(settings: Settings) -> str:
             "O2C_SANDBOX is on, so SLACK_API_URL must be the sandbox's own Web API on this "
             f"computer (http://127.0.0.1:<PORT>{SLACK_API_PATH}), never a real Slack; "
             "`o2c demo` sets this up")
-    if not settings.slack_bot_token or not settings.slack_signing_secret:
-        raise SandboxRefused("O2C_SANDBOX needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (any "
-                             "values; `o2c demo` generates them)")
+    if not (settings.slack_bot_token or settings.oauth_enabled) \
+            or not settings.slack_signing_secret:
+        raise SandboxRefused("O2C_SANDBOX needs SLACK_BOT_TOKEN (or SLACK_CLIENT_ID and "
+                             "SLACK_CLIENT_SECRET) and SLACK_SIGNING_SECRET (any values; "
+                             "`o2c demo` generates them)")
     return f"{parts.scheme}://{parts.netloc}"
 
 
@@ -142,8 +151,14 @@ def mount_sandbox(app: FastAPI, runtime: Any) -> Workspace:
     origin = sandbox_origin(settings)
     for url in {settings.database_url, runtime.deps.db.url}:
         check_demo_database(url)
-    api = SlackWebAPI(bot_token=settings.slack_bot_token.get_secret_value(),
-                      base_url=f"{origin}{PREFIX}/slack")
+    # OAuth install (`o2c demo --oauth`): no static bot token; the app installs itself at
+    # /slack/install through the sandbox's authorize page (/sandbox/oauth/authorize)
+    static_token = (settings.slack_bot_token.get_secret_value() if settings.slack_bot_token
+                    else "xoxb-never-issued-" + secrets.token_urlsafe(16))
+    api = SlackWebAPI(bot_token=static_token, base_url=f"{origin}{PREFIX}/slack")
+    if settings.oauth_enabled:
+        api.enable_oauth(settings.slack_client_id or "",
+                         settings.secret("slack_client_secret") or "", expires_in=12 * 3600)
     driver = SlackDriver(f"{origin}/slack/events",
                          settings.slack_signing_secret.get_secret_value(), api=api,
                          team_id=api.team_id, api_app_id=api.app_id,
@@ -271,6 +286,19 @@ def build_sandbox_app(ws: Workspace, origin: str) -> FastAPI:
                            body: bytes = Depends(_body)) -> Response:
         return _raw(ws.api.dispatch_http("POST", f"/response/{url_id}", dict(request.headers),
                                          body))
+
+    # Slack's "Allow" page of an OAuth install (`o2c demo --oauth`): the sandbox's admin (or
+    # `?user=`) allows it at once and is sent back to the app's redirect URL with a code
+    @sub.get("/oauth/authorize", include_in_schema=False)
+    def oauth_authorize(state: str = "", client_id: str = "", scope: str = "",
+                        user: str = "") -> Response:
+        if not ws.deps.settings.oauth_enabled or client_id != ws.deps.settings.slack_client_id:
+            raise ActionFailed(404, "this sandbox does not install apps with that client id")
+        admins = ws.deps.settings.o2c_admins
+        installer = ws._user(user or (admins[0] if admins else ""))
+        code = ws.api.authorize(installer, scopes=scope or "chat:write")
+        query = urlencode({"code": code, "state": state})
+        return RedirectResponse(f"{origin}/slack/oauth_redirect?{query}", status_code=302)
 
     # the page
     @sub.get("/", include_in_schema=False)

@@ -15,6 +15,7 @@ tests block until calls arrive.
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
@@ -29,8 +30,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from sandbox.blockkit import validate_blocks, validate_message, validate_view
+from sandbox.functions import FunctionsMixin
 from sandbox.interactions import InteractionMixin
 from sandbox.methods import WebMethodsMixin, decode_json_fields, err
+from sandbox.oauth import OAuthMixin
 from sandbox.server import StandInServer
 
 __all__ = ["Call", "Fault", "SlackWebAPI", "StandInServer", "to_slack_message", "validate_blocks",
@@ -38,7 +41,7 @@ __all__ = ["Call", "Fault", "SlackWebAPI", "StandInServer", "to_slack_message", 
 
 log = logging.getLogger("sandbox")
 INTERNAL_MESSAGE_KEYS = frozenset({"channel", "edited", "edited_ts", "history", "is_ephemeral",
-                                   "recipient"})
+                                   "recipient", "unfurls"})
 
 
 @dataclass(frozen=True)
@@ -121,12 +124,14 @@ def parse_body(content_type: str, body: bytes) -> dict:
     return {}
 
 
-class SlackWebAPI(WebMethodsMixin, InteractionMixin):
+class SlackWebAPI(WebMethodsMixin, InteractionMixin, OAuthMixin, FunctionsMixin):
     """In-memory Slack workspace answering the Web API methods o2c-bot uses.
 
     Thread-safe: every public method may be called from test code while server threads serve
     the bot. Query methods return deep copies, never live state.
     """
+
+    METHODS = {**WebMethodsMixin.METHODS, **FunctionsMixin.FUNCTION_METHODS}
 
     def __init__(self, bot_token: str = "xoxb-test", team_id: str = "T0001",  # noqa: S107
                  bot_user_id: str = "U0BOT", *, bot_id: str = "B0BOT", app_id: str = "A0O2C",
@@ -144,6 +149,7 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin):
         self._version = 0
         self._users: dict[str, dict] = {}
         self._channels: dict[str, dict] = {}
+        self._reset_oauth()
         self._reset_activity()
         self.add_user(bot_user_id, "o2c-bot", real_name="O2C Bot", is_bot=True)
         self.add_channel("C0GENERAL", "general")  # every workspace has #general
@@ -152,7 +158,8 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin):
 
     def add_user(self, user_id: str, name: str, real_name: str | None = None, tz: str = "UTC",
                  tz_offset: int = 0, email: str | None = None, is_admin: bool = False, *,
-                 tz_label: str | None = None, is_bot: bool = False) -> dict:
+                 tz_label: str | None = None, is_bot: bool = False,
+                 locale: str = "en-US") -> dict:
         """Add a workspace member; users.info/lookupByEmail answer with this Slack user."""
         real_name = real_name or name
         profile = {"real_name": real_name, "display_name": name,
@@ -164,7 +171,7 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin):
         user = {"id": user_id, "team_id": self.team_id, "name": name, "deleted": False,
                 "real_name": real_name, "tz": tz, "tz_label": label, "tz_offset": tz_offset,
                 "is_admin": is_admin, "is_owner": False, "is_bot": is_bot, "is_app_user": False,
-                "profile": profile}
+                "profile": profile, "locale": locale}
         with self._lock:
             self._users[user_id] = user
             self._bump()
@@ -247,7 +254,8 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin):
             time.sleep(fault.delay)  # outside the lock: other calls keep flowing
         with self._lock:
             status, headers, body = self._answer(method, params, supplied, fault)
-            self._calls.append(Call(method, copy.deepcopy(params), bool(body.get("ok")),
+            recorded = {k: v for k, v in params.items() if k != "client_secret"}
+            self._calls.append(Call(method, copy.deepcopy(recorded), bool(body.get("ok")),
                                     copy.deepcopy(body), status, time.time(), fault))
             self._bump()
         if fault is not None and fault.delay_after:
@@ -260,10 +268,14 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin):
             if fault.applied:
                 self._answer(method, params, token, None)
             return fault.response()
+        if method == "oauth.v2.access":  # authenticated by the app's client id and secret
+            return 200, {}, self.m_oauth_v2_access(params)
         if method not in self.METHODS:
             return 200, {}, err("unknown_method")
-        if token != self.bot_token:
-            return 200, {}, err("invalid_auth")
+        if token != self.bot_token and not self.token_valid(token):
+            return 200, {}, err("token_revoked" if token in self._tokens else "invalid_auth")
+        if method == "auth.test":
+            return 200, {}, self.auth_test_for(token)
         try:
             return 200, {}, getattr(self, self.METHODS[method])(params)
         except Exception:  # a stand-in bug must not kill the server thread
@@ -282,6 +294,11 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin):
             params.update(parse_body(content_type, body))
             auth = lower.get("authorization", "")
             token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+            if auth.lower().startswith("basic "):  # oauth.v2.access: the app's credentials
+                client_id, _, secret = base64.b64decode(auth[6:].strip()).decode().partition(
+                    ":")
+                params.setdefault("client_id", client_id)
+                params.setdefault("client_secret", secret)
             status, extra, answer = self.call(url.path[5:], params, token=token)
             return status, {**json_headers, **extra}, json.dumps(answer).encode()
         if url.path.startswith("/response/") and http_method == "POST":
@@ -369,6 +386,8 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin):
         self._triggers: dict[str, dict] = {}
         self._response_urls: dict[str, dict] = {}
         self._responses: list[dict] = []
+        self._unfurls: list[dict] = []  # chat.unfurl by unfurl_id (the composer's previews)
+        self._reset_functions()
         self._last_ts = 0
         self._channels = {k: v for k, v in self._channels.items()
                           if not v.get("is_im") and not v.get("is_mpim")}

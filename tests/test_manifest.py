@@ -20,7 +20,12 @@ SCOPE_OF = {"chat.postMessage": {"chat:write"}, "chat.update": {"chat:write"},
             # the outbox looks for its own earlier post after an unknown outcome (a timeout,
             # a crash): in public and private channels and in DMs, which it opens to find
             "conversations.history": {"channels:history", "groups:history", "im:history"},
-            "conversations.open": {"im:write"}}
+            "conversations.open": {"im:write"}, "chat.unfurl": {"links:write"},
+            "functions.completeSuccess": set(), "functions.completeError": set()}
+# Events API event -> bot scopes it needs (https://api.slack.com/events).
+EVENT_SCOPES = {"app_home_opened": set(), "app_uninstalled": set(), "tokens_revoked": set(),
+                "message.channels": {"channels:history"}, "message.groups": {"groups:history"},
+                "link_shared": {"links:read"}, "function_executed": set()}
 
 
 def methods_used() -> set[str]:
@@ -34,7 +39,7 @@ def methods_used() -> set[str]:
             found.update(re.findall(r'method="((?:chat|views|users)\.\w+)"', source))
             for node in ast.walk(ast.parse(source)):
                 if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.match(
-                        r"^(chat|views|users|conversations)\.[a-zA-Z]+$", node.value):
+                        r"^(chat|views|users|conversations|functions)\.[a-zA-Z]+$", node.value):
                     found.add(node.value)
     return {re.sub(r"_(\w)", lambda m: m.group(1).upper(), m) for m in found}
 
@@ -61,5 +66,41 @@ def test_scopes_are_exactly_what_the_code_needs() -> None:
     used = methods_used()
     unknown = used - SCOPE_OF.keys()
     assert not unknown, f"add these methods to SCOPE_OF and maybe the manifest: {unknown}"
-    needed = set().union(*(SCOPE_OF[m] for m in used)) | {"commands"}
+    events = MANIFEST["settings"]["event_subscriptions"]["bot_events"]
+    assert not set(events) - EVENT_SCOPES.keys(), "add the event to EVENT_SCOPES"
+    needed = set().union(*(SCOPE_OF[m] for m in used), *(EVENT_SCOPES[e] for e in events)) \
+        | {"commands"}
     assert set(MANIFEST["oauth_config"]["scopes"]["bot"]) == needed
+
+
+def test_oauth_install_asks_for_the_manifest_scopes_and_redirects_back() -> None:
+    from bot.slack_oauth import BOT_SCOPES
+
+    assert set(BOT_SCOPES) == set(MANIFEST["oauth_config"]["scopes"]["bot"])
+    assert MANIFEST["oauth_config"]["redirect_urls"] == [
+        "https://o2c.example.com/slack/oauth_redirect"]
+    assert {"app_uninstalled", "tokens_revoked"} <= set(
+        MANIFEST["settings"]["event_subscriptions"]["bot_events"])
+
+
+def test_shortcuts_are_the_ones_the_app_listens_to() -> None:
+    from blocks import ids
+
+    shortcuts = {s["callback_id"]: s["type"] for s in MANIFEST["features"]["shortcuts"]}
+    assert shortcuts == {ids.SHORTCUT_DISPUTE: "message", ids.SHORTCUT_NEW_ORDER: "global"}
+    assert all(len(s["name"]) <= 24 for s in MANIFEST["features"]["shortcuts"])
+
+
+def test_workflow_steps_are_declared_with_the_inputs_read_and_outputs_given() -> None:
+    from workflows import workflow_steps
+
+    functions = MANIFEST["functions"]
+    assert set(functions) == set(workflow_steps.STEPS)
+    for step in functions.values():
+        assert step["input_parameters"]["requested_by"]["type"] == "slack#/types/user_id"
+    outputs = {name: set(f["output_parameters"]) for name, f in functions.items()}
+    assert outputs == {"request_credit_approval": {"decision", "approver", "note"},
+                       "look_up_customer_balance": {"open_ar", "overdue", "credit_available"},
+                       "log_collection_activity": {"activity_id"}}
+    settings = MANIFEST["settings"]
+    assert settings["org_deploy_enabled"] is True and settings["function_runtime"] == "remote"

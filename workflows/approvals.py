@@ -70,7 +70,8 @@ ROLE_FOR_KIND = {ApprovalKind.CREDIT: Role.CREDIT_APPROVER,
                  ApprovalKind.DISCOUNT: Role.DISCOUNT_APPROVER,
                  ApprovalKind.CREDIT_NOTE: Role.CREDIT_APPROVER,
                  ApprovalKind.WRITE_OFF: Role.CREDIT_APPROVER,
-                 ApprovalKind.FEE_WAIVER: Role.CREDIT_APPROVER}
+                 ApprovalKind.FEE_WAIVER: Role.CREDIT_APPROVER,
+                 ApprovalKind.CREDIT_REQUEST: Role.CREDIT_APPROVER}
 ORDER_CARD = "approval_card"
 SUBJECT_CARD = "backoffice_approval_card"
 NOTE_MAX = 2000
@@ -101,11 +102,12 @@ class Subject:
 def subject_for(kind: str) -> Subject:
     """The back-office subjects, one explicit table (imported here, not at module level: those
     modules request their approvals through this one)."""
-    from workflows import credit_notes, write_offs
+    from workflows import credit_notes, workflow_steps, write_offs
 
     subjects = {ApprovalKind.CREDIT_NOTE: credit_notes.APPROVAL,
                 ApprovalKind.WRITE_OFF: write_offs.WRITE_OFF_APPROVAL,
-                ApprovalKind.FEE_WAIVER: write_offs.FEE_WAIVER_APPROVAL}
+                ApprovalKind.FEE_WAIVER: write_offs.FEE_WAIVER_APPROVAL,
+                ApprovalKind.CREDIT_REQUEST: workflow_steps.CREDIT_REQUEST_APPROVAL}
     try:
         return subjects[ApprovalKind(kind)]
     except (KeyError, ValueError):

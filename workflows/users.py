@@ -136,3 +136,17 @@ def bootstrap_admins(session: Session, admin_ids: list[str]) -> None:
     """O2C_ADMINS: make sure each listed user is an admin (idempotent)."""
     for user_id in admin_ids:
         grant_role(session, user_id=user_id, role=Role.ADMIN, actor="bootstrap")
+
+
+def install_admin(session: Session, *, user_id: str) -> bool:
+    """Slack OAuth install: the installer becomes the first admin, when there is none yet
+    (`O2C_ADMINS` may have named some). On PostgreSQL the check waits for any other install
+    finishing at the same moment (a transaction-scoped advisory lock), so two installers
+    never both become "the first"; SQLite serialises writers anyway."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('o2c.install_admin'))"))
+    table = UserRole.__table__
+    if session.execute(sa.select(table.c.user_id).where(
+            table.c.role == Role.ADMIN).limit(1)).first() is not None:
+        return False
+    return grant_role(session, user_id=user_id, role=Role.ADMIN, actor="slack-install")

@@ -19,6 +19,7 @@ from handlers.commands import (
     approvals,
     backoffice,
     cashapp,
+    channel,
     collections,
     kpi,
     lookups,
@@ -86,6 +87,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {sub.name: sub for sub in (
     Subcommand("rules", cashapp.RULES_USAGE,
                "what cash application learned from people; remove a rule (admins)",
                cashapp.rules, roles=(Role.ADMIN,)),
+    Subcommand("channel", channel.USAGE,
+               "how SO-/INV-/CN- numbers mentioned in this channel are answered (admins "
+               "change it)", channel.channel, roles=(Role.ADMIN,)),
     Subcommand("admin", "/o2c admin outbox [retry <id|all>]",
                "admins: undelivered and failed notifications; queue failed ones again",
                collections.admin),

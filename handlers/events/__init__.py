@@ -8,8 +8,17 @@ from __future__ import annotations
 from slack_bolt import App
 
 from handlers.common import acknowledge, after_ack
-from handlers.events import app_home
+from handlers.events import app_home, installs, mentions, workflow_steps
 
 
 def register(app: App) -> None:
     app.event("app_home_opened")(ack=acknowledge, lazy=[after_ack(app_home.app_home_opened)])
+    app.event("message")(ack=acknowledge, lazy=[after_ack(mentions.message)])
+    app.event("link_shared")(ack=acknowledge, lazy=[after_ack(mentions.link_shared)])
+    for callback_id in workflow_steps.CALLBACK_IDS:  # Workflow Builder steps
+        app.function(callback_id)(ack=acknowledge,
+                                  lazy=[after_ack(workflow_steps.function_executed)])
+    if app.installation_store is not None:  # OAuth install mode (bot.slack_oauth)
+        app.event("app_uninstalled")(ack=acknowledge,
+                                     lazy=[after_ack(installs.app_uninstalled)])
+        app.event("tokens_revoked")(ack=acknowledge, lazy=[after_ack(installs.tokens_revoked)])

@@ -307,6 +307,17 @@ WRITTEN = {**BO_APPROVAL, "kind": "write_off", "status": "approved", "second_rol
                        "deduction_id": 3, "lines": [], "written_off_minor": 60_000,
                        "due_date": "2026-11-01"}}
 CONTEXTS.update({
+    "record_card": [
+        ("order", {"kind": "order", "number": "SO-1001", "status": "approved",
+                   "customer": "Acme Ltd", "currency": "USD", "total_minor": 5_397,
+                   "balance_minor": 0, "date": "2026-11-20"}),
+        ("invoice", {"kind": "invoice", "number": "ERP-77/2026", "status": "overdue",
+                     "customer": "Acme Ltd", "currency": "EUR", "total_minor": 123_456,
+                     "balance_minor": 100_000, "date": "2026-10-24"}),
+        ("credit note", {"kind": "credit_note", "number": "CN-2026-000004",
+                         "status": "issued", "customer": "Acme Ltd", "invoice": "ERP-77/2026",
+                         "currency": "USD", "total_minor": 5_000, "balance_minor": None,
+                         "date": "2026-11-21"})],
     "dispute_card": [("open", DISPUTE), ("accepted", RESOLVED),
                      ("reminder", {**DISPUTE, "reminder": 2, "owner_id": None,
                                    "owner_channel": "CDISPUTES"}),
@@ -327,7 +338,16 @@ CONTEXTS.update({
                     "decided_at": "2026-11-22T10:00:00+00:00",
                     "subject": {**SUBJECT, "status": "issued", "number": "CN-2026-000004",
                                 "customer_credit_minor": 5_000}}),
-        ("written off", WRITTEN)],
+        ("written off", WRITTEN),
+        # a Workflow Builder step's credit request: no invoice, facts of the customer
+        ("credit request", {**BO_APPROVAL, "kind": "credit_request", "second_role": None,
+                            "first_decided_by": None, "subject": {
+                                "title": "Credit for Acme Ltd", "customer": "Acme Ltd",
+                                "customer_id": 7, "amount_minor": 250_000,
+                                "currency": "USD", "reason": "a big order",
+                                "status": "pending",
+                                "facts": [["Credit limit", "USD 10,000.00"],
+                                          ["Exposure", "USD 2,000.00"]]}})],
     "backoffice_approval_decided": [("first step", BO_APPROVAL),
                                     ("rejected", {**WRITTEN, "status": "rejected",
                                                   "note": "customer will pay"})],

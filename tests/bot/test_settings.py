@@ -82,3 +82,25 @@ def test_an_unknown_hubspot_mapping_key_stops_the_server() -> None:
                              o2c_hubspot_mapping='{"won_stage": ["closedwon"]}')
     with pytest.raises(SettingsError, match="won_stage"):
         settings.require_for_serve()
+
+
+def test_oauth_install_needs_client_id_and_secret_instead_of_the_bot_token() -> None:
+    base = {"slack_signing_secret": "s", "o2c_api_token": "t"}
+    # both: OAuth mode, no SLACK_BOT_TOKEN needed
+    ready = load_settings(**base, slack_client_id="1.2",
+                          slack_client_secret="hidden-secret-9").require_for_serve()
+    assert ready.oauth_enabled
+    assert "hidden-secret-9" not in repr(ready)
+    # one of the two, or together with a bot token or Socket Mode: refused, naming them
+    with pytest.raises(SettingsError, match="SLACK_CLIENT_ID and SLACK_CLIENT_SECRET"):
+        load_settings(**base, slack_client_id="1.2").require_for_serve()
+    with pytest.raises(SettingsError, match="not both"):
+        load_settings(**base, slack_client_id="1.2", slack_client_secret="x",
+                      slack_bot_token="xoxb-1").require_for_serve()
+    with pytest.raises(SettingsError, match="SLACK_APP_TOKEN"):
+        load_settings(**base, slack_client_id="1.2", slack_client_secret="x",
+                      slack_app_token="xapp-1").require_for_serve()
+    # neither: the bot token is required, as before
+    with pytest.raises(SettingsError, match="SLACK_BOT_TOKEN"):
+        load_settings(**base).require_for_serve()
+    assert not load_settings(**base, slack_bot_token="xoxb-1").oauth_enabled

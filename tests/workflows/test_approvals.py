@@ -245,7 +245,7 @@ def test_pending_overview_splits_decisions_and_own_requests(session) -> None:
     assert {i.order.number for i in rep.requested} == {credit.number, discount.number}
     admin = approvals.pending_overview(session, now=MONDAY, user_id="UADMIN01")
     assert admin.to_decide_total == 2 and admin.can_decide_kinds == [
-        "credit", "discount", "credit_note", "write_off", "fee_waiver"]
+        "credit", "discount", "credit_note", "write_off", "fee_waiver", "credit_request"]
 
 
 def test_an_outsider_is_refused_before_their_input_is_looked_at(session) -> None:

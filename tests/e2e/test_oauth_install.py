@@ -1,0 +1,228 @@
+"""OAuth install ("Add to Slack"): /slack/install -> Slack's authorize page (the stand-in's
+`authorize`) -> /slack/oauth_redirect, with Bolt's OAuthSettings and slack_sdk's SQLAlchemy
+stores on our database; token rotation; uninstall; one company's books per database."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlmodel import select
+
+from models import AuditEvent, OutboxMessage, OutboxStatus, slack_bots
+from sandbox.driver import SlackDriver
+from tests.conftest import SIGNING_SECRET, start_server, test_settings
+from workflows.users import roles_of
+
+CLIENT_ID, CLIENT_SECRET = "1111.2222", "oauth-client-secret"
+INSTALLER = "UNOBODY1"
+
+
+@pytest.fixture
+def oauth_server(database_url, standin) -> Iterator[object]:
+    standin.api.enable_oauth(CLIENT_ID, CLIENT_SECRET)
+    settings = test_settings(database_url, standin.api_url, slack_bot_token=None,
+                             slack_client_id=CLIENT_ID, slack_client_secret=CLIENT_SECRET,
+                             o2c_admins=[])
+    running = start_server(settings)
+    running.worker.poll_interval = 0.05
+    yield running
+    running.stop()
+    running.db.dispose()
+
+
+@pytest.fixture
+def browser(oauth_server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=oauth_server.base_url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def oslack(oauth_server, standin) -> Iterator[SlackDriver]:
+    with SlackDriver(f"{oauth_server.base_url}/slack/events", SIGNING_SECRET,
+                     api=standin.api) as driver:
+        yield driver
+
+
+def start_install(browser: httpx.Client) -> str:
+    """Open /slack/install ("Add to Slack"); returns the state in Slack's authorize URL."""
+    page = browser.get("/slack/install")
+    assert page.status_code == 200
+    url = re.search(r'href="(https://slack\.com/oauth/v2/authorize[^"]+)"', page.text).group(1)
+    query = parse_qs(urlsplit(url.replace("&amp;", "&")).query)
+    assert query["client_id"] == [CLIENT_ID]
+    assert "chat:write" in query["scope"][0]
+    # the state cookie is Secure (https only); a browser on https sends it back: so do we
+    cookie = page.headers["set-cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie
+    name, _, value = cookie.split(";")[0].partition("=")
+    browser.cookies.set(name, value)
+    return query["state"][0]
+
+
+def install(browser: httpx.Client, standin, user: str = INSTALLER, **where) -> httpx.Response:
+    state = start_install(browser)
+    code = standin.api.authorize(user, **where)
+    return browser.get("/slack/oauth_redirect", params={"code": code, "state": state})
+
+
+def bot_rows(db) -> list[dict]:
+    with db.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(sa.select(slack_bots)).mappings()]
+
+
+def queue_notice(db, key: str) -> int:
+    with db.transaction() as s:
+        row = OutboxMessage(transport="slack", method="chat.postMessage", dedupe_key=key,
+                            payload={"channel": "CAR000001", "template": "text",
+                                     "context": {"text": key}})
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def audited(db, action: str) -> list[AuditEvent]:
+    with db.read_session() as s:
+        return list(s.exec(select(AuditEvent).where(AuditEvent.action == action)))
+
+
+def outbox_row(db, row_id: int) -> OutboxMessage:
+    with db.read_session() as s:
+        return s.get(OutboxMessage, row_id)
+
+
+def test_install_stores_the_token_and_the_installer_becomes_admin(
+        oauth_server, browser, oslack, standin) -> None:
+    # when: the installer goes through "Add to Slack"
+    done = install(browser, standin)
+    # then: Bolt's success page, the token in our database, the installer is the first admin
+    assert done.status_code == 200, done.text
+    [bot] = bot_rows(oauth_server.db)
+    assert bot["team_id"] == "T0001" and bot["client_id"] == CLIENT_ID
+    assert standin.api.token_valid(bot["bot_token"])
+    with oauth_server.db.read_session() as s:
+        assert "admin" in roles_of(s, INSTALLER)
+        installed = s.exec(select(AuditEvent).where(AuditEvent.action == "slack.installed")).one()
+        assert installed.actor == INSTALLER and installed.data["team_id"] == "T0001"
+    # and: a slash command is answered with the installed token (views.open needs it)
+    assert oslack.slash(INSTALLER, "new").status_code == 200
+    standin.api.wait_for_calls("views.open")
+    assert standin.api.calls_to("views.open")[0].ok
+    # and: the next request finds its token in the cache (no auth.test, no store query)
+    checks = len(standin.api.calls_to("auth.test"))
+    assert oslack.slash(INSTALLER, "new").status_code == 200
+    standin.api.wait_for_calls("views.open", 2)
+    assert len(standin.api.calls_to("auth.test")) == checks
+    # and: the outbox delivers with it
+    row_id = queue_notice(oauth_server.db, "hello from the outbox")
+    oauth_server.deps.notify_outbox()
+    standin.api.wait_for(lambda: outbox_row(oauth_server.db, row_id).status
+                         == OutboxStatus.SENT)
+    assert standin.api.messages("CAR000001")[-1]["text"] == "hello from the outbox"
+
+
+def test_state_is_verified_and_used_once(oauth_server, browser, standin) -> None:
+    # given: an install started in this browser
+    state = start_install(browser)
+    # when: the redirect comes without the state cookie (another browser)
+    code = standin.api.authorize(INSTALLER)
+    stranger = httpx.get(f"{oauth_server.base_url}/slack/oauth_redirect",
+                         params={"code": code, "state": state})
+    # then: refused, nothing stored
+    assert stranger.status_code == 400
+    # when: a forged state with the cookie
+    forged = browser.get("/slack/oauth_redirect", params={"code": code, "state": "forged"})
+    assert forged.status_code in (400, 401)
+    # when: the right one, then the same one again (a replay)
+    assert browser.get("/slack/oauth_redirect",
+                       params={"code": code, "state": state}).status_code == 200
+    browser.cookies.set("slack-app-oauth-state", state)
+    replay = browser.get("/slack/oauth_redirect",
+                         params={"code": standin.api.authorize(INSTALLER), "state": state})
+    assert replay.status_code == 401
+    assert len(bot_rows(oauth_server.db)) == 1
+
+
+def test_another_org_cannot_install_but_another_workspace_of_the_grid_can(
+        oauth_server, browser, standin) -> None:
+    # given: installed into a workspace of the Grid org E1
+    assert install(browser, standin, team_id="T0001", enterprise_id="E1").status_code == 200
+    # when: another workspace of E1 installs it
+    same_org = install(browser, standin, team_id="T0002", enterprise_id="E1")
+    # then: it shares the books
+    assert same_org.status_code == 200
+    # when: a workspace of another org tries
+    foreign = install(browser, standin, user="UCREDIT1", team_id="T0666", enterprise_id="E2")
+    # then: refused, not stored, the other org's installer gets no role
+    assert foreign.status_code == 403
+    assert "another Slack organisation" in foreign.text
+    assert sorted(b["team_id"] for b in bot_rows(oauth_server.db)) == ["T0001", "T0002"]
+    with oauth_server.db.read_session() as s:
+        assert roles_of(s, "UCREDIT1") == set()
+
+
+def test_uninstall_deletes_the_tokens_and_deliveries_wait_until_installed_again(
+        oauth_server, browser, oslack, standin) -> None:
+    # given: installed, with its first admin
+    assert install(browser, standin).status_code == 200
+    # when: the app is uninstalled in Slack
+    standin.api.revoke(team_id="T0001")
+    assert oslack.event({"type": "app_uninstalled"}).status_code == 200
+    standin.api.wait_for(lambda: audited(oauth_server.db, "slack.uninstalled"))
+    # then: the tokens are deleted, no O2C data touched (the installer stays admin)
+    assert not bot_rows(oauth_server.db)
+    assert audited(oauth_server.db, "slack.uninstalled")[0].data["team_id"] == "T0001"
+    with oauth_server.db.read_session() as s:
+        assert "admin" in roles_of(s, INSTALLER)
+    # when: a notification is queued while not installed
+    row_id = queue_notice(oauth_server.db, "while uninstalled")
+    oauth_server.worker.run_once()
+    # then: not sent, not failed, no attempt counted
+    row = outbox_row(oauth_server.db, row_id)
+    assert row.status == OutboxStatus.PENDING and row.attempts == 0
+    assert not standin.api.calls_to("chat.postMessage")
+    # when: installed again, and the wait is over
+    assert install(browser, standin).status_code == 200
+    oauth_server.worker.run_once(now=row.next_attempt_at)
+    # then: delivered, once
+    assert outbox_row(oauth_server.db, row_id).status == OutboxStatus.SENT
+    assert [m["text"] for m in standin.api.messages("CAR000001")] == ["while uninstalled"]
+
+
+def test_revoked_bot_token_is_deleted(oauth_server, browser, oslack, standin) -> None:
+    # given
+    assert install(browser, standin).status_code == 200
+    # when
+    oslack.event({"type": "tokens_revoked", "tokens": {"oauth": [], "bot": ["U0BOT"]}})
+    # then
+    standin.api.wait_for(lambda: audited(oauth_server.db, "slack.tokens_revoked"))
+    assert not bot_rows(oauth_server.db)
+
+
+def test_tokens_are_rotated_before_they_expire(oauth_server, browser, oslack,
+                                               standin) -> None:
+    # given: token rotation on; Slack's tokens expire in an hour (within Bolt's 2 hours)
+    standin.api.enable_oauth(CLIENT_ID, CLIENT_SECRET, expires_in=3600)
+    assert install(browser, standin).status_code == 200
+    [first] = bot_rows(oauth_server.db)
+    assert first["bot_refresh_token"] and first["bot_token"].startswith("xoxe.")
+    # when: a request comes in (Bolt's authorize) after this process's cache expired
+    oauth_server.deps.installations.store.forget()
+    assert oslack.slash(INSTALLER, "new").status_code == 200
+    # then: the token was refreshed once and the new one stored and used
+    refreshes = [c for c in standin.api.calls_to("oauth.v2.access")
+                 if c.params.get("grant_type") == "refresh_token"]
+    assert len(refreshes) == 1
+    assert "client_secret" not in refreshes[0].params
+    [now] = [b for b in bot_rows(oauth_server.db) if b["bot_token"] != first["bot_token"]][-1:]
+    assert standin.api.token_valid(now["bot_token"])
+    standin.api.wait_for_calls("views.open")
+    assert standin.api.calls_to("views.open")[0].ok
+
+
+def test_single_token_mode_has_no_install_pages(server) -> None:
+    assert httpx.get(f"{server.base_url}/slack/install").status_code in (404, 405)
