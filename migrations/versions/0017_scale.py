@@ -1,0 +1,55 @@
+"""scale: the aging index of a currency's open invoices, and the KPI snapshot of App Home
+
+* `ix_invoices_open_currency (currency, issue_date, due_date, balance_minor) WHERE
+  balance_minor > 0`: a currency's open invoices bucketed by due date (the aging of the KPIs
+  and `/o2c ar`) and its open AR as of a day (CEI) read from the index alone — the only
+  index with the currency in front, `ix_invoices_open_amount`, holds neither the due date
+  nor the issue date, so every open invoice's row was read.
+* `ix_invoices_issued (issue_date, fee_for_invoice_id)`: the sales invoices issued in the
+  KPIs' window (invoice accuracy, dispute rate) counted from the index alone; until now every
+  invoice was read (no index starts with the issue date).
+* `kpi_snapshots`: the latest KPIs of a day, served to admins' App Home instead of
+  recomputing them on every opening (`workflows.kpis.snapshot`). Nothing to carry over: the
+  first job run or App Home opening fills it.
+
+Both are additions; downgrading drops them.
+
+Revision ID: 0017_scale
+Revises: 0014_cash_learning
+Create Date: 2026-12-06
+"""
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import models.base
+
+revision: str = "0017_scale"
+down_revision: str | None = "0014_cash_learning"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+BIG = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    op.create_index("ix_invoices_issued", "invoices", ["issue_date", "fee_for_invoice_id"])
+    op.create_index("ix_invoices_open_currency", "invoices",
+                    ["currency", "issue_date", "due_date", "balance_minor"],
+                    sqlite_where=sa.text("balance_minor > 0"),
+                    postgresql_where=sa.text("balance_minor > 0"))
+    op.create_table(
+        "kpi_snapshots",
+        sa.Column("as_of", sa.Date(), nullable=False),
+        sa.Column("computed_at", models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("audit_id", BIG, nullable=False),
+        sa.Column("data", models.base.JSONType, nullable=False),
+        sa.PrimaryKeyConstraint("as_of"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("kpi_snapshots")
+    op.drop_index("ix_invoices_open_currency", table_name="invoices")
+    op.drop_index("ix_invoices_issued", table_name="invoices")
