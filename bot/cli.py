@@ -33,6 +33,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bot.server import create_app
 
     settings = _settings().require_for_serve()
+    from bot.observability import configure_logging
+
+    configure_logging(settings.o2c_log_format)
     if settings.o2c_sandbox:  # the local sandbox never listens beyond this computer
         from sandbox.web import check_bind_host
 

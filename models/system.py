@@ -57,6 +57,8 @@ class OutboxMessage(SQLModel, table=True):
     result: dict = json_field()
     created_at: datetime = ts_field(nullable=False, default_now=True)
     sent_at: datetime | None = ts_field()
+    # the request (Slack or API) whose work queued it, for following it in the logs
+    request_id: str | None = Field(default=None, max_length=64)
 
 
 class IdempotencyKey(SQLModel, table=True):

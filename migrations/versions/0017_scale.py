@@ -1,4 +1,4 @@
-"""scale: the aging index of a currency's open invoices, and the KPI snapshot of App Home
+"""scale: KPI indexes, the KPI snapshot of App Home, the outbox rows' request id
 
 * `ix_invoices_open_currency (currency, issue_date, due_date, balance_minor) WHERE
   balance_minor > 0`: a currency's open invoices bucketed by due date (the aging of the KPIs
@@ -12,7 +12,10 @@
   recomputing them on every opening (`workflows.kpis.snapshot`). Nothing to carry over: the
   first job run or App Home opening fills it.
 
-Both are additions; downgrading drops them.
+* `outbox.request_id`: the request whose work queued the row (`bot.observability`), so a
+  delivery's log lines can be followed back to the Slack request; NULL for older rows.
+
+All are additions; downgrading drops them.
 
 Revision ID: 0017_scale
 Revises: 0014_cash_learning
@@ -34,6 +37,8 @@ BIG = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("outbox") as batch_op:
+        batch_op.add_column(sa.Column("request_id", sa.String(length=64), nullable=True))
     op.create_index("ix_invoices_issued", "invoices", ["issue_date", "fee_for_invoice_id"])
     op.create_index("ix_invoices_open_currency", "invoices",
                     ["currency", "issue_date", "due_date", "balance_minor"],
@@ -53,3 +58,5 @@ def downgrade() -> None:
     op.drop_table("kpi_snapshots")
     op.drop_index("ix_invoices_open_currency", table_name="invoices")
     op.drop_index("ix_invoices_issued", table_name="invoices")
+    with op.batch_alter_table("outbox") as batch_op:
+        batch_op.drop_column("request_id")
