@@ -43,8 +43,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     if settings.socket_mode:
         _start_socket_mode(app.state.runtime, settings)
+    # JSON logs: uvicorn's own loggers go through the root handler too (one format)
+    extra = {"log_config": None} if settings.o2c_log_format == "json" else {}
     uvicorn.run(app, host=args.host, port=settings.port, log_level="info",
-                proxy_headers=True)
+                proxy_headers=True, **extra)
     return 0
 
 
