@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -117,11 +118,18 @@ def digest_schedule(deps, as_of: date | None) -> dict:
     return summary
 
 
+DUNNING_PAUSE = 0.03  # seconds after each dunning write transaction (SQLite)
+
+
 def run_dunning(deps, as_of: date | None) -> dict:
     as_of = as_of or deps.business_today()
     with deps.db.transaction() as session:
         promises = collections.check_promises(session, as_of)
-    run = dunning.run_all(deps.db, as_of, now=deps.clock.now())
+    # a short pause after each write transaction lets a click waiting for SQLite's write lock
+    # in (its busy handler polls every few ms); PostgreSQL writers never wait on it
+    pause = 0.0 if deps.db.is_postgres else DUNNING_PAUSE
+    run = dunning.run_all(deps.db, as_of, now=deps.clock.now(),
+                          between=lambda: time.sleep(pause) if pause else None)
     deps.notify_outbox()
     return {**run.summary(), "promises_kept": len(promises.kept),
             "promises_broken": len(promises.broken)}
