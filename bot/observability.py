@@ -123,10 +123,11 @@ def delivered(transport: str, outcome: str) -> None:
 
 
 class OutboxCollector:
-    """Outbox depth and oldest waiting row per transport, read when Prometheus scrapes."""
+    """Outbox depth and oldest waiting row per transport, read when Prometheus scrapes, from
+    the database of the app this process serves (the last one started: one per process)."""
 
-    def __init__(self, db, clock) -> None:
-        self.db, self.clock = db, clock
+    def __init__(self) -> None:
+        self.db, self.clock = None, None
 
     def describe(self) -> list:
         return []
@@ -137,16 +138,20 @@ class OutboxCollector:
         oldest = GaugeMetricFamily("o2c_outbox_oldest_age_seconds", "age of the oldest "
                                    "waiting outbox row, seconds", labels=["transport"])
         table = OutboxMessage.__table__
-        try:
-            with self.db.engine.connect() as conn:
-                rows = conn.execute(
-                    sa.select(table.c.transport, sa.func.count(), sa.func.min(table.c.created_at))
-                    .where(table.c.status.in_((OutboxStatus.PENDING, OutboxStatus.SENDING)))
-                    .group_by(table.c.transport)).all()
-        except sa.exc.SQLAlchemyError:
-            rows = []
-        now = self.clock.now()
+        rows = []
+        if self.db is not None:
+            try:
+                with self.db.engine.connect() as conn:
+                    rows = conn.execute(
+                        sa.select(table.c.transport, sa.func.count(),
+                                  sa.func.min(table.c.created_at))
+                        .where(table.c.status.in_((OutboxStatus.PENDING,
+                                                   OutboxStatus.SENDING)))
+                        .group_by(table.c.transport)).all()
+            except sa.exc.SQLAlchemyError:
+                rows = []
         for transport, count, first in rows:
+            now = self.clock.now()
             depth.add_metric([transport], int(count))
             if first is not None:
                 if first.tzinfo is None:
@@ -156,18 +161,13 @@ class OutboxCollector:
         yield oldest
 
 
+OUTBOX = OutboxCollector()
+REGISTRY.register(OUTBOX)
+
+
 def watch_outbox(db, clock) -> None:
-    """Register the outbox gauges of this process's database (once per database)."""
-    collector = OutboxCollector(db, clock)
-    REGISTRY.register(collector)
-    db.metrics_collector = collector
-
-
-def unwatch_outbox(db) -> None:
-    collector = getattr(db, "metrics_collector", None)
-    if collector is not None:
-        REGISTRY.unregister(collector)
-        db.metrics_collector = None
+    """Report the outbox of this database (the app's) in `o2c_outbox_*`."""
+    OUTBOX.db, OUTBOX.clock = db, clock
 
 
 def exposition() -> tuple[bytes, str]:

@@ -270,7 +270,6 @@ def add_metrics(app: FastAPI, deps: Deps) -> None:
     """`/metrics` in Prometheus' text format (`bot.observability`), outside the OpenAPI
     description: this process's latencies, deliveries and jobs, and the outbox's depth."""
     observability.stamp_outbox_rows()
-    observability.unwatch_outbox(deps.db)
     observability.watch_outbox(deps.db, deps.clock)
 
     @app.get("/metrics", include_in_schema=False)
