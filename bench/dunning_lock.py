@@ -7,8 +7,8 @@ transaction (a collection activity), timed from `BEGIN IMMEDIATE` to commit (one
 up with "database is locked" after the busy timeout counts as failed, with its wait).
 Reported: the writer's p50 / p99 / max wait during the run, the run's length and notices, for
 
-  * `now`: the job as it runs (`bot.collections_jobs`): candidates found in a read session,
-    50 invoices per write transaction, a 30 ms pause after each;
+  * `now`: the job as it runs on SQLite (`bot.collections_jobs`): candidates found in a read
+    session, 10 invoices per write transaction, a 100 ms pause after each;
   * `before`: as before issue 18 — 200 invoices per level and transaction, candidates found
     inside the write transaction, no pause (`run_dunning` called in a loop like the old
     `run_all`).
@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
-from bot.collections_jobs import DUNNING_PAUSE  # noqa: E402
+from bot.collections_jobs import DUNNING_BATCH_SQLITE, DUNNING_PAUSE  # noqa: E402
 from bot.db import Database  # noqa: E402
 from bot.migrate import upgrade  # noqa: E402
 from models import CollectionActivity, Customer, Invoice  # noqa: E402
@@ -129,7 +129,7 @@ def main() -> int:
             runner = lambda db=db: old_run_all(db, AS_OF)  # noqa: E731
         else:
             runner = lambda db=db: dunning.run_all(  # noqa: E731
-                db, AS_OF, between=lambda: time.sleep(DUNNING_PAUSE))
+                db, AS_OF, batch=DUNNING_BATCH_SQLITE, between=lambda: time.sleep(DUNNING_PAUSE))
         results.append(measure(db, label, runner, args.interval))
         db.dispose()
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, load "

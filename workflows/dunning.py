@@ -45,7 +45,7 @@ from workflows import credit_hold, late_fees, outbox, policy, write_offs
 from workflows.collections import invoice_snapshot
 
 EMAIL_KINDS = ("friendly", "reminder", "firm", "final")
-BATCH = 50  # invoices per write transaction
+BATCH = 50  # invoices per write transaction (the job chooses its own per database)
 FIND = 5000  # invoice ids per level found per read
 
 
