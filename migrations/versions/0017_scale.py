@@ -37,8 +37,7 @@ BIG = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("outbox") as batch_op:
-        batch_op.add_column(sa.Column("request_id", sa.String(length=64), nullable=True))
+    op.add_column("outbox", sa.Column("request_id", sa.String(length=64), nullable=True))
     op.create_index("ix_invoices_issued", "invoices", ["issue_date", "fee_for_invoice_id"])
     op.create_index("ix_invoices_open_currency", "invoices",
                     ["currency", "issue_date", "due_date", "balance_minor"],
@@ -65,5 +64,9 @@ def downgrade() -> None:
     op.drop_table("kpi_snapshots")
     op.drop_index("ix_invoices_open_currency", table_name="invoices")
     op.drop_index("ix_invoices_issued", table_name="invoices")
-    with op.batch_alter_table("outbox") as batch_op:
-        batch_op.drop_column("request_id")
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite's own DROP COLUMN (3.35+): rebuilding `outbox` (a batch operation) would
+        # break the rows that point at it (dunning notices, chat updates of posted cards)
+        op.execute(sa.text("ALTER TABLE outbox DROP COLUMN request_id"))
+    else:
+        op.drop_column("outbox", "request_id")
