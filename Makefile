@@ -32,6 +32,7 @@ test: install lint
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/hadolint Dockerfile
 
 test-sqlite: install
 	O2C_TEST_DB=sqlite $(BIN)/python -m pytest -q

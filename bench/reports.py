@@ -13,8 +13,11 @@ invariant), so both ways of rebuilding a past day see a consistent book.
 Measured, each the best of `--runs`, with `AS_OF` (2026-11-23) as today:
   * aging of the whole book as of a past day (`AS_OF` - 30) and as of today;
   * one customer's position as of the past day (mean over 200 customers);
-  * every KPI as of the past day (`workflows.kpis.compute`: two agings, sales, count-back,
-    cash application, approvals, cycle time, accuracy).
+  * every KPI as of the past day and as of today (`workflows.kpis.compute`: what
+    `GET /reports/kpis`, `/o2c kpi` and the `kpi-snapshot` job behind App Home run);
+  * `/o2c ar` without an argument (today's aging + the 10 customers most overdue);
+  * the floor (issue 18): one hand-written SQL aggregate of the open AR by currency and
+    bucket, in the same run; the three above are printed as multiples of it.
 
     python bench/reports.py                         # full size on SQLite (seeds ~5 min)
     python bench/reports.py --reuse                 # same file again (migrated first)
@@ -227,13 +230,43 @@ def main() -> int:
         with db.read_session() as s:
             return str(_call(kpis.compute, s, PAST).dso)
 
+    def kpis_today():  # GET /reports/kpis, /o2c kpi, the kpi-snapshot job
+        with db.read_session() as s:
+            return str(_call(kpis.compute, s, AS_OF).dso)
+
+    def ar_command():  # /o2c ar without an argument: the aging and the top 10 customers
+        with db.read_session() as s:
+            aging = _call(receivables.aging_by_currency, s, AS_OF)
+            top = receivables.top_balances(s, AS_OF)
+        return (aging["USD"].total, top[0].customer_id)
+
+    def floor():  # the hand-written aggregate: one SQL pass, open invoices by currency/bucket
+        edges = [AS_OF - timedelta(days=d) for d in (0, 30, 60, 90)]
+        sql = sa.text(
+            "SELECT currency, CASE WHEN due_date >= :e0 THEN 0 WHEN due_date >= :e1 THEN 1 "
+            "WHEN due_date >= :e2 THEN 2 WHEN due_date >= :e3 THEN 3 ELSE 4 END AS b, "
+            "SUM(balance_minor) FROM invoices WHERE balance_minor > 0 AND issue_date <= :d "
+            "GROUP BY currency, b")
+        with db.engine.connect() as conn:
+            rows = conn.execute(sql, {"e0": edges[0], "e1": edges[1], "e2": edges[2],
+                                      "e3": edges[3], "d": AS_OF}).all()
+        return sum(int(r[2]) for r in rows if r[0] == "USD")
+
     results = {
         "aging, whole book, as of a past day": best_of(args.runs, "aging past", aging_past),
         "aging, whole book, as of today": best_of(args.runs, "aging today", aging_today),
         "customer position as of a past day (200 customers)":
             best_of(args.runs, "200 positions past", positions_past),
         "KPIs as of a past day": best_of(args.runs, "kpis past", kpis_past),
+        "KPIs as of today": best_of(args.runs, "kpis today", kpis_today),
+        "/o2c ar (aging + top 10 customers)": best_of(args.runs, "o2c ar", ar_command),
+        "floor: one hand-written SQL aggregate (open AR by currency and bucket)":
+            best_of(args.runs, "floor", floor),
     }
+    base = results["floor: one hand-written SQL aggregate (open AR by currency and bucket)"][0]
+    for label in ("KPIs as of a past day", "KPIs as of today",
+                  "/o2c ar (aging + top 10 customers)"):
+        print(f"{label}: {results[label][0] / base:.1f}x the floor")
     print("answers:", {k: v[2] for k, v in results.items()})
     load_after = os.getloadavg()
     if not args.no_record:

@@ -33,6 +33,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bot.server import create_app
 
     settings = _settings().require_for_serve()
+    from bot.observability import configure_logging
+
+    configure_logging(settings.o2c_log_format)
     if settings.o2c_sandbox:  # the local sandbox never listens beyond this computer
         from sandbox.web import check_bind_host
 
@@ -40,8 +43,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     if settings.socket_mode:
         _start_socket_mode(app.state.runtime, settings)
+    # JSON logs: uvicorn's own loggers go through the root handler too (one format)
+    extra = {"log_config": None} if settings.o2c_log_format == "json" else {}
     uvicorn.run(app, host=args.host, port=settings.port, log_level="info",
-                proxy_headers=True)
+                proxy_headers=True, **extra)
     return 0
 
 

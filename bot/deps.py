@@ -9,6 +9,7 @@ outbox wake-up and the cache of users seen. Nothing of it lives in a module.
 from __future__ import annotations
 
 import threading
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
@@ -62,6 +63,17 @@ class Deps:
         with self.db.read_session() as session:
             tz = policy.current(session).business_timezone
         return self.clock.business_today(tz)
+
+    def answering(self, body: dict, request_id: str | None) -> AbstractContextManager[None]:
+        """The work after a Slack request's ack: timed (`o2c_slack_answer_seconds`) and
+        logged, with its outbox rows stamped, under the request's id."""
+        from bot import observability
+
+        kind, command = observability.label_of(body)
+        scope = ExitStack()
+        scope.enter_context(observability.request_scope(request_id))
+        scope.enter_context(observability.timed(observability.ANSWER_SECONDS, kind, command))
+        return scope
 
     def notify_outbox(self) -> None:
         """Wake the outbox workers after a commit that wrote notifications."""

@@ -41,6 +41,8 @@ JOBS: dict[str, Job] = {job.name: job for job in (
         "and late fees (each once)"),
     Job(reports.NAME, reports.kpi_report, {"minute": "*/15"},
         "weekly KPI post to the AR channel (due Monday 08:00 business time)"),
+    Job(reports.SNAPSHOT, reports.kpi_snapshot, {"minute": "*/5"},
+        "refresh the KPI snapshot of admins' App Home when the books changed"),
     Job("subscription-billing", revenue_jobs.subscription_billing, {"minute": "10"},
         "invoice each subscription period billed in advance (once per period)"),
     Job("revenue-close", revenue_jobs.revenue_close, {"minute": "20"},

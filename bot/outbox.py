@@ -68,6 +68,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from blocks import templates
+from bot import observability
 from bot.db import Database
 from bot.settings import Settings
 from handlers.common import note_database_down
@@ -365,6 +366,7 @@ class OutboxWorker:
             self._finish(row_id, status=OutboxStatus.PENDING, undo_attempt=True,
                          next_attempt_at=paused_until)
             return
+        token = observability.REQUEST_ID.set(row.request_id)  # its log lines: the request's
         try:
             with self._heartbeat(row_id):
                 result = self._send(row, target)
@@ -380,16 +382,22 @@ class OutboxWorker:
                      limited.delay)
             self._finish(row_id, status=OutboxStatus.PENDING, error=limited.reason,
                          undo_attempt=True, next_attempt_at=until)
+            observability.delivered(row.transport, "429")
         except Retry as retry:
             self._retry_or_fail(row, retry)
         except Permanent as exc:
             log.error("outbox %s failed permanently: %s", row_id, exc)
             self._fail(row, str(exc))
+            observability.delivered(row.transport, "failed")
         except Exception as exc:
             log.exception("outbox %s failed: unexpected error", row_id)
             self._fail(row, f"unexpected: {exc!r}")
+            observability.delivered(row.transport, "failed")
         else:
             self._finish(row_id, status=OutboxStatus.SENT, result=result)
+            observability.delivered(row.transport, "sent")
+        finally:
+            observability.REQUEST_ID.reset(token)
 
     def _retry_or_fail(self, row: OutboxMessage, retry: Retry) -> None:
         transport = self.transports.get(row.transport)
@@ -402,11 +410,13 @@ class OutboxWorker:
             log.error("outbox %s failed after %s attempts: %s", row.id, row.attempts,
                       retry.reason)
             self._fail(row, retry.reason)
+            observability.delivered(row.transport, "failed")
             return
         backoff = (transport.backoff(row.attempts) if transport is not None
                    else self._backoff(row.attempts))
         delay = max(retry.delay, backoff)
         log.info("outbox %s retry in %.1fs: %s", row.id, delay, retry.reason)
+        observability.delivered(row.transport, "retried")
         self._finish(row.id, status=OutboxStatus.PENDING, error=retry.reason,
                      next_attempt_at=self.now() + timedelta(seconds=delay))
 

@@ -27,6 +27,7 @@ from workflows import policy as policies
 from workflows.workcalendar import zone
 
 NAME = "kpi-report"
+SNAPSHOT = "kpi-snapshot"
 DUE_TIME = time(8)  # on the ISO week's Monday, in the business time zone
 
 
@@ -64,3 +65,21 @@ def kpi_report(deps, as_of: date | None) -> dict:
         return {"week": key, "posted": False, "reason": "already posted this week"}
     deps.notify_outbox()
     return {"week": key, "posted": True, "as_of": data["as_of"], "dso": data["dso"]}
+
+
+def kpi_snapshot(deps, as_of: date | None) -> dict:
+    """Refresh the KPI snapshot admins' App Home shows (`workflows.kpis.snapshot`) for the
+    business day, when the books changed since it was computed (or there is none for the
+    day); otherwise one index probe. The KPIs are computed in a read session and stored in a
+    short transaction, like the weekly post."""
+    as_of = as_of or deps.business_today()
+    with deps.db.read_session() as session:
+        if kpis.is_fresh(session, as_of):
+            return {"as_of": as_of.isoformat(), "refreshed": False}
+        data, marker = kpis.compute_snapshot(session, as_of)
+    try:
+        with deps.db.transaction() as session:
+            kpis.store_snapshot(session, as_of, data, marker, deps.clock.now())
+    except IntegrityError:  # another process stored the day's first snapshot at the same time
+        return {"as_of": as_of.isoformat(), "refreshed": False}
+    return {"as_of": as_of.isoformat(), "refreshed": True, "dso": data["dso"]}

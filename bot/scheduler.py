@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -28,7 +29,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.exc import IntegrityError
 
-from bot import jobs
+from bot import jobs, observability
 from bot.db import Database
 from models import JobRun
 from models.base import utcnow
@@ -131,8 +132,11 @@ def build_scheduler(deps) -> BackgroundScheduler:
 
         def run(spec: jobs.Job = spec) -> None:
             now = deps.clock.now().replace(second=0, microsecond=0)
+            started = time.monotonic()
+            outcome = "failed"
             try:
                 summary = run_scheduled(deps, spec, now)
+                outcome = "skipped" if summary is None else "ran"
                 if summary is not None:
                     log.info("job %s: %s", spec.name, summary)
                     deps.notify_outbox()
@@ -142,6 +146,9 @@ def build_scheduler(deps) -> BackgroundScheduler:
                                 spec.name, type(error).__name__)
                 else:
                     log.exception("job %s failed", spec.name)
+            finally:
+                observability.JOB_RUNS.labels(spec.name, outcome).inc()
+                observability.JOB_SECONDS.labels(spec.name).observe(time.monotonic() - started)
 
         scheduler.add_job(run, CronTrigger(**{"timezone": UTC, **cron}), id=spec.name,
                           name=spec.summary, replace_existing=True)

@@ -33,6 +33,7 @@ from api.inbound import router as inbound_router
 from api.routes import Unauthorized
 from api.routes import router as api_router
 from api.webhooks import router as webhooks_router
+from bot import observability
 from bot.db import RETRY_AFTER, Database
 from bot.deps import Deps, build_deps
 from bot.outbox import OutboxWorker, make_integrations_worker, make_worker
@@ -106,6 +107,14 @@ def bootstrap_admins_when_reachable(deps: Deps) -> None:
     threading.Thread(target=retry, name="o2c-bootstrap-admins", daemon=True).start()
 
 
+def _dispatch(bolt: App, bolt_request, request_id: str):
+    """Bolt's dispatch (up to the ack), timed and logged under the request id."""
+    kind, command = observability.label_of(bolt_request.body)
+    with observability.request_scope(request_id), \
+            observability.timed(observability.ACK_SECONDS, kind, command):
+        return bolt.dispatch(bolt_request)
+
+
 def bolt_endpoint(bolt: App, signing_secret: str):
     """An ASGI endpoint that hands a Slack request to a sync Bolt app in the thread pool.
 
@@ -131,9 +140,13 @@ def bolt_endpoint(bolt: App, signing_secret: str):
                         request.client.host if request.client else "?", refused.reason,
                         refused.status)
             return Response(status_code=refused.status)
-        bolt_response = await run_in_threadpool(bolt.dispatch, bolt_request)
+        request_id = observability.new_request_id(request.headers.get("x-request-id"))
+        # (Bolt copies the context into the lazy listener's request)
+        bolt_request.context[observability.CONTEXT_KEY] = request_id
+        bolt_response = await run_in_threadpool(_dispatch, bolt, bolt_request, request_id)
         headers = {k: v[0] for k, v in bolt_response.headers.items()
                    if v and k.lower() != "content-length"}
+        headers["X-Request-Id"] = request_id
         return Response(content=bolt_response.body, status_code=bolt_response.status,
                         headers=headers)
 
@@ -217,6 +230,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
                       methods=["GET"])
 
     add_health_checks(app, deps)
+    add_metrics(app, deps)
     app.include_router(api_router)
     app.include_router(backoffice_router)
     app.include_router(webhooks_router)
@@ -234,9 +248,24 @@ def create_app(settings: Settings, *, db: Database | None = None,
     return app
 
 
+def schema_heads() -> tuple[str, set[str | None]]:
+    """This code's migration head, and the revisions before it (a database at one of them, or
+    at none, is behind). A revision this code does not know is newer: during a rolling
+    upgrade (migrate first, then restart the processes) the old processes stay ready."""
+    from alembic.script import ScriptDirectory
+
+    from bot.migrate import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config(""))
+    head = script.get_current_head()
+    return head, {None} | {r.revision for r in script.walk_revisions() if r.revision != head}
+
+
 def add_health_checks(app: FastAPI, deps: Deps) -> None:
     """`/healthz` (the process answers) and `/readyz` (its database is reachable and
     migrated), both outside the OpenAPI description."""
+
+    head, behind = schema_heads()
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:
@@ -253,4 +282,22 @@ def add_health_checks(app: FastAPI, deps: Deps) -> None:
             return JSONResponse({"status": "unavailable", "database": "unreachable or not "
                                  "migrated (run o2c migrate)"}, status_code=503,
                                 headers={"Retry-After": str(RETRY_AFTER)})
-        return JSONResponse({"status": "ready", "schema": version[0] if version else None})
+        schema = version[0] if version else None
+        if schema in behind:  # a revision this code knows, older than its head
+            log.warning("not ready: database schema %s, this code needs %s", schema, head)
+            return JSONResponse({"status": "unavailable", "schema": schema, "needs": head,
+                                 "database": "migrations are behind (run o2c migrate)"},
+                                status_code=503, headers={"Retry-After": str(RETRY_AFTER)})
+        return JSONResponse({"status": "ready", "schema": schema})
+
+
+def add_metrics(app: FastAPI, deps: Deps) -> None:
+    """`/metrics` in Prometheus' text format (`bot.observability`), outside the OpenAPI
+    description: this process's latencies, deliveries and jobs, and the outbox's depth."""
+    observability.stamp_outbox_rows()
+    observability.watch_outbox(deps.db, deps.clock)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        body, content_type = observability.exposition()
+        return Response(content=body, media_type=content_type)

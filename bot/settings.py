@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -91,6 +91,9 @@ class Settings(BaseSettings):
 
     # local sandbox (never on unless asked for)
     o2c_sandbox: bool = False
+
+    # operations (issue 18): log lines as JSON objects (with the request id), `/metrics`
+    o2c_log_format: Literal["text", "json"] = "text"
 
     # integrations (each optional: without it that feature is off and nothing else changes)
     # where customers and providers reach this server (https://o2c.example.com): the "Pay

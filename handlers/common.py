@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import date, datetime
 from typing import Any
 
@@ -305,6 +305,9 @@ def acknowledge(ack: Ack) -> None:
     ack()
 
 
+REQUEST_ID = "o2c_request_id"  # the request id `bot.server` puts in the Bolt context
+
+
 def after_ack(func: Callable[..., None]) -> Callable[[BoltRequest], None]:
     """`func` as a lazy listener (`app.action(ID)(ack=acknowledge, lazy=[after_ack(func)])`)
     whose errors reach the app's error handler like any other listener's.
@@ -324,13 +327,17 @@ def after_ack(func: Callable[..., None]) -> Callable[[BoltRequest], None]:
     def lazy_listener(request: BoltRequest) -> None:
         if not accepted(request.context.ack):
             return
-        try:
-            func(**build_required_kwargs(logger=request.context.logger,
-                                         required_arg_names=wanted, request=request,
-                                         response=None, this_func=func))
-        except Exception as error:
-            request.context.listener_runner.listener_error_handler.handle(
-                error=error, request=request, response=None)
+        deps = request.context.get("deps")
+        scope = (deps.answering(request.body, request.context.get(REQUEST_ID))
+                 if hasattr(deps, "answering") else nullcontext())
+        with scope:
+            try:
+                func(**build_required_kwargs(logger=request.context.logger,
+                                             required_arg_names=wanted, request=request,
+                                             response=None, this_func=func))
+            except Exception as error:
+                request.context.listener_runner.listener_error_handler.handle(
+                    error=error, request=request, response=None)
 
     # Bolt names a lazy listener after its function (logs); it must not unwrap to `func`,
     # or it would inject `func`'s arguments instead of the request

@@ -73,6 +73,10 @@ class Deps(Protocol):
         """Wake the outbox worker after a commit that wrote notifications."""
         ...
 
+    def answering(self, body: dict, request_id: str | None) -> AbstractContextManager[None]:
+        """Wraps the work after a request's ack: timed, logged under the request id."""
+        ...
+
 
 def deps_of(context: BoltContext) -> Deps:
     return context["deps"]

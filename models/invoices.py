@@ -51,6 +51,13 @@ class Invoice(SQLModel, table=True):
         sa.Index("ix_invoices_open_amount", "currency", "balance_minor"),
         # KPIs: credit sales of a period (DSO, count-back month by month) from the index alone
         sa.Index("ix_invoices_sales", "currency", "issue_date", "total_minor"),
+        # KPIs: sales invoices issued in the window (invoice accuracy, dispute rate)
+        sa.Index("ix_invoices_issued", "issue_date", "fee_for_invoice_id"),
+        # aging and AR of a currency (KPIs, /o2c ar): open invoices read from the index alone
+        sa.Index("ix_invoices_open_currency", "currency", "issue_date", "due_date",
+                 "balance_minor",
+                 sqlite_where=sa.text("balance_minor > 0"),
+                 postgresql_where=sa.text("balance_minor > 0")),
         sa.CheckConstraint("balance_minor >= 0", name="ck_invoices_balance_not_negative"),
         sa.CheckConstraint("balance_minor <= total_minor", name="ck_invoices_balance_le_total"),
         # a late fee is charged once per (invoice, dunning level) (workflows.late_fees)

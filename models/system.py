@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from models.base import json_field, ts_field
+from models.base import big_field, json_field, ts_field
 
 
 class AuditEvent(SQLModel, table=True):
@@ -57,6 +57,8 @@ class OutboxMessage(SQLModel, table=True):
     result: dict = json_field()
     created_at: datetime = ts_field(nullable=False, default_now=True)
     sent_at: datetime | None = ts_field()
+    # the request (Slack or API) whose work queued it, for following it in the logs
+    request_id: str | None = Field(default=None, max_length=64)
 
 
 class IdempotencyKey(SQLModel, table=True):
@@ -127,3 +129,16 @@ class Policy(SQLModel, table=True):
     value: str = Field(max_length=500)
     updated_by: str = Field(max_length=32)
     updated_at: datetime = ts_field(nullable=False, default_now=True, on_update=True)
+
+
+class KpiSnapshot(SQLModel, table=True):
+    """The latest KPIs of a day (`workflows.kpis.to_json`), served to admins' App Home instead
+    of recomputing them on every opening; refreshed by the `kpi-report` job when the books
+    changed (`audit_id`: the last audit event it saw). One row per day, replaced in place."""
+
+    __tablename__ = "kpi_snapshots"
+
+    as_of: date = Field(primary_key=True)
+    computed_at: datetime = ts_field(nullable=False)
+    audit_id: int = big_field(default=0)  # max(audit_log.id) when computed
+    data: dict = json_field()

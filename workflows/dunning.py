@@ -32,6 +32,7 @@ Before the levels, `run_all` writes off small leftovers (`workflows.write_offs`)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -44,7 +45,8 @@ from workflows import credit_hold, late_fees, outbox, policy, write_offs
 from workflows.collections import invoice_snapshot
 
 EMAIL_KINDS = ("friendly", "reminder", "firm", "final")
-BATCH = 200
+BATCH = 50  # invoices per write transaction (the job chooses its own per database)
+FIND = 5000  # invoice ids per level found per read
 
 
 @dataclass(frozen=True)
@@ -93,23 +95,45 @@ class DunningRun:
                 "small_balances_written_off": len(self.written_off)}
 
 
-def _candidates(session: Session, level: Level, next_offset: int | None, as_of: date,
-                limit: int) -> list[tuple[Invoice, Customer, str | None]]:
-    """Open invoices, not wholly in dispute, whose latest reached level is `level` and that
-    have no notice of this level or a later one."""
+def _due(level: Level, next_offset: int | None, as_of: date) -> list[sa.ColumnElement]:
+    """SQL: open invoices, not wholly in dispute, whose latest reached level is `level` and
+    that have no notice of this level or a later one."""
     notice = DunningNotice.__table__
     later_sent = sa.exists(select(notice.c.id).where(notice.c.invoice_id == Invoice.id,
                                                      notice.c.level >= level.offset))
+    conditions = [Invoice.balance_minor > 0, Invoice.balance_minor > Invoice.disputed_minor,
+                  Invoice.due_date <= as_of - timedelta(days=level.offset), ~later_sent]
+    if next_offset is not None:
+        conditions.append(Invoice.due_date > as_of - timedelta(days=next_offset))
+    return conditions
+
+
+def _candidates(session: Session, level: Level, next_offset: int | None, as_of: date,
+                limit: int, ids: list[int] | None = None
+                ) -> list[tuple[Invoice, Customer, str | None]]:
+    """The invoices due at `level` (`_due`), with their customer and order's sales rep;
+    with `ids`, only those (found earlier in a read session, checked again here)."""
     query = (select(Invoice, Customer, Order.sales_rep_id)
              .join(Customer, Customer.id == Invoice.customer_id)
              .outerjoin(Order, Order.id == Invoice.order_id)
-             .where(Invoice.balance_minor > 0, Invoice.balance_minor > Invoice.disputed_minor,
-                    Invoice.due_date <= as_of - timedelta(days=level.offset),
-                    ~later_sent)
+             .where(*_due(level, next_offset, as_of))
              .order_by(Invoice.id).limit(limit))
-    if next_offset is not None:
-        query = query.where(Invoice.due_date > as_of - timedelta(days=next_offset))
+    if ids is not None:
+        query = query.where(Invoice.id.in_(ids))
     return list(session.exec(query).all())
+
+
+def due_invoices(session: Session, as_of: date, *, limit: int
+                 ) -> list[tuple[Level, int | None, list[int]]]:
+    """Per level, the ids of up to `limit` invoices due at it (a read: no lock is taken)."""
+    levels = plan(policy.current(session).dunning_offsets)
+    found = []
+    for i, level in enumerate(levels):
+        next_offset = levels[i + 1].offset if i + 1 < len(levels) else None
+        ids = list(session.exec(select(Invoice.id).where(*_due(level, next_offset, as_of))
+                                .order_by(Invoice.id).limit(limit)).all())
+        found.append((level, next_offset, ids))
+    return found
 
 
 def run_dunning(session: Session, as_of: date, *, batch: int = BATCH,
@@ -129,11 +153,16 @@ def run_dunning(session: Session, as_of: date, *, batch: int = BATCH,
     return run
 
 
-def run_all(db, as_of: date, *, batch: int = BATCH,
-            now: datetime | None = None) -> DunningRun:
+def run_all(db, as_of: date, *, batch: int = BATCH, now: datetime | None = None,
+            between: Callable[[], None] = lambda: None) -> DunningRun:
     """Dunning for `as_of` in batches of short transactions (a long write would hold
-    SQLite's lock and delay every Slack click). With `now` (the job passes the clock's), small
-    leftovers are written off first (`write_offs.write_off_small_balances`)."""
+    SQLite's lock and delay every Slack click): the invoices due are found in a read session
+    (up to FIND per level at a time), then written `batch` at a time, each transaction
+    checking its invoices again (paid or disputed since: skipped; claimed by another process:
+    the notice's unique key). `between` runs after each write transaction (the job pauses
+    there so that a click waiting for SQLite's write lock gets it). With `now` (the job passes
+    the clock's), small leftovers are written off first (`write_offs.write_off_small_balances`).
+    A pass that sends nothing ends the run, so an invoice that cannot be claimed never loops."""
     run = DunningRun(as_of)
     while now is not None:
         with db.transaction() as session:
@@ -142,10 +171,26 @@ def run_all(db, as_of: date, *, batch: int = BATCH,
         run.written_off += done
         if len(done) < batch:
             break
+        between()
     while True:
-        with db.transaction() as session:
-            run_dunning(session, as_of, batch=batch, run=run)
-        if run.candidates < batch:
+        # the candidates are found in a read session (no write lock held while scanning)...
+        with db.read_session() as session:
+            found = due_invoices(session, as_of, limit=FIND)
+        sent = 0
+        for level, next_offset, ids in found:
+            for start in range(0, len(ids), batch):
+                chunk = ids[start:start + batch]
+                # ...and written in short transactions, each invoice checked again in it
+                with db.transaction() as session:
+                    for invoice, customer, order_rep in _candidates(
+                            session, level, next_offset, as_of, len(chunk), ids=chunk):
+                        if _send_level(session, level, invoice, customer, order_rep, as_of,
+                                       run):
+                            run.sent[level.offset] = run.sent.get(level.offset, 0) + 1
+                            sent += 1
+                between()  # let other writers in (the job passes a short pause)
+        run.candidates = max((len(ids) for _, _, ids in found), default=0)
+        if run.candidates < FIND or not sent:
             return run
 
 

@@ -63,12 +63,14 @@ from models import (
     Allocation,
     Approval,
     ApprovalStatus,
+    AuditEvent,
     CreditNote,
     Deduction,
     DeductionStatus,
     Dispute,
     DisputeStatus,
     Invoice,
+    KpiSnapshot,
     Order,
     Payment,
     Shipment,
@@ -76,7 +78,7 @@ from models import (
     WriteOffReason,
     money,
 )
-from workflows.receivables import aging_by_currency
+from workflows.receivables import aging_by_currency, ar_total
 
 WINDOW_DAYS = 90
 COUNT_BACK_MONTHS = 36
@@ -136,20 +138,65 @@ def sales_between(session: Session, currency: str, start: date, end: date, *,
         Invoice.issue_date <= end, *_known(Invoice.created_at, known_at))).one())
 
 
-def _count_back(session: Session, currency: str, as_of: date, ar: int,
-                known_at: datetime | None = None) -> Decimal | None:
-    if ar <= 0:
-        return Decimal(0)
-    remaining, days, end = Decimal(ar), Decimal(0), as_of
+def sales_by_day(session: Session, currency: str, start: date, end: date, *,
+                 known_at: datetime | None = None) -> dict[date, int]:
+    """Credit sales per issue day from `start` to `end` (inclusive): one grouped range scan of
+    `ix_invoices_sales (currency, issue_date, total_minor)`, read from the index alone."""
+    return {day: int(total) for day, total in session.exec(
+        select(Invoice.issue_date, sa.func.sum(Invoice.total_minor)).where(
+            Invoice.currency == currency, Invoice.issue_date >= start,
+            Invoice.issue_date <= end, *_known(Invoice.created_at, known_at))
+        .group_by(Invoice.issue_date)).all()}
+
+
+def count_back_months(as_of: date) -> list[tuple[date, date]]:
+    """The count-back's months, newest first: (first day, last day counted) — the month of
+    `as_of` up to `as_of`, then COUNT_BACK_MONTHS - 1 whole months before it."""
+    months, end = [], as_of
     for _ in range(COUNT_BACK_MONTHS):
         start = end.replace(day=1)
-        length = (end - start).days + 1
-        sales = Decimal(sales_between(session, currency, start, end, known_at=known_at))
-        if sales >= remaining and sales > 0:
-            return days + remaining / sales * length
-        remaining -= sales
-        days += length
+        months.append((start, end))
         end = start - timedelta(days=1)  # the last day of the month before
+    return months
+
+
+class _Sales:
+    """Credit sales of one currency by day, read in at most two grouped queries: the first
+    covers the window and the newest months (where the count-back usually stops), the second,
+    only when AR is larger than that, the rest of the count-back's three years."""
+
+    FIRST_MONTHS = 4
+
+    def __init__(self, session: Session, currency: str, as_of: date, window_start: date,
+                 known_at: datetime | None) -> None:
+        self.session, self.currency, self.known_at = session, currency, known_at
+        self.months = count_back_months(as_of)
+        self.start = min(window_start, self.months[self.FIRST_MONTHS - 1][0])
+        self.daily = sales_by_day(session, currency, self.start, as_of, known_at=known_at)
+
+    def between(self, start: date, end: date) -> int:
+        if start < self.start:
+            self.daily.update(sales_by_day(self.session, self.currency, self.months[-1][0],
+                                           self.start - timedelta(days=1),
+                                           known_at=self.known_at))
+            self.start = self.months[-1][0]
+        if start < self.start:
+            return sales_between(self.session, self.currency, start, end,
+                                 known_at=self.known_at)
+        return sum(total for day, total in self.daily.items() if start <= day <= end)
+
+
+def _count_back(sales: _Sales, ar: int) -> Decimal | None:
+    if ar <= 0:
+        return Decimal(0)
+    remaining, days = Decimal(ar), Decimal(0)
+    for start, end in sales.months:
+        length = (end - start).days + 1
+        month = Decimal(sales.between(start, end))
+        if month >= remaining and month > 0:
+            return days + remaining / month * length
+        remaining -= month
+        days += length
     return None  # more AR than three years of sales: not meaningful
 
 
@@ -181,18 +228,16 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
         if currency in aging:
             report.ar_minor = aging[currency].total
             report.current_ar_minor = aging[currency].buckets["current"]
-        report.credit_sales_minor = sales_between(session, currency, start, as_of,
-                                                  known_at=known_at)
+        sales = _Sales(session, currency, as_of, start, known_at)
+        report.credit_sales_minor = sales.between(start, as_of)
         if report.credit_sales_minor:
-            sales = Decimal(report.credit_sales_minor)
-            report.dso = _q(Decimal(report.ar_minor) / sales * days)
-            report.best_possible_dso = _q(Decimal(report.current_ar_minor) / sales * days)
+            in_window = Decimal(report.credit_sales_minor)
+            report.dso = _q(Decimal(report.ar_minor) / in_window * days)
+            report.best_possible_dso = _q(Decimal(report.current_ar_minor) / in_window * days)
             report.average_days_delinquent = _q(report.dso - report.best_possible_dso)
-        report.count_back_dso = _q(_count_back(session, currency, as_of, report.ar_minor,
-                                               known_at))
-        before = aging_by_currency(session, start - timedelta(days=1),
-                                   known_at=known_at).get(currency)
-        begin = before.total if before else 0
+        report.count_back_dso = _q(_count_back(sales, report.ar_minor))
+        # AR the day before the window (CEI): its total only, not a second aging
+        begin = ar_total(session, currency, start - timedelta(days=1), known_at=known_at)
         denominator = begin + report.credit_sales_minor - report.current_ar_minor
         if denominator > 0:
             numerator = begin + report.credit_sales_minor - report.ar_minor
@@ -200,38 +245,48 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
     _cash_application(session, report, start, as_of)
     _approvals(session, report, start, as_of)
     _cycle_time(session, report, start, as_of)
-    _accuracy(session, report, start, as_of)
-    _back_office(session, report, start, as_of)
+    issued = _issued_count(session, start, as_of, known_at)
+    _accuracy(session, report, start, as_of, issued)
+    _back_office(session, report, start, as_of, issued)
     return report
 
 
 def _cash_application(session: Session, report: KpiReport, start: date, end: date) -> None:
+    """One aggregate over the window's payments (each with its allocations summed first)."""
     known = report.known_at
     is_manual = Allocation.method == "manual"
-    rows = session.exec(
-        select(Payment.status, Payment.currency, Payment.amount_minor,
-               sa.func.coalesce(sa.func.sum(sa.case((is_manual, 1), else_=0)), 0),
+    per_payment = (
+        select(Payment.status.label("status"), Payment.currency.label("currency"),
+               Payment.amount_minor.label("amount"),
+               sa.func.coalesce(sa.func.sum(sa.case((is_manual, 1), else_=0)), 0)
+               .label("manual"),
                sa.func.coalesce(sa.func.sum(sa.case((is_manual, 0),
-                                                    else_=Allocation.amount_minor)), 0))
+                                                    else_=Allocation.amount_minor)), 0)
+               .label("allocated"))
         .outerjoin(Allocation, sa.and_(Allocation.payment_id == Payment.id,
                                        *_known(Allocation.created_at, known)))
         .where(Payment.received_at >= _start_of(start),
                Payment.received_at < _start_of(end + timedelta(days=1)),
                *_known(Payment.created_at, known))
-        .group_by(Payment.id, Payment.status, Payment.currency, Payment.amount_minor)).all()
-    report.payments_received = len(rows)
-    if not rows:
-        return
+        .group_by(Payment.id, Payment.status, Payment.currency, Payment.amount_minor)
+        .subquery())
+    p = per_payment.c
     # (with `known_at`, a payment counts as matched if the engine had allocated from it by then)
-    auto = [(currency, int(allocated)) for status, currency, _, manual, allocated in rows
-            if (status in ("applied", "partially_applied") or known) and not manual
-            and allocated]
-    report.auto_match_rate = _q(Decimal(len(auto)) / len(rows) * 100)
-    received = sum(amount for _, currency, amount, _, _ in rows
-                   if currency == report.currency)
-    if received:
-        matched = sum(allocated for currency, allocated in auto if currency == report.currency)
-        report.auto_match_amount_rate = _q(Decimal(matched) / received * 100)
+    settled = sa.true() if known else p.status.in_(("applied", "partially_applied"))
+    auto = sa.and_(settled, p.manual == 0, p.allocated != 0)
+    home = p.currency == (report.currency or "")
+    count, auto_count, received, matched = session.exec(select(
+        sa.func.count(),
+        sa.func.coalesce(sa.func.sum(sa.case((auto, 1), else_=0)), 0),
+        sa.func.coalesce(sa.func.sum(sa.case((home, p.amount), else_=0)), 0),
+        sa.func.coalesce(sa.func.sum(sa.case((sa.and_(auto, home), p.allocated), else_=0)),
+                         0))).one()
+    report.payments_received = int(count)
+    if not count:
+        return
+    report.auto_match_rate = _q(Decimal(int(auto_count)) / int(count) * 100)
+    if received and report.currency:
+        report.auto_match_amount_rate = _q(Decimal(int(matched)) / int(received) * 100)
 
 
 def _approvals(session: Session, report: KpiReport, start: date, end: date) -> None:
@@ -264,33 +319,41 @@ def _issued_in(start: date, end: date, known: datetime | None) -> list[sa.Column
             Invoice.fee_for_invoice_id.is_(None), *_known(Invoice.created_at, known)]
 
 
-def _accuracy(session: Session, report: KpiReport, start: date, end: date) -> None:
+def _issued_count(session: Session, start: date, end: date, known: datetime | None) -> int:
+    """Sales invoices issued in the window: a range scan of `ix_invoices_issued`."""
+    return int(session.exec(select(sa.func.count()).select_from(Invoice).where(
+        *_issued_in(start, end, known))).one())
+
+
+def _accuracy(session: Session, report: KpiReport, start: date, end: date,
+              issued: int) -> None:
     known = report.known_at
-    issued = session.exec(select(sa.func.count()).select_from(Invoice).where(
-        *_issued_in(start, end, known))).one()
     if not issued:
         return
-    credited = sa.exists(select(CreditNote.id).where(
-        CreditNote.invoice_id == Invoice.id, *_known(CreditNote.created_at, known)))
-    accepted = sa.exists(select(Dispute.id).where(
-        Dispute.invoice_id == Invoice.id, Dispute.status == DisputeStatus.ACCEPTED,
-        *_known(Dispute.resolved_at, known)))
-    corrected = session.exec(select(sa.func.count()).select_from(Invoice).where(
-        *_issued_in(start, end, known), sa.or_(credited, accepted))).one()
+    corrected_ids = sa.union(
+        select(CreditNote.invoice_id.label("invoice_id"))
+        .where(*_known(CreditNote.created_at, known)),
+        select(Dispute.invoice_id.label("invoice_id"))
+        .where(Dispute.status == DisputeStatus.ACCEPTED,
+               *_known(Dispute.resolved_at, known))).subquery()
+    corrected = int(session.exec(
+        select(sa.func.count(sa.distinct(Invoice.id)))
+        .join(corrected_ids, corrected_ids.c.invoice_id == Invoice.id)
+        .where(*_issued_in(start, end, known))).one())
     report.invoice_accuracy = _q(Decimal(issued - corrected) / issued * 100)
 
 
-def _back_office(session: Session, report: KpiReport, start: date, end: date) -> None:
+def _back_office(session: Session, report: KpiReport, start: date, end: date,
+                 issued: int) -> None:
     known = report.known_at
     end_of = _start_of(end + timedelta(days=1))
     cutoff = min(end_of, known) if known is not None else end_of
-    issued = session.exec(select(sa.func.count()).select_from(Invoice).where(
-        *_issued_in(start, end, known))).one()
-    disputed = sa.exists(select(Dispute.id).where(Dispute.invoice_id == Invoice.id,
-                                                  Dispute.opened_at < cutoff))
-    report.disputes_opened = int(session.exec(select(sa.func.count()).select_from(Invoice)
-                                              .where(*_issued_in(start, end, known),
-                                                     disputed)).one())
+    # from the (few) disputes, each invoice probed by its key (never the window's invoices)
+    in_window = sa.exists(select(Invoice.id).where(Invoice.id == Dispute.invoice_id,
+                                                   *_issued_in(start, end, known)))
+    report.disputes_opened = int(session.exec(
+        select(sa.func.count(sa.distinct(Dispute.invoice_id)))
+        .where(Dispute.opened_at < cutoff, in_window)).one())
     if issued:
         report.dispute_rate = _q(Decimal(report.disputes_opened) / issued * 100)
     resolved = session.exec(select(Dispute.opened_at, Dispute.resolved_at).where(
@@ -360,6 +423,44 @@ def to_json(report: KpiReport) -> dict:
                   for c, buckets in report.aging.items()},
         "in_dispute": {c: money.to_str(v, c) for c, v in report.in_dispute.items()},
     }
+
+
+def books_marker(session: Session) -> int:
+    """The last audit event's id: every change to the books writes one (SPEC §5.7), so a
+    snapshot computed at this marker is still right while it has not moved."""
+    return int(session.exec(select(sa.func.coalesce(sa.func.max(AuditEvent.id), 0))).one())
+
+
+def snapshot(session: Session, as_of: date) -> KpiSnapshot | None:
+    """The KPI snapshot of `as_of`, or else the newest of an earlier day (App Home shows its
+    day and age), None when there is none yet."""
+    return session.exec(select(KpiSnapshot).where(KpiSnapshot.as_of <= as_of)
+                        .order_by(KpiSnapshot.as_of.desc()).limit(1)).first()
+
+
+def is_fresh(session: Session, as_of: date) -> bool:
+    """Whether `as_of`'s snapshot exists and nothing was recorded since it was computed."""
+    row = session.get(KpiSnapshot, as_of)
+    return row is not None and row.audit_id == books_marker(session)
+
+
+def compute_snapshot(session: Session, as_of: date) -> tuple[dict, int]:
+    """`as_of`'s KPIs (`to_json`) and the books marker they were computed at (read first, so
+    a change recorded during the computation makes the snapshot stale, never lost)."""
+    marker = books_marker(session)
+    return to_json(compute(session, as_of)), marker
+
+
+def store_snapshot(session: Session, as_of: date, data: dict, audit_id: int,
+                   now: datetime) -> KpiSnapshot:
+    """Replace `as_of`'s snapshot (one row per day) unless a newer one is already there."""
+    row = session.get(KpiSnapshot, as_of)
+    if row is None:
+        row = KpiSnapshot(as_of=as_of, computed_at=now, audit_id=audit_id, data=data)
+        session.add(row)
+    elif row.audit_id <= audit_id:
+        row.computed_at, row.audit_id, row.data = now, audit_id, data
+    return row
 
 
 def flat(data: dict, prefix: str = "") -> dict[str, object]:

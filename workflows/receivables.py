@@ -177,6 +177,23 @@ def aging_by_currency(session: Session, as_of: date, *, customer_id: int | None 
     return result
 
 
+def ar_total(session: Session, currency: str, as_of: date, *,
+             known_at: datetime | None = None) -> int:
+    """Open AR of one currency at the end of `as_of`: `aging_by_currency(...)[currency].total`
+    (0 when absent) without the buckets and the disputes — what is open today of the
+    invoices issued by then (the partial `ix_invoices_open_currency` index alone) plus what
+    was settled with a later date (the settlements' `effective_date` indexes)."""
+    scope = [Invoice.currency == currency, *invoices_known(as_of, known_at)]
+    total = int(session.exec(select(sa.func.coalesce(sa.func.sum(Invoice.balance_minor), 0))
+                             .where(Invoice.balance_minor > 0, *scope)).one())
+    for model in SETTLEMENTS:
+        total += int(session.exec(
+            select(sa.func.coalesce(sa.func.sum(model.amount_minor), 0))
+            .join(Invoice, Invoice.id == model.invoice_id)
+            .where(not_counted(model, as_of, known_at), *scope)).one())
+    return total
+
+
 def held_at(as_of: date, known_at: datetime | None = None) -> tuple[sa.ColumnElement, list]:
     """SQL: what a dispute held at the end of `as_of` (as known at `known_at`), and the
     conditions for it to hold anything (module docstring)."""
@@ -196,12 +213,14 @@ def _in_dispute(session: Session, as_of: date, known_at: datetime | None,
     """(currency, bucket, amount in dispute) at the end of `as_of`: reads the disputes that
     held something then and, for their invoices only, the settlements dated later."""
     amount, held = held_at(as_of, known_at)
+    # the (few) disputes summed per invoice first, then their invoices probed by key
+    holding = (select(Dispute.invoice_id.label("invoice_id"), sa.func.sum(amount).label("held"))
+               .where(*held).group_by(Dispute.invoice_id).subquery())
     rows = session.exec(
         select(Invoice.id, Invoice.currency, Invoice.due_date, Invoice.balance_minor,
-               sa.func.sum(amount))
-        .join(Dispute, Dispute.invoice_id == Invoice.id)
-        .where(*held, *scope)
-        .group_by(Invoice.id, Invoice.currency, Invoice.due_date, Invoice.balance_minor)).all()
+               holding.c.held)
+        .join(holding, holding.c.invoice_id == Invoice.id)
+        .where(*scope)).all()
     if not rows:
         return []
     ids = [row[0] for row in rows]
@@ -292,14 +311,20 @@ class CustomerBalance:
 
 
 def top_balances(session: Session, as_of: date, *, limit: int = 10) -> list[CustomerBalance]:
-    """Customers with the most overdue money, for `/o2c ar` without an argument."""
+    """Customers with the most overdue money, for `/o2c ar` without an argument: the open
+    invoices summed per customer from the partial `ix_invoices_open_aging` index alone, and
+    only the top `limit` customers' rows read."""
     overdue = sa.func.sum(sa.case((Invoice.due_date < as_of, Invoice.balance_minor), else_=0))
-    query = (select(Customer.id, Customer.name, Customer.currency,
-                    sa.func.sum(Invoice.balance_minor), overdue, sa.func.min(Invoice.due_date))
-             .join(Invoice, Invoice.customer_id == Customer.id)
-             .where(Invoice.balance_minor > 0)
-             .group_by(Customer.id, Customer.name, Customer.currency)
-             .order_by(overdue.desc(), sa.func.sum(Invoice.balance_minor).desc())
-             .limit(limit))
+    opened = sa.func.sum(Invoice.balance_minor)
+    top = (select(Invoice.customer_id.label("customer_id"), opened.label("open"),
+                  overdue.label("overdue"), sa.func.min(Invoice.due_date).label("oldest"))
+           .where(Invoice.balance_minor > 0)
+           .group_by(Invoice.customer_id)
+           .order_by(overdue.desc(), opened.desc(), Invoice.customer_id)
+           .limit(limit).subquery())
+    query = (select(Customer.id, Customer.name, Customer.currency, top.c.open, top.c.overdue,
+                    top.c.oldest)
+             .join(top, top.c.customer_id == Customer.id)
+             .order_by(top.c.overdue.desc(), top.c.open.desc(), Customer.id))
     return [CustomerBalance(r[0], r[1], r[2], int(r[3]), int(r[4] or 0), r[5])
             for r in session.exec(query).all()]

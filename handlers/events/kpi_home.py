@@ -1,8 +1,10 @@
 """The KPIs on the App Home tab of admins (finance leaders), a `HOME_SECTIONS` contribution.
 
-SPEC §1: the finance leader / admin sees DSO, aging, CEI and cycle-time KPIs on App Home. They
-are computed once per opening of the tab, in the read session App Home already holds, as of
-today in the admin's time zone like `/o2c kpi`, so they come from the indexed open balances.
+SPEC §1: the finance leader / admin sees DSO, aging, CEI and cycle-time KPIs on App Home. At a
+million invoices computing them takes seconds, so App Home shows the latest KPI snapshot
+(`workflows.kpis.snapshot`: the day's, refreshed by the `kpi-snapshot` job within minutes of
+a change, or else the newest earlier one) with its day and age; they are computed here only
+when there is no snapshot at all yet (a new install), in the read session App Home holds.
 """
 
 from __future__ import annotations
@@ -14,8 +16,24 @@ from models import Role
 from workflows import kpis
 
 
+def age_text(computed_at: datetime, now: datetime) -> str:
+    minutes = max(int((now - computed_at).total_seconds() // 60), 0)
+    if minutes < 1:
+        return "just now"
+    if minutes < 120:
+        return f"{minutes} min ago"
+    return f"{minutes // 60} h ago"
+
+
 def kpi_home(session, user, roles: list[str], today: date,
              now: datetime) -> list[dict]:
     if Role.ADMIN not in roles:
         return []
-    return home_section(kpis.to_json(kpis.compute(session, today, now=now)))
+    row = kpis.snapshot(session, today)
+    if row is None:
+        return home_section(kpis.to_json(kpis.compute(session, today, now=now)))
+    note = f"KPIs computed {age_text(row.computed_at, now)}"
+    if row.as_of != today:
+        note += f", as of {row.as_of.isoformat()}"
+    return [*home_section(row.data),
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": note}]}]

@@ -99,3 +99,45 @@ def test_admins_see_the_kpis_on_app_home_and_sales_reps_do_not(server, slack, st
     assert "DSO" in text_of(admin) and "90.00 days" in text_of(admin)
     assert "Aging USD" in text_of(admin)
     assert "Your roles" in text_of(rep) and "DSO" not in text_of(rep)
+
+
+def test_app_home_serves_the_kpi_snapshot_with_its_age_until_the_job_refreshes_it(
+        server, slack, standin) -> None:
+    from bot import reports
+
+    # given: 900 of sales in the window, the snapshot job run once, then 300 more sold
+    today = TODAY
+    with server.db.transaction() as s:
+        f.customer(s)
+        f.invoice(s, "INV-K1", total="300.00", issued=today - timedelta(days=60),
+                  due=today - timedelta(days=30))
+        f.invoice(s, "INV-K2", total="600.00", issued=today - timedelta(days=10),
+                  due=today + timedelta(days=20))
+    first = reports.kpi_snapshot(server.deps, None)
+    unchanged = reports.kpi_snapshot(server.deps, None)
+    with server.db.transaction() as s:
+        f.invoice(s, "INV-K3", total="300.00", issued=today - timedelta(days=5),
+                  due=today + timedelta(days=25))
+    # when the admin opens App Home
+    slack.app_home_opened("UADMIN01")
+    served = standin.api.wait_for(lambda: standin.api.home_view("UADMIN01"), 10, "home")
+    # then: the snapshot's figures (900 open of 900 sold: DSO 90), not recomputed, and its age
+    assert first["refreshed"] is True and unchanged["refreshed"] is False
+    assert "90.00 days" in text_of(served) and "KPIs computed" in text_of(served)
+    assert "USD 900.00" in text_of(served) and "USD 1200.00" not in text_of(served)
+    # when the job runs after the change and the admin opens App Home again
+    refreshed = reports.kpi_snapshot(server.deps, None)
+    slack.app_home_opened("UADMIN01")
+    again = standin.api.wait_for(
+        lambda: (view := standin.api.home_view("UADMIN01")) and "USD 1200.00" in str(view)
+        and view, 10, "refreshed home")
+    # then: 1,200 open of 1,200 sold, still DSO 90, now with the new AR
+    assert refreshed["refreshed"] is True
+    assert "90.00 days" in text_of(again)
+
+
+def test_kpi_snapshot_is_a_registered_job() -> None:
+    # when
+    spec = jobs.JOBS["kpi-snapshot"]
+    # then: often enough that App Home's figures are minutes old at most
+    assert spec.cron == {"minute": "*/5"}

@@ -154,6 +154,31 @@ def test_run_all_works_in_batches(db) -> None:
         assert len(s.exec(select(DunningNotice)).all()) == 7
 
 
+def test_run_all_finds_in_a_read_and_checks_each_invoice_again_when_writing(db) -> None:
+    # given three overdue invoices, found together, written one per transaction
+    with db.transaction() as s:
+        f.customer(s, "C-A", "Acme")
+        for i in range(3):
+            f.invoice(s, f"INV-{i}", "C-A", total="10.00", due=TODAY - timedelta(days=8))
+    pauses: list[int] = []
+
+    def between() -> None:  # after each write transaction: another writer gets in
+        pauses.append(1)
+        if len(pauses) == 1:  # the second invoice is paid meanwhile
+            with db.transaction() as s:
+                record_payment(s, PaymentIn(amount="10.00", currency="USD",
+                                            received_at=datetime.combine(TODAY, time(9), UTC),
+                                            reference="INV-1"), actor="test")
+
+    # when
+    run = dunning.run_all(db, TODAY, batch=1, between=between)
+    # then: the paid one is not dunned, the others once each; a pause after every write
+    assert run.sent == {7: 2}
+    with db.read_session() as s:
+        assert _notices(s) == [("INV-0", 7), ("INV-2", 7)]
+    assert len(pauses) >= 3
+
+
 def test_concurrent_final_notices_of_one_customer_hold_and_audit_once(db) -> None:
     # given one customer with two invoices at the final level
     with db.transaction() as s:

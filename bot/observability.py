@@ -1,0 +1,226 @@
+"""What an operator sees (issue 18): Prometheus metrics at `/metrics`, JSON log lines, and a
+request id that follows a Slack request into its answer and the outbox rows it queued.
+
+Metrics (`prometheus-client`, one registry per process: scrape every `o2c serve` process):
+
+* `o2c_slack_ack_seconds{kind,command}`: from a verified Slack request to Bolt's ack;
+* `o2c_slack_answer_seconds{kind,command}`: the work after the ack (the lazy listener);
+* `o2c_outbox_depth{transport}` / `o2c_outbox_oldest_age_seconds{transport}`: rows waiting
+  (pending or being sent) per channel kind (slack, email, webhook), read at scrape time;
+* `o2c_outbox_deliveries_total{transport,outcome}`: sent, retried, 429, failed (webhook
+  failures are `transport="webhook"`, outcome retried or failed);
+* `o2c_job_runs_total{job,outcome}` and `o2c_job_duration_seconds{job}`: scheduled jobs.
+
+`kind` is the Slack payload kind (command, block_actions, view_submission, event, ...) and
+`command` the `/o2c` subcommand, action id, view callback or event type. A subcommand is
+typed by people, so only the registered ones are labels (anything else is "other"); the ids
+come from the app's own blocks through Slack's signed requests and are only length-checked.
+
+The request id is the `X-Request-Id` header when a proxy sets a sane one, else a new one; it is
+put in the Bolt request's context (Bolt copies the context into the lazy listener's request),
+set in a context variable for the thread doing the work, printed in every log line (JSON, with
+`O2C_LOG_FORMAT=json`) and stamped on every outbox row flushed while it is set.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from models import OutboxMessage, OutboxStatus
+
+REQUEST_ID = contextvars.ContextVar("o2c_request_id", default=None)
+CONTEXT_KEY = "o2c_request_id"
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+ACK_SECONDS = Histogram("o2c_slack_ack_seconds", "Slack request verified to ack, seconds",
+                        ["kind", "command"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
+ANSWER_SECONDS = Histogram("o2c_slack_answer_seconds", "work after the ack, seconds",
+                           ["kind", "command"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
+DELIVERIES = Counter("o2c_outbox_deliveries", "outbox deliveries by outcome",
+                     ["transport", "outcome"], registry=REGISTRY)
+JOB_RUNS = Counter("o2c_job_runs", "scheduled job runs by outcome", ["job", "outcome"],
+                   registry=REGISTRY)
+JOB_SECONDS = Histogram("o2c_job_duration_seconds", "scheduled job duration, seconds", ["job"],
+                        buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600), registry=REGISTRY)
+
+_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def _subcommands() -> set[str]:
+    from handlers.commands import SUBCOMMANDS
+
+    return set(SUBCOMMANDS)
+
+
+def label_of(body: dict) -> tuple[str, str]:
+    """(kind, command) of a parsed Slack payload, bounded to the names the app registers."""
+    if "command" in body:
+        words = str(body.get("text") or "").split()
+        name = words[0].lower() if words else "help"
+        return "command", name if name in _subcommands() else "other"
+    kind = str(body.get("type") or "other")
+    if kind == "block_actions":
+        actions = body.get("actions") or [{}]
+        name = str(actions[0].get("action_id") or "")
+    elif kind in ("view_submission", "view_closed"):
+        name = str((body.get("view") or {}).get("callback_id") or "")
+    elif kind == "event_callback":
+        name = str((body.get("event") or {}).get("type") or "")
+        kind = "event"
+    else:
+        name = ""
+    known = {"command", "block_actions", "view_submission", "view_closed", "event", "shortcut",
+             "block_suggestion", "url_verification"}
+    return (kind if kind in known else "other"), (name if _ID.match(name) else "other")
+
+
+def new_request_id(header: str | None) -> str:
+    return header if header and _SANE_ID.match(header) else uuid.uuid4().hex
+
+
+@contextmanager
+def request_scope(request_id: str | None) -> Iterator[None]:
+    token = REQUEST_ID.set(request_id)
+    try:
+        yield
+    finally:
+        REQUEST_ID.reset(token)
+
+
+@contextmanager
+def timed(histogram: Histogram, *labels: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        histogram.labels(*labels).observe(time.perf_counter() - started)
+
+
+def delivered(transport: str, outcome: str) -> None:
+    DELIVERIES.labels(transport, outcome).inc()
+
+
+class OutboxCollector:
+    """Outbox depth and oldest waiting row per transport, read when Prometheus scrapes, from
+    the database of the app this process serves (the last one started: one per process)."""
+
+    def __init__(self) -> None:
+        self.db, self.clock = None, None
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily("o2c_outbox_depth", "outbox rows waiting (pending or "
+                                  "being sent)", labels=["transport"])
+        oldest = GaugeMetricFamily("o2c_outbox_oldest_age_seconds", "age of the oldest "
+                                   "waiting outbox row, seconds", labels=["transport"])
+        table = OutboxMessage.__table__
+        rows = []
+        if self.db is not None:
+            try:
+                with self.db.engine.connect() as conn:
+                    rows = conn.execute(
+                        sa.select(table.c.transport, sa.func.count(),
+                                  sa.func.min(table.c.created_at))
+                        .where(table.c.status.in_((OutboxStatus.PENDING,
+                                                   OutboxStatus.SENDING)))
+                        .group_by(table.c.transport)).all()
+            except sa.exc.SQLAlchemyError:
+                rows = []
+        for transport, count, first in rows:
+            now = self.clock.now()
+            depth.add_metric([transport], int(count))
+            if first is not None:
+                if first.tzinfo is None:
+                    first = first.replace(tzinfo=UTC)
+                oldest.add_metric([transport], max((now - first).total_seconds(), 0.0))
+        yield depth
+        yield oldest
+
+
+OUTBOX = OutboxCollector()
+REGISTRY.register(OUTBOX)
+
+
+def watch_outbox(db, clock) -> None:
+    """Report the outbox of this database (the app's) in `o2c_outbox_*`."""
+    OUTBOX.db, OUTBOX.clock = db, clock
+
+
+def exposition() -> tuple[bytes, str]:
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def stamp_outbox_rows() -> None:
+    """Stamp outbox rows flushed under a request id with it (called once at start-up)."""
+    if not event.contains(Session, "before_flush", _stamp_outbox_rows):
+        event.listen(Session, "before_flush", _stamp_outbox_rows)
+
+
+def _stamp_outbox_rows(session: Session, flush_context, instances) -> None:
+    request_id = REQUEST_ID.get()
+    if request_id is None:
+        return
+    for row in session.new:
+        if isinstance(row, OutboxMessage) and row.request_id is None:
+            row.request_id = request_id
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+                "level": record.levelname, "logger": record.name,
+                "message": record.getMessage()}
+        request_id = getattr(record, "request_id", None) or REQUEST_ID.get()
+        if request_id:
+            line["request_id"] = request_id
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds `request_id` to every record (for plain-text formats too)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "request_id", None):
+            record.request_id = REQUEST_ID.get() or "-"
+        return True
+
+
+def configure_logging(fmt: str = "text") -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)

@@ -1,0 +1,98 @@
+"""Issue 18: `/metrics` (Prometheus), the request id that follows a Slack request into its
+answer and its outbox rows, JSON log lines, and `/readyz` when migrations are behind."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import httpx
+import sqlalchemy as sa
+from alembic.script import ScriptDirectory
+from sqlmodel import select
+
+from bot import observability
+from bot.migrate import alembic_config
+from models import OutboxMessage
+from tests.conftest import ADMIN
+from workflows import outbox
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name}{{{wanted}}} in /metrics")
+
+
+def test_a_slash_command_is_timed_and_answered_under_its_request_id(server, slack, standin
+                                                                    ) -> None:
+    # given
+    before = len(standin.api.responses)
+    # when: /o2c kpi with the id a proxy put on it
+    response = slack.slash(ADMIN, "kpi", headers={"X-Request-Id": "req-kpi-0001"})
+    standin.api.wait_for(lambda: [r for r in standin.api.responses[before:]
+                                  if r["user"] == ADMIN] or None, 10, "the answer")
+    # then: the ack carries the id, and /metrics counts the ack and the answer
+    assert response.status_code == 200 and response.headers["X-Request-Id"] == "req-kpi-0001"
+    metrics = standin.api.wait_for(lambda: (text := httpx.get(
+        f"{server.base_url}/metrics").text) and "o2c_slack_answer_seconds_count" in text
+        and text, 10, "the answer's metrics")
+    assert _sample(metrics, "o2c_slack_ack_seconds_count", kind="command", command="kpi") >= 1
+    assert _sample(metrics, "o2c_slack_answer_seconds_count", kind="command",
+                   command="kpi") >= 1
+    assert "# TYPE o2c_outbox_depth gauge" in metrics
+    assert "# TYPE o2c_outbox_oldest_age_seconds gauge" in metrics
+    # and an unknown subcommand is labelled "other", not by what was typed
+    slack.slash(ADMIN, "zzz-not-a-command")
+    text = httpx.get(f"{server.base_url}/metrics").text
+    assert "zzz-not-a-command" not in text
+
+
+def test_outbox_rows_queued_under_a_request_id_carry_it(db) -> None:
+    # given
+    observability.stamp_outbox_rows()
+    # when: a workflow queues a post while answering request "req-0002", and one outside
+    with observability.request_scope("req-0002"), db.transaction() as session:
+        outbox.post_to_channel(session, channel="ar", template="plain",
+                               context={"text": "hello"}, dedupe_key="obs:1")
+    with db.transaction() as session:
+        outbox.post_to_channel(session, channel="ar", template="plain",
+                               context={"text": "hello"}, dedupe_key="obs:2")
+    # then
+    with db.read_session() as session:
+        rows = session.exec(select(OutboxMessage.dedupe_key, OutboxMessage.request_id)
+                            .order_by(OutboxMessage.id)).all()
+    assert [tuple(r) for r in rows] == [("obs:1", "req-0002"), ("obs:2", None)]
+
+
+def test_json_log_lines_name_the_request() -> None:
+    # given
+    formatter = observability.JsonFormatter()
+    record = logging.LogRecord("o2c.test", logging.INFO, __file__, 1, "sent %s", ("it",), None)
+    # when
+    with observability.request_scope("req-0003"):
+        line = json.loads(formatter.format(record))
+    # then
+    assert line["message"] == "sent it" and line["request_id"] == "req-0003"
+    assert line["level"] == "INFO" and line["logger"] == "o2c.test"
+
+
+def test_readyz_is_not_ready_while_migrations_are_behind(server, database_url) -> None:
+    # given: the database one revision behind this code
+    script = ScriptDirectory.from_config(alembic_config(database_url))
+    head = script.get_current_head()
+    previous = script.get_revision(head).down_revision
+    with server.db.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": previous})
+    try:
+        # when
+        behind = httpx.get(f"{server.base_url}/readyz")
+    finally:
+        with server.db.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": head})
+    ready = httpx.get(f"{server.base_url}/readyz")
+    # then
+    assert behind.status_code == 503 and behind.json()["needs"] == head
+    assert ready.status_code == 200 and ready.json()["schema"] == head
