@@ -60,18 +60,33 @@ def _requester(ctx: dict) -> str:
     return f"<@{ctx['requested_by']}>"
 
 
-def _exposure(snap: dict) -> str | None:
-    if "exposure_minor" not in snap:
-        return None
-    cur = snap["currency"]
-    limit = snap.get("credit_limit_minor") or 0
+def _share(exposure: int, limit: int, cur: str) -> str:
     if limit > 0:
-        share = Decimal(snap["exposure_minor"]) * 100 / Decimal(limit)
+        share = Decimal(exposure) * 100 / Decimal(limit)
         used = " (<1% of limit)" if 0 < share < 1 else f" ({share.quantize(Decimal(1))}% of limit)"
     else:
         used = " (no limit set)"
-    mark = " :warning:" if snap["exposure_minor"] > limit else ""
-    return f"{fmt_money(snap['exposure_minor'], cur)} / {fmt_money(limit, cur)}{used}{mark}"
+    mark = " :warning:" if exposure > limit else ""
+    return f"{fmt_money(exposure, cur)} / {fmt_money(limit, cur)}{used}{mark}"
+
+
+def _exposure(snap: dict) -> str | None:
+    """Exposure vs limit as posted; once decided (or refreshed), as it was at that moment,
+    with the posted figure beside it when it moved."""
+    if "exposure_minor" not in snap:
+        return None
+    cur = snap["currency"]
+    posted = _share(snap["exposure_minor"], snap.get("credit_limit_minor") or 0, cur)
+    later = snap.get("at_decision") or snap.get("now")
+    if not later:
+        return posted
+    when = "at decision" if snap.get("at_decision") else "now"
+    current = _share(later["exposure_minor"], later.get("credit_limit_minor") or 0,
+                     later.get("currency") or cur)
+    if (later["exposure_minor"], later.get("credit_limit_minor")) == (
+            snap["exposure_minor"], snap.get("credit_limit_minor")):
+        return f"{current} ({when}; unchanged since posted)"
+    return (f"{current} ({when})\n:rotating_light: *Moved since posted*: was {posted}")
 
 
 def _aging(snap: dict) -> str | None:
