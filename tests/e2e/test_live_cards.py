@@ -61,3 +61,37 @@ def test_the_requester_gets_one_dm_per_approval(server, slack, standin) -> None:
              if number in m["text"] and "needs approval" not in m["text"]]
     assert len(about) == 1, [m["text"] for m in about]
     assert "is now approved" in current(api, about[0])
+
+
+def test_a_backorder_notice_shows_the_choice_and_only_the_buttons_that_still_act(
+        server, slack, standin) -> None:
+    api = standin.api
+    # given an order of 10 widgets with 6 in stock: the rep's DM offers three choices
+    with server.db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.customer(s, "C-GLOBEX", "Globex Corporation", sales_rep="USALES01")
+        f.product(s, "WID-1", price="100.00", on_hand=6)
+        number = f.order(s, lines=[("WID-1", 10)]).number
+    server.deps.notify_outbox()
+    dm = api.wait_for(lambda: next((m for m in api.dm_messages("USALES01")
+                                    if m["text"] == f"Order {number} is short of stock"),
+                                   None), WAIT, "the backorder DM")
+    # when the rep chooses Wait
+    slack.click("USALES01", dm, "backorder_wait")
+    # then the same message says so, and Wait is gone; Ship partial and Cancel still act
+    api.wait_for(lambda: "chose to *wait*" in current(api, dm) or None, WAIT, "the update")
+    shown = current(api, dm)
+    assert "backorder_wait" not in shown
+    assert "backorder_ship_partial" in shown and "backorder_cancel_line" in shown
+    # when the rep then chooses Ship partial
+    slack.click("USALES01", dm, "backorder_ship_partial")
+    api.wait_for(lambda: "chose *ship partial*" in current(api, dm) or None, WAIT, "update")
+    # then only the short line's Cancel is left
+    shown = current(api, dm)
+    assert "backorder_wait" not in shown and "backorder_ship_partial" not in shown
+    assert "4 of 10 backordered" in shown and "backorder_cancel_line" in shown
+    # when the rep cancels the short line, the notice shows it and no button is left
+    slack.click("USALES01", dm, "backorder_cancel_line", block_id="backorder_line:1")
+    api.wait_for(lambda: "cancelled the short quantity" in current(api, dm) or None, WAIT,
+                 "the last update")
+    assert "backorder_" not in current(api, dm)
