@@ -84,7 +84,8 @@ def test_o2c_run_digest_sends_one_ranked_dm_per_collector(book, smtp_server, sta
     assert "90+ USD 1,000.00" in text and "overdue *USD 3,700.00*" in text
     # Beta: 2000 x 1.0 + 300 x 1.5 + 400 x 2.0 = 3250.00 ranks above Acme: 1000 x 3.0
     assert text.index("Beta Bolts") < text.index("Acme Anvils")
-    assert "priority 3250.00" in text and "priority 3000.00" in text
+    assert "priority" not in text and "risk" not in text  # no internals on screen
+    assert "Ranked by overdue amount and age: 75 days late" in text
     assert "Gamma Gears" in text_of(two) and "Acme" not in text_of(two)
     standin.api.wait_for(lambda: len(standin.api.calls_to("chat.postMessage")) >= 2, 5)
     posts = [c for c in standin.api.calls_to("chat.postMessage") if c.ok]
@@ -147,6 +148,21 @@ def test_digest_buttons_promise_reminder_call_snooze(book, smtp_server, standin,
 
     standin.api.wait_for(lambda: len(kinds()) == 4, 10, "the call logged")
     assert kinds() == ["call", "promise", "reminder", "snooze"]
+
+    # and the digest's row of that account was updated in place after each (issue 13)
+    def row_now() -> str:
+        now = standin.api.message(digest["channel"], digest["ts"])
+        block = next(b for b in now["blocks"]
+                     if b.get("type") == "section" and "Beta Bolts" in b["text"]["text"])
+        return block["text"]["text"]
+
+    standin.api.wait_for(lambda: ":zzz: Snoozed" in row_now() or None, 10, "the digest row")
+    row = row_now()
+    assert "Last contact: never" not in row and "no promise" not in row
+    assert "open: USD 1,500.00 by" in row
+    for done in ("Promise recorded by <@UCOLL001>", "Reminder sent by <@UCOLL001>",
+                 "Call logged by <@UCOLL001>", "AP on it"):
+        assert done in row, done
 
     # the worklist now shows the promise and hides the snoozed account
     answer = text_of(ask(slack, standin.api, "UCOLL001", "worklist"))
