@@ -23,7 +23,7 @@ from slack_sdk.models.blocks import (
 
 from blocks import ids
 from blocks.common import context, divider, fields, header, lines_text, render, section
-from blocks.text import VIEW_BLOCKS_MAX, esc, fmt_money, plain
+from blocks.text import REFUSED, VIEW_BLOCKS_MAX, esc, fmt_money, plain
 
 if TYPE_CHECKING:  # view models only; blocks never call workflows
     from workflows.approvals import PendingItem, PendingOverview
@@ -171,7 +171,7 @@ def approval_card(ctx: dict) -> dict:
     blocks = [header(f"{'Reminder: ' if reminder else ''}{title}")]
     if reminder and status == "pending":
         pings = " ".join(f"<@{u}>" for u in reminder.get("approvers") or [])
-        waited = (f" — waiting {reminder['working_hours']} working hours"
+        waited = (f" — waiting {working_time_words(int(Decimal(reminder['working_hours']) * 3600))}"
                   if reminder.get("working_hours") else "")
         blocks.append(section(f":alarm_clock: *Reminder {reminder['number']}*{waited}. "
                               f"{pings}".strip()))
@@ -279,7 +279,7 @@ def reject_modal(*, approval_id: int, channel: str | None, order_number: str, cu
 def approve_note_modal(*, approval_id: int, channel: str | None, order_number: str,
                        customer: str, amount: str, kind: str) -> dict:
     blocks = _summary(order_number, customer, amount, kind) + [InputBlock(
-        block_id=ids.APPROVE_NOTE_BLOCK, label="Note (optional; the requester sees it)",
+        block_id=ids.APPROVE_NOTE_BLOCK, label="Note (the requester sees it)",
         optional=True, element=PlainTextInputElement(action_id=ids.APPROVE_NOTE_INPUT,
                                                      multiline=True, max_length=2000))]
     return {"type": "modal", "callback_id": ids.APPROVE_NOTE_MODAL,
@@ -293,7 +293,7 @@ def approve_note_modal(*, approval_id: int, channel: str | None, order_number: s
 
 def refusal(detail: str) -> list[dict]:
     """Why a click changed nothing (role, segregation of duties, already decided...)."""
-    return render([section(f":no_entry_sign: {esc(detail)}")])
+    return render([section(f"{REFUSED} {esc(detail)}")])
 
 
 def already_decided(*, status: str | None, decided_by: str | None, kind: str | None = None
@@ -307,8 +307,16 @@ def already_decided(*, status: str | None, decided_by: str | None, kind: str | N
 # -- `/o2c approvals` --------------------------------------------------------------------------
 
 def _hours(item: PendingItem) -> str:
-    hours = (Decimal(int(item.waiting.total_seconds())) / 3600).quantize(Decimal("0.1"))
-    return f"{hours} working h"
+    """How long a request has waited, in working time, the way people say it."""
+    return working_time_words(int(item.waiting.total_seconds()))
+
+
+def working_time_words(seconds: int) -> str:
+    hours = Decimal(seconds) / 3600
+    if hours < 1:
+        return "less than a working hour"
+    whole = int(hours.quantize(Decimal(1)))
+    return f"{whole} working hour{'s' if whole != 1 else ''}"
 
 
 def _row(item: PendingItem, *, show_reasons: bool) -> str:

@@ -431,8 +431,10 @@ def invoice_card(view: InvoiceView, *, today: date, can_act: bool) -> list[dict]
         ("Customer", esc(view.customer.name)),
         ("Status", status_label(invoice_status(i))),
         ("Total", fmt_money(i.total_minor, cur)),
-        ("Open", fmt_money(i.balance_minor, cur)
-         + (f" ({fmt_money(i.disputed_minor, cur)} in dispute)" if i.disputed_minor else "")),
+        ("Amount due", fmt_money(i.balance_minor, cur)
+         + (f" ({fmt_money(i.disputed_minor, cur)} in dispute)" if i.disputed_minor else "")
+         + (f" — {fmt_money(i.total_minor - i.balance_minor, cur)} paid or credited"
+            if i.total_minor != i.balance_minor else "")),
         ("Issued", fmt_date(i.issue_date)),
         ("Due", fmt_date(i.due_date) + (f" · {(today - i.due_date).days} days past due"
                                         if i.balance_minor and i.due_date < today else "")),

@@ -97,7 +97,7 @@ def account_blocks(rank: int, account: dict, *, tz: str = "UTC") -> list[dict]:
 
 def _why_ranked(account: dict) -> str:
     """Why an account is this high, as a collector would say it (the score stays inside)."""
-    reasons = [f"{account['days_late']} days late"]
+    reasons = []
     late, broken, disputes = (account.get("late_paid") or 0, account.get("broken_promises") or 0,
                               account.get("disputes") or 0)
     if late:
@@ -106,7 +106,8 @@ def _why_ranked(account: dict) -> str:
         reasons.append(f"{broken} broken promise{'s' if broken != 1 else ''}")
     if disputes:
         reasons.append(f"{disputes} dispute{'s' if disputes != 1 else ''}")
-    return "Ranked by overdue amount and age: " + ", ".join(reasons)
+    head = "Ranked by how much is overdue and for how long"
+    return head + ("; also " + ", ".join(reasons) if reasons else "")
 
 
 DONE_WORDS = {"call": ":telephone_receiver: Call logged", "reminder": ":email: Reminder sent",

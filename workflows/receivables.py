@@ -299,6 +299,7 @@ def top_balances(session: Session, as_of: date, *, limit: int = 10) -> list[Cust
              .join(Invoice, Invoice.customer_id == Customer.id)
              .where(Invoice.balance_minor > 0)
              .group_by(Customer.id, Customer.name, Customer.currency)
+             .having(overdue > 0)  # "most overdue" lists nobody with nothing overdue
              .order_by(overdue.desc(), sa.func.sum(Invoice.balance_minor).desc())
              .limit(limit))
     return [CustomerBalance(r[0], r[1], r[2], int(r[3]), int(r[4] or 0), r[5])
