@@ -182,13 +182,19 @@ def candidates(query: str, found: list[Candidate], *, usage: str) -> list[dict]:
     """No unique customer for what was typed: say so, and list the closest names."""
     if not found:
         text = f"No customer matches “{esc(query)}”."
+    elif len(found) == 1:
+        text = f"No customer is called “{esc(query)}”. Did you mean:"
     else:
-        text = f"“{esc(query)}” is ambiguous or unclear. Closest customers:"
+        text = f"Several customers could be “{esc(query)}”. Which one?"
     blocks = [section(text)]
     if found:
         rows = [f"• *{esc(c.name)}* (`{esc(c.external_id)}`)" for c in found]
         blocks.append(section(lines_text(rows)))
-    blocks.append(context(f"Try `{esc(usage)}` with the exact name or id."))
+    if found:
+        blocks.append(context(f"Try `{esc(usage)}` with the exact name or id."))
+    else:
+        blocks.append(context(f"Check the spelling, or try part of the name or the customer id "
+                              f"(`{esc(usage)}`)."))
     return render(blocks)
 
 

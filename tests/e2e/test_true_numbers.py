@@ -76,3 +76,62 @@ def test_kpis_group_amounts_and_show_no_internals(server, slack, standin) -> Non
     # then amounts are grouped like everywhere else, and no source file is named
     assert "USD 346,114.47" in text and "USD 346114.47" not in text
     assert "workflows/" not in text and "Formulas" not in text
+
+
+def test_a_plain_message_to_the_bot_gets_a_pointer_to_help(server, slack, standin, caplog
+                                                          ) -> None:
+    api = standin.api
+    # when a person writes to the bot in its DM
+    response = slack.message("USALES01", "DUSALES01", "hello, where are my orders?")
+    assert response.status_code == 200
+    # then the bot answers there with a pointer to /o2c help, once
+    answer = api.wait_for(lambda: [m for m in api.dm_messages("USALES01")
+                                   if m.get("user") == "U0BOT"] or None, 10, "the pointer")
+    assert len(answer) == 1 and "/o2c help" in answer[0]["text"]
+    # and the bot's own message in the DM (Slack sends it as an event too) gets no answer
+    slack.event({"type": "message", "channel": "DUSALES01", "channel_type": "im",
+                 "user": "U0BOT", "bot_id": "B0BOT", "text": answer[0]["text"],
+                 "ts": answer[0]["ts"]})
+    server.worker.drain()
+    assert len([m for m in api.dm_messages("USALES01") if m.get("user") == "U0BOT"]) == 1
+    assert "Unhandled request" not in caplog.text
+
+
+def test_lookups_forgive_like_a_person(server, slack, standin) -> None:
+    # given customers with accents and an order
+    with server.db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.customer(s, "C-KRUGER", "Kruger Maschinenbau GmbH")
+        f.customer(s, "C-GLOBEX", "Globex Corporation")
+        f.customer(s, "C-INITECH", "Initech")
+        f.product(s, "WID-1", price="100.00")
+        number = f.order(s, "C-GLOBEX", lines=[("WID-1", 1)]).number
+    digits = number.removeprefix("SO-")
+    # then an order is found by its digits alone, or typed loosely
+    for typed in (digits, f"so{digits}", f"#{digits}", f"SO {digits}"):
+        assert f"Order {number}" in text_of(ask(slack, standin.api, "USALES01",
+                                                f"order {typed}")), typed
+    # and an accent typed or not finds the customer
+    assert "Credit limit" in text_of(ask(slack, standin.api, "USALES01", "customer Krüger"))
+    # and nonsense matches nothing, instead of five unrelated "ambiguous" names
+    nothing = text_of(ask(slack, standin.api, "USALES01", "customer zzzzzz"))
+    assert "No customer matches" in nothing and "ambiguous" not in nothing
+    assert "Initech" not in nothing and "Globex" not in nothing
+    # and an invoice number typed as an order points to /o2c invoice
+    assert "/o2c invoice INV-2026-000001" in text_of(
+        ask(slack, standin.api, "USALES01", "order INV-2026-000001"))
+
+
+def test_help_lists_only_what_the_caller_may_run(server, slack, standin) -> None:
+    with server.db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.user(s, "UNOBODY1")
+    rep = text_of(ask(slack, standin.api, "USALES01", "help"))
+    assert "/o2c new" in rep and "/o2c order" in rep
+    for hidden in ("/o2c kpi", "/o2c worklist", "/o2c pay", "/o2c revenue", "/o2c role",
+                   "/o2c admin"):
+        assert hidden not in rep, hidden
+    admin = text_of(ask(slack, standin.api, ADMIN, "help"))
+    assert all(c in admin for c in ("/o2c kpi", "/o2c worklist", "/o2c role", "/o2c admin"))
+    nobody = text_of(ask(slack, standin.api, "UNOBODY1", "help"))
+    assert "no o2c role yet" in nobody and "/o2c order" not in nobody
