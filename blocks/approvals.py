@@ -365,7 +365,7 @@ def pending_list(overview: PendingOverview) -> list[dict]:
 def credit_hold_actions(customer_id: int, customer_name: str, on_hold: bool) -> list:
     value = str(customer_id)
     if on_hold:
-        button = ButtonElement(text="Release credit hold", action_id=ids.CREDIT_RELEASE,
+        button = ButtonElement(text="Release credit hold…", action_id=ids.CREDIT_RELEASE,
                                value=value, style="primary")
     else:
         button = ButtonElement(
@@ -376,6 +376,23 @@ def credit_hold_actions(customer_id: int, customer_name: str, on_hold: bool) -> 
                                              "released.", 300),
                                   confirm="Put on hold", deny="Cancel"))
     return [ActionsBlock(block_id=f"credit_hold:{value}", elements=[button])]
+
+
+def release_hold_modal(*, customer_id: int, name: str, channel: str | None,
+                       situation: str) -> dict:
+    """Releasing a credit hold asks why (audited): the customer's overdue position is shown
+    so nobody releases a customer 148 days overdue without saying why."""
+    blocks = [section(f":octagonal_sign: *{esc(name)}* is on credit hold.\n{situation}"),
+              InputBlock(block_id=ids.CREDIT_RELEASE_REASON_BLOCK,
+                         label="Why release the hold? (audited)",
+                         element=PlainTextInputElement(
+                             action_id=ids.CREDIT_RELEASE_REASON_INPUT, multiline=True,
+                             max_length=2000))]
+    return {"type": "modal", "callback_id": ids.CREDIT_RELEASE_MODAL,
+            "title": plain_text("Release credit hold"), "submit": plain_text("Release"),
+            "close": plain_text("Cancel"),
+            "private_metadata": json.dumps({"customer_id": customer_id, "channel": channel}),
+            "blocks": render(blocks, limit=VIEW_BLOCKS_MAX)}
 
 
 def credit_hold_done(customer_name: str, on_hold: bool, changed: bool) -> str:

@@ -17,6 +17,9 @@ REJECT_REASON_INPUT = "reject_reason_input"
 # customers
 CREDIT_HOLD = "customer_credit_hold"
 CREDIT_RELEASE = "customer_credit_release"
+CREDIT_RELEASE_MODAL = "customer_credit_release_modal"
+CREDIT_RELEASE_REASON_BLOCK = "credit_release_reason"
+CREDIT_RELEASE_REASON_INPUT = "credit_release_reason_input"
 
 # approvals: "approve with a note" (a modal; Approve alone decides at once)
 APPROVE_WITH_NOTE = "approval_approve_note"
