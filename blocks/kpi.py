@@ -76,9 +76,16 @@ def kpi_message(data: dict) -> list[dict]:
     return render(kpi_blocks(data))
 
 
-def home_section(data: dict) -> list[dict]:
-    """The KPI section of an admin's App Home tab."""
-    return render([*kpi_blocks(data), divider()])
+def home_section(data: dict, *, trend: list[int] | None = None, weeks: int = 8
+                 ) -> list[dict]:
+    """The KPI section of an admin's App Home tab, with the open-AR trend as a sparkline."""
+    from blocks.home import trend_text
+
+    blocks = kpi_blocks(data)
+    line = trend_text(trend or [], data.get("currency"), weeks)
+    if line:
+        blocks.insert(1, section(line))
+    return render([*blocks, divider()])
 
 
 def kpi_report(ctx: dict) -> dict:

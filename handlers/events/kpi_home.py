@@ -12,10 +12,15 @@ from datetime import date, datetime
 from blocks.kpi import home_section
 from models import Role
 from workflows import kpis
+from workflows.home import open_ar_trend
+
+TREND_WEEKS = 8
 
 
 def kpi_home(session, user, roles: list[str], today: date,
              now: datetime) -> list[dict]:
     if Role.ADMIN not in roles:
         return []
-    return home_section(kpis.to_json(kpis.compute(session, today, now=now)))
+    data = kpis.to_json(kpis.compute(session, today, now=now))
+    trend = open_ar_trend(session, today, data.get("currency"), weeks=TREND_WEEKS)
+    return home_section(data, trend=trend, weeks=TREND_WEEKS)
