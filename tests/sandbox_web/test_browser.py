@@ -393,3 +393,35 @@ def test_pay_now_in_the_browser_pays_the_invoice_through_a_signed_webhook(sandbo
     visitor.go("# ar")
     expect(visitor.messages.locator("article", has_text="through Stripe").first).to_be_visible()
     visitor.shot("collector-sees-payment")
+
+
+def test_app_home_of_each_role_and_every_emoji_render_in_the_browser(sandbox, visitor) -> None:
+    """Issue 13: each role's App Home in the demo company, and every emoji shortcode the
+    product uses shown as an emoji, never as `:text:`."""
+    from playwright.sync_api import expect
+
+    from tests.sandbox.test_emoji import in_source, in_templates
+    from tests.support.demo_seed import CREDIT_APPROVER as APPROVER
+
+    page = visitor.page
+    # step: each role opens the Home tab and sees its own work
+    for who, expected in ((SALES, ("Your orders", "Waiting for approval",
+                                   "Your customers' overdue")),
+                          (APPROVER, ("Waiting for your decision",)),
+                          (COLLECTOR, ("Your collections worklist",)),
+                          (ADMIN, ("O2C KPIs", "Open AR, last 8 weeks"))):
+        visitor.be(who)
+        visitor.go("o2c-bot — Home")
+        for words in expected:
+            expect(visitor.messages).to_contain_text(words)
+        visitor.shot(f"home-{who}")
+    # the approver's queue carries the card's buttons
+    visitor.be(APPROVER)
+    visitor.go("o2c-bot — Home")
+    expect(visitor.messages.get_by_role("button", name="Approve").first).to_be_visible()
+    # step: every shortcode the product uses renders as an emoji
+    codes = sorted({**in_source(), **in_templates()})
+    shown = page.evaluate("(s) => window.o2cSandbox.mrkdwn(s).textContent",
+                          " ".join(f":{code}:" for code in codes))
+    left = [code for code in codes if f":{code}:" in shown]
+    assert not left, f"shown as text in the sandbox: {left}"
