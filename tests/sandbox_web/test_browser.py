@@ -425,3 +425,43 @@ def test_app_home_of_each_role_and_every_emoji_render_in_the_browser(sandbox, vi
                           " ".join(f":{code}:" for code in codes))
     left = [code for code in codes if f":{code}:" in shown]
     assert not left, f"shown as text in the sandbox: {left}"
+
+
+def test_pay_modal_multi_select_errors_that_clear_and_quotes_in_the_browser(sandbox,
+                                                                           visitor) -> None:
+    """Issue 13: a multi_external_select works, a field's error goes away once it is fixed,
+    and `>` lines render as quotes, as in Slack."""
+    from playwright.sync_api import expect
+
+    page = visitor.page
+    # step: `>` quotes
+    rendered = page.evaluate("(s) => window.o2cSandbox.mrkdwn(s).innerHTML",
+                             "Reason:\n>late delivery\n&gt; twice\nthanks")
+    assert '<blockquote class="bk-quote">late delivery\ntwice</blockquote>' in rendered
+    assert rendered.index("Reason:") < rendered.index("blockquote")
+    assert "thanks" in rendered
+    # step: the collector records a payment with a wrong amount
+    visitor.be(COLLECTOR)
+    visitor.go("o2c-bot")
+    visitor.type("/o2c pay")
+    expect(visitor.dialog).to_contain_text("Record payment")
+    visitor.fill(re.compile("^Amount"), "12.345")
+    visitor.dialog.get_by_role("button", name="Record").click()
+    error = visitor.dialog.locator(".bk-input", has_text="Amount").get_by_role("alert")
+    expect(error).to_be_visible()
+    visitor.shot("pay-amount-error")
+    # when the amount is fixed, the error goes away before submitting again
+    visitor.fill(re.compile("^Amount"), "100.00")
+    expect(error).to_have_count(0)
+    # step: two invoices chosen in the multi_external_select show as chips
+    field = visitor.dialog.locator(".bk-input", has_text="Apply to invoices")
+    box = field.locator("input[role=combobox]")
+    for _ in range(2):
+        box.fill("INV")
+        options = field.get_by_role("option")
+        expect(options.first).to_be_visible()
+        options.nth(_).click()
+    expect(field.locator(".chip")).to_have_count(2)
+    visitor.shot("pay-two-invoices")
+    field.locator(".chip .x").first.click()
+    expect(field.locator(".chip")).to_have_count(1)
