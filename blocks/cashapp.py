@@ -4,12 +4,14 @@ the answer after recording a payment. Contexts are frozen snapshots written by
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from slack_sdk.models.blocks import (
+    ActionsBlock,
     ButtonElement,
     DatePickerElement,
     ExternalDataMultiSelectElement,
@@ -85,10 +87,40 @@ def _learned_rows(texts: list[str] | None) -> list[str]:
 
 
 def _assign_select(payment_id: int) -> dict:
-    """"Whose payment is this?": a collector names the customer (searchable)."""
+    """"Find customer": a collector names the customer (searchable)."""
     return ExternalDataSelectElement(action_id=ids.CASHAPP_ASSIGN,
-                                     placeholder="Whose payment is this?",
+                                     placeholder="Find customer…",
                                      min_query_length=1).to_dict()
+
+
+def _payment_actions(payment_id: int) -> dict:
+    """What else a collector can do with a payment nobody could place: apply it to open
+    invoices they pick (any customer's), or send the money back."""
+    return ActionsBlock(block_id=f"{ids.CASHAPP_ACTIONS_BLOCK}:{payment_id}", elements=[
+        ExternalDataMultiSelectElement(action_id=ids.CASHAPP_APPLY_INVOICES,
+                                       placeholder="Apply to invoices…", min_query_length=2),
+        ButtonElement(text="Refund or return…", action_id=ids.CASHAPP_RETURN,
+                      value=str(payment_id), style="danger"),
+    ]).to_dict()
+
+
+def return_modal(*, payment_id: int, amount: str, payer: str | None,
+                 channel: str | None) -> dict:
+    """"Refund or return": why the money goes back (audited)."""
+    blocks = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": (
+            f"Payment #{payment_id} of {amount} from {esc(payer or 'an unknown payer')} goes "
+            "back to whoever sent it. Record the refund when the bank confirms it.")}},
+        InputBlock(block_id=ids.CASHAPP_RETURN_REASON_BLOCK, label="Why? (audited)",
+                   element=PlainTextInputElement(action_id=ids.CASHAPP_RETURN_REASON_INPUT,
+                                                 multiline=True, max_length=2000)).to_dict(),
+    ]
+    return {"type": "modal", "callback_id": ids.CASHAPP_RETURN_MODAL,
+            "title": {"type": "plain_text", "text": "Refund or return"},
+            "submit": {"type": "plain_text", "text": "Send it back"},
+            "close": {"type": "plain_text", "text": "Cancel"},
+            "private_metadata": json.dumps({"payment_id": payment_id, "channel": channel}),
+            "blocks": blocks}
 
 
 def review_card(ctx: dict) -> dict:
@@ -138,11 +170,20 @@ def review_card(ctx: dict) -> dict:
     else:
         blocks.append(section("No open invoice looks like a match. The payment stays as "
                               "unapplied cash until someone identifies the customer."))
-    if not decision and status in ("needs_review", "unapplied") and not p.get("customer_name"):
-        blocks.append(section("None of these? Name the customer and I will match it again "
-                              "(and remember how they pay):",
+    returning = ctx.get("return_requested")
+    if returning:
+        blocks.append(section(
+            f":leftwards_arrow_with_hook: *To be returned* — asked by <@{esc(returning['by'])}> "
+            f"{fmt_datetime(returning.get('at'))}: {esc(clip(returning.get('reason') or '', 500))}"
+            "\nRecord the refund when the bank confirms it; until then it stays unapplied."))
+    elif not decision and status in ("needs_review", "unapplied") and not p.get("customer_name"):
+        blocks.append(section("None of these? Find the customer and I will match it again "
+                              "(and remember how they pay):" if suggestions else
+                              "Find the customer and I will match it (and remember how they "
+                              "pay), or pick the invoices it pays, or send it back:",
                               block_id=f"{ids.CASHAPP_ASSIGN_BLOCK}:{p['id']}",
                               accessory=_assign_select(p["id"])))
+        blocks.append(_payment_actions(p["id"]))
     blocks.append(context(f"Payment #{p['id']} · source {esc(p.get('source') or '—')}"
                           + (f" · {esc(p['external_id'])}" if _shown_id(p.get("external_id"))
                              else "")))
@@ -225,6 +266,14 @@ def applied_answer(*, payment_id: int, rank: int, status: str, invoices: list[di
     rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], currency)}" for i in invoices]
     rows += _learned_rows(learned)
     return (f":white_check_mark: Payment #{payment_id}: suggestion {rank} applied — "
+            f"{esc(payment_status(status))}." + ("\n" + lines_text(rows) if rows else ""))
+
+
+def picked_answer(*, payment_id: int, status: str, invoices: list[dict],
+                  currency: str) -> str:
+    """After a collector picked the invoices an unplaced payment pays."""
+    rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], currency)}" for i in invoices]
+    return (f":white_check_mark: Payment #{payment_id} applied to the invoices you picked — "
             f"{esc(payment_status(status))}." + ("\n" + lines_text(rows) if rows else ""))
 
 

@@ -39,6 +39,7 @@ def register(app: App) -> None:
         (ids.WRITE_OFF_MODAL, backoffice.check_write_off, backoffice.request_write_off),
         (ids.FEE_WAIVE_MODAL, backoffice.check_fee_waiver, backoffice.waive_fee),
         (ids.CREDIT_RELEASE_MODAL, credit_hold.check_release, credit_hold.release),
+        (ids.CASHAPP_RETURN_MODAL, payment.check_return, payment.record_return),
     ):
         app.view(callback_id)(ack=check, lazy=[after_ack(run)])
 
