@@ -169,7 +169,7 @@ def dispute_list(rows: list[DisputeRow], total: int, *, today: date) -> list[dic
     if total > len(rows):
         blocks.append(context(f"The oldest {len(rows)} of {total}."))
     blocks.append(context(f"As of {fmt_date(today)} · decide on the dispute cards; "
-                          "`/o2c invoice <number>` for one invoice"))
+                          "`/o2c invoice &lt;number&gt;` for one invoice"))
     return render(blocks)
 
 

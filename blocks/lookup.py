@@ -174,7 +174,7 @@ def ar_overview(aging_by_currency: dict[str, Aging], top: list[CustomerBalance],
         rows = [f"• *{esc(b.name)}* — overdue {fmt_money(b.overdue_minor, b.currency)} of "
                 f"{fmt_money(b.open_minor, b.currency)} open" for b in top]
         blocks.append(section("*Most overdue customers*\n" + lines_text(rows)))
-    blocks.append(context(f"As of {fmt_date(as_of)} · `/o2c ar <customer>` for one account"))
+    blocks.append(context(f"As of {fmt_date(as_of)} · `/o2c ar &lt;customer&gt;` for one account"))
     return render(blocks)
 
 

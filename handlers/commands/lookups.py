@@ -33,7 +33,7 @@ def order(call: CommandCall) -> None:
         view = queries.order_view(session, number)
         if view is None:
             hint = ("Order numbers look like SO-1001 (`/o2c order 1001` works too). "
-                    "`/o2c orders <customer>` lists a customer's orders.")
+                    "`/o2c orders &lt;customer&gt;` lists a customer's orders.")
             if number.startswith("INV-"):
                 hint = f"That looks like an invoice: try `/o2c invoice {render.esc(number)}`."
             call.answer(render.not_found(f"No order `{render.esc(number)}`.", hint),
