@@ -474,14 +474,22 @@ DIGEST_REFRESH_DAYS = 7  # digests older than this are left as they were
 
 def refresh_digest_rows(session: Session, *, customer_id: int, done: CollectionActivity,
                         contact: bool = False) -> int:
-    """The customer's row in the digests of the last days is updated in place (chat.update,
-    in this transaction): last contact, the open promise, and what was just done, by whom
-    (issue 13). Returns how many digests were updated."""
+    """The customer's row in the digests of the last days (its collector's) is updated in
+    place (chat.update, in this transaction): last contact, the open promise, and what was
+    just done, by whom (issue 13). Returns how many digests were updated."""
     at = done.at
     since = (at.date() if at else date.min) - timedelta(days=DIGEST_REFRESH_DAYS)
+    # The digest runs are locked (in id order) while their rows are rewritten: two actions on
+    # one account at once (a call logged while a snooze is clicked) queue up here, so each
+    # update builds on the other's instead of losing it.
+    collector = session.exec(select(Customer.collector_id)
+                             .where(Customer.id == customer_id)).first()
+    if not collector:
+        return 0
     runs = session.exec(select(DigestRun.outbox_id).where(
-        DigestRun.run_date >= since, DigestRun.outbox_id.is_not(None))
-        .order_by(DigestRun.id.desc()).limit(200)).all()
+        DigestRun.collector_id == collector, DigestRun.run_date >= since,
+        DigestRun.outbox_id.is_not(None))
+        .order_by(DigestRun.id).limit(50).with_for_update()).all()
     if not runs:
         return 0
     promise = session.exec(select(PromiseToPay).where(
