@@ -497,9 +497,11 @@ def refresh_digest_rows(session: Session, *, customer_id: int, done: CollectionA
         .order_by(PromiseToPay.id.desc())).first()
     updated = 0
     for message in session.exec(select(OutboxMessage).where(OutboxMessage.id.in_(runs))):
+        # updates build on updates; they come after the digest (`id >` bounds the scan: the
+        # outbox has no index on target_outbox_id)
         latest = session.exec(select(OutboxMessage.payload).where(
-            OutboxMessage.target_outbox_id == message.id)
-            .order_by(OutboxMessage.id.desc()).limit(1)).first()  # updates build on updates
+            OutboxMessage.id > message.id, OutboxMessage.target_outbox_id == message.id)
+            .order_by(OutboxMessage.id.desc()).limit(1)).first()
         context = dict((latest or message.payload or {}).get("context") or {})
         accounts = context.get("accounts") or []
         if not any(a.get("customer_id") == customer_id for a in accounts):
