@@ -395,9 +395,11 @@ def test_pay_now_in_the_browser_pays_the_invoice_through_a_signed_webhook(sandbo
     visitor.shot("collector-sees-payment")
 
 
-def test_app_home_of_each_role_and_every_emoji_render_in_the_browser(sandbox, visitor) -> None:
-    """Issue 13: each role's App Home in the demo company, and every emoji shortcode the
-    product uses shown as an emoji, never as `:text:`."""
+def test_app_home_of_each_role_emoji_quotes_and_modal_fields_in_the_browser(sandbox,
+                                                                            visitor) -> None:
+    """Issue 13: each role's App Home in the demo company; every emoji shortcode the product
+    uses shown as an emoji, never as `:text:`; `>` quotes; a multi_external_select; a
+    field's error that clears once fixed."""
     from playwright.sync_api import expect
 
     from tests.sandbox.test_emoji import in_source, in_templates
@@ -426,14 +428,9 @@ def test_app_home_of_each_role_and_every_emoji_render_in_the_browser(sandbox, vi
     left = [code for code in codes if f":{code}:" in shown]
     assert not left, f"shown as text in the sandbox: {left}"
 
-
-def test_pay_modal_multi_select_errors_that_clear_and_quotes_in_the_browser(sandbox,
-                                                                           visitor) -> None:
-    """Issue 13: a multi_external_select works, a field's error goes away once it is fixed,
-    and `>` lines render as quotes, as in Slack."""
-    from playwright.sync_api import expect
-
-    page = visitor.page
+    # step (one browser start for all of issue 13's checks, the suite's time is tight):
+    # a multi_external_select works, a field's error goes away once it is fixed, and `>`
+    # lines render as quotes, as in Slack
     # step: `>` quotes
     rendered = page.evaluate("(s) => window.o2cSandbox.mrkdwn(s).innerHTML",
                              "Reason:\n>late delivery\n&gt; twice\nthanks")
