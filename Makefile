@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## make demo: fresh SQLite database, demo data, server + local Slack sandbox on :3000
+## (another port: `make demo PORT=3001`, as `o2c serve` honours PORT)
 demo: install
-	$(BIN)/o2c demo
+	$(BIN)/o2c demo $(if $(PORT),--port $(PORT),)
 
 ## make test: lint, then the whole suite on PostgreSQL and on SQLite, side by side (much of the
 ## suite waits on sockets, processes and the database, not CPU); each run's output is printed

@@ -23,7 +23,7 @@ from slack_sdk.models.blocks import (
 
 from blocks import ids
 from blocks.common import context, divider, fields, header, lines_text, render, section
-from blocks.text import VIEW_BLOCKS_MAX, esc, fmt_money, plain
+from blocks.text import REFUSED, VIEW_BLOCKS_MAX, esc, fmt_money, plain
 
 if TYPE_CHECKING:  # view models only; blocks never call workflows
     from workflows.approvals import PendingItem, PendingOverview
@@ -60,18 +60,33 @@ def _requester(ctx: dict) -> str:
     return f"<@{ctx['requested_by']}>"
 
 
-def _exposure(snap: dict) -> str | None:
-    if "exposure_minor" not in snap:
-        return None
-    cur = snap["currency"]
-    limit = snap.get("credit_limit_minor") or 0
+def _share(exposure: int, limit: int, cur: str) -> str:
     if limit > 0:
-        share = Decimal(snap["exposure_minor"]) * 100 / Decimal(limit)
+        share = Decimal(exposure) * 100 / Decimal(limit)
         used = " (<1% of limit)" if 0 < share < 1 else f" ({share.quantize(Decimal(1))}% of limit)"
     else:
         used = " (no limit set)"
-    mark = " :warning:" if snap["exposure_minor"] > limit else ""
-    return f"{fmt_money(snap['exposure_minor'], cur)} / {fmt_money(limit, cur)}{used}{mark}"
+    mark = " :warning:" if exposure > limit else ""
+    return f"{fmt_money(exposure, cur)} / {fmt_money(limit, cur)}{used}{mark}"
+
+
+def _exposure(snap: dict) -> str | None:
+    """Exposure vs limit as posted; once decided (or refreshed), as it was at that moment,
+    with the posted figure beside it when it moved."""
+    if "exposure_minor" not in snap:
+        return None
+    cur = snap["currency"]
+    posted = _share(snap["exposure_minor"], snap.get("credit_limit_minor") or 0, cur)
+    later = snap.get("at_decision") or snap.get("now")
+    if not later:
+        return posted
+    when = "at decision" if snap.get("at_decision") else "now"
+    current = _share(later["exposure_minor"], later.get("credit_limit_minor") or 0,
+                     later.get("currency") or cur)
+    if (later["exposure_minor"], later.get("credit_limit_minor")) == (
+            snap["exposure_minor"], snap.get("credit_limit_minor")):
+        return f"{current} ({when}; unchanged since posted)"
+    return (f"{current} ({when})\n:rotating_light: *Moved since posted*: was {posted}")
 
 
 def _aging(snap: dict) -> str | None:
@@ -156,7 +171,7 @@ def approval_card(ctx: dict) -> dict:
     blocks = [header(f"{'Reminder: ' if reminder else ''}{title}")]
     if reminder and status == "pending":
         pings = " ".join(f"<@{u}>" for u in reminder.get("approvers") or [])
-        waited = (f" — waiting {reminder['working_hours']} working hours"
+        waited = (f" — waiting {working_time_words(int(Decimal(reminder['working_hours']) * 3600))}"
                   if reminder.get("working_hours") else "")
         blocks.append(section(f":alarm_clock: *Reminder {reminder['number']}*{waited}. "
                               f"{pings}".strip()))
@@ -264,7 +279,7 @@ def reject_modal(*, approval_id: int, channel: str | None, order_number: str, cu
 def approve_note_modal(*, approval_id: int, channel: str | None, order_number: str,
                        customer: str, amount: str, kind: str) -> dict:
     blocks = _summary(order_number, customer, amount, kind) + [InputBlock(
-        block_id=ids.APPROVE_NOTE_BLOCK, label="Note (optional; the requester sees it)",
+        block_id=ids.APPROVE_NOTE_BLOCK, label="Note (the requester sees it)",
         optional=True, element=PlainTextInputElement(action_id=ids.APPROVE_NOTE_INPUT,
                                                      multiline=True, max_length=2000))]
     return {"type": "modal", "callback_id": ids.APPROVE_NOTE_MODAL,
@@ -278,7 +293,7 @@ def approve_note_modal(*, approval_id: int, channel: str | None, order_number: s
 
 def refusal(detail: str) -> list[dict]:
     """Why a click changed nothing (role, segregation of duties, already decided...)."""
-    return render([section(f":no_entry_sign: {esc(detail)}")])
+    return render([section(f"{REFUSED} {esc(detail)}")])
 
 
 def already_decided(*, status: str | None, decided_by: str | None, kind: str | None = None
@@ -292,8 +307,16 @@ def already_decided(*, status: str | None, decided_by: str | None, kind: str | N
 # -- `/o2c approvals` --------------------------------------------------------------------------
 
 def _hours(item: PendingItem) -> str:
-    hours = (Decimal(int(item.waiting.total_seconds())) / 3600).quantize(Decimal("0.1"))
-    return f"{hours} working h"
+    """How long a request has waited, in working time, the way people say it."""
+    return working_time_words(int(item.waiting.total_seconds()))
+
+
+def working_time_words(seconds: int) -> str:
+    hours = Decimal(seconds) / 3600
+    if hours < 1:
+        return "less than a working hour"
+    whole = int(hours.quantize(Decimal(1)))
+    return f"{whole} working hour{'s' if whole != 1 else ''}"
 
 
 def _row(item: PendingItem, *, show_reasons: bool) -> str:
@@ -342,7 +365,7 @@ def pending_list(overview: PendingOverview) -> list[dict]:
 def credit_hold_actions(customer_id: int, customer_name: str, on_hold: bool) -> list:
     value = str(customer_id)
     if on_hold:
-        button = ButtonElement(text="Release credit hold", action_id=ids.CREDIT_RELEASE,
+        button = ButtonElement(text="Release credit hold…", action_id=ids.CREDIT_RELEASE,
                                value=value, style="primary")
     else:
         button = ButtonElement(
@@ -353,6 +376,23 @@ def credit_hold_actions(customer_id: int, customer_name: str, on_hold: bool) -> 
                                              "released.", 300),
                                   confirm="Put on hold", deny="Cancel"))
     return [ActionsBlock(block_id=f"credit_hold:{value}", elements=[button])]
+
+
+def release_hold_modal(*, customer_id: int, name: str, channel: str | None,
+                       situation: str) -> dict:
+    """Releasing a credit hold asks why (audited): the customer's overdue position is shown
+    so nobody releases a customer 148 days overdue without saying why."""
+    blocks = [section(f":octagonal_sign: *{esc(name)}* is on credit hold.\n{situation}"),
+              InputBlock(block_id=ids.CREDIT_RELEASE_REASON_BLOCK,
+                         label="Why release the hold? (audited)",
+                         element=PlainTextInputElement(
+                             action_id=ids.CREDIT_RELEASE_REASON_INPUT, multiline=True,
+                             max_length=2000))]
+    return {"type": "modal", "callback_id": ids.CREDIT_RELEASE_MODAL,
+            "title": plain_text("Release credit hold"), "submit": plain_text("Release"),
+            "close": plain_text("Cancel"),
+            "private_metadata": json.dumps({"customer_id": customer_id, "channel": channel}),
+            "blocks": render(blocks, limit=VIEW_BLOCKS_MAX)}
 
 
 def credit_hold_done(customer_name: str, on_hold: bool, changed: bool) -> str:

@@ -170,7 +170,7 @@ def dispute_list(rows: list[DisputeRow], total: int, *, today: date) -> list[dic
     if total > len(rows):
         blocks.append(context(f"The oldest {len(rows)} of {total}."))
     blocks.append(context(f"As of {fmt_date(today)} · decide on the dispute cards; "
-                          "`/o2c invoice <number>` for one invoice"))
+                          "`/o2c invoice &lt;number&gt;` for one invoice"))
     return render(blocks)
 
 
@@ -437,8 +437,10 @@ def invoice_card(view: InvoiceView, *, today: date, can_act: bool,
         ("Customer", esc(view.customer.name)),
         ("Status", status_label(invoice_status(i))),
         ("Total", fmt_money(i.total_minor, cur)),
-        ("Open", fmt_money(i.balance_minor, cur)
-         + (f" ({fmt_money(i.disputed_minor, cur)} in dispute)" if i.disputed_minor else "")),
+        ("Amount due", fmt_money(i.balance_minor, cur)
+         + (f" ({fmt_money(i.disputed_minor, cur)} in dispute)" if i.disputed_minor else "")
+         + (f" — {fmt_money(i.total_minor - i.balance_minor, cur)} paid or credited"
+            if i.total_minor != i.balance_minor else "")),
         ("Issued", fmt_date(i.issue_date)),
         ("Due", fmt_date(i.due_date) + (f" · {(today - i.due_date).days} days past due"
                                         if i.balance_minor and i.due_date < today else "")),

@@ -4,11 +4,14 @@ the answer after recording a payment. Contexts are frozen snapshots written by
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from slack_sdk.models.blocks import (
+    ActionsBlock,
     ButtonElement,
     DatePickerElement,
     ExternalDataMultiSelectElement,
@@ -35,9 +38,34 @@ def _amount(text: str | None, currency: str) -> str:
     return fmt_money(money.to_minor(text or "0", currency), currency)
 
 
+PAYMENT_STATUS = {"applied": "applied in full",
+                  "partially_applied": "applied; the rest is credit on the account",
+                  "unapplied": "not applied yet (unapplied cash)",
+                  "needs_review": "waiting for someone to check it"}
+
+
+def payment_status(status: str) -> str:
+    """A payment's status as a finance person says it (an overpayment is applied in full to
+    its invoices with the rest as credit, not "partially applied")."""
+    return PAYMENT_STATUS.get(status, status_label(status))
+
+
+def match_strength(confidence: object) -> str:
+    """The engine's confidence in words ("likely match"), not a number."""
+    try:
+        value = Decimal(str(confidence))
+    except (ArithmeticError, ValueError):
+        return "possible match"
+    if value >= Decimal("0.8"):
+        return "strong match"
+    if value >= Decimal("0.5"):
+        return "likely match"
+    return "possible match"
+
+
 def _suggestion_text(s: dict, currency: str) -> str:
     who = esc(s.get("customer_name") or "several customers")
-    rows = [f"*{s['rank']}. {who}* — confidence {esc(s['confidence'])}"]
+    rows = [f"*{s['rank']}. {who}* — {match_strength(s.get('confidence'))}"]
     rows += [f"• {esc(i['invoice'])} — {_amount(i['amount'], currency)}"
              for i in s.get("invoices", [])[:10]]
     if s.get("write_off") and money.to_minor(s["write_off"], currency):
@@ -59,10 +87,40 @@ def _learned_rows(texts: list[str] | None) -> list[str]:
 
 
 def _assign_select(payment_id: int) -> dict:
-    """"Whose payment is this?": a collector names the customer (searchable)."""
+    """"Find customer": a collector names the customer (searchable)."""
     return ExternalDataSelectElement(action_id=ids.CASHAPP_ASSIGN,
-                                     placeholder="Whose payment is this?",
+                                     placeholder="Find customer…",
                                      min_query_length=1).to_dict()
+
+
+def _payment_actions(payment_id: int) -> dict:
+    """What else a collector can do with a payment nobody could place: apply it to open
+    invoices they pick (any customer's), or send the money back."""
+    return ActionsBlock(block_id=f"{ids.CASHAPP_ACTIONS_BLOCK}:{payment_id}", elements=[
+        ExternalDataMultiSelectElement(action_id=ids.CASHAPP_APPLY_INVOICES,
+                                       placeholder="Apply to invoices…", min_query_length=2),
+        ButtonElement(text="Refund or return…", action_id=ids.CASHAPP_RETURN,
+                      value=str(payment_id), style="danger"),
+    ]).to_dict()
+
+
+def return_modal(*, payment_id: int, amount: str, payer: str | None,
+                 channel: str | None) -> dict:
+    """"Refund or return": why the money goes back (audited)."""
+    blocks = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": (
+            f"Payment #{payment_id} of {amount} from {esc(payer or 'an unknown payer')} goes "
+            "back to whoever sent it. Record the refund when the bank confirms it.")}},
+        InputBlock(block_id=ids.CASHAPP_RETURN_REASON_BLOCK, label="Why? (audited)",
+                   element=PlainTextInputElement(action_id=ids.CASHAPP_RETURN_REASON_INPUT,
+                                                 multiline=True, max_length=2000)).to_dict(),
+    ]
+    return {"type": "modal", "callback_id": ids.CASHAPP_RETURN_MODAL,
+            "title": {"type": "plain_text", "text": "Refund or return"},
+            "submit": {"type": "plain_text", "text": "Send it back"},
+            "close": {"type": "plain_text", "text": "Cancel"},
+            "private_metadata": json.dumps({"payment_id": payment_id, "channel": channel}),
+            "blocks": blocks}
 
 
 def review_card(ctx: dict) -> dict:
@@ -94,11 +152,11 @@ def review_card(ctx: dict) -> dict:
         blocks.append(section(
             f":white_check_mark: {what} by <@{decision['by']}> "
             f"{fmt_datetime(decision.get('at'))} — now "
-            f"*{esc(status_label(decision.get('status', 'applied')))}*\n"
+            f"*{esc(payment_status(decision.get('status', 'applied')))}*\n"
             + lines_text(rows + _learned_rows(decision.get("learned")))))
     elif status in ("applied", "partially_applied"):
         blocks.append(section(":white_check_mark: Applied once the customer was named — now "
-                              f"*{esc(status_label(status))}*."))
+                              f"*{esc(payment_status(status))}*."))
     elif suggestions:
         blocks.append(section("Not sure enough to apply it automatically. Closest matches:"))
         round_ = ctx.get("round") or 1
@@ -112,14 +170,30 @@ def review_card(ctx: dict) -> dict:
     else:
         blocks.append(section("No open invoice looks like a match. The payment stays as "
                               "unapplied cash until someone identifies the customer."))
-    if not decision and status in ("needs_review", "unapplied") and not p.get("customer_name"):
-        blocks.append(section("None of these? Name the customer and I will match it again "
-                              "(and remember how they pay):",
+    returning = ctx.get("return_requested")
+    if returning:
+        blocks.append(section(
+            f":leftwards_arrow_with_hook: *To be returned* — asked by <@{esc(returning['by'])}> "
+            f"{fmt_datetime(returning.get('at'))}: {esc(clip(returning.get('reason') or '', 500))}"
+            "\nRecord the refund when the bank confirms it; until then it stays unapplied."))
+    elif not decision and status in ("needs_review", "unapplied") and not p.get("customer_name"):
+        blocks.append(section("None of these? Find the customer and I will match it again "
+                              "(and remember how they pay):" if suggestions else
+                              "Find the customer and I will match it (and remember how they "
+                              "pay), or pick the invoices it pays, or send it back:",
                               block_id=f"{ids.CASHAPP_ASSIGN_BLOCK}:{p['id']}",
                               accessory=_assign_select(p["id"])))
+        blocks.append(_payment_actions(p["id"]))
     blocks.append(context(f"Payment #{p['id']} · source {esc(p.get('source') or '—')}"
-                          + (f" · {esc(p['external_id'])}" if p.get("external_id") else "")))
+                          + (f" · {esc(p['external_id'])}" if _shown_id(p.get("external_id"))
+                             else "")))
     return {"text": title, "blocks": render(blocks)}
+
+
+def _shown_id(external_id: str | None) -> bool:
+    """A provider's or ERP's id helps to find a payment; our own keys (a Slack view id) do
+    not mean anything to a person."""
+    return bool(external_id) and not str(external_id).startswith("slack-")
 
 
 # -- /o2c pay -----------------------------------------------------------------------------------
@@ -191,8 +265,16 @@ def applied_answer(*, payment_id: int, rank: int, status: str, invoices: list[di
     the engine learned from it."""
     rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], currency)}" for i in invoices]
     rows += _learned_rows(learned)
-    return (f":white_check_mark: Payment #{payment_id} applied (suggestion {rank}); it is now "
-            f"*{esc(status_label(status))}*." + ("\n" + lines_text(rows) if rows else ""))
+    return (f":white_check_mark: Payment #{payment_id}: suggestion {rank} applied — "
+            f"{esc(payment_status(status))}." + ("\n" + lines_text(rows) if rows else ""))
+
+
+def picked_answer(*, payment_id: int, status: str, invoices: list[dict],
+                  currency: str) -> str:
+    """After a collector picked the invoices an unplaced payment pays."""
+    rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], currency)}" for i in invoices]
+    return (f":white_check_mark: Payment #{payment_id} applied to the invoices you picked — "
+            f"{esc(payment_status(status))}." + ("\n" + lines_text(rows) if rows else ""))
 
 
 def identified_answer(*, payment_id: int, customer_name: str, status: str,
@@ -202,7 +284,7 @@ def identified_answer(*, payment_id: int, customer_name: str, status: str,
     rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], currency)}" for i in invoices]
     if status in ("applied", "partially_applied"):
         head = (f":white_check_mark: Payment #{payment_id} is {esc(customer_name)}'s and is "
-                f"now *{esc(status_label(status))}*.")
+                f"now *{esc(payment_status(status))}*.")
     elif status == "needs_review":
         head = (f":mag: Payment #{payment_id} is {esc(customer_name)}'s; the card now shows "
                 "their invoices that could fit.")
@@ -251,7 +333,7 @@ def payment_recorded(ctx: dict) -> dict:
                 "invoice matches it; it stays as unapplied cash.")
     else:
         head = (f":white_check_mark: Payment #{ctx['id']} of {amount} recorded and "
-                f"*{esc(status_label(status))}*.")
+                f"*{esc(payment_status(status))}*.")
     rows += [f"_Matched because_ {esc(t)}" for t in (ctx.get("matched_because") or [])[:3]]
     text = head + ("\n" + lines_text(rows) if rows else "")
     extra = []
@@ -260,7 +342,7 @@ def payment_recorded(ctx: dict) -> dict:
     if ctx.get("write_off_minor"):
         extra.append(f"Written off: {fmt_money(ctx['write_off_minor'], cur)}")
     blocks = [section(text)] + ([context(" · ".join(extra))] if extra else [])
-    return {"text": f"Payment #{ctx['id']} {status_label(status)}", "blocks": render(blocks)}
+    return {"text": f"Payment #{ctx['id']} {payment_status(status)}", "blocks": render(blocks)}
 
 
 # -- /o2c payment and /o2c rules ------------------------------------------------------------------
@@ -274,7 +356,7 @@ def payment_view(p: dict, *, usage: str, note: str | None = None) -> list[dict]:
     if note:
         blocks.append(section(note))
     blocks.append(fields([
-        ("Status", esc(status_label(p["status"]))),
+        ("Status", esc(payment_status(p["status"]))),
         ("Customer", esc(p.get("customer_name") or "—")),
         ("Payer", esc(p.get("payer_name") or "—")),
         ("Received", fmt_datetime(p.get("received_at"))),

@@ -87,9 +87,39 @@ def account_blocks(rank: int, account: dict, *, tz: str = "UTC") -> list[dict]:
     text = (f"*{rank}. {esc(clip(account['name'], NAME_MAX))}* — "
             f"*{fmt_money(account['overdue_minor'], currency)}* overdue · oldest "
             f"{account['days_late']} days late\n"
-            f"Last contact: {last} · Promise: {_promise_text(promise)} · "
-            f"priority {account['score']} (risk ×{account['risk']})")
-    return [section(text), account_buttons(account["customer_id"])]
+            f"Last contact: {last} · Promise: {_promise_text(promise)}\n"
+            f"_{_why_ranked(account)}_")
+    done = [_done_text(item, tz) for item in account.get("done") or []]
+    if done:
+        text += "\n" + "\n".join(done)
+    return [section(clip(text, 3000)), account_buttons(account["customer_id"])]
+
+
+def _why_ranked(account: dict) -> str:
+    """Why an account is this high, as a collector would say it (the score stays inside)."""
+    reasons = []
+    late, broken, disputes = (account.get("late_paid") or 0, account.get("broken_promises") or 0,
+                              account.get("disputes") or 0)
+    if late:
+        reasons.append(f"paid late {late} time{'s' if late != 1 else ''} this year")
+    if broken:
+        reasons.append(f"{broken} broken promise{'s' if broken != 1 else ''}")
+    if disputes:
+        reasons.append(f"{disputes} dispute{'s' if disputes != 1 else ''}")
+    head = "Ranked by how much is overdue and for how long"
+    return head + ("; also " + ", ".join(reasons) if reasons else "")
+
+
+DONE_WORDS = {"call": ":telephone_receiver: Call logged", "reminder": ":email: Reminder sent",
+              "promise": ":handshake: Promise recorded", "snooze": ":zzz: Snoozed"}
+
+
+def _done_text(item: dict, tz: str) -> str:
+    what = DONE_WORDS.get(item.get("kind"), ":white_check_mark: Done")
+    by = f" by <@{esc(item['by'])}>" if item.get("by") else ""
+    when = f" {fmt_datetime(item['at'], tz)}" if item.get("at") else ""
+    note = f" — {esc(clip(item['note'], 200))}" if item.get("note") else ""
+    return f"{what}{by}{when}{note}"
 
 
 def worklist_blocks(snapshot: dict, *, title: str, tz: str = "UTC",

@@ -17,6 +17,9 @@ REJECT_REASON_INPUT = "reject_reason_input"
 # customers
 CREDIT_HOLD = "customer_credit_hold"
 CREDIT_RELEASE = "customer_credit_release"
+CREDIT_RELEASE_MODAL = "customer_credit_release_modal"
+CREDIT_RELEASE_REASON_BLOCK = "credit_release_reason"
+CREDIT_RELEASE_REASON_INPUT = "credit_release_reason_input"
 
 # approvals: "approve with a note" (a modal; Approve alone decides at once)
 APPROVE_WITH_NOTE = "approval_approve_note"
@@ -64,6 +67,12 @@ CALL_NOTE_INPUT = "call_note_input"
 CASHAPP_APPLY = "cashapp_apply"
 CASHAPP_ASSIGN = "cashapp_assign"  # the card's customer select (value: customer external id)
 CASHAPP_ASSIGN_BLOCK = "cashapp_assign"  # + ":<payment id>"
+CASHAPP_ACTIONS_BLOCK = "cashapp_actions"  # + ":<payment id>": Apply to invoices · Refund
+CASHAPP_APPLY_INVOICES = "cashapp_apply_invoices"  # multi_external_select of open invoices
+CASHAPP_RETURN = "cashapp_return"  # "Refund or return…" (value: payment id)
+CASHAPP_RETURN_MODAL = "cashapp_return_modal"
+CASHAPP_RETURN_REASON_BLOCK = "cashapp_return_reason"
+CASHAPP_RETURN_REASON_INPUT = "cashapp_return_reason_input"
 PAY_MODAL = "pay_modal"
 PAY_AMOUNT_BLOCK, PAY_AMOUNT = "pay_amount", "pay_amount_input"
 PAY_CURRENCY_BLOCK, PAY_CURRENCY = "pay_currency", "pay_currency_select"

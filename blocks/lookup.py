@@ -37,7 +37,7 @@ def order_card(view: OrderView, *, tz: str = "UTC") -> list[dict]:
             ("Status", _status(order.status)),
             ("Customer", esc(customer.name)),
             ("Order date", fmt_date(order.order_date)),
-            ("Total", fmt_money(order.total_minor, cur)),
+            ("Total", _current_total(order)),
             ("Invoiced", fmt_money(view.invoiced_minor, cur)),
             ("Balance due", fmt_money(view.balance_minor, cur)),
         ]),
@@ -45,14 +45,15 @@ def order_card(view: OrderView, *, tz: str = "UTC") -> list[dict]:
     rows = []
     for line in view.lines:
         discount = f" −{money.bp_to_pct(line.discount_bp)}%" if line.discount_bp else ""
-        shipped = f" · shipped {line.qty_shipped}" if line.qty_shipped else ""
-        back = f" · backordered {line.qty_backordered}" if line.qty_backordered else ""
         rows.append(f"`{esc(line.sku)}` {esc(line.description)} — {line.quantity} × "
                     f"{fmt_money(line.unit_price_minor, cur)}{discount} = "
-                    f"*{fmt_money(line.line_total_minor, cur)}*{shipped}{back}")
+                    f"*{fmt_money(line.line_total_minor, cur)}*\n      {_quantities(line)}")
     blocks.append(section("*Lines*\n" + lines_text(rows)))
     totals = (f"Subtotal {fmt_money(order.subtotal_minor, cur)} · Discount "
               f"{fmt_money(order.discount_minor, cur)} · Tax {fmt_money(order.tax_minor, cur)}")
+    if order.cancelled_minor:
+        totals += (f" · Ordered {fmt_money(order.total_minor, cur)} · Cancelled "
+                   f"−{fmt_money(order.cancelled_minor, cur)}")
     blocks.append(context(totals))
     if view.approvals:
         rows = []
@@ -74,13 +75,30 @@ def order_card(view: OrderView, *, tz: str = "UTC") -> list[dict]:
     return render(blocks)
 
 
+def _current_total(order: Order) -> str:
+    """What the customer still owes for: the total less what was cancelled."""
+    current = fmt_money(order.total_minor - order.cancelled_minor, order.currency)
+    if not order.cancelled_minor:
+        return current
+    return f"{current} (ordered {fmt_money(order.total_minor, order.currency)})"
+
+
+def _quantities(line: object) -> str:
+    """Ordered, shipped, cancelled and open quantities of a line (and what is backordered)."""
+    parts = [f"ordered {line.quantity}", f"shipped {line.qty_shipped}",
+             f"cancelled {line.qty_cancelled}", f"open {line.qty_open}"]
+    if line.qty_backordered:
+        parts.append(f"backordered {line.qty_backordered}")
+    return " · ".join(parts)
+
+
 def orders_list(customer_name: str, orders: list[Order], total: int) -> list[dict]:
     blocks = [header(f"Orders — {customer_name}")]
     if not orders:
         blocks.append(section("No orders yet."))
         return render(blocks)
     rows = [f"• *{esc(o.number)}* {fmt_date(o.order_date)} — {_status(o.status)} — "
-            f"{fmt_money(o.total_minor, o.currency)}" for o in orders]
+            f"{_current_total(o)}" for o in orders]
     blocks.append(section(lines_text(rows)))
     if total > len(orders):
         blocks.append(context(f"Latest {len(orders)} of {total} orders."))
@@ -156,7 +174,7 @@ def ar_overview(aging_by_currency: dict[str, Aging], top: list[CustomerBalance],
         rows = [f"• *{esc(b.name)}* — overdue {fmt_money(b.overdue_minor, b.currency)} of "
                 f"{fmt_money(b.open_minor, b.currency)} open" for b in top]
         blocks.append(section("*Most overdue customers*\n" + lines_text(rows)))
-    blocks.append(context(f"As of {fmt_date(as_of)} · `/o2c ar <customer>` for one account"))
+    blocks.append(context(f"As of {fmt_date(as_of)} · `/o2c ar &lt;customer&gt;` for one account"))
     return render(blocks)
 
 
@@ -164,13 +182,19 @@ def candidates(query: str, found: list[Candidate], *, usage: str) -> list[dict]:
     """No unique customer for what was typed: say so, and list the closest names."""
     if not found:
         text = f"No customer matches “{esc(query)}”."
+    elif len(found) == 1:
+        text = f"No customer is called “{esc(query)}”. Did you mean:"
     else:
-        text = f"“{esc(query)}” is ambiguous or unclear. Closest customers:"
+        text = f"Several customers could be “{esc(query)}”. Which one?"
     blocks = [section(text)]
     if found:
         rows = [f"• *{esc(c.name)}* (`{esc(c.external_id)}`)" for c in found]
         blocks.append(section(lines_text(rows)))
-    blocks.append(context(f"Try `{esc(usage)}` with the exact name or id."))
+    if found:
+        blocks.append(context(f"Try `{esc(usage)}` with the exact name or id."))
+    else:
+        blocks.append(context(f"Check the spelling, or try part of the name or the customer id "
+                              f"(`{esc(usage)}`)."))
     return render(blocks)
 
 

@@ -112,12 +112,38 @@ def _choice_made(ctx: dict, order: dict, who: str) -> tuple[str, list[dict]]:
     return text, blocks
 
 
+def _rep_after_choice(ctx: dict, order: dict) -> dict:
+    """The rep's notice once a choice is made: the choice, who made it, and only the buttons
+    that can still change something (the short lines' Cancel; Ship partial after Wait)."""
+    text, blocks = _choice_made({**ctx, "lines": []}, order, "")
+    blocks = blocks[:1]
+    number, lines, choice = order["number"], ctx.get("lines") or [], ctx["choice"]
+    if not lines:
+        blocks.append(context("Nothing on this order is short any more."))
+        return {"text": text, "blocks": render(blocks)}
+    blocks.append(section("Still short:"))
+    for line in lines[:BACKORDER_LINES_SHOWN]:
+        blocks.append(section(_short_row(line), accessory=_cancel_button(number, line),
+                              block_id=f"{ids.BACKORDER_LINE_BLOCK}:{line['line_no']}"))
+    left = []
+    if choice != "ship_partial" and any(line.get("reserved") for line in lines):
+        left.append(button("Ship partial", ids.BACKORDER_SHIP_PARTIAL, number,
+                           style="primary"))
+    if choice == "cancel_line":
+        left.append(button("Wait", ids.BACKORDER_WAIT, number))
+    if left:
+        blocks.append(actions(*left, block_id=ids.BACKORDER_CHOICES_BLOCK))
+    return {"text": text, "blocks": render(blocks)}
+
+
 def backorder_notice(ctx: dict) -> dict:
     """A short order: to the rep with the choices as buttons, to billing as a notice; and to
     billing again when the rep chose (`choice`)."""
     order = ctx["order"]
     billing = ctx.get("audience") == "billing"
     who = "Billing: " if billing else ""
+    if ctx.get("choice") and ctx.get("audience") == "rep":
+        return _rep_after_choice(ctx, order)
     if ctx.get("choice"):
         text, blocks = _choice_made(ctx, order, who)
         return {"text": text, "blocks": render(blocks)}

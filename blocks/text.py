@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from models import money
 
+REFUSED = ":no_entry_sign:"  # the one icon of every refusal (role, segregation of duties)
 SECTION_TEXT_MAX = 3000
 FIELD_MAX = 2000
 HEADER_MAX = 150

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -300,7 +301,17 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
-    return run_demo(port=args.port, database=args.database, oauth=args.oauth)
+    return run_demo(port=demo_port(args.port), database=args.database,
+                    oauth=args.oauth)
+
+
+def demo_port(given: int | None) -> int:
+    """`--port`, else the PORT variable `o2c serve` honours too, else 3000."""
+    if given is not None:
+        return given
+    value = os.environ.get("PORT", "").strip()
+    return int(value) if value.isascii() and value.isdigit() and 0 < int(value) < 65536 \
+        else 3000
 
 
 def _date(value: str) -> date:
@@ -367,7 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_webhooks)
 
     p = sub.add_parser("demo", help="fresh demo database + server + local Slack sandbox")
-    p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--port", type=int, default=None,
+                   help="default: $PORT, as for `o2c serve`, else 3000")
     p.add_argument("--database", default="o2c-demo.db")
     p.add_argument("--oauth", action="store_true",
                    help="no bot token: install the app into the sandbox through the OAuth "

@@ -136,8 +136,8 @@ def _run(port: int, database: str, *, oauth: bool = False) -> int:
     import uvicorn
 
     if not _port_free(port):
-        print(f"o2c demo: port {port} is in use; try `o2c demo --port {port + 1}`",
-              file=sys.stderr)
+        print(f"o2c demo: port {port} is in use; try `make demo PORT={port + 1}` (or "
+              f"`o2c demo --port {port + 1}`)", file=sys.stderr)
         return 1
     try:
         app = prepare(port, database, oauth=oauth)

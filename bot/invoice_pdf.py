@@ -68,15 +68,24 @@ def render_invoice_pdf(invoice: Any, lines: list[Any], customer: Any, *, seller:
             pdf.cell(width, 6, _latin1(text))
         pdf.ln()
     pdf.ln(3)
-    for label, minor in (("Subtotal", invoice.subtotal_minor),
-                         ("Discount", invoice.discount_minor), ("Fees", invoice.fees_minor),
-                         ("Tax", invoice.tax_minor), ("Total", invoice.total_minor),
-                         ("Amount due", invoice.balance_minor)):
+    settled = invoice.total_minor - invoice.balance_minor
+    rows = [("Subtotal", invoice.subtotal_minor), ("Discount", invoice.discount_minor),
+            ("Fees", invoice.fees_minor), ("Tax", invoice.tax_minor),
+            ("Total", invoice.total_minor)]
+    if settled:  # say why the amount due is less than the total (issue 13)
+        rows.append(("Paid or credited", -settled))
+    rows.append(("Amount due", invoice.balance_minor))
+    for label, minor in rows:
         pdf.set_font("Helvetica", "B" if label in ("Total", "Amount due") else "", 10)
         pdf.cell(150, 6, label, align="R")
         pdf.cell(40, 6, _latin1(amount(minor)), align="R", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(6)
     pdf.set_font("Helvetica", "", 9)
+    if invoice.balance_minor <= 0:
+        pdf.multi_cell(0, 5, _latin1(
+            f"Nothing is due: this invoice was settled in full ({amount(settled)} paid or "
+            f"credited). This copy is for your records. Questions: {from_email}."))
+        return bytes(pdf.output())
     pdf.multi_cell(0, 5, _latin1(
         f"Payment details: pay by bank transfer by {_day(invoice.due_date)}, quoting "
         f"{invoice.number}. Questions: {from_email}."))

@@ -1,7 +1,10 @@
-"""Take docs/sandbox.png (the README's screenshot): run `o2c demo`, open the sandbox in Debian's
-chromium, look at #approvals as the credit approver and ask `/o2c ar`.
+"""Take docs/sandbox.png and docs/app-home.png (the README's screenshots): run `o2c demo`,
+open the sandbox in Debian's chromium, look at #approvals as the credit approver and ask
+`/o2c ar`; then open the credit approver's App Home (their queue with the cards' buttons).
 
     .venv/bin/python docs/screenshot.py [docs/sandbox.png]
+
+Emoji show as emoji with a colour emoji font (Debian: fonts-noto-color-emoji).
 
 Needs /usr/bin/chromium and the dev extras (playwright). Uses the real demo seed (bot.seed);
 until that is merged, the test suite's stand-in seed.
@@ -49,6 +52,12 @@ def main(out: Path) -> int:
                 expect(page.locator("article.ephemeral")).to_be_visible()
                 page.wait_for_timeout(300)
                 page.screenshot(path=str(out))
+                page.get_by_role("link", name="o2c-bot — Home", exact=True).click()
+                expect(page.locator("#messages")).to_contain_text("Waiting for your decision")
+                page.wait_for_timeout(300)
+                home = out.with_name("app-home.png")
+                page.screenshot(path=str(home))
+                print(f"wrote {home}")
                 browser.close()
         finally:
             demo.send_signal(signal.SIGINT)

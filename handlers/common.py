@@ -21,7 +21,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
 
-from blocks.text import esc
+from blocks.text import REFUSED, esc
 from handlers.deps import Deps, deps_of
 from models import User
 from workflows import audit
@@ -186,6 +186,8 @@ def describe_error(error: Exception, logger: logging.Logger = log, *,
     inline errors). Unexpected errors are logged once, with a reference the user can quote, and
     never shown (no stack traces, no secrets); an unreachable database is said so plainly and
     logged once a minute, without a traceback."""
+    if isinstance(error, PermissionDenied):  # one icon and one wording for every refusal
+        return error.detail if plain else f"{REFUSED} {esc(error.detail)}"
     if isinstance(error, DomainError):
         return error.detail if plain else f":warning: {esc(error.detail)}"  # may quote input
     if database_unavailable(error):

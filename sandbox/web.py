@@ -234,7 +234,7 @@ class UserIn(BaseModel):
 
 class TextIn(UserIn):
     channel: str
-    text: str = Field(max_length=4000)
+    text: str  # its length is checked by the workspace, with a short answer
 
 
 class ClickIn(UserIn):
@@ -349,6 +349,10 @@ def build_sandbox_app(ws: Workspace, origin: str) -> FastAPI:
     @sub.post("/api/close", dependencies=acting)
     def close(body: ViewIn) -> dict:
         return ws.close(body.user, body.view_id)
+
+    @sub.post("/api/page-loaded", dependencies=acting)
+    def page_loaded() -> dict:
+        return ws.page_loaded()
 
     @sub.post("/api/home", dependencies=acting)
     def home(body: UserIn) -> dict:

@@ -40,6 +40,10 @@ ROLE_ORDER = [Role.SALES, Role.CREDIT_APPROVER, Role.DISCOUNT_APPROVER, Role.COL
               Role.ADMIN]
 
 
+TEXT_MAX = 4000  # what the sandbox's message box takes, like Slack's
+MENTION = re.compile(r"(?<![<\w])@([A-Za-z][\w.-]{0,79})")
+
+
 class ActionFailed(Exception):
     """A page action that cannot be done; ``status`` is the HTTP status the page gets."""
 
@@ -209,20 +213,46 @@ class Workspace:
             raise ActionFailed(502, f"Could not reach the bot: {type(exc).__name__}") from None
 
     def slash(self, user_id: str, channel: str, text: str) -> dict:
-        """``/o2c ...`` typed in the message box of ``channel``."""
+        """``/o2c ...`` typed in the message box of ``channel``. As Slack does for a command
+        with ``should_escape``, ``@name`` of a workspace member becomes ``<@U…|name>``."""
         user_id = self._user(user_id)
+        self._check_length(text)
         channel, name = self._channel(user_id, channel)
         command, _, rest = text.strip().partition(" ")
         if command != "/o2c":
             raise ActionFailed(400, f"{command} is not a command of this workspace; try /o2c help")
-        response = self._send(self.driver.slash, user_id, rest.strip(), channel_id=channel,
-                              channel_name=name)
+        response = self._send(self.driver.slash, user_id, self.escape_mentions(rest.strip()),
+                              channel_id=channel, channel_name=name)
         return self._answered(response)
+
+    @staticmethod
+    def _check_length(text: str) -> None:
+        if len(text) > TEXT_MAX:
+            raise ActionFailed(400, f"That is too long ({len(text)} characters): a message or "
+                               f"command holds at most {TEXT_MAX}.")
+
+    def escape_mentions(self, text: str) -> str:
+        """``@sam`` -> ``<@U0SALES01|sam>`` for a member whose name (or first name) it is, as
+        Slack sends a command's text with ``should_escape``; anything else stays as typed."""
+        people: dict[str, tuple[str, str]] = {}
+        for u in self.api.users():
+            if u.get("is_bot"):
+                continue
+            for key in (u.get("name") or "", (u.get("real_name") or "").split(" ")[0]):
+                if key:
+                    people.setdefault(key.lower(), (u["id"], u.get("name") or key))
+
+        def mention(match: re.Match) -> str:
+            found = people.get(match.group(1).lower())
+            return f"<@{found[0]}|{found[1]}>" if found else match.group(0)
+
+        return MENTION.sub(mention, text)
 
     def post(self, user_id: str, channel: str, text: str) -> dict:
         """A plain message: stored in the channel, and the ``message`` event sent to the bot
         (which may ignore it, as bots usually do)."""
         user_id = self._user(user_id)
+        self._check_length(text)
         channel, _ = self._channel(user_id, channel)
         if not text.strip():
             raise ActionFailed(400, "nothing to send")
@@ -309,6 +339,15 @@ class Workspace:
         view = self._source(user_id, {"kind": "view", "view_id": view_id})
         response = self._send(self.driver.close_view, user_id, view)
         return self._answered(response) if response is not None else {"ok": True}
+
+    def page_loaded(self) -> dict:
+        """The page was (re)loaded: like a reloaded Slack client it shows no modal, so the
+        modals left open are closed in the stand-in (the bot hears nothing of it)."""
+        closed = 0
+        for user, stack in self.api.snapshot()["modals"].items():
+            if stack:
+                closed += len(self.api.close_view(user, clear=True))
+        return {"ok": True, "closed": closed}
 
     def open_home(self, user_id: str) -> dict:
         """The user opened the bot's App Home tab (``app_home_opened``)."""

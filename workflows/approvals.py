@@ -60,6 +60,7 @@ from workflows.errors import (
     PermissionDenied,
     ValidationFailed,
 )
+from workflows.receivables import credit_exposure
 from workflows.users import has_role
 from workflows.validation import SLACK_USER_ID
 from workflows.workcalendar import working_time_between
@@ -277,14 +278,17 @@ def decide(*, session: Session, approval_id: int, user_id: str, approve: bool,
         raise InvalidTransition(f"order {order.number} is {order.status.replace('_', ' ')}; "
                                 "there is nothing to decide")
     customer = session.get(Customer, order.customer_id)
+    exposure_now = credit_exposure(session, customer.id, extra_minor=order.total_minor)
     if approve and _awaits_first_of_two(approval):
         _first_approval(session, approval, user_id=user_id, now=now, note=note,
                         order=order.number)
+        _record_exposure(session, approval, customer, exposure_now)
         _show_decision(session, approval, order, customer)
         _tell_requester(session, approval, order, customer)
         return Decision(approval, order, FIRST_APPROVED)
     outcome = _settle(session, approval, approve=approve, user_id=user_id, now=now, note=note,
                       order=order.number)
+    _record_exposure(session, approval, customer, exposure_now)
     decision = Decision(approval, order, outcome)
     if approve:
         if approval.kind == ApprovalKind.CREDIT and not customer.credit_reviewed:
@@ -294,7 +298,10 @@ def decide(*, session: Session, approval_id: int, user_id: str, approve: bool,
             from workflows.orders import approve_order
 
             kinds = " and ".join(sorted(a.kind for a in siblings))
-            approve_order(session, order, actor=user_id, reason=f"{kinds} approved", now=now)
+            # the requester's DM below says the order is approved: the rep gets one message
+            approve_order(session, order, actor=user_id, reason=f"{kinds} approved", now=now,
+                          tell_rep=_dm_recipient(approval, order) != order.sales_rep_id)
+            _refresh_waiting_cards(session, customer, decided_order_id=order.id)
     else:
         from workflows.orders import transition
 
@@ -304,6 +311,41 @@ def decide(*, session: Session, approval_id: int, user_id: str, approve: bool,
     _show_decision(session, approval, order, customer)
     _tell_requester(session, approval, order, customer)
     return decision
+
+
+def _record_exposure(session: Session, approval: Approval, customer: Customer,
+                     exposure_minor: int) -> None:
+    """The customer's exposure (this order included) when the approver decided, kept beside
+    the one frozen when the card was posted: the updated card shows both, so an approver sees
+    when other orders moved the customer meanwhile (issue 13)."""
+    snapshot = dict(approval.snapshot or {})
+    snapshot["at_decision"] = {"exposure_minor": exposure_minor,
+                               "credit_limit_minor": customer.credit_limit_minor,
+                               "currency": customer.currency}
+    approval.snapshot = snapshot  # a new dict: the JSON column sees the change
+    session.add(approval)
+
+
+def _refresh_waiting_cards(session: Session, customer: Customer, *,
+                           decided_order_id: int) -> None:
+    """An approved order adds to its customer's exposure: the customer's other cards still
+    waiting are updated in place with the exposure as it is now (their own order included)."""
+    waiting = session.exec(
+        select(Approval, Order).join(Order, Order.id == Approval.order_id)
+        .where(Order.customer_id == customer.id, Order.id != decided_order_id,
+               Approval.status == ApprovalStatus.PENDING,
+               Order.status == OrderStatus.PENDING_APPROVAL)
+        .order_by(Approval.id).limit(20)).all()
+    for other, other_order in waiting:
+        if "exposure_minor" not in (other.snapshot or {}):
+            continue
+        snapshot = dict(other.snapshot)
+        snapshot["now"] = {"exposure_minor": credit_exposure(
+            session, customer.id, extra_minor=other_order.total_minor),
+            "credit_limit_minor": customer.credit_limit_minor, "currency": customer.currency}
+        other.snapshot = snapshot
+        session.add(other)
+        _show_decision(session, other, other_order, customer)
 
 
 def _check_note(approve: bool, note: str | None) -> None:
@@ -574,11 +616,15 @@ def show_subject_card(session: Session, approval: Approval) -> None:
     _show_subject(session, approval, subject, _subject_row(session, approval, subject))
 
 
+def _dm_recipient(approval: Approval, order: Order) -> str:
+    return (approval.requested_by if requester_label(approval.requested_by) is None
+            else order.sales_rep_id)
+
+
 def _tell_requester(session: Session, approval: Approval, order: Order,
                     customer: Customer) -> None:
     """DM whoever asked (for an integration's request: the order's sales rep)."""
-    recipient = (approval.requested_by if requester_label(approval.requested_by) is None
-                 else order.sales_rep_id)
+    recipient = _dm_recipient(approval, order)
     waiting = [a.kind for a in _approvals_of(session, order.id)
                if a.status == ApprovalStatus.PENDING]
     outbox.post_to_user(session, user_id=recipient, template="approval_decided",

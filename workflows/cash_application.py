@@ -339,9 +339,58 @@ def review_card_context(session: Session, payment: Payment) -> dict:
               "payer_name": payment.payer_name, "reference": payment.reference,
               "external_id": payment.external_id, "received_at": payment.received_at,
               "source": payment.source}
-    return card_context(payment_card(values, payment.id, customer.name if customer else None),
-                        payment.status, suggestions_of(session, payment),
-                        details.get("decision"), current_round(session, payment.id) or 1)
+    ctx = card_context(payment_card(values, payment.id, customer.name if customer else None),
+                       payment.status, suggestions_of(session, payment),
+                       details.get("decision"), current_round(session, payment.id) or 1)
+    if details.get("return_requested"):
+        ctx["return_requested"] = details["return_requested"]
+    return ctx
+
+
+RETURN_REASON_MAX = 2000
+
+
+def check_return(session: Session, *, payment_id: int, actor: str, reason: str) -> Payment:
+    """What `request_return` would refuse, with reads only (the modal's ack)."""
+    require_role(session, user_id=actor, roles=(Role.COLLECTOR,), action="payment.return",
+                 entity_type="payment", entity_id=payment_id)
+    payment = session.get(Payment, payment_id)
+    if payment is None:
+        raise NotFound(f"no payment {payment_id}")
+    if not (reason or "").strip():
+        raise ValidationFailed.of("reason", "say why the money goes back (it is audited)")
+    if len(reason) > RETURN_REASON_MAX:
+        raise ValidationFailed.of("reason", f"at most {RETURN_REASON_MAX} characters")
+    if payment.unapplied_minor <= 0:
+        raise Conflict(f"payment #{payment_id} is applied; nothing is left to give back")
+    return payment
+
+
+def request_return(session: Session, *, payment_id: int, actor: str, reason: str,
+                   now: datetime) -> Payment:
+    """"Refund or return" on an unidentified payment: the money is to go back to whoever
+    sent it. Recorded on the payment and audited; the card says so and stops offering
+    actions. The refund itself is recorded when the bank or provider confirms it
+    (`workflows.refunds`); until then the money stays unapplied cash."""
+    check_return(session, payment_id=payment_id, actor=actor, reason=reason)
+    payment = session.exec(select(Payment).where(Payment.id == payment_id)
+                           .with_for_update()).one()
+    session.refresh(payment)
+    details = dict(payment.match_details or {})
+    if details.get("return_requested"):
+        raise AlreadyDecided("the return of this payment was already asked for",
+                             decided_by=details["return_requested"].get("by"),
+                             status="return requested")
+    details["return_requested"] = {"by": actor, "at": now.isoformat(),
+                                   "reason": reason.strip()}
+    payment.match_details = details
+    session.add(payment)
+    audit.record(session, actor=actor, action="payment.return_requested",
+                 entity_type="payment", entity_id=payment.id, to_state=payment.status,
+                 reason=reason.strip(), at=now)
+    session.flush()
+    _update_card(session, payment, f"cashapp-return:{payment.id}")
+    return payment
 
 
 def _update_card(session: Session, payment: Payment, dedupe_key: str) -> None:

@@ -143,6 +143,8 @@ class Account:
             "customer_id": self.customer_id, "name": self.name, "currency": self.currency,
             "overdue_minor": self.overdue_minor, "open_minor": self.open_minor,
             "days_late": self.days_late, "score": str(self.score), "risk": str(self.risk),
+            "late_paid": self.late_paid, "broken_promises": self.broken_promises,
+            "disputes": self.disputes,
             "last_contact": self.last_contact.isoformat() if self.last_contact else None,
             "promise": ({"status": self.promise.status, "amount_minor": self.promise.amount_minor,
                          "date": self.promise.promised_date.isoformat()}
@@ -461,8 +463,68 @@ def check_call(session: Session, *, customer_id: int, actor: str, note: str | No
 def log_call(session: Session, *, customer_id: int, actor: str, note: str
              ) -> CollectionActivity:
     note = check_call(session, customer_id=customer_id, actor=actor, note=note)
-    return _activity(session, customer_id=customer_id, kind=ActivityKind.CALL, user_id=actor,
-                     note=note)
+    row = _activity(session, customer_id=customer_id, kind=ActivityKind.CALL, user_id=actor,
+                    note=note)
+    refresh_digest_rows(session, customer_id=customer_id, done=row, contact=True)
+    return row
+
+
+DIGEST_REFRESH_DAYS = 7  # digests older than this are left as they were
+
+
+def refresh_digest_rows(session: Session, *, customer_id: int, done: CollectionActivity,
+                        contact: bool = False) -> int:
+    """The customer's row in the digests of the last days (its collector's) is updated in
+    place (chat.update, in this transaction): last contact, the open promise, and what was
+    just done, by whom (issue 13). Returns how many digests were updated."""
+    at = done.at
+    since = (at.date() if at else date.min) - timedelta(days=DIGEST_REFRESH_DAYS)
+    # The digest runs are locked (in id order) while their rows are rewritten: two actions on
+    # one account at once (a call logged while a snooze is clicked) queue up here, so each
+    # update builds on the other's instead of losing it.
+    collector = session.exec(select(Customer.collector_id)
+                             .where(Customer.id == customer_id)).first()
+    if not collector:
+        return 0
+    runs = session.exec(select(DigestRun.outbox_id).where(
+        DigestRun.collector_id == collector, DigestRun.run_date >= since,
+        DigestRun.outbox_id.is_not(None))
+        .order_by(DigestRun.id).limit(50).with_for_update()).all()
+    if not runs:
+        return 0
+    promise = session.exec(select(PromiseToPay).where(
+        PromiseToPay.customer_id == customer_id, PromiseToPay.status == PromiseStatus.OPEN)
+        .order_by(PromiseToPay.id.desc())).first()
+    updated = 0
+    for message in session.exec(select(OutboxMessage).where(OutboxMessage.id.in_(runs))):
+        # updates build on updates; they come after the digest (`id >` bounds the scan: the
+        # outbox has no index on target_outbox_id)
+        latest = session.exec(select(OutboxMessage.payload).where(
+            OutboxMessage.id > message.id, OutboxMessage.target_outbox_id == message.id)
+            .order_by(OutboxMessage.id.desc()).limit(1)).first()
+        context = dict((latest or message.payload or {}).get("context") or {})
+        accounts = context.get("accounts") or []
+        if not any(a.get("customer_id") == customer_id for a in accounts):
+            continue
+        fresh = []
+        for account in accounts:
+            if account.get("customer_id") == customer_id:
+                account = dict(account)
+                if contact and at is not None:
+                    account["last_contact"] = at.isoformat()
+                account["promise"] = ({"status": promise.status,
+                                       "amount_minor": promise.amount_minor,
+                                       "date": promise.promised_date.isoformat()}
+                                      if promise else None)
+                account["done"] = [*(account.get("done") or [])[-4:], {
+                    "kind": done.kind, "by": done.user_id, "note": done.note,
+                    "at": at.isoformat() if at else None}]
+            fresh.append(account)
+        context["accounts"] = fresh
+        outbox.update_message(session, target_outbox_id=message.id,
+                              template="collections_digest", context=context)
+        updated += 1
+    return updated
 
 
 def snooze(session: Session, *, customer_id: int, actor: str, as_of: date,
@@ -477,8 +539,9 @@ def snooze(session: Session, *, customer_id: int, actor: str, as_of: date,
     receipt = receipts.claim(session, key=f"snooze:{customer_id}:{until.isoformat()}",
                              kind="snooze", actor=actor)
     receipts.remember(session, receipt, until=until.isoformat())
-    _activity(session, customer_id=customer_id, kind=ActivityKind.SNOOZE, user_id=actor,
-              note=f"snoozed until {until.isoformat()}", snooze_until=until)
+    row = _activity(session, customer_id=customer_id, kind=ActivityKind.SNOOZE, user_id=actor,
+                    note=f"snoozed until {until.isoformat()}", snooze_until=until)
+    refresh_digest_rows(session, customer_id=customer_id, done=row)
     return until
 
 
@@ -529,8 +592,9 @@ def send_reminder(session: Session, *, customer_id: int, actor: str, as_of: date
                 context=context, dedupe_key=f"reminder:{customer_id}:{as_of.isoformat()}")
     except IntegrityError:
         raise Conflict(f"A reminder already went to {customer.name} today.") from None
-    _activity(session, customer_id=customer_id, kind=ActivityKind.REMINDER, user_id=actor,
-              note=f"reminder e-mailed to {customer.billing_email}")
+    row = _activity(session, customer_id=customer_id, kind=ActivityKind.REMINDER,
+                    user_id=actor, note=f"reminder e-mailed to {customer.billing_email}")
+    refresh_digest_rows(session, customer_id=customer_id, done=row, contact=True)
     return message
 
 
@@ -594,10 +658,11 @@ def create_promise(session: Session, *, customer_id: int, actor: str, amount: st
                            created_by=actor)
     session.add(promise)
     session.flush()
-    _activity(session, customer_id=customer_id, kind=ActivityKind.PROMISE, user_id=actor,
-              invoice_id=invoice_id,
-              note=f"promised {money.format_money(minor, customer.currency)} by {day}"
-              + (f": {note}" if note else ""))
+    row = _activity(session, customer_id=customer_id, kind=ActivityKind.PROMISE,
+                    user_id=actor, invoice_id=invoice_id,
+                    note=f"promised {money.format_money(minor, customer.currency)} by {day}"
+                    + (f": {note}" if note else ""))
+    refresh_digest_rows(session, customer_id=customer_id, done=row, contact=True)
     return promise
 
 

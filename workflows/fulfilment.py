@@ -34,6 +34,7 @@ from models import (
     Order,
     OrderLine,
     OrderStatus,
+    OutboxMessage,
     Product,
     Role,
 )
@@ -243,6 +244,27 @@ def _tell_billing(session: Session, order: Order, lines: list[OrderLine], *, cho
                            context={"order": order_snapshot(order, customer),
                                     "lines": short_lines(lines), "audience": "billing",
                                     "choice": choice, "by": actor, **extra})
+    _show_choice(session, order, lines, choice=choice, actor=actor, **extra)
+
+
+def _show_choice(session: Session, order: Order, lines: list[OrderLine], *, choice: str,
+                 actor: str, **extra: object) -> None:
+    """The rep's backorder notice is updated in place: the choice made, and only the buttons
+    that can still change something (issue 13)."""
+    notices = session.exec(
+        select(OutboxMessage.id, OutboxMessage.payload)
+        .where(OutboxMessage.method == "chat.postMessage",
+               OutboxMessage.payload["template"].as_string() == "backorder_notice",
+               OutboxMessage.payload["channel"].as_string() == order.sales_rep_id)
+        .order_by(OutboxMessage.id.desc()).limit(50)).all()
+    customer = session.get(Customer, order.customer_id)
+    for row_id, payload in notices:
+        if ((payload.get("context") or {}).get("order") or {}).get("number") != order.number:
+            continue
+        outbox.update_message(session, target_outbox_id=row_id, template="backorder_notice",
+                              context={"order": order_snapshot(order, customer),
+                                       "lines": short_lines(lines), "audience": "rep",
+                                       "choice": choice, "by": actor, **extra})
 
 
 def ship_partial(session: Session, *, order: Order, actor: str,
@@ -276,6 +298,7 @@ def wait_for_stock(session: Session, *, order: Order, actor: str,
     audit.record(session, actor=actor, action=CHOICE_ACTION, entity_type="order",
                  entity_id=order.id, to_state=order.status, reason="wait for stock",
                  number=order.number, choice="wait", lines=short, at=now)
+    _show_choice(session, order, lines, choice="wait", actor=actor)
     return short
 
 

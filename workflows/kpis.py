@@ -447,8 +447,13 @@ def is_fresh(session: Session, as_of: date) -> bool:
 def compute_snapshot(session: Session, as_of: date) -> tuple[dict, int]:
     """`as_of`'s KPIs (`to_json`) and the books marker they were computed at (read first, so
     a change recorded during the computation makes the snapshot stale, never lost)."""
+    from workflows.home import open_ar_trend
+
     marker = books_marker(session)
-    return to_json(compute(session, as_of)), marker
+    data = to_json(compute(session, as_of))
+    # the admins' App Home trend line: open AR at the end of each of the last 8 weeks
+    data["open_ar_trend"] = open_ar_trend(session, as_of, data.get("currency"), weeks=8)
+    return data, marker
 
 
 def store_snapshot(session: Session, as_of: date, data: dict, audit_id: int,

@@ -8,6 +8,7 @@ otherwise the caller shows the closest candidates instead of guessing.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from rapidfuzz import fuzz, process, utils
@@ -16,6 +17,7 @@ from sqlmodel import Session, select
 from models import Customer
 
 GOOD = 80  # below this nothing is a confident match
+CLOSE = 55  # below this a name is not worth suggesting ("zzzzzz" matches nothing)
 MARGIN = 8  # the best must lead the runner-up by this much to be unambiguous
 _SUFFIXES = re.compile(
     r"\b(inc|incorporated|corp|corporation|co|company|llc|ltd|limited|gmbh|ag|sa|sarl|bv|nv|"
@@ -23,10 +25,28 @@ _SUFFIXES = re.compile(
 
 
 def normalise_name(name: str) -> str:
-    """Lower case, punctuation and legal-form suffixes removed: "Globex, Inc." -> "globex"."""
-    text = utils.default_process(name)
+    """Lower case, accents folded, punctuation and legal-form suffixes removed:
+    "Globex, Inc." -> "globex", "Krüger" -> "kruger"."""
+    text = utils.default_process(fold_accents(name))
     text = _SUFFIXES.sub(" ", text)
     return " ".join(text.split())
+
+
+def fold_accents(text: str) -> str:
+    """"Krüger" -> "Kruger", "Société" -> "Societe": people type names without accents."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+ORDER_NUMBER = re.compile(r"(?i)^#?(?:so)?[-_ ]?0*(\d{1,12})$")
+
+
+def order_number(text: str) -> str:
+    """What people type for an order -> its number: "1125", "so1125", "SO 1125", "#1125" ->
+    "SO-1125"; anything else is returned as typed (upper case)."""
+    typed = " ".join((text or "").split())
+    found = ORDER_NUMBER.match(typed)
+    return f"SO-{found.group(1)}" if found else typed.upper()
 
 
 @dataclass(frozen=True)
@@ -61,7 +81,7 @@ def find_customer(session: Session, query: str, *, limit: int = 5) -> Match:
                              processor=None)
     by_id = {row[0]: row for row in rows}
     candidates = [Candidate(key, by_id[key][1], by_id[key][2], round(score))
-                  for _, score, key in scored]
+                  for _, score, key in scored if score >= CLOSE]
     if not candidates or candidates[0].score < GOOD:
         return Match(None, candidates)
     if len(candidates) > 1 and candidates[1].score > candidates[0].score - MARGIN:

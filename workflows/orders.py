@@ -327,12 +327,15 @@ def submit_order(session: Session, order: Order, *, lines: list[OrderLine], acto
 
 
 def approve_order(session: Session, order: Order, *, actor: str, reason: str,
-                  now: datetime) -> None:
-    """-> approved, then reserve stock (which may leave it backordered); tell the rep."""
+                  now: datetime, tell_rep: bool = True) -> None:
+    """-> approved, then reserve stock (which may leave it backordered); tell the rep
+    (unless the caller's own DM already does: one message per decision, issue 13)."""
     from workflows import fulfilment
 
     transition(session, order, OrderStatus.APPROVED, actor=actor, reason=reason, now=now)
     short = fulfilment.reserve_stock(session, order, actor=actor, now=now)
+    if not tell_rep:
+        return
     customer = session.get(Customer, order.customer_id)
     outbox.post_to_user(session, user_id=order.sales_rep_id, template="order_status",
                         context={"order": order_snapshot(order, customer), "reasons": [reason],

@@ -320,6 +320,7 @@ def top_balances(session: Session, as_of: date, *, limit: int = 10) -> list[Cust
                   overdue.label("overdue"), sa.func.min(Invoice.due_date).label("oldest"))
            .where(Invoice.balance_minor > 0)
            .group_by(Invoice.customer_id)
+           .having(overdue > 0)  # "most overdue" lists nobody with nothing overdue
            .order_by(overdue.desc(), opened.desc(), Invoice.customer_id)
            .limit(limit).subquery())
     query = (select(Customer.id, Customer.name, Customer.currency, top.c.open, top.c.overdue,

@@ -29,9 +29,30 @@ def require_role(session: Session, *, user_id: str, roles: tuple[str, ...], acti
     holds one of `roles`."""
     if has_role(session, user_id, *roles):
         return
-    needed = " or ".join(roles)
-    raise PermissionDenied(f"This needs the {needed} role.", actor=user_id, action=action,
+    raise PermissionDenied(only_for(roles), actor=user_id, action=action,
                            entity_type=entity_type, entity_id=entity_id)
+
+
+ROLE_WORDS = {Role.SALES: "sales rep", Role.CREDIT_APPROVER: "credit approver",
+              Role.DISCOUNT_APPROVER: "discount approver", Role.COLLECTOR: "collector",
+              Role.ADMIN: "admin"}
+
+
+def role_words(role: str) -> str:
+    """A role as people say it: "credit approver", not "credit_approver"."""
+    return ROLE_WORDS.get(role, str(role).replace("_", " "))
+
+
+def only_for(roles: tuple[str, ...] | list[str]) -> str:
+    """The one wording of a role refusal: who may do it, in words ("Only a collector or an
+    admin can do this."). Admins hold every role, so they are named once, last."""
+    names = [role_words(r) for r in roles if r != Role.ADMIN] + [role_words(Role.ADMIN)]
+    names = [f"{'an' if n[0] in 'aeiou' else 'a'} {n}" for n in dict.fromkeys(names)]
+    if len(names) == 1:
+        return "Only an admin can do this; nothing was changed."
+    who = ", ".join(names[:-1]) + f" or {names[-1]}"
+    return (f"Only {who} can do this. Ask an admin for the role if you need it; nothing was "
+            "changed.")
 
 
 def check_timezone(tz: str) -> str:

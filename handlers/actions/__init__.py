@@ -25,6 +25,8 @@ def register(app: App) -> None:
         (ids.BACKORDER_CANCEL_LINE, backorders.on_cancel_line),
         (ids.CASHAPP_APPLY, cashapp.on_apply),
         (ids.CASHAPP_ASSIGN, cashapp.on_assign),
+        (ids.CASHAPP_APPLY_INVOICES, cashapp.on_apply_invoices),
+        (ids.CASHAPP_RETURN, cashapp.on_return),
         (ids.COLL_PROMISE, collections.on_promise),
         (ids.COLL_LOG_CALL, collections.on_log_call),
         (ids.COLL_REMINDER, collections.on_reminder),
@@ -46,6 +48,7 @@ def register(app: App) -> None:
         app.action(action_id)(ack=acknowledge, lazy=[after_ack(listener)])
     # the options of the suggestion card's "Whose payment is this?" select are its ack
     app.options(ids.CASHAPP_ASSIGN)(payment.customer_options)
+    app.options(ids.CASHAPP_APPLY_INVOICES)(cashapp.invoice_choices)
     # a URL button ("Pay now"): the browser opens the link; Slack still sends the click, which
     # needs only its ack (without one Slack shows the user an error)
     app.action(ids.OPEN_LINK)(acknowledge)

@@ -30,20 +30,31 @@ def approval_id_of(body: dict) -> int | None:
         return None
 
 
-def explain(respond: Respond, error: DomainError) -> None:
-    """Tell only the clicking user why nothing happened."""
+def explain(respond: Respond, error: DomainError, body: dict | None = None,
+            client: WebClient | None = None) -> None:
+    """Tell only the clicking user why nothing happened (in their DM with the bot when the
+    click came from the App Home tab, which has no response_url)."""
     if isinstance(error, AlreadyDecided):
         blocks = already_decided(status=error.decision, decided_by=error.decided_by)
     else:
         blocks = refusal(error.detail)
+    if body is not None and client is not None and not body.get("response_url"):
+        client.chat_postMessage(channel=body["user"]["id"], blocks=blocks,
+                                text=esc(error.detail))
+        return
     respond(blocks=blocks, text=esc(error.detail), response_type="ephemeral",
             replace_original=False)
 
 
-def on_approve(body: dict, respond: Respond, context: BoltContext) -> None:
+def _from_home(body: dict) -> bool:
+    return (body.get("view") or {}).get("type") == "home"
+
+
+def on_approve(body: dict, respond: Respond, client: WebClient,
+               context: BoltContext) -> None:
     approval_id = approval_id_of(body)
     if approval_id is None:
-        explain(respond, Malformed())
+        explain(respond, Malformed(), body, client)
         return
     try:
         with transaction(context) as session:
@@ -51,14 +62,18 @@ def on_approve(body: dict, respond: Respond, context: BoltContext) -> None:
                              user_id=body["user"]["id"], approve=True,
                              now=now_of(context))
     except DomainError as error:
-        explain(respond, error)
+        explain(respond, error, body, client)
+    if _from_home(body):  # the queue on the Home tab shows what is left
+        from handlers.events.app_home import publish_home
+
+        publish_home(client, context, body["user"]["id"])
 
 
 def _open_decision_modal(body: dict, respond: Respond, client: WebClient,
                          context: BoltContext, *, reject: bool) -> None:
     approval_id = approval_id_of(body)
     if approval_id is None:
-        explain(respond, Malformed())
+        explain(respond, Malformed(), body, client)
         return
     try:
         with transaction(context) as session:
@@ -66,7 +81,7 @@ def _open_decision_modal(body: dict, respond: Respond, client: WebClient,
                                                   user_id=body["user"]["id"])
             ctx = approvals.context_of(session, approval)
     except DomainError as error:
-        explain(respond, error)
+        explain(respond, error, body, client)
         return
     summary = ctx["summary"]  # an order or a back-office request
     channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(

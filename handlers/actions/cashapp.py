@@ -13,11 +13,19 @@ from slack_bolt import BoltContext, Respond
 from slack_sdk import WebClient
 
 from blocks import cashapp as answers
+from blocks.text import fmt_money
 from handlers.common import describe_error, now_of, tell_user, transaction
 from handlers.deps import deps_of
-from models import money
-from workflows.cash_application import apply_suggestion, assign_customer, payment_allocations
-from workflows.errors import AlreadyDecided, DomainError, PermissionDenied
+from models import Payment, Role, money
+from workflows.cash_application import (
+    apply_suggestion,
+    assign_customer,
+    correct_application,
+    open_invoice_choices,
+    payment_allocations,
+)
+from workflows.errors import AlreadyDecided, DomainError, NotFound, PermissionDenied
+from workflows.users import require_role
 
 
 def on_apply(body: dict, action: dict, respond: Respond, client: WebClient,
@@ -80,3 +88,75 @@ def on_assign(body: dict, action: dict, respond: Respond, client: WebClient,
     except DomainError as error:
         text = answers.failed_answer(describe_error(error))
     tell_user(body, respond, client, text)
+
+
+def _payment_of_block(action: dict) -> int | None:
+    try:
+        return int(str(action.get("block_id", "")).rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def on_apply_invoices(body: dict, action: dict, respond: Respond, client: WebClient,
+                      context: BoltContext) -> None:
+    """"Apply to invoices…" on a payment nobody could place: applied to the invoices picked
+    (one customer's), the engine learns how that customer pays; the card shows who did it."""
+    user_id = body["user"]["id"]
+    payment_id = _payment_of_block(action)
+    numbers = [str(o.get("value")) for o in action.get("selected_options") or []
+               if isinstance(o, dict) and o.get("value")]
+    if payment_id is None:
+        tell_user(body, respond, client, answers.BROKEN_BUTTON)
+        return
+    if not numbers:
+        return  # the last invoice was taken out of the select: nothing to do
+    try:
+        with transaction(context) as session:
+            payment = correct_application(session, payment_id=payment_id, invoices=numbers,
+                                          actor=user_id, now=now_of(context),
+                                          names=deps_of(context).db.customer_names)
+            invoices = [{"invoice": inv.number,
+                         "amount": money.to_str(a.amount_minor, payment.currency)}
+                        for a, inv in payment_allocations(session, payment.id)]
+            text = answers.picked_answer(payment_id=payment.id, status=payment.status,
+                                         invoices=invoices, currency=payment.currency)
+    except PermissionDenied as refused:
+        text = answers.refused_answer(describe_error(refused))
+    except DomainError as error:
+        text = answers.failed_answer(describe_error(error))
+    tell_user(body, respond, client, text)
+
+
+def invoice_choices(ack, payload: dict, context: BoltContext) -> None:
+    """The options of "Apply to invoices…": open invoices whose number contains the query."""
+    query = (payload.get("value") or "").strip()
+    with deps_of(context).db.read_session() as session:
+        found = open_invoice_choices(session, query)
+    ack(options=[answers.invoice_option(inv) for inv in found])
+
+
+def on_return(body: dict, respond: Respond, client: WebClient, context: BoltContext) -> None:
+    """"Refund or return…": asks why in a modal (role checked first)."""
+    from handlers.common import checking, open_modal
+
+    user_id = body["user"]["id"]
+    try:
+        payment_id = int(str((body.get("actions") or [{}])[0].get("value", "")))
+    except ValueError:
+        tell_user(body, respond, client, answers.BROKEN_BUTTON)
+        return
+    try:
+        with checking(context) as session:
+            require_role(session, user_id=user_id, roles=(Role.COLLECTOR,),
+                         action="payment.return", entity_type="payment", entity_id=payment_id)
+            payment = session.get(Payment, payment_id)
+            if payment is None:
+                raise NotFound(f"no payment {payment_id}")
+            amount = fmt_money(payment.amount_minor, payment.currency)
+            payer = payment.payer_name
+    except DomainError as error:
+        tell_user(body, respond, client, describe_error(error))
+        return
+    channel = (body.get("container") or {}).get("channel_id")
+    open_modal(client, body.get("trigger_id"), answers.return_modal(
+        payment_id=payment_id, amount=amount, payer=payer, channel=channel))

@@ -9,25 +9,34 @@ of an old "hold" cannot put back a hold someone released since.
 from __future__ import annotations
 
 from slack_bolt import BoltContext, Respond
+from slack_sdk import WebClient
 
 from blocks import lookup as render
-from blocks.approvals import credit_hold_actions, credit_hold_done, refusal
+from blocks.approvals import (
+    credit_hold_actions,
+    credit_hold_done,
+    refusal,
+    release_hold_modal,
+)
 from blocks.common import section
-from blocks.text import esc
+from blocks.text import esc, fmt_money
 from handlers.common import (
     Malformed,
     action_id_value,
     caller,
+    checking,
     click_key,
     deps_of,
     now_of,
+    open_modal,
     today_for,
     transaction,
 )
 from models import Customer
 from workflows import queries, receipts
-from workflows.credit_hold import set_credit_hold
-from workflows.errors import DomainError
+from workflows.credit_hold import ROLES, set_credit_hold
+from workflows.errors import DomainError, NotFound
+from workflows.users import require_role
 
 
 def _change(body: dict, respond: Respond, context: BoltContext, *,
@@ -70,5 +79,36 @@ def on_hold(body: dict, respond: Respond, context: BoltContext) -> None:
     _change(body, respond, context, on_hold=True)
 
 
-def on_release(body: dict, respond: Respond, context: BoltContext) -> None:
-    _change(body, respond, context, on_hold=False)
+def on_release(body: dict, respond: Respond, client: WebClient,
+               context: BoltContext) -> None:
+    """Release asks for a reason first (a modal); the release happens on submit
+    (`handlers.views.credit_hold`)."""
+    try:
+        customer_id = action_id_value(body)
+    except Malformed as broken:
+        respond(blocks=refusal(broken.detail), text=esc(broken.detail),
+                response_type="ephemeral", replace_original=False)
+        return
+    user_id = body["user"]["id"]
+    today = today_for(context, caller(context, user_id))
+    try:
+        with checking(context) as session:  # role first; a refusal is audited
+            require_role(session, user_id=user_id, roles=ROLES,
+                         action="customer.credit_release", entity_type="customer",
+                         entity_id=customer_id)
+            customer = session.get(Customer, customer_id)
+            if customer is None:
+                raise NotFound(f"no customer #{customer_id}")
+            view = queries.customer_view(session, customer, today, now=now_of(context))
+    except DomainError as error:
+        respond(blocks=refusal(error.detail), text=esc(error.detail), response_type="ephemeral",
+                replace_original=False)
+        return
+    pos = view.position
+    situation = (f"Overdue {fmt_money(pos.aging.overdue, customer.currency)} of "
+                 f"{fmt_money(pos.aging.total, customer.currency)} open; oldest "
+                 f"{pos.oldest_days_past_due} days past due.")
+    channel = (body.get("container") or {}).get("channel_id") or (
+        body.get("channel") or {}).get("id")
+    open_modal(client, body.get("trigger_id"), release_hold_modal(
+        customer_id=customer_id, name=customer.name, channel=channel, situation=situation))

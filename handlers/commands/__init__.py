@@ -31,16 +31,32 @@ from handlers.commands import (
 from handlers.commands.call import ANY_ROLE, CommandCall, Subcommand
 from handlers.common import acknowledge, after_ack, checking
 from models import Role
-from workflows.users import require_role
+from workflows.users import has_role, require_role, roles_of
 
 __all__ = ["SUBCOMMANDS", "CommandCall", "Subcommand", "answer", "register"]
 
 
 def show_help(call: CommandCall) -> None:
-    """`/o2c help`, and the answer to anything unknown."""
+    """`/o2c help`, and the answer to anything unknown: only what the caller may run."""
     unknown = call.name if call.name not in SUBCOMMANDS else None
-    entries = [(sub.usage, sub.summary) for sub in SUBCOMMANDS.values()]
-    call.answer(help_message(entries, unknown=unknown), "o2c commands")
+    with checking(call.context) as session:
+        entries = [(sub.usage, sub.summary) for sub in SUBCOMMANDS.values()
+                   if may_run(session, call.user_id, sub)]
+        no_role = not roles_of(session, call.user_id)
+    call.answer(help_message(entries, unknown=unknown, no_role=no_role), "o2c commands")
+
+
+# Who may run the subcommands that check their role themselves (`Subcommand.roles` unset),
+# for `/o2c help`: the help lists only what the caller may run.
+HELP_ROLES: dict[str, tuple[str, ...]] = {
+    "new": (Role.SALES,), "approvals": ANY_ROLE, "worklist": (Role.COLLECTOR,),
+    "pay": (Role.COLLECTOR,), "role": (Role.ADMIN,), "admin": (Role.ADMIN,),
+}
+
+
+def may_run(session, user_id: str, sub: Subcommand) -> bool:
+    roles = sub.roles or HELP_ROLES.get(sub.name)
+    return not roles or has_role(session, user_id, *roles)
 
 
 # Every subcommand, in the order people need them: lookups, then entering and deciding, admin.

@@ -28,7 +28,7 @@ def invoice(call: CommandCall) -> None:
         if view is None:
             call.answer(not_found(f"No invoice `{render.esc(number)}`.",
                                   "Invoice numbers look like INV-2026-000123; "
-                                  "`/o2c ar <customer>` lists a customer's open invoices."),
+                                  "`/o2c ar &lt;customer&gt;` lists a customer's open invoices."),
                         f"No invoice {number}")
             return
         can_act = has_role(session, call.user_id, *ACTING_ROLES)

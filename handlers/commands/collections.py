@@ -6,7 +6,7 @@ from blocks.collections import worklist_blocks
 from blocks.common import context, lines_text, render, section
 from blocks.text import SECTION_TEXT_MAX, esc, fmt_datetime
 from handlers.commands.call import CommandCall, claim_command
-from handlers.common import caller, checking, today_for, transaction
+from handlers.common import caller, checking, describe_error, today_for, transaction
 from models import OutboxMessage, Role
 from workflows import audit, outbox, receipts
 from workflows.collections import require_collector, worklist
@@ -17,7 +17,7 @@ LISTED = 20  # outbox rows per section of `/o2c admin outbox`
 
 
 def _refused(call: CommandCall, exc: DomainError) -> None:
-    call.answer(render([section(f":warning: {esc(exc.detail)}")]), "Not allowed")
+    call.answer(render([section(describe_error(exc))]), "Not allowed")
 
 
 def worklist_command(call: CommandCall) -> None:

@@ -6,7 +6,7 @@ from blocks import lookup as render
 from handlers.commands.call import CommandCall
 from handlers.common import caller, today_for
 from workflows import queries, receivables
-from workflows.lookup import find_customer
+from workflows.lookup import find_customer, order_number
 
 
 def _resolve_customer(call: CommandCall, session, usage: str):
@@ -24,7 +24,7 @@ def _resolve_customer(call: CommandCall, session, usage: str):
 
 def order(call: CommandCall) -> None:
     user = caller(call.context, call.user_id, call.user_name, call.client)
-    number = call.args.split()[0] if call.args else ""
+    number = order_number(call.args) if call.args else ""
     if not number:
         call.answer(render.not_found("Which order?", "Usage: `/o2c order SO-1001`"),
                     "Which order?")
@@ -32,9 +32,11 @@ def order(call: CommandCall) -> None:
     with call.deps.db.read_session() as session:
         view = queries.order_view(session, number)
         if view is None:
-            call.answer(render.not_found(f"No order `{render.esc(number)}`.",
-                                         "Order numbers look like SO-1001. "
-                                         "`/o2c orders <customer>` lists a customer's orders."),
+            hint = ("Order numbers look like SO-1001 (`/o2c order 1001` works too). "
+                    "`/o2c orders &lt;customer&gt;` lists a customer's orders.")
+            if number.startswith("INV-"):
+                hint = f"That looks like an invoice: try `/o2c invoice {render.esc(number)}`."
+            call.answer(render.not_found(f"No order `{render.esc(number)}`.", hint),
                         f"No order {number}")
             return
         call.answer(render.order_card(view, tz=user.timezone), f"Order {view.order.number}")

@@ -7,7 +7,7 @@ import re
 from blocks.common import context, render, section
 from blocks.text import esc
 from handlers.commands.call import CommandCall, claim_command
-from handlers.common import transaction
+from handlers.common import describe_error, transaction
 from models import Role
 from workflows import receipts
 from workflows.errors import DomainError
@@ -45,7 +45,7 @@ def role(call: CommandCall) -> None:
     except receipts.AlreadyHandled as done:  # a replay: told what the first one was told
         changed = bool(done.result.get("changed"))
     except DomainError as exc:
-        call.answer(render([section(f":no_entry: {esc(exc.detail)}")]), "Not done")
+        call.answer(render([section(describe_error(exc))]), "Not done")
         return
     if not changed:
         text = (f"<@{target}> already has `{role_name}`." if verb == "add"

@@ -8,11 +8,14 @@ from __future__ import annotations
 from slack_bolt import App
 
 from handlers.common import acknowledge, after_ack
-from handlers.events import app_home, installs, mentions, workflow_steps
+from handlers.events import app_home, installs, mentions, messages, workflow_steps
 
 
 def register(app: App) -> None:
     app.event("app_home_opened")(ack=acknowledge, lazy=[after_ack(app_home.app_home_opened)])
+    # a person's message in the bot's DM: a pointer to `/o2c help` (`message.im` events)
+    app.event("message", matchers=[lambda event: messages.in_dm(event)])(
+        ack=acknowledge, lazy=[after_ack(messages.on_direct_message)])
     app.event("message")(ack=acknowledge, lazy=[after_ack(mentions.message)])
     app.event("link_shared")(ack=acknowledge, lazy=[after_ack(mentions.link_shared)])
     for callback_id in workflow_steps.CALLBACK_IDS:  # Workflow Builder steps

@@ -9,18 +9,24 @@ from blocks.home import home_view
 from handlers.common import caller, deps_of, now_of, today_for
 from handlers.events.collections import collector_home
 from handlers.events.kpi_home import kpi_home
+from handlers.events.people_home import approver_home, rep_home
 from workflows.users import roles_of
 
 # The sections features add, in this order: callables (session, user, roles, today, now) ->
 # blocks (dicts), an empty list when the section is not for this user. `today` is the date in
 # the user's Slack time zone, `now` the moment (UTC).
-HOME_SECTIONS = (collector_home, kpi_home)
+HOME_SECTIONS = (rep_home, approver_home, collector_home, kpi_home)
 
 
 def app_home_opened(event: dict, client: WebClient, context: BoltContext) -> None:
     if event.get("tab") not in (None, "home"):
         return
-    user = caller(context, event["user"], client=client)
+    publish_home(client, context, event["user"])
+
+
+def publish_home(client: WebClient, context: BoltContext, user_id: str) -> None:
+    """Build and publish the user's App Home (also after a decision taken on it)."""
+    user = caller(context, user_id, client=client)
     deps = deps_of(context)
     today, now = today_for(context, user), now_of(context)
     with deps.db.read_session() as session:

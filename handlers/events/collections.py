@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from blocks.collections import home_section
+from blocks.home import promises_section
 from models import Role
 from workflows.collections import worklist
+from workflows.home import promises_due
 
 
 def collector_home(session, user, roles: list[str], today: date,
@@ -16,4 +18,5 @@ def collector_home(session, user, roles: list[str], today: date,
     snapshot = worklist(session, user.slack_user_id, today).snapshot()
     if Role.COLLECTOR not in roles and not snapshot["total_accounts"]:
         return []  # an admin without accounts of their own needs no empty worklist
-    return home_section(snapshot, tz=user.timezone)
+    promises = promises_due(session, user.slack_user_id, today)
+    return promises_section(promises) + home_section(snapshot, tz=user.timezone)

@@ -14,6 +14,9 @@ from datetime import date, datetime
 from blocks.kpi import home_section
 from models import Role
 from workflows import kpis
+from workflows.home import open_ar_trend
+
+TREND_WEEKS = 8
 
 
 def age_text(computed_at: datetime, now: datetime) -> str:
@@ -30,10 +33,12 @@ def kpi_home(session, user, roles: list[str], today: date,
     if Role.ADMIN not in roles:
         return []
     row = kpis.snapshot(session, today)
-    if row is None:
-        return home_section(kpis.to_json(kpis.compute(session, today, now=now)))
+    if row is None:  # a new install: computed once here, the job keeps a snapshot from then on
+        data = kpis.to_json(kpis.compute(session, today, now=now))
+        trend = open_ar_trend(session, today, data.get("currency"), weeks=TREND_WEEKS)
+        return home_section(data, trend=trend, weeks=TREND_WEEKS)
     note = f"KPIs computed {age_text(row.computed_at, now)}"
     if row.as_of != today:
         note += f", as of {row.as_of.isoformat()}"
-    return [*home_section(row.data),
+    return [*home_section(row.data, trend=row.data.get("open_ar_trend") or [], weeks=TREND_WEEKS),
             {"type": "context", "elements": [{"type": "mrkdwn", "text": note}]}]

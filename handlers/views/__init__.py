@@ -13,7 +13,14 @@ from slack_bolt import App
 
 from blocks import ids
 from handlers.common import acknowledge, after_ack
-from handlers.views import approvals, backoffice, collections, order_entry, payment
+from handlers.views import (
+    approvals,
+    backoffice,
+    collections,
+    credit_hold,
+    order_entry,
+    payment,
+)
 
 
 def register(app: App) -> None:
@@ -31,6 +38,8 @@ def register(app: App) -> None:
         (ids.CREDIT_NOTE_MODAL, backoffice.check_credit_note, backoffice.request_credit_note),
         (ids.WRITE_OFF_MODAL, backoffice.check_write_off, backoffice.request_write_off),
         (ids.FEE_WAIVE_MODAL, backoffice.check_fee_waiver, backoffice.waive_fee),
+        (ids.CREDIT_RELEASE_MODAL, credit_hold.check_release, credit_hold.release),
+        (ids.CASHAPP_RETURN_MODAL, payment.check_return, payment.record_return),
     ):
         app.view(callback_id)(ack=check, lazy=[after_ack(run)])
 

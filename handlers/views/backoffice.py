@@ -28,6 +28,7 @@ from blocks.text import esc, fmt_money
 from handlers.common import (
     Malformed,
     checking,
+    describe_error,
     form_value,
     metadata_id,
     now_of,
@@ -114,7 +115,7 @@ def _run(body: dict, view: dict, client: WebClient, context: BoltContext, form: 
     except receipts.AlreadyHandled:
         return  # a replay: done once, and the user was told
     except DomainError as error:
-        _tell(client, meta, user_id, f":no_entry_sign: {esc(error.detail)}")
+        _tell(client, meta, user_id, describe_error(error))
         return
     _tell(client, meta, user_id, text)
 

@@ -18,14 +18,26 @@ from slack_sdk import WebClient
 from blocks import ids
 from blocks.cashapp import invoice_option, option
 from blocks.text import esc
-from handlers.common import caller, checking, deps_of, transaction
+from handlers.common import (
+    caller,
+    checking,
+    deps_of,
+    describe_error,
+    form_value,
+    metadata_id,
+    now_of,
+    transaction,
+    view_metadata,
+)
 from models import limits, money
 from workflows import receipts
 from workflows.cash_application import (
     check_from_slack,
     open_invoice_choices,
     record_from_slack,
+    request_return,
 )
+from workflows.cash_application import check_return as cash_return_check
 from workflows.errors import DomainError
 from workflows.inputs import PaymentIn, build
 from workflows.lookup import find_customer
@@ -163,3 +175,47 @@ def invoice_options(ack: Ack, payload: dict, context: BoltContext) -> None:
     with deps_of(context).db.read_session() as session:
         found = open_invoice_choices(session, query, customer=customer)
     ack(options=[invoice_option(inv) for inv in found])
+
+
+# -- "Refund or return…" on a payment nobody could place ------------------------------------------
+def _return_form(view: dict) -> tuple[int, str]:
+    reason = form_value(view, ids.CASHAPP_RETURN_REASON_BLOCK,
+                        ids.CASHAPP_RETURN_REASON_INPUT).get("value") or ""
+    return metadata_id(view_metadata(view), "payment_id"), reason
+
+
+def check_return(ack: Ack, body: dict, view: dict, context: BoltContext) -> None:
+    payment_id, reason = _return_form(view)
+    try:
+        with checking(context) as session:
+            cash_return_check(session, payment_id=payment_id, actor=body["user"]["id"],
+                              reason=reason)
+    except DomainError as error:
+        ack(response_action="errors",
+            errors={ids.CASHAPP_RETURN_REASON_BLOCK: describe_error(error, plain=True)})
+        return
+    ack()
+
+
+def record_return(body: dict, view: dict, client: WebClient, context: BoltContext) -> None:
+    payment_id, reason = _return_form(view)
+    user_id = body["user"]["id"]
+    channel = view_metadata(view).get("channel") or user_id
+    try:
+        with transaction(context) as session:
+            receipt = receipts.claim(session, key=receipts.submission_key(view["id"]),
+                                     kind="payment_return", actor=user_id)
+            request_return(session, payment_id=payment_id, actor=user_id, reason=reason,
+                           now=now_of(context))
+            receipts.remember(session, receipt, payment_id=payment_id)
+    except receipts.AlreadyHandled:
+        return
+    except DomainError as error:
+        text = describe_error(error)
+    else:
+        text = (f":leftwards_arrow_with_hook: Payment #{payment_id} is to be returned; the card "
+                "in the AR channel says so.")
+    if channel.startswith(("C", "G")):
+        client.chat_postEphemeral(channel=channel, user=user_id, text=text)
+    else:
+        client.chat_postMessage(channel=user_id, text=text)

@@ -58,7 +58,11 @@ const EMOJI = {white_check_mark: "✅", heavy_check_mark: "✔️", warning: "�
   bar_chart: "📊", wave: "👋", tada: "🎉", money_with_wings: "💸", handshake: "🤝", zzz: "💤",
   red_circle: "🔴", large_yellow_circle: "🟡", large_green_circle: "🟢", mag: "🔍", memo: "📝",
   sunrise: "🌅", clock9: "🕘", fire: "🔥", bust_in_silhouette: "👤", link: "🔗", eyes: "👀",
-  credit_card: "💳", leftwards_arrow_with_hook: "↩️"};
+  credit_card: "💳", leftwards_arrow_with_hook: "↩️",
+  // every other shortcode the product uses (tests/sandbox/test_emoji.py walks them all)
+  alarm_clock: "⏰", arrow_right: "➡️", broken_heart: "💔", bulb: "💡", grey_question: "❔",
+  heavy_minus_sign: "➖", label: "🏷️", no_entry_sign: "🚫", one: "1️⃣", two: "2️⃣",
+  outbox_tray: "📤", repeat: "🔁", scales: "⚖️", wastebasket: "🗑️"};
 const emojify = (s) => s.replace(/:([a-z0-9_+-]+):/g, (m, name) => EMOJI[name] || m);
 const unescapeSlack = (s) => s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
 const userName = (id) => (id === S.state?.bot.id ? "o2c-bot"
@@ -124,7 +128,26 @@ function mrkdwn(source) {
   const marked = String(source).replace(/[\uE000\uE001]/g, "")
     .replace(/<([^<>\n]+)>/g, (_, inner) => `\uE000${controls.push(inner) - 1}\uE001`);
   const span = el("span", {class: "mrkdwn"});
-  inline(span, marked, controls);
+  // lines starting with ">" (or "&gt;", as Slack escapes it) are a quote, as in Slack
+  const QUOTE = /^(?:>|&gt;) ?/;
+  const segments = [];  // runs of plain lines and of quoted lines, in order
+  for (const line of marked.split("\n")) {
+    const quoted = QUOTE.test(line);
+    const last = segments[segments.length - 1];
+    const textLine = quoted ? line.replace(QUOTE, "") : line;
+    if (last && last.quoted === quoted) last.lines.push(textLine);
+    else segments.push({quoted, lines: [textLine]});
+  }
+  segments.forEach((seg, i) => {
+    const body = seg.lines.join("\n");
+    if (seg.quoted) {
+      const quote = el("blockquote", {class: "bk-quote"});
+      inline(quote, body, controls);
+      span.append(quote);
+    } else {
+      inline(span, body + (i < segments.length - 1 && !segments[i + 1].quoted ? "\n" : ""), controls);
+    }
+  });
   return span;
 }
 
@@ -185,15 +208,30 @@ function selectNode(id, e, choices, current, onValue) {
   return select;
 }
 function externalSelect(id, e, ctx, block, current, onValue) {
+  const multi = e.type === "multi_external_select";
   const box = el("div", {class: "combo"});
   const input = el("input", {id, class: "in", placeholder: plainText(e.placeholder) || "Type to search…",
     role: "combobox", "aria-autocomplete": "list"});
-  input.value = current ? plainText(current.text) : "";
+  input.value = current && !multi ? plainText(current.text) : "";
   const list = el("ul", {class: "combo-list", role: "listbox", hidden: true});
   const minLength = e.min_query_length ?? 3;
+  // multi_external_select: the chosen options as chips (× removes one), the box searches more
+  let chosen = multi ? [...(current || [])] : [];
+  const chips = el("div", {class: "chips"});
+  const drawChips = () => chips.replaceChildren(...chosen.map((o) => el("span", {class: "chip"},
+    plainText(o.text), el("button", {type: "button", class: "x", "aria-label": "Remove " + plainText(o.text),
+      onclick: () => { chosen = chosen.filter((c) => c.value !== o.value); drawChips(); onValue(chosen.length ? chosen : null); }}, "×"))));
+  if (multi) drawChips();
+  const pick = (o) => {
+    if (!multi) { input.value = plainText(o.text); onValue(o); return; }
+    if (!chosen.some((c) => c.value === o.value)) chosen = [...chosen, o];
+    input.value = "";
+    drawChips();
+    onValue(chosen);
+  };
   const show = (opts) => {
     list.replaceChildren(...opts.map((o) => el("li", {role: "option", tabindex: "-1", onmousedown: (ev) => {
-      ev.preventDefault(); input.value = plainText(o.text); list.hidden = true; onValue(o);
+      ev.preventDefault(); list.hidden = true; pick(o);
     }}, plainText(o.text))));
     if (!opts.length) list.append(el("li", {class: "combo-empty"}, "No matches"));
     list.hidden = false;
@@ -208,7 +246,7 @@ function externalSelect(id, e, ctx, block, current, onValue) {
     }, 250);
   });
   input.addEventListener("blur", () => setTimeout(() => { list.hidden = true; }, 150));
-  box.append(input, list);
+  box.append(...(multi ? [chips] : []), input, list);
   return box;
 }
 function control(id, e, ctx, block, current, onValue) {
@@ -230,7 +268,8 @@ function control(id, e, ctx, block, current, onValue) {
     case "users_select": case "multi_users_select": return selectNode(id, e, users(), current, onValue);
     case "conversations_select": case "channels_select": case "multi_conversations_select":
     case "multi_channels_select": return selectNode(id, e, channels(), current, onValue);
-    case "external_select": return externalSelect(id, e, ctx, block, current, onValue);
+    case "external_select": case "multi_external_select":
+      return externalSelect(id, e, ctx, block, current, onValue);
     case "datepicker": case "timepicker": {
       const input = el("input", {id, class: "in", type: e.type === "datepicker" ? "date" : "time"});
       input.value = current || "";
@@ -283,6 +322,10 @@ function inputBlock(b, ctx) {
   const view = ctx.view;
   const onValue = (value, committed = true) => {
     setDraft(view.id, b.block_id, e.action_id, value);
+    // as Slack's client does: a field's error goes away once the person changes the field
+    const field = document.querySelector(`.bk-input[data-block="${CSS.escape(b.block_id)}"]`);
+    if (field) { field.classList.remove("has-error"); field.querySelector(".bk-error")?.remove(); }
+    if (ctx.missing) delete ctx.missing[b.block_id];
     if (b.dispatch_action && committed && !EMPTY(value)) {
       act("click", {surface: ctx.surface, action_id: e.action_id, block_id: b.block_id,
         selected: value, values: formValues(view)}).catch(() => {});
@@ -494,6 +537,10 @@ async function runJob() {
 }
 
 // ---------------------------------------------------------------- start
+async function forgetModals() {
+  // a reloaded Slack client shows no modal: the ones left open are closed (no view_closed)
+  await call("page-loaded", {}).catch(() => {});
+}
 async function poll() {
   for (;;) {
     try {
@@ -529,4 +576,4 @@ $("#tt-run").addEventListener("click", runJob);
 $("#tt-reset").addEventListener("click", backToNow);
 $("#tt-date").value = new Date().toISOString().slice(0, 10);
 window.o2cSandbox = {mrkdwn};  // for tests of the renderer
-poll();
+forgetModals().then(poll);

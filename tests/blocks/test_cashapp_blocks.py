@@ -14,8 +14,9 @@ def test_the_confirmation_names_the_invoices_escaped() -> None:
     text = cashapp.applied_answer(payment_id=7, rank=2, status="partially_applied",
                                   invoices=[{"invoice": FORGED, "amount": "250.00"}],
                                   currency="USD")
-    assert text.startswith(":white_check_mark: Payment #7 applied (suggestion 2)")
-    assert "*partially applied*" in text
+    assert text.startswith(":white_check_mark: Payment #7: suggestion 2 applied")
+    assert "partially applied" not in text and "it is now" not in text
+    assert "the rest is credit on the account" in text
     assert f"• {ESCAPED} — USD 250.00" in text and "<!channel>" not in text
 
 
@@ -29,8 +30,8 @@ def test_already_applied_mentions_only_a_slack_user_id() -> None:
 def test_refusals_end_their_sentence_before_saying_nothing_was_applied() -> None:
     assert cashapp.failed_answer(":warning: invoice X has less than USD 1.00 open") == (
         ":warning: invoice X has less than USD 1.00 open. Nothing was applied.")
-    assert cashapp.refused_answer(":warning: This needs the collector role.") == (
-        ":warning: This needs the collector role. Applying payments is for collectors and "
+    assert cashapp.refused_answer(":no_entry_sign: Only a collector can do this.") == (
+        ":no_entry_sign: Only a collector can do this. Applying payments is for collectors and "
         "admins; nothing was applied.")
 
 

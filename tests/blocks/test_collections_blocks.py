@@ -45,7 +45,8 @@ def test_digest_shows_buttons_for_each_account() -> None:
     assert len(actions) == 3
     labels = [e["text"]["text"] for e in actions[0]["elements"]]
     assert labels == ["Log call", "Promise to pay", "Send reminder", "Snooze", "Dispute…"]
-    assert "priority 99999.00" in json.dumps(rendered)
+    assert "Ranked by how much is overdue and for how long" in json.dumps(rendered)
+    assert "priority" not in json.dumps(rendered)
 
 
 def test_empty_digest_says_nothing_is_overdue() -> None:

@@ -145,6 +145,10 @@ CONTEXTS: dict[str, list[tuple[str, dict]]] = {
             {"line_no": 1, "sku": "WID-100", "ordered": 10, "backordered": 4}]}),
         ("billing", {"order": ORDER, "audience": "billing", "lines": [
             {"line_no": 1, "sku": "WID-100", "ordered": 10, "backordered": 4}]}),
+        ("rep after wait", {"order": ORDER, "audience": "rep", "choice": "wait",
+                            "by": "USALES01", "lines": [
+                                {"line_no": 1, "sku": "WID-100", "ordered": 10,
+                                 "backordered": 4, "reserved": 6}]}),
     ],
     "order_shipped": [("invoiced", {"order": {**ORDER, "status": "invoiced"},
                                     "carrier": "DHL", "tracking_number": "JD0146000",
@@ -167,6 +171,10 @@ CONTEXTS: dict[str, list[tuple[str, dict]]] = {
                                   "status": "applied"}}),
         ("unidentified", {"payment": PAYMENT, "status": "unapplied", "suggestions": [],
                           "decision": None}),
+        ("to be returned", {"payment": PAYMENT, "status": "unapplied", "suggestions": [],
+                            "decision": None, "return_requested": {
+                                "by": "UCOLL001", "at": "2026-11-23T11:00:00+00:00",
+                                "reason": "sent by mistake"}}),
     ],
     "payment_recorded": [
         (status, {"id": 9, "currency": "USD", "amount_minor": 79_850, "status": status,
@@ -181,6 +189,12 @@ CONTEXTS: dict[str, list[tuple[str, dict]]] = {
                                          "61-90": 0, "90+": 0}},
                       "accounts": [ACCOUNT], "total_accounts": 3, "more": 2, "snoozed": 1,
                       "tz": "Europe/Berlin"}),
+        ("updated after a call", {"collector_id": "UCOLL001", "as_of": "2026-11-23",
+                                  "totals": {}, "accounts": [{**ACCOUNT, "done": [
+                                      {"kind": "call", "by": "UCOLL001",
+                                       "at": "2026-11-23T11:00:00+00:00",
+                                       "note": "AP says Friday"}]}],
+                                  "total_accounts": 1, "more": 0, "snoozed": 0}),
     ],
     "overdue_notice": [("reminder", {**DUNNING, "kind": "reminder", "level": 1,
                                      "days_past_due": 1})],

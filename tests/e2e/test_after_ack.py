@@ -218,7 +218,7 @@ def test_a_refusal_after_the_ack_is_explained_and_audited(server, slack, standin
     # when a collector asks for the admins' outbox view
     answer = ask(slack, standin.api, "UCOLL001", "admin outbox")
     # then they are told why not, and the refusal is in the audit log
-    assert "admin role" in text_of(answer)
+    assert "Only an admin can do this" in text_of(answer)
     with server.db.read_session() as s:
         refused = s.exec(select(AuditEvent).where(
             AuditEvent.action == "refused.admin.outbox")).all()

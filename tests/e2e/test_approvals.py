@@ -359,7 +359,8 @@ def test_credit_hold_buttons_are_role_checked_and_held_customers_need_approval(
     # when a sales rep sends a click on that button anyway (a forged or stale payload)
     slack.click("USALES01", shown, "customer_credit_hold")
     # then it is refused, explained and audited; nothing changes
-    assert any("credit_approver" in t for t in wait_ephemerals(api, "USALES01", 2))
+    assert any("Only a credit approver or an admin" in t
+               for t in wait_ephemerals(api, "USALES01", 2))
     with company.db.read_session() as s:
         assert s.exec(select(Customer.credit_hold).where(
             Customer.external_id == "C-GLOBEX")).one() is False
@@ -376,10 +377,22 @@ def test_credit_hold_buttons_are_role_checked_and_held_customers_need_approval(
     number = submit(company, "C-GLOBEX")
     assert order_status(company, number) == "pending_approval"
     assert "customer is on credit hold" in text_of(card(api, number))
-    # when released, then that is audited too
+    # when the release is clicked, a reason is asked first (issue 13), showing what is overdue
     refreshed = [e for e in api.ephemerals("UCREDIT1") if "Globex" in text_of(e)][0]
     slack.click("UCREDIT1", refreshed, "customer_credit_release")
-    api.wait_for(lambda: audit(company, "customer.credit_release"), WAIT, "release")
+    modal = api.wait_for(lambda: api.views_for("UCREDIT1") or None, WAIT, "the modal")[-1]
+    assert modal["callback_id"] == "customer_credit_release_modal"
+    assert "Overdue" in text_of(modal) and audit(company, "customer.credit_release") == []
+    # and an empty reason is refused inline, the hold stays
+    slack.submit_view("UCREDIT1", modal, {"credit_release_reason": {
+        "credit_release_reason_input": "   "}}, check_required=False)
+    assert "say why" in api.view_errors(modal["id"])["credit_release_reason"]
+    # when a reason is given, the release is audited with it
+    slack.submit_view("UCREDIT1", modal, {"credit_release_reason": {
+        "credit_release_reason_input": "CFO agreed: paid by wire today"}})
+    [released] = api.wait_for(lambda: audit(company, "customer.credit_release"), WAIT,
+                              "release")
+    assert (released.actor, released.reason) == ("UCREDIT1", "CFO agreed: paid by wire today")
     assert order_status(company, submit(company, "C-GLOBEX")) == "approved"
 
 

@@ -267,7 +267,7 @@ def test_4_write_offs_in_slack(books, slack, standin) -> None:
     card = answer_for(sa, "UCOLL001", "Invoice INV-2026-000101")
     # a sales rep's click is refused (and audited)
     slack.click("USALES01", card, "backoffice_write_off_request")
-    answer_for(sa, "USALES01", "This needs the")
+    answer_for(sa, "USALES01", "can do this")
     slack.click("UCOLL001", card, "backoffice_write_off_request")
     slack.submit_view("UCOLL001", modal(sa, "UCOLL001"), {
         "backoffice_reason": {"backoffice_reason_input": "customer insolvent"}})

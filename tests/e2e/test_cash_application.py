@@ -225,7 +225,8 @@ def test_pay_modal_records_and_applies_a_payment(company, server, slack, standin
     # then the modal closes, the payment is matched, and the collector is told
     assert standin.api.views_for("UCOLL001") == []
     dm = standin.api.wait_for(lambda: standin.api.dm_messages("UCOLL001") or None, 10, "a DM")
-    assert "recorded and *applied*" in text_of(dm[-1]) and "INV-2026-000503" in text_of(dm[-1])
+    told = text_of(dm[-1])
+    assert "recorded and *applied in full*" in told and "INV-2026-000503" in told
     with server.db.read_session() as s:
         payment = s.exec(select(Payment)).one()
         assert (payment.source, payment.status, payment.amount_minor) == ("slack", "applied",

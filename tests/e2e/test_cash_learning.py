@@ -79,7 +79,7 @@ def test_naming_the_customer_on_the_card_applies_it_and_the_next_one_says_why(
                           "value": "C-GLOBEX"})
     # then they are told what happened and what was learned (escaped)
     told = text_of(answer_to(standin, "UCOLL001")["payload"])
-    assert "Globex Corporation's" in told and "now *applied*" in told
+    assert "Globex Corporation's" in told and "now *applied in full*" in told
     assert "Learned: next time, Globex Corporation paid from 'GLBX HOLDINGS &lt;!here&gt;'" \
         in told
     # and the card shows it applied, with no select left

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
+from tests.conftest import ADMIN
 from tests.support import factories as f
 from tests.support.slack import ask, text_of
 from tests.support.timetravel import frozen_at
@@ -33,7 +34,7 @@ def company(server):
 
 def test_help_lists_every_subcommand(slack, standin) -> None:
     # when
-    answer = ask(slack, standin.api, "USALES01", "help")
+    answer = ask(slack, standin.api, ADMIN, "help")  # an admin may run every one
     # then
     text = text_of(answer)
     for usage in ("/o2c order", "/o2c orders", "/o2c customer", "/o2c ar", "/o2c role"):
@@ -85,7 +86,7 @@ def test_customer_matches_fuzzily(company, slack, standin) -> None:
 def test_ambiguous_customer_lists_closest_matches(company, slack, standin) -> None:
     answer = ask(slack, standin.api, "USALES01", "customer glob")
     text = text_of(answer)
-    assert "ambiguous" in text
+    assert "Several customers could be" in text
     assert "Globex Corporation" in text and "Global Logistics Ltd" in text
 
 
@@ -114,7 +115,6 @@ def test_role_add_by_admin_and_refusal_for_others(server, slack, standin) -> Non
     from sqlmodel import select
 
     from models import AuditEvent, UserRole
-    from tests.conftest import ADMIN
 
     # when a non-admin tries
     refused = text_of(ask(slack, standin.api, "USALES01", "role add <@UCOLL001|cole> collector"))

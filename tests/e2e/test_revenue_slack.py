@@ -113,7 +113,7 @@ def test_o2c_revenue_answers_admins(shop, slack, standin) -> None:
     assert "2026-07: USD 101.09 · 2026-08: USD 101.08" in june
     assert default == june  # the last month that has ended
     assert "must be a month like 2026-06" in wrong
-    assert "This needs the" in refused and "97.83" not in refused
+    assert "can do this" in refused and "97.83" not in refused
     with shop.db.read_session() as s:
         assert s.exec(select(AuditEvent.actor).where(
             AuditEvent.action == "refused.command.revenue")).all() == ["USALES01"]

@@ -136,5 +136,18 @@ def test_demo_says_so_when_the_port_is_taken(tmp_path, capsys) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         code = run_demo(port=port, database=str(tmp_path / "demo.db"))
-    assert code == 1 and f"port {port} is in use" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 1 and f"port {port} is in use" in err
+    assert f"make demo PORT={port + 1}" in err  # the Makefile passes PORT on (issue 13)
     assert not (tmp_path / "demo.db").exists()
+
+
+def test_demo_honours_port_like_serve(monkeypatch) -> None:
+    from bot.cli import demo_port
+
+    monkeypatch.setenv("PORT", "3001")
+    assert demo_port(None) == 3001 and demo_port(4000) == 4000
+    monkeypatch.setenv("PORT", "not-a-port")
+    assert demo_port(None) == 3000
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    assert "$(if $(PORT),--port $(PORT),)" in makefile

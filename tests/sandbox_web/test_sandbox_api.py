@@ -7,6 +7,7 @@ Web API calls must land in the mounted stand-in; these tests check both ends.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -422,3 +423,40 @@ def test_bot_web_api_calls_land_in_the_mounted_stand_in(sandbox) -> None:
                        data={"token": "xoxb-guess"}).json()
     assert wrong == {"ok": False, "error": "invalid_auth"}
 
+
+
+def test_at_name_in_a_command_reaches_the_bot_as_a_mention_like_slack(sandbox) -> None:
+    """Issue 13: Slack turns `@name` into `<@U…|name>` for a command with should_escape, so
+    the README's `/o2c role add @sam sales` works in the sandbox too."""
+    # given a member without the collector role
+    sam = next(u for u in sandbox.state()["users"] if u["id"] == SALES)
+    name = sam["real_name"].split(" ")[0].lower()
+    # when the admin types @name
+    response = sandbox.act("slash", user=ADMIN, channel="D" + ADMIN,
+                           text=f"/o2c role add @{name} collector")
+    assert response.status_code == 200, response.text
+    # then the bot granted the role to that member
+    answer = sandbox.wait_for(lambda: _ephemerals_of(sandbox, ADMIN, SALES), "the answer")[0]
+    assert "collector" in json.dumps(answer)
+    assert "collector" in next(u for u in sandbox.state()["users"] if u["id"] == SALES)["roles"]
+    # and an unknown @name stays as typed
+    assert sandbox.ws.escape_mentions("@nobody-here") == "@nobody-here"
+
+
+def test_an_over_long_command_gets_a_short_message(sandbox) -> None:
+    response = sandbox.act("slash", user=SALES, channel="D" + SALES,
+                           text="/o2c customer " + "x" * 5000)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "too long" in error and "xxxx" not in error and len(error) < 200
+
+
+def test_a_reloaded_page_shows_no_modal(test_listeners) -> None:
+    sandbox = test_listeners
+    # given a modal left open
+    sandbox.act("slash", user=SALES, channel="D" + SALES, text="/o2c sandbox-form")
+    sandbox.wait_for(lambda: sandbox.state()["modals"].get(SALES), "the modal")
+    # when the page is loaded again
+    assert sandbox.act("page-loaded").json()["closed"] == 1
+    # then the modal is gone, as in a reloaded Slack client
+    assert sandbox.state()["modals"].get(SALES) == []

@@ -63,7 +63,7 @@ def events(session: Session, order: Order, action: str) -> list[AuditEvent]:
 
 def outbox(session: Session, template: str) -> list[dict]:
     return [m.payload for m in session.exec(select(OutboxMessage).order_by(OutboxMessage.id))
-            if m.payload.get("template") == template]
+            if m.payload.get("template") == template and m.method != "chat.update"]
 
 
 # -- shipping -----------------------------------------------------------------------------------

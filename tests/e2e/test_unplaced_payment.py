@@ -1,0 +1,100 @@
+"""A payment nobody could place leads somewhere (issue 13, point 5): its card in the AR
+channel offers Find customer, Apply to invoices (a multi external select of open invoices)
+and Refund or return (a reason, audited) — through signed requests to the real server and
+the Slack stand-in."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlmodel import select
+
+from blocks import ids
+from models import Allocation, AuditEvent
+from tests.support import factories as f
+from tests.support.slack import text_of
+from tests.support.timetravel import frozen_at
+
+TODAY = date(2026, 11, 24)
+frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC), tick=True)
+AR = "CAR000001"
+WAIT = 10.0
+
+
+def unplaced(server, api, standin, external_id: str) -> tuple[int, dict]:
+    paid = api.post("/payments", json={
+        "amount": "321.00", "currency": "USD", "received_at": f"{TODAY}T12:00:00+00:00",
+        "payer_name": "ZZ TRADING", "reference": "?", "external_id": external_id})
+    assert paid.status_code == 201, paid.text
+    payment_id = paid.json()["id"]
+    card = standin.api.wait_for(lambda: next((m for m in standin.api.messages(AR)
+                                              if f"Payment #{payment_id}" in text_of(m)), None),
+                                WAIT, "the card")
+    return payment_id, card
+
+
+def current(api, message: dict) -> str:
+    now = api.message(message["channel"], message["ts"])
+    return text_of({"text": now["text"], "blocks": now["blocks"]})
+
+
+def test_an_unplaced_payment_is_applied_to_invoices_picked_on_its_card(server, slack, standin,
+                                                                       api) -> None:
+    # given two open invoices of one customer, and a payment nothing fits
+    with server.db.transaction() as s:
+        f.user(s, "UCOLL001", "collector")
+        f.customer(s, "C-GLOBEX", "Globex Corporation")
+        f.invoice(s, "INV-A-1", total="200.00", due=TODAY + timedelta(days=5))
+        f.invoice(s, "INV-A-2", total="121.00", due=TODAY + timedelta(days=9))
+    payment_id, card = unplaced(server, api, standin, "BANK-1")
+    shown = text_of(card)
+    # then the card offers the three ways forward
+    assert "Unidentified payment" in shown
+    for action in (ids.CASHAPP_ASSIGN, ids.CASHAPP_APPLY_INVOICES, ids.CASHAPP_RETURN):
+        assert action in shown, action
+    assert "Find customer" in shown
+    # when the collector searches open invoices in the select
+    options = slack.block_suggestion("UCOLL001", card, ids.CASHAPP_APPLY_INVOICES, "INV-A").json()
+    assert [o["value"] for o in options["options"]] == ["INV-A-1", "INV-A-2"]
+    # and picks both
+    slack.click("UCOLL001", card, ids.CASHAPP_APPLY_INVOICES,
+                selected=options["options"], block_id=f"{ids.CASHAPP_ACTIONS_BLOCK}:{payment_id}")
+    # then the payment pays them, and the card says who applied it
+    standin.api.wait_for(lambda: "Applied to other invoices" in current(standin.api, card)
+                         or None, WAIT, "the updated card")
+    with server.db.read_session() as s:
+        assert sorted(a.amount_minor for a in s.exec(select(Allocation))) == [12100, 20000]
+    assert ids.CASHAPP_RETURN not in current(standin.api, card)
+
+
+def test_refund_or_return_asks_why_and_audits_it(server, slack, standin, api) -> None:
+    with server.db.transaction() as s:
+        f.user(s, "UCOLL001", "collector")
+        f.user(s, "USALES01", "sales")
+        f.customer(s, "C-GLOBEX", "Globex Corporation")
+    payment_id, card = unplaced(server, api, standin, "BANK-2")
+    # when a sales rep clicks Refund or return, it is refused
+    slack.click("USALES01", card, ids.CASHAPP_RETURN)
+    standin.api.wait_for(lambda: [e for e in standin.api.ephemerals("USALES01")
+                                  if "Only a collector" in text_of(e)] or None, WAIT,
+                         "the refusal")
+    assert standin.api.views_for("USALES01") == []
+    # when the collector clicks it, a reason is asked
+    slack.click("UCOLL001", card, ids.CASHAPP_RETURN)
+    modal = standin.api.wait_for(lambda: standin.api.views_for("UCOLL001") or None, WAIT,
+                                 "the modal")[-1]
+    slack.submit_view("UCOLL001", modal, {ids.CASHAPP_RETURN_REASON_BLOCK: {
+        ids.CASHAPP_RETURN_REASON_INPUT: " "}}, check_required=False)
+    assert "say why" in standin.api.view_errors(modal["id"])[ids.CASHAPP_RETURN_REASON_BLOCK]
+    slack.submit_view("UCOLL001", modal, {ids.CASHAPP_RETURN_REASON_BLOCK: {
+        ids.CASHAPP_RETURN_REASON_INPUT: "Not our customer: sent by mistake"}})
+    # then it is audited, and the card says it is to be returned, with no more actions
+    standin.api.wait_for(lambda: "To be returned" in current(standin.api, card) or None, WAIT,
+                         "the updated card")
+    shown = current(standin.api, card)
+    assert "Not our customer: sent by mistake" in shown
+    assert ids.CASHAPP_APPLY_INVOICES not in shown and ids.CASHAPP_ASSIGN not in shown
+    with server.db.read_session() as s:
+        [event] = s.exec(select(AuditEvent).where(
+            AuditEvent.action == "payment.return_requested")).all()
+    assert (event.actor, event.entity_id) == ("UCOLL001", str(payment_id))
