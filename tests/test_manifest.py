@@ -25,7 +25,8 @@ SCOPE_OF = {"chat.postMessage": {"chat:write"}, "chat.update": {"chat:write"},
 # Events API event -> bot scopes it needs (https://api.slack.com/events).
 EVENT_SCOPES = {"app_home_opened": set(), "app_uninstalled": set(), "tokens_revoked": set(),
                 "message.channels": {"channels:history"}, "message.groups": {"groups:history"},
-                "link_shared": {"links:read"}, "function_executed": set()}
+                "link_shared": {"links:read"}, "function_executed": set(),
+                "message.im": {"im:history"}}
 
 
 def methods_used() -> set[str]:

@@ -124,12 +124,12 @@ def test_app_home_serves_the_kpi_snapshot_with_its_age_until_the_job_refreshes_i
     # then: the snapshot's figures (900 open of 900 sold: DSO 90), not recomputed, and its age
     assert first["refreshed"] is True and unchanged["refreshed"] is False
     assert "90.00 days" in text_of(served) and "KPIs computed" in text_of(served)
-    assert "USD 900.00" in text_of(served) and "USD 1200.00" not in text_of(served)
+    assert "USD 900.00" in text_of(served) and "USD 1,200.00" not in text_of(served)
     # when the job runs after the change and the admin opens App Home again
     refreshed = reports.kpi_snapshot(server.deps, None)
     slack.app_home_opened("UADMIN01")
     again = standin.api.wait_for(
-        lambda: (view := standin.api.home_view("UADMIN01")) and "USD 1200.00" in str(view)
+        lambda: (view := standin.api.home_view("UADMIN01")) and "USD 1,200.00" in str(view)
         and view, 10, "refreshed home")
     # then: 1,200 open of 1,200 sold, still DSO 90, now with the new AR
     assert refreshed["refreshed"] is True
