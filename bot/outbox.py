@@ -657,12 +657,14 @@ def make_integrations_worker(deps: Deps, settings: Settings | None = None,
 def describe_email(payload: dict, session: Any, settings: Settings, *,
                    pay_links: Any = None) -> tuple[str, str]:
     """Subject and text of a queued e-mail, for its copy in Slack."""
+    from bot.customer_links import CustomerLinks
     from bot.mailer import render_email
 
     try:
         return render_email(payload.get("template", ""), payload.get("context") or {},
                             from_email=settings.o2c_from_email, session=session,
-                            pay_links=pay_links, write_session=session)
+                            pay_links=pay_links, write_session=session,
+                            customer_links=CustomerLinks.for_settings(settings))
     except Exception as exc:
         log.warning("could not render queued e-mail: %r", exc)
         return f"({payload.get('template')} e-mail)", ""

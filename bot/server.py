@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from api import problems
 from api.auth import BearerFirst
 from api.backoffice import router as backoffice_router
+from api.customer import router as customer_router
 from api.inbound import router as inbound_router
 from api.routes import Unauthorized
 from api.routes import router as api_router
@@ -195,6 +196,7 @@ def create_app(settings: Settings, *, db: Database | None = None,
     app.include_router(api_router)
     app.include_router(backoffice_router)
     app.include_router(webhooks_router)
+    app.include_router(customer_router)  # issue 19: shipment events; the customer's pages
     app.include_router(inbound_router)  # /webhooks/stripe, /webhooks/hubspot, /pay/<token>
     app.state.stripe = None
     if settings.stripe_enabled:

@@ -211,10 +211,15 @@ def _check_chooser(session: Session, order: Order, actor: str, choice: str) -> N
                            entity_type="order", entity_id=order.id)
 
 
-def _short_order(session: Session, order: Order, actor: str, choice: str
-                 ) -> list[OrderLine]:
+def _short_order(session: Session, order: Order, actor: str, choice: str,
+                 by_customer: bool = False) -> list[OrderLine]:
+    """Lock the order and check a choice may be made. `by_customer`: the customer chose
+    through their signed backorder link (`workflows.customer_links`), which is their
+    authority; otherwise the rep or an admin, checked here."""
     lines = lock_order(session, order)
-    _check_chooser(session, order, actor, choice)
+    if not by_customer:
+        _check_chooser(session, order, actor, choice)
+        _note_override(session, order, actor=actor, choice=choice)
     if order.status not in (OrderStatus.APPROVED, *WAITING) or not short_lines(lines):
         raise InvalidTransition(f"order {order.number} is {order.status.replace('_', ' ')} "
                                 "and nothing on it is short of stock any more; there is "
@@ -236,6 +241,29 @@ def _repeats_last_choice(session: Session, order: Order, *, actor: str, choice: 
             and all(last.data.get(key) == value for key, value in data.items()))
 
 
+def short_order_lines(session: Session, order: Order) -> list[OrderLine]:
+    """The lines of an order waiting for a choice (locked), or InvalidTransition."""
+    return _short_order(session, order, "customer", "cancel_line", by_customer=True)
+
+
+def _note_override(session: Session, order: Order, *, actor: str, choice: str) -> None:
+    """The rep (or an admin) choosing after the customer did overrides the customer's
+    choice: the override is in the order's history next to the customer's choice."""
+    from workflows.customer_links import customer_choice
+
+    link = customer_choice(session, order.id)
+    if link is not None:
+        audit.record(session, actor=actor, action="order.backorder_override",
+                     entity_type="order", entity_id=order.id,
+                     reason=f"{CHOICES[choice]} instead of the customer's {link.choice}",
+                     number=order.number, choice=choice, customer_choice=link.choice)
+
+
+def tell_billing(session: Session, order: Order, *, choice: str, actor: str) -> None:
+    """Billing (the AR channel) hears of a backorder choice."""
+    _tell_billing(session, order, order_lines(session, order.id), choice=choice, actor=actor)
+
+
 def _tell_billing(session: Session, order: Order, lines: list[OrderLine], *, choice: str,
                   actor: str, **extra: object) -> None:
     customer = session.get(Customer, order.customer_id)
@@ -246,11 +274,11 @@ def _tell_billing(session: Session, order: Order, lines: list[OrderLine], *, cho
 
 
 def ship_partial(session: Session, *, order: Order, actor: str,
-                 now: datetime | None = None) -> list[dict]:
+                 now: datetime | None = None, by_customer: bool = False) -> list[dict]:
     """"Ship partial": record the choice and tell billing to ship what is reserved now (the
     shipment itself is posted by the ERP, `POST /shipments`); the short quantities stay
     backordered. Returns what is to ship."""
-    lines = _short_order(session, order, actor, "ship_partial")
+    lines = _short_order(session, order, actor, "ship_partial", by_customer)
     to_ship = [{"line_no": line.line_no, "sku": line.sku, "quantity": line.qty_reserved}
                for line in lines if line.qty_reserved > 0]
     if not to_ship:
@@ -266,10 +294,10 @@ def ship_partial(session: Session, *, order: Order, actor: str,
 
 
 def wait_for_stock(session: Session, *, order: Order, actor: str,
-                   now: datetime | None = None) -> list[dict]:
+                   now: datetime | None = None, by_customer: bool = False) -> list[dict]:
     """"Wait": nothing changes; the choice is recorded. Restocking reserves for the order
     (oldest first) and tells the rep. Returns the short lines."""
-    lines = _short_order(session, order, actor, "wait")
+    lines = _short_order(session, order, actor, "wait", by_customer)
     short = short_lines(lines)
     if _repeats_last_choice(session, order, actor=actor, choice="wait", lines=short):
         return short
@@ -280,13 +308,13 @@ def wait_for_stock(session: Session, *, order: Order, actor: str,
 
 
 def cancel_line(session: Session, *, order: Order, line_no: int, actor: str, reason: str,
-                now: datetime | None = None) -> dict:
+                now: datetime | None = None, by_customer: bool = False) -> dict:
     """"Cancel line": cancel the short (backordered) quantity of one line; what is reserved
     still ships. The order's cancelled value is recomputed (its totals keep describing what
     was ordered); with nothing left short it goes back to approved (or, with nothing left to
     ship at all, to cancelled, or on to shipped and invoiced). Billing is told, and the rep
     too when an admin chose."""
-    lines = _short_order(session, order, actor, "cancel_line")
+    lines = _short_order(session, order, actor, "cancel_line", by_customer)
     line = next((li for li in lines if li.line_no == line_no), None)
     if line is None:
         raise ValidationFailed.of("line_no", f"{order.number} has no line {line_no}")
@@ -311,7 +339,7 @@ def cancel_line(session: Session, *, order: Order, line_no: int, actor: str, rea
                  "reserved": line.qty_reserved, "status": order.status,
                  "status_before": before}
     _tell_billing(session, order, lines, choice="cancel_line", actor=actor, cancelled=cancelled)
-    if actor != order.sales_rep_id:
+    if actor != order.sales_rep_id and not by_customer:  # the customer's choice tells the rep
         customer = session.get(Customer, order.customer_id)
         outbox.post_to_user(session, user_id=order.sales_rep_id, template="order_status",
                             context={"order": order_snapshot(order, customer), "reasons": [
