@@ -31,7 +31,7 @@ TRACKING_URLS = {
     "usps": "https://tools.usps.com/go/TrackConfirmAction?tLabels={tracking}",
 }
 CUSTOMER_TEMPLATES = ("notice_order_confirmation", "notice_backorder_notice",
-                      "notice_shipment_notice", "notice_delivery_notice")
+                      "notice_shipment_notice", "notice_delivery_notice", "notice_page_link")
 
 
 def parse_tracking_urls(value: str) -> dict[str, str]:
@@ -127,6 +127,8 @@ class CustomerLinks:
         if template == "notice_backorder_notice" and link_id and self.signer is not None:
             values["choice_urls"] = {c: self.choice_url(int(link_id), c)
                                      for c in ("ship_now", "wait", "cancel_short")}
+        if template == "notice_page_link":
+            values["page_url"] = self.portal_url(int(link_id)) if link_id else None
         if template in ("notice_shipment_notice", "notice_delivery_notice"):
             values["opt_out_note"] = ("You receive shipment and delivery notices for your "
                                       "orders; reply \"essential only\" to stop them.")

@@ -39,6 +39,11 @@ class Deps:
         """Customer e-mails are sent (SMTP_URL set); else they wait in the outbox."""
         return self.settings.smtp_url is not None
 
+    @property
+    def customer_links_enabled(self) -> bool:
+        """Signed customer links can be made (O2C_LINK_SECRETS and O2C_PUBLIC_URL set)."""
+        return bool(self.settings.secret("o2c_link_secrets") and self.settings.o2c_public_url)
+
     def business_today(self) -> date:
         """Today in the business time zone: the policy's (admins may change it), which is the
         setting unless they did."""

@@ -100,10 +100,27 @@ def _credit_note_context(number: str, session: Any) -> dict:
             "customer": session.get(Customer, invoice.customer_id)}
 
 
+def _statement_context(spec: dict, session: Any) -> dict:
+    from datetime import date
+
+    from workflows.statements import by_external_id, statement
+
+    try:
+        customer = by_external_id(session, spec["customer"])
+    except Exception as exc:
+        raise Permanent(f"customer {spec.get('customer')} not found for the statement") from exc
+    found = statement(session, customer, start=date.fromisoformat(spec["start"]),
+                      end=date.fromisoformat(spec["end"]))
+    return {"statement_data": found, "customer": customer, "start": found.start,
+            "end": found.end, "currency": found.currency,
+            "opening_minor": found.opening_minor, "closing_minor": found.closing_minor}
+
+
 # Templates rendered from the database (the outbox context only names the document), with
 # the PDF attachment each may carry.
 FROM_DATABASE = {"invoice": ("invoice_number", _invoice_context, "invoice_pdf"),
-                 "credit_note": ("credit_note_number", _credit_note_context, "credit_note_pdf")}
+                 "credit_note": ("credit_note_number", _credit_note_context, "credit_note_pdf"),
+                 "statement": ("statement", _statement_context, "statement_pdf")}
 
 
 def render_email(template: str, context: dict, *, from_email: str, session: Any = None,
@@ -176,9 +193,10 @@ class SmtpMailer:
                                              pay_links=self.pay_links,
                                              customer_links=self.customer_links)
                 if wants_pdf:
-                    files.append(self._invoice_pdf(context[key], session) if kind ==
-                                 "invoice_pdf" else self._credit_note_pdf(context[key],
-                                                                          session))
+                    render_pdf = {"invoice_pdf": self._invoice_pdf,
+                                  "credit_note_pdf": self._credit_note_pdf,
+                                  "statement_pdf": self._statement_pdf}[kind]
+                    files.append(render_pdf(context[key], session))
         else:
             subject, body = render_email(template, context, from_email=self.from_email,
                                          pay_links=self.pay_links,
@@ -211,6 +229,13 @@ class SmtpMailer:
                                       values["customer"], seller=self.domain,
                                       from_email=self.from_email)
         return f"{number}.pdf", data
+
+    def _statement_pdf(self, spec: dict, session: Any) -> tuple[str, bytes]:
+        from bot.invoice_pdf import render_statement_pdf
+
+        found = _statement_context(spec, session)["statement_data"]
+        data = render_statement_pdf(found, seller=self.domain, from_email=self.from_email)
+        return f"statement-{spec['customer']}-{spec['end']}.pdf", data
 
     def __call__(self, payload: dict) -> dict:
         try:

@@ -59,6 +59,11 @@ class Deps(Protocol):
         """True when customer e-mails are sent (SMTP_URL is set), else they wait queued."""
         ...
 
+    @property
+    def customer_links_enabled(self) -> bool:
+        """True when signed customer links can be made (the customer's page, issue 19)."""
+        ...
+
     def notify_outbox(self) -> None:
         """Wake the outbox worker after a commit that wrote notifications."""
         ...

@@ -180,3 +180,22 @@ def _fresh(session: Session, *where: object) -> CustomerLink | None:
     return session.exec(select(CustomerLink).where(*where)
                         .execution_options(populate_existing=True)).first()
 
+
+
+def send_portal_link(session: Session, *, customer: Customer, actor: str, now: datetime
+                     ) -> tuple[CustomerLink, str]:
+    """A new self-serve link e-mailed to the customer (the billing contact, else the notice
+    contact), asked for by a collector in Slack. The URL is signed when the e-mail is
+    rendered; the row stays without secrets."""
+    from workflows.errors import ValidationFailed
+
+    to = customer.billing_email or customer.notice_email
+    if not to:
+        raise ValidationFailed.of("billing_email", f"{customer.name} has no e-mail address; "
+                                  "add one before sending their page")
+    link = portal_link(session, customer=customer, actor=actor, now=now)
+    outbox.send_email(session, to=to, template="notice_page_link",
+                      dedupe_key=f"customer-page-link:{link.id}",
+                      context={"customer": customer.name, "link_id": link.id,
+                               "link_expires_at": link.expires_at.isoformat()})
+    return link, to
