@@ -92,8 +92,29 @@ class CustomerLinks:
     def for_settings(cls, settings: Settings) -> CustomerLinks:
         secrets = settings.secret("o2c_link_secrets")
         signer = LinkSigner([s.strip() for s in secrets.split(",")]) if secrets else None
-        return cls(public_url=settings.o2c_public_url, signer=signer,
+        public_url = settings.o2c_public_url
+        if public_url is None and settings.o2c_sandbox:  # the demo: this server, locally
+            from sandbox.web import sandbox_origin
+
+            public_url = sandbox_origin(settings)
+        return cls(public_url=public_url, signer=signer,
                    tracking=parse_tracking_urls(settings.o2c_tracking_urls))
+
+    def email_buttons(self, template: str, context: dict) -> list[tuple[str, str]]:
+        """The links of a customer e-mail as (label, url), for its copy in Slack while it
+        waits for SMTP (the sandbox's mail view: act as the customer by following them)."""
+        values = self.email_values(template, context)
+        found = []
+        labels = {"ship_now": "Ship what is available now", "wait": "Wait for the rest",
+                  "cancel_short": "Cancel the missing quantities"}
+        for choice, url in (values.get("choice_urls") or {}).items():
+            if url:
+                found.append((labels[choice], url))
+        if values.get("page_url"):
+            found.append(("Open your account page", values["page_url"]))
+        if values.get("tracking_url"):
+            found.append(("Track the shipment", values["tracking_url"]))
+        return found
 
     @property
     def enabled(self) -> bool:

@@ -41,8 +41,11 @@ class Deps:
 
     @property
     def customer_links_enabled(self) -> bool:
-        """Signed customer links can be made (O2C_LINK_SECRETS and O2C_PUBLIC_URL set)."""
-        return bool(self.settings.secret("o2c_link_secrets") and self.settings.o2c_public_url)
+        """Signed customer links can be made (O2C_LINK_SECRETS and O2C_PUBLIC_URL set, or the
+        sandbox's own address in the demo)."""
+        from bot.customer_links import CustomerLinks
+
+        return CustomerLinks.for_settings(self.settings).enabled
 
     def business_today(self) -> date:
         """Today in the business time zone: the policy's (admins may change it), which is the

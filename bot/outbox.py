@@ -68,6 +68,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from blocks import templates
+from bot.customer_links import CustomerLinks
 from bot.db import Database
 from bot.settings import Settings
 from handlers.common import note_database_down
@@ -259,13 +260,16 @@ class OutboxWorker:
                     pay_url = self.pay_links.email_values(
                         payload.get("template", ""), payload.get("context") or {},
                         session=session).get("pay_url")
+                links = CustomerLinks.for_settings(self.settings).email_buttons(
+                    payload.get("template", ""), payload.get("context") or {})
                 session.add(OutboxMessage(
                     transport="slack", method="chat.postMessage",
                     dedupe_key=f"email-queued:{row_id}",
                     payload={"channel": "ar", "template": "email_queued",
                              "context": {"outbox_id": row_id, "to": payload.get("to"),
                                          "subject": subject, "summary": summary,
-                                         "pay_url": pay_url}}))
+                                         "pay_url": pay_url,
+                                         "links": [list(pair) for pair in links]}}))
         return len(rows)
 
     def drain(self, max_passes: int = 50) -> None:
@@ -657,7 +661,6 @@ def make_integrations_worker(deps: Deps, settings: Settings | None = None,
 def describe_email(payload: dict, session: Any, settings: Settings, *,
                    pay_links: Any = None) -> tuple[str, str]:
     """Subject and text of a queued e-mail, for its copy in Slack."""
-    from bot.customer_links import CustomerLinks
     from bot.mailer import render_email
 
     try:
