@@ -37,21 +37,23 @@ def _text(length: int) -> sqlmodel.sql.sqltypes.AutoString:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("customers") as batch:
-        batch.add_column(sa.Column("notice_email", _text(320), nullable=True))
-        batch.add_column(sa.Column("notices", _text(16), nullable=False, server_default="all"))
-        batch.add_column(sa.Column("goods_recognized_at", _text(16), nullable=False,
-                                   server_default="shipment"))
-        batch.add_column(sa.Column("monthly_statement", sa.Boolean(), nullable=False,
-                                   server_default=sa.false()))
-    with op.batch_alter_table("shipments") as batch:
-        batch.add_column(sa.Column("status", _text(24), nullable=False,
-                                   server_default="shipped"))
-        batch.add_column(sa.Column("delivered_at", TS, nullable=True))
-        batch.add_column(sa.Column("pod_signed_by", _text(200), nullable=True))
-        batch.add_column(sa.Column("pod_document_url", _text(2000), nullable=True))
-        batch.add_column(sa.Column("recognize_at_delivery", sa.Boolean(), nullable=False,
-                                   server_default=sa.false()))
+    # plain ADD COLUMN (no batch "move and copy": other tables' foreign keys point at these)
+    for column in (
+            sa.Column("notice_email", _text(320), nullable=True),
+            sa.Column("notices", _text(16), nullable=False, server_default="all"),
+            sa.Column("goods_recognized_at", _text(16), nullable=False,
+                      server_default="shipment"),
+            sa.Column("monthly_statement", sa.Boolean(), nullable=False,
+                      server_default=sa.false())):
+        op.add_column("customers", column)
+    for column in (
+            sa.Column("status", _text(24), nullable=False, server_default="shipped"),
+            sa.Column("delivered_at", TS, nullable=True),
+            sa.Column("pod_signed_by", _text(200), nullable=True),
+            sa.Column("pod_document_url", _text(2000), nullable=True),
+            sa.Column("recognize_at_delivery", sa.Boolean(), nullable=False,
+                      server_default=sa.false())):
+        op.add_column("shipments", column)
     op.create_table(
         "shipment_events",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -95,10 +97,10 @@ def downgrade() -> None:
     op.drop_table("customer_links")
     op.drop_index("ix_shipment_events_shipment_id", table_name="shipment_events")
     op.drop_table("shipment_events")
-    with op.batch_alter_table("shipments") as batch:
-        for column in ("recognize_at_delivery", "pod_document_url", "pod_signed_by",
-                       "delivered_at", "status"):
-            batch.drop_column(column)
-    with op.batch_alter_table("customers") as batch:
-        for column in ("monthly_statement", "goods_recognized_at", "notices", "notice_email"):
-            batch.drop_column(column)
+    # plain DROP COLUMN (SQLite >= 3.35 and PostgreSQL): a batch "move and copy" of customers
+    # or shipments would drop a table other tables' foreign keys point at
+    for column in ("recognize_at_delivery", "pod_document_url", "pod_signed_by",
+                   "delivered_at", "status"):
+        op.execute(sa.text(f"ALTER TABLE shipments DROP COLUMN {column}"))
+    for column in ("monthly_statement", "goods_recognized_at", "notices", "notice_email"):
+        op.execute(sa.text(f"ALTER TABLE customers DROP COLUMN {column}"))
