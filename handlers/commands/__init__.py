@@ -18,6 +18,7 @@ from blocks.help import help_message
 from handlers.commands import (
     approvals,
     backoffice,
+    backorder,
     cashapp,
     collections,
     customer_links,
@@ -70,6 +71,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {sub.name: sub for sub in (
                collections.worklist_command),
     Subcommand("disputes", "/o2c disputes", "open disputes, oldest first",
                backoffice.open_disputes, roles=ANY_ROLE),
+    Subcommand("backorder", backorder.USAGE,
+               "choose for a backorder with a reason, overriding the customer's choice (reps)",
+               backorder.backorder, roles=(Role.SALES, Role.ADMIN)),
     Subcommand("customer-page", customer_links.PAGE_USAGE,
                "e-mail a customer the link to their own page, or revoke it (collectors)",
                customer_links.customer_page, roles=customer_links.ROLES),

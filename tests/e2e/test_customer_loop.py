@@ -86,7 +86,8 @@ def strict(page: httpx.Response) -> None:
 
 # -- the backorder choice -------------------------------------------------------------------------
 
-def test_the_customer_chooses_once_through_the_backorder_email(shop, web, standin) -> None:
+def test_the_customer_chooses_once_through_the_backorder_email(shop, web, standin,
+                                                                slack) -> None:
     # given a backordered order and the three links of its e-mail
     number, link_id = short_order(shop)
     path = choice_path(link_id, "ship_now")
@@ -115,6 +116,20 @@ def test_the_customer_chooses_once_through_the_backorder_email(shop, web, standi
         assert "Your choice is already recorded: ship what is available now" in again.text
     assert len(audited(shop, "order.customer_choice")) == 1
     assert len(audited(shop, "order.backorder_choice")) == 1
+    # when the rep clicks "Wait" on their DM: refused, pointing to the override with a reason
+    dm = sandbox.wait_for(lambda: next((m for m in sandbox.dm_messages("USALES01")
+                                        if m["text"] == f"Order {number} is short of stock"),
+                                       None), WAIT, "the backorder DM")
+    slack.click("USALES01", dm, "backorder_wait")
+    sandbox.wait_for(lambda: ephemeral_texts(sandbox, "USALES01"), WAIT, "refusal")
+    assert "/o2c backorder" in ephemeral_texts(sandbox, "USALES01")[0]
+    # when they override with a reason
+    slack.slash("USALES01", f"backorder {number} wait customer called: ship it all together")
+    sandbox.wait_for(lambda: len(ephemeral_texts(sandbox, "USALES01")) >= 2, WAIT, "answer")
+    assert "wait for stock" in ephemeral_texts(sandbox, "USALES01")[1]
+    [override] = audited(shop, "order.backorder_override")
+    assert (override.reason, override.data["customer_choice"]) == (
+        "customer called: ship it all together", "ship_now")
 
 
 def test_tampered_and_expired_choice_links_change_nothing(shop, web) -> None:

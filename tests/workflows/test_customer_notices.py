@@ -269,19 +269,46 @@ def test_an_expired_or_revoked_link_changes_nothing(session) -> None:
     assert order.status == OrderStatus.BACKORDERED
 
 
-def test_the_rep_can_still_override_the_customers_choice(session) -> None:
+def test_the_rep_can_still_override_the_customers_choice_with_a_reason(session) -> None:
     # given the customer chose to wait
     from workflows import fulfilment
 
     order, link = backordered(session)
     customer_links.choose_backorder(session, link_id=link.id, choice="wait", now=NOW)
-    # when the rep cancels the short line with a reason
-    fulfilment.cancel_line(session, order=order, line_no=1, actor="USALES01",
-                           reason="customer called: cancel after all", now=NOW)
-    # then the override is in the order's history next to the customer's choice
+    # when the rep chooses otherwise without a reason (the DM's buttons), it is refused
+    with pytest.raises(ValidationFailed) as refused:
+        fulfilment.cancel_line(session, order=order, line_no=1, actor="USALES01",
+                               reason="short of stock", now=NOW)
+    assert "/o2c backorder" in refused.value.errors[0].detail
+    assert order.status == OrderStatus.BACKORDERED
+    # when they override with a reason
+    done = fulfilment.override(session, order=order, choice="cancel", actor="USALES01",
+                               reason="customer called: cancel after all", now=NOW)
+    # then the short quantity is cancelled, and the override is in the order's history
+    # next to the customer's choice, with the reason
+    assert done == "cancelled 4 × WID-1" and order.status == OrderStatus.APPROVED
     [override] = session.exec(select(AuditEvent).where(
         AuditEvent.action == "order.backorder_override")).all()
-    assert override.actor == "USALES01" and override.data["customer_choice"] == "wait"
+    assert (override.actor, override.reason, override.data["customer_choice"]) == (
+        "USALES01", "customer called: cancel after all", "wait")
+    # and someone else's rep may not override at all
+    f.user(session, "USALES02", "sales")
+    other, other_link = backordered_again(session)
+    customer_links.choose_backorder(session, link_id=other_link.id, choice="wait", now=NOW)
+    with pytest.raises(PermissionDenied):
+        fulfilment.override(session, order=other, choice="ship", actor="USALES02",
+                            reason="mine now", now=NOW)
+
+
+def backordered_again(session: Session) -> tuple:
+    from workflows import masterdata
+    from workflows.inputs import ProductIn
+
+    masterdata.upsert_product(session, ProductIn(sku="WID-1", name="Widget WID-1",
+                                                 unit_price="100.00", currency="USD",
+                                                 on_hand=6), actor="test")
+    order = f.order(session, lines=[("WID-1", 10)])
+    return order, customer_links.backorder_link(session, order=order, now=NOW)
 
 
 def test_link_tokens_are_scoped_and_verify_with_every_rotated_secret() -> None:
