@@ -19,7 +19,7 @@ frame), `no-store` and `no-referrer`. Without `O2C_LINK_SECRETS` and `O2C_PUBLIC
 
 from __future__ import annotations
 
-import logging
+import re
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,6 @@ from workflows.errors import DomainError
 from workflows.fulfilment import short_lines
 from workflows.orders import order_lines
 
-log = logging.getLogger("o2c.customer_pages")
 PAGES = Path(__file__).parent / "templates" / "pages"
 ENV = Environment(loader=FileSystemLoader(str(PAGES)), autoescape=select_autoescape(
     enabled_extensions=("html",), default=True))
@@ -113,6 +112,11 @@ def _money(minor: int, currency: str) -> str:
 
 def _day(value: Any) -> str:
     return value.strftime("%d %b %Y") if value else "-"
+
+
+def _filename(value: str) -> str:
+    """A document number as a safe file name (ERP numbers may hold anything)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", value)[:64] or "document"
 
 
 def _client(request: Request) -> str | None:
@@ -296,7 +300,7 @@ def portal_invoice(token: str, number: str, request: Request) -> Response:
         data = render_invoice_pdf(invoice, lines, customer, seller=from_email.split("@")[-1],
                                   from_email=from_email)
     return Response(data, media_type="application/pdf", headers={
-        **HEADERS, "content-disposition": f'inline; filename="{invoice.number}.pdf"'})
+        **HEADERS, "content-disposition": f'inline; filename="{_filename(invoice.number)}.pdf"'})
 
 
 @router.get("/c/{token}/statement")
