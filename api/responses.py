@@ -54,6 +54,10 @@ class CustomerOut(Answer):
     credit_reviewed: bool
     credit_hold: bool
     tax_rate_pct: Number
+    notice_email: str | None = None
+    notices: str = "all"
+    goods_recognized_at: str = "shipment"
+    monthly_statement: bool = False
 
 
 class CustomerBalances(Answer):
@@ -188,6 +192,21 @@ class ShipmentOut(Answer):
     invoice: str
     invoice_total: Money
     due_date: date
+
+
+class ShipmentEventOut(Answer):
+    """A carrier event recorded on a shipment, and where it left the shipment (a delivered
+    shipment stays delivered whatever comes after)."""
+
+    id: int
+    shipment: int
+    order: str
+    kind: str
+    occurred_at: Moment
+    shipment_status: str
+    delivered_at: Moment | None
+    pod_signed_by: str | None
+    pod_document_url: str | None
 
 
 class InvoiceAllocationOut(Answer):

@@ -43,6 +43,9 @@ def _customer_fields(customer: Customer) -> dict:
         "sales_rep": customer.sales_rep_id, "credit_reviewed": customer.credit_reviewed,
         "credit_hold": customer.credit_hold,
         "tax_rate_pct": str(bp_to_pct(customer.tax_rate_bp)),
+        "notice_email": customer.notice_email, "notices": customer.notices,
+        "goods_recognized_at": customer.goods_recognized_at,
+        "monthly_statement": customer.monthly_statement,
     }
 
 

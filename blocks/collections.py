@@ -29,7 +29,7 @@ from blocks.common import (
     render,
     section,
 )
-from blocks.integrations import pay_now_actions
+from blocks.integrations import link_button, pay_now_actions
 from blocks.text import (
     MESSAGE_BLOCKS_MAX,
     VIEW_BLOCKS_MAX,
@@ -287,6 +287,10 @@ def email_queued(ctx: dict) -> dict:
                       "`o2c outbox` lists the queue")]
     if ctx.get("pay_url"):  # the e-mail's "Pay now" link (in the sandbox: its payment page)
         blocks[1:1] = pay_now_actions(ctx["pay_url"])
+    if ctx.get("links"):  # the e-mail's other links (issue 19: choices, page, tracking)
+        # one button per actions block: their action ids are all `open_link`
+        blocks[1:1] = [actions(link_button(label[:75], url))
+                       for label, url in ctx["links"][:5]]
     return {"text": text, "blocks": render(blocks)}
 
 

@@ -64,13 +64,24 @@ def order_card(view: OrderView, *, tz: str = "UTC") -> list[dict]:
         blocks.append(section("*Approvals*\n" + lines_text(rows)))
     if view.shipments:
         rows = [f"• {fmt_datetime(s.shipped_at, tz)} — {esc(s.carrier)} "
-                f"`{esc(s.tracking_number)}`" for s in view.shipments]
+                f"`{esc(s.tracking_number)}` · {status_label(s.status)}"
+                + (f" {fmt_datetime(s.delivered_at, tz)}" if s.delivered_at else "")
+                + (f", signed by {esc(s.pod_signed_by)}" if s.pod_signed_by else "")
+                for s in view.shipments]
         blocks.append(section("*Shipments*\n" + lines_text(rows)))
     if view.invoices:
         rows = [f"• {esc(inv.number)} — {fmt_money(inv.total_minor, cur)}, due "
                 f"{fmt_date(inv.due_date)}, balance {fmt_money(inv.balance_minor, cur)} "
                 f"({status_label(invoice_status(inv))})" for inv in view.invoices]
         blocks.append(section("*Invoices*\n" + lines_text(rows)))
+    if view.customer_choice:
+        blocks.append(section(f"*Customer's backorder choice:* "
+                              f"{status_label(view.customer_choice)}"))
+    if view.notices:
+        rows = [f"• {fmt_datetime(n['at'], tz)} — {status_label(n['kind'])}"
+                + (f" to {esc(n['to'])}" if n["sent"] else f": not sent ({esc(n['why'])})")
+                for n in view.notices]
+        blocks.append(section("*Customer notices*\n" + lines_text(rows)))
     blocks.append(context(f"Sales rep <@{order.sales_rep_id}> · source {esc(order.source)}"))
     return render(blocks)
 

@@ -81,7 +81,8 @@ def _backorder_choices(order: dict, lines: list[dict]) -> list[dict]:
 
 def _choice_made(ctx: dict, order: dict, who: str) -> tuple[str, list[dict]]:
     """Billing is told what the rep chose."""
-    by = f"<@{esc(ctx.get('by'))}>"
+    # the customer chooses through their e-mail link (issue 19): no Slack user to mention
+    by = ("the customer" if ctx.get("by") == "customer" else f"<@{esc(ctx.get('by'))}>")
     number = esc(order["number"])
     choice = ctx["choice"]
     still = [f"• {_short_row(line)}" for line in ctx.get("lines") or []]
@@ -154,8 +155,9 @@ def backorder_notice(ctx: dict) -> dict:
     blocks = [
         section(f":package: {who}Order {_order_line(order)} is short of stock:\n"
                 + lines_text(rows)),
-        context("The sales rep chooses: ship what is reserved (partial), wait for stock, or "
-                "cancel the short line; you will be told."),
+        context("The customer (through the link in their backorder e-mail) or the sales rep "
+                "chooses: ship what is reserved (partial), wait for stock, or cancel the "
+                "short line; you will be told."),
     ]
     return {"text": text, "blocks": render(blocks)}
 

@@ -27,3 +27,17 @@ def dispute_reminders(deps, as_of: date | None) -> dict:
     if summary["reminded"] or summary["escalated"]:
         deps.notify_outbox()
     return {"evaluated_at": now.isoformat(), **summary}
+
+
+def monthly_statements(deps, as_of: date | None) -> dict:
+    """Issue 19: last month's statement of account to every customer who asked for one
+    (`Customer.monthly_statement`), once per customer and month, from the first day of the
+    month on (`o2c run statements [--as-of DATE]`)."""
+    from workflows import statements
+
+    today = as_of or deps.business_today()
+    with deps.db.transaction() as session:
+        summary = statements.send_monthly(session, today=today, now=deps.clock.now())
+    if summary["sent"]:
+        deps.notify_outbox()
+    return summary

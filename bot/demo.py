@@ -54,6 +54,8 @@ def demo_settings(port: int, database_url: str, *, oauth: bool = False) -> Setti
         # (sandbox/checkout.py); the demo never talks to Stripe or HubSpot
         stripe_api_key=None, stripe_webhook_secret="whsec_" + secrets.token_urlsafe(32),
         hubspot_access_token=None, hubspot_client_secret=None, o2c_public_url=None,
+        # the customer's signed links (issue 19), served by this server in the demo
+        o2c_link_secrets=secrets.token_urlsafe(48),
     )
     if not oauth:
         return values

@@ -57,6 +57,14 @@ class Deps:
         links = self.pay_links
         return links.url_for(invoice_number) if links is not None else None
 
+    @property
+    def customer_links_enabled(self) -> bool:
+        """Signed customer links can be made (O2C_LINK_SECRETS and O2C_PUBLIC_URL set, or the
+        sandbox's own address in the demo)."""
+        from bot.customer_links import CustomerLinks
+
+        return CustomerLinks.for_settings(self.settings).enabled
+
     def business_today(self) -> date:
         """Today in the business time zone: the policy's (admins may change it), which is the
         setting unless they did."""

@@ -142,3 +142,73 @@ def render_credit_note_pdf(note: Any, invoice: Any, lines: list[Any], customer: 
         pdf.cell(150, 6, label, align="R")
         pdf.cell(40, 6, _latin1(amount(minor)), align="R", new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
+
+
+STATEMENT_KINDS = {"invoice": "Invoice", "payment": "Payment", "credit_note": "Credit note",
+                   "write_off": "Write-off"}
+
+
+def render_statement_pdf(statement: Any, *, seller: str, from_email: str) -> bytes:
+    """A statement of account (issue 19, `workflows.statements`): opening balance, every
+    invoice, payment, credit note and write-off of the period with the running balance,
+    closing balance, aging at the period's end, and unapplied cash."""
+    cur = statement.currency
+
+    def amount(minor: int) -> str:
+        return money.format_money(int(minor), cur)
+
+    customer = statement.customer
+    pdf = FPDF(format="A4")
+    pdf.set_compression(False)
+    pdf.set_title(f"Statement of account {customer.name}")
+    pdf.set_author(_latin1(seller))
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 18)
+    pdf.cell(0, 10, "Statement of account", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "", 10)
+    pdf.cell(0, 6, _latin1(f"From {seller} <{from_email}>"), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(2)
+    for label, value in (("Customer", f"{customer.name} ({customer.external_id})"),
+                         ("Period", f"{_day(statement.start)} to {_day(statement.end)}"),
+                         ("Bill to", customer.billing_address or "-")):
+        pdf.set_font("Helvetica", "B", 10)
+        pdf.cell(35, 6, _latin1(label))
+        pdf.set_font("Helvetica", "", 10)
+        pdf.multi_cell(0, 6, _latin1(value), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(3)
+    widths = (28, 28, 74, 30, 30)
+    pdf.set_font("Helvetica", "B", 9)
+    for width, title in zip(widths, ("Date", "Type", "Reference", "Amount", "Balance"),
+                            strict=True):
+        pdf.cell(width, 7, title, border="B")
+    pdf.ln()
+    pdf.set_font("Helvetica", "", 9)
+    pdf.cell(sum(widths[:4]), 6, _latin1(f"Opening balance on {_day(statement.start)}"))
+    pdf.cell(widths[4], 6, _latin1(amount(statement.opening_minor)), new_x="LMARGIN",
+             new_y="NEXT")
+    for line in statement.lines:
+        cells = (_day(line.day), STATEMENT_KINDS[line.kind], line.reference,
+                 amount(line.amount_minor), amount(line.balance_minor))
+        for width, text in zip(widths, cells, strict=True):
+            pdf.cell(width, 6, _latin1(text)[:60])
+        pdf.ln()
+    pdf.set_font("Helvetica", "B", 10)
+    pdf.cell(sum(widths[:4]), 8, _latin1(f"Closing balance on {_day(statement.end)}"),
+             border="T")
+    pdf.cell(widths[4], 8, _latin1(amount(statement.closing_minor)), border="T",
+             new_x="LMARGIN", new_y="NEXT")
+    if statement.unapplied_minor:
+        pdf.set_font("Helvetica", "", 9)
+        pdf.cell(0, 6, _latin1(f"Unapplied payments on account (not in the balance): "
+                               f"{amount(statement.unapplied_minor)}"),
+                 new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(3)
+    pdf.set_font("Helvetica", "B", 10)
+    pdf.cell(0, 7, _latin1(f"Aging on {_day(statement.end)}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "", 9)
+    labels = {"current": "Current", "1-30": "1-30 days", "31-60": "31-60 days",
+              "61-90": "61-90 days", "90+": "over 90 days"}
+    for bucket, label in labels.items():
+        pdf.cell(36, 6, _latin1(f"{label}: {amount(statement.aging.get(bucket, 0))}"))
+    pdf.ln()
+    return bytes(pdf.output())

@@ -36,6 +36,8 @@ JOBS: dict[str, Job] = {job.name: job for job in (
         "digest DMs at 09:00 in each collector's time zone on working days"),
     Job("dispute-reminders", backoffice_jobs.dispute_reminders, {"minute": "20"},
         "remind the owners of open disputes; escalate old ones to the alerts channel"),
+    Job("statements", backoffice_jobs.monthly_statements, {"minute": "40"},
+        "last month's statement of account to customers who want one (once per month)"),
     Job("dunning", collections_jobs.run_dunning, {"minute": "5"},
         "promise checks, small-balance write-offs, overdue notices, dunning reminders "
         "and late fees (each once)"),

@@ -37,6 +37,7 @@ from urllib.parse import unquote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from bot.customer_links import CustomerLinks
 from bot.outbox import Permanent, Retry
 from bot.settings import Settings, smtp_insecure
 from models import money
@@ -99,20 +100,42 @@ def _credit_note_context(number: str, session: Any) -> dict:
             "customer": session.get(Customer, invoice.customer_id)}
 
 
+def _statement_context(spec: dict, session: Any) -> dict:
+    from datetime import date
+
+    from workflows.statements import by_external_id, statement
+
+    try:
+        customer = by_external_id(session, spec["customer"])
+    except Exception as exc:
+        raise Permanent(f"customer {spec.get('customer')} not found for the statement") from exc
+    found = statement(session, customer, start=date.fromisoformat(spec["start"]),
+                      end=date.fromisoformat(spec["end"]))
+    return {"statement_data": found, "customer": customer, "start": found.start,
+            "end": found.end, "currency": found.currency,
+            "opening_minor": found.opening_minor, "closing_minor": found.closing_minor}
+
+
 # Templates rendered from the database (the outbox context only names the document), with
 # the PDF attachment each may carry.
 FROM_DATABASE = {"invoice": ("invoice_number", _invoice_context, "invoice_pdf"),
-                 "credit_note": ("credit_note_number", _credit_note_context, "credit_note_pdf")}
+                 "credit_note": ("credit_note_number", _credit_note_context, "credit_note_pdf"),
+                 "statement": ("statement", _statement_context, "statement_pdf")}
 
 
 def render_email(template: str, context: dict, *, from_email: str, session: Any = None,
-                 pay_links: Any = None, write_session: Any = None) -> tuple[str, str]:
+                 pay_links: Any = None, write_session: Any = None,
+                 customer_links: Any = None) -> tuple[str, str]:
     """(subject, body) for an outbox e-mail payload's template and context; with
     `pay_links` (`bot.paylinks.PayLinks`), the invoice's "Pay now" link(s) too (made in
     `write_session` when the caller holds one open)."""
     values = {"pay_url": None, "pay_urls": {}, **context}
     if pay_links is not None:
         values.update(pay_links.email_values(template, context, session=write_session))
+    # order notices: tracking and backorder-choice links (`bot.customer_links`); without
+    # settings, the built-in carriers' tracking links and no signed links
+    links = customer_links or CustomerLinks(public_url=None, signer=None)
+    values.update(links.email_values(template, context))
     if template in FROM_DATABASE:
         if session is None:
             raise Permanent(f"the {template} e-mail needs the database")
@@ -138,7 +161,7 @@ class SmtpMailer:
     def __init__(self, url: str, from_email: str, *,
                  session_factory: Callable[[], Any] | None = None,
                  timeout: float = TIMEOUT, ssl_context: ssl.SSLContext | None = None,
-                 pay_links: Any = None) -> None:
+                 pay_links: Any = None, customer_links: Any = None) -> None:
         parts = urlsplit(url)
         self.tls = parts.scheme == "smtps"
         self.insecure = smtp_insecure(parts.query)  # only for local test servers
@@ -152,6 +175,7 @@ class SmtpMailer:
         self.session_factory = session_factory
         self.timeout = timeout
         self.pay_links = pay_links  # bot.paylinks.PayLinks, or None (no "Pay now" links)
+        self.customer_links = customer_links  # bot.customer_links.CustomerLinks
 
     def __repr__(self) -> str:  # never show the password
         return f"SmtpMailer({'smtps' if self.tls else 'smtp'}://{self.host}:{self.port})"
@@ -166,14 +190,17 @@ class SmtpMailer:
                                 for a in payload.get("attachments") or [])
                 subject, body = render_email(template, {**context, "attached": wants_pdf},
                                              from_email=self.from_email, session=session,
-                                             pay_links=self.pay_links)
+                                             pay_links=self.pay_links,
+                                             customer_links=self.customer_links)
                 if wants_pdf:
-                    files.append(self._invoice_pdf(context[key], session) if kind ==
-                                 "invoice_pdf" else self._credit_note_pdf(context[key],
-                                                                          session))
+                    render_pdf = {"invoice_pdf": self._invoice_pdf,
+                                  "credit_note_pdf": self._credit_note_pdf,
+                                  "statement_pdf": self._statement_pdf}[kind]
+                    files.append(render_pdf(context[key], session))
         else:
             subject, body = render_email(template, context, from_email=self.from_email,
-                                         pay_links=self.pay_links)
+                                         pay_links=self.pay_links,
+                                         customer_links=self.customer_links)
         message = EmailMessage()
         message["From"] = formataddr(("Accounts receivable", self.from_email))
         message["To"] = payload["to"]
@@ -202,6 +229,13 @@ class SmtpMailer:
                                       values["customer"], seller=self.domain,
                                       from_email=self.from_email)
         return f"{number}.pdf", data
+
+    def _statement_pdf(self, spec: dict, session: Any) -> tuple[str, bytes]:
+        from bot.invoice_pdf import render_statement_pdf
+
+        found = _statement_context(spec, session)["statement_data"]
+        data = render_statement_pdf(found, seller=self.domain, from_email=self.from_email)
+        return f"statement-{spec['customer']}-{spec['end']}.pdf", data
 
     def __call__(self, payload: dict) -> dict:
         try:
@@ -278,4 +312,5 @@ def build_mailer(settings: Settings, db: Any = None) -> SmtpMailer | None:
     db = db or Database(settings.database_url)
     return SmtpMailer(settings.smtp_url.get_secret_value(), settings.o2c_from_email,
                       session_factory=db.read_session,
-                      pay_links=PayLinks.for_settings(settings, db))
+                      pay_links=PayLinks.for_settings(settings, db),
+                      customer_links=CustomerLinks.for_settings(settings))

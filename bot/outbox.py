@@ -69,6 +69,7 @@ from slack_sdk.errors import SlackApiError
 
 from blocks import templates
 from bot import observability
+from bot.customer_links import CustomerLinks
 from bot.db import Database
 from bot.settings import Settings
 from handlers.common import note_database_down
@@ -269,13 +270,16 @@ class OutboxWorker:
                     pay_url = self.pay_links.email_values(
                         payload.get("template", ""), payload.get("context") or {},
                         session=session).get("pay_url")
+                links = CustomerLinks.for_settings(self.settings).email_buttons(
+                    payload.get("template", ""), payload.get("context") or {})
                 session.add(OutboxMessage(
                     transport="slack", method="chat.postMessage",
                     dedupe_key=f"email-queued:{row_id}",
                     payload={"channel": "ar", "template": "email_queued",
                              "context": {"outbox_id": row_id, "to": payload.get("to"),
                                          "subject": subject, "summary": summary,
-                                         "pay_url": pay_url}}))
+                                         "pay_url": pay_url,
+                                         "links": [list(pair) for pair in links]}}))
         return len(rows)
 
     def drain(self, max_passes: int = 50) -> None:
@@ -705,7 +709,8 @@ def describe_email(payload: dict, session: Any, settings: Settings, *,
     try:
         return render_email(payload.get("template", ""), payload.get("context") or {},
                             from_email=settings.o2c_from_email, session=session,
-                            pay_links=pay_links, write_session=session)
+                            pay_links=pay_links, write_session=session,
+                            customer_links=CustomerLinks.for_settings(settings))
     except Exception as exc:
         log.warning("could not render queued e-mail: %r", exc)
         return f"({payload.get('template')} e-mail)", ""

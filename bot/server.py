@@ -29,11 +29,13 @@ from starlette.concurrency import run_in_threadpool
 from api import problems
 from api.auth import BearerFirst
 from api.backoffice import router as backoffice_router
+from api.customer import router as customer_router
 from api.inbound import router as inbound_router
 from api.routes import Unauthorized
 from api.routes import router as api_router
 from api.webhooks import router as webhooks_router
 from bot import observability
+from bot.customer_pages import router as customer_pages_router
 from bot.db import RETRY_AFTER, Database
 from bot.deps import Deps, build_deps
 from bot.outbox import OutboxWorker, make_integrations_worker, make_worker
@@ -234,6 +236,8 @@ def create_app(settings: Settings, *, db: Database | None = None,
     app.include_router(api_router)
     app.include_router(backoffice_router)
     app.include_router(webhooks_router)
+    app.include_router(customer_router)  # issue 19: shipment events
+    app.include_router(customer_pages_router)  # issue 19: the customer's pages, /c/...
     app.include_router(inbound_router)  # /webhooks/stripe, /webhooks/hubspot, /pay/<token>
     app.state.stripe = None
     if settings.stripe_enabled:

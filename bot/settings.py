@@ -106,6 +106,13 @@ class Settings(BaseSettings):
     hubspot_api_url: str = "https://api.hubapi.com"  # tests point it at a stand-in
     # pipelines, stages and properties of the HubSpot connector (bot/hubspot.py, JSON)
     o2c_hubspot_mapping: Annotated[dict, NoDecode] = Field(default_factory=dict)
+    # customer links (issue 19): HMAC secrets, comma-separated, the first signs and every
+    # one verifies (rotate by putting a new one first, drop the old one when its links have
+    # expired); without them (or O2C_PUBLIC_URL) e-mails carry no links and /c/ answers 404
+    o2c_link_secrets: SecretStr | None = None
+    # carrier -> tracking URL template with {tracking}, added to or replacing the built-in
+    # ones (bot/customer_links.py), e.g. "acme=https://track.acme.example/?n={tracking}"
+    o2c_tracking_urls: str = ""
 
     # background work inside `o2c serve`
     o2c_outbox_worker: bool = True
@@ -157,6 +164,25 @@ class Settings(BaseSettings):
                 or parts.fragment:
             raise ValueError("must be the server's public base URL, e.g. https://o2c.example.com")
         return value.rstrip("/")
+
+    @field_validator("o2c_link_secrets")
+    @classmethod
+    def _check_link_secrets(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        secrets = [part.strip() for part in value.get_secret_value().split(",")]
+        if any(len(secret) < 32 for secret in secrets):
+            raise ValueError("each secret must be at least 32 characters "
+                             "(e.g. openssl rand -hex 32)")
+        return value
+
+    @field_validator("o2c_tracking_urls")
+    @classmethod
+    def _check_tracking_urls(cls, value: str) -> str:
+        from bot.customer_links import parse_tracking_urls
+
+        parse_tracking_urls(value)
+        return value
 
     @field_validator("hubspot_api_url")
     @classmethod

@@ -69,6 +69,11 @@ class Deps(Protocol):
         None with a single SLACK_BOT_TOKEN."""
         ...
 
+    @property
+    def customer_links_enabled(self) -> bool:
+        """True when signed customer links can be made (the customer's page, issue 19)."""
+        ...
+
     def notify_outbox(self) -> None:
         """Wake the outbox worker after a commit that wrote notifications."""
         ...

@@ -24,7 +24,7 @@ from models.collections import (
     PromiseStatus,
     PromiseToPay,
 )
-from models.customers import Customer, Product, RevenueType
+from models.customers import Customer, NoticeLevel, Product, RevenueType
 from models.integrations import (
     EVENT_TYPES,
     CrmDeal,
@@ -48,12 +48,16 @@ from models.invoices import (
     WriteOffReason,
     invoice_status,
 )
+from models.links import BackorderChoice, CustomerLink, LinkScope
 from models.orders import (
+    SHIPMENT_EVENTS,
     Order,
     OrderLine,
     OrderStatus,
     Shipment,
+    ShipmentEvent,
     ShipmentLine,
+    ShipmentStatus,
     can_cancel,
     can_ship,
     can_transition,
@@ -106,4 +110,6 @@ __all__ = [
     "can_ship", "can_transition", "invoice_status",
     "CrmDeal", "PaymentFee", "PaymentLink", "ProviderEvent", "ProviderEventStatus", "Refund",
     "SubscriptionStatus", "WebhookDelivery", "WebhookEvent", "WebhookSubscription",
+    "SHIPMENT_EVENTS", "BackorderChoice", "CustomerLink", "LinkScope", "NoticeLevel",
+    "ShipmentEvent", "ShipmentStatus",
 ]

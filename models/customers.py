@@ -28,8 +28,24 @@ class Customer(SQLModel, table=True):
     tax_rate_bp: int = Field(default=0, ge=0)
     credit_reviewed: bool = Field(default=False)
     credit_hold: bool = Field(default=False)
+    # The customer in the loop (issue 19): where order, backorder, shipment and delivery
+    # notices go (None: the billing e-mail); which of them the customer wants (`NoticeLevel`);
+    # when goods are recognised as revenue under the customer's terms ("shipment" by default,
+    # or "delivery"); and whether a statement of account is e-mailed every month.
+    notice_email: str | None = Field(default=None, max_length=320)
+    notices: str = Field(default="all", max_length=16,
+                         sa_column_kwargs={"server_default": "all"})
+    goods_recognized_at: str = Field(default="shipment", max_length=16,
+                                     sa_column_kwargs={"server_default": "shipment"})
+    monthly_statement: bool = Field(default=False,
+                                    sa_column_kwargs={"server_default": sa.false()})
     created_at: datetime = ts_field(nullable=False, default_now=True)
     updated_at: datetime = ts_field(nullable=False, default_now=True, on_update=True)
+
+
+class NoticeLevel(StrEnum):
+    ALL = "all"  # every customer notice
+    ESSENTIAL = "essential"  # only those that ask for a decision or confirm a contract
 
 
 class RevenueType(StrEnum):

@@ -141,6 +141,20 @@ class OrderLine(SQLModel, table=True):
         return self.quantity - self.qty_shipped - self.qty_cancelled
 
 
+class ShipmentStatus(StrEnum):
+    SHIPPED = "shipped"  # handed to the carrier
+    IN_TRANSIT = "in_transit"  # the carrier reports it moving
+    OUT_FOR_DELIVERY = "out_for_delivery"  # on the truck for its last leg
+    DELIVERED = "delivered"  # the customer has it (final)
+    EXCEPTION = "exception"  # the carrier reports a problem (delay, damage, refused...)
+
+
+# The events a carrier (or the ERP relaying it) may post, and where each leaves a shipment.
+# A delivered shipment stays delivered: later events are recorded, the status does not move.
+SHIPMENT_EVENTS = (ShipmentStatus.IN_TRANSIT, ShipmentStatus.OUT_FOR_DELIVERY,
+                   ShipmentStatus.DELIVERED, ShipmentStatus.EXCEPTION)
+
+
 class Shipment(SQLModel, table=True):
     __tablename__ = "shipments"
 
@@ -149,6 +163,34 @@ class Shipment(SQLModel, table=True):
     carrier: str = Field(max_length=100)
     tracking_number: str = Field(max_length=200)
     shipped_at: datetime = ts_field(nullable=False)
+    status: str = Field(default=ShipmentStatus.SHIPPED, max_length=24,
+                        sa_column_kwargs={"server_default": "shipped"})
+    delivered_at: datetime | None = ts_field()
+    # proof of delivery: who signed, and/or where the carrier's POD document is
+    pod_signed_by: str | None = Field(default=None, max_length=200)
+    pod_document_url: str | None = Field(default=None, max_length=2000)
+    # Goods on this shipment are recognised at delivery, not shipment (the customer's terms
+    # when it shipped; frozen so a later change of terms never rewrites revenue).
+    recognize_at_delivery: bool = Field(default=False,
+                                        sa_column_kwargs={"server_default": sa.false()})
+    created_at: datetime = ts_field(nullable=False, default_now=True)
+
+
+class ShipmentEvent(SQLModel, table=True):
+    """What the carrier reported about a shipment, append-only, one row per API call
+    (`Idempotency-Key` keeps a retried call from adding a second)."""
+
+    __tablename__ = "shipment_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    shipment_id: int = Field(foreign_key="shipments.id", index=True)
+    kind: str = Field(max_length=24)  # one of SHIPMENT_EVENTS
+    occurred_at: datetime = ts_field(nullable=False)
+    location: str | None = Field(default=None, max_length=200)
+    note: str | None = Field(default=None, max_length=2000)
+    pod_signed_by: str | None = Field(default=None, max_length=200)
+    pod_document_url: str | None = Field(default=None, max_length=2000)
+    actor: str = Field(max_length=64)
     created_at: datetime = ts_field(nullable=False, default_now=True)
 
 

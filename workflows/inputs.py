@@ -150,6 +150,11 @@ class CustomerIn(Strict):
     sales_rep: SlackUser | None = None
     credit_reviewed: StrictBool = False
     tax_rate_pct: Percent | None = None
+    # the customer in the loop (issue 19)
+    notice_email: OptionalEmail = None  # where order notices go (default: billing_email)
+    notices: Literal["all", "essential"] = "all"  # "essential": no shipment/delivery notices
+    goods_recognized_at: Literal["shipment", "delivery"] = "shipment"  # revenue of goods
+    monthly_statement: StrictBool = False  # a statement of account e-mailed every month
 
 
 class ProductIn(Strict):
@@ -310,3 +315,19 @@ class WebhookIn(Strict):
     url: Annotated[StrictStr, StringConstraints(min_length=1, max_length=2000)]
     events: Annotated[list[EventType], Field(min_length=1, max_length=len(EVENT_TYPES))]
     description: Annotated[StrictStr, StringConstraints(max_length=500)] | None = None
+
+
+class ShipmentEventIn(Strict):
+    """What a carrier reports about a shipment (issue 19): `kind` is `in_transit`,
+    `out_for_delivery`, `delivered` or `exception`; proof of delivery (who signed, a link to
+    the carrier's POD document) only with `delivered`."""
+
+    kind: Literal["in_transit", "out_for_delivery", "delivered", "exception"]
+    occurred_at: Moment
+    location: Annotated[StrictStr, StringConstraints(strip_whitespace=True,
+                                                     max_length=200)] | None = None
+    note: LongText | None = None
+    pod_signed_by: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
+                                                          max_length=200)] | None = None
+    pod_document_url: Annotated[StrictStr, StringConstraints(
+        max_length=2000, pattern=r"^https://[^\s]+$")] | None = None

@@ -54,6 +54,11 @@ def upsert_customer(session: Session, data: CustomerIn, *, actor: str) -> tuple[
         values["sales_rep_id"] = _known_user(session, "sales_rep", given["sales_rep"])
     if "credit_reviewed" in given:
         values["credit_reviewed"] = bool(given["credit_reviewed"])
+    if "notice_email" in given:
+        values["notice_email"] = v.email("notice_email", given["notice_email"])
+    for field in ("notices", "goods_recognized_at", "monthly_statement"):
+        if field in given:
+            values[field] = given[field]
     if "tax_rate_pct" in given:
         values["tax_rate_bp"] = (v.percent_bp("tax_rate_pct", given["tax_rate_pct"])
                                  if given["tax_rate_pct"] else 0)
@@ -85,7 +90,8 @@ def upsert_customer(session: Session, data: CustomerIn, *, actor: str) -> tuple[
 
 
 OPTIONAL_CUSTOMER_FIELDS = ("billing_email", "billing_address", "shipping_address", "collector",
-                            "sales_rep", "credit_reviewed", "tax_rate_pct")
+                            "sales_rep", "credit_reviewed", "tax_rate_pct", "notice_email",
+                            "notices", "goods_recognized_at", "monthly_statement")
 _UNAUDITED = ("billing_address", "shipping_address")  # long free text; the fact is enough
 
 

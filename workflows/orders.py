@@ -24,7 +24,7 @@ from models import (
     limits,
     money,
 )
-from workflows import audit, numbering, outbox, policy, webhooks
+from workflows import audit, customer_notices, numbering, outbox, policy, webhooks
 from workflows import validation as v
 from workflows.credit import approval_needs
 from workflows.errors import FieldError, InvalidTransition, NotFound, ValidationFailed
@@ -340,6 +340,15 @@ def approve_order(session: Session, order: Order, *, actor: str, reason: str,
     outbox.post_to_user(session, user_id=order.sales_rep_id, template="order_status",
                         context={"order": order_snapshot(order, customer), "reasons": [reason],
                                  "short_lines": short})
+    # the customer hears of it (issue 19): the confirmation, then what is short, with their
+    # signed choice links
+    customer_notices.order_confirmed(session, order=order, lines=order_lines(session, order.id),
+                                     short=short, now=now)
+    if order.status == OrderStatus.BACKORDERED:
+        from workflows import customer_links
+
+        link = customer_links.backorder_link(session, order=order, now=now)
+        customer_notices.backordered(session, order=order, short=short, link=link, now=now)
 
 
 def pending_approvals(session: Session, order_id: int) -> list[Approval]:

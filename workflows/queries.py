@@ -18,6 +18,7 @@ from models import (
     Payment,
     Shipment,
 )
+from workflows import customer_notices
 from workflows.cash_application import matched_because, payment_allocations, suggestions_of
 from workflows.receivables import CustomerPosition, customer_position
 
@@ -33,6 +34,10 @@ class OrderView:
     shipments: list[Shipment]
     invoices: list[Invoice]
     history: list[AuditEvent] = field(default_factory=list)
+    # what the customer was told (issue 19): order, backorder, shipment, delivery notices
+    notices: list[dict] = field(default_factory=list)
+    # the customer's backorder choice through their link, if they made one
+    customer_choice: str | None = None
 
     @property
     def balance_minor(self) -> int:
@@ -62,7 +67,15 @@ def order_view(session: Session, number: str, *, with_history: bool = False) -> 
                                     .order_by(Shipment.id))),
         invoices=list(session.exec(select(Invoice).where(Invoice.order_id == order.id)
                                    .order_by(Invoice.id))),
-        history=history)
+        history=history, notices=customer_notices.history(session, order.id),
+        customer_choice=_customer_choice(session, order.id))
+
+
+def _customer_choice(session: Session, order_id: int) -> str | None:
+    from workflows.customer_links import customer_choice
+
+    link = customer_choice(session, order_id)
+    return link.choice if link else None
 
 
 def recent_orders(session: Session, customer_id: int, limit: int = RECENT_ORDERS

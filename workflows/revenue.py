@@ -257,14 +257,27 @@ def load_obligations(session: Session, *, order_ids: list[int] | None = None
     if not obligations:
         return []
     zone = zone_or_utc(policy.current(session).business_timezone)
-    for line_id, shipped_at, quantity in session.exec(
-            select(ShipmentLine.order_line_id, Shipment.shipped_at, ShipmentLine.quantity)
+    # Goods are recognised on the shipment date, or on the delivery date for a shipment made
+    # under terms that say so (issue 19; not before it is delivered).
+    delivered_goods = []
+    for line_id, shipped_at, delivered_at, at_delivery, quantity in session.exec(
+            select(ShipmentLine.order_line_id, Shipment.shipped_at, Shipment.delivered_at,
+                   Shipment.recognize_at_delivery, ShipmentLine.quantity)
             .join(Shipment, Shipment.id == ShipmentLine.shipment_id)
             .join(Order, Order.id == Shipment.order_id).where(*scope)
             .order_by(Shipment.shipped_at, Shipment.id)):
-        if line_id in obligations:
-            obligations[line_id].shipments.append((shipped_at.astimezone(zone).date(),
-                                                   quantity))
+        if line_id not in obligations:
+            continue
+        if at_delivery:
+            if delivered_at is not None:
+                delivered_goods.append((line_id, delivered_at.astimezone(zone).date(),
+                                        quantity))
+            continue
+        obligations[line_id].shipments.append((shipped_at.astimezone(zone).date(), quantity))
+    for line_id, day, quantity in delivered_goods:
+        obligations[line_id].shipments.append((day, quantity))
+    for ob in obligations.values():
+        ob.shipments.sort(key=lambda item: item[0])
     invoice_lines: dict[int, list[InvoiceLine]] = defaultdict(list)
     invoices: dict[int, Invoice] = {}
     for invoice_line, invoice in session.exec(

@@ -17,7 +17,7 @@ from models import (
     ShipmentLine,
     can_ship,
 )
-from workflows import audit, outbox
+from workflows import audit, customer_notices, outbox
 from workflows import validation as v
 from workflows.errors import InvalidTransition, ValidationFailed
 from workflows.inputs import ShipmentLineIn
@@ -39,8 +39,10 @@ def ship_order(session: Session, *, order_number: str, carrier: str, tracking_nu
     _check_shipment(order, carrier=carrier, tracking_number=tracking_number,
                     shipped_at=shipped_at)
     wanted = _lines_to_ship(order, all_lines, lines)
+    customer = session.get(Customer, order.customer_id)
     shipment = Shipment(order_id=order.id, carrier=carrier.strip(),
                         tracking_number=tracking_number.strip(), shipped_at=shipped_at,
+                        recognize_at_delivery=customer.goods_recognized_at == "delivery",
                         created_at=now)
     session.add(shipment)
     session.flush()
@@ -143,6 +145,7 @@ def _record_shipment(session: Session, order: Order, all_lines: list[OrderLine],
     if complete:
         transition(session, order, OrderStatus.INVOICED, actor="system", now=now,
                    reason=f"invoiced as {invoice.number}")
+    customer_notices.shipped(session, order=order, shipment=shipment, lines=wanted, now=now)
     customer = session.get(Customer, order.customer_id)
     outbox.post_to_user(session, user_id=order.sales_rep_id, template="order_shipped",
                         context={"order": order_snapshot(order, customer),

@@ -113,6 +113,8 @@ def order_to_cash(api) -> None:
     shipment = created(api.post("/shipments", json={
         "order": order["number"], "carrier": "UPS", "tracking_number": "1Z1",
         "shipped_at": NOON.isoformat(), "lines": [{"sku": "WID-1", "quantity": 4}]}))
+    created(api.post(f"/shipments/{shipment['id']}/events", json={
+        "kind": "delivered", "occurred_at": NOON.isoformat(), "pod_signed_by": "J. Doe"}))
     created(api.get(f"/orders/{order['number']}"), 200)
     # subscriptions billed monthly for a year: one cancelled, one renewed
     term = {"sku": "CLOUD", "quantity": 1, "service_start": "2027-01-01",
@@ -208,6 +210,8 @@ def refusals(server, api) -> None:
     assert api.post("/shipments", json={"order": "SO-NOPE", "carrier": "UPS",
                                         "tracking_number": "1", "shipped_at":
                                         NOON.isoformat()}).status_code == 404
+    assert api.post("/shipments/999999/events", json={
+        "kind": "in_transit", "occurred_at": NOON.isoformat()}).status_code == 404
     assert api.post("/orders", json={"customer": "C-GLOBEX", "sales_rep": "USALES01",
                                      "currency": "USD", "lines": [
                                          {"sku": "WID-1", "quantity": 0}]}).status_code == 422

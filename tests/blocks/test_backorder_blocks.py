@@ -59,7 +59,12 @@ def test_billing_gets_the_notice_without_buttons() -> None:
     message, text = rendered(audience="billing", lines=short(3))
     assert message["text"].startswith("Billing: Order SO-1001")
     assert buttons(message) == []
-    assert "The sales rep chooses" in text
+    assert "or the sales rep chooses" in text
+
+
+def test_billing_is_told_the_customers_own_choice_without_a_mention() -> None:
+    _, waited = rendered(audience="billing", choice="wait", by="customer")
+    assert "the customer chose to *wait*" in waited and "<@" not in waited
 
 
 def test_billing_is_told_each_choice() -> None:

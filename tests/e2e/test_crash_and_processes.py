@@ -39,6 +39,8 @@ def test_sigkill_between_commit_and_delivery_loses_nothing(database_url, standin
         f.user(s, "UCOLL001", "collector")
         f.customer(s, "C-A", "Acme Anvils", collector="UCOLL001", sales_rep="USALES01",
                    billing_email="ap@acme.example")
+        # the order's customer has no e-mail address: its order confirmation is not sent
+        f.customer(s, "C-B", "Bolt Buyers", sales_rep="USALES01", billing_email=None)
         f.product(s, "WID-1", price="10.00")
         f.invoice(s, "INV-LATE", "C-A", total="500.00", due=TODAY - timedelta(days=9))
     # given a server whose outbox worker is off (so nothing is delivered after the commit)
@@ -49,7 +51,7 @@ def test_sigkill_between_commit_and_delivery_loses_nothing(database_url, standin
         # when state changes that notify: an order (DM to the rep) and a reminder e-mail
         created = httpx.post(f"{first.base_url}/api/v1/orders", headers={
             "Authorization": f"Bearer {API_TOKEN}"}, json={
-            "customer": "C-A", "sales_rep": "USALES01", "currency": "USD",
+            "customer": "C-B", "sales_rep": "USALES01", "currency": "USD",
             "lines": [{"sku": "WID-1", "quantity": 2}]}, timeout=30)
         assert created.status_code == 201, created.text
         assert slack.slash("UCOLL001", "worklist").status_code == 200

@@ -29,11 +29,12 @@ def user(session: Session, user_id: str, *roles: str, name: str | None = None,
 def customer(session: Session, external_id: str = "C-GLOBEX", name: str = "Globex Corporation",
              *, currency: str = "USD", credit_limit: str = "50000.00", terms: str = "NET30",
              reviewed: bool = True, collector: str | None = None, sales_rep: str | None = None,
-             billing_email: str | None = "ap@globex.example") -> Customer:
+             billing_email: str | None = "ap@globex.example",
+             notice_email: str | None = None) -> Customer:
     c, _ = masterdata.upsert_customer(session, CustomerIn(
         external_id=external_id, name=name, currency=currency, credit_limit=credit_limit,
         payment_terms=terms, credit_reviewed=reviewed, collector=collector,
-        sales_rep=sales_rep, billing_email=billing_email,
+        sales_rep=sales_rep, billing_email=billing_email, notice_email=notice_email,
         billing_address="1 Main St, Springfield"), actor="test")
     return c
 

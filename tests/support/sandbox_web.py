@@ -26,6 +26,7 @@ CHANNELS = {"approvals": "C0APPROVAL", "alerts": "C0ALERTS01", "ar": "C0AR000001
 FORM_CALLBACK = "sandbox_test_form"
 TEST_BUTTON = "sandbox_test_button"
 PING_JOB = "sandbox-ping"
+LINK_SECRET = "sandbox-link-secret-" + "0123456789abcdef0123456789"
 
 
 def sandbox_settings(database_url: str, port: int, **overrides: object):
@@ -33,7 +34,9 @@ def sandbox_settings(database_url: str, port: int, **overrides: object):
                   o2c_alerts_channel=CHANNELS["alerts"], o2c_ar_channel=CHANNELS["ar"],
                   o2c_admins=[ADMIN],
                   # as `o2c demo` does: the stand-in payment page signs its webhook with it
-                  stripe_webhook_secret="whsec_sandbox_" + "test0123456789")
+                  stripe_webhook_secret="whsec_sandbox_" + "test0123456789",
+                  # as `o2c demo` does: the customer's signed links (issue 19)
+                  o2c_link_secrets=LINK_SECRET)
     values.update(overrides)
     return test_settings(database_url, f"http://127.0.0.1:{port}/sandbox/slack/api/", **values)
 

@@ -1,0 +1,295 @@
+"""The customer in the loop (issue 19) through the real server: the backorder e-mail's signed
+links (confirm page, choice recorded once, second click / forwarded e-mail / tampered /
+expired links get clear pages and change nothing, rep and billing told in Slack), carrier
+events through `POST /shipments/{id}/events` (Idempotency-Key, an exception alerting the rep),
+the customer's page sent and revoked from Slack (escaped, strict CSP, every access logged,
+invoice and statement PDFs, a question opening a dispute), and statements from Slack."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import time_machine
+from sqlmodel import select
+
+from bot.customer_links import LinkSigner
+from bot.mailer import SmtpMailer
+from models import AuditEvent, CustomerLink, Dispute, OutboxMessage, ShipmentEvent
+from tests.conftest import test_settings
+from tests.support import factories as f
+from tests.support.slack import ephemeral_texts, text_of
+from tests.support.timetravel import frozen_at
+
+NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
+frozen_time = frozen_at(NOW, tick=True)
+SECRET = "k" * 48
+WAIT = 10.0
+NAME = "Globex <script>alert(1)</script> & Co"
+
+
+@pytest.fixture
+def server_settings(database_url, standin):
+    return test_settings(database_url, standin.api_url, o2c_link_secrets=SECRET,
+                         o2c_public_url="https://o2c.example.com")
+
+
+@pytest.fixture
+def shop(server):
+    with server.db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.user(s, "UCOLL001", "collector")
+        f.customer(s, "C-GLOBEX", NAME, sales_rep="USALES01", collector="UCOLL001")
+        f.product(s, "WID-1", price="100.00", on_hand=6)
+    return server
+
+
+@pytest.fixture
+def web(server):
+    with httpx.Client(base_url=server.base_url, timeout=15) as client:
+        yield client
+
+
+def outbox_emails(server, template: str) -> list[OutboxMessage]:
+    with server.db.read_session() as s:
+        return [m for m in s.exec(select(OutboxMessage).order_by(OutboxMessage.id))
+                if m.transport == "email" and m.payload["template"] == template]
+
+
+def audited(server, action: str) -> list[AuditEvent]:
+    with server.db.read_session() as s:
+        return list(s.exec(select(AuditEvent).where(AuditEvent.action == action)
+                           .order_by(AuditEvent.id)))
+
+
+def short_order(server) -> tuple[str, int]:
+    with server.db.transaction() as s:
+        order = f.order(s, lines=[("WID-1", 10)], now=NOW)
+        number = order.number
+    server.deps.notify_outbox()
+    [notice] = outbox_emails(server, "notice_backorder_notice")
+    return number, notice.payload["context"]["link_id"]
+
+
+def choice_path(link_id: int, choice: str, secret: str = SECRET) -> str:
+    return f"/c/backorder/{LinkSigner([secret]).token('backorder', link_id)}/{choice}"
+
+
+def strict(page: httpx.Response) -> None:
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src" not in csp
+    assert "frame-ancestors 'none'" in csp and "form-action 'self'" in csp
+    assert page.headers["cache-control"] == "no-store"
+    assert page.headers["referrer-policy"] == "no-referrer"
+
+
+# -- the backorder choice -------------------------------------------------------------------------
+
+def test_the_customer_chooses_once_through_the_backorder_email(shop, web, standin,
+                                                                slack) -> None:
+    # given a backordered order and the three links of its e-mail
+    number, link_id = short_order(shop)
+    path = choice_path(link_id, "ship_now")
+    # when the customer opens "ship now": a confirmation page, nothing recorded yet
+    page = web.get(path)
+    assert page.status_code == 200 and "Confirm: Ship what is available now" in page.text
+    strict(page)
+    assert audited(shop, "order.customer_choice") == []
+    # when they confirm
+    done = web.post(path)
+    # then the choice is recorded, and the rep and billing are told in Slack
+    assert done.status_code == 200 and f"ship what is available now for order {number}" \
+        in done.text
+    [choice] = audited(shop, "order.customer_choice")
+    assert choice.data["choice"] == "ship_now"
+    sandbox = standin.api
+    sandbox.wait_for(lambda: any("customer chose to ship what is available now" in text_of(m)
+                                 for m in sandbox.dm_messages("USALES01")), WAIT, "rep DM")
+    sandbox.wait_for(lambda: any("the customer" in text_of(m) and "ship partial" in text_of(m)
+                                 for m in sandbox.messages("CAR000001")), WAIT, "billing")
+    # when the e-mail's other link is clicked later (a forwarded e-mail), or the same again
+    for again in (web.post(choice_path(link_id, "cancel_short")), web.get(path),
+                  web.post(path)):
+        # then a clear page, and nothing more is recorded
+        assert again.status_code == 200
+        assert "Your choice is already recorded: ship what is available now" in again.text
+    assert len(audited(shop, "order.customer_choice")) == 1
+    assert len(audited(shop, "order.backorder_choice")) == 1
+    # when the rep clicks "Wait" on their DM: refused, pointing to the override with a reason
+    dm = sandbox.wait_for(lambda: next((m for m in sandbox.dm_messages("USALES01")
+                                        if m["text"] == f"Order {number} is short of stock"),
+                                       None), WAIT, "the backorder DM")
+    slack.click("USALES01", dm, "backorder_wait")
+    sandbox.wait_for(lambda: ephemeral_texts(sandbox, "USALES01"), WAIT, "refusal")
+    assert "/o2c backorder" in ephemeral_texts(sandbox, "USALES01")[0]
+    # when they override with a reason
+    slack.slash("USALES01", f"backorder {number} wait customer called: ship it all together")
+    sandbox.wait_for(lambda: len(ephemeral_texts(sandbox, "USALES01")) >= 2, WAIT, "answer")
+    assert "wait for stock" in ephemeral_texts(sandbox, "USALES01")[1]
+    [override] = audited(shop, "order.backorder_override")
+    assert (override.reason, override.data["customer_choice"]) == (
+        "customer called: ship it all together", "ship_now")
+
+
+def test_tampered_and_expired_choice_links_change_nothing(shop, web) -> None:
+    # given a backordered order
+    _, link_id = short_order(shop)
+    # then a link signed with another secret, another link's id, a made-up choice: not valid
+    for path in (choice_path(link_id, "wait", secret="x" * 48),
+                 choice_path(link_id, "wait").replace(f"/{link_id}.", f"/{link_id + 1}."),
+                 choice_path(link_id, "sell_it_twice")):
+        page = web.post(path)
+        assert page.status_code == 404 and "This link is not valid" in page.text
+    # when the link has expired
+    with time_machine.travel(NOW + timedelta(days=15), tick=False):
+        page = web.post(choice_path(link_id, "wait"))
+    # then it says so, and nothing changed
+    assert page.status_code == 410 and "This link has expired" in page.text
+    assert audited(shop, "order.customer_choice") == []
+    with shop.db.read_session() as s:
+        assert s.get(CustomerLink, link_id).used_at is None
+
+
+# -- carrier events -------------------------------------------------------------------------------
+
+def test_carrier_events_are_recorded_once_and_an_exception_alerts_the_rep(shop, api,
+                                                                          standin) -> None:
+    # given a shipped order
+    with shop.db.transaction() as s:
+        f.product(s, "WID-1", price="100.00", on_hand=20)
+    number = api.post("/orders", json={"customer": "C-GLOBEX", "sales_rep": "USALES01",
+                                       "currency": "USD", "lines": [
+                                           {"sku": "WID-1", "quantity": 2}]}).json()["number"]
+    shipped = api.post("/shipments", json={"order": number, "carrier": "UPS",
+                                           "tracking_number": "1Z9",
+                                           "shipped_at": NOW.isoformat()}).json()
+    # when the carrier reports an exception, and the call is retried with its key
+    body = {"kind": "exception", "occurred_at": (NOW + timedelta(hours=5)).isoformat(),
+            "location": "Memphis", "note": "address not found"}
+    key = {"Idempotency-Key": "carrier-1"}
+    first = api.post(f"/shipments/{shipped['id']}/events", json=body, headers=key)
+    again = api.post(f"/shipments/{shipped['id']}/events", json=body, headers=key)
+    # then one event, the shipment in exception, and the rep alerted
+    assert first.status_code == again.status_code == 201, first.text
+    assert again.json() == first.json() and first.json()["shipment_status"] == "exception"
+    with shop.db.read_session() as s:
+        assert len(s.exec(select(ShipmentEvent)).all()) == 1
+    sandbox = standin.api
+    sandbox.wait_for(lambda: any("Delivery exception on order" in text_of(m)
+                                 for m in sandbox.dm_messages("USALES01")), WAIT, "alert")
+    # when it is delivered with proof
+    delivered = api.post(f"/shipments/{shipped['id']}/events", json={
+        "kind": "delivered", "occurred_at": (NOW + timedelta(days=1)).isoformat(),
+        "pod_signed_by": "J. Doe", "pod_document_url": "https://ups.example/pod/1.pdf"})
+    # then the shipment is delivered and the customer's confirmation is queued
+    assert delivered.json()["pod_signed_by"] == "J. Doe", delivered.text
+    assert len(outbox_emails(shop, "notice_delivery_notice")) == 1
+    # and an unknown shipment, or proof of delivery on another event, is refused
+    assert api.post("/shipments/999999/events", json=body).status_code == 404
+    refused = api.post(f"/shipments/{shipped['id']}/events", json={
+        **body, "pod_signed_by": "J. Doe"})
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == \
+        "pod_signed_by"
+
+
+# -- the customer's page --------------------------------------------------------------------------
+
+def page_link(shop, slack, standin) -> str:
+    """The collector sends the customer their page from Slack; the path of the e-mailed link."""
+    slack.slash("UCOLL001", "customer-page globex")
+    standin.api.wait_for(lambda: ephemeral_texts(standin.api, "UCOLL001"), WAIT, "answer")
+    assert "on its way" in ephemeral_texts(standin.api, "UCOLL001")[-1]
+    [mail] = outbox_emails(shop, "notice_page_link")
+    return f"/c/{LinkSigner([SECRET]).token('portal', mail.payload['context']['link_id'])}"
+
+
+def test_the_customers_page_shows_their_account_escaped_and_logs_each_access(
+        shop, slack, standin, web, api) -> None:
+    # given an invoiced shipment and an order still open
+    with shop.db.transaction() as s:
+        f.product(s, "WID-1", price="100.00", on_hand=20)
+    number = api.post("/orders", json={"customer": "C-GLOBEX", "sales_rep": "USALES01",
+                                       "currency": "USD", "lines": [
+                                           {"sku": "WID-1", "quantity": 2}]}).json()["number"]
+    invoice = api.post("/shipments", json={"order": number, "carrier": "UPS",
+                                           "tracking_number": "1Z<b>9",
+                                           "shipped_at": NOW.isoformat()}).json()["invoice"]
+    open_order = api.post("/orders", json={"customer": "C-GLOBEX", "sales_rep": "USALES01",
+                                           "currency": "USD", "lines": [
+                                               {"sku": "WID-1", "quantity": 1}]}).json()
+    path = page_link(shop, slack, standin)
+    # when the customer opens it
+    page = web.get(path)
+    # then their orders, shipments (tracking link) and invoices are there, all escaped
+    assert page.status_code == 200, page.text
+    strict(page)
+    assert open_order["number"] in page.text and invoice in page.text
+    assert "https://www.ups.com/track?tracknum=1Z%3Cb%3E9" in page.text
+    assert "<script>" not in page.text and "&lt;script&gt;" in page.text
+    assert "1Z&lt;b&gt;9" in page.text
+    # and the invoice and the statement are PDFs
+    pdf = web.get(f"{path}/invoices/{invoice}")
+    assert pdf.headers["content-type"] == "application/pdf" and pdf.content[:4] == b"%PDF"
+    statement = web.get(f"{path}/statement")
+    assert statement.content[:4] == b"%PDF" and b"Closing balance" in statement.content
+    assert web.get(f"{path}/invoices/INV-OF-SOMEONE-ELSE").status_code == 404
+    # and every access is in the audit log
+    assert [e.reason for e in audited(shop, "customer.link_access")] == [
+        "account page", f"invoice {invoice}", "statement of account",
+        "invoice INV-OF-SOMEONE-ELSE"]
+    # when they ask a question about the invoice
+    asked = web.post(f"{path}/question", data={"invoice": invoice, "reason": "pricing",
+                                               "note": "Why 100? <!channel>"})
+    # then a dispute is open in Slack, with their words
+    assert asked.status_code == 200 and "was sent" in asked.text
+    with shop.db.read_session() as s:
+        [dispute] = s.exec(select(Dispute)).all()
+        assert (dispute.source, dispute.reason) == ("portal", "pricing")
+    standin.api.wait_for(lambda: any("Why 100?" in text_of(m)
+                                     for m in standin.api.dm_messages("USALES01")),
+                         WAIT, "dispute card")
+
+
+def test_a_revoked_or_tampered_page_link_shows_nothing(shop, slack, standin, web) -> None:
+    # given the customer's link
+    path = page_link(shop, slack, standin)
+    assert web.get(path).status_code == 200
+    # when the collector revokes it from Slack
+    slack.slash("UCOLL001", "customer-page revoke globex")
+    standin.api.wait_for(lambda: len(ephemeral_texts(standin.api, "UCOLL001")) >= 2, WAIT,
+                         "answer")
+    assert "1 live link(s)" in ephemeral_texts(standin.api, "UCOLL001")[-1]
+    # then the page says so, and a tampered link is not valid
+    gone = web.get(path)
+    assert gone.status_code == 410 and "This link was withdrawn" in gone.text
+    assert NAME not in gone.text and "Globex" not in gone.text
+    tampered = web.get(path[:-2] + ("AA" if not path.endswith("AA") else "BB"))
+    assert tampered.status_code == 404
+    # and a sales rep may neither send nor revoke a page
+    slack.slash("USALES01", "customer-page globex")
+    standin.api.wait_for(lambda: ephemeral_texts(standin.api, "USALES01"), WAIT, "refusal")
+    assert len(outbox_emails(shop, "notice_page_link")) == 1
+
+
+def test_a_statement_is_emailed_on_request_from_slack(shop, slack, standin) -> None:
+    # given an open invoice
+    with shop.db.transaction() as s:
+        f.invoice(s, "ERP-1", total="250.00", issued=NOW.date() - timedelta(days=40),
+                  due=NOW.date() - timedelta(days=10))
+    # when the collector asks for the statement of the month
+    slack.slash("UCOLL001", "statement globex 2026-10")
+    standin.api.wait_for(lambda: ephemeral_texts(standin.api, "UCOLL001"), WAIT, "answer")
+    # then it is e-mailed to the billing contact with its PDF
+    [mail] = outbox_emails(shop, "statement")
+    assert mail.payload["to"] == "ap@globex.example"
+    assert mail.payload["context"]["statement"] == {"customer": "C-GLOBEX",
+                                                    "start": "2026-10-01",
+                                                    "end": "2026-10-31"}
+    mailer = SmtpMailer("smtp://localhost:1", "billing@example.com",
+                        session_factory=shop.db.read_session)
+    message = mailer.compose({**mail.payload, "outbox_id": mail.id})
+    [attachment] = list(message.iter_attachments())
+    data = attachment.get_payload(decode=True)
+    assert b"Opening balance" in data and b"USD 250.00" in data
+    assert "Closing balance: USD 250.00" in message.get_body().get_content()

@@ -1,0 +1,78 @@
+"""Statement of account (issue 19): opening balance, the period's invoices, payments, credit
+notes and write-offs with a running balance, the closing balance (= what is open on the
+customer's invoices at the period's end), aging; e-mailed monthly to customers who want it,
+once per month."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from sqlmodel import Session, select
+
+from models import Invoice, OutboxMessage
+from tests.support import factories as f
+from tests.support.timetravel import frozen_at
+from workflows import masterdata, statements
+from workflows.cash_application import record_payment
+from workflows.inputs import CustomerIn, PaymentIn
+from workflows.invoicing import issue_credit_note
+
+NOW = datetime(2026, 12, 2, 12, tzinfo=UTC)
+frozen_time = frozen_at(NOW)
+
+
+def books(session: Session) -> None:
+    """Globex: INV-1 (1000.00) in September, paid 400.00 in October; INV-2 (500.00) in
+    October, credited 50.00 in November."""
+    f.customer(session)
+    f.invoice(session, "INV-1", total="1000.00", issued=date(2026, 9, 10),
+              due=date(2026, 10, 10))
+    f.invoice(session, "INV-2", total="500.00", issued=date(2026, 10, 5),
+              due=date(2026, 11, 4))
+    record_payment(session, PaymentIn(amount="400.00", currency="USD",
+                                      received_at=datetime(2026, 10, 12, 9, tzinfo=UTC),
+                                      customer="C-GLOBEX", reference="INV-1"), actor="api")
+    issue_credit_note(session, invoice_number="INV-2", amount="50.00", reason="damaged",
+                      actor="api", now=datetime(2026, 11, 3, 9, tzinfo=UTC))
+
+
+def test_the_statement_runs_from_opening_to_closing_balance(session) -> None:
+    # given the books above
+    books(session)
+    customer = f.customer(session)
+    # when the October statement is made
+    found = statements.statement(session, customer, start=date(2026, 10, 1),
+                                 end=date(2026, 10, 31))
+    # then it opens with September's invoice, lists October's documents, and closes with
+    # what was open at the end of October
+    assert found.opening_minor == 100_000
+    assert [(line.kind, line.amount_minor, line.balance_minor) for line in found.lines] == [
+        ("invoice", 50_000, 150_000), ("payment", -40_000, 110_000)]
+    assert found.closing_minor == 110_000
+    # and November's closing balance is what the invoices still owe
+    november = statements.statement(session, customer, start=date(2026, 11, 1),
+                                    end=date(2026, 11, 30))
+    assert november.opening_minor == 110_000
+    assert [line.kind for line in november.lines] == ["credit_note"]
+    open_now = sum(i.balance_minor for i in session.exec(select(Invoice)))
+    assert november.closing_minor == open_now == 105_000
+    assert sum(november.aging.values()) == 105_000
+
+
+def test_monthly_statements_go_once_to_customers_who_want_them(session) -> None:
+    # given one customer who wants a monthly statement and one who does not
+    books(session)
+    masterdata.upsert_customer(session, CustomerIn(
+        external_id="C-GLOBEX", name="Globex Corporation", currency="USD",
+        credit_limit="50000.00", payment_terms="NET30", monthly_statement=True), actor="test")
+    f.customer(session, "C-OTHER", "Other Inc")
+    # when the job runs twice in December
+    first = statements.send_monthly(session, today=date(2026, 12, 1), now=NOW)
+    again = statements.send_monthly(session, today=date(2026, 12, 2), now=NOW)
+    # then November's statement went once, to Globex's billing contact, with its PDF
+    assert (first["period"], first["sent"], again["sent"]) == ("2026-11", 1, 0)
+    [mail] = [m for m in session.exec(select(OutboxMessage)) if m.payload.get("template")
+              == "statement"]
+    assert mail.payload["to"] == "ap@globex.example"
+    assert mail.payload["attachments"] == [{"kind": "statement_pdf"}]
+    assert mail.payload["context"]["statement"]["start"] == "2026-11-01"

@@ -1,0 +1,201 @@
+"""Links sent to customers (issue 19): the rows behind them and what they let a customer do.
+
+A link is a `CustomerLink` row; its URL carries the row's id signed with HMAC
+(`bot.customer_links`, the secret lives only in the environment). This module decides, from
+the row, whether a verified link still works (`check`), and carries out the one decision a
+backorder link allows, once (`choose_backorder`). Portal links are made by a collector in
+Slack and revoked there (`portal_link`, `revoke`). Times come from the caller (`now`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from models import (
+    BackorderChoice,
+    Customer,
+    CustomerLink,
+    LinkScope,
+    Order,
+    Role,
+)
+from workflows import audit, outbox
+from workflows.errors import NotFound, PermissionDenied
+from workflows.users import has_role
+
+BACKORDER_DAYS = 14  # a backorder choice is asked for two weeks; after that the rep decides
+PORTAL_DAYS = 30
+CHOICE_LABELS = {BackorderChoice.SHIP_NOW: "ship what is available now",
+                 BackorderChoice.WAIT: "wait and ship everything together",
+                 BackorderChoice.CANCEL_SHORT: "cancel the missing quantities"}
+# who may hand a customer their page, and take it back
+PORTAL_ROLES = (Role.COLLECTOR, Role.ADMIN)
+
+
+@dataclass
+class LinkState:
+    link: CustomerLink | None
+    status: str  # "ok", "unknown", "expired", "revoked", "used"
+
+
+def backorder_link(session: Session, *, order: Order, now: datetime) -> CustomerLink:
+    """The order's backorder link (one per order: the unique constraint keeps it one)."""
+    link = session.exec(select(CustomerLink).where(
+        CustomerLink.order_id == order.id,
+        CustomerLink.scope == LinkScope.BACKORDER)).first()
+    if link is None:
+        link = CustomerLink(customer_id=order.customer_id, scope=LinkScope.BACKORDER,
+                            order_id=order.id, created_by="system", created_at=now,
+                            expires_at=now + timedelta(days=BACKORDER_DAYS))
+        session.add(link)
+        session.flush()
+    return link
+
+
+def portal_link(session: Session, *, customer: Customer, actor: str, now: datetime,
+                days: int = PORTAL_DAYS) -> CustomerLink:
+    """A new self-serve link for `customer`, asked for by a collector (or an admin)."""
+    if not any(has_role(session, actor, role) for role in PORTAL_ROLES):
+        raise PermissionDenied("Only collectors and admins can send a customer their page.",
+                               actor=actor, action="customer.portal_link",
+                               entity_type="customer", entity_id=customer.id)
+    link = CustomerLink(customer_id=customer.id, scope=LinkScope.PORTAL, created_by=actor,
+                        created_at=now, expires_at=now + timedelta(days=days))
+    session.add(link)
+    session.flush()
+    audit.record(session, actor=actor, action="customer.portal_link", entity_type="customer",
+                 entity_id=customer.id, reason=f"self-serve link {link.id}, valid {days} days",
+                 link_id=link.id, expires_at=link.expires_at.isoformat(), at=now)
+    return link
+
+
+def revoke(session: Session, *, customer: Customer, actor: str, now: datetime) -> int:
+    """Revoke every live link of `customer` (its page and any backorder choice not made);
+    returns how many."""
+    if not any(has_role(session, actor, role) for role in PORTAL_ROLES):
+        raise PermissionDenied("Only collectors and admins can revoke a customer's links.",
+                               actor=actor, action="customer.links_revoked",
+                               entity_type="customer", entity_id=customer.id)
+    table = CustomerLink.__table__
+    result = session.execute(
+        sa.update(table).where(table.c.customer_id == customer.id,
+                               table.c.revoked_at.is_(None), table.c.used_at.is_(None),
+                               table.c.expires_at > now)
+        .values(revoked_at=now, revoked_by=actor))
+    audit.record(session, actor=actor, action="customer.links_revoked",
+                 entity_type="customer", entity_id=customer.id,
+                 reason=f"{result.rowcount} live link(s) revoked", count=result.rowcount,
+                 at=now)
+    return result.rowcount
+
+
+def check(session: Session, link_id: int | None, *, scope: str, now: datetime) -> LinkState:
+    """What a verified link may still do. The signature was checked by the caller; an id
+    that names no link of that scope is "unknown", like a forged one."""
+    link = _fresh(session, CustomerLink.id == link_id) if link_id is not None else None
+    if link is None or link.scope != scope:
+        return LinkState(None, "unknown")
+    if link.revoked_at is not None:
+        return LinkState(link, "revoked")
+    if link.used_at is not None:
+        return LinkState(link, "used")
+    if link.expires_at <= now:
+        return LinkState(link, "expired")
+    return LinkState(link, "ok")
+
+
+def seen(session: Session, link: CustomerLink, *, what: str, now: datetime,
+         client: str | None = None) -> None:
+    """Every access through a link is logged (who the link is for, what was looked at)."""
+    link.last_seen_at = now
+    session.add(link)
+    audit.record(session, actor=f"link:{link.id}", action="customer.link_access",
+                 entity_type="customer", entity_id=link.customer_id, reason=what,
+                 link_id=link.id, scope=link.scope, client=client, at=now)
+
+
+def choose_backorder(session: Session, *, link_id: int, choice: str, now: datetime) -> str:
+    """The customer's backorder choice through their link: recorded once (a conditional
+    UPDATE: a second click, a forwarded e-mail or a concurrent click finds it taken), carried
+    out like the rep's, and told to the rep (DM) and billing (AR channel). Returns the link's
+    state: "ok" when this call recorded the choice, else why nothing changed."""
+    from workflows import fulfilment
+    from workflows.orders import order_snapshot
+
+    choice = BackorderChoice(choice)
+    state = check(session, link_id, scope=LinkScope.BACKORDER, now=now)
+    if state.status != "ok":
+        return state.status
+    table = CustomerLink.__table__
+    taken = session.execute(
+        sa.update(table).where(table.c.id == link_id, table.c.used_at.is_(None),
+                               table.c.revoked_at.is_(None), table.c.expires_at > now)
+        .values(choice=choice.value, used_at=now))
+    if taken.rowcount != 1:
+        return "used"
+    order = session.get(Order, state.link.order_id)
+    actor = "customer"
+    why = f"the customer chose to {CHOICE_LABELS[choice]}"
+    if choice == BackorderChoice.SHIP_NOW:
+        fulfilment.ship_partial(session, order=order, actor=actor, now=now, by_customer=True)
+    elif choice == BackorderChoice.WAIT:
+        fulfilment.wait_for_stock(session, order=order, actor=actor, now=now,
+                                  by_customer=True)
+        fulfilment.tell_billing(session, order, choice="wait", actor=actor)
+    else:
+        lines = fulfilment.short_order_lines(session, order)
+        for line in [li for li in lines if li.qty_backordered > 0]:
+            fulfilment.cancel_line(session, order=order, line_no=line.line_no, actor=actor,
+                                   reason=why, now=now, by_customer=True)
+    audit.record(session, actor=actor, action="order.customer_choice", entity_type="order",
+                 entity_id=order.id, reason=why, number=order.number, choice=choice.value,
+                 link_id=link_id, at=now)
+    customer = session.get(Customer, order.customer_id)
+    outbox.post_to_user(session, user_id=order.sales_rep_id, template="order_status",
+                        context={"order": order_snapshot(order, customer), "reasons": [
+                            f"{why} (through their backorder link); you can still "
+                            "override it with the backorder buttons"]})
+    return "ok"
+
+
+def order_of(session: Session, link: CustomerLink) -> Order:
+    order = session.get(Order, link.order_id) if link.order_id else None
+    if order is None:
+        raise NotFound("this link names no order")
+    return order
+
+
+def customer_choice(session: Session, order_id: int) -> CustomerLink | None:
+    """The order's backorder link once the customer used it."""
+    return _fresh(session, CustomerLink.order_id == order_id,
+                  CustomerLink.scope == LinkScope.BACKORDER, CustomerLink.used_at.is_not(None))
+
+
+def _fresh(session: Session, *where: object) -> CustomerLink | None:
+    """A link as committed now (links change by conditional UPDATEs, not through the ORM)."""
+    return session.exec(select(CustomerLink).where(*where)
+                        .execution_options(populate_existing=True)).first()
+
+
+
+def send_portal_link(session: Session, *, customer: Customer, actor: str, now: datetime
+                     ) -> tuple[CustomerLink, str]:
+    """A new self-serve link e-mailed to the customer (the billing contact, else the notice
+    contact), asked for by a collector in Slack. The URL is signed when the e-mail is
+    rendered; the row stays without secrets."""
+    from workflows.errors import ValidationFailed
+
+    to = customer.billing_email or customer.notice_email
+    if not to:
+        raise ValidationFailed.of("billing_email", f"{customer.name} has no e-mail address; "
+                                  "add one before sending their page")
+    link = portal_link(session, customer=customer, actor=actor, now=now)
+    outbox.send_email(session, to=to, template="notice_page_link",
+                      dedupe_key=f"customer-page-link:{link.id}",
+                      context={"customer": customer.name, "link_id": link.id,
+                               "link_expires_at": link.expires_at.isoformat()})
+    return link, to

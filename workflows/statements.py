@@ -1,0 +1,156 @@
+"""Statement of account (issue 19): what a customer owed at the start of a period, every
+document of the period, what they owe at its end, and how old it is.
+
+Lines are dated by the day the books count them on (`effective_date`, so a statement of a
+closed month never changes): invoices (+ total, on their issue date), payments applied
+(- amount; a refund's negative allocation adds back), credit notes (- what they took off an
+invoice) and write-offs (- amount). Opening balance = the sum of those before the period;
+closing = opening + the period's lines, which is the customers' open invoice balance at the
+end of the period (SPEC §5.8: balance = total - allocations - credit notes - write-offs).
+Unapplied cash and customer credit are listed apart: they are not on any invoice yet.
+Aging is `receivables.customer_position` at the period's end. Read-only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from models import Allocation, CreditNote, Customer, Invoice, OutboxMessage, Payment, WriteOff
+from workflows.errors import ValidationFailed
+from workflows.receivables import customer_position
+
+
+@dataclass
+class StatementLine:
+    day: date
+    kind: str  # "invoice", "payment", "credit_note", "write_off"
+    reference: str
+    amount_minor: int  # + what the customer owes more, - less
+    balance_minor: int = 0  # running, after this line
+
+
+@dataclass
+class Statement:
+    customer: Customer
+    currency: str
+    start: date
+    end: date
+    opening_minor: int
+    lines: list[StatementLine]
+    closing_minor: int
+    aging: dict[str, int]
+    unapplied_minor: int
+    open_invoices: list[Invoice] = field(default_factory=list)
+
+
+def _entries(session: Session, customer: Customer, end: date) -> list[StatementLine]:
+    invoice = Invoice.__table__
+    found = [StatementLine(i.issue_date, "invoice", i.number, i.total_minor)
+             for i in session.exec(select(Invoice).where(Invoice.customer_id == customer.id,
+                                                         Invoice.issue_date <= end))]
+    for allocation, number, payment in session.exec(
+            select(Allocation, invoice.c.number, Payment)
+            .join(invoice, invoice.c.id == Allocation.invoice_id)
+            .join(Payment, Payment.id == Allocation.payment_id)
+            .where(invoice.c.customer_id == customer.id, Allocation.effective_date <= end)):
+        what = payment.reference or payment.external_id or f"payment {payment.id}"
+        found.append(StatementLine(allocation.effective_date, "payment",
+                                   f"{what} on {number}"[:120], -allocation.amount_minor))
+    for note, number in session.exec(
+            select(CreditNote, invoice.c.number)
+            .join(invoice, invoice.c.id == CreditNote.invoice_id)
+            .where(invoice.c.customer_id == customer.id, CreditNote.effective_date <= end)):
+        found.append(StatementLine(note.effective_date, "credit_note",
+                                   f"{note.number} on {number}", -note.amount_minor))
+    for write_off, number in session.exec(
+            select(WriteOff, invoice.c.number)
+            .join(invoice, invoice.c.id == WriteOff.invoice_id)
+            .where(invoice.c.customer_id == customer.id, WriteOff.effective_date <= end)):
+        found.append(StatementLine(write_off.effective_date, "write_off",
+                                   f"write-off on {number}", -write_off.amount_minor))
+    order = {"invoice": 0, "credit_note": 1, "payment": 2, "write_off": 3}
+    return sorted(found, key=lambda e: (e.day, order[e.kind], e.reference))
+
+
+def statement(session: Session, customer: Customer, *, start: date, end: date) -> Statement:
+    entries = _entries(session, customer, end)
+    opening = sum(e.amount_minor for e in entries if e.day < start)
+    lines, running = [], opening
+    for entry in entries:
+        if entry.day >= start:
+            running += entry.amount_minor
+            entry.balance_minor = running
+            lines.append(entry)
+    position = customer_position(session, customer, end)
+    unapplied = session.exec(select(sa.func.coalesce(sa.func.sum(Payment.unapplied_minor), 0))
+                             .where(Payment.customer_id == customer.id,
+                                    Payment.value_date <= end)).one()
+    open_invoices = list(session.exec(
+        select(Invoice).where(Invoice.customer_id == customer.id, Invoice.balance_minor > 0)
+        .order_by(Invoice.due_date, Invoice.id)))
+    return Statement(customer=customer, currency=customer.currency, start=start, end=end,
+                     opening_minor=opening, lines=lines, closing_minor=running,
+                     aging=dict(position.aging.buckets), unapplied_minor=int(unapplied),
+                     open_invoices=open_invoices)
+
+
+def previous_month(today: date) -> tuple[date, date]:
+    """The first and last day of the month before `today`'s."""
+    from datetime import timedelta
+
+    end = today.replace(day=1) - timedelta(days=1)
+    return end.replace(day=1), end
+
+
+def send_statement(session: Session, *, customer: Customer, start: date, end: date,
+                   actor: str, now: datetime, dedupe_key: str | None = None):
+    """E-mail the statement of account for [start, end] (PDF attached, rendered at delivery
+    from the books) to the customer's billing contact; audited. None when the customer has no
+    billing e-mail (the caller says so)."""
+    from workflows import audit, outbox
+
+    if end < start:
+        raise ValidationFailed.of("period", "the period ends before it starts")
+    to = customer.billing_email
+    if not to:
+        return None
+    message = outbox.send_email(
+        session, to=to, template="statement", dedupe_key=dedupe_key,
+        context={"statement": {"customer": customer.external_id, "start": start.isoformat(),
+                               "end": end.isoformat()}},
+        attachments=[{"kind": "statement_pdf"}])
+    audit.record(session, actor=actor, action="customer.statement_sent",
+                 entity_type="customer", entity_id=customer.id,
+                 reason=f"statement {start.isoformat()} to {end.isoformat()} to {to}",
+                 start=start.isoformat(), end=end.isoformat(), outbox_id=message.id, at=now)
+    return message
+
+
+def send_monthly(session: Session, *, today: date, now: datetime) -> dict:
+    """Last month's statement to every customer who wants one, once per customer and month
+    (the outbox's dedupe key), whenever in the month the job runs."""
+    start, end = previous_month(today)
+    sent = skipped = 0
+    for customer in session.exec(select(Customer).where(Customer.monthly_statement)
+                                 .order_by(Customer.id)):
+        key = f"statement:{customer.id}:{start.isoformat()[:7]}"
+        if session.exec(select(OutboxMessage.id)
+                        .where(OutboxMessage.dedupe_key == key)).first() is not None:
+            continue
+        if send_statement(session, customer=customer, start=start, end=end, actor="system",
+                          now=now, dedupe_key=key) is None:
+            skipped += 1
+        else:
+            sent += 1
+    return {"period": start.isoformat()[:7], "sent": sent, "no_email": skipped}
+
+
+def by_external_id(session: Session, external_id: str) -> Customer:
+    customer = session.exec(select(Customer).where(Customer.external_id == external_id)).first()
+    if customer is None:
+        raise ValidationFailed.of("customer", f"no customer {external_id}")
+    return customer
