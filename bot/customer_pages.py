@@ -47,6 +47,7 @@ from models import (
 from workflows import customer_links, disputes, statements
 from workflows.errors import DomainError
 from workflows.fulfilment import short_lines
+from workflows.inputs import DisputeOpenIn, build
 from workflows.orders import order_lines
 
 PAGES = Path(__file__).parent / "templates" / "pages"
@@ -353,9 +354,9 @@ def _ask(request: Request, token: str, form: dict[str, str]) -> Response:
         if problem is None:
             try:
                 with session.begin_nested():
-                    disputes.open_dispute(session, disputes.DisputeIn(
-                        invoice=invoice.number, reason=reason,
-                        note=f"From the customer's page: {note}"[:1000]),
+                    disputes.open_dispute(session, invoice.number, build(
+                        DisputeOpenIn,
+                        reason=reason, note=f"From the customer's page: {note}"[:1000]),
                         actor="customer", now=deps.clock.now(), source="portal")
             except DomainError as exc:
                 problem = str(exc)

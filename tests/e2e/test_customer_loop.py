@@ -17,9 +17,10 @@ from sqlmodel import select
 from bot.customer_links import LinkSigner
 from bot.mailer import SmtpMailer
 from models import AuditEvent, CustomerLink, Dispute, OutboxMessage, ShipmentEvent
+from sandbox.driver import FORM
 from tests.conftest import test_settings
 from tests.support import factories as f
-from tests.support.slack import ephemeral_texts, text_of
+from tests.support.slack import ephemeral_texts, prepared_click, text_of
 from tests.support.timetravel import frozen_at
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
@@ -96,6 +97,12 @@ def test_the_customer_chooses_once_through_the_backorder_email(shop, web, standi
     assert page.status_code == 200 and "Confirm: Ship what is available now" in page.text
     strict(page)
     assert audited(shop, "order.customer_choice") == []
+    # (the rep's DM with its buttons, as the rep's client shows it before any choice)
+    sandbox = standin.api
+    short = f"Order {number} is short of stock"
+    before = sandbox.wait_for(lambda: next((m for m in sandbox.dm_messages("USALES01")
+                                            if m["text"] == short), None), WAIT, "backorder DM")
+    stale_wait = prepared_click(slack, "USALES01", before, "backorder_wait")
     # when they confirm
     done = web.post(path)
     # then the choice is recorded, and the rep and billing are told in Slack
@@ -103,7 +110,6 @@ def test_the_customer_chooses_once_through_the_backorder_email(shop, web, standi
         in done.text
     [choice] = audited(shop, "order.customer_choice")
     assert choice.data["choice"] == "ship_now"
-    sandbox = standin.api
     sandbox.wait_for(lambda: any("customer chose to ship what is available now" in text_of(m)
                                  for m in sandbox.dm_messages("USALES01")), WAIT, "rep DM")
     sandbox.wait_for(lambda: any("the customer" in text_of(m) and "ship partial" in text_of(m)
@@ -116,11 +122,16 @@ def test_the_customer_chooses_once_through_the_backorder_email(shop, web, standi
         assert "Your choice is already recorded: ship what is available now" in again.text
     assert len(audited(shop, "order.customer_choice")) == 1
     assert len(audited(shop, "order.backorder_choice")) == 1
-    # when the rep clicks "Wait" on their DM: refused, pointing to the override with a reason
+    # then the rep's DM shows the customer's choice and how to override it, no buttons
     dm = sandbox.wait_for(lambda: next((m for m in sandbox.dm_messages("USALES01")
-                                        if m["text"] == f"Order {number} is short of stock"),
-                                       None), WAIT, "the backorder DM")
-    slack.click("USALES01", dm, "backorder_wait")
+                                        if any(h.get("text") == short
+                                               for h in m.get("history") or [])), None),
+                          WAIT, "the backorder DM, updated")
+    now_shown = text_of({"text": dm["text"], "blocks": dm["blocks"]})
+    assert "/o2c backorder" in now_shown and "backorder_wait" not in now_shown
+    # when the rep clicks "Wait" on the DM as it was (a client that had not refreshed yet):
+    # refused, pointing to the override with a reason
+    assert slack.send(stale_wait, FORM).status_code == 200
     sandbox.wait_for(lambda: ephemeral_texts(sandbox, "USALES01"), WAIT, "refusal")
     assert "/o2c backorder" in ephemeral_texts(sandbox, "USALES01")[0]
     # when they override with a reason

@@ -34,11 +34,11 @@ def tables(db: Database) -> set[str]:
 
 
 def test_upgrade_adds_the_store_tables_and_keeps_the_data(db, database_url) -> None:
-    # given: a populated database at the revision before
-    downgrade(database_url, previous_revision(database_url))
-    assert not TABLES & tables(db)
+    # given: a populated database (made at head), taken down to the revision before
     with db.transaction() as s:
         f.customer(s)
+    downgrade(database_url, previous_revision(database_url))
+    assert not TABLES & tables(db)
     # when
     upgrade(database_url, REVISION)
     # then: the tables are there, the data kept, and slack_sdk's stores work on them

@@ -247,7 +247,7 @@ def test_the_customers_choice_is_recorded_once_and_told_to_rep_and_billing(sessi
              if m.transport == "slack"]
     billing = [p for p in slack if p.get("channel") == "ar" and p["context"].get("choice")]
     assert [p["context"]["by"] for p in billing] == ["customer"]
-    rep = [p for p in slack if p["channel"] == "USALES01" and "customer chose" in
+    rep = [p for p in slack if p.get("channel") == "USALES01" and "customer chose" in
            " ".join(p["context"].get("reasons") or [])]
     assert len(rep) == 1
     assert invariants.validate_all(session) == []
