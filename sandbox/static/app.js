@@ -62,7 +62,7 @@ const EMOJI = {white_check_mark: "✅", heavy_check_mark: "✔️", warning: "�
   // every other shortcode the product uses (tests/sandbox/test_emoji.py walks them all)
   alarm_clock: "⏰", arrow_right: "➡️", broken_heart: "💔", bulb: "💡", grey_question: "❔",
   heavy_minus_sign: "➖", label: "🏷️", no_entry_sign: "🚫", one: "1️⃣", two: "2️⃣",
-  outbox_tray: "📤", repeat: "🔁", scales: "⚖️", wastebasket: "🗑️"};
+  outbox_tray: "📤", repeat: "🔁", scales: "⚖️", wastebasket: "🗑️", page_facing_up: "📄"};
 const emojify = (s) => s.replace(/:([a-z0-9_+-]+):/g, (m, name) => EMOJI[name] || m);
 const unescapeSlack = (s) => s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
 const userName = (id) => (id === S.state?.bot.id ? "o2c-bot"
