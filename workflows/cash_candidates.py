@@ -272,6 +272,8 @@ class OpenBook:
     def prefetch(self, payments: Sequence[PaymentFacts], rules: matching.Rules) -> None:
         """Read what `gather` will ask about these payments, in a few queries for all."""
         self._static.clear()
+        # who paid: the payer lines' typo scans of every customer name, all at once
+        self.directory.prepare((f.payer_name, f.currency, f.reference) for f in payments)
         keys: set[str] = set()
         for facts in payments:  # (one-digit typos are looked up only when nothing is named)
             for text in (facts.reference, facts.payer_name):

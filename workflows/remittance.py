@@ -160,8 +160,10 @@ def _can_split(text: str, groups: Sequence[str]) -> bool:
     return rec(0, 0)
 
 
-def _digits_align(a: Sequence[str], b: Sequence[str]) -> bool:
-    return _can_split("".join(b), a) or _can_split("".join(a), b)
+@lru_cache(maxsize=65536)
+def _digits_align(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    # (the same digit groups always align: each is its own piece)
+    return a == b or _can_split("".join(b), a) or _can_split("".join(a), b)
 
 
 def number_matches(window: Window, number: str) -> str | None:
