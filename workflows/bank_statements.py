@@ -127,12 +127,20 @@ def parse_amount(text: str) -> Decimal:
     return -value if negative else value
 
 
-def _external_id(line: StatementLine, occurrence: int) -> str:
-    account = line.account or "-"
+def _ref_id(line: StatementLine) -> str | None:
+    """The line's id from the bank's own reference, when it has one that fits."""
     if line.entry_ref:
-        ident = f"bank:{account}:{line.entry_ref}"
+        ident = f"bank:{line.account or '-'}:{line.entry_ref}"
         if len(ident) <= 200:
             return ident
+    return None
+
+
+def _external_id(line: StatementLine, occurrence: int) -> str:
+    account = line.account or "-"
+    ident = _ref_id(line)
+    if ident:
+        return ident
     basis = "|".join([account, line.booked_on.isoformat(), line.amount, line.currency,
                       line.payer_name or "", line.reference or "", str(occurrence)])
     return "bank:h:" + hashlib.sha256(basis.encode()).hexdigest()[:48]
@@ -141,12 +149,17 @@ def _external_id(line: StatementLine, occurrence: int) -> str:
 class _Ids:
     """Stable external ids, line by line: two identical lines of a file (same account, day,
     amount, currency, payer, reference, entry reference) are its first and second occurrence.
-    Only a digest of each line is kept, so the memory is small at 100,000 lines."""
+    Only a digest of each line without a reference of the bank's is kept (the others are
+    identified by that reference), so the memory is small at 100,000 lines."""
 
     def __init__(self) -> None:
         self.seen: Counter = Counter()
 
     def assign(self, line: StatementLine) -> StatementLine:
+        ident = _ref_id(line)
+        if ident:
+            line.external_id = ident
+            return line
         basis = "\x1f".join(str(x) for x in (
             line.account, line.booked_on, line.amount, line.currency, line.payer_name,
             line.reference, line.entry_ref))
