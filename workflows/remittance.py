@@ -160,7 +160,6 @@ def _can_split(text: str, groups: Sequence[str]) -> bool:
     return rec(0, 0)
 
 
-@lru_cache(maxsize=8192)
 def _digits_align(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     # (the same digit groups always align: each is its own piece)
     return a == b or _can_split("".join(b), a) or _can_split("".join(a), b)
