@@ -2,27 +2,42 @@
 operator runs it): a camt.053 bank statement of 100,000 entries, a CSV file of 100,000 rows.
 
     python bench/cashapp_volume.py --camt 100000          # statement: time, peak memory, re-import
+    python bench/cashapp_volume.py --camt 20000 --outcomes before.json   # ... and what became
+                                                          # of every payment (written, or
+                                                          # compared with the file if it exists)
     python bench/cashapp_volume.py --csv 100000           # invoices CSV: time, re-import
     python bench/cashapp_volume.py --csv 100000 --kind payments
     ... --database-url postgresql://...                   # a scratch database: it is WIPED
 
 Data: the labelled generator of `bench/cashapp_data.py` (seed 20261124), sized from the number
 of lines: for N statement entries, N payments of N / 4 customers against 5 N / 2 open invoices
-(loaded with bulk INSERTs first, not timed). Each file is imported once (timed: wall time and
-the child's peak resident memory), then again (re-importing must change nothing). One
-transaction per file, as always.
+(loaded with bulk INSERTs first, not timed). Each file is imported once (timed: wall time, the
+child's user + system CPU time and peak resident memory, and the load average around it: on a
+shared machine the wall time says as much about the neighbours as about the import), then
+again (re-importing must change nothing). One transaction per file, as always.
+
+`--outcomes FILE` records what the first import decided — every payment's status, customer,
+unapplied amount and confidence, every allocation, write-off, suggestion and deduction (with
+its card), the audit events — as JSON keyed by the bank's references and invoice numbers (not
+row ids), and if FILE already exists compares with it instead: run it once on the code before
+a change and once after (same seed, same size) to show that a change made imports faster
+without changing what they decide.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
+import json
 import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -87,21 +102,128 @@ def load_customers(db: Database, data: Dataset) -> None:
     load_bulk(db, Dataset(data.customers, [], [], data.seed))
 
 
-def run_cli(args: list[str], database_url: str) -> tuple[float, float, str]:
-    """`o2c <args>` in a child process: (wall seconds, peak RSS MiB, output)."""
+@dataclass
+class Run:
+    wall: float  # seconds
+    user: float  # CPU seconds of the child, in user mode
+    system: float  # ... in the kernel
+    peak: float  # MiB, the child's maximum resident set
+    load: tuple[float, float]  # 1-minute load average before and after
+    out: str
+
+    def __str__(self) -> str:
+        return (f"{self.wall:.1f} s wall, {self.user:.1f} s user + {self.system:.1f} s system "
+                f"CPU, peak memory {self.peak:.0f} MiB, load average {self.load[0]:.1f} -> "
+                f"{self.load[1]:.1f}")
+
+
+def run_cli(args: list[str], database_url: str) -> Run:
+    """`o2c <args>` in a child process: wall and CPU time, peak memory, output."""
     env = {**os.environ, "DATABASE_URL": database_url}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load = os.getloadavg()[0]
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", "import sys; from bot.cli import main; "
                            "sys.exit(main())", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"o2c {' '.join(args)} failed:\n{done.stdout}\n{done.stderr[-3000:]}")
-    if peak <= before:  # a smaller child than an earlier one: ru_maxrss is the maximum
-        peak = before
-    return elapsed, peak / 1024, (done.stdout or done.stderr).strip()
+    # (ru_maxrss of the children is the largest of any child so far: the bench's children
+    # grow, so it is this one's)
+    peak = max(after.ru_maxrss, before.ru_maxrss)
+    return Run(elapsed, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime,
+               peak / 1024, (load, os.getloadavg()[0]), (done.stdout or done.stderr).strip())
+
+
+def outcomes(db: Database) -> dict:
+    """What the import decided, by the bank's references and invoice numbers (not row ids)."""
+    q = sa.text
+    with db.engine.connect() as conn:
+        ext = dict(conn.execute(q("SELECT id, external_id FROM payments")).all())
+        number = dict(conn.execute(q("SELECT i.id, i.number FROM invoices i WHERE EXISTS "
+                                     "(SELECT 1 FROM allocations a WHERE a.invoice_id = i.id) "
+                                     "OR EXISTS (SELECT 1 FROM deductions d WHERE "
+                                     "d.invoice_id = i.id) OR EXISTS (SELECT 1 FROM write_offs "
+                                     "w WHERE w.invoice_id = i.id)")).all())
+        customer = dict(conn.execute(q("SELECT id, external_id FROM customers")).all())
+
+        def rows(sql: str) -> list[list]:
+            return [list(r) for r in conn.execute(q(sql)).all()]
+
+        payments = {ext[p]: [status, customer.get(c), unapplied, confidence]
+                    for p, status, c, unapplied, confidence in rows(
+                        "SELECT id, status, customer_id, unapplied_minor, confidence_bp "
+                        "FROM payments")}
+        allocations = sorted([ext[p], number[i], amount, method] for p, i, amount, method in rows(
+            "SELECT payment_id, invoice_id, amount_minor, method FROM allocations"))
+        write_offs = sorted([ext[p], number[i], amount, reason] for p, i, amount, reason in rows(
+            "SELECT payment_id, invoice_id, amount_minor, reason FROM write_offs"))
+        suggestions = sorted(
+            [ext[p], round_, rank, customer.get(c), kind, fit, confidence,
+             [[line["number"], line["allocate_minor"], line["write_offs"],
+               line["deduction_minor"]] for line in _json(lines)]]
+            for p, round_, rank, c, kind, fit, confidence, lines in rows(
+                "SELECT payment_id, round, rank, customer_id, kind, fit, confidence_bp, lines "
+                "FROM payment_suggestions"))
+        deductions = sorted(
+            [ext[p], number[i], amount, status, _card(_json(payload), ext)]
+            for p, i, amount, status, payload in rows(
+                "SELECT d.payment_id, d.invoice_id, d.amount_minor, d.status, o.payload "
+                "FROM deductions d JOIN outbox o ON o.id = d.card_outbox_id"))
+        audit = Counter(json.dumps([actor, action, entity, _json(data)], sort_keys=True)
+                        for actor, action, entity, data in rows(
+                            "SELECT actor, action, entity_type, data FROM audit_log"))
+    return {"payments": payments, "allocations": allocations, "write_offs": write_offs,
+            "suggestions": suggestions, "deductions": deductions,
+            "audit_events": {"count": sum(audit.values()), "digest": hashlib.sha256(
+                json.dumps(sorted(audit.items())).encode()).hexdigest()}}
+
+
+def _json(value: object) -> object:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _card(payload: dict, ext: dict[int, str]) -> dict:
+    """A deduction's card without the row ids (the same card in another database)."""
+    context = dict(payload["context"])
+    context.pop("deduction_id", None)
+    context["payment"] = {**context["payment"], "id": ext[context["payment"]["id"]]}
+    return context
+
+
+def compare_outcomes(db: Database, path: Path) -> None:
+    """Write what the import decided to `path`, or compare it with what `path` holds."""
+    found = json.loads(json.dumps(outcomes(db)))  # (tuples as lists, as read back)
+    if not path.exists():
+        path.write_text(json.dumps(found, sort_keys=True, indent=0))
+        print(f"  outcomes written to {path} ({len(found['payments'])} payments, "
+              f"{len(found['allocations'])} allocations)")
+        return
+    recorded = json.loads(path.read_text())
+    differ = [key for key in recorded if recorded[key] != found.get(key)]
+    if not differ:
+        print(f"  outcomes: the SAME as {path} ({len(found['payments'])} payments, "
+              f"{len(found['allocations'])} allocations, {len(found['write_offs'])} "
+              f"write-offs, {len(found['suggestions'])} suggestions, "
+              f"{len(found['deductions'])} deductions, {found['audit_events']['count']} "
+              "audit events)")
+        return
+    for key in differ:
+        old, new = recorded[key], found.get(key)
+        if isinstance(old, dict) and isinstance(new, dict) and key == "payments":
+            changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+            print(f"  outcomes DIFFER in {key}: {len(changed)}, e.g. "
+                  + "; ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in changed[:5]))
+        elif isinstance(old, list):
+            gone = [x for x in old if x not in new][:3]
+            came = [x for x in new if x not in old][:3]
+            print(f"  outcomes DIFFER in {key}: {len(old)} -> {len(new)}; e.g. before "
+                  f"{gone}, after {came}")
+        else:
+            print(f"  outcomes DIFFER in {key}: {old} -> {new}")
+    raise SystemExit(f"outcomes differ from {path}")
 
 
 def counts(db: Database) -> tuple[int, int, int]:
@@ -123,13 +245,14 @@ def statement(args: argparse.Namespace, folder: Path) -> None:
     print(f"camt.053 of {len(data.payments)} entries ({path.stat().st_size / 2**20:.0f} MiB) "
           f"against {len(data.invoices)} open invoices of {len(data.customers)} customers "
           f"(generated and loaded in {time.perf_counter() - started:.0f} s)")
-    elapsed, peak, out = run_cli(["import", "bank-statement", str(path)], url)
-    print(f"  import: {elapsed:.1f} s wall, peak memory {peak:.0f} MiB, "
-          f"{len(data.payments) / elapsed:.0f} entries/s\n    {out}")
+    first = run_cli(["import", "bank-statement", str(path)], url)
+    print(f"  import: {first}, {len(data.payments) / first.wall:.0f} entries/s\n"
+          f"    {first.out}")
+    if args.outcomes:
+        compare_outcomes(db, Path(args.outcomes))
     before = counts(db)
-    elapsed, peak2, out = run_cli(["import", "bank-statement", str(path)], url)
-    print(f"  re-import: {elapsed:.1f} s wall, peak memory {max(peak, peak2):.0f} MiB; "
-          f"rows before/after {before} / {counts(db)}\n    {out}")
+    again = run_cli(["import", "bank-statement", str(path)], url)
+    print(f"  re-import: {again}; rows before/after {before} / {counts(db)}\n    {again.out}")
     db.dispose()
 
 
@@ -154,14 +277,13 @@ def csv_import(args: argparse.Namespace, folder: Path) -> None:
     print(f"{machine(db)}")
     print(f"CSV of {rows} {args.kind} ({path.stat().st_size / 2**20:.0f} MiB; generated and "
           f"loaded in {time.perf_counter() - started:.0f} s)")
-    elapsed, peak, out = run_cli(["import", args.kind, str(path)], db.url)
-    print(f"  import: {elapsed:.1f} s wall, peak memory {peak:.0f} MiB, "
-          f"{rows / elapsed:.0f} rows/s\n    {out}")
+    first = run_cli(["import", args.kind, str(path)], db.url)
+    print(f"  import: {first}, {rows / first.wall:.0f} rows/s\n    {first.out}")
     before = counts(db)
     try:
-        elapsed, peak, out = run_cli(["import", args.kind, str(path)], db.url)
-        print(f"  re-import: {elapsed:.1f} s wall; rows before/after {before} / {counts(db)}"
-              f"\n    {out}")
+        again = run_cli(["import", args.kind, str(path)], db.url)
+        print(f"  re-import: {again}; rows before/after {before} / {counts(db)}"
+              f"\n    {again.out}")
     except SystemExit as refused:  # invoices are immutable: a re-import is refused whole
         first = str(refused).splitlines()[1:3]
         print(f"  re-import: refused as a whole, rows before/after {before} / {counts(db)}"
@@ -175,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--camt", type=int, help="entries in the camt.053 statement")
     parser.add_argument("--csv", type=int, help="rows in the CSV file")
     parser.add_argument("--kind", choices=["invoices", "payments"], default="invoices")
+    parser.add_argument("--outcomes", help="with --camt: write what the import decided to "
+                        "this JSON file, or compare with it if it exists")
     parser.add_argument("--database-url", help="a scratch database (e.g. PostgreSQL) instead "
                         "of a temporary SQLite file; it is WIPED")
     args = parser.parse_args(argv)

@@ -127,12 +127,20 @@ def parse_amount(text: str) -> Decimal:
     return -value if negative else value
 
 
-def _external_id(line: StatementLine, occurrence: int) -> str:
-    account = line.account or "-"
+def _ref_id(line: StatementLine) -> str | None:
+    """The line's id from the bank's own reference, when it has one that fits."""
     if line.entry_ref:
-        ident = f"bank:{account}:{line.entry_ref}"
+        ident = f"bank:{line.account or '-'}:{line.entry_ref}"
         if len(ident) <= 200:
             return ident
+    return None
+
+
+def _external_id(line: StatementLine, occurrence: int) -> str:
+    account = line.account or "-"
+    ident = _ref_id(line)
+    if ident:
+        return ident
     basis = "|".join([account, line.booked_on.isoformat(), line.amount, line.currency,
                       line.payer_name or "", line.reference or "", str(occurrence)])
     return "bank:h:" + hashlib.sha256(basis.encode()).hexdigest()[:48]
@@ -141,12 +149,17 @@ def _external_id(line: StatementLine, occurrence: int) -> str:
 class _Ids:
     """Stable external ids, line by line: two identical lines of a file (same account, day,
     amount, currency, payer, reference, entry reference) are its first and second occurrence.
-    Only a digest of each line is kept, so the memory is small at 100,000 lines."""
+    Only a digest of each line without a reference of the bank's is kept (the others are
+    identified by that reference), so the memory is small at 100,000 lines."""
 
     def __init__(self) -> None:
         self.seen: Counter = Counter()
 
     def assign(self, line: StatementLine) -> StatementLine:
+        ident = _ref_id(line)
+        if ident:
+            line.external_id = ident
+            return line
         basis = "\x1f".join(str(x) for x in (
             line.account, line.booked_on, line.amount, line.currency, line.payer_name,
             line.reference, line.entry_ref))
@@ -345,16 +358,19 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
+# (`_camt_lines` strips every tag of its namespace as it is read, so a child is found by its
+# local name with ElementTree's own `find`/`findall`, in C)
 def _children(el: Element | None, name: str) -> list[Element]:
-    return [] if el is None else [c for c in el if _local(c.tag) == name]
+    return [] if el is None else el.findall(name)
 
 
 def _at(el: Element | None, path: str) -> Element | None:
+    """The first child named like the path's first step, its first child named like the
+    second... (not the first match of the whole path anywhere)."""
     for name in path.split("/"):
         if el is None:
             return None
-        found = _children(el, name)
-        el = found[0] if found else None
+        el = el.find(name)
     return el
 
 
@@ -450,19 +466,20 @@ def _camt_lines(source: Source, reading: Reading) -> Iterator[StatementLine | st
         with _open(source) as raw:
             for event, el in SafeET.iterparse(raw, events=("start", "end"), forbid_dtd=True):
                 if event == "start":
+                    if "}" in el.tag:
+                        el.tag = _local(el.tag)
                     path.append(el)
                     if len(path) == 2:
-                        if _local(path[0].tag) != "Document" or _local(el.tag) != \
-                                "BkToCstmrStmt":
+                        if path[0].tag != "Document" or el.tag != "BkToCstmrStmt":
                             raise StatementError("not a camt.053 statement (Document/"
-                                                 f"BkToCstmrStmt); found {_local(el.tag)}")
+                                                 f"BkToCstmrStmt); found {el.tag}")
                         seen_statement = True
-                    elif len(path) == 3 and _local(el.tag) == "Stmt":
+                    elif len(path) == 3 and el.tag == "Stmt":
                         s, n = s + 1, 0
                     continue
                 path.pop()
-                name = _local(el.tag)
-                if len(path) == 3 and name == "Ntry" and _local(path[-1].tag) == "Stmt":
+                name = el.tag
+                if len(path) == 3 and name == "Ntry" and path[-1].tag == "Stmt":
                     n += 1
                     stmt = path[-1]
                     account = _text(stmt, "Acct/Id/IBAN") or _text(stmt, "Acct/Id/Othr/Id")

@@ -272,6 +272,8 @@ class OpenBook:
     def prefetch(self, payments: Sequence[PaymentFacts], rules: matching.Rules) -> None:
         """Read what `gather` will ask about these payments, in a few queries for all."""
         self._static.clear()
+        # who paid: the payer lines' typo scans of every customer name, all at once
+        self.directory.prepare((f.payer_name, f.currency, f.reference) for f in payments)
         keys: set[str] = set()
         for facts in payments:  # (one-digit typos are looked up only when nothing is named)
             for text in (facts.reference, facts.payer_name):
@@ -352,12 +354,22 @@ class OpenBook:
         self._read_keys(keys)
         return [self.items[i] for key in keys for i in self._key_ids.get(key, ())]
 
-    def _with_amount(self, currency: str, amount: int) -> list[OpenItem]:
-        """Open invoices whose balance is `amount` now."""
+    def _with_amount(self, currency: str, amount: int, issued_by: date,
+                     limit: int) -> list[OpenItem]:
+        """The first `limit` open invoices (by id) whose balance is `amount` now, issued on or
+        before `issued_by` (a round amount may be open on thousands: only these are looked
+        at)."""
         pair = (currency, amount)
         self._read_amounts({pair})
-        ids = {*self._amount_ids[pair], *self._moved.get(pair, ())}
-        return sorted(item for i in ids if (item := self.items[i]).balance_minor == amount)
+        found: list[OpenItem] = []
+        items = self.items
+        for i in sorted({*self._amount_ids[pair], *self._moved.get(pair, ())}):
+            item = items[i]
+            if item.balance_minor == amount and item.issue_date <= issued_by:
+                found.append(item)
+                if len(found) == limit:
+                    break
+        return found
 
     # -- keeping it current ------------------------------------------------------------------
     def settle(self, item_id: int, balance_minor: int) -> None:
@@ -436,9 +448,8 @@ class OpenBook:
 
         # 6. any customer's invoice with exactly this amount (suggestions for unknown payers)
         if not ev.refs:
-            same = self._with_amount(facts.currency, facts.amount_minor)
-            ev.same_amount = [i for i in same
-                              if i.issue_date <= facts.received_on][:SAME_AMOUNT_SHOWN]
+            ev.same_amount = self._with_amount(facts.currency, facts.amount_minor,
+                                               facts.received_on, SAME_AMOUNT_SHOWN)
 
         forms = payer_names.payer_forms(facts.payer_name,
                                         None if facts.payer_name else facts.reference)

@@ -31,6 +31,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from types import SimpleNamespace
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -554,24 +555,27 @@ class CashRun:
         """Each short payment beyond tolerance as one at a time flags it
         (`deductions.flag`: the row, its audit event, its card in the AR channel and
         `card_outbox_id`), the card showing the payment and the invoice as this payment left
-        them (a later payment of the chunk may have lowered the invoice's balance since).
-        Deductions are rare: one at a time is cheap."""
+        them (a later payment of the chunk may have lowered the invoice's balance since) —
+        all of the chunk's with a few statements (`deductions.flag_many`)."""
         from workflows import deductions
 
+        flags = []
         for d in decisions:
             if not d.deductions:
                 continue
             v_ = d.values
-            payment = Payment(id=d.ticket.payment_id, amount_minor=v_["amount_minor"],
-                              currency=v_["currency"], payer_name=v_["payer_name"],
-                              reference=v_["reference"], received_at=v_["received_at"])
+            payment = SimpleNamespace(id=d.ticket.payment_id, amount_minor=v_["amount_minor"],
+                                      currency=v_["currency"], payer_name=v_["payer_name"],
+                                      reference=v_["reference"],
+                                      received_at=v_["received_at"])
             for x in d.deductions:
                 item = x["item"]
-                invoice = Invoice(id=item.id, number=item.number, customer_id=item.customer_id,
-                                  currency=item.currency, total_minor=item.total_minor,
-                                  balance_minor=x["balance_minor"])
-                deductions.flag(self.session, payment=payment, invoice=invoice,
-                                amount_minor=x["amount_minor"], actor=self.actor)
+                invoice = SimpleNamespace(id=item.id, number=item.number,
+                                          customer_id=item.customer_id,
+                                          currency=item.currency, total_minor=item.total_minor,
+                                          balance_minor=x["balance_minor"])
+                flags.append((payment, invoice, x["amount_minor"]))
+        deductions.flag_many(self.session, flags, actor=self.actor)
 
     def _announce(self, decisions: list[_Decision]) -> None:
         """What one at a time does after each balance change and payment, for each payment of

@@ -21,6 +21,8 @@ acts on it.
 from __future__ import annotations
 
 from datetime import date, datetime
+from types import SimpleNamespace
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -32,6 +34,7 @@ from models import (
     DeductionStatus,
     Dispute,
     Invoice,
+    OutboxMessage,
     Payment,
     Role,
     WriteOffKind,
@@ -66,6 +69,50 @@ def flag(session: Session, *, payment: Payment, invoice: Invoice, amount_minor: 
     return deduction
 
 
+_DED = Deduction.__table__
+_OUT = OutboxMessage.__table__
+_CUST = Customer.__table__
+_INSERT_DEDUCTIONS = sa.insert(_DED).returning(_DED.c.id, sort_by_parameter_order=True)
+_INSERT_CARDS = sa.insert(_OUT).returning(_OUT.c.id, sort_by_parameter_order=True)
+_SET_CARD = (sa.update(_DED).where(_DED.c.id == sa.bindparam("deduction"))
+             .values(card_outbox_id=sa.bindparam("card")))
+
+
+def flag_many(session: Session, flags: list[tuple[Any, Any, int]], *,
+              actor: str) -> list[int]:
+    """`flag` for many short payments at once (a bank statement's chunk), in order: the same
+    rows, audit events and cards, with a few statements for all (Core inserts: nothing is
+    kept in the session). `flags` are (payment, invoice as the payment left it, amount):
+    anything with a `Payment`'s and an `Invoice`'s attributes; returns the deductions'
+    ids."""
+    if not flags:
+        return []
+    conn = session.connection()
+    ids = [r[0] for r in conn.execute(_INSERT_DEDUCTIONS, [
+        {"payment_id": payment.id, "invoice_id": invoice.id, "amount_minor": amount,
+         "status": DeductionStatus.OPEN, "bill_backs": 0} for payment, invoice, amount in flags])]
+    customers = {invoice.customer_id for _, invoice, _ in flags}
+    names = dict(conn.execute(sa.select(_CUST.c.id, _CUST.c.name)
+                              .where(_CUST.c.id.in_(sorted(customers)))).all())
+    audit.record_rows(session, [
+        audit.row(actor=actor, action="payment.deduction", entity_type="invoice",
+                  entity_id=invoice.id, amount_minor=amount, payment_id=payment.id,
+                  deduction_id=did, reason="short payment beyond the bank-fee tolerance")
+        for (payment, invoice, amount), did in zip(flags, ids, strict=True)])
+    cards = [r[0] for r in conn.execute(_INSERT_CARDS, [
+        {"transport": "slack", "method": "chat.postMessage",
+         "dedupe_key": f"deduction-card:{did}",
+         "payload": {"channel": "ar", "template": "deduction_card", "context": _context(
+             SimpleNamespace(id=did, status=DeductionStatus.OPEN, resolution=None,
+                             amount_minor=amount, resolved_by=None, billed_back_at=None,
+                             bill_backs=0), payment, invoice, names[invoice.customer_id],
+             None)}}
+        for (payment, invoice, amount), did in zip(flags, ids, strict=True)])]
+    conn.execute(_SET_CARD, [{"deduction": did, "card": card}
+                             for did, card in zip(ids, cards, strict=True)])
+    return ids
+
+
 def card_context(session: Session, deduction: Deduction, *, payment: Payment | None = None,
                  invoice: Invoice | None = None, note: str | None = None) -> dict:
     """What the card shows (JSON, frozen when written)."""
@@ -74,15 +121,22 @@ def card_context(session: Session, deduction: Deduction, *, payment: Payment | N
     customer = session.get(Customer, invoice.customer_id)
     dispute = session.exec(select(Dispute).where(Dispute.deduction_id == deduction.id)
                            .order_by(Dispute.id.desc())).first()
+    return _context(deduction, payment, invoice, customer.name,
+                    dispute.id if dispute is not None else None, note)
+
+
+def _context(deduction: Any, payment: Any, invoice: Any, customer_name: str,
+             dispute_id: int | None, note: str | None = None) -> dict:
+    """The card of `deduction` (a `Deduction`, or its fields)."""
     return {"deduction_id": deduction.id, "status": deduction.status,
             "resolution": deduction.resolution, "amount_minor": deduction.amount_minor,
-            "currency": invoice.currency, "customer": customer.name,
+            "currency": invoice.currency, "customer": customer_name,
             "invoice": {"number": invoice.number, "total_minor": invoice.total_minor,
                         "balance_minor": invoice.balance_minor},
             "payment": {"id": payment.id, "amount_minor": payment.amount_minor,
                         "payer_name": payment.payer_name, "reference": payment.reference,
                         "received_at": payment.received_at.isoformat()},
-            "dispute_id": dispute.id if dispute is not None else None,
+            "dispute_id": dispute_id,
             "resolved_by": deduction.resolved_by,
             "billed_back_at": (deduction.billed_back_at.isoformat()
                                if deduction.billed_back_at else None),

@@ -208,6 +208,9 @@ def payer_similarity(forms: Iterable[NameForm], customer: NameForm) -> float:
 FIRST_WORD_SCORED = 12  # customers sharing a payer's first word that are scored in full
 EXACT_ENOUGH = 97  # found this close by prefix or first word: no scan of every name for typos
 MATCHES_KEPT = 10_000  # payer lines whose candidates a directory remembers
+SCAN_MIN = 65  # `fuzz.ratio` from which a core name is a typo candidate
+SCAN_KEPT = 10  # typo candidates per payer line
+SCAN_BATCH = 64  # payer lines scanned together (64 x 25,000 scores: 12.8 MB)
 
 
 @dataclass(frozen=True)
@@ -235,7 +238,8 @@ class CustomerDirectory:
             words = self.forms[i].core.split()
             if words:
                 self._first_word[words[0]].append(i)
-        self._cache: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        self._cache: dict[tuple, list[tuple[int, float]]] = {}
+        self._scans: dict[str, list[int]] = {}  # core -> `_scan`'s answer
 
     def __len__(self) -> int:
         return len(self.customers)
@@ -251,6 +255,46 @@ class CustomerDirectory:
         cache_key = (tuple(f.full for f in forms), currency or "")
         if cache_key in self._cache:
             return self._cache[cache_key][:limit]
+        pool, scored = self._indexed(forms, currency)
+        # typos: a scan of every core name, for the reading without the bank's words — unless
+        # the indexes already found the name itself (the scan costs as much as all the rest,
+        # with thousands of customers)
+        if not scored or scored[0][1] < EXACT_ENOUGH:
+            pool.update(self._scan(forms[-1].core))
+            scored = self._scored(pool, forms, currency)
+        if len(self._cache) > MATCHES_KEPT:
+            self._cache.clear()
+        self._cache[cache_key] = scored
+        return scored[:limit]
+
+    def prepare(self, payers: Iterable[tuple[str | None, str | None, str | None]]) -> None:
+        """Make `match` cheap for these (payer name, currency, reference) — a statement's
+        chunk: the typo scans they need are done together, as one C-speed comparison of
+        every such payer line with every core name (`rapidfuzz.process.cdist`), instead of
+        one scan each. `match` answers exactly as without it."""
+        if len(self._cache) > MATCHES_KEPT:
+            self._cache.clear()
+        waiting: dict[tuple, tuple[tuple[NameForm, ...], set[int], str | None]] = {}
+        for payer_name, currency, reference in payers:
+            forms = payer_forms(payer_name, None if payer_name else reference)
+            if not forms:
+                continue
+            cache_key = (tuple(f.full for f in forms), currency or "")
+            if cache_key in self._cache or cache_key in waiting:
+                continue
+            pool, scored = self._indexed(forms, currency)
+            if not scored or scored[0][1] < EXACT_ENOUGH:
+                waiting[cache_key] = (forms, pool, currency)
+            else:
+                self._cache[cache_key] = scored
+        self._scan_many({forms[-1].core for forms, _, _ in waiting.values()})
+        for cache_key, (forms, pool, currency) in waiting.items():
+            pool.update(self._scan(forms[-1].core))
+            self._cache[cache_key] = self._scored(pool, forms, currency)
+
+    def _indexed(self, forms: tuple[NameForm, ...], currency: str | None
+                 ) -> tuple[set[int], list[tuple[int, float]]]:
+        """The customers the indexes find for these readings, and their scores."""
         pool: set[int] = set()
         # truncations and suffix changes: the prefix index and the first-word bucket, for
         # every reading of the payer line
@@ -268,19 +312,40 @@ class CustomerDirectory:
                     payer.core, cores, scorer=fuzz.token_sort_ratio, limit=FIRST_WORD_SCORED,
                     processor=None)]
             pool.update(bucket)
-        scored = self._scored(pool, forms, currency)
-        # typos: one C-speed scan of every core name, for the reading without the bank's
-        # words — unless the indexes already found the name itself (the scan costs as much as
-        # all the rest, with thousands of customers)
-        if not scored or scored[0][1] < EXACT_ENOUGH:
-            for _, _, index in process.extract(forms[-1].core, self._cores, scorer=fuzz.ratio,
-                                               score_cutoff=65, limit=10, processor=None):
-                pool.add(self._ids[index])
-            scored = self._scored(pool, forms, currency)
-        if len(self._cache) > MATCHES_KEPT:
-            self._cache.clear()
-        self._cache[cache_key] = scored
-        return scored[:limit]
+        return pool, self._scored(pool, forms, currency)
+
+    def _scan(self, core: str) -> list[int]:
+        """The `SCAN_KEPT` core names most like `core` (`fuzz.ratio` >= `SCAN_MIN`), best
+        first (ties in directory order), as customer ids."""
+        found = self._scans.get(core)
+        if found is None:
+            found = [self._ids[index] for _, _, index in process.extract(
+                core, self._cores, scorer=fuzz.ratio, score_cutoff=SCAN_MIN, limit=SCAN_KEPT,
+                processor=None)]
+            self._keep_scan(core, found)
+        return found
+
+    def _scan_many(self, cores: set[str]) -> None:
+        """`_scan` of many cores at once: the same answers (the scores are the same function,
+        the order the same rule), computed `SCAN_BATCH` payer lines at a time."""
+        todo = sorted(c for c in cores if c not in self._scans)
+        if len(todo) < 2 or not self._cores:
+            return  # (`_scan` does one alone)
+        import numpy as np
+
+        for start in range(0, len(todo), SCAN_BATCH):
+            batch = todo[start:start + SCAN_BATCH]
+            scores = process.cdist(batch, self._cores, scorer=fuzz.ratio,
+                                   score_cutoff=SCAN_MIN, processor=None, dtype=np.float64)
+            for core, row in zip(batch, scores, strict=True):
+                hits = np.flatnonzero(row)  # (below the cutoff a score is 0)
+                order = np.lexsort((hits, -row[hits]))[:SCAN_KEPT]
+                self._keep_scan(core, [self._ids[i] for i in hits[order].tolist()])
+
+    def _keep_scan(self, core: str, found: list[int]) -> None:
+        if len(self._scans) > MATCHES_KEPT:
+            self._scans.clear()
+        self._scans[core] = found
 
     def _scored(self, pool: set[int], forms: tuple[NameForm, ...],
                 currency: str | None) -> list[tuple[int, float]]:

@@ -160,8 +160,9 @@ def _can_split(text: str, groups: Sequence[str]) -> bool:
     return rec(0, 0)
 
 
-def _digits_align(a: Sequence[str], b: Sequence[str]) -> bool:
-    return _can_split("".join(b), a) or _can_split("".join(a), b)
+def _digits_align(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    # (the same digit groups always align: each is its own piece)
+    return a == b or _can_split("".join(b), a) or _can_split("".join(a), b)
 
 
 def number_matches(window: Window, number: str) -> str | None:
@@ -221,16 +222,19 @@ def typo_matches(window: Window, number: str) -> bool:
     if not window.letters and letters and not prefix_only:
         return False
     typed, real = "".join(window.digits), "".join(digits)
-    if len(typed) < 6 or number_matches(window, number):
+    if len(typed) < 6:
         return False
     if len(typed) == len(real):
-        return _one_off(typed, real)
-    if len(window.digits) == len(digits):  # "inv 2026/124" for INV-2026-000123
+        off = _one_off(typed, real)
+    elif len(window.digits) == len(digits):  # "inv 2026/124" for INV-2026-000123
         differing = [(a.lstrip("0"), b.lstrip("0")) for a, b in zip(window.digits, digits,
                                                                      strict=True)
                      if a.lstrip("0") != b.lstrip("0")]
-        return len(differing) == 1 and _one_off(*differing[0])
-    return False
+        off = len(differing) == 1 and _one_off(*differing[0])
+    else:
+        off = False
+    # (one digit off, and not a spelling of the number itself: the cheap test first)
+    return off and not number_matches(window, number)
 
 
 def _one_off(a: str, b: str) -> bool:

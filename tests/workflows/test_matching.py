@@ -128,6 +128,38 @@ def test_directory_ranks_customers_and_keeps_look_alikes_close() -> None:
     assert directory.match("INITEK", "USD")[0][0] == 3
 
 
+def test_a_statements_payer_lines_prepared_together_match_as_one_at_a_time() -> None:
+    # given a directory with look-alikes, duplicates (ties in the typo scan) and many typos'
+    # worth of near names
+    stems = ["Vandelay Industries", "Initech", "Globex", "Acme Widgets", "Stark Logistics",
+             "Wayne Enterprises", "Umbrella Pharma", "Soylent Foods", "Hooli", "Massive Dynamic"]
+    suffixes = ["Inc", "LLC", "GmbH", "Europe GmbH", "Holdings Ltd", ""]
+    customers = [pn.CustomerName(n, f"{stem} {suffix}".strip(), f"C{n}", "USD")
+                 for n, (stem, suffix) in enumerate(
+                     ((st, su) for st in stems for su in suffixes), start=1)]
+    customers += [pn.CustomerName(100 + n, c.name, f"D{n}", "USD")  # the same names again
+                  for n, c in enumerate(customers[:12])]
+    payers = [("VANDELAY INDUSTRIE", "USD", None), ("INITEK LLC", "USD", None),
+              ("GLOBX HOLDINGS", "USD", None), ("ACH CREDIT ACME WIDGTS CCD", "USD", None),
+              ("WIRE", "USD", None), (None, "USD", "PAYMENT FROM STARK LOGSTICS INV 12"),
+              ("WAYN ENTERPRISES", "USD", None), ("UMBRELA PHARMA GMBH", "USD", None),
+              ("SOYLENT FOOD", "USD", None), ("HOOLI", "USD", None),
+              ("MASIVE DYNAMICS", "USD", None), ("J SMITH", "USD", None),
+              ("NOBODY KNOWN AT ALL", "USD", None), ("INITEK LLC", "EUR", None)]
+    one_at_a_time = pn.CustomerDirectory(customers)
+    together = pn.CustomerDirectory(customers)
+    # when a statement's chunk prepares its payer lines together (one batched scan)
+    together.prepare(payers)
+    # then every payer line is matched exactly as it is alone, and the batched typo scan found
+    # the same names in the same order (ties in directory order) as one scan each
+    for payer, currency, reference in payers:
+        assert together.match(payer, currency, limit=10, reference=reference) == \
+            one_at_a_time.match(payer, currency, limit=10, reference=reference)
+    assert len(together._scans) >= 8
+    for core, found in together._scans.items():
+        assert found == pn.CustomerDirectory(customers)._scan(core)
+
+
 # -- combinations --------------------------------------------------------------------------------
 def test_subset_search_finds_combinations_that_are_not_oldest_first() -> None:
     values = [500, 120, 300, 75, 40]
