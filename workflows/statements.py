@@ -19,7 +19,16 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from models import Allocation, CreditNote, Customer, Invoice, OutboxMessage, Payment, WriteOff
+from models import (
+    Allocation,
+    CreditNote,
+    Customer,
+    Invoice,
+    OutboxMessage,
+    Payment,
+    Refund,
+    WriteOff,
+)
 from workflows.errors import ValidationFailed
 from workflows.receivables import customer_position
 
@@ -86,16 +95,47 @@ def statement(session: Session, customer: Customer, *, start: date, end: date) -
             entry.balance_minor = running
             lines.append(entry)
     position = customer_position(session, customer, end)
-    unapplied = session.exec(select(sa.func.coalesce(sa.func.sum(Payment.unapplied_minor), 0))
-                             .where(Payment.customer_id == customer.id,
-                                    Payment.value_date <= end)).one()
-    open_invoices = list(session.exec(
-        select(Invoice).where(Invoice.customer_id == customer.id, Invoice.balance_minor > 0)
-        .order_by(Invoice.due_date, Invoice.id)))
     return Statement(customer=customer, currency=customer.currency, start=start, end=end,
                      opening_minor=opening, lines=lines, closing_minor=running,
-                     aging=dict(position.aging.buckets), unapplied_minor=int(unapplied),
-                     open_invoices=open_invoices)
+                     aging=dict(position.aging.buckets),
+                     unapplied_minor=_unapplied_at(session, customer, end),
+                     open_invoices=_open_at(session, customer, end))
+
+
+def _sum(session: Session, query) -> int:
+    return int(session.exec(query).one() or 0)
+
+
+def _unapplied_at(session: Session, customer: Customer, end: date) -> int:
+    """The customer's money held unapplied at the end of `end`, not today: what arrived by
+    then less what was applied (net of reversals) and given back by then (a payment's amount
+    = its allocations + unapplied + refunded, `workflows.invariants`)."""
+    theirs = (Payment.customer_id == customer.id, Payment.value_date <= end)
+    arrived = _sum(session, select(sa.func.sum(Payment.amount_minor)).where(*theirs))
+    applied = _sum(session, select(sa.func.sum(Allocation.amount_minor))
+                   .join(Payment, Payment.id == Allocation.payment_id)
+                   .where(*theirs, Allocation.effective_date <= end))
+    refunded = _sum(session, select(sa.func.sum(Refund.amount_minor))
+                    .join(Payment, Payment.id == Refund.payment_id)
+                    .where(*theirs, Refund.value_date <= end))
+    return max(arrived - applied - refunded, 0)
+
+
+def _open_at(session: Session, customer: Customer, end: date) -> list[Invoice]:
+    """The customer's invoices open at the end of `end` (issued by then, not settled by
+    then), oldest due first."""
+    invoices = session.exec(select(Invoice).where(Invoice.customer_id == customer.id,
+                                                  Invoice.issue_date <= end)).all()
+    settled: dict[int, int] = {}
+    for model in (Allocation, CreditNote, WriteOff):
+        for invoice_id, amount in session.exec(
+                select(model.invoice_id, sa.func.sum(model.amount_minor))
+                .join(Invoice, Invoice.id == model.invoice_id)
+                .where(Invoice.customer_id == customer.id, model.effective_date <= end)
+                .group_by(model.invoice_id)):
+            settled[invoice_id] = settled.get(invoice_id, 0) + int(amount or 0)
+    return sorted((i for i in invoices if i.total_minor - settled.get(i.id, 0) > 0),
+                  key=lambda i: (i.due_date, i.id))
 
 
 def previous_month(today: date) -> tuple[date, date]:

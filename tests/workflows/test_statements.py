@@ -76,3 +76,30 @@ def test_monthly_statements_go_once_to_customers_who_want_them(session) -> None:
     assert mail.payload["to"] == "ap@globex.example"
     assert mail.payload["attachments"] == [{"kind": "statement_pdf"}]
     assert mail.payload["context"]["statement"]["start"] == "2026-11-01"
+
+
+def test_a_past_months_statement_shows_what_was_unapplied_and_open_then(session) -> None:
+    # given 300.00 paid on account on 28 October and given back on 5 November
+    from workflows import refunds
+
+    books(session)
+    customer = f.customer(session)
+    payment, _ = record_payment(session, PaymentIn(
+        amount="300.00", currency="USD", received_at=datetime(2026, 10, 28, 9, tzinfo=UTC),
+        customer="C-GLOBEX", reference="on account"), actor="api")
+    assert payment.unapplied_minor == 30_000
+    refunds.refund_payment(session, payment=payment, amount_minor=30_000, external_id="R-1",
+                           value_date=date(2026, 11, 5), actor="api")
+    # when October's statement is made today
+    october = statements.statement(session, customer, start=date(2026, 10, 1),
+                                   end=date(2026, 10, 31))
+    # then it shows the 300.00 held unapplied at the end of October (none is, today), and
+    # the invoices open then
+    assert october.unapplied_minor == 30_000
+    assert [i.number for i in october.open_invoices] == ["INV-1", "INV-2"]
+    assert statements.statement(session, customer, start=date(2026, 11, 1),
+                                end=date(2026, 11, 30)).unapplied_minor == 0
+    # and an invoice not issued yet at the end of September is not open on its statement
+    september = statements.statement(session, customer, start=date(2026, 9, 1),
+                                     end=date(2026, 9, 30))
+    assert [i.number for i in september.open_invoices] == ["INV-1"]
