@@ -19,7 +19,7 @@ from bot.clock import Clock
 from bot.db import Database
 from bot.demo import fresh_database
 from handlers.commands import SUBCOMMANDS, Subcommand
-from tests.conftest import free_port, start_server
+from tests.conftest import TRIGGER_TTL, free_port, start_server
 from tests.support import demo_seed
 from tests.support.sandbox_web import (
     FORM_CALLBACK,
@@ -66,6 +66,7 @@ def sandbox(demo_database_url: str) -> Iterator[Sandbox]:
     port = free_port()
     running = start_server(sandbox_settings(database_url, port), port=port)
     running.worker.poll_interval = 0.05
+    running.app.state.sandbox.api.trigger_ttl = TRIGGER_TTL  # a test, not a timing (conftest)
     client = httpx.Client(base_url=f"{running.base_url}/sandbox/api/", timeout=30)
     try:
         yield Sandbox(running, client)
