@@ -45,8 +45,12 @@ test-sqlite: install
 # Uses O2C_TEST_PG_URL when set (CI starts a server); otherwise the suite starts a private
 # PostgreSQL from the machine's binaries. Without PostgreSQL installed this fails loudly:
 # install Debian's `postgresql` package (as .ci/run does).
+# This run is there for what SQLite hides (type limits, concurrency, locking, plans): it runs
+# the tests that use the database (tests/conftest.py), each property-based test with half of
+# its examples and the API fuzz with 20 per operation; the SQLite run tries all of them.
 test-postgres: install
-	O2C_TEST_DB=postgresql $(BIN)/python -m pytest -q
+	O2C_TEST_DB=postgresql O2C_TEST_EXAMPLES_PCT=50 O2C_FUZZ_EXAMPLES=20 \
+	  $(BIN)/python -m pytest -q
 
 # The suite passes whatever the real date is (SPEC §5.10): the SQLite suite once more a year
 # ahead, and once on a leap day. O2C_TEST_TODAY travels the tests and every process they start.

@@ -2,8 +2,9 @@
 `O2C_TEST_DB`), the Slack stand-in, the real server on a free port, a signed-request driver and
 an authenticated REST client.
 
-`make test` runs the whole suite twice: once on SQLite, once on PostgreSQL. With `CI` set, a
-PostgreSQL that cannot be reached is an error, never a skip.
+`make test` runs the suite twice: all of it on SQLite, and on PostgreSQL every test that uses the
+database (`pytest_collection_modifyitems` below). With `CI` set, a PostgreSQL that cannot be
+reached is an error, never a skip.
 """
 
 from __future__ import annotations
@@ -67,6 +68,21 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if _session_travel is not None:
         _session_travel.stop()
         _session_travel = None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The PostgreSQL run runs the tests that use the database under test (every test whose
+    fixtures reach `db_factory`); the others never see it — pure functions, the Slack
+    stand-in, the sandbox on its own SQLite demo database, the CLI's files — and run in
+    the SQLite runs (three of them in CI). Running them again here only cost CI minutes."""
+    if DB_KIND != "postgresql":
+        return
+    keep, other = [], []
+    for item in items:
+        (keep if "db_factory" in getattr(item, "fixturenames", ()) else other).append(item)
+    if other:
+        config.hook.pytest_deselected(items=other)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")

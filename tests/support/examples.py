@@ -1,8 +1,9 @@
 """How many examples a property-based test tries: its own number, or a share of it.
 
-The main runs (SQLite, PostgreSQL) try every example a test asks for. CI's extra runs on other
-dates (`make test WITH_DATES=1`: a year ahead, a leap day) are there to prove that nothing
-depends on today's date; they set `O2C_TEST_EXAMPLES_PCT` (Makefile) so each property test
+The SQLite run tries every example a test asks for. The PostgreSQL run (there for what SQLite
+hides: type limits, locking, plans) tries half of them, and CI's extra runs on other dates
+(`make test WITH_DATES=1`: a year ahead, a leap day; there to prove that nothing depends on
+today's date) a quarter: they set `O2C_TEST_EXAMPLES_PCT` (Makefile), each property test then
 tries that share of its examples (at least 5) — derandomised tests try the same first ones."""
 
 from __future__ import annotations
