@@ -74,12 +74,16 @@ class Deps:
 
     def answering(self, body: dict, request_id: str | None) -> AbstractContextManager[None]:
         """The work after a Slack request's ack: timed (`o2c_slack_answer_seconds`) and
-        logged, with its outbox rows stamped, under the request's id."""
+        logged, with its outbox rows stamped, under the request's id (and those answering
+        in the request's conversation with its workspace: `observability.SLACK_TEAM`)."""
+        from slack_bolt.request.internals import extract_enterprise_id, extract_team_id
+
         from bot import observability
 
         kind, command = observability.label_of(body)
         scope = ExitStack()
-        scope.enter_context(observability.request_scope(request_id))
+        team = (extract_enterprise_id(body), extract_team_id(body))
+        scope.enter_context(observability.request_scope(request_id, team))
         scope.enter_context(observability.timed(observability.ANSWER_SECONDS, kind, command))
         return scope
 

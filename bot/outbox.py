@@ -482,11 +482,12 @@ class OutboxWorker:
     def _send_slack(self, row: OutboxMessage, target: OutboxMessage | None) -> dict:
         if self.bot_tokens is not None:
             try:
-                token = self.bot_tokens.current()
+                token = self.bot_tokens.current(row.enterprise_id, row.team_id)
             except Exception as exc:  # the database or oauth.v2.access (rotation) failed
                 raise Retry(self._backoff(row.attempts), f"bot token: {exc!r}") from exc
             if token is None:  # not installed (uninstalled): the row waits, nothing is lost
-                log.info("outbox %s: the app is not installed in Slack; waiting", row.id)
+                log.info("outbox %s: the app is not installed in Slack (%s); waiting", row.id,
+                         row.team_id or row.enterprise_id or "any workspace")
                 raise Defer(self.now() + NOT_INSTALLED_WAIT)
             self.client.token = token  # this worker's own client, used by its thread only
         payload = dict(row.payload)

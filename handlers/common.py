@@ -122,12 +122,12 @@ def caller(context: BoltContext, user_id: str, user_name: str | None = None,
     deps = deps_of(context)
     seen = deps.users_seen.get(user_id)
     if seen is not None and time.monotonic() - seen[1] < USER_CACHE_SECONDS:
-        return seen[0]
+        return _seen_in(context, seen[0])
     with deps.db.read_session() as session:
         user = session.get(User, user_id)
     if user is not None:
         deps.users_seen[user_id] = (user, time.monotonic())
-        return user
+        return _seen_in(context, user)
     tz, real_name, locale = "UTC", user_name, None
     if client is not None:
         try:
@@ -141,8 +141,33 @@ def caller(context: BoltContext, user_id: str, user_name: str | None = None,
         user = ensure_user(session, user_id, name=real_name)
         user.timezone = tz
         user.locale = _locale_tag(locale)
+        user.team_id, user.enterprise_id = _workspace_of(context)
         session.add(user)
     return user
+
+
+def _workspace_of(context: BoltContext) -> tuple[str | None, str | None]:
+    """(team_id, enterprise_id) of the workspace a request came from."""
+    return context.team_id, context.enterprise_id
+
+
+def _seen_in(context: BoltContext, user: User) -> User:
+    """The user's row, with the workspace they are seen in now recorded when it changed (their
+    DMs are delivered through that workspace's installation: `workflows.outbox`)."""
+    team_id, enterprise_id = _workspace_of(context)
+    if team_id is None or (user.team_id, user.enterprise_id) == (team_id, enterprise_id):
+        return user
+    deps = deps_of(context)
+    with deps.db.transaction() as session:
+        row = ensure_user(session, user.slack_user_id)
+        row.team_id, row.enterprise_id = team_id, enterprise_id
+        session.add(row)
+    with deps.db.read_session() as session:
+        fresh = session.get(User, user.slack_user_id)
+    if fresh is None:
+        return user
+    deps.users_seen[user.slack_user_id] = (fresh, time.monotonic())
+    return fresh
 
 
 def _locale_tag(value: object) -> str | None:
