@@ -36,6 +36,8 @@ class Deps:
     stopping: threading.Event = field(default_factory=threading.Event)  # set at shutdown
     # Users seen recently: id -> (User row, monotonic time seen); saves a query per command.
     users_seen: dict[str, tuple[User, float]] = field(default_factory=dict)
+    # Slack locales looked up: user id -> (locale or None, monotonic time looked up)
+    locales: dict[str, tuple[str | None, float]] = field(default_factory=dict)
     # OAuth install (SLACK_CLIENT_ID/SECRET): the installation store, Bolt's OAuth settings and
     # the outbox's bot tokens (bot.slack_oauth.Installations); None with SLACK_BOT_TOKEN
     installations: Any = None

@@ -21,6 +21,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
 
+from blocks.i18n import Formats, formats
 from blocks.text import REFUSED, esc
 from handlers.deps import Deps, deps_of
 from models import User
@@ -178,10 +179,29 @@ def _locale_tag(value: object) -> str | None:
     return None
 
 
+def formats_of(context: BoltContext, user_id: str, client: WebClient | None) -> Formats:
+    """How amounts, dates and numbers are written for this user (their Slack locale), for
+    what is addressed to them alone: a DM, an ephemeral or `/o2c` answer, App Home, a modal."""
+    return formats(locale_of(context, user_id, client))
+
+
 def locale_of(context: BoltContext, user_id: str, client: WebClient | None) -> str | None:
     """The user's Slack locale (`users.info` with `include_locale`), for formatting amounts,
     dates and texts (`blocks.i18n`). Cached on their row: looked up once, then read from the
-    database (and the cache of users seen); None when Slack does not say (English)."""
+    database (and the dependencies' caches: users seen, locales looked up — also when Slack
+    did not say, so nobody is asked again for a while); None when Slack does not say
+    (English)."""
+    deps = deps_of(context)
+    known = deps.locales.get(user_id)
+    if known is not None and time.monotonic() - known[1] < USER_CACHE_SECONDS:
+        return known[0]
+    locale = _look_up_locale(context, user_id, client)
+    deps.locales[user_id] = (locale, time.monotonic())
+    return locale
+
+
+def _look_up_locale(context: BoltContext, user_id: str, client: WebClient | None
+                    ) -> str | None:
     user = caller(context, user_id, client=client)
     if user.locale or client is None:
         return user.locale

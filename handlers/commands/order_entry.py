@@ -22,4 +22,4 @@ def new_order(call: CommandCall) -> None:
     except PermissionDenied as refused:
         call.answer(refusal(refused.detail), "Not allowed")
         return
-    open_modal(call.client, call.trigger_id, order_modal(channel=call.channel_id))
+    open_modal(call.client, call.trigger_id, order_modal(channel=call.channel_id, fmt=call.fmt))
