@@ -84,7 +84,11 @@ class Deps:
 
         kind, command = observability.label_of(body)
         scope = ExitStack()
-        team = (extract_enterprise_id(body), extract_team_id(body))
+        try:
+            team = tuple(value if isinstance(value, str) and 0 < len(value) <= 32 else None
+                         for value in (extract_enterprise_id(body), extract_team_id(body)))
+        except (TypeError, AttributeError, KeyError, IndexError):  # a junk payload
+            team = None
         scope.enter_context(observability.request_scope(request_id, team))
         scope.enter_context(observability.timed(observability.ANSWER_SECONDS, kind, command))
         return scope

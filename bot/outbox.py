@@ -533,7 +533,7 @@ class OutboxWorker:
     def _formats_for(self, row: OutboxMessage, target: OutboxMessage | None) -> Formats:
         """The formats of the one person a message is for (a DM, an ephemeral, App Home, an
         update of a DM): their Slack locale as last looked up (`users.locale`, cached here for
-        `LOCALE_CACHE_SECONDS`); a channel post keeps the app's formats (`ENGLISH`)."""
+        `LOCALE_CACHE_SECONDS` once known); a channel post keeps the app's formats."""
         payload = (target if row.method == "chat.update" and target is not None
                    else row).payload or {}
         reader = payload.get("user") or payload.get("user_id") or payload.get("channel")
@@ -543,7 +543,10 @@ class OutboxWorker:
         if known is None or time.monotonic() - known[1] > LOCALE_CACHE_SECONDS:
             with self.db.read_session() as session:
                 user = session.get(User, reader)
-            known = (user.locale if user is not None else None, time.monotonic())
+            locale = user.locale if user is not None else None
+            if locale is None:  # not looked up yet: read again next time, it may be by then
+                return ENGLISH
+            known = (locale, time.monotonic())
             self._locales[reader] = known
         return formats(known[0])
 

@@ -14,9 +14,10 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
-from models import AuditEvent, OutboxMessage, OutboxStatus, slack_bots
+from models import AuditEvent, OutboxMessage, OutboxStatus, User, slack_bots
 from sandbox.driver import SlackDriver
 from tests.conftest import SIGNING_SECRET, start_server, test_settings
+from tests.support import factories as f
 from workflows import outbox
 from workflows.users import roles_of
 
@@ -95,6 +96,12 @@ def audited(db, action: str) -> list[AuditEvent]:
 def outbox_row(db, row_id: int) -> OutboxMessage:
     with db.read_session() as s:
         return s.get(OutboxMessage, row_id)
+
+
+def seen_in(db, users) -> dict[str, str | None]:
+    """The workspace each user was last seen in (users.team_id)."""
+    with db.read_session() as s:
+        return {u: getattr(s.get(User, u), "team_id", None) for u in users}
 
 
 def put_off(db, row_id: int) -> OutboxMessage | None:
@@ -251,6 +258,7 @@ def test_each_workspace_gets_its_deliveries_with_its_own_token(
             assert driver.app_home_opened(user).status_code == 200
     standin.api.wait_for(lambda: {c.params.get("user_id"): c.token_team
                                   for c in standin.api.calls_to("views.publish")} == readers)
+    standin.api.wait_for(lambda: seen_in(oauth_server.db, readers) == readers)
     # when: a DM to each, and a message to the company's AR channel, are queued
     with oauth_server.db.transaction() as s:
         dms = {user: outbox.post_to_user(s, user_id=user, template="text",
@@ -265,6 +273,17 @@ def test_each_workspace_gets_its_deliveries_with_its_own_token(
     sent = {c.params["channel"]: c.token_team for c in standin.api.calls_to("chat.postMessage")}
     assert sent == {**readers, "CAR000001": "T0001"}
     assert {u: outbox_row(oauth_server.db, i).team_id for u, i in dms.items()} == readers
+    # when: someone in the second workspace mentions an invoice in a channel there
+    with oauth_server.db.transaction() as s:
+        f.user(s, "UCREDIT1", "credit_approver")
+        f.customer(s)
+        f.invoice(s, "INV-2026-000042", total="10.00")
+    with SlackDriver(f"{oauth_server.base_url}/slack/events", SIGNING_SECRET,
+                     api=standin.api, team_id="T0002", enterprise_id="E1") as driver:
+        assert driver.message("UCREDIT1", "C0GENERAL", "INV-2026-000042?").status_code == 200
+    # then: the answer in that channel goes out with the second workspace's token
+    [card] = standin.api.wait_for_calls("chat.postEphemeral")
+    assert card.ok and card.token_team == "T0002" and card.params["user"] == "UCREDIT1"
     # when: the second workspace uninstalls the app, and another DM is queued for each
     standin.api.revoke(team_id="T0002")
     with SlackDriver(f"{oauth_server.base_url}/slack/events", SIGNING_SECRET,
