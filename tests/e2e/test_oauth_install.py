@@ -196,9 +196,9 @@ def test_uninstall_deletes_the_tokens_and_deliveries_wait_until_installed_again(
         assert "admin" in roles_of(s, INSTALLER)
     # when: a notification is queued while not installed
     row_id = queue_notice(oauth_server.db, "while uninstalled")
-    oauth_server.worker.run_once()
-    # then: not sent, not failed, no attempt counted
-    row = outbox_row(oauth_server.db, row_id)
+    oauth_server.deps.notify_outbox()
+    # then: put off (the server's worker looked at it), not sent, no attempt counted
+    row = standin.api.wait_for(lambda: put_off(oauth_server.db, row_id))
     assert row.status == OutboxStatus.PENDING and row.attempts == 0
     assert not standin.api.calls_to("chat.postMessage")
     # when: installed again, and the wait is over
