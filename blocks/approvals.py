@@ -23,7 +23,8 @@ from slack_sdk.models.blocks import (
 
 from blocks import ids
 from blocks.common import context, divider, fields, header, lines_text, render, section
-from blocks.text import REFUSED, VIEW_BLOCKS_MAX, esc, fmt_money, plain
+from blocks.i18n import ENGLISH, Formats
+from blocks.text import REFUSED, VIEW_BLOCKS_MAX, esc, plain
 
 if TYPE_CHECKING:  # view models only; blocks never call workflows
     from workflows.approvals import PendingItem, PendingOverview
@@ -60,41 +61,41 @@ def _requester(ctx: dict) -> str:
     return f"<@{ctx['requested_by']}>"
 
 
-def _share(exposure: int, limit: int, cur: str) -> str:
+def _share(exposure: int, limit: int, cur: str, *, fmt: Formats = ENGLISH) -> str:
     if limit > 0:
         share = Decimal(exposure) * 100 / Decimal(limit)
         used = " (<1% of limit)" if 0 < share < 1 else f" ({share.quantize(Decimal(1))}% of limit)"
     else:
         used = " (no limit set)"
     mark = " :warning:" if exposure > limit else ""
-    return f"{fmt_money(exposure, cur)} / {fmt_money(limit, cur)}{used}{mark}"
+    return f"{fmt.money(exposure, cur)} / {fmt.money(limit, cur)}{used}{mark}"
 
 
-def _exposure(snap: dict) -> str | None:
+def _exposure(snap: dict, *, fmt: Formats = ENGLISH) -> str | None:
     """Exposure vs limit as posted; once decided (or refreshed), as it was at that moment,
     with the posted figure beside it when it moved."""
     if "exposure_minor" not in snap:
         return None
     cur = snap["currency"]
-    posted = _share(snap["exposure_minor"], snap.get("credit_limit_minor") or 0, cur)
+    posted = _share(snap["exposure_minor"], snap.get("credit_limit_minor") or 0, cur, fmt=fmt)
     later = snap.get("at_decision") or snap.get("now")
     if not later:
         return posted
     when = "at decision" if snap.get("at_decision") else "now"
     current = _share(later["exposure_minor"], later.get("credit_limit_minor") or 0,
-                     later.get("currency") or cur)
+                     later.get("currency") or cur, fmt=fmt)
     if (later["exposure_minor"], later.get("credit_limit_minor")) == (
             snap["exposure_minor"], snap.get("credit_limit_minor")):
         return f"{current} ({when}; unchanged since posted)"
     return (f"{current} ({when})\n:rotating_light: *Moved since posted*: was {posted}")
 
 
-def _aging(snap: dict) -> str | None:
+def _aging(snap: dict, *, fmt: Formats = ENGLISH) -> str | None:
     aging = snap.get("aging")
     if not aging:
         return None
     cur = snap["currency"]
-    parts = [f"{'current' if name == 'current' else name}: {fmt_money(amount, cur)}"
+    parts = [f"{'current' if name == 'current' else name}: {fmt.money(amount, cur)}"
              for name, amount in aging.items() if amount]
     oldest = snap.get("oldest_days_past_due") or 0
     text = " · ".join(parts) if parts else "nothing open"
@@ -112,7 +113,7 @@ def _history(snap: dict) -> str | None:
     return f"{history['paid']} invoice(s) paid in {history['days']} days{late}"
 
 
-def _discount_rows(snap: dict) -> list[str]:
+def _discount_rows(snap: dict, *, fmt: Formats = ENGLISH) -> list[str]:
     cur = snap.get("currency", "USD")
     rows = []
     for line in snap.get("lines") or []:
@@ -121,19 +122,20 @@ def _discount_rows(snap: dict) -> list[str]:
             margin = (f" · margin {line['margin_before_pct']}% → "
                       f"{line.get('margin_after_pct') or '—'}%")
         rows.append(f"• `{esc(line['sku'])}` {esc(line['name'])} — {line['quantity']} × "
-                    f"{fmt_money(line['unit_price_minor'], cur)} at *{pct(line['discount_bp'])}%*"
+                    f"{fmt.money(line['unit_price_minor'], cur)} at *{pct(line['discount_bp'])}%*"
                     f" (max {pct(line['max_bp'])}%): revenue given away "
-                    f"*{fmt_money(line['lost_minor'], cur)}*{margin}")
+                    f"*{fmt.money(line['lost_minor'], cur)}*{margin}")
     return rows
 
 
-def _info(ctx: dict) -> list[tuple[str, str]]:
+def _info(ctx: dict, *, fmt: Formats = ENGLISH) -> list[tuple[str, str]]:
     order, snap = ctx["order"], ctx.get("snapshot") or {}
     info = [("Customer", esc(order["customer"])),
-            ("Amount", fmt_money(order["total_minor"], order["currency"])),
+            ("Amount", fmt.money(order["total_minor"], order["currency"])),
             ("Requested by", _requester(ctx)),
             ("Sales rep", who(ctx.get("sales_rep")))]
-    for label, value in (("Exposure / limit", _exposure(snap)), ("Aging", _aging(snap)),
+    for label, value in (("Exposure / limit", _exposure(snap, fmt=fmt)),
+                         ("Aging", _aging(snap, fmt=fmt)),
                          ("Payment history", _history(snap))):
         if value:
             info.append((label, value))
@@ -160,7 +162,7 @@ def decision_buttons(approval_id: int) -> ActionsBlock:
     ])
 
 
-def approval_card(ctx: dict) -> dict:
+def approval_card(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     """The card (and its reminders): who asks, customer, amount, exposure vs limit, aging,
     payment history, why; Approve / Approve with note / Reject while pending, then the
     decision, who and when."""
@@ -175,11 +177,11 @@ def approval_card(ctx: dict) -> dict:
                   if reminder.get("working_hours") else "")
         blocks.append(section(f":alarm_clock: *Reminder {reminder['number']}*{waited}. "
                               f"{pings}".strip()))
-    blocks.append(fields(_info(ctx)))
+    blocks.append(fields(_info(ctx, fmt=fmt)))
     reasons = lines_text(f"• {esc(r['text'])}" for r in ctx.get("reasons") or [])
     blocks.append(section(f"{KIND_EMOJI.get(kind, '')} *Why approval is needed*\n{reasons}"))
     snap = ctx.get("snapshot") or {}
-    rows = _discount_rows(snap)
+    rows = _discount_rows(snap, fmt=fmt)
     if rows:
         blocks.append(section("*Discounted lines*\n" + lines_text(rows)))
     if ctx.get("second_role"):
@@ -196,36 +198,36 @@ def approval_card(ctx: dict) -> dict:
             "blocks": render(blocks)}
 
 
-def discount_alert(ctx: dict) -> dict:
+def discount_alert(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     """Real-time alert: who, customer, product, discount and what it costs."""
     order, snap = ctx["order"], ctx.get("snapshot") or {}
     cur = snap.get("currency", order["currency"])
     text = f"Discount above policy on {esc(order['number'])} for {esc(order['customer'])}"
     blocks = [
         section(f":rotating_light: *Discount above policy* on *{esc(order['number'])}* "
-                f"({fmt_money(order['total_minor'], order['currency'])}) — customer "
+                f"({fmt.money(order['total_minor'], order['currency'])}) — customer "
                 f"*{esc(order['customer'])}*, asked by {_requester(ctx)}"),
-        section(lines_text(_discount_rows(snap))),
+        section(lines_text(_discount_rows(snap, fmt=fmt))),
     ]
-    impact = [f"Revenue given away: *{fmt_money(snap.get('lost_minor', 0), cur)}*"]
+    impact = [f"Revenue given away: *{fmt.money(snap.get('lost_minor', 0), cur)}*"]
     lines = snap.get("lines") or []
     if lines and all(line.get("margin_before_minor") is not None for line in lines):
         before = sum(line["margin_before_minor"] for line in lines)
         after = sum(line["margin_after_minor"] for line in lines)
-        impact.append(f"margin on these lines {fmt_money(before, cur)} → "
-                      f"{fmt_money(after, cur)}")
+        impact.append(f"margin on these lines {fmt.money(before, cur)} → "
+                      f"{fmt.money(after, cur)}")
     blocks.append(context(" · ".join(impact), "A discount approval card is waiting in the "
                           "approvals channel."))
     return {"text": text, "blocks": render(blocks)}
 
 
-def approval_decided(ctx: dict) -> dict:
+def approval_decided(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     """The requester's DM: decided, by whom, why; what happens to the order now."""
     order, status, kind = ctx["order"], ctx["status"], ctx["kind"]
     text = f"Your {kind} request for {esc(order['number'])} was {status}"
     blocks = [section(f"{STATUS_MARK.get(status, '')} Your {kind} request for "
                       f"*{esc(order['number'])}* ({esc(order['customer'])}, "
-                      f"{fmt_money(order['total_minor'], order['currency'])}) was *{status}* "
+                      f"{fmt.money(order['total_minor'], order['currency'])}) was *{status}* "
                       f"by {who(ctx.get('decided_by'))} {slack_date(ctx.get('decided_at'))}.")]
     if ctx.get("note"):
         label = "Reason" if status == "rejected" else "Note"
@@ -319,7 +321,7 @@ def working_time_words(seconds: int) -> str:
     return f"{whole} working hour{'s' if whole != 1 else ''}"
 
 
-def _row(item: PendingItem, *, show_reasons: bool) -> str:
+def _row(item: PendingItem, *, show_reasons: bool, fmt: Formats = ENGLISH) -> str:
     a = item.approval
     reasons = "; ".join(r.get("text", "") for r in a.reasons or [])
     tail = f"\n      _{esc(reasons)}_" if show_reasons and reasons else ""
@@ -327,18 +329,18 @@ def _row(item: PendingItem, *, show_reasons: bool) -> str:
             f"{esc(a.second_role.replace('_', ' '))}" if a.first_decided_by and a.second_role
             else "")
     return (f"• {KIND_EMOJI.get(a.kind, '')} *{esc(item.title)}* {a.kind.replace('_', ' ')} — "
-            f"{esc(item.customer.name)}, {fmt_money(item.amount_minor, item.currency)} — "
+            f"{esc(item.customer.name)}, {fmt.money(item.amount_minor, item.currency)} — "
             f"waiting {_hours(item)}{step}{tail}")
 
 
-def pending_list(overview: PendingOverview) -> list[dict]:
+def pending_list(overview: PendingOverview, *, fmt: Formats = ENGLISH) -> list[dict]:
     blocks = [header("Pending approvals")]
     if overview.can_decide_kinds:
         names = [k.replace("_", " ") for k in overview.can_decide_kinds]
         kinds = " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + \
             f" and {names[-1]}"
         if overview.to_decide:
-            rows = [_row(i, show_reasons=True) for i in overview.to_decide]
+            rows = [_row(i, show_reasons=True, fmt=fmt) for i in overview.to_decide]
             more = overview.to_decide_total - len(overview.to_decide)
             if more:
                 rows.append(f"_…and {more} more_")
@@ -349,7 +351,7 @@ def pending_list(overview: PendingOverview) -> list[dict]:
         blocks.append(context("Decide on the cards in the approvals channel."))
     if overview.requested or not overview.can_decide_kinds:
         if overview.requested:
-            rows = [_row(i, show_reasons=False) for i in overview.requested]
+            rows = [_row(i, show_reasons=False, fmt=fmt) for i in overview.requested]
             more = overview.requested_total - len(overview.requested)
             if more:
                 rows.append(f"_…and {more} more_")

@@ -27,8 +27,9 @@ from blocks.common import (
     render,
     section,
 )
+from blocks.i18n import ENGLISH, Formats
 from blocks.integrations import pay_now_actions
-from blocks.text import VIEW_BLOCKS_MAX, clip, esc, fmt_date, fmt_money, plain, status_label
+from blocks.text import VIEW_BLOCKS_MAX, clip, esc, plain, status_label
 from models import DisputeReason, invoice_status
 
 if TYPE_CHECKING:  # view models only; blocks never call workflows
@@ -70,12 +71,12 @@ def _owner(ctx: dict) -> str:
 
 
 # -- disputes -------------------------------------------------------------------------------------
-def _dispute_facts(ctx: dict) -> list[tuple[str, str]]:
+def _dispute_facts(ctx: dict, *, fmt: Formats = ENGLISH) -> list[tuple[str, str]]:
     inv, cur = ctx["invoice"], ctx["currency"]
     return [("Customer", esc(ctx["customer"])),
-            ("Invoice", f"{esc(inv['number'])} · due {fmt_date(inv['due_date'])}"),
-            ("In dispute", f"*{fmt_money(ctx['amount_minor'], cur)}* of "
-                           f"{fmt_money(inv['balance_minor'], cur)} open"),
+            ("Invoice", f"{esc(inv['number'])} · due {fmt.date(inv['due_date'])}"),
+            ("In dispute", f"*{fmt.money(ctx['amount_minor'], cur)}* of "
+                           f"{fmt.money(inv['balance_minor'], cur)} open"),
             ("Reason", _reason(ctx.get("reason"))),
             ("Opened by", f"{who(ctx.get('opened_by'))} {slack_date(ctx.get('opened_at'))}"),
             ("Owner", _owner(ctx))]
@@ -89,7 +90,7 @@ def dispute_buttons(dispute_id: int) -> dict:
                    block_id=f"dispute:{value}")
 
 
-def _dispute_outcome(ctx: dict) -> str:
+def _dispute_outcome(ctx: dict, *, fmt: Formats = ENGLISH) -> str:
     status, cur = ctx["status"], ctx["currency"]
     mark = {"accepted": ":white_check_mark:", "rejected": ":no_entry:",
             "withdrawn": ":heavy_minus_sign:"}.get(status, "")
@@ -98,7 +99,7 @@ def _dispute_outcome(ctx: dict) -> str:
     if ctx.get("resolution_note"):
         text += f"\n>{esc(ctx['resolution_note'])}"
     if status == "accepted" and ctx.get("credit_amount_minor"):
-        credit = fmt_money(ctx["credit_amount_minor"], cur)
+        credit = fmt.money(ctx["credit_amount_minor"], cur)
         if ctx.get("credit_note"):
             text += f"\nCredit note *{esc(ctx['credit_note'])}* ({credit}) issued."
         elif ctx.get("credit_status") == "rejected":
@@ -110,7 +111,7 @@ def _dispute_outcome(ctx: dict) -> str:
     return text
 
 
-def dispute_card(ctx: dict) -> dict:
+def dispute_card(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     """The owner's card: the dispute, then Accept · Reject · Reassign while it is open."""
     number = ctx["invoice"]["number"]
     reminder = ctx.get("reminder")
@@ -119,7 +120,7 @@ def dispute_card(ctx: dict) -> dict:
     if reminder and ctx["status"] == "open":
         blocks.append(section(f":alarm_clock: *Reminder {reminder}*: this dispute is still "
                               f"open. {_owner(ctx)}, please accept or reject it."))
-    blocks.append(fields(_dispute_facts(ctx)))
+    blocks.append(fields(_dispute_facts(ctx, fmt=fmt)))
     if ctx.get("note"):
         blocks.append(section(f"*Note*\n>{esc(ctx['note'])}"))
     if ctx.get("reassigned_to"):
@@ -127,64 +128,65 @@ def dispute_card(ctx: dict) -> dict:
     elif ctx["status"] == "open":
         blocks.append(dispute_buttons(ctx["dispute_id"]))
     else:
-        blocks.append(section(_dispute_outcome(ctx)))
+        blocks.append(section(_dispute_outcome(ctx, fmt=fmt)))
     blocks.append(context(f"Dispute #{ctx['dispute_id']} · source {esc(ctx.get('source'))} · "
                           "the amount is left out of dunning while it is open"))
     return {"text": f"{plain(title, 150)}: {ctx['status']}", "blocks": render(blocks)}
 
 
-def dispute_resolved(ctx: dict) -> dict:
+def dispute_resolved(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     """The DM to whoever opened the dispute."""
     number = ctx["invoice"]["number"]
     text = f"Dispute #{ctx['dispute_id']} on {esc(number)} was {ctx['status']}"
     blocks = [section(f"Your dispute *#{ctx['dispute_id']}* on *{esc(number)}* "
-                      f"({esc(ctx['customer'])}):"), section(_dispute_outcome(ctx))]
+                      f"({esc(ctx['customer'])}):"), section(_dispute_outcome(ctx, fmt=fmt))]
     return {"text": text, "blocks": render(blocks)}
 
 
-def dispute_escalated(ctx: dict) -> dict:
+def dispute_escalated(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     """The alerts channel: a dispute open too long."""
     number = ctx["invoice"]["number"]
     text = (f"Dispute #{ctx['dispute_id']} on {esc(number)} has been open "
             f"{ctx.get('working_days')} working days")
     blocks = [section(f":rotating_light: *Dispute #{ctx['dispute_id']}* on *{esc(number)}* "
-                      f"({esc(ctx['customer'])}, {fmt_money(ctx['amount_minor'], ctx['currency'])})"
+                      f"({esc(ctx['customer'])}, {fmt.money(ctx['amount_minor'], ctx['currency'])})"
                       f" has been open *{ctx.get('working_days')} working days*. Owner: "
                       f"{_owner(ctx)}."),
-              fields(_dispute_facts(ctx))]
+              fields(_dispute_facts(ctx, fmt=fmt))]
     return {"text": text, "blocks": render(blocks)}
 
 
-def dispute_list(rows: list[DisputeRow], total: int, *, today: date) -> list[dict]:
+def dispute_list(rows: list[DisputeRow], total: int, *, today: date,
+                 fmt: Formats = ENGLISH) -> list[dict]:
     """`/o2c disputes`: open disputes, oldest first."""
     blocks = [header("Open disputes")]
     if not rows:
         blocks.append(section("No open disputes. :tada:"))
         return render(blocks)
     lines = [f"• *#{r.dispute.id}* {esc(r.invoice.number)} — {esc(clip(r.customer.name, 60))}"
-             f" — {fmt_money(r.dispute.amount_minor, r.dispute.currency)} · "
+             f" — {fmt.money(r.dispute.amount_minor, r.dispute.currency)} · "
              f"{_reason(r.dispute.reason)} · owner "
              f"{_owner({'owner_id': r.dispute.owner_id, 'owner_channel': r.dispute.owner_channel})}"
              f" · {r.age_days} day{'s' if r.age_days != 1 else ''}" for r in rows]
     blocks.append(section(lines_text(lines)))
     if total > len(rows):
         blocks.append(context(f"The oldest {len(rows)} of {total}."))
-    blocks.append(context(f"As of {fmt_date(today)} · decide on the dispute cards; "
+    blocks.append(context(f"As of {fmt.date(today)} · decide on the dispute cards; "
                           "`/o2c invoice &lt;number&gt;` for one invoice"))
     return render(blocks)
 
 
 # -- deductions -----------------------------------------------------------------------------------
-def deduction_card(ctx: dict) -> dict:
+def deduction_card(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     """AR channel: a short payment beyond the fee tolerance, with what to do about it."""
     inv, pay, cur = ctx["invoice"], ctx["payment"], ctx["currency"]
     title = f"Deduction — {inv['number']}"
     blocks = [header(title), fields([
         ("Customer", esc(ctx["customer"])),
-        ("Short by", f"*{fmt_money(ctx['amount_minor'], cur)}*"),
-        ("Invoice", f"{esc(inv['number'])} · {fmt_money(inv['total_minor'], cur)}, "
-                    f"{fmt_money(inv['balance_minor'], cur)} open"),
-        ("Payment", f"#{pay['id']} · {fmt_money(pay['amount_minor'], cur)} "
+        ("Short by", f"*{fmt.money(ctx['amount_minor'], cur)}*"),
+        ("Invoice", f"{esc(inv['number'])} · {fmt.money(inv['total_minor'], cur)}, "
+                    f"{fmt.money(inv['balance_minor'], cur)} open"),
+        ("Payment", f"#{pay['id']} · {fmt.money(pay['amount_minor'], cur)} "
                     f"{slack_date(pay['received_at'])}"),
         ("Payer", esc(pay.get("payer_name") or "—")),
         ("Status", esc(status_label(ctx["status"]))
@@ -207,30 +209,30 @@ def deduction_card(ctx: dict) -> dict:
             button("Bill back", ids.DEDUCTION_BILL_BACK, value, confirm={
                 "title": {"type": "plain_text", "text": "Bill back?"},
                 "text": {"type": "plain_text", "text": plain(
-                    f"E-mail {ctx['customer']} that {fmt_money(ctx['amount_minor'], cur)} "
+                    f"E-mail {ctx['customer']} that {fmt.money(ctx['amount_minor'], cur)} "
                     f"of {inv['number']} is still due.", 300)},
                 "confirm": {"type": "plain_text", "text": "Send"},
                 "deny": {"type": "plain_text", "text": "Cancel"}}),
             block_id=f"deduction:{value}"))
-    return {"text": f"{plain(title, 150)}: {fmt_money(ctx['amount_minor'], cur)} short",
+    return {"text": f"{plain(title, 150)}: {fmt.money(ctx['amount_minor'], cur)} short",
             "blocks": render(blocks)}
 
 
 # -- back-office approvals ------------------------------------------------------------------------
-def _subject_facts(ctx: dict) -> list[tuple[str, str]]:
+def _subject_facts(ctx: dict, *, fmt: Formats = ENGLISH) -> list[tuple[str, str]]:
     sub = ctx["subject"]
     cur = sub["currency"]
     facts = [("Customer", esc(sub["customer"])),
-             ("Amount", f"*{fmt_money(sub['amount_minor'], cur)}*")]
+             ("Amount", f"*{fmt.money(sub['amount_minor'], cur)}*")]
     if sub.get("invoice"):  # a credit request (a Workflow Builder step) has none
         facts.append(("Invoice", f"{esc(sub['invoice'])} · "
-                                 f"{fmt_money(sub['invoice_total_minor'], cur)}, "
-                                 f"{fmt_money(sub['invoice_balance_minor'], cur)} open"))
+                                 f"{fmt.money(sub['invoice_total_minor'], cur)}, "
+                                 f"{fmt.money(sub['invoice_balance_minor'], cur)} open"))
     facts.append(("Requested by", who(ctx.get("requested_by"))
                   if not ctx.get("requested_by_label") else esc(ctx["requested_by_label"])))
     facts.extend((esc(label), esc(value)) for label, value in sub.get("facts") or [])
     if sub.get("credited_before_minor"):
-        facts.append(("Credited before", fmt_money(sub["credited_before_minor"], cur)))
+        facts.append(("Credited before", fmt.money(sub["credited_before_minor"], cur)))
     if sub.get("dispute_id"):
         facts.append(("Dispute", f"#{sub['dispute_id']}"))
     if sub.get("deduction_id"):
@@ -239,7 +241,7 @@ def _subject_facts(ctx: dict) -> list[tuple[str, str]]:
         if len(facts) >= 10:
             break
         what = f"{line['quantity']} unit(s)" if line.get("quantity") else "amount"
-        facts.append((f"Line {line['line_no']}", f"{what}: {fmt_money(line['amount_minor'], cur)}"))
+        facts.append((f"Line {line['line_no']}", f"{what}: {fmt.money(line['amount_minor'], cur)}"))
     return facts
 
 
@@ -259,25 +261,25 @@ def tier_text(ctx: dict) -> str | None:
     return f":scales: Above the approval tier: after the first approval, a *{role}* decides."
 
 
-def _subject_outcome(ctx: dict) -> str:
+def _subject_outcome(ctx: dict, *, fmt: Formats = ENGLISH) -> str:
     sub, status = ctx["subject"], ctx["status"]
     mark = approval_blocks.STATUS_MARK.get(status, ":grey_question:")
     note = f"\n>{esc(ctx['note'])}" if ctx.get("note") else ""
     text = (f"{mark} *{status.capitalize()}* by {who(ctx.get('decided_by'))} "
             f"{slack_date(ctx.get('decided_at'))}{note}")
     if sub.get("number"):
-        credit = (f"; {fmt_money(sub['customer_credit_minor'], sub['currency'])} became "
+        credit = (f"; {fmt.money(sub['customer_credit_minor'], sub['currency'])} became "
                   "customer credit" if sub.get("customer_credit_minor") else "")
         text += f"\nCredit note *{esc(sub['number'])}* issued and e-mailed{credit}."
     elif sub.get("written_off_minor") is not None:
-        text += (f"\n{fmt_money(sub['written_off_minor'], sub['currency'])} written off "
+        text += (f"\n{fmt.money(sub['written_off_minor'], sub['currency'])} written off "
                  f"{esc(sub['invoice'])}.")
     elif sub.get("status") == "nothing_left":
         text += f"\n{esc(sub['invoice'])} was settled meanwhile: nothing was written off."
     return text
 
 
-def backoffice_approval_card(ctx: dict) -> dict:
+def backoffice_approval_card(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     """The approvals channel: a credit note, write-off or fee waiver to decide (the same
     Approve · Approve with note · Reject as any approval), tiers, then the decision."""
     sub, status = ctx["subject"], ctx.get("status", "pending")
@@ -290,7 +292,7 @@ def backoffice_approval_card(ctx: dict) -> dict:
                   if reminder.get("working_hours") else "")
         blocks.append(section(f":alarm_clock: *Reminder {reminder['number']}*{waited}. "
                               f"{pings}".strip()))
-    blocks.append(fields(_subject_facts(ctx)))
+    blocks.append(fields(_subject_facts(ctx, fmt=fmt)))
     blocks.append(section(f"*Reason*\n>{esc(sub.get('reason'))}"))
     tier = tier_text(ctx)
     if tier:
@@ -298,29 +300,29 @@ def backoffice_approval_card(ctx: dict) -> dict:
     if status == "pending":
         blocks.append(approval_blocks.decision_buttons(ctx["approval_id"]))
     else:
-        blocks.append(section(_subject_outcome(ctx)))
+        blocks.append(section(_subject_outcome(ctx, fmt=fmt)))
     blocks.append(context(f"Approval #{ctx['approval_id']} · asked "
                           f"{slack_date(ctx.get('requested_at'))}"))
     return {"text": f"{'Reminder: ' if reminder else ''}{plain(title, 150)}: {status}",
             "blocks": render(blocks)}
 
 
-def backoffice_approval_decided(ctx: dict) -> dict:
+def backoffice_approval_decided(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     """The requester's DM."""
     sub, status = ctx["subject"], ctx["status"]
     what = KIND_TITLES.get(ctx["kind"], "approval").replace(" approval", "").lower()
     if status == "pending":  # a tier's first approval
         text = f"Your {what} request ({sub['title']}) got its first approval"
         blocks = [section(f":one: Your {what} request — *{esc(sub['title'])}*, "
-                          f"{fmt_money(sub['amount_minor'], sub['currency'])} — got its first "
+                          f"{fmt.money(sub['amount_minor'], sub['currency'])} — got its first "
                           f"approval by {who(ctx.get('first_decided_by'))}; a "
                           f"{esc((ctx.get('second_role') or '').replace('_', ' '))} decides "
                           "next.")]
         return {"text": plain(text, 300), "blocks": render(blocks)}
     text = f"Your {what} request ({sub['title']}) was {status}"
     blocks = [section(f"Your {what} request — *{esc(sub['title'])}*, "
-                      f"{fmt_money(sub['amount_minor'], sub['currency'])}:"),
-              section(_subject_outcome(ctx))]
+                      f"{fmt.money(sub['amount_minor'], sub['currency'])}:"),
+              section(_subject_outcome(ctx, fmt=fmt))]
     return {"text": plain(text, 300), "blocks": render(blocks)}
 
 
@@ -428,7 +430,7 @@ def amount_reason_modal(*, callback_id: str, title: str, submit: str, meta: dict
 
 # -- `/o2c invoice <number>` ----------------------------------------------------------------------
 def invoice_card(view: InvoiceView, *, today: date, can_act: bool,
-                 pay_url: str | None = None) -> list[dict]:
+                 pay_url: str | None = None, fmt: Formats = ENGLISH) -> list[dict]:
     """One invoice: figures, lines, credit notes, disputes, late fees, its "Pay now" link (to
     pass on to the customer) when there is one, and (for people who may act) Dispute ·
     Request credit note · Write off · Waive fee."""
@@ -436,13 +438,13 @@ def invoice_card(view: InvoiceView, *, today: date, can_act: bool,
     blocks = [header(f"Invoice {i.number}"), fields([
         ("Customer", esc(view.customer.name)),
         ("Status", status_label(invoice_status(i))),
-        ("Total", fmt_money(i.total_minor, cur)),
-        ("Amount due", fmt_money(i.balance_minor, cur)
-         + (f" ({fmt_money(i.disputed_minor, cur)} in dispute)" if i.disputed_minor else "")
-         + (f" — {fmt_money(i.total_minor - i.balance_minor, cur)} paid or credited"
+        ("Total", fmt.money(i.total_minor, cur)),
+        ("Amount due", fmt.money(i.balance_minor, cur)
+         + (f" ({fmt.money(i.disputed_minor, cur)} in dispute)" if i.disputed_minor else "")
+         + (f" — {fmt.money(i.total_minor - i.balance_minor, cur)} paid or credited"
             if i.total_minor != i.balance_minor else "")),
-        ("Issued", fmt_date(i.issue_date)),
-        ("Due", fmt_date(i.due_date) + (f" · {(today - i.due_date).days} days past due"
+        ("Issued", fmt.date(i.issue_date)),
+        ("Due", fmt.date(i.due_date) + (f" · {(today - i.due_date).days} days past due"
                                         if i.balance_minor and i.due_date < today else "")),
         ("Order", esc(view.order_number or "—")),
         ("Source", esc(i.source)),
@@ -452,24 +454,24 @@ def invoice_card(view: InvoiceView, *, today: date, can_act: bool,
                               f"+{i.fee_level})"))
     if view.lines:
         rows = [f"{line.line_no}. {esc(clip(line.description, 80))} — {line.quantity} × "
-                f"{fmt_money(line.unit_price_minor, cur)} = "
-                f"{fmt_money(line.line_total_minor, cur)}" for line in view.lines[:15]]
+                f"{fmt.money(line.unit_price_minor, cur)} = "
+                f"{fmt.money(line.line_total_minor, cur)}" for line in view.lines[:15]]
         blocks.append(section("*Lines*\n" + lines_text(rows)))
-    rows = [f"• {esc(n.number)} {fmt_date(n.value_date)} — "
-            f"{fmt_money(n.total_minor, cur)}: {esc(clip(n.reason, 120))}"
-            + (f" ({fmt_money(n.customer_credit_minor, cur)} customer credit)"
+    rows = [f"• {esc(n.number)} {fmt.date(n.value_date)} — "
+            f"{fmt.money(n.total_minor, cur)}: {esc(clip(n.reason, 120))}"
+            + (f" ({fmt.money(n.customer_credit_minor, cur)} customer credit)"
                if n.customer_credit_minor else "") for n in view.credit_notes]
-    rows += [f"• _waiting for approval_ — {fmt_money(r.amount_minor, cur)}: "
+    rows += [f"• _waiting for approval_ — {fmt.money(r.amount_minor, cur)}: "
              f"{esc(clip(r.reason, 120))}" for r in view.pending_credit_notes]
     if rows:
         blocks.append(section("*Credit notes*\n" + lines_text(rows)))
     if view.disputes:
-        rows = [f"• #{d.id} {status_label(d.status)} — {fmt_money(d.amount_minor, cur)} · "
+        rows = [f"• #{d.id} {status_label(d.status)} — {fmt.money(d.amount_minor, cur)} · "
                 f"{_reason(d.reason)}" for d in view.disputes]
         blocks.append(section("*Disputes*\n" + lines_text(rows)))
     if view.fees:
         rows = [f"• {esc(fee.number)} level +{fee.fee_level} — "
-                f"{fmt_money(fee.total_minor, cur)}, {fmt_money(fee.balance_minor, cur)} open"
+                f"{fmt.money(fee.total_minor, cur)}, {fmt.money(fee.balance_minor, cur)} open"
                 for fee in view.fees]
         blocks.append(section("*Late fees*\n" + lines_text(rows)))
     blocks += pay_now_actions(pay_url)
@@ -488,6 +490,6 @@ def invoice_card(view: InvoiceView, *, today: date, can_act: bool,
                                       style="danger"))
         blocks.append(divider())
         blocks.append(actions(*buttons, block_id=f"invoice:{value}"))
-    blocks.append(context(f"As of {fmt_date(today)} · {len(view.allocations)} payment "
+    blocks.append(context(f"As of {fmt.date(today)} · {len(view.allocations)} payment "
                           f"allocation(s)"))
     return render(blocks)

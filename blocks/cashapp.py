@@ -25,7 +25,8 @@ from slack_sdk.models.views import View
 
 from blocks import ids
 from blocks.common import context, fields, header, lines_text, render, section
-from blocks.text import BUTTON_MAX, clip, esc, fmt_datetime, fmt_money, plain, status_label
+from blocks.i18n import ENGLISH, Formats
+from blocks.text import BUTTON_MAX, clip, esc, fmt_datetime, plain, status_label
 from models import money
 
 if TYPE_CHECKING:
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
 REFERENCE_SHOWN = 300
 
 
-def _amount(text: str | None, currency: str) -> str:
-    return fmt_money(money.to_minor(text or "0", currency), currency)
+def _amount(text: str | None, currency: str, *, fmt: Formats = ENGLISH) -> str:
+    return fmt.money(money.to_minor(text or "0", currency), currency)
 
 
 PAYMENT_STATUS = {"applied": "applied in full",
@@ -63,15 +64,15 @@ def match_strength(confidence: object) -> str:
     return "possible match"
 
 
-def _suggestion_text(s: dict, currency: str) -> str:
+def _suggestion_text(s: dict, currency: str, *, fmt: Formats = ENGLISH) -> str:
     who = esc(s.get("customer_name") or "several customers")
     rows = [f"*{s['rank']}. {who}* — {match_strength(s.get('confidence'))}"]
-    rows += [f"• {esc(i['invoice'])} — {_amount(i['amount'], currency)}"
+    rows += [f"• {esc(i['invoice'])} — {_amount(i['amount'], currency, fmt=fmt)}"
              for i in s.get("invoices", [])[:10]]
     if s.get("write_off") and money.to_minor(s["write_off"], currency):
-        rows.append(f"• write-off {_amount(s['write_off'], currency)}")
+        rows.append(f"• write-off {_amount(s['write_off'], currency, fmt=fmt)}")
     if s.get("unapplied_amount") and money.to_minor(s["unapplied_amount"], currency):
-        rows.append(f"• left as credit {_amount(s['unapplied_amount'], currency)}")
+        rows.append(f"• left as credit {_amount(s['unapplied_amount'], currency, fmt=fmt)}")
     why = "; ".join(esc(r) for r in s.get("reasons", [])[:4])
     worry = "; ".join(esc(r) for r in s.get("concerns", [])[:3])
     if why:
@@ -123,12 +124,12 @@ def return_modal(*, payment_id: int, amount: str, payer: str | None,
             "blocks": blocks}
 
 
-def review_card(ctx: dict) -> dict:
+def review_card(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     """A payment the engine did not apply: its best candidates with Apply buttons and a
     customer select, or (once a collector applied one or corrected it) who did what."""
     p = ctx["payment"]
     cur = p["currency"]
-    amount = fmt_money(p["amount_minor"], cur)
+    amount = fmt.money(p["amount_minor"], cur)
     decision = ctx.get("decision")
     suggestions = ctx.get("suggestions") or []
     status = ctx.get("status") or ""
@@ -145,7 +146,7 @@ def review_card(ctx: dict) -> dict:
         pairs.append(("Customer", esc(p["customer_name"])))
     blocks = [header(title), fields(pairs)]
     if decision:
-        rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], cur)}"
+        rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], cur, fmt=fmt)}"
                 for i in decision.get("invoices", [])]
         what = ("Applied to other invoices" if decision.get("corrected")
                 else f"Suggestion {decision['rank']} applied")
@@ -163,7 +164,7 @@ def review_card(ctx: dict) -> dict:
         for s in suggestions:
             value = f"{p['id']}:{s['rank']}:{round_}"
             blocks.append(section(
-                _suggestion_text(s, cur), block_id=f"cashapp:{p['id']}:{s['rank']}",
+                _suggestion_text(s, cur, fmt=fmt), block_id=f"cashapp:{p['id']}:{s['rank']}",
                 accessory=ButtonElement(text=plain(f"Apply {s['rank']}", BUTTON_MAX),
                                         action_id=ids.CASHAPP_APPLY, value=value,
                                         style="primary" if s["rank"] == 1 else None)))
@@ -243,10 +244,10 @@ def option(text: str, value: str) -> dict:
     return Option(text=plain(text, 75), value=value[:150]).to_dict()
 
 
-def invoice_option(invoice: Invoice) -> dict:
+def invoice_option(invoice: Invoice, *, fmt: Formats = ENGLISH) -> dict:
     """An open invoice in the modal's invoice select: its number and what is still open."""
     return option(f"{invoice.number} — "
-                  f"{fmt_money(invoice.balance_minor, invoice.currency)} open", invoice.number)
+                  f"{fmt.money(invoice.balance_minor, invoice.currency)} open", invoice.number)
 
 
 # -- answers to the Apply button (ephemeral, only the clicker sees them) -------------------------
@@ -260,28 +261,28 @@ def _who(user_id: str | None) -> str:
 
 
 def applied_answer(*, payment_id: int, rank: int, status: str, invoices: list[dict],
-                   currency: str, learned: list[str] | None = None) -> str:
+                   currency: str, learned: list[str] | None = None, fmt: Formats = ENGLISH) -> str:
     """The clicker's confirmation: what went where (ERP invoice numbers escaped), and what
     the engine learned from it."""
-    rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], currency)}" for i in invoices]
+    rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], currency, fmt=fmt)}" for i in invoices]
     rows += _learned_rows(learned)
     return (f":white_check_mark: Payment #{payment_id}: suggestion {rank} applied — "
             f"{esc(payment_status(status))}." + ("\n" + lines_text(rows) if rows else ""))
 
 
 def picked_answer(*, payment_id: int, status: str, invoices: list[dict],
-                  currency: str) -> str:
+                  currency: str, fmt: Formats = ENGLISH) -> str:
     """After a collector picked the invoices an unplaced payment pays."""
-    rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], currency)}" for i in invoices]
+    rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], currency, fmt=fmt)}" for i in invoices]
     return (f":white_check_mark: Payment #{payment_id} applied to the invoices you picked — "
             f"{esc(payment_status(status))}." + ("\n" + lines_text(rows) if rows else ""))
 
 
 def identified_answer(*, payment_id: int, customer_name: str, status: str,
                       invoices: list[dict], currency: str,
-                      learned: list[str] | None = None) -> str:
+                      learned: list[str] | None = None, fmt: Formats = ENGLISH) -> str:
     """After a collector named the customer of a payment: what the engine did with it."""
-    rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], currency)}" for i in invoices]
+    rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], currency, fmt=fmt)}" for i in invoices]
     if status in ("applied", "partially_applied"):
         head = (f":white_check_mark: Payment #{payment_id} is {esc(customer_name)}'s and is "
                 f"now *{esc(payment_status(status))}*.")
@@ -319,12 +320,13 @@ def failed_answer(error_text: str) -> str:
 BROKEN_BUTTON = ":warning: That button is broken; nothing was applied."
 
 
-def payment_recorded(ctx: dict) -> dict:
+def payment_recorded(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     """The DM to the person who recorded a payment in the modal: what happened to it."""
     cur = ctx["currency"]
-    amount = fmt_money(ctx["amount_minor"], cur)
+    amount = fmt.money(ctx["amount_minor"], cur)
     status = ctx["status"]
-    rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], cur)}" for i in ctx["allocations"]]
+    rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], cur, fmt=fmt)}"
+            for i in ctx["allocations"]]
     if status == "needs_review":
         head = (f":mag: Payment #{ctx['id']} of {amount} recorded. I was not sure where it "
                 "belongs, so the AR channel has my suggestions.")
@@ -338,21 +340,22 @@ def payment_recorded(ctx: dict) -> dict:
     text = head + ("\n" + lines_text(rows) if rows else "")
     extra = []
     if ctx.get("unapplied_minor"):
-        extra.append(f"Unapplied: {fmt_money(ctx['unapplied_minor'], cur)}")
+        extra.append(f"Unapplied: {fmt.money(ctx['unapplied_minor'], cur)}")
     if ctx.get("write_off_minor"):
-        extra.append(f"Written off: {fmt_money(ctx['write_off_minor'], cur)}")
+        extra.append(f"Written off: {fmt.money(ctx['write_off_minor'], cur)}")
     blocks = [section(text)] + ([context(" · ".join(extra))] if extra else [])
     return {"text": f"Payment #{ctx['id']} {payment_status(status)}", "blocks": render(blocks)}
 
 
 # -- /o2c payment and /o2c rules ------------------------------------------------------------------
-def payment_view(p: dict, *, usage: str, note: str | None = None) -> list[dict]:
+def payment_view(p: dict, *, usage: str, note: str | None = None,
+                 fmt: Formats = ENGLISH) -> list[dict]:
     """One payment for a collector: what it is, where it went, why, and how to change that.
     `p`: id, amount_minor, currency, status, payer_name, reference, received_at,
     customer_name, allocations [{invoice, amount}], unapplied_minor, matched_because [..],
     suggestions (count)."""
     cur = p["currency"]
-    blocks = [header(f"Payment #{p['id']} — {fmt_money(p['amount_minor'], cur)}")]
+    blocks = [header(f"Payment #{p['id']} — {fmt.money(p['amount_minor'], cur)}")]
     if note:
         blocks.append(section(note))
     blocks.append(fields([
@@ -361,9 +364,9 @@ def payment_view(p: dict, *, usage: str, note: str | None = None) -> list[dict]:
         ("Payer", esc(p.get("payer_name") or "—")),
         ("Received", fmt_datetime(p.get("received_at"))),
         ("Reference", clip(esc(p.get("reference") or "—"), REFERENCE_SHOWN)),
-        ("Unapplied", fmt_money(p.get("unapplied_minor", 0), cur)),
+        ("Unapplied", fmt.money(p.get("unapplied_minor", 0), cur)),
     ]))
-    rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], cur)}"
+    rows = [f"• {esc(i['invoice'])} — {_amount(i['amount'], cur, fmt=fmt)}"
             for i in p.get("allocations", [])[:20]]
     rows += [f"_Matched because_ {esc(t)}" for t in p.get("matched_because", [])[:3]]
     if p.get("suggestions"):

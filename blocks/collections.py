@@ -29,13 +29,13 @@ from blocks.common import (
     render,
     section,
 )
+from blocks.i18n import ENGLISH, Formats
 from blocks.integrations import link_button, pay_now_actions
 from blocks.text import (
     MESSAGE_BLOCKS_MAX,
     VIEW_BLOCKS_MAX,
     clip,
     esc,
-    fmt_date,
     fmt_datetime,
     fmt_money,
 )
@@ -45,21 +45,21 @@ NAME_MAX = 80
 MAX_CURRENCIES = 5
 
 
-def _promise_text(promise: dict | None) -> str:
+def _promise_text(promise: dict | None, *, fmt: Formats = ENGLISH) -> str:
     if not promise:
         return "no promise"
-    amount = fmt_money(promise["amount_minor"], promise.get("currency") or "")
-    return f"{promise['status']}: {amount} by {fmt_date(promise['date'])}"
+    amount = fmt.money(promise["amount_minor"], promise.get("currency") or "")
+    return f"{promise['status']}: {amount} by {fmt.date(promise['date'])}"
 
 
-def _totals_text(totals: dict) -> str:
+def _totals_text(totals: dict, *, fmt: Formats = ENGLISH) -> str:
     rows = []
     for currency in sorted(totals)[:MAX_CURRENCIES]:
         buckets = totals[currency]
         overdue = sum(v for k, v in buckets.items() if k != "current")
-        parts = " · ".join(f"{name} {fmt_money(buckets.get(name, 0), currency)}"
+        parts = " · ".join(f"{name} {fmt.money(buckets.get(name, 0), currency)}"
                            for name in AGING_BUCKETS)
-        rows.append(f"*{currency}* overdue *{fmt_money(overdue, currency)}* — {parts}")
+        rows.append(f"*{currency}* overdue *{fmt.money(overdue, currency)}* — {parts}")
     if len(totals) > MAX_CURRENCIES:
         rows.append(f"_…and {len(totals) - MAX_CURRENCIES} more currencies_")
     return lines_text(rows)
@@ -78,16 +78,17 @@ def account_buttons(customer_id: int) -> dict:
                    block_id=f"{ids.COLL_ACCOUNT_BLOCK}:{value}")
 
 
-def account_blocks(rank: int, account: dict, *, tz: str = "UTC") -> list[dict]:
+def account_blocks(rank: int, account: dict, *, tz: str = "UTC",
+                   fmt: Formats = ENGLISH) -> list[dict]:
     """Two blocks per account: the figures and the account buttons."""
     currency = account["currency"]
     promise = dict(account["promise"], currency=currency) if account.get("promise") else None
     last = (fmt_datetime(account["last_contact"], tz) if account.get("last_contact")
             else "never")
     text = (f"*{rank}. {esc(clip(account['name'], NAME_MAX))}* — "
-            f"*{fmt_money(account['overdue_minor'], currency)}* overdue · oldest "
+            f"*{fmt.money(account['overdue_minor'], currency)}* overdue · oldest "
             f"{account['days_late']} days late\n"
-            f"Last contact: {last} · Promise: {_promise_text(promise)}\n"
+            f"Last contact: {last} · Promise: {_promise_text(promise, fmt=fmt)}\n"
             f"_{_why_ranked(account)}_")
     done = [_done_text(item, tz) for item in account.get("done") or []]
     if done:
@@ -123,11 +124,11 @@ def _done_text(item: dict, tz: str) -> str:
 
 
 def worklist_blocks(snapshot: dict, *, title: str, tz: str = "UTC",
-                    limit: int = MESSAGE_BLOCKS_MAX) -> list[dict]:
+                    limit: int = MESSAGE_BLOCKS_MAX, fmt: Formats = ENGLISH) -> list[dict]:
     head: list = [header(title)]
     if snapshot.get("totals"):
         head.append(section("*Open receivables by aging bucket*\n"
-                            + _totals_text(snapshot["totals"])))
+                            + _totals_text(snapshot["totals"], fmt=fmt)))
     accounts = snapshot.get("accounts") or []
     if not accounts:
         head.append(section(":tada: Nothing overdue on your accounts."))
@@ -138,7 +139,7 @@ def worklist_blocks(snapshot: dict, *, title: str, tz: str = "UTC",
     room = max((limit - len(blocks) - 1) // 2, 0)
     shown = accounts[:room]
     for rank, account in enumerate(shown, start=1):
-        blocks.extend(account_blocks(rank, account, tz=tz))
+        blocks.extend(account_blocks(rank, account, tz=tz, fmt=fmt))
     more = int(snapshot.get("more") or 0) + len(accounts) - len(shown)
     notes = []
     if more:
@@ -151,18 +152,19 @@ def worklist_blocks(snapshot: dict, *, title: str, tz: str = "UTC",
     return blocks[:limit]
 
 
-def collections_digest(ctx: dict) -> dict:
-    day = fmt_date(ctx["as_of"])
+def collections_digest(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
+    day = fmt.date(ctx["as_of"])
     accounts = ctx.get("accounts") or []
     text = (f"Collections digest for {day}: {ctx.get('total_accounts', 0)} overdue account(s)"
             if accounts else f"Collections digest for {day}: nothing overdue")
     return {"text": text, "blocks": worklist_blocks(ctx, title=f"Collections digest — {day}",
-                                                    tz=ctx.get("tz") or "UTC")}
+                                                    tz=ctx.get("tz") or "UTC", fmt=fmt)}
 
 
-def home_section(snapshot: dict, *, tz: str = "UTC", room: int = VIEW_BLOCKS_MAX) -> list[dict]:
+def home_section(snapshot: dict, *, tz: str = "UTC", room: int = VIEW_BLOCKS_MAX,
+                 fmt: Formats = ENGLISH) -> list[dict]:
     return worklist_blocks(snapshot, title="Your collections worklist", tz=tz,
-                           limit=min(room, MESSAGE_BLOCKS_MAX))
+                           limit=min(room, MESSAGE_BLOCKS_MAX), fmt=fmt)
 
 
 # -- modals --------------------------------------------------------------------------------------
@@ -170,8 +172,10 @@ def _metadata(customer_id: int, channel: str | None = None) -> str:
     return json.dumps({"customer_id": customer_id, "channel": channel})
 
 
-def promise_modal(customer: dict, *, today: date, channel: str | None = None) -> dict:
+def promise_modal(customer: dict, *, today: date, channel: str | None = None,
+                  fmt: Formats = ENGLISH) -> dict:
     """`customer`: {"id", "name", "currency", "overdue_minor"}."""
+    # the input's value is typed back as a number: the app's own format, never the reader's
     suggested = fmt_money(customer.get("overdue_minor") or 0, customer["currency"]).split(" ")[-1]
     blocks = [
         section(f"Promise to pay from *{esc(clip(customer['name'], NAME_MAX))}*."),
@@ -211,65 +215,65 @@ def call_modal(customer: dict, *, channel: str | None = None) -> dict:
 
 
 # -- notifications -------------------------------------------------------------------------------
-def _invoice_line(ctx: dict) -> str:
+def _invoice_line(ctx: dict, *, fmt: Formats = ENGLISH) -> str:
     inv = ctx["invoice"]
-    held = (f" ({fmt_money(inv['in_dispute_minor'], inv['currency'])} more in dispute)"
+    held = (f" ({fmt.money(inv['in_dispute_minor'], inv['currency'])} more in dispute)"
             if inv.get("in_dispute_minor") else "")
     fee = ctx.get("late_fee")
     charged = ""
     if fee:
-        amount = fmt_money(fee["amount_minor"], fee["currency"])
+        amount = fmt.money(fee["amount_minor"], fee["currency"])
         charged = f" · late fee {esc(fee['number'])} {amount} charged"
     return (f"*{esc(inv['number'])}* of *{esc(ctx['customer_name'])}* — "
-            f"{fmt_money(inv['amount_due_minor'], inv['currency'])} due "
-            f"{fmt_date(inv['due_date'])}{held}{charged}")
+            f"{fmt.money(inv['amount_due_minor'], inv['currency'])} due "
+            f"{fmt.date(inv['due_date'])}{held}{charged}")
 
 
-def overdue_notice(ctx: dict) -> dict:
+def overdue_notice(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     days = ctx["days_past_due"]
     text = f"Invoice {esc(ctx['invoice']['number'])} is overdue ({days} day(s))"
-    blocks = [section(f":alarm_clock: {_invoice_line(ctx)} is now overdue "
+    blocks = [section(f":alarm_clock: {_invoice_line(ctx, fmt=fmt)} is now overdue "
                       f"({days} day{'s' if days != 1 else ''} past due)."),
               context(f"Dunning level {ctx['level']:+d}: the customer was reminded by e-mail.")]
     return {"text": text, "blocks": render(blocks)}
 
 
-def dunning_escalation(ctx: dict) -> dict:
+def dunning_escalation(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     days = ctx["days_past_due"]
     text = f"Escalation: invoice {esc(ctx['invoice']['number'])} is {days} days overdue"
-    blocks = [section(f":rotating_light: Escalation: {_invoice_line(ctx)} is {days} days "
+    blocks = [section(f":rotating_light: Escalation: {_invoice_line(ctx, fmt=fmt)} is {days} days "
                       "past due. Please talk to your contact at the customer."),
               context(f"Dunning level {ctx['level']:+d}.")]
     return {"text": text, "blocks": render(blocks)}
 
 
-def dunning_final(ctx: dict) -> dict:
+def dunning_final(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     days = ctx["days_past_due"]
     text = (f"Final notice sent for {esc(ctx['invoice']['number'])}; "
             f"{esc(ctx['customer_name'])} is on credit hold")
-    blocks = [section(f":no_entry: Final notice: {_invoice_line(ctx)} is {days} days past "
+    blocks = [section(f":no_entry: Final notice: {_invoice_line(ctx, fmt=fmt)} is {days} days past "
                       f"due. *{esc(ctx['customer_name'])}* is now on credit hold."),
               context(f"Dunning level {ctx['level']:+d}. New orders need a credit approval.")]
     return {"text": text, "blocks": render(blocks)}
 
 
-def dunning_no_email(ctx: dict) -> dict:
+def dunning_no_email(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     text = f"No billing e-mail for {esc(ctx['customer_name'])}: dunning {ctx['level']:+d} not sent"
-    blocks = [section(f":email: {_invoice_line(ctx)}: dunning level {ctx['level']:+d} "
+    blocks = [section(f":email: {_invoice_line(ctx, fmt=fmt)}: dunning level {ctx['level']:+d} "
                       f"({ctx['kind']}) could not be e-mailed — the customer has no billing "
                       "e-mail on file. Please contact them another way.")]
     return {"text": text, "blocks": render(blocks)}
 
 
-def promise_broken(ctx: dict) -> dict:
+def promise_broken(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     cur = ctx["currency"]
     text = (f"Broken promise: {esc(ctx['customer'])} did not pay by "
-            f"{fmt_date(ctx['promised_date'])}")
+            f"{fmt.date(ctx['promised_date'])}")
     note = f"\n> {esc(clip(ctx['note'], 500))}" if ctx.get("note") else ""
     blocks = [section(f":broken_heart: *{esc(ctx['customer'])}* promised "
-                      f"{fmt_money(ctx['amount_minor'], cur)} by "
-                      f"{fmt_date(ctx['promised_date'])} and paid "
-                      f"{fmt_money(ctx['paid_minor'], cur)}.{note}"),
+                      f"{fmt.money(ctx['amount_minor'], cur)} by "
+                      f"{fmt.date(ctx['promised_date'])} and paid "
+                      f"{fmt.money(ctx['paid_minor'], cur)}.{note}"),
               context(f"Promise taken by <@{ctx['taken_by']}>. The customer's risk rises in "
                       "the collections priority."),
               account_buttons(ctx["customer_id"])]

@@ -6,7 +6,8 @@ with a trend. Pure functions of what `workflows.home` and the other workflows re
 from __future__ import annotations
 
 from blocks.common import context, divider, header, lines_text, render, section
-from blocks.text import VIEW_BLOCKS_MAX, esc, fmt_date, fmt_money, status_label
+from blocks.i18n import ENGLISH, Formats
+from blocks.text import VIEW_BLOCKS_MAX, esc, status_label
 
 ROLE_WORDS = {"sales": "sales rep", "credit_approver": "credit approver",
               "discount_approver": "discount approver", "collector": "collector",
@@ -43,31 +44,31 @@ def sparkline(values: list[int]) -> str:
     return "".join(SPARKS[(v - low) * (len(SPARKS) - 1) // (high - low)] for v in values)
 
 
-def _order_row(o: dict) -> str:
+def _order_row(o: dict, *, fmt: Formats = ENGLISH) -> str:
     return (f"• *{esc(o['number'])}* {esc(o['customer'])} — {status_label(o['status'])} — "
-            f"{fmt_money(o['total_minor'], o['currency'])}")
+            f"{fmt.money(o['total_minor'], o['currency'])}")
 
 
 def _more(shown: int, total: int) -> list[str]:
     return [f"_…and {total - shown} more_"] if total > shown else []
 
 
-def rep_section(home: object) -> list[dict]:
+def rep_section(home: object, *, fmt: Formats = ENGLISH) -> list[dict]:
     """A sales rep's orders still moving, orders waiting for approval, customers' overdue."""
     blocks = [header("Your orders")]
     if home.waiting:
-        rows = [_order_row(o) for o in home.waiting] + _more(len(home.waiting),
+        rows = [_order_row(o, fmt=fmt) for o in home.waiting] + _more(len(home.waiting),
                                                              home.waiting_total)
         blocks.append(section(":hourglass_flowing_sand: *Waiting for approval*\n"
                               + lines_text(rows)))
     if home.open_orders:
-        rows = [_order_row(o) for o in home.open_orders] + _more(len(home.open_orders),
+        rows = [_order_row(o, fmt=fmt) for o in home.open_orders] + _more(len(home.open_orders),
                                                                  home.open_total)
         blocks.append(section(":package: *Open orders*\n" + lines_text(rows)))
     if not home.waiting and not home.open_orders:
         blocks.append(section("No open orders. `/o2c new` enters one."))
     if home.overdue:
-        rows = [f"• *{esc(c['customer'])}* — {fmt_money(c['overdue_minor'], c['currency'])} "
+        rows = [f"• *{esc(c['customer'])}* — {fmt.money(c['overdue_minor'], c['currency'])} "
                 f"overdue, oldest {c['days_late']} days late" for c in home.overdue]
         blocks.append(section(":alarm_clock: *Your customers' overdue*\n" + lines_text(rows)))
     else:
@@ -76,7 +77,7 @@ def rep_section(home: object) -> list[dict]:
     return render(blocks)
 
 
-def approver_section(overview: object, *, buttons: object) -> list[dict]:
+def approver_section(overview: object, *, buttons: object, fmt: Formats = ENGLISH) -> list[dict]:
     """An approver's queue, oldest first, each with the same buttons as its card."""
     from blocks.approvals import KIND_EMOJI
 
@@ -88,7 +89,7 @@ def approver_section(overview: object, *, buttons: object) -> list[dict]:
         reasons = "; ".join(r.get("text", "") for r in a.reasons or [])
         blocks.append(section(
             f"{KIND_EMOJI.get(a.kind, '')} *{esc(item.title)}* — {a.kind.replace('_', ' ')} "
-            f"— {esc(item.customer.name)}, {fmt_money(item.amount_minor, item.currency)}"
+            f"— {esc(item.customer.name)}, {fmt.money(item.amount_minor, item.currency)}"
             + (f"\n_{esc(reasons)}_" if reasons else "")))
         blocks.append(buttons(a.id))
     more = overview.to_decide_total - min(len(overview.to_decide), 8)
@@ -98,22 +99,23 @@ def approver_section(overview: object, *, buttons: object) -> list[dict]:
     return render(blocks)
 
 
-def promises_section(promises: list[dict]) -> list[dict]:
+def promises_section(promises: list[dict], *, fmt: Formats = ENGLISH) -> list[dict]:
     """A collector's promises to pay due today or tomorrow (late ones first)."""
     if not promises:
         return []
     rows = [f"• {':warning: ' if p['late'] else ''}*{esc(p['customer'])}* — "
-            f"{fmt_money(p['amount_minor'], p['currency'])} by {fmt_date(p['date'])}"
+            f"{fmt.money(p['amount_minor'], p['currency'])} by {fmt.date(p['date'])}"
             for p in promises]
     return render([section(":handshake: *Promises to pay due*\n" + lines_text(rows)),
                    divider()])
 
 
-def trend_text(values: list[int], currency: str | None, weeks: int) -> str | None:
+def trend_text(values: list[int], currency: str | None, weeks: int, *,
+               fmt: Formats = ENGLISH) -> str | None:
     if not values or not currency:
         return None
     change = values[-1] - values[0]
     direction = "up" if change > 0 else "down" if change < 0 else "flat"
     return (f"*Open AR, last {weeks} weeks* `{sparkline(values)}` "
-            f"{fmt_money(values[-1], currency)} now, {direction} "
-            f"{fmt_money(abs(change), currency)} since {weeks} weeks ago")
+            f"{fmt.money(values[-1], currency)} now, {direction} "
+            f"{fmt.money(abs(change), currency)} since {weeks} weeks ago")

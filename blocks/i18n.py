@@ -13,6 +13,7 @@ time)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from functools import lru_cache
@@ -84,3 +85,32 @@ def date_text(value: date | str | None, locale: str | None) -> str:
 def number_text(value: int | Decimal, locale: str | None) -> str:
     parsed = parse_locale(locale)
     return format_decimal(value, locale=parsed) if parsed is not None else f"{value:,}"
+
+
+@dataclass(frozen=True)
+class Formats:
+    """How amounts, dates and numbers are written for one reader: their Slack locale, or the
+    app's own formats (`ENGLISH`: no locale). Builders of surfaces addressed to one person
+    take one (`fmt=`) and stay pure; channel posts keep `ENGLISH` (the workspace default)."""
+
+    locale: str | None = None
+
+    def money(self, minor: int, currency: str) -> str:
+        return money_text(minor, currency, self.locale)
+
+    def date(self, value: date | str | None) -> str:
+        return date_text(value, self.locale)
+
+    def number(self, value: int | Decimal) -> str:
+        return number_text(value, self.locale)
+
+
+ENGLISH = Formats()
+
+
+def formats(locale: str | None) -> Formats:
+    """The formats of a reader with this Slack locale: the locale's own (CLDR), except for
+    English, whose readers keep the app's formats ("USD 1,234.56", "31 Dec 2026"), as for no
+    locale or an unknown one."""
+    parsed = parse_locale(locale)
+    return ENGLISH if parsed is None or parsed.language == "en" else Formats(locale)

@@ -7,7 +7,8 @@ from __future__ import annotations
 from blocks import ids
 from blocks.common import actions, context, render, section
 from blocks.common import plain_text as plain_object
-from blocks.text import clip, esc, fmt_money
+from blocks.i18n import ENGLISH, Formats
+from blocks.text import clip, esc
 from models import money
 
 
@@ -18,10 +19,10 @@ def link_button(text: str, url: str) -> dict:
             "url": url[:3000], "value": "link"}
 
 
-def _amount(amount: str, currency: str) -> str:
+def _amount(amount: str, currency: str, *, fmt: Formats = ENGLISH) -> str:
     """A decimal string of a snapshot (`"1451.05"`) as money is shown (`USD 1,451.05`)."""
     try:
-        return fmt_money(money.to_minor(amount, currency), currency)
+        return fmt.money(money.to_minor(amount, currency), currency)
     except (ValueError, ArithmeticError, TypeError):
         return esc(str(amount))
 
@@ -39,22 +40,22 @@ def webhook_disabled(ctx: dict) -> dict:
     return {"text": text, "blocks": render(blocks)}
 
 
-def provider_payment(ctx: dict) -> dict:
+def provider_payment(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     """A payment that arrived through a payment provider (Stripe), as applied."""
     cur = ctx["currency"]
     who = esc(ctx.get("customer_name") or "A customer")
     invoice = ctx.get("invoice")
     applied = ctx.get("applied") or []
-    paid = ", ".join(f"*{esc(a['invoice'])}* {_amount(a['amount'], cur)}" for a in applied)
-    text = (f"{who} paid {fmt_money(ctx['amount_minor'], cur)} through "
+    paid = ", ".join(f"*{esc(a['invoice'])}* {_amount(a['amount'], cur, fmt=fmt)}" for a in applied)
+    text = (f"{who} paid {fmt.money(ctx['amount_minor'], cur)} through "
             f"{esc(ctx['provider_name'])}")
-    lines = [f":credit_card: {who} paid *{fmt_money(ctx['amount_minor'], cur)}* through "
+    lines = [f":credit_card: {who} paid *{fmt.money(ctx['amount_minor'], cur)}* through "
              f"{esc(ctx['provider_name'])}" + (f" for *{esc(invoice)}*" if invoice else "")
              + "."]
     if paid:
         lines.append(f"Applied: {paid}.")
     if ctx.get("unapplied_minor"):
-        lines.append(f"Unapplied credit: {fmt_money(ctx['unapplied_minor'], cur)}.")
+        lines.append(f"Unapplied credit: {fmt.money(ctx['unapplied_minor'], cur)}.")
     if ctx.get("note"):
         lines.append(esc(ctx["note"]))
     blocks = [section("\n".join(lines)),
@@ -62,41 +63,41 @@ def provider_payment(ctx: dict) -> dict:
     return {"text": text, "blocks": render(blocks)}
 
 
-def provider_refund(ctx: dict) -> dict:
+def provider_refund(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     cur = ctx["currency"]
-    reopened = ", ".join(f"*{esc(r['invoice'])}* {_amount(r['amount'], cur)}"
+    reopened = ", ".join(f"*{esc(r['invoice'])}* {_amount(r['amount'], cur, fmt=fmt)}"
                          for r in ctx.get("reopened") or [])
-    text = f"Refund of {fmt_money(ctx['amount_minor'], cur)} on payment #{ctx['payment_id']}"
+    text = f"Refund of {fmt.money(ctx['amount_minor'], cur)} on payment #{ctx['payment_id']}"
     lines = [f":leftwards_arrow_with_hook: {esc(ctx['provider_name'])} refunded "
-             f"*{fmt_money(ctx['amount_minor'], cur)}* of payment #{ctx['payment_id']}"
+             f"*{fmt.money(ctx['amount_minor'], cur)}* of payment #{ctx['payment_id']}"
              f" ({esc(ctx.get('customer_name') or 'unknown customer')})."]
     if reopened:
         lines.append(f"Reopened: {reopened}.")
     if ctx.get("from_unapplied_minor"):
         lines.append(f"Taken from unapplied credit: "
-                     f"{fmt_money(ctx['from_unapplied_minor'], cur)}.")
+                     f"{fmt.money(ctx['from_unapplied_minor'], cur)}.")
     return {"text": text, "blocks": render([section("\n".join(lines))])}
 
 
-def provider_dispute(ctx: dict) -> dict:
+def provider_dispute(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     """A card payment disputed by the customer's bank (a chargeback)."""
     cur = ctx["currency"]
     invoice = esc(ctx.get("invoice") or "no invoice known")
-    text = (f"Chargeback: {fmt_money(ctx['amount_minor'], cur)} disputed on payment "
+    text = (f"Chargeback: {fmt.money(ctx['amount_minor'], cur)} disputed on payment "
             f"#{ctx.get('payment_id') or '?'}")
     blocks = [section(f":rotating_light: *Chargeback* — the customer's bank disputes "
-                      f"*{fmt_money(ctx['amount_minor'], cur)}* of a "
+                      f"*{fmt.money(ctx['amount_minor'], cur)}* of a "
                       f"{esc(ctx['provider_name'])} payment "
                       f"({esc(ctx.get('customer_name') or 'unknown customer')}, {invoice}).\n"
                       f"Reason: *{esc(ctx.get('reason') or 'not given')}*"
                       + (f" · evidence due {esc(ctx['due_by'])}" if ctx.get("due_by") else "")),
               context(f"{esc(ctx.get('dispute_id') or '')} · answer it in the "
                       f"{esc(ctx['provider_name'])} dashboard · "
-                      + _chargeback_effect(ctx))]
+                      + _chargeback_effect(ctx, fmt=fmt))]
     return {"text": text, "blocks": render(blocks)}
 
 
-def _chargeback_effect(ctx: dict) -> str:
+def _chargeback_effect(ctx: dict, *, fmt: Formats = ENGLISH) -> str:
     """What the chargeback did to the books."""
     if ctx.get("inquiry"):
         return "an inquiry: nothing was taken back yet, the payment stays applied"
@@ -104,17 +105,17 @@ def _chargeback_effect(ctx: dict) -> str:
     if not held:
         return "nothing of it is on an open invoice here; the payment was not changed"
     cur = ctx["currency"]
-    parts = [f"{esc(h['invoice'])} open again for {fmt_money(h['amount_minor'], cur)}"
+    parts = [f"{esc(h['invoice'])} open again for {fmt.money(h['amount_minor'], cur)}"
              + (f", held in dispute #{h['dispute']}" if h.get("dispute") else
                 ", already in dispute") for h in held[:10]]
     return ("the money was taken back: " + "; ".join(parts)
             + " — left out of dunning until it is decided")
 
 
-def provider_dispute_closed(ctx: dict) -> dict:
+def provider_dispute_closed(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     """A chargeback decided: won (the money is back) or lost (a person decides the rest)."""
     cur = ctx["currency"]
-    amount = fmt_money(ctx["amount_minor"], cur)
+    amount = fmt.money(ctx["amount_minor"], cur)
     held = ", ".join(f"#{d}" for d in ctx.get("disputes") or [])
     if ctx.get("status") == "won":
         text = f"Chargeback won: {amount} is back"

@@ -7,7 +7,8 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from blocks.common import context, divider, fields, header, lines_text, render, section
-from blocks.text import esc, fmt_date, fmt_datetime, fmt_money, status_label
+from blocks.i18n import ENGLISH, Formats
+from blocks.text import esc, fmt_datetime, status_label
 from models import AGING_BUCKETS, Order, invoice_status, money
 
 if TYPE_CHECKING:  # view models only; blocks never call workflows
@@ -28,7 +29,7 @@ def _status(status: str) -> str:
     return f"{STATUS_EMOJI.get(status, '')} {status_label(status)}".strip()
 
 
-def order_card(view: OrderView, *, tz: str = "UTC") -> list[dict]:
+def order_card(view: OrderView, *, tz: str = "UTC", fmt: Formats = ENGLISH) -> list[dict]:
     order, customer = view.order, view.customer
     cur = order.currency
     blocks = [
@@ -36,24 +37,24 @@ def order_card(view: OrderView, *, tz: str = "UTC") -> list[dict]:
         fields([
             ("Status", _status(order.status)),
             ("Customer", esc(customer.name)),
-            ("Order date", fmt_date(order.order_date)),
-            ("Total", _current_total(order)),
-            ("Invoiced", fmt_money(view.invoiced_minor, cur)),
-            ("Balance due", fmt_money(view.balance_minor, cur)),
+            ("Order date", fmt.date(order.order_date)),
+            ("Total", _current_total(order, fmt=fmt)),
+            ("Invoiced", fmt.money(view.invoiced_minor, cur)),
+            ("Balance due", fmt.money(view.balance_minor, cur)),
         ]),
     ]
     rows = []
     for line in view.lines:
         discount = f" −{money.bp_to_pct(line.discount_bp)}%" if line.discount_bp else ""
         rows.append(f"`{esc(line.sku)}` {esc(line.description)} — {line.quantity} × "
-                    f"{fmt_money(line.unit_price_minor, cur)}{discount} = "
-                    f"*{fmt_money(line.line_total_minor, cur)}*\n      {_quantities(line)}")
+                    f"{fmt.money(line.unit_price_minor, cur)}{discount} = "
+                    f"*{fmt.money(line.line_total_minor, cur)}*\n      {_quantities(line)}")
     blocks.append(section("*Lines*\n" + lines_text(rows)))
-    totals = (f"Subtotal {fmt_money(order.subtotal_minor, cur)} · Discount "
-              f"{fmt_money(order.discount_minor, cur)} · Tax {fmt_money(order.tax_minor, cur)}")
+    totals = (f"Subtotal {fmt.money(order.subtotal_minor, cur)} · Discount "
+              f"{fmt.money(order.discount_minor, cur)} · Tax {fmt.money(order.tax_minor, cur)}")
     if order.cancelled_minor:
-        totals += (f" · Ordered {fmt_money(order.total_minor, cur)} · Cancelled "
-                   f"−{fmt_money(order.cancelled_minor, cur)}")
+        totals += (f" · Ordered {fmt.money(order.total_minor, cur)} · Cancelled "
+                   f"−{fmt.money(order.cancelled_minor, cur)}")
     blocks.append(context(totals))
     if view.approvals:
         rows = []
@@ -70,8 +71,8 @@ def order_card(view: OrderView, *, tz: str = "UTC") -> list[dict]:
                 for s in view.shipments]
         blocks.append(section("*Shipments*\n" + lines_text(rows)))
     if view.invoices:
-        rows = [f"• {esc(inv.number)} — {fmt_money(inv.total_minor, cur)}, due "
-                f"{fmt_date(inv.due_date)}, balance {fmt_money(inv.balance_minor, cur)} "
+        rows = [f"• {esc(inv.number)} — {fmt.money(inv.total_minor, cur)}, due "
+                f"{fmt.date(inv.due_date)}, balance {fmt.money(inv.balance_minor, cur)} "
                 f"({status_label(invoice_status(inv))})" for inv in view.invoices]
         blocks.append(section("*Invoices*\n" + lines_text(rows)))
     if view.customer_choice:
@@ -86,12 +87,12 @@ def order_card(view: OrderView, *, tz: str = "UTC") -> list[dict]:
     return render(blocks)
 
 
-def _current_total(order: Order) -> str:
+def _current_total(order: Order, *, fmt: Formats = ENGLISH) -> str:
     """What the customer still owes for: the total less what was cancelled."""
-    current = fmt_money(order.total_minor - order.cancelled_minor, order.currency)
+    current = fmt.money(order.total_minor - order.cancelled_minor, order.currency)
     if not order.cancelled_minor:
         return current
-    return f"{current} (ordered {fmt_money(order.total_minor, order.currency)})"
+    return f"{current} (ordered {fmt.money(order.total_minor, order.currency)})"
 
 
 def _quantities(line: object) -> str:
@@ -103,29 +104,31 @@ def _quantities(line: object) -> str:
     return " · ".join(parts)
 
 
-def orders_list(customer_name: str, orders: list[Order], total: int) -> list[dict]:
+def orders_list(customer_name: str, orders: list[Order], total: int, *,
+                fmt: Formats = ENGLISH) -> list[dict]:
     blocks = [header(f"Orders — {customer_name}")]
     if not orders:
         blocks.append(section("No orders yet."))
         return render(blocks)
-    rows = [f"• *{esc(o.number)}* {fmt_date(o.order_date)} — {_status(o.status)} — "
-            f"{_current_total(o)}" for o in orders]
+    rows = [f"• *{esc(o.number)}* {fmt.date(o.order_date)} — {_status(o.status)} — "
+            f"{_current_total(o, fmt=fmt)}" for o in orders]
     blocks.append(section(lines_text(rows)))
     if total > len(orders):
         blocks.append(context(f"Latest {len(orders)} of {total} orders."))
     return render(blocks)
 
 
-def aging_fields(aging: Aging) -> list[tuple[str, str]]:
+def aging_fields(aging: Aging, *, fmt: Formats = ENGLISH) -> list[tuple[str, str]]:
     cur = aging.currency or "USD"
-    fields_ = [(name if name != "current" else "Current", fmt_money(aging.buckets[name], cur))
+    fields_ = [(name if name != "current" else "Current", fmt.money(aging.buckets[name], cur))
                for name in AGING_BUCKETS]
     if aging.disputed:
-        fields_.append(("In dispute", fmt_money(aging.disputed, cur)))
+        fields_.append(("In dispute", fmt.money(aging.disputed, cur)))
     return fields_
 
 
-def customer_card(view: CustomerView, *, as_of: date, actions: list | None = None
+def customer_card(view: CustomerView, *, as_of: date, actions: list | None = None,
+                  fmt: Formats = ENGLISH
                   ) -> list[dict]:
     pos = view.position
     c = pos.customer
@@ -141,23 +144,23 @@ def customer_card(view: CustomerView, *, as_of: date, actions: list | None = Non
                 + (f"collector <@{c.collector_id}>" if c.collector_id else "no collector")
                 + (f" · rep <@{c.sales_rep_id}>" if c.sales_rep_id else "")),
         fields([
-            ("Credit limit", fmt_money(c.credit_limit_minor, cur)),
-            ("Exposure", fmt_money(pos.exposure_minor, cur)),
-            ("Available", fmt_money(pos.available_credit_minor, cur)),
-            ("Open AR", fmt_money(pos.aging.total, cur)),
-            ("Overdue", fmt_money(pos.aging.overdue, cur)
-             + (f" (+{fmt_money(pos.aging.disputed, cur)} in dispute)"
+            ("Credit limit", fmt.money(c.credit_limit_minor, cur)),
+            ("Exposure", fmt.money(pos.exposure_minor, cur)),
+            ("Available", fmt.money(pos.available_credit_minor, cur)),
+            ("Open AR", fmt.money(pos.aging.total, cur)),
+            ("Overdue", fmt.money(pos.aging.overdue, cur)
+             + (f" (+{fmt.money(pos.aging.disputed, cur)} in dispute)"
                 if pos.aging.disputed else "")),
             ("Oldest past due", f"{pos.oldest_days_past_due} days"),
-        ] + ([("Customer credit", fmt_money(view.customer_credit_minor, cur))]
+        ] + ([("Customer credit", fmt.money(view.customer_credit_minor, cur))]
              if view.customer_credit_minor else []), text=" · ".join(flags) if flags else None),
         section("*Aging*"),
-        fields(aging_fields(pos.aging)),
+        fields(aging_fields(pos.aging, fmt=fmt)),
     ]
     if view.open_invoices:
-        rows = [f"• {esc(inv.number)} — due {fmt_date(inv.due_date)} — "
-                f"{fmt_money(inv.balance_minor, inv.currency)}"
-                + (f" :warning: {fmt_money(inv.disputed_minor, inv.currency)} in dispute"
+        rows = [f"• {esc(inv.number)} — due {fmt.date(inv.due_date)} — "
+                f"{fmt.money(inv.balance_minor, inv.currency)}"
+                + (f" :warning: {fmt.money(inv.disputed_minor, inv.currency)} in dispute"
                    if inv.disputed_minor else "")
                 + (" · late fee" if inv.fee_for_invoice_id else "")
                 for inv in view.open_invoices]
@@ -165,27 +168,27 @@ def customer_card(view: CustomerView, *, as_of: date, actions: list | None = Non
     if actions:
         blocks.append(divider())
         blocks.extend(actions)
-    blocks.append(context(f"As of {fmt_date(as_of)}"))
+    blocks.append(context(f"As of {fmt.date(as_of)}"))
     return render(blocks)
 
 
 def ar_overview(aging_by_currency: dict[str, Aging], top: list[CustomerBalance], *,
-                as_of: date) -> list[dict]:
+                as_of: date, fmt: Formats = ENGLISH) -> list[dict]:
     blocks = [header("Accounts receivable")]
     if not aging_by_currency:
         blocks.append(section("No open invoices. :tada:"))
         return render(blocks)
     for currency, aging in sorted(aging_by_currency.items()):
-        held = (f", in dispute {fmt_money(aging.disputed, currency)}" if aging.disputed
+        held = (f", in dispute {fmt.money(aging.disputed, currency)}" if aging.disputed
                 else "")
-        blocks.append(section(f"*{currency}* — open {fmt_money(aging.total, currency)}, "
-                              f"overdue {fmt_money(aging.overdue, currency)}{held}"))
-        blocks.append(fields(aging_fields(aging)))
+        blocks.append(section(f"*{currency}* — open {fmt.money(aging.total, currency)}, "
+                              f"overdue {fmt.money(aging.overdue, currency)}{held}"))
+        blocks.append(fields(aging_fields(aging, fmt=fmt)))
     if top:
-        rows = [f"• *{esc(b.name)}* — overdue {fmt_money(b.overdue_minor, b.currency)} of "
-                f"{fmt_money(b.open_minor, b.currency)} open" for b in top]
+        rows = [f"• *{esc(b.name)}* — overdue {fmt.money(b.overdue_minor, b.currency)} of "
+                f"{fmt.money(b.open_minor, b.currency)} open" for b in top]
         blocks.append(section("*Most overdue customers*\n" + lines_text(rows)))
-    blocks.append(context(f"As of {fmt_date(as_of)} · `/o2c ar &lt;customer&gt;` for one account"))
+    blocks.append(context(f"As of {fmt.date(as_of)} · `/o2c ar &lt;customer&gt;` for one account"))
     return render(blocks)
 
 

@@ -21,7 +21,8 @@ from slack_sdk.models.blocks import (
 
 from blocks import ids
 from blocks.common import context, render, section
-from blocks.text import VIEW_BLOCKS_MAX, esc, fmt_money, plain
+from blocks.i18n import ENGLISH, Formats
+from blocks.text import VIEW_BLOCKS_MAX, esc, plain
 
 if TYPE_CHECKING:  # view models only; blocks never call workflows
     from models import Product
@@ -51,8 +52,8 @@ def read_channel(view: dict) -> str | None:
         return None
 
 
-def hint_text(hint: PricingHint) -> str:
-    price = fmt_money(hint.unit_price_minor, hint.currency)
+def hint_text(hint: PricingHint, *, fmt: Formats = ENGLISH) -> str:
+    price = fmt.money(hint.unit_price_minor, hint.currency)
     median = (f"median approved discount (last {hint.days} days): "
               f"*{format(hint.median_discount_pct.normalize(), 'f')}%* over "
               f"{hint.sample_size} line(s)" if hint.median_discount_pct is not None
@@ -62,7 +63,7 @@ def hint_text(hint: PricingHint) -> str:
 
 
 def order_modal(*, channel: str | None, hints: dict[int, PricingHint] | None = None,
-                services: dict[int, str] | None = None) -> dict:
+                services: dict[int, str] | None = None, fmt: Formats = ENGLISH) -> dict:
     """The modal; `hints` (row -> hint) adds the pricing hint under each chosen product,
     `services` (row -> revenue type) the service period of a chosen service or subscription
     (and its billing for a subscription). Block and action ids never change between versions,
@@ -95,7 +96,7 @@ def order_modal(*, channel: str | None, hints: dict[int, PricingHint] | None = N
                                                   is_decimal_allowed=True)),
         ]
         if row in hints:
-            blocks.append(_hint_block(row, hints[row]))
+            blocks.append(_hint_block(row, hints[row], fmt=fmt))
         if row in services:
             blocks += _service_blocks(row, services[row])
     blocks.append(InputBlock(block_id=ids.ORDER_NOTES_BLOCK, label="Notes", optional=True,
@@ -125,8 +126,8 @@ def _service_blocks(row: int, revenue_type: str) -> list:
     return blocks
 
 
-def _hint_block(row: int, hint: PricingHint) -> dict:
-    return {**context(hint_text(hint)), "block_id": ids.order_line_block(row, "hint")}
+def _hint_block(row: int, hint: PricingHint, *, fmt: Formats = ENGLISH) -> dict:
+    return {**context(hint_text(hint, fmt=fmt)), "block_id": ids.order_line_block(row, "hint")}
 
 
 def customer_options(candidates: list[Candidate]) -> list[dict]:
@@ -134,9 +135,9 @@ def customer_options(candidates: list[Candidate]) -> list[dict]:
             for c in candidates]
 
 
-def product_options(products: list[Product]) -> list[dict]:
+def product_options(products: list[Product], *, fmt: Formats = ENGLISH) -> list[dict]:
     return [{"text": _text(f"{p.sku} — {p.name}", OPTION_TEXT_MAX), "value": p.sku,
-             "description": _text(fmt_money(p.unit_price_minor, p.currency), OPTION_TEXT_MAX)}
+             "description": _text(fmt.money(p.unit_price_minor, p.currency), OPTION_TEXT_MAX)}
             for p in products]
 
 

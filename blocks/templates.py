@@ -8,6 +8,7 @@ stored in outbox rows, so a name never changes meaning once released.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from blocks import (
@@ -21,6 +22,7 @@ from blocks import (
     reach,
     revenue,
 )
+from blocks.i18n import ENGLISH, Formats
 
 Renderer = Callable[[dict], dict]
 
@@ -64,11 +66,20 @@ class UnknownTemplate(KeyError):
     pass
 
 
-def render(name: str, context: dict) -> dict:
+# The templates whose amounts and dates follow their reader's formats (`fmt=`): the worker
+# passes the formats of the one person a message is for (a DM, an ephemeral, App Home).
+PERSONAL = frozenset(name for name, func in TEMPLATES.items()
+                     if "fmt" in inspect.signature(func).parameters)
+
+
+def render(name: str, context: dict, *, fmt: Formats = ENGLISH) -> dict:
+    """The message (or view) of a template; `fmt`: its one reader's formats, if it has one."""
     try:
         func = TEMPLATES[name]
     except KeyError:
         raise UnknownTemplate(name) from None
+    if name in PERSONAL and fmt is not ENGLISH:
+        return func(context, fmt=fmt)
     return func(context)
 
 

@@ -36,6 +36,8 @@ class Deps:
     stopping: threading.Event = field(default_factory=threading.Event)  # set at shutdown
     # Users seen recently: id -> (User row, monotonic time seen); saves a query per command.
     users_seen: dict[str, tuple[User, float]] = field(default_factory=dict)
+    # Slack locales looked up: user id -> (locale or None, monotonic time looked up)
+    locales: dict[str, tuple[str | None, float]] = field(default_factory=dict)
     # OAuth install (SLACK_CLIENT_ID/SECRET): the installation store, Bolt's OAuth settings and
     # the outbox's bot tokens (bot.slack_oauth.Installations); None with SLACK_BOT_TOKEN
     installations: Any = None
@@ -74,12 +76,20 @@ class Deps:
 
     def answering(self, body: dict, request_id: str | None) -> AbstractContextManager[None]:
         """The work after a Slack request's ack: timed (`o2c_slack_answer_seconds`) and
-        logged, with its outbox rows stamped, under the request's id."""
+        logged, with its outbox rows stamped, under the request's id (and those answering
+        in the request's conversation with its workspace: `observability.SLACK_TEAM`)."""
+        from slack_bolt.request.internals import extract_enterprise_id, extract_team_id
+
         from bot import observability
 
         kind, command = observability.label_of(body)
         scope = ExitStack()
-        scope.enter_context(observability.request_scope(request_id))
+        try:
+            team = tuple(value if isinstance(value, str) and 0 < len(value) <= 32 else None
+                         for value in (extract_enterprise_id(body), extract_team_id(body)))
+        except (TypeError, AttributeError, KeyError, IndexError):  # a junk payload
+            team = None
+        scope.enter_context(observability.request_scope(request_id, team))
         scope.enter_context(observability.timed(observability.ANSWER_SECONDS, kind, command))
         return scope
 

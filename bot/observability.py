@@ -49,6 +49,9 @@ from sqlalchemy.orm import Session
 from models import OutboxMessage, OutboxStatus
 
 REQUEST_ID = contextvars.ContextVar("o2c_request_id", default=None)
+# the Slack workspace a request came from: (enterprise_id, team_id), or None outside requests
+SLACK_TEAM: contextvars.ContextVar[tuple[str | None, str | None] | None] = (
+    contextvars.ContextVar("o2c_slack_team", default=None))
 CONTEXT_KEY = "o2c_request_id"
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30)
@@ -101,11 +104,14 @@ def new_request_id(header: str | None) -> str:
 
 
 @contextmanager
-def request_scope(request_id: str | None) -> Iterator[None]:
+def request_scope(request_id: str | None,
+                  team: tuple[str | None, str | None] | None = None) -> Iterator[None]:
     token = REQUEST_ID.set(request_id)
+    team_token = SLACK_TEAM.set(team if team and any(team) else None)
     try:
         yield
     finally:
+        SLACK_TEAM.reset(team_token)
         REQUEST_ID.reset(token)
 
 
@@ -175,18 +181,39 @@ def exposition() -> tuple[bytes, str]:
 
 
 def stamp_outbox_rows() -> None:
-    """Stamp outbox rows flushed under a request id with it (called once at start-up)."""
+    """Stamp outbox rows flushed under a request id with it, and the Slack rows that answer
+    in a conversation of the request's workspace (a channel's thread, an ephemeral, a
+    Workflow Builder step's completion) with that workspace (called once at start-up)."""
     if not event.contains(Session, "before_flush", _stamp_outbox_rows):
         event.listen(Session, "before_flush", _stamp_outbox_rows)
 
 
 def _stamp_outbox_rows(session: Session, flush_context, instances) -> None:
-    request_id = REQUEST_ID.get()
-    if request_id is None:
+    request_id, team = REQUEST_ID.get(), SLACK_TEAM.get()
+    if request_id is None and team is None:
         return
     for row in session.new:
-        if isinstance(row, OutboxMessage) and row.request_id is None:
+        if not isinstance(row, OutboxMessage):
+            continue
+        if request_id is not None and row.request_id is None:
             row.request_id = request_id
+        if team is not None and in_request_workspace(row):
+            row.enterprise_id, row.team_id = team
+
+
+def in_request_workspace(row: OutboxMessage) -> bool:
+    """A Slack row not addressed yet that answers where the request came from: a post in a
+    channel by its id (a thread reply, an ephemeral) or a step's completion. The logical
+    channels belong to the installer's workspace, and a DM to its reader's
+    (`workflows.outbox`); an update goes where its original went."""
+    if row.transport != "slack" or row.team_id is not None or row.enterprise_id is not None:
+        return False
+    if row.method.startswith("functions."):
+        return True
+    if row.method not in ("chat.postMessage", "chat.postEphemeral"):
+        return False
+    channel = (row.payload or {}).get("channel")
+    return isinstance(channel, str) and channel[:1] in ("C", "G", "D")
 
 
 class JsonFormatter(logging.Formatter):

@@ -57,6 +57,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -68,12 +69,13 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from blocks import templates
+from blocks.i18n import ENGLISH, Formats, formats
 from bot import observability
 from bot.customer_links import CustomerLinks
 from bot.db import Database
 from bot.settings import Settings
 from handlers.common import note_database_down
-from models import Customer, Invoice, OutboxMessage, OutboxStatus
+from models import Customer, Invoice, OutboxMessage, OutboxStatus, User
 from models.base import utcnow
 from workflows.errors import database_unavailable
 
@@ -110,6 +112,7 @@ PERMANENT_ERRORS = {
 }
 # Workflow Builder steps' completions: the payload's "args" are sent as they are
 FUNCTION_METHODS = ("functions.completeSuccess", "functions.completeError")
+LOCALE_CACHE_SECONDS = 300.0  # a reader's locale, read from `users`, is kept this long
 NOT_INSTALLED_WAIT = timedelta(seconds=60)  # OAuth mode, no installation: look again after
 # Slack templates that show an invoice's "Pay now" link (bot.paylinks)
 PAY_LINK_TEMPLATES = ("order_shipped",)
@@ -197,6 +200,7 @@ class OutboxWorker:
         self._offset = timedelta(0)  # run_once(now=...) shifts this worker's clock
         self._paused: dict[str, datetime] = {}  # Web API method -> rate-limited until
         self._dm_channels: dict[str, str] = {}  # user id -> DM channel id (conversations.open)
+        self._locales: dict[str, tuple[str | None, float]] = {}  # user id -> (locale, seen)
 
     def now(self) -> datetime:
         return utcnow() + self._offset
@@ -482,11 +486,12 @@ class OutboxWorker:
     def _send_slack(self, row: OutboxMessage, target: OutboxMessage | None) -> dict:
         if self.bot_tokens is not None:
             try:
-                token = self.bot_tokens.current()
+                token = self.bot_tokens.current(row.enterprise_id, row.team_id)
             except Exception as exc:  # the database or oauth.v2.access (rotation) failed
                 raise Retry(self._backoff(row.attempts), f"bot token: {exc!r}") from exc
             if token is None:  # not installed (uninstalled): the row waits, nothing is lost
-                log.info("outbox %s: the app is not installed in Slack; waiting", row.id)
+                log.info("outbox %s: the app is not installed in Slack (%s); waiting", row.id,
+                         row.team_id or row.enterprise_id or "any workspace")
                 raise Defer(self.now() + NOT_INSTALLED_WAIT)
             self.client.token = token  # this worker's own client, used by its thread only
         payload = dict(row.payload)
@@ -496,7 +501,8 @@ class OutboxWorker:
         if self.pay_links is not None and payload.get("template") in PAY_LINK_TEMPLATES:
             context = {**context, "pay_url": self.pay_links.url_for(context.get("invoice"))}
         try:
-            rendered = templates.render(payload.pop("template"), context)
+            rendered = templates.render(payload.pop("template"), context,
+                                        fmt=self._formats_for(row, target))
         except Exception as exc:
             raise Permanent(f"render failed: {exc!r}") from exc
         args: dict[str, Any] = {}
@@ -523,6 +529,26 @@ class OutboxWorker:
                                  row.id, found["channel"], found["ts"])
                         return found
         return self._call_slack(row, args)
+
+    def _formats_for(self, row: OutboxMessage, target: OutboxMessage | None) -> Formats:
+        """The formats of the one person a message is for (a DM, an ephemeral, App Home, an
+        update of a DM): their Slack locale as last looked up (`users.locale`, cached here for
+        `LOCALE_CACHE_SECONDS` once known); a channel post keeps the app's formats."""
+        payload = (target if row.method == "chat.update" and target is not None
+                   else row).payload or {}
+        reader = payload.get("user") or payload.get("user_id") or payload.get("channel")
+        if not isinstance(reader, str) or reader[:1] not in ("U", "W"):
+            return ENGLISH
+        known = self._locales.get(reader)
+        if known is None or time.monotonic() - known[1] > LOCALE_CACHE_SECONDS:
+            with self.db.read_session() as session:
+                user = session.get(User, reader)
+            locale = user.locale if user is not None else None
+            if locale is None:  # not looked up yet: read again next time, it may be by then
+                return ENGLISH
+            known = (locale, time.monotonic())
+            self._locales[reader] = known
+        return formats(known[0])
 
     def _call_slack(self, row: OutboxMessage, args: dict) -> dict:
         try:

@@ -5,8 +5,11 @@ With `SLACK_CLIENT_ID` and `SLACK_CLIENT_SECRET` set, `/slack/install` starts Bo
 `/slack/oauth_redirect` stores the installation through slack_sdk's
 `SQLAlchemyInstallationStore` in our own database (tables made by migration 0016_oauth). Bolt
 then finds each request's bot token by its workspace (or Enterprise Grid org) and rotates it
-before it expires (token rotation); the outbox worker asks `BotTokens` for the token it sends
-with. Without those settings nothing of this runs: `SLACK_BOT_TOKEN` is the one token.
+before it expires (token rotation); the outbox worker asks `BotTokens` for the token of the
+workspace each row is for (`outbox.team_id`: a DM goes through its reader's workspace, a
+thread reply through the channel's; the company's own channels and older rows through the
+default installation: the org's, else the installer's workspace). Without those settings
+nothing of this runs: `SLACK_BOT_TOKEN` is the one token.
 
 One company's books per database: the first installation binds the database to its Slack
 Enterprise Grid org (or, outside Grid, its workspace), recorded in the append-only audit log
@@ -144,9 +147,22 @@ class InstallationStore(SQLAlchemyInstallationStore):
                 enterprise_id=enterprise_id, team_id=team_id, user_id=user_id,
                 is_enterprise_install=is_enterprise_install))
 
+    def home_team(self) -> tuple[str | None, str | None] | None:
+        """(enterprise_id, team_id) of the first installation: the installer's workspace,
+        where the company's own channels (approvals, alerts, AR) are."""
+        with self.db.read_session() as session:
+            first = session.execute(sa.select(AuditEvent).where(
+                AuditEvent.action == INSTALLED).order_by(AuditEvent.id).limit(1)).scalars().first()
+        if first is None:
+            return None
+        data = first.data or {}
+        return data.get("enterprise_id"), data.get("team_id")
+
     def latest_bot(self) -> Bot | None:
-        """The bot the outbox delivers with: the org-wide installation's if there is one, else
-        the most recently installed workspace's (every installation is of one org)."""
+        """The default installation's bot (rows for no workspace in particular: the company's
+        own channels, rows queued before deliveries were per workspace): the org-wide
+        installation's if there is one, else the installer's workspace's while it is
+        installed, else the most recently installed workspace's (all are of one org)."""
         def load() -> Bot | None:
             c = self.bots.c
             query = (self.bots.select().where(c.client_id == self.client_id,
@@ -155,8 +171,24 @@ class InstallationStore(SQLAlchemyInstallationStore):
                                c.id.desc()).limit(1))
             with self.engine.connect() as conn:
                 row = conn.execute(query).mappings().first()
-            return None if row is None else self.build_bot_entity(row)
+            latest = None if row is None else self.build_bot_entity(row)
+            if latest is None or latest.is_enterprise_install:
+                return latest
+            home = self.home_team()
+            if home is None or home[1] is None:
+                return latest
+            return super(InstallationStore, self).find_bot(
+                enterprise_id=home[0], team_id=home[1]) or latest
         return self._cached(("latest",), load)
+
+    def bot_of(self, enterprise_id: str | None, team_id: str | None) -> Bot | None:
+        """The bot of the installation a workspace's deliveries go through: the workspace's
+        own, else its Grid org's org-wide installation; None when neither is installed."""
+        bot = self.find_bot(enterprise_id=enterprise_id, team_id=team_id)
+        if bot is None and enterprise_id is not None and team_id is not None:
+            bot = self.find_bot(enterprise_id=enterprise_id, team_id=None,
+                                is_enterprise_install=True)
+        return bot
 
     def delete_bot(self, *, enterprise_id: str | None, team_id: str | None) -> None:
         super().delete_bot(enterprise_id=enterprise_id, team_id=team_id)
@@ -212,18 +244,22 @@ class Installations:
 
 
 class BotTokens:
-    """The bot token the outbox sends with (OAuth mode): `InstallationStore.latest_bot`,
-    refreshed through slack_sdk's `TokenRotator` when it expires within `ROTATE_MINUTES`.
-    None when the app is not installed (anymore)."""
+    """The bot token the outbox sends a row with (OAuth mode): its workspace's installation
+    (`InstallationStore.bot_of`, the same lookup as Bolt's authorize), or the default one
+    (`InstallationStore.latest_bot`) for a row of no workspace in particular; refreshed
+    through slack_sdk's `TokenRotator` when it expires within `ROTATE_MINUTES`. None when
+    that installation is not there (not installed, uninstalled)."""
 
     def __init__(self, store: InstallationStore, rotator: TokenRotator) -> None:
         self.store = store
         self.rotator = rotator
         self._lock = threading.Lock()
 
-    def current(self) -> str | None:
+    def current(self, enterprise_id: str | None = None,
+                team_id: str | None = None) -> str | None:
         with self._lock:  # one rotation at a time in this process
-            bot = self.store.latest_bot()
+            bot = (self.store.bot_of(enterprise_id, team_id) if enterprise_id or team_id
+                   else self.store.latest_bot())
             if bot is None:
                 return None
             rotated = self.rotator.perform_bot_token_rotation(

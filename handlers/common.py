@@ -21,6 +21,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
 
+from blocks.i18n import Formats, formats
 from blocks.text import REFUSED, esc
 from handlers.deps import Deps, deps_of
 from models import User
@@ -141,8 +142,50 @@ def caller(context: BoltContext, user_id: str, user_name: str | None = None,
         user = ensure_user(session, user_id, name=real_name)
         user.timezone = tz
         user.locale = _locale_tag(locale)
+        user.team_id, user.enterprise_id = _workspace_of(context)
         session.add(user)
     return user
+
+
+def _workspace_of(context: BoltContext) -> tuple[str | None, str | None]:
+    """(team_id, enterprise_id) of the workspace a request came from (None for anything that
+    is not a Slack id)."""
+    return _slack_id(context.team_id), _slack_id(context.enterprise_id)
+
+
+def _slack_id(value: object) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= 32 and value.isalnum() else None
+
+
+def remember_workspace(context: BoltContext, user_id: object) -> None:
+    """After a request was answered: record the workspace its user was seen in when it
+    changed (their DMs go out through that workspace's installation: `workflows.outbox`).
+    Best effort, never before an answer (a modal's trigger must not wait for a write lock)."""
+    team_id, enterprise_id = _workspace_of(context)
+    if team_id is None or _slack_id(user_id) is None:
+        return
+    deps = deps_of(context)
+    try:
+        seen = deps.users_seen.get(str(user_id))
+        user = seen[0] if seen is not None else None
+        if user is None:  # only people the app knows (no row, no DM); read once, then cached
+            with deps.db.read_session() as session:
+                user = session.get(User, str(user_id))
+            if user is None:
+                return
+            deps.users_seen[user.slack_user_id] = (user, time.monotonic())
+        if (user.team_id, user.enterprise_id) == (team_id, enterprise_id):
+            return
+        with deps.db.transaction() as session:
+            row = ensure_user(session, user.slack_user_id)
+            row.team_id, row.enterprise_id = team_id, enterprise_id
+            session.add(row)
+        with deps.db.read_session() as session:
+            fresh = session.get(User, user.slack_user_id)
+        if fresh is not None:
+            deps.users_seen[user.slack_user_id] = (fresh, time.monotonic())
+    except Exception as error:  # the answer was given; the next request tries again
+        log.info("could not record the workspace of %s: %r", user_id, error)
 
 
 def _locale_tag(value: object) -> str | None:
@@ -153,10 +196,32 @@ def _locale_tag(value: object) -> str | None:
     return None
 
 
+def formats_of(context: BoltContext, user_id: str, client: WebClient | None) -> Formats:
+    """How amounts, dates and numbers are written for this user (their Slack locale), for
+    what is addressed to them alone: a DM, an ephemeral or `/o2c` answer, App Home, a modal.
+    Without `client`, only a locale known already is used (nothing is asked or written:
+    before opening a modal, whose trigger expires)."""
+    return formats(locale_of(context, user_id, client))
+
+
 def locale_of(context: BoltContext, user_id: str, client: WebClient | None) -> str | None:
     """The user's Slack locale (`users.info` with `include_locale`), for formatting amounts,
     dates and texts (`blocks.i18n`). Cached on their row: looked up once, then read from the
-    database (and the cache of users seen); None when Slack does not say (English)."""
+    database (and the dependencies' caches: users seen, locales looked up — also when Slack
+    did not say, so nobody is asked again for a while); None when Slack does not say
+    (English)."""
+    deps = deps_of(context)
+    known = deps.locales.get(user_id)
+    if known is not None and time.monotonic() - known[1] < USER_CACHE_SECONDS:
+        return known[0]
+    locale = _look_up_locale(context, user_id, client)
+    if locale is not None or client is not None:  # known, or Slack was asked
+        deps.locales[user_id] = (locale, time.monotonic())
+    return locale
+
+
+def _look_up_locale(context: BoltContext, user_id: str, client: WebClient | None
+                    ) -> str | None:
     user = caller(context, user_id, client=client)
     if user.locale or client is None:
         return user.locale
@@ -340,12 +405,23 @@ def after_ack(func: Callable[..., None]) -> Callable[[BoltRequest], None]:
             except Exception as error:
                 request.context.listener_runner.listener_error_handler.handle(
                     error=error, request=request, response=None)
+            if deps is not None and _from_a_person(request.body):
+                remember_workspace(request.context, request.context.user_id)
 
     # Bolt names a lazy listener after its function (logs); it must not unwrap to `func`,
     # or it would inject `func`'s arguments instead of the request
     for attribute in ("__module__", "__name__", "__qualname__", "__doc__"):
         setattr(lazy_listener, attribute, getattr(func, attribute))
     return lazy_listener
+
+
+def _from_a_person(body: dict) -> bool:
+    """A person's own request (a command, a click, a form, a shortcut, opening App Home),
+    not one of the events every message in a channel brings."""
+    if not isinstance(body, dict) or body.get("type") != "event_callback":
+        return True
+    event = body.get("event")
+    return isinstance(event, dict) and event.get("type") == "app_home_opened"
 
 
 def accepted(ack: Ack) -> bool:

@@ -54,6 +54,11 @@ class Deps(Protocol):
         """Users seen recently: id -> (row, monotonic time seen)."""
         ...
 
+    @property
+    def locales(self) -> dict[str, tuple[str | None, float]]:
+        """Slack locales looked up recently: id -> (locale or None, monotonic time)."""
+        ...
+
     def pay_url(self, invoice_number: str) -> str | None:
         """The invoice's "Pay now" link, when customers can pay online and it has a balance."""
         ...

@@ -28,6 +28,10 @@ class User(SQLModel, table=True):
     # their Slack locale (users.info `locale`, e.g. "de-DE"): how amounts, dates and numbers
     # are written for them; None until looked up (then English formats)
     locale: str | None = Field(default=None, max_length=35)
+    # the Slack workspace (and Grid org) they were last seen in: where their DMs and App Home
+    # are delivered from (OAuth install into several workspaces); None until seen
+    team_id: str | None = Field(default=None, max_length=32)
+    enterprise_id: str | None = Field(default=None, max_length=32)
     created_at: datetime = ts_field(nullable=False, default_now=True)
     updated_at: datetime = ts_field(nullable=False, default_now=True, on_update=True)
 

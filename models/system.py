@@ -59,6 +59,10 @@ class OutboxMessage(SQLModel, table=True):
     sent_at: datetime | None = ts_field()
     # the request (Slack or API) whose work queued it, for following it in the logs
     request_id: str | None = Field(default=None, max_length=64)
+    # the Slack workspace (and Grid org) it is for: its installation's bot token delivers it
+    # (OAuth install into several workspaces); NULL: the default installation
+    team_id: str | None = Field(default=None, max_length=32)
+    enterprise_id: str | None = Field(default=None, max_length=32)
 
 
 class IdempotencyKey(SQLModel, table=True):

@@ -76,9 +76,11 @@ class SlackDriver:
                  team_id: str = "T0001", api_app_id: str = "A0O2C", *,
                  team_domain: str = "o2c-sandbox",
                  verification_token: str = "legacy-token",  # noqa: S107 - not a secret
-                 bot_user_id: str | None = None, timeout: float = 10.0) -> None:
+                 bot_user_id: str | None = None, timeout: float = 10.0,
+                 enterprise_id: str | None = None) -> None:
         self.events_url, self.signing_secret, self.api = events_url, signing_secret, api
         self.team_id, self.api_app_id, self.team_domain = team_id, api_app_id, team_domain
+        self.enterprise_id = enterprise_id  # the workspace's Enterprise Grid org, if any
         self.verification_token = verification_token
         self.bot_user_id = bot_user_id or (api.bot_user_id if api else "U0BOT")
         self._http = httpx.Client(timeout=timeout)
@@ -127,7 +129,13 @@ class SlackDriver:
         return {"id": user_id, "username": name, "name": name, "team_id": self.team_id}
 
     def _team(self) -> dict:
-        return {"id": self.team_id, "domain": self.team_domain}
+        team = {"id": self.team_id, "domain": self.team_domain}
+        if self.enterprise_id:
+            team["enterprise_id"] = self.enterprise_id
+        return team
+
+    def _enterprise(self) -> dict | None:
+        return {"id": self.enterprise_id, "name": "Grid"} if self.enterprise_id else None
 
     def _trigger(self, user_id: str) -> str:
         if self.api:
@@ -189,6 +197,8 @@ class SlackDriver:
             "response_url": self._response_url(user_id, channel_id),
             "trigger_id": self._trigger(user_id),
         }
+        if self.enterprise_id:
+            fields.update(enterprise_id=self.enterprise_id, enterprise_name="Grid")
         return self.send(urlencode(fields), FORM, **self._opts(opts))
 
     def click(self, user_id: str, source: dict, action_id: str, value: Any = None,
@@ -215,7 +225,7 @@ class SlackDriver:
                 source = self._fresh(source)
             payload.update(container={"type": "view", "view_id": source["id"]},
                            trigger_id=self._trigger(user_id), team=self._team(),
-                           enterprise=None, is_enterprise_install=False,
+                           enterprise=self._enterprise(), is_enterprise_install=False,
                            view=copy.deepcopy(source))
         else:
             ephemeral = bool(source.get("is_ephemeral"))
@@ -223,7 +233,7 @@ class SlackDriver:
             payload.update(container={"type": "message", "message_ts": source["ts"],
                                       "channel_id": channel_id, "is_ephemeral": ephemeral},
                            trigger_id=self._trigger(user_id), team=self._team(),
-                           enterprise=None, is_enterprise_install=False,
+                           enterprise=self._enterprise(), is_enterprise_install=False,
                            channel=self._channel(channel_id))
             if not ephemeral:  # Slack omits the message for ephemeral sources
                 payload["message"] = to_slack_message(source)
@@ -242,7 +252,7 @@ class SlackDriver:
         shown = {k: v for k, v in message.items() if k not in ("channel", "history")}
         payload = {**self._interaction("message_action", user_id), "callback_id": callback_id,
                    "team": self._team(), "channel": self._channel(channel),
-                   "is_enterprise_install": False, "enterprise": None,
+                   "is_enterprise_install": False, "enterprise": self._enterprise(),
                    "action_ts": f"{time.time():.6f}", "message_ts": message["ts"],
                    "message": shown, "trigger_id": self._trigger(user_id),
                    "response_url": self._response_url(user_id, channel)}
@@ -251,7 +261,8 @@ class SlackDriver:
     def global_shortcut(self, user_id: str, callback_id: str, **opts: Any) -> httpx.Response:
         """A global shortcut (from the composer or search), as Slack sends ``shortcut``."""
         payload = {**self._interaction("shortcut", user_id), "callback_id": callback_id,
-                   "team": self._team(), "is_enterprise_install": False, "enterprise": None,
+                   "team": self._team(), "is_enterprise_install": False,
+                   "enterprise": self._enterprise(),
                    "action_ts": f"{time.time():.6f}", "trigger_id": self._trigger(user_id)}
         return self._send_payload(payload, opts)
 
@@ -268,7 +279,8 @@ class SlackDriver:
                                     "channel_id": source["channel"],
                                     "is_ephemeral": bool(source.get("is_ephemeral"))}
         payload.update(action_id=action_id, block_id=block.get("block_id"), value=value,
-                       team=self._team(), enterprise=None, is_enterprise_install=False)
+                       team=self._team(), enterprise=self._enterprise(),
+                       is_enterprise_install=False)
         if _is_view(source):
             payload["view"] = copy.deepcopy(source)
         else:
@@ -313,7 +325,7 @@ class SlackDriver:
         payload = self._interaction("view_submission", user_id)
         payload.update(team=self._team(), trigger_id=self._trigger(user_id),
                        view=copy.deepcopy(view), response_urls=[],
-                       is_enterprise_install=False, enterprise=None)
+                       is_enterprise_install=False, enterprise=self._enterprise())
         response = self._send_payload(payload, opts)
         if self.api:
             problems = self.api.apply_view_response(user_id, view["id"], response.status_code,
@@ -334,7 +346,7 @@ class SlackDriver:
             return None
         payload = self._interaction("view_closed", user_id)
         payload.update(team=self._team(), view=copy.deepcopy(view), is_cleared=is_cleared,
-                       is_enterprise_install=False, enterprise=None)
+                       is_enterprise_install=False, enterprise=self._enterprise())
         return self._send_payload(payload, opts)
 
     # -- Events API -----------------------------------------------------------------------
@@ -345,11 +357,11 @@ class SlackDriver:
         event = {**event, "event_ts": event.get("event_ts") or f"{now:.6f}"}
         envelope = {
             "token": self.verification_token, "team_id": self.team_id,
-            "context_team_id": self.team_id, "context_enterprise_id": None,
+            "context_team_id": self.team_id, "context_enterprise_id": self.enterprise_id,
             "api_app_id": self.api_app_id, "event": event, "type": "event_callback",
             "event_id": event_id or "Ev" + secrets.token_hex(5).upper(),
             "event_time": int(now),
-            "authorizations": [{"enterprise_id": None, "team_id": self.team_id,
+            "authorizations": [{"enterprise_id": self.enterprise_id, "team_id": self.team_id,
                                 "user_id": self.bot_user_id, "is_bot": True,
                                 "is_enterprise_install": False}],
             "is_ext_shared_channel": False,

@@ -96,6 +96,8 @@ class Call:
     status: int
     at: float
     fault: Fault | None = None
+    # the workspace (or Grid org) of the token it was made with (OAuth installs), else None
+    token_team: str | None = None
 
 
 def to_slack_message(record: dict) -> dict:
@@ -255,8 +257,10 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin, OAuthMixin, FunctionsMixin)
         with self._lock:
             status, headers, body = self._answer(method, params, supplied, fault)
             recorded = {k: v for k, v in params.items() if k != "client_secret"}
+            issued = self._tokens.get(supplied) if isinstance(supplied, str) else None
+            team = (issued["team_id"] or issued["enterprise_id"]) if issued else None
             self._calls.append(Call(method, copy.deepcopy(recorded), bool(body.get("ok")),
-                                    copy.deepcopy(body), status, time.time(), fault))
+                                    copy.deepcopy(body), status, time.time(), fault, team))
             self._bump()
         if fault is not None and fault.delay_after:
             time.sleep(fault.delay_after)  # done and recorded; the answer comes late

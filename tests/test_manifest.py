@@ -100,7 +100,8 @@ def test_workflow_steps_are_declared_with_the_inputs_read_and_outputs_given() ->
     for step in functions.values():
         assert step["input_parameters"]["requested_by"]["type"] == "slack#/types/user_id"
     outputs = {name: set(f["output_parameters"]) for name, f in functions.items()}
-    assert outputs == {"request_credit_approval": {"decision", "approver", "note"},
+    assert outputs == {"request_credit_approval": {"decision", "approver", "note",
+                                                   "credit_limit", "limit_raised"},
                        "look_up_customer_balance": {"open_ar", "overdue", "credit_available"},
                        "log_collection_activity": {"activity_id"}}
     settings = MANIFEST["settings"]

@@ -7,10 +7,11 @@ invoice`), else nothing is answered. The channel's setting (`/o2c channel answer
 `thread` (a reply in the message's thread, which everyone in the channel sees — an admin's
 choice for that channel), or `off`. A number that names no record is never answered.
 
-At most once: the card is an outbox row whose `dedupe_key` (unique in the database) names the
-channel, the thread and the number — and, for an ephemeral card, the poster, since nobody else
-saw it — so a second mention in the same thread, a Slack retry of the event, or two server
-processes answering at once post it once. It is written in the event's own transaction.
+At most once per number per thread: the card is an outbox row whose `dedupe_key` (unique in
+the database) names the channel, the thread and the number — whoever posted it and however
+the channel answers — so a second mention in the same thread (by anyone), a Slack retry of the
+event, or two server processes answering at once post it once. It is written in the event's
+own transaction.
 """
 
 from __future__ import annotations
@@ -143,7 +144,6 @@ def answer_mention(session: Session, mention: Mention) -> list[str]:
         if mode == NumberAnswers.EPHEMERAL:  # one reader: in their language and format
             if mention.locale:
                 summary["locale"] = mention.locale
-            key += f":{mention.user_id}"
             payload["user"] = mention.user_id
             method = "chat.postEphemeral"
         if _queue_once(session, key, method, payload):

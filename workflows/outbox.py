@@ -5,6 +5,12 @@ Workflows never talk to Slack or SMTP: they name a *template* and give it a JSON
 Channels are logical ("approvals", "alerts", "ar") and resolved from settings by the worker, or
 a Slack user id for a DM. Because the row commits with the state change, a crash can delay a
 notification but never lose it; a `dedupe_key` makes "send this once" a unique constraint.
+
+Which Slack workspace a row is for (OAuth install into several workspaces of one org: each
+delivers with its own installation's token): a DM goes through the workspace its reader was
+last seen in (`users.team_id`), an update where its original went; the logical channels
+belong to the installer's workspace (no team: the default installation); a post in a channel
+by its id is stamped with the workspace of the request that wrote it (`bot.observability`).
 """
 
 from __future__ import annotations
@@ -14,16 +20,31 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from models import OutboxMessage, OutboxStatus
+from models import OutboxMessage, OutboxStatus, User
 
 LOGICAL_CHANNELS = ("approvals", "alerts", "ar")
 
 
 def _add(session: Session, **fields: Any) -> OutboxMessage:
-    message = OutboxMessage(**fields)
+    message = OutboxMessage(**fields, **_workspace(session, fields))
     session.add(message)
     session.flush()  # assign the id, and surface a dedupe_key clash inside this transaction
     return message
+
+
+def _workspace(session: Session, fields: dict) -> dict:
+    """The workspace a DM (its reader's) or an update (its original's) is delivered in."""
+    if fields.get("transport") != "slack":
+        return {}
+    source: Any = None
+    channel = (fields.get("payload") or {}).get("channel")
+    if fields.get("target_outbox_id") is not None:
+        source = session.get(OutboxMessage, fields["target_outbox_id"])
+    elif isinstance(channel, str) and channel[:1] in ("U", "W"):
+        source = session.get(User, channel)
+    if source is None or not (source.team_id or source.enterprise_id):
+        return {}
+    return {"team_id": source.team_id, "enterprise_id": source.enterprise_id}
 
 
 def post_to_channel(session: Session, *, channel: str, template: str, context: dict,

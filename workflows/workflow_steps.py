@@ -3,7 +3,10 @@ exactly once.
 
 * "Request credit approval" (`request_credit_approval`): customer, amount, reason -> a credit
   request (`credit_requests`) decided on the usual back-office approval card by a credit
-  approver; the decision completes the step with `decision`, `approver`, `note`.
+  approver. Approving it raises the customer's credit limit to the amount asked for (never
+  lowers it; audited as `customer.credit_limit_changed`, in the decision's transaction). The
+  decision completes the step with `decision`, `approver`, `note`, `credit_limit` (the
+  limit after it, e.g. "USD 2,500.00") and `limit_raised`.
 * "Look up customer balance" (`look_up_customer_balance`): customer -> `open_ar`, `overdue`,
   `credit_available` (amounts with their currency, as of today in the business time zone).
 * "Log collection activity" (`log_collection_activity`): customer, note -> a logged call or
@@ -202,21 +205,48 @@ STEPS = {REQUEST_CREDIT: request_credit, BALANCE: balance, LOG_ACTIVITY: log_act
 
 # -- the credit request's approval (a back-office subject of workflows.approvals) -------------
 def _decided(session: Session, approval: Any, request: CreditRequest, *, status: str,
-             user_id: str, now: datetime, note: str | None) -> None:
+             user_id: str, now: datetime, note: str | None, raised: bool = False) -> None:
     request.status = status
     request.decided_by, request.decided_at, request.decision_note = user_id, now, note
     session.add(request)
     audit.record(session, actor=user_id, action=f"credit_request.{status}",
                  entity_type="credit_request", entity_id=request.id,
                  from_state=CreditRequestStatus.PENDING, to_state=status, reason=note, at=now)
+    customer = session.get(Customer, request.customer_id)
     _queue(session, request.function_execution_id, COMPLETE, {"outputs": {
-        "decision": status, "approver": user_id, "note": note or ""}})
+        "decision": status, "approver": user_id, "note": note or "",
+        "credit_limit": money.format_money(customer.credit_limit_minor, customer.currency),
+        "limit_raised": raised}})
 
 
 def _approved(session: Session, approval: Any, request: CreditRequest, user_id: str,
               now: datetime) -> None:
+    raised = _raise_limit(session, request, user_id=user_id, approval=approval, now=now)
     _decided(session, approval, request, status=CreditRequestStatus.APPROVED, user_id=user_id,
-             now=now, note=approval.decision_note)
+             now=now, note=approval.decision_note, raised=raised)
+
+
+def _raise_limit(session: Session, request: CreditRequest, *, user_id: str, approval: Any,
+                 now: datetime) -> bool:
+    """The approved amount becomes the customer's credit limit when it is higher (a limit is
+    never lowered here); the customer row is locked, so two approvals at once keep the higher
+    one. Audited as a credit-limit change; returns whether it was raised."""
+    customer = session.get(Customer, request.customer_id, with_for_update=True,
+                           populate_existing=True)
+    before = customer.credit_limit_minor
+    if request.amount_minor <= before:
+        return False
+    customer.credit_limit_minor = request.amount_minor
+    customer.updated_at = now
+    session.add(customer)
+    session.flush()
+    audit.record(session, actor=user_id, action="customer.credit_limit_changed",
+                 entity_type="customer", entity_id=customer.id,
+                 external_id=customer.external_id, currency=customer.currency,
+                 changes={"credit_limit_minor": [before, request.amount_minor]},
+                 reason=f"credit request #{request.id} approved (approval #{approval.id})",
+                 credit_request=request.id, at=now)
+    return True
 
 
 def _rejected(session: Session, approval: Any, request: CreditRequest, user_id: str,

@@ -14,7 +14,7 @@ from slack_sdk import WebClient
 
 from blocks import cashapp as answers
 from blocks.text import fmt_money
-from handlers.common import describe_error, now_of, tell_user, transaction
+from handlers.common import describe_error, formats_of, now_of, tell_user, transaction
 from handlers.deps import deps_of
 from models import Payment, Role, money
 from workflows.cash_application import (
@@ -31,6 +31,7 @@ from workflows.users import require_role
 def on_apply(body: dict, action: dict, respond: Respond, client: WebClient,
              context: BoltContext) -> None:
     user_id = body["user"]["id"]
+    fmt = formats_of(context, user_id, client)  # before any transaction
     try:  # "<payment>:<rank>:<round>" ("<payment>:<rank>" on cards made before rounds)
         parts = [int(part) for part in str(action.get("value", "")).split(":")]
         payment_id, rank, round_ = (*parts, None)[:3] if len(parts) in (2, 3) else ()
@@ -47,7 +48,7 @@ def on_apply(body: dict, action: dict, respond: Respond, client: WebClient,
                                           status=payment.status,
                                           invoices=decision.get("invoices", []),
                                           currency=payment.currency,
-                                          learned=decision.get("learned"))
+                                          learned=decision.get("learned"), fmt=fmt)
     except PermissionDenied as refused:
         text = answers.refused_answer(describe_error(refused))
     except AlreadyDecided as done:
@@ -60,6 +61,7 @@ def on_apply(body: dict, action: dict, respond: Respond, client: WebClient,
 def on_assign(body: dict, action: dict, respond: Respond, client: WebClient,
               context: BoltContext) -> None:
     user_id = body["user"]["id"]
+    fmt = formats_of(context, user_id, client)  # before any transaction
     customer = (action.get("selected_option") or {}).get("value")
     try:
         payment_id = int(str(action.get("block_id", "")).rsplit(":", 1)[1])
@@ -80,7 +82,7 @@ def on_assign(body: dict, action: dict, respond: Respond, client: WebClient,
             text = answers.identified_answer(
                 payment_id=payment.id, customer_name=identified.get("customer_name") or customer,
                 status=payment.status, invoices=invoices, currency=payment.currency,
-                learned=identified.get("learned"))
+                learned=identified.get("learned"), fmt=fmt)
     except PermissionDenied as refused:
         text = answers.refused_answer(describe_error(refused))
     except AlreadyDecided as done:
@@ -102,6 +104,7 @@ def on_apply_invoices(body: dict, action: dict, respond: Respond, client: WebCli
     """"Apply to invoices…" on a payment nobody could place: applied to the invoices picked
     (one customer's), the engine learns how that customer pays; the card shows who did it."""
     user_id = body["user"]["id"]
+    fmt = formats_of(context, user_id, client)  # before any transaction
     payment_id = _payment_of_block(action)
     numbers = [str(o.get("value")) for o in action.get("selected_options") or []
                if isinstance(o, dict) and o.get("value")]
@@ -119,7 +122,8 @@ def on_apply_invoices(body: dict, action: dict, respond: Respond, client: WebCli
                          "amount": money.to_str(a.amount_minor, payment.currency)}
                         for a, inv in payment_allocations(session, payment.id)]
             text = answers.picked_answer(payment_id=payment.id, status=payment.status,
-                                         invoices=invoices, currency=payment.currency)
+                                         invoices=invoices, currency=payment.currency,
+                                         fmt=fmt)
     except PermissionDenied as refused:
         text = answers.refused_answer(describe_error(refused))
     except DomainError as error:

@@ -20,6 +20,7 @@ from handlers.common import (
     caller,
     checking,
     deps_of,
+    formats_of,
     open_modal,
     tell_user,
     today_for,
@@ -48,7 +49,8 @@ def _open_modal(body: dict, client: WebClient, context: BoltContext, kind: str) 
         customer = collections.get_customer(session, customer_id)
         info = {"id": customer.id, "name": customer.name, "currency": customer.currency,
                 "overdue_minor": account.overdue_minor if account else 0}
-    view = (promise_modal(info, today=today, channel=_channel(body)) if kind == "promise"
+    view = (promise_modal(info, today=today, channel=_channel(body),
+                          fmt=formats_of(context, user_id, None)) if kind == "promise"
             else call_modal(info, channel=_channel(body)))
     open_modal(client, body.get("trigger_id"), view)
 

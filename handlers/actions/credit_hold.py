@@ -27,6 +27,7 @@ from handlers.common import (
     checking,
     click_key,
     deps_of,
+    formats_of,
     now_of,
     open_modal,
     today_for,
@@ -65,11 +66,12 @@ def _change(body: dict, respond: Respond, context: BoltContext, *,
                 replace_original=False)
         return
     today = today_for(context, caller(context, user_id))
+    fmt = formats_of(context, user_id, None)
     with deps_of(context).db.read_session() as session:
         customer = session.get(Customer, customer_id)
         view = queries.customer_view(session, customer, today, now=now_of(context))
         card = render.customer_card(view, as_of=today, actions=credit_hold_actions(
-            customer.id, customer.name, customer.credit_hold))
+            customer.id, customer.name, customer.credit_hold), fmt=fmt)
     notice = section(credit_hold_done(customer.name, on_hold, changed))
     respond(blocks=[notice, *card][:50], text=f"Customer {esc(customer.name)}",
             response_type="ephemeral", replace_original=True)

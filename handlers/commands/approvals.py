@@ -14,7 +14,7 @@ from workflows.errors import DomainError
 def pending(call: CommandCall) -> None:
     with call.deps.db.read_session() as session:
         overview = approvals.pending_overview(session, call.user_id, now=call.deps.clock.now())
-    call.answer(pending_list(overview), "Pending approvals")
+    call.answer(pending_list(overview, fmt=call.fmt), "Pending approvals")
 
 
 POLICY_USAGE = "/o2c policy [set <key> <value>]"

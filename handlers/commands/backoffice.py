@@ -35,7 +35,8 @@ def invoice(call: CommandCall) -> None:
         # the link, made once in its own short transaction (a read session does not block it)
         pay_url = (call.deps.pay_url(view.invoice.number) if view.invoice.balance_minor > 0
                    else None)
-        call.answer(render.invoice_card(view, today=today, can_act=can_act, pay_url=pay_url),
+        call.answer(render.invoice_card(view, today=today, can_act=can_act, pay_url=pay_url,
+                                        fmt=call.fmt),
                     f"Invoice {view.invoice.number}")
 
 
@@ -44,4 +45,4 @@ def open_disputes(call: CommandCall) -> None:
                                            call.client))
     with call.deps.db.read_session() as session:
         rows, total = disputes.open_disputes(session, today=today)
-        call.answer(render.dispute_list(rows, total, today=today), "Open disputes")
+        call.answer(render.dispute_list(rows, total, today=today, fmt=call.fmt), "Open disputes")

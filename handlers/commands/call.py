@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from slack_bolt import BoltContext, Respond
 from slack_sdk import WebClient
 from sqlmodel import Session
 
+from blocks.i18n import Formats
 from blocks.text import plain
+from handlers.common import formats_of
 from handlers.deps import Deps, deps_of
 from models import InteractionReceipt, Role
 from workflows import receipts
@@ -33,6 +36,11 @@ class CommandCall:
     @property
     def deps(self) -> Deps:
         return deps_of(self.context)
+
+    @cached_property
+    def fmt(self) -> Formats:
+        """How amounts, dates and numbers are written for the caller (their Slack locale)."""
+        return formats_of(self.context, self.user_id, self.client)
 
     def answer(self, blocks: list[dict], text: str) -> None:
         """Reply only to the caller. `text` is the plain notification fallback (escaped)."""

@@ -99,7 +99,8 @@ def payment(call: CommandCall) -> None:
     except DomainError as error:
         call.answer(render([section(describe_error(error))]), "Not done")
         return
-    call.answer(payment_view(data, usage=PAYMENT_USAGE, note=note), f"Payment #{payment_id}")
+    call.answer(payment_view(data, usage=PAYMENT_USAGE, note=note, fmt=call.fmt),
+                f"Payment #{payment_id}")
 
 
 def rules(call: CommandCall) -> None:

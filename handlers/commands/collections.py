@@ -30,7 +30,8 @@ def worklist_command(call: CommandCall) -> None:
     except DomainError as exc:
         _refused(call, exc)
         return
-    call.answer(worklist_blocks(snapshot, title="Your collections worklist", tz=user.timezone),
+    call.answer(worklist_blocks(snapshot, title="Your collections worklist", tz=user.timezone,
+                                fmt=call.fmt),
                 f"Your worklist: {snapshot['total_accounts']} overdue account(s)")
 
 

@@ -13,4 +13,4 @@ def kpi(call: CommandCall) -> None:
                                            call.client))
     with call.deps.db.read_session() as session:
         data = kpis.to_json(kpis.compute(session, today, now=call.deps.clock.now()))
-    call.answer(kpi_message(data), "O2C KPIs")
+    call.answer(kpi_message(data, fmt=call.fmt), "O2C KPIs")

@@ -39,7 +39,8 @@ def order(call: CommandCall) -> None:
             call.answer(render.not_found(f"No order `{render.esc(number)}`.", hint),
                         f"No order {number}")
             return
-        call.answer(render.order_card(view, tz=user.timezone), f"Order {view.order.number}")
+        call.answer(render.order_card(view, tz=user.timezone, fmt=call.fmt),
+                    f"Order {view.order.number}")
 
 
 def orders(call: CommandCall) -> None:
@@ -48,7 +49,8 @@ def orders(call: CommandCall) -> None:
         if customer is None:
             return
         items, total = queries.recent_orders(session, customer.id)
-        call.answer(render.orders_list(customer.name, items, total), f"Orders of {customer.name}")
+        call.answer(render.orders_list(customer.name, items, total, fmt=call.fmt),
+                    f"Orders of {customer.name}")
 
 
 def customer_actions(call: CommandCall, customer) -> list:
@@ -72,7 +74,7 @@ def customer(call: CommandCall) -> None:
             return
         view = queries.customer_view(session, found, today, now=call.deps.clock.now())
         call.answer(render.customer_card(view, as_of=today,
-                                         actions=customer_actions(call, found)),
+                                         actions=customer_actions(call, found), fmt=call.fmt),
                     f"Customer {found.name}")
 
 
@@ -85,4 +87,4 @@ def ar(call: CommandCall) -> None:
     with call.deps.db.read_session() as session:
         aging = receivables.aging_by_currency(session, today, now=call.deps.clock.now())
         top = receivables.top_balances(session, today)
-    call.answer(render.ar_overview(aging, top, as_of=today), "Accounts receivable")
+    call.answer(render.ar_overview(aging, top, as_of=today, fmt=call.fmt), "Accounts receivable")

@@ -6,7 +6,7 @@ from slack_bolt import BoltContext
 from slack_sdk import WebClient
 
 from blocks.home import home_view
-from handlers.common import caller, deps_of, now_of, today_for
+from handlers.common import caller, deps_of, locale_of, now_of, today_for
 from handlers.events.collections import collector_home
 from handlers.events.kpi_home import kpi_home
 from handlers.events.people_home import approver_home, rep_home
@@ -25,7 +25,9 @@ def app_home_opened(event: dict, client: WebClient, context: BoltContext) -> Non
 
 
 def publish_home(client: WebClient, context: BoltContext, user_id: str) -> None:
-    """Build and publish the user's App Home (also after a decision taken on it)."""
+    """Build and publish the user's App Home (also after a decision taken on it), with
+    amounts and dates in their Slack locale (looked up once: `locale_of`)."""
+    locale_of(context, user_id, client)
     user = caller(context, user_id, client=client)
     deps = deps_of(context)
     today, now = today_for(context, user), now_of(context)

@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 from blocks.collections import home_section
 from blocks.home import promises_section
+from blocks.i18n import formats
 from models import Role
 from workflows.collections import worklist
 from workflows.home import promises_due
@@ -19,4 +20,6 @@ def collector_home(session, user, roles: list[str], today: date,
     if Role.COLLECTOR not in roles and not snapshot["total_accounts"]:
         return []  # an admin without accounts of their own needs no empty worklist
     promises = promises_due(session, user.slack_user_id, today)
-    return promises_section(promises) + home_section(snapshot, tz=user.timezone)
+    fmt = formats(user.locale)
+    return (promises_section(promises, fmt=fmt)
+            + home_section(snapshot, tz=user.timezone, fmt=fmt))

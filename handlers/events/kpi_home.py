@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from blocks.i18n import formats
 from blocks.kpi import home_section
 from models import Role
 from workflows import kpis
@@ -36,9 +37,10 @@ def kpi_home(session, user, roles: list[str], today: date,
     if row is None:  # a new install: computed once here, the job keeps a snapshot from then on
         data = kpis.to_json(kpis.compute(session, today, now=now))
         trend = open_ar_trend(session, today, data.get("currency"), weeks=TREND_WEEKS)
-        return home_section(data, trend=trend, weeks=TREND_WEEKS)
+        return home_section(data, trend=trend, weeks=TREND_WEEKS, fmt=formats(user.locale))
     note = f"KPIs computed {age_text(row.computed_at, now)}"
     if row.as_of != today:
         note += f", as of {row.as_of.isoformat()}"
-    return [*home_section(row.data, trend=row.data.get("open_ar_trend") or [], weeks=TREND_WEEKS),
+    return [*home_section(row.data, trend=row.data.get("open_ar_trend") or [], weeks=TREND_WEEKS,
+                          fmt=formats(user.locale)),
             {"type": "context", "elements": [{"type": "mrkdwn", "text": note}]}]

@@ -9,6 +9,7 @@ from datetime import date, datetime
 
 from blocks.approvals import decision_buttons
 from blocks.home import approver_section, rep_section
+from blocks.i18n import formats
 from models import Role
 from workflows import home
 from workflows.approvals import pending_overview
@@ -19,7 +20,7 @@ APPROVER_ROLES = (Role.CREDIT_APPROVER, Role.DISCOUNT_APPROVER, Role.ADMIN)
 def rep_home(session, user, roles: list[str], today: date, now: datetime) -> list[dict]:
     if Role.SALES not in roles:
         return []
-    return rep_section(home.rep_home(session, user.slack_user_id, today))
+    return rep_section(home.rep_home(session, user.slack_user_id, today), fmt=formats(user.locale))
 
 
 def approver_home(session, user, roles: list[str], today: date,
@@ -30,4 +31,4 @@ def approver_home(session, user, roles: list[str], today: date,
     if Role.ADMIN in roles and not set(roles) & {Role.CREDIT_APPROVER, Role.DISCOUNT_APPROVER} \
             and not overview.to_decide:
         return []  # an admin with nothing to decide needs no empty queue
-    return approver_section(overview, buttons=decision_buttons)
+    return approver_section(overview, buttons=decision_buttons, fmt=formats(user.locale))

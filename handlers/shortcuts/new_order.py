@@ -7,7 +7,7 @@ from slack_bolt import BoltContext, Respond
 from slack_sdk import WebClient
 
 from blocks.order_entry import order_modal
-from handlers.common import checking, open_modal, tell_user
+from handlers.common import checking, formats_of, open_modal, tell_user
 from workflows.errors import PermissionDenied
 from workflows.order_entry import check_may_enter
 
@@ -19,4 +19,5 @@ def on_shortcut(body: dict, respond: Respond, client: WebClient, context: BoltCo
     except PermissionDenied as refused:
         tell_user(body, respond, client, refused.detail)
         return
-    open_modal(client, body.get("trigger_id"), order_modal(channel=None))
+    open_modal(client, body.get("trigger_id"),
+               order_modal(channel=None, fmt=formats_of(context, body["user"]["id"], None)))

@@ -31,7 +31,15 @@ from blocks.order_entry import (
     read_channel,
 )
 from blocks.text import esc
-from handlers.common import caller, checking, deps_of, now_of, today_for, transaction
+from handlers.common import (
+    caller,
+    checking,
+    deps_of,
+    formats_of,
+    now_of,
+    today_for,
+    transaction,
+)
 from models import Customer
 from workflows import receipts
 from workflows.errors import DomainError, PermissionDenied, ValidationFailed
@@ -150,6 +158,7 @@ def on_product_chosen(body: dict, client: WebClient, context: BoltContext) -> No
     view = body.get("view") or {}
     values = _state(view)
     today = today_for(context, caller(context, body["user"]["id"]))
+    fmt = formats_of(context, body["user"]["id"], client)
     hints, services = {}, {}
     with deps_of(context).db.read_session() as session:
         for row in range(ids.ORDER_MAX_LINES):
@@ -163,6 +172,6 @@ def on_product_chosen(body: dict, client: WebClient, context: BoltContext) -> No
     try:
         client.views_update(view_id=view["id"], hash=view.get("hash"),
                             view=order_modal(channel=read_channel(view), hints=hints,
-                                             services=services))
+                                             services=services, fmt=fmt))
     except SlackApiError as exc:  # hash_conflict: the user changed it meanwhile; next pick wins
         log.info("pricing hint not shown: %s", exc.response.get("error"))

@@ -40,3 +40,26 @@ def test_the_record_card_in_german_and_in_english() -> None:
     assert "1.000,00\xa0€" in german and "31.12.2026" in german
     english = json.dumps(record_card(INVOICE), ensure_ascii=False)
     assert "Invoice INV-2026-000001" in english and "EUR 1,000.00" in english
+
+
+def test_a_readers_formats_and_english_readers_keep_the_apps_own() -> None:
+    german = i18n.formats("de-DE")
+    assert german.money(123_456, "EUR") == "1.234,56\xa0€"
+    assert german.date("2026-12-31") == "31.12.2026" and german.number(12_345) == "12.345"
+    for locale in ("en-US", "en-GB", None, "xx-YY"):
+        assert i18n.formats(locale) is i18n.ENGLISH
+        assert i18n.formats(locale).money(123_456, "EUR") == "EUR 1,234.56"
+        assert i18n.formats(locale).date("2026-12-31") == "31 Dec 2026"
+
+
+def test_templates_for_one_reader_take_their_formats_channel_posts_keep_the_apps() -> None:
+    from blocks import templates
+
+    context = {"order": {"number": "SO-1", "customer": "Müller GmbH", "total_minor": 123_456,
+                         "currency": "EUR", "status": "approved"},
+               "kind": "credit", "status": "approved", "decided_by": "U1", "waiting_for": []}
+    assert {"approval_decided", "order_status", "approval_card"} <= templates.PERSONAL
+    german = json.dumps(templates.render("approval_decided", context,
+                                         fmt=i18n.formats("de-DE")), ensure_ascii=False)
+    english = json.dumps(templates.render("approval_decided", context), ensure_ascii=False)
+    assert "1.234,56\xa0€" in german and "EUR 1,234.56" in english

@@ -60,7 +60,12 @@ def test_a_number_gets_an_ephemeral_card_for_the_poster_once_per_thread(
     slack.message("USALES01", CHANNEL, f"{records['order']} again", thread_ts=parent)
     again = slack.message("USALES01", CHANNEL, "INV-2026-000123", thread_ts=parent)
     assert again.status_code == 200
-    # then: no second card
+    # and: by someone else in that thread
+    with server.db.transaction() as s:
+        f.user(s, "UCOLL001", "collector")
+    other = slack.message("UCOLL001", CHANNEL, "INV-2026-000123?", thread_ts=parent)
+    assert other.status_code == 200
+    # then: no second card (at most once per number per thread)
     server.worker.drain()
     assert len(cards(server)) == 2
 

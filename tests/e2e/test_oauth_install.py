@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -13,9 +14,11 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
-from models import AuditEvent, OutboxMessage, OutboxStatus, slack_bots
+from models import AuditEvent, OutboxMessage, OutboxStatus, User, slack_bots
 from sandbox.driver import SlackDriver
 from tests.conftest import SIGNING_SECRET, start_server, test_settings
+from tests.support import factories as f
+from workflows import outbox
 from workflows.users import roles_of
 
 CLIENT_ID, CLIENT_SECRET = "1111.2222", "oauth-client-secret"
@@ -93,6 +96,19 @@ def audited(db, action: str) -> list[AuditEvent]:
 def outbox_row(db, row_id: int) -> OutboxMessage:
     with db.read_session() as s:
         return s.get(OutboxMessage, row_id)
+
+
+def seen_in(db, users) -> dict[str, str | None]:
+    """The workspace each user was last seen in (users.team_id)."""
+    with db.read_session() as s:
+        return {u: getattr(s.get(User, u), "team_id", None) for u in users}
+
+
+def put_off(db, row_id: int) -> OutboxMessage | None:
+    """The row when a worker looked at it and put it off (pending, due later), else None."""
+    row = outbox_row(db, row_id)
+    due_later = row.next_attempt_at > row.created_at + timedelta(seconds=30)
+    return row if row.status == OutboxStatus.PENDING and due_later else None
 
 
 def test_install_stores_the_token_and_the_installer_becomes_admin(
@@ -180,9 +196,9 @@ def test_uninstall_deletes_the_tokens_and_deliveries_wait_until_installed_again(
         assert "admin" in roles_of(s, INSTALLER)
     # when: a notification is queued while not installed
     row_id = queue_notice(oauth_server.db, "while uninstalled")
-    oauth_server.worker.run_once()
-    # then: not sent, not failed, no attempt counted
-    row = outbox_row(oauth_server.db, row_id)
+    oauth_server.deps.notify_outbox()
+    # then: put off (the server's worker looked at it), not sent, no attempt counted
+    row = standin.api.wait_for(lambda: put_off(oauth_server.db, row_id))
     assert row.status == OutboxStatus.PENDING and row.attempts == 0
     assert not standin.api.calls_to("chat.postMessage")
     # when: installed again, and the wait is over
@@ -226,3 +242,63 @@ def test_tokens_are_rotated_before_they_expire(oauth_server, browser, oslack,
 
 def test_single_token_mode_has_no_install_pages(server) -> None:
     assert httpx.get(f"{server.base_url}/slack/install").status_code in (404, 405)
+
+
+def test_each_workspace_gets_its_deliveries_with_its_own_token(
+        oauth_server, browser, standin) -> None:
+    # given: the app installed separately into two workspaces of one Grid org
+    assert install(browser, standin, team_id="T0001", enterprise_id="E1").status_code == 200
+    assert install(browser, standin, user="UCREDIT1", team_id="T0002",
+                   enterprise_id="E1").status_code == 200
+    # and: a person of each workspace has opened the app there
+    readers = {INSTALLER: "T0001", "UCREDIT1": "T0002"}
+    for user, team in readers.items():
+        with SlackDriver(f"{oauth_server.base_url}/slack/events", SIGNING_SECRET,
+                         api=standin.api, team_id=team, enterprise_id="E1") as driver:
+            assert driver.app_home_opened(user).status_code == 200
+    standin.api.wait_for(lambda: {c.params.get("user_id"): c.token_team
+                                  for c in standin.api.calls_to("views.publish")} == readers)
+    standin.api.wait_for(lambda: seen_in(oauth_server.db, readers) == readers)
+    # when: a DM to each, and a message to the company's AR channel, are queued
+    with oauth_server.db.transaction() as s:
+        dms = {user: outbox.post_to_user(s, user_id=user, template="text",
+                                         context={"text": f"for {user}"}).id
+               for user in readers}
+        to_ar = outbox.post_to_channel(s, channel="ar", template="text",
+                                       context={"text": "for AR"}).id
+    oauth_server.deps.notify_outbox()
+    # then: each DM went out with its reader's workspace token, AR's with the installer's
+    standin.api.wait_for(lambda: all(outbox_row(oauth_server.db, i).status
+                                     == OutboxStatus.SENT for i in [*dms.values(), to_ar]))
+    sent = {c.params["channel"]: c.token_team for c in standin.api.calls_to("chat.postMessage")}
+    assert sent == {**readers, "CAR000001": "T0001"}
+    assert {u: outbox_row(oauth_server.db, i).team_id for u, i in dms.items()} == readers
+    # when: someone in the second workspace mentions an invoice in a channel there
+    with oauth_server.db.transaction() as s:
+        f.user(s, "UCREDIT1", "credit_approver")
+        f.customer(s)
+        f.invoice(s, "INV-2026-000042", total="10.00")
+    with SlackDriver(f"{oauth_server.base_url}/slack/events", SIGNING_SECRET,
+                     api=standin.api, team_id="T0002", enterprise_id="E1") as driver:
+        assert driver.message("UCREDIT1", "C0GENERAL", "INV-2026-000042?").status_code == 200
+    # then: the answer in that channel goes out with the second workspace's token
+    [card] = standin.api.wait_for_calls("chat.postEphemeral")
+    assert card.ok and card.token_team == "T0002" and card.params["user"] == "UCREDIT1"
+    # when: the second workspace uninstalls the app, and another DM is queued for each
+    standin.api.revoke(team_id="T0002")
+    with SlackDriver(f"{oauth_server.base_url}/slack/events", SIGNING_SECRET,
+                     api=standin.api, team_id="T0002", enterprise_id="E1") as driver:
+        assert driver.event({"type": "app_uninstalled"}).status_code == 200
+    standin.api.wait_for(lambda: audited(oauth_server.db, "slack.uninstalled"))
+    with oauth_server.db.transaction() as s:
+        later = {user: outbox.post_to_user(s, user_id=user, template="text",
+                                           context={"text": f"later for {user}"}).id
+                 for user in readers}
+    oauth_server.deps.notify_outbox()
+    # then: the first workspace's goes out; the second's waits a minute, no attempt counted
+    standin.api.wait_for(lambda: outbox_row(oauth_server.db, later[INSTALLER]).status
+                         == OutboxStatus.SENT)
+    waiting = standin.api.wait_for(lambda: put_off(oauth_server.db, later["UCREDIT1"]))
+    assert waiting.attempts == 0 and waiting.sent_at is None
+    assert [c.params["channel"] for c in standin.api.calls_to("chat.postMessage")
+            if c.params.get("text", "").startswith("later")] == [INSTALLER]

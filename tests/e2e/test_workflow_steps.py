@@ -5,20 +5,21 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from models import AuditEvent, CreditRequest
+from models import AuditEvent, CreditRequest, Customer
 from tests.support import factories as f
 from workflows import workflow_steps as steps
+from workflows.invariants import validate_all
 
-CREDIT_OUTPUTS = ("decision", "approver", "note")
+CREDIT_OUTPUTS = ("decision", "approver", "note", "credit_limit", "limit_raised")
 
 
-def books(server) -> None:
+def books(server, credit_limit: str = "50000.00") -> None:
     with server.db.transaction() as s:
         f.user(s, "USALES01", "sales")
         f.user(s, "UCOLL001", "collector")
         f.user(s, "UCREDIT1", "credit_approver")
         f.customer(s, "C-GLOBEX", "Globex Corporation", collector="UCOLL001",
-                   sales_rep="USALES01")
+                   sales_rep="USALES01", credit_limit=credit_limit)
         f.invoice(s, "INV-2026-000501", total="700.00")
 
 
@@ -29,6 +30,55 @@ def finished(standin, execution_id: str) -> dict:
 
 def completions(standin) -> list:
     return [c for c in standin.api.calls if c.method.startswith("functions.")]
+
+
+def ask_credit(server, slack, standin, amount: str) -> tuple[str, dict]:
+    """A workflow asks for credit approval: its execution id and the card it brought up."""
+    seen = len(credit_cards(standin))
+    execution, answer = slack.function_executed(
+        steps.REQUEST_CREDIT, {"customer": "globex", "amount": amount,
+                               "reason": "a bigger order", "requested_by": "USALES01"},
+        outputs=CREDIT_OUTPUTS)
+    assert answer.status_code == 200
+    return execution, standin.api.wait_for(lambda: credit_cards(standin)[seen:] or None)[0]
+
+
+def credit_cards(standin) -> list[dict]:
+    return [m for m in standin.api.messages("CAPPROVAL") if "Credit approval" in m["text"]]
+
+
+def credit_limit(server) -> int:
+    with server.db.read_session() as s:
+        return s.exec(select(Customer).where(Customer.external_id == "C-GLOBEX")
+                      ).one().credit_limit_minor
+
+
+def test_approving_a_credit_request_raises_the_limit_never_lowers_it(
+        server, slack, standin) -> None:
+    # given: a customer with a credit limit of USD 1,000.00
+    books(server, credit_limit="1000.00")
+    # when: a workflow asks for USD 2,500.00 and a credit approver approves it
+    execution, card = ask_credit(server, slack, standin, "2500.00")
+    slack.click("UCREDIT1", card, "approval_approve")
+    # then: the step completes saying the limit is now USD 2,500.00
+    done = finished(standin, execution)
+    assert done["outputs"] == {"decision": "approved", "approver": "UCREDIT1", "note": "",
+                               "credit_limit": "USD 2,500.00", "limit_raised": True}
+    assert credit_limit(server) == 250000
+    with server.db.read_session() as s:
+        [change] = s.exec(select(AuditEvent).where(
+            AuditEvent.action == "customer.credit_limit_changed")).all()
+        assert change.actor == "UCREDIT1"
+        assert change.data["changes"] == {"credit_limit_minor": [100000, 250000]}
+        assert validate_all(s) == []
+    # when: a smaller amount is asked for and approved
+    execution, card = ask_credit(server, slack, standin, "500.00")
+    slack.click("UCREDIT1", card, "approval_approve")
+    # then: the limit stays; the step says so
+    done = finished(standin, execution)
+    assert done["outputs"]["credit_limit"] == "USD 2,500.00"
+    assert done["outputs"]["limit_raised"] is False
+    assert credit_limit(server) == 250000
 
 
 def test_request_credit_approval_completes_when_the_card_is_decided(
@@ -52,7 +102,8 @@ def test_request_credit_approval_completes_when_the_card_is_decided(
     # then: the step completes once, with the decision
     done = finished(standin, execution)
     assert done["state"] == "completed"
-    assert done["outputs"] == {"decision": "approved", "approver": "UCREDIT1", "note": ""}
+    assert done["outputs"] == {"decision": "approved", "approver": "UCREDIT1", "note": "",
+                               "credit_limit": "USD 50,000.00", "limit_raised": False}
     server.worker.drain()
     assert len(completions(standin)) == 1
     with server.db.read_session() as s:

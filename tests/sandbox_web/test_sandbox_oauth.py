@@ -58,8 +58,9 @@ def test_the_sandbox_installs_itself_and_an_order_number_answers(oauth_sandbox) 
                            text=f"any news on {number}?")
     assert response.status_code == 200, response.text
     # then: the card answers, to her, in the message's thread
-    card = sandbox.ws.api.wait_for(
-        lambda: [e for e in sandbox.ws.api.ephemerals(SALES) if number in text_of(e)] or None)
+    card = sandbox.ws.api.wait_for(  # behind the demo's own notifications queued before
+        lambda: [e for e in sandbox.ws.api.ephemerals(SALES) if number in text_of(e)] or None,
+        timeout=30)
     assert card[0]["thread_ts"]
 
 

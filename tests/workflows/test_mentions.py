@@ -33,12 +33,26 @@ def test_one_card_per_number_per_thread_and_none_for_unknown_numbers(db) -> None
         again = mentions.answer_mention(s, Mention(channel="C1", ts="1.2", thread_ts="1.1",
                                                    user_id="USALES01",
                                                    text="INV-2026-000001"))
-    # then
-    assert first == ["INV-2026-000001"] and again == []
+    # and: someone else mentions it in that thread, and the channel switches to thread replies
+    with db.transaction() as s:
+        f.user(s, "UCOLL001", "collector")
+        f.user(s, "UADMIN01", "admin")
+    with db.transaction() as s:
+        by_another = mentions.answer_mention(s, Mention(
+            channel="C1", ts="1.3", thread_ts="1.1", user_id="UCOLL001",
+            text="INV-2026-000001?"))
+    with db.transaction() as s:
+        mentions.set_number_answers(s, channel="C1", mode="thread", actor="UADMIN01")
+        in_thread = mentions.answer_mention(s, Mention(
+            channel="C1", ts="1.4", thread_ts="1.1", user_id="UCOLL001",
+            text="INV-2026-000001!"))
+    # then: one card for the number in this thread, to the first poster
+    assert first == ["INV-2026-000001"] and again == [] and by_another == [] == in_thread
     with db.read_session() as s:
         [row] = s.exec(select(OutboxMessage)).all()
     assert row.method == "chat.postEphemeral"
     assert row.payload["user"] == "USALES01" and row.payload["thread_ts"] == "1.1"
+    assert row.dedupe_key == "number:C1:1.1:INV-2026-000001"
 
 
 def test_channel_off_answers_nothing(db) -> None:
