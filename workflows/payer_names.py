@@ -349,63 +349,12 @@ class CustomerDirectory:
 
     def _scored(self, pool: set[int], forms: tuple[NameForm, ...],
                 currency: str | None) -> list[tuple[int, float]]:
-        cids = [cid for cid in pool if not currency or self.by_id[cid].currency == currency]
-        customers = [self.forms[cid] for cid in cids]
-        scored = [(cid, round(score, 1)) for cid, score in zip(
-            cids, payer_similarities(forms, customers), strict=True) if score >= 60]
+        scored = []
+        for cid in pool:
+            if currency and self.by_id[cid].currency != currency:
+                continue
+            score = payer_similarity(forms, self.forms[cid])
+            if score >= 60:
+                scored.append((cid, round(score, 1)))
         scored.sort(key=lambda pair: (-pair[1], pair[0]))
         return scored
-
-
-def _similar_many(a: str, bs: list[str], *, truncated: bool = True) -> list[float]:
-    """`_similar(a, b)` for every b: the same numbers, the two rapidfuzz scores of every pair
-    computed in one C call each (`process.cdist`)."""
-    import numpy as np  # (rapidfuzz answers in numpy; imported when a directory scores)
-
-    if not a:
-        return [0.0] * len(bs)
-    ratios = process.cdist([a], bs, scorer=fuzz.ratio, processor=None, dtype=np.float64,
-                           workers=1)[0].tolist()
-    sorts = process.cdist([a], bs, scorer=fuzz.token_sort_ratio, processor=None,
-                          dtype=np.float64, workers=1)[0].tolist()
-    out = []
-    for b, ratio, sort in zip(bs, ratios, sorts, strict=True):
-        if not b:
-            out.append(0.0)
-            continue
-        if a == b:
-            out.append(100.0)
-            continue
-        score = max(ratio, sort)
-        if truncated and 5 <= len(a) < len(b):  # (as `_similar`)
-            head = b[:len(a)]
-            if head == a:
-                score = max(score, 97.0 if len(a) >= len(b) / 2 else 88.0)
-            else:
-                cut = fuzz.ratio(a, head)
-                if cut >= 88 and len(a) >= len(b) / 2:
-                    score = max(score, cut - 5)
-        out.append(float(score))
-    return out
-
-
-def payer_similarities(forms: tuple[NameForm, ...], customers: list[NameForm]) -> list[float]:
-    """`payer_similarity(forms, c)` for every customer c: the same numbers, in a few C calls
-    per reading instead of four per customer (a payer line is scored against dozens)."""
-    best = [0.0] * len(customers)
-    if not customers:
-        return best
-    cores = [c.core for c in customers]
-    fulls = [c.full for c in customers]
-    for payer in forms:  # (as `name_similarity`, then the best reading)
-        whole = bool(payer.suffix)
-        by_core = _similar_many(payer.core, cores, truncated=not whole)
-        by_full = _similar_many(payer.full, fulls, truncated=not whole)
-        for i, customer in enumerate(customers):
-            score = max(by_core[i], by_full[i])
-            if payer.suffix and customer.suffix and payer.suffix != customer.suffix:
-                score -= 3
-            score = max(0.0, min(100.0, score))
-            if score > best[i]:
-                best[i] = score
-    return best
