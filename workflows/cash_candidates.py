@@ -4,8 +4,9 @@
 or every line of a bank statement. It reads in batches: for a chunk of payments, one indexed
 query finds every invoice whose number the remittance texts may spell
 (`ix_invoices_number_key`), one the open invoices of every customer the payers may be
-(`ix_invoices_open_aging`, oldest first, at most `MAX_OPEN_INVOICES` each), one the open
-invoices with exactly the amounts paid (`ix_invoices_open_amount`). Then it answers each
+(`ix_invoices_open_aging`, oldest first, at most `MAX_OPEN_INVOICES` each), one the first
+open invoices by id with exactly the amounts paid (`ix_invoices_open_amount`, `AMOUNT_READ`
+per amount; more are read only when those do not hold the few shown). Then it answers each
 payment from memory (`gather`) and keeps the balances current as the run applies payments
 (`settle`), so the statement's next line sees what the previous one left, without re-reading.
 Anything not read in advance is read when asked for, so a prefetch is only ever a shortcut.
