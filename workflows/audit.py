@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlmodel import Session
 
 from models import AuditEvent
+from workflows import bulk
 from workflows.errors import PermissionDenied
 
 
@@ -45,8 +45,7 @@ def record_rows(session: Session, rows: list[dict]) -> None:
     plain = [r for r in rows if "at" not in r]
     timed = [r for r in rows if "at" in r]
     for batch in (plain, timed):
-        if batch:
-            session.connection().execute(sa.insert(AuditEvent.__table__), batch)
+        bulk.insert_many(session, AuditEvent.__table__, batch)
 
 
 def order_transition(session: Session, *, order_id: int, number: str, actor: str,

@@ -4,8 +4,9 @@
 or every line of a bank statement. It reads in batches: for a chunk of payments, one indexed
 query finds every invoice whose number the remittance texts may spell
 (`ix_invoices_number_key`), one the open invoices of every customer the payers may be
-(`ix_invoices_open_aging`, oldest first, at most `MAX_OPEN_INVOICES` each), one the open
-invoices with exactly the amounts paid (`ix_invoices_open_amount`). Then it answers each
+(`ix_invoices_open_aging`, oldest first, at most `MAX_OPEN_INVOICES` each), one the first
+open invoices by id with exactly the amounts paid (`ix_invoices_open_amount`, `AMOUNT_READ`
+per amount; more are read only when those do not hold the few shown). Then it answers each
 payment from memory (`gather`) and keeps the balances current as the run applies payments
 (`settle`), so the statement's next line sees what the previous one left, without re-reading.
 Anything not read in advance is read when asked for, so a prefetch is only ever a shortcut.
@@ -45,6 +46,7 @@ LOOKUP_KEY_MIN = 1
 NAMED_CACHE = 20_000  # texts whose named invoices a run remembers
 MAX_CUSTOMERS = 5  # customers whose open invoices are loaded
 SAME_AMOUNT_SHOWN = 6  # invoices of anyone with exactly the amount, as suggestions
+AMOUNT_READ = 32  # invoices with one amount read at a time (by id)
 IN_CHUNK = 500
 
 _INV = Invoice.__table__
@@ -62,8 +64,15 @@ _BY_KEYS = f"SELECT {_COLUMNS} FROM invoices WHERE number_key {{in_text}}"  # no
 # a window function doing it in SQL made the query half again as slow)
 _OPEN_OF = (f"SELECT {_COLUMNS} FROM invoices WHERE customer_id {{in_int}} "  # noqa: S608
             "AND balance_minor > 0 ORDER BY customer_id, due_date, id")
-_SAME_AMOUNT = (f"SELECT {_COLUMNS} FROM invoices WHERE currency = {{p}} "  # noqa: S608
-                "AND balance_minor {in_big}")
+# (the first `AMOUNT_READ` by id of each amount: a round amount may be open on thousands of
+# invoices, and only the first few that fit are ever shown; `_with_amount` reads on, page by
+# page, when those are not enough)
+_SAME_AMOUNT = (f"SELECT {_COLUMNS} FROM (SELECT {_COLUMNS}, ROW_NUMBER() OVER "  # noqa: S608
+                "(PARTITION BY balance_minor ORDER BY id) AS place FROM invoices WHERE "
+                "currency = {p} AND balance_minor {in_big}) AS same WHERE place <= "
+                f"{{p}} ORDER BY id")
+_SAME_AMOUNT_AFTER = (f"SELECT {_COLUMNS} FROM invoices WHERE currency = {{p}} "  # noqa: S608
+                      "AND balance_minor = {p} AND id > {p} ORDER BY id LIMIT {p}")
 
 
 def _rows(session: Session, statement: sa.Select, params: dict | None = None) -> list:
@@ -71,19 +80,20 @@ def _rows(session: Session, statement: sa.Select, params: dict | None = None) ->
 
 
 def _read(session: Session, sql: str, values: list, *before: object,
-          days: dict[str, date] | None = None) -> list[tuple]:
+          days: dict[str, date] | None = None, after: tuple = ()) -> list[tuple]:
     """Rows of one of the reads above for `values` (the list), after `before` (other
-    parameters, in order), as tuples with dates as `date` (one object per day, from `days`:
-    a quarter of a million invoices share a few hundred issue dates)."""
+    parameters, in order) and before `after`, as tuples with dates as `date` (one object per
+    day, from `days`: a quarter of a million invoices share a few hundred issue dates)."""
     conn = session.connection()
+    listed = "{in_" in sql  # (a statement without a list takes `before` alone)
     if conn.dialect.paramstyle == "qmark":  # SQLite
         marks = f"IN ({', '.join(['?'] * len(values))})"
         text = sql.format(p="?", in_text=marks, in_int=marks, in_big=marks)
-        params: tuple = (*before, *values)
+        params: tuple = (*before, *values, *after) if listed else (*before, *after)
     else:  # PostgreSQL (psycopg)
         text = sql.format(p="%s", in_text="= ANY(%s::text[])", in_int="= ANY(%s::int[])",
                           in_big="= ANY(%s::bigint[])")
-        params = (*before, list(values))
+        params = (*before, list(values), *after) if listed else (*before, *after)
     cursor = conn.connection.driver_connection.cursor()
     try:
         cursor.execute(text, params)
@@ -220,6 +230,8 @@ class OpenBook:
         self._key_ids: dict[str, list[int]] = {}  # number key -> invoices (as read)
         self._customers: dict[int, tuple[list[int], bool]] = {}  # oldest first, truncated
         self._amount_ids: dict[tuple[str, int], list[int]] = {}  # open with that amount (read)
+        # ... and, while more may follow, the id of the last one read
+        self._amount_more: dict[tuple[str, int], int | None] = {}
         self._moved: dict[tuple[str, int], set[int]] = defaultdict(set)  # ... since (the run)
         self._named_cache: dict[tuple[str, str], dict[str, str]] = {}
         self._static: dict[PaymentFacts, tuple] = {}  # `_who`'s text-only part, this chunk
@@ -265,9 +277,20 @@ class OpenBook:
             self._amount_ids[(currency, amount)] = []
         for currency, amounts in by_currency.items():
             for chunk in _chunks(amounts):
-                rows = _read(self.session, _SAME_AMOUNT, chunk, currency, days=self._days)
+                rows = _read(self.session, _SAME_AMOUNT, chunk, currency, days=self._days,
+                             after=(AMOUNT_READ,))
                 for row, item_id in zip(rows, self._remember(rows), strict=True):
                     self._amount_ids[(currency, row[4])].append(item_id)
+        for pair in wanted:  # (in id order: the last is the highest)
+            ids = self._amount_ids[pair]
+            self._amount_more[pair] = ids[-1] if len(ids) >= AMOUNT_READ else None
+
+    def _read_amount_after(self, pair: tuple[str, int], last: int) -> None:
+        """The next `AMOUNT_READ` invoices with this amount after the last one read."""
+        rows = _read(self.session, _SAME_AMOUNT_AFTER, [], *pair, last, AMOUNT_READ,
+                     days=self._days)
+        self._amount_ids[pair].extend(self._remember(rows))
+        self._amount_more[pair] = rows[-1][0] if len(rows) >= AMOUNT_READ else None
 
     def prefetch(self, payments: Sequence[PaymentFacts], rules: matching.Rules) -> None:
         """Read what `gather` will ask about these payments, in a few queries for all."""
@@ -361,15 +384,24 @@ class OpenBook:
         at)."""
         pair = (currency, amount)
         self._read_amounts({pair})
-        found: list[OpenItem] = []
         items = self.items
-        for i in sorted({*self._amount_ids[pair], *self._moved.get(pair, ())}):
-            item = items[i]
-            if item.balance_minor == amount and item.issue_date <= issued_by:
-                found.append(item)
-                if len(found) == limit:
+        while True:
+            # Only what was read counts, up to the last invoice read when more may follow:
+            # every invoice below it with this amount was read then (or reached this amount
+            # in this run: `_moved`), so the first that fit are the first of all.
+            last = self._amount_more[pair]
+            found: list[OpenItem] = []
+            for i in sorted({*self._amount_ids[pair], *self._moved.get(pair, ())}):
+                if last is not None and i > last:
                     break
-        return found
+                item = items[i]
+                if item.balance_minor == amount and item.issue_date <= issued_by:
+                    found.append(item)
+                    if len(found) == limit:
+                        return found
+            if last is None:
+                return found
+            self._read_amount_after(pair, last)
 
     # -- keeping it current ------------------------------------------------------------------
     def settle(self, item_id: int, balance_minor: int) -> None:

@@ -50,7 +50,7 @@ from models import (
 )
 from models import Policy as PolicyRow
 from models.base import UTCDateTime
-from workflows import audit, cash_rules, matching, periods
+from workflows import audit, bulk, cash_rules, matching, periods
 from workflows import policy as policies
 from workflows import validation as v
 from workflows.cash_candidates import CustomerNames, LearnedRules, OpenBook, load_directory
@@ -634,8 +634,7 @@ class CashRun:
             x["booking"] = book(d.values["value_date"], not_before=x["issued"])
 
     def _insert(self, model: type, rows: list[dict]) -> None:
-        if rows:
-            self.session.connection().execute(sa.insert(model.__table__), rows)
+        bulk.insert_many(self.session, model.__table__, rows)
 
     def _update_existing(self, d: _Decision) -> None:
         values = d.values

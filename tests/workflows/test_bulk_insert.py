@@ -1,0 +1,71 @@
+"""`workflows.bulk.insert_many` stores exactly what SQLAlchemy's executemany stores: the same
+rows, in the same order, with the same types (UTC timestamps, JSON, NULLs) and the same
+Python-side defaults (`at` stamped with the recording time, JSON defaults)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+import time_machine
+
+from models import AuditEvent, OutboxMessage
+from workflows import audit, bulk
+
+AT = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+LATER = datetime(2026, 11, 24, 13, 30, 15, 123456, tzinfo=UTC)
+
+
+def _events(tag: str) -> list[dict]:
+    return [audit.row(actor="import", action=f"{tag}.received", entity_type="payment",
+                      entity_id=n, amount_minor=10 ** 12 + n, note="Ünïcode & \"quotes\"",
+                      nested={"lines": [[1, "fee"], [2, None]]}, flag=n % 2 == 0)
+            for n in range(5)]
+
+
+def _stored(session, table: sa.Table, tag: str, column: str) -> list[dict]:
+    """The rows whose `column` starts with `tag`, in id order, without id and `column`."""
+    rows = session.connection().execute(
+        sa.select(table).where(table.c[column].like(f"{tag}%")).order_by(table.c.id)).all()
+    return [{k: v for k, v in row._mapping.items() if k not in ("id", column)}
+            for row in rows]
+
+
+def test_audit_rows_are_stored_as_sqlalchemy_stores_them(session):
+    # given the same events written both ways, at the same recording time
+    table = AuditEvent.__table__
+    with time_machine.travel(AT, tick=False):
+        session.connection().execute(sa.insert(table), _events("core"))
+        bulk.insert_many(session, table, _events("fast"))
+        # and events with their own time
+        timed = [{**e, "at": LATER} for e in _events("core-timed")]
+        session.connection().execute(sa.insert(table), timed)
+        bulk.insert_many(session, table, [{**e, "at": LATER} for e in _events("fast-timed")])
+    # then every column reads back the same
+    core, fast = (_stored(session, table, t, "action") for t in ("core.", "fast."))
+    assert len(core) == 5
+    assert core == fast
+    assert core[0]["at"] == AT and fast[0]["at"] == AT
+    core_t, fast_t = (_stored(session, table, t, "action") for t in ("core-timed", "fast-timed"))
+    assert core_t == fast_t and fast_t[0]["at"] == LATER
+    assert fast[0]["data"]["nested"] == {"lines": [[1, "fee"], [2, None]]}
+    # and as the database holds them (text of the JSON and the timestamp, before any
+    # conversion on the way out)
+    raw = {tag: session.connection().execute(sa.text(
+        "SELECT CAST(at AS TEXT), CAST(data AS TEXT) FROM audit_log WHERE action LIKE :tag "
+        "ORDER BY id"), {"tag": f"{tag}%"}).all() for tag in ("core.", "fast.")}
+    assert raw["core."] == raw["fast."] and len(raw["fast."]) == 5
+
+
+def test_rows_with_defaulted_columns(session):
+    # given outbox rows that leave defaulted columns out (attempts, status, timestamps)
+    table = OutboxMessage.__table__
+    rows = [{"transport": "slack", "method": "chat.postMessage", "dedupe_key": f"{tag}:{n}",
+             "payload": {"channel": "ar", "n": n}} for tag in ("core", "fast") for n in range(3)]
+    with time_machine.travel(AT, tick=False):
+        session.connection().execute(sa.insert(table), rows[:3])
+        bulk.insert_many(session, table, rows[3:])
+    # then both ways store the same rows
+    core, fast = (_stored(session, table, t, "dedupe_key") for t in ("core:", "fast:"))
+    assert len(core) == 3
+    assert core == fast
