@@ -134,7 +134,8 @@ def run_dunning(deps, as_of: date | None) -> dict:
     run = dunning.run_all(deps.db, as_of, now=deps.clock.now(),
                           batch=DUNNING_BATCH_SQLITE if sqlite else DUNNING_BATCH,
                           between=(lambda: time.sleep(DUNNING_PAUSE)) if sqlite
-                          else (lambda: None))
+                          else (lambda: None),
+                          confirm_above=deps.settings.o2c_dunning_confirm_above)
     deps.notify_outbox()
     return {**run.summary(), "promises_kept": len(promises.kept),
             "promises_broken": len(promises.broken)}
