@@ -180,3 +180,37 @@ def test_two_processes_dunning_at_once_send_each_notice_once(db) -> None:
                          .join(Invoice, Invoice.id == DunningNotice.invoice_id)
                          .where(DunningNotice.skipped.is_(False))).all()
         assert len(numbers) == len(set(numbers)) == 11
+
+
+def test_an_admin_confirms_in_slack_and_a_collector_is_refused(server, slack, standin) -> None:
+    from tests.conftest import ADMIN
+    from tests.support.slack import text_of
+
+    api = standin.api
+    # given a dunning run waiting for an admin
+    with server.db.transaction() as s:
+        f.user(s, "UCOLL001", "collector")
+        f.customer(s, "C-1", "Acme")
+        f.invoice(s, "INV-1", "C-1", due=TODAY - timedelta(days=8))
+    assert dunning.run_all(server.db, TODAY, now=NOW, confirm_above=0).waiting is not None
+
+    def answer_to(user: str, seen: int) -> str:
+        return api.wait_for(lambda: next((text_of(r["payload"]) for r in api.responses[seen:]
+                                          if r["user"] == user), None), 30, "the answer")
+
+    # when a collector types /o2c dunning confirm: refused, and nothing is confirmed
+    seen = len(api.responses)
+    assert slack.slash("UCOLL001", "dunning confirm").status_code == 200
+    assert "admin" in answer_to("UCOLL001", seen).lower()
+    with server.db.read_session() as s:
+        assert s.exec(select(DunningConfirmation)).one().confirmed_at is None
+    # when an admin does
+    seen = len(api.responses)
+    assert slack.slash(ADMIN, "dunning confirm").status_code == 200
+    # then it is confirmed, audited with the admin as the actor, and the next run sends
+    assert "confirmed" in answer_to(ADMIN, seen)
+    with server.db.read_session() as s:
+        assert s.exec(select(DunningConfirmation)).one().confirmed_by == ADMIN
+        assert [e.actor for e in s.exec(select(AuditEvent).where(
+            AuditEvent.action == "dunning.confirmed")).all()] == [ADMIN]
+    assert dunning.run_all(server.db, TODAY, now=NOW, confirm_above=0).emails == 1
