@@ -320,8 +320,10 @@ def dunning_confirm(ctx: dict) -> dict:
     blocks = [section(f":raised_hand: *{text}* ({ctx['notices']} notices; more than the "
                       f"{ctx['threshold']} e-mails a run may send by itself). Nothing is sent "
                       "until an admin confirms."),
-              context("An admin confirms with `/o2c dunning confirm`; the next dunning run "
-                      "then sends them. Without it, the next day's run asks again.")]
+              actions(button("Confirm and send", ids.DUNNING_CONFIRM, str(ctx["id"]),
+                             style="primary")),
+              context("Admins only (or `/o2c dunning confirm`); the next dunning run then "
+                      "sends them. Without it, the next day's run asks again.")]
     return {"text": text, "blocks": render(blocks)}
 
 

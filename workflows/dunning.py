@@ -337,7 +337,8 @@ def _claim(session: Session, items: list[tuple[Level, Invoice, Customer, str | N
     table = DunningNotice.__table__
     dialect = session.get_bind().dialect.name
     insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-    statement = (insert.values(list(rows.values()))
+    # in key order: two processes claiming overlapping notices lock them in the same order
+    statement = (insert.values([rows[k] for k in sorted(rows)])
                  .on_conflict_do_nothing(index_elements=["invoice_id", "level"])
                  .returning(table.c.id, table.c.invoice_id, table.c.level, table.c.skipped))
     claimed = set()
@@ -541,12 +542,13 @@ def pending_confirmation(session: Session) -> DunningConfirmation | None:
 
 
 def confirm(session: Session, *, user_id: str, now: datetime,
-            as_of: date | None = None) -> DunningConfirmation:
-    """An admin confirms the waiting dunning day (`as_of`, else the latest waiting); the
-    role is checked here, the decision audited, and a second confirmation changes nothing."""
+            request_id: int | None = None) -> DunningConfirmation:
+    """An admin confirms a waiting dunning day (the request `request_id` — a card's button —,
+    else the latest waiting); the role is checked here, the decision audited, and a second
+    confirmation changes nothing."""
     require_role(session, user_id=user_id, roles=(Role.ADMIN,), action="dunning.confirm",
-                 entity_type="dunning_run")
-    request = (_confirmation(session, as_of) if as_of is not None
+                 entity_type="dunning_run", entity_id=request_id or "-")
+    request = (session.get(DunningConfirmation, request_id) if request_id is not None
                else pending_confirmation(session))
     if request is None:
         raise DomainError("No dunning run is waiting for a confirmation.")

@@ -182,17 +182,22 @@ def test_two_processes_dunning_at_once_send_each_notice_once(db) -> None:
         assert len(numbers) == len(set(numbers)) == 11
 
 
-def test_an_admin_confirms_in_slack_and_a_collector_is_refused(server, slack, standin) -> None:
+def test_an_admin_confirms_on_the_card_and_a_collector_is_refused(server, slack, standin
+                                                                   ) -> None:
+    from blocks import ids
     from tests.conftest import ADMIN
     from tests.support.slack import text_of
 
     api = standin.api
-    # given a dunning run waiting for an admin
+    # given a dunning run waiting for an admin: its card is in the AR channel
     with server.db.transaction() as s:
         f.user(s, "UCOLL001", "collector")
         f.customer(s, "C-1", "Acme")
         f.invoice(s, "INV-1", "C-1", due=TODAY - timedelta(days=8))
     assert dunning.run_all(server.db, TODAY, now=NOW, confirm_above=0).waiting is not None
+    card = api.wait_for(lambda: next((m for m in api.messages("CAR000001")
+                                      if "waits for an admin" in m["text"]), None), 30,
+                        "the card")
 
     def answer_to(user: str, seen: int) -> str:
         return api.wait_for(lambda: next((text_of(r["payload"]) for r in api.responses[seen:]
@@ -202,15 +207,23 @@ def test_an_admin_confirms_in_slack_and_a_collector_is_refused(server, slack, st
     seen = len(api.responses)
     assert slack.slash("UCOLL001", "dunning confirm").status_code == 200
     assert "admin" in answer_to("UCOLL001", seen).lower()
+    # nor can they click the card's button (the role is checked again on the server)
+    seen = len(api.responses)
+    assert slack.click("UCOLL001", card, ids.DUNNING_CONFIRM).status_code == 200
+    assert "admin" in answer_to("UCOLL001", seen).lower()
     with server.db.read_session() as s:
         assert s.exec(select(DunningConfirmation)).one().confirmed_at is None
-    # when an admin does
+    # when an admin clicks it
     seen = len(api.responses)
-    assert slack.slash(ADMIN, "dunning confirm").status_code == 200
+    assert slack.click(ADMIN, card, ids.DUNNING_CONFIRM).status_code == 200
     # then it is confirmed, audited with the admin as the actor, and the next run sends
     assert "confirmed" in answer_to(ADMIN, seen)
     with server.db.read_session() as s:
         assert s.exec(select(DunningConfirmation)).one().confirmed_by == ADMIN
         assert [e.actor for e in s.exec(select(AuditEvent).where(
             AuditEvent.action == "dunning.confirmed")).all()] == [ADMIN]
+    # and the command then says nothing is waiting
+    seen = len(api.responses)
+    assert slack.slash(ADMIN, "dunning confirm").status_code == 200
+    assert "No dunning run is waiting" in answer_to(ADMIN, seen)
     assert dunning.run_all(server.db, TODAY, now=NOW, confirm_above=0).emails == 1
