@@ -322,27 +322,45 @@ def _values(row: SQLModel) -> dict:
     return {c.name: getattr(row, c.name) for c in row.__table__.columns if c.name != "id"}
 
 
+class _Rows:
+    """Rows for Core inserts of one transaction: each model's defaults (the recording time
+    included) taken once from one instance, then only the fields that differ (building a
+    model per row costs more than the insert)."""
+
+    def __init__(self, as_of: date) -> None:
+        self.notice = _values(DunningNotice(invoice_id=0, level=0, as_of=as_of))
+        self.message = _values(OutboxMessage(transport="email", method="email"))
+        self.activity = _values(CollectionActivity(customer_id=0, kind=ActivityKind.REMINDER,
+                                                   user_id="system"))
+
+
+def _insert(session: Session, table: sa.Table):
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
 def _claim(session: Session, items: list[tuple[Level, Invoice, Customer, str | None]],
-           as_of: date, levels: list[Level], run: DunningRun) -> set[tuple[int, int]]:
-    """Insert the notices of `items` and the lower levels they pass over (skipped), in one
-    statement; returns the (invoice id, level) this transaction claimed for sending."""
+           levels: list[Level], rows_of: _Rows, run: DunningRun) -> set[tuple[int, int]]:
+    """Insert the notices of `items` and the lower levels they pass over (skipped) with one
+    executemany `INSERT … ON CONFLICT DO NOTHING RETURNING` (compiled once, sent in
+    multi-row batches); returns the (invoice id, level) this transaction claimed for sending."""
     rows: dict[tuple[int, int], dict] = {}
     for level, invoice, _, _ in items:
         for lower in levels:
             if lower.offset < level.offset:
-                rows.setdefault((invoice.id, lower.offset), _values(DunningNotice(
-                    invoice_id=invoice.id, level=lower.offset, as_of=as_of, skipped=True)))
-        rows[(invoice.id, level.offset)] = _values(DunningNotice(
-            invoice_id=invoice.id, level=level.offset, as_of=as_of, skipped=False))
+                rows.setdefault((invoice.id, lower.offset), {
+                    **rows_of.notice, "invoice_id": invoice.id, "level": lower.offset,
+                    "skipped": True})
+        rows[(invoice.id, level.offset)] = {**rows_of.notice, "invoice_id": invoice.id,
+                                            "level": level.offset, "skipped": False}
     table = DunningNotice.__table__
-    dialect = session.get_bind().dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-    # in key order: two processes claiming overlapping notices lock them in the same order
-    statement = (insert.values([rows[k] for k in sorted(rows)])
+    statement = (_insert(session, table)
                  .on_conflict_do_nothing(index_elements=["invoice_id", "level"])
                  .returning(table.c.id, table.c.invoice_id, table.c.level, table.c.skipped))
+    # in key order: two processes claiming overlapping notices lock them in the same order
     claimed = set()
-    for notice_id, invoice_id, level, skipped in session.execute(statement).all():
+    for notice_id, invoice_id, level, skipped in session.execute(
+            statement, [rows[k] for k in sorted(rows)]).all():
         if skipped:
             run.skipped += 1
             continue
@@ -358,9 +376,11 @@ def write(session: Session, items: list[tuple[Level, Invoice, Customer, str | No
     per customer, one Slack notice per person, customer and kind; returns the notices sent."""
     if not items:
         return 0
-    claimed = _claim(session, items, as_of, [lv for lv, _ in _levels(session)], run)
+    current = policy.current(session)
+    rows_of = _Rows(as_of)
+    claimed = _claim(session, items, plan(current.dunning_offsets), rows_of, run)
     items = [i for i in items if (i[1].id, i[0].offset) in claimed]
-    fees = bool(late_fees.parse_late_fees(policy.current(session).late_fees))
+    fees = bool(late_fees.parse_late_fees(current.late_fees))
     messages: list[dict] = []
     activities: list[dict] = []
     by_customer: dict[int, list[tuple[Level, Invoice, Customer, str | None, dict]]] = {}
@@ -383,8 +403,8 @@ def write(session: Session, items: list[tuple[Level, Invoice, Customer, str | No
         dunned["amounts"][invoice.currency] = dunned["amounts"].get(invoice.currency, 0) + amount
     for notices in by_customer.values():
         customer = notices[0][2]
-        _email(customer, notices, as_of, messages, activities, run)
-        _tell_people(session, customer, notices, messages, activities, run)
+        _email(rows_of, customer, notices, as_of, messages, activities, run)
+        _tell_people(session, rows_of, customer, notices, messages, activities, run)
     if messages:
         session.execute(sa.insert(OutboxMessage.__table__), messages)
     if activities:
@@ -396,18 +416,19 @@ def _key(invoice: Invoice, level: Level) -> str:
     return f"dunning:{invoice.id}:{level.offset}"
 
 
-def _message(transport: str, payload: dict, dedupe_key: str) -> dict:
+def _message(rows_of: _Rows, transport: str, payload: dict, dedupe_key: str) -> dict:
     method = "email" if transport == "email" else "chat.postMessage"
-    return _values(OutboxMessage(transport=transport, method=method, payload=payload,
-                                 dedupe_key=dedupe_key))
+    return {**rows_of.message, "transport": transport, "method": method, "payload": payload,
+            "dedupe_key": dedupe_key}
 
 
-def _activity(customer: Customer, invoice: Invoice, kind: str, note: str) -> dict:
-    return _values(CollectionActivity(customer_id=customer.id, invoice_id=invoice.id,
-                                      kind=kind, note=note, user_id="system"))
+def _activity(rows_of: _Rows, customer: Customer, invoice: Invoice, kind: str, note: str
+              ) -> dict:
+    return {**rows_of.activity, "customer_id": customer.id, "invoice_id": invoice.id,
+            "kind": kind, "note": note, "user_id": "system"}
 
 
-def _email(customer: Customer, notices: list, as_of: date, messages: list[dict],
+def _email(rows_of: _Rows, customer: Customer, notices: list, as_of: date, messages: list[dict],
            activities: list[dict], run: DunningRun) -> None:
     """One e-mail for the customer's notices of this run: the level's own e-mail for one,
     a statement-style e-mail listing the invoices for several."""
@@ -434,11 +455,11 @@ def _email(customer: Customer, notices: list, as_of: date, messages: list[dict],
                    "invoices": [{**n[4]["invoice"], "kind": n[0].kind, "level": n[0].offset,
                                  **({"late_fee": n[4]["late_fee"]} if "late_fee" in n[4]
                                     else {})} for n in emailed]}
-    messages.append(_message("email", {"to": customer.billing_email, "template": template,
+    messages.append(_message(rows_of, "email", {"to": customer.billing_email, "template": template,
                                        "context": context, "attachments": []}, key))
     run.emails += 1
     for level, invoice, _, _, _ in emailed:
-        activities.append(_activity(customer, invoice, ActivityKind.REMINDER,
+        activities.append(_activity(rows_of, customer, invoice, ActivityKind.REMINDER,
                                     f"dunning {level.offset:+d} ({level.kind}) e-mailed to "
                                     f"{customer.billing_email}"))
 
@@ -447,7 +468,8 @@ PEOPLE_TEMPLATES = {"reminder": "overdue_notice", "escalation": "dunning_escalat
                     "final": "dunning_final"}
 
 
-def _tell_people(session: Session, customer: Customer, notices: list, messages: list[dict],
+def _tell_people(session: Session, rows_of: _Rows, customer: Customer, notices: list,
+                 messages: list[dict],
                  activities: list[dict], run: DunningRun) -> None:
     """The sales rep and collector hear of the reminder, escalation and final levels: one
     message per person and kind for this customer (the first invoice, and how many more)."""
@@ -458,7 +480,7 @@ def _tell_people(session: Session, customer: Customer, notices: list, messages: 
     for kind, group in by_kind.items():
         level, invoice, _, order_rep, context = group[0]
         if kind == "escalation":
-            activities += [_activity(customer, n[1], ActivityKind.ESCALATION,
+            activities += [_activity(rows_of, customer, n[1], ActivityKind.ESCALATION,
                                      f"dunning {n[0].offset:+d}: escalated to the sales rep")
                            for n in group]
         if kind == "final":
@@ -475,7 +497,7 @@ def _tell_people(session: Session, customer: Customer, notices: list, messages: 
         people = [u for u in dict.fromkeys([rep, customer.collector_id]) if u]
         key = _key(invoice, level)
         for user_id in people:
-            messages.append(_message("slack", {"channel": user_id,
+            messages.append(_message(rows_of, "slack", {"channel": user_id,
                                                "template": PEOPLE_TEMPLATES[kind],
                                                "context": context}, f"{key}:{user_id}"))
 
@@ -499,7 +521,8 @@ def post_summary(session: Session, run: DunningRun) -> None:
                "credit_holds": sorted(run.held_names)[:20],
                "credit_hold_count": len(run.holds)}
     session.execute(sa.insert(OutboxMessage.__table__), [_message(
-        "slack", {"channel": "ar", "template": "dunning_summary", "context": context},
+        _Rows(run.as_of), "slack",
+        {"channel": "ar", "template": "dunning_summary", "context": context},
         f"dunning-summary:{run.as_of.isoformat()}:{run.first_notice}")])
 
 
@@ -518,15 +541,13 @@ def request_confirmation(session: Session, as_of: date, counts: dict[str, int], 
                                          notices=counts["notices"],
                                          customers=counts["customers"],
                                          **({"requested_at": now} if now else {})))
-    dialect = session.get_bind().dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-    new_id = session.execute(insert.values(values).on_conflict_do_nothing(
+    new_id = session.execute(_insert(session, table).values(values).on_conflict_do_nothing(
         index_elements=["as_of"]).returning(table.c.id)).scalar()
     if new_id is None:  # asked already today (this run or another process)
         return _confirmation(session, as_of).id
     context = {"id": new_id, "as_of": as_of.isoformat(), "threshold": threshold, **counts}
     session.execute(sa.insert(OutboxMessage.__table__), [_message(
-        "slack", {"channel": "ar", "template": "dunning_confirm", "context": context},
+        _Rows(as_of), "slack", {"channel": "ar", "template": "dunning_confirm", "context": context},
         f"dunning-confirm:{new_id}")])
     audit.record(session, actor="system", action="dunning.confirmation_requested",
                  entity_type="dunning_run", entity_id=as_of.isoformat(), to_state="waiting",
