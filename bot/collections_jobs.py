@@ -119,7 +119,7 @@ def digest_schedule(deps, as_of: date | None) -> dict:
 
 
 DUNNING_PAUSE = 0.1  # seconds after each dunning write transaction (SQLite)
-DUNNING_BATCH_SQLITE = 10  # invoices per dunning write transaction on SQLite
+DUNNING_BATCH_SQLITE = 50  # invoices per write transaction on SQLite (a customer's together)
 DUNNING_BATCH = 200  # on PostgreSQL
 
 
