@@ -289,7 +289,7 @@ def dunning_summary(ctx: dict) -> dict:
     text = (f"Dunning {fmt_date(ctx['as_of'])}: {notices} reminder{'s' if notices != 1 else ''}"
             f" sent to {customers} customer{'s' if customers != 1 else ''}")
     levels = ", ".join(f"{int(k):+d}: {v}" for k, v in ctx["by_level"].items())
-    blocks = [section(f":envelope_with_arrow: *{text}* ({emails} e-mail"
+    blocks = [section(f":envelope: *{text}* ({emails} e-mail"
                       f"{'s' if emails != 1 else ''}; by level {levels}).")]
     if ctx["top"]:
         blocks.append(section(f"Top {len(ctx['top'])} by amount due: " + "; ".join(
@@ -317,7 +317,7 @@ def dunning_confirm(ctx: dict) -> dict:
     """A dunning run too large to send without an admin (`/o2c dunning confirm`)."""
     text = (f"Dunning {fmt_date(ctx['as_of'])} waits for an admin: {ctx['emails']} e-mails "
             f"to {ctx['customers']} customers")
-    blocks = [section(f":raised_hand: *{text}* ({ctx['notices']} notices; more than the "
+    blocks = [section(f":hourglass_flowing_sand: *{text}* ({ctx['notices']} notices; more than the "
                       f"{ctx['threshold']} e-mails a run may send by itself). Nothing is sent "
                       "until an admin confirms."),
               actions(button("Confirm and send", ids.DUNNING_CONFIRM, str(ctx["id"]),
