@@ -287,10 +287,10 @@ def run_all(db, as_of: date, *, batch: int = BATCH, now: datetime | None = None,
         between()
     if confirm_above is not None:
         with db.read_session() as session:
-            counts = would_send(session, as_of)
-            confirmed = _confirmation(session, as_of)
-        if counts["emails"] > confirm_above and (confirmed is None
-                                                 or confirmed.confirmed_at is None):
+            request = _confirmation(session, as_of)
+            confirmed = request is not None and request.confirmed_at is not None
+            counts = would_send(session, as_of) if not confirmed else {}
+        if not confirmed and counts["emails"] > confirm_above:
             with db.transaction() as session:
                 run.waiting = request_confirmation(session, as_of, counts,
                                                    threshold=confirm_above, now=now)
