@@ -8,12 +8,17 @@ up with "database is locked" after the busy timeout counts as failed, with its w
 Reported: the writer's p50 / p99 / max wait during the run, the run's length and notices, for
 
   * `now`: the job as it runs on SQLite (`bot.collections_jobs`): candidates found in a read
-    session, 10 invoices per write transaction, a 100 ms pause after each;
-  * `before`: as before issue 18 — 200 invoices per level and transaction, candidates found
-    inside the write transaction, no pause (`run_dunning` called in a loop like the old
-    `run_all`).
+    session, about `--batch` invoices per write transaction (a customer's together; the
+    notices claimed with one INSERT, outbox rows and activities by executemany), a
+    `--pause` after each;
+  * `one`: the whole run in one write transaction (`run_dunning`): what a writer waits for
+    when nothing lets it in.
 
-    python bench/dunning_lock.py --invoices 5000
+    python bench/dunning_lock.py --invoices 2000              # both
+    python bench/dunning_lock.py --invoices 2000 --which now --batch 20
+
+The figures before the bulk inserts were measured with this script as it was at the commit
+before them (see bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -64,15 +69,10 @@ def seed(db: Database, invoices: int) -> None:
              "created_at": now} for n in range(invoices)])
 
 
-def old_run_all(db: Database, as_of: date) -> dunning.DunningRun:
-    """The run before issue 18: candidates found inside each write transaction, 200 per
-    level, no pause between transactions."""
-    run = dunning.DunningRun(as_of)
-    while True:
-        with db.transaction() as session:
-            dunning.run_dunning(session, as_of, batch=200, run=run)
-        if run.candidates < 200:
-            return run
+def one_transaction(db: Database, as_of: date) -> dunning.DunningRun:
+    """The whole run in one write transaction."""
+    with db.transaction() as session:
+        return dunning.run_dunning(session, as_of)
 
 
 def measure(db: Database, label: str, runner, interval: float) -> dict:
@@ -113,11 +113,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--invoices", type=int, default=5000)
     parser.add_argument("--interval", type=float, default=0.02)
+    parser.add_argument("--which", choices=("one", "now", "both"), default="both")
+    parser.add_argument("--batch", type=int, default=DUNNING_BATCH_SQLITE)
+    parser.add_argument("--pause", type=float, default=DUNNING_PAUSE)
     args = parser.parse_args()
     data = ROOT / "bench" / "data"
     data.mkdir(parents=True, exist_ok=True)
     results = []
-    for label in ("before", "now"):
+    for label in (("one", "now") if args.which == "both" else (args.which,)):
         path = data / f"dunning-lock-{label}.db"
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -125,14 +128,15 @@ def main() -> int:
         upgrade(url)
         db = Database(url)
         seed(db, args.invoices)
-        if label == "before":
-            runner = lambda db=db: old_run_all(db, AS_OF)  # noqa: E731
+        if label == "one":
+            runner = lambda db=db: one_transaction(db, AS_OF)  # noqa: E731
         else:
             runner = lambda db=db: dunning.run_all(  # noqa: E731
-                db, AS_OF, batch=DUNNING_BATCH_SQLITE, between=lambda: time.sleep(DUNNING_PAUSE))
+                db, AS_OF, batch=args.batch, between=lambda: time.sleep(args.pause))
         results.append(measure(db, label, runner, args.interval))
         db.dispose()
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, load "
+    print(f"batch {args.batch}, pause {args.pause}; machine: {platform.platform()}, "
+          f"{os.cpu_count()} CPUs, load "
           f"{os.getloadavg()[0]:.1f}")
     return 0
 

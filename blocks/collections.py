@@ -229,12 +229,23 @@ def _invoice_line(ctx: dict, *, fmt: Formats = ENGLISH) -> str:
             f"{fmt.date(inv['due_date'])}{held}{charged}")
 
 
+def _more(ctx: dict) -> list[dict]:
+    """The customer's other invoices at the same level in this run (one message for all)."""
+    more = ctx.get("more") or []
+    if not more:
+        return []
+    shown = ", ".join(esc(n) for n in more[:10])
+    rest = f" and {len(more) - 10} more" if len(more) > 10 else ""
+    return [context(f"Also at this level for this customer: {shown}{rest}.")]
+
+
 def overdue_notice(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     days = ctx["days_past_due"]
     text = f"Invoice {esc(ctx['invoice']['number'])} is overdue ({days} day(s))"
     blocks = [section(f":alarm_clock: {_invoice_line(ctx, fmt=fmt)} is now overdue "
                       f"({days} day{'s' if days != 1 else ''} past due)."),
               context(f"Dunning level {ctx['level']:+d}: the customer was reminded by e-mail.")]
+    blocks += _more(ctx)
     return {"text": text, "blocks": render(blocks)}
 
 
@@ -244,6 +255,7 @@ def dunning_escalation(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     blocks = [section(f":rotating_light: Escalation: {_invoice_line(ctx, fmt=fmt)} is {days} days "
                       "past due. Please talk to your contact at the customer."),
               context(f"Dunning level {ctx['level']:+d}.")]
+    blocks += _more(ctx)
     return {"text": text, "blocks": render(blocks)}
 
 
@@ -254,6 +266,7 @@ def dunning_final(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     blocks = [section(f":no_entry: Final notice: {_invoice_line(ctx, fmt=fmt)} is {days} days past "
                       f"due. *{esc(ctx['customer_name'])}* is now on credit hold."),
               context(f"Dunning level {ctx['level']:+d}. New orders need a credit approval.")]
+    blocks += _more(ctx)
     return {"text": text, "blocks": render(blocks)}
 
 
@@ -262,6 +275,59 @@ def dunning_no_email(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     blocks = [section(f":email: {_invoice_line(ctx, fmt=fmt)}: dunning level {ctx['level']:+d} "
                       f"({ctx['kind']}) could not be e-mailed — the customer has no billing "
                       "e-mail on file. Please contact them another way.")]
+    return {"text": text, "blocks": render(blocks)}
+
+
+def _amounts(amounts: list[dict], fmt: Formats) -> str:
+    return " + ".join(fmt.money(a["amount_minor"], a["currency"]) for a in amounts)
+
+
+def _names(names: list[str], count: int) -> str:
+    shown = ", ".join(esc(clip(n, NAME_MAX)) for n in names)
+    return shown + (f" and {count - len(names)} more" if count > len(names) else "")
+
+
+def dunning_summary(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
+    """The AR channel's one post per dunning run."""
+    notices, customers, emails = ctx["notices"], ctx["customers"], ctx["emails"]
+    text = (f"Dunning {fmt.date(ctx['as_of'])}: {notices} reminder{'s' if notices != 1 else ''}"
+            f" sent to {customers} customer{'s' if customers != 1 else ''}")
+    levels = ", ".join(f"{int(k):+d}: {v}" for k, v in ctx["by_level"].items())
+    blocks = [section(f":envelope: *{text}* ({emails} e-mail"
+                      f"{'s' if emails != 1 else ''}; by level {levels}).")]
+    if ctx["top"]:
+        blocks.append(section(f"Top {len(ctx['top'])} by amount due: " + "; ".join(
+            f"*{esc(clip(c['name'], NAME_MAX))}* {_amounts(c['amounts'], fmt)}"
+            for c in ctx["top"])))
+    if ctx["no_email_count"]:
+        blocks.append(section(f":email: No billing e-mail on file, not e-mailed — please "
+                              f"contact them another way: "
+                              f"{_names(ctx['no_email'], ctx['no_email_count'])}."))
+    if ctx["credit_hold_count"]:
+        blocks.append(section(f":no_entry: Final notice sent, now on credit hold: "
+                              f"{_names(ctx['credit_holds'], ctx['credit_hold_count'])}."))
+    notes = []
+    if ctx.get("skipped"):
+        notes.append(f"{ctx['skipped']} earlier level(s) skipped (only the latest due level "
+                     "of each invoice is sent)")
+    if ctx.get("late_fees"):
+        notes.append(f"{ctx['late_fees']} late fee(s) charged")
+    if notes:
+        blocks.append(context("; ".join(notes) + "."))
+    return {"text": text, "blocks": render(blocks)}
+
+
+def dunning_confirm(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
+    """A dunning run too large to send without an admin (`/o2c dunning confirm`)."""
+    text = (f"Dunning {fmt.date(ctx['as_of'])} waits for an admin: {ctx['emails']} e-mails "
+            f"to {ctx['customers']} customers")
+    blocks = [section(f":hourglass_flowing_sand: *{text}* ({ctx['notices']} notices; more than the "
+                      f"{ctx['threshold']} e-mails a run may send by itself). Nothing is sent "
+                      "until an admin confirms."),
+              actions(button("Confirm and send", ids.DUNNING_CONFIRM, str(ctx["id"]),
+                             style="primary")),
+              context("Admins only (or `/o2c dunning confirm`); the next dunning run then "
+                      "sends them. Without it, the next day's run asks again.")]
     return {"text": text, "blocks": render(blocks)}
 
 

@@ -51,6 +51,7 @@ COLL_LOG_CALL = "collections_log_call"
 COLL_PROMISE = "collections_promise"
 COLL_REMINDER = "collections_reminder"
 COLL_SNOOZE = "collections_snooze"
+DUNNING_CONFIRM = "dunning_confirm"  # value: the waiting dunning day's request id
 COLL_ACCOUNT_BLOCK = "collections_account"  # + ":<customer id>"
 PROMISE_MODAL = "collections_promise_modal"
 PROMISE_AMOUNT_BLOCK = "promise_amount"

@@ -41,6 +41,8 @@ TEMPLATES: dict[str, Renderer] = {
     "dunning_escalation": collections.dunning_escalation,
     "dunning_final": collections.dunning_final,
     "dunning_no_email": collections.dunning_no_email,
+    "dunning_summary": collections.dunning_summary,
+    "dunning_confirm": collections.dunning_confirm,
     "promise_broken": collections.promise_broken,
     "email_queued": collections.email_queued,
     "email_failed": collections.email_failed,

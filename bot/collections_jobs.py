@@ -119,7 +119,7 @@ def digest_schedule(deps, as_of: date | None) -> dict:
 
 
 DUNNING_PAUSE = 0.1  # seconds after each dunning write transaction (SQLite)
-DUNNING_BATCH_SQLITE = 10  # invoices per dunning write transaction on SQLite
+DUNNING_BATCH_SQLITE = 50  # invoices per write transaction on SQLite (a customer's together)
 DUNNING_BATCH = 200  # on PostgreSQL
 
 
@@ -134,7 +134,8 @@ def run_dunning(deps, as_of: date | None) -> dict:
     run = dunning.run_all(deps.db, as_of, now=deps.clock.now(),
                           batch=DUNNING_BATCH_SQLITE if sqlite else DUNNING_BATCH,
                           between=(lambda: time.sleep(DUNNING_PAUSE)) if sqlite
-                          else (lambda: None))
+                          else (lambda: None),
+                          confirm_above=deps.settings.o2c_dunning_confirm_above)
     deps.notify_outbox()
     return {**run.summary(), "promises_kept": len(promises.kept),
             "promises_broken": len(promises.broken)}

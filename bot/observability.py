@@ -9,6 +9,10 @@ Metrics (`prometheus-client`, one registry per process: scrape every `o2c serve`
   (pending or being sent) per channel kind (slack, email, webhook), read at scrape time;
 * `o2c_outbox_deliveries_total{transport,outcome}`: sent, retried, 429, failed (webhook
   failures are `transport="webhook"`, outcome retried or failed);
+* `o2c_webhook_failures_total{reason}`: outbound webhook attempts that failed, by reason
+  (`timeout`, `connection`, `http_3xx` — a redirect, never followed —, `http_4xx`, `http_429`,
+  `http_5xx`, `gone` — the subscription or event was deleted —, `inactive` — the
+  subscription is disabled); each failed attempt counts once, retried or not;
 * `o2c_job_runs_total{job,outcome}` and `o2c_job_duration_seconds{job}`: scheduled jobs.
 
 `kind` is the Slack payload kind (command, block_actions, view_submission, event, ...) and
@@ -63,6 +67,8 @@ ANSWER_SECONDS = Histogram("o2c_slack_answer_seconds", "work after the ack, seco
                            ["kind", "command"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
 DELIVERIES = Counter("o2c_outbox_deliveries", "outbox deliveries by outcome",
                      ["transport", "outcome"], registry=REGISTRY)
+WEBHOOK_FAILURES = Counter("o2c_webhook_failures", "outbound webhook deliveries failing, by "
+                           "reason", ["reason"], registry=REGISTRY)
 JOB_RUNS = Counter("o2c_job_runs", "scheduled job runs by outcome", ["job", "outcome"],
                    registry=REGISTRY)
 JOB_SECONDS = Histogram("o2c_job_duration_seconds", "scheduled job duration, seconds", ["job"],
@@ -126,6 +132,19 @@ def timed(histogram: Histogram, *labels: str) -> Iterator[None]:
 
 def delivered(transport: str, outcome: str) -> None:
     DELIVERIES.labels(transport, outcome).inc()
+
+
+def webhook_failed(reason: str) -> None:
+    WEBHOOK_FAILURES.labels(reason).inc()
+
+
+def webhook_failure_reason(status: int | None, timed_out: bool = False) -> str:
+    """The label of a failed webhook attempt: its HTTP status class, or no answer."""
+    if status is None:
+        return "timeout" if timed_out else "connection"
+    if status == 429:
+        return "http_429"
+    return f"http_{status // 100}xx" if 300 <= status < 600 else "http_other"
 
 
 class OutboxCollector:

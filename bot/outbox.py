@@ -656,7 +656,8 @@ def marker(row: OutboxMessage) -> dict:
 
 EMAIL_KINDS = {"invoice": "invoice", "collections_reminder": "payment reminder",
                "dunning_friendly": "friendly reminder", "dunning_reminder": "overdue reminder",
-               "dunning_firm": "firm reminder", "dunning_final": "final notice"}
+               "dunning_firm": "firm reminder", "dunning_final": "final notice",
+               "dunning_statement": "dunning statement"}
 
 
 def announce_failed_email(session: Any, row: OutboxMessage, reason: str) -> None:

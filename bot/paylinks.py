@@ -21,7 +21,7 @@ from workflows import payment_links
 # e-mail templates that show a link: the invoice, every dunning level, the collector's
 # reminder (one link per overdue invoice)
 EMAIL_TEMPLATES = ("invoice", "dunning_friendly", "dunning_reminder", "dunning_firm",
-                   "dunning_final", "collections_reminder")
+                   "dunning_final", "collections_reminder", "dunning_statement")
 SLACK_TEMPLATES = ("order_shipped",)  # the invoice card
 
 
@@ -63,7 +63,7 @@ class PayLinks:
         """`pay_url` / `pay_urls` for an e-mail template's context (empty when none)."""
         if template not in EMAIL_TEMPLATES:
             return {}
-        if template == "collections_reminder":
+        if template in ("collections_reminder", "dunning_statement"):
             urls = {inv.get("number"): self.url_for(inv.get("number"), session=session)
                     for inv in context.get("invoices") or [] if isinstance(inv, dict)}
             return {"pay_urls": {n: u for n, u in urls.items() if u}}

@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     o2c_approval_tiers: str = ""  # e.g. credit:100000:admin,credit_note:5000:admin
     o2c_late_fees: str = ""  # e.g. 7:fee=25.00,30:rate=8 (off when empty)
     o2c_small_balance_write_off: Decimal = Field(default=Decimal("1.00"), ge=0)  # 0 = off
+    # a dunning run that would send more e-mails waits for an admin (`/o2c dunning confirm`)
+    o2c_dunning_confirm_above: int = Field(default=200, ge=0, le=10_000_000)
     o2c_home_currency: str = "USD"  # what tier and waiver amounts are stated in
     o2c_dispute_reminder_days: int = Field(default=2, ge=0, le=365)
     o2c_dispute_escalation_days: int = Field(default=5, ge=0, le=365)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import httpx
 from standardwebhooks import Webhook
 
+from bot import observability
 from bot.db import Database
 from bot.outbox import Permanent, Retry
 from models import OutboxMessage, SubscriptionStatus, WebhookEvent, WebhookSubscription
@@ -60,8 +61,10 @@ class WebhookTransport:
             subscription = session.get(WebhookSubscription, payload.get("subscription_id"))
             event = session.get(WebhookEvent, payload.get("event_id"))
         if subscription is None or event is None:
+            observability.webhook_failed("gone")
             raise Permanent("the webhook subscription or event no longer exists")
         if subscription.status != SubscriptionStatus.ACTIVE:
+            observability.webhook_failed("inactive")
             raise Permanent(f"the webhook subscription is {subscription.status}")
         body = webhooks.body_of(event)
         now = worker.now()
@@ -71,6 +74,7 @@ class WebhookTransport:
         started = time.monotonic()
         status: int | None = None
         error: str | None = None
+        timed_out = False
         retry_after: float = 0.0
         try:
             with self.client.stream("POST", subscription.url, content=body,
@@ -79,6 +83,7 @@ class WebhookTransport:
                 retry_after = _retry_after(response.headers.get("retry-after"))
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
+            timed_out = isinstance(exc, httpx.TimeoutException)
         ok = status is not None and 200 <= status < 300
         if not ok and error is None:
             error = f"HTTP {status}"
@@ -90,6 +95,7 @@ class WebhookTransport:
                                     duration_ms=elapsed)
         if ok:
             return {"ok": True, "status": status, "webhook_id": event.uid}
+        observability.webhook_failed(observability.webhook_failure_reason(status, timed_out))
         log.info("webhook %s to subscription %s: %s", event.uid, subscription.id, error)
         raise Retry(min(retry_after, BACKOFF_MAX), f"webhook: {error}")
 

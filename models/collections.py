@@ -67,7 +67,26 @@ class DunningNotice(SQLModel, table=True):
     level: int  # days relative to the due date: -3, 1, 7, 14, 30
     as_of: date
     outbox_id: int | None = None
+    # passed over because a later level was due at once (catch-up): never sent later
+    skipped: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     created_at: datetime = ts_field(nullable=False, default_now=True)
+
+
+class DunningConfirmation(SQLModel, table=True):
+    """A dunning day whose run would send more e-mails than the threshold: nothing is sent
+    that day until an admin confirms (`workflows.dunning.confirm`)."""
+
+    __tablename__ = "dunning_confirmations"
+    __table_args__ = (sa.UniqueConstraint("as_of"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    as_of: date
+    emails: int  # e-mails the run would have sent when it asked
+    notices: int
+    customers: int
+    requested_at: datetime = ts_field(nullable=False, default_now=True)
+    confirmed_by: str | None = Field(default=None, max_length=64)
+    confirmed_at: datetime | None = ts_field()
 
 
 class DigestRun(SQLModel, table=True):

@@ -14,19 +14,38 @@ by its position, so a changed list keeps its meaning:
 * any other positive offset — `firm`: a firmer e-mail to the customer.
 
 Exactly once: a `DunningNotice` row (UNIQUE invoice_id, level) is inserted in the same
-transaction as the outbox rows it causes (whose dedupe keys are unique too). A second run, a
-restart, or another server process running the same job hits the constraint and sends nothing.
+transaction as the outbox rows it causes (whose dedupe keys are unique too, derived from the
+first notice each message covers). A second run, a restart, or another server process running
+the same job finds the notice taken (the insert returns nothing for it) and sends nothing.
 
-Catching up: a run looks only at the *latest* level each invoice has reached. An invoice first
-seen at +20 days gets the +14 escalation only — not −3, +1, +7 and +14 in one burst — and one
-first seen at +40 gets the final notice. A level is sent only if no notice of that level or a
-later one exists for the invoice. Paid (balance 0) invoices are skipped, and so are those whose
-whole balance is held in dispute (`workflows.disputes`); a partly disputed invoice is dunned
-for the rest, and its messages say how much is in dispute. When a rejected dispute releases
-the hold, dunning resumes at the level the invoice has reached by then.
+Catching up (a first run over an imported book, or after an outage): a run looks only at the
+*latest* level each invoice has reached. An invoice first seen at +20 days gets the +14
+escalation only — not −3, +1, +7 and +14 in one burst — and one first seen at +40 gets the
+final notice; the levels passed over are recorded as skipped notices (`skipped`), so they are
+never sent later. A level is sent only if no notice of that level or a later one exists.
+Paid (balance 0) invoices are skipped, and so are those whose whole balance is held in dispute
+(`workflows.disputes`); a partly disputed invoice is dunned for the rest, and its messages say
+how much is in dispute. When a rejected dispute releases the hold, dunning resumes at the level
+the invoice has reached by then.
+
+Not flooding: a customer's e-mails of one run are combined into one statement-style e-mail
+(`dunning_statement`, listing the invoices and their levels; a customer with one notice gets
+that level's own e-mail), a person's Slack notices of one run are combined per customer and
+kind, and the AR channel gets one summary post per run (`dunning_summary`: notices, e-mails,
+customers, the top 5 by amount, customers without a billing e-mail, credit holds) instead of a
+post per notice. A run that would send more than `confirm_above` e-mails (setting
+`O2C_DUNNING_CONFIRM_ABOVE`) first asks an admin (`request_confirmation`: one request per
+dunning day, a post in the AR channel, audited) and sends nothing until one confirms
+(`confirm`, `/o2c dunning confirm`); a later run that day then sends, and the next day's run
+asks again if it is still that large.
+
+Writing: the candidates are found in a read session, then written a few customers at a time in
+short transactions with one multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING` for the
+notices (what it returns is what this process claimed) and executemany inserts for the outbox
+rows and collection activities: no SAVEPOINT and no flush per row.
 
 Back office (SPEC §3): a level with a late fee (`O2C_LATE_FEES`) charges it as a fee invoice in
-the same savepoint as its notice (`workflows.late_fees`), and the level's messages name it.
+the same transaction as its notice (`workflows.late_fees`), and the level's messages name it.
 Before the levels, `run_all` writes off small leftovers (`workflows.write_offs`).
 """
 
@@ -37,16 +56,31 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, SQLModel, select
 
-from models import ActivityKind, CollectionActivity, Customer, DunningNotice, Invoice, Order
-from workflows import credit_hold, late_fees, outbox, policy, write_offs
+from models import (
+    ActivityKind,
+    CollectionActivity,
+    Customer,
+    DunningConfirmation,
+    DunningNotice,
+    Invoice,
+    Order,
+    OutboxMessage,
+    Role,
+)
+from workflows import audit, credit_hold, late_fees, policy, write_offs
 from workflows.collections import invoice_snapshot
+from workflows.errors import DomainError
+from workflows.users import require_role
 
 EMAIL_KINDS = ("friendly", "reminder", "firm", "final")
 BATCH = 50  # invoices per write transaction (the job chooses its own per database)
-FIND = 5000  # invoice ids per level found per read
+CUSTOMER_MAX = 500  # a customer with more invoices due is written (and e-mailed) in parts
+FIND = 1000  # customers found per read
+CONFIRM_ABOVE = 200  # e-mails a run may send without an admin's confirmation
+TOP = 5  # customers named in the AR channel's summary
 
 
 @dataclass(frozen=True)
@@ -87,12 +121,24 @@ class DunningRun:
     candidates: int = 0
     fees: list[str] = field(default_factory=list)  # fee invoices charged
     written_off: list[str] = field(default_factory=list)  # small balances written off
+    skipped: int = 0  # lower levels passed over (catch-up), recorded as skipped
+    emails: int = 0  # e-mails queued (one per customer and write transaction)
+    customers: dict[int, dict] = field(default_factory=dict)  # dunned now: name, amounts
+    no_email: dict[int, str] = field(default_factory=dict)  # customers without an e-mail
+    held_names: list[str] = field(default_factory=list)
+    first_notice: int | None = None  # the id of the first notice claimed (summary's key)
+    waiting: int | None = None  # the confirmation this run waits for (nothing sent)
 
     def summary(self) -> dict:
-        return {"as_of": self.as_of.isoformat(), "notices": {str(k): v for k, v in
-                                                             sorted(self.sent.items())},
-                "credit_holds": len(self.holds), "late_fees": len(self.fees),
-                "small_balances_written_off": len(self.written_off)}
+        out = {"as_of": self.as_of.isoformat(), "notices": {str(k): v for k, v in
+                                                            sorted(self.sent.items())},
+               "credit_holds": len(self.holds), "late_fees": len(self.fees),
+               "small_balances_written_off": len(self.written_off),
+               "emails": self.emails, "customers": len(self.customers),
+               "skipped_levels": self.skipped}
+        if self.waiting is not None:
+            out["waiting_for_confirmation"] = self.waiting
+        return out
 
 
 def _due(level: Level, next_offset: int | None, as_of: date) -> list[sa.ColumnElement]:
@@ -108,61 +154,128 @@ def _due(level: Level, next_offset: int | None, as_of: date) -> list[sa.ColumnEl
     return conditions
 
 
+def _levels(session: Session) -> list[tuple[Level, int | None]]:
+    levels = plan(policy.current(session).dunning_offsets)
+    return [(level, levels[i + 1].offset if i + 1 < len(levels) else None)
+            for i, level in enumerate(levels)]
+
+
 def _candidates(session: Session, level: Level, next_offset: int | None, as_of: date,
-                limit: int, ids: list[int] | None = None
-                ) -> list[tuple[Invoice, Customer, str | None]]:
-    """The invoices due at `level` (`_due`), with their customer and order's sales rep;
-    with `ids`, only those (found earlier in a read session, checked again here)."""
+                ids: list[int]) -> list[tuple[Invoice, Customer, str | None]]:
+    """Those of `ids` (found earlier in a read session) still due at `level` (`_due`), with
+    their customer and order's sales rep."""
     query = (select(Invoice, Customer, Order.sales_rep_id)
              .join(Customer, Customer.id == Invoice.customer_id)
              .outerjoin(Order, Order.id == Invoice.order_id)
-             .where(*_due(level, next_offset, as_of))
-             .order_by(Invoice.id).limit(limit))
-    if ids is not None:
-        query = query.where(Invoice.id.in_(ids))
+             .where(*_due(level, next_offset, as_of), Invoice.id.in_(ids))
+             .order_by(Invoice.id))
     return list(session.exec(query).all())
 
 
-def due_invoices(session: Session, as_of: date, *, limit: int
-                 ) -> list[tuple[Level, int | None, list[int]]]:
-    """Per level, the ids of up to `limit` invoices due at it (a read: no lock is taken)."""
-    levels = plan(policy.current(session).dunning_offsets)
+def due_customers(session: Session, as_of: date, *, after: int = 0, limit: int = FIND
+                  ) -> list[int]:
+    """Ids of up to `limit` customers (above `after`, ascending) with an invoice due at a
+    level (a read: no lock is taken)."""
+    due = [select(Invoice.customer_id).where(*_due(level, nxt, as_of),
+                                             Invoice.customer_id > after)
+           for level, nxt in _levels(session)]
+    union = sa.union(*due).subquery()
+    return list(session.execute(select(union.c.customer_id).order_by(union.c.customer_id)
+                                .limit(limit)).scalars())
+
+
+def due_invoices(session: Session, as_of: date, customer_ids: list[int]
+                 ) -> list[tuple[Level, int | None, int, int]]:
+    """(level, next offset, customer id, invoice id) of every invoice of these customers due
+    at a level, by customer (a read)."""
     found = []
-    for i, level in enumerate(levels):
-        next_offset = levels[i + 1].offset if i + 1 < len(levels) else None
-        ids = list(session.exec(select(Invoice.id).where(*_due(level, next_offset, as_of))
-                                .order_by(Invoice.id).limit(limit)).all())
-        found.append((level, next_offset, ids))
-    return found
+    for level, nxt in _levels(session):
+        rows = session.execute(select(Invoice.customer_id, Invoice.id)
+                               .where(*_due(level, nxt, as_of),
+                                      Invoice.customer_id.in_(customer_ids))).all()
+        found += [(level, nxt, customer_id, invoice_id) for customer_id, invoice_id in rows]
+    return sorted(found, key=lambda r: (r[2], r[3]))
+
+
+def would_send(session: Session, as_of: date) -> dict[str, int]:
+    """What a run for `as_of` would send now: notices, customers, e-mails (one per customer
+    with a billing e-mail and an e-mailing level due). A read."""
+    levels = _levels(session)
+    notices = sum(session.execute(select(sa.func.count()).select_from(Invoice)
+                                  .where(*_due(level, nxt, as_of))).scalar_one()
+                  for level, nxt in levels)
+    if not notices:
+        return {"notices": 0, "customers": 0, "emails": 0}
+
+    def customers(emailing: bool) -> int:
+        due = [select(Invoice.customer_id).join(Customer, Customer.id == Invoice.customer_id)
+               .where(*_due(level, nxt, as_of),
+                      *([Customer.billing_email.is_not(None), Customer.billing_email != ""]
+                        if emailing else []))
+               for level, nxt in levels if level.emails_customer or not emailing]
+        if not due:
+            return 0
+        union = sa.union(*due).subquery()
+        return session.execute(select(sa.func.count()).select_from(union)).scalar_one()
+
+    return {"notices": notices, "customers": customers(False), "emails": customers(True)}
+
+
+def _chunks(found: list[tuple[Level, int | None, int, int]], batch: int
+            ) -> list[list[tuple[Level, int | None, int, int]]]:
+    """Write transactions of about `batch` invoices, a customer's invoices together (up to
+    CUSTOMER_MAX each)."""
+    chunks: list[list] = [[]]
+    for item in found:
+        current = chunks[-1]
+        new_customer = bool(current) and current[-1][2] != item[2]
+        if current and ((new_customer and len(current) >= batch)
+                        or len(current) >= max(batch, CUSTOMER_MAX)):
+            chunks.append([])
+        chunks[-1].append(item)
+    return [c for c in chunks if c]
+
+
+def _write_chunk(session: Session, chunk: list[tuple[Level, int | None, int, int]],
+                 as_of: date, run: DunningRun) -> int:
+    """Check the chunk's invoices again in this transaction and send what is still due."""
+    by_level: dict[Level, tuple[int | None, list[int]]] = {}
+    for level, nxt, _, invoice_id in chunk:
+        by_level.setdefault(level, (nxt, []))[1].append(invoice_id)
+    items = [(level, *row) for level, (nxt, ids) in by_level.items()
+             for row in _candidates(session, level, nxt, as_of, ids)]
+    return write(session, items, as_of, run)
 
 
 def run_dunning(session: Session, as_of: date, *, batch: int = BATCH,
                 run: DunningRun | None = None) -> DunningRun:
-    """One batch of dunning for `as_of`: at most `batch` invoices per level. Call it again
-    (in a new transaction) while `run.candidates` reached the batch size; `run_all` does."""
+    """Dunning for `as_of` in the caller's transaction (every customer due; tests and small
+    books), the AR channel's summary included."""
     run = run or DunningRun(as_of)
-    levels = plan(policy.current(session).dunning_offsets)
-    run.candidates = 0
-    for i, level in enumerate(levels):
-        next_offset = levels[i + 1].offset if i + 1 < len(levels) else None
-        found = _candidates(session, level, next_offset, as_of, batch)
+    after = 0
+    while customers := due_customers(session, as_of, after=after):
+        after = customers[-1]
+        found = due_invoices(session, as_of, customers)
         run.candidates = max(run.candidates, len(found))
-        for invoice, customer, order_rep in found:
-            if _send_level(session, level, invoice, customer, order_rep, as_of, run):
-                run.sent[level.offset] = run.sent.get(level.offset, 0) + 1
+        for chunk in _chunks(found, batch):
+            _write_chunk(session, chunk, as_of, run)
+    post_summary(session, run)
     return run
 
 
 def run_all(db, as_of: date, *, batch: int = BATCH, now: datetime | None = None,
-            between: Callable[[], None] = lambda: None) -> DunningRun:
+            between: Callable[[], None] = lambda: None,
+            confirm_above: int | None = None) -> DunningRun:
     """Dunning for `as_of` in batches of short transactions (a long write would hold
-    SQLite's lock and delay every Slack click): the invoices due are found in a read session
-    (up to FIND per level at a time), then written `batch` at a time, each transaction
-    checking its invoices again (paid or disputed since: skipped; claimed by another process:
-    the notice's unique key). `between` runs after each write transaction (the job pauses
-    there so that a click waiting for SQLite's write lock gets it). With `now` (the job passes
-    the clock's), small leftovers are written off first (`write_offs.write_off_small_balances`).
-    A pass that sends nothing ends the run, so an invoice that cannot be claimed never loops."""
+    SQLite's lock and delay every Slack click): the customers due are found in a read session
+    (FIND at a time, in ascending order, so each is visited once per run), then written about
+    `batch` invoices at a time, a customer's together, each transaction checking its
+    invoices again (paid or disputed since: skipped; claimed by another process: the notice's
+    unique key). `between` runs after each write transaction (the job pauses there so that a
+    click waiting for SQLite's write lock gets it). With `now` (the job passes the clock's),
+    small leftovers are written off first (`write_offs.write_off_small_balances`). With
+    `confirm_above`, a run that would send more e-mails waits for an admin's confirmation
+    (`request_confirmation`) and sends nothing. The AR channel's summary is posted last."""
     run = DunningRun(as_of)
     while now is not None:
         with db.transaction() as session:
@@ -172,92 +285,302 @@ def run_all(db, as_of: date, *, batch: int = BATCH, now: datetime | None = None,
         if len(done) < batch:
             break
         between()
+    if confirm_above is not None:
+        with db.read_session() as session:
+            request = _confirmation(session, as_of)
+            confirmed = request is not None and request.confirmed_at is not None
+            counts = would_send(session, as_of) if not confirmed else {}
+        if not confirmed and counts["emails"] > confirm_above:
+            with db.transaction() as session:
+                run.waiting = request_confirmation(session, as_of, counts,
+                                                   threshold=confirm_above, now=now)
+            return run
+    after = 0
     while True:
         # the candidates are found in a read session (no write lock held while scanning)...
         with db.read_session() as session:
-            found = due_invoices(session, as_of, limit=FIND)
-        sent = 0
-        for level, next_offset, ids in found:
-            for start in range(0, len(ids), batch):
-                chunk = ids[start:start + batch]
-                # ...and written in short transactions, each invoice checked again in it
-                with db.transaction() as session:
-                    for invoice, customer, order_rep in _candidates(
-                            session, level, next_offset, as_of, len(chunk), ids=chunk):
-                        if _send_level(session, level, invoice, customer, order_rep, as_of,
-                                       run):
-                            run.sent[level.offset] = run.sent.get(level.offset, 0) + 1
-                            sent += 1
-                between()  # let other writers in (the job passes a short pause)
-        run.candidates = max((len(ids) for _, _, ids in found), default=0)
-        if run.candidates < FIND or not sent:
-            return run
+            customers = due_customers(session, as_of, after=after)
+            found = due_invoices(session, as_of, customers) if customers else []
+        if not customers:
+            break
+        after = customers[-1]
+        run.candidates = max(run.candidates, len(found))
+        for chunk in _chunks(found, batch):
+            # ...and written in short transactions, each invoice checked again in it
+            with db.transaction() as session:
+                _write_chunk(session, chunk, as_of, run)
+            between()  # let other writers in (the job passes a short pause)
+    if run.first_notice is not None:
+        with db.transaction() as session:
+            post_summary(session, run)
+    return run
 
 
-def _send_level(session: Session, level: Level, invoice: Invoice, customer: Customer,
-                order_rep: str | None, as_of: date, run: DunningRun) -> bool:
-    """Claim (invoice, level) and write what it causes; False when someone else claimed it."""
-    key = f"dunning:{invoice.id}:{level.offset}"
-    try:
-        with session.begin_nested():
-            notice = DunningNotice(invoice_id=invoice.id, level=level.offset, as_of=as_of)
-            session.add(notice)
-            session.flush()
-            context = {"kind": level.kind, "level": level.offset,
-                       "customer_id": customer.id, "customer_name": customer.name,
-                       "invoice": invoice_snapshot(invoice, as_of),
-                       "days_past_due": (as_of - invoice.due_date).days}
+# -- writing: bulk inserts, no per-row flush ---------------------------------------------------
+def _values(row: SQLModel) -> dict:
+    """A model instance (its defaults applied) as the values of a Core insert."""
+    return {c.name: getattr(row, c.name) for c in row.__table__.columns if c.name != "id"}
+
+
+class _Rows:
+    """Rows for Core inserts of one transaction: each model's defaults (the recording time
+    included) taken once from one instance, then only the fields that differ (building a
+    model per row costs more than the insert)."""
+
+    def __init__(self, as_of: date) -> None:
+        self.notice = _values(DunningNotice(invoice_id=0, level=0, as_of=as_of))
+        self.message = _values(OutboxMessage(transport="email", method="email"))
+        self.activity = _values(CollectionActivity(customer_id=0, kind=ActivityKind.REMINDER,
+                                                   user_id="system"))
+
+
+def _insert(session: Session, table: sa.Table):
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def _claim(session: Session, items: list[tuple[Level, Invoice, Customer, str | None]],
+           levels: list[Level], rows_of: _Rows, run: DunningRun) -> set[tuple[int, int]]:
+    """Insert the notices of `items` and the lower levels they pass over (skipped) with one
+    executemany `INSERT … ON CONFLICT DO NOTHING RETURNING` (compiled once, sent in
+    multi-row batches); returns the (invoice id, level) this transaction claimed for sending."""
+    rows: dict[tuple[int, int], dict] = {}
+    for level, invoice, _, _ in items:
+        for lower in levels:
+            if lower.offset < level.offset:
+                rows.setdefault((invoice.id, lower.offset), {
+                    **rows_of.notice, "invoice_id": invoice.id, "level": lower.offset,
+                    "skipped": True})
+        rows[(invoice.id, level.offset)] = {**rows_of.notice, "invoice_id": invoice.id,
+                                            "level": level.offset, "skipped": False}
+    table = DunningNotice.__table__
+    statement = (_insert(session, table)
+                 .on_conflict_do_nothing(index_elements=["invoice_id", "level"])
+                 .returning(table.c.id, table.c.invoice_id, table.c.level, table.c.skipped))
+    # in key order: two processes claiming overlapping notices lock them in the same order
+    claimed = set()
+    for notice_id, invoice_id, level, skipped in session.execute(
+            statement, [rows[k] for k in sorted(rows)]).all():
+        if skipped:
+            run.skipped += 1
+            continue
+        claimed.add((invoice_id, level))
+        if run.first_notice is None or notice_id < run.first_notice:
+            run.first_notice = notice_id
+    return claimed
+
+
+def write(session: Session, items: list[tuple[Level, Invoice, Customer, str | None]],
+          as_of: date, run: DunningRun) -> int:
+    """Claim and send `items` (level, invoice, customer, the order's sales rep): one e-mail
+    per customer, one Slack notice per person, customer and kind; returns the notices sent."""
+    if not items:
+        return 0
+    current = policy.current(session)
+    rows_of = _Rows(as_of)
+    claimed = _claim(session, items, plan(current.dunning_offsets), rows_of, run)
+    items = [i for i in items if (i[1].id, i[0].offset) in claimed]
+    fees = bool(late_fees.parse_late_fees(current.late_fees))
+    messages: list[dict] = []
+    activities: list[dict] = []
+    by_customer: dict[int, list[tuple[Level, Invoice, Customer, str | None, dict]]] = {}
+    for level, invoice, customer, order_rep in items:
+        context = {"kind": level.kind, "level": level.offset,
+                   "customer_id": customer.id, "customer_name": customer.name,
+                   "invoice": invoice_snapshot(invoice, as_of),
+                   "days_past_due": (as_of - invoice.due_date).days}
+        if fees:
             fee = late_fees.charge(session, invoice=invoice, customer=customer,
                                    level=level.offset, as_of=as_of)
             if fee is not None:
                 context["late_fee"] = late_fees.fee_context(fee, invoice)
                 run.fees.append(fee.number)
-            if level.emails_customer:
-                if customer.billing_email:
-                    message = outbox.send_email(session, to=customer.billing_email,
-                                                template=f"dunning_{level.kind}",
-                                                context=context, dedupe_key=key)
-                    notice.outbox_id = message.id
-                    _log(session, customer, invoice, ActivityKind.REMINDER,
-                         f"dunning {level.offset:+d} ({level.kind}) e-mailed to "
-                         f"{customer.billing_email}")
-                else:
-                    outbox.post_to_channel(session, channel="ar", template="dunning_no_email",
-                                           context=context, dedupe_key=key + ":no-email")
-            rep = order_rep or customer.sales_rep_id
-            people = [u for u in dict.fromkeys([rep, customer.collector_id]) if u]
-            if level.kind == "reminder":
-                _tell(session, people, "overdue_notice", context, key)
-            elif level.kind == "escalation":
-                _tell(session, people, "dunning_escalation", context, key)
-                _log(session, customer, invoice, ActivityKind.ESCALATION,
-                     f"dunning {level.offset:+d}: escalated to the sales rep")
-            elif level.kind == "final":
-                if credit_hold.change_hold(
-                        session, customer_id=customer.id, actor="system", on_hold=True,
-                        reason=f"final notice for {invoice.number}: "
-                        f"{context['days_past_due']} days past due"):
-                    run.holds.append(customer.id)
-                context = {**context, "credit_hold": True}
-                _tell(session, people, "dunning_final", context, key)
-                outbox.post_to_channel(session, channel="ar", template="dunning_final",
-                                       context=context, dedupe_key=key + ":ar")
-            session.add(notice)
-            session.flush()
-    except IntegrityError:
-        return False
-    return True
+        by_customer.setdefault(customer.id, []).append((level, invoice, customer, order_rep,
+                                                        context))
+        run.sent[level.offset] = run.sent.get(level.offset, 0) + 1
+        dunned = run.customers.setdefault(customer.id, {"name": customer.name, "amounts": {}})
+        amount = invoice.balance_minor - invoice.disputed_minor
+        dunned["amounts"][invoice.currency] = dunned["amounts"].get(invoice.currency, 0) + amount
+    for notices in by_customer.values():
+        customer = notices[0][2]
+        _email(rows_of, customer, notices, as_of, messages, activities, run)
+        _tell_people(session, rows_of, customer, notices, messages, activities, run)
+    if messages:
+        session.execute(sa.insert(OutboxMessage.__table__), messages)
+    if activities:
+        session.execute(sa.insert(CollectionActivity.__table__), activities)
+    return len(items)
 
 
-def _tell(session: Session, people: list[str], template: str, context: dict, key: str) -> None:
-    if not people:
-        outbox.post_to_channel(session, channel="ar", template=template, context=context,
-                               dedupe_key=f"{key}:ar-{template}")
-    for user_id in people:
-        outbox.post_to_user(session, user_id=user_id, template=template, context=context,
-                            dedupe_key=f"{key}:{user_id}")
+def _key(invoice: Invoice, level: Level) -> str:
+    return f"dunning:{invoice.id}:{level.offset}"
 
 
-def _log(session: Session, customer: Customer, invoice: Invoice, kind: str, note: str) -> None:
-    session.add(CollectionActivity(customer_id=customer.id, invoice_id=invoice.id, kind=kind,
-                                   note=note, user_id="system"))
+def _message(rows_of: _Rows, transport: str, payload: dict, dedupe_key: str) -> dict:
+    method = "email" if transport == "email" else "chat.postMessage"
+    return {**rows_of.message, "transport": transport, "method": method, "payload": payload,
+            "dedupe_key": dedupe_key}
+
+
+def _activity(rows_of: _Rows, customer: Customer, invoice: Invoice, kind: str, note: str
+              ) -> dict:
+    return {**rows_of.activity, "customer_id": customer.id, "invoice_id": invoice.id,
+            "kind": kind, "note": note, "user_id": "system"}
+
+
+def _email(rows_of: _Rows, customer: Customer, notices: list, as_of: date, messages: list[dict],
+           activities: list[dict], run: DunningRun) -> None:
+    """One e-mail for the customer's notices of this run: the level's own e-mail for one,
+    a statement-style e-mail listing the invoices for several."""
+    emailed = [n for n in notices if n[0].emails_customer]
+    if not emailed:
+        return
+    if not customer.billing_email:
+        run.no_email[customer.id] = customer.name
+        return
+    first_level, first_invoice = emailed[0][0], emailed[0][1]
+    if len(emailed) == 1:
+        template, context = f"dunning_{first_level.kind}", emailed[0][4]
+        key = _key(first_invoice, first_level)
+    else:
+        template, key = "dunning_statement", f"{_key(first_invoice, first_level)}:statement"
+        total: dict[str, int] = {}
+        for n in emailed:
+            inv = n[4]["invoice"]
+            total[inv["currency"]] = total.get(inv["currency"], 0) + inv["amount_due_minor"]
+        context = {"customer_id": customer.id, "customer_name": customer.name,
+                   "as_of": as_of.isoformat(),
+                   "final": any(n[0].kind == "final" for n in emailed),
+                   "totals": [{"currency": c, "amount_minor": m} for c, m in sorted(total.items())],
+                   "invoices": [{**n[4]["invoice"], "kind": n[0].kind, "level": n[0].offset,
+                                 **({"late_fee": n[4]["late_fee"]} if "late_fee" in n[4]
+                                    else {})} for n in emailed]}
+    messages.append(_message(rows_of, "email", {"to": customer.billing_email, "template": template,
+                                       "context": context, "attachments": []}, key))
+    run.emails += 1
+    for level, invoice, _, _, _ in emailed:
+        activities.append(_activity(rows_of, customer, invoice, ActivityKind.REMINDER,
+                                    f"dunning {level.offset:+d} ({level.kind}) e-mailed to "
+                                    f"{customer.billing_email}"))
+
+
+PEOPLE_TEMPLATES = {"reminder": "overdue_notice", "escalation": "dunning_escalation",
+                    "final": "dunning_final"}
+
+
+def _tell_people(session: Session, rows_of: _Rows, customer: Customer, notices: list,
+                 messages: list[dict],
+                 activities: list[dict], run: DunningRun) -> None:
+    """The sales rep and collector hear of the reminder, escalation and final levels: one
+    message per person and kind for this customer (the first invoice, and how many more)."""
+    by_kind: dict[str, list] = {}
+    for notice in notices:
+        if notice[0].kind in PEOPLE_TEMPLATES:
+            by_kind.setdefault(notice[0].kind, []).append(notice)
+    for kind, group in by_kind.items():
+        level, invoice, _, order_rep, context = group[0]
+        if kind == "escalation":
+            activities += [_activity(rows_of, customer, n[1], ActivityKind.ESCALATION,
+                                     f"dunning {n[0].offset:+d}: escalated to the sales rep")
+                           for n in group]
+        if kind == "final":
+            if credit_hold.change_hold(
+                    session, customer_id=customer.id, actor="system", on_hold=True,
+                    reason=f"final notice for {invoice.number}: "
+                    f"{context['days_past_due']} days past due"):
+                run.holds.append(customer.id)
+                run.held_names.append(customer.name)
+            context = {**context, "credit_hold": True}
+        if len(group) > 1:
+            context = {**context, "more": [n[1].number for n in group[1:]]}
+        rep = order_rep or customer.sales_rep_id
+        people = [u for u in dict.fromkeys([rep, customer.collector_id]) if u]
+        key = _key(invoice, level)
+        for user_id in people:
+            messages.append(_message(rows_of, "slack", {"channel": user_id,
+                                               "template": PEOPLE_TEMPLATES[kind],
+                                               "context": context}, f"{key}:{user_id}"))
+
+
+def post_summary(session: Session, run: DunningRun) -> None:
+    """The run's one post in the AR channel (nothing when it sent nothing)."""
+    if run.first_notice is None:
+        return
+    top = sorted(run.customers.items(),
+                 key=lambda c: (-max(c[1]["amounts"].values(), default=0), c[0]))[:TOP]
+    context = {"as_of": run.as_of.isoformat(), "notices": sum(run.sent.values()),
+               "by_level": {str(k): v for k, v in sorted(run.sent.items())},
+               "emails": run.emails, "customers": len(run.customers),
+               "skipped": run.skipped, "late_fees": len(run.fees),
+               "top": [{"customer_id": cid, "name": c["name"],
+                        "amounts": [{"currency": cur, "amount_minor": minor}
+                                    for cur, minor in sorted(c["amounts"].items())]}
+                       for cid, c in top],
+               "no_email": sorted(run.no_email.values())[:20],
+               "no_email_count": len(run.no_email),
+               "credit_holds": sorted(run.held_names)[:20],
+               "credit_hold_count": len(run.holds)}
+    session.execute(sa.insert(OutboxMessage.__table__), [_message(
+        _Rows(run.as_of), "slack",
+        {"channel": "ar", "template": "dunning_summary", "context": context},
+        f"dunning-summary:{run.as_of.isoformat()}:{run.first_notice}")])
+
+
+# -- an admin's confirmation of a large run ----------------------------------------------------
+def _confirmation(session: Session, as_of: date) -> DunningConfirmation | None:
+    return session.exec(select(DunningConfirmation)
+                        .where(DunningConfirmation.as_of == as_of)).first()
+
+
+def request_confirmation(session: Session, as_of: date, counts: dict[str, int], *,
+                         threshold: int, now: datetime | None) -> int:
+    """Ask (once per dunning day) an admin to confirm a run of `counts`; returns the
+    request's id. The AR channel is told, and the request audited, once."""
+    table = DunningConfirmation.__table__
+    values = _values(DunningConfirmation(as_of=as_of, emails=counts["emails"],
+                                         notices=counts["notices"],
+                                         customers=counts["customers"],
+                                         **({"requested_at": now} if now else {})))
+    new_id = session.execute(_insert(session, table).values(values).on_conflict_do_nothing(
+        index_elements=["as_of"]).returning(table.c.id)).scalar()
+    if new_id is None:  # asked already today (this run or another process)
+        return _confirmation(session, as_of).id
+    context = {"id": new_id, "as_of": as_of.isoformat(), "threshold": threshold, **counts}
+    session.execute(sa.insert(OutboxMessage.__table__), [_message(
+        _Rows(as_of), "slack", {"channel": "ar", "template": "dunning_confirm", "context": context},
+        f"dunning-confirm:{new_id}")])
+    audit.record(session, actor="system", action="dunning.confirmation_requested",
+                 entity_type="dunning_run", entity_id=as_of.isoformat(), to_state="waiting",
+                 threshold=threshold, **counts)
+    return new_id
+
+
+def pending_confirmation(session: Session) -> DunningConfirmation | None:
+    """The latest dunning day waiting for an admin."""
+    return session.exec(select(DunningConfirmation)
+                        .where(DunningConfirmation.confirmed_at.is_(None))
+                        .order_by(DunningConfirmation.as_of.desc())).first()
+
+
+def confirm(session: Session, *, user_id: str, now: datetime,
+            request_id: int | None = None) -> DunningConfirmation:
+    """An admin confirms a waiting dunning day (the request `request_id` — a card's button —,
+    else the latest waiting); the role is checked here, the decision audited, and a second
+    confirmation changes nothing."""
+    require_role(session, user_id=user_id, roles=(Role.ADMIN,), action="dunning.confirm",
+                 entity_type="dunning_run", entity_id=request_id or "-")
+    request = (session.get(DunningConfirmation, request_id) if request_id is not None
+               else pending_confirmation(session))
+    if request is None:
+        raise DomainError("No dunning run is waiting for a confirmation.")
+    table = DunningConfirmation.__table__
+    changed = session.execute(sa.update(table).where(table.c.id == request.id,
+                                                     table.c.confirmed_at.is_(None))
+                              .values(confirmed_by=user_id, confirmed_at=now)).rowcount
+    if changed:
+        audit.record(session, actor=user_id, action="dunning.confirmed",
+                     entity_type="dunning_run", entity_id=request.as_of.isoformat(),
+                     from_state="waiting", to_state="confirmed", emails=request.emails,
+                     notices=request.notices, customers=request.customers)
+    session.refresh(request)
+    return request

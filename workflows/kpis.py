@@ -444,6 +444,15 @@ def is_fresh(session: Session, as_of: date) -> bool:
     return row is not None and row.audit_id == books_marker(session)
 
 
+def fresh_snapshot(session: Session, as_of: date) -> dict | None:
+    """`as_of`'s KPIs (`to_json`) from its snapshot when nothing was recorded since it was
+    computed — exactly what `compute` would answer, for two index probes — else None."""
+    row = session.get(KpiSnapshot, as_of)
+    if row is None or row.audit_id != books_marker(session):
+        return None
+    return row.data
+
+
 def compute_snapshot(session: Session, as_of: date) -> tuple[dict, int]:
     """`as_of`'s KPIs (`to_json`) and the books marker they were computed at (read first, so
     a change recorded during the computation makes the snapshot stale, never lost)."""

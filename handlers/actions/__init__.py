@@ -31,6 +31,7 @@ def register(app: App) -> None:
         (ids.COLL_LOG_CALL, collections.on_log_call),
         (ids.COLL_REMINDER, collections.on_reminder),
         (ids.COLL_SNOOZE, collections.on_snooze),
+        (ids.DUNNING_CONFIRM, collections.on_dunning_confirm),
         (ids.CREDIT_HOLD, credit_hold.on_hold),
         (ids.CREDIT_RELEASE, credit_hold.on_release),
         (ids.DISPUTE_OPEN, backoffice.on_dispute_open),

@@ -19,14 +19,17 @@ from handlers.common import (
     action_id_value,
     caller,
     checking,
+    click_key,
     deps_of,
     formats_of,
+    now_of,
     open_modal,
     tell_user,
     today_for,
     transaction,
 )
-from workflows import collections, receipts
+from workflows import collections, dunning, receipts
+from workflows.errors import DomainError
 
 
 def _customer_id(body: dict) -> int:
@@ -91,3 +94,28 @@ def on_snooze(body: dict, respond: Respond, client: WebClient,
         name = collections.get_customer(session, customer_id).name
     tell_user(body, respond, client, f":zzz: {esc(name)} is snoozed until {fmt_date(until)}; "
           "dunning continues meanwhile.")
+
+
+def on_dunning_confirm(body: dict, respond: Respond, client: WebClient,
+                       context: BoltContext) -> None:
+    """"Confirm and send" on a large dunning run's card in the AR channel: the admin role is
+    re-checked in the transaction that confirms (a refusal is audited), the click claimed by
+    its `action_ts`, and the confirmation audited (`workflows.dunning.confirm`)."""
+    user_id, request_id = body["user"]["id"], action_id_value(body)
+    key = click_key(body)
+    try:
+        with transaction(context) as session:
+            receipt = (receipts.claim(session, key=key, kind="dunning_confirm", actor=user_id)
+                       if key else None)
+            request = dunning.confirm(session, user_id=user_id, now=now_of(context),
+                                      request_id=request_id)
+            day = request.as_of.isoformat()
+            if receipt is not None:
+                receipts.remember(session, receipt, day=day)
+    except receipts.AlreadyHandled as done:  # a double click, a replay: say it again
+        day = str(done.result.get("day"))
+    except DomainError as error:
+        tell_user(body, respond, client, f":no_entry: {esc(error.detail)}")
+        return
+    tell_user(body, respond, client, f":white_check_mark: Dunning of {esc(day)} confirmed: "
+              "its e-mails go out with the next dunning run.")

@@ -117,6 +117,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {sub.name: sub for sub in (
     Subcommand("channel", channel.USAGE,
                "how SO-/INV-/CN- numbers mentioned in this channel are answered (admins "
                "change it)", channel.channel, roles=(Role.ADMIN,)),
+    Subcommand("dunning", collections.DUNNING_USAGE,
+               "admins: let a large dunning run (an imported book) send its e-mails",
+               collections.dunning_command, roles=(Role.ADMIN,)),
     Subcommand("admin", "/o2c admin outbox [retry <id|all>]",
                "admins: undelivered and failed notifications; queue failed ones again",
                collections.admin),

@@ -1,4 +1,4 @@
-"""`/o2c worklist` (collectors) and `/o2c admin outbox` (admins)."""
+"""`/o2c worklist` (collectors), `/o2c admin outbox` and `/o2c dunning confirm` (admins)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from blocks.text import SECTION_TEXT_MAX, esc, fmt_datetime
 from handlers.commands.call import CommandCall, claim_command
 from handlers.common import caller, checking, describe_error, today_for, transaction
 from models import OutboxMessage, Role
-from workflows import audit, outbox, receipts
+from workflows import audit, dunning, outbox, receipts
 from workflows.collections import require_collector, worklist
 from workflows.errors import DomainError
 from workflows.users import require_role
@@ -101,3 +101,26 @@ def _listing(title: str, rows: list[OutboxMessage], tz: str) -> dict:
     head = title + "\n"
     body = lines_text((_row(r, tz) for r in rows), limit=SECTION_TEXT_MAX - len(head))
     return section(head + (body or "none"))
+
+
+DUNNING_USAGE = "/o2c dunning confirm"
+
+
+def dunning_command(call: CommandCall) -> None:
+    """`/o2c dunning confirm`: an admin lets the waiting (large) dunning run send; the role is
+    checked in the transaction that confirms, and the confirmation audited
+    (`workflows.dunning.confirm`)."""
+    if call.args.lower().split() != ["confirm"]:
+        call.answer(render([section(f"Usage: `{DUNNING_USAGE}`")]), "Usage")
+        return
+    try:
+        with transaction(call.context) as session:
+            request = dunning.confirm(session, user_id=call.user_id,
+                                      now=call.deps.clock.now())
+            answer = (f":white_check_mark: Dunning of {request.as_of.isoformat()} confirmed: "
+                      f"{request.emails} e-mail(s) to {request.customers} customer(s) go out "
+                      "with the next dunning run.")
+    except DomainError as exc:
+        _refused(call, exc)
+        return
+    call.answer(render([section(answer)]), "Dunning confirmed")

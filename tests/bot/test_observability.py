@@ -96,3 +96,31 @@ def test_readyz_is_not_ready_while_migrations_are_behind(server, database_url) -
     # then
     assert behind.status_code == 503 and behind.json()["needs"] == head
     assert ready.status_code == 200 and ready.json()["schema"] == head
+
+
+def test_failing_webhook_deliveries_are_counted_by_reason(db, database_url) -> None:
+    from tests.bot.test_webhook_delivery import given_an_order_event, integrations_worker
+    from tests.support.receiver import Receiver
+
+    def failures(reason: str) -> float:
+        text = observability.exposition()[0].decode()
+        try:
+            return _sample(text, "o2c_webhook_failures_total", reason=reason)
+        except AssertionError:
+            return 0.0
+
+    before = {r: failures(r) for r in ("http_5xx", "connection")}
+    with Receiver([503]) as receiver:
+        # given an order event for a receiver that answers 503
+        given_an_order_event(db, receiver.url)
+        # when the worker tries to deliver it
+        integrations_worker(db, database_url).run_once()
+        receiver.wait_for(1)
+    # then /metrics counts one failure by its reason, apart from the deliveries
+    assert failures("http_5xx") == before["http_5xx"] + 1
+    assert failures("connection") == before["connection"]
+    # and an attempt that gets no answer at all is a connection failure
+    assert observability.webhook_failure_reason(None) == "connection"
+    assert observability.webhook_failure_reason(None, timed_out=True) == "timeout"
+    assert observability.webhook_failure_reason(429) == "http_429"
+    assert observability.webhook_failure_reason(302) == "http_3xx"

@@ -294,9 +294,11 @@ def test_5_late_fees_charged_and_waived(books, slack, standin) -> None:
     assert run_job("dunning", books.deps, TODAY)["late_fees"] == 1
     with books.db.read_session() as s:
         fee = s.exec(select(Invoice).where(Invoice.source == "fee")).one()
+        # the customer's two notices of the run (+7 with the fee, +1) make one statement
         mail = s.exec(select(OutboxMessage).where(
-            OutboxMessage.payload["template"].as_string() == "dunning_firm")).one()
-    assert mail.payload["context"]["late_fee"]["number"] == fee.number
+            OutboxMessage.payload["template"].as_string() == "dunning_statement")).one()
+    [charged] = [i for i in mail.payload["context"]["invoices"] if i.get("late_fee")]
+    assert charged["level"] == 7 and charged["late_fee"]["number"] == fee.number
     # when the collector waives it from the fee's card
     ask(slack, sa, "UCOLL001", f"invoice {fee.number}")
     card = answer_for(sa, "UCOLL001", f"Invoice {fee.number}")

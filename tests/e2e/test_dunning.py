@@ -1,7 +1,8 @@
 """Dunning end to end against a real local SMTP server and the Slack stand-in.
 
 Acceptance 2: dunning run twice on the same day, and again after a restart (a new server on
-the same database), sends each (invoice, level) once. Also: without SMTP_URL the e-mails stay
+the same database), sends each (invoice, level) once — the customer's notices of the run in
+one statement-style e-mail (issue 18). Also: without SMTP_URL the e-mails stay
 queued and are visible in Slack (AR channel, `/o2c admin outbox`)."""
 
 from __future__ import annotations
@@ -73,14 +74,12 @@ def test_dunning_twice_and_after_restart_sends_each_level_once(database_url, sta
     # then
     assert summaries[0]["notices"] == {"-3": 1, "1": 1, "7": 1, "14": 1, "30": 1}
     assert summaries[1]["notices"] == {} and summaries[0]["credit_holds"] == 1
-    mails = smtp.wait_for(4)
-    subjects = sorted(m["Subject"] for m in mails)
-    assert len(subjects) == 4
-    assert any(s.startswith("Friendly reminder: invoice INV--3") for s in subjects)
-    assert any(s.startswith("Payment reminder: invoice INV-+1") for s in subjects)
-    assert any(s.startswith("Second reminder: invoice INV-+7") for s in subjects)
-    assert any(s.startswith("FINAL NOTICE: invoice INV-+30") for s in subjects)
-    assert all("INV-DISPUTED" not in s for s in subjects)
+    [mail] = smtp.wait_for(1)
+    assert mail["Subject"].startswith("FINAL NOTICE: 4 invoices seriously overdue")
+    body = mail.get_body(("plain",)).get_content()
+    for number in ("INV--3", "INV-+1", "INV-+7", "INV-+30"):  # +14 e-mails nobody
+        assert number in body
+    assert "INV-+14" not in body and "INV-DISPUTED" not in body
 
     # when the server restarts (a new app on the same database) and dunning runs again,
     # in the server and from the command line
@@ -95,11 +94,11 @@ def test_dunning_twice_and_after_restart_sends_each_level_once(database_url, sta
         assert again["notices"] == {} and next_day["notices"] == {}
         assert cli.returncode == 0, cli.stderr
         assert json.loads(cli.stdout)["notices"] == {}
-        assert len(smtp.received()) == 4
-        assert len({m["Message-ID"] for m in smtp.received()}) == 4
+        assert len(smtp.received()) == 1
         with second.db.read_session() as s:
-            levels = sorted(s.exec(select(DunningNotice.level)).all())
-            assert levels == [-3, 1, 7, 14, 30]
+            levels = sorted(s.exec(select(DunningNotice.level)
+                                   .where(DunningNotice.skipped.is_(False))).all())
+            assert levels == [-3, 1, 7, 14, 30]  # the levels passed over: recorded, skipped
             assert s.exec(select(Customer)).one().credit_hold is True
     finally:
         second.stop()
@@ -115,7 +114,8 @@ def test_dunning_twice_and_after_restart_sends_each_level_once(database_url, sta
         assert sum("is overdue" in t for t in texts) == 1
         assert sum(t.startswith("Escalation") for t in texts) == 1
         assert sum("credit hold" in t for t in texts) == 1
-    assert sum("credit hold" in m["text"] for m in standin.api.messages("CAR000001")) == 1
+    # and the AR channel got one summary post for the run, naming the credit hold
+    assert sum("credit hold" in text_of(m) for m in standin.api.messages("CAR000001")) == 1
 
 
 def test_without_smtp_emails_stay_queued_and_visible_in_slack(server, standin) -> None:
@@ -124,25 +124,25 @@ def test_without_smtp_emails_stay_queued_and_visible_in_slack(server, standin) -
     slack = SlackDriver(f"{server.base_url}/slack/events", SIGNING_SECRET, api=standin.api)
     # when
     run_job("dunning", server.deps, TODAY)
-    # then each customer e-mail has a copy in the AR channel, once
+    # then the customer's e-mail (one statement for the run) has a copy in the AR channel
     def copies() -> list[dict]:
         return [m for m in standin.api.messages("CAR000001") if "queued" in m["text"]]
 
-    standin.api.wait_for(lambda: len(copies()) >= 4, 15, "4 queued-e-mail copies")
-    assert len(copies()) == 4
+    standin.api.wait_for(lambda: len(copies()) >= 1, 15, "the queued-e-mail copy")
+    assert len(copies()) == 1
     assert any("FINAL NOTICE" in text_of(m) and "ap@acme.example" in text_of(m)
                for m in copies())
     with server.db.read_session() as s:
         emails = s.exec(select(OutboxMessage).where(OutboxMessage.transport == "email")).all()
-    assert [e.status for e in emails] == ["pending"] * 4
+    assert [e.status for e in emails] == ["pending"]
     # and admins see them in /o2c admin outbox; others may not
     listing = text_of(ask(slack, standin.api, ADMIN, "admin outbox"))
-    assert "Waiting for delivery" in listing and "dunning_final" in listing
+    assert "Waiting for delivery" in listing and "dunning_statement" in listing
     refused = text_of(ask(slack, standin.api, "UCOLL001", "admin outbox"))
     assert "Only an admin can do this" in refused
     # run_once again: no second copy
     server.worker.run_once()
-    assert len(copies()) == 4
+    assert len(copies()) == 1
 
 
 def test_o2c_outbox_lists_waiting_emails_and_retries_failed(database_url, standin) -> None:
@@ -161,7 +161,7 @@ def test_o2c_outbox_lists_waiting_emails_and_retries_failed(database_url, standi
     listing = o2c_run(env, "outbox")
     assert listing.returncode == 0, listing.stderr
     assert f"failed #{failed.id}" in listing.stdout and "channel_not_found" in listing.stdout
-    assert "waiting" in listing.stdout and "dunning_final -> ap@acme.example" in listing.stdout
+    assert "waiting" in listing.stdout and "dunning_statement -> ap@acme.example" in listing.stdout
     retried = o2c_run(env, "outbox", "--retry", str(failed.id))
     assert "1 message(s) queued again" in retried.stdout
     with db.read_session() as s:

@@ -33,6 +33,31 @@ def test_kpi_command_shows_dso_and_aging(server, slack, standin) -> None:
     assert "Aging USD" in text and "1-30: USD 300.00" in text
 
 
+def test_kpi_command_answers_from_a_fresh_snapshot_and_computes_after_a_change(
+        server, slack, standin) -> None:
+    from bot import reports
+    from models import KpiSnapshot
+    from workflows import audit
+
+    # given today's snapshot, computed by the job (marked here so the test can tell it apart)
+    with server.db.transaction() as s:
+        f.customer(s)
+        f.invoice(s, "INV-K1", total="300.00", issued=TODAY - timedelta(days=60),
+                  due=TODAY - timedelta(days=30))
+    assert reports.kpi_snapshot(server.deps, TODAY)["refreshed"] is True
+    with server.db.transaction() as s:
+        row = s.get(KpiSnapshot, TODAY)
+        row.data = {**row.data, "dso": "12.34"}
+    # when nothing was recorded since: /o2c kpi answers from the snapshot
+    assert "12.34 days" in text_of(ask(slack, standin.api, ADMIN, "kpi"))
+    # when something is recorded: it computes again
+    with server.db.transaction() as s:
+        audit.record(s, actor="test", action="test.change", entity_type="invoice",
+                     entity_id="INV-K1")
+    text = text_of(ask(slack, standin.api, ADMIN, "kpi"))
+    assert "12.34 days" not in text and "90.00 days" in text
+
+
 def test_weekly_kpi_report_posts_once_per_week(server, standin) -> None:
     # given
     from bot import reports

@@ -35,9 +35,11 @@ def ledger(session):
     return session
 
 
-def _notices(session) -> list[tuple[str, int]]:
+def _notices(session, *, skipped: bool = False) -> list[tuple[str, int]]:
+    """(invoice, level) of the notices sent (or, with `skipped`, passed over)."""
     return sorted(session.exec(select(Invoice.number, DunningNotice.level)
-                               .join(Invoice, Invoice.id == DunningNotice.invoice_id)).all())
+                               .join(Invoice, Invoice.id == DunningNotice.invoice_id)
+                               .where(DunningNotice.skipped.is_(skipped))).all())
 
 
 def _emails(session) -> list[tuple[str, str]]:
@@ -64,7 +66,9 @@ def test_each_level_is_sent_on_its_day_and_once(ledger) -> None:
     by_template = sorted((r.payload["template"], r.payload["channel"]) for r in slack)
     assert by_template == [("dunning_escalation", "UCOLL001"), ("dunning_escalation", "USALES01"),
                            ("dunning_final", "UCOLL001"), ("dunning_final", "USALES01"),
-                           ("dunning_final", "ar"),
+                           ("dunning_summary", "ar"), ("dunning_summary", "ar"),
+                           ("dunning_summary", "ar"), ("dunning_summary", "ar"),
+                           ("dunning_summary", "ar"),
                            ("overdue_notice", "UCOLL001"), ("overdue_notice", "USALES01")]
 
 
@@ -89,8 +93,14 @@ def test_a_late_first_run_sends_only_the_latest_level(ledger) -> None:
     dunning.run_dunning(ledger, TODAY)
     dunning.run_dunning(ledger, TODAY + timedelta(days=1))
     ledger.commit()
-    # then no burst of earlier levels
+    # then no burst of earlier levels: they are recorded as skipped, never sent later
     assert _notices(ledger) == [("INV-20", 14), ("INV-40", 30)]
+    assert _notices(ledger, skipped=True) == [
+        ("INV-20", -3), ("INV-20", 1), ("INV-20", 7),
+        ("INV-40", -3), ("INV-40", 1), ("INV-40", 7), ("INV-40", 14)]
+    dunning.run_dunning(ledger, TODAY + timedelta(days=20))  # INV-20 reaches +30 (final)
+    ledger.commit()
+    assert _notices(ledger) == [("INV-20", 14), ("INV-20", 30), ("INV-40", 30)]
 
 
 def test_final_notice_puts_the_customer_on_credit_hold_audited(ledger) -> None:
@@ -129,7 +139,8 @@ def test_no_billing_email_tells_the_ar_channel(session) -> None:
     session.commit()
     rows = session.exec(select(OutboxMessage)).all()
     assert [(r.transport, r.payload["template"], r.payload["channel"]) for r in rows] == [
-        ("slack", "dunning_no_email", "ar")]
+        ("slack", "dunning_summary", "ar")]
+    assert rows[0].payload["context"]["no_email"] == ["Nomail"]
 
 
 def test_levels_follow_the_policy(ledger) -> None:
@@ -145,21 +156,22 @@ def test_levels_follow_the_policy(ledger) -> None:
 
 def test_run_all_works_in_batches(db) -> None:
     with db.transaction() as s:
-        f.customer(s, "C-A", "Acme")
         for i in range(7):
-            f.invoice(s, f"INV-{i}", "C-A", due=TODAY - timedelta(days=8))
-    run = dunning.run_all(db, TODAY, batch=3)
-    assert run.sent == {7: 7}
+            f.customer(s, f"C-{i}", f"Customer {i}")
+            f.invoice(s, f"INV-{i}", f"C-{i}", due=TODAY - timedelta(days=8))
+    transactions: list[int] = []
+    run = dunning.run_all(db, TODAY, batch=3, between=lambda: transactions.append(1))
+    assert run.sent == {7: 7} and run.emails == 7 and len(transactions) == 3
     with db.read_session() as s:
-        assert len(s.exec(select(DunningNotice)).all()) == 7
+        assert len(_notices(s)) == 7 and len(_notices(s, skipped=True)) == 7 * 2
 
 
 def test_run_all_finds_in_a_read_and_checks_each_invoice_again_when_writing(db) -> None:
-    # given three overdue invoices, found together, written one per transaction
+    # given three customers' overdue invoices, found together, written one per transaction
     with db.transaction() as s:
-        f.customer(s, "C-A", "Acme")
         for i in range(3):
-            f.invoice(s, f"INV-{i}", "C-A", total="10.00", due=TODAY - timedelta(days=8))
+            f.customer(s, f"C-{i}", f"Customer {i}")
+            f.invoice(s, f"INV-{i}", f"C-{i}", total="10.00", due=TODAY - timedelta(days=8))
     pauses: list[int] = []
 
     def between() -> None:  # after each write transaction: another writer gets in
@@ -201,7 +213,7 @@ def test_concurrent_final_notices_of_one_customer_hold_and_audit_once(db) -> Non
                     assert customer.credit_hold is False
                     both_read.wait(10)
                 run = dunning.DunningRun(TODAY)
-                assert dunning._send_level(s, final, invoice, customer, None, TODAY, run)
+                assert dunning.write(s, [(final, invoice, customer, None)], TODAY, run) == 1
             runs.append(run)
         except Exception as exc:
             errors.append(exc)
@@ -239,5 +251,5 @@ def test_a_customer_already_on_hold_is_not_held_again(ledger) -> None:
         AuditEvent.action == "customer.credit_hold")).all()
     assert [h.actor for h in holds] == ["UCREDIT1"]
     outbox_final = ledger.exec(select(OutboxMessage).where(
-        OutboxMessage.dedupe_key == "dunning:1:30:ar")).one()
+        OutboxMessage.dedupe_key == "dunning:1:30:UCOLL001")).one()
     assert outbox_final.payload["context"]["credit_hold"] is True
