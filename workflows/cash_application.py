@@ -52,7 +52,16 @@ from models import (
     WriteOff,
     money,
 )
-from workflows import audit, cash_rules, deductions, outbox, periods, policy, webhooks
+from workflows import (
+    audit,
+    cash_rules,
+    deductions,
+    exposure,
+    outbox,
+    periods,
+    policy,
+    webhooks,
+)
 from workflows import validation as v
 from workflows.cash_candidates import CustomerNames
 from workflows.cash_runs import (
@@ -675,6 +684,7 @@ def _reverse(session: Session, payment: Payment, *, actor: str, now: datetime) -
         session.refresh(obj)
         disputes.refresh_invoice(session, obj)
         payment_links.balance_changed(session, obj)
+        exposure.moved(session, obj.customer_id)
     conn.execute(sa.update(_PAYMENTS).where(_PAYMENTS.c.id == payment.id)
                  .values(unapplied_minor=_PAYMENTS.c.amount_minor))
     session.expire(payment, ["unapplied_minor"])
