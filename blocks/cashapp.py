@@ -109,11 +109,12 @@ def return_modal(*, payment_id: int, amount: str, payer: str | None,
     """"Refund or return": why the money goes back (audited)."""
     blocks = [
         {"type": "section", "text": {"type": "mrkdwn", "text": (
-            f"Payment #{payment_id} of {amount} from {esc(payer or 'an unknown payer')} goes "
-            "back to whoever sent it. Record the refund when the bank confirms it.")}},
+            f"The payment of {amount} from {esc(payer or 'an unknown payer')} goes back to "
+            "whoever sent it: what it still holds is recorded as refunded in the books now, "
+            "and you return it from your bank.")}},
         InputBlock(block_id=ids.CASHAPP_RETURN_REASON_BLOCK, label="Why? (audited)",
                    element=PlainTextInputElement(action_id=ids.CASHAPP_RETURN_REASON_INPUT,
-                                                 multiline=True, max_length=2000)).to_dict(),
+                                                 multiline=True, max_length=500)).to_dict(),
     ]
     return {"type": "modal", "callback_id": ids.CASHAPP_RETURN_MODAL,
             "title": {"type": "plain_text", "text": "Refund or return"},
@@ -132,7 +133,9 @@ def review_card(ctx: dict) -> dict:
     decision = ctx.get("decision")
     suggestions = ctx.get("suggestions") or []
     status = ctx.get("status") or ""
-    if decision or status in ("applied", "partially_applied"):
+    if ctx.get("returned"):
+        title = f"Payment refunded — {amount}"
+    elif decision or status in ("applied", "partially_applied"):
         title = f"Payment applied — {amount}"
     elif suggestions:
         title = f"Payment needs review — {amount}"
@@ -157,7 +160,7 @@ def review_card(ctx: dict) -> dict:
     elif status in ("applied", "partially_applied"):
         blocks.append(section(":white_check_mark: Applied once the customer was named — now "
                               f"*{esc(payment_status(status))}*."))
-    elif suggestions:
+    elif suggestions and not ctx.get("returned"):
         blocks.append(section("Not sure enough to apply it automatically. Closest matches:"))
         round_ = ctx.get("round") or 1
         for s in suggestions:
@@ -167,11 +170,18 @@ def review_card(ctx: dict) -> dict:
                 accessory=ButtonElement(text=plain(f"Apply {s['rank']}", BUTTON_MAX),
                                         action_id=ids.CASHAPP_APPLY, value=value,
                                         style="primary" if s["rank"] == 1 else None)))
-    else:
+    elif not ctx.get("returned"):
         blocks.append(section("No open invoice looks like a match. The payment stays as "
                               "unapplied cash until someone identifies the customer."))
-    returning = ctx.get("return_requested")
-    if returning:
+    returned, returning = ctx.get("returned"), ctx.get("return_requested")
+    if returned:
+        given = fmt_money(returned.get("amount_minor") or 0, cur)
+        blocks.append(section(
+            f":leftwards_arrow_with_hook: *Refunded* {given} by <@{esc(returned['by'])}> "
+            f"{fmt_datetime(returned.get('at'))}: {esc(clip(returned.get('reason') or '', 500))}"
+            f"\nThe books show it given back. Return it from your bank: *{given}* to "
+            f"*{esc(p.get('payer_name') or 'the payer')}*."))
+    elif returning:
         blocks.append(section(
             f":leftwards_arrow_with_hook: *To be returned* — asked by <@{esc(returning['by'])}> "
             f"{fmt_datetime(returning.get('at'))}: {esc(clip(returning.get('reason') or '', 500))}"
