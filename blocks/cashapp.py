@@ -25,7 +25,16 @@ from slack_sdk.models.views import View
 
 from blocks import ids
 from blocks.common import context, fields, header, lines_text, render, section
-from blocks.text import BUTTON_MAX, clip, esc, fmt_datetime, fmt_money, plain, status_label
+from blocks.text import (
+    BUTTON_MAX,
+    clip,
+    esc,
+    fmt_datetime,
+    fmt_money,
+    plain,
+    refusal,
+    status_label,
+)
 from models import money
 
 if TYPE_CHECKING:
@@ -326,7 +335,7 @@ def failed_answer(error_text: str) -> str:
     return f"{_sentence(error_text)} Nothing was applied."
 
 
-BROKEN_BUTTON = ":warning: That button is broken; nothing was applied."
+BROKEN_BUTTON = refusal("That button is broken; nothing was applied.")
 
 
 def payment_recorded(ctx: dict) -> dict:

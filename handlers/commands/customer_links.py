@@ -19,7 +19,7 @@ from blocks.common import context, render, section
 from blocks.text import esc, fmt_date
 from handlers.commands.call import CommandCall, claim_command
 from handlers.commands.lookups import _resolve_customer
-from handlers.common import caller, today_for, transaction
+from handlers.common import caller, describe_error, today_for, transaction
 from models import Role
 from workflows import customer_links, receipts, statements
 from workflows.errors import DomainError, ValidationFailed
@@ -65,7 +65,7 @@ def customer_page(call: CommandCall) -> None:
     except receipts.AlreadyHandled as done:
         result = done.result
     except DomainError as exc:
-        _say(call, f":no_entry: {esc(exc.detail)}")
+        _say(call, describe_error(exc))
         return
     call.deps.notify_outbox()
     if "revoked" in result:
@@ -118,7 +118,7 @@ def statement(call: CommandCall) -> None:
     except receipts.AlreadyHandled as done:
         result = done.result
     except DomainError as exc:
-        _say(call, f":no_entry: {esc(exc.detail)}")
+        _say(call, describe_error(exc))
         return
     call.deps.notify_outbox()
     _say(call, f":page_facing_up: The statement of account of *{esc(result['name'])}* "

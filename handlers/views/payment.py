@@ -130,8 +130,8 @@ def record_payment(body: dict, view: dict, client: WebClient, context: BoltConte
     except receipts.AlreadyHandled:
         return  # a replay: recorded once, and the collector was told
     except DomainError as error:
-        client.chat_postMessage(channel=user_id, text=":warning: The payment was not "
-                                f"recorded: {esc(error.detail)}")
+        client.chat_postMessage(channel=user_id, text=describe_error(
+            error, what="record the payment"))
 
 
 def _payment(form: dict, view: dict, tz: tzinfo | None) -> PaymentIn:
