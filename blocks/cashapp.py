@@ -315,8 +315,7 @@ def identified_answer(*, payment_id: int, customer_name: str, status: str,
 
 
 def already_applied_answer(decided_by: str | None) -> str:
-    return (f":information_source: This payment was already applied by {_who(decided_by)}; "
-            "nothing changed.")
+    return refusal(f"This payment was already applied by {_who(decided_by)}; nothing changed.")
 
 
 def _sentence(text: str) -> str:
@@ -326,13 +325,14 @@ def _sentence(text: str) -> str:
 
 def refused_answer(error_text: str) -> str:
     """`error_text` is already escaped (`handlers.common.describe_error`)."""
-    return (f"{_sentence(error_text)} Applying payments is for collectors and admins; nothing "
-            "was applied.")
+    return f"{_sentence(error_text)} Applying payments is for collectors and admins."
 
 
 def failed_answer(error_text: str) -> str:
     """`error_text` is already escaped (`handlers.common.describe_error`)."""
-    return f"{_sentence(error_text)} Nothing was applied."
+    text = _sentence(error_text)  # (a refusal says already that nothing changed)
+    return text if "othing was" in text or "othing changed" in text else (
+        f"{text} Nothing was applied.")
 
 
 BROKEN_BUTTON = refusal("That button is broken; nothing was applied.")

@@ -16,7 +16,7 @@ import re
 from datetime import date
 
 from blocks.common import context, render, section
-from blocks.text import esc, fmt_date
+from blocks.text import esc, fmt_date, refusal
 from handlers.commands.call import CommandCall, claim_command
 from handlers.commands.lookups import _resolve_customer
 from handlers.common import caller, describe_error, today_for, transaction
@@ -41,8 +41,8 @@ def customer_page(call: CommandCall) -> None:
     if revoking:
         call.args = words[1] if len(words) > 1 else ""
     if not revoking and not call.deps.customer_links_enabled:
-        _say(call, ":no_entry: Customer pages are off: set `O2C_LINK_SECRETS` and "
-                   "`O2C_PUBLIC_URL` to turn them on.")
+        _say(call, refusal("customer pages are off: an admin sets `O2C_LINK_SECRETS` and "
+                           "`O2C_PUBLIC_URL` to turn them on", what="send a customer page"))
         return
     now = call.deps.clock.now()
     try:
