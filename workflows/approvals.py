@@ -331,17 +331,23 @@ def refresh_waiting_cards(session: Session, customer_ids: set[int]) -> None:
     included) — only when that, or the limit, differs from what the card shows. The cards'
     approvals are locked first (PostgreSQL: FOR UPDATE, in id order), so a concurrent
     transaction refreshing them waits and then reads what this one committed."""
-    rows = session.exec(
-        select(Approval.id).join(Order, Order.id == Approval.order_id)
-        .where(Order.customer_id.in_(sorted(customer_ids)),
-               Approval.status == ApprovalStatus.PENDING,
-               Order.status == OrderStatus.PENDING_APPROVAL)
-        .order_by(Approval.id)).all()
+    ordered = sorted(customer_ids)
+    rows: list[int] = []
+    for start in range(0, len(ordered), 500):  # (a bank statement moves thousands)
+        rows += session.exec(
+            select(Approval.id).join(Order, Order.id == Approval.order_id)
+            .where(Order.customer_id.in_(ordered[start:start + 500]),
+                   Approval.status == ApprovalStatus.PENDING,
+                   Order.status == OrderStatus.PENDING_APPROVAL)).all()
     if not rows:
         return
-    waiting = session.exec(
-        select(Approval).where(Approval.id.in_(rows)).order_by(Approval.id)
-        .with_for_update().execution_options(populate_existing=True)).all()
+    rows.sort()
+    waiting: list[Approval] = []
+    for start in range(0, len(rows), 500):
+        waiting += session.exec(
+            select(Approval).where(Approval.id.in_(rows[start:start + 500]))
+            .order_by(Approval.id).with_for_update()
+            .execution_options(populate_existing=True)).all()
     for approval in waiting:
         snapshot = dict(approval.snapshot or {})
         if "exposure_minor" not in snapshot or approval.status != ApprovalStatus.PENDING:
