@@ -42,7 +42,11 @@ def pending(session: Session) -> set[int]:
 
 
 def refresh(session: Session) -> None:
-    """At commit: refresh the waiting cards of the customers marked (see the module doc)."""
+    """At commit: refresh the waiting cards of the customers marked (see the module doc).
+    SQLAlchemy also calls `before_commit` when a savepoint is released: the marks wait for
+    the transaction itself."""
+    if session.in_nested_transaction():
+        return
     customers = pending(session)
     if not customers:
         return

@@ -96,3 +96,21 @@ def test_a_rolled_back_change_refreshes_nothing(session) -> None:
     session.commit()
     # then no card was refreshed
     assert card_updates(session, approval) == []
+
+
+def test_a_savepoint_waits_for_its_transaction(session) -> None:
+    # given a waiting card
+    f.user(session, "USALES01", "sales")
+    f.customer(session, "C-NEW", "Newco", reviewed=False)
+    f.product(session, "WID-1", price="100.00")
+    order = f.order(session, "C-NEW", lines=[("WID-1", 2)])
+    session.commit()
+    approval = session.exec(select(Approval).where(Approval.order_id == order.id)).one()
+    # when two invoices are issued, each in a savepoint of one transaction
+    for number in ("INV-1", "INV-2"):
+        with session.begin_nested():
+            f.invoice(session, number, "C-NEW", total="100.00")
+        assert card_updates(session, approval) == []  # not yet
+    session.commit()
+    # then the card was updated once, when the transaction committed
+    assert card_updates(session, approval) == [40000]
