@@ -299,9 +299,8 @@ def refusal(detail: str) -> list[dict]:
 def already_decided(*, status: str | None, decided_by: str | None, kind: str | None = None
                     ) -> list[dict]:
     what = f"This {kind} request" if kind else "This request"
-    mark = STATUS_MARK.get(status or "", ":information_source:")
     return render([section(refusal_text(
-        f"{what} was already {mark} *{esc(status or 'decided')}* by {who(decided_by)}. "
+        f"{what} was already *{esc(status or 'decided')}* by {who(decided_by)}. "
         "Your click changed nothing."))])
 
 
