@@ -4,6 +4,7 @@ one chat.update per transaction that moved it, none when nothing moved or nothin
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 from sqlmodel import select
@@ -114,3 +115,42 @@ def test_a_savepoint_waits_for_its_transaction(session) -> None:
     session.commit()
     # then the card was updated once, when the transaction committed
     assert card_updates(session, approval) == [40000]
+
+
+def test_two_payments_at_once_leave_the_card_with_the_exposure_after_both(db) -> None:
+    # given a waiting card of a customer owing two invoices of USD 1,000 (exposure 2,200)
+    with db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.customer(s, "C-NEW", "Newco", reviewed=False)
+        f.product(s, "WID-1", price="100.00")
+        f.invoice(s, "INV-1", "C-NEW", total="1000.00")
+        f.invoice(s, "INV-2", "C-NEW", total="1000.00")
+        order_id = f.order(s, "C-NEW", lines=[("WID-1", 2)]).id
+    # when two payments are applied in two transactions that commit at the same moment
+    # (PostgreSQL: both wait at the barrier before committing; SQLite runs them in turn)
+    barrier = threading.Barrier(2) if db.is_postgres else None
+    errors: list[BaseException] = []
+
+    def pay(number: str, amount: str) -> None:
+        try:
+            with db.transaction() as s:
+                cash_application.record_payment(s, PaymentIn(
+                    amount=amount, currency="USD", received_at=MONDAY, reference=number,
+                    customer="C-NEW", external_id=f"PAY-{number}"), actor="test")
+                if barrier is not None:
+                    barrier.wait(timeout=20)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=pay, args=args)
+               for args in (("INV-1", "1000.00"), ("INV-2", "300.00"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    # then the last update of the card shows the exposure after both (700 open + 200)
+    with db.read_session() as s:
+        approval = s.exec(select(Approval).where(Approval.order_id == order_id)).one()
+        shown = card_updates(s, approval)
+    assert shown[-1] == 70000 + 20000 and len(shown) == 2
