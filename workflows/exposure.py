@@ -2,7 +2,8 @@
 
 Exposure (SPEC §3: open invoice balances + approved orders not yet invoiced) moves whenever an
 invoice is issued, a payment is applied, unapplied or refunded, a credit note or write-off is
-posted, or an order is approved, shipped or cancelled. The workflows that do so call
+posted, or an order is approved, shipped or cancelled (and the card's share moves with a new
+credit limit). The workflows that do so call
 `moved(session, customer_id)` — a mark in the session, nothing read or written — and when the
 transaction commits, `refresh(session)` (the `before_commit` listener `bot.db.Database`
 registers on its sessions) updates each waiting credit card of the marked customers in place,

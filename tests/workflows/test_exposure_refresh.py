@@ -154,3 +154,21 @@ def test_two_payments_at_once_leave_the_card_with_the_exposure_after_both(db) ->
         approval = s.exec(select(Approval).where(Approval.order_id == order_id)).one()
         shown = card_updates(s, approval)
     assert shown[-1] == 70000 + 20000 and len(shown) == 2
+
+
+def test_a_new_credit_limit_shows_on_the_waiting_card(session) -> None:
+    # given a waiting card (limit USD 50,000)
+    f.user(session, "USALES01", "sales")
+    f.customer(session, "C-NEW", "Newco", reviewed=False)
+    f.product(session, "WID-1", price="100.00")
+    order = f.order(session, "C-NEW", lines=[("WID-1", 2)])
+    session.commit()
+    approval = session.exec(select(Approval).where(Approval.order_id == order.id)).one()
+    # when the limit is lowered to USD 100
+    f.customer(session, "C-NEW", "Newco", reviewed=False, credit_limit="100.00")
+    session.commit()
+    # then the card shows the same exposure against the new limit
+    session.refresh(approval)
+    assert approval.snapshot["now"] == {"exposure_minor": 20000, "credit_limit_minor": 10000,
+                                        "currency": "USD"}
+    assert card_updates(session, approval) == [20000]
