@@ -24,7 +24,8 @@ from slack_sdk.models.blocks import (
 from blocks import ids
 from blocks.common import context, divider, fields, header, lines_text, render, section
 from blocks.i18n import ENGLISH, Formats
-from blocks.text import REFUSED, VIEW_BLOCKS_MAX, esc, plain
+from blocks.text import VIEW_BLOCKS_MAX, esc, plain
+from blocks.text import refusal as refusal_text
 
 if TYPE_CHECKING:  # view models only; blocks never call workflows
     from workflows.approvals import PendingItem, PendingOverview
@@ -192,8 +193,7 @@ def approval_card(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
         blocks.append(decision_buttons(ctx["approval_id"]))
     else:
         blocks.append(section(decision_text(ctx)))
-    blocks.append(context(f"Approval #{ctx['approval_id']} · asked "
-                          f"{slack_date(ctx.get('requested_at'))}"))
+    blocks.append(context(f"Asked {slack_date(ctx.get('requested_at'))}"))  # (no row id)
     return {"text": f"{'Reminder: ' if reminder else ''}{esc(title)}: {status}",
             "blocks": render(blocks)}
 
@@ -295,15 +295,15 @@ def approve_note_modal(*, approval_id: int, channel: str | None, order_number: s
 
 def refusal(detail: str) -> list[dict]:
     """Why a click changed nothing (role, segregation of duties, already decided...)."""
-    return render([section(f"{REFUSED} {esc(detail)}")])
+    return render([section(refusal_text(esc(detail)))])
 
 
 def already_decided(*, status: str | None, decided_by: str | None, kind: str | None = None
                     ) -> list[dict]:
     what = f"This {kind} request" if kind else "This request"
-    mark = STATUS_MARK.get(status or "", ":information_source:")
-    return render([section(f"{mark} {what} was already *{esc(status or 'decided')}* by "
-                           f"{who(decided_by)}. Your click changed nothing.")])
+    return render([section(refusal_text(
+        f"{what} was already *{esc(status or 'decided')}* by {who(decided_by)}. "
+        "Your click changed nothing."))])
 
 
 # -- `/o2c approvals` --------------------------------------------------------------------------

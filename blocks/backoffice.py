@@ -301,8 +301,7 @@ def backoffice_approval_card(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
         blocks.append(approval_blocks.decision_buttons(ctx["approval_id"]))
     else:
         blocks.append(section(_subject_outcome(ctx, fmt=fmt)))
-    blocks.append(context(f"Approval #{ctx['approval_id']} · asked "
-                          f"{slack_date(ctx.get('requested_at'))}"))
+    blocks.append(context(f"Asked {slack_date(ctx.get('requested_at'))}"))  # (no row id)
     return {"text": f"{'Reminder: ' if reminder else ''}{plain(title, 150)}: {status}",
             "blocks": render(blocks)}
 

@@ -26,7 +26,7 @@ from slack_sdk.models.views import View
 from blocks import ids
 from blocks.common import context, fields, header, lines_text, render, section
 from blocks.i18n import ENGLISH, Formats
-from blocks.text import BUTTON_MAX, clip, esc, fmt_datetime, plain, status_label
+from blocks.text import BUTTON_MAX, clip, esc, fmt_datetime, plain, refusal, status_label
 from models import money
 
 if TYPE_CHECKING:
@@ -110,11 +110,12 @@ def return_modal(*, payment_id: int, amount: str, payer: str | None,
     """"Refund or return": why the money goes back (audited)."""
     blocks = [
         {"type": "section", "text": {"type": "mrkdwn", "text": (
-            f"Payment #{payment_id} of {amount} from {esc(payer or 'an unknown payer')} goes "
-            "back to whoever sent it. Record the refund when the bank confirms it.")}},
+            f"The payment of {amount} from {esc(payer or 'an unknown payer')} goes back to "
+            "whoever sent it: what it still holds is recorded as refunded in the books now, "
+            "and you return it from your bank.")}},
         InputBlock(block_id=ids.CASHAPP_RETURN_REASON_BLOCK, label="Why? (audited)",
                    element=PlainTextInputElement(action_id=ids.CASHAPP_RETURN_REASON_INPUT,
-                                                 multiline=True, max_length=2000)).to_dict(),
+                                                 multiline=True, max_length=500)).to_dict(),
     ]
     return {"type": "modal", "callback_id": ids.CASHAPP_RETURN_MODAL,
             "title": {"type": "plain_text", "text": "Refund or return"},
@@ -133,7 +134,9 @@ def review_card(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     decision = ctx.get("decision")
     suggestions = ctx.get("suggestions") or []
     status = ctx.get("status") or ""
-    if decision or status in ("applied", "partially_applied"):
+    if ctx.get("returned"):
+        title = f"Payment refunded — {amount}"
+    elif decision or status in ("applied", "partially_applied"):
         title = f"Payment applied — {amount}"
     elif suggestions:
         title = f"Payment needs review — {amount}"
@@ -158,7 +161,7 @@ def review_card(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     elif status in ("applied", "partially_applied"):
         blocks.append(section(":white_check_mark: Applied once the customer was named — now "
                               f"*{esc(payment_status(status))}*."))
-    elif suggestions:
+    elif suggestions and not ctx.get("returned"):
         blocks.append(section("Not sure enough to apply it automatically. Closest matches:"))
         round_ = ctx.get("round") or 1
         for s in suggestions:
@@ -168,11 +171,18 @@ def review_card(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
                 accessory=ButtonElement(text=plain(f"Apply {s['rank']}", BUTTON_MAX),
                                         action_id=ids.CASHAPP_APPLY, value=value,
                                         style="primary" if s["rank"] == 1 else None)))
-    else:
+    elif not ctx.get("returned"):
         blocks.append(section("No open invoice looks like a match. The payment stays as "
                               "unapplied cash until someone identifies the customer."))
-    returning = ctx.get("return_requested")
-    if returning:
+    returned, returning = ctx.get("returned"), ctx.get("return_requested")
+    if returned:
+        given = fmt.money(returned.get("amount_minor") or 0, cur)
+        blocks.append(section(
+            f":leftwards_arrow_with_hook: *Refunded* {given} by <@{esc(returned['by'])}> "
+            f"{fmt_datetime(returned.get('at'))}: {esc(clip(returned.get('reason') or '', 500))}"
+            f"\nThe books show it given back. Return it from your bank: *{given}* to "
+            f"*{esc(p.get('payer_name') or 'the payer')}*."))
+    elif returning:
         blocks.append(section(
             f":leftwards_arrow_with_hook: *To be returned* — asked by <@{esc(returning['by'])}> "
             f"{fmt_datetime(returning.get('at'))}: {esc(clip(returning.get('reason') or '', 500))}"
@@ -297,8 +307,7 @@ def identified_answer(*, payment_id: int, customer_name: str, status: str,
 
 
 def already_applied_answer(decided_by: str | None) -> str:
-    return (f":information_source: This payment was already applied by {_who(decided_by)}; "
-            "nothing changed.")
+    return refusal(f"This payment was already applied by {_who(decided_by)}; nothing changed.")
 
 
 def _sentence(text: str) -> str:
@@ -308,16 +317,17 @@ def _sentence(text: str) -> str:
 
 def refused_answer(error_text: str) -> str:
     """`error_text` is already escaped (`handlers.common.describe_error`)."""
-    return (f"{_sentence(error_text)} Applying payments is for collectors and admins; nothing "
-            "was applied.")
+    return f"{_sentence(error_text)} Applying payments is for collectors and admins."
 
 
 def failed_answer(error_text: str) -> str:
     """`error_text` is already escaped (`handlers.common.describe_error`)."""
-    return f"{_sentence(error_text)} Nothing was applied."
+    text = _sentence(error_text)  # (a refusal says already that nothing changed)
+    return text if "othing was" in text or "othing changed" in text else (
+        f"{text} Nothing was applied.")
 
 
-BROKEN_BUTTON = ":warning: That button is broken; nothing was applied."
+BROKEN_BUTTON = refusal("That button is broken; nothing was applied.")
 
 
 def payment_recorded(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:

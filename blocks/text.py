@@ -12,13 +12,34 @@ from zoneinfo import ZoneInfo
 
 from models import money
 
-REFUSED = ":no_entry_sign:"  # the one icon of every refusal (role, segregation of duties)
+REFUSED = ":no_entry_sign:"  # the one icon of every refusal (a role, a rule, bad input)
 SECTION_TEXT_MAX = 3000
 FIELD_MAX = 2000
 HEADER_MAX = 150
 BUTTON_MAX = 75
 MESSAGE_BLOCKS_MAX = 50
 VIEW_BLOCKS_MAX = 100
+
+
+_NOTHING_CHANGED = ("nothing was changed", "nothing changed", "changed nothing",
+                    "nothing was applied", "nothing was recorded")
+
+
+def refusal(why: str, *, what: str | None = None) -> str:
+    """The one shape of every refusal the bot tells a person — for lack of a role, by a rule
+    (already decided, not enough stock, not in this state) or for bad input:
+    `:no_entry_sign: Can't <what>: <Why>. Nothing was changed.` (without "Can't <what>:"
+    where the refused action is plain from the message it answers). `why` is mrkdwn, escaped
+    by the caller. A failure of ours ("Sorry, something went wrong…") is not a refusal and
+    does not look like one (`handlers.common.describe_error`)."""
+    why = " ".join(why.split()) or "that is not possible"
+    if not what:
+        why = why[0].upper() + why[1:]
+    if why[-1] not in ".!?":
+        why += "."
+    if not any(phrase in why.lower() for phrase in _NOTHING_CHANGED):
+        why += " Nothing was changed."
+    return f"{REFUSED} Can't {what}: {why}" if what else f"{REFUSED} {why}"
 
 
 def esc(text: object) -> str:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
+from workflows import exposure
 from workflows.cash_candidates import CustomerNames
 from workflows.policy import DEFAULTS_KEY, Policy
 
@@ -121,7 +122,9 @@ class Database:
     It also owns what the workflows may cache about this database, handed to them explicitly:
     `customer_names`, the customer-name directory of cash application, kept fresh by an
     `after_flush` listener registered here on this database's sessions (no module state, no
-    listener registered as an import side effect).
+    listener registered as an import side effect). Its `before_commit` listener refreshes the
+    credit-approval cards of the customers whose exposure the transaction moved
+    (`workflows.exposure`).
 
     `policy` is the policy of the settings (`Settings.policy()`); every session carries it in
     its `info`, where `workflows.policy.current` finds it (without it: `Policy`'s defaults)."""
@@ -142,6 +145,8 @@ class Database:
         self._read_sessions = sessionmaker(self._read_engine, class_=Session,
                                            expire_on_commit=False, info=self._info)
         event.listen(self._sessions, "after_flush", self.customer_names.on_flush)
+        # credit cards still waiting show the exposure a transaction moved, as it commits
+        event.listen(self._sessions, "before_commit", exposure.refresh)
 
     def session(self) -> Session:
         """A session for a state change; commit once at the end of the transition."""

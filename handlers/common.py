@@ -22,7 +22,7 @@ from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
 
 from blocks.i18n import Formats, formats
-from blocks.text import REFUSED, esc
+from blocks.text import esc, refusal
 from handlers.deps import Deps, deps_of
 from models import User
 from workflows import audit
@@ -246,15 +246,15 @@ def _look_up_locale(context: BoltContext, user_id: str, client: WebClient | None
 
 
 def describe_error(error: Exception, logger: logging.Logger = log, *,
-                   plain: bool = False) -> str:
+                   plain: bool = False, what: str | None = None) -> str:
     """What to tell the user about a failed request (mrkdwn, or `plain` text for a modal's
-    inline errors). Unexpected errors are logged once, with a reference the user can quote, and
-    never shown (no stack traces, no secrets); an unreachable database is said so plainly and
-    logged once a minute, without a traceback."""
-    if isinstance(error, PermissionDenied):  # one icon and one wording for every refusal
-        return error.detail if plain else f"{REFUSED} {esc(error.detail)}"
-    if isinstance(error, DomainError):
-        return error.detail if plain else f":warning: {esc(error.detail)}"  # may quote input
+    inline errors). A refusal — a role, a rule, bad input: any `DomainError` — has the one
+    shape of every refusal (`blocks.text.refusal`, "Can't <what>: …" when `what` is given).
+    Unexpected errors are logged once, with a reference the user can quote, and never shown
+    (no stack traces, no secrets); an unreachable database is said so plainly and logged once
+    a minute, without a traceback: those are failures, not refusals, and look different."""
+    if isinstance(error, DomainError):  # (its detail may quote the input: escaped)
+        return error.detail if plain else refusal(esc(error.detail), what=what)
     if database_unavailable(error):
         note_database_down(error, logger)
         return DATABASE_DOWN if plain else f":hourglass: {DATABASE_DOWN}"

@@ -301,7 +301,6 @@ def decide(*, session: Session, approval_id: int, user_id: str, approve: bool,
             # the requester's DM below says the order is approved: the rep gets one message
             approve_order(session, order, actor=user_id, reason=f"{kinds} approved", now=now,
                           tell_rep=_dm_recipient(approval, order) != order.sales_rep_id)
-            _refresh_waiting_cards(session, customer, decided_order_id=order.id)
     else:
         from workflows.orders import transition
 
@@ -326,26 +325,47 @@ def _record_exposure(session: Session, approval: Approval, customer: Customer,
     session.add(approval)
 
 
-def _refresh_waiting_cards(session: Session, customer: Customer, *,
-                           decided_order_id: int) -> None:
-    """An approved order adds to its customer's exposure: the customer's other cards still
-    waiting are updated in place with the exposure as it is now (their own order included)."""
-    waiting = session.exec(
-        select(Approval, Order).join(Order, Order.id == Approval.order_id)
-        .where(Order.customer_id == customer.id, Order.id != decided_order_id,
-               Approval.status == ApprovalStatus.PENDING,
-               Order.status == OrderStatus.PENDING_APPROVAL)
-        .order_by(Approval.id).limit(20)).all()
-    for other, other_order in waiting:
-        if "exposure_minor" not in (other.snapshot or {}):
+def refresh_waiting_cards(session: Session, customer_ids: set[int]) -> None:
+    """The customers' exposure may have moved (`workflows.exposure`): each of their credit
+    cards still waiting is updated in place with the exposure as it is now (its own order
+    included) — only when that, or the limit, differs from what the card shows. The cards'
+    approvals are locked first (PostgreSQL: FOR UPDATE, in id order), so a concurrent
+    transaction refreshing them waits and then reads what this one committed."""
+    ordered = sorted(customer_ids)
+    rows: list[int] = []
+    for start in range(0, len(ordered), 500):  # (a bank statement moves thousands)
+        rows += session.exec(
+            select(Approval.id).join(Order, Order.id == Approval.order_id)
+            .where(Order.customer_id.in_(ordered[start:start + 500]),
+                   Approval.status == ApprovalStatus.PENDING,
+                   Order.status == OrderStatus.PENDING_APPROVAL)).all()
+    if not rows:
+        return
+    rows.sort()
+    waiting: list[Approval] = []
+    for start in range(0, len(rows), 500):
+        waiting += session.exec(
+            select(Approval).where(Approval.id.in_(rows[start:start + 500]))
+            .order_by(Approval.id).with_for_update()
+            .execution_options(populate_existing=True)).all()
+    for approval in waiting:
+        snapshot = dict(approval.snapshot or {})
+        if "exposure_minor" not in snapshot or approval.status != ApprovalStatus.PENDING:
             continue
-        snapshot = dict(other.snapshot)
-        snapshot["now"] = {"exposure_minor": credit_exposure(
-            session, customer.id, extra_minor=other_order.total_minor),
-            "credit_limit_minor": customer.credit_limit_minor, "currency": customer.currency}
-        other.snapshot = snapshot
-        session.add(other)
-        _show_decision(session, other, other_order, customer)
+        order = session.get(Order, approval.order_id)
+        customer = session.get(Customer, order.customer_id)
+        now = {"exposure_minor": credit_exposure(session, customer.id,
+                                                 extra_minor=order.total_minor),
+               "credit_limit_minor": customer.credit_limit_minor,
+               "currency": customer.currency}
+        shown = snapshot.get("now") or snapshot
+        if (shown.get("exposure_minor"), shown.get("credit_limit_minor")) == (
+                now["exposure_minor"], now["credit_limit_minor"]):
+            continue  # the card already says this
+        snapshot["now"] = now
+        approval.snapshot = snapshot  # a new dict: the JSON column sees the change
+        session.add(approval)
+        _show_decision(session, approval, order, customer)
 
 
 def _check_note(approve: bool, note: str | None) -> None:

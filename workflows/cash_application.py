@@ -52,7 +52,16 @@ from models import (
     WriteOff,
     money,
 )
-from workflows import audit, cash_rules, deductions, outbox, periods, policy, webhooks
+from workflows import (
+    audit,
+    cash_rules,
+    deductions,
+    exposure,
+    outbox,
+    periods,
+    policy,
+    webhooks,
+)
 from workflows import validation as v
 from workflows.cash_candidates import CustomerNames
 from workflows.cash_runs import (
@@ -342,16 +351,17 @@ def review_card_context(session: Session, payment: Payment) -> dict:
     ctx = card_context(payment_card(values, payment.id, customer.name if customer else None),
                        payment.status, suggestions_of(session, payment),
                        details.get("decision"), current_round(session, payment.id) or 1)
-    if details.get("return_requested"):
-        ctx["return_requested"] = details["return_requested"]
+    for key in ("returned", "return_requested"):  # (asked for, before returns were booked)
+        if details.get(key):
+            ctx[key] = details[key]
     return ctx
 
 
-RETURN_REASON_MAX = 2000
+RETURN_REASON_MAX = 500  # as `Refund.reason` keeps it
 
 
 def check_return(session: Session, *, payment_id: int, actor: str, reason: str) -> Payment:
-    """What `request_return` would refuse, with reads only (the modal's ack)."""
+    """What `return_payment` would refuse, with reads only (the modal's ack)."""
     require_role(session, user_id=actor, roles=(Role.COLLECTOR,), action="payment.return",
                  entity_type="payment", entity_id=payment_id)
     payment = session.get(Payment, payment_id)
@@ -359,35 +369,48 @@ def check_return(session: Session, *, payment_id: int, actor: str, reason: str) 
         raise NotFound(f"no payment {payment_id}")
     if not (reason or "").strip():
         raise ValidationFailed.of("reason", "say why the money goes back (it is audited)")
-    if len(reason) > RETURN_REASON_MAX:
+    if len(reason.strip()) > RETURN_REASON_MAX:
         raise ValidationFailed.of("reason", f"at most {RETURN_REASON_MAX} characters")
+    returned = (payment.match_details or {}).get("returned")
+    if returned:
+        raise AlreadyDecided("this payment was already refunded", decided_by=returned.get("by"),
+                             status="refunded")
     if payment.unapplied_minor <= 0:
-        raise Conflict(f"payment #{payment_id} is applied; nothing is left to give back")
+        paid = money.format_money(payment.amount_minor, payment.currency)
+        raise Conflict(f"the payment of {paid} is applied to invoices; nothing is left to "
+                       "give back")
     return payment
 
 
-def request_return(session: Session, *, payment_id: int, actor: str, reason: str,
+def return_payment(session: Session, *, payment_id: int, actor: str, reason: str,
                    now: datetime) -> Payment:
-    """"Refund or return" on an unidentified payment: the money is to go back to whoever
-    sent it. Recorded on the payment and audited; the card says so and stops offering
-    actions. The refund itself is recorded when the bank or provider confirms it
-    (`workflows.refunds`); until then the money stays unapplied cash."""
+    """"Refund or return" on a payment nobody could place: what it still holds (its unapplied
+    amount) goes back to whoever sent it, recorded in the books at once as a refund
+    (`workflows.refunds`: the payment's `refunded_minor`, a `refunds` row keyed
+    `return:<payment id>` so a payment is given back once, dated by today's business date),
+    with the reason, audited; the card says who refunded it and when, and that the bank
+    transfer back to the payer is still to be made. The collector's role is checked again."""
+    from workflows import refunds
+
     check_return(session, payment_id=payment_id, actor=actor, reason=reason)
-    payment = session.exec(select(Payment).where(Payment.id == payment_id)
-                           .with_for_update()).one()
-    session.refresh(payment)
+    payment = refunds.lock_payment(session, payment_id)
+    check_return(session, payment_id=payment_id, actor=actor, reason=reason)  # as locked
+    reason = reason.strip()
+    amount = payment.unapplied_minor
+    done = refunds.refund_payment(session, payment=payment, amount_minor=amount,
+                                  external_id=f"return:{payment.id}",
+                                  value_date=policy.business_date(session, now), actor=actor,
+                                  reason=reason)
+    if done is None:  # a refund of this payment's return exists (cannot be: checked above)
+        raise AlreadyDecided("this payment was already refunded", status="refunded")
     details = dict(payment.match_details or {})
-    if details.get("return_requested"):
-        raise AlreadyDecided("the return of this payment was already asked for",
-                             decided_by=details["return_requested"].get("by"),
-                             status="return requested")
-    details["return_requested"] = {"by": actor, "at": now.isoformat(),
-                                   "reason": reason.strip()}
+    details["returned"] = {"by": actor, "at": now.isoformat(), "reason": reason,
+                           "amount_minor": amount}
     payment.match_details = details
     session.add(payment)
-    audit.record(session, actor=actor, action="payment.return_requested",
-                 entity_type="payment", entity_id=payment.id, to_state=payment.status,
-                 reason=reason.strip(), at=now)
+    audit.record(session, actor=actor, action="payment.returned", entity_type="payment",
+                 entity_id=payment.id, to_state=payment.status, reason=reason,
+                 amount_minor=amount, payer=payment.payer_name, at=now)
     session.flush()
     _update_card(session, payment, f"cashapp-return:{payment.id}")
     return payment
@@ -675,6 +698,7 @@ def _reverse(session: Session, payment: Payment, *, actor: str, now: datetime) -
         session.refresh(obj)
         disputes.refresh_invoice(session, obj)
         payment_links.balance_changed(session, obj)
+        exposure.moved(session, obj.customer_id)
     conn.execute(sa.update(_PAYMENTS).where(_PAYMENTS.c.id == payment.id)
                  .values(unapplied_minor=_PAYMENTS.c.amount_minor))
     session.expire(payment, ["unapplied_minor"])

@@ -50,7 +50,7 @@ from models import (
 )
 from models import Policy as PolicyRow
 from models.base import UTCDateTime
-from workflows import audit, bulk, cash_rules, matching, periods
+from workflows import audit, bulk, cash_rules, exposure, matching, periods
 from workflows import policy as policies
 from workflows import validation as v
 from workflows.cash_candidates import CustomerNames, LearnedRules, OpenBook, load_directory
@@ -431,7 +431,8 @@ class CashRun:
             if line.allocate_minor > 0:
                 d.reductions.append({"invoice": item.id, "amount": line.allocate_minor,
                                      "expected": balance, "settled_at": received,
-                                     "total": item.total_minor, "number": item.number})
+                                     "total": item.total_minor, "number": item.number,
+                                     "customer": item.customer_id})
                 balance -= line.allocate_minor
                 d.allocations.append({"invoice_id": item.id, "amount_minor":
                                       line.allocate_minor, "method": plan.method,
@@ -442,7 +443,8 @@ class CashRun:
             for amount, reason in line.write_offs:
                 d.reductions.append({"invoice": item.id, "amount": amount,
                                      "expected": balance, "settled_at": received,
-                                     "total": item.total_minor, "number": item.number})
+                                     "total": item.total_minor, "number": item.number,
+                                     "customer": item.customer_id})
                 balance -= amount
                 d.write_offs.append({"invoice_id": item.id, "amount_minor": amount,
                                      "reason": reason, "currency": item.currency,
@@ -524,6 +526,8 @@ class CashRun:
             done = conn.execute(_REDUCE, reductions).rowcount
             if done != len(reductions):
                 raise _Stale()
+            for customer_id in {r["customer"] for r in reductions}:
+                exposure.moved(self.session, customer_id)
         self._book(decisions)
         self._insert(Allocation, [{"payment_id": d.ticket.payment_id, "invoice_id":
                                    a["invoice_id"], "amount_minor": a["amount_minor"],

@@ -31,7 +31,7 @@ from models import (
 )
 from models.base import UTCDateTime
 from models.orders import OrderLine
-from workflows import audit, numbering, outbox, payment_links, policy, webhooks
+from workflows import audit, exposure, numbering, outbox, payment_links, policy, webhooks
 from workflows import validation as v
 from workflows.errors import Conflict, DomainError, NotFound, ValidationFailed
 from workflows.inputs import InvoiceIn
@@ -114,6 +114,7 @@ def _issue(session: Session, invoice: Invoice, lines: list[InvoiceLine], *, orde
     invoice.balance_minor = invoice.total_minor
     session.add(invoice)
     session.flush()
+    exposure.moved(session, invoice.customer_id)
     for line in lines:
         line.invoice_id = invoice.id
         session.add(line)
@@ -219,6 +220,7 @@ def ingest_erp_invoice(session: Session, data: InvoiceIn, *, actor: str) -> Invo
     invoice = Invoice(**values)
     session.add(invoice)
     session.flush()
+    exposure.moved(session, invoice.customer_id)
     line_total = 0
     for i, line in enumerate(data.lines or []):
         where = f"lines[{i}]"
@@ -312,6 +314,9 @@ def ingest_erp_invoices(session: Session, items: list[InvoiceIn], *, actor: str
                     ids.append(session.connection().execute(insert, row).scalar_one())
             except IntegrityError as error:
                 ids.append(_clash(session, row["number"], error))
+    for invoice_id, row in zip(ids, rows, strict=True):
+        if isinstance(invoice_id, int):
+            exposure.moved(session, row["customer_id"])
     audit.record_rows(session, [
         audit.row(actor=actor, action="invoice.ingested", entity_type="invoice",
                   entity_id=invoice_id, to_state="open", number=row["number"],
@@ -404,6 +409,7 @@ def reduce_balance(session: Session, invoice: Invoice, amount_minor: int, *,
     set_committed_value(invoice, "disputed_minor", disputed_minor)
     set_committed_value(invoice, "disputed", bool(disputed))
     payment_links.balance_changed(session, invoice)
+    exposure.moved(session, invoice.customer_id)
     if invoice.balance_minor == 0:
         _maybe_mark_order_paid(session, invoice)
         if paid_at is not None:  # settled with money (not cancelled by credit notes alone)

@@ -29,7 +29,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from sqlmodel import Session
 
 from models import Customer, Invoice, InvoiceLine, money
-from workflows import audit, numbering, policy
+from workflows import audit, exposure, numbering, policy
 
 DAYS_IN_YEAR = Decimal(365)
 
@@ -147,6 +147,7 @@ def charge(session: Session, *, invoice: Invoice, customer: Customer, level: int
                    fee_level=level, **({"created_at": now} if now else {}))
     session.add(bill)
     session.flush()  # the unique (fee_for_invoice_id, fee_level): charged once
+    exposure.moved(session, bill.customer_id)
     for number, (description, amount) in enumerate(lines, start=1):
         session.add(InvoiceLine(invoice_id=bill.id, line_no=number, description=description[:200],
                                 quantity=1, unit_price_minor=amount, line_total_minor=amount,

@@ -11,7 +11,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from models import Customer, Product, RevenueType, User
-from workflows import audit
+from workflows import audit, exposure
 from workflows import validation as v
 from workflows.errors import ValidationFailed
 from workflows.inputs import CustomerIn, ProductIn
@@ -81,6 +81,8 @@ def upsert_customer(session: Session, data: CustomerIn, *, actor: str) -> tuple[
         return customer, False
     session.add(customer)
     session.flush()
+    if "credit_limit_minor" in changes and not created:
+        exposure.moved(session, customer.id)  # a waiting card shows the new limit
     # What changed, old and new: a raised credit limit is a credit decision worth tracing.
     audit.record(session, actor=actor, action="customer.created" if created
                  else "customer.updated", entity_type="customer", entity_id=customer.id,

@@ -24,7 +24,8 @@ from models import (
     limits,
     money,
 )
-from workflows import audit, customer_notices, numbering, outbox, policy, webhooks
+from models.orders import UNINVOICED_APPROVED
+from workflows import audit, customer_notices, exposure, numbering, outbox, policy, webhooks
 from workflows import validation as v
 from workflows.credit import approval_needs
 from workflows.errors import FieldError, InvalidTransition, NotFound, ValidationFailed
@@ -116,6 +117,7 @@ def recompute_cancelled(session: Session, order: Order, lines: list[OrderLine]) 
     customer = session.get(Customer, order.customer_id)
     order.cancelled_minor = cancelled_value_minor(order, lines, customer.tax_rate_bp)
     session.add(order)
+    exposure.moved(session, order.customer_id)
 
 
 def _build_lines(session: Session, data: OrderIn, currency: str) -> list[OrderLine]:
@@ -292,6 +294,8 @@ def transition(session: Session, order: Order, to: str, *, actor: str,
     if now is not None:
         order.updated_at = now
     session.add(order)
+    if before in UNINVOICED_APPROVED or to in UNINVOICED_APPROVED:
+        exposure.moved(session, order.customer_id)  # approved-not-invoiced counts (SPEC §3)
     audit.order_transition(session, order_id=order.id, number=order.number, actor=actor,
                            from_state=before, to_state=to, reason=reason, at=now, **data)
     event = ORDER_EVENTS.get(to)

@@ -26,7 +26,7 @@ from models import (
     Refund,
     money,
 )
-from workflows import audit, periods
+from workflows import audit, exposure, periods
 from workflows.errors import Conflict, ValidationFailed
 
 _INVOICES = Invoice.__table__
@@ -134,3 +134,4 @@ def _reverse(session: Session, *, payment: Payment, invoice: Invoice, amount_min
             transition(session, order, OrderStatus.INVOICED, actor=actor,
                        reason=f"{invoice.number} reopened by a refund")
     payment_links.balance_changed(session, invoice)
+    exposure.moved(session, invoice.customer_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from blocks.common import render, section
 from blocks.text import esc
 from handlers.commands.call import CommandCall, claim_command
-from handlers.common import transaction
+from handlers.common import describe_error, transaction
 from workflows import fulfilment, receipts
 from workflows.errors import DomainError
 from workflows.orders import get_order
@@ -34,7 +34,7 @@ def backorder(call: CommandCall) -> None:
     except receipts.AlreadyHandled as handled:
         done = str(handled.result.get("done") or "already done")
     except DomainError as exc:
-        call.answer(render([section(f":no_entry: {esc(exc.detail)}")]), "Not done")
+        call.answer(render([section(describe_error(exc))]), "Not done")
         return
     call.deps.notify_outbox()
     call.answer(render([section(f":white_check_mark: {esc(number.upper())}: {esc(done)}. "

@@ -16,10 +16,10 @@ import re
 from datetime import date
 
 from blocks.common import context, render, section
-from blocks.text import esc, fmt_date
+from blocks.text import esc, fmt_date, refusal
 from handlers.commands.call import CommandCall, claim_command
 from handlers.commands.lookups import _resolve_customer
-from handlers.common import caller, today_for, transaction
+from handlers.common import caller, describe_error, today_for, transaction
 from models import Role
 from workflows import customer_links, receipts, statements
 from workflows.errors import DomainError, ValidationFailed
@@ -41,8 +41,8 @@ def customer_page(call: CommandCall) -> None:
     if revoking:
         call.args = words[1] if len(words) > 1 else ""
     if not revoking and not call.deps.customer_links_enabled:
-        _say(call, ":no_entry: Customer pages are off: set `O2C_LINK_SECRETS` and "
-                   "`O2C_PUBLIC_URL` to turn them on.")
+        _say(call, refusal("customer pages are off: an admin sets `O2C_LINK_SECRETS` and "
+                           "`O2C_PUBLIC_URL` to turn them on", what="send a customer page"))
         return
     now = call.deps.clock.now()
     try:
@@ -65,7 +65,7 @@ def customer_page(call: CommandCall) -> None:
     except receipts.AlreadyHandled as done:
         result = done.result
     except DomainError as exc:
-        _say(call, f":no_entry: {esc(exc.detail)}")
+        _say(call, describe_error(exc))
         return
     call.deps.notify_outbox()
     if "revoked" in result:
@@ -118,7 +118,7 @@ def statement(call: CommandCall) -> None:
     except receipts.AlreadyHandled as done:
         result = done.result
     except DomainError as exc:
-        _say(call, f":no_entry: {esc(exc.detail)}")
+        _say(call, describe_error(exc))
         return
     call.deps.notify_outbox()
     _say(call, f":page_facing_up: The statement of account of *{esc(result['name'])}* "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from blocks.common import context, render, section
-from blocks.text import esc
+from blocks.text import esc, refusal
 from handlers.commands.call import CommandCall, claim_command
 from handlers.common import describe_error, transaction
 from models import Role
@@ -25,14 +25,16 @@ def role(call: CommandCall) -> None:
     verb, who, role_name = parts[0].lower(), parts[1], parts[2].lower()
     match = MENTION.match(who)
     if not match:
-        call.answer(render([section(f"`{esc(who)}` is not a user mention. "
-                                    f"Usage: `{esc(USAGE)}`")]), "Usage")
+        call.answer(render([section(refusal(f"`{esc(who)}` is not a user mention",
+                                            what="change a role")),
+                             context(f"Usage: `{esc(USAGE)}`")]), "Not done")
         return
     target = match.group(1) or match.group(2)
     if role_name not in Role.__members__.values():
-        call.answer(render([section(f"Unknown role `{esc(role_name)}`."),
+        call.answer(render([section(refusal(f"there is no role `{esc(role_name)}`",
+                                            what="change a role")),
                             context("Roles: " + ", ".join(r.value for r in Role))]),
-                    "Unknown role")
+                    "Not done")
         return
     try:
         with transaction(call.context) as session:

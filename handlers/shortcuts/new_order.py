@@ -7,7 +7,7 @@ from slack_bolt import BoltContext, Respond
 from slack_sdk import WebClient
 
 from blocks.order_entry import order_modal
-from handlers.common import checking, formats_of, open_modal, tell_user
+from handlers.common import checking, describe_error, formats_of, open_modal, tell_user
 from workflows.errors import PermissionDenied
 from workflows.order_entry import check_may_enter
 
@@ -17,7 +17,7 @@ def on_shortcut(body: dict, respond: Respond, client: WebClient, context: BoltCo
         with checking(context) as session:
             check_may_enter(session, body["user"]["id"])
     except PermissionDenied as refused:
-        tell_user(body, respond, client, refused.detail)
+        tell_user(body, respond, client, describe_error(refused))
         return
     open_modal(client, body.get("trigger_id"),
                order_modal(channel=None, fmt=formats_of(context, body["user"]["id"], None)))

@@ -18,6 +18,7 @@ from blocks.text import esc, fmt_date, fmt_money
 from handlers.common import (
     caller,
     checking,
+    describe_error,
     form_value,
     metadata_id,
     today_for,
@@ -96,7 +97,7 @@ def record_promise(body: dict, view: dict, client: WebClient, context: BoltConte
         return  # a replay: recorded once
     except DomainError as exc:
         _confirm(client, view_metadata(view), user_id,
-                 f":warning: The promise was not recorded: {esc(exc.detail)}")
+                 describe_error(exc, what="record the promise"))
         return
     _confirm(client, view_metadata(view), user_id, f":handshake: Promise recorded: "
              f"{esc(name)} will pay {fmt_money(promise.amount_minor, promise.currency)} by "
@@ -138,7 +139,7 @@ def record_call(body: dict, view: dict, client: WebClient, context: BoltContext)
         return  # a replay: logged once
     except DomainError as exc:
         _confirm(client, view_metadata(view), user_id,
-                 f":warning: The call was not logged: {esc(exc.detail)}")
+                 describe_error(exc, what="log the call"))
         return
     _confirm(client, view_metadata(view), user_id,
              f":telephone_receiver: Call with {esc(name)} logged.")

@@ -30,11 +30,11 @@ from blocks.order_entry import (
     product_options,
     read_channel,
 )
-from blocks.text import esc
 from handlers.common import (
     caller,
     checking,
     deps_of,
+    describe_error,
     formats_of,
     now_of,
     today_for,
@@ -127,8 +127,8 @@ def create_order(body: dict, view: dict, client: WebClient, context: BoltContext
     except receipts.AlreadyHandled:
         return  # a replay: the order exists once, and the rep was told
     except DomainError as error:
-        client.chat_postMessage(channel=user_id, text=f":warning: The order was not created: "
-                                f"{esc(error.detail)}")
+        client.chat_postMessage(channel=user_id, text=describe_error(
+            error, what="create the order"))
         return
     channel = read_channel(view)
     if channel:

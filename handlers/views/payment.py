@@ -35,7 +35,7 @@ from workflows.cash_application import (
     check_from_slack,
     open_invoice_choices,
     record_from_slack,
-    request_return,
+    return_payment,
 )
 from workflows.cash_application import check_return as cash_return_check
 from workflows.errors import DomainError
@@ -130,8 +130,8 @@ def record_payment(body: dict, view: dict, client: WebClient, context: BoltConte
     except receipts.AlreadyHandled:
         return  # a replay: recorded once, and the collector was told
     except DomainError as error:
-        client.chat_postMessage(channel=user_id, text=":warning: The payment was not "
-                                f"recorded: {esc(error.detail)}")
+        client.chat_postMessage(channel=user_id, text=describe_error(
+            error, what="record the payment"))
 
 
 def _payment(form: dict, view: dict, tz: tzinfo | None) -> PaymentIn:
@@ -205,16 +205,19 @@ def record_return(body: dict, view: dict, client: WebClient, context: BoltContex
         with transaction(context) as session:
             receipt = receipts.claim(session, key=receipts.submission_key(view["id"]),
                                      kind="payment_return", actor=user_id)
-            request_return(session, payment_id=payment_id, actor=user_id, reason=reason,
-                           now=now_of(context))
+            payment = return_payment(session, payment_id=payment_id, actor=user_id,
+                                     reason=reason, now=now_of(context))
             receipts.remember(session, receipt, payment_id=payment_id)
+            amount = money.format_money(payment.refunded_minor, payment.currency)
+            payer = payment.payer_name
     except receipts.AlreadyHandled:
         return
     except DomainError as error:
         text = describe_error(error)
     else:
-        text = (f":leftwards_arrow_with_hook: Payment #{payment_id} is to be returned; the card "
-                "in the AR channel says so.")
+        text = (f":leftwards_arrow_with_hook: Refunded {amount} to "
+                f"{esc(payer or 'the payer')} in the books. Now return it from your bank; the "
+                "card in the AR channel says so.")
     if channel.startswith(("C", "G")):
         client.chat_postEphemeral(channel=channel, user=user_id, text=text)
     else:

@@ -28,11 +28,14 @@ def test_already_applied_mentions_only_a_slack_user_id() -> None:
 
 
 def test_refusals_end_their_sentence_before_saying_nothing_was_applied() -> None:
-    assert cashapp.failed_answer(":warning: invoice X has less than USD 1.00 open") == (
-        ":warning: invoice X has less than USD 1.00 open. Nothing was applied.")
-    assert cashapp.refused_answer(":no_entry_sign: Only a collector can do this.") == (
-        ":no_entry_sign: Only a collector can do this. Applying payments is for collectors and "
-        "admins; nothing was applied.")
+    assert cashapp.failed_answer("Sorry, something went wrong on our side (ref `x`)") == (
+        "Sorry, something went wrong on our side (ref `x`). Nothing was applied.")
+    refused = ":no_entry_sign: Invoice X has less than USD 1.00 open. Nothing was changed."
+    assert cashapp.failed_answer(refused) == refused
+    assert cashapp.refused_answer(":no_entry_sign: Only a collector can do this; nothing was "
+                                  "changed.") == (
+        ":no_entry_sign: Only a collector can do this; nothing was changed. Applying payments "
+        "is for collectors and admins.")
 
 
 def test_an_invoice_option_is_plain_text_escaped_and_keeps_the_number_as_value() -> None:

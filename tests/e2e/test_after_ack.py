@@ -50,7 +50,7 @@ def test_an_error_after_the_ack_keeps_the_ack_and_is_told_to_the_user_once(
     time.sleep(0.3)  # nothing more arrives
     assert len(standin.api.responses) == 25
     assert {a["payload"]["text"] for a in answers} == {
-        ":warning: quantity: &lt;b&gt;bad&lt;/b&gt; &amp; worse"}
+        ":no_entry_sign: Quantity: &lt;b&gt;bad&lt;/b&gt; &amp; worse. Nothing was changed."}
 
 
 def test_an_ack_function_that_fails_after_acking_keeps_its_ack(server, slack,
@@ -174,7 +174,8 @@ def test_a_submission_refused_after_the_ack_is_told_in_a_dm(server, slack, stand
     # then the rep is told why nothing was created, and nothing was
     dm = standin.api.wait_for(lambda: standin.api.dm_messages("USALES01") or None, WAIT,
                               "the DM")
-    assert "The order was not created" in dm[0]["text"] and "WID-1" in dm[0]["text"]
+    assert dm[0]["text"].startswith(":no_entry_sign: Can't create the order: ")
+    assert "WID-1" in dm[0]["text"]
     with server.db.read_session() as s:
         assert s.exec(select(Order)).all() == []
 

@@ -297,7 +297,7 @@ def test_erp_invoice_numbers_and_payer_names_are_escaped_on_card_and_answers(
     # then each answer names the invoice, escaped
     escaped = "&lt;!channel&gt; &lt;https://x.example|Bank&gt;"
     assert f"{escaped} 2" in text_of(refused["payload"])
-    assert "Nothing was applied" in text_of(refused["payload"])
+    assert "Nothing was changed" in text_of(refused["payload"])
     assert f"{escaped} 1" in text_of(done["payload"])
     assert "applied" in text_of(done["payload"])
     assert f"{escaped} 1" in text_of(standin.api.message(AR, card["ts"]))

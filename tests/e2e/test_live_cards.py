@@ -95,3 +95,40 @@ def test_a_backorder_notice_shows_the_choice_and_only_the_buttons_that_still_act
     api.wait_for(lambda: "cancelled the short quantity" in current(api, dm) or None, WAIT,
                  "the last update")
     assert "backorder_" not in current(api, dm)
+
+
+def test_a_waiting_card_shows_the_exposure_a_payment_moved_once(server, standin, api) -> None:
+    std = standin.api
+    # given a new customer (limit USD 5,000) owing USD 3,000 on an invoice, and an order of
+    # USD 4,500 waiting for credit approval: exposure USD 7,500
+    with server.db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.customer(s, "C-NEW", "Newco", reviewed=False, credit_limit="5000.00")
+        f.customer(s, "C-OTHER", "Otherco")
+        f.product(s, "WID-1", price="100.00")
+        f.invoice(s, "INV-LC-1", "C-NEW", total="3000.00")
+        f.invoice(s, "INV-LC-2", "C-OTHER", total="800.00")
+    number = submit(server, qty=45)
+    posted = card(std, number)
+    assert "USD 7,500.00 / USD 5,000.00 (150% of limit)" in current(std, posted)
+    # when USD 2,000 is paid against the invoice through the REST API
+    payment = {"amount": "2000.00", "currency": "USD", "received_at": "2026-11-20T09:00:00Z",
+               "reference": "INV-LC-1", "customer": "C-NEW", "external_id": "BANK-LC-1"}
+    answer = api.post("/payments", json=payment, headers={"Idempotency-Key": "lc-1"})
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["status"] == "applied"
+    # then the waiting card is updated in place with the exposure as it is now
+    std.wait_for(lambda: updates_of(std, posted) or None, WAIT, "the refreshed card")
+    shown = current(std, posted)
+    assert "USD 5,500.00 / USD 5,000.00 (110% of limit)" in shown and "(now)" in shown
+    assert "Moved since posted" in shown and "was USD 7,500.00" in shown
+    assert "approval_approve" in shown  # still decidable
+    # when the same request is retried, and another customer's invoice is paid
+    again = api.post("/payments", json=payment, headers={"Idempotency-Key": "lc-1"})
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    other = api.post("/payments", json={**payment, "reference": "INV-LC-2", "amount": "800.00",
+                                        "customer": "C-OTHER", "external_id": "BANK-LC-2"})
+    assert other.status_code == 201, other.text
+    server.worker.drain()
+    # then the card was updated once: neither the retry nor another customer's money moved it
+    assert len(updates_of(std, posted)) == 1

@@ -141,5 +141,6 @@ def test_role_usage_errors(server, slack, standin) -> None:
     from tests.conftest import ADMIN
 
     assert "Usage" in text_of(ask(slack, standin.api, ADMIN, "role add"))
-    assert "Unknown role" in text_of(ask(slack, standin.api, ADMIN, "role add <@UX1> pope"))
+    assert "there is no role `pope`" in text_of(ask(slack, standin.api, ADMIN,
+                                                    "role add <@UX1> pope"))
     assert "not a user mention" in text_of(ask(slack, standin.api, ADMIN, "role add bob admin"))

@@ -1,19 +1,21 @@
 """A payment nobody could place leads somewhere (issue 13, point 5): its card in the AR
 channel offers Find customer, Apply to invoices (a multi external select of open invoices)
-and Refund or return (a reason, audited) — through signed requests to the real server and
-the Slack stand-in."""
+and Refund or return (a reason; the refund booked once, audited) — through signed requests
+to the real server and the Slack stand-in."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
+import sqlalchemy as sa
 from sqlmodel import select
 
 from blocks import ids
-from models import Allocation, AuditEvent
+from models import Allocation, AuditEvent, Payment, Refund, UserRole
 from tests.support import factories as f
 from tests.support.slack import text_of
 from tests.support.timetravel import frozen_at
+from workflows import invariants
 
 TODAY = date(2026, 11, 24)
 frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC), tick=True)
@@ -67,9 +69,11 @@ def test_an_unplaced_payment_is_applied_to_invoices_picked_on_its_card(server, s
     assert ids.CASHAPP_RETURN not in current(standin.api, card)
 
 
-def test_refund_or_return_asks_why_and_audits_it(server, slack, standin, api) -> None:
+def test_refund_or_return_books_the_refund_once_and_the_card_says_who(server, slack, standin,
+                                                                     api) -> None:
     with server.db.transaction() as s:
         f.user(s, "UCOLL001", "collector")
+        f.user(s, "UCOLL002", "collector")
         f.user(s, "USALES01", "sales")
         f.customer(s, "C-GLOBEX", "Globex Corporation")
     payment_id, card = unplaced(server, api, standin, "BANK-2")
@@ -79,22 +83,50 @@ def test_refund_or_return_asks_why_and_audits_it(server, slack, standin, api) ->
                                   if "Only a collector" in text_of(e)] or None, WAIT,
                          "the refusal")
     assert standin.api.views_for("USALES01") == []
-    # when the collector clicks it, a reason is asked
+    # when two collectors click it, a reason is asked of each
     slack.click("UCOLL001", card, ids.CASHAPP_RETURN)
+    slack.click("UCOLL002", card, ids.CASHAPP_RETURN)
     modal = standin.api.wait_for(lambda: standin.api.views_for("UCOLL001") or None, WAIT,
                                  "the modal")[-1]
+    other = standin.api.wait_for(lambda: standin.api.views_for("UCOLL002") or None, WAIT,
+                                 "the second modal")[-1]
     slack.submit_view("UCOLL001", modal, {ids.CASHAPP_RETURN_REASON_BLOCK: {
         ids.CASHAPP_RETURN_REASON_INPUT: " "}}, check_required=False)
     assert "say why" in standin.api.view_errors(modal["id"])[ids.CASHAPP_RETURN_REASON_BLOCK]
-    slack.submit_view("UCOLL001", modal, {ids.CASHAPP_RETURN_REASON_BLOCK: {
-        ids.CASHAPP_RETURN_REASON_INPUT: "Not our customer: sent by mistake"}})
-    # then it is audited, and the card says it is to be returned, with no more actions
-    standin.api.wait_for(lambda: "To be returned" in current(standin.api, card) or None, WAIT,
+    # and the first one's role is taken away before they submit: refused on submit
+    with server.db.transaction() as s:
+        s.exec(sa.delete(UserRole).where(UserRole.user_id == "UCOLL002"))
+    slack.submit_view("UCOLL002", other, {ids.CASHAPP_RETURN_REASON_BLOCK: {
+        ids.CASHAPP_RETURN_REASON_INPUT: "mine"}})
+    assert "collector" in standin.api.view_errors(other["id"])[ids.CASHAPP_RETURN_REASON_BLOCK]
+    reason = {ids.CASHAPP_RETURN_REASON_BLOCK: {
+        ids.CASHAPP_RETURN_REASON_INPUT: "Not our customer: sent by mistake"}}
+    slack.submit_view("UCOLL001", modal, reason)
+    slack.submit_view("UCOLL001", modal, reason)  # Slack retries the submission
+    # then the card says who refunded it, when, and what the bank is to send back
+    standin.api.wait_for(lambda: "Refunded" in current(standin.api, card) or None, WAIT,
                          "the updated card")
     shown = current(standin.api, card)
+    assert "Payment refunded — USD 321.00" in shown
+    assert "*Refunded* USD 321.00 by <@UCOLL001>" in shown
     assert "Not our customer: sent by mistake" in shown
-    assert ids.CASHAPP_APPLY_INVOICES not in shown and ids.CASHAPP_ASSIGN not in shown
+    assert "Return it from your bank: *USD 321.00* to *ZZ TRADING*" in shown
+    assert ids.CASHAPP_APPLY_INVOICES not in shown and ids.CASHAPP_RETURN not in shown
+    assert ids.CASHAPP_ASSIGN not in shown
+    server.worker.drain()
+    # and the books show the money gone, once, audited, the invariants holding
     with server.db.read_session() as s:
-        [event] = s.exec(select(AuditEvent).where(
-            AuditEvent.action == "payment.return_requested")).all()
-    assert (event.actor, event.entity_id) == ("UCOLL001", str(payment_id))
+        payment = s.get(Payment, payment_id)
+        assert (payment.status, payment.unapplied_minor, payment.refunded_minor) == (
+            "refunded", 0, 32100)
+        [refund] = s.exec(select(Refund)).all()
+        assert (refund.payment_id, refund.amount_minor, refund.from_unapplied_minor,
+                refund.reason) == (payment_id, 32100, 32100, "Not our customer: sent by mistake")
+        assert refund.value_date == TODAY
+        [event] = s.exec(select(AuditEvent).where(AuditEvent.action == "payment.returned")).all()
+        assert (event.actor, event.entity_id) == ("UCOLL001", str(payment_id))
+        assert len(s.exec(select(AuditEvent).where(
+            AuditEvent.action == "payment.refunded")).all()) == 1
+        assert invariants.validate_all(s) == []
+    # and the payments API reports it refunded
+    assert api.get(f"/payments/{payment_id}").json()["status"] == "refunded"
