@@ -40,6 +40,11 @@ __all__ = ["Call", "Fault", "SlackWebAPI", "StandInServer", "to_slack_message", 
            "validate_message", "validate_view"]
 
 log = logging.getLogger("sandbox")
+# How long `wait_for` waits by default: a condition that holds returns at once, so this only
+# bounds a failing wait; generous, as a loaded machine (CI's suites side by side on two cores)
+# may take seconds to deliver what an idle one delivers in milliseconds.
+WAIT = 30.0
+
 INTERNAL_MESSAGE_KEYS = frozenset({"channel", "edited", "edited_ts", "history", "is_ephemeral",
                                    "recipient", "unfurls"})
 
@@ -333,7 +338,7 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin, OAuthMixin, FunctionsMixin)
             lines.append(f"  #{i} {c.method} -> {c.status} {outcome} {params}")
         return "\n".join(lines) or "  (no Web API calls recorded)"
 
-    def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0,
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = WAIT,
                  description: str = "condition") -> Any:
         """Block until ``predicate()`` is truthy and return its value.
 
@@ -355,7 +360,7 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin, OAuthMixin, FunctionsMixin)
                 if self._version == seen:
                     self._changed.wait(min(remaining, 0.25))
 
-    def wait_for_calls(self, method: str, count: int = 1, timeout: float = 5.0,
+    def wait_for_calls(self, method: str, count: int = 1, timeout: float = WAIT,
                        where: Callable[[Call], bool] | None = None) -> list[Call]:
         """Wait until at least ``count`` calls to ``method`` (matching ``where``) arrived."""
         def matching() -> list[Call] | None:

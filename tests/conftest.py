@@ -230,11 +230,16 @@ class RunningServer:
 def start_server(settings, *, port: int | None = None,
                  **app_kwargs) -> RunningServer:
     app = create_app(settings, **app_kwargs)
-    port = port or free_port()
+    # The socket is bound here and handed to uvicorn: a port picked now and bound later could
+    # be taken meanwhile (by CI's other suites, or as some connection's local port).
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port or 0))
+    port = sock.getsockname()[1]
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                             lifespan="on")
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
     while not server.started:
@@ -272,7 +277,10 @@ def api(server: RunningServer) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def artifacts_dir() -> Path:
-    path = Path(os.environ.get("O2C_TEST_ARTIFACTS", "test-artifacts"))
+    # one folder per run: CI's runs go side by side and write the same tests' screenshots
+    run = DB_KIND + (f"-{os.environ[timetravel.TODAY_VAR]}"
+                     if os.environ.get(timetravel.TODAY_VAR) else "")
+    path = Path(os.environ.get("O2C_TEST_ARTIFACTS", "test-artifacts")) / run
     path.mkdir(parents=True, exist_ok=True)
     return path
 

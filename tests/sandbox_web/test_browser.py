@@ -1,7 +1,7 @@
 """The sandbox in a real browser (Playwright driving Debian's chromium), used as a person would:
 pick who you are, type `/o2c ...`, click buttons, fill modals, run a job by time travel.
 
-Screenshots of every step land in test-artifacts/sandbox/ (the `artifacts_dir` fixture).
+Screenshots of every step land in test-artifacts/<run>/sandbox/ (the `artifacts_dir` fixture).
 The whole acceptance flow -- an order entered in `/o2c new`, approved on its card, the
 collector's digest -- is `test_order_approval_and_digest_in_the_browser`.
 """

@@ -1,7 +1,7 @@
 """Issue 19 in a real browser: the sandbox's copy of a customer e-mail (#ar, while SMTP is not
 set) is the mail view, and its link buttons let you act as the customer — choose what happens
 to a backorder, open the account page, ask a question about an invoice — and a tampered and an
-expired link get their clear pages. Screenshots land in test-artifacts/sandbox/<test>/."""
+expired link get their clear pages. Screenshots land in test-artifacts/<run>/sandbox/<test>/."""
 
 from __future__ import annotations
 
