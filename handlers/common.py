@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -245,6 +246,18 @@ def _look_up_locale(context: BoltContext, user_id: str, client: WebClient | None
     return locale
 
 
+def spoken(error: DomainError) -> str:
+    """A refusal's reason as a person reads it. The API's detail names the request's field
+    ("apply_to: no invoice INV-9", "lines[2].quantity: …"); in Slack the field is said in
+    words ("apply to: …", "lines 3 quantity: …")."""
+    if len(error.errors) == 1:
+        field, detail = error.errors[0].field, error.errors[0].detail
+        if error.detail == f"{field}: {detail}" and re.fullmatch(r"[\w.\[\]]+", field):
+            words = re.sub(r"\[(\d+)\]", lambda m: f" {int(m.group(1)) + 1}", field)
+            return f"{words.replace('_', ' ').replace('.', ' ')}: {detail}"
+    return error.detail
+
+
 def describe_error(error: Exception, logger: logging.Logger = log, *,
                    plain: bool = False, what: str | None = None) -> str:
     """What to tell the user about a failed request (mrkdwn, or `plain` text for a modal's
@@ -254,7 +267,7 @@ def describe_error(error: Exception, logger: logging.Logger = log, *,
     (no stack traces, no secrets); an unreachable database is said so plainly and logged once
     a minute, without a traceback: those are failures, not refusals, and look different."""
     if isinstance(error, DomainError):  # (its detail may quote the input: escaped)
-        return error.detail if plain else refusal(esc(error.detail), what=what)
+        return error.detail if plain else refusal(esc(spoken(error)), what=what)
     if database_unavailable(error):
         note_database_down(error, logger)
         return DATABASE_DOWN if plain else f":hourglass: {DATABASE_DOWN}"

@@ -82,12 +82,18 @@ def test_refusals_of_roles_rules_and_bad_input_look_the_same(server, slack, stan
                                               "type": "plain_text", "text": "INV-NOPE"}}],
                                           f"{ids.CASHAPP_ACTIONS_BLOCK}:{payment_id}"),
         "bad input (role)": said(ask(slack, api, ADMIN, "role add <@UX1> pope")),
+        "bad input (command)": said(ask(slack, api, "UCOLL001",
+                                        f"payment {payment_id} apply INV-NOPE")),
         "bad input (user)": said(ask(slack, api, ADMIN, "role add bob admin")),
     }
     # then every one has the one icon and the one shape
     for why, text in answers.items():
         assert SHAPE.match(text), (why, text)
     assert "Only" in answers["role (command)"] and "INV-NOPE" in answers["bad input (click)"]
+    # and a field of the request is said in words, not as the API's field name
+    assert not [(why, text) for why, text in answers.items()
+                if re.search(r"(?<!:)\b[a-z]+_[a-z_]+: ", text)]
     assert answers["bad input (role)"].startswith(":no_entry_sign: Can't change a role: ")
+    assert "Apply to: no invoice INV-NOPE" in answers["bad input (command)"]
     # and no refusal uses the old warning sign
     assert not [r for r in api.responses if ":warning:" in str(r["payload"].get("text"))]
