@@ -82,14 +82,19 @@ def test_every_change_of_the_exposure_refreshes_the_waiting_card_once(session) -
     assert len(card_updates(session, approval)) == decided
 
 
-def test_a_rolled_back_change_refreshes_nothing(session) -> None:
-    # given a waiting card
+def waiting_card(session) -> Approval:
+    """Newco (not reviewed) with an order waiting for credit approval: its card's approval."""
     f.user(session, "USALES01", "sales")
     f.customer(session, "C-NEW", "Newco", reviewed=False)
     f.product(session, "WID-1", price="100.00")
     order = f.order(session, "C-NEW", lines=[("WID-1", 2)])
     session.commit()
-    approval = session.exec(select(Approval).where(Approval.order_id == order.id)).one()
+    return session.exec(select(Approval).where(Approval.order_id == order.id)).one()
+
+
+def test_a_rolled_back_change_refreshes_nothing(session) -> None:
+    # given a waiting card
+    approval = waiting_card(session)
     # when an invoice is issued and the transaction rolls back, then another commits
     f.invoice(session, "INV-1", "C-NEW", total="1000.00")
     session.rollback()
@@ -101,12 +106,7 @@ def test_a_rolled_back_change_refreshes_nothing(session) -> None:
 
 def test_a_savepoint_waits_for_its_transaction(session) -> None:
     # given a waiting card
-    f.user(session, "USALES01", "sales")
-    f.customer(session, "C-NEW", "Newco", reviewed=False)
-    f.product(session, "WID-1", price="100.00")
-    order = f.order(session, "C-NEW", lines=[("WID-1", 2)])
-    session.commit()
-    approval = session.exec(select(Approval).where(Approval.order_id == order.id)).one()
+    approval = waiting_card(session)
     # when two invoices are issued, each in a savepoint of one transaction
     for number in ("INV-1", "INV-2"):
         with session.begin_nested():
@@ -158,12 +158,7 @@ def test_two_payments_at_once_leave_the_card_with_the_exposure_after_both(db) ->
 
 def test_a_new_credit_limit_shows_on_the_waiting_card(session) -> None:
     # given a waiting card (limit USD 50,000)
-    f.user(session, "USALES01", "sales")
-    f.customer(session, "C-NEW", "Newco", reviewed=False)
-    f.product(session, "WID-1", price="100.00")
-    order = f.order(session, "C-NEW", lines=[("WID-1", 2)])
-    session.commit()
-    approval = session.exec(select(Approval).where(Approval.order_id == order.id)).one()
+    approval = waiting_card(session)
     # when the limit is lowered to USD 100
     f.customer(session, "C-NEW", "Newco", reviewed=False, credit_limit="100.00")
     session.commit()
