@@ -21,9 +21,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 _CACHE_KEY = "workflows.bulk.inserts"
+
+
+def upsert_insert(session: Session, table: Any):
+    """`INSERT INTO table` in the session's own dialect, so that it can say
+    `ON CONFLICT … DO NOTHING` (PostgreSQL and SQLite spell it alike)."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 class _NoContext:

@@ -56,7 +56,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, select
 
 from models import (
@@ -70,7 +69,7 @@ from models import (
     OutboxMessage,
     Role,
 )
-from workflows import audit, credit_hold, late_fees, policy, write_offs
+from workflows import audit, bulk, credit_hold, late_fees, policy, write_offs
 from workflows.collections import invoice_snapshot
 from workflows.errors import DomainError
 from workflows.users import require_role
@@ -334,11 +333,6 @@ class _Rows:
                                                    user_id="system"))
 
 
-def _insert(session: Session, table: sa.Table):
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-
-
 def _claim(session: Session, items: list[tuple[Level, Invoice, Customer, str | None]],
            levels: list[Level], rows_of: _Rows, run: DunningRun) -> set[tuple[int, int]]:
     """Insert the notices of `items` and the lower levels they pass over (skipped) with one
@@ -354,7 +348,7 @@ def _claim(session: Session, items: list[tuple[Level, Invoice, Customer, str | N
         rows[(invoice.id, level.offset)] = {**rows_of.notice, "invoice_id": invoice.id,
                                             "level": level.offset, "skipped": False}
     table = DunningNotice.__table__
-    statement = (_insert(session, table)
+    statement = (bulk.upsert_insert(session, table)
                  .on_conflict_do_nothing(index_elements=["invoice_id", "level"])
                  .returning(table.c.id, table.c.invoice_id, table.c.level, table.c.skipped))
     # in key order: two processes claiming overlapping notices lock them in the same order
@@ -541,8 +535,9 @@ def request_confirmation(session: Session, as_of: date, counts: dict[str, int], 
                                          notices=counts["notices"],
                                          customers=counts["customers"],
                                          **({"requested_at": now} if now else {})))
-    new_id = session.execute(_insert(session, table).values(values).on_conflict_do_nothing(
-        index_elements=["as_of"]).returning(table.c.id)).scalar()
+    new_id = session.execute(
+        bulk.upsert_insert(session, table).values(values)
+        .on_conflict_do_nothing(index_elements=["as_of"]).returning(table.c.id)).scalar()
     if new_id is None:  # asked already today (this run or another process)
         return _confirmation(session, as_of).id
     context = {"id": new_id, "as_of": as_of.isoformat(), "threshold": threshold, **counts}

@@ -10,18 +10,17 @@ from __future__ import annotations
 from datetime import date
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from models import Counter
+from workflows.bulk import upsert_insert
 
 ORDER_START = 1000
 
 
 def next_value(session: Session, name: str, start: int = 0) -> int:
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(insert(Counter).values(name=name, value=start).on_conflict_do_nothing())
+    session.execute(upsert_insert(session, Counter.__table__).values(name=name, value=start)
+                    .on_conflict_do_nothing())
     table = Counter.__table__
     result = session.execute(
         sa.update(table).where(table.c.name == name).values(value=table.c.value + 1)
