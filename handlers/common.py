@@ -19,7 +19,7 @@ from slack_bolt import Ack, BoltContext, BoltRequest
 from slack_bolt.kwargs_injection import build_required_kwargs
 from slack_bolt.util.utils import get_arg_names_of_callable
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlmodel import Session
 
 from blocks.i18n import Formats, formats
@@ -131,14 +131,11 @@ def caller(context: BoltContext, user_id: str, user_name: str | None = None,
         deps.users_seen[user_id] = (user, time.monotonic())
         return user
     tz, real_name, locale = "UTC", user_name, None
-    if client is not None:
-        try:
-            info = client.users_info(user=user_id, include_locale=True)["user"]
-            tz = info.get("tz") or "UTC"
-            real_name = info.get("real_name") or info.get("name") or user_name
-            locale = info.get("locale")
-        except SlackApiError as exc:
-            log.info("users.info failed for %s: %s", user_id, exc.response.get("error"))
+    info = profile(client, user_id)
+    if info:
+        tz = info.get("tz") or "UTC"
+        real_name = info.get("real_name") or info.get("name") or user_name
+        locale = info.get("locale")
     with deps.db.transaction() as session:
         user = ensure_user(session, user_id, name=real_name)
         user.timezone = tz
@@ -146,6 +143,23 @@ def caller(context: BoltContext, user_id: str, user_name: str | None = None,
         user.team_id, user.enterprise_id = _workspace_of(context)
         session.add(user)
     return user
+
+
+def profile(client: WebClient | None, user_id: str) -> dict | None:
+    """The user's Slack profile (`users.info` with their locale), or None when Slack cannot
+    say: an error, an answer without a user, Slack unreachable. Their time zone and locale
+    only shape how things are written, so an answer never fails for want of them."""
+    if client is None:
+        return None
+    try:
+        info = client.users_info(user=user_id, include_locale=True).get("user")
+    except SlackApiError as exc:
+        log.info("users.info failed for %s: %s", user_id, exc.response.get("error"))
+        return None
+    except (SlackClientError, OSError) as exc:
+        log.info("users.info failed for %s: %r", user_id, exc)
+        return None
+    return info if isinstance(info, dict) else None
 
 
 def _workspace_of(context: BoltContext) -> tuple[str | None, str | None]:
@@ -226,12 +240,7 @@ def _look_up_locale(context: BoltContext, user_id: str, client: WebClient | None
     user = caller(context, user_id, client=client)
     if user.locale or client is None:
         return user.locale
-    try:
-        info = client.users_info(user=user_id, include_locale=True)["user"]
-    except SlackApiError as exc:
-        log.info("users.info failed for %s: %s", user_id, exc.response.get("error"))
-        return None
-    locale = _locale_tag(info.get("locale"))
+    locale = _locale_tag((profile(client, user_id) or {}).get("locale"))
     if locale is None:
         return None
     deps = deps_of(context)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
+from sqlalchemy import event
 
+from models import User
+from sandbox.webapi import Fault
 from tests.conftest import ADMIN
 from tests.support import factories as f
 from tests.support.slack import ask, text_of
@@ -65,6 +69,53 @@ def test_order_posted_via_api_is_shown_by_o2c_order(server, slack, standin, api)
     assert "Globex Corporation" in text
     assert "USD 50.00" in text
     assert "approved" in text
+
+
+@pytest.mark.parametrize("fault", [Fault(body={"ok": True}), Fault(status=503)],
+                         ids=["answer-without-user", "slack-unavailable"])
+def test_an_order_is_answered_when_slack_cannot_say_the_callers_locale(
+        company, slack, standin, fault) -> None:
+    # given: Slack answers the caller's users.info without a user, or not at all
+    standin.api.inject("users.info", fault, fault)
+    # when
+    first = ask(slack, standin.api, "USALES01", f"order {company['order']}")
+    second = ask(slack, standin.api, "USALES01", f"order {company['order']}")
+    # then: the order card both times, in the app's formats, and Slack asked once
+    for answer in (first, second):
+        text = text_of(answer)
+        assert f"Order {company['order']}" in text and "USD 300.00" in text
+        assert "went wrong" not in text
+    assert len(standin.api.calls_to("users.info")) == 1
+
+
+def test_an_order_is_answered_in_one_transaction_of_few_reads(company, server, slack,
+                                                               standin) -> None:
+    """The role check and the lookup share one read transaction (one pooled connection, one
+    BEGIN), and the order, its customer and the customer's backorder choice come in one query:
+    each round trip counts when a server answers a hundred commands a second (bench/)."""
+    # given a caller already seen (their workspace and locale known, so nothing to record)
+    with server.db.transaction() as s:
+        row = s.get(User, "USALES01")
+        row.team_id, row.locale = slack.team_id, "en-US"
+        s.add(row)
+    ask(slack, standin.api, "USALES01", f"order {company['order']}")
+    statements: dict[int, list[str]] = {}
+
+    def note(conn, cursor, statement, params, context, executemany) -> None:
+        statements.setdefault(threading.get_ident(), []).append(statement.split()[0].upper())
+
+    # when they look the order up again
+    event.listen(server.db.engine, "before_cursor_execute", note)
+    try:
+        answer = ask(slack, standin.api, "USALES01", f"order {company['order']}")
+    finally:
+        event.remove(server.db.engine, "before_cursor_execute", note)
+    # then the answer's thread began one transaction and read seven times (role; order with
+    # customer and choice; lines; approvals; shipments; invoices; notices)
+    assert f"Order {company['order']}" in text_of(answer)
+    (answering,) = [run for run in statements.values() if len(run) > 2]
+    assert answering.count("BEGIN") <= 1
+    assert [kind for kind in answering if kind != "BEGIN"] == ["SELECT"] * 7
 
 
 def test_unknown_order_says_so(company, slack, standin) -> None:
