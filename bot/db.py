@@ -12,6 +12,7 @@ conditional updates (`UPDATE ... WHERE status = 'pending'`), which behave the sa
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -61,7 +62,41 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_timeout", 10)
     if "connect_timeout" not in sa.engine.make_url(url).query:
         kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", CONNECT_TIMEOUT)
-    return sa.create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = sa.create_engine(url, **kwargs)
+    ping_when_idle(engine)
+    return engine
+
+
+# A pooled PostgreSQL connection idle longer than this is pinged before use (a restart or a
+# proxy may have cut it meanwhile); one used more recently is not: under load each request
+# would otherwise pay a round trip, and a connection cut while in use is found by the query
+# itself — SQLAlchemy then invalidates the whole pool, and the request answers 503.
+IDLE_PING_SECONDS = 2.0
+
+
+def ping_when_idle(engine: Engine, idle_seconds: float = IDLE_PING_SECONDS) -> None:
+    """`pool_pre_ping`, but only for connections idle for a while (SQLAlchemy's pessimistic
+    disconnect handling: a checkout listener that raises `DisconnectionError` makes the pool
+    retry with a fresh connection)."""
+    pool = engine.pool
+
+    @event.listens_for(pool, "connect")
+    def connected(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkin")
+    def checked_in(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is not None and time.monotonic() - since < idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise sa.exc.DisconnectionError(str(exc)) from exc
 
 
 def unavailable(exc: BaseException) -> bool:
