@@ -175,6 +175,15 @@ def customer_choice(session: Session, order_id: int) -> CustomerLink | None:
                   CustomerLink.scope == LinkScope.BACKORDER, CustomerLink.used_at.is_not(None))
 
 
+def choice_column(order_id: sa.ColumnElement) -> sa.ScalarSelect:
+    """The choice the customer made through the order's backorder link, as a column of a query
+    over orders (`workflows.queries.order_view` reads it with the order, in one round trip)."""
+    return (select(CustomerLink.choice)
+            .where(CustomerLink.order_id == order_id, CustomerLink.scope == LinkScope.BACKORDER,
+                   CustomerLink.used_at.is_not(None))
+            .order_by(CustomerLink.id).limit(1).scalar_subquery())
+
+
 def _fresh(session: Session, *where: object) -> CustomerLink | None:
     """A link as committed now (links change by conditional UPDATEs, not through the ORM)."""
     return session.exec(select(CustomerLink).where(*where)

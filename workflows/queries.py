@@ -49,16 +49,24 @@ class OrderView:
 
 
 def order_view(session: Session, number: str, *, with_history: bool = False) -> OrderView | None:
-    order = session.exec(select(Order).where(Order.number == number.strip().upper())).first()
-    if order is None:
+    """The order with its customer and the customer's backorder choice read in one query,
+    then its lines, approvals, shipments, invoices and notices (a few rows each)."""
+    from workflows.customer_links import choice_column
+
+    found = session.exec(
+        select(Order, Customer, choice_column(Order.id))
+        .join(Customer, Customer.id == Order.customer_id)
+        .where(Order.number == number.strip().upper())).first()
+    if found is None:
         return None
+    order, customer, choice = found
     history = []
     if with_history:
         history = list(session.exec(select(AuditEvent).where(
             AuditEvent.entity_type == "order", AuditEvent.entity_id == str(order.id))
             .order_by(AuditEvent.id)))
     return OrderView(
-        order=order, customer=session.get(Customer, order.customer_id),
+        order=order, customer=customer,
         lines=list(session.exec(select(OrderLine).where(OrderLine.order_id == order.id)
                                 .order_by(OrderLine.line_no))),
         approvals=list(session.exec(select(Approval).where(Approval.order_id == order.id)
@@ -68,14 +76,7 @@ def order_view(session: Session, number: str, *, with_history: bool = False) -> 
         invoices=list(session.exec(select(Invoice).where(Invoice.order_id == order.id)
                                    .order_by(Invoice.id))),
         history=history, notices=customer_notices.history(session, order.id),
-        customer_choice=_customer_choice(session, order.id))
-
-
-def _customer_choice(session: Session, order_id: int) -> str | None:
-    from workflows.customer_links import customer_choice
-
-    link = customer_choice(session, order_id)
-    return link.choice if link else None
+        customer_choice=choice)
 
 
 def recent_orders(session: Session, customer_id: int, limit: int = RECENT_ORDERS

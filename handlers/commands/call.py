@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -32,10 +33,22 @@ class CommandCall:
     client: WebClient
     context: BoltContext
     command: dict = field(default_factory=dict)
+    # a lookup's read session: the one its caller's role was checked in (`reads=True`)
+    session: Session | None = None
 
     @property
     def deps(self) -> Deps:
         return deps_of(self.context)
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read session for a lookup: the one the caller's role was checked in when there
+        is one — one connection and one transaction per answer, not one per step."""
+        if self.session is not None:
+            yield self.session
+            return
+        with self.deps.db.read_session() as session:
+            yield session
 
     @cached_property
     def fmt(self) -> Formats:
@@ -54,13 +67,16 @@ Handler = Callable[[CommandCall], None]
 class Subcommand:
     """`/o2c <name> ...`: `func` runs after the ack (`handlers.commands.answer`). With `roles`,
     the caller must hold one of them: checked on the server before `func` runs; a refusal is
-    audited and explained."""
+    audited and explained. With `reads`, `func` reads through `call.reading()` in the session
+    the role was checked in."""
 
     name: str
     usage: str
     summary: str
     func: Handler
     roles: tuple[str, ...] = ()
+    # a lookup: it only reads, in the session its caller's role was checked in
+    reads: bool = False
 
 
 # Any role of the bot: who may read orders, customers and AR at all.

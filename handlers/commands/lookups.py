@@ -29,7 +29,7 @@ def order(call: CommandCall) -> None:
         call.answer(render.not_found("Which order?", "Usage: `/o2c order SO-1001`"),
                     "Which order?")
         return
-    with call.deps.db.read_session() as session:
+    with call.reading() as session:
         view = queries.order_view(session, number)
         if view is None:
             hint = ("Order numbers look like SO-1001 (`/o2c order 1001` works too). "
@@ -44,7 +44,7 @@ def order(call: CommandCall) -> None:
 
 
 def orders(call: CommandCall) -> None:
-    with call.deps.db.read_session() as session:
+    with call.reading() as session:
         customer = _resolve_customer(call, session, "/o2c orders <customer>")
         if customer is None:
             return
@@ -59,7 +59,7 @@ def customer_actions(call: CommandCall, customer) -> list:
     from blocks.approvals import credit_hold_actions
     from workflows.credit_hold import may_change_hold
 
-    with call.deps.db.read_session() as session:
+    with call.reading() as session:
         if not may_change_hold(session, call.user_id):
             return []
     return credit_hold_actions(customer.id, customer.name, customer.credit_hold)
@@ -68,7 +68,7 @@ def customer_actions(call: CommandCall, customer) -> list:
 def customer(call: CommandCall) -> None:
     today = today_for(call.context, caller(call.context, call.user_id, call.user_name,
                                            call.client))
-    with call.deps.db.read_session() as session:
+    with call.reading() as session:
         found = _resolve_customer(call, session, "/o2c customer <name or id>")
         if found is None:
             return
@@ -84,7 +84,7 @@ def ar(call: CommandCall) -> None:
         return
     today = today_for(call.context, caller(call.context, call.user_id, call.user_name,
                                            call.client))
-    with call.deps.db.read_session() as session:
+    with call.reading() as session:
         aging = receivables.aging_by_currency(session, today, now=call.deps.clock.now())
         top = receivables.top_balances(session, today)
     call.answer(render.ar_overview(aging, top, as_of=today, fmt=call.fmt), "Accounts receivable")
