@@ -16,6 +16,7 @@ pydantic's refusal into `ValidationFailed` naming each field)."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -23,6 +24,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -44,6 +46,27 @@ def _in_years(value: date | datetime) -> date | datetime:
     return limits.check_year(value)  # OutOfBounds is a ValueError: an error naming the field
 
 
+ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+ISO_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
+def _iso_day(value: Any) -> Any:
+    """A day is written YYYY-MM-DD (or given as a date): pydantic would also read a number,
+    "0" included, as seconds since 1970 — never what a finance team meant."""
+    if isinstance(value, datetime) or not isinstance(value, date | str) or (
+            isinstance(value, str) and not ISO_DAY.fullmatch(value)):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    return value
+
+
+def _iso_moment(value: Any) -> Any:
+    """A moment is an ISO 8601 date and time with its offset (or a datetime), not a number."""
+    if not isinstance(value, datetime | str) or (
+            isinstance(value, str) and not ISO_MOMENT.match(value)):
+        raise ValueError("must be a date and time written YYYY-MM-DDTHH:MM:SS with an offset")
+    return value
+
+
 AMOUNT_PATTERN = rf"^[0-9]{{1,{limits.MAX_AMOUNT_DIGITS}}}(\.[0-9]{{1,3}})?$"
 Amount = Annotated[StrictStr, StringConstraints(pattern=AMOUNT_PATTERN)]
 Percent = Annotated[StrictStr, StringConstraints(pattern=r"^[0-9]{1,3}(\.[0-9]{1,2})?$")]
@@ -60,8 +83,8 @@ Text = Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=
 LongText = Annotated[StrictStr, StringConstraints(max_length=1000)]
 Quantity = Annotated[StrictInt, Field(gt=0, le=limits.MAX_QUANTITY)]
 Stock = Annotated[StrictInt, Field(ge=0, le=limits.MAX_QUANTITY)]
-Day = Annotated[date, AfterValidator(_in_years)]
-Moment = Annotated[AwareDatetime, AfterValidator(_in_years)]
+Day = Annotated[date, BeforeValidator(_iso_day), AfterValidator(_in_years)]
+Moment = Annotated[AwareDatetime, BeforeValidator(_iso_moment), AfterValidator(_in_years)]
 Email = Annotated[StrictStr, StringConstraints(max_length=320)]
 
 

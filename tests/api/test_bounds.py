@@ -91,6 +91,12 @@ REFUSED = [
     ("/orders", {"customer": "C-GLOBEX", "sales_rep": "USALES01", "currency": "USD",
                  "order_date": "0001-01-01", "lines": [{"sku": "WID-100", "quantity": 1}]},
      "order_date"),
+    # a number is not a date, though pydantic would read it as seconds since 1970
+    ("/orders", {"customer": "C-GLOBEX", "sales_rep": "USALES01", "currency": "USD",
+                 "order_date": 0, "lines": [{"sku": "WID-100", "quantity": 1}]},
+     "order_date"),
+    ("/shipments", {"order": "SO-1", "carrier": "UPS", "tracking_number": "1Z",
+                    "shipped_at": "0"}, "shipped_at"),
     ("/orders", {"customer": "C-GLOBEX", "sales_rep": "USALES01", "currency": "USD",
                  "lines": [{"sku": "WID-100", "quantity": 1_000_000_001}]},
      "lines[0].quantity"),
@@ -139,6 +145,7 @@ def test_an_amount_at_the_bound_in_each_kind_of_currency(api) -> None:
 
 @pytest.mark.parametrize("report", ["aging", "kpis"])
 @pytest.mark.parametrize(("as_of", "status"), [("0001-01-01", 422), ("9999-12-31", 422),
+                                               ("0", 422), ("20261130", 422),
                                                ("1900-01-01", 200), ("2999-12-31", 200)])
 def test_report_dates_at_the_extremes(company, api, report, as_of, status) -> None:  # noqa: F811
     response = api.get(f"/reports/{report}", params={"as_of": as_of})
