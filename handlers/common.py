@@ -205,6 +205,27 @@ def formats_of(context: BoltContext, user_id: str, client: WebClient | None) -> 
     return formats(locale_of(context, user_id, client))
 
 
+def known_formats(context: BoltContext, user_id: str) -> tuple[Formats, bool]:
+    """The reader's formats from what is known already — the dependencies' caches, else their
+    row (one read) — and whether their locale is known: for what is answered at ack time (an
+    option list) or before a modal opens. Never asks Slack, never writes; unknown: the app's
+    formats (`open_modal_for` then looks it up and updates the modal)."""
+    deps = deps_of(context)
+    known = deps.locales.get(user_id)
+    if known is not None and time.monotonic() - known[1] < USER_CACHE_SECONDS:
+        return formats(known[0]), True
+    seen = deps.users_seen.get(user_id)
+    locale = seen[0].locale if seen is not None else None
+    if locale is None:
+        with deps.db.read_session() as session:
+            user = session.get(User, user_id)
+        locale = user.locale if user is not None else None
+    if locale is None:
+        return formats(None), False
+    deps.locales[user_id] = (locale, time.monotonic())
+    return formats(locale), True
+
+
 def locale_of(context: BoltContext, user_id: str, client: WebClient | None) -> str | None:
     """The user's Slack locale (`users.info` with `include_locale`), for formatting amounts,
     dates and texts (`blocks.i18n`). Cached on their row: looked up once, then read from the
@@ -342,18 +363,47 @@ def open_modal(client: WebClient, trigger_id: Any, view: dict) -> bool:
     that expired (the server was slow) is explained: click again."""
     if not isinstance(trigger_id, str) or not trigger_id:
         raise Malformed()
+    return _views_open(client, trigger_id, view) is not None
+
+
+def open_modal_for(context: BoltContext, client: WebClient, trigger_id: Any, user_id: str,
+                   build: Callable[[Formats], dict]) -> bool:
+    """`open_modal` of the view `build(fmt)` makes, in its reader's formats. A locale known
+    already (`known_formats`) is used at once; else the modal opens in the app's formats
+    first (its trigger expires: Slack is not asked before), then the locale is looked up
+    (`locale_of`: `users.info`, cached) and, when it is not the app's, the modal is updated
+    in place (`views.update`, guarded by the view's hash: a modal its user changed already
+    stays as it is)."""
+    fmt, known = known_formats(context, user_id)
+    if not isinstance(trigger_id, str) or not trigger_id:
+        raise Malformed()
+    opened = _views_open(client, trigger_id, build(fmt))
+    if opened is None or known:
+        return opened is not None
+    theirs = formats(locale_of(context, user_id, client))
+    view = opened.get("view") if isinstance(opened.get("view"), dict) else {}
+    if theirs != fmt and view.get("id"):
+        try:
+            client.views_update(view_id=view["id"], hash=view.get("hash"), view=build(theirs))
+        except SlackApiError as exc:  # changed or closed meanwhile: it stays as opened
+            log.info("modal not updated to the reader's formats: %s",
+                     exc.response.get("error"))
+    return True
+
+
+def _views_open(client: WebClient, trigger_id: str, view: dict) -> Any:
+    """views.open's answer; None when the trigger was used before (a replayed request)."""
     try:
-        client.views_open(trigger_id=trigger_id, view=view)
+        return client.views_open(trigger_id=trigger_id, view=view)
     except SlackApiError as exc:
         error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
         if error == "exchanged_trigger_id":
             log.info("modal not opened: its trigger was used before (a replayed request)")
-            return False
+            return None
         if error in ("expired_trigger_id", "invalid_trigger_id"):
             raise DomainError("Slack did not let the form open in time; please try again."
                               ) from None
         raise
-    return True
 
 
 def first_input_block(view: Any) -> str | None:

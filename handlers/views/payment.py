@@ -24,6 +24,7 @@ from handlers.common import (
     deps_of,
     describe_error,
     form_value,
+    known_formats,
     metadata_id,
     now_of,
     transaction,
@@ -172,9 +173,10 @@ def invoice_options(ack: Ack, payload: dict, context: BoltContext) -> None:
     values = ((payload.get("view") or {}).get("state") or {}).get("values") or {}
     customer = (_value(values, ids.PAY_CUSTOMER_BLOCK, ids.PAY_CUSTOMER)
                 .get("selected_option") or {}).get("value")
+    fmt, _ = known_formats(context, (payload.get("user") or {}).get("id") or "")
     with deps_of(context).db.read_session() as session:
         found = open_invoice_choices(session, query, customer=customer)
-    ack(options=[invoice_option(inv) for inv in found])
+    ack(options=[invoice_option(inv, fmt=fmt) for inv in found])
 
 
 # -- "Refund or return…" on a payment nobody could place ------------------------------------------
