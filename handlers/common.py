@@ -142,7 +142,7 @@ def caller(context: BoltContext, user_id: str, user_name: str | None = None,
     with deps.db.transaction() as session:
         user = ensure_user(session, user_id, name=real_name)
         user.timezone = tz
-        user.locale = _locale_tag(locale)
+        user.locale = locale_tag(locale)
         user.team_id, user.enterprise_id = _workspace_of(context)
         session.add(user)
     return user
@@ -189,7 +189,7 @@ def remember_workspace(context: BoltContext, user_id: object) -> None:
         log.info("could not record the workspace of %s: %r", user_id, error)
 
 
-def _locale_tag(value: object) -> str | None:
+def locale_tag(value: object) -> str | None:
     """A Slack locale ("de-DE") fit to store; None for anything else."""
     if isinstance(value, str) and 0 < len(value) <= 35 and value.replace("-", "").replace(
             "_", "").isalnum():
@@ -252,7 +252,7 @@ def _look_up_locale(context: BoltContext, user_id: str, client: WebClient | None
     except SlackApiError as exc:
         log.info("users.info failed for %s: %s", user_id, exc.response.get("error"))
         return None
-    locale = _locale_tag(info.get("locale"))
+    locale = locale_tag(info.get("locale"))
     if locale is None:
         return None
     deps = deps_of(context)
