@@ -143,12 +143,12 @@ def caller(context: BoltContext, user_id: str, user_name: str | None = None,
         user = ensure_user(session, user_id, name=real_name)
         user.timezone = tz
         user.locale = locale_tag(locale)
-        user.team_id, user.enterprise_id = _workspace_of(context)
+        user.team_id, user.enterprise_id = workspace_of(context)
         session.add(user)
     return user
 
 
-def _workspace_of(context: BoltContext) -> tuple[str | None, str | None]:
+def workspace_of(context: BoltContext) -> tuple[str | None, str | None]:
     """(team_id, enterprise_id) of the workspace a request came from (None for anything that
     is not a Slack id)."""
     return _slack_id(context.team_id), _slack_id(context.enterprise_id)
@@ -162,7 +162,7 @@ def remember_workspace(context: BoltContext, user_id: object) -> None:
     """After a request was answered: record the workspace its user was seen in when it
     changed (their DMs go out through that workspace's installation: `workflows.outbox`).
     Best effort, never before an answer (a modal's trigger must not wait for a write lock)."""
-    team_id, enterprise_id = _workspace_of(context)
+    team_id, enterprise_id = workspace_of(context)
     if team_id is None or _slack_id(user_id) is None:
         return
     deps = deps_of(context)
