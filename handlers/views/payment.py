@@ -24,6 +24,7 @@ from handlers.common import (
     deps_of,
     describe_error,
     form_value,
+    formats_of,
     known_formats,
     metadata_id,
     now_of,
@@ -203,6 +204,7 @@ def record_return(body: dict, view: dict, client: WebClient, context: BoltContex
     payment_id, reason = _return_form(view)
     user_id = body["user"]["id"]
     channel = view_metadata(view).get("channel") or user_id
+    fmt = formats_of(context, user_id, client)  # before any transaction
     try:
         with transaction(context) as session:
             receipt = receipts.claim(session, key=receipts.submission_key(view["id"]),
@@ -210,7 +212,7 @@ def record_return(body: dict, view: dict, client: WebClient, context: BoltContex
             payment = return_payment(session, payment_id=payment_id, actor=user_id,
                                      reason=reason, now=now_of(context))
             receipts.remember(session, receipt, payment_id=payment_id)
-            amount = money.format_money(payment.refunded_minor, payment.currency)
+            amount = fmt.money(payment.refunded_minor, payment.currency)
             payer = payment.payer_name
     except receipts.AlreadyHandled:
         return
