@@ -380,14 +380,15 @@ def open_modal_for(context: BoltContext, client: WebClient, trigger_id: Any, use
     opened = _views_open(client, trigger_id, build(fmt))
     if opened is None or known:
         return opened is not None
-    theirs = formats(locale_of(context, user_id, client))
-    view = opened.get("view") if isinstance(opened.get("view"), dict) else {}
-    if theirs != fmt and view.get("id"):
-        try:
+    try:  # best effort: the modal is open already, in the app's formats
+        theirs = formats(locale_of(context, user_id, client))
+        view = opened.get("view") if isinstance(opened.get("view"), dict) else {}
+        if theirs != fmt and view.get("id"):
             client.views_update(view_id=view["id"], hash=view.get("hash"), view=build(theirs))
-        except SlackApiError as exc:  # changed or closed meanwhile: it stays as opened
-            log.info("modal not updated to the reader's formats: %s",
-                     exc.response.get("error"))
+    except SlackApiError as exc:  # changed or closed meanwhile: it stays as opened
+        log.info("modal not updated to the reader's formats: %s", exc.response.get("error"))
+    except Exception as error:  # the database, the network: it stays as opened
+        log.info("modal not updated to the reader's formats: %r", error)
     return True
 
 
