@@ -1,13 +1,14 @@
 """Compact record cards: the answer to a record number mentioned in a channel (in its thread or
 to the poster alone) and the preview of a record link (`chat.unfurl`). Pure: a summary dict
 (`workflows.mentions.record_summary`) -> Block Kit. With `locale` in the summary (the reader's
-Slack locale: an ephemeral card has one reader), amounts and dates are in its format and the
-texts in its language when translated (`blocks.i18n`)."""
+Slack locale: an ephemeral card has one reader), amounts and dates are in its format (English
+readers: the app's, "USD 1,234.56", as `/o2c` writes them) and the texts in its language when
+translated (`blocks.i18n`)."""
 
 from __future__ import annotations
 
 from blocks.common import context, render, section
-from blocks.i18n import date_text, money_text, t
+from blocks.i18n import formats, t
 from blocks.text import esc, plain, status_label
 
 KIND = {"order": "Order", "invoice": "Invoice", "credit_note": "Credit note"}
@@ -17,18 +18,19 @@ TEXT_MAX = 300
 
 def card_blocks(summary: dict) -> list[dict]:
     loc = summary.get("locale")
+    fmt = formats(loc)  # English readers: the app's formats, as on every other surface
     kind = t(KIND.get(summary.get("kind", ""), "Record"), loc)
     currency = summary["currency"]
     status = t(status_label(summary["status"]), loc)
     parts = [f"*{esc(kind)} {esc(summary['number'])}* · {esc(status)}",
              esc(summary.get("customer") or "")]
-    figures = [f"{esc(t('Total', loc))} {money_text(summary['total_minor'], currency, loc)}"]
+    figures = [f"{esc(t('Total', loc))} {fmt.money(summary['total_minor'], currency)}"]
     if summary.get("balance_minor") is not None:
         figures.append(f"{esc(t('balance', loc))} "
-                       f"{money_text(summary['balance_minor'], currency, loc)}")
+                       f"{fmt.money(summary['balance_minor'], currency)}")
     if summary.get("date"):
         when = t(WHEN.get(summary.get("kind", ""), "due"), loc)
-        figures.append(f"{esc(when)} {date_text(summary['date'], loc)}")
+        figures.append(f"{esc(when)} {fmt.date(summary['date'])}")
     if summary.get("invoice"):
         figures.append(f"{esc(t('on', loc))} {esc(summary['invoice'])}")
     more = f"`/o2c {_command(summary)}` {esc(t('for more', loc))}"

@@ -78,7 +78,11 @@ class Deps:
         """The work after a Slack request's ack: timed (`o2c_slack_answer_seconds`) and
         logged, with its outbox rows stamped, under the request's id (and those answering
         in the request's conversation with its workspace: `observability.SLACK_TEAM`)."""
-        from slack_bolt.request.internals import extract_enterprise_id, extract_team_id
+        from slack_bolt.request.internals import (
+            extract_enterprise_id,
+            extract_team_id,
+            extract_user_id,
+        )
 
         from bot import observability
 
@@ -87,9 +91,10 @@ class Deps:
         try:
             team = tuple(value if isinstance(value, str) and 0 < len(value) <= 32 else None
                          for value in (extract_enterprise_id(body), extract_team_id(body)))
+            user = extract_user_id(body)
         except (TypeError, AttributeError, KeyError, IndexError):  # a junk payload
-            team = None
-        scope.enter_context(observability.request_scope(request_id, team))
+            team, user = None, None
+        scope.enter_context(observability.request_scope(request_id, team, user))
         scope.enter_context(observability.timed(observability.ANSWER_SECONDS, kind, command))
         return scope
 

@@ -50,12 +50,16 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from models import OutboxMessage, OutboxStatus
+from models import OutboxMessage, OutboxStatus, User
 
 REQUEST_ID = contextvars.ContextVar("o2c_request_id", default=None)
 # the Slack workspace a request came from: (enterprise_id, team_id), or None outside requests
 SLACK_TEAM: contextvars.ContextVar[tuple[str | None, str | None] | None] = (
     contextvars.ContextVar("o2c_slack_team", default=None))
+# the Slack user whose request it is (their workspace is recorded with the request's first
+# outbox rows: `_record_requester_workspace`), or None
+SLACK_USER: contextvars.ContextVar[str | None] = contextvars.ContextVar("o2c_slack_user",
+                                                                       default=None)
 CONTEXT_KEY = "o2c_request_id"
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30)
@@ -111,14 +115,21 @@ def new_request_id(header: str | None) -> str:
 
 @contextmanager
 def request_scope(request_id: str | None,
-                  team: tuple[str | None, str | None] | None = None) -> Iterator[None]:
+                  team: tuple[str | None, str | None] | None = None,
+                  user: str | None = None) -> Iterator[None]:
     token = REQUEST_ID.set(request_id)
     team_token = SLACK_TEAM.set(team if team and any(team) else None)
+    user_token = SLACK_USER.set(user if _slack_id(user) else None)
     try:
         yield
     finally:
+        SLACK_USER.reset(user_token)
         SLACK_TEAM.reset(team_token)
         REQUEST_ID.reset(token)
+
+
+def _slack_id(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 32 and value.isalnum()
 
 
 @contextmanager
@@ -202,7 +213,10 @@ def exposition() -> tuple[bytes, str]:
 def stamp_outbox_rows() -> None:
     """Stamp outbox rows flushed under a request id with it, and the Slack rows that answer
     in a conversation of the request's workspace (a channel's thread, an ephemeral, a
-    Workflow Builder step's completion) with that workspace (called once at start-up)."""
+    Workflow Builder step's completion, a DM to the requester) with that workspace; the
+    requester's own row learns that workspace in the same flush, before anything is
+    delivered, so even their first answer goes out with the right token (called once at
+    start-up)."""
     if not event.contains(Session, "before_flush", _stamp_outbox_rows):
         event.listen(Session, "before_flush", _stamp_outbox_rows)
 
@@ -211,13 +225,45 @@ def _stamp_outbox_rows(session: Session, flush_context, instances) -> None:
     request_id, team = REQUEST_ID.get(), SLACK_TEAM.get()
     if request_id is None and team is None:
         return
+    user, written = SLACK_USER.get(), False
     for row in session.new:
         if not isinstance(row, OutboxMessage):
             continue
+        written = True
         if request_id is not None and row.request_id is None:
             row.request_id = request_id
-        if team is not None and in_request_workspace(row):
+        if team is not None and (in_request_workspace(row) or to_requester(row, user)):
             row.enterprise_id, row.team_id = team
+    if written and team is not None and user is not None and not session.info.get(_RECORDED):
+        session.info[_RECORDED] = True
+        _record_requester_workspace(session, user, team)
+
+
+_RECORDED = "o2c_requester_workspace_recorded"
+
+
+def to_requester(row: OutboxMessage, user: str | None) -> bool:
+    """A DM to the person whose request wrote it: delivered in the request's workspace
+    (where they are now), whatever their row said before."""
+    return (user is not None and row.transport == "slack"
+            and row.method == "chat.postMessage" and row.target_outbox_id is None
+            and (row.payload or {}).get("channel") == user)
+
+
+def _record_requester_workspace(session: Session, user: str,
+                                team: tuple[str | None, str | None]) -> None:
+    """The requester's row (when they have one) records the request's workspace, in the
+    transaction of the request's first outbox rows: their later DMs, also from jobs, go
+    out there. A no-op UPDATE (no row locked) when it is recorded already."""
+    enterprise_id, team_id = team
+    if not all(v is None or _slack_id(v) for v in team):  # a junk id is not recorded
+        return
+    users = User.__table__
+    session.execute(sa.update(users).where(
+        users.c.slack_user_id == user,
+        sa.or_(users.c.team_id.is_distinct_from(team_id),
+               users.c.enterprise_id.is_distinct_from(enterprise_id))).values(
+        team_id=team_id, enterprise_id=enterprise_id))
 
 
 def in_request_workspace(row: OutboxMessage) -> bool:

@@ -74,7 +74,7 @@ from bot import observability
 from bot.customer_links import CustomerLinks
 from bot.db import Database
 from bot.settings import Settings
-from handlers.common import note_database_down
+from handlers.common import locale_tag, note_database_down
 from models import Customer, Invoice, OutboxMessage, OutboxStatus, User
 from models.base import utcnow
 from workflows.errors import database_unavailable
@@ -200,7 +200,9 @@ class OutboxWorker:
         self._offset = timedelta(0)  # run_once(now=...) shifts this worker's clock
         self._paused: dict[str, datetime] = {}  # Web API method -> rate-limited until
         self._dm_channels: dict[str, str] = {}  # user id -> DM channel id (conversations.open)
-        self._locales: dict[str, tuple[str | None, float]] = {}  # user id -> (locale, seen)
+        # readers' Slack locales: user id -> (locale or None: Slack said none, monotonic time
+        # known); `make_worker` shares the dependencies' cache (`Deps.locales`)
+        self.locales: dict[str, tuple[str | None, float]] = {}
 
     def now(self) -> datetime:
         return utcnow() + self._offset
@@ -532,23 +534,52 @@ class OutboxWorker:
 
     def _formats_for(self, row: OutboxMessage, target: OutboxMessage | None) -> Formats:
         """The formats of the one person a message is for (a DM, an ephemeral, App Home, an
-        update of a DM): their Slack locale as last looked up (`users.locale`, cached here for
-        `LOCALE_CACHE_SECONDS` once known); a channel post keeps the app's formats."""
+        update of a DM): their Slack locale (`users.locale`; someone never looked up is asked
+        now, `users.info` with the row's own token, and their row remembers it), cached for
+        `LOCALE_CACHE_SECONDS`; a channel post keeps the app's formats."""
         payload = (target if row.method == "chat.update" and target is not None
                    else row).payload or {}
         reader = payload.get("user") or payload.get("user_id") or payload.get("channel")
         if not isinstance(reader, str) or reader[:1] not in ("U", "W"):
             return ENGLISH
-        known = self._locales.get(reader)
+        known = self.locales.get(reader)
         if known is None or time.monotonic() - known[1] > LOCALE_CACHE_SECONDS:
             with self.db.read_session() as session:
                 user = session.get(User, reader)
             locale = user.locale if user is not None else None
-            if locale is None:  # not looked up yet: read again next time, it may be by then
-                return ENGLISH
+            if locale is None:
+                asked, locale = self._ask_locale(reader)
+                if not asked:  # Slack could not say now: the app's formats, ask next time
+                    return ENGLISH
             known = (locale, time.monotonic())
-            self._locales[reader] = known
+            self.locales[reader] = known
         return formats(known[0])
+
+    def _ask_locale(self, reader: str) -> tuple[bool, str | None]:
+        """(whether Slack answered, the reader's locale): `users.info` with `include_locale`,
+        recorded on their row when they have one. A failure never holds the message back."""
+        if self.client is None:
+            return False, None
+        try:
+            info = self.client.users_info(user=reader, include_locale=True).get("user")
+        except SlackApiError as exc:
+            error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+            log.info("users.info failed for %s: %s", reader, error)
+            return error in ("user_not_found", "missing_scope"), None
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            log.info("users.info failed for %s: %r", reader, exc)
+            return False, None
+        locale = locale_tag(info.get("locale") if isinstance(info, dict) else None)
+        if locale is not None:
+            table = User.__table__
+            try:
+                with self.db.transaction() as session:
+                    session.execute(sa.update(table).where(
+                        table.c.slack_user_id == reader, table.c.locale.is_(None)).values(
+                        locale=locale))
+            except Exception as error:  # remembered in the cache; the row learns it later
+                log.info("could not record the locale of %s: %r", reader, error)
+        return True, locale
 
     def _call_slack(self, row: OutboxMessage, args: dict) -> dict:
         try:
@@ -710,6 +741,7 @@ def make_worker(deps: Deps, settings: Settings | None = None, **kwargs: Any) -> 
     kwargs.setdefault("lease", timedelta(seconds=settings.o2c_outbox_lease_seconds))
     worker = OutboxWorker(deps.db, client, settings, **kwargs)
     worker.pay_links = PayLinks.for_settings(settings, deps.db)
+    worker.locales = deps.locales  # one cache of readers' locales with the listeners
     if deps.installations is not None:
         worker.bot_tokens = deps.installations.tokens
     return worker

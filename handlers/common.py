@@ -139,8 +139,8 @@ def caller(context: BoltContext, user_id: str, user_name: str | None = None,
     with deps.db.transaction() as session:
         user = ensure_user(session, user_id, name=real_name)
         user.timezone = tz
-        user.locale = _locale_tag(locale)
-        user.team_id, user.enterprise_id = _workspace_of(context)
+        user.locale = locale_tag(locale)
+        user.team_id, user.enterprise_id = workspace_of(context)
         session.add(user)
     return user
 
@@ -162,7 +162,7 @@ def profile(client: WebClient | None, user_id: str) -> dict | None:
     return info if isinstance(info, dict) else None
 
 
-def _workspace_of(context: BoltContext) -> tuple[str | None, str | None]:
+def workspace_of(context: BoltContext) -> tuple[str | None, str | None]:
     """(team_id, enterprise_id) of the workspace a request came from (None for anything that
     is not a Slack id)."""
     return _slack_id(context.team_id), _slack_id(context.enterprise_id)
@@ -176,7 +176,7 @@ def remember_workspace(context: BoltContext, user_id: object) -> None:
     """After a request was answered: record the workspace its user was seen in when it
     changed (their DMs go out through that workspace's installation: `workflows.outbox`).
     Best effort, never before an answer (a modal's trigger must not wait for a write lock)."""
-    team_id, enterprise_id = _workspace_of(context)
+    team_id, enterprise_id = workspace_of(context)
     if team_id is None or _slack_id(user_id) is None:
         return
     deps = deps_of(context)
@@ -203,7 +203,7 @@ def remember_workspace(context: BoltContext, user_id: object) -> None:
         log.info("could not record the workspace of %s: %r", user_id, error)
 
 
-def _locale_tag(value: object) -> str | None:
+def locale_tag(value: object) -> str | None:
     """A Slack locale ("de-DE") fit to store; None for anything else."""
     if isinstance(value, str) and 0 < len(value) <= 35 and value.replace("-", "").replace(
             "_", "").isalnum():
@@ -217,6 +217,27 @@ def formats_of(context: BoltContext, user_id: str, client: WebClient | None) -> 
     Without `client`, only a locale known already is used (nothing is asked or written:
     before opening a modal, whose trigger expires)."""
     return formats(locale_of(context, user_id, client))
+
+
+def known_formats(context: BoltContext, user_id: str) -> tuple[Formats, bool]:
+    """The reader's formats from what is known already — the dependencies' caches, else their
+    row (one read) — and whether their locale is known: for what is answered at ack time (an
+    option list) or before a modal opens. Never asks Slack, never writes; unknown: the app's
+    formats (`open_modal_for` then looks it up and updates the modal)."""
+    deps = deps_of(context)
+    known = deps.locales.get(user_id)
+    if known is not None and time.monotonic() - known[1] < USER_CACHE_SECONDS:
+        return formats(known[0]), True
+    seen = deps.users_seen.get(user_id)
+    locale = seen[0].locale if seen is not None else None
+    if locale is None:
+        with deps.db.read_session() as session:
+            user = session.get(User, user_id)
+        locale = user.locale if user is not None else None
+    if locale is None:
+        return formats(None), False
+    deps.locales[user_id] = (locale, time.monotonic())
+    return formats(locale), True
 
 
 def locale_of(context: BoltContext, user_id: str, client: WebClient | None) -> str | None:
@@ -240,7 +261,7 @@ def _look_up_locale(context: BoltContext, user_id: str, client: WebClient | None
     user = caller(context, user_id, client=client)
     if user.locale or client is None:
         return user.locale
-    locale = _locale_tag((profile(client, user_id) or {}).get("locale"))
+    locale = locale_tag((profile(client, user_id) or {}).get("locale"))
     if locale is None:
         return None
     deps = deps_of(context)
@@ -351,18 +372,48 @@ def open_modal(client: WebClient, trigger_id: Any, view: dict) -> bool:
     that expired (the server was slow) is explained: click again."""
     if not isinstance(trigger_id, str) or not trigger_id:
         raise Malformed()
+    return _views_open(client, trigger_id, view) is not None
+
+
+def open_modal_for(context: BoltContext, client: WebClient, trigger_id: Any, user_id: str,
+                   build: Callable[[Formats], dict]) -> bool:
+    """`open_modal` of the view `build(fmt)` makes, in its reader's formats. A locale known
+    already (`known_formats`) is used at once; else the modal opens in the app's formats
+    first (its trigger expires: Slack is not asked before), then the locale is looked up
+    (`locale_of`: `users.info`, cached) and, when it is not the app's, the modal is updated
+    in place (`views.update`, guarded by the view's hash: a modal its user changed already
+    stays as it is)."""
+    fmt, known = known_formats(context, user_id)
+    if not isinstance(trigger_id, str) or not trigger_id:
+        raise Malformed()
+    opened = _views_open(client, trigger_id, build(fmt))
+    if opened is None or known:
+        return opened is not None
+    try:  # best effort: the modal is open already, in the app's formats
+        theirs = formats(locale_of(context, user_id, client))
+        view = opened.get("view") if isinstance(opened.get("view"), dict) else {}
+        if theirs != fmt and view.get("id"):
+            client.views_update(view_id=view["id"], hash=view.get("hash"), view=build(theirs))
+    except SlackApiError as exc:  # changed or closed meanwhile: it stays as opened
+        log.info("modal not updated to the reader's formats: %s", exc.response.get("error"))
+    except Exception as error:  # the database, the network: it stays as opened
+        log.info("modal not updated to the reader's formats: %r", error)
+    return True
+
+
+def _views_open(client: WebClient, trigger_id: str, view: dict) -> Any:
+    """views.open's answer; None when the trigger was used before (a replayed request)."""
     try:
-        client.views_open(trigger_id=trigger_id, view=view)
+        return client.views_open(trigger_id=trigger_id, view=view)
     except SlackApiError as exc:
         error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
         if error == "exchanged_trigger_id":
             log.info("modal not opened: its trigger was used before (a replayed request)")
-            return False
+            return None
         if error in ("expired_trigger_id", "invalid_trigger_id"):
             raise DomainError("Slack did not let the form open in time; please try again."
                               ) from None
         raise
-    return True
 
 
 def first_input_block(view: Any) -> str | None:

@@ -75,7 +75,13 @@ from models.payments import (
 )
 from models.people import Role, User, UserRole
 from models.periods import ClosedPeriod
-from models.reach import ChannelSetting, CreditRequest, CreditRequestStatus, NumberAnswers
+from models.reach import (
+    ChannelSetting,
+    ChannelWorkspace,
+    CreditRequest,
+    CreditRequestStatus,
+    NumberAnswers,
+)
 from models.revenue import Billing, RevenueClose, RevenueEntry, SubscriptionBilling
 from models.slack_install import slack_bots, slack_installations, slack_oauth_states
 from models.system import (
@@ -92,7 +98,7 @@ from models.system import (
 )
 
 __all__ = [
-    "ChannelSetting", "CreditRequest", "CreditRequestStatus", "NumberAnswers",
+    "ChannelSetting", "ChannelWorkspace", "CreditRequest", "CreditRequestStatus", "NumberAnswers",
     "slack_bots", "slack_installations", "slack_oauth_states",
     "AGING_BUCKETS", "DISPUTE_RESOLUTIONS", "EVENT_TYPES", "ORDER_KINDS",
     "CreditNoteLine", "CreditNoteRequest", "CreditNoteStatus", "DeductionStatus", "Dispute",

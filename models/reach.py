@@ -29,6 +29,20 @@ class ChannelSetting(SQLModel, table=True):
     updated_at: datetime = ts_field(nullable=False, default_now=True, on_update=True)
 
 
+class ChannelWorkspace(SQLModel, table=True):
+    """The Slack workspace (and Grid org) a channel the app posts to by its id belongs to,
+    recorded when the channel is configured (`/o2c policy set disputes_channel …`, `/o2c
+    channel …`: the request's workspace). A post there, from a request or a job, goes out
+    with that workspace's installation (`workflows.outbox`); no row: the default one."""
+
+    __tablename__ = "channel_workspaces"
+
+    channel_id: str = Field(primary_key=True, max_length=64)
+    team_id: str | None = Field(default=None, max_length=32)
+    enterprise_id: str | None = Field(default=None, max_length=32)
+    recorded_at: datetime = ts_field(nullable=False, default_now=True, on_update=True)
+
+
 class CreditRequestStatus(StrEnum):
     PENDING = "pending"  # its approval card waits in the approvals channel
     APPROVED = "approved"

@@ -412,8 +412,10 @@ class WebMethodsMixin:
         if keep_state:
             live = {b.get("block_id") for b in blocks}
             values = {k: v for k, v in keep_state["state"]["values"].items() if k in live}
+        # the workspace of the installation that opened it (an update keeps the view's)
+        team = (keep_state or {}).get("team_id") or self._calling_team or self.team_id
         stored = {
-            "id": view_id, "team_id": self.team_id, "type": view["type"], "blocks": blocks,
+            "id": view_id, "team_id": team, "type": view["type"], "blocks": blocks,
             "private_metadata": view.get("private_metadata", ""),
             "callback_id": view.get("callback_id", ""), "state": {"values": values},
             "hash": f"{int(time.time())}.{secrets.token_hex(4)}",
@@ -421,7 +423,7 @@ class WebMethodsMixin:
             "notify_on_close": truthy(view.get("notify_on_close")),
             "previous_view_id": previous, "root_view_id": root or view_id,
             "app_id": self.app_id, "external_id": view.get("external_id", ""),
-            "app_installed_team_id": self.team_id, "bot_id": self.bot_id,
+            "app_installed_team_id": team, "bot_id": self.bot_id,
         }
         if view["type"] == "modal":
             stored.update(title=view.get("title"), close=view.get("close"),

@@ -153,6 +153,7 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin, OAuthMixin, FunctionsMixin)
         self.base_url = base_url  # StandInServer sets this; used to mint response URLs
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
+        self._calling_team: str | None = None  # the calling token's workspace (in a call)
         self._version = 0
         self._users: dict[str, dict] = {}
         self._channels: dict[str, dict] = {}
@@ -260,9 +261,14 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin, OAuthMixin, FunctionsMixin)
         if fault is not None and fault.delay:
             time.sleep(fault.delay)  # outside the lock: other calls keep flowing
         with self._lock:
-            status, headers, body = self._answer(method, params, supplied, fault)
-            recorded = {k: v for k, v in params.items() if k != "client_secret"}
             issued = self._tokens.get(supplied) if isinstance(supplied, str) else None
+            # the workspace of the installation calling (OAuth): its views are stamped so
+            self._calling_team = issued["team_id"] if issued else None
+            try:
+                status, headers, body = self._answer(method, params, supplied, fault)
+            finally:
+                self._calling_team = None
+            recorded = {k: v for k, v in params.items() if k != "client_secret"}
             team = (issued["team_id"] or issued["enterprise_id"]) if issued else None
             self._calls.append(Call(method, copy.deepcopy(recorded), bool(body.get("ok")),
                                     copy.deepcopy(body), status, time.time(), fault, team))

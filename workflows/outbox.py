@@ -10,7 +10,10 @@ Which Slack workspace a row is for (OAuth install into several workspaces of one
 delivers with its own installation's token): a DM goes through the workspace its reader was
 last seen in (`users.team_id`), an update where its original went; the logical channels
 belong to the installer's workspace (no team: the default installation); a post in a channel
-by its id is stamped with the workspace of the request that wrote it (`bot.observability`).
+by its id goes to the workspace recorded for that channel when it was configured
+(`channel_workspaces`, `record_channel_workspace`), else it is stamped with the workspace of
+the request that wrote it (`bot.observability`); a job's post in a channel nobody recorded
+uses the default installation.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from models import OutboxMessage, OutboxStatus, User
+from models import ChannelWorkspace, OutboxMessage, OutboxStatus, User
 
 LOGICAL_CHANNELS = ("approvals", "alerts", "ar")
 
@@ -33,7 +36,8 @@ def _add(session: Session, **fields: Any) -> OutboxMessage:
 
 
 def _workspace(session: Session, fields: dict) -> dict:
-    """The workspace a DM (its reader's) or an update (its original's) is delivered in."""
+    """The workspace a DM (its reader's), an update (its original's) or a post in a channel
+    by its id (the channel's, as recorded) is delivered in."""
     if fields.get("transport") != "slack":
         return {}
     source: Any = None
@@ -42,9 +46,29 @@ def _workspace(session: Session, fields: dict) -> dict:
         source = session.get(OutboxMessage, fields["target_outbox_id"])
     elif isinstance(channel, str) and channel[:1] in ("U", "W"):
         source = session.get(User, channel)
+    elif isinstance(channel, str) and channel and channel not in LOGICAL_CHANNELS:
+        source = session.get(ChannelWorkspace, channel)
     if source is None or not (source.team_id or source.enterprise_id):
         return {}
     return {"team_id": source.team_id, "enterprise_id": source.enterprise_id}
+
+
+def record_channel_workspace(session: Session, *, channel: str, team_id: str | None,
+                             enterprise_id: str | None) -> None:
+    """Remember which workspace a configured channel (by id) belongs to: its posts, also by
+    jobs, go out with that workspace's installation. Nothing for a logical channel or
+    without a workspace (single-token mode: one installation)."""
+    channel = channel.strip()
+    if (not channel or len(channel) > 64 or channel in LOGICAL_CHANNELS
+            or not (team_id or enterprise_id)):
+        return
+    row = session.get(ChannelWorkspace, channel)
+    if row is None:
+        row = ChannelWorkspace(channel_id=channel)
+    elif (row.team_id, row.enterprise_id) == (team_id, enterprise_id):
+        return
+    row.team_id, row.enterprise_id = team_id, enterprise_id
+    session.add(row)
 
 
 def post_to_channel(session: Session, *, channel: str, template: str, context: dict,

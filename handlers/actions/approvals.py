@@ -15,8 +15,8 @@ from slack_bolt import BoltContext, Respond
 from slack_sdk import WebClient
 
 from blocks.approvals import already_decided, approve_note_modal, refusal, reject_modal
-from blocks.text import esc, fmt_money
-from handlers.common import Malformed, action_id_value, now_of, open_modal, transaction
+from blocks.text import esc
+from handlers.common import Malformed, action_id_value, now_of, open_modal_for, transaction
 from workflows import approvals
 from workflows.errors import AlreadyDecided, DomainError
 
@@ -87,10 +87,13 @@ def _open_decision_modal(body: dict, respond: Respond, client: WebClient,
     channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
         "channel_id")
     build = reject_modal if reject else approve_note_modal
-    open_modal(client, body.get("trigger_id"), build(
-        approval_id=approval_id, channel=channel, order_number=summary["title"],
-        customer=summary["customer"],
-        amount=fmt_money(summary["amount_minor"], summary["currency"]), kind=ctx["kind"]))
+    open_modal_for(context, client, body.get("trigger_id"), body["user"]["id"],
+                   lambda fmt: build(approval_id=approval_id, channel=channel,
+                                     order_number=summary["title"],
+                                     customer=summary["customer"],
+                                     amount=fmt.money(summary["amount_minor"],
+                                                      summary["currency"]),
+                                     kind=ctx["kind"]))
 
 
 def on_reject(body: dict, respond: Respond, client: WebClient,

@@ -17,13 +17,15 @@ from sqlmodel import select
 
 from blocks import backoffice as views
 from blocks import ids
-from blocks.text import esc, fmt_money
+from blocks.i18n import Formats
+from blocks.text import esc
 from handlers.common import (
     action_id_value,
     caller,
     checking,
+    formats_of,
     now_of,
-    open_modal,
+    open_modal_for,
     tell_user,
     today_for,
     transaction,
@@ -50,7 +52,12 @@ def _invoice(session, invoice_id: int) -> Invoice:
 def _open_info(session, invoice: Invoice) -> dict:
     customer = session.get(Customer, invoice.customer_id)
     return {"number": invoice.number, "customer": customer.name,
-            "open": fmt_money(disputes.undisputed_open(invoice), invoice.currency)}
+            "open_minor": disputes.undisputed_open(invoice), "currency": invoice.currency}
+
+
+def _shown(info: dict, fmt: Formats) -> dict:
+    """An invoice open to dispute as the modal shows it: its open amount in `fmt`."""
+    return {**info, "open": fmt.money(info["open_minor"], info["currency"])}
 
 
 # -- disputes -------------------------------------------------------------------------------------
@@ -61,8 +68,10 @@ def on_dispute_open(body: dict, client: WebClient, context: BoltContext) -> None
         require_role(session, user_id=user_id, roles=disputes.OPENER_ROLES,
                      action="dispute.open", entity_type="invoice", entity_id=invoice.number)
         info = _open_info(session, invoice)
-    open_modal(client, body.get("trigger_id"), views.dispute_modal(
-        meta={"invoice": info["number"], "channel": _channel(body)}, invoice=info))
+    open_modal_for(context, client, body.get("trigger_id"), user_id,
+                   lambda fmt: views.dispute_modal(meta={"invoice": info["number"],
+                                                         "channel": _channel(body)},
+                                                   invoice=_shown(info, fmt)))
 
 
 def on_dispute_from_account(body: dict, client: WebClient,
@@ -75,14 +84,15 @@ def on_dispute_from_account(body: dict, client: WebClient,
             Invoice.customer_id == customer_id,
             Invoice.balance_minor > Invoice.disputed_minor)
             .order_by(Invoice.due_date, Invoice.id).limit(100)).all()
-        invoices = [{"number": i.number, "open": fmt_money(disputes.undisputed_open(i),
-                                                           i.currency)} for i in rows]
+        invoices = [{"number": i.number, "open_minor": disputes.undisputed_open(i),
+                     "currency": i.currency} for i in rows]
     if not invoices:
         tell_user(body, None, client, "Nothing of this customer is open to dispute.")
         return
-    open_modal(client, body.get("trigger_id"), views.dispute_modal(
-        meta={"customer_id": customer_id, "channel": _channel(body)}, invoice=None,
-        invoices=invoices))
+    open_modal_for(context, client, body.get("trigger_id"), user_id,
+                   lambda fmt: views.dispute_modal(
+                       meta={"customer_id": customer_id, "channel": _channel(body)},
+                       invoice=None, invoices=[_shown(i, fmt) for i in invoices]))
 
 
 def _resolve_view(session, dispute_id: int, user_id: str, action: str) -> dict:
@@ -91,7 +101,7 @@ def _resolve_view(session, dispute_id: int, user_id: str, action: str) -> dict:
     invoice = session.get(Invoice, dispute.invoice_id)
     return {"id": dispute.id, "invoice": invoice.number,
             "customer": session.get(Customer, dispute.customer_id).name,
-            "amount": fmt_money(dispute.amount_minor, dispute.currency),
+            "amount_minor": dispute.amount_minor, "currency": dispute.currency,
             "amount_plain": money.to_str(dispute.amount_minor, dispute.currency),
             "reason": dispute.reason}
 
@@ -101,8 +111,13 @@ def _on_resolve(body: dict, client: WebClient, context: BoltContext,
     user_id, dispute_id = body["user"]["id"], action_id_value(body)
     with checking(context) as session:
         dispute = _resolve_view(session, dispute_id, user_id, f"dispute.{outcome}")
-    open_modal(client, body.get("trigger_id"),
-               views.resolve_modal(dispute=dispute, outcome=outcome, channel=_channel(body)))
+    open_modal_for(context, client, body.get("trigger_id"), user_id,
+                   lambda fmt: views.resolve_modal(dispute=_amount_shown(dispute, fmt),
+                                                   outcome=outcome, channel=_channel(body)))
+
+
+def _amount_shown(dispute: dict, fmt: Formats) -> dict:
+    return {**dispute, "amount": fmt.money(dispute["amount_minor"], dispute["currency"])}
 
 
 def on_dispute_accept(body: dict, client: WebClient, context: BoltContext) -> None:
@@ -118,8 +133,9 @@ def on_dispute_reassign(body: dict, client: WebClient,
     user_id, dispute_id = body["user"]["id"], action_id_value(body)
     with checking(context) as session:
         dispute = _resolve_view(session, dispute_id, user_id, "dispute.reassign")
-    open_modal(client, body.get("trigger_id"),
-               views.reassign_modal(dispute=dispute, channel=_channel(body)))
+    open_modal_for(context, client, body.get("trigger_id"), user_id,
+                   lambda fmt: views.reassign_modal(dispute=_amount_shown(dispute, fmt),
+                                                    channel=_channel(body)))
 
 
 # -- deductions -----------------------------------------------------------------------------------
@@ -133,9 +149,11 @@ def on_deduction_dispute(body: dict, client: WebClient,
         info = _open_info(session, invoice)
         amount = money.to_str(min(deduction.amount_minor, disputes.undisputed_open(invoice)),
                               invoice.currency)
-    open_modal(client, body.get("trigger_id"), views.dispute_modal(
-        meta={"deduction_id": deduction_id, "invoice": info["number"],
-              "channel": _channel(body)}, invoice=info, amount=amount))
+    open_modal_for(context, client, body.get("trigger_id"), user_id,
+                   lambda fmt: views.dispute_modal(
+                       meta={"deduction_id": deduction_id, "invoice": info["number"],
+                             "channel": _channel(body)}, invoice=_shown(info, fmt),
+                       amount=amount))
 
 
 def on_deduction_write_off(body: dict, client: WebClient,
@@ -145,26 +163,27 @@ def on_deduction_write_off(body: dict, client: WebClient,
         deduction = deductions.check(session, deduction_id=deduction_id, user_id=user_id,
                                      action="deduction.write_off")
         invoice = session.get(Invoice, deduction.invoice_id)
-        amount = fmt_money(min(deduction.amount_minor, invoice.balance_minor),
-                           invoice.currency)
-    open_modal(client, body.get("trigger_id"), views.amount_reason_modal(
+        minor, cur = min(deduction.amount_minor, invoice.balance_minor), invoice.currency
+    open_modal_for(context, client, body.get("trigger_id"), user_id,
+                   lambda fmt: views.amount_reason_modal(
         callback_id=ids.WRITE_OFF_MODAL, title="Write off deduction", submit="Ask approval",
         meta={"deduction_id": deduction_id, "channel": _channel(body)},
-        summary=f"Write off the deduction of *{amount}* on *{esc(invoice.number)}*. A credit "
-                "approver decides.", amount=None, amount_label=None,
-        reason_label="Why it is written off"))
+        summary=f"Write off the deduction of *{fmt.money(minor, cur)}* on "
+                f"*{esc(invoice.number)}*. A credit approver decides.", amount=None,
+        amount_label=None, reason_label="Why it is written off"))
 
 
 def on_deduction_bill_back(body: dict, respond: Respond, client: WebClient,
                            context: BoltContext) -> None:
     user_id, deduction_id = body["user"]["id"], action_id_value(body)
     user = caller(context, user_id, client=client)
+    fmt = formats_of(context, user_id, client)  # before any transaction
     with transaction(context) as session:
         deduction = deductions.bill_back(session, deduction_id=deduction_id, actor=user_id,
                                          now=now_of(context), today=today_for(context, user))
         invoice = session.get(Invoice, deduction.invoice_id)
         text = (f":email: The customer was e-mailed that "
-                f"{fmt_money(deduction.amount_minor, invoice.currency)} of "
+                f"{fmt.money(deduction.amount_minor, invoice.currency)} of "
                 f"{esc(invoice.number)} is still due; the deduction stays open.")
     tell_user(body, respond, client, text)
 
@@ -180,10 +199,11 @@ def on_credit_note_request(body: dict, client: WebClient,
                      entity_id=invoice.number)
         left = credit_notes.creditable(session, invoice)
         number, cur = invoice.number, invoice.currency
-    open_modal(client, body.get("trigger_id"), views.amount_reason_modal(
+    open_modal_for(context, client, body.get("trigger_id"), user_id,
+                   lambda fmt: views.amount_reason_modal(
         callback_id=ids.CREDIT_NOTE_MODAL, title="Request credit note", submit="Ask approval",
         meta={"invoice": number, "channel": _channel(body)},
-        summary=f"A credit note on *{esc(number)}*: at most {fmt_money(left, cur)} can still "
+        summary=f"A credit note on *{esc(number)}*: at most {fmt.money(left, cur)} can still "
                 "be credited. A credit approver (not you) decides; by lines: the REST API.",
         amount=money.to_str(left, cur), amount_label=f"Amount ({cur}, tax included)",
         reason_label="Reason (printed on the credit note)"))
@@ -198,10 +218,11 @@ def on_write_off_request(body: dict, client: WebClient,
                      action="write_off.request", entity_type="invoice",
                      entity_id=invoice.number)
         number, cur, left = invoice.number, invoice.currency, invoice.balance_minor
-    open_modal(client, body.get("trigger_id"), views.amount_reason_modal(
+    open_modal_for(context, client, body.get("trigger_id"), user_id,
+                   lambda fmt: views.amount_reason_modal(
         callback_id=ids.WRITE_OFF_MODAL, title="Write off bad debt", submit="Ask approval",
         meta={"invoice": number, "channel": _channel(body)},
-        summary=f"Write off (bad debt) on *{esc(number)}*, {fmt_money(left, cur)} open. A "
+        summary=f"Write off (bad debt) on *{esc(number)}*, {fmt.money(left, cur)} open. A "
                 "credit approver (not you) decides.", amount=money.to_str(left, cur),
         amount_label=f"Amount ({cur})", reason_label="Why it is written off"))
 
@@ -212,10 +233,11 @@ def on_fee_waive(body: dict, client: WebClient, context: BoltContext) -> None:
         invoice = _invoice(session, invoice_id)
         require_role(session, user_id=user_id, roles=write_offs.WAIVER_ROLES,
                      action="late_fee.waive", entity_type="invoice", entity_id=invoice.number)
-        number, amount = invoice.number, fmt_money(invoice.balance_minor, invoice.currency)
-    open_modal(client, body.get("trigger_id"), views.amount_reason_modal(
+        number, left, cur = invoice.number, invoice.balance_minor, invoice.currency
+    open_modal_for(context, client, body.get("trigger_id"), user_id,
+                   lambda fmt: views.amount_reason_modal(
         callback_id=ids.FEE_WAIVE_MODAL, title="Waive late fee", submit="Waive",
         meta={"invoice": number, "channel": _channel(body)},
-        summary=f"Waive the late fee *{esc(number)}* ({amount} open). Above the waiver "
-                "threshold a credit approver decides.", amount=None, amount_label=None,
+        summary=f"Waive the late fee *{esc(number)}* ({fmt.money(left, cur)} open). Above "
+                "the waiver threshold a credit approver decides.", amount=None, amount_label=None,
         reason_label="Why it is waived"))

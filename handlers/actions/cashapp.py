@@ -13,8 +13,14 @@ from slack_bolt import BoltContext, Respond
 from slack_sdk import WebClient
 
 from blocks import cashapp as answers
-from blocks.text import fmt_money
-from handlers.common import describe_error, formats_of, now_of, tell_user, transaction
+from handlers.common import (
+    describe_error,
+    formats_of,
+    known_formats,
+    now_of,
+    tell_user,
+    transaction,
+)
 from handlers.deps import deps_of
 from models import Payment, Role, money
 from workflows.cash_application import (
@@ -134,14 +140,15 @@ def on_apply_invoices(body: dict, action: dict, respond: Respond, client: WebCli
 def invoice_choices(ack, payload: dict, context: BoltContext) -> None:
     """The options of "Apply to invoices…": open invoices whose number contains the query."""
     query = (payload.get("value") or "").strip()
+    fmt, _ = known_formats(context, (payload.get("user") or {}).get("id") or "")
     with deps_of(context).db.read_session() as session:
         found = open_invoice_choices(session, query)
-    ack(options=[answers.invoice_option(inv) for inv in found])
+    ack(options=[answers.invoice_option(inv, fmt=fmt) for inv in found])
 
 
 def on_return(body: dict, respond: Respond, client: WebClient, context: BoltContext) -> None:
     """"Refund or return…": asks why in a modal (role checked first)."""
-    from handlers.common import checking, open_modal
+    from handlers.common import checking, open_modal_for
 
     user_id = body["user"]["id"]
     try:
@@ -156,11 +163,13 @@ def on_return(body: dict, respond: Respond, client: WebClient, context: BoltCont
             payment = session.get(Payment, payment_id)
             if payment is None:
                 raise NotFound(f"no payment {payment_id}")
-            amount = fmt_money(payment.amount_minor, payment.currency)
+            minor, currency = payment.amount_minor, payment.currency
             payer = payment.payer_name
     except DomainError as error:
         tell_user(body, respond, client, describe_error(error))
         return
     channel = (body.get("container") or {}).get("channel_id")
-    open_modal(client, body.get("trigger_id"), answers.return_modal(
-        payment_id=payment_id, amount=amount, payer=payer, channel=channel))
+    open_modal_for(context, client, body.get("trigger_id"), user_id,
+                   lambda fmt: answers.return_modal(payment_id=payment_id,
+                                                    amount=fmt.money(minor, currency),
+                                                    payer=payer, channel=channel))

@@ -14,7 +14,7 @@ from slack_bolt import BoltContext, Respond
 from slack_sdk import WebClient
 
 from blocks.collections import call_modal, promise_modal
-from blocks.text import esc, fmt_date
+from blocks.text import esc
 from handlers.common import (
     action_id_value,
     caller,
@@ -24,6 +24,7 @@ from handlers.common import (
     formats_of,
     now_of,
     open_modal,
+    open_modal_for,
     tell_user,
     today_for,
     transaction,
@@ -52,10 +53,12 @@ def _open_modal(body: dict, client: WebClient, context: BoltContext, kind: str) 
         customer = collections.get_customer(session, customer_id)
         info = {"id": customer.id, "name": customer.name, "currency": customer.currency,
                 "overdue_minor": account.overdue_minor if account else 0}
-    view = (promise_modal(info, today=today, channel=_channel(body),
-                          fmt=formats_of(context, user_id, None)) if kind == "promise"
-            else call_modal(info, channel=_channel(body)))
-    open_modal(client, body.get("trigger_id"), view)
+    if kind == "promise":
+        open_modal_for(context, client, body.get("trigger_id"), user_id,
+                       lambda fmt: promise_modal(info, today=today, channel=_channel(body),
+                                                 fmt=fmt))
+    else:
+        open_modal(client, body.get("trigger_id"), call_modal(info, channel=_channel(body)))
 
 
 def on_promise(body: dict, client: WebClient, context: BoltContext) -> None:
@@ -84,6 +87,7 @@ def on_snooze(body: dict, respond: Respond, client: WebClient,
               context: BoltContext) -> None:
     user_id, customer_id = body["user"]["id"], _customer_id(body)
     user = caller(context, user_id, client=client)
+    fmt = formats_of(context, user_id, client)  # before any transaction
     try:
         with transaction(context) as session:
             until = collections.snooze(session, customer_id=customer_id, actor=user_id,
@@ -92,7 +96,7 @@ def on_snooze(body: dict, respond: Respond, client: WebClient,
         until = date.fromisoformat(done.result["until"])
     with deps_of(context).db.read_session() as session:
         name = collections.get_customer(session, customer_id).name
-    tell_user(body, respond, client, f":zzz: {esc(name)} is snoozed until {fmt_date(until)}; "
+    tell_user(body, respond, client, f":zzz: {esc(name)} is snoozed until {fmt.date(until)}; "
           "dunning continues meanwhile.")
 
 

@@ -19,7 +19,8 @@ from blocks.approvals import (
     release_hold_modal,
 )
 from blocks.common import section
-from blocks.text import esc, fmt_money
+from blocks.i18n import Formats
+from blocks.text import esc
 from handlers.common import (
     Malformed,
     action_id_value,
@@ -29,7 +30,7 @@ from handlers.common import (
     deps_of,
     formats_of,
     now_of,
-    open_modal,
+    open_modal_for,
     today_for,
     transaction,
 )
@@ -40,7 +41,7 @@ from workflows.errors import DomainError, NotFound
 from workflows.users import require_role
 
 
-def _change(body: dict, respond: Respond, context: BoltContext, *,
+def _change(body: dict, respond: Respond, context: BoltContext, client: WebClient, *,
             on_hold: bool) -> None:
     try:
         customer_id = action_id_value(body)
@@ -66,7 +67,7 @@ def _change(body: dict, respond: Respond, context: BoltContext, *,
                 replace_original=False)
         return
     today = today_for(context, caller(context, user_id))
-    fmt = formats_of(context, user_id, None)
+    fmt = formats_of(context, user_id, client)
     with deps_of(context).db.read_session() as session:
         customer = session.get(Customer, customer_id)
         view = queries.customer_view(session, customer, today, now=now_of(context))
@@ -77,8 +78,8 @@ def _change(body: dict, respond: Respond, context: BoltContext, *,
             response_type="ephemeral", replace_original=True)
 
 
-def on_hold(body: dict, respond: Respond, context: BoltContext) -> None:
-    _change(body, respond, context, on_hold=True)
+def on_hold(body: dict, respond: Respond, client: WebClient, context: BoltContext) -> None:
+    _change(body, respond, context, client, on_hold=True)
 
 
 def on_release(body: dict, respond: Respond, client: WebClient,
@@ -107,10 +108,13 @@ def on_release(body: dict, respond: Respond, client: WebClient,
                 replace_original=False)
         return
     pos = view.position
-    situation = (f"Overdue {fmt_money(pos.aging.overdue, customer.currency)} of "
-                 f"{fmt_money(pos.aging.total, customer.currency)} open; oldest "
-                 f"{pos.oldest_days_past_due} days past due.")
+
+    def situation(fmt: Formats) -> str:
+        return (f"Overdue {fmt.money(pos.aging.overdue, customer.currency)} of "
+                f"{fmt.money(pos.aging.total, customer.currency)} open; oldest "
+                f"{pos.oldest_days_past_due} days past due.")
     channel = (body.get("container") or {}).get("channel_id") or (
         body.get("channel") or {}).get("id")
-    open_modal(client, body.get("trigger_id"), release_hold_modal(
-        customer_id=customer_id, name=customer.name, channel=channel, situation=situation))
+    open_modal_for(context, client, body.get("trigger_id"), user_id,
+                   lambda fmt: release_hold_modal(customer_id=customer_id, name=customer.name,
+                                                  channel=channel, situation=situation(fmt)))

@@ -6,8 +6,8 @@ from __future__ import annotations
 from blocks.approvals import pending_list, refusal
 from blocks.policy import policy_message
 from handlers.commands.call import CommandCall, claim_command
-from handlers.common import transaction
-from workflows import approvals, policy, policy_admin, receipts
+from handlers.common import transaction, workspace_of
+from workflows import approvals, outbox, policy, policy_admin, receipts
 from workflows.errors import DomainError
 
 
@@ -35,6 +35,10 @@ def policy_values(call: CommandCall) -> None:
             claim_command(session, call, "policy")  # a replay cannot undo a later change
             current = policy_admin.change(session, actor=call.user_id, key=parts[1],
                                           value=parts[2])
+            if parts[1].strip().lower() == "disputes_channel":  # its posts: this workspace's
+                team_id, enterprise_id = workspace_of(call.context)
+                outbox.record_channel_workspace(session, channel=current.disputes_channel,
+                                                team_id=team_id, enterprise_id=enterprise_id)
     except receipts.AlreadyHandled:
         with call.deps.db.read_session() as session:
             current = policy.current(session)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from blocks.common import render, section
 from blocks.text import esc
 from handlers.commands.call import CommandCall
-from handlers.common import transaction
+from handlers.common import transaction, workspace_of
 from models import NumberAnswers
-from workflows import mentions
+from workflows import mentions, outbox
 
 USAGE = "/o2c channel answers <" + "|".join(m.value for m in NumberAnswers) + ">"
 MEANING = {NumberAnswers.EPHEMERAL: "only the person who mentioned it sees the card",
@@ -32,6 +32,9 @@ def channel(call: CommandCall) -> None:
     with transaction(call.context) as session:
         mentions.set_number_answers(session, channel=call.channel_id, mode=parts[1],
                                     actor=call.user_id)
+        team_id, enterprise_id = workspace_of(call.context)  # this channel's workspace
+        outbox.record_channel_workspace(session, channel=call.channel_id, team_id=team_id,
+                                        enterprise_id=enterprise_id)
     mode = NumberAnswers(parts[1])
     call.answer(render([section(f":white_check_mark: Record numbers in this channel: "
                                 f"*{mode.value}* ({MEANING[mode]}).")]), "Channel settings")

@@ -16,7 +16,7 @@ import re
 from datetime import date
 
 from blocks.common import context, render, section
-from blocks.text import esc, fmt_date, refusal
+from blocks.text import esc, refusal
 from handlers.commands.call import CommandCall, claim_command
 from handlers.commands.lookups import _resolve_customer
 from handlers.common import caller, describe_error, today_for, transaction
@@ -74,7 +74,7 @@ def customer_page(call: CommandCall) -> None:
     else:
         _say(call, f":envelope: A link to their page is on its way to *{esc(result['name'])}* "
                    f"({esc(result['to'])}), valid until "
-                   f"{fmt_date(date.fromisoformat(result['expires']))}.",
+                   f"{call.fmt.date(date.fromisoformat(result['expires']))}.",
              f"Withdraw it with `/o2c customer-page revoke {esc(result['name'])}`.")
 
 
@@ -122,4 +122,5 @@ def statement(call: CommandCall) -> None:
         return
     call.deps.notify_outbox()
     _say(call, f":page_facing_up: The statement of account of *{esc(result['name'])}* "
-               f"({fmt_date(start)} – {fmt_date(end)}) is on its way to {esc(result['to'])}.")
+               f"({call.fmt.date(start)} – {call.fmt.date(end)}) is on its way to "
+               f"{esc(result['to'])}.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from blocks.approvals import refusal
 from blocks.order_entry import order_modal
 from handlers.commands.call import CommandCall
-from handlers.common import checking, formats_of, open_modal
+from handlers.common import checking, open_modal_for
 from workflows.errors import PermissionDenied
 from workflows.order_entry import check_may_enter
 
@@ -22,6 +22,7 @@ def new_order(call: CommandCall) -> None:
     except PermissionDenied as refused:
         call.answer(refusal(refused.detail), "Not allowed")
         return
-    # the formats known already: nothing is asked or written before the modal opens
-    fmt = formats_of(call.context, call.user_id, None)
-    open_modal(call.client, call.trigger_id, order_modal(channel=call.channel_id, fmt=fmt))
+    # the formats known already: nothing is asked or written before the modal opens (an
+    # unknown locale is looked up after it opened, and the modal updated: `open_modal_for`)
+    open_modal_for(call.context, call.client, call.trigger_id, call.user_id,
+                   lambda fmt: order_modal(channel=call.channel_id, fmt=fmt))

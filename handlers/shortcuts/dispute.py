@@ -11,8 +11,8 @@ from slack_sdk import WebClient
 from sqlmodel import select
 
 from blocks import backoffice as views
-from blocks.text import fmt_money
-from handlers.common import checking, open_modal, tell_user
+from blocks.i18n import Formats
+from handlers.common import checking, open_modal_for, tell_user
 from models import Customer, Invoice
 from workflows import disputes
 from workflows.mentions import numbers_in
@@ -33,7 +33,7 @@ def on_message(body: dict, respond: Respond, client: WebClient, context: BoltCon
             if numbers else []
         open_ones = [i for i in rows if disputes.undisputed_open(i) > 0]
         infos = [{"number": i.number, "customer": session.get(Customer, i.customer_id).name,
-                  "open": fmt_money(disputes.undisputed_open(i), i.currency)}
+                  "open_minor": disputes.undisputed_open(i), "currency": i.currency}
                  for i in sorted(open_ones, key=lambda i: numbers.index(i.number))]
     if not infos:
         tell_user(body, respond, client,
@@ -43,13 +43,16 @@ def on_message(body: dict, respond: Respond, client: WebClient, context: BoltCon
         return
     channel = (body.get("channel") or {}).get("id")
     note = _quote(message)
-    if len(infos) == 1:
-        view = views.dispute_modal(meta={"invoice": infos[0]["number"], "channel": channel},
-                                   invoice=infos[0], note=note)
-    else:
-        view = views.dispute_modal(meta={"channel": channel}, invoice=None,
-                                   invoices=infos, note=note)
-    open_modal(client, body.get("trigger_id"), view)
+
+    def view(fmt: Formats) -> dict:
+        shown = [{**i, "open": fmt.money(i["open_minor"], i["currency"])} for i in infos]
+        if len(shown) == 1:
+            return views.dispute_modal(meta={"invoice": shown[0]["number"],
+                                             "channel": channel}, invoice=shown[0], note=note)
+        return views.dispute_modal(meta={"channel": channel}, invoice=None, invoices=shown,
+                                   note=note)
+
+    open_modal_for(context, client, body.get("trigger_id"), user_id, view)
 
 
 def _quote(message: dict) -> str:

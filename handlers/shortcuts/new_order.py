@@ -7,7 +7,7 @@ from slack_bolt import BoltContext, Respond
 from slack_sdk import WebClient
 
 from blocks.order_entry import order_modal
-from handlers.common import checking, describe_error, formats_of, open_modal, tell_user
+from handlers.common import checking, describe_error, open_modal_for, tell_user
 from workflows.errors import PermissionDenied
 from workflows.order_entry import check_may_enter
 
@@ -19,5 +19,5 @@ def on_shortcut(body: dict, respond: Respond, client: WebClient, context: BoltCo
     except PermissionDenied as refused:
         tell_user(body, respond, client, describe_error(refused))
         return
-    open_modal(client, body.get("trigger_id"),
-               order_modal(channel=None, fmt=formats_of(context, body["user"]["id"], None)))
+    open_modal_for(context, client, body.get("trigger_id"), body["user"]["id"],
+                   lambda fmt: order_modal(channel=None, fmt=fmt))

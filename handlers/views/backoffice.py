@@ -24,12 +24,14 @@ from slack_sdk.errors import SlackApiError
 from sqlmodel import Session
 
 from blocks import ids
-from blocks.text import esc, fmt_money
+from blocks.i18n import Formats
+from blocks.text import esc
 from handlers.common import (
     Malformed,
     checking,
     describe_error,
     form_value,
+    formats_of,
     metadata_id,
     now_of,
     transaction,
@@ -47,13 +49,14 @@ log = logging.getLogger("o2c.handlers.backoffice")
 class Form:
     """One back-office modal: the receipt kind of its submission, where each named field's
     error goes (`fields`; anything else under `default_block`), the read-only check run in
-    the ack and the work run after it (returns what to tell the user)."""
+    the ack and the work run after it (returns what to tell the user, amounts in the user's
+    formats)."""
 
     kind: str
     fields: dict[str, str]
     default_block: str
     check: Callable[[Session, str, dict, dict], None]
-    work: Callable[[Session, str, dict, dict, datetime], str]
+    work: Callable[[Session, str, dict, dict, datetime, Formats], str]
 
 
 def _text(view: dict, block_id: str, action_id: str) -> str | None:
@@ -107,11 +110,12 @@ def _run(body: dict, view: dict, client: WebClient, context: BoltContext, form: 
     transaction); its outcome, or a refusal, told to the user."""
     user_id = body["user"]["id"]
     meta = view_metadata(view)
+    fmt = formats_of(context, user_id, client)  # before any transaction
     try:
         with transaction(context) as session:
             receipts.claim(session, key=receipts.submission_key(view["id"]), kind=form.kind,
                            actor=user_id)
-            text = form.work(session, user_id, meta, values, now_of(context))
+            text = form.work(session, user_id, meta, values, now_of(context), fmt)
     except receipts.AlreadyHandled:
         return  # a replay: done once, and the user was told
     except DomainError as error:
@@ -159,7 +163,7 @@ def _check_dispute(session: Session, user_id: str, meta: dict, values: dict) -> 
 
 
 def _open_dispute(session: Session, user_id: str, meta: dict, values: dict,
-                  now: datetime) -> str:
+                  now: datetime, fmt: Formats) -> str:
     number, data = _dispute_in(values)
     if meta.get("deduction_id") is not None:
         dispute = deductions.open_dispute(
@@ -168,7 +172,7 @@ def _open_dispute(session: Session, user_id: str, meta: dict, values: dict,
     else:
         dispute = disputes.open_dispute(session, number, data, actor=user_id, now=now)
     return (f":scales: Dispute #{dispute.id} opened on {esc(number)} for "
-            f"{fmt_money(dispute.amount_minor, dispute.currency)}; it is left out of "
+            f"{fmt.money(dispute.amount_minor, dispute.currency)}; it is left out of "
             "dunning until it is resolved.")
 
 
@@ -205,14 +209,15 @@ def _check_resolve(session: Session, user_id: str, meta: dict, values: dict) -> 
                            credit_amount=values["credit"])
 
 
-def _resolve(session: Session, user_id: str, meta: dict, values: dict, now: datetime) -> str:
+def _resolve(session: Session, user_id: str, meta: dict, values: dict, now: datetime,
+             fmt: Formats) -> str:
     dispute = disputes.resolve(session, dispute_id=metadata_id(meta, "dispute_id"),
                                outcome=values["outcome"], by=user_id, note=values["note"],
                                credit_amount=values["credit"], now=now)
     if values["outcome"] == "rejected":
         return f":no_entry: Dispute #{dispute.id} rejected; dunning resumes."
     return (f":white_check_mark: Dispute #{dispute.id} accepted: a credit note of "
-            f"{fmt_money(dispute.credit_amount_minor, dispute.currency)} waits for a "
+            f"{fmt.money(dispute.credit_amount_minor, dispute.currency)} waits for a "
             "credit approver.")
 
 
@@ -245,7 +250,8 @@ def _check_reassign(session: Session, user_id: str, meta: dict, values: dict) ->
                             to_user=values["to_user"], by=user_id)
 
 
-def _reassign(session: Session, user_id: str, meta: dict, values: dict, now: datetime) -> str:
+def _reassign(session: Session, user_id: str, meta: dict, values: dict, now: datetime,
+              fmt: Formats) -> str:
     dispute = disputes.reassign(session, dispute_id=metadata_id(meta, "dispute_id"),
                                 to_user=values["to_user"], by=user_id, now=now)
     return f":arrow_right: Dispute #{dispute.id} is now <@{dispute.owner_id}>'s."
@@ -283,10 +289,10 @@ def _check_credit_note(session: Session, user_id: str, meta: dict, values: dict)
 
 
 def _request_credit_note(session: Session, user_id: str, meta: dict, values: dict,
-                         now: datetime) -> str:
+                         now: datetime, fmt: Formats) -> str:
     request, _ = credit_notes.request_credit_note(session, _credit_note_in(meta, values),
                                                   actor=user_id, now=now, via="slack")
-    return (f":receipt: Credit note of {fmt_money(request.amount_minor, request.currency)}"
+    return (f":receipt: Credit note of {fmt.money(request.amount_minor, request.currency)}"
             " requested; a credit approver decides on the card in the approvals channel.")
 
 
@@ -315,7 +321,7 @@ def _check_write_off(session: Session, user_id: str, meta: dict, values: dict) -
 
 
 def _request_write_off(session: Session, user_id: str, meta: dict, values: dict,
-                       now: datetime) -> str:
+                       now: datetime, fmt: Formats) -> str:
     if meta.get("deduction_id") is not None:
         request = deductions.write_off(session, deduction_id=metadata_id(meta, "deduction_id"),
                                        reason=values["reason"], actor=user_id, now=now)
@@ -323,7 +329,7 @@ def _request_write_off(session: Session, user_id: str, meta: dict, values: dict,
         request = write_offs.request_write_off(
             session, invoice_number=str(meta.get("invoice") or ""), reason=values["reason"],
             actor=user_id, now=now, amount=values["amount"] or "")
-    return (f":wastebasket: Write-off of {fmt_money(request.amount_minor, request.currency)}"
+    return (f":wastebasket: Write-off of {fmt.money(request.amount_minor, request.currency)}"
             " requested; a credit approver decides on the card in the approvals channel.")
 
 
@@ -352,7 +358,7 @@ def _check_fee_waiver(session: Session, user_id: str, meta: dict, values: dict) 
 
 
 def _waive_fee(session: Session, user_id: str, meta: dict, values: dict,
-               now: datetime) -> str:
+               now: datetime, fmt: Formats) -> str:
     done = write_offs.waive_fee(session, invoice_number=str(meta.get("invoice") or ""),
                                 reason=values["reason"], actor=user_id, now=now)
     if isinstance(done, WriteOff):

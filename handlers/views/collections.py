@@ -14,12 +14,13 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from blocks import ids
-from blocks.text import esc, fmt_date, fmt_money
+from blocks.text import esc
 from handlers.common import (
     caller,
     checking,
     describe_error,
     form_value,
+    formats_of,
     metadata_id,
     today_for,
     transaction,
@@ -84,6 +85,7 @@ def record_promise(body: dict, view: dict, client: WebClient, context: BoltConte
     customer_id, amount, day, note = _promise_form(view)
     user_id = body["user"]["id"]
     user = caller(context, user_id)
+    fmt = formats_of(context, user_id, client)  # before any transaction
     try:
         with transaction(context) as session:
             receipt = receipts.claim(session, key=receipts.submission_key(view["id"]),
@@ -100,8 +102,8 @@ def record_promise(body: dict, view: dict, client: WebClient, context: BoltConte
                  describe_error(exc, what="record the promise"))
         return
     _confirm(client, view_metadata(view), user_id, f":handshake: Promise recorded: "
-             f"{esc(name)} will pay {fmt_money(promise.amount_minor, promise.currency)} by "
-             f"{fmt_date(promise.promised_date)}.")
+             f"{esc(name)} will pay {fmt.money(promise.amount_minor, promise.currency)} by "
+             f"{fmt.date(promise.promised_date)}.")
 
 
 def _call_form(view: dict) -> tuple[int, str]:

@@ -36,6 +36,7 @@ from handlers.common import (
     deps_of,
     describe_error,
     formats_of,
+    known_formats,
     now_of,
     today_for,
     transaction,
@@ -146,9 +147,10 @@ def on_customer_options(ack: Ack, body: dict, context: BoltContext) -> None:
 
 
 def on_product_options(ack: Ack, body: dict, context: BoltContext) -> None:
+    fmt, _ = known_formats(context, (body.get("user") or {}).get("id") or "")
     with deps_of(context).db.read_session() as session:
         products = search_products(session, body.get("value") or "", limit=SUGGESTIONS)
-        options = product_options(products)
+        options = product_options(products, fmt=fmt)
     ack(options=options)
 
 

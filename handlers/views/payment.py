@@ -24,6 +24,8 @@ from handlers.common import (
     deps_of,
     describe_error,
     form_value,
+    formats_of,
+    known_formats,
     metadata_id,
     now_of,
     transaction,
@@ -172,9 +174,10 @@ def invoice_options(ack: Ack, payload: dict, context: BoltContext) -> None:
     values = ((payload.get("view") or {}).get("state") or {}).get("values") or {}
     customer = (_value(values, ids.PAY_CUSTOMER_BLOCK, ids.PAY_CUSTOMER)
                 .get("selected_option") or {}).get("value")
+    fmt, _ = known_formats(context, (payload.get("user") or {}).get("id") or "")
     with deps_of(context).db.read_session() as session:
         found = open_invoice_choices(session, query, customer=customer)
-    ack(options=[invoice_option(inv) for inv in found])
+    ack(options=[invoice_option(inv, fmt=fmt) for inv in found])
 
 
 # -- "Refund or return…" on a payment nobody could place ------------------------------------------
@@ -201,6 +204,7 @@ def record_return(body: dict, view: dict, client: WebClient, context: BoltContex
     payment_id, reason = _return_form(view)
     user_id = body["user"]["id"]
     channel = view_metadata(view).get("channel") or user_id
+    fmt = formats_of(context, user_id, client)  # before any transaction
     try:
         with transaction(context) as session:
             receipt = receipts.claim(session, key=receipts.submission_key(view["id"]),
@@ -208,7 +212,7 @@ def record_return(body: dict, view: dict, client: WebClient, context: BoltContex
             payment = return_payment(session, payment_id=payment_id, actor=user_id,
                                      reason=reason, now=now_of(context))
             receipts.remember(session, receipt, payment_id=payment_id)
-            amount = money.format_money(payment.refunded_minor, payment.currency)
+            amount = fmt.money(payment.refunded_minor, payment.currency)
             payer = payment.payer_name
     except receipts.AlreadyHandled:
         return

@@ -40,6 +40,10 @@ def test_the_record_card_in_german_and_in_english() -> None:
     assert "1.000,00\xa0€" in german and "31.12.2026" in german
     english = json.dumps(record_card(INVOICE), ensure_ascii=False)
     assert "Invoice INV-2026-000001" in english and "EUR 1,000.00" in english
+    # an en-US reader: the app's formats, as `/o2c` writes them (not CLDR's "€1,000.00")
+    american = json.dumps(record_card({**INVOICE, "locale": "en-US"}), ensure_ascii=False)
+    assert "EUR 1,000.00" in american and "€" not in american
+    assert "31 Dec 2026" in american
 
 
 def test_a_readers_formats_and_english_readers_keep_the_apps_own() -> None:

@@ -6,6 +6,7 @@ English. Signed requests against the real server and the Slack stand-in."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 
@@ -97,3 +98,177 @@ def test_an_american_users_answers_and_home_stay_as_today(server, slack, standin
     assert "EUR 1,234.56" in order and ENGLISH_DATE.search(order) and EURO not in order
     assert "EUR 1,234.56" in ar and ENGLISH_DATE.search(ar)
     assert "EUR 1,234.56" in home_text(standin, AMERICAN)
+
+
+# -- what handlers format themselves (issue 17, the rest of point 5) ---------------------------
+COLLECTOR, APPROVER, NEW_REP = "UGERMAN2", "UGERMAN3", "UGERMAN4"  # de-DE, never looked up
+CHANNEL = "C0GENERAL"
+
+
+def german_people(server, standin) -> None:
+    for user, name, role in ((COLLECTOR, "gerd.inkasso", "collector"),
+                             (APPROVER, "gabi.kredit", "credit_approver"),
+                             (NEW_REP, "georg.vertrieb", "sales")):
+        standin.api.add_user(user, name, locale="de-DE")
+        with server.db.transaction() as s:
+            f.user(s, user, role)
+
+
+def latest_modal(standin, user: str, needle: str) -> str:
+    """The text of `user`'s latest modal once it shows `needle` (a modal opened before the
+    reader's locale was known is updated in their formats)."""
+    return standin.api.wait_for(lambda: next(
+        (t for t in [text_of((standin.api.views_for(user) or [{}])[-1].get("blocks") or [])]
+         if needle in t), None), WAIT, f"{user}'s modal with {needle!r}")
+
+
+def ephemeral_with(standin, user: str, needle: str) -> str:
+    return standin.api.wait_for(lambda: next(
+        (text_of(e) for e in reversed(standin.api.ephemerals(user)) if needle in text_of(e)),
+        None), WAIT, f"{user}'s answer with {needle!r}")
+
+
+def answer_card(standin, user: str, needle: str) -> dict:
+    """The latest ephemeral `user` sees with `needle` in it (text or blocks)."""
+    return standin.api.wait_for(lambda: next(
+        (e for e in reversed(standin.api.ephemerals(user))
+         if needle in text_of(e) or needle in str(e.get("blocks"))), None), WAIT, needle)
+
+
+def asked_locale(standin, user: str) -> int:
+    return len([c for c in standin.api.calls_to("users.info") if c.params["user"] == user])
+
+
+def test_germans_never_looked_up_get_german_formats_in_a_dm_and_in_a_modal(
+        server, slack, standin, books) -> None:
+    # given: a German sales rep and a German credit approver the app never asked Slack about
+    german_people(server, standin)
+    # when: the rep's order is approved by someone who reads English: a DM to him, written
+    # by the outbox worker before he ever used the app
+    with server.db.transaction() as s:
+        first = f.order(s, "C-NEUKUNDE", rep=NEW_REP, lines=[("WID-E", 1)],
+                        currency="EUR").number
+        second = f.order(s, "C-NEUKUNDE", rep=NEW_REP, lines=[("WID-E", 2)],
+                         currency="EUR").number
+    server.deps.notify_outbox()
+    card = standin.api.wait_for(lambda: next(
+        (m for m in standin.api.messages("CAPPROVAL") if first in m["text"]), None), WAIT)
+    assert slack.click("UCREDIT1", card, "approval_approve").status_code == 200
+    dm = standin.api.wait_for(lambda: [m for m in standin.api.dm_messages(NEW_REP)
+                                       if first in m["text"] and "approved" in text_of(m)],
+                              WAIT, "his DM")[0]
+    # then: the DM is in his format (Slack asked once, at delivery)
+    assert EURO in text_of(dm) and "EUR 1,234.56" not in text_of(dm)
+    assert asked_locale(standin, NEW_REP) == 1
+    # when: the approver's first request opens a modal (reject, with a reason)
+    card = standin.api.wait_for(lambda: next(
+        (m for m in standin.api.messages("CAPPROVAL") if second in m["text"]), None), WAIT)
+    assert slack.click(APPROVER, card, "approval_reject").status_code == 200
+    # then: the modal shows the amount in her format (opened, then updated once known)
+    shown = latest_modal(standin, APPROVER, "2.469,12\xa0€")
+    assert "EUR 2,469.12" not in shown
+    assert asked_locale(standin, APPROVER) == 1
+
+
+def test_back_office_modals_and_answers_are_in_german_formats(server, slack, standin,
+                                                              books) -> None:
+    german_people(server, standin)
+    # when: the German collector's first request is the dispute shortcut on a message
+    message = standin.api.add_message(CHANNEL, GERMAN, "Müller: INV-2026-000900 kam kaputt an")
+    assert slack.message_shortcut(COLLECTOR, message, "o2c_dispute_message").status_code == 200
+    # then: the modal in her format, and the answer to it too
+    latest_modal(standin, COLLECTOR, f"{EURO} open")
+    view = standin.api.views_for(COLLECTOR)[-1]
+    slack.submit_view(COLLECTOR, view, {"dispute_reason": {"dispute_reason_select": "damaged"},
+                                        "dispute_amount": {"dispute_amount_input": "100.00"}})
+    assert "for 100,00\xa0€" in ephemeral_with(standin, COLLECTOR, "Dispute #")
+    # when: she asks for a credit note from the invoice card
+    ask(slack, standin.api, COLLECTOR, "invoice INV-2026-000900")
+    card = answer_card(standin, COLLECTOR, "Invoice INV-2026-000900")
+    slack.click(COLLECTOR, card, "backoffice_credit_note_request")
+    shown = latest_modal(standin, COLLECTOR, "can still be credited")
+    assert EURO in shown and "EUR 1,234.56" not in shown
+    slack.submit_view(COLLECTOR, standin.api.views_for(COLLECTOR)[-1], {
+        "backoffice_amount": {"backoffice_amount_input": "120.00"},
+        "backoffice_reason": {"backoffice_reason_input": "zwei Stück beschädigt"}})
+    assert "Credit note of 120,00\xa0€" in ephemeral_with(standin, COLLECTOR,
+                                                          "Credit note of")
+    # and: the write-off modal
+    slack.click(COLLECTOR, card, "backoffice_write_off_request")
+    shown = latest_modal(standin, COLLECTOR, "Write off (bad debt)")
+    assert "\xa0€ open" in shown and "EUR " not in shown
+
+
+def test_collections_and_credit_hold_answers_are_in_german_formats(server, slack, standin,
+                                                                   books) -> None:
+    from bot.jobs import run_job
+
+    # given: the German collector owns an overdue customer
+    german_people(server, standin)
+    today = server.deps.clock.business_today()
+    with server.db.transaction() as s:
+        late = f.customer(s, "C-SPAET", "Spät KG", currency="EUR", collector=COLLECTOR)
+        f.invoice(s, "INV-2026-000950", "C-SPAET", total="1234.56", currency="EUR",
+                  due=today - timedelta(days=20))
+    # when: the digest reaches her (a DM: in her format, never looked up before)
+    run_job("digest", server.deps, today)
+    digest = standin.api.wait_for(lambda: standin.api.dm_messages(COLLECTOR), WAIT)[0]
+    assert EURO in text_of(digest)
+    block = f"collections_account:{late.id}"
+    # when: she snoozes the customer and records a promise
+    slack.click(COLLECTOR, digest, "collections_snooze", block_id=block)
+    snoozed = standin.api.wait_for(lambda: next(
+        (text_of(m) for m in standin.api.ephemerals(COLLECTOR) + standin.api.dm_messages(
+            COLLECTOR) if "snoozed until" in text_of(m)), None), WAIT)
+    assert GERMAN_DATE.search(snoozed)
+    slack.click(COLLECTOR, digest, "collections_promise", block_id=block)
+    view = standin.api.wait_for(lambda: (standin.api.views_for(COLLECTOR) or [None])[-1], WAIT)
+    slack.submit_view(COLLECTOR, view, {
+        "promise_amount": {"promise_amount_input": "1000.00"},
+        "promise_date": {"promise_date_input": today + timedelta(days=3)}})
+    promised = standin.api.wait_for(lambda: next(
+        (text_of(m) for m in standin.api.ephemerals(COLLECTOR) + standin.api.dm_messages(
+            COLLECTOR) if "will pay" in text_of(m)), None), WAIT)
+    assert "1.000,00\xa0€" in promised and GERMAN_DATE.search(promised)
+    # when: the German credit approver puts the customer on hold, then releases it
+    ask(slack, standin.api, APPROVER, "customer C-SPAET")
+    card = answer_card(standin, APPROVER, "customer_credit_hold")
+    slack.click(APPROVER, card, "customer_credit_hold")
+    held = standin.api.wait_for(lambda: next(
+        (e for e in reversed(standin.api.ephemerals(APPROVER))
+         if "customer_credit_release" in str(e["blocks"])), None), WAIT)
+    slack.click(APPROVER, held, "customer_credit_release")
+    # then: the situation in the release modal is in her format
+    shown = latest_modal(standin, APPROVER, "Overdue ")
+    assert f"Overdue {EURO} of {EURO} open" in shown
+
+
+def test_option_lists_answered_at_ack_time_are_in_the_readers_format(server, slack, standin,
+                                                                     books) -> None:
+    # given: both reps have asked something (their locales are known)
+    ask(slack, standin.api, GERMAN, "ar")
+    ask(slack, standin.api, AMERICAN, "ar")
+    for user, wanted in ((GERMAN, EURO), (AMERICAN, "EUR 1,234.56")):
+        # when: each opens the order modal and searches a product
+        slack.slash(user, "new")
+        view = standin.api.wait_for(lambda u=user: (standin.api.views_for(u) or [None])[-1],
+                                    WAIT)
+        answer = slack.block_suggestion(user, view, "order_product_select", "WID",
+                                        block_id="order_line_0_product")
+        # then: the prices in their format
+        [option] = answer.json()["options"]
+        assert option["description"]["text"] == wanted
+
+
+def test_an_american_users_mention_card_agrees_with_o2c(server, slack, standin, books) -> None:
+    # when: an en-US rep mentions the invoice in a channel, and asks /o2c about it
+    assert slack.message(AMERICAN, CHANNEL, "INV-2026-000900?").status_code == 200
+    card = standin.api.wait_for(lambda: standin.api.ephemerals(AMERICAN, CHANNEL), WAIT)[0]
+    answer = text_of(ask(slack, standin.api, AMERICAN, "invoice INV-2026-000900"))
+    # then: one format for en-US everywhere: the app's own
+    assert "EUR 1,234.56" in text_of(card) and "EUR 1,234.56" in answer
+    assert "€1,234.56" not in text_of(card) and "$" not in text_of(card)
+    # and: her credit-note modal too
+    slack.click(AMERICAN, answer_card(standin, AMERICAN, "Invoice INV-2026-000900"),
+                "backoffice_credit_note_request")
+    assert "EUR 1,234.56" in latest_modal(standin, AMERICAN, "can still be credited")

@@ -304,3 +304,65 @@ def test_each_workspace_gets_its_deliveries_with_its_own_token(
     assert waiting.attempts == 0 and waiting.sent_at is None
     assert [c.params["channel"] for c in standin.api.calls_to("chat.postMessage")
             if c.params.get("text", "").startswith("later")] == [INSTALLER]
+
+
+def test_a_first_answer_and_a_jobs_channel_post_use_the_right_workspaces_token(
+        oauth_server, browser, standin) -> None:
+    from blocks.order_entry import order_modal
+    from workflows import disputes
+    from workflows.inputs import DisputeOpenIn
+
+    # given: the app installed into two workspaces of one Grid org (the installer's, the
+    # first, is the default installation); in the second, a sales rep and an admin the app
+    # knows (rows, roles) but has never seen in Slack
+    assert install(browser, standin, team_id="T0001", enterprise_id="E1").status_code == 200
+    assert install(browser, standin, user="UCREDIT1", team_id="T0002",
+                   enterprise_id="E1").status_code == 200
+    standin.api.add_user("USALES02", "sam.second")
+    standin.api.add_user("UADMIN02", "ada.second")
+    standin.api.add_channel("C0DISPUTES", "disputes")
+    with oauth_server.db.transaction() as s:
+        f.user(s, "USALES02", "sales")
+        f.user(s, "UADMIN02", "admin")
+        f.customer(s, sales_rep="USALES02")
+        f.product(s, "WID-1", price="100.00")
+        f.invoice(s, "INV-2026-000043", total="10.00")
+    assert seen_in(oauth_server.db, ["USALES02", "UADMIN02"]) == {"USALES02": None,
+                                                                 "UADMIN02": None}
+    # and: the order form open for the rep in the second workspace (opened there by the app's
+    # installation: his first request the app sees will be its submission)
+    token = next(b["bot_token"] for b in bot_rows(oauth_server.db) if b["team_id"] == "T0002")
+    status, _, opened = standin.api.call("views.open", {
+        "trigger_id": standin.api.issue_trigger("USALES02"),
+        "view": order_modal(channel=None)}, token=token)
+    assert status == 200 and opened["ok"], opened
+    with SlackDriver(f"{oauth_server.base_url}/slack/events", SIGNING_SECRET,
+                     api=standin.api, team_id="T0002", enterprise_id="E1") as there:
+        # when: he submits it (its DM to him is written with the order)
+        there.submit_view("USALES02", opened["view"], {
+            "order_customer": {"order_customer_select": "C-GLOBEX"},
+            "order_line_0_product": {"order_product_select": "WID-1"},
+            "order_line_0_quantity": {"order_quantity_input": 2}})
+        # and: the admin there sets the disputes channel
+        assert there.slash("UADMIN02", "policy set disputes_channel C0DISPUTES",
+                           channel_id="C0DISPUTES").status_code == 200
+    # then: the DM of his first answer went out with the second workspace's token, and his
+    # row knows the workspace
+    dm = standin.api.wait_for(lambda: next(
+        (c for c in standin.api.calls_to("chat.postMessage")
+         if c.params["channel"] == "USALES02" and c.ok), None))
+    assert dm.token_team == "T0002"
+    standin.api.wait_for(lambda: seen_in(oauth_server.db, ["USALES02"]) == {
+        "USALES02": "T0002"})
+    # when: a dispute is opened outside any Slack request (the API, a job): its card goes to
+    # the disputes channel
+    standin.api.wait_for(lambda: audited(oauth_server.db, "policy.changed"))
+    with oauth_server.db.transaction() as s:
+        disputes.open_dispute(s, "INV-2026-000043", DisputeOpenIn(reason="damaged"),
+                              actor="UADMIN02", now=oauth_server.deps.clock.now())
+    oauth_server.deps.notify_outbox()
+    # then: with the token of the workspace the channel was configured in
+    card = standin.api.wait_for(lambda: next(
+        (c for c in standin.api.calls_to("chat.postMessage")
+         if c.params["channel"] == "C0DISPUTES" and c.ok), None))
+    assert card.token_team == "T0002"
