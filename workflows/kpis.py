@@ -143,7 +143,7 @@ def sales_between(session: Session, currency: str, start: date, end: date, *,
 def sales_by_day(session: Session, currency: str, start: date, end: date, *,
                  known_at: datetime | None = None) -> dict[date, int]:
     """Credit sales per issue day from `start` to `end` (inclusive): one grouped range scan of
-    `ix_invoices_sales (currency, issue_date, total_minor)`, read from the index alone."""
+    `ix_invoices_sales (currency, issue_date, total_minor, id)`, read from the index alone."""
     return {day: int(total) for day, total in session.exec(
         select(Invoice.issue_date, sa.func.sum(Invoice.total_minor)).where(
             Invoice.currency == currency, Invoice.issue_date >= start,
