@@ -183,7 +183,7 @@ def test_grouped_kpis_equal_the_per_month_formulas(db_factory, ops) -> None:
         db_factory.drop(url)
 
 
-@settings(max_examples=examples(6), deadline=None,
+@settings(max_examples=examples(4), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=operations)
 def test_kpis_read_at_once_equal_the_kpis_read_one_after_another(db_factory, ops) -> None:
