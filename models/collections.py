@@ -69,7 +69,7 @@ class DunningNotice(SQLModel, table=True):
     outbox_id: int | None = None
     # passed over because a later level was due at once (catch-up): never sent later
     skipped: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
-    # the dunning run that claimed it (its AR-channel summary counts it); NULL before 0021
+    # the dunning run that claimed it (its AR-channel summary counts it); NULL before 0022
     run_id: int | None = Field(default=None, foreign_key="dunning_runs.id", index=True)
     created_at: datetime = ts_field(nullable=False, default_now=True)
 

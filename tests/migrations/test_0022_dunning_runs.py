@@ -1,4 +1,4 @@
-"""Migration 0021_dunning_runs on a populated database: the notices already sent stay (with
+"""Migration 0022_dunning_runs on a populated database: the notices already sent stay (with
 no run), the runs table appears, and going down and up loses no notice.
 
 The revision before this one is read from Alembic, never written here."""
@@ -15,7 +15,7 @@ from bot.migrate import alembic_config, downgrade, upgrade
 from tests.support import factories as f
 from workflows import dunning
 
-REVISION = "0021_dunning_runs"
+REVISION = "0022_dunning_runs"
 AS_OF = date(2026, 11, 23)
 
 

@@ -13,8 +13,8 @@
 
 Downgrading drops the column and the table (the notices stay; the summaries are in the outbox).
 
-Revision ID: 0021_dunning_runs
-Revises: 0020_dunning_catchup
+Revision ID: 0022_dunning_runs
+Revises: 0021_locale_reach
 Create Date: 2026-12-06
 """
 from collections.abc import Sequence
@@ -24,8 +24,8 @@ from alembic import op
 
 import models.base  # noqa: F401 - custom column types (UTCDateTime)
 
-revision: str = "0021_dunning_runs"
-down_revision: str | None = "0020_dunning_catchup"
+revision: str = "0022_dunning_runs"
+down_revision: str | None = "0021_locale_reach"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
