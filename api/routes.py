@@ -318,7 +318,7 @@ def report_kpis(request: Request, as_of: AsOf = None, known_at: KnownAt = None,
     known = known_at_of(known_at)
     as_of = _as_of(request, as_of)
     with _deps(request).db.read_session() as session:
-        report = kpi_workflow.compute(session, as_of, known_at=known)
+        report = kpi_workflow.compute(session, as_of, known_at=known, concurrently=True)
     data = kpi_workflow.to_json(report)
     if format == "csv":
         return _csv([["kpi", "value"], *([k, str(v)] for k, v in kpi_workflow.flat(data)

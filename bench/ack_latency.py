@@ -3,6 +3,7 @@
     python bench/ack_latency.py [--rate 50] [--seconds 60] [--servers 1]
                                 [--postgres | --database-url URL]
                                 [--orders 100000] [--invoice-lines 1000000]
+                                [--ramp 10,20,40,80]   # the sustained rate instead
 
 What it does:
 1. Seeds a database of `--orders` orders and `--invoice-lines` invoice lines with bulk inserts,
@@ -155,6 +156,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 arrived = {}
+answers = {}  # request id -> how many answers reached its response_url (exactly once: 1)
 lock = threading.Lock()
 
 
@@ -164,8 +166,10 @@ class Sink(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
         if self.path.startswith("/response/"):  # the answer: the order's card, or not
+            rid = self.path.rsplit("/", 1)[1]
             with lock:
-                arrived[self.path.rsplit("/", 1)[1]] = [time.time(), b"Order SO-" in body]
+                arrived.setdefault(rid, [time.time(), b"Order SO-" in body])
+                answers[rid] = answers.get(rid, 0) + 1
         if self.path.startswith("/api/users.info"):  # as Slack answers it
             user = {"id": "U", "name": "bench", "real_name": "Bench User",
                     "tz": "America/New_York", "locale": "en-US"}
@@ -173,9 +177,10 @@ class Sink(BaseHTTPRequestHandler):
             return
         self.reply(b'{"ok": true, "channel": "C1", "ts": "1.1"}')
 
-    def do_GET(self):  # each answer: {request id: [unix time, was it the order's card]}
+    def do_GET(self):  # each first answer: [unix time, was it the order's card]; ids answered twice
         with lock:
-            self.reply(json.dumps(arrived).encode())
+            self.reply(json.dumps({"arrived": arrived, "twice": [
+                rid for rid, n in answers.items() if n > 1]}).encode())
 
     def reply(self, body):
         self.send_response(200)
@@ -305,7 +310,7 @@ def answer_delays(sink_port: int, sent: dict[str, float], timeout: float = 60
     error message is an answer too, but not the one asked for)."""
     deadline = time.monotonic() + timeout
     while True:
-        arrived = httpx.get(f"http://127.0.0.1:{sink_port}/stats", timeout=10).json()
+        arrived = httpx.get(f"http://127.0.0.1:{sink_port}/stats", timeout=10).json()["arrived"]
         measured = {rid: at - sent[rid] for rid, (at, _) in arrived.items() if rid in sent}
         if len(measured) >= len(sent) or time.monotonic() > deadline:
             wrong = [rid for rid, (_, card) in arrived.items() if rid in sent and not card]
@@ -321,6 +326,49 @@ def cpu_seconds(pid: int) -> float:
 
 def pct(values: list[float], p: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(p * 10) - 1] * 1000
+
+
+# -- a ramp: the sustained rate ------------------------------------------------------------------
+ACK_LIMIT_MS = 3000  # Slack's timer: an ack later than this is a failed command
+
+
+def ramp(targets: list[str], orders: int, sink_port: int, rates: list[float],
+         seconds: float, procs: list[subprocess.Popen]) -> float:
+    """Open-loop steps at each of `rates` (ascending), `seconds` each; a step holds when every
+    command was acked within 3 s and answered exactly once at its response_url and the
+    generator kept its schedule. Prints a line per step; returns the highest rate held (the
+    ramp stops at the first step that does not)."""
+    held = 0.0
+    print(f"\nramp on {len(targets)} server process(es), {seconds:g} s per step "
+          "(held: every ack < 3 s, every command answered exactly once):")
+    for step, rate in enumerate(rates):
+        load = Load(targets, orders, sink_port, rate)
+        before = [cpu_seconds(p.pid) for p in procs]
+        load_avg = os.getloadavg()[0]
+        load.run(seconds, f"s{step}-")
+        cpu = sum(cpu_seconds(p.pid) - b for p, b in zip(procs, before, strict=True))
+        answers, wrong = answer_delays(sink_port, load.sent_at, timeout=max(30, seconds))
+        twice = {rid for rid in httpx.get(f"http://127.0.0.1:{sink_port}/stats",
+                                          timeout=10).json()["twice"] if rid in load.sent_at}
+        acks, sent = list(load.acks.values()), len(load.acks) + len(load.failures)
+        late_acks = sum(1 for a in acks if a * 1000 >= ACK_LIMIT_MS)
+        missing = len(load.sent_at) - len(answers)
+        kept_up = pct(load.late, 99) < 1000 if load.late else False
+        ok = (acks and not load.failures and not late_acks and not missing and not twice
+              and not wrong and kept_up)
+        print(f"  {rate:6.1f}/s asked, {sent / seconds:6.1f}/s sent: ack p50 "
+              f"{pct(acks, 50) if acks else 0:7.1f} ms p99 {pct(acks, 99) if acks else 0:7.1f} "
+              f"ms; answer p99 {pct(list(answers.values()), 99) if answers else 0:7.1f} ms; "
+              f"failed {len(load.failures)}, acks >= 3 s {late_acks}, unanswered {missing}, "
+              f"answered twice {len(twice)}, not with the card {len(wrong)}; generator late p99 "
+              f"{pct(load.late, 99) if load.late else 0:.0f} ms; servers "
+              f"{cpu / seconds * 100:.0f} % CPU; load {load_avg:.1f} -> "
+              f"{'held' if ok else 'NOT held'}", flush=True)
+        if not ok:
+            break
+        held = rate
+    print(f"  sustained: {held:g} commands/s on {len(targets)} server process(es)")
+    return held
 
 
 # -- main ---------------------------------------------------------------------------------------
@@ -368,6 +416,9 @@ def main() -> int:
     parser.add_argument("--postgres", action="store_true",
                         help="a throw-away PostgreSQL cluster (needs its binaries)")
     parser.add_argument("--database-url")
+    parser.add_argument("--ramp", help="comma-separated rates (e.g. 10,20,40,80): run a step "
+                        "of --seconds at each and report the highest held (acks < 3 s, every "
+                        "command answered exactly once)")
     args = parser.parse_args()
 
     url, cluster = prepare_database(args)
@@ -378,6 +429,11 @@ def main() -> int:
     try:
         wait_up(f"http://127.0.0.1:{sink_port}/api/auth.test")
         procs, targets = start_servers(url, sink_port, args.servers)
+        if args.ramp:
+            Load(targets, orders, sink_port, 10).run(WARM_UP_SECONDS, "w")
+            rates = sorted(float(r) for r in args.ramp.split(","))
+            ramp(targets, orders, sink_port, rates, args.seconds, procs)
+            return 0
         load = Load(targets, orders, sink_port, args.rate)
         load.run(WARM_UP_SECONDS, "w")
         time.sleep(1)

@@ -53,7 +53,7 @@ def kpi_report(deps, as_of: date | None) -> dict:
         if session.exec(select(JobRun.id).where(JobRun.job == NAME,
                                                 JobRun.run_key == key)).first() is not None:
             return {"week": key, "posted": False, "reason": "already posted this week"}
-        data = kpis.to_json(kpis.compute(session, as_of, now=now))
+        data = kpis.to_json(kpis.compute(session, as_of, now=now, concurrently=True))
     try:
         with deps.db.transaction() as session:
             session.add(JobRun(job=NAME, run_key=key, finished_at=utcnow(),
@@ -76,7 +76,7 @@ def kpi_snapshot(deps, as_of: date | None) -> dict:
     with deps.db.read_session() as session:
         if kpis.is_fresh(session, as_of):
             return {"as_of": as_of.isoformat(), "refreshed": False}
-        data, marker = kpis.compute_snapshot(session, as_of)
+        data, marker = kpis.compute_snapshot(session, as_of, concurrently=True)
     try:
         with deps.db.transaction() as session:
             kpis.store_snapshot(session, as_of, data, marker, deps.clock.now())

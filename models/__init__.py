@@ -22,6 +22,7 @@ from models.collections import (
     DigestRun,
     DunningConfirmation,
     DunningNotice,
+    DunningRunRecord,
     PromiseStatus,
     PromiseToPay,
 )
@@ -108,7 +109,8 @@ __all__ = [
     "CashRule", "CashRuleKind", "PaymentSuggestion",
     "Billing", "RevenueClose", "RevenueEntry", "SubscriptionBilling",
     "ClosedPeriod", "CollectionActivity", "Counter", "CreditNote", "Customer", "Deduction",
-    "DigestRun", "DunningConfirmation", "DunningNotice", "IdempotencyKey", "InteractionReceipt",
+    "DigestRun", "DunningConfirmation", "DunningNotice", "DunningRunRecord", "IdempotencyKey",
+    "InteractionReceipt",
     "Invoice",
     "InvoiceLine", "InvoiceStatus", "JobRun",
     "KpiSnapshot", "Order", "OrderLine", "OrderStatus",

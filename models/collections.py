@@ -69,7 +69,32 @@ class DunningNotice(SQLModel, table=True):
     outbox_id: int | None = None
     # passed over because a later level was due at once (catch-up): never sent later
     skipped: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    # the dunning run that claimed it (its AR-channel summary counts it); NULL before 0022
+    run_id: int | None = Field(default=None, foreign_key="dunning_runs.id", index=True)
     created_at: datetime = ts_field(nullable=False, default_now=True)
+
+
+class DunningRunRecord(SQLModel, table=True):
+    """One dunning run of one process (`workflows.dunning`), opened with its first write
+    transaction. Its notices point at it and its counters grow in the same transactions, so a
+    run killed between batches loses nothing: the next run summarises it from these rows.
+    `finished` is set once (a conditional UPDATE), in the transaction that writes the run's
+    one AR-channel summary (outbox dedupe key `dunning-summary:<day>:<first notice id>`)."""
+
+    __tablename__ = "dunning_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    as_of: date
+    # recording clock: when it started, and when it last wrote (every UPDATE stamps it: a
+    # run whose last write is old was killed, and the next run takes it over)
+    started_at: datetime = ts_field(nullable=False, default_now=True)
+    heartbeat_at: datetime = ts_field(nullable=False, default_now=True, on_update=True,
+                                      index=True)
+    finished: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    emails: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    late_fees: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    credit_holds: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    summary_outbox_id: int | None = None
 
 
 class DunningConfirmation(SQLModel, table=True):

@@ -44,6 +44,17 @@ short transactions with one multi-row `INSERT … ON CONFLICT DO NOTHING RETURNI
 notices (what it returns is what this process claimed) and executemany inserts for the outbox
 rows and collection activities: no SAVEPOINT and no flush per row.
 
+A run is recorded (`dunning_runs`) by its first write transaction; its notices point at it
+and its counters (e-mails, late fees, credit holds) grow in the transactions of what they
+count, and each write transaction first stamps its heartbeat. The summary post is counted
+from those rows when the run ends (`summarise`). A run killed between batches (not written for
+`STALE`) is taken over by the next run of any process (`take_over`): continued when it is of
+the same dunning day (one summary covers both), summarised at once otherwise; a run taken
+over while it was in fact still alive notices it (its heartbeat UPDATE matches nothing) and
+goes on under a new row. Each notice is so counted in one summary, and each run summarised
+once (a conditional UPDATE of `finished` in the summary's transaction; the post's dedupe key
+is the run's first notice).
+
 Back office (SPEC §3): a level with a late fee (`O2C_LATE_FEES`) charges it as a fee invoice in
 the same transaction as its notice (`workflows.late_fees`), and the level's messages name it.
 Before the levels, `run_all` writes off small leftovers (`workflows.write_offs`).
@@ -64,6 +75,7 @@ from models import (
     Customer,
     DunningConfirmation,
     DunningNotice,
+    DunningRunRecord,
     Invoice,
     Order,
     OutboxMessage,
@@ -80,6 +92,7 @@ CUSTOMER_MAX = 500  # a customer with more invoices due is written (and e-mailed
 FIND = 1000  # customers found per read
 CONFIRM_ABOVE = 200  # e-mails a run may send without an admin's confirmation
 TOP = 5  # customers named in the AR channel's summary
+STALE = timedelta(minutes=10)  # a run that has not written for this long was killed
 
 
 @dataclass(frozen=True)
@@ -125,7 +138,8 @@ class DunningRun:
     customers: dict[int, dict] = field(default_factory=dict)  # dunned now: name, amounts
     no_email: dict[int, str] = field(default_factory=dict)  # customers without an e-mail
     held_names: list[str] = field(default_factory=list)
-    first_notice: int | None = None  # the id of the first notice claimed (summary's key)
+    id: int | None = None  # its `dunning_runs` row (opened by its first write transaction)
+    record: DunningRunRecord | None = None  # that row's values, stamped when the run began
     waiting: int | None = None  # the confirmation this run waits for (nothing sent)
 
     def summary(self) -> dict:
@@ -258,7 +272,8 @@ def run_dunning(session: Session, as_of: date, *, batch: int = BATCH,
         run.candidates = max(run.candidates, len(found))
         for chunk in _chunks(found, batch):
             _write_chunk(session, chunk, as_of, run)
-    post_summary(session, run)
+    if run.id is not None:
+        summarise(session, run.id)
     return run
 
 
@@ -275,7 +290,9 @@ def run_all(db, as_of: date, *, batch: int = BATCH, now: datetime | None = None,
     small leftovers are written off first (`write_offs.write_off_small_balances`). With
     `confirm_above`, a run that would send more e-mails waits for an admin's confirmation
     (`request_confirmation`) and sends nothing. The AR channel's summary is posted last."""
-    run = DunningRun(as_of)
+    run = DunningRun(as_of, record=DunningRunRecord(as_of=as_of))
+    with db.transaction() as session:  # a run killed between batches: take it over
+        take_over(session, run)
     while now is not None:
         with db.transaction() as session:
             done = write_offs.write_off_small_balances(session, as_of=as_of, now=now,
@@ -309,9 +326,9 @@ def run_all(db, as_of: date, *, batch: int = BATCH, now: datetime | None = None,
             with db.transaction() as session:
                 _write_chunk(session, chunk, as_of, run)
             between()  # let other writers in (the job passes a short pause)
-    if run.first_notice is not None:
+    if run.id is not None:
         with db.transaction() as session:
-            post_summary(session, run)
+            summarise(session, run.id)
     return run
 
 
@@ -347,20 +364,20 @@ def _claim(session: Session, items: list[tuple[Level, Invoice, Customer, str | N
                     "skipped": True})
         rows[(invoice.id, level.offset)] = {**rows_of.notice, "invoice_id": invoice.id,
                                             "level": level.offset, "skipped": False}
+    for row in rows.values():
+        row["run_id"] = run.id
     table = DunningNotice.__table__
     statement = (bulk.upsert_insert(session, table)
                  .on_conflict_do_nothing(index_elements=["invoice_id", "level"])
-                 .returning(table.c.id, table.c.invoice_id, table.c.level, table.c.skipped))
+                 .returning(table.c.invoice_id, table.c.level, table.c.skipped))
     # in key order: two processes claiming overlapping notices lock them in the same order
     claimed = set()
-    for notice_id, invoice_id, level, skipped in session.execute(
+    for invoice_id, level, skipped in session.execute(
             statement, [rows[k] for k in sorted(rows)]).all():
         if skipped:
             run.skipped += 1
             continue
         claimed.add((invoice_id, level))
-        if run.first_notice is None or notice_id < run.first_notice:
-            run.first_notice = notice_id
     return claimed
 
 
@@ -372,6 +389,8 @@ def write(session: Session, items: list[tuple[Level, Invoice, Customer, str | No
         return 0
     current = policy.current(session)
     rows_of = _Rows(as_of)
+    _track(session, run)
+    before = (run.emails, len(run.fees), len(run.holds))
     claimed = _claim(session, items, plan(current.dunning_offsets), rows_of, run)
     items = [i for i in items if (i[1].id, i[0].offset) in claimed]
     fees = bool(late_fees.parse_late_fees(current.late_fees))
@@ -403,6 +422,13 @@ def write(session: Session, items: list[tuple[Level, Invoice, Customer, str | No
         session.execute(sa.insert(OutboxMessage.__table__), messages)
     if activities:
         session.execute(sa.insert(CollectionActivity.__table__), activities)
+    emails, fees, holds = (run.emails - before[0], len(run.fees) - before[1],
+                           len(run.holds) - before[2])
+    if emails or fees or holds:  # the run's counters, in the transaction of what they count
+        table = DunningRunRecord.__table__
+        session.execute(sa.update(table).where(table.c.id == run.id).values(
+            emails=table.c.emails + emails, late_fees=table.c.late_fees + fees,
+            credit_holds=table.c.credit_holds + holds))
     return len(items)
 
 
@@ -496,28 +522,128 @@ def _tell_people(session: Session, rows_of: _Rows, customer: Customer, notices: 
                                                "context": context}, f"{key}:{user_id}"))
 
 
-def post_summary(session: Session, run: DunningRun) -> None:
-    """The run's one post in the AR channel (nothing when it sent nothing)."""
-    if run.first_notice is None:
+# -- the run in the database, and its one summary ------------------------------------------------
+def _track(session: Session, run: DunningRun) -> None:
+    """First thing in each write transaction: the run's row says it is alive (`heartbeat_at`,
+    stamped by the UPDATE); opened by the first one, and opened anew when another run took
+    this one over meanwhile (it looked killed) — so every notice belongs to one run and is
+    counted in one summary. The UPDATE locks the row: a take-over waits for this transaction,
+    or this transaction for it."""
+    table = DunningRunRecord.__table__
+    if run.id is not None and session.execute(
+            sa.update(table).where(table.c.id == run.id, table.c.finished.is_(False))
+            .values(finished=False)).rowcount:
         return
-    top = sorted(run.customers.items(),
-                 key=lambda c: (-max(c[1]["amounts"].values(), default=0), c[0]))[:TOP]
-    context = {"as_of": run.as_of.isoformat(), "notices": sum(run.sent.values()),
-               "by_level": {str(k): v for k, v in sorted(run.sent.items())},
-               "emails": run.emails, "customers": len(run.customers),
-               "skipped": run.skipped, "late_fees": len(run.fees),
-               "top": [{"customer_id": cid, "name": c["name"],
-                        "amounts": [{"currency": cur, "amount_minor": minor}
-                                    for cur, minor in sorted(c["amounts"].items())]}
-                       for cid, c in top],
-               "no_email": sorted(run.no_email.values())[:20],
-               "no_email_count": len(run.no_email),
-               "credit_holds": sorted(run.held_names)[:20],
-               "credit_hold_count": len(run.holds)}
-    session.execute(sa.insert(OutboxMessage.__table__), [_message(
-        _Rows(run.as_of), "slack",
+    record = run.record if run.id is None and run.record is not None else DunningRunRecord(
+        as_of=run.as_of)
+    run.id = session.execute(sa.insert(table).values(_values(record))
+                             .returning(table.c.id)).scalar_one()
+
+
+def take_over(session: Session, run: DunningRun) -> list[int]:
+    """Runs killed between batches (not finished, nothing written for `STALE` before this run
+    began): one of this run's own dunning day is continued by this run (its notices and
+    counters stay, and its one summary will cover both), the others are summarised now. A
+    conditional UPDATE claims each, so one process takes a killed run over. Returns the ids
+    summarised."""
+    table = DunningRunRecord.__table__
+    began = (run.record or DunningRunRecord(as_of=run.as_of)).started_at
+    stale = session.execute(select(table.c.id, table.c.as_of)
+                            .where(table.c.finished.is_(False),
+                                   table.c.heartbeat_at < began - STALE)
+                            .order_by(table.c.id)).all()
+    summarised = []
+    for run_id, as_of in stale:
+        if run.id is None and as_of == run.as_of:
+            if session.execute(sa.update(table).where(
+                    table.c.id == run_id, table.c.finished.is_(False),
+                    table.c.heartbeat_at < began - STALE).values(finished=False)).rowcount:
+                run.id = run_id
+            continue
+        if summarise(session, run_id, stale_before=began - STALE) is not None:
+            summarised.append(run_id)
+    return summarised
+
+
+def summarise(session: Session, run_id: int, *, stale_before: datetime | None = None
+              ) -> int | None:
+    """Finish run `run_id` (once: a conditional UPDATE) and post its one summary in the AR
+    channel, counted from the database — its notices, its counters — so a run killed between
+    batches is summarised as exactly as one that ended (nothing is posted for a run that sent
+    nothing). Returns the summary's outbox id, or None."""
+    table = DunningRunRecord.__table__
+    claim = sa.update(table).where(table.c.id == run_id, table.c.finished.is_(False))
+    if stale_before is not None:  # only if it is still dead (it may have written meanwhile)
+        claim = claim.where(table.c.heartbeat_at < stale_before)
+    if not session.execute(claim.values(finished=True)).rowcount:
+        return None
+    record = session.get(DunningRunRecord, run_id)
+    session.refresh(record)
+    context = summary_context(session, record)
+    if context is None:
+        return None
+    # keyed by the run's first notice (unique for ever, whatever becomes of the runs table)
+    first = session.execute(select(sa.func.min(DunningNotice.__table__.c.id))
+                            .where(DunningNotice.__table__.c.run_id == run_id)).scalar_one()
+    outbox_id = session.execute(sa.insert(OutboxMessage.__table__).values(_message(
+        _Rows(record.as_of), "slack",
         {"channel": "ar", "template": "dunning_summary", "context": context},
-        f"dunning-summary:{run.as_of.isoformat()}:{run.first_notice}")])
+        f"dunning-summary:{record.as_of.isoformat()}:{first}"))
+        .returning(OutboxMessage.__table__.c.id)).scalar_one()
+    session.execute(sa.update(table).where(table.c.id == run_id)
+                    .values(summary_outbox_id=outbox_id))
+    return outbox_id
+
+
+def summary_context(session: Session, record: DunningRunRecord) -> dict | None:
+    """What the AR channel is told of a run, from its rows: notices by level, skipped levels,
+    customers, the top `TOP` by amount still due (balance less disputed, now), customers
+    without a billing e-mail among those due an e-mail, those put on credit hold. None when
+    the run sent nothing."""
+    notice, inv, cust = DunningNotice.__table__, Invoice.__table__, Customer.__table__
+    ours = notice.c.run_id == record.id
+    by_level = dict(session.execute(
+        select(notice.c.level, sa.func.count()).where(ours, notice.c.skipped.is_(False))
+        .group_by(notice.c.level)).all())
+    if not by_level:
+        return None
+    skipped = session.execute(select(sa.func.count()).select_from(notice)
+                              .where(ours, notice.c.skipped.is_(True))).scalar_one()
+    sent = (select(inv.c.customer_id, cust.c.name, cust.c.billing_email, cust.c.credit_hold,
+                   inv.c.currency, notice.c.level,
+                   (inv.c.balance_minor - inv.c.disputed_minor).label("due"))
+            .join(inv, inv.c.id == notice.c.invoice_id)
+            .join(cust, cust.c.id == inv.c.customer_id)
+            .where(ours, notice.c.skipped.is_(False)).subquery())
+    amounts: dict[int, dict[str, int]] = {}
+    top_names: dict[int, str] = {}
+    for customer_id, name, currency, due in session.execute(
+            select(sent.c.customer_id, sent.c.name, sent.c.currency, sa.func.sum(sent.c.due))
+            .group_by(sent.c.customer_id, sent.c.name, sent.c.currency)).all():
+        amounts.setdefault(customer_id, {})[currency] = int(due)
+        top_names[customer_id] = name
+    top = sorted(amounts.items(), key=lambda c: (-max(c[1].values(), default=0), c[0]))[:TOP]
+    levels = plan(policy.current(session).dunning_offsets)
+    emailing = [lv.offset for lv in levels if lv.emails_customer]
+    final = [lv.offset for lv in levels if lv.kind == "final"]
+
+    def names(*conditions) -> list[str]:
+        return list(session.execute(select(sent.c.name).where(*conditions).distinct()
+                                    .order_by(sent.c.name)).scalars())
+
+    no_email = names(sent.c.level.in_(emailing),
+                     sa.or_(sent.c.billing_email.is_(None), sent.c.billing_email == ""))
+    held = names(sent.c.level.in_(final), sent.c.credit_hold.is_(True))
+    return {"as_of": record.as_of.isoformat(), "notices": sum(by_level.values()),
+            "by_level": {str(k): v for k, v in sorted(by_level.items())},
+            "emails": record.emails, "customers": len(amounts),
+            "skipped": skipped, "late_fees": record.late_fees,
+            "top": [{"customer_id": cid, "name": top_names.get(cid, ""),
+                     "amounts": [{"currency": cur, "amount_minor": minor}
+                                 for cur, minor in sorted(c.items())]}
+                    for cid, c in top],
+            "no_email": no_email[:20], "no_email_count": len(no_email),
+            "credit_holds": held[:20], "credit_hold_count": record.credit_holds}
 
 
 # -- an admin's confirmation of a large run ----------------------------------------------------

@@ -52,6 +52,7 @@ settlements, payments, approvals, shipments, credit notes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -78,7 +79,8 @@ from models import (
     WriteOffReason,
     money,
 )
-from workflows.receivables import aging_by_currency, ar_total
+from workflows import snapshot_reads
+from workflows.receivables import aging_by_currency, ar_total_parts
 
 WINDOW_DAYS = 90
 COUNT_BACK_MONTHS = 36
@@ -141,7 +143,7 @@ def sales_between(session: Session, currency: str, start: date, end: date, *,
 def sales_by_day(session: Session, currency: str, start: date, end: date, *,
                  known_at: datetime | None = None) -> dict[date, int]:
     """Credit sales per issue day from `start` to `end` (inclusive): one grouped range scan of
-    `ix_invoices_sales (currency, issue_date, total_minor)`, read from the index alone."""
+    `ix_invoices_sales (currency, issue_date, total_minor, id)`, read from the index alone."""
     return {day: int(total) for day, total in session.exec(
         select(Invoice.issue_date, sa.func.sum(Invoice.total_minor)).where(
             Invoice.currency == currency, Invoice.issue_date >= start,
@@ -162,27 +164,33 @@ def count_back_months(as_of: date) -> list[tuple[date, date]]:
 
 class _Sales:
     """Credit sales of one currency by day, read in at most two grouped queries: the first
-    covers the window and the newest months (where the count-back usually stops), the second,
-    only when AR is larger than that, the rest of the count-back's three years."""
+    (`first_range`) covers the window and the newest months (where the count-back usually
+    stops), the second, only when AR is larger than that, the rest of the count-back's three
+    years (through `reads`, so in the same snapshot as the rest)."""
 
     FIRST_MONTHS = 4
 
-    def __init__(self, session: Session, currency: str, as_of: date, window_start: date,
-                 known_at: datetime | None) -> None:
-        self.session, self.currency, self.known_at = session, currency, known_at
+    def __init__(self, currency: str, as_of: date, window_start: date,
+                 known_at: datetime | None, reads: Callable[[list], list]) -> None:
+        self.currency, self.known_at, self.reads = currency, known_at, reads
         self.months = count_back_months(as_of)
         self.start = min(window_start, self.months[self.FIRST_MONTHS - 1][0])
-        self.daily = sales_by_day(session, currency, self.start, as_of, known_at=known_at)
+        self.as_of = as_of
+        self.daily: dict[date, int] = {}
+
+    def first_range(self, session: Session) -> dict[date, int]:
+        return sales_by_day(session, self.currency, self.start, self.as_of,
+                            known_at=self.known_at)
 
     def between(self, start: date, end: date) -> int:
         if start < self.start:
-            self.daily.update(sales_by_day(self.session, self.currency, self.months[-1][0],
-                                           self.start - timedelta(days=1),
-                                           known_at=self.known_at))
-            self.start = self.months[-1][0]
+            first, last = self.months[-1][0], self.start - timedelta(days=1)
+            self.daily.update(self.reads([lambda s: sales_by_day(
+                s, self.currency, first, last, known_at=self.known_at)])[0])
+            self.start = first
         if start < self.start:
-            return sales_between(self.session, self.currency, start, end,
-                                 known_at=self.known_at)
+            return self.reads([lambda s: sales_between(s, self.currency, start, end,
+                                                       known_at=self.known_at)])[0]
         return sum(total for day, total in self.daily.items() if start <= day <= end)
 
 
@@ -200,10 +208,13 @@ def _count_back(sales: _Sales, ar: int) -> Decimal | None:
     return None  # more AR than three years of sales: not meaningful
 
 
-def _home_currency(session: Session, aging: dict, start: date, end: date,
-                   known_at: datetime | None = None) -> str | None:
-    if aging:
-        return max(sorted(aging), key=lambda c: aging[c].total)
+def _home_currency(aging: dict) -> str | None:
+    return max(sorted(aging), key=lambda c: aging[c].total) if aging else None
+
+
+def _top_sales_currency(session: Session, start: date, end: date,
+                        known_at: datetime | None = None) -> str | None:
+    """With no open AR: the currency of the most credit sales in the window."""
     sales = sa.func.sum(Invoice.total_minor)
     return session.exec(select(Invoice.currency).where(
         Invoice.issue_date >= start, Invoice.issue_date <= end,
@@ -212,48 +223,75 @@ def _home_currency(session: Session, aging: dict, start: date, end: date,
 
 
 def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
-            known_at: datetime | None = None, now: datetime | None = None) -> KpiReport:
+            known_at: datetime | None = None, now: datetime | None = None,
+            concurrently: bool = False) -> KpiReport:
     """Every KPI as of the end of `as_of` by economic date; with `known_at`, as the books
     knew them at that moment (see the module docstring). `now` is not needed (a day's KPIs
-    do not depend on when they are asked) and is accepted for callers that pass the clock."""
+    do not depend on when they are asked) and is accepted for callers that pass the clock.
+
+    The statements are independent reads: with `concurrently` (a session that has written
+    nothing), PostgreSQL runs them at once on several pooled connections sharing the
+    session's snapshot (`workflows.snapshot_reads`) — first what needs no home currency (the
+    aging, cash application, approvals, cycle time, accuracy, disputes), then what does
+    (credit sales, AR the day before the window, bad debt). The same answers as one after
+    another, which SQLite and the default do."""
     start = as_of - timedelta(days=window_days - 1)
-    aging = aging_by_currency(session, as_of, known_at=known_at)
-    currency = _home_currency(session, aging, start, as_of, known_at)
-    report = KpiReport(as_of=as_of, window_days=window_days, currency=currency,
-                       known_at=known_at,
-                       aging={c: dict(a.buckets) for c, a in sorted(aging.items())},
-                       in_dispute={c: a.disputed for c, a in sorted(aging.items())})
+    snapshot = snapshot_reads.exported_snapshot(session) if concurrently else None
+
+    def reads(jobs: list) -> list:
+        return snapshot_reads.run(session, jobs, concurrently=snapshot is not None,
+                                  snapshot=snapshot)
+
+    report = KpiReport(as_of=as_of, window_days=window_days, currency=None,
+                       known_at=known_at)
+    aging, payments, _, deductions = reads([
+        lambda s: aging_by_currency(s, as_of, known_at=known_at),
+        lambda s: _payments(s, start, as_of, known_at),
+        lambda s: _approvals(s, report, start, as_of) or _cycle_time(s, report, start, as_of),
+        lambda s: _quality(s, report, start, as_of)])
+    currency = _home_currency(aging) or reads([lambda s: _top_sales_currency(
+        s, start, as_of, known_at)])[0]
+    report.currency = currency
+    report.aging = {c: dict(a.buckets) for c, a in sorted(aging.items())}
+    report.in_dispute = {c: a.disputed for c, a in sorted(aging.items())}
+    _cash_application(report, payments)
+    report.deductions_outstanding = sum(n for n, _ in deductions.values())
+    report.deductions_outstanding_minor = deductions.get(currency or "", (0, 0))[1]
+    if not currency:
+        return report
     days = Decimal(window_days)
-    if currency:
-        if currency in aging:
-            report.ar_minor = aging[currency].total
-            report.current_ar_minor = aging[currency].buckets["current"]
-        sales = _Sales(session, currency, as_of, start, known_at)
-        report.credit_sales_minor = sales.between(start, as_of)
-        if report.credit_sales_minor:
-            in_window = Decimal(report.credit_sales_minor)
-            report.dso = _q(Decimal(report.ar_minor) / in_window * days)
-            report.best_possible_dso = _q(Decimal(report.current_ar_minor) / in_window * days)
-            report.average_days_delinquent = _q(report.dso - report.best_possible_dso)
-        report.count_back_dso = _q(_count_back(sales, report.ar_minor))
-        # AR the day before the window (CEI): its total only, not a second aging
-        begin = ar_total(session, currency, start - timedelta(days=1), known_at=known_at)
-        denominator = begin + report.credit_sales_minor - report.current_ar_minor
-        if denominator > 0:
-            numerator = begin + report.credit_sales_minor - report.ar_minor
-            report.cei = _q(Decimal(numerator) / Decimal(denominator) * 100)
-    _cash_application(session, report, start, as_of)
-    _approvals(session, report, start, as_of)
-    _cycle_time(session, report, start, as_of)
-    issued = _issued_count(session, start, as_of, known_at)
-    _accuracy(session, report, start, as_of, issued)
-    _back_office(session, report, start, as_of, issued)
+    if currency in aging:
+        report.ar_minor = aging[currency].total
+        report.current_ar_minor = aging[currency].buckets["current"]
+    sales = _Sales(currency, as_of, start, known_at, reads)
+    # AR the day before the window (CEI): its total only (one sum per part), not an aging
+    parts = ar_total_parts(currency, start - timedelta(days=1), known_at=known_at)
+    sales.daily, bad_debt, *before = reads([
+        sales.first_range, lambda s: _bad_debt(s, currency, start, as_of, known_at),
+        *(lambda s, part=part: int(s.exec(part).one()) for part in parts)])
+    report.credit_sales_minor = sales.between(start, as_of)
+    if report.credit_sales_minor:
+        in_window = Decimal(report.credit_sales_minor)
+        report.dso = _q(Decimal(report.ar_minor) / in_window * days)
+        report.best_possible_dso = _q(Decimal(report.current_ar_minor) / in_window * days)
+        report.average_days_delinquent = _q(report.dso - report.best_possible_dso)
+    report.count_back_dso = _q(_count_back(sales, report.ar_minor))
+    begin = sum(before)
+    denominator = begin + report.credit_sales_minor - report.current_ar_minor
+    if denominator > 0:
+        numerator = begin + report.credit_sales_minor - report.ar_minor
+        report.cei = _q(Decimal(numerator) / Decimal(denominator) * 100)
+    report.bad_debt_minor = bad_debt
+    if report.credit_sales_minor:
+        report.bad_debt_ratio = _q(Decimal(bad_debt) / report.credit_sales_minor * 100)
     return report
 
 
-def _cash_application(session: Session, report: KpiReport, start: date, end: date) -> None:
-    """One aggregate over the window's payments (each with its allocations summed first)."""
-    known = report.known_at
+def _payments(session: Session, start: date, end: date, known: datetime | None
+              ) -> dict[str, tuple[int, int, int, int]]:
+    """One aggregate over the window's payments (each with its allocations summed first), per
+    currency: (payments, matched automatically, amount received, amount allocated
+    automatically)."""
     is_manual = Allocation.method == "manual"
     per_payment = (
         select(Payment.status.label("status"), Payment.currency.label("currency"),
@@ -274,19 +312,28 @@ def _cash_application(session: Session, report: KpiReport, start: date, end: dat
     # (with `known_at`, a payment counts as matched if the engine had allocated from it by then)
     settled = sa.true() if known else p.status.in_(("applied", "partially_applied"))
     auto = sa.and_(settled, p.manual == 0, p.allocated != 0)
-    home = p.currency == (report.currency or "")
-    count, auto_count, received, matched = session.exec(select(
-        sa.func.count(),
-        sa.func.coalesce(sa.func.sum(sa.case((auto, 1), else_=0)), 0),
-        sa.func.coalesce(sa.func.sum(sa.case((home, p.amount), else_=0)), 0),
-        sa.func.coalesce(sa.func.sum(sa.case((sa.and_(auto, home), p.allocated), else_=0)),
-                         0))).one()
-    report.payments_received = int(count)
+    return {currency: (int(count), int(auto_count), int(received), int(matched))
+            for currency, count, auto_count, received, matched in session.exec(select(
+                p.currency, sa.func.count(),
+                sa.func.coalesce(sa.func.sum(sa.case((auto, 1), else_=0)), 0),
+                sa.func.coalesce(sa.func.sum(p.amount), 0),
+                sa.func.coalesce(sa.func.sum(sa.case((auto, p.allocated), else_=0)), 0))
+                .group_by(p.currency)).all()}
+
+
+def _cash_application(report: KpiReport, payments: dict[str, tuple[int, int, int, int]]
+                      ) -> None:
+    """The auto-match rates from `_payments`: by count over every currency, by amount in the
+    home currency."""
+    count = sum(p[0] for p in payments.values())
+    auto_count = sum(p[1] for p in payments.values())
+    _, _, received, matched = payments.get(report.currency or "", (0, 0, 0, 0))
+    report.payments_received = count
     if not count:
         return
-    report.auto_match_rate = _q(Decimal(int(auto_count)) / int(count) * 100)
+    report.auto_match_rate = _q(Decimal(auto_count) / count * 100)
     if received and report.currency:
-        report.auto_match_amount_rate = _q(Decimal(int(matched)) / int(received) * 100)
+        report.auto_match_amount_rate = _q(Decimal(matched) / received * 100)
 
 
 def _approvals(session: Session, report: KpiReport, start: date, end: date) -> None:
@@ -325,6 +372,15 @@ def _issued_count(session: Session, start: date, end: date, known: datetime | No
         *_issued_in(start, end, known))).one())
 
 
+def _quality(session: Session, report: KpiReport, start: date, end: date
+             ) -> dict[str, tuple[int, int]]:
+    """Invoice accuracy, dispute rate and resolution (set on `report`); returns the
+    deductions outstanding per currency (number, amount), for the home currency's share."""
+    issued = _issued_count(session, start, end, report.known_at)
+    _accuracy(session, report, start, end, issued)
+    return _back_office(session, report, start, end, issued)
+
+
 def _accuracy(session: Session, report: KpiReport, start: date, end: date,
               issued: int) -> None:
     known = report.known_at
@@ -344,7 +400,7 @@ def _accuracy(session: Session, report: KpiReport, start: date, end: date,
 
 
 def _back_office(session: Session, report: KpiReport, start: date, end: date,
-                 issued: int) -> None:
+                 issued: int) -> dict[str, tuple[int, int]]:
     known = report.known_at
     end_of = _start_of(end + timedelta(days=1))
     cutoff = min(end_of, known) if known is not None else end_of
@@ -371,18 +427,17 @@ def _back_office(session: Session, report: KpiReport, start: date, end: date,
                         .where(Deduction.created_at < cutoff, not_resolved,
                                Invoice.balance_minor > 0)
                         .group_by(Invoice.currency)).all()
-    report.deductions_outstanding = sum(int(n) for _, n, _ in rows)
-    report.deductions_outstanding_minor = sum(int(a) for cur, _, a in rows
-                                              if cur == report.currency)
-    if report.currency:
-        report.bad_debt_minor = int(session.exec(select(sa.func.coalesce(sa.func.sum(
-            WriteOff.amount_minor), 0)).join(Invoice, Invoice.id == WriteOff.invoice_id).where(
-            Invoice.currency == report.currency, WriteOff.reason == WriteOffReason.BAD_DEBT,
-            WriteOff.effective_date >= start, WriteOff.effective_date <= end,
-            *_known(WriteOff.created_at, known))).one())
-        if report.credit_sales_minor:
-            report.bad_debt_ratio = _q(Decimal(report.bad_debt_minor)
-                                       / report.credit_sales_minor * 100)
+    return {currency: (int(n), int(amount)) for currency, n, amount in rows}
+
+
+def _bad_debt(session: Session, currency: str, start: date, end: date,
+              known: datetime | None) -> int:
+    """Bad-debt write-offs of `currency` dated in the window."""
+    return int(session.exec(select(sa.func.coalesce(sa.func.sum(
+        WriteOff.amount_minor), 0)).join(Invoice, Invoice.id == WriteOff.invoice_id).where(
+        Invoice.currency == currency, WriteOff.reason == WriteOffReason.BAD_DEBT,
+        WriteOff.effective_date >= start, WriteOff.effective_date <= end,
+        *_known(WriteOff.created_at, known))).one())
 
 
 def to_json(report: KpiReport) -> dict:
@@ -453,13 +508,14 @@ def fresh_snapshot(session: Session, as_of: date) -> dict | None:
     return row.data
 
 
-def compute_snapshot(session: Session, as_of: date) -> tuple[dict, int]:
+def compute_snapshot(session: Session, as_of: date, *, concurrently: bool = False
+                     ) -> tuple[dict, int]:
     """`as_of`'s KPIs (`to_json`) and the books marker they were computed at (read first, so
     a change recorded during the computation makes the snapshot stale, never lost)."""
     from workflows.home import open_ar_trend
 
     marker = books_marker(session)
-    data = to_json(compute(session, as_of))
+    data = to_json(compute(session, as_of, concurrently=concurrently))
     # the admins' App Home trend line: open AR at the end of each of the last 8 weeks
     data["open_ar_trend"] = open_ar_trend(session, as_of, data.get("currency"), weeks=8)
     return data, marker

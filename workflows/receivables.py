@@ -183,15 +183,20 @@ def ar_total(session: Session, currency: str, as_of: date, *,
     (0 when absent) without the buckets and the disputes — what is open today of the
     invoices issued by then (the partial `ix_invoices_open_currency` index alone) plus what
     was settled with a later date (the settlements' `effective_date` indexes)."""
+    return sum(int(session.exec(statement).one())
+               for statement in ar_total_parts(currency, as_of, known_at=known_at))
+
+
+def ar_total_parts(currency: str, as_of: date, *, known_at: datetime | None = None
+                   ) -> list[sa.Select]:
+    """`ar_total`'s independent sums (open invoices; each kind of settlement dated later):
+    callers may run them at once (`workflows.snapshot_reads`)."""
     scope = [Invoice.currency == currency, *invoices_known(as_of, known_at)]
-    total = int(session.exec(select(sa.func.coalesce(sa.func.sum(Invoice.balance_minor), 0))
-                             .where(Invoice.balance_minor > 0, *scope)).one())
-    for model in SETTLEMENTS:
-        total += int(session.exec(
-            select(sa.func.coalesce(sa.func.sum(model.amount_minor), 0))
-            .join(Invoice, Invoice.id == model.invoice_id)
-            .where(not_counted(model, as_of, known_at), *scope)).one())
-    return total
+    return [select(sa.func.coalesce(sa.func.sum(Invoice.balance_minor), 0))
+            .where(Invoice.balance_minor > 0, *scope),
+            *(select(sa.func.coalesce(sa.func.sum(model.amount_minor), 0))
+              .join(Invoice, Invoice.id == model.invoice_id)
+              .where(not_counted(model, as_of, known_at), *scope) for model in SETTLEMENTS)]
 
 
 def held_at(as_of: date, known_at: datetime | None = None) -> tuple[sa.ColumnElement, list]:

@@ -17,5 +17,6 @@ def kpi(call: CommandCall) -> None:
     with call.deps.db.read_session() as session:
         data = kpis.fresh_snapshot(session, today)
         if data is None:
-            data = kpis.to_json(kpis.compute(session, today, now=call.deps.clock.now()))
+            data = kpis.to_json(kpis.compute(session, today, now=call.deps.clock.now(),
+                                             concurrently=True))
     call.answer(kpi_message(data, fmt=call.fmt), "O2C KPIs")

@@ -35,7 +35,7 @@ def kpi_home(session, user, roles: list[str], today: date,
         return []
     row = kpis.snapshot(session, today)
     if row is None:  # a new install: computed once here, the job keeps a snapshot from then on
-        data = kpis.to_json(kpis.compute(session, today, now=now))
+        data = kpis.to_json(kpis.compute(session, today, now=now, concurrently=True))
         trend = open_ar_trend(session, today, data.get("currency"), weeks=TREND_WEEKS)
         return home_section(data, trend=trend, weeks=TREND_WEEKS, fmt=formats(user.locale))
     note = f"KPIs computed {age_text(row.computed_at, now)}"

@@ -83,7 +83,7 @@ def test_a_customers_notices_of_one_run_make_one_statement_and_one_summary_post(
     assert run.sent == {1: 2, 7: 3, 30: 1} and run.emails == 3
     # when it runs again: nothing more, not even a summary
     again = dunning.run_all(db, TODAY, batch=2)
-    assert again.sent == {} and again.first_notice is None
+    assert again.sent == {} and again.id is None  # no run row opened: nothing written
     with db.read_session() as s:
         assert len(_outbox(s, "dunning_summary")) == 1
 

@@ -181,3 +181,59 @@ def test_grouped_kpis_equal_the_per_month_formulas(db_factory, ops) -> None:
     finally:
         database.dispose()
         db_factory.drop(url)
+
+
+@settings(max_examples=examples(4), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(ops=operations)
+def test_kpis_read_at_once_equal_the_kpis_read_one_after_another(db_factory, ops) -> None:
+    url = db_factory.create()
+    database = Database(url)
+    checkouts: list[int] = []
+    sa.event.listen(database.engine, "checkout", lambda *_: checkouts.append(1))
+    try:
+        # given: a random book, committed
+        with database.session() as session:
+            ledger, end, _ = run(session, ops)
+            session.commit()
+        moments = [None, *sorted({e.recorded for e in ledger.entries})[:1]]
+        for day in sorted(days_to_check(ledger, end))[::4]:
+            for known_at in moments:
+                # when the KPIs are read one statement after another, and at once
+                with database.read_session() as session:
+                    one_by_one = kpis.to_json(kpis.compute(session, day, known_at=known_at))
+                checkouts.clear()
+                with database.read_session() as session:
+                    at_once = kpis.to_json(kpis.compute(session, day, known_at=known_at,
+                                                        concurrently=True))
+                # then the same figures, to the cent; on PostgreSQL read on other connections
+                assert at_once == one_by_one, (day, known_at)
+                if database.is_postgres:
+                    assert len(checkouts) > 2
+    finally:
+        database.dispose()
+        db_factory.drop(url)
+
+
+def test_reads_at_once_see_the_snapshot_of_the_session_that_exported_it(db) -> None:
+    from tests.support import factories as f
+    from workflows import snapshot_reads
+
+    def invoices(session) -> int:
+        return session.exec(select(sa.func.count()).select_from(Invoice)).one()
+
+    # given a session that has seen one invoice (and exported its snapshot)
+    with db.transaction() as s:
+        f.customer(s)
+        f.invoice(s, "INV-2026-000001")
+    with db.read_session() as session:
+        snapshot = snapshot_reads.exported_snapshot(session)
+        assert invoices(session) == 1
+        # when another invoice is committed meanwhile
+        with db.transaction() as s:
+            f.invoice(s, "INV-2026-000002")
+        counts = snapshot_reads.run(session, [invoices, invoices], concurrently=True,
+                                    snapshot=snapshot)
+    # then the reads still see one: PostgreSQL's other connections import the exported
+    # snapshot; SQLite reads in the session itself, whose read transaction holds its own
+    assert counts == [1, 1]
