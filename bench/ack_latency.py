@@ -402,8 +402,19 @@ def prepare_database(args: argparse.Namespace) -> tuple[str, object]:
         engine = make_engine(url)
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM ANALYZE")
+            conn.exec_driver_sql("CHECKPOINT")  # the bulk load's dirty pages written now
         engine.dispose()
+    settle()
     return url, cluster
+
+
+def settle(limit: float = 1.0, seconds: float = 120.0) -> None:
+    """Wait (up to `seconds`) until the 1-minute load average is below `limit`: the seeding
+    just used both CPUs, and a measurement started at once would share them with its
+    aftermath (the load average lags by a minute)."""
+    deadline = time.monotonic() + seconds
+    while os.getloadavg()[0] >= limit and time.monotonic() < deadline:
+        time.sleep(2)
 
 
 def main() -> int:
