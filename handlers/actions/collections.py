@@ -121,5 +121,9 @@ def on_dunning_confirm(body: dict, respond: Respond, client: WebClient,
     except DomainError as error:
         tell_user(body, respond, client, f":no_entry: {esc(error.detail)}")
         return
-    tell_user(body, respond, client, f":white_check_mark: Dunning of {esc(day)} confirmed: "
+    try:  # the day as the clicker writes dates
+        when = formats_of(context, user_id, client).date(date.fromisoformat(day))
+    except ValueError:
+        when = day
+    tell_user(body, respond, client, f":white_check_mark: Dunning of {esc(when)} confirmed: "
               "its e-mails go out with the next dunning run.")

@@ -117,9 +117,10 @@ def dunning_command(call: CommandCall) -> None:
         with transaction(call.context) as session:
             request = dunning.confirm(session, user_id=call.user_id,
                                       now=call.deps.clock.now())
-            answer = (f":white_check_mark: Dunning of {request.as_of.isoformat()} confirmed: "
-                      f"{request.emails} e-mail(s) to {request.customers} customer(s) go out "
-                      "with the next dunning run.")
+            answer = (f":white_check_mark: Dunning of {call.fmt.date(request.as_of)} confirmed: "
+                      f"{call.fmt.number(request.emails)} e-mail(s) to "
+                      f"{call.fmt.number(request.customers)} customer(s) go out with the next "
+                      "dunning run.")
     except DomainError as exc:
         _refused(call, exc)
         return

@@ -217,7 +217,7 @@ def test_an_admin_confirms_on_the_card_and_a_collector_is_refused(server, slack,
     seen = len(api.responses)
     assert slack.click(ADMIN, card, ids.DUNNING_CONFIRM).status_code == 200
     # then it is confirmed, audited with the admin as the actor, and the next run sends
-    assert "confirmed" in answer_to(ADMIN, seen)
+    assert f"Dunning of {TODAY:%d %b %Y} confirmed" in answer_to(ADMIN, seen)  # their format
     with server.db.read_session() as s:
         assert s.exec(select(DunningConfirmation)).one().confirmed_by == ADMIN
         assert [e.actor for e in s.exec(select(AuditEvent).where(
