@@ -27,7 +27,10 @@ from tests.support.timetravel import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 # `o2c demo`, with the test stand-in for bot.seed only while the real one is not merged
-DEMO = ("import sys; from tests.support import demo_seed; demo_seed.install(); "
+# SIGUSR1 makes it print every thread's stack (faulthandler): what a demo that does not stop
+# was waiting for goes into the failure message
+DEMO = ("import sys, faulthandler, signal; faulthandler.register(signal.SIGUSR1); "
+        "from tests.support import demo_seed; demo_seed.install(); "
         "from bot.cli import main; "
         "sys.exit(main(['demo', '--port', sys.argv[1], '--database', sys.argv[2]]))")
 
@@ -73,7 +76,14 @@ def test_o2c_demo_ends_with_the_url_and_the_page_shows_the_demo_data(tmp_path) -
         assert state["messages"][approvals], "no approval card was delivered"
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)  # stops cleanly (not a timing: it waits for work in hand)
+        try:
+            proc.wait(timeout=60)  # stops cleanly (not a timing: it waits for work in hand)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            proc.kill()
+            time.sleep(0.5)
+            pytest.fail("o2c demo did not stop on Ctrl-C; its threads:\n" + "".join(err.queue))
     # and it stops cleanly on Ctrl-C, without ever printing a secret
     assert proc.returncode == 0
     assert out.empty()
