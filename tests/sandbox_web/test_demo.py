@@ -27,9 +27,11 @@ from tests.support.timetravel import child_env
 
 ROOT = Path(__file__).resolve().parents[2]
 # `o2c demo`, with the test stand-in for bot.seed only while the real one is not merged
-# SIGUSR1 makes it print every thread's stack (faulthandler): what a demo that does not stop
-# was waiting for goes into the failure message
-DEMO = ("import sys, faulthandler, signal; faulthandler.register(signal.SIGUSR1); "
+# Ctrl-C is live, as in a terminal (a child of a background job inherits SIGINT ignored:
+# Python then never raises KeyboardInterrupt); SIGUSR1 prints every thread's stack
+# (faulthandler): what a demo that does not stop was waiting for goes into the failure
+DEMO = ("import sys, faulthandler, signal; signal.signal(signal.SIGINT, "
+        "signal.default_int_handler); faulthandler.register(signal.SIGUSR1); "
         "from tests.support import demo_seed; demo_seed.install(); "
         "from bot.cli import main; "
         "sys.exit(main(['demo', '--port', sys.argv[1], '--database', sys.argv[2]]))")
