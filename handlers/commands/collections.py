@@ -113,13 +113,14 @@ def dunning_command(call: CommandCall) -> None:
     if call.args.lower().split() != ["confirm"]:
         call.answer(render([section(f"Usage: `{DUNNING_USAGE}`")]), "Usage")
         return
+    fmt = call.fmt  # before the transaction: a first look-up of the locale writes
     try:
         with transaction(call.context) as session:
             request = dunning.confirm(session, user_id=call.user_id,
                                       now=call.deps.clock.now())
-            answer = (f":white_check_mark: Dunning of {call.fmt.date(request.as_of)} confirmed: "
-                      f"{call.fmt.number(request.emails)} e-mail(s) to "
-                      f"{call.fmt.number(request.customers)} customer(s) go out with the next "
+            answer = (f":white_check_mark: Dunning of {fmt.date(request.as_of)} confirmed: "
+                      f"{fmt.number(request.emails)} e-mail(s) to "
+                      f"{fmt.number(request.customers)} customer(s) go out with the next "
                       "dunning run.")
     except DomainError as exc:
         _refused(call, exc)
