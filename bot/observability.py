@@ -50,6 +50,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from handlers.common import slack_id
 from models import OutboxMessage, OutboxStatus, User
 
 REQUEST_ID = contextvars.ContextVar("o2c_request_id", default=None)
@@ -119,17 +120,13 @@ def request_scope(request_id: str | None,
                   user: str | None = None) -> Iterator[None]:
     token = REQUEST_ID.set(request_id)
     team_token = SLACK_TEAM.set(team if team and any(team) else None)
-    user_token = SLACK_USER.set(user if _slack_id(user) else None)
+    user_token = SLACK_USER.set(slack_id(user))
     try:
         yield
     finally:
         SLACK_USER.reset(user_token)
         SLACK_TEAM.reset(team_token)
         REQUEST_ID.reset(token)
-
-
-def _slack_id(value: object) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= 32 and value.isalnum()
 
 
 @contextmanager
@@ -256,7 +253,7 @@ def _record_requester_workspace(session: Session, user: str,
     transaction of the request's first outbox rows: their later DMs, also from jobs, go
     out there. A no-op UPDATE (no row locked) when it is recorded already."""
     enterprise_id, team_id = team
-    if not all(v is None or _slack_id(v) for v in team):  # a junk id is not recorded
+    if not all(v is None or slack_id(v) for v in team):  # a junk id is not recorded
         return
     users = User.__table__
     session.execute(sa.update(users).where(

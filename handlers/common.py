@@ -165,10 +165,11 @@ def profile(client: WebClient | None, user_id: str) -> dict | None:
 def workspace_of(context: BoltContext) -> tuple[str | None, str | None]:
     """(team_id, enterprise_id) of the workspace a request came from (None for anything that
     is not a Slack id)."""
-    return _slack_id(context.team_id), _slack_id(context.enterprise_id)
+    return slack_id(context.team_id), slack_id(context.enterprise_id)
 
 
-def _slack_id(value: object) -> str | None:
+def slack_id(value: object) -> str | None:
+    """`value` when it is shaped like a Slack id (team, enterprise, user), else None."""
     return value if isinstance(value, str) and 0 < len(value) <= 32 and value.isalnum() else None
 
 
@@ -177,7 +178,7 @@ def remember_workspace(context: BoltContext, user_id: object) -> None:
     changed (their DMs go out through that workspace's installation: `workflows.outbox`).
     Best effort, never before an answer (a modal's trigger must not wait for a write lock)."""
     team_id, enterprise_id = workspace_of(context)
-    if team_id is None or _slack_id(user_id) is None:
+    if team_id is None or slack_id(user_id) is None:
         return
     deps = deps_of(context)
     try:
