@@ -247,7 +247,7 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
     aging, payments, _, deductions = reads([
         lambda s: aging_by_currency(s, as_of, known_at=known_at),
         lambda s: _payments(s, start, as_of, known_at),
-        lambda s: _approvals(s, report, start, as_of) or _cycle_time(s, report, start, as_of),
+        lambda s: (_approvals(s, report, start, as_of), _cycle_time(s, report, start, as_of)),
         lambda s: _quality(s, report, start, as_of)])
     currency = _home_currency(aging) or reads([lambda s: _top_sales_currency(
         s, start, as_of, known_at)])[0]
