@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models import Customer, CustomerLink, NoticeLevel, Order, OrderLine, OutboxMessage, Shipment
@@ -117,13 +118,24 @@ def delivered(session: Session, *, order: Order, shipment: Shipment,
                     "pod_signed_by": shipment.pod_signed_by})
 
 
-def history(session: Session, order_id: int) -> list[dict]:
-    """The customer notices of an order, sent or skipped, oldest first (for `/o2c order`)."""
+def _history_read():
     from models import AuditEvent
 
-    events = session.exec(select(AuditEvent).where(
-        AuditEvent.entity_type == "order", AuditEvent.entity_id == str(order_id),
-        AuditEvent.action.in_([NOTICE_ACTION, SKIPPED_ACTION])).order_by(AuditEvent.id))
+    return (select(AuditEvent)
+            .where(AuditEvent.entity_type == "order",
+                   AuditEvent.entity_id == sa.bindparam("entity_id"),
+                   AuditEvent.action.in_([NOTICE_ACTION, SKIPPED_ACTION]))
+            .order_by(AuditEvent.id))
+
+
+HISTORY_READ = _history_read()  # built once: each `/o2c order` binds the order's id
+
+
+def history(session: Session, order_id: int) -> list[dict]:
+    """The customer notices of an order, sent or skipped, oldest first (for `/o2c order`)."""
+    events = session.exec(HISTORY_READ, params={"entity_id": str(order_id)})
     return [{"kind": e.data.get("kind"), "at": e.at, "to": e.data.get("to"),
              "sent": e.action == NOTICE_ACTION, "why": None if e.action == NOTICE_ACTION
              else e.reason} for e in events]
+
+

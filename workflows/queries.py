@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, select
 
 from models import (
@@ -48,33 +49,52 @@ class OrderView:
         return sum(inv.total_minor for inv in self.invoices)
 
 
+def _order_reads() -> dict[str, object]:
+    """`order_view`'s statements, built once: the order's number and id are bound parameters,
+    so each answer only binds them (SQLAlchemy builds a statement's expression tree and its
+    cache key again every time it is written out, which cost an answer more than its reads)."""
+    from workflows.customer_links import choice_column
+
+    order_id = bindparam("order_id")
+
+    def of_order(entity, *order_by):
+        return select(entity).where(entity.order_id == order_id).order_by(*order_by)
+
+    return {
+        "order": (select(Order, Customer, choice_column(Order.id))
+                  .join(Customer, Customer.id == Order.customer_id)
+                  .where(Order.number == bindparam("number"))),
+        "history": (select(AuditEvent).where(AuditEvent.entity_type == "order",
+                                             AuditEvent.entity_id == bindparam("entity_id"))
+                    .order_by(AuditEvent.id)),
+        "lines": of_order(OrderLine, OrderLine.line_no),
+        "approvals": of_order(Approval, Approval.id),
+        "shipments": of_order(Shipment, Shipment.id),
+        "invoices": of_order(Invoice, Invoice.id),
+    }
+
+
+ORDER_READS = _order_reads()
+
+
 def order_view(session: Session, number: str, *, with_history: bool = False) -> OrderView | None:
     """The order with its customer and the customer's backorder choice read in one query,
     then its lines, approvals, shipments, invoices and notices (a few rows each)."""
-    from workflows.customer_links import choice_column
-
-    found = session.exec(
-        select(Order, Customer, choice_column(Order.id))
-        .join(Customer, Customer.id == Order.customer_id)
-        .where(Order.number == number.strip().upper())).first()
+    reads = ORDER_READS
+    found = session.exec(reads["order"], params={"number": number.strip().upper()}).first()
     if found is None:
         return None
     order, customer, choice = found
+    of_order = {"order_id": order.id}
     history = []
     if with_history:
-        history = list(session.exec(select(AuditEvent).where(
-            AuditEvent.entity_type == "order", AuditEvent.entity_id == str(order.id))
-            .order_by(AuditEvent.id)))
+        history = list(session.exec(reads["history"], params={"entity_id": str(order.id)}))
     return OrderView(
         order=order, customer=customer,
-        lines=list(session.exec(select(OrderLine).where(OrderLine.order_id == order.id)
-                                .order_by(OrderLine.line_no))),
-        approvals=list(session.exec(select(Approval).where(Approval.order_id == order.id)
-                                    .order_by(Approval.id))),
-        shipments=list(session.exec(select(Shipment).where(Shipment.order_id == order.id)
-                                    .order_by(Shipment.id))),
-        invoices=list(session.exec(select(Invoice).where(Invoice.order_id == order.id)
-                                   .order_by(Invoice.id))),
+        lines=list(session.exec(reads["lines"], params=of_order)),
+        approvals=list(session.exec(reads["approvals"], params=of_order)),
+        shipments=list(session.exec(reads["shipments"], params=of_order)),
+        invoices=list(session.exec(reads["invoices"], params=of_order)),
         history=history, notices=customer_notices.history(session, order.id),
         customer_choice=choice)
 

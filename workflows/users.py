@@ -5,16 +5,20 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from models import Role, User, UserRole
 from workflows import audit, validation
 from workflows.errors import PermissionDenied, ValidationFailed
 from workflows.validation import SLACK_USER_ID
 
+_ROLES = UserRole.__table__  # a Core read: no ORM entities to build for a set of strings
+ROLES_READ = sa.select(_ROLES.c.role).where(_ROLES.c.user_id == sa.bindparam("user_id"))
+
 
 def roles_of(session: Session, user_id: str) -> set[str]:
-    return set(session.exec(select(UserRole.role).where(UserRole.user_id == user_id)).all())
+    """The user's roles, read on every check (the statement is built once: only the id binds)."""
+    return set(session.execute(ROLES_READ, {"user_id": user_id}).scalars())
 
 
 def has_role(session: Session, user_id: str, *roles: str) -> bool:
