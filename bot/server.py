@@ -109,8 +109,12 @@ def bootstrap_admins_when_reachable(deps: Deps) -> None:
     threading.Thread(target=retry, name="o2c-bootstrap-admins", daemon=True).start()
 
 
-def _dispatch(bolt: App, bolt_request, request_id: str):
-    """Bolt's dispatch (up to the ack), timed and logged under the request id."""
+def _parse_and_dispatch(bolt: App, text: str, query: str, headers: dict, request_id: str):
+    """A verified body parsed (`Refused(400)` if it cannot be), then Bolt's dispatch up to the
+    ack, timed and logged under the request id."""
+    bolt_request = parse(text, query, headers)
+    # (Bolt copies the context into the lazy listener's request)
+    bolt_request.context[observability.CONTEXT_KEY] = request_id
     kind, command = observability.label_of(bolt_request.body)
     with observability.request_scope(request_id), \
             observability.timed(observability.ACK_SECONDS, kind, command):
@@ -135,17 +139,17 @@ def bolt_endpoint(bolt: App, signing_secret: str):
                 raise Refused(401, "SLACK_SIGNING_SECRET is not set")
             body = await request.body()  # at most MAX_BODY bytes (the app's body limit)
             text = verify(verifier, body, timestamp, signature)
-            bolt_request = await run_in_threadpool(
-                parse, text, request.url.query, dict(request.headers.items()))
+            request_id = observability.new_request_id(request.headers.get("x-request-id"))
+            # one trip to a worker thread: parsing and Bolt's dispatch up to the ack (each
+            # trip waits for the GIL again when the lazy listeners keep the CPUs busy)
+            bolt_response = await run_in_threadpool(
+                _parse_and_dispatch, bolt, text, request.url.query,
+                dict(request.headers.items()), request_id)
         except Refused as refused:
             log.warning("refused a Slack request from %s: %s (%d)",
                         request.client.host if request.client else "?", refused.reason,
                         refused.status)
             return Response(status_code=refused.status)
-        request_id = observability.new_request_id(request.headers.get("x-request-id"))
-        # (Bolt copies the context into the lazy listener's request)
-        bolt_request.context[observability.CONTEXT_KEY] = request_id
-        bolt_response = await run_in_threadpool(_dispatch, bolt, bolt_request, request_id)
         headers = {k: v[0] for k, v in bolt_response.headers.items()
                    if v and k.lower() != "content-length"}
         headers["X-Request-Id"] = request_id
