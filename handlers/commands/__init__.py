@@ -152,7 +152,9 @@ def answer(command: dict, respond: Respond, client: WebClient, context: BoltCont
             if sub.reads:  # one transaction for the check and the lookup
                 call.session = session
                 sub.func(call)
-                return
+        if sub.reads:
+            call.send_held()
+            return
     sub.func(call)
 
 

@@ -35,6 +35,8 @@ class CommandCall:
     command: dict = field(default_factory=dict)
     # a lookup's read session: the one its caller's role was checked in (`reads=True`)
     session: Session | None = None
+    # answers given while that session is open, sent once it is closed (`send_held`)
+    held: list[dict] = field(default_factory=list)
 
     @property
     def deps(self) -> Deps:
@@ -56,8 +58,20 @@ class CommandCall:
         return formats_of(self.context, self.user_id, self.client)
 
     def answer(self, blocks: list[dict], text: str) -> None:
-        """Reply only to the caller. `text` is the plain notification fallback (escaped)."""
-        self.respond(blocks=blocks, text=plain(text, 3000), response_type="ephemeral")
+        """Reply only to the caller. `text` is the plain notification fallback (escaped).
+        A lookup's answer waits until its read session is closed (`send_held`): no database
+        connection and transaction are held while Slack takes the answer."""
+        message = {"blocks": blocks, "text": plain(text, 3000), "response_type": "ephemeral"}
+        if self.session is not None:
+            self.held.append(message)
+        else:
+            self.respond(**message)
+
+    def send_held(self) -> None:
+        """Send the answers given in the read session, now that it is closed."""
+        self.session = None
+        while self.held:
+            self.respond(**self.held.pop(0))
 
 
 Handler = Callable[[CommandCall], None]

@@ -118,6 +118,40 @@ def test_an_order_is_answered_in_one_transaction_of_few_reads(company, server, s
     assert [kind for kind in answering if kind != "BEGIN"] == ["SELECT"] * 7
 
 
+def test_a_lookup_holds_no_database_connection_while_slack_takes_its_answer(
+        company, server, slack, standin, monkeypatch) -> None:
+    """The answer is posted to the response_url after the read transaction ends: a slow
+    Slack never keeps a pooled connection (and a transaction) from other requests."""
+    from slack_sdk.webhook import WebhookClient
+
+    held: dict[int, int] = {}  # connections checked out, by thread
+    while_posting: list[int] = []
+    post = WebhookClient.send_dict
+
+    def checkout(*_) -> None:
+        held[threading.get_ident()] = held.get(threading.get_ident(), 0) + 1
+
+    def checkin(*_) -> None:
+        held[threading.get_ident()] = held.get(threading.get_ident(), 0) - 1
+
+    def posting(self, body, **kwargs):
+        while_posting.append(held.get(threading.get_ident(), 0))
+        return post(self, body, **kwargs)
+
+    monkeypatch.setattr(WebhookClient, "send_dict", posting)
+    event.listen(server.db.engine, "checkout", checkout)
+    event.listen(server.db.engine, "checkin", checkin)
+    try:
+        # when a sales rep looks an order up
+        answer = ask(slack, standin.api, "USALES01", f"order {company['order']}")
+    finally:
+        event.remove(server.db.engine, "checkout", checkout)
+        event.remove(server.db.engine, "checkin", checkin)
+    # then the card arrived, posted by a thread that held no connection at that moment
+    assert f"Order {company['order']}" in text_of(answer)
+    assert while_posting == [0]
+
+
 def test_unknown_order_says_so(company, slack, standin) -> None:
     answer = ask(slack, standin.api, "USALES01", "order SO-999999")
     assert "No order `SO-999999`" in text_of(answer)
