@@ -92,6 +92,7 @@ CUSTOMER_MAX = 500  # a customer with more invoices due is written (and e-mailed
 FIND = 1000  # customers found per read
 CONFIRM_ABOVE = 200  # e-mails a run may send without an admin's confirmation
 TOP = 5  # customers named in the AR channel's summary
+PEOPLE_TOP = 10  # customers named per kind in a sales rep's or collector's message of a run
 STALE = timedelta(minutes=10)  # a run that has not written for this long was killed
 
 
@@ -417,7 +418,7 @@ def write(session: Session, items: list[tuple[Level, Invoice, Customer, str | No
     for notices in by_customer.values():
         customer = notices[0][2]
         _email(rows_of, customer, notices, as_of, messages, activities, run)
-        _tell_people(session, rows_of, customer, notices, messages, activities, run)
+        _people_changes(session, rows_of, customer, notices, activities, run)
     if messages:
         session.execute(sa.insert(OutboxMessage.__table__), messages)
     if activities:
@@ -484,42 +485,26 @@ def _email(rows_of: _Rows, customer: Customer, notices: list, as_of: date, messa
                                     f"{customer.billing_email}"))
 
 
-PEOPLE_TEMPLATES = {"reminder": "overdue_notice", "escalation": "dunning_escalation",
-                    "final": "dunning_final"}
+PEOPLE_KINDS = ("reminder", "escalation", "final")  # the levels the rep and collector hear of
 
 
-def _tell_people(session: Session, rows_of: _Rows, customer: Customer, notices: list,
-                 messages: list[dict],
-                 activities: list[dict], run: DunningRun) -> None:
-    """The sales rep and collector hear of the reminder, escalation and final levels: one
-    message per person and kind for this customer (the first invoice, and how many more)."""
-    by_kind: dict[str, list] = {}
-    for notice in notices:
-        if notice[0].kind in PEOPLE_TEMPLATES:
-            by_kind.setdefault(notice[0].kind, []).append(notice)
-    for kind, group in by_kind.items():
-        level, invoice, _, order_rep, context = group[0]
-        if kind == "escalation":
-            activities += [_activity(rows_of, customer, n[1], ActivityKind.ESCALATION,
-                                     f"dunning {n[0].offset:+d}: escalated to the sales rep")
-                           for n in group]
-        if kind == "final":
-            if credit_hold.change_hold(
-                    session, customer_id=customer.id, actor="system", on_hold=True,
-                    reason=f"final notice for {invoice.number}: "
-                    f"{context['days_past_due']} days past due"):
-                run.holds.append(customer.id)
-                run.held_names.append(customer.name)
-            context = {**context, "credit_hold": True}
-        if len(group) > 1:
-            context = {**context, "more": [n[1].number for n in group[1:]]}
-        rep = order_rep or customer.sales_rep_id
-        people = [u for u in dict.fromkeys([rep, customer.collector_id]) if u]
-        key = _key(invoice, level)
-        for user_id in people:
-            messages.append(_message(rows_of, "slack", {"channel": user_id,
-                                               "template": PEOPLE_TEMPLATES[kind],
-                                               "context": context}, f"{key}:{user_id}"))
+def _people_changes(session: Session, rows_of: _Rows, customer: Customer, notices: list,
+                    activities: list[dict], run: DunningRun) -> None:
+    """What the reminder, escalation and final levels change at once, per customer: the
+    escalation's collection activities, and the credit hold on a final notice. (The sales
+    rep and collector are told once per run, when it ends: `people_contexts`.)"""
+    for level, invoice, _, _, _ in notices:
+        if level.kind == "escalation":
+            activities.append(_activity(rows_of, customer, invoice, ActivityKind.ESCALATION,
+                                        f"dunning {level.offset:+d}: escalated to the sales "
+                                        "rep"))
+    final = next((n for n in notices if n[0].kind == "final"), None)
+    if final is not None and credit_hold.change_hold(
+            session, customer_id=customer.id, actor="system", on_hold=True,
+            reason=f"final notice for {final[1].number}: "
+            f"{final[4]['days_past_due']} days past due"):
+        run.holds.append(customer.id)
+        run.held_names.append(customer.name)
 
 
 # -- the run in the database, and its one summary ------------------------------------------------
@@ -592,7 +577,105 @@ def summarise(session: Session, run_id: int, *, stale_before: datetime | None = 
         .returning(OutboxMessage.__table__.c.id)).scalar_one()
     session.execute(sa.update(table).where(table.c.id == run_id)
                     .values(summary_outbox_id=outbox_id))
+    told = people_contexts(session, record)
+    if told:  # one DM per person for the run, keyed like the summary (once, whoever sends it)
+        rows_of = _Rows(record.as_of)
+        session.execute(sa.insert(OutboxMessage.__table__), [_message(
+            rows_of, "slack", {"channel": user, "template": "dunning_people", "context": context},
+            f"dunning-people:{record.as_of.isoformat()}:{first}:{user}")
+            for user, context in sorted(told.items())])
     return outbox_id
+
+
+def people_contexts(session: Session, record: DunningRunRecord, *, top: int = PEOPLE_TOP
+                    ) -> dict[str, dict]:
+    """What each sales rep and collector is told of a run, from its rows (`summarise`): the
+    run's notices at the reminder, escalation and final levels, per person — the invoice's
+    order's sales rep, else the customer's, and the customer's collector (someone who is
+    both hears once) — per kind: how many customers and invoices, the totals due by currency
+    (balance less disputed, now), and the `top` customers by amount, each with its first
+    invoice and how many more. By user id; {} when none of them was sent."""
+    kinds = {lv.offset: lv.kind for lv in plan(policy.current(session).dunning_offsets)
+             if lv.kind in PEOPLE_KINDS}
+    if not kinds:
+        return {}
+    notice, inv, cust, order = (DunningNotice.__table__, Invoice.__table__,
+                                Customer.__table__, Order.__table__)
+    rep = sa.func.coalesce(order.c.sales_rep_id, cust.c.sales_rep_id)
+    rows = session.execute(
+        select(notice.c.level, inv.c.customer_id, rep, cust.c.collector_id, inv.c.currency,
+               sa.func.count(), sa.func.sum(inv.c.balance_minor - inv.c.disputed_minor),
+               sa.func.min(inv.c.id))
+        .join(inv, inv.c.id == notice.c.invoice_id)
+        .join(cust, cust.c.id == inv.c.customer_id)
+        .outerjoin(order, order.c.id == inv.c.order_id)
+        .where(notice.c.run_id == record.id, notice.c.skipped.is_(False),
+               notice.c.level.in_(list(kinds)))
+        .group_by(notice.c.level, inv.c.customer_id, rep, cust.c.collector_id,
+                  inv.c.currency)).all()
+    # person -> level -> customer -> {invoices, amounts by currency, first invoice id}
+    people: dict[str, dict[int, dict[int, dict]]] = {}
+    for level, customer_id, rep_id, collector_id, currency, count, due, first in rows:
+        for user in {rep_id, collector_id} - {None, ""}:
+            one = people.setdefault(user, {}).setdefault(level, {}).setdefault(
+                customer_id, {"invoices": 0, "amounts": {}, "first": first})
+            one["invoices"] += count
+            one["amounts"][currency] = one["amounts"].get(currency, 0) + int(due or 0)
+            one["first"] = min(one["first"], first)
+    shown: dict[str, dict[int, list[tuple[int, dict]]]] = {}
+    for user, levels in people.items():
+        for level, customers in levels.items():
+            shown.setdefault(user, {})[level] = sorted(
+                customers.items(), key=lambda c: (-max(c[1]["amounts"].values(), default=0),
+                                                  c[0]))[:top]
+    invoice_ids = {c["first"] for levels in shown.values() for best in levels.values()
+                   for _, c in best}
+    customer_ids = {cid for levels in shown.values() for best in levels.values()
+                    for cid, _ in best}
+    invoices = {row.id: row for ids in _parts(invoice_ids) for row in session.execute(
+        select(inv.c.id, inv.c.number, inv.c.currency, inv.c.due_date,
+               (inv.c.balance_minor - inv.c.disputed_minor).label("due"))
+        .where(inv.c.id.in_(ids))).all()}
+    customers = {row.id: row for ids in _parts(customer_ids) for row in session.execute(
+        select(cust.c.id, cust.c.name, cust.c.credit_hold).where(cust.c.id.in_(ids))).all()}
+    out = {}
+    for user, levels in people.items():
+        sections = []
+        for level in sorted(levels):
+            all_customers = levels[level]
+            totals: dict[str, int] = {}
+            for c in all_customers.values():
+                for currency, minor in c["amounts"].items():
+                    totals[currency] = totals.get(currency, 0) + minor
+            listed = []
+            for customer_id, c in shown[user][level]:
+                first = invoices[c["first"]]
+                listed.append({
+                    "customer_id": customer_id, "name": customers[customer_id].name,
+                    "credit_hold": bool(customers[customer_id].credit_hold),
+                    "invoices": c["invoices"],
+                    "amounts": [{"currency": cur, "amount_minor": minor}
+                                for cur, minor in sorted(c["amounts"].items())],
+                    "first": {"number": first.number, "currency": first.currency,
+                              "amount_due_minor": int(first.due),
+                              "due_date": first.due_date.isoformat(),
+                              "days_past_due": (record.as_of - first.due_date).days}})
+            sections.append({"kind": kinds[level], "level": level,
+                             "customers": len(all_customers),
+                             "invoices": sum(c["invoices"] for c in all_customers.values()),
+                             "totals": [{"currency": cur, "amount_minor": minor}
+                                        for cur, minor in sorted(totals.items())],
+                             "top": listed})
+        out[user] = {"as_of": record.as_of.isoformat(), "user_id": user,
+                     "customers": len({cid for lv in levels.values() for cid in lv}),
+                     "notices": sum(s["invoices"] for s in sections), "kinds": sections}
+    return out
+
+
+def _parts(ids: set[int], size: int = 500) -> list[list[int]]:
+    """`ids` in sorted parts of `size` (bounded IN lists)."""
+    ordered = sorted(ids)
+    return [ordered[i:i + size] for i in range(0, len(ordered), size)]
 
 
 def summary_context(session: Session, record: DunningRunRecord) -> dict | None:
