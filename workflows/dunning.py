@@ -5,12 +5,13 @@ by its position, so a changed list keeps its meaning:
 
 * every negative offset — `friendly`: a "due soon" e-mail to the customer;
 * the first positive offset — `reminder`: an "overdue" e-mail to the customer, and the
-  real-time *overdue notice* in Slack to the sales rep and the collector;
+  sales rep and the collector are told in Slack (their one message of the run, below);
 * the last positive offset — `final`: the final notice e-mail, and the customer goes on credit
   hold (audited as a decision, actor "system"; `credit_hold.change_hold`, a conditional UPDATE,
   so two processes dunning different invoices of one customer hold and audit it once);
 * the positive offset before the last — `escalation`: the sales rep (and the collector) are
-  asked in Slack to step in; the customer gets no e-mail at this level;
+  asked in Slack to step in (a collection activity per invoice records it at once); the
+  customer gets no e-mail at this level;
 * any other positive offset — `firm`: a firmer e-mail to the customer.
 
 Exactly once: a `DunningNotice` row (UNIQUE invoice_id, level) is inserted in the same
@@ -30,10 +31,16 @@ the invoice has reached by then.
 
 Not flooding: a customer's e-mails of one run are combined into one statement-style e-mail
 (`dunning_statement`, listing the invoices and their levels; a customer with one notice gets
-that level's own e-mail), a person's Slack notices of one run are combined per customer and
-kind, and the AR channel gets one summary post per run (`dunning_summary`: notices, e-mails,
-customers, the top 5 by amount, customers without a billing e-mail, credit holds) instead of a
-post per notice. A run that would send more than `confirm_above` e-mails (setting
+that level's own e-mail), the AR channel gets one summary post per run (`dunning_summary`:
+notices, e-mails, customers, the top 5 by amount, customers without a billing e-mail, credit
+holds) instead of a post per notice, and each sales rep and collector one DM per run
+(`dunning_people`: per kind — reminder, escalation, final and credit hold — their customers,
+the top `PEOPLE_TOP` by amount with each one's first invoice and how many more, the totals by
+currency and how many more customers; the person is the invoice's order's sales rep, else the
+customer's, and the customer's collector, and someone who is both hears once). What changes
+state stays immediate and per customer: the escalation's activities, the credit hold.
+
+A run that would send more than `confirm_above` e-mails (setting
 `O2C_DUNNING_CONFIRM_ABOVE`) first asks an admin (`request_confirmation`: one request per
 dunning day, a post in the AR channel, audited) and sends nothing until one confirms
 (`confirm`, `/o2c dunning confirm`); a later run that day then sends, and the next day's run
@@ -53,7 +60,10 @@ the same dunning day (one summary covers both), summarised at once otherwise; a 
 over while it was in fact still alive notices it (its heartbeat UPDATE matches nothing) and
 goes on under a new row. Each notice is so counted in one summary, and each run summarised
 once (a conditional UPDATE of `finished` in the summary's transaction; the post's dedupe key
-is the run's first notice).
+is the run's first notice). The people's DMs are counted from the same rows in the same
+transaction (`people_contexts`; dedupe key `dunning-people:<day>:<first notice>:<user>`), so
+they wait for the run's end — or, after a crash, for the run that takes it over — and a run
+taken over still tells each person once, about both parts.
 
 Back office (SPEC §3): a level with a late fee (`O2C_LATE_FEES`) charges it as a fee invoice in
 the same transaction as its notice (`workflows.late_fees`), and the level's messages name it.
@@ -385,7 +395,8 @@ def _claim(session: Session, items: list[tuple[Level, Invoice, Customer, str | N
 def write(session: Session, items: list[tuple[Level, Invoice, Customer, str | None]],
           as_of: date, run: DunningRun) -> int:
     """Claim and send `items` (level, invoice, customer, the order's sales rep): one e-mail
-    per customer, one Slack notice per person, customer and kind; returns the notices sent."""
+    per customer, the escalation's activities and the final notice's credit hold (the people
+    are told when the run ends: `summarise`); returns the notices sent."""
     if not items:
         return 0
     current = policy.current(session)
@@ -553,9 +564,10 @@ def take_over(session: Session, run: DunningRun) -> list[int]:
 def summarise(session: Session, run_id: int, *, stale_before: datetime | None = None
               ) -> int | None:
     """Finish run `run_id` (once: a conditional UPDATE) and post its one summary in the AR
-    channel, counted from the database — its notices, its counters — so a run killed between
-    batches is summarised as exactly as one that ended (nothing is posted for a run that sent
-    nothing). Returns the summary's outbox id, or None."""
+    channel, and one DM to each sales rep and collector concerned (`people_contexts`), counted
+    from the database — its notices, its counters — so a run killed between batches is
+    summarised as exactly as one that ended (nothing is posted for a run that sent nothing).
+    Returns the summary's outbox id, or None."""
     table = DunningRunRecord.__table__
     claim = sa.update(table).where(table.c.id == run_id, table.c.finished.is_(False))
     if stale_before is not None:  # only if it is still dead (it may have written meanwhile)
