@@ -338,8 +338,12 @@ def run_all(db, as_of: date, *, batch: int = BATCH, now: datetime | None = None,
                 _write_chunk(session, chunk, as_of, run)
             between()  # let other writers in (the job passes a short pause)
     if run.id is not None:
+        # counted in a read session (seconds on a large first run, no write lock held), then
+        # written in a short transaction (counted again there only if the run changed since)
+        with db.read_session() as session:
+            counted = count_ahead(session, run.id)
         with db.transaction() as session:
-            summarise(session, run.id)
+            summarise(session, run.id, counted=counted)
     return run
 
 
@@ -561,13 +565,45 @@ def take_over(session: Session, run: DunningRun) -> list[int]:
     return summarised
 
 
-def summarise(session: Session, run_id: int, *, stale_before: datetime | None = None
-              ) -> int | None:
+@dataclass(frozen=True)
+class Counted:
+    """A run's summary and people's messages counted ahead in a read session (`count_ahead`),
+    and the state of its rows they were counted from (`_mark`)."""
+
+    mark: tuple
+    summary: dict | None
+    people: dict[str, dict]
+
+
+def _mark(session: Session, record: DunningRunRecord) -> tuple:
+    """What a run's messages are counted from, in a cheap comparable form: its notices (how
+    many, the last) and its counters. Only a write to the run changes it."""
+    notice = DunningNotice.__table__
+    count, last = session.execute(select(sa.func.count(), sa.func.max(notice.c.id))
+                                  .where(notice.c.run_id == record.id)).one()
+    return (count, last, record.emails, record.late_fees, record.credit_holds)
+
+
+def count_ahead(session: Session, run_id: int) -> Counted | None:
+    """Count run `run_id`'s summary and people's messages in a read session (no write lock
+    held: on a first run over a large book this takes seconds), for `summarise` to write if
+    nothing changed meanwhile."""
+    record = session.get(DunningRunRecord, run_id)
+    if record is None or record.finished:
+        return None
+    summary = summary_context(session, record)
+    return Counted(_mark(session, record), summary,
+                   people_contexts(session, record) if summary is not None else {})
+
+
+def summarise(session: Session, run_id: int, *, stale_before: datetime | None = None,
+              counted: Counted | None = None) -> int | None:
     """Finish run `run_id` (once: a conditional UPDATE) and post its one summary in the AR
     channel, and one DM to each sales rep and collector concerned (`people_contexts`), counted
     from the database — its notices, its counters — so a run killed between batches is
     summarised as exactly as one that ended (nothing is posted for a run that sent nothing).
-    Returns the summary's outbox id, or None."""
+    `counted`: counted ahead (`count_ahead`), used if the run's rows are still as they were
+    then, else counted again here. Returns the summary's outbox id, or None."""
     table = DunningRunRecord.__table__
     claim = sa.update(table).where(table.c.id == run_id, table.c.finished.is_(False))
     if stale_before is not None:  # only if it is still dead (it may have written meanwhile)
@@ -576,7 +612,11 @@ def summarise(session: Session, run_id: int, *, stale_before: datetime | None = 
         return None
     record = session.get(DunningRunRecord, run_id)
     session.refresh(record)
-    context = summary_context(session, record)
+    if counted is None or counted.mark != _mark(session, record):
+        context = summary_context(session, record)
+        told = people_contexts(session, record) if context is not None else {}
+    else:
+        context, told = counted.summary, counted.people
     if context is None:
         return None
     # keyed by the run's first notice (unique for ever, whatever becomes of the runs table)
@@ -589,13 +629,12 @@ def summarise(session: Session, run_id: int, *, stale_before: datetime | None = 
         .returning(OutboxMessage.__table__.c.id)).scalar_one()
     session.execute(sa.update(table).where(table.c.id == run_id)
                     .values(summary_outbox_id=outbox_id))
-    told = people_contexts(session, record)
     if told:  # one DM per person for the run, keyed like the summary (once, whoever sends it)
         rows_of = _Rows(record.as_of)
         session.execute(sa.insert(OutboxMessage.__table__), [_message(
-            rows_of, "slack", {"channel": user, "template": "dunning_people", "context": context},
+            rows_of, "slack", {"channel": user, "template": "dunning_people", "context": theirs},
             f"dunning-people:{record.as_of.isoformat()}:{first}:{user}")
-            for user, context in sorted(told.items())])
+            for user, theirs in sorted(told.items())])
     return outbox_id
 
 

@@ -12,7 +12,7 @@ import time_machine
 from sqlmodel import select
 
 from blocks.templates import render as render_template
-from models import CollectionActivity, Customer, Invoice, OutboxMessage
+from models import CollectionActivity, Customer, DunningRunRecord, Invoice, OutboxMessage
 from sandbox.blockkit import validate_message
 from tests.support import factories as f
 from tests.workflows.test_dunning_catchup import (
@@ -176,3 +176,32 @@ def test_a_person_with_500_customers_gets_one_message_within_block_kit_limits(db
                if b["type"] == "section")
     text = json.dumps(message)
     assert "and 490 more customers" in text and "&lt;Customer 499&gt;" in text
+
+
+def test_a_summary_counted_ahead_is_counted_again_when_the_run_wrote_since(db) -> None:
+    # given a run's summary and messages counted ahead after its first write transaction
+    given_a_reps_customers(db)
+    with pytest.raises(Killed):
+        dunning.run_all(db, TODAY, batch=1, between=_kill)
+    with db.read_session() as s:
+        [record] = s.exec(select(DunningRunRecord)).all()
+        counted = dunning.count_ahead(s, record.id)
+    assert counted.summary["notices"] == 2 and sorted(counted.people) == ["UCOLL001",
+                                                                          "USALES01"]
+    # when the run writes the rest before it is summarised
+    with db.transaction() as s:
+        run = dunning.DunningRun(TODAY, id=record.id)
+        found = dunning.due_invoices(s, TODAY, dunning.due_customers(s, TODAY))
+        for chunk in dunning._chunks(found, 100):
+            dunning._write_chunk(s, chunk, TODAY, run)
+        assert run.id == record.id
+    with db.transaction() as s:
+        assert dunning.summarise(s, record.id, counted=counted) is not None
+    # then what was counted ahead is not what is posted: everything the run sent is
+    with db.read_session() as s:
+        [summary] = _outbox(s, "dunning_summary")
+    assert summary.payload["context"]["notices"] == 6
+    told = _told(db)
+    assert sorted(told) == ["UBOTH001", "UCOLL001", "USALES01", "USALES02"]
+    assert _listed(told["UCOLL001"][0])["escalation"] == [("Globex", "INV-2", 1),
+                                                          ("Initech", "INV-3", 1)]
