@@ -60,10 +60,13 @@ the same dunning day (one summary covers both), summarised at once otherwise; a 
 over while it was in fact still alive notices it (its heartbeat UPDATE matches nothing) and
 goes on under a new row. Each notice is so counted in one summary, and each run summarised
 once (a conditional UPDATE of `finished` in the summary's transaction; the post's dedupe key
-is the run's first notice). The people's DMs are counted from the same rows in the same
-transaction (`people_contexts`; dedupe key `dunning-people:<day>:<first notice>:<user>`), so
-they wait for the run's end — or, after a crash, for the run that takes it over — and a run
-taken over still tells each person once, about both parts.
+is the run's first notice). The people's DMs are counted from the same rows and written in
+the same transaction (`people_contexts`; dedupe key `dunning-people:<day>:<first notice>:
+<user>`); both are counted ahead in a read session when the run ends (`count_ahead`: seconds
+on a large first run, no write lock held) and used if the run's rows did not change since
+(else counted again in the transaction). The people's DMs so wait for the run's end — or,
+after a crash, for the run that takes it over — and a run taken over still tells each person
+once, about both parts.
 
 Back office (SPEC §3): a level with a late fee (`O2C_LATE_FEES`) charges it as a fee invoice in
 the same transaction as its notice (`workflows.late_fees`), and the level's messages name it.
@@ -591,8 +594,9 @@ def count_ahead(session: Session, run_id: int) -> Counted | None:
     record = session.get(DunningRunRecord, run_id)
     if record is None or record.finished:
         return None
+    mark = _mark(session, record)  # first: a write after it shows in `summarise`'s mark
     summary = summary_context(session, record)
-    return Counted(_mark(session, record), summary,
+    return Counted(mark, summary,
                    people_contexts(session, record) if summary is not None else {})
 
 
