@@ -335,6 +335,10 @@ def _people_line(c: dict, kind: str, *, fmt: Formats) -> str:
     line = (f"• *{esc(clip(c['name'], NAME_MAX))}* — {esc(clip(first['number'], NAME_MAX))} "
             f"{fmt.money(first['amount_due_minor'], first['currency'])} due "
             f"{fmt.date(first['due_date'])} ({_plural(first['days_past_due'], 'day')} past due)")
+    fee = first.get("late_fee")
+    if fee:
+        line += (f" · late fee {esc(clip(fee['number'], NAME_MAX))} "
+                 f"{fmt.money(fee['amount_minor'], fee['currency'])} charged")
     if c["invoices"] > 1:
         line += (f" +{c['invoices'] - 1} more, "
                  f"{_amounts(c['amounts'][:MAX_CURRENCIES], fmt)} in all")

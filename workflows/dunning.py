@@ -691,6 +691,11 @@ def people_contexts(session: Session, record: DunningRunRecord, *, top: int = PE
         select(inv.c.id, inv.c.number, inv.c.currency, inv.c.due_date,
                (inv.c.balance_minor - inv.c.disputed_minor).label("due"))
         .where(inv.c.id.in_(ids))).all()}
+    fees = {(row.fee_for_invoice_id, row.fee_level): row for ids in _parts(invoice_ids)
+            for row in session.execute(  # the late fee charged at that level, if any
+                select(inv.c.fee_for_invoice_id, inv.c.fee_level, inv.c.number,
+                       inv.c.total_minor, inv.c.currency)
+                .where(inv.c.fee_for_invoice_id.in_(ids), inv.c.fee_level.in_(list(kinds))))}
     customers = {row.id: row for ids in _parts(customer_ids) for row in session.execute(
         select(cust.c.id, cust.c.name, cust.c.credit_hold).where(cust.c.id.in_(ids))).all()}
     out = {}
@@ -705,6 +710,7 @@ def people_contexts(session: Session, record: DunningRunRecord, *, top: int = PE
             listed = []
             for customer_id, c in shown[user][level]:
                 first = invoices[c["first"]]
+                fee = fees.get((first.id, level))
                 listed.append({
                     "customer_id": customer_id, "name": customers[customer_id].name,
                     "credit_hold": bool(customers[customer_id].credit_hold),
@@ -714,7 +720,10 @@ def people_contexts(session: Session, record: DunningRunRecord, *, top: int = PE
                     "first": {"number": first.number, "currency": first.currency,
                               "amount_due_minor": int(first.due),
                               "due_date": first.due_date.isoformat(),
-                              "days_past_due": (record.as_of - first.due_date).days}})
+                              "days_past_due": (record.as_of - first.due_date).days,
+                              **({"late_fee": {"number": fee.number,
+                                               "amount_minor": fee.total_minor,
+                                               "currency": fee.currency}} if fee else {})}})
             sections.append({"kind": kinds[level], "level": level,
                              "customers": len(all_customers),
                              "invoices": sum(c["invoices"] for c in all_customers.values()),

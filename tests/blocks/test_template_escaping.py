@@ -219,7 +219,10 @@ CONTEXTS: dict[str, list[tuple[str, dict]]] = {
                    "top": [{"customer_id": 7, "name": "Acme Ltd", "credit_hold": True,
                             "invoices": 3, "amounts": [{"currency": "USD",
                                                         "amount_minor": 120_000}],
-                            "first": {**INVOICE, "days_past_due": level}}]}
+                            "first": {**INVOICE, "days_past_due": level,
+                                      "late_fee": {"number": "FEE-77/2026",
+                                                   "amount_minor": 2_500,
+                                                   "currency": "USD"}}}]}
                   for kind, level in (("reminder", 1), ("escalation", 14), ("final", 30))]})],
     "dunning_confirm": [("waiting", {"id": 3, "as_of": "2026-11-23", "threshold": 200,
                                      "notices": 774_000, "customers": 50_000,
