@@ -16,7 +16,9 @@ keep them exactly once. Then it checks, from the database:
 * every (invoice, level) notice once (its unique key), every dunned invoice in exactly one
   e-mail, each collector exactly one digest for the day;
 * the AR channel's dunning summaries count each sent notice exactly once, and every dunning
-  run is finished.
+  run is finished;
+* each collector is told of a dunning run once (`dunning_people`, one DM per person per run:
+  no more of them than people told × finished runs).
 """
 
 from __future__ import annotations
@@ -86,13 +88,17 @@ def check(db: Database) -> dict:
         summaries = [p if isinstance(p, dict) else json.loads(p) for (p,) in q(
             "SELECT payload FROM outbox WHERE payload->>'template' = 'dunning_summary'")]
         runs = q("SELECT count(*), count(*) FILTER (WHERE finished) FROM dunning_runs")[0]
+        people = Counter(r[0] for r in q(
+            "SELECT payload->>'channel' FROM outbox WHERE payload->>'template' = "
+            "'dunning_people'"))
     counted = sum(s["context"]["notices"] for s in summaries)
     return {"notices": notices[0], "distinct_notices": notices[1], "emails": len(emails),
             "invoices_emailed_twice": sum(1 for n in emailed.values() if n > 1),
             "digests": sum(digests.values()),
             "collectors_with_two_digests": sum(1 for n in digests.values() if n > 1),
             "summary_posts": len(summaries), "notices_in_summaries": counted,
-            "dunning_runs": runs[0], "finished_runs": runs[1]}
+            "dunning_runs": runs[0], "finished_runs": runs[1],
+            "people_messages": sum(people.values()), "people_told": len(people)}
 
 
 def main() -> int:
@@ -154,8 +160,11 @@ def main() -> int:
     ok = (found["notices"] == found["distinct_notices"] == found["notices_in_summaries"]
           and not found["invoices_emailed_twice"] and not found["collectors_with_two_digests"]
           and found["digests"] == args.collectors
-          and found["dunning_runs"] == found["finished_runs"] and found["notices"] > 0)
-    print(f"  each notice, e-mail, digest and summary once -> {'PASS' if ok else 'FAIL'}")
+          and found["dunning_runs"] == found["finished_runs"] and found["notices"] > 0
+          and 0 < found["people_messages"]
+          <= found["people_told"] * found["finished_runs"])
+    print("  each notice, e-mail, digest, summary and person's message once -> "
+          f"{'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 
 

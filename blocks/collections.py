@@ -33,6 +33,7 @@ from blocks.i18n import ENGLISH, Formats
 from blocks.integrations import link_button, pay_now_actions
 from blocks.text import (
     MESSAGE_BLOCKS_MAX,
+    SECTION_TEXT_MAX,
     VIEW_BLOCKS_MAX,
     clip,
     esc,
@@ -314,6 +315,71 @@ def dunning_summary(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
         notes.append(f"{ctx['late_fees']} late fee(s) charged")
     if notes:
         blocks.append(context("; ".join(notes) + "."))
+    return {"text": text, "blocks": render(blocks)}
+
+
+PEOPLE_HEADS = {
+    "reminder": ":alarm_clock: *Now overdue* — the customer was reminded by e-mail",
+    "escalation": ":rotating_light: *Escalation* — please talk to your contact at the customer",
+    "final": ":no_entry: *Final notice sent* — the customer is on credit hold; new orders "
+             "need a credit approval",
+}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _people_line(c: dict, kind: str, *, fmt: Formats) -> str:
+    first = c["first"]
+    line = (f"• *{esc(clip(c['name'], NAME_MAX))}* — {esc(clip(first['number'], NAME_MAX))} "
+            f"{fmt.money(first['amount_due_minor'], first['currency'])} due "
+            f"{fmt.date(first['due_date'])} ({_plural(first['days_past_due'], 'day')} past due)")
+    fee = first.get("late_fee")
+    if fee:
+        line += (f" · late fee {esc(clip(fee['number'], NAME_MAX))} "
+                 f"{fmt.money(fee['amount_minor'], fee['currency'])} charged")
+    if c["invoices"] > 1:
+        line += (f" +{c['invoices'] - 1} more, "
+                 f"{_amounts(c['amounts'][:MAX_CURRENCIES], fmt)} in all")
+    if kind == "final" and not c.get("credit_hold"):
+        line += " (no longer on credit hold)"
+    return line
+
+
+def dunning_people(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
+    """A sales rep's or collector's one message per dunning run: per kind (overdue,
+    escalation, final notice and credit hold) their customers, the top ones by amount with
+    their first invoice, the totals by currency and how many more customers. Bounded: a few
+    blocks per kind, each section's lines cut by `lines_text`."""
+    customers = ctx["customers"]
+    whose = f"{customers} of your customers" if customers != 1 else "one of your customers"
+    text = (f"Dunning {fmt.date(ctx['as_of'])}: {_plural(ctx['notices'], 'overdue invoice')} "
+            f"of {whose}")
+    blocks = [section(f":envelope: *{text}*.")]
+    for kind in ctx["kinds"][:5]:
+        totals = kind["totals"]
+        total = _amounts(totals[:MAX_CURRENCIES], fmt) + (
+            f" and {len(totals) - MAX_CURRENCIES} more currencies"
+            if len(totals) > MAX_CURRENCIES else "")
+        head = PEOPLE_HEADS.get(kind["kind"], f"*Dunning level {kind['level']:+d}*")
+        blocks.append(section(f"{head} (level {kind['level']:+d}): "
+                              f"{_plural(kind['customers'], 'customer')}, "
+                              f"{_plural(kind['invoices'], 'invoice')}, {total} due."))
+        lines: list[str] = []
+        size = 0
+        for c in kind["top"]:  # as many as fit, with room left for the count of the rest
+            line = _people_line(c, kind["kind"], fmt=fmt)
+            if size + len(line) + 1 > SECTION_TEXT_MAX - 80:
+                break
+            lines.append(line)
+            size += len(line) + 1
+        more = kind["customers"] - len(lines)
+        if more > 0:
+            lines.append(f"_…and {fmt.number(more)} more customer{'s' if more != 1 else ''}_")
+        blocks.append(section("\n".join(lines)))
+    blocks.append(context("One message for the whole dunning run: each invoice is dunned at "
+                          "each level once, ever."))
     return {"text": text, "blocks": render(blocks)}
 
 

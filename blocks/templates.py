@@ -42,6 +42,7 @@ TEMPLATES: dict[str, Renderer] = {
     "dunning_final": collections.dunning_final,
     "dunning_no_email": collections.dunning_no_email,
     "dunning_summary": collections.dunning_summary,
+    "dunning_people": collections.dunning_people,
     "dunning_confirm": collections.dunning_confirm,
     "promise_broken": collections.promise_broken,
     "email_queued": collections.email_queued,

@@ -5,12 +5,13 @@ by its position, so a changed list keeps its meaning:
 
 * every negative offset — `friendly`: a "due soon" e-mail to the customer;
 * the first positive offset — `reminder`: an "overdue" e-mail to the customer, and the
-  real-time *overdue notice* in Slack to the sales rep and the collector;
+  sales rep and the collector are told in Slack (their one message of the run, below);
 * the last positive offset — `final`: the final notice e-mail, and the customer goes on credit
   hold (audited as a decision, actor "system"; `credit_hold.change_hold`, a conditional UPDATE,
   so two processes dunning different invoices of one customer hold and audit it once);
 * the positive offset before the last — `escalation`: the sales rep (and the collector) are
-  asked in Slack to step in; the customer gets no e-mail at this level;
+  asked in Slack to step in (a collection activity per invoice records it at once); the
+  customer gets no e-mail at this level;
 * any other positive offset — `firm`: a firmer e-mail to the customer.
 
 Exactly once: a `DunningNotice` row (UNIQUE invoice_id, level) is inserted in the same
@@ -30,10 +31,16 @@ the invoice has reached by then.
 
 Not flooding: a customer's e-mails of one run are combined into one statement-style e-mail
 (`dunning_statement`, listing the invoices and their levels; a customer with one notice gets
-that level's own e-mail), a person's Slack notices of one run are combined per customer and
-kind, and the AR channel gets one summary post per run (`dunning_summary`: notices, e-mails,
-customers, the top 5 by amount, customers without a billing e-mail, credit holds) instead of a
-post per notice. A run that would send more than `confirm_above` e-mails (setting
+that level's own e-mail), the AR channel gets one summary post per run (`dunning_summary`:
+notices, e-mails, customers, the top 5 by amount, customers without a billing e-mail, credit
+holds) instead of a post per notice, and each sales rep and collector one DM per run
+(`dunning_people`: per kind — reminder, escalation, final and credit hold — their customers,
+the top `PEOPLE_TOP` by amount with each one's first invoice and how many more, the totals by
+currency and how many more customers; the person is the invoice's order's sales rep, else the
+customer's, and the customer's collector, and someone who is both hears once). What changes
+state stays immediate and per customer: the escalation's activities, the credit hold.
+
+A run that would send more than `confirm_above` e-mails (setting
 `O2C_DUNNING_CONFIRM_ABOVE`) first asks an admin (`request_confirmation`: one request per
 dunning day, a post in the AR channel, audited) and sends nothing until one confirms
 (`confirm`, `/o2c dunning confirm`); a later run that day then sends, and the next day's run
@@ -53,7 +60,13 @@ the same dunning day (one summary covers both), summarised at once otherwise; a 
 over while it was in fact still alive notices it (its heartbeat UPDATE matches nothing) and
 goes on under a new row. Each notice is so counted in one summary, and each run summarised
 once (a conditional UPDATE of `finished` in the summary's transaction; the post's dedupe key
-is the run's first notice).
+is the run's first notice). The people's DMs are counted from the same rows and written in
+the same transaction (`people_contexts`; dedupe key `dunning-people:<day>:<first notice>:
+<user>`); both are counted ahead in a read session when the run ends (`count_ahead`: seconds
+on a large first run, no write lock held) and used if the run's rows did not change since
+(else counted again in the transaction). The people's DMs so wait for the run's end — or,
+after a crash, for the run that takes it over — and a run taken over still tells each person
+once, about both parts.
 
 Back office (SPEC §3): a level with a late fee (`O2C_LATE_FEES`) charges it as a fee invoice in
 the same transaction as its notice (`workflows.late_fees`), and the level's messages name it.
@@ -92,6 +105,7 @@ CUSTOMER_MAX = 500  # a customer with more invoices due is written (and e-mailed
 FIND = 1000  # customers found per read
 CONFIRM_ABOVE = 200  # e-mails a run may send without an admin's confirmation
 TOP = 5  # customers named in the AR channel's summary
+PEOPLE_TOP = 10  # customers named per kind in a sales rep's or collector's message of a run
 STALE = timedelta(minutes=10)  # a run that has not written for this long was killed
 
 
@@ -327,8 +341,12 @@ def run_all(db, as_of: date, *, batch: int = BATCH, now: datetime | None = None,
                 _write_chunk(session, chunk, as_of, run)
             between()  # let other writers in (the job passes a short pause)
     if run.id is not None:
+        # counted in a read session (seconds on a large first run, no write lock held), then
+        # written in a short transaction (counted again there only if the run changed since)
+        with db.read_session() as session:
+            counted = count_ahead(session, run.id)
         with db.transaction() as session:
-            summarise(session, run.id)
+            summarise(session, run.id, counted=counted)
     return run
 
 
@@ -384,7 +402,8 @@ def _claim(session: Session, items: list[tuple[Level, Invoice, Customer, str | N
 def write(session: Session, items: list[tuple[Level, Invoice, Customer, str | None]],
           as_of: date, run: DunningRun) -> int:
     """Claim and send `items` (level, invoice, customer, the order's sales rep): one e-mail
-    per customer, one Slack notice per person, customer and kind; returns the notices sent."""
+    per customer, the escalation's activities and the final notice's credit hold (the people
+    are told when the run ends: `summarise`); returns the notices sent."""
     if not items:
         return 0
     current = policy.current(session)
@@ -417,7 +436,7 @@ def write(session: Session, items: list[tuple[Level, Invoice, Customer, str | No
     for notices in by_customer.values():
         customer = notices[0][2]
         _email(rows_of, customer, notices, as_of, messages, activities, run)
-        _tell_people(session, rows_of, customer, notices, messages, activities, run)
+        _people_changes(session, rows_of, customer, notices, activities, run)
     if messages:
         session.execute(sa.insert(OutboxMessage.__table__), messages)
     if activities:
@@ -484,42 +503,26 @@ def _email(rows_of: _Rows, customer: Customer, notices: list, as_of: date, messa
                                     f"{customer.billing_email}"))
 
 
-PEOPLE_TEMPLATES = {"reminder": "overdue_notice", "escalation": "dunning_escalation",
-                    "final": "dunning_final"}
+PEOPLE_KINDS = ("reminder", "escalation", "final")  # the levels the rep and collector hear of
 
 
-def _tell_people(session: Session, rows_of: _Rows, customer: Customer, notices: list,
-                 messages: list[dict],
-                 activities: list[dict], run: DunningRun) -> None:
-    """The sales rep and collector hear of the reminder, escalation and final levels: one
-    message per person and kind for this customer (the first invoice, and how many more)."""
-    by_kind: dict[str, list] = {}
-    for notice in notices:
-        if notice[0].kind in PEOPLE_TEMPLATES:
-            by_kind.setdefault(notice[0].kind, []).append(notice)
-    for kind, group in by_kind.items():
-        level, invoice, _, order_rep, context = group[0]
-        if kind == "escalation":
-            activities += [_activity(rows_of, customer, n[1], ActivityKind.ESCALATION,
-                                     f"dunning {n[0].offset:+d}: escalated to the sales rep")
-                           for n in group]
-        if kind == "final":
-            if credit_hold.change_hold(
-                    session, customer_id=customer.id, actor="system", on_hold=True,
-                    reason=f"final notice for {invoice.number}: "
-                    f"{context['days_past_due']} days past due"):
-                run.holds.append(customer.id)
-                run.held_names.append(customer.name)
-            context = {**context, "credit_hold": True}
-        if len(group) > 1:
-            context = {**context, "more": [n[1].number for n in group[1:]]}
-        rep = order_rep or customer.sales_rep_id
-        people = [u for u in dict.fromkeys([rep, customer.collector_id]) if u]
-        key = _key(invoice, level)
-        for user_id in people:
-            messages.append(_message(rows_of, "slack", {"channel": user_id,
-                                               "template": PEOPLE_TEMPLATES[kind],
-                                               "context": context}, f"{key}:{user_id}"))
+def _people_changes(session: Session, rows_of: _Rows, customer: Customer, notices: list,
+                    activities: list[dict], run: DunningRun) -> None:
+    """What the reminder, escalation and final levels change at once, per customer: the
+    escalation's collection activities, and the credit hold on a final notice. (The sales
+    rep and collector are told once per run, when it ends: `people_contexts`.)"""
+    for level, invoice, _, _, _ in notices:
+        if level.kind == "escalation":
+            activities.append(_activity(rows_of, customer, invoice, ActivityKind.ESCALATION,
+                                        f"dunning {level.offset:+d}: escalated to the sales "
+                                        "rep"))
+    final = next((n for n in notices if n[0].kind == "final"), None)
+    if final is not None and credit_hold.change_hold(
+            session, customer_id=customer.id, actor="system", on_hold=True,
+            reason=f"final notice for {final[1].number}: "
+            f"{final[4]['days_past_due']} days past due"):
+        run.holds.append(customer.id)
+        run.held_names.append(customer.name)
 
 
 # -- the run in the database, and its one summary ------------------------------------------------
@@ -565,12 +568,46 @@ def take_over(session: Session, run: DunningRun) -> list[int]:
     return summarised
 
 
-def summarise(session: Session, run_id: int, *, stale_before: datetime | None = None
-              ) -> int | None:
+@dataclass(frozen=True)
+class Counted:
+    """A run's summary and people's messages counted ahead in a read session (`count_ahead`),
+    and the state of its rows they were counted from (`_mark`)."""
+
+    mark: tuple
+    summary: dict | None
+    people: dict[str, dict]
+
+
+def _mark(session: Session, record: DunningRunRecord) -> tuple:
+    """What a run's messages are counted from, in a cheap comparable form: its notices (how
+    many, the last) and its counters. Only a write to the run changes it."""
+    notice = DunningNotice.__table__
+    count, last = session.execute(select(sa.func.count(), sa.func.max(notice.c.id))
+                                  .where(notice.c.run_id == record.id)).one()
+    return (count, last, record.emails, record.late_fees, record.credit_holds)
+
+
+def count_ahead(session: Session, run_id: int) -> Counted | None:
+    """Count run `run_id`'s summary and people's messages in a read session (no write lock
+    held: on a first run over a large book this takes seconds), for `summarise` to write if
+    nothing changed meanwhile."""
+    record = session.get(DunningRunRecord, run_id)
+    if record is None or record.finished:
+        return None
+    mark = _mark(session, record)  # first: a write after it shows in `summarise`'s mark
+    summary = summary_context(session, record)
+    return Counted(mark, summary,
+                   people_contexts(session, record) if summary is not None else {})
+
+
+def summarise(session: Session, run_id: int, *, stale_before: datetime | None = None,
+              counted: Counted | None = None) -> int | None:
     """Finish run `run_id` (once: a conditional UPDATE) and post its one summary in the AR
-    channel, counted from the database — its notices, its counters — so a run killed between
-    batches is summarised as exactly as one that ended (nothing is posted for a run that sent
-    nothing). Returns the summary's outbox id, or None."""
+    channel, and one DM to each sales rep and collector concerned (`people_contexts`), counted
+    from the database — its notices, its counters — so a run killed between batches is
+    summarised as exactly as one that ended (nothing is posted for a run that sent nothing).
+    `counted`: counted ahead (`count_ahead`), used if the run's rows are still as they were
+    then, else counted again here. Returns the summary's outbox id, or None."""
     table = DunningRunRecord.__table__
     claim = sa.update(table).where(table.c.id == run_id, table.c.finished.is_(False))
     if stale_before is not None:  # only if it is still dead (it may have written meanwhile)
@@ -579,7 +616,11 @@ def summarise(session: Session, run_id: int, *, stale_before: datetime | None = 
         return None
     record = session.get(DunningRunRecord, run_id)
     session.refresh(record)
-    context = summary_context(session, record)
+    if counted is None or counted.mark != _mark(session, record):
+        context = summary_context(session, record)
+        told = people_contexts(session, record) if context is not None else {}
+    else:
+        context, told = counted.summary, counted.people
     if context is None:
         return None
     # keyed by the run's first notice (unique for ever, whatever becomes of the runs table)
@@ -592,7 +633,113 @@ def summarise(session: Session, run_id: int, *, stale_before: datetime | None = 
         .returning(OutboxMessage.__table__.c.id)).scalar_one()
     session.execute(sa.update(table).where(table.c.id == run_id)
                     .values(summary_outbox_id=outbox_id))
+    if told:  # one DM per person for the run, keyed like the summary (once, whoever sends it)
+        rows_of = _Rows(record.as_of)
+        session.execute(sa.insert(OutboxMessage.__table__), [_message(
+            rows_of, "slack", {"channel": user, "template": "dunning_people", "context": theirs},
+            f"dunning-people:{record.as_of.isoformat()}:{first}:{user}")
+            for user, theirs in sorted(told.items())])
     return outbox_id
+
+
+def people_contexts(session: Session, record: DunningRunRecord, *, top: int = PEOPLE_TOP
+                    ) -> dict[str, dict]:
+    """What each sales rep and collector is told of a run, from its rows (`summarise`): the
+    run's notices at the reminder, escalation and final levels, per person — the invoice's
+    order's sales rep, else the customer's, and the customer's collector (someone who is
+    both hears once) — per kind: how many customers and invoices, the totals due by currency
+    (balance less disputed, now), and the `top` customers by amount, each with its first
+    invoice and how many more. By user id; {} when none of them was sent."""
+    kinds = {lv.offset: lv.kind for lv in plan(policy.current(session).dunning_offsets)
+             if lv.kind in PEOPLE_KINDS}
+    if not kinds:
+        return {}
+    notice, inv, cust, order = (DunningNotice.__table__, Invoice.__table__,
+                                Customer.__table__, Order.__table__)
+    rep = sa.func.coalesce(order.c.sales_rep_id, cust.c.sales_rep_id)
+    rows = session.execute(
+        select(notice.c.level, inv.c.customer_id, rep, cust.c.collector_id, inv.c.currency,
+               sa.func.count(), sa.func.sum(inv.c.balance_minor - inv.c.disputed_minor),
+               sa.func.min(inv.c.id))
+        .join(inv, inv.c.id == notice.c.invoice_id)
+        .join(cust, cust.c.id == inv.c.customer_id)
+        .outerjoin(order, order.c.id == inv.c.order_id)
+        .where(notice.c.run_id == record.id, notice.c.skipped.is_(False),
+               notice.c.level.in_(list(kinds)))
+        .group_by(notice.c.level, inv.c.customer_id, rep, cust.c.collector_id,
+                  inv.c.currency)).all()
+    # person -> level -> customer -> {invoices, amounts by currency, first invoice id}
+    people: dict[str, dict[int, dict[int, dict]]] = {}
+    for level, customer_id, rep_id, collector_id, currency, count, due, first in rows:
+        for user in {rep_id, collector_id} - {None, ""}:
+            one = people.setdefault(user, {}).setdefault(level, {}).setdefault(
+                customer_id, {"invoices": 0, "amounts": {}, "first": first})
+            one["invoices"] += count
+            one["amounts"][currency] = one["amounts"].get(currency, 0) + int(due or 0)
+            one["first"] = min(one["first"], first)
+    shown: dict[str, dict[int, list[tuple[int, dict]]]] = {}
+    for user, levels in people.items():
+        for level, customers in levels.items():
+            shown.setdefault(user, {})[level] = sorted(
+                customers.items(), key=lambda c: (-max(c[1]["amounts"].values(), default=0),
+                                                  c[0]))[:top]
+    invoice_ids = {c["first"] for levels in shown.values() for best in levels.values()
+                   for _, c in best}
+    customer_ids = {cid for levels in shown.values() for best in levels.values()
+                    for cid, _ in best}
+    invoices = {row.id: row for ids in _parts(invoice_ids) for row in session.execute(
+        select(inv.c.id, inv.c.number, inv.c.currency, inv.c.due_date,
+               (inv.c.balance_minor - inv.c.disputed_minor).label("due"))
+        .where(inv.c.id.in_(ids))).all()}
+    fees = {(row.fee_for_invoice_id, row.fee_level): row for ids in _parts(invoice_ids)
+            for row in session.execute(  # the late fee charged at that level, if any
+                select(inv.c.fee_for_invoice_id, inv.c.fee_level, inv.c.number,
+                       inv.c.total_minor, inv.c.currency)
+                .where(inv.c.fee_for_invoice_id.in_(ids), inv.c.fee_level.in_(list(kinds))))}
+    customers = {row.id: row for ids in _parts(customer_ids) for row in session.execute(
+        select(cust.c.id, cust.c.name, cust.c.credit_hold).where(cust.c.id.in_(ids))).all()}
+    out = {}
+    for user, levels in people.items():
+        sections = []
+        for level in sorted(levels):
+            all_customers = levels[level]
+            totals: dict[str, int] = {}
+            for c in all_customers.values():
+                for currency, minor in c["amounts"].items():
+                    totals[currency] = totals.get(currency, 0) + minor
+            listed = []
+            for customer_id, c in shown[user][level]:
+                first = invoices[c["first"]]
+                fee = fees.get((first.id, level))
+                listed.append({
+                    "customer_id": customer_id, "name": customers[customer_id].name,
+                    "credit_hold": bool(customers[customer_id].credit_hold),
+                    "invoices": c["invoices"],
+                    "amounts": [{"currency": cur, "amount_minor": minor}
+                                for cur, minor in sorted(c["amounts"].items())],
+                    "first": {"number": first.number, "currency": first.currency,
+                              "amount_due_minor": int(first.due),
+                              "due_date": first.due_date.isoformat(),
+                              "days_past_due": (record.as_of - first.due_date).days,
+                              **({"late_fee": {"number": fee.number,
+                                               "amount_minor": fee.total_minor,
+                                               "currency": fee.currency}} if fee else {})}})
+            sections.append({"kind": kinds[level], "level": level,
+                             "customers": len(all_customers),
+                             "invoices": sum(c["invoices"] for c in all_customers.values()),
+                             "totals": [{"currency": cur, "amount_minor": minor}
+                                        for cur, minor in sorted(totals.items())],
+                             "top": listed})
+        out[user] = {"as_of": record.as_of.isoformat(), "user_id": user,
+                     "customers": len({cid for lv in levels.values() for cid in lv}),
+                     "notices": sum(s["invoices"] for s in sections), "kinds": sections}
+    return out
+
+
+def _parts(ids: set[int], size: int = 500) -> list[list[int]]:
+    """`ids` in sorted parts of `size` (bounded IN lists)."""
+    ordered = sorted(ids)
+    return [ordered[i:i + size] for i in range(0, len(ordered), size)]
 
 
 def summary_context(session: Session, record: DunningRunRecord) -> dict | None:

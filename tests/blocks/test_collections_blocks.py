@@ -87,3 +87,47 @@ def test_every_collections_notification_renders_valid_blocks() -> None:
     assert validate_message(templates.render("promise_broken", broken)) == (None, [])
     queued = {"outbox_id": 5, "to": "ap@x.example", "subject": "Hi", "summary": "x" * 5000}
     assert validate_message(templates.render("email_queued", queued)) == (None, [])
+
+
+def _people_context(kinds: int, customers: int, top: int, *, name: str = "Acme Ltd") -> dict:
+    listed = [{"customer_id": i, "name": f"{name} {i} " + "x" * 70, "credit_hold": True,
+               "invoices": 40, "amounts": [{"currency": c, "amount_minor": 10**15}
+                                           for c in ("USD", "EUR", "GBP", "JPY", "CHF", "SEK")],
+               "first": {"number": "N" * 64, "currency": "USD", "amount_due_minor": 10**15,
+                         "due_date": "2026-10-24", "days_past_due": 30}}
+              for i in range(top)]
+    return {"as_of": "2026-11-23", "user_id": "UCOLL001", "customers": customers,
+            "notices": customers * 40,
+            "kinds": [{"kind": kind, "level": level, "customers": customers,
+                       "invoices": customers * 40,
+                       "totals": [{"currency": c, "amount_minor": 10**17}
+                                  for c in ("USD", "EUR", "GBP", "JPY", "CHF", "SEK", "NOK")],
+                       "top": listed}
+                      for kind, level in (("reminder", 1), ("escalation", 14),
+                                          ("final", 30))[:kinds]]}
+
+
+def test_a_persons_dunning_message_stays_within_block_kits_limits() -> None:
+    # the longest names, numbers and amounts, every kind, far more customers than shown
+    message = templates.render("dunning_people", _people_context(3, 50_000, 10))
+    assert validate_message(message) == (None, [])
+    assert len(message["blocks"]) <= 50
+    assert all(len(b["text"]["text"]) <= 3000 for b in message["blocks"]
+               if b["type"] == "section")
+    for listing in message["blocks"][2:7:2]:  # each kind: those shown, then how many more
+        shown = listing["text"]["text"].count("\u2022 ")
+        assert 1 <= shown <= 10
+        assert listing["text"]["text"].endswith(f"and {50_000 - shown:,} more customers_")
+    # a person's list longer than a section: cut with a count, never refused by Slack
+    many = templates.render("dunning_people", _people_context(1, 500, 60))
+    assert validate_message(many) == (None, []) and "more customers_" in json.dumps(many)
+
+
+def test_a_persons_dunning_message_is_in_their_formats() -> None:
+    from blocks import i18n
+
+    context = _people_context(1, 1, 1)
+    assert "dunning_people" in templates.PERSONAL
+    german = json.dumps(templates.render("dunning_people", context,
+                                         fmt=i18n.formats("de-DE")), ensure_ascii=False)
+    assert "24.10.2026" in german and "24 Oct 2026" not in german

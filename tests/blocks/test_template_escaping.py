@@ -212,6 +212,18 @@ CONTEXTS: dict[str, list[tuple[str, dict]]] = {
                              {"currency": "EUR", "amount_minor": 5_000}]}],
         "no_email": ["Globex"], "no_email_count": 3,
         "credit_holds": ["Acme Ltd"], "credit_hold_count": 1})],
+    "dunning_people": [("a run", {
+        "as_of": "2026-11-23", "user_id": "UCOLL001", "customers": 12, "notices": 20,
+        "kinds": [{"kind": kind, "level": level, "customers": 11, "invoices": 15,
+                   "totals": [{"currency": "USD", "amount_minor": 120_000}],
+                   "top": [{"customer_id": 7, "name": "Acme Ltd", "credit_hold": True,
+                            "invoices": 3, "amounts": [{"currency": "USD",
+                                                        "amount_minor": 120_000}],
+                            "first": {**INVOICE, "days_past_due": level,
+                                      "late_fee": {"number": "FEE-77/2026",
+                                                   "amount_minor": 2_500,
+                                                   "currency": "USD"}}}]}
+                  for kind, level in (("reminder", 1), ("escalation", 14), ("final", 30))]})],
     "dunning_confirm": [("waiting", {"id": 3, "as_of": "2026-11-23", "threshold": 200,
                                      "notices": 774_000, "customers": 50_000,
                                      "emails": 50_000})],

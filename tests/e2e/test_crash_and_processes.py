@@ -87,6 +87,11 @@ def test_sigkill_between_commit_and_delivery_loses_nothing(database_url, standin
     db.dispose()
 
 
+def _dunning_dms(standin, user: str) -> list[dict]:
+    """The person's dunning messages (one per run)."""
+    return [m for m in standin.api.dm_messages(user) if m["text"].startswith("Dunning ")]
+
+
 def test_two_server_processes_send_the_digest_and_each_dunning_message_once(
         database_url, standin, smtp, tmp_path) -> None:
     today = TODAY
@@ -120,6 +125,8 @@ def test_two_server_processes_send_the_digest_and_each_dunning_message_once(
         smtp.wait_for(expected_mails, timeout=60)
         standin.api.wait_for(lambda: standin.api.dm_messages("UCOLL001")
                              and standin.api.dm_messages("UCOLL002"), 60, "digests")
+        standin.api.wait_for(lambda: _dunning_dms(standin, "USALES01"), 60,
+                             "the rep's dunning message")
         time.sleep(4)  # several more firings in both processes
     finally:
         for server in servers:
@@ -132,9 +139,12 @@ def test_two_server_processes_send_the_digest_and_each_dunning_message_once(
     digests = {u: [m for m in standin.api.dm_messages(u) if "digest" in m["text"].lower()]
                for u in ("UCOLL001", "UCOLL002")}
     assert {u: len(v) for u, v in digests.items()} == {"UCOLL001": 1, "UCOLL002": 1}
-    escalations = [m for m in standin.api.dm_messages("USALES01")
-                   if m["text"].startswith("Escalation")]
-    assert len(escalations) == 2
+    # the rep heard of both customers' escalations (and the rest) in one message for the run
+    [told] = _dunning_dms(standin, "USALES01")
+    assert all(name in text_of(told) for name in ("Escalation", "Acme", "Beta", "C-A-+14",
+                                                   "C-B-+14"))
+    assert {u: len(_dunning_dms(standin, u)) for u in ("UCOLL001", "UCOLL002")} == {
+        "UCOLL001": 1, "UCOLL002": 1}
     with db.read_session() as s:
         assert len(s.exec(select(DigestRun)).all()) == 2
         assert len(s.exec(select(DunningNotice)

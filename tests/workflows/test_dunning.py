@@ -62,14 +62,20 @@ def test_each_level_is_sent_on_its_day_and_once(ledger) -> None:
                                 ("INV-1", 30)]
     assert _emails(ledger) == [("INV-1", "dunning_final"), ("INV-1", "dunning_firm"),
                                ("INV-1", "dunning_friendly"), ("INV-1", "dunning_reminder")]
-    slack = ledger.exec(select(OutboxMessage).where(OutboxMessage.transport == "slack")).all()
-    by_template = sorted((r.payload["template"], r.payload["channel"]) for r in slack)
-    assert by_template == [("dunning_escalation", "UCOLL001"), ("dunning_escalation", "USALES01"),
-                           ("dunning_final", "UCOLL001"), ("dunning_final", "USALES01"),
-                           ("dunning_summary", "ar"), ("dunning_summary", "ar"),
-                           ("dunning_summary", "ar"), ("dunning_summary", "ar"),
-                           ("dunning_summary", "ar"),
-                           ("overdue_notice", "UCOLL001"), ("overdue_notice", "USALES01")]
+    # and the sales rep and the collector heard of the reminder, the escalation and the final
+    # notice, each in that run's one message to them
+    slack = ledger.exec(select(OutboxMessage).where(OutboxMessage.transport == "slack")
+                        .order_by(OutboxMessage.id)).all()
+    told = [(r.payload["channel"], r.payload["context"]["as_of"],
+             [(k["kind"], [c["first"]["number"] for c in k["top"]])
+              for k in r.payload["context"]["kinds"]])
+            for r in slack if r.payload["template"] == "dunning_people"]
+    days = {1: "reminder", 14: "escalation", 30: "final"}
+    assert sorted(told) == sorted(
+        (user, (TODAY + timedelta(days=day)).isoformat(), [(kind, ["INV-1"])])
+        for day, kind in days.items() for user in ("UCOLL001", "USALES01"))
+    assert sorted(r.payload["template"] for r in slack
+                  if r.payload["channel"] == "ar") == ["dunning_summary"] * 5
 
 
 def test_overdue_notice_goes_out_the_day_after_the_due_date(ledger) -> None:
@@ -79,9 +85,12 @@ def test_overdue_notice_goes_out_the_day_after_the_due_date(ledger) -> None:
     ledger.commit()
     assert run.sent == {1: 1}
     notices = ledger.exec(select(OutboxMessage).where(
-        OutboxMessage.dedupe_key.like("dunning:%:1:%"))).all()
-    assert {n.payload["template"] for n in notices} == {"overdue_notice"}
-    assert notices[0].payload["context"]["days_past_due"] == 1
+        OutboxMessage.dedupe_key.like("dunning-people:%"))).all()
+    assert sorted(n.payload["channel"] for n in notices) == ["UCOLL001", "USALES01"]
+    for notice in notices:
+        [reminder] = notice.payload["context"]["kinds"]
+        assert (reminder["kind"], reminder["level"]) == ("reminder", 1)
+        assert reminder["top"][0]["first"]["days_past_due"] == 1
 
 
 def test_a_late_first_run_sends_only_the_latest_level(ledger) -> None:
@@ -251,5 +260,6 @@ def test_a_customer_already_on_hold_is_not_held_again(ledger) -> None:
         AuditEvent.action == "customer.credit_hold")).all()
     assert [h.actor for h in holds] == ["UCREDIT1"]
     outbox_final = ledger.exec(select(OutboxMessage).where(
-        OutboxMessage.dedupe_key == "dunning:1:30:UCOLL001")).one()
-    assert outbox_final.payload["context"]["credit_hold"] is True
+        OutboxMessage.dedupe_key.like("dunning-people:%:UCOLL001"))).one()
+    [final] = outbox_final.payload["context"]["kinds"]
+    assert final["kind"] == "final" and final["top"][0]["credit_hold"] is True

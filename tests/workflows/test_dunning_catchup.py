@@ -3,6 +3,7 @@ post per run in the AR channel, and an admin's confirmation before a run that la
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -68,10 +69,15 @@ def test_a_customers_notices_of_one_run_make_one_statement_and_one_summary_post(
                                      from_email="ar@example.com")
         assert subject.startswith("FINAL NOTICE: 4 invoices") and "INV-C" in body
         assert "credit hold" in body and "INV-E" not in body
-        # the collector hears once per kind for the customer, not once per invoice
-        told = [(r.payload["template"], r.payload["context"].get("more", []))
-                for r in _outbox(s) if r.payload.get("channel") == "UCOLL001"]
-        assert sorted(told) == [("dunning_final", []), ("overdue_notice", ["INV-B"])]
+        # the collector hears once for the run, not once per invoice or kind: the customer's
+        # first invoice of each kind and how many more
+        [told] = [r.payload for r in _outbox(s) if r.payload.get("channel") == "UCOLL001"]
+        assert told["template"] == "dunning_people"
+        assert [(k["kind"], k["invoices"], [(c["name"], c["first"]["number"], c["invoices"])
+                                            for c in k["top"]])
+                for k in told["context"]["kinds"]] == [
+            ("reminder", 2, [("Acme", "INV-A", 2)]), ("final", 1, [("Acme", "INV-D", 1)])]
+        assert "+1 more" in json.dumps(render_template("dunning_people", told["context"]))
         # and the AR channel gets one summary post for the run
         ar = [r for r in _outbox(s) if r.payload.get("channel") == "ar"]
         assert [r.payload["template"] for r in ar] == ["dunning_summary"]

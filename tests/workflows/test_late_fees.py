@@ -79,6 +79,13 @@ def test_a_fee_invoice_per_level_named_in_the_email_and_charged_once(books) -> N
         if "INV-2026-000001" in {i["number"] for i in m.payload["context"]["invoices"]}]
     listed = {i["number"]: i for i in mail.payload["context"]["invoices"]}
     assert listed["INV-2026-000001"]["late_fee"]["number"] == fee.number
+    # and the collector's one message of the run names the fee charged with the final notice
+    [told] = [m.payload["context"] for m in books.exec(select(OutboxMessage).where(
+        OutboxMessage.payload["template"].as_string() == "dunning_people"))
+        if m.payload["channel"] == "UCOLL001"]
+    [final] = told["kinds"]
+    assert final["top"][0]["first"]["late_fee"] == {
+        "number": charged["INV-2026-000002"].number, "amount_minor": 480, "currency": "USD"}
     assert invariants.validate_all(books) == []
 
 
