@@ -80,13 +80,10 @@ def _rows(session: Session, statement: sa.Select, params: dict | None = None) ->
 
 
 def _read(session: Session, sql: str, values: list, *before: object,
-          days: dict[str, date] | None = None, after: tuple = (),
-          shared: dict[str, str] | None = None) -> list[tuple]:
+          days: dict[str, date] | None = None, after: tuple = ()) -> list[tuple]:
     """Rows of one of the reads above for `values` (the list), after `before` (other
     parameters, in order) and before `after`, as tuples with dates as `date` (one object per
-    day, from `days`: a quarter of a million invoices share a few hundred issue dates) and
-    one string object per currency and per payment terms (from `shared`: the driver makes a
-    new one for every row, and a run keeps tens of thousands of rows)."""
+    day, from `days`: a quarter of a million invoices share a few hundred issue dates)."""
     conn = session.connection()
     listed = "{in_" in sql  # (a statement without a list takes `before` alone)
     if conn.dialect.paramstyle == "qmark":  # SQLite
@@ -115,9 +112,7 @@ def _read(session: Session, sql: str, values: list, *before: object,
     else:
         def day(value: date) -> date:
             return days.setdefault(value.isoformat(), value)
-    one = (shared if shared is not None else {}).setdefault
-    return [(*r[:3], one(r[3], r[3]), r[4], r[5], day(r[6]), one(r[7], r[7]), *r[8:])
-            for r in rows]
+    return [(*r[:6], day(r[6]), *r[7:]) for r in rows]
 
 
 def _chunks(values: Iterable[Any], size: int = IN_CHUNK) -> Iterable[list]:
@@ -241,7 +236,6 @@ class OpenBook:
         self._named_cache: dict[tuple[str, str], dict[str, str]] = {}
         self._static: dict[PaymentFacts, tuple] = {}  # `_who`'s text-only part, this chunk
         self._days: dict[str, date] = {}
-        self._shared: dict[str, str] = {}  # currencies and payment terms, one object each
 
     # -- reading ---------------------------------------------------------------------------------
     def _remember(self, rows: Iterable) -> list[int]:
@@ -259,7 +253,7 @@ class OpenBook:
         for chunk in _chunks(wanted):
             for key in chunk:
                 self._key_ids[key] = []
-            rows = _read(self.session, _BY_KEYS, chunk, days=self._days, shared=self._shared)
+            rows = _read(self.session, _BY_KEYS, chunk, days=self._days)
             for item_id in self._remember(rows):
                 self._key_ids[self.items[item_id].key].append(item_id)
 
@@ -267,7 +261,7 @@ class OpenBook:
         wanted = customers - set(self._customers)
         for chunk in _chunks(wanted):
             found: dict[int, list[int]] = defaultdict(list)
-            rows = _read(self.session, _OPEN_OF, chunk, days=self._days, shared=self._shared)
+            rows = _read(self.session, _OPEN_OF, chunk, days=self._days)
             for row, item_id in zip(rows, self._remember(rows), strict=True):
                 found[row[2]].append(item_id)
             for cid in chunk:
@@ -284,7 +278,7 @@ class OpenBook:
         for currency, amounts in by_currency.items():
             for chunk in _chunks(amounts):
                 rows = _read(self.session, _SAME_AMOUNT, chunk, currency, days=self._days,
-                             after=(AMOUNT_READ,), shared=self._shared)
+                             after=(AMOUNT_READ,))
                 for row, item_id in zip(rows, self._remember(rows), strict=True):
                     self._amount_ids[(currency, row[4])].append(item_id)
         for pair in wanted:  # (in id order: the last is the highest)
@@ -294,7 +288,7 @@ class OpenBook:
     def _read_amount_after(self, pair: tuple[str, int], last: int) -> None:
         """The next `AMOUNT_READ` invoices with this amount after the last one read."""
         rows = _read(self.session, _SAME_AMOUNT_AFTER, [], *pair, last, AMOUNT_READ,
-                     days=self._days, shared=self._shared)
+                     days=self._days)
         self._amount_ids[pair].extend(self._remember(rows))
         self._amount_more[pair] = rows[-1][0] if len(rows) >= AMOUNT_READ else None
 

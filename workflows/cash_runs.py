@@ -60,7 +60,7 @@ from workflows.inputs import PaymentIn  # what a run takes (re-exported)
 ENGINE = "cashapp-1"
 CHUNK = 500  # payments decided and written together
 RETRIES = 3  # chunks decided again after another transaction changed their invoices
-BOOK_ITEMS = 75_000  # invoices a run keeps in memory between chunks (~32 MB)
+BOOK_ITEMS = 60_000  # invoices a run keeps in memory between chunks
 
 _PAY = Payment.__table__
 _INV = Invoice.__table__
