@@ -5,6 +5,7 @@ operator runs it): a camt.053 bank statement of 100,000 entries, a CSV file of 1
     python bench/cashapp_volume.py --camt 20000 --outcomes before.json   # ... and what became
                                                           # of every payment (written, or
                                                           # compared with the file if it exists)
+    python bench/cashapp_volume.py --camt 100000 --keep /tmp/camt100k   # set up once, reuse
     python bench/cashapp_volume.py --csv 100000           # invoices CSV: time, re-import
     python bench/cashapp_volume.py --csv 100000 --kind payments
     ... --database-url postgresql://...                   # a scratch database: it is WIPED
@@ -32,6 +33,7 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -250,18 +252,34 @@ def counts(db: Database) -> tuple[int, int, int]:
 def statement(args: argparse.Namespace, folder: Path) -> None:
     n = args.camt
     started = time.perf_counter()
-    data = generate(args.seed, customers=max(n // 4, 50), invoices=n * 5 // 2, payments=n)
-    path = folder / "statement.xml"
-    write_camt(data, path)
-    db = fresh_db(folder / "volume.db", args.database_url)
-    load_bulk(db, data)
+    kept = Path(args.keep) if args.keep else None
+    path = (kept or folder) / "statement.xml"
+    if kept is not None and (kept / "loaded.db").exists() and path.exists():
+        # the same statement and book as the first run with this folder (SQLite only)
+        shutil.copyfile(kept / "loaded.db", folder / "volume.db")
+        db = Database(f"sqlite:///{folder / 'volume.db'}")
+        sizes = json.loads((kept / "sizes.json").read_text())
+    else:
+        data = generate(args.seed, customers=max(n // 4, 50), invoices=n * 5 // 2, payments=n)
+        if kept is not None:
+            kept.mkdir(parents=True, exist_ok=True)
+        write_camt(data, path)
+        db = fresh_db(folder / "volume.db", args.database_url)
+        load_bulk(db, data)
+        sizes = {"payments": len(data.payments), "invoices": len(data.invoices),
+                 "customers": len(data.customers)}
+        del data
+        if kept is not None and not args.database_url:
+            db.dispose()
+            shutil.copyfile(folder / "volume.db", kept / "loaded.db")
+            (kept / "sizes.json").write_text(json.dumps(sizes))
     url = db.url
     print(f"{machine(db)}")
-    print(f"camt.053 of {len(data.payments)} entries ({path.stat().st_size / 2**20:.0f} MiB) "
-          f"against {len(data.invoices)} open invoices of {len(data.customers)} customers "
-          f"(generated and loaded in {time.perf_counter() - started:.0f} s)")
+    print(f"camt.053 of {sizes['payments']} entries ({path.stat().st_size / 2**20:.0f} MiB) "
+          f"against {sizes['invoices']} open invoices of {sizes['customers']} customers "
+          f"(generated and loaded, or copied, in {time.perf_counter() - started:.0f} s)")
     first = run_cli(["import", "bank-statement", str(path)], url)
-    print(f"  import: {first}, {len(data.payments) / first.wall:.0f} entries/s\n"
+    print(f"  import: {first}, {sizes['payments'] / first.wall:.0f} entries/s\n"
           f"    {first.out}")
     if args.outcomes:
         compare_outcomes(db, Path(args.outcomes))
@@ -316,6 +334,10 @@ def main(argv: list[str] | None = None) -> int:
                         "this JSON file, or compare with it if it exists")
     parser.add_argument("--database-url", help="a scratch database (e.g. PostgreSQL) instead "
                         "of a temporary SQLite file; it is WIPED")
+    parser.add_argument("--keep", metavar="DIR", help="with --camt on SQLite: keep the "
+                        "generated statement and loaded database in DIR and reuse them when "
+                        "DIR already holds them (same --camt and --seed: the folder is not "
+                        "checked), so that runs before and after a change skip the setup")
     args = parser.parse_args(argv)
     if not args.camt and not args.csv:
         parser.error("say --camt N or --csv N")

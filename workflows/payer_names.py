@@ -211,6 +211,7 @@ MATCHES_KEPT = 10_000  # payer lines whose candidates a directory remembers
 SCAN_MIN = 65  # `fuzz.ratio` from which a core name is a typo candidate
 SCAN_KEPT = 10  # typo candidates per payer line
 SCAN_BATCH = 64  # payer lines scanned together (64 x 25,000 scores: 12.8 MB)
+SCAN_WORKERS = -1  # threads of one batch's scan (rapidfuzz, in C: -1 is one per CPU)
 
 
 @dataclass(frozen=True)
@@ -260,8 +261,7 @@ class CustomerDirectory:
         # the indexes already found the name itself (the scan costs as much as all the rest,
         # with thousands of customers)
         if not scored or scored[0][1] < EXACT_ENOUGH:
-            pool.update(self._scan(forms[-1].core))
-            scored = self._scored(pool, forms, currency)
+            scored = self._with_scan(pool, scored, forms, currency)
         if len(self._cache) > MATCHES_KEPT:
             self._cache.clear()
         self._cache[cache_key] = scored
@@ -274,7 +274,8 @@ class CustomerDirectory:
         one scan each. `match` answers exactly as without it."""
         if len(self._cache) > MATCHES_KEPT:
             self._cache.clear()
-        waiting: dict[tuple, tuple[tuple[NameForm, ...], set[int], str | None]] = {}
+        waiting: dict[tuple, tuple[tuple[NameForm, ...], set[int], list[tuple[int, float]],
+                                   str | None]] = {}
         for payer_name, currency, reference in payers:
             forms = payer_forms(payer_name, None if payer_name else reference)
             if not forms:
@@ -284,13 +285,12 @@ class CustomerDirectory:
                 continue
             pool, scored = self._indexed(forms, currency)
             if not scored or scored[0][1] < EXACT_ENOUGH:
-                waiting[cache_key] = (forms, pool, currency)
+                waiting[cache_key] = (forms, pool, scored, currency)
             else:
                 self._cache[cache_key] = scored
-        self._scan_many({forms[-1].core for forms, _, _ in waiting.values()})
-        for cache_key, (forms, pool, currency) in waiting.items():
-            pool.update(self._scan(forms[-1].core))
-            self._cache[cache_key] = self._scored(pool, forms, currency)
+        self._scan_many({forms[-1].core for forms, _, _, _ in waiting.values()})
+        for cache_key, (forms, pool, scored, currency) in waiting.items():
+            self._cache[cache_key] = self._with_scan(pool, scored, forms, currency)
 
     def _indexed(self, forms: tuple[NameForm, ...], currency: str | None
                  ) -> tuple[set[int], list[tuple[int, float]]]:
@@ -314,6 +314,18 @@ class CustomerDirectory:
             pool.update(bucket)
         return pool, self._scored(pool, forms, currency)
 
+    def _with_scan(self, pool: set[int], scored: list[tuple[int, float]],
+                   forms: tuple[NameForm, ...], currency: str | None
+                   ) -> list[tuple[int, float]]:
+        """`_scored` of the pool and the typo scan's customers, the pool's scores reused
+        (`scored` is `_scored(pool, ...)`): only the customers the scan adds are scored."""
+        added = set(self._scan(forms[-1].core)) - pool
+        if not added:
+            return scored
+        pool.update(added)
+        return sorted([*scored, *self._scored(added, forms, currency)],
+                      key=lambda pair: (-pair[1], pair[0]))
+
     def _scan(self, core: str) -> list[int]:
         """The `SCAN_KEPT` core names most like `core` (`fuzz.ratio` >= `SCAN_MIN`), best
         first (ties in directory order), as customer ids."""
@@ -336,7 +348,8 @@ class CustomerDirectory:
         for start in range(0, len(todo), SCAN_BATCH):
             batch = todo[start:start + SCAN_BATCH]
             scores = process.cdist(batch, self._cores, scorer=fuzz.ratio,
-                                   score_cutoff=SCAN_MIN, processor=None, dtype=np.float64)
+                                   score_cutoff=SCAN_MIN, processor=None, dtype=np.float64,
+                                   workers=SCAN_WORKERS)
             for core, row in zip(batch, scores, strict=True):
                 hits = np.flatnonzero(row)  # (below the cutoff a score is 0)
                 order = np.lexsort((hits, -row[hits]))[:SCAN_KEPT]

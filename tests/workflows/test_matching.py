@@ -160,6 +160,31 @@ def test_a_statements_payer_lines_prepared_together_match_as_one_at_a_time() -> 
         assert found == pn.CustomerDirectory(customers)._scan(core)
 
 
+def test_a_typo_scan_adds_scores_as_if_the_whole_pool_were_scored_again() -> None:
+    # given look-alike names where the indexes (prefix, first word) find some customers and
+    # the typo scan others
+    names = ["Globex Corporation", "Globex Holdings Ltd", "Glbex Corp", "Initech LLC",
+             "Initek Systems", "Acme Widgets Inc", "Acme Widgets Europe GmbH", "Akme Widgets",
+             "Hooli", "Hooly Labs", "Stark Logistics", "Stark Logistik GmbH"]
+    customers = [pn.CustomerName(n, name, f"C{n}", "EUR" if n % 5 == 0 else "USD")
+                 for n, name in enumerate(names * 2, start=1)]
+    directory = pn.CustomerDirectory(customers)
+    payers = ["GLOBX CORPORATION", "INITEK LLC", "ACH CREDIT AKME WIDGETS CCD", "HOOLI",
+              "STARK LOGISTCS", "GLOBEX HOLDINGS", "NOBODY AT ALL"]
+    both = 0  # payer lines the indexes and the scan each found customers for
+    for payer in payers:
+        for currency in ("USD", "EUR", None):
+            forms = pn.payer_forms(payer)
+            pool, scored = directory._indexed(forms, currency)
+            scan = set(directory._scan(forms[-1].core))
+            whole = directory._scored(pool | scan, forms, currency)
+            both += bool(pool) and bool(scan - pool)
+            # when the scan's customers are added to the scores the indexes found
+            # then the answer is that of scoring the pool and the scan's customers together
+            assert directory._with_scan(set(pool), scored, forms, currency) == whole
+    assert both
+
+
 # -- combinations --------------------------------------------------------------------------------
 def test_subset_search_finds_combinations_that_are_not_oldest_first() -> None:
     values = [500, 120, 300, 75, 40]
