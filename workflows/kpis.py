@@ -80,7 +80,7 @@ from models import (
     money,
 )
 from workflows import snapshot_reads
-from workflows.receivables import aging_by_currency, settled_later
+from workflows.receivables import aging_by_currency, ar_total_parts
 
 WINDOW_DAYS = 90
 COUNT_BACK_MONTHS = 36
@@ -251,8 +251,8 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
     nothing), PostgreSQL runs them at once on several pooled connections sharing the
     session's snapshot (`workflows.snapshot_reads`) — first what needs no home currency (the
     aging, which also sums the open part of AR the day before the window, cash application,
-    approvals, cycle time, accuracy, disputes), then what does (credit sales, the settlements
-    dated after the day before the window, bad debt). The same answers as one after
+    approvals, cycle time, accuracy, disputes), then what does (credit sales, each kind of
+    settlement dated after the day before the window, bad debt). The same answers as one after
     another, which SQLite and the default do."""
     start = as_of - timedelta(days=window_days - 1)
     snapshot = snapshot_reads.exported_snapshot(session) if concurrently else None
@@ -293,14 +293,16 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
     whole = (snapshot is not None and home is not None
              and home.open_issued_by.get(older, 0) > 0)
     sales_jobs = sales.jobs(whole=whole)
-    # AR the day before the window (CEI): the open part came with the aging; the
-    # settlements dated later in one statement
-    later = settled_later(currency, before, known_at=known_at)
-    bad_debt, settled, *ranges = reads([
+    # AR the day before the window (CEI): the open part came with the aging; each kind of
+    # settlement dated later is a statement of its own (at once, on other connections: one
+    # statement over the three joined the invoices once but was the longest of its batch)
+    _, *later = ar_total_parts(currency, before, known_at=known_at)
+    bad_debt, *settled = reads([
         lambda s: _bad_debt(s, currency, start, as_of, known_at),
-        lambda s: int(s.exec(later).one()), *sales_jobs])
+        *(lambda s, part=part: int(s.exec(part).one()) for part in later), *sales_jobs])
+    settled, ranges = settled[:len(later)], settled[len(later):]
     sales.load(ranges)
-    begin = (home.open_issued_by.get(before, 0) if home is not None else 0) + settled
+    begin = (home.open_issued_by.get(before, 0) if home is not None else 0) + sum(settled)
     report.credit_sales_minor = sales.between(start, as_of)
     if report.credit_sales_minor:
         in_window = Decimal(report.credit_sales_minor)

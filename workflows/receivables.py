@@ -204,25 +204,15 @@ def ar_total(session: Session, currency: str, as_of: date, *,
 
 def ar_total_parts(currency: str, as_of: date, *, known_at: datetime | None = None
                    ) -> list[sa.Select]:
-    """`ar_total`'s two independent sums: what is open today of the invoices issued by then
-    (also `aging_by_currency(issued_by=[as_of])`), and `settled_later`."""
+    """`ar_total`'s independent sums: what is open today of the invoices issued by then (also
+    `aging_by_currency(issued_by=[as_of])`), then each kind of settlement dated later —
+    callers may run them at once (`workflows.snapshot_reads`)."""
     scope = [Invoice.currency == currency, *invoices_known(as_of, known_at)]
     return [select(sa.func.coalesce(sa.func.sum(Invoice.balance_minor), 0))
             .where(Invoice.balance_minor > 0, *scope),
-            settled_later(currency, as_of, known_at=known_at)]
-
-
-def settled_later(currency: str, as_of: date, *, known_at: datetime | None = None
-                  ) -> sa.Select:
-    """SQL: the sum of every settlement (allocations, credit notes, write-offs) that does not
-    count at the end of `as_of` (`not_counted`) on the invoices of `currency` issued by then —
-    one statement: each table's `effective_date` index range, joined to the invoices once."""
-    later = sa.union_all(*(
-        select(model.invoice_id.label("invoice_id"), model.amount_minor.label("amount"))
-        .where(not_counted(model, as_of, known_at)) for model in SETTLEMENTS)).subquery()
-    return (select(sa.func.coalesce(sa.func.sum(later.c.amount), 0))
-            .select_from(later).join(Invoice, Invoice.id == later.c.invoice_id)
-            .where(Invoice.currency == currency, *invoices_known(as_of, known_at)))
+            *(select(sa.func.coalesce(sa.func.sum(model.amount_minor), 0))
+              .join(Invoice, Invoice.id == model.invoice_id)
+              .where(not_counted(model, as_of, known_at), *scope) for model in SETTLEMENTS)]
 
 
 def held_at(as_of: date, known_at: datetime | None = None) -> tuple[sa.ColumnElement, list]:
