@@ -164,9 +164,11 @@ def count_back_months(as_of: date) -> list[tuple[date, date]]:
 
 class _Sales:
     """Credit sales of one currency by day, read in at most two grouped queries: the first
-    (`first_range`) covers the window and the newest months (where the count-back usually
-    stops), the second, only when AR is larger than that, the rest of the count-back's three
-    years (through `reads`, so in the same snapshot as the rest)."""
+    (`first_range`, from `first_start`) covers the window and the newest months (where the
+    count-back usually stops), the second (`rest`) the rest of the count-back's three years —
+    read with the first when `jobs(whole=True)` (the caller expects the count-back to go
+    further back), else only when the count-back gets there (through `reads`, so in the same
+    snapshot as the rest)."""
 
     FIRST_MONTHS = 4
 
@@ -174,20 +176,36 @@ class _Sales:
                  known_at: datetime | None, reads: Callable[[list], list]) -> None:
         self.currency, self.known_at, self.reads = currency, known_at, reads
         self.months = count_back_months(as_of)
-        self.start = min(window_start, self.months[self.FIRST_MONTHS - 1][0])
+        self.start = self.first_start(as_of, window_start)
         self.as_of = as_of
         self.daily: dict[date, int] = {}
+
+    @classmethod
+    def first_start(cls, as_of: date, window_start: date) -> date:
+        return min(window_start, count_back_months(as_of)[cls.FIRST_MONTHS - 1][0])
 
     def first_range(self, session: Session) -> dict[date, int]:
         return sales_by_day(session, self.currency, self.start, self.as_of,
                             known_at=self.known_at)
 
+    def rest(self, session: Session) -> dict[date, int]:
+        return sales_by_day(session, self.currency, self.months[-1][0],
+                            self.start - timedelta(days=1), known_at=self.known_at)
+
+    def jobs(self, *, whole: bool) -> list[Callable[[Session], dict[date, int]]]:
+        return [self.first_range, self.rest] if whole else [self.first_range]
+
+    def load(self, ranges: list[dict[date, int]]) -> None:
+        """Take `jobs`' results."""
+        for daily in ranges:
+            self.daily.update(daily)
+        if len(ranges) == 2:
+            self.start = self.months[-1][0]
+
     def between(self, start: date, end: date) -> int:
         if start < self.start:
-            first, last = self.months[-1][0], self.start - timedelta(days=1)
-            self.daily.update(self.reads([lambda s: sales_by_day(
-                s, self.currency, first, last, known_at=self.known_at)])[0])
-            self.start = first
+            self.daily.update(self.reads([self.rest])[0])
+            self.start = self.months[-1][0]
         if start < self.start:
             return self.reads([lambda s: sales_between(s, self.currency, start, end,
                                                        known_at=self.known_at)])[0]
@@ -232,8 +250,9 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
     The statements are independent reads: with `concurrently` (a session that has written
     nothing), PostgreSQL runs them at once on several pooled connections sharing the
     session's snapshot (`workflows.snapshot_reads`) — first what needs no home currency (the
-    aging, cash application, approvals, cycle time, accuracy, disputes), then what does
-    (credit sales, AR the day before the window, bad debt). The same answers as one after
+    aging, which also sums the open part of AR the day before the window, cash application,
+    approvals, cycle time, accuracy, disputes), then what does (credit sales, each kind of
+    settlement dated after the day before the window, bad debt). The same answers as one after
     another, which SQLite and the default do."""
     start = as_of - timedelta(days=window_days - 1)
     snapshot = snapshot_reads.exported_snapshot(session) if concurrently else None
@@ -244,8 +263,12 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
 
     report = KpiReport(as_of=as_of, window_days=window_days, currency=None,
                        known_at=known_at)
+    # the aging's pass over the open invoices also sums those issued the day before the
+    # window (AR then: its first part) and before the credit sales' first range (a hint)
+    before, first_start = start - timedelta(days=1), _Sales.first_start(as_of, start)
+    older = first_start - timedelta(days=1)
     aging, payments, _, deductions = reads([
-        lambda s: aging_by_currency(s, as_of, known_at=known_at),
+        lambda s: aging_by_currency(s, as_of, known_at=known_at, issued_by=(before, older)),
         lambda s: _payments(s, start, as_of, known_at),
         lambda s: (_approvals(s, report, start, as_of), _cycle_time(s, report, start, as_of)),
         lambda s: _quality(s, report, start, as_of)])
@@ -260,15 +283,26 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
     if not currency:
         return report
     days = Decimal(window_days)
-    if currency in aging:
-        report.ar_minor = aging[currency].total
-        report.current_ar_minor = aging[currency].buckets["current"]
+    home = aging.get(currency)
+    if home is not None:
+        report.ar_minor = home.total
+        report.current_ar_minor = home.buckets["current"]
     sales = _Sales(currency, as_of, start, known_at, reads)
-    # AR the day before the window (CEI): its total only (one sum per part), not an aging
-    parts = ar_total_parts(currency, start - timedelta(days=1), known_at=known_at)
-    sales.daily, bad_debt, *before = reads([
-        sales.first_range, lambda s: _bad_debt(s, currency, start, as_of, known_at),
-        *(lambda s, part=part: int(s.exec(part).one()) for part in parts)])
+    # read the count-back's older months at once (other connections) when open AR was
+    # issued before its first range: the count-back then usually goes back that far
+    whole = (snapshot is not None and home is not None
+             and home.open_issued_by.get(older, 0) > 0)
+    sales_jobs = sales.jobs(whole=whole)
+    # AR the day before the window (CEI): the open part came with the aging; each kind of
+    # settlement dated later is a statement of its own (at once, on other connections: one
+    # statement over the three joined the invoices once but was the longest of its batch)
+    _, *later = ar_total_parts(currency, before, known_at=known_at)
+    bad_debt, *settled = reads([
+        lambda s: _bad_debt(s, currency, start, as_of, known_at),
+        *(lambda s, part=part: int(s.exec(part).one()) for part in later), *sales_jobs])
+    settled, ranges = settled[:len(later)], settled[len(later):]
+    sales.load(ranges)
+    begin = (home.open_issued_by.get(before, 0) if home is not None else 0) + sum(settled)
     report.credit_sales_minor = sales.between(start, as_of)
     if report.credit_sales_minor:
         in_window = Decimal(report.credit_sales_minor)
@@ -276,7 +310,6 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
         report.best_possible_dso = _q(Decimal(report.current_ar_minor) / in_window * days)
         report.average_days_delinquent = _q(report.dso - report.best_possible_dso)
     report.count_back_dso = _q(_count_back(sales, report.ar_minor))
-    begin = sum(before)
     denominator = begin + report.credit_sales_minor - report.current_ar_minor
     if denominator > 0:
         numerator = begin + report.credit_sales_minor - report.ar_minor
@@ -306,7 +339,9 @@ def _payments(session: Session, start: date, end: date, known: datetime | None
         .where(Payment.received_at >= _start_of(start),
                Payment.received_at < _start_of(end + timedelta(days=1)),
                *_known(Payment.created_at, known))
-        .group_by(Payment.id, Payment.status, Payment.currency, Payment.amount_minor)
+        # (by the key alone: the payment's other columns depend on it; grouping by its
+        # strings too cost a comparison of each per row)
+        .group_by(Payment.id)
         .subquery())
     p = per_payment.c
     # (with `known_at`, a payment counts as matched if the engine had allocated from it by then)

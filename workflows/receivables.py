@@ -42,6 +42,7 @@ overdue figure leaves what is in dispute out; the buckets and the total (DSO) ke
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -112,6 +113,10 @@ class Aging:
     oldest_due: date | None = None  # the earliest due date of an invoice open at `as_of`
     # of each bucket, how much is held in dispute (module docstring)
     in_dispute: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BUCKETS, 0))
+    # `aging_by_currency(issued_by=...)`: per day asked for, the balance open now (today's
+    # `balance_minor`) of the invoices issued on or before it, read in the aging's own pass
+    # (a day absent: 0, as when the currency has nothing open now)
+    open_issued_by: dict[date, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -133,30 +138,40 @@ class Aging:
 
 
 def aging_by_currency(session: Session, as_of: date, *, customer_id: int | None = None,
-                      known_at: datetime | None = None,
+                      known_at: datetime | None = None, issued_by: Sequence[date] = (),
                       now: datetime | None = None) -> dict[str, Aging]:
     """Open balances at the end of `as_of` per aging bucket, one `Aging` per currency (amounts
     never mix), by economic date; with `known_at`, as the books knew them at that moment (see
     the module docstring). `now` is not needed (a day's figures do not depend on when they
-    are asked) and is accepted for callers that pass the clock."""
+    are asked) and is accepted for callers that pass the clock.
+
+    `issued_by` (days before `as_of`): also sums, in the same pass over the open invoices,
+    each day's `Aging.open_issued_by` — the first part of `ar_total` of that day (the KPIs'
+    AR the day before their window) without a pass of its own."""
     result: dict[str, Aging] = {}
     scope = invoices_known(as_of, known_at, customer_id)
+    issued_by = list(dict.fromkeys(issued_by))  # each day once
 
-    def add(rows: list) -> None:
-        for currency, name, amount, count, oldest in rows:
+    def add(rows: list, days: Sequence[date] = ()) -> None:
+        for currency, name, amount, count, oldest, *by_day in rows:
             aging = result.setdefault(currency, Aging(currency))
             aging.buckets[name] += int(amount or 0)
             aging.counts[name] += int(count or 0)
             if oldest is not None and (aging.oldest_due is None or oldest < aging.oldest_due):
                 aging.oldest_due = oldest
+            for day, open_minor in zip(days, by_day, strict=True):
+                aging.open_issued_by[day] = (aging.open_issued_by.get(day, 0)
+                                             + int(open_minor or 0))
 
     # what is open today, of the invoices issued by then
     bucket = bucket_case(Invoice.due_date, as_of).label("bucket")
     add(session.exec(
         select(Invoice.currency, bucket, sa.func.sum(Invoice.balance_minor), sa.func.count(),
-               sa.func.min(Invoice.due_date))
+               sa.func.min(Invoice.due_date),
+               *(sa.func.sum(sa.case((Invoice.issue_date <= day, Invoice.balance_minor),
+                                     else_=0)) for day in issued_by))
         .where(Invoice.balance_minor > 0, *scope)
-        .group_by(Invoice.currency, bucket)).all())
+        .group_by(Invoice.currency, bucket)).all(), issued_by)
     # plus what was settled with a later date; an invoice paid off since counts again
     moves = sa.union_all(*(
         select(Invoice.id.label("invoice_id"), Invoice.currency.label("currency"),
@@ -189,7 +204,8 @@ def ar_total(session: Session, currency: str, as_of: date, *,
 
 def ar_total_parts(currency: str, as_of: date, *, known_at: datetime | None = None
                    ) -> list[sa.Select]:
-    """`ar_total`'s independent sums (open invoices; each kind of settlement dated later):
+    """`ar_total`'s independent sums: what is open today of the invoices issued by then (also
+    `aging_by_currency(issued_by=[as_of])`), then each kind of settlement dated later —
     callers may run them at once (`workflows.snapshot_reads`)."""
     scope = [Invoice.currency == currency, *invoices_known(as_of, known_at)]
     return [select(sa.func.coalesce(sa.func.sum(Invoice.balance_minor), 0))

@@ -156,10 +156,23 @@ def test_grouped_kpis_equal_the_per_month_formulas(db_factory, ops) -> None:
                     report = kpis.compute(session, day, known_at=known_at)
                     expected = reference(session, day, known_at)
                     # then: the same figures as the per-month queries and the second aging
+                    before = day - timedelta(days=kpis.WINDOW_DAYS)
                     for currency, figures in expected.items():
                         assert receivables.ar_total(
-                            session, currency, day - timedelta(days=kpis.WINDOW_DAYS),
+                            session, currency, before,
                             known_at=known_at) == figures["ar_before"], (day, currency)
+                    # and the aging's own pass sums the open part of earlier days' AR (what
+                    # the KPIs add to `settled_later` for AR the day before the window)
+                    earlier = (before, before - timedelta(days=45), before)
+                    aging = receivables.aging_by_currency(session, day, known_at=known_at,
+                                                          issued_by=earlier)
+                    for currency in {*aging, *expected}:
+                        for then in earlier:
+                            open_part, *_ = receivables.ar_total_parts(
+                                currency, then, known_at=known_at)
+                            summed = aging[currency].open_issued_by.get(then, 0) \
+                                if currency in aging else 0
+                            assert summed == session.exec(open_part).one(), (day, then)
                     old = kpis.KpiReport(as_of=day, window_days=kpis.WINDOW_DAYS,
                                          currency=report.currency, known_at=known_at)
                     window = (day - timedelta(days=kpis.WINDOW_DAYS - 1), day)
@@ -213,6 +226,36 @@ def test_kpis_read_at_once_equal_the_kpis_read_one_after_another(db_factory, ops
     finally:
         database.dispose()
         db_factory.drop(url)
+
+
+def test_a_count_back_older_than_its_first_range_is_the_same_read_at_once(db) -> None:
+    from tests.support import factories as f
+
+    # given: open invoices issued over ten months, so the count-back walks back beyond the
+    # credit sales' first range (on PostgreSQL, read at once with it), and a paid one
+    as_of = date(2026, 11, 23)
+    with db.transaction() as s:
+        f.customer(s)
+        for n in range(10):
+            issued = as_of - timedelta(days=30 * n + 3)
+            f.invoice(s, f"INV-2026-{n + 1:06d}", issued=issued, total=f"{100 + n}.00",
+                      due=issued + timedelta(days=30))
+    # when the KPIs are read one statement after another, and at once
+    with db.read_session() as session:
+        one_by_one = kpis.compute(session, as_of)
+        count_back = kpis._q(reference_count_back(session, "USD", as_of,
+                                                  one_by_one.ar_minor, None))
+        ar_before = receivables.ar_total(session, "USD",
+                                         as_of - timedelta(days=kpis.WINDOW_DAYS))
+    with db.read_session() as session:
+        at_once = kpis.compute(session, as_of, concurrently=True)
+    # then the same figures, and the count-back of the per-month formula (beyond 4 months)
+    assert kpis.to_json(at_once) == kpis.to_json(one_by_one)
+    assert at_once.count_back_dso == count_back and count_back > 150
+    # and CEI counts AR the day before the window as `ar_total` does
+    sales = at_once.credit_sales_minor
+    assert at_once.cei == kpis._q(Decimal(ar_before + sales - at_once.ar_minor)
+                                  / Decimal(ar_before + sales - at_once.current_ar_minor) * 100)
 
 
 def test_reads_at_once_see_the_snapshot_of_the_session_that_exported_it(db) -> None:
