@@ -137,5 +137,3 @@ def history(session: Session, order_id: int) -> list[dict]:
     return [{"kind": e.data.get("kind"), "at": e.at, "to": e.data.get("to"),
              "sent": e.action == NOTICE_ACTION, "why": None if e.action == NOTICE_ACTION
              else e.reason} for e in events]
-
-
