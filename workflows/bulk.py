@@ -13,11 +13,13 @@ the two row by row).
 Only on SQLite (positional `?` parameters, one `executemany`); on PostgreSQL SQLAlchemy
 batches INSERTs its own way (`insertmanyvalues`), and rows whose keys differ from the first's
 go the ordinary way too.
+
+`in_parts` cuts many keys into bounded `IN (...)` lists, for reads of many rows by key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,6 +27,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 _CACHE_KEY = "workflows.bulk.inserts"
+IN_LIST = 500  # keys per `IN (...)` list: well within every driver's parameter limit
+
+
+def in_parts(values: Iterable, size: int = IN_LIST) -> Iterator[list]:
+    """`values` sorted, in lists of at most `size` (for `column.in_(part)` reads)."""
+    ordered = sorted(values)
+    for start in range(0, len(ordered), size):
+        yield ordered[start:start + size]
 
 
 def upsert_insert(session: Session, table: Any):

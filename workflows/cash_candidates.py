@@ -26,13 +26,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
 from models import Customer, Invoice
-from workflows import matching, payer_names, remittance
+from workflows import bulk, matching, payer_names, remittance
 from workflows.matching import Evidence, Learned, OpenItem, PaymentFacts
 from workflows.payer_names import CustomerDirectory, CustomerName
 
@@ -47,7 +46,6 @@ NAMED_CACHE = 20_000  # texts whose named invoices a run remembers
 MAX_CUSTOMERS = 5  # customers whose open invoices are loaded
 SAME_AMOUNT_SHOWN = 6  # invoices of anyone with exactly the amount, as suggestions
 AMOUNT_READ = 32  # invoices with one amount read at a time (by id)
-IN_CHUNK = 500
 
 _INV = Invoice.__table__
 # The three reads of the book run thousands of times per statement with hundreds of values
@@ -113,12 +111,6 @@ def _read(session: Session, sql: str, values: list, *before: object,
         def day(value: date) -> date:
             return days.setdefault(value.isoformat(), value)
     return [(*r[:6], day(r[6]), *r[7:]) for r in rows]
-
-
-def _chunks(values: Iterable[Any], size: int = IN_CHUNK) -> Iterable[list]:
-    ordered = sorted(values)
-    for start in range(0, len(ordered), size):
-        yield ordered[start:start + size]
 
 
 # -- customer names, cached per database ---------------------------------------------------------
@@ -250,7 +242,7 @@ class OpenBook:
 
     def _read_keys(self, keys: set[str]) -> None:
         wanted = {k for k in keys if k not in self._key_ids}
-        for chunk in _chunks(wanted):
+        for chunk in bulk.in_parts(wanted):
             for key in chunk:
                 self._key_ids[key] = []
             rows = _read(self.session, _BY_KEYS, chunk, days=self._days)
@@ -259,7 +251,7 @@ class OpenBook:
 
     def _read_customers(self, customers: set[int]) -> None:
         wanted = customers - set(self._customers)
-        for chunk in _chunks(wanted):
+        for chunk in bulk.in_parts(wanted):
             found: dict[int, list[int]] = defaultdict(list)
             rows = _read(self.session, _OPEN_OF, chunk, days=self._days)
             for row, item_id in zip(rows, self._remember(rows), strict=True):
@@ -276,7 +268,7 @@ class OpenBook:
             by_currency[currency].add(amount)
             self._amount_ids[(currency, amount)] = []
         for currency, amounts in by_currency.items():
-            for chunk in _chunks(amounts):
+            for chunk in bulk.in_parts(amounts):
                 rows = _read(self.session, _SAME_AMOUNT, chunk, currency, days=self._days,
                              after=(AMOUNT_READ,))
                 for row, item_id in zip(rows, self._remember(rows), strict=True):

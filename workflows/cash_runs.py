@@ -334,12 +334,12 @@ class CashRun:
         live = [t for t in tickets if t.error is None]
         ids = {t.data.external_id for t in live if t.data.external_id}
         known: dict[str, tuple[int, int, str, datetime]] = {}
-        for chunk in _chunks(ids):
+        for chunk in bulk.in_parts(ids):
             for pid, ext, amount, currency, received in self.session.connection().execute(
                     _EXISTING, {"ids": chunk}):
                 known[ext] = (pid, amount, currency, received)
         wanted = {t.data.customer for t in live if t.data.customer} - set(self._customers)
-        for chunk in _chunks(wanted):
+        for chunk in bulk.in_parts(wanted):
             for ext, cid, name, currency in self.session.connection().execute(
                     _CUSTOMERS, {"ids": chunk}):
                 self._customers[ext] = (cid, name, currency)
@@ -598,14 +598,14 @@ class CashRun:
         if not (links or paid or events):
             return
         invoices: dict[int, Invoice] = {}
-        for chunk in _chunks(touched):
+        for chunk in bulk.in_parts(touched):
             invoices.update((i.id, i) for i in self.session.exec(
                 select(Invoice).where(Invoice.id.in_(chunk))
                 .execution_options(populate_existing=True)))
         payments: dict[int, Payment] = {}
         if events:
             new = [d.ticket.payment_id for d in decisions if d.existing is None]
-            for chunk in _chunks(new):
+            for chunk in bulk.in_parts(new):
                 payments.update((p.id, p) for p in self.session.exec(
                     select(Payment).where(Payment.id.in_(chunk))
                     .execution_options(populate_existing=True)))
@@ -775,7 +775,3 @@ def card_of(session: Session, payment_id: int) -> int | None:
             OutboxMessage.__table__.c.dedupe_key == f"cashapp-review:{payment_id}")).scalar()
 
 
-def _chunks(values: Iterable, size: int = 500) -> Iterable[list]:
-    ordered = sorted(values)
-    for start in range(0, len(ordered), size):
-        yield ordered[start:start + size]

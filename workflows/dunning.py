@@ -687,16 +687,16 @@ def people_contexts(session: Session, record: DunningRunRecord, *, top: int = PE
                    for _, c in best}
     customer_ids = {cid for levels in shown.values() for best in levels.values()
                     for cid, _ in best}
-    invoices = {row.id: row for ids in _parts(invoice_ids) for row in session.execute(
+    invoices = {row.id: row for ids in bulk.in_parts(invoice_ids) for row in session.execute(
         select(inv.c.id, inv.c.number, inv.c.currency, inv.c.due_date,
                (inv.c.balance_minor - inv.c.disputed_minor).label("due"))
         .where(inv.c.id.in_(ids))).all()}
-    fees = {(row.fee_for_invoice_id, row.fee_level): row for ids in _parts(invoice_ids)
+    fees = {(row.fee_for_invoice_id, row.fee_level): row for ids in bulk.in_parts(invoice_ids)
             for row in session.execute(  # the late fee charged at that level, if any
                 select(inv.c.fee_for_invoice_id, inv.c.fee_level, inv.c.number,
                        inv.c.total_minor, inv.c.currency)
                 .where(inv.c.fee_for_invoice_id.in_(ids), inv.c.fee_level.in_(list(kinds))))}
-    customers = {row.id: row for ids in _parts(customer_ids) for row in session.execute(
+    customers = {row.id: row for ids in bulk.in_parts(customer_ids) for row in session.execute(
         select(cust.c.id, cust.c.name, cust.c.credit_hold).where(cust.c.id.in_(ids))).all()}
     out = {}
     for user, levels in people.items():
@@ -734,12 +734,6 @@ def people_contexts(session: Session, record: DunningRunRecord, *, top: int = PE
                      "customers": len({cid for lv in levels.values() for cid in lv}),
                      "notices": sum(s["invoices"] for s in sections), "kinds": sections}
     return out
-
-
-def _parts(ids: set[int], size: int = 500) -> list[list[int]]:
-    """`ids` in sorted parts of `size` (bounded IN lists)."""
-    ordered = sorted(ids)
-    return [ordered[i:i + size] for i in range(0, len(ordered), size)]
 
 
 def summary_context(session: Session, record: DunningRunRecord) -> dict | None:
