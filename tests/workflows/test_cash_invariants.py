@@ -18,7 +18,6 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlmodel import SQLModel
 
 from bot.db import Database
 from models import (
@@ -263,41 +262,26 @@ def back_office(session, op: tuple, numbers: list[str]) -> None:
 
 
 class Scratch:
-    """An empty, migrated database for each Hypothesis example. SQLite: a fresh copy of the
-    template (a file copy). PostgreSQL: one database for the module, emptied before each
-    example by one `TRUNCATE ... RESTART IDENTITY` of every table (ids start at 1 again) —
-    a `CREATE DATABASE ... TEMPLATE` per example (a checkpoint and a copy of every file) was
-    most of this module's time there."""
+    """An empty, migrated database for each Hypothesis example: the factory's (SQLite: a copy
+    of the template file; PostgreSQL: a released database emptied again, or a new copy)."""
 
     def __init__(self, factory) -> None:
         self.factory = factory
-        self.url = factory.create() if factory.kind == "postgresql" else None
 
     @contextmanager
     def database(self) -> Iterator[Database]:
-        url = self.url or self.factory.create()
+        url = self.factory.create()
         database = Database(url)
         try:
-            if self.url is not None:
-                tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
-                with database.engine.begin() as conn:
-                    conn.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
             yield database
         finally:
             database.dispose()
-            if self.url is None:
-                self.factory.drop(url)
-
-    def close(self) -> None:
-        if self.url is not None:
-            self.factory.drop(self.url)
+            self.factory.drop(url)
 
 
 @pytest.fixture(scope="module")
-def scratch(db_factory) -> Iterator[Scratch]:
-    scratch = Scratch(db_factory)
-    yield scratch
-    scratch.close()
+def scratch(db_factory) -> Scratch:
+    return Scratch(db_factory)
 
 
 @settings(max_examples=examples(25), deadline=None,
