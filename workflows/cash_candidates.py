@@ -20,7 +20,6 @@ ORM's per-statement overhead was a third of the time.
 
 from __future__ import annotations
 
-import operator
 import threading
 import time
 from collections import defaultdict
@@ -60,12 +59,9 @@ _COLUMNS = ("id, number, customer_id, currency, balance_minor, total_minor, issu
 # changes, so the driver parses and prepares it once; SQLite gets `IN (?, ?, ...)`.
 _BY_KEYS = f"SELECT {_COLUMNS} FROM invoices WHERE number_key {{in_text}}"  # noqa: S608
 # (every open invoice of these customers, oldest due first; cut to MAX_OPEN_INVOICES here:
-# a window function doing it in SQL made the query half again as slow. The due date comes
-# last, after the `OpenItem` columns, and the rows are put in order (customer, due date, id)
-# by `_read`: SQLite sorted them in a temporary B-tree, a third of the query's time)
-_OPEN_OF = (f"SELECT {_COLUMNS}, due_date FROM invoices WHERE customer_id "  # noqa: S608
-            "{in_int} AND balance_minor > 0")
-_BY_DUE = operator.itemgetter(2, 10, 0)  # (customer, due date, id) of an `_OPEN_OF` row
+# a window function doing it in SQL made the query half again as slow)
+_OPEN_OF = (f"SELECT {_COLUMNS} FROM invoices WHERE customer_id {{in_int}} "  # noqa: S608
+            "AND balance_minor > 0 ORDER BY customer_id, due_date, id")
 # (the first `AMOUNT_READ` by id of each amount: a round amount may be open on thousands of
 # invoices, and only the first few that fit are ever shown; `_with_amount` reads on, page by
 # page, when those are not enough)
@@ -82,13 +78,10 @@ def _rows(session: Session, statement: sa.Select, params: dict | None = None) ->
 
 
 def _read(session: Session, sql: str, values: list, *before: object,
-          days: dict[str, date] | None = None, after: tuple = (),
-          by_due: bool = False) -> list[OpenItem]:
+          days: dict[str, date] | None = None, after: tuple = ()) -> list[OpenItem]:
     """Rows of one of the reads above for `values` (the list), after `before` (other
     parameters, in order) and before `after`, as `OpenItem`s with dates as `date` (one object
-    per day, from `days`: a quarter of a million invoices share a few hundred issue dates).
-    `by_due`: the rows carry their due date last, and are put in `_BY_DUE` order (the due
-    date compares alike as ISO text on SQLite and as a date on PostgreSQL)."""
+    per day, from `days`: a quarter of a million invoices share a few hundred issue dates)."""
     conn = session.connection()
     listed = "{in_" in sql  # (a statement without a list takes `before` alone)
     if conn.dialect.paramstyle == "qmark":  # SQLite
@@ -107,8 +100,6 @@ def _read(session: Session, sql: str, values: list, *before: object,
         cursor.close()
     if not rows:
         return rows
-    if by_due:
-        rows.sort(key=_BY_DUE)
     days = {} if days is None else days
     if type(rows[0][6]) is str:  # SQLite keeps dates as ISO text
         def day(text: str) -> date:
@@ -120,7 +111,7 @@ def _read(session: Session, sql: str, values: list, *before: object,
         def day(value: date) -> date:
             return days.setdefault(value.isoformat(), value)
     new = tuple.__new__  # (an `OpenItem` made at once: `_make` checks the length again)
-    return [new(OpenItem, (*r[:6], day(r[6]), *r[7:10])) for r in rows]
+    return [new(OpenItem, (*r[:6], day(r[6]), *r[7:])) for r in rows]
 
 
 # -- customer names, cached per database ---------------------------------------------------------
@@ -263,7 +254,7 @@ class OpenBook:
         wanted = customers - set(self._customers)
         for chunk in bulk.in_parts(wanted):
             found: dict[int, list[int]] = defaultdict(list)
-            rows = _read(self.session, _OPEN_OF, chunk, days=self._days, by_due=True)
+            rows = _read(self.session, _OPEN_OF, chunk, days=self._days)
             for row, item_id in zip(rows, self._remember(rows), strict=True):
                 found[row[2]].append(item_id)
             for cid in chunk:
