@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -82,6 +85,31 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+# Python's cyclic garbage collector looks at the young objects every 700 allocations and,
+# every few hundred thousand, at every object the process holds. A statement's import holds
+# millions (the customer directory, up to `cash_runs.BOOK_ITEMS` open invoices, the engine's
+# caches) and allocates millions more per chunk, nearly all freed by reference counting: at
+# 20,000 entries of 25,000 customers those scans were 13 % of the import's CPU, and found
+# almost nothing (the few cycles die young). This command is its own short-lived process, so
+# it scans less often while it imports; young cycles are still collected.
+IMPORT_GC_THRESHOLD = (100_000, 50, 1_000)
+
+
+@contextmanager
+def _import_gc() -> Iterator[None]:
+    """Fewer garbage-collector scans for one import (see `IMPORT_GC_THRESHOLD`): what the
+    process holds before it (modules, settings) is frozen out of every scan, young objects are
+    scanned every 100,000 allocations instead of 700, the whole heap practically never."""
+    before = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(*IMPORT_GC_THRESHOLD)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
+
+
 def cmd_import_bank_statement(args: argparse.Namespace) -> int:
     """`o2c import bank-statement FILE`: CSV or camt.053; every credit is matched."""
     from bot.db import Database
@@ -89,7 +117,7 @@ def cmd_import_bank_statement(args: argparse.Namespace) -> int:
 
     settings = _settings()
     db = Database(settings.database_url, policy=settings.policy())
-    with db.session() as session:
+    with db.session() as session, _import_gc():
         report = import_statement(session, Path(args.file), names=db.customer_names)
         if report.errors:
             session.rollback()

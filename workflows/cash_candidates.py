@@ -78,10 +78,10 @@ def _rows(session: Session, statement: sa.Select, params: dict | None = None) ->
 
 
 def _read(session: Session, sql: str, values: list, *before: object,
-          days: dict[str, date] | None = None, after: tuple = ()) -> list[tuple]:
+          days: dict[str, date] | None = None, after: tuple = ()) -> list[OpenItem]:
     """Rows of one of the reads above for `values` (the list), after `before` (other
-    parameters, in order) and before `after`, as tuples with dates as `date` (one object per
-    day, from `days`: a quarter of a million invoices share a few hundred issue dates)."""
+    parameters, in order) and before `after`, as `OpenItem`s with dates as `date` (one object
+    per day, from `days`: a quarter of a million invoices share a few hundred issue dates)."""
     conn = session.connection()
     listed = "{in_" in sql  # (a statement without a list takes `before` alone)
     if conn.dialect.paramstyle == "qmark":  # SQLite
@@ -110,7 +110,8 @@ def _read(session: Session, sql: str, values: list, *before: object,
     else:
         def day(value: date) -> date:
             return days.setdefault(value.isoformat(), value)
-    return [(*r[:6], day(r[6]), *r[7:]) for r in rows]
+    new = tuple.__new__  # (an `OpenItem` made at once: `_make` checks the length again)
+    return [new(OpenItem, (*r[:6], day(r[6]), *r[7:])) for r in rows]
 
 
 # -- customer names, cached per database ---------------------------------------------------------
@@ -230,13 +231,13 @@ class OpenBook:
         self._days: dict[str, date] = {}
 
     # -- reading ---------------------------------------------------------------------------------
-    def _remember(self, rows: Iterable) -> list[int]:
+    def _remember(self, rows: Iterable[OpenItem]) -> list[int]:
         """Ids of the rows, each kept as an `OpenItem` unless already known: what this run
         changed wins over what the database said before."""
-        items, ids, make = self.items, [], OpenItem._make
+        items, ids = self.items, []
         for row in rows:
             if row[0] not in items:
-                items[row[0]] = make(row)
+                items[row[0]] = row
             ids.append(row[0])
         return ids
 

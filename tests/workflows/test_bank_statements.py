@@ -278,6 +278,32 @@ def test_cli_imports_a_statement_and_a_second_run_changes_nothing(
     assert len(books.exec(select(Payment)).all()) == 3
 
 
+def test_the_cli_imports_with_fewer_collector_scans_and_restores_them_after(
+        books, database_url, tmp_path, monkeypatch, capsys) -> None:
+    # given: a statement, and the collector's thresholds as the process had them
+    import gc
+
+    from bot import cli
+
+    path = write(tmp_path, "camt053.xml", CAMT053)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    seen = []
+    real = bank_statements.import_statement
+
+    def recording(*args, **kwargs):
+        seen.append(gc.get_threshold())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bank_statements, "import_statement", recording)
+    # when
+    code = o2c(["import", "bank-statement", str(path)])
+    # then: imported with the import's thresholds, the process's own back afterwards
+    assert code == 0 and '"created": 3' in capsys.readouterr().out
+    assert seen == [cli.IMPORT_GC_THRESHOLD] != [before]
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (before, frozen)
+
+
 def test_cli_reports_errors_and_exits_non_zero(database_url, tmp_path, monkeypatch,
                                                capsys) -> None:
     monkeypatch.setenv("DATABASE_URL", database_url)
