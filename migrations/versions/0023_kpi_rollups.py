@@ -242,6 +242,7 @@ def downgrade() -> None:
             for event in ("insert", "delete", "update", "rekey"):
                 op.execute(f"DROP TRIGGER IF EXISTS kpi_rollup_{table}_{event}")
     op.drop_table("kpi_daily")
-    with op.batch_alter_table("payments") as batch:
-        batch.drop_column("manual_allocations")
-        batch.drop_column("auto_allocated_minor")
+    # (SQLite drops a plain column in place: a batch copy of payments would break the foreign
+    # keys that point at it)
+    for column in ("manual_allocations", "auto_allocated_minor"):
+        op.execute(f"ALTER TABLE payments DROP COLUMN {column}")
