@@ -48,6 +48,14 @@ settlements, payments, approvals, shipments, credit notes.
   amount (home currency).
 * **Bad-debt ratio** = bad-debt write-offs (reason `bad_debt`) dated in W / credit sales in W
   (home currency).
+
+Where the figures are read (the same answers either way, to the cent): without `known_at`,
+credit sales, the sales invoices issued, AR the day before W, bad debt and the cash-application
+counts and amounts come from `kpi_daily` — per currency and day, kept by database triggers in
+the statement of every write to invoices, allocations, credit notes, write-offs and payments
+(migration 0023_kpi_rollups; `workflows.invariants.validate_kpi_rollups` recomputes it) — so
+only the aging, the disputes, approvals and shipments read many rows. With `known_at` (what was
+recorded by a moment) every figure is read from the base rows.
 """
 
 from __future__ import annotations
