@@ -164,12 +164,17 @@ class KpiDaily(SQLModel, table=True):
       allocation (applied or partially applied, `Payment.manual_allocations` = 0 and
       `Payment.auto_allocated_minor` ≠ 0) and what it allocated from them.
 
-    `workflows.invariants.validate_kpi_rollups` recomputes every row from the base tables."""
+    A day's figures are the sum of its rows over `stripe`: on PostgreSQL each server process
+    (connection) adds to a row of its own (`pg_backend_pid()`), so concurrent writers never
+    wait on each other's row; the backfill and SQLite use stripe 0.
+
+    `workflows.invariants.validate_kpi_rollups` recomputes every day from the base tables."""
 
     __tablename__ = "kpi_daily"
 
     currency: str = Field(primary_key=True, max_length=3)
     day: date = Field(primary_key=True)
+    stripe: int = Field(default=0, primary_key=True, sa_column_kwargs={"server_default": "0"})
     sales_minor: int = big_field(default=0, sa_column_kwargs={"server_default": "0"})
     invoices_issued: int = big_field(default=0, sa_column_kwargs={"server_default": "0"})
     settled_minor: int = big_field(default=0, sa_column_kwargs={"server_default": "0"})

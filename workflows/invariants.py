@@ -377,12 +377,16 @@ def validate_kpi_rollups(session: Session) -> list[str]:
     database triggers keep them in the same statement as every write (migration
     0023_kpi_rollups); they must equal a recomputation from the base rows, to the cent."""
     expected, problems = kpi_rollups_recomputed(session)
-    names = [c.name for c in KpiDaily.__table__.c if c.name not in ("currency", "day")]
+    names = [c.name for c in KpiDaily.__table__.c
+             if c.name not in ("currency", "day", "stripe")]
     stored = {}
-    for row in session.exec(select(KpiDaily)).all():
-        figures = {n: int(getattr(row, n)) for n in names if getattr(row, n)}
+    for currency, day, *values in session.exec(  # a day's stripes summed
+            select(KpiDaily.currency, KpiDaily.day,
+                   *(sa.func.sum(KpiDaily.__table__.c[n]) for n in names))
+            .group_by(KpiDaily.currency, KpiDaily.day)).all():
+        figures = {n: int(v) for n, v in zip(names, values, strict=True) if v}
         if figures:
-            stored[(row.currency, row.day)] = figures
+            stored[(currency, day)] = figures
     for key in sorted(set(expected) | set(stored), key=str):
         if expected.get(key, {}) != stored.get(key, {}):
             problems.append(f"kpi_daily {key[0]} {key[1]}: stored {stored.get(key, {})}, "

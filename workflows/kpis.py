@@ -349,10 +349,12 @@ def _daily(session: Session, first: date, last: date, before: date
     end of `before`: the sum of credit sales less settlements counted (each on the first day
     it counts in AR) over every day up to it (`models.system.KpiDaily`)."""
     d = KpiDaily
-    rows = session.exec(select(d.currency, d.day, d.sales_minor, d.invoices_issued,
-                               d.bad_debt_minor, d.payments, d.payments_auto,
-                               d.received_minor, d.auto_matched_minor)
-                        .where(d.day >= first, d.day <= last)).all()
+    sums = (sa.func.sum(c) for c in (d.sales_minor, d.invoices_issued, d.bad_debt_minor,
+                                     d.payments, d.payments_auto, d.received_minor,
+                                     d.auto_matched_minor))
+    rows = session.exec(select(d.currency, d.day, *sums)  # a day's stripes summed
+                        .where(d.day >= first, d.day <= last)
+                        .group_by(d.currency, d.day)).all()
     ar = {currency: int(total) for currency, total in session.exec(
         select(d.currency, sa.func.sum(d.sales_minor - d.settled_minor))
         .where(d.day <= before).group_by(d.currency)).all()}

@@ -1,6 +1,6 @@
 """KPI rollups: per currency and day, what the KPIs sum, kept by triggers (issue 18)
 
-* `kpi_daily (currency, day)`: credit sales and sales invoices issued, settlements by the
+* `kpi_daily (currency, day, stripe)`: credit sales and sales invoices issued, settlements by the
   first day they count in AR, bad-debt write-offs, payments received and those matched
   automatically (see `models.system.KpiDaily`).
 * `payments.auto_allocated_minor`, `payments.manual_allocations`: the sum of a payment's
@@ -43,6 +43,10 @@ WATCHED = {
                  "manual_allocations"),
 }
 SETTLEMENTS = ("allocations", "credit_notes", "write_offs")
+# The row of a day a write adds to: on PostgreSQL one per server process (connection), so
+# concurrent transactions never wait on each other's row of the same currency and day (nor
+# deadlock on two days' rows); the readers sum the stripes. SQLite has one writer: stripe 0.
+STRIPE = "0"
 
 
 def _later(pg: bool, a: str, b: str) -> str:
@@ -65,14 +69,14 @@ def _add(values: dict[str, str], currency: str, day: str, source: str | None = N
     names = ", ".join(values)
     sets = ", ".join(f"{c} = kpi_daily.{c} + excluded.{c}" for c in values)
     if source is None:
-        head = f"VALUES ({currency}, {day}, {', '.join(values.values())})"
+        head = f"VALUES ({currency}, {day}, {STRIPE}, {', '.join(values.values())})"
     else:
         sums = ", ".join(f"SUM({v})" if group else v for v in values.values())
-        head = (f"SELECT {currency}, {day}, {sums} FROM {source}"
+        head = (f"SELECT {currency}, {day}, {STRIPE}, {sums} FROM {source}"
                 + ("" if " WHERE " in source else " WHERE true")  # (SQLite's upsert needs one)
                 + (" GROUP BY 1, 2" if group else ""))
-    return (f"INSERT INTO kpi_daily (currency, day, {names}) {head} "
-            f"ON CONFLICT (currency, day) DO UPDATE SET {sets}")
+    return (f"INSERT INTO kpi_daily (currency, day, stripe, {names}) {head} "
+            f"ON CONFLICT (currency, day, stripe) DO UPDATE SET {sets}")
 
 
 def _statements(pg: bool, table: str, r: str, sign: str) -> tuple[list[str], list[str]]:
@@ -210,7 +214,9 @@ def backfill_sql(pg: bool) -> list[str]:
 
 
 def upgrade() -> None:
+    global STRIPE
     pg = op.get_bind().dialect.name == "postgresql"
+    STRIPE = "pg_backend_pid()" if pg else "0"
     if pg:  # no write between the backfill and the triggers
         op.execute("LOCK TABLE invoices, allocations, credit_notes, write_offs, payments "
                    "IN SHARE ROW EXCLUSIVE MODE")
@@ -223,8 +229,9 @@ def upgrade() -> None:
         "kpi_daily",
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("stripe", sa.Integer(), server_default="0", nullable=False),
         *(sa.Column(c, big, server_default="0", nullable=False) for c in COLUMNS),
-        sa.PrimaryKeyConstraint("currency", "day"),
+        sa.PrimaryKeyConstraint("currency", "day", "stripe"),
     )
     for statement in backfill_sql(pg):
         op.execute(statement)

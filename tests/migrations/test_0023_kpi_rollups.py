@@ -35,8 +35,9 @@ def previous_revision(database_url: str) -> str:
 
 def _rollups(conn: sa.Connection) -> list[tuple]:
     return [tuple(r) for r in conn.execute(sa.text(
-        "SELECT currency, day, sales_minor, invoices_issued, settled_minor, bad_debt_minor, "
-        "payments, payments_auto, received_minor, auto_matched_minor FROM kpi_daily "
+        "SELECT currency, day, SUM(sales_minor), SUM(invoices_issued), SUM(settled_minor), "
+        "SUM(bad_debt_minor), SUM(payments), SUM(payments_auto), SUM(received_minor), "
+        "SUM(auto_matched_minor) FROM kpi_daily GROUP BY currency, day "
         "ORDER BY currency, day"))]
 
 
