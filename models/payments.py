@@ -46,6 +46,12 @@ class Payment(SQLModel, table=True):
     confidence_bp: int | None = None  # 0..10000
     match_details: dict = json_field()
     created_at: datetime = ts_field(nullable=False, default_now=True)
+    # Kept by database triggers on `allocations` (migration 0023_kpi_rollups), never written
+    # here: the sum of its allocations other than "manual" ones and how many "manual" ones it
+    # has — what the KPIs' auto-match rate needs without reading the allocations
+    # (`workflows.kpis`; `workflows.invariants.validate_kpi_rollups` checks them).
+    auto_allocated_minor: int = big_field(default=0, sa_column_kwargs={"server_default": "0"})
+    manual_allocations: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class Allocation(SQLModel, table=True):

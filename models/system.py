@@ -146,3 +146,40 @@ class KpiSnapshot(SQLModel, table=True):
     computed_at: datetime = ts_field(nullable=False)
     audit_id: int = big_field(default=0)  # max(audit_log.id) when computed
     data: dict = json_field()
+
+
+class KpiDaily(SQLModel, table=True):
+    """Per currency and day, what the KPIs sum over days (`workflows.kpis`), kept by database
+    triggers in the same statement as every write to invoices, allocations, credit notes,
+    write-offs and payments (migration 0023_kpi_rollups), never written by Python:
+
+    * `sales_minor`: totals of the invoices issued that day (credit sales, late fees included);
+      `invoices_issued`: how many of them are sales (not late-fee invoices);
+    * `settled_minor`: allocations, credit notes and write-offs of the currency's invoices,
+      each on the later of its effective date and its invoice's issue date — the first day on
+      which it counts in AR, so AR(t) = Σ sales_minor − settled_minor over the days ≤ t;
+    * `bad_debt_minor`: bad-debt write-offs by effective date;
+    * `payments`, `received_minor`: payments by the UTC day of `received_at`;
+      `payments_auto`, `auto_matched_minor`: those the engine matched with no manual
+      allocation (applied or partially applied, `Payment.manual_allocations` = 0 and
+      `Payment.auto_allocated_minor` ≠ 0) and what it allocated from them.
+
+    A day's figures are the sum of its rows over `stripe`: on PostgreSQL each server process
+    (connection) adds to a row of its own (`pg_backend_pid()`), so concurrent writers never
+    wait on each other's row; the backfill and SQLite use stripe 0.
+
+    `workflows.invariants.validate_kpi_rollups` recomputes every day from the base tables."""
+
+    __tablename__ = "kpi_daily"
+
+    currency: str = Field(primary_key=True, max_length=3)
+    day: date = Field(primary_key=True)
+    stripe: int = Field(default=0, primary_key=True, sa_column_kwargs={"server_default": "0"})
+    sales_minor: int = big_field(default=0, sa_column_kwargs={"server_default": "0"})
+    invoices_issued: int = big_field(default=0, sa_column_kwargs={"server_default": "0"})
+    settled_minor: int = big_field(default=0, sa_column_kwargs={"server_default": "0"})
+    bad_debt_minor: int = big_field(default=0, sa_column_kwargs={"server_default": "0"})
+    payments: int = big_field(default=0, sa_column_kwargs={"server_default": "0"})
+    payments_auto: int = big_field(default=0, sa_column_kwargs={"server_default": "0"})
+    received_minor: int = big_field(default=0, sa_column_kwargs={"server_default": "0"})
+    auto_matched_minor: int = big_field(default=0, sa_column_kwargs={"server_default": "0"})

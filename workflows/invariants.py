@@ -6,6 +6,8 @@ a live database. Each says why it exists.
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
@@ -22,11 +24,13 @@ from models import (
     DisputeStatus,
     Invoice,
     InvoiceLine,
+    KpiDaily,
     Order,
     OrderLine,
     Payment,
     Product,
     WriteOff,
+    WriteOffReason,
     WriteOffRequest,
     WriteOffRequestStatus,
 )
@@ -312,9 +316,88 @@ def validate_deductions(session: Session) -> list[str]:
     return problems
 
 
+def kpi_rollups_recomputed(session: Session
+                           ) -> tuple[dict[tuple[str, object], dict[str, int]], list[str]]:
+    """`kpi_daily` as the base rows say it should be (its non-zero figures per currency and
+    day, see `models.system.KpiDaily`), and the payments whose `auto_allocated_minor` or
+    `manual_allocations` differ from their allocations."""
+    expected: dict[tuple[str, object], dict[str, int]] = {}
+
+    def add(currency: str, day: object, **figures: int) -> None:
+        row = expected.setdefault((currency, day), {})
+        for name, value in figures.items():
+            row[name] = row.get(name, 0) + int(value or 0)
+
+    not_fee = sa.case((Invoice.fee_for_invoice_id.is_(None), 1), else_=0)
+    for currency, day, sales, issued in session.exec(
+            select(Invoice.currency, Invoice.issue_date, sa.func.sum(Invoice.total_minor),
+                   sa.func.sum(not_fee)).group_by(Invoice.currency, Invoice.issue_date)).all():
+        add(currency, day, sales_minor=sales, invoices_issued=issued)
+    for model in (Allocation, CreditNote, WriteOff):
+        for currency, effective, issued_on, amount in session.exec(
+                select(Invoice.currency, model.effective_date, Invoice.issue_date,
+                       sa.func.sum(model.amount_minor))
+                .join(Invoice, Invoice.id == model.invoice_id)
+                .group_by(Invoice.currency, model.effective_date, Invoice.issue_date)).all():
+            add(currency, max(effective, issued_on), settled_minor=amount)
+    for currency, day, amount in session.exec(
+            select(Invoice.currency, WriteOff.effective_date, sa.func.sum(WriteOff.amount_minor))
+            .join(Invoice, Invoice.id == WriteOff.invoice_id)
+            .where(WriteOff.reason == WriteOffReason.BAD_DEBT)
+            .group_by(Invoice.currency, WriteOff.effective_date)).all():
+        add(currency, day, bad_debt_minor=amount)
+    is_manual = Allocation.method == "manual"
+    per_payment = (select(Allocation.payment_id,
+                          sa.func.sum(sa.case((is_manual, 0), else_=Allocation.amount_minor))
+                          .label("auto"),
+                          sa.func.sum(sa.case((is_manual, 1), else_=0)).label("manual"))
+                   .group_by(Allocation.payment_id).subquery())
+    problems = []
+    for pid, currency, received_at, status, amount, stored_auto, stored_manual, auto, manual \
+            in session.exec(
+                select(Payment.id, Payment.currency, Payment.received_at, Payment.status,
+                       Payment.amount_minor, Payment.auto_allocated_minor,
+                       Payment.manual_allocations, sa.func.coalesce(per_payment.c.auto, 0),
+                       sa.func.coalesce(per_payment.c.manual, 0))
+                .outerjoin(per_payment, per_payment.c.payment_id == Payment.id)).all():
+        if (stored_auto, stored_manual) != (auto, manual):
+            problems.append(f"payment {pid}: auto-allocated {stored_auto}, manual "
+                            f"allocations {stored_manual} stored; its allocations say "
+                            f"{auto}, {manual}")
+        matched = status in ("applied", "partially_applied") and manual == 0 and auto != 0
+        add(currency, received_at.astimezone(UTC).date(), payments=1,
+            payments_auto=int(matched), received_minor=amount,
+            auto_matched_minor=auto if matched else 0)
+    return ({key: {n: v for n, v in row.items() if v} for key, row in expected.items()
+             if any(row.values())}, problems)
+
+
+def validate_kpi_rollups(session: Session) -> list[str]:
+    """The KPIs read sums per day (`kpi_daily`) and per payment instead of the base rows:
+    database triggers keep them in the same statement as every write (migration
+    0023_kpi_rollups); they must equal a recomputation from the base rows, to the cent."""
+    expected, problems = kpi_rollups_recomputed(session)
+    names = [c.name for c in KpiDaily.__table__.c
+             if c.name not in ("currency", "day", "stripe")]
+    stored = {}
+    for currency, day, *values in session.exec(  # a day's stripes summed
+            select(KpiDaily.currency, KpiDaily.day,
+                   *(sa.func.sum(KpiDaily.__table__.c[n]) for n in names))
+            .group_by(KpiDaily.currency, KpiDaily.day)).all():
+        figures = {n: int(v) for n, v in zip(names, values, strict=True) if v}
+        if figures:
+            stored[(currency, day)] = figures
+    for key in sorted(set(expected) | set(stored), key=str):
+        if expected.get(key, {}) != stored.get(key, {}):
+            problems.append(f"kpi_daily {key[0]} {key[1]}: stored {stored.get(key, {})}, "
+                            f"recomputed {expected.get(key, {})}")
+    return problems
+
+
 ALL = [validate_payment_allocations, validate_invoice_balances, validate_order_totals,
        validate_order_lines, validate_stock, validate_disputes, validate_credit_notes,
-       validate_write_off_requests, validate_fee_invoices, validate_deductions]
+       validate_write_off_requests, validate_fee_invoices, validate_deductions,
+       validate_kpi_rollups]
 
 
 def validate_all(session: Session) -> list[str]:

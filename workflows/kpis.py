@@ -48,6 +48,14 @@ settlements, payments, approvals, shipments, credit notes.
   amount (home currency).
 * **Bad-debt ratio** = bad-debt write-offs (reason `bad_debt`) dated in W / credit sales in W
   (home currency).
+
+Where the figures are read (the same answers either way, to the cent): without `known_at`,
+credit sales, the sales invoices issued, AR the day before W, bad debt and the cash-application
+counts and amounts come from `kpi_daily` — per currency and day, kept by database triggers in
+the statement of every write to invoices, allocations, credit notes, write-offs and payments
+(migration 0023_kpi_rollups; `workflows.invariants.validate_kpi_rollups` recomputes it) — so
+only the aging, the disputes, approvals and shipments read many rows. With `known_at` (what was
+recorded by a moment) every figure is read from the base rows.
 """
 
 from __future__ import annotations
@@ -71,6 +79,7 @@ from models import (
     Dispute,
     DisputeStatus,
     Invoice,
+    KpiDaily,
     KpiSnapshot,
     Order,
     Payment,
@@ -242,7 +251,7 @@ def _top_sales_currency(session: Session, start: date, end: date,
 
 def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
             known_at: datetime | None = None, now: datetime | None = None,
-            concurrently: bool = False) -> KpiReport:
+            concurrently: bool = False, rollups: bool = True) -> KpiReport:
     """Every KPI as of the end of `as_of` by economic date; with `known_at`, as the books
     knew them at that moment (see the module docstring). `now` is not needed (a day's KPIs
     do not depend on when they are asked) and is accepted for callers that pass the clock.
@@ -253,7 +262,12 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
     aging, which also sums the open part of AR the day before the window, cash application,
     approvals, cycle time, accuracy, disputes), then what does (credit sales, each kind of
     settlement dated after the day before the window, bad debt). The same answers as one after
-    another, which SQLite and the default do."""
+    another, which SQLite and the default do.
+
+    Without `known_at` (and unless `rollups` is False, which tests use to compare), credit
+    sales, AR the day before the window, bad debt, the sales invoices issued and the cash
+    application figures come from the per-day rollups (`kpi_daily`, kept by triggers: see
+    `_from_rollups`) instead of the base rows — the same answers, to the cent."""
     start = as_of - timedelta(days=window_days - 1)
     snapshot = snapshot_reads.exported_snapshot(session) if concurrently else None
 
@@ -263,6 +277,8 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
 
     report = KpiReport(as_of=as_of, window_days=window_days, currency=None,
                        known_at=known_at)
+    if rollups and known_at is None:
+        return _from_rollups(report, reads, start)
     # the aging's pass over the open invoices also sums those issued the day before the
     # window (AR then: its first part) and before the credit sales' first range (a hint)
     before, first_start = start - timedelta(days=1), _Sales.first_start(as_of, start)
@@ -282,7 +298,6 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
     report.deductions_outstanding_minor = deductions.get(currency or "", (0, 0))[1]
     if not currency:
         return report
-    days = Decimal(window_days)
     home = aging.get(currency)
     if home is not None:
         report.ar_minor = home.total
@@ -303,7 +318,16 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
     settled, ranges = settled[:len(later)], settled[len(later):]
     sales.load(ranges)
     begin = (home.open_issued_by.get(before, 0) if home is not None else 0) + sum(settled)
-    report.credit_sales_minor = sales.between(start, as_of)
+    _figures(report, sales, begin, bad_debt)
+    return report
+
+
+def _figures(report: KpiReport, sales: _Sales, begin: int, bad_debt: int) -> None:
+    """The KPIs over amounts, from the home currency's AR (set on `report`), its credit sales,
+    AR the day before the window (`begin`) and the bad debt in the window."""
+    days = Decimal(report.window_days)
+    start = report.as_of - timedelta(days=report.window_days - 1)
+    report.credit_sales_minor = sales.between(start, report.as_of)
     if report.credit_sales_minor:
         in_window = Decimal(report.credit_sales_minor)
         report.dso = _q(Decimal(report.ar_minor) / in_window * days)
@@ -317,6 +341,77 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
     report.bad_debt_minor = bad_debt
     if report.credit_sales_minor:
         report.bad_debt_ratio = _q(Decimal(bad_debt) / report.credit_sales_minor * 100)
+
+
+def _daily(session: Session, first: date, last: date, before: date
+           ) -> tuple[list[tuple], dict[str, int]]:
+    """The rollups' days from `first` to `last` (every currency), and per currency AR at the
+    end of `before`: the sum of credit sales less settlements counted (each on the first day
+    it counts in AR) over every day up to it (`models.system.KpiDaily`)."""
+    d = KpiDaily
+    sums = (sa.func.sum(c) for c in (d.sales_minor, d.invoices_issued, d.bad_debt_minor,
+                                     d.payments, d.payments_auto, d.received_minor,
+                                     d.auto_matched_minor))
+    rows = session.exec(select(d.currency, d.day, *sums)  # a day's stripes summed
+                        .where(d.day >= first, d.day <= last)
+                        .group_by(d.currency, d.day)).all()
+    ar = {currency: int(total) for currency, total in session.exec(
+        select(d.currency, sa.func.sum(d.sales_minor - d.settled_minor))
+        .where(d.day <= before).group_by(d.currency)).all()}
+    return [tuple(row) for row in rows], ar
+
+
+def _issued_from_rollups(session: Session, start: date, end: date) -> int:
+    """Sales invoices (late fees left out) issued from `start` to `end`, every currency."""
+    return int(session.exec(select(sa.func.coalesce(sa.func.sum(KpiDaily.invoices_issued), 0))
+                            .where(KpiDaily.day >= start, KpiDaily.day <= end)).one())
+
+
+def _from_rollups(report: KpiReport, reads: Callable[[list], list], start: date
+                  ) -> KpiReport:
+    """`compute` without `known_at`, from the rollups where they hold the answer: besides
+    the aging (one pass over the open invoices), the disputes, approvals and shipments, it
+    reads a few hundred rows of `kpi_daily` — credit sales and sales invoices issued by day,
+    payments received and matched automatically by day, bad debt by day, and AR the day
+    before the window as Σ(credit sales − settlements) over the days up to it (so by the AR
+    invariant: balance = total − settlements)."""
+    as_of = report.as_of
+    before = start - timedelta(days=1)
+    first = min(start, count_back_months(as_of)[-1][0])
+    aging, (daily, ar_before), _, deductions = reads([
+        lambda s: aging_by_currency(s, as_of),
+        lambda s: _daily(s, first, as_of, before),
+        lambda s: (_approvals(s, report, start, as_of), _cycle_time(s, report, start, as_of)),
+        lambda s: _quality(s, report, start, as_of,
+                           issued=_issued_from_rollups(s, start, as_of))])
+    currency = _home_currency(aging) or reads([lambda s: _top_sales_currency(
+        s, start, as_of)])[0]
+    report.currency = currency
+    report.aging = {c: dict(a.buckets) for c, a in sorted(aging.items())}
+    report.in_dispute = {c: a.disputed for c, a in sorted(aging.items())}
+    payments: dict[str, tuple[int, int, int, int]] = {}
+    sales = _Sales(currency or "", as_of, start, None, reads)
+    sales.start = first
+    bad_debt = 0
+    for cur, day, sold, _, bad, count, auto, received, matched in daily:
+        if start <= day:
+            was = payments.get(cur, (0, 0, 0, 0))
+            payments[cur] = (was[0] + int(count), was[1] + int(auto),
+                             was[2] + int(received), was[3] + int(matched))
+        if cur == currency:
+            sales.daily[day] = int(sold)
+            if start <= day:
+                bad_debt += int(bad)
+    _cash_application(report, {c: p for c, p in payments.items() if p[0]})
+    report.deductions_outstanding = sum(n for n, _ in deductions.values())
+    report.deductions_outstanding_minor = deductions.get(currency or "", (0, 0))[1]
+    if not currency:
+        return report
+    home = aging.get(currency)
+    if home is not None:
+        report.ar_minor = home.total
+        report.current_ar_minor = home.buckets["current"]
+    _figures(report, sales, ar_before.get(currency, 0), bad_debt)
     return report
 
 
@@ -407,11 +502,13 @@ def _issued_count(session: Session, start: date, end: date, known: datetime | No
         *_issued_in(start, end, known))).one())
 
 
-def _quality(session: Session, report: KpiReport, start: date, end: date
-             ) -> dict[str, tuple[int, int]]:
+def _quality(session: Session, report: KpiReport, start: date, end: date,
+             issued: int | None = None) -> dict[str, tuple[int, int]]:
     """Invoice accuracy, dispute rate and resolution (set on `report`); returns the
-    deductions outstanding per currency (number, amount), for the home currency's share."""
-    issued = _issued_count(session, start, end, report.known_at)
+    deductions outstanding per currency (number, amount), for the home currency's share.
+    `issued`: the sales invoices issued in the window when the caller knows it."""
+    if issued is None:
+        issued = _issued_count(session, start, end, report.known_at)
     _accuracy(session, report, start, end, issued)
     return _back_office(session, report, start, end, issued)
 

@@ -75,8 +75,9 @@ def book(db):
 
 
 def test_kpi_queries_use_the_indexes_made_for_them(book) -> None:
-    # given: the statements of the KPIs as of today
-    statements = captured(book, lambda session: kpis.compute(session, AS_OF))
+    # given: the statements of the KPIs as of today from the base rows (what `known_at`
+    # reads; without it the rollups answer most of them: see the next test)
+    statements = captured(book, lambda session: kpis.compute(session, AS_OF, rollups=False))
     # then: aging of the open invoices, from the partial open-invoices-by-currency index
     text = plan(book, *the_one(statements, "sum(invoices.balance_minor)",
                                "GROUP BY invoices.currency"))
@@ -95,6 +96,30 @@ def test_kpi_queries_use_the_indexes_made_for_them(book) -> None:
     # and the sales invoices issued in the window from the issue-date index
     text = plan(book, *the_one(statements, "count(*)", "invoices.fee_for_invoice_id IS NULL"))
     assert uses(book, text, "ix_invoices_issued"), text
+
+
+def test_kpis_from_the_rollups_read_no_settlement_payment_or_sales_rows(book) -> None:
+    # given: the statements of the KPIs as of today (no `known_at`: the rollups answer)
+    statements = captured(book, lambda session: kpis.compute(session, AS_OF))
+    selects = [s for s, _ in statements if s.lstrip().upper().startswith("SELECT")]
+    # then: credit sales, AR the day before the window, bad debt, the invoices issued and
+    # cash application are read from kpi_daily — no statement sums settlements, reads the
+    # payments or the invoices' totals, or counts the invoices issued (the aging's own probe
+    # of settlements dated after today stays)
+    assert [s for s in selects if "FROM kpi_daily" in s]
+    summed = (("sum(allocations.amount_minor)",), ("sum(credit_notes.amount_minor)",),
+              ("sum(write_offs.amount_minor)",), ("FROM payments",),
+              ("sum(invoices.total_minor)",), ("count(*)", "fee_for_invoice_id IS NULL"))
+    assert not [s for s in selects if any(all(x in s for x in f) for f in summed)], selects
+    # and the aging still reads the open invoices from the index made for it
+    text = plan(book, *the_one(statements, "sum(invoices.balance_minor)",
+                               "GROUP BY invoices.currency"))
+    assert uses(book, text, "ix_invoices_open_currency"), text
+    # and kpi_daily by its key (currency, day)
+    for statement, parameters in statements:
+        if "FROM kpi_daily" in statement:
+            text = plan(book, statement, parameters)
+            assert "kpi_daily" in text, text
 
 
 def test_ar_overview_groups_open_invoices_from_the_open_aging_index(book) -> None:

@@ -23,7 +23,7 @@ from bot.db import Database
 from models import Allocation, CreditNote, Customer, Dispute, DisputeStatus, Invoice, Payment
 from tests.support.examples import examples
 from tests.workflows.test_aging_property import days_to_check, operations, run
-from workflows import kpis, receivables
+from workflows import invariants, kpis, receivables
 
 
 def reference_count_back(session, currency: str, as_of: date, ar: int,
@@ -280,3 +280,28 @@ def test_reads_at_once_see_the_snapshot_of_the_session_that_exported_it(db) -> N
     # then the reads still see one: PostgreSQL's other connections import the exported
     # snapshot; SQLite reads in the session itself, whose read transaction holds its own
     assert counts == [1, 1]
+
+
+@settings(max_examples=examples(6), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(ops=operations)
+def test_kpis_from_the_rollups_equal_the_kpis_from_the_base_rows(db_factory, ops) -> None:
+    url = db_factory.create()
+    database = Database(url)
+    try:
+        with database.session() as session:
+            # given: a random book (invoices recorded late, payments dated back and received
+            # in other time zones, credit notes, bad-debt write-offs, month closes)
+            ledger, end, _ = run(session, ops)
+            session.commit()
+            # then the rollups the triggers kept are what the base rows say
+            assert invariants.validate_kpi_rollups(session) == []
+            for day in sorted(days_to_check(ledger, end))[::3]:
+                # when the KPIs are read from the rollups, and from the base rows
+                fast = kpis.to_json(kpis.compute(session, day))
+                slow = kpis.to_json(kpis.compute(session, day, rollups=False))
+                # then the same answers, to the cent
+                assert fast == slow, day
+    finally:
+        database.dispose()
+        db_factory.drop(url)
