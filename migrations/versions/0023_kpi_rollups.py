@@ -148,11 +148,33 @@ def _sqlite_triggers() -> list[str]:
     return out
 
 
+def _pg_payment_update() -> str:
+    """PL/pgSQL: a payment updated within its currency and day adds the difference in one
+    statement, or nothing when its figures did not change (a cash run updates each payment
+    once per allocation and once for its status: most of those change no figure)."""
+    day_old, day_new = _utc_day(True, "OLD.received_at"), _utc_day(True, "NEW.received_at")
+
+    def auto(r: str) -> str:
+        return f"(CASE WHEN {_auto(r)} THEN 1 ELSE 0 END)"
+
+    def matched(r: str) -> str:
+        return f"(CASE WHEN {_auto(r)} THEN {r}.auto_allocated_minor ELSE 0 END)"
+
+    deltas = {"payments_auto": f"{auto('NEW')} - {auto('OLD')}",
+              "received_minor": "NEW.amount_minor - OLD.amount_minor",
+              "auto_matched_minor": f"{matched('NEW')} - {matched('OLD')}"}
+    changed = " OR ".join(f"({delta}) <> 0" for delta in deltas.values())
+    return (f"IF TG_OP = 'UPDATE' AND OLD.currency = NEW.currency AND {day_old} = {day_new} "
+            f"THEN IF {changed} THEN {_add(deltas, 'NEW.currency', day_new)}; END IF; "
+            "RETURN NULL; END IF;")
+
+
 def _pg_triggers() -> list[str]:
     out = []
     for table, watched in WATCHED.items():
         plus, _ = _statements(True, table, "NEW", "")
         minus, rekey = _statements(True, table, "OLD", "-")
+        shortcut = _pg_payment_update() if table == "payments" else ""
         rekey_sql = ""
         if rekey:
             rekey_sql = ("IF TG_OP = 'UPDATE' AND (OLD.issue_date <> NEW.issue_date "
@@ -160,6 +182,7 @@ def _pg_triggers() -> list[str]:
         out.append(f"""
             CREATE FUNCTION kpi_rollup_{table}() RETURNS trigger AS $$
             BEGIN
+                {shortcut}
                 IF TG_OP IN ('UPDATE', 'DELETE') THEN {'; '.join(minus)}; END IF;
                 IF TG_OP IN ('INSERT', 'UPDATE') THEN {'; '.join(plus)}; END IF;
                 {rekey_sql}
