@@ -110,16 +110,17 @@ class PostgresFactory:
                                 poolclass=sa.pool.NullPool)
 
     @staticmethod
-    def _emptying(conn: sa.Connection) -> str:
+    def _emptying(conn: sa.Connection) -> str | None:
         """The statements that bring a database of the template's schema back to the
-        template's contents: no rows but the Alembic revision, sequences as they are there."""
+        template's contents: no rows but the Alembic revision, sequences as they are there
+        (None if the template holds rows: then every released database is dropped)."""
         tables = conn.exec_driver_sql(
             "SELECT format('%%I.%%I', schemaname, tablename) FROM pg_tables "
             "WHERE schemaname = 'public' AND tablename <> 'alembic_version'").scalars().all()
         for table in tables:  # names quoted by format('%I'), from the catalog
             exists = f"SELECT EXISTS (SELECT FROM {table})"  # noqa: S608
             if conn.exec_driver_sql(exists).scalar_one():
-                raise RuntimeError(f"the template has rows in {table}: emptying would lose them")
+                return None
         sequences = conn.exec_driver_sql(
             "SELECT format('%%I.%%I', schemaname, sequencename), last_value FROM pg_sequences "
             "WHERE schemaname = 'public'").all()
@@ -145,7 +146,7 @@ class PostgresFactory:
 
     def drop(self, url: str) -> None:
         name = sa.engine.make_url(url).database
-        fresh = self._empty(name)
+        fresh = self._empty(name) if self.emptying is not None else None
         if fresh is not None:
             self.spare.append(fresh)
             return
