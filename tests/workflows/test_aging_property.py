@@ -30,7 +30,6 @@ import time_machine
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bot.db import Database
 from models import AGING_BUCKETS
 from tests.support import factories as f
 from tests.support.examples import examples
@@ -213,23 +212,17 @@ def days_to_check(ledger: Ledger, end: datetime) -> set[date]:
 @given(ops=operations)
 @example(ops=CLOSED_MONTH)
 def test_aging_as_of_any_day_is_the_entries_dated_up_to_it(db_factory, ops) -> None:
-    url = db_factory.create()
-    database = Database(url)
-    try:
-        with database.session() as session:
-            # given: a random book, recorded over time
-            ledger, end, closed = run(session, ops)
-            # then: every day's aging is the ledger's, by the day each entry counts on
-            for day in sorted(days_to_check(ledger, end)):
-                assert as_recorded(session, day) == ledger.aging(day), day
-            # and as the books knew it at each recording moment
-            for moment in sorted({e.recorded for e in ledger.entries})[:4]:
-                for day in (moment.date(), end.date()):
-                    assert as_recorded(session, day, moment) == ledger.aging(day, moment), (
-                        day, moment)
-            # and a closed month's last day reads as it did when it was closed
-            for last, snapshot in closed.items():
-                assert as_recorded(session, last) == snapshot, last
-    finally:
-        database.dispose()
-        db_factory.drop(url)
+    with db_factory.fresh() as database, database.session() as session:
+        # given: a random book, recorded over time
+        ledger, end, closed = run(session, ops)
+        # then: every day's aging is the ledger's, by the day each entry counts on
+        for day in sorted(days_to_check(ledger, end)):
+            assert as_recorded(session, day) == ledger.aging(day), day
+        # and as the books knew it at each recording moment
+        for moment in sorted({e.recorded for e in ledger.entries})[:4]:
+            for day in (moment.date(), end.date()):
+                assert as_recorded(session, day, moment) == ledger.aging(day, moment), (
+                    day, moment)
+        # and a closed month's last day reads as it did when it was closed
+        for last, snapshot in closed.items():
+            assert as_recorded(session, last) == snapshot, last

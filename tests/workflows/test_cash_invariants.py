@@ -10,16 +10,12 @@ every step every invariant of `workflows.invariants` holds (`validate_all`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 
-import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.db import Database
 from models import (
     Allocation,
     AuditEvent,
@@ -261,34 +257,11 @@ def back_office(session, op: tuple, numbers: list[str]) -> None:
         dunning.run_dunning(session, as_of)
 
 
-class Scratch:
-    """An empty, migrated database for each Hypothesis example: the factory's (SQLite: a copy
-    of the template file; PostgreSQL: a released database emptied again, or a new copy)."""
-
-    def __init__(self, factory) -> None:
-        self.factory = factory
-
-    @contextmanager
-    def database(self) -> Iterator[Database]:
-        url = self.factory.create()
-        database = Database(url)
-        try:
-            yield database
-        finally:
-            database.dispose()
-            self.factory.drop(url)
-
-
-@pytest.fixture(scope="module")
-def scratch(db_factory) -> Scratch:
-    return Scratch(db_factory)
-
-
 @settings(max_examples=examples(25), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=operations)
-def test_ar_invariants_hold_after_every_operation(scratch, ops) -> None:
-    with scratch.database() as database, database.session() as session:
+def test_ar_invariants_hold_after_every_operation(db_factory, ops) -> None:
+    with db_factory.fresh() as database, database.session() as session:
         run(session, ops)
 
 
@@ -296,8 +269,8 @@ def test_ar_invariants_hold_after_every_operation(scratch, ops) -> None:
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(amount=cents, fmt=st.sampled_from(FORMATS), payer=st.integers(0, len(PAYERS) - 1),
        totals=st.lists(cents, min_size=1, max_size=5))
-def test_resending_any_payment_changes_nothing(scratch, amount, fmt, payer, totals) -> None:
-    with scratch.database() as database, database.session() as session:
+def test_resending_any_payment_changes_nothing(db_factory, amount, fmt, payer, totals) -> None:
+    with db_factory.fresh() as database, database.session() as session:
         f.customer(session, "C-GLOBEX", "Globex Corporation")
         numbers = [f.invoice(session, f"INV-2026-{i + 1:06d}", total=amount_text(t, "USD"),
                              issued=TODAY - timedelta(days=3)).number

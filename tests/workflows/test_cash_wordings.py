@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from sqlmodel import select
 
 from bench.cashapp_data import BANK_WORDING_CASES, Dataset, generate
-from bot.db import Database
 from models import Allocation, Invoice, Payment
 from tests.support import factories as f
 from tests.support.examples import examples
@@ -70,34 +69,28 @@ def test_no_payment_in_the_banks_wording_is_ever_applied_wrongly(
         db_factory, seed, customers, invoices_per_customer, payments, one_file) -> None:
     data = generate(seed, customers=customers, invoices=customers * invoices_per_customer,
                     payments=payments, cases=BANK_WORDING_CASES)
-    url = db_factory.create()
-    database = Database(url)
-    try:
-        with database.session() as session:
-            load(session, data)
-            # as one bank statement (one run, in chunks), or one API call at a time
-            chunks = [data.payments] if one_file else [[p] for p in data.payments]
-            for chunk in chunks:
-                run = CashRun(session, actor="test", source="bank", chunk=7)
-                tickets = [run.add(PaymentIn(
-                    amount=p.amount, currency=p.currency, received_at=p.received_at,
-                    payer_name=p.payer_name, reference=p.reference, customer=p.customer,
-                    external_id=p.external_id)) for p in chunk]
-                run.flush()
-                assert [t.error for t in tickets if t.error] == []
-                session.commit()
-            # then
-            applied = automatic(session)
-            for p in data.payments:
-                for number, amount in applied.get(p.external_id, {}).items():
-                    assert p.expected.get(number) == amount, (
-                        f"{p.case} {p.external_id}: applied {amount} to {number}, label "
-                        f"{p.expected} ({p.note or 'auto-matchable'}); payer "
-                        f"{p.payer_name!r}, reference {p.reference!r}")
-            assert invariants.validate_all(session) == []
-    finally:
-        database.dispose()
-        db_factory.drop(url)
+    with db_factory.fresh() as database, database.session() as session:
+        load(session, data)
+        # as one bank statement (one run, in chunks), or one API call at a time
+        chunks = [data.payments] if one_file else [[p] for p in data.payments]
+        for chunk in chunks:
+            run = CashRun(session, actor="test", source="bank", chunk=7)
+            tickets = [run.add(PaymentIn(
+                amount=p.amount, currency=p.currency, received_at=p.received_at,
+                payer_name=p.payer_name, reference=p.reference, customer=p.customer,
+                external_id=p.external_id)) for p in chunk]
+            run.flush()
+            assert [t.error for t in tickets if t.error] == []
+            session.commit()
+        # then
+        applied = automatic(session)
+        for p in data.payments:
+            for number, amount in applied.get(p.external_id, {}).items():
+                assert p.expected.get(number) == amount, (
+                    f"{p.case} {p.external_id}: applied {amount} to {number}, label "
+                    f"{p.expected} ({p.note or 'auto-matchable'}); payer "
+                    f"{p.payer_name!r}, reference {p.reference!r}")
+        assert invariants.validate_all(session) == []
 
 
 def test_an_exact_number_and_amount_are_decisive_unless_the_payer_names_another_customer(

@@ -19,7 +19,6 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from sqlmodel import select
 
-from bot.db import Database
 from models import Allocation, CreditNote, Customer, Dispute, DisputeStatus, Invoice, Payment
 from tests.support.examples import examples
 from tests.workflows.test_aging_property import days_to_check, operations, run
@@ -143,68 +142,60 @@ def reference_top(session, as_of: date) -> list[tuple]:
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=operations)
 def test_grouped_kpis_equal_the_per_month_formulas(db_factory, ops) -> None:
-    url = db_factory.create()
-    database = Database(url)
-    try:
-        with database.session() as session:
-            # given: a random book, recorded over time
-            ledger, end, _ = run(session, ops)
-            moments = [None, *sorted({e.recorded for e in ledger.entries})[:2]]
-            for day in sorted(days_to_check(ledger, end))[::3]:
-                for known_at in moments:
-                    # when
-                    report = kpis.compute(session, day, known_at=known_at)
-                    expected = reference(session, day, known_at)
-                    # then: the same figures as the per-month queries and the second aging
-                    before = day - timedelta(days=kpis.WINDOW_DAYS)
-                    for currency, figures in expected.items():
-                        assert receivables.ar_total(
-                            session, currency, before,
-                            known_at=known_at) == figures["ar_before"], (day, currency)
-                    # and the aging's own pass sums the open part of earlier days' AR (what
-                    # the KPIs add to `settled_later` for AR the day before the window)
-                    earlier = (before, before - timedelta(days=45), before)
-                    aging = receivables.aging_by_currency(session, day, known_at=known_at,
-                                                          issued_by=earlier)
-                    for currency in {*aging, *expected}:
-                        for then in earlier:
-                            open_part, *_ = receivables.ar_total_parts(
-                                currency, then, known_at=known_at)
-                            summed = aging[currency].open_issued_by.get(then, 0) \
+    with db_factory.fresh() as database, database.session() as session:
+        # given: a random book, recorded over time
+        ledger, end, _ = run(session, ops)
+        moments = [None, *sorted({e.recorded for e in ledger.entries})[:2]]
+        for day in sorted(days_to_check(ledger, end))[::3]:
+            for known_at in moments:
+                # when
+                report = kpis.compute(session, day, known_at=known_at)
+                expected = reference(session, day, known_at)
+                # then: the same figures as the per-month queries and the second aging
+                before = day - timedelta(days=kpis.WINDOW_DAYS)
+                for currency, figures in expected.items():
+                    assert receivables.ar_total(
+                        session, currency, before,
+                        known_at=known_at) == figures["ar_before"], (day, currency)
+                # and the aging's own pass sums the open part of earlier days' AR (what
+                # the KPIs add to `settled_later` for AR the day before the window)
+                earlier = (before, before - timedelta(days=45), before)
+                aging = receivables.aging_by_currency(session, day, known_at=known_at,
+                                                      issued_by=earlier)
+                for currency in {*aging, *expected}:
+                    for then in earlier:
+                        open_part, *_ = receivables.ar_total_parts(
+                            currency, then, known_at=known_at)
+                        summed = aging[currency].open_issued_by.get(then, 0) \
                                 if currency in aging else 0
-                            assert summed == session.exec(open_part).one(), (day, then)
-                    old = kpis.KpiReport(as_of=day, window_days=kpis.WINDOW_DAYS,
-                                         currency=report.currency, known_at=known_at)
-                    window = (day - timedelta(days=kpis.WINDOW_DAYS - 1), day)
-                    reference_cash_application(session, old, *window)
-                    reference_accuracy(session, old, *window)
-                    reference_back_office(session, old, *window)
-                    for name in ("payments_received", "auto_match_rate",
-                                 "auto_match_amount_rate", "invoice_accuracy", "dispute_rate",
-                                 "disputes_opened"):
-                        assert getattr(report, name) == getattr(old, name), (day, name)
-                    if report.currency in expected:
-                        figures = expected[report.currency]
-                        assert report.credit_sales_minor == figures["sales"], day
-                        assert report.count_back_dso == figures["count_back"], day
-                # and /o2c ar's customers are the same, in the same order
-                top = receivables.top_balances(session, day, limit=100)
-                assert [(t.customer_id, t.open_minor, t.overdue_minor, t.oldest_due)
-                        for t in top] == reference_top(session, day), day
-    finally:
-        database.dispose()
-        db_factory.drop(url)
+                        assert summed == session.exec(open_part).one(), (day, then)
+                old = kpis.KpiReport(as_of=day, window_days=kpis.WINDOW_DAYS,
+                                     currency=report.currency, known_at=known_at)
+                window = (day - timedelta(days=kpis.WINDOW_DAYS - 1), day)
+                reference_cash_application(session, old, *window)
+                reference_accuracy(session, old, *window)
+                reference_back_office(session, old, *window)
+                for name in ("payments_received", "auto_match_rate",
+                             "auto_match_amount_rate", "invoice_accuracy", "dispute_rate",
+                             "disputes_opened"):
+                    assert getattr(report, name) == getattr(old, name), (day, name)
+                if report.currency in expected:
+                    figures = expected[report.currency]
+                    assert report.credit_sales_minor == figures["sales"], day
+                    assert report.count_back_dso == figures["count_back"], day
+            # and /o2c ar's customers are the same, in the same order
+            top = receivables.top_balances(session, day, limit=100)
+            assert [(t.customer_id, t.open_minor, t.overdue_minor, t.oldest_due)
+                    for t in top] == reference_top(session, day), day
 
 
 @settings(max_examples=examples(4), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=operations)
 def test_kpis_read_at_once_equal_the_kpis_read_one_after_another(db_factory, ops) -> None:
-    url = db_factory.create()
-    database = Database(url)
-    checkouts: list[int] = []
-    sa.event.listen(database.engine, "checkout", lambda *_: checkouts.append(1))
-    try:
+    with db_factory.fresh() as database:
+        checkouts: list[int] = []
+        sa.event.listen(database.engine, "checkout", lambda *_: checkouts.append(1))
         # given: a random book, committed
         with database.session() as session:
             ledger, end, _ = run(session, ops)
@@ -223,9 +214,6 @@ def test_kpis_read_at_once_equal_the_kpis_read_one_after_another(db_factory, ops
                 assert at_once == one_by_one, (day, known_at)
                 if database.is_postgres:
                     assert len(checkouts) > 2
-    finally:
-        database.dispose()
-        db_factory.drop(url)
 
 
 def test_a_count_back_older_than_its_first_range_is_the_same_read_at_once(db) -> None:
@@ -286,22 +274,16 @@ def test_reads_at_once_see_the_snapshot_of_the_session_that_exported_it(db) -> N
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=operations)
 def test_kpis_from_the_rollups_equal_the_kpis_from_the_base_rows(db_factory, ops) -> None:
-    url = db_factory.create()
-    database = Database(url)
-    try:
-        with database.session() as session:
-            # given: a random book (invoices recorded late, payments dated back and received
-            # in other time zones, credit notes, bad-debt write-offs, month closes)
-            ledger, end, _ = run(session, ops)
-            session.commit()
-            # then the rollups the triggers kept are what the base rows say
-            assert invariants.validate_kpi_rollups(session) == []
-            for day in sorted(days_to_check(ledger, end))[::3]:
-                # when the KPIs are read from the rollups, and from the base rows
-                fast = kpis.to_json(kpis.compute(session, day))
-                slow = kpis.to_json(kpis.compute(session, day, rollups=False))
-                # then the same answers, to the cent
-                assert fast == slow, day
-    finally:
-        database.dispose()
-        db_factory.drop(url)
+    with db_factory.fresh() as database, database.session() as session:
+        # given: a random book (invoices recorded late, payments dated back and received
+        # in other time zones, credit notes, bad-debt write-offs, month closes)
+        ledger, end, _ = run(session, ops)
+        session.commit()
+        # then the rollups the triggers kept are what the base rows say
+        assert invariants.validate_kpi_rollups(session) == []
+        for day in sorted(days_to_check(ledger, end))[::3]:
+            # when the KPIs are read from the rollups, and from the base rows
+            fast = kpis.to_json(kpis.compute(session, day))
+            slow = kpis.to_json(kpis.compute(session, day, rollups=False))
+            # then the same answers, to the cent
+            assert fast == slow, day

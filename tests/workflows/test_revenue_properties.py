@@ -20,7 +20,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import Session, select
 
-from bot.db import Database
 from models import CreditNote, Invoice, InvoiceLine, Order, OrderLine, money
 from tests.support import factories as f
 from tests.support.examples import examples
@@ -265,11 +264,5 @@ def run(session: Session, ops: list[tuple]) -> None:
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=operations)
 def test_revenue_invariants_hold_after_every_operation_at_every_date(db_factory, ops) -> None:
-    url = db_factory.create()
-    database = Database(url)
-    try:
-        with database.session() as session:
-            run(session, ops)
-    finally:
-        database.dispose()
-        db_factory.drop(url)
+    with db_factory.fresh() as database, database.session() as session:
+        run(session, ops)
