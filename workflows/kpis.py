@@ -89,7 +89,7 @@ from models import (
     money,
 )
 from workflows import snapshot_reads
-from workflows.receivables import aging_by_currency, ar_total_parts
+from workflows.receivables import Aging, aging_by_currency, ar_total_parts
 
 WINDOW_DAYS = 90
 COUNT_BACK_MONTHS = 36
@@ -290,18 +290,10 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
         lambda s: _quality(s, report, start, as_of)])
     currency = _home_currency(aging) or reads([lambda s: _top_sales_currency(
         s, start, as_of, known_at)])[0]
-    report.currency = currency
-    report.aging = {c: dict(a.buckets) for c, a in sorted(aging.items())}
-    report.in_dispute = {c: a.disputed for c, a in sorted(aging.items())}
+    home = _from_aging(report, currency, aging, deductions)
     _cash_application(report, payments)
-    report.deductions_outstanding = sum(n for n, _ in deductions.values())
-    report.deductions_outstanding_minor = deductions.get(currency or "", (0, 0))[1]
     if not currency:
         return report
-    home = aging.get(currency)
-    if home is not None:
-        report.ar_minor = home.total
-        report.current_ar_minor = home.buckets["current"]
     sales = _Sales(currency, as_of, start, known_at, reads)
     # read the count-back's older months at once (other connections) when open AR was
     # issued before its first range: the count-back then usually goes back that far
@@ -320,6 +312,23 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
     begin = (home.open_issued_by.get(before, 0) if home is not None else 0) + sum(settled)
     _figures(report, sales, begin, bad_debt)
     return report
+
+
+def _from_aging(report: KpiReport, currency: str | None, aging: dict[str, Aging],
+                deductions: dict[str, tuple[int, int]]) -> Aging | None:
+    """What the aging's pass and the deductions give the report (either path of `compute`):
+    the home currency, buckets and disputes per currency, deductions outstanding, and the home
+    currency's AR; its aging, if it has open invoices."""
+    report.currency = currency
+    report.aging = {c: dict(a.buckets) for c, a in sorted(aging.items())}
+    report.in_dispute = {c: a.disputed for c, a in sorted(aging.items())}
+    report.deductions_outstanding = sum(n for n, _ in deductions.values())
+    report.deductions_outstanding_minor = deductions.get(currency or "", (0, 0))[1]
+    home = aging.get(currency) if currency else None
+    if home is not None:
+        report.ar_minor = home.total
+        report.current_ar_minor = home.buckets["current"]
+    return home
 
 
 def _figures(report: KpiReport, sales: _Sales, begin: int, bad_debt: int) -> None:
@@ -386,9 +395,7 @@ def _from_rollups(report: KpiReport, reads: Callable[[list], list], start: date
                            issued=_issued_from_rollups(s, start, as_of))])
     currency = _home_currency(aging) or reads([lambda s: _top_sales_currency(
         s, start, as_of)])[0]
-    report.currency = currency
-    report.aging = {c: dict(a.buckets) for c, a in sorted(aging.items())}
-    report.in_dispute = {c: a.disputed for c, a in sorted(aging.items())}
+    _from_aging(report, currency, aging, deductions)
     payments: dict[str, tuple[int, int, int, int]] = {}
     sales = _Sales(currency or "", as_of, start, None, reads)
     sales.start = first
@@ -403,14 +410,8 @@ def _from_rollups(report: KpiReport, reads: Callable[[list], list], start: date
             if start <= day:
                 bad_debt += int(bad)
     _cash_application(report, {c: p for c, p in payments.items() if p[0]})
-    report.deductions_outstanding = sum(n for n, _ in deductions.values())
-    report.deductions_outstanding_minor = deductions.get(currency or "", (0, 0))[1]
     if not currency:
         return report
-    home = aging.get(currency)
-    if home is not None:
-        report.ar_minor = home.total
-        report.current_ar_minor = home.buckets["current"]
     _figures(report, sales, ar_before.get(currency, 0), bad_debt)
     return report
 
