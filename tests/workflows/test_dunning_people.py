@@ -65,20 +65,26 @@ def given_a_reps_customers(db) -> None:
         s.exec(select(Invoice).where(Invoice.number == "INV-3S")).one().order_id = order.id
 
 
+def assert_each_told_once(told: dict) -> None:
+    """`given_a_reps_customers`' four people told once each; the collector's message lists
+    all three of their customers by kind, each with its first invoice and how many."""
+    assert sorted((user, len(rows)) for user, rows in told.items()) == [
+        ("UBOTH001", 1), ("UCOLL001", 1), ("USALES01", 1), ("USALES02", 1)]
+    assert _listed(told["UCOLL001"][0]) == {
+        "reminder": [(HOSTILE, "INV-1A", 2), ("Initech", "INV-3S", 1)],
+        "escalation": [("Globex", "INV-2", 1), ("Initech", "INV-3", 1)]}
+
+
 def test_a_run_tells_each_person_once_listing_all_their_customers(db) -> None:
     # given three customers of one rep and collector at two levels (and others)
     given_a_reps_customers(db)
     # when the run writes them in one transaction per invoice
     run = dunning.run_all(db, TODAY, batch=1)
     assert sum(run.sent.values()) == 6
-    # then each person gets exactly one message for the run
+    # then each person gets exactly one message for the run, the collector's listing all
+    # three customers, by kind, each with its first invoice and how many
     told = _told(db)
-    assert sorted((user, len(rows)) for user, rows in told.items()) == [
-        ("UBOTH001", 1), ("UCOLL001", 1), ("USALES01", 1), ("USALES02", 1)]
-    # listing all three customers, by kind, each with its first invoice and how many
-    assert _listed(told["UCOLL001"][0]) == {
-        "reminder": [(HOSTILE, "INV-1A", 2), ("Initech", "INV-3S", 1)],
-        "escalation": [("Globex", "INV-2", 1), ("Initech", "INV-3", 1)]}
+    assert_each_told_once(told)
     # the order's sales rep, not the customer's, hears of the order's invoice
     assert _listed(told["USALES01"][0]) == {
         "reminder": [(HOSTILE, "INV-1A", 2)],
@@ -127,11 +133,7 @@ def test_a_killed_run_taken_over_tells_each_person_once_covering_both_parts(db) 
         assert dunning.run_all(db, TODAY, batch=1).sent == {}
     # then each person got one message, covering the killed run's part and the rest
     told = _told(db)
-    assert sorted((user, len(rows)) for user, rows in told.items()) == [
-        ("UBOTH001", 1), ("UCOLL001", 1), ("USALES01", 1), ("USALES02", 1)]
-    assert _listed(told["UCOLL001"][0]) == {
-        "reminder": [(HOSTILE, "INV-1A", 2), ("Initech", "INV-3S", 1)],
-        "escalation": [("Globex", "INV-2", 1), ("Initech", "INV-3", 1)]}
+    assert_each_told_once(told)
     # keyed by the run (its first notice) and the person: a second summary could not repeat it
     with db.read_session() as s:
         summary = _outbox(s, "dunning_summary")[0].dedupe_key
