@@ -12,11 +12,11 @@ from datetime import date, timedelta
 
 import pytest
 import sqlalchemy as sa
-from alembic.script import ScriptDirectory
 
 from bot.db import Database, normalize_url
-from bot.migrate import alembic_config, downgrade, upgrade
+from bot.migrate import downgrade, upgrade
 from tests.support import factories as f
+from tests.support.migrations import previous_revision
 
 REVISION = "0013_integrations"
 TABLES = {"webhook_subscriptions", "webhook_events", "webhook_deliveries", "provider_events",
@@ -40,13 +40,6 @@ ROWS = [
 A_REFUND = ("INSERT INTO allocations (id, payment_id, invoice_id, amount_minor, method, "
             "value_date, effective_date, created_by, created_at) VALUES (3, 2, {b}, -10000, "
             "'refund', '2026-04-01', '2026-04-01', 'stripe', '2026-04-01 09:00:00+00')")
-
-
-def previous_revision(database_url: str) -> str:
-    script = ScriptDirectory.from_config(alembic_config(database_url))
-    down = script.get_revision(REVISION).down_revision
-    assert isinstance(down, str)
-    return down
 
 
 def _tables(conn: sa.Connection) -> set[str]:
@@ -86,7 +79,7 @@ def test_payments_and_allocations_survive_and_refunds_become_possible(database_u
                                               ("b", "INV-2026-000002", "500.00"))}
     finally:
         db.dispose()
-    before = previous_revision(database_url)
+    before = previous_revision(database_url, REVISION)
     downgrade(database_url, before)
     engine = sa.create_engine(normalize_url(database_url), poolclass=sa.pool.NullPool)
     sqlite = engine.dialect.name == "sqlite"

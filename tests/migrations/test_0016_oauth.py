@@ -8,24 +8,17 @@ migrations are chained in the order they are merged."""
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic.script import ScriptDirectory
 from slack_sdk.oauth.installation_store import Installation
 
 from bot.clock import Clock
 from bot.db import Database
-from bot.migrate import alembic_config, downgrade, upgrade
+from bot.migrate import downgrade, upgrade
 from bot.slack_oauth import InstallationStore, StateStore
 from tests.support import factories as f
+from tests.support.migrations import previous_revision
 
 REVISION = "0016_oauth"
 TABLES = {"slack_installations", "slack_bots", "slack_oauth_states", "channel_settings"}
-
-
-def previous_revision(database_url: str) -> str:
-    script = ScriptDirectory.from_config(alembic_config(database_url))
-    down = script.get_revision(REVISION).down_revision
-    assert isinstance(down, str)
-    return down
 
 
 def tables(db: Database) -> set[str]:
@@ -37,7 +30,7 @@ def test_upgrade_adds_the_store_tables_and_keeps_the_data(db, database_url) -> N
     # given: a populated database (made at head), taken down to the revision before
     with db.transaction() as s:
         f.customer(s)
-    downgrade(database_url, previous_revision(database_url))
+    downgrade(database_url, previous_revision(database_url, REVISION))
     assert not TABLES & tables(db)
     # when
     upgrade(database_url, REVISION)
@@ -62,7 +55,7 @@ def test_downgrade_drops_only_the_store_tables(db, database_url) -> None:
         f.user(s, "USALES01", "sales")
         f.customer(s)
     # when
-    downgrade(database_url, previous_revision(database_url))
+    downgrade(database_url, previous_revision(database_url, REVISION))
     # then
     assert not TABLES & tables(db)
     with db.read_session() as s:

@@ -9,22 +9,15 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import sqlalchemy as sa
-from alembic.script import ScriptDirectory
 
 from bot.db import Database, normalize_url
-from bot.migrate import alembic_config, downgrade, upgrade
+from bot.migrate import downgrade, upgrade
 from tests.support import factories as f
+from tests.support.migrations import previous_revision
 from workflows import outbox
 
 REVISION = "0017_scale"
 INDEXES = {"ix_invoices_open_currency", "ix_invoices_issued"}
-
-
-def previous_revision(database_url: str) -> str:
-    script = ScriptDirectory.from_config(alembic_config(database_url))
-    down = script.get_revision(REVISION).down_revision
-    assert isinstance(down, str)
-    return down
 
 
 def _indexes(conn: sa.Connection) -> set[str]:
@@ -59,7 +52,7 @@ def test_indexes_and_snapshot_table_come_and_go_without_loss(database_url) -> No
                                   context={"text": "card, decided"}, dedupe_key="m:2")
     finally:
         db.dispose()
-    before = previous_revision(database_url)
+    before = previous_revision(database_url, REVISION)
     downgrade(database_url, before)
     engine = sa.create_engine(normalize_url(database_url), poolclass=sa.pool.NullPool)
     try:

@@ -11,23 +11,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from alembic.script import ScriptDirectory
 
 from bot.db import Database, normalize_url
-from bot.migrate import alembic_config, downgrade, upgrade
+from bot.migrate import downgrade, upgrade
 from tests.support import factories as f
+from tests.support.migrations import previous_revision
 from workflows import shipping
 
 REVISION = "0018_customer"
 TABLES = {"shipment_events", "customer_links"}
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
-
-
-def previous_revision(database_url: str) -> str:
-    script = ScriptDirectory.from_config(alembic_config(database_url))
-    down = script.get_revision(REVISION).down_revision
-    assert isinstance(down, str)
-    return down
 
 
 def _tables(conn: sa.Connection) -> set[str]:
@@ -47,7 +40,7 @@ def test_existing_customers_and_shipments_keep_their_meaning(database_url) -> No
                                 tracking_number="1Z1", shipped_at=NOW, actor="api", now=NOW)
     finally:
         db.dispose()
-    before = previous_revision(database_url)
+    before = previous_revision(database_url, REVISION)
     downgrade(database_url, before)
     engine = sa.create_engine(normalize_url(database_url), poolclass=sa.pool.NullPool)
     sqlite = engine.dialect.name == "sqlite"

@@ -8,21 +8,14 @@ migrations are chained in the order they are merged."""
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic.script import ScriptDirectory
 
 from bot.db import Database, normalize_url
-from bot.migrate import alembic_config, downgrade, upgrade
+from bot.migrate import downgrade, upgrade
 from tests.support import factories as f
+from tests.support.migrations import previous_revision
 from workflows import outbox
 
 REVISION = "0019_delivery_team"
-
-
-def previous_revision(database_url: str) -> str:
-    script = ScriptDirectory.from_config(alembic_config(database_url))
-    down = script.get_revision(REVISION).down_revision
-    assert isinstance(down, str)
-    return down
 
 
 def _columns(conn: sa.Connection, table: str) -> set[str]:
@@ -40,7 +33,7 @@ def test_existing_deliveries_and_users_go_through_the_default_installation(
                                 context={"text": "hello"}, dedupe_key="dm-1")
     finally:
         db.dispose()
-    downgrade(database_url, previous_revision(database_url))
+    downgrade(database_url, previous_revision(database_url, REVISION))
     engine = sa.create_engine(normalize_url(database_url), poolclass=sa.pool.NullPool)
     sqlite = engine.dialect.name == "sqlite"
     try:
@@ -63,7 +56,7 @@ def test_existing_deliveries_and_users_go_through_the_default_installation(
         with engine.begin() as conn:
             conn.execute(sa.text("UPDATE outbox SET team_id = 'T0002', enterprise_id = 'E1'"))
             conn.execute(sa.text("UPDATE users SET team_id = 'T0002', enterprise_id = 'E1'"))
-        downgrade(database_url, previous_revision(database_url))
+        downgrade(database_url, previous_revision(database_url, REVISION))
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM outbox")).scalar() == 1
             assert "team_id" not in _columns(conn, "outbox") | _columns(conn, "users")

@@ -8,22 +8,15 @@ from __future__ import annotations
 from datetime import date
 
 import sqlalchemy as sa
-from alembic.script import ScriptDirectory
 
 from bot.db import Database, normalize_url
-from bot.migrate import alembic_config, downgrade, upgrade
+from bot.migrate import downgrade, upgrade
 from tests.support import factories as f
+from tests.support.migrations import previous_revision
 from workflows import dunning
 
 REVISION = "0020_dunning_catchup"
 AS_OF = date(2026, 11, 23)
-
-
-def previous_revision(database_url: str) -> str:
-    script = ScriptDirectory.from_config(alembic_config(database_url))
-    down = script.get_revision(REVISION).down_revision
-    assert isinstance(down, str)
-    return down
 
 
 def _notices(conn: sa.Connection) -> list[tuple]:
@@ -42,7 +35,7 @@ def test_sent_notices_stay_sent_and_the_confirmations_table_comes_and_goes(
             dunning.run_dunning(s, AS_OF)
     finally:
         db.dispose()
-    before = previous_revision(database_url)
+    before = previous_revision(database_url, REVISION)
     engine = sa.create_engine(normalize_url(database_url), poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:

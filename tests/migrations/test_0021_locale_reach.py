@@ -7,21 +7,14 @@ The revision before this one is read from Alembic, never written here."""
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic.script import ScriptDirectory
 
 from bot.db import Database, normalize_url
-from bot.migrate import alembic_config, downgrade, upgrade
+from bot.migrate import downgrade, upgrade
 from tests.support import factories as f
+from tests.support.migrations import previous_revision
 from workflows import mentions, outbox
 
 REVISION = "0021_locale_reach"
-
-
-def previous_revision(database_url: str) -> str:
-    script = ScriptDirectory.from_config(alembic_config(database_url))
-    down = script.get_revision(REVISION).down_revision
-    assert isinstance(down, str)
-    return down
 
 
 def _kept(conn: sa.Connection) -> list[tuple]:
@@ -45,7 +38,7 @@ def test_channel_workspaces_come_and_go_and_nothing_else_changes(database_url) -
                                    context={"text": "hello"})
     finally:
         db.dispose()
-    before = previous_revision(database_url)
+    before = previous_revision(database_url, REVISION)
     engine = sa.create_engine(normalize_url(database_url), poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:

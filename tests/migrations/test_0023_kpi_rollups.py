@@ -11,11 +11,11 @@ from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 import time_machine
-from alembic.script import ScriptDirectory
 
 from bot.db import Database, normalize_url
-from bot.migrate import alembic_config, downgrade, upgrade
+from bot.migrate import downgrade, upgrade
 from tests.support import factories as f
+from tests.support.migrations import previous_revision
 from workflows import invariants, kpis
 from workflows.cash_application import record_payment, write_off
 from workflows.inputs import PaymentIn
@@ -24,13 +24,6 @@ from workflows.invoicing import get_invoice, issue_credit_note
 REVISION = "0023_kpi_rollups"
 AS_OF = date(2026, 11, 23)
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
-
-
-def previous_revision(database_url: str) -> str:
-    script = ScriptDirectory.from_config(alembic_config(database_url))
-    down = script.get_revision(REVISION).down_revision
-    assert isinstance(down, str)
-    return down
 
 
 def _rollups(conn: sa.Connection) -> list[tuple]:
@@ -81,7 +74,7 @@ def test_rollups_are_backfilled_kept_and_dropped(database_url) -> None:
     finally:
         db.dispose()
     kept = _healthy_and_kpis(database_url)
-    before = previous_revision(database_url)
+    before = previous_revision(database_url, REVISION)
     engine = sa.create_engine(normalize_url(database_url), poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
