@@ -1,4 +1,4 @@
-"""Many rows into one table with one INSERT statement, cheaply.
+"""Many rows into one table at once, cheaply.
 
 A bank statement of 100,000 lines writes some 700,000 rows (payments, allocations, write-offs,
 suggestions, cards, audit events). SQLAlchemy's executemany spends about 25 us per row in its
@@ -6,13 +6,18 @@ generic per-row machinery (building each row's parameters, looking up each colum
 and type) besides the driver's own work. `insert_many` does the same thing with the same
 pieces SQLAlchemy would use — the statement SQLAlchemy compiles, the columns' own bind
 processors (`UTCDateTime`, JSON) and Python-side defaults (`utcnow`, `dict`) — applied in one
-tight loop, then hands the rows to the driver's `executemany`. What is stored is exactly what
+tight loop, then hands the rows to the driver at once (below). What is stored is exactly what
 `conn.execute(sa.insert(table), rows)` stores (tests/workflows/test_bulk_insert.py compares
 the two row by row).
 
-Only on SQLite (positional `?` parameters, one `executemany`); on PostgreSQL SQLAlchemy
-batches INSERTs its own way (`insertmanyvalues`), and rows whose keys differ from the first's
-go the ordinary way too.
+On SQLite that is one `executemany` of the statement SQLAlchemy compiles (positional `?`
+parameters). On PostgreSQL psycopg's executemany sends one INSERT per row (pipelined) and
+SQLAlchemy's multi-row INSERTs (`insertmanyvalues`) cost psycopg a regex pass over every
+placeholder of each 1,000-row statement; so the rows go to the server in one `COPY … FROM
+STDIN` instead (psycopg's `copy.write_row`, the same values, in text), which runs the
+table's statement triggers — the KPI rollups', migration 0024 — once for all of them. A
+column whose default is an SQL expression, or rows whose keys differ from the first's, go
+SQLAlchemy's own way.
 
 `in_parts` cuts many keys into bounded `IN (...)` lists, for reads of many rows by key.
 """
@@ -52,9 +57,10 @@ class _NoContext:
 
 
 def _plan(conn: sa.Connection, table: sa.Table, keys: tuple[str, ...]
-          ) -> tuple[str, list[tuple[str, Callable | None, Callable | None]]]:
-    """(SQL, for each placeholder in order: the row's key, its Python-side default, its bind
-    processor)."""
+          ) -> tuple[str, list[tuple[str, Callable | None, Callable | None]]] | None:
+    """(SQL, for each value in order: the row's key, its Python-side default, its bind
+    processor): an INSERT with `?` placeholders on SQLite, a COPY on PostgreSQL; None when
+    a default of a column left out is SQL (only SQLAlchemy's INSERT can say it)."""
     compiled = sa.insert(table).compile(dialect=conn.dialect, column_keys=list(keys),
                                         for_executemany=True)
     defaults: dict[str, Callable] = {}
@@ -67,11 +73,22 @@ def _plan(conn: sa.Connection, table: sa.Table, keys: tuple[str, ...]
         else:  # (a sequence or SQL expression: not for this path)
             raise TypeError(f"insert_many: unsupported default of {table.name}.{column.key}")
     processors = compiled._bind_processors
-    order = []
-    for name in compiled.positiontup:
-        column_key = compiled.binds[name].key
-        order.append((column_key, defaults.get(column_key), processors.get(name)))
-    return compiled.string, order
+    if compiled.positiontup is not None:  # (SQLite)
+        order = []
+        for name in compiled.positiontup:
+            column_key = compiled.binds[name].key
+            order.append((column_key, defaults.get(column_key), processors.get(name)))
+        return compiled.string, order
+    by_key = {bind.key: processors.get(name) for name, bind in compiled.binds.items()}
+    columns = [c for c in table.columns if c.key in by_key]
+    if len(columns) != len(by_key) or any(
+            c.default is not None and c.key not in keys and c.key not in defaults
+            for c in table.columns):
+        return None
+    quote = conn.dialect.identifier_preparer
+    names = ", ".join(quote.format_column(c) for c in columns)
+    sql = f"COPY {quote.format_table(table)} ({names}) FROM STDIN"
+    return sql, [(c.key, defaults.get(c.key), by_key[c.key]) for c in columns]
 
 
 def insert_many(session: Session | sa.Connection, table: sa.Table,
@@ -83,14 +100,14 @@ def insert_many(session: Session | sa.Connection, table: sa.Table,
     conn = session.connection() if isinstance(session, Session) else session
     keys = tuple(rows[0])
     key_set = set(keys)
-    if conn.dialect.paramstyle != "qmark" or any(r.keys() != key_set for r in rows):
-        conn.execute(sa.insert(table), list(rows))
-        return
     cache = (session.info if isinstance(session, Session) else conn.info).setdefault(
         _CACHE_KEY, {})
-    plan = cache.get((table, keys, conn.dialect))
-    if plan is None:
+    plan = cache.get((table, keys, conn.dialect), False)
+    if plan is False:
         plan = cache[(table, keys, conn.dialect)] = _plan(conn, table, keys)
+    if plan is None or any(r.keys() != key_set for r in rows):
+        conn.execute(sa.insert(table), list(rows))
+        return
     sql, order = plan
     params = []
     for row in rows:
@@ -99,4 +116,9 @@ def insert_many(session: Session | sa.Connection, table: sa.Table,
             value = default() if default is not None else row[key]
             values.append(process(value) if process is not None else value)
         params.append(tuple(values))
-    conn.exec_driver_sql(sql, params)
+    if conn.dialect.name != "postgresql":
+        conn.exec_driver_sql(sql, params)
+        return
+    with conn.connection.dbapi_connection.cursor() as cursor, cursor.copy(sql) as copy:
+        for values in params:
+            copy.write_row(values)

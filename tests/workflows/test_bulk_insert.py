@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 import time_machine
 
-from models import AuditEvent, OutboxMessage
-from workflows import audit, bulk
+from models import AuditEvent, OutboxMessage, WriteOff
+from tests.support import factories as f
+from workflows import audit, bulk, invariants
 
 AT = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 LATER = datetime(2026, 11, 24, 13, 30, 15, 123456, tzinfo=UTC)
@@ -69,3 +70,49 @@ def test_rows_with_defaulted_columns(session):
     core, fast = (_stored(session, table, t, "dedupe_key") for t in ("core:", "fast:"))
     assert len(core) == 3
     assert core == fast
+
+
+def test_many_settlements_reach_the_database_in_one_statement(session):
+    # given 2,500 write-offs of one invoice, written at once
+    f.customer(session)
+    invoice = f.invoice(session, "INV-2026-000001", total="5000.00")
+    rows = [{"invoice_id": invoice.id, "amount_minor": 1, "reason": "bank_fee",
+             "created_by": "test", "value_date": AT.date(), "effective_date": AT.date()}
+            for _ in range(2_500)]
+    conn = session.connection()
+    pg = conn.dialect.name == "postgresql"
+    sent = []
+
+    @sa.event.listens_for(conn, "before_cursor_execute")
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO write_offs"):
+            sent.append(len(parameters))
+
+    if pg:  # (a statement trigger as the KPI rollups' (migration 0024), counting its runs)
+        conn.exec_driver_sql("CREATE TABLE test_statements (rows integer)")
+        conn.exec_driver_sql(
+            "CREATE FUNCTION test_count() RETURNS trigger AS $$ BEGIN INSERT INTO "
+            "test_statements SELECT COUNT(*) FROM new_rows; RETURN NULL; END $$ "
+            "LANGUAGE plpgsql")
+        conn.exec_driver_sql(
+            "CREATE TRIGGER test_count AFTER INSERT ON write_offs REFERENCING NEW TABLE AS "
+            "new_rows FOR EACH STATEMENT EXECUTE FUNCTION test_count()")
+    with time_machine.travel(AT, tick=False):
+        bulk.insert_many(session, WriteOff.__table__, rows)
+    # then PostgreSQL gets them in one statement (a COPY), so a statement trigger runs once;
+    # SQLite in one executemany
+    if pg:
+        assert conn.exec_driver_sql("SELECT rows FROM test_statements").scalars().all() == [
+            2_500]
+        conn.exec_driver_sql("DROP TRIGGER test_count ON write_offs")
+        conn.exec_driver_sql("DROP FUNCTION test_count()")
+        conn.exec_driver_sql("DROP TABLE test_statements")
+    else:
+        assert sent == [2_500]
+    # and every row is there, as SQLAlchemy would have stored it, and in the rollups
+    table = WriteOff.__table__
+    assert conn.execute(sa.select(sa.func.count(), sa.func.sum(table.c.amount_minor))).one() \
+        == (2_500, 2_500)
+    assert conn.execute(sa.select(table.c.created_at, table.c.payment_id).distinct()).all() \
+        == [(AT, None)]
+    assert invariants.validate_kpi_rollups(session) == []
