@@ -64,7 +64,6 @@ BOOK_ITEMS = 60_000  # invoices a run keeps in memory between chunks
 
 _PAY = Payment.__table__
 _INV = Invoice.__table__
-_INSERT_PAYMENTS = sa.insert(_PAY).returning(_PAY.c.id, sort_by_parameter_order=True)
 _LEFT = _INV.c.balance_minor - sa.bindparam("amount")
 # What stays in dispute when the balance goes down: never more than the balance (as
 # `invoicing.reduce_balance`; `invariants.validate_disputes`).
@@ -515,7 +514,7 @@ class CashRun:
         new = [d for d in decisions if d.existing is None]
         if new:
             rows = [{**d.values, "unapplied_minor": d.values["unapplied_minor"]} for d in new]
-            ids = [r[0] for r in conn.execute(_INSERT_PAYMENTS, rows)]
+            ids = bulk.insert_with_ids(self.session, _PAY, rows)
             for d, pid in zip(new, ids, strict=True):
                 d.ticket.payment_id = pid
         for d in decisions:

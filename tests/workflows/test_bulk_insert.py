@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 import time_machine
 
-from models import AuditEvent, OutboxMessage, WriteOff
+from models import AuditEvent, OutboxMessage, Payment, WriteOff
 from tests.support import factories as f
 from workflows import audit, bulk, invariants
 
@@ -116,3 +116,22 @@ def test_many_settlements_reach_the_database_in_one_statement(session):
     assert conn.execute(sa.select(table.c.created_at, table.c.payment_id).distinct()).all() \
         == [(AT, None)]
     assert invariants.validate_kpi_rollups(session) == []
+
+
+def test_rows_inserted_with_their_ids_in_order(session):
+    # given payments already there, and three new ones written at once
+    table = Payment.__table__
+    rows = [{"amount_minor": 100 * n, "currency": "USD", "received_at": AT,
+             "value_date": AT.date(), "external_id": f"BANK-{n}"} for n in range(1, 6)]
+    first = bulk.insert_with_ids(session, table, rows[:2])
+    with time_machine.travel(AT, tick=False):
+        ids = bulk.insert_with_ids(session, table, rows[2:])
+    # then each id is its row's, new and increasing in the rows' order
+    stored = dict(session.connection().execute(
+        sa.select(table.c.external_id, table.c.id)).all())
+    assert [stored[f"BANK-{n}"] for n in range(1, 6)] == first + ids
+    assert first[0] < first[1] < ids[0] < ids[1] < ids[2]
+    # and the database's own sequence carries on after them
+    (later,) = bulk.insert_with_ids(session, table, [{**rows[0], "external_id": "BANK-9"}])
+    assert later > ids[-1]
+    assert bulk.insert_with_ids(session, table, []) == []
