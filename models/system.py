@@ -151,7 +151,8 @@ class KpiSnapshot(SQLModel, table=True):
 class KpiDaily(SQLModel, table=True):
     """Per currency and day, what the KPIs sum over days (`workflows.kpis`), kept by database
     triggers in the same statement as every write to invoices, allocations, credit notes,
-    write-offs and payments (migration 0023_kpi_rollups), never written by Python:
+    write-offs and payments (migrations 0023_kpi_rollups and, on PostgreSQL, 0024's statement
+    triggers), never written by Python:
 
     * `sales_minor`: totals of the invoices issued that day (credit sales, late fees included);
       `invoices_issued`: how many of them are sales (not late-fee invoices);
