@@ -124,11 +124,16 @@ def insert_many(session: Session | sa.Connection, table: sa.Table,
             copy.write_row(values)
 
 
+_NEXT_IDS = sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
+                    "FROM generate_series(1, :n)")
+
+
 def insert_with_ids(session: Session, table: sa.Table, rows: Sequence[dict]) -> list[int]:
     """`insert_many`, giving the new rows' ids (`id`, from its sequence) in the rows' order.
     On PostgreSQL the ids are taken from the sequence first, in one statement, and the rows
-    copied with them (a multi-row `INSERT … RETURNING` of 1,000 rows costs psycopg as much as
-    the server's work); elsewhere SQLAlchemy's `INSERT … RETURNING`."""
+    copied with them (SQLAlchemy's 1,000-row `INSERT … RETURNING`s took 1.9 s of a 10,000-
+    payment cash run, psycopg parsing each again: bench/RESULTS.md); elsewhere SQLAlchemy's
+    `INSERT … RETURNING`."""
     if not rows:
         return []
     conn = session.connection()
@@ -139,8 +144,3 @@ def insert_with_ids(session: Session, table: sa.Table, rows: Sequence[dict]) -> 
     insert_many(session, table,
                 [{**row, "id": id_} for row, id_ in zip(rows, ids, strict=True)])
     return ids
-
-
-_NEXT_IDS = sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
-                    "FROM generate_series(1, :n)")
-
