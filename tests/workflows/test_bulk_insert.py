@@ -104,6 +104,7 @@ def test_many_settlements_reach_the_database_in_one_statement(session):
     if pg:
         assert conn.exec_driver_sql("SELECT rows FROM test_statements").scalars().all() == [
             2_500]
+        assert sent == []  # (no INSERT: a COPY)
         conn.exec_driver_sql("DROP TRIGGER test_count ON write_offs")
         conn.exec_driver_sql("DROP FUNCTION test_count()")
         conn.exec_driver_sql("DROP TABLE test_statements")
