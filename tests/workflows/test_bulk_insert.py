@@ -18,8 +18,10 @@ LATER = datetime(2026, 11, 24, 13, 30, 15, 123456, tzinfo=UTC)
 
 
 def _events(tag: str) -> list[dict]:
-    return [audit.row(actor="import", action=f"{tag}.received", entity_type="payment",
-                      entity_id=n, amount_minor=10 ** 12 + n, note="Ünïcode & \"quotes\"",
+    # (text a COPY must escape, in a text column and in the JSON: tab, newline, \N, \)
+    odd = "Ünïcode & \"quotes\"\ttab\nnew line \\N \\backslash"
+    return [audit.row(actor=f"import {odd}", action=f"{tag}.received", entity_type="payment",
+                      entity_id=n, amount_minor=10 ** 12 + n, note=odd,
                       nested={"lines": [[1, "fee"], [2, None]]}, flag=n % 2 == 0)
             for n in range(5)]
 
@@ -50,6 +52,8 @@ def test_audit_rows_are_stored_as_sqlalchemy_stores_them(session):
     core_t, fast_t = (_stored(session, table, t, "action") for t in ("core-timed", "fast-timed"))
     assert core_t == fast_t and fast_t[0]["at"] == LATER
     assert fast[0]["data"]["nested"] == {"lines": [[1, "fee"], [2, None]]}
+    assert fast[0]["actor"] == "import " + fast[0]["data"]["note"] == \
+        "import Ünïcode & \"quotes\"\ttab\nnew line \\N \\backslash"
     # and as the database holds them (text of the JSON and the timestamp, before any
     # conversion on the way out)
     raw = {tag: session.connection().execute(sa.text(
