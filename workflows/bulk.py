@@ -119,9 +119,15 @@ def insert_many(session: Session | sa.Connection, table: sa.Table,
     if conn.dialect.name != "postgresql":
         conn.exec_driver_sql(sql, params)
         return
-    with conn.connection.dbapi_connection.cursor() as cursor, cursor.copy(sql) as copy:
-        for values in params:
-            copy.write_row(values)
+    dbapi, raw = conn.dialect.loaded_dbapi, conn.connection.dbapi_connection
+    try:
+        with raw.cursor() as cursor, cursor.copy(sql) as copy:
+            for values in params:
+                copy.write_row(values)
+    except dbapi.Error as error:  # raised as SQLAlchemy's execute raises it (IntegrityError…)
+        raise sa.exc.DBAPIError.instance(
+            sql, None, error, dbapi.Error, dialect=conn.dialect,
+            connection_invalidated=conn.dialect.is_disconnect(error, raw, None)) from error
 
 
 _NEXT_IDS = sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) "

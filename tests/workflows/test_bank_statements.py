@@ -14,6 +14,7 @@ from sqlmodel import select
 from bot.cli import main as o2c
 from models import Allocation, AuditEvent, Invoice, OutboxMessage, Payment, WriteOff
 from tests.support import factories as f
+from tests.support import meanwhile
 from workflows import bank_statements, invariants
 from workflows.bank_statements import import_statement, parse_amount, parse_statement
 
@@ -359,3 +360,29 @@ def test_a_long_statement_is_read_as_a_stream(tmp_path) -> None:
         "camt.053", "Stmt 1, Ntry 1", f"bank:{IBAN}:R1")
     assert len(rest) == 1499 and rest[-1] == "Stmt 1, Ntry 1500"
     assert peak < 1_200_000
+
+
+def test_one_statement_imported_twice_at_once_is_recorded_once(books, db, tmp_path) -> None:
+    # given an import of a statement, not yet committed
+    path = write(tmp_path, "camt053.xml", CAMT053)
+    first = import_statement(books, path)
+    assert first.created == 3
+
+    def again():
+        with db.session() as s:
+            report = import_statement(s, path)
+            s.commit()
+            return report
+
+    # when the same statement is imported at the same time, and waits for the first
+    second = meanwhile.in_thread(again)
+    waited = meanwhile.wait_until_blocked(db)
+    books.commit()
+    # then (on PostgreSQL its batch ran into the first's payments: the clash is retried) the
+    # second finds every line recorded, and nothing is doubled
+    report = second()
+    assert (report.created, report.unchanged, report.errors) == (0, 3, [])
+    assert waited == (not db.is_sqlite)
+    books.expire_all()
+    assert books.execute(sa.select(sa.func.count()).select_from(Payment)).scalar() == 3
+    assert invariants.validate_all(books) == []

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 import sqlalchemy as sa
 import time_machine
+from sqlalchemy.exc import IntegrityError
 
 from models import AuditEvent, OutboxMessage, Payment, WriteOff
 from tests.support import factories as f
@@ -140,3 +142,20 @@ def test_rows_inserted_with_their_ids_in_order(session):
     (later,) = bulk.insert_with_ids(session, table, [{**rows[0], "external_id": "BANK-9"}])
     assert later > ids[-1]
     assert bulk.insert_with_ids(session, table, []) == []
+
+
+def test_a_clash_is_sqlalchemys_integrity_error_and_the_savepoint_recovers(session):
+    # given a payment with a bank reference
+    table = Payment.__table__
+    row = {"amount_minor": 100, "currency": "USD", "received_at": AT, "value_date": AT.date(),
+           "external_id": "BANK-1"}
+    (first,) = bulk.insert_with_ids(session, table, [row])
+    # when a batch holding the same reference is written in a savepoint (as a cash run does
+    # when another import stored it meanwhile)
+    with pytest.raises(IntegrityError), session.begin_nested():
+        bulk.insert_with_ids(session, table, [{**row, "external_id": "BANK-2"}, row])
+    # then it is SQLAlchemy's IntegrityError (the run retries on it), nothing of the batch is
+    # stored, and the transaction goes on
+    assert bulk.insert_with_ids(session, table, [{**row, "external_id": "BANK-3"}])[0] > first
+    stored = session.connection().execute(sa.select(table.c.external_id)).scalars().all()
+    assert sorted(stored) == ["BANK-1", "BANK-3"]

@@ -1,0 +1,55 @@
+"""Another transaction at the same time, made deterministic: run a workflow in a thread while
+the test holds a transaction open, and know when it waits for that transaction."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+
+from bot.db import Database
+
+
+def in_thread(work: Callable[[], Any]) -> Callable[[], Any]:
+    """Start `work` in a thread; the callable returned joins it and gives its result (or
+    raises what it raised)."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as error:  # (handed to the test's thread)
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def result() -> Any:
+        thread.join(60)
+        assert not thread.is_alive(), "the work in the thread did not end"
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    return result
+
+
+def wait_until_blocked(db: Database, seconds: float = 20) -> bool:
+    """On PostgreSQL: wait until some connection to this database waits for a lock (True),
+    failing after `seconds`. SQLite's waits can't be seen: give the thread a moment (False)."""
+    if db.is_sqlite:
+        time.sleep(0.5)
+        return False
+    deadline = time.monotonic() + seconds
+    with db.engine.connect() as conn:
+        while time.monotonic() < deadline:
+            if conn.execute(sa.text(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()")).scalar_one():
+                return True
+            conn.rollback()
+            time.sleep(0.02)
+    raise AssertionError("nothing waited for the other transaction's lock")
