@@ -49,8 +49,16 @@ def upsert_insert(session: Session, table: Any):
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
-class _NoContext:
-    """A column default that needs SQLAlchemy's execution context is not supported here."""
+class _RowContext:
+    """What a column default may ask of SQLAlchemy's execution context here: the row's own
+    parameters (`get_current_parameters()`, e.g. `invoices.number_key` from `number`);
+    nothing else."""
+
+    def __init__(self, row: dict) -> None:
+        self._row = row
+
+    def get_current_parameters(self, isolate_multiinsert_groups: bool = True) -> dict:
+        return self._row
 
     def __getattr__(self, name: str) -> Any:
         raise TypeError(f"insert_many: a column default asked for its context ({name})")
@@ -67,9 +75,9 @@ def _plan(conn: sa.Connection, table: sa.Table, keys: tuple[str, ...]
     for column in compiled.insert_prefetch:
         default = column.default
         if default.is_scalar:
-            defaults[column.key] = (lambda value: lambda: value)(default.arg)
+            defaults[column.key] = (lambda value: lambda row: value)(default.arg)
         elif default.is_callable:
-            defaults[column.key] = (lambda fn: lambda: fn(_NoContext()))(default.arg)
+            defaults[column.key] = (lambda fn: lambda row: fn(_RowContext(row)))(default.arg)
         else:  # (a sequence or SQL expression: not for this path)
             raise TypeError(f"insert_many: unsupported default of {table.name}.{column.key}")
     processors = compiled._bind_processors
@@ -113,7 +121,7 @@ def insert_many(session: Session | sa.Connection, table: sa.Table,
     for row in rows:
         values = []
         for key, default, process in order:
-            value = default() if default is not None else row[key]
+            value = default(row) if default is not None else row[key]
             values.append(process(value) if process is not None else value)
         params.append(tuple(values))
     if conn.dialect.name != "postgresql":

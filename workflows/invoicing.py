@@ -31,7 +31,7 @@ from models import (
 )
 from models.base import UTCDateTime
 from models.orders import OrderLine
-from workflows import audit, exposure, numbering, outbox, payment_links, policy, webhooks
+from workflows import audit, bulk, exposure, numbering, outbox, payment_links, policy, webhooks
 from workflows import validation as v
 from workflows.errors import Conflict, DomainError, NotFound, ValidationFailed
 from workflows.inputs import InvoiceIn
@@ -301,12 +301,11 @@ def ingest_erp_invoices(session: Session, items: list[InvoiceIn], *, actor: str
     rows = [r for r in results if isinstance(r, dict)]
     if not rows:
         return results  # type: ignore[return-value]
-    insert = sa.insert(inv).returning(inv.c.id, sort_by_parameter_order=True)
     try:
         with session.begin_nested():
-            ids: list[int | DomainError] = [
-                row[0] for row in session.connection().execute(insert, rows)]
+            ids: list[int | DomainError] = list(bulk.insert_with_ids(session, inv, rows))
     except IntegrityError:  # stored meanwhile by another transaction: find which, row by row
+        insert = sa.insert(inv).returning(inv.c.id)
         ids = []
         for row in rows:
             try:

@@ -9,7 +9,9 @@ import pytest
 from sqlmodel import Session, select
 
 from models import AuditEvent, Invoice, InvoiceLine
+from models.invoices import invoice_number_key
 from tests.support import factories as f
+from tests.support import meanwhile
 from workflows.errors import Conflict, DomainError, ValidationFailed
 from workflows.inputs import InvoiceIn
 from workflows.invoicing import ingest_erp_invoice, ingest_erp_invoices
@@ -58,6 +60,8 @@ def test_many_at_once_answer_as_one_at_a_time(books) -> None:
     stored = books.get(Invoice, outcomes[0])
     assert (stored.number, stored.total_minor, stored.balance_minor, stored.source,
             stored.payment_terms) == ("ERP-1", 10_000, 10_000, "erp", "NET30")
+    # (with the key remittance texts find it by, as one at a time stores it)
+    assert stored.number_key == invoice_number_key("ERP-1") == "1"
     assert sorted(e.data["number"] for e in books.exec(select(AuditEvent).where(
         AuditEvent.action == "invoice.ingested"))) == ["ERP-1", "ERP-5", "ERP-7"]
 
@@ -85,3 +89,27 @@ def test_an_invoice_whose_lines_are_refused_leaves_nothing(books) -> None:
     books.flush()
     assert numbers(books) == ["ERP-2", "ERP-7"]
     assert books.exec(select(InvoiceLine)).all() == []
+
+
+def test_a_number_stored_meanwhile_by_another_import_is_refused_alone(books, db) -> None:
+    # given another import that stored ERP-20 and has not committed yet
+    assert isinstance(ingest_erp_invoices(books, [erp("ERP-20")], actor="import")[0], int)
+
+    def batch():
+        with db.session() as s:
+            outcomes = ingest_erp_invoices(s, [erp("ERP-21"), erp("ERP-20"), erp("ERP-22")],
+                                           actor="import")
+            s.commit()
+            return outcomes
+
+    # when a batch holding ERP-20 too is stored at the same time, and waits for it
+    later = meanwhile.in_thread(batch)
+    waited = meanwhile.wait_until_blocked(db)
+    books.commit()
+    # then (on PostgreSQL the batch ran into ERP-20: it is retried row by row) only ERP-20
+    # is refused, as taken, and the others are stored
+    outcomes = later()
+    assert waited == (not db.is_sqlite)
+    assert [type(o).__name__ for o in outcomes] == ["int", "Conflict", "int"]
+    books.expire_all()
+    assert numbers(books) == ["ERP-20", "ERP-21", "ERP-22", "ERP-7"]
