@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
+from sqlmodel import Session
 
 from bot.db import Database
 
@@ -53,3 +54,21 @@ def wait_until_blocked(db: Database, seconds: float = 20) -> bool:
             conn.rollback()
             time.sleep(0.02)
     raise AssertionError("nothing waited for the other transaction's lock")
+
+
+def second_writer(db: Database, held: Session, work: Callable[[Session], Any]
+                  ) -> tuple[Any, bool]:
+    """Run `work` in a session of its own (committed after it) in a thread while `held`'s
+    transaction is open; once the thread waits for it (`wait_until_blocked`), commit `held`.
+    Gives what `work` gave, and whether it was seen waiting (always on PostgreSQL)."""
+
+    def run() -> Any:
+        with db.session() as s:
+            value = work(s)
+            s.commit()
+            return value
+
+    result = in_thread(run)
+    waited = wait_until_blocked(db)
+    held.commit()
+    return result(), waited

@@ -368,19 +368,10 @@ def test_one_statement_imported_twice_at_once_is_recorded_once(books, db, tmp_pa
     first = import_statement(books, path)
     assert first.created == 3
 
-    def again():
-        with db.session() as s:
-            report = import_statement(s, path)
-            s.commit()
-            return report
-
     # when the same statement is imported at the same time, and waits for the first
-    second = meanwhile.in_thread(again)
-    waited = meanwhile.wait_until_blocked(db)
-    books.commit()
+    report, waited = meanwhile.second_writer(db, books, lambda s: import_statement(s, path))
     # then (on PostgreSQL its batch ran into the first's payments: the clash is retried) the
     # second finds every line recorded, and nothing is doubled
-    report = second()
     assert (report.created, report.unchanged, report.errors) == (0, 3, [])
     assert waited == (not db.is_sqlite)
     books.expire_all()

@@ -95,20 +95,11 @@ def test_a_number_stored_meanwhile_by_another_import_is_refused_alone(books, db)
     # given another import that stored ERP-20 and has not committed yet
     assert isinstance(ingest_erp_invoices(books, [erp("ERP-20")], actor="import")[0], int)
 
-    def batch():
-        with db.session() as s:
-            outcomes = ingest_erp_invoices(s, [erp("ERP-21"), erp("ERP-20"), erp("ERP-22")],
-                                           actor="import")
-            s.commit()
-            return outcomes
-
     # when a batch holding ERP-20 too is stored at the same time, and waits for it
-    later = meanwhile.in_thread(batch)
-    waited = meanwhile.wait_until_blocked(db)
-    books.commit()
+    outcomes, waited = meanwhile.second_writer(db, books, lambda s: ingest_erp_invoices(
+        s, [erp("ERP-21"), erp("ERP-20"), erp("ERP-22")], actor="import"))
     # then (on PostgreSQL the batch ran into ERP-20: it is retried row by row) only ERP-20
     # is refused, as taken, and the others are stored
-    outcomes = later()
     assert waited == (not db.is_sqlite)
     assert [type(o).__name__ for o in outcomes] == ["int", "Conflict", "int"]
     books.expire_all()
