@@ -14,8 +14,7 @@ import time_machine
 
 from bot.db import Database, normalize_url
 from bot.migrate import downgrade, upgrade
-from tests.support import factories as f
-from tests.support.migrations import previous_revision
+from tests.support.migrations import previous_revision, rollup_book
 from workflows import invariants, kpis
 from workflows.cash_application import record_payment, write_off
 from workflows.inputs import PaymentIn
@@ -56,15 +55,7 @@ def test_rollups_are_backfilled_kept_and_dropped(database_url) -> None:
     db = Database(database_url)
     try:
         with time_machine.travel(NOW, tick=False), db.transaction() as s:
-            f.customer(s)
-            f.customer(s, "C-INITECH", "Initech", currency="EUR")
-            f.invoice(s, "INV-2026-000001", issued=date(2026, 10, 1), total="500.00")
-            f.invoice(s, "INV-2026-000002", issued=date(2026, 11, 2), total="300.00")
-            f.invoice(s, "INV-2026-000003", "C-INITECH", issued=date(2026, 11, 3),
-                      total="200.00", currency="EUR")
-            record_payment(s, PaymentIn(amount="120.00", currency="USD",
-                                        received_at=datetime(2026, 11, 20, 9, tzinfo=UTC)),
-                           actor="test", apply_to=["INV-2026-000001"])
+            rollup_book(s)
             issue_credit_note(s, invoice_number="INV-2026-000002", amount="30.00",
                               reason="test", actor="test", now=NOW,
                               issue_date=date(2026, 11, 10))

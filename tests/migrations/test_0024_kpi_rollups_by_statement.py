@@ -17,11 +17,8 @@ from sqlmodel import Session
 from bot.db import Database, normalize_url
 from bot.migrate import downgrade, upgrade
 from models import Allocation, CreditNote, Invoice, Payment, WriteOff
-from tests.support import factories as f
-from tests.support.migrations import previous_revision
+from tests.support.migrations import previous_revision, rollup_book
 from workflows import invariants
-from workflows.cash_application import record_payment
-from workflows.inputs import PaymentIn
 
 REVISION = "0024_kpi_rollups_by_statement"
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
@@ -98,15 +95,7 @@ def test_a_statements_rows_reach_the_rollups_at_once_and_going_down_keeps_them(
     db = Database(database_url)
     try:
         with time_machine.travel(NOW, tick=False), db.transaction() as s:
-            f.customer(s)
-            f.customer(s, "C-INITECH", "Initech", currency="EUR")
-            f.invoice(s, "INV-2026-000001", issued=date(2026, 10, 1), total="500.00")
-            f.invoice(s, "INV-2026-000002", issued=date(2026, 11, 2), total="300.00")
-            f.invoice(s, "INV-2026-000003", "C-INITECH", issued=date(2026, 11, 3),
-                      total="200.00", currency="EUR")
-            record_payment(s, PaymentIn(amount="120.00", currency="USD",
-                                        received_at=datetime(2026, 11, 20, 9, tzinfo=UTC)),
-                           actor="test", apply_to=["INV-2026-000001"])
+            rollup_book(s)
     finally:
         db.dispose()
     engine = sa.create_engine(normalize_url(database_url), poolclass=sa.pool.NullPool)

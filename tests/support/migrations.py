@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 from alembic.script import ScriptDirectory
+from sqlmodel import Session
 
 from bot.migrate import alembic_config
+from tests.support import factories as f
+from workflows.cash_application import record_payment
+from workflows.inputs import PaymentIn
 
 
 def previous_revision(database_url: str, revision: str) -> str:
@@ -14,3 +20,17 @@ def previous_revision(database_url: str, revision: str) -> str:
     down = script.get_revision(revision).down_revision
     assert isinstance(down, str)
     return down
+
+
+def rollup_book(s: Session) -> None:
+    """The small book the KPI rollup migrations are tried on: invoices in two currencies on
+    three days, and a payment applied to one of them."""
+    f.customer(s)
+    f.customer(s, "C-INITECH", "Initech", currency="EUR")
+    f.invoice(s, "INV-2026-000001", issued=date(2026, 10, 1), total="500.00")
+    f.invoice(s, "INV-2026-000002", issued=date(2026, 11, 2), total="300.00")
+    f.invoice(s, "INV-2026-000003", "C-INITECH", issued=date(2026, 11, 3), total="200.00",
+              currency="EUR")
+    record_payment(s, PaymentIn(amount="120.00", currency="USD",
+                                received_at=datetime(2026, 11, 20, 9, tzinfo=UTC)),
+                   actor="test", apply_to=["INV-2026-000001"])
