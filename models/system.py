@@ -167,7 +167,8 @@ class KpiDaily(SQLModel, table=True):
 
     A day's figures are the sum of its rows over `stripe`: on PostgreSQL each server process
     (connection) adds to a row of its own (`pg_backend_pid()`), so concurrent writers never
-    wait on each other's row; the backfill and SQLite use stripe 0.
+    wait on each other's row; the backfill and SQLite use stripe 0. The hourly
+    `kpi-rollup-merge` job folds past days' stripes into stripe 0 (`workflows.kpi_rollups`).
 
     `workflows.invariants.validate_kpi_rollups` recomputes every day from the base tables."""
 
