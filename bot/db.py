@@ -21,12 +21,13 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import QueuePool, StaticPool
 from sqlmodel import Session
 
 from workflows import exposure
 from workflows.cash_candidates import CustomerNames
 from workflows.policy import DEFAULTS_KEY, Policy
+from workflows.snapshot_reads import CONNECTIONS_KEY, Connections
 
 
 def normalize_url(url: str) -> str:
@@ -151,6 +152,20 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
     return engine
 
 
+# The part of a pool that reads at once (`workflows.snapshot_reads`: the KPIs on several
+# connections) may hold together; the rest is left to requests, one connection each.
+SNAPSHOT_SHARE = 3  # a third
+
+
+def spare_connections(engine: Engine) -> int:
+    """How many of the engine's pooled connections reads at once may take together."""
+    pool = engine.pool
+    if not isinstance(pool, QueuePool):  # (one shared connection, or none kept)
+        return 0
+    overflow = pool._max_overflow  # (SQLAlchemy has no public reader; -1: no limit)
+    return (pool.size() + (overflow if overflow >= 0 else pool.size())) // SNAPSHOT_SHARE
+
+
 class Database:
     """The engine plus session factories; one per process, built from settings.
 
@@ -162,12 +177,14 @@ class Database:
     (`workflows.exposure`).
 
     `policy` is the policy of the settings (`Settings.policy()`); every session carries it in
-    its `info`, where `workflows.policy.current` finds it (without it: `Policy`'s defaults)."""
+    its `info`, where `workflows.policy.current` finds it (without it: `Policy`'s defaults).
+    So does the share of the pool that reads at once may take (`workflows.snapshot_reads`)."""
 
     def __init__(self, url: str, *, policy: Policy | None = None, **engine_kwargs: Any) -> None:
         self.url = normalize_url(url)
         self._info = {DEFAULTS_KEY: policy} if policy is not None else {}
         self.engine = make_engine(self.url, **engine_kwargs)
+        self._info[CONNECTIONS_KEY] = Connections(spare_connections(self.engine))
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self._read_engine = (

@@ -10,22 +10,53 @@ run one after another in the caller's session — the same answers.
 
 Only for sessions that have written nothing: an imported snapshot does not see the exporting
 transaction's own uncommitted rows. No state is kept between calls (a thread pool per call).
+
+The other connections are a shortcut, never a need: each call takes them only as far as the
+database's `Connections` (owned by `bot.db.Database`, in every session's `info`) has some to
+spare, without waiting, and runs its jobs one after another in the caller's session when it
+gets fewer than two. Taking them unbounded, 30 requests at once held the 30 connections of a
+pool while their jobs waited for more: every one failed after the pool's timeout, and so did
+everything else the process served meanwhile.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
 MAX_CONNECTIONS = 4  # pooled connections one call takes at most, besides the caller's
+CONNECTIONS_KEY = "o2c.snapshot_connections"  # `Session.info`: the database's `Connections`
 _SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9]+)?$")
 
 Job = Callable[[Session], Any]
+
+
+class Connections:
+    """How many pooled connections the calls of one database may take at once, together
+    (`bot.db.Database` keeps one, sized to a part of its pool, for every session)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(0, limit)
+        self._free = threading.BoundedSemaphore(self.limit) if self.limit else None
+
+    @contextmanager
+    def taken(self, wanted: int) -> Iterator[int]:
+        """Up to `wanted` of them, as many as are free now (never waiting), given back after."""
+        got = 0
+        try:
+            while self._free is not None and got < wanted and self._free.acquire(blocking=False):
+                got += 1
+            yield got
+        finally:
+            for _ in range(got):
+                self._free.release()
 
 
 def exported_snapshot(session: Session) -> str | None:
@@ -57,11 +88,14 @@ def run(session: Session, jobs: Sequence[Job], *, concurrently: bool = False,
     """The results of `jobs`, in order (see the module docstring). `snapshot`: one exported
     earlier in this transaction (`exported_snapshot`), for several calls in one snapshot."""
     engine = session.get_bind()
-    if (not concurrently or not isinstance(engine, sa.Engine)
+    connections = session.info.get(CONNECTIONS_KEY)
+    if (not concurrently or not isinstance(engine, sa.Engine) or connections is None
             or engine.dialect.name != "postgresql"):
         return [job(session) for job in jobs]
-    snapshot = snapshot or exported_snapshot(session)
-    with ThreadPoolExecutor(max_workers=min(len(jobs), MAX_CONNECTIONS),
-                            thread_name_prefix="snapshot-read") as pool:
-        futures = [pool.submit(_in_snapshot, engine, snapshot, job) for job in jobs]
-        return [f.result() for f in futures]
+    with connections.taken(min(len(jobs), MAX_CONNECTIONS)) as workers:
+        if workers < 2:  # (none to spare: the caller's own connection does it all)
+            return [job(session) for job in jobs]
+        snapshot = snapshot or exported_snapshot(session)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="snapshot-read") as pool:
+            futures = [pool.submit(_in_snapshot, engine, snapshot, job) for job in jobs]
+            return [f.result() for f in futures]

@@ -1,0 +1,87 @@
+"""Reads at once (`workflows.snapshot_reads`) take only the pooled connections a database has
+to spare: more KPI requests at once than the pool holds all answer, the same figures, instead
+of each holding a connection while waiting for more until the pool gives up on all of them."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date
+
+from bot.db import Database, spare_connections
+from tests.support import factories as f
+from workflows import kpis, snapshot_reads
+from workflows.snapshot_reads import CONNECTIONS_KEY, Connections
+
+AS_OF = date(2026, 11, 23)
+
+
+def test_connections_are_lent_as_far_as_there_are_some_and_given_back() -> None:
+    connections = Connections(5)
+    with (connections.taken(4) as first, connections.taken(4) as second,
+          connections.taken(4) as third):
+        assert (first, second, third) == (4, 1, 0)
+    with connections.taken(9) as again:
+        assert again == 5
+    with Connections(0).taken(4) as none:
+        assert none == 0
+
+
+def test_a_database_lends_a_third_of_its_pool_to_reads_at_once(database_url) -> None:
+    sized = Database(database_url, pool_size=6, max_overflow=3)
+    try:
+        assert spare_connections(sized.engine) == 3
+        with sized.read_session() as session:
+            assert session.info[CONNECTIONS_KEY].limit == 3
+    finally:
+        sized.dispose()
+
+
+def test_reads_at_once_run_in_the_callers_session_when_none_are_to_spare(db) -> None:
+    with db.transaction() as s:
+        f.customer(s)
+
+    def where(session):
+        return lambda s: s is session
+
+    with db.read_session() as session:
+        # when nothing else takes connections, and when all but one are taken meanwhile
+        free = snapshot_reads.run(session, [where(session)] * 4, concurrently=True)
+        connections = session.info[CONNECTIONS_KEY]
+        with connections.taken(connections.limit - 1):
+            short = snapshot_reads.run(session, [where(session)] * 4, concurrently=True)
+    # then PostgreSQL reads on other connections only while it may take two or more
+    assert free == [not db.is_postgres] * 4
+    assert short == [True] * 4
+
+
+def test_more_kpi_requests_at_once_than_the_pool_holds_all_answer(database_url) -> None:
+    # given: a book, and a process whose pool holds four connections (a second to wait)
+    small = Database(database_url, pool_size=4, max_overflow=0, pool_timeout=2)
+    try:
+        with small.transaction() as s:
+            f.customer(s)
+            f.invoice(s, "INV-2026-000001", issued=date(2026, 10, 1), total="500.00")
+        with small.read_session() as session:
+            expected = kpis.to_json(kpis.compute(session, AS_OF))
+        # when six requests ask for the KPIs at the same moment, each in its own session
+        start, answers, errors = threading.Barrier(6), [], []
+
+        def ask() -> None:
+            start.wait()
+            try:
+                with small.read_session() as session:
+                    answers.append(kpis.to_json(kpis.compute(session, AS_OF,
+                                                             concurrently=True)))
+            except Exception as error:  # (collected: the test's thread asserts)
+                errors.append(error)
+
+        threads = [threading.Thread(target=ask) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        # then every one answers, with the same figures
+        assert errors == []
+        assert answers == [expected] * 6
+    finally:
+        small.dispose()
