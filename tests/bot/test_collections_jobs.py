@@ -14,6 +14,7 @@ from bot.deps import Deps
 from bot.settings import load_settings
 from models import CollectionActivity, DigestRun, OutboxMessage
 from tests.support import factories as f
+from tests.support.meanwhile import at_once
 from tests.support.timetravel import run_at
 from workflows import collections, policy
 
@@ -82,22 +83,10 @@ def test_two_digest_runs_at_once_send_each_digest_once(db, monkeypatch) -> None:
         return prepared
 
     monkeypatch.setattr(collections, "prepare_digests", prepare_then_wait)
-    results, errors = [], []
-
-    def run() -> None:
-        try:
-            results.append(collections_jobs.digest(_deps(db), TODAY))
-        except Exception as exc:
-            errors.append(exc)
 
     # when both record their digests
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    results = at_once(lambda: collections_jobs.digest(_deps(db), TODAY), 2)
     # then each collector got one digest, recorded by one of them
-    assert errors == []
     assert sorted(c for r in results for c in r["collectors"]) == ["UCOLL001", "UCOLL002"]
     with db.read_session() as s:
         assert sorted(s.exec(select(DigestRun.collector_id)).all()) == ["UCOLL001", "UCOLL002"]

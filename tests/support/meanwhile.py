@@ -38,6 +38,20 @@ def in_thread(work: Callable[[], Any]) -> Callable[[], Any]:
     return result
 
 
+def at_once(work: Callable[[], Any], times: int) -> list[Any]:
+    """`work` in `times` threads let go at the same moment (several processes running the same
+    job, several requests): what each gave, in thread order, once all have ended — or the
+    first error one raised."""
+    start = threading.Barrier(times)
+
+    def together() -> Any:
+        start.wait(30)
+        return work()
+
+    results = [in_thread(together) for _ in range(times)]
+    return [result() for result in results]
+
+
 def wait_until_blocked(db: Database, seconds: float = 20) -> bool:
     """On PostgreSQL: wait until some connection to this database waits for a lock (True),
     failing after `seconds`. SQLite's waits can't be seen: give the thread a moment (False)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +9,7 @@ from sqlmodel import select
 
 from models import Approval, AuditEvent, Customer, OrderStatus, OutboxMessage
 from tests.support import factories as f
+from tests.support.meanwhile import at_once
 from tests.support.timetravel import frozen_at
 from workflows import approvals, cash_application
 from workflows.credit_hold import set_credit_hold
@@ -195,23 +195,12 @@ def test_concurrent_reminder_runs_nudge_once(db) -> None:
         for _ in range(3):
             f.order(s, "C-NEW", now=MONDAY)
     # when four processes run the job at the same moment
-    start, results, errors = threading.Barrier(4), [], []
+    def run() -> list[dict]:
+        with db.transaction() as s:
+            return approvals.send_reminders(s, now=MONDAY + timedelta(hours=6))
 
-    def run() -> None:
-        start.wait()
-        try:
-            with db.transaction() as s:
-                results.extend(approvals.send_reminders(s, now=MONDAY + timedelta(hours=6)))
-        except Exception as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    results = [r for sent in at_once(run, 4) for r in sent]
     # then each request was reminded exactly once
-    assert errors == []
     assert sorted(r["approval_id"] for r in results) == [1, 2, 3]
     with db.read_session() as s:
         keys = s.exec(select(OutboxMessage.dedupe_key).where(

@@ -6,7 +6,6 @@ in the transaction that writes the summary."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -14,6 +13,7 @@ import time_machine
 from sqlmodel import select
 
 from models import DunningNotice, DunningRunRecord
+from tests.support.meanwhile import at_once
 from tests.workflows.test_dunning_catchup import (
     NOW,
     TODAY,
@@ -107,23 +107,10 @@ def test_a_killed_run_of_another_day_gets_its_own_summary(db) -> None:
 def test_two_processes_taking_over_a_killed_run_summarise_each_notice_once(db) -> None:
     # given a run killed after its first batch
     given_a_run_killed_after_its_first_batch(db)
-    errors: list[Exception] = []
-
-    def process() -> None:
-        try:
-            dunning.run_all(db, TODAY, batch=1)
-        except Exception as exc:  # a failure of either process fails the test
-            errors.append(exc)
-
-    # when two processes' next runs start at once
+    # when two processes' next runs start at once (a failure of either fails the test)
     with time_machine.travel(LATER, tick=False):
-        threads = [threading.Thread(target=process) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+        at_once(lambda: dunning.run_all(db, TODAY, batch=1), 2)
     # then every notice is counted in exactly one summary post, the killed run's in one
-    assert errors == []
     summaries = _summaries(db)
     assert sum(s["notices"] for s in summaries) == 9
     assert sum(s["emails"] for s in summaries) == 6

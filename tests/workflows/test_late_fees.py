@@ -4,7 +4,6 @@ point 5)."""
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -13,6 +12,7 @@ from sqlmodel import select
 
 from models import AuditEvent, Invoice, InvoiceLine, OutboxMessage, WriteOff, WriteOffRequest
 from tests.support import factories as f
+from tests.support.meanwhile import at_once
 from tests.support.timetravel import frozen_at
 from workflows import approvals, dunning, invariants, late_fees, policy, write_offs
 from workflows.errors import Conflict, PermissionDenied, ValidationFailed
@@ -107,21 +107,11 @@ def test_off_by_default_and_never_on_a_fee_or_a_disputed_amount(session) -> None
 
 
 def test_concurrent_dunning_runs_charge_once(db, books) -> None:
-    errors: list[BaseException] = []
-
     def run() -> None:
-        try:
-            with db.transaction() as s:
-                dunning.run_dunning(s, TODAY)
-        except BaseException as exc:
-            errors.append(exc)
+        with db.transaction() as s:
+            dunning.run_dunning(s, TODAY)
 
-    threads = [threading.Thread(target=run) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert errors == []
+    at_once(run, 3)  # (an error in any run fails the test)
     with db.read_session() as s:
         assert len(fees(s)) == 2
         assert invariants.validate_all(s) == []

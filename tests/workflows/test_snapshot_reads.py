@@ -4,11 +4,11 @@ of each holding a connection while waiting for more until the pool gives up on a
 
 from __future__ import annotations
 
-import threading
 from datetime import date
 
 from bot.db import Database, spare_connections
 from tests.support import factories as f
+from tests.support.meanwhile import at_once
 from workflows import kpis, snapshot_reads
 from workflows.snapshot_reads import CONNECTIONS_KEY, Connections
 
@@ -64,24 +64,11 @@ def test_more_kpi_requests_at_once_than_the_pool_holds_all_answer(database_url) 
         with small.read_session() as session:
             expected = kpis.to_json(kpis.compute(session, AS_OF))
         # when six requests ask for the KPIs at the same moment, each in its own session
-        start, answers, errors = threading.Barrier(6), [], []
+        def ask() -> dict:
+            with small.read_session() as session:
+                return kpis.to_json(kpis.compute(session, AS_OF, concurrently=True))
 
-        def ask() -> None:
-            start.wait()
-            try:
-                with small.read_session() as session:
-                    answers.append(kpis.to_json(kpis.compute(session, AS_OF,
-                                                             concurrently=True)))
-            except Exception as error:  # (collected: the test's thread asserts)
-                errors.append(error)
-
-        threads = [threading.Thread(target=ask) for _ in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        # then every one answers, with the same figures
-        assert errors == []
-        assert answers == [expected] * 6
+        # then every one answers (none fails), with the same figures
+        assert at_once(ask, 6) == [expected] * 6
     finally:
         small.dispose()
