@@ -408,19 +408,35 @@ function renderSidebar() {
   }
   select.value = S.me;
   $("#my-roles").textContent = me()?.roles.length ? "Roles: " + me().roles.join(", ") : "No roles yet";
-  const item = (conv, label, cls = "") => {
+  // The links are made again only when the conversations change; otherwise each is updated in
+  // place. (Made again on every state update, a link replaced between the press of a click and
+  // its release lost the click: a message arriving meanwhile took the person elsewhere.)
+  const convs = [["home", "o2c-bot — Home"], ...S.state.channels.map((c) => [c.id, "# " + c.name]),
+    [dm(), "o2c-bot"]];
+  const nav = $("#nav");
+  const navKey = JSON.stringify(convs);
+  if (nav.dataset.key !== navKey) {
+    nav.dataset.key = navKey;
+    const link = ([conv, label]) => el("a", {href: "#", class: "nav-item", "data-conv": conv,
+      "aria-label": label, onclick: (ev) => { ev.preventDefault(); openConv(conv); }}, label);
+    nav.replaceChildren(
+      el("div", {class: "nav-title"}, "Apps"), link(convs[0]),
+      el("div", {class: "nav-title"}, "Channels"), ...convs.slice(1, -1).map(link),
+      el("div", {class: "nav-title"}, "Direct messages"), link(convs[convs.length - 1]));
+  }
+  for (const a of nav.querySelectorAll("a.nav-item")) {
+    const conv = a.dataset.conv;
     const count = conv === "home" ? 0 : visibleMessages(conv).length;
     const unread = conv !== S.conv && count > (S.seen[S.me + conv] || 0);
-    return el("a", {href: "#", class: `nav-item ${cls}${conv === S.conv ? " active" : ""}${unread ? " unread" : ""}`,
-      "aria-label": label, "aria-current": conv === S.conv ? "page" : null,
-      onclick: (ev) => { ev.preventDefault(); openConv(conv); }},
-    label, unread ? el("span", {class: "badge"}, String(count - (S.seen[S.me + conv] || 0))) : null);
-  };
-  $("#nav").replaceChildren(
-    el("div", {class: "nav-title"}, "Apps"), item("home", "o2c-bot — Home"),
-    el("div", {class: "nav-title"}, "Channels"),
-    ...S.state.channels.map((c) => item(c.id, "# " + c.name)),
-    el("div", {class: "nav-title"}, "Direct messages"), item(dm(), "o2c-bot"));
+    a.className = `nav-item${conv === S.conv ? " active" : ""}${unread ? " unread" : ""}`;
+    if (conv === S.conv) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+    const badge = unread ? String(count - (S.seen[S.me + conv] || 0)) : null;
+    const shown = a.querySelector(".badge");
+    if (shown && badge === null) shown.remove();
+    else if (shown) shown.textContent = badge;
+    else if (badge !== null) a.append(el("span", {class: "badge"}, badge));
+  }
   const admin = me()?.roles.includes("admin");
   $("#time-travel").hidden = !admin;
   if (admin && !S.jobs) loadJobs().catch((e) => toast(e.message));

@@ -220,7 +220,8 @@ def test_role_add_by_admin_and_refusal_for_others(server, slack, standin) -> Non
     assert "no longer has `collector`" in removed
     with server.db.read_session() as s:
         actions = [e.action for e in s.exec(select(AuditEvent).where(
-            AuditEvent.entity_id == "UCOLL001", AuditEvent.action.like("role.%")))]
+            AuditEvent.entity_id == "UCOLL001", AuditEvent.action.like("role.%"))
+            .order_by(AuditEvent.id))]
         assert actions == ["role.granted", "role.revoked"]
 
 

@@ -188,7 +188,7 @@ def test_a_delivery_exception_alerts_the_rep_and_delivered_is_final(session) -> 
         "delivered", NOW + timedelta(days=1), "J. Doe")
     assert len(tracking.events_of(session, [shipment.id])) == 4
     history = session.exec(select(AuditEvent).where(
-        AuditEvent.action == "order.shipment_event")).all()
+        AuditEvent.action == "order.shipment_event").order_by(AuditEvent.id)).all()
     assert [e.to_state for e in history] == ["in_transit", "exception", "delivered",
                                              "delivered"]
 

@@ -36,7 +36,8 @@ def test_order_within_limit_of_reviewed_customer_is_approved(session) -> None:
     assert order.status == OrderStatus.APPROVED
     assert order.total_minor == 3 * 1999 + 10
     actions = [e.to_state for e in session.exec(select(AuditEvent).where(
-        AuditEvent.entity_type == "order", AuditEvent.action == "order.transition")).all()]
+        AuditEvent.entity_type == "order", AuditEvent.action == "order.transition")
+        .order_by(AuditEvent.id)).all()]
     assert actions == ["draft", "approved"]
     assert session.exec(select(OutboxMessage)).first().payload["template"] == "order_status"
     assert invariants.validate_all(session) == []
