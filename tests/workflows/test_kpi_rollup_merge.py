@@ -128,7 +128,7 @@ def test_merging_in_batches_leaves_the_rest_for_the_next_batch(db) -> None:
     _split(db)
     days = _days(db)
     striped = len([k for k in _rows(db) if k[2] != 0])
-    # when merged two rows at a time, every day before the last
+    # when the days before AS_OF are merged two rows at a time
     batches = []
     while not batches or batches[-1]["merged"] == 2:
         with db.transaction() as s:

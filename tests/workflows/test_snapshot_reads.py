@@ -55,7 +55,7 @@ def test_reads_at_once_run_in_the_callers_session_when_none_are_to_spare(db) -> 
 
 
 def test_more_kpi_requests_at_once_than_the_pool_holds_all_answer(database_url) -> None:
-    # given: a book, and a process whose pool holds four connections (a second to wait)
+    # given: a book, and a process whose pool holds four connections (waited for 2 s at most)
     small = Database(database_url, pool_size=4, max_overflow=0, pool_timeout=2)
     try:
         with small.transaction() as s:
