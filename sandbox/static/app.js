@@ -409,8 +409,8 @@ function renderSidebar() {
   select.value = S.me;
   $("#my-roles").textContent = me()?.roles.length ? "Roles: " + me().roles.join(", ") : "No roles yet";
   // The links are made again only when the conversations change; otherwise each is updated in
-  // place. (Made again on every state update, a link replaced between the press of a click and
-  // its release lost the click: a message arriving meanwhile took the person elsewhere.)
+  // place. (Made again on every state update, a click in flight on one had to start over — a
+  // browser test waits for the link it aims at to stay put — while messages kept arriving.)
   const convs = [["home", "o2c-bot — Home"], ...S.state.channels.map((c) => [c.id, "# " + c.name]),
     [dm(), "o2c-bot"]];
   const nav = $("#nav");
