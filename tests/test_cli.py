@@ -105,6 +105,18 @@ def test_run_unknown_job_lists_known_ones(monkeypatch, capsys, database_url) -> 
     assert "kpi-report" in capsys.readouterr().err
 
 
+def test_run_help_names_every_job(monkeypatch, capsys) -> None:
+    from bot.jobs import JOBS
+
+    monkeypatch.setenv("COLUMNS", "1000")  # (argparse would wrap a name at its hyphens)
+    with pytest.raises(SystemExit) as done:
+        main(["run", "--help"])
+    text = capsys.readouterr().out
+    assert done.value.code == 0
+    named = {name for name in text.replace(",", " ").split() if name in JOBS}
+    assert named == set(JOBS)
+
+
 def test_outbox_command_lists_and_requeues_failed(monkeypatch, capsys, db, database_url) -> None:
     from models import OutboxMessage
 
