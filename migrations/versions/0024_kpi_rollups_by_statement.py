@@ -19,7 +19,7 @@ Create Date: 2026-12-07
 """
 # ruff: noqa: S608 - every SQL text below is built from 0023's and this file's constants
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from alembic import op
@@ -95,38 +95,41 @@ def _statement_triggers(m) -> list[str]:
     return out
 
 
-def _row_trigger(table: str, events: str) -> str:
-    return (f"CREATE TRIGGER kpi_rollup_{table} AFTER {events} ON {table} FOR EACH ROW "
-            f"EXECUTE FUNCTION kpi_rollup_{table}()")
+def _locked() -> object | None:
+    """0023's module (its SQL), with the watched tables locked against writes — no write
+    between dropping a trigger and creating its replacement — or None on SQLite."""
+    if op.get_bind().dialect.name != "postgresql":
+        return None
+    op.execute("LOCK TABLE invoices, allocations, credit_notes, write_offs, payments "
+               "IN SHARE ROW EXCLUSIVE MODE")
+    return _previous()
+
+
+def _row_triggers(m: object, events: Callable[[str, str], str]) -> None:
+    """Each table's row trigger made again, firing on `events(table, its watched columns)`."""
+    for table, watched in m.WATCHED.items():
+        op.execute(f"DROP TRIGGER kpi_rollup_{table} ON {table}")
+        op.execute(f"CREATE TRIGGER kpi_rollup_{table} AFTER "
+                   f"{events(table, ', '.join(watched))} ON {table} FOR EACH ROW "
+                   f"EXECUTE FUNCTION kpi_rollup_{table}()")
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
+    m = _locked()
+    if m is None:
         return
-    m = _previous()
-    # no write between dropping a row trigger and creating its statement trigger
-    op.execute("LOCK TABLE invoices, allocations, credit_notes, write_offs, payments "
-               "IN SHARE ROW EXCLUSIVE MODE")
-    for table, watched in m.WATCHED.items():
-        events = f"UPDATE OF {', '.join(watched)}"
-        if table not in REMOVED:
-            events = f"DELETE OR {events}"
-        op.execute(f"DROP TRIGGER kpi_rollup_{table} ON {table}")
-        op.execute(_row_trigger(table, events))
+    _row_triggers(m, lambda table, watched: (f"UPDATE OF {watched}" if table in REMOVED
+                                             else f"DELETE OR UPDATE OF {watched}"))
     for statement in _statement_triggers(m):
         op.execute(statement)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
+    m = _locked()
+    if m is None:
         return
-    m = _previous()
-    op.execute("LOCK TABLE invoices, allocations, credit_notes, write_offs, payments "
-               "IN SHARE ROW EXCLUSIVE MODE")
     for event, tables in (("insert", ADDED), ("delete", REMOVED)):
         for table in tables:
             op.execute(f"DROP TRIGGER kpi_rollup_{table}_{event} ON {table}")
             op.execute(f"DROP FUNCTION kpi_rollup_{table}_{event}()")
-    for table, watched in m.WATCHED.items():
-        op.execute(f"DROP TRIGGER kpi_rollup_{table} ON {table}")
-        op.execute(_row_trigger(table, f"INSERT OR DELETE OR UPDATE OF {', '.join(watched)}"))
+    _row_triggers(m, lambda table, watched: f"INSERT OR DELETE OR UPDATE OF {watched}")
