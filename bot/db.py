@@ -6,8 +6,11 @@ SQLite needs care to be a correct multi-threaded store:
   both reading and then failing with "database is locked" when they try to upgrade; read-only
   sessions (`Database.read_session`) use a deferred BEGIN and run concurrently.
 
-PostgreSQL runs at READ COMMITTED; exactly-once rules are enforced by unique constraints and
+PostgreSQL writes at READ COMMITTED; exactly-once rules are enforced by unique constraints and
 conditional updates (`UPDATE ... WHERE status = 'pending'`), which behave the same on both.
+Its read sessions are `REPEATABLE READ READ ONLY`: every read of one session sees the same
+snapshot, as a SQLite read transaction does — a report's figures (the KPIs' dozen reads, a
+statement's lines and totals) are of one moment even while payments commit between them.
 """
 
 from __future__ import annotations
@@ -189,7 +192,9 @@ class Database:
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self._read_engine = (
             self.engine.execution_options(sqlite_begin="DEFERRED") if self.is_sqlite
-            else self.engine
+            else self.engine.execution_options(isolation_level="REPEATABLE READ",
+                                               postgresql_readonly=True)
+            if self.is_postgres else self.engine
         )
         self.customer_names = CustomerNames()
         self._sessions = sessionmaker(self.engine, class_=Session, expire_on_commit=False,
@@ -205,7 +210,8 @@ class Database:
         return self._sessions()
 
     def read_session(self) -> Session:
-        """A session for lookups; never commit in it."""
+        """A session for lookups, each of its transactions one snapshot of the database; never
+        write or commit in it (PostgreSQL refuses writes there)."""
         return self._read_sessions()
 
     @contextmanager

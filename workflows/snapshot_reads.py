@@ -6,7 +6,8 @@ snapshot (`pg_export_snapshot()`) and each job runs on another connection of the
 in a `REPEATABLE READ READ ONLY` transaction that imports it (`SET TRANSACTION SNAPSHOT`), on a
 thread of its own: every job sees exactly the database the caller's transaction saw when it
 exported, whatever commits meanwhile. Elsewhere (SQLite, or without `concurrently`) the jobs
-run one after another in the caller's session — the same answers.
+run one after another in the caller's session — the same answers from a read session
+(`bot.db.Database.read_session`: one snapshot, on PostgreSQL too).
 
 Only for sessions that have written nothing: an imported snapshot does not see the exporting
 transaction's own uncommitted rows. No state is kept between calls (a thread pool per call).

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import date
 
+import sqlalchemy as sa
+
 from bot.db import Database, spare_connections
 from tests.support import factories as f
 from tests.support.meanwhile import at_once
@@ -72,3 +74,32 @@ def test_more_kpi_requests_at_once_than_the_pool_holds_all_answer(database_url) 
         assert at_once(ask, 6) == [expected] * 6
     finally:
         small.dispose()
+
+
+def test_reads_in_the_callers_session_see_one_snapshot_whatever_commits_meanwhile(db) -> None:
+    # given a book of one invoice
+    with db.transaction() as s:
+        f.customer(s)
+        f.invoice(s, "INV-2026-000001", issued=date(2026, 10, 1))
+
+    def invoices(session) -> int:
+        return session.execute(sa.text("SELECT count(*) FROM invoices")).scalar_one()
+
+    def then_another_is_committed(session) -> int:
+        seen = invoices(session)
+        with db.transaction() as other:
+            f.invoice(other, "INV-2026-000002", issued=date(2026, 10, 2))
+        return seen
+
+    # when a report's reads run one after another in its read session (no connection to
+    # spare) and an invoice is committed between them
+    with db.read_session() as session:
+        connections = session.info[CONNECTIONS_KEY]
+        with connections.taken(connections.limit):
+            read = snapshot_reads.run(session, [then_another_is_committed, invoices],
+                                      concurrently=True)
+    # then both saw the same book (PostgreSQL: one REPEATABLE READ snapshot, as SQLite's read
+    # transaction is), and the next session sees the new invoice
+    assert read == [1, 1]
+    with db.read_session() as session:
+        assert invoices(session) == 2
