@@ -138,13 +138,17 @@ class Policy(SQLModel, table=True):
 class KpiSnapshot(SQLModel, table=True):
     """The latest KPIs of a day (`workflows.kpis.to_json`), served to admins' App Home instead
     of recomputing them on every opening; refreshed by the `kpi-report` job when the books
-    changed (`audit_id`: the last audit event it saw). One row per day, replaced in place."""
+    changed (`audit_id`: the last audit event it saw; `in_flight`: see `books_marker`). One row
+    per day, replaced in place."""
 
     __tablename__ = "kpi_snapshots"
 
     as_of: date = Field(primary_key=True)
     computed_at: datetime = ts_field(nullable=False)
     audit_id: int = big_field(default=0)  # max(audit_log.id) when computed
+    # PostgreSQL: the writers in flight then (`pg_current_snapshot()`), whose audit ids may be
+    # lower (`workflows.kpis.is_fresh`); NULL on SQLite
+    in_flight: str | None = Field(default=None, sa_type=sa.Text)
     data: dict = json_field()
 
 

@@ -613,10 +613,49 @@ def to_json(report: KpiReport) -> dict:
     }
 
 
-def books_marker(session: Session) -> int:
-    """The last audit event's id: every change to the books writes one (SPEC §5.7), so a
-    snapshot computed at this marker is still right while it has not moved."""
-    return int(session.exec(select(sa.func.coalesce(sa.func.max(AuditEvent.id), 0))).one())
+@dataclass(frozen=True)
+class BooksMarker:
+    """Where the books stood when a snapshot's KPIs were read: the last audit event's id (every
+    change to the books writes one, SPEC §5.7) and, on PostgreSQL, the writers then in flight
+    (`pg_current_snapshot()` as text). PostgreSQL draws an audit id when the row is inserted,
+    not when its transaction commits: a writer that drew a lower id and commits after another's
+    higher one leaves the last id where it was, so the id alone would call a snapshot without
+    that writer's change fresh."""
+
+    audit_id: int
+    in_flight: str | None = None
+
+
+_LAST_EVENT = sa.select(sa.func.coalesce(sa.func.max(AuditEvent.id), 0))
+_MARKER_PG = sa.text("SELECT coalesce(max(id), 0), pg_current_snapshot()::text FROM audit_log")
+# Has any writer in flight then committed since (or is its fate forgotten: NULL)?
+_LANDED_PG = sa.text(
+    "SELECT EXISTS (SELECT 1 FROM pg_snapshot_xip(CAST(:in_flight AS pg_snapshot)) AS x "
+    "WHERE coalesce(pg_xact_status(x) NOT IN ('in progress', 'aborted'), true))")
+
+
+def books_marker(session: Session) -> BooksMarker:
+    """Where the books stand now (see `BooksMarker`); one statement, so on PostgreSQL the id
+    and the writers in flight are of one snapshot."""
+    if session.get_bind().dialect.name == "postgresql":
+        last, in_flight = session.execute(_MARKER_PG).one()
+        return BooksMarker(int(last), in_flight)
+    return BooksMarker(int(session.execute(_LAST_EVENT).scalar_one()))
+
+
+def _still_right(session: Session, row: KpiSnapshot | None) -> bool:
+    """Whether nothing was recorded since `row` was computed: no audit event after its
+    marker, and (PostgreSQL) none of the writers then in flight committed since. A writer in
+    flight may have committed nothing for the books: the snapshot is computed again once,
+    never shown without a change. A row kept before writers were recorded (`in_flight` NULL)
+    counts as changed on PostgreSQL."""
+    if row is None or row.audit_id != int(session.execute(_LAST_EVENT).scalar_one()):
+        return False
+    if session.get_bind().dialect.name != "postgresql":
+        return True  # (one writer at a time: ids are committed in order)
+    if row.in_flight is None:
+        return False
+    return not session.execute(_LANDED_PG, {"in_flight": row.in_flight}).scalar_one()
 
 
 def snapshot(session: Session, as_of: date) -> KpiSnapshot | None:
@@ -628,23 +667,22 @@ def snapshot(session: Session, as_of: date) -> KpiSnapshot | None:
 
 def is_fresh(session: Session, as_of: date) -> bool:
     """Whether `as_of`'s snapshot exists and nothing was recorded since it was computed."""
-    row = session.get(KpiSnapshot, as_of)
-    return row is not None and row.audit_id == books_marker(session)
+    return _still_right(session, session.get(KpiSnapshot, as_of))
 
 
 def fresh_snapshot(session: Session, as_of: date) -> dict | None:
     """`as_of`'s KPIs (`to_json`) from its snapshot when nothing was recorded since it was
-    computed — exactly what `compute` would answer, for two index probes — else None."""
+    computed — exactly what `compute` would answer, for two or three index probes — else
+    None."""
     row = session.get(KpiSnapshot, as_of)
-    if row is None or row.audit_id != books_marker(session):
-        return None
-    return row.data
+    return row.data if _still_right(session, row) else None
 
 
 def compute_snapshot(session: Session, as_of: date, *, concurrently: bool = False
-                     ) -> tuple[dict, int]:
-    """`as_of`'s KPIs (`to_json`) and the books marker they were computed at (read first, so
-    a change recorded during the computation makes the snapshot stale, never lost)."""
+                     ) -> tuple[dict, BooksMarker]:
+    """`as_of`'s KPIs (`to_json`) and where the books stood when they were computed (read
+    first, so a change recorded during the computation makes the snapshot stale, never
+    lost)."""
     from workflows.home import open_ar_trend
 
     marker = books_marker(session)
@@ -654,15 +692,17 @@ def compute_snapshot(session: Session, as_of: date, *, concurrently: bool = Fals
     return data, marker
 
 
-def store_snapshot(session: Session, as_of: date, data: dict, audit_id: int,
+def store_snapshot(session: Session, as_of: date, data: dict, marker: BooksMarker,
                    now: datetime) -> KpiSnapshot:
     """Replace `as_of`'s snapshot (one row per day) unless a newer one is already there."""
     row = session.get(KpiSnapshot, as_of)
     if row is None:
-        row = KpiSnapshot(as_of=as_of, computed_at=now, audit_id=audit_id, data=data)
+        row = KpiSnapshot(as_of=as_of, computed_at=now, audit_id=marker.audit_id,
+                          in_flight=marker.in_flight, data=data)
         session.add(row)
-    elif row.audit_id <= audit_id:
-        row.computed_at, row.audit_id, row.data = now, audit_id, data
+    elif row.audit_id <= marker.audit_id:
+        row.computed_at, row.audit_id, row.in_flight, row.data = (
+            now, marker.audit_id, marker.in_flight, data)
     return row
 
 
