@@ -117,6 +117,16 @@ def test_run_help_names_every_job(monkeypatch, capsys) -> None:
     assert named == set(JOBS)
 
 
+def test_the_readme_names_every_job() -> None:
+    import re
+
+    from bot.jobs import JOBS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `o2c run <job>"))
+    assert set(re.findall(r"`([a-z-]+)[` ]", row)) >= set(JOBS)
+
+
 def test_outbox_command_lists_and_requeues_failed(monkeypatch, capsys, db, database_url) -> None:
     from models import OutboxMessage
 
