@@ -10,11 +10,10 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
 
-from bot.db import Database, normalize_url
 from bot.migrate import downgrade, upgrade
 from models import KpiSnapshot
 from tests.support import factories as f
-from tests.support.migrations import previous_revision
+from tests.support.migrations import opened, plain_engine, previous_revision
 from tests.support.timetravel import frozen_at
 from workflows import kpis
 
@@ -31,20 +30,13 @@ def _snapshots(conn: sa.Connection) -> list[tuple]:
 
 def test_snapshots_stay_and_an_old_one_is_computed_again_on_postgresql(database_url) -> None:
     # given the day's snapshot before going down
-    db = Database(database_url)
-    try:
+    with opened(database_url) as db:
         with db.transaction() as s:
             f.customer(s)
             f.invoice(s, "INV-1", issued=AS_OF - timedelta(days=5))
-        with db.read_session() as s:
-            data, marker = kpis.compute_snapshot(s, AS_OF)
-        with db.transaction() as s:
-            kpis.store_snapshot(s, AS_OF, data, marker, NOW)
-    finally:
-        db.dispose()
+        f.kpi_snapshot(db, AS_OF, NOW)
     before = previous_revision(database_url, REVISION)
-    engine = sa.create_engine(normalize_url(database_url), poolclass=sa.pool.NullPool)
-    try:
+    with plain_engine(database_url) as engine:
         with engine.connect() as conn:
             kept = _snapshots(conn)
             assert len(kept) == 1
@@ -60,19 +52,13 @@ def test_snapshots_stay_and_an_old_one_is_computed_again_on_postgresql(database_
             assert _snapshots(conn) == kept
             assert conn.execute(sa.text(
                 "SELECT count(*) FROM kpi_snapshots WHERE in_flight IS NULL")).scalar() == 1
-        db = Database(database_url)
-        try:
+        with opened(database_url) as db:
             with db.read_session() as s:
                 assert kpis.is_fresh(s, AS_OF) is (not db.is_postgres)
-            with db.read_session() as s:  # (the kpi-snapshot job's work)
-                data, marker = kpis.compute_snapshot(s, AS_OF)
-            with db.transaction() as s:
-                kpis.store_snapshot(s, AS_OF, data, marker, NOW)
+            f.kpi_snapshot(db, AS_OF, NOW)
             with db.read_session() as s:
                 assert kpis.is_fresh(s, AS_OF)
                 assert (s.get(KpiSnapshot, AS_OF).in_flight is not None) is db.is_postgres
-        finally:
-            db.dispose()
         # and down and up again
         downgrade(database_url, before)
         with engine.connect() as conn:
@@ -80,5 +66,3 @@ def test_snapshots_stay_and_an_old_one_is_computed_again_on_postgresql(database_
         upgrade(database_url)
         with engine.connect() as conn:
             assert len(_snapshots(conn)) == 1
-    finally:
-        engine.dispose()

@@ -78,3 +78,14 @@ def dispute(session: Session, invoice_number: str, *, amount: str | None = None,
     return disputes.open_dispute(session, invoice_number, DisputeOpenIn(
         reason=reason, amount=amount, note=note), actor=actor,
         now=now or Clock().now(), source="api")
+
+
+def kpi_snapshot(db, as_of: date, now: datetime) -> None:
+    """`as_of`'s KPI snapshot, stored as the `kpi-snapshot` job stores it (`bot.reports`):
+    computed in a read session, kept in a short transaction."""
+    from workflows import kpis
+
+    with db.read_session() as s:
+        data, marker = kpis.compute_snapshot(s, as_of)
+    with db.transaction() as s:
+        kpis.store_snapshot(s, as_of, data, marker, now)

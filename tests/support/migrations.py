@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
+import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 from sqlmodel import Session
 
+from bot.db import Database, normalize_url
 from bot.migrate import alembic_config
 from tests.support import factories as f
 from workflows.cash_application import record_payment
@@ -20,6 +24,28 @@ def previous_revision(database_url: str, revision: str) -> str:
     down = script.get_revision(revision).down_revision
     assert isinstance(down, str)
     return down
+
+
+@contextmanager
+def opened(database_url: str) -> Iterator[Database]:
+    """The app's database object for a while (disposed after: the migration needs the
+    database to itself)."""
+    db = Database(database_url)
+    try:
+        yield db
+    finally:
+        db.dispose()
+
+
+@contextmanager
+def plain_engine(database_url: str) -> Iterator[sa.Engine]:
+    """An engine that keeps no connection between uses, to look at the tables around
+    `downgrade` and `upgrade`."""
+    engine = sa.create_engine(normalize_url(database_url), poolclass=sa.pool.NullPool)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def rollup_book(s: Session) -> None:

@@ -24,14 +24,6 @@ NOW = datetime.combine(AS_OF, time(12), UTC)
 frozen_time = frozen_at(NOW)
 
 
-def _snapshot(db: Database) -> None:
-    """What the `kpi-snapshot` job does: compute in a read session, store in a transaction."""
-    with db.read_session() as s:
-        data, marker = kpis.compute_snapshot(s, AS_OF)
-    with db.transaction() as s:
-        kpis.store_snapshot(s, AS_OF, data, marker, NOW)
-
-
 def _change(session) -> None:
     audit.record(session, actor="test", action="test.change", entity_type="invoice",
                  entity_id="INV-1")
@@ -58,11 +50,11 @@ def test_a_change_committed_after_a_higher_audit_id_makes_the_snapshot_stale(db)
             with db.transaction() as quick:
                 _change(quick)
             # when the snapshot is computed now (without INV-2), then the slow writer commits
-            _snapshot(db)
+            f.kpi_snapshot(db, AS_OF, NOW)
             slow.commit()
         else:  # (the quicker writer waits for the slow one)
             second_writer(db, slow, _change)
-            _snapshot(db)
+            f.kpi_snapshot(db, AS_OF, NOW)
         # then
         with db.read_session() as s:
             row = s.get(KpiSnapshot, AS_OF)
@@ -73,7 +65,7 @@ def test_a_change_committed_after_a_higher_audit_id_makes_the_snapshot_stale(db)
         if db.is_postgres:
             assert row.audit_id == last and row.data["credit_sales"] == "1000.00"
             assert (fresh, shown) == (False, None)  # ... so `/o2c kpi` computes again
-            _snapshot(db)
+            f.kpi_snapshot(db, AS_OF, NOW)
         with db.read_session() as s:
             assert kpis.is_fresh(s, AS_OF)
             assert kpis.fresh_snapshot(s, AS_OF)["credit_sales"] == "1500.00"
@@ -87,7 +79,7 @@ def test_a_writer_in_flight_that_has_not_committed_leaves_the_snapshot_fresh(db)
         f.customer(s)
         f.invoice(s, "INV-1", issued=AS_OF - timedelta(days=5))
     if not db.is_postgres:  # (SQLite: a read never overlaps a writer's uncommitted ids)
-        _snapshot(db)
+        f.kpi_snapshot(db, AS_OF, NOW)
         with db.read_session() as s:
             assert kpis.is_fresh(s, AS_OF) and s.get(KpiSnapshot, AS_OF).in_flight is None
         return
@@ -95,7 +87,7 @@ def test_a_writer_in_flight_that_has_not_committed_leaves_the_snapshot_fresh(db)
     try:
         f.invoice(writer, "INV-2", total="500.00", issued=AS_OF - timedelta(days=2))
         writer.flush()
-        _snapshot(db)
+        f.kpi_snapshot(db, AS_OF, NOW)
         with db.read_session() as s:
             assert s.get(KpiSnapshot, AS_OF).in_flight  # the writer is in it
             # when it is still in flight, or rolls back: nothing changed
@@ -114,7 +106,7 @@ def test_a_snapshot_stored_before_writers_were_recorded_is_computed_again_on_pos
     with db.transaction() as s:
         f.customer(s)
         f.invoice(s, "INV-1", issued=AS_OF - timedelta(days=5))
-    _snapshot(db)
+    f.kpi_snapshot(db, AS_OF, NOW)
     with db.transaction() as s:
         s.get(KpiSnapshot, AS_OF).in_flight = None
     # then PostgreSQL cannot tell who was in flight: computed again; SQLite never needed it
