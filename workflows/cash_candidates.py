@@ -73,7 +73,7 @@ _SAME_AMOUNT_AFTER = (f"SELECT {_COLUMNS} FROM invoices WHERE currency = {{p}} "
                       "AND balance_minor = {p} AND id > {p} ORDER BY id LIMIT {p}")
 
 
-def _rows(session: Session, statement: sa.Select, params: dict | None = None) -> list:
+def _rows(session: Session, statement: sa.Executable, params: dict | None = None) -> list:
     return session.connection().execute(statement, params or {}).all()
 
 
@@ -118,6 +118,12 @@ def _read(session: Session, sql: str, values: list, *before: object,
 _CUST = Customer.__table__
 _STAMP = sa.select(sa.func.count(_CUST.c.id), sa.func.max(_CUST.c.id),
                    sa.func.max(_CUST.c.updated_at))
+# PostgreSQL stamps `updated_at` when a row is written, not when its transaction commits: a
+# rename stamped before another customer's change but committed after it leaves the latest
+# `updated_at` where it was. Each row version's `xmin` (the transaction that wrote it) moves
+# with every committed write, whatever the order: their sum is part of the stamp there.
+_STAMP_PG = sa.text("SELECT count(id), max(id), max(updated_at), sum(xmin::text::bigint) "
+                    "FROM customers")
 _NAMES = sa.select(_CUST.c.id, _CUST.c.name, _CUST.c.external_id, _CUST.c.currency)
 
 
@@ -134,9 +140,10 @@ class CustomerNames:
     its sessions). The cache is checked against a stamp of the customers table (count, highest
     id, latest update: one aggregate query) whenever this process wrote a customer since the
     last check, and at least every `stamp_every` seconds for changes made by other processes;
-    it is rebuilt only when the stamp moved. A customer added elsewhere may thus go
-    unrecognised by name for a few seconds (its payments wait for review), never the
-    reverse."""
+    it is rebuilt only when the stamp moved (on PostgreSQL also when any customer row was
+    written by a transaction committed since, whatever order they committed in). A customer
+    added or renamed elsewhere may thus go unrecognised by name for a few seconds (its
+    payments wait for review), never the reverse."""
 
     def __init__(self, stamp_every: float = 5.0) -> None:
         self.stamp_every = stamp_every
@@ -162,7 +169,8 @@ class CustomerNames:
             cached, generation = self._cached, self._generation
         if cached is not None and cached[1] == generation and now - cached[2] < self.stamp_every:
             return cached[3]
-        stamp = tuple(_rows(session, _STAMP)[0])
+        postgres = session.get_bind().dialect.name == "postgresql"
+        stamp = tuple(_rows(session, _STAMP_PG if postgres else _STAMP)[0])
         if cached is not None and cached[0] == stamp:
             directory = cached[3]
         else:
