@@ -309,13 +309,18 @@ def portal_statement(token: str, request: Request) -> Response:
     from bot.invoice_pdf import render_statement_pdf
 
     deps = _deps(request)
-    with deps.db.transaction() as session:
+    with deps.db.transaction() as session:  # the link checked, the access logged
         customer, refused = _portal(request, token, session, what="statement of account")
         if refused is not None:
             return refused
-        end = deps.business_today()
-        start = date(end.year - 1, end.month, 1)
-        found = statements.statement(session, customer, start=start, end=end)
+        customer_id = customer.id
+    end = deps.business_today()
+    start = date(end.year - 1, end.month, 1)
+    # read in one snapshot (a read session): its lines, closing balance, aging and open
+    # invoices agree even while a payment is applied meanwhile
+    with deps.db.read_session() as session:
+        found = statements.statement(session, session.get(Customer, customer_id), start=start,
+                                     end=end)
         from_email = deps.settings.o2c_from_email
         data = render_statement_pdf(found, seller=from_email.split("@")[-1],
                                     from_email=from_email)

@@ -262,6 +262,48 @@ def test_the_customers_page_shows_their_account_escaped_and_logs_each_access(
                          WAIT, "dispute card")
 
 
+def test_the_statement_pdf_is_read_in_one_snapshot_while_a_payment_is_applied(
+        shop, slack, standin, web, monkeypatch) -> None:
+    from bot import invoice_pdf
+    from workflows import statements
+    from workflows.cash_application import record_payment
+    from workflows.inputs import PaymentIn
+
+    # given an invoice of 1,000.00 and the customer's page
+    with shop.db.transaction() as s:
+        f.invoice(s, "INV-S-1", issued=NOW.date() - timedelta(days=10))
+    path = page_link(shop, slack, standin)
+    # ... and a payment of 400.00 applied to it by another request just after the statement's
+    # lines were read, before its aging is (the moment made certain here)
+    position, render = statements.customer_position, invoice_pdf.render_statement_pdf
+    shown = []
+
+    def paid_meanwhile(*args, **kwargs):
+        if not shown:
+            with shop.db.transaction() as s:
+                record_payment(s, PaymentIn(amount="400.00", currency="USD",
+                                            received_at=NOW - timedelta(hours=1)),
+                               actor="test", apply_to=["INV-S-1"])
+        return position(*args, **kwargs)
+
+    def rendered(found, **kwargs):
+        shown.append(found)
+        return render(found, **kwargs)
+
+    monkeypatch.setattr(statements, "customer_position", paid_meanwhile)
+    monkeypatch.setattr(invoice_pdf, "render_statement_pdf", rendered)
+    # when the customer downloads the statement, and again
+    assert web.get(f"{path}/statement").status_code == 200
+    assert web.get(f"{path}/statement").status_code == 200
+    # then each is of one moment: its lines, closing balance, aging and open invoices agree
+    # (before the payment, then after it)
+    first, second = shown
+    assert [sum(st.aging.values()) for st in shown] == [st.closing_minor for st in shown]
+    assert (first.closing_minor, second.closing_minor) == (100_000, 60_000)
+    assert [i.number for i in first.open_invoices] == ["INV-S-1"]
+    assert first.unapplied_minor == second.unapplied_minor == 0
+
+
 def test_a_revoked_or_tampered_page_link_shows_nothing(shop, slack, standin, web) -> None:
     # given the customer's link
     path = page_link(shop, slack, standin)
