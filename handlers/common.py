@@ -26,7 +26,7 @@ from blocks.i18n import Formats, formats
 from blocks.text import esc, refusal
 from handlers.deps import Deps, deps_of
 from models import User
-from workflows import audit
+from workflows import audit, outbox
 from workflows.errors import DomainError, PermissionDenied, database_unavailable
 from workflows.users import ensure_user
 
@@ -166,6 +166,14 @@ def workspace_of(context: BoltContext) -> tuple[str | None, str | None]:
     """(team_id, enterprise_id) of the workspace a request came from (None for anything that
     is not a Slack id)."""
     return slack_id(context.team_id), slack_id(context.enterprise_id)
+
+
+def record_channel_workspace(session: Session, context: BoltContext, channel: str) -> None:
+    """`channel`'s posts go out through the workspace this request came from
+    (`workflows.outbox.record_channel_workspace`), in the caller's transaction."""
+    team_id, enterprise_id = workspace_of(context)
+    outbox.record_channel_workspace(session, channel=channel, team_id=team_id,
+                                    enterprise_id=enterprise_id)
 
 
 def slack_id(value: object) -> str | None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from blocks.approvals import pending_list, refusal
 from blocks.policy import policy_message
 from handlers.commands.call import CommandCall, claim_command
-from handlers.common import transaction, workspace_of
-from workflows import approvals, outbox, policy, policy_admin, receipts
+from handlers.common import record_channel_workspace, transaction
+from workflows import approvals, policy, policy_admin, receipts
 from workflows.errors import DomainError
 
 
@@ -36,9 +36,7 @@ def policy_values(call: CommandCall) -> None:
             current = policy_admin.change(session, actor=call.user_id, key=parts[1],
                                           value=parts[2])
             if parts[1].strip().lower() == "disputes_channel":  # its posts: this workspace's
-                team_id, enterprise_id = workspace_of(call.context)
-                outbox.record_channel_workspace(session, channel=current.disputes_channel,
-                                                team_id=team_id, enterprise_id=enterprise_id)
+                record_channel_workspace(session, call.context, current.disputes_channel)
     except receipts.AlreadyHandled:
         with call.deps.db.read_session() as session:
             current = policy.current(session)

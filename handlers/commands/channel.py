@@ -6,9 +6,9 @@ from __future__ import annotations
 from blocks.common import render, section
 from blocks.text import esc
 from handlers.commands.call import CommandCall
-from handlers.common import transaction, workspace_of
+from handlers.common import record_channel_workspace, transaction
 from models import NumberAnswers
-from workflows import mentions, outbox
+from workflows import mentions
 
 USAGE = "/o2c channel answers <" + "|".join(m.value for m in NumberAnswers) + ">"
 MEANING = {NumberAnswers.EPHEMERAL: "only the person who mentioned it sees the card",
@@ -32,9 +32,7 @@ def channel(call: CommandCall) -> None:
     with transaction(call.context) as session:
         mentions.set_number_answers(session, channel=call.channel_id, mode=parts[1],
                                     actor=call.user_id)
-        team_id, enterprise_id = workspace_of(call.context)  # this channel's workspace
-        outbox.record_channel_workspace(session, channel=call.channel_id, team_id=team_id,
-                                        enterprise_id=enterprise_id)
+        record_channel_workspace(session, call.context, call.channel_id)  # this channel's
     mode = NumberAnswers(parts[1])
     call.answer(render([section(f":white_check_mark: Record numbers in this channel: "
                                 f"*{mode.value}* ({MEANING[mode]}).")]), "Channel settings")
