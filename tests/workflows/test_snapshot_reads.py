@@ -103,3 +103,26 @@ def test_reads_in_the_callers_session_see_one_snapshot_whatever_commits_meanwhil
     assert read == [1, 1]
     with db.read_session() as session:
         assert invoices(session) == 2
+
+
+def test_a_read_sessions_connection_writes_again_once_back_in_the_pool(database_url) -> None:
+    # given a database whose pool holds one connection, used first by a read session
+    single = Database(database_url, pool_size=1, max_overflow=0)
+    try:
+        with single.read_session() as session:
+            session.execute(sa.text("SELECT count(*) FROM customers")).scalar_one()
+            if single.is_postgres:  # (read only, one snapshot)
+                assert session.execute(sa.text("SHOW transaction_read_only")).scalar() == "on"
+                assert session.execute(sa.text(
+                    "SHOW transaction_isolation")).scalar() == "repeatable read"
+        # when the same connection serves a write transaction
+        with single.transaction() as s:
+            f.customer(s)
+            if single.is_postgres:  # then it is the writers' again
+                assert s.execute(sa.text(
+                    "SHOW transaction_isolation")).scalar() == "read committed"
+        # then the write is there
+        with single.read_session() as session:
+            assert session.execute(sa.text("SELECT count(*) FROM customers")).scalar_one() == 1
+    finally:
+        single.dispose()
