@@ -32,7 +32,8 @@ def channel(call: CommandCall) -> None:
     with transaction(call.context) as session:
         mentions.set_number_answers(session, channel=call.channel_id, mode=parts[1],
                                     actor=call.user_id)
-        record_channel_workspace(session, call.context, call.channel_id)  # this channel's
+        # its posts go out through the workspace it was set from
+        record_channel_workspace(session, call.context, call.channel_id)
     mode = NumberAnswers(parts[1])
     call.answer(render([section(f":white_check_mark: Record numbers in this channel: "
                                 f"*{mode.value}* ({MEANING[mode]}).")]), "Channel settings")
