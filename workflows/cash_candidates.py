@@ -73,7 +73,7 @@ _SAME_AMOUNT_AFTER = (f"SELECT {_COLUMNS} FROM invoices WHERE currency = {{p}} "
                       "AND balance_minor = {p} AND id > {p} ORDER BY id LIMIT {p}")
 
 
-def _rows(session: Session, statement: sa.Executable, params: dict | None = None) -> list:
+def _rows(session: Session, statement: sa.Select, params: dict | None = None) -> list:
     return session.connection().execute(statement, params or {}).all()
 
 
@@ -122,8 +122,7 @@ _STAMP = sa.select(sa.func.count(_CUST.c.id), sa.func.max(_CUST.c.id),
 # rename stamped before another customer's change but committed after it leaves the latest
 # `updated_at` where it was. Each row version's `xmin` (the transaction that wrote it) moves
 # with every committed write, whatever the order: their sum is part of the stamp there.
-_STAMP_PG = sa.text("SELECT count(id), max(id), max(updated_at), sum(xmin::text::bigint) "
-                    "FROM customers")
+_STAMP_PG = _STAMP.add_columns(sa.func.sum(sa.literal_column("xmin::text::bigint")))
 _NAMES = sa.select(_CUST.c.id, _CUST.c.name, _CUST.c.external_id, _CUST.c.currency)
 
 

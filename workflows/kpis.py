@@ -626,8 +626,9 @@ class BooksMarker:
     in_flight: str | None = None
 
 
-_LAST_EVENT = sa.select(sa.func.coalesce(sa.func.max(AuditEvent.id), 0))
-_MARKER_PG = sa.text("SELECT coalesce(max(id), 0), pg_current_snapshot()::text FROM audit_log")
+_LAST_ID = sa.func.coalesce(sa.func.max(AuditEvent.id), 0)
+_LAST_EVENT = sa.select(_LAST_ID)
+_MARKER_PG = sa.select(_LAST_ID, sa.cast(sa.func.pg_current_snapshot(), sa.Text))
 # Has any writer in flight then committed since (or is its fate forgotten: NULL)?
 _LANDED_PG = sa.text(
     "SELECT EXISTS (SELECT 1 FROM pg_snapshot_xip(CAST(:in_flight AS pg_snapshot)) AS x "
