@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlmodel import Session
 
@@ -18,6 +19,9 @@ from workflows.inputs import (
     ProductIn,
 )
 from workflows.invoicing import ingest_erp_invoice
+
+if TYPE_CHECKING:
+    from bot.db import Database
 
 
 def user(session: Session, user_id: str, *roles: str, name: str | None = None,
@@ -80,7 +84,7 @@ def dispute(session: Session, invoice_number: str, *, amount: str | None = None,
         now=now or Clock().now(), source="api")
 
 
-def kpi_snapshot(db, as_of: date, now: datetime) -> None:
+def kpi_snapshot(db: Database, as_of: date, now: datetime) -> None:
     """`as_of`'s KPI snapshot, stored as the `kpi-snapshot` job stores it (`bot.reports`):
     computed in a read session, kept in a short transaction."""
     from workflows import kpis

@@ -86,3 +86,19 @@ def second_writer(db: Database, held: Session, work: Callable[[Session], Any]
     waited = wait_until_blocked(db)
     held.commit()
     return result(), waited
+
+
+def committed_out_of_order(db: Database, slow: Session, work: Callable[[Session], Any],
+                           between: Callable[[], Any]) -> None:
+    """A quicker writer's `work` (a transaction of its own) committed while `slow`'s
+    transaction, which wrote first, is still open; `between` runs once the quicker one has
+    committed, then `slow` commits. On SQLite the quicker writer waits for `slow`
+    (`second_writer`): there they commit in order and `between` runs after both."""
+    if db.is_postgres:
+        with db.transaction() as quick:
+            work(quick)
+        between()
+        slow.commit()
+    else:
+        second_writer(db, slow, work)
+        between()

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from bot.db import Database
 from models import KpiSnapshot
 from tests.support import factories as f
-from tests.support.meanwhile import second_writer
+from tests.support.meanwhile import committed_out_of_order
 from tests.support.timetravel import frozen_at
 from workflows import audit, kpis
 
@@ -45,16 +45,10 @@ def test_a_change_committed_after_a_higher_audit_id_makes_the_snapshot_stale(db)
         f.invoice(slow, "INV-2", total="500.00", issued=AS_OF - timedelta(days=2))
         slow.flush()
         slow_id = kpis.books_marker(slow).audit_id
-        if db.is_postgres:
-            # a quicker writer draws a higher one and commits first
-            with db.transaction() as quick:
-                _change(quick)
-            # when the snapshot is computed now (without INV-2), then the slow writer commits
-            f.kpi_snapshot(db, AS_OF, NOW)
-            slow.commit()
-        else:  # (the quicker writer waits for the slow one)
-            second_writer(db, slow, _change)
-            f.kpi_snapshot(db, AS_OF, NOW)
+        # a quicker writer draws a higher one and commits first; when the snapshot is
+        # computed then (without INV-2), and the slow writer commits after it
+        committed_out_of_order(db, slow, _change,
+                               between=lambda: f.kpi_snapshot(db, AS_OF, NOW))
         # then
         with db.read_session() as s:
             row = s.get(KpiSnapshot, AS_OF)
