@@ -53,3 +53,21 @@ def test_business_layers_take_the_time_from_their_caller() -> None:
                  for path in sorted((ROOT / layer).rglob("*.py"))
                  for hit in _uses_recording_clock(path)]
     assert offenders == []
+
+
+def test_the_suite_travels_to_a_day_or_to_a_utc_moment_of_it() -> None:
+    from datetime import UTC, datetime
+
+    import pytest
+
+    from tests.support.timetravel import session_destination
+
+    assert session_destination("") is None
+    day = session_destination("2028-02-29")
+    assert (day.date().isoformat(), day.tzinfo) == ("2028-02-29", UTC)
+    assert session_destination("2026-12-31T23:58") == datetime(2026, 12, 31, 23, 58, tzinfo=UTC)
+    assert session_destination("2027-03-14T06:59:30+00:00") == datetime(2027, 3, 14, 6, 59, 30,
+                                                                        tzinfo=UTC)
+    for wrong in ("2026-02-30", "tomorrow", "2026-12-31T25:00", "2026-12-31T23:00+01:00"):
+        with pytest.raises(ValueError, match="O2C_TEST_TODAY"):
+            session_destination(wrong)

@@ -26,16 +26,22 @@ SHIFT_VAR = "O2C_TEST_CLOCK_SHIFT"
 
 
 def session_destination(value: str | None = None) -> datetime | None:
-    """Where `O2C_TEST_TODAY` sends the suite: that day at the real UTC time of day."""
+    """Where `O2C_TEST_TODAY` sends the suite: that day at the real UTC time of day, or a
+    moment of it in UTC (`2026-12-31T23:58`: the suite crosses midnight as it runs)."""
     value = value if value is not None else os.environ.get(TODAY_VAR)
     if not value:
         return None
     try:
-        day = date.fromisoformat(value)
+        if "T" not in value:
+            real = datetime.fromtimestamp(real_time(), UTC)
+            return datetime.combine(date.fromisoformat(value), real.timetz())
+        moment = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"{TODAY_VAR} must be YYYY-MM-DD, not {value!r}") from None
-    real = datetime.fromtimestamp(real_time(), UTC)
-    return datetime.combine(day, real.timetz())
+        raise ValueError(f"{TODAY_VAR} must be YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC), "
+                         f"not {value!r}") from None
+    if moment.tzinfo is not None and moment.utcoffset():
+        raise ValueError(f"{TODAY_VAR} is a UTC moment, not {value!r}")
+    return moment.replace(tzinfo=UTC)
 
 
 def real_time() -> float:
