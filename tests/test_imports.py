@@ -315,6 +315,23 @@ def test_rows_after_a_multi_line_cell_keep_spreadsheet_numbers(db: Database,
     assert count(db, Customer) == 0
 
 
+def test_early_payment_discounts_out_of_bounds_are_refused(db: Database,
+                                                          tmp_path: Path) -> None:
+    # given: a 99.99 % discount (a payment of 0.10 would settle 1,000.00) and discount days
+    # past the net days
+    text = ("external_id,name,currency,credit_limit,payment_terms\n"
+            "C-1,One,USD,10,10/10 NET30\n"
+            "C-2,Two,USD,10,99.99/10 NET30\n"
+            "C-3,Three,USD,10,2/45 NET30\n")
+    # when
+    report = import_csv(db, "customers", write(tmp_path, text))
+    # then
+    why = ("column payment_terms: an early-payment discount is at most 10 % and its days "
+           "within the net days (e.g. 2/10 NET30)")
+    assert report.errors == [f"row 3, {why}", f"row 4, {why}"]
+    assert count(db, Customer) == 0
+
+
 def test_missing_required_column_is_named(db: Database, tmp_path: Path) -> None:
     # given
     path = write(tmp_path, "external_id,name,currency,payment_terms\nC-1,One,USD,NET30\n")

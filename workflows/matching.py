@@ -50,6 +50,7 @@ from workflows.invoicing import Terms
 from workflows.payer_names import CustomerName, payer_forms
 from workflows.remittance import partial_references
 from workflows.subsets import MAX_SUBSET_SIZE, chance_of_coincidence, subsets_summing_to
+from workflows.validation import early_discount_ok
 
 # -- weights (log-odds) ---------------------------------------------------------------------------
 PRIOR = -2.0  # a payment and a random plan: unlikely until signals say otherwise
@@ -242,9 +243,11 @@ def _terms(text: str) -> Terms | None:
 
 def discount_of(item: OpenItem, received_on: date) -> int:
     """The early-payment discount this invoice allows if paid on `received_on` (0 if none):
-    `d/n NETm` terms, paid within n days of issue, invoice not yet part-paid."""
+    `d/n NETm` terms within bounds (terms stored before they were checked may not be),
+    paid within n days of issue, invoice not yet part-paid."""
     terms = _terms(item.payment_terms or "")
-    if terms is None or not terms.discount_pct or item.balance_minor != item.total_minor:
+    if terms is None or not terms.discount_pct or item.balance_minor != item.total_minor or (
+            not early_discount_ok(terms.discount_pct, terms.discount_days, terms.net_days)):
         return 0
     if received_on > item.issue_date + timedelta(days=terms.discount_days):
         return 0

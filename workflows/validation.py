@@ -66,11 +66,28 @@ def percent_bp(field: str, value: str | Decimal | int) -> int:
     return bp
 
 
+# An early-payment discount (`<d>/<n> NET<m>`) is taken without asking anyone when a payment
+# comes within its days (`matching.discount_of`): bounded, as any amount at the edge.
+MAX_EARLY_DISCOUNT_PCT = Decimal(10)
+
+
+def early_discount_ok(pct: Decimal, days: int, net_days: int) -> bool:
+    """Terms whose early-payment discount the bot will take: at most
+    `MAX_EARLY_DISCOUNT_PCT`, and its days within the net days."""
+    return pct <= MAX_EARLY_DISCOUNT_PCT and days <= net_days
+
+
 def payment_terms(field: str, value: str) -> str:
     text = " ".join((value or "").upper().split())
-    if not TERMS.match(text):
+    match = TERMS.match(text)
+    if not match:
         raise ValidationFailed.of(field, "use NET<n>, <d>/<n> NET<m> (e.g. 2/10 NET30) "
                                   "or DUE_ON_RECEIPT")
+    _, pct, days, net = match.groups()
+    if pct is not None and not early_discount_ok(Decimal(pct), int(days), int(net)):
+        raise ValidationFailed.of(field, "an early-payment discount is at most "
+                                  f"{MAX_EARLY_DISCOUNT_PCT} % and its days within the net "
+                                  "days (e.g. 2/10 NET30)")
     return text
 
 

@@ -79,6 +79,11 @@ REFUSED = [
      "billing_email"),
     ("/customers", {**CUSTOMER, "billing_email": "not an address"}, "billing_email"),
     ("/customers", {**CUSTOMER, "name": "Glo\x00bex"}, "name"),
+    # an early-payment discount is taken without asking: 0.10 would settle 1,000.00
+    ("/customers", {**CUSTOMER, "payment_terms": "99.99/999 NET30"}, "payment_terms"),
+    ("/invoices", {"number": "INV-X", "customer": "C-GLOBEX", "currency": "USD",
+                   "issue_date": "2026-11-02", "due_date": "2026-12-02", "total": "1000.00",
+                   "payment_terms": "50/10 NET30"}, "payment_terms"),
     ("/products", {"sku": "W", "name": "W", "unit_price": "1.00", "currency": "USD",
                    "on_hand": 2**63}, "on_hand"),
     ("/products", {"sku": "W", "name": "W", "unit_price": "1.00", "currency": "USD",

@@ -260,6 +260,17 @@ def test_no_discount_after_the_window_or_on_a_part_paid_invoice() -> None:
     assert m.discount_of(part_paid, date(2026, 11, 13)) == 0
 
 
+def test_no_discount_from_terms_out_of_bounds_stored_before_they_were_checked() -> None:
+    # a 99.99 % "discount" would let 0.10 settle 1,000.00; discount days past the net days
+    # would discount a late payment
+    for terms in ("99.99/10 NET30", "10.01/10 NET30", "2/31 NET30"):
+        inv = item(1, "A", 100_000, issued=date(2026, 11, 12), terms=terms)
+        assert m.discount_of(inv, date(2026, 11, 13)) == 0, terms
+        assert m.settle([inv], 10, date(2026, 11, 13), RULES, allow_partial=False) is None
+    at_bounds = item(1, "A", 100_000, issued=date(2026, 11, 12), terms="10/30 NET30")
+    assert m.discount_of(at_bounds, date(2026, 12, 12)) == 10_000
+
+
 # -- the engine ----------------------------------------------------------------------------------
 def test_reference_and_amount_apply_with_high_confidence() -> None:
     inv = item(1, "INV-2026-000123", 50_000)
