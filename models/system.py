@@ -68,7 +68,7 @@ class OutboxMessage(SQLModel, table=True):
 class IdempotencyKey(SQLModel, table=True):
     __tablename__ = "idempotency_keys"
 
-    scope: str = Field(primary_key=True, max_length=200)  # "POST /api/v1/orders"
+    scope: str = Field(primary_key=True, max_length=1000)  # "POST /api/v1/orders"
     key: str = Field(primary_key=True, max_length=255)
     request_hash: str = Field(max_length=64)
     response_status: int

@@ -168,6 +168,17 @@ def test_ids_beyond_the_columns_and_nul_keys_are_422_not_500(api, path) -> None:
     assert problem_fields(response)
 
 
+@pytest.mark.parametrize(("path", "body"), [
+    (f"/invoices/{'I' * 200}/disputes", {"reason": "pricing"}),
+    (f"/orders/{'S' * 200}/lines/200/cancellation", {"reason": "moved"})])
+def test_a_post_with_an_idempotency_key_to_the_longest_path_is_answered(api, path,
+                                                                         body) -> None:
+    # the key's scope ("POST " and the path) is stored before the workflow looks for the
+    # invoice or order: on PostgreSQL a path longer than its column was a 500
+    response = api.post(path, json=body, headers={"Idempotency-Key": "long-1"})
+    assert response.status_code == 404, response.text
+
+
 def test_an_unknown_id_within_range_is_a_404(api) -> None:
     assert api.get("/payments/2147483647").status_code == 404
 
