@@ -51,6 +51,7 @@ from workflows.inputs import (
     UserIn,
 )
 from workflows.receivables import aging_by_currency, customer_position
+from workflows.validation import in_years
 
 API_ACTOR = "api"
 
@@ -245,14 +246,17 @@ def known_at_of(text: str | None) -> datetime | None:
     text = text.strip()
     try:
         if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time.max, tzinfo=UTC)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = datetime.combine(date.fromisoformat(text), time.max, tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ValidationFailed.of("known_at", "must be a date (2026-07-01) or a datetime with "
                                   "its offset (2026-07-01T09:00:00Z)") from None
     if moment.tzinfo is None:
         raise ValidationFailed.of("known_at", "needs a time zone, e.g. 2026-07-01T09:00:00Z")
-    return moment
+    # in UTC within the years of `models.limits` (9999-12-31T23:59-12:00 is no moment of year
+    # 9999 in UTC, and its day after is none at all)
+    return in_years("known_at", in_years("known_at", moment).astimezone(UTC))
 
 
 def _as_of(request: Request, as_of: date | None) -> date:
@@ -405,7 +409,7 @@ def renew_subscription(number: Key, line_no: Annotated[int, Path(ge=1, le=200)],
              response_model=out.PeriodCloseOut,
              responses={200: {"model": out.PeriodCloseOut, "description": "Already closed (by "
                               "this close or a later one)"}, **problems(409, 422)})
-def close_period(period: str, request: Request, key: IdemKey = None) -> JSONResponse:
+def close_period(period: Key, request: Request, key: IdemKey = None) -> JSONResponse:
     """Close an AR month (and every month before it): from now on a settlement dated inside
     it is booked on the first day of the first open month. 201 when this closed it, 200 when
     it was already closed (by this close or a later one)."""

@@ -36,11 +36,11 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from models import ClosedPeriod
+from models import ClosedPeriod, limits
 from workflows import audit, policy
 from workflows.errors import ValidationFailed
 
-MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+MONTH = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")  # (ASCII digits: \d takes any script's)
 SOURCES = ("ar", "revenue")
 # pg_advisory_xact_lock key of the period close ("o2c" 0x6f3263, issue 21)
 LOCK_KEY = 0x6F3263_0021
@@ -52,6 +52,9 @@ def parse_period(text: str, field: str = "period") -> date:
     match = MONTH.match((text or "").strip())
     if not match:
         raise ValidationFailed.of(field, "must be a month like 2026-06")
+    if not limits.MIN_YEAR <= int(match.group(1)) <= limits.MAX_YEAR:
+        raise ValidationFailed.of(field, f"year must be between {limits.MIN_YEAR} and "
+                                  f"{limits.MAX_YEAR}")
     return date(int(match.group(1)), int(match.group(2)), 1)
 
 

@@ -21,7 +21,7 @@ from handlers.commands.call import CommandCall, claim_command
 from handlers.commands.lookups import _resolve_customer
 from handlers.common import caller, describe_error, today_for, transaction
 from models import Role
-from workflows import customer_links, receipts, statements
+from workflows import customer_links, periods, receipts, statements
 from workflows.errors import DomainError, ValidationFailed
 
 PAGE_USAGE = "/o2c customer-page [revoke] <customer>"
@@ -82,12 +82,11 @@ def _period(call: CommandCall, words: list[str]) -> tuple[date, date] | None:
     today = today_for(call.context, caller(call.context, call.user_id, call.user_name,
                                            call.client))
     if words and MONTH.match(words[-1]):
-        year, month = (int(x) for x in MONTH.match(words[-1]).groups())
-        if not 1 <= month <= 12:
+        try:
+            start = periods.parse_period(words[-1], "month")
+        except ValidationFailed:  # 2026-13, year 0 or 9999
             return None
-        start = date(year, month, 1)
-        end = statements.previous_month(date(year + month // 12, month % 12 + 1, 1))[1]
-        return start, min(end, today)
+        return start, min(periods.last_day_of(start), today)
     return date(today.year - 1, today.month, 1), today
 
 

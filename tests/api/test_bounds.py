@@ -179,6 +179,22 @@ def test_a_post_with_an_idempotency_key_to_the_longest_path_is_answered(api, pat
     assert response.status_code == 404, response.text
 
 
+@pytest.mark.parametrize("known_at", ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00",
+                                      "2999-12-31T23:00:00-12:00", "1899-12-31"])
+@pytest.mark.parametrize("path", ["/reports/aging", "/reports/kpis", "/customers/C-GLOBEX"])
+def test_known_at_beyond_the_years_is_a_422_in_utc_too(company, api, path,  # noqa: F811
+                                                       known_at) -> None:
+    response = api.get(path, params={"known_at": known_at})
+    assert response.status_code == 422, response.text
+    assert problem_fields(response) == ["known_at"]
+
+
+def test_known_at_is_read_in_utc(company, api) -> None:  # noqa: F811
+    # 2999-12-31T23:00-00:30 is 2999-12-31T23:30Z: within the years
+    response = api.get("/reports/aging", params={"known_at": "2999-12-31T23:00:00-00:30"})
+    assert response.status_code == 200, response.text
+
+
 def test_an_unknown_id_within_range_is_a_404(api) -> None:
     assert api.get("/payments/2147483647").status_code == 404
 

@@ -118,7 +118,11 @@ def test_the_revenue_report_worked_by_hand_in_json_and_csv(server, catalogue) ->
 
 @pytest.mark.parametrize(("params", "field"), [
     ({"from": "2026-09", "to": "2026-05"}, "from"), ({"to": "2026-13"}, "to"),
-    ({"from": "2010-01", "to": "2026-05"}, "from")])
+    ({"from": "2010-01", "to": "2026-05"}, "from"),
+    # no month of the books' years (year 0, 1 and 9999 were a 500), nor other digits
+    ({"from": "0000-01", "to": "0000-12"}, "to"), ({"to": "0001-01"}, "to"),
+    ({"to": "9999-12"}, "to"), ({"from": "0000-01", "to": "2026-05"}, "from"),
+    ({"to": "\u0662\u0660\u0662\u0666-01"}, "to")])
 def test_report_months_are_checked(server, api, params, field) -> None:
     answer = api.get("/reports/revenue", params=params)
     assert answer.status_code == 422

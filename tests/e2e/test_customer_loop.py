@@ -346,3 +346,15 @@ def test_a_statement_is_emailed_on_request_from_slack(shop, slack, standin) -> N
     data = attachment.get_payload(decode=True)
     assert b"Opening balance" in data and b"USD 250.00" in data
     assert "Closing balance: USD 250.00" in message.get_body().get_content()
+
+
+def test_a_statement_of_a_month_out_of_range_answers_the_usage_and_sends_nothing(
+        shop, slack, standin) -> None:
+    # when the collector names a month that is no month of the books' years
+    for n, month in enumerate(("0000-05", "9999-12", "2026-13"), start=1):
+        slack.slash("UCOLL001", f"statement globex {month}")
+        standin.api.wait_for(lambda n=n: len(ephemeral_texts(standin.api, "UCOLL001")) >= n,
+                             WAIT, "answer")
+        # then they are shown how to ask, and nothing is e-mailed
+        assert "Usage: `/o2c statement" in ephemeral_texts(standin.api, "UCOLL001")[-1], month
+    assert outbox_emails(shop, "statement") == []
