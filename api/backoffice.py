@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import select
 
+from api import idempotency, serialize
 from api import responses as out
-from api import serialize
 from api.problems import responses as problems
 from api.routes import (
     API_ACTOR,
@@ -59,7 +59,7 @@ def post_dispute(number: Key, body: DisputeOpenIn, request: Request,
                                         now=deps.clock.now(), source="api")
         session.flush()
         return 201, dispute_answer(session, dispute)
-    return _post(request, key, {"invoice": number, **body.model_dump(mode="json")}, op)
+    return _post(request, key, {"invoice": number, **idempotency.request_of(body)}, op)
 
 
 @router.post("/disputes/{dispute_id}/resolve", tags=["back office"],
@@ -77,7 +77,7 @@ def resolve_dispute(dispute_id: RecordId, body: DisputeResolveIn, request: Reque
                                    credit_amount=body.credit_amount, now=deps.clock.now())
         session.flush()
         return 200, dispute_answer(session, dispute)
-    return _post(request, key, {"dispute": dispute_id, **body.model_dump(mode="json")}, op)
+    return _post(request, key, {"dispute": dispute_id, **idempotency.request_of(body)}, op)
 
 
 @router.get("/disputes/{dispute_id}", tags=["back office"], response_model=out.DisputeOut,
@@ -105,7 +105,7 @@ def post_credit_note(body: CreditNoteIn, request: Request, key: IdemKey = None) 
         session.flush()
         view = credit_notes.credit_note_view(session, str(created_request.id))
         return (201 if created else 200), serialize.credit_note_out(view)
-    return _post(request, key, body.model_dump(mode="json"), op)
+    return _post(request, key, idempotency.request_of(body), op)
 
 
 @router.get("/credit-notes/{number}", tags=["back office"], response_model=out.CreditNoteOut,

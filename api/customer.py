@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from api import idempotency
 from api import responses as out
 from api.problems import responses as problems
 from api.routes import (
@@ -45,4 +46,4 @@ def post_shipment_event(shipment_id: RecordId, body: ShipmentEventIn, request: R
             occurred_at=event.occurred_at, shipment_status=shipment.status,
             delivered_at=shipment.delivered_at, pod_signed_by=shipment.pod_signed_by,
             pod_document_url=shipment.pod_document_url)
-    return _post(request, key, body.model_dump(mode="json"), op)
+    return _post(request, key, idempotency.request_of(body), op)

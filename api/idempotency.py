@@ -29,6 +29,34 @@ Operation = Callable[[Session], tuple[int, BaseModel]]  # (status, answer)
 MAX_KEY = 255
 
 
+SENT_AS_DEFAULT = "__sent_as_default__"
+
+
+def request_of(model: BaseModel, *, exclude: set[str] | None = None) -> dict:
+    """What a request is compared by under its Idempotency-Key: the body as the operation sees
+    it (defaults filled in) and, when there are any, the fields *sent* with their default
+    value — a field left out and one sent as null differ where a workflow tells them apart
+    (`masterdata.upsert_customer`: left out keeps what is stored, null resets it). A body
+    with no such field is compared as it always was (a retry across an upgrade replays)."""
+    body = model.model_dump(mode="json", exclude=exclude)
+    sent = sorted(_sent_as_default(model, "", exclude or set()))
+    return {**body, SENT_AS_DEFAULT: sent} if sent else body
+
+
+def _sent_as_default(model: BaseModel, prefix: str, exclude: set[str]):
+    fields = type(model).model_fields
+    for name in sorted(model.model_fields_set - exclude):
+        value, info = getattr(model, name), fields.get(name)
+        if info is not None and not info.is_required() and value == info.get_default(
+                call_default_factory=True):
+            yield prefix + name
+        for n, item in enumerate(value if isinstance(value, list | tuple) else [value]):
+            if isinstance(item, BaseModel):
+                where = f"{prefix}{name}[{n}]." if isinstance(value, list | tuple) else (
+                    f"{prefix}{name}.")
+                yield from _sent_as_default(item, where, set())
+
+
 def body_hash(body: dict) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -137,7 +137,7 @@ def post_customer(body: CustomerIn, request: Request, key: IdemKey = None) -> JS
     def op(session):
         customer, created = masterdata.upsert_customer(session, body, actor=API_ACTOR)
         return (201 if created else 200), serialize.customer_out(customer)
-    return _post(request, key, body.model_dump(mode="json"), op)
+    return _post(request, key, idempotency.request_of(body), op)
 
 
 @router.post("/products", tags=["products"], **CREATED, response_model=out.ProductOut,
@@ -146,7 +146,7 @@ def post_product(body: ProductIn, request: Request, key: IdemKey = None) -> JSON
     def op(session):
         product, created = masterdata.upsert_product(session, body, actor=API_ACTOR)
         return (201 if created else 200), serialize.product_out(product)
-    return _post(request, key, body.model_dump(mode="json"), op)
+    return _post(request, key, idempotency.request_of(body), op)
 
 
 # -- orders and shipments ------------------------------------------------------------------------
@@ -158,7 +158,7 @@ def post_order(body: OrderIn, request: Request, key: IdemKey = None) -> JSONResp
                                     now=_deps(request).clock.now())
         session.flush()
         return 201, serialize.order_out(queries.order_view(session, order.number))
-    return _post(request, key, body.model_dump(mode="json"), op)
+    return _post(request, key, idempotency.request_of(body), op)
 
 
 @router.post("/shipments", tags=["orders"], **CREATED, response_model=out.ShipmentOut,
@@ -170,7 +170,7 @@ def post_shipment(body: ShipmentIn, request: Request, key: IdemKey = None) -> JS
                                        shipped_at=body.shipped_at, lines=body.lines,
                                        actor=API_ACTOR, now=_deps(request).clock.now())
         return 201, serialize.shipment_out(shipment.id, queries.order_view(session, body.order))
-    return _post(request, key, body.model_dump(mode="json"), op)
+    return _post(request, key, idempotency.request_of(body), op)
 
 
 @router.get("/orders/{number}", tags=["orders"], responses=problems(404, 422))
@@ -190,7 +190,7 @@ def post_invoice(body: InvoiceIn, request: Request, key: IdemKey = None) -> JSON
         invoice = invoicing.ingest_erp_invoice(session, body, actor=API_ACTOR)
         session.flush()
         return 201, serialize.invoice_out(queries.invoice_view(session, invoice.number))
-    return _post(request, key, body.model_dump(mode="json"), op)
+    return _post(request, key, idempotency.request_of(body), op)
 
 
 @router.get("/invoices/{number}", tags=["invoices"], responses=problems(404, 422))
@@ -222,7 +222,7 @@ def post_payment(body: PaymentIn, request: Request, key: IdemKey = None) -> JSON
     # without a value_date, hashed as before the field existed: a retry across an upgrade
     # still replays its first answer
     unset = {"value_date"} if body.value_date is None else set()
-    return _post(request, key, body.model_dump(mode="json", exclude=unset), op)
+    return _post(request, key, idempotency.request_of(body, exclude=unset), op)
 
 
 @router.get("/payments/{payment_id}", tags=["payments"], responses=problems(404, 422))
@@ -382,7 +382,7 @@ def cancel_subscription(number: Key, line_no: Annotated[int, Path(ge=1, le=200)]
             effective=body.effective, actor=body.by or API_ACTOR, now=deps.clock.now())
         session.flush()
         return 200, serialize.order_out(queries.order_view(session, number))
-    return _post(request, key, body.model_dump(mode="json"), op)
+    return _post(request, key, idempotency.request_of(body), op)
 
 
 @router.post("/orders/{number}/lines/{line_no}/renewal", tags=["subscriptions"], **CREATED,
@@ -401,7 +401,7 @@ def renew_subscription(number: Key, line_no: Annotated[int, Path(ge=1, le=200)],
             external_id=body.external_id, actor=body.by or API_ACTOR, now=deps.clock.now())
         session.flush()
         return 201, serialize.order_out(queries.order_view(session, renewed.number))
-    return _post(request, key, body.model_dump(mode="json"), op)
+    return _post(request, key, idempotency.request_of(body), op)
 
 
 # -- closed periods ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from api import idempotency
 from api import responses as out
 from api.problems import responses as problems
 from api.routes import (
@@ -58,7 +59,7 @@ def post_webhook(body: WebhookIn, request: Request, key: IdemKey = None) -> JSON
                                  description=body.description, actor=API_ACTOR)
         return 201, out.WebhookCreatedOut(**subscription_out(row).model_dump(),
                                           secret=row.secret)
-    return _post(request, key, body.model_dump(mode="json"), op)
+    return _post(request, key, idempotency.request_of(body), op)
 
 
 @router.get("/webhooks", response_model=out.WebhookListOut)

@@ -105,6 +105,45 @@ def test_idempotency_key_reused_with_another_body_is_409(company, api, server) -
     assert count(server.db, Order) == 1
 
 
+def test_a_field_sent_as_null_is_another_body_than_the_field_left_out(server, api) -> None:
+    # given a customer with 20 % tax, updated under a key with the rate left out (kept)
+    assert api.post("/customers", json={**CUSTOMER, "tax_rate_pct": "20"}).status_code == 201
+    kept = api.post("/customers", json=CUSTOMER, headers={"Idempotency-Key": "k-3"})
+    assert kept.status_code == 200
+    # when the same key comes with the rate sent as null (reset it)
+    reset = api.post("/customers", json={**CUSTOMER, "tax_rate_pct": None},
+                     headers={"Idempotency-Key": "k-3"})
+    # then it is another request, not a replay of the first answer
+    assert reset.status_code == 409, reset.text
+    assert "idempotent-replayed" not in reset.headers
+    with server.db.read_session() as s:
+        assert s.exec(select(Customer.tax_rate_bp)).one() == 2000
+    # and each, sent again under its own key, replays its own first answer
+    assert api.post("/customers", json=CUSTOMER, headers={"Idempotency-Key": "k-3"}
+                    ).headers["idempotent-replayed"] == "true"
+    assert api.post("/customers", json={**CUSTOMER, "tax_rate_pct": None},
+                    headers={"Idempotency-Key": "k-4"}).status_code == 200
+    assert api.post("/customers", json={**CUSTOMER, "tax_rate_pct": None},
+                    headers={"Idempotency-Key": "k-4"}).headers["idempotent-replayed"] == "true"
+    with server.db.read_session() as s:
+        assert s.exec(select(Customer.tax_rate_bp)).one() == 0
+
+
+def test_a_body_without_fields_sent_as_their_default_hashes_as_before() -> None:
+    # (a request retried across the upgrade that added the markers still replays)
+    from api.idempotency import SENT_AS_DEFAULT, body_hash, request_of
+    from workflows.inputs import CustomerIn, OrderIn
+
+    plain = CustomerIn.model_validate(CUSTOMER)
+    assert request_of(plain) == plain.model_dump(mode="json")
+    assert body_hash(request_of(plain)) == body_hash(plain.model_dump(mode="json"))
+    nulled = CustomerIn.model_validate({**CUSTOMER, "tax_rate_pct": None, "collector": None})
+    assert request_of(nulled)[SENT_AS_DEFAULT] == ["collector", "tax_rate_pct"]
+    order = OrderIn.model_validate(order_body(lines=[{"sku": "WID-1", "quantity": 2,
+                                                      "discount_pct": None}]))
+    assert request_of(order)[SENT_AS_DEFAULT] == ["lines[0].discount_pct"]
+
+
 def test_concurrent_duplicates_create_one_order(company, server) -> None:
     # given
     results: list[httpx.Response] = []
