@@ -98,7 +98,8 @@ def test_workflow_steps_are_declared_with_the_inputs_read_and_outputs_given() ->
     functions = MANIFEST["functions"]
     assert set(functions) == set(workflow_steps.STEPS)
     for step in functions.values():
-        assert step["input_parameters"]["requested_by"]["type"] == "slack#/types/user_id"
+        # the person who ran the workflow: a builder cannot type one in (workflow_steps)
+        assert step["input_parameters"]["requested_by"]["type"] == "slack#/types/user_context"
     outputs = {name: set(f["output_parameters"]) for name, f in functions.items()}
     assert outputs == {"request_credit_approval": {"decision", "approver", "note",
                                                    "credit_limit", "limit_raised"},

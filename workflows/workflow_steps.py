@@ -12,10 +12,12 @@ exactly once.
 * "Log collection activity" (`log_collection_activity`): customer, note -> a logged call or
   note on the account (collectors) -> `activity_id`.
 
-Every step names the Slack user it acts for (`requested_by`, a user input Workflow Builder
-fills, e.g. with the person who started the workflow); their role is checked here, as for a
-click, and a refusal is audited. Bad input fails the step with a message naming the input,
-which Workflow Builder shows.
+Every step acts for the person who ran the workflow (`requested_by`, a
+`slack#/types/user_context` input: Slack fills it from the trigger or the last button pressed,
+and a builder cannot type one in — a `user_id` input could be fixed to an admin's id by anyone
+who builds a workflow); their role is checked here, as for a click, and a refusal is audited.
+A plain user id there (a step built against the older manifest) fails the step. Bad input
+fails the step with a message naming the input, which Workflow Builder shows.
 
 Exactly once: the step's completion (functions.completeSuccess) or failure
 (functions.completeError) is an outbox row keyed by the execution id (`step:<id>`, unique in
@@ -48,6 +50,7 @@ from workflows.errors import DomainError, PermissionDenied
 from workflows.lookup import find_customer
 from workflows.receivables import customer_position
 from workflows.users import require_role
+from workflows.validation import SLACK_USER_ID
 
 REQUEST_CREDIT = "request_credit_approval"
 BALANCE = "look_up_customer_balance"
@@ -132,7 +135,11 @@ def _text(run: StepRun, name: str, *, required: bool = True) -> str:
 
 
 def _actor(session: Session, run: StepRun, roles: tuple[str, ...], action: str) -> str:
-    user_id = _text(run, "requested_by")
+    given = run.inputs.get("requested_by")
+    user_id = given.get("id") if isinstance(given, dict) else None
+    if not isinstance(user_id, str) or len(user_id) > 32 or not SLACK_USER_ID.match(user_id):
+        raise StepError("requested_by: must be the person who ran the workflow (a user "
+                        "context), not a user picked when the workflow was built")
     require_role(session, user_id=user_id, roles=roles, action=action,
                  entity_type="workflow_step", entity_id=run.execution_id)
     return user_id

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from models import AuditEvent, CreditRequest, Customer
+from models import AuditEvent, CollectionActivity, CreditRequest, Customer
 from tests.support import factories as f
 from workflows import workflow_steps as steps
 from workflows.invariants import validate_all
 
 CREDIT_OUTPUTS = ("decision", "approver", "note", "credit_limit", "limit_raised")
+
+
+def ran_by(user_id: str) -> dict:
+    """A `slack#/types/user_context` input as Slack fills it: the person who ran the workflow."""
+    return {"id": user_id, "secret": "c2VjcmV0LWZyb20tc2xhY2s="}
 
 
 def books(server, credit_limit: str = "50000.00") -> None:
@@ -37,7 +42,7 @@ def ask_credit(server, slack, standin, amount: str) -> tuple[str, dict]:
     seen = len(credit_cards(standin))
     execution, answer = slack.function_executed(
         steps.REQUEST_CREDIT, {"customer": "globex", "amount": amount,
-                               "reason": "a bigger order", "requested_by": "USALES01"},
+                               "reason": "a bigger order", "requested_by": ran_by("USALES01")},
         outputs=CREDIT_OUTPUTS)
     assert answer.status_code == 200
     return execution, standin.api.wait_for(lambda: credit_cards(standin)[seen:] or None)[0]
@@ -88,7 +93,8 @@ def test_request_credit_approval_completes_when_the_card_is_decided(
     # when: a workflow asks for credit approval
     execution, answer = slack.function_executed(
         steps.REQUEST_CREDIT, {"customer": "globex", "amount": "2500.00",
-                               "reason": "big <!channel> order", "requested_by": "USALES01"},
+                               "reason": "big <!channel> order",
+                               "requested_by": ran_by("USALES01")},
         outputs=CREDIT_OUTPUTS)
     assert answer.status_code == 200
     # then: a card in the approvals channel, the step still running
@@ -115,10 +121,10 @@ def test_balance_lookup_and_activity_log_complete_once_even_when_retried(
     books(server)
     # when: the balance step runs, and Slack sends the same execution again (a new event id)
     execution, _ = slack.function_executed(
-        steps.BALANCE, {"customer": "C-GLOBEX", "requested_by": "USALES01"},
+        steps.BALANCE, {"customer": "C-GLOBEX", "requested_by": ran_by("USALES01")},
         outputs=("open_ar", "overdue", "credit_available"))
     slack.function_executed(steps.BALANCE, {"customer": "C-GLOBEX",
-                                            "requested_by": "USALES01"},
+                                            "requested_by": ran_by("USALES01")},
                             execution_id=execution)
     # then
     done = finished(standin, execution)
@@ -126,7 +132,7 @@ def test_balance_lookup_and_activity_log_complete_once_even_when_retried(
     # when: a collector logs a call through a workflow
     logged, _ = slack.function_executed(
         steps.LOG_ACTIVITY, {"customer": "Globex Corporation", "note": "promised Friday",
-                             "requested_by": "UCOLL001"}, outputs=("activity_id",))
+                             "requested_by": ran_by("UCOLL001")}, outputs=("activity_id",))
     assert finished(standin, logged)["state"] == "completed"
     server.worker.drain()
     assert len(completions(standin)) == 2
@@ -138,16 +144,23 @@ def test_bad_input_and_missing_roles_fail_the_step_with_a_message(server, slack,
     # when: an amount that is not one, an unknown customer, someone without the role
     bad_amount, _ = slack.function_executed(
         steps.REQUEST_CREDIT, {"customer": "C-GLOBEX", "amount": "12,50", "reason": "x",
-                               "requested_by": "USALES01"}, outputs=CREDIT_OUTPUTS)
+                               "requested_by": ran_by("USALES01")}, outputs=CREDIT_OUTPUTS)
     unknown, _ = slack.function_executed(
-        steps.BALANCE, {"customer": "Nobody Ltd", "requested_by": "USALES01"})
+        steps.BALANCE, {"customer": "Nobody Ltd", "requested_by": ran_by("USALES01")})
     no_role, _ = slack.function_executed(
-        steps.LOG_ACTIVITY, {"customer": "C-GLOBEX", "note": "hi", "requested_by": "USALES01"})
+        steps.LOG_ACTIVITY, {"customer": "C-GLOBEX", "note": "hi",
+                             "requested_by": ran_by("USALES01")})
+    # ... and a user id typed into the step when the workflow was built (the older manifest's
+    # `user_id` input: anyone building a workflow could name an admin there)
+    typed_in, _ = slack.function_executed(
+        steps.LOG_ACTIVITY, {"customer": "C-GLOBEX", "note": "hi", "requested_by": "UCOLL001"})
     # then: each failed, the message naming what is wrong; nothing stored; refusal audited
     assert finished(standin, bad_amount)["error"].startswith("amount:")
     assert finished(standin, unknown)["error"].startswith("customer:")
     assert "collector" in finished(standin, no_role)["error"]
+    assert finished(standin, typed_in)["error"].startswith("requested_by: must be the person")
     with server.db.read_session() as s:
         assert s.exec(select(CreditRequest)).all() == []
+        assert s.exec(select(CollectionActivity)).all() == []
         assert s.exec(select(AuditEvent).where(
             AuditEvent.action == "refused.workflow.log_activity")).one().actor == "USALES01"
