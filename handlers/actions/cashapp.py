@@ -4,16 +4,21 @@ The role is checked on the server (collector or admin); the workflow claims the 
 conditional UPDATE, so a double click, a replay or two collectors clicking at once apply it
 once. Whoever is refused, or comes second, gets an ephemeral explanation (escaped: error details
 may quote ERP invoice numbers). Both teach the engine how that customer pays. Both are acked
-at once and run after the ack (registered in `handlers.actions`); the select's options come
-from `handlers.views.payment.customer_options`."""
+at once and run after the ack (registered in `handlers.actions`).
+
+The card's two searchable selects ("Find customer…", "Apply to invoices…") answer their
+options in the ack, and only to whoever may then choose (collector or admin): the card sits in
+a channel, so anyone there can type into them. Anyone else gets no options (customer names,
+invoice numbers and open amounts are not theirs to see), and the refusal is audited."""
 
 from __future__ import annotations
 
-from slack_bolt import BoltContext, Respond
+from slack_bolt import Ack, BoltContext, Respond
 from slack_sdk import WebClient
 
 from blocks import cashapp as answers
 from handlers.common import (
+    checking,
     describe_error,
     formats_of,
     known_formats,
@@ -31,6 +36,7 @@ from workflows.cash_application import (
     payment_allocations,
 )
 from workflows.errors import AlreadyDecided, DomainError, NotFound, PermissionDenied
+from workflows.lookup import find_customer
 from workflows.users import require_role
 
 
@@ -137,18 +143,45 @@ def on_apply_invoices(body: dict, action: dict, respond: Respond, client: WebCli
     tell_user(body, respond, client, text)
 
 
-def invoice_choices(ack, payload: dict, context: BoltContext) -> None:
-    """The options of "Apply to invoices…": open invoices whose number contains the query."""
+def customer_choices(ack: Ack, payload: dict, context: BoltContext) -> None:
+    """The options of "Find customer…": customers whose name or id looks like the query, for
+    whoever may name the payment's customer (`on_assign`); none for anyone else (audited)."""
+    user_id = (payload.get("user") or {}).get("id") or ""
     query = (payload.get("value") or "").strip()
-    fmt, _ = known_formats(context, (payload.get("user") or {}).get("id") or "")
-    with deps_of(context).db.read_session() as session:
-        found = open_invoice_choices(session, query)
+    try:
+        with checking(context) as session:  # a read; a refusal is audited
+            require_role(session, user_id=user_id, roles=(Role.COLLECTOR,),
+                         action="payment.identify", entity_type="payment",
+                         entity_id=_payment_of_block(payload) or "-")
+            match = find_customer(session, query, limit=10) if query else None
+    except PermissionDenied:
+        ack(options=[])
+        return
+    ack(options=[answers.customer_option(c) for c in (match.candidates if match else [])])
+
+
+def invoice_choices(ack: Ack, payload: dict, context: BoltContext) -> None:
+    """The options of "Apply to invoices…": open invoices whose number contains the query, for
+    whoever may apply the payment to them (`on_apply_invoices`); none for anyone else
+    (audited)."""
+    user_id = (payload.get("user") or {}).get("id") or ""
+    query = (payload.get("value") or "").strip()
+    try:
+        with checking(context) as session:  # a read; a refusal is audited
+            require_role(session, user_id=user_id, roles=(Role.COLLECTOR,),
+                         action="payment.correct", entity_type="payment",
+                         entity_id=_payment_of_block(payload) or "-")
+            found = open_invoice_choices(session, query)
+    except PermissionDenied:
+        ack(options=[])
+        return
+    fmt, _ = known_formats(context, user_id)
     ack(options=[answers.invoice_option(inv, fmt=fmt) for inv in found])
 
 
 def on_return(body: dict, respond: Respond, client: WebClient, context: BoltContext) -> None:
     """"Refund or return…": asks why in a modal (role checked first)."""
-    from handlers.common import checking, open_modal_for
+    from handlers.common import open_modal_for
 
     user_id = body["user"]["id"]
     try:

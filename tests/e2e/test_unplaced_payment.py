@@ -12,6 +12,7 @@ from sqlmodel import select
 
 from blocks import ids
 from models import Allocation, AuditEvent, Payment, Refund, UserRole
+from tests.conftest import ADMIN
 from tests.support import factories as f
 from tests.support.slack import text_of
 from tests.support.timetravel import frozen_at
@@ -67,6 +68,43 @@ def test_an_unplaced_payment_is_applied_to_invoices_picked_on_its_card(server, s
     with server.db.read_session() as s:
         assert sorted(a.amount_minor for a in s.exec(select(Allocation))) == [12100, 20000]
     assert ids.CASHAPP_RETURN not in current(standin.api, card)
+
+
+def test_the_cards_selects_show_nothing_to_someone_who_may_not_place_the_payment(
+        server, slack, standin, api) -> None:
+    # given a payment nothing fits; its card is in the AR channel, where anyone can type into
+    # its selects
+    with server.db.transaction() as s:
+        f.user(s, "UCOLL001", "collector")
+        f.user(s, "USALES01", "sales")
+        f.customer(s, "C-GLOBEX", "Globex Corporation")
+        f.invoice(s, "INV-A-1", total="200.00", due=TODAY + timedelta(days=5))
+    payment_id, card = unplaced(server, api, standin, "BANK-3")
+    # when someone with no role, then a sales rep, search both selects
+    for user in ("UNOBODY1", "USALES01"):
+        invoices = slack.block_suggestion(user, card, ids.CASHAPP_APPLY_INVOICES, "INV")
+        customers = slack.block_suggestion(user, card, ids.CASHAPP_ASSIGN, "globex")
+        # then neither offers anything: no invoice numbers, open amounts or customer names
+        assert (invoices.status_code, invoices.json()) == (200, {"options": []})
+        assert (customers.status_code, customers.json()) == (200, {"options": []})
+    # and each refusal is audited, against the payment, as the action's own would be
+    with server.db.read_session() as s:
+        refused = s.exec(select(AuditEvent).where(AuditEvent.action.startswith("refused."))
+                         .order_by(AuditEvent.id)).all()
+    assert [(e.actor, e.action, e.entity_type, e.entity_id) for e in refused] == [
+        (user, action, "payment", str(payment_id)) for user in ("UNOBODY1", "USALES01")
+        for action in ("refused.payment.correct", "refused.payment.identify")]
+    # when the collector and an admin search them
+    for user in ("UCOLL001", ADMIN):
+        invoices = slack.block_suggestion(user, card, ids.CASHAPP_APPLY_INVOICES, "INV")
+        customers = slack.block_suggestion(user, card, ids.CASHAPP_ASSIGN, "globex")
+        # then they find the open invoice and the customer
+        assert [(o["value"], o["text"]["text"]) for o in invoices.json()["options"]] == [
+            ("INV-A-1", "INV-A-1 — USD 200.00 open")]
+        assert [o["value"] for o in customers.json()["options"]] == ["C-GLOBEX"]
+    with server.db.read_session() as s:
+        assert len(s.exec(select(AuditEvent).where(
+            AuditEvent.action.startswith("refused."))).all()) == 4
 
 
 def test_refund_or_return_books_the_refund_once_and_the_card_says_who(server, slack, standin,
