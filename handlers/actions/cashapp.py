@@ -19,6 +19,7 @@ from slack_sdk import WebClient
 from blocks import cashapp as answers
 from handlers.common import (
     checking,
+    click_key,
     describe_error,
     formats_of,
     known_formats,
@@ -28,6 +29,7 @@ from handlers.common import (
 )
 from handlers.deps import deps_of
 from models import Payment, Role, money
+from workflows import receipts
 from workflows.cash_application import (
     apply_suggestion,
     assign_customer,
@@ -114,7 +116,12 @@ def _payment_of_block(action: dict) -> int | None:
 def on_apply_invoices(body: dict, action: dict, respond: Respond, client: WebClient,
                       context: BoltContext) -> None:
     """"Apply to invoices…" on a payment nobody could place: applied to the invoices picked
-    (one customer's), the engine learns how that customer pays; the card shows who did it."""
+    (one customer's), the engine learns how that customer pays; the card shows who did it.
+
+    Each pick moves the payment again (a correction undoes what was applied before), so the
+    click is claimed by its `action_ts` (`workflows.receipts`) in the same transaction: a
+    replay of an old pick, arriving after a later correction, cannot move it back; it is told
+    the first answer."""
     user_id = body["user"]["id"]
     fmt = formats_of(context, user_id, client)  # before any transaction
     payment_id = _payment_of_block(action)
@@ -125,8 +132,11 @@ def on_apply_invoices(body: dict, action: dict, respond: Respond, client: WebCli
         return
     if not numbers:
         return  # the last invoice was taken out of the select: nothing to do
+    key = click_key(body)
     try:
         with transaction(context) as session:
+            receipt = (receipts.claim(session, key=key, kind="payment_correct", actor=user_id)
+                       if key else None)
             payment = correct_application(session, payment_id=payment_id, invoices=numbers,
                                           actor=user_id, now=now_of(context),
                                           names=deps_of(context).db.customer_names)
@@ -136,6 +146,10 @@ def on_apply_invoices(body: dict, action: dict, respond: Respond, client: WebCli
             text = answers.picked_answer(payment_id=payment.id, status=payment.status,
                                          invoices=invoices, currency=payment.currency,
                                          fmt=fmt)
+            if receipt is not None:
+                receipts.remember(session, receipt, answer=text)
+    except receipts.AlreadyHandled as done:  # a replay: the same answer as the first time
+        text = done.result.get("answer") or "Those invoices were picked already; nothing changed."
     except PermissionDenied as refused:
         text = answers.refused_answer(describe_error(refused))
     except DomainError as error:
