@@ -30,7 +30,7 @@ from blocks.text import BUTTON_MAX, clip, esc, fmt_datetime, plain, refusal, sta
 from models import money
 
 if TYPE_CHECKING:
-    from models import Invoice
+    from models import Customer, Invoice
 
 REFERENCE_SHOWN = 300
 
@@ -252,6 +252,12 @@ def payment_modal(*, currencies: list[str], currency: str, today: date,
 def option(text: str, value: str) -> dict:
     """An option of an external select; `text` is raw (escaped here by `plain`)."""
     return Option(text=plain(text, 75), value=value[:150]).to_dict()
+
+
+def customer_option(customer: Customer) -> dict:
+    """A customer in a customer select (the card's "Find customer…", the modal's): its name
+    and id."""
+    return option(f"{customer.name} ({customer.external_id})", customer.external_id)
 
 
 def invoice_option(invoice: Invoice, *, fmt: Formats = ENGLISH) -> dict:

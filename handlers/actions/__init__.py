@@ -12,7 +12,6 @@ from slack_bolt import App
 from blocks import ids
 from handlers.actions import approvals, backoffice, backorders, cashapp, collections, credit_hold
 from handlers.common import acknowledge, after_ack
-from handlers.views import payment
 
 
 def register(app: App) -> None:
@@ -47,8 +46,8 @@ def register(app: App) -> None:
         (ids.FEE_WAIVE, backoffice.on_fee_waive),
     ):
         app.action(action_id)(ack=acknowledge, lazy=[after_ack(listener)])
-    # the options of the suggestion card's "Whose payment is this?" select are its ack
-    app.options(ids.CASHAPP_ASSIGN)(payment.customer_options)
+    # the options of the card's selects are their ack (only for whoever may then choose)
+    app.options(ids.CASHAPP_ASSIGN)(cashapp.customer_choices)
     app.options(ids.CASHAPP_APPLY_INVOICES)(cashapp.invoice_choices)
     # a URL button ("Pay now"): the browser opens the link; Slack still sends the click, which
     # needs only its ack (without one Slack shows the user an error)

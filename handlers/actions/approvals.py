@@ -4,7 +4,7 @@ a modal; the decision happens on submit, see `handlers.views.approvals`).
 Every click acks first, then re-checks on the server who is clicking (role, segregation of
 duties) and whether the request is still open. A refused or late click gets an ephemeral
 explanation (response_url, `replace_original: false`) and changes nothing; refusals are
-audited by `handlers.common.transaction`.
+audited by `handlers.common.transaction` (`checking` before a modal opens: reads only).
 """
 
 from __future__ import annotations
@@ -16,7 +16,14 @@ from slack_sdk import WebClient
 
 from blocks.approvals import already_decided, approve_note_modal, refusal, reject_modal
 from blocks.text import esc
-from handlers.common import Malformed, action_id_value, now_of, open_modal_for, transaction
+from handlers.common import (
+    Malformed,
+    action_id_value,
+    checking,
+    now_of,
+    open_modal_for,
+    transaction,
+)
 from workflows import approvals
 from workflows.errors import AlreadyDecided, DomainError
 
@@ -76,7 +83,7 @@ def _open_decision_modal(body: dict, respond: Respond, client: WebClient,
         explain(respond, Malformed(), body, client)
         return
     try:
-        with transaction(context) as session:
+        with checking(context) as session:  # only reads: the trigger_id must not wait for a lock
             approval = approvals.ensure_decidable(session, approval_id=approval_id,
                                                   user_id=body["user"]["id"])
             ctx = approvals.context_of(session, approval)

@@ -4,16 +4,22 @@ The role is checked on the server (collector or admin); the workflow claims the 
 conditional UPDATE, so a double click, a replay or two collectors clicking at once apply it
 once. Whoever is refused, or comes second, gets an ephemeral explanation (escaped: error details
 may quote ERP invoice numbers). Both teach the engine how that customer pays. Both are acked
-at once and run after the ack (registered in `handlers.actions`); the select's options come
-from `handlers.views.payment.customer_options`."""
+at once and run after the ack (registered in `handlers.actions`).
+
+The card's two searchable selects ("Find customer…", "Apply to invoices…") answer their
+options in the ack, and only to whoever may then choose (collector or admin): the card sits in
+a channel, so anyone there can type into them. Anyone else gets no options (customer names,
+invoice numbers and open amounts are not theirs to see), and the refusal is audited."""
 
 from __future__ import annotations
 
-from slack_bolt import BoltContext, Respond
+from slack_bolt import Ack, BoltContext, Respond
 from slack_sdk import WebClient
 
 from blocks import cashapp as answers
 from handlers.common import (
+    checking,
+    click_key,
     describe_error,
     formats_of,
     known_formats,
@@ -23,6 +29,7 @@ from handlers.common import (
 )
 from handlers.deps import deps_of
 from models import Payment, Role, money
+from workflows import receipts
 from workflows.cash_application import (
     apply_suggestion,
     assign_customer,
@@ -31,6 +38,7 @@ from workflows.cash_application import (
     payment_allocations,
 )
 from workflows.errors import AlreadyDecided, DomainError, NotFound, PermissionDenied
+from workflows.lookup import find_customer
 from workflows.users import require_role
 
 
@@ -108,7 +116,12 @@ def _payment_of_block(action: dict) -> int | None:
 def on_apply_invoices(body: dict, action: dict, respond: Respond, client: WebClient,
                       context: BoltContext) -> None:
     """"Apply to invoices…" on a payment nobody could place: applied to the invoices picked
-    (one customer's), the engine learns how that customer pays; the card shows who did it."""
+    (one customer's), the engine learns how that customer pays; the card shows who did it.
+
+    Each pick moves the payment again (a correction undoes what was applied before), so the
+    click is claimed by its `action_ts` (`workflows.receipts`) in the same transaction: a
+    replay of an old pick, arriving after a later correction, cannot move it back; it is told
+    the first answer."""
     user_id = body["user"]["id"]
     fmt = formats_of(context, user_id, client)  # before any transaction
     payment_id = _payment_of_block(action)
@@ -119,8 +132,11 @@ def on_apply_invoices(body: dict, action: dict, respond: Respond, client: WebCli
         return
     if not numbers:
         return  # the last invoice was taken out of the select: nothing to do
+    key = click_key(body)
     try:
         with transaction(context) as session:
+            receipt = (receipts.claim(session, key=key, kind="payment_correct", actor=user_id)
+                       if key else None)
             payment = correct_application(session, payment_id=payment_id, invoices=numbers,
                                           actor=user_id, now=now_of(context),
                                           names=deps_of(context).db.customer_names)
@@ -130,6 +146,10 @@ def on_apply_invoices(body: dict, action: dict, respond: Respond, client: WebCli
             text = answers.picked_answer(payment_id=payment.id, status=payment.status,
                                          invoices=invoices, currency=payment.currency,
                                          fmt=fmt)
+            if receipt is not None:
+                receipts.remember(session, receipt, answer=text)
+    except receipts.AlreadyHandled as done:  # a replay: the same answer as the first time
+        text = done.result.get("answer") or "Those invoices were picked already; nothing changed."
     except PermissionDenied as refused:
         text = answers.refused_answer(describe_error(refused))
     except DomainError as error:
@@ -137,18 +157,45 @@ def on_apply_invoices(body: dict, action: dict, respond: Respond, client: WebCli
     tell_user(body, respond, client, text)
 
 
-def invoice_choices(ack, payload: dict, context: BoltContext) -> None:
-    """The options of "Apply to invoices…": open invoices whose number contains the query."""
+def customer_choices(ack: Ack, payload: dict, context: BoltContext) -> None:
+    """The options of "Find customer…": customers whose name or id looks like the query, for
+    whoever may name the payment's customer (`on_assign`); none for anyone else (audited)."""
+    user_id = (payload.get("user") or {}).get("id") or ""
     query = (payload.get("value") or "").strip()
-    fmt, _ = known_formats(context, (payload.get("user") or {}).get("id") or "")
-    with deps_of(context).db.read_session() as session:
-        found = open_invoice_choices(session, query)
+    try:
+        with checking(context) as session:  # a read; a refusal is audited
+            require_role(session, user_id=user_id, roles=(Role.COLLECTOR,),
+                         action="payment.identify", entity_type="payment",
+                         entity_id=_payment_of_block(payload) or "-")
+            match = find_customer(session, query, limit=10) if query else None
+    except PermissionDenied:
+        ack(options=[])
+        return
+    ack(options=[answers.customer_option(c) for c in (match.candidates if match else [])])
+
+
+def invoice_choices(ack: Ack, payload: dict, context: BoltContext) -> None:
+    """The options of "Apply to invoices…": open invoices whose number contains the query, for
+    whoever may apply the payment to them (`on_apply_invoices`); none for anyone else
+    (audited)."""
+    user_id = (payload.get("user") or {}).get("id") or ""
+    query = (payload.get("value") or "").strip()
+    try:
+        with checking(context) as session:  # a read; a refusal is audited
+            require_role(session, user_id=user_id, roles=(Role.COLLECTOR,),
+                         action="payment.correct", entity_type="payment",
+                         entity_id=_payment_of_block(payload) or "-")
+            found = open_invoice_choices(session, query)
+    except PermissionDenied:
+        ack(options=[])
+        return
+    fmt, _ = known_formats(context, user_id)
     ack(options=[answers.invoice_option(inv, fmt=fmt) for inv in found])
 
 
 def on_return(body: dict, respond: Respond, client: WebClient, context: BoltContext) -> None:
     """"Refund or return…": asks why in a modal (role checked first)."""
-    from handlers.common import checking, open_modal_for
+    from handlers.common import open_modal_for
 
     user_id = body["user"]["id"]
     try:

@@ -141,17 +141,29 @@ def create_order(body: dict, view: dict, client: WebClient, context: BoltContext
 
 
 def on_customer_options(ack: Ack, body: dict, context: BoltContext) -> None:
-    with deps_of(context).db.read_session() as session:
-        match = find_customer(session, body.get("value") or "", limit=SUGGESTIONS)
+    """The customer search, for whoever may enter an order (`check_may_enter`: the role the
+    submission needs); anyone else gets no options, and the refusal is audited."""
+    try:
+        with checking(context) as session:
+            check_may_enter(session, (body.get("user") or {}).get("id") or "")
+            match = find_customer(session, body.get("value") or "", limit=SUGGESTIONS)
+    except PermissionDenied:
+        ack(options=[])
+        return
     ack(options=customer_options(match.candidates))
 
 
 def on_product_options(ack: Ack, body: dict, context: BoltContext) -> None:
-    fmt, _ = known_formats(context, (body.get("user") or {}).get("id") or "")
-    with deps_of(context).db.read_session() as session:
-        products = search_products(session, body.get("value") or "", limit=SUGGESTIONS)
-        options = product_options(products, fmt=fmt)
-    ack(options=options)
+    """The product search (names and prices), for whoever may enter an order, as above."""
+    user_id = (body.get("user") or {}).get("id") or ""
+    try:
+        with checking(context) as session:
+            check_may_enter(session, user_id)
+            products = search_products(session, body.get("value") or "", limit=SUGGESTIONS)
+    except PermissionDenied:
+        ack(options=[])
+        return
+    ack(options=product_options(products, fmt=known_formats(context, user_id)[0]))
 
 
 def on_product_chosen(body: dict, client: WebClient, context: BoltContext) -> None:

@@ -14,9 +14,10 @@ from datetime import date, datetime, time, tzinfo
 
 from slack_bolt import Ack, BoltContext
 from slack_sdk import WebClient
+from sqlmodel import Session
 
 from blocks import ids
-from blocks.cashapp import invoice_option, option
+from blocks.cashapp import customer_option, invoice_option
 from blocks.text import esc
 from handlers.common import (
     caller,
@@ -31,7 +32,7 @@ from handlers.common import (
     transaction,
     view_metadata,
 )
-from models import limits, money
+from models import Role, limits, money
 from workflows import receipts
 from workflows.cash_application import (
     check_from_slack,
@@ -40,9 +41,10 @@ from workflows.cash_application import (
     return_payment,
 )
 from workflows.cash_application import check_return as cash_return_check
-from workflows.errors import DomainError
+from workflows.errors import DomainError, PermissionDenied
 from workflows.inputs import PaymentIn, build
 from workflows.lookup import find_customer
+from workflows.users import require_role
 
 FIELD_BLOCKS = {"amount": ids.PAY_AMOUNT_BLOCK, "currency": ids.PAY_CURRENCY_BLOCK,
                 "customer": ids.PAY_CUSTOMER_BLOCK, "received_at": ids.PAY_DATE_BLOCK,
@@ -161,22 +163,41 @@ def _now(context: BoltContext, user_id: str) -> datetime:
     return deps_of(context).clock.now_in(caller(context, user_id).timezone)
 
 
+def _may_record(session: Session, user_id: str) -> None:
+    """The role `/o2c pay` needs (`handlers.commands.pay`), checked again by each of its
+    modal's selects: a collector whose role was taken while the modal was open sees no more
+    customers or invoices (the refusal is audited by `checking`)."""
+    require_role(session, user_id=user_id, roles=(Role.COLLECTOR,), action="payment.record",
+                 entity_type="command", entity_id="pay")
+
+
 def customer_options(ack: Ack, payload: dict, context: BoltContext) -> None:
+    user_id = (payload.get("user") or {}).get("id") or ""
     query = (payload.get("value") or "").strip()
-    with deps_of(context).db.read_session() as session:
-        match = find_customer(session, query, limit=10) if query else None
-    found = match.candidates if match else []
-    ack(options=[option(f"{c.name} ({c.external_id})", c.external_id) for c in found])
+    try:
+        with checking(context) as session:
+            _may_record(session, user_id)
+            match = find_customer(session, query, limit=10) if query else None
+    except PermissionDenied:
+        ack(options=[])
+        return
+    ack(options=[customer_option(c) for c in (match.candidates if match else [])])
 
 
 def invoice_options(ack: Ack, payload: dict, context: BoltContext) -> None:
+    user_id = (payload.get("user") or {}).get("id") or ""
     query = (payload.get("value") or "").strip()
     values = ((payload.get("view") or {}).get("state") or {}).get("values") or {}
     customer = (_value(values, ids.PAY_CUSTOMER_BLOCK, ids.PAY_CUSTOMER)
                 .get("selected_option") or {}).get("value")
-    fmt, _ = known_formats(context, (payload.get("user") or {}).get("id") or "")
-    with deps_of(context).db.read_session() as session:
-        found = open_invoice_choices(session, query, customer=customer)
+    try:
+        with checking(context) as session:
+            _may_record(session, user_id)
+            found = open_invoice_choices(session, query, customer=customer)
+    except PermissionDenied:
+        ack(options=[])
+        return
+    fmt, _ = known_formats(context, user_id)
     ack(options=[invoice_option(inv, fmt=fmt) for inv in found])
 
 

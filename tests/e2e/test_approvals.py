@@ -447,3 +447,23 @@ def test_a_rejection_typed_while_someone_else_approved_changes_nothing(
     assert approval(company, number).status == "approved"
     assert audit(company, "approval.rejected") == []
     assert order_status(company, number) == "approved"
+
+
+@pytest.mark.parametrize("button, modal", [("approval_reject", "approval_reject_modal"),
+                                           ("approval_approve_note",
+                                            "approval_approve_note_modal")])
+def test_reject_and_approve_with_note_open_their_modal_while_a_long_job_holds_the_write_lock(
+        company, slack, standin, button, modal) -> None:
+    api = standin.api
+    # given a card waiting for a credit decision
+    posted = card(api, submit(company))
+    # and a long write transaction (a statement import, the nightly jobs) in progress
+    with company.db.transaction() as s:
+        f.customer(s, "C-LOCK", "Lock Holder Ltd")
+        # when the credit approver clicks the button meanwhile
+        assert slack.click("UCREDIT1", posted, button).status_code == 200
+        # then the modal opens at once: the checks before it only read
+        view = api.wait_for(lambda: (api.views_for("UCREDIT1") or [None])[-1], 5,
+                            "the modal while the write lock is held")
+    assert view["callback_id"] == modal
+    assert [c.ok for c in api.calls_to("views.open")] == [True]

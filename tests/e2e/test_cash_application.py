@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from blocks import ids
-from models import Allocation, AuditEvent, Payment, User
+from models import Allocation, AuditEvent, Payment, User, UserRole
 from sandbox.driver import FORM
 from tests.support import factories as f
 from tests.support.slack import ask, everything_sent, text_of
@@ -248,6 +248,30 @@ def test_pay_modal_shows_errors_inline(company, server, slack, standin) -> None:
     assert "billed in USD" in standin.api.view_errors(view["id"])[ids.PAY_CURRENCY_BLOCK]
     with server.db.read_session() as s:
         assert s.exec(select(Payment)).all() == []
+
+
+def test_pay_modals_selects_show_nothing_once_the_collector_role_is_gone(
+        company, server, slack, standin) -> None:
+    # given a collector's payment modal, whose selects find customers and open invoices
+    view = open_pay_modal(slack, standin)
+    customers = slack.block_suggestion("UCOLL001", view, ids.PAY_CUSTOMER, "initech").json()
+    invoices = slack.block_suggestion("UCOLL001", view, ids.PAY_INVOICES, "000503").json()
+    assert customers["options"][0]["value"] == "C-INITECH"
+    assert [o["value"] for o in invoices["options"]] == ["INV-2026-000503"]
+    # when their role is taken away while the modal is still open
+    with server.db.transaction() as s:
+        s.exec(sa.delete(UserRole).where(UserRole.user_id == "UCOLL001"))
+    customers = slack.block_suggestion("UCOLL001", view, ids.PAY_CUSTOMER, "initech")
+    invoices = slack.block_suggestion("UCOLL001", view, ids.PAY_INVOICES, "000503")
+    # then the selects offer nothing more
+    assert (customers.status_code, customers.json()) == (200, {"options": []})
+    assert (invoices.status_code, invoices.json()) == (200, {"options": []})
+    # and each refusal is audited, as `/o2c pay`'s own would be
+    with server.db.read_session() as s:
+        refused = s.exec(select(AuditEvent).where(AuditEvent.action.startswith("refused."))
+                         .order_by(AuditEvent.id)).all()
+    assert [(e.actor, e.action, e.entity_type, e.entity_id) for e in refused] == [
+        ("UCOLL001", "refused.payment.record", "command", "pay")] * 2
 
 
 def test_pay_is_for_collectors(company, slack, standin) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import select
 
-from models import Order
+from models import AuditEvent, Order, UserRole
 from tests.support import factories as f
 from tests.support.slack import ask, text_of
 from tests.support.timetravel import frozen_at
@@ -116,6 +117,30 @@ def test_modal_order_above_the_discount_maximum_waits_for_approval(shop, slack,
     card = api.wait_for(lambda: api.messages("CAPPROVAL") or None, WAIT, "the discount card")
     assert card[0]["text"].startswith("Discount approval")
     assert api.wait_for(lambda: api.messages("CALERTS01") or None, WAIT, "the alert")
+
+
+def test_modals_selects_show_nothing_once_the_sales_role_is_gone(shop, slack, standin) -> None:
+    api = standin.api
+    # given a rep's order modal, whose selects find customers and products
+    modal = open_modal(slack, api)
+    found = slack.block_suggestion("USALES01", modal, "order_customer_select", "glbex")
+    products = slack.block_suggestion("USALES01", modal, "order_product_select", "gadg")
+    assert found.json()["options"][0]["value"] == "C-GLOBEX"
+    assert [o["value"] for o in products.json()["options"]] == ["GADGET"]
+    # when their role is taken away while the modal is still open
+    with shop.db.transaction() as s:
+        s.exec(sa.delete(UserRole).where(UserRole.user_id == "USALES01"))
+    found = slack.block_suggestion("USALES01", modal, "order_customer_select", "glbex")
+    products = slack.block_suggestion("USALES01", modal, "order_product_select", "gadg")
+    # then the selects offer nothing more: no customers, no products or prices
+    assert (found.status_code, found.json()) == (200, {"options": []})
+    assert (products.status_code, products.json()) == (200, {"options": []})
+    # and each refusal is audited, as the submission's own would be
+    with shop.db.read_session() as s:
+        refused = s.exec(select(AuditEvent).where(AuditEvent.action.startswith("refused."))
+                         .order_by(AuditEvent.id)).all()
+    assert [(e.actor, e.action, e.entity_type, e.entity_id) for e in refused] == [
+        ("USALES01", "refused.order.create", "order", "new")] * 2
 
 
 def test_new_order_needs_the_sales_role(shop, slack, standin) -> None:

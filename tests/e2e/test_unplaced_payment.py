@@ -5,15 +5,18 @@ to the real server and the Slack stand-in."""
 
 from __future__ import annotations
 
+import time as clock
 from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import select
 
 from blocks import ids
-from models import Allocation, AuditEvent, Payment, Refund, UserRole
+from models import Allocation, AuditEvent, Invoice, OutboxMessage, Payment, Refund, UserRole
+from sandbox.driver import FORM
+from tests.conftest import ADMIN
 from tests.support import factories as f
-from tests.support.slack import text_of
+from tests.support.slack import ask, burst, prepared_click, text_of
 from tests.support.timetravel import frozen_at
 from workflows import invariants
 
@@ -67,6 +70,111 @@ def test_an_unplaced_payment_is_applied_to_invoices_picked_on_its_card(server, s
     with server.db.read_session() as s:
         assert sorted(a.amount_minor for a in s.exec(select(Allocation))) == [12100, 20000]
     assert ids.CASHAPP_RETURN not in current(standin.api, card)
+
+
+def test_the_cards_selects_show_nothing_to_someone_who_may_not_place_the_payment(
+        server, slack, standin, api) -> None:
+    # given a payment nothing fits; its card is in the AR channel, where anyone can type into
+    # its selects
+    with server.db.transaction() as s:
+        f.user(s, "UCOLL001", "collector")
+        f.user(s, "USALES01", "sales")
+        f.customer(s, "C-GLOBEX", "Globex Corporation")
+        f.invoice(s, "INV-A-1", total="200.00", due=TODAY + timedelta(days=5))
+    payment_id, card = unplaced(server, api, standin, "BANK-3")
+    # when someone with no role, then a sales rep, search both selects
+    for user in ("UNOBODY1", "USALES01"):
+        invoices = slack.block_suggestion(user, card, ids.CASHAPP_APPLY_INVOICES, "INV")
+        customers = slack.block_suggestion(user, card, ids.CASHAPP_ASSIGN, "globex")
+        # then neither offers anything: no invoice numbers, open amounts or customer names
+        assert (invoices.status_code, invoices.json()) == (200, {"options": []})
+        assert (customers.status_code, customers.json()) == (200, {"options": []})
+    # and each refusal is audited, against the payment, as the action's own would be
+    with server.db.read_session() as s:
+        refused = s.exec(select(AuditEvent).where(AuditEvent.action.startswith("refused."))
+                         .order_by(AuditEvent.id)).all()
+    assert [(e.actor, e.action, e.entity_type, e.entity_id) for e in refused] == [
+        (user, action, "payment", str(payment_id)) for user in ("UNOBODY1", "USALES01")
+        for action in ("refused.payment.correct", "refused.payment.identify")]
+    # when the collector and an admin search them
+    for user in ("UCOLL001", ADMIN):
+        invoices = slack.block_suggestion(user, card, ids.CASHAPP_APPLY_INVOICES, "INV")
+        customers = slack.block_suggestion(user, card, ids.CASHAPP_ASSIGN, "globex")
+        # then they find the open invoice and the customer
+        assert [(o["value"], o["text"]["text"]) for o in invoices.json()["options"]] == [
+            ("INV-A-1", "INV-A-1 — USD 200.00 open")]
+        assert [o["value"] for o in customers.json()["options"]] == ["C-GLOBEX"]
+    with server.db.read_session() as s:
+        assert len(s.exec(select(AuditEvent).where(
+            AuditEvent.action.startswith("refused."))).all()) == 4
+
+
+def test_a_replayed_pick_cannot_undo_a_later_correction(server, slack, standin, api) -> None:
+    # given two open invoices of one customer, and a payment nothing fits
+    with server.db.transaction() as s:
+        f.user(s, "UCOLL001", "collector")
+        f.customer(s, "C-GLOBEX", "Globex Corporation")
+        f.invoice(s, "INV-A-1", total="200.00", due=TODAY + timedelta(days=5))
+        f.invoice(s, "INV-A-2", total="121.00", due=TODAY + timedelta(days=9))
+    payment_id, card = unplaced(server, api, standin, "BANK-4")
+    block = f"{ids.CASHAPP_ACTIONS_BLOCK}:{payment_id}"
+    [first] = slack.block_suggestion("UCOLL001", card, ids.CASHAPP_APPLY_INVOICES,
+                                     "INV-A-1").json()["options"]
+    # and two picks of INV-A-1 on the card as the collector's Slack shows it (captured: the
+    # second is a later click, with its own action_ts)
+    pick = prepared_click(slack, "UCOLL001", card, ids.CASHAPP_APPLY_INVOICES,
+                          selected=[first], block_id=block)
+    clock.sleep(0.01)
+    later_pick = prepared_click(slack, "UCOLL001", card, ids.CASHAPP_APPLY_INVOICES,
+                                selected=[first], block_id=block)
+    assert later_pick != pick
+    # when the collector picks INV-A-1
+    assert slack.send(pick, FORM).status_code == 200
+    answer = standin.api.wait_for(lambda: next((r for r in standin.api.responses
+                                                if r["user"] == "UCOLL001"), None), WAIT,
+                                  "the answer to the pick")
+    assert "applied to the invoices you picked" in text_of(answer["payload"])
+    # and then corrects it: the payment goes to INV-A-2
+    assert "Applied as you said" in text_of(ask(
+        slack, standin.api, "UCOLL001", f"payment {payment_id} apply INV-A-2"))
+    assert placed(server, payment_id) == [("INV-A-2", 12100)]
+    corrected, messages = counts(server)
+    seen = len(standin.api.responses)
+    # when the first pick is replayed, once and then 3 copies at once (its response_url
+    # takes 5 answers, as Slack's does)
+    assert slack.send(pick, FORM).status_code == 200
+    assert burst(slack, pick, copies=3) == [200] * 3
+    replies = standin.api.wait_for(lambda: standin.api.responses[seen:][3:] and
+                                   standin.api.responses[seen:], WAIT, "4 answers")
+    # then nothing moved back: no correction, no card update, no DM
+    assert placed(server, payment_id) == [("INV-A-2", 12100)]
+    assert counts(server) == (corrected, messages)
+    # and each copy is told what the first pick was told
+    assert {text_of(r["payload"]) for r in replies} == {text_of(answer["payload"])}
+    # when the later pick arrives, a click of its own
+    assert slack.send(later_pick, FORM).status_code == 200
+    # then it corrects the payment as any pick does
+    standin.api.wait_for(lambda: placed(server, payment_id) == [("INV-A-1", 20000)], WAIT,
+                         "the later pick applied")
+    assert counts(server)[0] == corrected + 1
+
+
+def placed(server, payment_id: int) -> list[tuple[str, int]]:
+    """Where the payment is applied now: (invoice, amount) of its allocations in force."""
+    with server.db.read_session() as s:
+        return [(number, amount) for number, amount in s.exec(
+            select(Invoice.number, Allocation.amount_minor)
+            .join(Invoice, Invoice.id == Allocation.invoice_id)
+            .where(Allocation.payment_id == payment_id).order_by(Invoice.number))]
+
+
+def counts(server) -> tuple[int, int]:
+    """How many corrections were audited, and how many messages were written to be sent."""
+    with server.db.read_session() as s:
+        corrected = s.exec(select(sa.func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "payment.corrected")).one()
+        messages = s.exec(select(sa.func.count()).select_from(OutboxMessage)).one()
+    return corrected, messages
 
 
 def test_refund_or_return_books_the_refund_once_and_the_card_says_who(server, slack, standin,
