@@ -174,6 +174,11 @@ def on_product_chosen(body: dict, client: WebClient, context: BoltContext) -> No
     today = today_for(context, caller(context, body["user"]["id"]))
     fmt = formats_of(context, body["user"]["id"], client)
     hints, services = {}, {}
+    try:
+        with checking(context) as session:  # (the hint's prices and discounts are the rep's)
+            check_may_enter(session, body["user"]["id"])
+    except PermissionDenied:
+        return  # the form stays as it is; the submission is refused too
     with deps_of(context).db.read_session() as session:
         for row in range(ids.ORDER_MAX_LINES):
             sku = _picked(values, ids.order_line_block(row, "product"), ids.ORDER_PRODUCT_SELECT)

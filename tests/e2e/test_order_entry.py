@@ -135,12 +135,19 @@ def test_modals_selects_show_nothing_once_the_sales_role_is_gone(shop, slack, st
     # then the selects offer nothing more: no customers, no products or prices
     assert (found.status_code, found.json()) == (200, {"options": []})
     assert (products.status_code, products.json()) == (200, {"options": []})
+    # and picking a product shows no pricing hint (median discounts) any more
+    slack.click("USALES01", modal, "order_product_select", selected="WID-1",
+                block_id="order_line_0_product")
+
+    def refusals() -> list[AuditEvent]:
+        with shop.db.read_session() as s:
+            return s.exec(select(AuditEvent).where(AuditEvent.action.startswith("refused."))
+                          .order_by(AuditEvent.id)).all()
+    api.wait_for(lambda: len(refusals()) == 3 or None, WAIT, "the pick's refusal")
+    assert api.calls_to("views.update") == []
     # and each refusal is audited, as the submission's own would be
-    with shop.db.read_session() as s:
-        refused = s.exec(select(AuditEvent).where(AuditEvent.action.startswith("refused."))
-                         .order_by(AuditEvent.id)).all()
-    assert [(e.actor, e.action, e.entity_type, e.entity_id) for e in refused] == [
-        ("USALES01", "refused.order.create", "order", "new")] * 2
+    assert [(e.actor, e.action, e.entity_type, e.entity_id) for e in refusals()] == [
+        ("USALES01", "refused.order.create", "order", "new")] * 3
 
 
 def test_new_order_needs_the_sales_role(shop, slack, standin) -> None:
