@@ -10,19 +10,17 @@ from blocks.cashapp import payment_modal
 from blocks.common import render, section
 from handlers.commands.call import CommandCall
 from handlers.common import caller, checking, describe_error, open_modal, today_for
-from models import Role
+from handlers.views.payment import may_record
 from models.money import CURRENCIES
 from workflows.cash_application import usual_currency
 from workflows.errors import PermissionDenied
-from workflows.users import require_role
 
 
 def pay(call: CommandCall) -> None:
     user = caller(call.context, call.user_id, call.user_name, call.client)
     try:
         with checking(call.context) as session:
-            require_role(session, user_id=call.user_id, roles=(Role.COLLECTOR,),
-                         action="payment.record", entity_type="command", entity_id="pay")
+            may_record(session, call.user_id)
             currency = usual_currency(session)
     except PermissionDenied as refused:
         call.answer(render([section(describe_error(refused))]), "Not allowed")

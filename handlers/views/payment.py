@@ -163,10 +163,10 @@ def _now(context: BoltContext, user_id: str) -> datetime:
     return deps_of(context).clock.now_in(caller(context, user_id).timezone)
 
 
-def _may_record(session: Session, user_id: str) -> None:
-    """The role `/o2c pay` needs (`handlers.commands.pay`), checked again by each of its
-    modal's selects: a collector whose role was taken while the modal was open sees no more
-    customers or invoices (the refusal is audited by `checking`)."""
+def may_record(session: Session, user_id: str) -> None:
+    """The role `/o2c pay` needs (`handlers.commands.pay` checks it before the modal opens),
+    checked again by each of its modal's selects: a collector whose role was taken while the
+    modal was open sees no more customers or invoices (the refusal is audited by `checking`)."""
     require_role(session, user_id=user_id, roles=(Role.COLLECTOR,), action="payment.record",
                  entity_type="command", entity_id="pay")
 
@@ -176,7 +176,7 @@ def customer_options(ack: Ack, payload: dict, context: BoltContext) -> None:
     query = (payload.get("value") or "").strip()
     try:
         with checking(context) as session:
-            _may_record(session, user_id)
+            may_record(session, user_id)
             match = find_customer(session, query, limit=10) if query else None
     except PermissionDenied:
         ack(options=[])
@@ -192,7 +192,7 @@ def invoice_options(ack: Ack, payload: dict, context: BoltContext) -> None:
                 .get("selected_option") or {}).get("value")
     try:
         with checking(context) as session:
-            _may_record(session, user_id)
+            may_record(session, user_id)
             found = open_invoice_choices(session, query, customer=customer)
     except PermissionDenied:
         ack(options=[])
