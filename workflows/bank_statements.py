@@ -4,10 +4,14 @@ Each incoming credit becomes a payment through the cash-application engine (a `C
 every other payment goes), so it is matched like any other. Three promises:
 
 * **Re-importing changes nothing.** Every line gets a stable external id: the bank's own
-  reference for the entry (camt `AcctSvcrRef`, `NtryRef`, the payer's `EndToEndId`; a CSV's
-  transaction id column) prefixed with the account, or else a hash of account, date, amount,
-  currency, payer and reference plus its occurrence number in the file (two identical lines
-  on one day are two payments). Overlapping statements are therefore safe to import.
+  reference for the entry (camt `AcctSvcrRef`, `NtryRef`; a CSV's transaction id column)
+  prefixed with the account, or else a hash of account, date, amount, currency, payer,
+  reference and the payer's own `EndToEndId` plus its occurrence number in the file (two
+  identical lines on one day are two payments). Overlapping statements are therefore safe to
+  import. The payer's `EndToEndId` alone is no id: the payer chooses it (`PAYMENT`, `1`), so
+  two payers' credits could share it — one of them was taken for the other and lost. Lines
+  that an earlier version did identify by it keep that id when it is theirs (same amount,
+  currency, day and payer: `_Ids`), so statements imported before still change nothing.
 * **All or nothing.** A file that cannot be read, or a line that is refused, imports nothing
   and every problem is reported by line (CSV row number, or `Stmt/Ntry/TxDtls` position).
 * **Only money in.** Debits, reversals and entries not yet booked (`PDNG`) are skipped.
@@ -35,7 +39,7 @@ import hashlib
 import io
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
@@ -43,13 +47,14 @@ from pathlib import Path
 from typing import BinaryIO
 from xml.etree.ElementTree import Element
 
+import sqlalchemy as sa
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
 from sqlmodel import Session
 
-from models import PaymentStatus
+from models import Payment, PaymentStatus
 from workflows.cash_candidates import CustomerNames
-from workflows.cash_runs import CashRun, Ticket
+from workflows.cash_runs import CashRun, Ticket, checked
 from workflows.errors import DomainError
 from workflows.inputs import PaymentIn, build
 
@@ -69,10 +74,14 @@ class StatementLine:
     currency: str
     payer_name: str | None
     reference: str | None
-    entry_ref: str | None  # the bank's (or payer's) reference for this line
+    entry_ref: str | None  # the bank's reference for this line
     account: str | None
     external_id: str = ""
     value_on: date | None = None  # the value date, when the bank gives one apart
+    payer_ref: str | None = None  # the payer's EndToEndId: part of the hashed id, never alone
+    # what identified the line before the payer's EndToEndId stopped being an id on its own
+    # (`bank:<account>:<legacy_ref>`): kept by a payment imported then that is this line's
+    legacy_ref: str | None = None
 
     @property
     def value_date(self) -> date:
@@ -141,28 +150,45 @@ def _external_id(line: StatementLine, occurrence: int) -> str:
     ident = _ref_id(line)
     if ident:
         return ident
-    basis = "|".join([account, line.booked_on.isoformat(), line.amount, line.currency,
-                      line.payer_name or "", line.reference or "", str(occurrence)])
-    return "bank:h:" + hashlib.sha256(basis.encode()).hexdigest()[:48]
+    parts = [account, line.booked_on.isoformat(), line.amount, line.currency,
+             line.payer_name or "", line.reference or "", str(occurrence)]
+    if line.payer_ref:  # (a line without one hashes as it always did)
+        parts.append(f"e2e:{line.payer_ref}")
+    return "bank:h:" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:48]
+
+
+Claim = Callable[[StatementLine, str], bool]
 
 
 class _Ids:
     """Stable external ids, line by line: two identical lines of a file (same account, day,
-    amount, currency, payer, reference, entry reference) are its first and second occurrence.
-    Only a digest of each line without a reference of the bank's is kept (the others are
-    identified by that reference), so the memory is small at 100,000 lines."""
+    amount, currency, payer, reference, entry reference, payer's reference) are its first and
+    second occurrence. Only a digest of each line without a reference of the bank's is kept
+    (the others are identified by that reference), so the memory is small at 100,000 lines.
 
-    def __init__(self) -> None:
+    `claim(line, id)`: whether a payment already recorded under the id an earlier version gave
+    the line (`legacy_ref`) is this line's (`import_statement` asks the database); each such id
+    is claimed by one line of the file at most."""
+
+    def __init__(self, claim: Claim | None = None) -> None:
         self.seen: Counter = Counter()
+        self.claim = claim
+        self.claimed: set[str] = set()
 
     def assign(self, line: StatementLine) -> StatementLine:
+        if line.legacy_ref and self.claim is not None:
+            legacy = f"bank:{line.account or '-'}:{line.legacy_ref}"
+            if legacy not in self.claimed and self.claim(line, legacy):
+                self.claimed.add(legacy)
+                line.external_id = legacy
+                return line
         ident = _ref_id(line)
         if ident:
             line.external_id = ident
             return line
         basis = "\x1f".join(str(x) for x in (
             line.account, line.booked_on, line.amount, line.currency, line.payer_name,
-            line.reference, line.entry_ref))
+            line.reference, line.entry_ref, line.payer_ref))
         digest = hashlib.blake2b(basis.encode(), digest_size=12).digest()
         self.seen[digest] += 1
         line.external_id = _external_id(line, self.seen[digest])
@@ -235,7 +261,8 @@ CSV_COLUMNS = {
                   "description", "details", "purpose", "memo", "narrative",
                   "verwendungszweck", "text"),
     "entry_ref": ("entryreference", "ntryref", "acctsvcrref", "bankreference",
-                  "transactionid", "transactionreference", "endtoendid", "id"),
+                  "transactionid", "transactionreference", "id"),
+    "payer_ref": ("endtoendid", "endtoendreference", "e2eid"),
     "account": ("iban", "account", "accountnumber", "accountiban"),
     "indicator": ("creditdebit", "cdtdbtind", "creditdebitindicator", "dc", "direction",
                   "type"),
@@ -259,6 +286,11 @@ def _parse_date(text: str, day_first: bool) -> date:
     return date(year, month, day)
 
 
+# the entry reference column as versions before `payer_ref` chose it: `legacy_ref`
+_LEGACY_ENTRY_REF = ("entryreference", "ntryref", "acctsvcrref", "bankreference",
+                     "transactionid", "transactionreference", "endtoendid", "id")
+
+
 def _csv_columns(header: list[str]) -> dict[str, int]:
     headers = [_key(h) for h in header]
     index: dict[str, int] = {}
@@ -267,6 +299,9 @@ def _csv_columns(header: list[str]) -> dict[str, int]:
             if alias in headers and headers.index(alias) not in index.values():
                 index[name] = headers.index(alias)
                 break
+    legacy = next((headers.index(a) for a in _LEGACY_ENTRY_REF if a in headers), None)
+    if legacy is not None and legacy != index.get("entry_ref"):
+        index["legacy_ref"] = legacy
     missing = [n for n in ("date", "amount", "currency") if n not in index]
     if missing:
         raise StatementError(f"header: missing column(s) {', '.join(missing)}; found "
@@ -343,7 +378,8 @@ def _csv_lines(source: Source, reading: Reading) -> Iterator[StatementLine | str
             where=where, booked_on=booked, amount=str(amount), currency=currency,
             payer_name=_clean(cell(row, "payer")), reference=_clean(cell(row, "reference")),
             entry_ref=_clean(cell(row, "entry_ref")), account=_clean(cell(row, "account")),
-            value_on=valued)
+            value_on=valued, payer_ref=_clean(cell(row, "payer_ref")),
+            legacy_ref=_clean(cell(row, "legacy_ref")))
 
 
 def parse_csv(text: str) -> tuple[list[StatementLine], int, list[str]]:
@@ -414,7 +450,7 @@ def _entry_lines(entry: Element, s: int, n: int, account: str | None,
     where = f"Stmt {s}, Ntry {n}"
     status = _text(entry, "Sts/Cd") or _text(entry, "Sts") or "BOOK"
     if (_text(entry, "CdtDbtInd") != "CRDT" or status.upper() != "BOOK"
-            or (_text(entry, "RvslInd") or "").lower() == "true"):
+            or (_text(entry, "RvslInd") or "").lower() in ("true", "1")):  # xs:boolean
         reading.skipped += 1
         return []
     amt = _at(entry, "Amt")
@@ -435,16 +471,31 @@ def _entry_lines(entry: Element, s: int, n: int, account: str | None,
         lines.append(_camt_line(where, booked, amt, account, _payer(tx),
                                 _clean(" ".join(r for r in refs if r)), ref, e2e, valued))
     else:
+        net = Decimal(0)  # what the batch's transactions add up to, against the entry's Amt
         for t, tx in enumerate(txs, start=1):
-            if (_text(tx, "CdtDbtInd") or "CRDT") != "CRDT":
-                reading.skipped += 1
-                continue
             tx_amt = _at(tx, "AmtDtls/TxAmt/Amt")
             tx_amt = tx_amt if tx_amt is not None else _at(tx, "Amt")
+            credit = (_text(tx, "CdtDbtInd") or "CRDT") == "CRDT"
+            if (tx_amt.get("Ccy") or "").upper() != (amt.get("Ccy") or "").upper():
+                return [f"{where}, TxDtls {t}: Amt in {tx_amt.get('Ccy')}, the entry in "
+                        f"{amt.get('Ccy')}: a batch is imported in the entry's currency"]
+            try:
+                net += parse_amount(tx_amt.text or "") * (1 if credit else -1)
+            except ValueError as exc:
+                return [f"{where}, TxDtls {t}: Amt {exc}"]
+            if not credit:
+                reading.skipped += 1
+                continue
             ref = _text(tx, "Refs/AcctSvcrRef") or (f"{entry_ref}/{t}" if entry_ref else None)
             lines.append(_camt_line(f"{where}, TxDtls {t}", booked, tx_amt, account,
                                     _payer(tx), _remittance(tx), ref,
                                     _text(tx, "Refs/EndToEndId"), valued))
+        try:
+            entry_amount = parse_amount(amt.text or "")
+        except ValueError as exc:
+            return [f"{where}: Amt {exc}"]
+        if net != entry_amount:  # the bank credited Amt: no more, no less is recorded
+            return [f"{where}: its transactions add up to {net}, not the entry's {entry_amount}"]
     out: list[StatementLine | str] = []
     for line in lines:
         try:
@@ -507,12 +558,12 @@ def parse_camt053(raw: bytes) -> tuple[list[StatementLine], int, list[str]]:
 def _camt_line(where: str, booked: date, amt: Element, account: str | None,
                payer: str | None, reference: str | None, ref: str | None,
                e2e: str | None, valued: date | None = None) -> StatementLine:
-    if not ref and e2e and e2e.upper() != "NOTPROVIDED":
-        ref = f"e2e:{e2e}"
+    e2e = e2e if e2e and e2e.upper() != "NOTPROVIDED" else None
     return StatementLine(where=where, booked_on=booked, amount=(amt.text or "").strip(),
                          currency=(amt.get("Ccy") or "").upper(), payer_name=payer,
                          reference=reference, entry_ref=ref, account=account,
-                         value_on=valued)
+                         value_on=valued, payer_ref=e2e,
+                         legacy_ref=f"e2e:{e2e}" if e2e and not ref else None)
 
 
 # -- import --------------------------------------------------------------------------------------
@@ -532,14 +583,16 @@ def _split(items: Iterator[StatementLine | str]) -> tuple[list[StatementLine], l
     return lines, errors
 
 
-def read_statement(source: Source) -> tuple[Reading, Iterator[StatementLine | str]]:
+def read_statement(source: Source, claim: Claim | None = None,
+                   ) -> tuple[Reading, Iterator[StatementLine | str]]:
     """The statement's format, and its credit lines (with external ids) or errors, as a
-    stream; a file that cannot be read at all raises StatementError while it is read."""
+    stream; a file that cannot be read at all raises StatementError while it is read.
+    `claim`: see `_Ids`."""
     with _open(source) as raw:
         head = raw.read(512).lstrip(codecs.BOM_UTF8).lstrip()
     reading = Reading("camt.053" if head.startswith(b"<") else "csv")
     lines = (_camt_lines if reading.format == "camt.053" else _csv_lines)(source, reading)
-    ids = _Ids()
+    ids = _Ids(claim)
     return reading, (item if isinstance(item, str) else ids.assign(item) for item in lines)
 
 
@@ -573,6 +626,30 @@ def _count(report: StatementReport, tickets: list[Ticket]) -> None:
     tickets.clear()
 
 
+_RECORDED = sa.select(Payment.amount_minor, Payment.currency, Payment.received_at,
+                      Payment.payer_name).where(Payment.external_id == sa.bindparam("ident"))
+
+
+def _recorded_before(session: Session) -> Claim:
+    """`_Ids`' claim: the payment recorded under `ident` by an earlier version is this line's
+    when it has the line's amount, currency, day and payer (another payer's credit that
+    happened to carry the same EndToEndId is not)."""
+    def claim(line: StatementLine, ident: str) -> bool:
+        found = session.connection().execute(_RECORDED, {"ident": ident}).first()
+        if found is None:
+            return False
+        line.external_id = ident  # (what it is if it is this line's; `_Ids` sets it either way)
+        try:
+            data = _payment(line)
+            amount, currency = checked(data)
+        except DomainError:
+            return False
+        return (found.amount_minor, found.currency, found.payer_name) == (
+            amount, currency, data.payer_name) and (
+            found.received_at.astimezone(UTC).date() == line.booked_on)
+    return claim
+
+
 def import_statement(session: Session, path: Path | str, *, actor: str = ACTOR,
                      names: CustomerNames | None = None) -> StatementReport:
     """Import a statement file into `session` (the caller commits when there are no errors).
@@ -586,7 +663,7 @@ def import_statement(session: Session, path: Path | str, *, actor: str = ACTOR,
     source = Path(path)
     reading = Reading()
     try:
-        reading, items = read_statement(source)
+        reading, items = read_statement(source, claim=_recorded_before(session))
         run = CashRun(session, actor=actor, source=SOURCE, names=names)
         pending: list[Ticket] = []
         for item in items:

@@ -377,3 +377,117 @@ def test_one_statement_imported_twice_at_once_is_recorded_once(books, db, tmp_pa
     books.expire_all()
     assert books.execute(sa.select(sa.func.count()).select_from(Payment)).scalar() == 3
     assert invariants.validate_all(books) == []
+
+
+def _credit(n: int | None, amount: str, payer: str, text: str, *, e2e: str | None = None,
+            day: str = "2026-11-20", extra: str = "") -> str:
+    """One booked credit; `n` None: no reference of the bank's (AcctSvcrRef), as some banks."""
+    ref = f"<AcctSvcrRef>R{n}</AcctSvcrRef>" if n is not None else ""
+    refs = f"<Refs><EndToEndId>{e2e}</EndToEndId></Refs>" if e2e else ""
+    return (f'<Ntry><Amt Ccy="USD">{amount}</Amt><CdtDbtInd>CRDT</CdtDbtInd>{extra}'
+            f"<Sts>BOOK</Sts><BookgDt><Dt>{day}</Dt></BookgDt>{ref}<NtryDtls><TxDtls>{refs}"
+            f"<RltdPties><Dbtr><Nm>{payer}</Nm></Dbtr></RltdPties><RmtInf><Ustrd>{text}"
+            "</Ustrd></RmtInf></TxDtls></NtryDtls></Ntry>")
+
+
+def _paid(session, number: str) -> int:
+    return session.exec(select(Invoice.balance_minor).where(Invoice.number == number)).one()
+
+
+def test_two_payers_with_the_same_end_to_end_id_are_two_payments(books, tmp_path) -> None:
+    # given two credits without a bank reference whose payers both wrote "PAYMENT" as their
+    # end-to-end id (it is theirs to choose): one was taken for the other and lost
+    path = write(tmp_path, "e2e.xml", long_camt([
+        _credit(None, "1000.00", "GLOBEX CORPORATION", "INV-2026-000123", e2e="PAYMENT"),
+        _credit(None, "810.00", "INITECH LLC", "INV-2026-000200", e2e="PAYMENT")]))
+    # when
+    report = import_statement(books, path)
+    books.commit()
+    # then both are recorded and applied, and importing again changes nothing
+    assert (report.errors, report.created, report.unchanged) == ([], 2, 0)
+    assert (_paid(books, "INV-2026-000123"), _paid(books, "INV-2026-000200")) == (0, 0)
+    before = snapshot(books)
+    again = import_statement(books, path)
+    assert (again.errors, again.created, again.unchanged) == ([], 0, 2)
+    assert snapshot(books) == before
+    # and another day's credit from a third party with the same id is a payment of its own,
+    # not "already recorded with another amount" (which refused the whole next statement)
+    later = write(tmp_path, "next.xml", long_camt([
+        _credit(None, "250.00", "GLOBEX CORPORATION", "INV-2026-000124", e2e="PAYMENT",
+                day="2026-11-21")]))
+    assert (import_statement(books, later).errors, _paid(books, "INV-2026-000124")) == ([], 0)
+    assert invariants.validate_all(books) == []
+
+
+def test_a_statement_imported_before_keeps_the_ids_its_end_to_end_ids_gave(books,
+                                                                            tmp_path) -> None:
+    # given a credit an earlier version recorded under the payer's end-to-end id alone
+    # (bank:<IBAN>:e2e:<id>) from a statement holding it twice: it collapsed the second
+    line = _credit(None, "810.00", "INITECH LLC", "AP RUN", e2e="AP-1")
+    assert import_statement(books, write(tmp_path, "one.xml", long_camt([line]))).created == 1
+    books.exec(select(Payment)).one().external_id = f"bank:{IBAN}:e2e:AP-1"
+    books.commit()
+    path = write(tmp_path, "old.xml", long_camt([line, line]))
+    # when that statement is imported again
+    again = import_statement(books, path)
+    books.commit()
+    # then the payment recorded then is the first line's (nothing new for it), and the second
+    # line — lost then — is recorded now, once
+    assert (again.errors, again.created, again.unchanged) == ([], 1, 1)
+    ids = books.exec(select(Payment.external_id).order_by(Payment.id)).all()
+    assert ids[0] == f"bank:{IBAN}:e2e:AP-1" and ids[1].startswith("bank:h:")
+    assert (import_statement(books, path).created, len(books.exec(select(Payment)).all())) == (
+        0, 2)
+
+
+def test_a_csv_end_to_end_column_is_no_id_on_its_own(books, tmp_path) -> None:
+    # given a CSV export whose only reference column is the payer's end-to-end id
+    text = ("Date;Amount;Currency;Payer;Reference;EndToEndId\r\n"
+            "20.11.2026;1000,00;USD;GLOBEX CORPORATION;INV-2026-000123;1\r\n"
+            "20.11.2026;810,00;USD;INITECH LLC;INV-2026-000200;1\r\n")
+    path = write(tmp_path, "e2e.csv", text)
+    # when
+    report = import_statement(books, path)
+    books.commit()
+    # then
+    assert (report.errors, report.created) == ([], 2)
+    assert import_statement(books, path).unchanged == 2
+
+
+def test_a_reversal_written_as_1_is_skipped(books, tmp_path) -> None:
+    # given a credit marked as a reversal the other way xs:boolean allows ("1", not "true")
+    path = write(tmp_path, "rvsl.xml", long_camt([
+        _credit(1, "1000.00", "GLOBEX CORPORATION", "INV-2026-000123",
+                extra="<RvslInd>1</RvslInd>")]))
+    # when
+    report = import_statement(books, path)
+    # then it is no money in
+    assert (report.errors, report.created, report.skipped) == ([], 0, 1)
+    assert _paid(books, "INV-2026-000123") == 100_000
+
+
+def test_a_batch_whose_transactions_do_not_add_up_to_the_entry_is_refused(books,
+                                                                          tmp_path) -> None:
+    def batch(amount: str, *txs: tuple[str, str]) -> str:
+        details = "".join(
+            f'<TxDtls><AmtDtls><TxAmt><Amt Ccy="USD">{a}</Amt></TxAmt></AmtDtls>'
+            f"<CdtDbtInd>{d}</CdtDbtInd><RmtInf><Ustrd>INV-2026-000200</Ustrd></RmtInf>"
+            "</TxDtls>" for a, d in txs)
+        return (f'<Ntry><Amt Ccy="USD">{amount}</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>BOOK'
+                "</Sts><BookgDt><Dt>2026-11-20</Dt></BookgDt><AcctSvcrRef>B1</AcctSvcrRef>"
+                f"<NtryDtls>{details}</NtryDtls></Ntry>")
+    # given a bank credit of 100.00 whose batch lists 500.00 + 700.00 (1,200.00 was recorded)
+    path = write(tmp_path, "batch.xml", long_camt([batch("100.00", ("500.00", "CRDT"),
+                                                         ("700.00", "CRDT"))]))
+    # when
+    report = import_statement(books, path)
+    books.rollback()
+    # then nothing is imported and the entry is named
+    assert report.errors == ["Stmt 1, Ntry 1: its transactions add up to 1200.00, not the "
+                             "entry's 100.00"]
+    assert books.exec(select(Payment)).all() == []
+    # and a batch whose credits less its returned debit make the entry is imported
+    fine = write(tmp_path, "fine.xml", long_camt([batch("810.00", ("900.00", "CRDT"),
+                                                        ("90.00", "DBIT"))]))
+    report = import_statement(books, fine)
+    assert (report.errors, report.created, report.skipped) == ([], 1, 1)
