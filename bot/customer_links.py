@@ -70,7 +70,8 @@ class LinkSigner:
     def verify(self, scope: str, token: str) -> int | None:
         """The link id a token carries when one of the secrets signed it for `scope`."""
         head, sep, mac = (token or "").partition(".")
-        if not sep or not head.isdigit() or len(head) > 12 or len(mac) > 64:
+        if not sep or not (head.isascii() and head.isdigit()) or len(head) > 12 or len(
+                mac) > 64:  # (isdigit alone takes "²", which int() does not)
             return None
         link_id = int(head)
         ok = False

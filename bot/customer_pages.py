@@ -120,6 +120,12 @@ def _filename(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", value)[:64] or "document"
 
 
+def _key(text: str) -> str:
+    """An invoice number as typed into a URL or a form: one with a NUL is no number (and would
+    be a database error on PostgreSQL)."""
+    return "" if "\x00" in text else text
+
+
 def _client(request: Request) -> str | None:
     return request.client.host if request.client else None
 
@@ -286,6 +292,7 @@ def portal_invoice(token: str, number: str, request: Request) -> Response:
     from bot.invoice_pdf import render_invoice_pdf
 
     deps = _deps(request)
+    number = _key(number)
     with deps.db.transaction() as session:
         customer, refused = _portal(request, token, session, what=f"invoice {number[:64]}")
         if refused is not None:
@@ -340,7 +347,7 @@ async def portal_question(token: str, request: Request) -> Response:
 
 def _ask(request: Request, token: str, form: dict[str, str]) -> Response:
     deps = _deps(request)
-    number = (form.get("invoice") or "")[:64]
+    number = _key(form.get("invoice") or "")[:64]
     reason = form.get("reason") or "other"
     note = (form.get("note") or "").strip()
     with deps.db.transaction() as session:

@@ -55,9 +55,14 @@ def link_for(session: Session, invoice: Invoice) -> PaymentLink:
     return link
 
 
+def _looks_like_token(token: str) -> bool:
+    """Anything else is no link (and a NUL would be a database error on PostgreSQL)."""
+    return 0 < len(token) <= 64 and "\x00" not in token
+
+
 def by_token(session: Session, token: str) -> tuple[PaymentLink, Invoice, Customer]:
     link = session.exec(select(PaymentLink).where(PaymentLink.token == token)).first() \
-        if 0 < len(token) <= 64 else None
+        if _looks_like_token(token) else None
     if link is None:
         raise NotFound("no such payment link")
     invoice = session.get(Invoice, link.invoice_id)
@@ -86,7 +91,8 @@ def plan_checkout(session: Session, *, token: str, now: datetime,
     locked, so two clicks at once agree on one generation (and the provider's idempotency
     key, built from it, makes them one session)."""
     link = session.exec(select(PaymentLink).where(PaymentLink.token == token)
-                        .with_for_update().execution_options(populate_existing=True)).first()
+                        .with_for_update().execution_options(populate_existing=True)
+                        ).first() if _looks_like_token(token) else None
     if link is None:
         raise NotFound("no such payment link")
     invoice = session.get(Invoice, link.invoice_id)

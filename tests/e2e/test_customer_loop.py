@@ -358,3 +358,20 @@ def test_a_statement_of_a_month_out_of_range_answers_the_usage_and_sends_nothing
         # then they are shown how to ask, and nothing is e-mailed
         assert "Usage: `/o2c statement" in ephemeral_texts(standin.api, "UCOLL001")[-1], month
     assert outbox_emails(shop, "statement") == []
+
+
+def test_hostile_page_paths_and_forms_are_answered_not_crashed(shop, slack, standin,
+                                                              web) -> None:
+    # given the customer's live page
+    path = page_link(shop, slack, standin)
+    # when links with digits of another script (isdigit() takes "²", int() does not) or a
+    # NUL (a database error on PostgreSQL) come in, signed or not
+    answers = [web.get("/c/%C2%B2.abc"), web.get("/c/%C2%B2.abc/statement"),
+               web.get("/c/backorder/%C2%B2.abc/wait"), web.get(f"{path}/invoices/A%00B"),
+               web.post(f"{path}/question", content="invoice=A%00B&reason=other&note=hi",
+                        headers={"content-type": FORM})]
+    # then each is a page saying no, nothing is opened
+    assert [a.status_code for a in answers] == [404, 404, 404, 404, 422]
+    assert "We have no such invoice for you." in answers[-1].text
+    with shop.db.read_session() as s:
+        assert s.exec(select(Dispute)).all() == []

@@ -209,6 +209,13 @@ def test_a_balance_change_replaces_the_session(stripe_server, stripe_api) -> Non
         assert (link.generation, link.session_id, link.amount_minor) == (2, "cs_test_B", 15_000)
 
 
+def test_a_pay_link_with_a_nul_is_no_link(stripe_server) -> None:
+    # (PostgreSQL refuses a NUL in text: the lookup was a 500, to anyone, without a login)
+    base = stripe_server.base_url
+    answers = [httpx.get(f"{base}/pay/abc%00def"), httpx.post(f"{base}/pay/abc%00def")]
+    assert [a.status_code for a in answers] == [404, 404]
+
+
 def test_bad_signatures_and_stale_events_store_nothing(stripe_server) -> None:
     base = stripe_server.base_url
     event = sp.event("payment_intent.succeeded", sp.payment_intent(invoice="INV-1",
