@@ -148,7 +148,9 @@ def render_email(template: str, context: dict, *, from_email: str, session: Any 
     head, _, body = text.partition("\n\n")
     if not head.startswith("Subject: "):
         raise Permanent(f"template {template} has no Subject line")
-    return head[len("Subject: "):].strip(), body.strip() + "\n"
+    # one line whatever the values hold (a carrier or a name with a line break would make
+    # the header refused, and the e-mail fail for good)
+    return " ".join(head[len("Subject: "):].split()), body.strip() + "\n"
 
 
 def message_id(payload: dict, domain: str) -> str:

@@ -78,6 +78,7 @@ Terms = Annotated[StrictStr, StringConstraints(max_length=32),
                                   "pattern": TERMS.pattern, "examples": ["NET30", "2/10 NET30"]})]
 SLACK_USER_PATTERN = r"^[UW][A-Z0-9]{2,31}$"
 SlackUser = Annotated[StrictStr, StringConstraints(pattern=SLACK_USER_PATTERN)]
+ONE_LINE = r"^[^\x00-\x1f\x7f]*$"  # no line breaks or other control characters
 Text = Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
                                               max_length=200)]
 LongText = Annotated[StrictStr, StringConstraints(max_length=1000)]
@@ -227,9 +228,11 @@ class ShipmentIn(Strict):
     """A shipment of an order (its number); without `lines`, every open quantity ships."""
 
     order: Annotated[StrictStr, StringConstraints(min_length=1, max_length=32)]
+    # one line each: they go into the customer's e-mail subject and Slack messages
     carrier: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
-                                                    max_length=100)]
-    tracking_number: Text
+                                                    max_length=100, pattern=ONE_LINE)]
+    tracking_number: Annotated[StrictStr, StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=200, pattern=ONE_LINE)]
     shipped_at: Moment
     lines: Annotated[list[ShipmentLineIn], Field(max_length=200)] | None = None
 

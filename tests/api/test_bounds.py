@@ -93,6 +93,11 @@ REFUSED = [
      "issue_date"),
     ("/shipments", {"order": "SO-1", "carrier": "UPS", "tracking_number": "1Z",
                     "shipped_at": "9999-12-31T00:00:00Z"}, "shipped_at"),
+    # one line each: they go into the customer's e-mail subject
+    ("/shipments", {"order": "SO-1", "carrier": "UPS\r\nBcc: all@x.example",
+                    "tracking_number": "1Z", "shipped_at": "2026-11-20T10:00:00Z"}, "carrier"),
+    ("/shipments", {"order": "SO-1", "carrier": "UPS", "tracking_number": "1Z\n2",
+                    "shipped_at": "2026-11-20T10:00:00Z"}, "tracking_number"),
     ("/orders", {"customer": "C-GLOBEX", "sales_rep": "USALES01", "currency": "USD",
                  "order_date": "0001-01-01", "lines": [{"sku": "WID-100", "quantity": 1}]},
      "order_date"),

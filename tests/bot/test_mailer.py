@@ -53,6 +53,20 @@ def test_every_dunning_template_renders(template: str) -> None:
     assert "INV-2026-000001" in subject and "USD 1,000.00" in body
 
 
+def test_a_subject_is_one_line_whatever_its_values_hold() -> None:
+    # a carrier stored with a line break (or CR LF Bcc: ...) made the Subject header refused,
+    # and the customer's notice failed for good
+    context = {"order_number": "SO-1", "carrier": "UPS\r\nBcc: all@x.example",
+               "tracking_number": "1Z\n9", "customer": "Globex", "shipped_at": "2026-11-20",
+               "lines": [], "tracking_url": None}
+    subject, _ = render_email("notice_shipment_notice", context, from_email="ar@x.example")
+    assert subject == "Order SO-1 has shipped (UPS Bcc: all@x.example 1Z 9)"
+    mailer = SmtpMailer("smtp://localhost:1", "ar@x.example")
+    message = mailer.compose({"template": "notice_shipment_notice", "context": context,
+                              "to": "ap@globex.example"})
+    assert message["Subject"] == subject and message["Bcc"] is None
+
+
 def test_temporary_refusal_is_retried_and_permanent_refusal_fails(smtp) -> None:
     mailer = SmtpMailer(smtp.url, "ar@seller.example")
     smtp.refuse["busy@acme.example"] = "451 4.3.0 try again later"
