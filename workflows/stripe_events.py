@@ -32,7 +32,13 @@ tolerance) and hand the event here as plain JSON; nothing here talks to Stripe.
   the disputes stay open for a person to accept (a credit note) or reject (collect again);
   both are announced.
 * An event that needs a payment not recorded yet (a refund or dispute delivered before the
-  payment) waits (`waiting`) and is processed when the payment arrives.
+  payment) waits (`waiting`) and is processed when the payment arrives. Stripe does not
+  deliver in order, so the same holds within a chargeback: a close (won or lost) delivered
+  before its `charge.dispute.created` waits for it (a processed dispute event keeps its
+  dispute id in `object_id`), so the chargeback ends the same whatever the order. The
+  refund and dispute events of one payment lock its row first, so two of them processed at
+  the same moment by two server processes run one after the other, the second seeing the
+  first (a close never decides to wait while its chargeback is being committed).
 * Unknown event types are acknowledged and ignored.
 """
 
@@ -71,7 +77,9 @@ class Outcome:
     status: str  # processed, ignored, waiting, failed, duplicate
     detail: str = ""
     payment_id: int | None = None
-    object_id: str | None = None  # what a waiting event waits for (a PaymentIntent id)
+    # what a waiting event waits for (a PaymentIntent or dispute id); of a processed dispute
+    # event, its dispute (the events waiting for it are processed next)
+    object_id: str | None = None
 
 
 def external_id_of(payment_intent: str) -> str:
@@ -97,9 +105,23 @@ def handle(session: Session, event: dict, *, now: datetime, fetch_fees: bool) ->
                         status=ProviderEventStatus.PROCESSED, received_at=now)
     session.add(row)
     session.flush()  # a concurrent twin blocks here, then fails on the primary key
+    return _apply(session, row, event, now=now, fetch_fees=fetch_fees)
+
+
+def _apply(session: Session, row: ProviderEvent, event: dict, *, now: datetime,
+           fetch_fees: bool) -> Outcome:
+    """Process the event of `row` and record how it went; when it was processed and names
+    its object (a chargeback's dispute), the events waiting for that object are processed
+    next."""
+    row.status, row.object_id = ProviderEventStatus.PROCESSED, None  # not waiting any more:
+    session.add(row)  # what it releases cannot pick it up again
+    session.flush()
     outcome = _dispatch(session, event, now=now, fetch_fees=fetch_fees)
     _settle(row, outcome, event, now)
     session.add(row)
+    if outcome.status == ProviderEventStatus.PROCESSED and outcome.object_id:
+        session.flush()  # seen by the events it releases (`_recorded`)
+        _process_waiting(session, outcome.object_id, now=now)
     return outcome
 
 
@@ -109,6 +131,14 @@ def _settle(row: ProviderEvent, outcome: Outcome, event: dict, now: datetime) ->
     row.object_id = outcome.object_id
     row.payload = event if outcome.status == ProviderEventStatus.WAITING else {}
     row.processed_at = now
+
+
+def _recorded(session: Session, event_type: str, object_id: str) -> bool:
+    """Whether an event of this type about this object (a dispute id) was processed."""
+    return session.exec(select(ProviderEvent.event_id).where(
+        ProviderEvent.provider == PROVIDER, ProviderEvent.type == event_type,
+        ProviderEvent.object_id == object_id,
+        ProviderEvent.status == ProviderEventStatus.PROCESSED)).first() is not None
 
 
 def _dispatch(session: Session, event: dict, *, now: datetime, fetch_fees: bool) -> Outcome:
@@ -255,6 +285,7 @@ def _disputed(session: Session, dispute: dict, created: datetime, now: datetime)
     payment = payment_of(session, payment_intent)
     if payment is None:
         return Outcome("waiting", "its payment is not recorded yet", object_id=payment_intent)
+    payment = refunds.lock_payment(session, payment.id)  # one dispute event at a time
     customer = session.get(Customer, payment.customer_id) if payment.customer_id else None
     invoices = [inv.number for a, inv in payment_allocations(session, payment.id)
                 if a.amount_minor > 0]
@@ -273,7 +304,8 @@ def _disputed(session: Session, dispute: dict, created: datetime, now: datetime)
         key=f"stripe-dispute:{dispute.get('id')}")
     taken = money.to_str(sum(h["amount_minor"] for h in held), payment.currency)
     return Outcome("processed", f"chargeback {dispute.get('id')} "
-                   + ("announced (an inquiry)" if inquiry else f"took back {taken}"), payment.id)
+                   + ("announced (an inquiry)" if inquiry else f"took back {taken}"), payment.id,
+                   object_id=str(dispute.get("id") or "") or None)  # its close may wait for it
 
 
 # Stripe's dispute reasons in the back office's words (the rest: "other", Stripe's own reason
@@ -344,13 +376,31 @@ def _dispute_closed(session: Session, dispute: dict, created: datetime, now: dat
     payment = payment_of(session, payment_intent)
     if payment is None:
         return Outcome("waiting", "its payment is not recorded yet", object_id=payment_intent)
+    # after its chargeback when that is being processed too: then it is seen here
+    payment = refunds.lock_payment(session, payment.id)
     dispute_id = str(dispute.get("id") or "")
     status = str(dispute.get("status") or "")
     taken = session.exec(select(Refund).where(
         Refund.external_id == f"stripe:{dispute_id}:withdrawn")).first()
-    if status not in ("won", "lost") or taken is None:
+    decided = status in ("won", "lost")
+    if decided and taken is None and dispute_id \
+            and not _recorded(session, "charge.dispute.created", dispute_id):
+        # Stripe does not deliver in order: decided before we heard of the chargeback.
+        # Closing now would find nothing taken back, and the chargeback arriving after would
+        # take the money for good; so it waits, and is applied right after the chargeback.
+        audit.record(session, actor=ACTOR, action="payment.chargeback_closed",
+                     entity_type="payment", entity_id=payment.id, to_state="waiting",
+                     dispute=dispute_id, status=status,
+                     reason="closed before charge.dispute.created arrived: applied after it")
+        return Outcome("waiting", f"chargeback {dispute_id} closed ({status}) before "
+                       "charge.dispute.created: waits for it", payment.id,
+                       object_id=dispute_id)
+    if not decided or taken is None:
+        audit.record(session, actor=ACTOR, action="payment.chargeback_closed",
+                     entity_type="payment", entity_id=payment.id, to_state=status,
+                     dispute=dispute_id, status=status, reason="nothing was taken back")
         return Outcome("processed", f"chargeback {dispute_id} closed ({status}); nothing was "
-                       "taken back", payment.id)
+                       "taken back", payment.id, object_id=dispute_id or None)
     ours = session.exec(select(Dispute).where(Dispute.external_id == f"stripe:{dispute_id}")
                         .order_by(Dispute.id)).all()
     customer = session.get(Customer, payment.customer_id) if payment.customer_id else None
@@ -363,11 +413,18 @@ def _dispute_closed(session: Session, dispute: dict, created: datetime, now: dat
                                  now=now, system=True,
                                  note=f"Chargeback {dispute_id} won at Stripe: the money is "
                                       "back.")
+    still_open = [d.id for d in ours if d.status == "open"]
+    audit.record(session, actor=ACTOR, action="payment.chargeback_closed",
+                 entity_type="payment", entity_id=payment.id, to_state=status,
+                 dispute=dispute_id, status=status, amount_minor=taken.amount_minor,
+                 payment_back=back, disputes_open=still_open,
+                 reason="won: the money is back" if back else "lost: a person decides")
     _announce(session, "provider_dispute_closed", customer, {
         **_dispute_context(payment, customer, dispute, taken.amount_minor), "status": status,
-        "payment_back": back, "disputes": [d.id for d in ours if d.status == "open"]},
+        "payment_back": back, "disputes": still_open},
         key=f"stripe-dispute-closed:{dispute_id}")
-    return Outcome("processed", f"chargeback {dispute_id} {status}", payment.id)
+    return Outcome("processed", f"chargeback {dispute_id} {status}", payment.id,
+                   object_id=dispute_id)  # a refund of the reinstated money may wait for it
 
 
 def _reinstate(session: Session, payment: Payment, taken: Refund, customer: Customer | None,
@@ -389,16 +446,18 @@ def _reinstate(session: Session, payment: Payment, taken: Refund, customer: Cust
     return back.id
 
 
-def _process_waiting(session: Session, payment_intent: str, *, now: datetime) -> None:
-    """Events that arrived before this payment (a refund, a chargeback), in arrival order."""
+def _process_waiting(session: Session, object_id: str, *, now: datetime) -> None:
+    """Events that arrived before what they need (this payment, or this chargeback), in
+    arrival order. One may wait again, for something else (a close that was waiting for
+    its payment now waits for its chargeback)."""
     rows = session.exec(select(ProviderEvent).where(
-        ProviderEvent.provider == PROVIDER, ProviderEvent.object_id == payment_intent,
+        ProviderEvent.provider == PROVIDER, ProviderEvent.object_id == object_id,
         ProviderEvent.status == ProviderEventStatus.WAITING)
         .order_by(ProviderEvent.received_at, ProviderEvent.event_id)).all()
     for row in rows:
-        outcome = _dispatch(session, row.payload, now=now, fetch_fees=False)
-        _settle(row, outcome, row.payload, now)
-        session.add(row)
+        if row.status != ProviderEventStatus.WAITING or row.object_id != object_id:
+            continue  # processed meanwhile: released by an event processed before it here
+        _apply(session, row, row.payload, now=now, fetch_fees=False)
 
 
 def _announce(session: Session, template: str, customer: Customer | None, context: dict, *,

@@ -7,11 +7,14 @@ a person decides); what is not ours is ignored; the AR invariants hold after eac
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from itertools import permutations
 
+import pytest
 from sqlmodel import select
 
 from models import (
     Allocation,
+    AuditEvent,
     Dispute,
     Invoice,
     OrderStatus,
@@ -321,6 +324,142 @@ def test_a_chargeback_before_its_payment_waits_for_it(db) -> None:
         invoice=number, amount=10_000, pi_id="pi_D1")))
     assert invoice(db, number).balance_minor == 10_000
     assert [d.status for d in chargeback_disputes(db)] == ["open"]
+    healthy(db)
+
+
+def dispute_event(status: str = "needs_response", amount: int = 10_000,
+                  event_id: str | None = None) -> dict:
+    """Stripe's charge.dispute.created (needs_response) or .closed (won, lost) for dp_1."""
+    kind = "charge.dispute.closed" if status in ("won", "lost") else "charge.dispute.created"
+    return sp.event(kind, sp.dispute(payment_intent="pi_D1", charge_id="ch_D1", amount=amount,
+                                     status=status, dispute_id="dp_1"), event_id=event_id)
+
+
+def audited(db, action: str) -> list[AuditEvent]:
+    with db.read_session() as s:
+        return list(s.exec(select(AuditEvent).where(AuditEvent.action == action)
+                           .order_by(AuditEvent.id)))
+
+
+def settled(db) -> None:
+    """Every event processed, none left waiting."""
+    with db.read_session() as s:
+        assert {e.status for e in s.exec(select(ProviderEvent))} == {"processed"}
+        assert stripe_events.waiting(s) == 0
+
+
+def test_a_won_close_before_its_chargeback_waits_for_it_and_pays_the_invoice_again(db) -> None:
+    # given an invoice paid through Stripe
+    [number] = given_invoices(db, "100.00")
+    handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=number, amount=10_000, pi_id="pi_D1")))
+    # when Stripe's close (won) is delivered before the chargeback it closes
+    early = handle(db, dispute_event("won"))
+    # then it waits (audited as such), changing nothing yet
+    assert (early.status, early.object_id) == ("waiting", "dp_1")
+    assert [a.to_state for a in audited(db, "payment.chargeback_closed")] == ["waiting"]
+    assert invoice(db, number).balance_minor == 0 and len(payments(db)) == 1
+    # when the chargeback arrives
+    created = handle(db, dispute_event())
+    # then it takes the money back and the waiting close gives it back: paid, dispute closed
+    assert created.status == "processed"
+    paid = invoice(db, number)
+    assert (paid.balance_minor, paid.disputed_minor) == (0, 0)
+    back = payments(db)[-1]
+    assert (back.external_id, back.amount_minor, back.status) == (
+        "stripe:dp_1:reinstated", 10_000, "applied")
+    [dispute] = chargeback_disputes(db)
+    assert (dispute.status, dispute.resolved_by, dispute.held_minor) == ("rejected", "stripe", 0)
+    assert [a.to_state for a in audited(db, "payment.chargeback_closed")] == ["waiting", "won"]
+    settled(db)
+    healthy(db)
+
+
+def test_a_lost_close_before_its_chargeback_still_takes_the_money_back(db) -> None:
+    # given an invoice paid through Stripe; when the close (lost) comes before the chargeback
+    [number] = given_invoices(db, "100.00")
+    handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=number, amount=10_000, pi_id="pi_D1")))
+    assert handle(db, dispute_event("lost")).status == "waiting"
+    handle(db, dispute_event())
+    # then the money is gone: the invoice is open and held, and AR is asked to decide
+    reopened = invoice(db, number)
+    assert (reopened.balance_minor, reopened.disputed_minor) == (10_000, 10_000)
+    [dispute] = chargeback_disputes(db)
+    assert dispute.status == "open"
+    assert cards(db, "provider_dispute_closed")[0]["context"]["disputes"] == [dispute.id]
+    settled(db)
+    healthy(db)
+
+
+def ledger(db) -> dict:
+    """What the books say about the chargeback, without row ids: payments, refunds, what each
+    payment has on the invoice, the invoice, its disputes, the events, what AR was told."""
+    with db.read_session() as s:
+        net: dict[tuple[str, str], int] = {}
+        for a in s.exec(select(Allocation)):
+            key = (s.get(Payment, a.payment_id).external_id, s.get(Invoice, a.invoice_id).number)
+            net[key] = net.get(key, 0) + a.amount_minor
+        return {
+            "payments": sorted((p.external_id, p.amount_minor, p.refunded_minor,
+                                p.unapplied_minor, p.status) for p in s.exec(select(Payment))),
+            "refunds": sorted((r.external_id, r.amount_minor) for r in s.exec(select(Refund))),
+            "applied": net,
+            "invoices": [(i.number, i.balance_minor, i.disputed_minor, i.paid_at is not None)
+                         for i in s.exec(select(Invoice))],
+            "disputes": [(d.external_id, d.amount_minor, d.held_minor, d.status, d.resolved_by)
+                         for d in s.exec(select(Dispute))],
+            "events": sorted((e.type, e.status) for e in s.exec(select(ProviderEvent))),
+            "told_ar": sorted(m.payload["template"] for m in s.exec(select(OutboxMessage))
+                              if m.payload.get("channel") == "ar"),
+        }
+
+
+def expected_ledger(number: str, status: str) -> dict:
+    """The chargeback's books when its events arrive in Stripe's order."""
+    events = [("charge.dispute.closed", "processed"), ("charge.dispute.created", "processed"),
+              ("payment_intent.succeeded", "processed")]
+    told = ["dispute_card", "provider_dispute", "provider_dispute_closed", "provider_payment"]
+    if status == "won":
+        return {"payments": [("stripe:dp_1:reinstated", 10_000, 0, 0, "applied"),
+                             ("stripe:pi_D1", 10_000, 10_000, 0, "refunded")],
+                "refunds": [("stripe:dp_1:withdrawn", 10_000)],
+                "applied": {("stripe:pi_D1", number): 0,
+                            ("stripe:dp_1:reinstated", number): 10_000},
+                "invoices": [(number, 0, 0, True)],
+                "disputes": [("stripe:dp_1", 10_000, 0, "rejected", "stripe")],
+                "events": events, "told_ar": told}
+    return {"payments": [("stripe:pi_D1", 10_000, 10_000, 0, "refunded")],
+            "refunds": [("stripe:dp_1:withdrawn", 10_000)],
+            "applied": {("stripe:pi_D1", number): 0},
+            "invoices": [(number, 10_000, 10_000, False)],
+            "disputes": [("stripe:dp_1", 10_000, 10_000, "open", None)],
+            "events": events, "told_ar": told}
+
+
+ORDERS = list(permutations(("payment", "created", "closed")))
+
+
+@pytest.mark.parametrize("order", ORDERS, ids=["-".join(o) for o in ORDERS])
+@pytest.mark.parametrize("status", ["won", "lost"])
+def test_a_chargeback_ends_the_same_whatever_order_its_events_arrive_in(
+        db, status: str, order: tuple[str, ...]) -> None:
+    # given an invoice paid through Stripe, charged back, and the chargeback decided
+    [number] = given_invoices(db, "100.00")
+    events = {"payment": sp.event("payment_intent.succeeded", sp.payment_intent(
+                  invoice=number, amount=10_000, pi_id="pi_D1"), event_id="evt_pay"),
+              "created": dispute_event(event_id="evt_created"),
+              "closed": dispute_event(status, event_id="evt_closed")}
+    # when Stripe delivers the three events in this order, checking the books after each
+    for name in order:
+        handle(db, events[name])
+        healthy(db)
+    # and then delivers them all again
+    replayed = [handle(db, events[name]).status for name in order]
+    # then the books are those of Stripe's own order, and the replay changed nothing
+    assert replayed == ["duplicate"] * 3
+    assert ledger(db) == expected_ledger(number, status)
+    settled(db)
     healthy(db)
 
 
