@@ -18,8 +18,12 @@ tolerance) and hand the event here as plain JSON; nothing here talks to Stripe.
   (`payment_fees`, fetched from the charge's balance transaction by the outbox), never as a
   short payment.
 * `charge.refunded`: the charge's cumulative `amount_refunded` minus what was refunded
-  already is given back (`workflows.refunds`: unapplied credit first, then the allocations).
-  Two partial refunds delivered out of order give the same result.
+  already (its refunds "stripe:<charge>:refunded:...", never what a chargeback took: Stripe
+  counts only refunds in `amount_refunded`) is given back (`workflows.refunds`: unapplied
+  credit first, then the allocations), from the payment first, then from what won
+  chargebacks gave back (a refund after a won chargeback). Two partial refunds delivered out
+  of order give the same result. A refund that needs money a chargeback took back waits for
+  that chargeback's close; one larger than what is held changes nothing and AR is told.
 * `charge.dispute.created` (a chargeback): the bank takes the money back, so the payment
   gives it back as a refund would (`workflows.refunds`, keyed "stripe:<dispute>:withdrawn":
   unapplied credit first, then its invoices reopen), and a back-office dispute holds each
@@ -129,7 +133,8 @@ def _settle(row: ProviderEvent, outcome: Outcome, event: dict, now: datetime) ->
     row.status = outcome.status
     row.detail = outcome.detail[:500] or None
     row.object_id = outcome.object_id
-    row.payload = event if outcome.status == ProviderEventStatus.WAITING else {}
+    row.payload = event if outcome.status in (ProviderEventStatus.WAITING,
+                                              ProviderEventStatus.FAILED) else {}
     row.processed_at = now
 
 
@@ -258,26 +263,99 @@ def _refunded(session: Session, charge: dict, created: datetime) -> Outcome:
     if payment is None:
         return Outcome("waiting", "its payment is not recorded yet", object_id=payment_intent)
     total = charge.get("amount_refunded")
-    if not isinstance(total, int) or total < 0:
-        return Outcome("failed", "a refund without amount_refunded")
+    charge_id = str(charge.get("id") or "")
+    if not isinstance(total, int) or total < 0 or not charge_id:
+        return Outcome("failed", "a refund without amount_refunded or charge id")
     payment = refunds.lock_payment(session, payment.id)
-    new = total - payment.refunded_minor
+    # `amount_refunded` counts refunds only; what a chargeback took (and gave back when won)
+    # is the dispute's own money, not a refund of the charge
+    new = total - _refunded_before(session, charge_id)
     if new <= 0:
         return Outcome("processed", "refunded before", payment.id)
-    done = refunds.refund_payment(
-        session, payment=payment, amount_minor=new, value_date=created.date(),
-        external_id=f"stripe:{charge.get('id')}:refunded:{total}", actor=ACTOR,
-        reason=f"Stripe refund of charge {charge.get('id')}")
-    if done is None:
+    sources = _held_for(session, payment)
+    held = sum(p.amount_minor - p.refunded_minor for p, _ in sources)
+    if new > held:
+        waiting_for = _open_chargeback(session, payment)
+        if waiting_for:  # the rest comes back as a payment when Stripe closes it as won
+            return Outcome("waiting", f"refund of {money.to_str(new, payment.currency)} "
+                           f"needs what chargeback {waiting_for} took back: waits for its "
+                           "close", payment.id, object_id=waiting_for)
+        return _refund_refused(session, payment, charge_id, new, held)
+    given: list[tuple[Refund, list[dict]]] = []
+    for source, dispute_id in sources:
+        take = min(new - sum(r.amount_minor for r, _ in given),
+                   source.amount_minor - source.refunded_minor)
+        if take <= 0:
+            continue
+        done = refunds.refund_payment(
+            session, payment=source, amount_minor=take, value_date=created.date(),
+            external_id=f"stripe:{charge_id}:refunded:{total}"
+                        + (f":{dispute_id}" if dispute_id else ""), actor=ACTOR,
+            reason=f"Stripe refund of charge {charge_id}"
+                   + (f" (reinstated by chargeback {dispute_id})" if dispute_id else ""))
+        if done is not None:
+            given.append(done)
+    if not given:
         return Outcome("processed", "refunded before", payment.id)
-    refund, reopened = done
     customer = session.get(Customer, payment.customer_id) if payment.customer_id else None
     _announce(session, "provider_refund", customer, {
         "provider_name": NAME, "payment_id": payment.id, "amount_minor": new,
         "currency": payment.currency, "customer_name": customer.name if customer else None,
-        "from_unapplied_minor": refund.from_unapplied_minor, "reopened": reopened},
-        key=f"stripe-refund:{refund.id}")
+        "from_unapplied_minor": sum(r.from_unapplied_minor for r, _ in given),
+        "reopened": [item for _, reopened in given for item in reopened]},
+        key=f"stripe-refund:{given[0][0].id}")
     return Outcome("processed", f"refunded {money.to_str(new, payment.currency)}", payment.id)
+
+
+def _refunded_before(session: Session, charge_id: str) -> int:
+    """What Stripe refunded of this charge that we gave back already: the refunds keyed
+    "stripe:<charge>:refunded:<amount_refunded>[:<dispute>]", never a chargeback's
+    withdrawal ("stripe:<dispute>:withdrawn")."""
+    total = session.exec(select(sa.func.coalesce(sa.func.sum(Refund.amount_minor), 0)).where(
+        Refund.external_id.startswith(f"stripe:{charge_id}:refunded:", autoescape=True))).one()
+    return int(total)  # PostgreSQL's SUM of a bigint is a NUMERIC (a Decimal here)
+
+
+def _chargebacks(session: Session, payment: Payment) -> list[str]:
+    """The disputes that took money back from this payment, in the order they did."""
+    rows = session.exec(select(Refund.external_id).where(Refund.payment_id == payment.id)
+                        .order_by(Refund.id)).all()
+    return [key[len("stripe:"):-len(":withdrawn")] for key in rows
+            if key.startswith("stripe:") and key.endswith(":withdrawn")]
+
+
+def _held_for(session: Session, payment: Payment) -> list[tuple[Payment, str | None]]:
+    """Where a charge's money is now, locked: its payment, then what each chargeback won gave
+    back (the payment "stripe:<dispute>:reinstated"), with the dispute."""
+    held: list[tuple[Payment, str | None]] = [(payment, None)]
+    for dispute_id in _chargebacks(session, payment):
+        back = session.exec(select(Payment.id).where(
+            Payment.external_id == f"stripe:{dispute_id}:reinstated")).first()
+        if back is not None:
+            held.append((refunds.lock_payment(session, back), dispute_id))
+    return held
+
+
+def _open_chargeback(session: Session, payment: Payment) -> str | None:
+    """A chargeback of this payment that took money back and is not closed yet."""
+    return next((d for d in _chargebacks(session, payment)
+                 if not _recorded(session, "charge.dispute.closed", d)), None)
+
+
+def _refund_refused(session: Session, payment: Payment, charge_id: str, new: int,
+                    held: int) -> Outcome:
+    """Stripe refunded more than this charge's money that is still ours: nothing changes,
+    and AR is asked to look (a person reconciles it with the Stripe dashboard)."""
+    detail = (f"Stripe refunded {money.to_str(new, payment.currency)} more of charge "
+              f"{charge_id}, but only {money.to_str(held, payment.currency)} of its money is "
+              "still held here: nothing was changed")
+    audit.record(session, actor=ACTOR, action="payment.refund_refused", entity_type="payment",
+                 entity_id=payment.id, amount_minor=new, held_minor=held, charge=charge_id,
+                 reason=detail)
+    outbox.post_to_channel(session, channel="ar", template="text", context={
+        "text": f"A Stripe refund (charge {charge_id}) could not be applied: {detail}."},
+        dedupe_key=f"stripe-refund-refused:{charge_id}:{new}")
+    return Outcome("failed", detail, payment.id)
 
 
 def _disputed(session: Session, dispute: dict, created: datetime, now: datetime) -> Outcome:

@@ -335,6 +335,12 @@ def dispute_event(status: str = "needs_response", amount: int = 10_000,
                                      status=status, dispute_id="dp_1"), event_id=event_id)
 
 
+def refund_event(amount_refunded: int, amount: int = 10_000) -> dict:
+    return sp.event("charge.refunded", sp.charge(payment_intent="pi_D1", amount=amount,
+                                                 amount_refunded=amount_refunded,
+                                                 charge_id="ch_D1"))
+
+
 def audited(db, action: str) -> list[AuditEvent]:
     with db.read_session() as s:
         return list(s.exec(select(AuditEvent).where(AuditEvent.action == action)
@@ -460,6 +466,84 @@ def test_a_chargeback_ends_the_same_whatever_order_its_events_arrive_in(
     assert replayed == ["duplicate"] * 3
     assert ledger(db) == expected_ledger(number, status)
     settled(db)
+    healthy(db)
+
+
+def test_a_refund_after_a_won_chargeback_gives_back_the_money_it_reinstated(db) -> None:
+    # given a chargeback Stripe closed as won (the invoice is paid again)
+    number, _ = charged_back(db)
+    handle(db, dispute_event("won"))
+    # when the charge is then refunded in full, and Stripe says so twice
+    refunded = handle(db, refund_event(10_000))
+    again = handle(db, refund_event(10_000))
+    # then the money the chargeback reinstated goes back, once: the invoice is open again
+    assert (refunded.status, refunded.detail) == ("processed", "refunded 100.00")
+    assert again.detail == "refunded before"
+    assert invoice(db, number).balance_minor == 10_000
+    [original, back] = payments(db)
+    assert (original.refunded_minor, original.status) == (10_000, "refunded")
+    assert (back.external_id, back.refunded_minor, back.status) == (
+        "stripe:dp_1:reinstated", 10_000, "refunded")
+    with db.read_session() as s:
+        assert sorted((r.external_id, r.amount_minor) for r in s.exec(select(Refund))) == [
+            ("stripe:ch_D1:refunded:10000:dp_1", 10_000), ("stripe:dp_1:withdrawn", 10_000)]
+    assert cards(db, "provider_refund")[0]["context"]["reopened"] == [
+        {"invoice": number, "amount": "100.00"}]
+    healthy(db)
+
+
+def test_a_full_refund_after_a_partial_chargeback_won_takes_from_both_payments(db) -> None:
+    # given 40.00 of a 100.00 payment charged back, then won back
+    number, _ = charged_back(db, 4_000)
+    handle(db, dispute_event("won", amount=4_000))
+    assert invoice(db, number).balance_minor == 0
+    # when all 100.00 of the charge is refunded
+    handle(db, refund_event(10_000))
+    # then 60.00 comes from the payment and 40.00 from what the chargeback gave back
+    assert invoice(db, number).balance_minor == 10_000
+    with db.read_session() as s:
+        assert sorted((r.external_id, r.amount_minor) for r in s.exec(select(Refund))) == [
+            ("stripe:ch_D1:refunded:10000", 6_000), ("stripe:ch_D1:refunded:10000:dp_1", 4_000),
+            ("stripe:dp_1:withdrawn", 4_000)]
+    assert [(p.refunded_minor, p.status) for p in payments(db)] == [
+        (10_000, "refunded"), (4_000, "refunded")]
+    healthy(db)
+
+
+def test_a_refund_before_the_won_close_waits_for_it(db) -> None:
+    # given a chargeback; when its refund (made after Stripe closed it as won) comes first
+    number, _ = charged_back(db)
+    early = handle(db, refund_event(10_000))
+    assert (early.status, early.object_id) == ("waiting", "dp_1")
+    assert invoice(db, number).balance_minor == 10_000  # nothing changed yet
+    # when the close arrives
+    handle(db, dispute_event("won"))
+    # then the money came back and went back: the invoice is open, nothing waits
+    assert invoice(db, number).balance_minor == 10_000
+    assert [(p.refunded_minor, p.status) for p in payments(db)] == [
+        (10_000, "refunded"), (10_000, "refunded")]
+    settled(db)
+    healthy(db)
+
+
+def test_a_refund_of_money_no_longer_held_changes_nothing_and_tells_ar(db) -> None:
+    # given a chargeback Stripe closed as lost: none of the charge's money is held here
+    number, _ = charged_back(db)
+    handle(db, dispute_event("lost"))
+    before = ledger(db)
+    # when a refund of the charge arrives
+    outcome = handle(db, refund_event(10_000))
+    # then it is refused, kept, audited, and AR is asked to look; the books are unchanged
+    assert outcome.status == "failed" and "only 0.00" in outcome.detail
+    after = ledger(db)
+    assert after["events"] == sorted([*before["events"], ("charge.refunded", "failed")])
+    assert {k: v for k, v in after.items() if k not in ("events", "told_ar")} == {
+        k: v for k, v in before.items() if k not in ("events", "told_ar")}
+    assert after["told_ar"] == sorted([*before["told_ar"], "text"])
+    assert [a.data["charge"] for a in audited(db, "payment.refund_refused")] == ["ch_D1"]
+    with db.read_session() as s:
+        kept = s.exec(select(ProviderEvent).where(ProviderEvent.status == "failed")).one()
+        assert kept.payload["type"] == "charge.refunded"
     healthy(db)
 
 
