@@ -100,7 +100,9 @@ class ProviderEvent(SQLModel, table=True):
     provider: str = Field(primary_key=True, max_length=16)  # "stripe", "hubspot"
     event_id: str = Field(primary_key=True, max_length=255)
     type: str = Field(max_length=100)
-    object_id: str | None = Field(default=None, max_length=255)  # what it waits for
+    # what it waits for; of a processed event, the object it was about (a Stripe dispute, a
+    # HubSpot deal)
+    object_id: str | None = Field(default=None, max_length=255)
     status: str = Field(max_length=16)
     detail: str | None = Field(default=None, max_length=500)
     payload: dict = json_field()  # kept while waiting (to process it later)

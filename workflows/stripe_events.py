@@ -18,8 +18,12 @@ tolerance) and hand the event here as plain JSON; nothing here talks to Stripe.
   (`payment_fees`, fetched from the charge's balance transaction by the outbox), never as a
   short payment.
 * `charge.refunded`: the charge's cumulative `amount_refunded` minus what was refunded
-  already is given back (`workflows.refunds`: unapplied credit first, then the allocations).
-  Two partial refunds delivered out of order give the same result.
+  already (its refunds "stripe:<charge>:refunded:...", never what a chargeback took: Stripe
+  counts only refunds in `amount_refunded`) is given back (`workflows.refunds`: unapplied
+  credit first, then the allocations), from the payment first, then from what won
+  chargebacks gave back (a refund after a won chargeback). Two partial refunds delivered out
+  of order give the same result. A refund that needs money a chargeback took back waits for
+  that chargeback's close; one larger than what is held changes nothing and AR is told.
 * `charge.dispute.created` (a chargeback): the bank takes the money back, so the payment
   gives it back as a refund would (`workflows.refunds`, keyed "stripe:<dispute>:withdrawn":
   unapplied credit first, then its invoices reopen), and a back-office dispute holds each
@@ -32,7 +36,13 @@ tolerance) and hand the event here as plain JSON; nothing here talks to Stripe.
   the disputes stay open for a person to accept (a credit note) or reject (collect again);
   both are announced.
 * An event that needs a payment not recorded yet (a refund or dispute delivered before the
-  payment) waits (`waiting`) and is processed when the payment arrives.
+  payment) waits (`waiting`) and is processed when the payment arrives. Stripe does not
+  deliver in order, so the same holds within a chargeback: a close (won or lost) delivered
+  before its `charge.dispute.created` waits for it (a processed dispute event keeps its
+  dispute id in `object_id`), so the chargeback ends the same whatever the order. The
+  refund and dispute events of one payment lock its row first, so two of them processed at
+  the same moment by two server processes run one after the other, the second seeing the
+  first (a close never decides to wait while its chargeback is being committed).
 * Unknown event types are acknowledged and ignored.
 """
 
@@ -71,7 +81,9 @@ class Outcome:
     status: str  # processed, ignored, waiting, failed, duplicate
     detail: str = ""
     payment_id: int | None = None
-    object_id: str | None = None  # what a waiting event waits for (a PaymentIntent id)
+    # what a waiting event waits for (a PaymentIntent or dispute id); of a processed dispute
+    # event, its dispute (the events waiting for it are processed next)
+    object_id: str | None = None
 
 
 def external_id_of(payment_intent: str) -> str:
@@ -97,9 +109,23 @@ def handle(session: Session, event: dict, *, now: datetime, fetch_fees: bool) ->
                         status=ProviderEventStatus.PROCESSED, received_at=now)
     session.add(row)
     session.flush()  # a concurrent twin blocks here, then fails on the primary key
+    return _apply(session, row, event, now=now, fetch_fees=fetch_fees)
+
+
+def _apply(session: Session, row: ProviderEvent, event: dict, *, now: datetime,
+           fetch_fees: bool) -> Outcome:
+    """Process the event of `row` and record how it went; when it was processed and names
+    its object (a chargeback's dispute), the events waiting for that object are processed
+    next."""
+    row.status, row.object_id = ProviderEventStatus.PROCESSED, None  # not waiting any more:
+    session.add(row)  # what it releases cannot pick it up again
+    session.flush()
     outcome = _dispatch(session, event, now=now, fetch_fees=fetch_fees)
     _settle(row, outcome, event, now)
     session.add(row)
+    if outcome.status == ProviderEventStatus.PROCESSED and outcome.object_id:
+        session.flush()  # seen by the events it releases (`_recorded`)
+        _process_waiting(session, outcome.object_id, now=now)
     return outcome
 
 
@@ -107,8 +133,17 @@ def _settle(row: ProviderEvent, outcome: Outcome, event: dict, now: datetime) ->
     row.status = outcome.status
     row.detail = outcome.detail[:500] or None
     row.object_id = outcome.object_id
-    row.payload = event if outcome.status == ProviderEventStatus.WAITING else {}
+    row.payload = event if outcome.status in (ProviderEventStatus.WAITING,
+                                              ProviderEventStatus.FAILED) else {}
     row.processed_at = now
+
+
+def _recorded(session: Session, event_type: str, object_id: str) -> bool:
+    """Whether an event of this type about this object (a dispute id) was processed."""
+    return session.exec(select(ProviderEvent.event_id).where(
+        ProviderEvent.provider == PROVIDER, ProviderEvent.type == event_type,
+        ProviderEvent.object_id == object_id,
+        ProviderEvent.status == ProviderEventStatus.PROCESSED)).first() is not None
 
 
 def _dispatch(session: Session, event: dict, *, now: datetime, fetch_fees: bool) -> Outcome:
@@ -228,26 +263,99 @@ def _refunded(session: Session, charge: dict, created: datetime) -> Outcome:
     if payment is None:
         return Outcome("waiting", "its payment is not recorded yet", object_id=payment_intent)
     total = charge.get("amount_refunded")
-    if not isinstance(total, int) or total < 0:
-        return Outcome("failed", "a refund without amount_refunded")
+    charge_id = str(charge.get("id") or "")
+    if not isinstance(total, int) or total < 0 or not charge_id:
+        return Outcome("failed", "a refund without amount_refunded or charge id")
     payment = refunds.lock_payment(session, payment.id)
-    new = total - payment.refunded_minor
+    # `amount_refunded` counts refunds only; what a chargeback took (and gave back when won)
+    # is the dispute's own money, not a refund of the charge
+    new = total - _refunded_before(session, charge_id)
     if new <= 0:
         return Outcome("processed", "refunded before", payment.id)
-    done = refunds.refund_payment(
-        session, payment=payment, amount_minor=new, value_date=created.date(),
-        external_id=f"stripe:{charge.get('id')}:refunded:{total}", actor=ACTOR,
-        reason=f"Stripe refund of charge {charge.get('id')}")
-    if done is None:
+    sources = _held_for(session, payment)
+    held = sum(p.amount_minor - p.refunded_minor for p, _ in sources)
+    if new > held:
+        waiting_for = _open_chargeback(session, payment)
+        if waiting_for:  # the rest comes back as a payment when Stripe closes it as won
+            return Outcome("waiting", f"refund of {money.to_str(new, payment.currency)} "
+                           f"needs what chargeback {waiting_for} took back: waits for its "
+                           "close", payment.id, object_id=waiting_for)
+        return _refund_refused(session, payment, charge_id, new, held)
+    given: list[tuple[Refund, list[dict]]] = []
+    for source, dispute_id in sources:
+        take = min(new - sum(r.amount_minor for r, _ in given),
+                   source.amount_minor - source.refunded_minor)
+        if take <= 0:
+            continue
+        done = refunds.refund_payment(
+            session, payment=source, amount_minor=take, value_date=created.date(),
+            external_id=f"stripe:{charge_id}:refunded:{total}"
+                        + (f":{dispute_id}" if dispute_id else ""), actor=ACTOR,
+            reason=f"Stripe refund of charge {charge_id}"
+                   + (f" (reinstated by chargeback {dispute_id})" if dispute_id else ""))
+        if done is not None:
+            given.append(done)
+    if not given:
         return Outcome("processed", "refunded before", payment.id)
-    refund, reopened = done
     customer = session.get(Customer, payment.customer_id) if payment.customer_id else None
     _announce(session, "provider_refund", customer, {
         "provider_name": NAME, "payment_id": payment.id, "amount_minor": new,
         "currency": payment.currency, "customer_name": customer.name if customer else None,
-        "from_unapplied_minor": refund.from_unapplied_minor, "reopened": reopened},
-        key=f"stripe-refund:{refund.id}")
+        "from_unapplied_minor": sum(r.from_unapplied_minor for r, _ in given),
+        "reopened": [item for _, reopened in given for item in reopened]},
+        key=f"stripe-refund:{given[0][0].id}")
     return Outcome("processed", f"refunded {money.to_str(new, payment.currency)}", payment.id)
+
+
+def _refunded_before(session: Session, charge_id: str) -> int:
+    """What Stripe refunded of this charge that we gave back already: the refunds keyed
+    "stripe:<charge>:refunded:<amount_refunded>[:<dispute>]", never a chargeback's
+    withdrawal ("stripe:<dispute>:withdrawn")."""
+    total = session.exec(select(sa.func.coalesce(sa.func.sum(Refund.amount_minor), 0)).where(
+        Refund.external_id.startswith(f"stripe:{charge_id}:refunded:", autoescape=True))).one()
+    return int(total)  # PostgreSQL's SUM of a bigint is a NUMERIC (a Decimal here)
+
+
+def _chargebacks(session: Session, payment: Payment) -> list[str]:
+    """The disputes that took money back from this payment, in the order they did."""
+    rows = session.exec(select(Refund.external_id).where(Refund.payment_id == payment.id)
+                        .order_by(Refund.id)).all()
+    return [key[len("stripe:"):-len(":withdrawn")] for key in rows
+            if key.startswith("stripe:") and key.endswith(":withdrawn")]
+
+
+def _held_for(session: Session, payment: Payment) -> list[tuple[Payment, str | None]]:
+    """Where a charge's money is now, locked: its payment, then what each chargeback won gave
+    back (the payment "stripe:<dispute>:reinstated"), with the dispute."""
+    held: list[tuple[Payment, str | None]] = [(payment, None)]
+    for dispute_id in _chargebacks(session, payment):
+        back = session.exec(select(Payment.id).where(
+            Payment.external_id == f"stripe:{dispute_id}:reinstated")).first()
+        if back is not None:
+            held.append((refunds.lock_payment(session, back), dispute_id))
+    return held
+
+
+def _open_chargeback(session: Session, payment: Payment) -> str | None:
+    """A chargeback of this payment that took money back and is not closed yet."""
+    return next((d for d in _chargebacks(session, payment)
+                 if not _recorded(session, "charge.dispute.closed", d)), None)
+
+
+def _refund_refused(session: Session, payment: Payment, charge_id: str, new: int,
+                    held: int) -> Outcome:
+    """Stripe refunded more than this charge's money that is still ours: nothing changes,
+    and AR is asked to look (a person reconciles it with the Stripe dashboard)."""
+    detail = (f"Stripe refunded {money.to_str(new, payment.currency)} more of charge "
+              f"{charge_id}, but only {money.to_str(held, payment.currency)} of its money is "
+              "still held here: nothing was changed")
+    audit.record(session, actor=ACTOR, action="payment.refund_refused", entity_type="payment",
+                 entity_id=payment.id, amount_minor=new, held_minor=held, charge=charge_id,
+                 reason=detail)
+    outbox.post_to_channel(session, channel="ar", template="text", context={
+        "text": f"A Stripe refund (charge {charge_id}) could not be applied: {detail}."},
+        dedupe_key=f"stripe-refund-refused:{charge_id}:{new}")
+    return Outcome("failed", detail, payment.id)
 
 
 def _disputed(session: Session, dispute: dict, created: datetime, now: datetime) -> Outcome:
@@ -255,6 +363,7 @@ def _disputed(session: Session, dispute: dict, created: datetime, now: datetime)
     payment = payment_of(session, payment_intent)
     if payment is None:
         return Outcome("waiting", "its payment is not recorded yet", object_id=payment_intent)
+    payment = refunds.lock_payment(session, payment.id)  # one dispute event at a time
     customer = session.get(Customer, payment.customer_id) if payment.customer_id else None
     invoices = [inv.number for a, inv in payment_allocations(session, payment.id)
                 if a.amount_minor > 0]
@@ -273,7 +382,8 @@ def _disputed(session: Session, dispute: dict, created: datetime, now: datetime)
         key=f"stripe-dispute:{dispute.get('id')}")
     taken = money.to_str(sum(h["amount_minor"] for h in held), payment.currency)
     return Outcome("processed", f"chargeback {dispute.get('id')} "
-                   + ("announced (an inquiry)" if inquiry else f"took back {taken}"), payment.id)
+                   + ("announced (an inquiry)" if inquiry else f"took back {taken}"), payment.id,
+                   object_id=str(dispute.get("id") or "") or None)  # its close may wait for it
 
 
 # Stripe's dispute reasons in the back office's words (the rest: "other", Stripe's own reason
@@ -344,13 +454,31 @@ def _dispute_closed(session: Session, dispute: dict, created: datetime, now: dat
     payment = payment_of(session, payment_intent)
     if payment is None:
         return Outcome("waiting", "its payment is not recorded yet", object_id=payment_intent)
+    # after its chargeback when that is being processed too: then it is seen here
+    payment = refunds.lock_payment(session, payment.id)
     dispute_id = str(dispute.get("id") or "")
     status = str(dispute.get("status") or "")
     taken = session.exec(select(Refund).where(
         Refund.external_id == f"stripe:{dispute_id}:withdrawn")).first()
-    if status not in ("won", "lost") or taken is None:
+    decided = status in ("won", "lost")
+    if decided and taken is None and dispute_id \
+            and not _recorded(session, "charge.dispute.created", dispute_id):
+        # Stripe does not deliver in order: decided before we heard of the chargeback.
+        # Closing now would find nothing taken back, and the chargeback arriving after would
+        # take the money for good; so it waits, and is applied right after the chargeback.
+        audit.record(session, actor=ACTOR, action="payment.chargeback_closed",
+                     entity_type="payment", entity_id=payment.id, to_state="waiting",
+                     dispute=dispute_id, status=status,
+                     reason="closed before charge.dispute.created arrived: applied after it")
+        return Outcome("waiting", f"chargeback {dispute_id} closed ({status}) before "
+                       "charge.dispute.created: waits for it", payment.id,
+                       object_id=dispute_id)
+    if not decided or taken is None:
+        audit.record(session, actor=ACTOR, action="payment.chargeback_closed",
+                     entity_type="payment", entity_id=payment.id, to_state=status,
+                     dispute=dispute_id, status=status, reason="nothing was taken back")
         return Outcome("processed", f"chargeback {dispute_id} closed ({status}); nothing was "
-                       "taken back", payment.id)
+                       "taken back", payment.id, object_id=dispute_id or None)
     ours = session.exec(select(Dispute).where(Dispute.external_id == f"stripe:{dispute_id}")
                         .order_by(Dispute.id)).all()
     customer = session.get(Customer, payment.customer_id) if payment.customer_id else None
@@ -363,11 +491,18 @@ def _dispute_closed(session: Session, dispute: dict, created: datetime, now: dat
                                  now=now, system=True,
                                  note=f"Chargeback {dispute_id} won at Stripe: the money is "
                                       "back.")
+    still_open = [d.id for d in ours if d.status == "open"]
+    audit.record(session, actor=ACTOR, action="payment.chargeback_closed",
+                 entity_type="payment", entity_id=payment.id, to_state=status,
+                 dispute=dispute_id, status=status, amount_minor=taken.amount_minor,
+                 payment_back=back, disputes_open=still_open,
+                 reason="won: the money is back" if back else "lost: a person decides")
     _announce(session, "provider_dispute_closed", customer, {
         **_dispute_context(payment, customer, dispute, taken.amount_minor), "status": status,
-        "payment_back": back, "disputes": [d.id for d in ours if d.status == "open"]},
+        "payment_back": back, "disputes": still_open},
         key=f"stripe-dispute-closed:{dispute_id}")
-    return Outcome("processed", f"chargeback {dispute_id} {status}", payment.id)
+    return Outcome("processed", f"chargeback {dispute_id} {status}", payment.id,
+                   object_id=dispute_id)  # a refund of the reinstated money may wait for it
 
 
 def _reinstate(session: Session, payment: Payment, taken: Refund, customer: Customer | None,
@@ -389,16 +524,18 @@ def _reinstate(session: Session, payment: Payment, taken: Refund, customer: Cust
     return back.id
 
 
-def _process_waiting(session: Session, payment_intent: str, *, now: datetime) -> None:
-    """Events that arrived before this payment (a refund, a chargeback), in arrival order."""
+def _process_waiting(session: Session, object_id: str, *, now: datetime) -> None:
+    """Events that arrived before what they need (this payment, or this chargeback), in
+    arrival order. One may wait again, for something else (a close that was waiting for
+    its payment now waits for its chargeback)."""
     rows = session.exec(select(ProviderEvent).where(
-        ProviderEvent.provider == PROVIDER, ProviderEvent.object_id == payment_intent,
+        ProviderEvent.provider == PROVIDER, ProviderEvent.object_id == object_id,
         ProviderEvent.status == ProviderEventStatus.WAITING)
         .order_by(ProviderEvent.received_at, ProviderEvent.event_id)).all()
     for row in rows:
-        outcome = _dispatch(session, row.payload, now=now, fetch_fees=False)
-        _settle(row, outcome, row.payload, now)
-        session.add(row)
+        if row.status != ProviderEventStatus.WAITING or row.object_id != object_id:
+            continue  # processed meanwhile: released by an event processed before it here
+        _apply(session, row, row.payload, now=now, fetch_fees=False)
 
 
 def _announce(session: Session, template: str, customer: Customer | None, context: dict, *,

@@ -7,11 +7,14 @@ a person decides); what is not ours is ignored; the AR invariants hold after eac
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from itertools import permutations
 
+import pytest
 from sqlmodel import select
 
 from models import (
     Allocation,
+    AuditEvent,
     Dispute,
     Invoice,
     OrderStatus,
@@ -321,6 +324,226 @@ def test_a_chargeback_before_its_payment_waits_for_it(db) -> None:
         invoice=number, amount=10_000, pi_id="pi_D1")))
     assert invoice(db, number).balance_minor == 10_000
     assert [d.status for d in chargeback_disputes(db)] == ["open"]
+    healthy(db)
+
+
+def dispute_event(status: str = "needs_response", amount: int = 10_000,
+                  event_id: str | None = None) -> dict:
+    """Stripe's charge.dispute.created (needs_response) or .closed (won, lost) for dp_1."""
+    kind = "charge.dispute.closed" if status in ("won", "lost") else "charge.dispute.created"
+    return sp.event(kind, sp.dispute(payment_intent="pi_D1", charge_id="ch_D1", amount=amount,
+                                     status=status, dispute_id="dp_1"), event_id=event_id)
+
+
+def refund_event(amount_refunded: int, amount: int = 10_000) -> dict:
+    return sp.event("charge.refunded", sp.charge(payment_intent="pi_D1", amount=amount,
+                                                 amount_refunded=amount_refunded,
+                                                 charge_id="ch_D1"))
+
+
+def audited(db, action: str) -> list[AuditEvent]:
+    with db.read_session() as s:
+        return list(s.exec(select(AuditEvent).where(AuditEvent.action == action)
+                           .order_by(AuditEvent.id)))
+
+
+def settled(db) -> None:
+    """Every event processed, none left waiting."""
+    with db.read_session() as s:
+        assert {e.status for e in s.exec(select(ProviderEvent))} == {"processed"}
+        assert stripe_events.waiting(s) == 0
+
+
+def test_a_won_close_before_its_chargeback_waits_for_it_and_pays_the_invoice_again(db) -> None:
+    # given an invoice paid through Stripe
+    [number] = given_invoices(db, "100.00")
+    handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=number, amount=10_000, pi_id="pi_D1")))
+    # when Stripe's close (won) is delivered before the chargeback it closes
+    early = handle(db, dispute_event("won"))
+    # then it waits (audited as such), changing nothing yet
+    assert (early.status, early.object_id) == ("waiting", "dp_1")
+    assert [a.to_state for a in audited(db, "payment.chargeback_closed")] == ["waiting"]
+    assert invoice(db, number).balance_minor == 0 and len(payments(db)) == 1
+    # when the chargeback arrives
+    created = handle(db, dispute_event())
+    # then it takes the money back and the waiting close gives it back: paid, dispute closed
+    assert created.status == "processed"
+    paid = invoice(db, number)
+    assert (paid.balance_minor, paid.disputed_minor) == (0, 0)
+    back = payments(db)[-1]
+    assert (back.external_id, back.amount_minor, back.status) == (
+        "stripe:dp_1:reinstated", 10_000, "applied")
+    [dispute] = chargeback_disputes(db)
+    assert (dispute.status, dispute.resolved_by, dispute.held_minor) == ("rejected", "stripe", 0)
+    assert [a.to_state for a in audited(db, "payment.chargeback_closed")] == ["waiting", "won"]
+    settled(db)
+    healthy(db)
+
+
+def test_a_lost_close_before_its_chargeback_still_takes_the_money_back(db) -> None:
+    # given an invoice paid through Stripe; when the close (lost) comes before the chargeback
+    [number] = given_invoices(db, "100.00")
+    handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=number, amount=10_000, pi_id="pi_D1")))
+    assert handle(db, dispute_event("lost")).status == "waiting"
+    handle(db, dispute_event())
+    # then the money is gone: the invoice is open and held, and AR is asked to decide
+    reopened = invoice(db, number)
+    assert (reopened.balance_minor, reopened.disputed_minor) == (10_000, 10_000)
+    [dispute] = chargeback_disputes(db)
+    assert dispute.status == "open"
+    assert cards(db, "provider_dispute_closed")[0]["context"]["disputes"] == [dispute.id]
+    settled(db)
+    healthy(db)
+
+
+def ledger(db) -> dict:
+    """What the books say about the chargeback, without row ids: payments, refunds, what each
+    payment has on the invoice, the invoice, its disputes, the events, what AR was told."""
+    with db.read_session() as s:
+        net: dict[tuple[str, str], int] = {}
+        for a in s.exec(select(Allocation)):
+            key = (s.get(Payment, a.payment_id).external_id, s.get(Invoice, a.invoice_id).number)
+            net[key] = net.get(key, 0) + a.amount_minor
+        return {
+            "payments": sorted((p.external_id, p.amount_minor, p.refunded_minor,
+                                p.unapplied_minor, p.status) for p in s.exec(select(Payment))),
+            "refunds": sorted((r.external_id, r.amount_minor) for r in s.exec(select(Refund))),
+            "applied": net,
+            "invoices": [(i.number, i.balance_minor, i.disputed_minor, i.paid_at is not None)
+                         for i in s.exec(select(Invoice))],
+            "disputes": [(d.external_id, d.amount_minor, d.held_minor, d.status, d.resolved_by)
+                         for d in s.exec(select(Dispute))],
+            "events": sorted((e.type, e.status) for e in s.exec(select(ProviderEvent))),
+            "told_ar": sorted(m.payload["template"] for m in s.exec(select(OutboxMessage))
+                              if m.payload.get("channel") == "ar"),
+        }
+
+
+def expected_ledger(number: str, status: str) -> dict:
+    """The chargeback's books when its events arrive in Stripe's order."""
+    events = [("charge.dispute.closed", "processed"), ("charge.dispute.created", "processed"),
+              ("payment_intent.succeeded", "processed")]
+    told = ["dispute_card", "provider_dispute", "provider_dispute_closed", "provider_payment"]
+    if status == "won":
+        return {"payments": [("stripe:dp_1:reinstated", 10_000, 0, 0, "applied"),
+                             ("stripe:pi_D1", 10_000, 10_000, 0, "refunded")],
+                "refunds": [("stripe:dp_1:withdrawn", 10_000)],
+                "applied": {("stripe:pi_D1", number): 0,
+                            ("stripe:dp_1:reinstated", number): 10_000},
+                "invoices": [(number, 0, 0, True)],
+                "disputes": [("stripe:dp_1", 10_000, 0, "rejected", "stripe")],
+                "events": events, "told_ar": told}
+    return {"payments": [("stripe:pi_D1", 10_000, 10_000, 0, "refunded")],
+            "refunds": [("stripe:dp_1:withdrawn", 10_000)],
+            "applied": {("stripe:pi_D1", number): 0},
+            "invoices": [(number, 10_000, 10_000, False)],
+            "disputes": [("stripe:dp_1", 10_000, 10_000, "open", None)],
+            "events": events, "told_ar": told}
+
+
+ORDERS = list(permutations(("payment", "created", "closed")))
+
+
+@pytest.mark.parametrize("order", ORDERS, ids=["-".join(o) for o in ORDERS])
+@pytest.mark.parametrize("status", ["won", "lost"])
+def test_a_chargeback_ends_the_same_whatever_order_its_events_arrive_in(
+        db, status: str, order: tuple[str, ...]) -> None:
+    # given an invoice paid through Stripe, charged back, and the chargeback decided
+    [number] = given_invoices(db, "100.00")
+    events = {"payment": sp.event("payment_intent.succeeded", sp.payment_intent(
+                  invoice=number, amount=10_000, pi_id="pi_D1"), event_id="evt_pay"),
+              "created": dispute_event(event_id="evt_created"),
+              "closed": dispute_event(status, event_id="evt_closed")}
+    # when Stripe delivers the three events in this order, checking the books after each
+    for name in order:
+        handle(db, events[name])
+        healthy(db)
+    # and then delivers them all again
+    replayed = [handle(db, events[name]).status for name in order]
+    # then the books are those of Stripe's own order, and the replay changed nothing
+    assert replayed == ["duplicate"] * 3
+    assert ledger(db) == expected_ledger(number, status)
+    settled(db)
+    healthy(db)
+
+
+def test_a_refund_after_a_won_chargeback_gives_back_the_money_it_reinstated(db) -> None:
+    # given a chargeback Stripe closed as won (the invoice is paid again)
+    number, _ = charged_back(db)
+    handle(db, dispute_event("won"))
+    # when the charge is then refunded in full, and Stripe says so twice
+    refunded = handle(db, refund_event(10_000))
+    again = handle(db, refund_event(10_000))
+    # then the money the chargeback reinstated goes back, once: the invoice is open again
+    assert (refunded.status, refunded.detail) == ("processed", "refunded 100.00")
+    assert again.detail == "refunded before"
+    assert invoice(db, number).balance_minor == 10_000
+    [original, back] = payments(db)
+    assert (original.refunded_minor, original.status) == (10_000, "refunded")
+    assert (back.external_id, back.refunded_minor, back.status) == (
+        "stripe:dp_1:reinstated", 10_000, "refunded")
+    with db.read_session() as s:
+        assert sorted((r.external_id, r.amount_minor) for r in s.exec(select(Refund))) == [
+            ("stripe:ch_D1:refunded:10000:dp_1", 10_000), ("stripe:dp_1:withdrawn", 10_000)]
+    assert cards(db, "provider_refund")[0]["context"]["reopened"] == [
+        {"invoice": number, "amount": "100.00"}]
+    healthy(db)
+
+
+def test_a_full_refund_after_a_partial_chargeback_won_takes_from_both_payments(db) -> None:
+    # given 40.00 of a 100.00 payment charged back, then won back
+    number, _ = charged_back(db, 4_000)
+    handle(db, dispute_event("won", amount=4_000))
+    assert invoice(db, number).balance_minor == 0
+    # when all 100.00 of the charge is refunded
+    handle(db, refund_event(10_000))
+    # then 60.00 comes from the payment and 40.00 from what the chargeback gave back
+    assert invoice(db, number).balance_minor == 10_000
+    with db.read_session() as s:
+        assert sorted((r.external_id, r.amount_minor) for r in s.exec(select(Refund))) == [
+            ("stripe:ch_D1:refunded:10000", 6_000), ("stripe:ch_D1:refunded:10000:dp_1", 4_000),
+            ("stripe:dp_1:withdrawn", 4_000)]
+    assert [(p.refunded_minor, p.status) for p in payments(db)] == [
+        (10_000, "refunded"), (4_000, "refunded")]
+    healthy(db)
+
+
+def test_a_refund_before_the_won_close_waits_for_it(db) -> None:
+    # given a chargeback; when its refund (made after Stripe closed it as won) comes first
+    number, _ = charged_back(db)
+    early = handle(db, refund_event(10_000))
+    assert (early.status, early.object_id) == ("waiting", "dp_1")
+    assert invoice(db, number).balance_minor == 10_000  # nothing changed yet
+    # when the close arrives
+    handle(db, dispute_event("won"))
+    # then the money came back and went back: the invoice is open, nothing waits
+    assert invoice(db, number).balance_minor == 10_000
+    assert [(p.refunded_minor, p.status) for p in payments(db)] == [
+        (10_000, "refunded"), (10_000, "refunded")]
+    settled(db)
+    healthy(db)
+
+
+def test_a_refund_of_money_no_longer_held_changes_nothing_and_tells_ar(db) -> None:
+    # given a chargeback Stripe closed as lost: none of the charge's money is held here
+    number, _ = charged_back(db)
+    handle(db, dispute_event("lost"))
+    before = ledger(db)
+    # when a refund of the charge arrives
+    outcome = handle(db, refund_event(10_000))
+    # then it is refused, kept, audited, and AR is asked to look; the books are unchanged
+    assert outcome.status == "failed" and "only 0.00" in outcome.detail
+    after = ledger(db)
+    assert after["events"] == sorted([*before["events"], ("charge.refunded", "failed")])
+    assert {k: v for k, v in after.items() if k not in ("events", "told_ar")} == {
+        k: v for k, v in before.items() if k not in ("events", "told_ar")}
+    assert after["told_ar"] == sorted([*before["told_ar"], "text"])
+    assert [a.data["charge"] for a in audited(db, "payment.refund_refused")] == ["ch_D1"]
+    with db.read_session() as s:
+        kept = s.exec(select(ProviderEvent).where(ProviderEvent.status == "failed")).one()
+        assert kept.payload["type"] == "charge.refunded"
     healthy(db)
 
 
