@@ -9,8 +9,19 @@ dunning plan does not have is never reached).
 When dunning sends level L for an invoice (`workflows.dunning`), `charge` bills
 
     fee      = the fixed amount, rounded half-up to the currency's minor unit
-    interest = undisputed open balance x rate / 100 x days past due / 365 (actual/365),
+    interest = undisputed open balance x rate / 100 x days / 365 (actual/365),
                half-up to the minor unit, per invoice
+
+where `days` runs from the due date — or, when an earlier level already charged interest on
+the invoice, from the last day that charge covered — to the day of the run. Several levels
+with a rate (`30:rate=10,60:rate=10`) so bill each overdue day once: at +30 for days 1-30, at
++60 for days 31-60, never days 1-30 again. The interest line records the days it covers
+(`service_start`..`service_end`, the run's day included); a fee invoice charged before lines
+carried them covers through its issue date (it was issued on the day of its run). Each charge
+is on the undisputed open balance of its own run: a payment between two levels lowers the
+later charge's base, for the days that charge covers (the balance is not averaged by day).
+A waived charge stays charged for its days: waiving forgives them, a later level does not
+bill them again.
 
 as a *fee invoice* (source "fee", `INV-<year>-<n>`, due on receipt) that refers to the
 original (`fee_for_invoice_id`, `fee_level`). It is charged once per (invoice, level): the
@@ -23,15 +34,16 @@ waive a fee (`workflows.write_offs.waive_fee`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from models import Customer, Invoice, InvoiceLine, money
 from workflows import audit, exposure, numbering, policy
 
 DAYS_IN_YEAR = Decimal(365)
+INTEREST = "Interest "  # how an interest line's description starts
 
 
 @dataclass(frozen=True)
@@ -99,21 +111,36 @@ class Charge:
     base_minor: int  # the undisputed open balance interest was charged on
     days: int
     rate: Decimal | None
+    since: date | None = None  # interest runs over the days after it, up to the run's day
 
     @property
     def total_minor(self) -> int:
         return self.fixed_minor + self.interest_minor
 
 
-def compute(invoice: Invoice, rule: LateFee, as_of: date) -> Charge:
-    """The fee and interest of one level for one invoice at `as_of` (module docstring)."""
+def interest_charged_through(session: Session, invoice: Invoice) -> date | None:
+    """The last day earlier interest charges on `invoice` covered (None: none charged)."""
+    rows = session.exec(
+        select(InvoiceLine.service_end, InvoiceLine.description, Invoice.issue_date)
+        .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+        .where(Invoice.fee_for_invoice_id == invoice.id, Invoice.source == "fee")).all()
+    covered = [end if end is not None else issued for end, description, issued in rows
+               if end is not None or (description or "").startswith(INTEREST)]
+    return max(covered, default=None)
+
+
+def compute(invoice: Invoice, rule: LateFee, as_of: date, *,
+            interest_since: date | None = None) -> Charge:
+    """The fee and interest of one level for one invoice at `as_of` (module docstring):
+    interest for the days after `interest_since` (default: the due date) up to `as_of`."""
     base = max(invoice.balance_minor - invoice.disputed_minor, 0)
-    days = max((as_of - invoice.due_date).days, 0)
+    since = max(invoice.due_date, interest_since or invoice.due_date)
+    days = max((as_of - since).days, 0)
     fixed = (int(money.round_half_up(rule.fee, invoice.currency).scaleb(
         money.exponent(invoice.currency))) if rule.fee else 0)
     interest = (_half_up(Decimal(base) * rule.rate / 100 * days / DAYS_IN_YEAR)
                 if rule.rate and base else 0)
-    return Charge(fixed, interest, base, days, rule.rate)
+    return Charge(fixed, interest, base, days, rule.rate, since)
 
 
 def charge(session: Session, *, invoice: Invoice, customer: Customer, level: int,
@@ -125,18 +152,20 @@ def charge(session: Session, *, invoice: Invoice, customer: Customer, level: int
         return None
     if invoice.balance_minor <= invoice.disputed_minor:
         return None  # all that is open is in dispute: nothing is late
-    fee = compute(invoice, rule, as_of)
+    fee = compute(invoice, rule, as_of, interest_since=(
+        interest_charged_through(session, invoice) if rule.rate else None))
     if fee.total_minor <= 0:
         return None
     cur = invoice.currency
-    lines = []
+    lines: list[tuple[str, int, tuple[date, date] | None]] = []
     if fee.fixed_minor:
         lines.append((f"Late fee, reminder {level} days after the due date of "
-                      f"{invoice.number}", fee.fixed_minor))
+                      f"{invoice.number}", fee.fixed_minor, None))
     if fee.interest_minor:
-        lines.append((f"Interest {fee.rate.normalize():f}% a year on "
+        lines.append((f"{INTEREST}{fee.rate.normalize():f}% a year on "
                       f"{money.format_money(fee.base_minor, cur)} for {fee.days} days "
-                      f"({invoice.number})", fee.interest_minor))
+                      f"({invoice.number})", fee.interest_minor,
+                      (fee.since + timedelta(days=1), as_of)))
     bill = Invoice(number=numbering.next_free_invoice_number(session, as_of),
                    customer_id=invoice.customer_id, order_id=None, source="fee", currency=cur,
                    issue_date=as_of, due_date=as_of, payment_terms="DUE_ON_RECEIPT",
@@ -148,14 +177,17 @@ def charge(session: Session, *, invoice: Invoice, customer: Customer, level: int
     session.add(bill)
     session.flush()  # the unique (fee_for_invoice_id, fee_level): charged once
     exposure.moved(session, bill.customer_id)
-    for number, (description, amount) in enumerate(lines, start=1):
+    for number, (description, amount, days) in enumerate(lines, start=1):
         session.add(InvoiceLine(invoice_id=bill.id, line_no=number, description=description[:200],
                                 quantity=1, unit_price_minor=amount, line_total_minor=amount,
-                                revenue_type="fee"))
+                                revenue_type="fee", service_start=days and days[0],
+                                service_end=days and days[1]))
     audit.record(session, actor="system", action="late_fee.charged", entity_type="invoice",
                  entity_id=invoice.id, to_state="charged", fee_invoice=bill.number,
                  level=level, fixed_minor=fee.fixed_minor, interest_minor=fee.interest_minor,
                  base_minor=fee.base_minor, days=fee.days, currency=cur,
+                 interest_from=(fee.since + timedelta(days=1)).isoformat()
+                 if fee.interest_minor else None,
                  rate=str(fee.rate) if fee.rate is not None else None)
     audit.record(session, actor="system", action="invoice.issued", entity_type="invoice",
                  entity_id=bill.id, to_state="open", number=bill.number,
