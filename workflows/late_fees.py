@@ -29,6 +29,12 @@ dunning notice of that level is claimed in the same savepoint, and a unique inde
 (`fee_for_invoice_id`, `fee_level`) is the database's last word. The level's dunning e-mail
 names it. No fee is charged on a fee invoice, nor for an amount in dispute. A collector may
 waive a fee (`workflows.write_offs.waive_fee`).
+
+A value that does not parse is refused when it is set (`workflows.policy.set_value`). One
+stored anyway (an older version, a hand-edited row) does not stop dunning: `in_force` holds
+back the levels it names — their notices are neither sent nor claimed, so they go out with
+their fee on the first run after it is fixed — every other level is sent, and the run says
+so (audit `late_fees.invalid`, an error in the log, `late_fees_invalid` in its summary).
 """
 
 from __future__ import annotations
@@ -98,6 +104,29 @@ def parse_late_fees(text: str) -> dict[int, LateFee]:
                 current = LateFee(level, current.fee, number)
         fees[level] = current
     return fees
+
+
+@dataclass(frozen=True)
+class InForce:
+    """The late fees dunning applies: `rules` by level, or — when the stored value does not
+    parse — `error` saying why and the levels it names, `held` back until it is fixed."""
+
+    rules: dict[int, LateFee]
+    error: str | None = None
+    held: frozenset[int] = frozenset()
+
+
+def in_force(text: str) -> InForce:
+    try:
+        return InForce(parse_late_fees(text))
+    except ValueError as exc:
+        named = set()
+        for item in (text or "").split(","):
+            try:
+                named.add(int(item.partition(":")[0].strip()))
+            except ValueError:
+                continue  # not a level at all: it names none
+        return InForce({}, str(exc), frozenset(named))
 
 
 def _half_up(value: Decimal) -> int:

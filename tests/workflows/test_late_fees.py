@@ -233,3 +233,57 @@ def test_a_level_run_late_bills_only_the_days_after_the_earlier_charge(session) 
     session.commit()
     # then it bills days 31-65: 35.00, each day once
     assert {i.fee_level: i.total_minor for i in fees(session)} == {30: 3_000, 60: 3_500}
+
+
+def test_an_invalid_late_fees_value_is_refused_naming_the_key_and_nothing_is_stored(
+        session) -> None:
+    # given late fees of 25.00 at +7
+    policy.set_value(session, key="late_fees", value="7:fee=25.00", actor="test")
+    # when someone sets a fee with four decimals
+    with pytest.raises(ValidationFailed) as refused:
+        policy.set_value(session, key="late_fees", value="7:fee=2.0005", actor="test")
+    # then the error names the key and the item, and the policy stays as it was, unaudited
+    assert [e.field for e in refused.value.errors] == ["late_fees"]
+    assert "late_fees" in str(refused.value) and "2.0005" in str(refused.value)
+    assert policy.current(session).late_fees == "7:fee=25.00"
+    changes = session.exec(select(AuditEvent).where(AuditEvent.action == "policy.changed")).all()
+    assert [e.to_state for e in changes] == ["7:fee=25.00"]
+
+
+def test_a_bad_late_fees_value_stored_earlier_holds_its_levels_and_dunning_goes_on(
+        session) -> None:
+    from models import DunningNotice
+    from models import Policy as PolicyRow
+
+    # given a late_fees value stored before it was checked (a raw row: set_value refuses it),
+    # an invoice at +7 (a level it names) and one at +1
+    f.user(session, "UCOLL001", "collector")
+    f.customer(session, collector="UCOLL001")
+    session.add(PolicyRow(key="late_fees", value="7:fee=2.0005", updated_by="old"))
+    f.invoice(session, "INV-2026-000001", total="1000.00", due=TODAY - timedelta(days=7))
+    f.invoice(session, "INV-2026-000002", total="500.00", due=TODAY - timedelta(days=1))
+    session.commit()
+    # when dunning runs
+    run = dunning.run_dunning(session, TODAY)
+    session.commit()
+    # then +1 is sent, +7 is held back (not claimed: no notice at all), and the run says why,
+    # once
+    sent = {(get_invoice_number(session, n.invoice_id), n.level)
+            for n in session.exec(select(DunningNotice)) if not n.skipped}
+    assert sent == {("INV-2026-000002", 1)}
+    assert "2.0005" in run.summary()["late_fees_invalid"]
+    [alarm] = session.exec(select(AuditEvent).where(AuditEvent.action == "late_fees.invalid"))
+    assert alarm.data["held_levels"] == [7]
+    assert fees(session) == []
+    # when an admin fixes the value and dunning runs again
+    policy.set_value(session, key="late_fees", value="7:fee=2.00", actor="test")
+    run = dunning.run_dunning(session, TODAY)
+    session.commit()
+    # then +7 is sent with its fee
+    assert [(i.fee_level, i.total_minor) for i in fees(session)] == [(7, 200)]
+    assert "late_fees_invalid" not in run.summary()
+    assert invariants.validate_all(session) == []
+
+
+def get_invoice_number(session, invoice_id: int) -> str:
+    return session.get(Invoice, invoice_id).number
