@@ -3,6 +3,15 @@
 Payment terms: `NET<n>`, `<d>/<n> NET<m>` (d % off if paid within n days, else due in m),
 `DUE_ON_RECEIPT`. An issued invoice never changes except its settlement fields (balance,
 paid_at); corrections are credit notes.
+
+A line shipped in parts is billed by cumulative rounding (`_shipped_part`), so its invoices
+add up to exactly the line's net amount (SPEC §3: rounded once per line) and tax: with L the
+line's net for the Q units the customer takes (ordered less cancelled) and `before` the units
+invoiced already, a shipment of q units bills `half_up(L x (before + q) / Q)` less the net
+already invoiced on that line — the shipment that completes the line so bills the remainder,
+whatever earlier invoices charged — and tax `t(before + q) - t(before)` at the customer's
+current rate, t(n) being the tax of `half_up(L x n / Q)`. (Rounding each part on its own
+billed 3 x 8.54 = 25.62 for a line of 25.63.)
 """
 
 from __future__ import annotations
@@ -86,12 +95,12 @@ def invoice_shipment(session: Session, shipment: Shipment, *, actor: str,
                         .where(ShipmentLine.shipment_id == shipment.id)
                         .order_by(OrderLine.line_no)).all()
     lines = []
+    billed = _billed_before(session, [order_line.id for _, order_line in rows])
     for number, (ship_line, order_line) in enumerate(rows, start=1):
-        net = money.line_total(ship_line.quantity, order_line.unit_price_minor,
-                               order_line.discount_bp, order.currency)
+        net, tax = _shipped_part(order_line, ship_line.quantity, billed.get(order_line.id),
+                                 customer.tax_rate_bp, order.currency)
         gross = money.line_total(ship_line.quantity, order_line.unit_price_minor, 0,
                                  order.currency)
-        tax = money.percent_of(net, customer.tax_rate_bp, order.currency)
         invoice.subtotal_minor += gross
         invoice.discount_minor += gross - net
         invoice.tax_minor += tax
@@ -103,6 +112,43 @@ def invoice_shipment(session: Session, shipment: Shipment, *, actor: str,
             service_start=order_line.service_start, service_end=order_line.service_end))
     _issue(session, invoice, lines, order=order, customer=customer, actor=actor, now=now)
     return invoice
+
+
+def _billed_before(session: Session, order_line_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Per order line, (units, net) already invoiced for its shipments."""
+    if not order_line_ids:
+        return {}
+    rows = session.exec(
+        select(InvoiceLine.order_line_id, sa.func.sum(InvoiceLine.quantity),
+               sa.func.sum(InvoiceLine.line_total_minor))
+        .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+        .where(InvoiceLine.order_line_id.in_(order_line_ids), Invoice.shipment_id.is_not(None))
+        .group_by(InvoiceLine.order_line_id)).all()
+    return {line_id: (int(units or 0), int(net or 0)) for line_id, units, net in rows}
+
+
+def _shipped_part(line: OrderLine, quantity: int, billed: tuple[int, int] | None,
+                  tax_rate_bp: int, currency: str) -> tuple[int, int]:
+    """(net, tax) to bill for `quantity` more units of `line`, `billed` (units, net) having
+    been invoiced already: cumulative rounding (module docstring)."""
+    from workflows.revenue_schedule import half_up
+
+    before, net_before = billed or (0, 0)
+    takes = line.quantity - line.qty_cancelled
+    whole = (line.line_total_minor if not line.qty_cancelled else
+             money.line_total(takes, line.unit_price_minor, line.discount_bp, currency))
+    if takes <= 0 or before + quantity > takes:  # beyond the line: priced as it stands
+        net = money.line_total(quantity, line.unit_price_minor, line.discount_bp, currency)
+        return net, money.percent_of(net, tax_rate_bp, currency)
+
+    def net_of(units: int) -> int:
+        return half_up(whole * units, takes)
+
+    def tax_of(units: int) -> int:
+        return money.percent_of(net_of(units), tax_rate_bp, currency)
+
+    return (net_of(before + quantity) - net_before,
+            tax_of(before + quantity) - tax_of(before))
 
 
 def _issue(session: Session, invoice: Invoice, lines: list[InvoiceLine], *, order: Order,
