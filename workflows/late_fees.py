@@ -46,7 +46,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from sqlmodel import Session, select
 
 from models import Customer, Invoice, InvoiceLine, money
-from workflows import audit, exposure, numbering, policy
+from workflows import audit, exposure, invoicing, numbering, policy
 
 DAYS_IN_YEAR = Decimal(365)
 INTEREST = "Interest "  # how an interest line's description starts
@@ -195,9 +195,13 @@ def charge(session: Session, *, invoice: Invoice, customer: Customer, level: int
                       f"{money.format_money(fee.base_minor, cur)} for {fee.days} days "
                       f"({invoice.number})", fee.interest_minor,
                       (fee.since + timedelta(days=1), as_of)))
-    bill = Invoice(number=numbering.next_free_invoice_number(session, as_of),
+    # a run `--as-of` a day in a closed month issues it on the first open day
+    # (`workflows.invoicing.booked_issue_date`); its interest still runs to `as_of`
+    booked = invoicing.booked_issue_date(session, as_of)
+    issued = booked.effective_date
+    bill = Invoice(number=numbering.next_free_invoice_number(session, issued),
                    customer_id=invoice.customer_id, order_id=None, source="fee", currency=cur,
-                   issue_date=as_of, due_date=as_of, payment_terms="DUE_ON_RECEIPT",
+                   issue_date=issued, due_date=issued, payment_terms="DUE_ON_RECEIPT",
                    billing_address=customer.billing_address,
                    shipping_address=customer.shipping_address, subtotal_minor=0,
                    fees_minor=fee.total_minor, total_minor=fee.total_minor,
@@ -220,7 +224,8 @@ def charge(session: Session, *, invoice: Invoice, customer: Customer, level: int
                  rate=str(fee.rate) if fee.rate is not None else None)
     audit.record(session, actor="system", action="invoice.issued", entity_type="invoice",
                  entity_id=bill.id, to_state="open", number=bill.number,
-                 total_minor=bill.total_minor, fee_for=invoice.number, level=level)
+                 total_minor=bill.total_minor, fee_for=invoice.number, level=level,
+                 **invoicing.booking_audit(booked))
     return bill
 
 
