@@ -75,6 +75,7 @@ Before the levels, `run_all` writes off small leftovers (`workflows.write_offs`)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -98,6 +99,8 @@ from workflows import audit, bulk, credit_hold, late_fees, policy, write_offs
 from workflows.collections import invoice_snapshot
 from workflows.errors import DomainError
 from workflows.users import require_role
+
+log = logging.getLogger(__name__)
 
 EMAIL_KINDS = ("friendly", "reminder", "firm", "final")
 BATCH = 50  # invoices per write transaction (the job chooses its own per database)
@@ -155,6 +158,7 @@ class DunningRun:
     id: int | None = None  # its `dunning_runs` row (opened by its first write transaction)
     record: DunningRunRecord | None = None  # that row's values, stamped when the run began
     waiting: int | None = None  # the confirmation this run waits for (nothing sent)
+    late_fees_invalid: str | None = None  # the stored late_fees does not parse: why
 
     def summary(self) -> dict:
         out = {"as_of": self.as_of.isoformat(), "notices": {str(k): v for k, v in
@@ -165,6 +169,8 @@ class DunningRun:
                "skipped_levels": self.skipped}
         if self.waiting is not None:
             out["waiting_for_confirmation"] = self.waiting
+        if self.late_fees_invalid is not None:
+            out["late_fees_invalid"] = self.late_fees_invalid
         return out
 
 
@@ -410,9 +416,14 @@ def write(session: Session, items: list[tuple[Level, Invoice, Customer, str | No
     rows_of = _Rows(as_of)
     _track(session, run)
     before = (run.emails, len(run.fees), len(run.holds))
+    charges = late_fees.in_force(current.late_fees)
+    if charges.error is not None:
+        items = _hold_for_late_fees(session, items, charges, run)
+        if not items:
+            return 0
     claimed = _claim(session, items, plan(current.dunning_offsets), rows_of, run)
     items = [i for i in items if (i[1].id, i[0].offset) in claimed]
-    fees = bool(late_fees.parse_late_fees(current.late_fees))
+    fees = bool(charges.rules)
     messages: list[dict] = []
     activities: list[dict] = []
     by_customer: dict[int, list[tuple[Level, Invoice, Customer, str | None, dict]]] = {}
@@ -449,6 +460,20 @@ def write(session: Session, items: list[tuple[Level, Invoice, Customer, str | No
             emails=table.c.emails + emails, late_fees=table.c.late_fees + fees,
             credit_holds=table.c.credit_holds + holds))
     return len(items)
+
+
+def _hold_for_late_fees(session: Session, items: list, charges: late_fees.InForce,
+                        run: DunningRun) -> list:
+    """The stored `late_fees` does not parse: leave out the levels it names (sent with their
+    fee once it is fixed), say so once per run, and go on with the rest."""
+    if run.late_fees_invalid is None:
+        run.late_fees_invalid = charges.error
+        log.error("late_fees policy does not parse (%s); dunning levels %s held back until "
+                  "it is fixed", charges.error, sorted(charges.held))
+        audit.record(session, actor="system", action="late_fees.invalid", entity_type="policy",
+                     entity_id="late_fees", to_state="held", reason=charges.error,
+                     held_levels=sorted(charges.held), as_of=run.as_of.isoformat())
+    return [i for i in items if i[0].offset not in charges.held]
 
 
 def _key(invoice: Invoice, level: Level) -> str:

@@ -3,6 +3,27 @@
 Payment terms: `NET<n>`, `<d>/<n> NET<m>` (d % off if paid within n days, else due in m),
 `DUE_ON_RECEIPT`. An issued invoice never changes except its settlement fields (balance,
 paid_at); corrections are credit notes.
+
+A line shipped in parts is billed by cumulative rounding (`_shipped_part`), so its invoices
+add up to exactly the line's net amount (SPEC §3: rounded once per line) and tax: with L the
+line's net for the Q units the customer takes (ordered less cancelled) and `before` the units
+invoiced already, a shipment of q units bills `half_up(L x (before + q) / Q)` less the net
+already invoiced on that line — the shipment that completes the line so bills the remainder,
+whatever earlier invoices charged — and tax `t(before + q) - t(before)` at the customer's
+current rate, t(n) being the tax of `half_up(L x n / Q)`. (Rounding each part on its own
+billed 3 x 8.54 = 25.62 for a line of 25.63.)
+
+Closed periods (`workflows.periods`): an invoice never changes a closed month's AR. One of
+ours — a shipment's, a subscription period's, a late fee's (`workflows.late_fees`) — whose day
+falls in a closed month (a shipment recorded after the close with its real `shipped_at`, a job
+run late `--as-of` a closed day) is issued on the first day of the first open month, as a
+settlement is booked (`booked_issue_date`): numbered, due and aged from that day, with the
+document's own day kept where it is shown (`ship_date`, the subscription's period, the fee's
+interest days) and in the audit log (`dated`, `note`). Revenue recognises such a shipment in
+the first open month too, so AR and revenue agree. An ERP's invoice dated in a closed month is
+refused (422 naming `issue_date`): it is the ERP's document, with its own date and due date,
+which we may neither rewrite nor let change the closed month — the ERP issues it in an open
+period.
 """
 
 from __future__ import annotations
@@ -31,7 +52,17 @@ from models import (
 )
 from models.base import UTCDateTime
 from models.orders import OrderLine
-from workflows import audit, bulk, exposure, numbering, outbox, payment_links, policy, webhooks
+from workflows import (
+    audit,
+    bulk,
+    exposure,
+    numbering,
+    outbox,
+    payment_links,
+    periods,
+    policy,
+    webhooks,
+)
 from workflows import validation as v
 from workflows.errors import Conflict, DomainError, NotFound, ValidationFailed
 from workflows.inputs import InvoiceIn
@@ -67,18 +98,34 @@ def get_invoice(session: Session, number: str) -> Invoice:
     return invoice
 
 
+def booked_issue_date(session: Session, day: date) -> periods.Booking:
+    """The day an invoice of ours dated `day` is issued on: `day`, or the first day of the
+    first open month when `day` is in a closed one (module docstring)."""
+    return periods.booking(session, day)
+
+
+def booking_audit(booked: periods.Booking) -> dict:
+    if not booked.moved:
+        return {}
+    return {"dated": booked.value_date.isoformat(), "booked_in_open_period": True,
+            "note": booked.note}
+
+
 def invoice_shipment(session: Session, shipment: Shipment, *, actor: str,
                      now: datetime | None = None) -> Invoice:
-    """Invoice a shipment, issued on the day it shipped (in the business time zone)."""
+    """Invoice a shipment, issued on the day it shipped (in the business time zone) — or,
+    that day being in a closed month, on the first open day (`ship_date` keeps the day)."""
     order = session.get(Order, shipment.order_id)
     customer = session.get(Customer, order.customer_id)
-    issue = policy.business_date(session, shipment.shipped_at)
+    shipped = policy.business_date(session, shipment.shipped_at)
+    booked = booked_issue_date(session, shipped)
+    issue = booked.effective_date
     terms = Terms.parse(customer.payment_terms)
     invoice = Invoice(
         number=numbering.next_invoice_number(session, issue), customer_id=customer.id,
         order_id=order.id, shipment_id=shipment.id, currency=order.currency, issue_date=issue,
         due_date=terms.due_date(issue), payment_terms=customer.payment_terms,
-        order_date=order.order_date, ship_date=issue,
+        order_date=order.order_date, ship_date=shipped,
         billing_address=customer.billing_address, shipping_address=customer.shipping_address,
         total_minor=0, balance_minor=0, **({"created_at": now} if now else {}))
     rows = session.exec(select(ShipmentLine, OrderLine)
@@ -86,12 +133,12 @@ def invoice_shipment(session: Session, shipment: Shipment, *, actor: str,
                         .where(ShipmentLine.shipment_id == shipment.id)
                         .order_by(OrderLine.line_no)).all()
     lines = []
+    billed = _billed_before(session, [order_line.id for _, order_line in rows])
     for number, (ship_line, order_line) in enumerate(rows, start=1):
-        net = money.line_total(ship_line.quantity, order_line.unit_price_minor,
-                               order_line.discount_bp, order.currency)
+        net, tax = _shipped_part(order_line, ship_line.quantity, billed.get(order_line.id),
+                                 customer.tax_rate_bp, order.currency)
         gross = money.line_total(ship_line.quantity, order_line.unit_price_minor, 0,
                                  order.currency)
-        tax = money.percent_of(net, customer.tax_rate_bp, order.currency)
         invoice.subtotal_minor += gross
         invoice.discount_minor += gross - net
         invoice.tax_minor += tax
@@ -101,8 +148,46 @@ def invoice_shipment(session: Session, shipment: Shipment, *, actor: str,
             discount_bp=order_line.discount_bp, line_total_minor=net, tax_minor=tax,
             order_line_id=order_line.id, revenue_type=order_line.revenue_type,
             service_start=order_line.service_start, service_end=order_line.service_end))
-    _issue(session, invoice, lines, order=order, customer=customer, actor=actor, now=now)
+    _issue(session, invoice, lines, order=order, customer=customer, actor=actor, now=now,
+           **booking_audit(booked))
     return invoice
+
+
+def _billed_before(session: Session, order_line_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Per order line, (units, net) already invoiced for its shipments."""
+    if not order_line_ids:
+        return {}
+    rows = session.exec(
+        select(InvoiceLine.order_line_id, sa.func.sum(InvoiceLine.quantity),
+               sa.func.sum(InvoiceLine.line_total_minor))
+        .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+        .where(InvoiceLine.order_line_id.in_(order_line_ids), Invoice.shipment_id.is_not(None))
+        .group_by(InvoiceLine.order_line_id)).all()
+    return {line_id: (int(units or 0), int(net or 0)) for line_id, units, net in rows}
+
+
+def _shipped_part(line: OrderLine, quantity: int, billed: tuple[int, int] | None,
+                  tax_rate_bp: int, currency: str) -> tuple[int, int]:
+    """(net, tax) to bill for `quantity` more units of `line`, `billed` (units, net) having
+    been invoiced already: cumulative rounding (module docstring)."""
+    from workflows.revenue_schedule import half_up
+
+    before, net_before = billed or (0, 0)
+    takes = line.quantity - line.qty_cancelled
+    whole = (line.line_total_minor if not line.qty_cancelled else
+             money.line_total(takes, line.unit_price_minor, line.discount_bp, currency))
+    if takes <= 0 or before + quantity > takes:  # beyond the line: priced as it stands
+        net = money.line_total(quantity, line.unit_price_minor, line.discount_bp, currency)
+        return net, money.percent_of(net, tax_rate_bp, currency)
+
+    def net_of(units: int) -> int:
+        return half_up(whole * units, takes)
+
+    def tax_of(units: int) -> int:
+        return money.percent_of(net_of(units), tax_rate_bp, currency)
+
+    return (net_of(before + quantity) - net_before,
+            tax_of(before + quantity) - tax_of(before))
 
 
 def _issue(session: Session, invoice: Invoice, lines: list[InvoiceLine], *, order: Order,
@@ -136,8 +221,11 @@ def invoice_subscription_period(session: Session, *, order: Order, line: OrderLi
                                 actor: str, now: datetime) -> Invoice:
     """Invoice one period of a subscription billed in advance: one line of the period's net
     amount (`orders.subscription_periods`), tax at the customer's rate, issued on
-    `issue_date` (the period's first day, or the day a late run catches it up)."""
+    `issue_date` (the period's first day, or the day a late run catches it up) — or, that day
+    being in a closed month, on the first open day."""
     customer = session.get(Customer, order.customer_id)
+    booked = booked_issue_date(session, issue_date)
+    issue_date = booked.effective_date
     terms = Terms.parse(customer.payment_terms)
     tax = money.percent_of(amount_minor, customer.tax_rate_bp, order.currency)
     invoice = Invoice(
@@ -157,16 +245,18 @@ def invoice_subscription_period(session: Session, *, order: Order, line: OrderLi
         service_end=last)
     _issue(session, invoice, [invoice_line], order=order, customer=customer, actor=actor,
            now=now, line_no=line.line_no, period_start=first.isoformat(),
-           period_end=last.isoformat())
+           period_end=last.isoformat(), **booking_audit(booked))
     return invoice
 
 
 def _checked_erp_invoice(data: InvoiceIn, *, exists: bool,
-                         customer: Customer | None, order: Order | None) -> dict:
+                         customer: Customer | None, order: Order | None,
+                         closed_through: date | None = None) -> dict:
     """The invoice an ERP sends, checked (ValidationFailed or Conflict naming the field), as
     the values of its row: the rules of `ingest_erp_invoice` and `ingest_erp_invoices`.
     `exists`: an invoice of that number is stored already; `customer`, `order`: what its
-    `customer` and `order` name (None when unknown)."""
+    `customer` and `order` name (None when unknown); `closed_through`: the lock date (an
+    issue date on or before it is refused, module docstring)."""
     if not data.number.strip():
         raise ValidationFailed.of("number", "must not be empty")
     v.text("number", data.number)
@@ -181,6 +271,11 @@ def _checked_erp_invoice(data: InvoiceIn, *, exists: bool,
     total = v.amount_minor("total", data.total, currency, positive=True)
     issue = v.parse_date("issue_date", data.issue_date)
     due = v.parse_date("due_date", data.due_date)
+    if closed_through is not None and issue <= closed_through:
+        raise ValidationFailed.of("issue_date", (
+            f"{issue.isoformat()} is in a closed period (closed through "
+            f"{periods.period_of(closed_through)}); issue it on "
+            f"{(closed_through + timedelta(days=1)).isoformat()} or later"))
     if due < issue:
         raise ValidationFailed.of("due_date", "must not be before issue_date")
     # The ERP's own terms when it sends them; otherwise plain NET<days> from its dates — never
@@ -215,7 +310,7 @@ def ingest_erp_invoice(session: Session, data: InvoiceIn, *, actor: str) -> Invo
     order = (session.exec(select(Order).where(Order.number == data.order)).first()
              if data.order and customer is not None else None)
     values = _checked_erp_invoice(data, exists=exists is not None, customer=customer,
-                                  order=order)
+                                  order=order, closed_through=periods.lock_date(session))
     currency, total = values["currency"], values["total_minor"]
     invoice = Invoice(**values)
     session.add(invoice)
@@ -277,6 +372,7 @@ def ingest_erp_invoices(session: Session, items: list[InvoiceIn], *, actor: str
     for chunk in _chunked(sorted({d.order for d in items if d.order})):
         orders.update((o.number, o) for o in session.exec(
             select(Order).where(Order.number.in_(chunk))).all())
+    closed_through = periods.lock_date(session)
     results: list[int | DomainError | dict] = []
     for data in items:
         try:
@@ -292,7 +388,8 @@ def ingest_erp_invoices(session: Session, items: list[InvoiceIn], *, actor: str
                 continue
             values = _checked_erp_invoice(data, exists=data.number.strip() in existing,
                                           customer=customers.get(data.customer),
-                                          order=orders.get(data.order or ""))
+                                          order=orders.get(data.order or ""),
+                                          closed_through=closed_through)
         except DomainError as exc:
             results.append(exc)
             continue

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from sqlmodel import Session, select
 
@@ -75,12 +75,15 @@ def business_date(session: Session, moment: datetime) -> date:
 
 
 def set_value(session: Session, *, key: str, value: str, actor: str) -> None:
-    """Admin override of one policy value, audited."""
+    """Admin override of one policy value, audited. A value that would not parse is refused
+    (ValidationFailed naming the key) and nothing is stored: stored, it would break every
+    later decision that reads it (a `late_fees` typo, every dunning run)."""
     from workflows import audit
     from workflows.errors import ValidationFailed
 
     if key not in {f.name for f in fields(Policy)}:
         raise ValidationFailed.of("key", f"unknown policy {key!r}")
+    value = checked_value(key, value)
     row = session.get(PolicyRow, key)
     old = row.value if row else str(getattr(current(session), key))
     if row is None:
@@ -89,3 +92,67 @@ def set_value(session: Session, *, key: str, value: str, actor: str) -> None:
     session.add(row)
     audit.record(session, actor=actor, action="policy.changed", entity_type="policy",
                  entity_id=key, from_state=old[:32], to_state=value[:32])
+
+
+def checked_value(key: str, value: str) -> str:
+    """`value` for policy `key` as it is stored (numbers normalised), or ValidationFailed
+    naming `key` and what is wrong."""
+    from workflows.errors import ValidationFailed
+
+    kind = str({f.name: f.type for f in fields(Policy)}[key])
+    value = value.strip()
+    if "Decimal" in kind:
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            raise ValidationFailed.of(key, f"{key} must be a number") from None
+        if not number.is_finite() or number < 0:
+            raise ValidationFailed.of(key, f"{key} must be a number of at least 0")
+        if key == "max_discount_pct" and number > 100:
+            raise ValidationFailed.of(key, "max_discount_pct must be at most 100")
+        if key.endswith("_pct") and number != number.quantize(Decimal("0.01")):
+            # percentages are used as basis points: 12.345 % would break every later check
+            raise ValidationFailed.of(key, f"{key} takes at most 2 decimals")
+        if key == "cashapp_confidence" and number > 1:
+            raise ValidationFailed.of(key, "cashapp_confidence is between 0 and 1")
+        return str(number)
+    if kind == "int":
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValidationFailed.of(key, f"{key} must be a whole number") from None
+        if number < (1 if key == "approval_reminder_hours" else 0):
+            raise ValidationFailed.of(key, f"{key} is too small")
+        return str(number)
+    try:
+        return _checked_text(key, value)
+    except ValueError as exc:  # what the parsers say, under the key's name
+        raise ValidationFailed.of(key, f"{key}: {exc}") from None
+
+
+def _checked_text(key: str, value: str) -> str:
+    from models import money
+    from workflows.workcalendar import parse_hours, zone
+
+    if key == "working_hours":
+        parse_hours(value)
+    elif key == "business_timezone":
+        zone(value)
+    elif key == "dunning_levels":
+        try:
+            [int(v) for v in value.split(",")]
+        except ValueError:
+            raise ValueError("use day offsets such as -3,1,7,14,30") from None
+    elif key in ("approval_tiers", "late_fees"):
+        from workflows.late_fees import parse_late_fees
+        from workflows.tiers import parse_tiers
+
+        (parse_tiers if key == "approval_tiers" else parse_late_fees)(value)
+    elif key == "home_currency":
+        try:
+            value = money.check_currency(value)
+        except money.MoneyError as exc:
+            raise ValueError(str(exc)) from None
+    elif key == "disputes_channel" and value.lower() in ("none", "off", "-"):
+        value = ""  # back to the customer's sales rep
+    return value

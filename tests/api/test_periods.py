@@ -89,3 +89,34 @@ def test_the_close_period_command(monkeypatch, capsys, db, database_url) -> None
     assert json.loads(repeated.out)["created"] is False
     assert "already closed" in repeated.err
     assert "period: must be a month like 2026-06" in refused
+
+
+def test_an_erp_invoice_dated_in_a_closed_month_is_refused_naming_issue_date(server, api
+                                                                              ) -> None:
+    # given an invoice of 100.00 issued last month, and the month closed
+    month = last_month()
+    with server.db.transaction() as s:
+        f.customer(s)
+        f.invoice(s, "INV-2026-000901", total="100.00", issued=month,
+                  due=month + timedelta(days=30))
+    assert api.post(f"/periods/{month:%Y-%m}/close").status_code == 201
+    month_end = (month + timedelta(days=31)).replace(day=1) - timedelta(days=1)
+    before = api.get("/reports/aging", params={"as_of": month_end.isoformat()}).json()
+    # when the ERP sends an invoice of 250.00 dated inside that month
+    body = {"number": "ERP-77", "customer": "C-GLOBEX", "currency": "USD",
+            "issue_date": (month + timedelta(days=19)).isoformat(),
+            "due_date": (month + timedelta(days=49)).isoformat(), "total": "250.00"}
+    refused = api.post("/invoices", json=body)
+    # then it is refused (422) naming issue_date, and nothing is stored
+    assert refused.status_code == 422
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert [e["field"] for e in refused.json()["errors"]] == ["issue_date"]
+    assert "closed period" in refused.json()["detail"]
+    assert api.get("/invoices/ERP-77").status_code == 404
+    assert api.get("/reports/aging", params={"as_of": month_end.isoformat()}).json() == before
+    # and dated on the first open day it is taken
+    first_open = month_end + timedelta(days=1)
+    taken = api.post("/invoices", json={**body, "issue_date": first_open.isoformat(),
+                                        "due_date": (first_open + timedelta(days=30))
+                                        .isoformat()})
+    assert taken.status_code == 201

@@ -156,3 +156,134 @@ def test_interest_is_actual_365_half_up_on_the_undisputed_balance() -> None:
     jpy = Invoice(number="Y", customer_id=1, currency="JPY", issue_date=TODAY,
                   due_date=TODAY - timedelta(days=1), total_minor=1000, balance_minor=1000)
     assert late_fees.compute(jpy, LateFee(1, Decimal("2.5")), TODAY).fixed_minor == 3
+
+
+def _interest_books(session, levels: str, late: str) -> None:
+    """3,650.00 due 60 days ago (1.00 of interest a day at 10 % a year), dunning `levels`."""
+    f.user(session, "UCOLL001", "collector")
+    f.customer(session, collector="UCOLL001")
+    policy.set_value(session, key="late_fees", value=late, actor="test")
+    policy.set_value(session, key="dunning_levels", value=levels, actor="test")
+    f.invoice(session, "INV-2026-000001", total="3650.00", due=TODAY - timedelta(days=60),
+              issued=TODAY - timedelta(days=90))
+    session.commit()
+
+
+def _dun_on(session, *days_past_due: int) -> dict[int, int]:
+    """Run dunning on each of those days past due; the fee charged per level."""
+    for days in days_past_due:
+        dunning.run_dunning(session, TODAY - timedelta(days=60 - days))
+        session.commit()
+    return {i.fee_level: i.total_minor for i in fees(session)}
+
+
+def test_two_levels_with_a_rate_charge_each_overdue_day_once(session) -> None:
+    # given interest of 10 % a year at +30 and at +60 on 3,650.00
+    _interest_books(session, "-3,1,7,14,30,60", "30:rate=10,60:rate=10")
+    # when dunning reaches +30, then +60
+    charged = _dun_on(session, 30, 60)
+    # then +30 bills days 1-30 and +60 days 31-60: 3650 x 10% x 60/365 = 60.00 in all
+    assert charged == {30: 3_000, 60: 3_000}
+    later = next(i for i in fees(session) if i.fee_level == 60)
+    [line] = session.exec(select(InvoiceLine).where(InvoiceLine.invoice_id == later.id)).all()
+    assert "for 30 days" in line.description
+    assert (line.service_start, line.service_end) == (TODAY - timedelta(days=29), TODAY)
+    [event] = [e for e in session.exec(select(AuditEvent).where(
+        AuditEvent.action == "late_fee.charged")) if e.data["level"] == 60]
+    assert (event.data["days"], event.data["interest_from"]) == (
+        30, (TODAY - timedelta(days=29)).isoformat())
+    assert invariants.validate_all(session) == []
+
+
+def test_three_levels_with_a_rate_and_a_fixed_fee_between_charge_each_day_once(session) -> None:
+    # given interest at +30, +45 and +60, and a fixed fee (no interest) at +14
+    _interest_books(session, "-3,1,7,14,30,45,60",
+                    "14:fee=5.00,30:rate=10,45:rate=10,60:rate=10")
+    # when dunning reaches each level in turn
+    charged = _dun_on(session, 14, 30, 45, 60)
+    # then the fixed fee does not move the interest's start: 30 + 15 + 15 days = 60.00
+    assert charged == {14: 500, 30: 3_000, 45: 1_500, 60: 1_500}
+    assert invariants.validate_all(session) == []
+
+
+def test_a_partial_payment_between_levels_lowers_the_later_interest(session) -> None:
+    from workflows.cash_application import record_payment
+    from workflows.inputs import PaymentIn
+
+    # given interest at +30 (charged on 3,650.00) and at +60
+    _interest_books(session, "-3,1,7,14,30,60", "30:rate=10,60:rate=10")
+    _dun_on(session, 30)
+    # when half the invoice is paid before +60
+    record_payment(session, PaymentIn(amount="1825.00", currency="USD",
+                                      received_at=NOW - timedelta(days=20),
+                                      reference="INV-2026-000001"), actor="test")
+    session.commit()
+    charged = _dun_on(session, 60)
+    # then +60 bills days 31-60 on what is still open: 1825 x 10% x 30/365 = 15.00
+    assert charged == {30: 3_000, 60: 1_500}
+    assert invariants.validate_all(session) == []
+
+
+def test_a_level_run_late_bills_only_the_days_after_the_earlier_charge(session) -> None:
+    # given interest at +30 charged on time, and +60 only reached by a run 5 days late
+    _interest_books(session, "-3,1,7,14,30,60", "30:rate=10,60:rate=10")
+    _dun_on(session, 30)
+    # when +60 is charged at +65 ... (the invoice is 65 days overdue by then)
+    dunning.run_dunning(session, TODAY + timedelta(days=5))
+    session.commit()
+    # then it bills days 31-65: 35.00, each day once
+    assert {i.fee_level: i.total_minor for i in fees(session)} == {30: 3_000, 60: 3_500}
+
+
+def test_an_invalid_late_fees_value_is_refused_naming_the_key_and_nothing_is_stored(
+        session) -> None:
+    # given late fees of 25.00 at +7
+    policy.set_value(session, key="late_fees", value="7:fee=25.00", actor="test")
+    # when someone sets a fee with four decimals
+    with pytest.raises(ValidationFailed) as refused:
+        policy.set_value(session, key="late_fees", value="7:fee=2.0005", actor="test")
+    # then the error names the key and the item, and the policy stays as it was, unaudited
+    assert [e.field for e in refused.value.errors] == ["late_fees"]
+    assert "late_fees" in str(refused.value) and "2.0005" in str(refused.value)
+    assert policy.current(session).late_fees == "7:fee=25.00"
+    changes = session.exec(select(AuditEvent).where(AuditEvent.action == "policy.changed")).all()
+    assert [e.to_state for e in changes] == ["7:fee=25.00"]
+
+
+def test_a_bad_late_fees_value_stored_earlier_holds_its_levels_and_dunning_goes_on(
+        session) -> None:
+    from models import DunningNotice
+    from models import Policy as PolicyRow
+
+    # given a late_fees value stored before it was checked (a raw row: set_value refuses it),
+    # an invoice at +7 (a level it names) and one at +1
+    f.user(session, "UCOLL001", "collector")
+    f.customer(session, collector="UCOLL001")
+    session.add(PolicyRow(key="late_fees", value="7:fee=2.0005", updated_by="old"))
+    f.invoice(session, "INV-2026-000001", total="1000.00", due=TODAY - timedelta(days=7))
+    f.invoice(session, "INV-2026-000002", total="500.00", due=TODAY - timedelta(days=1))
+    session.commit()
+    # when dunning runs
+    run = dunning.run_dunning(session, TODAY)
+    session.commit()
+    # then +1 is sent, +7 is held back (not claimed: no notice at all), and the run says why,
+    # once
+    sent = {(get_invoice_number(session, n.invoice_id), n.level)
+            for n in session.exec(select(DunningNotice)) if not n.skipped}
+    assert sent == {("INV-2026-000002", 1)}
+    assert "2.0005" in run.summary()["late_fees_invalid"]
+    [alarm] = session.exec(select(AuditEvent).where(AuditEvent.action == "late_fees.invalid"))
+    assert alarm.data["held_levels"] == [7]
+    assert fees(session) == []
+    # when an admin fixes the value and dunning runs again
+    policy.set_value(session, key="late_fees", value="7:fee=2.00", actor="test")
+    run = dunning.run_dunning(session, TODAY)
+    session.commit()
+    # then +7 is sent with its fee
+    assert [(i.fee_level, i.total_minor) for i in fees(session)] == [(7, 200)]
+    assert "late_fees_invalid" not in run.summary()
+    assert invariants.validate_all(session) == []
+
+
+def get_invoice_number(session, invoice_id: int) -> str:
+    return session.get(Invoice, invoice_id).number

@@ -190,3 +190,113 @@ def test_credit_notes_count_from_their_invoice_issue_date_at_the_earliest(june) 
     # then
     assert (note.value_date, note.effective_date) == (date(2026, 7, 8), date(2026, 7, 10))
     assert june.exec(select(CreditNote)).one().effective_date == date(2026, 7, 10)
+
+
+# -- invoices dated in a closed month -------------------------------------------------------------
+# Ours are issued on the first open day (the document's own day kept where it is shown); an
+# ERP's is refused naming its issue date (workflows.invoicing, "Closed periods").
+
+JULY_6 = datetime(2026, 7, 6, 9, tzinfo=UTC)
+
+
+def _order(session: Session, *lines, when: datetime):
+    from workflows import orders
+    from workflows.inputs import OrderIn
+
+    f.user(session, "USALES01", "sales")
+    return orders.create_order(session, OrderIn(
+        customer="C-GLOBEX", sales_rep="USALES01", currency="USD", lines=list(lines)),
+        actor="USALES01", now=when)
+
+
+def test_a_shipment_dated_in_a_closed_month_is_invoiced_on_the_first_open_day(june) -> None:
+    from workflows import revenue, shipping
+    from workflows.inputs import OrderLineIn
+
+    # given June closed, and an order of 100.00 entered on 10 June
+    f.product(june, "WID-1", price="100.00")
+    order = _order(june, OrderLineIn(sku="WID-1", quantity=1),
+                   when=datetime(2026, 6, 10, 9, tzinfo=UTC))
+    june.commit()
+    closed = aging_total(june, JUNE_30)
+    # when its shipment of 25 June is recorded on 6 July
+    with time_machine.travel(JULY_6, tick=False):
+        shipment = shipping.ship_order(june, order_number=order.number, carrier="UPS",
+                                       tracking_number="1Z1", actor="api", now=JULY_6,
+                                       shipped_at=datetime(2026, 6, 25, 12, tzinfo=UTC))
+        june.commit()
+    # then its invoice is issued on 1 July (due 30 days later), the ship date kept
+    invoice = june.exec(select(Invoice).where(Invoice.shipment_id == shipment.id)).one()
+    assert (invoice.issue_date, invoice.ship_date, invoice.due_date) == (
+        JULY_1, date(2026, 6, 25), date(2026, 7, 31))
+    # and June's closing AR did not change, July's did
+    assert aging_total(june, JUNE_30) == closed == 150_000
+    assert aging_total(june, JULY_1) == 160_000
+    # and revenue recognises it in July too: nothing unbilled or deferred for the line
+    report = revenue.report(june, first=date(2026, 6, 1), last=date(2026, 7, 1),
+                            today=JULY_6.date())
+    months = {m.month: m for m in report.currencies["USD"].months}
+    assert [(m.recognized_total, m.deferred, m.unbilled) for m in months.values()] == [
+        (0, 0, 0), (10_000, 0, 0)]
+    # and the audit log says so
+    event = june.exec(select(AuditEvent).where(AuditEvent.action == "invoice.issued",
+                                               AuditEvent.entity_id == str(invoice.id))).one()
+    assert event.data["dated"] == "2026-06-25" and event.data["booked_in_open_period"]
+    assert invariants.validate_all(june) == []
+
+
+def test_an_erp_invoice_dated_in_a_closed_month_is_refused_naming_its_date(june) -> None:
+    from workflows.inputs import InvoiceIn
+    from workflows.invoicing import ingest_erp_invoices
+
+    # when the ERP sends an invoice of 250.00 dated 20 June after June is closed
+    with pytest.raises(ValidationFailed) as refused:
+        f.invoice(june, "INV-2026-000703", total="250.00", issued=date(2026, 6, 20),
+                  due=date(2026, 7, 20))
+    # then it is refused naming issue_date and the first open day, and nothing is stored
+    assert [e.field for e in refused.value.errors] == ["issue_date"]
+    assert "closed" in str(refused.value) and "2026-07-01" in str(refused.value)
+    june.rollback()
+    assert june.exec(select(Invoice).where(Invoice.number == "INV-2026-000703")).first() is None
+    assert aging_total(june, JUNE_30) == 150_000
+    # and in a file, that row is refused and the others stored
+    sent = [InvoiceIn(number=n, customer="C-GLOBEX", currency="USD", issue_date=day,
+                      due_date=date(2026, 7, 31), total="10.00")
+            for n, day in (("ERP-1", date(2026, 6, 30)), ("ERP-2", JULY_1))]
+    first, second = ingest_erp_invoices(june, sent, actor="import")
+    assert isinstance(first, ValidationFailed) and first.errors[0].field == "issue_date"
+    assert isinstance(second, int)
+    june.commit()
+    assert aging_total(june, JUNE_30) == 150_000
+    assert invariants.validate_all(june) == []
+
+
+def test_late_fee_and_subscription_invoices_of_a_closed_day_are_issued_on_the_first_open_day(
+        june) -> None:
+    from workflows import dunning, policy, subscriptions
+    from workflows.inputs import OrderLineIn
+
+    # given June closed, a late fee of 25.00 at +7, and a monthly subscription from 1 June
+    f.user(june, "UCOLL001", "collector")
+    policy.set_value(june, key="late_fees", value="7:fee=25.00", actor="test")
+    f.product(june, "CLOUD", price="300.00", revenue_type="subscription")
+    order = _order(june, OrderLineIn(sku="CLOUD", quantity=1, service_start="2026-06-01",
+                                     service_end="2026-08-31", billing="monthly"),
+                   when=datetime(2026, 5, 20, 9, tzinfo=UTC))
+    june.commit()
+    closed = aging_total(june, JUNE_30)
+    # when, on 6 July, dunning runs late for 26 June and subscription billing for 1 June
+    with time_machine.travel(JULY_6, tick=False):
+        dunning.run_dunning(june, date(2026, 6, 26))
+        [line_id] = [p.order_line_id for p in subscriptions.due_periods(june, date(2026, 6, 1))]
+        billed = subscriptions.bill_period(june, order_line_id=line_id,
+                                           period_start=date(2026, 6, 1),
+                                           as_of=date(2026, 6, 1), now=JULY_6)
+        june.commit()
+    # then both invoices are issued on 1 July: June's closing AR did not change
+    [fee] = june.exec(select(Invoice).where(Invoice.source == "fee")).all()
+    assert (fee.issue_date, fee.due_date, fee.total_minor) == (JULY_1, JULY_1, 2_500)
+    assert (billed.issue_date, billed.order_id) == (JULY_1, order.id)
+    assert aging_total(june, JUNE_30) == closed == 150_000
+    assert aging_total(june, JULY_1) == 150_000 + 2_500 + billed.total_minor
+    assert invariants.validate_all(june) == []
