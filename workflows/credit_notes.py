@@ -13,14 +13,20 @@
   waiting for approval), and per line never more than the line's net amount. Checked when it
   is requested and again, with the invoice row locked, when it is issued.
 
-Lines. A note by lines credits each named invoice line by quantity (its net amount x
-quantity / invoiced quantity, half-up) or by a net amount; the line's tax follows pro rata
-(half-up). A note by amount (tax included) is spread over the invoice's lines pro rata to what
-each still has uncredited (net + tax; the whole net + tax when nothing was credited before),
-half-up, the remainder going to the largest line. Either way the issued note stores what it
-takes off each line (table `credit_note_lines`): `credit_note_lines(session, credit_note_id)`
-returns it, which is what revenue recognition reads (a credit note on a line reduces what is
-not yet recognised). An invoice without lines (an ERP's bare total) has none.
+Lines. A note by lines credits each named invoice line by quantity or by a net amount. By
+quantity the rounding is cumulative, as `revenue_schedule.installments` bills: with Q units
+invoiced for a net L and k credited by quantity before, q more take
+half_up(L x (k + q) / Q) - half_up(L x k / Q), and the credit that reaches all Q units takes
+exactly what is left of the line (net and tax), so a line returned one unit at a time is
+credited to the cent (three units of 29.99 give 10.00, 9.99, 10.00; never 10.00 three times,
+nor 33.33 three times out of 100.00). Its tax follows the same way. By a net amount, the
+line's tax follows pro rata (half-up). A note by amount (tax included) is spread over the
+invoice's lines pro rata to what each still has uncredited (net + tax; the whole net + tax
+when nothing was credited before), half-up, the remainder going to the largest line. Either
+way the issued note stores what it takes off each line (table `credit_note_lines`):
+`credit_note_lines(session, credit_note_id)` returns it, which is what revenue recognition
+reads (a credit note on a line reduces what is not yet recognised). An invoice without lines
+(an ERP's bare total) has none.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -106,30 +113,46 @@ def credited_total(session: Session, invoice_id: int, *, pending: bool) -> int:
     return int(issued) + int(waiting)
 
 
+class LineCredited(NamedTuple):
+    """What an invoice line has been credited so far."""
+
+    net: int
+    amount: int  # net + tax
+    units: int = 0  # credited by quantity
+
+    @property
+    def tax(self) -> int:
+        return self.amount - self.net
+
+
+NOTHING_CREDITED = LineCredited(0, 0, 0)
+
+
 def credited_by_line(session: Session, invoice_id: int, *, pending: bool
-                     ) -> dict[int, tuple[int, int]]:
-    """{invoice line id: (net, net + tax) credited}: by issued notes (their stored lines) and,
-    with `pending`, by the by-lines requests still waiting (an amount request is spread only
-    when it is issued)."""
-    done: dict[int, tuple[int, int]] = {}
+                     ) -> dict[int, LineCredited]:
+    """{invoice line id: (net, net + tax, units) credited}: by issued notes (their stored
+    lines) and, with `pending`, by the by-lines requests still waiting (an amount request is
+    spread only when it is issued). `units`: what was credited by quantity."""
+    done: dict[int, LineCredited] = {}
 
-    def add(line_id: int, net: int, amount: int) -> None:
-        old = done.get(line_id, (0, 0))
-        done[line_id] = (old[0] + net, old[1] + amount)
+    def add(line_id: int, net: int, amount: int, units: int | None) -> None:
+        old = done.get(line_id, NOTHING_CREDITED)
+        done[line_id] = LineCredited(old.net + net, old.amount + amount,
+                                     old.units + (units or 0))
 
-    for line_id, net, amount in session.exec(
+    for line_id, net, amount, units in session.exec(
             select(CreditNoteLine.invoice_line_id, CreditNoteLine.net_minor,
-                   CreditNoteLine.amount_minor)
+                   CreditNoteLine.amount_minor, CreditNoteLine.quantity)
             .join(CreditNote, CreditNote.id == CreditNoteLine.credit_note_id)
             .where(CreditNote.invoice_id == invoice_id)).all():
-        add(line_id, int(net), int(amount))
+        add(line_id, int(net), int(amount), units)
     if pending:
         for lines in session.exec(select(CreditNoteRequest.lines).where(
                 CreditNoteRequest.invoice_id == invoice_id,
                 CreditNoteRequest.status == CreditNoteStatus.PENDING)).all():
             for line in lines or []:
                 add(int(line["invoice_line_id"]), int(line["net_minor"]),
-                    int(line["amount_minor"]))
+                    int(line["amount_minor"]), line.get("quantity"))
     return done
 
 
@@ -139,7 +162,18 @@ def creditable(session: Session, invoice: Invoice) -> int:
 
 
 # -- lines -------------------------------------------------------------------------------------
-def _line_credit(line: InvoiceLine, item: CreditNoteLineIn, currency: str, field: str) -> dict:
+def units_credit(total: int, before: int, units: int, quantity: int) -> int:
+    """What `units` more of a line's `quantity` units take of its `total` (net or tax) when
+    `before` were credited by quantity already: cumulative, half-up, so any sequence of credits
+    that reaches `quantity` sums to `total` exactly (see the module docstring)."""
+    return (_half_up(Decimal(total) * (before + units) / quantity)
+            - _half_up(Decimal(total) * before / quantity))
+
+
+def _line_credit(line: InvoiceLine, item: CreditNoteLineIn, before: LineCredited,
+                 currency: str, field: str) -> dict:
+    """One line of a note by lines; `before`: what the line was credited already (issued
+    notes and the requests still waiting)."""
     if (item.quantity is None) == (item.amount is None):
         raise ValidationFailed.of(field, "give either a quantity or an amount for the line")
     if item.quantity is not None:
@@ -147,17 +181,28 @@ def _line_credit(line: InvoiceLine, item: CreditNoteLineIn, currency: str, field
         if quantity > line.quantity:
             raise ValidationFailed.of(f"{field}.quantity", f"line {line.line_no} invoiced "
                                       f"{line.quantity}, not {quantity}")
-        net = _half_up(Decimal(line.line_total_minor) * quantity / line.quantity)
+        if before.units + quantity > line.quantity:
+            raise ValidationFailed.of(f"{field}.quantity", (
+                f"line {line.line_no} has only {max(line.quantity - before.units, 0)} of "
+                f"{line.quantity} units left to credit"))
+        if before.units + quantity == line.quantity:  # the last units: all that is left
+            net = line.line_total_minor - before.net
+            tax = max(line.tax_minor - before.tax, 0)
+        else:
+            net = units_credit(line.line_total_minor, before.units, quantity, line.quantity)
+            tax = units_credit(line.tax_minor, before.units, quantity, line.quantity)
     else:
         quantity = None
         net = v.amount_minor(f"{field}.amount", item.amount, currency, positive=True)
+        tax = None
     if net <= 0:
         raise ValidationFailed.of(field, "comes to nothing to credit")
     if net > line.line_total_minor:
         raise ValidationFailed.of(field, f"line {line.line_no} is "
                                   f"{money.to_str(line.line_total_minor, currency)} net")
-    tax = (_half_up(Decimal(line.tax_minor) * net / line.line_total_minor)
-           if line.line_total_minor else 0)
+    if tax is None:
+        tax = (_half_up(Decimal(line.tax_minor) * net / line.line_total_minor)
+               if line.line_total_minor else 0)
     return {"line_no": line.line_no, "invoice_line_id": line.id, "quantity": quantity,
             "net_minor": net, "tax_minor": tax, "amount_minor": net + tax}
 
@@ -181,8 +226,9 @@ def _requested_lines(session: Session, invoice: Invoice, items: list[CreditNoteL
         if line.line_no in seen:
             raise ValidationFailed.of(f"{field}.line_no", f"line {line.line_no} is named twice")
         seen.add(line.line_no)
-        credit = _line_credit(line, item, invoice.currency, field)
-        before = credited.get(line.id, (0, 0))[0]
+        done = credited.get(line.id, NOTHING_CREDITED)
+        credit = _line_credit(line, item, done, invoice.currency, field)
+        before = done.net
         if before + credit["net_minor"] > line.line_total_minor:
             left = max(line.line_total_minor - before, 0)
             raise ValidationFailed.of(field, f"line {line.line_no} has only "
@@ -201,8 +247,8 @@ def spread_over_lines(session: Session, invoice: Invoice, amount_minor: int) -> 
         return []
     credited = credited_by_line(session, invoice.id, pending=False)
     gross = [line.line_total_minor + line.tax_minor for line in lines]
-    left = [max(g - credited.get(line.id, (0, 0))[1], 0) for g, line in zip(gross, lines,
-                                                                            strict=True)]
+    left = [max(g - credited.get(line.id, NOTHING_CREDITED).amount, 0)
+            for g, line in zip(gross, lines, strict=True)]
     weights = left if sum(left) > 0 else gross
     shares = pro_rata(amount_minor, weights)
     spread = []
@@ -414,7 +460,8 @@ def issue(session: Session, request: CreditNoteRequest, *, actor: str, now: date
         credited = credited_by_line(session, invoice.id, pending=False)
         for line in lines:
             row = session.get(InvoiceLine, line["invoice_line_id"])
-            if credited.get(row.id, (0, 0))[0] + line["net_minor"] > row.line_total_minor:
+            if credited.get(row.id, NOTHING_CREDITED).net + line["net_minor"] \
+                    > row.line_total_minor:
                 raise Conflict(f"line {row.line_no} of {invoice.number} was credited "
                                "meanwhile; this credit note cannot be issued. Nothing was "
                                "changed.")
