@@ -8,10 +8,17 @@
 * **Issued** as `CN-<year>-<6 digits>` (immutable), e-mailed to the billing contact with a PDF.
   It takes what it can off the invoice's open balance (`CreditNote.amount_minor`, a settlement
   like a payment) and the rest — when the invoice was already (partly) paid — becomes customer
-  credit (`customer_credit_minor`).
+  credit (`customer_credit_minor`): money we owe back, so never more than the money applied
+  to the invoice (its payments' allocations, net of refunds) less the customer credit earlier
+  notes on it gave (SPEC §3: a note becomes customer credit only on a *paid* invoice).
 * **Never more** than the invoice total less earlier credit notes (issued, and those still
-  waiting for approval), and per line never more than the line's net amount. Checked when it
-  is requested and again, with the invoice row locked, when it is issued.
+  waiting for approval) and less what was written off (bad debt, a small balance, a bank fee
+  or an early-payment discount: what we gave up on was never paid, and crediting it again
+  would turn it into customer credit — 100.00 written off and then credited would be 100.00
+  owed to a customer who paid nothing), and per line never more than the line's net amount.
+  Checked when it is requested and again, with the invoice row locked, when it is issued.
+  With balance = total - paid - credited to the balance - written off, this cap is what keeps
+  customer credit within the money paid (`invariants.validate_customer_credit`).
 
 Lines. A note by lines credits each named invoice line by quantity or by a net amount. By
 quantity the rounding is cumulative, as `revenue_schedule.installments` bills: with Q units
@@ -40,6 +47,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models import (
+    Allocation,
     ApprovalKind,
     CreditNote,
     CreditNoteLine,
@@ -49,6 +57,7 @@ from models import (
     Invoice,
     InvoiceLine,
     Role,
+    WriteOff,
     money,
 )
 from workflows import approvals, audit, numbering, outbox, periods, policy, webhooks
@@ -156,9 +165,29 @@ def credited_by_line(session: Session, invoice_id: int, *, pending: bool
     return done
 
 
+def written_off_total(session: Session, invoice_id: int) -> int:
+    """What was written off the invoice (every reason: bad debt, small balance, fees)."""
+    return int(session.exec(select(sa.func.coalesce(sa.func.sum(WriteOff.amount_minor), 0))
+                            .where(WriteOff.invoice_id == invoice_id)).one())
+
+
+def paid_total(session: Session, invoice_id: int) -> int:
+    """The money applied to the invoice: its allocations, net of refund reversals."""
+    return int(session.exec(select(sa.func.coalesce(sa.func.sum(Allocation.amount_minor), 0))
+                            .where(Allocation.invoice_id == invoice_id)).one())
+
+
+def customer_credit_of(session: Session, invoice_id: int) -> int:
+    """The customer credit the invoice's issued notes gave."""
+    return int(session.exec(select(sa.func.coalesce(sa.func.sum(
+        CreditNote.customer_credit_minor), 0)).where(CreditNote.invoice_id == invoice_id)).one())
+
+
 def creditable(session: Session, invoice: Invoice) -> int:
-    """How much can still be credited on the invoice (waiting requests count as used)."""
-    return max(invoice.total_minor - credited_total(session, invoice.id, pending=True), 0)
+    """How much can still be credited on the invoice: its total less the credit notes (waiting
+    requests count as used) and the write-offs."""
+    return max(invoice.total_minor - credited_total(session, invoice.id, pending=True)
+               - written_off_total(session, invoice.id), 0)
 
 
 # -- lines -------------------------------------------------------------------------------------
@@ -361,12 +390,16 @@ def _lines_and_amount(session: Session, invoice: Invoice, data: CreditNoteIn
 
 def check_credit_cap(session: Session, invoice: Invoice, amount_minor: int, *,
                      field: str = "amount") -> None:
-    """Never more than the invoice total less earlier and pending credit notes."""
+    """Never more than the invoice total less earlier and pending credit notes and what was
+    written off."""
     left = creditable(session, invoice)
     if amount_minor > left:
+        written_off = written_off_total(session, invoice.id)
+        why = (f"; {money.to_str(written_off, invoice.currency)} of it was written off and "
+               "cannot be credited" if written_off else "")
         raise ValidationFailed.of(field, (
             f"{invoice.number} can be credited {money.to_str(left, invoice.currency)} more at "
-            f"most (its total less earlier and pending credit notes), not "
+            f"most (its total less earlier and pending credit notes and write-offs{why}), not "
             f"{money.to_str(amount_minor, invoice.currency)}"))
 
 
@@ -439,12 +472,16 @@ def issue(session: Session, request: CreditNoteRequest, *, actor: str, now: date
         invoice = session.exec(select(Invoice).where(Invoice.id == request.invoice_id)
                                .with_for_update()
                                .execution_options(populate_existing=True)).one()
-    before = credited_total(session, invoice.id, pending=False)
+    written_off = written_off_total(session, invoice.id)
+    before = credited_total(session, invoice.id, pending=False) + written_off
     if before + request.amount_minor > invoice.total_minor:
         left = max(invoice.total_minor - before, 0)
+        why = (f" ({money.format_money(written_off, invoice.currency)} of it was written off)"
+               if written_off else "")
         raise Conflict(f"{invoice.number} can only be credited "
-                       f"{money.format_money(left, invoice.currency)} more now; this credit "
-                       f"note of {money.format_money(request.amount_minor, invoice.currency)} "
+                       f"{money.format_money(left, invoice.currency)} more now{why}; this "
+                       "credit note of "
+                       f"{money.format_money(request.amount_minor, invoice.currency)} "
                        "cannot be issued. Nothing was changed.")
     today = policy.business_date(session, now)
     value = request.issue_date or today  # ours: today; booked from the invoice's issue date
@@ -467,6 +504,16 @@ def issue(session: Session, request: CreditNoteRequest, *, actor: str, now: date
                                "changed.")
     to_invoice = (min(request.amount_minor, invoice.balance_minor) if allow_customer_credit
                   else request.amount_minor)
+    if request.amount_minor > to_invoice:  # customer credit: only money actually paid
+        paid_back = (paid_total(session, invoice.id)
+                     - customer_credit_of(session, invoice.id))
+        if request.amount_minor - to_invoice > paid_back:
+            raise Conflict(f"{invoice.number} has "
+                           f"{money.format_money(max(paid_back, 0), invoice.currency)} paid "
+                           "that is not credited back yet; this credit note of "
+                           f"{money.format_money(request.amount_minor, invoice.currency)} "
+                           "would owe the customer more than they paid and cannot be issued. "
+                           "Nothing was changed.")
     if to_invoice > 0:
         reduce_balance(session, invoice, to_invoice, settled_at=None)  # a correction
     booked = periods.booking(session, value, not_before=invoice.issue_date)

@@ -175,6 +175,61 @@ def test_a_note_on_a_paid_invoice_becomes_customer_credit(books) -> None:
     assert invariants.validate_all(books) == []
 
 
+def write_off(session, amount: str, number: str = "INV-2026-000001") -> None:
+    """A bad-debt write-off of `amount`, asked by the collector, approved."""
+    from workflows import write_offs
+
+    asked = write_offs.request_write_off(session, invoice_number=number, reason="insolvent",
+                                         actor="UCOLL001", now=NOW, amount=amount)
+    approvals.decide(session=session, approval_id=asked.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+
+
+def test_a_written_off_invoice_cannot_be_credited_into_customer_credit(books) -> None:
+    # given the 1000.00 invoice written off in full as bad debt (nobody paid anything)
+    write_off(books, "1000.00")
+    # when a credit note is asked for on it
+    with pytest.raises(ValidationFailed) as refused:
+        ask(books, amount="1000.00")
+    # then it is refused, saying why; no customer credit appears from money never paid
+    assert refused.value.errors[0].field == "amount"
+    assert "0.00 more at most" in refused.value.detail
+    assert "1000.00 of it was written off" in refused.value.detail
+    assert books.exec(select(CreditNote)).all() == []
+    assert credit_notes.customer_credit_minor(books, f.customer(books).id) == 0
+    assert invariants.validate_all(books) == []
+
+
+def test_a_partly_paid_rest_written_off_invoice_credits_back_only_what_was_paid(books) -> None:
+    # given 600.00 paid and the other 400.00 written off
+    record_payment(books, PaymentIn(amount="600.00", currency="USD", received_at=NOW,
+                                    reference="INV-2026-000001"), actor="test")
+    write_off(books, "400.00")
+    # when the whole invoice is to be credited, then only the 600.00 paid can be
+    with pytest.raises(ValidationFailed, match="600.00 more at most"):
+        ask(books, amount="1000.00")
+    request = ask(books, amount="600.00")
+    approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    # and all of it is customer credit: exactly the money the customer paid
+    note = books.exec(select(CreditNote)).one()
+    assert (note.amount_minor, note.customer_credit_minor) == (0, 60_000)
+    assert invariants.validate_all(books) == []
+
+
+def test_a_note_waiting_while_the_invoice_is_written_off_is_not_issued(books) -> None:
+    # given a credit note of 300.00 waiting for approval
+    request = ask(books, amount="300.00")
+    # when the whole 1000.00 is written off meanwhile, then the note is approved
+    write_off(books, "1000.00")
+    with pytest.raises(Conflict) as refused:
+        approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                         approve=True, now=NOW)
+    # then it cannot be issued: nothing is left that was not written off
+    assert "USD 1,000.00 of it was written off" in str(refused.value)
+    assert "Nothing was changed" in str(refused.value)
+
+
 def test_by_lines_quantity_and_amount_with_their_tax(books) -> None:
     number = lined(books)
     # when line 1 is credited 2 units of 6 and line 3 a net 40.00
