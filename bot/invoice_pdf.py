@@ -151,7 +151,8 @@ STATEMENT_KINDS = {"invoice": "Invoice", "payment": "Payment", "credit_note": "C
 def render_statement_pdf(statement: Any, *, seller: str, from_email: str) -> bytes:
     """A statement of account (issue 19, `workflows.statements`): opening balance, every
     invoice, payment, credit note and write-off of the period with the running balance,
-    closing balance, aging at the period's end, and unapplied cash."""
+    closing balance, aging at the period's end, and what is held for the customer apart from
+    the balance (unapplied cash, credit on account from credit notes) with the net position."""
     cur = statement.currency
 
     def amount(minor: int) -> str:
@@ -192,15 +193,30 @@ def render_statement_pdf(statement: Any, *, seller: str, from_email: str) -> byt
         for width, text in zip(widths, cells, strict=True):
             pdf.cell(width, 6, _latin1(text)[:60])
         pdf.ln()
+        if line.credit_minor:  # the rest of a credit note: credit on account, not here
+            pdf.cell(sum(widths[:2]), 6, "")
+            pdf.cell(sum(widths[2:]), 6, _latin1(
+                f"of which {amount(line.credit_minor)} to your account (not in the balance)"),
+                new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", "B", 10)
     pdf.cell(sum(widths[:4]), 8, _latin1(f"Closing balance on {_day(statement.end)}"),
              border="T")
     pdf.cell(widths[4], 8, _latin1(amount(statement.closing_minor)), border="T",
              new_x="LMARGIN", new_y="NEXT")
+    credit = statement.customer_credit_minor
+    pdf.set_font("Helvetica", "", 9)
     if statement.unapplied_minor:
-        pdf.set_font("Helvetica", "", 9)
         pdf.cell(0, 6, _latin1(f"Unapplied payments on account (not in the balance): "
                                f"{amount(statement.unapplied_minor)}"),
+                 new_x="LMARGIN", new_y="NEXT")
+    if credit:
+        pdf.cell(0, 6, _latin1(f"Credit on your account from credit notes (not in the "
+                               f"balance): {amount(credit)}"), new_x="LMARGIN", new_y="NEXT")
+    if statement.unapplied_minor or credit:
+        net = statement.closing_minor - statement.unapplied_minor - credit
+        pdf.set_font("Helvetica", "B", 10)
+        pdf.cell(0, 7, _latin1(f"Net {'owed by you' if net >= 0 else 'owed to you'} on "
+                               f"{_day(statement.end)}: {amount(abs(net))}"),
                  new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
     pdf.set_font("Helvetica", "B", 10)

@@ -8,19 +8,32 @@
 * **Issued** as `CN-<year>-<6 digits>` (immutable), e-mailed to the billing contact with a PDF.
   It takes what it can off the invoice's open balance (`CreditNote.amount_minor`, a settlement
   like a payment) and the rest — when the invoice was already (partly) paid — becomes customer
-  credit (`customer_credit_minor`).
+  credit (`customer_credit_minor`): money we owe back, so never more than the money applied
+  to the invoice (its payments' allocations, net of refunds) less the customer credit earlier
+  notes on it gave (SPEC §3: a note becomes customer credit only on a *paid* invoice).
 * **Never more** than the invoice total less earlier credit notes (issued, and those still
-  waiting for approval), and per line never more than the line's net amount. Checked when it
-  is requested and again, with the invoice row locked, when it is issued.
+  waiting for approval) and less what was written off (bad debt, a small balance, a bank fee
+  or an early-payment discount: what we gave up on was never paid, and crediting it again
+  would turn it into customer credit — 100.00 written off and then credited would be 100.00
+  owed to a customer who paid nothing), and per line never more than the line's net amount.
+  Checked when it is requested and again, with the invoice row locked, when it is issued.
+  With balance = total - paid - credited to the balance - written off, this cap is what keeps
+  customer credit within the money paid (`invariants.validate_customer_credit`).
 
-Lines. A note by lines credits each named invoice line by quantity (its net amount x
-quantity / invoiced quantity, half-up) or by a net amount; the line's tax follows pro rata
-(half-up). A note by amount (tax included) is spread over the invoice's lines pro rata to what
-each still has uncredited (net + tax; the whole net + tax when nothing was credited before),
-half-up, the remainder going to the largest line. Either way the issued note stores what it
-takes off each line (table `credit_note_lines`): `credit_note_lines(session, credit_note_id)`
-returns it, which is what revenue recognition reads (a credit note on a line reduces what is
-not yet recognised). An invoice without lines (an ERP's bare total) has none.
+Lines. A note by lines credits each named invoice line by quantity or by a net amount. By
+quantity the rounding is cumulative, as `revenue_schedule.installments` bills: with Q units
+invoiced for a net L and k credited by quantity before, q more take
+half_up(L x (k + q) / Q) - half_up(L x k / Q), and the credit that reaches all Q units takes
+exactly what is left of the line (net and tax), so a line returned one unit at a time is
+credited to the cent (three units of 29.99 give 10.00, 9.99, 10.00; never 10.00 three times,
+nor 33.33 three times out of 100.00). Its tax follows the same way. By a net amount, the
+line's tax follows pro rata (half-up). A note by amount (tax included) is spread over the
+invoice's lines pro rata to what each still has uncredited (net + tax; the whole net + tax
+when nothing was credited before), half-up, the remainder going to the largest line. Either
+way the issued note stores what it takes off each line (table `credit_note_lines`):
+`credit_note_lines(session, credit_note_id)` returns it, which is what revenue recognition
+reads (a credit note on a line reduces what is not yet recognised). An invoice without lines
+(an ERP's bare total) has none.
 """
 
 from __future__ import annotations
@@ -28,11 +41,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models import (
+    Allocation,
     ApprovalKind,
     CreditNote,
     CreditNoteLine,
@@ -42,6 +57,7 @@ from models import (
     Invoice,
     InvoiceLine,
     Role,
+    WriteOff,
     money,
 )
 from workflows import approvals, audit, numbering, outbox, periods, policy, webhooks
@@ -106,40 +122,87 @@ def credited_total(session: Session, invoice_id: int, *, pending: bool) -> int:
     return int(issued) + int(waiting)
 
 
+class LineCredited(NamedTuple):
+    """What an invoice line has been credited so far."""
+
+    net: int
+    amount: int  # net + tax
+    units: int = 0  # credited by quantity
+
+    @property
+    def tax(self) -> int:
+        return self.amount - self.net
+
+
+NOTHING_CREDITED = LineCredited(0, 0, 0)
+
+
 def credited_by_line(session: Session, invoice_id: int, *, pending: bool
-                     ) -> dict[int, tuple[int, int]]:
-    """{invoice line id: (net, net + tax) credited}: by issued notes (their stored lines) and,
-    with `pending`, by the by-lines requests still waiting (an amount request is spread only
-    when it is issued)."""
-    done: dict[int, tuple[int, int]] = {}
+                     ) -> dict[int, LineCredited]:
+    """{invoice line id: (net, net + tax, units) credited}: by issued notes (their stored
+    lines) and, with `pending`, by the by-lines requests still waiting (an amount request is
+    spread only when it is issued). `units`: what was credited by quantity."""
+    done: dict[int, LineCredited] = {}
 
-    def add(line_id: int, net: int, amount: int) -> None:
-        old = done.get(line_id, (0, 0))
-        done[line_id] = (old[0] + net, old[1] + amount)
+    def add(line_id: int, net: int, amount: int, units: int | None) -> None:
+        old = done.get(line_id, NOTHING_CREDITED)
+        done[line_id] = LineCredited(old.net + net, old.amount + amount,
+                                     old.units + (units or 0))
 
-    for line_id, net, amount in session.exec(
+    for line_id, net, amount, units in session.exec(
             select(CreditNoteLine.invoice_line_id, CreditNoteLine.net_minor,
-                   CreditNoteLine.amount_minor)
+                   CreditNoteLine.amount_minor, CreditNoteLine.quantity)
             .join(CreditNote, CreditNote.id == CreditNoteLine.credit_note_id)
             .where(CreditNote.invoice_id == invoice_id)).all():
-        add(line_id, int(net), int(amount))
+        add(line_id, int(net), int(amount), units)
     if pending:
         for lines in session.exec(select(CreditNoteRequest.lines).where(
                 CreditNoteRequest.invoice_id == invoice_id,
                 CreditNoteRequest.status == CreditNoteStatus.PENDING)).all():
             for line in lines or []:
                 add(int(line["invoice_line_id"]), int(line["net_minor"]),
-                    int(line["amount_minor"]))
+                    int(line["amount_minor"]), line.get("quantity"))
     return done
 
 
+def written_off_total(session: Session, invoice_id: int) -> int:
+    """What was written off the invoice (every reason: bad debt, small balance, fees)."""
+    return int(session.exec(select(sa.func.coalesce(sa.func.sum(WriteOff.amount_minor), 0))
+                            .where(WriteOff.invoice_id == invoice_id)).one())
+
+
+def paid_total(session: Session, invoice_id: int) -> int:
+    """The money applied to the invoice: its allocations, net of refund reversals."""
+    return int(session.exec(select(sa.func.coalesce(sa.func.sum(Allocation.amount_minor), 0))
+                            .where(Allocation.invoice_id == invoice_id)).one())
+
+
+def customer_credit_of(session: Session, invoice_id: int) -> int:
+    """The customer credit the invoice's issued notes gave."""
+    return int(session.exec(select(sa.func.coalesce(sa.func.sum(
+        CreditNote.customer_credit_minor), 0)).where(CreditNote.invoice_id == invoice_id)).one())
+
+
 def creditable(session: Session, invoice: Invoice) -> int:
-    """How much can still be credited on the invoice (waiting requests count as used)."""
-    return max(invoice.total_minor - credited_total(session, invoice.id, pending=True), 0)
+    """How much can still be credited on the invoice: its total less the credit notes (waiting
+    requests count as used) and the write-offs."""
+    return max(invoice.total_minor - credited_total(session, invoice.id, pending=True)
+               - written_off_total(session, invoice.id), 0)
 
 
 # -- lines -------------------------------------------------------------------------------------
-def _line_credit(line: InvoiceLine, item: CreditNoteLineIn, currency: str, field: str) -> dict:
+def units_credit(total: int, before: int, units: int, quantity: int) -> int:
+    """What `units` more of a line's `quantity` units take of its `total` (net or tax) when
+    `before` were credited by quantity already: cumulative, half-up, so any sequence of credits
+    that reaches `quantity` sums to `total` exactly (see the module docstring)."""
+    return (_half_up(Decimal(total) * (before + units) / quantity)
+            - _half_up(Decimal(total) * before / quantity))
+
+
+def _line_credit(line: InvoiceLine, item: CreditNoteLineIn, before: LineCredited,
+                 currency: str, field: str) -> dict:
+    """One line of a note by lines; `before`: what the line was credited already (issued
+    notes and the requests still waiting)."""
     if (item.quantity is None) == (item.amount is None):
         raise ValidationFailed.of(field, "give either a quantity or an amount for the line")
     if item.quantity is not None:
@@ -147,17 +210,28 @@ def _line_credit(line: InvoiceLine, item: CreditNoteLineIn, currency: str, field
         if quantity > line.quantity:
             raise ValidationFailed.of(f"{field}.quantity", f"line {line.line_no} invoiced "
                                       f"{line.quantity}, not {quantity}")
-        net = _half_up(Decimal(line.line_total_minor) * quantity / line.quantity)
+        if before.units + quantity > line.quantity:
+            raise ValidationFailed.of(f"{field}.quantity", (
+                f"line {line.line_no} has only {max(line.quantity - before.units, 0)} of "
+                f"{line.quantity} units left to credit"))
+        if before.units + quantity == line.quantity:  # the last units: all that is left
+            net = line.line_total_minor - before.net
+            tax = max(line.tax_minor - before.tax, 0)
+        else:
+            net = units_credit(line.line_total_minor, before.units, quantity, line.quantity)
+            tax = units_credit(line.tax_minor, before.units, quantity, line.quantity)
     else:
         quantity = None
         net = v.amount_minor(f"{field}.amount", item.amount, currency, positive=True)
+        tax = None
     if net <= 0:
         raise ValidationFailed.of(field, "comes to nothing to credit")
     if net > line.line_total_minor:
         raise ValidationFailed.of(field, f"line {line.line_no} is "
                                   f"{money.to_str(line.line_total_minor, currency)} net")
-    tax = (_half_up(Decimal(line.tax_minor) * net / line.line_total_minor)
-           if line.line_total_minor else 0)
+    if tax is None:
+        tax = (_half_up(Decimal(line.tax_minor) * net / line.line_total_minor)
+               if line.line_total_minor else 0)
     return {"line_no": line.line_no, "invoice_line_id": line.id, "quantity": quantity,
             "net_minor": net, "tax_minor": tax, "amount_minor": net + tax}
 
@@ -181,8 +255,9 @@ def _requested_lines(session: Session, invoice: Invoice, items: list[CreditNoteL
         if line.line_no in seen:
             raise ValidationFailed.of(f"{field}.line_no", f"line {line.line_no} is named twice")
         seen.add(line.line_no)
-        credit = _line_credit(line, item, invoice.currency, field)
-        before = credited.get(line.id, (0, 0))[0]
+        done = credited.get(line.id, NOTHING_CREDITED)
+        credit = _line_credit(line, item, done, invoice.currency, field)
+        before = done.net
         if before + credit["net_minor"] > line.line_total_minor:
             left = max(line.line_total_minor - before, 0)
             raise ValidationFailed.of(field, f"line {line.line_no} has only "
@@ -201,8 +276,8 @@ def spread_over_lines(session: Session, invoice: Invoice, amount_minor: int) -> 
         return []
     credited = credited_by_line(session, invoice.id, pending=False)
     gross = [line.line_total_minor + line.tax_minor for line in lines]
-    left = [max(g - credited.get(line.id, (0, 0))[1], 0) for g, line in zip(gross, lines,
-                                                                            strict=True)]
+    left = [max(g - credited.get(line.id, NOTHING_CREDITED).amount, 0)
+            for g, line in zip(gross, lines, strict=True)]
     weights = left if sum(left) > 0 else gross
     shares = pro_rata(amount_minor, weights)
     spread = []
@@ -315,12 +390,16 @@ def _lines_and_amount(session: Session, invoice: Invoice, data: CreditNoteIn
 
 def check_credit_cap(session: Session, invoice: Invoice, amount_minor: int, *,
                      field: str = "amount") -> None:
-    """Never more than the invoice total less earlier and pending credit notes."""
+    """Never more than the invoice total less earlier and pending credit notes and what was
+    written off."""
     left = creditable(session, invoice)
     if amount_minor > left:
+        written_off = written_off_total(session, invoice.id)
+        why = (f"; {money.to_str(written_off, invoice.currency)} of it was written off and "
+               "cannot be credited" if written_off else "")
         raise ValidationFailed.of(field, (
             f"{invoice.number} can be credited {money.to_str(left, invoice.currency)} more at "
-            f"most (its total less earlier and pending credit notes), not "
+            f"most (its total less earlier and pending credit notes and write-offs{why}), not "
             f"{money.to_str(amount_minor, invoice.currency)}"))
 
 
@@ -393,12 +472,16 @@ def issue(session: Session, request: CreditNoteRequest, *, actor: str, now: date
         invoice = session.exec(select(Invoice).where(Invoice.id == request.invoice_id)
                                .with_for_update()
                                .execution_options(populate_existing=True)).one()
-    before = credited_total(session, invoice.id, pending=False)
+    written_off = written_off_total(session, invoice.id)
+    before = credited_total(session, invoice.id, pending=False) + written_off
     if before + request.amount_minor > invoice.total_minor:
         left = max(invoice.total_minor - before, 0)
+        why = (f" ({money.format_money(written_off, invoice.currency)} of it was written off)"
+               if written_off else "")
         raise Conflict(f"{invoice.number} can only be credited "
-                       f"{money.format_money(left, invoice.currency)} more now; this credit "
-                       f"note of {money.format_money(request.amount_minor, invoice.currency)} "
+                       f"{money.format_money(left, invoice.currency)} more now{why}; this "
+                       "credit note of "
+                       f"{money.format_money(request.amount_minor, invoice.currency)} "
                        "cannot be issued. Nothing was changed.")
     today = policy.business_date(session, now)
     value = request.issue_date or today  # ours: today; booked from the invoice's issue date
@@ -414,12 +497,23 @@ def issue(session: Session, request: CreditNoteRequest, *, actor: str, now: date
         credited = credited_by_line(session, invoice.id, pending=False)
         for line in lines:
             row = session.get(InvoiceLine, line["invoice_line_id"])
-            if credited.get(row.id, (0, 0))[0] + line["net_minor"] > row.line_total_minor:
+            if credited.get(row.id, NOTHING_CREDITED).net + line["net_minor"] \
+                    > row.line_total_minor:
                 raise Conflict(f"line {row.line_no} of {invoice.number} was credited "
                                "meanwhile; this credit note cannot be issued. Nothing was "
                                "changed.")
     to_invoice = (min(request.amount_minor, invoice.balance_minor) if allow_customer_credit
                   else request.amount_minor)
+    if request.amount_minor > to_invoice:  # customer credit: only money actually paid
+        paid_back = (paid_total(session, invoice.id)
+                     - customer_credit_of(session, invoice.id))
+        if request.amount_minor - to_invoice > paid_back:
+            raise Conflict(f"{invoice.number} has "
+                           f"{money.format_money(max(paid_back, 0), invoice.currency)} paid "
+                           "that is not credited back yet; this credit note of "
+                           f"{money.format_money(request.amount_minor, invoice.currency)} "
+                           "would owe the customer more than they paid and cannot be issued. "
+                           "Nothing was changed.")
     if to_invoice > 0:
         reduce_balance(session, invoice, to_invoice, settled_at=None)  # a correction
     booked = periods.booking(session, value, not_before=invoice.issue_date)

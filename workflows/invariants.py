@@ -76,6 +76,117 @@ def validate_invoice_balances(session: Session) -> list[str]:
     return problems
 
 
+def validate_invoice_totals(session: Session) -> list[str]:
+    """An invoice's total is what its header says it is made of: subtotal - discount + tax +
+    fees, none of them negative (SPEC §5.8: issued invoices are immutable; every path builds
+    them so — shipments and subscriptions in `invoicing._issue`, late fees as fees, an ERP's
+    total as its subtotal). A total or a part edited after issue no longer adds up."""
+    made = (Invoice.subtotal_minor - Invoice.discount_minor + Invoice.tax_minor
+            + Invoice.fees_minor)
+    rows = session.exec(
+        select(Invoice.number, Invoice.total_minor, Invoice.subtotal_minor,
+               Invoice.discount_minor, Invoice.tax_minor, Invoice.fees_minor)
+        .where(sa.or_(Invoice.total_minor != made, Invoice.subtotal_minor < 0,
+                      Invoice.discount_minor < 0, Invoice.tax_minor < 0,
+                      Invoice.fees_minor < 0))
+        .order_by(Invoice.id)).all()
+    return [f"invoice {n}: total {t} != subtotal {s} - discount {d} + tax {x} + fees {fe}"
+            for n, t, s, d, x, fe in rows]
+
+
+# Invoices we build ourselves, whose lines make them up (an ERP's lines are informational).
+OUR_INVOICES = ("o2c", "fee")
+
+
+def validate_issued_invoices(session: Session) -> list[str]:
+    """Issued invoices are immutable (SPEC §5.8), so ours still say what they said when they
+    were issued:
+
+    * their lines make them up: lines' net + tax = total; on a shipment or subscription
+      invoice (source o2c) the lines' quantity x unit price = subtotal, their net =
+      subtotal - discount, their tax = tax, and each line's net lies between 0 and its
+      quantity x unit price (a discount never adds). A late-fee invoice's lines are its fees.
+    * the due date is the issue date plus the payment terms' days (`invoicing.Terms`).
+
+    An ERP's invoice is what the ERP sent: its total (checked above) is the truth, its lines
+    may be absent or informational, its due date its own."""
+    from workflows.invoicing import Terms
+
+    ours = Invoice.source.in_(OUR_INVOICES)
+    gross = InvoiceLine.quantity * InvoiceLine.unit_price_minor
+    lines = (select(InvoiceLine.invoice_id,
+                    sa.func.sum(InvoiceLine.line_total_minor).label("net"),
+                    sa.func.sum(InvoiceLine.tax_minor).label("tax"),
+                    sa.func.sum(gross).label("gross"),
+                    sa.func.sum(sa.case((sa.or_(InvoiceLine.line_total_minor < 0,
+                                                InvoiceLine.line_total_minor > gross,
+                                                InvoiceLine.tax_minor < 0), 1),
+                                        else_=0)).label("odd"))
+             .group_by(InvoiceLine.invoice_id).subquery())
+    net, tax = sa.func.coalesce(lines.c.net, 0), sa.func.coalesce(lines.c.tax, 0)
+    summed_gross, odd = sa.func.coalesce(lines.c.gross, 0), sa.func.coalesce(lines.c.odd, 0)
+    shipped = Invoice.source == "o2c"
+    problems = []
+    for number, source, total, subtotal, discount, tax_, n, t, g, bad in session.exec(
+            select(Invoice.number, Invoice.source, Invoice.total_minor,
+                   Invoice.subtotal_minor, Invoice.discount_minor, Invoice.tax_minor,
+                   net, tax, summed_gross, odd)
+            .outerjoin(lines, lines.c.invoice_id == Invoice.id)
+            .where(ours, sa.or_(net + tax != Invoice.total_minor, odd > 0, sa.and_(shipped, sa.or_(
+                summed_gross != Invoice.subtotal_minor,
+                net != Invoice.subtotal_minor - Invoice.discount_minor,
+                tax != Invoice.tax_minor))))
+            .order_by(Invoice.id)).all():
+        if n + t != total:
+            problems.append(f"invoice {number}: lines {n} net + {t} tax != total {total}")
+        if bad:
+            problems.append(f"invoice {number}: {bad} line(s) with a net outside 0..quantity "
+                            "x unit price or a negative tax")
+        if source == "o2c" and (g, n, t) != (subtotal, subtotal - discount, tax_):
+            problems.append(f"invoice {number}: lines {g} gross, {n} net, {t} tax; the invoice "
+                            f"says subtotal {subtotal}, discount {discount}, tax {tax_}")
+    # the due date: one check per (terms, issue date, due date) there is
+    for terms, issued, due, first in session.exec(
+            select(Invoice.payment_terms, Invoice.issue_date, Invoice.due_date,
+                   sa.func.min(Invoice.number))
+            .where(ours).group_by(Invoice.payment_terms, Invoice.issue_date,
+                                  Invoice.due_date)).all():
+        try:
+            expected = Terms.parse(terms).due_date(issued)
+        except ValueError:
+            problems.append(f"invoice {first}: unknown payment terms {terms!r}")
+            continue
+        if due != expected:
+            problems += [f"invoice {number}: due {due}, but {terms} from {issued} is "
+                         f"{expected}" for number in session.exec(
+                             select(Invoice.number).where(
+                                 ours, Invoice.payment_terms == terms,
+                                 Invoice.issue_date == issued, Invoice.due_date == due)
+                             .order_by(Invoice.id)).all()]
+    return problems
+
+
+def validate_customer_credit(session: Session) -> list[str]:
+    """The customer credit an invoice's credit notes gave is money we owe back, so never more
+    than the money applied to it (allocations, net of refund reversals): a note on a written
+    off or unpaid invoice must not become credit for money nobody paid (SPEC §3, customer
+    credit only on a paid invoice). With the balance invariant this is also the credit
+    ceiling: credit notes + write-offs never exceed the total."""
+    paid = (select(Allocation.invoice_id, sa.func.sum(Allocation.amount_minor).label("p"))
+            .group_by(Allocation.invoice_id).subquery())
+    credit = (select(CreditNote.invoice_id,
+                     sa.func.sum(CreditNote.customer_credit_minor).label("c"))
+              .where(CreditNote.customer_credit_minor != 0)
+              .group_by(CreditNote.invoice_id).subquery())
+    applied = sa.func.coalesce(paid.c.p, 0)
+    return [f"invoice {number}: customer credit {c} > money applied {p}"
+            for number, c, p in session.exec(
+                select(Invoice.number, credit.c.c, applied)
+                .join(credit, credit.c.invoice_id == Invoice.id)
+                .outerjoin(paid, paid.c.invoice_id == Invoice.id)
+                .where(credit.c.c > applied).order_by(Invoice.id)).all()]
+
+
 def validate_order_totals(session: Session) -> list[str]:
     """An order's net (total - tax) equals the sum of its lines, each rounded once: totals
     describe what was ordered. What was cancelled since is `cancelled_minor`, between 0 and
@@ -394,7 +505,8 @@ def validate_kpi_rollups(session: Session) -> list[str]:
     return problems
 
 
-ALL = [validate_payment_allocations, validate_invoice_balances, validate_order_totals,
+ALL = [validate_payment_allocations, validate_invoice_balances, validate_invoice_totals,
+       validate_issued_invoices, validate_customer_credit, validate_order_totals,
        validate_order_lines, validate_stock, validate_disputes, validate_credit_notes,
        validate_write_off_requests, validate_fee_invoices, validate_deductions,
        validate_kpi_rollups]

@@ -7,7 +7,12 @@ closed month never changes): invoices (+ total, on their issue date), payments a
 invoice) and write-offs (- amount). Opening balance = the sum of those before the period;
 closing = opening + the period's lines, which is the customers' open invoice balance at the
 end of the period (SPEC §5.8: balance = total - allocations - credit notes - write-offs).
-Unapplied cash and customer credit are listed apart: they are not on any invoice yet.
+Unapplied cash and customer credit are listed apart: they are not on any invoice yet, they are
+what we hold for the customer. A credit note on a paid invoice takes little or nothing off it
+(its line shows what it did take) and the rest became customer credit: its line says how much
+(`credit_minor`), and `customer_credit_minor` is all the customer credit the customer's notes
+gave by the period's end (by effective date; nothing uses customer credit up yet). So
+closing - unapplied - customer credit (`net_minor`) is what the customer owes us on balance.
 Aging is `receivables.customer_position` at the period's end. Read-only.
 """
 
@@ -40,6 +45,7 @@ class StatementLine:
     reference: str
     amount_minor: int  # + what the customer owes more, - less
     balance_minor: int = 0  # running, after this line
+    credit_minor: int = 0  # a credit note's part that became customer credit (not in the balance)
 
 
 @dataclass
@@ -54,6 +60,13 @@ class Statement:
     aging: dict[str, int]
     unapplied_minor: int
     open_invoices: list[Invoice] = field(default_factory=list)
+    customer_credit_minor: int = 0  # customer credit from credit notes by the end (apart)
+
+    @property
+    def net_minor(self) -> int:
+        """What the customer owes on balance: the closing balance less what we hold for them
+        (unapplied cash and customer credit); negative when we owe them."""
+        return self.closing_minor - self.unapplied_minor - self.customer_credit_minor
 
 
 def _entries(session: Session, customer: Customer, end: date) -> list[StatementLine]:
@@ -74,7 +87,8 @@ def _entries(session: Session, customer: Customer, end: date) -> list[StatementL
             .join(invoice, invoice.c.id == CreditNote.invoice_id)
             .where(invoice.c.customer_id == customer.id, CreditNote.effective_date <= end)):
         found.append(StatementLine(note.effective_date, "credit_note",
-                                   f"{note.number} on {number}", -note.amount_minor))
+                                   f"{note.number} on {number}", -note.amount_minor,
+                                   credit_minor=note.customer_credit_minor))
     for write_off, number in session.exec(
             select(WriteOff, invoice.c.number)
             .join(invoice, invoice.c.id == WriteOff.invoice_id)
@@ -99,7 +113,8 @@ def statement(session: Session, customer: Customer, *, start: date, end: date) -
                      opening_minor=opening, lines=lines, closing_minor=running,
                      aging=dict(position.aging.buckets),
                      unapplied_minor=_unapplied_at(session, customer, end),
-                     open_invoices=_open_at(session, customer, end))
+                     open_invoices=_open_at(session, customer, end),
+                     customer_credit_minor=sum(e.credit_minor for e in entries))
 
 
 def _sum(session: Session, query) -> int:

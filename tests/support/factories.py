@@ -34,12 +34,12 @@ def customer(session: Session, external_id: str = "C-GLOBEX", name: str = "Globe
              *, currency: str = "USD", credit_limit: str = "50000.00", terms: str = "NET30",
              reviewed: bool = True, collector: str | None = None, sales_rep: str | None = None,
              billing_email: str | None = "ap@globex.example",
-             notice_email: str | None = None) -> Customer:
+             notice_email: str | None = None, tax_rate: str | None = None) -> Customer:
     c, _ = masterdata.upsert_customer(session, CustomerIn(
         external_id=external_id, name=name, currency=currency, credit_limit=credit_limit,
         payment_terms=terms, credit_reviewed=reviewed, collector=collector,
         sales_rep=sales_rep, billing_email=billing_email, notice_email=notice_email,
-        billing_address="1 Main St, Springfield"), actor="test")
+        billing_address="1 Main St, Springfield", tax_rate_pct=tax_rate), actor="test")
     return c
 
 
@@ -52,6 +52,20 @@ def product(session: Session, sku: str = "WID-1", *, price: str = "100.00",
         on_hand=on_hand, max_discount_pct=max_discount, revenue_type=revenue_type, ssp=ssp),
         actor="test")
     return p
+
+
+def shipped_invoice(session: Session, order: Order, *, shipped_at: datetime | None = None
+                    ) -> Invoice:
+    """The invoice of `order` shipped in full (one invoice per shipment)."""
+    from sqlmodel import select
+
+    from workflows import shipping
+
+    when = shipped_at or Clock().now()
+    shipment = shipping.ship_order(session, order_number=order.number, carrier="UPS",
+                                   tracking_number="1Z999", shipped_at=when, lines=None,
+                                   actor="USALES01", now=when)
+    return session.exec(select(Invoice).where(Invoice.shipment_id == shipment.id)).one()
 
 
 def order(session: Session, customer_ext: str = "C-GLOBEX", *, rep: str = "USALES01",

@@ -155,3 +155,54 @@ def test_write_off_requests_fee_invoices_and_deductions_out_of_step_are_named(bo
     corrupt(books, Deduction, Deduction.id == deduction.id, status="resolved")
     assert invariants.validate_deductions(books) == [
         f"deduction {deduction.id}: resolved without a resolution"]
+
+
+def test_an_issued_invoice_edited_after_issue_is_named(books) -> None:
+    # given a shipment invoice (2 x 100.00 at 10 % tax) and an ERP invoice whose lines only
+    # describe part of its total, next to the book's ERP and late-fee invoices: all healthy
+    f.customer(books, "C-TAXED", "Taxed Ltd", sales_rep="USALES01", tax_rate="10")
+    f.product(books, "WID-1", price="100.00")
+    order = f.order(books, "C-TAXED", lines=[("WID-1", 2)], now=NOW)
+    shipped = f.shipped_invoice(books, order, shipped_at=NOW)
+    ingest_erp_invoice(books, InvoiceIn(
+        number="ERP-7", customer="C-GLOBEX", currency="USD", issue_date=TODAY,
+        due_date=TODAY + timedelta(days=45), total="500.00",
+        lines=[{"description": "freight", "quantity": 1, "amount": "20.00"}]), actor="test")
+    books.commit()
+    assert (shipped.subtotal_minor, shipped.tax_minor, shipped.total_minor) == (
+        20_000, 2_000, 22_000)
+    assert invariants.validate_all(books) == []
+    # when the issued invoice is edited: its total (and balance), a line's price, its due date
+    line = books.exec(select(InvoiceLine).where(InvoiceLine.invoice_id == shipped.id)).one()
+    corrupt(books, Invoice, Invoice.id == shipped.id, total_minor=27_000, balance_minor=27_000,
+            due_date=shipped.due_date + timedelta(days=30))
+    corrupt(books, InvoiceLine, InvoiceLine.id == line.id, unit_price_minor=1)
+    # then each change is named
+    problems = invariants.validate_all(books)
+    n = shipped.number
+    assert f"invoice {n}: total 27000 != subtotal 20000 - discount 0 + tax 2000 + fees 0" \
+        in problems
+    assert f"invoice {n}: lines 20000 net + 2000 tax != total 27000" in problems
+    assert f"invoice {n}: lines 2 gross, 20000 net, 2000 tax; the invoice says subtotal " \
+        "20000, discount 0, tax 2000" in problems
+    assert f"invoice {n}: 1 line(s) with a net outside 0..quantity x unit price or a " \
+        "negative tax" in problems
+    assert f"invoice {n}: due {shipped.due_date + timedelta(days=30)}, but NET30 from " \
+        f"{shipped.issue_date} is {shipped.due_date}" in problems
+    # and an ERP invoice is held to its total only
+    corrupt(books, Invoice, Invoice.number == "ERP-7", tax_minor=1)
+    assert "invoice ERP-7: total 50000 != subtotal 50000 - discount 0 + tax 1 + fees 0" in \
+        invariants.validate_invoice_totals(books)
+    assert not [p for p in invariants.validate_issued_invoices(books) if "ERP-7" in p]
+
+
+def test_customer_credit_beyond_the_money_paid_is_named(books) -> None:
+    # given the credit note on INV-2026-000002, an invoice nobody paid anything on
+    note = books.exec(select(CreditNote)).one()
+    assert invariants.validate_customer_credit(books) == []
+    # when part of it is customer credit all the same (as a note issued on a written-off
+    # invoice made it before credit notes counted write-offs)
+    corrupt(books, CreditNote, CreditNote.id == note.id, customer_credit_minor=5_000)
+    # then it is named: 50.00 owed to a customer who paid nothing on that invoice
+    assert "invoice INV-2026-000002: customer credit 5000 > money applied 0" in \
+        invariants.validate_all(books)

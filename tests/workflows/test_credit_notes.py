@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlmodel import select
 
 from models import (
@@ -15,10 +17,12 @@ from models import (
     CreditNote,
     CreditNoteLine,
     CreditNoteRequest,
+    Invoice,
     InvoiceLine,
     OutboxMessage,
 )
 from tests.support import factories as f
+from tests.support.examples import examples
 from tests.support.timetravel import frozen_at
 from workflows import approvals, credit_notes, invariants, policy
 from workflows.cash_application import PaymentIn, record_payment
@@ -171,6 +175,61 @@ def test_a_note_on_a_paid_invoice_becomes_customer_credit(books) -> None:
     assert invariants.validate_all(books) == []
 
 
+def write_off(session, amount: str, number: str = "INV-2026-000001") -> None:
+    """A bad-debt write-off of `amount`, asked by the collector, approved."""
+    from workflows import write_offs
+
+    asked = write_offs.request_write_off(session, invoice_number=number, reason="insolvent",
+                                         actor="UCOLL001", now=NOW, amount=amount)
+    approvals.decide(session=session, approval_id=asked.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+
+
+def test_a_written_off_invoice_cannot_be_credited_into_customer_credit(books) -> None:
+    # given the 1000.00 invoice written off in full as bad debt (nobody paid anything)
+    write_off(books, "1000.00")
+    # when a credit note is asked for on it
+    with pytest.raises(ValidationFailed) as refused:
+        ask(books, amount="1000.00")
+    # then it is refused, saying why; no customer credit appears from money never paid
+    assert refused.value.errors[0].field == "amount"
+    assert "0.00 more at most" in refused.value.detail
+    assert "1000.00 of it was written off" in refused.value.detail
+    assert books.exec(select(CreditNote)).all() == []
+    assert credit_notes.customer_credit_minor(books, f.customer(books).id) == 0
+    assert invariants.validate_all(books) == []
+
+
+def test_a_partly_paid_rest_written_off_invoice_credits_back_only_what_was_paid(books) -> None:
+    # given 600.00 paid and the other 400.00 written off
+    record_payment(books, PaymentIn(amount="600.00", currency="USD", received_at=NOW,
+                                    reference="INV-2026-000001"), actor="test")
+    write_off(books, "400.00")
+    # when the whole invoice is to be credited, then only the 600.00 paid can be
+    with pytest.raises(ValidationFailed, match="600.00 more at most"):
+        ask(books, amount="1000.00")
+    request = ask(books, amount="600.00")
+    approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    # and all of it is customer credit: exactly the money the customer paid
+    note = books.exec(select(CreditNote)).one()
+    assert (note.amount_minor, note.customer_credit_minor) == (0, 60_000)
+    assert invariants.validate_all(books) == []
+
+
+def test_a_note_waiting_while_the_invoice_is_written_off_is_not_issued(books) -> None:
+    # given a credit note of 300.00 waiting for approval
+    request = ask(books, amount="300.00")
+    # when the whole 1000.00 is written off meanwhile, then the note is approved
+    write_off(books, "1000.00")
+    with pytest.raises(Conflict) as refused:
+        approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                         approve=True, now=NOW)
+    # then it cannot be issued: nothing is left that was not written off
+    assert "USD 1,000.00 of it was written off" in str(refused.value)
+    assert "Nothing was changed" in str(refused.value)
+
+
 def test_by_lines_quantity_and_amount_with_their_tax(books) -> None:
     number = lined(books)
     # when line 1 is credited 2 units of 6 and line 3 a net 40.00
@@ -191,6 +250,113 @@ def test_by_lines_quantity_and_amount_with_their_tax(books) -> None:
     with pytest.raises(ValidationFailed):
         ask(books, number=number, amount=None, lines=[LineIn(line_no=9, quantity=1)])
     assert invariants.validate_all(books) == []
+
+
+def taxed_invoice(session, *, price: str, quantity: int, discount: str | None = None,
+                  tax_rate: str = "10") -> Invoice:
+    """A shipment invoice of one line (`quantity` x `price`, less `discount` %) to a customer
+    taxed at `tax_rate` %."""
+    f.customer(session, "C-TAXED", "Taxed Ltd", collector="UCOLL001", sales_rep="USALES01",
+               tax_rate=tax_rate)
+    f.product(session, "UNIT-1", price=price, max_discount="50")  # no discount approval
+    order = f.order(session, "C-TAXED", lines=[("UNIT-1", quantity)], discount=discount)
+    return f.shipped_invoice(session, order, shipped_at=NOW - timedelta(days=1))
+
+
+def credit_units(session, invoice: Invoice, parts: list[int]) -> list[CreditNote]:
+    """Line 1 of `invoice` credited `parts[0]` units, then `parts[1]`, ... each approved."""
+    for units in parts:
+        request = ask(session, number=invoice.number, amount=None,
+                      lines=[LineIn(line_no=1, quantity=units)])
+        approvals.decide(session=session, approval_id=request.approval_id,
+                         user_id="UCREDIT1", approve=True, now=NOW)
+    return list(session.exec(select(CreditNote).where(CreditNote.invoice_id == invoice.id)
+                             .order_by(CreditNote.id)))
+
+
+def people(session) -> None:
+    f.user(session, "USALES01", "sales")
+    f.user(session, "UCOLL001", "collector")
+    f.user(session, "UCREDIT1", "credit_approver")
+
+
+def test_a_line_returned_one_unit_at_a_time_is_credited_to_the_cent(session) -> None:
+    # given 3 units at 10.00 less 0.05 %: 29.99 net + 3.00 tax (10 %) = 32.99
+    people(session)
+    books = session
+    invoice = taxed_invoice(books, price="10.00", quantity=3, discount="0.05")
+    [line] = credit_notes.lines_of(books, invoice)
+    assert (line.line_total_minor, line.tax_minor, invoice.total_minor) == (2_999, 300, 3_299)
+    # when each unit is credited on its own note
+    notes = credit_units(books, invoice, [1, 1, 1])
+    # then the rounding is cumulative (10.00, 9.99, 10.00 net) and the last unit takes what
+    # was left: the whole line is credited, nothing stays open
+    rows = [credit_notes.credit_note_lines(books, note.id)[0] for note in notes]
+    assert [(r.net_minor, r.tax_minor, r.quantity) for r in rows] == [
+        (1_000, 100, 1), (999, 100, 1), (1_000, 100, 1)]
+    books.refresh(invoice)
+    assert invoice.balance_minor == 0 and sum(n.total_minor for n in notes) == 3_299
+    # and no unit is left to credit
+    with pytest.raises(ValidationFailed) as refused:
+        ask(books, number=invoice.number, amount=None, lines=[LineIn(line_no=1, quantity=1)])
+    assert "only 0 of 3 units left" in refused.value.detail
+    assert invariants.validate_all(books) == []
+
+
+def test_a_line_of_100_00_for_3_units_is_not_left_a_cent_open(books) -> None:
+    # given an ERP invoice of one line: 3 units for 100.00
+    from workflows.inputs import InvoiceIn
+    from workflows.invoicing import ingest_erp_invoice
+
+    invoice = ingest_erp_invoice(books, InvoiceIn(
+        number="INV-2026-000003", customer="C-GLOBEX", currency="USD", issue_date=TODAY,
+        due_date=TODAY + timedelta(days=30), total="100.00",
+        lines=[{"description": "A", "quantity": 3, "amount": "100.00"}]), actor="test")
+    # when its units are credited one at a time
+    notes = credit_units(books, invoice, [1, 1, 1])
+    # then 33.33 + 33.34 + 33.33: the invoice is credited in full
+    assert [n.total_minor for n in notes] == [3_333, 3_334, 3_333]
+    books.refresh(invoice)
+    assert invoice.balance_minor == 0
+    assert invariants.validate_all(books) == []
+
+
+@st.composite
+def unit_returns(draw) -> tuple:
+    """A line (unit price, quantity, discount, tax rate) and its units split in parts."""
+    quantity = draw(st.integers(1, 12))
+    cuts = sorted(draw(st.sets(st.integers(1, quantity - 1), max_size=quantity - 1))
+                  if quantity > 1 else set())
+    bounds = [0, *cuts, quantity]
+    parts = [b - a for a, b in zip(bounds, bounds[1:], strict=False)]
+    price = draw(st.integers(1, 99_999))
+    discount = draw(st.sampled_from([None, "0.05", "3.33", "12.5"]))
+    tax = draw(st.sampled_from(["0", "7.5", "10", "16", "5.13"]))
+    return price, quantity, discount, tax, parts
+
+
+@settings(max_examples=examples(20), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=unit_returns())
+def test_any_sequence_of_unit_credits_reaching_the_quantity_credits_the_whole_line(
+        db_factory, case) -> None:
+    price, quantity, discount, tax, parts = case
+    with db_factory.fresh() as database, database.session() as session:
+        # given a line of `quantity` units (any price, discount and tax)
+        people(session)
+        invoice = taxed_invoice(session, price=f"{price / 100:.2f}", quantity=quantity,
+                                discount=discount, tax_rate=tax)
+        [line] = credit_notes.lines_of(session, invoice)
+        # when its units are credited in any parts that add up to the quantity
+        notes = credit_units(session, invoice, parts)
+        # then exactly the line's net and its tax were credited, and nothing is open
+        rows = [row for note in notes for row in credit_notes.credit_note_lines(session, note.id)]
+        assert sum(r.net_minor for r in rows) == line.line_total_minor
+        assert sum(r.tax_minor for r in rows) == line.tax_minor
+        assert all(r.net_minor >= 0 and r.tax_minor >= 0 for r in rows)
+        session.refresh(invoice)
+        assert invoice.balance_minor == 0
+        assert invariants.validate_all(session) == []
 
 
 def test_an_amount_is_spread_pro_rata_half_up_the_rest_to_the_largest(books) -> None:

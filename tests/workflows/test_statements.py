@@ -12,9 +12,9 @@ from sqlmodel import Session, select
 from models import Invoice, OutboxMessage
 from tests.support import factories as f
 from tests.support.timetravel import frozen_at
-from workflows import masterdata, statements
+from workflows import credit_notes, masterdata, statements
 from workflows.cash_application import record_payment
-from workflows.inputs import CustomerIn, PaymentIn
+from workflows.inputs import CreditNoteIn, CustomerIn, PaymentIn
 from workflows.invoicing import issue_credit_note
 
 NOW = datetime(2026, 12, 2, 12, tzinfo=UTC)
@@ -103,3 +103,41 @@ def test_a_past_months_statement_shows_what_was_unapplied_and_open_then(session)
     september = statements.statement(session, customer, start=date(2026, 9, 1),
                                      end=date(2026, 9, 30))
     assert [i.number for i in september.open_invoices] == ["INV-1"]
+
+
+def test_customer_credit_from_a_note_on_a_paid_invoice_is_on_the_statement(session) -> None:
+    from bot.invoice_pdf import render_statement_pdf
+    from bot.mailer import render_email
+
+    # given INV-9 (1000.00) paid in full in November, then credited 200.00 on 20 November
+    # (and a December note, after the period)
+    customer = f.customer(session)
+    f.invoice(session, "INV-9", total="1000.00", issued=date(2026, 11, 2),
+              due=date(2026, 12, 2))
+    record_payment(session, PaymentIn(amount="1000.00", currency="USD",
+                                      received_at=datetime(2026, 11, 10, 9, tzinfo=UTC),
+                                      customer="C-GLOBEX", reference="INV-9"), actor="api")
+    for amount, day in (("200.00", date(2026, 11, 20)), ("50.00", date(2026, 12, 1))):
+        credit_notes.request_credit_note(session, CreditNoteIn(
+            invoice="INV-9", reason="damaged", amount=amount, source="erp",
+            issue_date=day), actor="api", now=NOW)
+    # when November's statement is made
+    found = statements.statement(session, customer, start=date(2026, 11, 1),
+                                 end=date(2026, 11, 30))
+    # then the note's line took nothing off the paid invoice and says that 200.00 went to the
+    # customer's account, which the statement holds apart from the balance (the December
+    # note not yet): closing 0.00, credit 200.00, net 200.00 owed to the customer
+    note = found.lines[-1]
+    assert (note.kind, note.amount_minor, note.credit_minor) == ("credit_note", 0, 20_000)
+    assert (found.closing_minor, found.customer_credit_minor, found.net_minor) == (
+        0, 20_000, -20_000)
+    assert found.closing_minor == sum(i.balance_minor for i in session.exec(select(Invoice)))
+    # and the PDF and the e-mail print it
+    pdf = render_statement_pdf(found, seller="seller.example", from_email="ar@seller.example")
+    assert b"Credit on your account from credit notes" in pdf  # PDF text escapes ( and )
+    assert b"balance\\): USD 200.00" in pdf and b"of which USD 200.00 to your account" in pdf
+    assert b"Net owed to you on 30 Nov 2026: USD 200.00" in pdf
+    _, body = render_email("statement", {"statement": {
+        "customer": "C-GLOBEX", "start": "2026-11-01", "end": "2026-11-30"}},
+        from_email="ar@seller.example", session=session)
+    assert "Credit on your account from credit notes (not in the balance): USD 200.00" in body
