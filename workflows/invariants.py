@@ -168,12 +168,15 @@ def validate_issued_invoices(session: Session) -> list[str]:
 
 def validate_customer_credit(session: Session) -> list[str]:
     """The customer credit an invoice's credit notes gave is money we owe back, so never more
-    than the money applied to it (allocations, net of refund reversals): a note on a written
-    off or unpaid invoice must not become credit for money nobody paid (SPEC §3, customer
-    credit only on a paid invoice). With the balance invariant this is also the credit
-    ceiling: credit notes + write-offs never exceed the total."""
+    than the money paid on it (its allocations): a note on a written off or unpaid invoice
+    must not become credit for money nobody paid (SPEC §3, customer credit only on a paid
+    invoice). With the balance invariant this is also the credit ceiling: credit notes +
+    write-offs never exceed the total. Money paid counts as paid when the credit was given:
+    a refund of the payment afterwards reopens the invoice and leaves the credit (the
+    customer then owes the invoice less the credit, as before the refund less the money), so
+    refund reversals (negative allocations) are not subtracted here."""
     paid = (select(Allocation.invoice_id, sa.func.sum(Allocation.amount_minor).label("p"))
-            .group_by(Allocation.invoice_id).subquery())
+            .where(Allocation.amount_minor > 0).group_by(Allocation.invoice_id).subquery())
     credit = (select(CreditNote.invoice_id,
                      sa.func.sum(CreditNote.customer_credit_minor).label("c"))
               .where(CreditNote.customer_credit_minor != 0)

@@ -206,3 +206,28 @@ def test_customer_credit_beyond_the_money_paid_is_named(books) -> None:
     # then it is named: 50.00 owed to a customer who paid nothing on that invoice
     assert "invoice INV-2026-000002: customer credit 5000 > money applied 0" in \
         invariants.validate_all(books)
+
+
+def test_a_refund_after_a_note_gave_customer_credit_keeps_the_books_healthy(session) -> None:
+    # given an invoice of 100.00 paid in full, then credited 30.00 (customer credit)
+    from models import Payment
+    from workflows import refunds
+
+    f.user(session, "UCOLL001", "collector")
+    f.user(session, "UCREDIT1", "credit_approver")
+    f.customer(session, collector="UCOLL001")
+    f.invoice(session, "INV-2026-000009", total="100.00", issued=TODAY)
+    record_payment(session, PaymentIn(amount="100.00", currency="USD", received_at=NOW,
+                                      reference="INV-2026-000009"), actor="test")
+    request, _ = credit_notes.request_credit_note(session, credit_notes.CreditNoteIn(
+        invoice="INV-2026-000009", reason="damaged", amount="30.00"), actor="UCOLL001",
+        now=NOW)
+    approvals.decide(session=session, approval_id=request.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    assert session.exec(select(CreditNote)).one().customer_credit_minor == 3_000
+    # when the payment is refunded in full (the invoice is open again for 100.00)
+    payment = session.exec(select(Payment)).one()
+    refunds.refund_payment(session, payment=payment, amount_minor=10_000, external_id="r-1",
+                           value_date=TODAY, actor="test")
+    # then the books are still consistent: the credit was for money paid then
+    assert invariants.validate_all(session) == []
