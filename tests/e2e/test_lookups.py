@@ -7,8 +7,9 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from sqlalchemy import event
+from sqlmodel import select
 
-from models import User
+from models import OutboxMessage, OutboxStatus, User
 from sandbox.webapi import Fault
 from tests.conftest import ADMIN
 from tests.support import factories as f
@@ -74,8 +75,17 @@ def test_order_posted_via_api_is_shown_by_o2c_order(server, slack, standin, api)
 @pytest.mark.parametrize("fault", [Fault(body={"ok": True}), Fault(status=503)],
                          ids=["answer-without-user", "slack-unavailable"])
 def test_an_order_is_answered_when_slack_cannot_say_the_callers_locale(
-        company, slack, standin, fault) -> None:
-    # given: Slack answers the caller's users.info without a user, or not at all
+        company, server, slack, standin, fault) -> None:
+    # given: the messages the fixture's order queued for the rep delivered (the outbox looks
+    # up their reader's locale itself: when it did so during the asks below, it was a second
+    # users.info), the rep's locale not known, then Slack answering the caller's users.info
+    # without a user, or not at all
+    server.worker.drain()
+    standin.api.wait_for(lambda: _nothing_to_deliver(server), description="the outbox delivered")
+    with server.db.transaction() as s:
+        s.get(User, "USALES01").locale = None
+    server.deps.locales.pop("USALES01", None)  # (the outbox shares the server's cache)
+    asked_before = len(standin.api.calls_to("users.info"))
     standin.api.inject("users.info", fault, fault)
     # when
     first = ask(slack, standin.api, "USALES01", f"order {company['order']}")
@@ -85,7 +95,15 @@ def test_an_order_is_answered_when_slack_cannot_say_the_callers_locale(
         text = text_of(answer)
         assert f"Order {company['order']}" in text and "USD 300.00" in text
         assert "went wrong" not in text
-    assert len(standin.api.calls_to("users.info")) == 1
+    assert len(standin.api.calls_to("users.info")) - asked_before == 1
+
+
+def _nothing_to_deliver(server) -> bool:
+    with server.db.read_session() as s:
+        return s.exec(select(OutboxMessage).where(
+            OutboxMessage.transport == "slack",  # (e-mails wait for an SMTP server here)
+            OutboxMessage.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING]))
+        ).first() is None
 
 
 def test_an_order_is_answered_in_one_transaction_of_few_reads(company, server, slack,
