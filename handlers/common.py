@@ -113,6 +113,22 @@ def checking(context: BoltContext) -> Iterator[Session]:
         yield session
 
 
+def options_for(ack: Ack, context: BoltContext, allowed: Callable[[Session], None],
+                found: Callable[[Session], Any], shown: Callable[[Any], list[dict]]) -> None:
+    """A select's options, answered in its ack, only for whoever `allowed` lets through (the
+    role of the action or form the select belongs to: a card in a channel shows its selects
+    to everyone there), checked in `checking` (a read; a refusal is audited); anyone else gets
+    none. `found` reads in that session; `shown` makes the options from it afterwards."""
+    try:
+        with checking(context) as session:
+            allowed(session)
+            rows = found(session)
+    except PermissionDenied:
+        ack(options=[])
+        return
+    ack(options=shown(rows))
+
+
 USER_CACHE_SECONDS = 300
 
 

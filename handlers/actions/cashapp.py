@@ -24,6 +24,7 @@ from handlers.common import (
     formats_of,
     known_formats,
     now_of,
+    options_for,
     tell_user,
     transaction,
 )
@@ -160,37 +161,35 @@ def on_apply_invoices(body: dict, action: dict, respond: Respond, client: WebCli
 def customer_choices(ack: Ack, payload: dict, context: BoltContext) -> None:
     """The options of "Find customer…": customers whose name or id looks like the query, for
     whoever may name the payment's customer (`on_assign`); none for anyone else (audited)."""
-    user_id = (payload.get("user") or {}).get("id") or ""
     query = (payload.get("value") or "").strip()
-    try:
-        with checking(context) as session:  # a read; a refusal is audited
-            require_role(session, user_id=user_id, roles=(Role.COLLECTOR,),
-                         action="payment.identify", entity_type="payment",
-                         entity_id=_payment_of_block(payload) or "-")
-            match = find_customer(session, query, limit=10) if query else None
-    except PermissionDenied:
-        ack(options=[])
-        return
-    ack(options=[answers.customer_option(c) for c in (match.candidates if match else [])])
+    options_for(ack, context, _may_place(payload, "payment.identify"),
+                lambda s: find_customer(s, query, limit=10) if query else None,
+                lambda match: [answers.customer_option(c)
+                               for c in (match.candidates if match else [])])
 
 
 def invoice_choices(ack: Ack, payload: dict, context: BoltContext) -> None:
     """The options of "Apply to invoices…": open invoices whose number contains the query, for
     whoever may apply the payment to them (`on_apply_invoices`); none for anyone else
     (audited)."""
-    user_id = (payload.get("user") or {}).get("id") or ""
     query = (payload.get("value") or "").strip()
-    try:
-        with checking(context) as session:  # a read; a refusal is audited
-            require_role(session, user_id=user_id, roles=(Role.COLLECTOR,),
-                         action="payment.correct", entity_type="payment",
-                         entity_id=_payment_of_block(payload) or "-")
-            found = open_invoice_choices(session, query)
-    except PermissionDenied:
-        ack(options=[])
-        return
-    fmt, _ = known_formats(context, user_id)
-    ack(options=[answers.invoice_option(inv, fmt=fmt) for inv in found])
+
+    def shown(found: list) -> list[dict]:
+        fmt, _ = known_formats(context, (payload.get("user") or {}).get("id") or "")
+        return [answers.invoice_option(inv, fmt=fmt) for inv in found]
+    options_for(ack, context, _may_place(payload, "payment.correct"),
+                lambda s: open_invoice_choices(s, query), shown)
+
+
+def _may_place(payload: dict, action: str):
+    """The check of a card select's search: the role of the action it belongs to (collector
+    or admin), refused against the card's payment."""
+    user_id = (payload.get("user") or {}).get("id") or ""
+
+    def allowed(session) -> None:
+        require_role(session, user_id=user_id, roles=(Role.COLLECTOR,), action=action,
+                     entity_type="payment", entity_id=_payment_of_block(payload) or "-")
+    return allowed
 
 
 def on_return(body: dict, respond: Respond, client: WebClient, context: BoltContext) -> None:

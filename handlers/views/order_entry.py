@@ -38,6 +38,7 @@ from handlers.common import (
     formats_of,
     known_formats,
     now_of,
+    options_for,
     today_for,
     transaction,
 )
@@ -143,27 +144,19 @@ def create_order(body: dict, view: dict, client: WebClient, context: BoltContext
 def on_customer_options(ack: Ack, body: dict, context: BoltContext) -> None:
     """The customer search, for whoever may enter an order (`check_may_enter`: the role the
     submission needs); anyone else gets no options, and the refusal is audited."""
-    try:
-        with checking(context) as session:
-            check_may_enter(session, (body.get("user") or {}).get("id") or "")
-            match = find_customer(session, body.get("value") or "", limit=SUGGESTIONS)
-    except PermissionDenied:
-        ack(options=[])
-        return
-    ack(options=customer_options(match.candidates))
+    user_id = (body.get("user") or {}).get("id") or ""
+    options_for(ack, context, lambda s: check_may_enter(s, user_id),
+                lambda s: find_customer(s, body.get("value") or "", limit=SUGGESTIONS),
+                lambda match: customer_options(match.candidates))
 
 
 def on_product_options(ack: Ack, body: dict, context: BoltContext) -> None:
     """The product search (names and prices), for whoever may enter an order, as above."""
     user_id = (body.get("user") or {}).get("id") or ""
-    try:
-        with checking(context) as session:
-            check_may_enter(session, user_id)
-            products = search_products(session, body.get("value") or "", limit=SUGGESTIONS)
-    except PermissionDenied:
-        ack(options=[])
-        return
-    ack(options=product_options(products, fmt=known_formats(context, user_id)[0]))
+    options_for(ack, context, lambda s: check_may_enter(s, user_id),
+                lambda s: search_products(s, body.get("value") or "", limit=SUGGESTIONS),
+                lambda products: product_options(
+                    products, fmt=known_formats(context, user_id)[0]))
 
 
 def on_product_chosen(body: dict, client: WebClient, context: BoltContext) -> None:

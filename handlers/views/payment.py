@@ -29,6 +29,7 @@ from handlers.common import (
     known_formats,
     metadata_id,
     now_of,
+    options_for,
     transaction,
     view_metadata,
 )
@@ -41,7 +42,7 @@ from workflows.cash_application import (
     return_payment,
 )
 from workflows.cash_application import check_return as cash_return_check
-from workflows.errors import DomainError, PermissionDenied
+from workflows.errors import DomainError
 from workflows.inputs import PaymentIn, build
 from workflows.lookup import find_customer
 from workflows.users import require_role
@@ -174,14 +175,10 @@ def may_record(session: Session, user_id: str) -> None:
 def customer_options(ack: Ack, payload: dict, context: BoltContext) -> None:
     user_id = (payload.get("user") or {}).get("id") or ""
     query = (payload.get("value") or "").strip()
-    try:
-        with checking(context) as session:
-            may_record(session, user_id)
-            match = find_customer(session, query, limit=10) if query else None
-    except PermissionDenied:
-        ack(options=[])
-        return
-    ack(options=[customer_option(c) for c in (match.candidates if match else [])])
+    options_for(ack, context, lambda s: may_record(s, user_id),
+                lambda s: find_customer(s, query, limit=10) if query else None,
+                lambda match: [customer_option(c)
+                               for c in (match.candidates if match else [])])
 
 
 def invoice_options(ack: Ack, payload: dict, context: BoltContext) -> None:
@@ -190,15 +187,12 @@ def invoice_options(ack: Ack, payload: dict, context: BoltContext) -> None:
     values = ((payload.get("view") or {}).get("state") or {}).get("values") or {}
     customer = (_value(values, ids.PAY_CUSTOMER_BLOCK, ids.PAY_CUSTOMER)
                 .get("selected_option") or {}).get("value")
-    try:
-        with checking(context) as session:
-            may_record(session, user_id)
-            found = open_invoice_choices(session, query, customer=customer)
-    except PermissionDenied:
-        ack(options=[])
-        return
-    fmt, _ = known_formats(context, user_id)
-    ack(options=[invoice_option(inv, fmt=fmt) for inv in found])
+
+    def shown(found: list) -> list[dict]:
+        fmt, _ = known_formats(context, user_id)
+        return [invoice_option(inv, fmt=fmt) for inv in found]
+    options_for(ack, context, lambda s: may_record(s, user_id),
+                lambda s: open_invoice_choices(s, query, customer=customer), shown)
 
 
 # -- "Refund or return…" on a payment nobody could place ------------------------------------------
