@@ -30,11 +30,17 @@ tolerance) and hand the event here as plain JSON; nothing here talks to Stripe.
   reopened invoice out of dunning while Stripe decides (`disputes.external_id`
   "stripe:<dispute>", reason mapped from Stripe's). An inquiry (status `warning_*`) takes
   nothing back: announced only. Posted to the AR channel and the collector.
+* `charge.dispute.funds_withdrawn`: the money is taken back as above. It is how an inquiry
+  that becomes a chargeback takes the money (its `charge.dispute.created` was the inquiry's),
+  and a chargeback reports it beside its `created`: whichever comes first takes the money
+  (once per dispute), the other changes nothing and tells no one again.
 * `charge.dispute.closed`: won — the money comes back as a payment (keyed
   "stripe:<dispute>:reinstated") applied to the invoices the chargeback reopened, and their
   disputes are closed as rejected by "stripe"; lost — the money stays with the customer and
   the disputes stay open for a person to accept (a credit note) or reject (collect again);
-  both are announced.
+  both are announced. A won or lost close whose balance transactions show a withdrawal that
+  no event of the chargeback took yet (an escalated inquiry's funds_withdrawn not delivered
+  yet, or not subscribed to) takes it first, then closes.
 * An event that needs a payment not recorded yet (a refund or dispute delivered before the
   payment) waits (`waiting`) and is processed when the payment arrives. Stripe does not
   deliver in order, so the same holds within a chargeback: a close (won or lost) delivered
@@ -59,6 +65,7 @@ from models import (
     Dispute,
     DisputeStatus,
     Invoice,
+    OutboxMessage,
     Payment,
     PaymentFee,
     ProviderEvent,
@@ -171,7 +178,10 @@ def _dispatch(session: Session, event: dict, *, now: datetime, fetch_fees: bool)
     if event_type == "charge.refunded":
         return _refunded(session, obj, created)
     if event_type == "charge.dispute.created":
-        return _disputed(session, obj, created, now)
+        inquiry = str(obj.get("status") or "").startswith("warning_")
+        return _disputed(session, obj, created, now, take=not inquiry)
+    if event_type == "charge.dispute.funds_withdrawn":
+        return _disputed(session, obj, created, now, take=True)
     if event_type == "charge.dispute.closed":
         return _dispute_closed(session, obj, created, now)
     return Outcome("ignored", f"{event_type} is not used")
@@ -358,32 +368,64 @@ def _refund_refused(session: Session, payment: Payment, charge_id: str, new: int
     return Outcome("failed", detail, payment.id)
 
 
-def _disputed(session: Session, dispute: dict, created: datetime, now: datetime) -> Outcome:
+def _disputed(session: Session, dispute: dict, created: datetime, now: datetime, *,
+              take: bool) -> Outcome:
+    """A chargeback (`take`: `charge.dispute.created` of a chargeback, or
+    `charge.dispute.funds_withdrawn`, which is also how an inquiry that became a chargeback
+    takes the money) or an inquiry (announced only). The money is taken once per dispute,
+    whichever of its events comes first: the others find it taken and change nothing."""
     payment_intent = dispute.get("payment_intent")
     payment = payment_of(session, payment_intent)
     if payment is None:
         return Outcome("waiting", "its payment is not recorded yet", object_id=payment_intent)
     payment = refunds.lock_payment(session, payment.id)  # one dispute event at a time
+    dispute_id = str(dispute.get("id") or "")
+    if dispute_id and _taken(session, dispute_id) is not None:
+        return Outcome("processed", f"chargeback {dispute_id}: its money was taken back "
+                       "before", payment.id, object_id=dispute_id)
+    held = _take_back(session, payment, dispute, created, now, take=take)
+    taken = money.to_str(sum(h["amount_minor"] for h in held), payment.currency)
+    return Outcome("processed", f"chargeback {dispute_id} "
+                   + (f"took back {taken}" if take else "announced (an inquiry)"), payment.id,
+                   object_id=dispute_id or None)  # its close may wait for it
+
+
+def _taken(session: Session, dispute_id: str) -> Refund | None:
+    """What this chargeback took back (the refund "stripe:<dispute>:withdrawn")."""
+    return session.exec(select(Refund).where(
+        Refund.external_id == f"stripe:{dispute_id}:withdrawn")).first()
+
+
+def _withdrawal_listed(dispute: dict) -> bool:
+    """Whether the dispute's balance transactions show money withdrawn from the account (a
+    chargeback; an inquiry has none)."""
+    listed = dispute.get("balance_transactions")
+    return isinstance(listed, list) and any(
+        isinstance(t, dict) and isinstance(t.get("amount"), int) and t["amount"] < 0
+        for t in listed)
+
+
+def _take_back(session: Session, payment: Payment, dispute: dict, created: datetime,
+               now: datetime, *, take: bool) -> list[dict]:
+    """Take the chargeback's money back (`take`; an inquiry takes nothing), audit it and
+    tell AR and the collector (once per dispute and kind). What was held (see `_hold`)."""
     customer = session.get(Customer, payment.customer_id) if payment.customer_id else None
     invoices = [inv.number for a, inv in payment_allocations(session, payment.id)
                 if a.amount_minor > 0]
     due = (dispute.get("evidence_details") or {}).get("due_by")
     amount = dispute.get("amount") if isinstance(dispute.get("amount"), int) else 0
-    inquiry = str(dispute.get("status") or "").startswith("warning_")
-    held = [] if inquiry else _hold(session, payment, dispute, amount, created, now)
+    held = _hold(session, payment, dispute, amount, created, now) if take else []
     audit.record(session, actor=ACTOR, action="payment.chargeback", entity_type="payment",
                  entity_id=payment.id, reason=str(dispute.get("reason") or "")[:500],
                  amount_minor=amount, dispute=dispute.get("id"), invoices=invoices,
                  status=dispute.get("status"), held=held)
-    _announce(session, "provider_dispute", customer, {
-        **_dispute_context(payment, customer, dispute, amount), "invoice": ", ".join(invoices)
-        or None, "inquiry": inquiry, "held": held,
-        "due_by": _moment(due, created).date().isoformat() if due else None},
-        key=f"stripe-dispute:{dispute.get('id')}")
-    taken = money.to_str(sum(h["amount_minor"] for h in held), payment.currency)
-    return Outcome("processed", f"chargeback {dispute.get('id')} "
-                   + ("announced (an inquiry)" if inquiry else f"took back {taken}"), payment.id,
-                   object_id=str(dispute.get("id") or "") or None)  # its close may wait for it
+    key = f"stripe-dispute:{dispute.get('id')}" + (":withdrawn" if take else "")
+    if not _told(session, key):
+        _announce(session, "provider_dispute", customer, {
+            **_dispute_context(payment, customer, dispute, amount),
+            "invoice": ", ".join(invoices) or None, "inquiry": not take, "held": held,
+            "due_by": _moment(due, created).date().isoformat() if due else None}, key=key)
+    return held
 
 
 # Stripe's dispute reasons in the back office's words (the rest: "other", Stripe's own reason
@@ -458,9 +500,14 @@ def _dispute_closed(session: Session, dispute: dict, created: datetime, now: dat
     payment = refunds.lock_payment(session, payment.id)
     dispute_id = str(dispute.get("id") or "")
     status = str(dispute.get("status") or "")
-    taken = session.exec(select(Refund).where(
-        Refund.external_id == f"stripe:{dispute_id}:withdrawn")).first()
+    taken = _taken(session, dispute_id)
     decided = status in ("won", "lost")
+    if decided and taken is None and dispute_id and _withdrawal_listed(dispute):
+        # the close says the money was withdrawn, and no event of this chargeback took it
+        # yet (an inquiry that became a chargeback, its funds_withdrawn not delivered yet or
+        # not subscribed to): taken now, as that event would have, then closed
+        _take_back(session, payment, dispute, created, now, take=True)
+        taken = _taken(session, dispute_id)
     if decided and taken is None and dispute_id \
             and not _recorded(session, "charge.dispute.created", dispute_id):
         # Stripe does not deliver in order: decided before we heard of the chargeback.
@@ -546,6 +593,12 @@ def _announce(session: Session, template: str, customer: Customer | None, contex
     if customer is not None and customer.collector_id:
         outbox.post_to_user(session, user_id=customer.collector_id, template=template,
                             context=context, dedupe_key=f"{key}:{customer.collector_id}")
+
+
+def _told(session: Session, key: str) -> bool:
+    """Whether AR was told this already (its message is queued or sent)."""
+    return session.exec(select(OutboxMessage.id).where(
+        OutboxMessage.dedupe_key == f"{key}:ar")).first() is not None
 
 
 def waiting(session: Session) -> int:

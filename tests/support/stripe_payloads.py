@@ -87,8 +87,19 @@ def charge(*, payment_intent: str, amount: int, amount_refunded: int = 0,
 
 def dispute(*, payment_intent: str, charge_id: str, amount: int, currency: str = "usd",
             reason: str = "product_not_received", status: str = "needs_response",
-            dispute_id: str | None = None) -> dict:
-    return {"id": dispute_id or _id("dp"), "object": "dispute", "amount": amount,
+            dispute_id: str | None = None, balance_transactions: list[int] | None = None
+            ) -> dict:
+    """A dispute; `balance_transactions`, when given, the amounts Stripe moved for it (a
+    withdrawal negative, a reinstatement positive), as its list of balance transactions."""
+    listed = {} if balance_transactions is None else {"balance_transactions": [
+        {"id": _id("txn"), "object": "balance_transaction", "amount": moved,
+         "currency": currency, "fee": 1500 if moved < 0 else -1500,
+         "net": moved - 1500 if moved < 0 else moved + 1500,
+         "description": ("Chargeback withdrawal" if moved < 0 else "Chargeback reversal")
+         + f" for {charge_id}", "reporting_category": "dispute" if moved < 0
+         else "dispute_reversal", "type": "adjustment", "status": "pending"}
+        for moved in balance_transactions]}
+    return {**listed, "id": dispute_id or _id("dp"), "object": "dispute", "amount": amount,
             "charge": charge_id,
             "created": now_ts(), "currency": currency,
             "evidence_details": {"due_by": now_ts() + 7 * 86400,

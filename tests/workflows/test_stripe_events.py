@@ -469,6 +469,110 @@ def test_a_chargeback_ends_the_same_whatever_order_its_events_arrive_in(
     healthy(db)
 
 
+def escalation_event(kind: str, event_id: str | None = None) -> dict:
+    """An inquiry on dp_1 that became a chargeback, as Stripe reports it: created as an
+    inquiry (nothing withdrawn), its funds withdrawn (now `needs_response`), closed won (money
+    withdrawn and reinstated) or lost (withdrawn)."""
+    status, event_type, moved = {
+        "inquiry": ("warning_needs_response", "charge.dispute.created", []),
+        "withdrawn": ("needs_response", "charge.dispute.funds_withdrawn", [-10_000]),
+        "won": ("won", "charge.dispute.closed", [-10_000, 10_000]),
+        "lost": ("lost", "charge.dispute.closed", [-10_000]),
+    }[kind]
+    return sp.event(event_type, sp.dispute(
+        payment_intent="pi_D1", charge_id="ch_D1", amount=10_000, status=status,
+        dispute_id="dp_1", balance_transactions=moved), event_id=event_id)
+
+
+def chargeback_cards(db) -> list[dict]:
+    """What AR was told of dp_1 taking money back (not the inquiry's notice)."""
+    return [c["context"] for c in cards(db, "provider_dispute")
+            if c["channel"] == "ar" and not c["context"]["inquiry"]]
+
+
+def test_an_inquiry_that_becomes_a_chargeback_takes_the_money_when_it_is_withdrawn(db) -> None:
+    # given an invoice paid through Stripe, and an inquiry on the payment (nothing taken)
+    [number] = given_invoices(db, "100.00")
+    handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=number, amount=10_000, pi_id="pi_D1")))
+    assert "inquiry" in handle(db, escalation_event("inquiry")).detail
+    assert invoice(db, number).balance_minor == 0
+    # when the inquiry becomes a chargeback: Stripe withdraws the money
+    outcome = handle(db, escalation_event("withdrawn"))
+    # then the payment gives it back and the invoice is open again, held in a dispute
+    assert outcome.status == "processed" and "took back 100.00" in outcome.detail
+    [payment] = payments(db)
+    assert (payment.refunded_minor, payment.status) == (10_000, "refunded")
+    reopened = invoice(db, number)
+    assert (reopened.balance_minor, reopened.disputed_minor) == (10_000, 10_000)
+    [dispute] = chargeback_disputes(db)
+    assert (dispute.status, dispute.held_minor) == ("open", 10_000)
+    # and AR heard of the inquiry, then of the chargeback
+    told = [c["context"]["inquiry"] for c in cards(db, "provider_dispute")
+            if c["channel"] == "ar"]
+    assert told == [True, False]
+    assert chargeback_cards(db)[0]["held"] == [{"invoice": number, "amount_minor": 10_000,
+                                                "dispute": dispute.id}]
+    healthy(db)
+
+
+@pytest.mark.parametrize("withdrawn_first", [False, True])
+def test_a_chargeback_and_its_funds_withdrawn_take_the_money_once(
+        db, withdrawn_first: bool) -> None:
+    # given an invoice paid through Stripe
+    [number] = given_invoices(db, "100.00")
+    handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=number, amount=10_000, pi_id="pi_D1")))
+    # when Stripe reports one chargeback twice: created, and its funds withdrawn
+    events = [dispute_event(), escalation_event("withdrawn")]
+    outcomes = [handle(db, e) for e in (events[::-1] if withdrawn_first else events)]
+    # then the money is taken back once, one dispute holds the invoice, AR is told once
+    assert [o.status for o in outcomes] == ["processed", "processed"]
+    assert "taken back before" in outcomes[1].detail
+    with db.read_session() as s:
+        assert [(r.external_id, r.amount_minor) for r in s.exec(select(Refund))] == [
+            ("stripe:dp_1:withdrawn", 10_000)]
+    reopened = invoice(db, number)
+    assert (reopened.balance_minor, reopened.disputed_minor) == (10_000, 10_000)
+    assert len(chargeback_disputes(db)) == 1 and len(chargeback_cards(db)) == 1
+    healthy(db)
+
+
+ESCALATION_ORDERS = list(permutations(("payment", "inquiry", "withdrawn", "closed")))
+
+
+@pytest.mark.parametrize("order", ESCALATION_ORDERS,
+                         ids=["-".join(o) for o in ESCALATION_ORDERS])
+@pytest.mark.parametrize("status", ["won", "lost"])
+def test_an_inquiry_become_chargeback_ends_the_same_whatever_order_its_events_arrive_in(
+        db, status: str, order: tuple[str, ...]) -> None:
+    # given an invoice paid through Stripe, an inquiry on it that became a chargeback, and
+    # the chargeback decided
+    [number] = given_invoices(db, "100.00")
+    events = {"payment": sp.event("payment_intent.succeeded", sp.payment_intent(
+                  invoice=number, amount=10_000, pi_id="pi_D1"), event_id="evt_pay"),
+              "inquiry": escalation_event("inquiry", "evt_inquiry"),
+              "withdrawn": escalation_event("withdrawn", "evt_withdrawn"),
+              "closed": escalation_event(status, "evt_closed")}
+    # when Stripe delivers the four events in this order, checking the books after each
+    for name in order:
+        handle(db, events[name])
+        healthy(db)
+    replayed = [handle(db, events[name]).status for name in order]
+    # then the money is where a chargeback decided so leaves it, taken back once and (won)
+    # given back once, whatever the order; a replay changes nothing
+    assert replayed == ["duplicate"] * 4
+    books = ledger(db)
+    expected = expected_ledger(number, status)
+    assert {k: books[k] for k in ("payments", "refunds", "applied", "invoices", "disputes")} \
+        == {k: expected[k] for k in ("payments", "refunds", "applied", "invoices", "disputes")}
+    [told] = chargeback_cards(db)
+    assert [h["amount_minor"] for h in told["held"]] == [10_000]
+    assert books["told_ar"].count("provider_dispute_closed") == 1
+    settled(db)
+    healthy(db)
+
+
 def test_a_refund_after_a_won_chargeback_gives_back_the_money_it_reinstated(db) -> None:
     # given a chargeback Stripe closed as won (the invoice is paid again)
     number, _ = charged_back(db)
