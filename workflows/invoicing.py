@@ -122,7 +122,7 @@ def invoice_shipment(session: Session, shipment: Shipment, *, actor: str,
     issue = booked.effective_date
     terms = Terms.parse(customer.payment_terms)
     invoice = Invoice(
-        number=numbering.next_invoice_number(session, issue), customer_id=customer.id,
+        number=numbering.next_free_invoice_number(session, issue), customer_id=customer.id,
         order_id=order.id, shipment_id=shipment.id, currency=order.currency, issue_date=issue,
         due_date=terms.due_date(issue), payment_terms=customer.payment_terms,
         order_date=order.order_date, ship_date=shipped,
@@ -229,7 +229,7 @@ def invoice_subscription_period(session: Session, *, order: Order, line: OrderLi
     terms = Terms.parse(customer.payment_terms)
     tax = money.percent_of(amount_minor, customer.tax_rate_bp, order.currency)
     invoice = Invoice(
-        number=numbering.next_invoice_number(session, issue_date), customer_id=customer.id,
+        number=numbering.next_free_invoice_number(session, issue_date), customer_id=customer.id,
         order_id=order.id, currency=order.currency, issue_date=issue_date,
         due_date=terms.due_date(issue_date), payment_terms=customer.payment_terms,
         order_date=order.order_date, billing_address=customer.billing_address,

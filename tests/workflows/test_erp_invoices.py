@@ -13,7 +13,7 @@ from models.invoices import invoice_number_key
 from tests.support import factories as f
 from tests.support import meanwhile
 from workflows.errors import Conflict, DomainError, ValidationFailed
-from workflows.inputs import InvoiceIn
+from workflows.inputs import InvoiceIn, ShipmentLineIn
 from workflows.invoicing import ingest_erp_invoice, ingest_erp_invoices
 
 
@@ -104,3 +104,45 @@ def test_a_number_stored_meanwhile_by_another_import_is_refused_alone(books, db)
     assert [type(o).__name__ for o in outcomes] == ["int", "Conflict", "int"]
     books.expire_all()
     assert numbers(books) == ["ERP-20", "ERP-21", "ERP-22", "ERP-7"]
+
+
+# -- our own numbers beside the ERP's -------------------------------------------------------------
+def test_our_invoices_skip_numbers_an_erp_invoice_already_has(books) -> None:
+    """An ERP may number in our format (`POST /invoices` keeps its numbers): our next
+    invoices — a shipment's, a subscription period's — take the next number no invoice has,
+    instead of failing on the unique number (the shipment, the period never billed)."""
+    from datetime import UTC, datetime
+
+    from workflows import orders, shipping, subscriptions
+    from workflows.inputs import OrderIn, OrderLineIn
+
+    session = books
+    # given the ERP's invoices INV-2026-000001 and -000002 (our format, our counter at 0)
+    for number in ("INV-2026-000001", "INV-2026-000002"):
+        ingest_erp_invoice(session, erp(number, issue_date=date(2026, 3, 1),
+                                        due_date=date(2026, 3, 31)), actor="erp")
+    f.user(session, "USALES01", "sales")
+    f.product(session, "WID", price="10.00", on_hand=5)
+    f.product(session, "CLOUD", price="1200.00", revenue_type="subscription")
+    now = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    placed = orders.create_order(session, OrderIn(
+        customer="C-GLOBEX", sales_rep="USALES01", currency="USD", lines=[
+            OrderLineIn(sku="WID", quantity=1),
+            OrderLineIn(sku="CLOUD", quantity=1, service_start="2026-03-01",
+                        service_end="2027-02-28", billing="monthly")]),
+        actor="USALES01", now=now)
+    # when we invoice a shipment and a subscription's first period
+    shipping.ship_order(session, order_number=placed.number, carrier="UPS",
+                        tracking_number="1Z1", shipped_at=now, actor="api", now=now,
+                        lines=[ShipmentLineIn(sku="WID", quantity=1)])
+    [due] = subscriptions.due_periods(session, date(2026, 3, 10))
+    period = subscriptions.bill_period(session, order_line_id=due.order_line_id,
+                                       period_start=due.period_start, as_of=date(2026, 3, 10),
+                                       now=now)
+    session.commit()
+    # then each got a number of its own, after the ERP's, and the ERP's are unchanged
+    ours = list(session.exec(select(Invoice.number).where(Invoice.order_id == placed.id)
+                             .order_by(Invoice.id)))
+    assert ours == ["INV-2026-000003", "INV-2026-000004"] and period.number in ours
+    assert numbers(session) == ["ERP-7", "INV-2026-000001", "INV-2026-000002",
+                                "INV-2026-000003", "INV-2026-000004"]
