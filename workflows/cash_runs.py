@@ -146,7 +146,8 @@ def rules_for(session: Session) -> matching.Rules:
     set_ = dict(session.connection().execute(_MATCHING_POLICY).all())
 
     def value(key: str) -> Decimal:
-        return Decimal(set_[key]) if key in set_ else getattr(base, key)
+        stored = policies.stored_value(key, set_[key]) if key in set_ else None
+        return getattr(base, key) if stored is None else stored
 
     return matching.Rules(threshold=value("cashapp_confidence"),
                           fee_bp=money.pct_to_bp(value("bank_fee_pct")),

@@ -53,19 +53,53 @@ class Policy:
 # Where a session carries the policy of the settings (`Session(info={DEFAULTS_KEY: policy})`);
 # a session without it (a test's, a script's) has the defaults of `Policy`.
 DEFAULTS_KEY = "o2c.policy"
+_TYPES = {f.name: f.type for f in fields(Policy)}
 
 
 def current(session: Session) -> Policy:
-    """The policy in force: the session's defaults (the settings) with admins' overrides."""
+    """The policy in force: the session's defaults (the settings) with admins' overrides. An
+    override that is not valid (stored by a version that did not check values on set) is
+    not in force: the value under it stays (`invalid_overrides` names it, `/o2c policy`
+    shows it), instead of every decision that reads the policy failing."""
     defaults = session.info.get(DEFAULTS_KEY) or Policy()
     overrides: dict[str, object] = {}
-    types = {f.name: f.type for f in fields(Policy)}
     for row in session.exec(select(PolicyRow)).all():
-        if row.key in types:
-            kind = types[row.key]
-            overrides[row.key] = (Decimal(row.value) if "Decimal" in str(kind)
-                                  else int(row.value) if kind in ("int", int) else row.value)
+        value = stored_value(row.key, row.value)
+        if value is not None:
+            overrides[row.key] = value
     return replace(defaults, **overrides) if overrides else defaults
+
+
+def stored_value(key: str, value: str) -> Decimal | int | str | None:
+    """An admin's stored override of `key` as the policy's type, or None when it is not in
+    force (an unknown key, or a value that is not valid)."""
+    if key not in _TYPES or _why_invalid(key, value) is not None:
+        return None
+    kind = str(_TYPES[key])
+    return Decimal(value) if "Decimal" in kind else int(value) if kind == "int" else value
+
+
+def invalid_overrides(session: Session) -> list[tuple[str, str, str]]:
+    """Stored overrides that are not in force because they are not valid: (key, value,
+    why), by key."""
+    rows = session.exec(select(PolicyRow).order_by(PolicyRow.key)).all()
+    return [(row.key, row.value, why) for row in rows if row.key in _TYPES
+            and (why := _why_invalid(row.key, row.value)) is not None]
+
+
+def _why_invalid(key: str, value: str) -> str | None:
+    """Why a stored value of `key` cannot be in force, or None. `late_fees` is always taken
+    as stored: each dunning run holds back only the levels it cannot read, and audits why
+    (`late_fees.invalid`)."""
+    from workflows.errors import ValidationFailed
+
+    if key == "late_fees":
+        return None
+    try:
+        checked_value(key, value)
+    except ValidationFailed as exc:
+        return exc.errors[0].detail if exc.errors else exc.detail
+    return None
 
 
 def business_date(session: Session, moment: datetime) -> date:

@@ -25,7 +25,8 @@ def policy_values(call: CommandCall) -> None:
     if not parts:
         with call.deps.db.read_session() as session:
             current = policy.current(session)
-        call.answer(policy_message(current, usage=POLICY_USAGE), "Policy")
+            invalid = policy.invalid_overrides(session)
+        call.answer(policy_message(current, usage=POLICY_USAGE, invalid=invalid), "Policy")
         return
     if parts[0].lower() != "set" or len(parts) != 3:
         call.answer(refusal(f"Usage: {POLICY_USAGE}"), "Usage")
