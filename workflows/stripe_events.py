@@ -48,7 +48,9 @@ tolerance) and hand the event here as plain JSON; nothing here talks to Stripe.
   dispute id in `object_id`), so the chargeback ends the same whatever the order. The
   refund and dispute events of one payment lock its row first, so two of them processed at
   the same moment by two server processes run one after the other, the second seeing the
-  first (a close never decides to wait while its chargeback is being committed).
+  first (a close never decides to wait while its chargeback is being committed). Likewise
+  all events of one PaymentIntent (`_one_payment_at_a_time`): an event deciding to wait is
+  committed before its payment's event looks for what waits for it.
 * Unknown event types are acknowledged and ignored.
 """
 
@@ -157,6 +159,8 @@ def _dispatch(session: Session, event: dict, *, now: datetime, fetch_fees: bool)
     event_type = event.get("type")
     obj = event["data"]["object"]
     created = _moment(event.get("created"), now)
+    _one_payment_at_a_time(session, obj.get("id") if event_type == "payment_intent.succeeded"
+                           else obj.get("payment_intent"))
     if event_type in PAID_SESSION:
         if obj.get("mode") not in (None, "payment"):
             return Outcome("ignored", f"a {obj.get('mode')} session")
@@ -185,6 +189,23 @@ def _dispatch(session: Session, event: dict, *, now: datetime, fetch_fees: bool)
     if event_type == "charge.dispute.closed":
         return _dispute_closed(session, obj, created, now)
     return Outcome("ignored", f"{event_type} is not used")
+
+
+# pg_advisory_xact_lock(class, key) class of a PaymentIntent's events ("o2cS"; the two-key
+# space, apart from the period close's one-key lock)
+PAYMENT_LOCK_CLASS = 0x6F326353
+
+
+def _one_payment_at_a_time(session: Session, payment_intent: object) -> None:
+    """The events of one PaymentIntent are processed one at a time across server processes
+    (PostgreSQL: a transaction-scoped advisory lock, taken before anything is read). Else a
+    refund or chargeback finding no payment could commit "waiting" just after the payment's
+    own transaction looked for what waits for it: left waiting for ever. (SQLite writes one
+    transaction at a time, each event's claim first.)"""
+    if isinstance(payment_intent, str) and payment_intent \
+            and session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(sa.func.pg_advisory_xact_lock(
+            PAYMENT_LOCK_CLASS, sa.func.hashtext(payment_intent))))
 
 
 def _moment(unix: object, default: datetime) -> datetime:

@@ -24,6 +24,7 @@ from models import (
     Refund,
 )
 from tests.support import factories as f
+from tests.support import meanwhile
 from tests.support import stripe_payloads as sp
 from tests.support.timetravel import frozen_at
 from workflows import shipping, stripe_events
@@ -222,6 +223,29 @@ def test_a_refund_before_its_payment_waits_for_it(db) -> None:
     assert payment.status == "refunded" and invoice(db, number).balance_minor == 10_000
     with db.read_session() as s:
         assert {e.status for e in s.exec(select(ProviderEvent))} == {"processed"}
+    healthy(db)
+
+
+@pytest.mark.parametrize("kind", ["refund", "chargeback"])
+def test_an_event_waiting_while_its_payment_is_recorded_at_the_same_moment_is_not_left_waiting(
+        db, kind: str) -> None:
+    # given an invoice, and a refund (or chargeback) of its Stripe payment arriving before the
+    # payment: its transaction has found no payment and is about to commit "waiting"
+    [number] = given_invoices(db, "100.00")
+    early = (refund_event(10_000) if kind == "refund" else dispute_event())
+    paid = sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=number, amount=10_000, pi_id="pi_D1"))
+    with db.session() as held:
+        assert stripe_events.handle(held, early, now=NOW, fetch_fees=False).status == "waiting"
+        # when another server process records the payment at that very moment
+        outcome, waited = meanwhile.second_writer(db, held, lambda s: stripe_events.handle(
+            s, paid, now=NOW, fetch_fees=False))
+    # then (on PostgreSQL it waited for the first: one PaymentIntent's events are processed
+    # one at a time) the payment is recorded and the waiting event applied, none left waiting
+    assert outcome.status == "processed"
+    assert waited == db.is_postgres
+    assert invoice(db, number).balance_minor == 10_000
+    settled(db)
     healthy(db)
 
 
