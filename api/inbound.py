@@ -132,7 +132,9 @@ def hubspot_signature_ok(request: Request, body: bytes, secret: str,
 
     signature = request.headers.get("x-hubspot-signature-v3")
     timestamp = request.headers.get("x-hubspot-request-timestamp")
-    if not signature or not timestamp or not timestamp.isdigit():
+    # ASCII digits only: str.isdigit() also says yes to "²" (a header's byte 0xB2), which
+    # int() refuses
+    if not signature or not timestamp or not (timestamp.isascii() and timestamp.isdigit()):
         return False
     if abs(now_ms - int(timestamp)) > HUBSPOT_TOLERANCE_MS:
         return False

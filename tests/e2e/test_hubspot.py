@@ -217,3 +217,18 @@ def test_without_hubspot_settings_the_endpoint_is_off(server) -> None:
     url = f"{server.base_url}/webhooks/hubspot"
     body, headers = hp.signed(url, [hp.stage_changed("1", event_id=1)])
     assert httpx.post(url, content=body, headers=headers).status_code == 404
+
+
+def test_a_timestamp_header_of_other_digits_is_refused_not_a_crash(hub_server) -> None:
+    # given: a timestamp made of characters Python calls digits but int() refuses ("²",
+    # which is what the byte 0xB2 of a header decodes to)
+    url = f"{hub_server.base_url}/webhooks/hubspot"
+    body, headers = hp.signed(url, [hp.stage_changed("5012", event_id=12)])
+    for stamp in (b"\xb2", "\u0661\u0662".encode()):
+        # when
+        answer = httpx.post(url, content=body,
+                            headers={**headers, "X-HubSpot-Request-Timestamp": stamp})
+        # then
+        assert answer.status_code == 401
+    with hub_server.db.read_session() as s:
+        assert s.exec(select(ProviderEvent)).all() == []
