@@ -10,12 +10,14 @@
   payment page. Without Stripe or the sandbox: 404.
 * `POST /webhooks/hubspot` — HubSpot's events, verified with its signature v3 (the client
   library's helper, `HUBSPOT_CLIENT_SECRET`, 5-minute tolerance) before anything is parsed;
-  each event kept once by its `eventId`, a won deal queued for import (`bot.hubspot`).
+  each event kept once (by its `eventId` with the account, subscription, object and moment:
+  HubSpot's eventId alone is not unique), a won deal queued for import (`bot.hubspot`).
   Without the secret and the access token: 404.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import logging
@@ -132,7 +134,9 @@ def hubspot_signature_ok(request: Request, body: bytes, secret: str,
 
     signature = request.headers.get("x-hubspot-signature-v3")
     timestamp = request.headers.get("x-hubspot-request-timestamp")
-    if not signature or not timestamp or not timestamp.isdigit():
+    # ASCII digits only: str.isdigit() also says yes to "²" (a header's byte 0xB2), which
+    # int() refuses
+    if not signature or not timestamp or not (timestamp.isascii() and timestamp.isdigit()):
         return False
     if abs(now_ms - int(timestamp)) > HUBSPOT_TOLERANCE_MS:
         return False
@@ -177,15 +181,27 @@ async def hubspot_webhook(request: Request) -> Response:
     return JSONResponse({"received": len(events), "queued": queued})
 
 
+def hubspot_event_key(event: dict) -> str:
+    """What makes a HubSpot notification itself, so that a re-delivery (the same notification,
+    `attemptNumber` aside) is found and a different one never is: HubSpot documents `eventId`
+    as "not guaranteed to be unique", so it is qualified with the account, the subscription,
+    the object and the moment. Empty without an `eventId`."""
+    if not event.get("eventId"):
+        return ""
+    parts = (event.get(name) for name in ("portalId", "subscriptionId", "eventId", "objectId",
+                                           "occurredAt"))
+    return ":".join(str(part if part is not None else "")[:40] for part in parts)
+
+
 def _queue_hubspot(deps: Any, events: list[dict]) -> int:
-    """Each event once (by its eventId); a deal moved to a stage is queued for import (the
+    """Each event once (`hubspot_event_key`); a deal moved to a stage is queued for import (the
     worker reads the deal and checks the stage and pipeline against the mapping)."""
     from bot.hubspot import PROVIDER, Mapping
 
     mapping = Mapping.of(deps.settings.o2c_hubspot_mapping)
     queued = 0
     for event in events:
-        event_id = str(event.get("eventId") or "")[:255]
+        event_id = hubspot_event_key(event)
         kind = event.get("subscriptionType")
         wanted = (kind == "deal.propertyChange" and event.get("propertyName") == "dealstage"
                   and event.get("propertyValue") in mapping.won_stages) or \
@@ -206,7 +222,8 @@ def _queue_hubspot(deps: Any, events: list[dict]) -> int:
                 session.flush()
                 if wanted and deal_id.isdigit():
                     outbox._add(session, transport=PROVIDER, method="deal.import",
-                                dedupe_key=f"hubspot-import:{deal_id}:{event_id}",
+                                dedupe_key=f"hubspot-import:{deal_id[:40]}:" + hashlib.sha256(
+                                    event_id.encode()).hexdigest()[:40],
                                 payload={"deal_id": deal_id, "event_id": event_id})
                     queued += 1
         except IntegrityError:  # the same event, stored by another request meanwhile

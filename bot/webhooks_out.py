@@ -12,16 +12,24 @@ A 2xx answer delivers it. Anything else — another status, a redirect (never fo
 timeout, a refused connection — is logged in the delivery log and retried with exponential
 backoff (5 s, doubling, at most 6 h apart) until three days after it was queued; then it fails
 and stays visible (`o2c outbox`, `o2c webhooks replay`). A `Retry-After` (429/503) is
-honoured up to the cap. The answer's body is never read. The claim of the row (lease,
-renewal, takeover after a crash) is the outbox's: a `kill -9` mid-request loses nothing, and
-the next attempt carries the same `webhook-id`, so receivers can drop the duplicate.
+honoured up to the cap. The answer's body is never read, and a whole attempt (connecting,
+sending, the answer's status line and headers) has `DEADLINE` seconds: httpx's timeouts
+bound each read, so a receiver sending its answer a byte at a time would otherwise hold the
+integrations worker (every other subscriber, HubSpot, Stripe) for as long as it liked; at
+the deadline the connection is shut down and the attempt is a timeout. The claim of the row
+(lease, renewal, takeover after a crash) is the outbox's: a `kill -9` mid-request loses
+nothing, and the next attempt carries the same `webhook-id`, so receivers can drop the
+duplicate.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
+import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from standardwebhooks import Webhook
@@ -37,7 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("o2c.webhooks")
 
-TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)  # each connect / read / write
+DEADLINE = 30.0  # seconds for a whole attempt, however the receiver paces its answer
 BACKOFF_BASE = 5.0
 BACKOFF_MAX = 6 * 3600.0
 USER_AGENT = "o2c-bot-webhooks/1"
@@ -47,10 +56,15 @@ class WebhookTransport:
     kind = webhooks.TRANSPORT
     retry_for = webhooks.RETRY_FOR
 
-    def __init__(self, db: Database, *, client: httpx.Client | None = None) -> None:
+    def __init__(self, db: Database, *, client: httpx.Client | None = None,
+                 deadline: float = DEADLINE) -> None:
         self.db = db
-        self.client = client or httpx.Client(timeout=TIMEOUT, follow_redirects=False,
-                                             headers={"user-agent": USER_AGENT})
+        self.deadline = deadline
+        # a new connection per attempt (no keep-alive): the deadline shuts down the one it
+        # saw opened, and no receiver's half-read connection is ever reused
+        self.client = client or httpx.Client(
+            timeout=TIMEOUT, follow_redirects=False, headers={"user-agent": USER_AGENT},
+            limits=httpx.Limits(max_keepalive_connections=0))
 
     def backoff(self, attempts: int) -> float:
         return min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_MAX)
@@ -76,14 +90,19 @@ class WebhookTransport:
         error: str | None = None
         timed_out = False
         retry_after: float = 0.0
+        cutoff = _Cutoff(self.deadline)
         try:
-            with self.client.stream("POST", subscription.url, content=body,
-                                    headers=headers) as response:
+            with cutoff, self.client.stream("POST", subscription.url, content=body,
+                                            headers=headers,
+                                            extensions={"trace": cutoff.trace}) as response:
                 status = response.status_code  # the body is never read
                 retry_after = _retry_after(response.headers.get("retry-after"))
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
             timed_out = isinstance(exc, httpx.TimeoutException)
+        if cutoff.fired and status is None:
+            error = f"no complete answer within {self.deadline:g} s"
+            timed_out = True
         ok = status is not None and 200 <= status < 300
         if not ok and error is None:
             error = f"HTTP {status}"
@@ -98,6 +117,60 @@ class WebhookTransport:
         observability.webhook_failed(observability.webhook_failure_reason(status, timed_out))
         log.info("webhook %s to subscription %s: %s", event.uid, subscription.id, error)
         raise Retry(min(retry_after, BACKOFF_MAX), f"webhook: {error}")
+
+
+class _Cutoff:
+    """The deadline of one attempt: it learns the attempt's connection when httpcore opens it
+    (its `trace` extension) and keeps a duplicate of the socket (`dup`: the TLS wrapper takes
+    the original over); once `seconds` have passed it shuts the connection down, which ends
+    whatever read, write or TLS handshake is blocked on it (httpx then raises)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._done = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Cutoff:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._done = True
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            sock.close()  # the duplicate only: the connection is httpx's to close
+
+    def trace(self, name: str, info: dict[str, Any]) -> None:
+        if name != "connection.connect_tcp.complete":
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is None:
+            return
+        with self._lock:
+            if self._done:
+                return
+            self._sockets.append(sock.dup())
+            if self.fired:
+                _shut(self._sockets[-1])
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.fired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # the connection is gone already
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _retry_after(value: str | None) -> float:

@@ -168,9 +168,12 @@ def queue_update(session: Session, link: CrmDeal) -> None:
 
 
 def _quantity(i: int, value: str | int | None) -> int:
+    """A line item's quantity as a whole number ("3" or "3.0"), parsed as amounts are
+    (`money.D`: ASCII digits, finite), so "Infinity", "sNaN" or "１２" are refused by name
+    instead of crashing the import or being read as a number."""
+    text = str(value).strip()
     try:
-        text = str(value).strip()
-        number = Decimal(text)
+        number = money.D(text)
     except (InvalidOperation, ValueError):
         raise ValidationFailed.of(f"lines[{i}].quantity", f"{value!r} is not a number") from None
     if number != number.to_integral_value():

@@ -120,12 +120,18 @@ def failed(session: Session, limit: int = 50) -> list[OutboxMessage]:
 
 
 def requeue_failed(session: Session, row_id: int | None = None) -> int:
-    """Put failed messages back in the queue (after the cause was fixed); returns how many."""
+    """Put failed messages back in the queue (after the cause was fixed); returns how many.
+
+    A row that was attempted before keeps one attempt on its count: an earlier attempt may
+    have reached Slack with its answer lost, and the worker looks for such a post before
+    posting again only from a row's second attempt on (`bot.outbox`), so a re-queued post is
+    found where it is instead of shown twice. A row never attempted starts from nothing."""
     table = OutboxMessage.__table__
     query = sa.update(table).where(table.c.status == OutboxStatus.FAILED)
     if row_id is not None:
         query = query.where(table.c.id == row_id)
     # due at once: any time in the past will do, and the row's own creation time needs no clock
-    result = session.execute(query.values(status=OutboxStatus.PENDING, attempts=0,
-                                          next_attempt_at=table.c.created_at))
+    result = session.execute(query.values(
+        status=OutboxStatus.PENDING, attempts=sa.case((table.c.attempts > 0, 1), else_=0),
+        next_attempt_at=table.c.created_at))
     return result.rowcount

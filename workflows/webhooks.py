@@ -64,6 +64,7 @@ DISABLE_AFTER = timedelta(days=3)  # an endpoint failing every attempt this long
 MAX_SUBSCRIPTIONS = 100
 MAX_URL = 2000
 _CACHE = "webhooks.subscriptions"
+REPLAYED = "replayed as a new delivery"  # last_error of a failed row `replay` queued again
 
 
 # -- subscriptions -------------------------------------------------------------------------------
@@ -274,6 +275,9 @@ def replay(session: Session, *, subscription_id: int, event_ids: list[int] | Non
                        "first (o2c webhooks enable)")
     ob = OutboxMessage.__table__
     queued = sa.select(ob.c.payload).where(ob.c.transport == TRANSPORT)
+    # a failed row replayed before has its new row already (delivered, or failed itself):
+    # `failed` replays each failure once, not again on every later replay
+    not_replayed = sa.or_(ob.c.last_error.is_(None), ob.c.last_error != REPLAYED)
     ids: list[int] = []
     if event_ids:
         found = session.exec(select(WebhookEvent.id).where(
@@ -284,7 +288,8 @@ def replay(session: Session, *, subscription_id: int, event_ids: list[int] | Non
         ids = sorted(found)
     else:
         if failed:
-            rows = session.execute(queued.where(ob.c.status == OutboxStatus.FAILED)).all()
+            rows = session.execute(queued.where(ob.c.status == OutboxStatus.FAILED,
+                                                not_replayed)).all()
         else:
             rows = session.execute(queued.where(ob.c.created_at >= since)).all() \
                 if since is not None else []
@@ -299,10 +304,11 @@ def replay(session: Session, *, subscription_id: int, event_ids: list[int] | Non
         count += 1
     if failed:  # those now have a new row each: the old ones are done with
         for (row_id, payload) in session.execute(sa.select(ob.c.id, ob.c.payload).where(
-                ob.c.transport == TRANSPORT, ob.c.status == OutboxStatus.FAILED)).all():
+                ob.c.transport == TRANSPORT, ob.c.status == OutboxStatus.FAILED,
+                not_replayed)).all():
             if (payload or {}).get("subscription_id") == subscription_id:
                 session.execute(sa.update(ob).where(ob.c.id == row_id).values(
-                    last_error="replayed as a new delivery"))
+                    last_error=REPLAYED))
     audit.record(session, actor=actor, action="webhook.replayed", entity_type="webhook",
                  entity_id=subscription_id, events=ids[:200], count=count)
     return count

@@ -189,3 +189,38 @@ def test_deliveries_api_lists_attempts(server, api) -> None:
     assert rows[0]["event"]["type"] == "customer.credit_hold"
     assert rows[0]["event"]["webhook_id"].startswith("msg_")
     assert httpx.codes.is_success(api.get(f"/webhooks/{hook_id}/deliveries").status_code)
+
+
+def test_a_receiver_answering_a_byte_at_a_time_is_cut_off_and_holds_back_no_one(
+        db, database_url) -> None:
+    # given two subscribers: the first one's receiver sends its answer's headers a line
+    # every 0.2 s (each read well within the read timeout) for 15 s; the second is fine
+    slow_answer = Step(200, trickle=0.2, trickle_lines=75)
+    with Receiver([slow_answer]) as slow, Receiver() as fine:
+        with db.transaction() as s:
+            f.user(s, "USALES01", "sales")
+            f.customer(s)
+            f.product(s)
+            slow_hook = webhooks.subscribe(s, url=slow.url, events=["order.created"],
+                                           actor="api")
+            webhooks.subscribe(s, url=fine.url, events=["order.created"], actor="api")
+            f.order(s)
+        worker = OutboxWorker(db, None, test_settings(database_url, "http://127.0.0.1:9/api/"),
+                              transports=[WebhookTransport(db, deadline=1.0)])
+        # when the worker delivers
+        started = time.monotonic()
+        assert worker.run_once() == 2
+        elapsed = time.monotonic() - started
+        # then the slow attempt was cut off at the deadline, logged as a timeout, and will be
+        # retried; the other subscriber got its event meanwhile
+        assert elapsed < 5, f"one pass took {elapsed:.1f} s"
+        assert len(fine.wait_for(1)) == 1
+    with db.read_session() as s:
+        rows = s.exec(select(OutboxMessage).where(OutboxMessage.transport == "webhook")
+                      .order_by(OutboxMessage.id)).all()
+        assert [r.status for r in rows] == ["pending", "sent"]
+        assert rows[0].payload["subscription_id"] == slow_hook.id
+        assert rows[0].last_error == "webhook: no complete answer within 1 s"
+        [logged] = s.exec(select(WebhookDelivery).where(
+            WebhookDelivery.subscription_id == slow_hook.id)).all()
+        assert (logged.ok, logged.status_code) == (False, None)

@@ -170,6 +170,29 @@ def test_a_rate_limited_lookup_waits_and_posts_nothing_meanwhile(db, standin,
     assert dict(delivered(standin.api)) == {row_id: 1}
 
 
+def test_a_failed_post_requeued_after_an_unknown_outcome_shows_once(db, standin,
+                                                                     database_url) -> None:
+    # given a post Slack made but answered 503, whose look-up on the retry then failed for
+    # good (the token was revoked meanwhile): the row failed, its first outcome unknown
+    [row_id] = queue(db, 1)
+    standin.api.inject("chat.postMessage", Fault(status=503, applied=True))
+    standin.api.inject("conversations.history", Fault(error="token_revoked"))
+    worker = worker_for(db, standin, database_url)
+    now = utcnow()
+    worker.run_once(now=now)
+    worker.run_once(now=now + timedelta(minutes=1))
+    assert statuses(db) == {"failed": 1}
+    assert dict(delivered(standin.api)) == {row_id: 1}
+    # when an admin re-queues it once the token is fixed
+    with db.transaction() as s:
+        assert outbox.requeue_failed(s, row_id) == 1
+    worker.run_once(now=now + timedelta(minutes=2))
+    # then it is found where Slack posted it, and not posted again
+    assert statuses(db) == {"sent": 1}
+    assert dict(delivered(standin.api)) == {row_id: 1}
+    assert len(standin.api.calls_to("chat.postMessage")) == 1
+
+
 # -- kill -9 while Slack is slow ----------------------------------------------------------------
 def test_kill_9_during_delivery_doubles_nothing_and_strands_nothing(database_url, standin,
                                                                     tmp_path) -> None:

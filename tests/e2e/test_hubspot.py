@@ -217,3 +217,40 @@ def test_without_hubspot_settings_the_endpoint_is_off(server) -> None:
     url = f"{server.base_url}/webhooks/hubspot"
     body, headers = hp.signed(url, [hp.stage_changed("1", event_id=1)])
     assert httpx.post(url, content=body, headers=headers).status_code == 404
+
+
+def test_an_event_id_hubspot_reuses_for_another_deal_still_makes_its_order(
+        hub_server, crm) -> None:
+    # given: HubSpot documents `eventId` as "not guaranteed to be unique"; a re-delivery
+    # repeats the whole notification (same subscription, object, moment)
+    company(hub_server.db)
+    for deal_id in ("5010", "5011"):
+        crm.add_deal(deal_id, company=("9001", "C-GLOBEX"),
+                     lines=[{"sku": "WID-1", "quantity": 1, "price": "100.00"}])
+    first = hp.stage_changed("5010", event_id=77)
+    second = hp.stage_changed("5011", event_id=77)
+    # when both deals are won, each notification carrying event id 77, then both re-delivered
+    assert send(hub_server, [first]).json() == {"received": 1, "queued": 1}
+    assert send(hub_server, [second]).json() == {"received": 1, "queued": 1}
+    assert send(hub_server, [first, second]).json() == {"received": 2, "queued": 0}
+    # then each deal is an order, once
+    crm.wait_for(lambda: len(orders(hub_server.db)) == 2, what="both orders")
+    found = orders(hub_server.db)
+    assert sorted(o.external_id for o in found) == ["hubspot-deal-5010", "hubspot-deal-5011"]
+    hub_server.app.state.runtime.integrations.drain()
+    assert len(orders(hub_server.db)) == 2
+
+
+def test_a_timestamp_header_of_other_digits_is_refused_not_a_crash(hub_server) -> None:
+    # given: a timestamp made of characters Python calls digits but int() refuses ("²",
+    # which is what the byte 0xB2 of a header decodes to)
+    url = f"{hub_server.base_url}/webhooks/hubspot"
+    body, headers = hp.signed(url, [hp.stage_changed("5012", event_id=12)])
+    for stamp in (b"\xb2", "\u0661\u0662".encode()):
+        # when
+        answer = httpx.post(url, content=body,
+                            headers={**headers, "X-HubSpot-Request-Timestamp": stamp})
+        # then
+        assert answer.status_code == 401
+    with hub_server.db.read_session() as s:
+        assert s.exec(select(ProviderEvent)).all() == []

@@ -23,6 +23,10 @@ class Step:
     status: int = 200
     hold: bool = False  # answer only once the test calls `release()` (a hanging receiver)
     headers: dict[str, str] = field(default_factory=dict)
+    # answer its status line, then one header line every `trickle` seconds, `trickle_lines`
+    # times (each read of the client's well within its read timeout, the answer never done)
+    trickle: float = 0.0
+    trickle_lines: int = 0
 
 
 class Receiver:
@@ -46,6 +50,19 @@ class Receiver:
                 receiver.arrived.set()
                 if step.hold:
                     receiver.released.wait(120)
+                if step.trickle:
+                    try:
+                        self.wfile.write(f"HTTP/1.1 {step.status} OK\r\n".encode())
+                        for n in range(step.trickle_lines):
+                            self.wfile.flush()
+                            if receiver.released.wait(step.trickle):
+                                break
+                            self.wfile.write(f"x-slow-{n}: .\r\n".encode())
+                        self.wfile.write(b"content-length: 0\r\n\r\n")
+                        self.wfile.flush()
+                    except OSError:
+                        pass  # the client gave up on it
+                    return
                 try:
                     self.send_response(step.status)
                     for name, value in step.headers.items():

@@ -222,6 +222,39 @@ def test_replay_queues_the_same_event_again_with_its_webhook_id(db) -> None:
         webhooks.replay(s, subscription_id=hook.id, event_ids=[event.id + 99], actor="cli")
 
 
+def test_replaying_failed_events_sends_each_failure_once_not_on_every_replay(db) -> None:
+    # given an event the subscriber failed to get, replayed with --failed and then delivered
+    with db.transaction() as s:
+        company(s)
+        hook = webhooks.subscribe(s, url="https://erp.example/hooks", events=["order.created"],
+                                  actor="api")
+        f.order(s, now=NOW)
+        [row] = webhook_rows(s)
+        row.status, row.last_error = "failed", "webhook: HTTP 500"
+        s.add(row)
+    with db.transaction() as s:
+        assert webhooks.replay(s, subscription_id=hook.id, failed=True, actor="cli") == 1
+    with db.transaction() as s:
+        replayed = webhook_rows(s)[1]
+        replayed.status = "sent"
+        s.add(replayed)
+    # when, later, another event fails and the failures are replayed again
+    with db.transaction() as s:
+        f.order(s, now=NOW)
+        newer = webhook_rows(s)[2]
+        newer.status, newer.last_error = "failed", "webhook: HTTP 503"
+        s.add(newer)
+    with db.transaction() as s:
+        count = webhooks.replay(s, subscription_id=hook.id, failed=True, actor="cli")
+    # then only the new failure is queued: the delivered one is not sent to them again
+    with db.read_session() as s:
+        rows = webhook_rows(s)
+        assert count == 1
+        assert [(r.status, r.payload["event_id"]) for r in rows] == [
+            ("failed", rows[0].payload["event_id"]), ("sent", rows[0].payload["event_id"]),
+            ("failed", newer.payload["event_id"]), ("pending", newer.payload["event_id"])]
+
+
 def test_an_endpoint_failing_for_three_days_is_disabled_and_admins_are_told(db) -> None:
     # given a subscription with a queued event
     with db.transaction() as s:
