@@ -64,7 +64,7 @@ DISABLE_AFTER = timedelta(days=3)  # an endpoint failing every attempt this long
 MAX_SUBSCRIPTIONS = 100
 MAX_URL = 2000
 _CACHE = "webhooks.subscriptions"
-REPLAYED = "replayed as a new delivery"  # last_error of a failed row `replay` queued again
+REPLAYED = outbox.REPLAYED  # last_error of a failed row `replay` queued again
 
 
 # -- subscriptions -------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from models import (
 )
 from tests.support import factories as f
 from tests.support.timetravel import frozen_at
-from workflows import approvals, cash_application, shipping, webhooks
+from workflows import approvals, cash_application, outbox, shipping, webhooks
 from workflows.credit_hold import set_credit_hold
 from workflows.errors import NotFound, ValidationFailed
 from workflows.inputs import DisputeOpenIn, PaymentIn
@@ -253,6 +253,36 @@ def test_replaying_failed_events_sends_each_failure_once_not_on_every_replay(db)
         assert [(r.status, r.payload["event_id"]) for r in rows] == [
             ("failed", rows[0].payload["event_id"]), ("sent", rows[0].payload["event_id"]),
             ("failed", newer.payload["event_id"]), ("pending", newer.payload["event_id"])]
+
+
+def test_retrying_every_failed_message_leaves_out_webhooks_replayed_already(db) -> None:
+    # given an event the subscriber failed to get, replayed as a new delivery and delivered,
+    # and a Slack post that failed
+    with db.transaction() as s:
+        company(s)
+        hook = webhooks.subscribe(s, url="https://erp.example/hooks", events=["order.created"],
+                                  actor="api")
+        f.order(s, now=NOW)
+        [row] = webhook_rows(s)
+        row.status, row.last_error = "failed", "webhook: HTTP 500"
+        s.add(row)
+        post = outbox.post_to_channel(s, channel="ar", template="text",
+                                      context={"text": "hello"}, dedupe_key="t:1")
+        post.status, post.last_error = "failed", "slack: channel_not_found"
+        s.add(post)
+    with db.transaction() as s:
+        assert webhooks.replay(s, subscription_id=hook.id, failed=True, actor="cli") == 1
+        replayed = webhook_rows(s)[1]
+        replayed.status = "sent"
+        s.add(replayed)
+    # when an admin retries every failed message (`o2c outbox --retry all`)
+    with db.transaction() as s:
+        count = outbox.requeue_failed(s)
+    # then the Slack post is queued again, the replayed webhook is not sent a third time
+    with db.read_session() as s:
+        assert count == 1
+        assert [r.status for r in webhook_rows(s)] == ["failed", "sent"]
+        assert s.get(OutboxMessage, post.id).status == "pending"
 
 
 def test_an_endpoint_failing_for_three_days_is_disabled_and_admins_are_told(db) -> None:
