@@ -36,7 +36,7 @@ from workflows import audit, invoicing, orders
 from workflows import validation as v
 from workflows.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from workflows.inputs import OrderIn, build
-from workflows.revenue_schedule import add_months
+from workflows.revenue_schedule import add_months, whole_months
 
 # Orders whose subscriptions are billed: contracts (approved or later) not on hold.
 BILLABLE = (OrderStatus.APPROVED, OrderStatus.BACKORDERED, OrderStatus.PARTIALLY_SHIPPED,
@@ -215,8 +215,10 @@ def renew_subscription(session: Session, *, order_number: str, line_no: int, act
                        now: datetime, service_end: date | str | None = None,
                        external_id: str | None = None) -> Order:
     """A new order for the next term of a subscription line: from the day after its service
-    period ends, for the same length (or up to `service_end`), same product, quantity, price,
-    discount and billing; through the credit and discount checks. A line is renewed once."""
+    period ends, for the same length (as many months when it runs whole months: a year for a
+    year, leap or not; else as many days) or up to `service_end`; same product, quantity,
+    price, discount and billing; through the credit and discount checks. A line is renewed
+    once."""
     order = orders.get_order(session, order_number)
     line = _subscription_line(session, order, line_no)
     if line.cancelled_from is not None or line.qty_cancelled:
@@ -235,6 +237,8 @@ def renew_subscription(session: Session, *, order_number: str, line_no: int, act
             step = BILLING_MONTHS[Billing(line.billing)]
             count = len(orders.subscription_periods(line))
             end = add_months(start, count * step) - timedelta(days=1)
+        elif months := whole_months(line.service_start, line.service_end):
+            end = add_months(start, months) - timedelta(days=1)  # a year for a year, leap or not
         else:
             end = start + (line.service_end - line.service_start)
     else:
