@@ -245,3 +245,28 @@ def test_a_subscription_invoiced_up_front_renews_for_as_many_months(
     line = orders.order_lines(session, renewal.id)[0]
     assert (line.service_start, line.service_end) == renewed
     assert line.billing is None and renewal.total_minor == 120000
+
+
+def test_a_withdrawn_renewal_does_not_block_the_next(session: Session, cloud: Order) -> None:
+    """The renewal of 2026 is withdrawn before it starts (the customer wanted to think it
+    over): the line was not renewed, so a renewal asked again makes a new order for 2027;
+    that one, running, blocks a third."""
+    # given
+    first = subscriptions.renew_subscription(session, order_number=cloud.number, line_no=1,
+                                             actor="USALES01", now=at(2026, 11, 20))
+    orders.cancel_order(session, first, actor="USALES01", reason="customer thinks it over",
+                        now=at(2026, 11, 25))
+    session.commit()
+    # when
+    second = subscriptions.renew_subscription(session, order_number=cloud.number, line_no=1,
+                                              actor="USALES01", now=at(2026, 12, 1))
+    session.commit()
+    # then
+    line = orders.order_lines(session, second.id)[0]
+    assert (line.service_start, line.service_end, second.total_minor, second.status) == (
+        date(2027, 1, 1), date(2027, 12, 31), 240000, "approved")
+    assert orders.order_lines(session, first.id)[0].renewal_of_line_id is None
+    with pytest.raises(Conflict, match=second.number):
+        subscriptions.renew_subscription(session, order_number=cloud.number, line_no=1,
+                                         actor="USALES01", now=at(2026, 12, 2))
+    assert invariants.validate_all(session) == []
