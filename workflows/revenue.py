@@ -4,8 +4,11 @@ what will be earned when.
 **Obligations.** Each order line of a contract is a performance obligation. A contract is an
 order that was approved: every order but drafts, orders waiting for approval, rejected and
 cancelled ones (an order on hold stays a contract: the hold stops shipping and billing, not
-what was already delivered). A line's *effective* quantity leaves out what was cancelled;
-a subscription cancelled from a period on keeps only the periods before it. The arithmetic
+what was already delivered). An order cancelled after a close recorded revenue of it (a
+service under way, not delivered or invoiced yet) stays on the books with nothing left to
+recognise: its closed months keep what they recorded and the first open month reverses it.
+A line's *effective* quantity leaves out what was cancelled; a subscription cancelled from
+a period on keeps only the periods before it. The arithmetic
 (allocation by standalone selling price, goods at shipment, services ratably by day, credit
 notes reducing what is left) is in `workflows.revenue_schedule`; this module reads the
 orders, shipments, invoices and credit notes, and keeps the books by month.
@@ -242,14 +245,21 @@ def load_obligations(session: Session, *, order_ids: list[int] | None = None
                      ) -> list[Obligation]:
     """Every contract's obligations with their shipments, invoices, credits and recorded
     months, allocated (a few queries, whatever the number of lines)."""
-    contract = Order.status.not_in(list(NOT_CONTRACTS))
+    # A contract, or an order that was one when a close recorded its revenue (a contract
+    # cancelled since): its closed months keep what they recorded, and with nothing left to
+    # recognise the first open month takes the reversal.
+    recorded = (select(OrderLine.order_id)
+                .join(RevenueEntry, RevenueEntry.order_line_id == OrderLine.id))
+    contract = sa.or_(Order.status.not_in(list(NOT_CONTRACTS)), Order.id.in_(recorded))
     scope = [contract] + ([Order.id.in_(order_ids)] if order_ids is not None else [])
-    rows = session.exec(select(OrderLine, Order.number, Order.currency)
+    rows = session.exec(select(OrderLine, Order.number, Order.currency, Order.status)
                         .join(Order, Order.id == OrderLine.order_id).where(*scope)
                         .order_by(OrderLine.order_id, OrderLine.line_no)).all()
     obligations: dict[int, Obligation] = {}
-    for line, number, currency in rows:
+    for line, number, currency, status in rows:
         quantity, net, ssp, end = _effective(line, currency)
+        if status in NOT_CONTRACTS:  # no longer a contract: nothing is recognised any more
+            quantity, net, ssp = 0, 0, 0
         obligations[line.id] = Obligation(
             line_id=line.id, order_id=line.order_id, order_number=number, line_no=line.line_no,
             sku=line.sku, currency=currency, revenue_type=line.revenue_type, quantity=quantity,

@@ -193,6 +193,15 @@ def add_months(day: date, months: int) -> date:
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
+def whole_months(start: date, end: date) -> int:
+    """How many months [start, end] runs when it ends the day before a month counted from
+    `start` would start (as `add_months` counts: 31 January to 27 February is one month,
+    2027 and 2028 are twelve each); 0 when it does not."""
+    following = end + _ONE_DAY
+    months = (following.year - start.year) * 12 + following.month - start.month
+    return months if months > 0 and add_months(start, months) == following else 0
+
+
 def billing_periods(start: date, end: date, step_months: int) -> list[tuple[date, date]]:
     """[start, end] cut into billing periods of `step_months`, each counted from `start`
     (so a period starting on the 31st starts on the last day of shorter months). The last

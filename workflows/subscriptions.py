@@ -19,7 +19,8 @@ Cancellation stops a subscription from a period that is not invoiced yet (`cance
 its first day): nothing is refunded, the order's cancelled value grows by what will not be
 billed, and revenue recognition shortens the service period to the day before. Renewal is a
 new contract: a new order for the next term (same product, quantity, price, discount and
-billing), through the credit and discount checks like any order; a line is renewed once.
+billing), through the credit and discount checks like any order; a line is renewed once
+(again only if that renewal order was cancelled or rejected).
 """
 
 from __future__ import annotations
@@ -36,12 +37,14 @@ from workflows import audit, invoicing, orders
 from workflows import validation as v
 from workflows.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from workflows.inputs import OrderIn, build
-from workflows.revenue_schedule import add_months
+from workflows.revenue_schedule import add_months, whole_months
 
 # Orders whose subscriptions are billed: contracts (approved or later) not on hold.
 BILLABLE = (OrderStatus.APPROVED, OrderStatus.BACKORDERED, OrderStatus.PARTIALLY_SHIPPED,
             OrderStatus.SHIPPED, OrderStatus.INVOICED, OrderStatus.PAID, OrderStatus.CLOSED)
 ACTOR = "system"
+# A renewal order in one of these never became the next term: the line may be renewed again.
+NOT_RENEWED = (OrderStatus.CANCELLED, OrderStatus.REJECTED)
 
 
 @dataclass(frozen=True)
@@ -215,8 +218,10 @@ def renew_subscription(session: Session, *, order_number: str, line_no: int, act
                        now: datetime, service_end: date | str | None = None,
                        external_id: str | None = None) -> Order:
     """A new order for the next term of a subscription line: from the day after its service
-    period ends, for the same length (or up to `service_end`), same product, quantity, price,
-    discount and billing; through the credit and discount checks. A line is renewed once."""
+    period ends, for the same length (as many months when it runs whole months: a year for a
+    year, leap or not; else as many days) or up to `service_end`; same product, quantity,
+    price, discount and billing; through the credit and discount checks. A line is renewed
+    once: again only when its renewal was cancelled or rejected (it never became a term)."""
     order = orders.get_order(session, order_number)
     line = _subscription_line(session, order, line_no)
     if line.cancelled_from is not None or line.qty_cancelled:
@@ -225,16 +230,23 @@ def renew_subscription(session: Session, *, order_number: str, line_no: int, act
     if order.status not in BILLABLE:
         raise InvalidTransition(f"order {order.number} is {order.status}; only a running "
                                 "contract can be renewed")
-    renewal = session.exec(select(Order.number).join(OrderLine, OrderLine.order_id == Order.id)
+    earlier = session.exec(select(OrderLine, Order).join(Order, Order.id == OrderLine.order_id)
                            .where(OrderLine.renewal_of_line_id == line.id)).first()
-    if renewal is not None:
-        raise Conflict(f"line {line_no} of {order.number} is already renewed by {renewal}")
+    if earlier is not None and earlier[1].status not in NOT_RENEWED:
+        raise Conflict(f"line {line_no} of {order.number} is already renewed by "
+                       f"{earlier[1].number}")
+    if earlier is not None:  # withdrawn or rejected: it never became the next term
+        earlier[0].renewal_of_line_id = None
+        session.add(earlier[0])
+        session.flush()
     start = line.service_end + timedelta(days=1)
     if service_end in (None, ""):
         if line.billing:
             step = BILLING_MONTHS[Billing(line.billing)]
             count = len(orders.subscription_periods(line))
             end = add_months(start, count * step) - timedelta(days=1)
+        elif months := whole_months(line.service_start, line.service_end):
+            end = add_months(start, months) - timedelta(days=1)  # a year for a year, leap or not
         else:
             end = start + (line.service_end - line.service_start)
     else:
@@ -260,7 +272,9 @@ def renew_subscription(session: Session, *, order_number: str, line_no: int, act
     session.flush()
     audit.record(session, actor=actor, action="subscription.renewed", entity_type="order",
                  entity_id=order.id, number=order.number, line_no=line.line_no,
-                 renewal=renewed.number, service_start=start.isoformat(),
+                 renewal=renewed.number,
+                 **({"replaces": earlier[1].number} if earlier is not None else {}),
+                 service_start=start.isoformat(),
                  service_end=end.isoformat(), at=now)
     return renewed
 

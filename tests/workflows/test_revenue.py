@@ -275,3 +275,33 @@ def test_service_periods_are_checked_by_revenue_type(book: Session, line: dict, 
         order(book, [line], now=at(2026, 2, 1))
     assert [e.field for e in refused.value.errors] == [field]
     assert says in refused.value.errors[0].detail
+
+
+def test_cancelling_a_contract_after_a_close_reverses_in_the_first_open_month(
+        book: Session) -> None:
+    """1000.00 of service over 2026, approved in December, not delivered yet: January
+    recognises 1000.00 x 31/365 = 84.93, unbilled. January is closed on 2 February; on 10
+    February the order is cancelled (nothing shipped or invoiced). January stays as closed
+    (84.93 recognised and unbilled); February, the first open month, takes the reversal."""
+    # given
+    placed = order(book, [{"sku": "SVC", "quantity": 1, "service_start": "2026-01-01",
+                           "service_end": "2026-12-31"}], now=at(2025, 12, 20))
+    book.commit()
+    revenue.close_month(book, period="2026-01", actor="UADMIN01", now=at(2026, 2, 2))
+    book.commit()
+    before = revenue.to_json(revenue.report(book, first=date(2026, 1, 1),
+                                            last=date(2026, 1, 1), today=date(2026, 2, 3)))
+    # when
+    orders.cancel_order(book, placed, actor="USALES01", reason="customer withdrew",
+                        now=at(2026, 2, 10))
+    book.commit()
+    # then
+    data = revenue.to_json(revenue.report(book, first=date(2026, 1, 1), last=date(2026, 2, 1),
+                                          today=date(2026, 2, 11)))
+    january, february = data["currencies"]["USD"]["months"]
+    assert january == before["currencies"]["USD"]["months"][0]
+    assert (january["closed"], january["recognized"]["total"], january["unbilled"]) == (
+        True, "84.93", "84.93")
+    assert (february["closed"], february["recognized"]["by_type"]["service"],
+            february["deferred"], february["unbilled"]) == (False, "-84.93", "0.00", "0.00")
+    assert data["currencies"]["USD"]["unbilled"] == "0.00"

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from hypothesis import given
@@ -20,6 +20,7 @@ from workflows.revenue_schedule import (
     installments,
     service_schedule,
     spread,
+    whole_months,
     whole_periods,
 )
 
@@ -176,3 +177,17 @@ def test_a_credit_beyond_the_allocated_price_before_the_service_starts() -> None
     entries = service_schedule(36, date(2026, 2, 23), date(2026, 3, 31),
                                credits=[(date(2026, 1, 5), 42)])
     assert entries == [(date(2026, 2, 23), -6)]
+
+
+def test_whole_months_are_counted_as_add_months_counts_them() -> None:
+    assert whole_months(date(2027, 1, 1), date(2027, 12, 31)) == 12
+    assert whole_months(date(2028, 1, 1), date(2028, 12, 31)) == 12
+    assert whole_months(date(2026, 1, 31), date(2026, 2, 27)) == 1
+    assert whole_months(date(2026, 2, 1), date(2026, 2, 28)) == 1
+    assert whole_months(date(2026, 1, 10), date(2026, 2, 18)) == 0
+    assert whole_months(date(2026, 1, 10), date(2026, 1, 10)) == 0
+
+
+@given(start=st.dates(date(1900, 1, 1), date(2999, 1, 1)), months=st.integers(1, 120))
+def test_a_term_of_whole_months_is_recognised_as_such(start: date, months: int) -> None:
+    assert whole_months(start, add_months(start, months) - timedelta(days=1)) == months

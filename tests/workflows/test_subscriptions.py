@@ -214,3 +214,59 @@ def test_two_processes_billing_the_same_period_invoice_it_once(db: Database,
     with db.read_session() as s:
         assert len(s.exec(select(SubscriptionBilling)).all()) == 1
         assert len(s.exec(select(Invoice)).all()) == 1
+
+
+@pytest.mark.parametrize(("start", "end", "renewed"), [
+    # a calendar year renewed into a leap year, and a leap year renewed
+    ("2027-01-01", "2027-12-31", (date(2028, 1, 1), date(2028, 12, 31))),
+    ("2028-01-01", "2028-12-31", (date(2029, 1, 1), date(2029, 12, 31))),
+    # a month of 28 days renewed into one of 31
+    ("2027-02-01", "2027-02-28", (date(2027, 3, 1), date(2027, 3, 31))),
+    # not whole months: as many days again
+    ("2027-01-10", "2027-02-18", (date(2027, 2, 19), date(2027, 3, 30))),
+])
+def test_a_subscription_invoiced_up_front_renews_for_as_many_months(
+        session: Session, cloud: Order, start: str, end: str, renewed: tuple) -> None:
+    """A subscription without a billing frequency (invoiced whole when delivered) over
+    whole months renews for as many months (a year for a year, leap or not), not for as
+    many days: 2027 (365 days) renewed by days would end on 30 December 2028, and February
+    by days on 28 March; a term of other lengths renews for as many days."""
+    # given
+    placed = orders.create_order(session, OrderIn(
+        customer="C-GLOBEX", sales_rep="USALES01", currency="USD", lines=[
+            OrderLineIn(sku="CLOUD", quantity=1, service_start=start, service_end=end)]),
+        actor="USALES01", now=at(2026, 12, 1))
+    session.commit()
+    # when
+    renewal = subscriptions.renew_subscription(session, order_number=placed.number,
+                                               line_no=1, actor="USALES01",
+                                               now=at(2026, 12, 2))
+    # then
+    line = orders.order_lines(session, renewal.id)[0]
+    assert (line.service_start, line.service_end) == renewed
+    assert line.billing is None and renewal.total_minor == 120000
+
+
+def test_a_withdrawn_renewal_does_not_block_the_next(session: Session, cloud: Order) -> None:
+    """The renewal of 2026 is withdrawn before it starts (the customer wanted to think it
+    over): the line was not renewed, so a renewal asked again makes a new order for 2027;
+    that one, running, blocks a third."""
+    # given
+    first = subscriptions.renew_subscription(session, order_number=cloud.number, line_no=1,
+                                             actor="USALES01", now=at(2026, 11, 20))
+    orders.cancel_order(session, first, actor="USALES01", reason="customer thinks it over",
+                        now=at(2026, 11, 25))
+    session.commit()
+    # when
+    second = subscriptions.renew_subscription(session, order_number=cloud.number, line_no=1,
+                                              actor="USALES01", now=at(2026, 12, 1))
+    session.commit()
+    # then
+    line = orders.order_lines(session, second.id)[0]
+    assert (line.service_start, line.service_end, second.total_minor, second.status) == (
+        date(2027, 1, 1), date(2027, 12, 31), 240000, "approved")
+    assert orders.order_lines(session, first.id)[0].renewal_of_line_id is None
+    with pytest.raises(Conflict, match=second.number):
+        subscriptions.renew_subscription(session, order_number=cloud.number, line_no=1,
+                                         actor="USALES01", now=at(2026, 12, 2))
+    assert invariants.validate_all(session) == []
