@@ -11,10 +11,10 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from bot.db import Database
-from models import Invoice, InvoiceLine, Order, OrderLine
+from models import Approval, Customer, Invoice, InvoiceLine, Order, OrderLine
 from models.revenue import SubscriptionBilling
 from tests.support import factories as f
-from workflows import invariants, orders, revenue, shipping, subscriptions
+from workflows import approvals, invariants, orders, revenue, shipping, subscriptions
 from workflows.errors import Conflict, InvalidTransition, ValidationFailed
 from workflows.inputs import OrderIn, OrderLineIn, ShipmentLineIn
 from workflows.revenue_schedule import cumulative
@@ -269,4 +269,33 @@ def test_a_withdrawn_renewal_does_not_block_the_next(session: Session, cloud: Or
     with pytest.raises(Conflict, match=second.number):
         subscriptions.renew_subscription(session, order_number=cloud.number, line_no=1,
                                          actor="USALES01", now=at(2026, 12, 2))
+    assert invariants.validate_all(session) == []
+
+
+def test_a_rejected_renewal_does_not_block_the_next(session: Session, cloud: Order) -> None:
+    """The renewal of 2026 waits for credit (the limit was lowered) and is rejected: the line
+    was not renewed, so a renewal asked again, once the limit is back, is the 2027 term."""
+    # given
+    customer = session.exec(select(Customer)).one()
+    customer.credit_limit_minor = 100
+    session.add(customer)
+    f.user(session, "UCREDIT1", "credit_approver")
+    first = subscriptions.renew_subscription(session, order_number=cloud.number, line_no=1,
+                                             actor="USALES01", now=at(2026, 11, 20))
+    [waiting] = session.exec(select(Approval).where(Approval.order_id == first.id)).all()
+    approvals.decide(session=session, approval_id=waiting.id, user_id="UCREDIT1",
+                     approve=False, note="over the limit", now=at(2026, 11, 23))
+    customer.credit_limit_minor = 100_000_000
+    session.add(customer)
+    session.commit()
+    assert session.get(Order, first.id).status == "rejected"
+    # when
+    second = subscriptions.renew_subscription(session, order_number=cloud.number, line_no=1,
+                                              actor="USALES01", now=at(2026, 12, 1))
+    session.commit()
+    # then
+    line = orders.order_lines(session, second.id)[0]
+    assert (line.service_start, line.service_end, second.status) == (
+        date(2027, 1, 1), date(2027, 12, 31), "approved")
+    assert orders.order_lines(session, first.id)[0].renewal_of_line_id is None
     assert invariants.validate_all(session) == []
