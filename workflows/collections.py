@@ -579,10 +579,18 @@ def send_reminder(session: Session, *, customer_id: int, actor: str, as_of: date
     invoices = overdue_invoices(session, customer_id, as_of)
     if not invoices:
         raise Conflict(f"{customer.name} has nothing overdue")
-    total = sum(i.balance_minor - i.disputed_minor for i in invoices)
+    # the total asked for is every overdue invoice's, not only the ones the e-mail lists
+    count, total = session.execute(
+        select(sa.func.count(), sa.func.sum(Invoice.balance_minor - Invoice.disputed_minor))
+        .where(Invoice.customer_id == customer_id, Invoice.balance_minor > 0,
+               Invoice.balance_minor > Invoice.disputed_minor,
+               Invoice.due_date < as_of)).one()
+    total = int(total)
+    listed = sum(i.balance_minor - i.disputed_minor for i in invoices)
     context = {"customer_name": customer.name, "as_of": as_of.isoformat(),
                "currency": customer.currency,
                "invoices": [invoice_snapshot(i, as_of) for i in invoices],
+               "more": int(count) - len(invoices), "more_due_minor": total - listed,
                "total_due_minor": total,
                "total_due": money.format_money(total, customer.currency)}
     try:

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import select
 
+from bot.mailer import render_email
 from models import (
     ActivityKind,
     CollectionActivity,
@@ -316,3 +317,24 @@ def test_promise_broken_by_money_that_arrived_the_day_after_in_the_senders_zone(
     book.commit()
     # then it was broken: the money came a day late
     assert result.broken == [promise.id] and result.kept == []
+
+
+def test_reminder_total_is_every_overdue_invoice_not_only_those_listed(book) -> None:
+    # given Delta with 25 overdue invoices of 100.00 (more than the e-mail lists)
+    for n in range(25):
+        f.invoice(book, f"D-OLD-{n:02d}", "C-D", total="100.00",
+                  due=TODAY - timedelta(days=40 - n))
+    book.commit()
+    # when a collector sends the reminder
+    message = collections.send_reminder(book, customer_id=_id(book, "C-D"), actor="UCOLL001",
+                                        as_of=TODAY)
+    book.commit()
+    # then the e-mail lists the 20 oldest, says 5 more are overdue, and asks for all 2,500.00
+    context = message.payload["context"]
+    assert [i["number"] for i in context["invoices"]] == [f"D-OLD-{n:02d}" for n in range(20)]
+    assert context["more"] == 5 and context["more_due_minor"] == 50000
+    assert context["total_due_minor"] == 250000 and context["total_due"] == "USD 2,500.00"
+    subject, body = render_email("collections_reminder", context, from_email="ar@x.example")
+    assert subject == "Statement of overdue invoices: USD 2,500.00 due"
+    assert "and 5 more overdue invoices: USD 500.00" in body
+    assert "Total overdue: USD 2,500.00" in body
