@@ -3,8 +3,12 @@
 Lifecycle of a row: `pending` -> claimed (`sending`, with a lease) -> `sent`, or back to
 `pending` with `next_attempt_at` pushed out, or `failed`, where it stays visible (`o2c outbox`,
 `/o2c admin outbox`; a failed customer e-mail is also announced in the AR channel, once) until
-an admin re-queues it. SPEC §5.4: a 429, a 5xx, a network error or a crash delays a
-notification, never loses it:
+an admin re-queues it. A dunning e-mail is checked against the books just before it is
+sent (`workflows.dunning.due_now`): what was paid or put in dispute since the run queued it is
+left out and the amounts are those of the moment; one with nothing left to ask for is
+`withdrawn` (never sent, audited as `dunning.email_withdrawn`).
+
+SPEC §5.4: a 429, a 5xx, a network error or a crash delays a notification, never loses it:
 
 * 429 (`ratelimited`): wait `Retry-After`; this does not count as an attempt, and the worker
   sends nothing more with that Web API method until the wait is over;
@@ -77,6 +81,7 @@ from bot.settings import Settings
 from handlers.common import locale_tag, note_database_down
 from models import Customer, Invoice, OutboxMessage, OutboxStatus, User
 from models.base import utcnow
+from workflows import audit, dunning
 from workflows.errors import database_unavailable
 
 if TYPE_CHECKING:
@@ -371,6 +376,10 @@ class OutboxWorker:
             row = session.get(OutboxMessage, row_id)
             target = (session.get(OutboxMessage, row.target_outbox_id)
                       if row.target_outbox_id else None)
+        if row.transport == "email" and (row.payload or {}).get("template") in dunning.TEMPLATES:
+            row = self._as_due_now(row)
+            if row is None:
+                return
         paused_until = self._paused.get(row.method) if row.transport == "slack" else None
         if paused_until is not None and paused_until > self.now():
             self._finish(row_id, status=OutboxStatus.PENDING, undo_attempt=True,
@@ -408,6 +417,45 @@ class OutboxWorker:
             observability.delivered(row.transport, "sent")
         finally:
             observability.REQUEST_ID.reset(token)
+
+    def _as_due_now(self, row: OutboxMessage) -> OutboxMessage | None:
+        """A dunning e-mail as it is true now (`workflows.dunning.due_now`): what was paid or
+        put in dispute since the run queued it is left out and the amounts are today's (the
+        row keeps what is sent); with nothing left to ask for it is withdrawn (never sent,
+        audited) and None is returned. Only this worker's claim may change the row."""
+        table = OutboxMessage.__table__
+        payload = row.payload or {}
+        mine = sa.and_(table.c.id == row.id, table.c.claimed_by == self.worker_id)
+        with self.db.read_session() as session:  # the common case: nothing changed, no lock
+            if dunning.due_now(session, payload["template"], payload.get("context") or {}) == (
+                    payload["template"], payload.get("context") or {}):
+                return row
+        with self.db.transaction() as session:
+            fresh = dunning.due_now(session, payload["template"], payload.get("context") or {})
+            if fresh is None:
+                reason = "withdrawn: nothing is due any more on its invoices (paid or in dispute)"
+                if session.execute(sa.update(table).where(mine).values(
+                        status=OutboxStatus.WITHDRAWN, claimed_at=None, claimed_by=None,
+                        last_error=reason)).rowcount:
+                    context = payload.get("context") or {}
+                    numbers = [i.get("number") for i in context.get("invoices") or
+                               [context.get("invoice") or {}]]
+                    audit.record(session, actor="system", action="dunning.email_withdrawn",
+                                 entity_type="outbox", entity_id=row.id, from_state="sending",
+                                 to_state=OutboxStatus.WITHDRAWN, reason=reason,
+                                 to=payload.get("to"), template=payload["template"],
+                                 invoices=numbers, at=self.now())
+                    log.info("outbox %s: dunning e-mail withdrawn, nothing due on %s", row.id,
+                             numbers)
+                    observability.delivered(row.transport, "withdrawn")
+                return None
+            template, context = fresh
+            if template == payload["template"] and context == payload.get("context"):
+                return row
+            payload = {**payload, "template": template, "context": context}
+            session.execute(sa.update(table).where(mine).values(payload=payload))
+        row.payload = payload
+        return row
 
     def _retry_or_fail(self, row: OutboxMessage, retry: Retry) -> None:
         transport = self.transports.get(row.transport)

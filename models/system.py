@@ -34,6 +34,9 @@ class OutboxStatus(StrEnum):
     SENDING = "sending"  # claimed by a worker; reclaimed if the claim goes stale
     SENT = "sent"  # delivered exactly once
     FAILED = "failed"  # gave up: permanent error or too many attempts; visible, never dropped
+    # a customer e-mail no longer true when its turn came (a dunning e-mail whose invoices
+    # were paid or put in dispute meanwhile: `workflows.dunning.due_now`); never sent
+    WITHDRAWN = "withdrawn"
 
 
 class OutboxMessage(SQLModel, table=True):

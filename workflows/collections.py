@@ -579,10 +579,18 @@ def send_reminder(session: Session, *, customer_id: int, actor: str, as_of: date
     invoices = overdue_invoices(session, customer_id, as_of)
     if not invoices:
         raise Conflict(f"{customer.name} has nothing overdue")
-    total = sum(i.balance_minor - i.disputed_minor for i in invoices)
+    # the total asked for is every overdue invoice's, not only the ones the e-mail lists
+    count, total = session.execute(
+        select(sa.func.count(), sa.func.sum(Invoice.balance_minor - Invoice.disputed_minor))
+        .where(Invoice.customer_id == customer_id, Invoice.balance_minor > 0,
+               Invoice.balance_minor > Invoice.disputed_minor,
+               Invoice.due_date < as_of)).one()
+    total = int(total)
+    listed = sum(i.balance_minor - i.disputed_minor for i in invoices)
     context = {"customer_name": customer.name, "as_of": as_of.isoformat(),
                "currency": customer.currency,
                "invoices": [invoice_snapshot(i, as_of) for i in invoices],
+               "more": int(count) - len(invoices), "more_due_minor": total - listed,
                "total_due_minor": total,
                "total_due": money.format_money(total, customer.currency)}
     try:
@@ -666,12 +674,15 @@ def create_promise(session: Session, *, customer_id: int, actor: str, amount: st
     return promise
 
 
-def _paid_since(session: Session, promise: PromiseToPay, until: datetime | None) -> int:
+def _paid_since(session: Session, promise: PromiseToPay, by: date | None) -> int:
     """Money applied to the customer's (or the promised invoice's) invoices since the promise
-    was taken, counting payments RECEIVED before `until`: a promise is kept by when the money
-    arrived, not by when it was applied — a payment received on the promised date and imported
-    (bank statement) or applied by hand the next day keeps it. Only allocations made after the
-    promise was taken count: money applied before was already off the balance it was about."""
+    was taken, counting payments whose money arrived by the day `by`: a promise is kept by
+    when the money arrived, not by when it was applied — a payment received on the promised
+    date and imported (bank statement) or applied by hand the next day keeps it. When it
+    arrived is the payment's value date (the bank's, else the day of `received_at` in the
+    offset its sender gave: a wire at 20:00 in New York on the promised day is 01:00 UTC the
+    next day, and still on time). Only allocations made after the promise was taken count:
+    money applied before was already off the balance it was about."""
     query = (select(sa.func.coalesce(sa.func.sum(Allocation.amount_minor), 0))
              .join(Invoice, Invoice.id == Allocation.invoice_id)
              .join(Payment, Payment.id == Allocation.payment_id)
@@ -679,8 +690,8 @@ def _paid_since(session: Session, promise: PromiseToPay, until: datetime | None)
                     Allocation.created_at >= promise.created_at))
     if promise.invoice_id is not None:
         query = query.where(Invoice.id == promise.invoice_id)
-    if until is not None:
-        query = query.where(Payment.received_at < until)
+    if by is not None:
+        query = query.where(Payment.value_date <= by)
     return int(session.exec(query).one())
 
 
@@ -701,7 +712,7 @@ def check_promises(session: Session, as_of: date) -> PromiseCheck:
     for promise in open_promises:
         deadline = datetime.combine(promise.promised_date + timedelta(days=1), time.min,
                                     tzinfo=UTC)
-        if _paid_since(session, promise, deadline) >= promise.amount_minor:
+        if _paid_since(session, promise, promise.promised_date) >= promise.amount_minor:
             outcome = PromiseStatus.KEPT
         elif promise.promised_date < as_of:
             outcome = PromiseStatus.BROKEN

@@ -94,6 +94,7 @@ from models import (
     Order,
     OutboxMessage,
     Role,
+    money,
 )
 from workflows import audit, bulk, credit_hold, late_fees, policy, write_offs
 from workflows.collections import invoice_snapshot
@@ -526,6 +527,60 @@ def _email(rows_of: _Rows, customer: Customer, notices: list, as_of: date, messa
         activities.append(_activity(rows_of, customer, invoice, ActivityKind.REMINDER,
                                     f"dunning {level.offset:+d} ({level.kind}) e-mailed to "
                                     f"{customer.billing_email}"))
+
+
+# -- at delivery: what a queued e-mail still asks for -------------------------------------------
+TEMPLATES = tuple(f"dunning_{kind}" for kind in EMAIL_KINDS) + ("dunning_statement",)
+
+
+def due_now(session: Session, template: str, context: dict) -> tuple[str, dict] | None:
+    """A queued dunning e-mail (`template`, `context`) as it is true now, when the outbox is
+    about to send it (the run queued it; the mail server may have been down for hours since):
+    an invoice paid, credited, written off or wholly put in dispute meanwhile is left out; the
+    others ask for their balance less what is in dispute now. A statement left with one
+    invoice becomes that level's own e-mail. None: nothing is due any more, the e-mail must not
+    go. An invoice this database does not know is kept as queued. A read."""
+    if template == "dunning_statement":
+        entries = list(context.get("invoices") or [])
+    else:
+        invoice = context.get("invoice") or {}
+        entries = [{**invoice, "kind": context.get("kind"), "level": context.get("level"),
+                    **({"late_fee": context["late_fee"]} if context.get("late_fee") else {})}]
+    numbers = [e.get("number") for e in entries]
+    now = {number: (int(balance), int(disputed)) for number, balance, disputed in
+           session.execute(select(Invoice.number, Invoice.balance_minor,
+                                  Invoice.disputed_minor)
+                           .where(Invoice.number.in_([n for n in numbers if n])))}
+    fresh = []
+    for entry in entries:
+        if entry.get("number") not in now:
+            fresh.append(entry)
+            continue
+        balance, disputed = now[entry["number"]]
+        if balance - disputed <= 0:
+            continue
+        fresh.append({**entry, "amount_due_minor": balance - disputed,
+                      "in_dispute_minor": disputed,
+                      "amount_due": money.format_money(balance - disputed, entry["currency"])})
+    if not fresh:
+        return None
+    if fresh == entries:
+        return template, context
+    if len(fresh) == 1 and fresh[0].get("kind") in EMAIL_KINDS:
+        one = fresh[0]
+        invoice = {k: v for k, v in one.items() if k not in ("kind", "level", "late_fee")}
+        return f"dunning_{one['kind']}", {
+            "kind": one["kind"], "level": one["level"], "customer_id": context.get("customer_id"),
+            "customer_name": context.get("customer_name"), "invoice": invoice,
+            "days_past_due": invoice.get("days_past_due"),
+            **({"late_fee": one["late_fee"]} if one.get("late_fee") else {})}
+    total: dict[str, int] = {}
+    for entry in fresh:
+        total[entry["currency"]] = total.get(entry["currency"], 0) + entry["amount_due_minor"]
+    return "dunning_statement", {
+        **context, "final": any(e.get("kind") == "final" for e in fresh),
+        "totals": [{"currency": c, "amount_minor": m} for c, m in sorted(total.items())],
+        "invoices": fresh}
 
 
 PEOPLE_KINDS = ("reminder", "escalation", "final")  # the levels the rep and collector hear of

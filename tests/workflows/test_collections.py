@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlmodel import select
 
+from bot.mailer import render_email
 from models import (
     ActivityKind,
     CollectionActivity,
@@ -271,3 +273,68 @@ def test_a_new_promise_replaces_the_open_one(book) -> None:
     assert first.status == PromiseStatus.CANCELLED and second.status == PromiseStatus.OPEN
     account = collections.account(book, customer_id, TODAY)
     assert account.promise.amount_minor == 20000 and account.promise.status == "open"
+
+
+def test_promise_kept_by_money_that_arrived_on_the_promised_day_in_the_senders_zone(book
+                                                                                    ) -> None:
+    # given a promise to pay 500.00 by today, and the customer's wire received on the
+    # promised day at 20:00 in New York (value date today; 01:00 UTC tomorrow)
+    customer_id = _id(book, "C-B")
+    promise = collections.create_promise(book, customer_id=customer_id, actor="UCOLL001",
+                                         amount="500.00", promised_date=TODAY, note=None,
+                                         as_of=TODAY)
+    book.commit()
+    evening = datetime(2026, 11, 23, 20, tzinfo=ZoneInfo("America/New_York"))
+    record_payment(book, PaymentIn(amount="500.00", currency="USD", received_at=evening,
+                                   reference="B-2", customer="C-B"), actor="test")
+    book.commit()
+    # when the promises are checked the next day
+    result = collections.check_promises(book, TODAY + timedelta(days=1))
+    book.commit()
+    # then the promise was kept, not broken, and nobody is alerted
+    assert result.kept == [promise.id] and result.broken == []
+    book.refresh(promise)
+    assert promise.status == PromiseStatus.KEPT and promise.broken_at is None
+    assert book.exec(select(OutboxMessage).where(
+        OutboxMessage.dedupe_key.like("promise-broken:%"))).all() == []
+
+
+def test_promise_broken_by_money_that_arrived_the_day_after_in_the_senders_zone(book
+                                                                                ) -> None:
+    # given a promise by today, and the money received tomorrow at 00:30 in Berlin
+    # (23:30 UTC today: before midnight UTC, but after the promised day where it was sent)
+    customer_id = _id(book, "C-B")
+    promise = collections.create_promise(book, customer_id=customer_id, actor="UCOLL001",
+                                         amount="500.00", promised_date=TODAY, note=None,
+                                         as_of=TODAY)
+    book.commit()
+    late = datetime(2026, 11, 24, 0, 30, tzinfo=ZoneInfo("Europe/Berlin"))
+    record_payment(book, PaymentIn(amount="500.00", currency="USD", received_at=late,
+                                   reference="B-2", customer="C-B"), actor="test")
+    book.commit()
+    # when checked the day after the promised date
+    result = collections.check_promises(book, TODAY + timedelta(days=1))
+    book.commit()
+    # then it was broken: the money came a day late
+    assert result.broken == [promise.id] and result.kept == []
+
+
+def test_reminder_total_is_every_overdue_invoice_not_only_those_listed(book) -> None:
+    # given Delta with 25 overdue invoices of 100.00 (more than the e-mail lists)
+    for n in range(25):
+        f.invoice(book, f"D-OLD-{n:02d}", "C-D", total="100.00",
+                  due=TODAY - timedelta(days=40 - n))
+    book.commit()
+    # when a collector sends the reminder
+    message = collections.send_reminder(book, customer_id=_id(book, "C-D"), actor="UCOLL001",
+                                        as_of=TODAY)
+    book.commit()
+    # then the e-mail lists the 20 oldest, says 5 more are overdue, and asks for all 2,500.00
+    context = message.payload["context"]
+    assert [i["number"] for i in context["invoices"]] == [f"D-OLD-{n:02d}" for n in range(20)]
+    assert context["more"] == 5 and context["more_due_minor"] == 50000
+    assert context["total_due_minor"] == 250000 and context["total_due"] == "USD 2,500.00"
+    subject, body = render_email("collections_reminder", context, from_email="ar@x.example")
+    assert subject == "Statement of overdue invoices: USD 2,500.00 due"
+    assert "and 5 more overdue invoices: USD 500.00" in body
+    assert "Total overdue: USD 2,500.00" in body
