@@ -233,13 +233,17 @@ def cmd_close_period(args: argparse.Namespace) -> int:
 
 def cmd_outbox(args: argparse.Namespace) -> int:
     from bot.db import Database
+    from models.limits import record_id
     from workflows import outbox
 
     db = Database(_settings().database_url)
     if args.retry:
+        row_id = None if args.retry == "all" else record_id(args.retry)
+        if args.retry != "all" and row_id is None:
+            print(f"--retry takes a message id or 'all', not {args.retry!r}", file=sys.stderr)
+            return 2
         with db.transaction() as session:
-            count = outbox.requeue_failed(session, None if args.retry == "all"
-                                          else int(args.retry))
+            count = outbox.requeue_failed(session, row_id)
         print(f"{count} message(s) queued again")
         return 0
     with db.read_session() as session:

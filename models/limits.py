@@ -35,6 +35,16 @@ MAX_RECORD_ID = 2**31 - 1  # record ids are 32-bit serial columns (PostgreSQL IN
 MAX_SERVICE_DAYS = 3660  # a service or subscription period: about ten years
 
 
+def record_id(text: str) -> int | None:
+    """`text` as a record id (ASCII digits, 1 to MAX_RECORD_ID), or None: "²" is a digit to
+    `str.isdigit` but not to `int`, and a larger number fails in PostgreSQL, not here."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 10:
+        return None
+    value = int(text)
+    return value if 1 <= value <= MAX_RECORD_ID else None
+
+
 class OutOfBounds(ValueError):
     """A value outside the bounds above; the message says what is allowed."""
 

@@ -138,6 +138,9 @@ def test_outbox_command_lists_and_requeues_failed(monkeypatch, capsys, db, datab
     monkeypatch.setenv("DATABASE_URL", database_url)
     assert main(["outbox"]) == 0
     assert "channel_not_found" in capsys.readouterr().out
+    for which in ("x", "\u00b2", "99999999999"):  # no row id: told so, nothing re-queued
+        assert main(["outbox", "--retry", which]) == 2
+        assert "--retry takes a message id or 'all'" in capsys.readouterr().err
     assert main(["outbox", "--retry", "all"]) == 0
     assert "1 message(s) queued again" in capsys.readouterr().out
 

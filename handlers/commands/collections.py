@@ -8,6 +8,7 @@ from blocks.text import SECTION_TEXT_MAX, esc, fmt_datetime
 from handlers.commands.call import CommandCall, claim_command
 from handlers.common import caller, checking, describe_error, today_for, transaction
 from models import OutboxMessage, Role
+from models.limits import record_id
 from workflows import audit, dunning, outbox, receipts
 from workflows.collections import require_collector, worklist
 from workflows.errors import DomainError
@@ -82,7 +83,7 @@ def admin(call: CommandCall) -> None:
         _refused(call, exc)
         return
     if len(parts) == 3 and parts[:2] == ["outbox", "retry"] and (
-            parts[2] == "all" or parts[2].isdigit()):
+            parts[2] == "all" or record_id(parts[2]) is not None):
         _retry(call, parts[2])
         return
     if not listing:
