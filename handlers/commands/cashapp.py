@@ -16,6 +16,7 @@ from blocks.text import esc
 from handlers.commands.call import CommandCall, claim_command
 from handlers.common import checking, describe_error, now_of, transaction
 from models import Customer, money
+from models.limits import record_id
 from workflows import cash_rules, receipts
 from workflows.cash_application import (
     assign_customer,
@@ -54,10 +55,11 @@ def _usage(call: CommandCall, usage: str) -> None:
 
 def payment(call: CommandCall) -> None:
     parts = call.args.split()
-    if not parts or not parts[0].lstrip("#").isdigit():
+    payment_id = record_id(parts[0].lstrip("#")) if parts else None
+    if payment_id is None:
         _usage(call, PAYMENT_USAGE)
         return
-    payment_id, verb, rest = int(parts[0].lstrip("#")), (parts[1:2] or [""])[0].lower(), parts[2:]
+    verb, rest = (parts[1:2] or [""])[0].lower(), parts[2:]
     note = None
     try:
         if verb == "apply" and rest:
@@ -108,13 +110,13 @@ def rules(call: CommandCall) -> None:
     note = None
     try:
         if parts[:1] == ["remove"]:
-            if len(parts) != 2 or not parts[1].lstrip("#").isdigit():
+            rule_id = record_id(parts[1].lstrip("#")) if len(parts) == 2 else None
+            if rule_id is None:
                 _usage(call, RULES_USAGE)
                 return
             with transaction(call.context) as session:
                 claim_command(session, call, "rule.remove")
-                rule = cash_rules.remove(session, actor=call.user_id,
-                                         rule_id=int(parts[1].lstrip("#")),
+                rule = cash_rules.remove(session, actor=call.user_id, rule_id=rule_id,
                                          now=now_of(call.context))
                 note = (f":white_check_mark: Rule `#{rule.id}` removed; it no longer counts "
                         "(it stays in the audit log).")

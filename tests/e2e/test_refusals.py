@@ -97,3 +97,13 @@ def test_refusals_of_roles_rules_and_bad_input_look_the_same(server, slack, stan
     assert "Apply to: no invoice INV-NOPE" in answers["bad input (command)"]
     # and no refusal uses the old warning sign
     assert not [r for r in api.responses if ":warning:" in str(r["payload"].get("text"))]
+
+
+def test_a_record_id_that_is_no_row_id_is_told_the_usage(server, slack, standin) -> None:
+    # when a payment or a learned rule is named by something that is no row id: digits of
+    # another script ("²" is a digit to Python, not a number), or past the 32-bit id columns
+    for command in ("payment ² apply INV-1", "payment 99999999999 apply INV-1",
+                    "payment #٣", "rules remove ²", "rules remove 99999999999"):
+        answer = said(ask(slack, standin.api, ADMIN, command))
+        # then the usage is said, as for any other malformed command
+        assert "Usage:" in answer, (command, answer)
