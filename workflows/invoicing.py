@@ -220,14 +220,21 @@ def invoice_subscription_period(session: Session, *, order: Order, line: OrderLi
                                 first: date, last: date, amount_minor: int, issue_date: date,
                                 actor: str, now: datetime) -> Invoice:
     """Invoice one period of a subscription billed in advance: one line of the period's net
-    amount (`orders.subscription_periods`), tax at the customer's rate, issued on
+    amount (`orders.subscription_periods`), tax at the customer's rate by cumulative rounding
+    over the line's periods (as a shipment's: the periods bill the line's tax), issued on
     `issue_date` (the period's first day, or the day a late run catches it up) — or, that day
     being in a closed month, on the first open day."""
+    from workflows.orders import subscription_periods
+
     customer = session.get(Customer, order.customer_id)
     booked = booked_issue_date(session, issue_date)
     issue_date = booked.effective_date
     terms = Terms.parse(customer.payment_terms)
-    tax = money.percent_of(amount_minor, customer.tax_rate_bp, order.currency)
+    # cumulative rounding, as a shipment's part: t(periods through this one) - t(those
+    # before), so the periods bill exactly the line's tax (3 x 3.33 = 9.99 for 10.00 before)
+    before = sum(part for start, _, part in subscription_periods(line) if start < first)
+    tax = (money.percent_of(before + amount_minor, customer.tax_rate_bp, order.currency)
+           - money.percent_of(before, customer.tax_rate_bp, order.currency))
     invoice = Invoice(
         number=numbering.next_free_invoice_number(session, issue_date), customer_id=customer.id,
         order_id=order.id, currency=order.currency, issue_date=issue_date,

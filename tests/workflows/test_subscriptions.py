@@ -4,20 +4,23 @@ equal installment; cancelled from a period not invoiced yet; renewed once as a n
 from __future__ import annotations
 
 import threading
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlmodel import Session, select
 
 from bot.db import Database
-from models import Approval, Customer, Invoice, InvoiceLine, Order, OrderLine
+from models import Approval, Customer, Invoice, InvoiceLine, Order, OrderLine, money
 from models.revenue import SubscriptionBilling
 from tests.support import factories as f
+from tests.support.examples import examples
 from workflows import approvals, invariants, orders, revenue, shipping, subscriptions
 from workflows.errors import Conflict, InvalidTransition, ValidationFailed
 from workflows.inputs import OrderIn, OrderLineIn, ShipmentLineIn
-from workflows.revenue_schedule import cumulative
+from workflows.revenue_schedule import add_months, cumulative
 
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
 
@@ -299,3 +302,69 @@ def test_a_rejected_renewal_does_not_block_the_next(session: Session, cloud: Ord
         date(2027, 1, 1), date(2027, 12, 31), "approved")
     assert orders.order_lines(session, first.id)[0].renewal_of_line_id is None
     assert invariants.validate_all(session) == []
+
+
+def test_a_subscriptions_periods_bill_exactly_its_tax(session: Session) -> None:
+    """100.00 a quarter at 10 % tax, billed monthly: 33.33 + 33.34 + 33.33 net, and 10.00
+    tax (as for the line in one invoice, SPEC §3: rounded once per line) — 3.33 + 3.34 + 3.33
+    by cumulative rounding, not 3 x 3.33 = 9.99 (a cent of the order never billed)."""
+    # given
+    f.user(session, "USALES01", "sales")
+    customer = f.customer(session, credit_limit="1000000.00")
+    customer.tax_rate_bp = 1000
+    session.add(customer)
+    f.product(session, "SVC", price="100.00", revenue_type="subscription")
+    placed = orders.create_order(session, OrderIn(
+        customer="C-GLOBEX", sales_rep="USALES01", currency="USD", lines=[
+            OrderLineIn(sku="SVC", quantity=1, service_start="2026-01-01",
+                        service_end="2026-03-31", billing="monthly")]),
+        actor="USALES01", now=at(2025, 12, 20))
+    session.commit()
+    # when its three periods are billed
+    bill_all(session, date(2026, 3, 10))
+    # then
+    billed = session.exec(select(Invoice).where(Invoice.order_id == placed.id)
+                          .order_by(Invoice.id)).all()
+    assert [(i.subtotal_minor, i.tax_minor) for i in billed] == [
+        (3333, 333), (3334, 334), (3333, 333)]
+    assert sum(i.total_minor for i in billed) == placed.total_minor == 11000
+    assert invariants.validate_all(session) == []
+
+
+SKUS = iter(range(1, 10**6))
+
+
+@settings(max_examples=examples(30), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(price=st.integers(1, 10**7), quantity=st.integers(1, 20), tax_bp=st.integers(0, 3000),
+       billing=st.sampled_from(["monthly", "quarterly"]), periods=st.integers(1, 12))
+def test_any_subscriptions_periods_bill_exactly_its_net_and_tax(
+        session: Session, price: int, quantity: int, tax_bp: int, billing: str,
+        periods: int) -> None:
+    # given a subscription line of any price, quantity, tax rate, term and billing
+    if session.exec(select(Customer)).first() is None:
+        f.user(session, "USALES01", "sales")
+        f.customer(session, credit_limit="9999999999999.00")
+    customer = session.exec(select(Customer)).one()
+    customer.tax_rate_bp = tax_bp
+    session.add(customer)
+    sku = f"SVC-{next(SKUS)}"
+    f.product(session, sku, price=str(money.from_minor(price, "USD")),
+              revenue_type="subscription")
+    months = periods * (3 if billing == "quarterly" else 1)
+    end = add_months(date(2026, 1, 1), months) - timedelta(days=1)
+    placed = orders.create_order(session, OrderIn(
+        customer="C-GLOBEX", sales_rep="USALES01", currency="USD", lines=[
+            OrderLineIn(sku=sku, quantity=quantity, service_start="2026-01-01",
+                        service_end=end.isoformat(), billing=billing)]),
+        actor="USALES01", now=at(2025, 12, 20))
+    session.commit()
+    # when every period is billed
+    bill_all(session, end)
+    # then the periods bill exactly the line's net and its tax, none of them negative
+    [line] = orders.order_lines(session, placed.id)
+    billed = session.exec(select(Invoice).where(Invoice.order_id == placed.id)).all()
+    assert sum(i.subtotal_minor for i in billed) == line.line_total_minor
+    assert sum(i.tax_minor for i in billed) == money.percent_of(line.line_total_minor, tax_bp,
+                                                                "USD")
+    assert all(i.tax_minor >= 0 for i in billed)
