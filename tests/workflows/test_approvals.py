@@ -22,6 +22,7 @@ from workflows.errors import (
 )
 from workflows.inputs import OrderIn, OrderLineIn, PaymentIn
 from workflows.orders import transition
+from workflows.receivables import credit_exposure
 
 MONDAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 frozen_time = frozen_at(MONDAY)  # every test here happens on Monday 2 March 2026, 09:00 UTC
@@ -302,3 +303,36 @@ def test_a_credit_approval_above_its_tier_needs_the_second_decision(session) -> 
     # and an order under the tier is decided once as before
     small = f.order(session, "C-NEW", lines=[("WID-1", 1)])
     assert small.status == OrderStatus.APPROVED  # reviewed by the first approval
+
+
+def test_an_order_waiting_for_a_discount_decision_is_credit_checked_again_before_approval(
+        session) -> None:
+    # given a customer with a 1,000.00 limit, an order of 640.00 waiting for a discount
+    # approval (20 % off; within the limit when submitted, and counted in nobody's exposure
+    # while it waits), then an order of 800.00 approved at once into the same room
+    setup_company(session)
+    f.customer(session, "C-TIGHT", "Tight Ltd", credit_limit="1000.00")
+    waiting = f.order(session, "C-TIGHT", lines=[("WID-1", 8)], discount="20")
+    assert [a.kind for a in session.exec(select(Approval).where(
+        Approval.order_id == waiting.id))] == ["discount"]
+    assert f.order(session, "C-TIGHT", lines=[("WID-1", 8)]).status == OrderStatus.APPROVED
+    # when the discount is approved
+    approvals.decide(session=session, now=MONDAY, approval_id=pending(session, waiting,
+                     "discount").id, user_id="UDISC001", approve=True)
+    # then the order would take the exposure to 1,440.00: it is not approved on the discount
+    # alone but waits for a credit approval, asked for by whoever asked for the discount
+    assert waiting.status == OrderStatus.PENDING_APPROVAL
+    credit = pending(session, waiting, "credit")
+    assert (credit.status, credit.requested_by) == ("pending", "USALES01")
+    assert [r["code"] for r in credit.reasons] == ["over_limit"]
+    assert (credit.snapshot["exposure_minor"], credit.snapshot["credit_limit_minor"]) == (
+        144000, 100000)
+    [recheck] = actions(session, "order.credit_recheck")
+    assert (recheck.actor, recheck.entity_id, recheck.data["approval_id"]) == (
+        "system", str(waiting.id), credit.id)
+    assert credit_exposure(session, waiting.customer_id) == 80000
+    # and a credit approver's decision approves it
+    approvals.decide(session=session, now=MONDAY, approval_id=credit.id, user_id="UCREDIT1",
+                     approve=True)
+    assert waiting.status == OrderStatus.APPROVED
+    assert credit_exposure(session, waiting.customer_id) == 144000
