@@ -572,6 +572,12 @@ def _load_for_decision(session: Session, approval_id: int) -> tuple[Approval, Or
     # serialises writers with BEGIN IMMEDIATE; FOR UPDATE is omitted there).
     order = session.exec(select(Order).where(Order.id == approval.order_id).with_for_update()
                          .execution_options(populate_existing=True)).one()
+    # Then its customer, before the approval row and any stock: an order of the customer
+    # submitted at the same moment waits for this decision (or this one for it), so the
+    # credit check of whichever comes second sees the first (`orders.lock_customer`).
+    from workflows.orders import lock_customer
+
+    lock_customer(session, order.customer_id)
     session.refresh(approval)
     return approval, order
 

@@ -336,3 +336,45 @@ def test_an_order_waiting_for_a_discount_decision_is_credit_checked_again_before
                      approve=True)
     assert waiting.status == OrderStatus.APPROVED
     assert credit_exposure(session, waiting.customer_id) == 144000
+
+
+@pytest.mark.parametrize("first", ["discount approved", "order entered"])
+def test_a_discount_approval_and_a_new_order_at_once_never_both_use_the_same_room(
+        db, first) -> None:
+    from sqlmodel import Session
+
+    from models import Order
+    from tests.support.meanwhile import second_writer
+
+    # given a 1,000.00 limit and an order of 640.00 waiting for its discount approval
+    with db.transaction() as s:
+        setup_company(s)
+        f.customer(s, "C-TIGHT", "Tight Ltd", credit_limit="1000.00")
+        waiting = f.order(s, "C-TIGHT", lines=[("WID-1", 8)], discount="20", now=MONDAY)
+        number, approval_id = waiting.number, pending(s, waiting, "discount").id
+
+    def approve_discount(s: Session) -> None:
+        approvals.decide(session=s, now=MONDAY, approval_id=approval_id, user_id="UDISC001",
+                         approve=True)
+
+    def enter_order(s: Session) -> None:
+        f.order(s, "C-TIGHT", lines=[("WID-1", 8)], now=MONDAY)  # 800.00
+
+    # when one transaction does the one while another does the other at the same moment
+    held_work, other = ((approve_discount, enter_order) if first == "discount approved"
+                        else (enter_order, approve_discount))
+    with db.session() as held:
+        held_work(held)
+        _, waited = second_writer(db, held, other)
+    # then the second waited for the first and saw it: only one of the two orders takes the
+    # room, the other waits for a credit approval (640.00 + 800.00 > 1,000.00)
+    assert waited == db.is_postgres
+    with db.session() as s:
+        statuses = {o.number == number: o.status for o in s.exec(select(Order))}
+        customer = s.exec(select(Customer).where(Customer.external_id == "C-TIGHT")).one()
+        assert sorted(statuses.values()) == [OrderStatus.APPROVED, OrderStatus.PENDING_APPROVAL]
+        assert statuses[first == "discount approved"] == OrderStatus.APPROVED
+        assert credit_exposure(s, customer.id) <= 100000
+        credit = s.exec(select(Approval).where(Approval.kind == "credit")).one()
+        assert [r["code"] for r in credit.reasons] == ["over_limit"]
+        assert credit.snapshot["exposure_minor"] == 144000
