@@ -52,7 +52,7 @@ from models import (
 )
 from workflows import audit, outbox, tiers
 from workflows import policy as policies
-from workflows.credit import ApprovalNeed
+from workflows.credit import ApprovalNeed, credit_need, customer_snapshot
 from workflows.errors import (
     AlreadyDecided,
     InvalidTransition,
@@ -294,7 +294,8 @@ def decide(*, session: Session, approval_id: int, user_id: str, approve: bool,
         if approval.kind == ApprovalKind.CREDIT and not customer.credit_reviewed:
             _mark_reviewed(session, customer, actor=user_id, approval=approval, now=now)
         siblings = _approvals_of(session, order.id)
-        if all(a.status == ApprovalStatus.APPROVED for a in siblings):
+        if all(a.status == ApprovalStatus.APPROVED for a in siblings) and not _credit_again(
+                session, approval, order, customer, siblings, now=now):
             from workflows.orders import approve_order
 
             kinds = " and ".join(sorted(a.kind for a in siblings))
@@ -310,6 +311,34 @@ def decide(*, session: Session, approval_id: int, user_id: str, approve: bool,
     _show_decision(session, approval, order, customer)
     _tell_requester(session, approval, order, customer)
     return decision
+
+
+def _credit_again(session: Session, approval: Approval, order: Order, customer: Customer,
+                  siblings: list[Approval], *, now: datetime) -> bool:
+    """An order that waited for discount decisions only is credit-checked again before it is
+    approved: while it waited it counted in nobody's exposure, so other orders may have been
+    approved into the room it was checked against (limit 1,000.00: 640.00 waiting for its
+    discount, then 800.00 approved at once), the customer put on hold, or an invoice gone
+    past due. When it now needs a credit approval (SPEC §3), that is requested, for whoever
+    asked for the discount, and the order keeps waiting: True. An order a credit approver
+    decided is not checked again (they decided with the exposure on the card)."""
+    if any(a.kind == ApprovalKind.CREDIT for a in siblings):
+        return False
+    as_of = policies.business_date(session, now)
+    need = credit_need(session, order, customer, as_of)
+    if need is None:
+        return False
+    need.snapshot = {**customer_snapshot(session, customer, as_of,
+                                         order_total_minor=order.total_minor),
+                     **need.snapshot}
+    credit = request_approval(session, order=order, need=need,
+                              requested_by=approval.requested_by, now=now)
+    audit.record(session, actor="system", action="order.credit_recheck", entity_type="order",
+                 entity_id=order.id, from_state=order.status, to_state=order.status,
+                 reason="; ".join(r["text"] for r in need.reasons), number=order.number,
+                 approval_id=credit.id, after=f"{approval.kind} approval #{approval.id}",
+                 at=now)
+    return True
 
 
 def _record_exposure(session: Session, approval: Approval, customer: Customer,
@@ -543,6 +572,12 @@ def _load_for_decision(session: Session, approval_id: int) -> tuple[Approval, Or
     # serialises writers with BEGIN IMMEDIATE; FOR UPDATE is omitted there).
     order = session.exec(select(Order).where(Order.id == approval.order_id).with_for_update()
                          .execution_options(populate_existing=True)).one()
+    # Then its customer, before the approval row and any stock: an order of the customer
+    # submitted at the same moment waits for this decision (or this one for it), so the
+    # credit check of whichever comes second sees the first (`orders.lock_customer`).
+    from workflows.orders import lock_customer
+
+    lock_customer(session, order.customer_id)
     session.refresh(approval)
     return approval, order
 

@@ -112,6 +112,18 @@ def effective_discount_bp(line: OrderLine, product: Product | None, currency: st
     return max(line.discount_bp, int(given.to_integral_value(rounding=ROUND_CEILING)))
 
 
+def exceeds_max_discount(line: OrderLine, product: Product | None, currency: str,
+                         limit_bp: int) -> bool:
+    """The line gives more than the maximum discount (SPEC §3: a discount *exceeding* it needs
+    an approval): its discount field is above it, or its net is below what the maximum itself
+    leaves of the list value, rounded as every line is (half-up, once). A line at exactly the
+    maximum is within it however its rounding falls (1 x 19.99 at 15 % nets 16.99, which is
+    15.01 % below list), and a unit price typed below list can't go a minor unit under it."""
+    floor = money.line_total(line.quantity, list_price_minor(line, product, currency),
+                             limit_bp, currency)
+    return line.discount_bp > limit_bp or line.line_total_minor < floor
+
+
 def line_economics(line: OrderLine, product: Product | None, currency: str) -> dict:
     """What a line's discount costs: revenue given away and the margin before and after.
 
@@ -154,8 +166,8 @@ def discount_need(session: Session, order: Order, lines: list[OrderLine]) -> App
         product = session.get(Product, line.product_id)
         limit_bp = (product.max_discount_bp if product and product.max_discount_bp is not None
                     else policy.max_discount_bp)
-        given_bp = effective_discount_bp(line, product, order.currency)
-        if given_bp > limit_bp:
+        if exceeds_max_discount(line, product, order.currency, limit_bp):
+            given_bp = effective_discount_bp(line, product, order.currency)
             below_list = given_bp > line.discount_bp
             text = (f"{line.sku}: price below list is an effective discount of "
                     f"{pct_text(given_bp)}%" if below_list

@@ -70,6 +70,19 @@ def lock_order(session: Session, order: Order) -> list[OrderLine]:
         .execution_options(populate_existing=True)))
 
 
+def lock_customer(session: Session, customer_id: int) -> Customer:
+    """Lock the customer's row until the transaction ends, and re-read it.
+
+    Credit checks of one customer's orders (an order submitted, an order's approval decided)
+    call this first, so they run one after the other and each sees the orders the one before
+    approved: two of them at the same moment never both fit into the same room under the
+    limit (PostgreSQL: FOR UPDATE at READ COMMITTED; SQLite's writers are serialised already).
+    Taken after the order's number and the order's own row lock, before products and
+    approval rows."""
+    return session.exec(select(Customer).where(Customer.id == customer_id).with_for_update()
+                        .execution_options(populate_existing=True)).one()
+
+
 def cancelled_value_minor(order: Order, lines: list[OrderLine], tax_rate_bp: int) -> int:
     """The value (after discount, with tax) of the lines' cancelled quantities, each line
     rounded once as when it was priced; never more than the order's total."""
@@ -312,6 +325,7 @@ ORDER_EVENTS = {OrderStatus.APPROVED: "order.approved", OrderStatus.REJECTED: "o
 def submit_order(session: Session, order: Order, *, lines: list[OrderLine], actor: str,
                  now: datetime) -> None:
     """Draft -> pending_approval (with one approval per need) or -> approved."""
+    lock_customer(session, order.customer_id)  # one credit check of a customer at a time
     needs = approval_needs(session, order, lines, policy.business_date(session, now))
     if not needs:
         approve_order(session, order, actor="system", reason="auto-approved: within policy",

@@ -38,7 +38,8 @@ def ship_order(session: Session, *, order_number: str, carrier: str, tracking_nu
     all_lines = lock_order(session, order)
     _check_shipment(order, carrier=carrier, tracking_number=tracking_number,
                     shipped_at=shipped_at)
-    wanted = _lines_to_ship(order, all_lines, lines)
+    to_ship = _lines_to_ship(order, all_lines, lines)
+    wanted = [(line, qty) for line, qty, _ in to_ship]
     customer = session.get(Customer, order.customer_id)
     shipment = Shipment(order_id=order.id, carrier=carrier.strip(),
                         tracking_number=tracking_number.strip(), shipped_at=shipped_at,
@@ -46,7 +47,7 @@ def ship_order(session: Session, *, order_number: str, carrier: str, tracking_nu
                         created_at=now)
     session.add(shipment)
     session.flush()
-    _take_from_stock(session, shipment, wanted)
+    _take_from_stock(session, shipment, to_ship)
     _record_shipment(session, order, all_lines, shipment, wanted, actor=actor, now=now)
     return shipment
 
@@ -68,44 +69,66 @@ def _check_shipment(order: Order, *, carrier: str, tracking_number: str,
 
 
 def _lines_to_ship(order: Order, all_lines: list[OrderLine],
-                   lines: list[ShipmentLineIn] | None) -> list[tuple[OrderLine, int]]:
-    """(order line, quantity) to ship: every open quantity, or the lines asked for, each
-    named once and within what is open on it."""
+                   lines: list[ShipmentLineIn] | None) -> list[tuple[OrderLine, int, int]]:
+    """(order line, quantity, index of the request's line) to ship: every open quantity, or
+    the SKUs asked for, each named once and within what is open of it on the order. A SKU on
+    several lines (at different prices or discounts) ships from them in line order, what
+    they have reserved first (`_spread`)."""
     if lines is None:
-        wanted = [(line, line.qty_open) for line in all_lines if line.qty_open > 0]
+        wanted = [(line, line.qty_open, i)
+                  for i, line in enumerate(li for li in all_lines if li.qty_open > 0)]
     else:
-        by_sku = {line.sku: line for line in all_lines}
+        by_sku: dict[str, list[OrderLine]] = {}
+        for line in all_lines:
+            by_sku.setdefault(line.sku, []).append(line)
         wanted, seen = [], set()
         for i, item in enumerate(lines):
-            line = by_sku.get(item.sku)
-            if line is None:
+            same = by_sku.get(item.sku)
+            if same is None:
                 raise ValidationFailed.of(f"lines[{i}].sku", f"{item.sku!r} is not on "
                                           f"order {order.number}")
             if item.sku in seen:
                 raise ValidationFailed.of(f"lines[{i}].sku", f"{item.sku!r} is listed twice; "
                                           "give each SKU once with its whole quantity")
             seen.add(item.sku)
-            if line.billing:
+            shippable = [line for line in same if not line.billing]
+            if not shippable:
                 raise ValidationFailed.of(f"lines[{i}].sku", f"{item.sku!r} is a subscription "
-                                          f"billed {line.billing}: it is invoiced each period, "
-                                          "never shipped")
-            if not isinstance(item.quantity, int) or not 0 < item.quantity <= line.qty_open:
+                                          f"billed {same[0].billing}: it is invoiced each "
+                                          "period, never shipped")
+            open_qty = sum(line.qty_open for line in shippable)
+            if not isinstance(item.quantity, int) or not 0 < item.quantity <= open_qty:
                 raise ValidationFailed.of(f"lines[{i}].quantity",
-                                          f"must be between 1 and {line.qty_open} (open)")
-            wanted.append((line, item.quantity))
+                                          f"must be between 1 and {open_qty} (open)")
+            wanted += [(line, qty, i) for line, qty in _spread(shippable, item.quantity)]
     if not wanted:
         raise ValidationFailed.of("lines", "nothing left to ship on this order")
     return wanted
 
 
+def _spread(lines: list[OrderLine], quantity: int) -> list[tuple[OrderLine, int]]:
+    """`quantity` units of one SKU over its order lines: what they have reserved first, then
+    what is open on them, each in line order."""
+    taken: dict[int, int] = {}
+    left = quantity
+    for room in (lambda li: min(li.qty_reserved, li.qty_open), lambda li: li.qty_open):
+        for line in lines:
+            take = min(left, room(line) - taken.get(line.line_no, 0))
+            if take > 0:
+                taken[line.line_no] = taken.get(line.line_no, 0) + take
+                left -= take
+    return [(line, taken[line.line_no]) for line in lines if taken.get(line.line_no)]
+
+
 def _take_from_stock(session: Session, shipment: Shipment,
-                     wanted: list[tuple[OrderLine, int]]) -> None:
+                     wanted: list[tuple[OrderLine, int, int]]) -> None:
     """Stock leaves the shelf (what the line reserved first), the lines record what shipped.
     A conditional UPDATE per product: never below zero, whatever runs at the same time."""
     table = Product.__table__
     # products in id order, so shipments of different orders never wait on each other in a
     # circle
-    for i, (line, qty) in sorted(enumerate(wanted), key=lambda item: item[1][0].product_id):
+    for line, qty, i in sorted(wanted, key=lambda item: (item[0].product_id,
+                                                          item[0].line_no)):
         from_reserved = min(qty, line.qty_reserved)
         result = session.execute(
             sa.update(table)

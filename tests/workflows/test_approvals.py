@@ -22,6 +22,7 @@ from workflows.errors import (
 )
 from workflows.inputs import OrderIn, OrderLineIn, PaymentIn
 from workflows.orders import transition
+from workflows.receivables import credit_exposure
 
 MONDAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 frozen_time = frozen_at(MONDAY)  # every test here happens on Monday 2 March 2026, 09:00 UTC
@@ -302,3 +303,78 @@ def test_a_credit_approval_above_its_tier_needs_the_second_decision(session) -> 
     # and an order under the tier is decided once as before
     small = f.order(session, "C-NEW", lines=[("WID-1", 1)])
     assert small.status == OrderStatus.APPROVED  # reviewed by the first approval
+
+
+def test_an_order_waiting_for_a_discount_decision_is_credit_checked_again_before_approval(
+        session) -> None:
+    # given a customer with a 1,000.00 limit, an order of 640.00 waiting for a discount
+    # approval (20 % off; within the limit when submitted, and counted in nobody's exposure
+    # while it waits), then an order of 800.00 approved at once into the same room
+    setup_company(session)
+    f.customer(session, "C-TIGHT", "Tight Ltd", credit_limit="1000.00")
+    waiting = f.order(session, "C-TIGHT", lines=[("WID-1", 8)], discount="20")
+    assert [a.kind for a in session.exec(select(Approval).where(
+        Approval.order_id == waiting.id))] == ["discount"]
+    assert f.order(session, "C-TIGHT", lines=[("WID-1", 8)]).status == OrderStatus.APPROVED
+    # when the discount is approved
+    approvals.decide(session=session, now=MONDAY, approval_id=pending(session, waiting,
+                     "discount").id, user_id="UDISC001", approve=True)
+    # then the order would take the exposure to 1,440.00: it is not approved on the discount
+    # alone but waits for a credit approval, asked for by whoever asked for the discount
+    assert waiting.status == OrderStatus.PENDING_APPROVAL
+    credit = pending(session, waiting, "credit")
+    assert (credit.status, credit.requested_by) == ("pending", "USALES01")
+    assert [r["code"] for r in credit.reasons] == ["over_limit"]
+    assert (credit.snapshot["exposure_minor"], credit.snapshot["credit_limit_minor"]) == (
+        144000, 100000)
+    [recheck] = actions(session, "order.credit_recheck")
+    assert (recheck.actor, recheck.entity_id, recheck.data["approval_id"]) == (
+        "system", str(waiting.id), credit.id)
+    assert credit_exposure(session, waiting.customer_id) == 80000
+    # and a credit approver's decision approves it
+    approvals.decide(session=session, now=MONDAY, approval_id=credit.id, user_id="UCREDIT1",
+                     approve=True)
+    assert waiting.status == OrderStatus.APPROVED
+    assert credit_exposure(session, waiting.customer_id) == 144000
+
+
+@pytest.mark.parametrize("first", ["discount approved", "order entered"])
+def test_a_discount_approval_and_a_new_order_at_once_never_both_use_the_same_room(
+        db, first) -> None:
+    from sqlmodel import Session
+
+    from models import Order
+    from tests.support.meanwhile import second_writer
+
+    # given a 1,000.00 limit and an order of 640.00 waiting for its discount approval
+    with db.transaction() as s:
+        setup_company(s)
+        f.customer(s, "C-TIGHT", "Tight Ltd", credit_limit="1000.00")
+        waiting = f.order(s, "C-TIGHT", lines=[("WID-1", 8)], discount="20", now=MONDAY)
+        number, approval_id = waiting.number, pending(s, waiting, "discount").id
+
+    def approve_discount(s: Session) -> None:
+        approvals.decide(session=s, now=MONDAY, approval_id=approval_id, user_id="UDISC001",
+                         approve=True)
+
+    def enter_order(s: Session) -> None:
+        f.order(s, "C-TIGHT", lines=[("WID-1", 8)], now=MONDAY)  # 800.00
+
+    # when one transaction does the one while another does the other at the same moment
+    held_work, other = ((approve_discount, enter_order) if first == "discount approved"
+                        else (enter_order, approve_discount))
+    with db.session() as held:
+        held_work(held)
+        _, waited = second_writer(db, held, other)
+    # then the second waited for the first and saw it: only one of the two orders takes the
+    # room, the other waits for a credit approval (640.00 + 800.00 > 1,000.00)
+    assert waited == db.is_postgres
+    with db.session() as s:
+        statuses = {o.number == number: o.status for o in s.exec(select(Order))}
+        customer = s.exec(select(Customer).where(Customer.external_id == "C-TIGHT")).one()
+        assert sorted(statuses.values()) == [OrderStatus.APPROVED, OrderStatus.PENDING_APPROVAL]
+        assert statuses[first == "discount approved"] == OrderStatus.APPROVED
+        assert credit_exposure(s, customer.id) <= 100000
+        credit = s.exec(select(Approval).where(Approval.kind == "credit")).one()
+        assert [r["code"] for r in credit.reasons] == ["over_limit"]
+        assert credit.snapshot["exposure_minor"] == 144000

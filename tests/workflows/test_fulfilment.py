@@ -103,6 +103,40 @@ def test_a_sku_listed_twice_in_one_shipment_is_refused(session) -> None:
     assert caught.value.errors[0].field == "lines[1].sku"
 
 
+def test_a_sku_on_two_lines_ships_from_both_each_at_its_own_price(session) -> None:
+    from workflows.inputs import OrderIn, OrderLineIn
+
+    # given 6 x WID-1 at list (100.00) and 4 more at 10 % off (90.00), all reserved
+    setup_company(session)
+    order = orders.create_order(session, now=NOW, actor="USALES01", data=OrderIn(
+        customer="C-GLOBEX", sales_rep="USALES01", currency="USD", lines=[
+            OrderLineIn(sku="WID-1", quantity=6),
+            OrderLineIn(sku="WID-1", quantity=4, discount_pct="10")]))
+    assert order.status == OrderStatus.APPROVED and stock(session) == (10, 10)
+    # when the ERP ships 7 of the 10 units of WID-1 open on the order, then the other 3
+    ship(session, order, ("WID-1", 7))
+    first = (line_of(session, order, 1).qty_shipped, line_of(session, order, 2).qty_shipped)
+    ship(session, order, ("WID-1", 3), tracking="1Z2")
+    # then the first line ships first (6 x 100.00), the second takes the rest (1 x 90.00),
+    # and the last shipment bills the 3 units left at 90.00
+    assert first == (6, 1)
+    totals = session.exec(select(Invoice.total_minor).where(Invoice.order_id == order.id)
+                          .order_by(Invoice.id)).all()
+    assert totals == [600_00 + 90_00, 3 * 90_00]
+    assert sum(totals) == order.total_minor
+    assert order.status == OrderStatus.INVOICED
+    assert stock(session) == (0, 0)
+    # and more than the SKU's open quantity is still refused, naming what is open
+    other = orders.create_order(session, now=NOW, actor="USALES01", data=OrderIn(
+        customer="C-GLOBEX", sales_rep="USALES01", currency="USD", lines=[
+            OrderLineIn(sku="GADGET", quantity=2), OrderLineIn(sku="GADGET", quantity=3)]))
+    with pytest.raises(ValidationFailed) as caught:
+        ship(session, other, ("GADGET", 6))
+    assert (caught.value.errors[0].field, caught.value.errors[0].detail) == (
+        "lines[0].quantity", "must be between 1 and 5 (open)")
+    assert invariants.validate_all(session) == []
+
+
 def test_cancel_is_refused_once_anything_has_shipped(session) -> None:
     # given an order with 3 of 10 shipped, then put on hold by finance
     setup_company(session)

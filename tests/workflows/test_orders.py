@@ -152,3 +152,38 @@ def test_a_unit_price_below_list_counts_as_a_discount(session) -> None:
     assert approval.reasons[0]["price_below_list"] is True
     assert approval.reasons[0]["discount_bp"] == 5003  # (199.90 - 99.90) / 199.90, rounded up
     assert approval.snapshot["lost_minor"] == 10000
+
+
+def test_a_discount_exactly_at_the_maximum_needs_no_approval_whatever_the_rounding(
+        session) -> None:
+    from workflows import orders
+
+    # given WID-1 listed at 19.99, the policy maximum 15 %
+    setup_company(session)
+
+    def order_of(discount: str, unit_price: str | None = None):
+        return orders.create_order(session, now=NOW, data=OrderIn(
+            customer="C-GLOBEX", sales_rep="USALES01", currency="USD",
+            lines=[OrderLineIn(sku="WID-1", quantity=1, discount_pct=discount,
+                               unit_price=unit_price)]), actor="USALES01")
+
+    # when the line takes exactly 15 %: 19.99 x 0.85 = 16.9915, rounded half-up to 16.99
+    # (3.00 off 19.99 is 15.0075 %)
+    at_max = order_of("15")
+    # then it does not exceed the maximum (SPEC §3): approved, no discount request
+    assert at_max.total_minor == 1699
+    assert at_max.status == OrderStatus.APPROVED
+    assert session.exec(select(Approval).where(Approval.order_id == at_max.id)).all() == []
+    # and the same net typed as a unit price is the same discount: approved too
+    assert order_of("0", unit_price="16.99").status == OrderStatus.APPROVED
+    # but a discount field over the maximum, or a unit price a cent lower, needs the approval
+    over = order_of("15.01")
+    assert over.status == OrderStatus.PENDING_APPROVAL
+    reason = session.exec(select(Approval).where(Approval.order_id == over.id)).one().reasons[0]
+    assert (reason["price_below_list"], reason["discount_bp"], reason["max_bp"]) == (
+        False, 1501, 1500)
+    below = order_of("0", unit_price="16.98")
+    assert below.status == OrderStatus.PENDING_APPROVAL
+    reason = session.exec(select(Approval).where(Approval.order_id == below.id)).one().reasons[0]
+    assert (reason["price_below_list"], reason["discount_bp"], reason["max_bp"]) == (
+        True, 1506, 1500)  # (19.99 - 16.98) / 19.99 = 15.0575 %, rounded up
