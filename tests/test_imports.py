@@ -82,6 +82,23 @@ def test_products_import(db: Database, tmp_path: Path) -> None:
     assert (service.revenue_type, service.max_discount_bp) == ("service", None)
 
 
+def test_a_stock_file_keeps_what_it_leaves_out(db: Database, tmp_path: Path) -> None:
+    # given a service product with its own discount cap and SSP
+    import_csv(db, "products", write(
+        tmp_path, "sku,name,unit_price,currency,on_hand,max_discount_pct,revenue_type,ssp\n"
+        "SVC-1,Installation,900,USD,0,5,service,800\n"))
+    # when a stock file re-sends it with only the required columns (and one empty cell)
+    report = import_csv(db, "products", write(
+        tmp_path, "sku,name,unit_price,currency,on_hand,max_discount_pct\n"
+        "SVC-1,Installation,950,USD,0,\n", name="stock.csv"))
+    # then the price changes and the rest is kept: still a service, recognised over time
+    assert (report.errors, report.count) == ([], 1)
+    with db.read_session() as session:
+        service = session.exec(select(Product).where(Product.sku == "SVC-1")).one()
+    assert (service.unit_price_minor, service.revenue_type, service.max_discount_bp,
+            service.ssp_minor) == (95000, "service", 500, 80000)
+
+
 def test_orders_are_grouped_into_multi_line_orders(db: Database, tmp_path: Path) -> None:
     # given
     company(db)

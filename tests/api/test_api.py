@@ -346,3 +346,40 @@ def test_customer_resend_keeps_what_it_leaves_out_and_audits_changes(company, ap
     with server.db.read_session() as s:
         assert len(s.exec(select(AuditEvent).where(
             AuditEvent.action == "customer.updated")).all()) == 2
+
+
+def test_product_resend_keeps_what_it_leaves_out_and_audits_changes(company, api,
+                                                                    server) -> None:
+    from models import AuditEvent, Product
+
+    # given a subscription product with its own discount cap, cost, SSP and term
+    full = {"sku": "SUB-1", "name": "Support plan", "unit_price": "1200.00",
+            "currency": "USD", "on_hand": 0, "max_discount_pct": "5", "revenue_type":
+            "subscription", "cost": "300.00", "service_months": 12, "ssp": "1000.00"}
+    assert api.post("/products", json=full).status_code == 201
+    # when the ERP's stock sync re-sends only the required fields, with a new price
+    resent = api.post("/products", json={"sku": "SUB-1", "name": "Support plan",
+                                          "unit_price": "1300.00", "currency": "USD",
+                                          "on_hand": 0})
+    # then what it left out is kept (still a subscription, recognised ratably), and the
+    # price change is audited with old and new values
+    assert resent.status_code == 200, resent.text
+    body = resent.json()
+    assert (body["revenue_type"], body["max_discount_pct"], body["ssp"]) == (
+        "subscription", "5.00", "1000.00")
+    with server.db.read_session() as s:
+        product = s.exec(select(Product).where(Product.sku == "SUB-1")).one()
+        assert (product.cost_minor, product.service_months, product.unit_price_minor) == (
+            30000, 12, 130000)
+        update = s.exec(select(AuditEvent).where(AuditEvent.action == "product.updated")).one()
+    assert update.data["changes"] == {"unit_price_minor": [120000, 130000]}
+    # when a field is sent as null, it is cleared; an identical re-send changes nothing
+    cleared = api.post("/products", json={**full, "unit_price": "1300.00",
+                                          "max_discount_pct": None})
+    assert cleared.json()["max_discount_pct"] is None
+    again = api.post("/products", json={**full, "unit_price": "1300.00",
+                                        "max_discount_pct": None})
+    assert again.status_code == 200
+    with server.db.read_session() as s:
+        assert len(s.exec(select(AuditEvent).where(
+            AuditEvent.action == "product.updated")).all()) == 2
