@@ -66,6 +66,34 @@ def test_customers_import(db: Database, tmp_path: Path) -> None:
     assert hooli.billing_email is None
 
 
+def test_a_customer_twice_in_one_file_with_other_values_is_refused(db: Database,
+                                                                   tmp_path: Path) -> None:
+    # given a file naming C-1001 twice with two credit limits (which one is meant?)
+    company(db)
+    path = write(tmp_path, "external_id,name,currency,credit_limit,payment_terms\n"
+                 "C-1001,Acme Corp,USD,10000.00,NET30\n"
+                 "C-1002,Hooli,USD,500.00,NET30\n"
+                 "C-1001,Acme Corp,USD,100000.00,NET30\n")
+    # when
+    report = import_csv(db, "customers", path)
+    # then the second one is named and nothing is stored (not the last one silently winning)
+    assert report.errors == ["row 4, column external_id: C-1001 is also on row 2 with other "
+                             "values; give each customer once"]
+    assert count(db, Customer) == 2  # Globex and Initech only
+
+
+def test_a_row_repeated_as_is_is_imported_once(db: Database, tmp_path: Path) -> None:
+    # given a stock file with one row pasted twice
+    path = write(tmp_path, "sku,name,unit_price,currency,on_hand\n"
+                 "WID-9,Widget Nine,12.50,USD,40\n"
+                 "WID-9,Widget Nine,12.50,USD,40\n")
+    # when
+    report = import_csv(db, "products", path)
+    # then
+    assert (report.errors, report.count, report.unchanged) == ([], 1, 1)
+    assert count(db, Product) == 1
+
+
 def test_products_import(db: Database, tmp_path: Path) -> None:
     # given
     path = write(tmp_path, "sku,name,unit_price,currency,on_hand,max_discount_pct,revenue_type\n"
