@@ -383,3 +383,29 @@ def test_product_resend_keeps_what_it_leaves_out_and_audits_changes(company, api
     with server.db.read_session() as s:
         assert len(s.exec(select(AuditEvent).where(
             AuditEvent.action == "product.updated")).all()) == 2
+
+
+def test_put_user_racing_another_put_of_the_same_new_user_is_not_a_500(server, api) -> None:
+    from models import User, UserRole
+
+    # given another request creating the same new user, not yet committed
+    answers: list[httpx.Response] = []
+    with server.db.session() as other:
+        other.add(User(slack_user_id="UNEW0001", name="Nina"))
+        other.flush()
+        other.add(UserRole(user_id="UNEW0001", role="sales", granted_by="api"))
+        other.flush()
+        # when the same PUT arrives meanwhile (on PostgreSQL it waits on the new row's key;
+        # on SQLite on the write lock)
+        put = threading.Thread(target=lambda: answers.append(api.put(
+            "/users/UNEW0001", json={"name": "Nina", "roles": ["sales", "collector"]})))
+        put.start()
+        put.join(timeout=1.0)
+        other.commit()
+    put.join()
+    # then it answers as a PUT of an existing user would, and holds exactly what it says
+    assert answers[0].status_code == 200, answers[0].text
+    assert answers[0].json()["roles"] == ["collector", "sales"]
+    with server.db.read_session() as s:
+        assert set(s.exec(select(UserRole.role).where(UserRole.user_id == "UNEW0001"))) == {
+            "sales", "collector"}
