@@ -135,6 +135,10 @@ def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Pr
             amount = getattr(data, field)
             values[column] = (v.amount_minor(field, amount, currency)
                               if amount is not None else None)
+        elif getattr(product, column) is not None and product.currency != currency:
+            # kept, it would be read in the new currency: 1000.00 USD becoming 100000 JPY
+            raise ValidationFailed.of(field, f"is stored in {product.currency}; send it in "
+                                      f"{currency} (or null) with the new currency")
     if created or "service_months" in given:
         values["service_months"] = data.service_months
     if product is not None:

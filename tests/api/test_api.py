@@ -383,6 +383,17 @@ def test_product_resend_keeps_what_it_leaves_out_and_audits_changes(company, api
     with server.db.read_session() as s:
         assert len(s.exec(select(AuditEvent).where(
             AuditEvent.action == "product.updated")).all()) == 2
+    # when the currency changes and the SSP kept would be read in the new one, it is refused
+    moved = api.post("/products", json={"sku": "SUB-1", "name": "Support plan",
+                                         "unit_price": "180000", "currency": "JPY",
+                                         "on_hand": 0, "cost": "45000"})
+    assert moved.status_code == 422, moved.text
+    assert moved.json()["errors"] == [{"field": "ssp", "detail": "is stored in USD; send it "
+                                       "in JPY (or null) with the new currency"}]
+    assert api.post("/products", json={"sku": "SUB-1", "name": "Support plan",
+                                        "unit_price": "180000", "currency": "JPY",
+                                        "on_hand": 0, "cost": "45000", "ssp": "150000"}
+                    ).json()["ssp"] == "150000"
 
 
 def test_put_user_racing_another_put_of_the_same_new_user_is_not_a_500(server, api) -> None:
