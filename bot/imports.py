@@ -89,7 +89,8 @@ COLUMNS = {
          "service_start", "service_end", "billing"),
         integers=frozenset({"quantity"}), key="external_id"),
     "invoices": Columns(
-        ("number", "customer", "currency", "issue_date", "due_date", "total"), ("order",),
+        ("number", "customer", "currency", "issue_date", "due_date", "total"),
+        ("order", "payment_terms"),
         key="number"),
     "payments": Columns(
         ("amount", "currency", "received_at"),

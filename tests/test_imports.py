@@ -216,6 +216,26 @@ def test_invoices_import(db: Database, tmp_path: Path) -> None:
     assert (erp1.total_minor, erp1.balance_minor, erp1.source) == (125000, 125000, "erp")
 
 
+def test_invoices_carry_their_own_payment_terms(db: Database, tmp_path: Path) -> None:
+    # given an ERP export with the invoices' terms, one with an early-payment discount
+    company(db)
+    path = write(tmp_path, "number,customer,currency,issue_date,due_date,total,payment_terms\n"
+                 "ERP-1,C-GLOBEX,USD,2026-01-01,2026-01-31,1250.00,2/10 NET30\n"
+                 "ERP-2,C-INITECH,USD,2026-02-01,2026-03-03,99.95,\n"
+                 "ERP-3,C-INITECH,USD,2026-02-01,2026-03-03,99.95,NET 30 days\n")
+    # when
+    report = import_csv(db, "invoices", path)
+    # then the terms are the API's field, checked as the API checks them
+    assert report.errors == ["row 4, column payment_terms: use NET<n>, <d>/<n> NET<m> "
+                             "(e.g. 2/10 NET30) or DUE_ON_RECEIPT"]
+    # and without the bad row the discount terms are the invoice's, not NET<days>
+    fixed = write(tmp_path, "\n".join(path.read_text().splitlines()[:3]) + "\n", "ok.csv")
+    assert import_csv(db, "invoices", fixed).errors == []
+    with db.read_session() as session:
+        terms = dict(session.exec(select(Invoice.number, Invoice.payment_terms)).all())
+    assert terms == {"ERP-1": "2/10 NET30", "ERP-2": "NET30"}
+
+
 def test_invoices_are_refused_by_the_rules_of_the_api_row_by_row(db: Database,
                                                                   tmp_path: Path) -> None:
     # given an invoice already stored, and a file breaking each rule once among good rows
