@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Security
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from api import idempotency, serialize
@@ -36,7 +37,7 @@ from workflows import (
     users,
 )
 from workflows import kpis as kpi_workflow
-from workflows.errors import FieldError, NotFound, ValidationFailed
+from workflows.errors import Conflict, FieldError, NotFound, ValidationFailed
 from workflows.inputs import (
     SLACK_USER_PATTERN,
     CustomerIn,
@@ -118,14 +119,25 @@ def _post(request: Request, key: str | None, body: dict, operation) -> JSONRespo
 @router.put("/users/{slack_user_id}", tags=["users"], response_model=out.UserOut,
             response_description="Updated",
             responses={201: {"model": out.UserOut, "description": "Created"},
-                       **problems(*BODY)})
+                       **problems(409, *BODY)})
 def put_user(slack_user_id: SlackUserId, body: UserIn, request: Request) -> JSONResponse:
+    """A PUT is idempotent: when another request creates the same user (or grants the same
+    role) at the same moment, the database refuses our insert; the PUT is then applied again
+    to the user as that request left it, instead of answering 500."""
     deps = _deps(request)
-    with deps.db.transaction() as session:
-        user, created = users.upsert_user(session, user_id=slack_user_id, name=body.name,
-                                          roles=body.roles, email=body.email,
-                                          timezone=body.timezone, actor=API_ACTOR)
-        data = serialize.user_out(user, users.roles_of(session, slack_user_id))
+    for attempt in range(2):
+        try:
+            with deps.db.transaction() as session:
+                user, created = users.upsert_user(session, user_id=slack_user_id,
+                                                  name=body.name, roles=body.roles,
+                                                  email=body.email, timezone=body.timezone,
+                                                  actor=API_ACTOR)
+                data = serialize.user_out(user, users.roles_of(session, slack_user_id))
+            break
+        except IntegrityError:
+            if attempt:
+                raise Conflict("the user was changed by another request at the same time; "
+                               "send the PUT again") from None
     return JSONResponse(data.model_dump(mode="json"), status_code=201 if created else 200)
 
 

@@ -89,7 +89,8 @@ COLUMNS = {
          "service_start", "service_end", "billing"),
         integers=frozenset({"quantity"}), key="external_id"),
     "invoices": Columns(
-        ("number", "customer", "currency", "issue_date", "due_date", "total"), ("order",),
+        ("number", "customer", "currency", "issue_date", "due_date", "total"),
+        ("order", "payment_terms"),
         key="number"),
     "payments": Columns(
         ("amount", "currency", "received_at"),
@@ -180,6 +181,8 @@ def import_csv(db: Database, kind: str, path: Path, *, clock: Clock | None = Non
         report.errors.append(str(exc))
         return report
     units = UNITS[kind](rows, columns, problems)
+    if kind in ONCE_PER_KEY:
+        units = once_per_key(units, kind, columns, problems, report)
     with db.session() as session:
         try:
             if kind == "payments":
@@ -422,6 +425,31 @@ UNITS: dict[str, Callable[[list[Row], Columns, Problems], list[Unit]]] = {
     "invoices": single_rows(inputs.InvoiceIn),
     "payments": single_rows(inputs.PaymentIn),
 }
+
+# Master data is upserted by its key: a key twice in one file would make the last row silently
+# win. (Orders group their rows by key, invoices refuse a number twice, payments compare the
+# money of an external_id given twice.)
+ONCE_PER_KEY = ("customers", "products")
+
+
+def once_per_key(units: list[Unit], kind: str, columns: Columns, problems: Problems,
+                 report: ImportReport) -> list[Unit]:
+    """Each record once per file: a row repeating an earlier one cell for cell is skipped
+    (counted unchanged); one with the same key and other values is refused, naming both rows,
+    since nobody can tell which of the two is meant."""
+    first: dict[str, Row] = {}
+    kept = []
+    for unit in units:
+        row, key = unit.rows[0], getattr(unit.model, columns.key)
+        earlier = first.setdefault(key, row)
+        if earlier is row:
+            kept.append(unit)
+        elif earlier.values == row.values:
+            report.unchanged += 1
+        else:
+            problems.add(row.number, columns.key, f"{key} is also on row {earlier.number} "
+                         f"with other values; give each {kind[:-1]} once")
+    return kept
 
 
 # -- models -> workflows --------------------------------------------------------------------------

@@ -66,6 +66,34 @@ def test_customers_import(db: Database, tmp_path: Path) -> None:
     assert hooli.billing_email is None
 
 
+def test_a_customer_twice_in_one_file_with_other_values_is_refused(db: Database,
+                                                                   tmp_path: Path) -> None:
+    # given a file naming C-1001 twice with two credit limits (which one is meant?)
+    company(db)
+    path = write(tmp_path, "external_id,name,currency,credit_limit,payment_terms\n"
+                 "C-1001,Acme Corp,USD,10000.00,NET30\n"
+                 "C-1002,Hooli,USD,500.00,NET30\n"
+                 "C-1001,Acme Corp,USD,100000.00,NET30\n")
+    # when
+    report = import_csv(db, "customers", path)
+    # then the second one is named and nothing is stored (not the last one silently winning)
+    assert report.errors == ["row 4, column external_id: C-1001 is also on row 2 with other "
+                             "values; give each customer once"]
+    assert count(db, Customer) == 2  # Globex and Initech only
+
+
+def test_a_row_repeated_as_is_is_imported_once(db: Database, tmp_path: Path) -> None:
+    # given a stock file with one row pasted twice
+    path = write(tmp_path, "sku,name,unit_price,currency,on_hand\n"
+                 "WID-9,Widget Nine,12.50,USD,40\n"
+                 "WID-9,Widget Nine,12.50,USD,40\n")
+    # when
+    report = import_csv(db, "products", path)
+    # then
+    assert (report.errors, report.count, report.unchanged) == ([], 1, 1)
+    assert count(db, Product) == 1
+
+
 def test_products_import(db: Database, tmp_path: Path) -> None:
     # given
     path = write(tmp_path, "sku,name,unit_price,currency,on_hand,max_discount_pct,revenue_type\n"
@@ -80,6 +108,23 @@ def test_products_import(db: Database, tmp_path: Path) -> None:
         service = session.exec(select(Product).where(Product.sku == "SVC-1")).one()
     assert (widget.unit_price_minor, widget.on_hand, widget.max_discount_bp) == (1250, 40, 1000)
     assert (service.revenue_type, service.max_discount_bp) == ("service", None)
+
+
+def test_a_stock_file_keeps_what_it_leaves_out(db: Database, tmp_path: Path) -> None:
+    # given a service product with its own discount cap and SSP
+    import_csv(db, "products", write(
+        tmp_path, "sku,name,unit_price,currency,on_hand,max_discount_pct,revenue_type,ssp\n"
+        "SVC-1,Installation,900,USD,0,5,service,800\n"))
+    # when a stock file re-sends it with only the required columns (and one empty cell)
+    report = import_csv(db, "products", write(
+        tmp_path, "sku,name,unit_price,currency,on_hand,max_discount_pct\n"
+        "SVC-1,Installation,950,USD,0,\n", name="stock.csv"))
+    # then the price changes and the rest is kept: still a service, recognised over time
+    assert (report.errors, report.count) == ([], 1)
+    with db.read_session() as session:
+        service = session.exec(select(Product).where(Product.sku == "SVC-1")).one()
+    assert (service.unit_price_minor, service.revenue_type, service.max_discount_bp,
+            service.ssp_minor) == (95000, "service", 500, 80000)
 
 
 def test_orders_are_grouped_into_multi_line_orders(db: Database, tmp_path: Path) -> None:
@@ -169,6 +214,26 @@ def test_invoices_import(db: Database, tmp_path: Path) -> None:
     with db.read_session() as session:
         erp1 = session.exec(select(Invoice).where(Invoice.number == "ERP-1")).one()
     assert (erp1.total_minor, erp1.balance_minor, erp1.source) == (125000, 125000, "erp")
+
+
+def test_invoices_carry_their_own_payment_terms(db: Database, tmp_path: Path) -> None:
+    # given an ERP export with the invoices' terms, one with an early-payment discount
+    company(db)
+    path = write(tmp_path, "number,customer,currency,issue_date,due_date,total,payment_terms\n"
+                 "ERP-1,C-GLOBEX,USD,2026-01-01,2026-01-31,1250.00,2/10 NET30\n"
+                 "ERP-2,C-INITECH,USD,2026-02-01,2026-03-03,99.95,\n"
+                 "ERP-3,C-INITECH,USD,2026-02-01,2026-03-03,99.95,NET 30 days\n")
+    # when
+    report = import_csv(db, "invoices", path)
+    # then the terms are the API's field, checked as the API checks them
+    assert report.errors == ["row 4, column payment_terms: use NET<n>, <d>/<n> NET<m> "
+                             "(e.g. 2/10 NET30) or DUE_ON_RECEIPT"]
+    # and without the bad row the discount terms are the invoice's, not NET<days>
+    fixed = write(tmp_path, "\n".join(path.read_text().splitlines()[:3]) + "\n", "ok.csv")
+    assert import_csv(db, "invoices", fixed).errors == []
+    with db.read_session() as session:
+        terms = dict(session.exec(select(Invoice.number, Invoice.payment_terms)).all())
+    assert terms == {"ERP-1": "2/10 NET30", "ERP-2": "NET30"}
 
 
 def test_invoices_are_refused_by_the_rules_of_the_api_row_by_row(db: Database,

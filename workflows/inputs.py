@@ -182,6 +182,9 @@ class CustomerIn(Strict):
 
 
 class ProductIn(Strict):
+    """A product as an integration sends it. As with `CustomerIn`, optional fields left out
+    keep their stored value when the product exists and take the defaults when new."""
+
     sku: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
                                                 max_length=64)]
     name: Text

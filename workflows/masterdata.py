@@ -98,8 +98,12 @@ _UNAUDITED = ("billing_address", "shipping_address")  # long free text; the fact
 
 
 def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Product, bool]:
-    """Create or update a product. When its stock goes up, the freed units are reserved for
-    the orders waiting for it, oldest first (`fulfilment.reserve_backorders`)."""
+    """Create or update a product. Like a customer, optional fields left out keep their stored
+    value (an ERP's stock sync sending sku, name, price and stock must not turn a subscription
+    into goods or drop its discount cap, cost or SSP); sent as null, they are cleared. What
+    changed is audited, old and new; an identical re-send records nothing. When its stock
+    goes up, the freed units are reserved for the orders waiting for it, oldest first
+    (`fulfilment.reserve_backorders`)."""
     from workflows import fulfilment  # fulfilment -> orders -> masterdata
 
     if not data.sku.strip():
@@ -107,18 +111,36 @@ def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Pr
     if not data.name.strip():
         raise ValidationFailed.of("name", "must not be empty")
     currency = v.currency("currency", data.currency)
-    price = v.amount_minor("unit_price", data.unit_price, currency)
+    values: dict[str, Any] = {
+        "name": data.name.strip(),
+        "unit_price_minor": v.amount_minor("unit_price", data.unit_price, currency),
+        "currency": currency,
+        "on_hand": data.on_hand,
+    }
     v.text("sku", data.sku)
     v.text("name", data.name)
     v.quantity("on_hand", data.on_hand, allow_zero=True)
-    max_bp = (v.percent_bp("max_discount_pct", data.max_discount_pct)
-              if data.max_discount_pct is not None else None)
-    if data.revenue_type not in RevenueType.__members__.values():
-        raise ValidationFailed.of("revenue_type", "must be goods, service or subscription")
-    cost = v.amount_minor("cost", data.cost, currency) if data.cost is not None else None
-    ssp = v.amount_minor("ssp", data.ssp, currency) if data.ssp is not None else None
     product = session.exec(select(Product).where(Product.sku == data.sku)).first()
     created = product is None
+    given = data.model_fields_set
+    if created or "max_discount_pct" in given:
+        values["max_discount_bp"] = (v.percent_bp("max_discount_pct", data.max_discount_pct)
+                                     if data.max_discount_pct is not None else None)
+    if created or "revenue_type" in given:
+        if data.revenue_type not in RevenueType.__members__.values():
+            raise ValidationFailed.of("revenue_type", "must be goods, service or subscription")
+        values["revenue_type"] = data.revenue_type
+    for field, column in (("cost", "cost_minor"), ("ssp", "ssp_minor")):
+        if created or field in given:
+            amount = getattr(data, field)
+            values[column] = (v.amount_minor(field, amount, currency)
+                              if amount is not None else None)
+        elif getattr(product, column) is not None and product.currency != currency:
+            # kept, it would be read in the new currency: 1000.00 USD becoming 100000 JPY
+            raise ValidationFailed.of(field, f"is stored in {product.currency}; send it in "
+                                      f"{currency} (or null) with the new currency")
+    if created or "service_months" in given:
+        values["service_months"] = data.service_months
     if product is not None:
         # the orders waiting for it first, then the product: the order shipping locks in
         fulfilment.lock_backorders(session, product.id)
@@ -126,25 +148,23 @@ def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Pr
                                .with_for_update()
                                .execution_options(populate_existing=True)).one()
     if product is None:
-        product = Product(sku=data.sku, name=data.name, unit_price_minor=price,
-                          currency=currency)
+        product = Product(sku=data.sku, name=values["name"],
+                          unit_price_minor=values["unit_price_minor"], currency=currency)
     if data.on_hand < product.reserved:
         raise ValidationFailed.of("on_hand", f"{product.reserved} units are reserved for "
                                   "open orders; on_hand cannot go below that")
-    product.name = data.name.strip()
-    product.unit_price_minor = price
-    product.currency = currency
-    product.on_hand = data.on_hand
-    product.max_discount_bp = max_bp
-    product.revenue_type = data.revenue_type
-    product.cost_minor = cost
-    product.ssp_minor = ssp
-    product.service_months = data.service_months
-    session.add(product)
-    session.flush()
-    audit.record(session, actor=actor, action="product.created" if created
-                 else "product.updated", entity_type="product", entity_id=product.id,
-                 sku=product.sku)
+    changes = {}
+    for field, value in values.items():
+        before = getattr(product, field)
+        if created or before != value:
+            changes[field] = [None if created else before, value]
+            setattr(product, field, value)
+    if changes:
+        session.add(product)
+        session.flush()
+        audit.record(session, actor=actor, action="product.created" if created
+                     else "product.updated", entity_type="product", entity_id=product.id,
+                     sku=product.sku, changes=changes)
     if not created and product.on_hand > product.reserved:
         # orders that started waiting since the lock above are left to the next restock
         # rather than waited for while this product is locked

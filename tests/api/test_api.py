@@ -346,3 +346,77 @@ def test_customer_resend_keeps_what_it_leaves_out_and_audits_changes(company, ap
     with server.db.read_session() as s:
         assert len(s.exec(select(AuditEvent).where(
             AuditEvent.action == "customer.updated")).all()) == 2
+
+
+def test_product_resend_keeps_what_it_leaves_out_and_audits_changes(company, api,
+                                                                    server) -> None:
+    from models import AuditEvent, Product
+
+    # given a subscription product with its own discount cap, cost, SSP and term
+    full = {"sku": "SUB-1", "name": "Support plan", "unit_price": "1200.00",
+            "currency": "USD", "on_hand": 0, "max_discount_pct": "5", "revenue_type":
+            "subscription", "cost": "300.00", "service_months": 12, "ssp": "1000.00"}
+    assert api.post("/products", json=full).status_code == 201
+    # when the ERP's stock sync re-sends only the required fields, with a new price
+    resent = api.post("/products", json={"sku": "SUB-1", "name": "Support plan",
+                                          "unit_price": "1300.00", "currency": "USD",
+                                          "on_hand": 0})
+    # then what it left out is kept (still a subscription, recognised ratably), and the
+    # price change is audited with old and new values
+    assert resent.status_code == 200, resent.text
+    body = resent.json()
+    assert (body["revenue_type"], body["max_discount_pct"], body["ssp"]) == (
+        "subscription", "5.00", "1000.00")
+    with server.db.read_session() as s:
+        product = s.exec(select(Product).where(Product.sku == "SUB-1")).one()
+        assert (product.cost_minor, product.service_months, product.unit_price_minor) == (
+            30000, 12, 130000)
+        update = s.exec(select(AuditEvent).where(AuditEvent.action == "product.updated")).one()
+    assert update.data["changes"] == {"unit_price_minor": [120000, 130000]}
+    # when a field is sent as null, it is cleared; an identical re-send changes nothing
+    cleared = api.post("/products", json={**full, "unit_price": "1300.00",
+                                          "max_discount_pct": None})
+    assert cleared.json()["max_discount_pct"] is None
+    again = api.post("/products", json={**full, "unit_price": "1300.00",
+                                        "max_discount_pct": None})
+    assert again.status_code == 200
+    with server.db.read_session() as s:
+        assert len(s.exec(select(AuditEvent).where(
+            AuditEvent.action == "product.updated")).all()) == 2
+    # when the currency changes and the SSP kept would be read in the new one, it is refused
+    moved = api.post("/products", json={"sku": "SUB-1", "name": "Support plan",
+                                         "unit_price": "180000", "currency": "JPY",
+                                         "on_hand": 0, "cost": "45000"})
+    assert moved.status_code == 422, moved.text
+    assert moved.json()["errors"] == [{"field": "ssp", "detail": "is stored in USD; send it "
+                                       "in JPY (or null) with the new currency"}]
+    assert api.post("/products", json={"sku": "SUB-1", "name": "Support plan",
+                                        "unit_price": "180000", "currency": "JPY",
+                                        "on_hand": 0, "cost": "45000", "ssp": "150000"}
+                    ).json()["ssp"] == "150000"
+
+
+def test_put_user_racing_another_put_of_the_same_new_user_is_not_a_500(server, api) -> None:
+    from models import User, UserRole
+
+    # given another request creating the same new user, not yet committed
+    answers: list[httpx.Response] = []
+    with server.db.session() as other:
+        other.add(User(slack_user_id="UNEW0001", name="Nina"))
+        other.flush()
+        other.add(UserRole(user_id="UNEW0001", role="sales", granted_by="api"))
+        other.flush()
+        # when the same PUT arrives meanwhile (on PostgreSQL it waits on the new row's key;
+        # on SQLite on the write lock)
+        put = threading.Thread(target=lambda: answers.append(api.put(
+            "/users/UNEW0001", json={"name": "Nina", "roles": ["sales", "collector"]})))
+        put.start()
+        put.join(timeout=1.0)
+        other.commit()
+    put.join()
+    # then it answers as a PUT of an existing user would, and holds exactly what it says
+    assert answers[0].status_code == 200, answers[0].text
+    assert answers[0].json()["roles"] == ["collector", "sales"]
+    with server.db.read_session() as s:
+        assert set(s.exec(select(UserRole.role).where(UserRole.user_id == "UNEW0001"))) == {
+            "sales", "collector"}
