@@ -110,3 +110,21 @@ def test_a_dispute_owner_whose_role_was_removed_cannot_resolve_it(books, slack,
     # while a collector (a resolver by role) still may
     slack.click("UCOLL001", card, "backoffice_dispute_accept")
     api.wait_for(lambda: api.views_for("UCOLL001") or None, WAIT, "the collector's modal")
+
+
+def test_a_rep_whose_role_was_removed_no_longer_sees_their_requests(books, slack,
+                                                                    standin) -> None:
+    api = standin.api
+    # given an order of the rep's that waits for a credit approval (a new customer)
+    with books.db.transaction() as s:
+        f.customer(s, "C-NEW", "Newco Secret Ltd", reviewed=False, sales_rep="USALES01")
+        number = f.order(s, "C-NEW", lines=[("WID-1", 2)]).number
+    shown = text_of(ask(slack, api, "USALES01", "approvals"))
+    assert number in shown and "Newco Secret Ltd" in shown and "USD 200.00" in shown
+    # when an admin removes the rep's sales role, and they ask again
+    remove_sales_role(slack, api)
+    answer = text_of(ask(slack, api, "USALES01", "approvals"))
+    # then they are refused, see nothing of the order, and the refusal is audited
+    assert ":no_entry_sign:" in answer
+    assert number not in answer and "Newco" not in answer and "200.00" not in answer
+    assert [e.actor for e in audited(books, "refused.command.approvals")] == ["USALES01"]
