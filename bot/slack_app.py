@@ -20,12 +20,17 @@ from slack_bolt import Ack, App, BoltRequest, BoltResponse, Respond
 from slack_bolt.error import BoltError
 from slack_bolt.middleware import Middleware
 from slack_sdk import WebClient
-from sqlalchemy.exc import IntegrityError
 
 from bot.deps import Deps
 from bot.slack_request import PayloadShape
 from handlers import register_listeners
-from handlers.common import describe_error, first_input_block, note_database_down, tell_user
+from handlers.common import (
+    EVENT_RECEIPT,
+    describe_error,
+    first_input_block,
+    note_database_down,
+    tell_user,
+)
 from models import SlackEventReceipt
 from workflows.errors import database_unavailable
 from workflows.mentions import numbers_in
@@ -64,8 +69,13 @@ def create_bolt_app(deps: Deps, listener_executor: Executor) -> App:
 
 class Dependencies(Middleware):
     """Puts the process's dependencies on every request's context (`context["deps"]`), and
-    lets each Events API event through once: its event id is recorded first, so a retry
-    Slack sends (it does when an ack is slow) runs nothing twice."""
+    lets each Events API event through once, so a retry Slack sends (it does when an ack is
+    slow) runs nothing twice: an event id seen before is answered at once and runs nothing;
+    a new one is recorded by its listener right after the ack, before it does anything
+    (`handlers.common.after_ack`, `EVENT_RECEIPT`; the unique event id decides between
+    copies running at once). Before the ack only a read happens: on SQLite a write would
+    wait for the one write lock, which a long job (an import, the nightly runs) may hold for
+    longer than Slack's 3 seconds (SPEC §5.3)."""
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
@@ -77,16 +87,17 @@ class Dependencies(Middleware):
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
         if event_id and _acts_on(body.get("event")):
             try:
-                first = _first_delivery(self.deps, event_id)
+                seen = _seen_before(self.deps, event_id)
             except Exception as error:
                 if not database_unavailable(error):
                     raise
                 note_database_down(error, log)
                 return BoltResponse(status=503, body="")  # Slack retries the event later
-            if not first:
+            if seen:
                 log.info("duplicate event %s ignored", event_id)
                 # 200 with nothing run: Slack stops retrying, and nothing happens twice
                 return BoltResponse(status=200, body="")
+            req.context[EVENT_RECEIPT] = event_id  # recorded after the ack (`after_ack`)
         return next()
 
 
@@ -136,11 +147,8 @@ def _acts_on(event: object) -> bool:
     return True
 
 
-def _first_delivery(deps: Deps, event_id: str) -> bool:
-    """Record the event id; False when it was seen before (a Slack retry)."""
-    try:
-        with deps.db.transaction() as session:
-            session.add(SlackEventReceipt(event_id=event_id))
-        return True
-    except IntegrityError:
-        return False
+def _seen_before(deps: Deps, event_id: str) -> bool:
+    """Whether the event id was recorded before (a Slack retry): a read, which never waits
+    for SQLite's write lock."""
+    with deps.db.read_session() as session:
+        return session.get(SlackEventReceipt, event_id) is not None

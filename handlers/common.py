@@ -20,12 +20,13 @@ from slack_bolt.kwargs_injection import build_required_kwargs
 from slack_bolt.util.utils import get_arg_names_of_callable
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from blocks.i18n import Formats, formats
 from blocks.text import esc, refusal
 from handlers.deps import Deps, deps_of
-from models import User
+from models import SlackEventReceipt, User
 from workflows import audit, outbox
 from workflows.errors import DomainError, PermissionDenied, database_unavailable
 from workflows.users import ensure_user
@@ -471,6 +472,9 @@ def acknowledge(ack: Ack) -> None:
 
 
 REQUEST_ID = "o2c_request_id"  # the request id `bot.server` puts in the Bolt context
+# the id of an Events API event not seen before (`bot.slack_app.Dependencies`): its listener
+# records it right after the ack, before doing anything, and does nothing for a copy
+EVENT_RECEIPT = "o2c_event_receipt"
 
 
 def after_ack(func: Callable[..., None]) -> Callable[[BoltRequest], None]:
@@ -486,6 +490,8 @@ def after_ack(func: Callable[..., None]) -> Callable[[BoltRequest], None]:
 
     Bolt also starts lazy listeners whatever the ack said; `func` runs only when the ack
     accepted the request (`accepted`), so a form refused with inline errors does nothing more.
+    An event runs once: its id (`EVENT_RECEIPT`) is recorded first, in a transaction of its
+    own, and a copy of it (a Slack retry) does nothing (`first_delivery`).
     """
     wanted = get_arg_names_of_callable(func)
 
@@ -497,6 +503,10 @@ def after_ack(func: Callable[..., None]) -> Callable[[BoltRequest], None]:
                  if hasattr(deps, "answering") else nullcontext())
         with scope:
             try:
+                event_id = request.context.get(EVENT_RECEIPT)
+                if event_id and not first_delivery(deps, event_id):
+                    log.info("duplicate event %s ignored", event_id)
+                    return
                 func(**build_required_kwargs(logger=request.context.logger,
                                              required_arg_names=wanted, request=request,
                                              response=None, this_func=func))
@@ -511,6 +521,17 @@ def after_ack(func: Callable[..., None]) -> Callable[[BoltRequest], None]:
     for attribute in ("__module__", "__name__", "__qualname__", "__doc__"):
         setattr(lazy_listener, attribute, getattr(func, attribute))
     return lazy_listener
+
+
+def first_delivery(deps: Deps, event_id: str) -> bool:
+    """Record an event's id; False when it was recorded before (a copy of the event: a
+    Slack retry, or two copies running at once — the unique id decides)."""
+    try:
+        with deps.db.transaction() as session:
+            session.add(SlackEventReceipt(event_id=event_id))
+        return True
+    except IntegrityError:
+        return False
 
 
 def _from_a_person(body: dict) -> bool:

@@ -61,6 +61,7 @@ NOTE_MAX = 2000
 REASONS = tuple(r.value for r in DisputeReason)
 OPENER_ROLES = (Role.COLLECTOR, Role.SALES, Role.CREDIT_APPROVER)
 RESOLVER_ROLES = (Role.COLLECTOR, Role.CREDIT_APPROVER)  # besides the owner
+OWNER_ROLES = (Role.SALES, *RESOLVER_ROLES)  # who may own a dispute (and act on it as owner)
 OUTCOMES = tuple(s.value for s in (DisputeStatus.ACCEPTED, DisputeStatus.REJECTED,
                                    DisputeStatus.WITHDRAWN))
 
@@ -241,7 +242,12 @@ def _update_card(session: Session, dispute: Dispute) -> None:
 
 # -- who may act ----------------------------------------------------------------------------------
 def may_resolve(session: Session, dispute: Dispute, user_id: str) -> bool:
-    return user_id == dispute.owner_id or has_role(session, user_id, *RESOLVER_ROLES)
+    """A collector or a credit approver, or the dispute's owner while they hold a role an
+    owner is given (`_check_reassign`): an owner whose role was removed — the customer's
+    rep of record who left sales, say — decides nothing more (SPEC §5.7)."""
+    if has_role(session, user_id, *RESOLVER_ROLES):
+        return True
+    return user_id == dispute.owner_id and has_role(session, user_id, *OWNER_ROLES)
 
 
 def check_resolver(session: Session, dispute: Dispute, user_id: str, action: str) -> None:
@@ -433,7 +439,7 @@ def _check_reassign(session: Session, dispute: Dispute, to_user: str, by: str) -
     check_resolver(session, dispute, by, "dispute.reassign")
     if dispute.status != DisputeStatus.OPEN:
         raise already_resolved(dispute)
-    if not has_role(session, to_user, Role.SALES, *RESOLVER_ROLES):
+    if not has_role(session, to_user, *OWNER_ROLES):
         raise ValidationFailed.of("owner", f"<@{to_user}> holds no sales, collector or credit "
                                   "approver role")
     if to_user == dispute.owner_id:

@@ -48,7 +48,7 @@ from workflows.orders import (
     recompute_cancelled,
     transition,
 )
-from workflows.users import has_role
+from workflows.users import has_role, only_for
 
 # Orders whose short lines wait for stock (an order on hold does not take scarce stock).
 WAITING = (OrderStatus.BACKORDERED, OrderStatus.PARTIALLY_SHIPPED)
@@ -204,9 +204,16 @@ def reserve_backorders(session: Session, product_id: int, actor: str, *,
 # -- the rep's choices --------------------------------------------------------------------------
 
 def _check_chooser(session: Session, order: Order, actor: str, choice: str) -> None:
-    """Who decides what happens to a backorder: the order's sales rep, or an admin."""
-    if actor == order.sales_rep_id or has_role(session, actor, Role.ADMIN):
+    """Who decides what happens to a backorder: the order's sales rep while they hold the
+    sales role (one whose role was removed decides nothing more, SPEC §5.7), or an admin."""
+    if actor == order.sales_rep_id and has_role(session, actor, Role.SALES):
+        return  # (admins hold every role)
+    if has_role(session, actor, Role.ADMIN):
         return
+    if actor == order.sales_rep_id:
+        raise PermissionDenied(only_for((Role.SALES,)), actor=actor,
+                               action=f"{CHOICE_ACTION}.{choice}", entity_type="order",
+                               entity_id=order.id)
     raise PermissionDenied(f"Only the sales rep of {order.number} or an admin can choose "
                            f"“{CHOICES[choice]}” for its backorder. Nothing was changed.",
                            actor=actor, action=f"{CHOICE_ACTION}.{choice}",

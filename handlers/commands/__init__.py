@@ -51,7 +51,7 @@ def show_help(call: CommandCall) -> None:
 # Who may run the subcommands that check their role themselves (`Subcommand.roles` unset),
 # for `/o2c help`: the help lists only what the caller may run.
 HELP_ROLES: dict[str, tuple[str, ...]] = {
-    "new": (Role.SALES,), "approvals": ANY_ROLE, "worklist": (Role.COLLECTOR,),
+    "new": (Role.SALES,), "worklist": (Role.COLLECTOR,),
     "pay": (Role.COLLECTOR,), "role": (Role.ADMIN,), "admin": (Role.ADMIN,),
 }
 
@@ -82,7 +82,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {sub.name: sub for sub in (
                order_entry.new_order),
     Subcommand("approvals", "/o2c approvals",
                "pending approvals: yours to decide, or your requests still waiting",
-               approvals.pending),
+               approvals.pending, roles=ANY_ROLE),
     Subcommand("worklist", "/o2c worklist",
                "your overdue accounts, ranked by collection priority (collectors)",
                collections.worklist_command),
