@@ -1,7 +1,9 @@
 """Events API listeners, one module per feature, all registered here.
 
 Bolt acks an event at once; the listener runs after the ack (`after_ack`). A duplicate
-delivery of an event never reaches a listener (`bot.slack_app` records event ids first)."""
+delivery of an event never reaches a listener: one seen before is answered at once
+(`bot.slack_app.Dependencies`, a read), and a new one's id is recorded right after the ack,
+before the listener runs (`handlers.common.after_ack`; the unique id decides between copies)."""
 
 from __future__ import annotations
 
