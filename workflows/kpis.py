@@ -38,7 +38,7 @@ settlements, payments, approvals, shipments, credit notes.
 * **Order cycle time** = mean days from order date to its first shipment, for orders first
   shipped in W.
 * **Invoice accuracy** = share of invoices issued in W (late-fee invoices left out) with
-  neither a credit note nor an accepted dispute.
+  neither a credit note (dated by the end of `as_of`) nor a dispute accepted by then.
 * **Dispute rate** = invoices issued in W (late-fee invoices left out) on which a dispute was
   opened (by the end of `as_of`) / invoices issued in W.
 * **Average days to resolve** = mean days (to 2 decimals, from the timestamps) from opening to
@@ -525,11 +525,14 @@ def _accuracy(session: Session, report: KpiReport, start: date, end: date,
     known = report.known_at
     if not issued:
         return
+    # corrected by the end of `end` (a credit note by the day the books count it on, an
+    # accepted dispute by when it was accepted): a later correction leaves a past day as it was
+    cutoff = _start_of(end + timedelta(days=1))
     corrected_ids = sa.union(
         select(CreditNote.invoice_id.label("invoice_id"))
-        .where(*_known(CreditNote.created_at, known)),
+        .where(CreditNote.effective_date <= end, *_known(CreditNote.created_at, known)),
         select(Dispute.invoice_id.label("invoice_id"))
-        .where(Dispute.status == DisputeStatus.ACCEPTED,
+        .where(Dispute.status == DisputeStatus.ACCEPTED, Dispute.resolved_at < cutoff,
                *_known(Dispute.resolved_at, known))).subquery()
     corrected = int(session.exec(
         select(sa.func.count(sa.distinct(Invoice.id)))

@@ -282,3 +282,21 @@ def test_a_past_days_deductions_outstanding_do_not_read_todays_balances(session:
     assert outstanding(T3) == outstanding(T3, rollups=False) == (1, 5000)
     assert outstanding(T3, known_at=at(date(2026, 5, 31))) == (1, 5000)
     assert outstanding(date(2026, 5, 31)) == (0, 0)
+
+
+def test_a_past_days_invoice_accuracy_does_not_count_later_corrections(session: Session
+                                                                        ) -> None:
+    # given: two invoices issued in April; on 05-05 one gets a credit note
+    f.customer(session)
+    f.invoice(session, "INV-2026-000401", total="100.00", issued=date(2026, 4, 2),
+              due=date(2026, 5, 2))
+    f.invoice(session, "INV-2026-000402", total="100.00", issued=date(2026, 4, 3),
+              due=date(2026, 5, 3))
+    assert kpis.compute(session, T3).invoice_accuracy == Decimal("100.00")
+    issue_credit_note(session, invoice_number="INV-2026-000402", amount="10.00",
+                      reason="damaged", actor="test", now=at(date(2026, 5, 5)))
+    # when the KPIs as of 04-30 are asked again, and as of 05-31
+    # then on 04-30 both invoices were still uncorrected; by 05-31 one of two was corrected
+    assert kpis.compute(session, T3).invoice_accuracy == Decimal("100.00")
+    assert kpis.compute(session, T3, rollups=False).invoice_accuracy == Decimal("100.00")
+    assert kpis.compute(session, date(2026, 5, 31)).invoice_accuracy == Decimal("50.00")
