@@ -272,7 +272,9 @@ def known_at_of(text: str | None) -> datetime | None:
 
 
 def _as_of(request: Request, as_of: date | None) -> date:
-    return as_of or _deps(request).clock.business_today()
+    """`?as_of=`, else today in the business time zone the books keep: the policy's (an admin
+    may change it), as the revenue report, the jobs and the KPI snapshot take it."""
+    return as_of or _deps(request).business_today()
 
 
 # -- customers -----------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ settlements, payments, approvals, shipments, credit notes.
 * **Order cycle time** = mean days from order date to its first shipment, for orders first
   shipped in W.
 * **Invoice accuracy** = share of invoices issued in W (late-fee invoices left out) with
-  neither a credit note nor an accepted dispute.
+  neither a credit note (dated by the end of `as_of`) nor a dispute accepted by then.
 * **Dispute rate** = invoices issued in W (late-fee invoices left out) on which a dispute was
   opened (by the end of `as_of`) / invoices issued in W.
 * **Average days to resolve** = mean days (to 2 decimals, from the timestamps) from opening to
@@ -89,7 +89,13 @@ from models import (
     money,
 )
 from workflows import snapshot_reads
-from workflows.receivables import Aging, aging_by_currency, ar_total_parts
+from workflows.receivables import (
+    SETTLEMENTS,
+    Aging,
+    aging_by_currency,
+    ar_total_parts,
+    not_counted,
+)
 
 WINDOW_DAYS = 90
 COUNT_BACK_MONTHS = 36
@@ -519,11 +525,14 @@ def _accuracy(session: Session, report: KpiReport, start: date, end: date,
     known = report.known_at
     if not issued:
         return
+    # corrected by the end of `end` (a credit note by the day the books count it on, an
+    # accepted dispute by when it was accepted): a later correction leaves a past day as it was
+    cutoff = _start_of(end + timedelta(days=1))
     corrected_ids = sa.union(
         select(CreditNote.invoice_id.label("invoice_id"))
-        .where(*_known(CreditNote.created_at, known)),
+        .where(CreditNote.effective_date <= end, *_known(CreditNote.created_at, known)),
         select(Dispute.invoice_id.label("invoice_id"))
-        .where(Dispute.status == DisputeStatus.ACCEPTED,
+        .where(Dispute.status == DisputeStatus.ACCEPTED, Dispute.resolved_at < cutoff,
                *_known(Dispute.resolved_at, known))).subquery()
     corrected = int(session.exec(
         select(sa.func.count(sa.distinct(Invoice.id)))
@@ -552,13 +561,31 @@ def _back_office(session: Session, report: KpiReport, start: date, end: date,
     if resolved:
         seconds = sum(int((r - o).total_seconds()) for o, r in resolved)
         report.days_to_resolve = _q(Decimal(seconds) / 86400 / len(resolved))
+    return _deductions_outstanding(session, end, known, cutoff)
+
+
+def _deductions_outstanding(session: Session, end: date, known: datetime | None,
+                            cutoff: datetime) -> dict[str, tuple[int, int]]:
+    """Per currency (number, amount) of the deductions recorded before `cutoff` and not
+    resolved by then whose invoice was open at the end of `end` (as known at `known`): its
+    balance today plus what was settled with a later date (`workflows.receivables`) — not
+    today's balance, which a later payment would take a past day's deductions off with. The
+    (few) unresolved deductions are summed per invoice first, then each invoice and its
+    settlements are probed by key."""
     not_resolved = sa.or_(Deduction.status != DeductionStatus.RESOLVED,
                           Deduction.resolved_at.is_(None), Deduction.resolved_at >= cutoff)
-    rows = session.exec(select(Invoice.currency, sa.func.count(),
-                               sa.func.coalesce(sa.func.sum(Deduction.amount_minor), 0))
-                        .join(Invoice, Invoice.id == Deduction.invoice_id)
-                        .where(Deduction.created_at < cutoff, not_resolved,
-                               Invoice.balance_minor > 0)
+    held = (select(Deduction.invoice_id.label("invoice_id"), sa.func.count().label("n"),
+                   sa.func.sum(Deduction.amount_minor).label("amount"))
+            .where(Deduction.created_at < cutoff, not_resolved)
+            .group_by(Deduction.invoice_id).subquery())
+    open_then = Invoice.balance_minor + sum(
+        select(sa.func.coalesce(sa.func.sum(model.amount_minor), 0))
+        .where(model.invoice_id == Invoice.id, not_counted(model, end, known))
+        .scalar_subquery() for model in SETTLEMENTS)
+    rows = session.exec(select(Invoice.currency, sa.func.sum(held.c.n),
+                               sa.func.coalesce(sa.func.sum(held.c.amount), 0))
+                        .join(held, held.c.invoice_id == Invoice.id)
+                        .where(open_then > 0)
                         .group_by(Invoice.currency)).all()
     return {currency: (int(n), int(amount)) for currency, n, amount in rows}
 

@@ -26,6 +26,7 @@ from sqlmodel import Session, select
 
 from models import (
     Allocation,
+    ClosedPeriod,
     CreditNote,
     Customer,
     Invoice,
@@ -124,16 +125,33 @@ def _sum(session: Session, query) -> int:
 def _unapplied_at(session: Session, customer: Customer, end: date) -> int:
     """The customer's money held unapplied at the end of `end`, not today: what arrived by
     then less what was applied (net of reversals) and given back by then (a payment's amount
-    = its allocations + unapplied + refunded, `workflows.invariants`)."""
-    theirs = (Payment.customer_id == customer.id, Payment.value_date <= end)
+    = its allocations + unapplied + refunded, `workflows.invariants`).
+
+    A payment or refund counts on its value date — unless that day was in a closed month
+    when it was recorded: then, as its allocations, on the first open day (`_booked_by`), so
+    a closed month's statement never changes."""
+    theirs = (Payment.customer_id == customer.id, _booked_by(Payment, end))
     arrived = _sum(session, select(sa.func.sum(Payment.amount_minor)).where(*theirs))
     applied = _sum(session, select(sa.func.sum(Allocation.amount_minor))
                    .join(Payment, Payment.id == Allocation.payment_id)
-                   .where(*theirs, Allocation.effective_date <= end))
+                   .where(Payment.customer_id == customer.id,
+                          Allocation.effective_date <= end))
     refunded = _sum(session, select(sa.func.sum(Refund.amount_minor))
                     .join(Payment, Payment.id == Refund.payment_id)
-                    .where(*theirs, Refund.value_date <= end))
+                    .where(Payment.customer_id == customer.id, _booked_by(Refund, end)))
     return max(arrived - applied - refunded, 0)
+
+
+def _booked_by(model: type, end: date) -> sa.ColumnElement:
+    """SQL: a payment or refund (`value_date`, `created_at`) counts by the end of `end`.
+    Booked as a settlement is (`periods.booking`): on its value date, or, when that fell in a
+    month already closed when it was recorded, the day after that close's lock date — which
+    is after `end` exactly when a close recorded by then covers `end`."""
+    covered = (select(ClosedPeriod.period)
+               .where(ClosedPeriod.closed_at <= model.created_at,
+                      ClosedPeriod.last_day >= end)
+               .exists())
+    return sa.and_(model.value_date <= end, sa.not_(covered))
 
 
 def _open_at(session: Session, customer: Customer, end: date) -> list[Invoice]:

@@ -93,10 +93,13 @@ def reference_accuracy(session, report: kpis.KpiReport, start: date, end: date) 
         *kpis._issued_in(start, end, known))).one()
     if not issued:
         return
+    # corrected by the end of `end`: a credit note dated by then, a dispute accepted by then
     credited = sa.exists(select(CreditNote.id).where(
-        CreditNote.invoice_id == Invoice.id, *kpis._known(CreditNote.created_at, known)))
+        CreditNote.invoice_id == Invoice.id, CreditNote.effective_date <= end,
+        *kpis._known(CreditNote.created_at, known)))
     accepted = sa.exists(select(Dispute.id).where(
         Dispute.invoice_id == Invoice.id, Dispute.status == DisputeStatus.ACCEPTED,
+        Dispute.resolved_at < kpis._start_of(end + timedelta(days=1)),
         *kpis._known(Dispute.resolved_at, known)))
     corrected = session.exec(select(sa.func.count()).select_from(Invoice).where(
         *kpis._issued_in(start, end, known), sa.or_(credited, accepted))).one()

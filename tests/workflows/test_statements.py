@@ -141,3 +141,36 @@ def test_customer_credit_from_a_note_on_a_paid_invoice_is_on_the_statement(sessi
         "customer": "C-GLOBEX", "start": "2026-11-01", "end": "2026-11-30"}},
         from_email="ar@seller.example", session=session)
     assert "Credit on your account from credit notes (not in the balance): USD 200.00" in body
+
+
+def test_a_closed_months_unapplied_cash_does_not_change_after_the_close(session) -> None:
+    # given 300.00 paid on account on 20 October, recorded on 2 November; October closed on
+    # 3 November
+    from tests.support.timetravel import run_at
+    from workflows import periods, refunds
+
+    customer = f.customer(session)
+    early, _ = run_at(datetime(2026, 11, 2, 9, tzinfo=UTC), record_payment, session, PaymentIn(
+        amount="300.00", currency="USD", received_at=datetime(2026, 10, 20, 9, tzinfo=UTC),
+        customer="C-GLOBEX", reference="on account"), actor="api")
+    run_at(datetime(2026, 11, 3, 9, tzinfo=UTC), periods.close_period, session,
+           period="2026-10", actor="test", now=datetime(2026, 11, 3, 9, tzinfo=UTC))
+
+    def october() -> int:
+        return statements.statement(session, customer, start=date(2026, 10, 1),
+                                    end=date(2026, 10, 31)).unapplied_minor
+
+    assert october() == 30_000
+    # when, after the close, 123.45 received on 28 October is recorded on account and the
+    # 300.00 is given back with a value date of 30 October
+    late, _ = record_payment(session, PaymentIn(
+        amount="123.45", currency="USD", received_at=datetime(2026, 10, 28, 9, tzinfo=UTC),
+        customer="C-GLOBEX", reference="on account"), actor="api")
+    assert late.unapplied_minor == 12_345
+    refunds.refund_payment(session, payment=early, amount_minor=30_000, external_id="R-1",
+                           value_date=date(2026, 10, 30), actor="api")
+    # then the closed October's statement still holds 300.00 unapplied: both count on the
+    # first open day, 1 November, whose statement shows what is held then
+    assert october() == 30_000
+    assert statements.statement(session, customer, start=date(2026, 11, 1),
+                                end=date(2026, 11, 30)).unapplied_minor == 12_345
