@@ -208,6 +208,8 @@ def _manual_targets(session: Session, numbers: list[str], currency: str,
         invoices.append(invoice)
     if not invoices:
         raise ValidationFailed.of("apply_to", "name at least one invoice")
+    if len({invoice.customer_id for invoice in invoices}) != 1:  # a payment has one customer
+        raise ValidationFailed.of("apply_to", "name invoices of one customer")
     return invoices
 
 
@@ -642,7 +644,7 @@ def _reverse(session: Session, payment: Payment, *, actor: str, now: datetime) -
     open, are resolved as "reversed" (their cards say so). Each invoice it reopens is as a
     balance change makes it: what is in dispute follows the balance, a pay-now session for
     the old balance is expired (`payment_links`)."""
-    from workflows import disputes, payment_links
+    from workflows import credit_notes, disputes, payment_links
 
     if payment.refunded_minor:
         raise Conflict(f"Payment #{payment.id} was partly refunded; correct it in your ERP. "
@@ -665,6 +667,19 @@ def _reverse(session: Session, payment: Payment, *, actor: str, now: datetime) -
                        f"{closed[0].isoformat()}; closed through {periods.period_of(lock)}), "
                        "so it cannot be undone here; correct it with a credit note or in the "
                        "next period. Nothing changed.")
+    # a credit note on a paid invoice made part of the money customer credit (money we owe
+    # back, `workflows.credit_notes`): taking the money off the invoice would leave that credit
+    # standing on money nobody paid
+    mine: dict[int, int] = {}
+    for allocation, invoice in allocations:
+        mine[invoice.id] = mine.get(invoice.id, 0) + allocation.amount_minor
+    for invoice_id, amount in mine.items():
+        credit = credit_notes.customer_credit_of(session, invoice_id)
+        if credit and credit > credit_notes.paid_total(session, invoice_id) - amount:
+            invoice = session.get(Invoice, invoice_id)
+            raise Conflict(f"A credit note on {invoice.number} gave "
+                           f"{money.format_money(credit, invoice.currency)} of this payment "
+                           "back as customer credit; correct it in your ERP. Nothing changed.")
     touched = {inv.id for _, inv in allocations} | {w.invoice_id for w in write_offs}
     for invoice_id in touched:
         invoice = session.get(Invoice, invoice_id)
