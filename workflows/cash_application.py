@@ -706,7 +706,7 @@ def _reverse(session: Session, payment: Payment, *, actor: str, now: datetime) -
                      entity_type="invoice", entity_id=row.invoice_id,
                      amount_minor=row.amount_minor, payment_id=payment.id,
                      deduction_id=row.id)
-        deductions.settle(session, row.id, resolution="reversed", by=actor, now=now)
+        deductions.reverse(session, row.id, by=actor, now=now)  # (Conflict if taken since)
     session.flush()
     for invoice_id in sorted(touched):
         obj = session.get(Invoice, invoice_id)

@@ -9,10 +9,20 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from models import Allocation, CreditNote, CreditNoteRequest, CreditNoteStatus, Invoice, Payment
+from models import (
+    Allocation,
+    CreditNote,
+    CreditNoteRequest,
+    CreditNoteStatus,
+    Deduction,
+    Invoice,
+    Payment,
+    WriteOffRequest,
+)
 from tests.support import factories as f
+from tests.support import meanwhile
 from tests.support.timetravel import frozen_at
-from workflows import credit_notes, invariants
+from workflows import credit_notes, deductions, invariants
 from workflows.cash_application import (
     PaymentIn,
     check_from_slack,
@@ -96,5 +106,34 @@ def test_a_correction_keeps_the_money_a_credit_note_turned_into_customer_credit(
     # then nothing moved: the customer credit still stands on money that was paid
     assert applied_to(books, payment) == {"INV-2026-000101": 100_000}
     assert invoice(books, "INV-2026-000101").balance_minor == 0
+    assert invoice(books, "INV-2026-000102").balance_minor == 40_000
+    assert invariants.validate_all(books) == []
+
+
+def test_a_correction_racing_a_write_off_of_its_deduction_changes_nothing(books, db) -> None:
+    # given Globex's 1000.00 invoice paid 900.00: 100.00 short, an open deduction
+    payment, _ = record_payment(books, PaymentIn(
+        amount="900.00", currency="USD", received_at=RECEIVED, customer="C-GLOBEX",
+        reference="INV-2026-000101"), actor="test")
+    books.commit()
+    deduction = books.exec(select(Deduction)).one()
+    assert (deduction.amount_minor, deduction.status) == (10_000, "open")
+    # when one collector asks for the deduction to be written off while another moves the
+    # payment to the other Globex invoice (the correction read the deduction open)
+    deductions.write_off(books, deduction_id=deduction.id, reason="not worth chasing",
+                         actor="UCOLL001", now=NOW)
+
+    def correct(s):
+        return correct_application(s, payment_id=payment.id, invoices=["INV-2026-000102"],
+                                   actor="UCOLL001", now=NOW)
+    with pytest.raises(Conflict):
+        meanwhile.second_writer(db, books, correct)
+    # then the correction changed nothing: the deduction waits for its write-off approval,
+    # the 900.00 is still on the invoice it paid
+    books.expire_all()
+    assert books.get(Deduction, deduction.id).status == "write_off_pending"
+    assert books.exec(select(WriteOffRequest.amount_minor)).one() == 10_000
+    assert applied_to(books, payment) == {"INV-2026-000101": 90_000}
+    assert invoice(books, "INV-2026-000101").balance_minor == 10_000
     assert invoice(books, "INV-2026-000102").balance_minor == 40_000
     assert invariants.validate_all(books) == []
