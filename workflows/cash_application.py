@@ -192,7 +192,7 @@ def _record_manually(session: Session, data: PaymentIn, *, actor: str, source: s
 
 
 def _manual_targets(session: Session, numbers: list[str], currency: str,
-                    customer: Customer | None) -> list[Invoice]:
+                    customer: Customer | None, *, open_only: bool = True) -> list[Invoice]:
     invoices = []
     for number in dict.fromkeys(n.strip() for n in numbers if n.strip()):
         invoice = session.exec(select(Invoice).where(Invoice.number == number)).first()
@@ -203,7 +203,7 @@ def _manual_targets(session: Session, numbers: list[str], currency: str,
                                       f"not {currency}")
         if customer is not None and invoice.customer_id != customer.id:
             raise ValidationFailed.of("apply_to", f"{number} belongs to another customer")
-        if invoice.balance_minor == 0:
+        if open_only and invoice.balance_minor == 0:
             raise ValidationFailed.of("apply_to", f"{number} is already paid")
         invoices.append(invoice)
     if not invoices:
@@ -587,7 +587,9 @@ def correct_application(session: Session, *, payment_id: int, invoices: list[str
     if payment is None:
         raise NotFound(f"no payment {payment_id}")
     session.refresh(payment)
-    targets = _manual_targets(session, invoices, payment.currency, None)
+    # an invoice this payment paid may be named again (a second pick on the card keeps the
+    # first): whether each is open is checked once the payment is taken off them
+    targets = _manual_targets(session, invoices, payment.currency, None, open_only=False)
     owners = {t.customer_id for t in targets}
     if len(owners) != 1:
         raise ValidationFailed.of("apply_to", "name invoices of one customer")

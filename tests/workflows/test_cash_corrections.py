@@ -137,3 +137,47 @@ def test_a_correction_racing_a_write_off_of_its_deduction_changes_nothing(books,
     assert invoice(books, "INV-2026-000101").balance_minor == 10_000
     assert invoice(books, "INV-2026-000102").balance_minor == 40_000
     assert invariants.validate_all(books) == []
+
+
+def test_a_second_pick_keeps_the_invoice_the_first_pick_paid(books) -> None:
+    # given 1400.00 nobody could place, and a collector who picks Globex's 1000.00 invoice on
+    # its card: paid, 400.00 left as credit
+    payment, _ = record_payment(books, PaymentIn(
+        amount="1400.00", currency="USD", received_at=RECEIVED, payer_name="ZZ TRADING"),
+        actor="test")
+    books.commit()
+    assert payment.status == "unapplied"
+    correct_application(books, payment_id=payment.id, invoices=["INV-2026-000101"],
+                        actor="UCOLL001", now=NOW)
+    books.commit()
+    assert (payment.unapplied_minor, invoice(books, "INV-2026-000101").balance_minor) == (
+        40_000, 0)
+    # when they pick the 400.00 invoice too (the select sends both picks)
+    correct_application(books, payment_id=payment.id,
+                        invoices=["INV-2026-000101", "INV-2026-000102"],
+                        actor="UCOLL001", now=NOW + timedelta(minutes=1))
+    books.commit()
+    # then the payment pays both in full
+    assert applied_to(books, payment) == {"INV-2026-000101": 100_000,
+                                          "INV-2026-000102": 40_000}
+    assert (payment.status, payment.unapplied_minor) == ("applied", 0)
+    assert invoice(books, "INV-2026-000102").balance_minor == 0
+    assert invariants.validate_all(books) == []
+
+
+def test_a_correction_to_an_invoice_someone_else_paid_is_refused(books) -> None:
+    # given Globex's 400.00 invoice paid by another payment
+    record_payment(books, PaymentIn(amount="400.00", currency="USD", received_at=RECEIVED,
+                                    customer="C-GLOBEX"),
+                   actor="UCOLL001", apply_to=["INV-2026-000102"])
+    payment, _ = record_payment(books, PaymentIn(
+        amount="1000.00", currency="USD", received_at=RECEIVED, customer="C-GLOBEX"),
+        actor="UCOLL001", apply_to=["INV-2026-000101"])
+    books.commit()
+    # when a collector moves the 1000.00 to it, then it is refused and nothing moved
+    with pytest.raises(ValidationFailed, match="INV-2026-000102 is already paid"):
+        correct_application(books, payment_id=payment.id, invoices=["INV-2026-000102"],
+                            actor="UCOLL001", now=NOW)
+    books.rollback()
+    assert applied_to(books, payment) == {"INV-2026-000101": 100_000}
+    assert invariants.validate_all(books) == []
