@@ -192,7 +192,7 @@ def _record_manually(session: Session, data: PaymentIn, *, actor: str, source: s
 
 
 def _manual_targets(session: Session, numbers: list[str], currency: str,
-                    customer: Customer | None) -> list[Invoice]:
+                    customer: Customer | None, *, open_only: bool = True) -> list[Invoice]:
     invoices = []
     for number in dict.fromkeys(n.strip() for n in numbers if n.strip()):
         invoice = session.exec(select(Invoice).where(Invoice.number == number)).first()
@@ -203,11 +203,13 @@ def _manual_targets(session: Session, numbers: list[str], currency: str,
                                       f"not {currency}")
         if customer is not None and invoice.customer_id != customer.id:
             raise ValidationFailed.of("apply_to", f"{number} belongs to another customer")
-        if invoice.balance_minor == 0:
+        if open_only and invoice.balance_minor == 0:
             raise ValidationFailed.of("apply_to", f"{number} is already paid")
         invoices.append(invoice)
     if not invoices:
         raise ValidationFailed.of("apply_to", "name at least one invoice")
+    if len({invoice.customer_id for invoice in invoices}) != 1:  # a payment has one customer
+        raise ValidationFailed.of("apply_to", "name invoices of one customer")
     return invoices
 
 
@@ -585,7 +587,9 @@ def correct_application(session: Session, *, payment_id: int, invoices: list[str
     if payment is None:
         raise NotFound(f"no payment {payment_id}")
     session.refresh(payment)
-    targets = _manual_targets(session, invoices, payment.currency, None)
+    # an invoice this payment paid may be named again (a second pick on the card keeps the
+    # first): whether each is open is checked once the payment is taken off them
+    targets = _manual_targets(session, invoices, payment.currency, None, open_only=False)
     owners = {t.customer_id for t in targets}
     if len(owners) != 1:
         raise ValidationFailed.of("apply_to", "name invoices of one customer")
@@ -642,7 +646,7 @@ def _reverse(session: Session, payment: Payment, *, actor: str, now: datetime) -
     open, are resolved as "reversed" (their cards say so). Each invoice it reopens is as a
     balance change makes it: what is in dispute follows the balance, a pay-now session for
     the old balance is expired (`payment_links`)."""
-    from workflows import disputes, payment_links
+    from workflows import credit_notes, disputes, payment_links
 
     if payment.refunded_minor:
         raise Conflict(f"Payment #{payment.id} was partly refunded; correct it in your ERP. "
@@ -665,6 +669,19 @@ def _reverse(session: Session, payment: Payment, *, actor: str, now: datetime) -
                        f"{closed[0].isoformat()}; closed through {periods.period_of(lock)}), "
                        "so it cannot be undone here; correct it with a credit note or in the "
                        "next period. Nothing changed.")
+    # a credit note on a paid invoice made part of the money customer credit (money we owe
+    # back, `workflows.credit_notes`): taking the money off the invoice would leave that credit
+    # standing on money nobody paid
+    mine: dict[int, int] = {}
+    for allocation, invoice in allocations:
+        mine[invoice.id] = mine.get(invoice.id, 0) + allocation.amount_minor
+    for invoice_id, amount in mine.items():
+        credit = credit_notes.customer_credit_of(session, invoice_id)
+        if credit and credit > credit_notes.paid_total(session, invoice_id) - amount:
+            invoice = session.get(Invoice, invoice_id)
+            raise Conflict(f"A credit note on {invoice.number} gave "
+                           f"{money.format_money(credit, invoice.currency)} of this payment "
+                           "back as customer credit; correct it in your ERP. Nothing changed.")
     touched = {inv.id for _, inv in allocations} | {w.invoice_id for w in write_offs}
     for invoice_id in touched:
         invoice = session.get(Invoice, invoice_id)
@@ -691,7 +708,7 @@ def _reverse(session: Session, payment: Payment, *, actor: str, now: datetime) -
                      entity_type="invoice", entity_id=row.invoice_id,
                      amount_minor=row.amount_minor, payment_id=payment.id,
                      deduction_id=row.id)
-        deductions.settle(session, row.id, resolution="reversed", by=actor, now=now)
+        deductions.reverse(session, row.id, by=actor, now=now)  # (Conflict if taken since)
     session.flush()
     for invoice_id in sorted(touched):
         obj = session.get(Invoice, invoice_id)

@@ -331,6 +331,26 @@ def settle(session: Session, deduction_id: int, *, resolution: str, by: str, now
     _update_card(session, deduction)
 
 
+def reverse(session: Session, deduction_id: int, *, by: str, now: datetime) -> None:
+    """Resolved as "reversed": its payment was moved (`cash_application.correct_application`).
+    Only an open one, taken with a conditional UPDATE: a collector who meanwhile opened a
+    dispute or asked for a write-off for it wins, and the correction gets a Conflict."""
+    table = Deduction.__table__
+    taken = session.execute(sa.update(table).where(
+        table.c.id == deduction_id, table.c.status == DeductionStatus.OPEN)
+        .values(status=DeductionStatus.RESOLVED, resolution="reversed", resolved_by=by,
+                resolved_at=now)).rowcount
+    if taken != 1:
+        raise Conflict("A deduction of this payment is being dealt with or was resolved; "
+                       "nothing changed.")
+    deduction = get(session, deduction_id)
+    session.refresh(deduction)
+    audit.record(session, actor=by, action="deduction.resolved", entity_type="deduction",
+                 entity_id=deduction.id, from_state=DeductionStatus.OPEN,
+                 to_state=DeductionStatus.RESOLVED, reason="reversed", at=now)
+    _update_card(session, deduction)
+
+
 def reopen(session: Session, deduction_id: int, *, now: datetime, why: str) -> None:
     """What was tried did not settle it (dispute rejected, write-off rejected): open again."""
     deduction = get(session, deduction_id)

@@ -16,6 +16,7 @@ from sandbox.driver import FORM
 from tests.support import factories as f
 from tests.support.slack import ask, everything_sent, text_of
 from tests.support.timetravel import frozen_at
+from workflows import invariants
 from workflows.invoicing import issue_credit_note
 
 TODAY = date(2026, 11, 24)  # a Tuesday
@@ -383,3 +384,22 @@ def test_pay_modal_takes_amounts_up_to_the_bound_and_refuses_beyond_it(
                                          ids.PAY_DATE_BLOCK: {ids.PAY_DATE: TODAY}})
     payment = standin.api.wait_for(lambda: recorded(server), 10, "the payment")
     assert payment.amount_minor == 900_000_000_000_000
+
+
+def test_pay_modal_refuses_a_decimal_comma_instead_of_reading_it_as_thousands(
+        company, server, slack, standin) -> None:
+    view = open_pay_modal(slack, standin)
+    # a collector used to decimal commas types 1250,50: it is not 125,050.00
+    for typed in ("1250,50", "12,5", "1,25", "1,2345.00", ",100.00"):
+        slack.submit_view("UCOLL001", view, {ids.PAY_AMOUNT_BLOCK: {ids.PAY_AMOUNT: typed},
+                                             ids.PAY_DATE_BLOCK: {ids.PAY_DATE: TODAY}})
+        assert ids.PAY_AMOUNT_BLOCK in standin.api.view_errors(view["id"]), typed
+    with server.db.read_session() as s:
+        assert s.exec(select(Payment)).all() == []
+    # thousands separators in their places still read as such
+    slack.submit_view("UCOLL001", view, {ids.PAY_AMOUNT_BLOCK: {ids.PAY_AMOUNT: "1,250.50"},
+                                         ids.PAY_DATE_BLOCK: {ids.PAY_DATE: TODAY}})
+    payment = standin.api.wait_for(lambda: recorded(server), 10, "the payment")
+    assert payment.amount_minor == 125_050
+    with server.db.read_session() as s:
+        assert invariants.validate_all(s) == []

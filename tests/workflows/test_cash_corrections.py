@@ -1,0 +1,183 @@
+"""Manual cash application, attacked: what a person chooses in the payment modal or a
+correction may not put one payment on two customers, nor take back money a credit note
+already turned into customer credit."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlmodel import select
+
+from models import (
+    Allocation,
+    CreditNote,
+    CreditNoteRequest,
+    CreditNoteStatus,
+    Deduction,
+    Invoice,
+    Payment,
+    WriteOffRequest,
+)
+from tests.support import factories as f
+from tests.support import meanwhile
+from tests.support.timetravel import frozen_at
+from workflows import credit_notes, deductions, invariants
+from workflows.cash_application import (
+    PaymentIn,
+    check_from_slack,
+    correct_application,
+    payment_allocations,
+    record_payment,
+)
+from workflows.errors import Conflict, ValidationFailed
+
+RECEIVED = datetime(2026, 11, 20, 10, tzinfo=UTC)
+ISSUED = date(2026, 11, 1)
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+frozen_time = frozen_at(NOW)
+
+
+@pytest.fixture
+def books(session):
+    f.user(session, "UCOLL001", "collector")
+    f.customer(session, "C-GLOBEX", "Globex Corporation")
+    f.customer(session, "C-INITECH", "Initech LLC")
+    for number, customer, total in [
+            ("INV-2026-000101", "C-GLOBEX", "1000.00"), ("INV-2026-000102", "C-GLOBEX", "400.00"),
+            ("INV-2026-000201", "C-INITECH", "777.77")]:
+        f.invoice(session, number, customer, total=total, issued=ISSUED,
+                  due=ISSUED + timedelta(days=30))
+    session.commit()
+    return session
+
+
+def invoice(session, number: str) -> Invoice:
+    return session.exec(select(Invoice).where(Invoice.number == number)).one()
+
+
+def applied_to(session, payment: Payment) -> dict[str, int]:
+    return {inv.number: a.amount_minor for a, inv in payment_allocations(session, payment.id)}
+
+
+def test_invoices_chosen_in_the_modal_without_a_customer_must_be_one_customers(books) -> None:
+    # given a collector who types 1777.77 and picks Globex's 1000.00 and Initech's 777.77
+    data = PaymentIn(amount="1777.77", currency="USD", received_at=RECEIVED,
+                     external_id="slack-pay-1")
+    picked = ["INV-2026-000101", "INV-2026-000201"]
+    # then the modal refuses it under the invoices field, and recording refuses it too
+    with pytest.raises(ValidationFailed) as checked:
+        check_from_slack(books, data, user_id="UCOLL001", apply_to=picked)
+    assert checked.value.errors[0].field == "apply_to"
+    with pytest.raises(ValidationFailed) as refused:
+        record_payment(books, data, actor="UCOLL001", source="slack", apply_to=picked)
+    assert refused.value.errors[0].field == "apply_to"
+    books.rollback()
+    # and nothing was stored: both invoices are open in full
+    assert books.exec(select(Payment)).all() == []
+    assert books.exec(select(Allocation)).all() == []
+    assert invoice(books, "INV-2026-000101").balance_minor == 100_000
+    assert invoice(books, "INV-2026-000201").balance_minor == 77_777
+    assert invariants.validate_all(books) == []
+
+
+def test_a_correction_keeps_the_money_a_credit_note_turned_into_customer_credit(books) -> None:
+    # given Globex's 1000.00 invoice paid in full by a payment the collector placed
+    payment, _ = record_payment(books, PaymentIn(
+        amount="1000.00", currency="USD", received_at=RECEIVED, customer="C-GLOBEX"),
+        actor="UCOLL001", source="slack", apply_to=["INV-2026-000101"])
+    books.commit()
+    # and then a 300.00 credit note on the paid invoice: 300.00 we owe Globex back
+    target = invoice(books, "INV-2026-000101")
+    request = CreditNoteRequest(invoice_id=target.id, customer_id=target.customer_id,
+                                currency="USD", amount_minor=30_000, lines=[],
+                                reason="price corrected", status=CreditNoteStatus.PENDING,
+                                source="o2c", requested_by="UCOLL001", created_at=NOW)
+    books.add(request)
+    books.flush()
+    credit_notes.issue(books, request, actor="UCOLL001", now=NOW)
+    books.commit()
+    assert books.exec(select(CreditNote.customer_credit_minor)).one() == 30_000
+    # when a collector moves the payment to the other Globex invoice
+    with pytest.raises(Conflict, match="customer credit"):
+        correct_application(books, payment_id=payment.id, invoices=["INV-2026-000102"],
+                            actor="UCOLL001", now=NOW)
+    books.rollback()
+    # then nothing moved: the customer credit still stands on money that was paid
+    assert applied_to(books, payment) == {"INV-2026-000101": 100_000}
+    assert invoice(books, "INV-2026-000101").balance_minor == 0
+    assert invoice(books, "INV-2026-000102").balance_minor == 40_000
+    assert invariants.validate_all(books) == []
+
+
+def test_a_correction_racing_a_write_off_of_its_deduction_changes_nothing(books, db) -> None:
+    # given Globex's 1000.00 invoice paid 900.00: 100.00 short, an open deduction
+    payment, _ = record_payment(books, PaymentIn(
+        amount="900.00", currency="USD", received_at=RECEIVED, customer="C-GLOBEX",
+        reference="INV-2026-000101"), actor="test")
+    books.commit()
+    deduction = books.exec(select(Deduction)).one()
+    assert (deduction.amount_minor, deduction.status) == (10_000, "open")
+    # when one collector asks for the deduction to be written off while another moves the
+    # payment to the other Globex invoice (the correction read the deduction open)
+    deductions.write_off(books, deduction_id=deduction.id, reason="not worth chasing",
+                         actor="UCOLL001", now=NOW)
+
+    def correct(s):
+        return correct_application(s, payment_id=payment.id, invoices=["INV-2026-000102"],
+                                   actor="UCOLL001", now=NOW)
+    with pytest.raises(Conflict):
+        meanwhile.second_writer(db, books, correct)
+    # then the correction changed nothing: the deduction waits for its write-off approval,
+    # the 900.00 is still on the invoice it paid
+    books.expire_all()
+    assert books.get(Deduction, deduction.id).status == "write_off_pending"
+    assert books.exec(select(WriteOffRequest.amount_minor)).one() == 10_000
+    assert applied_to(books, payment) == {"INV-2026-000101": 90_000}
+    assert invoice(books, "INV-2026-000101").balance_minor == 10_000
+    assert invoice(books, "INV-2026-000102").balance_minor == 40_000
+    assert invariants.validate_all(books) == []
+
+
+def test_a_second_pick_keeps_the_invoice_the_first_pick_paid(books) -> None:
+    # given 1400.00 nobody could place, and a collector who picks Globex's 1000.00 invoice on
+    # its card: paid, 400.00 left as credit
+    payment, _ = record_payment(books, PaymentIn(
+        amount="1400.00", currency="USD", received_at=RECEIVED, payer_name="ZZ TRADING"),
+        actor="test")
+    books.commit()
+    assert payment.status == "unapplied"
+    correct_application(books, payment_id=payment.id, invoices=["INV-2026-000101"],
+                        actor="UCOLL001", now=NOW)
+    books.commit()
+    assert (payment.unapplied_minor, invoice(books, "INV-2026-000101").balance_minor) == (
+        40_000, 0)
+    # when they pick the 400.00 invoice too (the select sends both picks)
+    correct_application(books, payment_id=payment.id,
+                        invoices=["INV-2026-000101", "INV-2026-000102"],
+                        actor="UCOLL001", now=NOW + timedelta(minutes=1))
+    books.commit()
+    # then the payment pays both in full
+    assert applied_to(books, payment) == {"INV-2026-000101": 100_000,
+                                          "INV-2026-000102": 40_000}
+    assert (payment.status, payment.unapplied_minor) == ("applied", 0)
+    assert invoice(books, "INV-2026-000102").balance_minor == 0
+    assert invariants.validate_all(books) == []
+
+
+def test_a_correction_to_an_invoice_someone_else_paid_is_refused(books) -> None:
+    # given Globex's 400.00 invoice paid by another payment
+    record_payment(books, PaymentIn(amount="400.00", currency="USD", received_at=RECEIVED,
+                                    customer="C-GLOBEX"),
+                   actor="UCOLL001", apply_to=["INV-2026-000102"])
+    payment, _ = record_payment(books, PaymentIn(
+        amount="1000.00", currency="USD", received_at=RECEIVED, customer="C-GLOBEX"),
+        actor="UCOLL001", apply_to=["INV-2026-000101"])
+    books.commit()
+    # when a collector moves the 1000.00 to it, then it is refused and nothing moved
+    with pytest.raises(ValidationFailed, match="INV-2026-000102 is already paid"):
+        correct_application(books, payment_id=payment.id, invoices=["INV-2026-000102"],
+                            actor="UCOLL001", now=NOW)
+    books.rollback()
+    assert applied_to(books, payment) == {"INV-2026-000101": 100_000}
+    assert invariants.validate_all(books) == []
