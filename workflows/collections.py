@@ -627,8 +627,7 @@ def check_promise(session: Session, *, customer_id: int, actor: str, amount: str
     require_collector(session, user_id=actor, action="collections.promise",
                       customer_id=customer_id)
     customer = get_customer(session, customer_id)
-    minor = v.amount_minor("amount", (amount or "").strip().replace(",", ""),
-                           customer.currency, positive=True)
+    minor = v.amount_minor("amount", v.typed_amount(amount), customer.currency, positive=True)
     if promised_date in (None, ""):
         raise ValidationFailed.of("date", "pick the date the customer promised to pay by")
     day = v.parse_date("date", promised_date)  # type: ignore[arg-type]

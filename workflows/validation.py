@@ -28,6 +28,18 @@ def currency(field: str, value: str) -> str:
         raise ValidationFailed.of(field, str(exc)) from None
 
 
+# thousands separators where they belong: 1,250 and 9,000,000.00 (not 1250,50 nor 12,5)
+_GROUPED = re.compile(r"[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?")
+
+
+def typed_amount(text: str | None) -> str:
+    """An amount as a person types it, for `amount_minor`: commas dropped only where they
+    group thousands ("1,250.50"); a decimal comma ("1250,50", "12,5") is left in, so it is
+    refused by name instead of read as 125,050.00 or 125.00."""
+    text = (text or "").strip()
+    return text.replace(",", "") if _GROUPED.fullmatch(text) else text
+
+
 def amount_minor(field: str, value: str | Decimal | int, currency_code: str, *,
                  positive: bool = False) -> int:
     """An amount in major units -> minor units within `limits.MAX_AMOUNT_MINOR`.

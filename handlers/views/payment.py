@@ -10,7 +10,6 @@ payment's external id: a double, replayed or concurrent submission records it on
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime, time, tzinfo
 
 from slack_bolt import Ack, BoltContext
@@ -47,15 +46,12 @@ from workflows.errors import DomainError
 from workflows.inputs import PaymentIn, build
 from workflows.lookup import find_customer
 from workflows.users import require_role
+from workflows.validation import typed_amount
 
 FIELD_BLOCKS = {"amount": ids.PAY_AMOUNT_BLOCK, "currency": ids.PAY_CURRENCY_BLOCK,
                 "customer": ids.PAY_CUSTOMER_BLOCK, "received_at": ids.PAY_DATE_BLOCK,
                 "apply_to": ids.PAY_INVOICES_BLOCK, "reference": ids.PAY_REFERENCE_BLOCK,
                 "payer_name": ids.PAY_PAYER_BLOCK}
-
-
-# thousands separators where they belong: 1,250 and 9,000,000.00, not 1250,50 nor 12,5
-_GROUPED = re.compile(r"[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?")
 
 
 def _value(values: dict, block: str, action: str) -> dict:
@@ -70,9 +66,7 @@ def read_form(values: dict) -> dict:
                 .get("selected_option") or {}).get("value")
     invoices = [o["value"] for o in _value(values, ids.PAY_INVOICES_BLOCK, ids.PAY_INVOICES)
                 .get("selected_options") or []]
-    if _GROUPED.fullmatch(amount):  # "1,250.50"; a decimal comma ("1250,50") stays, refused
-        amount = amount.replace(",", "")
-    return {"amount": amount, "currency": currency or "",
+    return {"amount": typed_amount(amount), "currency": currency or "",
             "customer": customer,
             "payer_name": (_value(values, ids.PAY_PAYER_BLOCK, ids.PAY_PAYER).get("value")
                            or "").strip() or None,

@@ -209,13 +209,20 @@ def test_promise_validation_names_the_field(book) -> None:
              ("100.00", None, "date"), ("100.00", TODAY + timedelta(days=400), "date"),
              # beyond the bounds of models.limits, as the promise modal may send them
              ("10000000000000.00", TODAY, "amount"), ("１２３.45", TODAY, "amount"),
-             ("1e3", TODAY, "amount"), ("100.00", "9999-12-31", "date")]
+             ("1e3", TODAY, "amount"), ("100.00", "9999-12-31", "date"),
+             # a decimal comma is refused, not read as a thousands separator (12,5 -> 125.00)
+             ("12,5", TODAY, "amount"), ("1250,50", TODAY, "amount"), ("1,00", TODAY, "amount")]
     for amount, day, field in cases:
         with pytest.raises(ValidationFailed) as err:
             collections.create_promise(book, customer_id=customer_id, actor="UCOLL001",
                                        amount=amount, promised_date=day, note=None,
                                        as_of=TODAY)
         assert err.value.errors[0].field == field, (amount, day)
+    # and thousands separators where they belong are read as such
+    promise = collections.create_promise(book, customer_id=customer_id, actor="UCOLL001",
+                                         amount="1,250.50", promised_date=TODAY, note=None,
+                                         as_of=TODAY)
+    assert promise.amount_minor == 125_050
 
 
 def test_promise_kept_when_paid(book) -> None:
