@@ -89,13 +89,7 @@ from models import (
     money,
 )
 from workflows import snapshot_reads
-from workflows.receivables import (
-    SETTLEMENTS,
-    Aging,
-    aging_by_currency,
-    ar_total_parts,
-    not_counted,
-)
+from workflows.receivables import Aging, aging_by_currency, ar_total_parts
 
 WINDOW_DAYS = 90
 COUNT_BACK_MONTHS = 36
@@ -561,31 +555,13 @@ def _back_office(session: Session, report: KpiReport, start: date, end: date,
     if resolved:
         seconds = sum(int((r - o).total_seconds()) for o, r in resolved)
         report.days_to_resolve = _q(Decimal(seconds) / 86400 / len(resolved))
-    return _deductions_outstanding(session, end, known, cutoff)
-
-
-def _deductions_outstanding(session: Session, end: date, known: datetime | None,
-                            cutoff: datetime) -> dict[str, tuple[int, int]]:
-    """Per currency (number, amount) of the deductions recorded before `cutoff` and not
-    resolved by then whose invoice was open at the end of `end` (as known at `known`): its
-    balance today plus what was settled with a later date (`workflows.receivables`) — not
-    today's balance, which a later payment would take a past day's deductions off with. The
-    (few) unresolved deductions are summed per invoice first, then each invoice and its
-    settlements are probed by key."""
     not_resolved = sa.or_(Deduction.status != DeductionStatus.RESOLVED,
                           Deduction.resolved_at.is_(None), Deduction.resolved_at >= cutoff)
-    held = (select(Deduction.invoice_id.label("invoice_id"), sa.func.count().label("n"),
-                   sa.func.sum(Deduction.amount_minor).label("amount"))
-            .where(Deduction.created_at < cutoff, not_resolved)
-            .group_by(Deduction.invoice_id).subquery())
-    open_then = Invoice.balance_minor + sum(
-        select(sa.func.coalesce(sa.func.sum(model.amount_minor), 0))
-        .where(model.invoice_id == Invoice.id, not_counted(model, end, known))
-        .scalar_subquery() for model in SETTLEMENTS)
-    rows = session.exec(select(Invoice.currency, sa.func.sum(held.c.n),
-                               sa.func.coalesce(sa.func.sum(held.c.amount), 0))
-                        .join(held, held.c.invoice_id == Invoice.id)
-                        .where(open_then > 0)
+    rows = session.exec(select(Invoice.currency, sa.func.count(),
+                               sa.func.coalesce(sa.func.sum(Deduction.amount_minor), 0))
+                        .join(Invoice, Invoice.id == Deduction.invoice_id)
+                        .where(Deduction.created_at < cutoff, not_resolved,
+                               Invoice.balance_minor > 0)
                         .group_by(Invoice.currency)).all()
     return {currency: (int(n), int(amount)) for currency, n, amount in rows}
 
