@@ -89,7 +89,13 @@ from models import (
     money,
 )
 from workflows import snapshot_reads
-from workflows.receivables import Aging, aging_by_currency, ar_total_parts
+from workflows.receivables import (
+    SETTLEMENTS,
+    Aging,
+    aging_by_currency,
+    ar_total_parts,
+    not_counted,
+)
 
 WINDOW_DAYS = 90
 COUNT_BACK_MONTHS = 36
@@ -555,15 +561,42 @@ def _back_office(session: Session, report: KpiReport, start: date, end: date,
     if resolved:
         seconds = sum(int((r - o).total_seconds()) for o, r in resolved)
         report.days_to_resolve = _q(Decimal(seconds) / 86400 / len(resolved))
+    return _deductions_outstanding(session, end, known, cutoff)
+
+
+def _deductions_outstanding(session: Session, end: date, known: datetime | None,
+                            cutoff: datetime) -> dict[str, tuple[int, int]]:
+    """Per currency (number, amount) of the deductions recorded before `cutoff` and not
+    resolved by then whose invoice was open at the end of `end` (as known at `known`): its
+    balance today plus what was settled with a later date, as the aging counts it — not
+    today's balance alone, which a later payment would take a past day's deduction off with.
+    The settlements dated later are summed only for the deductions' invoices, and only when
+    one of them has any (a probe): as of today there are none to sum."""
     not_resolved = sa.or_(Deduction.status != DeductionStatus.RESOLVED,
                           Deduction.resolved_at.is_(None), Deduction.resolved_at >= cutoff)
-    rows = session.exec(select(Invoice.currency, sa.func.count(),
-                               sa.func.coalesce(sa.func.sum(Deduction.amount_minor), 0))
-                        .join(Invoice, Invoice.id == Deduction.invoice_id)
-                        .where(Deduction.created_at < cutoff, not_resolved,
-                               Invoice.balance_minor > 0)
-                        .group_by(Invoice.currency)).all()
-    return {currency: (int(n), int(amount)) for currency, n, amount in rows}
+    held = (Deduction.created_at < cutoff, not_resolved)
+    rows = session.exec(select(Invoice.id, Invoice.currency, Invoice.balance_minor,
+                               sa.func.count(), sa.func.sum(Deduction.amount_minor))
+                        .join(Invoice, Invoice.id == Deduction.invoice_id).where(*held)
+                        .group_by(Invoice.id, Invoice.currency, Invoice.balance_minor)).all()
+    if not rows:
+        return {}
+    theirs = select(Deduction.invoice_id).where(*held)
+    later: dict[int, int] = {}
+    for model in SETTLEMENTS:
+        scope = (model.invoice_id.in_(theirs), not_counted(model, end, known))
+        if session.exec(select(model.id).where(*scope).limit(1)).first() is None:
+            continue
+        for invoice_id, amount in session.exec(
+                select(model.invoice_id, sa.func.sum(model.amount_minor)).where(*scope)
+                .group_by(model.invoice_id)):
+            later[invoice_id] = later.get(invoice_id, 0) + int(amount or 0)
+    out: dict[str, tuple[int, int]] = {}
+    for invoice_id, currency, balance, n, amount in rows:
+        if balance + later.get(invoice_id, 0) > 0:
+            count, total = out.get(currency, (0, 0))
+            out[currency] = (count + int(n), total + int(amount or 0))
+    return out
 
 
 def _bad_debt(session: Session, currency: str, start: date, end: date,

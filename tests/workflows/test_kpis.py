@@ -257,6 +257,33 @@ def test_with_all_ar_collected_the_home_currency_is_the_one_sold_in(session: Ses
     assert report.dso == Decimal("0.00") and report.cei == Decimal("100.00")
 
 
+def test_a_past_days_deductions_outstanding_do_not_read_todays_balances(session: Session
+                                                                         ) -> None:
+    # given: 1000.00 issued 03-01, short paid 950.00 on 04-01 (a 50.00 deduction), each
+    # recorded on its day
+    from tests.support.timetravel import run_at
+
+    f.customer(session)
+    run_at(at(date(2026, 3, 1)), f.invoice, session, "INV-2026-000301", total="1000.00",
+           issued=date(2026, 3, 1), due=date(2026, 3, 31))
+    run_at(at(date(2026, 4, 1)), record_payment, session, PaymentIn(
+        amount="950.00", currency="USD", received_at=at(date(2026, 4, 1)),
+        reference="INV-2026-000301"), actor="test")
+
+    def outstanding(as_of: date, **options) -> tuple[int, int]:
+        report = kpis.compute(session, as_of, **options)
+        return report.deductions_outstanding, report.deductions_outstanding_minor
+
+    assert outstanding(T3) == (1, 5000)
+    # when the customer pays the 50.00 on 05-10
+    run_at(at(date(2026, 5, 10)), pay, session, "50.00", "INV-2026-000301", date(2026, 5, 10))
+    # then on 04-30 the deduction was still outstanding (its invoice open then), however it
+    # is asked; by 05-31 it is not
+    assert outstanding(T3) == outstanding(T3, rollups=False) == (1, 5000)
+    assert outstanding(T3, known_at=at(date(2026, 5, 31))) == (1, 5000)
+    assert outstanding(date(2026, 5, 31)) == (0, 0)
+
+
 def test_a_past_days_invoice_accuracy_does_not_count_later_corrections(session: Session
                                                                         ) -> None:
     # given: two invoices issued in April; on 05-05 one gets a credit note
