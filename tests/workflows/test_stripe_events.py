@@ -467,6 +467,15 @@ def expected_ledger(number: str, status: str) -> dict:
             "events": events, "told_ar": told}
 
 
+def delivered_in_order(db, events: dict[str, dict], order: tuple[str, ...]) -> list[str]:
+    """Stripe delivers `events` in `order`, the AR invariants checked after each, then all of
+    them again: what the replay answered, in order."""
+    for name in order:
+        handle(db, events[name])
+        healthy(db)
+    return [handle(db, events[name]).status for name in order]
+
+
 ORDERS = list(permutations(("payment", "created", "closed")))
 
 
@@ -480,12 +489,9 @@ def test_a_chargeback_ends_the_same_whatever_order_its_events_arrive_in(
                   invoice=number, amount=10_000, pi_id="pi_D1"), event_id="evt_pay"),
               "created": dispute_event(event_id="evt_created"),
               "closed": dispute_event(status, event_id="evt_closed")}
-    # when Stripe delivers the three events in this order, checking the books after each
-    for name in order:
-        handle(db, events[name])
-        healthy(db)
-    # and then delivers them all again
-    replayed = [handle(db, events[name]).status for name in order]
+    # when Stripe delivers the three events in this order (the books checked after each),
+    # then all again
+    replayed = delivered_in_order(db, events, order)
     # then the books are those of Stripe's own order, and the replay changed nothing
     assert replayed == ["duplicate"] * 3
     assert ledger(db) == expected_ledger(number, status)
@@ -578,11 +584,9 @@ def test_an_inquiry_become_chargeback_ends_the_same_whatever_order_its_events_ar
               "inquiry": escalation_event("inquiry", "evt_inquiry"),
               "withdrawn": escalation_event("withdrawn", "evt_withdrawn"),
               "closed": escalation_event(status, "evt_closed")}
-    # when Stripe delivers the four events in this order, checking the books after each
-    for name in order:
-        handle(db, events[name])
-        healthy(db)
-    replayed = [handle(db, events[name]).status for name in order]
+    # when Stripe delivers the four events in this order (the books checked after each),
+    # then all again
+    replayed = delivered_in_order(db, events, order)
     # then the money is where a chargeback decided so leaves it, taken back once and (won)
     # given back once, whatever the order; a replay changes nothing
     assert replayed == ["duplicate"] * 4
