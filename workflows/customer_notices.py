@@ -59,8 +59,7 @@ def notify(session: Session, *, order: Order, kind: str, key: object, context: d
         raise ValueError(f"unknown customer notice {kind!r}")
     customer = session.get(Customer, order.customer_id)
     dedupe_key = f"customer-notice:{kind}:{key}"
-    if session.exec(select(OutboxMessage.id)
-                    .where(OutboxMessage.dedupe_key == dedupe_key)).first() is not None:
+    if outbox.has_message(session, dedupe_key):
         return None  # told already
     to = contact(customer)
     why = None

@@ -20,7 +20,6 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -35,7 +34,7 @@ from models import (
     Role,
     invoice_status,
 )
-from workflows import audit
+from workflows import audit, outbox
 from workflows.errors import ValidationFailed
 from workflows.users import has_role, require_role
 
@@ -153,8 +152,7 @@ def answer_mention(session: Session, mention: Mention) -> list[str]:
 
 def _queue_once(session: Session, key: str, method: str, payload: dict) -> bool:
     """Insert the outbox row unless its key exists (the unique index decides a race)."""
-    table = OutboxMessage.__table__
-    if session.execute(sa.select(table.c.id).where(table.c.dedupe_key == key)).first():
+    if outbox.has_message(session, key):
         return False
     try:
         with session.begin_nested():

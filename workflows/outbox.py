@@ -104,6 +104,14 @@ def send_email(session: Session, *, to: str, template: str, context: dict,
 
 
 # -- what an operator sees (`o2c outbox`, `/o2c admin outbox`) ---------------------------------
+def has_message(session: Session, dedupe_key: str) -> bool:
+    """Whether a message with this dedupe key is in the outbox (queued, sent or failed): told
+    already. (The unique index still decides between two transactions at once.)"""
+    table = OutboxMessage.__table__
+    return session.execute(sa.select(table.c.id).where(
+        table.c.dedupe_key == dedupe_key)).first() is not None
+
+
 def queued(session: Session, limit: int = 50) -> list[OutboxMessage]:
     """Messages not delivered yet (pending or being sent), oldest first."""
     return list(session.exec(select(OutboxMessage)

@@ -30,11 +30,11 @@ from models import (
     CreditNote,
     Customer,
     Invoice,
-    OutboxMessage,
     Payment,
     Refund,
     WriteOff,
 )
+from workflows import outbox
 from workflows.errors import ValidationFailed
 from workflows.receivables import customer_position
 
@@ -184,7 +184,7 @@ def send_statement(session: Session, *, customer: Customer, start: date, end: da
     """E-mail the statement of account for [start, end] (PDF attached, rendered at delivery
     from the books) to the customer's billing contact; audited. None when the customer has no
     billing e-mail (the caller says so)."""
-    from workflows import audit, outbox
+    from workflows import audit
 
     if end < start:
         raise ValidationFailed.of("period", "the period ends before it starts")
@@ -211,8 +211,7 @@ def send_monthly(session: Session, *, today: date, now: datetime) -> dict:
     for customer in session.exec(select(Customer).where(Customer.monthly_statement)
                                  .order_by(Customer.id)):
         key = f"statement:{customer.id}:{start.isoformat()[:7]}"
-        if session.exec(select(OutboxMessage.id)
-                        .where(OutboxMessage.dedupe_key == key)).first() is not None:
+        if outbox.has_message(session, key):
             continue
         if send_statement(session, customer=customer, start=start, end=end, actor="system",
                           now=now, dedupe_key=key) is None:

@@ -67,7 +67,6 @@ from models import (
     Dispute,
     DisputeStatus,
     Invoice,
-    OutboxMessage,
     Payment,
     PaymentFee,
     ProviderEvent,
@@ -441,7 +440,7 @@ def _take_back(session: Session, payment: Payment, dispute: dict, created: datet
                  amount_minor=amount, dispute=dispute.get("id"), invoices=invoices,
                  status=dispute.get("status"), held=held)
     key = f"stripe-dispute:{dispute.get('id')}" + (":withdrawn" if take else "")
-    if not _told(session, key):
+    if not outbox.has_message(session, f"{key}:ar"):  # AR told already
         _announce(session, "provider_dispute", customer, {
             **_dispute_context(payment, customer, dispute, amount),
             "invoice": ", ".join(invoices) or None, "inquiry": not take, "held": held,
@@ -614,12 +613,6 @@ def _announce(session: Session, template: str, customer: Customer | None, contex
     if customer is not None and customer.collector_id:
         outbox.post_to_user(session, user_id=customer.collector_id, template=template,
                             context=context, dedupe_key=f"{key}:{customer.collector_id}")
-
-
-def _told(session: Session, key: str) -> bool:
-    """Whether AR was told this already (its message is queued or sent)."""
-    return session.exec(select(OutboxMessage.id).where(
-        OutboxMessage.dedupe_key == f"{key}:ar")).first() is not None
 
 
 def waiting(session: Session) -> int:

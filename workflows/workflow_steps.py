@@ -33,7 +33,6 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models import (
@@ -45,7 +44,7 @@ from models import (
     Role,
     money,
 )
-from workflows import approvals, audit, collections, policy
+from workflows import approvals, audit, collections, outbox, policy
 from workflows.errors import DomainError, PermissionDenied
 from workflows.lookup import find_customer
 from workflows.receivables import customer_position
@@ -103,9 +102,7 @@ def _message(error: DomainError) -> str:
 
 
 def _already_run(session: Session, execution_id: str) -> bool:
-    table = OutboxMessage.__table__
-    if session.execute(sa.select(table.c.id).where(
-            table.c.dedupe_key == step_key(execution_id))).first():
+    if outbox.has_message(session, step_key(execution_id)):
         return True
     return session.exec(select(CreditRequest.id).where(
         CreditRequest.function_execution_id == execution_id)).first() is not None
