@@ -60,6 +60,7 @@ from models import (
     WriteOff,
     money,
 )
+from models.limits import record_id
 from workflows import approvals, audit, numbering, outbox, periods, policy, webhooks
 from workflows import validation as v
 from workflows.errors import Conflict, NotFound, ValidationFailed
@@ -663,8 +664,8 @@ def credit_note_view(session: Session, key: str) -> CreditNoteView:
     request = None
     if note is not None and note.request_id is not None:
         request = session.get(CreditNoteRequest, note.request_id)
-    elif note is None and key.isascii() and key.isdigit() and int(key) < 2**31:
-        request = session.get(CreditNoteRequest, int(key))
+    elif note is None and (request_id := record_id(key)) is not None:
+        request = session.get(CreditNoteRequest, request_id)
         if request is not None:
             note = session.exec(select(CreditNote).where(
                 CreditNote.request_id == request.id)).first()

@@ -15,6 +15,7 @@ from rapidfuzz import fuzz, process, utils
 from sqlmodel import Session, select
 
 from models import Customer
+from models.limits import record_id
 
 GOOD = 80  # below this nothing is a confident match
 CLOSE = 55  # below this a name is not worth suggesting ("zzzzzz" matches nothing)
@@ -68,8 +69,8 @@ def find_customer(session: Session, query: str, *, limit: int = 5) -> Match:
     if not query:
         return Match(None, [])
     exact = session.exec(select(Customer).where(Customer.external_id == query)).first()
-    if exact is None and query.isascii() and query.isdigit() and int(query) < 2**31:
-        exact = session.get(Customer, int(query))
+    if exact is None and (customer_id := record_id(query)) is not None:
+        exact = session.get(Customer, customer_id)
     if exact is None:
         exact = session.exec(select(Customer).where(Customer.name == query)).first()
     if exact is not None:
