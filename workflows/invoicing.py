@@ -183,11 +183,16 @@ def _shipped_part(line: OrderLine, quantity: int, billed: tuple[int, int] | None
     def net_of(units: int) -> int:
         return half_up(whole * units, takes)
 
-    def tax_of(units: int) -> int:
-        return money.percent_of(net_of(units), tax_rate_bp, currency)
-
     return (net_of(before + quantity) - net_before,
-            tax_of(before + quantity) - tax_of(before))
+            part_tax(net_of(before), net_of(before + quantity), tax_rate_bp, currency))
+
+
+def part_tax(net_before: int, net_through: int, tax_rate_bp: int, currency: str) -> int:
+    """The tax of one part of a line billed in parts (shipments, subscription periods):
+    t(net through this part) - t(net of the parts before), t the tax at today's rate, so the
+    parts bill exactly the line's tax whatever each part's rounding (module docstring)."""
+    return (money.percent_of(net_through, tax_rate_bp, currency)
+            - money.percent_of(net_before, tax_rate_bp, currency))
 
 
 def _issue(session: Session, invoice: Invoice, lines: list[InvoiceLine], *, order: Order,
@@ -230,11 +235,9 @@ def invoice_subscription_period(session: Session, *, order: Order, line: OrderLi
     booked = booked_issue_date(session, issue_date)
     issue_date = booked.effective_date
     terms = Terms.parse(customer.payment_terms)
-    # cumulative rounding, as a shipment's part: t(periods through this one) - t(those
-    # before), so the periods bill exactly the line's tax (3 x 3.33 = 9.99 for 10.00 before)
+    # cumulative rounding, as a shipment's part (3 x 3.33 = 9.99 for 10.00 before)
     before = sum(part for start, _, part in subscription_periods(line) if start < first)
-    tax = (money.percent_of(before + amount_minor, customer.tax_rate_bp, order.currency)
-           - money.percent_of(before, customer.tax_rate_bp, order.currency))
+    tax = part_tax(before, before + amount_minor, customer.tax_rate_bp, order.currency)
     invoice = Invoice(
         number=numbering.next_free_invoice_number(session, issue_date), customer_id=customer.id,
         order_id=order.id, currency=order.currency, issue_date=issue_date,
