@@ -30,9 +30,11 @@ ROLES = (Role.COLLECTOR, Role.ADMIN)
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 
-def _say(call: CommandCall, text: str, note: str | None = None) -> None:
+def _say(call: CommandCall, text: str, fallback: str, note: str | None = None) -> None:
+    """`text` is mrkdwn (user text escaped in it); `fallback`, the notification's plain text,
+    has user text as it is (`call.answer` escapes it once)."""
     blocks = [section(text)] + ([context(note)] if note else [])
-    call.answer(render(blocks), text)
+    call.answer(render(blocks), fallback)
 
 
 def customer_page(call: CommandCall) -> None:
@@ -42,7 +44,8 @@ def customer_page(call: CommandCall) -> None:
         call.args = words[1] if len(words) > 1 else ""
     if not revoking and not call.deps.customer_links_enabled:
         _say(call, refusal("customer pages are off: an admin sets `O2C_LINK_SECRETS` and "
-                           "`O2C_PUBLIC_URL` to turn them on", what="send a customer page"))
+                           "`O2C_PUBLIC_URL` to turn them on", what="send a customer page"),
+             "Customer pages are off")
         return
     now = call.deps.clock.now()
     try:
@@ -65,16 +68,18 @@ def customer_page(call: CommandCall) -> None:
     except receipts.AlreadyHandled as done:
         result = done.result
     except DomainError as exc:
-        _say(call, describe_error(exc))
+        _say(call, describe_error(exc), "Not done")
         return
     call.deps.notify_outbox()
     if "revoked" in result:
         _say(call, f":lock: {result['revoked']} live link(s) of *{esc(result['name'])}* "
-                   "revoked; they now show “This link was withdrawn”.")
+                   "revoked; they now show “This link was withdrawn”.",
+             f"{result['revoked']} live link(s) of {result['name']} revoked")
     else:
         _say(call, f":envelope: A link to their page is on its way to *{esc(result['name'])}* "
                    f"({esc(result['to'])}), valid until "
                    f"{call.fmt.date(date.fromisoformat(result['expires']))}.",
+             f"A link to their page is on its way to {result['name']}",
              f"Withdraw it with `/o2c customer-page revoke {esc(result['name'])}`.")
 
 
@@ -94,7 +99,7 @@ def statement(call: CommandCall) -> None:
     words = call.args.split()
     period = _period(call, words)
     if period is None:
-        _say(call, f"Usage: `{STATEMENT_USAGE}`")
+        _say(call, f"Usage: `{STATEMENT_USAGE}`", "Usage")
         return
     if words and MONTH.match(words[-1]):
         call.args = " ".join(words[:-1])
@@ -117,9 +122,10 @@ def statement(call: CommandCall) -> None:
     except receipts.AlreadyHandled as done:
         result = done.result
     except DomainError as exc:
-        _say(call, describe_error(exc))
+        _say(call, describe_error(exc), "Not done")
         return
     call.deps.notify_outbox()
     _say(call, f":page_facing_up: The statement of account of *{esc(result['name'])}* "
                f"({call.fmt.date(start)} – {call.fmt.date(end)}) is on its way to "
-               f"{esc(result['to'])}.")
+               f"{esc(result['to'])}.",
+         f"The statement of account of {result['name']} is on its way")

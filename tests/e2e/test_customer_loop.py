@@ -14,6 +14,7 @@ import pytest
 import time_machine
 from sqlmodel import select
 
+from blocks.text import esc
 from bot.customer_links import LinkSigner
 from bot.mailer import SmtpMailer
 from models import AuditEvent, CustomerLink, Dispute, OutboxMessage, ShipmentEvent
@@ -211,6 +212,9 @@ def page_link(shop, slack, standin) -> str:
     slack.slash("UCOLL001", "customer-page globex")
     standin.api.wait_for(lambda: ephemeral_texts(standin.api, "UCOLL001"), WAIT, "answer")
     assert "on its way" in ephemeral_texts(standin.api, "UCOLL001")[-1]
+    # the notification's plain text names the customer escaped once (Slack decodes it once)
+    assert standin.api.ephemerals("UCOLL001")[-1]["text"] == \
+        f"A link to their page is on its way to {esc(NAME)}"
     [mail] = outbox_emails(shop, "notice_page_link")
     return f"/c/{LinkSigner([SECRET]).token('portal', mail.payload['context']['link_id'])}"
 
@@ -333,6 +337,8 @@ def test_a_statement_is_emailed_on_request_from_slack(shop, slack, standin) -> N
     # when the collector asks for the statement of the month
     slack.slash("UCOLL001", "statement globex 2026-10")
     standin.api.wait_for(lambda: ephemeral_texts(standin.api, "UCOLL001"), WAIT, "answer")
+    assert standin.api.ephemerals("UCOLL001")[-1]["text"] == \
+        f"The statement of account of {esc(NAME)} is on its way"
     # then it is e-mailed to the billing contact with its PDF
     [mail] = outbox_emails(shop, "statement")
     assert mail.payload["to"] == "ap@globex.example"
