@@ -207,6 +207,8 @@ def _queue_hubspot(deps: Any, events: list[dict]) -> int:
                   and event.get("propertyValue") in mapping.won_stages) or \
             kind == "deal.creation"
         deal_id = str(event.get("objectId") or "")
+        # a deal id is ASCII digits ("²" is a digit to str.isdigit, not to HubSpot)
+        wanted = wanted and deal_id.isascii() and deal_id.isdigit() and len(deal_id) <= 40
         if not event_id:
             continue
         try:
@@ -216,13 +218,13 @@ def _queue_hubspot(deps: Any, events: list[dict]) -> int:
                 session.add(ProviderEvent(
                     provider=PROVIDER, event_id=event_id, type=str(kind)[:100],
                     object_id=deal_id[:255] or None,
-                    status=ProviderEventStatus.PROCESSED if wanted and deal_id.isdigit()
+                    status=ProviderEventStatus.PROCESSED if wanted
                     else ProviderEventStatus.IGNORED,
                     received_at=deps.clock.now(), processed_at=deps.clock.now()))
                 session.flush()
-                if wanted and deal_id.isdigit():
+                if wanted:
                     outbox._add(session, transport=PROVIDER, method="deal.import",
-                                dedupe_key=f"hubspot-import:{deal_id[:40]}:" + hashlib.sha256(
+                                dedupe_key=f"hubspot-import:{deal_id}:" + hashlib.sha256(
                                     event_id.encode()).hexdigest()[:40],
                                 payload={"deal_id": deal_id, "event_id": event_id})
                     queued += 1

@@ -11,7 +11,15 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from models import Approval, CrmDeal, Order, OrderLine, ProviderEvent
+from models import (
+    Approval,
+    CrmDeal,
+    Order,
+    OrderLine,
+    OutboxMessage,
+    ProviderEvent,
+    ProviderEventStatus,
+)
 from tests.conftest import API_TOKEN, start_server, test_settings
 from tests.support import factories as f
 from tests.support import hubspot_payloads as hp
@@ -254,3 +262,24 @@ def test_a_timestamp_header_of_other_digits_is_refused_not_a_crash(hub_server) -
         assert answer.status_code == 401
     with hub_server.db.read_session() as s:
         assert s.exec(select(ProviderEvent)).all() == []
+
+
+def test_a_deal_id_of_other_digits_is_ignored_not_queued(hub_server, crm) -> None:
+    # given won-deal notifications whose object id is made of characters Python calls digits
+    # but HubSpot's ids are not ("²", Arabic-Indic digits), or is far too long
+    events = [hp.stage_changed("5013", event_id=13)]
+    for n, odd in enumerate(("\u00b2", "\u0661\u0662", "9" * 41), start=14):
+        events.append({**hp.stage_changed("5013", event_id=n), "objectId": odd})
+    # when they arrive
+    answer = send(hub_server, events)
+    # then only the real deal is queued; the others are stored as ignored, no import of theirs
+    assert answer.json() == {"received": 4, "queued": 1}
+    with hub_server.db.read_session() as s:
+        stored = {e.object_id: e.status for e in s.exec(select(ProviderEvent))}
+        queued = [m.payload["deal_id"] for m in s.exec(select(OutboxMessage))
+                  if m.method == "deal.import"]
+    assert stored == {"5013": ProviderEventStatus.PROCESSED,
+                      "\u00b2": ProviderEventStatus.IGNORED,
+                      "\u0661\u0662": ProviderEventStatus.IGNORED,
+                      "9" * 41: ProviderEventStatus.IGNORED}
+    assert queued == ["5013"]
