@@ -818,13 +818,14 @@ def pending_overview(session: Session, user_id: str, *, now: datetime,
         .join(Customer, Customer.id == Order.customer_id)
         .where(Approval.status == ApprovalStatus.PENDING)
         .order_by(Approval.created_at, Approval.id)).all()
-    items: list[tuple[PendingItem, bool]] = []
+    # (item, the user asked for it or it is their own order, the user may not decide it)
+    items: list[tuple[PendingItem, bool, bool]] = []
     for approval, order, customer in rows:
         mine = user_id in (approval.requested_by, order.sales_rep_id)
         item = PendingItem(approval, order, customer, working_time_between(
             approval.created_at, now, hours=policy.working_hours, tz=policy.business_timezone),
             title=order.number, amount_minor=order.total_minor, currency=order.currency)
-        items.append((item, mine))
+        items.append((item, mine, mine))
     for approval in session.exec(select(Approval).where(
             Approval.status == ApprovalStatus.PENDING, Approval.order_id.is_(None))
             .order_by(Approval.created_at, Approval.id)).all():
@@ -837,13 +838,16 @@ def pending_overview(session: Session, user_id: str, *, now: datetime,
                                                 tz=policy.business_timezone),
                            title=view["title"], amount_minor=approval.amount_minor or 0,
                            currency=approval.currency or "")
-        items.append((item, approval.requested_by == user_id))
-    items.sort(key=lambda pair: (pair[0].approval.created_at, pair[0].approval.id))
+        mine = approval.requested_by == user_id
+        # e.g. whoever opened the dispute a credit note settles (`check_subject_decider`)
+        barred = mine or user_id in subject.excluded(session, row)
+        items.append((item, mine, barred))
+    items.sort(key=lambda entry: (entry[0].approval.created_at, entry[0].approval.id))
     to_decide, requested = [], []
-    for item, mine in items:
+    for item, mine, barred in items:
         if mine:
             requested.append(item)
-        elif has_role(session, user_id, step_role(item.approval)) and not (
+        elif not barred and has_role(session, user_id, step_role(item.approval)) and not (
                 needs_second(item.approval) and item.approval.first_decided_by == user_id):
             to_decide.append(item)
     return PendingOverview(to_decide[:limit], requested[:limit], kinds,

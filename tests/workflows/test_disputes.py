@@ -100,6 +100,12 @@ def test_accepting_asks_for_a_credit_note_held_until_it_is_issued(books) -> None
     with pytest.raises(PermissionDenied, match="You opened dispute"):
         approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
                          approve=True, now=NOW)
+    # so it is not in their queue to decide (App Home), though it is in another approver's
+    f.user(books, "UCREDIT2", "credit_approver")
+    queue = approvals.pending_overview(books, "UCREDIT1", now=NOW)
+    assert (queue.to_decide, queue.to_decide_total, queue.requested) == ([], 0, [])
+    other = approvals.pending_overview(books, "UCREDIT2", now=NOW)
+    assert [i.approval.id for i in other.to_decide] == [request.approval_id]
     assert invariants.validate_all(books) == []
 
 
