@@ -164,9 +164,16 @@ def _queue_once(session: Session, key: str, method: str, payload: dict) -> bool:
     return True
 
 
-def unfurls(session: Session, *, user_id: str, urls: list[str]) -> dict[str, dict]:
+def unfurls(session: Session, *, user_id: str, channel: str,
+            urls: list[str]) -> dict[str, dict]:
     """`link_shared`: the preview (a summary, as `record_summary`) of each of the app's record
-    URLs that exists, when the sharer may see records; {} otherwise."""
+    URLs that exists, when the sharer may see records and the channel shows record cards to
+    everyone in it (`/o2c channel answers thread`); {} otherwise. A preview is seen by all
+    the channel's members (guests and Slack Connect organisations included), so where an
+    admin did not choose that (the default: cards only the poster sees), and in the message
+    composer (`COMPOSER`: the channel is not known yet), there is none."""
+    if answers_in(session, channel) != NumberAnswers.THREAD:
+        return {}
     if not has_role(session, user_id, *VIEWING_ROLES):
         return {}
     found: dict[str, dict] = {}

@@ -38,7 +38,8 @@ def message(event: dict, client: WebClient, context: BoltContext) -> None:
 def link_shared(event: dict, client: WebClient, context: BoltContext) -> None:
     urls = [link.get("url", "") for link in event.get("links") or []]
     with deps_of(context).db.read_session() as session:
-        found = mentions.unfurls(session, user_id=event.get("user", ""), urls=urls)
+        found = mentions.unfurls(session, user_id=str(event.get("user") or ""),
+                                 channel=str(event.get("channel") or ""), urls=urls)
     if not found:
         return
     previews = {url: unfurl(summary) for url, summary in found.items()}

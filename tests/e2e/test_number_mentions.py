@@ -102,28 +102,55 @@ def test_no_card_for_people_without_a_role_and_no_channel_setting_for_non_admins
     assert cards(server) == []
 
 
-def test_record_links_are_unfurled_for_people_with_a_role(server, slack, standin,
-                                                          records) -> None:
-    # given: a message with links to the app's record URLs (and one to something else)
+def link_shared(slack, user: str, message: dict, *urls: str, channel: str = CHANNEL,
+                **more: str) -> None:
+    slack.event({"type": "link_shared", "channel": channel, "user": user,
+                 "message_ts": message["ts"], **more,
+                 "links": [{"domain": "o2c.example.com", "url": url} for url in urls]})
+
+
+def test_record_links_are_unfurled_for_people_with_a_role_where_cards_are_for_everyone(
+        server, slack, standin, records) -> None:
+    # given: a channel whose record cards an admin made visible to everyone in it
+    assert "thread" in text_of(ask(slack, standin.api, ADMIN, "channel answers thread"))
+    # and: a message with links to the app's record URLs (and one to something else)
     url = f"https://o2c.example.com/api/v1/orders/{records['order']}"
     missing = "https://o2c.example.com/api/v1/invoices/INV-2026-999999"
     message = standin.api.add_message(CHANNEL, "USALES01", f"see {url} {missing}")
     # when: Slack sends link_shared
-    slack.event({"type": "link_shared", "channel": CHANNEL, "user": "USALES01",
-                 "message_ts": message["ts"], "unfurl_id": "U1", "source": "conversations_history",
-                 "links": [{"domain": "o2c.example.com", "url": url},
-                           {"domain": "o2c.example.com", "url": missing}]})
+    link_shared(slack, "USALES01", message, url, missing, unfurl_id="U1",
+                source="conversations_history")
     # then: one preview, for the record that exists
     [call] = standin.api.wait_for_calls("chat.unfurl")
     assert call.ok and list(call.params["unfurls"]) == [url]
     # when: someone without a role shares one
-    slack.event({"type": "link_shared", "channel": CHANNEL, "user": "UNOBODY1",
-                 "message_ts": message["ts"], "links": [{"domain": "o2c.example.com",
-                                                         "url": url}]})
+    link_shared(slack, "UNOBODY1", message, url)
     slack.message("USALES01", CHANNEL, "sync point")  # a later event, handled after it
     server.worker.drain()
     # then: no preview
     assert len(standin.api.calls_to("chat.unfurl")) == 1
+
+
+def test_no_preview_where_record_cards_are_for_the_poster_only_or_off(
+        server, slack, standin, records) -> None:
+    # given: a preview is seen by everyone in the channel (guests, Slack Connect
+    # organisations); by default record cards there are only for the poster
+    url = "https://o2c.example.com/api/v1/invoices/INV-2026-000123"
+    message = standin.api.add_message(CHANNEL, "USALES01", f"see {url}")
+    # when: a sales rep shares a record link there, and one in the message composer (whose
+    # channel Slack does not say)
+    link_shared(slack, "USALES01", message, url)
+    link_shared(slack, "USALES01", message, url, channel="COMPOSER", unfurl_id="U2",
+                source="composer")
+    # and: in a channel whose cards an admin turned off
+    assert "off" in text_of(ask(slack, standin.api, ADMIN, "channel answers off",
+                                channel_id="C0QUIET", channel_name="quiet"))
+    quiet = standin.api.add_message("C0QUIET", "USALES01", f"see {url}")
+    link_shared(slack, "USALES01", quiet, url, channel="C0QUIET")
+    slack.message("USALES01", CHANNEL, "sync point")  # a later event, handled after them
+    server.worker.drain()
+    # then: no preview anywhere
+    assert standin.api.calls_to("chat.unfurl") == []
 
 
 def test_the_ephemeral_card_is_in_the_posters_locale(server, slack, standin, records) -> None:

@@ -10,10 +10,11 @@ from sandbox.webapi import SlackWebAPI
 
 
 def ask(slack: SlackDriver, api: SlackWebAPI, user_id: str, text: str,
-        timeout: float = 10.0) -> dict:
-    """`/o2c <text>` as `user_id`; returns the payload of the ephemeral answer."""
+        timeout: float = 10.0, **slash: str) -> dict:
+    """`/o2c <text>` as `user_id` (`slash`: `channel_id`, ...); returns the payload of the
+    ephemeral answer."""
     before = len(api.responses)
-    response = slack.slash(user_id, text)
+    response = slack.slash(user_id, text, **slash)
     assert response.status_code == 200, response.text
     answers = api.wait_for(
         lambda: [r for r in api.responses[before:] if r["user"] == user_id] or None,
