@@ -9,6 +9,7 @@ outbox wake-up and the cache of users seen. Nothing of it lives in a module.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Executor
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from datetime import date
@@ -41,6 +42,8 @@ class Deps:
     # OAuth install (SLACK_CLIENT_ID/SECRET): the installation store, Bolt's OAuth settings and
     # the outbox's bot tokens (bot.slack_oauth.Installations); None with SLACK_BOT_TOKEN
     installations: Any = None
+    # where work after the acks runs (the server's lazy-listener threads); None: inline
+    background: Executor | None = None
 
     @property
     def email_enabled(self) -> bool:

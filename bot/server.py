@@ -63,6 +63,7 @@ def build_runtime(settings: Settings, *, db: Database | None = None,
                   client: WebClient | None = None) -> Runtime:
     deps = build_deps(settings, db=db, client=client)
     listeners = ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="o2c-listener")
+    deps.background = listeners
     return Runtime(deps=deps, bolt=create_bolt_app(deps, listeners), listeners=listeners)
 
 

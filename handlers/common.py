@@ -81,15 +81,35 @@ def note_database_down(error: BaseException, logger: logging.Logger = log) -> No
                        else "")
 
 
+def _audit_refusal(deps: Deps, refused: PermissionDenied) -> None:
+    with deps.db.transaction() as session:
+        audit.refusal_of(session, refused)
+
+
+def _audit_refusal_later(deps: Deps, refused: PermissionDenied) -> None:
+    try:
+        _audit_refusal(deps, refused)
+    except Exception:  # nobody waits for it: logged, with the refusal's text
+        log.exception("could not audit a refusal: %s", refused)
+
+
 @contextmanager
-def _refusal_audited(deps: Deps) -> Iterator[None]:
+def _refusal_audited(deps: Deps, *, later: bool = False) -> Iterator[None]:
     """A PermissionDenied rolls its own transaction back; the refusal is then recorded in a
-    short transaction of its own (refusals belong in the audit log, SPEC §5.7)."""
+    short transaction of its own (refusals belong in the audit log, SPEC §5.7).
+
+    `later`: in an ack (a form's checks, a select's options, a modal opened from a click),
+    the refusal is recorded in the work after the acks (`deps.background`), so the answer
+    never waits for it: on SQLite a write waits for the one write lock, which a long job (an
+    import, the nightly runs) may hold for longer than Slack's 3 seconds."""
     try:
         yield
     except PermissionDenied as refused:
-        with deps.db.transaction() as session:
-            audit.refusal_of(session, refused)
+        background = deps.background if later else None
+        if background is None:
+            _audit_refusal(deps, refused)
+        else:
+            background.submit(_audit_refusal_later, deps, refused)
         raise
 
 
@@ -104,13 +124,15 @@ def transaction(context: BoltContext) -> Iterator[Session]:
 
 
 @contextmanager
-def checking(context: BoltContext) -> Iterator[Session]:
+def checking(context: BoltContext, *, in_ack: bool = False) -> Iterator[Session]:
     """Read-only checks (roles, segregation of duties) before opening a modal or answering.
 
     A read session, so on SQLite it never waits for the write lock a long job may hold (a
-    trigger_id expires 3 s after the click); a refusal (PermissionDenied) is still audited."""
+    trigger_id expires 3 s after the click); a refusal (PermissionDenied) is still audited.
+    `in_ack`: the checks are an ack's (a form's submission, a select's options), and the
+    refusal is audited after the answer (`_refusal_audited(later=True)`)."""
     deps = deps_of(context)
-    with _refusal_audited(deps), deps.db.read_session() as session:
+    with _refusal_audited(deps, later=in_ack), deps.db.read_session() as session:
         yield session
 
 
@@ -121,7 +143,7 @@ def options_for(ack: Ack, context: BoltContext, allowed: Callable[[Session], Non
     to everyone there), checked in `checking` (a read; a refusal is audited); anyone else gets
     none. `found` reads in that session; `shown` makes the options from it afterwards."""
     try:
-        with checking(context) as session:
+        with checking(context, in_ack=True) as session:
             allowed(session)
             rows = found(session)
     except PermissionDenied:

@@ -8,6 +8,7 @@ protocol: the database, the one clock, the cache of users seen, and the outbox w
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -77,6 +78,11 @@ class Deps(Protocol):
     @property
     def customer_links_enabled(self) -> bool:
         """True when signed customer links can be made (the customer's page, issue 19)."""
+        ...
+
+    @property
+    def background(self) -> Executor | None:
+        """Where work after the acks runs (the lazy listeners' threads); None: inline."""
         ...
 
     def notify_outbox(self) -> None:

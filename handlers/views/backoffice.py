@@ -83,7 +83,7 @@ def _check(ack: Ack, body: dict, view: dict, context: BoltContext, form: Form,
     form under its field, anything else closes the modal (the work runs after the ack)."""
     try:
         meta = view_metadata(view)
-        with checking(context) as session:  # a refusal (role) is audited
+        with checking(context, in_ack=True) as session:  # a refusal (role) is audited
             form.check(session, body["user"]["id"], meta, values)
     except DomainError as error:
         ack(response_action="errors", errors=_errors(error, form))

@@ -68,7 +68,7 @@ def check_promise(ack: Ack, body: dict, view: dict, context: BoltContext) -> Non
     user_id = body["user"]["id"]
     user = caller(context, user_id)
     try:
-        with checking(context) as session:  # a refusal is audited
+        with checking(context, in_ack=True) as session:  # a refusal is audited
             collections.check_promise(session, customer_id=customer_id, actor=user_id,
                                       amount=amount, promised_date=day, note=note,
                                       as_of=today_for(context, user))
@@ -115,7 +115,7 @@ def check_call(ack: Ack, body: dict, view: dict, context: BoltContext) -> None:
     """The ack of a call note: role and note checked with reads only; recorded after it."""
     customer_id, note = _call_form(view)
     try:
-        with checking(context) as session:  # a refusal is audited
+        with checking(context, in_ack=True) as session:  # a refusal is audited
             collections.check_call(session, customer_id=customer_id,
                                    actor=body["user"]["id"], note=note)
     except DomainError as exc:

@@ -48,7 +48,7 @@ def check_release(ack: Ack, body: dict, view: dict, context: BoltContext) -> Non
     elif len(reason) > REASON_MAX:
         problem = f"at most {REASON_MAX} characters"
     try:
-        with checking(context) as session:
+        with checking(context, in_ack=True) as session:
             require_role(session, user_id=body["user"]["id"], roles=ROLES,
                          action="customer.credit_release", entity_type="customer",
                          entity_id=customer_id)

@@ -97,7 +97,7 @@ def check_submission(ack: Ack, body: dict, view: dict, context: BoltContext) -> 
     the ack (`create_order`)."""
     user_id = body["user"]["id"]
     try:
-        with checking(context) as session:  # a refusal is audited
+        with checking(context, in_ack=True) as session:  # a refusal is audited
             check_may_enter(session, user_id)
             validate_entry(session, parse_entry(view), rep=user_id)
     except ValidationFailed as error:

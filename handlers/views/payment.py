@@ -107,7 +107,7 @@ def check_submission(ack: Ack, body: dict, view: dict, context: BoltContext) -> 
         ack(response_action="errors", errors=errors)
         return
     try:
-        with checking(context) as session:  # a refusal is audited
+        with checking(context, in_ack=True) as session:  # a refusal is audited
             check_from_slack(session, _payment(form, view, now.tzinfo), user_id=user_id,
                              apply_to=form["invoices"])
     except DomainError as error:  # refused (role) or invalid: shown in the form
@@ -206,7 +206,7 @@ def _return_form(view: dict) -> tuple[int, str]:
 def check_return(ack: Ack, body: dict, view: dict, context: BoltContext) -> None:
     payment_id, reason = _return_form(view)
     try:
-        with checking(context) as session:
+        with checking(context, in_ack=True) as session:
             cash_return_check(session, payment_id=payment_id, actor=body["user"]["id"],
                               reason=reason)
     except DomainError as error:

@@ -4,6 +4,7 @@ channel -> Apply click (signed requests, real server, Slack stand-in); the `/o2c
 from __future__ import annotations
 
 import threading
+import time as time_module
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
@@ -14,7 +15,7 @@ from blocks import ids
 from models import Allocation, AuditEvent, Payment, User, UserRole
 from sandbox.driver import FORM
 from tests.support import factories as f
-from tests.support.slack import ask, everything_sent, text_of
+from tests.support.slack import ask, everything_sent, refusals_audited, text_of
 from tests.support.timetravel import frozen_at
 from workflows import invariants
 from workflows.invoicing import issue_credit_note
@@ -268,10 +269,7 @@ def test_pay_modals_selects_show_nothing_once_the_collector_role_is_gone(
     assert (customers.status_code, customers.json()) == (200, {"options": []})
     assert (invoices.status_code, invoices.json()) == (200, {"options": []})
     # and each refusal is audited, as `/o2c pay`'s own would be
-    with server.db.read_session() as s:
-        refused = s.exec(select(AuditEvent).where(AuditEvent.action.startswith("refused."))
-                         .order_by(AuditEvent.id)).all()
-    assert [(e.actor, e.action, e.entity_type, e.entity_id) for e in refused] == [
+    assert refusals_audited(server.db, standin.api, 2) == [
         ("UCOLL001", "refused.payment.record", "command", "pay")] * 2
 
 
@@ -403,3 +401,31 @@ def test_pay_modal_refuses_a_decimal_comma_instead_of_reading_it_as_thousands(
     assert payment.amount_minor == 125_050
     with server.db.read_session() as s:
         assert invariants.validate_all(s) == []
+
+
+def test_a_refusal_in_a_forms_ack_answers_at_once_while_a_long_job_holds_the_write_lock(
+        company, server, slack, standin) -> None:
+    # given a collector's open payment modal, and then their role removed
+    view = open_pay_modal(slack, standin)
+    with server.db.transaction() as s:
+        f.user(s, "UCOLL001")  # no roles left
+    # and a long write transaction (a statement import, the nightly jobs) in progress
+    with server.db.transaction() as s:
+        f.customer(s, "C-LOCK", "Lock Holder Ltd")
+        # when they search for a customer in it and submit it meanwhile
+        started = time_module.monotonic()
+        options = slack.block_suggestion("UCOLL001", view, ids.PAY_CUSTOMER, "initek")
+        slack.submit_view("UCOLL001", view, {
+            ids.PAY_AMOUNT_BLOCK: {ids.PAY_AMOUNT: "99.95"},
+            ids.PAY_CUSTOMER_BLOCK: {ids.PAY_CUSTOMER: {"text": "Initech LLC",
+                                                        "value": "C-INITECH"}},
+            ids.PAY_DATE_BLOCK: {ids.PAY_DATE: TODAY}})
+        answered_in = time_module.monotonic() - started
+        # then both are refused at once, within Slack's 3 seconds, the lock still held
+        assert answered_in < 3, answered_in
+        assert options.json() == {"options": []}
+        assert "Only a collector" in str(standin.api.view_errors(view["id"]))
+    # and both refusals are in the audit log once the job is done; nothing was recorded
+    assert refusals_audited(server.db, standin.api, 2) == [
+        ("UCOLL001", "refused.payment.record", "command", "pay")] * 2
+    assert recorded(server) is None

@@ -16,7 +16,7 @@ from models import Allocation, AuditEvent, Invoice, OutboxMessage, Payment, Refu
 from sandbox.driver import FORM
 from tests.conftest import ADMIN
 from tests.support import factories as f
-from tests.support.slack import ask, burst, prepared_click, text_of
+from tests.support.slack import ask, burst, prepared_click, refusals_audited, text_of
 from tests.support.timetravel import frozen_at
 from workflows import invariants
 
@@ -90,10 +90,7 @@ def test_the_cards_selects_show_nothing_to_someone_who_may_not_place_the_payment
         assert (invoices.status_code, invoices.json()) == (200, {"options": []})
         assert (customers.status_code, customers.json()) == (200, {"options": []})
     # and each refusal is audited, against the payment, as the action's own would be
-    with server.db.read_session() as s:
-        refused = s.exec(select(AuditEvent).where(AuditEvent.action.startswith("refused."))
-                         .order_by(AuditEvent.id)).all()
-    assert [(e.actor, e.action, e.entity_type, e.entity_id) for e in refused] == [
+    assert refusals_audited(server.db, standin.api, 4) == [
         (user, action, "payment", str(payment_id)) for user in ("UNOBODY1", "USALES01")
         for action in ("refused.payment.correct", "refused.payment.identify")]
     # when the collector and an admin search them

@@ -104,3 +104,21 @@ def burst(slack: SlackDriver, body: str, copies: int = 10) -> list[int]:
     for thread in threads:
         thread.join(60)
     return statuses
+
+
+def refusals_audited(db, api: SlackWebAPI, count: int, timeout: float = 10.0) -> list[tuple]:
+    """The refusals in the audit log as sorted (actor, action, entity type, entity id), once
+    there are `count` of them: a refusal in an ack (a form's checks, a select's options) is
+    audited after the answer (`handlers.common.checking(in_ack=True)`)."""
+    from sqlmodel import select
+
+    from models import AuditEvent
+
+    def found() -> list[tuple] | None:
+        with db.read_session() as s:
+            rows = s.exec(select(AuditEvent).where(AuditEvent.action.startswith("refused."))
+                          ).all()
+        return sorted((e.actor, e.action, e.entity_type, e.entity_id) for e in rows) \
+            if len(rows) >= count else None
+
+    return api.wait_for(found, timeout, f"{count} refusal(s) audited")
