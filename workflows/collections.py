@@ -587,8 +587,8 @@ def send_reminder(session: Session, *, customer_id: int, actor: str, as_of: date
                Invoice.due_date < as_of)).one()
     total = int(total)
     listed = sum(i.balance_minor - i.disputed_minor for i in invoices)
-    context = {"customer_name": customer.name, "as_of": as_of.isoformat(),
-               "currency": customer.currency,
+    context = {"customer_id": customer.id, "customer_name": customer.name,
+               "as_of": as_of.isoformat(), "currency": customer.currency,
                "invoices": [invoice_snapshot(i, as_of) for i in invoices],
                "more": int(count) - len(invoices), "more_due_minor": total - listed,
                "total_due_minor": total,
