@@ -29,6 +29,20 @@ Paid (balance 0) invoices are skipped, and so are those whose whole balance is h
 how much is in dispute. When a rejected dispute releases the hold, dunning resumes at the level
 the invoice has reached by then.
 
+Promises to pay (`workflows.collections`): while a promise is open and its promised date has
+not passed (`_promised`; `collections.check_promises` breaks it the day after, the same rule),
+the invoices it covers — the invoice it names, else the customer's invoices due by the day it
+was taken (not those falling due later) — get no customer e-mail (friendly, reminder, firm,
+final) and no credit hold (the final notice's). The escalation level, internal (the sales rep
+asked to step in), still goes: a promise does not hide a badly late account from the people
+who own it. Nothing is lost: when the promise is broken the invoice is dunned again by the
+catch-up rule above — the highest level it has reached by then goes out, the ones passed over
+are recorded as skipped — so a promise broken at +13 brings the +7 firm e-mail, one broken
+at +30 the final notice and the credit hold, while one broken between the escalation and the
+final notice (the escalation already sent) brings nothing until +30; the collector hears of
+the broken promise at once (`promise_broken`). A kept promise ends the pause too: what is
+left unpaid is dunned as usual.
+
 Not flooding: a customer's e-mails of one run are combined into one statement-style e-mail
 (`dunning_statement`, listing the invoices and their levels; a customer with one notice gets
 that level's own e-mail), the AR channel gets one summary post per run (`dunning_summary`:
@@ -81,6 +95,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session, SQLModel, select
 
 from models import (
@@ -93,6 +109,8 @@ from models import (
     Invoice,
     Order,
     OutboxMessage,
+    PromiseStatus,
+    PromiseToPay,
     Role,
     money,
 )
@@ -183,9 +201,43 @@ def _due(level: Level, next_offset: int | None, as_of: date) -> list[sa.ColumnEl
                                                      notice.c.level >= level.offset))
     conditions = [Invoice.balance_minor > 0, Invoice.balance_minor > Invoice.disputed_minor,
                   Invoice.due_date <= as_of - timedelta(days=level.offset), ~later_sent]
+    if level.kind != "escalation":  # the customer's e-mails and the credit hold wait
+        conditions.append(~_promised(as_of))
     if next_offset is not None:
         conditions.append(Invoice.due_date > as_of - timedelta(days=next_offset))
     return conditions
+
+
+class _utc_date(FunctionElement):  # noqa: N801 - an SQL function's name
+    """SQL: the UTC date of a UTC timestamp column, whatever the connection's time zone."""
+
+    type = sa.Date()
+    inherit_cache = True
+
+
+@compiles(_utc_date)
+def _utc_date_default(element, compiler, **kw) -> str:
+    return f"date({compiler.process(element.clauses, **kw)})"  # SQLite stores UTC, naive
+
+
+@compiles(_utc_date, "postgresql")
+def _utc_date_postgresql(element, compiler, **kw) -> str:
+    return f"CAST(({compiler.process(element.clauses, **kw)} AT TIME ZONE 'UTC') AS DATE)"
+
+
+def _promised(as_of: date) -> sa.ColumnElement:
+    """SQL: the invoice is under a promise to pay still open on `as_of` (the promised date not
+    passed: `collections.check_promises` breaks a promise the day after it). A promise on an
+    invoice covers that invoice; one on the account covers the customer's invoices due by
+    the day it was taken (what the collector and the customer talked about), not those
+    falling due later."""
+    promise = PromiseToPay.__table__
+    taken = _utc_date(promise.c.created_at)
+    return sa.exists(select(promise.c.id).where(
+        promise.c.customer_id == Invoice.customer_id, promise.c.status == PromiseStatus.OPEN,
+        promise.c.promised_date >= as_of,
+        sa.or_(promise.c.invoice_id == Invoice.id,
+               sa.and_(promise.c.invoice_id.is_(None), Invoice.due_date <= taken))))
 
 
 def _levels(session: Session) -> list[tuple[Level, int | None]]:
