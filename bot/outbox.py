@@ -422,7 +422,8 @@ class OutboxWorker:
         """A dunning e-mail or a collector's reminder as it is true now
         (`workflows.dunning.due_now`): what was paid or put in dispute since it was queued is
         left out and the amounts are today's (the row keeps what is sent); with nothing left to
-        ask for it is withdrawn (never sent, audited) and None is returned. Only this worker's claim may change the row."""
+        ask for it is withdrawn (never sent, audited) and None is returned. Only this worker's
+        claim may change the row."""
         table = OutboxMessage.__table__
         payload = row.payload or {}
         mine = sa.and_(table.c.id == row.id, table.c.claimed_by == self.worker_id)

@@ -208,7 +208,7 @@ def _due(level: Level, next_offset: int | None, as_of: date) -> list[sa.ColumnEl
     return conditions
 
 
-class _utc_date(FunctionElement):  # noqa: N801 - an SQL function's name
+class _utc_date(FunctionElement):
     """SQL: the UTC date of a UTC timestamp column, whatever the connection's time zone."""
 
     type = sa.Date()
