@@ -682,7 +682,8 @@ def create_promise(session: Session, *, customer_id: int, actor: str, amount: st
                    promised_date: date | str | None, note: str | None, as_of: date,
                    invoice_id: int | None = None) -> PromiseToPay:
     """Record a promise to pay, checked by `check_promise`. A new promise replaces the
-    customer's open one."""
+    customer's open one. Until its promised date has passed, the customer gets no dunning
+    e-mail and no credit hold on what it covers (`workflows.dunning._promised`)."""
     checked = check_promise(session, customer_id=customer_id, actor=actor, amount=amount,
                             promised_date=promised_date, note=note, as_of=as_of)
     customer, minor, day, note = (checked.customer, checked.amount_minor,
