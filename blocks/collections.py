@@ -154,11 +154,15 @@ def worklist_blocks(snapshot: dict, *, title: str, tz: str = "UTC",
 
 
 def collections_digest(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
+    """A collector's digest DM, or (`unassigned`) the AR channel's digest of the accounts of
+    customers with no collector."""
     day = fmt.date(ctx["as_of"])
     accounts = ctx.get("accounts") or []
-    text = (f"Collections digest for {day}: {ctx.get('total_accounts', 0)} overdue account(s)"
-            if accounts else f"Collections digest for {day}: nothing overdue")
-    return {"text": text, "blocks": worklist_blocks(ctx, title=f"Collections digest — {day}",
+    name = ("Unassigned accounts (no collector)" if ctx.get("unassigned")
+            else "Collections digest")
+    text = (f"{name} for {day}: {ctx.get('total_accounts', 0)} overdue account(s)"
+            if accounts else f"{name} for {day}: nothing overdue")
+    return {"text": text, "blocks": worklist_blocks(ctx, title=f"{name} — {day}",
                                                     tz=ctx.get("tz") or "UTC", fmt=fmt)}
 
 

@@ -1,5 +1,8 @@
 """Collections jobs: the daily digest and dunning (with promise checks and overdue notices).
 
+* Customers with no collector are not lost: when one has something overdue, the AR channel
+  gets their digest too ("Unassigned accounts", `collections.UNASSIGNED`), ranked the same
+  way, at 09:00 in the business time zone on working days, once a day.
 * `digest` — every collector's digest for `as_of` (the CLI and back-fills: `o2c run digest
   --as-of 2026-11-23`); without `--as-of`, for each collector's own today (their Slack time
   zone, SPEC §3), so it agrees with their `/o2c worklist`. Not scheduled as such. Collectors
@@ -34,12 +37,22 @@ from workflows import collections, dunning, policy
 from workflows.workcalendar import parse_hours, within_hours
 
 
+def _zones(session: Session, collector_ids: list[str]) -> dict[str, str | None]:
+    """Each collector's Slack time zone; the AR channel's digest of unassigned accounts
+    (`collections.UNASSIGNED`) keeps the business time zone."""
+    zones = dict(session.exec(select(User.slack_user_id, User.timezone)
+                              .where(User.slack_user_id.in_(collector_ids))).all()
+                 ) if collector_ids else {}
+    if collections.UNASSIGNED in collector_ids:
+        zones[collections.UNASSIGNED] = policy.current(session).business_timezone
+    return zones
+
+
 def due_collectors(session: Session, now: datetime) -> dict[date, list[str]]:
     """Collectors whose digest is due at `now`, grouped by their local date."""
     hours = parse_hours(policy.current(session).working_hours)
     wanted = collections.collectors(session)
-    zones = dict(session.exec(select(User.slack_user_id, User.timezone)
-                              .where(User.slack_user_id.in_(wanted))).all()) if wanted else {}
+    zones = _zones(session, wanted)
     due: dict[date, list[str]] = {}
     for collector in wanted:
         try:
@@ -67,9 +80,7 @@ def _queue(deps, prepared: dict[date, dict[str, dict]]) -> list[str]:
 def local_dates(session: Session, clock, collector_ids: list[str]
                 ) -> dict[date, list[str]]:
     """Collectors grouped by today's date in their own Slack time zone."""
-    zones = dict(session.exec(select(User.slack_user_id, User.timezone)
-                              .where(User.slack_user_id.in_(collector_ids))).all()
-                 ) if collector_ids else {}
+    zones = _zones(session, collector_ids)
     days: dict[date, list[str]] = {}
     for collector in collector_ids:
         days.setdefault(clock.today(zones.get(collector)), []).append(collector)

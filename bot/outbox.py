@@ -3,10 +3,10 @@
 Lifecycle of a row: `pending` -> claimed (`sending`, with a lease) -> `sent`, or back to
 `pending` with `next_attempt_at` pushed out, or `failed`, where it stays visible (`o2c outbox`,
 `/o2c admin outbox`; a failed customer e-mail is also announced in the AR channel, once) until
-an admin re-queues it. A dunning e-mail is checked against the books just before it is
-sent (`workflows.dunning.due_now`): what was paid or put in dispute since the run queued it is
-left out and the amounts are those of the moment; one with nothing left to ask for is
-`withdrawn` (never sent, audited as `dunning.email_withdrawn`).
+an admin re-queues it. A dunning e-mail (and a collector's one-click reminder) is checked
+against the books just before it is sent (`workflows.dunning.due_now`): what was paid or put in
+dispute since it was queued is left out and the amounts are those of the moment; one with
+nothing left to ask for is `withdrawn` (never sent, audited as `dunning.email_withdrawn`).
 
 SPEC §5.4: a 429, a 5xx, a network error or a crash delays a notification, never loses it:
 
@@ -419,10 +419,11 @@ class OutboxWorker:
             observability.REQUEST_ID.reset(token)
 
     def _as_due_now(self, row: OutboxMessage) -> OutboxMessage | None:
-        """A dunning e-mail as it is true now (`workflows.dunning.due_now`): what was paid or
-        put in dispute since the run queued it is left out and the amounts are today's (the
-        row keeps what is sent); with nothing left to ask for it is withdrawn (never sent,
-        audited) and None is returned. Only this worker's claim may change the row."""
+        """A dunning e-mail or a collector's reminder as it is true now
+        (`workflows.dunning.due_now`): what was paid or put in dispute since it was queued is
+        left out and the amounts are today's (the row keeps what is sent); with nothing left to
+        ask for it is withdrawn (never sent, audited) and None is returned. Only this worker's
+        claim may change the row."""
         table = OutboxMessage.__table__
         payload = row.payload or {}
         mine = sa.and_(table.c.id == row.id, table.c.claimed_by == self.worker_id)

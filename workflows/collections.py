@@ -54,7 +54,7 @@ from models import (
     UserRole,
     money,
 )
-from workflows import outbox, receipts
+from workflows import outbox, policy, receipts
 from workflows import validation as v
 from workflows.errors import Conflict, NotFound, ValidationFailed
 from workflows.users import require_role
@@ -71,6 +71,20 @@ TOP_ACCOUNTS = 10  # accounts shown in a digest / worklist; the rest are "and N 
 SNOOZE_DAYS = 7
 PROMISE_MAX_DAYS = 180
 CHUNK = 2000
+# The worklist of the customers nobody collects (no collector assigned): its digest goes to the
+# AR channel (the logical channel "ar", `O2C_AR_CHANNEL`), where the AR team already gets what
+# no one person owns (unmatched cash, deductions, a broken promise nobody took). The key is
+# that channel's, so it cannot clash with a Slack user id.
+UNASSIGNED = "ar"
+
+
+def _collector_in(column: sa.ColumnElement, collector_ids: list[str]) -> sa.ColumnElement:
+    """SQL: the customer's collector is one of `collector_ids` (UNASSIGNED: none)."""
+    named = [c for c in collector_ids if c != UNASSIGNED]
+    condition = column.in_(named) if named else sa.false()
+    if UNASSIGNED in collector_ids:
+        condition = sa.or_(condition, column.is_(None), column == "")
+    return condition
 
 
 # -- priority ------------------------------------------------------------------------------------
@@ -220,7 +234,7 @@ def _account_query(as_of: date, collector_ids: list[str] | None,
         agg = agg.where(inv.c.customer_id == customer_id)
         late = late.where(inv.c.customer_id == customer_id)
     elif collector_ids is not None:
-        mine = select(cust.c.id).where(cust.c.collector_id.in_(collector_ids))
+        mine = select(cust.c.id).where(_collector_in(cust.c.collector_id, collector_ids))
         agg = agg.where(inv.c.customer_id.in_(mine))
         late = late.where(inv.c.customer_id.in_(mine))
     agg, late = agg.subquery("agg"), late.subquery("late")
@@ -253,8 +267,6 @@ def _account_query(as_of: date, collector_ids: list[str] | None,
                      .outerjoin(snooze, snooze.c.customer_id == cust.c.id)
                      .outerjoin(latest_promise_id, latest_promise_id.c.customer_id == cust.c.id)
                      .outerjoin(latest_promise, latest_promise.c.id == latest_promise_id.c.id)))
-    if customer_id is None:
-        query = query.where(cust.c.collector_id.is_not(None))
     return query
 
 
@@ -313,7 +325,7 @@ def build_worklists(session: Session, as_of: date, *, collector_ids: Iterable[st
     heaps: dict[str, list] = {}
     query = _account_query(as_of, wanted, None).execution_options(yield_per=CHUNK)
     for row in session.execute(query):
-        collector, currency = row[_COLLECTOR], row[_CURRENCY]
+        collector, currency = row[_COLLECTOR] or UNASSIGNED, row[_CURRENCY]
         worklist = result.get(collector)
         if worklist is None:
             worklist = result[collector] = Worklist(collector, as_of)
@@ -362,11 +374,20 @@ def account(session: Session, customer_id: int, as_of: date) -> Account | None:
 # -- the daily digest ----------------------------------------------------------------------------
 def collectors(session: Session) -> list[str]:
     """Who gets a digest: users holding the collector role, and anyone assigned as the
-    collector of a customer."""
+    collector of a customer; then UNASSIGNED (the AR channel) when a customer with no
+    collector has an open invoice past its due date (by the day's own rules, the digest may
+    still find nothing overdue and then sends nothing: `prepare_digests`)."""
     by_role = session.exec(select(UserRole.user_id).where(UserRole.role == Role.COLLECTOR)).all()
     assigned = session.exec(select(Customer.collector_id).where(
-        Customer.collector_id.is_not(None)).distinct()).all()
-    return sorted(set(by_role) | set(assigned))
+        Customer.collector_id.is_not(None), Customer.collector_id != "").distinct()).all()
+    people = sorted(set(by_role) | set(assigned))
+    cust, inv = Customer.__table__, Invoice.__table__
+    unassigned = session.execute(select(inv.c.id).join(cust, cust.c.id == inv.c.customer_id)
+                                 .where(_collector_in(cust.c.collector_id, [UNASSIGNED]),
+                                        inv.c.balance_minor > inv.c.disputed_minor,
+                                        inv.c.balance_minor > sa.literal_column("0"))
+                                 .limit(1)).first()
+    return [*people, UNASSIGNED] if unassigned is not None else people
 
 
 def prepare_digests(session: Session, as_of: date, *,
@@ -389,8 +410,16 @@ def prepare_digests(session: Session, as_of: date, *,
                             collector_ids=None if collector_ids is None else todo)
     zones = dict(session.exec(select(User.slack_user_id, User.timezone).where(
         User.slack_user_id.in_(todo))).all())
-    return {collector: {**lists.get(collector, Worklist(collector, as_of)).snapshot(),
-                        "tz": zones.get(collector) or "UTC"} for collector in todo}
+    out = {collector: {**lists.get(collector, Worklist(collector, as_of)).snapshot(),
+                       "tz": zones.get(collector) or "UTC"} for collector in todo}
+    if UNASSIGNED in out:  # the AR channel: in the business time zone, and only with accounts
+        unassigned = lists.get(UNASSIGNED)
+        if unassigned is None or not (unassigned.total_accounts or unassigned.snoozed):
+            del out[UNASSIGNED]
+        else:
+            out[UNASSIGNED].update(unassigned=True,
+                                   tz=policy.current(session).business_timezone or "UTC")
+    return out
 
 
 def record_digests(session: Session, as_of: date, digests: dict[str, dict]) -> list[str]:
@@ -411,10 +440,14 @@ def record_digests(session: Session, as_of: date, digests: dict[str, dict]) -> l
             with session.begin_nested():
                 session.add(run)
                 session.flush()
-                message = outbox.post_to_user(
-                    session, user_id=collector, template="collections_digest",
-                    context=context, dedupe_key=f"digest:{collector}:{as_of.isoformat()}")
-                run.outbox_id = message.id
+                post = (outbox.post_to_channel(session, channel=UNASSIGNED,
+                                               template="collections_digest", context=context,
+                                               dedupe_key=f"digest:{collector}:{as_of}")
+                        if collector == UNASSIGNED else
+                        outbox.post_to_user(session, user_id=collector,
+                                            template="collections_digest", context=context,
+                                            dedupe_key=f"digest:{collector}:{as_of}"))
+                run.outbox_id = post.id
                 session.add(run)
         except IntegrityError:
             continue  # another process sent it first
@@ -483,9 +516,7 @@ def refresh_digest_rows(session: Session, *, customer_id: int, done: CollectionA
     # one account at once (a call logged while a snooze is clicked) queue up here, so each
     # update builds on the other's instead of losing it.
     collector = session.exec(select(Customer.collector_id)
-                             .where(Customer.id == customer_id)).first()
-    if not collector:
-        return 0
+                             .where(Customer.id == customer_id)).first() or UNASSIGNED
     runs = session.exec(select(DigestRun.outbox_id).where(
         DigestRun.collector_id == collector, DigestRun.run_date >= since,
         DigestRun.outbox_id.is_not(None))
@@ -587,8 +618,8 @@ def send_reminder(session: Session, *, customer_id: int, actor: str, as_of: date
                Invoice.due_date < as_of)).one()
     total = int(total)
     listed = sum(i.balance_minor - i.disputed_minor for i in invoices)
-    context = {"customer_name": customer.name, "as_of": as_of.isoformat(),
-               "currency": customer.currency,
+    context = {"customer_id": customer.id, "customer_name": customer.name,
+               "as_of": as_of.isoformat(), "currency": customer.currency,
                "invoices": [invoice_snapshot(i, as_of) for i in invoices],
                "more": int(count) - len(invoices), "more_due_minor": total - listed,
                "total_due_minor": total,
@@ -651,7 +682,8 @@ def create_promise(session: Session, *, customer_id: int, actor: str, amount: st
                    promised_date: date | str | None, note: str | None, as_of: date,
                    invoice_id: int | None = None) -> PromiseToPay:
     """Record a promise to pay, checked by `check_promise`. A new promise replaces the
-    customer's open one."""
+    customer's open one. Until its promised date has passed, the customer gets no dunning
+    e-mail and no credit hold on what it covers (`workflows.dunning._promised`)."""
     checked = check_promise(session, customer_id=customer_id, actor=actor, amount=amount,
                             promised_date=promised_date, note=note, as_of=as_of)
     customer, minor, day, note = (checked.customer, checked.amount_minor,

@@ -29,6 +29,20 @@ Paid (balance 0) invoices are skipped, and so are those whose whole balance is h
 how much is in dispute. When a rejected dispute releases the hold, dunning resumes at the level
 the invoice has reached by then.
 
+Promises to pay (`workflows.collections`): while a promise is open and its promised date has
+not passed (`_promised`; `collections.check_promises` breaks it the day after, the same rule),
+the invoices it covers — the invoice it names, else the customer's invoices due by the day it
+was taken (not those falling due later) — get no customer e-mail (friendly, reminder, firm,
+final) and no credit hold (the final notice's). The escalation level, internal (the sales rep
+asked to step in), still goes: a promise does not hide a badly late account from the people
+who own it. Nothing is lost: when the promise is broken the invoice is dunned again by the
+catch-up rule above — the highest level it has reached by then goes out, the ones passed over
+are recorded as skipped — so a promise broken at +13 brings the +7 firm e-mail, one broken
+at +30 the final notice and the credit hold, while one broken between the escalation and the
+final notice (the escalation already sent) brings nothing until +30; the collector hears of
+the broken promise at once (`promise_broken`). A kept promise ends the pause too: what is
+left unpaid is dunned as usual.
+
 Not flooding: a customer's e-mails of one run are combined into one statement-style e-mail
 (`dunning_statement`, listing the invoices and their levels; a customer with one notice gets
 that level's own e-mail), the AR channel gets one summary post per run (`dunning_summary`:
@@ -81,6 +95,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session, SQLModel, select
 
 from models import (
@@ -93,6 +109,8 @@ from models import (
     Invoice,
     Order,
     OutboxMessage,
+    PromiseStatus,
+    PromiseToPay,
     Role,
     money,
 )
@@ -183,9 +201,43 @@ def _due(level: Level, next_offset: int | None, as_of: date) -> list[sa.ColumnEl
                                                      notice.c.level >= level.offset))
     conditions = [Invoice.balance_minor > 0, Invoice.balance_minor > Invoice.disputed_minor,
                   Invoice.due_date <= as_of - timedelta(days=level.offset), ~later_sent]
+    if level.kind != "escalation":  # the customer's e-mails and the credit hold wait
+        conditions.append(~_promised(as_of))
     if next_offset is not None:
         conditions.append(Invoice.due_date > as_of - timedelta(days=next_offset))
     return conditions
+
+
+class _utc_date(FunctionElement):
+    """SQL: the UTC date of a UTC timestamp column, whatever the connection's time zone."""
+
+    type = sa.Date()
+    inherit_cache = True
+
+
+@compiles(_utc_date)
+def _utc_date_default(element, compiler, **kw) -> str:
+    return f"date({compiler.process(element.clauses, **kw)})"  # SQLite stores UTC, naive
+
+
+@compiles(_utc_date, "postgresql")
+def _utc_date_postgresql(element, compiler, **kw) -> str:
+    return f"CAST(({compiler.process(element.clauses, **kw)} AT TIME ZONE 'UTC') AS DATE)"
+
+
+def _promised(as_of: date) -> sa.ColumnElement:
+    """SQL: the invoice is under a promise to pay still open on `as_of` (the promised date not
+    passed: `collections.check_promises` breaks a promise the day after it). A promise on an
+    invoice covers that invoice; one on the account covers the customer's invoices due by
+    the day it was taken (what the collector and the customer talked about), not those
+    falling due later."""
+    promise = PromiseToPay.__table__
+    taken = _utc_date(promise.c.created_at)
+    return sa.exists(select(promise.c.id).where(
+        promise.c.customer_id == Invoice.customer_id, promise.c.status == PromiseStatus.OPEN,
+        promise.c.promised_date >= as_of,
+        sa.or_(promise.c.invoice_id == Invoice.id,
+               sa.and_(promise.c.invoice_id.is_(None), Invoice.due_date <= taken))))
 
 
 def _levels(session: Session) -> list[tuple[Level, int | None]]:
@@ -530,38 +582,27 @@ def _email(rows_of: _Rows, customer: Customer, notices: list, as_of: date, messa
 
 
 # -- at delivery: what a queued e-mail still asks for -------------------------------------------
-TEMPLATES = tuple(f"dunning_{kind}" for kind in EMAIL_KINDS) + ("dunning_statement",)
+REMINDER = "collections_reminder"  # the collector's one-click reminder, checked the same way
+TEMPLATES = tuple(f"dunning_{kind}" for kind in EMAIL_KINDS) + ("dunning_statement", REMINDER)
 
 
 def due_now(session: Session, template: str, context: dict) -> tuple[str, dict] | None:
-    """A queued dunning e-mail (`template`, `context`) as it is true now, when the outbox is
-    about to send it (the run queued it; the mail server may have been down for hours since):
-    an invoice paid, credited, written off or wholly put in dispute meanwhile is left out; the
-    others ask for their balance less what is in dispute now. A statement left with one
-    invoice becomes that level's own e-mail. None: nothing is due any more, the e-mail must not
-    go. An invoice this database does not know is kept as queued. A read."""
+    """A queued dunning e-mail, or a collector's reminder (`template`, `context`), as it is
+    true now, when the outbox is about to send it (it was queued; the mail server may have
+    been down for hours since): an invoice paid, credited, written off or wholly put in
+    dispute meanwhile is left out; the others ask for their balance less what is in dispute
+    now. A statement left with one invoice becomes that level's own e-mail; a reminder's
+    "and N more" and total are counted again (`_reminder_now`). None: nothing is due any more,
+    the e-mail must not go. An invoice this database does not know is kept as queued. A read."""
+    if template == REMINDER:
+        return _reminder_now(session, context)
     if template == "dunning_statement":
         entries = list(context.get("invoices") or [])
     else:
         invoice = context.get("invoice") or {}
         entries = [{**invoice, "kind": context.get("kind"), "level": context.get("level"),
                     **({"late_fee": context["late_fee"]} if context.get("late_fee") else {})}]
-    numbers = [e.get("number") for e in entries]
-    now = {number: (int(balance), int(disputed)) for number, balance, disputed in
-           session.execute(select(Invoice.number, Invoice.balance_minor,
-                                  Invoice.disputed_minor)
-                           .where(Invoice.number.in_([n for n in numbers if n])))}
-    fresh = []
-    for entry in entries:
-        if entry.get("number") not in now:
-            fresh.append(entry)
-            continue
-        balance, disputed = now[entry["number"]]
-        if balance - disputed <= 0:
-            continue
-        fresh.append({**entry, "amount_due_minor": balance - disputed,
-                      "in_dispute_minor": disputed,
-                      "amount_due": money.format_money(balance - disputed, entry["currency"])})
+    fresh = _fresh(session, entries)
     if not fresh:
         return None
     if fresh == entries:
@@ -581,6 +622,54 @@ def due_now(session: Session, template: str, context: dict) -> tuple[str, dict] 
         **context, "final": any(e.get("kind") == "final" for e in fresh),
         "totals": [{"currency": c, "amount_minor": m} for c, m in sorted(total.items())],
         "invoices": fresh}
+
+
+def _fresh(session: Session, entries: list[dict]) -> list[dict]:
+    """The queued invoice entries still asking for something, with today's amounts (balance
+    less what is in dispute); an invoice this database does not know is kept as queued."""
+    numbers = [n for n in (e.get("number") for e in entries) if n]
+    now = {number: (int(balance), int(disputed)) for number, balance, disputed in
+           session.execute(select(Invoice.number, Invoice.balance_minor,
+                                  Invoice.disputed_minor)
+                           .where(Invoice.number.in_(numbers)))} if numbers else {}
+    fresh = []
+    for entry in entries:
+        if entry.get("number") not in now:
+            fresh.append(entry)
+            continue
+        balance, disputed = now[entry["number"]]
+        if balance - disputed <= 0:
+            continue
+        fresh.append({**entry, "amount_due_minor": balance - disputed,
+                      "in_dispute_minor": disputed,
+                      "amount_due": money.format_money(balance - disputed, entry["currency"])})
+    return fresh
+
+
+def _reminder_now(session: Session, context: dict) -> tuple[str, dict] | None:
+    """A collector's reminder (`collections.send_reminder`) as it is true now: its listed
+    invoices as `_fresh` leaves them, and its "and N more" — the customer's other invoices
+    overdue on the reminder's day — and total counted again (a reminder queued before it
+    carried its `customer_id` keeps the "more" it was queued with)."""
+    listed = list(context.get("invoices") or [])
+    fresh = _fresh(session, listed)
+    more, more_due = int(context.get("more") or 0), int(context.get("more_due_minor") or 0)
+    if context.get("customer_id") is not None and context.get("as_of"):
+        numbers = [e.get("number") for e in listed if e.get("number")]
+        count, due = session.execute(
+            select(sa.func.count(), sa.func.sum(Invoice.balance_minor - Invoice.disputed_minor))
+            .where(Invoice.customer_id == context["customer_id"], Invoice.balance_minor > 0,
+                   Invoice.balance_minor > Invoice.disputed_minor,
+                   Invoice.due_date < date.fromisoformat(context["as_of"]),
+                   Invoice.number.not_in(numbers))).one()
+        more, more_due = int(count), int(due or 0)
+    if not fresh and not more:
+        return None
+    total = sum(e["amount_due_minor"] for e in fresh) + more_due
+    currency = context.get("currency") or next(e["currency"] for e in [*fresh, *listed])
+    now = {**context, "invoices": fresh, "more": more, "more_due_minor": more_due,
+           "total_due_minor": total, "total_due": money.format_money(total, currency)}
+    return (REMINDER, context) if now == context else (REMINDER, now)
 
 
 PEOPLE_KINDS = ("reminder", "escalation", "final")  # the levels the rep and collector hear of

@@ -6,13 +6,15 @@ from __future__ import annotations
 import threading
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
+import time_machine
 from sqlmodel import select
 
 from bot import collections_jobs
 from bot.db import Database
 from bot.deps import Deps
 from bot.settings import load_settings
-from models import CollectionActivity, DigestRun, OutboxMessage
+from models import CollectionActivity, Customer, DigestRun, OutboxMessage
 from tests.support import factories as f
 from tests.support.meanwhile import at_once
 from tests.support.timetravel import run_at
@@ -107,3 +109,112 @@ def test_working_hours_until_midnight_are_honoured(db) -> None:
     # then both collectors are within their working day (not a silent 09:00-17:00)
     assert due == {TODAY: ["UCOLL001", "UCOLL002"]}
     assert result["collectors"] == ["UCOLL001", "UCOLL002"]
+
+
+# -- customers with no collector: the AR channel's digest of unassigned accounts -------------
+@pytest.fixture
+def monday_noon():
+    """These tests happen on TODAY, at noon UTC (the digests' day and the clicks' agree)."""
+    with time_machine.travel(datetime(2026, 11, 23, 12, tzinfo=UTC), tick=False):
+        yield
+
+
+def _book_with_unassigned(db: Database) -> None:
+    _book(db)
+    with db.transaction() as s:
+        f.customer(s, "C-U", "Umbrella")  # no collector
+        f.customer(s, "C-V", "Vortex")  # no collector
+        f.customer(s, "C-W", "Wayne")  # no collector, nothing overdue
+        f.invoice(s, "INV-U", "C-U", total="500.00", due=TODAY - timedelta(days=40))
+        f.invoice(s, "INV-V", "C-V", total="900.00", due=TODAY - timedelta(days=5))
+        f.invoice(s, "INV-W", "C-W", total="100.00", due=TODAY + timedelta(days=5))
+
+
+def _posts(db: Database, channel: str) -> list[OutboxMessage]:
+    with db.read_session() as s:
+        return [r for r in s.exec(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+                if (r.payload or {}).get("channel") == channel]
+
+
+def test_overdue_accounts_without_a_collector_get_a_digest_in_the_ar_channel(
+        db, monday_noon) -> None:
+    # given two customers with no collector and something overdue, and one with nothing
+    # overdue
+    _book_with_unassigned(db)
+    # when the digest job runs
+    result = collections_jobs.digest(_deps(db), TODAY)
+    # then the AR channel gets the unassigned accounts, ranked like a collector's
+    assert result["collectors"] == ["UCOLL001", "UCOLL002", collections.UNASSIGNED]
+    [post] = _posts(db, "ar")
+    context = post.payload["context"]
+    assert post.payload["template"] == "collections_digest"
+    assert context["unassigned"] is True
+    # (Vortex: 900.00 at 5 days × 1.0 = 900.00; Umbrella: 500.00 at 40 days × 1.5 = 750.00)
+    assert [(a["name"], a["overdue_minor"], a["score"]) for a in context["accounts"]] == [
+        ("Vortex", 90_000, "900.00"), ("Umbrella", 50_000, "750.00")]
+    assert context["total_accounts"] == 2
+    assert context["totals"]["USD"]["current"] == 10_000  # Wayne's, not yet due
+    # and no collector's digest lists them
+    for collector in ("UCOLL001", "UCOLL002"):
+        [dm] = _posts(db, collector)
+        assert {a["name"] for a in dm.payload["context"]["accounts"]} <= {"Acme", "Bolt"}
+    # and it is rendered as the unassigned accounts, with the account buttons
+    from blocks.templates import render as render_template
+
+    rendered = render_template("collections_digest", context)
+    assert "Unassigned accounts" in rendered["text"]
+    assert "Unassigned accounts" in rendered["blocks"][0]["text"]["text"]
+    buttons = [e["action_id"] for b in rendered["blocks"] if b["type"] == "actions"
+               for e in b["elements"]]
+    assert buttons.count("collections_reminder") == 2
+    # when the job runs again that day: nothing more
+    again = collections_jobs.digest(_deps(db), TODAY)
+    assert again["digests"] == 0 and len(_posts(db, "ar")) == 1
+
+
+def test_no_unassigned_digest_when_no_account_without_a_collector_is_overdue(
+        db, monday_noon) -> None:
+    _book(db)
+    with db.transaction() as s:
+        f.customer(s, "C-W", "Wayne")
+        f.invoice(s, "INV-W", "C-W", total="100.00", due=TODAY + timedelta(days=5))
+    result = collections_jobs.digest(_deps(db), TODAY)
+    assert result["collectors"] == ["UCOLL001", "UCOLL002"]
+    assert _posts(db, "ar") == []
+
+
+def test_the_unassigned_digest_goes_at_the_start_of_the_business_working_day(db) -> None:
+    # given the business time zone New York (working hours 09:00-17:00)
+    _book_with_unassigned(db)
+    with db.transaction() as s:
+        policy.set_value(s, key="business_timezone", value="America/New_York",
+                         actor="UADMIN01")
+    # when the schedule fires at 08:45 New York (13:45 UTC), then at 09:00 (14:00 UTC)
+    early = run_at(datetime(2026, 11, 23, 13, 45, tzinfo=UTC),
+                   collections_jobs.digest_schedule, _deps(db), None)
+    on_time = run_at(datetime(2026, 11, 23, 14, 0, tzinfo=UTC),
+                     collections_jobs.digest_schedule, _deps(db), None)
+    # then the AR channel's digest goes at 09:00 New York, for that day
+    assert collections.UNASSIGNED not in early["collectors"]
+    assert collections.UNASSIGNED in on_time["collectors"]
+    [post] = _posts(db, "ar")
+    assert post.payload["context"]["as_of"] == TODAY.isoformat()
+    assert post.payload["context"]["tz"] == "America/New_York"
+
+
+def test_a_call_logged_on_an_unassigned_account_updates_the_ar_channels_digest(
+        db, monday_noon) -> None:
+    _book_with_unassigned(db)
+    collections_jobs.digest(_deps(db), TODAY)
+    [post] = _posts(db, "ar")
+    with db.read_session() as s:
+        umbrella = s.exec(select(Customer.id).where(Customer.external_id == "C-U")).one()
+    with db.transaction() as s:
+        updated = collections.log_call(s, customer_id=umbrella, actor="UCOLL002",
+                                       note="AP clerk on leave")
+    with db.read_session() as s:
+        [update] = s.exec(select(OutboxMessage).where(
+            OutboxMessage.target_outbox_id == post.id)).all()
+    assert updated.note == "AP clerk on leave"
+    [row] = [a for a in update.payload["context"]["accounts"] if a["name"] == "Umbrella"]
+    assert row["done"][-1]["by"] == "UCOLL002" and row["done"][-1]["kind"] == "call"
