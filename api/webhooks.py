@@ -54,9 +54,12 @@ def delivery_out(row: WebhookDelivery, event: WebhookEvent) -> out.WebhookDelive
 def post_webhook(body: WebhookIn, request: Request, key: IdemKey = None) -> JSONResponse:
     """Subscribe a URL to event types. The answer carries the signing `secret` (Standard
     Webhooks, `whsec_...`): store it, it is not shown again."""
+    allow_private = _deps(request).settings.o2c_webhooks_allow_private
+
     def op(session):
         row = webhooks.subscribe(session, url=body.url, events=body.events,
-                                 description=body.description, actor=API_ACTOR)
+                                 description=body.description, actor=API_ACTOR,
+                                 allow_private=allow_private)
         return 201, out.WebhookCreatedOut(**subscription_out(row).model_dump(),
                                           secret=row.secret)
     return _post(request, key, idempotency.request_of(body), op)

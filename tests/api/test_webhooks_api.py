@@ -60,3 +60,18 @@ def test_the_token_is_required(server) -> None:
     assert httpx.post(url, json={"url": "https://x.example", "events": ["order.created"]},
                       headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert httpx.get(url, headers={"Authorization": f"Bearer {API_TOKEN}"}).status_code == 200
+
+
+def test_an_endpoint_inside_the_network_is_refused_with_a_clear_422(api) -> None:
+    # when an API client points deliveries at the cloud's metadata service or this computer
+    for url, said in (("https://169.254.169.254/latest/meta-data/",
+                       "169.254.169.254 is a link-local address"),
+                      ("http://localhost:8080/hooks", "localhost is a loopback name"),
+                      ("https://[::ffff:10.0.0.1]/hooks", "10.0.0.1 is a private address")):
+        answer = api.post("/webhooks", json={"url": url, "events": ["order.created"]})
+        # then it is refused, naming the field and why, and nothing is stored
+        assert answer.status_code == 422, answer.text
+        [error] = answer.json()["errors"]
+        assert error["field"] == "url" and said in error["detail"], error
+        assert "O2C_WEBHOOKS_ALLOW_PRIVATE" in error["detail"]
+    assert api.get("/webhooks").json()["webhooks"] == []

@@ -4,6 +4,7 @@ the change, the body's shape, replays and subscriptions that keep failing."""
 from __future__ import annotations
 
 import json
+import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -171,11 +172,65 @@ def test_unknown_event_types_are_refused_by_name(db) -> None:
     assert "order.eaten" in refused.value.errors[0].detail
 
 
-def test_a_local_http_receiver_is_allowed_and_the_secret_is_standard(db) -> None:
+def test_a_local_http_receiver_needs_private_addresses_allowed_and_the_secret_is_standard(
+        db) -> None:
     with db.transaction() as s:
         row = webhooks.subscribe(s, url="http://127.0.0.1:9999/hooks",
-                                 events=["order.created"], actor="api")
+                                 events=["order.created"], actor="api", allow_private=True)
         assert row.secret.startswith("whsec_") and len(row.secret) > 30
+    with pytest.raises(ValidationFailed) as refused, db.transaction() as s:
+        webhooks.subscribe(s, url="http://127.0.0.1:9999/hooks", events=["order.created"],
+                           actor="api")
+    assert "O2C_WEBHOOKS_ALLOW_PRIVATE" in refused.value.errors[0].detail
+
+
+@pytest.mark.parametrize(("url", "said"), [
+    ("https://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local address"),
+    ("https://10.0.0.5/hooks", "10.0.0.5 is a private address"),
+    ("https://192.168.1.20/hooks", "192.168.1.20 is a private address"),
+    ("http://127.0.0.1:9999/hooks", "127.0.0.1 is a loopback address"),
+    ("https://[::1]:8443/hooks", "::1 is a loopback address"),
+    ("https://[::ffff:169.254.169.254]/hooks", "169.254.169.254 is a link-local address"),
+    ("https://[fe80::1]/hooks", "fe80::1 is a link-local address"),
+    ("https://[fd00::7]/hooks", "fd00::7 is a private address"),
+    ("https://0.0.0.0/hooks", "0.0.0.0 is an unspecified address"),
+    ("https://224.0.0.1/hooks", "224.0.0.1 is a multicast address"),
+    ("https://240.0.0.1/hooks", "240.0.0.1 is a reserved address"),
+    ("https://100.64.0.1/hooks", "100.64.0.1 is not a public address"),
+    ("https://localhost/hooks", "localhost is a loopback name"),
+    ("https://api.localhost/hooks", "api.localhost is a loopback name"),
+    # names the resolver turns into a loopback address (127.0.0.1 written as one number)
+    ("https://2130706433/hooks", "2130706433 resolves to 127.0.0.1, a loopback address"),
+])
+def test_private_destinations_are_refused_at_registration(db, url, said) -> None:
+    # when an endpoint inside the network (or the cloud's metadata service) is registered
+    with pytest.raises(ValidationFailed) as refused, db.transaction() as s:
+        webhooks.subscribe(s, url=url, events=["order.created"], actor="api")
+    # then it is refused, saying which address and why
+    assert refused.value.errors[0].field == "url"
+    assert said in refused.value.errors[0].detail, refused.value.errors[0].detail
+    with db.read_session() as s:
+        assert s.exec(select(WebhookSubscription)).all() == []
+
+
+def test_a_name_resolving_to_a_private_address_is_refused_at_registration(
+        db, monkeypatch) -> None:
+    # given a public-looking name whose DNS answers one public and one internal address
+    real = socket.getaddrinfo
+
+    def resolve(host, *args, **kwargs):
+        if host == "hooks.erp.example":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 443)),
+                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.2.3", 443))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    # when it is registered, then it is refused by the address it resolves to
+    with pytest.raises(ValidationFailed) as refused, db.transaction() as s:
+        webhooks.subscribe(s, url="https://hooks.erp.example/in", events=["order.created"],
+                           actor="api")
+    assert ("hooks.erp.example resolves to 10.1.2.3, a private address"
+            in refused.value.errors[0].detail)
 
 
 def test_deleting_a_subscription_fails_what_was_queued_and_stops_new_events(db) -> None:
