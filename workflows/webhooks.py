@@ -150,6 +150,33 @@ def subscribe(session: Session, *, url: str, events: list[str], actor: str,
     return row
 
 
+def rotate_secret(session: Session, *, subscription_id: int, actor: str, now: datetime,
+                  grace: timedelta) -> WebhookSubscription:
+    """A new signing secret (for the caller's eyes only: answer it once, like `subscribe`);
+    the one it replaces keeps signing beside it until `now + grace`, so each delivery carries
+    both signatures meanwhile (Standard Webhooks' zero-downtime rotation) and a receiver
+    verifies with either. Rotating again within the grace period replaces the older one: only
+    the secret replaced last stays. Audited (never the secrets)."""
+    row = get_subscription(session, subscription_id)
+    until = now + grace
+    row.previous_secret, row.previous_secret_until = row.secret, until
+    row.secret = new_secret()
+    session.add(row)
+    audit.record(session, actor=actor, action="webhook.secret_rotated", entity_type="webhook",
+                 entity_id=row.id, at=now,
+                 previous_valid_until=until.isoformat().replace("+00:00", "Z"),
+                 grace_hours=grace.total_seconds() / 3600)
+    return row
+
+
+def signing_secrets(row: WebhookSubscription, now: datetime) -> list[str]:
+    """The secrets a delivery at `now` is signed with: the current one, and the one a
+    rotation replaced while its grace period lasts."""
+    live = row.previous_secret and row.previous_secret_until is not None \
+        and now < row.previous_secret_until
+    return [row.secret, row.previous_secret] if live else [row.secret]
+
+
 def get_subscription(session: Session, subscription_id: int) -> WebhookSubscription:
     row = session.get(WebhookSubscription, subscription_id)
     if row is None or row.status == SubscriptionStatus.DELETED:

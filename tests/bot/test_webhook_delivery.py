@@ -351,3 +351,50 @@ def test_a_resolver_that_hangs_is_cut_off_at_the_deadline(db, database_url, monk
     row = webhook_row(db)
     assert row.status == "pending"
     assert row.last_error == "webhook: no answer from DNS for slow-dns.example within 1 s"
+
+
+def test_a_rotated_secret_signs_beside_the_new_one_for_the_grace_period_only(
+        db, database_url) -> None:
+    from standardwebhooks.webhooks import WebhookVerificationError
+
+    rotated_at = datetime(2026, 6, 30, 12, tzinfo=UTC)
+
+    def deliver_an_order_event_at(moment: datetime, receiver: Receiver, count: int):
+        with time_machine.travel(moment, tick=False):
+            with db.transaction() as s:
+                f.order(s)
+            integrations_worker(db, database_url).run_once()
+            return receiver.wait_for(count)[-1]
+
+    with Receiver() as receiver:
+        # given an endpoint whose secret is rotated with a grace period of 24 h
+        with time_machine.travel(rotated_at - timedelta(days=1), tick=False), \
+                db.transaction() as s:
+            f.user(s, "USALES01", "sales")
+            f.customer(s)
+            f.product(s)
+            hook = webhooks.subscribe(s, url=receiver.url, events=["order.created"],
+                                      actor="api", allow_private=True)
+            old = hook.secret
+        with db.transaction() as s:
+            new = webhooks.rotate_secret(s, subscription_id=hook.id, actor="cli",
+                                         now=rotated_at, grace=timedelta(hours=24)).secret
+        assert new != old and new.startswith("whsec_")
+        # when an event is delivered during the grace period, and one after it
+        during = deliver_an_order_event_at(rotated_at + timedelta(hours=23, minutes=59),
+                                           receiver, 1)
+        after = deliver_an_order_event_at(rotated_at + timedelta(hours=24, seconds=1),
+                                          receiver, 2)
+    # then during it, a receiver holding either secret verifies the delivery: it carries
+    # both signatures, space-separated, the new one first
+    with time_machine.travel(rotated_at + timedelta(hours=23, minutes=59), tick=False):
+        signatures = during.headers["webhook-signature"].split(" ")
+        assert len(signatures) == 2 and all(s.startswith("v1,") for s in signatures)
+        for secret in (new, old):
+            Webhook(secret).verify(during.body, during.headers)
+    # and after it, only the new secret does
+    with time_machine.travel(rotated_at + timedelta(hours=24, seconds=1), tick=False):
+        assert len(after.headers["webhook-signature"].split(" ")) == 1
+        Webhook(new).verify(after.body, after.headers)
+        with pytest.raises(WebhookVerificationError):
+            Webhook(old).verify(after.body, after.headers)

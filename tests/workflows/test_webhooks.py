@@ -461,3 +461,43 @@ def test_a_revenue_close_is_an_event_once(db) -> None:
         [event] = events(s)
         assert event.type == "revenue.period_closed"
         assert event.data["revenue_close"]["period"] == "2026-02"
+
+
+def test_rotating_a_secret_keeps_the_previous_one_for_the_grace_period_and_is_audited(
+        db) -> None:
+    rotated_at = datetime(2026, 6, 30, 12, tzinfo=UTC)
+    with db.transaction() as s:
+        hook = webhooks.subscribe(s, url="https://erp.example/hooks", events=["order.created"],
+                                  actor="api")
+        first = hook.secret
+    # when it is rotated, then rotated again within the grace period
+    with db.transaction() as s:
+        second = webhooks.rotate_secret(s, subscription_id=hook.id, actor="UADMIN01",
+                                        now=rotated_at, grace=timedelta(hours=24)).secret
+    again = rotated_at + timedelta(hours=2)
+    with db.transaction() as s:
+        third = webhooks.rotate_secret(s, subscription_id=hook.id, actor="cli", now=again,
+                                       grace=timedelta(hours=24)).secret
+    # then the one replaced last signs beside the new one until its grace period ends
+    assert len({first, second, third}) == 3
+    with db.read_session() as s:
+        row = s.get(WebhookSubscription, hook.id)
+        assert row.secret == third and row.previous_secret == second
+        assert row.previous_secret_until == again + timedelta(hours=24)
+        assert webhooks.signing_secrets(row, again + timedelta(hours=23)) == [third, second]
+        assert webhooks.signing_secrets(row, again + timedelta(hours=24)) == [third]
+        # and each rotation is in the audit log, without any secret
+        audited = s.exec(select(AuditEvent).where(AuditEvent.action == "webhook.secret_rotated")
+                         .order_by(AuditEvent.id)).all()
+    assert [(a.actor, a.entity_id, a.data["previous_valid_until"]) for a in audited] == [
+        ("UADMIN01", str(hook.id), "2026-07-01T12:00:00Z"),
+        ("cli", str(hook.id), "2026-07-01T14:00:00Z")]
+    assert not any(secret in json.dumps(a.data) for a in audited
+                   for secret in (first, second, third))
+
+
+def test_rotating_the_secret_of_an_unknown_subscription_names_it(db) -> None:
+    with pytest.raises(NotFound) as missing, db.transaction() as s:
+        webhooks.rotate_secret(s, subscription_id=999, actor="cli", now=NOW,
+                               grace=timedelta(hours=24))
+    assert "999" in missing.value.detail
