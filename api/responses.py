@@ -537,6 +537,14 @@ class WebhookCreatedOut(WebhookOut):
     secret: str = Field(description="the signing secret (`whsec_...`): shown once, here")
 
 
+class WebhookSecretOut(Answer):
+    id: int
+    secret: str = Field(description="the new signing secret (`whsec_...`): shown once, here")
+    previous_secret_until: Moment = Field(
+        description="until then each delivery is signed with the previous secret too "
+                    "(`webhook-signature` carries both), so the receiver can switch")
+
+
 class WebhookListOut(Answer):
     webhooks: list[WebhookOut]
     event_types: list[str]

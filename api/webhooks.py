@@ -2,11 +2,14 @@
 
 `POST` answers with the signing `secret` once (an `Idempotency-Key` replay of that request
 gives the same first answer); `GET` lists subscriptions without their secrets; `DELETE`
-removes one (its log stays); `GET /webhooks/{id}/deliveries` is its delivery log.
+removes one (its log stays); `GET /webhooks/{id}/deliveries` is its delivery log;
+`POST /webhooks/{id}/rotate-secret` answers a new secret once (the old one signs beside it
+for the grace period).
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -54,12 +57,33 @@ def delivery_out(row: WebhookDelivery, event: WebhookEvent) -> out.WebhookDelive
 def post_webhook(body: WebhookIn, request: Request, key: IdemKey = None) -> JSONResponse:
     """Subscribe a URL to event types. The answer carries the signing `secret` (Standard
     Webhooks, `whsec_...`): store it, it is not shown again."""
+    allow_private = _deps(request).settings.o2c_webhooks_allow_private
+
     def op(session):
         row = webhooks.subscribe(session, url=body.url, events=body.events,
-                                 description=body.description, actor=API_ACTOR)
+                                 description=body.description, actor=API_ACTOR,
+                                 allow_private=allow_private)
         return 201, out.WebhookCreatedOut(**subscription_out(row).model_dump(),
                                           secret=row.secret)
     return _post(request, key, idempotency.request_of(body), op)
+
+
+@router.post("/webhooks/{subscription_id}/rotate-secret", **CREATED,
+             response_model=out.WebhookSecretOut, responses=problems(404))
+def rotate_secret(subscription_id: RecordId, request: Request,
+                  key: IdemKey = None) -> JSONResponse:
+    """A new signing secret, answered once (as at creation); the previous one keeps signing
+    beside it for `O2C_WEBHOOKS_SECRET_GRACE_HOURS` (default 24), so each delivery carries
+    both signatures meanwhile (Standard Webhooks rotation)."""
+    deps = _deps(request)
+    grace = timedelta(hours=deps.settings.o2c_webhooks_secret_grace_hours)
+
+    def op(session):
+        row = webhooks.rotate_secret(session, subscription_id=subscription_id,
+                                     actor=API_ACTOR, now=deps.clock.now(), grace=grace)
+        return 201, out.WebhookSecretOut(id=row.id, secret=row.secret,
+                                         previous_secret_until=row.previous_secret_until)
+    return _post(request, key, {"subscription": subscription_id}, op)
 
 
 @router.get("/webhooks", response_model=out.WebhookListOut)

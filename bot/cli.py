@@ -268,14 +268,16 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
     """`o2c webhooks list | deliveries ID | replay ID (--event N... | --failed | --since T) |
-    enable ID`: outbound webhook subscriptions (created through the REST API)."""
-    from datetime import datetime
+    enable ID | rotate ID`: outbound webhook subscriptions (created through the REST API)."""
+    from datetime import datetime, timedelta
 
+    from bot.clock import Clock
     from bot.db import Database
     from workflows import webhooks
     from workflows.errors import DomainError
 
-    db = Database(_settings().database_url)
+    settings = _settings()
+    db = Database(settings.database_url)
     try:
         if args.action == "list":
             with db.read_session() as session:
@@ -299,6 +301,17 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
                       f"{event.type} {event.uid} attempt {delivery.attempt} "
                       f"{'ok' if delivery.ok else 'FAILED'} {delivery.status_code or '-'} "
                       f"{delivery.duration_ms}ms {delivery.error or ''}".rstrip())
+            return 0
+        if args.action == "rotate":
+            grace = timedelta(hours=settings.o2c_webhooks_secret_grace_hours)
+            with db.transaction() as session:
+                row = webhooks.rotate_secret(
+                    session, subscription_id=args.id, actor="cli", grace=grace,
+                    now=Clock(settings.o2c_business_timezone).now())
+                secret, until = row.secret, row.previous_secret_until
+            print(f"new signing secret of webhook subscription #{args.id} (shown this once: "
+                  f"give it to the receiver):\n{secret}\nthe previous secret signs beside it "
+                  f"until {until:%Y-%m-%d %H:%M} UTC (O2C_WEBHOOKS_SECRET_GRACE_HOURS)")
             return 0
         with db.transaction() as session:
             if args.action == "enable":
@@ -401,8 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_outbox)
 
     p = sub.add_parser("webhooks", help="outbound webhook subscriptions: list, delivery "
-                       "log, replay events, enable a disabled one")
-    p.add_argument("action", choices=["list", "deliveries", "replay", "enable"])
+                       "log, replay events, enable a disabled one, rotate the signing secret")
+    p.add_argument("action", choices=["list", "deliveries", "replay", "enable", "rotate"])
     p.add_argument("id", type=int, nargs="?", help="the subscription id")
     p.add_argument("--event", type=int, action="append", help="replay this event id")
     p.add_argument("--failed", action="store_true", help="replay every event it failed to get")

@@ -56,6 +56,8 @@ def demo_settings(port: int, database_url: str, *, oauth: bool = False) -> Setti
         hubspot_access_token=None, hubspot_client_secret=None, o2c_public_url=None,
         # the customer's signed links (issue 19), served by this server in the demo
         o2c_link_secrets=secrets.token_urlsafe(48),
+        # a sandbox on this computer: outbound webhooks may go to a receiver on it too
+        o2c_webhooks_allow_private=True,
     )
     if not oauth:
         return values

@@ -16,7 +16,8 @@ def transports(deps: Deps, settings: Settings) -> list[Transport]:
     `HUBSPOT_ACCESS_TOKEN`; Stripe look-ups (fees) with `STRIPE_API_KEY`."""
     from bot.webhooks_out import WebhookTransport
 
-    found: list[Transport] = [WebhookTransport(deps.db)]
+    found: list[Transport] = [WebhookTransport(
+        deps.db, allow_private=settings.o2c_webhooks_allow_private)]
     if settings.stripe_enabled:
         from bot.stripe_pay import StripeGateway, StripeTransport
 

@@ -112,6 +112,12 @@ class Settings(BaseSettings):
     # one verifies (rotate by putting a new one first, drop the old one when its links have
     # expired); without them (or O2C_PUBLIC_URL) e-mails carry no links and /c/ answers 404
     o2c_link_secrets: SecretStr | None = None
+    # outbound webhooks (bot/webhooks_out.py): deliveries go to public addresses only; on,
+    # endpoints on this computer or a private network are allowed too (a developer's local
+    # receiver; `o2c demo` turns it on). A rotated signing secret keeps signing beside the new
+    # one this many hours (`o2c webhooks rotate`)
+    o2c_webhooks_allow_private: bool = False
+    o2c_webhooks_secret_grace_hours: int = Field(default=24, ge=0, le=24 * 30)
     # carrier -> tracking URL template with {tracking}, added to or replacing the built-in
     # ones (bot/customer_links.py), e.g. "acme=https://track.acme.example/?n={tracking}"
     o2c_tracking_urls: str = ""

@@ -7,12 +7,18 @@ time) with the Standard Webhooks headers, signed with the `standardwebhooks` lib
     webhook-id: <the event's uid, the same on every attempt and replay>
     webhook-timestamp: <this attempt's time, seconds>
     webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">
+        (after `o2c webhooks rotate`, during the grace period: two of them, space-separated,
+        the new secret's first, so a receiver holding either verifies)
 
 A 2xx answer delivers it. Anything else — another status, a redirect (never followed), a
 timeout, a refused connection — is logged in the delivery log and retried with exponential
 backoff (5 s, doubling, at most 6 h apart) until three days after it was queued; then it fails
 and stays visible (`o2c outbox`, `o2c webhooks replay`). A `Retry-After` (429/503) is
-honoured up to the cap. The answer's body is never read, and a whole attempt (connecting,
+honoured up to the cap. Each attempt resolves the URL's host, checks every address it got
+(`workflows.destinations`: public ones only, unless O2C_WEBHOOKS_ALLOW_PRIVATE) and connects to
+the address it checked, the `Host` header and TLS (SNI, certificate) still naming the host; a
+refused address sends nothing and fails the attempt like an unreachable receiver, with the
+reason. The answer's body is never read, and a whole attempt (resolving the name, connecting,
 sending, the answer's status line and headers) has `DEADLINE` seconds: httpx's timeouts
 bound each read, so a receiver sending its answer a byte at a time would otherwise hold the
 integrations worker (every other subscriber, HubSpot, Stripe) for as long as it liked; at
@@ -38,7 +44,7 @@ from bot import observability
 from bot.db import Database
 from bot.outbox import Permanent, Retry
 from models import OutboxMessage, SubscriptionStatus, WebhookEvent, WebhookSubscription
-from workflows import webhooks
+from workflows import destinations, webhooks
 
 if TYPE_CHECKING:
     from bot.outbox import OutboxWorker
@@ -57,9 +63,10 @@ class WebhookTransport:
     retry_for = webhooks.RETRY_FOR
 
     def __init__(self, db: Database, *, client: httpx.Client | None = None,
-                 deadline: float = DEADLINE) -> None:
+                 deadline: float = DEADLINE, allow_private: bool = False) -> None:
         self.db = db
         self.deadline = deadline
+        self.allow_private = allow_private  # O2C_WEBHOOKS_ALLOW_PRIVATE
         # a new connection per attempt (no keep-alive): the deadline shuts down the one it
         # saw opened, and no receiver's half-read connection is ever reused
         self.client = client or httpx.Client(
@@ -84,23 +91,43 @@ class WebhookTransport:
         now = worker.now()
         headers = {"content-type": "application/json", "webhook-id": event.uid,
                    "webhook-timestamp": str(int(now.timestamp())),
-                   "webhook-signature": Webhook(subscription.secret).sign(event.uid, now, body)}
+                   "webhook-signature": " ".join(
+                       Webhook(secret).sign(event.uid, now, body)
+                       for secret in webhooks.signing_secrets(subscription, now))}
         started = time.monotonic()
         status: int | None = None
         error: str | None = None
         timed_out = False
         retry_after: float = 0.0
+        resolved = False
+        url = httpx.URL(subscription.url)
+        host = url.raw_host.decode("ascii")  # IDNA-encoded; an IPv6 address without brackets
         cutoff = _Cutoff(self.deadline)
         try:
-            with cutoff, self.client.stream("POST", subscription.url, content=body,
-                                            headers=headers,
-                                            extensions={"trace": cutoff.trace}) as response:
-                status = response.status_code  # the body is never read
-                retry_after = _retry_after(response.headers.get("retry-after"))
+            with cutoff:
+                # resolved and checked within the deadline; the connection goes to the address
+                # checked, TLS (SNI, certificate) and the Host header still name the host
+                address = destinations.checked(
+                    host, url.port or (443 if url.scheme == "https" else 80),
+                    allow_private=self.allow_private, timeout=cutoff.remaining())[0]
+                resolved = True
+                with self.client.stream(
+                        "POST", url.copy_with(host=address), content=body,
+                        headers={**headers, "host": url.netloc.decode("ascii")},
+                        extensions={"trace": cutoff.trace, "sni_hostname": host},
+                ) as response:
+                    status = response.status_code  # the body is never read
+                    retry_after = _retry_after(response.headers.get("retry-after"))
+        except destinations.Refused as exc:
+            error = f"refused: {exc}"[:500]
+        except destinations.Unresolved as exc:
+            timed_out = exc.timed_out
+            error = (f"no answer from DNS for {host} within {self.deadline:g} s"
+                     if timed_out else str(exc)[:500])
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
             timed_out = isinstance(exc, httpx.TimeoutException)
-        if cutoff.fired and status is None:
+        if cutoff.fired and status is None and resolved:
             error = f"no complete answer within {self.deadline:g} s"
             timed_out = True
         ok = status is not None and 200 <= status < 300
@@ -130,12 +157,19 @@ class _Cutoff:
         self._done = False
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._seconds = seconds
+        self._started = 0.0
         self._timer = threading.Timer(seconds, self._fire)
         self._timer.daemon = True
 
     def __enter__(self) -> _Cutoff:
+        self._started = time.monotonic()
         self._timer.start()
         return self
+
+    def remaining(self) -> float:
+        """Seconds left of the deadline (name resolution gets at most these)."""
+        return max(self._seconds - (time.monotonic() - self._started), 0.0)
 
     def __exit__(self, *exc: object) -> None:
         self._timer.cancel()

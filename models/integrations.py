@@ -40,6 +40,10 @@ class WebhookSubscription(SQLModel, table=True):
     events: list = json_field(list)  # event types (EVENT_TYPES)
     description: str | None = Field(default=None, max_length=500)
     secret: str = Field(max_length=100)  # "whsec_" + base64 (Standard Webhooks)
+    # the secret a rotation replaced: it still signs, beside `secret`, until
+    # `previous_secret_until` (the grace period), so receivers switch without downtime
+    previous_secret: str | None = Field(default=None, max_length=100)
+    previous_secret_until: datetime | None = ts_field()
     status: str = Field(default=SubscriptionStatus.ACTIVE, max_length=16, index=True)
     # since when every attempt failed (None after a success); disabled after long enough
     failing_since: datetime | None = ts_field()

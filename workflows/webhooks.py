@@ -27,7 +27,6 @@ own workflows, with data builders like the ones here.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -55,7 +54,7 @@ from models import (
     invoice_status,
     money,
 )
-from workflows import audit, outbox
+from workflows import audit, destinations, outbox
 from workflows.errors import Conflict, NotFound, ValidationFailed
 
 TRANSPORT = "webhook"
@@ -73,9 +72,12 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-def check_url(url: str) -> str:
+def check_url(url: str, *, allow_private: bool = False) -> str:
     """An absolute https URL (http only to this computer: a local receiver or a tunnel), no
-    credentials in it (they would show in the list and the logs), no fragment."""
+    credentials in it (they would show in the list and the logs), no fragment, and a public
+    destination (`workflows.destinations`: neither its host nor, when it resolves now, any
+    of its addresses private) unless `allow_private` (O2C_WEBHOOKS_ALLOW_PRIVATE). A name that
+    does not resolve yet is accepted: every delivery checks again."""
     url = (url or "").strip()
     if not url or len(url) > MAX_URL:
         raise ValidationFailed.of("url", f"must be an https URL of at most {MAX_URL} "
@@ -88,20 +90,33 @@ def check_url(url: str) -> str:
                                   "signature authenticates every delivery")
     if parts.fragment:
         raise ValidationFailed.of("url", "must not have a #fragment")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
-        raise ValidationFailed.of("url", "must use https (http only for localhost)")
     if any(ch.isspace() or ord(ch) < 32 for ch in url):
         raise ValidationFailed.of("url", "must not contain spaces or control characters")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ValidationFailed.of("url", "has a port that is not a number from 0 to "
+                                  "65535") from None
+    try:
+        if not allow_private:
+            destinations.check_host(parts.hostname)
+        if parts.scheme == "http" and not _loopback(parts.hostname):
+            raise ValidationFailed.of("url", "must use https (http only for localhost)")
+        if not allow_private:
+            destinations.checked(parts.hostname, port, allow_private=False,
+                                 timeout=destinations.REGISTRATION_TIMEOUT)
+    except destinations.Refused as exc:
+        raise ValidationFailed.of("url", str(exc)) from None
+    except destinations.Unresolved:
+        pass  # not (yet) in DNS: each delivery resolves it and checks again
     return url
 
 
 def _loopback(host: str) -> bool:
     if host.lower() == "localhost":
         return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    address = destinations.literal(host)
+    return address is not None and address.is_loopback
 
 
 def check_events(events: list[str]) -> list[str]:
@@ -115,9 +130,11 @@ def check_events(events: list[str]) -> list[str]:
 
 
 def subscribe(session: Session, *, url: str, events: list[str], actor: str,
-              description: str | None = None) -> WebhookSubscription:
-    """A new active subscription; its `secret` is for the creator's eyes only (answer once)."""
-    url = check_url(url)
+              description: str | None = None,
+              allow_private: bool = False) -> WebhookSubscription:
+    """A new active subscription; its `secret` is for the creator's eyes only (answer once).
+    `allow_private`: the setting O2C_WEBHOOKS_ALLOW_PRIVATE (see `check_url`)."""
+    url = check_url(url, allow_private=allow_private)
     events = check_events(events)
     live = session.exec(select(sa.func.count()).select_from(WebhookSubscription).where(
         WebhookSubscription.status != SubscriptionStatus.DELETED)).one()
@@ -131,6 +148,33 @@ def subscribe(session: Session, *, url: str, events: list[str], actor: str,
                  entity_id=row.id, to_state=row.status, url=url, events=events)
     session.info.pop(_CACHE, None)
     return row
+
+
+def rotate_secret(session: Session, *, subscription_id: int, actor: str, now: datetime,
+                  grace: timedelta) -> WebhookSubscription:
+    """A new signing secret (for the caller's eyes only: answer it once, like `subscribe`);
+    the one it replaces keeps signing beside it until `now + grace`, so each delivery carries
+    both signatures meanwhile (Standard Webhooks' zero-downtime rotation) and a receiver
+    verifies with either. Rotating again within the grace period replaces the older one: only
+    the secret replaced last stays. Audited (never the secrets)."""
+    row = get_subscription(session, subscription_id)
+    until = now + grace
+    row.previous_secret, row.previous_secret_until = row.secret, until
+    row.secret = new_secret()
+    session.add(row)
+    audit.record(session, actor=actor, action="webhook.secret_rotated", entity_type="webhook",
+                 entity_id=row.id, at=now,
+                 previous_valid_until=until.isoformat().replace("+00:00", "Z"),
+                 grace_hours=grace.total_seconds() / 3600)
+    return row
+
+
+def signing_secrets(row: WebhookSubscription, now: datetime) -> list[str]:
+    """The secrets a delivery at `now` is signed with: the current one, and the one a
+    rotation replaced while its grace period lasts."""
+    live = row.previous_secret and row.previous_secret_until is not None \
+        and now < row.previous_secret_until
+    return [row.secret, row.previous_secret] if live else [row.secret]
 
 
 def get_subscription(session: Session, subscription_id: int) -> WebhookSubscription:

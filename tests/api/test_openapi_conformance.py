@@ -162,6 +162,8 @@ def order_to_cash(api) -> None:
     assert hook["secret"].startswith("whsec_"), hook
     assert "secret" not in created(api.get("/webhooks"), 200)["webhooks"][0]
     created(api.get(f"/webhooks/{hook['id']}/deliveries"), 200)
+    rotated = created(api.post(f"/webhooks/{hook['id']}/rotate-secret"))
+    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != hook["secret"]
     assert api.delete(f"/webhooks/{hook['id']}").status_code == 204
     created(api.post("/periods/2026-10/close"))
     created(api.post("/periods/2026-09/close"), 200)

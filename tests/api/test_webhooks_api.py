@@ -60,3 +60,45 @@ def test_the_token_is_required(server) -> None:
     assert httpx.post(url, json={"url": "https://x.example", "events": ["order.created"]},
                       headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert httpx.get(url, headers={"Authorization": f"Bearer {API_TOKEN}"}).status_code == 200
+
+
+def test_an_endpoint_inside_the_network_is_refused_with_a_clear_422(api) -> None:
+    # when an API client points deliveries at the cloud's metadata service or this computer
+    for url, said in (("https://169.254.169.254/latest/meta-data/",
+                       "169.254.169.254 is a link-local address"),
+                      ("http://localhost:8080/hooks", "localhost is a loopback name"),
+                      ("https://[::ffff:10.0.0.1]/hooks", "10.0.0.1 is a private address")):
+        answer = api.post("/webhooks", json={"url": url, "events": ["order.created"]})
+        # then it is refused, naming the field and why, and nothing is stored
+        assert answer.status_code == 422, answer.text
+        [error] = answer.json()["errors"]
+        assert error["field"] == "url" and said in error["detail"], error
+        assert "O2C_WEBHOOKS_ALLOW_PRIVATE" in error["detail"]
+    assert api.get("/webhooks").json()["webhooks"] == []
+
+
+def test_rotating_the_secret_answers_the_new_one_once(server, api) -> None:
+    # given a subscription
+    hook = api.post("/webhooks", json={"url": "https://erp.example/hooks/o2c",
+                                       "events": ["order.created"]}).json()
+    # when its secret is rotated (with an Idempotency-Key, retried)
+    rotated = api.post(f"/webhooks/{hook['id']}/rotate-secret",
+                       headers={"Idempotency-Key": "rotate-1"})
+    again = api.post(f"/webhooks/{hook['id']}/rotate-secret",
+                     headers={"Idempotency-Key": "rotate-1"})
+    # then the answer carries the new secret and until when the old one still signs (24 h)
+    assert rotated.status_code == 201, rotated.text
+    body = rotated.json()
+    assert body["secret"].startswith("whsec_") and body["secret"] != hook["secret"]
+    assert again.json() == body  # the retry rotated nothing more
+    with server.db.read_session() as s:
+        from models import WebhookSubscription
+
+        row = s.get(WebhookSubscription, hook["id"])
+        assert (row.secret, row.previous_secret) == (body["secret"], hook["secret"])
+        assert body["previous_secret_until"].startswith(
+            row.previous_secret_until.strftime("%Y-%m-%dT%H:%M:%S"))
+        assert abs((row.previous_secret_until - row.created_at).total_seconds()
+                   - 24 * 3600) < 120
+    # and an unknown subscription is a 404
+    assert api.post("/webhooks/999/rotate-secret").status_code == 404

@@ -5,10 +5,13 @@ delivery log, and a slow receiver that holds back neither Slack messages nor API
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 import time_machine
 from sqlmodel import select
 from standardwebhooks import Webhook
@@ -23,9 +26,18 @@ from tests.support.receiver import Receiver, Step
 from workflows import webhooks
 
 
-def integrations_worker(db, database_url) -> OutboxWorker:
+# the receivers listen on 127.0.0.1: these tests allow private addresses, as a developer
+# trying a local receiver does (O2C_WEBHOOKS_ALLOW_PRIVATE=1); the ones about refusing them
+# build their transport without it
+@pytest.fixture
+def server_settings(database_url, standin):
+    return test_settings(database_url, standin.api_url, o2c_webhooks_allow_private=True)
+
+
+def integrations_worker(db, database_url, **transport: object) -> OutboxWorker:
     settings = test_settings(database_url, "http://127.0.0.1:9/api/")
-    return OutboxWorker(db, None, settings, transports=[WebhookTransport(db)])
+    options = {"allow_private": True, **transport}
+    return OutboxWorker(db, None, settings, transports=[WebhookTransport(db, **options)])
 
 
 def given_an_order_event(db, url: str, events: list[str] | None = None):
@@ -34,7 +46,8 @@ def given_an_order_event(db, url: str, events: list[str] | None = None):
         f.user(s, "UADMIN01", "admin")
         f.customer(s)
         f.product(s)
-        hook = webhooks.subscribe(s, url=url, events=events or ["order.created"], actor="api")
+        hook = webhooks.subscribe(s, url=url, events=events or ["order.created"], actor="api",
+                                  allow_private=True)
         order = f.order(s)
         return hook.id, hook.secret, order.number
 
@@ -143,7 +156,8 @@ def test_a_slow_receiver_holds_back_neither_the_api_nor_slack(server, api, stand
             f.customer(s)
             f.product(s)
             webhooks.subscribe(s, url=receiver.url, events=["order.created",
-                                                            "order.approved"], actor="api")
+                                                            "order.approved"], actor="api",
+                               allow_private=True)
         # when orders arrive through the API while the first delivery hangs
         first = api.post("/orders", json={"customer": "C-GLOBEX", "sales_rep": "USALES01",
                                           "currency": "USD",
@@ -202,11 +216,13 @@ def test_a_receiver_answering_a_byte_at_a_time_is_cut_off_and_holds_back_no_one(
             f.customer(s)
             f.product(s)
             slow_hook = webhooks.subscribe(s, url=slow.url, events=["order.created"],
-                                           actor="api")
-            webhooks.subscribe(s, url=fine.url, events=["order.created"], actor="api")
+                                           actor="api", allow_private=True)
+            webhooks.subscribe(s, url=fine.url, events=["order.created"], actor="api",
+                               allow_private=True)
             f.order(s)
         worker = OutboxWorker(db, None, test_settings(database_url, "http://127.0.0.1:9/api/"),
-                              transports=[WebhookTransport(db, deadline=1.0)])
+                              transports=[WebhookTransport(db, deadline=1.0,
+                                                           allow_private=True)])
         # when the worker delivers
         started = time.monotonic()
         assert worker.run_once() == 2
@@ -224,3 +240,161 @@ def test_a_receiver_answering_a_byte_at_a_time_is_cut_off_and_holds_back_no_one(
         [logged] = s.exec(select(WebhookDelivery).where(
             WebhookDelivery.subscription_id == slow_hook.id)).all()
         assert (logged.ok, logged.status_code) == (False, None)
+
+
+def stored_subscription(db, url: str) -> int:
+    """A subscription already in the database (registered before addresses were checked, or
+    while O2C_WEBHOOKS_ALLOW_PRIVATE was on), and an order event queued for it."""
+    with db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.customer(s)
+        f.product(s)
+        hook = WebhookSubscription(url=url, events=["order.created"],
+                                   secret=webhooks.new_secret())
+        s.add(hook)
+        s.flush()
+        f.order(s)
+        return hook.id
+
+
+def fake_dns(monkeypatch, answers: dict[str, object]) -> list[str]:
+    """`socket.getaddrinfo` answering the names given (an address, a list of them, or a
+    function called with the name); other names as usual. Returns the names looked up."""
+    real = socket.getaddrinfo
+    asked: list[str] = []
+
+    def resolve(host, port, *args, **kwargs):
+        if host not in answers:
+            return real(host, port, *args, **kwargs)
+        asked.append(host)
+        answer = answers[host]
+        if callable(answer):
+            answer = answer(host)
+        found = [answer] if isinstance(answer, str) else answer
+        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "",
+                 (a, port or 0)) for a in found]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    return asked
+
+
+def test_a_private_destination_is_refused_at_every_delivery_and_fails_like_an_unreachable_one(
+        db, database_url, monkeypatch) -> None:
+    with Receiver() as receiver:
+        # given a subscription stored with a name that now resolves to this computer
+        fake_dns(monkeypatch, {"erp.example": "127.0.0.1"})
+        hook_id = stored_subscription(db, receiver.url.replace("127.0.0.1", "erp.example"))
+        # when the worker (private addresses not allowed: the default) tries to deliver
+        worker = integrations_worker(db, database_url, allow_private=False)
+        assert worker.run_once() == 1
+        # then nothing is sent; the attempt is logged with the reason, and retried later
+        row = webhook_row(db)
+        assert receiver.requests == []
+        reason = ("refused: erp.example resolves to 127.0.0.1, a loopback address; "
+                  "webhooks go to public addresses only")
+        assert row.status == "pending" and row.last_error.startswith(f"webhook: {reason}")
+        with db.read_session() as s:
+            [(logged, _)] = webhooks.deliveries(s, hook_id)
+            assert (logged.ok, logged.status_code) == (False, None)
+            assert logged.error.startswith(reason)
+        # and three days later it has failed for good, still without sending anything
+        worker.run_once(now=row.created_at + timedelta(days=3, hours=1))
+        assert webhook_row(db).status == "failed"
+        assert receiver.requests == []
+
+
+def test_a_delivery_connects_to_the_address_it_checked(db, database_url, monkeypatch) -> None:
+    # given a name whose first answer is this computer and every later one is gone (a name
+    # re-pointed between the check and the connection: DNS rebinding)
+    answers = iter([["127.0.0.1"]])
+
+    def once(_host):
+        try:
+            return next(answers)
+        except StopIteration:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
+
+    with Receiver() as receiver:
+        asked = fake_dns(monkeypatch, {"rebind.example": once})
+        port = receiver.url.split(":")[2].split("/")[0]
+        stored_subscription(db, f"http://rebind.example:{port}/hooks")
+        # when it is delivered (private addresses allowed, so that the receiver is reachable)
+        integrations_worker(db, database_url).run_once()
+        [request] = receiver.wait_for(1)
+    # then the name was looked up once: the connection went to the address checked, and the
+    # request still names the host it was meant for
+    assert asked == ["rebind.example"]
+    assert request.headers["host"] == f"rebind.example:{port}"
+    assert webhook_row(db).status == "sent"
+
+
+def test_a_resolver_that_hangs_is_cut_off_at_the_deadline(db, database_url, monkeypatch) -> None:
+    # given a subscriber whose name the resolver never answers (for 10 s)
+    answer = threading.Event()
+
+    def hang(_host):
+        answer.wait(10)
+        return ["127.0.0.1"]
+
+    fake_dns(monkeypatch, {"slow-dns.example": hang})
+    stored_subscription(db, "https://slow-dns.example/hooks")
+    worker = integrations_worker(db, database_url, deadline=1.0)
+    try:
+        # when the worker delivers
+        started = time.monotonic()
+        assert worker.run_once() == 1
+        elapsed = time.monotonic() - started
+    finally:
+        answer.set()
+    # then the attempt ended at the deadline, as a timeout to retry
+    assert elapsed < 5, f"one pass took {elapsed:.1f} s"
+    row = webhook_row(db)
+    assert row.status == "pending"
+    assert row.last_error == "webhook: no answer from DNS for slow-dns.example within 1 s"
+
+
+def test_a_rotated_secret_signs_beside_the_new_one_for_the_grace_period_only(
+        db, database_url) -> None:
+    from standardwebhooks.webhooks import WebhookVerificationError
+
+    rotated_at = datetime(2026, 6, 30, 12, tzinfo=UTC)
+
+    def deliver_an_order_event_at(moment: datetime, receiver: Receiver, count: int):
+        with time_machine.travel(moment, tick=False):
+            with db.transaction() as s:
+                f.order(s)
+            integrations_worker(db, database_url).run_once()
+            return receiver.wait_for(count)[-1]
+
+    with Receiver() as receiver:
+        # given an endpoint whose secret is rotated with a grace period of 24 h
+        with time_machine.travel(rotated_at - timedelta(days=1), tick=False), \
+                db.transaction() as s:
+            f.user(s, "USALES01", "sales")
+            f.customer(s)
+            f.product(s)
+            hook = webhooks.subscribe(s, url=receiver.url, events=["order.created"],
+                                      actor="api", allow_private=True)
+            old = hook.secret
+        with db.transaction() as s:
+            new = webhooks.rotate_secret(s, subscription_id=hook.id, actor="cli",
+                                         now=rotated_at, grace=timedelta(hours=24)).secret
+        assert new != old and new.startswith("whsec_")
+        # when an event is delivered during the grace period, and one after it
+        during = deliver_an_order_event_at(rotated_at + timedelta(hours=23, minutes=59),
+                                           receiver, 1)
+        after = deliver_an_order_event_at(rotated_at + timedelta(hours=24, seconds=1),
+                                          receiver, 2)
+    # then during it, a receiver holding either secret verifies the delivery: it carries
+    # both signatures, space-separated, the new one first
+    with time_machine.travel(rotated_at + timedelta(hours=23, minutes=59), tick=False):
+        signatures = during.headers["webhook-signature"].split(" ")
+        assert len(signatures) == 2 and all(s.startswith("v1,") for s in signatures)
+        for secret in (new, old):
+            Webhook(secret).verify(during.body, during.headers)
+    # and after it, only the new secret does
+    with time_machine.travel(rotated_at + timedelta(hours=24, seconds=1), tick=False):
+        assert len(after.headers["webhook-signature"].split(" ")) == 1
+        Webhook(new).verify(after.body, after.headers)
+        with pytest.raises(WebhookVerificationError):
+            Webhook(old).verify(after.body, after.headers)

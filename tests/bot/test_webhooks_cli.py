@@ -3,10 +3,12 @@ operator runs them."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlmodel import select
 
 from bot.cli import main
-from models import OutboxMessage, SubscriptionStatus, WebhookSubscription
+from models import AuditEvent, OutboxMessage, SubscriptionStatus, WebhookSubscription
 from models.base import utcnow
 from tests.support import factories as f
 from workflows import webhooks
@@ -54,3 +56,32 @@ def test_list_deliveries_replay_and_enable(monkeypatch, capsys, db, database_url
     with db.read_session() as s:
         assert s.get(WebhookSubscription, other.id).status == "active"
     assert order.number
+
+
+def test_rotate_shows_the_new_secret_once_and_keeps_the_old_one_for_the_grace_period(
+        monkeypatch, capsys, db, database_url) -> None:
+    # given a subscription, and a grace period of 6 h
+    with db.transaction() as s:
+        hook = webhooks.subscribe(s, url="https://erp.example/hooks", events=["order.created"],
+                                  actor="api")
+        old = hook.secret
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("O2C_WEBHOOKS_SECRET_GRACE_HOURS", "6")
+    # when an operator rotates its secret
+    before = utcnow()
+    assert main(["webhooks", "rotate", str(hook.id)]) == 0
+    out = capsys.readouterr().out
+    # then the new secret is printed (once), and the old one signs beside it for 6 h
+    with db.read_session() as s:
+        row = s.get(WebhookSubscription, hook.id)
+        assert row.secret != old and row.secret in out and old not in out
+        assert row.previous_secret == old
+        assert timedelta(hours=6) <= row.previous_secret_until - before < timedelta(
+            hours=6, minutes=1)
+        [audited] = s.exec(select(AuditEvent).where(
+            AuditEvent.action == "webhook.secret_rotated")).all()
+        assert (audited.actor, audited.entity_id) == ("cli", str(hook.id))
+    assert f"until {row.previous_secret_until:%Y-%m-%d %H:%M} UTC" in out
+    # and an unknown subscription is named, not a traceback
+    assert main(["webhooks", "rotate", "999"]) == 2
+    assert "no webhook subscription 999" in capsys.readouterr().err

@@ -25,9 +25,10 @@ def test_kill_9_during_a_delivery_loses_nothing(database_url, standin, tmp_path)
             f.customer(s)
             f.product(s)
             hook = webhooks.subscribe(s, url=receiver.url, events=["order.created"],
-                                      actor="api")
+                                      actor="api", allow_private=True)
         # given a server with a short lease, and a receiver that hangs on the first request
-        env = o2c_env(database_url, standin.api_url, O2C_OUTBOX_LEASE_SECONDS="3")
+        env = o2c_env(database_url, standin.api_url, O2C_OUTBOX_LEASE_SECONDS="3",
+                      O2C_WEBHOOKS_ALLOW_PRIVATE="1")  # the receiver is on 127.0.0.1
         first = ServeProcess(env, tmp_path / "first.log").start()
         try:
             created = httpx.post(f"{first.base_url}/api/v1/orders", headers={

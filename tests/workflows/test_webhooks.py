@@ -4,6 +4,7 @@ the change, the body's shape, replays and subscriptions that keep failing."""
 from __future__ import annotations
 
 import json
+import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -171,11 +172,65 @@ def test_unknown_event_types_are_refused_by_name(db) -> None:
     assert "order.eaten" in refused.value.errors[0].detail
 
 
-def test_a_local_http_receiver_is_allowed_and_the_secret_is_standard(db) -> None:
+def test_a_local_http_receiver_needs_private_addresses_allowed_and_the_secret_is_standard(
+        db) -> None:
     with db.transaction() as s:
         row = webhooks.subscribe(s, url="http://127.0.0.1:9999/hooks",
-                                 events=["order.created"], actor="api")
+                                 events=["order.created"], actor="api", allow_private=True)
         assert row.secret.startswith("whsec_") and len(row.secret) > 30
+    with pytest.raises(ValidationFailed) as refused, db.transaction() as s:
+        webhooks.subscribe(s, url="http://127.0.0.1:9999/hooks", events=["order.created"],
+                           actor="api")
+    assert "O2C_WEBHOOKS_ALLOW_PRIVATE" in refused.value.errors[0].detail
+
+
+@pytest.mark.parametrize(("url", "said"), [
+    ("https://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local address"),
+    ("https://10.0.0.5/hooks", "10.0.0.5 is a private address"),
+    ("https://192.168.1.20/hooks", "192.168.1.20 is a private address"),
+    ("http://127.0.0.1:9999/hooks", "127.0.0.1 is a loopback address"),
+    ("https://[::1]:8443/hooks", "::1 is a loopback address"),
+    ("https://[::ffff:169.254.169.254]/hooks", "169.254.169.254 is a link-local address"),
+    ("https://[fe80::1]/hooks", "fe80::1 is a link-local address"),
+    ("https://[fd00::7]/hooks", "fd00::7 is a private address"),
+    ("https://0.0.0.0/hooks", "0.0.0.0 is an unspecified address"),
+    ("https://224.0.0.1/hooks", "224.0.0.1 is a multicast address"),
+    ("https://240.0.0.1/hooks", "240.0.0.1 is a reserved address"),
+    ("https://100.64.0.1/hooks", "100.64.0.1 is not a public address"),
+    ("https://localhost/hooks", "localhost is a loopback name"),
+    ("https://api.localhost/hooks", "api.localhost is a loopback name"),
+    # names the resolver turns into a loopback address (127.0.0.1 written as one number)
+    ("https://2130706433/hooks", "2130706433 resolves to 127.0.0.1, a loopback address"),
+])
+def test_private_destinations_are_refused_at_registration(db, url, said) -> None:
+    # when an endpoint inside the network (or the cloud's metadata service) is registered
+    with pytest.raises(ValidationFailed) as refused, db.transaction() as s:
+        webhooks.subscribe(s, url=url, events=["order.created"], actor="api")
+    # then it is refused, saying which address and why
+    assert refused.value.errors[0].field == "url"
+    assert said in refused.value.errors[0].detail, refused.value.errors[0].detail
+    with db.read_session() as s:
+        assert s.exec(select(WebhookSubscription)).all() == []
+
+
+def test_a_name_resolving_to_a_private_address_is_refused_at_registration(
+        db, monkeypatch) -> None:
+    # given a public-looking name whose DNS answers one public and one internal address
+    real = socket.getaddrinfo
+
+    def resolve(host, *args, **kwargs):
+        if host == "hooks.erp.example":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 443)),
+                    (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.2.3", 443))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    # when it is registered, then it is refused by the address it resolves to
+    with pytest.raises(ValidationFailed) as refused, db.transaction() as s:
+        webhooks.subscribe(s, url="https://hooks.erp.example/in", events=["order.created"],
+                           actor="api")
+    assert ("hooks.erp.example resolves to 10.1.2.3, a private address"
+            in refused.value.errors[0].detail)
 
 
 def test_deleting_a_subscription_fails_what_was_queued_and_stops_new_events(db) -> None:
@@ -406,3 +461,43 @@ def test_a_revenue_close_is_an_event_once(db) -> None:
         [event] = events(s)
         assert event.type == "revenue.period_closed"
         assert event.data["revenue_close"]["period"] == "2026-02"
+
+
+def test_rotating_a_secret_keeps_the_previous_one_for_the_grace_period_and_is_audited(
+        db) -> None:
+    rotated_at = datetime(2026, 6, 30, 12, tzinfo=UTC)
+    with db.transaction() as s:
+        hook = webhooks.subscribe(s, url="https://erp.example/hooks", events=["order.created"],
+                                  actor="api")
+        first = hook.secret
+    # when it is rotated, then rotated again within the grace period
+    with db.transaction() as s:
+        second = webhooks.rotate_secret(s, subscription_id=hook.id, actor="UADMIN01",
+                                        now=rotated_at, grace=timedelta(hours=24)).secret
+    again = rotated_at + timedelta(hours=2)
+    with db.transaction() as s:
+        third = webhooks.rotate_secret(s, subscription_id=hook.id, actor="cli", now=again,
+                                       grace=timedelta(hours=24)).secret
+    # then the one replaced last signs beside the new one until its grace period ends
+    assert len({first, second, third}) == 3
+    with db.read_session() as s:
+        row = s.get(WebhookSubscription, hook.id)
+        assert row.secret == third and row.previous_secret == second
+        assert row.previous_secret_until == again + timedelta(hours=24)
+        assert webhooks.signing_secrets(row, again + timedelta(hours=23)) == [third, second]
+        assert webhooks.signing_secrets(row, again + timedelta(hours=24)) == [third]
+        # and each rotation is in the audit log, without any secret
+        audited = s.exec(select(AuditEvent).where(AuditEvent.action == "webhook.secret_rotated")
+                         .order_by(AuditEvent.id)).all()
+    assert [(a.actor, a.entity_id, a.data["previous_valid_until"]) for a in audited] == [
+        ("UADMIN01", str(hook.id), "2026-07-01T12:00:00Z"),
+        ("cli", str(hook.id), "2026-07-01T14:00:00Z")]
+    assert not any(secret in json.dumps(a.data) for a in audited
+                   for secret in (first, second, third))
+
+
+def test_rotating_the_secret_of_an_unknown_subscription_names_it(db) -> None:
+    with pytest.raises(NotFound) as missing, db.transaction() as s:
+        webhooks.rotate_secret(s, subscription_id=999, actor="cli", now=NOW,
+                               grace=timedelta(hours=24))
+    assert "999" in missing.value.detail
