@@ -19,8 +19,9 @@ every other payment goes), so it is matched like any other. Three promises:
 Files are read as a stream, so a statement of 100,000 entries takes the memory of a few
 hundred: camt.053 with `defusedxml`'s `iterparse` (each entry dropped once read), CSV row by
 row (read twice: once to learn the file's encoding, date order and decimal mark, once to
-import). Lines go to the engine in chunks (`CashRun`); the whole file is still one transaction — a line refused
-late in the file means nothing is imported (the caller rolls back).
+import). Lines go to the engine in chunks (`CashRun`); the whole file is still one
+transaction — a line refused late in the file means nothing is imported (the caller rolls
+back).
 
 Each payment is received on the line's booking date and valued on its **value date** (camt
 `ValDt`, a CSV's value-date column; the booking date when there is none): the day the money
@@ -57,6 +58,7 @@ from models import Payment, PaymentStatus
 from models.money import exponent
 from workflows.cash_candidates import CustomerNames
 from workflows.cash_runs import CashRun, Ticket, checked
+from workflows.content_ids import Occurrences
 from workflows.errors import DomainError
 from workflows.inputs import PaymentIn, build
 
@@ -217,15 +219,15 @@ Claim = Callable[[StatementLine, str], bool]
 class _Ids:
     """Stable external ids, line by line: two identical lines of a file (same account, day,
     amount, currency, payer, reference, entry reference, payer's reference) are its first and
-    second occurrence. Only a digest of each line without a reference of the bank's is kept
-    (the others are identified by that reference), so the memory is small at 100,000 lines.
+    second occurrence (`content_ids.Occurrences`; only lines without a reference of the
+    bank's are counted: the others are identified by that reference).
 
     `claim(line, id)`: whether a payment already recorded under the id an earlier version gave
     the line (`legacy_ref`) is this line's (`import_statement` asks the database); each such id
     is claimed by one line of the file at most."""
 
     def __init__(self, claim: Claim | None = None) -> None:
-        self.seen: Counter = Counter()
+        self.occurrences = Occurrences()
         self.claim = claim
         self.claimed: set[str] = set()
 
@@ -240,12 +242,10 @@ class _Ids:
         if ident:
             line.external_id = ident
             return line
-        basis = "\x1f".join(str(x) for x in (
+        occurrence = self.occurrences.next(
             line.account, line.booked_on, line.amount, line.currency, line.payer_name,
-            line.reference, line.entry_ref, line.payer_ref))
-        digest = hashlib.blake2b(basis.encode(), digest_size=12).digest()
-        self.seen[digest] += 1
-        line.external_id = _external_id(line, self.seen[digest])
+            line.reference, line.entry_ref, line.payer_ref)
+        line.external_id = _external_id(line, occurrence)
         return line
 
 
