@@ -589,3 +589,19 @@ def test_an_orders_file_imported_again_creates_no_order(db: Database, tmp_path: 
     assert count(db, Order) == 2
     with db.read_session() as session:
         assert set(session.exec(select(Order.external_id)).all()) == {"SO-1", "SO-2"}
+
+
+def test_a_key_of_spaces_is_a_row_error(db: Database, tmp_path: Path) -> None:
+    # given keys typed as spaces (quoted, so the spreadsheet kept them)
+    company(db)
+    orders = write(tmp_path, "external_id,customer,sales_rep,currency,sku,quantity\n"
+                   '"   ",C-GLOBEX,USALES01,USD,WID-1,3\n', "orders.csv")
+    customers = write(tmp_path, "external_id,name,currency,credit_limit,payment_terms\n"
+                      '"  ",Acme,USD,10.00,NET30\n', "customers.csv")
+    # when / then: each is refused by row and column, nothing stored
+    assert import_csv(db, "orders", orders).errors == [
+        "row 2, column external_id: is required (or order_ref): the order's id in your "
+        "system, so that importing the file again cannot create the order twice"]
+    assert import_csv(db, "customers", customers).errors == [
+        "row 2, column external_id: is required"]
+    assert (count(db, Order), count(db, Customer)) == (0, 2)
