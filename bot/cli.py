@@ -111,14 +111,18 @@ def _import_gc() -> Iterator[None]:
 
 
 def cmd_import_bank_statement(args: argparse.Namespace) -> int:
-    """`o2c import bank-statement FILE`: CSV or camt.053; every credit is matched."""
+    """`o2c import bank-statement FILE [--date-order auto|dmy|mdy]`: CSV or camt.053; every
+    credit is matched. The date order of a CSV is the option's, else the setting's
+    (`O2C_BANK_CSV_DATE_ORDER`)."""
     from bot.db import Database
     from workflows.bank_statements import import_statement
 
     settings = _settings()
     db = Database(settings.database_url, policy=settings.policy())
     with db.session() as session, _import_gc():
-        report = import_statement(session, Path(args.file), names=db.customer_names)
+        report = import_statement(session, Path(args.file), names=db.customer_names,
+                                  date_order=args.date_order
+                                  or settings.o2c_bank_csv_date_order)
         if report.errors:
             session.rollback()
         else:
@@ -145,6 +149,9 @@ def _refused(path: str, errors: list[str], count: int | None = None) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     if args.kind == "bank-statement":
         return cmd_import_bank_statement(args)
+    if args.date_order:
+        print("o2c: --date-order is for a bank statement (CSV) only", file=sys.stderr)
+        return 2
     from bot.clock import Clock
     from bot.db import Database
     from bot.imports import import_csv
@@ -387,6 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=["customers", "products", "orders", "invoices", "payments",
                                     "bank-statement"])
     p.add_argument("file")
+    p.add_argument("--date-order", choices=["auto", "dmy", "mdy"],
+                   help="bank-statement: how a CSV writes its dates (day/month/year or "
+                   "month/day/year) when no day above 12 shows it; default "
+                   "O2C_BANK_CSV_DATE_ORDER (auto: such a file is refused)")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("run", help="run a scheduled job now")

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ from sqlmodel import Session
 from bot.clock import Clock
 from bot.db import Database
 from workflows import cash_application, inputs, invoicing, masterdata, orders
+from workflows.content_ids import Occurrences
 from workflows.errors import Conflict, DomainError
 
 ACTOR = "import"
@@ -181,6 +184,8 @@ def import_csv(db: Database, kind: str, path: Path, *, clock: Clock | None = Non
         report.errors.append(str(exc))
         return report
     units = UNITS[kind](rows, columns, problems)
+    if kind == "payments":
+        units = keyed_payments(units)
     if kind in ONCE_PER_KEY:
         units = once_per_key(units, kind, columns, problems, report)
     with db.session() as session:
@@ -369,6 +374,7 @@ class Unit:
     rows: list[Row]
     model: BaseModel
     blame: dict[str, int] = field(default_factory=dict)  # order field -> row that gave it
+    column_of: dict[str, str] = field(default_factory=dict)  # field -> the column giving it
 
 
 def single_rows(model: type[BaseModel]) -> Callable[[list[Row], Columns, Problems], list[Unit]]:
@@ -384,13 +390,26 @@ def single_rows(model: type[BaseModel]) -> Callable[[list[Row], Columns, Problem
     return build
 
 
+ORDER_KEY_MISSING = ("is required (or order_ref): the order's id in your system, so that "
+                     "importing the file again cannot create the order twice")
+
+
 def order_units(rows: list[Row], columns: Columns, problems: Problems) -> list[Unit]:
-    """One order per `order_ref` (or `external_id`); a row with neither is an order alone.
-    Order-level cells may be repeated on every line or given once, but never disagree."""
+    """One order per `order_ref` (or `external_id`). Order-level cells may be repeated on
+    every line or given once, but never disagree.
+
+    Every order needs a key the database keeps (`Order.external_id`): its `external_id`, else
+    its `order_ref`. A row with neither is refused: nothing would tell the same order
+    imported again from a second order of the same goods (repeat orders are common, and an
+    order without a date is dated on the day it is imported), so no key can be derived from
+    its content as payments' are (`keyed_payments`)."""
     groups: dict[str, list[Row]] = {}
     for row in rows:
         ref = row.values.get("order_ref") or row.values.get("external_id")
-        groups.setdefault(ref or f"#row {row.number}", []).append(row)
+        if not ref:
+            problems.add(row.number, "external_id", ORDER_KEY_MISSING)
+            continue
+        groups.setdefault(ref, []).append(row)
     units = []
     for ref, group in groups.items():
         data: dict[str, Any] = {}
@@ -405,6 +424,9 @@ def order_units(rows: list[Row], columns: Columns, problems: Problems) -> list[U
                                  f"{blame[name]}; all lines of an order must agree")
         data["lines"] = [typed_cells(row, columns, problems, only=LINE_FIELDS)
                          for row in group]
+        column_of = {}
+        if "external_id" not in data:  # the order_ref is the order's key
+            data["external_id"], column_of["external_id"] = ref, "order_ref"
 
         def locate(loc: tuple, group: list[Row] = group, blame: dict = blame) -> tuple[int, str]:
             if len(loc) >= 3 and loc[0] == "lines" and isinstance(loc[1], int):
@@ -414,7 +436,7 @@ def order_units(rows: list[Row], columns: Columns, problems: Problems) -> list[U
 
         checked = validate(inputs.OrderIn, data, problems, locate)
         if checked is not None:
-            units.append(Unit(group, checked, blame))
+            units.append(Unit(group, checked, blame, column_of))
     return units
 
 
@@ -425,6 +447,26 @@ UNITS: dict[str, Callable[[list[Row], Columns, Problems], list[Unit]]] = {
     "invoices": single_rows(inputs.InvoiceIn),
     "payments": single_rows(inputs.PaymentIn),
 }
+
+def keyed_payments(units: list[Unit]) -> list[Unit]:
+    """A payment row without an `external_id` gets one from what it says (amount, currency,
+    moment received, payer, reference, customer, method) and its occurrence among the
+    identical rows of the file (`workflows.content_ids`): importing the file again records
+    nothing twice, and two identical rows are still two payments. The same row in another
+    file is taken for the same payment, as a bank statement's line is."""
+    occurrences = Occurrences()
+    for unit in units:
+        payment = unit.model
+        if payment.external_id is not None:
+            continue
+        parts = (format(Decimal(payment.amount).normalize(), "f"), payment.currency.upper(),
+                 payment.received_at.astimezone(UTC).isoformat(), payment.payer_name or "",
+                 payment.reference or "", payment.customer or "", payment.method or "")
+        basis = "|".join([*parts, str(occurrences.next(*parts))])
+        ident = "csv:h:" + hashlib.sha256(basis.encode()).hexdigest()[:48]
+        unit.model = payment.model_copy(update={"external_id": ident})
+    return units
+
 
 # Master data is upserted by its key: a key twice in one file would make the last row silently
 # win. (Orders group their rows by key, invoices refuse a number twice, payments compare the
@@ -541,4 +583,6 @@ def _blame(field_name: str, unit: Unit, columns: Columns) -> tuple[int, str | No
     if match and int(match.group(1)) < len(unit.rows):
         return unit.rows[int(match.group(1))].number, match.group(2)
     row = unit.blame.get(field_name, unit.rows[0].number)
+    if field_name in unit.column_of:
+        return row, unit.column_of[field_name]
     return row, field_name if field_name in columns.all else None

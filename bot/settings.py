@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     o2c_dispute_escalation_days: int = Field(default=5, ge=0, le=365)
     o2c_fee_waiver_approval: Decimal = Field(default=Decimal("50.00"), ge=0)
 
+    # `o2c import bank-statement` of a CSV export: the order of its dates, when the file does
+    # not show it (no day above 12): "auto" refuses such a file, "dmy" or "mdy" reads it
+    o2c_bank_csv_date_order: Literal["auto", "dmy", "mdy"] = "auto"
+
     # local sandbox (never on unless asked for)
     o2c_sandbox: bool = False
 

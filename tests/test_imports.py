@@ -520,3 +520,88 @@ def test_a_million_bad_rows_report_the_first_100_errors_and_how_many_more(
     assert report.errors[0].startswith("row 2, column amount:")
     assert report.errors[-1] == "and 2400 more error(s)"
     assert count(db, Payment) == 0
+
+
+# -- rows without a key: importing the file again changes nothing ---------------------------------
+def test_payments_without_an_external_id_are_recorded_once_however_often_imported(
+        db: Database, tmp_path: Path) -> None:
+    # given a bank export saved as a payments file: no external_id column, two identical rows
+    company(db)
+    rows = ("amount,currency,received_at,payer_name,reference\n"
+            "20.00,USD,2026-02-11,Someone,\n"
+            "20.00,USD,2026-02-11,Someone,\n"
+            "35.00,USD,2026-02-11T09:30:00Z,Other,Invoice 7\n")
+    path = write(tmp_path, rows)
+    # when it is imported twice
+    first = import_csv(db, "payments", path)
+    again = import_csv(db, "payments", path)
+    # then the two identical rows are two payments, and the second import changes nothing
+    assert (first.errors, first.count) == ([], 3)
+    assert (again.errors, again.count, again.unchanged) == ([], 0, 3)
+    with db.read_session() as session:
+        payments = session.exec(select(Payment).order_by(Payment.id)).all()
+    assert [p.amount_minor for p in payments] == [2000, 2000, 3500]
+    assert len({p.external_id for p in payments}) == 3
+    # and a longer file holding the same rows and one more identical row adds that one only
+    more = write(tmp_path, rows + "20.00,USD,2026-02-11,Someone,\n", "more.csv")
+    third = import_csv(db, "payments", more)
+    assert (third.errors, third.count, third.unchanged) == ([], 1, 3)
+    assert count(db, Payment) == 4
+
+
+def test_a_payment_row_with_an_empty_external_id_gets_one_from_its_content(
+        db: Database, tmp_path: Path) -> None:
+    company(db)
+    path = write(tmp_path, "amount,currency,received_at,payer_name,external_id\n"
+                 "500.00,USD,2026-02-10,GLOBEX CORP,BANK-1\n"
+                 "20.00,USD,2026-02-11,Someone,\n")
+    assert import_csv(db, "payments", path).count == 2
+    assert (import_csv(db, "payments", path).unchanged, count(db, Payment)) == (2, 2)
+
+
+def test_an_order_row_without_a_key_is_refused(db: Database, tmp_path: Path) -> None:
+    # given an order with neither order_ref nor external_id: nothing could tell it from a
+    # second order of the same goods, so importing the file again would order them again
+    company(db)
+    path = write(tmp_path, "customer,sales_rep,currency,sku,quantity\n"
+                 "C-GLOBEX,USALES01,USD,WID-1,3\n")
+    # when
+    report = import_csv(db, "orders", path)
+    # then
+    assert report.errors == [
+        "row 2, column external_id: is required (or order_ref): the order's id in your "
+        "system, so that importing the file again cannot create the order twice"]
+    assert count(db, Order) == 0
+
+
+def test_an_orders_file_imported_again_creates_no_order(db: Database, tmp_path: Path) -> None:
+    # given orders keyed by order_ref only
+    company(db)
+    path = write(tmp_path, "order_ref,customer,sales_rep,currency,sku,quantity\n"
+                 "SO-1,C-GLOBEX,USALES01,USD,WID-1,3\n"
+                 "SO-2,C-INITECH,USALES01,USD,GADGET,1\n")
+    assert (import_csv(db, "orders", path).errors, count(db, Order)) == ([], 2)
+    # when
+    again = import_csv(db, "orders", path)
+    # then each order is named and none is created twice
+    assert again.errors == ["row 2, column order_ref: order 'SO-1' already exists",
+                            "row 3, column order_ref: order 'SO-2' already exists"]
+    assert count(db, Order) == 2
+    with db.read_session() as session:
+        assert set(session.exec(select(Order.external_id)).all()) == {"SO-1", "SO-2"}
+
+
+def test_a_key_of_spaces_is_a_row_error(db: Database, tmp_path: Path) -> None:
+    # given keys typed as spaces (quoted, so the spreadsheet kept them)
+    company(db)
+    orders = write(tmp_path, "external_id,customer,sales_rep,currency,sku,quantity\n"
+                   '"   ",C-GLOBEX,USALES01,USD,WID-1,3\n', "orders.csv")
+    customers = write(tmp_path, "external_id,name,currency,credit_limit,payment_terms\n"
+                      '"  ",Acme,USD,10.00,NET30\n', "customers.csv")
+    # when / then: each is refused by row and column, nothing stored
+    assert import_csv(db, "orders", orders).errors == [
+        "row 2, column external_id: is required (or order_ref): the order's id in your "
+        "system, so that importing the file again cannot create the order twice"]
+    assert import_csv(db, "customers", customers).errors == [
+        "row 2, column external_id: is required"]
+    assert (count(db, Order), count(db, Customer)) == (0, 2)

@@ -18,9 +18,10 @@ every other payment goes), so it is matched like any other. Three promises:
 
 Files are read as a stream, so a statement of 100,000 entries takes the memory of a few
 hundred: camt.053 with `defusedxml`'s `iterparse` (each entry dropped once read), CSV row by
-row (read twice: once to learn the file's encoding and date format, once to import). Lines go
-to the engine in chunks (`CashRun`); the whole file is still one transaction — a line refused
-late in the file means nothing is imported (the caller rolls back).
+row (read twice: once to learn the file's encoding, date order and decimal mark, once to
+import). Lines go to the engine in chunks (`CashRun`); the whole file is still one
+transaction — a line refused late in the file means nothing is imported (the caller rolls
+back).
 
 Each payment is received on the line's booking date and valued on its **value date** (camt
 `ValDt`, a CSV's value-date column; the booking date when there is none): the day the money
@@ -33,6 +34,7 @@ files or exhaust memory. The stdlib parser alone does not forbid entity declarat
 
 from __future__ import annotations
 
+import calendar
 import codecs
 import csv
 import hashlib
@@ -53,8 +55,10 @@ from defusedxml.common import DefusedXmlException
 from sqlmodel import Session
 
 from models import Payment, PaymentStatus
+from models.money import exponent
 from workflows.cash_candidates import CustomerNames
 from workflows.cash_runs import CashRun, Ticket, checked
+from workflows.content_ids import Occurrences
 from workflows.errors import DomainError
 from workflows.inputs import PaymentIn, build
 
@@ -116,21 +120,73 @@ def _clean(text: str | None) -> str | None:
     return text or None
 
 
-def parse_amount(text: str) -> Decimal:
-    """Bank formats: "1,234.56", "1.234,56", "1234,56", "-12.00", "(12.00)", "+500"."""
+OTHER_MARK = {".": ",", ",": "."}
+
+
+class AmbiguousAmount(ValueError):
+    """One separator followed by exactly three digits ("1,500", "1.500"): thousands or
+    decimals, as the file and the currency tell (`parse_amount`)."""
+
+    def __init__(self, text: str, negative: bool) -> None:
+        super().__init__(f"ambiguous amount: {text!r}")
+        self.text, self.negative = text, negative
+
+
+def _written(text: str) -> tuple[bool, str]:
+    """(negative, digits and separators) of an amount as a bank writes it."""
     raw = (text or "").strip().replace("\u00a0", "").replace(" ", "").replace("'", "")
     negative = raw.startswith("-") or (raw.startswith("(") and raw.endswith(")"))
-    raw = raw.strip("()+-")
+    return negative, raw.strip("()+-")
+
+
+def decimal_mark_shown(text: str) -> str | None:
+    """The decimal mark an amount shows by itself: the last separator when it has both, the
+    other one when one is repeated ("1.234.567"), the only one when what follows it cannot
+    be a group of thousands (not three digits, or after "0" or four digits); None when it has
+    no separator, or one that could be either ("1,500")."""
+    _, raw = _written(text)
     if "," in raw and "." in raw:
-        decimal_mark = "," if raw.rfind(",") > raw.rfind(".") else "."
-        raw = raw.replace("." if decimal_mark == "," else ",", "").replace(",", ".")
-    elif "," in raw:
-        head, _, tail = raw.rpartition(",")
-        raw = f"{head.replace(',', '')}.{tail}" if len(tail) in (1, 2) else raw.replace(",", "")
-    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", raw):  # ASCII digits only
+        return "," if raw.rfind(",") > raw.rfind(".") else "."
+    for mark in OTHER_MARK:
+        if raw.count(mark) > 1:
+            return OTHER_MARK[mark]
+        if mark in raw:
+            head, _, tail = raw.partition(mark)
+            return None if len(tail) == 3 and _THOUSANDS_HEAD.fullmatch(head) else mark
+    return None
+
+
+_THOUSANDS_HEAD = re.compile(r"[1-9][0-9]{0,2}")
+
+
+def parse_amount(text: str, *, decimal_mark: str | None = None,
+                 places: int | None = None) -> Decimal:
+    """Bank formats: "1,234.56", "1.234,56", "1234,56", "-12.00", "(12.00)", "+500".
+
+    One separator followed by exactly three digits ("1,500", "1.500") is read with
+    `decimal_mark`, the file's (`_Marks`), or else as thousands when the currency has fewer
+    than three decimals (`places`: "1.500" EUR cannot be 1.500); otherwise it raises
+    AmbiguousAmount: money is never guessed."""
+    negative, raw = _written(text)
+    mark = decimal_mark_shown(text)
+    if mark is None and ("," in raw or "." in raw):  # "1,500": thousands or decimals
+        sep = "," if "," in raw else "."
+        if decimal_mark is not None:
+            mark = decimal_mark
+        elif places is not None and places < 3:
+            mark = OTHER_MARK[sep]
+        else:
+            raise AmbiguousAmount(text, negative)
+    whole, fraction = raw, ""
+    if mark is not None and mark in raw:
+        whole, _, fraction = raw.rpartition(mark)
+        fraction = "." + fraction
+    group = re.escape(OTHER_MARK.get(mark or ".", ","))
+    if not re.fullmatch(rf"[0-9]+|[0-9]{{1,3}}({group}[0-9]{{2}})*({group}[0-9]{{3}})+",
+                        whole) or not re.fullmatch(r"(\.[0-9]+)?", fraction):  # ASCII only
         raise ValueError(f"not an amount: {text!r}")
     try:
-        value = Decimal(raw)
+        value = Decimal(re.sub(r"[^0-9]", "", whole) + fraction)
     except InvalidOperation:
         raise ValueError(f"not an amount: {text!r}") from None
     return -value if negative else value
@@ -163,15 +219,15 @@ Claim = Callable[[StatementLine, str], bool]
 class _Ids:
     """Stable external ids, line by line: two identical lines of a file (same account, day,
     amount, currency, payer, reference, entry reference, payer's reference) are its first and
-    second occurrence. Only a digest of each line without a reference of the bank's is kept
-    (the others are identified by that reference), so the memory is small at 100,000 lines.
+    second occurrence (`content_ids.Occurrences`; only lines without a reference of the
+    bank's are counted: the others are identified by that reference).
 
     `claim(line, id)`: whether a payment already recorded under the id an earlier version gave
     the line (`legacy_ref`) is this line's (`import_statement` asks the database); each such id
     is claimed by one line of the file at most."""
 
     def __init__(self, claim: Claim | None = None) -> None:
-        self.seen: Counter = Counter()
+        self.occurrences = Occurrences()
         self.claim = claim
         self.claimed: set[str] = set()
 
@@ -186,12 +242,10 @@ class _Ids:
         if ident:
             line.external_id = ident
             return line
-        basis = "\x1f".join(str(x) for x in (
+        occurrence = self.occurrences.next(
             line.account, line.booked_on, line.amount, line.currency, line.payer_name,
-            line.reference, line.entry_ref, line.payer_ref))
-        digest = hashlib.blake2b(basis.encode(), digest_size=12).digest()
-        self.seen[digest] += 1
-        line.external_id = _external_id(line, self.seen[digest])
+            line.reference, line.entry_ref, line.payer_ref)
+        line.external_id = _external_id(line, occurrence)
         return line
 
 
@@ -267,7 +321,8 @@ CSV_COLUMNS = {
     "indicator": ("creditdebit", "cdtdbtind", "creditdebitindicator", "dc", "direction",
                   "type"),
 }
-_US_DATE = re.compile(r"\d{1,2}/(1[3-9]|2\d|3[01])/\d{4}")  # month/day: day > 12
+DATE_ORDERS = ("auto", "dmy", "mdy")  # `O2C_BANK_CSV_DATE_ORDER`, `--date-order`
+_NUMERIC_DATE = re.compile(r"(\d{1,2})[./-](\d{1,2})[./-](\d{4})")
 
 
 def _key(header: str) -> str:
@@ -278,12 +333,92 @@ def _parse_date(text: str, day_first: bool) -> date:
     text = text.strip()
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}([T ].*)?", text):
         return date.fromisoformat(text[:10])
-    match = re.fullmatch(r"(\d{1,2})[./-](\d{1,2})[./-](\d{4})", text)
+    match = _NUMERIC_DATE.fullmatch(text)
     if not match:
         raise ValueError(f"not a date: {text!r} (use YYYY-MM-DD or DD.MM.YYYY)")
     a, b, year = (int(g) for g in match.groups())
     day, month = (a, b) if day_first else (b, a)
     return date(year, month, day)
+
+
+def _date_order_shown(text: str) -> str | None:
+    """"dmy" or "mdy" when a date shows its order (a day above 12), "either" when it reads
+    as two dates, None when it reads one way only (ISO, 05/05/2026) or not at all."""
+    match = _NUMERIC_DATE.fullmatch(text.strip())
+    if not match:
+        return None
+    a, b = int(match.group(1)), int(match.group(2))
+    if (a > 12) != (b > 12):
+        return "dmy" if a > 12 else "mdy"
+    return "either" if a != b and a <= 12 else None
+
+
+def _day(text: str, day_first: bool) -> str:
+    day = _parse_date(text, day_first)
+    return f"{day.day} {calendar.month_name[day.month]} {day.year}"
+
+
+@dataclass
+class _Shown:
+    """What a CSV export shows of how it writes amounts and dates (its first pass): each
+    decimal mark and date order, with the first row showing it (row number, cell)."""
+
+    marks: dict[str, int] = field(default_factory=dict)
+    orders: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+
+    def see(self, number: int, amounts: list[str], dates: list[tuple[str, str]]) -> None:
+        for text in amounts:
+            mark = decimal_mark_shown(text)
+            if mark is not None:
+                self.marks.setdefault(mark, number)
+        for column, text in dates:
+            order = _date_order_shown(text)
+            if order is not None:
+                self.orders.setdefault(order, (number, column, text.strip()))
+
+    @property
+    def decimal_mark(self) -> str | None:
+        return next(iter(self.marks)) if len(self.marks) == 1 else None
+
+    def ambiguous(self, text: str, currency: str) -> str:
+        """Why an amount like "1,500" cannot be read (`AmbiguousAmount`)."""
+        sep = "," if "," in text else "."
+        readings = [parse_amount(text, decimal_mark=m) for m in (OTHER_MARK[sep], sep)]
+        said = f"{text!r} could be {abs(readings[0])} or {abs(readings[1])} {currency}"
+        if len(self.marks) > 1:
+            return (f"{said}, and the file writes decimals both with "
+                    + " and with ".join(f"{m!r} (row {n})" for m, n in self.marks.items()))
+        return (f"{said}, and no other amount in the file shows whether ',' or '.' is its "
+                "decimal mark")
+
+    def day_first(self, date_order: str) -> bool:
+        """Whether the file's dates are read day first: as `date_order` says, else as the
+        file shows; a file that does not show it, yet has a date that reads both ways
+        (11/05/2026), is refused: a day is never guessed."""
+        if date_order not in DATE_ORDERS:
+            raise StatementError(f"date order {date_order!r}: use one of "
+                                 f"{', '.join(DATE_ORDERS)}")
+        if date_order != "auto":
+            return date_order == "dmy"
+        if "dmy" in self.orders and "mdy" in self.orders:
+            (dn, _, dt), (mn, _, mt) = self.orders["dmy"], self.orders["mdy"]
+            raise StatementError(f"the file writes dates day first (row {dn}: {dt!r}) and "
+                                 f"month first (row {mn}: {mt!r}); fix the file")
+        if "mdy" in self.orders:
+            return False
+        if "dmy" not in self.orders and "either" in self.orders:
+            number, column, text = self.orders["either"]
+            raise StatementError(
+                f"row {number}, column {column}: {text!r} could be {_day(text, True)} or "
+                f"{_day(text, False)}, and no date in the file has a day above 12 to tell; "
+                "give the date order: dmy or mdy (--date-order, or the setting "
+                "O2C_BANK_CSV_DATE_ORDER)")
+        return True
+
+
+def _decimals(value: Decimal) -> int:
+    """The decimals an amount needs: 1500.00 needs none (banks pad "1500.00" in JPY)."""
+    return max(-value.normalize().as_tuple().exponent, 0)
 
 
 # the entry reference column as versions before `payer_ref` chose it: `legacy_ref`
@@ -309,29 +444,33 @@ def _csv_columns(header: list[str]) -> dict[str, int]:
     return index
 
 
-def _csv_lines(source: Source, reading: Reading) -> Iterator[StatementLine | str]:
+def _csv_lines(source: Source, reading: Reading, date_order: str = "auto",
+               ) -> Iterator[StatementLine | str]:
     """Credit lines of a bank's CSV export, or "row N, column X: ..." errors, as a stream.
-    The first pass learns the encoding and whether dates are day-first (a US export has a
-    day above 12 in the middle somewhere)."""
+    The first pass learns the encoding, the date order and the decimal mark, each as the file
+    shows it (`_Shown`): "1,500" is read as the file's other amounts write decimals, else as
+    its currency allows, else refused; 11/05/2026 is read as the file's dates with a day
+    above 12 are written (or as `date_order`: "dmy", "mdy"), else the file is refused."""
     encoding = _encoding(source)
     index: dict[str, int] | None = None
-    day_first = True
-    for _, row in _text_rows(source, encoding):
+    shown = _Shown()
+
+    def cell(row: list[str], name: str) -> str | None:
+        i = index.get(name)
+        return row[i].strip() if i is not None and i < len(row) and row[i].strip() else None
+
+    for number, row in _text_rows(source, encoding):
         if not any(c.strip() for c in row):
             continue
         if index is None:
             index = _csv_columns(row)
             continue
-        i = index["date"]
-        if i < len(row) and _US_DATE.fullmatch(row[i].strip()):
-            day_first = False
-            break
+        shown.see(number, [t for t in (cell(row, "amount"), cell(row, "debit")) if t],
+                  [(c, t) for c, t in (("date", cell(row, "date")),
+                                       ("value date", cell(row, "value_date"))) if t])
     if index is None:
         raise StatementError("the file is empty")
-
-    def cell(row: list[str], name: str) -> str | None:
-        i = index.get(name)
-        return row[i].strip() if i is not None and i < len(row) and row[i].strip() else None
+    day_first = shown.day_first(date_order)
 
     header_seen = False
     for number, row in _text_rows(source, encoding):
@@ -348,16 +487,31 @@ def _csv_lines(source: Source, reading: Reading) -> Iterator[StatementLine | str
                 continue
             if not amount_text:
                 raise ValueError("column amount: missing")
+            currency = (cell(row, "currency") or "").upper()
+            if not re.fullmatch(r"[A-Z]{3}", currency):
+                raise ValueError("column currency: must be a 3-letter code like EUR")
+            indicator = (cell(row, "indicator") or "").upper()
+            debit = indicator in ("DBIT", "D", "DEBIT", "DR", "OUT")
+            places = exponent(currency)
             try:
-                amount = parse_amount(amount_text)
+                amount = parse_amount(amount_text, decimal_mark=shown.decimal_mark,
+                                      places=places)
+            except AmbiguousAmount as exc:
+                if exc.negative or debit:  # not money in: skipped however it reads
+                    reading.skipped += 1
+                    continue
+                raise ValueError(f"column amount: {shown.ambiguous(amount_text, currency)}"
+                                 ) from None
             except ValueError as exc:
                 raise ValueError(f"column amount: {exc}") from None
-            indicator = (cell(row, "indicator") or "").upper()
-            if amount < 0 or indicator in ("DBIT", "D", "DEBIT", "DR", "OUT"):
+            if amount < 0 or debit:
                 reading.skipped += 1
                 continue
             if amount == 0:
                 raise ValueError("column amount: must not be zero")
+            if _decimals(amount) > places:  # refused, never rounded
+                raise ValueError(f"column amount: {amount_text!r} is {amount}, more decimals "
+                                 f"than {currency} has ({places})")
             try:
                 booked = _parse_date(cell(row, "date") or "", day_first)
             except ValueError as exc:
@@ -368,9 +522,6 @@ def _csv_lines(source: Source, reading: Reading) -> Iterator[StatementLine | str
                     valued = _parse_date(cell(row, "value_date"), day_first)
                 except ValueError as exc:
                     raise ValueError(f"column value date: {exc}") from None
-            currency = (cell(row, "currency") or "").upper()
-            if not re.fullmatch(r"[A-Z]{3}", currency):
-                raise ValueError("column currency: must be a 3-letter code like EUR")
         except ValueError as exc:
             yield f"{where}, {exc}"
             continue
@@ -382,10 +533,11 @@ def _csv_lines(source: Source, reading: Reading) -> Iterator[StatementLine | str
             legacy_ref=_clean(cell(row, "legacy_ref")))
 
 
-def parse_csv(text: str) -> tuple[list[StatementLine], int, list[str]]:
+def parse_csv(text: str, date_order: str = "auto",
+              ) -> tuple[list[StatementLine], int, list[str]]:
     """(credit lines, skipped debit lines, errors by row) of a CSV export held in memory."""
     reading = Reading("csv")
-    lines, errors = _split(_csv_lines(text.encode("utf-8"), reading))
+    lines, errors = _split(_csv_lines(text.encode("utf-8"), reading, date_order))
     return lines, reading.skipped, errors
 
 
@@ -480,7 +632,7 @@ def _entry_lines(entry: Element, s: int, n: int, account: str | None,
                 return [f"{where}, TxDtls {t}: Amt in {tx_amt.get('Ccy')}, the entry in "
                         f"{amt.get('Ccy')}: a batch is imported in the entry's currency"]
             try:
-                net += parse_amount(tx_amt.text or "") * (1 if credit else -1)
+                net += _xml_amount(tx_amt.text or "") * (1 if credit else -1)
             except ValueError as exc:
                 return [f"{where}, TxDtls {t}: Amt {exc}"]
             if not credit:
@@ -491,7 +643,7 @@ def _entry_lines(entry: Element, s: int, n: int, account: str | None,
                                     _payer(tx), _remittance(tx), ref,
                                     _text(tx, "Refs/EndToEndId"), valued))
         try:
-            entry_amount = parse_amount(amt.text or "")
+            entry_amount = _xml_amount(amt.text or "")
         except ValueError as exc:
             return [f"{where}: Amt {exc}"]
         if net != entry_amount:  # the bank credited Amt: no more, no less is recorded
@@ -499,11 +651,16 @@ def _entry_lines(entry: Element, s: int, n: int, account: str | None,
     out: list[StatementLine | str] = []
     for line in lines:
         try:
-            out.append(line if parse_amount(line.amount) > 0
+            out.append(line if _xml_amount(line.amount) > 0
                        else f"{line.where}: Amt must be positive")
         except ValueError as exc:
             out.append(f"{line.where}: Amt {exc}")
     return out
+
+
+def _xml_amount(text: str) -> Decimal:
+    """A camt.053 amount is an xs:decimal: '.' is its decimal mark, always."""
+    return parse_amount(text, decimal_mark=".")
 
 
 def _camt_lines(source: Source, reading: Reading) -> Iterator[StatementLine | str]:
@@ -583,22 +740,24 @@ def _split(items: Iterator[StatementLine | str]) -> tuple[list[StatementLine], l
     return lines, errors
 
 
-def read_statement(source: Source, claim: Claim | None = None,
+def read_statement(source: Source, claim: Claim | None = None, date_order: str = "auto",
                    ) -> tuple[Reading, Iterator[StatementLine | str]]:
     """The statement's format, and its credit lines (with external ids) or errors, as a
     stream; a file that cannot be read at all raises StatementError while it is read.
-    `claim`: see `_Ids`."""
+    `claim`: see `_Ids`; `date_order`: a CSV's (`DATE_ORDERS`; camt.053 dates are ISO)."""
     with _open(source) as raw:
         head = raw.read(512).lstrip(codecs.BOM_UTF8).lstrip()
     reading = Reading("camt.053" if head.startswith(b"<") else "csv")
-    lines = (_camt_lines if reading.format == "camt.053" else _csv_lines)(source, reading)
+    lines = (_camt_lines(source, reading) if reading.format == "camt.053"
+             else _csv_lines(source, reading, date_order))
     ids = _Ids(claim)
     return reading, (item if isinstance(item, str) else ids.assign(item) for item in lines)
 
 
-def parse_statement(raw: bytes) -> tuple[str, list[StatementLine], int, list[str]]:
+def parse_statement(raw: bytes, date_order: str = "auto",
+                    ) -> tuple[str, list[StatementLine], int, list[str]]:
     """(format, credit lines with external ids, skipped, errors) of a statement in memory."""
-    reading, items = read_statement(raw)
+    reading, items = read_statement(raw, date_order=date_order)
     lines, errors = _split(items)
     return reading.format, lines, reading.skipped, errors
 
@@ -651,19 +810,22 @@ def _recorded_before(session: Session) -> Claim:
 
 
 def import_statement(session: Session, path: Path | str, *, actor: str = ACTOR,
-                     names: CustomerNames | None = None) -> StatementReport:
+                     names: CustomerNames | None = None, date_order: str = "auto",
+                     ) -> StatementReport:
     """Import a statement file into `session` (the caller commits when there are no errors).
 
     The file is read as a stream and every credit line goes through the cash-application
     engine in chunks (`CashRun`); a line already imported (same external id) is counted as
     unchanged. Once a line is refused, the rest is only checked (every problem is reported)
     and nothing more is matched. `names` is the database's customer-name cache
-    (`bot.db.Database.customer_names`)."""
+    (`bot.db.Database.customer_names`); `date_order` a CSV's: "auto" (as its dates show),
+    "dmy" or "mdy" (`O2C_BANK_CSV_DATE_ORDER`)."""
     report = StatementReport()
     source = Path(path)
     reading = Reading()
     try:
-        reading, items = read_statement(source, claim=_recorded_before(session))
+        reading, items = read_statement(source, claim=_recorded_before(session),
+                                        date_order=date_order)
         run = CashRun(session, actor=actor, source=SOURCE, names=names)
         pending: list[Ticket] = []
         for item in items:

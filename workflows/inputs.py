@@ -35,6 +35,7 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from models import EVENT_TYPES, limits
 from models.money import CURRENCIES
@@ -87,6 +88,23 @@ Stock = Annotated[StrictInt, Field(ge=0, le=limits.MAX_QUANTITY)]
 Day = Annotated[date, BeforeValidator(_iso_day), AfterValidator(_in_years)]
 Moment = Annotated[AwareDatetime, BeforeValidator(_iso_moment), AfterValidator(_in_years)]
 Email = Annotated[StrictStr, StringConstraints(max_length=320)]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("string_blank", "must not be blank")
+    return value
+
+
+def Key(max_length: int, *, strip: bool = False) -> Any:
+    """An id a record is known by (external_id, SKU, number, the customer named): at most
+    `max_length` characters, never empty nor only whitespace — "   " identifies nothing, and
+    stored as a key it would take every later "   " for the same record. `strip`: the key is
+    stored without the spaces around it (those that always were; the others keep what was
+    sent, so a key stored before still finds its record)."""
+    return Annotated[StrictStr, StringConstraints(strip_whitespace=strip, min_length=1,
+                                                  max_length=max_length),
+                     AfterValidator(_not_blank)]
 
 
 def _no_nul(value: Any) -> Any:
@@ -161,8 +179,7 @@ class CustomerIn(Strict):
 
     # (left out = not in `model_fields_set`: `masterdata.upsert_customer`)
 
-    external_id: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
-                                                        max_length=100)]
+    external_id: Key(100, strip=True)
     name: Text
     currency: Currency
     credit_limit: Amount
@@ -185,8 +202,7 @@ class ProductIn(Strict):
     """A product as an integration sends it. As with `CustomerIn`, optional fields left out
     keep their stored value when the product exists and take the defaults when new."""
 
-    sku: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
-                                                max_length=64)]
+    sku: Key(64, strip=True)
     name: Text
     unit_price: Amount
     currency: Currency
@@ -199,7 +215,7 @@ class ProductIn(Strict):
 
 
 class OrderLineIn(Strict):
-    sku: Annotated[StrictStr, StringConstraints(min_length=1, max_length=64)]
+    sku: Key(64)
     quantity: Quantity
     unit_price: Amount | None = None
     discount_pct: Percent | None = None
@@ -213,24 +229,24 @@ class OrderIn(Strict):
     """An order; `customer` is the customer's external_id, `sales_rep` a Slack user id. Without
     an `order_date` the order is dated today in the business time zone."""
 
-    customer: Annotated[StrictStr, StringConstraints(min_length=1, max_length=100)]
+    customer: Key(100)
     sales_rep: SlackUser
     currency: Currency
     lines: Annotated[list[OrderLineIn], Field(min_length=1, max_length=200)]
-    external_id: Annotated[StrictStr, StringConstraints(min_length=1, max_length=100)] | None = None
+    external_id: Key(100) | None = None
     order_date: Day | None = None
     notes: Annotated[StrictStr, StringConstraints(max_length=2000)] | None = None
 
 
 class ShipmentLineIn(Strict):
-    sku: Annotated[StrictStr, StringConstraints(min_length=1, max_length=64)]
+    sku: Key(64)
     quantity: Quantity
 
 
 class ShipmentIn(Strict):
     """A shipment of an order (its number); without `lines`, every open quantity ships."""
 
-    order: Annotated[StrictStr, StringConstraints(min_length=1, max_length=32)]
+    order: Key(32)
     # one line each: they go into the customer's e-mail subject and Slack messages
     carrier: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
                                                     max_length=100, pattern=ONE_LINE)]
@@ -252,9 +268,8 @@ class InvoiceIn(Strict):
     """An invoice issued by the ERP, stored as issued. Without `payment_terms` its terms are
     NET<days from issue_date to due_date>."""
 
-    number: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
-                                                   max_length=64)]
-    customer: Annotated[StrictStr, StringConstraints(min_length=1, max_length=100)]
+    number: Key(64, strip=True)
+    customer: Key(100)
     currency: Currency
     issue_date: Day
     due_date: Day
@@ -276,7 +291,7 @@ class PaymentIn(Strict):
     reference: Annotated[StrictStr, StringConstraints(max_length=2000)] | None = None
     customer: StrictStr | None = None
     method: Annotated[StrictStr, StringConstraints(max_length=32)] | None = None
-    external_id: Annotated[StrictStr, StringConstraints(min_length=1, max_length=200)] | None = None
+    external_id: Key(200) | None = None
     value_date: Day | None = None
 
 
@@ -289,7 +304,7 @@ class SubscriptionCancelIn(Strict):
 
 class SubscriptionRenewIn(Strict):
     service_end: Day | None = None  # default: a term as long as the one renewed
-    external_id: Annotated[StrictStr, StringConstraints(min_length=1, max_length=100)] | None = None
+    external_id: Key(100) | None = None
     by: SlackUser | None = None
 
 
@@ -324,12 +339,11 @@ class CreditNoteLineIn(Strict):
 
 
 class CreditNoteIn(Strict):
-    invoice: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
-                                                    max_length=64)]
+    invoice: Key(64, strip=True)
     reason: Reason
     amount: Amount | None = None  # tax included
     lines: Annotated[list[CreditNoteLineIn], Field(min_length=1, max_length=200)] | None = None
-    external_id: Annotated[StrictStr, StringConstraints(min_length=1, max_length=200)] | None = None
+    external_id: Key(200) | None = None
     source: Annotated[StrictStr, WithJsonSchema({"type": "string", "enum": ["erp"]})] | None = None
     requested_by: SlackUser | None = None
     issue_date: Day | None = None  # an ERP's own (source erp)

@@ -120,6 +120,34 @@ REFUSED = [
 ]
 
 
+# a key of spaces only identifies nothing (it would be stored as the record's id)
+ORDER = {"customer": "C-GLOBEX", "sales_rep": "USALES01", "currency": "USD",
+         "lines": [{"sku": "WID-100", "quantity": 1}]}
+REFUSED += [
+    ("/orders", {**ORDER, "external_id": "   "}, "external_id"),
+    ("/orders", {**ORDER, "external_id": "\u00a0\t"}, "external_id"),
+    ("/orders", {**ORDER, "customer": "  "}, "customer"),
+    ("/orders", {**ORDER, "lines": [{"sku": " ", "quantity": 1}]}, "lines[0].sku"),
+    ("/payments", {**PAYMENT, "external_id": "  "}, "external_id"),
+    ("/payments", {**PAYMENT, "customer": "  "}, "customer"),
+    ("/customers", {**CUSTOMER, "external_id": "   "}, "external_id"),
+    ("/products", {"sku": "   ", "name": "W", "unit_price": "1.00", "currency": "USD",
+                   "on_hand": 1}, "sku"),
+    ("/invoices", {"number": "  ", "customer": "C-GLOBEX", "currency": "USD",
+                   "issue_date": "2026-11-02", "due_date": "2026-12-02", "total": "1.00"},
+     "number"),
+    ("/credit-notes", {"invoice": "INV-X", "reason": "r", "amount": "1.00",
+                       "external_id": "  "}, "external_id"),
+]
+
+
+def test_a_key_of_spaces_is_refused_naming_it(rich, api) -> None:
+    response = api.post("/orders", json={**ORDER, "external_id": "   "})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [{"field": "external_id",
+                                          "detail": "must not be blank"}]
+
+
 @pytest.mark.parametrize(("path", "body", "field"), REFUSED,
                          ids=[f"{p} {f}" for p, _, f in REFUSED])
 def test_out_of_bounds_input_is_a_422_naming_the_field(rich, api, server, path, body,

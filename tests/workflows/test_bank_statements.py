@@ -491,3 +491,190 @@ def test_a_batch_whose_transactions_do_not_add_up_to_the_entry_is_refused(books,
                                                         ("90.00", "DBIT"))]))
     report = import_statement(books, fine)
     assert (report.errors, report.created, report.skipped) == ([], 1, 1)
+
+
+# -- amounts whose separator is ambiguous ("1,500", "1.500") --------------------------------------
+def _amounts(session) -> list[tuple[int, str]]:
+    return [(p.amount_minor, p.currency)
+            for p in session.exec(select(Payment).order_by(Payment.id)).all()]
+
+
+@pytest.mark.parametrize(("rows", "expected"), [
+    # another amount of the file shows the decimal mark: ',' (1-2 digits after it)
+    (["1,500;JOD", "12,75;JOD"], [(1_500, "JOD"), (12_750, "JOD")]),
+    # ... or '.' (both separators)
+    (["1,500;JOD", "2,250.750;JOD"], [(1_500_000, "JOD"), (2_250_750, "JOD")]),
+    # a German export: '.' groups thousands, ',' marks decimals
+    (["1.500;EUR", "2.000,00;EUR"], [(150_000, "EUR"), (200_000, "EUR")]),
+    # nothing else in the file: EUR has 2 decimals, so "1.500" cannot be 1.500 EUR
+    (["1.500;EUR"], [(150_000, "EUR")]),
+    (["1,500;USD"], [(150_000, "USD")]),
+    (["1.500;JPY"], [(1_500, "JPY")]),
+    # no thousands group starts with 0 or has four digits: those are decimals
+    (["0,500;KWD", "1234,567;KWD"], [(500, "KWD"), (1_234_567, "KWD")]),
+    # thousands repeated: "1.234.567" is a million
+    (["1.234.567;JPY"], [(1_234_567, "JPY")]),
+])
+def test_an_amount_whose_separator_is_ambiguous_is_read_as_the_file_says(
+        books, tmp_path, rows, expected) -> None:
+    # given
+    text = "Date;Amount;Currency;Payer\r\n" + "".join(
+        f"2026-11-2{n};{row};Payer {n}\r\n" for n, row in enumerate(rows))
+    path = write(tmp_path, "amounts.csv", text)
+    # when
+    report = import_statement(books, path)
+    books.commit()
+    # then
+    assert report.errors == []
+    assert _amounts(books) == expected
+
+
+def test_an_amount_nothing_disambiguates_is_refused_naming_row_and_value(books,
+                                                                          tmp_path) -> None:
+    # given a Jordanian dinar statement (3 decimals) with "1,500" and nothing else telling
+    path = write(tmp_path, "jod.csv", "Date;Amount;Currency;Payer\r\n"
+                 "2026-11-20;250;JOD;A\r\n"
+                 "2026-11-20;1,500;JOD;B\r\n")
+    # when
+    report = import_statement(books, path)
+    books.rollback()
+    # then nothing is imported and the row and value are named
+    assert report.errors == [
+        "row 3, column amount: '1,500' could be 1500 or 1.500 JOD, and no other amount in "
+        "the file shows whether ',' or '.' is its decimal mark"]
+    assert _amounts(books) == []
+
+
+def test_an_ambiguous_amount_in_a_file_writing_decimals_both_ways_is_refused(books,
+                                                                             tmp_path) -> None:
+    path = write(tmp_path, "mixed.csv", "Date;Amount;Currency;Payer\r\n"
+                 "2026-11-20;1.234,50;KWD;A\r\n"
+                 "2026-11-20;1,234.50;KWD;B\r\n"
+                 "2026-11-20;1,500;KWD;C\r\n")
+    report = import_statement(books, path)
+    books.rollback()
+    assert report.errors == [
+        "row 4, column amount: '1,500' could be 1500 or 1.500 KWD, and the file writes "
+        "decimals both with ',' (row 2) and with '.' (row 3)"]
+    assert _amounts(books) == []
+
+
+def test_an_ambiguous_debit_is_skipped_all_the_same(books, tmp_path) -> None:
+    path = write(tmp_path, "debit.csv", "Date;Amount;Currency;Payer\r\n"
+                 "2026-11-20;-1,500;JOD;Rent\r\n"
+                 "2026-11-20;250;JOD;A\r\n")
+    report = import_statement(books, path)
+    assert (report.errors, report.created, report.skipped) == ([], 1, 1)
+
+
+@pytest.mark.parametrize(("amount", "currency", "error"), [
+    ("12,345", "USD", "row 2, column amount: '12,345' is 12.345, more decimals than USD "
+                      "has (2)"),
+    ("12,3456", "KWD", "row 2, column amount: '12,3456' is 12.3456, more decimals than KWD "
+                       "has (3)"),
+    ("1500,50", "JPY", "row 2, column amount: '1500,50' is 1500.50, more decimals than JPY "
+                       "has (0)"),
+])
+def test_an_amount_with_more_decimals_than_its_currency_is_refused_not_rounded(
+        books, tmp_path, amount, currency, error) -> None:
+    # given a file whose decimal mark is ',' (the second row says so)
+    path = write(tmp_path, "cents.csv", "Date;Amount;Currency;Payer\r\n"
+                 f"2026-11-20;{amount};{currency};A\r\n"
+                 f"2026-11-20;1,50;{'USD' if currency == 'JPY' else currency};B\r\n")
+    report = import_statement(books, path)
+    books.rollback()
+    assert report.errors == [error]
+    assert _amounts(books) == []
+
+
+def test_padded_zeros_beyond_the_currency_are_still_taken(books, tmp_path) -> None:
+    path = write(tmp_path, "jpy.csv", "Date;Amount;Currency;Payer\r\n"
+                 "2026-11-20;1500.00;JPY;A\r\n")
+    report = import_statement(books, path)
+    assert report.errors == []
+    assert _amounts(books) == [(1_500, "JPY")]
+
+
+# -- dates whose order is ambiguous (11/05/2026) --------------------------------------------------
+US_EXPORT = ("Date,Amount,Currency,Payer,Reference\n"
+             "11/05/2026,1000.00,USD,GLOBEX CORPORATION,INV-2026-000123\n"
+             "11/06/2026,810.00,USD,INITECH LLC,INV-2026-000200\n")
+
+
+def _received(session) -> list[date]:
+    return [p.received_at.date()
+            for p in session.exec(select(Payment).order_by(Payment.id)).all()]
+
+
+def test_a_file_whose_dates_could_be_either_order_is_refused(books, tmp_path) -> None:
+    # given a US export covering only days 1-12 (5 November read day first is 11 May)
+    path = write(tmp_path, "us.csv", US_EXPORT)
+    # when
+    report = import_statement(books, path)
+    books.rollback()
+    # then nothing is imported, and the message says what to do
+    assert report.errors == [
+        "row 2, column date: '11/05/2026' could be 11 May 2026 or 5 November 2026, and no "
+        "date in the file has a day above 12 to tell; give the date order: dmy or mdy "
+        "(--date-order, or the setting O2C_BANK_CSV_DATE_ORDER)"]
+    assert _received(books) == []
+
+
+@pytest.mark.parametrize(("order", "expected"), [
+    ("mdy", [date(2026, 11, 5), date(2026, 11, 6)]),
+    ("dmy", [date(2026, 5, 11), date(2026, 6, 11)]),
+])
+def test_the_date_order_given_reads_the_file_and_again_changes_nothing(
+        books, tmp_path, order, expected) -> None:
+    path = write(tmp_path, "us.csv", US_EXPORT)
+    report = import_statement(books, path, date_order=order)
+    books.commit()
+    assert (report.errors, report.created) == ([], 2)
+    assert _received(books) == expected
+    before = snapshot(books)
+    again = import_statement(books, path, date_order=order)
+    books.commit()
+    assert (again.errors, again.created, again.unchanged) == ([], 0, 2)
+    assert snapshot(books) == before
+
+
+def test_dates_that_tell_their_order_are_read_as_before(books, tmp_path) -> None:
+    # a day above 12 anywhere in the file (either column) tells the order of the others
+    us = write(tmp_path, "us.csv", US_EXPORT + "11/13/2026,5.00,USD,X,\n")
+    eu = write(tmp_path, "eu.csv", "Date,Value date,Amount,Currency,Payer\n"
+               "05/11/2026,13/11/2026,7.00,USD,Y\n")
+    same = write(tmp_path, "same.csv", "Date,Amount,Currency,Payer\n05/05/2026,9.00,USD,Z\n")
+    assert import_statement(books, us).errors == []
+    assert import_statement(books, eu).errors == []
+    assert import_statement(books, same).errors == []
+    books.commit()
+    assert _received(books) == [date(2026, 11, 5), date(2026, 11, 6), date(2026, 11, 13),
+                                date(2026, 11, 5), date(2026, 5, 5)]
+
+
+def test_a_file_writing_dates_both_ways_is_refused(books, tmp_path) -> None:
+    path = write(tmp_path, "both.csv", "Date,Amount,Currency,Payer\n"
+                 "13/11/2026,1.00,USD,A\n11/14/2026,2.00,USD,B\n")
+    report = import_statement(books, path)
+    assert report.errors == ["the file writes dates day first (row 2: '13/11/2026') and month "
+                             "first (row 3: '11/14/2026'); fix the file"]
+
+
+def test_the_cli_and_the_setting_give_the_date_order(books, database_url, tmp_path,
+                                                     monkeypatch, capsys) -> None:
+    # given
+    path = write(tmp_path, "us.csv", US_EXPORT)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    # when no order is given, the file is refused
+    assert o2c(["import", "bank-statement", str(path)]) == 1
+    assert "--date-order" in capsys.readouterr().err
+    # when the setting gives it (and the option overrides the setting)
+    monkeypatch.setenv("O2C_BANK_CSV_DATE_ORDER", "dmy")
+    assert o2c(["import", "bank-statement", str(path), "--date-order", "mdy"]) == 0
+    assert '"created": 2' in capsys.readouterr().out
+    monkeypatch.setenv("O2C_BANK_CSV_DATE_ORDER", "mdy")
+    assert o2c(["import", "bank-statement", str(path)]) == 0
+    assert '"unchanged": 2' in capsys.readouterr().out
+    # then
+    books.expire_all()
+    assert _received(books) == [date(2026, 11, 5), date(2026, 11, 6)]
