@@ -342,15 +342,20 @@ def _parse_date(text: str, day_first: bool) -> date:
 
 
 def _date_order_shown(text: str) -> str | None:
-    """"dmy" or "mdy" when a date shows its order (a day above 12), "either" when it reads
-    as two dates, None when it reads one way only (ISO, 05/05/2026) or not at all."""
-    match = _NUMERIC_DATE.fullmatch(text.strip())
+    """"dmy" or "mdy" when a date shows its order (a day above 12; or, written with dots,
+    05.11.2026, day first: the dotted form is the day-first one of German, Swiss, Nordic and
+    other European exports, never a US one's), "either" when it reads as two dates, None when
+    it reads one way only (ISO, 05/05/2026) or not at all."""
+    text = text.strip()
+    match = _NUMERIC_DATE.fullmatch(text)
     if not match:
         return None
     a, b = int(match.group(1)), int(match.group(2))
     if (a > 12) != (b > 12):
         return "dmy" if a > 12 else "mdy"
-    return "either" if a != b and a <= 12 else None
+    if a != b and a <= 12:
+        return "dmy" if text.count(".") == 2 else "either"
+    return None
 
 
 def _day(text: str, day_first: bool) -> str:

@@ -652,6 +652,18 @@ def test_dates_that_tell_their_order_are_read_as_before(books, tmp_path) -> None
                                 date(2026, 11, 5), date(2026, 5, 5)]
 
 
+def test_dates_written_with_dots_are_day_first(books, tmp_path) -> None:
+    # given a German export covering only days 1-12 (dots: the day-first form)
+    path = write(tmp_path, "de.csv", "Date;Amount;Currency;Payer\n"
+                 "05.11.2026;7,00;EUR;Müller GmbH\n06.11.2026;8,00;EUR;Müller GmbH\n")
+    # when it is imported with no date order given
+    report = import_statement(books, path)
+    books.commit()
+    # then it is read day first
+    assert report.errors == []
+    assert _received(books) == [date(2026, 11, 5), date(2026, 11, 6)]
+
+
 def test_a_file_writing_dates_both_ways_is_refused(books, tmp_path) -> None:
     path = write(tmp_path, "both.csv", "Date,Amount,Currency,Payer\n"
                  "13/11/2026,1.00,USD,A\n11/14/2026,2.00,USD,B\n")
