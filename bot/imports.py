@@ -448,6 +448,9 @@ UNITS: dict[str, Callable[[list[Row], Columns, Problems], list[Unit]]] = {
     "payments": single_rows(inputs.PaymentIn),
 }
 
+KEYED = "csv:h:"  # the external_id of a payment row keyed by its content
+
+
 def keyed_payments(units: list[Unit]) -> list[Unit]:
     """A payment row without an `external_id` gets one from what it says (amount, currency,
     moment received, payer, reference, customer, method) and its occurrence among the
@@ -463,7 +466,7 @@ def keyed_payments(units: list[Unit]) -> list[Unit]:
                  payment.received_at.astimezone(UTC).isoformat(), payment.payer_name or "",
                  payment.reference or "", payment.customer or "", payment.method or "")
         basis = "|".join([*parts, str(occurrences.next(*parts))])
-        ident = "csv:h:" + hashlib.sha256(basis.encode()).hexdigest()[:48]
+        ident = KEYED + hashlib.sha256(basis.encode()).hexdigest()[:48]
         unit.model = payment.model_copy(update={"external_id": ident})
     return units
 
@@ -541,6 +544,9 @@ def _run_payments(session: Session, db: Database, units: list[Unit], columns: Co
     """Payments go through one cash-application run for the whole file: matched and written
     in batches (`workflows.cash_runs.CashRun`), each row's refusal reported by row and column
     like any other."""
+    cash_application.claim_unkeyed(
+        session, [u.model for u in units if (u.model.external_id or "").startswith(KEYED)],
+        source=SOURCE, actor=ACTOR)  # payments imported before rows were keyed
     run = cash_application.CashRun(session, actor=ACTOR, source=SOURCE,
                                    names=db.customer_names)
     tickets = [(unit, run.add(unit.model)) for unit in units]

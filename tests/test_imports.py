@@ -7,12 +7,22 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
 from bot import cli
 from bot.db import Database
 from bot.imports import import_csv
-from models import Customer, Invoice, Order, OrderLine, OrderStatus, Payment, Product
+from models import (
+    AuditEvent,
+    Customer,
+    Invoice,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Payment,
+    Product,
+)
 from tests.support import factories as f
 from workflows import invariants
 
@@ -547,6 +557,36 @@ def test_payments_without_an_external_id_are_recorded_once_however_often_importe
     third = import_csv(db, "payments", more)
     assert (third.errors, third.count, third.unchanged) == ([], 1, 3)
     assert count(db, Payment) == 4
+
+
+def test_payments_imported_before_rows_were_keyed_are_not_recorded_again(
+        db: Database, tmp_path: Path) -> None:
+    # given a payments file without external_ids imported by an earlier version, which
+    # stored its payments with no external_id (two identical rows: two payments)
+    company(db)
+    rows = ("amount,currency,received_at,payer_name,reference\n"
+            "20.00,USD,2026-02-11,Someone,\n"
+            "20.00,USD,2026-02-11,Someone,\n"
+            "35.00,USD,2026-02-11T09:30:00Z,Other,Invoice 7\n")
+    path = write(tmp_path, rows)
+    assert import_csv(db, "payments", path).count == 3
+    with db.transaction() as session:
+        session.execute(sa.update(Payment.__table__).values(external_id=None))
+    # when the same file, with one more identical row, is imported after the upgrade
+    more = write(tmp_path, rows + "20.00,USD,2026-02-11,Someone,\n", "more.csv")
+    report = import_csv(db, "payments", more)
+    # then the three earlier payments are taken for its first three rows, the fourth is new
+    assert (report.errors, report.count, report.unchanged) == ([], 1, 3)
+    with db.read_session() as session:
+        payments = session.exec(select(Payment).order_by(Payment.id)).all()
+        keyed = session.exec(select(AuditEvent).where(AuditEvent.action == "payment.keyed")
+                             ).all()
+    assert [p.amount_minor for p in payments] == [2000, 2000, 3500, 2000]
+    assert all(p.external_id for p in payments) and len({p.external_id for p in payments}) == 4
+    assert sorted(int(e.entity_id) for e in keyed) == [p.id for p in payments[:3]]
+    # and importing it again changes nothing
+    again = import_csv(db, "payments", more)
+    assert (again.errors, again.count, again.unchanged, count(db, Payment)) == ([], 0, 4, 4)
 
 
 def test_a_payment_row_with_an_empty_external_id_gets_one_from_its_content(

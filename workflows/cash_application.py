@@ -126,6 +126,57 @@ def _by_external_id(session: Session, external_id: str | None) -> Payment | None
     return session.get(Payment, found) if found is not None else None
 
 
+def claim_unkeyed(session: Session, rows: list[PaymentIn], *, source: str, actor: str) -> int:
+    """Payments recorded before their rows were keyed by content (`external_id` NULL): each
+    of `rows` (in file order, each with the `external_id` derived from its content and its
+    occurrence), when no payment has that id yet, takes over the oldest earlier payment of
+    `source` it describes that is still unkeyed — same amount, currency, moment received,
+    payer, reference and method — by giving it the id (so the second of two identical rows
+    takes the second such payment). So a file imported before the upgrade and again after it
+    records nothing twice. Returns how many were claimed (audited each)."""
+    table = Payment.__table__
+    if not rows or session.execute(select(table.c.id).where(
+            table.c.external_id.is_(None), table.c.source == source).limit(1)).first() is None:
+        return 0  # nothing unkeyed to claim (every database imported after the upgrade)
+    keys = [data.external_id for data in rows]
+    taken: set[str] = set()
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start:start + 1000]
+        taken.update(session.execute(select(table.c.external_id)
+                                     .where(table.c.external_id.in_(chunk))).scalars())
+    claimed = 0
+    for data in rows:
+        if data.external_id in taken:
+            continue
+        try:
+            amount, currency = checked(data)
+        except ValidationFailed:
+            continue  # the run refuses the row itself
+        earlier = session.execute(
+            select(table.c.id).where(
+                table.c.external_id.is_(None), table.c.source == source,
+                table.c.amount_minor == amount, table.c.currency == currency,
+                table.c.received_at == data.received_at,
+                _same_text(table.c.payer_name, data.payer_name),
+                _same_text(table.c.reference, data.reference),
+                _same_text(table.c.method, data.method))
+            .order_by(table.c.id).limit(1)).first()
+        if earlier is None:
+            continue
+        session.execute(sa.update(table).where(table.c.id == earlier.id)
+                        .values(external_id=data.external_id))
+        audit.record(session, actor=actor, action="payment.keyed", entity_type="payment",
+                     entity_id=earlier.id, external_id=data.external_id,
+                     reason="imported before rows without an external_id were keyed by "
+                            "their content")
+        claimed += 1
+    return claimed
+
+
+def _same_text(column: sa.ColumnElement, value: str | None) -> sa.ColumnElement:
+    return column.is_(None) if value is None else column == value
+
+
 def record_payment(session: Session, data: PaymentIn, *, actor: str, source: str = "api",
                    apply_to: list[str] | None = None,
                    names: CustomerNames | None = None) -> tuple[Payment, bool]:
