@@ -30,7 +30,7 @@ open month (`workflows.periods`).
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -133,48 +133,58 @@ def claim_unkeyed(session: Session, rows: list[PaymentIn], *, source: str, actor
     `source` it describes that is still unkeyed — same amount, currency, moment received,
     payer, reference and method — by giving it the id (so the second of two identical rows
     takes the second such payment). So a file imported before the upgrade and again after it
-    records nothing twice. Returns how many were claimed (audited each)."""
+    records nothing twice. Returns how many were claimed (audited each). The unkeyed
+    payments received within the file's days are read once."""
     table = Payment.__table__
-    if not rows or session.execute(select(table.c.id).where(
-            table.c.external_id.is_(None), table.c.source == source).limit(1)).first() is None:
+    unkeyed = (table.c.external_id.is_(None), table.c.source == source)
+    if not rows or session.execute(select(table.c.id).where(*unkeyed).limit(1)).first() is None:
         return 0  # nothing unkeyed to claim (every database imported after the upgrade)
-    keys = [data.external_id for data in rows]
-    taken: set[str] = set()
-    for start in range(0, len(keys), 1000):
-        chunk = keys[start:start + 1000]
-        taken.update(session.execute(select(table.c.external_id)
-                                     .where(table.c.external_id.in_(chunk))).scalars())
-    claimed = 0
+    wanted: list[tuple[PaymentIn, tuple]] = []
     for data in rows:
-        if data.external_id in taken:
-            continue
         try:
             amount, currency = checked(data)
         except ValidationFailed:
             continue  # the run refuses the row itself
-        earlier = session.execute(
-            select(table.c.id).where(
-                table.c.external_id.is_(None), table.c.source == source,
-                table.c.amount_minor == amount, table.c.currency == currency,
-                table.c.received_at == data.received_at,
-                _same_text(table.c.payer_name, data.payer_name),
-                _same_text(table.c.reference, data.reference),
-                _same_text(table.c.method, data.method))
-            .order_by(table.c.id).limit(1)).first()
-        if earlier is None:
+        wanted.append((data, (amount, currency, _utc(data.received_at), data.payer_name,
+                              data.reference, data.method)))
+    if not wanted:
+        return 0
+    earliest = min(content[2] for _, content in wanted)
+    latest = max(content[2] for _, content in wanted)
+    earlier: dict[tuple, list[int]] = {}
+    for row in session.execute(
+            select(table.c.id, table.c.amount_minor, table.c.currency, table.c.received_at,
+                   table.c.payer_name, table.c.reference, table.c.method)
+            .where(*unkeyed, table.c.received_at >= earliest, table.c.received_at <= latest)
+            .order_by(table.c.id)):
+        earlier.setdefault((row.amount_minor, row.currency, _utc(row.received_at),
+                            row.payer_name, row.reference, row.method), []).append(row.id)
+    if not earlier:
+        return 0
+    taken: set[str] = set()
+    keys = [data.external_id for data, _ in wanted]
+    for start in range(0, len(keys), 1000):
+        taken.update(session.execute(select(table.c.external_id).where(
+            table.c.external_id.in_(keys[start:start + 1000]))).scalars())
+    claimed = 0
+    for data, content in wanted:
+        ids = earlier.get(content)
+        if data.external_id in taken or not ids:
             continue
-        session.execute(sa.update(table).where(table.c.id == earlier.id)
+        payment_id = ids.pop(0)  # the oldest still unkeyed
+        session.execute(sa.update(table).where(table.c.id == payment_id)
                         .values(external_id=data.external_id))
         audit.record(session, actor=actor, action="payment.keyed", entity_type="payment",
-                     entity_id=earlier.id, external_id=data.external_id,
+                     entity_id=payment_id, external_id=data.external_id,
                      reason="imported before rows without an external_id were keyed by "
                             "their content")
         claimed += 1
     return claimed
 
 
-def _same_text(column: sa.ColumnElement, value: str | None) -> sa.ColumnElement:
-    return column.is_(None) if value is None else column == value
+def _utc(moment: datetime) -> datetime:
+    """A stored or typed moment, compared in UTC (SQLite gives stored ones back naive)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def record_payment(session: Session, data: PaymentIn, *, actor: str, source: str = "api",
