@@ -116,6 +116,18 @@ def unavailable(exc: BaseException) -> bool:
     return False
 
 
+# PostgreSQL's SQLSTATEs for a transaction it rolled back because it lost a race with
+# another one: nothing it did was kept, and running it again may succeed at once.
+LOST_A_RACE = {"40P01": "deadlock detected", "40001": "serialization failure"}
+
+
+def lost_a_race(exc: BaseException) -> bool:
+    """A deadlock or a serialization failure (psycopg's `DeadlockDetected`,
+    `SerializationFailure`): the whole transaction was rolled back and may be run again."""
+    return (isinstance(exc, sa.exc.OperationalError)
+            and getattr(exc.orig, "sqlstate", None) in LOST_A_RACE)
+
+
 def describe(url: str) -> str:
     """The database URL without its password, for messages."""
     try:

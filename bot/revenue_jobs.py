@@ -4,8 +4,12 @@
   started by today (business date) and is not invoiced yet is invoiced, dated today (on a
   period's first day when the job runs daily; a catch-up after downtime or a credit hold is
   dated the day it runs). One transaction per period; `workflows.subscriptions.bill_period`
-  locks the order line and the (order line, period start) primary key makes it once across
-  processes. `o2c run subscription-billing --as-of DATE` back-fills up to DATE (never a day
+  locks the order (as a cancellation does) and the (order line, period start) primary key
+  makes it once across processes. A period whose transaction PostgreSQL rolled back as a
+  deadlock or a serialization failure is billed again at once, up to `RACE_ATTEMPTS` times
+  (then the error stands and the next run bills it): nothing of the lost attempt was kept,
+  and `bill_period` looks again under its locks, so a period is never billed twice.
+  `o2c run subscription-billing --as-of DATE` back-fills up to DATE (never a day
   after today: invoices are immutable).
 * `revenue-close` — hourly as a catch-up: on the first working day of each month, from 06:00
   business time, it closes the month before (`workflows.revenue.close_month`: the period is
@@ -20,8 +24,9 @@ from __future__ import annotations
 
 from datetime import date, datetime, time
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
+from bot.db import lost_a_race
 from workflows import periods, revenue, subscriptions
 from workflows import policy as policies
 from workflows.errors import ValidationFailed
@@ -30,6 +35,7 @@ from workflows.workcalendar import first_working_day, zone
 
 CLOSE_TIME = time(6)  # on the month's first working day, business time
 ACTOR = "revenue-close"
+RACE_ATTEMPTS = 3  # per period, when PostgreSQL rolls it back as a deadlock (module doc)
 
 
 def subscription_billing(deps, as_of: date | None) -> dict:
@@ -43,14 +49,7 @@ def subscription_billing(deps, as_of: date | None) -> dict:
     invoices: list[str] = []
     skipped = 0
     for period in due:
-        try:
-            with deps.db.transaction() as session:
-                invoice = subscriptions.bill_period(
-                    session, order_line_id=period.order_line_id,
-                    period_start=period.period_start, as_of=as_of, now=deps.clock.now())
-                number = invoice.number if invoice is not None else None
-        except IntegrityError:  # another process invoiced it a moment ago
-            number = None
+        number = _bill(deps, period, as_of)
         if number:
             invoices.append(number)
         else:
@@ -59,6 +58,24 @@ def subscription_billing(deps, as_of: date | None) -> dict:
         deps.notify_outbox()
     return {"as_of": as_of.isoformat(), "invoiced": len(invoices), "invoices": invoices,
             "already_invoiced_or_not_billable": skipped}
+
+
+def _bill(deps, period: subscriptions.DuePeriod, as_of: date) -> str | None:
+    """Bill one period in a transaction of its own (see the module doc): the invoice's
+    number, or None when it is invoiced already or not billable."""
+    for attempt in range(1, RACE_ATTEMPTS + 1):
+        try:
+            with deps.db.transaction() as session:
+                invoice = subscriptions.bill_period(
+                    session, order_line_id=period.order_line_id,
+                    period_start=period.period_start, as_of=as_of, now=deps.clock.now())
+                return invoice.number if invoice is not None else None
+        except IntegrityError:  # another process invoiced it a moment ago
+            return None
+        except OperationalError as error:
+            if not lost_a_race(error) or attempt == RACE_ATTEMPTS:
+                raise
+    return None
 
 
 def due_at(day: date, tz: str) -> datetime:

@@ -567,17 +567,18 @@ def _load_for_decision(session: Session, approval_id: int) -> tuple[Approval, Or
     approval = session.get(Approval, approval_id)
     if approval is None:
         raise NotFound(f"no approval #{approval_id}")
-    # Lock the order first: decisions on one order run one after the other, so "is this the
-    # last approval?" and the order transition see every committed decision (SQLite already
-    # serialises writers with BEGIN IMMEDIATE; FOR UPDATE is omitted there).
-    order = session.exec(select(Order).where(Order.id == approval.order_id).with_for_update()
-                         .execution_options(populate_existing=True)).one()
-    # Then its customer, before the approval row and any stock: an order of the customer
-    # submitted at the same moment waits for this decision (or this one for it), so the
-    # credit check of whichever comes second sees the first (`orders.lock_customer`).
-    from workflows.orders import lock_customer
+    # Lock its customer, then the order (`orders.lock_order`, the one lock order), before
+    # the approval row and any stock. The order: decisions on one order run one after the
+    # other, so "is this the last approval?" and the order transition see every committed
+    # decision. The customer: an order of the customer submitted at the same moment waits
+    # for this decision (or this one for it), so the credit check of whichever comes second
+    # sees the first; and shipping, cancelling or restocking the customer's other orders
+    # (which refreshes this card when it commits) never holds stock this decision waits for
+    # while it waits for this card. (SQLite serialises writers; FOR UPDATE is omitted there.)
+    from workflows.orders import lock_order
 
-    lock_customer(session, order.customer_id)
+    order = session.get(Order, approval.order_id)
+    lock_order(session, order)
     session.refresh(approval)
     return approval, order
 

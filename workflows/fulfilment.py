@@ -5,11 +5,12 @@ Reservations use a conditional UPDATE (`... WHERE on_hand - reserved >= :qty`), 
 racing for the last units cannot both get them, on SQLite or PostgreSQL; the products table
 checks `0 <= reserved <= on_hand` as the last word.
 
-Locks: a change that reads an order's lines and then writes them locks the order row first
-(`orders.lock_order`), and takes product rows (by UPDATE, in product id order) only after its
-orders. Restocking follows the same order: `upsert_product` locks the product's backordered
-orders, then the product, then reserves (`reserve_backorders`); where a product row is already
-held, orders another transaction holds are skipped (SKIP LOCKED), never waited for.
+Locks: a change that reads an order's lines and then writes them locks the order's customer
+and the order row first (`orders.lock_order`), and takes product rows (by UPDATE, in product
+id order) only after its orders. Restocking follows the same order: `upsert_product` locks
+the customers of the product's backordered orders, those orders, then the product, then
+reserves (`reserve_backorders`); where a product row is already held, orders (or customers)
+another transaction holds are skipped (SKIP LOCKED), never waited for.
 
 The backorder choices, each for the order's sales rep or an admin (checked here, whatever
 the button showed), each audited:
@@ -47,6 +48,7 @@ from workflows.orders import (
     order_snapshot,
     recompute_cancelled,
     transition,
+    try_lock_customer,
 )
 from workflows.users import has_role, only_for
 
@@ -139,14 +141,21 @@ def release_stock(session: Session, order: Order) -> list[int]:
 
 def lock_backorders(session: Session, product_id: int, *, skip_locked: bool = False
                     ) -> list[Order]:
-    """Lock the orders waiting for `product_id` (in id order, in one statement), oldest first.
+    """Lock the customers of the orders waiting for `product_id` (in id order), then those
+    orders (in id order, in one statement); the orders oldest first.
 
     Called before the product row is touched, so restocking takes its locks in the same order
-    as shipping (orders, then products). `skip_locked` leaves out orders another transaction
-    holds (used where a product row is already locked: they are served next time)."""
+    as shipping (`orders.lock_order`: customers, orders, then products). `skip_locked` locks
+    no customer and leaves out orders another transaction holds (used where a product row is
+    already locked: they are served next time); an order whose customer this transaction
+    does not hold is served only if that customer is free at once (`reserve_backorders`)."""
     waiting = (select(OrderLine.order_id).join(Order, Order.id == OrderLine.order_id)
                .where(OrderLine.product_id == product_id, OrderLine.qty_backordered > 0,
                       Order.status.in_(list(WAITING))))
+    if not skip_locked:
+        session.exec(select(Customer.id).where(Customer.id.in_(
+            select(Order.customer_id).where(Order.id.in_(waiting))))
+            .order_by(Customer.id).with_for_update()).all()
     locked = list(session.exec(
         select(Order).where(Order.id.in_(waiting)).order_by(Order.id)
         .with_for_update(skip_locked=skip_locked).execution_options(populate_existing=True)))
@@ -165,6 +174,8 @@ def reserve_backorders(session: Session, product_id: int, actor: str, *,
             break  # nothing free any more: younger orders get nothing either
         if order.status not in WAITING:
             continue
+        if not try_lock_customer(session, order.customer_id):
+            continue  # its customer is busy (e.g. deciding on an order): served next time
         lines = lock_order(session, order)
         got = []
         for line in lines:

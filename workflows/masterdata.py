@@ -142,7 +142,8 @@ def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Pr
     if created or "service_months" in given:
         values["service_months"] = data.service_months
     if product is not None:
-        # the orders waiting for it first, then the product: the order shipping locks in
+        # their customers and the orders waiting for it first, then the product: the order
+        # shipping locks in (`orders.lock_order`)
         fulfilment.lock_backorders(session, product.id)
         product = session.exec(select(Product).where(Product.id == product.id)
                                .with_for_update()

@@ -55,14 +55,22 @@ def order_lines(session: Session, order_id: int) -> list[OrderLine]:
 
 
 def lock_order(session: Session, order: Order) -> list[OrderLine]:
-    """Lock the order's row until the transaction ends, re-read it, and return its lines as
-    committed now.
+    """Lock the order's customer, then the order's row, until the transaction ends; re-read
+    the order and return its lines as committed now.
 
     Every change that reads an order's lines and then writes them (shipping, cancelling,
-    reserving stock, a backorder choice) calls this first, so two of them on one order run
-    one after the other and the second sees what the first did (PostgreSQL: FOR UPDATE at
-    READ COMMITTED; SQLite: write transactions already serialise with BEGIN IMMEDIATE, and
-    SQLAlchemy leaves FOR UPDATE out there). Orders are locked before products everywhere."""
+    reserving stock, a backorder choice, billing or cancelling a subscription period) calls
+    this first, so two of them on one order run one after the other and the second sees what
+    the first did (PostgreSQL: FOR UPDATE at READ COMMITTED; SQLite: write transactions
+    already serialise with BEGIN IMMEDIATE, and SQLAlchemy leaves FOR UPDATE out there).
+
+    One lock order everywhere, so two transactions never wait for each other in a circle
+    (PostgreSQL's "deadlock detected"): the customer (`lock_customer`), its orders, their
+    lines, the products (in id order), then the approval rows (the waiting cards refreshed at
+    commit, `approvals.refresh_waiting_cards`). The customer comes first because an approval
+    decision holds it while it reserves stock, and anything that ships, cancels or restocks
+    the customer's other orders refreshes that decision's card when it commits."""
+    lock_customer(session, order.customer_id)
     session.exec(select(Order).where(Order.id == order.id).with_for_update()
                  .execution_options(populate_existing=True)).one()
     return list(session.exec(
@@ -77,10 +85,19 @@ def lock_customer(session: Session, customer_id: int) -> Customer:
     call this first, so they run one after the other and each sees the orders the one before
     approved: two of them at the same moment never both fit into the same room under the
     limit (PostgreSQL: FOR UPDATE at READ COMMITTED; SQLite's writers are serialised already).
-    Taken after the order's number and the order's own row lock, before products and
-    approval rows."""
+    The first lock of the global order (`lock_order`): taken before the customer's orders,
+    products and approval rows (a new order's number is drawn before it)."""
     return session.exec(select(Customer).where(Customer.id == customer_id).with_for_update()
                         .execution_options(populate_existing=True)).one()
+
+
+def try_lock_customer(session: Session, customer_id: int) -> bool:
+    """Lock the customer's row if no other transaction holds it (True; also when this one
+    does), without waiting (False). For a path already holding product rows, which may not
+    wait for a customer any more (`lock_order`'s order) and leaves that customer's orders
+    for later instead."""
+    return session.exec(select(Customer.id).where(Customer.id == customer_id)
+                        .with_for_update(skip_locked=True)).first() is not None
 
 
 def cancelled_value_minor(order: Order, lines: list[OrderLine], tax_rate_bp: int) -> int:

@@ -7,10 +7,11 @@ equal installment of the line's net amount (`orders.subscription_periods`). Such
 never shipped: the `subscription-billing` job (`bot.revenue_jobs`) calls `bill_period` for
 every period that has started and is not invoiced yet.
 
-Exactly once: `bill_period` locks the order line's row before it looks for the period's
-`SubscriptionBilling`, so two processes billing the same period queue up and the second sees
-the first's invoice; the primary key (order line, period start) is the last word. One period
-per transaction, so a failure stops one invoice, not the run.
+Exactly once: `bill_period` locks the order (its customer first, `orders.lock_order`, as a
+cancellation does) before it looks for the period's `SubscriptionBilling`, so two processes
+billing the same period queue up and the second sees the first's invoice, and a period
+cancelled meanwhile is not billed; the primary key (order line, period start) is the last
+word. One period per transaction, so a failure stops one invoice, not the run.
 
 An order is billable once approved (a contract) and while it is not on hold: the periods of an
 order on hold are billed when it is released, dated the day they are billed.
@@ -123,13 +124,17 @@ def bill_period(session: Session, *, order_line_id: int, period_start: date, as_
     """Invoice one period of a billed subscription, once. None when it is already invoiced
     or not billable (any more): the order is on hold, cancelled, or the line was cancelled
     from an earlier period."""
-    line = session.exec(select(OrderLine).where(OrderLine.id == order_line_id)
-                        .with_for_update().execution_options(populate_existing=True)).first()
-    if line is None or not line.billing:
+    line = session.get(OrderLine, order_line_id)
+    if line is None:
+        return None
+    # the customer, the order, then the line (`orders.lock_order`, the order a cancellation
+    # locks in): a cancellation and this billing run one after the other, never in a circle
+    order = session.get(Order, line.order_id)
+    line = next(li for li in orders.lock_order(session, order) if li.id == order_line_id)
+    if not line.billing:
         return None
     if session.get(SubscriptionBilling, (line.id, period_start)) is not None:
         return None
-    order = session.get(Order, line.order_id)
     if order.status not in BILLABLE:
         return None
     period = next((p for p in live_periods(line) if p[0] == period_start), None)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+import psycopg
+import pytest
+import sqlalchemy as sa
 from sqlmodel import select
 
 from bot import jobs, revenue_jobs, scheduler
@@ -70,3 +73,89 @@ def test_billing_a_day_ahead_is_refused(db) -> None:
     with pytest.raises(ValidationFailed, match="after today"):
         run_at(datetime(2026, 9, 20, 12, tzinfo=UTC), revenue_jobs.subscription_billing,
                _deps(db), date(2026, 9, 21))
+
+
+# -- subscription billing: a period whose transaction lost a race is billed again ------------------
+
+def _monthly_subscription(db: Database) -> None:
+    """2 x CLOUD at 1200.00 a year for 2026, billed monthly (12 x 200.00)."""
+    from tests.support import factories as f
+    from workflows import orders
+    from workflows.inputs import OrderIn, OrderLineIn
+
+    with db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.customer(s, credit_limit="1000000.00")
+        f.product(s, "CLOUD", price="1200.00", revenue_type="subscription")
+        orders.create_order(s, OrderIn(
+            customer="C-GLOBEX", sales_rep="USALES01", currency="USD", lines=[
+                OrderLineIn(sku="CLOUD", quantity=2, service_start="2026-01-01",
+                            service_end="2026-12-31", billing="monthly")]),
+            actor="USALES01", now=datetime(2025, 12, 20, tzinfo=UTC))
+
+
+def _losing(monkeypatch, times: int, sqlstate_error: type) -> list[date]:
+    """`bill_period` bills (writes its invoice), then its transaction is rolled back as
+    PostgreSQL rolls back a deadlock's loser: the first `times` calls. The periods tried."""
+    from workflows import subscriptions
+
+    real, tried = subscriptions.bill_period, []
+
+    def bill_period(session, **kwargs):
+        tried.append(kwargs["period_start"])
+        invoice = real(session, **kwargs)
+        if len(tried) <= times:
+            session.flush()
+            raise sa.exc.OperationalError("UPDATE orders ...", {},
+                                          sqlstate_error("the transaction was rolled back"))
+        return invoice
+
+    monkeypatch.setattr(subscriptions, "bill_period", bill_period)
+    return tried
+
+
+def _billed(db: Database) -> list[tuple[date, str, int]]:
+    from models import Invoice
+    from models.revenue import SubscriptionBilling
+
+    with db.read_session() as s:
+        return [(b.period_start, s.get(Invoice, b.invoice_id).number, b.amount_minor)
+                for b in s.exec(select(SubscriptionBilling)
+                                .order_by(SubscriptionBilling.period_start))]
+
+
+def test_a_period_rolled_back_as_a_deadlock_is_billed_again_once(db, monkeypatch) -> None:
+    # given a monthly subscription, and a billing whose first transaction PostgreSQL rolls
+    # back as a deadlock after it wrote January's invoice
+    _monthly_subscription(db)
+    tried = _losing(monkeypatch, 1, psycopg.errors.DeadlockDetected)
+    # when the job bills January and February (2 February)
+    summary = run_at(datetime(2026, 2, 2, 12, tzinfo=UTC), revenue_jobs.subscription_billing,
+                     _deps(db), None)
+    # then January was tried twice and billed once, February once: two invoices of 200.00
+    assert tried == [date(2026, 1, 1), date(2026, 1, 1), date(2026, 2, 1)]
+    assert summary["invoices"] == ["INV-2026-000001", "INV-2026-000002"]
+    assert _billed(db) == [(date(2026, 1, 1), "INV-2026-000001", 20000),
+                           (date(2026, 2, 1), "INV-2026-000002", 20000)]
+
+
+@pytest.mark.parametrize(("error", "attempts"), [
+    (psycopg.errors.SerializationFailure, revenue_jobs.RACE_ATTEMPTS),
+    (psycopg.errors.AdminShutdown, 1)])  # (the database went away: not a race, not retried)
+def test_a_period_that_keeps_failing_is_tried_a_bounded_number_of_times(
+        db, monkeypatch, error, attempts) -> None:
+    # given a monthly subscription whose January billing always fails so
+    _monthly_subscription(db)
+    tried = _losing(monkeypatch, 99, error)
+    # when the job runs on 2 January
+    with pytest.raises(sa.exc.OperationalError):
+        run_at(datetime(2026, 1, 2, 12, tzinfo=UTC), revenue_jobs.subscription_billing,
+               _deps(db), None)
+    # then it tried January so many times, kept nothing, and the next run bills it once
+    assert tried == [date(2026, 1, 1)] * attempts
+    assert _billed(db) == []
+    monkeypatch.undo()
+    summary = run_at(datetime(2026, 1, 2, 13, tzinfo=UTC), revenue_jobs.subscription_billing,
+                     _deps(db), None)
+    assert summary["invoices"] == ["INV-2026-000001"]
+    assert _billed(db) == [(date(2026, 1, 1), "INV-2026-000001", 20000)]

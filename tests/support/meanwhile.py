@@ -3,6 +3,7 @@ the test holds a transaction open, and know when it waits for that transaction."
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -102,3 +103,47 @@ def committed_out_of_order(db: Database, slow: Session, work: Callable[[Session]
     else:
         second_writer(db, slow, work)
         between()
+
+
+def side_by_side(db: Database, *steps: tuple[Callable[[Session], Any], Any, str],
+                 seconds: float = 2) -> list[Any]:
+    """Each step `(work, owner, name)` runs `work` in a transaction of its own (committed
+    after it), in a thread of its own. On PostgreSQL each pauses once, just before it calls
+    `owner.name`, until every step has reached its pause (or `seconds` passed: one of them
+    waits for a lock another holds, as it should), so each still holds what it locked before
+    that call when they all go on: the interleaving that ends in a deadlock when two paths
+    take the same locks in different orders. SQLite serialises writers: the steps run as
+    they come, without pausing. What each gave, or the error it raised, in step order."""
+    meet = threading.Barrier(len(steps), timeout=seconds)
+    originals = [(owner, name, getattr(owner, name)) for _, owner, name in steps]
+
+    def paused(original: Callable[..., Any]) -> Callable[..., Any]:
+        first = threading.local()
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if db.is_postgres and not getattr(first, "done", False):
+                first.done = True
+                # broken: another step waits for this one's locks, as it should
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    meet.wait()
+            return original(*args, **kwargs)
+
+        return call
+
+    def run(work: Callable[[Session], Any]) -> Callable[[], Any]:
+        def in_transaction() -> Any:
+            try:
+                with db.transaction() as s:
+                    return work(s)
+            except Exception as error:
+                return error
+        return in_thread(in_transaction)
+
+    for owner, name, original in originals:
+        setattr(owner, name, paused(original))
+    try:
+        results = [run(work) for work, _, _ in steps]
+        return [result() for result in results]
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
