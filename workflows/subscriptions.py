@@ -103,10 +103,17 @@ def order_fulfilled(session: Session, lines: list[OrderLine]) -> bool:
 def complete_order(session: Session, order: Order, lines: list[OrderLine], *, actor: str,
                    now: datetime, reason: str) -> None:
     """Move an order whose last subscription period was just invoiced (or cancelled) on to
-    shipped and invoiced, like an order whose last shipment was invoiced."""
+    shipped and invoiced, like an order whose last shipment was invoiced; or, when nothing
+    of it shipped nor is billed (a subscription cancelled from its first day, before any
+    period was invoiced), to cancelled — there is no invoice to be paid (as
+    `fulfilment.cancel_line` does for an order whose short lines were all cancelled)."""
     if order.status not in (OrderStatus.APPROVED, OrderStatus.PARTIALLY_SHIPPED):
         return
     if not order_fulfilled(session, lines):
+        return
+    if not any(line.qty_shipped or live_periods(line) for line in lines):
+        orders.transition(session, order, OrderStatus.CANCELLED, actor=actor, now=now,
+                          reason=f"{reason}; nothing is left on the order")
         return
     orders.transition(session, order, OrderStatus.SHIPPED, actor=actor, now=now, reason=reason)
     orders.transition(session, order, OrderStatus.INVOICED, actor=ACTOR, now=now,
@@ -209,8 +216,7 @@ def cancel_subscription(session: Session, *, order_number: str, line_no: int,
                  before=before.isoformat() if before else None,
                  cancelled_minor=order.cancelled_minor, at=now)
     complete_order(session, order, lines, actor=actor, now=now,
-                   reason=f"subscription cancelled from {day.isoformat()}; the rest is "
-                          "invoiced")
+                   reason=f"subscription cancelled from {day.isoformat()}")
     return line
 
 

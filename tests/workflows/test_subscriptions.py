@@ -368,3 +368,34 @@ def test_any_subscriptions_periods_bill_exactly_its_net_and_tax(
     assert sum(i.tax_minor for i in billed) == money.percent_of(line.line_total_minor, tax_bp,
                                                                 "USD")
     assert all(i.tax_minor >= 0 for i in billed)
+
+
+def test_a_subscription_cancelled_from_its_first_day_cancels_its_order(
+        session: Session) -> None:
+    """An order of one subscription billed monthly, cancelled from its first day before any
+    period was invoiced: nothing was or will be billed, so the order is cancelled (its whole
+    value), not shipped, invoiced and paid with no invoice at all."""
+    # given
+    f.user(session, "USALES01", "sales")
+    f.customer(session, credit_limit="1000000.00")
+    f.product(session, "CLOUD", price="1200.00", revenue_type="subscription")
+    placed = orders.create_order(session, OrderIn(
+        customer="C-GLOBEX", sales_rep="USALES01", currency="USD", lines=[
+            OrderLineIn(sku="CLOUD", quantity=1, service_start="2026-04-01",
+                        service_end="2027-03-31", billing="monthly")]),
+        actor="USALES01", now=at(2026, 3, 1))
+    session.commit()
+    assert placed.status == "approved"
+    # when
+    subscriptions.cancel_subscription(
+        session, order_number=placed.number, line_no=1, effective="2026-04-01",
+        reason="the customer changed their mind", actor="UADMIN01", now=NOW)
+    session.commit()
+    # then
+    order = session.get(Order, placed.id)
+    assert (order.status, order.cancelled_minor) == ("cancelled", 120000)
+    assert bill_all(session, date(2026, 12, 1)) == []
+    assert session.exec(select(Invoice)).all() == []
+    assert [ob for ob in revenue.load_obligations(session) if ob.sku == "CLOUD"
+            and ob.allocated_minor] == []
+    assert invariants.validate_all(session) == []
