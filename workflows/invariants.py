@@ -451,10 +451,12 @@ def kpi_rollups_recomputed(session: Session
             row[name] = row.get(name, 0) + int(value or 0)
 
     not_fee = sa.case((Invoice.fee_for_invoice_id.is_(None), 1), else_=0)
-    for currency, day, sales, issued in session.exec(
+    fee_total = sa.case((Invoice.fee_for_invoice_id.is_(None), 0), else_=Invoice.total_minor)
+    for currency, day, sales, issued, fees in session.exec(
             select(Invoice.currency, Invoice.issue_date, sa.func.sum(Invoice.total_minor),
-                   sa.func.sum(not_fee)).group_by(Invoice.currency, Invoice.issue_date)).all():
-        add(currency, day, sales_minor=sales, invoices_issued=issued)
+                   sa.func.sum(not_fee), sa.func.sum(fee_total))
+            .group_by(Invoice.currency, Invoice.issue_date)).all():
+        add(currency, day, sales_minor=sales, invoices_issued=issued, fees_minor=fees)
     for model in (Allocation, CreditNote, WriteOff):
         for currency, effective, issued_on, amount in session.exec(
                 select(Invoice.currency, model.effective_date, Invoice.issue_date,
