@@ -3,12 +3,11 @@ one at a time (`ingest_erp_invoice`, the API), a refusal per item, and nothing h
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 from sqlmodel import Session, select
 
-from bot.clock import Clock
 from models import AuditEvent, Invoice, InvoiceLine, Order
 from models.invoices import invoice_number_key
 from tests.support import factories as f
@@ -17,6 +16,8 @@ from workflows import orders
 from workflows.errors import Conflict, DomainError, ValidationFailed
 from workflows.inputs import InvoiceIn, ShipmentLineIn
 from workflows.invoicing import ingest_erp_invoice, ingest_erp_invoices
+
+ORDERED = datetime(2025, 12, 20, 10, tzinfo=UTC)  # before the invoices' fixed dates
 
 
 def erp(number: str, total: str = "100.00", **kwargs) -> InvoiceIn:
@@ -155,9 +156,8 @@ def test_an_erp_invoice_for_a_cancelled_order_is_refused_naming_its_state(books)
     # given an order of Globex that was cancelled
     f.user(books, "USALES01", "sales")
     f.product(books)
-    placed = f.order(books)
-    orders.cancel_order(books, placed, actor="USALES01", reason="changed mind",
-                        now=Clock().now())
+    placed = f.order(books, now=ORDERED)
+    orders.cancel_order(books, placed, actor="USALES01", reason="changed mind", now=ORDERED)
     books.commit()
     assert books.get(Order, placed.id).status == "cancelled"
     # when the ERP invoices it, alone or in a file
