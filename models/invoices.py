@@ -190,6 +190,9 @@ class WriteOffReason(StrEnum):
     SMALL_BALANCE = "small_balance"  # a leftover at or under the threshold (dunning job)
     DEDUCTION = "deduction"  # a short payment accepted by finance
     FEE_WAIVED = "fee_waived"  # a late fee a collector waived
+    # not money given up: customer credit a credit note gave on this (paid) invoice, set
+    # against it when the payment behind that credit was refunded (`workflows.refunds`)
+    CUSTOMER_CREDIT = "customer_credit"
 
 
 class WriteOff(SQLModel, table=True):

@@ -162,7 +162,9 @@ class KpiDaily(SQLModel, table=True):
     triggers), never written by Python:
 
     * `sales_minor`: totals of the invoices issued that day (credit sales, late fees included);
-      `invoices_issued`: how many of them are sales (not late-fee invoices);
+      `invoices_issued`: how many of them are sales (not late-fee invoices); `fees_minor`:
+      the totals of the late-fee invoices among them (not sales: credit sales are
+      `sales_minor - fees_minor`; migration 0027_kpi_fee_sales);
     * `settled_minor`: allocations, credit notes and write-offs of the currency's invoices,
       each on the later of its effective date and its invoice's issue date — the first day on
       which it counts in AR, so AR(t) = Σ sales_minor − settled_minor over the days ≤ t;
@@ -192,3 +194,4 @@ class KpiDaily(SQLModel, table=True):
     payments_auto: int = big_field(default=0, sa_column_kwargs={"server_default": "0"})
     received_minor: int = big_field(default=0, sa_column_kwargs={"server_default": "0"})
     auto_matched_minor: int = big_field(default=0, sa_column_kwargs={"server_default": "0"})
+    fees_minor: int = big_field(default=0, sa_column_kwargs={"server_default": "0"})

@@ -158,12 +158,29 @@ def _pct(part: int, whole: int) -> str | None:
     return str((Decimal(part) * 100 / Decimal(whole)).quantize(Decimal("0.1")))
 
 
+def _for_term(session: Session, line: OrderLine, product: Product | None) -> Product | None:
+    """The product as a renewal's line is measured: its list price (and cost) for the
+    renewal's own term when it is shorter or longer than the term renewed
+    (`subscriptions.for_term`: the renewal is priced so), so a term's length is no discount."""
+    if product is None or line.renewal_of_line_id is None:
+        return product
+    from workflows.subscriptions import for_term
+
+    renewed = session.get(OrderLine, line.renewal_of_line_id)
+    if renewed is None or renewed.service_start is None or line.service_start is None:
+        return product
+    scaled = {name: for_term(value, renewed, line.service_start, line.service_end)
+              for name in ("unit_price_minor", "cost_minor")
+              if (value := getattr(product, name)) is not None}
+    return Product(**{**product.model_dump(), **scaled})  # (a copy, never stored)
+
+
 def discount_need(session: Session, order: Order, lines: list[OrderLine]) -> ApprovalNeed | None:
     policy = policies.current(session)
     reasons: list[dict] = []
     over: list[dict] = []
     for line in lines:
-        product = session.get(Product, line.product_id)
+        product = _for_term(session, line, session.get(Product, line.product_id))
         limit_bp = (product.max_discount_bp if product and product.max_discount_bp is not None
                     else policy.max_discount_bp)
         if exceeds_max_discount(line, product, order.currency, limit_bp):

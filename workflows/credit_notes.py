@@ -58,6 +58,7 @@ from models import (
     InvoiceLine,
     Role,
     WriteOff,
+    WriteOffReason,
     money,
 )
 from models.limits import record_id
@@ -167,9 +168,20 @@ def credited_by_line(session: Session, invoice_id: int, *, pending: bool
 
 
 def written_off_total(session: Session, invoice_id: int) -> int:
-    """What was written off the invoice (every reason: bad debt, small balance, fees)."""
+    """What was written off the invoice (every reason: bad debt, small balance, fees), but
+    customer credit set against it (`workflows.refunds`): that is a credit note's, counted
+    with the notes already."""
     return int(session.exec(select(sa.func.coalesce(sa.func.sum(WriteOff.amount_minor), 0))
-                            .where(WriteOff.invoice_id == invoice_id)).one())
+                            .where(WriteOff.invoice_id == invoice_id,
+                                   WriteOff.reason != WriteOffReason.CUSTOMER_CREDIT)).one())
+
+
+def _credit_refunded(session: Session, *where: object) -> int:
+    """Customer credit given back with a refund of the money behind it (`workflows.refunds`:
+    set against its invoice as a write-off of reason `customer_credit`)."""
+    return int(session.exec(select(sa.func.coalesce(sa.func.sum(WriteOff.amount_minor), 0))
+                            .where(WriteOff.reason == WriteOffReason.CUSTOMER_CREDIT, *where)
+                            ).one())
 
 
 def paid_total(session: Session, invoice_id: int) -> int:
@@ -179,9 +191,10 @@ def paid_total(session: Session, invoice_id: int) -> int:
 
 
 def customer_credit_of(session: Session, invoice_id: int) -> int:
-    """The customer credit the invoice's issued notes gave."""
+    """The customer credit the invoice's issued notes gave, less what refunds gave back."""
     return int(session.exec(select(sa.func.coalesce(sa.func.sum(
-        CreditNote.customer_credit_minor), 0)).where(CreditNote.invoice_id == invoice_id)).one())
+        CreditNote.customer_credit_minor), 0)).where(CreditNote.invoice_id == invoice_id)
+        ).one()) - _credit_refunded(session, WriteOff.invoice_id == invoice_id)
 
 
 def creditable(session: Session, invoice: Invoice) -> int:
@@ -692,11 +705,14 @@ def credit_note_view(session: Session, key: str) -> CreditNoteView:
 
 
 def customer_credit_minor(session: Session, customer_id: int) -> int:
-    """Customer credit from credit notes on invoices that were already paid."""
-    return int(session.exec(select(sa.func.coalesce(sa.func.sum(
+    """Customer credit from credit notes on invoices that were already paid, less what
+    refunds gave back of it."""
+    given = int(session.exec(select(sa.func.coalesce(sa.func.sum(
         CreditNote.customer_credit_minor), 0)).join(
         Invoice, Invoice.id == CreditNote.invoice_id).where(
         Invoice.customer_id == customer_id)).one())
+    return given - _credit_refunded(session, WriteOff.invoice_id.in_(
+        select(Invoice.id).where(Invoice.customer_id == customer_id)))
 
 
 def notes_of(session: Session, invoice_id: int) -> list[CreditNote]:

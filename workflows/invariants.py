@@ -168,26 +168,34 @@ def validate_issued_invoices(session: Session) -> list[str]:
 
 def validate_customer_credit(session: Session) -> list[str]:
     """The customer credit an invoice's credit notes gave is money we owe back, so never more
-    than the money paid on it (its allocations): a note on a written off or unpaid invoice
-    must not become credit for money nobody paid (SPEC §3, customer credit only on a paid
-    invoice). With the balance invariant this is also the credit ceiling: credit notes +
-    write-offs never exceed the total. Money paid counts as paid when the credit was given:
-    a refund of the payment afterwards reopens the invoice and leaves the credit (the
-    customer then owes the invoice less the credit, as before the refund less the money), so
-    refund reversals (negative allocations) are not subtracted here."""
+    than the money paid on it (its allocations, net of refunds): a note on a written off or
+    unpaid invoice must not become credit for money nobody paid (SPEC §3, customer credit
+    only on a paid invoice), and a refund of the money behind the credit gives the credit
+    back first (`workflows.refunds`: a write-off of reason `customer_credit` sets it against
+    the invoice), so the customer never keeps credit for money they got back. With the
+    balance invariant this is also the credit ceiling: credit notes + write-offs never
+    exceed the total."""
     paid = (select(Allocation.invoice_id, sa.func.sum(Allocation.amount_minor).label("p"))
-            .where(Allocation.amount_minor > 0).group_by(Allocation.invoice_id).subquery())
-    credit = (select(CreditNote.invoice_id,
-                     sa.func.sum(CreditNote.customer_credit_minor).label("c"))
-              .where(CreditNote.customer_credit_minor != 0)
-              .group_by(CreditNote.invoice_id).subquery())
+            .group_by(Allocation.invoice_id).subquery())
+    given = (select(CreditNote.invoice_id,
+                    sa.func.sum(CreditNote.customer_credit_minor).label("c"))
+             .where(CreditNote.customer_credit_minor != 0)
+             .group_by(CreditNote.invoice_id).subquery())
+    back = (select(WriteOff.invoice_id, sa.func.sum(WriteOff.amount_minor).label("b"))
+            .where(WriteOff.reason == WriteOffReason.CUSTOMER_CREDIT)
+            .group_by(WriteOff.invoice_id).subquery())
     applied = sa.func.coalesce(paid.c.p, 0)
-    return [f"invoice {number}: customer credit {c} > money applied {p}"
+    credit = sa.func.coalesce(given.c.c, 0) - sa.func.coalesce(back.c.b, 0)
+    return [f"invoice {number}: customer credit {c} > money applied {p}" if c >= 0 else
+            f"invoice {number}: customer credit given back beyond what its notes gave ({c})"
             for number, c, p in session.exec(
-                select(Invoice.number, credit.c.c, applied)
-                .join(credit, credit.c.invoice_id == Invoice.id)
+                select(Invoice.number, credit, applied)
+                .outerjoin(given, given.c.invoice_id == Invoice.id)
+                .outerjoin(back, back.c.invoice_id == Invoice.id)
                 .outerjoin(paid, paid.c.invoice_id == Invoice.id)
-                .where(credit.c.c > applied).order_by(Invoice.id)).all()]
+                .where(sa.or_(given.c.c.is_not(None), back.c.b.is_not(None)),
+                       sa.or_(credit > applied, credit < 0))
+                .order_by(Invoice.id)).all()]
 
 
 def validate_order_totals(session: Session) -> list[str]:
@@ -443,10 +451,12 @@ def kpi_rollups_recomputed(session: Session
             row[name] = row.get(name, 0) + int(value or 0)
 
     not_fee = sa.case((Invoice.fee_for_invoice_id.is_(None), 1), else_=0)
-    for currency, day, sales, issued in session.exec(
+    fee_total = sa.case((Invoice.fee_for_invoice_id.is_(None), 0), else_=Invoice.total_minor)
+    for currency, day, sales, issued, fees in session.exec(
             select(Invoice.currency, Invoice.issue_date, sa.func.sum(Invoice.total_minor),
-                   sa.func.sum(not_fee)).group_by(Invoice.currency, Invoice.issue_date)).all():
-        add(currency, day, sales_minor=sales, invoices_issued=issued)
+                   sa.func.sum(not_fee), sa.func.sum(fee_total))
+            .group_by(Invoice.currency, Invoice.issue_date)).all():
+        add(currency, day, sales_minor=sales, invoices_issued=issued, fees_minor=fees)
     for model in (Allocation, CreditNote, WriteOff):
         for currency, effective, issued_on, amount in session.exec(
                 select(Invoice.currency, model.effective_date, Invoice.issue_date,

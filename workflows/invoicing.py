@@ -259,6 +259,10 @@ def invoice_subscription_period(session: Session, *, order: Order, line: OrderLi
     return invoice
 
 
+# An order no invoice may bill: it never became a contract, or it was withdrawn.
+NOT_BILLABLE = (OrderStatus.CANCELLED, OrderStatus.REJECTED)
+
+
 def _checked_erp_invoice(data: InvoiceIn, *, exists: bool,
                          customer: Customer | None, order: Order | None,
                          closed_through: date | None = None) -> dict:
@@ -294,6 +298,9 @@ def _checked_erp_invoice(data: InvoiceIn, *, exists: bool,
              else f"NET{(due - issue).days}" if due > issue else "DUE_ON_RECEIPT")
     if data.order and (order is None or order.customer_id != customer.id):
         raise ValidationFailed.of("order", f"unknown order {data.order!r} for this customer")
+    if data.order and order.status in NOT_BILLABLE:
+        raise ValidationFailed.of("order", f"order {order.number} is {order.status}; an "
+                                  "invoice cannot bill it")
     return {"number": data.number.strip(), "customer_id": customer.id,
             "order_id": order.id if data.order else None, "source": "erp",
             "currency": currency, "issue_date": issue, "due_date": due,
@@ -348,8 +355,14 @@ def ingest_erp_invoice(session: Session, data: InvoiceIn, *, actor: str) -> Invo
                                 description=(line.description or line.sku or "")[:200],
                                 quantity=quantity, unit_price_minor=price,
                                 line_total_minor=amount))
+    # The total is the ERP's word and its lines are informational (its net lines may leave
+    # tax, freight or other charges unitemised: less than the total is fine), but lines worth
+    # more than the invoice contradict it.
     if data.lines and line_total > total:
-        raise ValidationFailed.of("lines", "lines add up to more than the invoice total")
+        raise ValidationFailed.of("lines", (
+            f"lines add up to {money.to_str(line_total, currency)}, "
+            f"{money.to_str(line_total - total, currency)} more than the invoice total "
+            f"{money.to_str(total, currency)}"))
     audit.record(session, actor=actor, action="invoice.ingested", entity_type="invoice",
                  entity_id=invoice.id, to_state="open", number=invoice.number,
                  total_minor=total)

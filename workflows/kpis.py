@@ -11,7 +11,11 @@ value date, a credit note's issue date, a write-off's effective date), whenever 
 recorded (`workflows.receivables` computes it). So a past day's KPIs are what the books say
 happened up to that day: a payment of 1 May posted in July counts on 1 May.
 Current AR(t) = the part of AR(t) not yet due at t (due date on or after t).
-Credit sales in a period = the totals of invoices issued in it. Payments, approvals and
+Credit sales in a period = the totals of invoices issued in it, late-fee invoices left out
+(a fee is owed, so it is in AR, but it is not a sale). Billed in a period = the totals of
+every invoice issued in it, fees included (what CEI collects against: the fees are in AR at
+both ends of its window, so leaving them out of what was billed would count a fee collected
+as collected from nothing). Payments, approvals and
 shipments are counted in W by their timestamps, days ending at midnight UTC.
 
 With `known_at` (an audit: "what did the KPIs say then?") every figure counts only the rows
@@ -25,8 +29,8 @@ settlements, payments, approvals, shipments, credit notes.
   sales from AR(as_of): the month of `as_of` counts its days up to `as_of`, earlier whole
   months their real length, and the month that covers the rest of AR pro rata
   (rest / that month's sales × its days). None when three years of sales do not cover AR.
-* **CEI** (collection effectiveness) = (AR(start − 1) + sales in W − AR(as_of)) /
-  (AR(start − 1) + sales in W − current AR(as_of)) × 100, `start` = the first day of W.
+* **CEI** (collection effectiveness) = (AR(start − 1) + billed in W − AR(as_of)) /
+  (AR(start − 1) + billed in W − current AR(as_of)) × 100, `start` = the first day of W.
 * **Cash-application auto-match rate** = payments received in W (all currencies: a count)
   that the matching engine applied with no human allocation (status applied, or partially
   applied when the rest is an overpayment kept as credit; no allocation with method "manual")
@@ -147,22 +151,29 @@ def _known(column: sa.ColumnElement, known_at: datetime | None) -> list[sa.Colum
     return [] if known_at is None else [column <= known_at]
 
 
+# what a late-fee invoice adds to the billed total and not to credit sales
+_FEE_TOTAL = sa.case((Invoice.fee_for_invoice_id.is_(None), 0), else_=Invoice.total_minor)
+
+
 def sales_between(session: Session, currency: str, start: date, end: date, *,
                   known_at: datetime | None = None) -> int:
-    """Credit sales: the totals of invoices issued from `start` to `end` (inclusive)."""
+    """Credit sales: the totals of invoices issued from `start` to `end` (inclusive), late-fee
+    invoices left out."""
     return int(session.exec(select(sa.func.coalesce(sa.func.sum(Invoice.total_minor), 0)).where(
         Invoice.currency == currency, Invoice.issue_date >= start,
-        Invoice.issue_date <= end, *_known(Invoice.created_at, known_at))).one())
+        Invoice.issue_date <= end, Invoice.fee_for_invoice_id.is_(None),
+        *_known(Invoice.created_at, known_at))).one())
 
 
 def sales_by_day(session: Session, currency: str, start: date, end: date, *,
-                 known_at: datetime | None = None) -> dict[date, int]:
-    """Credit sales per issue day from `start` to `end` (inclusive): one grouped range scan of
-    `ix_invoices_sales (currency, issue_date, total_minor, id)`, read from the index alone."""
-    return {day: int(total) for day, total in session.exec(
-        select(Invoice.issue_date, sa.func.sum(Invoice.total_minor)).where(
-            Invoice.currency == currency, Invoice.issue_date >= start,
-            Invoice.issue_date <= end, *_known(Invoice.created_at, known_at))
+                 known_at: datetime | None = None) -> dict[date, tuple[int, int]]:
+    """Per issue day from `start` to `end` (inclusive), the totals of the invoices issued and
+    of the late-fee invoices among them: one grouped range scan of `ix_invoices_sales
+    (currency, issue_date, total_minor, id)`."""
+    return {day: (int(total), int(fees)) for day, total, fees in session.exec(
+        select(Invoice.issue_date, sa.func.sum(Invoice.total_minor), sa.func.sum(_FEE_TOTAL))
+        .where(Invoice.currency == currency, Invoice.issue_date >= start,
+               Invoice.issue_date <= end, *_known(Invoice.created_at, known_at))
         .group_by(Invoice.issue_date)).all()}
 
 
@@ -193,24 +204,24 @@ class _Sales:
         self.months = count_back_months(as_of)
         self.start = self.first_start(as_of, window_start)
         self.as_of = as_of
-        self.daily: dict[date, int] = {}
+        self.daily: dict[date, tuple[int, int]] = {}  # (billed, late fees among them)
 
     @classmethod
     def first_start(cls, as_of: date, window_start: date) -> date:
         return min(window_start, count_back_months(as_of)[cls.FIRST_MONTHS - 1][0])
 
-    def first_range(self, session: Session) -> dict[date, int]:
+    def first_range(self, session: Session) -> dict[date, tuple[int, int]]:
         return sales_by_day(session, self.currency, self.start, self.as_of,
                             known_at=self.known_at)
 
-    def rest(self, session: Session) -> dict[date, int]:
+    def rest(self, session: Session) -> dict[date, tuple[int, int]]:
         return sales_by_day(session, self.currency, self.months[-1][0],
                             self.start - timedelta(days=1), known_at=self.known_at)
 
-    def jobs(self, *, whole: bool) -> list[Callable[[Session], dict[date, int]]]:
+    def jobs(self, *, whole: bool) -> list[Callable[[Session], dict[date, tuple[int, int]]]]:
         return [self.first_range, self.rest] if whole else [self.first_range]
 
-    def load(self, ranges: list[dict[date, int]]) -> None:
+    def load(self, ranges: list[dict[date, tuple[int, int]]]) -> None:
         """Take `jobs`' results."""
         for daily in ranges:
             self.daily.update(daily)
@@ -218,13 +229,20 @@ class _Sales:
             self.start = self.months[-1][0]
 
     def between(self, start: date, end: date) -> int:
+        """Credit sales from `start` to `end` (late fees left out)."""
         if start < self.start:
             self.daily.update(self.reads([self.rest])[0])
             self.start = self.months[-1][0]
         if start < self.start:
             return self.reads([lambda s: sales_between(s, self.currency, start, end,
                                                        known_at=self.known_at)])[0]
-        return sum(total for day, total in self.daily.items() if start <= day <= end)
+        return sum(total - fees for day, (total, fees) in self.daily.items()
+                   if start <= day <= end)
+
+    def billed(self, start: date, end: date) -> int:
+        """Every invoice issued from `start` to `end`, fees included (`start` within the
+        first range: the window)."""
+        return sum(total for day, (total, _) in self.daily.items() if start <= day <= end)
 
 
 def _count_back(sales: _Sales, ar: int) -> Decimal | None:
@@ -349,9 +367,10 @@ def _figures(report: KpiReport, sales: _Sales, begin: int, bad_debt: int) -> Non
         report.best_possible_dso = _q(Decimal(report.current_ar_minor) / in_window * days)
         report.average_days_delinquent = _q(report.dso - report.best_possible_dso)
     report.count_back_dso = _q(_count_back(sales, report.ar_minor))
-    denominator = begin + report.credit_sales_minor - report.current_ar_minor
+    billed = sales.billed(start, report.as_of)
+    denominator = begin + billed - report.current_ar_minor
     if denominator > 0:
-        numerator = begin + report.credit_sales_minor - report.ar_minor
+        numerator = begin + billed - report.ar_minor
         report.cei = _q(Decimal(numerator) / Decimal(denominator) * 100)
     report.bad_debt_minor = bad_debt
     if report.credit_sales_minor:
@@ -361,12 +380,12 @@ def _figures(report: KpiReport, sales: _Sales, begin: int, bad_debt: int) -> Non
 def _daily(session: Session, first: date, last: date, before: date
            ) -> tuple[list[tuple], dict[str, int]]:
     """The rollups' days from `first` to `last` (every currency), and per currency AR at the
-    end of `before`: the sum of credit sales less settlements counted (each on the first day
-    it counts in AR) over every day up to it (`models.system.KpiDaily`)."""
+    end of `before`: the sum of the invoices issued (fees too) less settlements counted (each
+    on the first day it counts in AR) over every day up to it (`models.system.KpiDaily`)."""
     d = KpiDaily
     sums = (sa.func.sum(c) for c in (d.sales_minor, d.invoices_issued, d.bad_debt_minor,
                                      d.payments, d.payments_auto, d.received_minor,
-                                     d.auto_matched_minor))
+                                     d.auto_matched_minor, d.fees_minor))
     rows = session.exec(select(d.currency, d.day, *sums)  # a day's stripes summed
                         .where(d.day >= first, d.day <= last)
                         .group_by(d.currency, d.day)).all()
@@ -386,9 +405,10 @@ def _from_rollups(report: KpiReport, reads: Callable[[list], list], start: date
                   ) -> KpiReport:
     """`compute` without `known_at`, from the rollups where they hold the answer: besides
     the aging (one pass over the open invoices), the disputes, approvals and shipments, it
-    reads a few hundred rows of `kpi_daily` — credit sales and sales invoices issued by day,
+    reads a few hundred rows of `kpi_daily` — invoices billed, late fees among them and
+    sales invoices issued by day,
     payments received and matched automatically by day, bad debt by day, and AR the day
-    before the window as Σ(credit sales − settlements) over the days up to it (so by the AR
+    before the window as Σ(billed − settlements) over the days up to it (so by the AR
     invariant: balance = total − settlements)."""
     as_of = report.as_of
     before = start - timedelta(days=1)
@@ -406,13 +426,13 @@ def _from_rollups(report: KpiReport, reads: Callable[[list], list], start: date
     sales = _Sales(currency or "", as_of, start, None, reads)
     sales.start = first
     bad_debt = 0
-    for cur, day, sold, _, bad, count, auto, received, matched in daily:
+    for cur, day, sold, _, bad, count, auto, received, matched, fees in daily:
         if start <= day:
             was = payments.get(cur, (0, 0, 0, 0))
             payments[cur] = (was[0] + int(count), was[1] + int(auto),
                              was[2] + int(received), was[3] + int(matched))
         if cur == currency:
-            sales.daily[day] = int(sold)
+            sales.daily[day] = (int(sold), int(fees))
             if start <= day:
                 bad_debt += int(bad)
     _cash_application(report, {c: p for c, p in payments.items() if p[0]})

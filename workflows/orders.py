@@ -272,9 +272,11 @@ def compute_totals(order: Order, lines: list[OrderLine], tax_rate_bp: int) -> No
 
 
 def create_order(session: Session, data: OrderIn, *, actor: str, now: datetime,
-                 source: str = "api") -> Order:
+                 source: str = "api", renewal_of_line_id: int | None = None) -> Order:
     """Validate, price and number a new order, then submit it (credit/discount checks).
-    Without an `order_date` the order is dated today in the business time zone."""
+    Without an `order_date` the order is dated today in the business time zone.
+    `renewal_of_line_id`: the subscription line its one line renews (`workflows.subscriptions`),
+    known to the discount check."""
     customer = customer_by_external_id(session, data.customer)
     currency = v.currency("currency", data.currency)
     if currency != customer.currency:
@@ -291,6 +293,8 @@ def create_order(session: Session, data: OrderIn, *, actor: str, now: datetime,
     order_date = (v.parse_date("order_date", data.order_date) if data.order_date
                   else policy.business_date(session, now))
     lines = _build_lines(session, data, currency)
+    if renewal_of_line_id is not None:
+        lines[0].renewal_of_line_id = renewal_of_line_id
     order = Order(number=numbering.next_order_number(session), external_id=data.external_id,
                   customer_id=customer.id, sales_rep_id=data.sales_rep, currency=currency,
                   status=OrderStatus.DRAFT, order_date=order_date, source=source,

@@ -4,9 +4,16 @@ A refund first takes the payment's unapplied credit (money we were holding for t
 anyway), then reverses its allocations, the latest first: each reversal is a negative
 allocation (method "refund") dated on the refund's value date, so the invoice is open again
 from that day (the as-of reports see it then, not before), `paid_at` is cleared, and an
-order that was paid goes back to invoiced. Fee and discount write-offs made with the payment
-stay (they were our decision). The payment keeps its amount; `refunded_minor` says how much
-went back, so amount = allocations (net) + unapplied + refunded (`workflows.invariants`).
+order that was paid goes back to invoiced. On an invoice a credit note credited after it
+was paid, part of the money on it became customer credit (`workflows.credit_notes`): money
+we owe back, so the reversal gives that back first — the credit note's customer credit is
+set against the invoice (a write-off of reason `customer_credit`, same day: it settles the
+invoice as the note would have had it come before the payment) — and only the rest reopens
+the invoice. 100.00 paid, credited 30.00, refunded 30.00: no credit left, the invoice paid
+(70.00 of money, 30.00 of note); refunded 100.00: it owes 70.00, with no credit beside.
+Fee and discount write-offs made with the payment stay (they were our decision). The
+payment keeps its amount; `refunded_minor` says how much went back, so amount =
+allocations (net) + unapplied + refunded (`workflows.invariants`).
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from models import (
     Payment,
     PaymentStatus,
     Refund,
+    WriteOff,
+    WriteOffReason,
     money,
 )
 from workflows import audit, exposure, periods
@@ -63,10 +72,11 @@ def refund_payment(session: Session, *, payment: Payment, amount_minor: int, ext
         if left == 0:
             break
         take = min(net, left)
-        _reverse(session, payment=payment, invoice=invoice, amount_minor=take,
-                 value_date=value_date, actor=actor)
-        reopened.append({"invoice": invoice.number,
-                         "amount": money.to_str(take, payment.currency)})
+        opened = _reverse(session, payment=payment, invoice=invoice, amount_minor=take,
+                          value_date=value_date, actor=actor)
+        if opened:
+            reopened.append({"invoice": invoice.number,
+                             "amount": money.to_str(opened, payment.currency)})
         left -= take
     if left:  # allocations were written off or moved meanwhile: refuse, change nothing
         raise Conflict(f"payment {payment.id}: {money.to_str(left, payment.currency)} of the "
@@ -111,16 +121,22 @@ def applied_by_invoice(session: Session, payment_id: int) -> list[tuple[Invoice,
 
 
 def _reverse(session: Session, *, payment: Payment, invoice: Invoice, amount_minor: int,
-             value_date: date, actor: str) -> None:
+             value_date: date, actor: str) -> int:
+    """Take `amount_minor` of the payment off the invoice: first the customer credit its
+    notes gave (module docstring), then reopen it by the rest, which it returns."""
     from workflows import payment_links
+    from workflows.credit_notes import customer_credit_of
     from workflows.orders import transition
 
-    balance = session.connection().execute(_REOPEN, {"invoice": invoice.id,
-                                                     "amount": amount_minor}).scalar()
-    if balance is None:
-        raise Conflict(f"invoice {invoice.number} cannot be reopened by "
-                       f"{money.to_str(amount_minor, invoice.currency)}")
-    session.refresh(invoice)
+    credit = min(customer_credit_of(session, invoice.id), amount_minor)
+    reopen = amount_minor - credit
+    if reopen:
+        balance = session.connection().execute(_REOPEN, {"invoice": invoice.id,
+                                                         "amount": reopen}).scalar()
+        if balance is None:
+            raise Conflict(f"invoice {invoice.number} cannot be reopened by "
+                           f"{money.to_str(reopen, invoice.currency)}")
+        session.refresh(invoice)
     booked = periods.booking(session, value_date, not_before=invoice.issue_date)
     session.add(Allocation(payment_id=payment.id, invoice_id=invoice.id,
                            amount_minor=-amount_minor, method="refund", created_by=actor,
@@ -128,6 +144,17 @@ def _reverse(session: Session, *, payment: Payment, invoice: Invoice, amount_min
     audit.record(session, actor=actor, action="payment.allocation_refunded",
                  entity_type="payment", entity_id=payment.id, invoice=invoice.number,
                  amount_minor=-amount_minor, reason=booked.note, **booked.as_dict())
+    if credit:  # the customer credit is what went back: it settles the invoice instead
+        session.add(WriteOff(invoice_id=invoice.id, payment_id=payment.id,
+                             amount_minor=credit, reason=WriteOffReason.CUSTOMER_CREDIT,
+                             value_date=booked.value_date, effective_date=booked.effective_date,
+                             created_by=actor))
+        audit.record(session, actor=actor, action="invoice.customer_credit_refunded",
+                     entity_type="invoice", entity_id=invoice.id, payment_id=payment.id,
+                     amount_minor=credit, reason="the customer credit its credit notes gave "
+                     "was refunded with the payment", **booked.as_dict())
+    if not reopen:
+        return reopen
     if invoice.order_id is not None:
         order = session.get(Order, invoice.order_id)
         if order.status == OrderStatus.PAID:
@@ -135,3 +162,4 @@ def _reverse(session: Session, *, payment: Payment, invoice: Invoice, amount_min
                        reason=f"{invoice.number} reopened by a refund")
     payment_links.balance_changed(session, invoice)
     exposure.moved(session, invoice.customer_id)
+    return reopen

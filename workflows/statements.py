@@ -11,7 +11,8 @@ Unapplied cash and customer credit are listed apart: they are not on any invoice
 what we hold for the customer. A credit note on a paid invoice takes little or nothing off it
 (its line shows what it did take) and the rest became customer credit: its line says how much
 (`credit_minor`), and `customer_credit_minor` is all the customer credit the customer's notes
-gave by the period's end (by effective date; nothing uses customer credit up yet). So
+gave by the period's end (by effective date), less what a refund of the money behind it
+gave back (`workflows.refunds`: a line of its own, which takes it off the invoice). So
 closing - unapplied - customer credit (`net_minor`) is what the customer owes us on balance.
 Aging is `receivables.customer_position` at the period's end. Read-only.
 """
@@ -33,6 +34,7 @@ from models import (
     Payment,
     Refund,
     WriteOff,
+    WriteOffReason,
 )
 from workflows import outbox
 from workflows.errors import ValidationFailed
@@ -94,6 +96,12 @@ def _entries(session: Session, customer: Customer, end: date) -> list[StatementL
             select(WriteOff, invoice.c.number)
             .join(invoice, invoice.c.id == WriteOff.invoice_id)
             .where(invoice.c.customer_id == customer.id, WriteOff.effective_date <= end)):
+        if write_off.reason == WriteOffReason.CUSTOMER_CREDIT:  # refunded: credit used up
+            found.append(StatementLine(write_off.effective_date, "write_off",
+                                       f"customer credit refunded, set against {number}",
+                                       -write_off.amount_minor,
+                                       credit_minor=-write_off.amount_minor))
+            continue
         found.append(StatementLine(write_off.effective_date, "write_off",
                                    f"write-off on {number}", -write_off.amount_minor))
     order = {"invoice": 0, "credit_note": 1, "payment": 2, "write_off": 3}

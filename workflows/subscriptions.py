@@ -19,9 +19,11 @@ order on hold are billed when it is released, dated the day they are billed.
 Cancellation stops a subscription from a period that is not invoiced yet (`cancelled_from`,
 its first day): nothing is refunded, the order's cancelled value grows by what will not be
 billed, and revenue recognition shortens the service period to the day before. Renewal is a
-new contract: a new order for the next term (same product, quantity, price, discount and
-billing), through the credit and discount checks like any order; a line is renewed once
-(again only if that renewal order was cancelled or rejected).
+new contract: a new order for the next term (same product, quantity, price — for a term of
+another length, in proportion to it — discount and billing), through the credit and
+discount checks like any order; a line is renewed once (again only if that renewal order
+was cancelled or rejected). Cancelled from its first day, before anything was invoiced, an
+order with nothing else on it is cancelled.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from workflows import audit, invoicing, orders
 from workflows import validation as v
 from workflows.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from workflows.inputs import OrderIn, build
-from workflows.revenue_schedule import add_months, whole_months
+from workflows.revenue_schedule import add_months, half_up, whole_months
 
 # Orders whose subscriptions are billed: contracts (approved or later) not on hold.
 BILLABLE = (OrderStatus.APPROVED, OrderStatus.BACKORDERED, OrderStatus.PARTIALLY_SHIPPED,
@@ -104,10 +106,17 @@ def order_fulfilled(session: Session, lines: list[OrderLine]) -> bool:
 def complete_order(session: Session, order: Order, lines: list[OrderLine], *, actor: str,
                    now: datetime, reason: str) -> None:
     """Move an order whose last subscription period was just invoiced (or cancelled) on to
-    shipped and invoiced, like an order whose last shipment was invoiced."""
+    shipped and invoiced, like an order whose last shipment was invoiced; or, when nothing
+    of it shipped nor is billed (a subscription cancelled from its first day, before any
+    period was invoiced), to cancelled — there is no invoice to be paid (as
+    `fulfilment.cancel_line` does for an order whose short lines were all cancelled)."""
     if order.status not in (OrderStatus.APPROVED, OrderStatus.PARTIALLY_SHIPPED):
         return
     if not order_fulfilled(session, lines):
+        return
+    if not any(line.qty_shipped or live_periods(line) for line in lines):
+        orders.transition(session, order, OrderStatus.CANCELLED, actor=actor, now=now,
+                          reason=f"{reason}; nothing is left on the order")
         return
     orders.transition(session, order, OrderStatus.SHIPPED, actor=actor, now=now, reason=reason)
     orders.transition(session, order, OrderStatus.INVOICED, actor=ACTOR, now=now,
@@ -214,9 +223,26 @@ def cancel_subscription(session: Session, *, order_number: str, line_no: int,
                  before=before.isoformat() if before else None,
                  cancelled_minor=order.cancelled_minor, at=now)
     complete_order(session, order, lines, actor=actor, now=now,
-                   reason=f"subscription cancelled from {day.isoformat()}; the rest is "
-                          "invoiced")
+                   reason=f"subscription cancelled from {day.isoformat()}")
     return line
+
+
+def for_term(amount_minor: int, renewed: OrderLine, start: date, end: date) -> int:
+    """A price of `renewed`'s term (its unit price, or its product's list price) for a
+    renewal running [start, end]: in proportion to the new term's length — by whole months
+    when both terms run whole months (six months of a year: half), else by days (both days
+    included) — half-up to the minor unit. The same length (or an end before the start,
+    which the new order refuses) keeps the price."""
+    months = whole_months(renewed.service_start, renewed.service_end)
+    new_months = whole_months(start, end)
+    if months and new_months:
+        length, new_length = months, new_months
+    else:
+        length = (renewed.service_end - renewed.service_start).days + 1
+        new_length = (end - start).days + 1
+    if new_length <= 0 or new_length == length:
+        return amount_minor
+    return half_up(amount_minor * new_length, length)
 
 
 def renew_subscription(session: Session, *, order_number: str, line_no: int, actor: str,
@@ -224,8 +250,9 @@ def renew_subscription(session: Session, *, order_number: str, line_no: int, act
                        external_id: str | None = None) -> Order:
     """A new order for the next term of a subscription line: from the day after its service
     period ends, for the same length (as many months when it runs whole months: a year for a
-    year, leap or not; else as many days) or up to `service_end`; same product, quantity,
-    price, discount and billing; through the credit and discount checks. A line is renewed
+    year, leap or not; else as many days) or up to `service_end` (then priced for that term,
+    `for_term`: six months of a year at half its price); same product, quantity, price,
+    discount and billing; through the credit and discount checks. A line is renewed
     once: again only when its renewal was cancelled or rejected (it never became a term)."""
     order = orders.get_order(session, order_number)
     line = _subscription_line(session, order, line_no)
@@ -256,6 +283,7 @@ def renew_subscription(session: Session, *, order_number: str, line_no: int, act
             end = start + (line.service_end - line.service_start)
     else:
         end = v.parse_date("service_end", service_end)
+    unit_price = for_term(line.unit_price_minor, line, start, end)
     customer = session.get(Customer, order.customer_id)
     data = build(
         OrderIn,
@@ -263,18 +291,15 @@ def renew_subscription(session: Session, *, order_number: str, line_no: int, act
         external_id=external_id, notes=f"renewal of {order.number} line {line.line_no}",
         lines=[dict(
             sku=line.sku, quantity=line.quantity,
-            unit_price=money.to_str(line.unit_price_minor, order.currency),
+            unit_price=money.to_str(unit_price, order.currency),
             discount_pct=str(money.bp_to_pct(line.discount_bp)) if line.discount_bp else None,
             service_start=start, service_end=end, billing=line.billing)])
     try:
-        renewed = orders.create_order(session, data, actor=actor, now=now, source="renewal")
+        renewed = orders.create_order(session, data, actor=actor, now=now, source="renewal",
+                                      renewal_of_line_id=line.id)
     except ValidationFailed as exc:  # the new line's fields are this request's
         raise ValidationFailed(exc.detail.replace("lines[0].", ""), errors=[
             type(e)(e.field.replace("lines[0].", ""), e.detail) for e in exc.errors]) from None
-    new_line = orders.order_lines(session, renewed.id)[0]
-    new_line.renewal_of_line_id = line.id
-    session.add(new_line)
-    session.flush()
     audit.record(session, actor=actor, action="subscription.renewed", entity_type="order",
                  entity_id=order.id, number=order.number, line_no=line.line_no,
                  renewal=renewed.number,

@@ -322,6 +322,28 @@ def test_erp_invoice_lines_by_amount_and_its_own_terms(company, api) -> None:
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "lines[0]"
 
 
+def test_an_erp_invoice_for_a_cancelled_order_is_a_422_naming_its_state(
+        company, api, server) -> None:
+    # given an order that was cancelled
+    from workflows import orders
+
+    placed = api.post("/orders", json=order_body())
+    assert placed.status_code == 201, placed.text
+    number = placed.json()["number"]
+    with server.db.transaction() as s:
+        orders.cancel_order(s, orders.get_order(s, number), actor="USALES01",
+                            reason="changed mind", now=server.deps.clock.now())
+    # when the ERP sends an invoice for it
+    refused = api.post("/invoices", json={
+        "number": "ERP-950", "customer": "C-GLOBEX", "currency": "USD", "order": number,
+        "issue_date": "2026-10-01", "due_date": "2026-10-31", "total": "53.97"})
+    # then it is refused, naming the order's state, and nothing is stored
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"] == [
+        {"field": "order", "detail": f"order {number} is cancelled; an invoice cannot bill it"}]
+    assert api.get("/invoices/ERP-950").status_code == 404
+
+
 def test_customer_resend_keeps_what_it_leaves_out_and_audits_changes(company, api, server) -> None:
     from models import AuditEvent
 

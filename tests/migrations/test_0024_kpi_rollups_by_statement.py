@@ -38,10 +38,11 @@ def _statement_triggers(conn: sa.Connection) -> set[str]:
         "AND NOT tgisinternal AND tgtype & 1 = 0")).scalars())
 
 
-def _write_many(conn: sa.Connection, tag: str) -> None:
+def _write_many(conn: sa.Connection, tag: str, check: bool = True) -> None:
     """Rows of every watched table in multi-row statements — two currencies, several days,
     two allocations of one payment, a manual one, bad debt and not — then a multi-row DELETE
-    of settlements."""
+    of settlements; with `check`, the rollups are checked after each (the code reads the
+    tables as the head makes them: below it, check once back at the head)."""
     usd, eur = _ids(conn, "invoices", "currency = 'USD'"), _ids(conn, "invoices",
                                                                   "currency = 'EUR'")
     customer = conn.execute(sa.text("SELECT MIN(id) FROM customers")).scalar_one()
@@ -77,12 +78,12 @@ def _write_many(conn: sa.Connection, tag: str) -> None:
          "currency": currency, "reason": "t", "created_by": "t",
          "value_date": date(2026, 11, 22), "effective_date": date(2026, 11, 22)}
         for n, (invoice, currency) in enumerate(((usd[1], "USD"), (eur[0], "EUR")))]))
-    assert invariants.validate_kpi_rollups(_session(conn)) == []
+    assert not check or invariants.validate_kpi_rollups(_session(conn)) == []
     # and a DELETE of several of each settlement at once
     for table in ("allocations", "write_offs", "credit_notes"):
         conn.execute(sa.text(f"DELETE FROM {table} WHERE id IN "
                              f"(SELECT id FROM {table} ORDER BY id DESC LIMIT 2)"))
-    assert invariants.validate_kpi_rollups(_session(conn)) == []
+    assert not check or invariants.validate_kpi_rollups(_session(conn)) == []
 
 
 def _session(conn: sa.Connection) -> Session:
@@ -114,14 +115,16 @@ def test_a_statements_rows_reach_the_rollups_at_once_and_going_down_keeps_them(
         # when going down
         downgrade(database_url, previous_revision(database_url, REVISION))
         with engine.begin() as conn:
-            # then 0023's row triggers are back, and keep them right
+            # then 0023's row triggers are back, and keep them right (checked at the head,
+            # whose tables the code reads: later revisions add to kpi_daily)
             assert _statement_triggers(conn) == set()
-            assert invariants.validate_kpi_rollups(_session(conn)) == []
-            _write_many(conn, "B")
+            _write_many(conn, "B", check=False)
         # and going up again keeps them right too
         upgrade(database_url, REVISION)
         with engine.begin() as conn:
+            _write_many(conn, "C", check=False)
+        upgrade(database_url)
+        with engine.begin() as conn:
             assert invariants.validate_kpi_rollups(_session(conn)) == []
-            _write_many(conn, "C")
     finally:
         engine.dispose()

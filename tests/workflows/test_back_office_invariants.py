@@ -225,9 +225,12 @@ def test_a_refund_after_a_note_gave_customer_credit_keeps_the_books_healthy(sess
     approvals.decide(session=session, approval_id=request.approval_id, user_id="UCREDIT1",
                      approve=True, now=NOW)
     assert session.exec(select(CreditNote)).one().customer_credit_minor == 3_000
-    # when the payment is refunded in full (the invoice is open again for 100.00)
+    # when the payment is refunded in full
     payment = session.exec(select(Payment)).one()
     refunds.refund_payment(session, payment=payment, amount_minor=10_000, external_id="r-1",
                            value_date=TODAY, actor="test")
-    # then the books are still consistent: the credit was for money paid then
+    # then the books are still consistent: the refund gave the 30.00 of credit back first,
+    # and the invoice is open again for the 70.00 it comes to after the note
+    assert credit_notes.get_invoice(session, "INV-2026-000009").balance_minor == 7_000
+    assert credit_notes.customer_credit_minor(session, payment.customer_id) == 0
     assert invariants.validate_all(session) == []

@@ -3,18 +3,21 @@ one at a time (`ingest_erp_invoice`, the API), a refusal per item, and nothing h
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 from sqlmodel import Session, select
 
-from models import AuditEvent, Invoice, InvoiceLine
+from models import AuditEvent, Invoice, InvoiceLine, Order
 from models.invoices import invoice_number_key
 from tests.support import factories as f
 from tests.support import meanwhile
+from workflows import orders
 from workflows.errors import Conflict, DomainError, ValidationFailed
 from workflows.inputs import InvoiceIn, ShipmentLineIn
 from workflows.invoicing import ingest_erp_invoice, ingest_erp_invoices
+
+ORDERED = datetime(2025, 12, 20, 10, tzinfo=UTC)  # before the invoices' fixed dates
 
 
 def erp(number: str, total: str = "100.00", **kwargs) -> InvoiceIn:
@@ -146,3 +149,46 @@ def test_our_invoices_skip_numbers_an_erp_invoice_already_has(books) -> None:
     assert ours == ["INV-2026-000003", "INV-2026-000004"] and period.number in ours
     assert numbers(session) == ["ERP-7", "INV-2026-000001", "INV-2026-000002",
                                 "INV-2026-000003", "INV-2026-000004"]
+
+
+# -- what an ERP invoice may say about its order and its lines -----------------------------------
+def test_an_erp_invoice_for_a_cancelled_order_is_refused_naming_its_state(books) -> None:
+    # given an order of Globex that was cancelled
+    f.user(books, "USALES01", "sales")
+    f.product(books)
+    placed = f.order(books, now=ORDERED)
+    orders.cancel_order(books, placed, actor="USALES01", reason="changed mind", now=ORDERED)
+    books.commit()
+    assert books.get(Order, placed.id).status == "cancelled"
+    # when the ERP invoices it, alone or in a file
+    with pytest.raises(ValidationFailed) as alone:
+        ingest_erp_invoice(books, erp("ERP-30", order=placed.number), actor="api")
+    [in_file] = ingest_erp_invoices(books, [erp("ERP-31", order=placed.number)],
+                                    actor="import")
+    # then it is refused (422) on `order`, saying why, and nothing is stored
+    assert alone.value.errors[0].field == "order"
+    assert alone.value.errors[0].detail == (f"order {placed.number} is cancelled; an invoice "
+                                            "cannot bill it")
+    assert isinstance(in_file, ValidationFailed) and in_file.errors == alone.value.errors
+    books.rollback()
+    assert numbers(books) == ["ERP-7"]
+
+
+def test_erp_invoice_lines_are_informational_below_its_total_and_refused_above(
+        books) -> None:
+    """The ERP's total is what is owed (README: an ERP's lines are informational; its net
+    lines may leave tax or freight unitemised), so lines adding up to less are stored as
+    sent; lines adding up to more contradict the invoice: 422 saying by how much."""
+    # when
+    below = ingest_erp_invoice(books, erp("ERP-40", total="108.00", lines=[
+        {"description": "Widget", "quantity": 2, "unit_price": "50.00"}]), actor="api")
+    with pytest.raises(ValidationFailed) as above:
+        ingest_erp_invoice(books, erp("ERP-41", lines=[
+            {"description": "Widget", "quantity": 2, "unit_price": "60.00"}]), actor="api")
+    # then
+    assert (below.total_minor, below.balance_minor) == (10800, 10800)
+    assert [li.line_total_minor for li in books.exec(
+        select(InvoiceLine).where(InvoiceLine.invoice_id == below.id))] == [10000]
+    assert above.value.errors[0].field == "lines"
+    assert above.value.errors[0].detail == ("lines add up to 120.00, 20.00 more than the "
+                                            "invoice total 100.00")

@@ -287,3 +287,28 @@ def test_a_bad_late_fees_value_stored_earlier_holds_its_levels_and_dunning_goes_
 
 def get_invoice_number(session, invoice_id: int) -> str:
     return session.get(Invoice, invoice_id).number
+
+
+def test_fee_invoices_are_not_credit_sales_in_dso_live_or_from_the_rollups(books) -> None:
+    """DSO divides AR by credit sales: a late fee is owed (it stays in AR) but it is not a
+    sale, so the 25.00 and 4.80 fees charged today leave credit sales at 1730.00 — read from
+    the base rows (as of a moment) and from the rollups alike. CEI counts what was billed
+    (fees too: they are in AR at both ends), so it is the same either way."""
+    from workflows import kpis
+
+    # given the two fee invoices the dunning run charges today
+    dunning.run_dunning(books, TODAY)
+    books.commit()
+    assert sorted(i.total_minor for i in fees(books)) == [480, 2_500]
+    # when the KPIs are computed from the rollups, from the base rows, and as known now
+    live = kpis.compute(books, TODAY)
+    base = kpis.compute(books, TODAY, rollups=False)
+    known = kpis.compute(books, TODAY, known_at=NOW + timedelta(minutes=1))
+    # then credit sales leave the fees out, and DSO = 1759.80 / 1730.00 x 90 days
+    for report in (live, base, known):
+        assert (report.ar_minor, report.credit_sales_minor) == (175_980, 173_000)
+        assert report.dso == Decimal("91.55")
+        assert report.bad_debt_ratio == Decimal("0.00")
+    assert live.cei == base.cei == known.cei
+    assert live.count_back_dso == base.count_back_dso == known.count_back_dso
+    assert invariants.validate_kpi_rollups(books) == []

@@ -368,3 +368,95 @@ def test_any_subscriptions_periods_bill_exactly_its_net_and_tax(
     assert sum(i.tax_minor for i in billed) == money.percent_of(line.line_total_minor, tax_bp,
                                                                 "USD")
     assert all(i.tax_minor >= 0 for i in billed)
+
+
+def test_a_subscription_cancelled_from_its_first_day_cancels_its_order(
+        session: Session) -> None:
+    """An order of one subscription billed monthly, cancelled from its first day before any
+    period was invoiced: nothing was or will be billed, so the order is cancelled (its whole
+    value), not shipped, invoiced and paid with no invoice at all."""
+    # given
+    f.user(session, "USALES01", "sales")
+    f.customer(session, credit_limit="1000000.00")
+    f.product(session, "CLOUD", price="1200.00", revenue_type="subscription")
+    placed = orders.create_order(session, OrderIn(
+        customer="C-GLOBEX", sales_rep="USALES01", currency="USD", lines=[
+            OrderLineIn(sku="CLOUD", quantity=1, service_start="2026-04-01",
+                        service_end="2027-03-31", billing="monthly")]),
+        actor="USALES01", now=at(2026, 3, 1))
+    session.commit()
+    assert placed.status == "approved"
+    # when
+    subscriptions.cancel_subscription(
+        session, order_number=placed.number, line_no=1, effective="2026-04-01",
+        reason="the customer changed their mind", actor="UADMIN01", now=NOW)
+    session.commit()
+    # then
+    order = session.get(Order, placed.id)
+    assert (order.status, order.cancelled_minor) == ("cancelled", 120000)
+    assert bill_all(session, date(2026, 12, 1)) == []
+    assert session.exec(select(Invoice)).all() == []
+    assert [ob for ob in revenue.load_obligations(session) if ob.sku == "CLOUD"
+            and ob.allocated_minor] == []
+    assert invariants.validate_all(session) == []
+
+
+def test_a_renewal_for_a_shorter_term_is_charged_for_that_term(
+        session: Session, cloud: Order) -> None:
+    """The term renewed is 2026 at 1200.00 a unit (2 units), billed monthly; a renewal asked
+    to end on 30 June 2027 runs six months of twelve: half the price (1200.00, not 2400.00),
+    six monthly periods of 200.00, no discount to approve (the list price for six months is
+    half too), and its revenue is recognised over those six months only."""
+    # when
+    renewed = subscriptions.renew_subscription(
+        session, order_number=cloud.number, line_no=1, actor="USALES01",
+        now=at(2026, 11, 20), service_end="2027-06-30")
+    session.commit()
+    # then
+    line = orders.order_lines(session, renewed.id)[0]
+    assert (line.service_start, line.service_end, line.unit_price_minor,
+            line.line_total_minor, renewed.total_minor - renewed.tax_minor) == (
+        date(2027, 1, 1), date(2027, 6, 30), 60000, 120000, 120000)
+    assert line.renewal_of_line_id is not None
+    assert [amount for _, _, amount in orders.subscription_periods(line)] == [20000] * 6
+    assert renewed.status == "approved"
+    [ob] = [ob for ob in revenue.load_obligations(session) if ob.line_id == line.id]
+    assert (ob.allocated_minor, ob.service_end) == (120000, date(2027, 6, 30))
+    assert cumulative(ob.schedule, date(2027, 5, 31)) == 100110  # 151 of 181 days, by month
+    assert cumulative(ob.schedule, date(2027, 6, 30)) == 120000
+    assert invariants.validate_all(session) == []
+
+
+@pytest.mark.parametrize(("start", "end", "service_end", "unit_price"), [
+    # a year renewed for 1 January to 15 March 2028 (75 days of 2028, of 365): by days
+    ("2027-01-01", "2027-12-31", "2028-03-15", 24658),
+    # three months renewed for one: by whole months
+    ("2027-01-01", "2027-03-31", "2027-04-30", 40000),
+])
+def test_a_renewal_invoiced_up_front_for_a_shorter_term_is_prorated(
+        session: Session, cloud: Order, start: str, end: str, service_end: str,
+        unit_price: int) -> None:
+    """A subscription without a billing frequency at 1200.00 for its term: a shorter renewal
+    is priced for its own term, by whole months when both run whole months, else by days."""
+    # given
+    placed = orders.create_order(session, OrderIn(
+        customer="C-GLOBEX", sales_rep="USALES01", currency="USD", lines=[
+            OrderLineIn(sku="CLOUD", quantity=1, service_start=start, service_end=end)]),
+        actor="USALES01", now=at(2026, 12, 1))
+    session.commit()
+    # when
+    renewal = subscriptions.renew_subscription(
+        session, order_number=placed.number, line_no=1, actor="USALES01",
+        now=at(2026, 12, 2), service_end=service_end)
+    # then
+    line = orders.order_lines(session, renewal.id)[0]
+    assert (line.service_end.isoformat(), line.unit_price_minor, line.line_total_minor,
+            renewal.status) == (service_end, unit_price, unit_price, "approved")
+
+
+def test_a_renewal_for_the_same_term_given_explicitly_keeps_the_price(
+        session: Session, cloud: Order) -> None:
+    renewed = subscriptions.renew_subscription(
+        session, order_number=cloud.number, line_no=1, actor="USALES01",
+        now=at(2026, 11, 20), service_end="2027-12-31")
+    assert orders.order_lines(session, renewed.id)[0].unit_price_minor == 120000
