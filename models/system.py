@@ -164,7 +164,7 @@ class KpiDaily(SQLModel, table=True):
     * `sales_minor`: totals of the invoices issued that day (credit sales, late fees included);
       `invoices_issued`: how many of them are sales (not late-fee invoices); `fees_minor`:
       the totals of the late-fee invoices among them (not sales: credit sales are
-      `sales_minor - fees_minor`; migration 0027_kpi_fee_sales);
+      `sales_minor - fees_minor`; migration 0028_kpi_fee_sales);
     * `settled_minor`: allocations, credit notes and write-offs of the currency's invoices,
       each on the later of its effective date and its invoice's issue date — the first day on
       which it counts in AR, so AR(t) = Σ sales_minor − settled_minor over the days ≤ t;
