@@ -97,8 +97,11 @@ def test_floats_are_refused() -> None:
 
 # Modules whose floats are probabilities, similarities or timings, never amounts: the
 # matching engine's log-odds confidence (math.exp), rapidfuzz name scores, the chance of a
-# coincidental subset sum, a cache's refresh interval. Amounts there are integer minor units.
-SCORING_MODULES = {"matching.py", "payer_names.py", "subsets.py", "cash_candidates.py"}
+# coincidental subset sum, a cache's refresh interval; and the seconds a webhook destination's
+# name may take to resolve (`destinations.py`, no money in it). Amounts there are integer
+# minor units.
+SCORING_MODULES = {"matching.py", "payer_names.py", "subsets.py", "cash_candidates.py",
+                   "destinations.py"}
 
 
 def test_no_float_in_money_paths() -> None:
