@@ -159,21 +159,28 @@ def request_approval(session: Session, *, order: Order, need: ApprovalNeed, requ
 
 def request_subject_approval(session: Session, *, kind: str, subject_id: int,
                              amount_minor: int, currency: str, requested_by: str,
-                             now: datetime, reasons: list[dict] | None = None) -> Approval:
+                             now: datetime, reasons: list[dict] | None = None,
+                             tier_amount_minor: int | None = None) -> Approval:
     """An approval card for a back-office request (a credit note, a write-off, a fee
-    waiver), with a tier's second decision when its amount is above one. Audited."""
+    waiver), with a tier's second decision when its amount is above one. Audited.
+
+    `tier_amount_minor`: what the tier compares when it is more than the request (the
+    subject's requests on the same invoice together: a request split in two under a tier
+    is still above it); default `amount_minor`."""
     _ensure_requester(session, requested_by)
+    tier_amount = amount_minor if tier_amount_minor is None else tier_amount_minor
     approval = Approval(kind=kind, subject_id=subject_id, requested_by=requested_by,
                         reasons=reasons or [], amount_minor=amount_minor, currency=currency,
                         second_role=tiers.second_role(policies.current(session), kind,
-                                                      amount_minor, currency),
+                                                      tier_amount, currency),
                         created_at=now)
     session.add(approval)
     session.flush()
     audit.record(session, actor=requested_by, action="approval.requested",
                  entity_type="approval", entity_id=approval.id, to_state="pending",
                  kind=kind, subject_id=subject_id, amount_minor=amount_minor,
-                 currency=currency, second_role=approval.second_role, at=now)
+                 currency=currency, second_role=approval.second_role, at=now,
+                 **({"tier_amount_minor": tier_amount} if tier_amount != amount_minor else {}))
     subject = subject_for(kind)
     row = _subject_row(session, approval, subject)
     card = outbox.post_to_channel(session, channel="approvals", template=SUBJECT_CARD,

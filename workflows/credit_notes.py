@@ -167,6 +167,19 @@ def credited_by_line(session: Session, invoice_id: int, *, pending: bool
     return done
 
 
+def approved_or_waiting(session: Session, invoice_id: int) -> int:
+    """The invoice's credit notes that went, or are going, through an approval: the requests
+    waiting and those issued on an approval (an ERP's own note never asked). An approval tier
+    compares this with its amount, so a credit split into requests each under the tier is
+    still above it."""
+    return int(session.exec(select(sa.func.coalesce(sa.func.sum(
+        CreditNoteRequest.amount_minor), 0)).where(
+        CreditNoteRequest.invoice_id == invoice_id,
+        sa.or_(CreditNoteRequest.status == CreditNoteStatus.PENDING,
+               sa.and_(CreditNoteRequest.status == CreditNoteStatus.ISSUED,
+                       CreditNoteRequest.approval_id.is_not(None))))).one())
+
+
 def written_off_total(session: Session, invoice_id: int) -> int:
     """What was written off the invoice (every reason: bad debt, small balance, fees), but
     customer credit set against it (`workflows.refunds`): that is a credit note's, counted
@@ -471,7 +484,8 @@ def request_credit_note(session: Session, data: CreditNoteIn, *, actor: str, now
         approval = approvals.request_subject_approval(
             session, kind=ApprovalKind.CREDIT_NOTE, subject_id=request.id,
             amount_minor=amount, currency=invoice.currency, requested_by=requested_by,
-            now=now, reasons=[{"code": "credit_note", "text": reason}])
+            now=now, reasons=[{"code": "credit_note", "text": reason}],
+            tier_amount_minor=approved_or_waiting(session, invoice.id))  # (this one included)
         request.approval_id = approval.id
         session.add(request)
     return request, True

@@ -5,7 +5,9 @@ Format: comma-separated `kind:amount:role`, e.g.
 `credit:100000:admin,credit_note:5000:admin,write_off:1000:admin`. Kinds: the approval kinds
 (`credit`, `discount`, `credit_note`, `write_off`, `fee_waiver`); amounts in major units of the
 home currency (policy `home_currency`, `O2C_HOME_CURRENCY`, default USD); roles: the bot's
-roles. "Above" is strictly greater than.
+roles. "Above" is strictly greater than. A credit note or a write-off is measured with the
+invoice's other requests of its kind waiting or approved (`credit_notes.approved_or_waiting`,
+`write_offs.approved_or_waiting`): a request split in two under a tier is still above it.
 
 The bot holds no exchange rates, so it cannot tell whether an amount in another currency is
 under a tier: such an approval always needs the second decision when its kind has a tier

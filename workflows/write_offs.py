@@ -76,6 +76,19 @@ def pending_minor(session: Session, invoice_id: int) -> int:
         WriteOffRequest.status == WriteOffRequestStatus.PENDING)).one())
 
 
+def approved_or_waiting(session: Session, invoice_id: int, kind: str) -> int:
+    """The invoice's requests decided by the same kind of approval as `kind`, waiting or
+    written off. An approval tier compares this with its amount, so a write-off split into
+    requests each under the tier is still above it."""
+    kinds = [k for k, approval in APPROVAL_OF_KIND.items()
+             if approval == APPROVAL_OF_KIND[WriteOffKind(kind)]]
+    return int(session.exec(select(sa.func.coalesce(sa.func.sum(
+        WriteOffRequest.amount_minor), 0)).where(
+        WriteOffRequest.invoice_id == invoice_id, WriteOffRequest.kind.in_(kinds),
+        WriteOffRequest.status.in_((WriteOffRequestStatus.PENDING,
+                                    WriteOffRequestStatus.WRITTEN_OFF)))).one())
+
+
 def _requester_roles(kind: str) -> tuple[str, ...]:
     return WAIVER_ROLES if kind == WriteOffKind.FEE_WAIVER else REQUESTER_ROLES
 
@@ -133,7 +146,8 @@ def request_write_off(session: Session, *, invoice_number: str, reason: str, act
     approval = approvals.request_subject_approval(
         session, kind=APPROVAL_OF_KIND[WriteOffKind(kind)], subject_id=request.id,
         amount_minor=amount_minor, currency=invoice.currency, requested_by=actor, now=now,
-        reasons=[{"code": kind, "text": text}])
+        reasons=[{"code": kind, "text": text}],
+        tier_amount_minor=approved_or_waiting(session, invoice.id, kind))  # (this one included)
     request.approval_id = approval.id
     session.add(request)
     return request

@@ -23,6 +23,7 @@ from models import (
 )
 from tests.support import factories as f
 from tests.support.examples import examples
+from tests.support.meanwhile import at_once
 from tests.support.timetravel import frozen_at
 from workflows import approvals, credit_notes, invariants, policy
 from workflows.cash_application import PaymentIn, record_payment
@@ -459,6 +460,51 @@ def test_below_the_tier_one_decision_is_enough_and_other_currencies_always_ask(b
               issued=date(2026, 6, 1))
     assert approval_of(books, ask(books, amount="10.00", number="INV-EU-1")
                        ).second_role == "admin"
+
+
+def test_a_credit_split_into_requests_under_the_tier_still_needs_the_second_decision(
+        books) -> None:
+    # given credit notes above 500.00 need an admin after the first approval
+    policy.set_value(books, key="approval_tiers", value="credit_note:500:admin", actor="test")
+    # when 800.00 is asked as two requests of 400.00 on the same invoice
+    first, second = ask(books, amount="400.00"), ask(books, amount="400.00")
+    # then the first is under the tier, the second is not: together they are 800.00
+    assert (approval_of(books, first).second_role, approval_of(books, second).second_role) == (
+        None, "admin")
+    requested = books.exec(select(AuditEvent).where(
+        AuditEvent.action == "approval.requested",
+        AuditEvent.entity_id == str(second.approval_id))).one()
+    assert (requested.data["amount_minor"], requested.data["tier_amount_minor"]) == (
+        40_000, 80_000)
+    # and one credit approver cannot issue both: the second waits for an admin
+    approvals.decide(session=books, approval_id=first.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    approvals.decide(session=books, approval_id=second.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    assert (first.status, second.status) == ("issued", "pending_approval")
+    # an issued note still counts; a rejected request does not; an ERP's own never did
+    approvals.decide(session=books, approval_id=second.approval_id, user_id="UADMIN01",
+                     approve=False, now=NOW, note="one is enough")
+    credit_notes.request_credit_note(books, CreditNoteIn(
+        invoice="INV-2026-000001", reason="ERP correction", amount="300.00", source="erp"),
+        actor="api", now=NOW)
+    assert approval_of(books, ask(books, amount="100.00")).second_role is None  # 500.00
+    assert approval_of(books, ask(books, amount="100.00")).second_role == "admin"  # 600.00
+
+
+def test_two_requests_at_once_under_the_tier_the_later_needs_the_second_decision(
+        db, books) -> None:
+    policy.set_value(books, key="approval_tiers", value="credit_note:500:admin", actor="test")
+    books.commit()
+
+    def request() -> int:
+        with db.transaction() as s:
+            return ask(s, amount="400.00").approval_id
+
+    ids = at_once(request, 2)  # two transactions; the invoice lock orders them
+    with db.read_session() as s:
+        roles = sorted((s.get(Approval, i).second_role or "") for i in ids)
+    assert roles == ["", "admin"]
 
 
 def test_get_by_number_or_request_id(books) -> None:

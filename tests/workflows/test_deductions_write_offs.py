@@ -10,6 +10,7 @@ import pytest
 from sqlmodel import select
 
 from models import (
+    Approval,
     AuditEvent,
     CreditNoteRequest,
     Deduction,
@@ -143,6 +144,43 @@ def test_bad_debt_write_off_by_approval_never_more_than_is_open(books) -> None:
     written = books.get(WriteOff, request.write_off_id)
     assert (written.amount_minor, written.reason) == (70_000, "bad_debt")
     assert get_invoice(books, "INV-2026-000001").balance_minor == 0
+    assert invariants.validate_all(books) == []
+
+
+def test_a_write_off_split_into_requests_under_the_tier_still_needs_the_second_decision(
+        books) -> None:
+    # given write-offs above 500.00 need an admin after the first approval
+    f.user(books, "UCREDIT2", "credit_approver")
+    f.user(books, "UADMIN01", "admin")
+    policy.set_value(books, key="approval_tiers", value="write_off:500:admin", actor="test")
+
+    def ask(amount: str) -> WriteOffRequest:
+        return write_offs.request_write_off(books, invoice_number="INV-2026-000001",
+                                            reason="customer insolvent", actor="UCOLL001",
+                                            now=NOW, amount=amount)
+
+    def second_role(request: WriteOffRequest) -> str | None:
+        return books.get(Approval, request.approval_id).second_role
+
+    # when 800.00 is asked as two requests of 400.00 on the same invoice
+    first, second = ask("400.00"), ask("400.00")
+    # then the second is above the tier: together they write off 800.00
+    assert (second_role(first), second_role(second)) == (None, "admin")
+    for request in (first, second):  # each credit approver approves one
+        approvals.decide(session=books, approval_id=request.approval_id,
+                         user_id="UCREDIT1" if request is first else "UCREDIT2",
+                         approve=True, now=NOW)
+    # and the second waits for an admin, the log saying what the tier measured
+    assert (first.status, second.status) == ("written_off", "pending_approval")
+    tiered = [e.data.get("tier_amount_minor") for e in books.exec(select(AuditEvent).where(
+        AuditEvent.action == "approval.requested").order_by(AuditEvent.id))]
+    assert tiered == [None, 80_000]
+    assert get_invoice(books, "INV-2026-000001").balance_minor == 60_000
+    # a rejected request no longer counts; what was written off does
+    approvals.decide(session=books, approval_id=second.approval_id, user_id="UADMIN01",
+                     approve=False, now=NOW, note="not yet")
+    assert second_role(ask("100.00")) is None  # 400.00 + 100.00
+    assert second_role(ask("100.00")) == "admin"  # 600.00
     assert invariants.validate_all(books) == []
 
 

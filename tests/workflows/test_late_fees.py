@@ -145,6 +145,29 @@ def test_a_collector_waives_a_small_fee_at_once_a_large_one_by_approval(books) -
     assert invariants.validate_all(books) == []
 
 
+def test_a_waiver_approved_after_the_fee_was_paid_writes_nothing_off(books) -> None:
+    from workflows.cash_application import PaymentIn, record_payment
+
+    dunning.run_dunning(books, TODAY)
+    fee = next(i for i in fees(books) if i.fee_level == 7)  # 25.00
+    policy.set_value(books, key="fee_waiver_approval", value="10.00", actor="test")
+    asked = write_offs.waive_fee(books, invoice_number=fee.number, reason="long customer",
+                                 actor="UCOLL001", now=NOW)
+    # meanwhile the customer pays the fee
+    record_payment(books, PaymentIn(amount="25.00", currency="USD", received_at=NOW,
+                                    reference=fee.number), actor="test")
+    assert books.get(Invoice, fee.id).balance_minor == 0
+    approvals.decide(session=books, approval_id=asked.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW + timedelta(minutes=5))
+    # then nothing is written off (the money paid is not waived), and the log says why
+    assert (asked.status, asked.write_off_id) == ("nothing_left", None)
+    assert books.exec(select(WriteOff).where(WriteOff.invoice_id == fee.id)).all() == []
+    event = books.exec(select(AuditEvent).where(
+        AuditEvent.action == "write_off.nothing_left")).one()
+    assert (event.actor, event.entity_id) == ("UCREDIT1", str(asked.id))
+    assert invariants.validate_all(books) == []
+
+
 def test_interest_is_actual_365_half_up_on_the_undisputed_balance() -> None:
     invoice = Invoice(number="X", customer_id=1, currency="USD", issue_date=TODAY,
                       due_date=TODAY - timedelta(days=31), total_minor=123_457,
