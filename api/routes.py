@@ -339,8 +339,9 @@ def report_kpis(request: Request, as_of: AsOf = None, known_at: KnownAt = None,
         report = kpi_workflow.compute(session, as_of, known_at=known, concurrently=True)
     data = kpi_workflow.to_json(report)
     if format == "csv":
-        return _csv([["kpi", "value"], *([k, str(v)] for k, v in kpi_workflow.flat(data)
-                                          .items())])
+        # a figure the JSON has as null (no home currency, nothing to rate) is an empty cell
+        return _csv([["kpi", "value"], *([k, "" if v is None else str(v)]
+                                         for k, v in kpi_workflow.flat(data).items())])
     return out.KpiReportOut.model_validate(data)
 
 

@@ -3,6 +3,8 @@ refusal, and the records with their balances."""
 
 from __future__ import annotations
 
+import csv
+import io
 import threading
 from datetime import timedelta
 
@@ -12,6 +14,7 @@ from sqlmodel import func, select
 
 from models import Customer, IdempotencyKey, Order, Payment
 from tests.support import factories as f
+from workflows.kpis import flat
 
 CUSTOMER = {"external_id": "C-GLOBEX", "name": "Globex Corporation", "currency": "USD",
             "credit_limit": "50000.00", "payment_terms": "NET30", "credit_reviewed": True,
@@ -278,6 +281,27 @@ def test_reports_aging_and_kpis(company, api, server) -> None:
     kpis = api.get("/reports/kpis").json()
     assert kpis["currency"] == "USD" and kpis["ar"] == "150.00"
     assert api.get("/reports/kpis?format=csv").text.startswith("kpi,value")
+
+
+def test_the_kpi_csv_says_what_the_json_says_and_leaves_a_missing_figure_empty(
+        company, api, server) -> None:
+    # given 100.00 USD open, no payment received (no match rate), and a day before any invoice
+    today = server.deps.clock.business_today()
+    with server.db.transaction() as s:
+        f.invoice(s, "INV-A", total="100.00", due=today - timedelta(days=40))
+    for as_of in (today, today - timedelta(days=400)):
+        # when
+        data = api.get("/reports/kpis", params={"as_of": str(as_of)}).json()
+        text = api.get("/reports/kpis", params={"as_of": str(as_of), "format": "csv"}).text
+        rows = dict(csv.reader(io.StringIO(text)))
+        # then every figure is the JSON's to the cent, and a figure the JSON has as null is
+        # an empty cell, not Python's "None"
+        assert "None" not in rows.values()
+        assert rows == {"kpi": "value", **{k: "" if v is None else str(v)
+                                          for k, v in flat(data).items()
+                                          if k != "known_at"}}
+    assert rows["currency"] == rows["ar"] == rows["dso"] == ""
+    assert (data["currency"], data["ar"]) == (None, None)
 
 
 def test_unknown_records_are_404_problems(company, api) -> None:
