@@ -104,7 +104,9 @@ def test_idempotency_key_reused_with_another_body_is_409(company, api, server) -
                      headers={"Idempotency-Key": "k-2"})
     # then
     assert other.status_code == 409
+    assert other.headers["content-type"].startswith("application/problem+json")
     assert other.json()["errors"][0]["field"] == "Idempotency-Key"
+    assert other.json()["instance"] == "/api/v1/orders"  # like every other problem
     assert count(server.db, Order) == 1
 
 
