@@ -162,6 +162,9 @@ def invoice_out(view: InvoiceView) -> out.InvoiceOut:
         late_fees=[out.LateFeeOut(number=fee.number, level=fee.fee_level,
                                   amount=amount(fee.total_minor, cur),
                                   balance=amount(fee.balance_minor, cur)) for fee in view.fees],
+        write_offs=[out.InvoiceWriteOffOut(amount=amount(w.amount_minor, cur), reason=w.reason,
+                                           value_date=w.value_date, payment=w.payment_id)
+                    for w in view.write_offs],
         history=history_out(view.history))
 
 

@@ -7,13 +7,16 @@ import csv
 import io
 import threading
 from datetime import timedelta
+from decimal import Decimal
 
 import httpx
 import pytest
 from sqlmodel import func, select
 
-from models import Customer, IdempotencyKey, Order, Payment
+from models import Customer, IdempotencyKey, Invoice, Order, Payment
 from tests.support import factories as f
+from workflows.cash_application import record_payment, write_off
+from workflows.inputs import PaymentIn
 from workflows.kpis import flat
 
 CUSTOMER = {"external_id": "C-GLOBEX", "name": "Globex Corporation", "currency": "USD",
@@ -304,6 +307,31 @@ def test_the_kpi_csv_says_what_the_json_says_and_leaves_a_missing_figure_empty(
                                           if k != "known_at"}}
     assert rows["currency"] == rows["ar"] == rows["dso"] == ""
     assert (data["currency"], data["ar"]) == (None, None)
+
+
+def test_an_invoice_reconciles_from_its_answer_with_its_write_offs(company, api,
+                                                                   server) -> None:
+    # given 100.00 invoiced, 60.00 paid on it, the 40.00 left written off as bad debt
+    with server.db.transaction() as s:
+        invoice = f.invoice(s, "INV-W", total="100.00")
+        record_payment(s, PaymentIn(amount="60.00", currency="USD",
+                                    received_at=server.deps.clock.now()),
+                       actor="test", apply_to=["INV-W"])
+    with server.db.transaction() as s:
+        write_off(s, invoice=s.get(Invoice, invoice.id), amount_minor=4000, reason="bad_debt",
+                  actor="UFIN01", now=server.deps.clock.now())
+    # when
+    body = api.get("/invoices/INV-W").json()
+    # then the answer shows where the balance went: total - allocations - credit notes -
+    # write-offs = balance
+    assert (body["total"], body["balance"]) == ("100.00", "0.00")
+    assert [a["amount"] for a in body["allocations"]] == ["60.00"]
+    assert body["write_offs"] == [{"amount": "40.00", "reason": "bad_debt", "payment": None,
+                                   "value_date": str(server.deps.clock.business_today())}]
+    settled = (sum(Decimal(a["amount"]) for a in body["allocations"])
+               + sum(Decimal(n["applied_to_invoice"]) for n in body["credit_notes"])
+               + sum(Decimal(w["amount"]) for w in body["write_offs"]))
+    assert Decimal(body["total"]) - settled == Decimal(body["balance"])
 
 
 def test_unknown_records_are_404_problems(company, api) -> None:
