@@ -111,6 +111,10 @@ def _deps(request: Request):
 def _post(request: Request, key: str | None, body: dict, operation) -> JSONResponse:
     """`operation(session)` -> (status, answer model), once per Idempotency-Key."""
     deps = _deps(request)
+    sent = len(request.headers.getlist("idempotency-key"))
+    if sent > 1:  # FastAPI would take the first: a retry under the other one runs again
+        raise ValidationFailed.of("Idempotency-Key",
+                                  f"send one Idempotency-Key header, not {sent}")
     return idempotency.run(deps.db, scope=f"POST {request.url.path}", key=key, body=body,
                            operation=operation, on_commit=deps.notify_outbox)
 

@@ -113,6 +113,21 @@ def test_idempotency_key_reused_with_another_body_is_409(company, api, server) -
     assert count(server.db, Order) == 1
 
 
+def test_two_idempotency_keys_in_one_request_are_refused(company, api, server) -> None:
+    # when a request carries the header twice (a proxy adding its own, a client bug)
+    both = api.post("/orders", json=order_body(),
+                    headers=[("Idempotency-Key", "k-a"), ("Idempotency-Key", "k-b")])
+    # then it is refused and stores nothing, not an order kept under only one of them (its
+    # retry under the other key would have been a second order)
+    assert both.status_code == 422
+    assert both.json()["errors"] == [{"field": "Idempotency-Key",
+                                      "detail": "send one Idempotency-Key header, not 2"}]
+    assert count(server.db, Order) == count(server.db, IdempotencyKey) == 0
+    # and each key alone still works
+    assert api.post("/orders", json=order_body(),
+                    headers={"Idempotency-Key": "k-b"}).status_code == 201
+
+
 def test_a_field_sent_as_null_is_another_body_than_the_field_left_out(server, api) -> None:
     # given a customer with 20 % tax, updated under a key with the rate left out (kept)
     assert api.post("/customers", json={**CUSTOMER, "tax_rate_pct": "20"}).status_code == 201
