@@ -86,6 +86,8 @@ class CustomerDetailOut(CustomerOut):
     balances: CustomerBalances
     open_invoices: list[OpenInvoiceOut] = Field(description="today's, oldest due first "
                                                 "(at most 200)")
+    open_invoice_count: int = Field(description="how many invoices are open today: more "
+                                    "than `open_invoices` lists when over 200")
 
 
 class ProductOut(Answer):

@@ -282,6 +282,9 @@ def _as_of(request: Request, as_of: date | None) -> date:
 
 
 # -- customers -----------------------------------------------------------------------------------
+OPEN_INVOICES_LISTED = 200  # in a customer's answer; `open_invoice_count` says how many there are
+
+
 @router.get("/customers/{external_id}", tags=["customers"], responses=problems(404, 422))
 def get_customer(external_id: Key, request: Request, as_of: AsOf = None,
                  known_at: KnownAt = None) -> out.CustomerDetailOut:
@@ -297,7 +300,9 @@ def get_customer(external_id: Key, request: Request, as_of: AsOf = None,
         position = customer_position(session, customer, day, known_at=known)
         return serialize.customer_detail_out(
             customer, position, as_of=day, known_at=known,
-            open_invoices=queries.open_invoices(session, customer.id, limit=200))
+            open_invoices=queries.open_invoices(session, customer.id,
+                                                limit=OPEN_INVOICES_LISTED),
+            open_invoice_count=queries.open_invoice_count(session, customer.id))
 
 
 # -- reports -------------------------------------------------------------------------------------

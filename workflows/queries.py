@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, func
 from sqlmodel import Session, select
 
 from models import (
@@ -115,6 +115,11 @@ def open_invoices(session: Session, customer_id: int, limit: int = 20) -> list[I
     return list(session.exec(select(Invoice).where(Invoice.customer_id == customer_id,
                                                    Invoice.balance_minor > 0)
                              .order_by(Invoice.due_date, Invoice.id).limit(limit)))
+
+
+def open_invoice_count(session: Session, customer_id: int) -> int:
+    return int(session.exec(select(func.count()).select_from(Invoice).where(
+        Invoice.customer_id == customer_id, Invoice.balance_minor > 0)).one())
 
 
 @dataclass

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlmodel import func, select
 
+from api import routes
 from models import Customer, IdempotencyKey, Invoice, Order, Payment
 from tests.support import factories as f
 from workflows.cash_application import record_payment, write_off
@@ -347,6 +348,22 @@ def test_an_invoice_reconciles_from_its_answer_with_its_write_offs(company, api,
                + sum(Decimal(n["applied_to_invoice"]) for n in body["credit_notes"])
                + sum(Decimal(w["amount"]) for w in body["write_offs"]))
     assert Decimal(body["total"]) - settled == Decimal(body["balance"])
+
+
+def test_a_customer_says_how_many_invoices_are_open_beyond_those_it_lists(
+        company, api, server, monkeypatch) -> None:
+    # given three open invoices and an answer that lists two
+    monkeypatch.setattr(routes, "OPEN_INVOICES_LISTED", 2, raising=False)
+    today = server.deps.clock.business_today()
+    with server.db.transaction() as s:
+        for n, due in enumerate((5, 10, 15)):
+            f.invoice(s, f"INV-O{n}", total="10.00", due=today + timedelta(days=due))
+    # when
+    body = api.get("/customers/C-GLOBEX").json()
+    # then the list is cut, and the answer says so: a reconciliation of the open balance
+    # (30.00) against the listed invoices (20.00) knows one is missing
+    assert [i["number"] for i in body["open_invoices"]] == ["INV-O0", "INV-O1"]
+    assert (body["open_invoice_count"], body["balances"]["open"]) == (3, "30.00")
 
 
 def test_unknown_records_are_404_problems(company, api) -> None:
