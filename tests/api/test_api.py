@@ -304,6 +304,31 @@ def test_reports_aging_and_kpis(company, api, server) -> None:
     assert api.get("/reports/kpis?format=csv").text.startswith("kpi,value")
 
 
+def test_the_aging_csv_says_what_the_json_says_per_currency_never_summed(company, api,
+                                                                          server) -> None:
+    # given open invoices in dollars and in yen, part of one in dispute
+    today = server.deps.clock.business_today()
+    with server.db.transaction() as s:
+        f.customer(s, "C-TOKYO", "Tokyo KK", currency="JPY", credit_limit="9000000")
+        f.invoice(s, "INV-U1", total="1234.56", due=today - timedelta(days=40))
+        f.invoice(s, "INV-U2", total="0.01", due=today + timedelta(days=3))
+        f.invoice(s, "INV-Y1", "C-TOKYO", total="500000", currency="JPY",
+                  due=today - timedelta(days=95))
+    assert api.post("/invoices/INV-U1/disputes", json={"reason": "pricing", "amount": "34.56"}
+                    ).status_code == 201
+    # when
+    data = api.get("/reports/aging").json()["currencies"]
+    rows = list(csv.reader(io.StringIO(api.get("/reports/aging?format=csv").text)))
+    # then one row per currency, each cell the JSON's string, to the cent (or yen)
+    assert rows == [
+        ["currency", "current", "1-30", "31-60", "61-90", "90+", "total", "in_dispute"],
+        ["JPY", "0", "0", "0", "0", "500000", "500000", "0"],
+        ["USD", "0.01", "0.00", "1234.56", "0.00", "0.00", "1234.57", "34.56"]]
+    for cur, *cells in rows[1:]:
+        assert cells == [*data[cur]["buckets"].values(), data[cur]["total"],
+                         str(sum(Decimal(v) for v in data[cur]["in_dispute"].values()))]
+
+
 def test_the_kpi_csv_says_what_the_json_says_and_leaves_a_missing_figure_empty(
         company, api, server) -> None:
     # given 100.00 USD open, no payment received (no match rate), and a day before any invoice
