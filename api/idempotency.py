@@ -67,7 +67,8 @@ def _replay(row: IdempotencyKey, digest: str) -> JSONResponse:
         return problem(409, "Idempotency-Key reused",
                        "this Idempotency-Key was already used with a different request body",
                        errors=[{"field": "Idempotency-Key",
-                                "detail": "reused with a different body"}])
+                                "detail": "reused with a different body"}],
+                       instance=row.scope.partition(" ")[2])  # "POST <path>": the path
     return JSONResponse(row.response_body, status_code=row.response_status,
                         headers={"Idempotent-Replayed": "true"})
 

@@ -86,6 +86,8 @@ class CustomerDetailOut(CustomerOut):
     balances: CustomerBalances
     open_invoices: list[OpenInvoiceOut] = Field(description="today's, oldest due first "
                                                 "(at most 200)")
+    open_invoice_count: int = Field(description="how many invoices are open today: more "
+                                    "than `open_invoices` lists when over 200")
 
 
 class ProductOut(Answer):
@@ -224,6 +226,14 @@ class InvoiceCreditNoteOut(Answer):
     reason: str | None
 
 
+class InvoiceWriteOffOut(Answer):
+    amount: Money
+    reason: str = Field(description="bank_fee, early_payment_discount, bad_debt, "
+                        "small_balance, deduction or fee_waived")
+    value_date: date = Field(description="the day it counts on")
+    payment: int | None = Field(description="the payment it is part of (a fee or discount)")
+
+
 class PendingCreditNoteOut(Answer):
     id: int
     amount: Money
@@ -270,6 +280,8 @@ class InvoiceOut(Answer):
     pending_credit_notes: list[PendingCreditNoteOut]
     disputes: list[InvoiceDisputeOut]
     late_fees: list[LateFeeOut]
+    write_offs: list[InvoiceWriteOffOut] = Field(description="balance = total - allocations "
+                                                 "- credit notes applied - write-offs")
     history: list[HistoryEntry]
 
 

@@ -111,6 +111,10 @@ def _deps(request: Request):
 def _post(request: Request, key: str | None, body: dict, operation) -> JSONResponse:
     """`operation(session)` -> (status, answer model), once per Idempotency-Key."""
     deps = _deps(request)
+    sent = len(request.headers.getlist("idempotency-key"))
+    if sent > 1:  # FastAPI would take the first: a retry under the other one runs again
+        raise ValidationFailed.of("Idempotency-Key",
+                                  f"send one Idempotency-Key header, not {sent}")
     return idempotency.run(deps.db, scope=f"POST {request.url.path}", key=key, body=body,
                            operation=operation, on_commit=deps.notify_outbox)
 
@@ -278,6 +282,9 @@ def _as_of(request: Request, as_of: date | None) -> date:
 
 
 # -- customers -----------------------------------------------------------------------------------
+OPEN_INVOICES_LISTED = 200  # in a customer's answer; `open_invoice_count` says how many there are
+
+
 @router.get("/customers/{external_id}", tags=["customers"], responses=problems(404, 422))
 def get_customer(external_id: Key, request: Request, as_of: AsOf = None,
                  known_at: KnownAt = None) -> out.CustomerDetailOut:
@@ -293,7 +300,9 @@ def get_customer(external_id: Key, request: Request, as_of: AsOf = None,
         position = customer_position(session, customer, day, known_at=known)
         return serialize.customer_detail_out(
             customer, position, as_of=day, known_at=known,
-            open_invoices=queries.open_invoices(session, customer.id, limit=200))
+            open_invoices=queries.open_invoices(session, customer.id,
+                                                limit=OPEN_INVOICES_LISTED),
+            open_invoice_count=queries.open_invoice_count(session, customer.id))
 
 
 # -- reports -------------------------------------------------------------------------------------
@@ -339,8 +348,9 @@ def report_kpis(request: Request, as_of: AsOf = None, known_at: KnownAt = None,
         report = kpi_workflow.compute(session, as_of, known_at=known, concurrently=True)
     data = kpi_workflow.to_json(report)
     if format == "csv":
-        return _csv([["kpi", "value"], *([k, str(v)] for k, v in kpi_workflow.flat(data)
-                                          .items())])
+        # a figure the JSON has as null (no home currency, nothing to rate) is an empty cell
+        return _csv([["kpi", "value"], *([k, "" if v is None else str(v)]
+                                         for k, v in kpi_workflow.flat(data).items())])
     return out.KpiReportOut.model_validate(data)
 
 

@@ -55,7 +55,8 @@ def customer_out(customer: Customer) -> out.CustomerOut:
 
 def customer_detail_out(customer: Customer, position: CustomerPosition, *, as_of: date,
                         known_at: datetime | None,
-                        open_invoices: list[Invoice]) -> out.CustomerDetailOut:
+                        open_invoices: list[Invoice],
+                        open_invoice_count: int) -> out.CustomerDetailOut:
     cur = customer.currency
     balances = out.CustomerBalances(
         open=amount(position.aging.total, cur), overdue=amount(position.aging.overdue, cur),
@@ -70,7 +71,8 @@ def customer_detail_out(customer: Customer, position: CustomerPosition, *, as_of
         open_invoices=[out.OpenInvoiceOut(number=i.number, due_date=i.due_date,
                                           total=amount(i.total_minor, i.currency),
                                           balance=amount(i.balance_minor, i.currency))
-                       for i in open_invoices])
+                       for i in open_invoices],
+        open_invoice_count=open_invoice_count)
 
 
 def product_out(product: Product) -> out.ProductOut:
@@ -162,6 +164,9 @@ def invoice_out(view: InvoiceView) -> out.InvoiceOut:
         late_fees=[out.LateFeeOut(number=fee.number, level=fee.fee_level,
                                   amount=amount(fee.total_minor, cur),
                                   balance=amount(fee.balance_minor, cur)) for fee in view.fees],
+        write_offs=[out.InvoiceWriteOffOut(amount=amount(w.amount_minor, cur), reason=w.reason,
+                                           value_date=w.value_date, payment=w.payment_id)
+                    for w in view.write_offs],
         history=history_out(view.history))
 
 

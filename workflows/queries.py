@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, func
 from sqlmodel import Session, select
 
 from models import (
@@ -117,6 +117,11 @@ def open_invoices(session: Session, customer_id: int, limit: int = 20) -> list[I
                              .order_by(Invoice.due_date, Invoice.id).limit(limit)))
 
 
+def open_invoice_count(session: Session, customer_id: int) -> int:
+    return int(session.exec(select(func.count()).select_from(Invoice).where(
+        Invoice.customer_id == customer_id, Invoice.balance_minor > 0)).one())
+
+
 @dataclass
 class CustomerView:
     position: CustomerPosition
@@ -148,10 +153,11 @@ class InvoiceView:
     fees: list[Invoice] = field(default_factory=list)  # late-fee invoices charged for it
     fee_for: str | None = None  # for a late-fee invoice: the invoice it charges for
     lines: list = field(default_factory=list)  # InvoiceLine rows
+    write_offs: list = field(default_factory=list)  # WriteOff rows, oldest first
 
 
 def invoice_view(session: Session, number: str) -> InvoiceView | None:
-    from models import Allocation
+    from models import Allocation, WriteOff
 
     invoice = session.exec(select(Invoice).where(Invoice.number == number)).first()
     if invoice is None:
@@ -174,7 +180,9 @@ def invoice_view(session: Session, number: str) -> InvoiceView | None:
                        fees=list(session.exec(select(Invoice).where(
                            Invoice.fee_for_invoice_id == invoice.id).order_by(Invoice.id))),
                        fee_for=original.number if original else None,
-                       lines=credit_notes.lines_of(session, invoice))
+                       lines=credit_notes.lines_of(session, invoice),
+                       write_offs=list(session.exec(select(WriteOff).where(
+                           WriteOff.invoice_id == invoice.id).order_by(WriteOff.id))))
 
 
 def payment_view(session: Session, payment: Payment) -> dict:

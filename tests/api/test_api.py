@@ -3,15 +3,22 @@ refusal, and the records with their balances."""
 
 from __future__ import annotations
 
+import csv
+import io
 import threading
 from datetime import timedelta
+from decimal import Decimal
 
 import httpx
 import pytest
 from sqlmodel import func, select
 
-from models import Customer, IdempotencyKey, Order, Payment
+from api import routes
+from models import Customer, IdempotencyKey, Invoice, Order, Payment
 from tests.support import factories as f
+from workflows.cash_application import record_payment, write_off
+from workflows.inputs import PaymentIn
+from workflows.kpis import flat
 
 CUSTOMER = {"external_id": "C-GLOBEX", "name": "Globex Corporation", "currency": "USD",
             "credit_limit": "50000.00", "payment_terms": "NET30", "credit_reviewed": True,
@@ -101,8 +108,25 @@ def test_idempotency_key_reused_with_another_body_is_409(company, api, server) -
                      headers={"Idempotency-Key": "k-2"})
     # then
     assert other.status_code == 409
+    assert other.headers["content-type"].startswith("application/problem+json")
     assert other.json()["errors"][0]["field"] == "Idempotency-Key"
+    assert other.json()["instance"] == "/api/v1/orders"  # like every other problem
     assert count(server.db, Order) == 1
+
+
+def test_two_idempotency_keys_in_one_request_are_refused(company, api, server) -> None:
+    # when a request carries the header twice (a proxy adding its own, a client bug)
+    both = api.post("/orders", json=order_body(),
+                    headers=[("Idempotency-Key", "k-a"), ("Idempotency-Key", "k-b")])
+    # then it is refused and stores nothing, not an order kept under only one of them (its
+    # retry under the other key would have been a second order)
+    assert both.status_code == 422
+    assert both.json()["errors"] == [{"field": "Idempotency-Key",
+                                      "detail": "send one Idempotency-Key header, not 2"}]
+    assert count(server.db, Order) == count(server.db, IdempotencyKey) == 0
+    # and each key alone still works
+    assert api.post("/orders", json=order_body(),
+                    headers={"Idempotency-Key": "k-b"}).status_code == 201
 
 
 def test_a_field_sent_as_null_is_another_body_than_the_field_left_out(server, api) -> None:
@@ -278,6 +302,93 @@ def test_reports_aging_and_kpis(company, api, server) -> None:
     kpis = api.get("/reports/kpis").json()
     assert kpis["currency"] == "USD" and kpis["ar"] == "150.00"
     assert api.get("/reports/kpis?format=csv").text.startswith("kpi,value")
+
+
+def test_the_aging_csv_says_what_the_json_says_per_currency_never_summed(company, api,
+                                                                          server) -> None:
+    # given open invoices in dollars and in yen, part of one in dispute
+    today = server.deps.clock.business_today()
+    with server.db.transaction() as s:
+        f.customer(s, "C-TOKYO", "Tokyo KK", currency="JPY", credit_limit="9000000")
+        f.invoice(s, "INV-U1", total="1234.56", due=today - timedelta(days=40))
+        f.invoice(s, "INV-U2", total="0.01", due=today + timedelta(days=3))
+        f.invoice(s, "INV-Y1", "C-TOKYO", total="500000", currency="JPY",
+                  due=today - timedelta(days=95))
+    assert api.post("/invoices/INV-U1/disputes", json={"reason": "pricing", "amount": "34.56"}
+                    ).status_code == 201
+    # when
+    data = api.get("/reports/aging").json()["currencies"]
+    rows = list(csv.reader(io.StringIO(api.get("/reports/aging?format=csv").text)))
+    # then one row per currency, each cell the JSON's string, to the cent (or yen)
+    assert rows == [
+        ["currency", "current", "1-30", "31-60", "61-90", "90+", "total", "in_dispute"],
+        ["JPY", "0", "0", "0", "0", "500000", "500000", "0"],
+        ["USD", "0.01", "0.00", "1234.56", "0.00", "0.00", "1234.57", "34.56"]]
+    for cur, *cells in rows[1:]:
+        assert cells == [*data[cur]["buckets"].values(), data[cur]["total"],
+                         str(sum(Decimal(v) for v in data[cur]["in_dispute"].values()))]
+
+
+def test_the_kpi_csv_says_what_the_json_says_and_leaves_a_missing_figure_empty(
+        company, api, server) -> None:
+    # given 100.00 USD open, no payment received (no match rate), and a day before any invoice
+    today = server.deps.clock.business_today()
+    with server.db.transaction() as s:
+        f.invoice(s, "INV-A", total="100.00", due=today - timedelta(days=40))
+    for as_of in (today, today - timedelta(days=400)):
+        # when
+        data = api.get("/reports/kpis", params={"as_of": str(as_of)}).json()
+        text = api.get("/reports/kpis", params={"as_of": str(as_of), "format": "csv"}).text
+        rows = dict(csv.reader(io.StringIO(text)))
+        # then every figure is the JSON's to the cent, and a figure the JSON has as null is
+        # an empty cell, not Python's "None"
+        assert "None" not in rows.values()
+        assert rows == {"kpi": "value", **{k: "" if v is None else str(v)
+                                          for k, v in flat(data).items()
+                                          if k != "known_at"}}
+    assert rows["currency"] == rows["ar"] == rows["dso"] == ""
+    assert (data["currency"], data["ar"]) == (None, None)
+
+
+def test_an_invoice_reconciles_from_its_answer_with_its_write_offs(company, api,
+                                                                   server) -> None:
+    # given 100.00 invoiced, 60.00 paid on it, the 40.00 left written off as bad debt
+    with server.db.transaction() as s:
+        invoice = f.invoice(s, "INV-W", total="100.00")
+        record_payment(s, PaymentIn(amount="60.00", currency="USD",
+                                    received_at=server.deps.clock.now()),
+                       actor="test", apply_to=["INV-W"])
+    with server.db.transaction() as s:
+        write_off(s, invoice=s.get(Invoice, invoice.id), amount_minor=4000, reason="bad_debt",
+                  actor="UFIN01", now=server.deps.clock.now())
+    # when
+    body = api.get("/invoices/INV-W").json()
+    # then the answer shows where the balance went: total - allocations - credit notes -
+    # write-offs = balance
+    assert (body["total"], body["balance"]) == ("100.00", "0.00")
+    assert [a["amount"] for a in body["allocations"]] == ["60.00"]
+    assert body["write_offs"] == [{"amount": "40.00", "reason": "bad_debt", "payment": None,
+                                   "value_date": str(server.deps.clock.business_today())}]
+    settled = (sum(Decimal(a["amount"]) for a in body["allocations"])
+               + sum(Decimal(n["applied_to_invoice"]) for n in body["credit_notes"])
+               + sum(Decimal(w["amount"]) for w in body["write_offs"]))
+    assert Decimal(body["total"]) - settled == Decimal(body["balance"])
+
+
+def test_a_customer_says_how_many_invoices_are_open_beyond_those_it_lists(
+        company, api, server, monkeypatch) -> None:
+    # given three open invoices and an answer that lists two
+    monkeypatch.setattr(routes, "OPEN_INVOICES_LISTED", 2, raising=False)
+    today = server.deps.clock.business_today()
+    with server.db.transaction() as s:
+        for n, due in enumerate((5, 10, 15)):
+            f.invoice(s, f"INV-O{n}", total="10.00", due=today + timedelta(days=due))
+    # when
+    body = api.get("/customers/C-GLOBEX").json()
+    # then the list is cut, and the answer says so: a reconciliation of the open balance
+    # (30.00) against the listed invoices (20.00) knows one is missing
+    assert [i["number"] for i in body["open_invoices"]] == ["INV-O0", "INV-O1"]
+    assert (body["open_invoice_count"], body["balances"]["open"]) == (3, "30.00")
 
 
 def test_unknown_records_are_404_problems(company, api) -> None:
