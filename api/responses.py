@@ -229,7 +229,9 @@ class InvoiceCreditNoteOut(Answer):
 class InvoiceWriteOffOut(Answer):
     amount: Money
     reason: str = Field(description="bank_fee, early_payment_discount, bad_debt, "
-                        "small_balance, deduction or fee_waived")
+                        "small_balance, deduction, fee_waived, or customer_credit (a credit "
+                        "note's customer credit set against the invoice when the payment "
+                        "behind it was refunded)")
     value_date: date = Field(description="the day it counts on")
     payment: int | None = Field(description="the payment it is part of (a fee or discount)")
 
