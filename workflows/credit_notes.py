@@ -115,13 +115,15 @@ def credited_total(session: Session, invoice_id: int, *, pending: bool) -> int:
     issued = session.exec(select(sa.func.coalesce(sa.func.sum(
         CreditNote.amount_minor + CreditNote.customer_credit_minor), 0))
         .where(CreditNote.invoice_id == invoice_id)).one()
-    waiting = 0
-    if pending:
-        waiting = session.exec(select(sa.func.coalesce(sa.func.sum(
-            CreditNoteRequest.amount_minor), 0)).where(
-            CreditNoteRequest.invoice_id == invoice_id,
-            CreditNoteRequest.status == CreditNoteStatus.PENDING)).one()
-    return int(issued) + int(waiting)
+    return int(issued) + (waiting_minor(session, invoice_id) if pending else 0)
+
+
+def waiting_minor(session: Session, invoice_id: int) -> int:
+    """The invoice's credit-note requests waiting for approval, together."""
+    return int(session.exec(select(sa.func.coalesce(sa.func.sum(
+        CreditNoteRequest.amount_minor), 0)).where(
+        CreditNoteRequest.invoice_id == invoice_id,
+        CreditNoteRequest.status == CreditNoteStatus.PENDING)).one())
 
 
 class LineCredited(NamedTuple):

@@ -76,6 +76,16 @@ def pending_minor(session: Session, invoice_id: int) -> int:
         WriteOffRequest.status == WriteOffRequestStatus.PENDING)).one())
 
 
+def credit_waiting(session: Session, invoice_id: int) -> int:
+    """What the invoice's credit notes waiting for approval will take off it: they come
+    before a write-off (a credit is what the customer is owed, a write-off our loss), so a
+    write-off never takes what they will credit — else the credit note, approved after it,
+    finds nothing left and the amount stays bad debt."""
+    from workflows.credit_notes import waiting_minor
+
+    return waiting_minor(session, invoice_id)
+
+
 def approved_or_waiting(session: Session, invoice_id: int, kind: str) -> int:
     """The invoice's requests decided by the same kind of approval as `kind`, waiting or
     written off. An approval tier compares this with its amount, so a write-off split into
@@ -96,14 +106,16 @@ def _requester_roles(kind: str) -> tuple[str, ...]:
 def _amount_to_write_off(session: Session, invoice: Invoice, amount: str | None,
                          amount_minor: int | None) -> int:
     """The request's amount: `amount` (or `amount_minor`), default what is open and not
-    already asked for, never more than that."""
-    left = invoice.balance_minor - pending_minor(session, invoice.id)
+    already asked for (in write-offs, or in credit notes waiting: `credit_waiting`), never
+    more than that."""
+    left = (invoice.balance_minor - pending_minor(session, invoice.id)
+            - credit_waiting(session, invoice.id))
     if amount_minor is None:
         amount_minor = (v.amount_minor("amount", amount, invoice.currency, positive=True)
                         if amount not in (None, "") else left)
     if left <= 0:
         raise Conflict(f"{invoice.number} has nothing open to write off (or it is all in "
-                       "write-off requests already)")
+                       "write-off or credit-note requests already)")
     if amount_minor > left:
         raise ValidationFailed.of("amount", "at most what is open and not already asked for, "
                                   f"{money.to_str(left, invoice.currency)}")
@@ -210,7 +222,8 @@ def _approved(session: Session, approval, request: WriteOffRequest, user_id: str
 
     invoice = _lock_invoice(session, request.invoice_id)
     request.decided_by, request.decided_at = user_id, now
-    amount = min(request.amount_minor, invoice.balance_minor)
+    amount = min(request.amount_minor,
+                 invoice.balance_minor - credit_waiting(session, invoice.id))
     if amount <= 0:
         request.status = WriteOffRequestStatus.NOTHING_LEFT
         session.add(request)
@@ -218,7 +231,8 @@ def _approved(session: Session, approval, request: WriteOffRequest, user_id: str
                      entity_type="write_off_request", entity_id=request.id,
                      from_state=WriteOffRequestStatus.PENDING,
                      to_state=WriteOffRequestStatus.NOTHING_LEFT, at=now,
-                     reason=f"{invoice.number} was settled meanwhile")
+                     reason=f"{invoice.number} was settled meanwhile (or what is open is "
+                            "in credit notes waiting for approval)")
     else:
         row = write_off(session, invoice=invoice, amount_minor=amount,
                         reason=REASON_OF_KIND[WriteOffKind(request.kind)], actor=user_id,
@@ -301,8 +315,8 @@ def write_off_small_balances(session: Session, *, as_of: date, now: datetime,
             from workflows.cash_application import write_off
 
             left = invoice.balance_minor
-            if pending_minor(session, invoice.id):
-                continue  # a person asked for a write-off already: theirs decides
+            if pending_minor(session, invoice.id) or credit_waiting(session, invoice.id):
+                continue  # a person asked for a write-off or a credit already: theirs decides
             day = min(max(as_of, invoice.issue_date), today)
             if day < invoice.issue_date:
                 continue

@@ -218,17 +218,20 @@ def test_a_partly_paid_rest_written_off_invoice_credits_back_only_what_was_paid(
     assert invariants.validate_all(books) == []
 
 
-def test_a_note_waiting_while_the_invoice_is_written_off_is_not_issued(books) -> None:
+def test_a_note_waiting_keeps_its_amount_from_a_write_off_meanwhile(books) -> None:
     # given a credit note of 300.00 waiting for approval
     request = ask(books, amount="300.00")
-    # when the whole 1000.00 is written off meanwhile, then the note is approved
-    write_off(books, "1000.00")
-    with pytest.raises(Conflict) as refused:
-        approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
-                         approve=True, now=NOW)
-    # then it cannot be issued: nothing is left that was not written off
-    assert "USD 1,000.00 of it was written off" in str(refused.value)
-    assert "Nothing was changed" in str(refused.value)
+    # when the whole 1000.00 is to be written off meanwhile: refused, 700.00 is what is left
+    with pytest.raises(ValidationFailed, match="at most what is open and not already asked "
+                       "for, 700.00"):
+        write_off(books, "1000.00")
+    write_off(books, "700.00")
+    # then the note, approved afterwards, is issued: the customer gets the credit asked for
+    approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    assert books.exec(select(CreditNote)).one().amount_minor == 30_000
+    assert credit_notes.get_invoice(books, "INV-2026-000001").balance_minor == 0
+    assert invariants.validate_all(books) == []
 
 
 def test_by_lines_quantity_and_amount_with_their_tax(books) -> None:

@@ -22,7 +22,9 @@ from tests.support import factories as f
 from tests.support.timetravel import frozen_at
 from workflows import approvals, deductions, disputes, invariants, policy, write_offs
 from workflows.cash_application import PaymentIn, record_payment
+from workflows.credit_notes import request_credit_note
 from workflows.errors import AlreadyDecided, Conflict, PermissionDenied
+from workflows.inputs import CreditNoteIn
 from workflows.invoicing import get_invoice
 
 NOW = datetime(2026, 6, 16, 10, 0, tzinfo=UTC)
@@ -144,6 +146,38 @@ def test_bad_debt_write_off_by_approval_never_more_than_is_open(books) -> None:
     written = books.get(WriteOff, request.write_off_id)
     assert (written.amount_minor, written.reason) == (70_000, "bad_debt")
     assert get_invoice(books, "INV-2026-000001").balance_minor == 0
+    assert invariants.validate_all(books) == []
+
+
+def test_a_write_off_leaves_what_a_waiting_credit_note_will_credit(books) -> None:
+    # given a bad-debt write-off of the whole 1000.00 asked for, then a credit note of 300.00
+    write_off = write_offs.request_write_off(books, invoice_number="INV-2026-000001",
+                                             reason="customer insolvent", actor="UCOLL001",
+                                             now=NOW)
+    note, _ = request_credit_note(books, CreditNoteIn(invoice="INV-2026-000001",
+                                                      amount="300.00", reason="3 damaged"),
+                                  actor="UCOLL001", now=NOW)
+    # when the write-off is approved first, then the credit note
+    approvals.decide(session=books, approval_id=write_off.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    approvals.decide(session=books, approval_id=note.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    # then 300.00 is a credit, as asked, and only 700.00 bad debt (not 1000.00 of bad debt
+    # and a credit note refused for want of anything left)
+    assert books.get(WriteOff, write_off.write_off_id).amount_minor == 70_000
+    assert books.get(CreditNoteRequest, note.id).status == "issued"
+    assert get_invoice(books, "INV-2026-000001").balance_minor == 0
+    # and a write-off asked for while a credit note waits offers only what it leaves
+    f.invoice(books, "INV-2026-000002", total="500.00", due=TODAY - timedelta(days=3),
+              issued=TODAY - timedelta(days=33))
+    request_credit_note(books, CreditNoteIn(invoice="INV-2026-000002", amount="200.00",
+                                            reason="price"), actor="UCOLL001", now=NOW)
+    rest = write_offs.request_write_off(books, invoice_number="INV-2026-000002",
+                                        reason="customer insolvent", actor="UCOLL001", now=NOW)
+    assert rest.amount_minor == 30_000
+    with pytest.raises(Conflict, match="write-off or credit-note requests already"):
+        write_offs.request_write_off(books, invoice_number="INV-2026-000002", amount="0.01",
+                                     reason="customer insolvent", actor="UCOLL001", now=NOW)
     assert invariants.validate_all(books) == []
 
 
