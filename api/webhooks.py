@@ -58,11 +58,14 @@ def post_webhook(body: WebhookIn, request: Request, key: IdemKey = None) -> JSON
     """Subscribe a URL to event types. The answer carries the signing `secret` (Standard
     Webhooks, `whsec_...`): store it, it is not shown again."""
     allow_private = _deps(request).settings.o2c_webhooks_allow_private
+    # the name's addresses are looked up (up to seconds) before the transaction, which on
+    # SQLite holds the one write lock once the Idempotency-Key is written
+    webhooks.check_url(body.url, allow_private=allow_private)
 
     def op(session):
         row = webhooks.subscribe(session, url=body.url, events=body.events,
                                  description=body.description, actor=API_ACTOR,
-                                 allow_private=allow_private)
+                                 allow_private=allow_private, resolve=False)
         return 201, out.WebhookCreatedOut(**subscription_out(row).model_dump(),
                                           secret=row.secret)
     return _post(request, key, idempotency.request_of(body), op)

@@ -72,12 +72,13 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-def check_url(url: str, *, allow_private: bool = False) -> str:
+def check_url(url: str, *, allow_private: bool = False, resolve: bool = True) -> str:
     """An absolute https URL (http only to this computer: a local receiver or a tunnel), no
     credentials in it (they would show in the list and the logs), no fragment, and a public
     destination (`workflows.destinations`: neither its host nor, when it resolves now, any
     of its addresses private) unless `allow_private` (O2C_WEBHOOKS_ALLOW_PRIVATE). A name that
-    does not resolve yet is accepted: every delivery checks again."""
+    does not resolve yet is accepted: every delivery checks again. `resolve=False`: the name
+    is not looked up (the caller did, before its transaction: a lookup may take seconds)."""
     url = (url or "").strip()
     if not url or len(url) > MAX_URL:
         raise ValidationFailed.of("url", f"must be an https URL of at most {MAX_URL} "
@@ -102,7 +103,7 @@ def check_url(url: str, *, allow_private: bool = False) -> str:
             destinations.check_host(parts.hostname)
         if parts.scheme == "http" and not _loopback(parts.hostname):
             raise ValidationFailed.of("url", "must use https (http only for localhost)")
-        if not allow_private:
+        if resolve and not allow_private:
             destinations.checked(parts.hostname, port, allow_private=False,
                                  timeout=destinations.REGISTRATION_TIMEOUT)
     except destinations.Refused as exc:
@@ -130,11 +131,12 @@ def check_events(events: list[str]) -> list[str]:
 
 
 def subscribe(session: Session, *, url: str, events: list[str], actor: str,
-              description: str | None = None,
-              allow_private: bool = False) -> WebhookSubscription:
+              description: str | None = None, allow_private: bool = False,
+              resolve: bool = True) -> WebhookSubscription:
     """A new active subscription; its `secret` is for the creator's eyes only (answer once).
-    `allow_private`: the setting O2C_WEBHOOKS_ALLOW_PRIVATE (see `check_url`)."""
-    url = check_url(url, allow_private=allow_private)
+    `allow_private`: the setting O2C_WEBHOOKS_ALLOW_PRIVATE; `resolve=False`: the caller
+    checked the URL's addresses already (see `check_url`)."""
+    url = check_url(url, allow_private=allow_private, resolve=resolve)
     events = check_events(events)
     live = session.exec(select(sa.func.count()).select_from(WebhookSubscription).where(
         WebhookSubscription.status != SubscriptionStatus.DELETED)).one()

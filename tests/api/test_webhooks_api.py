@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from tests.conftest import API_TOKEN
@@ -75,6 +77,33 @@ def test_an_endpoint_inside_the_network_is_refused_with_a_clear_422(api) -> None
         assert error["field"] == "url" and said in error["detail"], error
         assert "O2C_WEBHOOKS_ALLOW_PRIVATE" in error["detail"]
     assert api.get("/webhooks").json()["webhooks"] == []
+
+
+def test_a_url_is_resolved_before_the_registration_takes_the_database(
+        server, api, monkeypatch) -> None:
+    from tests.support import factories as f
+    from workflows import destinations
+
+    # given a resolver during whose lookup another writer writes (on SQLite it would wait for
+    # the write lock if the registration's transaction were open: an Idempotency-Key is
+    # written before the subscription)
+    waited: list[float] = []
+
+    def resolve(host: str, port: int, *, timeout: float) -> list[str]:
+        started = time.monotonic()
+        with server.db.transaction() as s:
+            f.user(s, "UWRITER1")
+        waited.append(time.monotonic() - started)
+        return ["93.184.216.34"]
+
+    monkeypatch.setattr(destinations, "resolve", resolve)
+    # when an endpoint is registered
+    answer = api.post("/webhooks", json={"url": "https://erp.example/hooks/o2c",
+                                         "events": ["order.created"]},
+                      headers={"Idempotency-Key": "dns-outside-1"})
+    # then its name was looked up once, while nothing of ours held the database
+    assert answer.status_code == 201, answer.text
+    assert len(waited) == 1 and waited[0] < 1, waited
 
 
 def test_rotating_the_secret_answers_the_new_one_once(server, api) -> None:
