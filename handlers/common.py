@@ -98,10 +98,10 @@ def _refusal_audited(deps: Deps, *, later: bool = False) -> Iterator[None]:
     """A PermissionDenied rolls its own transaction back; the refusal is then recorded in a
     short transaction of its own (refusals belong in the audit log, SPEC §5.7).
 
-    `later`: in an ack (a form's checks, a select's options, a modal opened from a click),
-    the refusal is recorded in the work after the acks (`deps.background`), so the answer
-    never waits for it: on SQLite a write waits for the one write lock, which a long job (an
-    import, the nightly runs) may hold for longer than Slack's 3 seconds."""
+    `later`: in an ack (a form's checks, a select's options), the refusal is recorded in the
+    work after the acks (`deps.background`), so the answer never waits for it: on SQLite a
+    write waits for the one write lock, which a long job (an import, the nightly runs) may
+    hold for longer than Slack's 3 seconds."""
     try:
         yield
     except PermissionDenied as refused:
