@@ -57,8 +57,11 @@ def test_reads_at_once_run_in_the_callers_session_when_none_are_to_spare(db) -> 
 
 
 def test_more_kpi_requests_at_once_than_the_pool_holds_all_answer(database_url) -> None:
-    # given: a book, and a process whose pool holds four connections (waited for 2 s at most)
-    small = Database(database_url, pool_size=4, max_overflow=0, pool_timeout=2)
+    # given: a book, and a process whose pool holds four connections. (Requests that each
+    # held one while waiting for more would wait for ever, whatever the pool's timeout; the
+    # timeout is generous so that the fifth and sixth request, which wait for the first four
+    # to finish, do not fail on a loaded CI machine: a leap-day lane once took over 2 s.)
+    small = Database(database_url, pool_size=4, max_overflow=0, pool_timeout=30)
     try:
         with small.transaction() as s:
             f.customer(s)
