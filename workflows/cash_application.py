@@ -30,7 +30,7 @@ open month (`workflows.periods`).
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -54,6 +54,7 @@ from models import (
 )
 from workflows import (
     audit,
+    bulk,
     cash_rules,
     deductions,
     exposure,
@@ -145,7 +146,7 @@ def claim_unkeyed(session: Session, rows: list[PaymentIn], *, source: str, actor
             amount, currency = checked(data)
         except ValidationFailed:
             continue  # the run refuses the row itself
-        wanted.append((data, (amount, currency, _utc(data.received_at), data.payer_name,
+        wanted.append((data, (amount, currency, data.received_at, data.payer_name,
                               data.reference, data.method)))
     if not wanted:
         return 0
@@ -157,15 +158,15 @@ def claim_unkeyed(session: Session, rows: list[PaymentIn], *, source: str, actor
                    table.c.payer_name, table.c.reference, table.c.method)
             .where(*unkeyed, table.c.received_at >= earliest, table.c.received_at <= latest)
             .order_by(table.c.id)):
-        earlier.setdefault((row.amount_minor, row.currency, _utc(row.received_at),
+        # (moments compare and hash as instants: the column gives them back aware, in UTC)
+        earlier.setdefault((row.amount_minor, row.currency, row.received_at,
                             row.payer_name, row.reference, row.method), []).append(row.id)
     if not earlier:
         return 0
     taken: set[str] = set()
-    keys = [data.external_id for data, _ in wanted]
-    for start in range(0, len(keys), 1000):
+    for part in bulk.in_parts(data.external_id for data, _ in wanted):
         taken.update(session.execute(select(table.c.external_id).where(
-            table.c.external_id.in_(keys[start:start + 1000]))).scalars())
+            table.c.external_id.in_(part))).scalars())
     claimed = 0
     for data, content in wanted:
         ids = earlier.get(content)
@@ -180,11 +181,6 @@ def claim_unkeyed(session: Session, rows: list[PaymentIn], *, source: str, actor
                             "their content")
         claimed += 1
     return claimed
-
-
-def _utc(moment: datetime) -> datetime:
-    """A stored or typed moment, compared in UTC (SQLite gives stored ones back naive)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def record_payment(session: Session, data: PaymentIn, *, actor: str, source: str = "api",
