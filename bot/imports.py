@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import hashlib
 import io
 import re
 from collections.abc import Callable
@@ -39,7 +38,7 @@ from sqlmodel import Session
 from bot.clock import Clock
 from bot.db import Database
 from workflows import cash_application, inputs, invoicing, masterdata, orders
-from workflows.content_ids import Occurrences
+from workflows.content_ids import Occurrences, digest_id
 from workflows.errors import Conflict, DomainError
 
 ACTOR = "import"
@@ -465,8 +464,7 @@ def keyed_payments(units: list[Unit]) -> list[Unit]:
         parts = (format(Decimal(payment.amount).normalize(), "f"), payment.currency.upper(),
                  payment.received_at.astimezone(UTC).isoformat(), payment.payer_name or "",
                  payment.reference or "", payment.customer or "", payment.method or "")
-        basis = "|".join([*parts, str(occurrences.next(*parts))])
-        ident = KEYED + hashlib.sha256(basis.encode()).hexdigest()[:48]
+        ident = digest_id(KEYED, [*parts, str(occurrences.next(*parts))])
         unit.model = payment.model_copy(update={"external_id": ident})
     return units
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 import calendar
 import codecs
 import csv
-import hashlib
 import io
 import re
 from collections import Counter
@@ -58,7 +57,7 @@ from models import Payment, PaymentStatus
 from models.money import exponent
 from workflows.cash_candidates import CustomerNames
 from workflows.cash_runs import CashRun, Ticket, checked
-from workflows.content_ids import Occurrences
+from workflows.content_ids import Occurrences, digest_id
 from workflows.errors import DomainError
 from workflows.inputs import PaymentIn, build
 
@@ -210,7 +209,7 @@ def _external_id(line: StatementLine, occurrence: int) -> str:
              line.payer_name or "", line.reference or "", str(occurrence)]
     if line.payer_ref:  # (a line without one hashes as it always did)
         parts.append(f"e2e:{line.payer_ref}")
-    return "bank:h:" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:48]
+    return digest_id("bank:h:", parts)
 
 
 Claim = Callable[[StatementLine, str], bool]

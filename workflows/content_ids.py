@@ -27,3 +27,9 @@ class Occurrences:
         digest = hashlib.blake2b(basis.encode(), digest_size=12).digest()
         self.seen[digest] += 1
         return self.seen[digest]
+
+
+def digest_id(prefix: str, parts: list[str]) -> str:
+    """A record's id from what it says: `prefix` and 48 hex digits of the SHA-256 of `parts`
+    joined with "|" (its occurrence number among them)."""
+    return prefix + hashlib.sha256("|".join(parts).encode()).hexdigest()[:48]
