@@ -533,14 +533,18 @@ def test_a_million_bad_rows_report_the_first_100_errors_and_how_many_more(
 
 
 # -- rows without a key: importing the file again changes nothing ---------------------------------
+# a bank export saved as a payments file: no external_id column, two identical rows
+UNKEYED_PAYMENTS = ("amount,currency,received_at,payer_name,reference\n"
+                    "20.00,USD,2026-02-11,Someone,\n"
+                    "20.00,USD,2026-02-11,Someone,\n"
+                    "35.00,USD,2026-02-11T09:30:00Z,Other,Invoice 7\n")
+
+
 def test_payments_without_an_external_id_are_recorded_once_however_often_imported(
         db: Database, tmp_path: Path) -> None:
     # given a bank export saved as a payments file: no external_id column, two identical rows
     company(db)
-    rows = ("amount,currency,received_at,payer_name,reference\n"
-            "20.00,USD,2026-02-11,Someone,\n"
-            "20.00,USD,2026-02-11,Someone,\n"
-            "35.00,USD,2026-02-11T09:30:00Z,Other,Invoice 7\n")
+    rows = UNKEYED_PAYMENTS
     path = write(tmp_path, rows)
     # when it is imported twice
     first = import_csv(db, "payments", path)
@@ -564,10 +568,7 @@ def test_payments_imported_before_rows_were_keyed_are_not_recorded_again(
     # given a payments file without external_ids imported by an earlier version, which
     # stored its payments with no external_id (two identical rows: two payments)
     company(db)
-    rows = ("amount,currency,received_at,payer_name,reference\n"
-            "20.00,USD,2026-02-11,Someone,\n"
-            "20.00,USD,2026-02-11,Someone,\n"
-            "35.00,USD,2026-02-11T09:30:00Z,Other,Invoice 7\n")
+    rows = UNKEYED_PAYMENTS
     path = write(tmp_path, rows)
     assert import_csv(db, "payments", path).count == 3
     with db.transaction() as session:
