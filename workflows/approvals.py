@@ -137,15 +137,18 @@ def request_approval(session: Session, *, order: Order, need: ApprovalNeed, requ
     approval.decided_by = approval.decided_at = approval.decision_note = None
     approval.first_decided_by = approval.first_decided_at = approval.first_note = None
     approval.amount_minor, approval.currency = order.total_minor, order.currency
+    tier_amount = credit_tier_amount(session, order, need)
     approval.second_role = tiers.second_role(policies.current(session), need.kind,
-                                             order.total_minor, order.currency)
+                                             tier_amount, order.currency)
     approval.last_reminded_at = None
     approval.reminders_sent = 0
     session.add(approval)
     session.flush()
     audit.record(session, actor=requested_by, action="approval.requested",
                  entity_type="approval", entity_id=approval.id, to_state="pending",
-                 kind=need.kind, order=order.number, second_role=approval.second_role, at=now)
+                 kind=need.kind, order=order.number, second_role=approval.second_role, at=now,
+                 **({"tier_amount_minor": tier_amount} if tier_amount != order.total_minor
+                    else {}))
     customer = session.get(Customer, order.customer_id)
     card = outbox.post_to_channel(session, channel="approvals", template=ORDER_CARD,
                                   context=approval_context(approval, order, customer))
@@ -155,6 +158,26 @@ def request_approval(session: Session, *, order: Order, need: ApprovalNeed, requ
         outbox.post_to_channel(session, channel="alerts", template="discount_alert",
                                context=approval_context(approval, order, customer))
     return approval
+
+
+def credit_tier_amount(session: Session, order: Order, need: ApprovalNeed) -> int:
+    """What an approval tier compares for `need`: the order's total, but for a credit approval
+    the credit the customer would have if it and every other order of theirs waiting for a
+    credit decision were approved — the exposure (open balances, approved orders not yet
+    invoiced, this order) plus those orders. So credit split into orders each under a tier
+    is still above it. (An order in another currency than the customer's, whose exposure the
+    bot cannot add up without exchange rates, is measured alone.)"""
+    exposure = need.snapshot.get("exposure_minor")
+    if (need.kind != ApprovalKind.CREDIT or exposure is None
+            or need.snapshot.get("currency") != order.currency):
+        return order.total_minor
+    waiting = session.exec(
+        select(sa.func.coalesce(sa.func.sum(Order.total_minor - Order.cancelled_minor), 0))
+        .join(Approval, Approval.order_id == Order.id)
+        .where(Order.customer_id == order.customer_id, Order.id != order.id,
+               Order.currency == order.currency, Approval.kind == ApprovalKind.CREDIT,
+               Approval.status == ApprovalStatus.PENDING)).one()
+    return max(order.total_minor, int(exposure) + int(waiting))
 
 
 def request_subject_approval(session: Session, *, kind: str, subject_id: int,

@@ -8,6 +8,8 @@ home currency (policy `home_currency`, `O2C_HOME_CURRENCY`, default USD); roles:
 roles. "Above" is strictly greater than. A credit note or a write-off is measured with the
 invoice's other requests of its kind waiting or approved (`credit_notes.approved_or_waiting`,
 `write_offs.approved_or_waiting`): a request split in two under a tier is still above it.
+An order's credit approval is measured by the customer's exposure with the other orders
+waiting for a credit decision (`approvals.credit_tier_amount`), for the same reason.
 
 The bot holds no exchange rates, so it cannot tell whether an amount in another currency is
 under a tier: such an approval always needs the second decision when its kind has a tier

@@ -305,6 +305,30 @@ def test_a_credit_approval_above_its_tier_needs_the_second_decision(session) -> 
     assert small.status == OrderStatus.APPROVED  # reviewed by the first approval
 
 
+def test_credit_split_into_orders_under_the_tier_still_needs_the_second_decision(
+        session) -> None:
+    # given credit approvals above 150.00 need an admin, and a customer with a 50.00 limit
+    from workflows import policy
+
+    setup_company(session)
+    policy.set_value(session, key="approval_tiers", value="credit:150:admin", actor="test")
+    f.customer(session, "C-TIGHT", "Tight Ltd", credit_limit="50.00")
+    # when 300.00 of credit is asked for as three orders of 100.00, each under the tier
+    first = pending(session, f.order(session, "C-TIGHT", lines=[("WID-1", 1)]))
+    second = pending(session, f.order(session, "C-TIGHT", lines=[("WID-1", 1)]))
+    # then the first alone is under it; the second, with the first waiting, is above it
+    assert (first.second_role, first.amount_minor) == (None, 10_000)
+    assert (second.second_role, second.amount_minor) == ("admin", 10_000)
+    [_, asked] = actions(session, "approval.requested")
+    assert asked.data["tier_amount_minor"] == 20_000
+    # and once the first is approved (approved, not invoiced: exposure), the third is too
+    approvals.decide(session=session, now=MONDAY, approval_id=first.id, user_id="UCREDIT1",
+                     approve=True)
+    third = pending(session, f.order(session, "C-TIGHT", lines=[("WID-1", 1)]))
+    assert third.second_role == "admin"
+    assert actions(session, "approval.requested")[-1].data["tier_amount_minor"] == 30_000
+
+
 def test_an_order_waiting_for_a_discount_decision_is_credit_checked_again_before_approval(
         session) -> None:
     # given a customer with a 1,000.00 limit, an order of 640.00 waiting for a discount
