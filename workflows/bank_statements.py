@@ -600,6 +600,10 @@ def _payer(tx: Element | None) -> str | None:
     return None
 
 
+# where a batch's transaction states an amount (ISO 20022 camt.053 `TxDtls`), in order
+_TX_AMOUNTS = ("AmtDtls/TxAmt/Amt", "Amt", "AmtDtls/CntrValAmt/Amt")
+
+
 def _entry_lines(entry: Element, s: int, n: int, account: str | None,
                  reading: Reading) -> list[StatementLine | str]:
     """The credit lines of one `Ntry` (one, or one per `TxDtls` of a batch), or errors."""
@@ -628,13 +632,19 @@ def _entry_lines(entry: Element, s: int, n: int, account: str | None,
                                 _clean(" ".join(r for r in refs if r)), ref, e2e, valued))
     else:
         net = Decimal(0)  # what the batch's transactions add up to, against the entry's Amt
+        currency = (amt.get("Ccy") or "").upper()
         for t, tx in enumerate(txs, start=1):
-            tx_amt = _at(tx, "AmtDtls/TxAmt/Amt")
-            tx_amt = tx_amt if tx_amt is not None else _at(tx, "Amt")
+            # the transaction's amount in the account's currency, as the entry's: a foreign
+            # transfer states its instructed amount too (and some banks the transaction
+            # amount in the payer's currency), with the converted one beside it
+            stated = [a for a in (_at(tx, path) for path in _TX_AMOUNTS) if a is not None]
+            tx_amt = next((a for a in stated if (a.get("Ccy") or "").upper() == currency),
+                          None)
             credit = (_text(tx, "CdtDbtInd") or "CRDT") == "CRDT"
-            if (tx_amt.get("Ccy") or "").upper() != (amt.get("Ccy") or "").upper():
-                return [f"{where}, TxDtls {t}: Amt in {tx_amt.get('Ccy')}, the entry in "
-                        f"{amt.get('Ccy')}: a batch is imported in the entry's currency"]
+            if tx_amt is None:
+                others = ", ".join(dict.fromkeys(str(a.get("Ccy")) for a in stated))
+                return [f"{where}, TxDtls {t}: no amount in {currency}, the entry's currency "
+                        f"({others} only): a batch is imported in the entry's currency"]
             try:
                 net += _xml_amount(tx_amt.text or "") * (1 if credit else -1)
             except ValueError as exc:

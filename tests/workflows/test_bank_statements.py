@@ -493,6 +493,37 @@ def test_a_batch_whose_transactions_do_not_add_up_to_the_entry_is_refused(books,
     assert (report.errors, report.created, report.skipped) == ([], 1, 1)
 
 
+def test_a_batch_of_foreign_transfers_is_imported_in_the_accounts_currency(books,
+                                                                          tmp_path) -> None:
+    # given a USD account credited 1,200.00 for a batch of two transfers the payers sent in
+    # EUR: each transaction's instructed and transaction amounts are in EUR, its amount in
+    # the account's USD (how the bank converted it)
+    details = "".join(
+        f'<TxDtls><Amt Ccy="USD">{usd}</Amt><AmtDtls><InstdAmt><Amt Ccy="EUR">{eur}</Amt>'
+        f'</InstdAmt><TxAmt><Amt Ccy="EUR">{eur}</Amt></TxAmt></AmtDtls>'
+        f"<CdtDbtInd>CRDT</CdtDbtInd><RmtInf><Ustrd>{ref}</Ustrd></RmtInf></TxDtls>"
+        for usd, eur, ref in (("500.00", "460.00", "INV-2026-000123"),
+                              ("700.00", "644.00", "INV-2026-000200")))
+    entry = ('<Ntry><Amt Ccy="USD">1200.00</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>BOOK</Sts>'
+             "<BookgDt><Dt>2026-11-20</Dt></BookgDt><AcctSvcrRef>B2</AcctSvcrRef>"
+             f"<NtryDtls>{details}</NtryDtls></Ntry>")
+    path = write(tmp_path, "fx.xml", long_camt([entry]))
+    # when
+    report = import_statement(books, path)
+    books.commit()
+    # then both are money in, in USD, as the account was credited
+    assert (report.errors, report.created) == ([], 2)
+    assert _amounts(books) == [(50_000, "USD"), (70_000, "USD")]
+    # and a transaction with no amount in the account's currency still refuses the file
+    only_eur = entry.replace('<Amt Ccy="USD">500.00</Amt>', "").replace(
+        "B2", "B3")
+    report = import_statement(books, write(tmp_path, "eur.xml", long_camt([only_eur])))
+    books.rollback()
+    assert report.errors == ["Stmt 1, Ntry 1, TxDtls 1: no amount in USD, the entry's "
+                             "currency (EUR only): a batch is imported in the entry's "
+                             "currency"]
+
+
 # -- amounts whose separator is ambiguous ("1,500", "1.500") --------------------------------------
 def _amounts(session) -> list[tuple[int, str]]:
     return [(p.amount_minor, p.currency)
