@@ -455,8 +455,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"o2c: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        from bot.db import unavailable
+        from bot.db import LOST_A_RACE, lost_a_race, unavailable
 
+        if lost_a_race(exc):  # PostgreSQL rolled the whole transaction back
+            print(f"o2c: another writer changed the same rows at the same moment "
+                  f"({LOST_A_RACE[exc.orig.sqlstate]}): everything this command did was "
+                  "rolled back; run it again", file=sys.stderr)
+            return 3
         if not unavailable(exc):
             raise
         print(f"o2c: {database_problem(exc)}", file=sys.stderr)

@@ -193,6 +193,30 @@ def test_a_database_that_is_down_is_one_clear_line_and_exit_3(tmp_path, command)
     assert len(ours) == 1 and "cannot reach the database" in ours[0]
 
 
+def test_a_command_that_lost_a_race_says_nothing_was_kept_and_to_run_it_again(
+        monkeypatch, capsys) -> None:
+    # given an import that PostgreSQL rolled back as a deadlock with another writer
+    import sqlalchemy as sa
+
+    import bot.cli as cli
+
+    class DeadlockDetected(Exception):
+        sqlstate = "40P01"
+
+    def import_rolled_back(args) -> int:
+        raise sa.exc.OperationalError("UPDATE products SET on_hand=%(on_hand)s", {},
+                                      DeadlockDetected("deadlock detected\nDETAIL: Process 1"))
+
+    monkeypatch.setattr(cli, "cmd_import", import_rolled_back)
+    # when
+    code = main(["import", "products", "products.csv"])
+    # then one line says what happened: not "cannot reach the database"
+    assert code == 3
+    ours = [line for line in capsys.readouterr().err.splitlines() if line.startswith("o2c:")]
+    assert ours == ["o2c: another writer changed the same rows at the same moment (deadlock "
+                    "detected): everything this command did was rolled back; run it again"]
+
+
 def test_serve_starts_while_the_database_is_down_and_is_ready_once_it_answers(tmp_path,
                                                                               standin) -> None:
     # given a database file in a folder that does not exist yet (it cannot be opened)
