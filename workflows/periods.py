@@ -15,7 +15,9 @@ keeps the original `value_date` beside the `effective_date` the reports use, and
 and the audit log say so (`Booking.note`).
 
 Months are calendar months of the economic dates (calendar dates as their sources state them,
-see `workflows.receivables`). A month can be closed once it has ended (in UTC).
+see `workflows.receivables`). A month can be closed once it has ended in the business time
+zone (`policy.business_date`: the zone the books keep, as the revenue-close job and the
+reports take it), not in UTC.
 
 Concurrency: on PostgreSQL a close takes an exclusive advisory lock and every settlement takes
 the shared one before it reads the lock date, so a close waits for the transactions that are

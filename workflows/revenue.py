@@ -8,7 +8,9 @@ what was already delivered). An order cancelled after a close recorded revenue o
 service under way, not delivered or invoiced yet) stays on the books with nothing left to
 recognise: its closed months keep what they recorded and the first open month reverses it.
 A line's *effective* quantity leaves out what was cancelled; a subscription cancelled from
-a period on keeps only the periods before it. The arithmetic
+a period on keeps only the periods before it. A line cancelled whole (every unit, or a
+subscription from its first day) is no obligation any more: it is left out of the allocation,
+so an order whose other lines share one revenue type keeps their net amounts. The arithmetic
 (allocation by standalone selling price, goods at shipment, services ratably by day, credit
 notes reducing what is left) is in `workflows.revenue_schedule`; this module reads the
 orders, shipments, invoices and credit notes, and keeps the books by month.
@@ -156,6 +158,14 @@ class Obligation:
         """Recognised by day over a service period (else at shipment, like goods: a service
         entered before service periods existed has none)."""
         return self.revenue_type != "goods" and self.service_start is not None
+
+    @property
+    def live(self) -> bool:
+        """Still an obligation of the contract: not all its quantity cancelled, nor a
+        subscription cancelled from its first day. A line that is not counts for nothing in
+        the allocation (its net amount and SSP are nil), nor in whether the order mixes
+        revenue types."""
+        return self.quantity > 0 and not (self.ratable and self.service_end < self.service_start)
 
     @property
     def starts(self) -> date | None:
@@ -322,9 +332,9 @@ def load_obligations(session: Session, *, order_ids: list[int] | None = None
         by_order[ob.order_id].append(ob)
     for group in by_order.values():
         allocated = allocate([AllocationLine(ob.line_id, ob.revenue_type, ob.net_minor,
-                                             ob.ssp_minor) for ob in group])
+                                             ob.ssp_minor) for ob in group if ob.live])
         for ob in group:
-            ob.allocated_minor = allocated[ob.line_id]
+            ob.allocated_minor = allocated.get(ob.line_id, 0)
     return list(obligations.values())
 
 

@@ -11,7 +11,10 @@ digits than `Decimal`'s default 28-digit context keeps.
   standalone selling price (SSP = unit SSP x quantity): `half_up(N x SSP_i / sum SSP)`, and
   the rounding difference goes to the line with the largest SSP (the first such line on a
   tie), so the allocations sum exactly to N. Without any SSP (all free) each line keeps its
-  net amount.
+  net amount. Should the difference take that line below zero — only when N is under about
+  half a minor unit per line, e.g. 0.03 over five lines whose halves all round up — it gets
+  zero and the rest of the difference comes off the next largest SSPs in turn: never a
+  negative price for an obligation (revenue reversed on delivering it).
 * **Goods** (`goods_schedule`): recognised on each shipment date for the quantity shipped,
   `half_up(allocated x shipped / ordered)`; the shipment that completes the line takes what
   is left.
@@ -70,8 +73,16 @@ def allocate(lines: Sequence[AllocationLine]) -> dict[int, int]:
     if total_ssp <= 0:
         return {line.key: line.net_minor for line in lines}
     allocated = {line.key: half_up(total_net * line.ssp_minor, total_ssp) for line in lines}
-    largest = max(lines, key=lambda line: line.ssp_minor)  # max keeps the first on a tie
-    allocated[largest.key] += total_net - sum(allocated.values())
+    # by SSP, largest first; sorted is stable: the first line on a tie
+    by_ssp = sorted(lines, key=lambda line: -line.ssp_minor)
+    allocated[by_ssp[0].key] += total_net - sum(allocated.values())
+    short = -allocated[by_ssp[0].key]
+    if short > 0:  # a tiny order over many lines: never a negative price (module docstring)
+        allocated[by_ssp[0].key] = 0
+        for line in by_ssp[1:]:
+            taken = min(short, allocated[line.key])
+            allocated[line.key] -= taken
+            short -= taken
     return allocated
 
 

@@ -159,3 +159,56 @@ def test_a_period_that_keeps_failing_is_tried_a_bounded_number_of_times(
                      _deps(db), None)
     assert summary["invoices"] == ["INV-2026-000001"]
     assert _billed(db) == [(date(2026, 1, 1), "INV-2026-000001", 20000)]
+
+
+# -- the close: several at once record each month once ---------------------------------------
+
+def test_closes_run_at_once_record_each_month_once(db) -> None:
+    """Four closes started together — three of June, one of July — from four connections (as
+    four server processes or a scheduler and an operator would): one close of June and one
+    of July, each line's month recorded once, one summary post per month."""
+    import threading
+
+    from models import AuditEvent, OutboxMessage
+    from models.revenue import RevenueEntry
+    from workflows import revenue
+
+    # given: 2 x 1200.00 of subscription over 2026, billed monthly
+    _monthly_subscription(db)
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def close(period: str) -> None:
+        try:
+            start.wait(10)
+            with db.transaction() as s:
+                revenue.close_month(s, period=period, actor="revenue-close",
+                                    now=datetime(2026, 8, 3, 10, tzinfo=UTC))
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    # when
+    threads = [threading.Thread(target=close, args=(p,))
+               for p in ("2026-06", "2026-06", "2026-07", "2026-06")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    # then
+    with db.read_session() as s:
+        closes = sorted(c.period for c in s.exec(select(RevenueClose)))
+        entries = s.exec(select(RevenueEntry.period, RevenueEntry.recognized_minor)
+                         .order_by(RevenueEntry.period)).all()
+        posts = s.exec(select(OutboxMessage.dedupe_key).where(
+            OutboxMessage.dedupe_key.like("revenue-close:%"))).all()
+        events = s.exec(select(AuditEvent.entity_id).where(
+            AuditEvent.action == "revenue.period_closed")).all()
+    assert errors == []
+    assert closes in (["2026-06", "2026-07"], ["2026-07"])  # July alone if it went first
+    months = [period for period, _ in entries]
+    assert months == [f"2026-{m:02d}" for m in range(1, 8)]  # each month once
+    # 2400.00 over 365 days, half-up per month: 31 days 203.84, 30 days 197.26, February
+    # 184.11; January to July: 4 x 203.84 + 184.11 + 2 x 197.26
+    assert sum(amount for _, amount in entries) == 4 * 20384 + 18411 + 2 * 19726
+    assert sorted(posts) == sorted(f"revenue-close:{p}" for p in closes)
+    assert sorted(events) == closes

@@ -138,6 +138,27 @@ def test_only_an_ended_month_can_be_closed(june, period: str, says: str) -> None
     assert says in refused.value.detail
 
 
+def test_a_month_has_ended_in_the_business_time_zone_not_in_utc(session: Session) -> None:
+    """Books kept in Los Angeles: at 03:00 UTC on 1 July it is still 30 June there, so June
+    has not ended; at 08:00 UTC (01:00 in Los Angeles) it has."""
+    # given
+    from workflows import policy
+
+    policy.set_value(session, key="business_timezone", value="America/Los_Angeles",
+                     actor="test")
+    session.commit()
+    # when
+    with pytest.raises(ValidationFailed) as refused:
+        periods.close_period(session, period="2026-06", actor="api",
+                             now=datetime(2026, 7, 1, 3, tzinfo=UTC))
+    session.rollback()
+    row, created = periods.close_period(session, period="2026-06", actor="api",
+                                        now=datetime(2026, 7, 1, 8, tzinfo=UTC))
+    # then
+    assert "today is 2026-06-30" in refused.value.detail
+    assert (row.period, created) == ("2026-06", True)
+
+
 def test_a_close_waits_for_settlements_being_recorded(db: Database) -> None:
     """A month cannot be closed under a settlement dated inside it that is being recorded:
     the close waits for it (PostgreSQL: the periods' advisory lock; SQLite: the write lock),

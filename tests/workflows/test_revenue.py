@@ -305,3 +305,36 @@ def test_cancelling_a_contract_after_a_close_reverses_in_the_first_open_month(
     assert (february["closed"], february["recognized"]["by_type"]["service"],
             february["deferred"], february["unbilled"]) == (False, "-84.93", "0.00", "0.00")
     assert data["currencies"]["USD"]["unbilled"] == "0.00"
+
+
+def test_a_cancelled_line_no_longer_makes_the_order_a_mixed_bundle(book: Session) -> None:
+    """Goods out of stock (2 x 12.50, backordered) bundled with two services: Installation
+    300.00 (SSP 400.00) and Service 1000.00 (list price), both over March. The customer
+    cancels the backordered goods: what is left is services only, so each line keeps its own
+    net amount (SPEC §3: one revenue type) — 300.00 and 1000.00, as invoiced — and not
+    1300.00 spread by SSP (371.43 and 928.57), which left 71.43 unbilled on one line and
+    71.43 deferred on the other for ever."""
+    # given
+    from workflows import fulfilment
+
+    f.product(book, "GONE", price="12.50", on_hand=0)
+    book.commit()
+    period = {"service_start": "2026-03-01", "service_end": "2026-03-31"}
+    placed = order(book, [{"sku": "GONE", "quantity": 2}, {"sku": "INST", "quantity": 1,
+                                                            **period},
+                          {"sku": "SVC", "quantity": 1, **period}], now=at(2026, 2, 20))
+    book.commit()
+    # when
+    fulfilment.cancel_line(book, order=placed, line_no=1, actor="USALES01",
+                           reason="customer cancelled", now=at(2026, 2, 21))
+    book.commit()
+    ship(book, placed.number, at(2026, 3, 1), [("INST", 1), ("SVC", 1)])
+    book.commit()
+    # then
+    allocated = {ob.sku: ob.allocated_minor
+                 for ob, _ in revenue.line_positions(book, date(2026, 3, 31)).values()}
+    assert allocated == {"GONE": 0, "INST": 30000, "SVC": 100000}
+    march = figures(book, date(2026, 3, 31))
+    assert [(march[sku].invoiced, march[sku].recognized, march[sku].deferred,
+             march[sku].unbilled) for sku in ("INST", "SVC")] == [
+        (30000, 30000, 0, 0), (100000, 100000, 0, 0)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from workflows.revenue_schedule import (
@@ -64,6 +64,33 @@ def test_one_revenue_type_keeps_each_lines_net_amount() -> None:
 def test_a_free_bundle_keeps_net_amounts() -> None:
     lines = [AllocationLine(1, "goods", 0, 0), AllocationLine(2, "service", 0, 0)]
     assert allocate(lines) == {1: 0, 2: 0}
+
+
+def test_the_rounding_difference_never_leaves_the_largest_line_negative() -> None:
+    """A bundle of 0.03 over five lines: goods of SSP 2 and four services of SSP 1 (N = 3,
+    sum SSP = 6). Half-up, the goods get 3 x 2/6 = 1 and each service 3 x 1/6 = 0.5 -> 1:
+    5 allocated, 2 too many. On the largest SSP alone that was -1 for the goods (a negative
+    price for an obligation: revenue reversed when the goods ship). The largest line goes to
+    zero and the rest of the difference comes off the next largest (the first on a tie)."""
+    # given
+    lines = [AllocationLine(1, "goods", 3, 2), *(AllocationLine(k, "service", 0, 1)
+                                                 for k in (2, 3, 4, 5))]
+    # when
+    allocated = allocate(lines)
+    # then
+    assert allocated == {1: 0, 2: 0, 3: 1, 4: 1, 5: 1}
+
+
+@given(lines=st.lists(st.tuples(st.sampled_from(["goods", "service", "subscription"]),
+                                st.integers(0, 12), st.integers(0, 5)), min_size=1,
+                      max_size=9))
+@example(lines=[("goods", 3, 2), *[("service", 0, 1)] * 4])  # the case above
+def test_allocations_sum_exactly_and_are_never_negative(lines: list[tuple[str, int, int]]
+                                                        ) -> None:
+    allocated = allocate([AllocationLine(k, kind, net, ssp)
+                          for k, (kind, net, ssp) in enumerate(lines)])
+    assert sum(allocated.values()) == sum(net for _, net, _ in lines)
+    assert min(allocated.values()) >= 0
 
 
 def test_partial_shipments_recognise_pro_rata_and_the_last_takes_the_remainder() -> None:
