@@ -43,8 +43,11 @@ from slack_bolt import BoltResponse
 from slack_bolt.authorization.authorize import InstallationStoreAuthorize
 from slack_bolt.error import BoltError
 from slack_bolt.oauth.callback_options import CallbackOptions, FailureArgs, SuccessArgs
+from slack_bolt.oauth.oauth_flow import OAuthFlow
 from slack_bolt.oauth.oauth_settings import OAuthSettings
+from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackClientError
 from slack_sdk.oauth.installation_store import Bot, Installation
 from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
 from slack_sdk.oauth.sqlalchemy_utils import normalize_datetime_for_db
@@ -74,6 +77,31 @@ INSTALLED = "slack.installed"
 
 class ForeignInstall(BoltError):
     """An installation from another Slack org than the one whose books this database keeps."""
+
+
+class SlackUnreachable(BoltError):
+    """Slack did not answer the token exchange (oauth.v2.access, then auth.test): a timeout, a
+    refused connection. Nothing was stored; the installer starts again."""
+
+
+class InstallFlow(OAuthFlow):
+    """Bolt's OAuth flow, with Slack not answering the token exchange told to the installer on
+    a page (502) instead of a 500: Bolt itself only handles Slack's error answers there."""
+
+    def run_installation(self, code: str) -> Installation | None:
+        try:
+            return super().run_installation(code)
+        except (SlackClientError, OSError) as error:  # TimeoutError, URLError: both OSErrors
+            raise SlackUnreachable(type(error).__name__) from None
+
+    def handle_callback(self, request: BoltRequest) -> BoltResponse:
+        try:
+            return super().handle_callback(request)
+        except SlackUnreachable as error:
+            return self.failure_handler(FailureArgs(
+                request=request, reason="slack_unreachable", error=error,
+                suggested_status_code=502, settings=self.settings,
+                default=self.default_callback_options))
 
 
 def org_of(enterprise_id: str | None, team_id: str | None) -> dict:
@@ -238,6 +266,7 @@ class Installations:
     """The OAuth install of a process: the stores, Bolt's settings, the outbox's tokens."""
 
     settings: OAuthSettings
+    flow: InstallFlow  # /slack/install and /slack/oauth_redirect (the App's oauth_flow)
     authorize: InstallationStoreAuthorize  # Bolt's, per request: token by team, rotated
     store: InstallationStore
     tokens: BotTokens
@@ -302,7 +331,9 @@ def build_installations(settings: Settings, db: Database, clock: Clock,
         bot_only=True, cache_enabled=True, client=rotator_client)
     rotator = TokenRotator(client_id=client_id, client_secret=client_secret,
                            client=rotator_client)
-    return Installations(settings=oauth_settings, authorize=authorize, store=store,
+    # the App gives the flow its Web API client (SLACK_API_URL), as with oauth_settings
+    flow = InstallFlow(settings=oauth_settings, logger=log)
+    return Installations(settings=oauth_settings, flow=flow, authorize=authorize, store=store,
                          tokens=BotTokens(store, rotator))
 
 
@@ -326,13 +357,23 @@ def _installed(db: Database, store: InstallationStore) -> Any:
 
 
 def _failed(args: FailureArgs) -> BoltResponse:
-    """Bolt's failure page, saying why when an installation from another org was refused."""
+    """Bolt's failure page, saying why when an installation from another org was refused or
+    Slack did not answer the token exchange."""
     if isinstance(args.error, ForeignInstall):
         log.warning("refused an installation: %s", args.error)
-        body = ("<html><body><h2>o2c was not installed</h2><p>"
-                f"{html.escape(str(args.error))}</p></body></html>")
-        return BoltResponse(status=403, body=body,
-                            headers={"Content-Type": "text/html; charset=utf-8"})
+        return _not_installed(403, html.escape(str(args.error)))
+    if isinstance(args.error, SlackUnreachable):
+        log.warning("OAuth install failed: Slack did not answer the token exchange (%s)",
+                    args.error)
+        return _not_installed(502, "Slack did not answer while the installation was being "
+                              "finished; nothing was stored. Please "
+                              '<a href="/slack/install">start again</a> in a minute.')
     log.warning("OAuth install failed: %s", args.reason)
     return args.default.failure(args)
+
+
+def _not_installed(status: int, message_html: str) -> BoltResponse:
+    body = f"<html><body><h2>o2c was not installed</h2><p>{message_html}</p></body></html>"
+    return BoltResponse(status=status, body=body,
+                        headers={"Content-Type": "text/html; charset=utf-8"})
 

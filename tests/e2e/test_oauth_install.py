@@ -372,3 +372,29 @@ def test_a_first_answer_and_a_jobs_channel_post_use_the_right_workspaces_token(
         (c for c in standin.api.calls_to("chat.postMessage")
          if c.params["channel"] == "C0DISPUTES" and c.ok), None))
     assert card.token_team == "T0002"
+
+
+def test_slack_not_answering_the_token_exchange_shows_a_clear_page(
+        oauth_server, browser, standin) -> None:
+    from sandbox.webapi import Fault
+
+    # given: Slack does not answer oauth.v2.access within the client's timeout
+    oauth_server.deps.client.timeout = 0.5
+    standin.api.inject("oauth.v2.access", Fault(delay=1.5))
+    # when: the installer comes back from Slack's authorize page
+    page = install(browser, standin)
+    # then: a page saying what happened and how to go on, not a 500 problem document
+    assert page.status_code == 502, page.text
+    assert page.headers["content-type"].startswith("text/html")
+    assert "o2c was not installed" in page.text and "Slack did not answer" in page.text
+    assert 'href="/slack/install"' in page.text
+    # and: nothing stored, nobody made admin
+    assert bot_rows(oauth_server.db) == []
+    assert audited(oauth_server.db, "slack.installed") == []
+    with oauth_server.db.read_session() as s:
+        assert roles_of(s, INSTALLER) == set()
+    # when: Slack answers again and the installer starts over
+    oauth_server.deps.client.timeout = 10
+    # then: it installs
+    assert install(browser, standin).status_code == 200
+    assert len(bot_rows(oauth_server.db)) == 1
