@@ -29,9 +29,9 @@ def home_view(name: str, roles: list[str], extra: list[dict] | None = None) -> d
         context("Type `/o2c help` in any channel for commands."),
         divider(),
     ]
-    rendered = render(blocks, limit=VIEW_BLOCKS_MAX)
-    rendered.extend((extra or [])[: VIEW_BLOCKS_MAX - len(rendered)])
-    return {"type": "home", "blocks": rendered}
+    # Slack refuses a Home of more than 100 blocks: beyond that the last one says how many
+    # more there were (render), instead of the sections being cut without a word
+    return {"type": "home", "blocks": render([*blocks, *(extra or [])], limit=VIEW_BLOCKS_MAX)}
 
 
 def sparkline(values: list[int]) -> str:
