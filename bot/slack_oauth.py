@@ -232,7 +232,9 @@ class InstallationStore(SQLAlchemyInstallationStore):
 class StateStore(SQLAlchemyOAuthStateStore):
     """slack_sdk's SQLAlchemy state store on our database and our one clock; a state is
     consumed by one conditional DELETE, so two callbacks with the same state (a replay, a
-    double submit) cannot both pass, even in two processes."""
+    double submit) cannot both pass, even in two processes. Issuing one deletes the expired
+    ones: anyone may open /slack/install, and installs started and abandoned would otherwise
+    pile up for good (the table holds only the states of the last `STATE_SECONDS`)."""
 
     def __init__(self, db: Database, clock: Clock, *, expiration_seconds: int = STATE_SECONDS
                  ) -> None:
@@ -244,8 +246,11 @@ class StateStore(SQLAlchemyOAuthStateStore):
         import uuid
 
         state = str(uuid.uuid4())
-        expire_at = self.clock.now() + timedelta(seconds=self.expiration_seconds)
+        now = self.clock.now()
+        expire_at = now + timedelta(seconds=self.expiration_seconds)
         with self.engine.begin() as conn:
+            conn.execute(self.oauth_states.delete().where(
+                self.oauth_states.c.expire_at <= normalize_datetime_for_db(now)))
             conn.execute(self.oauth_states.insert(),
                          {"state": state, "expire_at": normalize_datetime_for_db(expire_at)})
         return state

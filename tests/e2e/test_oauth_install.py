@@ -398,3 +398,32 @@ def test_slack_not_answering_the_token_exchange_shows_a_clear_page(
     # then: it installs
     assert install(browser, standin).status_code == 200
     assert len(bot_rows(oauth_server.db)) == 1
+
+
+def state_rows(db) -> list[dict]:
+    from models import slack_oauth_states
+
+    with db.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(sa.select(slack_oauth_states)).mappings()]
+
+
+def test_install_pages_opened_and_abandoned_leave_no_rows_behind(
+        oauth_server, browser, standin) -> None:
+    # given: "Add to Slack" opened three times and never finished (anyone can open the page)
+    abandoned = [start_install(browser) for _ in range(3)]
+    assert len(state_rows(oauth_server.db)) == 3
+    # when: the states have expired (10 minutes) and someone opens the page again
+    clock = oauth_server.deps.clock
+    clock.travel_to(clock.now() + timedelta(minutes=11))
+    state = start_install(browser)
+    # then: only the live state is kept; the expired ones are gone, and refused
+    assert [r["state"] for r in state_rows(oauth_server.db)] == [state]
+    code = standin.api.authorize(INSTALLER)
+    browser.cookies.set("slack-app-oauth-state", abandoned[0])
+    assert browser.get("/slack/oauth_redirect",
+                       params={"code": code, "state": abandoned[0]}).status_code == 401
+    # and: the live one still installs
+    browser.cookies.set("slack-app-oauth-state", state)
+    assert browser.get("/slack/oauth_redirect",
+                       params={"code": code, "state": state}).status_code == 200
+    assert state_rows(oauth_server.db) == []
