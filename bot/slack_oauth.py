@@ -125,15 +125,37 @@ class InstallationStore(SQLAlchemyInstallationStore):
     def home_org(self) -> dict | None:
         """The org the first installation bound this database to (None before any)."""
         with self.db.read_session() as session:
-            first = session.execute(sa.select(AuditEvent).where(
-                AuditEvent.action == INSTALLED).order_by(AuditEvent.id).limit(1)).scalars().first()
-        return None if first is None else org_of((first.data or {}).get("enterprise_id"),
-                                                 (first.data or {}).get("team_id"))
+            return _home_org(session)
 
     def save(self, installation: Installation) -> None:
-        home = self.home_org()
-        if home is not None and home != org_of(installation.enterprise_id,
-                                               installation.team_id):
+        """Check the org and record the installation (`slack.installed`) in one transaction
+        holding the install lock, before the token is stored: the first one binds the
+        database, and an installation from another org finishing at the same moment waits
+        for it and is refused (checked after the first one's token was stored, it found no
+        binding yet and was stored too)."""
+        org = org_of(installation.enterprise_id, installation.team_id)
+        with self.db.transaction() as session:
+            if session.get_bind().dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE
+                session.execute(sa.text(
+                    "SELECT pg_advisory_xact_lock(hashtext('o2c.slack_install'))"))
+            home = _home_org(session)
+            refused = home is not None and home != org
+            if refused:
+                audit.refusal(session, actor=installation.user_id or "slack",
+                              action=INSTALLED, entity_type="slack_workspace",
+                              entity_id=installation.team_id or installation.enterprise_id,
+                              reason="an installation from another Slack organisation",
+                              enterprise_id=installation.enterprise_id,
+                              team_id=installation.team_id)
+            else:
+                audit.record(session, actor=installation.user_id, action=INSTALLED,
+                             entity_type="slack_workspace",
+                             entity_id=installation.team_id or installation.enterprise_id,
+                             enterprise_id=installation.enterprise_id,
+                             team_id=installation.team_id,
+                             enterprise_install=bool(installation.is_enterprise_install),
+                             scopes=installation.bot_scopes)
+        if refused:  # the refusal audited (committed), nothing stored
             raise ForeignInstall("this o2c server keeps the books of another Slack "
                                  "organisation; install it from a workspace of that one")
         super().save(installation)
@@ -179,8 +201,7 @@ class InstallationStore(SQLAlchemyInstallationStore):
         """(enterprise_id, team_id) of the first installation: the installer's workspace,
         where the company's own channels (approvals, alerts, AR) are."""
         with self.db.read_session() as session:
-            first = session.execute(sa.select(AuditEvent).where(
-                AuditEvent.action == INSTALLED).order_by(AuditEvent.id).limit(1)).scalars().first()
+            first = _first_install(session)
         if first is None:
             return None
         data = first.data or {}
@@ -227,6 +248,17 @@ class InstallationStore(SQLAlchemyInstallationStore):
         super().delete_installation(enterprise_id=enterprise_id, team_id=team_id,
                                     user_id=user_id)
         self.forget()
+
+
+def _first_install(session: Any) -> AuditEvent | None:
+    return session.execute(sa.select(AuditEvent).where(
+        AuditEvent.action == INSTALLED).order_by(AuditEvent.id).limit(1)).scalars().first()
+
+
+def _home_org(session: Any) -> dict | None:
+    first = _first_install(session)
+    return None if first is None else org_of((first.data or {}).get("enterprise_id"),
+                                             (first.data or {}).get("team_id"))
 
 
 class StateStore(SQLAlchemyOAuthStateStore):
@@ -344,17 +376,11 @@ def build_installations(settings: Settings, db: Database, clock: Clock,
 
 def _installed(db: Database, store: InstallationStore) -> Any:
     def success(args: SuccessArgs) -> BoltResponse:
-        """After the installation is stored: bind the database to its org (first time),
-        make the installer the first admin when there is none, audit it, then Slack's page."""
+        """After the installation is stored (and audited, binding the database to its org the
+        first time: `InstallationStore.save`): make the installer the first admin when there
+        is none, then Slack's page."""
         installation = args.installation
         with db.transaction() as session:
-            audit.record(session, actor=installation.user_id, action=INSTALLED,
-                         entity_type="slack_workspace",
-                         entity_id=installation.team_id or installation.enterprise_id,
-                         enterprise_id=installation.enterprise_id,
-                         team_id=installation.team_id,
-                         enterprise_install=bool(installation.is_enterprise_install),
-                         scopes=installation.bot_scopes)
             install_admin(session, user_id=installation.user_id)
         store.forget()
         return args.default.success(args)

@@ -427,3 +427,39 @@ def test_install_pages_opened_and_abandoned_leave_no_rows_behind(
     assert browser.get("/slack/oauth_redirect",
                        params={"code": code, "state": state}).status_code == 200
     assert state_rows(oauth_server.db) == []
+
+
+def test_an_install_from_another_org_at_the_same_moment_as_the_first_is_refused(
+        oauth_server, browser, standin) -> None:
+    import threading
+
+    # given: another org's installer finishing at the moment the first installation is being
+    # stored (after its token is saved, before the rest of its callback ran)
+    store = oauth_server.deps.installations.store
+    save, foreign = store.save, {}
+
+    def save_then_the_other_org(installation) -> None:
+        save(installation)
+        if installation.enterprise_id == "E1" and not foreign:
+            def other() -> None:
+                with httpx.Client(base_url=oauth_server.base_url, timeout=10) as other_browser:
+                    foreign["page"] = install(other_browser, standin, user="UCREDIT1",
+                                              team_id="T0666", enterprise_id="E2")
+            thread = threading.Thread(target=other)
+            thread.start()
+            thread.join(15)
+
+    store.save = save_then_the_other_org
+    # when: the first installation (org E1) completes
+    assert install(browser, standin, team_id="T0001", enterprise_id="E1").status_code == 200
+    # then: the other org's was refused, nothing of it stored, its installer no admin
+    assert foreign["page"].status_code == 403, foreign["page"].text
+    assert [b["team_id"] for b in bot_rows(oauth_server.db)] == ["T0001"]
+    with oauth_server.db.read_session() as s:
+        assert roles_of(s, "UCREDIT1") == set()
+        assert "admin" in roles_of(s, INSTALLER)
+    assert [e.data["enterprise_id"] for e in audited(oauth_server.db, "slack.installed")] \
+        == ["E1"]
+    # and: the refusal is audited
+    [refused] = audited(oauth_server.db, "refused.slack.installed")
+    assert refused.actor == "UCREDIT1" and refused.data["enterprise_id"] == "E2"
