@@ -110,3 +110,29 @@ def test_a_home_with_many_items_says_how_many_more_there_are(server, slack, stan
     promises = collector.split("Promises to pay due")[1].split("Your collections worklist")[0]
     assert promises.count("USD 50.00 by") == 10
     assert "…and 2 more" in promises
+
+
+def test_rejecting_from_app_home_through_the_modal_refreshes_the_queue(
+        server, slack, standin) -> None:
+    from models import Order
+
+    api = standin.api
+    # given: an order waiting for credit approval, on a credit approver's App Home
+    with server.db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.user(s, "UCREDIT1", "credit_approver")
+        f.customer(s, "C-NEW", "Newco", reviewed=False, sales_rep="USALES01")
+        f.product(s, "WID-1", price="100.00")
+        waiting = f.order(s, "C-NEW", lines=[("WID-1", 2)]).number
+    assert waiting in home_of(slack, api, "UCREDIT1")
+    # when: she clicks Reject there and submits the modal with a reason
+    home = api.home_view("UCREDIT1")
+    assert slack.click("UCREDIT1", home, "approval_reject").status_code == 200
+    modal = api.wait_for(lambda: (api.views_for("UCREDIT1") or [None])[-1], WAIT, "the modal")
+    assert slack.submit_view("UCREDIT1", modal, {
+        "reject_reason": {"reject_reason_input": "too risky"}}).status_code == 200
+    # then: the order is rejected, and her App Home no longer offers it
+    api.wait_for(lambda: "Nothing waits for your decision" in text_of(
+        api.home_view("UCREDIT1")) or None, WAIT, "the refreshed home")
+    with server.db.read_session() as s:
+        assert s.exec(select(Order.status).where(Order.number == waiting)).one() == "rejected"
