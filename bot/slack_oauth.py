@@ -54,9 +54,11 @@ from slack_sdk.oauth.sqlalchemy_utils import normalize_datetime_for_db
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 from slack_sdk.oauth.token_rotation import TokenRotator
 
+from handlers.common import note_database_down
 from models import AuditEvent
 from models.slack_install import BOTS, INSTALLATIONS, OAUTH_STATES
 from workflows import audit
+from workflows.errors import database_unavailable
 from workflows.users import install_admin
 
 if TYPE_CHECKING:
@@ -94,6 +96,15 @@ class InstallFlow(OAuthFlow):
         except (SlackClientError, OSError) as error:  # TimeoutError, URLError: both OSErrors
             raise SlackUnreachable(type(error).__name__) from None
 
+    def handle_installation(self, request: BoltRequest) -> BoltResponse:
+        try:
+            return super().handle_installation(request)
+        except Exception as error:
+            if not database_unavailable(error):
+                raise
+            note_database_down(error, log)
+            return _database_down_page()
+
     def handle_callback(self, request: BoltRequest) -> BoltResponse:
         try:
             return super().handle_callback(request)
@@ -102,6 +113,11 @@ class InstallFlow(OAuthFlow):
                 request=request, reason="slack_unreachable", error=error,
                 suggested_status_code=502, settings=self.settings,
                 default=self.default_callback_options))
+        except Exception as error:
+            if not database_unavailable(error):
+                raise
+            note_database_down(error, log)
+            return _database_down_page()
 
 
 def org_of(enterprise_id: str | None, team_id: str | None) -> dict:
@@ -401,6 +417,13 @@ def _failed(args: FailureArgs) -> BoltResponse:
                               '<a href="/slack/install">start again</a> in a minute.')
     log.warning("OAuth install failed: %s", args.reason)
     return args.default.failure(args)
+
+
+def _database_down_page() -> BoltResponse:
+    """The installer's page when the database cannot be reached (an API client gets a 503
+    problem document from the app's handler; a browser gets this)."""
+    return _not_installed(503, "o2c cannot reach its database right now. Please "
+                          '<a href="/slack/install">start again</a> in a minute.')
 
 
 def _not_installed(status: int, message_html: str) -> BoltResponse:

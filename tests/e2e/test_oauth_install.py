@@ -463,3 +463,26 @@ def test_an_install_from_another_org_at_the_same_moment_as_the_first_is_refused(
     # and: the refusal is audited
     [refused] = audited(oauth_server.db, "refused.slack.installed")
     assert refused.actor == "UCREDIT1" and refused.data["enterprise_id"] == "E2"
+
+
+def test_the_database_unreachable_during_an_install_shows_a_page_saying_so(
+        oauth_server, browser, standin, monkeypatch) -> None:
+    down = sa.exc.OperationalError("INSERT", {}, Exception("server closed the connection"))
+
+    def unreachable(*args, **kwargs):
+        raise down
+
+    installations = oauth_server.deps.installations
+    # given: the database goes away while an installer comes back from Slack
+    state = start_install(browser)
+    monkeypatch.setattr(installations.store, "save", unreachable)
+    page = browser.get("/slack/oauth_redirect",
+                       params={"code": standin.api.authorize(INSTALLER), "state": state})
+    # then: a page saying so and how to go on, not a 500 problem document
+    assert page.status_code == 503, page.text
+    assert "o2c was not installed" in page.text and "database" in page.text
+    assert 'href="/slack/install"' in page.text
+    # and: the same for "Add to Slack" itself
+    monkeypatch.setattr(installations.settings.state_store, "issue", unreachable)
+    page = browser.get("/slack/install")
+    assert page.status_code == 503 and "database" in page.text, page.text
