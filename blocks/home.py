@@ -29,9 +29,9 @@ def home_view(name: str, roles: list[str], extra: list[dict] | None = None) -> d
         context("Type `/o2c help` in any channel for commands."),
         divider(),
     ]
-    rendered = render(blocks, limit=VIEW_BLOCKS_MAX)
-    rendered.extend((extra or [])[: VIEW_BLOCKS_MAX - len(rendered)])
-    return {"type": "home", "blocks": rendered}
+    # Slack refuses a Home of more than 100 blocks: beyond that the last one says how many
+    # more there were (render), instead of the sections being cut without a word
+    return {"type": "home", "blocks": render([*blocks, *(extra or [])], limit=VIEW_BLOCKS_MAX)}
 
 
 def sparkline(values: list[int]) -> str:
@@ -69,7 +69,8 @@ def rep_section(home: object, *, fmt: Formats = ENGLISH) -> list[dict]:
         blocks.append(section("No open orders. `/o2c new` enters one."))
     if home.overdue:
         rows = [f"• *{esc(c['customer'])}* — {fmt.money(c['overdue_minor'], c['currency'])} "
-                f"overdue, oldest {c['days_late']} days late" for c in home.overdue]
+                f"overdue, oldest {c['days_late']} days late" for c in home.overdue] + _more(
+            len(home.overdue), home.overdue_total)
         blocks.append(section(":alarm_clock: *Your customers' overdue*\n" + lines_text(rows)))
     else:
         blocks.append(section(":white_check_mark: None of your customers is overdue."))
@@ -99,13 +100,15 @@ def approver_section(overview: object, *, buttons: object, fmt: Formats = ENGLIS
     return render(blocks)
 
 
-def promises_section(promises: list[dict], *, fmt: Formats = ENGLISH) -> list[dict]:
-    """A collector's promises to pay due today or tomorrow (late ones first)."""
+def promises_section(promises: list[dict], *, total: int = 0,
+                     fmt: Formats = ENGLISH) -> list[dict]:
+    """A collector's promises to pay due today or tomorrow (late ones first), and how many
+    more there are (`total`: all of them)."""
     if not promises:
         return []
     rows = [f"• {':warning: ' if p['late'] else ''}*{esc(p['customer'])}* — "
             f"{fmt.money(p['amount_minor'], p['currency'])} by {fmt.date(p['date'])}"
-            for p in promises]
+            for p in promises] + _more(len(promises), total)
     return render([section(":handshake: *Promises to pay due*\n" + lines_text(rows)),
                    divider()])
 

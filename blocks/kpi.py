@@ -83,7 +83,7 @@ def home_section(data: dict, *, trend: list[int] | None = None, weeks: int = 8,
     from blocks.home import trend_text
 
     blocks = kpi_blocks(data, fmt=fmt)
-    line = trend_text(trend or [], data.get("currency"), weeks)
+    line = trend_text(trend or [], data.get("currency"), weeks, fmt=fmt)
     if line:
         blocks.insert(1, section(line))
     return render([*blocks, divider()])

@@ -57,7 +57,7 @@ def create_bolt_app(deps: Deps, listener_executor: Executor) -> App:
         listener_executor=listener_executor,
         raise_error_for_unhandled_request=False,
         ignoring_self_events_enabled=True,
-        oauth_settings=oauth.settings if oauth is not None else None,
+        oauth_flow=oauth.flow if oauth is not None else None,
         authorize=oauth.authorize if oauth is not None else None,
     )
     app.use(PayloadShape())  # before anything reads the payload (Socket Mode too)

@@ -43,17 +43,22 @@ from slack_bolt import BoltResponse
 from slack_bolt.authorization.authorize import InstallationStoreAuthorize
 from slack_bolt.error import BoltError
 from slack_bolt.oauth.callback_options import CallbackOptions, FailureArgs, SuccessArgs
+from slack_bolt.oauth.oauth_flow import OAuthFlow
 from slack_bolt.oauth.oauth_settings import OAuthSettings
+from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackClientError
 from slack_sdk.oauth.installation_store import Bot, Installation
 from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
 from slack_sdk.oauth.sqlalchemy_utils import normalize_datetime_for_db
 from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 from slack_sdk.oauth.token_rotation import TokenRotator
 
+from handlers.common import note_database_down
 from models import AuditEvent
 from models.slack_install import BOTS, INSTALLATIONS, OAUTH_STATES
 from workflows import audit
+from workflows.errors import database_unavailable
 from workflows.users import install_admin
 
 if TYPE_CHECKING:
@@ -74,6 +79,45 @@ INSTALLED = "slack.installed"
 
 class ForeignInstall(BoltError):
     """An installation from another Slack org than the one whose books this database keeps."""
+
+
+class SlackUnreachable(BoltError):
+    """Slack did not answer the token exchange (oauth.v2.access, then auth.test): a timeout, a
+    refused connection. Nothing was stored; the installer starts again."""
+
+
+class InstallFlow(OAuthFlow):
+    """Bolt's OAuth flow, with Slack not answering the token exchange told to the installer on
+    a page (502) instead of a 500: Bolt itself only handles Slack's error answers there."""
+
+    def run_installation(self, code: str) -> Installation | None:
+        try:
+            return super().run_installation(code)
+        except (SlackClientError, OSError) as error:  # TimeoutError, URLError: both OSErrors
+            raise SlackUnreachable(type(error).__name__) from None
+
+    def handle_installation(self, request: BoltRequest) -> BoltResponse:
+        try:
+            return super().handle_installation(request)
+        except Exception as error:
+            if not database_unavailable(error):
+                raise
+            note_database_down(error, log)
+            return _database_down_page()
+
+    def handle_callback(self, request: BoltRequest) -> BoltResponse:
+        try:
+            return super().handle_callback(request)
+        except SlackUnreachable as error:
+            return self.failure_handler(FailureArgs(
+                request=request, reason="slack_unreachable", error=error,
+                suggested_status_code=502, settings=self.settings,
+                default=self.default_callback_options))
+        except Exception as error:
+            if not database_unavailable(error):
+                raise
+            note_database_down(error, log)
+            return _database_down_page()
 
 
 def org_of(enterprise_id: str | None, team_id: str | None) -> dict:
@@ -97,15 +141,37 @@ class InstallationStore(SQLAlchemyInstallationStore):
     def home_org(self) -> dict | None:
         """The org the first installation bound this database to (None before any)."""
         with self.db.read_session() as session:
-            first = session.execute(sa.select(AuditEvent).where(
-                AuditEvent.action == INSTALLED).order_by(AuditEvent.id).limit(1)).scalars().first()
-        return None if first is None else org_of((first.data or {}).get("enterprise_id"),
-                                                 (first.data or {}).get("team_id"))
+            return _home_org(session)
 
     def save(self, installation: Installation) -> None:
-        home = self.home_org()
-        if home is not None and home != org_of(installation.enterprise_id,
-                                               installation.team_id):
+        """Check the org and record the installation (`slack.installed`) in one transaction
+        holding the install lock, before the token is stored: the first one binds the
+        database, and an installation from another org finishing at the same moment waits
+        for it and is refused (checked after the first one's token was stored, it found no
+        binding yet and was stored too)."""
+        org = org_of(installation.enterprise_id, installation.team_id)
+        with self.db.transaction() as session:
+            if session.get_bind().dialect.name == "postgresql":  # SQLite: BEGIN IMMEDIATE
+                session.execute(sa.text(
+                    "SELECT pg_advisory_xact_lock(hashtext('o2c.slack_install'))"))
+            home = _home_org(session)
+            refused = home is not None and home != org
+            if refused:
+                audit.refusal(session, actor=installation.user_id or "slack",
+                              action=INSTALLED, entity_type="slack_workspace",
+                              entity_id=installation.team_id or installation.enterprise_id,
+                              reason="an installation from another Slack organisation",
+                              enterprise_id=installation.enterprise_id,
+                              team_id=installation.team_id)
+            else:
+                audit.record(session, actor=installation.user_id, action=INSTALLED,
+                             entity_type="slack_workspace",
+                             entity_id=installation.team_id or installation.enterprise_id,
+                             enterprise_id=installation.enterprise_id,
+                             team_id=installation.team_id,
+                             enterprise_install=bool(installation.is_enterprise_install),
+                             scopes=installation.bot_scopes)
+        if refused:  # the refusal audited (committed), nothing stored
             raise ForeignInstall("this o2c server keeps the books of another Slack "
                                  "organisation; install it from a workspace of that one")
         super().save(installation)
@@ -151,8 +217,7 @@ class InstallationStore(SQLAlchemyInstallationStore):
         """(enterprise_id, team_id) of the first installation: the installer's workspace,
         where the company's own channels (approvals, alerts, AR) are."""
         with self.db.read_session() as session:
-            first = session.execute(sa.select(AuditEvent).where(
-                AuditEvent.action == INSTALLED).order_by(AuditEvent.id).limit(1)).scalars().first()
+            first = _first_install(session)
         if first is None:
             return None
         data = first.data or {}
@@ -201,10 +266,23 @@ class InstallationStore(SQLAlchemyInstallationStore):
         self.forget()
 
 
+def _first_install(session: Any) -> AuditEvent | None:
+    return session.execute(sa.select(AuditEvent).where(
+        AuditEvent.action == INSTALLED).order_by(AuditEvent.id).limit(1)).scalars().first()
+
+
+def _home_org(session: Any) -> dict | None:
+    first = _first_install(session)
+    return None if first is None else org_of((first.data or {}).get("enterprise_id"),
+                                             (first.data or {}).get("team_id"))
+
+
 class StateStore(SQLAlchemyOAuthStateStore):
     """slack_sdk's SQLAlchemy state store on our database and our one clock; a state is
     consumed by one conditional DELETE, so two callbacks with the same state (a replay, a
-    double submit) cannot both pass, even in two processes."""
+    double submit) cannot both pass, even in two processes. Issuing one deletes the expired
+    ones: anyone may open /slack/install, and installs started and abandoned would otherwise
+    pile up for good (the table holds only the states of the last `STATE_SECONDS`)."""
 
     def __init__(self, db: Database, clock: Clock, *, expiration_seconds: int = STATE_SECONDS
                  ) -> None:
@@ -216,8 +294,11 @@ class StateStore(SQLAlchemyOAuthStateStore):
         import uuid
 
         state = str(uuid.uuid4())
-        expire_at = self.clock.now() + timedelta(seconds=self.expiration_seconds)
+        now = self.clock.now()
+        expire_at = now + timedelta(seconds=self.expiration_seconds)
         with self.engine.begin() as conn:
+            conn.execute(self.oauth_states.delete().where(
+                self.oauth_states.c.expire_at <= normalize_datetime_for_db(now)))
             conn.execute(self.oauth_states.insert(),
                          {"state": state, "expire_at": normalize_datetime_for_db(expire_at)})
         return state
@@ -238,6 +319,7 @@ class Installations:
     """The OAuth install of a process: the stores, Bolt's settings, the outbox's tokens."""
 
     settings: OAuthSettings
+    flow: InstallFlow  # /slack/install and /slack/oauth_redirect (the App's oauth_flow)
     authorize: InstallationStoreAuthorize  # Bolt's, per request: token by team, rotated
     store: InstallationStore
     tokens: BotTokens
@@ -302,23 +384,19 @@ def build_installations(settings: Settings, db: Database, clock: Clock,
         bot_only=True, cache_enabled=True, client=rotator_client)
     rotator = TokenRotator(client_id=client_id, client_secret=client_secret,
                            client=rotator_client)
-    return Installations(settings=oauth_settings, authorize=authorize, store=store,
+    # the App gives the flow its Web API client (SLACK_API_URL), as with oauth_settings
+    flow = InstallFlow(settings=oauth_settings, logger=log)
+    return Installations(settings=oauth_settings, flow=flow, authorize=authorize, store=store,
                          tokens=BotTokens(store, rotator))
 
 
 def _installed(db: Database, store: InstallationStore) -> Any:
     def success(args: SuccessArgs) -> BoltResponse:
-        """After the installation is stored: bind the database to its org (first time),
-        make the installer the first admin when there is none, audit it, then Slack's page."""
+        """After the installation is stored (and audited, binding the database to its org the
+        first time: `InstallationStore.save`): make the installer the first admin when there
+        is none, then Slack's page."""
         installation = args.installation
         with db.transaction() as session:
-            audit.record(session, actor=installation.user_id, action=INSTALLED,
-                         entity_type="slack_workspace",
-                         entity_id=installation.team_id or installation.enterprise_id,
-                         enterprise_id=installation.enterprise_id,
-                         team_id=installation.team_id,
-                         enterprise_install=bool(installation.is_enterprise_install),
-                         scopes=installation.bot_scopes)
             install_admin(session, user_id=installation.user_id)
         store.forget()
         return args.default.success(args)
@@ -326,13 +404,30 @@ def _installed(db: Database, store: InstallationStore) -> Any:
 
 
 def _failed(args: FailureArgs) -> BoltResponse:
-    """Bolt's failure page, saying why when an installation from another org was refused."""
+    """Bolt's failure page, saying why when an installation from another org was refused or
+    Slack did not answer the token exchange."""
     if isinstance(args.error, ForeignInstall):
         log.warning("refused an installation: %s", args.error)
-        body = ("<html><body><h2>o2c was not installed</h2><p>"
-                f"{html.escape(str(args.error))}</p></body></html>")
-        return BoltResponse(status=403, body=body,
-                            headers={"Content-Type": "text/html; charset=utf-8"})
+        return _not_installed(403, html.escape(str(args.error)))
+    if isinstance(args.error, SlackUnreachable):
+        log.warning("OAuth install failed: Slack did not answer the token exchange (%s)",
+                    args.error)
+        return _not_installed(502, "Slack did not answer while the installation was being "
+                              "finished; nothing was stored. Please "
+                              '<a href="/slack/install">start again</a> in a minute.')
     log.warning("OAuth install failed: %s", args.reason)
     return args.default.failure(args)
+
+
+def _database_down_page() -> BoltResponse:
+    """The installer's page when the database cannot be reached (an API client gets a 503
+    problem document from the app's handler; a browser gets this)."""
+    return _not_installed(503, "o2c cannot reach its database right now. Please "
+                          '<a href="/slack/install">start again</a> in a minute.')
+
+
+def _not_installed(status: int, message_html: str) -> BoltResponse:
+    body = f"<html><body><h2>o2c was not installed</h2><p>{message_html}</p></body></html>"
+    return BoltResponse(status=status, body=body,
+                        headers={"Content-Type": "text/html; charset=utf-8"})
 

@@ -27,6 +27,7 @@ class RepHome:
     overdue: list[dict] = field(default_factory=list)
     open_total: int = 0
     waiting_total: int = 0
+    overdue_total: int = 0  # customers overdue, shown or not
 
 
 def _order(order: Order, customer_name: str) -> dict:
@@ -52,30 +53,36 @@ def rep_home(session: Session, user_id: str, as_of: date, *, limit: int = 8) -> 
     home.open_orders, home.open_total = orders(OPEN_ORDER)
     home.waiting, home.waiting_total = orders((OrderStatus.PENDING_APPROVAL,))
     overdue = sa.func.sum(Invoice.balance_minor - Invoice.disputed_minor)
+    late = (Customer.sales_rep_id == user_id, Invoice.balance_minor > Invoice.disputed_minor,
+            Invoice.due_date < as_of)
     rows = session.exec(
         select(Customer.name, Customer.currency, overdue, sa.func.min(Invoice.due_date))
-        .join(Invoice, Invoice.customer_id == Customer.id)
-        .where(Customer.sales_rep_id == user_id, Invoice.balance_minor > Invoice.disputed_minor,
-               Invoice.due_date < as_of)
+        .join(Invoice, Invoice.customer_id == Customer.id).where(*late)
         .group_by(Customer.id, Customer.name, Customer.currency)
         .order_by(overdue.desc()).limit(limit)).all()
     home.overdue = [{"customer": name, "currency": cur, "overdue_minor": int(amount),
                      "days_late": (as_of - oldest).days} for name, cur, amount, oldest in rows]
+    home.overdue_total = len(home.overdue) if len(rows) < limit else int(session.exec(
+        select(sa.func.count(sa.distinct(Customer.id)))
+        .join(Invoice, Invoice.customer_id == Customer.id).where(*late)).one())
     return home
 
 
 def promises_due(session: Session, collector_id: str, as_of: date, *, limit: int = 10
-                 ) -> list[dict]:
+                 ) -> tuple[list[dict], int]:
     """Open promises to pay of the collector's customers due by tomorrow, earliest first:
-    the ones to check today."""
+    the ones to check today (at most `limit`), and how many there are in all."""
+    due = (Customer.collector_id == collector_id, PromiseToPay.status == PromiseStatus.OPEN,
+           PromiseToPay.promised_date <= as_of + timedelta(days=1))
     rows = session.exec(
         select(PromiseToPay, Customer.name).join(Customer, Customer.id == PromiseToPay.customer_id)
-        .where(Customer.collector_id == collector_id, PromiseToPay.status == PromiseStatus.OPEN,
-               PromiseToPay.promised_date <= as_of + timedelta(days=1))
-        .order_by(PromiseToPay.promised_date, PromiseToPay.id).limit(limit)).all()
+        .where(*due).order_by(PromiseToPay.promised_date, PromiseToPay.id).limit(limit)).all()
+    total = len(rows) if len(rows) < limit else int(session.exec(
+        select(sa.func.count()).select_from(PromiseToPay)
+        .join(Customer, Customer.id == PromiseToPay.customer_id).where(*due)).one())
     return [{"customer": name, "amount_minor": p.amount_minor, "currency": p.currency,
              "date": p.promised_date.isoformat(), "late": p.promised_date < as_of}
-            for p, name in rows]
+            for p, name in rows], total
 
 
 def open_ar_trend(session: Session, as_of: date, currency: str | None, *, weeks: int = 8

@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from models import (
@@ -95,6 +96,21 @@ def run_step(session: Session, run: StepRun, *, now: datetime) -> str:
         return "waiting"
     _queue(session, run.execution_id, COMPLETE, {"outputs": outputs})
     return "completed"
+
+
+def fail_unexpectedly(session: Session, execution_id: str, message: str) -> bool:
+    """After a step failed with something that is not a refusal (a bug, a deadlock: its
+    transaction rolled back, nothing done), fail it with `message`, once, so the workflow
+    is not left waiting for a completion that never comes (Slack does not send an acked
+    event again). False when the step was completed or failed already."""
+    if _already_run(session, execution_id):
+        return False
+    try:
+        with session.begin_nested():
+            _queue(session, execution_id, FAIL, {"error": message[:TEXT_MAX]})
+    except IntegrityError:  # another copy of the execution queued its answer meanwhile
+        return False
+    return True
 
 
 def _message(error: DomainError) -> str:

@@ -19,7 +19,7 @@ def collector_home(session, user, roles: list[str], today: date,
     snapshot = worklist(session, user.slack_user_id, today).snapshot()
     if Role.COLLECTOR not in roles and not snapshot["total_accounts"]:
         return []  # an admin without accounts of their own needs no empty worklist
-    promises = promises_due(session, user.slack_user_id, today)
+    promises, total = promises_due(session, user.slack_user_id, today)
     fmt = formats(user.locale)
-    return (promises_section(promises, fmt=fmt)
+    return (promises_section(promises, total=total, fmt=fmt)
             + home_section(snapshot, tz=user.timezone, fmt=fmt))

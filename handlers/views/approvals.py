@@ -2,8 +2,10 @@
 
 A rejection needs a reason (shown inline if missing, checked before the ack). The modal then
 closes and the decision is taken; when it is refused or someone else was first, the user gets
-an ephemeral explanation in the channel of the card (or a DM). A replay of the same submission
-(same view id, `workflows.receipts`) closes the modal again and decides nothing more.
+an ephemeral explanation in the channel of the card (or a DM). A modal opened from the App
+Home tab (no channel) refreshes that Home after the decision, as a click there does. A replay
+of the same submission (same view id, `workflows.receipts`) closes the modal again and
+decides nothing more.
 """
 
 from __future__ import annotations
@@ -79,6 +81,10 @@ def _decide(body: dict, view: dict, client: WebClient, context: BoltContext, *,
         return  # a replay: the decision was taken once
     except DomainError as error:
         _tell(client, user_id, channel, error)
+    if channel is None:  # opened from the App Home tab (a card has its channel): show what is left
+        from handlers.events.app_home import publish_home
+
+        publish_home(client, context, user_id)
 
 
 def check_reject(ack: Ack, view: dict) -> None:

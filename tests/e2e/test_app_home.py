@@ -81,3 +81,58 @@ def test_each_role_sees_its_own_work_on_app_home(server, slack, standin) -> None
                                     if "Only a credit approver" in text_of(m)] or None, WAIT,
                            "the refusal")
     assert ":no_entry_sign:" in text_of(refused[0])
+
+
+def test_a_home_with_many_items_says_how_many_more_there_are(server, slack, standin) -> None:
+    api = standin.api
+    # given: a rep's twelve customers, all overdue, each with a promise to pay due today
+    with server.db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.user(s, "UCOLL001", "collector")
+        for n in range(12):
+            f.customer(s, f"C-{n:02d}", f"Customer {n:02d}", sales_rep="USALES01",
+                       collector="UCOLL001")
+            f.invoice(s, f"INV-2026-{n + 1:06d}", f"C-{n:02d}", total=f"{100 + n}.00",
+                      due=TODAY - timedelta(days=5))
+    with server.db.transaction() as s:
+        for customer in s.exec(select(Customer)).all():
+            collections.create_promise(s, customer_id=customer.id, actor="UCOLL001",
+                                       amount="50.00", promised_date=TODAY, note=None,
+                                       as_of=TODAY)
+    # when: the rep and the collector open App Home
+    rep = home_of(slack, api, "USALES01")
+    collector = home_of(slack, api, "UCOLL001")
+    # then: the rep sees the 8 most overdue customers and how many more there are
+    overdue = rep.split("Your customers' overdue")[1]
+    assert overdue.count(" overdue, oldest ") == 8 and "Customer 11" in overdue
+    assert "…and 4 more" in overdue
+    # and: the collector sees 10 promises due and how many more there are
+    promises = collector.split("Promises to pay due")[1].split("Your collections worklist")[0]
+    assert promises.count("USD 50.00 by") == 10
+    assert "…and 2 more" in promises
+
+
+def test_rejecting_from_app_home_through_the_modal_refreshes_the_queue(
+        server, slack, standin) -> None:
+    from models import Order
+
+    api = standin.api
+    # given: an order waiting for credit approval, on a credit approver's App Home
+    with server.db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.user(s, "UCREDIT1", "credit_approver")
+        f.customer(s, "C-NEW", "Newco", reviewed=False, sales_rep="USALES01")
+        f.product(s, "WID-1", price="100.00")
+        waiting = f.order(s, "C-NEW", lines=[("WID-1", 2)]).number
+    assert waiting in home_of(slack, api, "UCREDIT1")
+    # when: she clicks Reject there and submits the modal with a reason
+    home = api.home_view("UCREDIT1")
+    assert slack.click("UCREDIT1", home, "approval_reject").status_code == 200
+    modal = api.wait_for(lambda: (api.views_for("UCREDIT1") or [None])[-1], WAIT, "the modal")
+    assert slack.submit_view("UCREDIT1", modal, {
+        "reject_reason": {"reject_reason_input": "too risky"}}).status_code == 200
+    # then: the order is rejected, and her App Home no longer offers it
+    api.wait_for(lambda: "Nothing waits for your decision" in text_of(
+        api.home_view("UCREDIT1")) or None, WAIT, "the refreshed home")
+    with server.db.read_session() as s:
+        assert s.exec(select(Order.status).where(Order.number == waiting)).one() == "rejected"

@@ -272,3 +272,21 @@ def test_an_american_users_mention_card_agrees_with_o2c(server, slack, standin, 
     slack.click(AMERICAN, answer_card(standin, AMERICAN, "Invoice INV-2026-000900"),
                 "backoffice_credit_note_request")
     assert "EUR 1,234.56" in latest_modal(standin, AMERICAN, "can still be credited")
+
+
+def test_a_german_admins_home_kpis_and_trend_are_in_german_formats(
+        server, slack, standin) -> None:
+    # given: a German admin, and open receivables in the home currency
+    admin = "UGERMAN5"
+    standin.api.add_user(admin, "gustav.leitung", locale="de-DE")
+    with server.db.transaction() as s:
+        f.user(s, admin, "admin")
+        f.customer(s, "C-MUELLER", "Müller GmbH")
+        f.invoice(s, "INV-2026-000901", "C-MUELLER", total="1234.56")
+    # when: she opens App Home
+    slack.app_home_opened(admin)
+    home = home_text(standin, admin)
+    # then: the open-AR trend line, like the KPI figures, is in her format
+    [trend] = [line for line in home.splitlines() if "Open AR, last 8 weeks" in line]
+    assert "1.234,56" in trend and "USD 1,234.56" not in trend, trend
+    assert "USD 1,234.56" not in home

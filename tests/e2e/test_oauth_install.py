@@ -372,3 +372,117 @@ def test_a_first_answer_and_a_jobs_channel_post_use_the_right_workspaces_token(
         (c for c in standin.api.calls_to("chat.postMessage")
          if c.params["channel"] == "C0DISPUTES" and c.ok), None))
     assert card.token_team == "T0002"
+
+
+def test_slack_not_answering_the_token_exchange_shows_a_clear_page(
+        oauth_server, browser, standin) -> None:
+    from sandbox.webapi import Fault
+
+    # given: Slack does not answer oauth.v2.access within the client's timeout
+    oauth_server.deps.client.timeout = 0.5
+    standin.api.inject("oauth.v2.access", Fault(delay=1.5))
+    # when: the installer comes back from Slack's authorize page
+    page = install(browser, standin)
+    # then: a page saying what happened and how to go on, not a 500 problem document
+    assert page.status_code == 502, page.text
+    assert page.headers["content-type"].startswith("text/html")
+    assert "o2c was not installed" in page.text and "Slack did not answer" in page.text
+    assert 'href="/slack/install"' in page.text
+    # and: nothing stored, nobody made admin
+    assert bot_rows(oauth_server.db) == []
+    assert audited(oauth_server.db, "slack.installed") == []
+    with oauth_server.db.read_session() as s:
+        assert roles_of(s, INSTALLER) == set()
+    # when: Slack answers again and the installer starts over
+    oauth_server.deps.client.timeout = 10
+    # then: it installs
+    assert install(browser, standin).status_code == 200
+    assert len(bot_rows(oauth_server.db)) == 1
+
+
+def state_rows(db) -> list[dict]:
+    from models import slack_oauth_states
+
+    with db.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(sa.select(slack_oauth_states)).mappings()]
+
+
+def test_install_pages_opened_and_abandoned_leave_no_rows_behind(
+        oauth_server, browser, standin) -> None:
+    # given: "Add to Slack" opened three times and never finished (anyone can open the page)
+    abandoned = [start_install(browser) for _ in range(3)]
+    assert len(state_rows(oauth_server.db)) == 3
+    # when: the states have expired (10 minutes) and someone opens the page again
+    clock = oauth_server.deps.clock
+    clock.travel_to(clock.now() + timedelta(minutes=11))
+    state = start_install(browser)
+    # then: only the live state is kept; the expired ones are gone, and refused
+    assert [r["state"] for r in state_rows(oauth_server.db)] == [state]
+    code = standin.api.authorize(INSTALLER)
+    browser.cookies.set("slack-app-oauth-state", abandoned[0])
+    assert browser.get("/slack/oauth_redirect",
+                       params={"code": code, "state": abandoned[0]}).status_code == 401
+    # and: the live one still installs
+    browser.cookies.set("slack-app-oauth-state", state)
+    assert browser.get("/slack/oauth_redirect",
+                       params={"code": code, "state": state}).status_code == 200
+    assert state_rows(oauth_server.db) == []
+
+
+def test_an_install_from_another_org_at_the_same_moment_as_the_first_is_refused(
+        oauth_server, browser, standin) -> None:
+    import threading
+
+    # given: another org's installer finishing at the moment the first installation is being
+    # stored (after its token is saved, before the rest of its callback ran)
+    store = oauth_server.deps.installations.store
+    save, foreign = store.save, {}
+
+    def save_then_the_other_org(installation) -> None:
+        save(installation)
+        if installation.enterprise_id == "E1" and not foreign:
+            def other() -> None:
+                with httpx.Client(base_url=oauth_server.base_url, timeout=10) as other_browser:
+                    foreign["page"] = install(other_browser, standin, user="UCREDIT1",
+                                              team_id="T0666", enterprise_id="E2")
+            thread = threading.Thread(target=other)
+            thread.start()
+            thread.join(15)
+
+    store.save = save_then_the_other_org
+    # when: the first installation (org E1) completes
+    assert install(browser, standin, team_id="T0001", enterprise_id="E1").status_code == 200
+    # then: the other org's was refused, nothing of it stored, its installer no admin
+    assert foreign["page"].status_code == 403, foreign["page"].text
+    assert [b["team_id"] for b in bot_rows(oauth_server.db)] == ["T0001"]
+    with oauth_server.db.read_session() as s:
+        assert roles_of(s, "UCREDIT1") == set()
+        assert "admin" in roles_of(s, INSTALLER)
+    assert [e.data["enterprise_id"] for e in audited(oauth_server.db, "slack.installed")] \
+        == ["E1"]
+    # and: the refusal is audited
+    [refused] = audited(oauth_server.db, "refused.slack.installed")
+    assert refused.actor == "UCREDIT1" and refused.data["enterprise_id"] == "E2"
+
+
+def test_the_database_unreachable_during_an_install_shows_a_page_saying_so(
+        oauth_server, browser, standin, monkeypatch) -> None:
+    down = sa.exc.OperationalError("INSERT", {}, Exception("server closed the connection"))
+
+    def unreachable(*args, **kwargs):
+        raise down
+
+    installations = oauth_server.deps.installations
+    # given: the database goes away while an installer comes back from Slack
+    state = start_install(browser)
+    monkeypatch.setattr(installations.store, "save", unreachable)
+    page = browser.get("/slack/oauth_redirect",
+                       params={"code": standin.api.authorize(INSTALLER), "state": state})
+    # then: a page saying so and how to go on, not a 500 problem document
+    assert page.status_code == 503, page.text
+    assert "o2c was not installed" in page.text and "database" in page.text
+    assert 'href="/slack/install"' in page.text
+    # and: the same for "Add to Slack" itself
+    monkeypatch.setattr(installations.settings.state_store, "issue", unreachable)
+    page = browser.get("/slack/install")
+    assert page.status_code == 503 and "database" in page.text, page.text

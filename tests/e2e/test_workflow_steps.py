@@ -164,3 +164,29 @@ def test_bad_input_and_missing_roles_fail_the_step_with_a_message(server, slack,
         assert s.exec(select(CollectionActivity)).all() == []
         assert s.exec(select(AuditEvent).where(
             AuditEvent.action == "refused.workflow.log_activity")).one().actor == "USALES01"
+
+
+def test_a_step_failing_unexpectedly_fails_with_a_reference_instead_of_hanging(
+        server, slack, standin, monkeypatch) -> None:
+    books(server)
+
+    def broken(session, run, now):
+        raise RuntimeError("secret detail xoxb-not-for-users")
+
+    # given: a step that fails with something that is not a refusal (a bug, a deadlock)
+    monkeypatch.setitem(steps.STEPS, steps.BALANCE, broken)
+    # when: a workflow runs it, and Slack sends the same execution again
+    execution, _ = slack.function_executed(
+        steps.BALANCE, {"customer": "C-GLOBEX", "requested_by": ran_by("USALES01")},
+        outputs=("open_ar", "overdue", "credit_available"))
+    slack.function_executed(steps.BALANCE, {"customer": "C-GLOBEX",
+                                            "requested_by": ran_by("USALES01")},
+                            execution_id=execution)
+    # then: the step fails (Workflow Builder tells the person) with a reference, not a
+    # detail; it is not left running until Slack gives up
+    done = finished(standin, execution)
+    assert done["state"] == "failed"
+    assert "something went wrong" in done["error"] and "ref" in done["error"]
+    assert "secret detail" not in done["error"] and "xoxb" not in done["error"]
+    server.worker.drain()
+    assert len(completions(standin)) == 1
