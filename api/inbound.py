@@ -270,6 +270,9 @@ def pay_page(token: str, request: Request) -> Response:
         return _page(f"Invoice {invoice.number}",
                      f"<h1>Invoice {number} is paid</h1><p>Nothing to pay. Thank you!</p>")
     amount = html.escape(money.format_money(invoice.balance_minor, invoice.currency))
+    refusal = payment_links.card_refusal(invoice.balance_minor, invoice.currency)
+    if refusal is not None:
+        return _no_card(invoice.number, refusal)
     return _page(f"Pay invoice {invoice.number}", (
         f"<h1>Pay invoice {number}</h1><dl><dt>From</dt><dd>{seller}</dd>"
         f"<dt>To</dt><dd>{html.escape(customer.name)}</dd>"
@@ -294,6 +297,9 @@ def pay_now(token: str, request: Request) -> Response:
     except NotFound:
         return _page("Not found", "<h1>This payment link does not exist</h1>", 404)
     if gateway is None:  # the sandbox: its stand-in for Stripe's payment page
+        refusal = payment_links.card_refusal(invoice.balance_minor, invoice.currency)
+        if refusal is not None:
+            return _no_card(invoice.number, refusal)
         return RedirectResponse(f"/sandbox/checkout/{token}", status_code=303)
     base = deps.settings.o2c_public_url
     try:
@@ -303,6 +309,8 @@ def pay_now(token: str, request: Request) -> Response:
                                                previous_status=previous)
         if plan.action == "paid":
             return RedirectResponse(f"/pay/{token}", status_code=303)
+        if plan.action == "refused":
+            return _no_card(invoice.number, plan.note)
         if plan.action == "processing":
             return _page("Payment received", "<h1>Your payment is being processed</h1>"
                          "<p>We received it from the card processor; the invoice shows it "
@@ -324,11 +332,28 @@ def pay_now(token: str, request: Request) -> Response:
             payment_links.store_session(session, token=token, generation=plan.generation,
                                         session_id=session_id, url=url)
     except stripe.StripeError as exc:
-        log.warning("Stripe refused a checkout for %s: %s", invoice.number,
-                    type(exc).__name__)
+        log.warning("Stripe refused a checkout for %s: %s %s", invoice.number,
+                    type(exc).__name__, getattr(exc, "code", None))
+        if getattr(exc, "code", None) in STRIPE_AMOUNT_CODES:  # retrying cannot help
+            return _no_card(invoice.number, STRIPE_AMOUNT_CODES[exc.code].format(
+                amount=money.format_money(invoice.balance_minor, invoice.currency)))
         return _page("Try again", "<h1>The payment page is not available right now</h1>"
                      "<p>Please try again in a few minutes.</p>", 502)
     return RedirectResponse(url, status_code=303)
+
+
+# Stripe's refusals of an amount (its error codes): the balance cannot be paid by card at all
+STRIPE_AMOUNT_CODES = {
+    "amount_too_small": "{amount} is below the smallest amount a card payment can be. "
+                        "Please pay by bank transfer.",
+    "amount_too_large": "{amount} is above the largest amount a card payment can be. "
+                        "Please pay by bank transfer.",
+}
+
+
+def _no_card(number: str, why: str) -> HTMLResponse:
+    return _page(f"Invoice {number}", f"<h1>Invoice {html.escape(number)} cannot be paid by "
+                 f"card</h1><p>{html.escape(why)}</p>", 422)
 
 
 @router.get("/pay/{token}/done")

@@ -43,9 +43,10 @@ def checkout_info(deps: Any, token: str) -> dict:
 def checkout_session_completed(info: dict, token: str, created: int) -> dict:
     """The event Stripe sends when a Checkout Session for `info` is paid by card."""
     payment_intent = f"pi_sandbox_{secrets.token_hex(12)}"
+    amount = payment_links.to_stripe(info["amount_minor"], info["currency"])  # its units
     session = {
         "id": f"cs_test_sandbox_{secrets.token_hex(16)}", "object": "checkout.session",
-        "amount_subtotal": info["amount_minor"], "amount_total": info["amount_minor"],
+        "amount_subtotal": amount, "amount_total": amount,
         "client_reference_id": info["invoice"], "created": created,
         "currency": info["currency"].lower(), "customer": None,
         "customer_details": {"email": info["email"], "name": info["customer"],

@@ -18,6 +18,13 @@ checkout session behind it:
 
 Money still arriving for an old amount (a race the expiry cannot close) is recorded and
 applied like any payment: the rest stays as unapplied credit, visible in the AR channel.
+
+Amounts go to Stripe in its API's units (`to_stripe`) and come back from it the same way
+(`from_stripe`, used by `workflows.stripe_events`): our minor units (ISO 4217) except ISK,
+which ISO 4217 gives no decimals but Stripe's API keeps two-decimal (100 = 1 krona, whole
+kronur only). A three-decimal currency's amount reaches Stripe only with a last digit of 0
+(card networks), so a balance such as KWD 12.345 is refused with a clear reason
+(`card_refusal`) instead of a Stripe error.
 """
 
 from __future__ import annotations
@@ -30,13 +37,39 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from models import Customer, Invoice, PaymentLink
+from models import Customer, Invoice, PaymentLink, money
 from workflows import audit, outbox
 from workflows.errors import NotFound
 
 SESSION_LIFETIME = timedelta(hours=23)  # Stripe allows 30 minutes to 24 hours
 REUSE_MARGIN = timedelta(minutes=10)  # a session expiring sooner is not handed out again
 _CACHE = "payment_links.open"
+# https://docs.stripe.com/currencies: Stripe's units where they differ from ISO 4217's minor
+# units (ISK "remains a two-decimal currency in the Stripe API": 100 = 1 krona) ...
+STRIPE_SCALE = {"ISK": 100}
+# ... and the three-decimal currencies, whose amounts Stripe takes only rounded to ten
+STRIPE_THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
+
+
+def to_stripe(amount_minor: int, currency: str) -> int:
+    """Our minor units -> Stripe's API amount."""
+    return amount_minor * STRIPE_SCALE.get(currency.upper(), 1)
+
+
+def from_stripe(amount: int, currency: str, *, exact: bool = True) -> int | None:
+    """Stripe's API amount -> our minor units. A fraction we cannot hold (fractional kronur,
+    from before Stripe refused them) is None, or rounded down when not `exact`."""
+    scale = STRIPE_SCALE.get(currency.upper(), 1)
+    return amount // scale if amount % scale == 0 or not exact else None
+
+
+def card_refusal(amount_minor: int, currency: str) -> str | None:
+    """Why a card cannot pay this amount through Stripe (None when it can)."""
+    if currency.upper() in STRIPE_THREE_DECIMAL and amount_minor % 10:
+        return (f"{money.format_money(amount_minor, currency)} cannot be paid by card: card "
+                f"payments in {currency} must be a whole multiple of "
+                f"{money.format_money(10, currency)}. Please pay by bank transfer.")
+    return None
 
 
 def link_for(session: Session, invoice: Invoice) -> PaymentLink:
@@ -73,13 +106,14 @@ def by_token(session: Session, token: str) -> tuple[PaymentLink, Invoice, Custom
 class Checkout:
     """What a click on the link leads to."""
 
-    action: str  # "paid", "reuse", "create", "processing"
+    action: str  # "paid", "reuse", "create", "processing", "refused"
     url: str | None = None  # reuse: the open session's URL
     generation: int = 0  # create: the new session's generation (its idempotency key)
     amount_minor: int = 0
     currency: str = ""
     expires_at: datetime | None = None
     replaces: str | None = None  # create: the session to expire at the provider
+    note: str | None = None  # refused: why, for the customer
 
 
 def plan_checkout(session: Session, *, token: str, now: datetime,
@@ -98,6 +132,10 @@ def plan_checkout(session: Session, *, token: str, now: datetime,
     invoice = session.get(Invoice, link.invoice_id)
     if invoice.balance_minor == 0:
         return Checkout("paid", currency=invoice.currency)
+    refusal = card_refusal(invoice.balance_minor, invoice.currency)
+    if refusal is not None:
+        return Checkout("refused", amount_minor=invoice.balance_minor,
+                        currency=invoice.currency, note=refusal)
     if link.session_id and previous_status == "complete":
         return Checkout("processing", amount_minor=link.amount_minor or 0,
                         currency=invoice.currency)

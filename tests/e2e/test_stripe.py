@@ -216,6 +216,39 @@ def test_a_pay_link_with_a_nul_is_no_link(stripe_server) -> None:
     assert [a.status_code for a in answers] == [404, 404]
 
 
+def test_a_balance_no_card_can_pay_gets_a_clear_page_not_try_again(
+        stripe_server, stripe_api) -> None:
+    # given an invoice whose balance Stripe refuses (its minimum), and one in KWD no card can
+    # pay (three-decimal amounts go to Stripe only with a last digit of 0)
+    base = stripe_server.base_url
+    with stripe_server.db.transaction() as s:
+        from workflows import payment_links
+
+        f.customer(s)
+        f.customer(s, "C-KUWAIT", "Kuwait Trading", currency="KWD", credit_limit="50000")
+        small = f.invoice(s, "INV-2026-000001", total="0.30")
+        kwd = f.invoice(s, "INV-2026-000002", "C-KUWAIT", total="12.345", currency="KWD")
+        small_token = payment_links.link_for(s, small).token
+        kwd_token = payment_links.link_for(s, kwd).token
+    created = stripe_api.post(f"{sp.API}/v1/checkout/sessions", status=400, json={"error": {
+        "type": "invalid_request_error", "code": "amount_too_small",
+        "param": "line_items[0][price_data][unit_amount]",
+        "message": "The Checkout Session's total amount due must add up to at least $0.50 usd"}})
+    # when the customer clicks Pay
+    answer = httpx.post(f"{base}/pay/{small_token}")
+    # then they are told it cannot be paid by card (not "try again in a few minutes")
+    assert answer.status_code == 422 and created.call_count == 1
+    assert "USD 0.30 is below the smallest amount a card payment can be" in answer.text
+    assert "bank transfer" in answer.text and "try again" not in answer.text
+    # and the KWD balance says so on its page, with no Pay button, and its Pay asks nothing
+    page = httpx.get(f"{base}/pay/{kwd_token}")
+    assert page.status_code == 422 and "<form" not in page.text
+    assert "KWD 12.345 cannot be paid by card" in page.text
+    refused = httpx.post(f"{base}/pay/{kwd_token}")
+    assert refused.status_code == 422 and "bank transfer" in refused.text
+    assert created.call_count == 1
+
+
 def test_bad_signatures_and_stale_events_store_nothing(stripe_server) -> None:
     base = stripe_server.base_url
     event = sp.event("payment_intent.succeeded", sp.payment_intent(invoice="INV-1",
