@@ -307,6 +307,8 @@ def pay_now(token: str, request: Request) -> Response:
         with deps.db.transaction() as session:
             plan = payment_links.plan_checkout(session, token=token, now=deps.clock.now(),
                                                previous_status=previous)
+        if plan.replaces:  # the old session's expiry, queued with the plan, goes out now
+            deps.notify_outbox()
         if plan.action == "paid":
             return RedirectResponse(f"/pay/{token}", status_code=303)
         if plan.action == "refused":
@@ -322,12 +324,6 @@ def pay_now(token: str, request: Request) -> Response:
             amount_minor=plan.amount_minor, currency=plan.currency,
             expires_at=plan.expires_at, customer_email=customer.billing_email,
             success_url=f"{base}/pay/{token}/done", cancel_url=f"{base}/pay/{token}")
-        if plan.replaces:
-            try:
-                gateway.expire_session(plan.replaces)
-            except stripe.StripeError as exc:  # completed or gone: nothing to expire
-                log.info("could not expire checkout session %s: %s", plan.replaces,
-                         type(exc).__name__)
         with deps.db.transaction() as session:
             payment_links.store_session(session, token=token, generation=plan.generation,
                                         session_id=session_id, url=url)

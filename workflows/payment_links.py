@@ -112,7 +112,7 @@ class Checkout:
     amount_minor: int = 0
     currency: str = ""
     expires_at: datetime | None = None
-    replaces: str | None = None  # create: the session to expire at the provider
+    replaces: str | None = None  # create: the session replaced (its expiry queued)
     note: str | None = None  # refused: why, for the customer
 
 
@@ -161,6 +161,9 @@ def plan_checkout(session: Session, *, token: str, now: datetime,
         audit.record(session, actor="system", action="payment_link.replaced",
                      entity_type="invoice", entity_id=invoice.id, reason="the balance changed",
                      old_session=replaces, generation=link.generation)
+        # expired at the provider through the outbox, committed with the claim: retried
+        # until done, whatever happens to the new session's creation
+        _expire_later(session, replaces, invoice)
     return Checkout("create", generation=link.generation, amount_minor=link.amount_minor,
                     currency=invoice.currency, expires_at=link.expires_at, replaces=replaces)
 
@@ -187,9 +190,15 @@ def balance_changed(session: Session, invoice: Invoice) -> None:
         return
     session.execute(sa.update(table).where(table.c.id == row.id).values(
         session_id=None, session_url=None, expires_at=None))
-    outbox._add(session, transport="stripe", method="session.expire",
-                dedupe_key=f"stripe-expire:{row.session_id}",
-                payload={"session_id": row.session_id, "invoice": invoice.number})
+    _expire_later(session, row.session_id, invoice)
+
+
+def _expire_later(session: Session, session_id: str, invoice: Invoice) -> None:
+    """The checkout session is expired at the provider (outbox row "stripe", once)."""
+    key = f"stripe-expire:{session_id}"
+    if not outbox.has_message(session, key):
+        outbox._add(session, transport="stripe", method="session.expire", dedupe_key=key,
+                    payload={"session_id": session_id, "invoice": invoice.number})
 
 
 def any_open(session: Session) -> bool:

@@ -1,7 +1,8 @@
 """The "Pay now" link's checkout on the workflows and at the Stripe gateway (Stripe's API mocked
 at the HTTP layer with `responses`): amounts in Stripe's units per currency (ISK is two-decimal
-in Stripe's API although ISO 4217 gives it none; three-decimal amounts must end in 0), and a
-balance no card can pay refused with a clear reason."""
+in Stripe's API although ISO 4217 gives it none; three-decimal amounts must end in 0), a
+balance no card can pay refused with a clear reason, and the session a click replaces expired
+at Stripe through the outbox (durably), not by a best-effort call that a failure forgets."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import responses
 from sqlmodel import select
 
 from bot.stripe_pay import StripeGateway
-from models import Invoice, Payment, PaymentLink
+from models import Invoice, OutboxMessage, Payment, PaymentLink
 from tests.support import factories as f
 from tests.support import stripe_payloads as sp
 from tests.support.timetravel import frozen_at
@@ -98,3 +99,27 @@ def test_a_payable_three_decimal_balance_is_planned(db) -> None:
     checkout = plan(db, token)
     assert (checkout.action, checkout.amount_minor, checkout.currency) == (
         "create", 12_340, "KWD")
+
+
+def test_the_session_a_click_replaces_is_expired_through_the_outbox(db) -> None:
+    # given a session open for the whole balance, about to expire (not handed out again)
+    number, token = given_invoice(db, "200.00", "USD")
+    first = plan(db, token)
+    with db.transaction() as s:
+        assert payment_links.store_session(s, token=token, generation=first.generation,
+                                           session_id="cs_old", url="https://c.example/old")
+        link = s.exec(select(PaymentLink)).one()
+        link.expires_at = NOW + timedelta(minutes=5)
+        s.add(link)
+    # when the customer clicks again
+    second = plan(db, token, previous="open")
+    # then a new session is planned, and the old one's expiry is queued with the claim (in
+    # the same transaction): a failure creating the new session, or expiring the old one,
+    # can no longer leave a payable tab for the same amount behind, forgotten
+    assert (second.action, second.generation, second.replaces) == ("create", 2, "cs_old")
+    with db.read_session() as s:
+        [expire] = s.exec(select(OutboxMessage).where(
+            OutboxMessage.transport == "stripe")).all()
+        assert (expire.method, expire.dedupe_key, expire.payload["session_id"]) == (
+            "session.expire", "stripe-expire:cs_old", "cs_old")
+        assert expire.payload["invoice"] == number
