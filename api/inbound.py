@@ -302,6 +302,7 @@ def pay_now(token: str, request: Request) -> Response:
             return _no_card(invoice.number, refusal)
         return RedirectResponse(f"/sandbox/checkout/{token}", status_code=303)
     base = deps.settings.o2c_public_url
+    plan = None
     try:
         previous = gateway.session_status(link.session_id) if link.session_id else None
         with deps.db.transaction() as session:
@@ -330,6 +331,10 @@ def pay_now(token: str, request: Request) -> Response:
     except stripe.StripeError as exc:
         log.warning("Stripe refused a checkout for %s: %s %s", invoice.number,
                     type(exc).__name__, getattr(exc, "code", None))
+        if plan is not None and plan.action == "create" and isinstance(exc, stripe.APIError) \
+                and (getattr(exc, "http_status", None) or 0) >= 500:
+            with deps.db.transaction() as session:  # a new key for the next click
+                payment_links.release(session, token=token, generation=plan.generation)
         if getattr(exc, "code", None) in STRIPE_AMOUNT_CODES:  # retrying cannot help
             return _no_card(invoice.number, STRIPE_AMOUNT_CODES[exc.code].format(
                 amount=money.format_money(invoice.balance_minor, invoice.currency)))

@@ -177,6 +177,18 @@ def store_session(session: Session, *, token: str, generation: int, session_id: 
         session_id=session_id, session_url=url)).rowcount == 1
 
 
+def release(session: Session, *, token: str, generation: int) -> bool:
+    """Give up a claimed generation whose session the provider failed to make (a 5xx: Stripe
+    answers that error again to every retry under the same idempotency key for a day), so the
+    next click claims a new one. Safe: a session it may have made was never handed to anyone
+    (no URL of it is known). Not after a timeout, whose retry under the same key is what
+    returns the session that may exist."""
+    table = PaymentLink.__table__
+    return session.execute(sa.update(table).where(
+        table.c.token == token, table.c.generation == generation,
+        table.c.session_id.is_(None)).values(expires_at=None)).rowcount == 1
+
+
 def balance_changed(session: Session, invoice: Invoice) -> None:
     """An invoice's balance moved: a checkout session open for another amount is expired at
     the provider (outbox row "stripe", once per session) and forgotten here."""

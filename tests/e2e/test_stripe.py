@@ -249,6 +249,36 @@ def test_a_balance_no_card_can_pay_gets_a_clear_page_not_try_again(
     assert created.call_count == 1
 
 
+def test_a_stripe_server_error_is_not_replayed_to_the_next_click(
+        stripe_server, stripe_api) -> None:
+    # Stripe saves a 500 under its idempotency key and answers it again to every request with
+    # that key for 24 hours: retrying the same generation kept the link broken for a day
+    base = stripe_server.base_url
+    with stripe_server.db.transaction() as s:
+        from workflows import payment_links
+
+        f.customer(s)
+        invoice = f.invoice(s, "INV-2026-000001", total="200.00")
+        token = payment_links.link_for(s, invoice).token
+    failed = stripe_api.post(f"{sp.API}/v1/checkout/sessions", status=500, json={"error": {
+        "type": "api_error", "message": "An unknown error occurred"}})
+    # when the first click meets Stripe's 500
+    answer = httpx.post(f"{base}/pay/{token}")
+    assert answer.status_code == 502 and "try again" in answer.text
+    # then the next click asks Stripe under a new key (the failed one's session, if any, was
+    # never handed to anyone: it has no URL anyone knows), and opens the checkout
+    stripe_api.replace(responses.POST, f"{sp.API}/v1/checkout/sessions", json=session_answer(
+        "cs_test_2", "https://checkout.stripe.com/c/pay/cs_test_2", 20_000, invoice.number))
+    again = httpx.post(f"{base}/pay/{token}")
+    assert again.headers["location"] == "https://checkout.stripe.com/c/pay/cs_test_2"
+    keys = [c.request.headers["Idempotency-Key"] for c in stripe_api.calls
+            if c.request.url.endswith("/v1/checkout/sessions")]
+    assert keys == [f"o2c-pay-{token}-1", f"o2c-pay-{token}-2"] and failed.call_count == 1
+    with stripe_server.db.read_session() as s:
+        link = s.exec(select(PaymentLink)).one()
+        assert (link.generation, link.session_id, link.amount_minor) == (2, "cs_test_2", 20_000)
+
+
 def test_bad_signatures_and_stale_events_store_nothing(stripe_server) -> None:
     base = stripe_server.base_url
     event = sp.event("payment_intent.succeeded", sp.payment_intent(invoice="INV-1",
