@@ -16,6 +16,12 @@ checkout session behind it:
 * a paid invoice (balance 0) shows "nothing to pay"; a session that completed but whose
   payment has not reached us yet shows "being processed" instead of a second checkout.
 
+What the link asks for is the balance less what is in question (`payable`: open disputes,
+a chargeback's hold), what the dunning e-mails carrying it ask for: a customer does not pay
+through it what they dispute, nor an invoice a chargeback reopened while Stripe decides (paid
+twice if Stripe rules for us). A dispute opening or closing moves it like a payment does
+(`balance_changed`, from `disputes.refresh_invoice`).
+
 Money still arriving for an old amount (a race the expiry cannot close) is recorded and
 applied like any payment: the rest stays as unapplied credit, visible in the AR channel.
 
@@ -63,6 +69,13 @@ def from_stripe(amount: int, currency: str, *, exact: bool = True) -> int | None
     return amount // scale if amount % scale == 0 or not exact else None
 
 
+def payable(invoice: Invoice) -> int:
+    """What the link asks for: the balance less what is in question."""
+    from workflows.disputes import undisputed_open  # (disputes -> invoicing -> here)
+
+    return undisputed_open(invoice)
+
+
 def card_refusal(amount_minor: int, currency: str) -> str | None:
     """Why a card cannot pay this amount through Stripe (None when it can)."""
     if currency.upper() in STRIPE_THREE_DECIMAL and amount_minor % 10:
@@ -106,7 +119,7 @@ def by_token(session: Session, token: str) -> tuple[PaymentLink, Invoice, Custom
 class Checkout:
     """What a click on the link leads to."""
 
-    action: str  # "paid", "reuse", "create", "processing", "refused"
+    action: str  # "paid", "reuse", "create", "processing", "refused", "disputed"
     url: str | None = None  # reuse: the open session's URL
     generation: int = 0  # create: the new session's generation (its idempotency key)
     amount_minor: int = 0
@@ -132,28 +145,30 @@ def plan_checkout(session: Session, *, token: str, now: datetime,
     invoice = session.get(Invoice, link.invoice_id)
     if invoice.balance_minor == 0:
         return Checkout("paid", currency=invoice.currency)
-    refusal = card_refusal(invoice.balance_minor, invoice.currency)
+    due = payable(invoice)
+    if due == 0:  # all of it in question
+        return Checkout("disputed", currency=invoice.currency)
+    refusal = card_refusal(due, invoice.currency)
     if refusal is not None:
-        return Checkout("refused", amount_minor=invoice.balance_minor,
-                        currency=invoice.currency, note=refusal)
+        return Checkout("refused", amount_minor=due, currency=invoice.currency, note=refusal)
     if link.session_id and previous_status == "complete":
         return Checkout("processing", amount_minor=link.amount_minor or 0,
                         currency=invoice.currency)
     reusable = (link.session_id and link.session_url and previous_status == "open"
-                and link.amount_minor == invoice.balance_minor
-                and link.currency == invoice.currency and link.expires_at is not None
+                and link.amount_minor == due and link.currency == invoice.currency
+                and link.expires_at is not None
                 and link.expires_at > now + REUSE_MARGIN)
     if reusable:
         return Checkout("reuse", url=link.session_url, amount_minor=link.amount_minor,
                         currency=invoice.currency, generation=link.generation)
-    if (link.session_id is None and link.amount_minor == invoice.balance_minor
+    if (link.session_id is None and link.amount_minor == due
             and link.expires_at is not None and link.expires_at > now + REUSE_MARGIN):
         # a generation claimed by a click whose session is being created right now
         return Checkout("create", generation=link.generation, amount_minor=link.amount_minor,
                         currency=invoice.currency, expires_at=link.expires_at)
     replaces = link.session_id if previous_status == "open" else None
     link.generation += 1
-    link.amount_minor, link.currency = invoice.balance_minor, invoice.currency
+    link.amount_minor, link.currency = due, invoice.currency
     link.session_id = link.session_url = None
     link.expires_at = now + SESSION_LIFETIME
     session.add(link)
@@ -190,15 +205,16 @@ def release(session: Session, *, token: str, generation: int) -> bool:
 
 
 def balance_changed(session: Session, invoice: Invoice) -> None:
-    """An invoice's balance moved: a checkout session open for another amount is expired at
-    the provider (outbox row "stripe", once per session) and forgotten here."""
+    """An invoice's balance (or what of it is in question) moved: a checkout session open for
+    another amount is expired at the provider (outbox row "stripe", once per session) and
+    forgotten here."""
     if not _any_open(session):
         return
     table = PaymentLink.__table__
     row = session.execute(sa.select(table.c.id, table.c.session_id, table.c.amount_minor)
                           .where(table.c.invoice_id == invoice.id,
                                  table.c.session_id.is_not(None))).first()
-    if row is None or row.amount_minor == invoice.balance_minor:
+    if row is None or row.amount_minor == payable(invoice):
         return
     session.execute(sa.update(table).where(table.c.id == row.id).values(
         session_id=None, session_url=None, expires_at=None))

@@ -279,6 +279,36 @@ def test_a_stripe_server_error_is_not_replayed_to_the_next_click(
         assert (link.generation, link.session_id, link.amount_minor) == (2, "cs_test_2", 20_000)
 
 
+def test_the_pay_page_leaves_out_what_is_in_question(stripe_server, stripe_api) -> None:
+    # given USD 1,000.00 open with 300.00 in question, and another invoice wholly in question
+    base = stripe_server.base_url
+    with stripe_server.db.transaction() as s:
+        from workflows import payment_links
+
+        f.customer(s)
+        part = f.invoice(s, "INV-2026-000001", total="1000.00")
+        whole = f.invoice(s, "INV-2026-000002", total="500.00")
+        f.dispute(s, part.number, amount="300.00")
+        f.dispute(s, whole.number)
+        part_token = payment_links.link_for(s, part).token
+        whole_token = payment_links.link_for(s, whole).token
+    created = stripe_api.post(f"{sp.API}/v1/checkout/sessions", json=session_answer(
+        "cs_test_1", "https://checkout.stripe.com/c/pay/cs_test_1", 70_000, part.number))
+    # then the page asks for 700.00 and says why, and Pay opens a checkout for 700.00
+    page = httpx.get(f"{base}/pay/{part_token}")
+    assert "Pay USD 700.00 now" in page.text and "USD 300.00 (left out" in page.text
+    assert "USD 1,000.00" not in page.text
+    assert httpx.post(f"{base}/pay/{part_token}").status_code == 303
+    sent = parse_qs(created.calls[0].request.body)
+    assert sent["line_items[0][price_data][unit_amount]"] == ["70000"]
+    # and the invoice wholly in question has nothing to pay through its link
+    for answer in (httpx.get(f"{base}/pay/{whole_token}"),
+                   httpx.post(f"{base}/pay/{whole_token}")):
+        assert answer.status_code == 200 and "is in question" in answer.text
+        assert "<form" not in answer.text
+    assert created.call_count == 1
+
+
 def test_bad_signatures_and_stale_events_store_nothing(stripe_server) -> None:
     base = stripe_server.base_url
     event = sp.event("payment_intent.succeeded", sp.payment_intent(invoice="INV-1",

@@ -123,3 +123,47 @@ def test_the_session_a_click_replaces_is_expired_through_the_outbox(db) -> None:
         assert (expire.method, expire.dedupe_key, expire.payload["session_id"]) == (
             "session.expire", "stripe-expire:cs_old", "cs_old")
         assert expire.payload["invoice"] == number
+
+
+def test_the_link_asks_for_what_is_not_in_question(db) -> None:
+    # given USD 1,000.00 open, of which the customer questions 300.00 (the dunning e-mails
+    # carrying the link ask for 700.00 and leave the rest out)
+    number, token = given_invoice(db, "1000.00", "USD")
+    with db.transaction() as s:
+        f.dispute(s, number, amount="300.00", now=NOW)
+    # then the link's checkout is for USD 700.00, not the 1,000.00 they dispute part of
+    checkout = plan(db, token)
+    assert (checkout.action, checkout.amount_minor) == ("create", 70_000)
+
+
+def test_a_session_open_when_a_dispute_opens_is_expired(db) -> None:
+    # given a checkout open for the whole USD 1,000.00
+    number, token = given_invoice(db, "1000.00", "USD")
+    first = plan(db, token)
+    with db.transaction() as s:
+        payment_links.store_session(s, token=token, generation=first.generation,
+                                    session_id="cs_whole", url="https://c.example/whole")
+    # when the customer questions 300.00 of it (their page's form, the API, Slack)
+    with db.transaction() as s:
+        f.dispute(s, number, amount="300.00", now=NOW)
+    # then that tab can no longer pay the 1,000.00: expired at Stripe, forgotten here
+    with db.read_session() as s:
+        link = s.exec(select(PaymentLink)).one()
+        assert link.session_id is None
+        [expire] = s.exec(select(OutboxMessage).where(
+            OutboxMessage.transport == "stripe")).all()
+        assert expire.dedupe_key == "stripe-expire:cs_whole"
+    # and the next click pays the 700.00
+    assert plan(db, token).amount_minor == 70_000
+
+
+def test_a_wholly_disputed_invoice_has_nothing_to_pay_by_link(db) -> None:
+    # (a chargeback holds the invoice it reopened in a dispute while Stripe decides: paying it
+    # again then pays twice if Stripe rules for us)
+    number, token = given_invoice(db, "1000.00", "USD")
+    with db.transaction() as s:
+        f.dispute(s, number, now=NOW)  # the whole open balance
+    checkout = plan(db, token)
+    assert (checkout.action, checkout.amount_minor) == ("disputed", 0)
+    with db.read_session() as s:
+        assert s.exec(select(PaymentLink)).one().generation == 0
