@@ -342,8 +342,9 @@ def pay_now(token: str, request: Request) -> Response:
     except stripe.StripeError as exc:
         log.warning("Stripe refused a checkout for %s: %s %s", invoice.number,
                     type(exc).__name__, getattr(exc, "code", None))
-        if plan is not None and plan.action == "create" and isinstance(exc, stripe.APIError) \
-                and (getattr(exc, "http_status", None) or 0) >= 500:
+        if plan is not None and plan.action == "create" and (
+                isinstance(exc, stripe.IdempotencyError) or (isinstance(exc, stripe.APIError)
+                and (getattr(exc, "http_status", None) or 0) >= 500)):
             with deps.db.transaction() as session:  # a new key for the next click
                 payment_links.release(session, token=token, generation=plan.generation)
         if getattr(exc, "code", None) in STRIPE_AMOUNT_CODES:  # retrying cannot help

@@ -194,10 +194,11 @@ def store_session(session: Session, *, token: str, generation: int, session_id: 
 
 def release(session: Session, *, token: str, generation: int) -> bool:
     """Give up a claimed generation whose session the provider failed to make (a 5xx: Stripe
-    answers that error again to every retry under the same idempotency key for a day), so the
-    next click claims a new one. Safe: a session it may have made was never handed to anyone
-    (no URL of it is known). Not after a timeout, whose retry under the same key is what
-    returns the session that may exist."""
+    answers that error again to every retry under the same idempotency key for a day; or the
+    key refused as used with other parameters: the customer's e-mail changed since a click
+    whose session was made but not stored), so the next click claims a new one. Safe: a
+    session it may have made was never handed to anyone (no URL of it is known). Not after a
+    timeout, whose retry under the same key is what returns the session that may exist."""
     table = PaymentLink.__table__
     return session.execute(sa.update(table).where(
         table.c.token == token, table.c.generation == generation,
