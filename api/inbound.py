@@ -269,11 +269,21 @@ def pay_page(token: str, request: Request) -> Response:
     if invoice.balance_minor == 0:
         return _page(f"Invoice {invoice.number}",
                      f"<h1>Invoice {number} is paid</h1><p>Nothing to pay. Thank you!</p>")
-    amount = html.escape(money.format_money(invoice.balance_minor, invoice.currency))
+    due = payment_links.payable(invoice)
+    if due == 0:
+        return _in_question(invoice.number)
+    amount = html.escape(money.format_money(due, invoice.currency))
+    refusal = payment_links.card_refusal(due, invoice.currency)
+    if refusal is not None:
+        return _no_card(invoice.number, refusal)
+    in_question = html.escape(money.format_money(invoice.disputed_minor, invoice.currency))
+    left_out = "" if due == invoice.balance_minor else (
+        f"<dt>In question</dt><dd>{in_question} (left out until we have answered your "
+        "question)</dd>")
     return _page(f"Pay invoice {invoice.number}", (
         f"<h1>Pay invoice {number}</h1><dl><dt>From</dt><dd>{seller}</dd>"
         f"<dt>To</dt><dd>{html.escape(customer.name)}</dd>"
-        f"<dt>Due</dt><dd>{invoice.due_date.isoformat()}</dd>"
+        f"<dt>Due</dt><dd>{invoice.due_date.isoformat()}</dd>{left_out}"
         f"<dt>Amount due</dt><dd><strong>{amount}</strong></dd></dl>"
         f"<form method=post action='/pay/{html.escape(token)}'>"
         f"<button type=submit>Pay {amount} now</button></form>"
@@ -294,15 +304,27 @@ def pay_now(token: str, request: Request) -> Response:
     except NotFound:
         return _page("Not found", "<h1>This payment link does not exist</h1>", 404)
     if gateway is None:  # the sandbox: its stand-in for Stripe's payment page
+        if payment_links.payable(invoice) == 0:
+            return _in_question(invoice.number)
+        refusal = payment_links.card_refusal(payment_links.payable(invoice), invoice.currency)
+        if refusal is not None:
+            return _no_card(invoice.number, refusal)
         return RedirectResponse(f"/sandbox/checkout/{token}", status_code=303)
     base = deps.settings.o2c_public_url
+    plan = None
     try:
         previous = gateway.session_status(link.session_id) if link.session_id else None
         with deps.db.transaction() as session:
             plan = payment_links.plan_checkout(session, token=token, now=deps.clock.now(),
                                                previous_status=previous)
+        if plan.replaces:  # the old session's expiry, queued with the plan, goes out now
+            deps.notify_outbox()
         if plan.action == "paid":
             return RedirectResponse(f"/pay/{token}", status_code=303)
+        if plan.action == "refused":
+            return _no_card(invoice.number, plan.note)
+        if plan.action == "disputed":
+            return _in_question(invoice.number)
         if plan.action == "processing":
             return _page("Payment received", "<h1>Your payment is being processed</h1>"
                          "<p>We received it from the card processor; the invoice shows it "
@@ -314,21 +336,43 @@ def pay_now(token: str, request: Request) -> Response:
             amount_minor=plan.amount_minor, currency=plan.currency,
             expires_at=plan.expires_at, customer_email=customer.billing_email,
             success_url=f"{base}/pay/{token}/done", cancel_url=f"{base}/pay/{token}")
-        if plan.replaces:
-            try:
-                gateway.expire_session(plan.replaces)
-            except stripe.StripeError as exc:  # completed or gone: nothing to expire
-                log.info("could not expire checkout session %s: %s", plan.replaces,
-                         type(exc).__name__)
         with deps.db.transaction() as session:
             payment_links.store_session(session, token=token, generation=plan.generation,
                                         session_id=session_id, url=url)
     except stripe.StripeError as exc:
-        log.warning("Stripe refused a checkout for %s: %s", invoice.number,
-                    type(exc).__name__)
+        log.warning("Stripe refused a checkout for %s: %s %s", invoice.number,
+                    type(exc).__name__, getattr(exc, "code", None))
+        if plan is not None and plan.action == "create" and (
+                isinstance(exc, stripe.IdempotencyError) or (isinstance(exc, stripe.APIError)
+                and (getattr(exc, "http_status", None) or 0) >= 500)):
+            with deps.db.transaction() as session:  # a new key for the next click
+                payment_links.release(session, token=token, generation=plan.generation)
+        if getattr(exc, "code", None) in STRIPE_AMOUNT_CODES:  # retrying cannot help
+            return _no_card(invoice.number, STRIPE_AMOUNT_CODES[exc.code].format(
+                amount=money.format_money(payment_links.payable(invoice), invoice.currency)))
         return _page("Try again", "<h1>The payment page is not available right now</h1>"
                      "<p>Please try again in a few minutes.</p>", 502)
     return RedirectResponse(url, status_code=303)
+
+
+# Stripe's refusals of an amount (its error codes): the balance cannot be paid by card at all
+STRIPE_AMOUNT_CODES = {
+    "amount_too_small": "{amount} is below the smallest amount a card payment can be. "
+                        "Please pay by bank transfer.",
+    "amount_too_large": "{amount} is above the largest amount a card payment can be. "
+                        "Please pay by bank transfer.",
+}
+
+
+def _in_question(number: str) -> HTMLResponse:
+    return _page(f"Invoice {number}", f"<h1>Invoice {html.escape(number)} is in question"
+                 "</h1><p>Nothing to pay through this link while we answer your question "
+                 "about it.</p>")
+
+
+def _no_card(number: str, why: str) -> HTMLResponse:
+    return _page(f"Invoice {number}", f"<h1>Invoice {html.escape(number)} cannot be paid by "
+                 f"card</h1><p>{html.escape(why)}</p>", 422)
 
 
 @router.get("/pay/{token}/done")

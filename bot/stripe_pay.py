@@ -25,7 +25,7 @@ import stripe
 from bot.db import Database
 from bot.outbox import Permanent, Retry
 from models import OutboxMessage
-from workflows import stripe_events
+from workflows import payment_links, stripe_events
 
 if TYPE_CHECKING:
     from bot.outbox import OutboxWorker
@@ -47,13 +47,15 @@ class StripeGateway:
                        amount_minor: int, currency: str, expires_at: datetime,
                        customer_email: str | None, success_url: str,
                        cancel_url: str) -> tuple[str, str]:
-        """A Checkout Session for one invoice's balance; (id, url)."""
+        """A Checkout Session for one invoice's balance (our minor units, sent in Stripe's:
+        `payment_links.to_stripe`); (id, url)."""
         metadata = {"o2c_invoice": invoice_number, "o2c_link": token,
                     "o2c_generation": str(generation)}
         params: dict[str, Any] = {
             "mode": "payment",
             "line_items": [{"quantity": 1, "price_data": {
-                "currency": currency.lower(), "unit_amount": amount_minor,
+                "currency": currency.lower(),
+                "unit_amount": payment_links.to_stripe(amount_minor, currency),
                 "product_data": {"name": f"Invoice {invoice_number}"}}}],
             "client_reference_id": invoice_number,
             "metadata": metadata,
@@ -133,11 +135,16 @@ class StripeTransport:
         txn = self.gateway.fee_of(payload["payment_intent"])
         if txn is None:
             raise Retry(60.0, "stripe: the charge has no balance transaction yet")
+        fee = payment_links.from_stripe(int(txn["fee"]), txn["currency"])
+        net = payment_links.from_stripe(int(txn["net"]), txn["currency"]) \
+            if txn.get("net") is not None else None
+        if fee is None:
+            raise Permanent(f"stripe: a fee of {txn['fee']} {txn['currency']} in fractions "
+                            "of its minor unit")
         with self.db.transaction() as session:
             recorded = stripe_events.record_fee(
                 session, payment_id=payload["payment_id"], external_id=txn["id"],
-                fee_minor=int(txn["fee"]), currency=txn["currency"],
-                net_minor=int(txn["net"]) if txn.get("net") is not None else None,
+                fee_minor=fee, currency=txn["currency"], net_minor=net,
                 description=txn.get("description"))
         return {"ok": True, "fee": txn["fee"], "balance_transaction": txn["id"],
                 "recorded": recorded}

@@ -33,19 +33,20 @@ def checkout_info(deps: Any, token: str) -> dict:
             _, invoice, customer = payment_links.by_token(session, token)
     except NotFound:
         raise ActionFailed(404, "no such payment link") from None
+    due = payment_links.payable(invoice)  # what the link asks for
     return {"invoice": invoice.number, "customer": customer.name,
             "email": customer.billing_email, "currency": invoice.currency,
-            "amount_minor": invoice.balance_minor,
-            "amount": money.format_money(invoice.balance_minor, invoice.currency),
-            "paid": invoice.balance_minor == 0}
+            "amount_minor": due, "amount": money.format_money(due, invoice.currency),
+            "paid": due == 0}
 
 
 def checkout_session_completed(info: dict, token: str, created: int) -> dict:
     """The event Stripe sends when a Checkout Session for `info` is paid by card."""
     payment_intent = f"pi_sandbox_{secrets.token_hex(12)}"
+    amount = payment_links.to_stripe(info["amount_minor"], info["currency"])  # its units
     session = {
         "id": f"cs_test_sandbox_{secrets.token_hex(16)}", "object": "checkout.session",
-        "amount_subtotal": info["amount_minor"], "amount_total": info["amount_minor"],
+        "amount_subtotal": amount, "amount_total": amount,
         "client_reference_id": info["invoice"], "created": created,
         "currency": info["currency"].lower(), "customer": None,
         "customer_details": {"email": info["email"], "name": info["customer"],
@@ -67,7 +68,8 @@ def pay(deps: Any, origin: str, token: str) -> dict:
         raise ActionFailed(409, "STRIPE_WEBHOOK_SECRET is not set (`o2c demo` sets one)")
     info = checkout_info(deps, token)
     if info["paid"]:
-        raise ActionFailed(409, f"invoice {info['invoice']} is paid already")
+        raise ActionFailed(409, f"invoice {info['invoice']} has nothing to pay by card (paid, "
+                           "or in question)")
     event = checkout_session_completed(info, token, int(deps.clock.now().timestamp()))
     body = json.dumps(event)
     header = stripe.WebhookSignature.generate_signature_header(body, secret)

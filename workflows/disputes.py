@@ -43,7 +43,7 @@ from models import (
     Role,
     money,
 )
-from workflows import audit, outbox, policy, webhooks
+from workflows import audit, outbox, payment_links, policy, webhooks
 from workflows import validation as v
 from workflows.errors import (
     AlreadyDecided,
@@ -99,6 +99,7 @@ def refresh_invoice(session: Session, invoice: Invoice) -> None:
     invoice.disputed = invoice.disputed_minor > 0
     session.add(invoice)
     session.flush()
+    payment_links.balance_changed(session, invoice)  # its "Pay now" asks for the rest
 
 
 def undisputed_open(invoice: Invoice) -> int:

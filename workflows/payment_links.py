@@ -16,8 +16,21 @@ checkout session behind it:
 * a paid invoice (balance 0) shows "nothing to pay"; a session that completed but whose
   payment has not reached us yet shows "being processed" instead of a second checkout.
 
+What the link asks for is the balance less what is in question (`payable`: open disputes,
+a chargeback's hold), what the dunning e-mails carrying it ask for: a customer does not pay
+through it what they dispute, nor an invoice a chargeback reopened while Stripe decides (paid
+twice if Stripe rules for us). A dispute opening or closing moves it like a payment does
+(`balance_changed`, from `disputes.refresh_invoice`).
+
 Money still arriving for an old amount (a race the expiry cannot close) is recorded and
 applied like any payment: the rest stays as unapplied credit, visible in the AR channel.
+
+Amounts go to Stripe in its API's units (`to_stripe`) and come back from it the same way
+(`from_stripe`, used by `workflows.stripe_events`): our minor units (ISO 4217) except ISK,
+which ISO 4217 gives no decimals but Stripe's API keeps two-decimal (100 = 1 krona, whole
+kronur only). A three-decimal currency's amount reaches Stripe only with a last digit of 0
+(card networks), so a balance such as KWD 12.345 is refused with a clear reason
+(`card_refusal`) instead of a Stripe error.
 """
 
 from __future__ import annotations
@@ -30,13 +43,46 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from models import Customer, Invoice, PaymentLink
+from models import Customer, Invoice, PaymentLink, money
 from workflows import audit, outbox
 from workflows.errors import NotFound
 
 SESSION_LIFETIME = timedelta(hours=23)  # Stripe allows 30 minutes to 24 hours
 REUSE_MARGIN = timedelta(minutes=10)  # a session expiring sooner is not handed out again
 _CACHE = "payment_links.open"
+# https://docs.stripe.com/currencies: Stripe's units where they differ from ISO 4217's minor
+# units (ISK "remains a two-decimal currency in the Stripe API": 100 = 1 krona) ...
+STRIPE_SCALE = {"ISK": 100}
+# ... and the three-decimal currencies, whose amounts Stripe takes only rounded to ten
+STRIPE_THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
+
+
+def to_stripe(amount_minor: int, currency: str) -> int:
+    """Our minor units -> Stripe's API amount."""
+    return amount_minor * STRIPE_SCALE.get(currency.upper(), 1)
+
+
+def from_stripe(amount: int, currency: str, *, exact: bool = True) -> int | None:
+    """Stripe's API amount -> our minor units. A fraction we cannot hold (fractional kronur,
+    from before Stripe refused them) is None, or rounded down when not `exact`."""
+    scale = STRIPE_SCALE.get(currency.upper(), 1)
+    return amount // scale if amount % scale == 0 or not exact else None
+
+
+def payable(invoice: Invoice) -> int:
+    """What the link asks for: the balance less what is in question."""
+    from workflows.disputes import undisputed_open  # (disputes -> invoicing -> here)
+
+    return undisputed_open(invoice)
+
+
+def card_refusal(amount_minor: int, currency: str) -> str | None:
+    """Why a card cannot pay this amount through Stripe (None when it can)."""
+    if currency.upper() in STRIPE_THREE_DECIMAL and amount_minor % 10:
+        return (f"{money.format_money(amount_minor, currency)} cannot be paid by card: card "
+                f"payments in {currency} must be a whole multiple of "
+                f"{money.format_money(10, currency)}. Please pay by bank transfer.")
+    return None
 
 
 def link_for(session: Session, invoice: Invoice) -> PaymentLink:
@@ -73,13 +119,14 @@ def by_token(session: Session, token: str) -> tuple[PaymentLink, Invoice, Custom
 class Checkout:
     """What a click on the link leads to."""
 
-    action: str  # "paid", "reuse", "create", "processing"
+    action: str  # "paid", "reuse", "create", "processing", "refused", "disputed"
     url: str | None = None  # reuse: the open session's URL
     generation: int = 0  # create: the new session's generation (its idempotency key)
     amount_minor: int = 0
     currency: str = ""
     expires_at: datetime | None = None
-    replaces: str | None = None  # create: the session to expire at the provider
+    replaces: str | None = None  # create: the session replaced (its expiry queued)
+    note: str | None = None  # refused: why, for the customer
 
 
 def plan_checkout(session: Session, *, token: str, now: datetime,
@@ -98,24 +145,30 @@ def plan_checkout(session: Session, *, token: str, now: datetime,
     invoice = session.get(Invoice, link.invoice_id)
     if invoice.balance_minor == 0:
         return Checkout("paid", currency=invoice.currency)
+    due = payable(invoice)
+    if due == 0:  # all of it in question
+        return Checkout("disputed", currency=invoice.currency)
+    refusal = card_refusal(due, invoice.currency)
+    if refusal is not None:
+        return Checkout("refused", amount_minor=due, currency=invoice.currency, note=refusal)
     if link.session_id and previous_status == "complete":
         return Checkout("processing", amount_minor=link.amount_minor or 0,
                         currency=invoice.currency)
     reusable = (link.session_id and link.session_url and previous_status == "open"
-                and link.amount_minor == invoice.balance_minor
-                and link.currency == invoice.currency and link.expires_at is not None
+                and link.amount_minor == due and link.currency == invoice.currency
+                and link.expires_at is not None
                 and link.expires_at > now + REUSE_MARGIN)
     if reusable:
         return Checkout("reuse", url=link.session_url, amount_minor=link.amount_minor,
                         currency=invoice.currency, generation=link.generation)
-    if (link.session_id is None and link.amount_minor == invoice.balance_minor
+    if (link.session_id is None and link.amount_minor == due
             and link.expires_at is not None and link.expires_at > now + REUSE_MARGIN):
         # a generation claimed by a click whose session is being created right now
         return Checkout("create", generation=link.generation, amount_minor=link.amount_minor,
                         currency=invoice.currency, expires_at=link.expires_at)
     replaces = link.session_id if previous_status == "open" else None
     link.generation += 1
-    link.amount_minor, link.currency = invoice.balance_minor, invoice.currency
+    link.amount_minor, link.currency = due, invoice.currency
     link.session_id = link.session_url = None
     link.expires_at = now + SESSION_LIFETIME
     session.add(link)
@@ -123,6 +176,9 @@ def plan_checkout(session: Session, *, token: str, now: datetime,
         audit.record(session, actor="system", action="payment_link.replaced",
                      entity_type="invoice", entity_id=invoice.id, reason="the balance changed",
                      old_session=replaces, generation=link.generation)
+        # expired at the provider through the outbox, committed with the claim: retried
+        # until done, whatever happens to the new session's creation
+        _expire_later(session, replaces, invoice)
     return Checkout("create", generation=link.generation, amount_minor=link.amount_minor,
                     currency=invoice.currency, expires_at=link.expires_at, replaces=replaces)
 
@@ -136,22 +192,42 @@ def store_session(session: Session, *, token: str, generation: int, session_id: 
         session_id=session_id, session_url=url)).rowcount == 1
 
 
+def release(session: Session, *, token: str, generation: int) -> bool:
+    """Give up a claimed generation whose session the provider failed to make (a 5xx: Stripe
+    answers that error again to every retry under the same idempotency key for a day; or the
+    key refused as used with other parameters: the customer's e-mail changed since a click
+    whose session was made but not stored), so the next click claims a new one. Safe: a
+    session it may have made was never handed to anyone (no URL of it is known). Not after a
+    timeout, whose retry under the same key is what returns the session that may exist."""
+    table = PaymentLink.__table__
+    return session.execute(sa.update(table).where(
+        table.c.token == token, table.c.generation == generation,
+        table.c.session_id.is_(None)).values(expires_at=None)).rowcount == 1
+
+
 def balance_changed(session: Session, invoice: Invoice) -> None:
-    """An invoice's balance moved: a checkout session open for another amount is expired at
-    the provider (outbox row "stripe", once per session) and forgotten here."""
+    """An invoice's balance (or what of it is in question) moved: a checkout session open for
+    another amount is expired at the provider (outbox row "stripe", once per session) and
+    forgotten here."""
     if not _any_open(session):
         return
     table = PaymentLink.__table__
     row = session.execute(sa.select(table.c.id, table.c.session_id, table.c.amount_minor)
                           .where(table.c.invoice_id == invoice.id,
                                  table.c.session_id.is_not(None))).first()
-    if row is None or row.amount_minor == invoice.balance_minor:
+    if row is None or row.amount_minor == payable(invoice):
         return
     session.execute(sa.update(table).where(table.c.id == row.id).values(
         session_id=None, session_url=None, expires_at=None))
-    outbox._add(session, transport="stripe", method="session.expire",
-                dedupe_key=f"stripe-expire:{row.session_id}",
-                payload={"session_id": row.session_id, "invoice": invoice.number})
+    _expire_later(session, row.session_id, invoice)
+
+
+def _expire_later(session: Session, session_id: str, invoice: Invoice) -> None:
+    """The checkout session is expired at the provider (outbox row "stripe", once)."""
+    key = f"stripe-expire:{session_id}"
+    if not outbox.has_message(session, key):
+        outbox._add(session, transport="stripe", method="session.expire", dedupe_key=key,
+                    payload={"session_id": session_id, "invoice": invoice.number})
 
 
 def any_open(session: Session) -> bool:

@@ -74,7 +74,7 @@ from models import (
     Refund,
     money,
 )
-from workflows import audit, outbox, refunds
+from workflows import audit, outbox, payment_links, refunds
 from workflows.cash_application import PaymentIn, payment_allocations, record_payment
 from workflows.errors import Conflict
 
@@ -225,6 +225,9 @@ def _paid(session: Session, *, payment_intent: str | None, amount_minor: object,
     if not payment_intent or not isinstance(amount_minor, int) or amount_minor <= 0 \
             or not isinstance(currency, str):
         return Outcome("failed", "a paid event without payment_intent, amount or currency")
+    amount_minor = payment_links.from_stripe(amount_minor, currency)  # Stripe's units: ours
+    if amount_minor is None:
+        return Outcome("failed", "a paid amount in fractions of its currency's minor unit")
     existing = payment_of(session, payment_intent)
     if existing is not None:
         return Outcome("processed", "recorded before", existing.id)
@@ -296,6 +299,9 @@ def _refunded(session: Session, charge: dict, created: datetime) -> Outcome:
     charge_id = str(charge.get("id") or "")
     if not isinstance(total, int) or total < 0 or not charge_id:
         return Outcome("failed", "a refund without amount_refunded or charge id")
+    total = payment_links.from_stripe(total, str(charge.get("currency") or payment.currency))
+    if total is None:
+        return Outcome("failed", "a refund in fractions of its currency's minor unit")
     payment = refunds.lock_payment(session, payment.id)
     # `amount_refunded` counts refunds only; what a chargeback took (and gave back when won)
     # is the dispute's own money, not a refund of the charge
@@ -434,6 +440,9 @@ def _take_back(session: Session, payment: Payment, dispute: dict, created: datet
                 if a.amount_minor > 0]
     due = (dispute.get("evidence_details") or {}).get("due_by")
     amount = dispute.get("amount") if isinstance(dispute.get("amount"), int) else 0
+    # (Stripe's units: ours; a legacy fraction of a krona is left with the customer)
+    amount = payment_links.from_stripe(amount, str(dispute.get("currency") or payment.currency),
+                                       exact=False)
     held = _hold(session, payment, dispute, amount, created, now) if take else []
     audit.record(session, actor=ACTOR, action="payment.chargeback", entity_type="payment",
                  entity_id=payment.id, reason=str(dispute.get("reason") or "")[:500],

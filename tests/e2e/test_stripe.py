@@ -216,6 +216,105 @@ def test_a_pay_link_with_a_nul_is_no_link(stripe_server) -> None:
     assert [a.status_code for a in answers] == [404, 404]
 
 
+def test_a_balance_no_card_can_pay_gets_a_clear_page_not_try_again(
+        stripe_server, stripe_api) -> None:
+    # given an invoice whose balance Stripe refuses (its minimum), and one in KWD no card can
+    # pay (three-decimal amounts go to Stripe only with a last digit of 0)
+    base = stripe_server.base_url
+    with stripe_server.db.transaction() as s:
+        from workflows import payment_links
+
+        f.customer(s)
+        f.customer(s, "C-KUWAIT", "Kuwait Trading", currency="KWD", credit_limit="50000")
+        small = f.invoice(s, "INV-2026-000001", total="0.30")
+        kwd = f.invoice(s, "INV-2026-000002", "C-KUWAIT", total="12.345", currency="KWD")
+        small_token = payment_links.link_for(s, small).token
+        kwd_token = payment_links.link_for(s, kwd).token
+    created = stripe_api.post(f"{sp.API}/v1/checkout/sessions", status=400, json={"error": {
+        "type": "invalid_request_error", "code": "amount_too_small",
+        "param": "line_items[0][price_data][unit_amount]",
+        "message": "The Checkout Session's total amount due must add up to at least $0.50 usd"}})
+    # when the customer clicks Pay
+    answer = httpx.post(f"{base}/pay/{small_token}")
+    # then they are told it cannot be paid by card (not "try again in a few minutes")
+    assert answer.status_code == 422 and created.call_count == 1
+    assert "USD 0.30 is below the smallest amount a card payment can be" in answer.text
+    assert "bank transfer" in answer.text and "try again" not in answer.text
+    # and the KWD balance says so on its page, with no Pay button, and its Pay asks nothing
+    page = httpx.get(f"{base}/pay/{kwd_token}")
+    assert page.status_code == 422 and "<form" not in page.text
+    assert "KWD 12.345 cannot be paid by card" in page.text
+    refused = httpx.post(f"{base}/pay/{kwd_token}")
+    assert refused.status_code == 422 and "bank transfer" in refused.text
+    assert created.call_count == 1
+
+
+@pytest.mark.parametrize("refusal", [
+    (500, {"type": "api_error", "message": "An unknown error occurred"}),
+    # the key used before with other parameters (the customer's e-mail address changed since
+    # the click whose session was made but not stored): refused for 24 hours
+    (400, {"type": "idempotency_error", "message": "Keys for idempotent requests can only be "
+           "used with the same parameters they were first used with."})])
+def test_a_stripe_server_error_is_not_replayed_to_the_next_click(
+        stripe_server, stripe_api, refusal) -> None:
+    # Stripe saves a 500 under its idempotency key and answers it again to every request with
+    # that key for 24 hours: retrying the same generation kept the link broken for a day
+    base = stripe_server.base_url
+    with stripe_server.db.transaction() as s:
+        from workflows import payment_links
+
+        f.customer(s)
+        invoice = f.invoice(s, "INV-2026-000001", total="200.00")
+        token = payment_links.link_for(s, invoice).token
+    failed = stripe_api.post(f"{sp.API}/v1/checkout/sessions", status=refusal[0],
+                             json={"error": refusal[1]})
+    # when the first click meets Stripe's refusal
+    answer = httpx.post(f"{base}/pay/{token}")
+    assert answer.status_code == 502 and "try again" in answer.text
+    # then the next click asks Stripe under a new key (the failed one's session, if any, was
+    # never handed to anyone: it has no URL anyone knows), and opens the checkout
+    stripe_api.replace(responses.POST, f"{sp.API}/v1/checkout/sessions", json=session_answer(
+        "cs_test_2", "https://checkout.stripe.com/c/pay/cs_test_2", 20_000, invoice.number))
+    again = httpx.post(f"{base}/pay/{token}")
+    assert again.headers["location"] == "https://checkout.stripe.com/c/pay/cs_test_2"
+    keys = [c.request.headers["Idempotency-Key"] for c in stripe_api.calls
+            if c.request.url.endswith("/v1/checkout/sessions")]
+    assert keys == [f"o2c-pay-{token}-1", f"o2c-pay-{token}-2"] and failed.call_count == 1
+    with stripe_server.db.read_session() as s:
+        link = s.exec(select(PaymentLink)).one()
+        assert (link.generation, link.session_id, link.amount_minor) == (2, "cs_test_2", 20_000)
+
+
+def test_the_pay_page_leaves_out_what_is_in_question(stripe_server, stripe_api) -> None:
+    # given USD 1,000.00 open with 300.00 in question, and another invoice wholly in question
+    base = stripe_server.base_url
+    with stripe_server.db.transaction() as s:
+        from workflows import payment_links
+
+        f.customer(s)
+        part = f.invoice(s, "INV-2026-000001", total="1000.00")
+        whole = f.invoice(s, "INV-2026-000002", total="500.00")
+        f.dispute(s, part.number, amount="300.00")
+        f.dispute(s, whole.number)
+        part_token = payment_links.link_for(s, part).token
+        whole_token = payment_links.link_for(s, whole).token
+    created = stripe_api.post(f"{sp.API}/v1/checkout/sessions", json=session_answer(
+        "cs_test_1", "https://checkout.stripe.com/c/pay/cs_test_1", 70_000, part.number))
+    # then the page asks for 700.00 and says why, and Pay opens a checkout for 700.00
+    page = httpx.get(f"{base}/pay/{part_token}")
+    assert "Pay USD 700.00 now" in page.text and "USD 300.00 (left out" in page.text
+    assert "USD 1,000.00" not in page.text
+    assert httpx.post(f"{base}/pay/{part_token}").status_code == 303
+    sent = parse_qs(created.calls[0].request.body)
+    assert sent["line_items[0][price_data][unit_amount]"] == ["70000"]
+    # and the invoice wholly in question has nothing to pay through its link
+    for answer in (httpx.get(f"{base}/pay/{whole_token}"),
+                   httpx.post(f"{base}/pay/{whole_token}")):
+        assert answer.status_code == 200 and "is in question" in answer.text
+        assert "<form" not in answer.text
+    assert created.call_count == 1
+
+
 def test_bad_signatures_and_stale_events_store_nothing(stripe_server) -> None:
     base = stripe_server.base_url
     event = sp.event("payment_intent.succeeded", sp.payment_intent(invoice="INV-1",

@@ -1,0 +1,169 @@
+"""The "Pay now" link's checkout on the workflows and at the Stripe gateway (Stripe's API mocked
+at the HTTP layer with `responses`): amounts in Stripe's units per currency (ISK is two-decimal
+in Stripe's API although ISO 4217 gives it none; three-decimal amounts must end in 0), a
+balance no card can pay refused with a clear reason, and the session a click replaces expired
+at Stripe through the outbox (durably), not by a best-effort call that a failure forgets."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from urllib.parse import parse_qs
+
+import pytest
+import responses
+from sqlmodel import select
+
+from bot.stripe_pay import StripeGateway
+from models import Invoice, OutboxMessage, Payment, PaymentLink
+from tests.support import factories as f
+from tests.support import stripe_payloads as sp
+from tests.support.timetravel import frozen_at
+from workflows import payment_links, stripe_events
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+frozen_time = frozen_at(NOW)
+
+
+def given_invoice(db, total: str, currency: str) -> tuple[str, str]:
+    with db.transaction() as s:
+        f.user(s, "UCOLL001", "collector")
+        f.customer(s, currency=currency, collector="UCOLL001", credit_limit="50000")
+        inv = f.invoice(s, "INV-2026-000001", total=total, currency=currency,
+                        due=date(2026, 3, 30))
+        return inv.number, payment_links.link_for(s, inv).token
+
+
+def plan(db, token: str, previous: str | None = None) -> payment_links.Checkout:
+    with db.transaction() as s:
+        return payment_links.plan_checkout(s, token=token, now=NOW, previous_status=previous)
+
+
+@pytest.mark.parametrize(("currency", "minor", "sent"), [
+    ("USD", 20_000, 20_000), ("JPY", 5_000, 5_000), ("KWD", 12_340, 12_340),
+    ("ISK", 5_000, 500_000)])
+def test_the_session_asks_stripe_for_the_amount_in_its_units(currency, minor, sent) -> None:
+    # ISK: ISO 4217 has no decimals (our 5000 is ISK 5,000) but Stripe's API keeps it
+    # two-decimal (100 = 1 krona): sending 5000 charged ISK 50
+    gateway = StripeGateway(sp.API_KEY)
+    with responses.RequestsMock() as mock:
+        created = mock.post(f"{sp.API}/v1/checkout/sessions", json=sp.checkout_session(
+            invoice="INV-1", amount=sent, currency=currency.lower(), session_id="cs_1",
+            status="open", payment_status="unpaid", url="https://checkout.stripe.com/c/1"))
+        gateway.create_session(token="tok", generation=1, invoice_number="INV-1",
+                               amount_minor=minor, currency=currency,
+                               expires_at=NOW + timedelta(hours=23), customer_email=None,
+                               success_url="https://o2c.example/pay/tok/done",
+                               cancel_url="https://o2c.example/pay/tok")
+    body = parse_qs(created.calls[0].request.body)
+    assert body["line_items[0][price_data][unit_amount]"] == [str(sent)]
+    assert body["line_items[0][price_data][currency]"] == [currency.lower()]
+
+
+def test_an_isk_payment_from_stripe_is_recorded_in_kronur(db) -> None:
+    # given an invoice of ISK 5,000 paid through its link: Stripe reports 500000 (its units)
+    number, _ = given_invoice(db, "5000", "ISK")
+    event = sp.event("checkout.session.completed", sp.checkout_session(
+        invoice=number, amount=500_000, currency="isk", payment_intent="pi_isk"))
+    with db.transaction() as s:
+        outcome = stripe_events.handle(s, event, now=NOW, fetch_fees=False)
+    # then the payment is ISK 5,000 (not ISK 500,000 with 495,000 of invented credit)
+    assert outcome.status == "processed"
+    with db.read_session() as s:
+        [payment] = s.exec(select(Payment)).all()
+        assert (payment.amount_minor, payment.unapplied_minor) == (5_000, 0)
+        assert s.exec(select(Invoice)).one().balance_minor == 0
+    # and a refund of ISK 2,000 (200000 in Stripe's units) gives back ISK 2,000
+    refund = sp.event("charge.refunded", sp.charge(payment_intent="pi_isk", amount=500_000,
+                                                   amount_refunded=200_000, currency="isk"))
+    with db.transaction() as s:
+        assert stripe_events.handle(s, refund, now=NOW, fetch_fees=False).status == "processed"
+    with db.read_session() as s:
+        assert s.exec(select(Invoice)).one().balance_minor == 2_000
+
+
+@pytest.mark.parametrize("total", ["12.345", "12.341"])
+def test_a_three_decimal_balance_no_card_can_pay_is_refused_clearly(db, total) -> None:
+    # Stripe takes three-decimal amounts only with a last digit of 0: KWD 12.345 would be a
+    # 400 from Stripe, shown to the customer as "try again in a few minutes", for ever
+    _, token = given_invoice(db, total, "KWD")
+    checkout = plan(db, token)
+    assert checkout.action == "refused"
+    assert f"KWD {total}" in checkout.note and "bank transfer" in checkout.note
+    with db.read_session() as s:  # no generation claimed: nothing to create at Stripe
+        link = s.exec(select(PaymentLink)).one()
+        assert (link.generation, link.amount_minor) == (0, None)
+
+
+def test_a_payable_three_decimal_balance_is_planned(db) -> None:
+    _, token = given_invoice(db, "12.340", "KWD")
+    checkout = plan(db, token)
+    assert (checkout.action, checkout.amount_minor, checkout.currency) == (
+        "create", 12_340, "KWD")
+
+
+def test_the_session_a_click_replaces_is_expired_through_the_outbox(db) -> None:
+    # given a session open for the whole balance, about to expire (not handed out again)
+    number, token = given_invoice(db, "200.00", "USD")
+    first = plan(db, token)
+    with db.transaction() as s:
+        assert payment_links.store_session(s, token=token, generation=first.generation,
+                                           session_id="cs_old", url="https://c.example/old")
+        link = s.exec(select(PaymentLink)).one()
+        link.expires_at = NOW + timedelta(minutes=5)
+        s.add(link)
+    # when the customer clicks again
+    second = plan(db, token, previous="open")
+    # then a new session is planned, and the old one's expiry is queued with the claim (in
+    # the same transaction): a failure creating the new session, or expiring the old one,
+    # can no longer leave a payable tab for the same amount behind, forgotten
+    assert (second.action, second.generation, second.replaces) == ("create", 2, "cs_old")
+    with db.read_session() as s:
+        [expire] = s.exec(select(OutboxMessage).where(
+            OutboxMessage.transport == "stripe")).all()
+        assert (expire.method, expire.dedupe_key, expire.payload["session_id"]) == (
+            "session.expire", "stripe-expire:cs_old", "cs_old")
+        assert expire.payload["invoice"] == number
+
+
+def test_the_link_asks_for_what_is_not_in_question(db) -> None:
+    # given USD 1,000.00 open, of which the customer questions 300.00 (the dunning e-mails
+    # carrying the link ask for 700.00 and leave the rest out)
+    number, token = given_invoice(db, "1000.00", "USD")
+    with db.transaction() as s:
+        f.dispute(s, number, amount="300.00", now=NOW)
+    # then the link's checkout is for USD 700.00, not the 1,000.00 they dispute part of
+    checkout = plan(db, token)
+    assert (checkout.action, checkout.amount_minor) == ("create", 70_000)
+
+
+def test_a_session_open_when_a_dispute_opens_is_expired(db) -> None:
+    # given a checkout open for the whole USD 1,000.00
+    number, token = given_invoice(db, "1000.00", "USD")
+    first = plan(db, token)
+    with db.transaction() as s:
+        payment_links.store_session(s, token=token, generation=first.generation,
+                                    session_id="cs_whole", url="https://c.example/whole")
+    # when the customer questions 300.00 of it (their page's form, the API, Slack)
+    with db.transaction() as s:
+        f.dispute(s, number, amount="300.00", now=NOW)
+    # then that tab can no longer pay the 1,000.00: expired at Stripe, forgotten here
+    with db.read_session() as s:
+        link = s.exec(select(PaymentLink)).one()
+        assert link.session_id is None
+        [expire] = s.exec(select(OutboxMessage).where(
+            OutboxMessage.transport == "stripe")).all()
+        assert expire.dedupe_key == "stripe-expire:cs_whole"
+    # and the next click pays the 700.00
+    assert plan(db, token).amount_minor == 70_000
+
+
+def test_a_wholly_disputed_invoice_has_nothing_to_pay_by_link(db) -> None:
+    # (a chargeback holds the invoice it reopened in a dispute while Stripe decides: paying it
+    # again then pays twice if Stripe rules for us)
+    number, token = given_invoice(db, "1000.00", "USD")
+    with db.transaction() as s:
+        f.dispute(s, number, now=NOW)  # the whole open balance
+    checkout = plan(db, token)
+    assert (checkout.action, checkout.amount_minor) == ("disputed", 0)
+    with db.read_session() as s:
+        assert s.exec(select(PaymentLink)).one().generation == 0
