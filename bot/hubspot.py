@@ -56,7 +56,10 @@ log = logging.getLogger("o2c.hubspot")
 PROVIDER = "hubspot"
 DEAL_PROPERTIES = ("dealname", "dealstage", "pipeline", "amount", "deal_currency_code",
                    "hubspot_owner_id")
-LINE_PROPERTIES = ("name", "quantity", "price", "hs_discount_percentage", "hs_product_id")
+# "discount" is HubSpot's unit discount (an amount off each unit), "hs_discount_percentage"
+# its percentage; both apply to "price"
+LINE_PROPERTIES = ("name", "quantity", "price", "discount", "hs_discount_percentage",
+                   "hs_product_id")
 
 
 @dataclass
@@ -174,7 +177,7 @@ class HubSpotTransport:
                 lines.append(crm.DealLine(sku=p.get(self.mapping.sku_property),
                                           quantity=p.get("quantity"), price=p.get("price"),
                                           discount_pct=p.get("hs_discount_percentage"),
-                                          name=p.get("name")))
+                                          discount=p.get("discount"), name=p.get("name")))
         owner = props.get("hubspot_owner_id")
         rep = self.mapping.sales_rep_by_owner.get(str(owner)) if owner else None
         return crm.DealIn(provider=PROVIDER, deal_id=str(found.get("id") or deal_id),

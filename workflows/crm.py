@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import InvalidOperation
 
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
-from models import AuditEvent, CrmDeal, Invoice, Product, money
+from models import AuditEvent, CrmDeal, Invoice, money
 from workflows import audit, orders, outbox
+from workflows import validation as v
 from workflows.errors import ValidationFailed
 from workflows.inputs import OrderIn, build
 from workflows.masterdata import customer_by_external_id
@@ -81,9 +82,10 @@ def on_event(session: Session, event_type: str, data: dict) -> None:
 class DealLine:
     sku: str | None
     quantity: str | int | None
-    price: str | None = None  # the deal's unit price (a decimal string), for the discount
+    price: str | None = None  # the deal's unit price (a decimal string): what the order bills
     discount_pct: str | None = None  # the line's own discount percentage
     name: str | None = None
+    discount: str | None = None  # HubSpot's "unit discount": an amount off each unit
 
 
 @dataclass
@@ -123,7 +125,9 @@ def import_deal(session: Session, data: DealIn, *, now: datetime) -> tuple[CrmDe
     customer = customer_by_external_id(session, data.customer)
     currency = (data.currency or customer.currency).upper()
     lines = [{"sku": line.sku or "", "quantity": _quantity(i, line.quantity),
-              "discount_pct": _discount(session, i, line, currency)}
+              "unit_price": _unit_price(i, line, currency),
+              "discount_pct": line.discount_pct if line.discount_pct not in (None, "")
+              else None}
              for i, line in enumerate(data.lines)]
     order = orders.create_order(session, build(
         OrderIn, customer=data.customer, sales_rep=data.sales_rep, currency=currency,
@@ -181,26 +185,41 @@ def _quantity(i: int, value: str | int | None) -> int:
     return int(number)
 
 
-def _discount(session: Session, i: int, line: DealLine, currency: str) -> str | None:
-    """The line's discount: its own percentage, or — when the deal sells below our list price
-    without saying so — the difference as a percentage, so the discount check sees it."""
-    if line.discount_pct not in (None, ""):
-        return str(line.discount_pct)
-    if line.price in (None, "") or not line.sku:
+def _deal_amount(field: str, value: str | None, currency: str) -> int | None:
+    """An amount from a line item as HubSpot writes it ("95.5", "1e2", "1250.00") -> minor
+    units, exactly: more decimals than the currency has, a sign, NaN or an amount out of
+    bounds is refused by name, never rounded. None when the line has none."""
+    if value is None or str(value).strip() == "":
         return None
-    product = session.exec(select(Product).where(Product.sku == line.sku)).first()
-    if product is None or product.currency != currency or product.unit_price_minor <= 0:
-        return None
+    text = str(value).strip()
     try:
-        price = money.to_minor(str(line.price), currency, exact=False)
+        number = money.D(text)
     except (InvalidOperation, ValueError):
-        raise ValidationFailed.of(f"lines[{i}].unit_price",
-                                  f"{line.price!r} is not an amount") from None
-    if price >= product.unit_price_minor:
+        raise ValidationFailed.of(field, f"{text!r} is not an amount") from None
+    try:
+        return v.amount_minor(field, number, currency)
+    except InvalidOperation:  # too many digits even to round ("1e30")
+        raise ValidationFailed.of(field, f"{text} is too large an amount") from None
+
+
+def _unit_price(i: int, line: DealLine, currency: str) -> str | None:
+    """The line's unit price as the deal sold it: its price less HubSpot's unit discount
+    (an amount off each unit), exact to the cent, as the order's `unit_price`. The order
+    bills it, and the discount check measures it against the list price (a price below list
+    is a discount too), so a deal above list bills what it sold, one below list is checked,
+    and no percentage rounds it. None without a price: the product's list price."""
+    price = _deal_amount(f"lines[{i}].unit_price", line.price, currency)
+    off = _deal_amount(f"lines[{i}].discount", line.discount, currency)
+    if price is None:
+        if off:
+            raise ValidationFailed.of(f"lines[{i}].discount", "a unit discount needs the "
+                                      "line's price")
         return None
-    pct = (Decimal(product.unit_price_minor - price) * 100
-           / Decimal(product.unit_price_minor)).quantize(Decimal("0.01"), ROUND_HALF_UP)
-    return str(pct)
+    if off and off > price:
+        raise ValidationFailed.of(f"lines[{i}].discount", f"{money.to_str(off, currency)} "
+                                  f"off each unit is more than its price "
+                                  f"{money.to_str(price, currency)}")
+    return money.to_str(price - (off or 0), currency)
 
 
 def deal_status(session: Session, order_id: int) -> dict:

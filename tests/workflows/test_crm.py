@@ -55,3 +55,83 @@ def test_a_whole_quantity_in_any_decimal_form_is_taken(db, quantity, expected) -
     with db.read_session() as s:
         order = s.get(Order, link.order_id)
         assert created and order.total_minor == expected * 10_000
+
+
+def _priced(s, *lines: crm.DealLine, currency: str = "USD") -> Order:
+    link, _ = crm.import_deal(s, crm.DealIn(
+        provider="hubspot", deal_id="5001", name="Globex renewal", customer="C-GLOBEX",
+        sales_rep="USALES01", currency=currency, lines=list(lines)), now=NOW)
+    return s.get(Order, link.order_id)
+
+
+def _line_prices(s, order: Order) -> list[tuple[int, int, int]]:
+    from models import OrderLine
+
+    return [(li.unit_price_minor, li.discount_bp, li.line_total_minor) for li in s.exec(
+        select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.line_no))]
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    # the deal sells above list: the order bills the deal's price, not the list price
+    (crm.DealLine(sku="WID-1", quantity="2", price="120.00"), [(12_000, 0, 24_000)]),
+    # below list *and* a percentage: both, as HubSpot computes the line (80.00 less 10 %)
+    (crm.DealLine(sku="WID-1", quantity="1", price="80.00", discount_pct="10"),
+     [(8_000, 1_000, 7_200)]),
+    # a price a percentage can't express to the cent: the deal's own price, exactly
+    (crm.DealLine(sku="WID-3", quantity="3", price="333.33"), [(33_333, 0, 99_999)]),
+    # HubSpot's unit discount (an amount per unit) comes off the unit price
+    (crm.DealLine(sku="WID-1", quantity="2", price="100.00", discount="12.50"),
+     [(8_750, 0, 17_500)]),
+    # numbers as HubSpot's JSON may write them
+    (crm.DealLine(sku="WID-1", quantity="1", price="1e2"), [(10_000, 0, 10_000)]),
+    (crm.DealLine(sku="WID-1", quantity="1", price="95.5"), [(9_550, 0, 9_550)]),
+])
+def test_a_deal_line_is_billed_at_the_deal_price_to_the_cent(db, line, expected) -> None:
+    # given list prices of 100.00 and 999.99
+    with db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.customer(s)
+        f.product(s, "WID-1", price="100.00", max_discount="50")
+        f.product(s, "WID-3", price="999.99", max_discount="80")
+    # when the won deal is imported
+    with db.transaction() as s:
+        order = _priced(s, line)
+        # then its line is what the deal sold
+        assert _line_prices(s, order) == expected
+
+
+@pytest.mark.parametrize(("price", "discount", "field", "says"), [
+    ("99.999", None, "unit_price", "decimal places"),  # more decimals than USD: not rounded
+    ("NaN", None, "unit_price", "not"),
+    ("Infinity", None, "unit_price", "not"),
+    ("-5.00", None, "unit_price", "negative"),
+    ("1e30", None, "unit_price", ""),
+    ("100.00", "150.00", "discount", "more than"),  # a unit discount above the price
+    ("100.00", "0.001", "discount", "decimal places"),
+])
+def test_a_deal_price_that_is_not_an_amount_is_refused_not_rounded(
+        db, price, discount, field, says) -> None:
+    with db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.customer(s)
+        f.product(s, "WID-1", price="100.00")
+    with pytest.raises(ValidationFailed) as refused, db.transaction() as s:
+        _priced(s, crm.DealLine(sku="WID-1", quantity="1", price=price, discount=discount))
+    [error] = refused.value.errors
+    assert error.field == f"lines[0].{field}" and says in error.detail
+    with db.read_session() as s:
+        assert s.exec(select(Order)).all() == []
+
+
+def test_a_deal_in_the_customers_currency_takes_a_product_listed_in_another(db) -> None:
+    # given a EUR customer and a product listed in USD
+    with db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.customer(s, "C-GLOBEX", currency="EUR")
+        f.product(s, "WID-1", price="100.00", currency="USD")
+    # when a EUR deal sells it at 90.00
+    with db.transaction() as s:
+        order = _priced(s, crm.DealLine(sku="WID-1", quantity="2", price="90.00"),
+                        currency="EUR")
+        # then the order bills the deal's EUR price
+        assert (order.currency, order.total_minor) == ("EUR", 18_000)
