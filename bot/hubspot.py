@@ -47,6 +47,7 @@ from bot.settings import Settings
 from models import CrmDeal, OutboxMessage
 from workflows import crm
 from workflows.errors import DomainError
+from workflows.validation import SLACK_USER_ID
 
 if TYPE_CHECKING:
     from bot.outbox import OutboxWorker
@@ -60,6 +61,11 @@ DEAL_PROPERTIES = ("dealname", "dealstage", "pipeline", "amount", "deal_currency
 # its percentage; both apply to "price"
 LINE_PROPERTIES = ("name", "quantity", "price", "discount", "hs_discount_percentage",
                    "hs_product_id")
+
+
+# what the connector can write back onto a deal (`crm.deal_status`, and a refusal)
+WRITTEN = ("order_number", "order_status", "approval_status", "rejection_reason",
+           "invoice_numbers", "payment_status", "order_total")
 
 
 @dataclass
@@ -79,13 +85,52 @@ class Mapping:
 
     @classmethod
     def of(cls, data: dict) -> Mapping:
+        """The mapping from `O2C_HUBSPOT_MAPPING`'s JSON, every key checked for its shape: a
+        wrong one stops the server with a message naming it (a string where a list goes would
+        otherwise match stages by substring, a misspelt deal property never be written)."""
+        from bot.settings import SettingsError
+
+        def refuse(problem: str) -> SettingsError:
+            return SettingsError(f"O2C_HUBSPOT_MAPPING: {problem}")
+
+        if not isinstance(data, dict):
+            raise refuse("must be a JSON object such as {\"won_stages\": [\"closedwon\"]}")
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
-            from bot.settings import SettingsError
+            raise refuse(f"unknown key(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(sorted(known))}")
 
-            raise SettingsError(f"O2C_HUBSPOT_MAPPING: unknown key(s) {', '.join(unknown)}; "
-                                f"known: {', '.join(sorted(known))}")
+        def names(value: object) -> bool:
+            return isinstance(value, str) and bool(value.strip())
+
+        for key in ("pipelines", "won_stages"):
+            if key in data and not (isinstance(data[key], list)
+                                    and all(names(x) for x in data[key])):
+                raise refuse(f"{key} must be a list of names, e.g. [\"closedwon\"]")
+        if "won_stages" in data and not data["won_stages"]:
+            raise refuse("won_stages must name at least one stage (no deal would ever be won)")
+        for key in ("customer_property", "sku_property"):
+            if key in data and not names(data[key]):
+                raise refuse(f"{key} must be a property name")
+        if data.get("customer_object", "company") not in ("company", "deal"):
+            raise refuse("customer_object must be \"company\" or \"deal\"")
+        reps = data.get("sales_rep_by_owner", {})
+        if not (isinstance(reps, dict) and all(
+                isinstance(rep, str) and SLACK_USER_ID.match(rep) for rep in reps.values())):
+            raise refuse("sales_rep_by_owner must map HubSpot owner ids to Slack user ids, "
+                         "e.g. {\"910\": \"U0123SAM\"}")
+        rep = data.get("default_sales_rep")
+        if rep is not None and not (isinstance(rep, str) and SLACK_USER_ID.match(rep)):
+            raise refuse("default_sales_rep must be a Slack user id such as U0123SAM")
+        written = data.get("deal_properties", {})
+        if not (isinstance(written, dict) and all(names(x) for x in written.values())):
+            raise refuse("deal_properties must map each value written back to a deal "
+                         "property name, e.g. {\"order_number\": \"o2c_order_number\"}")
+        wrong = sorted(set(written) - set(WRITTEN))
+        if wrong:
+            raise refuse(f"deal_properties: unknown value(s) {', '.join(wrong)}; known: "
+                         f"{', '.join(WRITTEN)}")
         return cls(**data)
 
     def wins(self, pipeline: str | None, stage: str | None) -> bool:
