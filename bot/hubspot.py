@@ -31,6 +31,7 @@ the event once and queues the work (`api.inbound`), so HubSpot gets its answer a
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -42,7 +43,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from bot.db import Database
-from bot.outbox import Permanent, Retry
+from bot.outbox import Permanent, RateLimited, Retry
 from bot.settings import Settings
 from models import CrmDeal, OutboxMessage
 from workflows import crm
@@ -252,14 +253,32 @@ def _ids(associations: dict, key: str) -> list[str]:
     return [str(r.get("id")) for r in found.get("results") or [] if r.get("id")]
 
 
+RATE_LIMIT_DEFAULT = 10.0  # seconds: HubSpot's burst limits are per ten seconds
+
+
+def _retry_after(headers: Any) -> float:
+    """HubSpot's `Retry-After` in seconds, between 1 s and an hour; the default without a
+    usable one."""
+    try:
+        delay = float((headers or {}).get("Retry-After") or "")
+    except (TypeError, ValueError):
+        return RATE_LIMIT_DEFAULT
+    if math.isnan(delay) or delay <= 0:  # nothing to wait
+        return RATE_LIMIT_DEFAULT
+    return min(max(delay, 1.0), 3600.0)
+
+
 def classify(exc: Exception) -> Exception | None:
-    """A HubSpot API error as Retry (429, 5xx, network) or Permanent (the rest); None when it
-    is not one (let the worker handle it)."""
+    """A HubSpot API error as RateLimited (429: wait its `Retry-After`, without counting an
+    attempt), Retry (5xx, network) or Permanent (the rest); None when it is not one (let the
+    worker handle it)."""
     status = getattr(exc, "status", None)
     if type(exc).__name__ == "ApiException" or status is not None:
         status = int(status or 0)
         reason = f"hubspot {status} {getattr(exc, 'reason', '')}".strip()
-        if status == 0 or status == 429 or status >= 500:
+        if status == 429:
+            return RateLimited(_retry_after(getattr(exc, "headers", None)), reason[:500])
+        if status == 0 or status >= 500:
             return Retry(10.0, reason)
         return Permanent(reason[:500])
     import urllib3
