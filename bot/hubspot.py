@@ -10,7 +10,8 @@ the event once and queues the work (`api.inbound`), so HubSpot gets its answer a
   discount-checked as any other, once per deal). A deal that cannot become an order is
   refused: AR is told, and the deal shows why.
 * `deal.update` — write the order's state onto the deal (`workflows.crm.deal_status`, read at
-  delivery, so a late or repeated update still shows the latest state).
+  delivery, so a late or repeated update still shows the latest state; a refusal delivered
+  after the deal became an order writes the order).
 
 `O2C_HUBSPOT_MAPPING` (JSON) is the configuration; every key is optional:
 
@@ -234,11 +235,15 @@ class HubSpotTransport:
     # -- the deal follows the order -----------------------------------------------------------
     def _update(self, payload: dict) -> dict:
         names = self.mapping.deal_properties
-        if payload.get("order_id") is None:
-            values = {"order_status": "refused", "rejection_reason": payload.get("refused")}
-        else:
-            with self.db.read_session() as session:
-                values = crm.deal_status(session, payload["order_id"])
+        order_id = payload.get("order_id")
+        with self.db.read_session() as session:
+            if order_id is None:  # a refusal: unless the deal became an order since
+                link = session.exec(select(CrmDeal).where(
+                    CrmDeal.provider == PROVIDER,
+                    CrmDeal.deal_id == str(payload["deal_id"]))).first()
+                order_id = link.order_id if link is not None else None
+            values = (crm.deal_status(session, order_id) if order_id is not None else
+                      {"order_status": "refused", "rejection_reason": payload.get("refused")})
         properties = {names[k]: str(v if v is not None else "") for k, v in values.items()
                       if k in names}
         if not properties:
