@@ -171,11 +171,8 @@ class HubSpotTransport:
 
     # -- a won deal ---------------------------------------------------------------------------
     def _import(self, deal_id: str, worker: OutboxWorker) -> dict:
-        with self.db.read_session() as session:
-            done = session.exec(select(CrmDeal).where(
-                CrmDeal.provider == PROVIDER, CrmDeal.deal_id == deal_id)).first()
-            if done is not None and done.status == "imported":
-                return {"ok": True, "note": "imported before", "order_id": done.order_id}
+        # read even when imported before: a deal won again with other lines is reported
+        # (`crm.report_changes`), never a second order
         deal = self.read_deal(deal_id)
         if deal is None:
             return {"ok": True, "note": "not a won deal of a mapped pipeline"}

@@ -17,7 +17,7 @@ from decimal import InvalidOperation
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
-from models import AuditEvent, CrmDeal, Invoice, money
+from models import AuditEvent, CrmDeal, Invoice, Product, money
 from workflows import audit, orders, outbox
 from workflows import validation as v
 from workflows.errors import ValidationFailed
@@ -111,6 +111,7 @@ def import_deal(session: Session, data: DealIn, *, now: datetime) -> tuple[CrmDe
                                               CrmDeal.deal_id == data.deal_id)
                         .with_for_update()).first()
     if link is not None and link.status == "imported":
+        report_changes(session, link, data)
         return link, False
     if link is None:
         link = CrmDeal(provider=data.provider, deal_id=data.deal_id, status="importing")
@@ -142,6 +143,70 @@ def import_deal(session: Session, data: DealIn, *, now: datetime) -> tuple[CrmDe
                  number=order.number, provider=data.provider)
     queue_update(session, link)
     return link, True
+
+
+def report_changes(session: Session, link: CrmDeal, data: DealIn) -> None:
+    """A deal imported before and won again: the order stays as it is (it may be approved,
+    shipped, invoiced — issued invoices are immutable), but when the deal now sells something
+    else (lines, quantities, prices, discounts, customer) AR is told what differs, once per
+    difference, and it is audited, so the two are reconciled by a person (a credit note, a
+    change of the order) instead of drifting apart unseen."""
+    import hashlib
+
+    from models import Customer, Order, OrderLine
+
+    order = session.get(Order, link.order_id)
+    kept = [(li.sku, li.quantity, li.unit_price_minor, li.discount_bp) for li in session.exec(
+        select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.line_no))]
+    customer = session.get(Customer, order.customer_id)
+    try:
+        sold = _sold_lines(session, data, order.currency)
+        now = "; ".join(_describe(line, order.currency) for line in sold)
+    except ValidationFailed as bad:
+        sold, now = None, f"lines that cannot be read ({bad.detail[:300]})"
+    moved = data.customer not in (None, customer.external_id)
+    if sold == kept and not moved:
+        return
+    was = "; ".join(_describe(line, order.currency) for line in kept)
+    if moved:
+        now = f"customer {data.customer}: {now}"
+        was = f"customer {customer.external_id}: {was}"
+    digest = hashlib.sha256(now.encode()).hexdigest()[:32]
+    key = f"crm-changed:{data.provider}:{data.deal_id}:{digest}"[:200]
+    if outbox.has_message(session, key):
+        return
+    audit.record(session, actor=data.provider, action="crm.deal_changed", entity_type="order",
+                 entity_id=order.id, deal=data.deal_id, provider=data.provider,
+                 order_lines=was[:1000], deal_lines=now[:1000])
+    outbox.post_to_channel(session, channel="ar", template="text", dedupe_key=key, context={
+        "text": f"{data.provider.capitalize()} deal {data.deal_id} was won again but no "
+                f"longer matches order {order.number}, made from it (left as it is): the deal "
+                f"now sells {now[:600]}; the order has {was[:600]}. Change the order or "
+                f"issue a credit note if the deal is right."})
+
+
+def _sold_lines(session: Session, data: DealIn, currency: str) -> list[tuple]:
+    """The deal's lines as order lines would have them: (sku, quantity, unit price, discount
+    in basis points); the list price where the deal gives no price."""
+    found = []
+    for i, line in enumerate(data.lines):
+        price = _unit_price(i, line, currency)
+        if price is None:
+            product = session.exec(select(Product).where(Product.sku == line.sku)).first()
+            minor = product.unit_price_minor if product is not None else None
+        else:
+            minor = money.to_minor(price, currency)
+        discount = (v.percent_bp(f"lines[{i}].discount_pct", str(line.discount_pct))
+                    if line.discount_pct not in (None, "") else 0)
+        found.append((line.sku or "", _quantity(i, line.quantity), minor, discount))
+    return found
+
+
+def _describe(line: tuple, currency: str) -> str:
+    sku, quantity, price, discount = line
+    text = f"{quantity} x {sku} at " + (money.to_str(price, currency) if price is not None
+                                         else "no price")
+    return text + (f" less {money.bp_to_pct(discount)} %" if discount else "")
 
 
 def refuse_deal(session: Session, data: DealIn, reason: str) -> CrmDeal:

@@ -135,3 +135,41 @@ def test_a_deal_in_the_customers_currency_takes_a_product_listed_in_another(db) 
                         currency="EUR")
         # then the order bills the deal's EUR price
         assert (order.currency, order.total_minor) == ("EUR", 18_000)
+
+
+def _ar_notes(s) -> list[str]:
+    from models import OutboxMessage
+
+    return [m.payload["context"]["text"] for m in s.exec(select(OutboxMessage))
+            if m.transport == "slack" and m.payload.get("channel") == "ar"]
+
+
+def test_a_deal_won_again_with_other_lines_is_reported_not_ignored(db) -> None:
+    from models import AuditEvent
+
+    # given a won deal imported as an order of 2 x WID-1 at 100.00
+    with db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.customer(s)
+        f.product(s, "WID-1", price="100.00")
+    with db.transaction() as s:
+        first, _ = _priced(s, crm.DealLine(sku="WID-1", quantity="2", price="100.00")), None
+    # when it is won again unchanged, then with 3 units at 90.00 (edited after it was won)
+    with db.transaction() as s:
+        link, created = crm.import_deal(s, deal("2"), now=NOW)
+        assert not created and _ar_notes(s) == []
+    changed = deal("3")
+    changed.lines[0].price = "90.00"
+    for _ in range(2):  # and that event delivered twice
+        with db.transaction() as s:
+            link, created = crm.import_deal(s, changed, now=NOW)
+            assert not created and link.order_id == first.id
+    # then the order stays as it was, and AR is told once what differs
+    with db.transaction() as s:
+        assert s.get(Order, first.id).total_minor == 20_000
+        assert len(s.exec(select(Order)).all()) == 1
+        [note] = _ar_notes(s)
+        assert first.number in note and "5001" in note
+        assert "WID-1" in note and "3" in note and "90.00" in note
+        [event] = s.exec(select(AuditEvent).where(AuditEvent.action == "crm.deal_changed")).all()
+        assert event.entity_id == str(first.id)
