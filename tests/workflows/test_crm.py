@@ -173,3 +173,44 @@ def test_a_deal_won_again_with_other_lines_is_reported_not_ignored(db) -> None:
         assert "WID-1" in note and "3" in note and "90.00" in note
         [event] = s.exec(select(AuditEvent).where(AuditEvent.action == "crm.deal_changed")).all()
         assert event.entity_id == str(first.id)
+
+
+def test_the_same_deal_imported_by_two_workers_at_once_makes_one_order(db) -> None:
+    import threading
+
+    from sqlalchemy.exc import IntegrityError
+
+    # given a won deal, its import queued twice (two deliveries) and run by two workers
+    with db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.customer(s)
+        f.product(s, "WID-1", price="100.00")
+    # PostgreSQL: both look for the deal's link before either has written it. SQLite: write
+    # transactions queue on the database lock (a barrier would wait for ever).
+    both_looked = threading.Barrier(2) if db.is_postgres else None
+    outcomes, errors = [], []
+
+    def work() -> None:
+        try:
+            with db.transaction() as s:
+                if both_looked:
+                    assert s.exec(select(CrmDeal)).all() == []
+                    both_looked.wait(10)
+                outcomes.append(crm.import_deal(s, deal("2"), now=NOW)[1])
+        except IntegrityError:  # the twin's claim won (the connector answers "imported")
+            outcomes.append("lost the race")
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    # then one order, one link: the database's unique key decided
+    assert errors == []
+    assert sorted(map(str, outcomes)) in (["True", "lost the race"], ["False", "True"])
+    with db.read_session() as s:
+        [order] = s.exec(select(Order)).all()
+        [link] = s.exec(select(CrmDeal)).all()
+        assert (link.order_id, link.status, order.total_minor) == (order.id, "imported", 20_000)
