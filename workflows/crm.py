@@ -127,7 +127,7 @@ def import_deal(session: Session, data: DealIn, *, now: datetime) -> tuple[CrmDe
     currency = (data.currency or customer.currency).upper()
     lines = [{"sku": line.sku or "", "quantity": _quantity(i, line.quantity),
               "unit_price": _unit_price(i, line, currency),
-              "discount_pct": line.discount_pct if line.discount_pct not in (None, "")
+              "discount_pct": str(line.discount_pct) if line.discount_pct not in (None, "")
               else None}
              for i, line in enumerate(data.lines)]
     order = orders.create_order(session, build(
