@@ -10,7 +10,8 @@ the event once and queues the work (`api.inbound`), so HubSpot gets its answer a
   discount-checked as any other, once per deal). A deal that cannot become an order is
   refused: AR is told, and the deal shows why.
 * `deal.update` — write the order's state onto the deal (`workflows.crm.deal_status`, read at
-  delivery, so a late or repeated update still shows the latest state).
+  delivery, so a late or repeated update still shows the latest state; a refusal delivered
+  after the deal became an order writes the order).
 
 `O2C_HUBSPOT_MAPPING` (JSON) is the configuration; every key is optional:
 
@@ -31,6 +32,7 @@ the event once and queues the work (`api.inbound`), so HubSpot gets its answer a
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -42,11 +44,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from bot.db import Database
-from bot.outbox import Permanent, Retry
+from bot.outbox import Permanent, RateLimited, Retry
 from bot.settings import Settings
 from models import CrmDeal, OutboxMessage
 from workflows import crm
 from workflows.errors import DomainError
+from workflows.validation import SLACK_USER_ID
 
 if TYPE_CHECKING:
     from bot.outbox import OutboxWorker
@@ -56,7 +59,15 @@ log = logging.getLogger("o2c.hubspot")
 PROVIDER = "hubspot"
 DEAL_PROPERTIES = ("dealname", "dealstage", "pipeline", "amount", "deal_currency_code",
                    "hubspot_owner_id")
-LINE_PROPERTIES = ("name", "quantity", "price", "hs_discount_percentage", "hs_product_id")
+# "discount" is HubSpot's unit discount (an amount off each unit), "hs_discount_percentage"
+# its percentage; both apply to "price"
+LINE_PROPERTIES = ("name", "quantity", "price", "discount", "hs_discount_percentage",
+                   "hs_product_id")
+
+
+# what the connector can write back onto a deal (`crm.deal_status`, and a refusal)
+WRITTEN = ("order_number", "order_status", "approval_status", "rejection_reason",
+           "invoice_numbers", "payment_status", "order_total")
 
 
 @dataclass
@@ -76,13 +87,52 @@ class Mapping:
 
     @classmethod
     def of(cls, data: dict) -> Mapping:
+        """The mapping from `O2C_HUBSPOT_MAPPING`'s JSON, every key checked for its shape: a
+        wrong one stops the server with a message naming it (a string where a list goes would
+        otherwise match stages by substring, a misspelt deal property never be written)."""
+        from bot.settings import SettingsError
+
+        def refuse(problem: str) -> SettingsError:
+            return SettingsError(f"O2C_HUBSPOT_MAPPING: {problem}")
+
+        if not isinstance(data, dict):
+            raise refuse("must be a JSON object such as {\"won_stages\": [\"closedwon\"]}")
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
-            from bot.settings import SettingsError
+            raise refuse(f"unknown key(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(sorted(known))}")
 
-            raise SettingsError(f"O2C_HUBSPOT_MAPPING: unknown key(s) {', '.join(unknown)}; "
-                                f"known: {', '.join(sorted(known))}")
+        def names(value: object) -> bool:
+            return isinstance(value, str) and bool(value.strip())
+
+        for key in ("pipelines", "won_stages"):
+            if key in data and not (isinstance(data[key], list)
+                                    and all(names(x) for x in data[key])):
+                raise refuse(f"{key} must be a list of names, e.g. [\"closedwon\"]")
+        if "won_stages" in data and not data["won_stages"]:
+            raise refuse("won_stages must name at least one stage (no deal would ever be won)")
+        for key in ("customer_property", "sku_property"):
+            if key in data and not names(data[key]):
+                raise refuse(f"{key} must be a property name")
+        if data.get("customer_object", "company") not in ("company", "deal"):
+            raise refuse("customer_object must be \"company\" or \"deal\"")
+        reps = data.get("sales_rep_by_owner", {})
+        if not (isinstance(reps, dict) and all(
+                isinstance(rep, str) and SLACK_USER_ID.match(rep) for rep in reps.values())):
+            raise refuse("sales_rep_by_owner must map HubSpot owner ids to Slack user ids, "
+                         "e.g. {\"910\": \"U0123SAM\"}")
+        rep = data.get("default_sales_rep")
+        if rep is not None and not (isinstance(rep, str) and SLACK_USER_ID.match(rep)):
+            raise refuse("default_sales_rep must be a Slack user id such as U0123SAM")
+        written = data.get("deal_properties", {})
+        if not (isinstance(written, dict) and all(names(x) for x in written.values())):
+            raise refuse("deal_properties must map each value written back to a deal "
+                         "property name, e.g. {\"order_number\": \"o2c_order_number\"}")
+        wrong = sorted(set(written) - set(WRITTEN))
+        if wrong:
+            raise refuse(f"deal_properties: unknown value(s) {', '.join(wrong)}; known: "
+                         f"{', '.join(WRITTEN)}")
         return cls(**data)
 
     def wins(self, pipeline: str | None, stage: str | None) -> bool:
@@ -121,11 +171,8 @@ class HubSpotTransport:
 
     # -- a won deal ---------------------------------------------------------------------------
     def _import(self, deal_id: str, worker: OutboxWorker) -> dict:
-        with self.db.read_session() as session:
-            done = session.exec(select(CrmDeal).where(
-                CrmDeal.provider == PROVIDER, CrmDeal.deal_id == deal_id)).first()
-            if done is not None and done.status == "imported":
-                return {"ok": True, "note": "imported before", "order_id": done.order_id}
+        # read even when imported before: a deal won again with other lines is reported
+        # (`crm.report_changes`), never a second order
         deal = self.read_deal(deal_id)
         if deal is None:
             return {"ok": True, "note": "not a won deal of a mapped pipeline"}
@@ -174,7 +221,7 @@ class HubSpotTransport:
                 lines.append(crm.DealLine(sku=p.get(self.mapping.sku_property),
                                           quantity=p.get("quantity"), price=p.get("price"),
                                           discount_pct=p.get("hs_discount_percentage"),
-                                          name=p.get("name")))
+                                          discount=p.get("discount"), name=p.get("name")))
         owner = props.get("hubspot_owner_id")
         rep = self.mapping.sales_rep_by_owner.get(str(owner)) if owner else None
         return crm.DealIn(provider=PROVIDER, deal_id=str(found.get("id") or deal_id),
@@ -185,11 +232,15 @@ class HubSpotTransport:
     # -- the deal follows the order -----------------------------------------------------------
     def _update(self, payload: dict) -> dict:
         names = self.mapping.deal_properties
-        if payload.get("order_id") is None:
-            values = {"order_status": "refused", "rejection_reason": payload.get("refused")}
-        else:
-            with self.db.read_session() as session:
-                values = crm.deal_status(session, payload["order_id"])
+        order_id = payload.get("order_id")
+        with self.db.read_session() as session:
+            if order_id is None:  # a refusal: unless the deal became an order since
+                link = session.exec(select(CrmDeal).where(
+                    CrmDeal.provider == PROVIDER,
+                    CrmDeal.deal_id == str(payload["deal_id"]))).first()
+                order_id = link.order_id if link is not None else None
+            values = (crm.deal_status(session, order_id) if order_id is not None else
+                      {"order_status": "refused", "rejection_reason": payload.get("refused")})
         properties = {names[k]: str(v if v is not None else "") for k, v in values.items()
                       if k in names}
         if not properties:
@@ -204,14 +255,32 @@ def _ids(associations: dict, key: str) -> list[str]:
     return [str(r.get("id")) for r in found.get("results") or [] if r.get("id")]
 
 
+RATE_LIMIT_DEFAULT = 10.0  # seconds: HubSpot's burst limits are per ten seconds
+
+
+def _retry_after(headers: Any) -> float:
+    """HubSpot's `Retry-After` in seconds, between 1 s and an hour; the default without a
+    usable one."""
+    try:
+        delay = float((headers or {}).get("Retry-After") or "")
+    except (TypeError, ValueError):
+        return RATE_LIMIT_DEFAULT
+    if math.isnan(delay) or delay <= 0:  # nothing to wait
+        return RATE_LIMIT_DEFAULT
+    return min(max(delay, 1.0), 3600.0)
+
+
 def classify(exc: Exception) -> Exception | None:
-    """A HubSpot API error as Retry (429, 5xx, network) or Permanent (the rest); None when it
-    is not one (let the worker handle it)."""
+    """A HubSpot API error as RateLimited (429: wait its `Retry-After`, without counting an
+    attempt), Retry (5xx, network) or Permanent (the rest); None when it is not one (let the
+    worker handle it)."""
     status = getattr(exc, "status", None)
     if type(exc).__name__ == "ApiException" or status is not None:
         status = int(status or 0)
         reason = f"hubspot {status} {getattr(exc, 'reason', '')}".strip()
-        if status == 0 or status == 429 or status >= 500:
+        if status == 429:
+            return RateLimited(_retry_after(getattr(exc, "headers", None)), reason[:500])
+        if status == 0 or status >= 500:
             return Retry(10.0, reason)
         return Permanent(reason[:500])
     import urllib3

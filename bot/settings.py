@@ -334,7 +334,7 @@ class Settings(BaseSettings):
         if self.secret("hubspot_access_token"):
             from bot.hubspot import Mapping
 
-            Mapping.of(self.o2c_hubspot_mapping)  # names an unknown key
+            Mapping.of(self.o2c_hubspot_mapping)  # names an unknown or ill-shaped key
         return self
 
     def secret(self, name: str) -> str | None:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import InvalidOperation
 
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
 from models import AuditEvent, CrmDeal, Invoice, Product, money
 from workflows import audit, orders, outbox
+from workflows import validation as v
 from workflows.errors import ValidationFailed
 from workflows.inputs import OrderIn, build
 from workflows.masterdata import customer_by_external_id
@@ -81,9 +82,10 @@ def on_event(session: Session, event_type: str, data: dict) -> None:
 class DealLine:
     sku: str | None
     quantity: str | int | None
-    price: str | None = None  # the deal's unit price (a decimal string), for the discount
+    price: str | None = None  # the deal's unit price (a decimal string): what the order bills
     discount_pct: str | None = None  # the line's own discount percentage
     name: str | None = None
+    discount: str | None = None  # HubSpot's "unit discount": an amount off each unit
 
 
 @dataclass
@@ -109,6 +111,7 @@ def import_deal(session: Session, data: DealIn, *, now: datetime) -> tuple[CrmDe
                                               CrmDeal.deal_id == data.deal_id)
                         .with_for_update()).first()
     if link is not None and link.status == "imported":
+        report_changes(session, link, data)
         return link, False
     if link is None:
         link = CrmDeal(provider=data.provider, deal_id=data.deal_id, status="importing")
@@ -123,7 +126,9 @@ def import_deal(session: Session, data: DealIn, *, now: datetime) -> tuple[CrmDe
     customer = customer_by_external_id(session, data.customer)
     currency = (data.currency or customer.currency).upper()
     lines = [{"sku": line.sku or "", "quantity": _quantity(i, line.quantity),
-              "discount_pct": _discount(session, i, line, currency)}
+              "unit_price": _unit_price(i, line, currency),
+              "discount_pct": str(line.discount_pct) if line.discount_pct not in (None, "")
+              else None}
              for i, line in enumerate(data.lines)]
     order = orders.create_order(session, build(
         OrderIn, customer=data.customer, sales_rep=data.sales_rep, currency=currency,
@@ -138,6 +143,70 @@ def import_deal(session: Session, data: DealIn, *, now: datetime) -> tuple[CrmDe
                  number=order.number, provider=data.provider)
     queue_update(session, link)
     return link, True
+
+
+def report_changes(session: Session, link: CrmDeal, data: DealIn) -> None:
+    """A deal imported before and won again: the order stays as it is (it may be approved,
+    shipped, invoiced — issued invoices are immutable), but when the deal now sells something
+    else (lines, quantities, prices, discounts, customer) AR is told what differs, once per
+    difference, and it is audited, so the two are reconciled by a person (a credit note, a
+    change of the order) instead of drifting apart unseen."""
+    import hashlib
+
+    from models import Customer, Order, OrderLine
+
+    order = session.get(Order, link.order_id)
+    kept = [(li.sku, li.quantity, li.unit_price_minor, li.discount_bp) for li in session.exec(
+        select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.line_no))]
+    customer = session.get(Customer, order.customer_id)
+    try:
+        sold = _sold_lines(session, data, order.currency)
+        now = "; ".join(_describe(line, order.currency) for line in sold)
+    except ValidationFailed as bad:
+        sold, now = None, f"lines that cannot be read ({bad.detail[:300]})"
+    moved = data.customer not in (None, customer.external_id)
+    if sold == kept and not moved:
+        return
+    was = "; ".join(_describe(line, order.currency) for line in kept)
+    if moved:
+        now = f"customer {data.customer}: {now}"
+        was = f"customer {customer.external_id}: {was}"
+    digest = hashlib.sha256(now.encode()).hexdigest()[:32]
+    key = f"crm-changed:{data.provider}:{data.deal_id}:{digest}"[:200]
+    if outbox.has_message(session, key):
+        return
+    audit.record(session, actor=data.provider, action="crm.deal_changed", entity_type="order",
+                 entity_id=order.id, deal=data.deal_id, provider=data.provider,
+                 order_lines=was[:1000], deal_lines=now[:1000])
+    outbox.post_to_channel(session, channel="ar", template="text", dedupe_key=key, context={
+        "text": f"{data.provider.capitalize()} deal {data.deal_id} was won again but no "
+                f"longer matches order {order.number}, made from it (left as it is): the deal "
+                f"now sells {now[:600]}; the order has {was[:600]}. Change the order or "
+                f"issue a credit note if the deal is right."})
+
+
+def _sold_lines(session: Session, data: DealIn, currency: str) -> list[tuple]:
+    """The deal's lines as order lines would have them: (sku, quantity, unit price, discount
+    in basis points); the list price where the deal gives no price."""
+    found = []
+    for i, line in enumerate(data.lines):
+        price = _unit_price(i, line, currency)
+        if price is None:
+            product = session.exec(select(Product).where(Product.sku == line.sku)).first()
+            minor = product.unit_price_minor if product is not None else None
+        else:
+            minor = money.to_minor(price, currency)
+        discount = (v.percent_bp(f"lines[{i}].discount_pct", str(line.discount_pct))
+                    if line.discount_pct not in (None, "") else 0)
+        found.append((line.sku or "", _quantity(i, line.quantity), minor, discount))
+    return found
+
+
+def _describe(line: tuple, currency: str) -> str:
+    sku, quantity, price, discount = line
+    text = f"{quantity} x {sku} at " + (money.to_str(price, currency) if price is not None
+                                         else "no price")
+    return text + (f" less {money.bp_to_pct(discount)} %" if discount else "")
 
 
 def refuse_deal(session: Session, data: DealIn, reason: str) -> CrmDeal:
@@ -181,26 +250,41 @@ def _quantity(i: int, value: str | int | None) -> int:
     return int(number)
 
 
-def _discount(session: Session, i: int, line: DealLine, currency: str) -> str | None:
-    """The line's discount: its own percentage, or — when the deal sells below our list price
-    without saying so — the difference as a percentage, so the discount check sees it."""
-    if line.discount_pct not in (None, ""):
-        return str(line.discount_pct)
-    if line.price in (None, "") or not line.sku:
+def _deal_amount(field: str, value: str | None, currency: str) -> int | None:
+    """An amount from a line item as HubSpot writes it ("95.5", "1e2", "1250.00") -> minor
+    units, exactly: more decimals than the currency has, a sign, NaN or an amount out of
+    bounds is refused by name, never rounded. None when the line has none."""
+    if value is None or str(value).strip() == "":
         return None
-    product = session.exec(select(Product).where(Product.sku == line.sku)).first()
-    if product is None or product.currency != currency or product.unit_price_minor <= 0:
-        return None
+    text = str(value).strip()
     try:
-        price = money.to_minor(str(line.price), currency, exact=False)
+        number = money.D(text)
     except (InvalidOperation, ValueError):
-        raise ValidationFailed.of(f"lines[{i}].unit_price",
-                                  f"{line.price!r} is not an amount") from None
-    if price >= product.unit_price_minor:
+        raise ValidationFailed.of(field, f"{text!r} is not an amount") from None
+    try:
+        return v.amount_minor(field, number, currency)
+    except InvalidOperation:  # too many digits even to round ("1e30")
+        raise ValidationFailed.of(field, f"{text} is too large an amount") from None
+
+
+def _unit_price(i: int, line: DealLine, currency: str) -> str | None:
+    """The line's unit price as the deal sold it: its price less HubSpot's unit discount
+    (an amount off each unit), exact to the cent, as the order's `unit_price`. The order
+    bills it, and the discount check measures it against the list price (a price below list
+    is a discount too), so a deal above list bills what it sold, one below list is checked,
+    and no percentage rounds it. None without a price: the product's list price."""
+    price = _deal_amount(f"lines[{i}].unit_price", line.price, currency)
+    off = _deal_amount(f"lines[{i}].discount", line.discount, currency)
+    if price is None:
+        if off:
+            raise ValidationFailed.of(f"lines[{i}].discount", "a unit discount needs the "
+                                      "line's price")
         return None
-    pct = (Decimal(product.unit_price_minor - price) * 100
-           / Decimal(product.unit_price_minor)).quantize(Decimal("0.01"), ROUND_HALF_UP)
-    return str(pct)
+    if off and off > price:
+        raise ValidationFailed.of(f"lines[{i}].discount", f"{money.to_str(off, currency)} "
+                                  f"off each unit is more than its price "
+                                  f"{money.to_str(price, currency)}")
+    return money.to_str(price - (off or 0), currency)
 
 
 def deal_status(session: Session, order_id: int) -> dict:

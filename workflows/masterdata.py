@@ -87,14 +87,15 @@ def upsert_customer(session: Session, data: CustomerIn, *, actor: str) -> tuple[
     audit.record(session, actor=actor, action="customer.created" if created
                  else "customer.updated", entity_type="customer", entity_id=customer.id,
                  external_id=customer.external_id,
-                 changes={k: v for k, v in changes.items() if k not in _UNAUDITED})
+                 changes={k: "changed" if k in _UNAUDITED else v for k, v in changes.items()})
     return customer, created
 
 
 OPTIONAL_CUSTOMER_FIELDS = ("billing_email", "billing_address", "shipping_address", "collector",
                             "sales_rep", "credit_reviewed", "tax_rate_pct", "notice_email",
                             "notices", "goods_recognized_at", "monthly_statement")
-_UNAUDITED = ("billing_address", "shipping_address")  # long free text; the fact is enough
+# long free text: the audit names the field ("changed"), not its old and new text
+_UNAUDITED = ("billing_address", "shipping_address")
 
 
 def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Product, bool]:

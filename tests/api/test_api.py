@@ -481,6 +481,18 @@ def test_customer_resend_keeps_what_it_leaves_out_and_audits_changes(company, ap
             AuditEvent.action == "customer.updated")).all()) == 2
 
 
+def test_a_changed_address_is_named_in_the_audit_without_its_text(company, api, server) -> None:
+    from models import AuditEvent
+
+    # when the ERP moves the customer's billing address (where invoices are sent)
+    moved = api.post("/customers", json={**CUSTOMER, "billing_address": "9 Elm St, Shelbyville"})
+    assert moved.status_code == 200, moved.text
+    # then the audit says which field changed (its long text is not copied there)
+    with server.db.read_session() as s:
+        update = s.exec(select(AuditEvent).where(AuditEvent.action == "customer.updated")).one()
+    assert update.data["changes"] == {"billing_address": "changed"}
+
+
 def test_product_resend_keeps_what_it_leaves_out_and_audits_changes(company, api,
                                                                     server) -> None:
     from models import AuditEvent, Product

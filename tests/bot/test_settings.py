@@ -104,3 +104,43 @@ def test_oauth_install_needs_client_id_and_secret_instead_of_the_bot_token() -> 
     with pytest.raises(SettingsError, match="SLACK_BOT_TOKEN"):
         load_settings(**base).require_for_serve()
     assert not load_settings(**base, slack_bot_token="xoxb-1").oauth_enabled
+
+
+@pytest.mark.parametrize(("mapping", "says"), [
+    # a string where a list goes would match by substring: stage "won" in "closedwon"
+    ('{"won_stages": "closedwon"}', "won_stages"),
+    ('{"pipelines": "default"}', "pipelines"),
+    ('{"won_stages": []}', "won_stages"),  # no deal could ever become an order
+    ('{"won_stages": [1]}', "won_stages"),
+    ('{"customer_object": "contact"}', "customer_object"),
+    ('{"customer_property": ""}', "customer_property"),
+    ('{"sku_property": ["hs_sku"]}', "sku_property"),
+    ('{"sales_rep_by_owner": {"910": 7}}', "sales_rep_by_owner"),
+    ('{"sales_rep_by_owner": ["U0123SAM"]}', "sales_rep_by_owner"),
+    ('{"default_sales_rep": "sam"}', "default_sales_rep"),
+    ('{"deal_properties": {"order_totl": "o2c_order_total"}}', "order_totl"),
+    ('{"deal_properties": {"order_total": 5}}', "deal_properties"),
+    ('["closedwon"]', "O2C_HUBSPOT_MAPPING"),
+])
+def test_a_hubspot_mapping_of_the_wrong_shape_stops_the_server(mapping, says) -> None:
+    # given a mapping whose keys are known but whose values are not what they must be
+    # when the server starts / then it refuses, naming the setting and the key
+    with pytest.raises(SettingsError, match=says) as refused:
+        load_settings(slack_bot_token="xoxb-1", slack_signing_secret="s", o2c_api_token="t",
+                      hubspot_access_token="pat-1",
+                      o2c_hubspot_mapping=mapping).require_for_serve()
+    assert "O2C_HUBSPOT_MAPPING" in str(refused.value)
+
+
+def test_a_hubspot_mapping_of_the_right_shape_is_taken() -> None:
+    settings = load_settings(
+        slack_bot_token="xoxb-1", slack_signing_secret="s", o2c_api_token="t",
+        hubspot_access_token="pat-1", o2c_hubspot_mapping=(
+            '{"pipelines": [], "won_stages": ["closedwon", "contractsigned"], '
+            '"customer_object": "deal", "sales_rep_by_owner": {"910": "U0123SAM"}, '
+            '"default_sales_rep": null, "deal_properties": {"order_number": "o2c_no"}}'))
+    settings.require_for_serve()
+    from bot.hubspot import Mapping
+
+    mapping = Mapping.of(settings.o2c_hubspot_mapping)
+    assert mapping.wins("anything", "contractsigned") and not mapping.wins("x", "won")

@@ -146,6 +146,25 @@ def test_a_price_below_list_is_a_discount_and_is_checked(hub_server, crm) -> Non
         assert kinds == ["discount"]
 
 
+def test_a_deal_bills_its_own_prices_and_unit_discounts(hub_server, crm) -> None:
+    # given a deal selling WID-1 above its 100.00 list price, and GAD-2 (50.00) with
+    # HubSpot's unit discount of 2.50 off each unit
+    company(hub_server.db)
+    crm.add_deal("5009", company=("9001", "C-GLOBEX"),
+                 lines=[{"sku": "WID-1", "quantity": 1, "price": "110.00"},
+                        {"sku": "GAD-2", "quantity": 4, "price": "50", "unit_discount": "2.5"}])
+    # when it is won
+    send(hub_server, [hp.stage_changed("5009", event_id=9)])
+    # then the order bills what the deal sold: 110.00 + 4 x 47.50
+    [order] = crm.wait_for(lambda: orders(hub_server.db), what="the order")
+    assert order.total_minor == 30_000 and order.status == "approved"
+    with hub_server.db.read_session() as s:
+        lines = s.exec(select(OrderLine).where(OrderLine.order_id == order.id)
+                       .order_by(OrderLine.line_no)).all()
+        assert [(li.unit_price_minor, li.line_total_minor) for li in lines] == [
+            (11_000, 11_000), (4_750, 19_000)]
+
+
 def test_each_deal_becomes_one_order(hub_server, crm) -> None:
     company(hub_server.db)
     crm.add_deal("5004", company=("9001", "C-GLOBEX"),
@@ -163,6 +182,31 @@ def test_each_deal_becomes_one_order(hub_server, crm) -> None:
     assert len(orders(hub_server.db)) == 1
     with hub_server.db.read_session() as s:
         assert len(s.exec(select(ProviderEvent)).all()) == 2
+
+
+def test_a_deal_won_again_with_other_lines_is_reported_to_ar_once(
+        hub_server, crm, standin) -> None:
+    # given a won deal imported as an order of 1 x WID-1
+    company(hub_server.db)
+    crm.add_deal("5014", company=("9001", "C-GLOBEX"),
+                 lines=[{"sku": "WID-1", "quantity": 1, "price": "100.00"}])
+    send(hub_server, [hp.stage_changed("5014", event_id=20)])
+    [order] = crm.wait_for(lambda: orders(hub_server.db), what="the order")
+    # when its line items are edited (5 units) and it is won again, that event twice
+    crm.add_deal("5014", company=("9001", "C-GLOBEX"),
+                 lines=[{"sku": "WID-1", "quantity": 5, "price": "100.00"}])
+    send(hub_server, [hp.stage_changed("5014", event_id=21)])
+    send(hub_server, [hp.stage_changed("5014", event_id=22)])
+    # then AR is told the deal no longer matches the order, once; still one order
+    [note] = standin.api.wait_for(lambda: [m for m in standin.api.messages("CAR000001")
+                                           if "no longer matches" in m["text"]], 15, "AR")
+    assert order.number in note["text"] and "5 x WID-1 at 100.00" in note["text"]
+    hub_server.app.state.runtime.integrations.drain()
+    hub_server.worker.drain()
+    assert len([m for m in standin.api.messages("CAR000001")
+                if "no longer matches" in m["text"]]) == 1
+    [still] = orders(hub_server.db)
+    assert (still.id, still.total_minor) == (order.id, 10_000)
 
 
 def test_a_deal_that_cannot_be_an_order_is_refused_visibly_then_retried(

@@ -43,11 +43,14 @@ def company(company_id: str, *, customer_id: str) -> dict:
 
 
 def line_item(line_id: str, *, sku: str, quantity: int, price: str,
-              discount: str | None = None, name: str | None = None) -> dict:
+              discount: str | None = None, name: str | None = None,
+              unit_discount: str | None = None) -> dict:
     props = {"name": name or f"Widget {sku}", "hs_sku": sku, "quantity": str(quantity),
              "price": price, "hs_product_id": "1645342", "hs_object_id": line_id}
     if discount is not None:
         props["hs_discount_percentage"] = discount
+    if unit_discount is not None:  # HubSpot's "discount": an amount off each unit
+        props["discount"] = unit_discount
     return {"id": line_id, "properties": props, "createdAt": stamp(), "updatedAt": stamp(),
             "archived": False}
 
