@@ -73,6 +73,7 @@ from models.payments import (
     Payment,
     PaymentStatus,
     PaymentSuggestion,
+    ReversedSettlement,
 )
 from models.people import Role, User, UserRole
 from models.periods import ClosedPeriod
@@ -107,7 +108,7 @@ __all__ = [
     "DisputeReason", "DisputeStatus", "WriteOffKind", "WriteOffRequest",
     "WriteOffRequestStatus",
     "ActivityKind", "Allocation", "Approval", "ApprovalKind", "ApprovalStatus", "AuditEvent",
-    "CashRule", "CashRuleKind", "PaymentSuggestion",
+    "CashRule", "CashRuleKind", "PaymentSuggestion", "ReversedSettlement",
     "Billing", "RevenueClose", "RevenueEntry", "SubscriptionBilling",
     "ClosedPeriod", "CollectionActivity", "Counter", "CreditNote", "Customer", "Deduction",
     "DigestRun", "DunningConfirmation", "DunningNotice", "DunningRunRecord", "IdempotencyKey",
