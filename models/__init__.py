@@ -73,6 +73,7 @@ from models.payments import (
     Payment,
     PaymentStatus,
     PaymentSuggestion,
+    ReversedKind,
     ReversedSettlement,
 )
 from models.people import Role, User, UserRole
@@ -108,7 +109,8 @@ __all__ = [
     "DisputeReason", "DisputeStatus", "WriteOffKind", "WriteOffRequest",
     "WriteOffRequestStatus",
     "ActivityKind", "Allocation", "Approval", "ApprovalKind", "ApprovalStatus", "AuditEvent",
-    "CashRule", "CashRuleKind", "PaymentSuggestion", "ReversedSettlement",
+    "CashRule", "CashRuleKind", "PaymentSuggestion", "ReversedKind",
+    "ReversedSettlement",
     "Billing", "RevenueClose", "RevenueEntry", "SubscriptionBilling",
     "ClosedPeriod", "CollectionActivity", "Counter", "CreditNote", "Customer", "Deduction",
     "DigestRun", "DunningConfirmation", "DunningNotice", "DunningRunRecord", "IdempotencyKey",

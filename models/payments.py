@@ -73,6 +73,11 @@ class Allocation(SQLModel, table=True):
     created_at: datetime = ts_field(nullable=False, default_now=True)
 
 
+class ReversedKind(StrEnum):
+    ALLOCATION = "allocation"  # of a payment to an invoice (its `method` kept)
+    WRITE_OFF = "write_off"  # a bank fee or discount of the payment (its `reason` kept)
+
+
 class ReversedSettlement(SQLModel, table=True):
     """An allocation or write-off a correction took back (`workflows.cash_application.
     _reverse` deletes it and restores the invoice's balance), kept as it was, with when it was
@@ -85,7 +90,7 @@ class ReversedSettlement(SQLModel, table=True):
                                          name="ck_reversed_settlements_positive"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    kind: str = Field(max_length=16)  # "allocation" or "write_off"
+    kind: str = Field(max_length=16)  # a ReversedKind
     invoice_id: int = Field(foreign_key="invoices.id", index=True)
     payment_id: int = Field(foreign_key="payments.id", index=True)
     amount_minor: int = big_field()

@@ -48,6 +48,7 @@ from models import (
     Payment,
     PaymentStatus,
     PaymentSuggestion,
+    ReversedKind,
     ReversedSettlement,
     Role,
     WriteOff,
@@ -751,13 +752,15 @@ def _reverse(session: Session, payment: Payment, *, actor: str, now: datetime) -
                                f"{order.status}; correct it in your ERP. Nothing changed.")
     # what is taken back is kept, for the reports as the books knew them before (`?known_at=`)
     session.add_all([
-        *(ReversedSettlement(kind="allocation", invoice_id=a.invoice_id, payment_id=payment.id,
-                             amount_minor=a.amount_minor, method=a.method,
-                             effective_date=a.effective_date, created_at=a.created_at)
+        *(ReversedSettlement(kind=ReversedKind.ALLOCATION, invoice_id=a.invoice_id,
+                             payment_id=payment.id, amount_minor=a.amount_minor,
+                             method=a.method, effective_date=a.effective_date,
+                             created_at=a.created_at)
           for a, _ in allocations),
-        *(ReversedSettlement(kind="write_off", invoice_id=w.invoice_id, payment_id=payment.id,
-                             amount_minor=w.amount_minor, reason=w.reason,
-                             effective_date=w.effective_date, created_at=w.created_at)
+        *(ReversedSettlement(kind=ReversedKind.WRITE_OFF, invoice_id=w.invoice_id,
+                             payment_id=payment.id, amount_minor=w.amount_minor,
+                             reason=w.reason, effective_date=w.effective_date,
+                             created_at=w.created_at)
           for w in write_offs)])
     conn = session.connection()
     for allocation, invoice in allocations:

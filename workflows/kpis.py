@@ -88,6 +88,7 @@ from models import (
     KpiSnapshot,
     Order,
     Payment,
+    ReversedKind,
     ReversedSettlement,
     Shipment,
     WriteOff,
@@ -491,7 +492,8 @@ def _allocations_known(known: datetime) -> sa.Subquery:
         select(Allocation.payment_id, Allocation.method, Allocation.amount_minor)
         .where(Allocation.created_at <= known),
         select(taken_back.payment_id, taken_back.method, taken_back.amount_minor)
-        .where(taken_back.kind == "allocation", *reversed_then(None, known))).subquery()
+        .where(taken_back.kind == ReversedKind.ALLOCATION, *reversed_then(None, known))
+    ).subquery()
 
 
 def _cash_application(report: KpiReport, payments: dict[str, tuple[int, int, int, int]]
@@ -651,7 +653,7 @@ def _bad_debt(session: Session, currency: str, start: date, end: date,
     taken_back = ReversedSettlement
     return bad_debt + int(session.exec(select(sa.func.coalesce(sa.func.sum(
         taken_back.amount_minor), 0)).join(Invoice, Invoice.id == taken_back.invoice_id).where(
-        Invoice.currency == currency, taken_back.kind == "write_off",
+        Invoice.currency == currency, taken_back.kind == ReversedKind.WRITE_OFF,
         taken_back.reason == WriteOffReason.BAD_DEBT, taken_back.effective_date >= start,
         *reversed_then(end, known))).one())
 

@@ -153,6 +153,10 @@ def test_known_at_before_a_correction_sees_what_it_reversed(server, api) -> None
         payment_id = payment.id
     # and what the books said of 10 Nov, asked on 10 Nov: A paid, B open and not yet due
     asked_then = _books_asked(api, "2026-11-10", "2026-11-10")
+    # (and of a day whose KPI window starts after the payment: AR the day before it, for CEI)
+    later_then = api.get("/reports/kpis", params={"as_of": "2027-02-20",
+                                                  "known_at": "2026-11-10"}).json()
+    assert (later_then["ar"], later_then["cei_pct"]) == ("1000.00", "0.00")
     usd = asked_then["aging"]["currencies"]["USD"]
     assert (usd["total"], usd["buckets"]["current"], usd["invoices"]["current"],
             usd["invoices"]["1-30"]) == ("1000.00", "1000.00", 1, 0)
@@ -168,6 +172,8 @@ def test_known_at_before_a_correction_sees_what_it_reversed(server, api) -> None
                             actor="UCOLL001", now=datetime(2026, 11, 12, 10, tzinfo=UTC))
     # then: asked now, the books as known on 10 Nov are what they were on 10 Nov
     assert _books_asked(api, "2026-11-10", "2026-11-10") == asked_then
+    assert api.get("/reports/kpis", params={"as_of": "2027-02-20",
+                                            "known_at": "2026-11-10"}).json() == later_then
     # and as known after the correction (or by economic date) A is open, 10 days late, and B
     # holds the 4.00 the payment did not cover
     for known_at in ("2026-11-12", None):
