@@ -73,6 +73,8 @@ from models.payments import (
     Payment,
     PaymentStatus,
     PaymentSuggestion,
+    ReversedKind,
+    ReversedSettlement,
 )
 from models.people import Role, User, UserRole
 from models.periods import ClosedPeriod
@@ -107,7 +109,8 @@ __all__ = [
     "DisputeReason", "DisputeStatus", "WriteOffKind", "WriteOffRequest",
     "WriteOffRequestStatus",
     "ActivityKind", "Allocation", "Approval", "ApprovalKind", "ApprovalStatus", "AuditEvent",
-    "CashRule", "CashRuleKind", "PaymentSuggestion",
+    "CashRule", "CashRuleKind", "PaymentSuggestion", "ReversedKind",
+    "ReversedSettlement",
     "Billing", "RevenueClose", "RevenueEntry", "SubscriptionBilling",
     "ClosedPeriod", "CollectionActivity", "Counter", "CreditNote", "Customer", "Deduction",
     "DigestRun", "DunningConfirmation", "DunningNotice", "DunningRunRecord", "IdempotencyKey",

@@ -73,6 +73,35 @@ class Allocation(SQLModel, table=True):
     created_at: datetime = ts_field(nullable=False, default_now=True)
 
 
+class ReversedKind(StrEnum):
+    ALLOCATION = "allocation"  # of a payment to an invoice (its `method` kept)
+    WRITE_OFF = "write_off"  # a bank fee or discount of the payment (its `reason` kept)
+
+
+class ReversedSettlement(SQLModel, table=True):
+    """An allocation or write-off a correction took back (`workflows.cash_application.
+    _reverse` deletes it and restores the invoice's balance), kept as it was, with when it was
+    reversed: a report "as known at" a moment before the reversal still counts it
+    (`workflows.receivables`). Append-only (the database refuses UPDATE and DELETE,
+    migration 0029_reversed_settlements)."""
+
+    __tablename__ = "reversed_settlements"
+    __table_args__ = (sa.CheckConstraint("amount_minor > 0",
+                                         name="ck_reversed_settlements_positive"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)  # a ReversedKind
+    invoice_id: int = Field(foreign_key="invoices.id", index=True)
+    payment_id: int = Field(foreign_key="payments.id", index=True)
+    amount_minor: int = big_field()
+    method: str | None = Field(default=None, max_length=24)  # an allocation's
+    reason: str | None = Field(default=None, max_length=32)  # a write-off's
+    effective_date: date  # the day the books counted it on
+    created_at: datetime = ts_field(nullable=False)  # when it was recorded (its own)
+    # when the correction was recorded: the recording clock, as `created_at`
+    reversed_at: datetime = ts_field(nullable=False, default_now=True)
+
+
 class DeductionStatus(StrEnum):
     OPEN = "open"  # flagged, nobody has acted yet (or a bill-back is waiting for the money)
     DISPUTED = "disputed"  # a dispute was opened for it

@@ -48,6 +48,8 @@ from models import (
     Payment,
     PaymentStatus,
     PaymentSuggestion,
+    ReversedKind,
+    ReversedSettlement,
     Role,
     WriteOff,
     money,
@@ -699,10 +701,11 @@ _RESTORE = (sa.update(Invoice.__table__)
 
 
 def _reverse(session: Session, payment: Payment, *, actor: str, now: datetime) -> None:
-    """Undo every allocation and write-off of the payment (audited); its deductions, still
-    open, are resolved as "reversed" (their cards say so). Each invoice it reopens is as a
-    balance change makes it: what is in dispute follows the balance, a pay-now session for
-    the old balance is expired (`payment_links`)."""
+    """Undo every allocation and write-off of the payment (audited, and kept as
+    `ReversedSettlement` rows: a report as known before now still counts them); its
+    deductions, still open, are resolved as "reversed" (their cards say so). Each invoice it
+    reopens is as a balance change makes it: what is in dispute follows the balance, a
+    pay-now session for the old balance is expired (`payment_links`)."""
     from workflows import credit_notes, disputes, payment_links
 
     if payment.refunded_minor:
@@ -747,6 +750,18 @@ def _reverse(session: Session, payment: Payment, *, actor: str, now: datetime) -
             if order.status in (OrderStatus.PAID, OrderStatus.CLOSED):
                 raise Conflict(f"{invoice.number} settled order {order.number}, which is "
                                f"{order.status}; correct it in your ERP. Nothing changed.")
+    # what is taken back is kept, for the reports as the books knew them before (`?known_at=`)
+    session.add_all([
+        *(ReversedSettlement(kind=ReversedKind.ALLOCATION, invoice_id=a.invoice_id,
+                             payment_id=payment.id, amount_minor=a.amount_minor,
+                             method=a.method, effective_date=a.effective_date,
+                             created_at=a.created_at)
+          for a, _ in allocations),
+        *(ReversedSettlement(kind=ReversedKind.WRITE_OFF, invoice_id=w.invoice_id,
+                             payment_id=payment.id, amount_minor=w.amount_minor,
+                             reason=w.reason, effective_date=w.effective_date,
+                             created_at=w.created_at)
+          for w in write_offs)])
     conn = session.connection()
     for allocation, invoice in allocations:
         conn.execute(_RESTORE, {"invoice": invoice.id, "amount": allocation.amount_minor})

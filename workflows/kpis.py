@@ -20,7 +20,8 @@ shipments are counted in W by their timestamps, days ending at midnight UTC.
 
 With `known_at` (an audit: "what did the KPIs say then?") every figure counts only the rows
 recorded (`created_at`; approvals by when they were decided) by that moment: invoices,
-settlements, payments, approvals, shipments, credit notes.
+settlements, payments, approvals, shipments, credit notes — and the settlements a correction
+reversed after that moment, as they were (`workflows.receivables.reversed_then`).
 
 * **DSO (standard)** = AR(as_of) / credit sales in W × days in W.
 * **Best possible DSO** = current AR(as_of) / credit sales in W × days in W.
@@ -87,6 +88,8 @@ from models import (
     KpiSnapshot,
     Order,
     Payment,
+    ReversedKind,
+    ReversedSettlement,
     Shipment,
     WriteOff,
     WriteOffReason,
@@ -99,6 +102,8 @@ from workflows.receivables import (
     aging_by_currency,
     ar_total_parts,
     not_counted,
+    reversed_by_invoice,
+    reversed_then,
 )
 
 WINDOW_DAYS = 90
@@ -446,18 +451,19 @@ def _payments(session: Session, start: date, end: date, known: datetime | None
               ) -> dict[str, tuple[int, int, int, int]]:
     """One aggregate over the window's payments (each with its allocations summed first), per
     currency: (payments, matched automatically, amount received, amount allocated
-    automatically)."""
-    is_manual = Allocation.method == "manual"
+    automatically). With `known`, the allocations recorded by then, those reversed after it
+    too."""
+    allocations = Allocation.__table__ if known is None else _allocations_known(known)
+    is_manual = allocations.c.method == "manual"
     per_payment = (
         select(Payment.status.label("status"), Payment.currency.label("currency"),
                Payment.amount_minor.label("amount"),
                sa.func.coalesce(sa.func.sum(sa.case((is_manual, 1), else_=0)), 0)
                .label("manual"),
                sa.func.coalesce(sa.func.sum(sa.case((is_manual, 0),
-                                                    else_=Allocation.amount_minor)), 0)
+                                                    else_=allocations.c.amount_minor)), 0)
                .label("allocated"))
-        .outerjoin(Allocation, sa.and_(Allocation.payment_id == Payment.id,
-                                       *_known(Allocation.created_at, known)))
+        .outerjoin(allocations, allocations.c.payment_id == Payment.id)
         .where(Payment.received_at >= _start_of(start),
                Payment.received_at < _start_of(end + timedelta(days=1)),
                *_known(Payment.created_at, known))
@@ -476,6 +482,18 @@ def _payments(session: Session, start: date, end: date, known: datetime | None
                 sa.func.coalesce(sa.func.sum(p.amount), 0),
                 sa.func.coalesce(sa.func.sum(sa.case((auto, p.allocated), else_=0)), 0))
                 .group_by(p.currency)).all()}
+
+
+def _allocations_known(known: datetime) -> sa.Subquery:
+    """The allocations (payment, method, amount) on the books at `known`: recorded by then,
+    and those reversed since."""
+    taken_back = ReversedSettlement
+    return sa.union_all(
+        select(Allocation.payment_id, Allocation.method, Allocation.amount_minor)
+        .where(Allocation.created_at <= known),
+        select(taken_back.payment_id, taken_back.method, taken_back.amount_minor)
+        .where(taken_back.kind == ReversedKind.ALLOCATION, *reversed_then(None, known))
+    ).subquery()
 
 
 def _cash_application(report: KpiReport, payments: dict[str, tuple[int, int, int, int]]
@@ -611,6 +629,8 @@ def _deductions_outstanding(session: Session, end: date, known: datetime | None,
                 select(model.invoice_id, sa.func.sum(model.amount_minor)).where(*scope)
                 .group_by(model.invoice_id)):
             later[invoice_id] = later.get(invoice_id, 0) + int(amount or 0)
+    for invoice_id, amount in reversed_by_invoice(session, theirs, end, known).items():
+        later[invoice_id] = later.get(invoice_id, 0) - amount
     out: dict[str, tuple[int, int]] = {}
     for invoice_id, currency, balance, n, amount in rows:
         if balance + later.get(invoice_id, 0) > 0:
@@ -621,12 +641,21 @@ def _deductions_outstanding(session: Session, end: date, known: datetime | None,
 
 def _bad_debt(session: Session, currency: str, start: date, end: date,
               known: datetime | None) -> int:
-    """Bad-debt write-offs of `currency` dated in the window."""
-    return int(session.exec(select(sa.func.coalesce(sa.func.sum(
+    """Bad-debt write-offs of `currency` dated in the window (with `known`, those reversed
+    after it too)."""
+    bad_debt = int(session.exec(select(sa.func.coalesce(sa.func.sum(
         WriteOff.amount_minor), 0)).join(Invoice, Invoice.id == WriteOff.invoice_id).where(
         Invoice.currency == currency, WriteOff.reason == WriteOffReason.BAD_DEBT,
         WriteOff.effective_date >= start, WriteOff.effective_date <= end,
         *_known(WriteOff.created_at, known))).one())
+    if known is None:
+        return bad_debt
+    taken_back = ReversedSettlement
+    return bad_debt + int(session.exec(select(sa.func.coalesce(sa.func.sum(
+        taken_back.amount_minor), 0)).join(Invoice, Invoice.id == taken_back.invoice_id).where(
+        Invoice.currency == currency, taken_back.kind == ReversedKind.WRITE_OFF,
+        taken_back.reason == WriteOffReason.BAD_DEBT, taken_back.effective_date >= start,
+        *reversed_then(end, known))).one())
 
 
 def to_json(report: KpiReport) -> dict:

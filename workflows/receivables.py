@@ -31,6 +31,11 @@ the invoices and settlements recorded (`created_at`) by that moment count:
     balance(t, known_at) = total − settlements dated on or before t AND recorded by known_at,
                            for an invoice issued on or before t and recorded by known_at
 
+A settlement a correction took back after `known_at` (`workflows.cash_application._reverse`
+deletes it and keeps it as a `ReversedSettlement`) was on the books then: it counts as known at
+any moment from when it was recorded until it was reversed (`reversed_then`). Without
+`known_at` it counts on no day (the correction undoes the money on every day) and is not read.
+
 Either way the invoice is bucketed by its due date against `t`.
 
 **In dispute** (SPEC §3): each bucket also says how much of it is held in dispute at the end of
@@ -57,6 +62,7 @@ from models import (
     Dispute,
     Invoice,
     Order,
+    ReversedSettlement,
     WriteOff,
 )
 from models.orders import UNINVOICED_APPROVED
@@ -105,6 +111,48 @@ def not_counted(model: type, as_of: date, known_at: datetime | None = None
     return later if known_at is None else sa.or_(later, model.created_at > known_at)
 
 
+def reversed_then(as_of: date | None, known_at: datetime) -> list[sa.ColumnElement]:
+    """SQL conditions: a reversed settlement that counted at the end of `as_of` (any day when
+    None) as the books knew it at `known_at`: recorded by then and reversed after."""
+    reversed_ = ReversedSettlement
+    conditions = [reversed_.created_at <= known_at, reversed_.reversed_at > known_at]
+    if as_of is not None:
+        conditions.append(reversed_.effective_date <= as_of)
+    return conditions
+
+
+def settled_later(session: Session, invoice_ids: list[int], as_of: date,
+                  known_at: datetime | None) -> dict[int, int]:
+    """Per invoice of `invoice_ids`, how much more its balance today is than at the end of
+    `as_of` (as known at `known_at`): the settlements that do not count then (`not_counted`)
+    less, with `known_at`, the reversed ones that did (`reversed_then`)."""
+    later: dict[int, int] = {}
+    for model in SETTLEMENTS:
+        for invoice_id, settled in session.exec(
+                select(model.invoice_id, sa.func.sum(model.amount_minor))
+                .where(model.invoice_id.in_(invoice_ids), not_counted(model, as_of, known_at))
+                .group_by(model.invoice_id)).all():
+            later[invoice_id] = later.get(invoice_id, 0) + int(settled or 0)
+    for invoice_id, taken_back in reversed_by_invoice(session, invoice_ids, as_of,
+                                                      known_at).items():
+        later[invoice_id] = later.get(invoice_id, 0) - taken_back
+    return later
+
+
+def reversed_by_invoice(session: Session, invoice_ids: list[int] | sa.Select, as_of: date,
+                        known_at: datetime | None) -> dict[int, int]:
+    """Per invoice of `invoice_ids` (ids or a statement selecting them), the reversed
+    settlements that counted at the end of `as_of` as known at `known_at`; without `known_at`
+    none, and nothing is read."""
+    if known_at is None:
+        return {}
+    reversed_ = ReversedSettlement
+    return {invoice_id: int(amount) for invoice_id, amount in session.exec(
+        select(reversed_.invoice_id, sa.func.sum(reversed_.amount_minor))
+        .where(reversed_.invoice_id.in_(invoice_ids), *reversed_then(as_of, known_at))
+        .group_by(reversed_.invoice_id)).all()}
+
+
 @dataclass
 class Aging:
     currency: str | None
@@ -151,6 +199,13 @@ def aging_by_currency(session: Session, as_of: date, *, customer_id: int | None 
     result: dict[str, Aging] = {}
     scope = invoices_known(as_of, known_at, customer_id)
     issued_by = list(dict.fromkeys(issued_by))  # each day once
+    # with `known_at`, the (few) invoices a reversed settlement counted on then are summed
+    # apart, one by one (`_add_reversed`): their count and due date depend on the balance then
+    scanned = scope
+    if known_at is not None:
+        reversed_on = select(ReversedSettlement.invoice_id).where(
+            *reversed_then(as_of, known_at))
+        scanned = [*scope, Invoice.id.not_in(reversed_on)]
 
     def add(rows: list, days: Sequence[date] = ()) -> None:
         for currency, name, amount, count, oldest, *by_day in rows:
@@ -170,7 +225,7 @@ def aging_by_currency(session: Session, as_of: date, *, customer_id: int | None 
                sa.func.min(Invoice.due_date),
                *(sa.func.sum(sa.case((Invoice.issue_date <= day, Invoice.balance_minor),
                                      else_=0)) for day in issued_by))
-        .where(Invoice.balance_minor > 0, *scope)
+        .where(Invoice.balance_minor > 0, *scanned)
         .group_by(Invoice.currency, bucket)).all(), issued_by)
     # plus what was settled with a later date; an invoice paid off since counts again
     moves = sa.union_all(*(
@@ -178,7 +233,7 @@ def aging_by_currency(session: Session, as_of: date, *, customer_id: int | None 
                Invoice.due_date.label("due_date"), Invoice.balance_minor.label("balance"),
                model.amount_minor.label("amount"))
         .join(Invoice, Invoice.id == model.invoice_id)
-        .where(not_counted(model, as_of, known_at), *scope)
+        .where(not_counted(model, as_of, known_at), *scanned)
         for model in SETTLEMENTS)).subquery()
     bucket = bucket_case(moves.c.due_date, as_of).label("bucket")
     reopened = sa.func.count(sa.distinct(sa.case((moves.c.balance == 0, moves.c.invoice_id))))
@@ -186,10 +241,40 @@ def aging_by_currency(session: Session, as_of: date, *, customer_id: int | None 
         select(moves.c.currency, bucket, sa.func.sum(moves.c.amount), reopened,
                sa.func.min(moves.c.due_date))
         .group_by(moves.c.currency, bucket)).all())
+    if known_at is not None:
+        _add_reversed(session, result, as_of, known_at, [*scope, Invoice.id.in_(reversed_on)],
+                      issued_by)
     for currency, name, amount in _in_dispute(session, as_of, known_at, scope):
         aging = result.setdefault(currency, Aging(currency))
         aging.in_dispute[name] += amount
     return result
+
+
+def _add_reversed(session: Session, result: dict[str, Aging], as_of: date, known_at: datetime,
+                  scope: list[sa.ColumnElement], issued_by: Sequence[date]) -> None:
+    """`aging_by_currency`'s part for the invoices of `scope` (those a reversed settlement
+    counted on at `as_of` as known at `known_at`), each by its balance then."""
+    rows = session.exec(select(Invoice.id, Invoice.currency, Invoice.due_date,
+                               Invoice.issue_date, Invoice.balance_minor).where(*scope)).all()
+    if not rows:
+        return
+    later = settled_later(session, [row[0] for row in rows], as_of, known_at)
+    edges = bucket_edges(as_of)
+    for invoice_id, currency, due, issued, balance in rows:
+        then = int(balance) + later.get(invoice_id, 0)
+        if balance <= 0 and then <= 0:
+            continue
+        aging = result.setdefault(currency, Aging(currency))
+        for day in issued_by:  # (today's balance, as the scan sums it)
+            if balance > 0 and issued <= day:
+                aging.open_issued_by[day] = aging.open_issued_by.get(day, 0) + int(balance)
+        if then <= 0:
+            continue
+        name = next(n for n, edge in edges if edge is None or due >= edge)
+        aging.buckets[name] += then
+        aging.counts[name] += 1
+        if aging.oldest_due is None or due < aging.oldest_due:
+            aging.oldest_due = due
 
 
 def ar_total(session: Session, currency: str, as_of: date, *,
@@ -205,14 +290,21 @@ def ar_total(session: Session, currency: str, as_of: date, *,
 def ar_total_parts(currency: str, as_of: date, *, known_at: datetime | None = None
                    ) -> list[sa.Select]:
     """`ar_total`'s independent sums: what is open today of the invoices issued by then (also
-    `aging_by_currency(issued_by=[as_of])`), then each kind of settlement dated later —
+    `aging_by_currency(issued_by=[as_of])`), then each kind of settlement dated later and,
+    with `known_at`, less the reversed settlements that counted then (a negative sum) —
     callers may run them at once (`workflows.snapshot_reads`)."""
     scope = [Invoice.currency == currency, *invoices_known(as_of, known_at)]
-    return [select(sa.func.coalesce(sa.func.sum(Invoice.balance_minor), 0))
-            .where(Invoice.balance_minor > 0, *scope),
-            *(select(sa.func.coalesce(sa.func.sum(model.amount_minor), 0))
-              .join(Invoice, Invoice.id == model.invoice_id)
-              .where(not_counted(model, as_of, known_at), *scope) for model in SETTLEMENTS)]
+    parts = [select(sa.func.coalesce(sa.func.sum(Invoice.balance_minor), 0))
+             .where(Invoice.balance_minor > 0, *scope),
+             *(select(sa.func.coalesce(sa.func.sum(model.amount_minor), 0))
+               .join(Invoice, Invoice.id == model.invoice_id)
+               .where(not_counted(model, as_of, known_at), *scope) for model in SETTLEMENTS)]
+    if known_at is not None:
+        reversed_ = ReversedSettlement
+        parts.append(select(-sa.func.coalesce(sa.func.sum(reversed_.amount_minor), 0))
+                     .join(Invoice, Invoice.id == reversed_.invoice_id)
+                     .where(*reversed_then(as_of, known_at), *scope))
+    return parts
 
 
 def held_at(as_of: date, known_at: datetime | None = None) -> tuple[sa.ColumnElement, list]:
@@ -244,14 +336,7 @@ def _in_dispute(session: Session, as_of: date, known_at: datetime | None,
         .where(*scope)).all()
     if not rows:
         return []
-    ids = [row[0] for row in rows]
-    later: dict[int, int] = {}
-    for model in SETTLEMENTS:
-        for invoice_id, settled in session.exec(
-                select(model.invoice_id, sa.func.sum(model.amount_minor))
-                .where(model.invoice_id.in_(ids), not_counted(model, as_of, known_at))
-                .group_by(model.invoice_id)).all():
-            later[invoice_id] = later.get(invoice_id, 0) + int(settled or 0)
+    later = settled_later(session, [row[0] for row in rows], as_of, known_at)
     out = []
     edges = bucket_edges(as_of)
     for invoice_id, currency, due, balance, holding in rows:

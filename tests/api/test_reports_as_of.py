@@ -8,9 +8,10 @@ import time
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+import time_machine
 
 from tests.support import factories as f
-from workflows.cash_application import record_payment
+from workflows.cash_application import correct_application, record_payment
 from workflows.inputs import PaymentIn
 
 
@@ -124,3 +125,69 @@ def test_known_at_as_a_date_is_the_end_of_that_day(server, api) -> None:
     assert known["currencies"]["USD"]["total"] == "100.00"
     assert known["known_at"].startswith(f"{today.isoformat()}T23:59:59.999999")
     assert unknown["currencies"] == {}
+
+
+def _books_asked(api, as_of: str, known_at: str | None) -> dict:
+    """The aging, the customer's balances and the KPIs of `as_of`, as known at `known_at`."""
+    params = {"as_of": as_of, **({"known_at": known_at} if known_at else {})}
+    return {"aging": api.get("/reports/aging", params=params).json(),
+            "customer": api.get("/customers/C-GLOBEX", params=params).json()["balances"],
+            "kpis": api.get("/reports/kpis", params=params).json()}
+
+
+def test_known_at_before_a_correction_sees_what_it_reversed(server, api) -> None:
+    # given: A 1000.00 (due 10-31) and B 1000.00 (due 11-19); on 5 Nov a payment of 996.00
+    # quoting A is auto-applied to A with a bank fee of 4.00 written off
+    with time_machine.travel(datetime(2026, 11, 5, 10, tzinfo=UTC), tick=False), \
+            server.db.transaction() as s:
+        f.user(s, "UCOLL001", "collector")
+        f.customer(s)
+        f.invoice(s, "INV-2026-000701", total="1000.00", issued=date(2026, 10, 1),
+                  due=date(2026, 10, 31))
+        f.invoice(s, "INV-2026-000702", total="1000.00", issued=date(2026, 10, 20),
+                  due=date(2026, 11, 19))
+        payment, _ = record_payment(s, PaymentIn(
+            amount="996.00", currency="USD", reference="INV-2026-000701",
+            received_at=datetime(2026, 11, 5, 9, tzinfo=UTC)), actor="test")
+        assert (payment.status, payment.match_details["write_off_minor"]) == ("applied", 400)
+        payment_id = payment.id
+    # and what the books said of 10 Nov, asked on 10 Nov: A paid, B open and not yet due
+    asked_then = _books_asked(api, "2026-11-10", "2026-11-10")
+    # (and of a day whose KPI window starts after the payment: AR the day before it, for CEI)
+    later_then = api.get("/reports/kpis", params={"as_of": "2027-02-20",
+                                                  "known_at": "2026-11-10"}).json()
+    assert (later_then["ar"], later_then["cei_pct"]) == ("1000.00", "0.00")
+    usd = asked_then["aging"]["currencies"]["USD"]
+    assert (usd["total"], usd["buckets"]["current"], usd["invoices"]["current"],
+            usd["invoices"]["1-30"]) == ("1000.00", "1000.00", 1, 0)
+    assert (asked_then["customer"]["open"], asked_then["customer"]["oldest_days_past_due"]) \
+        == ("1000.00", 0)
+    assert (asked_then["kpis"]["ar"], asked_then["kpis"]["cash_application"]["payments"],
+            asked_then["kpis"]["cash_application"]["auto_match_rate_pct"]) == (
+                "1000.00", 1, "100.00")
+    # when: on 12 Nov a collector moves the payment to B
+    with time_machine.travel(datetime(2026, 11, 12, 10, tzinfo=UTC), tick=False), \
+            server.db.transaction() as s:
+        correct_application(s, payment_id=payment_id, invoices=["INV-2026-000702"],
+                            actor="UCOLL001", now=datetime(2026, 11, 12, 10, tzinfo=UTC))
+    # then: asked now, the books as known on 10 Nov are what they were on 10 Nov
+    assert _books_asked(api, "2026-11-10", "2026-11-10") == asked_then
+    assert api.get("/reports/kpis", params={"as_of": "2027-02-20",
+                                            "known_at": "2026-11-10"}).json() == later_then
+    # and as known after the correction (or by economic date) A is open, 10 days late, and B
+    # holds the 4.00 the payment did not cover
+    for known_at in ("2026-11-12", None):
+        corrected = _books_asked(api, "2026-11-10", known_at)
+        usd = corrected["aging"]["currencies"]["USD"]
+        assert (usd["total"], usd["buckets"]["current"], usd["buckets"]["1-30"],
+                usd["invoices"]["current"], usd["invoices"]["1-30"]) == (
+                    "1004.00", "4.00", "1000.00", 1, 1), known_at
+        assert (corrected["customer"]["open"],
+                corrected["customer"]["oldest_days_past_due"]) == ("1004.00", 10)
+        assert (corrected["kpis"]["ar"],
+                corrected["kpis"]["cash_application"]["auto_match_rate_pct"]) == (
+                    "1004.00", "0.00")
+    # and a day before the payment, as known on 10 Nov: both open, as ever
+    before = _books_asked(api, "2026-11-04", "2026-11-10")["aging"]["currencies"]["USD"]
+    assert (before["total"], before["invoices"]["1-30"], before["invoices"]["current"]) == (
+        "2000.00", 1, 1)

@@ -34,7 +34,7 @@ from models import AGING_BUCKETS
 from tests.support import factories as f
 from tests.support.examples import examples
 from workflows import invariants, periods
-from workflows.cash_application import record_payment, write_off
+from workflows.cash_application import correct_application, record_payment, write_off
 from workflows.errors import DomainError
 from workflows.inputs import PaymentIn
 from workflows.invoicing import get_invoice, issue_credit_note
@@ -58,12 +58,21 @@ write_off_op = st.tuples(st.just("write_off"), step, st.integers(0, 30), cents,
 close_op = st.tuples(st.just("close"), step, st.integers(1, 3))
 operations = st.lists(st.one_of(invoice_op, invoice_op, pay_op, pay_op, credit_op,
                                 write_off_op, close_op, close_op), min_size=1, max_size=14)
+# a collector moves a payment to another invoice (`correct_application`): its allocation is
+# reversed, and counts as known only from when it was recorded until then
+correct_op = st.tuples(st.just("correct"), step, st.integers(0, 30), st.integers(0, 30))
+with_corrections = st.lists(st.one_of(invoice_op, invoice_op, pay_op, pay_op, credit_op,
+                                      write_off_op, close_op, correct_op, correct_op),
+                            min_size=1, max_size=14)
 # always tried: invoices of March, March closed on 11 April, then money of March posted and
 # a credit note of late March issued (both booked on 1 April), and a write-off of April
 CLOSED_MONTH = [("invoice", 0, 0, 100_000, 0, 30), ("invoice", 9, 1, 50_000, 0, 10),
                 ("pay", 8, 0, 30_000, 1, 1, 23), ("close", 23, 1),
                 ("pay", 1, 0, 20_000, 25, 2, 1), ("credit", 0, 1, 5_000, 15),
                 ("write_off", 2, 1, 1_000, 3), ("pay", 0, 1, 80_000, 50, 0, 12)]
+# always tried: a payment of the first invoice in full moved to the second, then back
+CORRECTED = [("invoice", 0, 0, 100_000, 0, 30), ("invoice", 1, 0, 100_000, 0, 10),
+             ("pay", 2, 0, 100_000, 0, 0, 9), ("correct", 3, 0, 1), ("correct", 2, 0, 0)]
 
 
 @dataclass
@@ -72,6 +81,15 @@ class Entry:
     amount: int
     day: date  # when the books count it
     recorded: datetime
+    payment: int | None = None  # the payment it was allocated from
+    reversed: datetime | None = None  # when a correction took it back
+
+    def counts(self, known_at: datetime | None) -> bool:
+        """Whether it is on the books (as known at `known_at`)."""
+        if known_at is None:
+            return self.reversed is None
+        return self.recorded <= known_at and (self.reversed is None
+                                              or self.reversed > known_at)
 
 
 @dataclass
@@ -81,10 +99,11 @@ class Ledger:
     invoices: dict[str, dict] = field(default_factory=dict)
     entries: list[Entry] = field(default_factory=list)
     closed_through: date | None = None
+    payments: dict[int, tuple[int, date]] = field(default_factory=dict)  # amount, value date
 
     def balance(self, number: str) -> int:
         return self.invoices[number]["total"] - sum(
-            e.amount for e in self.entries if e.invoice == number)
+            e.amount for e in self.entries if e.invoice == number and e.counts(None))
 
     def booked(self, number: str, dated: date) -> date:
         day = max(dated, self.invoices[number]["issued"])
@@ -100,7 +119,7 @@ class Ledger:
                 continue
             open_minor = invoice["total"] - sum(
                 e.amount for e in self.entries if e.invoice == number and e.day <= day
-                and (known_at is None or e.recorded <= known_at))
+                and e.counts(known_at))
             if open_minor <= 0:
                 continue
             bucket = next(name for name, edge in bucket_edges(day)
@@ -129,6 +148,7 @@ def run(session, ops: list[tuple]) -> tuple[Ledger, datetime, dict]:
     now = START
     closed_snapshots: dict[date, dict] = {}
     with time_machine.travel(now, tick=False):
+        f.user(session, "UCOLL001", "collector")
         for external_id, name, currency in CUSTOMERS:
             f.customer(session, external_id, name, currency=currency)
         session.commit()
@@ -160,11 +180,26 @@ def run(session, ops: list[tuple]) -> tuple[Ledger, datetime, dict]:
                     received = datetime.combine(today - timedelta(days=lag), time(hour),
                                                 tzinfo=ZONES[zone])
                     open_minor = ledger.balance(number)
-                    record_payment(session, PaymentIn(
+                    payment, _ = record_payment(session, PaymentIn(
                         amount=f"{amount / 100:.2f}", currency=invoice["currency"],
                         received_at=received), actor="test", apply_to=[number])
+                    ledger.payments[payment.id] = (amount, received.date())
                     ledger.entries.append(Entry(number, min(amount, open_minor),
-                                                ledger.booked(number, received.date()), now))
+                                                ledger.booked(number, received.date()), now,
+                                                payment=payment.id))
+                elif kind == "correct" and ledger.payments:
+                    _, _, which, target = op
+                    payment_id = sorted(ledger.payments)[which % len(ledger.payments)]
+                    number = numbers[target % len(numbers)]
+                    correct_application(session, payment_id=payment_id, invoices=[number],
+                                        actor="UCOLL001", now=now)
+                    for entry in ledger.entries:
+                        if entry.payment == payment_id and entry.reversed is None:
+                            entry.reversed = now
+                    amount, value_date = ledger.payments[payment_id]
+                    ledger.entries.append(Entry(number, min(amount, ledger.balance(number)),
+                                                ledger.booked(number, value_date), now,
+                                                payment=payment_id))
                 elif kind in ("credit", "write_off") and numbers:
                     _, _, which, amount, back = op
                     number = numbers[which % len(numbers)]
@@ -192,7 +227,12 @@ def run(session, ops: list[tuple]) -> tuple[Ledger, datetime, dict]:
             except DomainError:  # refused (more than is open, already paid): nothing happened
                 session.rollback()
                 if kind != "invoice" and ledger.entries and ledger.entries[-1].recorded == now:
-                    ledger.entries.pop()
+                    gone = ledger.entries.pop()
+                    for entry in ledger.entries:  # (a correction: undone with it)
+                        if entry.reversed == now:
+                            entry.reversed = None
+                    if kind == "pay":
+                        ledger.payments.pop(gone.payment, None)
         assert invariants.validate_invoice_balances(session) == []
     return ledger, now, closed_snapshots
 
@@ -209,8 +249,9 @@ def days_to_check(ledger: Ledger, end: datetime) -> set[date]:
 
 @settings(max_examples=examples(50), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(ops=operations)
+@given(ops=with_corrections)
 @example(ops=CLOSED_MONTH)
+@example(ops=CORRECTED)
 def test_aging_as_of_any_day_is_the_entries_dated_up_to_it(db_factory, ops) -> None:
     with db_factory.fresh() as database, database.session() as session:
         # given: a random book, recorded over time
@@ -219,7 +260,9 @@ def test_aging_as_of_any_day_is_the_entries_dated_up_to_it(db_factory, ops) -> N
         for day in sorted(days_to_check(ledger, end)):
             assert as_recorded(session, day) == ledger.aging(day), day
         # and as the books knew it at each recording moment
-        for moment in sorted({e.recorded for e in ledger.entries})[:4]:
+        reversals = sorted({e.reversed for e in ledger.entries if e.reversed})[:2]
+        for moment in [*sorted({e.recorded for e in ledger.entries})[:4],
+                       *(r - timedelta(seconds=1) for r in reversals)]:
             for day in (moment.date(), end.date()):
                 assert as_recorded(session, day, moment) == ledger.aging(day, moment), (
                     day, moment)
