@@ -11,7 +11,8 @@ acts on the card, once (each is a conditional UPDATE of the deduction's status):
 * **Write off** — a write-off request (kind "deduction") a credit approver decides
   (`workflows.write_offs`); approved -> resolved ("written_off"), rejected -> open again;
 * **Bill back** — the deduction stays open and the customer is e-mailed a reminder that the
-  amount is still due (at most once a day per deduction).
+  amount is still due — what of it is still open, when they have paid part of it since — (at
+  most once a day per deduction).
 
 A deduction counts as outstanding (KPIs) while it is not resolved and its invoice still has
 something open; once the customer pays the rest, it is resolved ("paid") the next time anyone
@@ -286,12 +287,14 @@ def bill_back(session: Session, *, deduction_id: int, actor: str, now: datetime,
     payment = session.get(Payment, deduction.payment_id)
     if invoice.balance_minor == 0:
         raise Conflict(f"{invoice.number} is paid now; nothing to bill back")
+    # what of the shortfall is still due: the customer may have paid part of it since
+    due = min(deduction.amount_minor, invoice.balance_minor)
     if not customer.billing_email:
         raise ValidationFailed.of("billing_email", f"{customer.name} has no billing e-mail on "
                                   "file; add one through the API or CSV import")
     context = {"customer_name": customer.name, "currency": invoice.currency,
                "invoice_number": invoice.number, "amount_minor": deduction.amount_minor,
-               "balance_minor": invoice.balance_minor,
+               "due_minor": due, "balance_minor": invoice.balance_minor,
                "paid_minor": payment.amount_minor,
                "received_at": payment.received_at.date().isoformat(),
                "reference": payment.reference or ""}
@@ -309,7 +312,7 @@ def bill_back(session: Session, *, deduction_id: int, actor: str, now: datetime,
     audit.record(session, actor=actor, action="deduction.billed_back", entity_type="deduction",
                  entity_id=deduction.id, to_state=DeductionStatus.OPEN, at=now,
                  invoice=invoice.number, amount_minor=deduction.amount_minor,
-                 to=customer.billing_email)
+                 due_minor=due, to=customer.billing_email)
     _update_card(session, deduction)
     return deduction
 

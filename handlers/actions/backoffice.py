@@ -182,8 +182,9 @@ def on_deduction_bill_back(body: dict, respond: Respond, client: WebClient,
         deduction = deductions.bill_back(session, deduction_id=deduction_id, actor=user_id,
                                          now=now_of(context), today=today_for(context, user))
         invoice = session.get(Invoice, deduction.invoice_id)
+        due = min(deduction.amount_minor, invoice.balance_minor)  # what the e-mail asks for
         text = (f":email: The customer was e-mailed that "
-                f"{fmt.money(deduction.amount_minor, invoice.currency)} of "
+                f"{fmt.money(due, invoice.currency)} of "
                 f"{esc(invoice.number)} is still due; the deduction stays open.")
     tell_user(body, respond, client, text)
 

@@ -133,6 +133,30 @@ def test_bill_back_keeps_it_open_and_emails_once_a_day(books) -> None:
                              today=TODAY + timedelta(days=1))
 
 
+def test_bill_back_asks_only_for_what_is_still_due_after_a_later_part_payment(books) -> None:
+    from bot.mailer import render_email
+
+    deduction = short_paid(books)  # 50.00 short
+    # when the customer then pays 30.00 of the 50.00
+    record_payment(books, PaymentIn(amount="30.00", currency="USD", received_at=NOW,
+                                    reference="INV-2026-000001"), actor="test")
+    assert get_invoice(books, "INV-2026-000001").balance_minor == 2_000
+    deductions.bill_back(books, deduction_id=deduction.id, actor="UCOLL001", now=NOW,
+                         today=TODAY)
+    mail = books.exec(select(OutboxMessage).where(
+        OutboxMessage.payload["template"].as_string() == "deduction_bill_back")).one()
+    # then the e-mail asks for the 20.00 still due, and says the payment was 50.00 short
+    context = mail.payload["context"]
+    assert (context["amount_minor"], context["due_minor"]) == (5_000, 2_000)
+    subject, body = render_email("deduction_bill_back", context, from_email="ar@x.example")
+    assert subject == "Invoice INV-2026-000001: USD 20.00 still due after your payment"
+    assert "USD 50.00 short of invoice INV-2026-000001" in body
+    assert "USD 20.00 remains due" in body
+    event = books.exec(select(AuditEvent).where(AuditEvent.action == "deduction.billed_back")
+                       ).one()
+    assert event.data["due_minor"] == 2_000
+
+
 def test_bad_debt_write_off_by_approval_never_more_than_is_open(books) -> None:
     request = write_offs.request_write_off(books, invoice_number="INV-2026-000001",
                                            reason="customer insolvent", actor="UCOLL001",
