@@ -15,8 +15,9 @@ acts on the card, once (each is a conditional UPDATE of the deduction's status):
   most once a day per deduction).
 
 A deduction counts as outstanding (KPIs) while it is not resolved and its invoice still has
-something open; once the customer pays the rest, it is resolved ("paid") the next time anyone
-acts on it.
+something open; once the invoice has nothing open (the customer paid the rest, or it was
+credited or written off), the next click on its card resolves it ("settled", audited, the card
+updated, its buttons gone; `settle_if_closed`) instead of acting.
 """
 
 from __future__ import annotations
@@ -189,6 +190,33 @@ def check(session: Session, *, deduction_id: int, user_id: str, action: str) -> 
     return deduction
 
 
+def settle_if_closed(session: Session, deduction_id: int, *, by: str, now: datetime) -> bool:
+    """The collector `by` acts on an open deduction whose invoice has nothing open any more:
+    resolve it ("settled") once — a conditional UPDATE; AlreadyDecided for a second click —
+    and True. False (nothing changed) while the invoice still has something open."""
+    deduction = check(session, deduction_id=deduction_id, user_id=by,
+                      action="deduction.settle")
+    invoice = session.exec(select(Invoice).where(Invoice.id == deduction.invoice_id)
+                           .with_for_update().execution_options(populate_existing=True)).one()
+    if invoice.balance_minor > 0:
+        return False
+    table = Deduction.__table__
+    taken = session.execute(sa.update(table).where(
+        table.c.id == deduction.id, table.c.status == DeductionStatus.OPEN)
+        .values(status=DeductionStatus.RESOLVED, resolution="settled", resolved_by=by,
+                resolved_at=now)).rowcount
+    session.refresh(deduction)
+    if taken != 1:
+        raise _already(deduction)
+    audit.record(session, actor=by, action="deduction.resolved", entity_type="deduction",
+                 entity_id=deduction.id, from_state=DeductionStatus.OPEN,
+                 to_state=DeductionStatus.RESOLVED, reason="settled", at=now,
+                 invoice=invoice.number, why=f"{invoice.number} has nothing open any more")
+    _update_card(session, deduction,
+                 note=f"{invoice.number} has nothing open any more: nothing is missing.")
+    return True
+
+
 def _dispute_amount(deduction: Deduction, invoice: Invoice, amount: str | None) -> str:
     """What a dispute from the deduction holds: `amount`, default the deduction (at most what
     is open and not yet in dispute)."""
@@ -279,14 +307,15 @@ def write_off(session: Session, *, deduction_id: int, reason: str, actor: str,
 def bill_back(session: Session, *, deduction_id: int, actor: str, now: datetime,
               today: date) -> Deduction:
     """E-mail the customer that the short-paid amount is still due; the deduction stays
-    open. Once a day per deduction (the e-mail's dedupe key)."""
+    open. Once a day per deduction (the e-mail's dedupe key). Its invoice has nothing open
+    any more: nothing is sent, the deduction is resolved (`settle_if_closed`)."""
     deduction = check(session, deduction_id=deduction_id, user_id=actor,
                       action="deduction.bill_back")
+    if settle_if_closed(session, deduction.id, by=actor, now=now):
+        return deduction
     invoice = session.get(Invoice, deduction.invoice_id)
     customer = session.get(Customer, invoice.customer_id)
     payment = session.get(Payment, deduction.payment_id)
-    if invoice.balance_minor == 0:
-        raise Conflict(f"{invoice.number} is paid now; nothing to bill back")
     # what of the shortfall is still due: the customer may have paid part of it since
     due = min(deduction.amount_minor, invoice.balance_minor)
     if not customer.billing_email:

@@ -157,6 +157,60 @@ def test_bill_back_asks_only_for_what_is_still_due_after_a_later_part_payment(bo
     assert event.data["due_minor"] == 2_000
 
 
+def test_a_deduction_paid_since_is_resolved_when_acted_on_not_left_open(books) -> None:
+    deduction = short_paid(books)  # 50.00 short
+    assert deductions.settle_if_closed(books, deduction.id, by="UCOLL001", now=NOW) is False
+    assert deduction.status == "open"
+    # when the customer pays the 50.00 after all
+    record_payment(books, PaymentIn(amount="50.00", currency="USD", received_at=NOW,
+                                    reference="INV-2026-000001"), actor="test")
+    assert get_invoice(books, "INV-2026-000001").balance_minor == 0
+    # then someone who may not act on it still may not
+    f.user(books, "USALES02", "sales")
+    with pytest.raises(PermissionDenied):
+        deductions.settle_if_closed(books, deduction.id, by="USALES02", now=NOW)
+    # and a collector's click resolves it ("settled") instead of leaving it open for ever
+    assert deductions.settle_if_closed(books, deduction.id, by="UCOLL001", now=NOW) is True
+    assert (deduction.status, deduction.resolution, deduction.resolved_by) == (
+        "resolved", "settled", "UCOLL001")
+    event = books.exec(select(AuditEvent).where(AuditEvent.action == "deduction.resolved")
+                       ).one()
+    assert (event.actor, event.from_state, event.to_state, event.reason) == (
+        "UCOLL001", "open", "resolved", "settled")
+    card = books.exec(select(OutboxMessage).where(
+        OutboxMessage.target_outbox_id == deduction.card_outbox_id)).all()[-1]
+    assert (card.payload["context"]["status"], card.payload["context"]["resolution"]) == (
+        "resolved", "settled")
+    # once: a second click is told it is resolved
+    with pytest.raises(AlreadyDecided, match="resolved \\(settled\\)"):
+        deductions.settle_if_closed(books, deduction.id, by="UCOLL002", now=NOW)
+    assert invariants.validate_all(books) == []
+
+
+def test_bill_back_of_a_deduction_paid_since_resolves_it_and_sends_nothing(books) -> None:
+    deduction = short_paid(books)
+    record_payment(books, PaymentIn(amount="50.00", currency="USD", received_at=NOW,
+                                    reference="INV-2026-000001"), actor="test")
+    done = deductions.bill_back(books, deduction_id=deduction.id, actor="UCOLL001", now=NOW,
+                                today=TODAY)
+    assert (done.status, done.resolution, done.bill_backs) == ("resolved", "settled", 0)
+    assert books.exec(select(OutboxMessage).where(
+        OutboxMessage.payload["template"].as_string() == "deduction_bill_back")).all() == []
+
+
+def test_a_deduction_whose_invoice_was_credited_since_is_resolved_too(books) -> None:
+    deduction = short_paid(books)
+    note, _ = request_credit_note(books, CreditNoteIn(invoice="INV-2026-000001",
+                                                      amount="50.00", reason="damaged"),
+                                  actor="UCOLL001", now=NOW)
+    approvals.decide(session=books, approval_id=note.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    assert get_invoice(books, "INV-2026-000001").balance_minor == 0
+    assert deductions.settle_if_closed(books, deduction.id, by="UCOLL001", now=NOW) is True
+    assert (deduction.status, deduction.resolution) == ("resolved", "settled")
+    assert invariants.validate_all(books) == []
+
+
 def test_bad_debt_write_off_by_approval_never_more_than_is_open(books) -> None:
     request = write_offs.request_write_off(books, invoice_number="INV-2026-000001",
                                            reason="customer insolvent", actor="UCOLL001",
