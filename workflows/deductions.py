@@ -263,10 +263,18 @@ def open_dispute(session: Session, *, deduction_id: int, reason: str, note: str 
     return dispute
 
 
-def _write_off_amount(deduction: Deduction, invoice: Invoice) -> int:
-    amount = min(deduction.amount_minor, invoice.balance_minor)
+def write_off_amount(session: Session, deduction: Deduction, invoice: Invoice) -> int:
+    """What a write-off of the deduction asks for: the deduction, at most what of the invoice
+    is open and not already asked for — in write-offs, or in credit notes waiting for approval
+    (a write-off never takes what they will credit: `workflows.write_offs`)."""
+    from workflows import write_offs
+
+    left = (invoice.balance_minor - write_offs.pending_minor(session, invoice.id)
+            - write_offs.credit_waiting(session, invoice.id))
+    amount = min(deduction.amount_minor, left)
     if amount <= 0:
-        raise Conflict(f"{invoice.number} has nothing open any more; nothing to write off")
+        raise Conflict(f"{invoice.number} has nothing open to write off (or it is all in "
+                       "write-off or credit-note requests already)")
     return amount
 
 
@@ -279,7 +287,7 @@ def check_write_off(session: Session, *, deduction_id: int, reason: str, actor: 
     invoice = session.get(Invoice, deduction.invoice_id)
     write_offs.check_request(session, invoice_number=invoice.number, reason=reason,
                              actor=actor, kind=WriteOffKind.DEDUCTION,
-                             amount=money.to_str(_write_off_amount(deduction, invoice),
+                             amount=money.to_str(write_off_amount(session, deduction, invoice),
                                                  invoice.currency))
 
 
@@ -291,7 +299,7 @@ def write_off(session: Session, *, deduction_id: int, reason: str, actor: str,
     deduction = check(session, deduction_id=deduction_id, user_id=actor,
                       action="deduction.write_off")
     invoice = session.get(Invoice, deduction.invoice_id)
-    amount = _write_off_amount(deduction, invoice)
+    amount = write_off_amount(session, deduction, invoice)
     _claim(session, deduction, DeductionStatus.WRITE_OFF_PENDING)
     request = write_offs.request_write_off(
         session, invoice_number=invoice.number, reason=reason, actor=actor, now=now,

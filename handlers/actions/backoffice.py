@@ -182,8 +182,9 @@ def on_deduction_write_off(body: dict, respond: Respond, client: WebClient,
         deduction = deductions.check(session, deduction_id=deduction_id, user_id=user_id,
                                      action="deduction.write_off")
         invoice = session.get(Invoice, deduction.invoice_id)
-        minor, cur = min(deduction.amount_minor, invoice.balance_minor), invoice.currency
-    if minor == 0:
+        closed, cur = invoice.balance_minor == 0, invoice.currency
+        minor = 0 if closed else deductions.write_off_amount(session, deduction, invoice)
+    if closed:
         _settle_instead(body, respond, client, context, deduction_id, invoice.number)
         return
     open_modal_for(context, client, body.get("trigger_id"), user_id,

@@ -211,6 +211,31 @@ def test_a_deduction_whose_invoice_was_credited_since_is_resolved_too(books) -> 
     assert invariants.validate_all(books) == []
 
 
+def test_a_deduction_write_off_leaves_what_a_waiting_credit_note_will_credit(books) -> None:
+    deduction = short_paid(books)  # 50.00 short
+    # given a credit note of 30.00 of it asked for (waiting for approval)
+    note, _ = request_credit_note(books, CreditNoteIn(invoice="INV-2026-000001",
+                                                      amount="30.00", reason="damaged"),
+                                  actor="UCOLL001", now=NOW)
+    # when the collector writes the deduction off, then it asks for the 20.00 the credit
+    # note leaves (the modal has no amount to correct: it was refused outright before)
+    deductions.check_write_off(books, deduction_id=deduction.id, reason="rest",
+                               actor="UCOLL001")
+    request = deductions.write_off(books, deduction_id=deduction.id, reason="rest",
+                                   actor="UCOLL001", now=NOW)
+    assert request.amount_minor == 2_000
+    approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    approvals.decide(session=books, approval_id=note.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    # and both go through: 30.00 credited, 20.00 written off, nothing left
+    assert books.get(WriteOff, request.write_off_id).amount_minor == 2_000
+    assert books.get(CreditNoteRequest, note.id).status == "issued"
+    assert get_invoice(books, "INV-2026-000001").balance_minor == 0
+    assert (deduction.status, deduction.resolution) == ("resolved", "written_off")
+    assert invariants.validate_all(books) == []
+
+
 def test_bad_debt_write_off_by_approval_never_more_than_is_open(books) -> None:
     request = write_offs.request_write_off(books, invoice_number="INV-2026-000001",
                                            reason="customer insolvent", actor="UCOLL001",
