@@ -166,13 +166,15 @@ def request_write_off(session: Session, *, invoice_number: str, reason: str, act
 
 
 def _fee_left(session: Session, invoice: Invoice) -> int:
-    """What of a late-fee invoice can be waived: its balance not already in a waiver request."""
+    """What of a late-fee invoice can be waived: its balance not already in a waiver request,
+    nor in a credit note waiting for approval (`credit_waiting`: the credit comes first)."""
     if invoice.fee_for_invoice_id is None:
         raise ValidationFailed.of("invoice", f"{invoice.number} is not a late-fee invoice")
-    left = invoice.balance_minor - pending_minor(session, invoice.id)
+    left = (invoice.balance_minor - pending_minor(session, invoice.id)
+            - credit_waiting(session, invoice.id))
     if left <= 0:
-        raise Conflict(f"the fee {invoice.number} has nothing open to waive (paid, waived or "
-                       "waiting for a waiver's approval)")
+        raise Conflict(f"the fee {invoice.number} has nothing open to waive (paid, waived, "
+                       "waiting for a waiver's approval or in a credit note waiting for one)")
     return left
 
 

@@ -335,3 +335,26 @@ def test_fee_invoices_are_not_credit_sales_in_dso_live_or_from_the_rollups(books
     assert live.cei == base.cei == known.cei
     assert live.count_back_dso == base.count_back_dso == known.count_back_dso
     assert invariants.validate_kpi_rollups(books) == []
+
+
+def test_a_waiver_leaves_what_a_waiting_credit_note_on_the_fee_will_credit(books) -> None:
+    from models import CreditNoteRequest
+    from workflows.credit_notes import request_credit_note
+    from workflows.inputs import CreditNoteIn
+
+    dunning.run_dunning(books, TODAY)
+    fee = next(i for i in fees(books) if i.fee_level == 7)  # 25.00
+    # given a credit note of 10.00 on the fee asked for (waiting for approval)
+    note, _ = request_credit_note(books, CreditNoteIn(invoice=fee.number, amount="10.00",
+                                                      reason="fee charged in error in part"),
+                                  actor="UCOLL001", now=NOW)
+    # when a collector waives the fee, then only the 15.00 the credit note leaves is waived
+    done = write_offs.waive_fee(books, invoice_number=fee.number, reason="goodwill",
+                                actor="UCOLL001", now=NOW)
+    assert isinstance(done, WriteOff) and done.amount_minor == 1_500
+    # and the credit note, approved after, still goes through
+    approvals.decide(session=books, approval_id=note.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    assert books.get(CreditNoteRequest, note.id).status == "issued"
+    assert books.get(Invoice, fee.id).balance_minor == 0
+    assert invariants.validate_all(books) == []
