@@ -9,7 +9,8 @@ acts on the card, once (each is a conditional UPDATE of the deduction's status):
   "deduction"); when its credit note is issued the deduction is resolved ("credited"), when the
   dispute is rejected or withdrawn the deduction is open again;
 * **Write off** — a write-off request (kind "deduction") a credit approver decides
-  (`workflows.write_offs`); approved -> resolved ("written_off"), rejected -> open again;
+  (`workflows.write_offs`); approved -> resolved ("written_off"; "settled" when the invoice
+  had nothing left to write off by then), rejected -> open again;
 * **Bill back** — the deduction stays open and the customer is e-mailed a reminder that the
   amount is still due — what of it is still open, when they have paid part of it since — (at
   most once a day per deduction).

@@ -246,8 +246,9 @@ def _approved(session: Session, approval, request: WriteOffRequest, user_id: str
     if request.deduction_id is not None:
         from workflows import deductions
 
-        deductions.settle(session, request.deduction_id, resolution="written_off", by=user_id,
-                          now=now)
+        # nothing left: the customer paid (or it was credited) meanwhile, nothing written off
+        deductions.settle(session, request.deduction_id, by=user_id, now=now,
+                          resolution="written_off" if request.write_off_id else "settled")
 
 
 def _rejected(session: Session, approval, request: WriteOffRequest, user_id: str,

@@ -236,6 +236,22 @@ def test_a_deduction_write_off_leaves_what_a_waiting_credit_note_will_credit(boo
     assert invariants.validate_all(books) == []
 
 
+def test_a_deduction_paid_while_its_write_off_waited_is_settled_not_written_off(books) -> None:
+    deduction = short_paid(books)
+    request = deductions.write_off(books, deduction_id=deduction.id, reason="not worth it",
+                                   actor="UCOLL001", now=NOW)
+    # when the customer pays the 50.00 before the approver decides
+    record_payment(books, PaymentIn(amount="50.00", currency="USD", received_at=NOW,
+                                    reference="INV-2026-000001"), actor="test")
+    approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    # then nothing was written off, and the deduction does not say it was
+    assert (request.status, request.write_off_id) == ("nothing_left", None)
+    assert (deduction.status, deduction.resolution) == ("resolved", "settled")
+    assert books.exec(select(WriteOff).where(WriteOff.reason == "deduction")).all() == []
+    assert invariants.validate_all(books) == []
+
+
 def test_bad_debt_write_off_by_approval_never_more_than_is_open(books) -> None:
     request = write_offs.request_write_off(books, invoice_number="INV-2026-000001",
                                            reason="customer insolvent", actor="UCOLL001",
