@@ -23,7 +23,7 @@ updated, its buttons gone; `settle_if_closed`) instead of acting.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -43,7 +43,7 @@ from models import (
     WriteOffKind,
     money,
 )
-from workflows import audit, outbox
+from workflows import audit, outbox, policy
 from workflows.errors import AlreadyDecided, Conflict, NotFound, ValidationFailed
 from workflows.inputs import DisputeOpenIn, build
 from workflows.users import require_role
@@ -313,10 +313,12 @@ def write_off(session: Session, *, deduction_id: int, reason: str, actor: str,
     return request
 
 
-def bill_back(session: Session, *, deduction_id: int, actor: str, now: datetime,
-              today: date) -> Deduction:
+def bill_back(session: Session, *, deduction_id: int, actor: str, now: datetime
+              ) -> Deduction:
     """E-mail the customer that the short-paid amount is still due; the deduction stays
-    open. Once a day per deduction (the e-mail's dedupe key). Its invoice has nothing open
+    open. Once a business day per deduction (the e-mail's dedupe key: the date in the
+    business time zone, not the clicker's, else two collectors a date line apart would
+    e-mail it twice within minutes). Its invoice has nothing open
     any more: nothing is sent, the deduction is resolved (`settle_if_closed`)."""
     deduction = check(session, deduction_id=deduction_id, user_id=actor,
                       action="deduction.bill_back")
@@ -340,7 +342,8 @@ def bill_back(session: Session, *, deduction_id: int, actor: str, now: datetime,
         with session.begin_nested():
             outbox.send_email(session, to=customer.billing_email, template="deduction_bill_back",
                               context=context,
-                              dedupe_key=f"deduction-bill-back:{deduction.id}:{today}")
+                              dedupe_key=f"deduction-bill-back:{deduction.id}:"
+                              f"{policy.business_date(session, now)}")
     except IntegrityError:
         raise Conflict("The customer was already billed back for this deduction today; "
                        "nothing more was sent.") from None

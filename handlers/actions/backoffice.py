@@ -21,13 +21,11 @@ from blocks.i18n import Formats
 from blocks.text import esc
 from handlers.common import (
     action_id_value,
-    caller,
     checking,
     formats_of,
     now_of,
     open_modal_for,
     tell_user,
-    today_for,
     transaction,
 )
 from models import Customer, Invoice, money
@@ -199,11 +197,10 @@ def on_deduction_write_off(body: dict, respond: Respond, client: WebClient,
 def on_deduction_bill_back(body: dict, respond: Respond, client: WebClient,
                            context: BoltContext) -> None:
     user_id, deduction_id = body["user"]["id"], action_id_value(body)
-    user = caller(context, user_id, client=client)
     fmt = formats_of(context, user_id, client)  # before any transaction
     with transaction(context) as session:
         deduction = deductions.bill_back(session, deduction_id=deduction_id, actor=user_id,
-                                         now=now_of(context), today=today_for(context, user))
+                                         now=now_of(context))
         invoice = session.get(Invoice, deduction.invoice_id)
         due = min(deduction.amount_minor, invoice.balance_minor)  # what the e-mail asks for
         text = _settled(invoice.number) if deduction.status == "resolved" else (

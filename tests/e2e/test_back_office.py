@@ -250,6 +250,24 @@ def test_2b_a_deduction_paid_since_is_resolved_on_the_next_click(books, slack, s
     assert [e.actor for e in audited(books, "deduction.resolved")] == ["UCOLL001"]
 
 
+def test_2c_bill_back_is_once_a_business_day_whatever_the_clicker_s_time_zone(
+        books, slack, standin, api) -> None:
+    sa = standin.api
+    with books.db.transaction() as s:  # 10:00 UTC is already tomorrow on Kiritimati (UTC+14)
+        f.user(s, "UCOLL009", "collector", timezone="Pacific/Kiritimati")
+    short_payment(api)
+    card = message(sa, "CAR000001", "Deduction — INV-2026-000101")
+    slack.click("UCOLL001", card, "backoffice_deduction_bill_back")
+    answer_for(sa, "UCOLL001", "still due; the deduction stays open")
+    # when a collector whose own date is already tomorrow clicks it too
+    slack.click("UCOLL009", card, "backoffice_deduction_bill_back")
+    # then the customer is not e-mailed twice on one business day
+    answer_for(sa, "UCOLL009", "already billed back")
+    with books.db.read_session() as s:
+        assert len(s.exec(select(OutboxMessage).where(
+            OutboxMessage.payload["template"].as_string() == "deduction_bill_back")).all()) == 1
+
+
 def test_3_credit_notes_in_slack(books, slack, standin, api) -> None:
     sa = standin.api
     # when a rep asks for a credit note on the invoice card

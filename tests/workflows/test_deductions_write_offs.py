@@ -117,11 +117,9 @@ def test_write_off_a_deduction_by_approval(books) -> None:
 
 def test_bill_back_keeps_it_open_and_emails_once_a_day(books) -> None:
     deduction = short_paid(books)
-    deductions.bill_back(books, deduction_id=deduction.id, actor="UCOLL001", now=NOW,
-                         today=TODAY)
+    deductions.bill_back(books, deduction_id=deduction.id, actor="UCOLL001", now=NOW)
     with pytest.raises(Conflict, match="already billed back"):
-        deductions.bill_back(books, deduction_id=deduction.id, actor="UCOLL002", now=NOW,
-                             today=TODAY)
+        deductions.bill_back(books, deduction_id=deduction.id, actor="UCOLL002", now=NOW)
     mail = books.exec(select(OutboxMessage).where(
         OutboxMessage.payload["template"].as_string() == "deduction_bill_back")).one()
     assert mail.payload["to"] == "ap@globex.example"
@@ -129,8 +127,8 @@ def test_bill_back_keeps_it_open_and_emails_once_a_day(books) -> None:
     assert (deduction.status, deduction.bill_backs) == ("open", 1)
     f.user(books, "USALES02", "sales")
     with pytest.raises(PermissionDenied):
-        deductions.bill_back(books, deduction_id=deduction.id, actor="USALES02", now=NOW,
-                             today=TODAY + timedelta(days=1))
+        deductions.bill_back(books, deduction_id=deduction.id, actor="USALES02",
+                             now=NOW + timedelta(days=1))
 
 
 def test_bill_back_asks_only_for_what_is_still_due_after_a_later_part_payment(books) -> None:
@@ -141,8 +139,7 @@ def test_bill_back_asks_only_for_what_is_still_due_after_a_later_part_payment(bo
     record_payment(books, PaymentIn(amount="30.00", currency="USD", received_at=NOW,
                                     reference="INV-2026-000001"), actor="test")
     assert get_invoice(books, "INV-2026-000001").balance_minor == 2_000
-    deductions.bill_back(books, deduction_id=deduction.id, actor="UCOLL001", now=NOW,
-                         today=TODAY)
+    deductions.bill_back(books, deduction_id=deduction.id, actor="UCOLL001", now=NOW)
     mail = books.exec(select(OutboxMessage).where(
         OutboxMessage.payload["template"].as_string() == "deduction_bill_back")).one()
     # then the e-mail asks for the 20.00 still due, and says the payment was 50.00 short
@@ -191,8 +188,7 @@ def test_bill_back_of_a_deduction_paid_since_resolves_it_and_sends_nothing(books
     deduction = short_paid(books)
     record_payment(books, PaymentIn(amount="50.00", currency="USD", received_at=NOW,
                                     reference="INV-2026-000001"), actor="test")
-    done = deductions.bill_back(books, deduction_id=deduction.id, actor="UCOLL001", now=NOW,
-                                today=TODAY)
+    done = deductions.bill_back(books, deduction_id=deduction.id, actor="UCOLL001", now=NOW)
     assert (done.status, done.resolution, done.bill_backs) == ("resolved", "settled", 0)
     assert books.exec(select(OutboxMessage).where(
         OutboxMessage.payload["template"].as_string() == "deduction_bill_back")).all() == []
