@@ -9,18 +9,21 @@ acts on the card, once (each is a conditional UPDATE of the deduction's status):
   "deduction"); when its credit note is issued the deduction is resolved ("credited"), when the
   dispute is rejected or withdrawn the deduction is open again;
 * **Write off** — a write-off request (kind "deduction") a credit approver decides
-  (`workflows.write_offs`); approved -> resolved ("written_off"), rejected -> open again;
+  (`workflows.write_offs`); approved -> resolved ("written_off"; "settled" when the invoice
+  had nothing left to write off by then), rejected -> open again;
 * **Bill back** — the deduction stays open and the customer is e-mailed a reminder that the
-  amount is still due (at most once a day per deduction).
+  amount is still due — what of it is still open, when they have paid part of it since — (at
+  most once a day per deduction).
 
 A deduction counts as outstanding (KPIs) while it is not resolved and its invoice still has
-something open; once the customer pays the rest, it is resolved ("paid") the next time anyone
-acts on it.
+something open; once the invoice has nothing open (the customer paid the rest, or it was
+credited or written off), the next click on its card resolves it ("settled", audited, the card
+updated, its buttons gone; `settle_if_closed`) instead of acting.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -40,7 +43,7 @@ from models import (
     WriteOffKind,
     money,
 )
-from workflows import audit, outbox
+from workflows import audit, outbox, policy
 from workflows.errors import AlreadyDecided, Conflict, NotFound, ValidationFailed
 from workflows.inputs import DisputeOpenIn, build
 from workflows.users import require_role
@@ -188,6 +191,33 @@ def check(session: Session, *, deduction_id: int, user_id: str, action: str) -> 
     return deduction
 
 
+def settle_if_closed(session: Session, deduction_id: int, *, by: str, now: datetime) -> bool:
+    """The collector `by` acts on an open deduction whose invoice has nothing open any more:
+    resolve it ("settled") once — a conditional UPDATE; AlreadyDecided for a second click —
+    and True. False (nothing changed) while the invoice still has something open."""
+    deduction = check(session, deduction_id=deduction_id, user_id=by,
+                      action="deduction.settle")
+    invoice = session.exec(select(Invoice).where(Invoice.id == deduction.invoice_id)
+                           .with_for_update().execution_options(populate_existing=True)).one()
+    if invoice.balance_minor > 0:
+        return False
+    table = Deduction.__table__
+    taken = session.execute(sa.update(table).where(
+        table.c.id == deduction.id, table.c.status == DeductionStatus.OPEN)
+        .values(status=DeductionStatus.RESOLVED, resolution="settled", resolved_by=by,
+                resolved_at=now)).rowcount
+    session.refresh(deduction)
+    if taken != 1:
+        raise _already(deduction)
+    audit.record(session, actor=by, action="deduction.resolved", entity_type="deduction",
+                 entity_id=deduction.id, from_state=DeductionStatus.OPEN,
+                 to_state=DeductionStatus.RESOLVED, reason="settled", at=now,
+                 invoice=invoice.number, why=f"{invoice.number} has nothing open any more")
+    _update_card(session, deduction,
+                 note=f"{invoice.number} has nothing open any more: nothing is missing.")
+    return True
+
+
 def _dispute_amount(deduction: Deduction, invoice: Invoice, amount: str | None) -> str:
     """What a dispute from the deduction holds: `amount`, default the deduction (at most what
     is open and not yet in dispute)."""
@@ -234,10 +264,18 @@ def open_dispute(session: Session, *, deduction_id: int, reason: str, note: str 
     return dispute
 
 
-def _write_off_amount(deduction: Deduction, invoice: Invoice) -> int:
-    amount = min(deduction.amount_minor, invoice.balance_minor)
+def write_off_amount(session: Session, deduction: Deduction, invoice: Invoice) -> int:
+    """What a write-off of the deduction asks for: the deduction, at most what of the invoice
+    is open and not already asked for — in write-offs, or in credit notes waiting for approval
+    (a write-off never takes what they will credit: `workflows.write_offs`)."""
+    from workflows import write_offs
+
+    left = (invoice.balance_minor - write_offs.pending_minor(session, invoice.id)
+            - write_offs.credit_waiting(session, invoice.id))
+    amount = min(deduction.amount_minor, left)
     if amount <= 0:
-        raise Conflict(f"{invoice.number} has nothing open any more; nothing to write off")
+        raise Conflict(f"{invoice.number} has nothing open to write off (or it is all in "
+                       "write-off or credit-note requests already)")
     return amount
 
 
@@ -250,7 +288,7 @@ def check_write_off(session: Session, *, deduction_id: int, reason: str, actor: 
     invoice = session.get(Invoice, deduction.invoice_id)
     write_offs.check_request(session, invoice_number=invoice.number, reason=reason,
                              actor=actor, kind=WriteOffKind.DEDUCTION,
-                             amount=money.to_str(_write_off_amount(deduction, invoice),
+                             amount=money.to_str(write_off_amount(session, deduction, invoice),
                                                  invoice.currency))
 
 
@@ -262,7 +300,7 @@ def write_off(session: Session, *, deduction_id: int, reason: str, actor: str,
     deduction = check(session, deduction_id=deduction_id, user_id=actor,
                       action="deduction.write_off")
     invoice = session.get(Invoice, deduction.invoice_id)
-    amount = _write_off_amount(deduction, invoice)
+    amount = write_off_amount(session, deduction, invoice)
     _claim(session, deduction, DeductionStatus.WRITE_OFF_PENDING)
     request = write_offs.request_write_off(
         session, invoice_number=invoice.number, reason=reason, actor=actor, now=now,
@@ -275,23 +313,28 @@ def write_off(session: Session, *, deduction_id: int, reason: str, actor: str,
     return request
 
 
-def bill_back(session: Session, *, deduction_id: int, actor: str, now: datetime,
-              today: date) -> Deduction:
+def bill_back(session: Session, *, deduction_id: int, actor: str, now: datetime
+              ) -> Deduction:
     """E-mail the customer that the short-paid amount is still due; the deduction stays
-    open. Once a day per deduction (the e-mail's dedupe key)."""
+    open. Once a business day per deduction (the e-mail's dedupe key: the date in the
+    business time zone, not the clicker's, else two collectors a date line apart would
+    e-mail it twice within minutes). Its invoice has nothing open
+    any more: nothing is sent, the deduction is resolved (`settle_if_closed`)."""
     deduction = check(session, deduction_id=deduction_id, user_id=actor,
                       action="deduction.bill_back")
+    if settle_if_closed(session, deduction.id, by=actor, now=now):
+        return deduction
     invoice = session.get(Invoice, deduction.invoice_id)
     customer = session.get(Customer, invoice.customer_id)
     payment = session.get(Payment, deduction.payment_id)
-    if invoice.balance_minor == 0:
-        raise Conflict(f"{invoice.number} is paid now; nothing to bill back")
+    # what of the shortfall is still due: the customer may have paid part of it since
+    due = min(deduction.amount_minor, invoice.balance_minor)
     if not customer.billing_email:
         raise ValidationFailed.of("billing_email", f"{customer.name} has no billing e-mail on "
                                   "file; add one through the API or CSV import")
     context = {"customer_name": customer.name, "currency": invoice.currency,
                "invoice_number": invoice.number, "amount_minor": deduction.amount_minor,
-               "balance_minor": invoice.balance_minor,
+               "due_minor": due, "balance_minor": invoice.balance_minor,
                "paid_minor": payment.amount_minor,
                "received_at": payment.received_at.date().isoformat(),
                "reference": payment.reference or ""}
@@ -299,7 +342,8 @@ def bill_back(session: Session, *, deduction_id: int, actor: str, now: datetime,
         with session.begin_nested():
             outbox.send_email(session, to=customer.billing_email, template="deduction_bill_back",
                               context=context,
-                              dedupe_key=f"deduction-bill-back:{deduction.id}:{today}")
+                              dedupe_key=f"deduction-bill-back:{deduction.id}:"
+                              f"{policy.business_date(session, now)}")
     except IntegrityError:
         raise Conflict("The customer was already billed back for this deduction today; "
                        "nothing more was sent.") from None
@@ -309,7 +353,7 @@ def bill_back(session: Session, *, deduction_id: int, actor: str, now: datetime,
     audit.record(session, actor=actor, action="deduction.billed_back", entity_type="deduction",
                  entity_id=deduction.id, to_state=DeductionStatus.OPEN, at=now,
                  invoice=invoice.number, amount_minor=deduction.amount_minor,
-                 to=customer.billing_email)
+                 due_minor=due, to=customer.billing_email)
     _update_card(session, deduction)
     return deduction
 

@@ -480,8 +480,9 @@ def reassign(session: Session, *, dispute_id: int, to_user: str, by: str, now: d
 
 # -- reminders (`o2c run dispute-reminders`) ------------------------------------------------------
 def send_reminders(session: Session, *, now: datetime) -> dict:
-    """Nudge the owner of every dispute open `dispute_reminder_days` working days (again after
-    as many more), and escalate to the alerts channel once after `dispute_escalation_days`.
+    """Nudge the owner of every dispute open `dispute_reminder_days` working days (again
+    `dispute_reminder_days` working days after the last reminder, or after it was
+    reassigned), and escalate to the alerts channel once after `dispute_escalation_days`.
     Each claimed by a conditional UPDATE, so several processes send each once."""
     rules = policy.current(session)
     tz = zone_or_utc(rules.business_timezone)
@@ -491,8 +492,12 @@ def send_reminders(session: Session, *, now: datetime) -> dict:
     for dispute in session.exec(select(Dispute).where(Dispute.status == DisputeStatus.OPEN)
                                 .order_by(Dispute.opened_at, Dispute.id)).all():
         waited = working_days_between(dispute.opened_at.astimezone(tz).date(), today)
-        due = rules.dispute_reminder_days * (dispute.reminders_sent + 1)
-        if rules.dispute_reminder_days > 0 and waited >= due:
+        # counted from the last reminder (or reassignment), not from the opening: a job that
+        # did not run for days, or a card just given to a new owner, is reminded once, not
+        # once an hour until a count from the opening catches up
+        since = dispute.last_reminded_at or dispute.opened_at
+        if (rules.dispute_reminder_days > 0 and working_days_between(
+                since.astimezone(tz).date(), today) >= rules.dispute_reminder_days):
             seen = dispute.reminders_sent
             if session.execute(sa.update(table).where(
                     table.c.id == dispute.id, table.c.status == DisputeStatus.OPEN,

@@ -83,7 +83,8 @@ after a crash, for the run that takes it over — and a run taken over still tel
 once, about both parts.
 
 Back office (SPEC §3): a level with a late fee (`O2C_LATE_FEES`) charges it as a fee invoice in
-the same transaction as its notice (`workflows.late_fees`), and the level's messages name it.
+the same transaction as its notice (`workflows.late_fees`), and the level's messages name it
+(none at a level that e-mails the customer nothing: nothing would name it to them).
 Before the levels, `run_all` writes off small leftovers (`workflows.write_offs`).
 """
 
@@ -485,7 +486,7 @@ def write(session: Session, items: list[tuple[Level, Invoice, Customer, str | No
                    "customer_id": customer.id, "customer_name": customer.name,
                    "invoice": invoice_snapshot(invoice, as_of),
                    "days_past_due": (as_of - invoice.due_date).days}
-        if fees:
+        if fees and level.emails_customer and customer.billing_email:  # named in an e-mail
             fee = late_fees.charge(session, invoice=invoice, customer=customer,
                                    level=level.offset, as_of=as_of)
             if fee is not None:

@@ -27,8 +27,11 @@ as a *fee invoice* (source "fee", `INV-<year>-<n>`, due on receipt) that refers 
 original (`fee_for_invoice_id`, `fee_level`). It is charged once per (invoice, level): the
 dunning notice of that level is claimed in the same savepoint, and a unique index on
 (`fee_for_invoice_id`, `fee_level`) is the database's last word. The level's dunning e-mail
-names it. No fee is charged on a fee invoice, nor for an amount in dispute. A collector may
-waive a fee (`workflows.write_offs.waive_fee`).
+names it. No fee is charged on a fee invoice, nor for an amount in dispute, nor at a level
+whose notice e-mails the customer nothing (the sales rep's escalation, a customer with no
+billing e-mail: `workflows.dunning.write`) — a fee is charged with the e-mail that names it;
+the interest of those days is billed by the next level that e-mails. A collector may waive a
+fee (`workflows.write_offs.waive_fee`).
 
 A value that does not parse is refused when it is set (`workflows.policy.set_value`). One
 stored anyway (an older version, a hand-edited row) does not stop dunning: `in_force` holds

@@ -166,13 +166,15 @@ def request_write_off(session: Session, *, invoice_number: str, reason: str, act
 
 
 def _fee_left(session: Session, invoice: Invoice) -> int:
-    """What of a late-fee invoice can be waived: its balance not already in a waiver request."""
+    """What of a late-fee invoice can be waived: its balance not already in a waiver request,
+    nor in a credit note waiting for approval (`credit_waiting`: the credit comes first)."""
     if invoice.fee_for_invoice_id is None:
         raise ValidationFailed.of("invoice", f"{invoice.number} is not a late-fee invoice")
-    left = invoice.balance_minor - pending_minor(session, invoice.id)
+    left = (invoice.balance_minor - pending_minor(session, invoice.id)
+            - credit_waiting(session, invoice.id))
     if left <= 0:
-        raise Conflict(f"the fee {invoice.number} has nothing open to waive (paid, waived or "
-                       "waiting for a waiver's approval)")
+        raise Conflict(f"the fee {invoice.number} has nothing open to waive (paid, waived, "
+                       "waiting for a waiver's approval or in a credit note waiting for one)")
     return left
 
 
@@ -244,8 +246,9 @@ def _approved(session: Session, approval, request: WriteOffRequest, user_id: str
     if request.deduction_id is not None:
         from workflows import deductions
 
-        deductions.settle(session, request.deduction_id, resolution="written_off", by=user_id,
-                          now=now)
+        # nothing left: the customer paid (or it was credited) meanwhile, nothing written off
+        deductions.settle(session, request.deduction_id, by=user_id, now=now,
+                          resolution="written_off" if request.write_off_id else "settled")
 
 
 def _rejected(session: Session, approval, request: WriteOffRequest, user_id: str,

@@ -21,13 +21,11 @@ from blocks.i18n import Formats
 from blocks.text import esc
 from handlers.common import (
     action_id_value,
-    caller,
     checking,
     formats_of,
     now_of,
     open_modal_for,
     tell_user,
-    today_for,
     transaction,
 )
 from models import Customer, Invoice, money
@@ -139,16 +137,35 @@ def on_dispute_reassign(body: dict, client: WebClient,
 
 
 # -- deductions -----------------------------------------------------------------------------------
-def on_deduction_dispute(body: dict, client: WebClient,
+def _settled(invoice_number: str) -> str:
+    return (f":white_check_mark: {esc(invoice_number)} has nothing open any more: the "
+            "deduction is resolved (settled); nothing else was done.")
+
+
+def _settle_instead(body: dict, respond: Respond, client: WebClient, context: BoltContext,
+                    deduction_id: int, invoice_number: str) -> None:
+    """A click on a deduction whose invoice has nothing open any more (paid, credited or
+    written off since): it is resolved instead of opening a modal that could only refuse."""
+    user_id = body["user"]["id"]
+    with transaction(context) as session:
+        deductions.settle_if_closed(session, deduction_id, by=user_id, now=now_of(context))
+    tell_user(body, respond, client, _settled(invoice_number))
+
+
+def on_deduction_dispute(body: dict, respond: Respond, client: WebClient,
                          context: BoltContext) -> None:
     user_id, deduction_id = body["user"]["id"], action_id_value(body)
     with checking(context) as session:
         deduction = deductions.check(session, deduction_id=deduction_id, user_id=user_id,
                                      action="deduction.dispute")
         invoice = session.get(Invoice, deduction.invoice_id)
+        closed = invoice.balance_minor == 0
         info = _open_info(session, invoice)
         amount = money.to_str(min(deduction.amount_minor, disputes.undisputed_open(invoice)),
                               invoice.currency)
+    if closed:
+        _settle_instead(body, respond, client, context, deduction_id, info["number"])
+        return
     open_modal_for(context, client, body.get("trigger_id"), user_id,
                    lambda fmt: views.dispute_modal(
                        meta={"deduction_id": deduction_id, "invoice": info["number"],
@@ -156,14 +173,18 @@ def on_deduction_dispute(body: dict, client: WebClient,
                        amount=amount))
 
 
-def on_deduction_write_off(body: dict, client: WebClient,
+def on_deduction_write_off(body: dict, respond: Respond, client: WebClient,
                            context: BoltContext) -> None:
     user_id, deduction_id = body["user"]["id"], action_id_value(body)
     with checking(context) as session:
         deduction = deductions.check(session, deduction_id=deduction_id, user_id=user_id,
                                      action="deduction.write_off")
         invoice = session.get(Invoice, deduction.invoice_id)
-        minor, cur = min(deduction.amount_minor, invoice.balance_minor), invoice.currency
+        closed, cur = invoice.balance_minor == 0, invoice.currency
+        minor = 0 if closed else deductions.write_off_amount(session, deduction, invoice)
+    if closed:
+        _settle_instead(body, respond, client, context, deduction_id, invoice.number)
+        return
     open_modal_for(context, client, body.get("trigger_id"), user_id,
                    lambda fmt: views.amount_reason_modal(
         callback_id=ids.WRITE_OFF_MODAL, title="Write off deduction", submit="Ask approval",
@@ -176,15 +197,15 @@ def on_deduction_write_off(body: dict, client: WebClient,
 def on_deduction_bill_back(body: dict, respond: Respond, client: WebClient,
                            context: BoltContext) -> None:
     user_id, deduction_id = body["user"]["id"], action_id_value(body)
-    user = caller(context, user_id, client=client)
     fmt = formats_of(context, user_id, client)  # before any transaction
     with transaction(context) as session:
         deduction = deductions.bill_back(session, deduction_id=deduction_id, actor=user_id,
-                                         now=now_of(context), today=today_for(context, user))
+                                         now=now_of(context))
         invoice = session.get(Invoice, deduction.invoice_id)
-        text = (f":email: The customer was e-mailed that "
-                f"{fmt.money(deduction.amount_minor, invoice.currency)} of "
-                f"{esc(invoice.number)} is still due; the deduction stays open.")
+        due = min(deduction.amount_minor, invoice.balance_minor)  # what the e-mail asks for
+        text = _settled(invoice.number) if deduction.status == "resolved" else (
+            f":email: The customer was e-mailed that {fmt.money(due, invoice.currency)} of "
+            f"{esc(invoice.number)} is still due; the deduction stays open.")
     tell_user(body, respond, client, text)
 
 

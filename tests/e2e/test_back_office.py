@@ -224,6 +224,50 @@ def test_2_deductions_in_slack(books, slack, standin, api) -> None:
             WriteOff.reason == "deduction")).one() == ("deduction", 1_000)
 
 
+def test_2b_a_deduction_paid_since_is_resolved_on_the_next_click(books, slack, standin,
+                                                                   api) -> None:
+    sa = standin.api
+    short_payment(api)  # 50.00 short
+    card = message(sa, "CAR000001", "Deduction — INV-2026-000101")
+    # when the customer pays the 50.00 after all
+    answer = api.post("/payments", json={"amount": "50.00", "currency": "USD",
+                                         "received_at": f"{TODAY}T11:00:00Z",
+                                         "reference": "INV-2026-000101"})
+    assert answer.status_code == 201, answer.text
+    # then Write off resolves the deduction instead of opening a modal that can only refuse
+    slack.click("UCOLL001", card, "backoffice_deduction_write_off")
+    answer_for(sa, "UCOLL001", "the deduction is resolved (settled)")
+    sa.wait_for(lambda: "resolved (settled)" in current(sa, card), WAIT, "card update")
+    assert sa.views_for("UCOLL001") == []
+    # and its buttons are gone (no Bill back: nothing is e-mailed)
+    assert "Bill back" not in json.dumps(sa.message(card["channel"], card["ts"])["blocks"])
+    with books.db.read_session() as s:
+        deduction = s.exec(select(Deduction)).one()
+        assert s.exec(select(OutboxMessage).where(
+            OutboxMessage.payload["template"].as_string() == "deduction_bill_back")).all() == []
+    assert (deduction.status, deduction.resolution, deduction.resolved_by) == (
+        "resolved", "settled", "UCOLL001")
+    assert [e.actor for e in audited(books, "deduction.resolved")] == ["UCOLL001"]
+
+
+def test_2c_bill_back_is_once_a_business_day_whatever_the_clicker_s_time_zone(
+        books, slack, standin, api) -> None:
+    sa = standin.api
+    with books.db.transaction() as s:  # 10:00 UTC is already tomorrow on Kiritimati (UTC+14)
+        f.user(s, "UCOLL009", "collector", timezone="Pacific/Kiritimati")
+    short_payment(api)
+    card = message(sa, "CAR000001", "Deduction — INV-2026-000101")
+    slack.click("UCOLL001", card, "backoffice_deduction_bill_back")
+    answer_for(sa, "UCOLL001", "still due; the deduction stays open")
+    # when a collector whose own date is already tomorrow clicks it too
+    slack.click("UCOLL009", card, "backoffice_deduction_bill_back")
+    # then the customer is not e-mailed twice on one business day
+    answer_for(sa, "UCOLL009", "already billed back")
+    with books.db.read_session() as s:
+        assert len(s.exec(select(OutboxMessage).where(
+            OutboxMessage.payload["template"].as_string() == "deduction_bill_back")).all()) == 1
+
+
 def test_3_credit_notes_in_slack(books, slack, standin, api) -> None:
     sa = standin.api
     # when a rep asks for a credit note on the invoice card

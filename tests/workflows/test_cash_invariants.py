@@ -249,7 +249,7 @@ def back_office(session, op: tuple, numbers: list[str]) -> None:
                                  actor="UCOLL001", now=NOW)
         else:
             deductions.bill_back(session, deduction_id=deduction.id, actor="UCOLL001",
-                                 now=NOW, today=TODAY)
+                                 now=NOW)
     elif kind == "dunning":
         _, days = op
         as_of = TODAY + timedelta(days=days)

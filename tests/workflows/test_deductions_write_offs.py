@@ -117,11 +117,9 @@ def test_write_off_a_deduction_by_approval(books) -> None:
 
 def test_bill_back_keeps_it_open_and_emails_once_a_day(books) -> None:
     deduction = short_paid(books)
-    deductions.bill_back(books, deduction_id=deduction.id, actor="UCOLL001", now=NOW,
-                         today=TODAY)
+    deductions.bill_back(books, deduction_id=deduction.id, actor="UCOLL001", now=NOW)
     with pytest.raises(Conflict, match="already billed back"):
-        deductions.bill_back(books, deduction_id=deduction.id, actor="UCOLL002", now=NOW,
-                             today=TODAY)
+        deductions.bill_back(books, deduction_id=deduction.id, actor="UCOLL002", now=NOW)
     mail = books.exec(select(OutboxMessage).where(
         OutboxMessage.payload["template"].as_string() == "deduction_bill_back")).one()
     assert mail.payload["to"] == "ap@globex.example"
@@ -129,8 +127,125 @@ def test_bill_back_keeps_it_open_and_emails_once_a_day(books) -> None:
     assert (deduction.status, deduction.bill_backs) == ("open", 1)
     f.user(books, "USALES02", "sales")
     with pytest.raises(PermissionDenied):
-        deductions.bill_back(books, deduction_id=deduction.id, actor="USALES02", now=NOW,
-                             today=TODAY + timedelta(days=1))
+        deductions.bill_back(books, deduction_id=deduction.id, actor="USALES02",
+                             now=NOW + timedelta(days=1))
+
+
+def test_bill_back_asks_only_for_what_is_still_due_after_a_later_part_payment(books) -> None:
+    from bot.mailer import render_email
+
+    deduction = short_paid(books)  # 50.00 short
+    # when the customer then pays 30.00 of the 50.00
+    record_payment(books, PaymentIn(amount="30.00", currency="USD", received_at=NOW,
+                                    reference="INV-2026-000001"), actor="test")
+    assert get_invoice(books, "INV-2026-000001").balance_minor == 2_000
+    deductions.bill_back(books, deduction_id=deduction.id, actor="UCOLL001", now=NOW)
+    mail = books.exec(select(OutboxMessage).where(
+        OutboxMessage.payload["template"].as_string() == "deduction_bill_back")).one()
+    # then the e-mail asks for the 20.00 still due, and says the payment was 50.00 short
+    context = mail.payload["context"]
+    assert (context["amount_minor"], context["due_minor"]) == (5_000, 2_000)
+    subject, body = render_email("deduction_bill_back", context, from_email="ar@x.example")
+    assert subject == "Invoice INV-2026-000001: USD 20.00 still due after your payment"
+    assert "USD 50.00 short of invoice INV-2026-000001" in body
+    assert "USD 20.00 remains due" in body
+    event = books.exec(select(AuditEvent).where(AuditEvent.action == "deduction.billed_back")
+                       ).one()
+    assert event.data["due_minor"] == 2_000
+
+
+def test_a_deduction_paid_since_is_resolved_when_acted_on_not_left_open(books) -> None:
+    deduction = short_paid(books)  # 50.00 short
+    assert deductions.settle_if_closed(books, deduction.id, by="UCOLL001", now=NOW) is False
+    assert deduction.status == "open"
+    # when the customer pays the 50.00 after all
+    record_payment(books, PaymentIn(amount="50.00", currency="USD", received_at=NOW,
+                                    reference="INV-2026-000001"), actor="test")
+    assert get_invoice(books, "INV-2026-000001").balance_minor == 0
+    # then someone who may not act on it still may not
+    f.user(books, "USALES02", "sales")
+    with pytest.raises(PermissionDenied):
+        deductions.settle_if_closed(books, deduction.id, by="USALES02", now=NOW)
+    # and a collector's click resolves it ("settled") instead of leaving it open for ever
+    assert deductions.settle_if_closed(books, deduction.id, by="UCOLL001", now=NOW) is True
+    assert (deduction.status, deduction.resolution, deduction.resolved_by) == (
+        "resolved", "settled", "UCOLL001")
+    event = books.exec(select(AuditEvent).where(AuditEvent.action == "deduction.resolved")
+                       ).one()
+    assert (event.actor, event.from_state, event.to_state, event.reason) == (
+        "UCOLL001", "open", "resolved", "settled")
+    card = books.exec(select(OutboxMessage).where(
+        OutboxMessage.target_outbox_id == deduction.card_outbox_id)).all()[-1]
+    assert (card.payload["context"]["status"], card.payload["context"]["resolution"]) == (
+        "resolved", "settled")
+    # once: a second click is told it is resolved
+    with pytest.raises(AlreadyDecided, match="resolved \\(settled\\)"):
+        deductions.settle_if_closed(books, deduction.id, by="UCOLL002", now=NOW)
+    assert invariants.validate_all(books) == []
+
+
+def test_bill_back_of_a_deduction_paid_since_resolves_it_and_sends_nothing(books) -> None:
+    deduction = short_paid(books)
+    record_payment(books, PaymentIn(amount="50.00", currency="USD", received_at=NOW,
+                                    reference="INV-2026-000001"), actor="test")
+    done = deductions.bill_back(books, deduction_id=deduction.id, actor="UCOLL001", now=NOW)
+    assert (done.status, done.resolution, done.bill_backs) == ("resolved", "settled", 0)
+    assert books.exec(select(OutboxMessage).where(
+        OutboxMessage.payload["template"].as_string() == "deduction_bill_back")).all() == []
+
+
+def test_a_deduction_whose_invoice_was_credited_since_is_resolved_too(books) -> None:
+    deduction = short_paid(books)
+    note, _ = request_credit_note(books, CreditNoteIn(invoice="INV-2026-000001",
+                                                      amount="50.00", reason="damaged"),
+                                  actor="UCOLL001", now=NOW)
+    approvals.decide(session=books, approval_id=note.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    assert get_invoice(books, "INV-2026-000001").balance_minor == 0
+    assert deductions.settle_if_closed(books, deduction.id, by="UCOLL001", now=NOW) is True
+    assert (deduction.status, deduction.resolution) == ("resolved", "settled")
+    assert invariants.validate_all(books) == []
+
+
+def test_a_deduction_write_off_leaves_what_a_waiting_credit_note_will_credit(books) -> None:
+    deduction = short_paid(books)  # 50.00 short
+    # given a credit note of 30.00 of it asked for (waiting for approval)
+    note, _ = request_credit_note(books, CreditNoteIn(invoice="INV-2026-000001",
+                                                      amount="30.00", reason="damaged"),
+                                  actor="UCOLL001", now=NOW)
+    # when the collector writes the deduction off, then it asks for the 20.00 the credit
+    # note leaves (the modal has no amount to correct: it was refused outright before)
+    deductions.check_write_off(books, deduction_id=deduction.id, reason="rest",
+                               actor="UCOLL001")
+    request = deductions.write_off(books, deduction_id=deduction.id, reason="rest",
+                                   actor="UCOLL001", now=NOW)
+    assert request.amount_minor == 2_000
+    approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    approvals.decide(session=books, approval_id=note.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    # and both go through: 30.00 credited, 20.00 written off, nothing left
+    assert books.get(WriteOff, request.write_off_id).amount_minor == 2_000
+    assert books.get(CreditNoteRequest, note.id).status == "issued"
+    assert get_invoice(books, "INV-2026-000001").balance_minor == 0
+    assert (deduction.status, deduction.resolution) == ("resolved", "written_off")
+    assert invariants.validate_all(books) == []
+
+
+def test_a_deduction_paid_while_its_write_off_waited_is_settled_not_written_off(books) -> None:
+    deduction = short_paid(books)
+    request = deductions.write_off(books, deduction_id=deduction.id, reason="not worth it",
+                                   actor="UCOLL001", now=NOW)
+    # when the customer pays the 50.00 before the approver decides
+    record_payment(books, PaymentIn(amount="50.00", currency="USD", received_at=NOW,
+                                    reference="INV-2026-000001"), actor="test")
+    approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    # then nothing was written off, and the deduction does not say it was
+    assert (request.status, request.write_off_id) == ("nothing_left", None)
+    assert (deduction.status, deduction.resolution) == ("resolved", "settled")
+    assert books.exec(select(WriteOff).where(WriteOff.reason == "deduction")).all() == []
+    assert invariants.validate_all(books) == []
 
 
 def test_bad_debt_write_off_by_approval_never_more_than_is_open(books) -> None:

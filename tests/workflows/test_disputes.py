@@ -213,3 +213,50 @@ def test_reminder_after_two_working_days_escalation_after_five_each_once(books) 
     assert alert.payload["channel"] == "alerts"
     assert [e.action for e in books.exec(select(AuditEvent).where(
         AuditEvent.action == "dispute.escalated"))] == ["dispute.escalated"]
+
+
+def reminders_to(session, dispute: Dispute) -> list[dict]:
+    return [m.payload["context"] for m in session.exec(select(OutboxMessage).where(
+        OutboxMessage.payload["template"].as_string() == "dispute_card")
+        .order_by(OutboxMessage.id)) if m.payload["context"]["dispute_id"] == dispute.id
+        and m.payload["context"]["reminder"]]
+
+
+def test_a_job_that_did_not_run_for_days_sends_one_reminder_not_one_an_hour(books) -> None:
+    dispute = open_one(books)  # Tuesday
+    books.commit()
+    # when the hourly job first runs 6 working days later (the server was down), then again
+    # an hour, two hours and a day later
+    wednesday = NOW + timedelta(days=8)
+    for hours in (0, 1, 2):
+        disputes.send_reminders(books, now=wednesday + timedelta(hours=hours))
+    assert [r["reminder"] for r in reminders_to(books, dispute)] == [1]
+    disputes.send_reminders(books, now=wednesday + timedelta(days=1))
+    assert [r["reminder"] for r in reminders_to(books, dispute)] == [1]
+    # then the next one comes 2 working days after the last (Friday)
+    assert disputes.send_reminders(books, now=wednesday + timedelta(days=2))["reminded"] == [
+        dispute.id]
+    assert [r["reminder"] for r in reminders_to(books, dispute)] == [1, 2]
+
+
+def test_a_reassigned_dispute_reminds_its_new_owner_after_the_working_days_not_at_once(
+        books) -> None:
+    dispute = open_one(books)  # Tuesday, to USALES01
+    books.commit()
+    thursday = NOW + timedelta(days=2)
+    assert disputes.send_reminders(books, now=thursday)["reminded"] == [dispute.id]
+    # when it is reassigned the next Wednesday (6 working days after it was opened)
+    wednesday = NOW + timedelta(days=8)
+    disputes.reassign(books, dispute_id=dispute.id, to_user="USALES02", by="USALES01",
+                      now=wednesday)
+    # then the new owner, who was just given the card, is not reminded in the hours after
+    for hours in (1, 2, 3):
+        assert disputes.send_reminders(
+            books, now=wednesday + timedelta(hours=hours))["reminded"] == []
+    # but 2 working days after they were given it (Friday), once
+    assert disputes.send_reminders(books, now=wednesday + timedelta(days=2))["reminded"] == [
+        dispute.id]
+    assert disputes.send_reminders(books, now=wednesday + timedelta(days=2, hours=1)
+                                   )["reminded"] == []
+    assert [(r["owner_id"], r["reminder"]) for r in reminders_to(books, dispute)] == [
+        ("USALES01", 1), ("USALES02", 1)]

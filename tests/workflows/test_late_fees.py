@@ -182,7 +182,8 @@ def test_interest_is_actual_365_half_up_on_the_undisputed_balance() -> None:
 
 
 def _interest_books(session, levels: str, late: str) -> None:
-    """3,650.00 due 60 days ago (1.00 of interest a day at 10 % a year), dunning `levels`."""
+    """3,650.00 due 60 days ago (1.00 of interest a day at 10 % a year), dunning `levels`
+    (the charged levels e-mail the customer: the second-to-last is the rep's escalation)."""
     f.user(session, "UCOLL001", "collector")
     f.customer(session, collector="UCOLL001")
     policy.set_value(session, key="late_fees", value=late, actor="test")
@@ -202,7 +203,7 @@ def _dun_on(session, *days_past_due: int) -> dict[int, int]:
 
 def test_two_levels_with_a_rate_charge_each_overdue_day_once(session) -> None:
     # given interest of 10 % a year at +30 and at +60 on 3,650.00
-    _interest_books(session, "-3,1,7,14,30,60", "30:rate=10,60:rate=10")
+    _interest_books(session, "-3,1,7,14,30,45,60", "30:rate=10,60:rate=10")
     # when dunning reaches +30, then +60
     charged = _dun_on(session, 30, 60)
     # then +30 bills days 1-30 and +60 days 31-60: 3650 x 10% x 60/365 = 60.00 in all
@@ -220,7 +221,7 @@ def test_two_levels_with_a_rate_charge_each_overdue_day_once(session) -> None:
 
 def test_three_levels_with_a_rate_and_a_fixed_fee_between_charge_each_day_once(session) -> None:
     # given interest at +30, +45 and +60, and a fixed fee (no interest) at +14
-    _interest_books(session, "-3,1,7,14,30,45,60",
+    _interest_books(session, "-3,1,7,14,30,45,50,60",
                     "14:fee=5.00,30:rate=10,45:rate=10,60:rate=10")
     # when dunning reaches each level in turn
     charged = _dun_on(session, 14, 30, 45, 60)
@@ -234,7 +235,7 @@ def test_a_partial_payment_between_levels_lowers_the_later_interest(session) -> 
     from workflows.inputs import PaymentIn
 
     # given interest at +30 (charged on 3,650.00) and at +60
-    _interest_books(session, "-3,1,7,14,30,60", "30:rate=10,60:rate=10")
+    _interest_books(session, "-3,1,7,14,30,45,60", "30:rate=10,60:rate=10")
     _dun_on(session, 30)
     # when half the invoice is paid before +60
     record_payment(session, PaymentIn(amount="1825.00", currency="USD",
@@ -249,7 +250,7 @@ def test_a_partial_payment_between_levels_lowers_the_later_interest(session) -> 
 
 def test_a_level_run_late_bills_only_the_days_after_the_earlier_charge(session) -> None:
     # given interest at +30 charged on time, and +60 only reached by a run 5 days late
-    _interest_books(session, "-3,1,7,14,30,60", "30:rate=10,60:rate=10")
+    _interest_books(session, "-3,1,7,14,30,45,60", "30:rate=10,60:rate=10")
     _dun_on(session, 30)
     # when +60 is charged at +65 ... (the invoice is 65 days overdue by then)
     dunning.run_dunning(session, TODAY + timedelta(days=5))
@@ -335,3 +336,50 @@ def test_fee_invoices_are_not_credit_sales_in_dso_live_or_from_the_rollups(books
     assert live.cei == base.cei == known.cei
     assert live.count_back_dso == base.count_back_dso == known.count_back_dso
     assert invariants.validate_kpi_rollups(books) == []
+
+
+def test_a_waiver_leaves_what_a_waiting_credit_note_on_the_fee_will_credit(books) -> None:
+    from models import CreditNoteRequest
+    from workflows.credit_notes import request_credit_note
+    from workflows.inputs import CreditNoteIn
+
+    dunning.run_dunning(books, TODAY)
+    fee = next(i for i in fees(books) if i.fee_level == 7)  # 25.00
+    # given a credit note of 10.00 on the fee asked for (waiting for approval)
+    note, _ = request_credit_note(books, CreditNoteIn(invoice=fee.number, amount="10.00",
+                                                      reason="fee charged in error in part"),
+                                  actor="UCOLL001", now=NOW)
+    # when a collector waives the fee, then only the 15.00 the credit note leaves is waived
+    done = write_offs.waive_fee(books, invoice_number=fee.number, reason="goodwill",
+                                actor="UCOLL001", now=NOW)
+    assert isinstance(done, WriteOff) and done.amount_minor == 1_500
+    # and the credit note, approved after, still goes through
+    approvals.decide(session=books, approval_id=note.approval_id, user_id="UCREDIT1",
+                     approve=True, now=NOW)
+    assert books.get(CreditNoteRequest, note.id).status == "issued"
+    assert books.get(Invoice, fee.id).balance_minor == 0
+    assert invariants.validate_all(books) == []
+
+
+def test_no_fee_at_a_level_that_e_mails_the_customer_nothing(session) -> None:
+    # given a fee at +14 (the default plan's escalation to the sales rep: internal) and at
+    # +30 (the final notice), and a customer with no billing e-mail
+    f.user(session, "UCOLL001", "collector")
+    f.user(session, "USALES01", "sales")
+    f.customer(session, collector="UCOLL001", sales_rep="USALES01")
+    f.customer(session, "C-INITECH", "Initech", collector="UCOLL001", billing_email=None)
+    policy.set_value(session, key="late_fees", value="14:fee=10.00,30:fee=20.00", actor="test")
+    f.invoice(session, "INV-2026-000001", total="1000.00", due=TODAY - timedelta(days=14))
+    f.invoice(session, "INV-2026-000002", "C-INITECH", total="500.00",
+              due=TODAY - timedelta(days=30))
+    f.invoice(session, "INV-2026-000003", total="300.00", due=TODAY - timedelta(days=30))
+    run = dunning.run_dunning(session, TODAY)
+    # then the escalation still reaches the rep and the final notices are recorded, but the
+    # only fee charged is the one an e-mail names: the final notice to Globex
+    assert run.sent == {14: 1, 30: 2}
+    [fee] = fees(session)
+    assert (get_original(session, fee).number, fee.total_minor) == ("INV-2026-000003", 2_000)
+    [mail] = session.exec(select(OutboxMessage).where(
+        OutboxMessage.payload["template"].as_string() == "dunning_final")).all()
+    assert mail.payload["context"]["late_fee"]["number"] == fee.number
+    assert invariants.validate_all(session) == []
