@@ -34,7 +34,7 @@ from sqlmodel import Session, select
 
 from models import User
 from workflows import collections, dunning, policy
-from workflows.workcalendar import parse_hours, within_hours
+from workflows.workcalendar import Holidays, is_working_day, parse_hours, within_hours
 
 
 def _zones(session: Session, collector_ids: list[str]) -> dict[str, str | None]:
@@ -50,7 +50,9 @@ def _zones(session: Session, collector_ids: list[str]) -> dict[str, str | None]:
 
 def due_collectors(session: Session, now: datetime) -> dict[date, list[str]]:
     """Collectors whose digest is due at `now`, grouped by their local date."""
-    hours = parse_hours(policy.current(session).working_hours)
+    rules = policy.current(session)
+    hours = parse_hours(rules.working_hours)
+    closed = Holidays.of(rules.holidays)
     wanted = collections.collectors(session)
     zones = _zones(session, wanted)
     due: dict[date, list[str]] = {}
@@ -60,7 +62,7 @@ def due_collectors(session: Session, now: datetime) -> dict[date, list[str]]:
         except Exception:
             zone = ZoneInfo("UTC")
         local = now.astimezone(zone)
-        if local.weekday() < 5 and within_hours(local.time(), hours):
+        if is_working_day(local.date(), closed) and within_hours(local.time(), hours):
             due.setdefault(local.date(), []).append(collector)
     return due
 

@@ -31,7 +31,7 @@ from workflows import periods, revenue, subscriptions
 from workflows import policy as policies
 from workflows.errors import ValidationFailed
 from workflows.revenue_schedule import first_of_month
-from workflows.workcalendar import first_working_day, zone
+from workflows.workcalendar import Holidays, first_working_day, zone
 
 CLOSE_TIME = time(6)  # on the month's first working day, business time
 ACTOR = "revenue-close"
@@ -78,9 +78,11 @@ def _bill(deps, period: subscriptions.DuePeriod, as_of: date) -> str | None:
     return None
 
 
-def due_at(day: date, tz: str) -> datetime:
-    """When the close of the month before `day`'s is due: its first working day, 06:00."""
-    return datetime.combine(first_working_day(day), CLOSE_TIME, tzinfo=zone(tz))
+def due_at(day: date, tz: str, holidays: str = "") -> datetime:
+    """When the close of the month before `day`'s is due: its first working day (not a
+    holiday of the policy's `holidays`), 06:00."""
+    return datetime.combine(first_working_day(day, Holidays.of(holidays)), CLOSE_TIME,
+                            tzinfo=zone(tz))
 
 
 def revenue_close(deps, as_of: date | None, period: str | None = None) -> dict:
@@ -89,12 +91,14 @@ def revenue_close(deps, as_of: date | None, period: str | None = None) -> dict:
         today = as_of or deps.business_today()
         target = periods.period_of(revenue.previous_month(first_of_month(today)))
         with deps.db.read_session() as session:
-            tz = policies.current(session).business_timezone
+            rules = policies.current(session)
             done = revenue.recorded_through(session)
+        tz = rules.business_timezone
+        due = due_at(today, tz, rules.holidays)
         moment = now if as_of is None else datetime.combine(as_of, time.max, tzinfo=zone(tz))
-        if moment < due_at(today, tz):
+        if moment < due:
             return {"period": target, "closed": False,
-                    "reason": f"not due before {due_at(today, tz).isoformat()}"}
+                    "reason": f"not due before {due.isoformat()}"}
         if done is not None and periods.period_of(done) >= target:
             return {"period": target, "closed": False,
                     "reason": f"already closed (revenue recorded through "

@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     o2c_approval_reminder_hours: int = POLICY.approval_reminder_hours
     o2c_working_hours: str = POLICY.working_hours
     o2c_business_timezone: str = POLICY.business_timezone
+    o2c_holidays: str = POLICY.holidays
     o2c_dunning_levels: str = POLICY.dunning_levels
     o2c_cashapp_confidence: Decimal = POLICY.cashapp_confidence
 
@@ -255,6 +256,17 @@ class Settings(BaseSettings):
         parse_tiers(value)  # ValueError names the bad item
         return value
 
+    @field_validator("o2c_holidays")
+    @classmethod
+    def _check_holidays(cls, value: str) -> str:
+        from workflows.errors import ValidationFailed
+        from workflows.workcalendar import Holidays
+
+        try:
+            return Holidays.of(value).text
+        except ValidationFailed as exc:
+            raise ValueError(exc.errors[0].detail) from None
+
     @field_validator("o2c_late_fees")
     @classmethod
     def _check_late_fees(cls, value: str) -> str:
@@ -284,6 +296,7 @@ class Settings(BaseSettings):
                       approval_reminder_hours=self.o2c_approval_reminder_hours,
                       working_hours=self.o2c_working_hours,
                       business_timezone=self.o2c_business_timezone,
+                      holidays=self.o2c_holidays,
                       dunning_levels=self.o2c_dunning_levels,
                       cashapp_confidence=self.o2c_cashapp_confidence,
                       disputes_channel=self.o2c_disputes_channel or "",

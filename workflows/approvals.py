@@ -63,7 +63,7 @@ from workflows.errors import (
 from workflows.receivables import credit_exposure
 from workflows.users import has_role
 from workflows.validation import SLACK_USER_ID
-from workflows.workcalendar import working_time_between
+from workflows.workcalendar import Holidays, working_time_between
 
 # Who stands behind a request that did not come from a Slack user.
 SYSTEM_REQUESTERS = {"api": "REST API", "import": "CSV import", "system": "o2c"}
@@ -747,6 +747,7 @@ def send_reminders(session: Session, *, now: datetime) -> list[dict]:
     (since it was asked, or since its last reminder) to the approvers; at most once per
     interval, never for a decided request, never twice across server processes."""
     policy = policies.current(session)
+    closed = Holidays.of(policy.holidays)
     interval = timedelta(hours=policy.approval_reminder_hours)
     pending = session.exec(
         select(Approval, Order)
@@ -760,7 +761,7 @@ def send_reminders(session: Session, *, now: datetime) -> list[dict]:
     for approval, order in pending:
         since = approval.last_reminded_at or approval.created_at
         if working_time_between(since, now, hours=policy.working_hours,
-                                tz=policy.business_timezone) < interval:
+                                tz=policy.business_timezone, holidays=closed) < interval:
             continue
         subject = row = None
         if order is None:
@@ -778,7 +779,7 @@ def send_reminders(session: Session, *, now: datetime) -> list[dict]:
             continue  # decided meanwhile, or another process reminded first
         session.refresh(approval)
         waited = working_time_between(approval.created_at, now, hours=policy.working_hours,
-                                      tz=policy.business_timezone)
+                                      tz=policy.business_timezone, holidays=closed)
         hours = (Decimal(int(waited.total_seconds())) / 3600).quantize(Decimal("0.1"))
         reminder = {"number": seen + 1, "working_hours": str(hours),
                     "approvers": approver_ids(session, approval, order, row=row,
@@ -841,6 +842,7 @@ class PendingOverview:
 def pending_overview(session: Session, user_id: str, *, now: datetime,
                      limit: int = 15) -> PendingOverview:
     policy = policies.current(session)
+    closed = Holidays.of(policy.holidays)
     kinds = [kind.value for kind, role in ROLE_FOR_KIND.items()
              if has_role(session, user_id, role)]
     rows = session.exec(
@@ -854,7 +856,8 @@ def pending_overview(session: Session, user_id: str, *, now: datetime,
     for approval, order, customer in rows:
         mine = user_id in (approval.requested_by, order.sales_rep_id)
         item = PendingItem(approval, order, customer, working_time_between(
-            approval.created_at, now, hours=policy.working_hours, tz=policy.business_timezone),
+            approval.created_at, now, hours=policy.working_hours, tz=policy.business_timezone,
+            holidays=closed),
             title=order.number, amount_minor=order.total_minor, currency=order.currency)
         items.append((item, mine, mine))
     for approval in session.exec(select(Approval).where(
@@ -866,7 +869,7 @@ def pending_overview(session: Session, user_id: str, *, now: datetime,
         item = PendingItem(approval, None, session.get(Customer, view["customer_id"]),
                            working_time_between(approval.created_at, now,
                                                 hours=policy.working_hours,
-                                                tz=policy.business_timezone),
+                                                tz=policy.business_timezone, holidays=closed),
                            title=view["title"], amount_minor=approval.amount_minor or 0,
                            currency=approval.currency or "")
         mine = approval.requested_by == user_id

@@ -55,7 +55,7 @@ from workflows.errors import (
 from workflows.inputs import CreditNoteIn, DisputeOpenIn
 from workflows.invoicing import get_invoice
 from workflows.users import has_role, require_role
-from workflows.workcalendar import working_days_between, zone_or_utc
+from workflows.workcalendar import Holidays, working_days_between, zone_or_utc
 
 NOTE_MAX = 2000
 REASONS = tuple(r.value for r in DisputeReason)
@@ -486,18 +486,19 @@ def send_reminders(session: Session, *, now: datetime) -> dict:
     Each claimed by a conditional UPDATE, so several processes send each once."""
     rules = policy.current(session)
     tz = zone_or_utc(rules.business_timezone)
+    closed = Holidays.of(rules.holidays)
     today = now.astimezone(tz).date()
     table = Dispute.__table__
     reminded, escalated = [], []
     for dispute in session.exec(select(Dispute).where(Dispute.status == DisputeStatus.OPEN)
                                 .order_by(Dispute.opened_at, Dispute.id)).all():
-        waited = working_days_between(dispute.opened_at.astimezone(tz).date(), today)
+        waited = working_days_between(dispute.opened_at.astimezone(tz).date(), today, closed)
         # counted from the last reminder (or reassignment), not from the opening: a job that
         # did not run for days, or a card just given to a new owner, is reminded once, not
         # once an hour until a count from the opening catches up
         since = dispute.last_reminded_at or dispute.opened_at
         if (rules.dispute_reminder_days > 0 and working_days_between(
-                since.astimezone(tz).date(), today) >= rules.dispute_reminder_days):
+                since.astimezone(tz).date(), today, closed) >= rules.dispute_reminder_days):
             seen = dispute.reminders_sent
             if session.execute(sa.update(table).where(
                     table.c.id == dispute.id, table.c.status == DisputeStatus.OPEN,

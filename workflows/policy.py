@@ -27,6 +27,7 @@ class Policy:
     approval_reminder_hours: int = 4  # working hours before a pending request is re-nudged
     working_hours: str = "09:00-17:00"
     business_timezone: str = "UTC"
+    holidays: str = ""  # O2C_HOLIDAYS: days closed besides weekends, e.g. US or DE-BY,2026-12-24
     dunning_levels: str = "-3,1,7,14,30"  # days relative to the due date
     cashapp_confidence: Decimal = Decimal("0.90")  # below it a payment waits for a human
     bank_fee_pct: Decimal = Decimal("0.5")  # short-pay tolerance, percent of the invoice ...
@@ -166,12 +167,14 @@ def checked_value(key: str, value: str) -> str:
 
 def _checked_text(key: str, value: str) -> str:
     from models import money
-    from workflows.workcalendar import parse_hours, zone
+    from workflows.workcalendar import Holidays, parse_hours, zone
 
     if key == "working_hours":
         parse_hours(value)
     elif key == "business_timezone":
         zone(value)
+    elif key == "holidays":
+        value = Holidays.of(value).text  # as it is read: "de-by" is DE-BY
     elif key == "dunning_levels":
         try:
             [int(v) for v in value.split(",")]

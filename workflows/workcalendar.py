@@ -1,14 +1,21 @@
 """Working time: how long something has waited in *business* hours (SPEC §3 "4 working hours").
 
 The policy gives the working hours of a day (`working_hours`, e.g. "09:00-17:00") in the
-business time zone (`business_timezone`); working days are Monday to Friday. A request made on
-Friday at 16:00 has waited one working hour by Monday 09:00, not 65 hours. Wall-clock time in
-the business zone is what counts, so a daylight-saving switch (at night) changes nothing.
+business time zone (`business_timezone`); working days are Monday to Friday, but the public
+holidays and company closures of `holidays` (`Holidays`, e.g. "US", "DE-BY,2026-12-24"). A
+request made on Friday at 16:00 has waited one working hour by Monday 09:00, not 65 hours (and
+by Tuesday 09:00 when that Monday is a holiday). Wall-clock time in the business zone is what
+counts, so a daylight-saving switch (at night) changes nothing.
+
+Public holidays come from the `holidays` library (country and subdivision codes of ISO 3166,
+as it knows them); the dates it gives are the days the business is closed, whatever the
+weekday.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -16,6 +23,63 @@ from workflows.errors import ValidationFailed
 
 HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-(?:([01]\d|2[0-3]):([0-5]\d)|24:00)$")
 WORKING_DAYS = frozenset(range(5))  # Monday (0) .. Friday (4)
+
+
+class Holidays(Container):
+    """The days the business is closed besides weekends: a country's (and subdivision's)
+    public holidays and dates of its own. `Holidays.of("DE-BY,2026-12-24")`; an empty text is
+    no holiday at all (the default)."""
+
+    def __init__(self, country: object | None = None, dates: frozenset[date] = frozenset(),
+                 text: str = "") -> None:
+        self.country, self.dates, self.text = country, dates, text
+
+    @classmethod
+    def of(cls, text: str | None) -> Holidays:
+        """Parse "US", "DE-BY", "GB-ENG,2026-12-24,2026-12-31" or "2026-12-24": at most one
+        country (optionally with a subdivision) and any ISO dates, comma-separated.
+        ValidationFailed (field `holidays`) naming what is wrong."""
+        import holidays as calendars
+
+        country, dates = None, set()
+        for item in (part.strip() for part in (text or "").split(",")):
+            if not item:
+                continue
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", item):
+                try:
+                    dates.add(date.fromisoformat(item))
+                except ValueError:
+                    raise ValidationFailed.of("holidays", f"{item} is not a date") from None
+                continue
+            if country is not None:
+                raise ValidationFailed.of("holidays", "name one country (with its subdivision, "
+                                          "e.g. DE-BY) and any dates of your own")
+            code, _, subdivision = item.upper().partition("-")
+            known = calendars.list_supported_countries()
+            if code not in known:
+                raise ValidationFailed.of("holidays", f"unknown country {code!r}: use an ISO "
+                                          "3166 code such as US, GB or DE-BY")
+            if subdivision and subdivision not in known[code]:
+                raise ValidationFailed.of("holidays", f"{code} has no subdivision "
+                                          f"{subdivision!r}; one of "
+                                          f"{', '.join(known[code][:40])}")
+            country = calendars.country_holidays(code, subdiv=subdivision or None)
+        return cls(country, frozenset(dates), ",".join(
+            part.strip().upper() for part in (text or "").split(",") if part.strip()))
+
+    def __contains__(self, day: object) -> bool:
+        return day in self.dates or (self.country is not None and day in self.country)
+
+    def __bool__(self) -> bool:
+        return self.country is not None or bool(self.dates)
+
+
+NO_HOLIDAYS = Holidays()
+
+
+def is_working_day(day: date, holidays: Container[date] = NO_HOLIDAYS) -> bool:
+    """Monday to Friday, and not a holiday."""
+    return day.weekday() in WORKING_DAYS and day not in holidays
 
 
 def parse_hours(text: str) -> tuple[time, time]:
@@ -54,8 +118,8 @@ def zone(name: str) -> ZoneInfo:
         raise ValidationFailed.of("business_timezone", f"unknown time zone {name!r}") from None
 
 
-def working_time_between(start: datetime, end: datetime, *, hours: str, tz: str
-                         ) -> timedelta:
+def working_time_between(start: datetime, end: datetime, *, hours: str, tz: str,
+                         holidays: Container[date] = NO_HOLIDAYS) -> timedelta:
     """Working time elapsed from `start` to `end` (aware datetimes); zero if end <= start."""
     if end <= start:
         return timedelta(0)
@@ -65,7 +129,7 @@ def working_time_between(start: datetime, end: datetime, *, hours: str, tz: str
     total = timedelta(0)
     day = local_start.date()
     while day <= local_end.date():
-        if day.weekday() in WORKING_DAYS:
+        if is_working_day(day, holidays):
             day_open = datetime.combine(day, opens, tzinfo=where)
             day_close = (datetime.combine(day + timedelta(days=1), time.min, tzinfo=where)
                          if closes == time.max else datetime.combine(day, closes, tzinfo=where))
@@ -98,17 +162,19 @@ def evaluation_moment(as_of: date | datetime, *, now: datetime, hours: str, tz: 
     return end_of_working_day(as_of, hours=hours, tz=tz)
 
 
-def first_working_day(day: date) -> date:
-    """The first working day (Monday to Friday) of `day`'s month."""
+def first_working_day(day: date, holidays: Container[date] = NO_HOLIDAYS) -> date:
+    """The first working day (Monday to Friday, not a holiday) of `day`'s month."""
     first = day.replace(day=1)
-    while first.weekday() not in WORKING_DAYS:
+    while not is_working_day(first, holidays):
         first += timedelta(days=1)
     return first
 
 
-def working_days_between(start: date, end: date) -> int:
-    """Working days (Monday to Friday) after `start` up to and including `end`: a dispute
-    opened on a Friday has waited one working day on Monday, two on Tuesday."""
+def working_days_between(start: date, end: date,
+                         holidays: Container[date] = NO_HOLIDAYS) -> int:
+    """Working days (Monday to Friday, not holidays) after `start` up to and including
+    `end`: a dispute opened on a Friday has waited one working day on Monday, two on
+    Tuesday (one when Monday is a holiday)."""
     if end <= start:
         return 0
     whole_weeks, rest = divmod((end - start).days, 7)
@@ -116,4 +182,8 @@ def working_days_between(start: date, end: date) -> int:
     for offset in range(1, rest + 1):
         if (start + timedelta(days=offset)).weekday() in WORKING_DAYS:
             days += 1
+    if holidays:  # the weekdays of the span that are holidays
+        days -= sum(1 for offset in range(1, (end - start).days + 1)
+                    if (day := start + timedelta(days=offset)).weekday() in WORKING_DAYS
+                    and day in holidays)
     return days

@@ -202,6 +202,26 @@ def test_the_unassigned_digest_goes_at_the_start_of_the_business_working_day(db)
     assert post.payload["context"]["tz"] == "America/New_York"
 
 
+def test_no_digest_goes_on_a_public_holiday_of_the_business(db) -> None:
+    # given the business in New York closed on US public holidays: Thursday 26 November 2026
+    # is Thanksgiving
+    _book_with_unassigned(db)
+    with db.transaction() as s:
+        policy.set_value(s, key="business_timezone", value="America/New_York",
+                         actor="UADMIN01")
+        policy.set_value(s, key="holidays", value="us", actor="UADMIN01")
+    # when the schedule fires at 09:00 New York on Thanksgiving, then on the Friday after
+    thanksgiving = run_at(datetime(2026, 11, 26, 14, 0, tzinfo=UTC),
+                          collections_jobs.digest_schedule, _deps(db), None)
+    friday = run_at(datetime(2026, 11, 27, 14, 0, tzinfo=UTC),
+                    collections_jobs.digest_schedule, _deps(db), None)
+    # then nothing goes on the holiday; the digest goes the next working day
+    assert thanksgiving["collectors"] == []
+    assert collections.UNASSIGNED in friday["collectors"]
+    [post] = _posts(db, "ar")
+    assert post.payload["context"]["as_of"] == "2026-11-27"
+
+
 def test_a_call_logged_on_an_unassigned_account_updates_the_ar_channels_digest(
         db, monday_noon) -> None:
     _book_with_unassigned(db)

@@ -50,6 +50,22 @@ def test_the_close_is_due_on_the_first_working_day_in_the_business_time_zone(db)
         assert [c.period for c in s.exec(select(RevenueClose))] == ["2026-07"]
 
 
+def test_the_close_waits_for_the_first_working_day_after_new_years_day(db) -> None:
+    # given the business closed on German public holidays and on 4 January 2027 (a Monday):
+    # 1 January 2027 is a Friday and a holiday
+    with db.transaction() as s:
+        policy.set_value(s, key="holidays", value="DE,2027-01-04", actor="test")
+    deps = _deps(db)
+    # when the job runs on the holiday and the closure, then on Tuesday 5 January
+    closed = [run_at(datetime(2027, 1, day, 12, tzinfo=UTC), revenue_jobs.revenue_close,
+                     deps, None) for day in (1, 4)]
+    due = run_at(datetime(2027, 1, 5, 6, tzinfo=UTC), revenue_jobs.revenue_close, deps, None)
+    # then December is closed on the 5th, not before
+    assert [c["closed"] for c in closed] == [False, False]
+    assert "2027-01-05T06:00:00+00:00" in closed[0]["reason"]
+    assert (due["period"], due["closed_now"]) == ("2026-12", True)
+
+
 def test_a_back_fill_with_as_of_closes_the_month_before(db) -> None:
     deps = _deps(db)
     summary = run_at(datetime(2026, 9, 20, 12, tzinfo=UTC), jobs.run_job, "revenue-close",

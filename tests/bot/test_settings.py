@@ -144,3 +144,11 @@ def test_a_hubspot_mapping_of_the_right_shape_is_taken() -> None:
 
     mapping = Mapping.of(settings.o2c_hubspot_mapping)
     assert mapping.wins("anything", "contractsigned") and not mapping.wins("x", "won")
+
+
+def test_holidays_the_library_does_not_know_stop_the_server_and_known_ones_are_read() -> None:
+    with pytest.raises(SettingsError, match="O2C_HOLIDAYS") as refused:
+        load_settings(o2c_holidays="US-XX")
+    assert "US has no subdivision 'XX'" in str(refused.value)
+    assert load_settings(o2c_holidays=" gb-sct,2026-12-24").policy().holidays == (
+        "GB-SCT,2026-12-24")

@@ -175,6 +175,20 @@ def test_reminders_count_working_hours_only(session) -> None:
     assert pending(session, order).reminders_sent == 1
 
 
+def test_reminders_skip_the_businesss_holidays(session) -> None:
+    # given a request made on Friday 6 March 2026 at 15:00, and Monday 9 March a company
+    # closure
+    from workflows import policy
+
+    setup_company(session)
+    policy.set_value(session, key="holidays", value="2026-03-09", actor="UADMIN01")
+    order = f.order(session, "C-NEW", now=datetime(2026, 3, 6, 15, 0, tzinfo=UTC))
+    # then the Monday does not count: no reminder on Monday at 11:00, one on Tuesday at 11:00
+    assert approvals.send_reminders(session, now=datetime(2026, 3, 9, 11, 0, tzinfo=UTC)) == []
+    [sent] = approvals.send_reminders(session, now=datetime(2026, 3, 10, 11, 0, tzinfo=UTC))
+    assert (sent["order"], sent["working_hours"]) == (order.number, "4.0")
+
+
 def test_reminder_interval_follows_the_policy(session) -> None:
     from workflows import policy
 

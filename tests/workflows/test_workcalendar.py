@@ -8,10 +8,13 @@ import pytest
 
 from workflows.errors import ValidationFailed
 from workflows.workcalendar import (
+    Holidays,
     end_of_working_day,
     evaluation_moment,
+    first_working_day,
     parse_hours,
     within_hours,
+    working_days_between,
     working_time_between,
 )
 
@@ -77,3 +80,47 @@ def test_a_day_may_end_at_midnight_and_only_at_24_00() -> None:
     for text in ("24:00-24:00", "09:00-24:30", "09:00-24:01"):
         with pytest.raises(ValidationFailed):
             parse_hours(text)
+
+
+# -- holidays -------------------------------------------------------------------------------------
+def test_a_holiday_is_no_working_time() -> None:
+    # given Good Friday 2026 (3 April) in England, and the week around it
+    england = Holidays.of("GB-ENG")
+    thursday = datetime(2026, 4, 2, 16, tzinfo=UTC)
+    tuesday = datetime(2026, 4, 7, 10, tzinfo=UTC)
+    # then Thursday 16-17 and Tuesday 9-10 count: Good Friday and Easter Monday do not (18
+    # hours without holidays)
+    assert working_time_between(thursday, tuesday, **NINE_TO_FIVE,
+                                holidays=england) == timedelta(hours=2)
+    assert working_time_between(thursday, tuesday, **NINE_TO_FIVE) == timedelta(hours=18)
+
+
+def test_working_days_skip_public_holidays_and_the_companys_own_days() -> None:
+    # given US holidays and the company closed on Christmas Eve 2026 (a Thursday)
+    closed = Holidays.of("US,2026-12-24")
+    # then from Wednesday 23 to Monday 28 December only the Monday is a working day
+    assert working_days_between(date(2026, 12, 23), date(2026, 12, 28), closed) == 1
+    assert working_days_between(date(2026, 12, 23), date(2026, 12, 28)) == 3
+    # and a holiday on a weekend is not taken twice: 4 July 2027 is a Sunday, observed on
+    # Monday 5 July (one working day fewer that week, not two)
+    assert working_days_between(date(2027, 7, 2), date(2027, 7, 9), closed) == 4
+    # New Year's Day 2027 is a Friday: January's first working day is Monday the 4th
+    assert first_working_day(date(2027, 1, 20), closed) == date(2027, 1, 4)
+
+
+@pytest.mark.parametrize(("text", "read"), [
+    ("", ""), ("us", "US"), (" de-by , 2026-12-24 ", "DE-BY,2026-12-24"),
+    ("2026-12-24,2026-12-31", "2026-12-24,2026-12-31")])
+def test_holidays_are_read_as_written(text, read) -> None:
+    assert Holidays.of(text).text == read
+    assert bool(Holidays.of(text)) is bool(read)
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("XX", "unknown country 'XX'"), ("DE-ZZ", "DE has no subdivision 'ZZ'"),
+    ("US,GB", "name one country"), ("2026-02-30", "2026-02-30 is not a date")])
+def test_holidays_that_cannot_be_read_are_refused_naming_why(text, why) -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        Holidays.of(text)
+    assert refused.value.errors[0].field == "holidays"
+    assert why in refused.value.errors[0].detail
