@@ -239,7 +239,9 @@ def _paid(session: Session, *, payment_intent: str | None, amount_minor: object,
     data = PaymentIn(amount=money.to_str(amount_minor, currency), currency=currency,
                      received_at=received_at, payer_name=payer_name,
                      reference=f"Stripe payment for {number}",
-                     customer=customer.external_id if customer and exact else None,
+                     # the invoice's customer paid it, even when it was paid meanwhile (by
+                     # bank, twice): then the money is their credit, not nobody's
+                     customer=customer.external_id if customer else None,
                      method="stripe", external_id=external_id_of(payment_intent))
     try:
         payment, created = record_payment(session, data, actor=ACTOR, source=PROVIDER,
@@ -257,7 +259,7 @@ def _paid(session: Session, *, payment_intent: str | None, amount_minor: object,
         note = f"No invoice {number} here: left to the matching engine."
     elif not exact:
         note = (f"{invoice.number} was already paid or is in {invoice.currency}: left to the "
-                "matching engine.")
+                f"matching engine, as {customer.name}'s money.")
     _announce(session, "provider_payment", customer, {
         "provider_name": NAME, "payment_id": payment.id, "amount_minor": payment.amount_minor,
         "currency": currency, "customer_name": customer.name if customer else payer_name,

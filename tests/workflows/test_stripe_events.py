@@ -15,6 +15,7 @@ from sqlmodel import select
 from models import (
     Allocation,
     AuditEvent,
+    Customer,
     Dispute,
     Invoice,
     OrderStatus,
@@ -114,6 +115,32 @@ def test_a_balance_that_moved_leaves_the_rest_as_unapplied_credit(db) -> None:
     assert invoice(db, number).balance_minor == 0
     assert stripe_payment.unapplied_minor == 20_000
     assert stripe_payment.status == "partially_applied"
+    healthy(db)
+
+
+def test_money_for_an_invoice_paid_meanwhile_is_its_customers_credit(db) -> None:
+    # given Globex's invoice of 500 paid in full by bank transfer while its pay-now page was
+    # open, and another customer with an open invoice of the same 500
+    [number] = given_invoices(db, "500.00")
+    with db.transaction() as s:
+        from workflows.cash_application import PaymentIn, record_payment
+
+        record_payment(s, PaymentIn(amount="500.00", currency="USD", received_at=NOW,
+                                    reference=number, customer="C-GLOBEX"), actor="api",
+                       apply_to=[number])
+        f.customer(s, "C-INITECH", "Initech")
+        other = f.invoice(s, "INV-2026-000900", "C-INITECH", total="500.00",
+                          due=date(2026, 3, 30)).number
+    # when the checkout completes too (the customer paid twice)
+    handle(db, sp.event("checkout.session.completed", sp.checkout_session(
+        invoice=number, amount=50_000, payment_intent="pi_TWICE")))
+    # then the second 500 is Globex's unapplied credit, to give back or use: not another
+    # customer's invoice paid with it, and not a payment of nobody's
+    stripe_payment = payments(db)[-1]
+    with db.read_session() as s:
+        globex = s.exec(select(Customer).where(Customer.external_id == "C-GLOBEX")).one()
+    assert (stripe_payment.customer_id, stripe_payment.unapplied_minor) == (globex.id, 50_000)
+    assert invoice(db, other).balance_minor == 50_000
     healthy(db)
 
 
