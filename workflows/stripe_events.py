@@ -241,7 +241,8 @@ def _paid(session: Session, *, payment_intent: str | None, amount_minor: object,
                      reference=f"Stripe payment for {number}",
                      # the invoice's customer paid it, even when it was paid meanwhile (by
                      # bank, twice): then the money is their credit, not nobody's
-                     customer=customer.external_id if customer else None,
+                     customer=customer.external_id if customer
+                     and customer.currency == currency else None,
                      method="stripe", external_id=external_id_of(payment_intent))
     try:
         payment, created = record_payment(session, data, actor=ACTOR, source=PROVIDER,

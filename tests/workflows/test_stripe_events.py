@@ -141,6 +141,12 @@ def test_money_for_an_invoice_paid_meanwhile_is_its_customers_credit(db) -> None
         globex = s.exec(select(Customer).where(Customer.external_id == "C-GLOBEX")).one()
     assert (stripe_payment.customer_id, stripe_payment.unapplied_minor) == (globex.id, 50_000)
     assert invoice(db, other).balance_minor == 50_000
+    # and money in another currency than the customer's is recorded all the same, for a
+    # person to place (the customer is billed in USD: it cannot be their credit as such)
+    paid = handle(db, sp.event("checkout.session.completed", sp.checkout_session(
+        invoice=number, amount=40_000, currency="eur", payment_intent="pi_EUR")))
+    assert paid.status == "processed"
+    assert (payments(db)[-1].currency, payments(db)[-1].customer_id) == ("EUR", None)
     healthy(db)
 
 
