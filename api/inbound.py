@@ -150,6 +150,9 @@ def hubspot_signature_ok(request: Request, body: bytes, secret: str,
         return False
 
 
+HUBSPOT_MAX_EVENTS = 1000  # notifications taken in one request
+
+
 @router.post("/webhooks/hubspot")
 async def hubspot_webhook(request: Request) -> Response:
     deps = _deps(request)
@@ -170,8 +173,11 @@ async def hubspot_webhook(request: Request) -> Response:
         events = [events]
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
         return JSONResponse({"error": "expected a list of events"}, status_code=400)
+    if len(events) > HUBSPOT_MAX_EVENTS:  # (HubSpot sends at most 100): refused whole, not cut
+        return JSONResponse({"error": f"at most {HUBSPOT_MAX_EVENTS} events in one request; "
+                                      "none was taken"}, status_code=400)
     try:
-        queued = await run_in_threadpool(_queue_hubspot, deps, events[:1000])
+        queued = await run_in_threadpool(_queue_hubspot, deps, events)
     except Exception as exc:
         if database_unavailable(exc):
             return JSONResponse({"error": "database unavailable"}, status_code=503,

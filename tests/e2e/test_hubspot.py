@@ -327,3 +327,18 @@ def test_a_deal_id_of_other_digits_is_ignored_not_queued(hub_server, crm) -> Non
                       "\u0661\u0662": ProviderEventStatus.IGNORED,
                       "9" * 41: ProviderEventStatus.IGNORED}
     assert queued == ["5013"]
+
+
+def test_a_request_of_more_events_than_it_takes_is_refused_whole_not_cut(hub_server) -> None:
+    # given a signed request of 1,001 notifications (HubSpot sends at most 100 at once)
+    url = f"{hub_server.base_url}/webhooks/hubspot"
+    events = [{"eventId": 6000 + n, "subscriptionType": "deal.propertyChange",
+               "objectId": 6000 + n} for n in range(1001)]
+    body, headers = hp.signed(url, events)
+    # when
+    answer = httpx.post(url, content=body, headers=headers)
+    # then it is refused naming the limit, and none is stored (none silently dropped)
+    assert answer.status_code == 400
+    assert answer.json() == {"error": "at most 1000 events in one request; none was taken"}
+    with hub_server.db.read_session() as s:
+        assert s.exec(select(ProviderEvent)).all() == []
