@@ -200,37 +200,45 @@ def hubspot_event_key(event: dict) -> str:
 
 
 def _queue_hubspot(deps: Any, events: list[dict]) -> int:
-    """Each event once (`hubspot_event_key`); a deal moved to a stage is queued for import (the
-    worker reads the deal and checks the stage and pipeline against the mapping)."""
+    """Each event once (`hubspot_event_key`); a deal moved to a won stage is queued for import
+    (the worker reads the deal and checks the stage and pipeline against the mapping), a deal
+    that became an order and moved to another stage for a look (`crm.report_left_won`)."""
     from bot.hubspot import PROVIDER, Mapping
+    from workflows import crm
 
     mapping = Mapping.of(deps.settings.o2c_hubspot_mapping)
     queued = 0
     for event in events:
         event_id = hubspot_event_key(event)
         kind = event.get("subscriptionType")
-        wanted = (kind == "deal.propertyChange" and event.get("propertyName") == "dealstage"
-                  and event.get("propertyValue") in mapping.won_stages) or \
-            kind == "deal.creation"
+        staged = kind == "deal.propertyChange" and event.get("propertyName") == "dealstage"
+        won = staged and event.get("propertyValue") in mapping.won_stages
         deal_id = str(event.get("objectId") or "")
         # a deal id is ASCII digits ("²" is a digit to str.isdigit, not to HubSpot)
-        wanted = wanted and deal_id.isascii() and deal_id.isdigit() and len(deal_id) <= 40
+        valid = deal_id.isascii() and deal_id.isdigit() and len(deal_id) <= 40
         if not event_id:
             continue
         try:
             with deps.db.transaction() as session:
                 if session.get(ProviderEvent, (PROVIDER, event_id)) is not None:
                     continue
+                wanted = valid and (won or kind == "deal.creation")
+                # a deal that became an order moved to another stage (lost, reopened): the
+                # worker reads it and tells AR if it is no longer won
+                left = (valid and staged and not won
+                        and crm.imported(session, PROVIDER, deal_id))
                 session.add(ProviderEvent(
                     provider=PROVIDER, event_id=event_id, type=str(kind)[:100],
                     object_id=deal_id[:255] or None,
-                    status=ProviderEventStatus.PROCESSED if wanted
+                    status=ProviderEventStatus.PROCESSED if wanted or left
                     else ProviderEventStatus.IGNORED,
                     received_at=deps.clock.now(), processed_at=deps.clock.now()))
                 session.flush()
-                if wanted:
-                    outbox._add(session, transport=PROVIDER, method="deal.import",
-                                dedupe_key=f"hubspot-import:{deal_id}:" + hashlib.sha256(
+                if wanted or left:
+                    kind_of = "import" if wanted else "left"
+                    outbox._add(session, transport=PROVIDER,
+                                method="deal.import" if wanted else "deal.left_won",
+                                dedupe_key=f"hubspot-{kind_of}:{deal_id}:" + hashlib.sha256(
                                     event_id.encode()).hexdigest()[:40],
                                 payload={"deal_id": deal_id, "event_id": event_id})
                     queued += 1

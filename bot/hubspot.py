@@ -160,6 +160,8 @@ class HubSpotTransport:
         try:
             if row.method == "deal.import":
                 return self._import(str(payload["deal_id"]), worker)
+            if row.method == "deal.left_won":
+                return self._left(str(payload["deal_id"]))
             if row.method == "deal.update":
                 return self._update(payload)
         except Exception as exc:
@@ -186,6 +188,19 @@ class HubSpotTransport:
             with self.db.transaction() as session:
                 crm.refuse_deal(session, deal, refused.detail)
             return {"ok": True, "refused": refused.detail[:500]}
+
+    def _left(self, deal_id: str) -> dict:
+        """A deal that became an order moved to another stage: read as it is now (won again
+        meanwhile: nothing to say), else AR is told (`crm.report_left_won`)."""
+        found = self.client.crm.deals.basic_api.get_by_id(
+            deal_id, properties=["dealstage", "pipeline"]).to_dict()
+        props = found.get("properties") or {}
+        if self.mapping.wins(props.get("pipeline"), props.get("dealstage")):
+            return {"ok": True, "note": "won (again)"}
+        with self.db.transaction() as session:
+            told = crm.report_left_won(session, provider=PROVIDER, deal_id=deal_id,
+                                       stage=str(props.get("dealstage") or "unknown"))
+        return {"ok": True, "reported": told}
 
     def read_deal(self, deal_id: str) -> crm.DealIn | None:
         """The deal as the mapping reads it; None when it is not won (any more) or not in a

@@ -209,6 +209,39 @@ def _describe(line: tuple, currency: str) -> str:
     return text + (f" less {money.bp_to_pct(discount)} %" if discount else "")
 
 
+def imported(session: Session, provider: str, deal_id: str) -> bool:
+    """Whether the deal became an order here."""
+    return session.exec(select(CrmDeal.id).where(
+        CrmDeal.provider == provider, CrmDeal.deal_id == deal_id,
+        CrmDeal.status == "imported")).first() is not None
+
+
+def report_left_won(session: Session, *, provider: str, deal_id: str, stage: str) -> bool:
+    """A deal that became an order is no longer won (moved to `stage`: lost, or back in the
+    pipeline): the order stays as it is — it may be approved, shipped, invoiced — and AR is
+    told, once per deal and stage, and it is audited, so a person cancels the order if the
+    sale fell through. True when reported now."""
+    from models import Order
+
+    link = session.exec(select(CrmDeal).where(
+        CrmDeal.provider == provider, CrmDeal.deal_id == deal_id,
+        CrmDeal.status == "imported")).first()
+    if link is None or link.order_id is None:
+        return False
+    key = f"crm-left-won:{provider}:{deal_id}:{stage}"[:200]
+    if outbox.has_message(session, key):
+        return False
+    order = session.get(Order, link.order_id)
+    audit.record(session, actor=provider, action="crm.deal_left_won", entity_type="order",
+                 entity_id=order.id, deal=deal_id, provider=provider, stage=stage[:100],
+                 order_status=order.status)
+    outbox.post_to_channel(session, channel="ar", template="text", dedupe_key=key, context={
+        "text": f"{provider.capitalize()} deal {deal_id} is no longer won (now in stage "
+                f"{stage[:100]}), but order {order.number} was made from it and is "
+                f"{order.status} (left as it is): cancel the order if the sale fell through."})
+    return True
+
+
 def refuse_deal(session: Session, data: DealIn, reason: str) -> CrmDeal:
     """A won deal that cannot become an order: kept as refused (tried again on its next
     event), AR is told, and the deal shows why."""

@@ -342,3 +342,39 @@ def test_a_request_of_more_events_than_it_takes_is_refused_whole_not_cut(hub_ser
     assert answer.json() == {"error": "at most 1000 events in one request; none was taken"}
     with hub_server.db.read_session() as s:
         assert s.exec(select(ProviderEvent)).all() == []
+
+
+def test_a_deal_lost_after_it_became_an_order_is_reported_to_ar_once(
+        hub_server, crm, standin) -> None:
+    # given a won deal imported as an order, and a deal that was never won
+    company(hub_server.db)
+    crm.add_deal("5020", company=("9001", "C-GLOBEX"),
+                 lines=[{"sku": "WID-1", "quantity": 1, "price": "100.00"}])
+    send(hub_server, [hp.stage_changed("5020", event_id=40)])
+    [order] = crm.wait_for(lambda: orders(hub_server.db), what="the order")
+    # when the sale falls through: the deal is moved to closed-lost (that event twice, and
+    # once more with another id), and the other deal is lost too
+    crm.add_deal("5020", company=("9001", "C-GLOBEX"), dealstage="closedlost",
+                 lines=[{"sku": "WID-1", "quantity": 1, "price": "100.00"}])
+    lost = hp.stage_changed("5020", "closedlost", event_id=41)
+    answers = [send(hub_server, [lost]), send(hub_server, [lost]),
+               send(hub_server, [hp.stage_changed("5020", "closedlost", event_id=42)]),
+               send(hub_server, [hp.stage_changed("5099", "closedlost", event_id=43)])]
+    # then the order's deal is looked at, the never-won one is not
+    assert [a.json()["queued"] for a in answers] == [1, 0, 1, 0]
+    # and AR is told once that the order's deal was lost; the order is left for a person
+    [note] = standin.api.wait_for(lambda: [m for m in standin.api.messages("CAR000001")
+                                           if "is no longer won" in m["text"]], 15, "AR")
+    assert order.number in note["text"] and "closedlost" in note["text"]
+    hub_server.app.state.runtime.integrations.drain()
+    hub_server.worker.drain()
+    assert len([m for m in standin.api.messages("CAR000001")
+                if "is no longer won" in m["text"]]) == 1
+    [still] = orders(hub_server.db)
+    assert (still.id, still.status) == (order.id, "approved")
+    with hub_server.db.read_session() as s:
+        from models import AuditEvent
+
+        [audited] = s.exec(select(AuditEvent).where(
+            AuditEvent.action == "crm.deal_left_won")).all()
+        assert audited.data["stage"] == "closedlost" and audited.entity_id == str(order.id)
