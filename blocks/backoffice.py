@@ -181,9 +181,16 @@ def deduction_card(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
     """AR channel: a short payment beyond the fee tolerance, with what to do about it."""
     inv, pay, cur = ctx["invoice"], ctx["payment"], ctx["currency"]
     title = f"Deduction — {inv['number']}"
+    # what is still missing: less what credit notes of disputes opened from it credited
+    left = ctx.get("left_minor", ctx["amount_minor"])
+    short = f"*{fmt.money(ctx['amount_minor'], cur)}*"
+    if left != ctx["amount_minor"]:
+        short = (f"{fmt.money(ctx['amount_minor'], cur)} · "
+                 f"{fmt.money(ctx['amount_minor'] - left, cur)} credited · "
+                 f"*{fmt.money(left, cur)} left*")
     blocks = [header(title), fields([
         ("Customer", esc(ctx["customer"])),
-        ("Short by", f"*{fmt.money(ctx['amount_minor'], cur)}*"),
+        ("Short by", short),
         ("Invoice", f"{esc(inv['number'])} · {fmt.money(inv['total_minor'], cur)}, "
                     f"{fmt.money(inv['balance_minor'], cur)} open"),
         ("Payment", f"#{pay['id']} · {fmt.money(pay['amount_minor'], cur)} "
@@ -209,12 +216,13 @@ def deduction_card(ctx: dict, *, fmt: Formats = ENGLISH) -> dict:
             button("Bill back", ids.DEDUCTION_BILL_BACK, value, confirm={
                 "title": {"type": "plain_text", "text": "Bill back?"},
                 "text": {"type": "plain_text", "text": plain(
-                    f"E-mail {ctx['customer']} that {fmt.money(ctx['amount_minor'], cur)} "
+                    f"E-mail {ctx['customer']} that {fmt.money(left, cur)} "
                     f"of {inv['number']} is still due.", 300)},
                 "confirm": {"type": "plain_text", "text": "Send"},
                 "deny": {"type": "plain_text", "text": "Cancel"}}),
             block_id=f"deduction:{value}"))
-    return {"text": f"{plain(title, 150)}: {fmt.money(ctx['amount_minor'], cur)} short",
+    return {"text": f"{plain(title, 150)}: {fmt.money(ctx['amount_minor'], cur)} short"
+                    + (f", {fmt.money(left, cur)} left" if left != ctx["amount_minor"] else ""),
             "blocks": render(blocks)}
 
 

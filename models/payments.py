@@ -103,7 +103,9 @@ class ReversedSettlement(SQLModel, table=True):
 
 
 class DeductionStatus(StrEnum):
-    OPEN = "open"  # flagged, nobody has acted yet (or a bill-back is waiting for the money)
+    # flagged, nobody has acted yet (or a bill-back is waiting for the money, or a dispute's
+    # credit note covered only part of it: open for the rest, `workflows.deductions.left_minor`)
+    OPEN = "open"
     DISPUTED = "disputed"  # a dispute was opened for it
     WRITE_OFF_PENDING = "write_off_pending"  # a write-off awaits approval
     RESOLVED = "resolved"  # credited, written off, or (resolution "paid") paid after all

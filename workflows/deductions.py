@@ -5,9 +5,11 @@ Cash application applies what was paid and flags the rest (`flag`, called from
 which invoice, how much is missing, the remittance text — so nothing sits unseen. A collector
 acts on the card, once (each is a conditional UPDATE of the deduction's status):
 
-* **Open dispute** — a dispute on the invoice for the deduction (`workflows.disputes`, source
-  "deduction"); when its credit note is issued the deduction is resolved ("credited"), when the
-  dispute is rejected or withdrawn the deduction is open again;
+* **Open dispute** — a dispute on the invoice for what is left of the deduction
+  (`workflows.disputes`, source "deduction"); when its credit note is issued the deduction is
+  resolved ("credited") — or, when the credit was less than what was left and the invoice
+  still has something open, open again for the rest (`credited`); when the dispute is rejected
+  or withdrawn the deduction is open again;
 * **Write off** — a write-off request (kind "deduction") a credit approver decides
   (`workflows.write_offs`); approved -> resolved ("written_off"; "settled" when the invoice
   had nothing left to write off by then), rejected -> open again;
@@ -15,10 +17,14 @@ acts on the card, once (each is a conditional UPDATE of the deduction's status):
   amount is still due — what of it is still open, when they have paid part of it since — (at
   most once a day per deduction).
 
-A deduction counts as outstanding (KPIs) while it is not resolved and its invoice still has
-something open; once the invoice has nothing open (the customer paid the rest, or it was
-credited or written off), the next click on its card resolves it ("settled", audited, the card
-updated, its buttons gone; `settle_if_closed`) instead of acting.
+What is *left* of a deduction (`left_minor`) is its amount less the credit notes issued for the
+disputes opened from it — derived from those rows, never stored, so a past day's figure is
+exact (`credited_minor(before=...)`). The buttons act on what is left (at most what of the
+invoice is open). A deduction counts as outstanding (KPIs) for what is left, at most its
+invoice's balance, while it is not resolved and its invoice still has something open; once
+the invoice has nothing open (the customer paid the rest, or it was credited or written off),
+the next click on its card resolves it ("settled", audited, the card updated, its buttons
+gone; `settle_if_closed`) instead of acting.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from models import (
+    CreditNote,
+    CreditNoteRequest,
     Customer,
     Deduction,
     DeductionStatus,
@@ -109,7 +117,7 @@ def flag_many(session: Session, flags: list[tuple[Any, Any, int]], *,
              SimpleNamespace(id=did, status=DeductionStatus.OPEN, resolution=None,
                              amount_minor=amount, resolved_by=None, billed_back_at=None,
                              bill_backs=0), payment, invoice, names[invoice.customer_id],
-             None)}}
+             None, left_minor=amount)}}
         for (payment, invoice, amount), did in zip(flags, ids, strict=True)])]
     conn.execute(_SET_CARD, [{"deduction": did, "card": card}
                              for did, card in zip(ids, cards, strict=True)])
@@ -125,14 +133,17 @@ def card_context(session: Session, deduction: Deduction, *, payment: Payment | N
     dispute = session.exec(select(Dispute).where(Dispute.deduction_id == deduction.id)
                            .order_by(Dispute.id.desc())).first()
     return _context(deduction, payment, invoice, customer.name,
-                    dispute.id if dispute is not None else None, note)
+                    dispute.id if dispute is not None else None, note,
+                    left_minor=left_minor(session, deduction) if dispute is not None
+                    else deduction.amount_minor)
 
 
 def _context(deduction: Any, payment: Any, invoice: Any, customer_name: str,
-             dispute_id: int | None, note: str | None = None) -> dict:
+             dispute_id: int | None, note: str | None = None, *, left_minor: int) -> dict:
     """The card of `deduction` (a `Deduction`, or its fields)."""
     return {"deduction_id": deduction.id, "status": deduction.status,
             "resolution": deduction.resolution, "amount_minor": deduction.amount_minor,
+            "left_minor": left_minor,
             "currency": invoice.currency, "customer": customer_name,
             "invoice": {"number": invoice.number, "total_minor": invoice.total_minor,
                         "balance_minor": invoice.balance_minor},
@@ -151,6 +162,35 @@ def _update_card(session: Session, deduction: Deduction, note: str | None = None
         outbox.update_message(session, target_outbox_id=deduction.card_outbox_id,
                               template="deduction_card",
                               context=card_context(session, deduction, note=note))
+
+
+def credited_minor(session: Session, deduction_ids: Any, *, before: datetime | None = None,
+                   per_invoice: bool = False) -> dict[int, int]:
+    """{deduction id: what the credit notes of the disputes opened from it credited} for
+    `deduction_ids` (ids, or a select of them) — those issued before `before`, when given (a
+    credit note's total: what it took off the invoice and what became customer credit);
+    `per_invoice`: summed per invoice id instead."""
+    key = Dispute.invoice_id if per_invoice else Dispute.deduction_id
+    query = (select(key, sa.func.sum(CreditNote.amount_minor
+                                     + CreditNote.customer_credit_minor))
+             .join(CreditNoteRequest, CreditNoteRequest.dispute_id == Dispute.id)
+             .join(CreditNote, CreditNote.request_id == CreditNoteRequest.id)
+             .where(Dispute.deduction_id.in_(deduction_ids))
+             .group_by(key))
+    if before is not None:
+        query = query.where(CreditNote.created_at < before)
+    return {did: int(total or 0) for did, total in session.exec(query).all()}
+
+
+def left_minor(session: Session, deduction: Deduction) -> int:
+    """What is still missing of the deduction: its amount less what was credited for it."""
+    return deduction.amount_minor - credited_minor(session, [deduction.id]).get(deduction.id, 0)
+
+
+def due_minor(session: Session, deduction: Deduction, invoice: Invoice) -> int:
+    """What of the deduction the customer still owes (what a bill-back asks for): what is
+    left of it, at most the invoice's balance (they may have paid part of it since)."""
+    return min(left_minor(session, deduction), invoice.balance_minor)
 
 
 def get(session: Session, deduction_id: int) -> Deduction:
@@ -218,9 +258,10 @@ def settle_if_closed(session: Session, deduction_id: int, *, by: str, now: datet
     return True
 
 
-def _dispute_amount(deduction: Deduction, invoice: Invoice, amount: str | None) -> str:
-    """What a dispute from the deduction holds: `amount`, default the deduction (at most what
-    is open and not yet in dispute)."""
+def _dispute_amount(session: Session, deduction: Deduction, invoice: Invoice,
+                    amount: str | None) -> str:
+    """What a dispute from the deduction holds: `amount`, default what is left of the
+    deduction (at most what is open and not yet in dispute)."""
     from workflows import disputes
 
     if amount not in (None, ""):
@@ -228,7 +269,7 @@ def _dispute_amount(deduction: Deduction, invoice: Invoice, amount: str | None) 
     open_part = disputes.undisputed_open(invoice)
     if open_part <= 0:
         raise Conflict(f"{invoice.number} has nothing open left to dispute")
-    return money.to_str(min(deduction.amount_minor, open_part), invoice.currency)
+    return money.to_str(min(left_minor(session, deduction), open_part), invoice.currency)
 
 
 def check_open_dispute(session: Session, *, deduction_id: int, reason: str,
@@ -241,7 +282,7 @@ def check_open_dispute(session: Session, *, deduction_id: int, reason: str,
     invoice = session.get(Invoice, deduction.invoice_id)
     disputes.check_open(session, invoice.number, build(
         DisputeOpenIn, reason=reason, note=note,
-        amount=_dispute_amount(deduction, invoice, amount)), actor=actor)
+        amount=_dispute_amount(session, deduction, invoice, amount)), actor=actor)
 
 
 def open_dispute(session: Session, *, deduction_id: int, reason: str, note: str | None,
@@ -255,7 +296,7 @@ def open_dispute(session: Session, *, deduction_id: int, reason: str, note: str 
     _claim(session, deduction, DeductionStatus.DISPUTED)
     dispute = disputes.open_dispute(session, invoice.number, build(
         DisputeOpenIn, reason=reason, note=note,
-        amount=_dispute_amount(deduction, invoice, amount)), actor=actor, now=now,
+        amount=_dispute_amount(session, deduction, invoice, amount)), actor=actor, now=now,
         source="deduction", deduction_id=deduction.id)
     audit.record(session, actor=actor, action="deduction.disputed", entity_type="deduction",
                  entity_id=deduction.id, from_state=DeductionStatus.OPEN,
@@ -265,14 +306,14 @@ def open_dispute(session: Session, *, deduction_id: int, reason: str, note: str 
 
 
 def write_off_amount(session: Session, deduction: Deduction, invoice: Invoice) -> int:
-    """What a write-off of the deduction asks for: the deduction, at most what of the invoice
+    """What a write-off of the deduction asks for: what is left of it, at most what of the invoice
     is open and not already asked for — in write-offs, or in credit notes waiting for approval
     (a write-off never takes what they will credit: `workflows.write_offs`)."""
     from workflows import write_offs
 
     left = (invoice.balance_minor - write_offs.pending_minor(session, invoice.id)
             - write_offs.credit_waiting(session, invoice.id))
-    amount = min(deduction.amount_minor, left)
+    amount = min(left_minor(session, deduction), left)
     if amount <= 0:
         raise Conflict(f"{invoice.number} has nothing open to write off (or it is all in "
                        "write-off or credit-note requests already)")
@@ -327,8 +368,7 @@ def bill_back(session: Session, *, deduction_id: int, actor: str, now: datetime
     invoice = session.get(Invoice, deduction.invoice_id)
     customer = session.get(Customer, invoice.customer_id)
     payment = session.get(Payment, deduction.payment_id)
-    # what of the shortfall is still due: the customer may have paid part of it since
-    due = min(deduction.amount_minor, invoice.balance_minor)
+    due = due_minor(session, deduction, invoice)
     if not customer.billing_email:
         raise ValidationFailed.of("billing_email", f"{customer.name} has no billing e-mail on "
                                   "file; add one through the API or CSV import")
@@ -358,9 +398,9 @@ def bill_back(session: Session, *, deduction_id: int, actor: str, now: datetime
     return deduction
 
 
-def settle(session: Session, deduction_id: int, *, resolution: str, by: str, now: datetime
-           ) -> None:
-    """Resolved by what followed (credited, written off)."""
+def settle(session: Session, deduction_id: int, *, resolution: str, by: str, now: datetime,
+           note: str | None = None) -> None:
+    """Resolved by what followed (credited, written off, settled)."""
     deduction = get(session, deduction_id)
     if deduction.status == DeductionStatus.RESOLVED:
         return
@@ -372,7 +412,33 @@ def settle(session: Session, deduction_id: int, *, resolution: str, by: str, now
     audit.record(session, actor=by, action="deduction.resolved", entity_type="deduction",
                  entity_id=deduction.id, from_state=before, to_state=DeductionStatus.RESOLVED,
                  reason=resolution, at=now)
-    _update_card(session, deduction)
+    _update_card(session, deduction, note=note)
+
+
+def credited(session: Session, deduction_id: int, *, credit_note: str, by: str,
+             now: datetime) -> None:
+    """The credit note `credit_note` of a dispute opened from the deduction was issued:
+    resolved ("credited") when the credits cover the deduction; else, while its invoice
+    still has something open, open again for what is left (audited, the card says so) —
+    the buttons then act on the rest; when the customer paid the rest meanwhile, resolved
+    ("settled")."""
+    deduction = get(session, deduction_id)
+    if deduction.status == DeductionStatus.RESOLVED:
+        return
+    left = left_minor(session, deduction)
+    if left <= 0:
+        settle(session, deduction_id, resolution="credited", by=by, now=now)
+        return
+    invoice = session.exec(select(Invoice).where(Invoice.id == deduction.invoice_id)
+                           .execution_options(populate_existing=True)).one()
+    if invoice.balance_minor <= 0:
+        settle(session, deduction_id, resolution="settled", by=by, now=now,
+               note=f"{invoice.number} has nothing open any more: nothing is missing.")
+        return
+    cur = invoice.currency
+    reopen(session, deduction_id, now=now, left=left,
+           why=f"{credit_note} credited {money.format_money(deduction.amount_minor - left, cur)}"
+               f" of it: {money.format_money(left, cur)} is still missing")
 
 
 def reverse(session: Session, deduction_id: int, *, by: str, now: datetime) -> None:
@@ -395,8 +461,10 @@ def reverse(session: Session, deduction_id: int, *, by: str, now: datetime) -> N
     _update_card(session, deduction)
 
 
-def reopen(session: Session, deduction_id: int, *, now: datetime, why: str) -> None:
-    """What was tried did not settle it (dispute rejected, write-off rejected): open again."""
+def reopen(session: Session, deduction_id: int, *, now: datetime, why: str,
+           left: int | None = None) -> None:
+    """What was tried did not settle it (dispute rejected, write-off rejected, credited in
+    part): open again, for what is `left` of it (audited)."""
     deduction = get(session, deduction_id)
     if deduction.status in (DeductionStatus.OPEN, DeductionStatus.RESOLVED):
         return
@@ -406,20 +474,29 @@ def reopen(session: Session, deduction_id: int, *, now: datetime, why: str) -> N
     session.flush()
     audit.record(session, actor="system", action="deduction.reopened", entity_type="deduction",
                  entity_id=deduction.id, from_state=before, to_state=DeductionStatus.OPEN,
-                 reason=why, at=now)
+                 reason=why, at=now,
+                 left_minor=left if left is not None else left_minor(session, deduction))
     _update_card(session, deduction, note=why)
 
 
 def outstanding(session: Session, *, as_of_end: datetime | None = None
                 ) -> dict[str, tuple[int, int]]:
     """{currency: (count, amount)} of deductions not resolved whose invoice still has
-    something open (recorded by `as_of_end`, when given)."""
-    query = (select(Invoice.currency, sa.func.count(),
-                    sa.func.coalesce(sa.func.sum(Deduction.amount_minor), 0))
-             .join(Invoice, Invoice.id == Deduction.invoice_id)
-             .where(Deduction.status.in_([str(s) for s in ACTIVE]),
-                    Invoice.balance_minor > 0)
-             .group_by(Invoice.currency))
+    something open (recorded by `as_of_end`, when given): what is left of them, at most
+    their invoice's balance (the KPI's figure for today: `workflows.kpis`)."""
+    held = [Deduction.status.in_([str(s) for s in ACTIVE]), Invoice.balance_minor > 0]
     if as_of_end is not None:
-        query = query.where(Deduction.created_at <= as_of_end)
-    return {cur: (int(n), int(total)) for cur, n, total in session.exec(query).all()}
+        held.append(Deduction.created_at <= as_of_end)
+    rows = session.exec(select(Invoice.id, Invoice.currency, Invoice.balance_minor,
+                               Deduction.id, Deduction.amount_minor)
+                        .join(Invoice, Invoice.id == Deduction.invoice_id).where(*held)).all()
+    credited = credited_minor(session, [r[3] for r in rows]) if rows else {}
+    per_invoice: dict[int, tuple[str, int, int, int]] = {}
+    for invoice_id, cur, balance, did, amount in rows:
+        _, _, n, left = per_invoice.get(invoice_id, (cur, balance, 0, 0))
+        per_invoice[invoice_id] = (cur, balance, n + 1, left + amount - credited.get(did, 0))
+    out: dict[str, tuple[int, int]] = {}
+    for cur, balance, n, left in per_invoice.values():
+        count, total = out.get(cur, (0, 0))
+        out[cur] = (count + n, total + min(left, balance))
+    return out

@@ -399,7 +399,7 @@ def credit_issued(session: Session, dispute_id: int, *, note: CreditNote, now: d
     audit.record(session, actor="system", action="dispute.credited", entity_type="dispute",
                  entity_id=dispute.id, reason=f"credit note {note.number} issued", at=now,
                  credit_note=note.number)
-    _deduction_follows(session, dispute, now=now, by=note.created_by, credited=True)
+    _deduction_follows(session, dispute, now=now, by=note.created_by, credited=note.number)
     _update_card(session, dispute)
 
 
@@ -414,15 +414,17 @@ def credit_rejected(session: Session, dispute_id: int, *, now: datetime,
 
 
 def _deduction_follows(session: Session, dispute: Dispute, *, now: datetime, by: str,
-                       credited: bool = False) -> None:
-    """A dispute opened for a deduction settles it: credited -> resolved; rejected,
+                       credited: str | None = None) -> None:
+    """A dispute opened for a deduction settles it: credited (by the credit note numbered
+    `credited`) -> resolved, or open again for what the credit left of it; rejected,
     withdrawn or not credited -> the deduction is open again."""
     if dispute.deduction_id is None:
         return
     from workflows import deductions
 
     if credited:
-        deductions.settle(session, dispute.deduction_id, resolution="credited", by=by, now=now)
+        deductions.credited(session, dispute.deduction_id, credit_note=credited, by=by,
+                            now=now)
     elif dispute.status != DisputeStatus.ACCEPTED or dispute.held_minor == 0:
         deductions.reopen(session, dispute.deduction_id, now=now,
                           why=f"dispute #{dispute.id} {dispute.status}")

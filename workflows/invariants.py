@@ -419,7 +419,9 @@ def validate_fee_invoices(session: Session) -> list[str]:
 
 def validate_deductions(session: Session) -> list[str]:
     """A deduction's state matches what was done about it: one that is disputed has a dispute,
-    one waiting for a write-off has a pending request, a resolved one says how."""
+    one waiting for a write-off has a pending request, a resolved one says how, one that the
+    credit notes of its disputes covered is not left unresolved (credited in part, it stays
+    open for the rest: `workflows.deductions.credited`)."""
     disputed = sa.exists().where(Dispute.deduction_id == Deduction.id)
     asked = sa.exists().where(WriteOffRequest.deduction_id == Deduction.id,
                               WriteOffRequest.status == WriteOffRequestStatus.PENDING)
@@ -427,13 +429,22 @@ def validate_deductions(session: Session) -> list[str]:
     nobody_asked = sa.and_(Deduction.status == DeductionStatus.WRITE_OFF_PENDING, ~asked)
     unexplained = sa.and_(Deduction.status == DeductionStatus.RESOLVED,
                           sa.func.coalesce(Deduction.resolution, "") == "")
+    credited = (select(sa.func.coalesce(sa.func.sum(
+        CreditNote.amount_minor + CreditNote.customer_credit_minor), 0))
+        .join(CreditNoteRequest, CreditNoteRequest.id == CreditNote.request_id)
+        .join(Dispute, Dispute.id == CreditNoteRequest.dispute_id)
+        .where(Dispute.deduction_id == Deduction.id).scalar_subquery())
+    covered = sa.and_(Deduction.status == DeductionStatus.OPEN,
+                      credited >= Deduction.amount_minor)
     problems = []
     for did, status in session.exec(select(Deduction.id, Deduction.status)
-                                    .where(sa.or_(no_dispute, nobody_asked, unexplained))
+                                    .where(sa.or_(no_dispute, nobody_asked, unexplained,
+                                                  covered))
                                     .order_by(Deduction.id)).all():
         problems.append(f"deduction {did}: " + {
             DeductionStatus.DISPUTED: "disputed without a dispute",
             DeductionStatus.WRITE_OFF_PENDING: "waiting for a write-off nobody asked",
+            DeductionStatus.OPEN: "open though its disputes' credit notes covered it",
         }.get(status, "resolved without a resolution"))
     return problems
 

@@ -50,7 +50,8 @@ reversed after that moment, as they were (`workflows.receivables.reversed_then`)
   resolution of the disputes resolved in W (accepted, rejected or withdrawn).
 * **Deductions outstanding** = deductions recorded by the end of `as_of` that were not resolved
   by then and whose invoice still has something open: their number (all currencies) and
-  amount (home currency).
+  amount (home currency) — what was left of them then (their amount less the credit notes of
+  disputes opened from them issued by then), per invoice at most what the invoice had open.
 * **Bad-debt ratio** = bad-debt write-offs (reason `bad_debt`) dated in W / credit sales in W
   (home currency).
 
@@ -96,6 +97,7 @@ from models import (
     money,
 )
 from workflows import snapshot_reads
+from workflows.deductions import credited_minor
 from workflows.receivables import (
     SETTLEMENTS,
     Aging,
@@ -608,6 +610,9 @@ def _deductions_outstanding(session: Session, end: date, known: datetime | None,
     resolved by then whose invoice was open at the end of `end` (as known at `known`): its
     balance today plus what was settled with a later date, as the aging counts it — not
     today's balance alone, which a later payment would take a past day's deduction off with.
+    The amount is what was left of them before `cutoff` (less the credit notes of disputes
+    opened from them issued by then: `workflows.deductions.credited_minor`), per invoice at
+    most what it had open.
     The settlements dated later are summed only for the deductions' invoices, and only when
     one of them has any (a probe): as of today there are none to sum."""
     not_resolved = sa.or_(Deduction.status != DeductionStatus.RESOLVED,
@@ -631,11 +636,14 @@ def _deductions_outstanding(session: Session, end: date, known: datetime | None,
             later[invoice_id] = later.get(invoice_id, 0) + int(amount or 0)
     for invoice_id, amount in reversed_by_invoice(session, theirs, end, known).items():
         later[invoice_id] = later.get(invoice_id, 0) - amount
+    credited = credited_minor(session, theirs, before=cutoff, per_invoice=True)
     out: dict[str, tuple[int, int]] = {}
     for invoice_id, currency, balance, n, amount in rows:
-        if balance + later.get(invoice_id, 0) > 0:
+        open_then = balance + later.get(invoice_id, 0)
+        if open_then > 0:
             count, total = out.get(currency, (0, 0))
-            out[currency] = (count + int(n), total + int(amount or 0))
+            left = int(amount or 0) - credited.get(invoice_id, 0)
+            out[currency] = (count + int(n), total + min(left, open_then))
     return out
 
 

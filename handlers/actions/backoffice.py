@@ -161,8 +161,8 @@ def on_deduction_dispute(body: dict, respond: Respond, client: WebClient,
         invoice = session.get(Invoice, deduction.invoice_id)
         closed = invoice.balance_minor == 0
         info = _open_info(session, invoice)
-        amount = money.to_str(min(deduction.amount_minor, disputes.undisputed_open(invoice)),
-                              invoice.currency)
+        amount = money.to_str(min(deductions.left_minor(session, deduction),
+                                  disputes.undisputed_open(invoice)), invoice.currency)
     if closed:
         _settle_instead(body, respond, client, context, deduction_id, info["number"])
         return
@@ -202,7 +202,7 @@ def on_deduction_bill_back(body: dict, respond: Respond, client: WebClient,
         deduction = deductions.bill_back(session, deduction_id=deduction_id, actor=user_id,
                                          now=now_of(context))
         invoice = session.get(Invoice, deduction.invoice_id)
-        due = min(deduction.amount_minor, invoice.balance_minor)  # what the e-mail asks for
+        due = deductions.due_minor(session, deduction, invoice)  # what the e-mail asks for
         text = _settled(invoice.number) if deduction.status == "resolved" else (
             f":email: The customer was e-mailed that {fmt.money(due, invoice.currency)} of "
             f"{esc(invoice.number)} is still due; the deduction stays open.")

@@ -365,6 +365,8 @@ CONTEXTS.update({
                                        "credit_amount_minor": None, "credit_note": None})],
     "dispute_escalated": [("escalated", {**DISPUTE, "working_days": 5})],
     "deduction_card": [("open", DEDUCTION),
+                       ("credited in part", {**DEDUCTION, "left_minor": 3_000, "dispute_id": 5,
+                                             "note": "CN-2026-000004 credited USD 20.00"}),
                        ("resolved", {**DEDUCTION, "status": "resolved",
                                      "resolution": "credited", "dispute_id": 5,
                                      "billed_back_at": "2026-11-21T10:00:00+00:00",

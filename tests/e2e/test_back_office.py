@@ -391,3 +391,37 @@ def test_7_reports_in_slack(books, slack, standin, api) -> None:
     assert "in dispute USD 300.00" in ar
     customer = text_of(ask(slack, sa, "UCOLL001", "customer globex"))
     assert "USD 300.00 in dispute" in customer
+
+
+def test_2d_a_deduction_credited_in_part_is_open_on_its_card_for_the_rest(books, slack,
+                                                                           standin, api) -> None:
+    from workflows import approvals, deductions, disputes
+
+    sa = standin.api
+    short_payment(api)  # 50.00 short
+    card = message(sa, "CAR000001", "Deduction — INV-2026-000101")
+    # given: a dispute from its card, accepted for 20.00, whose credit note is issued
+    now = datetime.combine(TODAY, time(11), UTC)
+    with books.db.transaction() as s:
+        deduction = s.exec(select(Deduction)).one()
+        dispute = deductions.open_dispute(s, deduction_id=deduction.id, reason="damaged",
+                                          note=None, actor="UCOLL001", now=now)
+        disputes.resolve(s, dispute_id=dispute.id, outcome="accepted", by="USALES01",
+                         now=now, credit_amount="20.00")
+    with books.db.transaction() as s:
+        request = disputes.credit_request_of(s, dispute.id)
+        approvals.decide(session=s, approval_id=request.approval_id, user_id="UCREDIT1",
+                         approve=True, now=now)
+    # then the card, updated in place, says what is left and has its buttons back
+    sa.wait_for(lambda: "USD 30.00 left" in current(sa, card), WAIT, "card update")
+    assert "Write off" in json.dumps(sa.message(card["channel"], card["ts"])["blocks"])
+    # and Bill back asks for the 30.00, Open dispute offers it, Write off asks for it
+    slack.click("UCOLL001", card, "backoffice_deduction_bill_back")
+    answer_for(sa, "UCOLL001", "USD 30.00 of INV-2026-000101 is still due")
+    slack.click("UCOLL001", card, "backoffice_deduction_dispute")
+    assert '"initial_value": "30.00"' in json.dumps(modal(sa, "UCOLL001"))
+    slack.click("UCOLL001", card, "backoffice_deduction_write_off")
+    view = sa.wait_for(lambda: next((v for v in sa.views_for("UCOLL001")
+                                     if v["callback_id"] == "backoffice_write_off_modal"),
+                                    None), WAIT, "the write-off modal")
+    assert "Write off the deduction of *USD 30.00*" in json.dumps(view)

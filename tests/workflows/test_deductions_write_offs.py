@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import select
 
 from models import (
@@ -364,3 +365,132 @@ def test_write_off_requests_need_a_collector_or_credit_approver(books) -> None:
     assert books.exec(select(WriteOffRequest)).all() == []
     refused = books.exec(select(AuditEvent).where(AuditEvent.action.like("refused.%"))).all()
     assert refused == []  # audited by the caller's transaction helper (handlers, API)
+
+
+# -- a deduction credited in part -----------------------------------------------------------------
+LATER = NOW + timedelta(days=1)  # the credit note is approved the next day
+
+
+def outstanding(session, day, **options) -> tuple[int, int]:
+    from workflows import kpis
+
+    report = kpis.compute(session, day, **options)
+    return report.deductions_outstanding, report.deductions_outstanding_minor
+
+
+def disputed_and_credited(session, deduction: Deduction, credit: str):
+    """A dispute opened from the deduction's card, accepted for `credit`, whose credit note is
+    approved (issued) the next day."""
+    dispute = deductions.open_dispute(session, deduction_id=deduction.id, reason="damaged",
+                                      note="2 broken", actor="UCOLL001", now=NOW)
+    disputes.resolve(session, dispute_id=dispute.id, outcome="accepted", by="USALES01",
+                     now=NOW, credit_amount=credit)
+    request = session.exec(select(CreditNoteRequest).where(
+        CreditNoteRequest.dispute_id == dispute.id)).one()
+    approvals.decide(session=session, approval_id=request.approval_id, user_id="UCREDIT1",
+                     approve=True, now=LATER)
+    session.refresh(deduction)
+    return dispute
+
+
+def test_a_deduction_credited_in_part_stays_open_for_the_rest(books) -> None:
+    # given: 50.00 short paid; a dispute from its card accepted for 20.00 only
+    deduction = short_paid(books)
+    assert outstanding(books, TODAY) == (1, 5_000)
+    disputed_and_credited(books, deduction, "20.00")
+    # then once the 20.00 credit note is issued, the deduction is open for the other 30.00
+    assert get_invoice(books, "INV-2026-000001").balance_minor == 3_000
+    assert (deduction.status, deduction.resolution) == ("open", None)
+    assert deductions.left_minor(books, deduction) == 3_000
+    assert deductions.outstanding(books) == {"USD": (1, 3_000)}
+    event = books.exec(select(AuditEvent).where(AuditEvent.action == "deduction.reopened")
+                       ).one()
+    assert (event.from_state, event.to_state, event.data["left_minor"]) == (
+        "disputed", "open", 3_000)
+    assert "USD 30.00" in event.reason
+    card = books.exec(select(OutboxMessage).where(
+        OutboxMessage.target_outbox_id == deduction.card_outbox_id)).all()[-1]
+    ctx = card.payload["context"]
+    assert (ctx["status"], ctx["amount_minor"], ctx["left_minor"]) == ("open", 5_000, 3_000)
+    assert "USD 30.00" in ctx["note"]
+    from blocks import templates
+
+    rendered = templates.render("deduction_card", ctx)
+    assert rendered["text"] == "Deduction — INV-2026-000001: USD 50.00 short, USD 30.00 left"
+    assert "USD 20.00 credited · *USD 30.00 left*" in str(rendered["blocks"])
+    assert "Write off…" in str(rendered["blocks"])  # its buttons are back
+    # and the KPI counts 30.00 from that day on, 50.00 before (however it is asked)
+    assert outstanding(books, TODAY) == outstanding(books, TODAY, rollups=False) == (1, 5_000)
+    assert outstanding(books, LATER.date()) == (1, 3_000)
+    assert outstanding(books, LATER.date(), known_at=LATER - timedelta(hours=1)) == (1, 5_000)
+    assert outstanding(books, LATER.date(), known_at=LATER) == (1, 3_000)
+    # when a collector writes off the rest
+    request = deductions.write_off(books, deduction_id=deduction.id, reason="not worth it",
+                                   actor="UCOLL001", now=LATER)
+    assert request.amount_minor == 3_000
+    approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                     approve=True, now=LATER)
+    # then exactly 30.00 is written off and the deduction is resolved
+    written = books.exec(select(WriteOff).where(WriteOff.reason == "deduction")).one()
+    assert written.amount_minor == 3_000
+    books.refresh(deduction)
+    assert (deduction.status, deduction.resolution) == ("resolved", "written_off")
+    assert get_invoice(books, "INV-2026-000001").balance_minor == 0
+    assert outstanding(books, LATER.date()) == (0, 0)
+    assert outstanding(books, LATER.date(), known_at=LATER - timedelta(hours=1)) == (1, 5_000)
+    assert invariants.validate_all(books) == []
+
+
+def test_the_rest_of_a_deduction_credited_in_part_is_what_its_buttons_act_on(books) -> None:
+    deduction = short_paid(books)
+    disputed_and_credited(books, deduction, "20.00")
+    # a bill-back asks for the 30.00
+    deductions.bill_back(books, deduction_id=deduction.id, actor="UCOLL001", now=LATER)
+    mail = books.exec(select(OutboxMessage).where(
+        OutboxMessage.payload["template"].as_string() == "deduction_bill_back")).one()
+    assert (mail.payload["context"]["amount_minor"], mail.payload["context"]["due_minor"]) == (
+        5_000, 3_000)
+    # a second dispute holds the 30.00; credited in full, it resolves the deduction
+    dispute = disputed_and_credited(books, deduction, "")
+    assert dispute.amount_minor == 3_000
+    assert (deduction.status, deduction.resolution) == ("resolved", "credited")
+    assert get_invoice(books, "INV-2026-000001").balance_minor == 0
+    assert outstanding(books, LATER.date()) == (0, 0)
+    assert invariants.validate_all(books) == []
+
+
+def test_a_deduction_credited_in_full_is_resolved_as_before(books) -> None:
+    deduction = short_paid(books)
+    disputed_and_credited(books, deduction, "50.00")
+    assert (deduction.status, deduction.resolution) == ("resolved", "credited")
+    assert books.exec(select(AuditEvent).where(AuditEvent.action == "deduction.reopened")
+                      ).all() == []
+    assert outstanding(books, TODAY) == (1, 5_000)
+    assert outstanding(books, LATER.date()) == (0, 0)
+    assert invariants.validate_all(books) == []
+    # and one left open though its credit note covered it is named (a faulty script's doing)
+    books.execute(sa.update(Deduction.__table__).where(Deduction.__table__.c.id == deduction.id)
+                  .values(status="open", resolution=None))
+    assert invariants.validate_deductions(books) == [
+        f"deduction {deduction.id}: open though its disputes' credit notes covered it"]
+
+
+def test_a_deduction_credited_in_part_after_the_customer_paid_the_rest_is_settled(books
+                                                                                  ) -> None:
+    deduction = short_paid(books)
+    dispute = deductions.open_dispute(books, deduction_id=deduction.id, reason="damaged",
+                                      note=None, actor="UCOLL001", now=NOW)
+    disputes.resolve(books, dispute_id=dispute.id, outcome="accepted", by="USALES01",
+                     now=NOW, credit_amount="20.00")
+    # when the customer pays the other 30.00 before the credit note is issued
+    record_payment(books, PaymentIn(amount="30.00", currency="USD", received_at=NOW,
+                                    reference="INV-2026-000001"), actor="test")
+    request = books.exec(select(CreditNoteRequest)).one()
+    approvals.decide(session=books, approval_id=request.approval_id, user_id="UCREDIT1",
+                     approve=True, now=LATER)
+    # then nothing is missing any more: resolved, "settled"
+    books.refresh(deduction)
+    assert get_invoice(books, "INV-2026-000001").balance_minor == 0
+    assert (deduction.status, deduction.resolution) == ("resolved", "settled")
+    assert outstanding(books, LATER.date()) == (0, 0)
+    assert invariants.validate_all(books) == []

@@ -257,10 +257,9 @@ def test_with_all_ar_collected_the_home_currency_is_the_one_sold_in(session: Ses
     assert report.dso == Decimal("0.00") and report.cei == Decimal("100.00")
 
 
-def test_a_past_days_deductions_outstanding_do_not_read_todays_balances(session: Session
-                                                                         ) -> None:
-    # given: 1000.00 issued 03-01, short paid 950.00 on 04-01 (a 50.00 deduction), each
-    # recorded on its day
+def short_paid_on_04_01(session: Session):
+    """1000.00 issued 03-01, short paid 950.00 on 04-01 (a 50.00 deduction), each recorded on
+    its day; returns (pay on a day, the deductions outstanding as of a day)."""
     from tests.support.timetravel import run_at
 
     f.customer(session)
@@ -270,18 +269,41 @@ def test_a_past_days_deductions_outstanding_do_not_read_todays_balances(session:
         amount="950.00", currency="USD", received_at=at(date(2026, 4, 1)),
         reference="INV-2026-000301"), actor="test")
 
+    def paid(amount: str, day: date) -> None:
+        run_at(at(day), pay, session, amount, "INV-2026-000301", day)
+
     def outstanding(as_of: date, **options) -> tuple[int, int]:
         report = kpis.compute(session, as_of, **options)
         return report.deductions_outstanding, report.deductions_outstanding_minor
 
+    return paid, outstanding
+
+
+def test_a_past_days_deductions_outstanding_do_not_read_todays_balances(session: Session
+                                                                         ) -> None:
+    # given: a 50.00 deduction of 04-01
+    paid, outstanding = short_paid_on_04_01(session)
     assert outstanding(T3) == (1, 5000)
     # when the customer pays the 50.00 on 05-10
-    run_at(at(date(2026, 5, 10)), pay, session, "50.00", "INV-2026-000301", date(2026, 5, 10))
+    paid("50.00", date(2026, 5, 10))
     # then on 04-30 the deduction was still outstanding (its invoice open then), however it
     # is asked; by 05-31 it is not
     assert outstanding(T3) == outstanding(T3, rollups=False) == (1, 5000)
     assert outstanding(T3, known_at=at(date(2026, 5, 31))) == (1, 5000)
     assert outstanding(date(2026, 5, 31)) == (0, 0)
+
+
+def test_deductions_outstanding_count_at_most_what_their_invoice_had_open(session: Session
+                                                                          ) -> None:
+    # given: a 50.00 deduction of 04-01
+    paid, outstanding = short_paid_on_04_01(session)
+    # when the customer pays 20.00 of the 50.00 on 05-10
+    paid("20.00", date(2026, 5, 10))
+    # then from 05-10 the deduction is outstanding for the 30.00 still open, before for 50.00
+    assert outstanding(T3) == outstanding(T3, rollups=False) == (1, 5000)
+    assert outstanding(date(2026, 5, 31)) == outstanding(date(2026, 5, 31), rollups=False) == (
+        1, 3000)
+    assert outstanding(date(2026, 5, 31), known_at=at(date(2026, 5, 9))) == (1, 5000)
 
 
 def test_a_past_days_invoice_accuracy_does_not_count_later_corrections(session: Session
