@@ -71,6 +71,26 @@ def orders(db) -> list[Order]:
         return list(s.exec(select(Order).order_by(Order.id)))
 
 
+def imported(server, crm, deal_id: str, *, event_id: int) -> Order:
+    """A won deal of 1 x WID-1 for Globex, imported: its order."""
+    company(server.db)
+    crm.add_deal(deal_id, company=("9001", "C-GLOBEX"),
+                 lines=[{"sku": "WID-1", "quantity": 1, "price": "100.00"}])
+    send(server, [hp.stage_changed(deal_id, event_id=event_id)])
+    [order] = crm.wait_for(lambda: orders(server.db), what="the order")
+    return order
+
+
+def told_ar_once(server, standin, words: str) -> dict:
+    """The AR channel's message saying `words`, once every queued delivery is done."""
+    [note] = standin.api.wait_for(lambda: [m for m in standin.api.messages("CAR000001")
+                                           if words in m["text"]], 15, "AR")
+    server.app.state.runtime.integrations.drain()
+    server.worker.drain()
+    assert len([m for m in standin.api.messages("CAR000001") if words in m["text"]]) == 1
+    return note
+
+
 def test_a_won_deal_becomes_an_order_and_the_deal_follows_it(hub_server, crm) -> None:
     company(hub_server.db)
     crm.add_deal("5001", company=("9001", "C-GLOBEX"),
@@ -187,24 +207,15 @@ def test_each_deal_becomes_one_order(hub_server, crm) -> None:
 def test_a_deal_won_again_with_other_lines_is_reported_to_ar_once(
         hub_server, crm, standin) -> None:
     # given a won deal imported as an order of 1 x WID-1
-    company(hub_server.db)
-    crm.add_deal("5014", company=("9001", "C-GLOBEX"),
-                 lines=[{"sku": "WID-1", "quantity": 1, "price": "100.00"}])
-    send(hub_server, [hp.stage_changed("5014", event_id=20)])
-    [order] = crm.wait_for(lambda: orders(hub_server.db), what="the order")
+    order = imported(hub_server, crm, "5014", event_id=20)
     # when its line items are edited (5 units) and it is won again, that event twice
     crm.add_deal("5014", company=("9001", "C-GLOBEX"),
                  lines=[{"sku": "WID-1", "quantity": 5, "price": "100.00"}])
     send(hub_server, [hp.stage_changed("5014", event_id=21)])
     send(hub_server, [hp.stage_changed("5014", event_id=22)])
     # then AR is told the deal no longer matches the order, once; still one order
-    [note] = standin.api.wait_for(lambda: [m for m in standin.api.messages("CAR000001")
-                                           if "no longer matches" in m["text"]], 15, "AR")
+    note = told_ar_once(hub_server, standin, "no longer matches")
     assert order.number in note["text"] and "5 x WID-1 at 100.00" in note["text"]
-    hub_server.app.state.runtime.integrations.drain()
-    hub_server.worker.drain()
-    assert len([m for m in standin.api.messages("CAR000001")
-                if "no longer matches" in m["text"]]) == 1
     [still] = orders(hub_server.db)
     assert (still.id, still.total_minor) == (order.id, 10_000)
 
@@ -347,11 +358,7 @@ def test_a_request_of_more_events_than_it_takes_is_refused_whole_not_cut(hub_ser
 def test_a_deal_lost_after_it_became_an_order_is_reported_to_ar_once(
         hub_server, crm, standin) -> None:
     # given a won deal imported as an order, and a deal that was never won
-    company(hub_server.db)
-    crm.add_deal("5020", company=("9001", "C-GLOBEX"),
-                 lines=[{"sku": "WID-1", "quantity": 1, "price": "100.00"}])
-    send(hub_server, [hp.stage_changed("5020", event_id=40)])
-    [order] = crm.wait_for(lambda: orders(hub_server.db), what="the order")
+    order = imported(hub_server, crm, "5020", event_id=40)
     # when the sale falls through: the deal is moved to closed-lost (that event twice, and
     # once more with another id), and the other deal is lost too
     crm.add_deal("5020", company=("9001", "C-GLOBEX"), dealstage="closedlost",
@@ -363,13 +370,8 @@ def test_a_deal_lost_after_it_became_an_order_is_reported_to_ar_once(
     # then the order's deal is looked at, the never-won one is not
     assert [a.json()["queued"] for a in answers] == [1, 0, 1, 0]
     # and AR is told once that the order's deal was lost; the order is left for a person
-    [note] = standin.api.wait_for(lambda: [m for m in standin.api.messages("CAR000001")
-                                           if "is no longer won" in m["text"]], 15, "AR")
+    note = told_ar_once(hub_server, standin, "is no longer won")
     assert order.number in note["text"] and "closedlost" in note["text"]
-    hub_server.app.state.runtime.integrations.drain()
-    hub_server.worker.drain()
-    assert len([m for m in standin.api.messages("CAR000001")
-                if "is no longer won" in m["text"]]) == 1
     [still] = orders(hub_server.db)
     assert (still.id, still.status) == (order.id, "approved")
     with hub_server.db.read_session() as s:

@@ -116,16 +116,23 @@ def test_request_credit_approval_completes_when_the_card_is_decided(
         assert s.exec(select(CreditRequest)).one().status == "approved"
 
 
-def test_balance_lookup_and_activity_log_complete_once_even_when_retried(
-        server, slack, standin) -> None:
-    books(server)
-    # when: the balance step runs, and Slack sends the same execution again (a new event id)
+def balance_twice(slack) -> str:
+    """The balance step run for Globex by USALES01, and Slack sending that execution again (a
+    new event id): its execution id."""
     execution, _ = slack.function_executed(
         steps.BALANCE, {"customer": "C-GLOBEX", "requested_by": ran_by("USALES01")},
         outputs=("open_ar", "overdue", "credit_available"))
     slack.function_executed(steps.BALANCE, {"customer": "C-GLOBEX",
                                             "requested_by": ran_by("USALES01")},
                             execution_id=execution)
+    return execution
+
+
+def test_balance_lookup_and_activity_log_complete_once_even_when_retried(
+        server, slack, standin) -> None:
+    books(server)
+    # when: the balance step runs, and Slack sends the same execution again (a new event id)
+    execution = balance_twice(slack)
     # then
     done = finished(standin, execution)
     assert done["outputs"]["open_ar"] == "USD 700.00"
@@ -176,12 +183,7 @@ def test_a_step_failing_unexpectedly_fails_with_a_reference_instead_of_hanging(
     # given: a step that fails with something that is not a refusal (a bug, a deadlock)
     monkeypatch.setitem(steps.STEPS, steps.BALANCE, broken)
     # when: a workflow runs it, and Slack sends the same execution again
-    execution, _ = slack.function_executed(
-        steps.BALANCE, {"customer": "C-GLOBEX", "requested_by": ran_by("USALES01")},
-        outputs=("open_ar", "overdue", "credit_available"))
-    slack.function_executed(steps.BALANCE, {"customer": "C-GLOBEX",
-                                            "requested_by": ran_by("USALES01")},
-                            execution_id=execution)
+    execution = balance_twice(slack)
     # then: the step fails (Workflow Builder tells the person) with a reference, not a
     # detail; it is not left running until Slack gives up
     done = finished(standin, execution)

@@ -59,6 +59,15 @@ def payments(db) -> list[Payment]:
         return list(s.exec(select(Payment).order_by(Payment.id)))
 
 
+def paid_by_bank(session, number: str, amount: str) -> None:
+    """Globex pays `amount` of invoice `number` by bank transfer (not through the link)."""
+    from workflows.cash_application import PaymentIn, record_payment
+
+    record_payment(session, PaymentIn(amount=amount, currency="USD", received_at=NOW,
+                                      reference=number, customer="C-GLOBEX"), actor="api",
+                   apply_to=[number])
+
+
 def healthy(db) -> None:
     with db.read_session() as s:
         assert validate_all(s) == []
@@ -102,11 +111,7 @@ def test_a_balance_that_moved_leaves_the_rest_as_unapplied_credit(db) -> None:
     # given an invoice of 500 of which 200 was paid by bank since the link was opened
     [number] = given_invoices(db, "500.00")
     with db.transaction() as s:
-        from workflows.cash_application import PaymentIn, record_payment
-
-        record_payment(s, PaymentIn(amount="200.00", currency="USD", received_at=NOW,
-                                    reference=number, customer="C-GLOBEX"), actor="api",
-                       apply_to=[number])
+        paid_by_bank(s, number, "200.00")
     # when the customer completes a checkout opened for the old 500
     handle(db, sp.event("checkout.session.completed", sp.checkout_session(
         invoice=number, amount=50_000, payment_intent="pi_C")))
@@ -123,11 +128,7 @@ def test_money_for_an_invoice_paid_meanwhile_is_its_customers_credit(db) -> None
     # open, and another customer with an open invoice of the same 500
     [number] = given_invoices(db, "500.00")
     with db.transaction() as s:
-        from workflows.cash_application import PaymentIn, record_payment
-
-        record_payment(s, PaymentIn(amount="500.00", currency="USD", received_at=NOW,
-                                    reference=number, customer="C-GLOBEX"), actor="api",
-                       apply_to=[number])
+        paid_by_bank(s, number, "500.00")
         f.customer(s, "C-INITECH", "Initech")
         other = f.invoice(s, "INV-2026-000900", "C-INITECH", total="500.00",
                           due=date(2026, 3, 30)).number
