@@ -8,10 +8,11 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 from bot.settings import Settings, SettingsError, load_settings
 
@@ -110,6 +111,28 @@ def _import_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
+IMPORT_ATTEMPTS = 3  # an import PostgreSQL rolled back as a deadlock is run again, whole
+T = TypeVar("T")
+
+
+def _imported(run: Callable[[], T]) -> T:
+    """`run()` (one whole import, one transaction), again when PostgreSQL rolled it back
+    because it lost a race with another writer (a deadlock: nothing of it was kept), up to
+    `IMPORT_ATTEMPTS` times; each attempt starts afresh (its own engine and caches)."""
+    from bot.db import LOST_A_RACE, lost_a_race
+
+    for attempt in range(1, IMPORT_ATTEMPTS + 1):
+        try:
+            return run()
+        except Exception as exc:
+            if not lost_a_race(exc) or attempt == IMPORT_ATTEMPTS:
+                raise
+            print(f"o2c: another writer changed the same rows at the same moment "
+                  f"({LOST_A_RACE[exc.orig.sqlstate]}): nothing was kept; importing again "
+                  f"(attempt {attempt + 1} of {IMPORT_ATTEMPTS})", file=sys.stderr)
+    raise AssertionError("unreachable")
+
+
 def cmd_import_bank_statement(args: argparse.Namespace) -> int:
     """`o2c import bank-statement FILE [--date-order auto|dmy|mdy]`: CSV or camt.053; every
     credit is matched. The date order of a CSV is the option's, else the setting's
@@ -118,15 +141,23 @@ def cmd_import_bank_statement(args: argparse.Namespace) -> int:
     from workflows.bank_statements import import_statement
 
     settings = _settings()
-    db = Database(settings.database_url, policy=settings.policy())
-    with db.session() as session, _import_gc():
-        report = import_statement(session, Path(args.file), names=db.customer_names,
-                                  date_order=args.date_order
-                                  or settings.o2c_bank_csv_date_order)
-        if report.errors:
-            session.rollback()
-        else:
-            session.commit()
+
+    def run():
+        db = Database(settings.database_url, policy=settings.policy())
+        try:
+            with db.session() as session, _import_gc():
+                report = import_statement(session, Path(args.file), names=db.customer_names,
+                                          date_order=args.date_order
+                                          or settings.o2c_bank_csv_date_order)
+                if report.errors:
+                    session.rollback()
+                else:
+                    session.commit()
+            return report
+        finally:
+            db.dispose()
+
+    report = _imported(run)
     if report.errors:
         return _refused(args.file, report.errors)
     print(f"{args.file}: {json.dumps(report.summary())}")
@@ -157,9 +188,16 @@ def cmd_import(args: argparse.Namespace) -> int:
     from bot.imports import import_csv
 
     settings = _settings()
-    db = Database(settings.database_url, policy=settings.policy())
-    report = import_csv(db, args.kind, Path(args.file),
-                        clock=Clock(settings.o2c_business_timezone))
+
+    def run():
+        db = Database(settings.database_url, policy=settings.policy())
+        try:
+            return import_csv(db, args.kind, Path(args.file),
+                              clock=Clock(settings.o2c_business_timezone))
+        finally:
+            db.dispose()
+
+    report = _imported(run)
     if report.errors:
         return _refused(args.file, report.errors, report.error_count)
     print(f"{args.file}: imported {report.count} {args.kind}")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlmodel import select
 
 from bot.cli import main
 from sandbox.driver import SlackDriver
@@ -215,6 +216,49 @@ def test_a_command_that_lost_a_race_says_nothing_was_kept_and_to_run_it_again(
     ours = [line for line in capsys.readouterr().err.splitlines() if line.startswith("o2c:")]
     assert ours == ["o2c: another writer changed the same rows at the same moment (deadlock "
                     "detected): everything this command did was rolled back; run it again"]
+
+
+def _lost_a_race(times: int, real):
+    """`real`, after raising PostgreSQL's "deadlock detected" `times` times."""
+    import sqlalchemy as sa
+
+    class DeadlockDetected(Exception):
+        sqlstate = "40P01"
+
+    calls = []
+
+    def run(*args, **kwargs):
+        calls.append(1)
+        if len(calls) <= times:
+            raise sa.exc.OperationalError("UPDATE products", {},
+                                          DeadlockDetected("deadlock detected"))
+        return real(*args, **kwargs)
+
+    return run, calls
+
+
+@pytest.mark.parametrize(("losses", "code"), [(1, 0), (3, 3)])
+def test_an_import_that_lost_a_race_is_run_again_whole(monkeypatch, capsys, tmp_path, db,
+                                                        database_url, losses, code) -> None:
+    # given a products file, and an import PostgreSQL rolls back as a deadlock `losses` times
+    import bot.imports as imports
+    from models import Product
+
+    path = tmp_path / "products.csv"
+    path.write_text("sku,name,unit_price,currency,on_hand\nWID-9,Widget,10.00,USD,5\n")
+    run, calls = _lost_a_race(losses, imports.import_csv)
+    monkeypatch.setattr(imports, "import_csv", run)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    # when
+    done = main(["import", "products", str(path)])
+    # then it is run again, whole, up to three times in all; once through, imported once
+    err = capsys.readouterr().err
+    assert (done, len(calls)) == (code, min(losses + 1, 3))
+    assert "importing again (attempt 2 of 3)" in err
+    with db.read_session() as s:
+        assert [p.sku for p in s.exec(select(Product))] == (["WID-9"] if code == 0 else [])
+    if code:
+        assert "run it again" in err.splitlines()[-1]
 
 
 def test_serve_starts_while_the_database_is_down_and_is_ready_once_it_answers(tmp_path,
