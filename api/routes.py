@@ -331,7 +331,7 @@ def report_aging(request: Request, as_of: AsOf = None, known_at: KnownAt = None,
     with _deps(request).db.read_session() as session:
         by_currency = aging_by_currency(session, as_of, known_at=known)
     if format == "csv":
-        return _csv(serialize.aging_csv_rows(by_currency))
+        return _csv(serialize.aging_csv_rows(by_currency, as_of, known))
     return serialize.aging_report_out(as_of, known, by_currency)
 
 

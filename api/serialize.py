@@ -234,10 +234,14 @@ def aging_report_out(as_of: date, known_at: datetime | None,
         for cur, a in sorted(by_currency.items())})
 
 
-def aging_csv_rows(by_currency: dict[str, Aging]) -> list[list[str]]:
-    rows = [["currency", *AGING_BUCKETS, "total", "in_dispute"]]
+def aging_csv_rows(by_currency: dict[str, Aging], as_of: date,
+                   known_at: datetime | None) -> list[list[str]]:
+    """The aging as CSV: a row per currency, each saying the day it is of (and, asked for,
+    the moment the books are read as known at), so a saved file still says when."""
+    when = [as_of.isoformat(), known_at.isoformat() if known_at else ""]
+    rows = [["currency", *AGING_BUCKETS, "total", "in_dispute", "as_of", "known_at"]]
     rows += [[cur, *(amount(a.buckets[b], cur) for b in AGING_BUCKETS), amount(a.total, cur),
-              amount(a.disputed, cur)] for cur, a in sorted(by_currency.items())]
+              amount(a.disputed, cur), *when] for cur, a in sorted(by_currency.items())]
     return rows
 
 

@@ -319,14 +319,22 @@ def test_the_aging_csv_says_what_the_json_says_per_currency_never_summed(company
     # when
     data = api.get("/reports/aging").json()["currencies"]
     rows = list(csv.reader(io.StringIO(api.get("/reports/aging?format=csv").text)))
-    # then one row per currency, each cell the JSON's string, to the cent (or yen)
+    # then one row per currency, each cell the JSON's string, to the cent (or yen), each
+    # saying the day it is of (a saved file still says when; no known_at asked: empty)
+    day = today.isoformat()
     assert rows == [
-        ["currency", "current", "1-30", "31-60", "61-90", "90+", "total", "in_dispute"],
-        ["JPY", "0", "0", "0", "0", "500000", "500000", "0"],
-        ["USD", "0.01", "0.00", "1234.56", "0.00", "0.00", "1234.57", "34.56"]]
-    for cur, *cells in rows[1:]:
+        ["currency", "current", "1-30", "31-60", "61-90", "90+", "total", "in_dispute",
+         "as_of", "known_at"],
+        ["JPY", "0", "0", "0", "0", "500000", "500000", "0", day, ""],
+        ["USD", "0.01", "0.00", "1234.56", "0.00", "0.00", "1234.57", "34.56", day, ""]]
+    for cur, *cells, _, _ in rows[1:]:
         assert cells == [*data[cur]["buckets"].values(), data[cur]["total"],
                          str(sum(Decimal(v) for v in data[cur]["in_dispute"].values()))]
+    # and a past day as known then says both
+    past = list(csv.reader(io.StringIO(api.get(
+        "/reports/aging?format=csv&as_of=2026-01-31&known_at=2026-02-01T09:00:00Z").text)))
+    assert [row[-2:] for row in past] == [["as_of", "known_at"]] + [
+        ["2026-01-31", "2026-02-01T09:00:00+00:00"]] * (len(past) - 1)
 
 
 def test_the_kpi_csv_says_what_the_json_says_and_leaves_a_missing_figure_empty(

@@ -37,7 +37,7 @@ def test_reports_as_of_a_past_day(server, api) -> None:
     assert usd["buckets"] == {"current": "400.00", "1-30": "1000.00", "31-60": "0.00",
                               "61-90": "0.00", "90+": "0.00"}
     assert usd["invoices"]["1-30"] == 1 and usd["overdue"] == "1000.00"
-    assert csv.splitlines()[1] == "USD,400.00,1000.00,0.00,0.00,0.00,1400.00,0.00"
+    assert csv.splitlines()[1] == "USD,400.00,1000.00,0.00,0.00,0.00,1400.00,0.00,2026-04-15,"
     # AR 1400 of 1400 sales in the window: DSO 90 days, best possible 400/1400 x 90
     assert (kpis["ar"], kpis["dso"], kpis["best_possible_dso"]) == ("1400.00", "90.00",
                                                                      "25.71")
