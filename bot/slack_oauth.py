@@ -129,13 +129,29 @@ class InstallationStore(SQLAlchemyInstallationStore):
     """slack_sdk's SQLAlchemy store on our database, refusing installations from another org,
     with the token lookups cached per workspace (`CACHE_SECONDS`)."""
 
-    def __init__(self, client_id: str, db: Database, *, ttl: float = CACHE_SECONDS) -> None:
+    def __init__(self, client_id: str, db: Database, *, ttl: float = CACHE_SECONDS,
+                 client: WebClient | None = None) -> None:
         super().__init__(client_id, db.engine, bots_table_name=BOTS,
                          installations_table_name=INSTALLATIONS)
         self.db = db
+        self.client = client  # the Web API (SLACK_API_URL): a refused org's token given back
         self.ttl = ttl
         self._cache: dict[tuple, tuple[Any, float]] = {}
         self._lock = threading.Lock()
+
+    def _give_back(self, installation: Installation) -> None:
+        """A refused org's bot token, which Slack issued and we will never use, is revoked
+        (`auth.revoke`) rather than left valid in nobody's hands; best effort: a failure is
+        logged (without the token), the refusal stands either way."""
+        if self.client is None or not installation.bot_token:
+            return
+        try:
+            WebClient(token=installation.bot_token, base_url=self.client.base_url,
+                      timeout=self.client.timeout).auth_revoke()
+        except Exception as error:  # Slack down, the token already gone, ...
+            log.warning("could not revoke the token of a refused installation (team %s): %s",
+                        installation.team_id or installation.enterprise_id,
+                        type(error).__name__)
 
     # -- one company's books per database ----------------------------------------------------
     def home_org(self) -> dict | None:
@@ -172,6 +188,7 @@ class InstallationStore(SQLAlchemyInstallationStore):
                              enterprise_install=bool(installation.is_enterprise_install),
                              scopes=installation.bot_scopes)
         if refused:  # the refusal audited (committed), nothing stored
+            self._give_back(installation)
             raise ForeignInstall("this o2c server keeps the books of another Slack "
                                  "organisation; install it from a workspace of that one")
         super().save(installation)
@@ -356,7 +373,7 @@ def build_installations(settings: Settings, db: Database, clock: Clock,
                         client: WebClient) -> Installations:
     client_id = settings.slack_client_id or ""
     client_secret = settings.secret("slack_client_secret") or ""
-    store = InstallationStore(client_id, db)
+    store = InstallationStore(client_id, db, client=client)
     redirect_uri = (f"{settings.o2c_public_url}/slack/oauth_redirect"
                     if settings.o2c_public_url else None)
     authorization_url = None  # Slack's own (https://slack.com/oauth/v2/authorize)

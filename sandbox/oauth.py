@@ -57,6 +57,15 @@ class OAuthMixin:
                 self._tokens[token]["revoked"] = True
             return len(gone)
 
+    def revoke_token(self, token: Any) -> dict:
+        """``auth.revoke`` with an issued token: it is no longer accepted. (Called under the
+        workspace lock, by the method dispatcher.)"""
+        info = self._tokens.get(token) if isinstance(token, str) else None
+        if info is None:
+            return err("invalid_auth")
+        info["revoked"] = True
+        return {"ok": True, "revoked": True}
+
     def issued_tokens(self) -> dict[str, dict]:
         with self._lock:
             return {t: dict(i) for t, i in self._tokens.items()}

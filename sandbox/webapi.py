@@ -285,6 +285,9 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin, OAuthMixin, FunctionsMixin)
             return fault.response()
         if method == "oauth.v2.access":  # authenticated by the app's client id and secret
             return 200, {}, self.m_oauth_v2_access(params)
+        if method == "auth.revoke":  # the app gives an installation's token back
+            return 200, {}, (self.revoke_token(token) if self.token_valid(token)
+                             else err("invalid_auth"))
         if method not in self.METHODS:
             return 200, {}, err("unknown_method")
         if token != self.bot_token and not self.token_valid(token):

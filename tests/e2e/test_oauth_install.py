@@ -179,6 +179,13 @@ def test_another_org_cannot_install_but_another_workspace_of_the_grid_can(
     assert sorted(b["team_id"] for b in bot_rows(oauth_server.db)) == ["T0001", "T0002"]
     with oauth_server.db.read_session() as s:
         assert roles_of(s, "UCREDIT1") == set()
+    # and: the token Slack issued to the other org is given back (revoked), not left valid
+    [given_back] = standin.api.calls_to("auth.revoke")
+    issued = standin.api.issued_tokens()
+    foreign_tokens = [t for t, i in issued.items() if i["enterprise_id"] == "E2"]
+    assert [given_back.ok] == [True] and len(foreign_tokens) == 1
+    assert issued[foreign_tokens[0]]["revoked"] is True
+    assert not any(i["revoked"] for i in issued.values() if i["enterprise_id"] == "E1")
 
 
 def test_uninstall_deletes_the_tokens_and_deliveries_wait_until_installed_again(
