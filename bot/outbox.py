@@ -81,7 +81,7 @@ from bot.settings import Settings
 from handlers.common import locale_tag, note_database_down
 from models import Customer, Invoice, OutboxMessage, OutboxStatus, User
 from models.base import utcnow
-from workflows import audit, dunning
+from workflows import audit, dunning, write_offs
 from workflows.errors import database_unavailable
 
 if TYPE_CHECKING:
@@ -433,14 +433,18 @@ class OutboxWorker:
                 return row
         with self.db.transaction() as session:
             fresh = dunning.due_now(session, payload["template"], payload.get("context") or {})
+            # the fees of the invoices the e-mail no longer names are not charged either
+            unnamed = dunning.fees_unnamed(payload["template"], payload.get("context") or {},
+                                           fresh)
+            context = payload.get("context") or {}
+            numbers = [i.get("number") for i in context.get("invoices") or
+                       [context.get("invoice") or {}]]
             if fresh is None:
                 reason = "withdrawn: nothing is due any more on its invoices (paid or in dispute)"
                 if session.execute(sa.update(table).where(mine).values(
                         status=OutboxStatus.WITHDRAWN, claimed_at=None, claimed_by=None,
                         last_error=reason)).rowcount:
-                    context = payload.get("context") or {}
-                    numbers = [i.get("number") for i in context.get("invoices") or
-                               [context.get("invoice") or {}]]
+                    write_offs.withdraw_fees(session, unnamed, now=self.now())
                     audit.record(session, actor="system", action="dunning.email_withdrawn",
                                  entity_type="outbox", entity_id=row.id, from_state="sending",
                                  to_state=OutboxStatus.WITHDRAWN, reason=reason,
@@ -454,7 +458,8 @@ class OutboxWorker:
             if template == payload["template"] and context == payload.get("context"):
                 return row
             payload = {**payload, "template": template, "context": context}
-            session.execute(sa.update(table).where(mine).values(payload=payload))
+            if session.execute(sa.update(table).where(mine).values(payload=payload)).rowcount:
+                write_offs.withdraw_fees(session, unnamed, now=self.now())
         row.payload = payload
         return row
 

@@ -625,6 +625,22 @@ def due_now(session: Session, template: str, context: dict) -> tuple[str, dict] 
         "invoices": fresh}
 
 
+def fees_unnamed(template: str, context: dict, now: tuple[str, dict] | None) -> list[str]:
+    """The late fees a queued dunning e-mail (`template`, `context`) named that the e-mail as
+    it goes (`due_now`'s answer `now`; None: withdrawn) no longer names — their invoices were
+    paid or put in dispute before it went. A fee is charged with the e-mail that names it
+    (`workflows.late_fees`), so these are withdrawn (`write_offs.withdraw_fees`)."""
+    def named(template: str, context: dict) -> set[str]:
+        if template == REMINDER:
+            return set()
+        entries = (context.get("invoices") or [] if template == "dunning_statement"
+                   else [context])
+        return {str(e["late_fee"]["number"]) for e in entries
+                if isinstance(e.get("late_fee"), dict) and e["late_fee"].get("number")}
+
+    return sorted(named(template, context) - (named(*now) if now is not None else set()))
+
+
 def _fresh(session: Session, entries: list[dict]) -> list[dict]:
     """The queued invoice entries still asking for something, with today's amounts (balance
     less what is in dispute); an invoice this database does not know is kept as queued."""

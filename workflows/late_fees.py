@@ -30,8 +30,10 @@ dunning notice of that level is claimed in the same savepoint, and a unique inde
 names it. No fee is charged on a fee invoice, nor for an amount in dispute, nor at a level
 whose notice e-mails the customer nothing (the sales rep's escalation, a customer with no
 billing e-mail: `workflows.dunning.write`) — a fee is charged with the e-mail that names it;
-the interest of those days is billed by the next level that e-mails. A collector may waive a
-fee (`workflows.write_offs.waive_fee`).
+the interest of those days is billed by the next level that e-mails; and a fee whose e-mail
+did not go after all (its invoice paid or put in dispute before the outbox sent it:
+`bot.outbox`, `dunning.fees_unnamed`) is waived by the system (`write_offs.withdraw_fees`).
+A collector may waive a fee (`workflows.write_offs.waive_fee`).
 
 A value that does not parse is refused when it is set (`workflows.policy.set_value`). One
 stored anyway (an older version, a hand-edited row) does not stop dunning: `in_force` holds

@@ -212,6 +212,40 @@ def waive_fee(session: Session, *, invoice_number: str, reason: str, actor: str,
                              amount_minor=left)
 
 
+def withdraw_fees(session: Session, numbers: list[str], *, now: datetime) -> list[str]:
+    """Late fees no e-mail named after all (`dunning.fees_unnamed`: the dunning e-mail naming
+    them was withdrawn, or left their invoice out, paid or put in dispute before it went) are
+    waived by the system — a fee is charged with the e-mail that names it — for what of them
+    is open (not already paid, waived, or in a waiver or credit note waiting). Audited
+    (`late_fee.withdrawn`). Returns the fee invoices waived now; a second call waives
+    nothing more."""
+    from workflows.cash_application import write_off
+
+    waived = []
+    for number in numbers:
+        found = session.exec(select(Invoice.id).where(Invoice.number == number)).first()
+        if found is None:
+            continue
+        invoice = _lock_invoice(session, found)
+        if invoice.fee_for_invoice_id is None:
+            continue
+        left = (invoice.balance_minor - pending_minor(session, invoice.id)
+                - credit_waiting(session, invoice.id))
+        if left <= 0:
+            continue
+        write_off(session, invoice=invoice, amount_minor=left,
+                  reason=WriteOffReason.FEE_WAIVED, actor="system", now=now,
+                  effective_date=_effective(session, invoice, now))
+        original = session.get(Invoice, invoice.fee_for_invoice_id)
+        audit.record(session, actor="system", action="late_fee.withdrawn",
+                     entity_type="invoice", entity_id=invoice.id,
+                     reason=f"the dunning e-mail naming it did not go: {original.number} was "
+                            "paid or put in dispute before it went",
+                     amount_minor=left, currency=invoice.currency, at=now)
+        waived.append(invoice.number)
+    return waived
+
+
 def _effective(session: Session, invoice: Invoice, now: datetime) -> date:
     """Today (business date), but never before the invoice was issued."""
     return max(policy.business_date(session, now), invoice.issue_date)

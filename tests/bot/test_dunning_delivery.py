@@ -166,3 +166,60 @@ def test_a_reminder_still_wholly_due_goes_out_as_queued(book, sent) -> None:
     assert [(m["template"], m["context"]) for m in mails] == [
         (queued["template"], queued["context"])]
     assert _email(book).status == OutboxStatus.SENT
+
+
+def test_a_late_fee_no_e_mail_named_is_withdrawn_with_the_e_mail(book, sent) -> None:
+    # given a 25.00 fee at +1, charged by the run with the reminder naming it, and the invoice
+    # paid before the mail server took the e-mail (a payment with an earlier value date,
+    # imported late)
+    from models import Invoice, WriteOff
+    from workflows import policy
+
+    mails, deliver = sent
+    with book.transaction() as s:
+        policy.set_value(s, key="late_fees", value="1:fee=25.00", actor="test")
+        f.invoice(s, "INV-1", "C-A", total="1000.00", due=TODAY - timedelta(days=1))
+    dunning.run_all(book, TODAY)
+    with book.read_session() as s:
+        [fee] = s.exec(select(Invoice).where(Invoice.fee_for_invoice_id.is_not(None))).all()
+    assert fee.balance_minor == 2_500
+    _pay(book, "1000.00", "INV-1")
+    # when the outbox delivers
+    deliver()
+    # then the e-mail is withdrawn, and with it the fee nobody was told of: waived, audited
+    assert mails == [] and _email(book).status == OutboxStatus.WITHDRAWN
+    with book.read_session() as s:
+        assert s.get(Invoice, fee.id).balance_minor == 0
+        [waived] = s.exec(select(WriteOff).where(WriteOff.invoice_id == fee.id)).all()
+        [event] = s.exec(select(AuditEvent).where(
+            AuditEvent.action == "late_fee.withdrawn")).all()
+    assert (waived.amount_minor, waived.reason) == (2_500, "fee_waived")
+    assert event.actor == "system" and "INV-1" in event.reason
+    # and delivering again changes nothing more
+    deliver()
+    with book.read_session() as s:
+        assert len(s.exec(select(WriteOff).where(WriteOff.invoice_id == fee.id)).all()) == 1
+
+
+def test_a_statement_that_leaves_an_invoice_out_leaves_its_fee_out_too(book, sent) -> None:
+    # given a 25.00 fee at +1 on each of two invoices, one statement e-mail naming both, and
+    # INV-1 paid before it went
+    from models import Invoice
+    from workflows import policy
+
+    mails, deliver = sent
+    with book.transaction() as s:
+        policy.set_value(s, key="late_fees", value="1:fee=25.00", actor="test")
+        f.invoice(s, "INV-1", "C-A", total="1000.00", due=TODAY - timedelta(days=1))
+        f.invoice(s, "INV-2", "C-A", total="400.00", due=TODAY - timedelta(days=1))
+    dunning.run_all(book, TODAY)
+    _pay(book, "1000.00", "INV-1")
+    # when the outbox delivers
+    deliver()
+    # then the e-mail goes for INV-2 with its fee; INV-1's fee, named nowhere, is waived
+    [mail] = mails
+    with book.read_session() as s:
+        fees = {s.get(Invoice, fee.fee_for_invoice_id).number: fee for fee in s.exec(
+            select(Invoice).where(Invoice.fee_for_invoice_id.is_not(None)))}
+    assert mail["context"]["late_fee"]["number"] == fees["INV-2"].number
+    assert (fees["INV-1"].balance_minor, fees["INV-2"].balance_minor) == (0, 2_500)
