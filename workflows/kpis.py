@@ -636,7 +636,8 @@ def _deductions_outstanding(session: Session, end: date, known: datetime | None,
             later[invoice_id] = later.get(invoice_id, 0) + int(amount or 0)
     for invoice_id, amount in reversed_by_invoice(session, theirs, end, known).items():
         later[invoice_id] = later.get(invoice_id, 0) - amount
-    credited = credited_minor(session, theirs, before=cutoff, per_invoice=True)
+    credited = credited_minor(session, select(Deduction.id).where(*held), before=cutoff,
+                              per_invoice=True)
     out: dict[str, tuple[int, int]] = {}
     for invoice_id, currency, balance, n, amount in rows:
         open_then = balance + later.get(invoice_id, 0)

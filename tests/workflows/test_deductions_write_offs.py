@@ -441,6 +441,33 @@ def test_a_deduction_credited_in_part_stays_open_for_the_rest(books) -> None:
     assert invariants.validate_all(books) == []
 
 
+def test_the_kpi_counts_what_is_left_of_a_deduction_whatever_its_invoices_id(books) -> None:
+    # given: the deduction's invoice is not the first of the books (its id is not the
+    # deduction's), 50.00 short, a dispute accepted for 20.00
+    for n in range(2, 7):
+        f.invoice(books, f"INV-2026-00000{n}", total="10.00", due=TODAY + timedelta(days=30))
+    f.invoice(books, "INV-2026-000007", total="1000.00", due=TODAY - timedelta(days=3),
+              issued=TODAY - timedelta(days=33))
+    record_payment(books, PaymentIn(amount="950.00", currency="USD", received_at=NOW,
+                                    payer_name="GLOBEX CORP", reference="INV-2026-000007"),
+                   actor="test")
+    deduction = books.exec(select(Deduction)).one()
+    assert deduction.id != deduction.invoice_id
+    disputed_and_credited(books, deduction, "20.00")
+    # and 100.00 of the payment given back (the invoice owes more than the deduction now)
+    from models import Payment
+    from workflows import refunds
+
+    refunds.refund_payment(books, payment=books.exec(select(Payment)).one(),
+                           amount_minor=10_000, external_id="refund-1",
+                           value_date=LATER.date(), actor="test")
+    assert get_invoice(books, "INV-2026-000007").balance_minor == 13_000
+    # then the KPI counts the 30.00 left of the deduction, as the deduction itself says
+    assert deductions.left_minor(books, deduction) == 3_000
+    assert outstanding(books, LATER.date()) == (1, 3_000)
+    assert outstanding(books, LATER.date(), rollups=False) == (1, 3_000)
+
+
 def test_the_rest_of_a_deduction_credited_in_part_is_what_its_buttons_act_on(books) -> None:
     deduction = short_paid(books)
     disputed_and_credited(books, deduction, "20.00")
