@@ -28,7 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from models import ProviderEvent, ProviderEventStatus, money
+from models import Invoice, ProviderEvent, ProviderEventStatus, money
 from workflows import outbox, payment_links, stripe_events
 from workflows.errors import DomainError, NotFound, database_unavailable
 
@@ -226,7 +226,7 @@ def _queue_hubspot(deps: Any, events: list[dict]) -> int:
                 # a deal that became an order moved to another stage (lost, reopened): the
                 # worker reads it and tells AR if it is no longer won
                 left = (valid and staged and not won
-                        and crm.imported(session, PROVIDER, deal_id))
+                        and crm.imported(session, PROVIDER, deal_id) is not None)
                 session.add(ProviderEvent(
                     provider=PROVIDER, event_id=event_id, type=str(kind)[:100],
                     object_id=deal_id[:255] or None,
@@ -284,12 +284,9 @@ def pay_page(token: str, request: Request) -> Response:
         return _page(f"Invoice {invoice.number}",
                      f"<h1>Invoice {number} is paid</h1><p>Nothing to pay. Thank you!</p>")
     due = payment_links.payable(invoice)
-    if due == 0:
-        return _in_question(invoice.number)
+    if (cannot := _cannot_pay(invoice, due)) is not None:
+        return cannot
     amount = html.escape(money.format_money(due, invoice.currency))
-    refusal = payment_links.card_refusal(due, invoice.currency)
-    if refusal is not None:
-        return _no_card(invoice.number, refusal)
     in_question = html.escape(money.format_money(invoice.disputed_minor, invoice.currency))
     left_out = "" if due == invoice.balance_minor else (
         f"<dt>In question</dt><dd>{in_question} (left out until we have answered your "
@@ -318,11 +315,8 @@ def pay_now(token: str, request: Request) -> Response:
     except NotFound:
         return _page("Not found", "<h1>This payment link does not exist</h1>", 404)
     if gateway is None:  # the sandbox: its stand-in for Stripe's payment page
-        if payment_links.payable(invoice) == 0:
-            return _in_question(invoice.number)
-        refusal = payment_links.card_refusal(payment_links.payable(invoice), invoice.currency)
-        if refusal is not None:
-            return _no_card(invoice.number, refusal)
+        if (cannot := _cannot_pay(invoice, payment_links.payable(invoice))) is not None:
+            return cannot
         return RedirectResponse(f"/sandbox/checkout/{token}", status_code=303)
     base = deps.settings.o2c_public_url
     plan = None
@@ -376,6 +370,15 @@ STRIPE_AMOUNT_CODES = {
     "amount_too_large": "{amount} is above the largest amount a card payment can be. "
                         "Please pay by bank transfer.",
 }
+
+
+def _cannot_pay(invoice: Invoice, due: int) -> HTMLResponse | None:
+    """The page for a balance no card payment can settle (`due`: `payment_links.payable`):
+    all of it in question, or an amount a card cannot pay; None when it can be paid."""
+    if due == 0:
+        return _in_question(invoice.number)
+    refusal = payment_links.card_refusal(due, invoice.currency)
+    return _no_card(invoice.number, refusal) if refusal is not None else None
 
 
 def _in_question(number: str) -> HTMLResponse:

@@ -115,11 +115,19 @@ IMPORT_ATTEMPTS = 3  # an import PostgreSQL rolled back as a deadlock is run aga
 T = TypeVar("T")
 
 
+def lost_race(exc: BaseException) -> str:
+    """What happened to a transaction PostgreSQL rolled back as lost to another writer."""
+    from bot.db import LOST_A_RACE
+
+    return ("another writer changed the same rows at the same moment "
+            f"({LOST_A_RACE[exc.orig.sqlstate]})")
+
+
 def _imported(run: Callable[[], T]) -> T:
     """`run()` (one whole import, one transaction), again when PostgreSQL rolled it back
     because it lost a race with another writer (a deadlock: nothing of it was kept), up to
     `IMPORT_ATTEMPTS` times; each attempt starts afresh (its own engine and caches)."""
-    from bot.db import LOST_A_RACE, lost_a_race
+    from bot.db import lost_a_race
 
     for attempt in range(1, IMPORT_ATTEMPTS + 1):
         try:
@@ -127,8 +135,7 @@ def _imported(run: Callable[[], T]) -> T:
         except Exception as exc:
             if not lost_a_race(exc) or attempt == IMPORT_ATTEMPTS:
                 raise
-            print(f"o2c: another writer changed the same rows at the same moment "
-                  f"({LOST_A_RACE[exc.orig.sqlstate]}): nothing was kept; importing again "
+            print(f"o2c: {lost_race(exc)}: nothing was kept; importing again "
                   f"(attempt {attempt + 1} of {IMPORT_ATTEMPTS})", file=sys.stderr)
     raise AssertionError("unreachable")
 
@@ -493,12 +500,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"o2c: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        from bot.db import LOST_A_RACE, lost_a_race, unavailable
+        from bot.db import lost_a_race, unavailable
 
         if lost_a_race(exc):  # PostgreSQL rolled the whole transaction back
-            print(f"o2c: another writer changed the same rows at the same moment "
-                  f"({LOST_A_RACE[exc.orig.sqlstate]}): everything this command did was "
-                  "rolled back; run it again", file=sys.stderr)
+            print(f"o2c: {lost_race(exc)}: everything this command did was rolled back; run "
+                  "it again", file=sys.stderr)
             return 3
         if not unavailable(exc):
             raise

@@ -436,15 +436,15 @@ class OutboxWorker:
             # the fees of the invoices the e-mail no longer names are not charged either
             unnamed = dunning.fees_unnamed(payload["template"], payload.get("context") or {},
                                            fresh)
-            context = payload.get("context") or {}
-            numbers = [i.get("number") for i in context.get("invoices") or
-                       [context.get("invoice") or {}]]
             if fresh is None:
                 reason = "withdrawn: nothing is due any more on its invoices (paid or in dispute)"
                 if session.execute(sa.update(table).where(mine).values(
                         status=OutboxStatus.WITHDRAWN, claimed_at=None, claimed_by=None,
                         last_error=reason)).rowcount:
                     write_offs.withdraw_fees(session, unnamed, now=self.now())
+                    context = payload.get("context") or {}
+                    numbers = [i.get("number") for i in context.get("invoices") or
+                               [context.get("invoice") or {}]]
                     audit.record(session, actor="system", action="dunning.email_withdrawn",
                                  entity_type="outbox", entity_id=row.id, from_state="sending",
                                  to_state=OutboxStatus.WITHDRAWN, reason=reason,

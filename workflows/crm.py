@@ -209,11 +209,11 @@ def _describe(line: tuple, currency: str) -> str:
     return text + (f" less {money.bp_to_pct(discount)} %" if discount else "")
 
 
-def imported(session: Session, provider: str, deal_id: str) -> bool:
-    """Whether the deal became an order here."""
-    return session.exec(select(CrmDeal.id).where(
+def imported(session: Session, provider: str, deal_id: str) -> CrmDeal | None:
+    """The deal's link to the order it became here (None when it did not)."""
+    return session.exec(select(CrmDeal).where(
         CrmDeal.provider == provider, CrmDeal.deal_id == deal_id,
-        CrmDeal.status == "imported")).first() is not None
+        CrmDeal.status == "imported")).first()
 
 
 def report_left_won(session: Session, *, provider: str, deal_id: str, stage: str) -> bool:
@@ -223,9 +223,7 @@ def report_left_won(session: Session, *, provider: str, deal_id: str, stage: str
     sale fell through. True when reported now."""
     from models import Order
 
-    link = session.exec(select(CrmDeal).where(
-        CrmDeal.provider == provider, CrmDeal.deal_id == deal_id,
-        CrmDeal.status == "imported")).first()
+    link = imported(session, provider, deal_id)
     if link is None or link.order_id is None:
         return False
     key = f"crm-left-won:{provider}:{deal_id}:{stage}"[:200]

@@ -86,6 +86,14 @@ def credit_waiting(session: Session, invoice_id: int) -> int:
     return waiting_minor(session, invoice_id)
 
 
+def open_to_write_off(session: Session, invoice: Invoice) -> int:
+    """What of the invoice's balance a write-off (or a waiver) may take: not what write-off
+    requests waiting already ask for (`pending_minor`), nor what credit notes waiting will
+    credit (`credit_waiting`)."""
+    return (invoice.balance_minor - pending_minor(session, invoice.id)
+            - credit_waiting(session, invoice.id))
+
+
 def approved_or_waiting(session: Session, invoice_id: int, kind: str) -> int:
     """The invoice's requests decided by the same kind of approval as `kind`, waiting or
     written off. An approval tier compares this with its amount, so a write-off split into
@@ -108,8 +116,7 @@ def _amount_to_write_off(session: Session, invoice: Invoice, amount: str | None,
     """The request's amount: `amount` (or `amount_minor`), default what is open and not
     already asked for (in write-offs, or in credit notes waiting: `credit_waiting`), never
     more than that."""
-    left = (invoice.balance_minor - pending_minor(session, invoice.id)
-            - credit_waiting(session, invoice.id))
+    left = open_to_write_off(session, invoice)
     if amount_minor is None:
         amount_minor = (v.amount_minor("amount", amount, invoice.currency, positive=True)
                         if amount not in (None, "") else left)
@@ -170,8 +177,7 @@ def _fee_left(session: Session, invoice: Invoice) -> int:
     nor in a credit note waiting for approval (`credit_waiting`: the credit comes first)."""
     if invoice.fee_for_invoice_id is None:
         raise ValidationFailed.of("invoice", f"{invoice.number} is not a late-fee invoice")
-    left = (invoice.balance_minor - pending_minor(session, invoice.id)
-            - credit_waiting(session, invoice.id))
+    left = open_to_write_off(session, invoice)
     if left <= 0:
         raise Conflict(f"the fee {invoice.number} has nothing open to waive (paid, waived, "
                        "waiting for a waiver's approval or in a credit note waiting for one)")
@@ -229,8 +235,7 @@ def withdraw_fees(session: Session, numbers: list[str], *, now: datetime) -> lis
         invoice = _lock_invoice(session, found)
         if invoice.fee_for_invoice_id is None:
             continue
-        left = (invoice.balance_minor - pending_minor(session, invoice.id)
-                - credit_waiting(session, invoice.id))
+        left = open_to_write_off(session, invoice)
         if left <= 0:
             continue
         write_off(session, invoice=invoice, amount_minor=left,
