@@ -311,9 +311,7 @@ def write_off_amount(session: Session, deduction: Deduction, invoice: Invoice) -
     (a write-off never takes what they will credit: `workflows.write_offs`)."""
     from workflows import write_offs
 
-    left = (invoice.balance_minor - write_offs.pending_minor(session, invoice.id)
-            - write_offs.credit_waiting(session, invoice.id))
-    amount = min(left_minor(session, deduction), left)
+    amount = min(left_minor(session, deduction), write_offs.open_to_write_off(session, invoice))
     if amount <= 0:
         raise Conflict(f"{invoice.number} has nothing open to write off (or it is all in "
                        "write-off or credit-note requests already)")
