@@ -21,6 +21,7 @@ import hashlib
 import html
 import json
 import logging
+from datetime import UTC
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -283,14 +284,19 @@ def pay_page(token: str, request: Request) -> Response:
     if invoice.balance_minor == 0:
         return _page(f"Invoice {invoice.number}",
                      f"<h1>Invoice {number} is paid</h1><p>Nothing to pay. Thank you!</p>")
-    due = payment_links.payable(invoice)
+    today = deps.clock.now().astimezone(UTC).date()
+    due = payment_links.payable(invoice, on=today)
     if (cannot := _cannot_pay(invoice, due)) is not None:
         return cannot
     amount = html.escape(money.format_money(due, invoice.currency))
     in_question = html.escape(money.format_money(invoice.disputed_minor, invoice.currency))
-    left_out = "" if due == invoice.balance_minor else (
+    left_out = "" if not invoice.disputed_minor else (
         f"<dt>In question</dt><dd>{in_question} (left out until we have answered your "
         "question)</dd>")
+    if discount := payment_links.early_discount(invoice, today):
+        left_out += (f"<dt>Early-payment discount</dt><dd>"
+                     f"{html.escape(money.format_money(discount, invoice.currency))} "
+                     f"({html.escape(invoice.payment_terms or '')}: paid today)</dd>")
     return _page(f"Pay invoice {invoice.number}", (
         f"<h1>Pay invoice {number}</h1><dl><dt>From</dt><dd>{seller}</dd>"
         f"<dt>To</dt><dd>{html.escape(customer.name)}</dd>"
@@ -315,7 +321,9 @@ def pay_now(token: str, request: Request) -> Response:
     except NotFound:
         return _page("Not found", "<h1>This payment link does not exist</h1>", 404)
     if gateway is None:  # the sandbox: its stand-in for Stripe's payment page
-        if (cannot := _cannot_pay(invoice, payment_links.payable(invoice))) is not None:
+        today = deps.clock.now().astimezone(UTC).date()
+        if (cannot := _cannot_pay(invoice, payment_links.payable(invoice, on=today))) \
+                is not None:
             return cannot
         return RedirectResponse(f"/sandbox/checkout/{token}", status_code=303)
     base = deps.settings.o2c_public_url
@@ -357,7 +365,9 @@ def pay_now(token: str, request: Request) -> Response:
                 payment_links.release(session, token=token, generation=plan.generation)
         if getattr(exc, "code", None) in STRIPE_AMOUNT_CODES:  # retrying cannot help
             return _no_card(invoice.number, STRIPE_AMOUNT_CODES[exc.code].format(
-                amount=money.format_money(payment_links.payable(invoice), invoice.currency)))
+                amount=money.format_money(plan.amount_minor if plan is not None else
+                                          payment_links.open_to_pay(invoice),
+                                          invoice.currency)))
         return _page("Try again", "<h1>The payment page is not available right now</h1>"
                      "<p>Please try again in a few minutes.</p>", 502)
     return RedirectResponse(url, status_code=303)

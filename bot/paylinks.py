@@ -43,7 +43,7 @@ class PayLinks:
     def url_for(self, invoice_number: str | None, *, session: Session | None = None
                 ) -> str | None:
         """The invoice's link (made now if it has none), or None when it has nothing to pay
-        (paid, or all of it in question: `payment_links.payable`).
+        (paid, or all of it in question: `payment_links.open_to_pay`).
         In its own short transaction, or in `session` (a write transaction already open:
         SQLite has one writer, so a second transaction would wait for this one)."""
         if not invoice_number:
@@ -55,7 +55,7 @@ class PayLinks:
 
     def _url(self, session: Session, invoice_number: str) -> str | None:
         invoice = session.exec(select(Invoice).where(Invoice.number == invoice_number)).first()
-        if invoice is None or payment_links.payable(invoice) == 0:
+        if invoice is None or payment_links.open_to_pay(invoice) == 0:
             return None
         return f"{self.base_url}/pay/{payment_links.link_for(session, invoice).token}"
 

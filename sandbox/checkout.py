@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import UTC
 from typing import Any
 
 import httpx
@@ -33,7 +34,8 @@ def checkout_info(deps: Any, token: str) -> dict:
             _, invoice, customer = payment_links.by_token(session, token)
     except NotFound:
         raise ActionFailed(404, "no such payment link") from None
-    due = payment_links.payable(invoice)  # what the link asks for
+    due = payment_links.payable(  # what the link asks for today
+        invoice, on=deps.clock.now().astimezone(UTC).date())
     return {"invoice": invoice.number, "customer": customer.name,
             "email": customer.billing_email, "currency": invoice.currency,
             "amount_minor": due, "amount": money.format_money(due, invoice.currency),

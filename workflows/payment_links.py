@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -69,11 +69,35 @@ def from_stripe(amount: int, currency: str, *, exact: bool = True) -> int | None
     return amount // scale if amount % scale == 0 or not exact else None
 
 
-def payable(invoice: Invoice) -> int:
-    """What the link asks for: the balance less what is in question."""
+def open_to_pay(invoice: Invoice) -> int:
+    """The balance less what is in question (0: nothing to pay by link)."""
     from workflows.disputes import undisputed_open  # (disputes -> invoicing -> here)
 
     return undisputed_open(invoice)
+
+
+def early_discount(invoice: Invoice, on: date) -> int:
+    """The early-payment discount a card payment of the whole balance made on `on` (a UTC
+    date, as the matching engine dates a payment) earns under the invoice's `d/n NETm` terms:
+    the engine's own rule (`matching.discount_of`: within n days of issue, nothing paid yet);
+    none while anything of it is in question."""
+    from workflows.matching import discount_of  # (matching -> invoicing -> here)
+
+    return 0 if invoice.disputed_minor else discount_of(invoice, on)
+
+
+def payable(invoice: Invoice, *, on: date) -> int:
+    """What the link asks for on `on`: the balance less what is in question, less the
+    early-payment discount the terms give on that day."""
+    return open_to_pay(invoice) - early_discount(invoice, on)
+
+
+def offered_on(expires_at: datetime | None) -> date | None:
+    """The day a link's checkout session expiring at `expires_at` was planned (what it asks
+    for was computed for that day), None when it has none."""
+    if expires_at is None:
+        return None
+    return (expires_at - SESSION_LIFETIME).astimezone(UTC).date()
 
 
 def card_refusal(amount_minor: int, currency: str) -> str | None:
@@ -145,7 +169,7 @@ def plan_checkout(session: Session, *, token: str, now: datetime,
     invoice = session.get(Invoice, link.invoice_id)
     if invoice.balance_minor == 0:
         return Checkout("paid", currency=invoice.currency)
-    due = payable(invoice)
+    due = payable(invoice, on=now.astimezone(UTC).date())
     if due == 0:  # all of it in question
         return Checkout("disputed", currency=invoice.currency)
     refusal = card_refusal(due, invoice.currency)
@@ -212,10 +236,14 @@ def balance_changed(session: Session, invoice: Invoice) -> None:
     if not _any_open(session):
         return
     table = PaymentLink.__table__
-    row = session.execute(sa.select(table.c.id, table.c.session_id, table.c.amount_minor)
+    row = session.execute(sa.select(table.c.id, table.c.session_id, table.c.amount_minor,
+                                    table.c.expires_at)
                           .where(table.c.invoice_id == invoice.id,
                                  table.c.session_id.is_not(None))).first()
-    if row is None or row.amount_minor == payable(invoice):
+    if row is None:
+        return
+    planned = offered_on(row.expires_at)
+    if planned is not None and row.amount_minor == payable(invoice, on=planned):
         return
     session.execute(sa.update(table).where(table.c.id == row.id).values(
         session_id=None, session_url=None, expires_at=None))

@@ -69,13 +69,20 @@ from models import (
     Invoice,
     Payment,
     PaymentFee,
+    PaymentLink,
     ProviderEvent,
     ProviderEventStatus,
     Refund,
+    WriteOffReason,
     money,
 )
 from workflows import audit, outbox, payment_links, refunds
-from workflows.cash_application import PaymentIn, payment_allocations, record_payment
+from workflows.cash_application import (
+    PaymentIn,
+    payment_allocations,
+    record_payment,
+    write_off,
+)
 from workflows.errors import Conflict
 
 PROVIDER = "stripe"
@@ -244,6 +251,7 @@ def _paid(session: Session, *, payment_intent: str | None, amount_minor: object,
                      customer=customer.external_id if customer
                      and customer.currency == currency else None,
                      method="stripe", external_id=external_id_of(payment_intent))
+    discount = _discount_taken(session, invoice, amount_minor, received_at) if exact else 0
     try:
         payment, created = record_payment(session, data, actor=ACTOR, source=PROVIDER,
                                           apply_to=[invoice.number] if exact else None)
@@ -255,12 +263,17 @@ def _paid(session: Session, *, payment_intent: str | None, amount_minor: object,
         raise
     if not created:
         return Outcome("processed", "recorded before", payment.id)
+    if discount:
+        _write_off_discount(session, payment, invoice, discount)
     note = None
     if invoice is None:
         note = f"No invoice {number} here: left to the matching engine."
     elif not exact:
         note = (f"{invoice.number} was already paid or is in {invoice.currency}: left to the "
                 f"matching engine, as {customer.name}'s money.")
+    elif discount:
+        note = (f"The early-payment discount of {money.format_money(discount, currency)} "
+                f"({invoice.payment_terms}) was written off: {invoice.number} is paid.")
     _announce(session, "provider_payment", customer, {
         "provider_name": NAME, "payment_id": payment.id, "amount_minor": payment.amount_minor,
         "currency": currency, "customer_name": customer.name if customer else payer_name,
@@ -275,6 +288,38 @@ def _paid(session: Session, *, payment_intent: str | None, amount_minor: object,
                     payload={"payment_id": payment.id, "payment_intent": payment_intent})
     _process_waiting(session, payment_intent, now=now)
     return Outcome("processed", f"recorded as payment {payment.id}", payment.id)
+
+
+def _discount_taken(session: Session, invoice: Invoice, amount_minor: int,
+                    received_at: datetime) -> int:
+    """The early-payment discount a card payment of `amount_minor` for the invoice's whole
+    balance takes: the discount its terms give on the day it was received, or on the day the
+    link's checkout session was planned (the page offered that amount then, and the session
+    stays payable for up to a day) — when the amount is the balance less exactly that."""
+    link = session.exec(select(PaymentLink).where(
+        PaymentLink.invoice_id == invoice.id)).first()
+    days = [received_at.astimezone(UTC).date()]
+    if link is not None and link.amount_minor == amount_minor and \
+            (planned := payment_links.offered_on(link.expires_at)) is not None:
+        days.append(planned)
+    for day in days:
+        discount = payment_links.early_discount(invoice, day)
+        if discount and amount_minor == invoice.balance_minor - discount:
+            return discount
+    return 0
+
+
+def _write_off_discount(session: Session, payment: Payment, invoice: Invoice,
+                        discount: int) -> None:
+    """The discount the card payment took, written off as the matching engine writes off an
+    early-payment discount (dated by the payment), closing the invoice the payment paid."""
+    session.refresh(invoice)
+    if payment.unapplied_minor or invoice.balance_minor != discount:
+        return  # not applied as planned (cannot happen in one transaction): left as it is
+    write_off(session, invoice=invoice, amount_minor=discount, actor=ACTOR, payment=payment,
+              reason=WriteOffReason.EARLY_PAYMENT_DISCOUNT)
+    payment.match_details = {**(payment.match_details or {}), "write_off_minor": discount}
+    session.add(payment)
 
 
 def record_fee(session: Session, *, payment_id: int, external_id: str, fee_minor: int,

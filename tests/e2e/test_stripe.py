@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from urllib.parse import parse_qs
 
 import httpx
@@ -17,7 +18,15 @@ import pytest
 import responses
 from sqlmodel import select
 
-from models import Invoice, OutboxMessage, Payment, PaymentFee, PaymentLink, ProviderEvent
+from models import (
+    Invoice,
+    OutboxMessage,
+    Payment,
+    PaymentFee,
+    PaymentLink,
+    ProviderEvent,
+    WriteOff,
+)
 from sandbox.driver import SlackDriver
 from tests.conftest import API_TOKEN, SIGNING_SECRET, free_port, start_server, test_settings
 from tests.support import factories as f
@@ -313,6 +322,37 @@ def test_the_pay_page_leaves_out_what_is_in_question(stripe_server, stripe_api) 
         assert answer.status_code == 200 and "is in question" in answer.text
         assert "<form" not in answer.text
     assert created.call_count == 1
+
+
+def test_the_pay_page_gives_the_early_payment_discount_of_the_terms(
+        stripe_server, stripe_api) -> None:
+    # given USD 1,000.00 on 2/10 NET30 issued three days ago: paid now, it is 980.00
+    base = stripe_server.base_url
+    with stripe_server.db.transaction() as s:
+        from workflows import payment_links
+
+        f.customer(s)
+        issued = stripe_server.deps.clock.now().date() - timedelta(days=3)
+        invoice = f.invoice(s, "INV-2026-000001", total="1000.00", issued=issued,
+                            due=issued + timedelta(days=30), terms="2/10 NET30")
+        token = payment_links.link_for(s, invoice).token
+    created = stripe_api.post(f"{sp.API}/v1/checkout/sessions", json=session_answer(
+        "cs_test_1", "https://checkout.stripe.com/c/pay/cs_test_1", 98_000, invoice.number))
+    # then the page asks for 980.00 and names the discount, and Pay asks Stripe for 980.00
+    page = httpx.get(f"{base}/pay/{token}")
+    assert "Pay USD 980.00 now" in page.text and "USD 20.00 (2/10 NET30" in page.text
+    assert httpx.post(f"{base}/pay/{token}").status_code == 303
+    sent = parse_qs(created.calls[0].request.body)
+    assert sent["line_items[0][price_data][unit_amount]"] == ["98000"]
+    # when Stripe reports the 980.00 paid: the invoice is paid, the 20.00 the discount
+    completed = sp.event("checkout.session.completed", sp.checkout_session(
+        invoice=invoice.number, amount=98_000, payment_intent="pi_1", session_id="cs_test_1"))
+    assert post_event(base, completed).json() == {"received": True, "status": "processed"}
+    with stripe_server.db.read_session() as s:
+        assert s.exec(select(Invoice)).one().balance_minor == 0
+        [write_off] = s.exec(select(WriteOff)).all()
+        assert (write_off.amount_minor, write_off.reason) == (2_000, "early_payment_discount")
+    assert "is paid" in httpx.get(f"{base}/pay/{token}").text
 
 
 def test_bad_signatures_and_stale_events_store_nothing(stripe_server) -> None:

@@ -14,7 +14,7 @@ import responses
 from sqlmodel import select
 
 from bot.stripe_pay import StripeGateway
-from models import Invoice, OutboxMessage, Payment, PaymentLink
+from models import Invoice, OutboxMessage, Payment, PaymentLink, WriteOff
 from tests.support import factories as f
 from tests.support import stripe_payloads as sp
 from tests.support.timetravel import frozen_at
@@ -167,3 +167,91 @@ def test_a_wholly_disputed_invoice_has_nothing_to_pay_by_link(db) -> None:
     assert (checkout.action, checkout.amount_minor) == ("disputed", 0)
     with db.read_session() as s:
         assert s.exec(select(PaymentLink)).one().generation == 0
+
+
+# -- the early-payment discount of `d/n NETm` terms ----------------------------------------------
+def given_terms_invoice(db, *, issued: date, terms: str = "2/10 NET30",
+                        total: str = "1000.00") -> tuple[str, str]:
+    with db.transaction() as s:
+        f.user(s, "UCOLL001", "collector")
+        f.customer(s, currency="USD", collector="UCOLL001", credit_limit="50000")
+        inv = f.invoice(s, "INV-2026-000001", total=total, currency="USD", issued=issued,
+                        due=issued + timedelta(days=30), terms=terms)
+        return inv.number, payment_links.link_for(s, inv).token
+
+
+def paid_by_card(db, number: str, amount: int, at: datetime):
+    event = sp.event("checkout.session.completed", sp.checkout_session(
+        invoice=number, amount=amount, payment_intent="pi_early"), created=int(at.timestamp()))
+    with db.transaction() as s:
+        return stripe_events.handle(s, event, now=at, fetch_fees=False)
+
+
+@pytest.mark.parametrize(("days_ago", "asked"), [(0, 98_000), (10, 98_000), (11, 100_000)])
+def test_the_link_asks_for_the_discounted_amount_within_the_discount_window(
+        db, days_ago, asked) -> None:
+    # given USD 1,000.00 on 2/10 NET30, issued `days_ago` days before the click: a bank
+    # transfer of 980.00 within ten days settles it (the matching engine's rule), so the
+    # card link asks for the same, and for the whole amount once the ten days are over
+    _, token = given_terms_invoice(db, issued=NOW.date() - timedelta(days=days_ago))
+    checkout = plan(db, token)
+    assert (checkout.action, checkout.amount_minor) == ("create", asked)
+
+
+def test_no_discount_on_a_part_paid_or_part_disputed_invoice(db) -> None:
+    number, token = given_terms_invoice(db, issued=NOW.date() - timedelta(days=2))
+    with db.transaction() as s:
+        f.dispute(s, number, amount="300.00", now=NOW)
+    # the terms' discount is on the whole invoice paid early, not on what is not in question
+    assert plan(db, token).amount_minor == 70_000
+
+
+def test_a_card_payment_of_the_discounted_amount_closes_the_invoice(db) -> None:
+    # given the link's session planned on the tenth day for USD 980.00
+    number, token = given_terms_invoice(db, issued=NOW.date() - timedelta(days=10))
+    checkout = plan(db, token)
+    with db.transaction() as s:
+        payment_links.store_session(s, token=token, generation=checkout.generation,
+                                    session_id="cs_early", url="https://c.example/early")
+    # when the customer pays that tab the next morning (day 11: past the window, but the page
+    # offered 980.00 and Stripe kept the session payable)
+    outcome = paid_by_card(db, number, 98_000, NOW + timedelta(hours=20))
+    # then the 980.00 is applied and the 20.00 written off as the terms' discount: the
+    # invoice is paid (it stayed open for 20.00 before, and was dunned for it)
+    assert outcome.status == "processed"
+    with db.read_session() as s:
+        invoice = s.exec(select(Invoice)).one()
+        payment = s.exec(select(Payment)).one()
+        [write_off] = s.exec(select(WriteOff)).all()
+        assert (invoice.balance_minor, payment.unapplied_minor) == (0, 0)
+        assert (write_off.amount_minor, write_off.reason, write_off.payment_id) == (
+            2_000, "early_payment_discount", payment.id)
+        assert payment.match_details["write_off_minor"] == 2_000
+
+
+def test_a_short_card_payment_after_the_window_takes_no_discount(db) -> None:
+    # given an invoice issued 12 days ago whose link never offered a discount
+    number, _ = given_terms_invoice(db, issued=NOW.date() - timedelta(days=12))
+    # when 980.00 arrives by card anyway (a session of another amount, a race)
+    paid_by_card(db, number, 98_000, NOW)
+    # then nothing is given up: 20.00 stays open
+    with db.read_session() as s:
+        assert s.exec(select(Invoice)).one().balance_minor == 2_000
+        assert s.exec(select(WriteOff)).all() == []
+
+
+def test_a_discounted_session_is_kept_while_nothing_changed(db) -> None:
+    # given a session open for the discounted 980.00
+    number, token = given_terms_invoice(db, issued=NOW.date() - timedelta(days=3))
+    checkout = plan(db, token)
+    with db.transaction() as s:
+        payment_links.store_session(s, token=token, generation=checkout.generation,
+                                    session_id="cs_early", url="https://c.example/early")
+    # when something asks whether the balance moved while it did not
+    with db.transaction() as s:
+        payment_links.balance_changed(s, s.exec(select(Invoice)).one())
+    # then the session stays (it asks what the link asks for on the day it was planned)
+    with db.read_session() as s:
+        assert s.exec(select(PaymentLink)).one().session_id == "cs_early"
+        assert s.exec(select(OutboxMessage).where(OutboxMessage.transport == "stripe")
+                      ).all() == []
