@@ -5,6 +5,12 @@ Same key + same body -> the first answer again, nothing changes. Same key + anot
 concurrent duplicate blocks on that row (PostgreSQL) or on the write lock (SQLite) until the
 first commits, then replays its answer. A refused request (4xx) stores nothing, its key
 included, so the client can fix the body and retry with the same key.
+
+A key is an opaque, case-sensitive string of 1 to `MAX_KEY` printable ASCII characters (the
+IETF draft's Structured Field string; Stripe's keys): `abc` and `ABC` are two keys, and the
+spaces around a header value are no part of it (the HTTP server strips them). Anything else
+is a 422: a header arrives as latin-1, so a UTF-8 "café" would be stored as "cafÃ©" while
+other non-ASCII keys would be refused. A key belongs to its route ("POST <path>").
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable
 
 from fastapi.responses import JSONResponse
@@ -27,6 +34,7 @@ from workflows.errors import Conflict, PermissionDenied, ValidationFailed
 log = logging.getLogger("o2c.api")
 Operation = Callable[[Session], tuple[int, BaseModel]]  # (status, answer)
 MAX_KEY = 255
+KEY_PATTERN = re.compile(rf"[\x20-\x7e]{{1,{MAX_KEY}}}")  # printable ASCII
 
 
 SENT_AS_DEFAULT = "__sent_as_default__"
@@ -75,8 +83,9 @@ def _replay(row: IdempotencyKey, digest: str) -> JSONResponse:
 
 def run(db, *, scope: str, key: str | None, body: dict, operation: Operation,
         on_commit: Callable[[], None] | None = None) -> JSONResponse:
-    if key is not None and not (0 < len(key) <= MAX_KEY and key.isprintable()):
-        raise ValidationFailed.of("Idempotency-Key", f"must be 1-{MAX_KEY} printable characters")
+    if key is not None and not KEY_PATTERN.fullmatch(key):
+        raise ValidationFailed.of("Idempotency-Key", f"must be 1-{MAX_KEY} printable ASCII "
+                                  "characters (e.g. a UUID)")
     digest = body_hash(body)
     try:
         with db.session() as session:

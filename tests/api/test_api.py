@@ -129,6 +129,39 @@ def test_two_idempotency_keys_in_one_request_are_refused(company, api, server) -
                     headers={"Idempotency-Key": "k-b"}).status_code == 201
 
 
+@pytest.mark.parametrize("key", ["café".encode(), "€-1".encode(), b"k\x7f", b"tab\tkey"])
+def test_an_idempotency_key_outside_printable_ascii_is_a_422_saying_so(company, api, server,
+                                                                      key) -> None:
+    # when a key holds bytes beyond printable ASCII (HTTP headers arrive as latin-1: "café"
+    # in UTF-8 was stored as "cafÃ©" while "€-1" was refused, both as "not printable")
+    response = api.post("/orders", json=order_body(), headers=[(b"Idempotency-Key", key)])
+    # then every one is refused alike, naming the header, and nothing is stored
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [{
+        "field": "Idempotency-Key",
+        "detail": "must be 1-255 printable ASCII characters (e.g. a UUID)"}]
+    assert count(server.db, Order) == count(server.db, IdempotencyKey) == 0
+
+
+def test_idempotency_keys_are_case_sensitive_and_scoped_to_their_route(company, api,
+                                                                        server) -> None:
+    # keys are opaque strings (as Stripe's and the IETF draft's): "k-case" and "K-CASE" are
+    # two keys, so two requests; each replays only under its own spelling
+    lower = api.post("/orders", json=order_body(), headers={"Idempotency-Key": "k-case"})
+    upper = api.post("/orders", json=order_body(), headers={"Idempotency-Key": "K-CASE"})
+    again = api.post("/orders", json=order_body(), headers={"Idempotency-Key": "K-CASE"})
+    assert (lower.status_code, upper.status_code, again.status_code) == (201, 201, 201)
+    assert lower.json()["number"] != upper.json()["number"] == again.json()["number"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert count(server.db, Order) == 2
+    # and a key belongs to its route: the same key on another route is another request
+    payment = api.post("/payments", json={"amount": "10.00", "currency": "USD",
+                                          "received_at": "2026-11-20T10:00:00Z"},
+                       headers={"Idempotency-Key": "k-case"})
+    assert payment.status_code == 201 and "idempotent-replayed" not in payment.headers
+    assert count(server.db, IdempotencyKey) == 3
+
+
 def test_a_field_sent_as_null_is_another_body_than_the_field_left_out(server, api) -> None:
     # given a customer with 20 % tax, updated under a key with the rate left out (kept)
     assert api.post("/customers", json={**CUSTOMER, "tax_rate_pct": "20"}).status_code == 201
