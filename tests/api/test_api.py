@@ -606,3 +606,44 @@ def test_put_user_racing_another_put_of_the_same_new_user_is_not_a_500(server, a
     with server.db.read_session() as s:
         assert set(s.exec(select(UserRole.role).where(UserRole.user_id == "UNEW0001"))) == {
             "sales", "collector"}
+
+
+def test_idempotency_keys_are_forgotten_after_the_retention_not_before(company, api,
+                                                                      server) -> None:
+    from bot import jobs
+    from models.base import utcnow
+
+    # given three keys: one past the retention (30 days by default), one just within it, one new
+    retention = timedelta(hours=server.deps.settings.o2c_idempotency_retention_hours)
+    assert retention == timedelta(days=30)
+    for key in ("k-old", "k-within", "k-new"):
+        assert api.post("/orders", json=order_body(),
+                        headers={"Idempotency-Key": key}).status_code == 201
+    with server.db.transaction() as s:
+        for key, age in (("k-old", retention + timedelta(hours=1)),
+                         ("k-within", retention - timedelta(hours=1))):
+            row = s.get(IdempotencyKey, ("POST /api/v1/orders", key))
+            row.created_at = utcnow() - age
+            s.add(row)
+    # when the hourly job runs
+    summary = jobs.run_job("idempotency-keys", server.deps, None)
+    # then only the key past the retention is forgotten
+    assert summary["forgotten"] == 1
+    with server.db.read_session() as s:
+        assert sorted(r.key for r in s.exec(select(IdempotencyKey))) == ["k-new", "k-within"]
+    # and a retry within the window still gets its first answer, changing nothing
+    for key in ("k-within", "k-new"):
+        again = api.post("/orders", json=order_body(), headers={"Idempotency-Key": key})
+        assert again.headers["idempotent-replayed"] == "true"
+    assert count(server.db, Order) == 3
+    assert jobs.JOBS["idempotency-keys"].cron == {"minute": "50"}
+
+
+def test_the_idempotency_retention_is_a_setting_of_at_least_a_day(monkeypatch) -> None:
+    from bot.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("O2C_IDEMPOTENCY_RETENTION_HOURS", "48")
+    assert load_settings().o2c_idempotency_retention_hours == 48
+    monkeypatch.setenv("O2C_IDEMPOTENCY_RETENTION_HOURS", "1")
+    with pytest.raises(SettingsError, match="O2C_IDEMPOTENCY_RETENTION_HOURS"):
+        load_settings()
