@@ -5,6 +5,18 @@ Same key + same body -> the first answer again, nothing changes. Same key + anot
 concurrent duplicate blocks on that row (PostgreSQL) or on the write lock (SQLite) until the
 first commits, then replays its answer. A refused request (4xx) stores nothing, its key
 included, so the client can fix the body and retry with the same key.
+
+A key is an opaque, case-sensitive string of 1 to `MAX_KEY` printable ASCII characters (the
+IETF draft's Structured Field string; Stripe's keys): `abc` and `ABC` are two keys, and the
+spaces around a header value are no part of it (the HTTP server strips them). Anything else
+is a 422: a header arrives as latin-1, so a UTF-8 "café" would be stored as "cafÃ©" while
+other non-ASCII keys would be refused. A key belongs to its route ("POST <path>").
+
+A key is kept `O2C_IDEMPOTENCY_RETENTION_HOURS` (30 days by default, at least a day: Stripe
+keeps its keys 24 hours) after its request was recorded, then the hourly `idempotency-keys`
+job forgets it (`forget`): a retry within that time replays, one after it is a new request.
+Its age is the recording clock's (`created_at`), like the outbox's retries: the sandbox's Time
+travel, which moves the business clock, forgets nothing.
 """
 
 from __future__ import annotations
@@ -12,21 +24,26 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable
+from datetime import timedelta
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from api.problems import problem
 from models import IdempotencyKey
+from models.base import utcnow
 from workflows import audit
 from workflows.errors import Conflict, PermissionDenied, ValidationFailed
 
 log = logging.getLogger("o2c.api")
 Operation = Callable[[Session], tuple[int, BaseModel]]  # (status, answer)
 MAX_KEY = 255
+KEY_PATTERN = re.compile(rf"[\x20-\x7e]{{1,{MAX_KEY}}}")  # printable ASCII
 
 
 SENT_AS_DEFAULT = "__sent_as_default__"
@@ -75,8 +92,9 @@ def _replay(row: IdempotencyKey, digest: str) -> JSONResponse:
 
 def run(db, *, scope: str, key: str | None, body: dict, operation: Operation,
         on_commit: Callable[[], None] | None = None) -> JSONResponse:
-    if key is not None and not (0 < len(key) <= MAX_KEY and key.isprintable()):
-        raise ValidationFailed.of("Idempotency-Key", f"must be 1-{MAX_KEY} printable characters")
+    if key is not None and not KEY_PATTERN.fullmatch(key):
+        raise ValidationFailed.of("Idempotency-Key", f"must be 1-{MAX_KEY} printable ASCII "
+                                  "characters (e.g. a UUID)")
     digest = body_hash(body)
     try:
         with db.session() as session:
@@ -116,3 +134,14 @@ def run(db, *, scope: str, key: str | None, body: dict, operation: Operation,
     if on_commit is not None:
         on_commit()
     return JSONResponse(payload, status_code=status)
+
+
+def forget(deps, as_of=None) -> dict:
+    """The `idempotency-keys` job: delete the keys recorded more than the retention ago
+    (`as_of` is not used: a key's age is real time since its request)."""
+    hours = deps.settings.o2c_idempotency_retention_hours
+    cutoff = utcnow() - timedelta(hours=hours)
+    with deps.db.transaction() as session:
+        result = session.execute(delete(IdempotencyKey).where(
+            IdempotencyKey.created_at < cutoff))
+    return {"forgotten": result.rowcount, "retention_hours": hours}

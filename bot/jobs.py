@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
+from api import idempotency
 from bot import approval_jobs, backoffice_jobs, collections_jobs, reports, revenue_jobs
 
 JobFunc = Callable[..., dict]
@@ -52,6 +53,8 @@ JOBS: dict[str, Job] = {job.name: job for job in (
     Job("revenue-close", revenue_jobs.revenue_close, {"minute": "20"},
         "close the month before on the first working day of the month (revenue recorded "
         "once, summary to the AR channel)"),
+    Job("idempotency-keys", idempotency.forget, {"minute": "50"},
+        "forget the REST API's Idempotency-Keys older than O2C_IDEMPOTENCY_RETENTION_HOURS"),
 )}
 
 

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     # one this many hours (`o2c webhooks rotate`)
     o2c_webhooks_allow_private: bool = False
     o2c_webhooks_secret_grace_hours: int = Field(default=24, ge=0, le=24 * 30)
+    # how long an Idempotency-Key of the REST API is kept (a retry with it replays its first
+    # answer) before the hourly `idempotency-keys` job forgets it (api/idempotency.py)
+    o2c_idempotency_retention_hours: int = Field(default=24 * 30, ge=24, le=24 * 3660)
     # carrier -> tracking URL template with {tracking}, added to or replacing the built-in
     # ones (bot/customer_links.py), e.g. "acme=https://track.acme.example/?n={tracking}"
     o2c_tracking_urls: str = ""

@@ -274,7 +274,7 @@ class InvoiceIn(Strict):
     issue_date: Day
     due_date: Day
     total: Amount
-    order: StrictStr | None = None
+    order: Annotated[StrictStr, StringConstraints(max_length=32)] | None = None  # its number
     lines: Annotated[list[InvoiceLineIn], Field(max_length=200)] | None = None
     payment_terms: Terms | None = None
 
@@ -289,7 +289,7 @@ class PaymentIn(Strict):
     received_at: Moment
     payer_name: Annotated[StrictStr, StringConstraints(max_length=300)] | None = None
     reference: Annotated[StrictStr, StringConstraints(max_length=2000)] | None = None
-    customer: StrictStr | None = None
+    customer: Annotated[StrictStr, StringConstraints(max_length=100)] | None = None
     method: Annotated[StrictStr, StringConstraints(max_length=32)] | None = None
     external_id: Key(200) | None = None
     value_date: Day | None = None

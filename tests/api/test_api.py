@@ -129,6 +129,39 @@ def test_two_idempotency_keys_in_one_request_are_refused(company, api, server) -
                     headers={"Idempotency-Key": "k-b"}).status_code == 201
 
 
+@pytest.mark.parametrize("key", ["café".encode(), "€-1".encode(), b"k\x7f", b"tab\tkey"])
+def test_an_idempotency_key_outside_printable_ascii_is_a_422_saying_so(company, api, server,
+                                                                      key) -> None:
+    # when a key holds bytes beyond printable ASCII (HTTP headers arrive as latin-1: "café"
+    # in UTF-8 was stored as "cafÃ©" while "€-1" was refused, both as "not printable")
+    response = api.post("/orders", json=order_body(), headers=[(b"Idempotency-Key", key)])
+    # then every one is refused alike, naming the header, and nothing is stored
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [{
+        "field": "Idempotency-Key",
+        "detail": "must be 1-255 printable ASCII characters (e.g. a UUID)"}]
+    assert count(server.db, Order) == count(server.db, IdempotencyKey) == 0
+
+
+def test_idempotency_keys_are_case_sensitive_and_scoped_to_their_route(company, api,
+                                                                        server) -> None:
+    # keys are opaque strings (as Stripe's and the IETF draft's): "k-case" and "K-CASE" are
+    # two keys, so two requests; each replays only under its own spelling
+    lower = api.post("/orders", json=order_body(), headers={"Idempotency-Key": "k-case"})
+    upper = api.post("/orders", json=order_body(), headers={"Idempotency-Key": "K-CASE"})
+    again = api.post("/orders", json=order_body(), headers={"Idempotency-Key": "K-CASE"})
+    assert (lower.status_code, upper.status_code, again.status_code) == (201, 201, 201)
+    assert lower.json()["number"] != upper.json()["number"] == again.json()["number"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert count(server.db, Order) == 2
+    # and a key belongs to its route: the same key on another route is another request
+    payment = api.post("/payments", json={"amount": "10.00", "currency": "USD",
+                                          "received_at": "2026-11-20T10:00:00Z"},
+                       headers={"Idempotency-Key": "k-case"})
+    assert payment.status_code == 201 and "idempotent-replayed" not in payment.headers
+    assert count(server.db, IdempotencyKey) == 3
+
+
 def test_a_field_sent_as_null_is_another_body_than_the_field_left_out(server, api) -> None:
     # given a customer with 20 % tax, updated under a key with the rate left out (kept)
     assert api.post("/customers", json={**CUSTOMER, "tax_rate_pct": "20"}).status_code == 201
@@ -573,3 +606,44 @@ def test_put_user_racing_another_put_of_the_same_new_user_is_not_a_500(server, a
     with server.db.read_session() as s:
         assert set(s.exec(select(UserRole.role).where(UserRole.user_id == "UNEW0001"))) == {
             "sales", "collector"}
+
+
+def test_idempotency_keys_are_forgotten_after_the_retention_not_before(company, api,
+                                                                      server) -> None:
+    from bot import jobs
+    from models.base import utcnow
+
+    # given three keys: one past the retention (30 days by default), one just within it, one new
+    retention = timedelta(hours=server.deps.settings.o2c_idempotency_retention_hours)
+    assert retention == timedelta(days=30)
+    for key in ("k-old", "k-within", "k-new"):
+        assert api.post("/orders", json=order_body(),
+                        headers={"Idempotency-Key": key}).status_code == 201
+    with server.db.transaction() as s:
+        for key, age in (("k-old", retention + timedelta(hours=1)),
+                         ("k-within", retention - timedelta(hours=1))):
+            row = s.get(IdempotencyKey, ("POST /api/v1/orders", key))
+            row.created_at = utcnow() - age
+            s.add(row)
+    # when the hourly job runs
+    summary = jobs.run_job("idempotency-keys", server.deps, None)
+    # then only the key past the retention is forgotten
+    assert summary["forgotten"] == 1
+    with server.db.read_session() as s:
+        assert sorted(r.key for r in s.exec(select(IdempotencyKey))) == ["k-new", "k-within"]
+    # and a retry within the window still gets its first answer, changing nothing
+    for key in ("k-within", "k-new"):
+        again = api.post("/orders", json=order_body(), headers={"Idempotency-Key": key})
+        assert again.headers["idempotent-replayed"] == "true"
+    assert count(server.db, Order) == 3
+    assert jobs.JOBS["idempotency-keys"].cron == {"minute": "50"}
+
+
+def test_the_idempotency_retention_is_a_setting_of_at_least_a_day(monkeypatch) -> None:
+    from bot.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("O2C_IDEMPOTENCY_RETENTION_HOURS", "48")
+    assert load_settings().o2c_idempotency_retention_hours == 48
+    monkeypatch.setenv("O2C_IDEMPOTENCY_RETENTION_HOURS", "1")
+    with pytest.raises(SettingsError, match="O2C_IDEMPOTENCY_RETENTION_HOURS"):
+        load_settings()

@@ -269,3 +269,21 @@ def test_while_the_database_is_down_the_api_answers_503_with_retry_after(server,
     assert ready.status_code == 503 and ready.headers["retry-after"].isdigit()
     # and once it is back, the same request goes through
     assert api.get(f"{server.base_url}/readyz").status_code == 200
+
+
+@pytest.mark.parametrize(("path", "body", "field", "most"), [
+    ("/payments", {**PAYMENT, "customer": "C" * 100_000}, "customer", 100),
+    ("/invoices", {"number": "INV-X", "customer": "C-GLOBEX", "currency": "USD",
+                   "issue_date": "2026-11-02", "due_date": "2026-12-02", "total": "1.00",
+                   "order": "S" * 100_000}, "order", 32)])
+def test_a_record_named_beyond_its_column_is_a_short_422(rich, api, server, path, body, field,
+                                                         most) -> None:
+    # a key longer than any stored one (the column's length) names no record: refused by its
+    # length, not looked up and echoed back (100,000 characters, twice, in the problem)
+    response = api.post(path, json=body)
+    assert response.status_code == 422, response.text[:300]
+    assert response.json()["errors"] == [{"field": field,
+                                          "detail": f"String should have at most {most} "
+                                                    "characters"}]
+    assert len(response.content) < 1000
+    assert count(server.db, Payment) == 0
