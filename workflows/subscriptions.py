@@ -36,7 +36,7 @@ from sqlmodel import Session, select
 
 from models import Customer, Invoice, Order, OrderLine, OrderStatus, money
 from models.revenue import BILLING_MONTHS, Billing, SubscriptionBilling
-from workflows import audit, invoicing, orders
+from workflows import audit, invoicing, orders, policy
 from workflows import validation as v
 from workflows.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from workflows.inputs import OrderIn, build
@@ -182,7 +182,9 @@ def cancel_subscription(session: Session, *, order_number: str, line_no: int,
                         reason: str, actor: str, now: datetime,
                         effective: date | str | None = None) -> OrderLine:
     """Stop a billed subscription from the first day of a period not invoiced yet (default:
-    the next one). Idempotent for the same day: cancelling again from it changes nothing."""
+    the next period to start after today, business date: a period under way — served, or
+    being served — is still invoiced, even when the job has not caught up with it yet).
+    Idempotent for the same day: cancelling again from it changes nothing."""
     order = orders.get_order(session, order_number)
     lines = orders.lock_order(session, order)
     line = _subscription_line(session, order, line_no)
@@ -200,10 +202,12 @@ def cancel_subscription(session: Session, *, order_number: str, line_no: int,
     periods = live_periods(line)
     open_starts = [first for first, _, _ in periods if first not in billed]
     if effective in (None, ""):
-        if not open_starts:
+        today = policy.business_date(session, now)
+        coming = [first for first in open_starts if first > today]
+        if not coming:
             raise InvalidTransition(f"every period of line {line_no} of {order.number} is "
-                                    "invoiced already; nothing is left to cancel")
-        day = open_starts[0]
+                                    "invoiced or under way already; nothing is left to cancel")
+        day = coming[0]
     else:
         day = v.parse_date("effective", effective)
     if line.cancelled_from is not None and day == line.cancelled_from:

@@ -148,6 +148,46 @@ def test_only_a_period_not_invoiced_yet_can_start_the_cancellation(
     assert "2026-04-01" in refused.value.errors[0].detail
 
 
+def test_cancelling_without_a_day_stops_the_next_period_to_start_not_those_served(
+        session: Session, cloud: Order) -> None:
+    """January is invoiced, then the job does not run until 10 April; that day the customer
+    cancels "from the next period". February, March and April were served: they are still
+    invoiced (600.00), and billing stops from 1 May — the earliest period not invoiced
+    (1 February) would have let three months served go unbilled without anyone asking."""
+    # given
+    bill_all(session, date(2026, 1, 1))
+    # when
+    line = subscriptions.cancel_subscription(session, order_number=cloud.number, line_no=1,
+                                             reason="moving away", actor="UADMIN01",
+                                             now=at(2026, 4, 10))
+    session.commit()
+    billed = bill_all(session, date(2026, 4, 10))
+    later = bill_all(session, date(2026, 12, 1))
+    # then
+    assert line.cancelled_from == date(2026, 5, 1)
+    assert len(billed) == 3 and later == []
+    invoiced = session.exec(select(InvoiceLine).where(InvoiceLine.sku == "CLOUD")
+                            .order_by(InvoiceLine.service_start)).all()
+    assert [(li.service_start, li.line_total_minor) for li in invoiced] == [
+        (date(2026, 1, 1), 20000), (date(2026, 2, 1), 20000), (date(2026, 3, 1), 20000),
+        (date(2026, 4, 1), 20000)]
+    assert session.get(Order, cloud.id).cancelled_minor == 160000  # May to December
+    assert invariants.validate_all(session) == []
+
+
+def test_cancelling_without_a_day_once_the_last_period_runs_is_refused(
+        session: Session, cloud: Order) -> None:
+    """On 10 December the last period (December) has started: nothing is left to stop, and
+    December is still invoiced."""
+    bill_all(session, date(2026, 11, 1))
+    with pytest.raises(InvalidTransition, match="under way"):
+        subscriptions.cancel_subscription(session, order_number=cloud.number, line_no=1,
+                                          reason="moving away", actor="UADMIN01",
+                                          now=at(2026, 12, 10))
+    assert session.get(OrderLine, 1).cancelled_from is None
+    assert len(bill_all(session, date(2026, 12, 10))) == 1
+
+
 def test_an_order_with_invoiced_periods_cannot_be_cancelled_whole(
         session: Session, cloud: Order) -> None:
     bill_all(session, date(2026, 1, 5))
