@@ -249,6 +249,15 @@ def for_term(amount_minor: int, renewed: OrderLine, start: date, end: date) -> i
     return half_up(amount_minor * new_length, length)
 
 
+def _renewable(order: Order, line: OrderLine) -> None:
+    if line.cancelled_from is not None or line.qty_cancelled:
+        raise InvalidTransition(f"line {line.line_no} of {order.number} is cancelled; it "
+                                "cannot be renewed")
+    if order.status not in BILLABLE:
+        raise InvalidTransition(f"order {order.number} is {order.status}; only a running "
+                                "contract can be renewed")
+
+
 def renew_subscription(session: Session, *, order_number: str, line_no: int, actor: str,
                        now: datetime, service_end: date | str | None = None,
                        external_id: str | None = None) -> Order:
@@ -260,12 +269,7 @@ def renew_subscription(session: Session, *, order_number: str, line_no: int, act
     once: again only when its renewal was cancelled or rejected (it never became a term)."""
     order = orders.get_order(session, order_number)
     line = _subscription_line(session, order, line_no)
-    if line.cancelled_from is not None or line.qty_cancelled:
-        raise InvalidTransition(f"line {line_no} of {order.number} is cancelled; it cannot be "
-                                "renewed")
-    if order.status not in BILLABLE:
-        raise InvalidTransition(f"order {order.number} is {order.status}; only a running "
-                                "contract can be renewed")
+    _renewable(order, line)
     earlier = session.exec(select(OrderLine, Order).join(Order, Order.id == OrderLine.order_id)
                            .where(OrderLine.renewal_of_line_id == line.id)).first()
     if earlier is not None and earlier[1].status not in NOT_RENEWED:
@@ -304,6 +308,10 @@ def renew_subscription(session: Session, *, order_number: str, line_no: int, act
     except ValidationFailed as exc:  # the new line's fields are this request's
         raise ValidationFailed(exc.detail.replace("lines[0].", ""), errors=[
             type(e)(e.field.replace("lines[0].", ""), e.detail) for e in exc.errors]) from None
+    # Read again under the order's lock (the customer's is held since the new order was
+    # submitted: `lock_order`'s order): a cancellation that committed while this renewal was
+    # on its way refuses it (the caller rolls the new order back).
+    _renewable(order, next(li for li in orders.lock_order(session, order) if li.id == line.id))
     audit.record(session, actor=actor, action="subscription.renewed", entity_type="order",
                  entity_id=order.id, number=order.number, line_no=line.line_no,
                  renewal=renewed.number,
