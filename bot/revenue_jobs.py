@@ -8,7 +8,9 @@
   makes it once across processes. A period whose transaction PostgreSQL rolled back as a
   deadlock or a serialization failure is billed again at once, up to `RACE_ATTEMPTS` times
   (then the error stands and the next run bills it): nothing of the lost attempt was kept,
-  and `bill_period` looks again under its locks, so a period is never billed twice.
+  and `bill_period` looks again under its locks, so a period is never billed twice. A
+  period that fails otherwise (its own data, a bug) is logged and the run goes on with the
+  others, then fails naming it: one bad subscription never stops everyone's billing.
   `o2c run subscription-billing --as-of DATE` back-fills up to DATE (never a day
   after today: invoices are immutable).
 * `revenue-close` — hourly as a catch-up: on the first working day of each month, from 06:00
@@ -22,6 +24,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime, time
 
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -33,6 +36,7 @@ from workflows.errors import ValidationFailed
 from workflows.revenue_schedule import first_of_month
 from workflows.workcalendar import Holidays, first_working_day, zone
 
+log = logging.getLogger("o2c.revenue_jobs")
 CLOSE_TIME = time(6)  # on the month's first working day, business time
 ACTOR = "revenue-close"
 RACE_ATTEMPTS = 3  # per period, when PostgreSQL rolls it back as a deadlock (module doc)
@@ -48,14 +52,25 @@ def subscription_billing(deps, as_of: date | None) -> dict:
         due = subscriptions.due_periods(session, as_of)
     invoices: list[str] = []
     skipped = 0
+    failed: list[Exception] = []
     for period in due:
-        number = _bill(deps, period, as_of)
+        try:
+            number = _bill(deps, period, as_of)
+        except OperationalError:  # the database itself (gone, or a race lost every time)
+            raise
+        except Exception as error:  # this period's own: the others are billed all the same
+            log.exception("subscription-billing: line %s, period from %s not billed",
+                          period.order_line_id, period.period_start.isoformat())
+            failed.append(error)
+            continue
         if number:
             invoices.append(number)
         else:
             skipped += 1
     if invoices:
         deps.notify_outbox()
+    if failed:  # the run fails (logged, counted), the next one tries those periods again
+        raise failed[0]
     return {"as_of": as_of.isoformat(), "invoiced": len(invoices), "invoices": invoices,
             "already_invoiced_or_not_billable": skipped}
 
