@@ -184,7 +184,8 @@ def cancel_subscription(session: Session, *, order_number: str, line_no: int,
     """Stop a billed subscription from the first day of a period not invoiced yet (default:
     the next period to start after today, business date: a period under way — served, or
     being served — is still invoiced, even when the job has not caught up with it yet).
-    Idempotent for the same day: cancelling again from it changes nothing."""
+    Idempotent: cancelling again from the same day, or again without a day while it stops
+    from the next period already, changes nothing."""
     order = orders.get_order(session, order_number)
     lines = orders.lock_order(session, order)
     line = _subscription_line(session, order, line_no)
@@ -203,6 +204,10 @@ def cancel_subscription(session: Session, *, order_number: str, line_no: int,
     open_starts = [first for first, _, _ in periods if first not in billed]
     if effective in (None, ""):
         today = policy.business_date(session, now)
+        if line.cancelled_from is not None and line.cancelled_from == next(
+                (first for first, _, _ in orders.subscription_periods(line) if first > today),
+                None):
+            return line  # sent again: it stops from the next period already
         coming = [first for first in open_starts if first > today]
         if not coming:
             raise InvalidTransition(f"every period of line {line_no} of {order.number} is "
