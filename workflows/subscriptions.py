@@ -22,8 +22,10 @@ billed, and revenue recognition shortens the service period to the day before. R
 new contract: a new order for the next term (same product, quantity, price — for a term of
 another length, in proportion to it — discount and billing), through the credit and
 discount checks like any order; a line is renewed once (again only if that renewal order
-was cancelled or rejected). Cancelled from its first day, before anything was invoiced, an
-order with nothing else on it is cancelled.
+was cancelled or rejected). A line whose renewal stands is not cancelled (409 naming the
+renewal order, to be withdrawn first): the customer would be billed the next term after
+leaving. Cancelled from its first day, before anything was invoiced, an order with nothing
+else on it is cancelled.
 """
 
 from __future__ import annotations
@@ -221,6 +223,10 @@ def cancel_subscription(session: Session, *, order_number: str, line_no: int,
         choices = ", ".join(d.isoformat() for d in open_starts[:3]) or "none left"
         raise ValidationFailed.of("effective", "must be the first day of a billing period "
                                   f"not invoiced yet ({choices})")
+    renewal = _renewal(session, line)
+    if renewal is not None and renewal[1].status not in NOT_RENEWED:
+        raise Conflict(f"line {line_no} of {order.number} is renewed by {renewal[1].number}; "
+                       "cancel that order first")
     before = line.cancelled_from
     line.cancelled_from = day
     session.add(line)
@@ -254,6 +260,12 @@ def for_term(amount_minor: int, renewed: OrderLine, start: date, end: date) -> i
     return half_up(amount_minor * new_length, length)
 
 
+def _renewal(session: Session, line: OrderLine) -> tuple[OrderLine, Order] | None:
+    """The line (and order) renewing `line`, if any."""
+    return session.exec(select(OrderLine, Order).join(Order, Order.id == OrderLine.order_id)
+                        .where(OrderLine.renewal_of_line_id == line.id)).first()
+
+
 def _renewable(order: Order, line: OrderLine) -> None:
     if line.cancelled_from is not None or line.qty_cancelled:
         raise InvalidTransition(f"line {line.line_no} of {order.number} is cancelled; it "
@@ -275,8 +287,7 @@ def renew_subscription(session: Session, *, order_number: str, line_no: int, act
     order = orders.get_order(session, order_number)
     line = _subscription_line(session, order, line_no)
     _renewable(order, line)
-    earlier = session.exec(select(OrderLine, Order).join(Order, Order.id == OrderLine.order_id)
-                           .where(OrderLine.renewal_of_line_id == line.id)).first()
+    earlier = _renewal(session, line)
     if earlier is not None and earlier[1].status not in NOT_RENEWED:
         raise Conflict(f"line {line_no} of {order.number} is already renewed by "
                        f"{earlier[1].number}")

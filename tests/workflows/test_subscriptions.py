@@ -247,6 +247,35 @@ def test_renewal_is_a_new_order_for_the_next_term_once(session: Session, cloud: 
                                          actor="USALES01", now=at(2026, 11, 21))
 
 
+def test_a_renewed_subscription_is_not_cancelled_while_its_renewal_stands(
+        session: Session, cloud: Order) -> None:
+    """2026 is renewed for 2027 (2400.00), then the customer cancels from July: cancelling
+    only this term would leave a gap and still bill all of 2027 to a customer who left. The
+    cancellation is refused, naming the renewal; once that order is withdrawn it goes
+    through."""
+    # given
+    renewed = subscriptions.renew_subscription(session, order_number=cloud.number, line_no=1,
+                                               actor="USALES01", now=at(2026, 3, 1))
+    session.commit()
+    # when
+    with pytest.raises(Conflict, match=renewed.number):
+        subscriptions.cancel_subscription(session, order_number=cloud.number, line_no=1,
+                                          effective="2026-07-01", reason="leaving",
+                                          actor="UADMIN01", now=at(2026, 3, 10))
+    session.rollback()
+    # then
+    assert session.get(OrderLine, 1).cancelled_from is None
+    orders.cancel_order(session, session.get(Order, renewed.id), actor="USALES01",
+                        reason="the customer is leaving", now=at(2026, 3, 10))
+    line = subscriptions.cancel_subscription(session, order_number=cloud.number, line_no=1,
+                                             effective="2026-07-01", reason="leaving",
+                                             actor="UADMIN01", now=at(2026, 3, 10))
+    session.commit()
+    assert line.cancelled_from == date(2026, 7, 1)
+    assert session.get(Order, renewed.id).status == "cancelled"
+    assert invariants.validate_all(session) == []
+
+
 def test_two_processes_billing_the_same_period_invoice_it_once(db: Database,
                                                                cloud: Order) -> None:
     """Two transactions bill January at the same moment (without the job's lock): the order
