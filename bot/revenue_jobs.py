@@ -30,6 +30,7 @@ from datetime import date, datetime, time
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bot.db import lost_a_race
+from models.revenue import SubscriptionBilling
 from workflows import periods, revenue, subscriptions
 from workflows import policy as policies
 from workflows.errors import ValidationFailed
@@ -85,8 +86,12 @@ def _bill(deps, period: subscriptions.DuePeriod, as_of: date) -> str | None:
                     session, order_line_id=period.order_line_id,
                     period_start=period.period_start, as_of=as_of, now=deps.clock.now())
                 return invoice.number if invoice is not None else None
-        except IntegrityError:  # another process invoiced it a moment ago
-            return None
+        except IntegrityError:  # another process invoiced it a moment ago, or not
+            with deps.db.read_session() as session:
+                if session.get(SubscriptionBilling,
+                               (period.order_line_id, period.period_start)) is not None:
+                    return None
+            raise  # another key refused the write: this period is not billed
         except OperationalError as error:
             if not lost_a_race(error) or attempt == RACE_ATTEMPTS:
                 raise

@@ -212,6 +212,28 @@ def test_a_period_that_cannot_be_billed_does_not_stop_the_others(db, monkeypatch
                            (date(2026, 2, 1), "INV-2026-000002", 10000)]
 
 
+def test_a_refusal_by_the_database_that_is_not_a_billed_period_is_not_taken_for_one(
+        db, monkeypatch) -> None:
+    """The job reads a unique-key refusal as "another process invoiced this period a moment
+    ago". When no invoice of that period exists (another key refused the write), the period
+    was not billed: the run fails, naming the error — before, January counted as "already
+    invoiced" every hour, and was never invoiced, without a word."""
+    from workflows import subscriptions
+
+    # given a monthly subscription whose January billing the database refuses
+    _monthly_subscription(db)
+
+    def bill_period(session, **kwargs):
+        raise sa.exc.IntegrityError("INSERT INTO outbox ...", {}, Exception("duplicate key"))
+
+    monkeypatch.setattr(subscriptions, "bill_period", bill_period)
+    # when / then
+    with pytest.raises(sa.exc.IntegrityError):
+        run_at(datetime(2026, 1, 2, 12, tzinfo=UTC), revenue_jobs.subscription_billing,
+               _deps(db), None)
+    assert _billed(db) == []
+
+
 # -- the close: several at once record each month once ---------------------------------------
 
 def test_closes_run_at_once_record_each_month_once(db) -> None:
