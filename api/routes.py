@@ -397,7 +397,9 @@ def cancel_subscription(number: Key, line_no: Annotated[int, Path(ge=1, le=200)]
                         body: SubscriptionCancelIn, request: Request,
                         key: IdemKey = None) -> JSONResponse:
     """Stop a subscription billed by period from the first day of a period not invoiced yet
-    (`effective`, default the next one): no later period is invoiced or recognised."""
+    (`effective`, default the next period to start after today: one under way is still
+    invoiced): no later period is invoiced or recognised. 409 while a renewal of the line
+    stands (naming that order, to be withdrawn first)."""
     deps = _deps(request)
 
     def op(session):

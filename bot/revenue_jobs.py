@@ -8,7 +8,9 @@
   makes it once across processes. A period whose transaction PostgreSQL rolled back as a
   deadlock or a serialization failure is billed again at once, up to `RACE_ATTEMPTS` times
   (then the error stands and the next run bills it): nothing of the lost attempt was kept,
-  and `bill_period` looks again under its locks, so a period is never billed twice.
+  and `bill_period` looks again under its locks, so a period is never billed twice. A
+  period that fails otherwise (its own data, a bug) is logged and the run goes on with the
+  others, then fails naming it: one bad subscription never stops everyone's billing.
   `o2c run subscription-billing --as-of DATE` back-fills up to DATE (never a day
   after today: invoices are immutable).
 * `revenue-close` — hourly as a catch-up: on the first working day of each month, from 06:00
@@ -22,17 +24,20 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime, time
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bot.db import lost_a_race
+from models.revenue import SubscriptionBilling
 from workflows import periods, revenue, subscriptions
 from workflows import policy as policies
 from workflows.errors import ValidationFailed
 from workflows.revenue_schedule import first_of_month
 from workflows.workcalendar import Holidays, first_working_day, zone
 
+log = logging.getLogger("o2c.revenue_jobs")
 CLOSE_TIME = time(6)  # on the month's first working day, business time
 ACTOR = "revenue-close"
 RACE_ATTEMPTS = 3  # per period, when PostgreSQL rolls it back as a deadlock (module doc)
@@ -48,14 +53,25 @@ def subscription_billing(deps, as_of: date | None) -> dict:
         due = subscriptions.due_periods(session, as_of)
     invoices: list[str] = []
     skipped = 0
+    failed: list[Exception] = []
     for period in due:
-        number = _bill(deps, period, as_of)
+        try:
+            number = _bill(deps, period, as_of)
+        except OperationalError:  # the database itself (gone, or a race lost every time)
+            raise
+        except Exception as error:  # this period's own: the others are billed all the same
+            log.exception("subscription-billing: line %s, period from %s not billed",
+                          period.order_line_id, period.period_start.isoformat())
+            failed.append(error)
+            continue
         if number:
             invoices.append(number)
         else:
             skipped += 1
     if invoices:
         deps.notify_outbox()
+    if failed:  # the run fails (logged, counted), the next one tries those periods again
+        raise failed[0]
     return {"as_of": as_of.isoformat(), "invoiced": len(invoices), "invoices": invoices,
             "already_invoiced_or_not_billable": skipped}
 
@@ -70,8 +86,12 @@ def _bill(deps, period: subscriptions.DuePeriod, as_of: date) -> str | None:
                     session, order_line_id=period.order_line_id,
                     period_start=period.period_start, as_of=as_of, now=deps.clock.now())
                 return invoice.number if invoice is not None else None
-        except IntegrityError:  # another process invoiced it a moment ago
-            return None
+        except IntegrityError:  # another process invoiced it a moment ago, or not
+            with deps.db.read_session() as session:
+                if session.get(SubscriptionBilling,
+                               (period.order_line_id, period.period_start)) is not None:
+                    return None
+            raise  # another key refused the write: this period is not billed
         except OperationalError as error:
             if not lost_a_race(error) or attempt == RACE_ATTEMPTS:
                 raise

@@ -298,7 +298,7 @@ class PaymentIn(Strict):
 class SubscriptionCancelIn(Strict):
     reason: Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1,
                                                    max_length=500)]
-    effective: Day | None = None  # the first day of a period not invoiced yet (default: next)
+    effective: Day | None = None  # a period not invoiced yet (default: the next to start)
     by: SlackUser | None = None
 
 

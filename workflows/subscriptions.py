@@ -22,8 +22,10 @@ billed, and revenue recognition shortens the service period to the day before. R
 new contract: a new order for the next term (same product, quantity, price — for a term of
 another length, in proportion to it — discount and billing), through the credit and
 discount checks like any order; a line is renewed once (again only if that renewal order
-was cancelled or rejected). Cancelled from its first day, before anything was invoiced, an
-order with nothing else on it is cancelled.
+was cancelled or rejected). A line whose renewal stands is not cancelled (409 naming the
+renewal order, to be withdrawn first): the customer would be billed the next term after
+leaving. Cancelled from its first day, before anything was invoiced, an order with nothing
+else on it is cancelled.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from sqlmodel import Session, select
 
 from models import Customer, Invoice, Order, OrderLine, OrderStatus, money
 from models.revenue import BILLING_MONTHS, Billing, SubscriptionBilling
-from workflows import audit, invoicing, orders
+from workflows import audit, invoicing, orders, policy
 from workflows import validation as v
 from workflows.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from workflows.inputs import OrderIn, build
@@ -182,7 +184,10 @@ def cancel_subscription(session: Session, *, order_number: str, line_no: int,
                         reason: str, actor: str, now: datetime,
                         effective: date | str | None = None) -> OrderLine:
     """Stop a billed subscription from the first day of a period not invoiced yet (default:
-    the next one). Idempotent for the same day: cancelling again from it changes nothing."""
+    the next period to start after today, business date: a period under way — served, or
+    being served — is still invoiced, even when the job has not caught up with it yet).
+    Idempotent: cancelling again from the same day, or again without a day while it stops
+    from the next period already, changes nothing."""
     order = orders.get_order(session, order_number)
     lines = orders.lock_order(session, order)
     line = _subscription_line(session, order, line_no)
@@ -200,10 +205,16 @@ def cancel_subscription(session: Session, *, order_number: str, line_no: int,
     periods = live_periods(line)
     open_starts = [first for first, _, _ in periods if first not in billed]
     if effective in (None, ""):
-        if not open_starts:
+        today = policy.business_date(session, now)
+        if line.cancelled_from is not None and line.cancelled_from == next(
+                (first for first, _, _ in orders.subscription_periods(line) if first > today),
+                None):
+            return line  # sent again: it stops from the next period already
+        coming = [first for first in open_starts if first > today]
+        if not coming:
             raise InvalidTransition(f"every period of line {line_no} of {order.number} is "
-                                    "invoiced already; nothing is left to cancel")
-        day = open_starts[0]
+                                    "invoiced or under way already; nothing is left to cancel")
+        day = coming[0]
     else:
         day = v.parse_date("effective", effective)
     if line.cancelled_from is not None and day == line.cancelled_from:
@@ -212,6 +223,10 @@ def cancel_subscription(session: Session, *, order_number: str, line_no: int,
         choices = ", ".join(d.isoformat() for d in open_starts[:3]) or "none left"
         raise ValidationFailed.of("effective", "must be the first day of a billing period "
                                   f"not invoiced yet ({choices})")
+    renewal = _renewal(session, line)
+    if renewal is not None and renewal[1].status not in NOT_RENEWED:
+        raise Conflict(f"line {line_no} of {order.number} is renewed by {renewal[1].number}; "
+                       "cancel that order first")
     before = line.cancelled_from
     line.cancelled_from = day
     session.add(line)
@@ -245,6 +260,21 @@ def for_term(amount_minor: int, renewed: OrderLine, start: date, end: date) -> i
     return half_up(amount_minor * new_length, length)
 
 
+def _renewal(session: Session, line: OrderLine) -> tuple[OrderLine, Order] | None:
+    """The line (and order) renewing `line`, if any."""
+    return session.exec(select(OrderLine, Order).join(Order, Order.id == OrderLine.order_id)
+                        .where(OrderLine.renewal_of_line_id == line.id)).first()
+
+
+def _renewable(order: Order, line: OrderLine) -> None:
+    if line.cancelled_from is not None or line.qty_cancelled:
+        raise InvalidTransition(f"line {line.line_no} of {order.number} is cancelled; it "
+                                "cannot be renewed")
+    if order.status not in BILLABLE:
+        raise InvalidTransition(f"order {order.number} is {order.status}; only a running "
+                                "contract can be renewed")
+
+
 def renew_subscription(session: Session, *, order_number: str, line_no: int, actor: str,
                        now: datetime, service_end: date | str | None = None,
                        external_id: str | None = None) -> Order:
@@ -256,14 +286,8 @@ def renew_subscription(session: Session, *, order_number: str, line_no: int, act
     once: again only when its renewal was cancelled or rejected (it never became a term)."""
     order = orders.get_order(session, order_number)
     line = _subscription_line(session, order, line_no)
-    if line.cancelled_from is not None or line.qty_cancelled:
-        raise InvalidTransition(f"line {line_no} of {order.number} is cancelled; it cannot be "
-                                "renewed")
-    if order.status not in BILLABLE:
-        raise InvalidTransition(f"order {order.number} is {order.status}; only a running "
-                                "contract can be renewed")
-    earlier = session.exec(select(OrderLine, Order).join(Order, Order.id == OrderLine.order_id)
-                           .where(OrderLine.renewal_of_line_id == line.id)).first()
+    _renewable(order, line)
+    earlier = _renewal(session, line)
     if earlier is not None and earlier[1].status not in NOT_RENEWED:
         raise Conflict(f"line {line_no} of {order.number} is already renewed by "
                        f"{earlier[1].number}")
@@ -300,6 +324,10 @@ def renew_subscription(session: Session, *, order_number: str, line_no: int, act
     except ValidationFailed as exc:  # the new line's fields are this request's
         raise ValidationFailed(exc.detail.replace("lines[0].", ""), errors=[
             type(e)(e.field.replace("lines[0].", ""), e.detail) for e in exc.errors]) from None
+    # Read again under the order's lock (the customer's is held since the new order was
+    # submitted: `lock_order`'s order): a cancellation that committed while this renewal was
+    # on its way refuses it (the caller rolls the new order back).
+    _renewable(order, next(li for li in orders.lock_order(session, order) if li.id == line.id))
     audit.record(session, actor=actor, action="subscription.renewed", entity_type="order",
                  entity_id=order.id, number=order.number, line_no=line.line_no,
                  renewal=renewed.number,

@@ -177,6 +177,63 @@ def test_a_period_that_keeps_failing_is_tried_a_bounded_number_of_times(
     assert _billed(db) == [(date(2026, 1, 1), "INV-2026-000001", 20000)]
 
 
+def test_a_period_that_cannot_be_billed_does_not_stop_the_others(db, monkeypatch) -> None:
+    """One subscription's billing fails on every run (a bug, bad data): the other
+    customers' periods are billed all the same, and the run still fails, naming the error.
+    Before, the first failing period (the oldest, so tried first every hour) stopped the run:
+    no later period of anyone was ever billed."""
+    from tests.support import factories as f
+    from workflows import orders, subscriptions
+    from workflows.inputs import OrderIn, OrderLineIn
+
+    # given two subscriptions, the first one's billing always failing
+    _monthly_subscription(db)
+    with db.transaction() as s:
+        f.customer(s, "C-OTHER", "Otherco", credit_limit="1000000.00")
+        orders.create_order(s, OrderIn(
+            customer="C-OTHER", sales_rep="USALES01", currency="USD", lines=[
+                OrderLineIn(sku="CLOUD", quantity=1, service_start="2026-01-01",
+                            service_end="2026-12-31", billing="monthly")]),
+            actor="USALES01", now=datetime(2025, 12, 20, tzinfo=UTC))
+    real = subscriptions.bill_period
+
+    def bill_period(session, **kwargs):
+        if kwargs["order_line_id"] == 1:
+            raise RuntimeError("cannot render the invoice")
+        return real(session, **kwargs)
+
+    monkeypatch.setattr(subscriptions, "bill_period", bill_period)
+    # when the job runs on 2 February
+    with pytest.raises(RuntimeError, match="cannot render"):
+        run_at(datetime(2026, 2, 2, 12, tzinfo=UTC), revenue_jobs.subscription_billing,
+               _deps(db), None)
+    # then the other customer's January and February are invoiced (100.00 each)
+    assert _billed(db) == [(date(2026, 1, 1), "INV-2026-000001", 10000),
+                           (date(2026, 2, 1), "INV-2026-000002", 10000)]
+
+
+def test_a_refusal_by_the_database_that_is_not_a_billed_period_is_not_taken_for_one(
+        db, monkeypatch) -> None:
+    """The job reads a unique-key refusal as "another process invoiced this period a moment
+    ago". When no invoice of that period exists (another key refused the write), the period
+    was not billed: the run fails, naming the error — before, January counted as "already
+    invoiced" every hour, and was never invoiced, without a word."""
+    from workflows import subscriptions
+
+    # given a monthly subscription whose January billing the database refuses
+    _monthly_subscription(db)
+
+    def bill_period(session, **kwargs):
+        raise sa.exc.IntegrityError("INSERT INTO outbox ...", {}, Exception("duplicate key"))
+
+    monkeypatch.setattr(subscriptions, "bill_period", bill_period)
+    # when / then
+    with pytest.raises(sa.exc.IntegrityError):
+        run_at(datetime(2026, 1, 2, 12, tzinfo=UTC), revenue_jobs.subscription_billing,
+               _deps(db), None)
+    assert _billed(db) == []
+
+
 # -- the close: several at once record each month once ---------------------------------------
 
 def test_closes_run_at_once_record_each_month_once(db) -> None:

@@ -39,6 +39,7 @@ from workflows import (
     shipping,
     subscriptions,
 )
+from workflows.errors import InvalidTransition
 from workflows.inputs import OrderIn, OrderLineIn
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -264,6 +265,35 @@ def test_a_period_cancelled_is_not_billed_once_the_cancellation_commits(
             assert late.startswith("must be the first day of a billing period")
             assert billed == [date(2026, 1, 1), date(2026, 2, 1)]
             assert s.get(OrderLine, line_id).cancelled_from is None
+        assert invariants.validate_all(s) == []
+
+
+def test_a_subscription_cancelled_while_it_is_renewed_is_not_renewed(db: Database) -> None:
+    """A renewal read the line (not cancelled yet) while a cancellation from March was
+    uncommitted: once the cancellation commits, the renewal — which waited for the
+    customer's lock to submit its order — is refused, not a 2027 contract for a customer
+    who stopped in February (no order beyond the first, nothing audited as renewed)."""
+    # given
+    with db.transaction() as s:
+        order = monthly_cloud(s)
+        number = order.number
+
+    def renew(s: Session) -> str:
+        try:
+            return subscriptions.renew_subscription(s, order_number=number, line_no=1,
+                                                    actor="USALES01", now=NOW).number
+        except InvalidTransition as refused:
+            s.rollback()
+            return str(refused)
+    # when
+    with db.session() as held:
+        assert cancel_from(number, "2026-03-01")(held) == "2026-03-01"
+        outcome, waited = second_writer(db, held, renew)
+    # then
+    assert waited == db.is_postgres
+    assert "is cancelled; it cannot be renewed" in outcome
+    with db.read_session() as s:
+        assert [o.number for o in s.exec(select(Order))] == [number]
         assert invariants.validate_all(s) == []
 
 

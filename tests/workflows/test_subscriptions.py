@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sqlmodel import Session, select
 
 from bot.db import Database
-from models import Approval, Customer, Invoice, InvoiceLine, Order, OrderLine, money
+from models import Approval, AuditEvent, Customer, Invoice, InvoiceLine, Order, OrderLine, money
 from models.revenue import SubscriptionBilling
 from tests.support import factories as f
 from tests.support.examples import examples
@@ -148,6 +148,69 @@ def test_only_a_period_not_invoiced_yet_can_start_the_cancellation(
     assert "2026-04-01" in refused.value.errors[0].detail
 
 
+def test_cancelling_without_a_day_stops_the_next_period_to_start_not_those_served(
+        session: Session, cloud: Order) -> None:
+    """January is invoiced, then the job does not run until 10 April; that day the customer
+    cancels "from the next period". February, March and April were served: they are still
+    invoiced (600.00), and billing stops from 1 May — the earliest period not invoiced
+    (1 February) would have let three months served go unbilled without anyone asking."""
+    # given
+    bill_all(session, date(2026, 1, 1))
+    # when
+    line = subscriptions.cancel_subscription(session, order_number=cloud.number, line_no=1,
+                                             reason="moving away", actor="UADMIN01",
+                                             now=at(2026, 4, 10))
+    session.commit()
+    billed = bill_all(session, date(2026, 4, 10))
+    later = bill_all(session, date(2026, 12, 1))
+    # then
+    assert line.cancelled_from == date(2026, 5, 1)
+    assert len(billed) == 3 and later == []
+    invoiced = session.exec(select(InvoiceLine).where(InvoiceLine.sku == "CLOUD")
+                            .order_by(InvoiceLine.service_start)).all()
+    assert [(li.service_start, li.line_total_minor) for li in invoiced] == [
+        (date(2026, 1, 1), 20000), (date(2026, 2, 1), 20000), (date(2026, 3, 1), 20000),
+        (date(2026, 4, 1), 20000)]
+    assert session.get(Order, cloud.id).cancelled_minor == 160000  # May to December
+    assert invariants.validate_all(session) == []
+
+
+def test_cancelling_without_a_day_once_the_last_period_runs_is_refused(
+        session: Session, cloud: Order) -> None:
+    """On 10 December the last period (December) has started: nothing is left to stop, and
+    December is still invoiced."""
+    bill_all(session, date(2026, 11, 1))
+    with pytest.raises(InvalidTransition, match="under way"):
+        subscriptions.cancel_subscription(session, order_number=cloud.number, line_no=1,
+                                          reason="moving away", actor="UADMIN01",
+                                          now=at(2026, 12, 10))
+    assert session.get(OrderLine, 1).cancelled_from is None
+    assert len(bill_all(session, date(2026, 12, 10))) == 1
+
+
+def test_cancelling_without_a_day_twice_changes_nothing_the_second_time(
+        session: Session, cloud: Order) -> None:
+    """A cancellation sent again without a day (a retry without an Idempotency-Key, a
+    second person) finds the subscription stopped from the next period already: the same
+    answer, one audit entry — not a 409 saying every period is invoiced."""
+    # given
+    bill_all(session, date(2026, 3, 1))
+    first = subscriptions.cancel_subscription(session, order_number=cloud.number, line_no=1,
+                                              reason="moving away", actor="UADMIN01",
+                                              now=at(2026, 3, 10))
+    session.commit()
+    # when
+    again = subscriptions.cancel_subscription(session, order_number=cloud.number, line_no=1,
+                                              reason="moving away", actor="UADMIN01",
+                                              now=at(2026, 3, 10, 13))
+    session.commit()
+    # then
+    assert first.cancelled_from == again.cancelled_from == date(2026, 4, 1)
+    assert session.get(Order, cloud.id).cancelled_minor == 180000
+    assert len(session.exec(select(AuditEvent).where(
+        AuditEvent.action == "subscription.cancelled")).all()) == 1
+
+
 def test_an_order_with_invoiced_periods_cannot_be_cancelled_whole(
         session: Session, cloud: Order) -> None:
     bill_all(session, date(2026, 1, 5))
@@ -182,6 +245,35 @@ def test_renewal_is_a_new_order_for_the_next_term_once(session: Session, cloud: 
     with pytest.raises(Conflict, match=renewed.number):
         subscriptions.renew_subscription(session, order_number=cloud.number, line_no=1,
                                          actor="USALES01", now=at(2026, 11, 21))
+
+
+def test_a_renewed_subscription_is_not_cancelled_while_its_renewal_stands(
+        session: Session, cloud: Order) -> None:
+    """2026 is renewed for 2027 (2400.00), then the customer cancels from July: cancelling
+    only this term would leave a gap and still bill all of 2027 to a customer who left. The
+    cancellation is refused, naming the renewal; once that order is withdrawn it goes
+    through."""
+    # given
+    renewed = subscriptions.renew_subscription(session, order_number=cloud.number, line_no=1,
+                                               actor="USALES01", now=at(2026, 3, 1))
+    session.commit()
+    # when
+    with pytest.raises(Conflict, match=renewed.number):
+        subscriptions.cancel_subscription(session, order_number=cloud.number, line_no=1,
+                                          effective="2026-07-01", reason="leaving",
+                                          actor="UADMIN01", now=at(2026, 3, 10))
+    session.rollback()
+    # then
+    assert session.get(OrderLine, 1).cancelled_from is None
+    orders.cancel_order(session, session.get(Order, renewed.id), actor="USALES01",
+                        reason="the customer is leaving", now=at(2026, 3, 10))
+    line = subscriptions.cancel_subscription(session, order_number=cloud.number, line_no=1,
+                                             effective="2026-07-01", reason="leaving",
+                                             actor="UADMIN01", now=at(2026, 3, 10))
+    session.commit()
+    assert line.cancelled_from == date(2026, 7, 1)
+    assert session.get(Order, renewed.id).status == "cancelled"
+    assert invariants.validate_all(session) == []
 
 
 def test_two_processes_billing_the_same_period_invoice_it_once(db: Database,
@@ -460,3 +552,34 @@ def test_a_renewal_for_the_same_term_given_explicitly_keeps_the_price(
         session, order_number=cloud.number, line_no=1, actor="USALES01",
         now=at(2026, 11, 20), service_end="2027-12-31")
     assert orders.order_lines(session, renewed.id)[0].unit_price_minor == 120000
+
+
+def test_a_cancellation_after_a_close_leaves_the_closed_months_as_recorded(
+        session: Session, cloud: Order) -> None:
+    """January and February are invoiced and closed (recognised 203.84 and 184.11 of
+    2400.00 by day); on 10 March the subscription is cancelled from April. The contract is
+    now 600.00 over 1 January to 31 March: the closed months keep what they recorded, and
+    March takes the rest (600.00 - 387.95 = 212.05), so at 31 March everything invoiced is
+    recognised, nothing deferred or unbilled."""
+    # given
+    bill_all(session, date(2026, 2, 1))
+    revenue.close_month(session, period="2026-02", actor="test", now=at(2026, 3, 2))
+    session.commit()
+    # when
+    subscriptions.cancel_subscription(session, order_number=cloud.number, line_no=1,
+                                      effective="2026-04-01", reason="budget cut",
+                                      actor="UADMIN01", now=at(2026, 3, 10))
+    session.commit()
+    bill_all(session, date(2026, 3, 10))
+    # then
+    [ob] = [ob for ob in revenue.load_obligations(session) if ob.sku == "CLOUD"]
+    assert {month: moved.recognized for month, moved in ob.closed.items()} == {
+        "2026-01": 20384, "2026-02": 18411}
+    positions = {d: [fig for o, fig in revenue.line_positions(session, d).values()
+                     if o.sku == "CLOUD"][0] for d in (date(2026, 2, 28), date(2026, 3, 31))}
+    feb, mar = positions[date(2026, 2, 28)], positions[date(2026, 3, 31)]
+    assert (feb.recognized, feb.invoiced) == (38795, 40000)
+    assert (mar.recognized - feb.recognized, mar.invoiced, mar.deferred, mar.unbilled) == (
+        21205, 60000, 0, 0)
+    assert cumulative(ob.schedule, date(2026, 12, 31)) == 60000
+    assert invariants.validate_all(session) == []
