@@ -570,6 +570,11 @@ class OutboxWorker:
                     raise Permanent(f"original message (outbox {target.id}) was never posted")
                 waiting = target is not None and target.status == OutboxStatus.PENDING
                 raise Defer(target.next_attempt_at if waiting else None)
+            newer = self._newer_update(row)
+            if newer is not None:  # it shows later content: this one would overwrite it
+                log.info("outbox %s: superseded by update %s; not sending it", row.id, newer)
+                return {"ok": True, "channel": target.result["channel"],
+                        "ts": target.result["ts"], "superseded_by": newer}
             args = {"channel": target.result["channel"], "ts": target.result["ts"], **rendered}
         else:
             args = {"channel": self.resolve_channel(payload["channel"]), **rendered}
@@ -585,6 +590,28 @@ class OutboxWorker:
                                  row.id, found["channel"], found["ts"])
                         return found
         return self._call_slack(row, args)
+
+    def _newer_update(self, row: OutboxMessage) -> int | None:
+        """The id of a later update of the same message that is queued, being sent or sent:
+        it replaces the whole message, so this one is left out (a retried update must not
+        bring back older content). While an earlier update of it is in flight, this one
+        waits (`Defer`), so the two never reach Slack in the wrong order."""
+        table = OutboxMessage.__table__
+        same = sa.and_(table.c.method == "chat.update",
+                       table.c.target_outbox_id == row.target_outbox_id)
+        live = [OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.SENT]
+        with self.db.read_session() as session:
+            # (`id >` and the status bound the scans: no index on target_outbox_id)
+            newer = session.execute(sa.select(table.c.id).where(
+                table.c.id > row.id, same, table.c.status.in_(live))
+                .order_by(table.c.id.desc()).limit(1)).scalar()
+            if newer is not None:
+                return newer
+            in_flight = session.execute(sa.select(table.c.id).where(
+                table.c.status == OutboxStatus.SENDING, same, table.c.id < row.id)).first()
+        if in_flight is not None:
+            raise Defer(None)
+        return None
 
     def _formats_for(self, row: OutboxMessage, target: OutboxMessage | None) -> Formats:
         """The formats of the one person a message is for (a DM, an ephemeral, App Home, an

@@ -349,3 +349,61 @@ def test_a_dunning_email_that_keeps_failing_is_told_in_the_ar_channel_once(
     shown = str(notice["blocks"])
     assert "INV-2026-000042" in shown and "&lt;!here&gt; Evil" in shown
     assert "firm reminder" in notice["text"] and "<!here>" not in shown
+
+
+def test_an_update_retried_later_never_overwrites_a_newer_one(db, standin, database_url) -> None:
+    # given: a posted card, then two updates of it; Slack fails the first update once (503)
+    with db.transaction() as s:
+        post = outbox.post_to_channel(s, channel="approvals", template="text",
+                                      context={"text": "pending"})
+    worker = worker_for(db, standin, database_url)
+    now = utcnow()
+    worker.run_once(now=now)
+    with db.transaction() as s:
+        older = outbox.update_message(s, target_outbox_id=post.id, template="text",
+                                      context={"text": "approved"})
+        newer = outbox.update_message(s, target_outbox_id=post.id, template="text",
+                                      context={"text": "approved and invoiced"})
+    standin.api.inject("chat.update", Fault(status=503))
+    # when the worker delivers both, the first after its backoff
+    for _ in range(5):
+        now += timedelta(seconds=10)
+        worker.run_once(now=now)
+    # then: the card shows the newer content, and both rows are done
+    messages = standin.api.messages("CAPPROVAL")
+    assert [m["text"] for m in messages] == ["approved and invoiced"]
+    assert (row(db, older.id).status, row(db, newer.id).status) == ("sent", "sent")
+    assert row(db, older.id).result["superseded_by"] == newer.id
+    assert len(standin.api.calls_to("chat.update")) == 2  # the 503, then the newer one
+
+
+def test_an_update_waits_while_an_earlier_one_is_in_flight(db, standin, database_url) -> None:
+    # given: a posted card and an update of it that another worker is sending right now
+    with db.transaction() as s:
+        post = outbox.post_to_channel(s, channel="approvals", template="text",
+                                      context={"text": "pending"})
+    worker = worker_for(db, standin, database_url)
+    now = utcnow()
+    worker.run_once(now=now)
+    with db.transaction() as s:
+        older = outbox.update_message(s, target_outbox_id=post.id, template="text",
+                                      context={"text": "approved"})
+        older.status, older.claimed_by, older.claimed_at = "sending", "other-worker", now
+        s.add(older)
+        newer = outbox.update_message(s, target_outbox_id=post.id, template="text",
+                                      context={"text": "approved and invoiced"})
+    # when
+    now = utcnow() + timedelta(seconds=1)
+    worker.run_once(now=now)
+    # then: the newer one waits (no attempt used), so it cannot be overtaken by the older
+    waiting = row(db, newer.id)
+    assert (waiting.status, waiting.attempts) == ("pending", 0)
+    assert standin.api.calls_to("chat.update") == []
+    # when the other worker is done with the older one
+    with db.transaction() as s:
+        done = s.get(OutboxMessage, older.id)
+        done.status, done.claimed_by, done.claimed_at = "sent", None, None
+        s.add(done)
+    worker.run_once(now=now + timedelta(seconds=2))
+    # then: the newer content is shown
+    assert [m["text"] for m in standin.api.messages("CAPPROVAL")] == ["approved and invoiced"]
