@@ -10,8 +10,9 @@ nothing left to ask for is `withdrawn` (never sent, audited as `dunning.email_wi
 
 SPEC §5.4: a 429, a 5xx, a network error or a crash delays a notification, never loses it:
 
-* 429 (`ratelimited`): wait `Retry-After`; this does not count as an attempt, and the worker
-  sends nothing more with that Web API method until the wait is over;
+* 429 (`ratelimited`): wait `Retry-After` (seconds or an HTTP-date, at most an hour; 30 s
+  when it is missing or garbage: `retry_after`); this does not count as an attempt, and the
+  worker sends nothing more with that Web API method until the wait is over;
 * 5xx, Slack's own transient errors (`internal_error`, `service_unavailable`, ...), network
   errors, SMTP 4xx replies and SMTP connection trouble: retry with exponential backoff capped
   at `BACKOFF_MAX` (5 minutes), for as long as `RETRY_FOR` (24 hours) after the row was queued
@@ -59,13 +60,15 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
@@ -105,6 +108,8 @@ RETRY_FOR = timedelta(hours=24)
 BACKOFF_BASE = 1.0  # seconds; doubled per attempt, capped at BACKOFF_MAX
 BACKOFF_MAX = 300.0
 RATE_LIMIT_DEFAULT = 30.0  # seconds to wait after a 429 without a usable Retry-After
+RATE_LIMIT_MAX = 3600.0  # the longest Retry-After honoured
+SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")  # Retry-After in seconds (decimals tolerated)
 # Errors that will not go away by retrying the same call.
 PERMANENT_ERRORS = {
     "channel_not_found", "not_in_channel", "is_archived", "invalid_blocks", "invalid_auth",
@@ -738,13 +743,10 @@ class OutboxWorker:
         status = exc.response.status_code
         error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
         if status == 429 or error == "ratelimited":
-            retry_after = exc.response.headers.get("Retry-After") or exc.response.headers.get(
+            header = exc.response.headers.get("Retry-After") or exc.response.headers.get(
                 "retry-after")
-            try:
-                delay = float(retry_after) if retry_after else RATE_LIMIT_DEFAULT
-            except ValueError:
-                delay = RATE_LIMIT_DEFAULT
-            return RateLimited(min(max(delay, 1.0), 3600.0), "ratelimited (429)")
+            return RateLimited(retry_after(header, now=self.now(), default=RATE_LIMIT_DEFAULT,
+                                           cap=RATE_LIMIT_MAX), "ratelimited (429)")
         if status >= 500:
             return Retry(self._backoff(row.attempts), f"slack {status} {error or ''}".strip())
         if error in TRANSIENT_ERRORS:
@@ -757,6 +759,28 @@ class OutboxWorker:
     @staticmethod
     def _backoff(attempts: int) -> float:
         return min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_MAX)
+
+
+def retry_after(value: object, *, now: datetime, default: float, cap: float,
+                floor: float = 1.0) -> float:
+    """Seconds to wait from a `Retry-After` header (RFC 9110: a number of seconds or an
+    HTTP-date), between `floor` and `cap`; `default` when there is none or it is not one
+    (garbage, a negative or non-finite number, an unreadable date). One reader for Slack,
+    outbound webhooks and HubSpot; each gives its own default and cap."""
+    text = str(value).strip() if value is not None else ""
+    if not text:
+        return default
+    if SECONDS.fullmatch(text):
+        seconds = float(text)  # digits only (never "nan", "inf", "-5"); too many: the cap
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return default
+        if when.tzinfo is None:  # "-0000": UTC
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - now).total_seconds()  # in the past: at once (the floor)
+    return min(max(seconds, floor), cap)
 
 
 def marker(row: OutboxMessage) -> dict:

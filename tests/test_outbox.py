@@ -407,3 +407,42 @@ def test_an_update_waits_while_an_earlier_one_is_in_flight(db, standin, database
     worker.run_once(now=now + timedelta(seconds=2))
     # then: the newer content is shown
     assert [m["text"] for m in standin.api.messages("CAPPROVAL")] == ["approved and invoiced"]
+
+
+def test_retry_after_reads_seconds_dates_and_refuses_garbage() -> None:
+    # given the one reader of Retry-After (Slack, outbound webhooks and HubSpot use it)
+    from email.utils import format_datetime
+
+    from bot.outbox import retry_after
+
+    now = utcnow()
+
+    def read(value):
+        return retry_after(value, now=now, default=30.0, cap=3600.0)
+
+    # then: seconds, within [1 s, the cap]
+    assert read("120") == 120.0 and read("0") == 1.0 and read("1.5") == 1.5
+    assert read("86400") == 3600.0 and read("1" + "0" * 400) == 3600.0
+    # an HTTP-date (RFC 9110), in the future or the past
+    assert 119.0 <= read(format_datetime(now + timedelta(seconds=120), usegmt=True)) <= 120.0
+    assert read(format_datetime(now - timedelta(days=1), usegmt=True)) == 1.0
+    assert read(format_datetime(now + timedelta(days=2), usegmt=True)) == 3600.0
+    # nothing usable: the default
+    for garbage in (None, "", "soon", "-5", "nan", "inf", "-inf", "Mon, 99 Foo 2026"):
+        assert read(garbage) == 30.0, garbage
+
+
+def test_a_429_with_an_unusable_retry_after_waits_the_default(db, standin, database_url) -> None:
+    # given: Slack answers 429 with "Retry-After: nan" (garbage)
+    standin.api.inject("chat.postMessage", Fault(status=429, retry_after=float("nan")))
+    message = dm(db, "hello")
+    worker = worker_for(db, standin, database_url)
+    now = utcnow() + timedelta(seconds=1)
+    # when
+    worker.run_once(now=now)
+    # then: the row waits the default 30 s without using an attempt (it is not left claimed)
+    waiting = row(db, message)
+    assert (waiting.status, waiting.attempts) == ("pending", 0)
+    assert timedelta(seconds=30) <= waiting.next_attempt_at - now < timedelta(seconds=40)
+    worker.run_once(now=waiting.next_attempt_at)
+    assert [m["text"] for m in standin.api.dm_messages("USALES01")] == ["hello"]
