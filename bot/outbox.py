@@ -41,9 +41,13 @@ here: the response times out, the connection drops after the request went out, S
   for a DM, the conversation from `conversations.open`) and, if it is there, is marked sent
   with that message instead of being posted again;
 * `chat.update` and `views.publish` replace content: sending them twice shows the same thing;
+  an update whose turn comes after a later update of the same message was queued is left
+  out (marked sent, `superseded_by`), and an update waits while an earlier one of the same
+  message is in flight, so a retried update never brings back older content;
 * e-mail cannot be checked: an SMTP transaction that dies after the server took the message
-  is sent again. Its `Message-ID` is derived from the row (`bot.mailer.message_id`), so the
-  copy is recognisable and most mail clients show it once.
+  is sent again. Its `Message-ID` is derived from the row (`bot.mailer.message_id`: its
+  dedupe key or id and its queue time), so the copy is recognisable and most mail clients
+  show it once.
 
 What remains: a duplicate post when (a) Slack accepted a message but does not list it in the
 history yet when the next attempt looks (that attempt comes a backoff after the failed call,
@@ -534,7 +538,8 @@ class OutboxWorker:
     def _send_email(self, row: OutboxMessage) -> dict:
         try:
             return self.mailer({**row.payload, "outbox_id": row.id,  # type: ignore[misc]
-                                "dedupe_key": row.dedupe_key})
+                                "dedupe_key": row.dedupe_key,
+                                "queued_at": row.created_at.isoformat()})
         except (ConnectionError, TimeoutError, OSError) as exc:
             raise Retry(self._backoff(row.attempts), f"smtp: {exc}") from exc
 
