@@ -41,9 +41,9 @@ here: the response times out, the connection drops after the request went out, S
   for a DM, the conversation from `conversations.open`) and, if it is there, is marked sent
   with that message instead of being posted again;
 * `chat.update` and `views.publish` replace content: sending them twice shows the same thing;
-  an update whose turn comes after a later update of the same message was queued is left
-  out (marked sent, `superseded_by`), and an update waits while an earlier one of the same
-  message is in flight, so a retried update never brings back older content;
+  an update whose turn comes after a later update of the same message was sent (or is being
+  sent) is left out (marked sent, `superseded_by`), and an update waits while an earlier one
+  of the same message is in flight, so a retried update never brings back older content;
 * e-mail cannot be checked: an SMTP transaction that dies after the server took the message
   is sent again. Its `Message-ID` is derived from the row (`bot.mailer.message_id`: its
   dedupe key or id and its queue time), so the copy is recognisable and most mail clients
@@ -602,14 +602,15 @@ class OutboxWorker:
         return self._call_slack(row, args)
 
     def _newer_update(self, row: OutboxMessage) -> int | None:
-        """The id of a later update of the same message that is queued, being sent or sent:
-        it replaces the whole message, so this one is left out (a retried update must not
-        bring back older content). While an earlier update of it is in flight, this one
-        waits (`Defer`), so the two never reach Slack in the wrong order."""
+        """The id of a later update of the same message that is being sent or was sent: it
+        replaces the whole message, so this one is left out (a retried update must not bring
+        back older content). While an earlier update of it is in flight, this one waits
+        (`Defer`), so the two never reach Slack in the wrong order. (Whichever of the two
+        was claimed first sees the other's claim.)"""
         table = OutboxMessage.__table__
         same = sa.and_(table.c.method == "chat.update",
                        table.c.target_outbox_id == row.target_outbox_id)
-        live = [OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.SENT]
+        live = [OutboxStatus.SENDING, OutboxStatus.SENT]
         with self.db.read_session() as session:
             # (`id >` and the status bound the scans: no index on target_outbox_id)
             newer = session.execute(sa.select(table.c.id).where(

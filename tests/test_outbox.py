@@ -446,3 +446,19 @@ def test_a_429_with_an_unusable_retry_after_waits_the_default(db, standin, datab
     assert timedelta(seconds=30) <= waiting.next_attempt_at - now < timedelta(seconds=40)
     worker.run_once(now=waiting.next_attempt_at)
     assert [m["text"] for m in standin.api.dm_messages("USALES01")] == ["hello"]
+
+
+def test_an_update_is_sent_while_the_later_one_has_not_gone_out(db, standin, database_url) -> None:
+    # given: a posted card, an update of it, and a later update that will never render
+    with db.transaction() as s:
+        post = outbox.post_to_channel(s, channel="approvals", template="text",
+                                      context={"text": "pending"})
+        outbox.update_message(s, target_outbox_id=post.id, template="text",
+                              context={"text": "approved"})
+        broken = outbox.update_message(s, target_outbox_id=post.id, template="no-such-template",
+                                       context={})
+    # when
+    worker_for(db, standin, database_url).drain()
+    # then: the card shows the update that could go out; the broken one is kept as failed
+    assert [m["text"] for m in standin.api.messages("CAPPROVAL")] == ["approved"]
+    assert row(db, broken.id).status == "failed"
