@@ -123,6 +123,14 @@ PERMANENT_ERRORS = {
     # functions.complete*: the step is over (or never was) / the outputs do not fit
     "execution_not_in_running_state", "function_execution_not_found",
     "parameter_validation_failed",
+    # chat.postMessage's other documented refusals: the reader turned the app's Messages tab
+    # off, the channel or thread takes no posts, the org or Enterprise Key Management refuses,
+    # the message itself is malformed
+    "messages_tab_disabled", "restricted_action_read_only_channel",
+    "restricted_action_thread_only_channel", "restricted_action_non_threadable_channel",
+    "restricted_action_thread_locked", "cannot_reply_to_message", "team_access_not_granted",
+    "ekm_access_denied", "access_denied", "too_many_attachments", "invalid_metadata_format",
+    "invalid_metadata_schema", "metadata_too_large", "as_user_not_supported",
 }
 # Workflow Builder steps' completions: the payload's "args" are sent as they are
 FUNCTION_METHODS = ("functions.completeSuccess", "functions.completeError")

@@ -462,3 +462,18 @@ def test_an_update_is_sent_while_the_later_one_has_not_gone_out(db, standin, dat
     # then: the card shows the update that could go out; the broken one is kept as failed
     assert [m["text"] for m in standin.api.messages("CAPPROVAL")] == ["approved"]
     assert row(db, broken.id).status == "failed"
+
+
+def test_slacks_documented_refusals_fail_at_once(db, standin, database_url) -> None:
+    # given: DMs Slack refuses for good (chat.postMessage's documented errors: the reader
+    # turned the app's Messages tab off, the channel is read-only, ...)
+    refusals = ["messages_tab_disabled", "restricted_action_read_only_channel",
+                "team_access_not_granted", "metadata_too_large"]
+    ids = [dm(db, f"hello {n}") for n in range(len(refusals))]
+    standin.api.inject("chat.postMessage", *[Fault(error=e) for e in refusals])
+    # when
+    worker_for(db, standin, database_url).drain()
+    # then: each failed on its first attempt, visibly, with Slack's reason
+    failed = [row(db, row_id) for row_id in ids]
+    assert [(r.status, r.attempts) for r in failed] == [("failed", 1)] * len(refusals)
+    assert [r.last_error for r in failed] == [f"slack error {e}" for e in refusals]
