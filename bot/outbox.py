@@ -12,7 +12,8 @@ SPEC §5.4: a 429, a 5xx, a network error or a crash delays a notification, neve
 
 * 429 (`ratelimited`): wait `Retry-After` (seconds or an HTTP-date, at most an hour; 30 s
   when it is missing or garbage: `retry_after`); this does not count as an attempt, and the
-  worker sends nothing more with that Web API method until the wait is over;
+  worker sends nothing more with that Web API method (or integration method: HubSpot's
+  `deal.update`) until the wait is over;
 * 5xx, Slack's own transient errors (`internal_error`, `service_unavailable`, ...), network
   errors, SMTP 4xx replies and SMTP connection trouble: retry with exponential backoff capped
   at `BACKOFF_MAX` (5 minutes), for as long as `RETRY_FOR` (24 hours) after the row was queued
@@ -220,7 +221,9 @@ class OutboxWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._offset = timedelta(0)  # run_once(now=...) shifts this worker's clock
-        self._paused: dict[str, datetime] = {}  # Web API method -> rate-limited until
+        # Web API method (or an integration's, e.g. HubSpot's "deal.update") -> rate-limited
+        # until
+        self._paused: dict[str, datetime] = {}
         self._dm_channels: dict[str, str] = {}  # user id -> DM channel id (conversations.open)
         # readers' Slack locales: user id -> (locale or None: Slack said none, monotonic time
         # known); `make_worker` shares the dependencies' cache (`Deps.locales`)
@@ -397,7 +400,7 @@ class OutboxWorker:
             row = self._as_due_now(row)
             if row is None:
                 return
-        paused_until = self._paused.get(row.method) if row.transport == "slack" else None
+        paused_until = self._paused.get(row.method)  # a 429's wait, for any transport
         if paused_until is not None and paused_until > self.now():
             self._finish(row_id, status=OutboxStatus.PENDING, undo_attempt=True,
                          next_attempt_at=paused_until)

@@ -477,3 +477,43 @@ def test_slacks_documented_refusals_fail_at_once(db, standin, database_url) -> N
     failed = [row(db, row_id) for row_id in ids]
     assert [(r.status, r.attempts) for r in failed] == [("failed", 1)] * len(refusals)
     assert [r.last_error for r in failed] == [f"slack error {e}" for e in refusals]
+
+
+def test_a_rate_limited_integration_sends_nothing_more_with_that_method_meanwhile(
+        db, database_url) -> None:
+    # given: three queued calls of an integration (HubSpot's deal updates) whose API answers
+    # the first with a 429 asking for a minute
+    from bot.outbox import RateLimited
+
+    class Crm:
+        kind, retry_for = "hubspot", timedelta(days=1)
+
+        def __init__(self) -> None:
+            self.calls: list[int] = []
+
+        def backoff(self, attempts: int) -> float:
+            return 10.0
+
+        def send(self, row, worker) -> dict:
+            self.calls.append(row.id)
+            if len(self.calls) == 1:
+                raise RateLimited(60.0, "hubspot 429")
+            return {"ok": True}
+
+    with db.transaction() as s:
+        ids = [outbox._add(s, transport="hubspot", method="deal.update",
+                           payload={"deal_id": str(n)}).id for n in range(3)]
+    crm = Crm()
+    worker = OutboxWorker(db, None, test_settings(database_url, "http://127.0.0.1:9/api/"),
+                          transports=[crm])
+    now = utcnow() + timedelta(seconds=1)
+    # when
+    worker.run_once(now=now)
+    # then: one call; the others wait out the minute too, without using an attempt
+    assert crm.calls == ids[:1]
+    assert [(row(db, i).status, row(db, i).attempts) for i in ids] == [("pending", 0)] * 3
+    # when the minute has passed
+    worker.run_once(now=now + timedelta(seconds=61))
+    # then: each is sent, the first twice asked
+    assert crm.calls == [ids[0], *ids]
+    assert {row(db, i).status for i in ids} == {"sent"}
