@@ -32,9 +32,8 @@ the event once and queues the work (`api.inbound`), so HubSpot gets its answer a
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from hubspot import HubSpot
@@ -44,9 +43,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from bot.db import Database
-from bot.outbox import Permanent, RateLimited, Retry
+from bot.outbox import Permanent, RateLimited, Retry, retry_after
 from bot.settings import Settings
 from models import CrmDeal, OutboxMessage
+from models.base import utcnow
 from workflows import crm
 from workflows.errors import DomainError
 from workflows.validation import SLACK_USER_ID
@@ -165,7 +165,7 @@ class HubSpotTransport:
             if row.method == "deal.update":
                 return self._update(payload)
         except Exception as exc:
-            problem = classify(exc)
+            problem = classify(exc, worker.now())
             if problem is None:
                 raise
             raise problem from exc
@@ -273,28 +273,19 @@ def _ids(associations: dict, key: str) -> list[str]:
 RATE_LIMIT_DEFAULT = 10.0  # seconds: HubSpot's burst limits are per ten seconds
 
 
-def _retry_after(headers: Any) -> float:
-    """HubSpot's `Retry-After` in seconds, between 1 s and an hour; the default without a
-    usable one."""
-    try:
-        delay = float((headers or {}).get("Retry-After") or "")
-    except (TypeError, ValueError):
-        return RATE_LIMIT_DEFAULT
-    if math.isnan(delay) or delay <= 0:  # nothing to wait
-        return RATE_LIMIT_DEFAULT
-    return min(max(delay, 1.0), 3600.0)
-
-
-def classify(exc: Exception) -> Exception | None:
-    """A HubSpot API error as RateLimited (429: wait its `Retry-After`, without counting an
-    attempt), Retry (5xx, network) or Permanent (the rest); None when it is not one (let the
-    worker handle it)."""
+def classify(exc: Exception, now: datetime | None = None) -> Exception | None:
+    """A HubSpot API error as RateLimited (429: wait its `Retry-After`, between 1 s and an
+    hour, `RATE_LIMIT_DEFAULT` without a usable one, without counting an attempt), Retry (5xx,
+    network) or Permanent (the rest); None when it is not one (let the worker handle it)."""
     status = getattr(exc, "status", None)
     if type(exc).__name__ == "ApiException" or status is not None:
         status = int(status or 0)
         reason = f"hubspot {status} {getattr(exc, 'reason', '')}".strip()
         if status == 429:
-            return RateLimited(_retry_after(getattr(exc, "headers", None)), reason[:500])
+            header = (getattr(exc, "headers", None) or {}).get("Retry-After")
+            return RateLimited(retry_after(header, now=now or utcnow(),
+                                           default=RATE_LIMIT_DEFAULT, cap=3600.0),
+                               reason[:500])
         if status == 0 or status >= 500:
             return Retry(10.0, reason)
         return Permanent(reason[:500])

@@ -47,7 +47,8 @@ JOBS: dict[str, Job] = {job.name: job for job in (
     Job(reports.SNAPSHOT, reports.kpi_snapshot, {"minute": "*/5"},
         "refresh the KPI snapshot of admins' App Home when the books changed"),
     Job(reports.MERGE, reports.kpi_rollup_merge, {"minute": "35"},
-        "fold the KPI rollups' per-connection rows of past days into one per day"),
+        "fold the KPI rollups' per-connection rows of past days into one per day; purge "
+        "Slack event receipts older than Slack's retries"),
     Job("subscription-billing", revenue_jobs.subscription_billing, {"minute": "10"},
         "invoice each subscription period billed in advance (once per period)"),
     Job("revenue-close", revenue_jobs.revenue_close, {"minute": "20"},

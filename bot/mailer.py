@@ -11,8 +11,9 @@ to the AR channel so they are visible in Slack).
   can that be waived with `?insecure=true` (`smtp://user:pass@localhost:1025?insecure=true`).
   Without credentials, STARTTLS is used whenever it is offered. Certificates are verified
   against the system's CAs.
-* From: `O2C_FROM_EMAIL`. Message-ID: derived from the outbox row's dedupe key (or id), so a
-  message re-sent after a crash carries the same id and mail clients show it once.
+* From: `O2C_FROM_EMAIL`. Message-ID: derived from the outbox row's dedupe key (or id) and
+  queue time, so a message re-sent after a crash carries the same id and mail clients show
+  it once, and no other row's e-mail ever carries it.
 * Templates: Jinja2 files in `bot/templates/<name>.j2`; the first line is `Subject: ...`, then a
   blank line, then the plain-text body. The invoice and credit-note e-mails are rendered from
   their rows (the outbox context only names them; the invoice's lists every detail of SPEC
@@ -20,7 +21,8 @@ to the AR channel so they are visible in Slack).
 * Failures are classified for the worker: connection errors, timeouts and 4xx SMTP replies are
   temporary (`Retry`, with backoff); 5xx replies, a missing STARTTLS and an untrusted TLS
   certificate are permanent (`Permanent`, the row is kept as failed and listed by
-  `o2c outbox`).
+  `o2c outbox`). So is a recipient that is not one valid address (`check_email`): nothing
+  is sent.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from bot.customer_links import CustomerLinks
 from bot.outbox import Permanent, Retry
 from bot.settings import Settings, smtp_insecure
 from models import money
+from workflows.validation import check_email
 
 TEMPLATES = Path(__file__).parent / "templates"
 TIMEOUT = 20.0
@@ -155,8 +158,12 @@ def render_email(template: str, context: dict, *, from_email: str, session: Any 
 
 
 def message_id(payload: dict, domain: str) -> str:
+    """The same on every attempt of one outbox row (a re-send after a crash is recognisable),
+    and never another row's, even another database's with the same dedupe key or id (a
+    trial's, a restored backup's): the row's queue time is part of it, as in Slack markers."""
     key = payload.get("dedupe_key") or f"outbox-{payload.get('outbox_id')}"
-    digest = hashlib.sha256(str(key).encode()).hexdigest()[:32]
+    key = f"{key}|{payload.get('queued_at') or ''}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
     return f"<o2c.{digest}@{domain}>"
 
 
@@ -185,6 +192,11 @@ class SmtpMailer:
 
     def compose(self, payload: dict) -> EmailMessage:
         template, context = payload["template"], payload.get("context") or {}
+        try:  # one valid address, as the inputs require (a row older than that check may
+            # hold "a@x, b@y": a customer's e-mail must never go to a second party)
+            to = check_email(str(payload.get("to") or ""))
+        except ValueError as exc:
+            raise Permanent(f"recipient {str(payload.get('to'))[:200]!r}: {exc}") from None
         files: list[tuple[str, bytes]] = []
         if template in FROM_DATABASE and self.session_factory is not None:
             key, _, kind = FROM_DATABASE[template]
@@ -206,7 +218,7 @@ class SmtpMailer:
                                          customer_links=self.customer_links)
         message = EmailMessage()
         message["From"] = formataddr(("Accounts receivable", self.from_email))
-        message["To"] = payload["to"]
+        message["To"] = to
         message["Subject"] = subject
         message["Date"] = formatdate(localtime=False, usegmt=True)
         message["Message-ID"] = message_id(payload, self.domain)

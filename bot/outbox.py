@@ -10,8 +10,10 @@ nothing left to ask for is `withdrawn` (never sent, audited as `dunning.email_wi
 
 SPEC §5.4: a 429, a 5xx, a network error or a crash delays a notification, never loses it:
 
-* 429 (`ratelimited`): wait `Retry-After`; this does not count as an attempt, and the worker
-  sends nothing more with that Web API method until the wait is over;
+* 429 (`ratelimited`): wait `Retry-After` (seconds or an HTTP-date, at most an hour; 30 s
+  when it is missing or garbage: `retry_after`); this does not count as an attempt, and the
+  worker sends nothing more with that Web API method (or integration method: HubSpot's
+  `deal.update`) until the wait is over;
 * 5xx, Slack's own transient errors (`internal_error`, `service_unavailable`, ...), network
   errors, SMTP 4xx replies and SMTP connection trouble: retry with exponential backoff capped
   at `BACKOFF_MAX` (5 minutes), for as long as `RETRY_FOR` (24 hours) after the row was queued
@@ -40,9 +42,13 @@ here: the response times out, the connection drops after the request went out, S
   for a DM, the conversation from `conversations.open`) and, if it is there, is marked sent
   with that message instead of being posted again;
 * `chat.update` and `views.publish` replace content: sending them twice shows the same thing;
+  an update whose turn comes after a later update of the same message was sent (or is being
+  sent) is left out (marked sent, `superseded_by`), and an update waits while an earlier one
+  of the same message is in flight, so a retried update never brings back older content;
 * e-mail cannot be checked: an SMTP transaction that dies after the server took the message
-  is sent again. Its `Message-ID` is derived from the row (`bot.mailer.message_id`), so the
-  copy is recognisable and most mail clients show it once.
+  is sent again. Its `Message-ID` is derived from the row (`bot.mailer.message_id`: its
+  dedupe key or id and its queue time), so the copy is recognisable and most mail clients
+  show it once.
 
 What remains: a duplicate post when (a) Slack accepted a message but does not list it in the
 history yet when the next attempt looks (that attempt comes a backoff after the failed call,
@@ -59,13 +65,15 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
@@ -105,6 +113,8 @@ RETRY_FOR = timedelta(hours=24)
 BACKOFF_BASE = 1.0  # seconds; doubled per attempt, capped at BACKOFF_MAX
 BACKOFF_MAX = 300.0
 RATE_LIMIT_DEFAULT = 30.0  # seconds to wait after a 429 without a usable Retry-After
+RATE_LIMIT_MAX = 3600.0  # the longest Retry-After honoured
+SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")  # Retry-After in seconds (decimals tolerated)
 # Errors that will not go away by retrying the same call.
 PERMANENT_ERRORS = {
     "channel_not_found", "not_in_channel", "is_archived", "invalid_blocks", "invalid_auth",
@@ -114,6 +124,14 @@ PERMANENT_ERRORS = {
     # functions.complete*: the step is over (or never was) / the outputs do not fit
     "execution_not_in_running_state", "function_execution_not_found",
     "parameter_validation_failed",
+    # chat.postMessage's other documented refusals: the reader turned the app's Messages tab
+    # off, the channel or thread takes no posts, the org or Enterprise Key Management refuses,
+    # the message itself is malformed
+    "messages_tab_disabled", "restricted_action_read_only_channel",
+    "restricted_action_thread_only_channel", "restricted_action_non_threadable_channel",
+    "restricted_action_thread_locked", "cannot_reply_to_message", "team_access_not_granted",
+    "ekm_access_denied", "access_denied", "too_many_attachments", "invalid_metadata_format",
+    "invalid_metadata_schema", "metadata_too_large", "as_user_not_supported",
 }
 # Workflow Builder steps' completions: the payload's "args" are sent as they are
 FUNCTION_METHODS = ("functions.completeSuccess", "functions.completeError")
@@ -203,7 +221,9 @@ class OutboxWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._offset = timedelta(0)  # run_once(now=...) shifts this worker's clock
-        self._paused: dict[str, datetime] = {}  # Web API method -> rate-limited until
+        # Web API method (or an integration's, e.g. HubSpot's "deal.update") -> rate-limited
+        # until
+        self._paused: dict[str, datetime] = {}
         self._dm_channels: dict[str, str] = {}  # user id -> DM channel id (conversations.open)
         # readers' Slack locales: user id -> (locale or None: Slack said none, monotonic time
         # known); `make_worker` shares the dependencies' cache (`Deps.locales`)
@@ -380,7 +400,7 @@ class OutboxWorker:
             row = self._as_due_now(row)
             if row is None:
                 return
-        paused_until = self._paused.get(row.method) if row.transport == "slack" else None
+        paused_until = self._paused.get(row.method)  # a 429's wait, for any transport
         if paused_until is not None and paused_until > self.now():
             self._finish(row_id, status=OutboxStatus.PENDING, undo_attempt=True,
                          next_attempt_at=paused_until)
@@ -529,7 +549,8 @@ class OutboxWorker:
     def _send_email(self, row: OutboxMessage) -> dict:
         try:
             return self.mailer({**row.payload, "outbox_id": row.id,  # type: ignore[misc]
-                                "dedupe_key": row.dedupe_key})
+                                "dedupe_key": row.dedupe_key,
+                                "queued_at": row.created_at.isoformat()})
         except (ConnectionError, TimeoutError, OSError) as exc:
             raise Retry(self._backoff(row.attempts), f"smtp: {exc}") from exc
 
@@ -570,6 +591,11 @@ class OutboxWorker:
                     raise Permanent(f"original message (outbox {target.id}) was never posted")
                 waiting = target is not None and target.status == OutboxStatus.PENDING
                 raise Defer(target.next_attempt_at if waiting else None)
+            newer = self._newer_update(row)
+            if newer is not None:  # it shows later content: this one would overwrite it
+                log.info("outbox %s: superseded by update %s; not sending it", row.id, newer)
+                return {"ok": True, "channel": target.result["channel"],
+                        "ts": target.result["ts"], "superseded_by": newer}
             args = {"channel": target.result["channel"], "ts": target.result["ts"], **rendered}
         else:
             args = {"channel": self.resolve_channel(payload["channel"]), **rendered}
@@ -585,6 +611,29 @@ class OutboxWorker:
                                  row.id, found["channel"], found["ts"])
                         return found
         return self._call_slack(row, args)
+
+    def _newer_update(self, row: OutboxMessage) -> int | None:
+        """The id of a later update of the same message that is being sent or was sent: it
+        replaces the whole message, so this one is left out (a retried update must not bring
+        back older content). While an earlier update of it is in flight, this one waits
+        (`Defer`), so the two never reach Slack in the wrong order. (Whichever of the two
+        was claimed first sees the other's claim.)"""
+        table = OutboxMessage.__table__
+        same = sa.and_(table.c.method == "chat.update",
+                       table.c.target_outbox_id == row.target_outbox_id)
+        live = [OutboxStatus.SENDING, OutboxStatus.SENT]
+        with self.db.read_session() as session:
+            # (`id >` and the status bound the scans: no index on target_outbox_id)
+            newer = session.execute(sa.select(table.c.id).where(
+                table.c.id > row.id, same, table.c.status.in_(live))
+                .order_by(table.c.id.desc()).limit(1)).scalar()
+            if newer is not None:
+                return newer
+            in_flight = session.execute(sa.select(table.c.id).where(
+                table.c.status == OutboxStatus.SENDING, same, table.c.id < row.id)).first()
+        if in_flight is not None:
+            raise Defer(None)
+        return None
 
     def _formats_for(self, row: OutboxMessage, target: OutboxMessage | None) -> Formats:
         """The formats of the one person a message is for (a DM, an ephemeral, App Home, an
@@ -711,13 +760,10 @@ class OutboxWorker:
         status = exc.response.status_code
         error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
         if status == 429 or error == "ratelimited":
-            retry_after = exc.response.headers.get("Retry-After") or exc.response.headers.get(
+            header = exc.response.headers.get("Retry-After") or exc.response.headers.get(
                 "retry-after")
-            try:
-                delay = float(retry_after) if retry_after else RATE_LIMIT_DEFAULT
-            except ValueError:
-                delay = RATE_LIMIT_DEFAULT
-            return RateLimited(min(max(delay, 1.0), 3600.0), "ratelimited (429)")
+            return RateLimited(retry_after(header, now=self.now(), default=RATE_LIMIT_DEFAULT,
+                                           cap=RATE_LIMIT_MAX), "ratelimited (429)")
         if status >= 500:
             return Retry(self._backoff(row.attempts), f"slack {status} {error or ''}".strip())
         if error in TRANSIENT_ERRORS:
@@ -730,6 +776,28 @@ class OutboxWorker:
     @staticmethod
     def _backoff(attempts: int) -> float:
         return min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_MAX)
+
+
+def retry_after(value: object, *, now: datetime, default: float, cap: float,
+                floor: float = 1.0) -> float:
+    """Seconds to wait from a `Retry-After` header (RFC 9110: a number of seconds or an
+    HTTP-date), between `floor` and `cap`; `default` when there is none or it is not one
+    (garbage, a negative or non-finite number, an unreadable date). One reader for Slack,
+    outbound webhooks and HubSpot; each gives its own default and cap."""
+    text = str(value).strip() if value is not None else ""
+    if not text:
+        return default
+    if SECONDS.fullmatch(text):
+        seconds = float(text)  # digits only (never "nan", "inf", "-5"); too many: the cap
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return default
+        if when.tzinfo is None:  # "-0000": UTC
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - now).total_seconds()  # in the past: at once (the floor)
+    return min(max(seconds, floor), cap)
 
 
 def marker(row: OutboxMessage) -> dict:

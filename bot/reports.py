@@ -90,8 +90,10 @@ def kpi_rollup_merge(deps, as_of: date | None) -> dict:
     """Fold the KPI rollups' per-connection stripes of the days before `as_of` (None: the
     business day) into one row per currency and day (`workflows.kpi_rollups`), a short
     transaction per `BATCH` rows, so the KPIs' reads stay a few hundred rows over the years.
-    Changes no figure."""
-    from workflows import kpi_rollups
+    Changes no figure. Then, housekeeping: the Slack event receipts Slack can no longer
+    retry are purged (`workflows.receipts`), whatever `as_of` says (they are stamped by the
+    recording clock)."""
+    from workflows import kpi_rollups, receipts
 
     before = as_of or deps.business_today()
     merged = days = 0
@@ -101,4 +103,14 @@ def kpi_rollup_merge(deps, as_of: date | None) -> dict:
         merged, days = merged + done["merged"], days + done["days"]
         if done["merged"] < kpi_rollups.BATCH:
             break
-    return {"before": before.isoformat(), "merged": merged, "days": days}
+    purged = 0
+    cutoff = utcnow() - receipts.EVENT_RECEIPTS_KEPT
+    while True:
+        with deps.db.transaction() as session:
+            done = receipts.purge_event_receipts(session, before=cutoff,
+                                                 limit=receipts.PURGE_BATCH)
+        purged += done
+        if done < receipts.PURGE_BATCH:
+            break
+    return {"before": before.isoformat(), "merged": merged, "days": days,
+            "event_receipts_purged": purged}

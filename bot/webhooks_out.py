@@ -13,8 +13,9 @@ time) with the Standard Webhooks headers, signed with the `standardwebhooks` lib
 A 2xx answer delivers it. Anything else — another status, a redirect (never followed), a
 timeout, a refused connection — is logged in the delivery log and retried with exponential
 backoff (5 s, doubling, at most 6 h apart) until three days after it was queued; then it fails
-and stays visible (`o2c outbox`, `o2c webhooks replay`). A `Retry-After` (429/503) is
-honoured up to the cap. Each attempt resolves the URL's host, checks every address it got
+and stays visible (`o2c outbox`, `o2c webhooks replay`). A `Retry-After` (429/503; seconds
+or an HTTP-date, `bot.outbox.retry_after`) is honoured up to the cap. Each attempt resolves
+the URL's host, checks every address it got
 (`workflows.destinations`: public ones only, unless O2C_WEBHOOKS_ALLOW_PRIVATE) and connects to
 the address it checked, the `Host` header and TLS (SNI, certificate) still naming the host; a
 refused address sends nothing and fails the attempt like an unreachable receiver, with the
@@ -42,7 +43,7 @@ from standardwebhooks import Webhook
 
 from bot import observability
 from bot.db import Database
-from bot.outbox import Permanent, Retry
+from bot.outbox import Permanent, Retry, retry_after
 from models import OutboxMessage, SubscriptionStatus, WebhookEvent, WebhookSubscription
 from workflows import destinations, webhooks
 
@@ -98,7 +99,7 @@ class WebhookTransport:
         status: int | None = None
         error: str | None = None
         timed_out = False
-        retry_after: float = 0.0
+        wait: float = 0.0  # the receiver's Retry-After
         resolved = False
         url = httpx.URL(subscription.url)
         host = url.raw_host.decode("ascii")  # IDNA-encoded; an IPv6 address without brackets
@@ -117,7 +118,9 @@ class WebhookTransport:
                         extensions={"trace": cutoff.trace, "sni_hostname": host},
                 ) as response:
                     status = response.status_code  # the body is never read
-                    retry_after = _retry_after(response.headers.get("retry-after"))
+                    # none, garbage, or one in the past: the backoff decides
+                    wait = retry_after(response.headers.get("retry-after"), now=now,
+                                       default=0.0, cap=BACKOFF_MAX, floor=0.0)
         except destinations.Refused as exc:
             error = f"refused: {exc}"[:500]
         except destinations.Unresolved as exc:
@@ -143,7 +146,7 @@ class WebhookTransport:
             return {"ok": True, "status": status, "webhook_id": event.uid}
         observability.webhook_failed(observability.webhook_failure_reason(status, timed_out))
         log.info("webhook %s to subscription %s: %s", event.uid, subscription.id, error)
-        raise Retry(min(retry_after, BACKOFF_MAX), f"webhook: {error}")
+        raise Retry(wait, f"webhook: {error}")
 
 
 class _Cutoff:
@@ -206,9 +209,3 @@ def _shut(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):  # the connection is gone already
         sock.shutdown(socket.SHUT_RDWR)
 
-
-def _retry_after(value: str | None) -> float:
-    try:
-        return max(float(value), 0.0) if value else 0.0
-    except ValueError:
-        return 0.0

@@ -349,3 +349,171 @@ def test_a_dunning_email_that_keeps_failing_is_told_in_the_ar_channel_once(
     shown = str(notice["blocks"])
     assert "INV-2026-000042" in shown and "&lt;!here&gt; Evil" in shown
     assert "firm reminder" in notice["text"] and "<!here>" not in shown
+
+
+def test_an_update_retried_later_never_overwrites_a_newer_one(db, standin, database_url) -> None:
+    # given: a posted card, then two updates of it; Slack fails the first update once (503)
+    with db.transaction() as s:
+        post = outbox.post_to_channel(s, channel="approvals", template="text",
+                                      context={"text": "pending"})
+    worker = worker_for(db, standin, database_url)
+    now = utcnow()
+    worker.run_once(now=now)
+    with db.transaction() as s:
+        older = outbox.update_message(s, target_outbox_id=post.id, template="text",
+                                      context={"text": "approved"})
+        newer = outbox.update_message(s, target_outbox_id=post.id, template="text",
+                                      context={"text": "approved and invoiced"})
+    standin.api.inject("chat.update", Fault(status=503))
+    # when the worker delivers both, the first after its backoff
+    for _ in range(5):
+        now += timedelta(seconds=10)
+        worker.run_once(now=now)
+    # then: the card shows the newer content, and both rows are done
+    messages = standin.api.messages("CAPPROVAL")
+    assert [m["text"] for m in messages] == ["approved and invoiced"]
+    assert (row(db, older.id).status, row(db, newer.id).status) == ("sent", "sent")
+    assert row(db, older.id).result["superseded_by"] == newer.id
+    assert len(standin.api.calls_to("chat.update")) == 2  # the 503, then the newer one
+
+
+def test_an_update_waits_while_an_earlier_one_is_in_flight(db, standin, database_url) -> None:
+    # given: a posted card and an update of it that another worker is sending right now
+    with db.transaction() as s:
+        post = outbox.post_to_channel(s, channel="approvals", template="text",
+                                      context={"text": "pending"})
+    worker = worker_for(db, standin, database_url)
+    now = utcnow()
+    worker.run_once(now=now)
+    with db.transaction() as s:
+        older = outbox.update_message(s, target_outbox_id=post.id, template="text",
+                                      context={"text": "approved"})
+        older.status, older.claimed_by, older.claimed_at = "sending", "other-worker", now
+        s.add(older)
+        newer = outbox.update_message(s, target_outbox_id=post.id, template="text",
+                                      context={"text": "approved and invoiced"})
+    # when
+    now = utcnow() + timedelta(seconds=1)
+    worker.run_once(now=now)
+    # then: the newer one waits (no attempt used), so it cannot be overtaken by the older
+    waiting = row(db, newer.id)
+    assert (waiting.status, waiting.attempts) == ("pending", 0)
+    assert standin.api.calls_to("chat.update") == []
+    # when the other worker is done with the older one
+    with db.transaction() as s:
+        done = s.get(OutboxMessage, older.id)
+        done.status, done.claimed_by, done.claimed_at = "sent", None, None
+        s.add(done)
+    worker.run_once(now=now + timedelta(seconds=2))
+    # then: the newer content is shown
+    assert [m["text"] for m in standin.api.messages("CAPPROVAL")] == ["approved and invoiced"]
+
+
+def test_retry_after_reads_seconds_dates_and_refuses_garbage() -> None:
+    # given the one reader of Retry-After (Slack, outbound webhooks and HubSpot use it)
+    from email.utils import format_datetime
+
+    from bot.outbox import retry_after
+
+    now = utcnow()
+
+    def read(value):
+        return retry_after(value, now=now, default=30.0, cap=3600.0)
+
+    # then: seconds, within [1 s, the cap]
+    assert read("120") == 120.0 and read("0") == 1.0 and read("1.5") == 1.5
+    assert read("86400") == 3600.0 and read("1" + "0" * 400) == 3600.0
+    # an HTTP-date (RFC 9110), in the future or the past
+    assert 119.0 <= read(format_datetime(now + timedelta(seconds=120), usegmt=True)) <= 120.0
+    assert read(format_datetime(now - timedelta(days=1), usegmt=True)) == 1.0
+    assert read(format_datetime(now + timedelta(days=2), usegmt=True)) == 3600.0
+    # nothing usable: the default
+    for garbage in (None, "", "soon", "-5", "nan", "inf", "-inf", "Mon, 99 Foo 2026"):
+        assert read(garbage) == 30.0, garbage
+
+
+def test_a_429_with_an_unusable_retry_after_waits_the_default(db, standin, database_url) -> None:
+    # given: Slack answers 429 with "Retry-After: nan" (garbage)
+    standin.api.inject("chat.postMessage", Fault(status=429, retry_after=float("nan")))
+    message = dm(db, "hello")
+    worker = worker_for(db, standin, database_url)
+    now = utcnow() + timedelta(seconds=1)
+    # when
+    worker.run_once(now=now)
+    # then: the row waits the default 30 s without using an attempt (it is not left claimed)
+    waiting = row(db, message)
+    assert (waiting.status, waiting.attempts) == ("pending", 0)
+    assert timedelta(seconds=30) <= waiting.next_attempt_at - now < timedelta(seconds=40)
+    worker.run_once(now=waiting.next_attempt_at)
+    assert [m["text"] for m in standin.api.dm_messages("USALES01")] == ["hello"]
+
+
+def test_an_update_is_sent_while_the_later_one_has_not_gone_out(db, standin, database_url) -> None:
+    # given: a posted card, an update of it, and a later update that will never render
+    with db.transaction() as s:
+        post = outbox.post_to_channel(s, channel="approvals", template="text",
+                                      context={"text": "pending"})
+        outbox.update_message(s, target_outbox_id=post.id, template="text",
+                              context={"text": "approved"})
+        broken = outbox.update_message(s, target_outbox_id=post.id, template="no-such-template",
+                                       context={})
+    # when
+    worker_for(db, standin, database_url).drain()
+    # then: the card shows the update that could go out; the broken one is kept as failed
+    assert [m["text"] for m in standin.api.messages("CAPPROVAL")] == ["approved"]
+    assert row(db, broken.id).status == "failed"
+
+
+def test_slacks_documented_refusals_fail_at_once(db, standin, database_url) -> None:
+    # given: DMs Slack refuses for good (chat.postMessage's documented errors: the reader
+    # turned the app's Messages tab off, the channel is read-only, ...)
+    refusals = ["messages_tab_disabled", "restricted_action_read_only_channel",
+                "team_access_not_granted", "metadata_too_large"]
+    ids = [dm(db, f"hello {n}") for n in range(len(refusals))]
+    standin.api.inject("chat.postMessage", *[Fault(error=e) for e in refusals])
+    # when
+    worker_for(db, standin, database_url).drain()
+    # then: each failed on its first attempt, visibly, with Slack's reason
+    failed = [row(db, row_id) for row_id in ids]
+    assert [(r.status, r.attempts) for r in failed] == [("failed", 1)] * len(refusals)
+    assert [r.last_error for r in failed] == [f"slack error {e}" for e in refusals]
+
+
+def test_a_rate_limited_integration_sends_nothing_more_with_that_method_meanwhile(
+        db, database_url) -> None:
+    # given: three queued calls of an integration (HubSpot's deal updates) whose API answers
+    # the first with a 429 asking for a minute
+    from bot.outbox import RateLimited
+
+    class Crm:
+        kind, retry_for = "hubspot", timedelta(days=1)
+
+        def __init__(self) -> None:
+            self.calls: list[int] = []
+
+        def backoff(self, attempts: int) -> float:
+            return 10.0
+
+        def send(self, row, worker) -> dict:
+            self.calls.append(row.id)
+            if len(self.calls) == 1:
+                raise RateLimited(60.0, "hubspot 429")
+            return {"ok": True}
+
+    with db.transaction() as s:
+        ids = [outbox._add(s, transport="hubspot", method="deal.update",
+                           payload={"deal_id": str(n)}).id for n in range(3)]
+    crm = Crm()
+    worker = OutboxWorker(db, None, test_settings(database_url, "http://127.0.0.1:9/api/"),
+                          transports=[crm])
+    now = utcnow() + timedelta(seconds=1)
+    # when
+    worker.run_once(now=now)
+    # then: one call; the others wait out the minute too, without using an attempt
+    assert crm.calls == ids[:1]
+    assert [(row(db, i).status, row(db, i).attempts) for i in ids] == [("pending", 0)] * 3
+    # when the minute has passed
+    worker.run_once(now=now + timedelta(seconds=61))
+    # then: each is sent, the first twice asked
+    assert crm.calls == [ids[0], *ids]
+    assert {row(db, i).status for i in ids} == {"sent"}

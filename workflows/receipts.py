@@ -15,14 +15,25 @@ number of server processes create one record:
 The claim is taken first in the transaction, before any work, so duplicates wait instead of
 doing the work twice. It does not depend on when the transaction runs relative to the ack, so
 it keeps working when the work moves after the ack (lazy listeners).
+
+Slack event receipts (`slack_event_receipts`, written by `handlers.common.first_delivery`)
+only drop Slack's retries of an event, which come within minutes (three retries: at once,
+after a minute, after five); they are purged once `EVENT_RECEIPTS_KEPT` old. Interaction
+receipts are never purged: their keys also stop a person's later click doing it again.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from models import InteractionReceipt
+from models import InteractionReceipt, SlackEventReceipt
+
+EVENT_RECEIPTS_KEPT = timedelta(days=3)  # far beyond Slack's retries of an event
+PURGE_BATCH = 5000  # receipts deleted per transaction
 
 
 class AlreadyHandled(Exception):
@@ -55,3 +66,12 @@ def remember(session: Session, receipt: InteractionReceipt, **result: object) ->
     """What a replay of this interaction may be told (JSON-serialisable values)."""
     receipt.result = {**receipt.result, **result}
     session.add(receipt)
+
+
+def purge_event_receipts(session: Session, *, before: datetime, limit: int) -> int:
+    """Delete up to `limit` Slack event receipts recorded before `before` (by the recording
+    clock, which wrote them); returns how many."""
+    table = SlackEventReceipt.__table__
+    doomed = (sa.select(table.c.event_id).where(table.c.received_at < before)
+              .limit(limit).scalar_subquery())
+    return session.execute(sa.delete(table).where(table.c.event_id.in_(doomed))).rowcount

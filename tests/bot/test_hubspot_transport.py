@@ -88,3 +88,14 @@ def test_a_late_refusal_update_never_overwrites_the_order_the_deal_became(db) ->
     assert deal_id == "5005" and properties["o2c_order_status"] != "refused"
     assert properties["o2c_rejection_reason"] == ""
     assert properties["o2c_order_number"] == number
+
+
+def test_a_retry_after_as_an_http_date_waits_until_then() -> None:
+    # given HubSpot answering 429 with Retry-After as an HTTP-date two minutes ahead
+    from datetime import timedelta
+    from email.utils import format_datetime
+
+    then = format_datetime(NOW + timedelta(seconds=120), usegmt=True)
+    problem = classify(ApiException(http_resp=_Answer(429, {"Retry-After": then})), now=NOW)
+    # then it waits those two minutes
+    assert isinstance(problem, RateLimited) and problem.delay == 120.0

@@ -246,3 +246,53 @@ def test_smtps_uses_tls_from_the_start(tls) -> None:
 def test_smtp_url_options_are_checked(url: str) -> None:
     with pytest.raises(SettingsError, match="SMTP_URL"):
         load_settings(smtp_url=url)
+
+
+@pytest.mark.parametrize("to", ["ap@acme.example, ceo@rival.example",
+                                "ap@acme.example\r\nBcc: ceo@rival.example",
+                                "Acme AP <ap@acme.example>", "not an address", ""])
+def test_a_recipient_that_is_not_one_valid_address_fails_for_good_and_sends_nothing(
+        smtp, to: str) -> None:
+    # given a queued e-mail whose address was stored before addresses were checked
+    mailer = SmtpMailer(smtp.url, "ar@seller.example")
+    payload = {"to": to, "template": "dunning_reminder", "context": DUNNING, "outbox_id": 3}
+    # when / then: a permanent failure naming the address (kept as failed, told to AR)
+    with pytest.raises(Permanent, match="recipient"):
+        mailer(payload)
+    assert smtp.received() == []
+
+
+def test_the_message_id_is_stable_per_row_and_never_shared_with_another_databases_row() -> None:
+    # given: the same dedupe key (and outbox id) queued in two databases, e.g. a trial and the
+    # production database after it, both numbering from INV-2026-000001 (mail clients such as
+    # Gmail drop a message whose Message-ID they have seen: the second e-mail would vanish)
+    mailer = SmtpMailer("smtp://localhost:1", "ar@seller.example")
+    base = {"to": "ap@acme.example", "template": "dunning_reminder", "context": DUNNING,
+            "outbox_id": 1, "dedupe_key": "invoice-email:INV-2026-000001"}
+    trial = {**base, "queued_at": "2026-03-02T09:00:00.123456+00:00"}
+    production = {**base, "queued_at": "2026-06-01T10:30:00.654321+00:00"}
+    # then: each row's id is its own, and the same on every attempt of the row
+    assert mailer.compose(trial)["Message-ID"] != mailer.compose(production)["Message-ID"]
+    assert mailer.compose(trial)["Message-ID"] == mailer.compose(dict(trial))["Message-ID"]
+
+
+def test_the_worker_gives_the_mailer_the_rows_queue_time(db, database_url) -> None:
+    from bot.outbox import OutboxWorker
+    from models import OutboxMessage
+    from tests.conftest import test_settings
+    from workflows import outbox
+
+    # given: a queued e-mail and a mailer that records what it is given
+    with db.transaction() as s:
+        queued = outbox.send_email(s, to="ap@acme.example", template="dunning_reminder",
+                                   context=DUNNING)
+        row_id = queued.id
+    seen: list[dict] = []
+    worker = OutboxWorker(db, None, test_settings(database_url, "http://127.0.0.1:9/api/"),
+                          mailer=lambda payload: seen.append(payload) or {"ok": True})
+    # when
+    worker.drain()
+    # then
+    with db.read_session() as s:
+        created = s.get(OutboxMessage, row_id).created_at
+    assert [(p["outbox_id"], p["queued_at"]) for p in seen] == [(row_id, created.isoformat())]

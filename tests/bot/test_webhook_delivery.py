@@ -398,3 +398,31 @@ def test_a_rotated_secret_signs_beside_the_new_one_for_the_grace_period_only(
         Webhook(new).verify(after.body, after.headers)
         with pytest.raises(WebhookVerificationError):
             Webhook(old).verify(after.body, after.headers)
+
+
+def test_a_retry_after_as_an_http_date_or_garbage_is_read_like_slacks(db, database_url) -> None:
+    from email.utils import format_datetime
+
+    start = utcnow().replace(microsecond=0) + timedelta(seconds=1)
+    later = format_datetime(start + timedelta(hours=1), usegmt=True)
+    with Receiver([Step(503, headers={"Retry-After": later}),
+                   Step(429, headers={"Retry-After": "nan"}), 200]) as receiver:
+        # given an event for a receiver asking to come back in an hour (an HTTP-date), then
+        # answering a 429 whose Retry-After is garbage
+        given_an_order_event(db, receiver.url)
+        worker = integrations_worker(db, database_url)
+        # when the worker tries, then tries again when it is due
+        worker.run_once(now=start)
+        first = webhook_row(db)
+        # then the first retry waits the hour the receiver asked for (the backoff is 5 s)
+        assert first.status == "pending"
+        assert abs(first.next_attempt_at - start - timedelta(hours=1)) < timedelta(seconds=1)
+        worker.run_once(now=first.next_attempt_at)
+        # and garbage is ignored: the backoff decides (10 s), nothing is left claimed
+        second = webhook_row(db)
+        assert second.status == "pending" and second.last_error == "webhook: HTTP 429"
+        waited = second.next_attempt_at - first.next_attempt_at
+        assert timedelta(seconds=10) <= waited < timedelta(seconds=11)
+        worker.run_once(now=second.next_attempt_at)
+        receiver.wait_for(3)
+    assert webhook_row(db).status == "sent"
