@@ -34,6 +34,7 @@ from models import (
     WriteOffRequest,
     WriteOffRequestStatus,
 )
+from models.revenue import SubscriptionBilling
 
 
 def validate_payment_allocations(session: Session) -> list[str]:
@@ -449,6 +450,39 @@ def validate_deductions(session: Session) -> list[str]:
     return problems
 
 
+def validate_subscription_billings(session: Session) -> list[str]:
+    """A billed subscription period is one of its line's periods (its days and the net amount
+    that period bills, `orders.subscription_periods`), invoiced to the order's customer, and
+    starts before the day the line stops (`cancelled_from`): a period billed for another
+    amount or other days, to someone else, or after the customer left is money wrong. (Once
+    per period: the table's key.)"""
+    from workflows.orders import subscription_periods
+
+    problems = []
+    rows = session.exec(select(SubscriptionBilling, OrderLine, Order.customer_id,
+                               Invoice.customer_id)
+                        .join(OrderLine, OrderLine.id == SubscriptionBilling.order_line_id)
+                        .join(Order, Order.id == OrderLine.order_id)
+                        .join(Invoice, Invoice.id == SubscriptionBilling.invoice_id)
+                        .order_by(SubscriptionBilling.order_line_id,
+                                  SubscriptionBilling.period_start)).all()
+    periods: dict[int, set[tuple]] = {}
+    for billed, line, ordered_by, billed_to in rows:
+        what = f"subscription line {line.id}, period from {billed.period_start.isoformat()}"
+        if line.id not in periods:
+            periods[line.id] = set(subscription_periods(line)) if line.billing else set()
+        if (billed.period_start, billed.period_end, billed.amount_minor) not in periods[line.id]:
+            problems.append(f"{what}: billed {billed.amount_minor} to "
+                            f"{billed.period_end.isoformat()}, not one of the line's periods")
+        if line.cancelled_from is not None and billed.period_start >= line.cancelled_from:
+            problems.append(f"{what}: billed though the line stops from "
+                            f"{line.cancelled_from.isoformat()}")
+        if billed_to != ordered_by:
+            problems.append(f"{what}: invoiced to customer {billed_to}, the order is customer "
+                            f"{ordered_by}'s")
+    return problems
+
+
 def kpi_rollups_recomputed(session: Session
                            ) -> tuple[dict[tuple[str, object], dict[str, int]], list[str]]:
     """`kpi_daily` as the base rows say it should be (its non-zero figures per currency and
@@ -533,7 +567,7 @@ ALL = [validate_payment_allocations, validate_invoice_balances, validate_invoice
        validate_issued_invoices, validate_customer_credit, validate_order_totals,
        validate_order_lines, validate_stock, validate_disputes, validate_credit_notes,
        validate_write_off_requests, validate_fee_invoices, validate_deductions,
-       validate_kpi_rollups]
+       validate_subscription_billings, validate_kpi_rollups]
 
 
 def validate_all(session: Session) -> list[str]:

@@ -583,3 +583,23 @@ def test_a_cancellation_after_a_close_leaves_the_closed_months_as_recorded(
         21205, 60000, 0, 0)
     assert cumulative(ob.schedule, date(2026, 12, 31)) == 60000
     assert invariants.validate_all(session) == []
+
+
+def test_the_invariants_see_a_period_billed_wrong(session: Session, cloud: Order) -> None:
+    """`validate_subscription_billings`: a billed period that is not one of the line's (other
+    amount), or that starts after the day the line stops, is reported."""
+    bill_all(session, date(2026, 3, 10))
+    assert invariants.validate_subscription_billings(session) == []
+    line = session.exec(select(OrderLine).where(OrderLine.billing.is_not(None))).one()
+    # a period billed for another amount, and the line stopped before a billed period
+    session.execute(sa.update(SubscriptionBilling).where(
+        SubscriptionBilling.period_start == date(2026, 2, 1)).values(amount_minor=19_999))
+    line.cancelled_from = date(2026, 3, 1)
+    session.add(line)
+    session.flush()
+    assert invariants.validate_subscription_billings(session) == [
+        f"subscription line {line.id}, period from 2026-02-01: billed 19999 to 2026-02-28, "
+        "not one of the line's periods",
+        f"subscription line {line.id}, period from 2026-03-01: billed though the line stops "
+        "from 2026-03-01"]
+    session.rollback()
