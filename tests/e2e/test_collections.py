@@ -290,7 +290,7 @@ def test_admin_outbox_lists_with_a_count_and_audits_retries(server, slack, stand
         ask(slack, standin.api, ADMIN, "admin outbox retry all"))
     # and an id that is no row id (other digits, past the column's range) is told the usage
     for which in ("²", "99999999999999999999999"):
-        assert "Usage: `/o2c admin outbox [retry <id|all>]`" in text_of(
+        assert "Usage: `/o2c admin outbox [retry &lt;id|all&gt;]`" in text_of(
             ask(slack, standin.api, ADMIN, f"admin outbox retry {which}"))
     # and someone else may not
     assert "Only an admin can do this" in text_of(ask(slack, standin.api, "UCOLL001",
