@@ -66,6 +66,23 @@ def test_event_retries_are_processed_once(server, slack, standin) -> None:
     assert "Your roles" in str(standin.api.home_view("USALES01"))
 
 
+def test_a_retried_direct_message_is_answered_once(server, slack, standin) -> None:
+    # given a person's message to the bot in its DM (it answers with a pointer to help)
+    channel = standin.api.ensure_conversation("DUSALES01")
+    event = {"type": "message", "channel": channel, "user": "USALES01", "text": "hello?",
+             "ts": "1700000000.000200", "channel_type": "im"}
+    # when: the original delivery, then Slack's retries of the same event_id
+    first = slack.event(event, event_id="Ev0RETRYDM")
+    retries = [slack.event(event, event_id="Ev0RETRYDM", retry_num=n,
+                           retry_reason="http_timeout") for n in (1, 2)]
+    # then it is answered once
+    assert [r.status_code for r in (first, *retries)] == [200, 200, 200]
+    standin.api.wait_for_calls("chat.postMessage")
+    time.sleep(0.5)
+    posts = standin.api.calls_to("chat.postMessage")
+    assert len(posts) == 1 and "/o2c help" in posts[0].params["text"]
+
+
 def test_hostile_customer_name_is_escaped_everywhere(server, slack, standin, api) -> None:
     # given: a customer whose name tries to ping the channel and forge a link
     with server.db.transaction() as s:
