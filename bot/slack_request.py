@@ -237,6 +237,13 @@ def _event_problem(body: dict) -> str | None:
                 isinstance(link, dict) and isinstance(link.get("url"), str) for link in links):
             return "link_shared without a list of links"
         return _strings_problem(event, "link_shared", ("channel",), LINK_SHARED_FIELDS)
+    elif event["type"] == "function_executed":  # a Workflow Builder step
+        function = event.get("function")
+        if not isinstance(function, dict) or not isinstance(function.get("callback_id"), str):
+            return "function_executed without a function's callback_id"
+        if not _optional(event.get("inputs"), dict):
+            return "function_executed.inputs is not an object"
+        return _strings_problem(event, "function_executed", ("function_execution_id",))
     return None
 
 

@@ -729,9 +729,10 @@ def test_a_replayed_command_cannot_undo_a_later_one(company, slack, standin) -> 
 
 def test_signed_events_and_shortcuts_of_the_wrong_shape_get_a_400(company, slack,
                                                                   caplog) -> None:
-    """The fields the message shortcut and the `message` / `link_shared` listeners read have
-    their shape checked before any listener runs, like a click's or a form's: a signed payload
-    with a number where Slack puts text is refused (400), never a traceback after the ack."""
+    """The fields the message shortcut and the `message` / `link_shared` / `function_executed`
+    listeners read have their shape checked before any listener runs, like a click's or a
+    form's: a signed payload with a number where Slack puts text is refused (400), never a
+    traceback (before or after the ack)."""
     before = changes(company)
     message = {"type": "message", "channel": "C0GENERAL", "user": "USALES01",
                "ts": "1795521602.000100"}
@@ -749,6 +750,18 @@ def test_signed_events_and_shortcuts_of_the_wrong_shape_get_a_400(company, slack
         "message channel missing": json.dumps({
             "type": "event_callback", "event_id": "Ev4",
             "event": {**message, "channel": None, "text": "about INV-OLD-1"}}),
+        "step without an execution id": json.dumps({
+            "type": "event_callback", "event_id": "Ev6",
+            "event": {"type": "function_executed", "inputs": {},
+                      "function": {"callback_id": "look_up_customer_balance"}}}),
+        "step function not an object": json.dumps({
+            "type": "event_callback", "event_id": "Ev7",
+            "event": {"type": "function_executed", "function_execution_id": "Fx1",
+                      "function": "look_up_customer_balance", "inputs": {}}}),
+        "step inputs not an object": json.dumps({
+            "type": "event_callback", "event_id": "Ev8",
+            "event": {"type": "function_executed", "function_execution_id": "Fx2",
+                      "function": {"callback_id": "look_up_customer_balance"}, "inputs": ["x"]}}),
         "link_shared links not objects": json.dumps({
             "type": "event_callback", "event_id": "Ev5",
             "event": {"type": "link_shared", "channel": "C0GENERAL", "user": "USALES01",
