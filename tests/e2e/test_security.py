@@ -49,6 +49,18 @@ def test_stale_timestamp_is_401_and_changes_nothing(server, slack, standin) -> N
     assert audit_count(server.db) == before
 
 
+def test_url_verification_is_answered_with_its_challenge_only_when_signed(server, slack
+                                                                         ) -> None:
+    # when Slack checks the Request URL (signed), then someone else does (unsigned, stale)
+    answer = slack.url_verification("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P")
+    unsigned = slack.url_verification("x", signature="v0=" + "0" * 64)
+    stale = slack.url_verification("x", timestamp=slack_timestamp() - 6 * 60)
+    # then only Slack's gets the challenge back
+    assert answer.status_code == 200
+    assert "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" in answer.text
+    assert (unsigned.status_code, stale.status_code) == (401, 401)
+
+
 def test_event_retries_are_processed_once(server, slack, standin) -> None:
     # given
     event = {"type": "app_home_opened", "user": "USALES01", "channel": "D0USALES01",
