@@ -31,6 +31,7 @@ from handlers.common import (
     note_database_down,
     tell_user,
 )
+from handlers.events.messages import from_a_person, in_dm
 from models import SlackEventReceipt
 from workflows.errors import database_unavailable
 from workflows.mentions import numbers_in
@@ -141,8 +142,11 @@ def on_error(error: Exception, body: dict, response: BoltResponse | None, ack: A
 def _acts_on(event: object) -> bool:
     """Whether an event can do anything (so its id must be recorded first). Messages in the
     channels the bot is in are the busiest events by far, and only those naming a record
-    number are answered (`workflows.mentions`): the rest skip the receipt's write."""
+    number are answered (`workflows.mentions`): the rest skip the receipt's write. A person's
+    message in the bot's DM is always answered (`handlers.events.messages`)."""
     if isinstance(event, dict) and event.get("type") == "message":
+        if in_dm(event) and from_a_person(event):
+            return True
         return bool(numbers_in(str(event.get("text") or "")))
     return True
 

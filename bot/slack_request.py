@@ -201,17 +201,49 @@ def _actions_problem(actions: Any) -> str | None:
     return None
 
 
+def _strings_problem(obj: dict, what: str, required: tuple[str, ...],
+                     optional: tuple[str, ...] = ()) -> str | None:
+    """`required` keys of `obj` must be strings, `optional` ones strings when present."""
+    for key in required:
+        if not isinstance(obj.get(key), str):
+            return f"{what}.{key} is missing or not a string"
+    for key in optional:
+        if not _optional(obj.get(key), str):
+            return f"{what}.{key} is not a string"
+    return None
+
+
+# the fields of the events we subscribe to (manifest.yml) that listeners read
+MESSAGE_FIELDS = ("text", "user", "thread_ts", "subtype", "bot_id", "channel_type")
+LINK_SHARED_FIELDS = ("user", "message_ts", "unfurl_id", "source")
+
+
 def _event_problem(body: dict) -> str | None:
     event = body.get("event")
     if not isinstance(event, dict) or not isinstance(event.get("type"), str):
         return "event is missing or has no type"
     if not _optional(body.get("event_id"), str):
         return "event_id is not a string"
-    if event["type"] == "app_home_opened":  # the event we subscribe to (manifest.yml)
+    if event["type"] == "app_home_opened":
         if not isinstance(event.get("user"), str):
             return "app_home_opened without a user"
         if not _optional(event.get("tab"), str) or not _optional(event.get("view"), dict):
             return "app_home_opened with a malformed tab or view"
+    elif event["type"] == "message":
+        return _strings_problem(event, "message", ("channel", "ts"), MESSAGE_FIELDS)
+    elif event["type"] == "link_shared":
+        links = event.get("links")
+        if not isinstance(links, list) or not all(
+                isinstance(link, dict) and isinstance(link.get("url"), str) for link in links):
+            return "link_shared without a list of links"
+        return _strings_problem(event, "link_shared", ("channel",), LINK_SHARED_FIELDS)
+    elif event["type"] == "function_executed":  # a Workflow Builder step
+        function = event.get("function")
+        if not isinstance(function, dict) or not isinstance(function.get("callback_id"), str):
+            return "function_executed without a function's callback_id"
+        if not _optional(event.get("inputs"), dict):
+            return "function_executed.inputs is not an object"
+        return _strings_problem(event, "function_executed", ("function_execution_id",))
     return None
 
 
@@ -271,6 +303,10 @@ def payload_problem(body: Any) -> str | None:
             return "block_suggestion without an action_id"
         if body.get("view") is not None:
             return _view_problem(body["view"])
+    elif kind == "message_action":  # a message shortcut: the message it was used on
+        problem = _strings_problem(body.get("message") or {}, "message", (),
+                                   ("text", "ts", "user"))
+        return problem or _strings_problem(body.get("channel") or {}, "channel", (), ("id",))
     elif kind == "event_callback":
         return _event_problem(body)
     elif kind == "url_verification" and not isinstance(body.get("challenge"), str):

@@ -597,10 +597,12 @@ def invoice_snapshot(invoice: Invoice, as_of: date) -> dict:
             "amount_due": money.format_money(due, invoice.currency)}
 
 
-def send_reminder(session: Session, *, customer_id: int, actor: str, as_of: date
-                  ) -> OutboxMessage:
+def send_reminder(session: Session, *, customer_id: int, actor: str, as_of: date,
+                  now: datetime) -> OutboxMessage:
     """E-mail the customer a statement of overdue invoices, at most once per day (the outbox
-    dedupe key), so a double click sends one e-mail."""
+    dedupe key), so a double click sends one e-mail. The day is the books' (`now` in the
+    business time zone), not the clicker's `as_of`: two collectors a date line apart would
+    otherwise e-mail the same customer twice within minutes."""
     require_collector(session, user_id=actor, action="collections.reminder",
                       customer_id=customer_id)
     customer = get_customer(session, customer_id)
@@ -628,7 +630,8 @@ def send_reminder(session: Session, *, customer_id: int, actor: str, as_of: date
         with session.begin_nested():
             message = outbox.send_email(
                 session, to=customer.billing_email, template="collections_reminder",
-                context=context, dedupe_key=f"reminder:{customer_id}:{as_of.isoformat()}")
+                context=context, dedupe_key=f"reminder:{customer_id}:"
+                f"{policy.business_date(session, now).isoformat()}")
     except IntegrityError:
         raise Conflict(f"A reminder already went to {customer.name} today.") from None
     row = _activity(session, customer_id=customer_id, kind=ActivityKind.REMINDER,

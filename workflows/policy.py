@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from sqlmodel import Session, select
 
 from models import Policy as PolicyRow
+from models import limits
 from workflows.workcalendar import zone_or_utc
 
 
@@ -50,6 +51,11 @@ class Policy:
     def dunning_offsets(self) -> list[int]:
         return sorted(int(v) for v in self.dunning_levels.split(","))
 
+
+# The largest values an admin may set (`/o2c policy set`): a number of days or hours, and an
+# amount or percentage (the largest amount the books hold, in major units).
+LONGEST = 3660
+LARGEST = Decimal(limits.MAX_AMOUNT_MINOR) / 100
 
 # Where a session carries the policy of the settings (`Session(info={DEFAULTS_KEY: policy})`);
 # a session without it (a test's, a script's) has the defaults of `Policy`.
@@ -143,6 +149,8 @@ def checked_value(key: str, value: str) -> str:
             raise ValidationFailed.of(key, f"{key} must be a number") from None
         if not number.is_finite() or number < 0:
             raise ValidationFailed.of(key, f"{key} must be a number of at least 0")
+        if number > LARGEST:  # (and a quantize below would overflow Decimal's precision)
+            raise ValidationFailed.of(key, f"{key} must be at most {LARGEST:,}")
         if key == "max_discount_pct" and number > 100:
             raise ValidationFailed.of(key, "max_discount_pct must be at most 100")
         if key.endswith("_pct") and number != number.quantize(Decimal("0.01")):
@@ -158,6 +166,8 @@ def checked_value(key: str, value: str) -> str:
             raise ValidationFailed.of(key, f"{key} must be a whole number") from None
         if number < (1 if key == "approval_reminder_hours" else 0):
             raise ValidationFailed.of(key, f"{key} is too small")
+        if number > LONGEST:  # days or hours: a date this far off overflows
+            raise ValidationFailed.of(key, f"{key} must be at most {LONGEST}")
         return str(number)
     try:
         return _checked_text(key, value)
@@ -177,9 +187,11 @@ def _checked_text(key: str, value: str) -> str:
         value = Holidays.of(value).text  # as it is read: "de-by" is DE-BY
     elif key == "dunning_levels":
         try:
-            [int(v) for v in value.split(",")]
+            offsets = [int(v) for v in value.split(",")]
         except ValueError:
             raise ValueError("use day offsets such as -3,1,7,14,30") from None
+        if any(abs(offset) > LONGEST for offset in offsets):
+            raise ValueError(f"day offsets are at most {LONGEST} days from the due date")
     elif key in ("approval_tiers", "late_fees"):
         from workflows.late_fees import parse_late_fees
         from workflows.tiers import parse_tiers

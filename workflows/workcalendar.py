@@ -114,7 +114,7 @@ def zone_or_utc(name: str | None) -> tzinfo:
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file
         raise ValidationFailed.of("business_timezone", f"unknown time zone {name!r}") from None
 
 

@@ -75,7 +75,8 @@ def on_reminder(body: dict, respond: Respond, client: WebClient,
     user = caller(context, user_id, client=client)
     with transaction(context) as session:
         message = collections.send_reminder(session, customer_id=customer_id,
-                                            actor=user_id, as_of=today_for(context, user))
+                                            actor=user_id, as_of=today_for(context, user),
+                                            now=now_of(context))
         to = message.payload["to"]
     smtp = deps_of(context).email_enabled
     tell_user(body, respond, client, f":email: Reminder {'sent' if smtp else 'queued'} to "

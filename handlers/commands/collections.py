@@ -87,12 +87,12 @@ def admin(call: CommandCall) -> None:
         _retry(call, parts[2])
         return
     if not listing:
-        call.answer(render([section("Usage: `/o2c admin outbox [retry <id|all>]`")]), "Usage")
+        call.answer(render([section("Usage: `/o2c admin outbox [retry &lt;id|all&gt;]`")]), "Usage")
         return
     blocks = [_listing("*Failed* (kept until retried)", failed, user.timezone),
               _listing("*Waiting for delivery*", queued, user.timezone),
               context(f"At most {LISTED} of each: the newest failed, the oldest waiting. "
-                      "`/o2c admin outbox retry <id|all>` queues failed messages again; "
+                      "`/o2c admin outbox retry &lt;id|all&gt;` queues failed messages again; "
                       "e-mails wait here while `SMTP_URL` is not set.")]
     call.answer(render(blocks), f"Outbox: {len(failed)} failed, {len(queued)} waiting")
 
@@ -112,7 +112,7 @@ def dunning_command(call: CommandCall) -> None:
     checked in the transaction that confirms, and the confirmation audited
     (`workflows.dunning.confirm`)."""
     if call.args.lower().split() != ["confirm"]:
-        call.answer(render([section(f"Usage: `{DUNNING_USAGE}`")]), "Usage")
+        call.answer(render([section(f"Usage: `{esc(DUNNING_USAGE)}`")]), "Usage")
         return
     fmt = call.fmt  # before the transaction: a first look-up of the locale writes
     try:

@@ -99,7 +99,7 @@ def statement(call: CommandCall) -> None:
     words = call.args.split()
     period = _period(call, words)
     if period is None:
-        _say(call, f"Usage: `{STATEMENT_USAGE}`", "Usage")
+        _say(call, f"Usage: `{esc(STATEMENT_USAGE)}`", "Usage")
         return
     if words and MONTH.match(words[-1]):
         call.args = " ".join(words[:-1])

@@ -12,7 +12,8 @@ from workflows.lookup import find_customer, order_number
 def _resolve_customer(call: CommandCall, session, usage: str):
     """The unique customer for the argument, or None after answering with candidates."""
     if not call.args:
-        call.answer(render.not_found("Which customer?", f"Usage: `{usage}`"), "Which customer?")
+        call.answer(render.not_found("Which customer?", f"Usage: `{render.esc(usage)}`"),
+                    "Which customer?")
         return None
     match = find_customer(session, call.args)
     if match.customer is None:

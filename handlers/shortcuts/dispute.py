@@ -56,8 +56,11 @@ def on_message(body: dict, respond: Respond, client: WebClient, context: BoltCon
 
 
 def _quote(message: dict) -> str:
-    """The message, as the dispute's note starts (plain text: shown escaped wherever shown)."""
+    """The message, as the dispute's note starts (plain text: shown escaped wherever shown).
+    Slack sends a message's text with the `&`, `<` and `>` typed in it as entities; the note
+    has them back as typed (else every place that shows it would show `&amp;`)."""
     who = message.get("user")
     text = (message.get("text") or "").strip()
+    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
     quoted = (f"From a message by <@{who}>: " if who else "From a message: ") + text
     return quoted[:NOTE_MAX]

@@ -79,3 +79,10 @@ def test_billing_is_told_each_choice() -> None:
     assert "The order is now *approved*." in cancelled
     _, waiting = rendered(audience="billing", choice="wait", by="USALES01")
     assert "chose to *wait*" in waiting
+
+
+def test_the_rep_is_shown_the_override_command_with_its_placeholder_escaped() -> None:
+    # given the customer chose through their link: the rep's notice says how to override
+    _, text = rendered(audience="rep", choice="wait", by="customer")
+    # then `<reason>` is text, not a link Slack would make of it
+    assert "ship|wait|cancel &lt;reason&gt;`" in text and "<reason>" not in text

@@ -158,7 +158,8 @@ def test_reminder_statement_renders(session) -> None:
     customer = f.customer(session, "C-A", "Acme")
     f.invoice(session, "INV-1", "C-A", total="10.00", due=date(2026, 11, 1))
     message = collections.send_reminder(session, customer_id=customer.id, actor="UCOLL001",
-                                        as_of=date(2026, 11, 23))
+                                        as_of=date(2026, 11, 23),
+                                        now=datetime(2026, 11, 23, 12, tzinfo=UTC))
     subject, body = render_email("collections_reminder", message.payload["context"],
                                  from_email="ar@x.example")
     assert subject == "Statement of overdue invoices: USD 10.00 due"

@@ -52,7 +52,7 @@ def mail_server(db, standin, database_url):
 
 def _remind(db) -> None:
     with db.transaction() as s:
-        collections.send_reminder(s, customer_id=1, actor="UCOLL001", as_of=TODAY)
+        collections.send_reminder(s, customer_id=1, actor="UCOLL001", as_of=TODAY, now=NOON)
 
 
 def _pay(db, amount: str, reference: str) -> None:

@@ -725,3 +725,52 @@ def test_a_replayed_command_cannot_undo_a_later_one(company, slack, standin) -> 
     with company.db.read_session() as s:
         assert s.get(Policy, "max_discount_pct").value == "25"
     assert count(company, AuditEvent, AuditEvent.action.like("policy%")) == 2
+
+
+def test_signed_events_and_shortcuts_of_the_wrong_shape_get_a_400(company, slack,
+                                                                  caplog) -> None:
+    """The fields the message shortcut and the `message` / `link_shared` / `function_executed`
+    listeners read have their shape checked before any listener runs, like a click's or a
+    form's: a signed payload with a number where Slack puts text is refused (400), never a
+    traceback (before or after the ack)."""
+    before = changes(company)
+    message = {"type": "message", "channel": "C0GENERAL", "user": "USALES01",
+               "ts": "1795521602.000100"}
+    shortcut = {"callback_id": ids.SHORTCUT_DISPUTE, "trigger_id": "1.2.abc",
+                "channel": {"id": "C0GENERAL"},
+                "response_url": "https://hooks.slack.com/actions/T0001/1/x"}
+    bodies = {
+        "shortcut message text a number": _interaction(
+            "message_action", **shortcut, message={"text": 7, "ts": "1.2", "user": "U1"}),
+        "shortcut message user a list": _interaction(
+            "message_action", **shortcut, message={"text": "INV-1", "ts": "1.2",
+                                                   "user": ["U1"]}),
+        "message text a list": json.dumps({"type": "event_callback", "event_id": "Ev3",
+                                           "event": {**message, "text": ["INV-OLD-1"]}}),
+        "message channel missing": json.dumps({
+            "type": "event_callback", "event_id": "Ev4",
+            "event": {**message, "channel": None, "text": "about INV-OLD-1"}}),
+        "step without an execution id": json.dumps({
+            "type": "event_callback", "event_id": "Ev6",
+            "event": {"type": "function_executed", "inputs": {},
+                      "function": {"callback_id": "look_up_customer_balance"}}}),
+        "step function not an object": json.dumps({
+            "type": "event_callback", "event_id": "Ev7",
+            "event": {"type": "function_executed", "function_execution_id": "Fx1",
+                      "function": "look_up_customer_balance", "inputs": {}}}),
+        "step inputs not an object": json.dumps({
+            "type": "event_callback", "event_id": "Ev8",
+            "event": {"type": "function_executed", "function_execution_id": "Fx2",
+                      "function": {"callback_id": "look_up_customer_balance"}, "inputs": ["x"]}}),
+        "link_shared links not objects": json.dumps({
+            "type": "event_callback", "event_id": "Ev5",
+            "event": {"type": "link_shared", "channel": "C0GENERAL", "user": "USALES01",
+                      "message_ts": "1.2", "links": ["https://o2c.example/invoices/X"]}}),
+    }
+    statuses = {}
+    for name, body in bodies.items():
+        statuses[name] = slack.send(body, JSON if body.startswith("{") else FORM).status_code
+    assert statuses == dict.fromkeys(bodies, 400)
+    time.sleep(1)  # (a listener that ran would fail after its ack)
+    assert changes(company) == before
+    assert errors_logged(caplog) == []

@@ -428,6 +428,25 @@ def test_admin_changes_policy_and_others_are_refused(company, slack, standin) ->
     assert order_status(company, submit(company, "C-GLOBEX", discount="25")) == "approved"
 
 
+def test_policy_values_out_of_any_range_are_refused_with_the_reason(company, slack, standin,
+                                                                   caplog) -> None:
+    # when an admin types a number past Decimal's precision, or a zone name past a file name
+    for text, reason in (("policy set bank_fee_pct 1e999", "bank_fee_pct"),
+                         ("policy set max_discount_pct 1e-999", "max_discount_pct"),
+                         ("policy set business_timezone " + "Europe/" + "x" * 300,
+                          "unknown time zone"),
+                         # a day count or offset no date reaches: every credit check (and
+                         # so every order) or dunning run would fail from then on
+                         ("policy set overdue_hold_days 1000000", "at most 3660"),
+                         ("policy set dunning_levels -3,1,7,14,999999999", "at most 3660")):
+        answer = text_of(ask(slack, standin.api, ADMIN, text))
+        # then it is refused, saying why, like any bad value: no "something went wrong"
+        assert ":no_entry_sign:" in answer and reason in answer, text
+        assert "went wrong" not in answer
+    assert audit(company, "policy.changed") == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= 40] == []
+
+
 def test_a_rejection_typed_while_someone_else_approved_changes_nothing(
         company, slack, standin) -> None:
     api = standin.api

@@ -290,7 +290,7 @@ def test_admin_outbox_lists_with_a_count_and_audits_retries(server, slack, stand
         ask(slack, standin.api, ADMIN, "admin outbox retry all"))
     # and an id that is no row id (other digits, past the column's range) is told the usage
     for which in ("²", "99999999999999999999999"):
-        assert "Usage: `/o2c admin outbox [retry <id|all>]`" in text_of(
+        assert "Usage: `/o2c admin outbox [retry &lt;id|all&gt;]`" in text_of(
             ask(slack, standin.api, ADMIN, f"admin outbox retry {which}"))
     # and someone else may not
     assert "Only an admin can do this" in text_of(ask(slack, standin.api, "UCOLL001",
@@ -302,3 +302,33 @@ def test_admin_outbox_lists_with_a_count_and_audits_retries(server, slack, stand
     assert [(e.actor, e.action, e.entity_id, e.data.get("count")) for e in events] == [
         (ADMIN, "outbox.requeue", str(first_id), 1), (ADMIN, "outbox.requeue", "all", 24),
         ("UCOLL001", "refused.admin.outbox", "-", None)]
+
+
+def test_two_collectors_a_date_line_apart_send_one_reminder_a_day(book, smtp_server, standin,
+                                                                  smtp) -> None:
+    """"Send reminder" e-mails a customer once a day, whoever clicks: the day is the books'
+    (the business time zone), not each clicker's, else a collector in Los Angeles (still the
+    24th) and one in London (already the 25th) e-mail the same customer minutes apart."""
+    import time_machine
+
+    from bot.jobs import run_job
+    from sandbox.driver import SlackDriver
+    from tests.conftest import SIGNING_SECRET
+
+    slack = SlackDriver(f"{smtp_server.base_url}/slack/events", SIGNING_SECRET, api=standin.api)
+    run_job("digest", smtp_server.deps, TODAY)
+    digest = _digest(standin, "UCOLL001")
+    beta = f"collections_account:{book['B']}"
+    # 04:00 UTC on the 25th: the 24th in Los Angeles (UCOLL001), the 25th in UTC (UCOLL002)
+    with time_machine.travel(datetime.combine(TODAY + timedelta(days=1), time(4), UTC),
+                             tick=True):
+        slack.click("UCOLL001", digest, "collections_reminder", block_id=beta)
+        [mail] = smtp.wait_for(1)
+        assert mail["To"] == "ap@beta.example"
+        slack.click("UCOLL002", digest, "collections_reminder", block_id=beta)
+        standin.api.wait_for(lambda: any("already went" in text_of(r["payload"])
+                                         for r in standin.api.responses), 10, "refusal")
+    assert len(smtp.received()) == 1
+    with smtp_server.db.read_session() as s:
+        assert s.exec(select(CollectionActivity.kind).where(
+            CollectionActivity.customer_id == book["B"])).all() == ["reminder"]

@@ -250,3 +250,15 @@ def test_role_usage_errors(server, slack, standin) -> None:
     assert "there is no role `pope`" in text_of(ask(slack, standin.api, ADMIN,
                                                     "role add <@UX1> pope"))
     assert "not a user mention" in text_of(ask(slack, standin.api, ADMIN, "role add bob admin"))
+
+
+def test_a_usage_answer_shows_its_placeholders_escaped(company, slack, standin) -> None:
+    """`<customer>` in a usage line is text, not a link: raw in mrkdwn Slack would show a
+    link named "customer" (and drop the brackets)."""
+    for command, usage in (("customer", "/o2c customer &lt;name or id&gt;"),
+                           ("orders", "/o2c orders &lt;customer&gt;")):
+        text = text_of(ask(slack, standin.api, "USALES01", command))
+        assert f"Usage: `{usage}`" in text, command
+        assert "<customer>" not in text and "<name or id>" not in text
+    text = text_of(ask(slack, standin.api, "UCOLL001", "statement globex 2026-13"))
+    assert "Usage: `/o2c statement &lt;customer&gt; [YYYY-MM]`" in text

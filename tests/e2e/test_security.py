@@ -49,6 +49,18 @@ def test_stale_timestamp_is_401_and_changes_nothing(server, slack, standin) -> N
     assert audit_count(server.db) == before
 
 
+def test_url_verification_is_answered_with_its_challenge_only_when_signed(server, slack
+                                                                         ) -> None:
+    # when Slack checks the Request URL (signed), then someone else does (unsigned, stale)
+    answer = slack.url_verification("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P")
+    unsigned = slack.url_verification("x", signature="v0=" + "0" * 64)
+    stale = slack.url_verification("x", timestamp=slack_timestamp() - 6 * 60)
+    # then only Slack's gets the challenge back
+    assert answer.status_code == 200
+    assert "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" in answer.text
+    assert (unsigned.status_code, stale.status_code) == (401, 401)
+
+
 def test_event_retries_are_processed_once(server, slack, standin) -> None:
     # given
     event = {"type": "app_home_opened", "user": "USALES01", "channel": "D0USALES01",
@@ -64,6 +76,23 @@ def test_event_retries_are_processed_once(server, slack, standin) -> None:
     with server.db.read_session() as s:
         assert s.exec(select(func.count()).select_from(SlackEventReceipt)).one() == 1
     assert "Your roles" in str(standin.api.home_view("USALES01"))
+
+
+def test_a_retried_direct_message_is_answered_once(server, slack, standin) -> None:
+    # given a person's message to the bot in its DM (it answers with a pointer to help)
+    channel = standin.api.ensure_conversation("DUSALES01")
+    event = {"type": "message", "channel": channel, "user": "USALES01", "text": "hello?",
+             "ts": "1700000000.000200", "channel_type": "im"}
+    # when: the original delivery, then Slack's retries of the same event_id
+    first = slack.event(event, event_id="Ev0RETRYDM")
+    retries = [slack.event(event, event_id="Ev0RETRYDM", retry_num=n,
+                           retry_reason="http_timeout") for n in (1, 2)]
+    # then it is answered once
+    assert [r.status_code for r in (first, *retries)] == [200, 200, 200]
+    standin.api.wait_for_calls("chat.postMessage")
+    time.sleep(0.5)
+    posts = standin.api.calls_to("chat.postMessage")
+    assert len(posts) == 1 and "/o2c help" in posts[0].params["text"]
 
 
 def test_hostile_customer_name_is_escaped_everywhere(server, slack, standin, api) -> None:

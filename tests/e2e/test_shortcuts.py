@@ -43,6 +43,30 @@ def test_message_shortcut_opens_a_dispute_on_the_invoice_it_mentions(
     assert EVIL in dispute.note
 
 
+def test_the_note_quotes_the_message_as_it_was_written_not_as_slack_escapes_it(
+        server, slack, standin) -> None:
+    # given a message as Slack sends it: what was typed as &, < and > comes as entities
+    books(server)
+    message = standin.api.add_message(
+        CHANNEL, "USALES01", "Price &amp; quantity wrong on INV-2026-000301 &lt;urgent&gt;")
+    # when the collector opens a dispute from it
+    slack.message_shortcut("UCOLL001", message, ids.SHORTCUT_DISPUTE)
+    [modal] = standin.api.wait_for(lambda: standin.api.views_for("UCOLL001") or None)
+    # then the note they edit (plain text) reads as the message did
+    note = modal["blocks"][-1]["element"]["initial_value"]
+    assert note.endswith(": Price & quantity wrong on INV-2026-000301 <urgent>")
+    slack.submit_view("UCOLL001", modal,
+                      {"dispute_reason": {"dispute_reason_select": "quantity"}})
+    dispute = standin.api.wait_for(lambda: _dispute(server))
+    assert dispute.note.endswith(": Price & quantity wrong on INV-2026-000301 <urgent>")
+    # and the dispute card shows it escaped once (not "&amp;amp;", shown as "&amp;")
+    card = standin.api.wait_for(lambda: [c for c in standin.api.calls_to("chat.postMessage")
+                                         if "Dispute #" in c.params.get("text", "")] or None)
+    shown = str(card[0].params["blocks"])
+    assert "Price &amp; quantity wrong on INV-2026-000301 &lt;urgent&gt;" in shown
+    assert "&amp;amp;" not in shown and "&amp;lt;" not in shown
+
+
 def test_message_shortcut_with_two_invoices_offers_a_choice_and_refuses_without_a_role(
         server, slack, standin) -> None:
     books(server)

@@ -26,7 +26,8 @@ from workflows.errors import Conflict, PermissionDenied, ValidationFailed
 from workflows.inputs import PaymentIn
 
 TODAY = date(2026, 11, 23)
-frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC))
+NOON = datetime.combine(TODAY, time(12), UTC)
+frozen_time = frozen_at(NOON)
 
 
 @pytest.fixture
@@ -189,14 +190,15 @@ def test_log_call_needs_the_collector_role_and_a_note(book) -> None:
 def test_reminder_emails_overdue_invoices_once_a_day(book) -> None:
     customer_id = _id(book, "C-B")
     message = collections.send_reminder(book, customer_id=customer_id, actor="UCOLL001",
-                                        as_of=TODAY)
+                                        as_of=TODAY, now=NOON)
     book.commit()
     assert message.transport == "email" and message.payload["to"] == "ap@globex.example"
     context = message.payload["context"]
     assert [i["number"] for i in context["invoices"]] == ["B-3", "B-2", "B-1"]
     assert context["total_due"] == "USD 2,300.00"
     with pytest.raises(Conflict):
-        collections.send_reminder(book, customer_id=customer_id, actor="UCOLL001", as_of=TODAY)
+        collections.send_reminder(book, customer_id=customer_id, actor="UCOLL001", as_of=TODAY,
+                                  now=NOON)
     kinds = book.exec(select(CollectionActivity.kind).where(
         CollectionActivity.customer_id == customer_id)).all()
     assert kinds == [ActivityKind.REMINDER]
@@ -334,7 +336,7 @@ def test_reminder_total_is_every_overdue_invoice_not_only_those_listed(book) -> 
     book.commit()
     # when a collector sends the reminder
     message = collections.send_reminder(book, customer_id=_id(book, "C-D"), actor="UCOLL001",
-                                        as_of=TODAY)
+                                        as_of=TODAY, now=NOON)
     book.commit()
     # then the e-mail lists the 20 oldest, says 5 more are overdue, and asks for all 2,500.00
     context = message.payload["context"]
