@@ -406,6 +406,21 @@ def _billed_subscriptions(session: Session, lines: list[OrderLine]) -> list[int]
     return [line.line_no for line in lines if line.id in billed]
 
 
+def _served_subscriptions(session: Session, order: Order, lines: list[OrderLine],
+                          now: datetime) -> list[int]:
+    """The subscription lines billed by period of a running (approved) order whose service
+    has begun (business date): withdrawing the order would leave the days served unbilled
+    (the billing job invoices a period once it starts, up to an hour later)."""
+    from workflows.subscriptions import BILLABLE
+
+    if order.status not in BILLABLE:
+        return []
+    today = policy.business_date(session, now)
+    return [line.line_no for line in lines
+            if line.billing and not line.qty_cancelled and line.service_start is not None
+            and line.service_start <= today]
+
+
 def cancel_order(session: Session, order: Order, *, actor: str, reason: str,
                  now: datetime) -> None:
     """Withdraw an order that has not shipped: release its reserved stock (and give it to
@@ -430,6 +445,13 @@ def cancel_order(session: Session, order: Order, *, actor: str, reason: str,
         raise InvalidTransition(f"order {order.number} has invoiced subscription periods "
                                 f"(line {billed[0]}), so it cannot be cancelled; cancel the "
                                 "subscription from its next period instead")
+    started = _served_subscriptions(session, order, lines, now)
+    if started:
+        raise InvalidTransition(f"order {order.number}'s subscription (line {started[0]}) "
+                                "has been served since its first day, so the order cannot be "
+                                "withdrawn: cancel the subscription from its next period "
+                                "(what was served is invoiced), or from its first day "
+                                "naming that day")
     released = fulfilment.release_stock(session, order)
     for line in lines:
         # a subscription billed by period has nothing open to ship: the whole line goes

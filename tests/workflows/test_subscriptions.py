@@ -232,6 +232,24 @@ def test_cancelling_an_order_before_billing_cancels_its_subscription(
     assert invariants.validate_all(session) == []
 
 
+def test_an_order_whose_subscription_has_begun_is_not_withdrawn_whole(
+        session: Session, cloud: Order) -> None:
+    """2026's subscription runs since 1 January; on 3 January the billing job has not
+    invoiced January yet (it was down, or it is not its hour): withdrawing the whole order
+    then left the days served unbilled for good. The subscription is cancelled instead (from
+    its next period: January is invoiced), or from its first day, named (a decision)."""
+    with pytest.raises(InvalidTransition, match="line 1.*served"):
+        orders.cancel_order(session, session.get(Order, cloud.id), actor="USALES01",
+                            reason="changed mind", now=at(2026, 1, 3))
+    session.rollback()
+    subscriptions.cancel_subscription(session, order_number=cloud.number, line_no=1,
+                                      reason="changed mind", actor="USALES01",
+                                      now=at(2026, 1, 3))
+    session.commit()
+    assert bill_all(session, date(2026, 3, 10)) == ["INV-2026-000001"]  # January only
+    assert invariants.validate_all(session) == []
+
+
 def test_renewal_is_a_new_order_for_the_next_term_once(session: Session, cloud: Order) -> None:
     # when
     renewed = subscriptions.renew_subscription(session, order_number=cloud.number, line_no=1,
