@@ -95,6 +95,28 @@ def test_three_partial_shipments_then_shipped_and_invoiced(session) -> None:
     assert invariants.validate_all(session) == []
 
 
+def test_a_shipment_dated_after_today_is_refused_and_nothing_is_invoiced(session) -> None:
+    # given an approved order, today being 2026-11-20 (UTC business days)
+    setup_company(session)
+    order = f.order(session, lines=[("WID-1", 10)])
+    # when the ERP posts its shipment dated tomorrow (or a typo's year)
+    for shipped_at in (datetime(2026, 11, 21, 0, 30, tzinfo=UTC),
+                       datetime(2027, 11, 20, 10, 0, tzinfo=UTC)):
+        with pytest.raises(ValidationFailed) as refused:
+            shipping.ship_order(session, order_number=order.number, carrier="UPS",
+                                tracking_number="1Z1", shipped_at=shipped_at, actor="api",
+                                now=NOW)
+        # then it is refused naming shipped_at: no invoice dated (and due) in the future
+        assert refused.value.errors[0].field == "shipped_at"
+        assert "is in the future (today is 2026-11-20)" in refused.value.errors[0].detail
+    assert session.exec(select(Invoice)).all() == []
+    assert line_of(session, order).qty_shipped == 0
+    assert stock(session) == (10, 10)
+    # and later the same day still ships
+    ship(session, order)
+    assert order.status == OrderStatus.INVOICED
+
+
 def test_a_sku_listed_twice_in_one_shipment_is_refused(session) -> None:
     setup_company(session)
     order = f.order(session, lines=[("WID-1", 10)])
