@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 from models import AuditEvent, Invoice, Order, OrderLine, OrderStatus, OutboxMessage, Product
 from tests.support import factories as f
 from tests.support.timetravel import frozen_at
-from workflows import fulfilment, invariants, orders, shipping
+from workflows import fulfilment, invariants, orders, policy, shipping
 from workflows.errors import InvalidTransition, PermissionDenied, ValidationFailed
 from workflows.inputs import ShipmentLineIn
 from workflows.receivables import uninvoiced_approved_minor
@@ -115,6 +115,21 @@ def test_a_shipment_dated_after_today_is_refused_and_nothing_is_invoiced(session
     # and later the same day still ships
     ship(session, order)
     assert order.status == OrderStatus.INVOICED
+
+
+def test_an_invoice_is_numbered_in_the_year_of_its_business_day(session) -> None:
+    # given a company in New York (UTC-5) and an order
+    policy.set_value(session, key="business_timezone", value="America/New_York", actor="test")
+    setup_company(session)
+    order = f.order(session, lines=[("WID-1", 10)], now=datetime(2026, 12, 30, 15, tzinfo=UTC))
+    # when it ships at 23:30 on 31 December there (04:30 UTC on 1 January), recorded at once
+    shipped = datetime(2027, 1, 1, 4, 30, tzinfo=UTC)
+    shipping.ship_order(session, order_number=order.number, carrier="UPS",
+                        tracking_number="1Z1", shipped_at=shipped, actor="api", now=shipped)
+    # then its invoice is of 2026: numbered, issued and due from New York's 31 December
+    invoice = session.exec(select(Invoice).where(Invoice.order_id == order.id)).one()
+    assert (invoice.number, invoice.issue_date) == ("INV-2026-000001", date(2026, 12, 31))
+    assert invoice.due_date == date(2027, 1, 30)  # NET30
 
 
 def test_a_sku_listed_twice_in_one_shipment_is_refused(session) -> None:
