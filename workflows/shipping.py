@@ -104,6 +104,12 @@ def _lines_to_ship(order: Order, all_lines: list[OrderLine],
                                           f"billed {same[0].billing}: it is invoiced each "
                                           "period, never shipped")
             open_qty = sum(line.qty_open for line in shippable)
+            if not open_qty:
+                raise ValidationFailed.of(f"lines[{i}].quantity", f"nothing of {item.sku!r} is "
+                                          f"left to ship on {order.number} ("
+                                          f"{sum(li.qty_cancelled for li in shippable)} "
+                                          "cancelled, "
+                                          f"{sum(li.qty_shipped for li in shippable)} shipped)")
             if not isinstance(item.quantity, int) or not 0 < item.quantity <= open_qty:
                 raise ValidationFailed.of(f"lines[{i}].quantity",
                                           f"must be between 1 and {open_qty} (open)")

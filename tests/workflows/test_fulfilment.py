@@ -174,6 +174,22 @@ def test_a_sku_on_two_lines_ships_from_both_each_at_its_own_price(session) -> No
     assert invariants.validate_all(session) == []
 
 
+def test_shipping_a_sku_whose_line_is_cancelled_says_so(session) -> None:
+    # given an order whose widgets were all short and cancelled; its gadgets still open
+    setup_company(session, on_hand=0)
+    order = f.order(session, lines=[("WID-1", 4), ("GADGET", 2)])
+    fulfilment.cancel_line(session, order=order, line_no=1, actor="USALES01", reason="gone")
+    # when a shipment names the widgets
+    with pytest.raises(ValidationFailed) as caught:
+        ship(session, order, ("WID-1", 1))
+    # then it is refused naming the line, saying nothing of it is left (not "1 and 0")
+    assert (caught.value.errors[0].field, caught.value.errors[0].detail) == (
+        "lines[0].quantity", f"nothing of 'WID-1' is left to ship on {order.number} (4 "
+        "cancelled, 0 shipped)")
+    assert session.exec(select(Invoice)).all() == []
+    assert stock(session, "GADGET") == (100, 2)
+
+
 def test_cancel_is_refused_once_anything_has_shipped(session) -> None:
     # given an order with 3 of 10 shipped, then put on hold by finance
     setup_company(session)
