@@ -5,13 +5,16 @@ Payment terms: `NET<n>`, `<d>/<n> NET<m>` (d % off if paid within n days, else d
 paid_at); corrections are credit notes.
 
 A line shipped in parts is billed by cumulative rounding (`_shipped_part`), so its invoices
-add up to exactly the line's net amount (SPEC §3: rounded once per line) and tax: with L the
-line's net for the Q units the customer takes (ordered less cancelled) and `before` the units
-invoiced already, a shipment of q units bills `half_up(L x (before + q) / Q)` less the net
-already invoiced on that line — the shipment that completes the line so bills the remainder,
-whatever earlier invoices charged — and tax `t(before + q) - t(before)` at the customer's
-current rate, t(n) being the tax of `half_up(L x n / Q)`. (Rounding each part on its own
-billed 3 x 8.54 = 25.62 for a line of 25.63.)
+add up to exactly the line's net amount (SPEC §3: rounded once per line) and tax: with
+`before` units of the line invoiced already for a net N, a shipment of q units bills the net of
+`before + q` units (quantity x unit price x (1 - discount), rounded half-up once, as a line of
+that quantity) less N, and tax `t(that net) - t(N)` at the customer's current rate. The parts
+so add up to the line of the units shipped, whatever each part's rounding (3 x 8.54 = 25.62
+for a line of 25.63 when each part was rounded on its own), and stay exact when the line's
+short rest is cancelled between or after its shipments: the line the customer keeps is the
+line of the units it takes, rounded once, which is what the order's cancelled value assumes
+(a share of the ordered line's net billed 0.86 for one unit of 2 x 1.00 at 14.57 % off, a
+line of 0.85, and lost a cent of tax when part of a line was cancelled between shipments).
 
 Closed periods (`workflows.periods`): an invoice never changes a closed month's AR. One of
 ours — a shipment's, a subscription period's, a late fee's (`workflows.late_fees`) — whose day
@@ -170,21 +173,14 @@ def _shipped_part(line: OrderLine, quantity: int, billed: tuple[int, int] | None
                   tax_rate_bp: int, currency: str) -> tuple[int, int]:
     """(net, tax) to bill for `quantity` more units of `line`, `billed` (units, net) having
     been invoiced already: cumulative rounding (module docstring)."""
-    from workflows.revenue_schedule import half_up
-
     before, net_before = billed or (0, 0)
     takes = line.quantity - line.qty_cancelled
-    whole = (line.line_total_minor if not line.qty_cancelled else
-             money.line_total(takes, line.unit_price_minor, line.discount_bp, currency))
     if takes <= 0 or before + quantity > takes:  # beyond the line: priced as it stands
         net = money.line_total(quantity, line.unit_price_minor, line.discount_bp, currency)
         return net, money.percent_of(net, tax_rate_bp, currency)
-
-    def net_of(units: int) -> int:
-        return half_up(whole * units, takes)
-
-    return (net_of(before + quantity) - net_before,
-            part_tax(net_of(before), net_of(before + quantity), tax_rate_bp, currency))
+    through = money.line_total(before + quantity, line.unit_price_minor, line.discount_bp,
+                               currency)
+    return through - net_before, part_tax(net_before, through, tax_rate_bp, currency)
 
 
 def part_tax(net_before: int, net_through: int, tax_rate_bp: int, currency: str) -> int:

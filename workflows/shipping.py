@@ -17,7 +17,7 @@ from models import (
     ShipmentLine,
     can_ship,
 )
-from workflows import audit, customer_notices, outbox
+from workflows import audit, customer_notices, outbox, policy
 from workflows import validation as v
 from workflows.errors import InvalidTransition, ValidationFailed
 from workflows.inputs import ShipmentLineIn
@@ -36,8 +36,8 @@ def ship_order(session: Session, *, order_number: str, carrier: str, tracking_nu
     # Lock the order before reading its lines: two shipments of one order queue up here, and
     # the second sees what the first shipped (never over-shipped, never stock below zero).
     all_lines = lock_order(session, order)
-    _check_shipment(order, carrier=carrier, tracking_number=tracking_number,
-                    shipped_at=shipped_at)
+    _check_shipment(session, order, carrier=carrier, tracking_number=tracking_number,
+                    shipped_at=shipped_at, now=now)
     to_ship = _lines_to_ship(order, all_lines, lines)
     wanted = [(line, qty) for line, qty, _ in to_ship]
     customer = session.get(Customer, order.customer_id)
@@ -52,8 +52,8 @@ def ship_order(session: Session, *, order_number: str, carrier: str, tracking_nu
     return shipment
 
 
-def _check_shipment(order: Order, *, carrier: str, tracking_number: str,
-                    shipped_at: datetime) -> None:
+def _check_shipment(session: Session, order: Order, *, carrier: str, tracking_number: str,
+                    shipped_at: datetime, now: datetime) -> None:
     if not can_ship(order.status):
         raise InvalidTransition(f"order {order.number} is {order.status}; only approved, "
                                 "backordered or partially shipped orders ship")
@@ -64,6 +64,13 @@ def _check_shipment(order: Order, *, carrier: str, tracking_number: str,
     if shipped_at.tzinfo is None:
         raise ValidationFailed.of("shipped_at", "needs a time zone, e.g. 2026-11-23T10:00:00Z")
     v.in_years("shipped_at", shipped_at)  # before the invoice's due date is computed from it
+    # the invoice is issued on the day it shipped: never on a day that has not come yet (a
+    # later hour of today passes, for a sender's clock a little ahead of ours)
+    day, today = policy.business_date(session, shipped_at), policy.business_date(session, now)
+    if day > today:
+        raise ValidationFailed.of("shipped_at", f"{day.isoformat()} is in the future (today "
+                                  f"is {today.isoformat()}); record a shipment once it has "
+                                  "shipped")
     v.text("carrier", carrier)
     v.text("tracking_number", tracking_number)
 
@@ -97,6 +104,12 @@ def _lines_to_ship(order: Order, all_lines: list[OrderLine],
                                           f"billed {same[0].billing}: it is invoiced each "
                                           "period, never shipped")
             open_qty = sum(line.qty_open for line in shippable)
+            if not open_qty:
+                raise ValidationFailed.of(f"lines[{i}].quantity", f"nothing of {item.sku!r} is "
+                                          f"left to ship on {order.number} ("
+                                          f"{sum(li.qty_cancelled for li in shippable)} "
+                                          "cancelled, "
+                                          f"{sum(li.qty_shipped for li in shippable)} shipped)")
             if not isinstance(item.quantity, int) or not 0 < item.quantity <= open_qty:
                 raise ValidationFailed.of(f"lines[{i}].quantity",
                                           f"must be between 1 and {open_qty} (open)")

@@ -50,6 +50,18 @@ def test_three_partial_shipments_ship_and_invoice_the_order(order_of_10, api) ->
     assert (product["on_hand"], product["reserved"]) == (0, 0)
 
 
+def test_a_shipment_dated_after_today_is_a_422_naming_shipped_at(order_of_10, api) -> None:
+    # when the ERP posts a shipment dated in the future (a typo'd year)
+    body = {**shipment(order_of_10, 3, "1Z1"), "shipped_at": "2999-11-24T10:00:00Z"}
+    answer = api.post("/shipments", json=body)
+    # then it is refused naming shipped_at, and nothing shipped or was invoiced
+    assert answer.status_code == 422, answer.text
+    assert [e["field"] for e in answer.json()["errors"]] == ["shipped_at"]
+    assert "2999-11-24 is in the future" in answer.json()["errors"][0]["detail"]
+    order = api.get(f"/orders/{order_of_10}").json()
+    assert (order["status"], order["invoices"]) == ("approved", [])
+
+
 def test_two_shipments_posted_at_once_never_over_ship(server, order_of_10) -> None:
     # when two shipments of 6 are posted at the same moment (together 12 of 10)
     start = threading.Barrier(2)

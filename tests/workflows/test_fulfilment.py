@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 from models import AuditEvent, Invoice, Order, OrderLine, OrderStatus, OutboxMessage, Product
 from tests.support import factories as f
 from tests.support.timetravel import frozen_at
-from workflows import fulfilment, invariants, orders, shipping
+from workflows import fulfilment, invariants, orders, policy, shipping
 from workflows.errors import InvalidTransition, PermissionDenied, ValidationFailed
 from workflows.inputs import ShipmentLineIn
 from workflows.receivables import uninvoiced_approved_minor
@@ -95,6 +95,43 @@ def test_three_partial_shipments_then_shipped_and_invoiced(session) -> None:
     assert invariants.validate_all(session) == []
 
 
+def test_a_shipment_dated_after_today_is_refused_and_nothing_is_invoiced(session) -> None:
+    # given an approved order, today being 2026-11-20 (UTC business days)
+    setup_company(session)
+    order = f.order(session, lines=[("WID-1", 10)])
+    # when the ERP posts its shipment dated tomorrow (or a typo's year)
+    for shipped_at in (datetime(2026, 11, 21, 0, 30, tzinfo=UTC),
+                       datetime(2027, 11, 20, 10, 0, tzinfo=UTC)):
+        with pytest.raises(ValidationFailed) as refused:
+            shipping.ship_order(session, order_number=order.number, carrier="UPS",
+                                tracking_number="1Z1", shipped_at=shipped_at, actor="api",
+                                now=NOW)
+        # then it is refused naming shipped_at: no invoice dated (and due) in the future
+        assert refused.value.errors[0].field == "shipped_at"
+        assert "is in the future (today is 2026-11-20)" in refused.value.errors[0].detail
+    assert session.exec(select(Invoice)).all() == []
+    assert line_of(session, order).qty_shipped == 0
+    assert stock(session) == (10, 10)
+    # and later the same day still ships
+    ship(session, order)
+    assert order.status == OrderStatus.INVOICED
+
+
+def test_an_invoice_is_numbered_in_the_year_of_its_business_day(session) -> None:
+    # given a company in New York (UTC-5) and an order
+    policy.set_value(session, key="business_timezone", value="America/New_York", actor="test")
+    setup_company(session)
+    order = f.order(session, lines=[("WID-1", 10)], now=datetime(2026, 12, 30, 15, tzinfo=UTC))
+    # when it ships at 23:30 on 31 December there (04:30 UTC on 1 January), recorded at once
+    shipped = datetime(2027, 1, 1, 4, 30, tzinfo=UTC)
+    shipping.ship_order(session, order_number=order.number, carrier="UPS",
+                        tracking_number="1Z1", shipped_at=shipped, actor="api", now=shipped)
+    # then its invoice is of 2026: numbered, issued and due from New York's 31 December
+    invoice = session.exec(select(Invoice).where(Invoice.order_id == order.id)).one()
+    assert (invoice.number, invoice.issue_date) == ("INV-2026-000001", date(2026, 12, 31))
+    assert invoice.due_date == date(2027, 1, 30)  # NET30
+
+
 def test_a_sku_listed_twice_in_one_shipment_is_refused(session) -> None:
     setup_company(session)
     order = f.order(session, lines=[("WID-1", 10)])
@@ -135,6 +172,22 @@ def test_a_sku_on_two_lines_ships_from_both_each_at_its_own_price(session) -> No
     assert (caught.value.errors[0].field, caught.value.errors[0].detail) == (
         "lines[0].quantity", "must be between 1 and 5 (open)")
     assert invariants.validate_all(session) == []
+
+
+def test_shipping_a_sku_whose_line_is_cancelled_says_so(session) -> None:
+    # given an order whose widgets were all short and cancelled; its gadgets still open
+    setup_company(session, on_hand=0)
+    order = f.order(session, lines=[("WID-1", 4), ("GADGET", 2)])
+    fulfilment.cancel_line(session, order=order, line_no=1, actor="USALES01", reason="gone")
+    # when a shipment names the widgets
+    with pytest.raises(ValidationFailed) as caught:
+        ship(session, order, ("WID-1", 1))
+    # then it is refused naming the line, saying nothing of it is left (not "1 and 0")
+    assert (caught.value.errors[0].field, caught.value.errors[0].detail) == (
+        "lines[0].quantity", f"nothing of 'WID-1' is left to ship on {order.number} (4 "
+        "cancelled, 0 shipped)")
+    assert session.exec(select(Invoice)).all() == []
+    assert stock(session, "GADGET") == (100, 2)
 
 
 def test_cancel_is_refused_once_anything_has_shipped(session) -> None:
