@@ -128,6 +128,10 @@ def _reverse(session: Session, *, payment: Payment, invoice: Invoice, amount_min
     from workflows.credit_notes import customer_credit_of
     from workflows.orders import transition
 
+    # the invoice locked first: two refunds of two payments on it (or a credit note issued
+    # meanwhile) would both read the same customer credit and give it back twice
+    session.exec(select(Invoice).where(Invoice.id == invoice.id).with_for_update()
+                 .execution_options(populate_existing=True)).one()
     credit = min(customer_credit_of(session, invoice.id), amount_minor)
     reopen = amount_minor - credit
     if reopen:
