@@ -48,3 +48,27 @@ def test_a_refund_that_reopens_a_disputed_invoice_holds_the_dispute_again(sessio
     assert (invoice.balance_minor, invoice.disputed_minor, invoice.disputed) == (
         100_000, 40_000, True)
     assert invariants.validate_all(session) == []
+
+
+def test_a_statement_email_says_what_is_held_for_a_customer_with_only_credit(session) -> None:
+    from bot.mailer import render_email
+    from workflows import statements
+
+    # given INV-1 (1000.00) overpaid by 300.00 in November: nothing open, 300.00 unapplied
+    customer = f.customer(session)
+    f.invoice(session, "INV-1", total="1000.00", issued=date(2026, 11, 2),
+              due=date(2026, 12, 2))
+    pay(session, "1300.00", "INV-1")
+    found = statements.statement(session, customer, start=date(2026, 11, 1),
+                                 end=date(2026, 11, 30))
+    assert (found.closing_minor, found.unapplied_minor, found.net_minor) == (0, 30_000,
+                                                                             -30_000)
+    # when November's statement is e-mailed
+    _, body = render_email("statement", {"statement": {
+        "customer": "C-GLOBEX", "start": "2026-11-01", "end": "2026-11-30"}},
+        from_email="ar@seller.example", session=session)
+    # then the e-mail, like its PDF, says the 300.00 is held for them and that we owe it
+    # (not only "Closing balance: USD 0.00")
+    assert "Closing balance: USD 0.00" in body
+    assert "Unapplied payments on account (not in the balance): USD 300.00" in body
+    assert "Net owed to you on 30 Nov 2026: USD 300.00" in body
