@@ -72,3 +72,21 @@ def test_a_statement_email_says_what_is_held_for_a_customer_with_only_credit(ses
     assert "Closing balance: USD 0.00" in body
     assert "Unapplied payments on account (not in the balance): USD 300.00" in body
     assert "Net owed to you on 30 Nov 2026: USD 300.00" in body
+
+
+def test_a_payment_refunded_without_its_refund_rows_is_an_invariant_violation(session) -> None:
+    # given 300.00 paid on account, 100.00 of it refunded (a refund row says so)
+    f.customer(session)
+    payment = pay(session, "300.00", "on account")
+    refunds.refund_payment(session, payment=payment, amount_minor=10_000, external_id="re_1",
+                           value_date=TODAY, actor="test")
+    assert invariants.validate_all(session) == []
+    # when the payment says 200.00 went back (its amounts still add up: 100.00 unapplied)
+    # while its refunds, which the statements read, say 100.00
+    payment.unapplied_minor, payment.refunded_minor = 10_000, 20_000
+    session.add(payment)
+    session.flush()
+    # then the invariants say so
+    assert invariants.validate_refunds(session) == [
+        f"payment {payment.id}: refunded 20000 but its refunds sum to 10000"]
+    assert invariants.validate_refunds(session)[0] in invariants.validate_all(session)
