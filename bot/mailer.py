@@ -117,7 +117,8 @@ def _statement_context(spec: dict, session: Any) -> dict:
     return {"statement_data": found, "customer": customer, "start": found.start,
             "end": found.end, "currency": found.currency,
             "opening_minor": found.opening_minor, "closing_minor": found.closing_minor,
-            "customer_credit_minor": found.customer_credit_minor}
+            "customer_credit_minor": found.customer_credit_minor,
+            "unapplied_minor": found.unapplied_minor, "net_minor": found.net_minor}
 
 
 # Templates rendered from the database (the outbox context only names the document), with

@@ -29,6 +29,7 @@ from models import (
     OrderLine,
     Payment,
     Product,
+    Refund,
     WriteOff,
     WriteOffReason,
     WriteOffRequest,
@@ -49,6 +50,32 @@ def validate_payment_allocations(session: Session) -> list[str]:
     return [f"payment {pid}: allocated {a} + unapplied {u} + refunded {r} != amount {amt}"
             for pid, amt, u, r, a in rows
             if a + u + r != amt or a > amt or u < 0 or a < 0 or r < 0]
+
+
+def validate_refunds(session: Session) -> list[str]:
+    """What a payment says went back (`refunded_minor`, which the invariant above balances)
+    is what its refunds say (`refunds` rows, which the statements' unapplied cash reads), in
+    its currency, each taking no more from unapplied credit than its amount: else a statement
+    and the payment disagree about what we hold for the customer."""
+    given = (select(Refund.payment_id, sa.func.sum(Refund.amount_minor).label("s"))
+             .group_by(Refund.payment_id).subquery())
+    refunded = sa.func.coalesce(given.c.s, 0)
+    problems = [f"payment {pid}: refunded {r} but its refunds sum to {s}"
+                for pid, r, s in session.exec(
+                    select(Payment.id, Payment.refunded_minor, refunded)
+                    .outerjoin(given, given.c.payment_id == Payment.id)
+                    .where(Payment.refunded_minor != refunded).order_by(Payment.id)).all()]
+    problems += [f"refund {rid} of payment {pid}: {cur} on a {pcur} payment, or "
+                 f"{taken} of {amount} from unapplied credit"
+                 for rid, pid, cur, pcur, taken, amount in session.exec(
+                     select(Refund.id, Refund.payment_id, Refund.currency, Payment.currency,
+                            Refund.from_unapplied_minor, Refund.amount_minor)
+                     .join(Payment, Payment.id == Refund.payment_id)
+                     .where(sa.or_(Refund.currency != Payment.currency,
+                                   Refund.from_unapplied_minor < 0,
+                                   Refund.from_unapplied_minor > Refund.amount_minor))
+                     .order_by(Refund.id)).all()]
+    return problems
 
 
 def validate_invoice_balances(session: Session) -> list[str]:
@@ -563,8 +590,9 @@ def validate_kpi_rollups(session: Session) -> list[str]:
     return problems
 
 
-ALL = [validate_payment_allocations, validate_invoice_balances, validate_invoice_totals,
-       validate_issued_invoices, validate_customer_credit, validate_order_totals,
+ALL = [validate_payment_allocations, validate_refunds, validate_invoice_balances,
+       validate_invoice_totals, validate_issued_invoices, validate_customer_credit,
+       validate_order_totals,
        validate_order_lines, validate_stock, validate_disputes, validate_credit_notes,
        validate_write_off_requests, validate_fee_invoices, validate_deductions,
        validate_subscription_billings, validate_kpi_rollups]

@@ -124,10 +124,14 @@ def _reverse(session: Session, *, payment: Payment, invoice: Invoice, amount_min
              value_date: date, actor: str) -> int:
     """Take `amount_minor` of the payment off the invoice: first the customer credit its
     notes gave (module docstring), then reopen it by the rest, which it returns."""
-    from workflows import payment_links
+    from workflows import disputes
     from workflows.credit_notes import customer_credit_of
     from workflows.orders import transition
 
+    # the invoice locked first: two refunds of two payments on it (or a credit note issued
+    # meanwhile) would both read the same customer credit and give it back twice
+    session.exec(select(Invoice).where(Invoice.id == invoice.id).with_for_update()
+                 .execution_options(populate_existing=True)).one()
     credit = min(customer_credit_of(session, invoice.id), amount_minor)
     reopen = amount_minor - credit
     if reopen:
@@ -160,6 +164,8 @@ def _reverse(session: Session, *, payment: Payment, invoice: Invoice, amount_min
         if order.status == OrderStatus.PAID:
             transition(session, order, OrderStatus.INVOICED, actor=actor,
                        reason=f"{invoice.number} reopened by a refund")
-    payment_links.balance_changed(session, invoice)
+    # what its open disputes hold is in dispute again (left out of dunning); its pay-now
+    # link asks for the new balance
+    disputes.refresh_invoice(session, invoice)
     exposure.moved(session, invoice.customer_id)
     return reopen

@@ -5,6 +5,8 @@ customer credit — it *is* the money we owed back — and only the rest reopens
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -115,3 +117,70 @@ def test_any_refund_after_a_credit_note_keeps_ar_and_credit_to_the_cent(
         # what the customer owes on balance is the invoice less the note less the money kept
         assert invoice.balance_minor - left == (total - credit) - (total - refunded)
         assert invariants.validate_all(session) == []
+
+
+
+def test_two_refunds_at_once_give_the_customer_credit_back_once(db, monkeypatch) -> None:
+    # given an invoice of 100.00 paid by two payments of 50.00, then credited 30.00: 30.00
+    # of customer credit, the invoice comes to 70.00
+    with db.transaction() as s:
+        f.user(s, "USALES01", "sales")
+        f.user(s, "UCOLL001", "collector")
+        f.user(s, "UCREDIT1", "credit_approver")
+        f.customer(s, collector="UCOLL001", credit_limit="1000000.00")
+        f.product(s, price="100.00")
+        order = f.order(s, lines=[("WID-1", 1)], now=NOW - timedelta(days=3))
+        shipping.ship_order(s, order_number=order.number, carrier="UPS",
+                            tracking_number="1Z", shipped_at=NOW - timedelta(days=2),
+                            actor="USALES01", now=NOW - timedelta(days=2))
+        invoice = s.exec(select(Invoice)).one()
+        paid = [record_payment(s, PaymentIn(
+            amount="50.00", currency="USD", received_at=NOW - timedelta(days=1),
+            reference=invoice.number, external_id=f"pay-{n}"), actor="test")[0].id
+            for n in (1, 2)]
+        request, _ = credit_notes.request_credit_note(s, credit_notes.CreditNoteIn(
+            invoice=invoice.number, reason="damaged", amount="30.00"),
+            actor="UCOLL001", now=NOW)
+        approvals.decide(session=s, approval_id=request.approval_id, user_id="UCREDIT1",
+                         approve=True, now=NOW)
+        s.refresh(invoice)
+        assert (invoice.balance_minor, credit_notes.customer_credit_of(s, invoice.id)) == (
+            0, 3_000)
+    # and two refunds, one of each payment, that would both read the customer credit before
+    # either writes unless one waits for the other: each waits (up to 1.5 s) for the other
+    meet = threading.Barrier(2, timeout=1.5)
+    credit_of = credit_notes.customer_credit_of
+
+    def slow_credit_of(*args, **kwargs):
+        found = credit_of(*args, **kwargs)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            meet.wait()
+        return found
+
+    monkeypatch.setattr(credit_notes, "customer_credit_of", slow_credit_of)
+    errors: list[BaseException] = []
+
+    def give_back(payment_id: int) -> None:
+        try:
+            with db.transaction() as s:
+                refunds.refund_payment(s, payment=s.get(Payment, payment_id),
+                                       amount_minor=5_000, external_id=f"re-{payment_id}",
+                                       value_date=TODAY, actor="test")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    # when both payments are refunded in full at the same moment, from two sessions
+    threads = [threading.Thread(target=give_back, args=(pid,)) for pid in paid]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    # then the 30.00 of customer credit went back once: the customer owes the 70.00 the
+    # invoice comes to, and holds no credit (not 40.00 owed and -30.00 of credit)
+    assert errors == []
+    with db.read_session() as s:
+        invoice = s.get(Invoice, invoice.id)
+        assert invoice.balance_minor == 7_000
+        assert credit_notes.customer_credit_of(s, invoice.id) == 0
+        assert [w.amount_minor for w in s.exec(select(WriteOff)).all()] == [3_000]
+        assert invariants.validate_all(s) == []
