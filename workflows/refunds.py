@@ -58,6 +58,10 @@ def refund_payment(session: Session, *, payment: Payment, amount_minor: int, ext
     if session.exec(select(Refund.id).where(Refund.external_id == external_id)).first():
         return None
     payment = lock_payment(session, payment.id)
+    # money goes back no earlier than it came in: a refund dated before its payment's value
+    # date would reopen the invoices on days the payment had not settled them yet (aging and
+    # statements of those days showing more open than the invoices' totals)
+    value_date = max(value_date, payment.value_date)
     held = payment.amount_minor - payment.refunded_minor
     if amount_minor > held:
         raise Conflict(f"payment {payment.id} has {money.to_str(held, payment.currency)} "

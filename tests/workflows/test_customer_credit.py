@@ -90,3 +90,18 @@ def test_a_payment_refunded_without_its_refund_rows_is_an_invariant_violation(se
     assert invariants.validate_refunds(session) == [
         f"payment {payment.id}: refunded 20000 but its refunds sum to 10000"]
     assert invariants.validate_refunds(session)[0] in invariants.validate_all(session)
+
+
+def test_a_refund_is_dated_no_earlier_than_its_payment(session) -> None:
+    # given a payment received (valued) on 20 November, applied to INV-1
+    f.customer(session)
+    f.invoice(session, "INV-1", total="100.00", issued=date(2026, 11, 2),
+              due=date(2026, 12, 2))
+    payment = pay(session, "100.00", "INV-1")
+    # when a refund of it arrives dated 10 November (a provider's or a caller's date)
+    refund, _ = refunds.refund_payment(session, payment=payment, amount_minor=10_000,
+                                       external_id="re_early", value_date=date(2026, 11, 10),
+                                       actor="test")
+    # then it is dated 20 November: the invoice was never open for more than its total
+    assert refund.value_date == payment.value_date == date(2026, 11, 20)
+    assert invariants.validate_all(session) == []
