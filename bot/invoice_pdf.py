@@ -24,6 +24,22 @@ def _day(value: Any) -> str:
     return value.strftime("%d %b %Y") if value else "-"
 
 
+def early_payment_text(invoice: Any) -> str | None:
+    """The `d/n NETm` offer as the invoice states it (PDF and e-mail), or None: the discount
+    cash application takes (`matching.early_payment_offer`), in the invoice currency."""
+    from workflows.matching import early_payment_offer
+
+    offer = early_payment_offer(invoice)
+    if offer is None:
+        return None
+    discount, last_day, pct = offer
+    cur, total = invoice.currency, invoice.total_minor
+    return (f"Pay {money.format_money(total - discount, cur)} by {_day(last_day)} "
+            f"({pct.normalize():f} % "
+            f"early-payment discount of {money.format_money(discount, cur)}), else "
+            f"{money.format_money(total, cur)} by {_day(invoice.due_date)}")
+
+
 def render_invoice_pdf(invoice: Any, lines: list[Any], customer: Any, *, seller: str,
                        from_email: str) -> bytes:
     cur = invoice.currency
@@ -88,7 +104,10 @@ def render_invoice_pdf(invoice: Any, lines: list[Any], customer: Any, *, seller:
         return bytes(pdf.output())
     pdf.multi_cell(0, 5, _latin1(
         f"Payment details: pay by bank transfer by {_day(invoice.due_date)}, quoting "
-        f"{invoice.number}. Questions: {from_email}."))
+        f"{invoice.number}. Questions: {from_email}."), new_x="LMARGIN", new_y="NEXT")
+    early = early_payment_text(invoice)
+    if early:
+        pdf.multi_cell(0, 5, _latin1(early + "."), new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
 
 

@@ -78,6 +78,7 @@ ENV = _env()
 def _invoice_context(number: str, session: Any) -> dict:
     from sqlmodel import select
 
+    from bot.invoice_pdf import early_payment_text
     from models import Customer, Invoice, InvoiceLine
 
     invoice = session.exec(select(Invoice).where(Invoice.number == number)).first()
@@ -86,7 +87,8 @@ def _invoice_context(number: str, session: Any) -> dict:
     lines = session.exec(select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id)
                          .order_by(InvoiceLine.line_no)).all()
     return {"invoice": invoice, "lines": lines,
-            "customer": session.get(Customer, invoice.customer_id)}
+            "customer": session.get(Customer, invoice.customer_id),
+            "early_payment": early_payment_text(invoice)}
 
 
 def _credit_note_context(number: str, session: Any) -> dict:

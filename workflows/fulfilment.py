@@ -54,7 +54,8 @@ from workflows.users import has_role, only_for
 
 # Orders whose short lines wait for stock (an order on hold does not take scarce stock).
 WAITING = (OrderStatus.BACKORDERED, OrderStatus.PARTIALLY_SHIPPED)
-CHOICES = {"ship_partial": "ship partial", "wait": "wait", "cancel_line": "cancel line"}
+CHOICES = {"ship_partial": "ship partial", "wait": "wait", "cancel_line": "cancel line",
+           "cancel_rest": "cancel the rest"}
 CHOICE_ACTION = "order.backorder_choice"
 
 
@@ -405,12 +406,57 @@ def cancel_line(session: Session, *, order: Order, line_no: int, actor: str, rea
     return cancelled
 
 
+def cancel_rest(session: Session, *, order: Order, actor: str, reason: str,
+                now: datetime | None = None) -> list[dict]:
+    """"Cancel the rest" of a partly shipped order the customer no longer wants: every line's
+    quantity not shipped — reserved or short — is cancelled, its reserved stock released and
+    given to the orders waiting for it (as `orders.cancel_order` does), `cancelled_minor`
+    recomputed; nothing being left to ship, the order moves on to shipped and invoiced (paid
+    when its invoices are). For the order's rep or an admin, with a reason; audited per line;
+    the rep and billing are told. Returns [{line_no, sku, quantity, released}]."""
+    lines = lock_order(session, order)
+    _check_chooser(session, order, actor, "cancel_rest")
+    if order.status != OrderStatus.PARTIALLY_SHIPPED:
+        why = ("nothing of it has shipped: cancel the order instead" if order.status in (
+            OrderStatus.APPROVED, OrderStatus.BACKORDERED) else "nothing is left to cancel")
+        raise InvalidTransition(f"order {order.number} is {order.status.replace('_', ' ')}; "
+                                f"{why}")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed.of("reason", "say why the rest of the order is cancelled")
+    v.text("reason", reason)
+    _check_override(session, order, actor=actor, choice="cancel_rest", reason=reason)
+    rest = [{"line_no": line.line_no, "sku": line.sku, "quantity": line.qty_open,
+             "released": line.qty_reserved} for line in lines if line.qty_open > 0]
+    released = release_stock(session, order)
+    for line in lines:
+        line.qty_cancelled += line.qty_open
+        session.add(line)
+    recompute_cancelled(session, order, lines)
+    session.flush()
+    for done in rest:
+        audit.record(session, actor=actor, action="order.line_cancelled", entity_type="order",
+                     entity_id=order.id, reason=reason, number=order.number, rest=True,
+                     cancelled_minor=order.cancelled_minor, at=now, **done)
+    _after_cancel(session, order, lines, actor=actor, now=now, why="rest cancelled")
+    what = ", ".join(f"{d['quantity']} × {d['sku']}" for d in rest)
+    customer = session.get(Customer, order.customer_id)
+    who = "the sales rep" if actor == order.sales_rep_id else "an admin"
+    told = {"order": order_snapshot(order, customer), "reasons": [
+        f"{who} cancelled the rest: {what} (not to ship): {reason}"]}
+    outbox.post_to_user(session, user_id=order.sales_rep_id, template="order_status",
+                        context=told)
+    outbox.post_to_channel(session, channel="ar", template="order_status", context=told)
+    for product_id in released:  # freed stock goes to the orders waiting for it
+        reserve_backorders(session, product_id, actor, now=now, skip_locked=True)
+    return rest
+
+
 def _after_cancel(session: Session, order: Order, lines: list[OrderLine], *, actor: str,
-                  now: datetime) -> None:
-    """Move the order on after a short quantity was cancelled."""
+                  now: datetime, why: str = "short quantity cancelled") -> None:
+    """Move the order on after a short quantity (or the rest of the order) was cancelled."""
     from workflows.subscriptions import live_periods, order_fulfilled
 
-    why = "short quantity cancelled"
     if not order_fulfilled(session, lines):
         if order.status == OrderStatus.BACKORDERED and not short_lines(lines):
             transition(session, order, OrderStatus.APPROVED, actor=actor, now=now,
@@ -432,15 +478,17 @@ def _after_cancel(session: Session, order: Order, lines: list[OrderLine], *, act
                    reason="every invoice is settled")
 
 
-OVERRIDES = {"ship": "ship_partial", "wait": "wait", "cancel": "cancel_line"}
+OVERRIDES = {"ship": "ship_partial", "wait": "wait", "cancel": "cancel_line",
+             "cancel-rest": "cancel_rest"}
 
 
 def override(session: Session, *, order: Order, choice: str, actor: str, reason: str,
              now: datetime | None = None) -> str:
     """`/o2c backorder <order> <ship|wait|cancel> <reason>`: the rep's (or an admin's)
     choice with a reason, which may override the customer's (then the reason is required and
-    audited with it). `cancel` cancels the short quantity of every short line. Returns what
-    was done, in words."""
+    audited with it). `cancel` cancels the short quantity of every short line; `cancel-rest`
+    everything not shipped of a partly shipped order (`cancel_rest`). Returns what was done,
+    in words."""
     if choice not in OVERRIDES:
         raise ValidationFailed.of("choice", "one of ship, wait, cancel")
     reason = (reason or "").strip()
@@ -454,6 +502,10 @@ def override(session: Session, *, order: Order, choice: str, actor: str, reason:
         wait_for_stock(session, order=order, actor=actor, now=now, override_reason=reason)
         tell_billing(session, order, choice="wait", actor=actor)
         return "wait for stock"
+    if choice == "cancel-rest":
+        rest = cancel_rest(session, order=order, actor=actor, reason=reason, now=now)
+        what = ", ".join(f"{d['quantity']} × {d['sku']}" for d in rest)
+        return f"cancelled the rest ({what}); the order is {order.status.replace('_', ' ')}"
     short = [s["line_no"] for s in short_lines(lock_order(session, order))]
     if not short:
         raise InvalidTransition(f"nothing on {order.number} is short of stock any more")

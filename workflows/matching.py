@@ -254,6 +254,24 @@ def discount_of(item: OpenItem, received_on: date) -> int:
     return money.percent_of(item.total_minor, int(terms.discount_pct * 100), item.currency)
 
 
+class EarlyOffer(NamedTuple):
+    discount_minor: int
+    last_day: date
+    pct: Decimal  # as the terms say it (2 for 2/10 NET30)
+
+
+def early_payment_offer(item: OpenItem) -> EarlyOffer | None:
+    """(discount, last day, percent) the invoice document states for its `d/n NETm` terms: what
+    `discount_of` takes off a payment received on the window's last day (issue + n days);
+    None when the terms give none or it is no longer on offer (something already paid)."""
+    terms = _terms(item.payment_terms or "")
+    if terms is None or not terms.discount_pct:
+        return None
+    last_day = item.issue_date + timedelta(days=terms.discount_days)
+    discount = discount_of(item, last_day)
+    return EarlyOffer(discount, last_day, terms.discount_pct) if discount else None
+
+
 def settle(items: Sequence[OpenItem], amount: int, received_on: date, rules: Rules, *,
            allow_partial: bool) -> tuple[str, list[Line], int] | None:
     """How `amount` settles `items`: (fit, lines, unapplied) or None when it does not fit.

@@ -7,6 +7,7 @@ transactions never get the same number; the row is created on first use with
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import sqlalchemy as sa
@@ -16,6 +17,7 @@ from models import Counter
 from workflows.bulk import upsert_insert
 
 ORDER_START = 1000
+_DIGITS = re.compile(r"([0-9]+)")
 
 
 def next_value(session: Session, name: str, start: int = 0) -> int:
@@ -27,6 +29,13 @@ def next_value(session: Session, name: str, start: int = 0) -> int:
         .returning(table.c.value)
     )
     return int(result.scalar_one())
+
+
+def number_order(text: str) -> tuple:
+    """A sort key putting document numbers (and texts naming them) in the order they were
+    issued: runs of digits compare as numbers, so the counter going past 999,999 in a year
+    ("INV-2026-1000000", SPEC's 6 digits being a minimum) sorts after "INV-2026-999999"."""
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(_DIGITS.split(text)))
 
 
 def next_order_number(session: Session) -> str:

@@ -38,6 +38,7 @@ from models import (
 )
 from workflows import outbox
 from workflows.errors import ValidationFailed
+from workflows.numbering import number_order
 from workflows.receivables import customer_position
 
 
@@ -105,7 +106,7 @@ def _entries(session: Session, customer: Customer, end: date) -> list[StatementL
         found.append(StatementLine(write_off.effective_date, "write_off",
                                    f"write-off on {number}", -write_off.amount_minor))
     order = {"invoice": 0, "credit_note": 1, "payment": 2, "write_off": 3}
-    return sorted(found, key=lambda e: (e.day, order[e.kind], e.reference))
+    return sorted(found, key=lambda e: (e.day, order[e.kind], number_order(e.reference)))
 
 
 def statement(session: Session, customer: Customer, *, start: date, end: date) -> Statement:

@@ -89,7 +89,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {sub.name: sub for sub in (
     Subcommand("disputes", "/o2c disputes", "open disputes, oldest first",
                backoffice.open_disputes, roles=ANY_ROLE),
     Subcommand("backorder", backorder.USAGE,
-               "choose for a backorder with a reason, overriding the customer's choice (reps)",
+               "choose for a backorder with a reason, overriding the customer's choice, or "
+               "cancel what is left to ship of a partly shipped order (reps)",
                backorder.backorder, roles=(Role.SALES, Role.ADMIN)),
     Subcommand("customer-page", customer_links.PAGE_USAGE,
                "e-mail a customer the link to their own page, or revoke it (collectors)",

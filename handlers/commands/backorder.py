@@ -1,6 +1,7 @@
-"""`/o2c backorder <order> <ship|wait|cancel> <reason>` (issue 19): the rep's (or an admin's)
-backorder choice with a reason — the way to override the choice the customer made through
-their e-mail link (the DM's buttons refuse then, pointing here). Once per invocation; the
+"""`/o2c backorder <order> <ship|wait|cancel|cancel-rest> <reason>` (issue 19): the rep's (or
+an admin's) backorder choice with a reason — the way to override the choice the customer made
+through their e-mail link (the DM's buttons refuse then, pointing here); `cancel-rest` cancels
+what is left to ship of a partly shipped order (`fulfilment.cancel_rest`). Once per invocation; the
 workflow checks who may choose and records the override next to the customer's choice."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from workflows import fulfilment, receipts
 from workflows.errors import DomainError
 from workflows.orders import get_order
 
-USAGE = "/o2c backorder <order> <ship|wait|cancel> <reason>"
+USAGE = "/o2c backorder <order> <ship|wait|cancel|cancel-rest> <reason>"
 
 
 def backorder(call: CommandCall) -> None:

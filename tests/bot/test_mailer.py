@@ -297,3 +297,52 @@ def test_the_worker_gives_the_mailer_the_rows_queue_time(db, database_url) -> No
     with db.read_session() as s:
         created = s.get(OutboxMessage, row_id).created_at
     assert [(p["outbox_id"], p["queued_at"]) for p in seen] == [(row_id, created.isoformat())]
+
+
+@pytest.mark.parametrize(("terms", "shown"), [
+    ("2/10 NET30", "Pay USD 980.00 by 11 Nov 2026 (2 % early-payment discount of USD 20.00), "
+                   "else USD 1,000.00 by 01 Dec 2026"),
+    ("NET30", None)])
+def test_invoice_email_and_pdf_state_the_early_payment_discount_and_its_last_day(
+        db, smtp, terms, shown) -> None:
+    # given an invoice of 1,000.00 issued on 1 Nov 2026, on 2/10 NET30 terms (or NET30)
+    with db.transaction() as s:
+        f.customer(s, "C-A", "Acme")
+        f.invoice(s, "INV-E-3", "C-A", total="1000.00", due=date(2026, 12, 1),
+                  issued=date(2026, 11, 1), terms=terms)
+    mailer = build_mailer(load_settings(smtp_url=smtp.url, database_url=db.url,
+                                        o2c_from_email="billing@seller.example"), db)
+    # when it is e-mailed with its PDF
+    mailer({"to": "ap@acme.example", "template": "invoice",
+            "context": {"invoice_number": "INV-E-3"}, "outbox_id": 5,
+            "dedupe_key": "invoice-email:INV-E-3",
+            "attachments": [{"kind": "invoice_pdf", "number": "INV-E-3"}]})
+    # then both say what to pay by the 10th day after issue, and the full total by the due
+    # date (the amount cash application takes as settling it: 980.00 within the window)
+    [message] = smtp.wait_for(1)
+    body = message.get_body(preferencelist=("plain",)).get_content()
+    data = list(message.iter_attachments())[0].get_content()
+    data = data.replace(b"\\(", b"(").replace(b"\\)", b")")  # PDF string escapes
+    assert f"Payment terms:  {terms}" in body
+    if shown is None:
+        assert "early-payment" not in body and b"early-payment" not in data
+    else:
+        assert shown in body and shown.encode() in data
+        assert body.count("early-payment") == 1
+
+
+def test_the_early_payment_offer_is_the_one_cash_application_takes(db) -> None:
+    # given a 2/10 NET30 invoice of 1,000.00 issued on 1 Nov 2026
+    from workflows.matching import discount_of, early_payment_offer
+
+    with db.transaction() as s:
+        f.customer(s, "C-A", "Acme")
+        invoice = f.invoice(s, "INV-E-4", "C-A", total="1000.00", due=date(2026, 12, 1),
+                            issued=date(2026, 11, 1), terms="2/10 NET30")
+        # then the offer is 20.00 until 11 Nov, and matching takes exactly that then, not after
+        assert early_payment_offer(invoice)[:2] == (2000, date(2026, 11, 11))
+        assert discount_of(invoice, date(2026, 11, 11)) == 2000
+        assert discount_of(invoice, date(2026, 11, 12)) == 0
+        # and once anything is paid, no offer is stated (none would be taken)
+        invoice.balance_minor -= 100
+        assert early_payment_offer(invoice) is None

@@ -555,3 +555,82 @@ def test_a_restock_while_the_order_ships_serves_its_backorder(db, monkeypatch) -
         assert order.status == OrderStatus.PARTIALLY_SHIPPED
         assert stock(s)[1] == 4
         assert invariants.validate_all(s) == []
+
+
+# -- the rest of a partly shipped order ---------------------------------------------------------
+
+def partly_shipped(session: Session) -> tuple[Order, Order]:
+    """An order of 10 widgets + 2 gadgets, 4 widgets and the gadgets shipped (6 widgets still
+    reserved for it), and a later order waiting for 3 widgets."""
+    setup_company(session, on_hand=10)
+    order = f.order(session, lines=[("WID-1", 10), ("GADGET", 2)])
+    waiting = f.order(session, lines=[("WID-1", 3)])
+    assert waiting.status == OrderStatus.BACKORDERED
+    ship(session, order, ("WID-1", 4), ("GADGET", 2))
+    assert order.status == OrderStatus.PARTIALLY_SHIPPED
+    assert stock(session) == (6, 6)
+    return order, waiting
+
+
+@pytest.mark.parametrize("paid", [False, True])
+def test_cancelling_the_reserved_rest_of_a_partly_shipped_order_completes_it(session,
+                                                                          paid) -> None:
+    from workflows.cash_application import PaymentIn, record_payment
+
+    # given a partly shipped order (its shipment invoiced: 420.00, paid or not) whose
+    # customer no longer wants the 6 widgets still reserved for it
+    order, waiting = partly_shipped(session)
+    invoice = session.exec(select(Invoice).where(Invoice.order_id == order.id)).one()
+    assert invoice.total_minor == 42000
+    if paid:
+        record_payment(session, PaymentIn(amount="420.00", currency="USD", received_at=NOW,
+                                          reference=invoice.number), actor="test",
+                       apply_to=[invoice.number])
+    # when the rep cancels the rest
+    done = fulfilment.cancel_rest(session, order=order, actor="USALES01",
+                                  reason="customer no longer wants the rest", now=NOW)
+    session.commit()
+    # then the 6 are cancelled and their stock released to the waiting order
+    assert done == [{"line_no": 1, "sku": "WID-1", "quantity": 6, "released": 6}]
+    line = line_of(session, order)
+    assert (line.qty_shipped, line.qty_cancelled, line.qty_reserved, line.qty_backordered) == (
+        4, 6, 0, 0)
+    assert order.cancelled_minor == 60000
+    assert waiting.status == OrderStatus.APPROVED
+    assert line_of(session, waiting).qty_reserved == 3
+    assert stock(session) == (6, 3)
+    # and the order is complete: shipped, invoiced (and paid when its invoice is)
+    assert order.status == (OrderStatus.PAID if paid else OrderStatus.INVOICED)
+    moves = [e.to_state for e in events(session, order, "order.transition")]
+    assert moves[-3 if paid else -2:] == ["shipped", "invoiced"] + (["paid"] if paid else [])
+    # its exposure is gone: only the waiting order is approved and not invoiced
+    assert uninvoiced_approved_minor(session, order.customer_id) == waiting.total_minor
+    [event] = events(session, order, "order.line_cancelled")
+    assert (event.actor, event.reason, event.data["quantity"], event.data["released"]) == (
+        "USALES01", "customer no longer wants the rest", 6, 6)
+    told = [p for p in outbox(session, "order_status") if p["channel"] == "USALES01"
+            and p["context"]["order"]["number"] == order.number][-1]
+    assert "cancelled the rest: 6 × WID-1" in told["context"]["reasons"][0]
+    billing = [p for p in outbox(session, "order_status") if p["channel"] == "ar"][-1]
+    assert billing["context"]["order"]["number"] == order.number
+    assert invariants.validate_all(session) == []
+
+
+def test_cancelling_the_rest_is_for_the_rep_or_an_admin_of_a_partly_shipped_order(
+        session) -> None:
+    order, _ = partly_shipped(session)
+    with pytest.raises(PermissionDenied) as caught:
+        fulfilment.cancel_rest(session, order=order, actor="USALES02", reason="no")
+    assert caught.value.action == "order.backorder_choice.cancel_rest"
+    with pytest.raises(ValidationFailed):
+        fulfilment.cancel_rest(session, order=order, actor="USALES01", reason=" ")
+    assert line_of(session, order).qty_cancelled == 0 and stock(session) == (6, 6)
+    fulfilment.cancel_rest(session, order=order, actor="UADMIN01", reason="discontinued")
+    with pytest.raises(InvalidTransition):  # nothing is left, the order is invoiced
+        fulfilment.cancel_rest(session, order=order, actor="UADMIN01", reason="again")
+    # an order nothing of which shipped is cancelled whole (`orders.cancel_order`) instead
+    fresh = f.order(session, lines=[("GADGET", 1)])
+    with pytest.raises(InvalidTransition) as refused:
+        fulfilment.cancel_rest(session, order=fresh, actor="USALES01", reason="x")
+    assert "nothing of it has shipped" in refused.value.detail
+    assert invariants.validate_all(session) == []
