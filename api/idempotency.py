@@ -14,7 +14,8 @@ other non-ASCII keys would be refused. A key belongs to its route ("POST <path>"
 
 A key is kept `O2C_IDEMPOTENCY_RETENTION_HOURS` (30 days by default, at least a day: Stripe
 keeps its keys 24 hours) after its request was recorded, then the hourly `idempotency-keys`
-job forgets it (`forget`): a retry within that time replays, one after it is a new request.
+job forgets it (`bot.jobs.forget_idempotency_keys`, then `forget`): a retry within that time
+replays, one after it is a new request.
 Its age is the recording clock's (`created_at`), like the outbox's retries: the sandbox's Time
 travel, which moves the business clock, forgets nothing.
 """
@@ -26,7 +27,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -36,7 +37,6 @@ from sqlmodel import Session
 
 from api.problems import problem
 from models import IdempotencyKey
-from models.base import utcnow
 from workflows import audit
 from workflows.errors import Conflict, PermissionDenied, ValidationFailed
 
@@ -136,12 +136,8 @@ def run(db, *, scope: str, key: str | None, body: dict, operation: Operation,
     return JSONResponse(payload, status_code=status)
 
 
-def forget(deps, as_of=None) -> dict:
-    """The `idempotency-keys` job: delete the keys recorded more than the retention ago
-    (`as_of` is not used: a key's age is real time since its request)."""
-    hours = deps.settings.o2c_idempotency_retention_hours
-    cutoff = utcnow() - timedelta(hours=hours)
-    with deps.db.transaction() as session:
-        result = session.execute(delete(IdempotencyKey).where(
-            IdempotencyKey.created_at < cutoff))
-    return {"forgotten": result.rowcount, "retention_hours": hours}
+def forget(session: Session, *, before: datetime) -> int:
+    """Delete the keys recorded before `before` (the `idempotency-keys` job's cutoff:
+    `bot.jobs.forget_idempotency_keys`); how many."""
+    return session.execute(delete(IdempotencyKey).where(
+        IdempotencyKey.created_at < before)).rowcount

@@ -12,12 +12,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from api import idempotency
 from bot import approval_jobs, backoffice_jobs, collections_jobs, reports, revenue_jobs
+from models.base import utcnow
 
 JobFunc = Callable[..., dict]
+
+
+def forget_idempotency_keys(deps, as_of: date | None = None) -> dict:
+    """The `idempotency-keys` job: forget the REST API's keys recorded more than
+    `O2C_IDEMPOTENCY_RETENTION_HOURS` ago (`as_of` is not used: a key's age is real time
+    since its request, by the recording clock that stamped it, so the sandbox's Time travel
+    forgets nothing)."""
+    hours = deps.settings.o2c_idempotency_retention_hours
+    with deps.db.transaction() as session:
+        forgotten = idempotency.forget(session, before=utcnow() - timedelta(hours=hours))
+    return {"forgotten": forgotten, "retention_hours": hours}
 
 
 @dataclass(frozen=True)
@@ -54,7 +66,7 @@ JOBS: dict[str, Job] = {job.name: job for job in (
     Job("revenue-close", revenue_jobs.revenue_close, {"minute": "20"},
         "close the month before on the first working day of the month (revenue recorded "
         "once, summary to the AR channel)"),
-    Job("idempotency-keys", idempotency.forget, {"minute": "50"},
+    Job("idempotency-keys", forget_idempotency_keys, {"minute": "50"},
         "forget the REST API's Idempotency-Keys older than O2C_IDEMPOTENCY_RETENTION_HOURS"),
 )}
 
