@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from models import ApprovalKind, Role, money
+from models.limits import MAX_AMOUNT_DIGITS
 
 KINDS = tuple(k.value for k in ApprovalKind)
 
@@ -49,10 +50,12 @@ def parse_tiers(text: str) -> dict[str, Tier]:
             threshold = Decimal(amount)
         except InvalidOperation:
             raise ValueError(f"{item!r}: {amount!r} is not an amount") from None
-        if not threshold.is_finite() or threshold < 0 or threshold != threshold.quantize(
-                Decimal("0.001")):
-            raise ValueError(f"{item!r}: the amount must be at least 0, with at most 3 "
-                             "decimals")
+        # (the digits are checked first: quantizing a huge number raises InvalidOperation)
+        if (not threshold.is_finite() or threshold < 0
+                or threshold.adjusted() >= MAX_AMOUNT_DIGITS
+                or threshold != threshold.quantize(Decimal("0.001"))):
+            raise ValueError(f"{item!r}: the amount must be at least 0, with at most "
+                             f"{MAX_AMOUNT_DIGITS} digits before the point and 3 after it")
         if role not in {r.value for r in Role}:
             raise ValueError(f"{item!r}: unknown role {role!r}")
         if kind in tiers:
