@@ -277,7 +277,9 @@ def _rejected(session: Session, approval: Any, request: CreditRequest, user_id: 
 
 def card_view(session: Session, approval: Any, request: CreditRequest) -> dict:
     customer = session.get(Customer, request.customer_id)
-    position = customer_position(session, customer, request.created_at.date())
+    # as of the day it was asked, in the business time zone (what is overdue is the books')
+    position = customer_position(session, customer,
+                                 policy.business_date(session, request.created_at))
     cur = request.currency
     return {"title": f"Credit for {customer.name}", "customer": customer.name,
             "customer_id": customer.id, "amount_minor": request.amount_minor,

@@ -416,3 +416,27 @@ def test_a_discount_approval_and_a_new_order_at_once_never_both_use_the_same_roo
         credit = s.exec(select(Approval).where(Approval.kind == "credit")).one()
         assert [r["code"] for r in credit.reasons] == ["over_limit"]
         assert credit.snapshot["exposure_minor"] == 144000
+
+
+def test_a_credit_request_card_shows_what_is_overdue_on_the_business_day(session) -> None:
+    # given a business in Los Angeles and a 500.00 invoice due on Monday 2 March
+    from datetime import date
+
+    from workflows import policy
+    from workflows.workflow_steps import REQUEST_CREDIT, StepRun, run_step
+
+    setup_company(session)
+    policy.set_value(session, key="business_timezone", value="America/Los_Angeles",
+                     actor="test")
+    f.invoice(session, "INV-LA-1", total="500.00", due=date(2026, 3, 2))
+    # when a rep asks for more credit on Monday at 22:00 there (Tuesday 06:00 UTC)
+    monday_night = datetime(2026, 3, 3, 6, 0, tzinfo=UTC)
+    run_step(session, StepRun("Fx-LA-1", REQUEST_CREDIT, {
+        "requested_by": {"id": "USALES01"}, "customer": "Globex", "amount": "20000",
+        "reason": "bigger orders"}), now=monday_night)
+    # then the card says nothing is overdue: on the business day the invoice is due today
+    card = session.exec(select(OutboxMessage).where(OutboxMessage.method == "chat.postMessage")
+                        .order_by(OutboxMessage.id.desc())).first()
+    facts = dict(card.payload["context"]["subject"]["facts"])
+    assert facts["Overdue"] == "USD 0.00"
+    assert facts["Exposure"] == "USD 500.00"
