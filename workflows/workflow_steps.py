@@ -289,7 +289,17 @@ def card_view(session: Session, approval: Any, request: CreditRequest) -> dict:
                       ("Overdue", money.format_money(position.aging.overdue, cur))]}
 
 
+def _exclusions(session: Session, request: CreditRequest) -> dict[str, str]:
+    """The customer's sales rep may not approve more credit for their own customer (as an
+    order's rep may not approve the order), even when they also approve credit."""
+    customer = session.get(Customer, request.customer_id)
+    if customer is None or not customer.sales_rep_id:
+        return {}
+    return {customer.sales_rep_id: f"You are {customer.name}'s sales rep"}
+
+
 CREDIT_REQUEST_APPROVAL = approvals.Subject(
     kind=ApprovalKind.CREDIT_REQUEST, model=CreditRequest, context=card_view,
     approved=_approved, rejected=_rejected,
-    pending=lambda request: request.status == CreditRequestStatus.PENDING)
+    pending=lambda request: request.status == CreditRequestStatus.PENDING,
+    excluded=_exclusions)

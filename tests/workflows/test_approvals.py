@@ -440,3 +440,37 @@ def test_a_credit_request_card_shows_what_is_overdue_on_the_business_day(session
     facts = dict(card.payload["context"]["subject"]["facts"])
     assert facts["Overdue"] == "USD 0.00"
     assert facts["Exposure"] == "USD 500.00"
+
+
+def test_a_customers_sales_rep_never_approves_more_credit_for_that_customer(session) -> None:
+    # given Initech, whose sales rep USALES02 also approves credit (two roles)
+    from models import CreditRequest
+    from workflows.workflow_steps import REQUEST_CREDIT, StepRun, run_step
+
+    setup_company(session)
+    f.user(session, "USALES02", "sales", "credit_approver")
+    f.customer(session, "C-INI", "Initech", credit_limit="1000.00", sales_rep="USALES02")
+    # when a colleague's workflow asks to raise Initech's credit to 90,000.00
+    run_step(session, StepRun("Fx-INI-1", REQUEST_CREDIT, {
+        "requested_by": {"id": "USALES01"}, "customer": "Initech", "amount": "90000",
+        "reason": "big deal"}), now=MONDAY)
+    approval = session.exec(select(Approval).where(Approval.kind == "credit_request")).one()
+    # then the customer's own rep may not approve it, on the card or from a modal
+    for check in (lambda: approvals.ensure_decidable(session, approval_id=approval.id,
+                                                     user_id="USALES02"),
+                  lambda: approvals.decide(session=session, now=MONDAY, user_id="USALES02",
+                                           approval_id=approval.id, approve=True)):
+        with pytest.raises(PermissionDenied, match="Initech's sales rep"):
+            check()
+    assert session.exec(select(Customer).where(Customer.external_id == "C-INI")
+                        ).one().credit_limit_minor == 100_000
+    # and is not pinged for it, nor offered it in /o2c approvals
+    assert "USALES02" not in approvals.approver_ids(
+        session, approval, None, row=session.get(CreditRequest, approval.subject_id),
+        subject=approvals.subject_for(approval.kind))
+    assert approvals.pending_overview(session, "USALES02", now=MONDAY).to_decide == []
+    # and another credit approver may
+    approvals.decide(session=session, now=MONDAY, user_id="UCREDIT1", approval_id=approval.id,
+                     approve=True)
+    assert session.exec(select(Customer).where(Customer.external_id == "C-INI")
+                        ).one().credit_limit_minor == 9_000_000
