@@ -3,11 +3,12 @@ decision by a named role after the first one.
 
 Format: comma-separated `kind:amount:role`, e.g.
 `credit:100000:admin,credit_note:5000:admin,write_off:1000:admin`. Kinds: the approval kinds
-(`credit`, `discount`, `credit_note`, `write_off`, `fee_waiver`, `credit_request`); amounts in major units of the
-home currency (policy `home_currency`, `O2C_HOME_CURRENCY`, default USD); roles: the bot's
-roles. "Above" is strictly greater than. A credit note or a write-off is measured with the
-invoice's other requests of its kind waiting or approved (`credit_notes.approved_or_waiting`,
-`write_offs.approved_or_waiting`): a request split in two under a tier is still above it.
+(`credit`, `discount`, `credit_note`, `write_off`, `fee_waiver`, `credit_request`); amounts
+in major units of the home currency (policy `home_currency`, `O2C_HOME_CURRENCY`, default
+USD); roles: the bot's roles. "Above" is strictly greater than. A credit note or a write-off
+is measured with the invoice's other requests of its kind waiting or approved
+(`credit_notes.approved_or_waiting`, `write_offs.approved_or_waiting`): a request split in
+two under a tier is still above it.
 An order's credit approval is measured by the customer's exposure with the other orders
 waiting for a credit decision (`approvals.credit_tier_amount`), for the same reason.
 

@@ -39,3 +39,21 @@ def test_above_a_tier_is_strictly_above_and_the_largest_amount_is_accepted() -> 
     assert tiers.second_role(rules, "credit", 100001, "USD") == "admin"
     # and an amount in another currency (no exchange rates) takes the safe side
     assert tiers.second_role(rules, "credit", 1, "EUR") == "admin"
+
+
+def test_a_tier_change_is_audited_in_full_from_and_to(session) -> None:
+    from sqlmodel import select
+
+    from models import AuditEvent
+
+    # given tiers longer than the audit log's state columns (32 characters)
+    first = "credit:100000:admin,credit_note:5000:admin"
+    second = "credit:100000:admin,credit_note:500:admin,write_off:1000:admin"
+    # when an admin sets them, then changes them
+    policy.set_value(session, key="approval_tiers", value=first, actor="UADMIN01")
+    policy.set_value(session, key="approval_tiers", value=second, actor="UADMIN02")
+    # then the audit log says who changed what from what to what, in full
+    changes = session.exec(select(AuditEvent).where(AuditEvent.action == "policy.changed")
+                           .order_by(AuditEvent.id)).all()
+    assert [(e.actor, e.entity_id, e.data.get("old"), e.data.get("new")) for e in changes] == [
+        ("UADMIN01", "approval_tiers", "", first), ("UADMIN02", "approval_tiers", first, second)]
