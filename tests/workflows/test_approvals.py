@@ -474,3 +474,24 @@ def test_a_customers_sales_rep_never_approves_more_credit_for_that_customer(sess
                      approve=True)
     assert session.exec(select(Customer).where(Customer.external_id == "C-INI")
                         ).one().credit_limit_minor == 9_000_000
+
+
+def test_an_approver_whose_role_was_removed_after_the_card_was_posted_is_refused(
+        session) -> None:
+    from workflows.users import change_role
+
+    # given a card posted while UCREDIT1 approved credit
+    setup_company(session)
+    approval = pending(session, f.order(session, "C-NEW"))
+    # when an admin removes the role, and UCREDIT1 then clicks Approve on the old card
+    assert change_role(session, actor="UADMIN01", user_id="UCREDIT1", role="credit_approver",
+                       add=False)
+    with pytest.raises(PermissionDenied, match="Only a credit approver"):
+        approvals.decide(session=session, now=MONDAY, approval_id=approval.id,
+                         user_id="UCREDIT1", approve=True)
+    # then nothing was decided, and the removal is in the audit log: who, whom, from what
+    assert approval.status == "pending"
+    [removed] = actions(session, "role.revoked")
+    assert (removed.actor, removed.entity_id, removed.from_state, removed.to_state) == (
+        "UADMIN01", "UCREDIT1", "credit_approver", None)
+    assert removed.at is not None
