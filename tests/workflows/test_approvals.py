@@ -495,3 +495,51 @@ def test_an_approver_whose_role_was_removed_after_the_card_was_posted_is_refused
     assert (removed.actor, removed.entity_id, removed.from_state, removed.to_state) == (
         "UADMIN01", "UCREDIT1", "credit_approver", None)
     assert removed.at is not None
+
+
+@pytest.mark.parametrize("first", ["approved", "cancelled"])
+def test_an_approval_and_the_order_cancelled_at_the_same_moment_end_consistent(
+        db, first) -> None:
+    from sqlmodel import Session
+
+    from models import Order, Product
+    from tests.support.meanwhile import second_writer
+    from workflows.orders import cancel_order
+
+    # given a new customer's order of 200.00 waiting for its credit approval
+    with db.transaction() as s:
+        setup_company(s)
+        order = f.order(s, "C-NEW", now=MONDAY)
+        number, approval_id = order.number, pending(s, order).id
+
+    def approve(s: Session) -> object:
+        try:
+            return approvals.decide(session=s, now=MONDAY, approval_id=approval_id,
+                                    user_id="UCREDIT1", approve=True).outcome
+        except (AlreadyDecided, InvalidTransition) as late:
+            return late
+
+    def cancel(s: Session) -> str:
+        cancel_order(s, s.exec(select(Order).where(Order.number == number)).one(),
+                     actor="USALES01", reason="customer changed their mind", now=MONDAY)
+        return "cancelled"
+
+    # when the approver clicks while the rep cancels, in either order
+    held_work, other = (approve, cancel) if first == "approved" else (cancel, approve)
+    with db.session() as held:
+        held_work(held)
+        late, waited = second_writer(db, held, other)
+    assert waited == db.is_postgres
+    # then the order is cancelled, nothing stays reserved, and one decision was recorded
+    with db.session() as s:
+        assert s.exec(select(Order.status).where(Order.number == number)).one() == "cancelled"
+        assert s.exec(select(Product.reserved)).all() == [0]
+        approval = s.get(Approval, approval_id)
+        decisions = [e.action for e in s.exec(select(AuditEvent).where(
+            AuditEvent.entity_type == "approval", AuditEvent.entity_id == str(approval_id),
+            AuditEvent.action != "approval.requested"))]
+        if first == "approved":
+            assert (approval.status, decisions) == ("approved", ["approval.approved"])
+        else:  # the approver is told the request was cancelled, and by whom
+            assert isinstance(late, AlreadyDecided) and "USALES01" in late.detail
+            assert (approval.status, decisions) == ("cancelled", ["approval.cancelled"])
