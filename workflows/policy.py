@@ -131,8 +131,9 @@ def set_value(session: Session, *, key: str, value: str, actor: str) -> None:
         row = PolicyRow(key=key, value=value, updated_by=actor)
     row.value, row.updated_by = value, actor
     session.add(row)
+    # the state columns hold 32 characters: the values in full (tiers, late fees) in `data`
     audit.record(session, actor=actor, action="policy.changed", entity_type="policy",
-                 entity_id=key, from_state=old[:32], to_state=value[:32])
+                 entity_id=key, from_state=old[:32], to_state=value[:32], old=old, new=value)
 
 
 def checked_value(key: str, value: str) -> str:

@@ -3,11 +3,12 @@ decision by a named role after the first one.
 
 Format: comma-separated `kind:amount:role`, e.g.
 `credit:100000:admin,credit_note:5000:admin,write_off:1000:admin`. Kinds: the approval kinds
-(`credit`, `discount`, `credit_note`, `write_off`, `fee_waiver`); amounts in major units of the
-home currency (policy `home_currency`, `O2C_HOME_CURRENCY`, default USD); roles: the bot's
-roles. "Above" is strictly greater than. A credit note or a write-off is measured with the
-invoice's other requests of its kind waiting or approved (`credit_notes.approved_or_waiting`,
-`write_offs.approved_or_waiting`): a request split in two under a tier is still above it.
+(`credit`, `discount`, `credit_note`, `write_off`, `fee_waiver`, `credit_request`); amounts
+in major units of the home currency (policy `home_currency`, `O2C_HOME_CURRENCY`, default
+USD); roles: the bot's roles. "Above" is strictly greater than. A credit note or a write-off
+is measured with the invoice's other requests of its kind waiting or approved
+(`credit_notes.approved_or_waiting`, `write_offs.approved_or_waiting`): a request split in
+two under a tier is still above it.
 An order's credit approval is measured by the customer's exposure with the other orders
 waiting for a credit decision (`approvals.credit_tier_amount`), for the same reason.
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from models import ApprovalKind, Role, money
+from models.limits import MAX_AMOUNT_DIGITS
 
 KINDS = tuple(k.value for k in ApprovalKind)
 
@@ -49,10 +51,12 @@ def parse_tiers(text: str) -> dict[str, Tier]:
             threshold = Decimal(amount)
         except InvalidOperation:
             raise ValueError(f"{item!r}: {amount!r} is not an amount") from None
-        if not threshold.is_finite() or threshold < 0 or threshold != threshold.quantize(
-                Decimal("0.001")):
-            raise ValueError(f"{item!r}: the amount must be at least 0, with at most 3 "
-                             "decimals")
+        # (the digits are checked first: quantizing a huge number raises InvalidOperation)
+        if (not threshold.is_finite() or threshold < 0
+                or threshold.adjusted() >= MAX_AMOUNT_DIGITS
+                or threshold != threshold.quantize(Decimal("0.001"))):
+            raise ValueError(f"{item!r}: the amount must be at least 0, with at most "
+                             f"{MAX_AMOUNT_DIGITS} digits before the point and 3 after it")
         if role not in {r.value for r in Role}:
             raise ValueError(f"{item!r}: unknown role {role!r}")
         if kind in tiers:

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from models import Role, User, UserRole
+from models import AuditEvent, Role, User, UserRole
 from workflows import audit, validation
 from workflows.errors import PermissionDenied, ValidationFailed
 from workflows.validation import SLACK_USER_ID
@@ -158,9 +158,17 @@ def change_role(session: Session, *, actor: str, user_id: str, role: str, add: b
 
 
 def bootstrap_admins(session: Session, admin_ids: list[str]) -> None:
-    """O2C_ADMINS: make sure each listed user is an admin (idempotent)."""
+    """O2C_ADMINS: make sure each listed user is an admin (idempotent) — unless an admin
+    removed that user's admin role since (in the audit log): a restart with the same setting
+    must not give a removed admin their role back; an admin may grant it again."""
     for user_id in admin_ids:
-        grant_role(session, user_id=user_id, role=Role.ADMIN, actor="bootstrap")
+        removed = session.execute(
+            sa.select(AuditEvent.id).where(
+                AuditEvent.entity_type == "user", AuditEvent.entity_id == user_id,
+                AuditEvent.action == "role.revoked", AuditEvent.from_state == Role.ADMIN)
+            .limit(1)).first()
+        if removed is None:
+            grant_role(session, user_id=user_id, role=Role.ADMIN, actor="bootstrap")
 
 
 def install_admin(session: Session, *, user_id: str) -> bool:

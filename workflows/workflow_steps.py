@@ -277,7 +277,9 @@ def _rejected(session: Session, approval: Any, request: CreditRequest, user_id: 
 
 def card_view(session: Session, approval: Any, request: CreditRequest) -> dict:
     customer = session.get(Customer, request.customer_id)
-    position = customer_position(session, customer, request.created_at.date())
+    # as of the day it was asked, in the business time zone (what is overdue is the books')
+    position = customer_position(session, customer,
+                                 policy.business_date(session, request.created_at))
     cur = request.currency
     return {"title": f"Credit for {customer.name}", "customer": customer.name,
             "customer_id": customer.id, "amount_minor": request.amount_minor,
@@ -287,7 +289,17 @@ def card_view(session: Session, approval: Any, request: CreditRequest) -> dict:
                       ("Overdue", money.format_money(position.aging.overdue, cur))]}
 
 
+def _exclusions(session: Session, request: CreditRequest) -> dict[str, str]:
+    """The customer's sales rep may not approve more credit for their own customer (as an
+    order's rep may not approve the order), even when they also approve credit."""
+    customer = session.get(Customer, request.customer_id)
+    if customer is None or not customer.sales_rep_id:
+        return {}
+    return {customer.sales_rep_id: f"You are {customer.name}'s sales rep"}
+
+
 CREDIT_REQUEST_APPROVAL = approvals.Subject(
     kind=ApprovalKind.CREDIT_REQUEST, model=CreditRequest, context=card_view,
     approved=_approved, rejected=_rejected,
-    pending=lambda request: request.status == CreditRequestStatus.PENDING)
+    pending=lambda request: request.status == CreditRequestStatus.PENDING,
+    excluded=_exclusions)

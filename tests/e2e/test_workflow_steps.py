@@ -192,3 +192,34 @@ def test_a_step_failing_unexpectedly_fails_with_a_reference_instead_of_hanging(
     assert "secret detail" not in done["error"] and "xoxb" not in done["error"]
     server.worker.drain()
     assert len(completions(standin)) == 1
+
+
+def test_the_customers_sales_rep_is_refused_on_a_credit_request_card(server, slack,
+                                                                      standin) -> None:
+    from tests.support.slack import ephemeral_texts
+
+    # given Globex's sales rep also approves credit, and its collector's workflow asks for
+    # a credit limit of USD 90,000.00
+    books(server, credit_limit="1000.00")
+    with server.db.transaction() as s:
+        f.user(s, "USALES01", "sales", "credit_approver")
+    execution, _ = slack.function_executed(
+        steps.REQUEST_CREDIT, {"customer": "globex", "amount": "90000.00",
+                               "reason": "a bigger order", "requested_by": ran_by("UCOLL001")},
+        outputs=CREDIT_OUTPUTS)
+    card = standin.api.wait_for(lambda: credit_cards(standin) or None)[0]
+    # when the rep clicks Approve
+    slack.click("USALES01", card, "approval_approve")
+    # then they are told why not, the limit stays and the step still waits
+    told = standin.api.wait_for(lambda: [t for t in ephemeral_texts(standin.api, "USALES01")
+                                         if "sales rep" in t] or None)
+    assert "Globex Corporation" in told[0] and "Nothing was changed" in told[0]
+    assert credit_limit(server) == 100000
+    assert standin.api.execution(execution)["state"] == "running"
+    with server.db.read_session() as s:
+        [refused] = s.exec(select(AuditEvent).where(
+            AuditEvent.action == "refused.approval.decide")).all()
+        assert refused.actor == "USALES01"
+    # when a credit approver approves it, the step completes with the new limit
+    slack.click("UCREDIT1", card, "approval_approve")
+    assert finished(standin, execution)["outputs"]["credit_limit"] == "USD 90,000.00"

@@ -416,3 +416,130 @@ def test_a_discount_approval_and_a_new_order_at_once_never_both_use_the_same_roo
         credit = s.exec(select(Approval).where(Approval.kind == "credit")).one()
         assert [r["code"] for r in credit.reasons] == ["over_limit"]
         assert credit.snapshot["exposure_minor"] == 144000
+
+
+def test_a_credit_request_card_shows_what_is_overdue_on_the_business_day(session) -> None:
+    # given a business in Los Angeles and a 500.00 invoice due on Monday 2 March
+    from datetime import date
+
+    from workflows import policy
+    from workflows.workflow_steps import REQUEST_CREDIT, StepRun, run_step
+
+    setup_company(session)
+    policy.set_value(session, key="business_timezone", value="America/Los_Angeles",
+                     actor="test")
+    f.invoice(session, "INV-LA-1", total="500.00", due=date(2026, 3, 2))
+    # when a rep asks for more credit on Monday at 22:00 there (Tuesday 06:00 UTC)
+    monday_night = datetime(2026, 3, 3, 6, 0, tzinfo=UTC)
+    run_step(session, StepRun("Fx-LA-1", REQUEST_CREDIT, {
+        "requested_by": {"id": "USALES01"}, "customer": "Globex", "amount": "20000",
+        "reason": "bigger orders"}), now=monday_night)
+    # then the card says nothing is overdue: on the business day the invoice is due today
+    card = session.exec(select(OutboxMessage).where(OutboxMessage.method == "chat.postMessage")
+                        .order_by(OutboxMessage.id.desc())).first()
+    facts = dict(card.payload["context"]["subject"]["facts"])
+    assert facts["Overdue"] == "USD 0.00"
+    assert facts["Exposure"] == "USD 500.00"
+
+
+def test_a_customers_sales_rep_never_approves_more_credit_for_that_customer(session) -> None:
+    # given Initech, whose sales rep USALES02 also approves credit (two roles)
+    from models import CreditRequest
+    from workflows.workflow_steps import REQUEST_CREDIT, StepRun, run_step
+
+    setup_company(session)
+    f.user(session, "USALES02", "sales", "credit_approver")
+    f.customer(session, "C-INI", "Initech", credit_limit="1000.00", sales_rep="USALES02")
+    # when a colleague's workflow asks to raise Initech's credit to 90,000.00
+    run_step(session, StepRun("Fx-INI-1", REQUEST_CREDIT, {
+        "requested_by": {"id": "USALES01"}, "customer": "Initech", "amount": "90000",
+        "reason": "big deal"}), now=MONDAY)
+    approval = session.exec(select(Approval).where(Approval.kind == "credit_request")).one()
+    # then the customer's own rep may not approve it, on the card or from a modal
+    for check in (lambda: approvals.ensure_decidable(session, approval_id=approval.id,
+                                                     user_id="USALES02"),
+                  lambda: approvals.decide(session=session, now=MONDAY, user_id="USALES02",
+                                           approval_id=approval.id, approve=True)):
+        with pytest.raises(PermissionDenied, match="Initech's sales rep"):
+            check()
+    assert session.exec(select(Customer).where(Customer.external_id == "C-INI")
+                        ).one().credit_limit_minor == 100_000
+    # and is not pinged for it, nor offered it in /o2c approvals
+    assert "USALES02" not in approvals.approver_ids(
+        session, approval, None, row=session.get(CreditRequest, approval.subject_id),
+        subject=approvals.subject_for(approval.kind))
+    assert approvals.pending_overview(session, "USALES02", now=MONDAY).to_decide == []
+    # and another credit approver may
+    approvals.decide(session=session, now=MONDAY, user_id="UCREDIT1", approval_id=approval.id,
+                     approve=True)
+    assert session.exec(select(Customer).where(Customer.external_id == "C-INI")
+                        ).one().credit_limit_minor == 9_000_000
+
+
+def test_an_approver_whose_role_was_removed_after_the_card_was_posted_is_refused(
+        session) -> None:
+    from workflows.users import change_role
+
+    # given a card posted while UCREDIT1 approved credit
+    setup_company(session)
+    approval = pending(session, f.order(session, "C-NEW"))
+    # when an admin removes the role, and UCREDIT1 then clicks Approve on the old card
+    assert change_role(session, actor="UADMIN01", user_id="UCREDIT1", role="credit_approver",
+                       add=False)
+    with pytest.raises(PermissionDenied, match="Only a credit approver"):
+        approvals.decide(session=session, now=MONDAY, approval_id=approval.id,
+                         user_id="UCREDIT1", approve=True)
+    # then nothing was decided, and the removal is in the audit log: who, whom, from what
+    assert approval.status == "pending"
+    [removed] = actions(session, "role.revoked")
+    assert (removed.actor, removed.entity_id, removed.from_state, removed.to_state) == (
+        "UADMIN01", "UCREDIT1", "credit_approver", None)
+    assert removed.at is not None
+
+
+@pytest.mark.parametrize("first", ["approved", "cancelled"])
+def test_an_approval_and_the_order_cancelled_at_the_same_moment_end_consistent(
+        db, first) -> None:
+    from sqlmodel import Session
+
+    from models import Order, Product
+    from tests.support.meanwhile import second_writer
+    from workflows.orders import cancel_order
+
+    # given a new customer's order of 200.00 waiting for its credit approval
+    with db.transaction() as s:
+        setup_company(s)
+        order = f.order(s, "C-NEW", now=MONDAY)
+        number, approval_id = order.number, pending(s, order).id
+
+    def approve(s: Session) -> object:
+        try:
+            return approvals.decide(session=s, now=MONDAY, approval_id=approval_id,
+                                    user_id="UCREDIT1", approve=True).outcome
+        except (AlreadyDecided, InvalidTransition) as late:
+            return late
+
+    def cancel(s: Session) -> str:
+        cancel_order(s, s.exec(select(Order).where(Order.number == number)).one(),
+                     actor="USALES01", reason="customer changed their mind", now=MONDAY)
+        return "cancelled"
+
+    # when the approver clicks while the rep cancels, in either order
+    held_work, other = (approve, cancel) if first == "approved" else (cancel, approve)
+    with db.session() as held:
+        held_work(held)
+        late, waited = second_writer(db, held, other)
+    assert waited == db.is_postgres
+    # then the order is cancelled, nothing stays reserved, and one decision was recorded
+    with db.session() as s:
+        assert s.exec(select(Order.status).where(Order.number == number)).one() == "cancelled"
+        assert s.exec(select(Product.reserved)).all() == [0]
+        approval = s.get(Approval, approval_id)
+        decisions = [e.action for e in s.exec(select(AuditEvent).where(
+            AuditEvent.entity_type == "approval", AuditEvent.entity_id == str(approval_id),
+            AuditEvent.action != "approval.requested"))]
+        if first == "approved":
+            assert (approval.status, decisions) == ("approved", ["approval.approved"])
+        else:  # the approver is told the request was cancelled, and by whom
+            assert isinstance(late, AlreadyDecided) and "USALES01" in late.detail
+            assert (approval.status, decisions) == ("cancelled", ["approval.cancelled"])

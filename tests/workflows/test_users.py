@@ -59,3 +59,24 @@ def test_put_user_names_the_roles_field(session) -> None:
     with pytest.raises(ValidationFailed) as caught:
         users.upsert_user(session, user_id="UADMIN01", name="Ada", roles=[], actor="api")
     assert caught.value.errors[0].field == "roles"
+
+
+def test_a_restart_does_not_give_back_an_admin_role_an_admin_removed(session) -> None:
+    from models import AuditEvent
+
+    # given O2C_ADMINS=UADMIN01,UADMIN02 at the first start
+    users.bootstrap_admins(session, ["UADMIN01", "UADMIN02"])
+    # when UADMIN01 removes UADMIN02 (who left the finance team)
+    users.change_role(session, actor="UADMIN01", user_id="UADMIN02", role="admin", add=False)
+    # and the server restarts with the same O2C_ADMINS, plus a new name
+    users.bootstrap_admins(session, ["UADMIN01", "UADMIN02", "UADMIN03"])
+    # then the removal stands, and the new name is an admin
+    held = set(session.exec(select(UserRole.user_id).where(UserRole.role == "admin")))
+    assert held == {"UADMIN01", "UADMIN03"}
+    grants = session.exec(select(AuditEvent.entity_id).where(
+        AuditEvent.action == "role.granted").order_by(AuditEvent.id)).all()
+    assert grants == ["UADMIN01", "UADMIN02", "UADMIN03"]
+    # and an admin can still give it back on purpose
+    users.change_role(session, actor="UADMIN01", user_id="UADMIN02", role="admin", add=True)
+    users.bootstrap_admins(session, ["UADMIN01", "UADMIN02", "UADMIN03"])
+    assert users.has_role(session, "UADMIN02", "admin")
