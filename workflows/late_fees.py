@@ -51,6 +51,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from sqlmodel import Session, select
 
 from models import Customer, Invoice, InvoiceLine, money
+from models.limits import MAX_AMOUNT_DIGITS
 from workflows import audit, exposure, invoicing, numbering, policy
 
 DAYS_IN_YEAR = Decimal(365)
@@ -69,8 +70,11 @@ def _amount(text: str, item: str) -> Decimal:
         value = Decimal(text)
     except InvalidOperation:
         raise ValueError(f"{item!r}: {text!r} is not a number") from None
-    if not value.is_finite() or value < 0 or value != value.quantize(Decimal("0.001")):
-        raise ValueError(f"{item!r}: {text!r} must be at least 0, with at most 3 decimals")
+    # (the digits first: quantizing a huge number raises InvalidOperation)
+    if (not value.is_finite() or value < 0 or value.adjusted() >= MAX_AMOUNT_DIGITS
+            or value != value.quantize(Decimal("0.001"))):
+        raise ValueError(f"{item!r}: {text!r} must be at least 0, with at most "
+                         f"{MAX_AMOUNT_DIGITS} digits before the point and 3 after it")
     return value
 
 

@@ -176,7 +176,8 @@ def test_a_deduction_paid_since_is_resolved_when_acted_on_not_left_open(books) -
     assert (event.actor, event.from_state, event.to_state, event.reason) == (
         "UCOLL001", "open", "resolved", "settled")
     card = books.exec(select(OutboxMessage).where(
-        OutboxMessage.target_outbox_id == deduction.card_outbox_id)).all()[-1]
+        OutboxMessage.target_outbox_id == deduction.card_outbox_id)
+        .order_by(OutboxMessage.id)).all()[-1]
     assert (card.payload["context"]["status"], card.payload["context"]["resolution"]) == (
         "resolved", "settled")
     # once: a second click is told it is resolved
@@ -409,7 +410,8 @@ def test_a_deduction_credited_in_part_stays_open_for_the_rest(books) -> None:
         "disputed", "open", 3_000)
     assert "USD 30.00" in event.reason
     card = books.exec(select(OutboxMessage).where(
-        OutboxMessage.target_outbox_id == deduction.card_outbox_id)).all()[-1]
+        OutboxMessage.target_outbox_id == deduction.card_outbox_id)
+        .order_by(OutboxMessage.id)).all()[-1]
     ctx = card.payload["context"]
     assert (ctx["status"], ctx["amount_minor"], ctx["left_minor"]) == ("open", 5_000, 3_000)
     assert "USD 30.00" in ctx["note"]

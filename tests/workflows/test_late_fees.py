@@ -33,6 +33,11 @@ def test_parsing_the_setting() -> None:
                 "0:fee=1", "7:fee=1.0001"):
         with pytest.raises(ValueError):
             parse_late_fees(bad)
+    # an amount too large to be money is refused naming it (it raised InvalidOperation, a
+    # traceback at start-up or in /o2c policy, instead of the ValueError naming the item)
+    for huge in ("7:fee=1e400", "7:rate=1e400", "7:fee=" + "9" * 40):
+        with pytest.raises(ValueError, match="at most 15 digits"):
+            parse_late_fees(huge)
 
 
 @pytest.fixture
