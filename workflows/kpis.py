@@ -15,8 +15,9 @@ Credit sales in a period = the totals of invoices issued in it, late-fee invoice
 (a fee is owed, so it is in AR, but it is not a sale). Billed in a period = the totals of
 every invoice issued in it, fees included (what CEI collects against: the fees are in AR at
 both ends of its window, so leaving them out of what was billed would count a fee collected
-as collected from nothing). Payments, approvals and
-shipments are counted in W by their timestamps, days ending at midnight UTC.
+as collected from nothing). Payments and approvals are counted in W by their timestamps,
+days ending at midnight UTC (the rollups' days); shipments by their business day (the policy's
+`business_timezone`: the day the shipment's invoice is dated).
 
 With `known_at` (an audit: "what did the KPIs say then?") every figure counts only the rows
 recorded (`created_at`; approvals by when they were decided) by that moment: invoices,
@@ -40,8 +41,9 @@ reversed after that moment, as they were (`workflows.receivables.reversed_then`)
   home-currency payments received in W / the home-currency amount received in W.
 * **Approval turnaround** = mean hours from request to decision for approvals approved or
   rejected in W (cancelled requests were never decided by anyone and do not count).
-* **Order cycle time** = mean days from order date to its first shipment, for orders first
-  shipped in W.
+* **Order cycle time** = mean days from order date to the business day of its first shipment
+  (both dates in the books' time zone: an order dated 06-25 and shipped at 23:30 New York time
+  on 06-30 took 5 days), for orders first shipped in W (by that business day).
 * **Invoice accuracy** = share of invoices issued in W (late-fee invoices left out) with
   neither a credit note (dated by the end of `as_of`) nor a dispute accepted by then.
 * **Dispute rate** = invoices issued in W (late-fee invoices left out) on which a dispute was
@@ -68,7 +70,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 
 import sqlalchemy as sa
@@ -96,7 +98,7 @@ from models import (
     WriteOffReason,
     money,
 )
-from workflows import snapshot_reads
+from workflows import policy, snapshot_reads
 from workflows.deductions import credited_minor
 from workflows.receivables import (
     SETTLEMENTS,
@@ -107,6 +109,7 @@ from workflows.receivables import (
     reversed_by_invoice,
     reversed_then,
 )
+from workflows.workcalendar import zone_or_utc
 
 WINDOW_DAYS = 90
 COUNT_BACK_MONTHS = 36
@@ -114,8 +117,9 @@ TWO = Decimal("0.01")
 DECIDED = (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED)
 
 
-def _start_of(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
+def _start_of(day: date, zone: tzinfo = UTC) -> datetime:
+    """The first moment of `day` in `zone` (UTC: the rollups' days), in UTC."""
+    return datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC)
 
 
 def _q(value: Decimal | None) -> Decimal | None:
@@ -525,14 +529,17 @@ def _approvals(session: Session, report: KpiReport, start: date, end: date) -> N
 
 
 def _cycle_time(session: Session, report: KpiReport, start: date, end: date) -> None:
+    """Order cycle time in business days: an order's date and the day it first shipped are both
+    dates in the books' time zone (the shipment's invoice is dated so), as is the window."""
+    zone = zone_or_utc(policy.current(session).business_timezone)
     first = (select(Shipment.order_id, sa.func.min(Shipment.shipped_at).label("first"))
              .where(*_known(Shipment.created_at, report.known_at))
              .group_by(Shipment.order_id).subquery())
     rows = session.exec(select(Order.order_date, first.c.first)
                         .join(first, first.c.order_id == Order.id)
-                        .where(first.c.first >= _start_of(start),
-                               first.c.first < _start_of(end + timedelta(days=1)))).all()
-    days = [(shipped.date() - ordered).days for ordered, shipped in rows]
+                        .where(first.c.first >= _start_of(start, zone),
+                               first.c.first < _start_of(end + timedelta(days=1), zone))).all()
+    days = [(shipped.astimezone(zone).date() - ordered).days for ordered, shipped in rows]
     if days:
         report.order_cycle_days = _q(Decimal(sum(days)) / len(days))
 
