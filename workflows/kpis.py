@@ -276,11 +276,10 @@ def _home_currency(aging: dict) -> str | None:
 
 def _top_sales_currency(session: Session, start: date, end: date,
                         known_at: datetime | None = None) -> str | None:
-    """With no open AR: the currency of the most credit sales in the window."""
+    """With no open AR: the currency of the most credit sales in the window (late fees are
+    not sales: `_issued_in`)."""
     sales = sa.func.sum(Invoice.total_minor)
-    return session.exec(select(Invoice.currency).where(
-        Invoice.issue_date >= start, Invoice.issue_date <= end,
-        *_known(Invoice.created_at, known_at))
+    return session.exec(select(Invoice.currency).where(*_issued_in(start, end, known_at))
         .group_by(Invoice.currency).order_by(sales.desc(), Invoice.currency).limit(1)).first()
 
 
