@@ -9,20 +9,30 @@ AR(t) = open AR at the end of day t = Σ over invoices issued on or before t of 
 allocations − credit notes − write-offs *dated* on or before t — by economic date (a payment's
 value date, a credit note's issue date, a write-off's effective date), whenever they were
 recorded (`workflows.receivables` computes it). So a past day's KPIs are what the books say
-happened up to that day: a payment of 1 May posted in July counts on 1 May.
+happened up to that day: a payment of 1 May posted in July counts on 1 May. AR is gross: an
+invoice's balance is never negative, and unapplied cash and customer credit (an overpayment,
+the part of a credit note beyond what its invoice had open) are not netted against it;
+amounts in dispute stay in it (the aging shows them as "in dispute").
 Current AR(t) = the part of AR(t) not yet due at t (due date on or after t).
 Credit sales in a period = the totals of invoices issued in it, late-fee invoices left out
-(a fee is owed, so it is in AR, but it is not a sale). Billed in a period = the totals of
-every invoice issued in it, fees included (what CEI collects against: the fees are in AR at
-both ends of its window, so leaving them out of what was billed would count a fee collected
-as collected from nothing). Payments and approvals are counted in W by their timestamps,
-days ending at midnight UTC (the rollups' days); shipments by their business day (the policy's
+(a fee is owed, so it is in AR, but it is not a sale); credit notes are not taken off them
+(a credit note settles AR, as a payment does, and counts against invoice accuracy). Billed
+in a period = the totals of every invoice issued in it, fees included (what CEI collects
+against: the fees are in AR at both ends of its window, so leaving them out of what was
+billed would count a fee collected as collected from nothing). Payments, approvals and
+disputes are counted in W by their timestamps, days ending at midnight UTC (the payments'
+rollups are kept by UTC day); shipments by their business day (the policy's
 `business_timezone`: the day the shipment's invoice is dated).
 
 With `known_at` (an audit: "what did the KPIs say then?") every figure counts only the rows
 recorded (`created_at`; approvals by when they were decided) by that moment: invoices,
 settlements, payments, approvals, shipments, credit notes — and the settlements a correction
 reversed after that moment, as they were (`workflows.receivables.reversed_then`).
+
+Every rate and figure in days or hours is a `Decimal` rounded half-up to 2 decimals once, at
+the end (ADD: the difference of the two rounded DSOs, so the three figures shown add up); one
+with nothing to divide by (no credit sales in W, CEI's denominator not above 0, no payments,
+approvals, shipments, invoices or resolved disputes in W) is None, shown as "—", never 0.
 
 * **DSO (standard)** = AR(as_of) / credit sales in W × days in W.
 * **Best possible DSO** = current AR(as_of) / credit sales in W × days in W.
@@ -37,10 +47,12 @@ reversed after that moment, as they were (`workflows.receivables.reversed_then`)
   that the matching engine applied with no human allocation (status applied, or partially
   applied when the rest is an overpayment kept as credit; no allocation with method "manual")
   / payments received in W.
-  **By amount** (home currency only): the amount the engine allocated automatically from
-  home-currency payments received in W / the home-currency amount received in W.
-* **Approval turnaround** = mean hours from request to decision for approvals approved or
-  rejected in W (cancelled requests were never decided by anyone and do not count).
+  **By amount** (home currency only): what was allocated from the home-currency payments
+  received in W that count as matched automatically above (a payment a person allocated any
+  part of counts for nothing here) / the home-currency amount received in W.
+* **Approval turnaround** = mean wall-clock hours (not working hours) from request to
+  decision for approvals approved or rejected in W (cancelled requests were never decided
+  by anyone and do not count).
 * **Order cycle time** = mean days from order date to the business day of its first shipment
   (both dates in the books' time zone: an order dated 06-25 and shipped at 23:30 New York time
   on 06-30 took 5 days), for orders first shipped in W (by that business day).
