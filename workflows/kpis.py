@@ -9,19 +9,30 @@ AR(t) = open AR at the end of day t = Σ over invoices issued on or before t of 
 allocations − credit notes − write-offs *dated* on or before t — by economic date (a payment's
 value date, a credit note's issue date, a write-off's effective date), whenever they were
 recorded (`workflows.receivables` computes it). So a past day's KPIs are what the books say
-happened up to that day: a payment of 1 May posted in July counts on 1 May.
+happened up to that day: a payment of 1 May posted in July counts on 1 May. AR is gross: an
+invoice's balance is never negative, and unapplied cash and customer credit (an overpayment,
+the part of a credit note beyond what its invoice had open) are not netted against it;
+amounts in dispute stay in it (the aging shows them as "in dispute").
 Current AR(t) = the part of AR(t) not yet due at t (due date on or after t).
 Credit sales in a period = the totals of invoices issued in it, late-fee invoices left out
-(a fee is owed, so it is in AR, but it is not a sale). Billed in a period = the totals of
-every invoice issued in it, fees included (what CEI collects against: the fees are in AR at
-both ends of its window, so leaving them out of what was billed would count a fee collected
-as collected from nothing). Payments, approvals and
-shipments are counted in W by their timestamps, days ending at midnight UTC.
+(a fee is owed, so it is in AR, but it is not a sale); credit notes are not taken off them
+(a credit note settles AR, as a payment does, and counts against invoice accuracy). Billed
+in a period = the totals of every invoice issued in it, fees included (what CEI collects
+against: the fees are in AR at both ends of its window, so leaving them out of what was
+billed would count a fee collected as collected from nothing). Payments, approvals and
+disputes are counted in W by their timestamps, days ending at midnight UTC (the payments'
+rollups are kept by UTC day); shipments by their business day (the policy's
+`business_timezone`: the day the shipment's invoice is dated).
 
 With `known_at` (an audit: "what did the KPIs say then?") every figure counts only the rows
 recorded (`created_at`; approvals by when they were decided) by that moment: invoices,
 settlements, payments, approvals, shipments, credit notes — and the settlements a correction
 reversed after that moment, as they were (`workflows.receivables.reversed_then`).
+
+Every rate and figure in days or hours is a `Decimal` rounded half-up to 2 decimals once, at
+the end (ADD: the difference of the two rounded DSOs, so the three figures shown add up); one
+with nothing to divide by (no credit sales in W, CEI's denominator not above 0, no payments,
+approvals, shipments, invoices or resolved disputes in W) is None, shown as "—", never 0.
 
 * **DSO (standard)** = AR(as_of) / credit sales in W × days in W.
 * **Best possible DSO** = current AR(as_of) / credit sales in W × days in W.
@@ -36,12 +47,15 @@ reversed after that moment, as they were (`workflows.receivables.reversed_then`)
   that the matching engine applied with no human allocation (status applied, or partially
   applied when the rest is an overpayment kept as credit; no allocation with method "manual")
   / payments received in W.
-  **By amount** (home currency only): the amount the engine allocated automatically from
-  home-currency payments received in W / the home-currency amount received in W.
-* **Approval turnaround** = mean hours from request to decision for approvals approved or
-  rejected in W (cancelled requests were never decided by anyone and do not count).
-* **Order cycle time** = mean days from order date to its first shipment, for orders first
-  shipped in W.
+  **By amount** (home currency only): what was allocated from the home-currency payments
+  received in W that count as matched automatically above (a payment a person allocated any
+  part of counts for nothing here) / the home-currency amount received in W.
+* **Approval turnaround** = mean wall-clock hours (not working hours) from request to
+  decision for approvals approved or rejected in W (cancelled requests were never decided
+  by anyone and do not count).
+* **Order cycle time** = mean days from order date to the business day of its first shipment
+  (both dates in the books' time zone: an order dated 06-25 and shipped at 23:30 New York time
+  on 06-30 took 5 days), for orders first shipped in W (by that business day).
 * **Invoice accuracy** = share of invoices issued in W (late-fee invoices left out) with
   neither a credit note (dated by the end of `as_of`) nor a dispute accepted by then.
 * **Dispute rate** = invoices issued in W (late-fee invoices left out) on which a dispute was
@@ -68,7 +82,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 
 import sqlalchemy as sa
@@ -96,7 +110,7 @@ from models import (
     WriteOffReason,
     money,
 )
-from workflows import snapshot_reads
+from workflows import policy, snapshot_reads
 from workflows.deductions import credited_minor
 from workflows.receivables import (
     SETTLEMENTS,
@@ -107,6 +121,7 @@ from workflows.receivables import (
     reversed_by_invoice,
     reversed_then,
 )
+from workflows.workcalendar import zone_or_utc
 
 WINDOW_DAYS = 90
 COUNT_BACK_MONTHS = 36
@@ -114,8 +129,9 @@ TWO = Decimal("0.01")
 DECIDED = (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED)
 
 
-def _start_of(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
+def _start_of(day: date, zone: tzinfo = UTC) -> datetime:
+    """The first moment of `day` in `zone` (UTC: the rollups' days), in UTC."""
+    return datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC)
 
 
 def _q(value: Decimal | None) -> Decimal | None:
@@ -272,11 +288,10 @@ def _home_currency(aging: dict) -> str | None:
 
 def _top_sales_currency(session: Session, start: date, end: date,
                         known_at: datetime | None = None) -> str | None:
-    """With no open AR: the currency of the most credit sales in the window."""
+    """With no open AR: the currency of the most credit sales in the window (late fees are
+    not sales: `_issued_in`)."""
     sales = sa.func.sum(Invoice.total_minor)
-    return session.exec(select(Invoice.currency).where(
-        Invoice.issue_date >= start, Invoice.issue_date <= end,
-        *_known(Invoice.created_at, known_at))
+    return session.exec(select(Invoice.currency).where(*_issued_in(start, end, known_at))
         .group_by(Invoice.currency).order_by(sales.desc(), Invoice.currency).limit(1)).first()
 
 
@@ -525,14 +540,17 @@ def _approvals(session: Session, report: KpiReport, start: date, end: date) -> N
 
 
 def _cycle_time(session: Session, report: KpiReport, start: date, end: date) -> None:
+    """Order cycle time in business days: an order's date and the day it first shipped are both
+    dates in the books' time zone (the shipment's invoice is dated so), as is the window."""
+    zone = zone_or_utc(policy.current(session).business_timezone)
     first = (select(Shipment.order_id, sa.func.min(Shipment.shipped_at).label("first"))
              .where(*_known(Shipment.created_at, report.known_at))
              .group_by(Shipment.order_id).subquery())
     rows = session.exec(select(Order.order_date, first.c.first)
                         .join(first, first.c.order_id == Order.id)
-                        .where(first.c.first >= _start_of(start),
-                               first.c.first < _start_of(end + timedelta(days=1)))).all()
-    days = [(shipped.date() - ordered).days for ordered, shipped in rows]
+                        .where(first.c.first >= _start_of(start, zone),
+                               first.c.first < _start_of(end + timedelta(days=1), zone))).all()
+    days = [(shipped.astimezone(zone).date() - ordered).days for ordered, shipped in rows]
     if days:
         report.order_cycle_days = _q(Decimal(sum(days)) / len(days))
 
