@@ -1,8 +1,9 @@
 """O2C KPIs (SPEC §3), each computed in SQL over a trailing window and documented here.
 
-Amounts are summed per currency; ratio KPIs over amounts use the *home* currency — the one with
-the most open AR at `as_of` (or, with no AR, the most credit sales in the window) — since
-adding USD to EUR without rates would be wrong.
+Amounts are summed per currency; ratio KPIs over amounts use the *home* currency — the
+settings' (`O2C_HOME_CURRENCY`, policy `home_currency`) when it has open AR at `as_of` (or,
+with no AR, credit sales in the window), else the one with the most of them (in minor units)
+— since adding USD to EUR without rates would be wrong.
 
 Window `W` = 90 days ending at `as_of` (inclusive).
 AR(t) = open AR at the end of day t = Σ over invoices issued on or before t of total −
@@ -282,17 +283,31 @@ def _count_back(sales: _Sales, ar: int) -> Decimal | None:
     return None  # more AR than three years of sales: not meaningful
 
 
-def _home_currency(aging: dict) -> str | None:
-    return max(sorted(aging), key=lambda c: aging[c].total) if aging else None
+def _home_currency(session: Session, aging: dict) -> str | None:
+    """The settings' home currency (`O2C_HOME_CURRENCY`, policy `home_currency`) when it has
+    open AR; else the currency with the most open AR (in minor units: without rates no
+    comparison of currencies is right, which is why the setting comes first)."""
+    if not aging:
+        return None
+    home = policy.current(session).home_currency
+    if home in aging and aging[home].total:
+        return home
+    return max(sorted(aging), key=lambda c: aging[c].total)
 
 
 def _top_sales_currency(session: Session, start: date, end: date,
                         known_at: datetime | None = None) -> str | None:
-    """With no open AR: the currency of the most credit sales in the window (late fees are
-    not sales: `_issued_in`)."""
-    sales = sa.func.sum(Invoice.total_minor)
-    return session.exec(select(Invoice.currency).where(*_issued_in(start, end, known_at))
-        .group_by(Invoice.currency).order_by(sales.desc(), Invoice.currency).limit(1)).first()
+    """With no open AR: the settings' home currency when it has credit sales in the window,
+    else the currency of the most of them (late fees are not sales: `_issued_in`)."""
+    sales = dict(session.exec(select(Invoice.currency, sa.func.sum(Invoice.total_minor))
+                              .where(*_issued_in(start, end, known_at))
+                              .group_by(Invoice.currency)).all())
+    if not sales:
+        return None
+    home = policy.current(session).home_currency
+    if sales.get(home):
+        return home
+    return max(sorted(sales), key=lambda c: int(sales[c]))
 
 
 def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
@@ -334,8 +349,8 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
         lambda s: _payments(s, start, as_of, known_at),
         lambda s: (_approvals(s, report, start, as_of), _cycle_time(s, report, start, as_of)),
         lambda s: _quality(s, report, start, as_of)])
-    currency = _home_currency(aging) or reads([lambda s: _top_sales_currency(
-        s, start, as_of, known_at)])[0]
+    currency = reads([lambda s: _home_currency(s, aging)])[0] or reads([
+        lambda s: _top_sales_currency(s, start, as_of, known_at)])[0]
     home = _from_aging(report, currency, aging, deductions)
     _cash_application(report, payments)
     if not currency:
@@ -441,8 +456,8 @@ def _from_rollups(report: KpiReport, reads: Callable[[list], list], start: date
         lambda s: (_approvals(s, report, start, as_of), _cycle_time(s, report, start, as_of)),
         lambda s: _quality(s, report, start, as_of,
                            issued=_issued_from_rollups(s, start, as_of))])
-    currency = _home_currency(aging) or reads([lambda s: _top_sales_currency(
-        s, start, as_of)])[0]
+    currency = reads([lambda s: _home_currency(s, aging)])[0] or reads([
+        lambda s: _top_sales_currency(s, start, as_of)])[0]
     _from_aging(report, currency, aging, deductions)
     payments: dict[str, tuple[int, int, int, int]] = {}
     sales = _Sales(currency or "", as_of, start, None, reads)

@@ -32,6 +32,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from workflows import policy
+
 MAX_CONNECTIONS = 4  # pooled connections one call takes at most, besides the caller's
 CONNECTIONS_KEY = "o2c.snapshot_connections"  # `Session.info`: the database's `Connections`
 _SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9]+)?$")
@@ -71,14 +73,14 @@ def exported_snapshot(session: Session) -> str | None:
     return snapshot
 
 
-def _in_snapshot(engine: sa.Engine, snapshot: str, job: Job) -> Any:
+def _in_snapshot(engine: sa.Engine, snapshot: str, job: Job, info: dict) -> Any:
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="REPEATABLE READ")
         try:
             # first statement of the transaction (the driver's BEGIN carries the level)
             conn.execute(sa.text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
             conn.execute(sa.text("SET TRANSACTION READ ONLY"))
-            with Session(bind=conn) as session:
+            with Session(bind=conn, info=info) as session:
                 return job(session)
         finally:
             conn.rollback()
@@ -97,6 +99,8 @@ def run(session: Session, jobs: Sequence[Job], *, concurrently: bool = False,
         if workers < 2:  # (none to spare: the caller's own connection does it all)
             return [job(session) for job in jobs]
         snapshot = snapshot or exported_snapshot(session)
+        # the caller's policy defaults (the settings: business time zone, home currency)
+        info = {k: session.info[k] for k in (policy.DEFAULTS_KEY,) if k in session.info}
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="snapshot-read") as pool:
-            futures = [pool.submit(_in_snapshot, engine, snapshot, job) for job in jobs]
+            futures = [pool.submit(_in_snapshot, engine, snapshot, job, info) for job in jobs]
             return [f.result() for f in futures]

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from bot.db import Database, spare_connections
 from tests.support import factories as f
 from tests.support.meanwhile import at_once
-from workflows import kpis, snapshot_reads
+from workflows import kpis, policy, snapshot_reads
 from workflows.snapshot_reads import CONNECTIONS_KEY, Connections
 
 AS_OF = date(2026, 11, 23)
@@ -129,3 +129,34 @@ def test_a_read_sessions_connection_writes_again_once_back_in_the_pool(database_
             assert session.execute(sa.text("SELECT count(*) FROM customers")).scalar_one() == 1
     finally:
         single.dispose()
+
+
+def test_reads_at_once_see_the_settings_policy_and_the_kpis_its_home_currency(
+        database_url) -> None:
+    # given a company whose settings make JPY its home currency (O2C_HOME_CURRENCY), with
+    # more open in USD cents (15,000.00 = 1,500,000) than in yen (JPY 20,000)
+    from dataclasses import replace
+
+    from workflows.policy import Policy
+
+    books = Database(database_url, policy=replace(Policy(), home_currency="JPY"))
+    try:
+        with books.transaction() as s:
+            f.customer(s, "C-USD", currency="USD")
+            f.customer(s, "C-JPY", "Yamada KK", currency="JPY", credit_limit="5000000")
+            f.invoice(s, "INV-2026-000001", "C-USD", total="15000.00",
+                      issued=date(2026, 10, 1))
+            f.invoice(s, "INV-2026-000002", "C-JPY", total="20000", currency="JPY",
+                      issued=date(2026, 10, 1))
+        # when the KPIs are read, one read after another and at once (PostgreSQL: other
+        # connections, whose sessions carried no settings: their reads had Policy()'s USD)
+        for concurrently in (False, True):
+            with books.read_session() as session:
+                report = kpis.compute(session, AS_OF, concurrently=concurrently)
+            # then they are in the settings' home currency, not the largest count of units
+            assert (report.currency, report.ar_minor) == ("JPY", 20_000)
+            with books.read_session() as session:
+                assert snapshot_reads.run(session, [lambda s: policy.current(s).home_currency]
+                                          * 2, concurrently=concurrently) == ["JPY"] * 2
+    finally:
+        books.dispose()
