@@ -90,6 +90,7 @@ from workflows.errors import (
 from workflows.inputs import PaymentIn
 from workflows.invoicing import reduce_balance, write_off_settled_at
 from workflows.masterdata import customer_by_external_id
+from workflows.matching import FIT_NONE
 from workflows.users import require_role
 
 __all__ = ["ENGINE", "CashRun", "PaymentIn", "facts_of", "rules_for", "value_date_of"]
@@ -531,6 +532,8 @@ def apply_suggestion(session: Session, *, payment_id: int, rank: int, actor: str
     if not _claim(session, payment, status=PaymentStatus.APPLIED):
         raise _already(payment)
     session.refresh(payment)
+    if option.fit != FIT_NONE:
+        _still_fits(session, payment, option.lines)
     _apply_lines(session, payment, option.lines, method=MANUAL, actor=actor)
     refresh_status(session, payment)
     customer_id = option.customer_id or _customer_of_lines(session, option.lines)
@@ -560,6 +563,30 @@ def apply_suggestion(session: Session, *, payment_id: int, rank: int, actor: str
     session.flush()
     webhooks.payment_events(session, payment, created=False)
     return payment
+
+
+def _still_fits(session: Session, payment: Payment, lines: list[dict]) -> None:
+    """A suggestion was worked out on its invoices' balances then: each line's allocation,
+    write-offs (bank fee, early-payment discount) and deduction add up to that balance. An
+    invoice paid, credited or reopened since would get a fee, discount or deduction that no
+    longer fits it (a deduction on an invoice the credit note closed, a "bank fee" on one left
+    open): refused (`Conflict`), nothing applied. The invoices are locked as they are read,
+    so nothing moves them before the allocation."""
+    for line in sorted(lines, key=lambda line: line["invoice_id"]):  # (one lock order)
+        invoice = session.exec(select(Invoice).where(Invoice.id == line["invoice_id"])
+                               .with_for_update()).first()
+        if invoice is None:
+            raise Conflict(f"Invoice {line['number']} no longer exists.")
+        session.refresh(invoice)
+        worked_on = (line["allocate_minor"] + line["deduction_minor"]
+                     + sum(amount for amount, _ in line["write_offs"]))
+        if invoice.balance_minor != worked_on:
+            raise Conflict(
+                f"{invoice.number} now has "
+                f"{money.format_money(invoice.balance_minor, payment.currency)} open, not the "
+                f"{money.format_money(worked_on, payment.currency)} this suggestion was worked "
+                "out on. Apply the payment to the invoices as they are now: "
+                f"`/o2c payment {payment.id} apply <invoice> …`.")
 
 
 def _customer_of_lines(session: Session, lines: list[dict]) -> int | None:
