@@ -312,8 +312,9 @@ def identified_answer(*, payment_id: int, customer_name: str, status: str,
     return head + ("\n" + lines_text(rows) if rows else "")
 
 
-def already_applied_answer(decided_by: str | None) -> str:
-    return refusal(f"This payment was already applied by {_who(decided_by)}; nothing changed.")
+def already_applied_answer(decided_by: str | None, decision: str | None = None) -> str:
+    done = "refunded" if decision == "refunded" else "applied"
+    return refusal(f"This payment was already {done} by {_who(decided_by)}; nothing changed.")
 
 
 def _sentence(text: str) -> str:

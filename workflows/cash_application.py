@@ -497,9 +497,16 @@ def _claim(session: Session, payment: Payment, **values: object) -> bool:
     return claimed.rowcount == 1
 
 
-def _already(payment: Payment) -> AlreadyDecided:
-    decision = (payment.match_details or {}).get("decision") or {}
-    who = decision.get("by")
+def _already(session: Session, payment: Payment) -> AlreadyDecided:
+    """Why a claim found the payment taken, as it is now: read again, since the decision that
+    took it may have committed while this request waited for it (PostgreSQL)."""
+    session.refresh(payment)
+    details = payment.match_details or {}
+    who = next((done["by"] for done in (details.get(key) for key in (  # (the latest first)
+        "returned", "decision", "identified")) if done and done.get("by")), None)
+    if details.get("returned"):
+        return AlreadyDecided(f"This payment was already refunded{f' by {who}' if who else ''}"
+                              "; nothing changed.", decided_by=who, status="refunded")
     return AlreadyDecided(
         f"This payment was already applied{f' by {who}' if who else ''}; nothing changed.",
         decided_by=who, status=payment.status)
@@ -530,7 +537,7 @@ def apply_suggestion(session: Session, *, payment_id: int, rank: int, actor: str
         raise NotFound(f"payment {payment_id} has no suggestion {rank}")
     shown = {s["rank"]: s for s in suggestions_of(session, payment)}
     if not _claim(session, payment, status=PaymentStatus.APPLIED):
-        raise _already(payment)
+        raise _already(session, payment)
     session.refresh(payment)
     if option.fit != FIT_NONE:
         _still_fits(session, payment, option.lines)
@@ -636,7 +643,7 @@ def assign_customer(session: Session, *, payment_id: int, customer: str, actor: 
                        "it by applying it to the right invoices.")
     before = payment.status
     if not _claim(session, payment, customer_id=who.id):
-        raise _already(payment)
+        raise _already(session, payment)
     session.refresh(payment)
     learned = cash_rules.teach(session, payment=payment, customer_id=who.id, actor=actor,
                                source="customer", now=now, names=names)

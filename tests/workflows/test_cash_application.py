@@ -491,3 +491,47 @@ def test_a_bank_fee_suggestion_on_an_invoice_reopened_meanwhile_is_refused(books
     assert invoice(books, "INV-2026-000124").balance_minor == 25_000
     healthy(books)
 
+
+def test_two_collectors_applying_two_options_at_once_apply_once_and_the_second_is_told_who(
+        db, books, waiting) -> None:
+    from tests.support.meanwhile import second_writer
+
+    # given a second collector
+    f.user(books, "UCOLL002", "collector")
+    books.commit()
+    # when one applies suggestion 1 while, at the same moment, the other applies suggestion 2
+    apply_suggestion(books, payment_id=waiting.id, rank=1, actor="UCOLL001", now=NOW)
+
+    def other(s) -> None:
+        apply_suggestion(s, payment_id=waiting.id, rank=2, actor="UCOLL002", now=NOW)
+
+    with pytest.raises(AlreadyDecided) as second:
+        second_writer(db, books, other)
+    # then the payment is applied once, as the first chose, and the second is told by whom
+    assert second.value.decided_by == "UCOLL001"
+    assert "UCOLL001" in str(second.value)
+    books.expire_all()
+    assert allocations(books, waiting) == {"INV-2026-000124": (25_000, "manual")}
+    assert invoice(books, "INV-2026-000126").balance_minor == 25_000
+    healthy(books)
+
+
+def test_apply_after_the_payment_was_refunded_says_who_refunded_it(books, waiting) -> None:
+    from blocks.cashapp import already_applied_answer
+    from workflows.cash_application import return_payment
+
+    # given the payment was sent back by one collector
+    f.user(books, "UCOLL002", "collector")
+    return_payment(books, payment_id=waiting.id, actor="UCOLL002", reason="not ours", now=NOW)
+    books.commit()
+    # when another clicks Apply on the card they still had open
+    with pytest.raises(AlreadyDecided) as refused:
+        apply_suggestion(books, payment_id=waiting.id, rank=1, actor="UCOLL001", now=NOW)
+    books.rollback()
+    # then they are told it was refunded, and by whom; nothing is applied
+    assert (refused.value.decided_by, refused.value.decision) == ("UCOLL002", "refunded")
+    assert already_applied_answer(refused.value.decided_by, refused.value.decision) == (
+        ":no_entry_sign: This payment was already refunded by <@UCOLL002>; nothing changed.")
+    assert allocations(books, waiting) == {}
+    assert invoice(books, "INV-2026-000124").balance_minor == 25_000
+    healthy(books)
