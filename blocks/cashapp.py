@@ -313,7 +313,7 @@ def identified_answer(*, payment_id: int, customer_name: str, status: str,
 
 
 def already_applied_answer(decided_by: str | None, decision: str | None = None) -> str:
-    done = "refunded" if decision == "refunded" else "applied"
+    done = decision if decision in ("refunded", "identified") else "applied"
     return refusal(f"This payment was already {done} by {_who(decided_by)}; nothing changed.")
 
 

@@ -633,11 +633,21 @@ def assign_customer(session: Session, *, payment_id: int, customer: str, actor: 
     remembers how that customer paid. Exactly once (the payment is claimed)."""
     require_role(session, user_id=actor, roles=(Role.COLLECTOR,), action="payment.identify",
                  entity_type="payment", entity_id=payment_id)
-    payment = get_payment(session, payment_id)
+    # locked, then read: a collector naming it at the same moment waits and sees this one's
+    payment = session.exec(select(Payment).where(Payment.id == payment_id)
+                           .with_for_update()).first()
+    if payment is None:
+        raise NotFound(f"no payment {payment_id}")
+    session.refresh(payment)
     who = customer_by_external_id(session, customer)
     if who.currency != payment.currency:
         raise ValidationFailed.of("customer", f"{who.name} is billed in {who.currency}, "
                                   f"not {payment.currency}")
+    named = (payment.match_details or {}).get("identified") or {}
+    if named and payment.customer_id == who.id:  # (a second collector, a replay)
+        raise AlreadyDecided(f"{named.get('by')} already said payment #{payment.id} is "
+                             f"{who.name}'s; nothing changed. To apply it, pick its "
+                             "invoices.", decided_by=named.get("by"), status="identified")
     if payment.customer_id is not None and payment.customer_id != who.id:
         raise Conflict(f"Payment #{payment.id} already belongs to another customer; correct "
                        "it by applying it to the right invoices.")

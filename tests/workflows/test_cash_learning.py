@@ -364,3 +364,60 @@ def test_what_people_decide_is_announced_as_payment_applied(books) -> None:
 
 def events(session) -> list[WebhookEvent]:
     return list(session.exec(select(WebhookEvent).order_by(WebhookEvent.id)).all())
+
+
+# -- naming the customer is done once ------------------------------------------------------------
+def test_naming_the_same_customer_twice_matches_and_teaches_once(books) -> None:
+    from blocks.cashapp import already_applied_answer
+    from workflows.errors import AlreadyDecided
+
+    # given a payment nobody recognises, named Acme's: their oldest invoice is suggested
+    payment = pay(books, "10.01", payer="ACME TREASURY SVC")
+    assign_customer(books, payment_id=payment.id, customer="C-ACME", actor="UCOLL001", now=NOW)
+    books.commit()
+    offered = suggestions_of(books, payment)
+    # when the same choice arrives again (a second collector, a replay)
+    f.user(books, "UCOLL002", "collector")
+    books.commit()
+    with pytest.raises(AlreadyDecided) as second:
+        assign_customer(books, payment_id=payment.id, customer="C-ACME", actor="UCOLL002",
+                        now=NOW)
+    books.rollback()
+    # then the second is told who named it; the card's offer still stands, audited once
+    assert second.value.decided_by == "UCOLL001"
+    assert "Acme Industries Inc" in str(second.value)
+    assert already_applied_answer(second.value.decided_by, second.value.decision) == (
+        ":no_entry_sign: This payment was already identified by <@UCOLL001>; nothing changed.")
+    assert suggestions_of(books, payment) == offered
+    assert [e.actor for e in audited(books, "payment.identified")] == ["UCOLL001"]
+    assert len(books.exec(select(OutboxMessage).where(
+        OutboxMessage.method == "chat.update")).all()) == 1
+
+
+def test_two_collectors_naming_two_customers_at_once_leave_it_the_first_ones(
+        db, books) -> None:
+    from tests.support.meanwhile import second_writer
+    from workflows.errors import Conflict
+
+    f.user(books, "UCOLL002", "collector")
+    books.commit()
+    payment = pay(books, "10.01", payer="ACME TREASURY SVC")
+    # when one collector says it is Acme's while another, at the same moment, says Initech's
+    assign_customer(books, payment_id=payment.id, customer="C-ACME", actor="UCOLL001", now=NOW)
+
+    def other(s) -> None:
+        assign_customer(s, payment_id=payment.id, customer="C-INITECH", actor="UCOLL002",
+                        now=NOW)
+
+    with pytest.raises(Conflict):
+        second_writer(db, books, other)
+    # then it stays Acme's, with Acme's suggestions, named once
+    books.expire_all()
+    acme = books.exec(select(Invoice.customer_id).where(
+        Invoice.number == "INV-2026-000301")).one()
+    assert books.get(Payment, payment.id).customer_id == acme
+    assert [s["customer"] for s in suggestions_of(books, books.get(Payment, payment.id))] == [
+        "C-ACME"]
+    assert [e.actor for e in audited(books, "payment.identified")] == ["UCOLL001"]
+    assert [r[0] for r in rules(books) if r[3]] == ["payer_alias"]
+    healthy(books)
