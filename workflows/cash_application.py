@@ -708,7 +708,8 @@ def correct_application(session: Session, *, payment_id: int, invoices: list[str
     payment.customer_id = customer_id
     old = payment.match_details or {}
     retired = cash_rules.retire_used(session, rule_ids=old.get("learned", []),
-                                     payment=payment, actor=actor, now=now)
+                                     payment=payment, actor=actor, now=now,
+                                     customer_id=customer_id)
     _apply_manually(session, payment, targets, actor=actor)
     learned = cash_rules.teach(session, payment=payment, customer_id=customer_id, actor=actor,
                                source="correction", now=now, names=names,

@@ -16,7 +16,8 @@ shown on the card and in the API answer ("matched because Globex paid from 'GLBX
 12 Nov 2026"); it never outweighs an exact invoice reference (`workflows.matching`). A rule
 counts only while exactly one customer holds its value. Admins list and remove rules
 (`/o2c rules`); removing keeps the row (inactive) and the audit trail. A correction of a
-payment that a learned rule helped apply retires that rule.
+payment that a learned rule helped apply retires that rule, unless the correction keeps the
+customer it named (the rule was right about who paid; only the invoices were wrong).
 """
 
 from __future__ import annotations
@@ -155,13 +156,15 @@ def _teach_patterns(session: Session, *, payment: Payment, customer: Customer, a
 
 
 def retire_used(session: Session, *, rule_ids: Iterable[int], payment: Payment, actor: str,
-                now: datetime) -> list[CashRule]:
+                now: datetime, customer_id: int | None = None) -> list[CashRule]:
     """A person corrected a payment that these rules helped apply: they misled once, so they
-    are retired (audited); the correction teaches what is right."""
+    are retired (audited); the correction teaches what is right. A rule says who paid, not
+    which invoice: one naming `customer_id` — the customer the person says paid — was right,
+    and stays (retired, it would only be taught again)."""
     retired = []
     for rule_id in dict.fromkeys(rule_ids):
         rule = session.get(CashRule, rule_id)
-        if rule is not None and rule.active:
+        if rule is not None and rule.active and rule.customer_id != customer_id:
             _retire(session, rule, actor=actor, now=now,
                     reason=f"payment #{payment.id} was applied because of it and corrected "
                            f"by {actor}")

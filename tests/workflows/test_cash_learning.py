@@ -421,3 +421,26 @@ def test_two_collectors_naming_two_customers_at_once_leave_it_the_first_ones(
     assert [e.actor for e in audited(books, "payment.identified")] == ["UCOLL001"]
     assert [r[0] for r in rules(books) if r[3]] == ["payer_alias"]
     healthy(books)
+
+
+def test_a_correction_to_another_invoice_of_the_same_customer_keeps_the_rule_that_named_it(
+        books) -> None:
+    # given "NORTHSTAR FINANCE" taught as Initech's payer line
+    first = pay(books, "4321.09", payer="NORTHSTAR FINANCE")
+    apply_suggestion(books, payment_id=first.id, rank=rank_of(books, first, "INV-2026-000201"),
+                     actor="UCOLL001", now=NOW)
+    books.commit()
+    # and a payment from it the engine applied to Initech's 55.50 because of that rule
+    later = pay(books, "55.50", payer="NORTHSTAR FINANCE", received=RECEIVED + timedelta(1))
+    assert applied_to(books, later) == {"INV-2026-000204": 5_550}
+    assert later.match_details.get("learned")
+    # when a collector moves it to another of Initech's invoices (the customer was right)
+    correct_application(books, payment_id=later.id, invoices=["INV-2026-000203"],
+                        actor="UCOLL001", now=NOW)
+    books.commit()
+    # then the rule, right about who paid, stays as it was: neither retired nor taught again
+    assert applied_to(books, later) == {"INV-2026-000203": 5_550}
+    assert rules(books) == [("payer_alias", "northstar finance", "suggestion", True)]
+    assert audited(books, "cash_rule.retired") == []
+    assert len(audited(books, "cash_rule.learned")) == 1
+    healthy(books)
