@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from models import CashRule, CashRuleKind, Customer, Payment, Role
@@ -84,18 +85,25 @@ def _retire(session: Session, rule: CashRule, *, actor: str, now: datetime,
 
 
 def _new(session: Session, *, customer: Customer, kind: str, value: str, shown: str,
-         source: str, payment: Payment, actor: str, now: datetime) -> CashRule:
+         source: str, payment: Payment, actor: str, now: datetime) -> list[CashRule]:
+    """The rule learned, or none when another person taught the same one at the same moment
+    (the database keeps one active rule per kind, value and customer): their decision stands
+    and teaches it, this one's goes on without it."""
     rule = CashRule(customer_id=customer.id, kind=kind, value=value, shown=shown[:300],
                     source=source, payment_id=payment.id,
                     seen_on=payment.received_at.astimezone(UTC).date(), taught_by=actor,
                     taught_at=now)
-    session.add(rule)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(rule)
+            session.flush()
+    except IntegrityError:
+        return []
     audit.record(session, actor=actor, action="cash_rule.learned", entity_type="cash_rule",
                  entity_id=rule.id, to_state="active", at=now, customer_id=customer.id,
                  customer=customer.external_id, kind=kind, value=value, shown=rule.shown,
                  source=source, payment_id=payment.id)
-    return rule
+    return [rule]
 
 
 def teach(session: Session, *, payment: Payment, customer_id: int, actor: str, source: str,
@@ -137,8 +145,8 @@ def _teach_alias(session: Session, *, payment: Payment, customer: Customer, acto
         _retire(session, rule, actor=actor, now=now,
                 reason=f"payment #{payment.id}: {actor} applied it to {customer.name}")
     shown = payment.payer_name or forms[-1].full.upper()
-    return [_new(session, customer=customer, kind=ALIAS, value=value, shown=shown,
-                 source=source, payment=payment, actor=actor, now=now)]
+    return _new(session, customer=customer, kind=ALIAS, value=value, shown=shown,
+                source=source, payment=payment, actor=actor, now=now)
 
 
 def _teach_patterns(session: Session, *, payment: Payment, customer: Customer, actor: str,
@@ -149,9 +157,8 @@ def _teach_patterns(session: Session, *, payment: Payment, customer: Customer, a
             continue  # that is the invoice number itself
         if any(rule.customer_id == customer.id for rule in _active(session, PATTERN, value)):
             continue
-        learned.append(_new(session, customer=customer, kind=PATTERN, value=value,
-                            shown=shown, source=source, payment=payment, actor=actor,
-                            now=now))
+        learned += _new(session, customer=customer, kind=PATTERN, value=value, shown=shown,
+                        source=source, payment=payment, actor=actor, now=now)
     return learned
 
 

@@ -444,3 +444,31 @@ def test_a_correction_to_another_invoice_of_the_same_customer_keeps_the_rule_tha
     assert audited(books, "cash_rule.retired") == []
     assert len(audited(books, "cash_rule.learned")) == 1
     healthy(books)
+
+
+def test_two_collectors_teaching_the_same_alias_at_once_both_apply_and_it_is_learned_once(
+        db, books) -> None:
+    from tests.support.meanwhile import second_writer
+
+    # given two payments from a payer line nobody knows yet, each waiting for a person
+    f.user(books, "UCOLL002", "collector")
+    books.commit()
+    first = pay(books, "4321.09", payer="NORTHSTAR FINANCE")
+    second = pay(books, "777.00", payer="NORTHSTAR FINANCE")
+    assert (first.status, second.status) == ("needs_review", "needs_review")
+    first_rank = rank_of(books, first, "INV-2026-000201")
+    second_rank = rank_of(books, second, "INV-2026-000202")
+    # when two collectors apply them to Initech's invoices at the same moment
+    apply_suggestion(books, payment_id=first.id, rank=first_rank, actor="UCOLL001", now=NOW)
+
+    def other(s) -> None:
+        apply_suggestion(s, payment_id=second.id, rank=second_rank, actor="UCOLL002", now=NOW)
+
+    second_writer(db, books, other)
+    # then both payments are applied, and the payer line is learned once, audited once
+    books.expire_all()
+    assert applied_to(books, books.get(Payment, first.id)) == {"INV-2026-000201": 432_109}
+    assert applied_to(books, books.get(Payment, second.id)) == {"INV-2026-000202": 77_700}
+    assert rules(books) == [("payer_alias", "northstar finance", "suggestion", True)]
+    assert len(audited(books, "cash_rule.learned")) == 1
+    healthy(books)
