@@ -198,9 +198,11 @@ def remove(session: Session, *, actor: str, rule_id: int, now: datetime,
     """An admin removes a rule: it stops counting at once; the row and the audit trail stay."""
     require_role(session, user_id=actor, roles=(Role.ADMIN,), action="cash_rules.remove",
                  entity_type="cash_rule", entity_id=rule_id)
-    rule = session.get(CashRule, rule_id)
+    # locked, then read: an admin removing it at the same moment waits and sees it removed
+    rule = session.exec(select(CashRule).where(CashRule.id == rule_id).with_for_update()).first()
     if rule is None:
         raise NotFound(f"no learned rule {rule_id}")
+    session.refresh(rule)
     if not rule.active:
         raise ValidationFailed.of("rule", f"rule {rule_id} was already removed by "
                                   f"{rule.removed_by}")

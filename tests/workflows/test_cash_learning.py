@@ -472,3 +472,29 @@ def test_two_collectors_teaching_the_same_alias_at_once_both_apply_and_it_is_lea
     assert rules(books) == [("payer_alias", "northstar finance", "suggestion", True)]
     assert len(audited(books, "cash_rule.learned")) == 1
     healthy(books)
+
+
+def test_two_admins_removing_a_rule_at_once_remove_it_once(db, books) -> None:
+    from tests.support.meanwhile import second_writer
+    from workflows.errors import ValidationFailed
+
+    # given a learned alias and two admins
+    f.user(books, "UADMIN02", "admin")
+    first = pay(books, "1234.56", payer="GLBX HOLDINGS")
+    apply_suggestion(books, payment_id=first.id, rank=rank_of(books, first, "INV-2026-000101"),
+                     actor="UCOLL001", now=NOW)
+    books.commit()
+    rule_id = books.exec(select(CashRule.id)).one()
+    # when both remove it at the same moment
+    remove(books, actor="UADMIN01", rule_id=rule_id, now=NOW)
+
+    def other(s) -> None:
+        remove(s, actor="UADMIN02", rule_id=rule_id, now=NOW)
+
+    with pytest.raises(ValidationFailed) as second:
+        second_writer(db, books, other)
+    # then it is removed once, by the first; the second is told who did
+    assert "UADMIN01" in second.value.errors[0].detail
+    books.expire_all()
+    assert books.get(CashRule, rule_id).removed_by == "UADMIN01"
+    assert [e.actor for e in audited(books, "cash_rule.removed")] == ["UADMIN01"]
