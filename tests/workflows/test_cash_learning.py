@@ -165,16 +165,25 @@ def test_naming_the_customer_without_an_invoice_that_fits_suggests_their_oldest(
 
 
 # -- taught by a correction ------------------------------------------------------------------------
-def test_a_correction_moves_the_money_retires_the_rule_that_misled_and_learns_the_right_one(
-        books) -> None:
-    # given a collector who once applied a "NORTHSTAR FINANCE" payment to Initech by mistake
+def taught_initech(books) -> Payment:
+    """A collector applied a "NORTHSTAR FINANCE" payment to Initech (teaching that payer line
+    as Initech's); the next payment from it, 55.50, the engine applied to Initech's
+    INV-2026-000204 because of that rule. Returns that payment."""
     first = pay(books, "4321.09", payer="NORTHSTAR FINANCE")
     apply_suggestion(books, payment_id=first.id, rank=rank_of(books, first, "INV-2026-000201"),
                      actor="UCOLL001", now=NOW)
     books.commit()
+    later = pay(books, "55.50", payer="NORTHSTAR FINANCE", received=RECEIVED + timedelta(1))
+    assert applied_to(books, later) == {"INV-2026-000204": 5_550}
+    assert later.match_details.get("learned")
+    return later
+
+
+def test_a_correction_moves_the_money_retires_the_rule_that_misled_and_learns_the_right_one(
+        books) -> None:
+    # given a collector who once applied a "NORTHSTAR FINANCE" payment to Initech by mistake,
     # so that the next one went to Initech by itself
-    wrong = pay(books, "55.50", payer="NORTHSTAR FINANCE", received=RECEIVED + timedelta(1))
-    assert applied_to(books, wrong) == {"INV-2026-000204": 5_550}
+    wrong = taught_initech(books)
     # when the collector corrects it: it paid Globex's 98.10 (a fee of 42.60 short? no:
     # they name the invoice and the payment goes there, the rest stays as credit)
     correct_application(books, payment_id=wrong.id, invoices=["INV-2026-000103"],
@@ -425,15 +434,9 @@ def test_two_collectors_naming_two_customers_at_once_leave_it_the_first_ones(
 
 def test_a_correction_to_another_invoice_of_the_same_customer_keeps_the_rule_that_named_it(
         books) -> None:
-    # given "NORTHSTAR FINANCE" taught as Initech's payer line
-    first = pay(books, "4321.09", payer="NORTHSTAR FINANCE")
-    apply_suggestion(books, payment_id=first.id, rank=rank_of(books, first, "INV-2026-000201"),
-                     actor="UCOLL001", now=NOW)
-    books.commit()
-    # and a payment from it the engine applied to Initech's 55.50 because of that rule
-    later = pay(books, "55.50", payer="NORTHSTAR FINANCE", received=RECEIVED + timedelta(1))
-    assert applied_to(books, later) == {"INV-2026-000204": 5_550}
-    assert later.match_details.get("learned")
+    # given "NORTHSTAR FINANCE" taught as Initech's payer line, and a payment from it the
+    # engine applied to Initech's 55.50 because of that rule
+    later = taught_initech(books)
     # when a collector moves it to another of Initech's invoices (the customer was right)
     correct_application(books, payment_id=later.id, invoices=["INV-2026-000203"],
                         actor="UCOLL001", now=NOW)
