@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from models import Customer, Invoice
 
 REFERENCE_SHOWN = 300
+SUGGESTED_SHOWN = 10  # invoices listed per suggestion on the card
 
 
 def _amount(text: str | None, currency: str, *, fmt: Formats = ENGLISH) -> str:
@@ -67,8 +68,13 @@ def match_strength(confidence: object) -> str:
 def _suggestion_text(s: dict, currency: str, *, fmt: Formats = ENGLISH) -> str:
     who = esc(s.get("customer_name") or "several customers")
     rows = [f"*{s['rank']}. {who}* — {match_strength(s.get('confidence'))}"]
+    invoices = s.get("invoices", [])
     rows += [f"• {esc(i['invoice'])} — {_amount(i['amount'], currency, fmt=fmt)}"
-             for i in s.get("invoices", [])[:10]]
+             for i in invoices[:SUGGESTED_SHOWN]]
+    if len(invoices) > SUGGESTED_SHOWN:  # Apply applies them all: say what is not listed
+        rest = sum(money.to_minor(i["amount"], currency) for i in invoices[SUGGESTED_SHOWN:])
+        rows.append(f"• …and {len(invoices) - SUGGESTED_SHOWN} more invoices — "
+                    f"{fmt.money(rest, currency)}")
     if s.get("write_off") and money.to_minor(s["write_off"], currency):
         rows.append(f"• write-off {_amount(s['write_off'], currency, fmt=fmt)}")
     if s.get("unapplied_amount") and money.to_minor(s["unapplied_amount"], currency):
@@ -312,8 +318,9 @@ def identified_answer(*, payment_id: int, customer_name: str, status: str,
     return head + ("\n" + lines_text(rows) if rows else "")
 
 
-def already_applied_answer(decided_by: str | None) -> str:
-    return refusal(f"This payment was already applied by {_who(decided_by)}; nothing changed.")
+def already_applied_answer(decided_by: str | None, decision: str | None = None) -> str:
+    done = decision if decision in ("refunded", "identified") else "applied"
+    return refusal(f"This payment was already {done} by {_who(decided_by)}; nothing changed.")
 
 
 def _sentence(text: str) -> str:

@@ -90,6 +90,7 @@ from workflows.errors import (
 from workflows.inputs import PaymentIn
 from workflows.invoicing import reduce_balance, write_off_settled_at
 from workflows.masterdata import customer_by_external_id
+from workflows.matching import FIT_NONE
 from workflows.users import require_role
 
 __all__ = ["ENGINE", "CashRun", "PaymentIn", "facts_of", "rules_for", "value_date_of"]
@@ -496,9 +497,16 @@ def _claim(session: Session, payment: Payment, **values: object) -> bool:
     return claimed.rowcount == 1
 
 
-def _already(payment: Payment) -> AlreadyDecided:
-    decision = (payment.match_details or {}).get("decision") or {}
-    who = decision.get("by")
+def _already(session: Session, payment: Payment) -> AlreadyDecided:
+    """Why a claim found the payment taken, as it is now: read again, since the decision that
+    took it may have committed while this request waited for it (PostgreSQL)."""
+    session.refresh(payment)
+    details = payment.match_details or {}
+    who = next((done["by"] for done in (details.get(key) for key in (  # (the latest first)
+        "returned", "decision", "identified")) if done and done.get("by")), None)
+    if details.get("returned"):
+        return AlreadyDecided(f"This payment was already refunded{f' by {who}' if who else ''}"
+                              "; nothing changed.", decided_by=who, status="refunded")
     return AlreadyDecided(
         f"This payment was already applied{f' by {who}' if who else ''}; nothing changed.",
         decided_by=who, status=payment.status)
@@ -529,8 +537,10 @@ def apply_suggestion(session: Session, *, payment_id: int, rank: int, actor: str
         raise NotFound(f"payment {payment_id} has no suggestion {rank}")
     shown = {s["rank"]: s for s in suggestions_of(session, payment)}
     if not _claim(session, payment, status=PaymentStatus.APPLIED):
-        raise _already(payment)
+        raise _already(session, payment)
     session.refresh(payment)
+    if option.fit != FIT_NONE:
+        _still_fits(session, payment, option.lines)
     _apply_lines(session, payment, option.lines, method=MANUAL, actor=actor)
     refresh_status(session, payment)
     customer_id = option.customer_id or _customer_of_lines(session, option.lines)
@@ -560,6 +570,30 @@ def apply_suggestion(session: Session, *, payment_id: int, rank: int, actor: str
     session.flush()
     webhooks.payment_events(session, payment, created=False)
     return payment
+
+
+def _still_fits(session: Session, payment: Payment, lines: list[dict]) -> None:
+    """A suggestion was worked out on its invoices' balances then: each line's allocation,
+    write-offs (bank fee, early-payment discount) and deduction add up to that balance. An
+    invoice paid, credited or reopened since would get a fee, discount or deduction that no
+    longer fits it (a deduction on an invoice the credit note closed, a "bank fee" on one left
+    open): refused (`Conflict`), nothing applied. The invoices are locked as they are read,
+    so nothing moves them before the allocation."""
+    for line in sorted(lines, key=lambda line: line["invoice_id"]):  # (one lock order)
+        invoice = session.exec(select(Invoice).where(Invoice.id == line["invoice_id"])
+                               .with_for_update()).first()
+        if invoice is None:
+            raise Conflict(f"Invoice {line['number']} no longer exists.")
+        session.refresh(invoice)
+        worked_on = (line["allocate_minor"] + line["deduction_minor"]
+                     + sum(amount for amount, _ in line["write_offs"]))
+        if invoice.balance_minor != worked_on:
+            raise Conflict(
+                f"{invoice.number} now has "
+                f"{money.format_money(invoice.balance_minor, payment.currency)} open, not the "
+                f"{money.format_money(worked_on, payment.currency)} this suggestion was worked "
+                "out on. Apply the payment to the invoices as they are now: "
+                f"`/o2c payment {payment.id} apply <invoice> …`.")
 
 
 def _customer_of_lines(session: Session, lines: list[dict]) -> int | None:
@@ -599,17 +633,27 @@ def assign_customer(session: Session, *, payment_id: int, customer: str, actor: 
     remembers how that customer paid. Exactly once (the payment is claimed)."""
     require_role(session, user_id=actor, roles=(Role.COLLECTOR,), action="payment.identify",
                  entity_type="payment", entity_id=payment_id)
-    payment = get_payment(session, payment_id)
+    # locked, then read: a collector naming it at the same moment waits and sees this one's
+    payment = session.exec(select(Payment).where(Payment.id == payment_id)
+                           .with_for_update()).first()
+    if payment is None:
+        raise NotFound(f"no payment {payment_id}")
+    session.refresh(payment)
     who = customer_by_external_id(session, customer)
     if who.currency != payment.currency:
         raise ValidationFailed.of("customer", f"{who.name} is billed in {who.currency}, "
                                   f"not {payment.currency}")
+    named = (payment.match_details or {}).get("identified") or {}
+    if named and payment.customer_id == who.id:  # (a second collector, a replay)
+        raise AlreadyDecided(f"{named.get('by')} already said payment #{payment.id} is "
+                             f"{who.name}'s; nothing changed. To apply it, pick its "
+                             "invoices.", decided_by=named.get("by"), status="identified")
     if payment.customer_id is not None and payment.customer_id != who.id:
         raise Conflict(f"Payment #{payment.id} already belongs to another customer; correct "
                        "it by applying it to the right invoices.")
     before = payment.status
     if not _claim(session, payment, customer_id=who.id):
-        raise _already(payment)
+        raise _already(session, payment)
     session.refresh(payment)
     learned = cash_rules.teach(session, payment=payment, customer_id=who.id, actor=actor,
                                source="customer", now=now, names=names)
@@ -664,7 +708,8 @@ def correct_application(session: Session, *, payment_id: int, invoices: list[str
     payment.customer_id = customer_id
     old = payment.match_details or {}
     retired = cash_rules.retire_used(session, rule_ids=old.get("learned", []),
-                                     payment=payment, actor=actor, now=now)
+                                     payment=payment, actor=actor, now=now,
+                                     customer_id=customer_id)
     _apply_manually(session, payment, targets, actor=actor)
     learned = cash_rules.teach(session, payment=payment, customer_id=customer_id, actor=actor,
                                source="correction", now=now, names=names,

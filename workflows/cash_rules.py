@@ -16,7 +16,8 @@ shown on the card and in the API answer ("matched because Globex paid from 'GLBX
 12 Nov 2026"); it never outweighs an exact invoice reference (`workflows.matching`). A rule
 counts only while exactly one customer holds its value. Admins list and remove rules
 (`/o2c rules`); removing keeps the row (inactive) and the audit trail. A correction of a
-payment that a learned rule helped apply retires that rule.
+payment that a learned rule helped apply retires that rule, unless the correction keeps the
+customer it named (the rule was right about who paid; only the invoices were wrong).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from models import CashRule, CashRuleKind, Customer, Payment, Role
@@ -83,18 +85,25 @@ def _retire(session: Session, rule: CashRule, *, actor: str, now: datetime,
 
 
 def _new(session: Session, *, customer: Customer, kind: str, value: str, shown: str,
-         source: str, payment: Payment, actor: str, now: datetime) -> CashRule:
+         source: str, payment: Payment, actor: str, now: datetime) -> list[CashRule]:
+    """The rule learned, or none when another person taught the same one at the same moment
+    (the database keeps one active rule per kind, value and customer): their decision stands
+    and teaches it, this one's goes on without it."""
     rule = CashRule(customer_id=customer.id, kind=kind, value=value, shown=shown[:300],
                     source=source, payment_id=payment.id,
                     seen_on=payment.received_at.astimezone(UTC).date(), taught_by=actor,
                     taught_at=now)
-    session.add(rule)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(rule)
+            session.flush()
+    except IntegrityError:
+        return []
     audit.record(session, actor=actor, action="cash_rule.learned", entity_type="cash_rule",
                  entity_id=rule.id, to_state="active", at=now, customer_id=customer.id,
                  customer=customer.external_id, kind=kind, value=value, shown=rule.shown,
                  source=source, payment_id=payment.id)
-    return rule
+    return [rule]
 
 
 def teach(session: Session, *, payment: Payment, customer_id: int, actor: str, source: str,
@@ -136,8 +145,8 @@ def _teach_alias(session: Session, *, payment: Payment, customer: Customer, acto
         _retire(session, rule, actor=actor, now=now,
                 reason=f"payment #{payment.id}: {actor} applied it to {customer.name}")
     shown = payment.payer_name or forms[-1].full.upper()
-    return [_new(session, customer=customer, kind=ALIAS, value=value, shown=shown,
-                 source=source, payment=payment, actor=actor, now=now)]
+    return _new(session, customer=customer, kind=ALIAS, value=value, shown=shown,
+                source=source, payment=payment, actor=actor, now=now)
 
 
 def _teach_patterns(session: Session, *, payment: Payment, customer: Customer, actor: str,
@@ -148,20 +157,21 @@ def _teach_patterns(session: Session, *, payment: Payment, customer: Customer, a
             continue  # that is the invoice number itself
         if any(rule.customer_id == customer.id for rule in _active(session, PATTERN, value)):
             continue
-        learned.append(_new(session, customer=customer, kind=PATTERN, value=value,
-                            shown=shown, source=source, payment=payment, actor=actor,
-                            now=now))
+        learned += _new(session, customer=customer, kind=PATTERN, value=value, shown=shown,
+                        source=source, payment=payment, actor=actor, now=now)
     return learned
 
 
 def retire_used(session: Session, *, rule_ids: Iterable[int], payment: Payment, actor: str,
-                now: datetime) -> list[CashRule]:
+                now: datetime, customer_id: int | None = None) -> list[CashRule]:
     """A person corrected a payment that these rules helped apply: they misled once, so they
-    are retired (audited); the correction teaches what is right."""
+    are retired (audited); the correction teaches what is right. A rule says who paid, not
+    which invoice: one naming `customer_id` — the customer the person says paid — was right,
+    and stays (retired, it would only be taught again)."""
     retired = []
     for rule_id in dict.fromkeys(rule_ids):
         rule = session.get(CashRule, rule_id)
-        if rule is not None and rule.active:
+        if rule is not None and rule.active and rule.customer_id != customer_id:
             _retire(session, rule, actor=actor, now=now,
                     reason=f"payment #{payment.id} was applied because of it and corrected "
                            f"by {actor}")
@@ -188,9 +198,11 @@ def remove(session: Session, *, actor: str, rule_id: int, now: datetime,
     """An admin removes a rule: it stops counting at once; the row and the audit trail stay."""
     require_role(session, user_id=actor, roles=(Role.ADMIN,), action="cash_rules.remove",
                  entity_type="cash_rule", entity_id=rule_id)
-    rule = session.get(CashRule, rule_id)
+    # locked, then read: an admin removing it at the same moment waits and sees it removed
+    rule = session.exec(select(CashRule).where(CashRule.id == rule_id).with_for_update()).first()
     if rule is None:
         raise NotFound(f"no learned rule {rule_id}")
+    session.refresh(rule)
     if not rule.active:
         raise ValidationFailed.of("rule", f"rule {rule_id} was already removed by "
                                   f"{rule.removed_by}")

@@ -67,7 +67,7 @@ def on_apply(body: dict, action: dict, respond: Respond, client: WebClient,
     except PermissionDenied as refused:
         text = answers.refused_answer(describe_error(refused))
     except AlreadyDecided as done:
-        text = answers.already_applied_answer(done.decided_by)
+        text = answers.already_applied_answer(done.decided_by, done.decision)
     except DomainError as error:
         text = answers.failed_answer(describe_error(error))
     tell_user(body, respond, client, text)
@@ -101,7 +101,7 @@ def on_assign(body: dict, action: dict, respond: Respond, client: WebClient,
     except PermissionDenied as refused:
         text = answers.refused_answer(describe_error(refused))
     except AlreadyDecided as done:
-        text = answers.already_applied_answer(done.decided_by)
+        text = answers.already_applied_answer(done.decided_by, done.decision)
     except DomainError as error:
         text = answers.failed_answer(describe_error(error))
     tell_user(body, respond, client, text)

@@ -46,3 +46,20 @@ def test_an_invoice_option_is_plain_text_escaped_and_keeps_the_number_as_value()
     assert option["text"]["text"].startswith(ESCAPED)
     assert "USD 125.50 open" in option["text"]["text"]
     assert option["value"] == FORGED
+
+
+def test_a_suggestion_of_many_invoices_says_how_many_are_not_listed_and_their_sum() -> None:
+    # given a suggestion applying 25 invoices of 10.00 (a remittance listing them all)
+    invoices = [{"invoice": f"INV-2026-{n:06d}", "amount": "10.00"} for n in range(1, 26)]
+    card = cashapp.review_card({
+        "payment": {"id": 7, "amount_minor": 25_000, "currency": "USD", "payer_name": "X",
+                    "reference": None, "received_at": "2026-11-20T10:00:00+00:00"},
+        "status": "needs_review", "round": 1,
+        "suggestions": [{"rank": 1, "customer_name": "Globex", "confidence": "0.6",
+                         "invoices": invoices, "write_off": "0.00",
+                         "unapplied_amount": "0.00"}]})
+    text = next(b["text"]["text"] for b in card["blocks"]
+                if b.get("block_id") == "cashapp:7:1")
+    # then the ten first are listed, and the card says what "Apply 1" applies besides them
+    assert "INV-2026-000010" in text and "INV-2026-000011" not in text
+    assert "…and 15 more invoices — USD 150.00" in text

@@ -19,9 +19,10 @@ from models import (
 )
 from tests.support import factories as f
 from tests.support.timetravel import frozen_at
-from workflows import invariants, kpis
+from workflows import invariants, kpis, policy
 from workflows.cash_application import (
     apply_suggestion,
+    correct_application,
     open_invoice_choices,
     record_from_slack,
     record_payment,
@@ -31,6 +32,7 @@ from workflows.cash_application import (
 from workflows.cash_runs import card_of
 from workflows.errors import AlreadyDecided, Conflict, PermissionDenied, ValidationFailed
 from workflows.inputs import PaymentIn
+from workflows.invoicing import issue_credit_note
 
 RECEIVED = datetime(2026, 11, 20, 10, tzinfo=UTC)
 ISSUED = date(2026, 11, 1)
@@ -422,3 +424,114 @@ def test_usual_currency_is_the_one_most_customers_are_billed_in(session) -> None
     f.customer(session, "C-2", "Two GmbH", currency="EUR")
     f.customer(session, "C-3", "Three Inc", currency="USD")
     assert usual_currency(session) == "EUR"
+
+
+# -- a person applies a suggestion that went stale -------------------------------------------------
+def reviewed(books, amount: str, **kwargs) -> Payment:
+    """A payment the engine only suggests (every payment waits for a person)."""
+    policy.set_value(books, key="cashapp_confidence", value="1", actor="test")
+    f.user(books, "UCOLL001", "collector")
+    books.commit()
+    payment = pay(books, amount, **kwargs)
+    assert payment.status == "needs_review", payment.match_details
+    return payment
+
+
+def test_a_short_payment_suggestion_credited_meanwhile_is_refused_not_flagged_whole(
+        books) -> None:
+    # given 9,994.99 naming INV-2026-000125 (10,000.00): the card offers 9,994.99 applied and
+    # 5.01 flagged as a deduction
+    payment = reviewed(books, "9994.99", reference="INV-2026-000125", payer="Globex Corporation")
+    offered = suggestions_of(books, payment)[0]
+    assert offered["invoices"] == [{"invoice": "INV-2026-000125", "amount": "9994.99"}]
+    # and meanwhile the 5.01 is credited: the invoice now has 9,994.99 open
+    issue_credit_note(books, invoice_number="INV-2026-000125", amount="5.01", reason="pricing",
+                      actor="test", now=NOW)
+    books.commit()
+    # when the collector clicks Apply on the card made before
+    with pytest.raises(Conflict) as refused:
+        apply_suggestion(books, payment_id=payment.id, rank=offered["rank"], actor="UCOLL001",
+                         now=NOW)
+    books.rollback()
+    # then nothing is applied nor flagged, and they are told why
+    assert "INV-2026-000125" in str(refused.value) and "9,994.99" in str(refused.value)
+    assert allocations(books, payment) == {}
+    assert books.exec(select(Deduction)).all() == []
+    assert invoice(books, "INV-2026-000125").balance_minor == 999_499
+    assert books.get(Payment, payment.id).status == "needs_review"
+    healthy(books)
+
+
+def test_a_bank_fee_suggestion_on_an_invoice_reopened_meanwhile_is_refused(books) -> None:
+    # given 248.80 for INV-2026-000124 (250.00), part paid 100.00 before: 150.00 open, and a
+    # payment of 148.80 whose card offers 148.80 applied and 1.20 written off as a bank fee
+    policy.set_value(books, key="cashapp_confidence", value="1", actor="test")
+    f.user(books, "UCOLL001", "collector")
+    first, _ = record_payment(books, PaymentIn(
+        amount="100.00", currency="USD", received_at=RECEIVED, customer="C-GLOBEX"),
+        actor="UCOLL001", apply_to=["INV-2026-000124"])
+    books.commit()
+    payment = pay(books, "149.60", reference="INV-2026-000124", payer="Globex Corporation")
+    assert payment.status == "needs_review"
+    offered = suggestions_of(books, payment)[0]
+    assert (offered["invoices"], offered["write_off"]) == (
+        [{"invoice": "INV-2026-000124", "amount": "149.60"}], "0.40")
+    # and meanwhile the first payment is moved to another invoice: 250.00 open again
+    correct_application(books, payment_id=first.id, invoices=["INV-2026-000123"],
+                        actor="UCOLL001", now=NOW)
+    books.commit()
+    assert invoice(books, "INV-2026-000124").balance_minor == 25_000
+    # when the collector applies the card's offer
+    with pytest.raises(Conflict):
+        apply_suggestion(books, payment_id=payment.id, rank=offered["rank"], actor="UCOLL001",
+                         now=NOW)
+    books.rollback()
+    # then no 0.40 "bank fee" is written off an invoice left 100.40 open
+    assert write_offs(books, payment) == {} and allocations(books, payment) == {}
+    assert invoice(books, "INV-2026-000124").balance_minor == 25_000
+    healthy(books)
+
+
+def test_two_collectors_applying_two_options_at_once_apply_once_and_the_second_is_told_who(
+        db, books, waiting) -> None:
+    from tests.support.meanwhile import second_writer
+
+    # given a second collector
+    f.user(books, "UCOLL002", "collector")
+    books.commit()
+    # when one applies suggestion 1 while, at the same moment, the other applies suggestion 2
+    apply_suggestion(books, payment_id=waiting.id, rank=1, actor="UCOLL001", now=NOW)
+
+    def other(s) -> None:
+        apply_suggestion(s, payment_id=waiting.id, rank=2, actor="UCOLL002", now=NOW)
+
+    with pytest.raises(AlreadyDecided) as second:
+        second_writer(db, books, other)
+    # then the payment is applied once, as the first chose, and the second is told by whom
+    assert second.value.decided_by == "UCOLL001"
+    assert "UCOLL001" in str(second.value)
+    books.expire_all()
+    assert allocations(books, waiting) == {"INV-2026-000124": (25_000, "manual")}
+    assert invoice(books, "INV-2026-000126").balance_minor == 25_000
+    healthy(books)
+
+
+def test_apply_after_the_payment_was_refunded_says_who_refunded_it(books, waiting) -> None:
+    from blocks.cashapp import already_applied_answer
+    from workflows.cash_application import return_payment
+
+    # given the payment was sent back by one collector
+    f.user(books, "UCOLL002", "collector")
+    return_payment(books, payment_id=waiting.id, actor="UCOLL002", reason="not ours", now=NOW)
+    books.commit()
+    # when another clicks Apply on the card they still had open
+    with pytest.raises(AlreadyDecided) as refused:
+        apply_suggestion(books, payment_id=waiting.id, rank=1, actor="UCOLL001", now=NOW)
+    books.rollback()
+    # then they are told it was refunded, and by whom; nothing is applied
+    assert (refused.value.decided_by, refused.value.decision) == ("UCOLL002", "refunded")
+    assert already_applied_answer(refused.value.decided_by, refused.value.decision) == (
+        ":no_entry_sign: This payment was already refunded by <@UCOLL002>; nothing changed.")
+    assert allocations(books, waiting) == {}
+    assert invoice(books, "INV-2026-000124").balance_minor == 25_000
+    healthy(books)

@@ -181,3 +181,38 @@ def test_a_correction_to_an_invoice_someone_else_paid_is_refused(books) -> None:
     books.rollback()
     assert applied_to(books, payment) == {"INV-2026-000101": 100_000}
     assert invariants.validate_all(books) == []
+
+
+@pytest.mark.parametrize("case", ["partly refunded", "booked in a closed month",
+                                  "invoice in another currency"])
+def test_a_correction_that_cannot_be_made_changes_nothing(books, case) -> None:
+    from workflows import periods, refunds
+
+    # given 1,100.00 applied to Globex's 1,000.00 invoice (100.00 left as credit), on 20 Oct
+    f.invoice(books, "INV-2026-000090", "C-GLOBEX", total="1000.00", issued=date(2026, 10, 1),
+              due=date(2026, 10, 31))
+    f.customer(books, "C-EURO", "Euro GmbH", currency="EUR")
+    f.invoice(books, "INV-2026-000301", "C-EURO", total="100.00", currency="EUR",
+              issued=ISSUED, due=ISSUED + timedelta(days=30))
+    payment, _ = record_payment(books, PaymentIn(
+        amount="1100.00", currency="USD", received_at=datetime(2026, 10, 20, 10, tzinfo=UTC),
+        customer="C-GLOBEX"), actor="UCOLL001", apply_to=["INV-2026-000090"])
+    target = "INV-2026-000301" if case == "invoice in another currency" else "INV-2026-000101"
+    if case == "partly refunded":  # 50.00 of the credit given back
+        refunds.refund_payment(books, payment=payment, amount_minor=5_000, external_id="R-1",
+                               value_date=NOW.date(), actor="UCOLL001")
+    if case == "booked in a closed month":
+        periods.close_period(books, period="2026-10", actor="UCOLL001", now=NOW)
+    books.commit()
+    # when a collector moves it to another invoice
+    with pytest.raises((Conflict, ValidationFailed)) as refused:
+        correct_application(books, payment_id=payment.id, invoices=[target],
+                            actor="UCOLL001", now=NOW)
+    books.rollback()
+    # then it is refused, saying why, and nothing moved
+    assert {"partly refunded": "partly refunded", "booked in a closed month": "closed period",
+            "invoice in another currency": "is in EUR, not USD"}[case] in str(refused.value)
+    assert applied_to(books, payment) == {"INV-2026-000090": 100_000}
+    assert (invoice(books, "INV-2026-000090").balance_minor,
+            invoice(books, "INV-2026-000101").balance_minor) == (0, 100_000)
+    assert invariants.validate_all(books) == []

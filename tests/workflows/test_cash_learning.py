@@ -165,16 +165,25 @@ def test_naming_the_customer_without_an_invoice_that_fits_suggests_their_oldest(
 
 
 # -- taught by a correction ------------------------------------------------------------------------
-def test_a_correction_moves_the_money_retires_the_rule_that_misled_and_learns_the_right_one(
-        books) -> None:
-    # given a collector who once applied a "NORTHSTAR FINANCE" payment to Initech by mistake
+def taught_initech(books) -> Payment:
+    """A collector applied a "NORTHSTAR FINANCE" payment to Initech (teaching that payer line
+    as Initech's); the next payment from it, 55.50, the engine applied to Initech's
+    INV-2026-000204 because of that rule. Returns that payment."""
     first = pay(books, "4321.09", payer="NORTHSTAR FINANCE")
     apply_suggestion(books, payment_id=first.id, rank=rank_of(books, first, "INV-2026-000201"),
                      actor="UCOLL001", now=NOW)
     books.commit()
+    later = pay(books, "55.50", payer="NORTHSTAR FINANCE", received=RECEIVED + timedelta(1))
+    assert applied_to(books, later) == {"INV-2026-000204": 5_550}
+    assert later.match_details.get("learned")
+    return later
+
+
+def test_a_correction_moves_the_money_retires_the_rule_that_misled_and_learns_the_right_one(
+        books) -> None:
+    # given a collector who once applied a "NORTHSTAR FINANCE" payment to Initech by mistake,
     # so that the next one went to Initech by itself
-    wrong = pay(books, "55.50", payer="NORTHSTAR FINANCE", received=RECEIVED + timedelta(1))
-    assert applied_to(books, wrong) == {"INV-2026-000204": 5_550}
+    wrong = taught_initech(books)
     # when the collector corrects it: it paid Globex's 98.10 (a fee of 42.60 short? no:
     # they name the invoice and the payment goes there, the rest stays as credit)
     correct_application(books, payment_id=wrong.id, invoices=["INV-2026-000103"],
@@ -364,3 +373,131 @@ def test_what_people_decide_is_announced_as_payment_applied(books) -> None:
 
 def events(session) -> list[WebhookEvent]:
     return list(session.exec(select(WebhookEvent).order_by(WebhookEvent.id)).all())
+
+
+# -- naming the customer is done once ------------------------------------------------------------
+def test_naming_the_same_customer_twice_matches_and_teaches_once(books) -> None:
+    from blocks.cashapp import already_applied_answer
+    from workflows.errors import AlreadyDecided
+
+    # given a payment nobody recognises, named Acme's: their oldest invoice is suggested
+    payment = pay(books, "10.01", payer="ACME TREASURY SVC")
+    assign_customer(books, payment_id=payment.id, customer="C-ACME", actor="UCOLL001", now=NOW)
+    books.commit()
+    offered = suggestions_of(books, payment)
+    # when the same choice arrives again (a second collector, a replay)
+    f.user(books, "UCOLL002", "collector")
+    books.commit()
+    with pytest.raises(AlreadyDecided) as second:
+        assign_customer(books, payment_id=payment.id, customer="C-ACME", actor="UCOLL002",
+                        now=NOW)
+    books.rollback()
+    # then the second is told who named it; the card's offer still stands, audited once
+    assert second.value.decided_by == "UCOLL001"
+    assert "Acme Industries Inc" in str(second.value)
+    assert already_applied_answer(second.value.decided_by, second.value.decision) == (
+        ":no_entry_sign: This payment was already identified by <@UCOLL001>; nothing changed.")
+    assert suggestions_of(books, payment) == offered
+    assert [e.actor for e in audited(books, "payment.identified")] == ["UCOLL001"]
+    assert len(books.exec(select(OutboxMessage).where(
+        OutboxMessage.method == "chat.update")).all()) == 1
+
+
+def test_two_collectors_naming_two_customers_at_once_leave_it_the_first_ones(
+        db, books) -> None:
+    from tests.support.meanwhile import second_writer
+    from workflows.errors import Conflict
+
+    f.user(books, "UCOLL002", "collector")
+    books.commit()
+    payment = pay(books, "10.01", payer="ACME TREASURY SVC")
+    # when one collector says it is Acme's while another, at the same moment, says Initech's
+    assign_customer(books, payment_id=payment.id, customer="C-ACME", actor="UCOLL001", now=NOW)
+
+    def other(s) -> None:
+        assign_customer(s, payment_id=payment.id, customer="C-INITECH", actor="UCOLL002",
+                        now=NOW)
+
+    with pytest.raises(Conflict):
+        second_writer(db, books, other)
+    # then it stays Acme's, with Acme's suggestions, named once
+    books.expire_all()
+    acme = books.exec(select(Invoice.customer_id).where(
+        Invoice.number == "INV-2026-000301")).one()
+    assert books.get(Payment, payment.id).customer_id == acme
+    assert [s["customer"] for s in suggestions_of(books, books.get(Payment, payment.id))] == [
+        "C-ACME"]
+    assert [e.actor for e in audited(books, "payment.identified")] == ["UCOLL001"]
+    assert [r[0] for r in rules(books) if r[3]] == ["payer_alias"]
+    healthy(books)
+
+
+def test_a_correction_to_another_invoice_of_the_same_customer_keeps_the_rule_that_named_it(
+        books) -> None:
+    # given "NORTHSTAR FINANCE" taught as Initech's payer line, and a payment from it the
+    # engine applied to Initech's 55.50 because of that rule
+    later = taught_initech(books)
+    # when a collector moves it to another of Initech's invoices (the customer was right)
+    correct_application(books, payment_id=later.id, invoices=["INV-2026-000203"],
+                        actor="UCOLL001", now=NOW)
+    books.commit()
+    # then the rule, right about who paid, stays as it was: neither retired nor taught again
+    assert applied_to(books, later) == {"INV-2026-000203": 5_550}
+    assert rules(books) == [("payer_alias", "northstar finance", "suggestion", True)]
+    assert audited(books, "cash_rule.retired") == []
+    assert len(audited(books, "cash_rule.learned")) == 1
+    healthy(books)
+
+
+def test_two_collectors_teaching_the_same_alias_at_once_both_apply_and_it_is_learned_once(
+        db, books) -> None:
+    from tests.support.meanwhile import second_writer
+
+    # given two payments from a payer line nobody knows yet, each waiting for a person
+    f.user(books, "UCOLL002", "collector")
+    books.commit()
+    first = pay(books, "4321.09", payer="NORTHSTAR FINANCE")
+    second = pay(books, "777.00", payer="NORTHSTAR FINANCE")
+    assert (first.status, second.status) == ("needs_review", "needs_review")
+    first_rank = rank_of(books, first, "INV-2026-000201")
+    second_rank = rank_of(books, second, "INV-2026-000202")
+    # when two collectors apply them to Initech's invoices at the same moment
+    apply_suggestion(books, payment_id=first.id, rank=first_rank, actor="UCOLL001", now=NOW)
+
+    def other(s) -> None:
+        apply_suggestion(s, payment_id=second.id, rank=second_rank, actor="UCOLL002", now=NOW)
+
+    second_writer(db, books, other)
+    # then both payments are applied, and the payer line is learned once, audited once
+    books.expire_all()
+    assert applied_to(books, books.get(Payment, first.id)) == {"INV-2026-000201": 432_109}
+    assert applied_to(books, books.get(Payment, second.id)) == {"INV-2026-000202": 77_700}
+    assert rules(books) == [("payer_alias", "northstar finance", "suggestion", True)]
+    assert len(audited(books, "cash_rule.learned")) == 1
+    healthy(books)
+
+
+def test_two_admins_removing_a_rule_at_once_remove_it_once(db, books) -> None:
+    from tests.support.meanwhile import second_writer
+    from workflows.errors import ValidationFailed
+
+    # given a learned alias and two admins
+    f.user(books, "UADMIN02", "admin")
+    first = pay(books, "1234.56", payer="GLBX HOLDINGS")
+    apply_suggestion(books, payment_id=first.id, rank=rank_of(books, first, "INV-2026-000101"),
+                     actor="UCOLL001", now=NOW)
+    books.commit()
+    rule_id = books.exec(select(CashRule.id)).one()
+    # when both remove it at the same moment
+    remove(books, actor="UADMIN01", rule_id=rule_id, now=NOW)
+
+    def other(s) -> None:
+        remove(s, actor="UADMIN02", rule_id=rule_id, now=NOW)
+
+    with pytest.raises(ValidationFailed) as second:
+        second_writer(db, books, other)
+    # then it is removed once, by the first; the second is told who did
+    assert "UADMIN01" in second.value.errors[0].detail
+    books.expire_all()
+    assert books.get(CashRule, rule_id).removed_by == "UADMIN01"
+    assert [e.actor for e in audited(books, "cash_rule.removed")] == ["UADMIN01"]
