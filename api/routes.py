@@ -151,7 +151,7 @@ def put_user(slack_user_id: SlackUserId, body: UserIn, request: Request) -> JSON
              responses={**_updated(out.CustomerOut), **problems(409, *BODY)})
 def post_customer(body: CustomerIn, request: Request, key: IdemKey = None) -> JSONResponse:
     def op(session):
-        customer, created = masterdata.upsert_customer(session, body, actor=API_ACTOR)
+        customer, created, _ = masterdata.upsert_customer(session, body, actor=API_ACTOR)
         return (201 if created else 200), serialize.customer_out(customer)
     return _post(request, key, idempotency.request_of(body), op)
 
@@ -160,7 +160,7 @@ def post_customer(body: CustomerIn, request: Request, key: IdemKey = None) -> JS
              responses={**_updated(out.ProductOut), **problems(409, *BODY)})
 def post_product(body: ProductIn, request: Request, key: IdemKey = None) -> JSONResponse:
     def op(session):
-        product, created = masterdata.upsert_product(session, body, actor=API_ACTOR)
+        product, created, _ = masterdata.upsert_product(session, body, actor=API_ACTOR)
         return (201 if created else 200), serialize.product_out(product)
     return _post(request, key, idempotency.request_of(body), op)
 

@@ -6,7 +6,7 @@ re-send must converge rather than fail or duplicate. Every change is audited.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlmodel import Session, select
 
@@ -28,7 +28,16 @@ def _known_user(session: Session, field: str, user_id: str | None) -> str | None
     return user_id
 
 
-def upsert_customer(session: Session, data: CustomerIn, *, actor: str) -> tuple[Customer, bool]:
+class Upserted(NamedTuple):
+    """What an upsert did: the record, whether it was created, and whether anything about it
+    changed (False for an identical re-send: the CSV import reports it as unchanged)."""
+
+    record: Any
+    created: bool
+    changed: bool
+
+
+def upsert_customer(session: Session, data: CustomerIn, *, actor: str) -> Upserted:
     if not data.external_id.strip():
         raise ValidationFailed.of("external_id", "must not be empty")
     if not data.name.strip():
@@ -78,7 +87,7 @@ def upsert_customer(session: Session, data: CustomerIn, *, actor: str) -> tuple[
             changes[field] = [None if created else before, value]
             setattr(customer, field, value)
     if not changes:
-        return customer, False
+        return Upserted(customer, False, False)
     session.add(customer)
     session.flush()
     if "credit_limit_minor" in changes and not created:
@@ -88,7 +97,7 @@ def upsert_customer(session: Session, data: CustomerIn, *, actor: str) -> tuple[
                  else "customer.updated", entity_type="customer", entity_id=customer.id,
                  external_id=customer.external_id,
                  changes={k: "changed" if k in _UNAUDITED else v for k, v in changes.items()})
-    return customer, created
+    return Upserted(customer, created, True)
 
 
 OPTIONAL_CUSTOMER_FIELDS = ("billing_email", "billing_address", "shipping_address", "collector",
@@ -98,7 +107,7 @@ OPTIONAL_CUSTOMER_FIELDS = ("billing_email", "billing_address", "shipping_addres
 _UNAUDITED = ("billing_address", "shipping_address")
 
 
-def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Product, bool]:
+def upsert_product(session: Session, data: ProductIn, *, actor: str) -> Upserted:
     """Create or update a product. Like a customer, optional fields left out keep their stored
     value (an ERP's stock sync sending sku, name, price and stock must not turn a subscription
     into goods or drop its discount cap, cost or SSP); sent as null, they are cleared. What
@@ -172,7 +181,7 @@ def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Pr
         # rather than waited for while this product is locked
         fulfilment.reserve_backorders(session, product.id, actor, skip_locked=True)
         session.refresh(product)
-    return product, created
+    return Upserted(product, created, bool(changes))
 
 
 def customer_by_external_id(session: Session, external_id: str,

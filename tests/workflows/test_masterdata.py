@@ -1,0 +1,94 @@
+"""Master data pushed every night by an ERP (`workflows.masterdata`): a change of a customer or
+a product never rewrites what was already sold, billed or recognised; a change that would
+(a customer's currency) is refused, naming the field; keys differing only in spaces or case
+do not make twins."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlmodel import Session, select
+
+from models import AuditEvent, Customer, OrderLine
+from tests.support import factories as f
+from workflows import invariants, masterdata, orders, revenue
+from workflows.errors import ValidationFailed
+from workflows.inputs import CustomerIn, OrderIn, OrderLineIn, ProductIn
+
+NOW = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
+
+
+def globex(**changes: object) -> CustomerIn:
+    return CustomerIn(**{"external_id": "C-GLOBEX", "name": "Globex Corporation",
+                         "currency": "USD", "credit_limit": "50000.00",
+                         "payment_terms": "NET30", **changes})
+
+
+def test_a_customers_currency_never_changes_once_it_exists(session: Session) -> None:
+    # given a USD customer with an open invoice
+    f.customer(session)
+    f.invoice(session, "INV-ERP-1", total="1000.00")
+    # when the ERP re-sends it in EUR
+    with pytest.raises(ValidationFailed) as refused:
+        masterdata.upsert_customer(session, globex(currency="EUR"), actor="api")
+    # then it is refused by field and the customer still bills in USD
+    assert refused.value.errors[0].field == "currency"
+    assert "bills in USD" in refused.value.errors[0].detail
+    assert session.exec(select(Customer.currency)).one() == "USD"
+    # and its own currency in lower case is no change at all
+    again = masterdata.upsert_customer(session, globex(currency="usd"), actor="api")
+    assert (again.created, again.changed) == (False, False)
+
+
+def test_a_credit_limit_change_is_audited_from_and_to(session: Session) -> None:
+    # given
+    customer = f.customer(session)
+    # when the ERP raises the limit
+    masterdata.upsert_customer(session, globex(credit_limit="75000.00",
+                                               billing_email="ap@globex.example",
+                                               billing_address="1 Main St, Springfield",
+                                               credit_reviewed=True), actor="api")
+    # then who, from and to are in the audit log
+    [event] = session.exec(select(AuditEvent).where(
+        AuditEvent.action == "customer.updated", AuditEvent.entity_id == customer.id)).all()
+    assert event.actor == "api"
+    assert event.data["changes"] == {"credit_limit_minor": [5000000, 7500000]}
+
+
+def mixed_order(session: Session):
+    f.user(session, "USALES01", "sales")
+    f.customer(session, credit_limit="1000000.00")
+    f.product(session, "HW-1", price="450.00", ssp="500.00")
+    f.product(session, "INST", price="300.00", ssp="400.00", revenue_type="service")
+    return orders.create_order(session, OrderIn(
+        customer="C-GLOBEX", sales_rep="USALES01", currency="USD", lines=[
+            OrderLineIn(sku="HW-1", quantity=2, discount_pct="10"),
+            OrderLineIn(sku="INST", quantity=1, service_start="2026-03-01",
+                        service_end="2026-03-31")]), actor="USALES01", now=NOW)
+
+
+def test_a_product_change_never_rewrites_orders_already_taken(session: Session) -> None:
+    # given an order mixing goods and a service, allocated by SSP
+    placed = mixed_order(session)
+    before = {ob.sku: ob.allocated_minor for ob in revenue.load_obligations(session)}
+    lines_before = [(li.unit_price_minor, li.ssp_minor, li.revenue_type, li.line_total_minor)
+                    for li in session.exec(select(OrderLine).order_by(OrderLine.line_no))]
+    # when the ERP reprices both products, changes their SSP, cap and revenue type
+    masterdata.upsert_product(session, ProductIn(
+        sku="HW-1", name="Widget HW-1", unit_price="900.00", currency="USD", on_hand=1000,
+        ssp="100.00", max_discount_pct="0", revenue_type="service"), actor="api")
+    masterdata.upsert_product(session, ProductIn(
+        sku="INST", name="Widget INST", unit_price="10.00", currency="USD", on_hand=1000,
+        ssp="5000.00", revenue_type="goods"), actor="api")
+    session.flush()
+    # then the order's lines, totals and allocations are those it was sold at
+    assert before == {"HW-1": 79286, "INST": 31714}  # 1110.00 by SSP 1000:400
+    assert {ob.sku: ob.allocated_minor for ob in revenue.load_obligations(session)} == before
+    assert [(li.unit_price_minor, li.ssp_minor, li.revenue_type, li.line_total_minor)
+            for li in session.exec(select(OrderLine).order_by(OrderLine.line_no))
+            ] == lines_before == [(45000, 50000, "goods", 81000),
+                                  (30000, 40000, "service", 30000)]
+    session.refresh(placed)
+    assert placed.total_minor == 111000
+    assert invariants.validate_order_totals(session) == []
