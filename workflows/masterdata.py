@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models import Customer, Product, RevenueType, User
@@ -132,6 +133,8 @@ def upsert_product(session: Session, data: ProductIn, *, actor: str) -> Upserted
     v.quantity("on_hand", data.on_hand, allow_zero=True)
     product = session.exec(select(Product).where(Product.sku == data.sku)).first()
     created = product is None
+    if created:
+        _no_case_twin(session, data.sku)
     given = data.model_fields_set
     if created or "max_discount_pct" in given:
         values["max_discount_bp"] = (v.percent_bp("max_discount_pct", data.max_discount_pct)
@@ -182,6 +185,18 @@ def upsert_product(session: Session, data: ProductIn, *, actor: str) -> Upserted
         fulfilment.reserve_backorders(session, product.id, actor, skip_locked=True)
         session.refresh(product)
     return Upserted(product, created, bool(changes))
+
+
+def _no_case_twin(session: Session, sku: str) -> None:
+    """A new SKU differing from a stored one only in case ("wid-1" for "WID-1") is refused:
+    an ERP or a spreadsheet changing the case would otherwise make a second product, with its
+    own price and stock, that orders for the first never see. (Stored SKUs keep matching
+    exactly; nothing is merged.)"""
+    twin = session.exec(select(Product.sku).where(
+        sa.func.lower(Product.sku) == sku.lower())).first()
+    if twin is not None:
+        raise ValidationFailed.of("sku", f"product {twin} exists; a SKU differing from it only "
+                                  f"in case would be a second product: send {twin}")
 
 
 def customer_by_external_id(session: Session, external_id: str,

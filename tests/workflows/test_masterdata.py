@@ -8,9 +8,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
-from models import AuditEvent, Customer, OrderLine
+from models import AuditEvent, Customer, OrderLine, Product
 from tests.support import factories as f
 from workflows import invariants, masterdata, orders, revenue
 from workflows.errors import ValidationFailed
@@ -92,3 +92,17 @@ def test_a_product_change_never_rewrites_orders_already_taken(session: Session) 
     session.refresh(placed)
     assert placed.total_minor == 111000
     assert invariants.validate_order_totals(session) == []
+
+
+def test_a_sku_differing_only_in_case_or_spaces_is_no_second_product(session: Session) -> None:
+    # given
+    f.product(session, "WID-1", price="100.00")
+    # when the ERP sends the same SKU in another case, with spaces around it
+    with pytest.raises(ValidationFailed) as refused:
+        masterdata.upsert_product(session, ProductIn(
+            sku=" wid-1 ", name="Widget", unit_price="100.00", currency="USD", on_hand=5),
+            actor="api")
+    # then it is refused, naming the product already stored
+    assert refused.value.errors[0].field == "sku"
+    assert "WID-1" in refused.value.errors[0].detail
+    assert session.exec(select(func.count()).select_from(Product)).one() == 1
