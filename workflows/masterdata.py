@@ -192,8 +192,8 @@ def _no_case_twin(session: Session, sku: str) -> None:
     an ERP or a spreadsheet changing the case would otherwise make a second product, with its
     own price and stock, that orders for the first never see. (Stored SKUs keep matching
     exactly; nothing is merged.)"""
-    twin = session.exec(select(Product.sku).where(
-        sa.func.lower(Product.sku) == sku.lower())).first()
+    twin = session.exec(select(Product.sku).where(  # (itself: created meanwhile, a clash)
+        sa.func.lower(Product.sku) == sku.lower(), Product.sku != sku)).first()
     if twin is not None:
         raise ValidationFailed.of("sku", f"product {twin} exists; a SKU differing from it only "
                                   f"in case would be a second product: send {twin}")
