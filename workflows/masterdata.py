@@ -93,6 +93,12 @@ def upsert_customer(session: Session, data: CustomerIn, *, actor: str) -> Upsert
     session.flush()
     if "credit_limit_minor" in changes and not created:
         exposure.moved(session, customer.id)  # a waiting card shows the new limit
+        # a credit decision: in the one trail of limit changes (a credit approver's raise,
+        # `workflow_steps._raise_limit`), with its currency
+        audit.record(session, actor=actor, action="customer.credit_limit_changed",
+                     entity_type="customer", entity_id=customer.id,
+                     external_id=customer.external_id, currency=customer.currency,
+                     changes={"credit_limit_minor": changes["credit_limit_minor"]})
     # What changed, old and new: a raised credit limit is a credit decision worth tracing.
     audit.record(session, actor=actor, action="customer.created" if created
                  else "customer.updated", entity_type="customer", entity_id=customer.id,

@@ -10,13 +10,15 @@ from datetime import UTC, datetime
 import pytest
 from sqlmodel import Session, func, select
 
-from models import AuditEvent, Customer, OrderLine, Product
+from models import AuditEvent, Customer, Invoice, OrderLine, OutboxMessage, Product
 from tests.support import factories as f
-from workflows import invariants, masterdata, orders, revenue
+from tests.support.timetravel import frozen_at
+from workflows import invariants, masterdata, orders, revenue, shipping
 from workflows.errors import ValidationFailed
-from workflows.inputs import CustomerIn, OrderIn, OrderLineIn, ProductIn
+from workflows.inputs import CustomerIn, OrderIn, OrderLineIn, ProductIn, ShipmentLineIn
 
 NOW = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
+frozen_time = frozen_at(NOW)
 
 
 def globex(**changes: object) -> CustomerIn:
@@ -49,11 +51,16 @@ def test_a_credit_limit_change_is_audited_from_and_to(session: Session) -> None:
                                                billing_email="ap@globex.example",
                                                billing_address="1 Main St, Springfield",
                                                credit_reviewed=True), actor="api")
-    # then who, from and to are in the audit log
+    # then who, from and to, and in which currency, are in the audit log, under the action a
+    # credit approver's raise is recorded as (one trail of credit-limit decisions)
     [event] = session.exec(select(AuditEvent).where(
         AuditEvent.action == "customer.updated", AuditEvent.entity_id == customer.id)).all()
     assert event.actor == "api"
     assert event.data["changes"] == {"credit_limit_minor": [5000000, 7500000]}
+    [limit] = session.exec(select(AuditEvent).where(
+        AuditEvent.action == "customer.credit_limit_changed")).all()
+    assert (limit.actor, limit.entity_id, limit.data["currency"], limit.data["changes"]) == (
+        "api", str(customer.id), "USD", {"credit_limit_minor": [5000000, 7500000]})
 
 
 def mixed_order(session: Session):
@@ -106,3 +113,38 @@ def test_a_sku_differing_only_in_case_or_spaces_is_no_second_product(session: Se
     assert refused.value.errors[0].field == "sku"
     assert "WID-1" in refused.value.errors[0].detail
     assert session.exec(select(func.count()).select_from(Product)).one() == 1
+
+
+def test_terms_tax_rate_and_billing_email_changes_reach_only_later_invoices(
+        session: Session) -> None:
+    # given an order of 2 x 500.00 taken at 0 % tax on NET30, one unit shipped and invoiced
+    f.user(session, "USALES01", "sales")
+    f.customer(session, credit_limit="100000.00", billing_email="old@globex.example")
+    f.product(session, "WID-1", price="500.00")
+    placed = orders.create_order(session, OrderIn(
+        customer="C-GLOBEX", sales_rep="USALES01", currency="USD",
+        lines=[OrderLineIn(sku="WID-1", quantity=2)]), actor="USALES01", now=NOW)
+    ship = {"order_number": placed.number, "carrier": "UPS", "actor": "api",
+            "lines": [ShipmentLineIn(sku="WID-1", quantity=1)]}
+    shipping.ship_order(session, tracking_number="1Z1", shipped_at=NOW, now=NOW, **ship)
+    # when the ERP moves the customer to NET60, 20 % tax and a new billing address
+    masterdata.upsert_customer(session, globex(payment_terms="NET60", tax_rate_pct="20",
+                                               billing_email="new@globex.example",
+                                               credit_limit="100000.00"), actor="api")
+    later = NOW.replace(day=27)
+    shipping.ship_order(session, tracking_number="1Z2", shipped_at=later, now=later, **ship)
+    # then the first invoice is as it was issued; the second is billed on the new terms, at
+    # the rate of its own day (the tax point), to the new address
+    first, second = session.exec(select(Invoice).order_by(Invoice.id)).all()
+    assert (first.payment_terms, str(first.due_date), first.tax_minor, first.total_minor) == (
+        "NET30", "2026-04-19", 0, 50000)
+    assert (second.payment_terms, str(second.due_date), second.tax_minor,
+            second.total_minor) == ("NET60", "2026-05-26", 10000, 60000)
+    sent = session.exec(select(OutboxMessage.payload).where(
+        OutboxMessage.transport == "email").order_by(OutboxMessage.id)).all()
+    assert [m["to"] for m in sent if m.get("template") == "invoice"] == [
+        "old@globex.example", "new@globex.example"]
+    # and the order keeps describing what was ordered, at its entry rate
+    session.refresh(placed)
+    assert (placed.tax_minor, placed.total_minor, placed.status) == (0, 100000, "invoiced")
+    assert invariants.validate_all(session) == []
