@@ -72,8 +72,11 @@ def upsert_customer(session: Session, data: CustomerIn, *, actor: str) -> Upsert
     if "tax_rate_pct" in given:
         values["tax_rate_bp"] = (v.percent_bp("tax_rate_pct", given["tax_rate_pct"])
                                  if given["tax_rate_pct"] else 0)
+    # locked: a change made meanwhile (a credit approver's raise, another sync) is what this
+    # one changes from, so the audit's "from" is the value it replaced
     customer = session.exec(
-        select(Customer).where(Customer.external_id == data.external_id)).first()
+        select(Customer).where(Customer.external_id == data.external_id).with_for_update()
+        .execution_options(populate_existing=True)).first()
     created = customer is None
     if customer is None:
         customer = Customer(external_id=data.external_id, name=values["name"],

@@ -5,6 +5,8 @@ do not make twins."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -148,3 +150,33 @@ def test_terms_tax_rate_and_billing_email_changes_reach_only_later_invoices(
     session.refresh(placed)
     assert (placed.tax_minor, placed.total_minor, placed.status) == (0, 100000, "invoiced")
     assert invariants.validate_all(session) == []
+
+
+def test_two_limit_changes_at_once_are_audited_one_after_the_other(db) -> None:
+    # given a customer with a 50,000.00 limit
+    with db.transaction() as s:
+        f.customer(s)
+    done = threading.Event()
+
+    def erp_sync() -> None:
+        with db.transaction() as s:
+            masterdata.upsert_customer(s, globex(credit_limit="60000.00"), actor="import")
+        done.set()
+
+    # when the API raises it to 75,000.00 while a CSV import sets 60,000.00
+    with db.transaction() as s:
+        masterdata.upsert_customer(s, globex(credit_limit="75000.00"), actor="api")
+        s.flush()
+        other = threading.Thread(target=erp_sync)
+        other.start()
+        time.sleep(0.5)  # the import reads the customer while the API's change is uncommitted
+        assert not done.is_set()
+    other.join()
+    # then the later change starts from the earlier one: the trail reads 50k -> 75k -> 60k
+    with db.read_session() as s:
+        trail = [(e.actor, e.data["changes"]["credit_limit_minor"]) for e in s.exec(
+            select(AuditEvent).where(AuditEvent.action == "customer.credit_limit_changed")
+            .order_by(AuditEvent.id))]
+        limit = s.exec(select(Customer.credit_limit_minor)).one()
+    assert trail == [("api", [5000000, 7500000]), ("import", [7500000, 6000000])]
+    assert limit == 6000000
