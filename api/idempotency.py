@@ -90,6 +90,12 @@ def _replay(row: IdempotencyKey, digest: str) -> JSONResponse:
                         headers={"Idempotent-Replayed": "true"})
 
 
+class Clash(Conflict):
+    """A unique key was taken by a request committed meanwhile: nothing of this one was
+    stored, and running it again meets the record the other one made (an upsert updates it
+    or finds it as sent)."""
+
+
 def run(db, *, scope: str, key: str | None, body: dict, operation: Operation,
         on_commit: Callable[[], None] | None = None) -> JSONResponse:
     if key is not None and not KEY_PATTERN.fullmatch(key):
@@ -129,8 +135,8 @@ def run(db, *, scope: str, key: str | None, body: dict, operation: Operation,
                 row = session.get(IdempotencyKey, (scope, key))
                 if row is not None:
                     return _replay(row, digest)
-        raise Conflict("the request conflicts with a record created at the same time; "
-                       "retry it") from None
+        raise Clash("the request conflicts with a record created at the same time; "
+                    "retry it") from None
     if on_commit is not None:
         on_commit()
     return JSONResponse(payload, status_code=status)

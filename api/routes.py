@@ -119,6 +119,17 @@ def _post(request: Request, key: str | None, body: dict, operation) -> JSONRespo
                            operation=operation, on_commit=deps.notify_outbox)
 
 
+def _upsert(request: Request, key: str | None, body: dict, operation) -> JSONResponse:
+    """`_post` for master data, which a POST creates or updates: when another request created
+    the same record at the same moment (two ERP workers syncing), the database refused our
+    insert and stored nothing; run once more, as an update of that record, instead of
+    answering 409."""
+    try:
+        return _post(request, key, body, operation)
+    except idempotency.Clash:
+        return _post(request, key, body, operation)
+
+
 # -- users ---------------------------------------------------------------------------------------
 @router.put("/users/{slack_user_id}", tags=["users"], response_model=out.UserOut,
             response_description="Updated",
@@ -151,18 +162,18 @@ def put_user(slack_user_id: SlackUserId, body: UserIn, request: Request) -> JSON
              responses={**_updated(out.CustomerOut), **problems(409, *BODY)})
 def post_customer(body: CustomerIn, request: Request, key: IdemKey = None) -> JSONResponse:
     def op(session):
-        customer, created = masterdata.upsert_customer(session, body, actor=API_ACTOR)
+        customer, created, _ = masterdata.upsert_customer(session, body, actor=API_ACTOR)
         return (201 if created else 200), serialize.customer_out(customer)
-    return _post(request, key, idempotency.request_of(body), op)
+    return _upsert(request, key, idempotency.request_of(body), op)
 
 
 @router.post("/products", tags=["products"], **CREATED, response_model=out.ProductOut,
              responses={**_updated(out.ProductOut), **problems(409, *BODY)})
 def post_product(body: ProductIn, request: Request, key: IdemKey = None) -> JSONResponse:
     def op(session):
-        product, created = masterdata.upsert_product(session, body, actor=API_ACTOR)
+        product, created, _ = masterdata.upsert_product(session, body, actor=API_ACTOR)
         return (201 if created else 200), serialize.product_out(product)
-    return _post(request, key, idempotency.request_of(body), op)
+    return _upsert(request, key, idempotency.request_of(body), op)
 
 
 # -- orders and shipments ------------------------------------------------------------------------

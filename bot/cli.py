@@ -207,7 +207,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     report = _imported(run)
     if report.errors:
         return _refused(args.file, report.errors, report.error_count)
-    print(f"{args.file}: imported {report.count} {args.kind}")
+    unchanged = f", {report.unchanged} already stored as is" if report.unchanged else ""
+    print(f"{args.file}: imported {report.count} {args.kind}{unchanged}")
     return 0
 
 

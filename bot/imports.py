@@ -499,10 +499,10 @@ def once_per_key(units: list[Unit], kind: str, columns: Columns, problems: Probl
 def store(session: Session, kind: str, model: Any, now: datetime) -> bool:
     """Call the workflow the REST API calls for this kind; True if something changed."""
     if kind == "customers":
-        masterdata.upsert_customer(session, model, actor=ACTOR)
-    elif kind == "products":
-        masterdata.upsert_product(session, model, actor=ACTOR)
-    elif kind == "orders":
+        return masterdata.upsert_customer(session, model, actor=ACTOR).changed
+    if kind == "products":
+        return masterdata.upsert_product(session, model, actor=ACTOR).changed
+    if kind == "orders":
         orders.create_order(session, model, actor=ACTOR, source=SOURCE, now=now)
     elif kind == "invoices":
         invoicing.ingest_erp_invoice(session, model, actor=ACTOR)

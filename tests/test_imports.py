@@ -463,6 +463,9 @@ def test_cli_imports_a_file(db: Database, database_url: str, tmp_path: Path,
     assert code == 0
     assert "imported 2 customers" in capsys.readouterr().out
     assert count(db, Customer) == 4
+    # and the same file again the next night changes nothing, and says so
+    assert cli.main(["import", "customers", str(path)]) == 0
+    assert "imported 0 customers, 2 already stored as is" in capsys.readouterr().out
 
 
 def test_cli_lists_errors_and_exits_1(db: Database, database_url: str, tmp_path: Path,
@@ -646,3 +649,39 @@ def test_a_key_of_spaces_is_a_row_error(db: Database, tmp_path: Path) -> None:
     assert import_csv(db, "customers", customers).errors == [
         "row 2, column external_id: is required"]
     assert (count(db, Order), count(db, Customer)) == (0, 2)
+
+
+def test_master_data_imported_again_changes_nothing_and_says_so(db: Database,
+                                                               tmp_path: Path) -> None:
+    # given the nightly customers and products files, imported once
+    company(db)
+    products = ("sku,name,unit_price,currency,on_hand,revenue_type\n"
+                "WID-9,Widget Nine,12.50,USD,40,goods\n"
+                "SVC-1,Installation,900,USD,0,service\n")
+    assert import_csv(db, "customers", write(tmp_path, CUSTOMERS)).count == 2
+    assert import_csv(db, "products", write(tmp_path, products, "p.csv")).count == 2
+    audited = count(db, AuditEvent)
+    # when the same files come again the next night
+    again = import_csv(db, "customers", write(tmp_path, CUSTOMERS))
+    again_products = import_csv(db, "products", write(tmp_path, products, "p.csv"))
+    # then nothing is stored, and the report says nothing was
+    assert (again.errors, again.count, again.unchanged) == ([], 0, 2)
+    assert (again_products.errors, again_products.count, again_products.unchanged) == (
+        [], 0, 2)
+    assert count(db, AuditEvent) == audited
+    assert count(db, Customer) == 4
+
+
+def test_a_row_changing_a_customers_currency_is_refused_by_row_and_column(
+        db: Database, tmp_path: Path) -> None:
+    # given Globex, billed in USD
+    company(db)
+    # when the ERP file sends it in EUR, next to a good new customer
+    report = import_csv(db, "customers", write(
+        tmp_path, "external_id,name,currency,credit_limit,payment_terms\n"
+        "C-1001,Acme Corp,USD,100.00,NET30\n"
+        " C-GLOBEX ,Globex Corporation,EUR,50000.00,NET30\n"))
+    # then the row and column are named and nothing is stored
+    assert report.errors == ["row 3, column currency: customer C-GLOBEX bills in USD; a "
+                             "currency change needs a new customer"]
+    assert count(db, Customer) == 2

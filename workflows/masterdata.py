@@ -6,8 +6,9 @@ re-send must converge rather than fail or duplicate. Every change is audited.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
+import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models import Customer, Product, RevenueType, User
@@ -28,7 +29,16 @@ def _known_user(session: Session, field: str, user_id: str | None) -> str | None
     return user_id
 
 
-def upsert_customer(session: Session, data: CustomerIn, *, actor: str) -> tuple[Customer, bool]:
+class Upserted(NamedTuple):
+    """What an upsert did: the record, whether it was created, and whether anything about it
+    changed (False for an identical re-send: the CSV import reports it as unchanged)."""
+
+    record: Any
+    created: bool
+    changed: bool
+
+
+def upsert_customer(session: Session, data: CustomerIn, *, actor: str) -> Upserted:
     if not data.external_id.strip():
         raise ValidationFailed.of("external_id", "must not be empty")
     if not data.name.strip():
@@ -62,8 +72,11 @@ def upsert_customer(session: Session, data: CustomerIn, *, actor: str) -> tuple[
     if "tax_rate_pct" in given:
         values["tax_rate_bp"] = (v.percent_bp("tax_rate_pct", given["tax_rate_pct"])
                                  if given["tax_rate_pct"] else 0)
+    # locked: a change made meanwhile (a credit approver's raise, another sync) is what this
+    # one changes from, so the audit's "from" is the value it replaced
     customer = session.exec(
-        select(Customer).where(Customer.external_id == data.external_id)).first()
+        select(Customer).where(Customer.external_id == data.external_id).with_for_update()
+        .execution_options(populate_existing=True)).first()
     created = customer is None
     if customer is None:
         customer = Customer(external_id=data.external_id, name=values["name"],
@@ -78,17 +91,23 @@ def upsert_customer(session: Session, data: CustomerIn, *, actor: str) -> tuple[
             changes[field] = [None if created else before, value]
             setattr(customer, field, value)
     if not changes:
-        return customer, False
+        return Upserted(customer, False, False)
     session.add(customer)
     session.flush()
     if "credit_limit_minor" in changes and not created:
         exposure.moved(session, customer.id)  # a waiting card shows the new limit
+        # a credit decision: in the one trail of limit changes (a credit approver's raise,
+        # `workflow_steps._raise_limit`), with its currency
+        audit.record(session, actor=actor, action="customer.credit_limit_changed",
+                     entity_type="customer", entity_id=customer.id,
+                     external_id=customer.external_id, currency=customer.currency,
+                     changes={"credit_limit_minor": changes["credit_limit_minor"]})
     # What changed, old and new: a raised credit limit is a credit decision worth tracing.
     audit.record(session, actor=actor, action="customer.created" if created
                  else "customer.updated", entity_type="customer", entity_id=customer.id,
                  external_id=customer.external_id,
                  changes={k: "changed" if k in _UNAUDITED else v for k, v in changes.items()})
-    return customer, created
+    return Upserted(customer, created, True)
 
 
 OPTIONAL_CUSTOMER_FIELDS = ("billing_email", "billing_address", "shipping_address", "collector",
@@ -98,7 +117,7 @@ OPTIONAL_CUSTOMER_FIELDS = ("billing_email", "billing_address", "shipping_addres
 _UNAUDITED = ("billing_address", "shipping_address")
 
 
-def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Product, bool]:
+def upsert_product(session: Session, data: ProductIn, *, actor: str) -> Upserted:
     """Create or update a product. Like a customer, optional fields left out keep their stored
     value (an ERP's stock sync sending sku, name, price and stock must not turn a subscription
     into goods or drop its discount cap, cost or SSP); sent as null, they are cleared. What
@@ -123,6 +142,8 @@ def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Pr
     v.quantity("on_hand", data.on_hand, allow_zero=True)
     product = session.exec(select(Product).where(Product.sku == data.sku)).first()
     created = product is None
+    if created:
+        _no_case_twin(session, data.sku)
     given = data.model_fields_set
     if created or "max_discount_pct" in given:
         values["max_discount_bp"] = (v.percent_bp("max_discount_pct", data.max_discount_pct)
@@ -172,7 +193,19 @@ def upsert_product(session: Session, data: ProductIn, *, actor: str) -> tuple[Pr
         # rather than waited for while this product is locked
         fulfilment.reserve_backorders(session, product.id, actor, skip_locked=True)
         session.refresh(product)
-    return product, created
+    return Upserted(product, created, bool(changes))
+
+
+def _no_case_twin(session: Session, sku: str) -> None:
+    """A new SKU differing from a stored one only in case ("wid-1" for "WID-1") is refused:
+    an ERP or a spreadsheet changing the case would otherwise make a second product, with its
+    own price and stock, that orders for the first never see. (Stored SKUs keep matching
+    exactly; nothing is merged.)"""
+    twin = session.exec(select(Product.sku).where(  # (itself: created meanwhile, a clash)
+        sa.func.lower(Product.sku) == sku.lower(), Product.sku != sku)).first()
+    if twin is not None:
+        raise ValidationFailed.of("sku", f"product {twin} exists; a SKU differing from it only "
+                                  f"in case would be a second product: send {twin}")
 
 
 def customer_by_external_id(session: Session, external_id: str,

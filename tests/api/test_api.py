@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import func, select
 
 from api import routes
-from models import Customer, IdempotencyKey, Invoice, Order, Payment
+from models import Customer, IdempotencyKey, Invoice, Order, Payment, Product
 from tests.support import factories as f
 from workflows.cash_application import record_payment, write_off
 from workflows.inputs import PaymentIn
@@ -647,3 +647,33 @@ def test_the_idempotency_retention_is_a_setting_of_at_least_a_day(monkeypatch) -
     monkeypatch.setenv("O2C_IDEMPOTENCY_RETENTION_HOURS", "1")
     with pytest.raises(SettingsError, match="O2C_IDEMPOTENCY_RETENTION_HOURS"):
         load_settings()
+
+
+@pytest.mark.parametrize("path, body, model", [
+    ("/customers", {**CUSTOMER, "external_id": "C-NEW"}, Customer),
+    ("/products", {"sku": "NEW-1", "name": "New", "unit_price": "5.00", "currency": "USD",
+                   "on_hand": 10}, Product),
+])
+def test_master_data_posted_at_once_by_two_syncs_is_one_record(server, path, body,
+                                                               model) -> None:
+    # given two ERP workers pushing the same new record at the same moment, each with its
+    # own Idempotency-Key (they are two requests, not a retry)
+    results: list[httpx.Response] = []
+    barrier = threading.Barrier(6)
+
+    def post(n: int) -> None:
+        with httpx.Client(base_url=f"{server.base_url}/api/v1", timeout=30,
+                          headers={"Authorization": "Bearer test-api-token-s3cret",
+                                   "Idempotency-Key": f"worker-{n}"}) as client:
+            barrier.wait()
+            results.append(client.post(path, json=body))
+
+    # when
+    threads = [threading.Thread(target=post, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # then one record; one request created it, the others found it as sent (no 409 to retry)
+    assert sorted(r.status_code for r in results) == [200] * 5 + [201], [r.text for r in results]
+    assert count(server.db, model) == 1

@@ -35,11 +35,11 @@ def customer(session: Session, external_id: str = "C-GLOBEX", name: str = "Globe
              reviewed: bool = True, collector: str | None = None, sales_rep: str | None = None,
              billing_email: str | None = "ap@globex.example",
              notice_email: str | None = None, tax_rate: str | None = None) -> Customer:
-    c, _ = masterdata.upsert_customer(session, CustomerIn(
+    c = masterdata.upsert_customer(session, CustomerIn(
         external_id=external_id, name=name, currency=currency, credit_limit=credit_limit,
         payment_terms=terms, credit_reviewed=reviewed, collector=collector,
         sales_rep=sales_rep, billing_email=billing_email, notice_email=notice_email,
-        billing_address="1 Main St, Springfield", tax_rate_pct=tax_rate), actor="test")
+        billing_address="1 Main St, Springfield", tax_rate_pct=tax_rate), actor="test").record
     return c
 
 
@@ -47,10 +47,10 @@ def product(session: Session, sku: str = "WID-1", *, price: str = "100.00",
             currency: str = "USD", on_hand: int = 1000, max_discount: str | None = None,
             name: str | None = None, revenue_type: str = "goods",
             ssp: str | None = None) -> Product:
-    p, _ = masterdata.upsert_product(session, ProductIn(
+    p = masterdata.upsert_product(session, ProductIn(
         sku=sku, name=name or f"Widget {sku}", unit_price=price, currency=currency,
         on_hand=on_hand, max_discount_pct=max_discount, revenue_type=revenue_type, ssp=ssp),
-        actor="test")
+        actor="test").record
     return p
 
 
