@@ -28,6 +28,18 @@ def worker_for(db, standin, database_url, **kwargs):
     return OutboxWorker(db, client, settings, **kwargs)
 
 
+def posted_card(db, standin, database_url):
+    """A card ("pending") posted to the approvals channel by a worker: (its row, the worker,
+    the worker's now)."""
+    with db.transaction() as s:
+        post = outbox.post_to_channel(s, channel="approvals", template="text",
+                                      context={"text": "pending"})
+    worker = worker_for(db, standin, database_url)
+    now = utcnow()
+    worker.run_once(now=now)
+    return post, worker, now
+
+
 def row(db, row_id: int) -> OutboxMessage:
     with db.read_session() as s:
         return s.get(OutboxMessage, row_id)
@@ -353,12 +365,7 @@ def test_a_dunning_email_that_keeps_failing_is_told_in_the_ar_channel_once(
 
 def test_an_update_retried_later_never_overwrites_a_newer_one(db, standin, database_url) -> None:
     # given: a posted card, then two updates of it; Slack fails the first update once (503)
-    with db.transaction() as s:
-        post = outbox.post_to_channel(s, channel="approvals", template="text",
-                                      context={"text": "pending"})
-    worker = worker_for(db, standin, database_url)
-    now = utcnow()
-    worker.run_once(now=now)
+    post, worker, now = posted_card(db, standin, database_url)
     with db.transaction() as s:
         older = outbox.update_message(s, target_outbox_id=post.id, template="text",
                                       context={"text": "approved"})
@@ -379,12 +386,7 @@ def test_an_update_retried_later_never_overwrites_a_newer_one(db, standin, datab
 
 def test_an_update_waits_while_an_earlier_one_is_in_flight(db, standin, database_url) -> None:
     # given: a posted card and an update of it that another worker is sending right now
-    with db.transaction() as s:
-        post = outbox.post_to_channel(s, channel="approvals", template="text",
-                                      context={"text": "pending"})
-    worker = worker_for(db, standin, database_url)
-    now = utcnow()
-    worker.run_once(now=now)
+    post, worker, now = posted_card(db, standin, database_url)
     with db.transaction() as s:
         older = outbox.update_message(s, target_outbox_id=post.id, template="text",
                                       context={"text": "approved"})

@@ -283,19 +283,18 @@ def _count_back(sales: _Sales, ar: int) -> Decimal | None:
     return None  # more AR than three years of sales: not meaningful
 
 
-def _home_currency(session: Session, aging: dict) -> str | None:
-    """The settings' home currency (`O2C_HOME_CURRENCY`, policy `home_currency`) when it has
-    open AR; else the currency with the most open AR (in minor units: without rates no
+def _home_currency(aging: dict, home: str) -> str | None:
+    """`home`, the settings' home currency (`O2C_HOME_CURRENCY`, policy `home_currency`), when
+    it has open AR; else the currency with the most open AR (in minor units: without rates no
     comparison of currencies is right, which is why the setting comes first)."""
     if not aging:
         return None
-    home = policy.current(session).home_currency
     if home in aging and aging[home].total:
         return home
     return max(sorted(aging), key=lambda c: aging[c].total)
 
 
-def _top_sales_currency(session: Session, start: date, end: date,
+def _top_sales_currency(session: Session, start: date, end: date, home: str,
                         known_at: datetime | None = None) -> str | None:
     """With no open AR: the settings' home currency when it has credit sales in the window,
     else the currency of the most of them (late fees are not sales: `_issued_in`)."""
@@ -304,7 +303,6 @@ def _top_sales_currency(session: Session, start: date, end: date,
                               .group_by(Invoice.currency)).all())
     if not sales:
         return None
-    home = policy.current(session).home_currency
     if sales.get(home):
         return home
     return max(sorted(sales), key=lambda c: int(sales[c]))
@@ -338,8 +336,9 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
 
     report = KpiReport(as_of=as_of, window_days=window_days, currency=None,
                        known_at=known_at)
+    home_currency = policy.current(session).home_currency
     if rollups and known_at is None:
-        return _from_rollups(report, reads, start)
+        return _from_rollups(report, reads, start, home_currency)
     # the aging's pass over the open invoices also sums those issued the day before the
     # window (AR then: its first part) and before the credit sales' first range (a hint)
     before, first_start = start - timedelta(days=1), _Sales.first_start(as_of, start)
@@ -349,8 +348,8 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
         lambda s: _payments(s, start, as_of, known_at),
         lambda s: (_approvals(s, report, start, as_of), _cycle_time(s, report, start, as_of)),
         lambda s: _quality(s, report, start, as_of)])
-    currency = reads([lambda s: _home_currency(s, aging)])[0] or reads([
-        lambda s: _top_sales_currency(s, start, as_of, known_at)])[0]
+    currency = _home_currency(aging, home_currency) or reads([lambda s: _top_sales_currency(
+        s, start, as_of, home_currency, known_at)])[0]
     home = _from_aging(report, currency, aging, deductions)
     _cash_application(report, payments)
     if not currency:
@@ -438,8 +437,8 @@ def _issued_from_rollups(session: Session, start: date, end: date) -> int:
                             .where(KpiDaily.day >= start, KpiDaily.day <= end)).one())
 
 
-def _from_rollups(report: KpiReport, reads: Callable[[list], list], start: date
-                  ) -> KpiReport:
+def _from_rollups(report: KpiReport, reads: Callable[[list], list], start: date,
+                  home_currency: str) -> KpiReport:
     """`compute` without `known_at`, from the rollups where they hold the answer: besides
     the aging (one pass over the open invoices), the disputes, approvals and shipments, it
     reads a few hundred rows of `kpi_daily` — invoices billed, late fees among them and
@@ -456,8 +455,8 @@ def _from_rollups(report: KpiReport, reads: Callable[[list], list], start: date
         lambda s: (_approvals(s, report, start, as_of), _cycle_time(s, report, start, as_of)),
         lambda s: _quality(s, report, start, as_of,
                            issued=_issued_from_rollups(s, start, as_of))])
-    currency = reads([lambda s: _home_currency(s, aging)])[0] or reads([
-        lambda s: _top_sales_currency(s, start, as_of)])[0]
+    currency = _home_currency(aging, home_currency) or reads([lambda s: _top_sales_currency(
+        s, start, as_of, home_currency)])[0]
     _from_aging(report, currency, aging, deductions)
     payments: dict[str, tuple[int, int, int, int]] = {}
     sales = _Sales(currency or "", as_of, start, None, reads)

@@ -34,6 +34,9 @@ from tests.support import stripe_payloads as sp
 from tests.support.processes import ServeProcess, o2c_env
 from tests.support.slack import ask, text_of
 
+# the pages and webhooks are asked with a generous timeout: three CI lanes share two CPUs, and a
+# server thread of this process once took over httpx's default 5 s to answer a page
+web = httpx.Client(timeout=30)
 LINK = re.compile(r"(http://127\.0\.0\.1:\d+/pay/[A-Za-z0-9_-]+)")
 
 
@@ -67,11 +70,11 @@ def company(db) -> None:
 
 def invoiced(base_url: str) -> str:
     auth = {"Authorization": f"Bearer {API_TOKEN}"}
-    order = httpx.post(f"{base_url}/api/v1/orders", headers=auth, json={
+    order = web.post(f"{base_url}/api/v1/orders", headers=auth, json={
         "customer": "C-GLOBEX", "sales_rep": "USALES01", "currency": "USD",
         "lines": [{"sku": "WID-1", "quantity": 2}]}, timeout=30)
     assert order.status_code == 201, order.text
-    shipped = httpx.post(f"{base_url}/api/v1/shipments", headers=auth, json={
+    shipped = web.post(f"{base_url}/api/v1/shipments", headers=auth, json={
         "order": order.json()["number"], "carrier": "UPS", "tracking_number": "1Z",
         "shipped_at": "2026-03-02T09:00:00Z"}, timeout=30)
     assert shipped.status_code == 201, shipped.text
@@ -97,7 +100,7 @@ def invoice_mail(smtp):
 
 def post_event(base_url: str, payload: dict, **sign) -> httpx.Response:
     body, headers = sp.signed(payload, **sign)
-    return httpx.post(f"{base_url}/webhooks/stripe", content=body, headers=headers, timeout=30)
+    return web.post(f"{base_url}/webhooks/stripe", content=body, headers=headers, timeout=30)
 
 
 def session_answer(session_id: str, url: str, amount: int, number: str) -> dict:
@@ -126,12 +129,12 @@ def test_pay_now_from_the_invoice_email_to_the_payment_in_slack(
     assert [e["url"] for b in looked_up["blocks"] if b["type"] == "actions"
             for e in b["elements"] if e.get("url")] == [link]
     # when the customer opens it: a page with the balance
-    page = httpx.get(link)
+    page = web.get(link)
     assert page.status_code == 200 and "USD 200.00" in page.text and number in page.text
     # and clicks Pay: a Checkout Session for the balance, then Stripe's page
     created = stripe_api.post(f"{sp.API}/v1/checkout/sessions", json=session_answer(
         "cs_test_1", "https://checkout.stripe.com/c/pay/cs_test_1", 20_000, number))
-    answer = httpx.post(link)
+    answer = web.post(link)
     assert answer.status_code == 303
     assert answer.headers["location"] == "https://checkout.stripe.com/c/pay/cs_test_1"
     sent = parse_qs(created.calls[0].request.body)
@@ -145,7 +148,7 @@ def test_pay_now_from_the_invoice_email_to_the_payment_in_slack(
     # a second click with the same balance reuses the open session
     stripe_api.get(f"{sp.API}/v1/checkout/sessions/cs_test_1", json=session_answer(
         "cs_test_1", "https://checkout.stripe.com/c/pay/cs_test_1", 20_000, number))
-    again = httpx.post(link)
+    again = web.post(link)
     assert again.headers["location"] == "https://checkout.stripe.com/c/pay/cs_test_1"
     assert created.call_count == 1
     # when Stripe reports the payment (and its fee can be looked up)
@@ -173,7 +176,7 @@ def test_pay_now_from_the_invoice_email_to_the_payment_in_slack(
     assert (recorded.amount_minor, recorded.net_minor, recorded.external_id) == (
         610, 19_390, txn["id"])
     # and the link now says there is nothing to pay; a re-delivery changes nothing
-    assert "is paid" in httpx.get(link).text
+    assert "is paid" in web.get(link).text
     assert post_event(base, completed).json()["status"] == "duplicate"
     with stripe_server.db.read_session() as s:
         assert len(s.exec(select(Payment)).all()) == 1
@@ -190,12 +193,12 @@ def test_a_balance_change_replaces_the_session(stripe_server, stripe_api) -> Non
         token = payment_links.link_for(s, invoice).token
     first = stripe_api.post(f"{sp.API}/v1/checkout/sessions", json=session_answer(
         "cs_test_A", "https://checkout.stripe.com/c/pay/cs_test_A", 20_000, number))
-    assert httpx.post(f"{base}/pay/{token}").status_code == 303
+    assert web.post(f"{base}/pay/{token}").status_code == 303
     # when 50.00 arrives by bank transfer
     expired = stripe_api.post(f"{sp.API}/v1/checkout/sessions/cs_test_A/expire",
                               json={"id": "cs_test_A", "object": "checkout.session",
                                     "status": "expired"})
-    paid = httpx.post(f"{base}/api/v1/payments", headers={
+    paid = web.post(f"{base}/api/v1/payments", headers={
         "Authorization": f"Bearer {API_TOKEN}"}, json={
         "amount": "50.00", "currency": "USD", "received_at": "2026-03-03T10:00:00Z",
         "reference": number, "customer": "C-GLOBEX"}, timeout=30)
@@ -205,7 +208,7 @@ def test_a_balance_change_replaces_the_session(stripe_server, stripe_api) -> Non
     wait(lambda: expired.call_count == 1, what="the session's expiry")
     stripe_api.replace(responses.POST, f"{sp.API}/v1/checkout/sessions", json=session_answer(
         "cs_test_B", "https://checkout.stripe.com/c/pay/cs_test_B", 15_000, number))
-    answer = httpx.post(f"{base}/pay/{token}")
+    answer = web.post(f"{base}/pay/{token}")
     assert answer.headers["location"] == "https://checkout.stripe.com/c/pay/cs_test_B"
     creates = [c.request for c in stripe_api.calls
                if c.request.method == "POST" and c.request.url.endswith("/v1/checkout/sessions")]
@@ -221,7 +224,7 @@ def test_a_balance_change_replaces_the_session(stripe_server, stripe_api) -> Non
 def test_a_pay_link_with_a_nul_is_no_link(stripe_server) -> None:
     # (PostgreSQL refuses a NUL in text: the lookup was a 500, to anyone, without a login)
     base = stripe_server.base_url
-    answers = [httpx.get(f"{base}/pay/abc%00def"), httpx.post(f"{base}/pay/abc%00def")]
+    answers = [web.get(f"{base}/pay/abc%00def"), web.post(f"{base}/pay/abc%00def")]
     assert [a.status_code for a in answers] == [404, 404]
 
 
@@ -244,16 +247,16 @@ def test_a_balance_no_card_can_pay_gets_a_clear_page_not_try_again(
         "param": "line_items[0][price_data][unit_amount]",
         "message": "The Checkout Session's total amount due must add up to at least $0.50 usd"}})
     # when the customer clicks Pay
-    answer = httpx.post(f"{base}/pay/{small_token}")
+    answer = web.post(f"{base}/pay/{small_token}")
     # then they are told it cannot be paid by card (not "try again in a few minutes")
     assert answer.status_code == 422 and created.call_count == 1
     assert "USD 0.30 is below the smallest amount a card payment can be" in answer.text
     assert "bank transfer" in answer.text and "try again" not in answer.text
     # and the KWD balance says so on its page, with no Pay button, and its Pay asks nothing
-    page = httpx.get(f"{base}/pay/{kwd_token}")
+    page = web.get(f"{base}/pay/{kwd_token}")
     assert page.status_code == 422 and "<form" not in page.text
     assert "KWD 12.345 cannot be paid by card" in page.text
-    refused = httpx.post(f"{base}/pay/{kwd_token}")
+    refused = web.post(f"{base}/pay/{kwd_token}")
     assert refused.status_code == 422 and "bank transfer" in refused.text
     assert created.call_count == 1
 
@@ -278,13 +281,13 @@ def test_a_stripe_server_error_is_not_replayed_to_the_next_click(
     failed = stripe_api.post(f"{sp.API}/v1/checkout/sessions", status=refusal[0],
                              json={"error": refusal[1]})
     # when the first click meets Stripe's refusal
-    answer = httpx.post(f"{base}/pay/{token}")
+    answer = web.post(f"{base}/pay/{token}")
     assert answer.status_code == 502 and "try again" in answer.text
     # then the next click asks Stripe under a new key (the failed one's session, if any, was
     # never handed to anyone: it has no URL anyone knows), and opens the checkout
     stripe_api.replace(responses.POST, f"{sp.API}/v1/checkout/sessions", json=session_answer(
         "cs_test_2", "https://checkout.stripe.com/c/pay/cs_test_2", 20_000, invoice.number))
-    again = httpx.post(f"{base}/pay/{token}")
+    again = web.post(f"{base}/pay/{token}")
     assert again.headers["location"] == "https://checkout.stripe.com/c/pay/cs_test_2"
     keys = [c.request.headers["Idempotency-Key"] for c in stripe_api.calls
             if c.request.url.endswith("/v1/checkout/sessions")]
@@ -310,15 +313,15 @@ def test_the_pay_page_leaves_out_what_is_in_question(stripe_server, stripe_api) 
     created = stripe_api.post(f"{sp.API}/v1/checkout/sessions", json=session_answer(
         "cs_test_1", "https://checkout.stripe.com/c/pay/cs_test_1", 70_000, part.number))
     # then the page asks for 700.00 and says why, and Pay opens a checkout for 700.00
-    page = httpx.get(f"{base}/pay/{part_token}")
+    page = web.get(f"{base}/pay/{part_token}")
     assert "Pay USD 700.00 now" in page.text and "USD 300.00 (left out" in page.text
     assert "USD 1,000.00" not in page.text
-    assert httpx.post(f"{base}/pay/{part_token}").status_code == 303
+    assert web.post(f"{base}/pay/{part_token}").status_code == 303
     sent = parse_qs(created.calls[0].request.body)
     assert sent["line_items[0][price_data][unit_amount]"] == ["70000"]
     # and the invoice wholly in question has nothing to pay through its link
-    for answer in (httpx.get(f"{base}/pay/{whole_token}"),
-                   httpx.post(f"{base}/pay/{whole_token}")):
+    for answer in (web.get(f"{base}/pay/{whole_token}"),
+                   web.post(f"{base}/pay/{whole_token}")):
         assert answer.status_code == 200 and "is in question" in answer.text
         assert "<form" not in answer.text
     assert created.call_count == 1
@@ -339,9 +342,9 @@ def test_the_pay_page_gives_the_early_payment_discount_of_the_terms(
     created = stripe_api.post(f"{sp.API}/v1/checkout/sessions", json=session_answer(
         "cs_test_1", "https://checkout.stripe.com/c/pay/cs_test_1", 98_000, invoice.number))
     # then the page asks for 980.00 and names the discount, and Pay asks Stripe for 980.00
-    page = httpx.get(f"{base}/pay/{token}")
+    page = web.get(f"{base}/pay/{token}")
     assert "Pay USD 980.00 now" in page.text and "USD 20.00 (2/10 NET30" in page.text
-    assert httpx.post(f"{base}/pay/{token}").status_code == 303
+    assert web.post(f"{base}/pay/{token}").status_code == 303
     sent = parse_qs(created.calls[0].request.body)
     assert sent["line_items[0][price_data][unit_amount]"] == ["98000"]
     # when Stripe reports the 980.00 paid: the invoice is paid, the 20.00 the discount
@@ -352,7 +355,7 @@ def test_the_pay_page_gives_the_early_payment_discount_of_the_terms(
         assert s.exec(select(Invoice)).one().balance_minor == 0
         [write_off] = s.exec(select(WriteOff)).all()
         assert (write_off.amount_minor, write_off.reason) == (2_000, "early_payment_discount")
-    assert "is paid" in httpx.get(f"{base}/pay/{token}").text
+    assert "is paid" in web.get(f"{base}/pay/{token}").text
 
 
 def test_bad_signatures_and_stale_events_store_nothing(stripe_server) -> None:
@@ -370,9 +373,9 @@ def test_bad_signatures_and_stale_events_store_nothing(stripe_server) -> None:
         sp.signed(event, timestamp=sp.now_ts() - 301)[1],
     ]
     for case in cases:
-        answer = httpx.post(f"{base}/webhooks/stripe", content=body, headers=case)
+        answer = web.post(f"{base}/webhooks/stripe", content=body, headers=case)
         assert answer.status_code == 400, answer.text
-    garbage = httpx.post(f"{base}/webhooks/stripe", content=b"\xff\xfe",
+    garbage = web.post(f"{base}/webhooks/stripe", content=b"\xff\xfe",
                          headers={"Stripe-Signature": "t=1,v1=00"})
     assert garbage.status_code == 400
     unknown = post_event(base, sp.event("customer.created", {"id": "cus_1"}))
@@ -391,8 +394,8 @@ def test_without_the_keys_nothing_changes(server, smtp, database_url, standin) -
         mail = invoice_mail(smtp)
         body = mail.get_body(preferencelist=("plain",)).get_content()
         assert "Pay now" not in body and "/pay/" not in body
-        assert httpx.get(f"{running.base_url}/pay/whatever").status_code == 404
-        assert httpx.post(f"{running.base_url}/webhooks/stripe", content=b"{}").status_code \
+        assert web.get(f"{running.base_url}/pay/whatever").status_code == 404
+        assert web.post(f"{running.base_url}/webhooks/stripe", content=b"{}").status_code \
             == 404
         with running.db.read_session() as s:
             assert s.exec(select(PaymentLink)).all() == []

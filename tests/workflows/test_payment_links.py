@@ -180,6 +180,14 @@ def given_terms_invoice(db, *, issued: date, terms: str = "2/10 NET30",
         return inv.number, payment_links.link_for(s, inv).token
 
 
+def open_session(db, token: str) -> None:
+    """The link's checkout session, planned now and made at Stripe ("cs_early")."""
+    checkout = plan(db, token)
+    with db.transaction() as s:
+        payment_links.store_session(s, token=token, generation=checkout.generation,
+                                    session_id="cs_early", url="https://c.example/early")
+
+
 def paid_by_card(db, number: str, amount: int, at: datetime):
     event = sp.event("checkout.session.completed", sp.checkout_session(
         invoice=number, amount=amount, payment_intent="pi_early"), created=int(at.timestamp()))
@@ -209,10 +217,7 @@ def test_no_discount_on_a_part_paid_or_part_disputed_invoice(db) -> None:
 def test_a_card_payment_of_the_discounted_amount_closes_the_invoice(db) -> None:
     # given the link's session planned on the tenth day for USD 980.00
     number, token = given_terms_invoice(db, issued=NOW.date() - timedelta(days=10))
-    checkout = plan(db, token)
-    with db.transaction() as s:
-        payment_links.store_session(s, token=token, generation=checkout.generation,
-                                    session_id="cs_early", url="https://c.example/early")
+    open_session(db, token)
     # when the customer pays that tab the next morning (day 11: past the window, but the page
     # offered 980.00 and Stripe kept the session payable)
     outcome = paid_by_card(db, number, 98_000, NOW + timedelta(hours=20))
@@ -243,10 +248,7 @@ def test_a_short_card_payment_after_the_window_takes_no_discount(db) -> None:
 def test_a_discounted_session_is_kept_while_nothing_changed(db) -> None:
     # given a session open for the discounted 980.00
     number, token = given_terms_invoice(db, issued=NOW.date() - timedelta(days=3))
-    checkout = plan(db, token)
-    with db.transaction() as s:
-        payment_links.store_session(s, token=token, generation=checkout.generation,
-                                    session_id="cs_early", url="https://c.example/early")
+    open_session(db, token)
     # when something asks whether the balance moved while it did not
     with db.transaction() as s:
         payment_links.balance_changed(s, s.exec(select(Invoice)).one())
