@@ -63,6 +63,7 @@ from workflows import (
     outbox,
     periods,
     policy,
+    refunds,
     webhooks,
 )
 from workflows import validation as v
@@ -452,8 +453,6 @@ def return_payment(session: Session, *, payment_id: int, actor: str, reason: str
     `return:<payment id>` so a payment is given back once, dated by today's business date),
     with the reason, audited; the card says who refunded it and when, and that the bank
     transfer back to the payer is still to be made. The collector's role is checked again."""
-    from workflows import refunds
-
     check_return(session, payment_id=payment_id, actor=actor, reason=reason)
     payment = refunds.lock_payment(session, payment_id)
     check_return(session, payment_id=payment_id, actor=actor, reason=reason)  # as locked
@@ -634,11 +633,7 @@ def assign_customer(session: Session, *, payment_id: int, customer: str, actor: 
     require_role(session, user_id=actor, roles=(Role.COLLECTOR,), action="payment.identify",
                  entity_type="payment", entity_id=payment_id)
     # locked, then read: a collector naming it at the same moment waits and sees this one's
-    payment = session.exec(select(Payment).where(Payment.id == payment_id)
-                           .with_for_update()).first()
-    if payment is None:
-        raise NotFound(f"no payment {payment_id}")
-    session.refresh(payment)
+    payment = refunds.lock_payment(session, payment_id)
     who = customer_by_external_id(session, customer)
     if who.currency != payment.currency:
         raise ValidationFailed.of("customer", f"{who.name} is billed in {who.currency}, "
@@ -685,11 +680,7 @@ def correct_application(session: Session, *, payment_id: int, invoices: list[str
     learns how this customer paid. A payment nobody applied yet is simply applied."""
     require_role(session, user_id=actor, roles=(Role.COLLECTOR,), action="payment.correct",
                  entity_type="payment", entity_id=payment_id)
-    payment = session.exec(select(Payment).where(Payment.id == payment_id)
-                           .with_for_update()).first()
-    if payment is None:
-        raise NotFound(f"no payment {payment_id}")
-    session.refresh(payment)
+    payment = refunds.lock_payment(session, payment_id)
     # an invoice this payment paid may be named again (a second pick on the card keeps the
     # first): whether each is open is checked once the payment is taken off them
     targets = _manual_targets(session, invoices, payment.currency, None, open_only=False)

@@ -54,6 +54,7 @@ from models import (
 from workflows import audit, outbox, policy
 from workflows.errors import AlreadyDecided, Conflict, NotFound, ValidationFailed
 from workflows.inputs import DisputeOpenIn, build
+from workflows.invoicing import lock_invoice
 from workflows.users import require_role
 
 ROLES = (Role.COLLECTOR,)  # admins hold every role
@@ -237,8 +238,7 @@ def settle_if_closed(session: Session, deduction_id: int, *, by: str, now: datet
     and True. False (nothing changed) while the invoice still has something open."""
     deduction = check(session, deduction_id=deduction_id, user_id=by,
                       action="deduction.settle")
-    invoice = session.exec(select(Invoice).where(Invoice.id == deduction.invoice_id)
-                           .with_for_update().execution_options(populate_existing=True)).one()
+    invoice = lock_invoice(session, deduction.invoice_id)
     if invoice.balance_minor > 0:
         return False
     table = Deduction.__table__

@@ -53,7 +53,7 @@ from workflows.errors import (
     ValidationFailed,
 )
 from workflows.inputs import CreditNoteIn, DisputeOpenIn
-from workflows.invoicing import get_invoice
+from workflows.invoicing import get_invoice, lock_invoice
 from workflows.users import has_role, require_role
 from workflows.workcalendar import Holidays, working_days_between, zone_or_utc
 
@@ -75,11 +75,6 @@ def _note(value: str | None, field: str = "note") -> str | None:
     if text and len(text) > NOTE_MAX:
         raise ValidationFailed.of(field, f"at most {NOTE_MAX} characters")
     return text
-
-
-def _lock_invoice(session: Session, invoice_id: int) -> Invoice:
-    return session.exec(select(Invoice).where(Invoice.id == invoice_id).with_for_update()
-                        .execution_options(populate_existing=True)).one()
 
 
 def _lock(session: Session, dispute_id: int) -> Dispute:
@@ -168,7 +163,7 @@ def open_dispute(session: Session, number: str, data: DisputeOpenIn, *, actor: s
     opened_by = _opener(session, number, data, actor)
     reason = _reason(data)
     note = _note(data.note)
-    invoice = _lock_invoice(session, get_invoice(session, number).id)
+    invoice = lock_invoice(session, get_invoice(session, number).id)
     amount = _amount_to_hold(session, invoice, data)
     customer = session.get(Customer, invoice.customer_id)
     channel = policy.current(session).disputes_channel.strip()
@@ -344,7 +339,7 @@ def resolve(session: Session, *, dispute_id: int, outcome: str, by: str, now: da
     if dispute.status != DisputeStatus.OPEN:
         raise already_resolved(dispute)
     note, credit = _resolution(dispute, outcome, note, credit_amount)
-    invoice = _lock_invoice(session, dispute.invoice_id)
+    invoice = lock_invoice(session, dispute.invoice_id)
     table = Dispute.__table__
     taken = session.execute(
         sa.update(table).where(table.c.id == dispute.id, table.c.status == DisputeStatus.OPEN)
@@ -388,7 +383,7 @@ def _release(session: Session, dispute_id: int, *, now: datetime) -> Dispute:
     dispute.released_at = dispute.released_at or now
     session.add(dispute)
     session.flush()
-    refresh_invoice(session, _lock_invoice(session, dispute.invoice_id))
+    refresh_invoice(session, lock_invoice(session, dispute.invoice_id))
     return dispute
 
 

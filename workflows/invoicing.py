@@ -101,6 +101,13 @@ def get_invoice(session: Session, number: str) -> Invoice:
     return invoice
 
 
+def lock_invoice(session: Session, invoice_id: int) -> Invoice:
+    """The invoice row, locked until the transaction ends and read fresh (PostgreSQL: FOR
+    UPDATE; SQLite's write transactions are serialised already)."""
+    return session.exec(select(Invoice).where(Invoice.id == invoice_id).with_for_update()
+                        .execution_options(populate_existing=True)).one()
+
+
 def booked_issue_date(session: Session, day: date) -> periods.Booking:
     """The day an invoice of ours dated `day` is issued on: `day`, or the first day of the
     first open month when `day` is in a closed one (module docstring)."""

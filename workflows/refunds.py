@@ -36,7 +36,7 @@ from models import (
     money,
 )
 from workflows import audit, exposure, periods
-from workflows.errors import Conflict, ValidationFailed
+from workflows.errors import Conflict, NotFound, ValidationFailed
 
 _INVOICES = Invoice.__table__
 _REOPEN = (sa.update(_INVOICES)
@@ -108,9 +108,12 @@ def refund_payment(session: Session, *, payment: Payment, amount_minor: int, ext
 
 def lock_payment(session: Session, payment_id: int) -> Payment:
     """The payment row, locked until the transaction ends and read fresh (PostgreSQL: FOR
-    UPDATE; SQLite's write transactions are serialised already)."""
-    return session.exec(select(Payment).where(Payment.id == payment_id).with_for_update()
-                        .execution_options(populate_existing=True)).one()
+    UPDATE; SQLite's write transactions are serialised already). NotFound when there is none."""
+    payment = session.exec(select(Payment).where(Payment.id == payment_id).with_for_update()
+                           .execution_options(populate_existing=True)).first()
+    if payment is None:
+        raise NotFound(f"no payment {payment_id}")
+    return payment
 
 
 def applied_by_invoice(session: Session, payment_id: int) -> list[tuple[Invoice, int]]:
@@ -130,12 +133,12 @@ def _reverse(session: Session, *, payment: Payment, invoice: Invoice, amount_min
     notes gave (module docstring), then reopen it by the rest, which it returns."""
     from workflows import disputes
     from workflows.credit_notes import customer_credit_of
+    from workflows.invoicing import lock_invoice
     from workflows.orders import transition
 
     # the invoice locked first: two refunds of two payments on it (or a credit note issued
     # meanwhile) would both read the same customer credit and give it back twice
-    session.exec(select(Invoice).where(Invoice.id == invoice.id).with_for_update()
-                 .execution_options(populate_existing=True)).one()
+    lock_invoice(session, invoice.id)
     credit = min(customer_credit_of(session, invoice.id), amount_minor)
     reopen = amount_minor - credit
     if reopen:

@@ -41,7 +41,7 @@ from models import (
 from workflows import approvals, audit, policy
 from workflows import validation as v
 from workflows.errors import Conflict, OverallocationError, ValidationFailed
-from workflows.invoicing import get_invoice
+from workflows.invoicing import get_invoice, lock_invoice
 from workflows.users import require_role
 
 REASON_MAX = 500
@@ -62,11 +62,6 @@ def _reason(value: str | None) -> str:
     if len(text) > REASON_MAX:
         raise ValidationFailed.of("reason", f"at most {REASON_MAX} characters")
     return text
-
-
-def _lock_invoice(session: Session, invoice_id: int) -> Invoice:
-    return session.exec(select(Invoice).where(Invoice.id == invoice_id).with_for_update()
-                        .execution_options(populate_existing=True)).one()
 
 
 def pending_minor(session: Session, invoice_id: int) -> int:
@@ -150,7 +145,7 @@ def request_write_off(session: Session, *, invoice_number: str, reason: str, act
                  action="write_off.request", entity_type="invoice",
                  entity_id=invoice_number[:64])
     text = _reason(reason)
-    invoice = _lock_invoice(session, get_invoice(session, invoice_number).id)
+    invoice = lock_invoice(session, get_invoice(session, invoice_number).id)
     amount_minor = _amount_to_write_off(session, invoice, amount, amount_minor)
     request = WriteOffRequest(invoice_id=invoice.id, customer_id=invoice.customer_id,
                               currency=invoice.currency, amount_minor=amount_minor, kind=kind,
@@ -198,7 +193,7 @@ def waive_fee(session: Session, *, invoice_number: str, reason: str, actor: str,
     require_role(session, user_id=actor, roles=WAIVER_ROLES, action="late_fee.waive",
                  entity_type="invoice", entity_id=invoice_number[:64])
     text = _reason(reason)
-    invoice = _lock_invoice(session, get_invoice(session, invoice_number).id)
+    invoice = lock_invoice(session, get_invoice(session, invoice_number).id)
     left = _fee_left(session, invoice)
     rules = policy.current(session)
     limit = Decimal(rules.fee_waiver_approval)
@@ -232,7 +227,7 @@ def withdraw_fees(session: Session, numbers: list[str], *, now: datetime) -> lis
         found = session.exec(select(Invoice.id).where(Invoice.number == number)).first()
         if found is None:
             continue
-        invoice = _lock_invoice(session, found)
+        invoice = lock_invoice(session, found)
         if invoice.fee_for_invoice_id is None:
             continue
         left = open_to_write_off(session, invoice)
@@ -261,7 +256,7 @@ def _approved(session: Session, approval, request: WriteOffRequest, user_id: str
               now: datetime) -> None:
     from workflows.cash_application import write_off
 
-    invoice = _lock_invoice(session, request.invoice_id)
+    invoice = lock_invoice(session, request.invoice_id)
     request.decided_by, request.decided_at = user_id, now
     amount = min(request.amount_minor,
                  invoice.balance_minor - credit_waiting(session, invoice.id))
