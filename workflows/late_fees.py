@@ -53,6 +53,7 @@ from sqlmodel import Session, select
 from models import Customer, Invoice, InvoiceLine, money
 from models.limits import MAX_AMOUNT_DIGITS
 from workflows import audit, exposure, invoicing, numbering, policy
+from workflows.validation import setting_amount_ok
 
 DAYS_IN_YEAR = Decimal(365)
 INTEREST = "Interest "  # how an interest line's description starts
@@ -70,9 +71,7 @@ def _amount(text: str, item: str) -> Decimal:
         value = Decimal(text)
     except InvalidOperation:
         raise ValueError(f"{item!r}: {text!r} is not a number") from None
-    # (the digits first: quantizing a huge number raises InvalidOperation)
-    if (not value.is_finite() or value < 0 or value.adjusted() >= MAX_AMOUNT_DIGITS
-            or value != value.quantize(Decimal("0.001"))):
+    if not setting_amount_ok(value):
         raise ValueError(f"{item!r}: {text!r} must be at least 0, with at most "
                          f"{MAX_AMOUNT_DIGITS} digits before the point and 3 after it")
     return value

@@ -24,6 +24,7 @@ from decimal import Decimal, InvalidOperation
 
 from models import ApprovalKind, Role, money
 from models.limits import MAX_AMOUNT_DIGITS
+from workflows.validation import setting_amount_ok
 
 KINDS = tuple(k.value for k in ApprovalKind)
 
@@ -51,10 +52,7 @@ def parse_tiers(text: str) -> dict[str, Tier]:
             threshold = Decimal(amount)
         except InvalidOperation:
             raise ValueError(f"{item!r}: {amount!r} is not an amount") from None
-        # (the digits are checked first: quantizing a huge number raises InvalidOperation)
-        if (not threshold.is_finite() or threshold < 0
-                or threshold.adjusted() >= MAX_AMOUNT_DIGITS
-                or threshold != threshold.quantize(Decimal("0.001"))):
+        if not setting_amount_ok(threshold):
             raise ValueError(f"{item!r}: the amount must be at least 0, with at most "
                              f"{MAX_AMOUNT_DIGITS} digits before the point and 3 after it")
         if role not in {r.value for r in Role}:

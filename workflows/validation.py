@@ -83,6 +83,14 @@ def percent_bp(field: str, value: str | Decimal | int) -> int:
 MAX_EARLY_DISCOUNT_PCT = Decimal(10)
 
 
+def setting_amount_ok(value: Decimal) -> bool:
+    """An amount a setting states (an approval tier, a late fee), in major units: finite, at
+    least 0, at most `MAX_AMOUNT_DIGITS` digits before the point and 3 after (the digits are
+    checked first: quantizing a huge number raises InvalidOperation)."""
+    return (value.is_finite() and value >= 0 and value.adjusted() < limits.MAX_AMOUNT_DIGITS
+            and value == value.quantize(Decimal("0.001")))
+
+
 def early_discount_ok(pct: Decimal, days: int, net_days: int) -> bool:
     """Terms whose early-payment discount the bot will take: at most
     `MAX_EARLY_DISCOUNT_PCT`, and its days within the net days."""
