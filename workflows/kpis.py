@@ -336,9 +336,10 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
 
     report = KpiReport(as_of=as_of, window_days=window_days, currency=None,
                        known_at=known_at)
-    home_currency = policy.current(session).home_currency
+    books = policy.current(session)  # (read once: its home currency and time zone)
+    home_currency, zone = books.home_currency, zone_or_utc(books.business_timezone)
     if rollups and known_at is None:
-        return _from_rollups(report, reads, start, home_currency)
+        return _from_rollups(report, reads, start, home_currency, zone)
     # the aging's pass over the open invoices also sums those issued the day before the
     # window (AR then: its first part) and before the credit sales' first range (a hint)
     before, first_start = start - timedelta(days=1), _Sales.first_start(as_of, start)
@@ -346,7 +347,7 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
     aging, payments, _, deductions = reads([
         lambda s: aging_by_currency(s, as_of, known_at=known_at, issued_by=(before, older)),
         lambda s: _payments(s, start, as_of, known_at),
-        lambda s: (_approvals(s, report, start, as_of), _cycle_time(s, report, start, as_of)),
+        lambda s: (_approvals(s, report, start, as_of), _cycle_time(s, report, start, as_of, zone)),
         lambda s: _quality(s, report, start, as_of)])
     currency = _home_currency(aging, home_currency) or reads([lambda s: _top_sales_currency(
         s, start, as_of, home_currency, known_at)])[0]
@@ -438,7 +439,7 @@ def _issued_from_rollups(session: Session, start: date, end: date) -> int:
 
 
 def _from_rollups(report: KpiReport, reads: Callable[[list], list], start: date,
-                  home_currency: str) -> KpiReport:
+                  home_currency: str, zone: tzinfo) -> KpiReport:
     """`compute` without `known_at`, from the rollups where they hold the answer: besides
     the aging (one pass over the open invoices), the disputes, approvals and shipments, it
     reads a few hundred rows of `kpi_daily` — invoices billed, late fees among them and
@@ -452,7 +453,7 @@ def _from_rollups(report: KpiReport, reads: Callable[[list], list], start: date,
     aging, (daily, ar_before), _, deductions = reads([
         lambda s: aging_by_currency(s, as_of),
         lambda s: _daily(s, first, as_of, before),
-        lambda s: (_approvals(s, report, start, as_of), _cycle_time(s, report, start, as_of)),
+        lambda s: (_approvals(s, report, start, as_of), _cycle_time(s, report, start, as_of, zone)),
         lambda s: _quality(s, report, start, as_of,
                            issued=_issued_from_rollups(s, start, as_of))])
     currency = _home_currency(aging, home_currency) or reads([lambda s: _top_sales_currency(
@@ -553,10 +554,11 @@ def _approvals(session: Session, report: KpiReport, start: date, end: date) -> N
         report.approval_turnaround_hours = _q(Decimal(seconds) / 3600 / len(rows))
 
 
-def _cycle_time(session: Session, report: KpiReport, start: date, end: date) -> None:
+def _cycle_time(session: Session, report: KpiReport, start: date, end: date,
+                zone: tzinfo) -> None:
     """Order cycle time in business days: an order's date and the day it first shipped are both
-    dates in the books' time zone (the shipment's invoice is dated so), as is the window."""
-    zone = zone_or_utc(policy.current(session).business_timezone)
+    dates in the books' time zone `zone` (the shipment's invoice is dated so), as is the
+    window."""
     first = (select(Shipment.order_id, sa.func.min(Shipment.shipped_at).label("first"))
              .where(*_known(Shipment.created_at, report.known_at))
              .group_by(Shipment.order_id).subquery())
