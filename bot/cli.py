@@ -449,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a scheduled job now")
     p.add_argument("job", help="digest, digest-schedule, dunning, approval-reminders, "
                    "dispute-reminders, statements, kpi-report, kpi-snapshot, kpi-rollup-merge, "
-                   "subscription-billing, revenue-close, idempotency-keys")
+                   "subscription-billing, revenue-close, idempotency-keys, log-retention")
     p.add_argument("--as-of", type=_date, help="evaluate as of this date (YYYY-MM-DD)")
     p.add_argument("--period", help="revenue-close: the month to close, YYYY-MM (and every "
                    "month before it)")

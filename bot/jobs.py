@@ -32,6 +32,34 @@ def forget_idempotency_keys(deps, as_of: date | None = None) -> dict:
     return {"forgotten": forgotten, "retention_hours": hours}
 
 
+JOB_RUNS_KEPT = timedelta(days=30)  # a scheduled firing's row (bot.scheduler.purge_runs)
+
+
+def purge_logs(deps, as_of: date | None = None) -> dict:
+    """The `log-retention` job: delete the outbound webhooks' delivery log older than
+    `O2C_WEBHOOK_LOG_RETENTION_DAYS` (never an attempt of a delivery still retried) and the
+    scheduler's firings older than `JOB_RUNS_KEPT`, in short transactions. `as_of` is not
+    used: the rows are stamped by the recording clock, so the sandbox's Time travel purges
+    nothing."""
+    from bot.scheduler import purge_runs
+    from workflows import webhooks
+
+    days = deps.settings.o2c_webhook_log_retention_days
+    cutoff = utcnow() - timedelta(days=days)
+    deliveries = 0
+    while True:
+        with deps.db.transaction() as session:
+            done = webhooks.purge_deliveries(session, before=cutoff)
+        deliveries += done
+        if done < 1000:
+            break
+    runs = 0
+    while (done := purge_runs(deps.db, before=utcnow() - JOB_RUNS_KEPT)) == 1000:
+        runs += done
+    return {"webhook_deliveries": deliveries, "job_runs": runs + done,
+            "webhook_log_retention_days": days}
+
+
 @dataclass(frozen=True)
 class Job:
     name: str
@@ -68,6 +96,9 @@ JOBS: dict[str, Job] = {job.name: job for job in (
         "once, summary to the AR channel)"),
     Job("idempotency-keys", forget_idempotency_keys, {"minute": "50"},
         "forget the REST API's Idempotency-Keys older than O2C_IDEMPOTENCY_RETENTION_HOURS"),
+    Job("log-retention", purge_logs, {"minute": "55"},
+        "delete the webhook delivery log older than O2C_WEBHOOK_LOG_RETENTION_DAYS (not a "
+        "delivery still retried) and the scheduler's job runs older than 30 days"),
 )}
 
 

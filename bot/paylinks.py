@@ -6,7 +6,9 @@ A link exists when customers can pay through it: with `STRIPE_API_KEY` (and
 in for Stripe's payment page. Otherwise `PayLinks.for_settings` is None and no e-mail or card
 changes. Links are made when a message that shows one is delivered (the first invoice e-mail,
 dunning e-mail or invoice card of an invoice), so invoices issued before the feature was
-switched on get one too; the link itself never changes (`workflows.payment_links`).
+switched on get one too; the link itself never changes (`workflows.payment_links`): its
+token is derived from `O2C_PAY_LINK_SECRETS` (or `O2C_LINK_SECRETS`) each time it is shown,
+the database keeping only its hash.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from bot.db import Database
-from bot.settings import Settings
+from bot.settings import PAY_SECRETS_MISSING, Settings, SettingsError
 from models import Invoice
 from workflows import payment_links
 
@@ -26,18 +28,25 @@ SLACK_TEMPLATES = ("order_shipped",)  # the invoice card
 
 
 class PayLinks:
-    def __init__(self, db: Database, base_url: str) -> None:
+    def __init__(self, db: Database, base_url: str, secrets: list[str]) -> None:
+        if not secrets:
+            raise SettingsError(PAY_SECRETS_MISSING)
         self.db = db
         self.base_url = base_url.rstrip("/")
+        self.secrets = secrets
+
+    def __repr__(self) -> str:  # never show a secret
+        return f"PayLinks({self.base_url!r}, {len(self.secrets)} secret(s))"
 
     @classmethod
     def for_settings(cls, settings: Settings, db: Database) -> PayLinks | None:
         if settings.stripe_enabled:
-            return cls(db, settings.o2c_public_url or "")
-        if settings.o2c_sandbox:  # the sandbox's stand-in for Stripe's payment page
+            return cls(db, settings.o2c_public_url or "", settings.pay_link_secrets())
+        if settings.o2c_sandbox and settings.pay_link_secrets():
+            # the sandbox's stand-in for Stripe's payment page
             from sandbox.web import sandbox_origin
 
-            return cls(db, sandbox_origin(settings))
+            return cls(db, sandbox_origin(settings), settings.pay_link_secrets())
         return None
 
     def url_for(self, invoice_number: str | None, *, session: Session | None = None
@@ -57,7 +66,7 @@ class PayLinks:
         invoice = session.exec(select(Invoice).where(Invoice.number == invoice_number)).first()
         if invoice is None or payment_links.open_to_pay(invoice) == 0:
             return None
-        return f"{self.base_url}/pay/{payment_links.link_for(session, invoice).token}"
+        return f"{self.base_url}/pay/{payment_links.token_for(session, invoice, self.secrets)}"
 
     def email_values(self, template: str, context: dict, *,
                      session: Session | None = None) -> dict:

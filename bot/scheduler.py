@@ -94,6 +94,21 @@ def _jsonable(value: object) -> object:
     return str(value)
 
 
+def purge_runs(db: Database, *, before: datetime, limit: int = 1000) -> int:
+    """Delete up to `limit` firings (`run_scheduled`'s rows: key = a minute) started before
+    `before`; how many. Safe once older than a firing can be late: a firing's key is the
+    minute it runs in (`deps.clock`, never a past one; APScheduler fires a missed run at most
+    `misfire_grace_time`, an hour, late, under the minute it then runs in), and `o2c run`
+    claims no row. Rows keyed otherwise are kept: the weekly KPI post's ("2026-W48",
+    `bot.reports`) is what stops a back-fill of any past week from posting it twice."""
+    table = JobRun.__table__
+    firing = table.c.run_key.like("____-__-__T__:__")
+    ids = sa.select(table.c.id).where(table.c.started_at < before, firing) \
+        .order_by(table.c.id).limit(limit).scalar_subquery()
+    with db.transaction() as session:
+        return session.execute(sa.delete(table).where(table.c.id.in_(ids))).rowcount
+
+
 def run_scheduled(deps, spec: jobs.Job, planned: datetime) -> dict | None:
     """One firing of a scheduled job, once across processes. None when skipped."""
     run_key = planned.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")

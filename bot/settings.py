@@ -22,6 +22,8 @@ from workflows.policy import Policy
 
 SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 POLICY = Policy()  # the defaults of the policy settings
+PAY_SECRETS_MISSING = ("STRIPE_API_KEY needs O2C_PAY_LINK_SECRETS (or O2C_LINK_SECRETS): the "
+                       "Pay now links' tokens are derived from it, e.g. openssl rand -hex 32")
 
 
 class SettingsError(Exception):
@@ -117,6 +119,11 @@ class Settings(BaseSettings):
     # one verifies (rotate by putting a new one first, drop the old one when its links have
     # expired); without them (or O2C_PUBLIC_URL) e-mails carry no links and /c/ answers 404
     o2c_link_secrets: SecretStr | None = None
+    # "Pay now" links (workflows.payment_links): HMAC secrets the links' tokens are derived
+    # from (only a hash of a token is stored), comma-separated, the first makes new links and
+    # every one rebuilds the links it made; unset, O2C_LINK_SECRETS's. Pay now links never
+    # expire: never drop a secret that made some (the URLs it made would change)
+    o2c_pay_link_secrets: SecretStr | None = None
     # outbound webhooks (bot/webhooks_out.py): deliveries go to public addresses only; on,
     # endpoints on this computer or a private network are allowed too (a developer's local
     # receiver; `o2c demo` turns it on). A rotated signing secret keeps signing beside the new
@@ -126,6 +133,9 @@ class Settings(BaseSettings):
     # how long an Idempotency-Key of the REST API is kept (a retry with it replays its first
     # answer) before the hourly `idempotency-keys` job forgets it (api/idempotency.py)
     o2c_idempotency_retention_hours: int = Field(default=24 * 30, ge=24, le=24 * 3660)
+    # how long the outbound webhooks' delivery log (one row per attempt) is kept before the
+    # hourly `log-retention` job deletes it (an attempt of a delivery still retried is kept)
+    o2c_webhook_log_retention_days: int = Field(default=90, ge=1, le=3660)
     # carrier -> tracking URL template with {tracking}, added to or replacing the built-in
     # ones (bot/customer_links.py), e.g. "acme=https://track.acme.example/?n={tracking}"
     o2c_tracking_urls: str = ""
@@ -181,7 +191,7 @@ class Settings(BaseSettings):
             raise ValueError("must be the server's public base URL, e.g. https://o2c.example.com")
         return value.rstrip("/")
 
-    @field_validator("o2c_link_secrets")
+    @field_validator("o2c_link_secrets", "o2c_pay_link_secrets")
     @classmethod
     def _check_link_secrets(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
@@ -347,6 +357,8 @@ class Settings(BaseSettings):
         if self.secret("stripe_api_key") and not self.o2c_public_url:
             raise SettingsError("STRIPE_API_KEY needs O2C_PUBLIC_URL (where customers reach "
                                 "this server: the Pay now links and Stripe's return pages)")
+        if self.stripe_enabled and not self.pay_link_secrets():
+            raise SettingsError(PAY_SECRETS_MISSING)
         if self.secret("hubspot_access_token"):
             from bot.hubspot import Mapping
 
@@ -357,6 +369,12 @@ class Settings(BaseSettings):
         """A secret setting's value, or None when it is unset or empty."""
         value = getattr(self, name)
         return value.get_secret_value() or None if value is not None else None
+
+    def pay_link_secrets(self) -> list[str]:
+        """The secrets "Pay now" link tokens are derived from, the first for new links
+        (O2C_PAY_LINK_SECRETS, else O2C_LINK_SECRETS); empty when neither is set."""
+        value = self.secret("o2c_pay_link_secrets") or self.secret("o2c_link_secrets") or ""
+        return [part.strip() for part in value.split(",") if part.strip()]
 
     @property
     def stripe_enabled(self) -> bool:

@@ -120,13 +120,21 @@ class PaymentLink(SQLModel, table=True):
     The link that goes into e-mails never changes; what it opens does. Each click looks at
     the open balance and reuses the provider's checkout session for it, or replaces the
     session when the balance changed (`generation` counts the sessions; the old one is
-    expired at the provider so it can no longer be paid)."""
+    expired at the provider so it can no longer be paid).
+
+    The link's token is never stored: `token_hash` is the SHA-256 (hex) of the token its URL
+    carries (derived from a server secret, `workflows.payment_links.token_for`), so a copy of
+    the database opens no customer's page; `legacy_token_hash`, the hash of the random token
+    a link made before 0030 carried, which still opens it."""
 
     __tablename__ = "payment_links"
+    __table_args__ = (sa.Index("ix_payment_links_legacy_token_hash", "legacy_token_hash",
+                               unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
     invoice_id: int = Field(foreign_key="invoices.id", unique=True)
-    token: str = Field(unique=True, max_length=64)
+    token_hash: str = Field(unique=True, max_length=64)
+    legacy_token_hash: str | None = Field(default=None, max_length=64)
     generation: int = 0
     amount_minor: int | None = big_field(default=None, nullable=True)
     currency: str | None = Field(default=None, max_length=3)

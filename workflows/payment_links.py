@@ -25,6 +25,16 @@ twice if Stripe rules for us). A dispute opening or closing moves it like a paym
 Money still arriving for an old amount (a race the expiry cannot close) is recorded and
 applied like any payment: the rest stays as unapplied credit, visible in the AR channel.
 
+The token in the URL is never stored: the row keeps its SHA-256 (`token_hash`) and a click is
+looked up by the hash of the token it brings. For the link to be shown again (each e-mail,
+card or page rebuilds it) the token is derived, not random: HMAC-SHA256 of a server secret
+(`O2C_PAY_LINK_SECRETS`, the caller passes them) and the invoice's id (`token_for`), so the
+same URL comes back every time and a copy of the database (a backup, a replica) can neither
+read nor make one. A link made before tokens were hashed (migration 0030) keeps its random
+token's hash in `legacy_token_hash`, so the URLs already e-mailed keep working; the first
+time such a link is shown again it gets a derived token (`payment_link.token_derived` in
+the audit log), the URL shown from then on.
+
 Amounts go to Stripe in its API's units (`to_stripe`) and come back from it the same way
 (`from_stripe`, used by `workflows.stripe_events`): our minor units (ISO 4217) except ISK,
 which ISO 4217 gives no decimals but Stripe's API keeps two-decimal (100 = 1 krona, whole
@@ -35,7 +45,10 @@ kronur only). A three-decimal currency's amount reaches Stripe only with a last 
 
 from __future__ import annotations
 
-import secrets
+import base64
+import hashlib
+import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -109,29 +122,85 @@ def card_refusal(amount_minor: int, currency: str) -> str | None:
     return None
 
 
-def link_for(session: Session, invoice: Invoice) -> PaymentLink:
-    """The invoice's link, made when first needed (a concurrent twin wins and is returned)."""
-    found = session.exec(select(PaymentLink).where(PaymentLink.invoice_id == invoice.id)).first()
-    if found is not None:
-        return found
-    try:
-        with session.begin_nested():
-            link = PaymentLink(invoice_id=invoice.id, token=secrets.token_urlsafe(24))
-            session.add(link)
-            session.flush()
-    except IntegrityError:
-        return session.exec(select(PaymentLink).where(
-            PaymentLink.invoice_id == invoice.id)).one()
-    return link
+def hash_token(token: str) -> str:
+    """What the database keeps of a link's token: its SHA-256, hex."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def derive_token(secret: str, invoice_id: int) -> str:
+    """The token of an invoice's link under `secret` (32 URL-safe characters)."""
+    digest = hmac.new(secret.encode(), f"o2c-pay:{invoice_id}".encode(),
+                      hashlib.sha256).digest()[:24]
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+def token_for(session: Session, invoice: Invoice, secrets: Sequence[str]) -> str:
+    """The token of the invoice's link, for its URL: the link is made when first needed (a
+    concurrent twin wins), and its token rebuilt from whichever of `secrets` made it. A link
+    none of them made (one from before 0030, or whose secret was dropped) gets one derived
+    from the first; the URL it carried before keeps working (`legacy_token_hash`) when it
+    was the link's first."""
+    if not secrets:
+        raise ValueError("no secret to derive a payment link's token from")
+    link = _link(session, invoice.id)
+    if link is None:
+        try:
+            with session.begin_nested():
+                link = PaymentLink(invoice_id=invoice.id,
+                                   token_hash=hash_token(derive_token(secrets[0], invoice.id)))
+                session.add(link)
+                session.flush()
+        except IntegrityError:
+            link = _link(session, invoice.id)
+    if (token := _made_by(link, secrets)) is not None:
+        return token
+    link = _link(session, invoice.id, lock=True)  # two renders at once: one re-derives
+    if (token := _made_by(link, secrets)) is not None:
+        return token
+    token = derive_token(secrets[0], invoice.id)
+    before = link.token_hash
+    link.legacy_token_hash = link.legacy_token_hash or before
+    link.token_hash = hash_token(token)
+    session.add(link)
+    session.flush()
+    audit.record(session, actor="system", action="payment_link.token_derived",
+                 entity_type="invoice", entity_id=invoice.id,
+                 reason="the link's token was not made by a current secret; its first URL "
+                        "keeps working" if link.legacy_token_hash == before else
+                        "the link's token was made by a secret no longer configured")
+    return token
+
+
+def _link(session: Session, invoice_id: int, *, lock: bool = False) -> PaymentLink | None:
+    query = select(PaymentLink).where(PaymentLink.invoice_id == invoice_id)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return session.exec(query).first()
+
+
+def _made_by(link: PaymentLink, secrets: Sequence[str]) -> str | None:
+    """The link's token when one of `secrets` made it (compared in constant time)."""
+    for secret in secrets:
+        token = derive_token(secret, link.invoice_id)
+        if hmac.compare_digest(hash_token(token), link.token_hash):
+            return token
+    return None
 
 
 def _looks_like_token(token: str) -> bool:
-    """Anything else is no link (and a NUL would be a database error on PostgreSQL)."""
-    return 0 < len(token) <= 64 and "\x00" not in token
+    """Anything else is no link."""
+    return 0 < len(token) <= 64
+
+
+def _is(token: str) -> sa.ColumnElement[bool]:
+    """The link a token opens: by its hash (current or pre-0030)."""
+    table = PaymentLink.__table__
+    digest = hash_token(token)
+    return sa.or_(table.c.token_hash == digest, table.c.legacy_token_hash == digest)
 
 
 def by_token(session: Session, token: str) -> tuple[PaymentLink, Invoice, Customer]:
-    link = session.exec(select(PaymentLink).where(PaymentLink.token == token)).first() \
+    link = session.exec(select(PaymentLink).where(_is(token))).first() \
         if _looks_like_token(token) else None
     if link is None:
         raise NotFound("no such payment link")
@@ -161,7 +230,7 @@ def plan_checkout(session: Session, *, token: str, now: datetime,
     looked it up ("open", "complete", "expired"), None when there is none. The link row is
     locked, so two clicks at once agree on one generation (and the provider's idempotency
     key, built from it, makes them one session)."""
-    link = session.exec(select(PaymentLink).where(PaymentLink.token == token)
+    link = session.exec(select(PaymentLink).where(_is(token))
                         .with_for_update().execution_options(populate_existing=True)
                         ).first() if _looks_like_token(token) else None
     if link is None:
@@ -212,7 +281,7 @@ def store_session(session: Session, *, token: str, generation: int, session_id: 
     """Remember the session made for `generation` (unless a newer one was claimed since)."""
     table = PaymentLink.__table__
     return session.execute(sa.update(table).where(
-        table.c.token == token, table.c.generation == generation).values(
+        _is(token), table.c.generation == generation).values(
         session_id=session_id, session_url=url)).rowcount == 1
 
 
@@ -225,7 +294,7 @@ def release(session: Session, *, token: str, generation: int) -> bool:
     timeout, whose retry under the same key is what returns the session that may exist."""
     table = PaymentLink.__table__
     return session.execute(sa.update(table).where(
-        table.c.token == token, table.c.generation == generation,
+        _is(token), table.c.generation == generation,
         table.c.session_id.is_(None)).values(expires_at=None)).rowcount == 1
 
 

@@ -385,6 +385,19 @@ def record_attempt(session: Session, *, subscription_id: int, event_id: int, out
                 f"{row.failing_since.isoformat()}; last: {error or status_code}")
 
 
+def purge_deliveries(session: Session, *, before: datetime, limit: int = 1000) -> int:
+    """Delete up to `limit` rows of the delivery log attempted before `before` (the
+    `log-retention` job's cutoff, `O2C_WEBHOOK_LOG_RETENTION_DAYS`); how many. An attempt
+    whose message is still queued or being sent (a retry to come) is kept, whatever its
+    age: it is the log of a delivery not finished."""
+    log, ob = WebhookDelivery.__table__, OutboxMessage.__table__
+    unfinished = sa.select(ob.c.id).where(ob.c.id == log.c.outbox_id, ob.c.status.in_(
+        (OutboxStatus.PENDING, OutboxStatus.SENDING)))
+    ids = sa.select(log.c.id).where(log.c.attempted_at < before, ~unfinished.exists()) \
+        .order_by(log.c.id).limit(limit).scalar_subquery()
+    return session.execute(sa.delete(log).where(log.c.id.in_(ids))).rowcount
+
+
 def disable(session: Session, row: WebhookSubscription, *, at: datetime, reason: str) -> bool:
     """Disable a subscription that keeps failing (once: a conditional UPDATE), fail what is
     queued for it, and tell the admins (alerts channel and a DM each)."""

@@ -66,8 +66,17 @@ def test_stripe_needs_the_public_url_and_the_mapping_is_checked() -> None:
     with pytest.raises(SettingsError, match="O2C_PUBLIC_URL") as refused:
         load_settings(**base, stripe_api_key="sk_test_hidden42").require_for_serve()
     assert "sk_test_hidden42" not in str(refused.value)
+    # the Pay now links' tokens are derived from a secret (only their hash is stored)
+    with pytest.raises(SettingsError, match="O2C_PAY_LINK_SECRETS"):
+        load_settings(**base, stripe_api_key="sk_test_x",
+                      o2c_public_url="https://o2c.example.com/").require_for_serve()
+    with pytest.raises(SettingsError, match="O2C_PAY_LINK_SECRETS.*at least 32"):
+        load_settings(o2c_pay_link_secrets="short")
     ready = load_settings(**base, stripe_api_key="sk_test_x",
+                          o2c_pay_link_secrets="p" * 32 + ", " + "q" * 32,
                           o2c_public_url="https://o2c.example.com/").require_for_serve()
+    assert ready.pay_link_secrets() == ["p" * 32, "q" * 32]
+    assert load_settings(o2c_link_secrets="l" * 32).pay_link_secrets() == ["l" * 32]
     assert ready.stripe_enabled and ready.o2c_public_url == "https://o2c.example.com"
     with pytest.raises(SettingsError, match="O2C_PUBLIC_URL"):
         load_settings(o2c_public_url="o2c.example.com")

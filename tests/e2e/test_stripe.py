@@ -37,6 +37,7 @@ from tests.support.slack import ask, text_of
 # the pages and webhooks are asked with a generous timeout: three CI lanes share two CPUs, and a
 # server thread of this process once took over httpx's default 5 s to answer a page
 web = httpx.Client(timeout=30)
+PAY_SECRETS = ["the-pay-link-secret-of-the-stripe-tests-0123456789"]
 LINK = re.compile(r"(http://127\.0\.0\.1:\d+/pay/[A-Za-z0-9_-]+)")
 
 
@@ -45,7 +46,8 @@ def stripe_server(database_url, standin, smtp) -> Iterator:
     port = free_port()
     settings = test_settings(database_url, standin.api_url, smtp_url=smtp.url,
                              stripe_api_key=sp.API_KEY, stripe_webhook_secret=sp.WEBHOOK_SECRET,
-                             o2c_public_url=f"http://127.0.0.1:{port}")
+                             o2c_public_url=f"http://127.0.0.1:{port}",
+                             o2c_pay_link_secrets=",".join(PAY_SECRETS))
     running = start_server(settings, port=port)
     running.worker.poll_interval = 0.05
     running.app.state.runtime.integrations.poll_interval = 0.05
@@ -190,7 +192,7 @@ def test_a_balance_change_replaces_the_session(stripe_server, stripe_api) -> Non
         from workflows import payment_links
 
         invoice = s.exec(select(Invoice).where(Invoice.number == number)).one()
-        token = payment_links.link_for(s, invoice).token
+        token = payment_links.token_for(s, invoice, PAY_SECRETS)
     first = stripe_api.post(f"{sp.API}/v1/checkout/sessions", json=session_answer(
         "cs_test_A", "https://checkout.stripe.com/c/pay/cs_test_A", 20_000, number))
     assert web.post(f"{base}/pay/{token}").status_code == 303
@@ -240,8 +242,8 @@ def test_a_balance_no_card_can_pay_gets_a_clear_page_not_try_again(
         f.customer(s, "C-KUWAIT", "Kuwait Trading", currency="KWD", credit_limit="50000")
         small = f.invoice(s, "INV-2026-000001", total="0.30")
         kwd = f.invoice(s, "INV-2026-000002", "C-KUWAIT", total="12.345", currency="KWD")
-        small_token = payment_links.link_for(s, small).token
-        kwd_token = payment_links.link_for(s, kwd).token
+        small_token = payment_links.token_for(s, small, PAY_SECRETS)
+        kwd_token = payment_links.token_for(s, kwd, PAY_SECRETS)
     created = stripe_api.post(f"{sp.API}/v1/checkout/sessions", status=400, json={"error": {
         "type": "invalid_request_error", "code": "amount_too_small",
         "param": "line_items[0][price_data][unit_amount]",
@@ -277,7 +279,7 @@ def test_a_stripe_server_error_is_not_replayed_to_the_next_click(
 
         f.customer(s)
         invoice = f.invoice(s, "INV-2026-000001", total="200.00")
-        token = payment_links.link_for(s, invoice).token
+        token = payment_links.token_for(s, invoice, PAY_SECRETS)
     failed = stripe_api.post(f"{sp.API}/v1/checkout/sessions", status=refusal[0],
                              json={"error": refusal[1]})
     # when the first click meets Stripe's refusal
@@ -308,8 +310,8 @@ def test_the_pay_page_leaves_out_what_is_in_question(stripe_server, stripe_api) 
         whole = f.invoice(s, "INV-2026-000002", total="500.00")
         f.dispute(s, part.number, amount="300.00")
         f.dispute(s, whole.number)
-        part_token = payment_links.link_for(s, part).token
-        whole_token = payment_links.link_for(s, whole).token
+        part_token = payment_links.token_for(s, part, PAY_SECRETS)
+        whole_token = payment_links.token_for(s, whole, PAY_SECRETS)
     created = stripe_api.post(f"{sp.API}/v1/checkout/sessions", json=session_answer(
         "cs_test_1", "https://checkout.stripe.com/c/pay/cs_test_1", 70_000, part.number))
     # then the page asks for 700.00 and says why, and Pay opens a checkout for 700.00
@@ -338,7 +340,7 @@ def test_the_pay_page_gives_the_early_payment_discount_of_the_terms(
         issued = stripe_server.deps.clock.now().date() - timedelta(days=3)
         invoice = f.invoice(s, "INV-2026-000001", total="1000.00", issued=issued,
                             due=issued + timedelta(days=30), terms="2/10 NET30")
-        token = payment_links.link_for(s, invoice).token
+        token = payment_links.token_for(s, invoice, PAY_SECRETS)
     created = stripe_api.post(f"{sp.API}/v1/checkout/sessions", json=session_answer(
         "cs_test_1", "https://checkout.stripe.com/c/pay/cs_test_1", 98_000, invoice.number))
     # then the page asks for 980.00 and names the discount, and Pay asks Stripe for 980.00
@@ -447,3 +449,48 @@ def test_two_server_processes_record_a_payment_once(database_url, standin, tmp_p
         log = (tmp_path / f"s{i}.log").read_text()
         assert "Traceback" not in log, log
     db.dispose()
+
+
+def test_the_database_keeps_only_a_hash_of_the_link_and_old_links_still_open(
+        stripe_server, smtp) -> None:
+    import hashlib
+
+
+    base = stripe_server.base_url
+    company(stripe_server.db)
+    # given an invoice e-mailed with its Pay now link, and one whose link was made before
+    # tokens were hashed (migration 0030 hashed its random token in place)
+    number = invoiced(base)
+    link = LINK.search(invoice_mail(smtp).get_body(preferencelist=("plain",)).get_content()
+                       ).group(1)
+    token = link.rsplit("/", 1)[1]
+    old_token = "pre-0030-random-token_AbCdEfGhIjKl"
+    with stripe_server.db.transaction() as s:
+        old = f.invoice(s, "INV-OLD-1", total="80.00", currency="USD")
+        s.add(PaymentLink(invoice_id=old.id,
+                          token_hash=hashlib.sha256(old_token.encode()).hexdigest()))
+    # then no row holds the token, only its hash
+    with stripe_server.db.read_session() as s:
+        rows = [r.model_dump() for r in s.exec(select(PaymentLink)).all()]
+    assert not any(token in str(value) for row in rows for value in row.values())
+    assert hashlib.sha256(token.encode()).hexdigest() in [r["token_hash"] for r in rows]
+    # and the link opens its invoice's page; an unknown token does not
+    page = web.get(link)
+    assert page.status_code == 200 and number in page.text and "200.00" in page.text
+    assert web.get(f"{base}/pay/{token[:-1]}x").status_code == 404
+    # and the link from before the upgrade still opens its page
+    old_page = web.get(f"{base}/pay/{old_token}")
+    assert old_page.status_code == 200 and "INV-OLD-1" in old_page.text
+    # and every time a link is shown again it is the same URL (the invoice card)
+    assert stripe_server.deps.pay_url(number) == link
+    assert stripe_server.deps.pay_url(number) == link
+    # the old invoice's link, shown again, gets a derived token: the same URL from then on,
+    # and the URL already e-mailed keeps working
+    shown = stripe_server.deps.pay_url("INV-OLD-1")
+    assert shown == stripe_server.deps.pay_url("INV-OLD-1") != f"{base}/pay/{old_token}"
+    assert "INV-OLD-1" in web.get(shown).text and "INV-OLD-1" in web.get(
+        f"{base}/pay/{old_token}").text
+    with stripe_server.db.read_session() as s:
+        row = s.exec(select(PaymentLink).where(PaymentLink.invoice_id == old.id)).one()
+        assert row.legacy_token_hash == hashlib.sha256(old_token.encode()).hexdigest()
+        assert old_token not in str(row.model_dump())

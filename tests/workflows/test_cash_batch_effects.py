@@ -137,9 +137,9 @@ def test_a_pay_now_session_for_the_old_balance_is_expired(surface, books, reques
                                                           tmp_path) -> None:
     # given a Stripe checkout session open for INV-E-1's 1000.00
     with books.transaction() as s:
-        link = payment_links.link_for(s, invoice(s, "INV-E-1"))
-        plan = payment_links.plan_checkout(s, token=link.token, now=NOW)
-        assert payment_links.store_session(s, token=link.token, generation=plan.generation,
+        token = payment_links.token_for(s, invoice(s, "INV-E-1"), ["a-pay-link-secret-" * 2])
+        plan = payment_links.plan_checkout(s, token=token, now=NOW)
+        assert payment_links.store_session(s, token=token, generation=plan.generation,
                                            session_id="cs_test_E1",
                                            url="https://checkout.stripe.test/cs_test_E1")
     # when Globex pays it by bank transfer (and 250.00 of INV-E-2)

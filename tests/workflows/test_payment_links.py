@@ -21,6 +21,7 @@ from tests.support.timetravel import frozen_at
 from workflows import payment_links, stripe_events
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+PAY_SECRETS = ["pay-link-secret-of-the-tests-0123456789abcdef"]
 frozen_time = frozen_at(NOW)
 
 
@@ -30,7 +31,7 @@ def given_invoice(db, total: str, currency: str) -> tuple[str, str]:
         f.customer(s, currency=currency, collector="UCOLL001", credit_limit="50000")
         inv = f.invoice(s, "INV-2026-000001", total=total, currency=currency,
                         due=date(2026, 3, 30))
-        return inv.number, payment_links.link_for(s, inv).token
+        return inv.number, payment_links.token_for(s, inv, PAY_SECRETS)
 
 
 def plan(db, token: str, previous: str | None = None) -> payment_links.Checkout:
@@ -177,7 +178,7 @@ def given_terms_invoice(db, *, issued: date, terms: str = "2/10 NET30",
         f.customer(s, currency="USD", collector="UCOLL001", credit_limit="50000")
         inv = f.invoice(s, "INV-2026-000001", total=total, currency="USD", issued=issued,
                         due=issued + timedelta(days=30), terms=terms)
-        return inv.number, payment_links.link_for(s, inv).token
+        return inv.number, payment_links.token_for(s, inv, PAY_SECRETS)
 
 
 def open_session(db, token: str) -> None:
