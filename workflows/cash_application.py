@@ -33,7 +33,7 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import date, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, NoResultFound
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
@@ -581,11 +581,10 @@ def _still_fits(session: Session, payment: Payment, lines: list[dict]) -> None:
     open): refused (`Conflict`), nothing applied. The invoices are locked as they are read,
     so nothing moves them before the allocation."""
     for line in sorted(lines, key=lambda line: line["invoice_id"]):  # (one lock order)
-        invoice = session.exec(select(Invoice).where(Invoice.id == line["invoice_id"])
-                               .with_for_update()).first()
-        if invoice is None:
-            raise Conflict(f"Invoice {line['number']} no longer exists.")
-        session.refresh(invoice)
+        try:
+            invoice = lock_invoice(session, line["invoice_id"])
+        except NoResultFound:
+            raise Conflict(f"Invoice {line['number']} no longer exists.") from None
         worked_on = (line["allocate_minor"] + line["deduction_minor"]
                      + sum(amount for amount, _ in line["write_offs"]))
         if invoice.balance_minor != worked_on:
