@@ -707,7 +707,7 @@ def correct_application(session: Session, *, payment_id: int, invoices: list[str
     lines = correction_lines(session, payment, targets, restored)
     planned = {line["invoice_id"]: (line["allocate_minor"], tuple(sorted(
         (amount, reason) for amount, reason in line["write_offs"]))) for line in lines}
-    if planned == current:
+    if planned and planned == current:
         raise Conflict(f"Payment #{payment.id} is already applied that way "
                        f"({_settlement_text(payment, lines)}); nothing changed.")
     before = [(inv.number, a.amount_minor) for a, inv in payment_allocations(session,

@@ -362,3 +362,25 @@ def test_the_same_correction_twice_at_once_moves_the_payment_once(books, db) -> 
     assert len(books.exec(select(AuditEvent).where(
         AuditEvent.action == "payment.corrected")).all()) == 1
     assert invariants.validate_all(books) == []
+
+
+def test_a_correction_of_a_payment_given_back_says_so(books) -> None:
+    from workflows.cash_application import return_payment
+
+    # given 50.00 nobody could place, given back to its payer
+    payment, _ = record_payment(books, PaymentIn(
+        amount="50.00", currency="USD", received_at=RECEIVED, payer_name="ZZ TRADING"),
+        actor="test")
+    return_payment(books, payment_id=payment.id, actor="UCOLL001", reason="not ours", now=NOW)
+    books.commit()
+    # when a collector applies it to an invoice
+    with pytest.raises(Conflict) as refused:
+        correct_application(books, payment_id=payment.id, invoices=["INV-2026-000101"],
+                            actor="UCOLL001", now=NOW)
+    books.rollback()
+    # then they are told it was refunded (not that it is "already applied that way"), and
+    # nothing moved
+    assert "refunded" in str(refused.value)
+    assert applied_to(books, payment) == {}
+    assert invoice(books, "INV-2026-000101").balance_minor == 100_000
+    assert invariants.validate_all(books) == []
