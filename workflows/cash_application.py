@@ -820,7 +820,8 @@ def _reverse(session: Session, payment: Payment, *, actor: str, now: datetime) -
     from workflows import credit_notes, disputes, payment_links
 
     if payment.refunded_minor:
-        raise Conflict(f"Payment #{payment.id} was partly refunded; correct it in your ERP. "
+        how = "refunded" if payment.refunded_minor >= payment.amount_minor else "partly refunded"
+        raise Conflict(f"Payment #{payment.id} was {how}; correct it in your ERP. "
                        "Nothing changed.")
     allocations = payment_allocations(session, payment.id)
     write_offs = list(session.exec(select(WriteOff).where(
