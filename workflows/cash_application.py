@@ -33,7 +33,7 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import date, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, NoResultFound
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
@@ -60,6 +60,7 @@ from workflows import (
     cash_rules,
     deductions,
     exposure,
+    matching,
     outbox,
     periods,
     policy,
@@ -75,6 +76,7 @@ from workflows.cash_runs import (
     card_of,
     checked,
     facts_of,
+    line_rows,
     payment_card,
     rules_for,
     same_money,
@@ -89,7 +91,7 @@ from workflows.errors import (
     ValidationFailed,
 )
 from workflows.inputs import PaymentIn
-from workflows.invoicing import reduce_balance, write_off_settled_at
+from workflows.invoicing import lock_invoice, reduce_balance, write_off_settled_at
 from workflows.masterdata import customer_by_external_id
 from workflows.matching import FIT_NONE
 from workflows.users import require_role
@@ -579,11 +581,10 @@ def _still_fits(session: Session, payment: Payment, lines: list[dict]) -> None:
     open): refused (`Conflict`), nothing applied. The invoices are locked as they are read,
     so nothing moves them before the allocation."""
     for line in sorted(lines, key=lambda line: line["invoice_id"]):  # (one lock order)
-        invoice = session.exec(select(Invoice).where(Invoice.id == line["invoice_id"])
-                               .with_for_update()).first()
-        if invoice is None:
-            raise Conflict(f"Invoice {line['number']} no longer exists.")
-        session.refresh(invoice)
+        try:
+            invoice = lock_invoice(session, line["invoice_id"])
+        except NoResultFound:
+            raise Conflict(f"Invoice {line['number']} no longer exists.") from None
         worked_on = (line["allocate_minor"] + line["deduction_minor"]
                      + sum(amount for amount, _ in line["write_offs"]))
         if invoice.balance_minor != worked_on:
@@ -676,32 +677,50 @@ def correct_application(session: Session, *, payment_id: int, invoices: list[str
     """A collector applies a payment to the invoices they name instead of what it was applied
     to (by the engine or a person): every allocation, write-off and deduction of the payment
     is reversed (audited, invoice balances restored), the payment is applied to `invoices` in
-    that order, learned rules that led to the first application are retired, and the engine
-    learns how this customer paid. A payment nobody applied yet is simply applied."""
+    that order — a bank fee or early-payment discount written off where the engine would
+    write it off (`correction_lines`) — learned rules that led to the first application are
+    retired, and the engine learns how this customer paid. A payment nobody applied yet is
+    simply applied. A correction that would leave the payment where it is (the same
+    invoices, amounts and write-offs) is refused: nothing to correct, nothing changed.
+
+    The payment, then every invoice the correction touches (those it is on, those named), are
+    locked in id order first: two corrections crossing each other's invoices wait, not
+    deadlock, and the balances the new application is worked out on cannot move."""
     require_role(session, user_id=actor, roles=(Role.COLLECTOR,), action="payment.correct",
                  entity_type="payment", entity_id=payment_id)
     payment = refunds.lock_payment(session, payment_id)
     # an invoice this payment paid may be named again (a second pick on the card keeps the
-    # first): whether each is open is checked once the payment is taken off them
+    # first): whether each is open is checked as it is once the payment is taken off it
     targets = _manual_targets(session, invoices, payment.currency, None, open_only=False)
     owners = {t.customer_id for t in targets}
     if len(owners) != 1:
         raise ValidationFailed.of("apply_to", "name invoices of one customer")
+    current = _settlements_of(session, payment.id)
+    locked = {invoice_id: lock_invoice(session, invoice_id)
+              for invoice_id in sorted({*current, *(t.id for t in targets)})}
+    targets = [locked[t.id] for t in targets]
+    restored = {t.id: t.balance_minor + current.get(t.id, (0, ()))[0]
+                + sum(amount for amount, _ in current.get(t.id, (0, ()))[1]) for t in targets}
+    for target in targets:
+        if restored[target.id] == 0:
+            raise ValidationFailed.of("apply_to", f"{target.number} is already paid")
+    lines = correction_lines(session, payment, targets, restored)
+    planned = {line["invoice_id"]: (line["allocate_minor"], tuple(sorted(
+        (amount, reason) for amount, reason in line["write_offs"]))) for line in lines}
+    if planned and planned == current:
+        raise Conflict(f"Payment #{payment.id} is already applied that way "
+                       f"({_settlement_text(payment, lines)}); nothing changed.")
     before = [(inv.number, a.amount_minor) for a, inv in payment_allocations(session,
                                                                              payment.id)]
     _reverse(session, payment, actor=actor, now=now)
-    targets = [session.get(Invoice, t.id) for t in targets]
-    for target in targets:
-        session.refresh(target)
-        if target.balance_minor == 0:
-            raise ValidationFailed.of("apply_to", f"{target.number} is already paid")
     customer_id = owners.pop()
     payment.customer_id = customer_id
     old = payment.match_details or {}
     retired = cash_rules.retire_used(session, rule_ids=old.get("learned", []),
                                      payment=payment, actor=actor, now=now,
                                      customer_id=customer_id)
-    _apply_manually(session, payment, targets, actor=actor)
+    _apply_lines(session, payment, lines, method=MANUAL, actor=actor)
+    refresh_status(session, payment)
     learned = cash_rules.teach(session, payment=payment, customer_id=customer_id, actor=actor,
                                source="correction", now=now, names=names,
                                invoice_numbers=[t.number for t in targets])
@@ -709,9 +728,11 @@ def correct_application(session: Session, *, payment_id: int, invoices: list[str
                                                                             payment.id)]
     invoices_after = [{"invoice": n, "amount": money.to_str(a, payment.currency)}
                       for n, a in after]
+    written = [[line["number"], amount, reason] for line in lines
+               for amount, reason in line["write_offs"]]
     payment.match_details = {
         **{k: val for k, val in old.items() if k != "learned"}, "outcome": "corrected",
-        "write_off_minor": 0, "deduction_minor": 0,
+        "write_off_minor": sum(amount for _, amount, _ in written), "deduction_minor": 0,
         "decision": {"by": actor, "at": now.isoformat(), "rank": None, "corrected": True,
                      "invoices": invoices_after, "status": payment.status,
                      "learned": [_learned_text(session, rule) for rule in learned]}}
@@ -720,13 +741,67 @@ def correct_application(session: Session, *, payment_id: int, invoices: list[str
                  entity_id=payment.id, to_state=payment.status, at=now,
                  reason="applied to other invoices by a person",
                  before=[[n, a] for n, a in before], after=[[n, a] for n, a in after],
-                 retired=[r.id for r in retired], learned=[r.id for r in learned])
+                 written_off=written, retired=[r.id for r in retired],
+                 learned=[r.id for r in learned])
     session.flush()
     _update_card(session, payment, f"cashapp-corrected:{payment.id}:{len(before)}:"
                  f"{now.isoformat()}")
     session.flush()
     webhooks.payment_events(session, payment, created=False)
     return payment
+
+
+def _settlements_of(session: Session,
+                    payment_id: int) -> dict[int, tuple[int, tuple[tuple[int, str], ...]]]:
+    """What the payment has settled on each invoice: invoice id -> (allocated, its write-offs
+    as sorted (amount, reason) pairs)."""
+    allocated: dict[int, int] = {}
+    for allocation, invoice in payment_allocations(session, payment_id):
+        allocated[invoice.id] = allocated.get(invoice.id, 0) + allocation.amount_minor
+    written: dict[int, list[tuple[int, str]]] = {}
+    for row in session.exec(select(WriteOff).where(WriteOff.payment_id == payment_id)):
+        written.setdefault(row.invoice_id, []).append((row.amount_minor, row.reason))
+    return {invoice_id: (allocated.get(invoice_id, 0), tuple(sorted(written.get(invoice_id, []))))
+            for invoice_id in {*allocated, *written}}
+
+
+def correction_lines(session: Session, payment: Payment, targets: list[Invoice],
+                     balances: dict[int, int]) -> list[dict]:
+    """How a person's correction applies the payment to `targets` (in that order), each open
+    for `balances[id]` once the payment is taken off it: by the engine's own rule
+    (`matching.settle`, the policy's bank-fee tolerance) when the payment settles them
+    exactly, after their early-payment discounts or short by a bank fee within tolerance
+    (the fee or discount written off, as the engine would); otherwise in order, each invoice
+    as far as the money goes, what is left open staying open and what is left over staying
+    unapplied credit. Rows as `_apply_lines` takes them."""
+    items = [matching.OpenItem(t.id, t.number, t.customer_id, t.currency, balances[t.id],
+                               t.total_minor, t.issue_date, t.payment_terms or "", None,
+                               t.order_id) for t in targets]
+    amount = payment.amount_minor - (payment.refunded_minor or 0)
+    settled = matching.settle(items, amount, facts_of(payment).received_on,
+                              rules_for(session), allow_partial=False)
+    if settled is not None:
+        return line_rows(settled[1])
+    lines, left = [], amount
+    for item in items:
+        if left <= 0:
+            break
+        take = min(left, item.balance_minor)
+        lines.append(matching.Line(item, take))
+        left -= take
+    return line_rows(lines)
+
+
+def _settlement_text(payment: Payment, lines: list[dict]) -> str:
+    """ "USD 987.50 to INV-2026-000101, USD 12.50 written off as bank fee" """
+    parts = []
+    for line in lines:
+        if line["allocate_minor"]:
+            parts.append(f"{money.format_money(line['allocate_minor'], payment.currency)} to "
+                         f"{line['number']}")
+        parts += [f"{money.format_money(amount, payment.currency)} written off as "
+                  f"{reason.replace('_', ' ')}" for amount, reason in line["write_offs"]]
+    return ", ".join(parts)
 
 
 _RESTORE = (sa.update(Invoice.__table__)
@@ -745,7 +820,8 @@ def _reverse(session: Session, payment: Payment, *, actor: str, now: datetime) -
     from workflows import credit_notes, disputes, payment_links
 
     if payment.refunded_minor:
-        raise Conflict(f"Payment #{payment.id} was partly refunded; correct it in your ERP. "
+        how = "refunded" if payment.refunded_minor >= payment.amount_minor else "partly refunded"
+        raise Conflict(f"Payment #{payment.id} was {how}; correct it in your ERP. "
                        "Nothing changed.")
     allocations = payment_allocations(session, payment.id)
     write_offs = list(session.exec(select(WriteOff).where(

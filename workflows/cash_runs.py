@@ -165,10 +165,15 @@ def facts_of(payment: Payment, customer_id: int | None = None) -> matching.Payme
 # -- what a plan means -------------------------------------------------------------------------
 def lines_of(plan: matching.Plan) -> list[dict]:
     """A plan as the rows Apply allocates (stored with each suggestion)."""
+    return line_rows(plan.lines)
+
+
+def line_rows(lines: Iterable[matching.Line]) -> list[dict]:
+    """Plan lines as the rows `cash_application` allocates, writes off and flags."""
     return [{"invoice_id": line.item.id, "number": line.item.number,
              "allocate_minor": line.allocate_minor,
              "write_offs": [[amount, reason] for amount, reason in line.write_offs],
-             "deduction_minor": line.deduction_minor} for line in plan.lines]
+             "deduction_minor": line.deduction_minor} for line in lines]
 
 
 def learned_ids(plan: matching.Plan, evidence: matching.Evidence) -> list[int]:

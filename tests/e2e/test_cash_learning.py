@@ -199,3 +199,24 @@ def test_a_replayed_correction_cannot_undo_a_later_one(
     with server.db.read_session() as s:
         assert len(s.exec(select(AuditEvent).where(
             AuditEvent.action == "payment.corrected")).all()) == 2
+
+
+def test_a_correction_to_where_the_payment_already_is_says_there_is_nothing_to_correct(
+        company, server, api, slack, standin) -> None:
+    # given a payment the engine applied to Initech's invoice by its number
+    payment = api.post("/payments", json={
+        "amount": "99.95", "currency": "USD", "received_at": NOON,
+        "reference": "INV-2026-000601", "external_id": "BANK-12"}).json()
+    assert placed(payment) == [("INV-2026-000601", "99.95")]
+    # when a collector "corrects" it to that same invoice
+    answer = text_of(ask(slack, standin.api, "UCOLL001",
+                         f"payment {payment['id']} apply INV-2026-000601"))
+    # then they are told it is applied that way already, and nothing was reversed
+    assert "already applied that way" in answer and "nothing changed" in answer
+    assert "Applied as you said" not in answer
+    assert placed(api.get(f"/payments/{payment['id']}").json()) == [("INV-2026-000601",
+                                                                      "99.95")]
+    with server.db.read_session() as s:
+        assert s.exec(select(AuditEvent).where(
+            AuditEvent.action.in_(["payment.corrected", "payment.allocation_reversed"]))
+        ).all() == []

@@ -492,6 +492,33 @@ def test_a_bank_fee_suggestion_on_an_invoice_reopened_meanwhile_is_refused(books
     healthy(books)
 
 
+def test_a_suggestion_on_an_invoice_gone_since_is_refused(books) -> None:
+    from models import PaymentSuggestion
+
+    # given a card offering 250.00 for INV-2026-000124, whose invoice is gone since (the
+    # suggestion keeps the id it was worked out on)
+    payment = reviewed(books, "250.00", reference="INV-2026-000124", payer="Globex Corporation")
+    offered = suggestions_of(books, payment)[0]
+    row = books.exec(select(PaymentSuggestion).where(
+        PaymentSuggestion.payment_id == payment.id,
+        PaymentSuggestion.rank == offered["rank"])).one()
+    row.lines = [{**line, "invoice_id": 999_999, "number": "INV-2026-999999"}
+                 for line in row.lines]
+    books.add(row)
+    books.commit()
+    # when the collector applies it
+    with pytest.raises(Conflict) as refused:
+        apply_suggestion(books, payment_id=payment.id, rank=offered["rank"], actor="UCOLL001",
+                         now=NOW)
+    books.rollback()
+    # then they are told, and nothing is applied
+    assert str(refused.value) == "Invoice INV-2026-999999 no longer exists."
+    assert allocations(books, payment) == {}
+    assert books.get(Payment, payment.id).status == "needs_review"
+    assert invoice(books, "INV-2026-000124").balance_minor == 25_000
+    healthy(books)
+
+
 def test_two_collectors_applying_two_options_at_once_apply_once_and_the_second_is_told_who(
         db, books, waiting) -> None:
     from tests.support.meanwhile import second_writer

@@ -216,3 +216,172 @@ def test_a_correction_that_cannot_be_made_changes_nothing(books, case) -> None:
     assert (invoice(books, "INV-2026-000090").balance_minor,
             invoice(books, "INV-2026-000101").balance_minor) == (0, 100_000)
     assert invariants.validate_all(books) == []
+
+
+def fees_allowed(session) -> None:
+    """A bank-fee tolerance of 1.5 % up to 20.00 (the policy an admin set)."""
+    from workflows import policy
+
+    policy.set_value(session, key="bank_fee_pct", value="1.5", actor="test")
+    policy.set_value(session, key="bank_fee_max", value="20.00", actor="test")
+    session.commit()
+
+
+def written_off(session, payment: Payment) -> dict[str, list[tuple[int, str]]]:
+    from models import WriteOff
+
+    rows = session.exec(select(WriteOff, Invoice).join(Invoice, Invoice.id == WriteOff.invoice_id)
+                        .where(WriteOff.payment_id == payment.id).order_by(WriteOff.id)).all()
+    found: dict[str, list[tuple[int, str]]] = {}
+    for row, inv in rows:
+        found.setdefault(inv.number, []).append((row.amount_minor, row.reason))
+    return found
+
+
+def test_a_correction_to_the_invoice_the_payment_is_on_changes_nothing(books) -> None:
+    from models import AuditEvent
+
+    # given 987.50 from Globex for its 1,000.00 invoice, applied by the engine with the
+    # 12.50 short written off as a bank fee (the tolerance allows it): the invoice is settled
+    fees_allowed(books)
+    payment, _ = record_payment(books, PaymentIn(
+        amount="987.50", currency="USD", received_at=RECEIVED, customer="C-GLOBEX",
+        reference="INV-2026-000101"), actor="test")
+    books.commit()
+    assert applied_to(books, payment) == {"INV-2026-000101": 98_750}
+    assert written_off(books, payment) == {"INV-2026-000101": [(1_250, "bank_fee")]}
+    assert invoice(books, "INV-2026-000101").balance_minor == 0
+    events = len(books.exec(select(AuditEvent)).all())
+    # when a collector "corrects" it to the invoice it is already on
+    with pytest.raises(Conflict) as refused:
+        correct_application(books, payment_id=payment.id, invoices=["INV-2026-000101"],
+                            actor="UCOLL001", now=NOW)
+    books.rollback()
+    # then they are told there is nothing to correct, and nothing moved: the fee stays
+    # written off, the invoice settled (no 12.50 left to dun), no audit noise
+    assert str(refused.value) == (
+        f"Payment #{payment.id} is already applied that way (USD 987.50 to "
+        "INV-2026-000101, USD 12.50 written off as bank fee); nothing changed.")
+    assert applied_to(books, payment) == {"INV-2026-000101": 98_750}
+    assert written_off(books, payment) == {"INV-2026-000101": [(1_250, "bank_fee")]}
+    assert invoice(books, "INV-2026-000101").balance_minor == 0
+    assert len(books.exec(select(AuditEvent)).all()) == events
+    assert invariants.validate_all(books) == []
+
+
+def test_a_correction_weighs_the_bank_fee_again_as_the_engine_does(books) -> None:
+    # given 1,387.50 from Globex for both its invoices (1,000.00 and 400.00): the engine
+    # wrote the 12.50 short off as a bank fee on the last one
+    fees_allowed(books)
+    payment, _ = record_payment(books, PaymentIn(
+        amount="1387.50", currency="USD", received_at=RECEIVED, customer="C-GLOBEX",
+        reference="INV-2026-000101 INV-2026-000102"), actor="test")
+    books.commit()
+    assert written_off(books, payment) == {"INV-2026-000102": [(1_250, "bank_fee")]}
+    # when a collector moves it to the 1,000.00 invoice alone: no fee fits any more
+    correct_application(books, payment_id=payment.id, invoices=["INV-2026-000101"],
+                        actor="UCOLL001", now=NOW)
+    books.commit()
+    assert applied_to(books, payment) == {"INV-2026-000101": 100_000}
+    assert written_off(books, payment) == {}
+    assert (payment.unapplied_minor, invoice(books, "INV-2026-000102").balance_minor) == (
+        38_750, 40_000)
+    # and then back to both: the 12.50 is a bank fee within tolerance again, written off
+    # (not left open on the 400.00 invoice to be dunned)
+    correct_application(books, payment_id=payment.id,
+                        invoices=["INV-2026-000101", "INV-2026-000102"],
+                        actor="UCOLL001", now=NOW + timedelta(minutes=1))
+    books.commit()
+    assert applied_to(books, payment) == {"INV-2026-000101": 100_000,
+                                          "INV-2026-000102": 38_750}
+    assert written_off(books, payment) == {"INV-2026-000102": [(1_250, "bank_fee")]}
+    assert (invoice(books, "INV-2026-000101").balance_minor,
+            invoice(books, "INV-2026-000102").balance_minor) == (0, 0)
+    assert (payment.status, payment.unapplied_minor) == ("applied", 0)
+    assert payment.match_details["write_off_minor"] == 1_250
+    assert invariants.validate_all(books) == []
+
+
+def test_two_corrections_crossing_each_others_invoices_both_go_through(books, db) -> None:
+    from workflows import cash_application
+
+    # given 300.00 on Globex's 1,000.00 invoice and 100.00 on its 400.00 invoice
+    first, _ = record_payment(books, PaymentIn(
+        amount="300.00", currency="USD", received_at=RECEIVED, customer="C-GLOBEX"),
+        actor="UCOLL001", apply_to=["INV-2026-000101"])
+    second, _ = record_payment(books, PaymentIn(
+        amount="100.00", currency="USD", received_at=RECEIVED, customer="C-GLOBEX"),
+        actor="UCOLL001", apply_to=["INV-2026-000102"])
+    books.commit()
+
+    def move(payment_id: int, to: str):
+        def work(s):
+            return correct_application(s, payment_id=payment_id, invoices=[to],
+                                       actor="UCOLL001", now=NOW).id
+        return work
+    # when two collectors each move one onto the other's invoice at the same moment (each
+    # held just before it takes its payment off its invoice: the interleaving in which
+    # they waited for each other in a circle)
+    outcomes = meanwhile.side_by_side(
+        db, (move(first.id, "INV-2026-000102"), cash_application, "_reverse"),
+        (move(second.id, "INV-2026-000101"), cash_application, "_reverse"))
+    # then both went through, one after the other, and the books add up
+    assert outcomes == [first.id, second.id]
+    books.expire_all()
+    assert applied_to(books, books.get(Payment, first.id)) == {"INV-2026-000102": 30_000}
+    assert applied_to(books, books.get(Payment, second.id)) == {"INV-2026-000101": 10_000}
+    assert (invoice(books, "INV-2026-000101").balance_minor,
+            invoice(books, "INV-2026-000102").balance_minor) == (90_000, 10_000)
+    assert invariants.validate_all(books) == []
+
+
+def test_the_same_correction_twice_at_once_moves_the_payment_once(books, db) -> None:
+    from models import AuditEvent
+
+    # given 1,000.00 on Globex's 1,000.00 invoice
+    payment, _ = record_payment(books, PaymentIn(
+        amount="1000.00", currency="USD", received_at=RECEIVED, customer="C-GLOBEX"),
+        actor="UCOLL001", apply_to=["INV-2026-000101"])
+    books.commit()
+    # when two collectors move it to the 400.00 invoice at the same moment (the second
+    # waits for the first)
+    correct_application(books, payment_id=payment.id, invoices=["INV-2026-000102"],
+                        actor="UCOLL001", now=NOW)
+
+    def again(s):
+        return correct_application(s, payment_id=payment.id, invoices=["INV-2026-000102"],
+                                   actor="UCOLL001", now=NOW)
+    with pytest.raises(Conflict, match="already applied that way"):
+        meanwhile.second_writer(db, books, again)
+    # then it was moved once: 400.00 on the invoice, 600.00 credit, one correction audited
+    books.expire_all()
+    assert applied_to(books, books.get(Payment, payment.id)) == {"INV-2026-000102": 40_000}
+    assert books.get(Payment, payment.id).unapplied_minor == 60_000
+    assert (invoice(books, "INV-2026-000101").balance_minor,
+            invoice(books, "INV-2026-000102").balance_minor) == (100_000, 0)
+    assert len(books.exec(select(AuditEvent).where(
+        AuditEvent.action == "payment.corrected")).all()) == 1
+    assert invariants.validate_all(books) == []
+
+
+def test_a_correction_of_a_payment_given_back_says_so(books) -> None:
+    from workflows.cash_application import return_payment
+
+    # given 50.00 nobody could place, given back to its payer
+    payment, _ = record_payment(books, PaymentIn(
+        amount="50.00", currency="USD", received_at=RECEIVED, payer_name="ZZ TRADING"),
+        actor="test")
+    return_payment(books, payment_id=payment.id, actor="UCOLL001", reason="not ours", now=NOW)
+    books.commit()
+    # when a collector applies it to an invoice
+    with pytest.raises(Conflict) as refused:
+        correct_application(books, payment_id=payment.id, invoices=["INV-2026-000101"],
+                            actor="UCOLL001", now=NOW)
+    books.rollback()
+    # then they are told it was refunded (not that it is "already applied that way"), and
+    # nothing moved
+    assert str(refused.value) == (f"Payment #{payment.id} was refunded; correct it in your "
+                                  "ERP. Nothing changed.")
+    assert applied_to(books, payment) == {}
+    assert invoice(books, "INV-2026-000101").balance_minor == 100_000
+    assert invariants.validate_all(books) == []

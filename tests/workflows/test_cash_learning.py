@@ -10,7 +10,16 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from models import AuditEvent, CashRule, Deduction, Invoice, OutboxMessage, Payment, WebhookEvent
+from models import (
+    AuditEvent,
+    CashRule,
+    Deduction,
+    Invoice,
+    OutboxMessage,
+    Payment,
+    WebhookEvent,
+    WriteOff,
+)
 from tests.support import factories as f
 from tests.support.timetravel import frozen_at
 from workflows import invariants, queries, webhooks
@@ -222,6 +231,13 @@ def test_a_correction_of_a_bank_fee_write_off_restores_the_invoice(books) -> Non
     globex = books.exec(select(Invoice).where(Invoice.number == "INV-2026-000102")).one()
     assert globex.balance_minor == 77_700
     assert applied_to(books, payment) == {"INV-2026-000202": 77_600}
+    # and Initech's is settled: the 1.00 short is a bank fee there too, written off as the
+    # engine would (not left open to be dunned)
+    initech = books.exec(select(Invoice).where(Invoice.number == "INV-2026-000202")).one()
+    assert initech.balance_minor == 0
+    assert [(w.invoice_id, w.amount_minor, w.reason) for w in books.exec(select(WriteOff).where(
+        WriteOff.payment_id == payment.id))] == [(initech.id, 100, "bank_fee")]
+    assert payment.match_details["write_off_minor"] == 100
     healthy(books)
 
 
