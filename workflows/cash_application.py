@@ -278,14 +278,23 @@ def _manual_targets(session: Session, numbers: list[str], currency: str,
 
 def _apply_manually(session: Session, payment: Payment, invoices: list[Invoice], *,
                     actor: str) -> None:
-    for invoice in invoices:
-        if payment.unapplied_minor == 0:
-            break
-        allocate(session, payment=payment, invoice=invoice,
-                 amount_minor=min(payment.unapplied_minor, invoice.balance_minor),
-                 method=MANUAL, actor=actor)
-    payment.match_details = {**(payment.match_details or {}), "engine": ENGINE,
-                             "outcome": "manual", "write_off_minor": 0, "deduction_minor": 0}
+    """The invoices a person picked when recording the payment, in that order, by the same
+    rule as a correction (`correction_lines`: a bank fee within tolerance or an early-payment
+    discount written off as the engine would). The invoices are locked in id order first, so
+    the balances the lines are worked out on cannot move."""
+    locked = {invoice.id: lock_invoice(session, invoice.id)
+              for invoice in sorted(invoices, key=lambda invoice: invoice.id)}
+    targets = [locked[invoice.id] for invoice in invoices]
+    for target in targets:
+        if target.balance_minor == 0:
+            raise ValidationFailed.of("apply_to", f"{target.number} is already paid")
+    lines = correction_lines(session, payment, targets,
+                             {target.id: target.balance_minor for target in targets})
+    _apply_lines(session, payment, lines, method=MANUAL, actor=actor)
+    payment.match_details = {
+        **(payment.match_details or {}), "engine": ENGINE, "outcome": "manual",
+        "write_off_minor": sum(amount for line in lines for amount, _ in line["write_offs"]),
+        "deduction_minor": 0}
     refresh_status(session, payment)
 
 

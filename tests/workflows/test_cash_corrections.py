@@ -302,6 +302,32 @@ def test_a_correction_weighs_the_bank_fee_again_as_the_engine_does(books) -> Non
     assert invariants.validate_all(books) == []
 
 
+def test_invoices_picked_when_recording_follow_the_engines_fee_rule_too(books) -> None:
+    # given the same tolerance, a collector records 987.50 from Globex in the modal and picks
+    # its 1,000.00 invoice: 12.50 short, a bank fee the engine writes off
+    fees_allowed(books)
+    payment, _ = record_payment(books, PaymentIn(
+        amount="987.50", currency="USD", received_at=RECEIVED, customer="C-GLOBEX"),
+        actor="UCOLL001", source="slack", apply_to=["INV-2026-000101"])
+    books.commit()
+    # then the invoice is settled, the fee written off (not 12.50 left open to be dunned)
+    assert applied_to(books, payment) == {"INV-2026-000101": 98_750}
+    assert written_off(books, payment) == {"INV-2026-000101": [(1_250, "bank_fee")]}
+    assert invoice(books, "INV-2026-000101").balance_minor == 0
+    assert (payment.status, payment.unapplied_minor) == ("applied", 0)
+    assert payment.match_details["outcome"] == "manual"
+    assert payment.match_details["write_off_minor"] == 1_250
+    # and a payment short by more than the tolerance pays as far as it goes, the rest open
+    short, _ = record_payment(books, PaymentIn(
+        amount="300.00", currency="USD", received_at=RECEIVED, customer="C-GLOBEX"),
+        actor="UCOLL001", source="slack", apply_to=["INV-2026-000102"])
+    books.commit()
+    assert applied_to(books, short) == {"INV-2026-000102": 30_000}
+    assert written_off(books, short) == {}
+    assert invoice(books, "INV-2026-000102").balance_minor == 10_000
+    assert invariants.validate_all(books) == []
+
+
 def test_two_corrections_crossing_each_others_invoices_both_go_through(books, db) -> None:
     from workflows import cash_application
 
