@@ -167,7 +167,7 @@ class KpiDaily(SQLModel, table=True):
       `sales_minor - fees_minor - credited_minor`; migration 0028_kpi_fee_sales);
     * `credited_minor`: the credit notes of sales invoices (not of late-fee invoices) dated
       that day (`effective_date`): what credit sales are net of (migration
-      0030_kpi_net_sales_business_day);
+      0031_kpi_net_sales_business_day);
     * `settled_minor`: allocations, credit notes and write-offs of the currency's invoices,
       each on the later of its effective date and its invoice's issue date — the first day on
       which it counts in AR, so AR(t) = Σ sales_minor − settled_minor over the days ≤ t;

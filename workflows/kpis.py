@@ -78,7 +78,7 @@ Where the figures are read (the same answers either way, to the cent): without `
 credit sales (and the credit notes taken off them), the sales invoices issued, AR the day
 before W, bad debt and the cash-application counts and amounts come from `kpi_daily` — per
 currency and day, kept by database triggers in the statement of every write to invoices,
-allocations, credit notes, write-offs and payments (migrations 0023_kpi_rollups, 0028, 0030;
+allocations, credit notes, write-offs and payments (migrations 0023_kpi_rollups, 0028, 0031;
 `workflows.invariants.validate_kpi_rollups` recomputes it) — so only the aging, the disputes,
 approvals and shipments read many rows. The payments' rollups are kept by UTC day: the UTC
 days wholly inside W come from them, the hours at either end of W (when the business time

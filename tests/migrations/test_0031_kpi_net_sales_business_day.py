@@ -1,4 +1,4 @@
-"""Migration 0030_kpi_net_sales_business_day: the credit notes against sales invoices get a
+"""Migration 0031_kpi_net_sales_business_day: the credit notes against sales invoices get a
 column of their own in the KPI rollups (`kpi_daily.credited_minor`, by the credit note's
 date), backfilled from the credit notes already there and kept by triggers (a credit note
 written, changed, deleted; an invoice becoming a late fee or changing currency moves its
@@ -19,7 +19,7 @@ from models import CreditNote
 from tests.support.migrations import plain_engine, rollup_book_below
 from workflows import invariants, kpis
 
-REVISION = "0030_kpi_net_sales_business_day"
+REVISION = "0031_kpi_net_sales_business_day"
 
 
 def _note(conn: sa.Connection, number: str, amount: int, day: date) -> None:

@@ -19,8 +19,8 @@
 
 Downgrading drops the triggers, the column and the index.
 
-Revision ID: 0030_kpi_net_sales_business_day
-Revises: 0029_reversed_settlements
+Revision ID: 0031_kpi_net_sales_business_day
+Revises: 0030_pay_token_hash
 Create Date: 2026-12-07
 """
 # ruff: noqa: S608 - every SQL text below is built from this file's constants, no input
@@ -29,8 +29,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0030_kpi_net_sales_business_day"
-down_revision: str | None = "0029_reversed_settlements"
+revision: str = "0031_kpi_net_sales_business_day"
+down_revision: str | None = "0030_pay_token_hash"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
