@@ -22,6 +22,9 @@ class PaymentStatus(StrEnum):
 
 class Payment(SQLModel, table=True):
     __tablename__ = "payments"
+    # the KPIs: the payments received in the hours at either end of a window of business
+    # days (the UTC days in between come from `kpi_daily`)
+    __table_args__ = (sa.Index("ix_payments_received", "received_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     # Re-importing the same bank line or API payment changes nothing: unique external id.

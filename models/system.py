@@ -164,12 +164,17 @@ class KpiDaily(SQLModel, table=True):
     * `sales_minor`: totals of the invoices issued that day (credit sales, late fees included);
       `invoices_issued`: how many of them are sales (not late-fee invoices); `fees_minor`:
       the totals of the late-fee invoices among them (not sales: credit sales are
-      `sales_minor - fees_minor`; migration 0028_kpi_fee_sales);
+      `sales_minor - fees_minor - credited_minor`; migration 0028_kpi_fee_sales);
+    * `credited_minor`: the credit notes of sales invoices (not of late-fee invoices) dated
+      that day (`effective_date`): what credit sales are net of (migration
+      0031_kpi_net_sales_business_day);
     * `settled_minor`: allocations, credit notes and write-offs of the currency's invoices,
       each on the later of its effective date and its invoice's issue date — the first day on
       which it counts in AR, so AR(t) = Σ sales_minor − settled_minor over the days ≤ t;
     * `bad_debt_minor`: bad-debt write-offs by effective date;
-    * `payments`, `received_minor`: payments by the UTC day of `received_at`;
+    * `payments`, `received_minor`: payments by the UTC day of `received_at` (the KPIs read
+      the UTC days wholly in their window of business days here, the hours at its ends from
+      the payments: `workflows.kpis`);
       `payments_auto`, `auto_matched_minor`: those the engine matched with no manual
       allocation (applied or partially applied, `Payment.manual_allocations` = 0 and
       `Payment.auto_allocated_minor` ≠ 0) and what it allocated from them.
@@ -195,3 +200,4 @@ class KpiDaily(SQLModel, table=True):
     received_minor: int = big_field(default=0, sa_column_kwargs={"server_default": "0"})
     auto_matched_minor: int = big_field(default=0, sa_column_kwargs={"server_default": "0"})
     fees_minor: int = big_field(default=0, sa_column_kwargs={"server_default": "0"})
+    credited_minor: int = big_field(default=0, sa_column_kwargs={"server_default": "0"})

@@ -536,6 +536,13 @@ def kpi_rollups_recomputed(session: Session
                 .join(Invoice, Invoice.id == model.invoice_id)
                 .group_by(Invoice.currency, model.effective_date, Invoice.issue_date)).all():
             add(currency, max(effective, issued_on), settled_minor=amount)
+    for currency, day, amount in session.exec(  # (credit notes against sales: 0030)
+            select(Invoice.currency, CreditNote.effective_date,
+                   sa.func.sum(CreditNote.amount_minor))
+            .join(Invoice, Invoice.id == CreditNote.invoice_id)
+            .where(Invoice.fee_for_invoice_id.is_(None))
+            .group_by(Invoice.currency, CreditNote.effective_date)).all():
+        add(currency, day, credited_minor=amount)
     for currency, day, amount in session.exec(
             select(Invoice.currency, WriteOff.effective_date, sa.func.sum(WriteOff.amount_minor))
             .join(Invoice, Invoice.id == WriteOff.invoice_id)

@@ -15,15 +15,19 @@ invoice's balance is never negative, and unapplied cash and customer credit (an 
 the part of a credit note beyond what its invoice had open) are not netted against it;
 amounts in dispute stay in it (the aging shows them as "in dispute").
 Current AR(t) = the part of AR(t) not yet due at t (due date on or after t).
-Credit sales in a period = the totals of invoices issued in it, late-fee invoices left out
-(a fee is owed, so it is in AR, but it is not a sale); credit notes are not taken off them
-(a credit note settles AR, as a payment does, and counts against invoice accuracy). Billed
-in a period = the totals of every invoice issued in it, fees included (what CEI collects
-against: the fees are in AR at both ends of its window, so leaving them out of what was
-billed would count a fee collected as collected from nothing). Payments, approvals and
-disputes are counted in W by their timestamps, days ending at midnight UTC (the payments'
-rollups are kept by UTC day); shipments by their business day (the policy's
-`business_timezone`: the day the shipment's invoice is dated).
+Credit sales in a period = *net* credit sales: the totals of invoices issued in it, late-fee
+invoices left out (a fee is owed, so it is in AR, but it is not a sale), less the credit
+notes dated in it (`effective_date`, the day the books count them on) against sales
+invoices, whenever those were issued — as a finance team computes DSO (a credit note takes
+back part of a sale; one waiving a late fee takes back no sale and is not taken off). They
+may be zero or negative (more credited than sold): the ratios over them are then None.
+Billed in a period = the totals of every invoice issued in it, fees included, credit notes
+not taken off (what CEI collects against: the fees are in AR at both ends of its window, so
+leaving them out of what was billed would count a fee collected as collected from nothing).
+Every window is made of business days in the policy's `business_timezone` (a day ends at
+midnight there): invoices, credit notes and write-offs by their dates; payments, approvals,
+disputes, deductions and shipments by their timestamps' business day (a payment received at
+23:30 Los Angeles time on 30 November counts on 30 November, not on 1 December UTC).
 
 With `known_at` (an audit: "what did the KPIs say then?") every figure counts only the rows
 recorded (`created_at`; approvals by when they were decided) by that moment: invoices,
@@ -71,11 +75,14 @@ approvals, shipments, invoices or resolved disputes in W) is None, shown as "—
   (home currency).
 
 Where the figures are read (the same answers either way, to the cent): without `known_at`,
-credit sales, the sales invoices issued, AR the day before W, bad debt and the cash-application
-counts and amounts come from `kpi_daily` — per currency and day, kept by database triggers in
-the statement of every write to invoices, allocations, credit notes, write-offs and payments
-(migration 0023_kpi_rollups; `workflows.invariants.validate_kpi_rollups` recomputes it) — so
-only the aging, the disputes, approvals and shipments read many rows. With `known_at` (what was
+credit sales (and the credit notes taken off them), the sales invoices issued, AR the day
+before W, bad debt and the cash-application counts and amounts come from `kpi_daily` — per
+currency and day, kept by database triggers in the statement of every write to invoices,
+allocations, credit notes, write-offs and payments (migrations 0023_kpi_rollups, 0028, 0031;
+`workflows.invariants.validate_kpi_rollups` recomputes it) — so only the aging, the disputes,
+approvals and shipments read many rows. The payments' rollups are kept by UTC day: the UTC
+days wholly inside W come from them, the hours at either end of W (when the business time
+zone is not UTC) from the payments received then (`ix_payments_received`). With `known_at` (what was
 recorded by a moment) every figure is read from the base rows.
 """
 
@@ -179,26 +186,46 @@ def _known(column: sa.ColumnElement, known_at: datetime | None) -> list[sa.Colum
 _FEE_TOTAL = sa.case((Invoice.fee_for_invoice_id.is_(None), 0), else_=Invoice.total_minor)
 
 
+def _credited_in(currency: str, start: date, end: date, known_at: datetime | None
+                 ) -> list[sa.ColumnElement]:
+    """Credit notes against sales invoices (not late fees) of `currency` dated from `start` to
+    `end`: what credit sales are net of."""
+    return [Invoice.id == CreditNote.invoice_id, Invoice.currency == currency,
+            Invoice.fee_for_invoice_id.is_(None), CreditNote.effective_date >= start,
+            CreditNote.effective_date <= end, *_known(CreditNote.created_at, known_at)]
+
+
 def sales_between(session: Session, currency: str, start: date, end: date, *,
                   known_at: datetime | None = None) -> int:
-    """Credit sales: the totals of invoices issued from `start` to `end` (inclusive), late-fee
-    invoices left out."""
-    return int(session.exec(select(sa.func.coalesce(sa.func.sum(Invoice.total_minor), 0)).where(
+    """Net credit sales: the totals of invoices issued from `start` to `end` (inclusive),
+    late-fee invoices left out, less the credit notes against sales dated then."""
+    sold = int(session.exec(select(sa.func.coalesce(sa.func.sum(Invoice.total_minor), 0)).where(
         Invoice.currency == currency, Invoice.issue_date >= start,
         Invoice.issue_date <= end, Invoice.fee_for_invoice_id.is_(None),
         *_known(Invoice.created_at, known_at))).one())
+    return sold - int(session.exec(
+        select(sa.func.coalesce(sa.func.sum(CreditNote.amount_minor), 0))
+        .where(*_credited_in(currency, start, end, known_at))).one())
 
 
 def sales_by_day(session: Session, currency: str, start: date, end: date, *,
-                 known_at: datetime | None = None) -> dict[date, tuple[int, int]]:
-    """Per issue day from `start` to `end` (inclusive), the totals of the invoices issued and
-    of the late-fee invoices among them: one grouped range scan of `ix_invoices_sales
-    (currency, issue_date, total_minor, id)`."""
-    return {day: (int(total), int(fees)) for day, total, fees in session.exec(
+                 known_at: datetime | None = None) -> dict[date, tuple[int, int, int]]:
+    """Per day from `start` to `end` (inclusive), the totals of the invoices issued, of the
+    late-fee invoices among them and of the credit notes against sales dated that day: one
+    grouped range scan of `ix_invoices_sales (currency, issue_date, total_minor, id)`, one of
+    `ix_credit_notes_effective`."""
+    daily = {day: (int(total), int(fees), 0) for day, total, fees in session.exec(
         select(Invoice.issue_date, sa.func.sum(Invoice.total_minor), sa.func.sum(_FEE_TOTAL))
         .where(Invoice.currency == currency, Invoice.issue_date >= start,
                Invoice.issue_date <= end, *_known(Invoice.created_at, known_at))
         .group_by(Invoice.issue_date)).all()}
+    for day, credited in session.exec(
+            select(CreditNote.effective_date, sa.func.sum(CreditNote.amount_minor))
+            .where(*_credited_in(currency, start, end, known_at))
+            .group_by(CreditNote.effective_date)).all():
+        total, fees, _ = daily.get(day, (0, 0, 0))
+        daily[day] = (total, fees, int(credited))
+    return daily
 
 
 def count_back_months(as_of: date) -> list[tuple[date, date]]:
@@ -213,7 +240,7 @@ def count_back_months(as_of: date) -> list[tuple[date, date]]:
 
 
 class _Sales:
-    """Credit sales of one currency by day, read in at most two grouped queries: the first
+    """Net credit sales of one currency by day, read in at most two grouped queries: the first
     (`first_range`, from `first_start`) covers the window and the newest months (where the
     count-back usually stops), the second (`rest`) the rest of the count-back's three years —
     read with the first when `jobs(whole=True)` (the caller expects the count-back to go
@@ -228,24 +255,25 @@ class _Sales:
         self.months = count_back_months(as_of)
         self.start = self.first_start(as_of, window_start)
         self.as_of = as_of
-        self.daily: dict[date, tuple[int, int]] = {}  # (billed, late fees among them)
+        # (billed, late fees among them, credit notes against sales)
+        self.daily: dict[date, tuple[int, int, int]] = {}
 
     @classmethod
     def first_start(cls, as_of: date, window_start: date) -> date:
         return min(window_start, count_back_months(as_of)[cls.FIRST_MONTHS - 1][0])
 
-    def first_range(self, session: Session) -> dict[date, tuple[int, int]]:
+    def first_range(self, session: Session) -> dict[date, tuple[int, int, int]]:
         return sales_by_day(session, self.currency, self.start, self.as_of,
                             known_at=self.known_at)
 
-    def rest(self, session: Session) -> dict[date, tuple[int, int]]:
+    def rest(self, session: Session) -> dict[date, tuple[int, int, int]]:
         return sales_by_day(session, self.currency, self.months[-1][0],
                             self.start - timedelta(days=1), known_at=self.known_at)
 
-    def jobs(self, *, whole: bool) -> list[Callable[[Session], dict[date, tuple[int, int]]]]:
+    def jobs(self, *, whole: bool) -> list[Callable[[Session], dict[date, tuple[int, int, int]]]]:
         return [self.first_range, self.rest] if whole else [self.first_range]
 
-    def load(self, ranges: list[dict[date, tuple[int, int]]]) -> None:
+    def load(self, ranges: list[dict[date, tuple[int, int, int]]]) -> None:
         """Take `jobs`' results."""
         for daily in ranges:
             self.daily.update(daily)
@@ -253,20 +281,22 @@ class _Sales:
             self.start = self.months[-1][0]
 
     def between(self, start: date, end: date) -> int:
-        """Credit sales from `start` to `end` (late fees left out)."""
+        """Net credit sales from `start` to `end` (late fees left out, credit notes taken
+        off)."""
         if start < self.start:
             self.daily.update(self.reads([self.rest])[0])
             self.start = self.months[-1][0]
         if start < self.start:
             return self.reads([lambda s: sales_between(s, self.currency, start, end,
                                                        known_at=self.known_at)])[0]
-        return sum(total - fees for day, (total, fees) in self.daily.items()
-                   if start <= day <= end)
+        return sum(total - fees - credited for day, (total, fees, credited)
+                   in self.daily.items() if start <= day <= end)
 
     def billed(self, start: date, end: date) -> int:
         """Every invoice issued from `start` to `end`, fees included (`start` within the
         first range: the window)."""
-        return sum(total for day, (total, _) in self.daily.items() if start <= day <= end)
+        return sum(total for day, (total, _, _) in self.daily.items()
+                   if start <= day <= end)
 
 
 def _count_back(sales: _Sales, ar: int) -> Decimal | None:
@@ -346,9 +376,10 @@ def compute(session: Session, as_of: date, *, window_days: int = WINDOW_DAYS,
     older = first_start - timedelta(days=1)
     aging, payments, _, deductions = reads([
         lambda s: aging_by_currency(s, as_of, known_at=known_at, issued_by=(before, older)),
-        lambda s: _payments(s, start, as_of, known_at),
-        lambda s: (_approvals(s, report, start, as_of), _cycle_time(s, report, start, as_of, zone)),
-        lambda s: _quality(s, report, start, as_of)])
+        lambda s: _payments(s, start, as_of, known_at, zone),
+        lambda s: (_approvals(s, report, start, as_of, zone),
+                   _cycle_time(s, report, start, as_of, zone)),
+        lambda s: _quality(s, report, start, as_of, zone)])
     currency = _home_currency(aging, home_currency) or reads([lambda s: _top_sales_currency(
         s, start, as_of, home_currency, known_at)])[0]
     home = _from_aging(report, currency, aging, deductions)
@@ -398,7 +429,7 @@ def _figures(report: KpiReport, sales: _Sales, begin: int, bad_debt: int) -> Non
     days = Decimal(report.window_days)
     start = report.as_of - timedelta(days=report.window_days - 1)
     report.credit_sales_minor = sales.between(start, report.as_of)
-    if report.credit_sales_minor:
+    if report.credit_sales_minor > 0:  # (net: more may have been credited than sold)
         in_window = Decimal(report.credit_sales_minor)
         report.dso = _q(Decimal(report.ar_minor) / in_window * days)
         report.best_possible_dso = _q(Decimal(report.current_ar_minor) / in_window * days)
@@ -410,7 +441,7 @@ def _figures(report: KpiReport, sales: _Sales, begin: int, bad_debt: int) -> Non
         numerator = begin + billed - report.ar_minor
         report.cei = _q(Decimal(numerator) / Decimal(denominator) * 100)
     report.bad_debt_minor = bad_debt
-    if report.credit_sales_minor:
+    if report.credit_sales_minor > 0:
         report.bad_debt_ratio = _q(Decimal(bad_debt) / report.credit_sales_minor * 100)
 
 
@@ -422,7 +453,8 @@ def _daily(session: Session, first: date, last: date, before: date
     d = KpiDaily
     sums = (sa.func.sum(c) for c in (d.sales_minor, d.invoices_issued, d.bad_debt_minor,
                                      d.payments, d.payments_auto, d.received_minor,
-                                     d.auto_matched_minor, d.fees_minor))
+                                     d.auto_matched_minor, d.fees_minor,
+                                     d.credited_minor))
     rows = session.exec(select(d.currency, d.day, *sums)  # a day's stripes summed
                         .where(d.day >= first, d.day <= last)
                         .group_by(d.currency, d.day)).all()
@@ -453,23 +485,32 @@ def _from_rollups(report: KpiReport, reads: Callable[[list], list], start: date,
     aging, (daily, ar_before), _, deductions = reads([
         lambda s: aging_by_currency(s, as_of),
         lambda s: _daily(s, first, as_of, before),
-        lambda s: (_approvals(s, report, start, as_of), _cycle_time(s, report, start, as_of, zone)),
-        lambda s: _quality(s, report, start, as_of,
+        lambda s: (_approvals(s, report, start, as_of, zone),
+                   _cycle_time(s, report, start, as_of, zone)),
+        lambda s: _quality(s, report, start, as_of, zone,
                            issued=_issued_from_rollups(s, start, as_of))])
     currency = _home_currency(aging, home_currency) or reads([lambda s: _top_sales_currency(
         s, start, as_of, home_currency)])[0]
     _from_aging(report, currency, aging, deductions)
-    payments: dict[str, tuple[int, int, int, int]] = {}
     sales = _Sales(currency or "", as_of, start, None, reads)
     sales.start = first
     bad_debt = 0
-    for cur, day, sold, _, bad, count, auto, received, matched, fees in daily:
-        if start <= day:
+    # the payments: the UTC days (their rollups' days) wholly in the window of business days,
+    # and the payments received in the hours at either end (none when the zone is UTC)
+    lo, hi = _start_of(start, zone), _start_of(as_of + timedelta(days=1), zone)
+    first_day = lo.date() if lo == _start_of(lo.date()) else lo.date() + timedelta(days=1)
+    last_day = hi.date() - timedelta(days=1)
+    ends = [(lo, hi)] if first_day > last_day else [  # (no whole UTC day: all of it)
+        (a, b) for a, b in ((lo, _start_of(first_day)),
+                            (_start_of(last_day + timedelta(days=1)), hi)) if a < b]
+    payments = reads([lambda s: _payments_received(s, ends)])[0] if ends else {}
+    for cur, day, sold, _, bad, count, auto, received, matched, fees, credited in daily:
+        if first_day <= day <= last_day:
             was = payments.get(cur, (0, 0, 0, 0))
             payments[cur] = (was[0] + int(count), was[1] + int(auto),
                              was[2] + int(received), was[3] + int(matched))
         if cur == currency:
-            sales.daily[day] = (int(sold), int(fees))
+            sales.daily[day] = (int(sold), int(fees), int(credited))
             if start <= day:
                 bad_debt += int(bad)
     _cash_application(report, {c: p for c, p in payments.items() if p[0]})
@@ -479,8 +520,8 @@ def _from_rollups(report: KpiReport, reads: Callable[[list], list], start: date,
     return report
 
 
-def _payments(session: Session, start: date, end: date, known: datetime | None
-              ) -> dict[str, tuple[int, int, int, int]]:
+def _payments(session: Session, start: date, end: date, known: datetime | None,
+              zone: tzinfo = UTC) -> dict[str, tuple[int, int, int, int]]:
     """One aggregate over the window's payments (each with its allocations summed first), per
     currency: (payments, matched automatically, amount received, amount allocated
     automatically). With `known`, the allocations recorded by then, those reversed after it
@@ -496,8 +537,8 @@ def _payments(session: Session, start: date, end: date, known: datetime | None
                                                     else_=allocations.c.amount_minor)), 0)
                .label("allocated"))
         .outerjoin(allocations, allocations.c.payment_id == Payment.id)
-        .where(Payment.received_at >= _start_of(start),
-               Payment.received_at < _start_of(end + timedelta(days=1)),
+        .where(Payment.received_at >= _start_of(start, zone),
+               Payment.received_at < _start_of(end + timedelta(days=1), zone),
                *_known(Payment.created_at, known))
         # (by the key alone: the payment's other columns depend on it; grouping by its
         # strings too cost a comparison of each per row)
@@ -514,6 +555,23 @@ def _payments(session: Session, start: date, end: date, known: datetime | None
                 sa.func.coalesce(sa.func.sum(p.amount), 0),
                 sa.func.coalesce(sa.func.sum(sa.case((auto, p.allocated), else_=0)), 0))
                 .group_by(p.currency)).all()}
+
+
+def _payments_received(session: Session, ranges: list[tuple[datetime, datetime]]
+                       ) -> dict[str, tuple[int, int, int, int]]:
+    """What `kpi_daily` holds of the payments (the same four figures per currency, from the
+    payments' own rollup columns) for those received in `ranges` (from, until): a few hours
+    of payments, read from `ix_payments_received`."""
+    auto = sa.and_(Payment.status.in_(("applied", "partially_applied")),
+                   Payment.manual_allocations == 0, Payment.auto_allocated_minor != 0)
+    return {currency: (int(count), int(auto_count), int(received), int(matched))
+            for currency, count, auto_count, received, matched in session.exec(select(
+                Payment.currency, sa.func.count(),
+                sa.func.sum(sa.case((auto, 1), else_=0)), sa.func.sum(Payment.amount_minor),
+                sa.func.sum(sa.case((auto, Payment.auto_allocated_minor), else_=0)))
+                .where(sa.or_(*(sa.and_(Payment.received_at >= a, Payment.received_at < b)
+                                for a, b in ranges)))
+                .group_by(Payment.currency)).all()}
 
 
 def _allocations_known(known: datetime) -> sa.Subquery:
@@ -543,11 +601,13 @@ def _cash_application(report: KpiReport, payments: dict[str, tuple[int, int, int
         report.auto_match_amount_rate = _q(Decimal(matched) / received * 100)
 
 
-def _approvals(session: Session, report: KpiReport, start: date, end: date) -> None:
+def _approvals(session: Session, report: KpiReport, start: date, end: date,
+               zone: tzinfo = UTC) -> None:
+    """Approval turnaround, for the approvals decided in the window's business days."""
     rows = session.exec(select(Approval.created_at, Approval.decided_at).where(
         Approval.status.in_(DECIDED), Approval.decided_at.is_not(None),
-        Approval.decided_at >= _start_of(start),
-        Approval.decided_at < _start_of(end + timedelta(days=1)),
+        Approval.decided_at >= _start_of(start, zone),
+        Approval.decided_at < _start_of(end + timedelta(days=1), zone),
         *_known(Approval.decided_at, report.known_at))).all()
     if rows:
         seconds = sum(int((d - c).total_seconds()) for c, d in rows)
@@ -584,24 +644,25 @@ def _issued_count(session: Session, start: date, end: date, known: datetime | No
 
 
 def _quality(session: Session, report: KpiReport, start: date, end: date,
-             issued: int | None = None) -> dict[str, tuple[int, int]]:
+             zone: tzinfo = UTC, issued: int | None = None) -> dict[str, tuple[int, int]]:
     """Invoice accuracy, dispute rate and resolution (set on `report`); returns the
     deductions outstanding per currency (number, amount), for the home currency's share.
-    `issued`: the sales invoices issued in the window when the caller knows it."""
+    `issued`: the sales invoices issued in the window when the caller knows it. Days end at
+    midnight in `zone` (the books' time zone)."""
     if issued is None:
         issued = _issued_count(session, start, end, report.known_at)
-    _accuracy(session, report, start, end, issued)
-    return _back_office(session, report, start, end, issued)
+    _accuracy(session, report, start, end, issued, zone)
+    return _back_office(session, report, start, end, issued, zone)
 
 
 def _accuracy(session: Session, report: KpiReport, start: date, end: date,
-              issued: int) -> None:
+              issued: int, zone: tzinfo = UTC) -> None:
     known = report.known_at
     if not issued:
         return
     # corrected by the end of `end` (a credit note by the day the books count it on, an
     # accepted dispute by when it was accepted): a later correction leaves a past day as it was
-    cutoff = _start_of(end + timedelta(days=1))
+    cutoff = _start_of(end + timedelta(days=1), zone)
     corrected_ids = sa.union(
         select(CreditNote.invoice_id.label("invoice_id"))
         .where(CreditNote.effective_date <= end, *_known(CreditNote.created_at, known)),
@@ -616,9 +677,9 @@ def _accuracy(session: Session, report: KpiReport, start: date, end: date,
 
 
 def _back_office(session: Session, report: KpiReport, start: date, end: date,
-                 issued: int) -> dict[str, tuple[int, int]]:
+                 issued: int, zone: tzinfo = UTC) -> dict[str, tuple[int, int]]:
     known = report.known_at
-    end_of = _start_of(end + timedelta(days=1))
+    end_of = _start_of(end + timedelta(days=1), zone)
     cutoff = min(end_of, known) if known is not None else end_of
     # from the (few) disputes, each invoice probed by its key (never the window's invoices)
     in_window = sa.exists(select(Invoice.id).where(Invoice.id == Dispute.invoice_id,
@@ -629,7 +690,7 @@ def _back_office(session: Session, report: KpiReport, start: date, end: date,
     if issued:
         report.dispute_rate = _q(Decimal(report.disputes_opened) / issued * 100)
     resolved = session.exec(select(Dispute.opened_at, Dispute.resolved_at).where(
-        Dispute.resolved_at.is_not(None), Dispute.resolved_at >= _start_of(start),
+        Dispute.resolved_at.is_not(None), Dispute.resolved_at >= _start_of(start, zone),
         Dispute.resolved_at < cutoff)).all()
     report.disputes_resolved = len(resolved)
     if resolved:

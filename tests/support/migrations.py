@@ -11,7 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlmodel import Session
 
 from bot.db import Database, normalize_url
-from bot.migrate import alembic_config
+from bot.migrate import alembic_config, downgrade
 from tests.support import factories as f
 from workflows.cash_application import record_payment
 from workflows.inputs import PaymentIn
@@ -60,3 +60,13 @@ def rollup_book(s: Session) -> None:
     record_payment(s, PaymentIn(amount="120.00", currency="USD",
                                 received_at=datetime(2026, 11, 20, 9, tzinfo=UTC)),
                    actor="test", apply_to=["INV-2026-000001"])
+
+
+def rollup_book_below(database_url: str, revision: str) -> str:
+    """`rollup_book` written at the head (where the database is made), then the database taken
+    down to the revision `revision` upgrades from, which is returned."""
+    with opened(database_url) as db, db.transaction() as s:
+        rollup_book(s)
+    before = previous_revision(database_url, revision)
+    downgrade(database_url, before)
+    return before

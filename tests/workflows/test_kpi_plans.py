@@ -18,7 +18,7 @@ import sqlalchemy as sa
 import time_machine
 
 from tests.support import factories as f
-from workflows import kpis, receivables
+from workflows import kpis, policy, receivables
 
 AS_OF = date(2026, 11, 23)
 
@@ -128,3 +128,31 @@ def test_ar_overview_groups_open_invoices_from_the_open_aging_index(book) -> Non
     # then
     text = plan(book, *the_one(statements, "GROUP BY invoices.customer_id"))
     assert uses(book, text, "ix_invoices_open_aging", "ix_invoices_customer_open"), text
+
+
+def test_kpis_in_a_business_time_zone_read_the_payments_at_the_windows_ends_by_index(
+        book) -> None:
+    # given: the books kept in Los Angeles time (the window's ends fall inside UTC days)
+    with book.transaction() as session:
+        policy.set_value(session, key="business_timezone", value="America/Los_Angeles",
+                         actor="test")
+    # when: the KPIs as of today from the rollups
+    statements = captured(book, lambda session: kpis.compute(session, AS_OF))
+    # then: the payments of the hours at either end are read from the received-at index,
+    # and that is the only statement reading payments
+    reads = [s for s, _ in statements if "FROM payments" in s]
+    assert len(reads) == 1, reads
+    text = plan(book, *the_one(statements, "FROM payments", "payments.received_at >="))
+    assert ("ix_payments_received" in text if not book.is_postgres
+            else "Seq Scan on payments" not in text), text
+
+
+def test_credit_notes_taken_off_credit_sales_are_read_from_their_date_index(book) -> None:
+    # given: the statements of the KPIs from the base rows
+    statements = captured(book, lambda session: kpis.compute(session, AS_OF, rollups=False))
+    # then: the credit notes against sales by day are joined to their invoices by an index
+    # (as the allocations dated later are: on a book this small SQLite starts from the
+    # invoices, at scale from the effective-date range)
+    text = plan(book, *the_one(statements, "sum(credit_notes.amount_minor)",
+                               "GROUP BY credit_notes.effective_date"))
+    assert uses(book, text, "ix_credit_notes_effective", "ix_credit_notes_invoice_id"), text

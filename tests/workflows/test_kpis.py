@@ -113,18 +113,18 @@ def test_aging_of_one_customer_as_of_a_past_day(history: Session) -> None:
     (T1, {"ar": "1100.00", "current_ar": "600.00", "credit_sales": "1600.00",
           "dso": "61.88", "best_possible_dso": "33.75", "average_days_delinquent": "28.13",
           "cei_pct": "50.00", "count_back_dso": "43.50"}),
-    # window 01-01..03-31: sales 2000; AR 1400 (C 400 current); DSO 1400/2000 x 90;
-    # CEI (0 + 2000 - 1400) / (0 + 2000 - 400); count back: Mar 400 (31 d), Feb 600 (28 d),
-    # then 400 of Jan's 1000 (12.4 d)
-    (T2, {"ar": "1400.00", "current_ar": "400.00", "credit_sales": "2000.00",
-          "dso": "63.00", "best_possible_dso": "18.00", "average_days_delinquent": "45.00",
-          "cei_pct": "37.50", "count_back_dso": "71.40"}),
-    # window 01-31..04-30: sales B + C = 1000; AR 650, none current; AR on 01-30 = A 1000;
-    # CEI (1000 + 1000 - 650) / (1000 + 1000 - 0); count back: Apr 0 (30 d), Mar 400 (31 d),
-    # then 250 of Feb's 600 (28 d x 250/600 = 11.67 d)
-    (T3, {"ar": "650.00", "current_ar": "0.00", "credit_sales": "1000.00",
-          "dso": "58.50", "best_possible_dso": "0.00", "average_days_delinquent": "58.50",
-          "cei_pct": "67.50", "count_back_dso": "72.67"}),
+    # window 01-01..03-31: sales 2000 less B's credit note of 03-01 = 1900; AR 1400 (C 400
+    # current); DSO 1400/1900 x 90; CEI (0 + 2000 billed - 1400) / (0 + 2000 - 400); count
+    # back: Mar 400 - 100 (31 d), Feb 600 (28 d), then 500 of Jan's 1000 (15.5 d)
+    (T2, {"ar": "1400.00", "current_ar": "400.00", "credit_sales": "1900.00",
+          "dso": "66.32", "best_possible_dso": "18.95", "average_days_delinquent": "47.37",
+          "cei_pct": "37.50", "count_back_dso": "74.50"}),
+    # window 01-31..04-30: sales B + C less B's credit note = 900; AR 650, none current; AR
+    # on 01-30 = A 1000; CEI (1000 + 1000 billed - 650) / (1000 + 1000 - 0); count back:
+    # Apr 0 (30 d), Mar 400 - 100 (31 d), then 350 of Feb's 600 (28 d x 350/600 = 16.33 d)
+    (T3, {"ar": "650.00", "current_ar": "0.00", "credit_sales": "900.00",
+          "dso": "65.00", "best_possible_dso": "0.00", "average_days_delinquent": "65.00",
+          "cei_pct": "67.50", "count_back_dso": "77.33"}),
 ])
 def test_kpis_as_of_three_past_days(history: Session, as_of: date, expected: dict) -> None:
     # when

@@ -137,14 +137,15 @@ def ledger(session: Session) -> Session:
 
     By hand, as of 06-30:
     * AR = 2,500 + 1,200 + 50 + 4,000 + 800 = 8,550.00; current = 4,000 + 800 = 4,800.00.
-    * Credit sales in W (the fee left out) = 5,000 + 700 + 1,200 + 4,000 + 800 = 11,700.00.
-    * DSO = 8,550 / 11,700 x 90 = 65.7692 = **65.77**; best possible = 4,800 / 11,700 x 90 =
-      36.9231 = **36.92**; ADD = 65.77 - 36.92 = **28.85**.
-    * Count-back: June 4,800 (30 d) leaves 3,750; May 1,200 (31 d) leaves 2,550; April
-      5,700: 2,550 / 5,700 x 30 = 13.4211 d; 30 + 31 + 13.4211 = **74.42**.
+    * Credit sales in W (the fee left out, net of I2's credit note of 05-01) = 5,000 + 700 +
+      1,200 + 4,000 + 800 - 500 = 11,200.00.
+    * DSO = 8,550 / 11,200 x 90 = 68.7054 = **68.71**; best possible = 4,800 / 11,200 x 90 =
+      38.5714 = **38.57**; ADD = 68.71 - 38.57 = **30.14**.
+    * Count-back: June 4,800 (30 d) leaves 3,750; May 1,200 - 500 = 700 (31 d) leaves 3,050;
+      April 5,700: 3,050 / 5,700 x 30 = 16.0526 d; 30 + 31 + 16.0526 = **77.05**.
     * CEI: AR(04-01) = I1 3,000; billed in W = 11,700 + the 50.00 fee = 11,750;
       (3,000 + 11,750 - 8,550) / (3,000 + 11,750 - 4,800) = 6,200 / 9,950 = **62.31** %.
-    * Bad debt 2,000.00 / 11,700 = **17.09** %.
+    * Bad debt 2,000.00 / 11,200 = **17.86** %.
     * Invoice accuracy: 5 sales invoices issued in W (I2, I7, I3, I4, I5), I2 credited:
       4 / 5 = **80.00** %; dispute rate 1 / 5 = **20.00** %.
     * Cash application: 3 payments received in W, 1 matched by the engine: **33.33** %;
@@ -188,12 +189,12 @@ def test_every_figure_of_a_small_ledger_as_worked_by_hand(ledger: Session,
     data = kpis.to_json(kpis.compute(ledger, date(2026, 6, 30), rollups=rollups))
     # then: the figures of the fixture's docstring
     assert {k: data[k] for k in ("currency", "ar", "current_ar", "credit_sales")} == {
-        "currency": "USD", "ar": "8550.00", "current_ar": "4800.00", "credit_sales": "11700.00"}
+        "currency": "USD", "ar": "8550.00", "current_ar": "4800.00", "credit_sales": "11200.00"}
     assert {k: data[k] for k in ("dso", "best_possible_dso", "average_days_delinquent",
                                  "count_back_dso", "cei_pct")} == {
-        "dso": "65.77", "best_possible_dso": "36.92", "average_days_delinquent": "28.85",
-        "count_back_dso": "74.42", "cei_pct": "62.31"}
-    assert data["bad_debt"] == {"amount": "2000.00", "ratio_pct": "17.09"}
+        "dso": "68.71", "best_possible_dso": "38.57", "average_days_delinquent": "30.14",
+        "count_back_dso": "77.05", "cei_pct": "62.31"}
+    assert data["bad_debt"] == {"amount": "2000.00", "ratio_pct": "17.86"}
     assert (data["invoice_accuracy_pct"], data["disputes"]["rate_pct"],
             data["disputes"]["invoices_disputed"]) == ("80.00", "20.00", 1)
     assert data["cash_application"] == {"payments": 3, "auto_match_rate_pct": "33.33",
