@@ -190,6 +190,20 @@ def _shipped_part(line: OrderLine, quantity: int, billed: tuple[int, int] | None
     return through - net_before, part_tax(net_before, through, tax_rate_bp, currency)
 
 
+def rest_to_bill_minor(line: OrderLine, billed_net_minor: int, tax_rate_bp: int,
+                       currency: str) -> int:
+    """What the line's invoices still to come bill in all (net and tax), `billed_net_minor`
+    having been invoiced already: the rest of the net it keeps (`orders.kept_net_minor`),
+    taxed by cumulative rounding at `tax_rate_bp` — today's rate, the one its later
+    shipments or periods are taxed at (`part_tax`), whatever rate the order was taken at."""
+    from workflows.orders import kept_net_minor
+
+    kept = kept_net_minor(line, currency)
+    if kept <= billed_net_minor:
+        return 0
+    return kept - billed_net_minor + part_tax(billed_net_minor, kept, tax_rate_bp, currency)
+
+
 def part_tax(net_before: int, net_through: int, tax_rate_bp: int, currency: str) -> int:
     """The tax of one part of a line billed in parts (shipments, subscription periods):
     t(net through this part) - t(net of the parts before), t the tax at today's rate, so the
