@@ -63,7 +63,6 @@ from workflows import (
     outbox,
     payment_links,
     periods,
-    policy,
     webhooks,
 )
 from workflows import validation as v
@@ -121,13 +120,14 @@ def booking_audit(booked: periods.Booking) -> dict:
             "note": booked.note}
 
 
-def invoice_shipment(session: Session, shipment: Shipment, *, actor: str,
+def invoice_shipment(session: Session, shipment: Shipment, *, shipped_on: date, actor: str,
                      now: datetime | None = None) -> Invoice:
-    """Invoice a shipment, issued on the day it shipped (in the business time zone) — or,
+    """Invoice a shipment, issued on `shipped_on`, the business day it shipped (the day
+    `shipping` checked against today, from the same read of the business time zone) — or,
     that day being in a closed month, on the first open day (`ship_date` keeps the day)."""
     order = session.get(Order, shipment.order_id)
     customer = session.get(Customer, order.customer_id)
-    shipped = policy.business_date(session, shipment.shipped_at)
+    shipped = shipped_on
     booked = booked_issue_date(session, shipped)
     issue = booked.effective_date
     terms = Terms.parse(customer.payment_terms)

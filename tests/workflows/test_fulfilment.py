@@ -126,6 +126,34 @@ def test_a_shipment_dated_after_today_is_refused_and_nothing_is_invoiced(session
     assert order.status == OrderStatus.INVOICED
 
 
+def test_a_shipment_is_invoiced_on_the_day_it_was_checked_against(session,
+                                                                      monkeypatch) -> None:
+    """The business time zone is read once per shipment: its day is checked against today
+    and dated on the invoice from that one read. (Before, the invoice read the policy again:
+    a time-zone change committed in between — PostgreSQL's READ COMMITTED shows it — dated
+    an invoice checked as 20 November on 21 November, a day not come yet.)"""
+    # given an order, shipped at 23:30 UTC on 20 November, recorded at 23:45
+    setup_company(session)
+    order = f.order(session, lines=[("WID-1", 10)])
+    late = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
+    invoice_shipment = shipping.invoice_shipment
+
+    def after_a_policy_change(*args, **kwargs):
+        # an admin moves the books to UTC+14 between the check and the invoice
+        policy.set_value(session, key="business_timezone", value="Pacific/Kiritimati",
+                         actor="UADMIN01")
+        return invoice_shipment(*args, **kwargs)
+
+    monkeypatch.setattr(shipping, "invoice_shipment", after_a_policy_change)
+    # when
+    shipping.ship_order(session, order_number=order.number, carrier="UPS",
+                        tracking_number="1Z1", shipped_at=late, actor="api",
+                        now=late.replace(minute=45))
+    # then the invoice is of the day that was checked
+    invoice = session.exec(select(Invoice).where(Invoice.order_id == order.id)).one()
+    assert (invoice.ship_date, invoice.issue_date) == (date(2026, 11, 20), date(2026, 11, 20))
+
+
 def test_an_invoice_is_numbered_in_the_year_of_its_business_day(session) -> None:
     # given a company in New York (UTC-5) and an order
     policy.set_value(session, key="business_timezone", value="America/New_York", actor="test")
