@@ -192,7 +192,7 @@ def reserve_backorders(session: Session, product_id: int, actor: str, *,
             continue  # served meanwhile
         session.flush()
         still_short = short_lines(lines)
-        reserved = ", ".join(f"{g['reserved']} × {g['sku']}" for g in got)
+        reserved = quantities(got, "reserved")
         if order.status == OrderStatus.BACKORDERED and not still_short:
             transition(session, order, OrderStatus.APPROVED, actor=actor, now=now,
                        reason=f"stock arrived: {reserved} reserved; nothing is short any more")
@@ -201,8 +201,7 @@ def reserve_backorders(session: Session, product_id: int, actor: str, *,
                      at=now)
         reasons = [f"stock arrived: {reserved} reserved"]
         if still_short:
-            reasons.append("still short: " + ", ".join(
-                f"{s['backordered']} × {s['sku']}" for s in still_short))
+            reasons.append("still short: " + quantities(still_short, "backordered"))
         else:
             reasons.append("ready to ship")
         customer = session.get(Customer, order.customer_id)
@@ -439,7 +438,7 @@ def cancel_rest(session: Session, *, order: Order, actor: str, reason: str,
                      entity_id=order.id, reason=reason, number=order.number, rest=True,
                      cancelled_minor=order.cancelled_minor, at=now, **done)
     _after_cancel(session, order, lines, actor=actor, now=now, why="rest cancelled")
-    what = ", ".join(f"{d['quantity']} × {d['sku']}" for d in rest)
+    what = quantities(rest)
     customer = session.get(Customer, order.customer_id)
     who = "the sales rep" if actor == order.sales_rep_id else "an admin"
     told = {"order": order_snapshot(order, customer), "reasons": [
@@ -478,6 +477,12 @@ def _after_cancel(session: Session, order: Order, lines: list[OrderLine], *, act
                    reason="every invoice is settled")
 
 
+def quantities(items: list[dict], key: str = "quantity") -> str:
+    """Lines in words for the audit and the rep's messages: "2 × WID-1, 1 × GADGET" (`key`:
+    which quantity of each item, e.g. "reserved" or "backordered")."""
+    return ", ".join(f"{item[key]} × {item['sku']}" for item in items)
+
+
 OVERRIDES = {"ship": "ship_partial", "wait": "wait", "cancel": "cancel_line",
              "cancel-rest": "cancel_rest"}
 
@@ -497,18 +502,18 @@ def override(session: Session, *, order: Order, choice: str, actor: str, reason:
     if choice == "ship":
         to_ship = ship_partial(session, order=order, actor=actor, now=now,
                                override_reason=reason)
-        return "ship partial: " + ", ".join(f"{s['quantity']} × {s['sku']}" for s in to_ship)
+        return "ship partial: " + quantities(to_ship)
     if choice == "wait":
         wait_for_stock(session, order=order, actor=actor, now=now, override_reason=reason)
         tell_billing(session, order, choice="wait", actor=actor)
         return "wait for stock"
     if choice == "cancel-rest":
         rest = cancel_rest(session, order=order, actor=actor, reason=reason, now=now)
-        what = ", ".join(f"{d['quantity']} × {d['sku']}" for d in rest)
-        return f"cancelled the rest ({what}); the order is {order.status.replace('_', ' ')}"
+        return (f"cancelled the rest ({quantities(rest)}); the order is "
+                f"{order.status.replace('_', ' ')}")
     short = [s["line_no"] for s in short_lines(lock_order(session, order))]
     if not short:
         raise InvalidTransition(f"nothing on {order.number} is short of stock any more")
     done = [cancel_line(session, order=order, line_no=line_no, actor=actor, reason=reason,
                         now=now, override_reason=reason) for line_no in short]
-    return "cancelled " + ", ".join(f"{d['quantity']} × {d['sku']}" for d in done)
+    return "cancelled " + quantities(done)

@@ -63,7 +63,6 @@ from workflows import (
     outbox,
     payment_links,
     periods,
-    policy,
     webhooks,
 )
 from workflows import validation as v
@@ -121,13 +120,14 @@ def booking_audit(booked: periods.Booking) -> dict:
             "note": booked.note}
 
 
-def invoice_shipment(session: Session, shipment: Shipment, *, actor: str,
+def invoice_shipment(session: Session, shipment: Shipment, *, shipped_on: date, actor: str,
                      now: datetime | None = None) -> Invoice:
-    """Invoice a shipment, issued on the day it shipped (in the business time zone) — or,
+    """Invoice a shipment, issued on `shipped_on`, the business day it shipped (the day
+    `shipping` checked against today, from the same read of the business time zone) — or,
     that day being in a closed month, on the first open day (`ship_date` keeps the day)."""
     order = session.get(Order, shipment.order_id)
     customer = session.get(Customer, order.customer_id)
-    shipped = policy.business_date(session, shipment.shipped_at)
+    shipped = shipped_on
     booked = booked_issue_date(session, shipped)
     issue = booked.effective_date
     terms = Terms.parse(customer.payment_terms)
@@ -188,6 +188,20 @@ def _shipped_part(line: OrderLine, quantity: int, billed: tuple[int, int] | None
     through = money.line_total(before + quantity, line.unit_price_minor, line.discount_bp,
                                currency)
     return through - net_before, part_tax(net_before, through, tax_rate_bp, currency)
+
+
+def rest_to_bill_minor(line: OrderLine, billed_net_minor: int, tax_rate_bp: int,
+                       currency: str) -> int:
+    """What the line's invoices still to come bill in all (net and tax), `billed_net_minor`
+    having been invoiced already: the rest of the net it keeps (`orders.kept_net_minor`),
+    taxed by cumulative rounding at `tax_rate_bp` — today's rate, the one its later
+    shipments or periods are taxed at (`part_tax`), whatever rate the order was taken at."""
+    from workflows.orders import kept_net_minor
+
+    kept = kept_net_minor(line, currency)
+    if kept <= billed_net_minor:
+        return 0
+    return kept - billed_net_minor + part_tax(billed_net_minor, kept, tax_rate_bp, currency)
 
 
 def part_tax(net_before: int, net_through: int, tax_rate_bp: int, currency: str) -> int:

@@ -94,8 +94,11 @@ def upsert_customer(session: Session, data: CustomerIn, *, actor: str) -> Upsert
         return Upserted(customer, False, False)
     session.add(customer)
     session.flush()
+    if not created and ("credit_limit_minor" in changes or "tax_rate_bp" in changes):
+        # a waiting card shows the new limit, or the orders not yet invoiced at the rate
+        # their invoices will charge (`receivables.uninvoiced_approved_minor`)
+        exposure.moved(session, customer.id)
     if "credit_limit_minor" in changes and not created:
-        exposure.moved(session, customer.id)  # a waiting card shows the new limit
         # a credit decision: in the one trail of limit changes (a credit approver's raise,
         # `workflow_steps._raise_limit`), with its currency
         audit.record(session, actor=actor, action="customer.credit_limit_changed",

@@ -105,20 +105,23 @@ def cancelled_value_minor(order: Order, lines: list[OrderLine], tax_rate_bp: int
     rounded once as when it was priced; never more than the order's total."""
     value = 0
     for line in lines:
-        if line.cancelled_from is not None and not line.qty_cancelled:
-            kept = subscription_kept_minor(line)  # a subscription cancelled from a period on
-            value += line.line_total_minor - kept
-            value += (money.percent_of(line.line_total_minor, tax_rate_bp, order.currency)
-                      - money.percent_of(kept, tax_rate_bp, order.currency))
-            continue
-        if not line.qty_cancelled:
-            continue
-        kept = money.line_total(line.quantity - line.qty_cancelled, line.unit_price_minor,
-                                line.discount_bp, order.currency)
+        kept = kept_net_minor(line, order.currency)
         value += line.line_total_minor - kept
         value += (money.percent_of(line.line_total_minor, tax_rate_bp, order.currency)
                   - money.percent_of(kept, tax_rate_bp, order.currency))
     return min(max(value, 0), order.total_minor)
+
+
+def kept_net_minor(line: OrderLine, currency: str) -> int:
+    """The net amount (after discount, before tax) the line still bills or has billed: the
+    line of its quantity not cancelled, rounded once; a subscription cancelled from a period
+    on, its periods before (`subscription_kept_minor`)."""
+    if line.cancelled_from is not None and not line.qty_cancelled:
+        return subscription_kept_minor(line)
+    if not line.qty_cancelled:
+        return line.line_total_minor
+    return money.line_total(line.quantity - line.qty_cancelled, line.unit_price_minor,
+                            line.discount_bp, currency)
 
 
 def subscription_periods(line: OrderLine) -> list[tuple[date, date, int]]:

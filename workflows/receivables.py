@@ -61,7 +61,9 @@ from models import (
     Customer,
     Dispute,
     Invoice,
+    InvoiceLine,
     Order,
+    OrderLine,
     ReversedSettlement,
     WriteOff,
 )
@@ -350,19 +352,35 @@ def _in_dispute(session: Session, as_of: date, known_at: datetime | None,
 
 
 def uninvoiced_approved_minor(session: Session, customer_id: int) -> int:
-    """Approved orders' value not yet invoiced (counts towards credit exposure): what is
-    still ordered (shipped or open; cancelled quantities left out) less what is invoiced."""
-    order_total = session.exec(
-        select(sa.func.coalesce(sa.func.sum(Order.total_minor - Order.cancelled_minor), 0))
-        .where(Order.customer_id == customer_id, Order.status.in_(list(UNINVOICED_APPROVED)))
-    ).one()
-    invoiced = session.exec(  # (an order's invoices are its customer's: found by index)
+    """Approved orders' value not yet invoiced (counts towards credit exposure): per line,
+    what its invoices still to come will bill (`invoicing.rest_to_bill_minor`: its net not
+    cancelled and not yet invoiced, taxed at the customer's rate today — the rate those
+    invoices charge, not the entry rate the order's total keeps), less what an ERP invoiced
+    against those orders."""
+    from workflows.invoicing import rest_to_bill_minor
+
+    customer = session.get(Customer, customer_id)
+    rate = customer.tax_rate_bp if customer is not None else 0
+    approved = [Order.customer_id == customer_id, Order.status.in_(list(UNINVOICED_APPROVED))]
+    lines = session.exec(select(OrderLine, Order.currency)
+                         .join(Order, Order.id == OrderLine.order_id).where(*approved)).all()
+    if not lines:
+        return 0
+    # (an order's invoices are its customer's: found by index)
+    ours = [Invoice.customer_id == customer_id, *approved]
+    billed = dict(session.exec(
+        select(InvoiceLine.order_line_id, sa.func.sum(InvoiceLine.line_total_minor))
+        .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+        .join(Order, Order.id == Invoice.order_id)
+        .where(*ours, InvoiceLine.order_line_id.is_not(None))
+        .group_by(InvoiceLine.order_line_id)).all())
+    by_erp = session.exec(
         select(sa.func.coalesce(sa.func.sum(Invoice.total_minor), 0))
         .join(Order, Order.id == Invoice.order_id)
-        .where(Invoice.customer_id == customer_id, Order.customer_id == customer_id,
-               Order.status.in_(list(UNINVOICED_APPROVED)))
-    ).one()
-    return max(int(order_total) - int(invoiced), 0)
+        .where(*ours, Invoice.source == "erp")).one()
+    rest = sum(rest_to_bill_minor(line, int(billed.get(line.id) or 0), rate, currency)
+               for line, currency in lines)
+    return max(rest - int(by_erp), 0)
 
 
 def open_balance_minor(session: Session, customer_id: int) -> int:

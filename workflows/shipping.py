@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -24,6 +24,7 @@ from workflows.inputs import ShipmentLineIn
 from workflows.invoicing import invoice_shipment
 from workflows.orders import get_order, lock_order, order_snapshot, transition
 from workflows.subscriptions import order_fulfilled
+from workflows.workcalendar import zone_or_utc
 
 
 def ship_order(session: Session, *, order_number: str, carrier: str, tracking_number: str,
@@ -36,8 +37,8 @@ def ship_order(session: Session, *, order_number: str, carrier: str, tracking_nu
     # Lock the order before reading its lines: two shipments of one order queue up here, and
     # the second sees what the first shipped (never over-shipped, never stock below zero).
     all_lines = lock_order(session, order)
-    _check_shipment(session, order, carrier=carrier, tracking_number=tracking_number,
-                    shipped_at=shipped_at, now=now)
+    shipped_on = _check_shipment(session, order, carrier=carrier,
+                                 tracking_number=tracking_number, shipped_at=shipped_at, now=now)
     to_ship = _lines_to_ship(order, all_lines, lines)
     wanted = [(line, qty) for line, qty, _ in to_ship]
     customer = session.get(Customer, order.customer_id)
@@ -48,12 +49,16 @@ def ship_order(session: Session, *, order_number: str, carrier: str, tracking_nu
     session.add(shipment)
     session.flush()
     _take_from_stock(session, shipment, to_ship)
-    _record_shipment(session, order, all_lines, shipment, wanted, actor=actor, now=now)
+    _record_shipment(session, order, all_lines, shipment, wanted, shipped_on=shipped_on,
+                     actor=actor, now=now)
     return shipment
 
 
 def _check_shipment(session: Session, order: Order, *, carrier: str, tracking_number: str,
-                    shipped_at: datetime, now: datetime) -> None:
+                    shipped_at: datetime, now: datetime) -> date:
+    """Refuse what cannot ship; return the business day it shipped, the day its invoice is
+    dated (`invoice_shipment`), from the same read of the business time zone as the today it
+    was checked against."""
     if not can_ship(order.status):
         raise InvalidTransition(f"order {order.number} is {order.status}; only approved, "
                                 "backordered or partially shipped orders ship")
@@ -66,13 +71,15 @@ def _check_shipment(session: Session, order: Order, *, carrier: str, tracking_nu
     v.in_years("shipped_at", shipped_at)  # before the invoice's due date is computed from it
     # the invoice is issued on the day it shipped: never on a day that has not come yet (a
     # later hour of today passes, for a sender's clock a little ahead of ours)
-    day, today = policy.business_date(session, shipped_at), policy.business_date(session, now)
+    zone = zone_or_utc(policy.current(session).business_timezone)
+    day, today = shipped_at.astimezone(zone).date(), now.astimezone(zone).date()
     if day > today:
         raise ValidationFailed.of("shipped_at", f"{day.isoformat()} is in the future (today "
                                   f"is {today.isoformat()}); record a shipment once it has "
                                   "shipped")
     v.text("carrier", carrier)
     v.text("tracking_number", tracking_number)
+    return day
 
 
 def _lines_to_ship(order: Order, all_lines: list[OrderLine],
@@ -160,8 +167,8 @@ def _take_from_stock(session: Session, shipment: Shipment,
 
 
 def _record_shipment(session: Session, order: Order, all_lines: list[OrderLine],
-                     shipment: Shipment, wanted: list[tuple[OrderLine, int]], *, actor: str,
-                     now: datetime) -> None:
+                     shipment: Shipment, wanted: list[tuple[OrderLine, int]], *,
+                     shipped_on: date, actor: str, now: datetime) -> None:
     """The shipment in the order's history, the order's new status, the invoice, the DM."""
     # complete: nothing left to ship, and every subscription period billed already
     complete = order_fulfilled(session, all_lines)
@@ -177,7 +184,7 @@ def _record_shipment(session: Session, order: Order, all_lines: list[OrderLine],
         transition(session, order, status, actor=actor, now=now,
                    reason=f"{shipment.carrier} {shipment.tracking_number}",
                    shipment_id=shipment.id)
-    invoice = invoice_shipment(session, shipment, actor=actor, now=now)
+    invoice = invoice_shipment(session, shipment, shipped_on=shipped_on, actor=actor, now=now)
     if complete:
         transition(session, order, OrderStatus.INVOICED, actor="system", now=now,
                    reason=f"invoiced as {invoice.number}")

@@ -18,7 +18,12 @@ order on hold are billed when it is released, dated the day they are billed.
 
 Cancellation stops a subscription from a period that is not invoiced yet (`cancelled_from`,
 its first day): nothing is refunded, the order's cancelled value grows by what will not be
-billed, and revenue recognition shortens the service period to the day before. Renewal is a
+billed, and revenue recognition shortens the service period to the day before. From a period
+that has started already (on or before today: served, or being served, and not invoiced
+because the job has not caught up or the order was on hold) it forgoes billing service
+delivered — a finance decision like a write-off: only a credit approver or an admin takes
+it (never the order's sales rep; through the API, the person named in `by`), and the audit
+records the net amount and the periods forgone (`_may_forgo`). Renewal is a
 new contract: a new order for the next term (same product, quantity, price — for a term of
 another length, in proportion to it — discount and billing), through the credit and
 discount checks like any order; a line is renewed once (again only if that renewal order
@@ -36,11 +41,17 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from models import Customer, Invoice, Order, OrderLine, OrderStatus, money
+from models import Customer, Invoice, Order, OrderLine, OrderStatus, Role, money
 from models.revenue import BILLING_MONTHS, Billing, SubscriptionBilling
-from workflows import audit, invoicing, orders, policy
+from workflows import audit, invoicing, orders, policy, users
 from workflows import validation as v
-from workflows.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
+from workflows.errors import (
+    Conflict,
+    InvalidTransition,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
 from workflows.inputs import OrderIn, build
 from workflows.revenue_schedule import add_months, half_up, whole_months
 
@@ -50,6 +61,9 @@ BILLABLE = (OrderStatus.APPROVED, OrderStatus.BACKORDERED, OrderStatus.PARTIALLY
 ACTOR = "system"
 # A renewal order in one of these never became the next term: the line may be renewed again.
 NOT_RENEWED = (OrderStatus.CANCELLED, OrderStatus.REJECTED)
+# Who may cancel from a period already under way, forgoing what was served (`_may_forgo`):
+# finance, as for a write-off.
+FORGO_ROLES = (Role.CREDIT_APPROVER,)
 
 
 @dataclass(frozen=True)
@@ -204,8 +218,8 @@ def cancel_subscription(session: Session, *, order_number: str, line_no: int,
     billed = billed_starts(session, [line.id]).get(line.id, set())
     periods = live_periods(line)
     open_starts = [first for first, _, _ in periods if first not in billed]
+    today = policy.business_date(session, now)
     if effective in (None, ""):
-        today = policy.business_date(session, now)
         if line.cancelled_from is not None and line.cancelled_from == next(
                 (first for first, _, _ in orders.subscription_periods(line) if first > today),
                 None):
@@ -223,6 +237,11 @@ def cancel_subscription(session: Session, *, order_number: str, line_no: int,
         choices = ", ".join(d.isoformat() for d in open_starts[:3]) or "none left"
         raise ValidationFailed.of("effective", "must be the first day of a billing period "
                                   f"not invoiced yet ({choices})")
+    # periods served (or being served) that will now never be invoiced
+    forgone = [(first, amount) for first, _, amount in periods if day <= first <= today]
+    if forgone:
+        _may_forgo(session, order=order, line=line, actor=actor, day=day,
+                   forgone_minor=sum(amount for _, amount in forgone))
     renewal = _renewal(session, line)
     if renewal is not None and renewal[1].status not in NOT_RENEWED:
         raise Conflict(f"line {line_no} of {order.number} is renewed by {renewal[1].number}; "
@@ -236,10 +255,36 @@ def cancel_subscription(session: Session, *, order_number: str, line_no: int,
                  entity_id=order.id, reason=reason.strip(), number=order.number,
                  line_no=line.line_no, cancelled_from=day.isoformat(),
                  before=before.isoformat() if before else None,
-                 cancelled_minor=order.cancelled_minor, at=now)
+                 cancelled_minor=order.cancelled_minor, at=now,
+                 **({"forgone_minor": sum(amount for _, amount in forgone),
+                     "currency": order.currency,
+                     "forgone_periods": [first.isoformat() for first, _ in forgone]}
+                    if forgone else {}))
     complete_order(session, order, lines, actor=actor, now=now,
                    reason=f"subscription cancelled from {day.isoformat()}")
     return line
+
+
+def _may_forgo(session: Session, *, order: Order, line: OrderLine, actor: str, day: date,
+               forgone_minor: int) -> None:
+    """A cancellation from a period that has started gives up billing service delivered: a
+    finance decision, like a write-off — a credit approver's (or an admin's), never the
+    order's sales rep's nor an unnamed integration's (the API names the person in `by`).
+    Refused otherwise, naming the net amount (before tax) forgone; audited when it goes
+    through (`forgone_minor`)."""
+    what = (f"cancelling line {line.line_no} of {order.number} from {day.isoformat()} leaves "
+            f"{money.to_str(forgone_minor, order.currency)} {order.currency} of service "
+            "already under way never invoiced")
+    if not v.SLACK_USER_ID.match(actor or ""):
+        raise ValidationFailed.of("by", f"{what}: name the credit approver or admin who "
+                                  "decides it")
+    refusal = {"actor": actor, "action": "subscription.cancel_served", "entity_type": "order",
+               "entity_id": order.id}
+    if not users.has_role(session, actor, *FORGO_ROLES):
+        raise PermissionDenied(f"{what}; {users.only_for(FORGO_ROLES)}", **refusal)
+    if actor == order.sales_rep_id:
+        raise PermissionDenied(f"{what}; the order's sales rep may not decide it. Nothing "
+                               "was changed.", **refusal)
 
 
 def for_term(amount_minor: int, renewed: OrderLine, start: date, end: date) -> int:

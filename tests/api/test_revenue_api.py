@@ -13,7 +13,7 @@ import time_machine
 from sqlmodel import select
 
 from bot.jobs import run_job
-from models import Order
+from models import AuditEvent, Order
 from tests.support import factories as f
 
 TODAY = datetime(2026, 7, 15, 12, tzinfo=UTC)
@@ -177,3 +177,41 @@ def test_cancel_and_renew_a_subscription(server, catalogue) -> None:
     assert (line["service_start"], line["service_end"], line["billing"]) == (
         "2026-10-01", "2026-12-31", "quarterly")
     assert second.status_code == 409 and first.json()["number"] in second.json()["detail"]
+
+
+def test_a_cancellation_from_a_month_under_way_names_its_finance_decider(server,
+                                                                         catalogue) -> None:
+    """2 x CLOUD from 1 June, billed monthly; only June is invoiced (the job has not billed
+    July). On 15 July, a cancellation from 1 July forgoes July (400.00), under way: the
+    API must name who decides it (`by`), and that is a credit approver, not the rep."""
+    # given
+    api = catalogue
+    with server.db.transaction() as s:
+        f.user(s, "UCREDIT1", "credit_approver")
+    number = order(api, {"sku": "CLOUD", "quantity": 2, "service_start": "2026-06-01",
+                         "service_end": "2027-05-31", "billing": "monthly"}).json()["number"]
+    assert run_job("subscription-billing", server.deps, date(2026, 6, 1))["invoiced"] == 1
+    body = {"reason": "never used July", "effective": "2026-07-01"}
+    # when
+    unnamed = api.post(f"/orders/{number}/lines/1/cancellation", json=body)
+    by_rep = api.post(f"/orders/{number}/lines/1/cancellation",
+                      json={**body, "by": "USALES01"})
+    decided = api.post(f"/orders/{number}/lines/1/cancellation",
+                       json={**body, "by": "UCREDIT1"})
+    # then
+    assert unnamed.status_code == 422
+    [error] = unnamed.json()["errors"]
+    assert error["field"] == "by" and "200.00" in error["detail"]
+    assert by_rep.status_code == 403 and "200.00" in by_rep.json()["detail"]
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["lines"][0]["cancelled_from"] == "2026-07-01"
+    assert decided.json()["cancelled"] == "2200.00"  # all 12 months but June
+    with server.db.read_session() as s:
+        trail = s.exec(select(AuditEvent).where(AuditEvent.action.in_(
+            ["refused.subscription.cancel_served", "subscription.cancelled"]))
+            .order_by(AuditEvent.id)).all()
+        assert [(e.actor, e.action) for e in trail] == [
+            ("USALES01", "refused.subscription.cancel_served"),
+            ("UCREDIT1", "subscription.cancelled")]
+        assert (trail[1].data["forgone_minor"], trail[1].data["forgone_periods"]) == (
+            20000, ["2026-07-01"])

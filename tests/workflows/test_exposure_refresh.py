@@ -167,3 +167,21 @@ def test_a_new_credit_limit_shows_on_the_waiting_card(session) -> None:
     assert approval.snapshot["now"] == {"exposure_minor": 20000, "credit_limit_minor": 10000,
                                         "currency": "USD"}
     assert card_updates(session, approval) == [20000]
+
+
+def test_a_new_tax_rate_shows_on_the_waiting_card(session) -> None:
+    # given Globex (limit USD 1,500, 10 % tax) with an approved order of 10 x 100.00
+    # (1,100.00) and one of 4 x 100.00 (440.00) waiting: exposure 1,540.00
+    f.user(session, "USALES01", "sales")
+    f.customer(session, credit_limit="1500.00", tax_rate="10")
+    f.product(session, "WID-1", price="100.00")
+    f.order(session, lines=[("WID-1", 10)])
+    waiting = f.order(session, lines=[("WID-1", 4)])
+    session.commit()
+    approval = session.exec(select(Approval).where(Approval.order_id == waiting.id)).one()
+    assert approval.snapshot["exposure_minor"] == 154000
+    # when the ERP moves the customer to 20 % tax
+    f.customer(session, credit_limit="1500.00", tax_rate="20")
+    session.commit()
+    # then the card shows the approved order at what it will invoice now: 1,200.00
+    assert card_updates(session, approval) == [120000 + 44000]

@@ -12,13 +12,22 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from models import AuditEvent, Invoice, Order, OrderLine, OrderStatus, OutboxMessage, Product
+from models import (
+    AuditEvent,
+    Customer,
+    Invoice,
+    Order,
+    OrderLine,
+    OrderStatus,
+    OutboxMessage,
+    Product,
+)
 from tests.support import factories as f
 from tests.support.timetravel import frozen_at
 from workflows import fulfilment, invariants, orders, policy, shipping
 from workflows.errors import InvalidTransition, PermissionDenied, ValidationFailed
 from workflows.inputs import ShipmentLineIn
-from workflows.receivables import uninvoiced_approved_minor
+from workflows.receivables import credit_exposure, uninvoiced_approved_minor
 
 SHIPPED_AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -115,6 +124,34 @@ def test_a_shipment_dated_after_today_is_refused_and_nothing_is_invoiced(session
     # and later the same day still ships
     ship(session, order)
     assert order.status == OrderStatus.INVOICED
+
+
+def test_a_shipment_is_invoiced_on_the_day_it_was_checked_against(session,
+                                                                      monkeypatch) -> None:
+    """The business time zone is read once per shipment: its day is checked against today
+    and dated on the invoice from that one read. (Before, the invoice read the policy again:
+    a time-zone change committed in between — PostgreSQL's READ COMMITTED shows it — dated
+    an invoice checked as 20 November on 21 November, a day not come yet.)"""
+    # given an order, shipped at 23:30 UTC on 20 November, recorded at 23:45
+    setup_company(session)
+    order = f.order(session, lines=[("WID-1", 10)])
+    late = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
+    invoice_shipment = shipping.invoice_shipment
+
+    def after_a_policy_change(*args, **kwargs):
+        # an admin moves the books to UTC+14 between the check and the invoice
+        policy.set_value(session, key="business_timezone", value="Pacific/Kiritimati",
+                         actor="UADMIN01")
+        return invoice_shipment(*args, **kwargs)
+
+    monkeypatch.setattr(shipping, "invoice_shipment", after_a_policy_change)
+    # when
+    shipping.ship_order(session, order_number=order.number, carrier="UPS",
+                        tracking_number="1Z1", shipped_at=late, actor="api",
+                        now=late.replace(minute=45))
+    # then the invoice is of the day that was checked
+    invoice = session.exec(select(Invoice).where(Invoice.order_id == order.id)).one()
+    assert (invoice.ship_date, invoice.issue_date) == (date(2026, 11, 20), date(2026, 11, 20))
 
 
 def test_an_invoice_is_numbered_in_the_year_of_its_business_day(session) -> None:
@@ -361,6 +398,47 @@ def test_cancel_line_drops_the_short_quantity_and_the_order_is_approved_again(se
     assert invoice.total_minor == 112200 - 44000
     assert uninvoiced_approved_minor(session, customer_id) == 0
     assert invariants.validate_all(session) == []
+
+
+def test_exposure_counts_the_unshipped_rest_at_the_rate_it_will_be_invoiced(session) -> None:
+    # given 10 x 100.00 taken at 10 % tax (1,100.00), 5 shipped and invoiced (550.00)
+    setup_company(session, tax_pct=10)
+    order = f.order(session, lines=[("WID-1", 10)])
+    customer = session.get(Customer, order.customer_id)
+    ship(session, order, ("WID-1", 5), tracking="1Z1")
+    assert uninvoiced_approved_minor(session, customer.id) == 55000
+    # when the customer's tax rate becomes 20 %
+    customer.tax_rate_bp = 2000
+    session.add(customer)
+    session.flush()
+    # then the unshipped half counts at what it will be invoiced: 500.00 + 100.00 tax, not
+    # the 550.00 left of the order's total at its entry rate
+    assert uninvoiced_approved_minor(session, customer.id) == 60000
+    assert credit_exposure(session, customer.id) == 55000 + 60000
+    # and so it is invoiced: nothing is left uninvoiced
+    ship(session, order, ("WID-1", 5), tracking="1Z2")
+    second = session.exec(select(Invoice).where(Invoice.order_id == order.id)
+                          .order_by(Invoice.id.desc())).first()
+    assert (second.tax_minor, second.total_minor) == (10000, 60000)
+    assert uninvoiced_approved_minor(session, customer.id) == 0
+    assert invariants.validate_all(session) == []
+
+
+def test_exposure_after_a_rate_change_leaves_out_the_cancelled_short_rest(session) -> None:
+    # given 10 x 100.00 + 2 x 10.00 at 10 % tax, 4 widgets short and cancelled
+    order = short_order(session, tax_pct=10)
+    customer = session.get(Customer, order.customer_id)
+    fulfilment.cancel_line(session, order=order, line_no=1, actor="USALES01", reason="gone")
+    # when the rate becomes 20 %
+    customer.tax_rate_bp = 2000
+    session.add(customer)
+    session.flush()
+    # then what is left (6 x 100.00 + 2 x 10.00) counts at 20 %: 744.00
+    assert uninvoiced_approved_minor(session, customer.id) == 74400
+    ship(session, order)
+    invoice = session.exec(select(Invoice).where(Invoice.order_id == order.id)).one()
+    assert invoice.total_minor == 74400
+    assert uninvoiced_approved_minor(session, customer.id) == 0
 
 
 def test_only_the_orders_rep_or_an_admin_may_choose(session) -> None:

@@ -183,8 +183,10 @@ def test_stock_freed_for_a_backorder_while_its_customers_waiting_order_is_approv
 # -- subscriptions: a cancellation and a period's billing ----------------------------------------
 
 def monthly_cloud(s: Session) -> Order:
-    """2 x CLOUD at 1200.00 a year for 2026, billed monthly (12 x 200.00)."""
+    """2 x CLOUD at 1200.00 a year for 2026, billed monthly (12 x 200.00); a credit approver
+    to cancel it from months past (`NOW` is in November: a finance decision)."""
     f.user(s, "USALES01", "sales")
+    f.user(s, "UCREDIT1", "credit_approver")
     f.customer(s, credit_limit="1000000.00")
     f.product(s, "CLOUD", price="1200.00", revenue_type="subscription")
     return orders.create_order(s, OrderIn(
@@ -206,7 +208,7 @@ def cancel_from(number: str, day: str):
     def work(s: Session) -> str:
         line = subscriptions.cancel_subscription(s, order_number=number, line_no=1,
                                                  effective=day, reason="moving away",
-                                                 actor="USALES01", now=NOW)
+                                                 actor="UCREDIT1", now=NOW)
         return line.cancelled_from.isoformat()
     return work
 

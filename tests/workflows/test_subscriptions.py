@@ -18,7 +18,7 @@ from models.revenue import SubscriptionBilling
 from tests.support import factories as f
 from tests.support.examples import examples
 from workflows import approvals, invariants, orders, revenue, shipping, subscriptions
-from workflows.errors import Conflict, InvalidTransition, ValidationFailed
+from workflows.errors import Conflict, InvalidTransition, PermissionDenied, ValidationFailed
 from workflows.inputs import OrderIn, OrderLineIn, ShipmentLineIn
 from workflows.revenue_schedule import add_months, cumulative
 
@@ -209,6 +209,60 @@ def test_cancelling_without_a_day_twice_changes_nothing_the_second_time(
     assert session.get(Order, cloud.id).cancelled_minor == 180000
     assert len(session.exec(select(AuditEvent).where(
         AuditEvent.action == "subscription.cancelled")).all()) == 1
+
+
+def test_a_cancellation_from_a_period_under_way_is_a_finance_decision(
+        session: Session, cloud: Order) -> None:
+    """January is invoiced, then the job does not run until 10 April. Cancelling from
+    1 February forgoes February, March and April (3 x 200.00), served or being served and
+    never invoiced: only a credit approver (or an admin), not the order's rep nor an
+    integration without a name, may forgo them, and the audit says how much."""
+    # given
+    f.user(session, "USALES02", "sales")
+    f.user(session, "UCREDIT1", "credit_approver")
+    bill_all(session, date(2026, 1, 1))
+    late = {"order_number": cloud.number, "line_no": 1, "effective": "2026-02-01",
+            "reason": "never used it", "now": at(2026, 4, 10)}
+    # when a sales rep asks, then it is refused, naming the amount, and nothing changes
+    with pytest.raises(PermissionDenied) as refused:
+        subscriptions.cancel_subscription(session, actor="USALES02", **late)
+    assert "600.00" in refused.value.detail
+    assert (refused.value.actor, refused.value.action) == ("USALES02",
+                                                           "subscription.cancel_served")
+    session.rollback()
+    # when the API asks without naming who decides, then it is refused naming `by`
+    with pytest.raises(ValidationFailed) as unnamed:
+        subscriptions.cancel_subscription(session, actor="api", **late)
+    assert unnamed.value.errors[0].field == "by"
+    assert "600.00" in unnamed.value.errors[0].detail
+    session.rollback()
+    assert session.get(OrderLine, 1).cancelled_from is None
+    # when a credit approver decides it
+    line = subscriptions.cancel_subscription(session, actor="UCREDIT1", **late)
+    session.commit()
+    # then billing stops from February, and the audit records what was forgone
+    assert line.cancelled_from == date(2026, 2, 1)
+    assert bill_all(session, date(2026, 12, 1)) == []
+    [event] = session.exec(select(AuditEvent).where(
+        AuditEvent.action == "subscription.cancelled")).all()
+    assert (event.actor, event.reason) == ("UCREDIT1", "never used it")
+    assert (event.data["forgone_minor"], event.data["currency"]) == (60000, "USD")
+    assert event.data["forgone_periods"] == ["2026-02-01", "2026-03-01", "2026-04-01"]
+    assert invariants.validate_all(session) == []
+
+
+def test_a_cancellation_from_a_period_to_come_is_anyones_and_forgoes_nothing(
+        session: Session, cloud: Order) -> None:
+    """From 1 May, asked on 10 April: nothing served goes unbilled, the rep may ask."""
+    bill_all(session, date(2026, 4, 10))
+    line = subscriptions.cancel_subscription(
+        session, order_number=cloud.number, line_no=1, effective="2026-05-01",
+        reason="moving away", actor="USALES01", now=at(2026, 4, 10))
+    session.commit()
+    assert line.cancelled_from == date(2026, 5, 1)
+    [event] = session.exec(select(AuditEvent).where(
+        AuditEvent.action == "subscription.cancelled")).all()
+    assert "forgone_minor" not in event.data
 
 
 def test_an_order_with_invoiced_periods_cannot_be_cancelled_whole(
