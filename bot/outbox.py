@@ -27,9 +27,11 @@ Claiming takes one row at a time (a conditional UPDATE of a row picked with `FOR
 LOCKED` on PostgreSQL), so several server processes (and `o2c run --deliver`) share the queue
 and a worker that dies strands at most the one row it was sending. While it sends, the worker
 renews its claim every third of the lease (`O2C_OUTBOX_LEASE_SECONDS`, 30 s by default); a
-claim nobody renews expires after the lease and the row is taken over. Before each send the
-claim is also checked (`WHERE claimed_by = me AND status = 'sending'`), so a worker that lost
-its claim never sends.
+claim nobody renews expires after the lease and the row is taken over. Claims are stamped
+and expire by one clock: on PostgreSQL the database's (`clock_timestamp()` in the claiming
+UPDATE itself), so a server on a host whose clock runs ahead never sees a live claim as
+expired; on SQLite (one host) the process's. Before each send the claim is also checked
+(`WHERE claimed_by = me AND status = 'sending'`), so a worker that lost its claim never sends.
 
 Sending twice, and what is left of it. A Web API call can reach Slack and still look failed
 here: the response times out, the connection drops after the request went out, Slack answers
@@ -324,12 +326,23 @@ class OutboxWorker:
             return sorted(self.transports)
         return ["slack", "email"] if self.mailer is not None else ["slack"]
 
+    def _lease_now(self) -> Any:
+        """The clock claims are stamped with and expire by. On PostgreSQL the database's
+        (`clock_timestamp()`, read inside the claiming UPDATE): workers on several hosts share
+        the queue, and a host whose clock runs ahead must not see another's live claim as
+        expired and send its row a second time. On SQLite (one host) this worker's. Either way
+        shifted like this worker's clock by `run_once(now=...)` (tests; nothing in production)."""
+        if not self.db.is_postgres:
+            return self.now()
+        moment = sa.func.clock_timestamp(type_=sa.DateTime(timezone=True))
+        return moment + self._offset if self._offset else moment
+
     def _due(self, now: datetime) -> Any:
         table = OutboxMessage.__table__
         return sa.or_(
             sa.and_(table.c.status == OutboxStatus.PENDING, table.c.next_attempt_at <= now),
             sa.and_(table.c.status == OutboxStatus.SENDING,
-                    table.c.claimed_at < now - self.lease),
+                    table.c.claimed_at < self._lease_now() - self.lease),
         )
 
     def _claim(self) -> int | None:
@@ -350,7 +363,8 @@ class OutboxWorker:
                 return None
             return session.execute(
                 sa.update(table).where(table.c.id == row_id, self._due(now)).values(
-                    status=OutboxStatus.SENDING, claimed_at=now, claimed_by=self.worker_id,
+                    status=OutboxStatus.SENDING, claimed_at=self._lease_now(),
+                    claimed_by=self.worker_id,
                     attempts=table.c.attempts + 1).returning(table.c.id)).scalar()
 
     def _renew(self, row_id: int) -> bool:
@@ -360,7 +374,7 @@ class OutboxWorker:
         with self.db.transaction() as session:
             renewed = session.execute(sa.update(table).where(
                 table.c.id == row_id, table.c.claimed_by == self.worker_id,
-                table.c.status == OutboxStatus.SENDING).values(claimed_at=self.now()))
+                table.c.status == OutboxStatus.SENDING).values(claimed_at=self._lease_now()))
             return renewed.rowcount == 1
 
     @contextmanager

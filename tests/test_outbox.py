@@ -9,6 +9,7 @@ import threading
 import time
 from datetime import timedelta
 
+import pytest
 from slack_sdk import WebClient
 from sqlmodel import select
 
@@ -103,15 +104,16 @@ def test_permanent_error_is_kept_as_failed_and_can_be_requeued(db, standin, data
 
 
 def test_stale_claim_is_taken_over(db, standin, database_url) -> None:
-    # given: a row claimed by a worker that died before delivering
+    # given: a row claimed by a worker that died before delivering (its claim is stamped
+    # by the lease's clock: the database's on PostgreSQL)
     with db.transaction() as s:
         message = outbox.post_to_user(s, user_id="USALES01", template="text",
                                       context={"text": "orphan"})
-        message.status, message.claimed_by = "sending", "dead-worker"
-        message.claimed_at = utcnow() - LEASE - timedelta(seconds=1)
-        s.add(message)
-    # when
-    worker_for(db, standin, database_url).drain()
+    assert worker_for(db, standin, database_url)._claim() == message.id
+    other = worker_for(db, standin, database_url)
+    assert other.run_once(now=utcnow() + LEASE - timedelta(seconds=5)) == 0  # still claimed
+    # when the lease is over
+    other.run_once(now=utcnow() + LEASE + timedelta(seconds=1))
     # then
     assert row(db, message.id).status == "sent"
     assert len(standin.api.dm_messages("USALES01")) == 1
@@ -390,10 +392,9 @@ def test_an_update_waits_while_an_earlier_one_is_in_flight(db, standin, database
     with db.transaction() as s:
         older = outbox.update_message(s, target_outbox_id=post.id, template="text",
                                       context={"text": "approved"})
-        older.status, older.claimed_by, older.claimed_at = "sending", "other-worker", now
-        s.add(older)
         newer = outbox.update_message(s, target_outbox_id=post.id, template="text",
                                       context={"text": "approved and invoiced"})
+    assert worker_for(db, standin, database_url)._claim() == older.id
     # when
     now = utcnow() + timedelta(seconds=1)
     worker.run_once(now=now)
@@ -519,3 +520,35 @@ def test_a_rate_limited_integration_sends_nothing_more_with_that_method_meanwhil
     # then: each is sent, the first twice asked
     assert crm.calls == [ids[0], *ids]
     assert {row(db, i).status for i in ids} == {"sent"}
+
+
+class AheadWorker(OutboxWorker):
+    """A worker on another host whose clock runs two minutes ahead of this one's."""
+
+    def now(self):
+        return super().now() + timedelta(minutes=2)
+
+
+def test_workers_whose_clocks_disagree_never_send_one_message_twice(
+        db, standin, database_url) -> None:
+    if not db.is_postgres:
+        pytest.skip("SQLite serves one host: its workers share one clock")
+    # given: a DM whose send takes 2 s, claimed by a worker on this host (30 s lease)
+    message = dm(db, "once")
+    standin.api.inject("chat.postMessage", Fault(delay=2.0))
+    here = worker_for(db, standin, database_url)
+    there = AheadWorker(db, here.client, here.settings)
+    sending = threading.Thread(target=here.run_once)
+    sending.start()
+    deadline = time.monotonic() + 10
+    while row(db, message).status != "sending" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.5)  # it renewed its claim and is in Slack's hands
+    # when: the other host looks at the queue meanwhile (by its clock the claim is 2 min old)
+    taken = there.run_once()
+    sending.join(10)
+    # then: the claim was not taken over, and the DM shows once
+    assert taken == 0
+    assert [m["text"] for m in standin.api.dm_messages("USALES01")] == ["once"]
+    assert row(db, message).status == "sent"
+
