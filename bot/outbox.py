@@ -47,6 +47,14 @@ here: the response times out, the connection drops after the request went out, S
   an update whose turn comes after a later update of the same message was sent (or is being
   sent) is left out (marked sent, `superseded_by`), and an update waits while an earlier one
   of the same message is in flight, so a retried update never brings back older content;
+* an ephemeral (`chat.postEphemeral`: a record number's answer only its poster sees) can be
+  neither found in a history, updated nor deleted, and these come from message events, which
+  carry no `response_url` to replace one through. One whose attempt may have shown it (no
+  answer, a 5xx, `internal_error` / `fatal_error`, or a claim taken over from a worker that
+  stopped) is not sent again: it is failed, its `last_error` saying so, logged and counted
+  (`o2c_outbox_deliveries{outcome="given_up"}`); "re-queue all" leaves it out. Nothing
+  changed with it (it shows a record, which `/o2c` shows again), so losing one is the lesser
+  harm;
 * e-mail cannot be checked: an SMTP transaction that dies after the server took the message
   is sent again. Its `Message-ID` is derived from the row (`bot.mailer.message_id`: its
   dedupe key or id and its queue time), so the copy is recognisable and most mail clients
@@ -91,7 +99,7 @@ from bot.settings import Settings
 from handlers.common import locale_tag, note_database_down
 from models import Customer, Invoice, OutboxMessage, OutboxStatus, User
 from models.base import utcnow
-from workflows import audit, dunning, write_offs
+from workflows import audit, dunning, outbox, write_offs
 from workflows.errors import database_unavailable
 
 if TYPE_CHECKING:
@@ -143,17 +151,23 @@ NOT_INSTALLED_WAIT = timedelta(seconds=60)  # OAuth mode, no installation: look 
 PAY_LINK_TEMPLATES = ("order_shipped",)
 # Slack's documented "try again later" errors (sometimes with HTTP 200, `ok: false`).
 TRANSIENT_ERRORS = {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+# ... of which Slack says "some aspect of the operation may have succeeded"
+MAYBE_DONE_ERRORS = {"internal_error", "fatal_error"}
 
 
 class Retry(Exception):
     """Try again after `delay` seconds (at least). `kind` is "transient" (5xx, network, SMTP
-    4xx: retried for RETRY_FOR) or "unknown" (retried MAX_ATTEMPTS times)."""
+    4xx: retried for RETRY_FOR) or "unknown" (retried MAX_ATTEMPTS times). `maybe_done`: the
+    call may have been carried out all the same (no answer, a 5xx, Slack's `internal_error`
+    or `fatal_error`)."""
 
-    def __init__(self, delay: float, reason: str, kind: str = "transient") -> None:
+    def __init__(self, delay: float, reason: str, kind: str = "transient", *,
+                 maybe_done: bool = False) -> None:
         super().__init__(reason)
         self.delay = delay
         self.reason = reason
         self.kind = kind
+        self.maybe_done = maybe_done
 
 
 class RateLimited(Retry):
@@ -223,6 +237,7 @@ class OutboxWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._offset = timedelta(0)  # run_once(now=...) shifts this worker's clock
+        self._taken_over: int | None = None  # the row just claimed, when its claim expired
         # Web API method (or an integration's, e.g. HubSpot's "deal.update") -> rate-limited
         # until
         self._paused: dict[str, datetime] = {}
@@ -358,9 +373,12 @@ class OutboxWorker:
         with self.db.transaction() as session:
             if self.db.is_postgres:
                 query = query.with_for_update(skip_locked=True)
-            row_id = session.execute(query).scalar()
-            if row_id is None:
+            picked = session.execute(query.add_columns(table.c.status)).first()
+            if picked is None:
                 return None
+            row_id, status = picked
+            # a claim that expired: whatever its worker did with the row is unknown
+            self._taken_over = row_id if status == OutboxStatus.SENDING else None
             return session.execute(
                 sa.update(table).where(table.c.id == row_id, self._due(now)).values(
                     status=OutboxStatus.SENDING, claimed_at=self._lease_now(),
@@ -410,6 +428,9 @@ class OutboxWorker:
             row = session.get(OutboxMessage, row_id)
             target = (session.get(OutboxMessage, row.target_outbox_id)
                       if row.target_outbox_id else None)
+        if row.method == "chat.postEphemeral" and row_id == self._taken_over:
+            self._give_up_ephemeral(row, "the worker sending it stopped before it was done")
+            return
         if row.transport == "email" and (row.payload or {}).get("template") in dunning.TEMPLATES:
             row = self._as_due_now(row)
             if row is None:
@@ -497,7 +518,21 @@ class OutboxWorker:
         row.payload = payload
         return row
 
+    def _give_up_ephemeral(self, row: OutboxMessage, why: str) -> None:
+        """An ephemeral an earlier attempt may have shown is not sent again: Slack can
+        neither find one (no history), update nor delete it, so a second one could show
+        twice. It is a courtesy (the answer to a record number in a channel, which `/o2c`
+        shows again): losing one is better than showing it twice. Failed, with the reason;
+        "re-queue all" leaves it out (an admin may still re-queue it by its id)."""
+        log.warning("outbox %s: %s (%s); it may have been shown", row.id,
+                    outbox.EPHEMERAL_GIVEN_UP, why)
+        self._fail(row, f"{outbox.EPHEMERAL_GIVEN_UP}: {why}; it may have been shown")
+        observability.delivered(row.transport, "given_up")
+
     def _retry_or_fail(self, row: OutboxMessage, retry: Retry) -> None:
+        if row.method == "chat.postEphemeral" and retry.maybe_done:
+            self._give_up_ephemeral(row, f"the outcome of sending it is unknown: {retry.reason}")
+            return
         transport = self.transports.get(row.transport)
         give_up = row.attempts >= MAX_ATTEMPTS
         if transport is not None:  # its own policy: transient for as long as it says
@@ -709,7 +744,8 @@ class OutboxWorker:
                 return {"ok": True, "completed_before": True}
             raise self._classify(exc, row) from exc
         except (ConnectionError, TimeoutError, OSError) as exc:
-            raise Retry(self._backoff(row.attempts), f"network: {exc}") from exc
+            raise Retry(self._backoff(row.attempts), f"network: {exc}",
+                        maybe_done=True) from exc
         data = response.data if isinstance(response.data, dict) else {}
         result = {"ok": True}
         if "channel" in data:
@@ -779,9 +815,11 @@ class OutboxWorker:
             return RateLimited(retry_after(header, now=self.now(), default=RATE_LIMIT_DEFAULT,
                                            cap=RATE_LIMIT_MAX), "ratelimited (429)")
         if status >= 500:
-            return Retry(self._backoff(row.attempts), f"slack {status} {error or ''}".strip())
+            return Retry(self._backoff(row.attempts), f"slack {status} {error or ''}".strip(),
+                         maybe_done=True)
         if error in TRANSIENT_ERRORS:
-            return Retry(self._backoff(row.attempts), f"slack error {error}")
+            return Retry(self._backoff(row.attempts), f"slack error {error}",
+                         maybe_done=error in MAYBE_DONE_ERRORS)
         if error in PERMANENT_ERRORS:
             return Permanent(f"slack error {error}")
         return Retry(self._backoff(row.attempts), f"slack error {error or status}",

@@ -21,6 +21,7 @@ from models.base import utcnow
 from sandbox.webapi import Fault
 from tests.conftest import test_settings
 from workflows import outbox
+from workflows.outbox import EPHEMERAL_GIVEN_UP
 
 
 def worker_for(db, standin, database_url, **kwargs):
@@ -552,3 +553,58 @@ def test_workers_whose_clocks_disagree_never_send_one_message_twice(
     assert [m["text"] for m in standin.api.dm_messages("USALES01")] == ["once"]
     assert row(db, message).status == "sent"
 
+
+def ephemeral(db, text: str, user: str = "USALES01") -> int:
+    """A card only `user` sees in #general (as a record number's answer, `workflows.mentions`)."""
+    with db.transaction() as s:
+        message = OutboxMessage(transport="slack", method="chat.postEphemeral",
+                                payload={"channel": "C0GENERAL", "user": user,
+                                         "template": "text", "context": {"text": text}})
+        s.add(message)
+        s.flush()
+        return message.id
+
+
+def test_an_ephemeral_whose_outcome_is_unknown_is_not_shown_twice(db, standin,
+                                                                  database_url) -> None:
+    # given: two ephemerals Slack shows but answers too late, or with a 503, and a third it
+    # refuses (ok: false: nothing shown)
+    late, failed, refused = (ephemeral(db, t) for t in ("late", "503", "refused"))
+    standin.api.inject("chat.postEphemeral", Fault(delay_after=1.5),
+                       Fault(status=503, applied=True), Fault(error="service_unavailable"))
+    settings = test_settings(database_url, standin.api_url)
+    client = WebClient(token="xoxb-test-token", base_url=standin.api_url, retry_handlers=[],
+                       timeout=0.5)
+    worker = OutboxWorker(db, client, settings)
+    # when the worker sends them, then comes back after the backoff
+    worker.run_once()
+    worker.run_once(now=utcnow() + timedelta(minutes=1))
+    # then: each is seen once; the two of unknown outcome are not sent again (given up,
+    # saying why), the refused one is sent again
+    shown = sorted(e["text"] for e in standin.api.ephemerals("USALES01"))
+    assert shown == ["503", "late", "refused"]
+    assert len(standin.api.calls_to("chat.postEphemeral")) == 4
+    for row_id in (late, failed):
+        given_up = row(db, row_id)
+        assert given_up.status == "failed" and given_up.attempts == 1
+        assert given_up.last_error.startswith(EPHEMERAL_GIVEN_UP)
+    assert row(db, refused).status == "sent"
+    # and "re-queue all failed" leaves them out (an admin may still re-queue one by its id)
+    with db.transaction() as s:
+        assert outbox.requeue_failed(s) == 0
+
+
+def test_an_ephemeral_stranded_by_a_dead_worker_is_not_shown_again(db, standin,
+                                                                   database_url) -> None:
+    # given: a worker that claimed an ephemeral, showed it, and died before recording it
+    message = ephemeral(db, "once")
+    dead = worker_for(db, standin, database_url)
+    assert dead._claim() == message
+    with db.read_session() as s:
+        dead._send(s.get(OutboxMessage, message), None)
+    # when another worker takes the row over once the claim has expired
+    worker_for(db, standin, database_url).run_once(now=utcnow() + LEASE + timedelta(seconds=1))
+    # then: it is not shown again, and the row says why
+    assert [e["text"] for e in standin.api.ephemerals("USALES01")] == ["once"]
+    stranded = row(db, message)
+    assert stranded.status == "failed" and stranded.last_error.startswith(EPHEMERAL_GIVEN_UP)
