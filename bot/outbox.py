@@ -27,9 +27,11 @@ Claiming takes one row at a time (a conditional UPDATE of a row picked with `FOR
 LOCKED` on PostgreSQL), so several server processes (and `o2c run --deliver`) share the queue
 and a worker that dies strands at most the one row it was sending. While it sends, the worker
 renews its claim every third of the lease (`O2C_OUTBOX_LEASE_SECONDS`, 30 s by default); a
-claim nobody renews expires after the lease and the row is taken over. Before each send the
-claim is also checked (`WHERE claimed_by = me AND status = 'sending'`), so a worker that lost
-its claim never sends.
+claim nobody renews expires after the lease and the row is taken over. Claims are stamped
+and expire by one clock: on PostgreSQL the database's (`clock_timestamp()` in the claiming
+UPDATE itself), so a server on a host whose clock runs ahead never sees a live claim as
+expired; on SQLite (one host) the process's. Before each send the claim is also checked
+(`WHERE claimed_by = me AND status = 'sending'`), so a worker that lost its claim never sends.
 
 Sending twice, and what is left of it. A Web API call can reach Slack and still look failed
 here: the response times out, the connection drops after the request went out, Slack answers
@@ -45,6 +47,14 @@ here: the response times out, the connection drops after the request went out, S
   an update whose turn comes after a later update of the same message was sent (or is being
   sent) is left out (marked sent, `superseded_by`), and an update waits while an earlier one
   of the same message is in flight, so a retried update never brings back older content;
+* an ephemeral (`chat.postEphemeral`: a record number's answer only its poster sees) can be
+  neither found in a history, updated nor deleted, and these come from message events, which
+  carry no `response_url` to replace one through. One whose attempt may have shown it (no
+  answer, a 5xx, `internal_error` / `fatal_error`, or a claim taken over from a worker that
+  stopped) is not sent again: it is failed, its `last_error` saying so, logged and counted
+  (`o2c_outbox_deliveries{outcome="given_up"}`); "re-queue all" leaves it out. Nothing
+  changed with it (it shows a record, which `/o2c` shows again), so losing one is the lesser
+  harm;
 * e-mail cannot be checked: an SMTP transaction that dies after the server took the message
   is sent again. Its `Message-ID` is derived from the row (`bot.mailer.message_id`: its
   dedupe key or id and its queue time), so the copy is recognisable and most mail clients
@@ -89,7 +99,7 @@ from bot.settings import Settings
 from handlers.common import locale_tag, note_database_down
 from models import Customer, Invoice, OutboxMessage, OutboxStatus, User
 from models.base import utcnow
-from workflows import audit, dunning, write_offs
+from workflows import audit, dunning, outbox, write_offs
 from workflows.errors import database_unavailable
 
 if TYPE_CHECKING:
@@ -141,17 +151,23 @@ NOT_INSTALLED_WAIT = timedelta(seconds=60)  # OAuth mode, no installation: look 
 PAY_LINK_TEMPLATES = ("order_shipped",)
 # Slack's documented "try again later" errors (sometimes with HTTP 200, `ok: false`).
 TRANSIENT_ERRORS = {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+# ... of which Slack says "some aspect of the operation may have succeeded"
+MAYBE_DONE_ERRORS = {"internal_error", "fatal_error"}
 
 
 class Retry(Exception):
     """Try again after `delay` seconds (at least). `kind` is "transient" (5xx, network, SMTP
-    4xx: retried for RETRY_FOR) or "unknown" (retried MAX_ATTEMPTS times)."""
+    4xx: retried for RETRY_FOR) or "unknown" (retried MAX_ATTEMPTS times). `maybe_done`: the
+    call may have been carried out all the same (no answer, a 5xx, Slack's `internal_error`
+    or `fatal_error`)."""
 
-    def __init__(self, delay: float, reason: str, kind: str = "transient") -> None:
+    def __init__(self, delay: float, reason: str, kind: str = "transient", *,
+                 maybe_done: bool = False) -> None:
         super().__init__(reason)
         self.delay = delay
         self.reason = reason
         self.kind = kind
+        self.maybe_done = maybe_done
 
 
 class RateLimited(Retry):
@@ -221,6 +237,7 @@ class OutboxWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._offset = timedelta(0)  # run_once(now=...) shifts this worker's clock
+        self._taken_over: int | None = None  # the row just claimed, when its claim expired
         # Web API method (or an integration's, e.g. HubSpot's "deal.update") -> rate-limited
         # until
         self._paused: dict[str, datetime] = {}
@@ -324,12 +341,23 @@ class OutboxWorker:
             return sorted(self.transports)
         return ["slack", "email"] if self.mailer is not None else ["slack"]
 
+    def _lease_now(self) -> Any:
+        """The clock claims are stamped with and expire by. On PostgreSQL the database's
+        (`clock_timestamp()`, read inside the claiming UPDATE): workers on several hosts share
+        the queue, and a host whose clock runs ahead must not see another's live claim as
+        expired and send its row a second time. On SQLite (one host) this worker's. Either way
+        shifted like this worker's clock by `run_once(now=...)` (tests; nothing in production)."""
+        if not self.db.is_postgres:
+            return self.now()
+        moment = sa.func.clock_timestamp(type_=sa.DateTime(timezone=True))
+        return moment + self._offset if self._offset else moment
+
     def _due(self, now: datetime) -> Any:
         table = OutboxMessage.__table__
         return sa.or_(
             sa.and_(table.c.status == OutboxStatus.PENDING, table.c.next_attempt_at <= now),
             sa.and_(table.c.status == OutboxStatus.SENDING,
-                    table.c.claimed_at < now - self.lease),
+                    table.c.claimed_at < self._lease_now() - self.lease),
         )
 
     def _claim(self) -> int | None:
@@ -345,12 +373,16 @@ class OutboxWorker:
         with self.db.transaction() as session:
             if self.db.is_postgres:
                 query = query.with_for_update(skip_locked=True)
-            row_id = session.execute(query).scalar()
-            if row_id is None:
+            picked = session.execute(query.add_columns(table.c.status)).first()
+            if picked is None:
                 return None
+            row_id, status = picked
+            # a claim that expired: whatever its worker did with the row is unknown
+            self._taken_over = row_id if status == OutboxStatus.SENDING else None
             return session.execute(
                 sa.update(table).where(table.c.id == row_id, self._due(now)).values(
-                    status=OutboxStatus.SENDING, claimed_at=now, claimed_by=self.worker_id,
+                    status=OutboxStatus.SENDING, claimed_at=self._lease_now(),
+                    claimed_by=self.worker_id,
                     attempts=table.c.attempts + 1).returning(table.c.id)).scalar()
 
     def _renew(self, row_id: int) -> bool:
@@ -360,7 +392,7 @@ class OutboxWorker:
         with self.db.transaction() as session:
             renewed = session.execute(sa.update(table).where(
                 table.c.id == row_id, table.c.claimed_by == self.worker_id,
-                table.c.status == OutboxStatus.SENDING).values(claimed_at=self.now()))
+                table.c.status == OutboxStatus.SENDING).values(claimed_at=self._lease_now()))
             return renewed.rowcount == 1
 
     @contextmanager
@@ -396,6 +428,9 @@ class OutboxWorker:
             row = session.get(OutboxMessage, row_id)
             target = (session.get(OutboxMessage, row.target_outbox_id)
                       if row.target_outbox_id else None)
+        if row.method == "chat.postEphemeral" and row_id == self._taken_over:
+            self._give_up_ephemeral(row, "the worker sending it stopped before it was done")
+            return
         if row.transport == "email" and (row.payload or {}).get("template") in dunning.TEMPLATES:
             row = self._as_due_now(row)
             if row is None:
@@ -483,7 +518,21 @@ class OutboxWorker:
         row.payload = payload
         return row
 
+    def _give_up_ephemeral(self, row: OutboxMessage, why: str) -> None:
+        """An ephemeral an earlier attempt may have shown is not sent again: Slack can
+        neither find one (no history), update nor delete it, so a second one could show
+        twice. It is a courtesy (the answer to a record number in a channel, which `/o2c`
+        shows again): losing one is better than showing it twice. Failed, with the reason;
+        "re-queue all" leaves it out (an admin may still re-queue it by its id)."""
+        log.warning("outbox %s: %s (%s); it may have been shown", row.id,
+                    outbox.EPHEMERAL_GIVEN_UP, why)
+        self._fail(row, f"{outbox.EPHEMERAL_GIVEN_UP}: {why}; it may have been shown")
+        observability.delivered(row.transport, "given_up")
+
     def _retry_or_fail(self, row: OutboxMessage, retry: Retry) -> None:
+        if row.method == "chat.postEphemeral" and retry.maybe_done:
+            self._give_up_ephemeral(row, f"the outcome of sending it is unknown: {retry.reason}")
+            return
         transport = self.transports.get(row.transport)
         give_up = row.attempts >= MAX_ATTEMPTS
         if transport is not None:  # its own policy: transient for as long as it says
@@ -695,7 +744,8 @@ class OutboxWorker:
                 return {"ok": True, "completed_before": True}
             raise self._classify(exc, row) from exc
         except (ConnectionError, TimeoutError, OSError) as exc:
-            raise Retry(self._backoff(row.attempts), f"network: {exc}") from exc
+            raise Retry(self._backoff(row.attempts), f"network: {exc}",
+                        maybe_done=True) from exc
         data = response.data if isinstance(response.data, dict) else {}
         result = {"ok": True}
         if "channel" in data:
@@ -765,9 +815,11 @@ class OutboxWorker:
             return RateLimited(retry_after(header, now=self.now(), default=RATE_LIMIT_DEFAULT,
                                            cap=RATE_LIMIT_MAX), "ratelimited (429)")
         if status >= 500:
-            return Retry(self._backoff(row.attempts), f"slack {status} {error or ''}".strip())
+            return Retry(self._backoff(row.attempts), f"slack {status} {error or ''}".strip(),
+                         maybe_done=True)
         if error in TRANSIENT_ERRORS:
-            return Retry(self._backoff(row.attempts), f"slack error {error}")
+            return Retry(self._backoff(row.attempts), f"slack error {error}",
+                         maybe_done=error in MAYBE_DONE_ERRORS)
         if error in PERMANENT_ERRORS:
             return Permanent(f"slack error {error}")
         return Retry(self._backoff(row.attempts), f"slack error {error or status}",

@@ -167,8 +167,9 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin, OAuthMixin, FunctionsMixin)
     def add_user(self, user_id: str, name: str, real_name: str | None = None, tz: str = "UTC",
                  tz_offset: int = 0, email: str | None = None, is_admin: bool = False, *,
                  tz_label: str | None = None, is_bot: bool = False,
-                 locale: str = "en-US") -> dict:
-        """Add a workspace member; users.info/lookupByEmail answer with this Slack user."""
+                 locale: str = "en-US", deleted: bool = False) -> dict:
+        """Add a workspace member (`deleted`: one deactivated since); users.info/lookupByEmail
+        answer with this Slack user."""
         real_name = real_name or name
         profile = {"real_name": real_name, "display_name": name,
                    "real_name_normalized": real_name, "display_name_normalized": name,
@@ -176,7 +177,7 @@ class SlackWebAPI(WebMethodsMixin, InteractionMixin, OAuthMixin, FunctionsMixin)
         if email:
             profile["email"] = email
         label = tz_label or ("Coordinated Universal Time" if tz in ("UTC", "Etc/UTC") else tz)
-        user = {"id": user_id, "team_id": self.team_id, "name": name, "deleted": False,
+        user = {"id": user_id, "team_id": self.team_id, "name": name, "deleted": deleted,
                 "real_name": real_name, "tz": tz, "tz_label": label, "tz_offset": tz_offset,
                 "is_admin": is_admin, "is_owner": False, "is_bot": is_bot, "is_app_user": False,
                 "profile": profile, "locale": locale}

@@ -9,6 +9,7 @@ import threading
 import time
 from datetime import timedelta
 
+import pytest
 from slack_sdk import WebClient
 from sqlmodel import select
 
@@ -20,6 +21,7 @@ from models.base import utcnow
 from sandbox.webapi import Fault
 from tests.conftest import test_settings
 from workflows import outbox
+from workflows.outbox import EPHEMERAL_GIVEN_UP
 
 
 def worker_for(db, standin, database_url, **kwargs):
@@ -103,15 +105,16 @@ def test_permanent_error_is_kept_as_failed_and_can_be_requeued(db, standin, data
 
 
 def test_stale_claim_is_taken_over(db, standin, database_url) -> None:
-    # given: a row claimed by a worker that died before delivering
+    # given: a row claimed by a worker that died before delivering (its claim is stamped
+    # by the lease's clock: the database's on PostgreSQL)
     with db.transaction() as s:
         message = outbox.post_to_user(s, user_id="USALES01", template="text",
                                       context={"text": "orphan"})
-        message.status, message.claimed_by = "sending", "dead-worker"
-        message.claimed_at = utcnow() - LEASE - timedelta(seconds=1)
-        s.add(message)
-    # when
-    worker_for(db, standin, database_url).drain()
+    assert worker_for(db, standin, database_url)._claim() == message.id
+    other = worker_for(db, standin, database_url)
+    assert other.run_once(now=utcnow() + LEASE - timedelta(seconds=5)) == 0  # still claimed
+    # when the lease is over
+    other.run_once(now=utcnow() + LEASE + timedelta(seconds=1))
     # then
     assert row(db, message.id).status == "sent"
     assert len(standin.api.dm_messages("USALES01")) == 1
@@ -390,10 +393,9 @@ def test_an_update_waits_while_an_earlier_one_is_in_flight(db, standin, database
     with db.transaction() as s:
         older = outbox.update_message(s, target_outbox_id=post.id, template="text",
                                       context={"text": "approved"})
-        older.status, older.claimed_by, older.claimed_at = "sending", "other-worker", now
-        s.add(older)
         newer = outbox.update_message(s, target_outbox_id=post.id, template="text",
                                       context={"text": "approved and invoiced"})
+    assert worker_for(db, standin, database_url)._claim() == older.id
     # when
     now = utcnow() + timedelta(seconds=1)
     worker.run_once(now=now)
@@ -519,3 +521,90 @@ def test_a_rate_limited_integration_sends_nothing_more_with_that_method_meanwhil
     # then: each is sent, the first twice asked
     assert crm.calls == [ids[0], *ids]
     assert {row(db, i).status for i in ids} == {"sent"}
+
+
+class AheadWorker(OutboxWorker):
+    """A worker on another host whose clock runs two minutes ahead of this one's."""
+
+    def now(self):
+        return super().now() + timedelta(minutes=2)
+
+
+def test_workers_whose_clocks_disagree_never_send_one_message_twice(
+        db, standin, database_url) -> None:
+    if not db.is_postgres:
+        pytest.skip("SQLite serves one host: its workers share one clock")
+    # given: a DM whose send takes 2 s, claimed by a worker on this host (30 s lease)
+    message = dm(db, "once")
+    standin.api.inject("chat.postMessage", Fault(delay=2.0))
+    here = worker_for(db, standin, database_url)
+    there = AheadWorker(db, here.client, here.settings)
+    sending = threading.Thread(target=here.run_once)
+    sending.start()
+    deadline = time.monotonic() + 10
+    while row(db, message).status != "sending" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.5)  # it renewed its claim and is in Slack's hands
+    # when: the other host looks at the queue meanwhile (by its clock the claim is 2 min old)
+    taken = there.run_once()
+    sending.join(10)
+    # then: the claim was not taken over, and the DM shows once
+    assert taken == 0
+    assert [m["text"] for m in standin.api.dm_messages("USALES01")] == ["once"]
+    assert row(db, message).status == "sent"
+
+
+def ephemeral(db, text: str, user: str = "USALES01") -> int:
+    """A card only `user` sees in #general (as a record number's answer, `workflows.mentions`)."""
+    with db.transaction() as s:
+        message = OutboxMessage(transport="slack", method="chat.postEphemeral",
+                                payload={"channel": "C0GENERAL", "user": user,
+                                         "template": "text", "context": {"text": text}})
+        s.add(message)
+        s.flush()
+        return message.id
+
+
+def test_an_ephemeral_whose_outcome_is_unknown_is_not_shown_twice(db, standin,
+                                                                  database_url) -> None:
+    # given: two ephemerals Slack shows but answers too late, or with a 503, and a third it
+    # refuses (ok: false: nothing shown)
+    late, failed, refused = (ephemeral(db, t) for t in ("late", "503", "refused"))
+    standin.api.inject("chat.postEphemeral", Fault(delay_after=1.5),
+                       Fault(status=503, applied=True), Fault(error="service_unavailable"))
+    settings = test_settings(database_url, standin.api_url)
+    client = WebClient(token="xoxb-test-token", base_url=standin.api_url, retry_handlers=[],
+                       timeout=0.5)
+    worker = OutboxWorker(db, client, settings)
+    # when the worker sends them, then comes back after the backoff
+    worker.run_once()
+    worker.run_once(now=utcnow() + timedelta(minutes=1))
+    # then: each is seen once; the two of unknown outcome are not sent again (given up,
+    # saying why), the refused one is sent again
+    shown = sorted(e["text"] for e in standin.api.ephemerals("USALES01"))
+    assert shown == ["503", "late", "refused"]
+    assert len(standin.api.calls_to("chat.postEphemeral")) == 4
+    for row_id in (late, failed):
+        given_up = row(db, row_id)
+        assert given_up.status == "failed" and given_up.attempts == 1
+        assert given_up.last_error.startswith(EPHEMERAL_GIVEN_UP)
+    assert row(db, refused).status == "sent"
+    # and "re-queue all failed" leaves them out (an admin may still re-queue one by its id)
+    with db.transaction() as s:
+        assert outbox.requeue_failed(s) == 0
+
+
+def test_an_ephemeral_stranded_by_a_dead_worker_is_not_shown_again(db, standin,
+                                                                   database_url) -> None:
+    # given: a worker that claimed an ephemeral, showed it, and died before recording it
+    message = ephemeral(db, "once")
+    dead = worker_for(db, standin, database_url)
+    assert dead._claim() == message
+    with db.read_session() as s:
+        dead._send(s.get(OutboxMessage, message), None)
+    # when another worker takes the row over once the claim has expired
+    worker_for(db, standin, database_url).run_once(now=utcnow() + LEASE + timedelta(seconds=1))
+    # then: it is not shown again, and the row says why
+    assert [e["text"] for e in standin.api.ephemerals("USALES01")] == ["once"]
+    stranded = row(db, message)
+    assert stranded.status == "failed" and stranded.last_error.startswith(EPHEMERAL_GIVEN_UP)

@@ -129,12 +129,18 @@ def failed(session: Session, limit: int = 50) -> list[OutboxMessage]:
 
 # `last_error` of a failed webhook row `webhooks.replay` queued again as a new row
 REPLAYED = "replayed as a new delivery"
+# how `last_error` of an ephemeral the worker did not send again begins (`bot.outbox`): an
+# earlier attempt may have shown it, and Slack can neither find, update nor delete one
+EPHEMERAL_GIVEN_UP = "ephemeral not sent again"
 
 
 def requeue_failed(session: Session, row_id: int | None = None) -> int:
     """Put failed messages back in the queue (after the cause was fixed); returns how many.
     All of them (`row_id` None) leaves out webhook rows replayed already (their event went
     out again as a new row).
+
+    Nor, all of them, an ephemeral the worker gave up on (`EPHEMERAL_GIVEN_UP`): an earlier
+    attempt may have shown it; by its id it goes out again.
 
     A row that was attempted before keeps one attempt on its count: an earlier attempt may
     have reached Slack with its answer lost, and the worker looks for such a post before
@@ -144,8 +150,11 @@ def requeue_failed(session: Session, row_id: int | None = None) -> int:
     query = sa.update(table).where(table.c.status == OutboxStatus.FAILED)
     if row_id is not None:
         query = query.where(table.c.id == row_id)
-    else:  # (all: not a webhook whose event was replayed as a new delivery already)
-        query = query.where(sa.or_(table.c.last_error.is_(None), table.c.last_error != REPLAYED))
+    else:  # (all: not a webhook whose event was replayed as a new delivery already, nor an
+        # ephemeral that may have been shown already)
+        query = query.where(sa.or_(table.c.last_error.is_(None), sa.and_(
+            table.c.last_error != REPLAYED,
+            sa.not_(table.c.last_error.startswith(EPHEMERAL_GIVEN_UP, autoescape=True)))))
     # due at once: any time in the past will do, and the row's own creation time needs no clock
     result = session.execute(query.values(
         status=OutboxStatus.PENDING, attempts=sa.case((table.c.attempts > 0, 1), else_=0),

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import re
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
 
 from blocks.common import context, render, section
 from blocks.text import esc, refusal
@@ -11,7 +15,9 @@ from handlers.common import describe_error, transaction
 from models import Role
 from workflows import receipts
 from workflows.errors import DomainError
-from workflows.users import change_role
+from workflows.users import change_role, has_role
+
+log = logging.getLogger("o2c.roles")
 
 USAGE = "/o2c role <add|remove> <@user> <" + "|".join(r.value for r in Role) + ">"
 MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$|^@?([UW][A-Z0-9]{2,})$")
@@ -36,6 +42,15 @@ def role(call: CommandCall) -> None:
                             context("Roles: " + ", ".join(r.value for r in Role))]),
                     "Not done")
         return
+    if verb == "add":
+        with call.deps.db.read_session() as session:
+            by_admin = has_role(session, call.user_id, Role.ADMIN)
+        # (a non-admin is refused, and audited, by change_role: Slack is not asked for them)
+        problem = not_a_member(call.client, target) if by_admin else None
+        if problem is not None:
+            call.answer(render([section(refusal(problem, what=f"give <@{target}> a role"))]),
+                        "Not done")
+            return
     try:
         with transaction(call.context) as session:
             # once per command: a replayed old "add" cannot undo a later "remove"
@@ -56,3 +71,30 @@ def role(call: CommandCall) -> None:
         text = (f":white_check_mark: <@{target}> now has `{role_name}`." if verb == "add"
                 else f":white_check_mark: <@{target}> no longer has `{role_name}`.")
     call.answer(render([section(text)]), "Role updated")
+
+
+def not_a_member(client: WebClient, user_id: str) -> str | None:
+    """Why `user_id` cannot be given a role (Slack's `users.info`): not in the workspace,
+    deactivated, or a bot; or Slack could not say now (then nothing is granted blindly).
+    None for an active person of the workspace."""
+    try:
+        info = client.users_info(user=user_id).get("user")
+    except SlackApiError as exc:
+        error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+        if error in ("user_not_found", "users_not_found"):
+            return f"there is no user `{esc(user_id)}` in this workspace"
+        log.info("users.info failed for %s: %s", user_id, error)
+        return (f"Slack could not say who `{esc(user_id)}` is right now ({esc(str(error))}); "
+                "try again in a moment")
+    except (SlackClientError, OSError) as exc:
+        log.info("users.info failed for %s: %r", user_id, exc)
+        return (f"Slack could not be reached to check who `{esc(user_id)}` is; try again in "
+                "a moment")
+    if not isinstance(info, dict):
+        return (f"Slack could not say who `{esc(user_id)}` is right now; try again in a "
+                "moment")
+    if info.get("deleted"):
+        return f"<@{user_id}> has been deactivated in Slack"
+    if info.get("is_bot") or info.get("is_workflow_bot") or user_id == "USLACKBOT":
+        return f"<@{user_id}> is a bot, not a person"
+    return None

@@ -252,6 +252,43 @@ def test_role_usage_errors(server, slack, standin) -> None:
     assert "not a user mention" in text_of(ask(slack, standin.api, ADMIN, "role add bob admin"))
 
 
+def test_role_add_only_for_an_active_person_of_the_workspace(server, slack, standin) -> None:
+    from models import AuditEvent, UserRole
+
+    api = standin.api
+    api.add_user("UGONE0001", "gone.person", deleted=True)
+    # when an admin gives a role to nobody, to a deactivated member, to the bot, or while
+    # Slack cannot answer who someone is
+    answers = {who: text_of(ask(slack, api, ADMIN, f"role add <@{who}> admin"))
+               for who in ("UGHOST999", "UGONE0001", api.bot_user_id)}
+    api.inject("users.info", Fault(status=503))
+    answers["outage"] = text_of(ask(slack, api, ADMIN, "role add <@UCOLL001> collector"))
+    # then each is refused, saying why, and nobody got a role
+    assert "there is no user `UGHOST999` in this workspace" in answers["UGHOST999"]
+    assert "<@UGONE0001> has been deactivated in Slack" in answers["UGONE0001"]
+    assert f"<@{api.bot_user_id}> is a bot, not a person" in answers[api.bot_user_id]
+    assert "try again" in answers["outage"]
+    assert all("Nothing was changed" in text for text in answers.values())
+    with server.db.read_session() as s:
+        assert s.exec(select(UserRole).where(UserRole.user_id != ADMIN)).all() == []
+        assert s.exec(select(AuditEvent).where(AuditEvent.action.like("role.%"),
+                                               AuditEvent.entity_id != ADMIN)).all() == []
+    # and a non-admin is refused for the role alone (audited), without Slack being asked
+    asked = len(api.calls_to("users.info"))
+    refused = text_of(ask(slack, api, "USALES01", "role add <@UGHOST999> admin"))
+    assert "Only an admin" in refused
+    assert len([c for c in api.calls_to("users.info")[asked:]
+                if c.params.get("user") == "UGHOST999"]) == 0
+    # when Slack answers again, the active person gets the role
+    granted = text_of(ask(slack, api, ADMIN, "role add <@UCOLL001> collector"))
+    assert "now has `collector`" in granted
+    # and a deactivated member's role can still be taken away
+    with server.db.transaction() as s:
+        f.user(s, "UGONE0001", "collector")  # (given before they left)
+    removed = text_of(ask(slack, api, ADMIN, "role remove <@UGONE0001> collector"))
+    assert "no longer has `collector`" in removed
+
+
 def test_a_usage_answer_shows_its_placeholders_escaped(company, slack, standin) -> None:
     """`<customer>` in a usage line is text, not a link: raw in mrkdwn Slack would show a
     link named "customer" (and drop the brackets)."""
