@@ -534,6 +534,23 @@ class CreditNoteOut(Answer):
     history: list[HistoryEntry]
 
 
+class CreditApplicationOut(Answer):
+    """Customer credit applied to another invoice of the same customer."""
+
+    key: str = Field(description="the application's key (`external_id` or Idempotency-Key)")
+    credit_note: str
+    credit_invoice: str = Field(description="the invoice the note credited, which held the "
+                                "credit")
+    invoice: str = Field(description="the invoice the credit was applied to")
+    customer: str
+    currency: str
+    amount: Money
+    credit_left: Money = Field(description="customer credit still held on `credit_invoice`")
+    invoice_balance: Money = Field(description="what `invoice` has open after it")
+    by: str
+    applied_at: Moment
+
+
 # -- outbound webhooks (issue 16) -----------------------------------------------------------
 class WebhookOut(Answer):
     id: int

@@ -289,3 +289,13 @@ def credit_note_out(view) -> out.CreditNoteOut:
                                               amount=amount(li["amount_minor"], cur))
                          for li in request.lines or []],
         history=history_out(view.history))
+
+
+def credit_application_out(done, customer: Customer) -> out.CreditApplicationOut:
+    cur = done.currency
+    return out.CreditApplicationOut(
+        key=done.key, credit_note=done.credit_note, credit_invoice=done.source_invoice,
+        invoice=done.invoice, customer=customer.external_id, currency=cur,
+        amount=amount(done.amount_minor, cur), credit_left=amount(done.credit_left_minor, cur),
+        invoice_balance=amount(done.invoice_balance_minor, cur), by=done.by,
+        applied_at=datetime.fromisoformat(done.at))
