@@ -82,8 +82,21 @@ class OpenInvoiceOut(Answer):
     balance: Money
 
 
+class HeldOut(Answer):
+    """Unapplied cash held for the customer in one currency: on no invoice."""
+
+    currency: str
+    unapplied_payments: Money = Field(description="payments received and not applied")
+    customer_credit: Money = Field(description="credit notes on paid invoices left it (less "
+                                   "what was refunded or applied to other invoices)")
+    total: Money
+
+
 class CustomerDetailOut(CustomerOut):
     balances: CustomerBalances
+    unapplied: list[HeldOut] = Field(default_factory=list, description=(
+        "today's unapplied cash, per currency (currencies with none left out), apart from "
+        "the balances"))
     open_invoices: list[OpenInvoiceOut] = Field(description="today's, oldest due first "
                                                 "(at most 200)")
     open_invoice_count: int = Field(description="how many invoices are open today: more "

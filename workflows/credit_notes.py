@@ -724,7 +724,8 @@ def credit_note_view(session: Session, key: str) -> CreditNoteView:
 
 def customer_credit_minor(session: Session, customer_id: int) -> int:
     """Customer credit from credit notes on invoices that were already paid, less what
-    refunds gave back of it and what was applied to other invoices."""
+    refunds gave back of it and what was applied to other invoices (every currency summed:
+    `receivables.held_for` has it per currency)."""
     given = int(session.exec(select(sa.func.coalesce(sa.func.sum(
         CreditNote.customer_credit_minor), 0)).join(
         Invoice, Invoice.id == CreditNote.invoice_id).where(

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 from sqlmodel import select
 
-from models import AuditEvent, CreditNote
+from models import AuditEvent, CreditNote, Customer, Payment
 from tests.support import factories as f
 from tests.support.timetravel import frozen_at
 from workflows import credit_notes
@@ -97,3 +97,32 @@ def test_what_the_api_refuses(books, api) -> None:
                     headers={"Idempotency-Key": "k2"}).status_code == 404
     assert post(amount=30).status_code == 422  # a number, not a decimal string
     assert api.get("/invoices/INV-2").json()["balance"] == "200.00"
+
+
+def test_the_customer_says_what_is_held_for_it_per_currency(books, api) -> None:
+    server, note = books
+    # given Globex's 45.50 received on account and 30.00 of customer credit; and 12.00 EUR
+    # from them on the books, applied to nothing (a bank line in another currency)
+    with server.db.transaction() as s:
+        globex = s.exec(select(Customer).where(Customer.external_id == "C-GLOBEX")).one()
+        s.add(Payment(external_id="pay-eur", customer_id=globex.id, amount_minor=1_200,
+                      currency="EUR", received_at=datetime.combine(TODAY, time(9), UTC),
+                      value_date=TODAY, unapplied_minor=1_200))
+    # when the customer is read
+    got = api.get("/customers/C-GLOBEX").json()
+    # then its unapplied cash is there, per currency, apart from the balances
+    assert got["unapplied"] == [
+        {"currency": "EUR", "unapplied_payments": "12.00", "customer_credit": "0.00",
+         "total": "12.00"},
+        {"currency": "USD", "unapplied_payments": "45.50", "customer_credit": "30.00",
+         "total": "75.50"}]
+    assert got["balances"]["open"] == "200.00"
+    assert api.get("/customers/C-INITECH").json()["unapplied"] == []
+    # when the credit is applied to INV-2, it is no longer held (INV-2 owes 170.00)
+    assert api.post(f"/credit-notes/{note}/applications", json={
+        "invoice": "INV-2", "amount": "30.00", "by": "UCOLL001"},
+        headers={"Idempotency-Key": "k"}).status_code == 201
+    got = api.get("/customers/C-GLOBEX").json()
+    assert [(h["currency"], h["unapplied_payments"], h["customer_credit"])
+            for h in got["unapplied"]] == [("EUR", "12.00", "0.00"), ("USD", "45.50", "0.00")]
+    assert got["balances"]["open"] == "170.00"

@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 
 from models import Allocation, AuditEvent, Invoice, OutboxMessage, Payment, WriteOff
 from tests.support import factories as f
+from tests.support.meanwhile import in_thread
 from tests.support.timetravel import frozen_at
 from workflows import credit_notes, customer_credit, invariants, refunds
 from workflows.cash_application import record_payment
@@ -208,21 +209,17 @@ def test_two_applications_at_once_spend_the_credit_once(db, monkeypatch) -> None
         return found
 
     monkeypatch.setattr(customer_credit, "customer_credit_of", slow_credit_of)
-    outcomes: list[object] = []
 
-    def spend(key: str) -> None:
+    def spend(key: str) -> object:
         try:
             with db.transaction() as s:
-                outcomes.append(apply(s, note, amount="20.00", key=key))
-        except Exception as exc:  # counted below
-            outcomes.append(exc)
+                return apply(s, note, amount="20.00", key=key)
+        except ValidationFailed as refused:  # counted below
+            return refused
 
     # when both run at the same moment, in two sessions
-    threads = [threading.Thread(target=spend, args=(k,)) for k in ("a", "b")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    running = [in_thread(lambda key=key: spend(key)) for key in ("a", "b")]
+    outcomes = [result() for result in running]
     # then one applied 20.00 and the other was refused: 10.00 of credit left, INV-2 at 180.00
     refused = [o for o in outcomes if isinstance(o, ValidationFailed)]
     assert len(outcomes) == 2 and len(refused) == 1
