@@ -46,7 +46,7 @@ from models import (
     WriteOffReason,
     money,
 )
-from workflows import audit, exposure, outbox, periods, policy
+from workflows import audit, outbox, periods, policy
 from workflows import validation as v
 from workflows.credit_notes import customer_credit_of
 from workflows.disputes import undisputed_open
@@ -167,7 +167,6 @@ def apply_customer_credit(session: Session, *, credit_note: str, invoice: str, a
                                f"{money.format_money(target.balance_minor, cur)} open; "
                                f"{money.format_money(left, cur)} of credit is left on "
                                f"{source.number}.")})
-    exposure.moved(session, source.customer_id)
     session.flush()
     return applied
 
