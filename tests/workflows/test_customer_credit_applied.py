@@ -10,10 +10,13 @@ import threading
 from datetime import UTC, date, datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlmodel import Session, select
 
-from models import Allocation, AuditEvent, Invoice, OutboxMessage, Payment, WriteOff
+from models import Allocation, AuditEvent, Invoice, OutboxMessage, Payment, WriteOff, money
 from tests.support import factories as f
+from tests.support.examples import examples
 from tests.support.meanwhile import in_thread
 from tests.support.timetravel import frozen_at
 from workflows import credit_notes, customer_credit, invariants, refunds
@@ -250,3 +253,34 @@ def test_the_statement_shows_the_credit_used_on_the_other_invoice(session) -> No
         ("customer credit used, set against INV-1", -3_000, -3_000)]
     # (the closing balance also has INV-E's 200.00, an invoice of this test's own making)
     assert (found.closing_minor - 20_000, found.customer_credit_minor) == (17_000, 0)
+
+
+@settings(max_examples=examples(10), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(credit=st.integers(1, 10_000), asked=st.integers(1, 25_000),
+       refunded=st.integers(0, 10_000))
+def test_any_application_then_refund_keeps_ar_credit_and_payments_to_the_cent(
+        db_factory, credit, asked, refunded) -> None:
+    with db_factory.fresh() as database, database.session() as session:
+        # given INV-1 (100.00) paid and credited `credit`; INV-2 owes 200.00
+        note, payment = credited(session, credit=money.to_str(credit, "USD"))
+        # when `asked` of the credit is applied to INV-2 (refused beyond the credit)
+        try:
+            apply(session, note, amount=money.to_str(asked, "USD"))
+            applied = asked
+        except ValidationFailed:
+            applied = 0
+        assert applied == (asked if asked <= credit else 0)
+        # and then `refunded` of the payment goes back
+        if refunded:
+            refunds.refund_payment(session, payment=session.get(Payment, payment.id),
+                                   amount_minor=refunded, external_id="re", value_date=TODAY,
+                                   actor="test")
+        # then the books agree: what the customer owes less what we hold for them is the
+        # invoices less the note less the money they kept with us
+        one, two = invoice(session, "INV-1"), invoice(session, "INV-2")
+        held = credit_notes.customer_credit_of(session, one.id)
+        assert one.balance_minor + two.balance_minor - held == (
+            30_000 - credit - (10_000 - refunded))
+        assert held >= 0
+        assert invariants.validate_all(session) == []
