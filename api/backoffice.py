@@ -2,7 +2,8 @@
 
 `POST /invoices/{number}/disputes`, `POST /disputes/{id}/resolve`, `POST /credit-notes`,
 `GET /credit-notes/{number}` (a CN number, or the id a request got while it waits for
-approval), `GET /disputes/{id}`. Thin like `api.routes`: parse, one workflow call inside
+approval), `POST /credit-notes/{number}/applications` (the customer credit it left, applied to
+another invoice), `GET /disputes/{id}`. Thin like `api.routes`: parse, one workflow call inside
 `idempotency.run` (one transaction; `Idempotency-Key` honoured), serialise. A refusal
 (`PermissionDenied`, e.g. a `by` without the role) is a 403 and is audited.
 """
@@ -29,8 +30,9 @@ from api.routes import (
     require_token,
 )
 from models import CreditNote, Customer, Invoice
-from workflows import credit_notes, disputes
-from workflows.inputs import CreditNoteIn, DisputeOpenIn, DisputeResolveIn
+from workflows import credit_notes, customer_credit, disputes
+from workflows.errors import ValidationFailed
+from workflows.inputs import CreditApplicationIn, CreditNoteIn, DisputeOpenIn, DisputeResolveIn
 
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token), Depends(known_query)],
                    responses=problems(401, 422, 503))
@@ -114,3 +116,32 @@ def get_credit_note(number: Key, request: Request) -> out.CreditNoteOut:
     """By CN number, or by the id the request got while it waits for approval."""
     with _deps(request).db.read_session() as session:
         return serialize.credit_note_out(credit_notes.credit_note_view(session, number))
+
+
+@router.post("/credit-notes/{number}/applications", tags=["back office"], **CREATED,
+             response_model=out.CreditApplicationOut,
+             responses={200: {"model": out.CreditApplicationOut, "description": "The same key "
+                              "again: what was applied under it, nothing more"},
+                        **problems(403, 404, 409, *BODY)})
+def post_credit_application(number: Key, body: CreditApplicationIn, request: Request,
+                            key: IdemKey = None) -> JSONResponse:
+    """Apply `amount` of the customer credit the credit note left (on an invoice already paid)
+    to another open invoice of the same customer in the same currency, by `by` (a collector
+    or credit approver). Never more than the credit its invoice still holds, nor than the
+    other invoice's open balance less what a dispute holds (422 naming both). Keyed by
+    `external_id`, else the Idempotency-Key (one of them is required): the same key again
+    answers what was applied (200), the same key for another application is a 409."""
+    deps = _deps(request)
+    applied_key = body.external_id or (key or "").strip()
+    if not applied_key:
+        raise ValidationFailed.of("Idempotency-Key", "send an Idempotency-Key header (or an "
+                                  "external_id): a retry without one would apply the credit "
+                                  "twice")
+
+    def op(session):
+        done = customer_credit.apply_customer_credit(
+            session, credit_note=number, invoice=body.invoice, amount=body.amount, by=body.by,
+            key=applied_key, now=deps.clock.now())
+        return (201 if done.created else 200), serialize.credit_application_out(
+            done, session.get(Customer, done.customer_id))
+    return _post(request, key, {"credit_note": number, **idempotency.request_of(body)}, op)

@@ -82,8 +82,21 @@ class OpenInvoiceOut(Answer):
     balance: Money
 
 
+class HeldOut(Answer):
+    """Unapplied cash held for the customer in one currency: on no invoice."""
+
+    currency: str
+    unapplied_payments: Money = Field(description="payments received and not applied")
+    customer_credit: Money = Field(description="credit notes on paid invoices left it (less "
+                                   "what was refunded or applied to other invoices)")
+    total: Money
+
+
 class CustomerDetailOut(CustomerOut):
     balances: CustomerBalances
+    unapplied: list[HeldOut] = Field(default_factory=list, description=(
+        "today's unapplied cash, per currency (currencies with none left out), apart from "
+        "the balances"))
     open_invoices: list[OpenInvoiceOut] = Field(description="today's, oldest due first "
                                                 "(at most 200)")
     open_invoice_count: int = Field(description="how many invoices are open today: more "
@@ -532,6 +545,23 @@ class CreditNoteOut(Answer):
     lines: list[CreditNoteLineOut]
     requested_lines: list[RequestedLineOut]
     history: list[HistoryEntry]
+
+
+class CreditApplicationOut(Answer):
+    """Customer credit applied to another invoice of the same customer."""
+
+    key: str = Field(description="the application's key (`external_id` or Idempotency-Key)")
+    credit_note: str
+    credit_invoice: str = Field(description="the invoice the note credited, which held the "
+                                "credit")
+    invoice: str = Field(description="the invoice the credit was applied to")
+    customer: str
+    currency: str
+    amount: Money
+    credit_left: Money = Field(description="customer credit still held on `credit_invoice`")
+    invoice_balance: Money = Field(description="what `invoice` has open after it")
+    by: str
+    applied_at: Moment
 
 
 # -- outbound webhooks (issue 16) -----------------------------------------------------------

@@ -51,7 +51,7 @@ from workflows.inputs import (
     SubscriptionRenewIn,
     UserIn,
 )
-from workflows.receivables import aging_by_currency, customer_position
+from workflows.receivables import aging_by_currency, customer_position, held_for
 from workflows.validation import in_years
 
 API_ACTOR = "api"
@@ -300,7 +300,8 @@ OPEN_INVOICES_LISTED = 200  # in a customer's answer; `open_invoice_count` says 
 def get_customer(external_id: Key, request: Request, as_of: AsOf = None,
                  known_at: KnownAt = None) -> out.CustomerDetailOut:
     """The customer with its balances at the end of `as_of` (default today) by economic
-    date; with `known_at`, as the books knew them then. Open invoices are today's."""
+    date; with `known_at`, as the books knew them then. Open invoices and `unapplied` (the
+    payments not applied and the customer credit held for it, per currency) are today's."""
     known = known_at_of(known_at)
     with _deps(request).db.read_session() as session:
         customer = session.exec(select(Customer).where(
@@ -313,7 +314,8 @@ def get_customer(external_id: Key, request: Request, as_of: AsOf = None,
             customer, position, as_of=day, known_at=known,
             open_invoices=queries.open_invoices(session, customer.id,
                                                 limit=OPEN_INVOICES_LISTED),
-            open_invoice_count=queries.open_invoice_count(session, customer.id))
+            open_invoice_count=queries.open_invoice_count(session, customer.id),
+            held=held_for(session, customer.id))
 
 
 # -- reports -------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from models import (
 )
 from models.money import bp_to_pct, to_str
 from workflows.queries import InvoiceView, OrderView
-from workflows.receivables import Aging, CustomerPosition
+from workflows.receivables import Aging, CustomerPosition, Held
 
 
 def amount(minor: int | None, currency: str) -> str | None:
@@ -56,7 +56,8 @@ def customer_out(customer: Customer) -> out.CustomerOut:
 def customer_detail_out(customer: Customer, position: CustomerPosition, *, as_of: date,
                         known_at: datetime | None,
                         open_invoices: list[Invoice],
-                        open_invoice_count: int) -> out.CustomerDetailOut:
+                        open_invoice_count: int,
+                        held: list[Held] = ()) -> out.CustomerDetailOut:
     cur = customer.currency
     balances = out.CustomerBalances(
         open=amount(position.aging.total, cur), overdue=amount(position.aging.overdue, cur),
@@ -72,7 +73,11 @@ def customer_detail_out(customer: Customer, position: CustomerPosition, *, as_of
                                           total=amount(i.total_minor, i.currency),
                                           balance=amount(i.balance_minor, i.currency))
                        for i in open_invoices],
-        open_invoice_count=open_invoice_count)
+        open_invoice_count=open_invoice_count,
+        unapplied=[out.HeldOut(currency=h.currency,
+                               unapplied_payments=amount(h.unapplied_minor, h.currency),
+                               customer_credit=amount(h.customer_credit_minor, h.currency),
+                               total=amount(h.total_minor, h.currency)) for h in held])
 
 
 def product_out(product: Product) -> out.ProductOut:
@@ -289,3 +294,13 @@ def credit_note_out(view) -> out.CreditNoteOut:
                                               amount=amount(li["amount_minor"], cur))
                          for li in request.lines or []],
         history=history_out(view.history))
+
+
+def credit_application_out(done, customer: Customer) -> out.CreditApplicationOut:
+    cur = done.currency
+    return out.CreditApplicationOut(
+        key=done.key, credit_note=done.credit_note, credit_invoice=done.source_invoice,
+        invoice=done.invoice, customer=customer.external_id, currency=cur,
+        amount=amount(done.amount_minor, cur), credit_left=amount(done.credit_left_minor, cur),
+        invoice_balance=amount(done.invoice_balance_minor, cur), by=done.by,
+        applied_at=datetime.fromisoformat(done.at))

@@ -14,7 +14,7 @@ from models import AGING_BUCKETS, Order, invoice_status, money
 if TYPE_CHECKING:  # view models only; blocks never call workflows
     from workflows.lookup import Candidate
     from workflows.queries import CustomerView, OrderView
-    from workflows.receivables import Aging, CustomerBalance
+    from workflows.receivables import Aging, CustomerBalance, Held
 
 STATUS_EMOJI = {
     "draft": ":pencil2:", "pending_approval": ":hourglass_flowing_sand:",
@@ -127,6 +127,18 @@ def aging_fields(aging: Aging, *, fmt: Formats = ENGLISH) -> list[tuple[str, str
     return fields_
 
 
+def held_fields(held: list[Held], *, fmt: Formats = ENGLISH) -> list[tuple[str, str]]:
+    """Unapplied cash (on no invoice): payments not applied and customer credit, each in
+    every currency it is held in, in the reader's formats; nothing when none is held."""
+    found = []
+    for title, part in (("Unapplied payments", "unapplied_minor"),
+                        ("Customer credit", "customer_credit_minor")):
+        amounts = [fmt.money(getattr(h, part), h.currency) for h in held if getattr(h, part)]
+        if amounts:
+            found.append((title, " · ".join(amounts)))
+    return found
+
+
 def customer_card(view: CustomerView, *, as_of: date, actions: list | None = None,
                   fmt: Formats = ENGLISH
                   ) -> list[dict]:
@@ -152,8 +164,7 @@ def customer_card(view: CustomerView, *, as_of: date, actions: list | None = Non
              + (f" (+{fmt.money(pos.aging.disputed, cur)} in dispute)"
                 if pos.aging.disputed else "")),
             ("Oldest past due", f"{pos.oldest_days_past_due} days"),
-        ] + ([("Customer credit", fmt.money(view.customer_credit_minor, cur))]
-             if view.customer_credit_minor else []), text=" · ".join(flags) if flags else None),
+        ] + held_fields(view.held, fmt=fmt), text=" · ".join(flags) if flags else None),
         section("*Aging*"),
         fields(aging_fields(pos.aging, fmt=fmt)),
     ]

@@ -191,7 +191,8 @@ class WriteOffReason(StrEnum):
     DEDUCTION = "deduction"  # a short payment accepted by finance
     FEE_WAIVED = "fee_waived"  # a late fee a collector waived
     # not money given up: customer credit a credit note gave on this (paid) invoice, set
-    # against it when the payment behind that credit was refunded (`workflows.refunds`)
+    # against it when the payment behind that credit was refunded (`workflows.refunds`) or
+    # the credit applied to another invoice (`workflows.customer_credit`)
     CUSTOMER_CREDIT = "customer_credit"
 
 

@@ -60,7 +60,9 @@ class Payment(SQLModel, table=True):
 class Allocation(SQLModel, table=True):
     __tablename__ = "allocations"
     # negative only for a refund's reversal (method "refund"): money given back reopens
-    # the invoice from the refund's date, and the as-of reports see it on that day
+    # the invoice from the refund's date, and the as-of reports see it on that day; or for
+    # customer credit moved off its invoice (method "customer_credit",
+    # `workflows.customer_credit`), which a positive one of the same payment puts on another
     __table_args__ = (sa.CheckConstraint("amount_minor <> 0", name="ck_allocations_nonzero"),
                       settlement_index("allocations"))
 
@@ -69,7 +71,7 @@ class Allocation(SQLModel, table=True):
     invoice_id: int = Field(foreign_key="invoices.id", index=True)
     amount_minor: int = big_field()
     method: str = Field(default="reference", max_length=24)  # reference, amount, subset,
-    # manual; "refund": a reversal (negative)
+    # manual; "refund": a reversal (negative); "customer_credit": credit applied elsewhere
     value_date: date  # its payment's value date
     effective_date: date  # the day the books count it on (models.invoices docstring)
     created_by: str = Field(default="system", max_length=64)

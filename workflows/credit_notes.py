@@ -192,8 +192,9 @@ def written_off_total(session: Session, invoice_id: int) -> int:
 
 
 def _credit_refunded(session: Session, *where: object) -> int:
-    """Customer credit given back with a refund of the money behind it (`workflows.refunds`:
-    set against its invoice as a write-off of reason `customer_credit`)."""
+    """Customer credit given back with a refund of the money behind it (`workflows.refunds`)
+    or applied to another invoice (`workflows.customer_credit`): set against its invoice as a
+    write-off of reason `customer_credit`."""
     return int(session.exec(select(sa.func.coalesce(sa.func.sum(WriteOff.amount_minor), 0))
                             .where(WriteOff.reason == WriteOffReason.CUSTOMER_CREDIT, *where)
                             ).one())
@@ -206,7 +207,8 @@ def paid_total(session: Session, invoice_id: int) -> int:
 
 
 def customer_credit_of(session: Session, invoice_id: int) -> int:
-    """The customer credit the invoice's issued notes gave, less what refunds gave back."""
+    """The customer credit the invoice's issued notes gave, less what refunds gave back and
+    what was applied to other invoices (`workflows.customer_credit`)."""
     return int(session.exec(select(sa.func.coalesce(sa.func.sum(
         CreditNote.customer_credit_minor), 0)).where(CreditNote.invoice_id == invoice_id)
         ).one()) - _credit_refunded(session, WriteOff.invoice_id == invoice_id)
@@ -722,7 +724,8 @@ def credit_note_view(session: Session, key: str) -> CreditNoteView:
 
 def customer_credit_minor(session: Session, customer_id: int) -> int:
     """Customer credit from credit notes on invoices that were already paid, less what
-    refunds gave back of it."""
+    refunds gave back of it and what was applied to other invoices (every currency summed:
+    `receivables.held_for` has it per currency)."""
     given = int(session.exec(select(sa.func.coalesce(sa.func.sum(
         CreditNote.customer_credit_minor), 0)).join(
         Invoice, Invoice.id == CreditNote.invoice_id).where(

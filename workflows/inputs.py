@@ -349,6 +349,16 @@ class CreditNoteIn(Strict):
     issue_date: Day | None = None  # an ERP's own (source erp)
 
 
+class CreditApplicationIn(Strict):
+    """Customer credit a credit note left, applied to another invoice
+    (`workflows.customer_credit`)."""
+
+    invoice: Key(64, strip=True)
+    amount: Amount
+    by: SlackUser  # a collector or credit approver
+    external_id: Key(150) | None = None  # the application's key (else the Idempotency-Key)
+
+
 # -- outbound webhooks (issue 16) -----------------------------------------------------------------
 EventType = Annotated[StrictStr, StringConstraints(max_length=64),
                       Field(json_schema_extra={"enum": list(EVENT_TYPES)})]

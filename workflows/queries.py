@@ -21,7 +21,7 @@ from models import (
 )
 from workflows import customer_notices
 from workflows.cash_application import matched_because, payment_allocations, suggestions_of
-from workflows.receivables import CustomerPosition, customer_position
+from workflows.receivables import CustomerPosition, Held, customer_position, held_for
 
 RECENT_ORDERS = 15
 
@@ -128,16 +128,15 @@ class CustomerView:
     open_invoices: list[Invoice]
     collector_name: str | None = None
     sales_rep_name: str | None = None
-    customer_credit_minor: int = 0  # from credit notes on invoices already paid
+    # unapplied payments and customer credit, per currency (`receivables.held_for`): today's
+    held: list[Held] = field(default_factory=list)
 
 
 def customer_view(session: Session, customer: Customer, as_of: date, *,
                   now: datetime | None = None) -> CustomerView:
-    from workflows.credit_notes import customer_credit_minor
-
     return CustomerView(position=customer_position(session, customer, as_of, now=now),
                         open_invoices=open_invoices(session, customer.id),
-                        customer_credit_minor=customer_credit_minor(session, customer.id))
+                        held=held_for(session, customer.id))
 
 
 @dataclass

@@ -64,8 +64,10 @@ from models import (
     InvoiceLine,
     Order,
     OrderLine,
+    Payment,
     ReversedSettlement,
     WriteOff,
+    WriteOffReason,
 )
 from models.orders import UNINVOICED_APPROVED
 
@@ -422,6 +424,48 @@ def customer_position(session: Session, customer: Customer, as_of: date, *,
         customer=customer, aging=aging, exposure_minor=aging.total + uninvoiced,
         uninvoiced_minor=uninvoiced, oldest_days_past_due=aging.days_past_due(as_of),
     )
+
+
+@dataclass(frozen=True)
+class Held:
+    """What we hold for a customer in one currency, on no invoice: payments received and not
+    applied (`Payment.unapplied_minor`), and the customer credit credit notes on paid
+    invoices left (`workflows.credit_notes`: less what was refunded or applied since)."""
+
+    currency: str
+    unapplied_minor: int = 0
+    customer_credit_minor: int = 0
+
+    @property
+    def total_minor(self) -> int:
+        return self.unapplied_minor + self.customer_credit_minor
+
+
+def held_for(session: Session, customer_id: int) -> list[Held]:
+    """Today's unapplied cash of the customer per currency (currencies with none left out),
+    by currency code. Three grouped sums over the customer's payments, notes and write-offs."""
+    unapplied = session.exec(
+        select(Payment.currency, sa.func.sum(Payment.unapplied_minor))
+        .where(Payment.customer_id == customer_id, Payment.unapplied_minor > 0)
+        .group_by(Payment.currency)).all()
+    given = session.exec(
+        select(Invoice.currency, sa.func.sum(CreditNote.customer_credit_minor))
+        .join(Invoice, Invoice.id == CreditNote.invoice_id)
+        .where(Invoice.customer_id == customer_id, CreditNote.customer_credit_minor != 0)
+        .group_by(Invoice.currency)).all()
+    used = session.exec(
+        select(Invoice.currency, sa.func.sum(WriteOff.amount_minor))
+        .join(Invoice, Invoice.id == WriteOff.invoice_id)
+        .where(Invoice.customer_id == customer_id,
+               WriteOff.reason == WriteOffReason.CUSTOMER_CREDIT)
+        .group_by(Invoice.currency)).all()
+    cash = {cur: int(minor) for cur, minor in unapplied}
+    credit = {cur: int(minor) for cur, minor in given}
+    for cur, minor in used:
+        credit[cur] = credit.get(cur, 0) - int(minor)
+    found = [Held(cur, cash.get(cur, 0), credit.get(cur, 0))
+             for cur in sorted(set(cash) | set(credit))]
+    return [h for h in found if h.unapplied_minor or h.customer_credit_minor]
 
 
 @dataclass

@@ -12,7 +12,9 @@ what we hold for the customer. A credit note on a paid invoice takes little or n
 (its line shows what it did take) and the rest became customer credit: its line says how much
 (`credit_minor`), and `customer_credit_minor` is all the customer credit the customer's notes
 gave by the period's end (by effective date), less what a refund of the money behind it
-gave back (`workflows.refunds`: a line of its own, which takes it off the invoice). So
+gave back (`workflows.refunds`) or what was applied to another invoice
+(`workflows.customer_credit`: the credit moved off its invoice and applied to the other,
+lines of their own): a line of its own, "customer credit used", takes it off the invoice. So
 closing - unapplied - customer credit (`net_minor`) is what the customer owes us on balance.
 Aging is `receivables.customer_position` at the period's end. Read-only.
 """
@@ -37,6 +39,7 @@ from models import (
     WriteOffReason,
 )
 from workflows import outbox
+from workflows.customer_credit import METHOD as CREDIT_MOVED
 from workflows.errors import ValidationFailed
 from workflows.numbering import number_order
 from workflows.receivables import customer_position
@@ -84,6 +87,12 @@ def _entries(session: Session, customer: Customer, end: date) -> list[StatementL
             .join(Payment, Payment.id == Allocation.payment_id)
             .where(invoice.c.customer_id == customer.id, Allocation.effective_date <= end)):
         what = payment.reference or payment.external_id or f"payment {payment.id}"
+        if allocation.method == CREDIT_MOVED:  # `workflows.customer_credit`
+            what = ("customer credit applied to" if allocation.amount_minor > 0 else
+                    "customer credit moved off")
+            found.append(StatementLine(allocation.effective_date, "payment",
+                                       f"{what} {number}", -allocation.amount_minor))
+            continue
         found.append(StatementLine(allocation.effective_date, "payment",
                                    f"{what} on {number}"[:120], -allocation.amount_minor))
     for note, number in session.exec(
@@ -97,9 +106,9 @@ def _entries(session: Session, customer: Customer, end: date) -> list[StatementL
             select(WriteOff, invoice.c.number)
             .join(invoice, invoice.c.id == WriteOff.invoice_id)
             .where(invoice.c.customer_id == customer.id, WriteOff.effective_date <= end)):
-        if write_off.reason == WriteOffReason.CUSTOMER_CREDIT:  # refunded: credit used up
+        if write_off.reason == WriteOffReason.CUSTOMER_CREDIT:  # refunded or applied: used
             found.append(StatementLine(write_off.effective_date, "write_off",
-                                       f"customer credit refunded, set against {number}",
+                                       f"customer credit used, set against {number}",
                                        -write_off.amount_minor,
                                        credit_minor=-write_off.amount_minor))
             continue

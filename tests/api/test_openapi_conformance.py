@@ -187,6 +187,13 @@ def order_to_cash(api) -> None:
         "value_date": (TODAY - timedelta(days=1)).isoformat()}))
     created(api.get(f"/payments/{paid['id']}"), 200)
     created(api.get(f"/payments/{uncertain['id']}"), 200)
+    # customer credit: an ERP's note on the paid ERP-9, applied to ERP-10
+    paid_note = created(api.post("/credit-notes", json={
+        "invoice": "ERP-9", "reason": "rebate", "amount": "20.00", "source": "erp"}))
+    assert paid_note["customer_credit"] == "20.00", paid_note
+    created(api.post(f"/credit-notes/{paid_note['number']}/applications", json={
+        "invoice": "ERP-10", "amount": "20.00", "by": "UCOLL001"},
+        headers={"Idempotency-Key": "credit-1"}))
     # lookups and reports, today and as the books knew them
     created(api.get("/customers/C-GLOBEX"), 200)
     created(api.get("/customers/C-GLOBEX", params={"as_of": "2026-10-31",
