@@ -59,6 +59,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """`O2C_TEST_TODAY=YYYY-MM-DD`: the whole suite (and every process it starts, see
     `tests.support.timetravel`) runs on that day, time flowing."""
     global _session_travel
+    config.addinivalue_line("markers", "postgresql_only: a behaviour of several hosts sharing "
+                            "a PostgreSQL database (one clock, one queue); not collected in "
+                            "the SQLite runs, where one host serves")
     destination = timetravel.session_destination()
     if destination is not None and _session_travel is None:
         _session_travel = time_machine.travel(destination, tick=True)
@@ -76,8 +79,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """The PostgreSQL run runs the tests that use the database under test (every test whose
     fixtures reach `db_factory`); the others never see it — pure functions, the Slack
     stand-in, the sandbox on its own SQLite demo database, the CLI's files — and run in
-    the SQLite runs (three of them in CI). Running them again here only cost CI minutes."""
+    the SQLite runs (three of them in CI). Running them again here only cost CI minutes.
+    The SQLite runs leave out the tests marked `postgresql_only` (several hosts)."""
     if DB_KIND != "postgresql":
+        several_hosts = [item for item in items if item.get_closest_marker("postgresql_only")]
+        if several_hosts:
+            config.hook.pytest_deselected(items=several_hosts)
+            items[:] = [item for item in items if item not in several_hosts]
         return
     keep, other = [], []
     for item in items:

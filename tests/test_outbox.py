@@ -530,10 +530,9 @@ class AheadWorker(OutboxWorker):
         return super().now() + timedelta(minutes=2)
 
 
+@pytest.mark.postgresql_only  # (SQLite serves one host: its workers share one clock)
 def test_workers_whose_clocks_disagree_never_send_one_message_twice(
         db, standin, database_url) -> None:
-    if not db.is_postgres:
-        pytest.skip("SQLite serves one host: its workers share one clock")
     # given: a DM whose send takes 2 s, claimed by a worker on this host (30 s lease)
     message = dm(db, "once")
     standin.api.inject("chat.postMessage", Fault(delay=2.0))
