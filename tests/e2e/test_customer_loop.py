@@ -16,8 +16,9 @@ from sqlmodel import select
 
 from blocks.text import esc
 from bot.customer_links import LinkSigner
+from bot.db import Database
 from bot.mailer import SmtpMailer
-from models import AuditEvent, CustomerLink, Dispute, OutboxMessage, ShipmentEvent
+from models import AuditEvent, Customer, CustomerLink, Dispute, Order, OutboxMessage, ShipmentEvent
 from sandbox.driver import FORM
 from tests.conftest import test_settings
 from tests.support import factories as f
@@ -381,3 +382,61 @@ def test_hostile_page_paths_and_forms_are_answered_not_crashed(shop, slack, stan
     assert "We have no such invoice for you." in answers[-1].text
     with shop.db.read_session() as s:
         assert s.exec(select(Dispute)).all() == []
+
+
+# -- the audit of the customer's links (defects found and fixed) ------------------------------
+
+def direct_page_link(server) -> str:
+    """The customer's page link, made as `/o2c customer-page` makes it (without Slack)."""
+    from workflows import customer_links
+
+    with server.db.transaction() as s:
+        customer = s.exec(select(Customer).where(Customer.external_id == "C-GLOBEX")).one()
+        link = customer_links.portal_link(s, customer=customer, actor="UCOLL001", now=NOW)
+        link_id = link.id
+    return f"/c/{LinkSigner([SECRET]).token('portal', link_id)}"
+
+
+def test_while_the_database_is_down_the_customers_pages_answer_a_503_page(shop, web) -> None:
+    # given the customer's page link and a backorder choice link
+    path = direct_page_link(shop)
+    _, link_id = short_order(shop)
+    choice = choice_path(link_id, "wait")
+    # when the database is unreachable (restarting) while the customer follows them
+    working = shop.deps.db
+    shop.deps.db = Database("sqlite:////nonexistent-o2c-dir/o2c.db" if working.is_sqlite
+                            else "postgresql://o2c@127.0.0.1:9/o2c")
+    try:
+        answers = [web.get(path), web.get(f"{path}/statement"), web.get(choice),
+                   web.post(choice)]
+    finally:
+        shop.deps.db.dispose()
+        shop.deps.db = working
+    # then each is a page (not a JSON problem, not a 500) saying to come back, kept private
+    for page in answers:
+        assert page.status_code == 503, page.text
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.headers["retry-after"].isdigit()
+        assert "temporarily unavailable" in page.text and "Nothing was changed" in page.text
+        strict(page)
+    # and once it is back, the choice is still open
+    with shop.db.read_session() as s:
+        assert s.get(CustomerLink, link_id).used_at is None
+
+
+def test_a_choice_link_of_a_cancelled_order_offers_nothing_to_confirm(shop, web) -> None:
+    # given a backordered order, cancelled by staff before the customer followed the link
+    from workflows import orders
+
+    number, link_id = short_order(shop)
+    with shop.db.transaction() as s:
+        order = s.exec(select(Order).where(Order.number == number)).one()
+        orders.cancel_order(s, order, actor="USALES01", reason="customer phoned", now=NOW)
+    # when the customer follows the link
+    page = web.get(choice_path(link_id, "ship_now"))
+    # then a clear page, no Confirm button, and nothing recorded
+    assert page.status_code == 200
+    assert "Confirm" not in page.text and "Nothing to choose any more" in page.text
+    done = web.post(choice_path(link_id, "ship_now"))
+    assert "Nothing was changed" in done.text
+    assert audited(shop, "order.customer_choice") == []
