@@ -440,3 +440,35 @@ def test_a_choice_link_of_a_cancelled_order_offers_nothing_to_confirm(shop, web)
     done = web.post(choice_path(link_id, "ship_now"))
     assert "Nothing was changed" in done.text
     assert audited(shop, "order.customer_choice") == []
+
+
+def test_two_different_choices_at_once_make_one_decision_and_tell_the_other(shop) -> None:
+    # given a backordered order whose e-mail was forwarded: two people confirm at once
+    import threading
+
+    number, link_id = short_order(shop)
+    barrier = threading.Barrier(2)
+    pages: dict[str, httpx.Response] = {}
+
+    def confirm(choice: str) -> None:
+        with httpx.Client(base_url=shop.base_url, timeout=30) as client:
+            barrier.wait()
+            pages[choice] = client.post(choice_path(link_id, choice))
+
+    threads = [threading.Thread(target=confirm, args=(c,)) for c in ("wait", "cancel_short")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    # then one choice is recorded, and the other confirmation names it
+    [decision] = audited(shop, "order.customer_choice")
+    chosen = decision.data["choice"]
+    other = "cancel_short" if chosen == "wait" else "wait"
+    label = {"wait": "wait and ship everything together",
+             "cancel_short": "cancel the missing quantities"}[chosen]
+    assert pages[chosen].status_code == 200 and f"We will {label} for order {number}" \
+        in pages[chosen].text
+    assert pages[other].status_code == 200
+    assert f"Your choice is already recorded: {label}." in pages[other].text
+    with shop.db.read_session() as s:
+        assert s.get(CustomerLink, link_id).choice == chosen
