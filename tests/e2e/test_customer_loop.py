@@ -472,3 +472,34 @@ def test_two_different_choices_at_once_make_one_decision_and_tell_the_other(shop
     assert f"Your choice is already recorded: {label}." in pages[other].text
     with shop.db.read_session() as s:
         assert s.get(CustomerLink, link_id).choice == chosen
+
+
+@pytest.mark.parametrize("resolution", ["restocked", "rep_cancelled_the_short_line"])
+def test_a_choice_after_staff_resolved_the_backorder_changes_nothing(shop, web,
+                                                                     resolution) -> None:
+    # given a backordered order (6 of 10 reserved) that staff resolved before the customer
+    # chose: the stock came in, or the rep cancelled the missing quantities
+    from workflows import fulfilment
+
+    number, link_id = short_order(shop)
+    with shop.db.transaction() as s:
+        order = s.exec(select(Order).where(Order.number == number)).one()
+        if resolution == "restocked":
+            product = f.product(s, "WID-1", price="100.00", on_hand=10)
+            fulfilment.reserve_backorders(s, product.id, "system", now=NOW)
+        else:
+            fulfilment.cancel_line(s, order=order, line_no=1, actor="USALES01",
+                                   reason="customer phoned", now=NOW)
+        before = s.exec(select(AuditEvent).order_by(AuditEvent.id.desc())).first().id
+    # when the customer follows a link of the e-mail, and confirms anyway
+    shown = web.get(choice_path(link_id, "cancel_short"))
+    done = web.post(choice_path(link_id, "cancel_short"))
+    # then a clear page each time, and nothing changed
+    assert shown.status_code == 200 and "Nothing to choose any more" in shown.text
+    assert "Confirm" not in shown.text
+    assert done.status_code == 409 and "Nothing was changed" in done.text
+    assert "nothing on it is short of stock any more" in done.text
+    with shop.db.read_session() as s:
+        assert s.get(CustomerLink, link_id).used_at is None
+        assert [e.action for e in s.exec(select(AuditEvent).where(AuditEvent.id > before))] \
+            == ["customer.link_access"]
