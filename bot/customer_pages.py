@@ -242,6 +242,10 @@ def backorder_choose(token: str, choice: str, request: Request) -> Response:
             order = session.get(Order, state.link.order_id)
             number = order.number
     except DomainError as exc:  # nothing short any more, nothing reserved to ship ...
+        with deps.db.transaction() as session:  # the refused attempt is logged all the same
+            link = session.get(CustomerLink, link_id)
+            customer_links.seen(session, link, now=now, client=_client(request),
+                                what=f"backorder choice ({choice}): refused: {exc}"[:200])
         return _message("refused", "Nothing was changed", str(exc), status=409, tone="bad",
                         detail="Please reply to our e-mail; your sales contact will help.")
     deps.notify_outbox()

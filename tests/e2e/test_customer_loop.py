@@ -495,11 +495,17 @@ def test_a_choice_after_staff_resolved_the_backorder_changes_nothing(shop, web,
     shown = web.get(choice_path(link_id, "cancel_short"))
     done = web.post(choice_path(link_id, "cancel_short"))
     # then a clear page each time, and nothing changed
+    status = "approved"  # (6 reserved, nothing short: back to approved either way)
     assert shown.status_code == 200 and "Nothing to choose any more" in shown.text
     assert "Confirm" not in shown.text
     assert done.status_code == 409 and "Nothing was changed" in done.text
     assert "nothing on it is short of stock any more" in done.text
     with shop.db.read_session() as s:
         assert s.get(CustomerLink, link_id).used_at is None
-        assert [e.action for e in s.exec(select(AuditEvent).where(AuditEvent.id > before))] \
-            == ["customer.link_access"]
+        # (each access is in the log, the refused confirmation too)
+        assert [(e.action, e.reason) for e in s.exec(select(AuditEvent).where(
+            AuditEvent.id > before).order_by(AuditEvent.id))] == [
+            ("customer.link_access", "backorder choice page (cancel_short)"),
+            ("customer.link_access", f"backorder choice (cancel_short): refused: order "
+                                     f"{number} is {status} and nothing on it is short of "
+                                     "stock any more; there is nothing to choose")]
