@@ -19,6 +19,7 @@ frame), `no-store` and `no-referrer`. Without `O2C_LINK_SECRETS` and `O2C_PUBLIC
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import date, timedelta
 from pathlib import Path
@@ -27,10 +28,12 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
 
+from bot import db as database
 from bot.customer_links import CustomerLinks
 from models import (
     BackorderChoice,
@@ -51,6 +54,7 @@ from workflows.inputs import DisputeOpenIn, build
 from workflows.orders import order_lines
 
 PAGES = Path(__file__).parent / "templates" / "pages"
+log = logging.getLogger(__name__)
 ENV = Environment(loader=FileSystemLoader(str(PAGES)), autoescape=select_autoescape(
     enabled_extensions=("html",), default=True))
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -73,7 +77,35 @@ STATE_PAGES = {
     "revoked": (410, "This link was withdrawn", "Please ask us for a new link."),
 }
 
-router = APIRouter(include_in_schema=False)
+
+
+class _PageRoute(APIRoute):
+    """A customer's page while the database is unreachable (restarting, down): a 503 page
+    saying to come back, private like every page (not the API's JSON problem); anything
+    else goes on to the app's handlers."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def page_or_503(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as exc:
+                if not database.unavailable(exc):
+                    raise
+                log.warning("database unavailable path=/c/...: %s",
+                            str(getattr(exc, "orig", None) or exc).splitlines()[0][:200])
+                page = _message("unavailable", "This page is temporarily unavailable",
+                                "This page is temporarily unavailable.", status=503,
+                                tone="bad", detail="Nothing was changed. Please try again "
+                                                   "in a few minutes.")
+                page.headers["retry-after"] = str(database.RETRY_AFTER)
+                return page
+
+        return page_or_503
+
+
+router = APIRouter(include_in_schema=False, route_class=_PageRoute)
 
 
 def _deps(request: Request) -> Any:
@@ -210,6 +242,10 @@ def backorder_choose(token: str, choice: str, request: Request) -> Response:
             order = session.get(Order, state.link.order_id)
             number = order.number
     except DomainError as exc:  # nothing short any more, nothing reserved to ship ...
+        with deps.db.transaction() as session:  # the refused attempt is logged all the same
+            link = session.get(CustomerLink, link_id)
+            customer_links.seen(session, link, now=now, client=_client(request),
+                                what=f"backorder choice ({choice}): refused: {exc}"[:200])
         return _message("refused", "Nothing was changed", str(exc), status=409, tone="bad",
                         detail="Please reply to our e-mail; your sales contact will help.")
     deps.notify_outbox()

@@ -302,6 +302,22 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+# The customer's signed links carry their key in the path (`/c/<token>`, `/c/backorder/
+# <token>/<choice>`, `/pay/<token>`): an access line shows the route, never the token (logs are
+# read and shipped more widely than the links were sent).
+LINK_TOKEN = re.compile(r"^(/c/(?:backorder/)?|/pay/)(?!static/)[^/?#]+")
+
+
+class LinkTokenFilter(logging.Filter):
+    """Takes the link token out of uvicorn's access lines (their third argument: the path)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], LINK_TOKEN.sub(r"\1<link>", args[2]), *args[3:])
+        return True
+
+
 def configure_logging(fmt: str = "text") -> None:
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
@@ -313,3 +329,6 @@ def configure_logging(fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
+    access = logging.getLogger("uvicorn.access")  # a filter of the logger: kept by uvicorn's
+    if not any(isinstance(f, LinkTokenFilter) for f in access.filters):  # own log config
+        access.addFilter(LinkTokenFilter())

@@ -16,8 +16,9 @@ from sqlmodel import select
 
 from blocks.text import esc
 from bot.customer_links import LinkSigner
+from bot.db import Database
 from bot.mailer import SmtpMailer
-from models import AuditEvent, CustomerLink, Dispute, OutboxMessage, ShipmentEvent
+from models import AuditEvent, Customer, CustomerLink, Dispute, Order, OutboxMessage, ShipmentEvent
 from sandbox.driver import FORM
 from tests.conftest import test_settings
 from tests.support import factories as f
@@ -381,3 +382,130 @@ def test_hostile_page_paths_and_forms_are_answered_not_crashed(shop, slack, stan
     assert "We have no such invoice for you." in answers[-1].text
     with shop.db.read_session() as s:
         assert s.exec(select(Dispute)).all() == []
+
+
+# -- the audit of the customer's links (defects found and fixed) ------------------------------
+
+def direct_page_link(server) -> str:
+    """The customer's page link, made as `/o2c customer-page` makes it (without Slack)."""
+    from workflows import customer_links
+
+    with server.db.transaction() as s:
+        customer = s.exec(select(Customer).where(Customer.external_id == "C-GLOBEX")).one()
+        link = customer_links.portal_link(s, customer=customer, actor="UCOLL001", now=NOW)
+        link_id = link.id
+    return f"/c/{LinkSigner([SECRET]).token('portal', link_id)}"
+
+
+def test_while_the_database_is_down_the_customers_pages_answer_a_503_page(shop, web) -> None:
+    # given the customer's page link and a backorder choice link
+    path = direct_page_link(shop)
+    _, link_id = short_order(shop)
+    choice = choice_path(link_id, "wait")
+    # when the database is unreachable (restarting) while the customer follows them
+    working = shop.deps.db
+    shop.deps.db = Database("sqlite:////nonexistent-o2c-dir/o2c.db" if working.is_sqlite
+                            else "postgresql://o2c@127.0.0.1:9/o2c")
+    try:
+        answers = [web.get(path), web.get(f"{path}/statement"), web.get(choice),
+                   web.post(choice)]
+    finally:
+        shop.deps.db.dispose()
+        shop.deps.db = working
+    # then each is a page (not a JSON problem, not a 500) saying to come back, kept private
+    for page in answers:
+        assert page.status_code == 503, page.text
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.headers["retry-after"].isdigit()
+        assert "temporarily unavailable" in page.text and "Nothing was changed" in page.text
+        strict(page)
+    # and once it is back, the choice is still open
+    with shop.db.read_session() as s:
+        assert s.get(CustomerLink, link_id).used_at is None
+
+
+def test_a_choice_link_of_a_cancelled_order_offers_nothing_to_confirm(shop, web) -> None:
+    # given a backordered order, cancelled by staff before the customer followed the link
+    from workflows import orders
+
+    number, link_id = short_order(shop)
+    with shop.db.transaction() as s:
+        order = s.exec(select(Order).where(Order.number == number)).one()
+        orders.cancel_order(s, order, actor="USALES01", reason="customer phoned", now=NOW)
+    # when the customer follows the link
+    page = web.get(choice_path(link_id, "ship_now"))
+    # then a clear page, no Confirm button, and nothing recorded
+    assert page.status_code == 200
+    assert "Confirm" not in page.text and "Nothing to choose any more" in page.text
+    done = web.post(choice_path(link_id, "ship_now"))
+    assert "Nothing was changed" in done.text
+    assert audited(shop, "order.customer_choice") == []
+
+
+def test_two_different_choices_at_once_make_one_decision_and_tell_the_other(shop) -> None:
+    # given a backordered order whose e-mail was forwarded: two people confirm at once
+    import threading
+
+    number, link_id = short_order(shop)
+    barrier = threading.Barrier(2)
+    pages: dict[str, httpx.Response] = {}
+
+    def confirm(choice: str) -> None:
+        with httpx.Client(base_url=shop.base_url, timeout=30) as client:
+            barrier.wait()
+            pages[choice] = client.post(choice_path(link_id, choice))
+
+    threads = [threading.Thread(target=confirm, args=(c,)) for c in ("wait", "cancel_short")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    # then one choice is recorded, and the other confirmation names it
+    [decision] = audited(shop, "order.customer_choice")
+    chosen = decision.data["choice"]
+    other = "cancel_short" if chosen == "wait" else "wait"
+    label = {"wait": "wait and ship everything together",
+             "cancel_short": "cancel the missing quantities"}[chosen]
+    assert pages[chosen].status_code == 200 and f"We will {label} for order {number}" \
+        in pages[chosen].text
+    assert pages[other].status_code == 200
+    assert f"Your choice is already recorded: {label}." in pages[other].text
+    with shop.db.read_session() as s:
+        assert s.get(CustomerLink, link_id).choice == chosen
+
+
+@pytest.mark.parametrize("resolution", ["restocked", "rep_cancelled_the_short_line"])
+def test_a_choice_after_staff_resolved_the_backorder_changes_nothing(shop, web,
+                                                                     resolution) -> None:
+    # given a backordered order (6 of 10 reserved) that staff resolved before the customer
+    # chose: the stock came in, or the rep cancelled the missing quantities
+    from workflows import fulfilment
+
+    number, link_id = short_order(shop)
+    with shop.db.transaction() as s:
+        order = s.exec(select(Order).where(Order.number == number)).one()
+        if resolution == "restocked":
+            product = f.product(s, "WID-1", price="100.00", on_hand=10)
+            fulfilment.reserve_backorders(s, product.id, "system", now=NOW)
+        else:
+            fulfilment.cancel_line(s, order=order, line_no=1, actor="USALES01",
+                                   reason="customer phoned", now=NOW)
+        before = s.exec(select(AuditEvent).order_by(AuditEvent.id.desc())).first().id
+    # when the customer follows a link of the e-mail, and confirms anyway
+    shown = web.get(choice_path(link_id, "cancel_short"))
+    done = web.post(choice_path(link_id, "cancel_short"))
+    # then a clear page each time, and nothing changed
+    status = "approved"  # (6 reserved, nothing short: back to approved either way)
+    assert shown.status_code == 200 and "Nothing to choose any more" in shown.text
+    assert "Confirm" not in shown.text
+    assert done.status_code == 409 and "Nothing was changed" in done.text
+    assert "nothing on it is short of stock any more" in done.text
+    with shop.db.read_session() as s:
+        assert s.get(CustomerLink, link_id).used_at is None
+        # (each access is in the log, the refused confirmation too)
+        assert [(e.action, e.reason) for e in s.exec(select(AuditEvent).where(
+            AuditEvent.id > before).order_by(AuditEvent.id))] == [
+            ("customer.link_access", "backorder choice page (cancel_short)"),
+            ("customer.link_access", f"backorder choice (cancel_short): refused: order "
+                                     f"{number} is {status} and nothing on it is short of "
+                                     "stock any more; there is nothing to choose")]
