@@ -26,9 +26,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
+from bot import db
 from models import Invoice, ProviderEvent, ProviderEventStatus, money
 from workflows import outbox, payment_links, stripe_events
 from workflows.errors import DomainError, NotFound, database_unavailable
@@ -265,11 +267,39 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
                                             "frame-ancestors 'none'"})
 
 
+class _PageRoute(APIRoute):
+    """A "Pay now" page while the database is unreachable (restarting, down): a 503 page
+    saying to come back, private like every page (not the API's JSON problem, which speaks of
+    Idempotency-Keys to a customer); anything else goes on to the app's handlers."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def page_or_503(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    raise
+                log.warning("database unavailable path=/pay/...: %s",
+                            str(getattr(exc, "orig", None) or exc).splitlines()[0][:200])
+                page = _page("Temporarily unavailable", (
+                    "<h1>This page is temporarily unavailable</h1><p>Nothing was changed. "
+                    "Please try again in a few minutes.</p>"), 503)
+                page.headers["retry-after"] = str(db.RETRY_AFTER)
+                return page
+
+        return page_or_503
+
+
+pages = APIRouter(include_in_schema=False, route_class=_PageRoute)  # /pay/<token>
+
+
 def _enabled(request: Request) -> bool:
     return _gateway(request) is not None or _deps(request).settings.o2c_sandbox
 
 
-@router.get("/pay/{token}")
+@pages.get("/pay/{token}")
 def pay_page(token: str, request: Request) -> Response:
     if not _enabled(request):
         return _page("Not found", "<h1>Not found</h1>", 404)
@@ -307,7 +337,7 @@ def pay_page(token: str, request: Request) -> Response:
         "<p><small>The amount is the invoice's balance when you click.</small></p>"))
 
 
-@router.post("/pay/{token}")
+@pages.post("/pay/{token}")
 def pay_now(token: str, request: Request) -> Response:
     if not _enabled(request):
         return _page("Not found", "<h1>Not found</h1>", 404)
@@ -402,7 +432,7 @@ def _no_card(number: str, why: str) -> HTMLResponse:
                  f"card</h1><p>{html.escape(why)}</p>", 422)
 
 
-@router.get("/pay/{token}/done")
+@pages.get("/pay/{token}/done")
 def pay_done(token: str, request: Request) -> Response:
     if not _enabled(request):
         return _page("Not found", "<h1>Not found</h1>", 404)

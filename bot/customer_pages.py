@@ -78,7 +78,6 @@ STATE_PAGES = {
 }
 
 
-
 class _PageRoute(APIRoute):
     """A customer's page while the database is unreachable (restarting, down): a 503 page
     saying to come back, private like every page (not the API's JSON problem); anything

@@ -30,6 +30,7 @@ from api import problems
 from api.auth import BearerFirst
 from api.backoffice import router as backoffice_router
 from api.customer import router as customer_router
+from api.inbound import pages as pay_pages
 from api.inbound import router as inbound_router
 from api.routes import Unauthorized
 from api.routes import router as api_router
@@ -243,7 +244,8 @@ def create_app(settings: Settings, *, db: Database | None = None,
     app.include_router(webhooks_router)
     app.include_router(customer_router)  # issue 19: shipment events
     app.include_router(customer_pages_router)  # issue 19: the customer's pages, /c/...
-    app.include_router(inbound_router)  # /webhooks/stripe, /webhooks/hubspot, /pay/<token>
+    app.include_router(inbound_router)  # /webhooks/stripe, /webhooks/hubspot
+    app.include_router(pay_pages)  # /pay/<token>
     app.state.stripe = None
     if settings.stripe_enabled:
         from bot.stripe_pay import StripeGateway

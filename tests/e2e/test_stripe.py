@@ -230,6 +230,35 @@ def test_a_pay_link_with_a_nul_is_no_link(stripe_server) -> None:
     assert [a.status_code for a in answers] == [404, 404]
 
 
+def test_while_the_database_is_down_the_pay_page_answers_a_503_page(stripe_server) -> None:
+    from bot.db import Database
+
+    # given a Pay now link
+    base = stripe_server.base_url
+    with stripe_server.db.transaction() as s:
+        from workflows import payment_links
+
+        f.customer(s)
+        token = payment_links.token_for(s, f.invoice(s, "INV-2026-000001", total="200.00"),
+                                        PAY_SECRETS)
+    # when the database is unreachable (restarting) while the customer follows it
+    working = stripe_server.deps.db
+    stripe_server.deps.db = Database("sqlite:////nonexistent-o2c-dir/o2c.db" if working.is_sqlite
+                                     else "postgresql://o2c@127.0.0.1:9/o2c")
+    try:
+        answers = [web.get(f"{base}/pay/{token}"), web.post(f"{base}/pay/{token}")]
+    finally:
+        stripe_server.deps.db.dispose()
+        stripe_server.deps.db = working
+    # then each is a page saying to come back (not the API's JSON problem), kept private
+    for page in answers:
+        assert page.status_code == 503, page.text
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.headers["retry-after"].isdigit()
+        assert page.headers["cache-control"] == "no-store"
+        assert "temporarily unavailable" in page.text and "Nothing was changed" in page.text
+
+
 def test_a_balance_no_card_can_pay_gets_a_clear_page_not_try_again(
         stripe_server, stripe_api) -> None:
     # given an invoice whose balance Stripe refuses (its minimum), and one in KWD no card can
