@@ -2,22 +2,45 @@
 order and ship dates, billing and shipping addresses, lines with quantities, unit prices and
 discounts, fees, taxes, totals, payment terms, due date and payment details).
 
-Uses the PDF core font (Helvetica), which covers Latin-1; other characters are replaced by
-"?" rather than failing the e-mail. Content streams are left uncompressed: invoices are small,
-and the text stays searchable by tools and tests.
+Uses the PDF core font (Helvetica), which covers Latin-1: other Latin letters print as their
+base letter, dashes and quotes in their plain form, and anything else (other scripts, emoji)
+as "?" rather than failing the e-mail (`_latin1`). Content streams are left uncompressed:
+invoices are small, and the text stays searchable by tools and tests.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from fpdf import FPDF
 
 from models import money
 
+# What Latin-1 lacks but the core font can print near enough: letters with no decomposition
+# to a base letter, and typographic signs (names, addresses and reasons are typed anywhere)
+_PLAIN = str.maketrans({"Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "Ħ": "H", "ħ": "h",
+                        "ı": "i", "Ŧ": "T", "ŧ": "t", "Œ": "OE", "œ": "oe", "ĸ": "k",
+                        "Ŋ": "N", "ŋ": "n", "–": "-", "—": "-", "‐": "-", "‑": "-",
+                        "−": "-", "‘": "'", "’": "'", "‚": ",", "“": '"', "”": '"',
+                        "„": '"', "…": "...", "•": "-", "€": "EUR", "\u2009": " ",
+                        "\u202f": " "})
+
 
 def _latin1(value: object) -> str:
-    return str(value if value is not None else "").encode("latin-1", "replace").decode("latin-1")
+    """`value` as the core font can print it: Latin-1 as is; another Latin letter as its
+    base letter ("Łódź" -> "Lódz"), a dash or quote in its plain form; anything else (other
+    scripts, emoji) as a visible "?" — never a failed render."""
+    text = unicodedata.normalize("NFC", str(value if value is not None else ""))
+    out = []
+    for char in text.translate(_PLAIN):
+        if ord(char) < 256:
+            out.append(char)
+            continue
+        base = "".join(c for c in unicodedata.normalize("NFKD", char)
+                       if not unicodedata.combining(c))
+        out.append(base if base and max(map(ord, base)) < 256 else "?")
+    return "".join(out)
 
 
 def _day(value: Any) -> str:
