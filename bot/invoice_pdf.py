@@ -2,22 +2,45 @@
 order and ship dates, billing and shipping addresses, lines with quantities, unit prices and
 discounts, fees, taxes, totals, payment terms, due date and payment details).
 
-Uses the PDF core font (Helvetica), which covers Latin-1; other characters are replaced by
-"?" rather than failing the e-mail. Content streams are left uncompressed: invoices are small,
-and the text stays searchable by tools and tests.
+Uses the PDF core font (Helvetica), which covers Latin-1: other Latin letters print as their
+base letter, dashes and quotes in their plain form, and anything else (other scripts, emoji)
+as "?" rather than failing the e-mail (`_latin1`). Content streams are left uncompressed:
+invoices are small, and the text stays searchable by tools and tests.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from fpdf import FPDF
 
 from models import money
 
+# What Latin-1 lacks but the core font can print near enough: letters with no decomposition
+# to a base letter, and typographic signs (names, addresses and reasons are typed anywhere)
+_PLAIN = str.maketrans({"Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "Ħ": "H", "ħ": "h",
+                        "ı": "i", "Ŧ": "T", "ŧ": "t", "Œ": "OE", "œ": "oe", "ĸ": "k",
+                        "Ŋ": "N", "ŋ": "n", "–": "-", "—": "-", "‐": "-", "‑": "-",
+                        "−": "-", "‘": "'", "’": "'", "‚": ",", "“": '"', "”": '"',
+                        "„": '"', "…": "...", "•": "-", "€": "EUR", "\u2009": " ",
+                        "\u202f": " "})
+
 
 def _latin1(value: object) -> str:
-    return str(value if value is not None else "").encode("latin-1", "replace").decode("latin-1")
+    """`value` as the core font can print it: Latin-1 as is; another Latin letter as its
+    base letter ("Łódź" -> "Lódz"), a dash or quote in its plain form; anything else (other
+    scripts, emoji) as a visible "?" — never a failed render."""
+    text = unicodedata.normalize("NFC", str(value if value is not None else ""))
+    out = []
+    for char in text.translate(_PLAIN):
+        if ord(char) < 256:
+            out.append(char)
+            continue
+        base = "".join(c for c in unicodedata.normalize("NFKD", char)
+                       if not unicodedata.combining(c))
+        out.append(base if base and max(map(ord, base)) < 256 else "?")
+    return "".join(out)
 
 
 def _day(value: Any) -> str:
@@ -40,6 +63,31 @@ def early_payment_text(invoice: Any) -> str | None:
             f"{money.format_money(total, cur)} by {_day(invoice.due_date)}")
 
 
+def _document(title: str, *, seller: str, from_email: str, heading: str | None = None
+              ) -> FPDF:
+    """A new A4 PDF (uncompressed) with its title and author, and the first page begun with
+    the heading (default: the title) and who it is from."""
+    pdf = FPDF(format="A4")
+    pdf.set_compression(False)
+    pdf.set_title(title)
+    pdf.set_author(_latin1(seller))
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 18)
+    pdf.cell(0, 10, _latin1(heading or title), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "", 10)
+    pdf.cell(0, 6, _latin1(f"From {seller} <{from_email}>"), new_x="LMARGIN", new_y="NEXT")
+    return pdf
+
+
+def _facts(pdf: FPDF, facts: list[tuple[str, object]]) -> None:
+    """Label (bold) and value rows; a value may run over several lines."""
+    for label, value in facts:
+        pdf.set_font("Helvetica", "B", 10)
+        pdf.cell(35, 6, _latin1(label))
+        pdf.set_font("Helvetica", "", 10)
+        pdf.multi_cell(0, 6, _latin1(value), new_x="LMARGIN", new_y="NEXT")
+
+
 def render_invoice_pdf(invoice: Any, lines: list[Any], customer: Any, *, seller: str,
                        from_email: str) -> bytes:
     cur = invoice.currency
@@ -47,26 +95,13 @@ def render_invoice_pdf(invoice: Any, lines: list[Any], customer: Any, *, seller:
     def amount(minor: int) -> str:
         return money.format_money(int(minor), cur)
 
-    pdf = FPDF(format="A4")
-    pdf.set_compression(False)
-    pdf.set_title(f"Invoice {invoice.number}")
-    pdf.set_author(_latin1(seller))
-    pdf.add_page()
-    pdf.set_font("Helvetica", "B", 18)
-    pdf.cell(0, 10, _latin1(f"Invoice {invoice.number}"), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "", 10)
-    pdf.cell(0, 6, _latin1(f"From {seller} <{from_email}>"), new_x="LMARGIN", new_y="NEXT")
+    pdf = _document(f"Invoice {invoice.number}", seller=seller, from_email=from_email)
     pdf.ln(4)
-    facts = [("Customer", customer.name), ("Issue date", _day(invoice.issue_date)),
+    _facts(pdf, [("Customer", customer.name), ("Issue date", _day(invoice.issue_date)),
              ("Order date", _day(invoice.order_date)), ("Ship date", _day(invoice.ship_date)),
              ("Payment terms", invoice.payment_terms), ("Due date", _day(invoice.due_date)),
              ("Bill to", invoice.billing_address or "-"),
-             ("Ship to", invoice.shipping_address or "-")]
-    for label, value in facts:
-        pdf.set_font("Helvetica", "B", 10)
-        pdf.cell(35, 6, _latin1(label))
-        pdf.set_font("Helvetica", "", 10)
-        pdf.multi_cell(0, 6, _latin1(value), new_x="LMARGIN", new_y="NEXT")
+             ("Ship to", invoice.shipping_address or "-")])
     pdf.ln(4)
     widths = (10, 80, 15, 30, 15, 40)
     pdf.set_font("Helvetica", "B", 9)
@@ -121,24 +156,11 @@ def render_credit_note_pdf(note: Any, invoice: Any, lines: list[Any], customer: 
     def amount(minor: int) -> str:
         return money.format_money(int(minor), cur)
 
-    pdf = FPDF(format="A4")
-    pdf.set_compression(False)
-    pdf.set_title(f"Credit note {note.number}")
-    pdf.set_author(_latin1(seller))
-    pdf.add_page()
-    pdf.set_font("Helvetica", "B", 18)
-    pdf.cell(0, 10, _latin1(f"Credit note {note.number}"), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "", 10)
-    pdf.cell(0, 6, _latin1(f"From {seller} <{from_email}>"), new_x="LMARGIN", new_y="NEXT")
+    pdf = _document(f"Credit note {note.number}", seller=seller, from_email=from_email)
     pdf.ln(4)
-    facts = [("Customer", customer.name), ("Issue date", _day(note.value_date)),
+    _facts(pdf, [("Customer", customer.name), ("Issue date", _day(note.value_date)),
              ("For invoice", f"{invoice.number} of {_day(invoice.issue_date)}"),
-             ("Reason", note.reason), ("Bill to", invoice.billing_address or "-")]
-    for label, value in facts:
-        pdf.set_font("Helvetica", "B", 10)
-        pdf.cell(35, 6, _latin1(label))
-        pdf.set_font("Helvetica", "", 10)
-        pdf.multi_cell(0, 6, _latin1(value), new_x="LMARGIN", new_y="NEXT")
+             ("Reason", note.reason), ("Bill to", invoice.billing_address or "-")])
     if lines:
         pdf.ln(4)
         widths = (20, 30, 50, 40, 50)
@@ -178,23 +200,12 @@ def render_statement_pdf(statement: Any, *, seller: str, from_email: str) -> byt
         return money.format_money(int(minor), cur)
 
     customer = statement.customer
-    pdf = FPDF(format="A4")
-    pdf.set_compression(False)
-    pdf.set_title(f"Statement of account {customer.name}")
-    pdf.set_author(_latin1(seller))
-    pdf.add_page()
-    pdf.set_font("Helvetica", "B", 18)
-    pdf.cell(0, 10, "Statement of account", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "", 10)
-    pdf.cell(0, 6, _latin1(f"From {seller} <{from_email}>"), new_x="LMARGIN", new_y="NEXT")
+    pdf = _document(f"Statement of account {customer.name}", heading="Statement of account",
+                    seller=seller, from_email=from_email)
     pdf.ln(2)
-    for label, value in (("Customer", f"{customer.name} ({customer.external_id})"),
-                         ("Period", f"{_day(statement.start)} to {_day(statement.end)}"),
-                         ("Bill to", customer.billing_address or "-")):
-        pdf.set_font("Helvetica", "B", 10)
-        pdf.cell(35, 6, _latin1(label))
-        pdf.set_font("Helvetica", "", 10)
-        pdf.multi_cell(0, 6, _latin1(value), new_x="LMARGIN", new_y="NEXT")
+    _facts(pdf, [("Customer", f"{customer.name} ({customer.external_id})"),
+                 ("Period", f"{_day(statement.start)} to {_day(statement.end)}"),
+                 ("Bill to", customer.billing_address or "-")])
     pdf.ln(3)
     widths = (28, 28, 74, 30, 30)
     pdf.set_font("Helvetica", "B", 9)

@@ -27,6 +27,7 @@ to the AR channel so they are visible in Slack).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import smtplib
 import ssl
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 
 from bot.customer_links import CustomerLinks
 from bot.outbox import Permanent, Retry
@@ -151,13 +152,22 @@ def render_email(template: str, context: dict, *, from_email: str, session: Any 
         values.setdefault("seller", from_email.split("@")[-1])
         values.setdefault("attached", False)
     values["from_email"] = from_email
-    text = ENV.get_template(f"{template}.j2").render(**values)
-    head, _, body = text.partition("\n\n")
+    subject, body = _parts(template)
+    # one line whatever the values hold (a carrier or a name with a line break would make
+    # the header refused, and the e-mail fail for good); rendered apart from the body, so a
+    # blank line in a value cannot end the subject early and spill the rest into the body
+    return " ".join(subject.render(**values).split()), body.render(**values).strip() + "\n"
+
+
+@functools.cache
+def _parts(template: str) -> tuple[Template, Template]:
+    """A template's Subject line and body, each compiled on its own (the template's first
+    line is `Subject: ...`, then a blank line)."""
+    source = ENV.loader.get_source(ENV, f"{template}.j2")[0]  # type: ignore[union-attr]
+    head, _, body = source.partition("\n\n")
     if not head.startswith("Subject: "):
         raise Permanent(f"template {template} has no Subject line")
-    # one line whatever the values hold (a carrier or a name with a line break would make
-    # the header refused, and the e-mail fail for good)
-    return " ".join(head[len("Subject: "):].split()), body.strip() + "\n"
+    return ENV.from_string(head[len("Subject: "):]), ENV.from_string(body)
 
 
 def message_id(payload: dict, domain: str) -> str:

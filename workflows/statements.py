@@ -16,7 +16,8 @@ gave back (`workflows.refunds`) or what was applied to another invoice
 (`workflows.customer_credit`: the credit moved off its invoice and applied to the other,
 lines of their own): a line of its own, "customer credit used", takes it off the invoice. So
 closing - unapplied - customer credit (`net_minor`) is what the customer owes us on balance.
-Aging is `receivables.customer_position` at the period's end. Read-only.
+Aging is `receivables.aging_by_currency` at the period's end. One currency per statement
+(the customer's unless asked): its documents and cash only, amounts never mix. Read-only.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from workflows import outbox
 from workflows.customer_credit import METHOD as CREDIT_MOVED
 from workflows.errors import ValidationFailed
 from workflows.numbering import number_order
-from workflows.receivables import customer_position
+from workflows.receivables import Aging, aging_by_currency
 
 
 @dataclass
@@ -76,10 +77,13 @@ class Statement:
         return self.closing_minor - self.unapplied_minor - self.customer_credit_minor
 
 
-def _entries(session: Session, customer: Customer, end: date) -> list[StatementLine]:
-    invoice = Invoice.__table__
+def _entries(session: Session, customer: Customer, end: date,
+             currency: str) -> list[StatementLine]:
+    # the customer's invoices in the statement's currency (amounts never mix)
+    invoice = select(Invoice.__table__).where(Invoice.currency == currency).subquery()
     found = [StatementLine(i.issue_date, "invoice", i.number, i.total_minor)
              for i in session.exec(select(Invoice).where(Invoice.customer_id == customer.id,
+                                                         Invoice.currency == currency,
                                                          Invoice.issue_date <= end))]
     for allocation, number, payment in session.exec(
             select(Allocation, invoice.c.number, Payment)
@@ -118,8 +122,12 @@ def _entries(session: Session, customer: Customer, end: date) -> list[StatementL
     return sorted(found, key=lambda e: (e.day, order[e.kind], number_order(e.reference)))
 
 
-def statement(session: Session, customer: Customer, *, start: date, end: date) -> Statement:
-    entries = _entries(session, customer, end)
+def statement(session: Session, customer: Customer, *, start: date, end: date,
+              currency: str | None = None) -> Statement:
+    """The statement in `currency` (default: the customer's): only that currency's
+    documents and cash, so its closing balance is `aging_by_currency(...)[currency].total`."""
+    currency = currency or customer.currency
+    entries = _entries(session, customer, end, currency)
     opening = sum(e.amount_minor for e in entries if e.day < start)
     lines, running = [], opening
     for entry in entries:
@@ -127,12 +135,12 @@ def statement(session: Session, customer: Customer, *, start: date, end: date) -
             running += entry.amount_minor
             entry.balance_minor = running
             lines.append(entry)
-    position = customer_position(session, customer, end)
-    return Statement(customer=customer, currency=customer.currency, start=start, end=end,
+    aging = aging_by_currency(session, end, customer_id=customer.id).get(currency)
+    return Statement(customer=customer, currency=currency, start=start, end=end,
                      opening_minor=opening, lines=lines, closing_minor=running,
-                     aging=dict(position.aging.buckets),
-                     unapplied_minor=_unapplied_at(session, customer, end),
-                     open_invoices=_open_at(session, customer, end),
+                     aging=dict(aging.buckets if aging else Aging(currency).buckets),
+                     unapplied_minor=_unapplied_at(session, customer, end, currency),
+                     open_invoices=_open_at(session, customer, end, currency),
                      customer_credit_minor=sum(e.credit_minor for e in entries))
 
 
@@ -140,7 +148,7 @@ def _sum(session: Session, query) -> int:
     return int(session.exec(query).one() or 0)
 
 
-def _unapplied_at(session: Session, customer: Customer, end: date) -> int:
+def _unapplied_at(session: Session, customer: Customer, end: date, currency: str) -> int:
     """The customer's money held unapplied at the end of `end`, not today: what arrived by
     then less what was applied (net of reversals) and given back by then (a payment's amount
     = its allocations + unapplied + refunded, `workflows.invariants`).
@@ -148,15 +156,15 @@ def _unapplied_at(session: Session, customer: Customer, end: date) -> int:
     A payment or refund counts on its value date — unless that day was in a closed month
     when it was recorded: then, as its allocations, on the first open day (`_booked_by`), so
     a closed month's statement never changes."""
-    theirs = (Payment.customer_id == customer.id, _booked_by(Payment, end))
-    arrived = _sum(session, select(sa.func.sum(Payment.amount_minor)).where(*theirs))
+    theirs = (Payment.customer_id == customer.id, Payment.currency == currency)
+    arrived = _sum(session, select(sa.func.sum(Payment.amount_minor))
+                   .where(*theirs, _booked_by(Payment, end)))
     applied = _sum(session, select(sa.func.sum(Allocation.amount_minor))
                    .join(Payment, Payment.id == Allocation.payment_id)
-                   .where(Payment.customer_id == customer.id,
-                          Allocation.effective_date <= end))
+                   .where(*theirs, Allocation.effective_date <= end))
     refunded = _sum(session, select(sa.func.sum(Refund.amount_minor))
                     .join(Payment, Payment.id == Refund.payment_id)
-                    .where(Payment.customer_id == customer.id, _booked_by(Refund, end)))
+                    .where(*theirs, _booked_by(Refund, end)))
     return max(arrived - applied - refunded, 0)
 
 
@@ -172,10 +180,12 @@ def _booked_by(model: type, end: date) -> sa.ColumnElement:
     return sa.and_(model.value_date <= end, sa.not_(covered))
 
 
-def _open_at(session: Session, customer: Customer, end: date) -> list[Invoice]:
+def _open_at(session: Session, customer: Customer, end: date,
+             currency: str) -> list[Invoice]:
     """The customer's invoices open at the end of `end` (issued by then, not settled by
     then), oldest due first."""
     invoices = session.exec(select(Invoice).where(Invoice.customer_id == customer.id,
+                                                  Invoice.currency == currency,
                                                   Invoice.issue_date <= end)).all()
     settled: dict[int, int] = {}
     for model in (Allocation, CreditNote, WriteOff):

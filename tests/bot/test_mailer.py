@@ -67,6 +67,45 @@ def test_a_subject_is_one_line_whatever_its_values_hold() -> None:
     assert message["Subject"] == subject and message["Bcc"] is None
 
 
+def test_a_blank_line_in_a_value_neither_cuts_the_subject_nor_adds_a_header() -> None:
+    # a carrier with an empty line in it ended the Subject at the blank line: the rest of
+    # the subject became the body's first line ("Bcc: all@x.example 1Z)")
+    import email
+    from email import policy
+
+    context = {"order_number": "SO-1", "carrier": "Müller\n\nBcc: all@x.example",
+               "tracking_number": "1Z", "customer": "Globex", "shipped_at": "2026-11-20",
+               "lines": [], "tracking_url": None}
+    subject, body = render_email("notice_shipment_notice", context, from_email="ar@x.example")
+    assert subject == "Order SO-1 has shipped (Müller Bcc: all@x.example 1Z)"
+    assert body.startswith("Dear Globex,\n")
+    # and on the wire: one Subject, RFC 2047-encoded, no Bcc, the body intact
+    mailer = SmtpMailer("smtp://localhost:1", "ar@x.example")
+    wire = mailer.compose({"template": "notice_shipment_notice", "context": context,
+                           "to": "ap@globex.example"}).as_bytes(policy=policy.SMTP)
+    head = wire.partition(b"\r\n\r\n")[0]
+    assert b"Subject: Order SO-1 has shipped =?utf-8?" in head and b"\nBcc" not in head
+    parsed = email.message_from_bytes(wire, policy=policy.default)
+    assert parsed["Subject"] == subject and parsed["Bcc"] is None
+    assert parsed.get_content().startswith("Dear Globex,")
+
+
+def test_a_customer_name_with_a_line_break_or_accents_stays_in_the_body() -> None:
+    # the dunning e-mails greet the customer by name: CR LF in it stays text in the body,
+    # and the headers are the four we set
+    from email import policy
+
+    context = dict(DUNNING, customer_name="Müller GmbH\r\nBcc: x@evil.example")
+    mailer = SmtpMailer("smtp://localhost:1", "ar@seller.example")
+    message = mailer.compose({"template": "dunning_reminder", "context": context,
+                              "to": "ap@acme.example"})
+    assert message["Bcc"] is None
+    assert sorted(message.keys()) == ["Content-Transfer-Encoding", "Content-Type", "Date",
+                                      "From", "MIME-Version", "Message-ID", "Subject", "To"]
+    assert "Dear Müller GmbH\nBcc: x@evil.example," in message.get_content()
+    assert message.as_bytes(policy=policy.SMTP).isascii()
+
+
 def test_temporary_refusal_is_retried_and_permanent_refusal_fails(smtp) -> None:
     mailer = SmtpMailer(smtp.url, "ar@seller.example")
     smtp.refuse["busy@acme.example"] = "451 4.3.0 try again later"

@@ -174,3 +174,115 @@ def test_a_closed_months_unapplied_cash_does_not_change_after_the_close(session)
     assert october() == 30_000
     assert statements.statement(session, customer, start=date(2026, 11, 1),
                                 end=date(2026, 11, 30)).unapplied_minor == 12_345
+
+
+def _aging_total(session: Session, customer, as_of: date) -> int:
+    from workflows.receivables import aging_by_currency
+
+    aging = aging_by_currency(session, as_of, customer_id=customer.id).get(customer.currency)
+    return aging.total if aging else 0
+
+
+def test_a_month_with_every_kind_of_movement_reconciles_to_the_cent(session) -> None:
+    # given Globex (USD) in a month M = November 2026, with October closed on 3 November:
+    from tests.support.timetravel import run_at
+    from workflows import periods, refunds
+    from workflows.cash_application import write_off
+
+    customer = f.customer(session)
+    # INV-1 (1000.00) of September, paid 250.00 in November
+    f.invoice(session, "INV-1", total="1000.00", issued=date(2026, 9, 10),
+              due=date(2026, 10, 10))
+    # INV-2 (600.00) of October, credited 100.00 in November, 33.33 written off in November
+    f.invoice(session, "INV-2", total="600.00", issued=date(2026, 10, 5),
+              due=date(2026, 11, 4))
+    # INV-3 (400.00) of November, paid in full then 150.00 refunded in November
+    f.invoice(session, "INV-3", total="400.00", issued=date(2026, 11, 3),
+              due=date(2026, 12, 3))
+    # INV-4 (80.00) of December: a November payment cannot be applied to it before its date
+    f.invoice(session, "INV-4", total="80.00", issued=date(2026, 12, 1),
+              due=date(2026, 12, 31))
+    run_at(datetime(2026, 11, 3, 9, tzinfo=UTC), periods.close_period, session,
+           period="2026-10", actor="test", now=datetime(2026, 11, 3, 9, tzinfo=UTC))
+
+    def pay(amount: str, day: date, reference: str):
+        payment, _ = record_payment(session, PaymentIn(
+            amount=amount, currency="USD", customer="C-GLOBEX", reference=reference,
+            received_at=datetime(day.year, day.month, day.day, 9, tzinfo=UTC)), actor="api")
+        return payment
+
+    pay("250.00", date(2026, 11, 12), "INV-1")
+    issue_credit_note(session, invoice_number="INV-2", amount="100.00", reason="damaged",
+                      actor="api", now=datetime(2026, 11, 14, 9, tzinfo=UTC))
+    write_off(session, invoice=session.exec(select(Invoice).where(Invoice.number == "INV-2"))
+              .one(), amount_minor=3_333, reason="bad_debt", actor="api",
+              now=datetime(2026, 11, 20, 9, tzinfo=UTC))
+    paid = pay("400.00", date(2026, 11, 5), "INV-3")
+    refunds.refund_payment(session, payment=paid, amount_minor=15_000, external_id="R-1",
+                           value_date=date(2026, 11, 18), actor="api")
+    pay("80.00", date(2026, 11, 28), "INV-4")  # applied, but only from 1 December on
+    pay("55.55", date(2026, 11, 29), "on account")  # left unapplied
+    pay("70.00", date(2026, 10, 30), "INV-2")  # October is closed: booked on 1 November
+    # when November's statement is made
+    found = statements.statement(session, customer, start=date(2026, 11, 1),
+                                 end=date(2026, 11, 30))
+    # then it opens at October's AR, lists every movement of November, and closes at
+    # November's AR, to the cent
+    assert found.opening_minor == _aging_total(session, customer, date(2026, 10, 31)) == 160_000
+    assert [(line.day, line.kind, line.amount_minor) for line in found.lines] == [
+        (date(2026, 11, 1), "payment", -7_000),
+        (date(2026, 11, 3), "invoice", 40_000),
+        (date(2026, 11, 5), "payment", -40_000),
+        (date(2026, 11, 12), "payment", -25_000),
+        (date(2026, 11, 14), "credit_note", -10_000),
+        (date(2026, 11, 18), "payment", 15_000),
+        (date(2026, 11, 20), "write_off", -3_333)]
+    assert found.closing_minor == found.opening_minor + sum(
+        line.amount_minor for line in found.lines) == 129_667
+    assert found.closing_minor == _aging_total(session, customer, date(2026, 11, 30))
+    assert found.lines[-1].balance_minor == found.closing_minor
+    # and the cash held apart at the end of November: the 55.55 on account and the 80.00
+    # for December's invoice
+    assert found.unapplied_minor == 13_555
+    assert [i.number for i in found.open_invoices] == ["INV-1", "INV-2", "INV-3"]
+
+
+def test_a_statement_is_in_one_currency_whatever_else_the_customer_has(session) -> None:
+    # given Globex (USD) with INV-1 (1000.00 USD) paid 400.00 and 300.00 on account, and
+    # rows in EUR the workflows would refuse but older data may hold: INV-E (700.00 EUR)
+    # and a payment of 500.00 EUR on account
+    import sqlalchemy as sa
+
+    from models import Payment
+
+    customer = f.customer(session)
+    f.invoice(session, "INV-1", total="1000.00", issued=date(2026, 11, 2),
+              due=date(2026, 12, 2))
+    f.invoice(session, "INV-E", total="700.00", issued=date(2026, 11, 3),
+              due=date(2026, 12, 3))
+    for amount, reference in (("400.00", "INV-1"), ("300.00", "on account"),
+                              ("500.00", "on account")):
+        record_payment(session, PaymentIn(amount=amount, currency="USD", customer="C-GLOBEX",
+                                          reference=reference,
+                                          received_at=datetime(2026, 11, 10, 9, tzinfo=UTC)),
+                       actor="api")
+    session.execute(sa.update(Invoice).where(Invoice.number == "INV-E").values(currency="EUR"))
+    session.execute(sa.update(Payment).where(Payment.amount_minor == 50_000)
+                    .values(currency="EUR"))
+    session.flush()
+    # when November's statement is made
+    found = statements.statement(session, customer, start=date(2026, 11, 1),
+                                 end=date(2026, 11, 30))
+    # then it is in USD only: INV-1 and its payment, 300.00 USD unapplied, closing at the
+    # USD aging; nothing of the EUR rows is added to USD amounts
+    assert found.currency == "USD"
+    assert [(line.reference, line.amount_minor) for line in found.lines] == [
+        ("INV-1", 100_000), ("INV-1 on INV-1", -40_000)]
+    assert found.closing_minor == _aging_total(session, customer, date(2026, 11, 30)) == 60_000
+    assert found.unapplied_minor == 30_000
+    assert [i.number for i in found.open_invoices] == ["INV-1"]
+    # and the EUR statement, asked for, holds the EUR rows
+    euro = statements.statement(session, customer, start=date(2026, 11, 1),
+                                end=date(2026, 11, 30), currency="EUR")
+    assert (euro.currency, euro.closing_minor, euro.unapplied_minor) == ("EUR", 70_000, 50_000)
+    assert [i.number for i in euro.open_invoices] == ["INV-E"]
