@@ -32,8 +32,9 @@ import hashlib
 import smtplib
 import ssl
 from collections.abc import Callable
+from datetime import UTC
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate
+from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -44,6 +45,7 @@ from bot.customer_links import CustomerLinks
 from bot.outbox import Permanent, Retry
 from bot.settings import Settings, smtp_insecure
 from models import money
+from models.base import utcnow
 from workflows.validation import check_email
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -184,7 +186,8 @@ class SmtpMailer:
     def __init__(self, url: str, from_email: str, *,
                  session_factory: Callable[[], Any] | None = None,
                  timeout: float = TIMEOUT, ssl_context: ssl.SSLContext | None = None,
-                 pay_links: Any = None, customer_links: Any = None) -> None:
+                 pay_links: Any = None, customer_links: Any = None,
+                 clock: Any = None) -> None:
         parts = urlsplit(url)
         self.tls = parts.scheme == "smtps"
         self.insecure = smtp_insecure(parts.query)  # only for local test servers
@@ -199,6 +202,7 @@ class SmtpMailer:
         self.timeout = timeout
         self.pay_links = pay_links  # bot.paylinks.PayLinks, or None (no "Pay now" links)
         self.customer_links = customer_links  # bot.customer_links.CustomerLinks
+        self.clock = clock  # bot.clock.Clock (the sandbox's Time travel moves it), or None
 
     def __repr__(self) -> str:  # never show the password
         return f"SmtpMailer({'smtps' if self.tls else 'smtp'}://{self.host}:{self.port})"
@@ -233,7 +237,10 @@ class SmtpMailer:
         message["From"] = formataddr(("Accounts receivable", self.from_email))
         message["To"] = to
         message["Subject"] = subject
-        message["Date"] = formatdate(localtime=False, usegmt=True)
+        # the app's moment (`deps.clock`), as the dates inside the e-mail are
+        message["Date"] = format_datetime(
+            (self.clock.now() if self.clock is not None else utcnow()).astimezone(UTC),
+            usegmt=True)
         message["Message-ID"] = message_id(payload, self.domain)
         message.set_content(body)
         for filename, data in files:
@@ -330,8 +337,9 @@ class SmtpMailer:
         client.send_message(message)
 
 
-def build_mailer(settings: Settings, db: Any = None) -> SmtpMailer | None:
-    """The outbox's e-mail transport, or None when SMTP_URL is not set."""
+def build_mailer(settings: Settings, db: Any = None, clock: Any = None) -> SmtpMailer | None:
+    """The outbox's e-mail transport, or None when SMTP_URL is not set. `clock`: the app's
+    (`deps.clock`), which dates the messages."""
     if settings.smtp_url is None or not settings.smtp_url.get_secret_value():
         return None
     from bot.db import Database
@@ -341,4 +349,4 @@ def build_mailer(settings: Settings, db: Any = None) -> SmtpMailer | None:
     return SmtpMailer(settings.smtp_url.get_secret_value(), settings.o2c_from_email,
                       session_factory=db.read_session,
                       pay_links=PayLinks.for_settings(settings, db),
-                      customer_links=CustomerLinks.for_settings(settings))
+                      customer_links=CustomerLinks.for_settings(settings), clock=clock)

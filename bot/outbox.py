@@ -910,7 +910,7 @@ def make_worker(deps: Deps, settings: Settings | None = None, **kwargs: Any) -> 
                        timeout=SLACK_TIMEOUT, retry_handlers=[])
     from bot.paylinks import PayLinks
 
-    kwargs.setdefault("mailer", build_mailer(settings, deps.db))
+    kwargs.setdefault("mailer", build_mailer(settings, deps.db, deps.clock))
     kwargs.setdefault("wakeup", deps.outbox_wakeup)
     kwargs.setdefault("lease", timedelta(seconds=settings.o2c_outbox_lease_seconds))
     worker = OutboxWorker(deps.db, client, settings, **kwargs)

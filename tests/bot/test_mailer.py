@@ -385,3 +385,20 @@ def test_the_early_payment_offer_is_the_one_cash_application_takes(db) -> None:
         # and once anything is paid, no offer is stated (none would be taken)
         invoice.balance_minor -= 100
         assert early_payment_offer(invoice) is None
+
+
+def test_the_date_header_is_the_apps_clocks_moment() -> None:
+    # the sandbox's Time travel moves the app's clock: an e-mail sent "on 1 March" says so in
+    # its Date header, as the dunning and invoice dates inside it do (not the computer's date)
+    from email.utils import parsedate_to_datetime
+
+    from bot.clock import Clock
+
+    clock = Clock()
+    clock.travel_to(datetime(2027, 3, 1, 9, 30, tzinfo=UTC))
+    mailer = SmtpMailer("smtp://localhost:1", "ar@seller.example", clock=clock)
+    message = mailer.compose({"template": "dunning_reminder", "context": DUNNING,
+                              "to": "ap@globex.example"})
+    sent = parsedate_to_datetime(message["Date"])
+    assert sent.tzinfo is not None
+    assert abs(sent - datetime(2027, 3, 1, 9, 30, tzinfo=UTC)).total_seconds() < 60
