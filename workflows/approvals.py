@@ -180,6 +180,43 @@ def credit_tier_amount(session: Session, order: Order, need: ApprovalNeed) -> in
     return max(order.total_minor, int(exposure) + int(waiting))
 
 
+def retier_waiting(session: Session, customer_id: int, *, actor: str) -> list[Approval]:
+    """The customer's waiting orders were priced again (`orders.reprice_for_tax_rate`): each
+    of their approvals not decided at all yet that needs no second decision is measured again
+    as when it was requested (`credit_tier_amount`, with the exposure as it is now) and, now
+    above its tier, needs the tier's second decision — audited (`approval.tier_raised`). A
+    tier is never dropped: an approver may have relied on it."""
+    from workflows.receivables import credit_exposure
+
+    rows = session.exec(
+        select(Approval, Order).join(Order, Order.id == Approval.order_id)
+        .where(Order.customer_id == customer_id, Order.status == OrderStatus.PENDING_APPROVAL,
+               Approval.status == ApprovalStatus.PENDING, Approval.second_role.is_(None),
+               Approval.first_decided_by.is_(None))
+        .order_by(Approval.id)).all()
+    policy = policies.current(session)
+    raised = []
+    for approval, order in rows:
+        customer = session.get(Customer, order.customer_id)
+        snapshot = {"exposure_minor": credit_exposure(session, customer.id,
+                                                      extra_minor=order.total_minor),
+                    "currency": customer.currency}
+        amount = credit_tier_amount(session, order, ApprovalNeed(approval.kind, [], snapshot))
+        role = tiers.second_role(policy, approval.kind, amount, order.currency)
+        if role is None:
+            continue
+        approval.second_role = role
+        session.add(approval)
+        audit.record(session, actor=actor, action="approval.tier_raised",
+                     entity_type="approval", entity_id=approval.id, kind=approval.kind,
+                     order=order.number, second_role=role, tier_amount_minor=amount,
+                     reason="the order was priced again")
+        if approval.kind != ApprovalKind.CREDIT:  # a credit card is refreshed at commit
+            _show_decision(session, approval, order, customer)
+        raised.append(approval)
+    return raised
+
+
 def request_subject_approval(session: Session, *, kind: str, subject_id: int,
                              amount_minor: int, currency: str, requested_by: str,
                              now: datetime, reasons: list[dict] | None = None,

@@ -98,6 +98,12 @@ def upsert_customer(session: Session, data: CustomerIn, *, actor: str) -> Upsert
         # a waiting card shows the new limit, or the orders not yet invoiced at the rate
         # their invoices will charge (`receivables.uninvoiced_approved_minor`)
         exposure.moved(session, customer.id)
+    if not created and "tax_rate_bp" in changes:
+        # the orders still to invoice are worth what they will bill at the new rate
+        from workflows.orders import reprice_for_tax_rate  # orders imports this module
+
+        reprice_for_tax_rate(session, customer, before_bp=changes["tax_rate_bp"][0],
+                             actor=actor)
     if "credit_limit_minor" in changes and not created:
         # a credit decision: in the one trail of limit changes (a credit approver's raise,
         # `workflow_steps._raise_limit`), with its currency

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
+import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models import (
@@ -100,16 +101,62 @@ def try_lock_customer(session: Session, customer_id: int) -> bool:
                         .with_for_update(skip_locked=True)).first() is not None
 
 
-def cancelled_value_minor(order: Order, lines: list[OrderLine], tax_rate_bp: int) -> int:
-    """The value (after discount, with tax) of the lines' cancelled quantities, each line
-    rounded once as when it was priced; never more than the order's total."""
-    value = 0
-    for line in lines:
-        kept = kept_net_minor(line, order.currency)
-        value += line.line_total_minor - kept
-        value += (money.percent_of(line.line_total_minor, tax_rate_bp, order.currency)
-                  - money.percent_of(kept, tax_rate_bp, order.currency))
+def cancelled_value_minor(order: Order, lines: list[OrderLine], tax_rate_bp: int,
+                          billed: dict[int, tuple[int, int]] | None = None) -> int:
+    """The value (after discount, with tax) the order no longer bills: its total (what was
+    ordered, `order_tax_minor`) less what it now bills (`will_bill_minor`) — the cancelled
+    part at the rate the rest is billed at, so the total less it is what the order's
+    invoices come to whatever rate the order was entered at. 0 when nothing is cancelled;
+    never below 0 nor above the total. `billed`: `billed_by_line`, none by default."""
+    if not any(line.qty_cancelled or line.cancelled_from is not None for line in lines):
+        return 0
+    value = order.total_minor - will_bill_minor(lines, billed or {}, tax_rate_bp,
+                                                order.currency)
     return min(max(value, 0), order.total_minor)
+
+
+def billed_by_line(session: Session, order_id: int) -> dict[int, tuple[int, int]]:
+    """Per order line, the (net, tax) our invoices billed for it so far (shipments and
+    subscription periods)."""
+    from models import Invoice, InvoiceLine
+
+    rows = session.exec(
+        select(InvoiceLine.order_line_id, sa.func.sum(InvoiceLine.line_total_minor),
+               sa.func.sum(InvoiceLine.tax_minor))
+        .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+        .where(Invoice.order_id == order_id, InvoiceLine.order_line_id.is_not(None))
+        .group_by(InvoiceLine.order_line_id)).all()
+    return {line_id: (int(net or 0), int(tax or 0)) for line_id, net, tax in rows}
+
+
+def will_bill_minor(lines: list[OrderLine], billed: dict[int, tuple[int, int]],
+                    tax_rate_bp: int, currency: str) -> int:
+    """What the lines' invoices come to in all (net and tax): what was billed already, at
+    the rate it was billed at, and the rest they keep at `tax_rate_bp`, today's
+    (`invoicing.rest_to_bill_minor`)."""
+    from workflows.invoicing import rest_to_bill_minor
+
+    total = 0
+    for line in lines:
+        net, tax = billed.get(line.id, (0, 0))
+        total += net + tax + rest_to_bill_minor(line, net, tax_rate_bp, currency)
+    return total
+
+
+def order_tax_minor(lines: list[OrderLine], billed: dict[int, tuple[int, int]],
+                    tax_rate_bp: int, currency: str) -> int:
+    """The tax of what was ordered: per line, the tax billed already and the rest of its
+    net (cancelled quantities included) at `tax_rate_bp` by cumulative rounding
+    (`invoicing.part_tax`). Nothing billed, that is each line's tax at that rate, as
+    `compute_totals` prices a new order."""
+    from workflows.invoicing import part_tax
+
+    tax = 0
+    for line in lines:
+        net, billed_tax = billed.get(line.id, (0, 0))
+        tax += billed_tax + (part_tax(net, line.line_total_minor, tax_rate_bp, currency)
+                             if net < line.line_total_minor else 0)
+    return tax
 
 
 def kept_net_minor(line: OrderLine, currency: str) -> int:
@@ -148,9 +195,64 @@ def recompute_cancelled(session: Session, order: Order, lines: list[OrderLine]) 
     """After quantities were cancelled: `cancelled_minor` again matches the lines (the totals
     keep describing what was ordered)."""
     customer = session.get(Customer, order.customer_id)
-    order.cancelled_minor = cancelled_value_minor(order, lines, customer.tax_rate_bp)
+    order.cancelled_minor = cancelled_value_minor(order, lines, customer.tax_rate_bp,
+                                                  billed_by_line(session, order.id))
     session.add(order)
     exposure.moved(session, order.customer_id)
+
+
+REPRICED_ON_TAX_CHANGE = (OrderStatus.DRAFT, OrderStatus.PENDING_APPROVAL, OrderStatus.ON_HOLD,
+                          *UNINVOICED_APPROVED)
+
+
+def reprice_for_tax_rate(session: Session, customer: Customer, *, before_bp: int,
+                         actor: str) -> list[Order]:
+    """The customer's tax rate changed (`masterdata.upsert_customer`, holding the customer's
+    lock): each of their orders still to be invoiced (in part) is worth what it will bill —
+    later shipments and subscription periods are taxed at the rate of their day — so its
+    tax and total are priced again (`order_tax_minor`: what was invoiced at the rate it was,
+    the rest at the new one) and its cancelled value with them. Every surface then shows one
+    value: the order's card and API, its approval card and tier, the exposure. Audited per
+    order (`order.repriced`); the pending approvals of those orders carry the new amount and
+    their tiers are measured again (`approvals.retier_waiting`)."""
+    from workflows.approvals import retier_waiting  # approvals imports this module
+
+    ids = session.exec(select(Order.id).where(
+        Order.customer_id == customer.id, Order.status.in_(list(REPRICED_ON_TAX_CHANGE)))
+        .order_by(Order.id)).all()
+    repriced = []
+    for order_id in ids:
+        order = session.get(Order, order_id)
+        lines = lock_order(session, order)
+        if order.status not in REPRICED_ON_TAX_CHANGE:
+            continue  # moved on meanwhile
+        billed = billed_by_line(session, order.id)
+        tax = order_tax_minor(lines, billed, customer.tax_rate_bp, order.currency)
+        if tax == order.tax_minor:
+            continue
+        before = (order.tax_minor, order.total_minor, order.cancelled_minor)
+        order.tax_minor = tax
+        order.total_minor = sum(line.line_total_minor for line in lines) + tax
+        order.cancelled_minor = cancelled_value_minor(order, lines, customer.tax_rate_bp,
+                                                      billed)
+        session.add(order)
+        for approval in session.exec(select(Approval).where(
+                Approval.order_id == order.id, Approval.status == ApprovalStatus.PENDING)):
+            approval.amount_minor = order.total_minor
+            session.add(approval)
+        audit.record(session, actor=actor, action="order.repriced", entity_type="order",
+                     entity_id=order.id, from_state=order.status, to_state=order.status,
+                     reason="customer's tax rate changed", number=order.number,
+                     tax_rate_bp=[before_bp, customer.tax_rate_bp],
+                     tax_minor=[before[0], order.tax_minor],
+                     total_minor=[before[1], order.total_minor],
+                     cancelled_minor=[before[2], order.cancelled_minor])
+        repriced.append(order)
+    if repriced:
+        session.flush()
+        exposure.moved(session, customer.id)
+        retier_waiting(session, customer.id, actor=actor)
+    return repriced
 
 
 def _build_lines(session: Session, data: OrderIn, currency: str) -> list[OrderLine]:

@@ -31,7 +31,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -168,10 +167,6 @@ def _customer(session: Session, run: StepRun) -> Customer:
     return match.customer
 
 
-def _today(session: Session, now: datetime):
-    return now.astimezone(ZoneInfo(policy.current(session).business_timezone)).date()
-
-
 # -- the steps ------------------------------------------------------------------------------------
 def request_credit(session: Session, run: StepRun, now: datetime) -> None:
     actor = _actor(session, run, REQUESTER_ROLES, "workflow.request_credit")
@@ -202,7 +197,7 @@ def request_credit(session: Session, run: StepRun, now: datetime) -> None:
 def balance(session: Session, run: StepRun, now: datetime) -> dict:
     _actor(session, run, VIEWER_ROLES, "workflow.balance")
     customer = _customer(session, run)
-    position = customer_position(session, customer, _today(session, now), now=now)
+    position = customer_position(session, customer, policy.business_date(session, now), now=now)
     cur = customer.currency
     return {"open_ar": money.format_money(position.aging.total, cur),
             "overdue": money.format_money(position.aging.overdue, cur),

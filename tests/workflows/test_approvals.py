@@ -543,3 +543,35 @@ def test_an_approval_and_the_order_cancelled_at_the_same_moment_end_consistent(
         else:  # the approver is told the request was cancelled, and by whom
             assert isinstance(late, AlreadyDecided) and "USALES01" in late.detail
             assert (approval.status, decisions) == ("cancelled", ["approval.cancelled"])
+
+
+def test_a_waiting_order_is_worth_its_value_at_the_new_tax_rate(session) -> None:
+    # given credit approvals above 1,150.00 need an admin, and a customer at 10 % tax with a
+    # 50.00 limit whose order of 10 x 100.00 (1,100.00) waits for a credit decision
+    from workflows import policy
+
+    setup_company(session)
+    policy.set_value(session, key="approval_tiers", value="credit:1150:admin", actor="test")
+    f.customer(session, "C-TIGHT", "Tight Ltd", credit_limit="50.00", tax_rate="10")
+    order = f.order(session, "C-TIGHT", lines=[("WID-1", 10)])
+    approval = pending(session, order)
+    assert (order.total_minor, approval.amount_minor, approval.second_role) == (
+        110_000, 110_000, None)
+    # when the ERP moves the customer to 20 % while the order waits
+    f.customer(session, "C-TIGHT", "Tight Ltd", credit_limit="50.00", tax_rate="20")
+    session.commit()
+    # then the order is worth what it will be invoiced at: 1,000.00 + 200.00 tax, on the
+    # order, its approval and the exposure its card shows — and, above the tier now, the
+    # approval needs the admin's second decision
+    assert (order.tax_minor, order.total_minor) == (20_000, 120_000)
+    assert (approval.amount_minor, approval.second_role) == (120_000, "admin")
+    assert approval.snapshot["now"]["exposure_minor"] == 120_000
+    [repriced] = actions(session, "order.repriced")
+    assert (repriced.data["total_minor"], repriced.data["tax_rate_bp"]) == (
+        [110_000, 120_000], [1000, 2000])
+    [raised] = actions(session, "approval.tier_raised")
+    assert (raised.data["tier_amount_minor"], raised.data["second_role"]) == (120_000, "admin")
+    # and a second order of 1 x 100.00 (120.00) measures the first at 1,200.00 too
+    second = pending(session, f.order(session, "C-TIGHT", lines=[("WID-1", 1)]))
+    assert second.second_role == "admin"
+    assert actions(session, "approval.requested")[-1].data["tier_amount_minor"] == 132_000

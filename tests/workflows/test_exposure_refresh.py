@@ -183,5 +183,7 @@ def test_a_new_tax_rate_shows_on_the_waiting_card(session) -> None:
     # when the ERP moves the customer to 20 % tax
     f.customer(session, credit_limit="1500.00", tax_rate="20")
     session.commit()
-    # then the card shows the approved order at what it will invoice now: 1,200.00
-    assert card_updates(session, approval) == [120000 + 44000]
+    # then the card shows the approved order at what it will invoice now, 1,200.00, and the
+    # waiting one too: 480.00 (its total, re-priced at the rate it will be invoiced at)
+    assert card_updates(session, approval) == [120000 + 48000]
+    assert (waiting.tax_minor, waiting.total_minor) == (8000, 48000)

@@ -712,3 +712,48 @@ def test_cancelling_the_rest_is_for_the_rep_or_an_admin_of_a_partly_shipped_orde
         fulfilment.cancel_rest(session, order=fresh, actor="USALES01", reason="x")
     assert "nothing of it has shipped" in refused.value.detail
     assert invariants.validate_all(session) == []
+
+
+def test_after_a_rate_change_the_cancelled_rest_leaves_what_was_invoiced(session) -> None:
+    # given 10 x 100.00 taken at 10 % tax (1,100.00), 5 shipped and invoiced (550.00)
+    setup_company(session, tax_pct=10)
+    order = f.order(session, lines=[("WID-1", 10)])
+    ship(session, order, ("WID-1", 5), tracking="1Z1")
+    # when the ERP moves the customer to 20 %, then the rep cancels the 5 not shipped
+    f.customer(session, sales_rep="USALES01", tax_rate="20")
+    session.commit()
+    # then the order is worth what it bills: 550.00 invoiced + 500.00 + 100.00 tax to come
+    assert (order.tax_minor, order.total_minor, order.cancelled_minor) == (15000, 115000, 0)
+    assert uninvoiced_approved_minor(session, order.customer_id) == 60000
+    fulfilment.cancel_rest(session, order=order, actor="USALES01", reason="not wanted",
+                           now=NOW)
+    session.commit()
+    # and what was cancelled is the rest at 20 % (600.00): the order's total less it is
+    # the 550.00 it was invoiced, not 500.00 (1,100.00 at 10 % less 600.00 at 20 %)
+    invoiced = sum(i.total_minor for i in session.exec(
+        select(Invoice).where(Invoice.order_id == order.id)))
+    assert invoiced == 55000
+    assert order.cancelled_minor == 60000
+    assert order.total_minor - order.cancelled_minor == invoiced
+    assert order.status == OrderStatus.INVOICED
+    assert invariants.validate_all(session) == []
+
+
+def test_the_cancelled_value_is_at_the_rate_the_order_is_worth(session) -> None:
+    # given 10 x 100.00 + 2 x 10.00 at 10 % tax (1,122.00), 4 widgets short, and the
+    # customer moved to 20 % while the order waits for stock
+    order = short_order(session, tax_pct=10)
+    f.customer(session, sales_rep="USALES01", tax_rate="20")
+    session.commit()
+    assert order.total_minor == 122400  # 1,020.00 + 204.00 tax
+    # when the short 4 are cancelled
+    fulfilment.cancel_line(session, order=order, line_no=1, actor="USALES01", reason="gone")
+    session.commit()
+    # then they are worth 400.00 + 80.00 tax, and the order what it will invoice: 744.00
+    assert order.cancelled_minor == 48000
+    assert order.total_minor - order.cancelled_minor == 74400
+    assert uninvoiced_approved_minor(session, order.customer_id) == 74400
+    ship(session, order)
+    invoice = session.exec(select(Invoice).where(Invoice.order_id == order.id)).one()
+    assert invoice.total_minor == 74400
+    assert invariants.validate_all(session) == []

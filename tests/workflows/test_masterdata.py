@@ -146,9 +146,11 @@ def test_terms_tax_rate_and_billing_email_changes_reach_only_later_invoices(
         OutboxMessage.transport == "email").order_by(OutboxMessage.id)).all()
     assert [m["to"] for m in sent if m.get("template") == "invoice"] == [
         "old@globex.example", "new@globex.example"]
-    # and the order keeps describing what was ordered, at its entry rate
+    # and the order, priced again when the rate changed (its invoiced unit at 0 %, the rest
+    # at 20 %), is worth what its invoices came to
     session.refresh(placed)
-    assert (placed.tax_minor, placed.total_minor, placed.status) == (0, 100000, "invoiced")
+    assert (placed.tax_minor, placed.total_minor, placed.status) == (10000, 110000, "invoiced")
+    assert placed.total_minor == first.total_minor + second.total_minor
     assert invariants.validate_all(session) == []
 
 
