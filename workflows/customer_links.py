@@ -190,7 +190,6 @@ def _fresh(session: Session, *where: object) -> CustomerLink | None:
                         .execution_options(populate_existing=True)).first()
 
 
-
 def send_portal_link(session: Session, *, customer: Customer, actor: str, now: datetime
                      ) -> tuple[CustomerLink, str]:
     """A new self-serve link e-mailed to the customer (the billing contact, else the notice

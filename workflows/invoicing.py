@@ -92,7 +92,6 @@ class Terms:
         return issue_date + timedelta(days=self.net_days)
 
 
-
 def get_invoice(session: Session, number: str) -> Invoice:
     invoice = session.exec(select(Invoice).where(Invoice.number == number.strip())).first()
     if invoice is None:

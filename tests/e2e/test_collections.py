@@ -26,8 +26,6 @@ TODAY = date(2026, 11, 24)  # a Tuesday
 frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC), tick=True)
 
 
-
-
 @pytest.fixture
 def smtp_server(database_url, standin, smtp):
     running = start_server(make_settings(database_url, standin.api_url, smtp_url=smtp.url,

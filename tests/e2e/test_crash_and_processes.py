@@ -29,8 +29,6 @@ TODAY = date(2026, 11, 24)  # a Tuesday
 frozen_time = frozen_at(datetime.combine(TODAY, dt.time(12), UTC), tick=True)
 
 
-
-
 def test_sigkill_between_commit_and_delivery_loses_nothing(database_url, standin, smtp,
                                                            tmp_path) -> None:
     db = Database(database_url)

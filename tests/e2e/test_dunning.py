@@ -27,8 +27,6 @@ TODAY = date(2026, 11, 24)  # a Tuesday
 frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC), tick=True)
 
 
-
-
 def _seed(db) -> None:
     today = TODAY
     with db.transaction() as s:

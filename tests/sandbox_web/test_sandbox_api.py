@@ -424,7 +424,6 @@ def test_bot_web_api_calls_land_in_the_mounted_stand_in(sandbox) -> None:
     assert wrong == {"ok": False, "error": "invalid_auth"}
 
 
-
 def test_at_name_in_a_command_reaches_the_bot_as_a_mention_like_slack(sandbox) -> None:
     """Issue 13: Slack turns `@name` into `<@U…|name>` for a command with should_escape, so
     the README's `/o2c role add @sam sales` works in the sandbox too."""

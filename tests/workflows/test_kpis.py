@@ -176,7 +176,6 @@ def test_historical_aging_matches_the_definition_on_the_demo_company(demo_db) ->
             assert got == expected, day
 
 
-
 def test_bucket_edges_are_days_past_due() -> None:
     # when
     edges = dict(bucket_edges(date(2026, 11, 23)))

@@ -119,7 +119,6 @@ def test_any_refund_after_a_credit_note_keeps_ar_and_credit_to_the_cent(
         assert invariants.validate_all(session) == []
 
 
-
 def test_two_refunds_at_once_give_the_customer_credit_back_once(db, monkeypatch) -> None:
     # given an invoice of 100.00 paid by two payments of 50.00, then credited 30.00: 30.00
     # of customer credit, the invoice comes to 70.00
