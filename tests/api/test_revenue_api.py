@@ -215,3 +215,59 @@ def test_a_cancellation_from_a_month_under_way_names_its_finance_decider(server,
             ("UCREDIT1", "subscription.cancelled")]
         assert (trail[1].data["forgone_minor"], trail[1].data["forgone_periods"]) == (
             20000, ["2026-07-01"])
+
+
+def test_a_back_dated_cancellation_reconciles_the_report_to_the_cent(server, catalogue) -> None:
+    """2 x CLOUD for a year from 1 April, billed monthly (200.00); April is invoiced, the job
+    does not run again (May and June served, unbilled), April to June are closed. On
+    15 July a credit approver cancels from 1 May. Before: 197.26 + 203.84 + 197.26 = 598.36
+    recognised against 200.00 invoiced, 398.36 unbilled at 30 June and today. After: April
+    to June as closed, July (the first open month) -398.36, nothing deferred or unbilled;
+    recognised in all 200.00 = invoiced. JSON and CSV say the same."""
+    # given
+    api = catalogue
+    with server.db.transaction() as s:
+        f.user(s, "UCREDIT1", "credit_approver")
+    number = order(api, {"sku": "CLOUD", "quantity": 2, "service_start": "2026-04-01",
+                         "service_end": "2027-03-31", "billing": "monthly"}).json()["number"]
+    assert run_job("subscription-billing", server.deps, date(2026, 4, 1))["invoiced"] == 1
+    assert api.post("/periods/2026-06/close").status_code == 201
+    window = {"from": "2026-04", "to": "2026-08"}
+
+    def report() -> tuple[dict, list[list[str]]]:
+        data = api.get("/reports/revenue", params=window).json()["currencies"]["USD"]
+        text = api.get("/reports/revenue", params={**window, "format": "csv"}).text
+        return data, [row for row in csv.reader(io.StringIO(text)) if row[0] == "USD"]
+
+    closed = [["USD", "2026-04", "month", "true", "197.26", "0.00", "0.00", "197.26", "2.74",
+               "0.00", ""],
+              ["USD", "2026-05", "month", "true", "203.84", "0.00", "0.00", "203.84", "0.00",
+               "201.10", ""],
+              ["USD", "2026-06", "month", "true", "197.26", "0.00", "0.00", "197.26", "0.00",
+               "398.36", ""]]
+    before, before_rows = report()
+    assert before_rows[:3] == closed
+    assert before_rows[3] == ["USD", "2026-07", "month", "false", "203.84", "0.00", "0.00",
+                              "203.84", "0.00", "602.20", ""]
+    assert (before["deferred"], before["unbilled"]) == ("0.00", "398.36")
+    # when
+    cancelled = api.post(f"/orders/{number}/lines/1/cancellation",
+                         json={"reason": "never used it", "effective": "2026-05-01",
+                               "by": "UCREDIT1"})
+    # then
+    assert cancelled.status_code == 200, cancelled.text
+    after, after_rows = report()
+    assert after_rows[:3] == closed
+    assert after_rows[3:] == [
+        ["USD", "2026-07", "month", "false", "-398.36", "0.00", "0.00", "-398.36", "0.00",
+         "0.00", ""],
+        ["USD", "2026-08", "month", "false", "0.00", "0.00", "0.00", "0.00", "0.00", "0.00",
+         ""]]
+    assert [m["recognized"]["total"] for m in after["months"]] == [
+        "197.26", "203.84", "197.26", "-398.36", "0.00"]
+    assert (after["deferred"], after["unbilled"], after["waterfall"]) == ("0.00", "0.00", [])
+    with server.db.read_session() as s:
+        [event] = s.exec(select(AuditEvent).where(
+            AuditEvent.action == "subscription.cancelled")).all()
+        assert (event.data["forgone_minor"], event.data["forgone_periods"]) == (
+            60000, ["2026-05-01", "2026-06-01", "2026-07-01"])

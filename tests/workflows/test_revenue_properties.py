@@ -49,7 +49,9 @@ credit_op = st.tuples(st.just("credit"), st.integers(0, 20), st.integers(1, 150_
                       st.integers(0, 45))
 close_op = st.tuples(st.just("close"))
 bill_op = st.tuples(st.just("bill"))
-cancel_op = st.tuples(st.just("cancel"), st.integers(0, 20))
+# which line; from the next period (None), or back-dated from the first period not invoiced
+# yet, forgoing what was served (a credit approver's decision)
+cancel_op = st.tuples(st.just("cancel"), st.integers(0, 20), st.sampled_from([None, "past"]))
 withdraw_op = st.tuples(st.just("withdraw"), st.integers(0, 20))  # cancel a whole order
 advance_op = st.tuples(st.just("advance"), st.integers(1, 70))
 # an order first, so that most runs have something to ship, bill, credit and close
@@ -194,9 +196,16 @@ class Book:
             if billed:
                 line = billed[op[1] % len(billed)]
                 order = self.s.get(Order, line.order_id)
+                effective = None
+                if op[2] == "past":
+                    billed_from = subscriptions.billed_starts(self.s, [line.id]).get(line.id)
+                    effective = next((first for first, _, _
+                                      in subscriptions.live_periods(line)
+                                      if not billed_from or first > max(billed_from)), None)
                 subscriptions.cancel_subscription(self.s, order_number=order.number,
                                                   line_no=line.line_no, reason="test",
-                                                  actor="UADMIN01", now=self.now)
+                                                  actor="UCREDIT1", now=self.now,
+                                                  effective=effective)
 
     def check(self) -> None:
         s = self.s
@@ -252,6 +261,7 @@ class Book:
 
 def run(session: Session, ops: list[tuple]) -> None:
     f.user(session, "USALES01", "sales")
+    f.user(session, "UCREDIT1", "credit_approver")
     f.customer(session, credit_limit="100000000.00")
     for sku, price, ssp, rtype in PRODUCTS:
         f.product(session, sku, price=price, ssp=ssp, revenue_type=rtype, on_hand=10**6)
