@@ -280,7 +280,7 @@ def test_the_statement_pdf_is_read_in_one_snapshot_while_a_payment_is_applied(
     path = page_link(shop, slack, standin)
     # ... and a payment of 400.00 applied to it by another request just after the statement's
     # lines were read, before its aging is (the moment made certain here)
-    position, render = statements.customer_position, invoice_pdf.render_statement_pdf
+    position, render = statements.aging_by_currency, invoice_pdf.render_statement_pdf
     shown = []
 
     def paid_meanwhile(*args, **kwargs):
@@ -295,7 +295,7 @@ def test_the_statement_pdf_is_read_in_one_snapshot_while_a_payment_is_applied(
         shown.append(found)
         return render(found, **kwargs)
 
-    monkeypatch.setattr(statements, "customer_position", paid_meanwhile)
+    monkeypatch.setattr(statements, "aging_by_currency", paid_meanwhile)
     monkeypatch.setattr(invoice_pdf, "render_statement_pdf", rendered)
     # when the customer downloads the statement, and again
     assert web.get(f"{path}/statement").status_code == 200
