@@ -21,7 +21,6 @@ import hashlib
 import html
 import json
 import logging
-from datetime import UTC
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -307,6 +306,7 @@ def pay_page(token: str, request: Request) -> Response:
     try:
         with deps.db.read_session() as session:
             _, invoice, customer = payment_links.by_token(session, token)
+            today = payment_links.today(session, deps.clock.now())
     except NotFound:
         return _page("Not found", "<h1>This payment link does not exist</h1>", 404)
     seller = html.escape(deps.settings.o2c_from_email.split("@")[-1])
@@ -314,7 +314,6 @@ def pay_page(token: str, request: Request) -> Response:
     if invoice.balance_minor == 0:
         return _page(f"Invoice {invoice.number}",
                      f"<h1>Invoice {number} is paid</h1><p>Nothing to pay. Thank you!</p>")
-    today = deps.clock.now().astimezone(UTC).date()
     due = payment_links.payable(invoice, on=today)
     if (cannot := _cannot_pay(invoice, due)) is not None:
         return cannot
@@ -348,10 +347,10 @@ def pay_now(token: str, request: Request) -> Response:
     try:
         with deps.db.read_session() as session:
             link, invoice, customer = payment_links.by_token(session, token)
+            today = payment_links.today(session, deps.clock.now())
     except NotFound:
         return _page("Not found", "<h1>This payment link does not exist</h1>", 404)
     if gateway is None:  # the sandbox: its stand-in for Stripe's payment page
-        today = deps.clock.now().astimezone(UTC).date()
         if (cannot := _cannot_pay(invoice, payment_links.payable(invoice, on=today))) \
                 is not None:
             return cannot

@@ -34,8 +34,9 @@ class Payment(SQLModel, table=True):
     currency: str = Field(max_length=3)
     received_at: datetime = ts_field(nullable=False)
     # When the money moved: the bank's value date when a statement gives one, else the date
-    # of `received_at` in the offset its sender gave (`cash_application.value_date_of`). Its
-    # allocations are dated by it (models.invoices docstring).
+    # of `received_at` in the offset its sender gave (`cash_application.value_date_of`; a
+    # Stripe payment, which has a moment and no offset: its business date). Its allocations
+    # are dated by it (models.invoices docstring); the engine's early-payment discount too.
     value_date: date
     payer_name: str | None = Field(default=None, max_length=300)
     reference: str | None = Field(default=None, max_length=2000)

@@ -22,7 +22,9 @@ The primitives — `allocate`, `write_off` — keep the AR invariants (`workflow
 under concurrency: balances move by conditional UPDATEs only. Each settlement is dated by
 when the money moved, not when it was recorded (`models.invoices` docstring): an allocation
 and a fee or discount write-off by the payment's `value_date` (the bank statement's value
-date, else the date of `received_at` as its sender stated it, see `value_date_of`), a
+date, else the date of `received_at` as its sender stated it, see `value_date_of`; Stripe's
+payments: the business date, `workflows.stripe_events`), the day the engine also judges an
+early-payment discount by (`facts_of`, `day_of`), a
 bad-debt write-off by its effective date; a date in a closed month is booked in the first
 open month (`workflows.periods`).
 """
@@ -75,6 +77,7 @@ from workflows.cash_runs import (
     card_context,
     card_of,
     checked,
+    day_of,
     facts_of,
     line_rows,
     payment_card,
@@ -231,7 +234,7 @@ def _record_manually(session: Session, data: PaymentIn, *, actor: str, source: s
     payment = Payment(external_id=data.external_id or None,
                       customer_id=customer.id if customer else None, amount_minor=amount,
                       currency=currency, received_at=data.received_at,
-                      value_date=data.value_date or value_date_of(data.received_at),
+                      value_date=day_of(data),
                       payer_name=data.payer_name, reference=data.reference, method=data.method,
                       source=source, unapplied_minor=amount, status=PaymentStatus.UNAPPLIED)
     try:

@@ -23,7 +23,7 @@ customer it named (the rule was right about who paid; only the invoices were wro
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -91,7 +91,7 @@ def _new(session: Session, *, customer: Customer, kind: str, value: str, shown: 
     and teaches it, this one's goes on without it."""
     rule = CashRule(customer_id=customer.id, kind=kind, value=value, shown=shown[:300],
                     source=source, payment_id=payment.id,
-                    seen_on=payment.received_at.astimezone(UTC).date(), taught_by=actor,
+                    seen_on=payment.value_date, taught_by=actor,
                     taught_at=now)
     try:
         with session.begin_nested():

@@ -95,6 +95,14 @@ def value_date_of(received_at: datetime) -> date:
     return received_at.date()
 
 
+def day_of(data: PaymentIn) -> date:
+    """The day a payment counts on (its `value_date`): the source's value date, else
+    `value_date_of(received_at)`. The engine judges the terms' early-payment discount by it
+    (`facts_of`), the day its write-off is dated by: 17:00 in Los Angeles on 11 Nov
+    (`2026-11-11T17:00:00-08:00`, 12 Nov in UTC) pays within a window ending on 11 Nov."""
+    return data.value_date or value_date_of(data.received_at)
+
+
 def checked(data: PaymentIn) -> tuple[int, str]:
     """(amount in minor units, currency), or ValidationFailed naming the field."""
     currency = v.currency("currency", data.currency)
@@ -157,7 +165,7 @@ def rules_for(session: Session) -> matching.Rules:
 def facts_of(payment: Payment, customer_id: int | None = None) -> matching.PaymentFacts:
     return matching.PaymentFacts(
         amount_minor=payment.amount_minor, currency=payment.currency,
-        received_on=payment.received_at.astimezone(UTC).date(),
+        received_on=payment.value_date,
         payer_name=payment.payer_name, reference=payment.reference,
         customer_id=customer_id if customer_id is not None else payment.customer_id)
 
@@ -368,7 +376,7 @@ class CashRun:
         given = self._customers.get(t.data.customer) if t.data.customer else None
         return matching.PaymentFacts(
             amount_minor=t.amount_minor, currency=t.currency,
-            received_on=t.data.received_at.astimezone(UTC).date(),
+            received_on=day_of(t.data),
             payer_name=t.data.payer_name, reference=t.data.reference,
             customer_id=given[0] if given else None)
 
@@ -405,7 +413,7 @@ class CashRun:
         values = {"external_id": ext or None, "customer_id": given[0] if given else None,
                   "amount_minor": t.amount_minor, "currency": t.currency,
                   "received_at": data.received_at,
-                  "value_date": data.value_date or value_date_of(data.received_at),
+                  "value_date": day_of(data),
                   "payer_name": data.payer_name, "reference": data.reference,
                   "method": data.method, "source": self.source}
         decision = _Decision(t, values, given[1] if given else None)

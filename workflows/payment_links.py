@@ -50,14 +50,14 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from models import Customer, Invoice, PaymentLink, money
-from workflows import audit, outbox
+from workflows import audit, outbox, policy
 from workflows.errors import NotFound
 
 SESSION_LIFETIME = timedelta(hours=23)  # Stripe allows 30 minutes to 24 hours
@@ -90,8 +90,9 @@ def open_to_pay(invoice: Invoice) -> int:
 
 
 def early_discount(invoice: Invoice, on: date) -> int:
-    """The early-payment discount a card payment of the whole balance made on `on` (a UTC
-    date, as the matching engine dates a payment) earns under the invoice's `d/n NETm` terms:
+    """The early-payment discount a card payment of the whole balance made on `on` (a business
+    date, `today`: the day the invoice's own dates and the matching engine count in) earns
+    under the invoice's `d/n NETm` terms:
     the engine's own rule (`matching.discount_of`: within n days of issue, nothing paid yet);
     none while anything of it is in question."""
     from workflows.matching import discount_of  # (matching -> invoicing -> here)
@@ -105,12 +106,20 @@ def payable(invoice: Invoice, *, on: date) -> int:
     return open_to_pay(invoice) - early_discount(invoice, on)
 
 
-def offered_on(expires_at: datetime | None) -> date | None:
+def today(session: Session, now: datetime) -> date:
+    """The day a click or a card payment at `now` counts on for the terms' discount: the
+    business date (`policy.business_date`), the calendar the invoice's issue and due dates
+    and the matching engine use. Books in Los Angeles: 11 Nov 17:00 there (12 Nov 01:00 UTC)
+    is still 11 Nov, the last day of a discount window ending on 11 Nov."""
+    return policy.business_date(session, now)
+
+
+def offered_on(session: Session, expires_at: datetime | None) -> date | None:
     """The day a link's checkout session expiring at `expires_at` was planned (what it asks
-    for was computed for that day), None when it has none."""
+    for was computed for that day, `today`), None when it has none."""
     if expires_at is None:
         return None
-    return (expires_at - SESSION_LIFETIME).astimezone(UTC).date()
+    return today(session, expires_at - SESSION_LIFETIME)
 
 
 def card_refusal(amount_minor: int, currency: str) -> str | None:
@@ -238,7 +247,7 @@ def plan_checkout(session: Session, *, token: str, now: datetime,
     invoice = session.get(Invoice, link.invoice_id)
     if invoice.balance_minor == 0:
         return Checkout("paid", currency=invoice.currency)
-    due = payable(invoice, on=now.astimezone(UTC).date())
+    due = payable(invoice, on=today(session, now))
     if due == 0:  # all of it in question
         return Checkout("disputed", currency=invoice.currency)
     refusal = card_refusal(due, invoice.currency)
@@ -311,7 +320,7 @@ def balance_changed(session: Session, invoice: Invoice) -> None:
                                  table.c.session_id.is_not(None))).first()
     if row is None:
         return
-    planned = offered_on(row.expires_at)
+    planned = offered_on(session, row.expires_at)
     if planned is not None and row.amount_minor == payable(invoice, on=planned):
         return
     session.execute(sa.update(table).where(table.c.id == row.id).values(

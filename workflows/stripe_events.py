@@ -76,7 +76,7 @@ from models import (
     WriteOffReason,
     money,
 )
-from workflows import audit, outbox, payment_links, refunds
+from workflows import audit, outbox, payment_links, policy, refunds
 from workflows.cash_application import (
     PaymentIn,
     payment_allocations,
@@ -250,7 +250,9 @@ def _paid(session: Session, *, payment_intent: str | None, amount_minor: object,
                      # bank, twice): then the money is their credit, not nobody's
                      customer=customer.external_id if customer
                      and customer.currency == currency else None,
-                     method="stripe", external_id=external_id_of(payment_intent))
+                     method="stripe", external_id=external_id_of(payment_intent),
+                     # Stripe says when (a Unix time), not on which day: the books' day
+                     value_date=policy.business_date(session, received_at))
     discount = _discount_taken(session, invoice, amount_minor, received_at) if exact else 0
     try:
         payment, created = record_payment(session, data, actor=ACTOR, source=PROVIDER,
@@ -298,9 +300,9 @@ def _discount_taken(session: Session, invoice: Invoice, amount_minor: int,
     stays payable for up to a day) — when the amount is the balance less exactly that."""
     link = session.exec(select(PaymentLink).where(
         PaymentLink.invoice_id == invoice.id)).first()
-    days = [received_at.astimezone(UTC).date()]
+    days = [payment_links.today(session, received_at)]
     if link is not None and link.amount_minor == amount_minor and \
-            (planned := payment_links.offered_on(link.expires_at)) is not None:
+            (planned := payment_links.offered_on(session, link.expires_at)) is not None:
         days.append(planned)
     for day in days:
         discount = payment_links.early_discount(invoice, day)
@@ -372,7 +374,8 @@ def _refunded(session: Session, charge: dict, created: datetime) -> Outcome:
         if take <= 0:
             continue
         done = refunds.refund_payment(
-            session, payment=source, amount_minor=take, value_date=created.date(),
+            session, payment=source, amount_minor=take,
+            value_date=policy.business_date(session, created),
             external_id=f"stripe:{charge_id}:refunded:{total}"
                         + (f":{dispute_id}" if dispute_id else ""), actor=ACTOR,
             reason=f"Stripe refund of charge {charge_id}"
@@ -535,7 +538,8 @@ def _hold(session: Session, payment: Payment, dispute: dict, amount: int, create
     try:
         with session.begin_nested():
             done = refunds.refund_payment(
-                session, payment=payment, amount_minor=take, value_date=created.date(),
+                session, payment=payment, amount_minor=take,
+                value_date=policy.business_date(session, created),
                 external_id=f"stripe:{dispute_id}:withdrawn", actor=ACTOR,
                 reason=f"Stripe chargeback {dispute_id}: the customer's bank took it back")
     except Conflict:  # its allocations were written off or moved: announced, nothing held
@@ -642,7 +646,8 @@ def _reinstate(session: Session, payment: Payment, taken: Refund, customer: Cust
                      currency=taken.currency, received_at=created,
                      reference=f"Stripe chargeback {dispute_id} won",
                      customer=customer.external_id if customer else None, method="stripe",
-                     external_id=f"stripe:{dispute_id}:reinstated")
+                     external_id=f"stripe:{dispute_id}:reinstated",
+                     value_date=policy.business_date(session, created))
     back, _ = record_payment(session, data, actor=ACTOR, source=PROVIDER,
                              apply_to=numbers or None)
     return back.id

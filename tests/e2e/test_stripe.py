@@ -10,12 +10,13 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
 import responses
+import time_machine
 from sqlmodel import select
 
 from models import (
@@ -387,6 +388,37 @@ def test_the_pay_page_gives_the_early_payment_discount_of_the_terms(
         [write_off] = s.exec(select(WriteOff)).all()
         assert (write_off.amount_minor, write_off.reason) == (2_000, "early_payment_discount")
     assert "is paid" in web.get(f"{base}/pay/{token}").text
+
+
+def test_the_pay_page_offers_the_discount_until_the_end_of_the_books_day(
+        stripe_server, stripe_api) -> None:
+    # given books in Los Angeles and USD 1,000.00 on 2/10 NET30 issued 1 Nov: "Pay USD 980.00
+    # by 11 Nov"
+    from workflows import payment_links, policy
+
+    base = stripe_server.base_url
+    with stripe_server.db.transaction() as s:
+        policy.set_value(s, key="business_timezone", value="America/Los_Angeles", actor="test")
+        f.customer(s)
+        invoice = f.invoice(s, "INV-2026-000001", total="1000.00", issued=date(2026, 11, 1),
+                            due=date(2026, 12, 1), terms="2/10 NET30")
+        token = payment_links.token_for(s, invoice, PAY_SECRETS)
+    created = stripe_api.post(f"{sp.API}/v1/checkout/sessions", json=session_answer(
+        "cs_test_day", "https://checkout.stripe.com/c/pay/cs_test_day", 98_000, invoice.number))
+    # when the customer opens the page and pays on 11 Nov at 17:00 there (12 Nov in UTC)
+    with time_machine.travel(datetime(2026, 11, 12, 1, 0, tzinfo=UTC), tick=False):
+        page = web.get(f"{base}/pay/{token}")
+        assert web.post(f"{base}/pay/{token}").status_code == 303
+    # then the page offers the discount and Stripe is asked for 980.00
+    assert "Pay USD 980.00 now" in page.text and "USD 20.00 (2/10 NET30" in page.text
+    assert parse_qs(created.calls[0].request.body)[
+        "line_items[0][price_data][unit_amount]"] == ["98000"]
+    # and the same page on 12 Nov 08:00 in Tokyo's books (11 Nov in UTC) asks for 1,000.00
+    with stripe_server.db.transaction() as s:
+        policy.set_value(s, key="business_timezone", value="Asia/Tokyo", actor="test")
+    with time_machine.travel(datetime(2026, 11, 11, 23, 0, tzinfo=UTC), tick=False):
+        page = web.get(f"{base}/pay/{token}")
+    assert "Pay USD 1,000.00 now" in page.text and "Early-payment discount" not in page.text
 
 
 def test_bad_signatures_and_stale_events_store_nothing(stripe_server) -> None:

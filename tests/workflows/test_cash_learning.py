@@ -134,6 +134,21 @@ def test_a_payer_name_that_already_fits_teaches_nothing(books) -> None:
     assert rules(books) == []
 
 
+def test_what_was_learned_names_the_day_the_payment_counts_on(books) -> None:
+    # given a payer line that looks like nobody, received at 17:30 in Los Angeles on 20 Nov
+    # (21 Nov in UTC), said so in that offset
+    first = pay(books, "1234.56", payer="GLBX HOLDINGS",
+                received=datetime.fromisoformat("2026-11-20T17:30:00-08:00"))
+    assert first.value_date == date(2026, 11, 20)
+    # when the collector applies Globex's invoice
+    apply_suggestion(books, payment_id=first.id, rank=rank_of(books, first, "INV-2026-000101"),
+                     actor="UCOLL001", now=NOW)
+    books.commit()
+    # then what was learned names the payment's day, 20 Nov, not the UTC date
+    assert first.match_details["decision"]["learned"] == [
+        "Globex Corporation paid from 'GLBX HOLDINGS' on 20 Nov 2026"]
+
+
 # -- taught by naming the customer of an unidentified payment ------------------------------------
 def test_naming_the_customer_applies_the_payment_and_teaches_the_alias(books) -> None:
     # given a payment nobody recognises (600.00 + 399.99 of Acme's, unnamed)
