@@ -853,6 +853,13 @@ def _reverse(session: Session, payment: Payment, *, actor: str, now: datetime) -
     # a credit note on a paid invoice made part of the money customer credit (money we owe
     # back, `workflows.credit_notes`): taking the money off the invoice would leave that credit
     # standing on money nobody paid
+    # customer credit applied to another invoice moved this payment's money there (its
+    # allocations of method customer_credit, `workflows.customer_credit`): undoing them here
+    # would give that credit a second time on money taken off the credited invoice
+    if any(a.method == "customer_credit" for a, _ in allocations):
+        raise Conflict(f"Customer credit of a credit note was applied with "
+                       f"payment #{payment.id}'s money; correct it in your ERP. "
+                       "Nothing changed.")
     mine: dict[int, int] = {}
     for allocation, invoice in allocations:
         mine[invoice.id] = mine.get(invoice.id, 0) + allocation.amount_minor
