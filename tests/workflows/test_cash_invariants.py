@@ -122,17 +122,18 @@ operations = st.tuples(
                        correct_op, credit_paid_op, apply_credit_op, refund_op),
              min_size=1, max_size=16)).map(lambda parts: parts[0] + parts[1])
 # people's cash application above all (with some of the engine and the back office around it)
-# first a customer's two invoices, the first paid (picked in the modal), a credit note on it
-# for more than is open, its customer credit applied to the second, the payment corrected;
-# then anything
-people_start = st.tuples(st.integers(0, 2), cents, cents, manual_op, credit_paid_op,
-                         apply_credit_op, correct_op).map(lambda t: [
+# first a customer's two invoices, the first paid (picked in the modal), the payment
+# corrected, a credit note on a paid invoice for more than is open, and its customer credit
+# applied to another invoice; then anything
+people_start = st.tuples(st.integers(0, 2), cents, cents, manual_op,
+                         correct_op.filter(lambda op: op[2] != "same"), credit_paid_op,
+                         apply_credit_op).map(lambda t: [
                              ("invoice", t[0], t[1], 5), ("invoice", t[0], t[2], 3),
                              ("manual", t[3][1], [0], t[0]), t[4], t[5], t[6]])
 people_operations = st.tuples(
     people_start,
-    st.lists(st.one_of(invoice_op, pay_op, apply_op, manual_op, correct_op, correct_op,
-                       tolerance_op, credit_paid_op, apply_credit_op, apply_credit_op,
+    st.lists(st.one_of(invoice_op, pay_op, apply_op, manual_op, manual_op, correct_op,
+                       correct_op, correct_op, tolerance_op, credit_paid_op, apply_credit_op, apply_credit_op,
                        refund_op, dispute_op, deduction_op),
              min_size=4, max_size=16)).map(lambda parts: parts[0] + parts[1])
 # the people's steps that changed something, per example (`FIRED[kind]`: in how many)
