@@ -739,8 +739,13 @@ def correct_application(session: Session, *, payment_id: int, invoices: list[str
                       for n, a in after]
     written = [[line["number"], amount, reason] for line in lines
                for amount, reason in line["write_offs"]]
+    # who said whose the payment is, only while it still is theirs (the audit keeps it): a
+    # correction onto another customer's invoices makes the payment that customer's
+    owner = session.get(Customer, customer_id).external_id
+    stale = {"learned"} | ({"identified"} if (old.get("identified") or {}).get("customer")
+                           not in (None, owner) else set())
     payment.match_details = {
-        **{k: val for k, val in old.items() if k != "learned"}, "outcome": "corrected",
+        **{k: val for k, val in old.items() if k not in stale}, "outcome": "corrected",
         "write_off_minor": sum(amount for _, amount, _ in written), "deduction_minor": 0,
         "decision": {"by": actor, "at": now.isoformat(), "rank": None, "corrected": True,
                      "invoices": invoices_after, "status": payment.status,

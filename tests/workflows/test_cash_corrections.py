@@ -411,3 +411,34 @@ def test_a_correction_of_a_payment_given_back_says_so(books) -> None:
     assert applied_to(books, payment) == {}
     assert invoice(books, "INV-2026-000101").balance_minor == 100_000
     assert invariants.validate_all(books) == []
+
+
+def test_a_payment_corrected_onto_another_customer_is_no_longer_said_to_be_the_first(
+        books) -> None:
+    from blocks.cashapp import review_card
+    from workflows.cash_application import assign_customer, review_card_context
+    from workflows.errors import AlreadyDecided
+
+    # given a payment of 100.00 nobody could place, which a collector said is Globex's (no
+    # Globex invoice fits, so it stays Globex's credit)
+    payment, _ = record_payment(books, PaymentIn(
+        amount="100.00", currency="USD", received_at=RECEIVED, payer_name="J SMITH",
+        external_id="bank-1"), actor="test")
+    assign_customer(books, payment_id=payment.id, customer="C-GLOBEX", actor="UCOLL001",
+                    now=NOW)
+    assert payment.match_details["identified"]["customer"] == "C-GLOBEX"
+    # when it turns out to be Initech's: a collector applies it to Initech's invoice
+    correct_application(books, payment_id=payment.id, invoices=["INV-2026-000201"],
+                        actor="UCOLL001", now=NOW)
+    books.commit()
+    # then nothing says it is Globex's any more: the card names Initech, and naming Initech
+    # again answers what was done (applied by UCOLL001), not "UCOLL001 already said it is
+    # Initech's" (they said Globex)
+    assert "identified" not in payment.match_details
+    card = str(review_card(review_card_context(books, payment)))
+    assert "Initech LLC" in card and "Globex" not in card
+    with pytest.raises(AlreadyDecided) as again:
+        assign_customer(books, payment_id=payment.id, customer="C-INITECH", actor="UCOLL001",
+                        now=NOW)
+    assert "already said" not in str(again.value)
+    assert invariants.validate_all(books) == []

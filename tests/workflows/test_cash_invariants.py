@@ -133,8 +133,8 @@ people_start = st.tuples(st.integers(0, 2), cents, cents, manual_op,
 people_operations = st.tuples(
     people_start,
     st.lists(st.one_of(invoice_op, pay_op, apply_op, manual_op, manual_op, correct_op,
-                       correct_op, correct_op, tolerance_op, credit_paid_op, apply_credit_op, apply_credit_op,
-                       refund_op, dispute_op, deduction_op),
+                       correct_op, correct_op, tolerance_op, credit_paid_op, apply_credit_op,
+                       apply_credit_op, refund_op, dispute_op, deduction_op),
              min_size=4, max_size=16)).map(lambda parts: parts[0] + parts[1])
 # the people's steps that changed something, per example (`FIRED[kind]`: in how many)
 PEOPLE = ("manual", "correct", "credit_paid", "apply_credit", "refund")
