@@ -294,7 +294,7 @@ def _apply_manually(session: Session, payment: Payment, invoices: list[Invoice],
     payment.match_details = {
         **(payment.match_details or {}), "engine": ENGINE, "outcome": "manual",
         "write_off_minor": sum(amount for line in lines for amount, _ in line["write_offs"]),
-        "deduction_minor": 0}
+        "deduction_minor": sum(line["deduction_minor"] for line in lines)}
     refresh_status(session, payment)
 
 
@@ -746,7 +746,8 @@ def correct_application(session: Session, *, payment_id: int, invoices: list[str
                            not in (None, owner) else set())
     payment.match_details = {
         **{k: val for k, val in old.items() if k not in stale}, "outcome": "corrected",
-        "write_off_minor": sum(amount for _, amount, _ in written), "deduction_minor": 0,
+        "write_off_minor": sum(amount for _, amount, _ in written),
+        "deduction_minor": sum(line["deduction_minor"] for line in lines),
         "decision": {"by": actor, "at": now.isoformat(), "rank": None, "corrected": True,
                      "invoices": invoices_after, "status": payment.status,
                      "learned": [_learned_text(session, rule) for rule in learned]}}
@@ -782,27 +783,20 @@ def _settlements_of(session: Session,
 def correction_lines(session: Session, payment: Payment, targets: list[Invoice],
                      balances: dict[int, int]) -> list[dict]:
     """How a person's correction applies the payment to `targets` (in that order), each open
-    for `balances[id]` once the payment is taken off it: by the engine's own rule
-    (`matching.settle`, the policy's bank-fee tolerance) when the payment settles them
-    exactly, after their early-payment discounts or short by a bank fee within tolerance
-    (the fee or discount written off, as the engine would); otherwise in order, each invoice
-    as far as the money goes, what is left open staying open and what is left over staying
-    unapplied credit. Rows as `_apply_lines` takes them."""
+    for `balances[id]` once the payment is taken off it, by the engine's own rule for a
+    payment naming its invoices (`matching.settle` with a reference, the policy's bank-fee
+    tolerance): exactly, after their early-payment discounts or short by a bank fee within
+    tolerance (the fee or discount written off); short by more, applied in order and the
+    invoice left short flagged as a deduction (SPEC: a larger short payment is applied
+    partially and flagged as a deduction, so the shortfall is worked, not forgotten); more
+    than they have open, the rest left as unapplied credit. Rows as `_apply_lines` takes
+    them."""
     items = [matching.OpenItem(t.id, t.number, t.customer_id, t.currency, balances[t.id],
                                t.total_minor, t.issue_date, t.payment_terms or "", None,
                                t.order_id) for t in targets]
     amount = payment.amount_minor - (payment.refunded_minor or 0)
-    settled = matching.settle(items, amount, facts_of(payment).received_on,
-                              rules_for(session), allow_partial=False)
-    if settled is not None:
-        return line_rows(settled[1])
-    lines, left = [], amount
-    for item in items:
-        if left <= 0:
-            break
-        take = min(left, item.balance_minor)
-        lines.append(matching.Line(item, take))
-        left -= take
+    _, lines, _ = matching.settle(items, amount, facts_of(payment).received_on,
+                                  rules_for(session), allow_partial=True)
     return line_rows(lines)
 
 

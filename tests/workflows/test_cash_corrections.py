@@ -442,3 +442,31 @@ def test_a_payment_corrected_onto_another_customer_is_no_longer_said_to_be_the_f
                         now=NOW)
     assert "already said" not in str(again.value)
     assert invariants.validate_all(books) == []
+
+
+@pytest.mark.parametrize("how", ["modal", "correction"])
+def test_a_short_payment_a_person_applies_flags_the_shortfall_as_the_engine_does(
+        books, how) -> None:
+    # given a payment of 600.00 a collector applies to Globex's INV-2026-000101 of 1000.00
+    # (400.00 short: far beyond the bank-fee tolerance), picked in the modal or by correction
+    data = PaymentIn(amount="600.00", currency="USD", received_at=RECEIVED,
+                     payer_name="J SMITH", external_id="bank-1")
+    if how == "modal":
+        payment, _ = record_payment(books, data, actor="UCOLL001", source="slack",
+                                    apply_to=["INV-2026-000101"])
+    else:
+        payment, _ = record_payment(books, data, actor="test")
+        correct_application(books, payment_id=payment.id, invoices=["INV-2026-000101"],
+                            actor="UCOLL001", now=NOW)
+    books.commit()
+    # then 600.00 is applied and the 400.00 short is a deduction to be worked (SPEC: a larger
+    # short payment is applied partially and flagged as a deduction), with its card in AR,
+    # not an open balance nobody is told about
+    assert applied_to(books, payment) == {"INV-2026-000101": 60_000}
+    assert invoice(books, "INV-2026-000101").balance_minor == 40_000
+    [short] = books.exec(select(Deduction)).all()
+    assert (short.payment_id, short.invoice_id, short.amount_minor, short.status) == (
+        payment.id, invoice(books, "INV-2026-000101").id, 40_000, "open")
+    assert short.card_outbox_id is not None
+    assert payment.match_details["deduction_minor"] == 40_000
+    assert invariants.validate_all(books) == []
