@@ -787,9 +787,10 @@ def correction_lines(session: Session, payment: Payment, targets: list[Invoice],
     payment naming its invoices (`matching.settle` with a reference, the policy's bank-fee
     tolerance): exactly, after their early-payment discounts or short by a bank fee within
     tolerance (the fee or discount written off); short by more, applied in order and the
-    invoice left short flagged as a deduction (SPEC: a larger short payment is applied
-    partially and flagged as a deduction, so the shortfall is worked, not forgotten); more
-    than they have open, the rest left as unapplied credit. Rows as `_apply_lines` takes
+    invoice left short flagged as a deduction, unless one is being worked on it already
+    (SPEC: a larger short payment is applied partially and flagged as a deduction, so the
+    shortfall is worked, not forgotten); more than they have open, the rest left as
+    unapplied credit. Rows as `_apply_lines` takes
     them."""
     items = [matching.OpenItem(t.id, t.number, t.customer_id, t.currency, balances[t.id],
                                t.total_minor, t.issue_date, t.payment_terms or "", None,
@@ -797,7 +798,16 @@ def correction_lines(session: Session, payment: Payment, targets: list[Invoice],
     amount = payment.amount_minor - (payment.refunded_minor or 0)
     _, lines, _ = matching.settle(items, amount, facts_of(payment).received_on,
                                   rules_for(session), allow_partial=True)
-    return line_rows(lines)
+    rows = line_rows(lines)
+    # a shortfall already flagged (another payment's deduction still being worked) is not
+    # flagged twice: this payment pays part of what that deduction is about
+    worked = set(session.exec(select(Deduction.invoice_id).where(
+        Deduction.invoice_id.in_([t.id for t in targets]), Deduction.payment_id != payment.id,
+        Deduction.status != DeductionStatus.RESOLVED)).all())
+    for row in rows:
+        if row["invoice_id"] in worked:
+            row["deduction_minor"] = 0
+    return rows
 
 
 def _settlement_text(payment: Payment, lines: list[dict]) -> str:

@@ -470,3 +470,19 @@ def test_a_short_payment_a_person_applies_flags_the_shortfall_as_the_engine_does
     assert short.card_outbox_id is not None
     assert payment.match_details["deduction_minor"] == 40_000
     assert invariants.validate_all(books) == []
+
+
+def test_paying_part_of_a_flagged_shortfall_does_not_flag_it_twice(books) -> None:
+    # given INV-2026-000101 (1000.00) short paid 950.00 by reference: a 50.00 deduction open
+    record_payment(books, PaymentIn(amount="950.00", currency="USD", received_at=RECEIVED,
+                                    reference="INV-2026-000101"), actor="test")
+    [first] = books.exec(select(Deduction)).all()
+    assert first.amount_minor == 5_000
+    # when the customer pays 20.00 of it and a collector picks the invoice in the modal
+    record_payment(books, PaymentIn(amount="20.00", currency="USD", received_at=RECEIVED,
+                                    external_id="slack-1"), actor="UCOLL001", source="slack",
+                   apply_to=["INV-2026-000101"])
+    # then the 30.00 left is still the one deduction's to work, not a second one
+    assert invoice(books, "INV-2026-000101").balance_minor == 3_000
+    assert [d.id for d in books.exec(select(Deduction)).all()] == [first.id]
+    assert invariants.validate_all(books) == []
