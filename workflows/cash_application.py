@@ -835,7 +835,7 @@ def _reverse(session: Session, payment: Payment, *, actor: str, now: datetime) -
     deductions, still open, are resolved as "reversed" (their cards say so). Each invoice it
     reopens is as a balance change makes it: what is in dispute follows the balance, a
     pay-now session for the old balance is expired (`payment_links`)."""
-    from workflows import credit_notes, disputes, payment_links
+    from workflows import credit_notes, customer_credit, disputes, payment_links
 
     if payment.refunded_minor:
         how = "refunded" if payment.refunded_minor >= payment.amount_minor else "partly refunded"
@@ -865,7 +865,7 @@ def _reverse(session: Session, payment: Payment, *, actor: str, now: datetime) -
     # customer credit applied to another invoice moved this payment's money there (its
     # allocations of method customer_credit, `workflows.customer_credit`): undoing them here
     # would give that credit a second time on money taken off the credited invoice
-    if any(a.method == "customer_credit" for a, _ in allocations):
+    if any(a.method == customer_credit.METHOD for a, _ in allocations):
         raise Conflict(f"Customer credit of a credit note was applied with "
                        f"payment #{payment.id}'s money; correct it in your ERP. "
                        "Nothing changed.")
