@@ -297,7 +297,7 @@ def _apply_manually(session: Session, payment: Payment, invoices: list[Invoice],
     payment.match_details = {
         **(payment.match_details or {}), "engine": ENGINE, "outcome": "manual",
         "write_off_minor": sum(amount for line in lines for amount, _ in line["write_offs"]),
-        "deduction_minor": 0}
+        "deduction_minor": sum(line["deduction_minor"] for line in lines)}
     refresh_status(session, payment)
 
 
@@ -742,9 +742,15 @@ def correct_application(session: Session, *, payment_id: int, invoices: list[str
                       for n, a in after]
     written = [[line["number"], amount, reason] for line in lines
                for amount, reason in line["write_offs"]]
+    # who said whose the payment is, only while it still is theirs (the audit keeps it): a
+    # correction onto another customer's invoices makes the payment that customer's
+    owner = session.get(Customer, customer_id).external_id
+    stale = {"learned"} | ({"identified"} if (old.get("identified") or {}).get("customer")
+                           not in (None, owner) else set())
     payment.match_details = {
-        **{k: val for k, val in old.items() if k != "learned"}, "outcome": "corrected",
-        "write_off_minor": sum(amount for _, amount, _ in written), "deduction_minor": 0,
+        **{k: val for k, val in old.items() if k not in stale}, "outcome": "corrected",
+        "write_off_minor": sum(amount for _, amount, _ in written),
+        "deduction_minor": sum(line["deduction_minor"] for line in lines),
         "decision": {"by": actor, "at": now.isoformat(), "rank": None, "corrected": True,
                      "invoices": invoices_after, "status": payment.status,
                      "learned": [_learned_text(session, rule) for rule in learned]}}
@@ -780,28 +786,31 @@ def _settlements_of(session: Session,
 def correction_lines(session: Session, payment: Payment, targets: list[Invoice],
                      balances: dict[int, int]) -> list[dict]:
     """How a person's correction applies the payment to `targets` (in that order), each open
-    for `balances[id]` once the payment is taken off it: by the engine's own rule
-    (`matching.settle`, the policy's bank-fee tolerance) when the payment settles them
-    exactly, after their early-payment discounts or short by a bank fee within tolerance
-    (the fee or discount written off, as the engine would); otherwise in order, each invoice
-    as far as the money goes, what is left open staying open and what is left over staying
-    unapplied credit. Rows as `_apply_lines` takes them."""
+    for `balances[id]` once the payment is taken off it, by the engine's own rule for a
+    payment naming its invoices (`matching.settle` with a reference, the policy's bank-fee
+    tolerance): exactly, after their early-payment discounts or short by a bank fee within
+    tolerance (the fee or discount written off); short by more, applied in order and the
+    invoice left short flagged as a deduction, unless one is being worked on it already
+    (SPEC: a larger short payment is applied partially and flagged as a deduction, so the
+    shortfall is worked, not forgotten); more than they have open, the rest left as
+    unapplied credit. Rows as `_apply_lines` takes
+    them."""
     items = [matching.OpenItem(t.id, t.number, t.customer_id, t.currency, balances[t.id],
                                t.total_minor, t.issue_date, t.payment_terms or "", None,
                                t.order_id) for t in targets]
     amount = payment.amount_minor - (payment.refunded_minor or 0)
-    settled = matching.settle(items, amount, facts_of(payment).received_on,
-                              rules_for(session), allow_partial=False)
-    if settled is not None:
-        return line_rows(settled[1])
-    lines, left = [], amount
-    for item in items:
-        if left <= 0:
-            break
-        take = min(left, item.balance_minor)
-        lines.append(matching.Line(item, take))
-        left -= take
-    return line_rows(lines)
+    _, lines, _ = matching.settle(items, amount, facts_of(payment).received_on,
+                                  rules_for(session), allow_partial=True)
+    rows = line_rows(lines)
+    # a shortfall already flagged (another payment's deduction still being worked) is not
+    # flagged twice: this payment pays part of what that deduction is about
+    worked = set(session.exec(select(Deduction.invoice_id).where(
+        Deduction.invoice_id.in_([t.id for t in targets]), Deduction.payment_id != payment.id,
+        Deduction.status != DeductionStatus.RESOLVED)).all())
+    for row in rows:
+        if row["invoice_id"] in worked:
+            row["deduction_minor"] = 0
+    return rows
 
 
 def _settlement_text(payment: Payment, lines: list[dict]) -> str:
@@ -829,7 +838,7 @@ def _reverse(session: Session, payment: Payment, *, actor: str, now: datetime) -
     deductions, still open, are resolved as "reversed" (their cards say so). Each invoice it
     reopens is as a balance change makes it: what is in dispute follows the balance, a
     pay-now session for the old balance is expired (`payment_links`)."""
-    from workflows import credit_notes, disputes, payment_links
+    from workflows import credit_notes, customer_credit, disputes, payment_links
 
     if payment.refunded_minor:
         how = "refunded" if payment.refunded_minor >= payment.amount_minor else "partly refunded"
@@ -856,6 +865,13 @@ def _reverse(session: Session, payment: Payment, *, actor: str, now: datetime) -
     # a credit note on a paid invoice made part of the money customer credit (money we owe
     # back, `workflows.credit_notes`): taking the money off the invoice would leave that credit
     # standing on money nobody paid
+    # customer credit applied to another invoice moved this payment's money there (its
+    # allocations of method customer_credit, `workflows.customer_credit`): undoing them here
+    # would give that credit a second time on money taken off the credited invoice
+    if any(a.method == customer_credit.METHOD for a, _ in allocations):
+        raise Conflict(f"Customer credit of a credit note was applied with "
+                       f"payment #{payment.id}'s money; correct it in your ERP. "
+                       "Nothing changed.")
     mine: dict[int, int] = {}
     for allocation, invoice in allocations:
         mine[invoice.id] = mine.get(invoice.id, 0) + allocation.amount_minor

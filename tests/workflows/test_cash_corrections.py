@@ -411,3 +411,78 @@ def test_a_correction_of_a_payment_given_back_says_so(books) -> None:
     assert applied_to(books, payment) == {}
     assert invoice(books, "INV-2026-000101").balance_minor == 100_000
     assert invariants.validate_all(books) == []
+
+
+def test_a_payment_corrected_onto_another_customer_is_no_longer_said_to_be_the_first(
+        books) -> None:
+    from blocks.cashapp import review_card
+    from workflows.cash_application import assign_customer, review_card_context
+    from workflows.errors import AlreadyDecided
+
+    # given a payment of 100.00 nobody could place, which a collector said is Globex's (no
+    # Globex invoice fits, so it stays Globex's credit)
+    payment, _ = record_payment(books, PaymentIn(
+        amount="100.00", currency="USD", received_at=RECEIVED, payer_name="J SMITH",
+        external_id="bank-1"), actor="test")
+    assign_customer(books, payment_id=payment.id, customer="C-GLOBEX", actor="UCOLL001",
+                    now=NOW)
+    assert payment.match_details["identified"]["customer"] == "C-GLOBEX"
+    # when it turns out to be Initech's: a collector applies it to Initech's invoice
+    correct_application(books, payment_id=payment.id, invoices=["INV-2026-000201"],
+                        actor="UCOLL001", now=NOW)
+    books.commit()
+    # then nothing says it is Globex's any more: the card names Initech, and naming Initech
+    # again answers what was done (applied by UCOLL001), not "UCOLL001 already said it is
+    # Initech's" (they said Globex)
+    assert "identified" not in payment.match_details
+    card = str(review_card(review_card_context(books, payment)))
+    assert "Initech LLC" in card and "Globex" not in card
+    with pytest.raises(AlreadyDecided) as again:
+        assign_customer(books, payment_id=payment.id, customer="C-INITECH", actor="UCOLL001",
+                        now=NOW)
+    assert "already said" not in str(again.value)
+    assert invariants.validate_all(books) == []
+
+
+@pytest.mark.parametrize("how", ["modal", "correction"])
+def test_a_short_payment_a_person_applies_flags_the_shortfall_as_the_engine_does(
+        books, how) -> None:
+    # given a payment of 600.00 a collector applies to Globex's INV-2026-000101 of 1000.00
+    # (400.00 short: far beyond the bank-fee tolerance), picked in the modal or by correction
+    data = PaymentIn(amount="600.00", currency="USD", received_at=RECEIVED,
+                     payer_name="J SMITH", external_id="bank-1")
+    if how == "modal":
+        payment, _ = record_payment(books, data, actor="UCOLL001", source="slack",
+                                    apply_to=["INV-2026-000101"])
+    else:
+        payment, _ = record_payment(books, data, actor="test")
+        correct_application(books, payment_id=payment.id, invoices=["INV-2026-000101"],
+                            actor="UCOLL001", now=NOW)
+    books.commit()
+    # then 600.00 is applied and the 400.00 short is a deduction to be worked (SPEC: a larger
+    # short payment is applied partially and flagged as a deduction), with its card in AR,
+    # not an open balance nobody is told about
+    assert applied_to(books, payment) == {"INV-2026-000101": 60_000}
+    assert invoice(books, "INV-2026-000101").balance_minor == 40_000
+    [short] = books.exec(select(Deduction)).all()
+    assert (short.payment_id, short.invoice_id, short.amount_minor, short.status) == (
+        payment.id, invoice(books, "INV-2026-000101").id, 40_000, "open")
+    assert short.card_outbox_id is not None
+    assert payment.match_details["deduction_minor"] == 40_000
+    assert invariants.validate_all(books) == []
+
+
+def test_paying_part_of_a_flagged_shortfall_does_not_flag_it_twice(books) -> None:
+    # given INV-2026-000101 (1000.00) short paid 950.00 by reference: a 50.00 deduction open
+    record_payment(books, PaymentIn(amount="950.00", currency="USD", received_at=RECEIVED,
+                                    reference="INV-2026-000101"), actor="test")
+    [first] = books.exec(select(Deduction)).all()
+    assert first.amount_minor == 5_000
+    # when the customer pays 20.00 of it and a collector picks the invoice in the modal
+    record_payment(books, PaymentIn(amount="20.00", currency="USD", received_at=RECEIVED,
+                                    external_id="slack-1"), actor="UCOLL001", source="slack",
+                   apply_to=["INV-2026-000101"])
+    # then the 30.00 left is still the one deduction's to work, not a second one
+    assert invoice(books, "INV-2026-000101").balance_minor == 3_000
+    assert [d.id for d in books.exec(select(Deduction)).all()] == [first.id]
+    assert invariants.validate_all(books) == []

@@ -284,3 +284,29 @@ def test_any_application_then_refund_keeps_ar_credit_and_payments_to_the_cent(
             30_000 - credit - (10_000 - refunded))
         assert held >= 0
         assert invariants.validate_all(session) == []
+
+
+def test_a_payment_whose_credit_was_applied_is_not_corrected_behind_it(session) -> None:
+    # given INV-1 paid by payment 1 and credited 30.00, all of it applied to INV-2 (the
+    # payment's money: -30.00 on INV-1, the credit used there, +30.00 on INV-2)
+    from workflows.cash_application import correct_application
+
+    note, payment = credited(session)
+    customer_credit.apply_customer_credit(session, credit_note=note, invoice="INV-2",
+                                          amount="30.00", by="UCOLL001", key="k-1", now=NOW)
+    session.commit()
+    # when a collector corrects the payment onto INV-2 alone
+    with pytest.raises(Conflict) as refused:
+        correct_application(session, payment_id=payment.id, invoices=["INV-2"],
+                            actor="UCOLL001", now=NOW)
+    session.rollback()
+    # then it is refused with a reason (not a database error, not the 30.00 of credit given
+    # a second time on money taken off INV-1): nothing moved
+    assert "customer credit" in str(refused.value).lower()
+    balances = {i.number: i.balance_minor for i in session.exec(select(Invoice)).all()}
+    assert (balances["INV-1"], balances["INV-2"]) == (0, 17_000)
+    assert credit_notes.customer_credit_of(session, session.exec(
+        select(Invoice.id).where(Invoice.number == "INV-1")).one()) == 0
+    assert sorted(a.amount_minor for a in session.exec(select(Allocation)).all()) == [
+        -3_000, 3_000, 10_000]
+    assert invariants.validate_all(session) == []
