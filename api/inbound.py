@@ -25,11 +25,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.routing import APIRoute
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from bot import db
+from bot.pages import unavailable_page_route
 from models import Invoice, ProviderEvent, ProviderEventStatus, money
 from workflows import outbox, payment_links, stripe_events
 from workflows.errors import DomainError, NotFound, database_unavailable
@@ -266,32 +265,15 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
                                             "frame-ancestors 'none'"})
 
 
-class _PageRoute(APIRoute):
-    """A "Pay now" page while the database is unreachable (restarting, down): a 503 page
-    saying to come back, private like every page (not the API's JSON problem, which speaks of
-    Idempotency-Keys to a customer); anything else goes on to the app's handlers."""
-
-    def get_route_handler(self):
-        handler = super().get_route_handler()
-
-        async def page_or_503(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except Exception as exc:
-                if not database_unavailable(exc):
-                    raise
-                log.warning("database unavailable path=/pay/...: %s",
-                            str(getattr(exc, "orig", None) or exc).splitlines()[0][:200])
-                page = _page("Temporarily unavailable", (
-                    "<h1>This page is temporarily unavailable</h1><p>Nothing was changed. "
-                    "Please try again in a few minutes.</p>"), 503)
-                page.headers["retry-after"] = str(db.RETRY_AFTER)
-                return page
-
-        return page_or_503
+def _unavailable() -> Response:
+    return _page("Temporarily unavailable", (
+        "<h1>This page is temporarily unavailable</h1><p>Nothing was changed. Please try "
+        "again in a few minutes.</p>"), 503)
 
 
-pages = APIRouter(include_in_schema=False, route_class=_PageRoute)  # /pay/<token>
+# /pay/<token>: a private 503 page while the database is unreachable
+pages = APIRouter(include_in_schema=False, route_class=unavailable_page_route(
+    _unavailable, where="/pay/...", log=log))
 
 
 def _enabled(request: Request) -> bool:

@@ -28,13 +28,12 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
 
-from bot import db as database
 from bot.customer_links import CustomerLinks
+from bot.pages import unavailable_page_route
 from models import (
     BackorderChoice,
     Customer,
@@ -78,33 +77,14 @@ STATE_PAGES = {
 }
 
 
-class _PageRoute(APIRoute):
-    """A customer's page while the database is unreachable (restarting, down): a 503 page
-    saying to come back, private like every page (not the API's JSON problem); anything
-    else goes on to the app's handlers."""
-
-    def get_route_handler(self):
-        handler = super().get_route_handler()
-
-        async def page_or_503(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except Exception as exc:
-                if not database.unavailable(exc):
-                    raise
-                log.warning("database unavailable path=/c/...: %s",
-                            str(getattr(exc, "orig", None) or exc).splitlines()[0][:200])
-                page = _message("unavailable", "This page is temporarily unavailable",
-                                "This page is temporarily unavailable.", status=503,
-                                tone="bad", detail="Nothing was changed. Please try again "
-                                                   "in a few minutes.")
-                page.headers["retry-after"] = str(database.RETRY_AFTER)
-                return page
-
-        return page_or_503
+def _unavailable() -> Response:
+    return _message("unavailable", "This page is temporarily unavailable",
+                    "This page is temporarily unavailable.", status=503, tone="bad",
+                    detail="Nothing was changed. Please try again in a few minutes.")
 
 
-router = APIRouter(include_in_schema=False, route_class=_PageRoute)
+router = APIRouter(include_in_schema=False, route_class=unavailable_page_route(
+    _unavailable, where="/c/...", log=log))
 
 
 def _deps(request: Request) -> Any:
