@@ -184,21 +184,33 @@ def caller(context: BoltContext, user_id: str, user_name: str | None = None,
     return user
 
 
+SLACK_UNREACHABLE = "unreachable"  # `users_info`'s reason when no answer came
+
+
+def users_info(client: WebClient, user_id: str, **params: object
+               ) -> tuple[dict | None, str | None]:
+    """Slack's `users.info` of `user_id`: (the user, None), or (None, why Slack did not say:
+    its error code such as `user_not_found`, `SLACK_UNREACHABLE`, or "" for an answer
+    without a user). Failures are logged, never raised."""
+    try:
+        info = client.users_info(user=user_id, **params).get("user")
+    except SlackApiError as exc:
+        error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+        log.info("users.info failed for %s: %s", user_id, error)
+        return None, str(error)
+    except (SlackClientError, OSError) as exc:
+        log.info("users.info failed for %s: %r", user_id, exc)
+        return None, SLACK_UNREACHABLE
+    return (info, None) if isinstance(info, dict) else (None, "")
+
+
 def profile(client: WebClient | None, user_id: str) -> dict | None:
     """The user's Slack profile (`users.info` with their locale), or None when Slack cannot
     say: an error, an answer without a user, Slack unreachable. Their time zone and locale
     only shape how things are written, so an answer never fails for want of them."""
     if client is None:
         return None
-    try:
-        info = client.users_info(user=user_id, include_locale=True).get("user")
-    except SlackApiError as exc:
-        log.info("users.info failed for %s: %s", user_id, exc.response.get("error"))
-        return None
-    except (SlackClientError, OSError) as exc:
-        log.info("users.info failed for %s: %r", user_id, exc)
-        return None
-    return info if isinstance(info, dict) else None
+    return users_info(client, user_id, include_locale=True)[0]
 
 
 def workspace_of(context: BoltContext) -> tuple[str | None, str | None]:

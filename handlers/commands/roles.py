@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import re
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
 
 from blocks.common import context, render, section
 from blocks.text import esc, refusal
 from handlers.commands.call import CommandCall, claim_command
-from handlers.common import describe_error, transaction
+from handlers.common import SLACK_UNREACHABLE, describe_error, transaction, users_info
 from models import Role
 from workflows import receipts
 from workflows.errors import DomainError
 from workflows.users import change_role, has_role
-
-log = logging.getLogger("o2c.roles")
 
 USAGE = "/o2c role <add|remove> <@user> <" + "|".join(r.value for r in Role) + ">"
 MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$|^@?([UW][A-Z0-9]{2,})$")
@@ -77,20 +73,16 @@ def not_a_member(client: WebClient, user_id: str) -> str | None:
     """Why `user_id` cannot be given a role (Slack's `users.info`): not in the workspace,
     deactivated, or a bot; or Slack could not say now (then nothing is granted blindly).
     None for an active person of the workspace."""
-    try:
-        info = client.users_info(user=user_id).get("user")
-    except SlackApiError as exc:
-        error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
-        if error in ("user_not_found", "users_not_found"):
-            return f"there is no user `{esc(user_id)}` in this workspace"
-        log.info("users.info failed for %s: %s", user_id, error)
-        return (f"Slack could not say who `{esc(user_id)}` is right now ({esc(str(error))}); "
-                "try again in a moment")
-    except (SlackClientError, OSError) as exc:
-        log.info("users.info failed for %s: %r", user_id, exc)
+    info, error = users_info(client, user_id)
+    if error in ("user_not_found", "users_not_found"):
+        return f"there is no user `{esc(user_id)}` in this workspace"
+    if error == SLACK_UNREACHABLE:
         return (f"Slack could not be reached to check who `{esc(user_id)}` is; try again in "
                 "a moment")
-    if not isinstance(info, dict):
+    if error:
+        return (f"Slack could not say who `{esc(user_id)}` is right now ({esc(error)}); "
+                "try again in a moment")
+    if info is None:
         return (f"Slack could not say who `{esc(user_id)}` is right now; try again in a "
                 "moment")
     if info.get("deleted"):
