@@ -14,6 +14,8 @@ from models import (
     Approval,
     ApprovalStatus,
     Customer,
+    Invoice,
+    InvoiceLine,
     Order,
     OrderLine,
     OrderStatus,
@@ -115,16 +117,16 @@ def cancelled_value_minor(order: Order, lines: list[OrderLine], tax_rate_bp: int
     return min(max(value, 0), order.total_minor)
 
 
-def billed_by_line(session: Session, order_id: int) -> dict[int, tuple[int, int]]:
+def billed_by_line(session: Session, *where: object) -> dict[int, tuple[int, int]]:
     """Per order line, the (net, tax) our invoices billed for it so far (shipments and
-    subscription periods)."""
-    from models import Invoice, InvoiceLine
-
+    subscription periods), of the invoices and orders `where` picks (e.g.
+    `Invoice.order_id == order.id`)."""
     rows = session.exec(
         select(InvoiceLine.order_line_id, sa.func.sum(InvoiceLine.line_total_minor),
                sa.func.sum(InvoiceLine.tax_minor))
         .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
-        .where(Invoice.order_id == order_id, InvoiceLine.order_line_id.is_not(None))
+        .join(Order, Order.id == Invoice.order_id)
+        .where(*where, InvoiceLine.order_line_id.is_not(None))
         .group_by(InvoiceLine.order_line_id)).all()
     return {line_id: (int(net or 0), int(tax or 0)) for line_id, net, tax in rows}
 
@@ -195,8 +197,8 @@ def recompute_cancelled(session: Session, order: Order, lines: list[OrderLine]) 
     """After quantities were cancelled: `cancelled_minor` again matches the lines (the totals
     keep describing what was ordered)."""
     customer = session.get(Customer, order.customer_id)
-    order.cancelled_minor = cancelled_value_minor(order, lines, customer.tax_rate_bp,
-                                                  billed_by_line(session, order.id))
+    billed = billed_by_line(session, Invoice.order_id == order.id)
+    order.cancelled_minor = cancelled_value_minor(order, lines, customer.tax_rate_bp, billed)
     session.add(order)
     exposure.moved(session, order.customer_id)
 
@@ -226,7 +228,7 @@ def reprice_for_tax_rate(session: Session, customer: Customer, *, before_bp: int
         lines = lock_order(session, order)
         if order.status not in REPRICED_ON_TAX_CHANGE:
             continue  # moved on meanwhile
-        billed = billed_by_line(session, order.id)
+        billed = billed_by_line(session, Invoice.order_id == order.id)
         tax = order_tax_minor(lines, billed, customer.tax_rate_bp, order.currency)
         if tax == order.tax_minor:
             continue

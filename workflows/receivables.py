@@ -61,7 +61,6 @@ from models import (
     Customer,
     Dispute,
     Invoice,
-    InvoiceLine,
     Order,
     OrderLine,
     Payment,
@@ -360,6 +359,7 @@ def uninvoiced_approved_minor(session: Session, customer_id: int) -> int:
     invoices charge, not the entry rate the order's total keeps), less what an ERP invoiced
     against those orders."""
     from workflows.invoicing import rest_to_bill_minor
+    from workflows.orders import billed_by_line
 
     customer = session.get(Customer, customer_id)
     rate = customer.tax_rate_bp if customer is not None else 0
@@ -370,17 +370,12 @@ def uninvoiced_approved_minor(session: Session, customer_id: int) -> int:
         return 0
     # (an order's invoices are its customer's: found by index)
     ours = [Invoice.customer_id == customer_id, *approved]
-    billed = dict(session.exec(
-        select(InvoiceLine.order_line_id, sa.func.sum(InvoiceLine.line_total_minor))
-        .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
-        .join(Order, Order.id == Invoice.order_id)
-        .where(*ours, InvoiceLine.order_line_id.is_not(None))
-        .group_by(InvoiceLine.order_line_id)).all())
+    billed = billed_by_line(session, *ours)
     by_erp = session.exec(
         select(sa.func.coalesce(sa.func.sum(Invoice.total_minor), 0))
         .join(Order, Order.id == Invoice.order_id)
         .where(*ours, Invoice.source == "erp")).one()
-    rest = sum(rest_to_bill_minor(line, int(billed.get(line.id) or 0), rate, currency)
+    rest = sum(rest_to_bill_minor(line, billed.get(line.id, (0, 0))[0], rate, currency)
                for line, currency in lines)
     return max(rest - int(by_erp), 0)
 
