@@ -94,7 +94,12 @@ from workflows.errors import (
     ValidationFailed,
 )
 from workflows.inputs import PaymentIn
-from workflows.invoicing import lock_invoice, reduce_balance, write_off_settled_at
+from workflows.invoicing import (
+    lock_invoice,
+    lock_invoices,
+    reduce_balance,
+    write_off_settled_at,
+)
 from workflows.masterdata import customer_by_external_id
 from workflows.matching import FIT_NONE
 from workflows.users import require_role
@@ -285,8 +290,7 @@ def _apply_manually(session: Session, payment: Payment, invoices: list[Invoice],
     rule as a correction (`correction_lines`: a bank fee within tolerance or an early-payment
     discount written off as the engine would). The invoices are locked in id order first, so
     the balances the lines are worked out on cannot move."""
-    locked = {invoice.id: lock_invoice(session, invoice.id)
-              for invoice in sorted(invoices, key=lambda invoice: invoice.id)}
+    locked = lock_invoices(session, (invoice.id for invoice in invoices))
     targets = [locked[invoice.id] for invoice in invoices]
     for target in targets:
         if target.balance_minor == 0:
@@ -708,8 +712,7 @@ def correct_application(session: Session, *, payment_id: int, invoices: list[str
     if len(owners) != 1:
         raise ValidationFailed.of("apply_to", "name invoices of one customer")
     current = _settlements_of(session, payment.id)
-    locked = {invoice_id: lock_invoice(session, invoice_id)
-              for invoice_id in sorted({*current, *(t.id for t in targets)})}
+    locked = lock_invoices(session, [*current, *(t.id for t in targets)])
     targets = [locked[t.id] for t in targets]
     restored = {t.id: t.balance_minor + current.get(t.id, (0, ()))[0]
                 + sum(amount for amount, _ in current.get(t.id, (0, ()))[1]) for t in targets}

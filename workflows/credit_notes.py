@@ -66,7 +66,7 @@ from workflows import approvals, audit, numbering, outbox, periods, policy, webh
 from workflows import validation as v
 from workflows.errors import Conflict, NotFound, ValidationFailed
 from workflows.inputs import CreditNoteIn, CreditNoteLineIn
-from workflows.invoicing import get_invoice, reduce_balance
+from workflows.invoicing import get_invoice, lock_invoice, reduce_balance
 from workflows.users import require_role
 
 REASON_MAX = 500
@@ -359,9 +359,7 @@ def credit_note_lines(session: Session, credit_note_id: int) -> list[LineCredit]
 def _lock_invoice(session: Session, number: str) -> Invoice:
     """The invoice, locked: credit notes on one invoice are requested and issued one after the
     other, so the caps see every committed note (SQLite serialises writers already)."""
-    invoice = get_invoice(session, number)
-    return session.exec(select(Invoice).where(Invoice.id == invoice.id).with_for_update()
-                        .execution_options(populate_existing=True)).one()
+    return lock_invoice(session, get_invoice(session, number).id)
 
 
 def _by_external_id(session: Session, external_id: str | None) -> CreditNoteRequest | None:

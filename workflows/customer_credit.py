@@ -51,7 +51,7 @@ from workflows import validation as v
 from workflows.credit_notes import customer_credit_of
 from workflows.disputes import undisputed_open
 from workflows.errors import Conflict, NotFound, ValidationFailed
-from workflows.invoicing import get_invoice, lock_invoice, reduce_balance
+from workflows.invoicing import get_invoice, lock_invoices, reduce_balance
 from workflows.refunds import lock_payment
 from workflows.users import require_role
 
@@ -124,10 +124,8 @@ def apply_customer_credit(session: Session, *, credit_note: str, invoice: str, a
     # payments first, then the invoices (the order cash application and refunds lock in)
     for payment_id in sorted(pid for pid, _ in _paid_on(session, source.id)):
         lock_payment(session, payment_id)
-    for invoice_id in sorted((source.id, target.id)):
-        lock_invoice(session, invoice_id)
-    session.refresh(source)
-    session.refresh(target)
+    locked = lock_invoices(session, (source.id, target.id))  # (read fresh)
+    source, target = locked[source.id], locked[target.id]
     done = _done_before(session, key)  # the same key, committed while this one waited
     if done is not None:
         return _same(done, note, target, amount)

@@ -31,6 +31,7 @@ period.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -104,6 +105,13 @@ def lock_invoice(session: Session, invoice_id: int) -> Invoice:
     UPDATE; SQLite's write transactions are serialised already)."""
     return session.exec(select(Invoice).where(Invoice.id == invoice_id).with_for_update()
                         .execution_options(populate_existing=True)).one()
+
+
+def lock_invoices(session: Session, invoice_ids: Iterable[int]) -> dict[int, Invoice]:
+    """`lock_invoice` of each, in id order: two transactions locking invoices they share wait
+    for one another instead of deadlocking. Invoice id -> the invoice, read fresh."""
+    return {invoice_id: lock_invoice(session, invoice_id)
+            for invoice_id in sorted(set(invoice_ids))}
 
 
 def booked_issue_date(session: Session, day: date) -> periods.Booking:
