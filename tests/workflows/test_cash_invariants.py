@@ -447,7 +447,9 @@ def test_ar_invariants_hold_after_every_operation(db_factory, ops) -> None:
         run(session, ops)
 
 
-@settings(max_examples=examples(25), deadline=None,
+# derandomised: the share each step fires in (checked below) is then the same on every run, not
+# a draw that a few examples (a quarter of them in CI's dated run) sometimes miss
+@settings(max_examples=examples(25), deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=people_operations)
 def ar_invariants_hold_after_peoples_cash_application(db_factory, ops) -> None:
