@@ -104,16 +104,15 @@ def try_lock_customer(session: Session, customer_id: int) -> bool:
 
 
 def cancelled_value_minor(order: Order, lines: list[OrderLine], tax_rate_bp: int,
-                          billed: dict[int, tuple[int, int]] | None = None) -> int:
+                          billed: dict[int, tuple[int, int]]) -> int:
     """The value (after discount, with tax) the order no longer bills: its total (what was
     ordered, `order_tax_minor`) less what it now bills (`will_bill_minor`) — the cancelled
     part at the rate the rest is billed at, so the total less it is what the order's
     invoices come to whatever rate the order was entered at. 0 when nothing is cancelled;
-    never below 0 nor above the total. `billed`: `billed_by_line`, none by default."""
+    never below 0 nor above the total. `billed`: the order's `billed_by_line`."""
     if not any(line.qty_cancelled or line.cancelled_from is not None for line in lines):
         return 0
-    value = order.total_minor - will_bill_minor(lines, billed or {}, tax_rate_bp,
-                                                order.currency)
+    value = order.total_minor - will_bill_minor(lines, billed, tax_rate_bp, order.currency)
     return min(max(value, 0), order.total_minor)
 
 
