@@ -7,7 +7,10 @@
 * `GET /pay/<token>` — the page behind an invoice's "Pay now" link (the token is the
   capability: 32 random characters); `POST` to it opens checkout for the balance as it is
   now (`workflows.payment_links`), a Stripe Checkout Session, or in the sandbox its stand-in
-  payment page. Without Stripe or the sandbox: 404.
+  payment page. Without Stripe or the sandbox: 404. Stripe is never given the token (it
+  keeps and shows what it is sent): its return pages are `/pay/done` and `/pay/back` (back to
+  the link's page by a cookie of the customer's browser, `o2c_pay`, set with the redirect to
+  Stripe; without it, a page saying to open the link again).
 * `POST /webhooks/hubspot` — HubSpot's events, verified with its signature v3 (the client
   library's helper, `HUBSPOT_CLIENT_SECRET`, 5-minute tolerance) before anything is parsed;
   each event kept once (by its `eventId` with the account, subscription, object and moment:
@@ -67,6 +70,7 @@ async def stripe_webhook(request: Request) -> Response:
         return JSONResponse({"error": "invalid signature or payload"}, status_code=400)
     if not isinstance(event, dict):
         return JSONResponse({"error": "not an event"}, status_code=400)
+    event = stripe_events.scrub(event)  # an old session's pay link token: kept nowhere
     try:
         outcome = await run_in_threadpool(_handle_stripe, deps, event,
                                           _gateway(request) is not None)
@@ -274,10 +278,47 @@ def _unavailable() -> Response:
 # /pay/<token>: a private 503 page while the database is unreachable
 pages = APIRouter(include_in_schema=False, route_class=unavailable_page_route(
     _unavailable, where="/pay/...", log=log))
+# the link a browser went to Stripe's checkout from, for Stripe's "back" (`/pay/back`): the
+# return URLs Stripe is given carry no token
+RETURN_COOKIE = "o2c_pay"
 
 
 def _enabled(request: Request) -> bool:
     return _gateway(request) is not None or _deps(request).settings.o2c_sandbox
+
+
+def _to_checkout(url: str, token: str, base: str | None) -> Response:
+    """To Stripe's page, remembering in this browser which link it came from (`/pay/back`)."""
+    answer = RedirectResponse(url, status_code=303)
+    answer.set_cookie(RETURN_COOKIE, token, max_age=int(
+        payment_links.SESSION_LIFETIME.total_seconds()), path="/pay", httponly=True,
+        samesite="lax", secure=(base or "").startswith("https://"))
+    return answer
+
+
+@pages.get("/pay/done")
+def pay_done(request: Request) -> Response:
+    """Stripe's success page (`success_url`)."""
+    if not _enabled(request):
+        return _page("Not found", "<h1>Not found</h1>", 404)
+    return _thanks()
+
+
+@pages.get("/pay/back")
+def pay_back(request: Request) -> Response:
+    """Stripe's "back" (`cancel_url`): to the page of the link this browser came from."""
+    if not _enabled(request):
+        return _page("Not found", "<h1>Not found</h1>", 404)
+    token = request.cookies.get(RETURN_COOKIE) or ""
+    if token:
+        try:
+            with _deps(request).db.read_session() as session:
+                payment_links.by_token(session, token)
+            return RedirectResponse(f"/pay/{token}", status_code=303)
+        except NotFound:
+            pass
+    return _page("Not paid", "<h1>Nothing was paid</h1><p>To pay, open the \"Pay now\" link "
+                 "in your e-mail again.</p>")
 
 
 @pages.get("/pay/{token}")
@@ -357,12 +398,13 @@ def pay_now(token: str, request: Request) -> Response:
                          "<p>We received it from the card processor; the invoice shows it "
                          "as paid in a moment. Thank you!</p>")
         if plan.action == "reuse":
-            return RedirectResponse(plan.url, status_code=303)
-        session_id, url = gateway.create_session(
-            token=token, generation=plan.generation, invoice_number=invoice.number,
+            return _to_checkout(plan.url, token, base)
+        session_id, url = gateway.create_session(  # the token stays here (module docstring)
+            link_id=plan.link_id, generation=plan.generation,
+            idempotency_key=plan.idempotency_key, invoice_number=invoice.number,
             amount_minor=plan.amount_minor, currency=plan.currency,
             expires_at=plan.expires_at, customer_email=customer.billing_email,
-            success_url=f"{base}/pay/{token}/done", cancel_url=f"{base}/pay/{token}")
+            success_url=f"{base}/pay/done", cancel_url=f"{base}/pay/back")
         with deps.db.transaction() as session:
             payment_links.store_session(session, token=token, generation=plan.generation,
                                         session_id=session_id, url=url)
@@ -381,7 +423,7 @@ def pay_now(token: str, request: Request) -> Response:
                                           invoice.currency)))
         return _page("Try again", "<h1>The payment page is not available right now</h1>"
                      "<p>Please try again in a few minutes.</p>", 502)
-    return RedirectResponse(url, status_code=303)
+    return _to_checkout(url, token, base)
 
 
 # Stripe's refusals of an amount (its error codes): the balance cannot be paid by card at all
@@ -414,9 +456,14 @@ def _no_card(number: str, why: str) -> HTMLResponse:
 
 
 @pages.get("/pay/{token}/done")
-def pay_done(token: str, request: Request) -> Response:
+def pay_done_of(token: str, request: Request) -> Response:
+    """The success page of sessions made before `/pay/done` (and the sandbox's)."""
     if not _enabled(request):
         return _page("Not found", "<h1>Not found</h1>", 404)
+    return _thanks()
+
+
+def _thanks() -> Response:
     return _page("Thank you", "<h1>Thank you!</h1><p>Your payment was received. The invoice "
                  "shows it as paid once the card processor confirms it (usually within a "
                  "minute).</p>")

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bot import db
+from bot.observability import LINK_TOKEN
 from workflows.errors import DomainError
 
 log = logging.getLogger("o2c.api")
@@ -185,7 +186,7 @@ def install(app: FastAPI) -> None:
     async def _database(request: Request, exc: Exception) -> JSONResponse:
         if not db.unavailable(exc):
             return await _unexpected(request, exc)
-        log.warning("database unavailable path=%s: %s", request.url.path,
+        log.warning("database unavailable path=%s: %s", _logged(request.url.path),
                     str(getattr(exc, "orig", None) or exc).splitlines()[0][:200])
         return service_unavailable(request.url.path)
 
@@ -195,8 +196,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         ref = uuid.uuid4().hex[:12]
-        log.exception("unhandled API error ref=%s path=%s", ref, request.url.path)
+        log.exception("unhandled API error ref=%s path=%s", ref, _logged(request.url.path))
         return problem(500, "Internal error", f"reference {ref}", instance=request.url.path)
+
+
+def _logged(path: str) -> str:
+    """A path as a log line shows it: a customer link's token left out (`/pay/<link>`)."""
+    return LINK_TOKEN.sub(r"\1<link>", path)
 
 
 def service_unavailable(path: str | None = None) -> JSONResponse:

@@ -4,7 +4,10 @@ fee of each payment, and expiring a session whose amount went stale.
 `StripeGateway` is the only place that calls Stripe's API (the `stripe` library, which sends
 its requests with `requests`; tests mock that layer with `responses`). Every create carries an
 idempotency key derived from the link and its generation (`workflows.payment_links`), so two
-clicks at once, or a retried click after a timeout, make one session.
+clicks at once, or a retried click after a timeout, make one session. Nothing sent to Stripe
+carries the link's token (the key of the customer's page): not the metadata (the link's id),
+not the idempotency key (the token's hash), not the return URLs (`/pay/done`, `/pay/back`):
+Stripe keeps and shows all of them to whoever reads the account.
 
 `StripeTransport` (outbox kind "stripe", delivered by the integrations worker):
 * `fee.fetch`: the payment's charge and its balance transaction (`expand`), whose `fee` is
@@ -43,13 +46,14 @@ class StripeGateway:
     def __repr__(self) -> str:  # never the key
         return "StripeGateway()"
 
-    def create_session(self, *, token: str, generation: int, invoice_number: str,
-                       amount_minor: int, currency: str, expires_at: datetime,
-                       customer_email: str | None, success_url: str,
+    def create_session(self, *, link_id: int, generation: int, idempotency_key: str,
+                       invoice_number: str, amount_minor: int, currency: str,
+                       expires_at: datetime, customer_email: str | None, success_url: str,
                        cancel_url: str) -> tuple[str, str]:
         """A Checkout Session for one invoice's balance (our minor units, sent in Stripe's:
-        `payment_links.to_stripe`); (id, url)."""
-        metadata = {"o2c_invoice": invoice_number, "o2c_link": token,
+        `payment_links.to_stripe`); (id, url). `idempotency_key`: the plan's
+        (`payment_links.Checkout.idempotency_key`, no token in it)."""
+        metadata = {"o2c_invoice": invoice_number, "o2c_link_id": str(link_id),
                     "o2c_generation": str(generation)}
         params: dict[str, Any] = {
             "mode": "payment",
@@ -67,7 +71,7 @@ class StripeGateway:
         if customer_email:
             params["customer_email"] = customer_email
         session = self.client.v1.checkout.sessions.create(
-            params=params, options={"idempotency_key": f"o2c-pay-{token}-{generation}"})
+            params=params, options={"idempotency_key": idempotency_key})
         return session.id, session.url
 
     def session_status(self, session_id: str) -> str:

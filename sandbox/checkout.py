@@ -31,7 +31,7 @@ API_VERSION = "2025-09-30.clover"
 def checkout_info(deps: Any, token: str) -> dict:
     try:
         with deps.db.read_session() as session:
-            _, invoice, customer = payment_links.by_token(session, token)
+            link, invoice, customer = payment_links.by_token(session, token)
     except NotFound:
         raise ActionFailed(404, "no such payment link") from None
     due = payment_links.payable(  # what the link asks for today
@@ -39,10 +39,10 @@ def checkout_info(deps: Any, token: str) -> dict:
     return {"invoice": invoice.number, "customer": customer.name,
             "email": customer.billing_email, "currency": invoice.currency,
             "amount_minor": due, "amount": money.format_money(due, invoice.currency),
-            "paid": due == 0}
+            "paid": due == 0, "link_id": link.id}
 
 
-def checkout_session_completed(info: dict, token: str, created: int) -> dict:
+def checkout_session_completed(info: dict, created: int) -> dict:
     """The event Stripe sends when a Checkout Session for `info` is paid by card."""
     payment_intent = f"pi_sandbox_{secrets.token_hex(12)}"
     amount = payment_links.to_stripe(info["amount_minor"], info["currency"])  # its units
@@ -54,7 +54,9 @@ def checkout_session_completed(info: dict, token: str, created: int) -> dict:
         "customer_details": {"email": info["email"], "name": info["customer"],
                              "tax_exempt": "none", "tax_ids": []},
         "customer_email": info["email"], "livemode": False,
-        "metadata": {"o2c_invoice": info["invoice"], "o2c_link": token, "o2c_generation": "1"},
+        # what the bot gives Stripe: the link's id, never its token
+        "metadata": {"o2c_invoice": info["invoice"], "o2c_link_id": str(info["link_id"]),
+                     "o2c_generation": "1"},
         "mode": "payment", "payment_intent": payment_intent, "payment_method_types": ["card"],
         "payment_status": "paid", "status": "complete", "url": None}
     return {"id": f"evt_sandbox_{secrets.token_hex(12)}", "object": "event",
@@ -72,7 +74,7 @@ def pay(deps: Any, origin: str, token: str) -> dict:
     if info["paid"]:
         raise ActionFailed(409, f"invoice {info['invoice']} has nothing to pay by card (paid, "
                            "or in question)")
-    event = checkout_session_completed(info, token, int(deps.clock.now().timestamp()))
+    event = checkout_session_completed(info, int(deps.clock.now().timestamp()))
     body = json.dumps(event)
     header = stripe.WebhookSignature.generate_signature_header(body, secret)
     answer = httpx.post(f"{origin}/webhooks/stripe", content=body.encode(), timeout=30,

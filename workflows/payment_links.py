@@ -35,6 +35,14 @@ token's hash in `legacy_token_hash`, so the URLs already e-mailed keep working; 
 time such a link is shown again it gets a derived token (`payment_link.token_derived` in
 the audit log), the URL shown from then on.
 
+The token never leaves the process either: Stripe is given the link's id (metadata
+`o2c_link_id`) and an idempotency key built from the token's hash and the generation
+(`Checkout.idempotency_key`: the same for every click and retry of one generation, whichever
+URL, old or new, the click came by), its return pages carry no token (`/pay/done`,
+`/pay/back`). Sessions made before carried the token in their metadata (`o2c_link`) and return
+URLs; their events are cleaned of it before anything keeps or logs them
+(`workflows.stripe_events.scrub`).
+
 Amounts go to Stripe in its API's units (`to_stripe`) and come back from it the same way
 (`from_stripe`, used by `workflows.stripe_events`): our minor units (ISO 4217) except ISK,
 which ISO 4217 gives no decimals but Stripe's API keeps two-decimal (100 = 1 krona, whole
@@ -229,6 +237,17 @@ class Checkout:
     expires_at: datetime | None = None
     replaces: str | None = None  # create: the session replaced (its expiry queued)
     note: str | None = None  # refused: why, for the customer
+    link_id: int | None = None  # create: the link (its id, what Stripe's metadata names)
+    link_key: str = ""  # create: the link's token hash (never the token itself)
+
+    @property
+    def idempotency_key(self) -> str:
+        """The provider's idempotency key of the session a "create" makes: one per link and
+        generation (a generation is one amount), so a second click or a retry after a
+        timeout gets the same session. Built from the token's hash, not the token: Stripe
+        keeps and shows its keys, and a key is no way into the customer's page. (Unique per
+        installation, as the hash is of a token derived from its own secret.)"""
+        return f"o2c-pay-{self.link_key}-{self.generation}"
 
 
 def plan_checkout(session: Session, *, token: str, now: datetime,
@@ -267,7 +286,8 @@ def plan_checkout(session: Session, *, token: str, now: datetime,
             and link.expires_at is not None and link.expires_at > now + REUSE_MARGIN):
         # a generation claimed by a click whose session is being created right now
         return Checkout("create", generation=link.generation, amount_minor=link.amount_minor,
-                        currency=invoice.currency, expires_at=link.expires_at)
+                        currency=invoice.currency, expires_at=link.expires_at,
+                        link_id=link.id, link_key=link.token_hash)
     replaces = link.session_id if previous_status == "open" else None
     link.generation += 1
     link.amount_minor, link.currency = due, invoice.currency
@@ -282,7 +302,8 @@ def plan_checkout(session: Session, *, token: str, now: datetime,
         # until done, whatever happens to the new session's creation
         _expire_later(session, replaces, invoice)
     return Checkout("create", generation=link.generation, amount_minor=link.amount_minor,
-                    currency=invoice.currency, expires_at=link.expires_at, replaces=replaces)
+                    currency=invoice.currency, expires_at=link.expires_at, replaces=replaces,
+                    link_id=link.id, link_key=link.token_hash)
 
 
 def store_session(session: Session, *, token: str, generation: int, session_id: str,

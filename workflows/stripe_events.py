@@ -52,12 +52,19 @@ tolerance) and hand the event here as plain JSON; nothing here talks to Stripe.
   all events of one PaymentIntent (`_one_payment_at_a_time`): an event deciding to wait is
   committed before its payment's event looks for what waits for it.
 * Unknown event types are acknowledged and ignored.
+* A session made before the pay link's token stopped going to Stripe carried the token (the
+  key of the customer's page) in its metadata (`o2c_link`) and return URLs; its events are
+  cleaned of it first (`scrub`: the metadata keeps the token's SHA-256, `o2c_link_hash`, the
+  URLs `/pay/<link>`), so neither a kept event (waiting, failed) nor a log has it. They are
+  applied as any other: by `o2c_invoice`.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -112,8 +119,51 @@ def payment_of(session: Session, payment_intent: str | None) -> Payment | None:
         Payment.external_id == external_id_of(payment_intent))).first()
 
 
+# a pay link's page in a URL (an old session's success_url and cancel_url)
+_PAY_PATH = re.compile(r"(/pay/)(?!done\b|back\b)[^/?#\s]+")
+_RETURN_URLS = frozenset({"success_url", "cancel_url", "return_url"})
+
+
+def scrub(event: Any) -> Any:
+    """The event without any pay link token in it (sessions made before the token stopped going
+    to Stripe carried it: metadata `o2c_link`, the return URLs): the metadata keeps the token's
+    hash (`o2c_link_hash`, what the database keeps of it), a URL shows `/pay/<link>`. Anything
+    else as it was (a copy; `event` itself is left alone)."""
+    tokens: set[str] = set()
+
+    def collect(value: Any) -> None:
+        if isinstance(value, dict):
+            meta = value.get("metadata")
+            if isinstance(meta, dict) and isinstance(meta.get("o2c_link"), str) \
+                    and len(meta["o2c_link"]) >= 16:  # (a real one: 32 characters or more)
+                tokens.add(meta["o2c_link"])
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item)
+
+    def clean(value: Any, key: object = None) -> Any:
+        if isinstance(value, dict):
+            out = {k: clean(v, k) for k, v in value.items() if k != "o2c_link"}
+            if isinstance(value.get("o2c_link"), str) and "o2c_link_hash" not in value:
+                out["o2c_link_hash"] = payment_links.hash_token(value["o2c_link"])
+            return out
+        if isinstance(value, list):
+            return [clean(item) for item in value]
+        if isinstance(value, str):
+            for token in tokens:
+                value = value.replace(token, "<link>")
+            return _PAY_PATH.sub(r"\1<link>", value) if key in _RETURN_URLS else value
+        return value
+
+    collect(event)
+    return clean(event)
+
+
 def handle(session: Session, event: dict, *, now: datetime, fetch_fees: bool) -> Outcome:
     """Claim and process one verified Stripe event (see the module docstring)."""
+    event = scrub(event)  # (`api.inbound` scrubbed it already: this holds for any caller)
     event_id = str(event.get("id") or "")
     event_type = str(event.get("type") or "")
     if not event_id or not isinstance((event.get("data") or {}).get("object"), dict):

@@ -144,3 +144,33 @@ def test_access_log_lines_do_not_carry_the_customers_link_tokens() -> None:
         # then the path is there without the token (a log shipped elsewhere opens no page)
         assert record.getMessage() == f'10.0.0.1:5000 - "GET {shown} HTTP/1.1" 200'
         assert "SECRET" not in record.getMessage()
+
+
+def test_an_unexpected_error_on_a_pay_page_is_logged_without_its_token(caplog) -> None:
+    # given the API's error handling, and a customer's pay page that fails unexpectedly
+    import asyncio
+
+    from fastapi import FastAPI
+
+    from api import problems
+
+    app = FastAPI()
+    problems.install(app)
+
+    @app.get("/pay/{token}")
+    def page(token: str) -> None:
+        raise RuntimeError("boom")
+
+    async def ask() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://o2c") as client:
+            return await client.get("/pay/SECRETPAYTOKEN0123456789abcdef")
+
+    # when it is asked for
+    with caplog.at_level(logging.ERROR, logger="o2c"):
+        answer = asyncio.run(ask())
+    # then the error is logged by route (a log shipped elsewhere opens no customer's page)
+    assert answer.status_code == 500
+    logged = [r.getMessage() for r in caplog.records if "unhandled" in r.getMessage()]
+    assert logged and all("/pay/<link>" in line for line in logged)
+    assert "SECRETPAYTOKEN" not in caplog.text

@@ -146,8 +146,24 @@ def test_pay_now_from_the_invoice_email_to_the_payment_in_slack(
     assert sent["line_items[0][price_data][unit_amount]"] == ["20000"]
     assert sent["line_items[0][price_data][currency]"] == ["usd"]
     assert sent["payment_intent_data[metadata][o2c_invoice]"] == [number]
-    assert created.calls[0].request.headers["Idempotency-Key"] == f"o2c-pay-{token}-1"
     assert created.calls[0].request.headers["Authorization"] == f"Bearer {sp.API_KEY}"
+    # and Stripe, which keeps and shows what it is sent, is never given the link's token: the
+    # metadata names the link by its id, the key is built from the token's hash, and its
+    # return pages carry none (Stripe's "back" finds the link by this browser's cookie)
+    request = created.calls[0].request
+    assert token not in request.url and token not in request.body
+    assert not [h for h in request.headers.values() if token in h]
+    with stripe_server.db.read_session() as s:
+        row = s.exec(select(PaymentLink)).one()
+    assert sent["metadata[o2c_link_id]"] == [str(row.id)]
+    assert request.headers["Idempotency-Key"] == f"o2c-pay-{row.token_hash}-1"
+    assert (sent["success_url"], sent["cancel_url"]) == ([f"{base}/pay/done"],
+                                                         [f"{base}/pay/back"])
+    assert answer.cookies.get("o2c_pay") == token
+    with httpx.Client(timeout=30, cookies={"o2c_pay": token}) as browser:
+        assert browser.get(f"{base}/pay/back").headers["location"] == f"/pay/{token}"
+    assert "open the" in httpx.get(f"{base}/pay/back", timeout=30).text
+    assert "Thank you" in web.get(f"{base}/pay/done").text
     # a second click with the same balance reuses the open session
     stripe_api.get(f"{sp.API}/v1/checkout/sessions/cs_test_1", json=session_answer(
         "cs_test_1", "https://checkout.stripe.com/c/pay/cs_test_1", 20_000, number))
@@ -218,10 +234,10 @@ def test_a_balance_change_replaces_the_session(stripe_server, stripe_api) -> Non
     assert first.call_count == 1 and len(creates) == 2
     second = parse_qs(creates[-1].body)
     assert second["line_items[0][price_data][unit_amount]"] == ["15000"]
-    assert creates[-1].headers["Idempotency-Key"] == f"o2c-pay-{token}-2"
     with stripe_server.db.read_session() as s:
         link = s.exec(select(PaymentLink)).one()
         assert (link.generation, link.session_id, link.amount_minor) == (2, "cs_test_B", 15_000)
+    assert creates[-1].headers["Idempotency-Key"] == f"o2c-pay-{link.token_hash}-2"
 
 
 def test_a_pay_link_with_a_nul_is_no_link(stripe_server) -> None:
@@ -323,10 +339,11 @@ def test_a_stripe_server_error_is_not_replayed_to_the_next_click(
     assert again.headers["location"] == "https://checkout.stripe.com/c/pay/cs_test_2"
     keys = [c.request.headers["Idempotency-Key"] for c in stripe_api.calls
             if c.request.url.endswith("/v1/checkout/sessions")]
-    assert keys == [f"o2c-pay-{token}-1", f"o2c-pay-{token}-2"] and failed.call_count == 1
     with stripe_server.db.read_session() as s:
         link = s.exec(select(PaymentLink)).one()
-        assert (link.generation, link.session_id, link.amount_minor) == (2, "cs_test_2", 20_000)
+    assert keys == [f"o2c-pay-{link.token_hash}-1", f"o2c-pay-{link.token_hash}-2"]
+    assert failed.call_count == 1
+    assert (link.generation, link.session_id, link.amount_minor) == (2, "cs_test_2", 20_000)
 
 
 def test_the_pay_page_leaves_out_what_is_in_question(stripe_server, stripe_api) -> None:

@@ -38,9 +38,10 @@ def checkout_session(*, invoice: str, amount: int, currency: str = "usd",
                      payment_status: str = "paid", session_id: str | None = None,
                      name: str = "Globex Corporation", url: str | None = None) -> dict:
     sid = session_id or _id("cs_test")
-    metadata = {"o2c_invoice": invoice, "o2c_link": "tok", "o2c_generation": "1"}
+    # as the bot makes them: the link by its id, never its token (`old_style_session`: before)
+    metadata = {"o2c_invoice": invoice, "o2c_link_id": "1", "o2c_generation": "1"}
     return {"id": sid, "object": "checkout.session", "amount_subtotal": amount,
-            "amount_total": amount, "cancel_url": "https://o2c.example/pay/tok",
+            "amount_total": amount, "cancel_url": "https://o2c.example/pay/back",
             "client_reference_id": invoice, "created": now_ts() - 60,
             "currency": currency, "customer": None,
             "customer_details": {"email": "ap@globex.example", "name": name,
@@ -49,8 +50,19 @@ def checkout_session(*, invoice: str, amount: int, currency: str = "usd",
             "livemode": False, "metadata": metadata, "mode": "payment",
             "payment_intent": payment_intent if status == "complete" else None,
             "payment_method_types": ["card"], "payment_status": payment_status,
-            "status": status, "success_url": "https://o2c.example/pay/tok/done",
+            "status": status, "success_url": "https://o2c.example/pay/done",
             "url": url if status == "open" else None}
+
+
+def old_style_session(token: str, **given) -> dict:
+    """A session made before the pay link's token stopped going to Stripe: the token in its
+    metadata (`o2c_link`) and return URLs."""
+    made = checkout_session(**given)
+    made["metadata"] = {"o2c_invoice": given["invoice"], "o2c_link": token,
+                        "o2c_generation": "1"}
+    made["success_url"] = f"https://o2c.example/pay/{token}/done"
+    made["cancel_url"] = f"https://o2c.example/pay/{token}"
+    return made
 
 
 def payment_intent(*, invoice: str | None, amount: int, currency: str = "usd",

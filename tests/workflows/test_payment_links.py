@@ -11,10 +11,19 @@ from urllib.parse import parse_qs
 
 import pytest
 import responses
+import sqlalchemy as sa
 from sqlmodel import select
 
 from bot.stripe_pay import StripeGateway
-from models import Invoice, OutboxMessage, Payment, PaymentLink, WriteOff
+from models import (
+    AuditEvent,
+    Invoice,
+    OutboxMessage,
+    Payment,
+    PaymentLink,
+    ProviderEvent,
+    WriteOff,
+)
 from tests.support import factories as f
 from tests.support import stripe_payloads as sp
 from tests.support.timetravel import frozen_at
@@ -50,11 +59,11 @@ def test_the_session_asks_stripe_for_the_amount_in_its_units(currency, minor, se
         created = mock.post(f"{sp.API}/v1/checkout/sessions", json=sp.checkout_session(
             invoice="INV-1", amount=sent, currency=currency.lower(), session_id="cs_1",
             status="open", payment_status="unpaid", url="https://checkout.stripe.com/c/1"))
-        gateway.create_session(token="tok", generation=1, invoice_number="INV-1",
-                               amount_minor=minor, currency=currency,
+        gateway.create_session(link_id=1, generation=1, idempotency_key="o2c-pay-k-1",
+                               invoice_number="INV-1", amount_minor=minor, currency=currency,
                                expires_at=NOW + timedelta(hours=23), customer_email=None,
-                               success_url="https://o2c.example/pay/tok/done",
-                               cancel_url="https://o2c.example/pay/tok")
+                               success_url="https://o2c.example/pay/done",
+                               cancel_url="https://o2c.example/pay/back")
     body = parse_qs(created.calls[0].request.body)
     assert body["line_items[0][price_data][unit_amount]"] == [str(sent)]
     assert body["line_items[0][price_data][currency]"] == [currency.lower()]
@@ -258,3 +267,104 @@ def test_a_discounted_session_is_kept_while_nothing_changed(db) -> None:
         assert s.exec(select(PaymentLink)).one().session_id == "cs_early"
         assert s.exec(select(OutboxMessage).where(OutboxMessage.transport == "stripe")
                       ).all() == []
+
+
+# -- the token never goes to Stripe --------------------------------------------------------------
+def create_at_stripe(gateway: StripeGateway, checkout: payment_links.Checkout, number: str
+                     ) -> None:
+    """As `POST /pay/<token>` makes the session of a "create" (`api.inbound.pay_now`)."""
+    gateway.create_session(
+        link_id=checkout.link_id, generation=checkout.generation,
+        idempotency_key=checkout.idempotency_key, invoice_number=number,
+        amount_minor=checkout.amount_minor, currency=checkout.currency,
+        expires_at=checkout.expires_at, customer_email="ap@globex.example",
+        success_url="https://o2c.example/pay/done", cancel_url="https://o2c.example/pay/back")
+
+
+def test_stripe_is_never_sent_the_token_and_a_retry_reuses_the_key(db) -> None:
+    # given an invoice whose link also still opens by the URL e-mailed before 0030
+    number, token = given_invoice(db, "200.00", "USD")
+    old_token = "pre-0030-random-token_AbCdEfGhIjKlMnOp"
+    with db.transaction() as s:
+        link = s.exec(select(PaymentLink)).one()
+        link.legacy_token_hash = payment_links.hash_token(old_token)
+        s.add(link)
+        link_id, link_key = link.id, link.token_hash
+    gateway = StripeGateway(sp.API_KEY)
+    with responses.RequestsMock() as mock:
+        created = mock.post(f"{sp.API}/v1/checkout/sessions", json=sp.checkout_session(
+            invoice=number, amount=20_000, session_id="cs_1", status="open",
+            payment_status="unpaid", url="https://checkout.stripe.com/c/1"))
+        # when the customer clicks, the answer times out (nothing stored), and they click
+        # again: by the same URL, then by the one e-mailed before 0030
+        first = plan(db, token)
+        create_at_stripe(gateway, first, number)
+        again = plan(db, token)
+        create_at_stripe(gateway, again, number)
+        old = plan(db, old_token)
+        create_at_stripe(gateway, old, number)
+    # then each asked Stripe for the session of one generation under one key (Stripe answers
+    # the first session to all three), whichever URL the click came by
+    assert first.generation == again.generation == old.generation == 1
+    keys = [call.request.headers["Idempotency-Key"] for call in created.calls]
+    assert keys == [f"o2c-pay-{link_key}-1"] * 3
+    # and nothing Stripe was sent carries the token, new or old: not the metadata (the link's
+    # id), not the key (the token's hash), not the return URLs, not any header
+    for call in created.calls:
+        request = call.request
+        sent = [request.url, request.body, *request.headers.values()]
+        assert not [part for part in sent if token in part or old_token in part]
+        body = parse_qs(request.body)
+        assert body["metadata[o2c_link_id]"] == [str(link_id)]
+        assert body["payment_intent_data[metadata][o2c_link_id]"] == [str(link_id)]
+        assert "metadata[o2c_link]" not in body
+
+
+def stored_text(db) -> str:
+    """Everything the events, the audit log and the outbox keep, as text."""
+    with db.read_session() as s:
+        return " ".join(str(row) for model in (ProviderEvent, AuditEvent, OutboxMessage)
+                        for row in s.execute(sa.select(model.__table__)).all())
+
+
+def test_an_old_sessions_payment_is_applied_once_and_its_token_kept_nowhere(db) -> None:
+    # given a session made before the token stopped going to Stripe (in its metadata and
+    # return URLs), paid by card
+    number, token = given_invoice(db, "200.00", "USD")
+    paid = sp.event("checkout.session.completed", sp.old_style_session(
+        token, invoice=number, amount=20_000, payment_intent="pi_old"))
+    intent = sp.event("payment_intent.succeeded", {**sp.payment_intent(
+        invoice=number, amount=20_000, pi_id="pi_old"), "metadata": {
+        "o2c_invoice": number, "o2c_link": token, "o2c_generation": "1"}})
+    # when Stripe delivers its events, one of them twice
+    with db.transaction() as s:
+        outcomes = [stripe_events.handle(s, e, now=NOW, fetch_fees=False).status
+                    for e in (paid, paid, intent)]
+    # then the payment is applied once, to its invoice
+    assert outcomes == ["processed", "duplicate", "processed"]
+    with db.read_session() as s:
+        [payment] = s.exec(select(Payment)).all()
+        assert (payment.amount_minor, payment.unapplied_minor) == (20_000, 0)
+        assert s.exec(select(Invoice)).one().balance_minor == 0
+    # and nothing kept (events, audit log, outbox: the AR post) holds the token
+    assert token not in stored_text(db)
+
+
+def test_a_failed_old_style_event_is_kept_without_the_token(db) -> None:
+    # given an old session's event that cannot be applied (a fraction of a krona), kept for a
+    # person to look at
+    number, token = given_invoice(db, "5000", "ISK")
+    event = sp.event("checkout.session.completed", sp.old_style_session(
+        token, invoice=number, amount=500_050, currency="isk", payment_intent="pi_isk"))
+    with db.transaction() as s:
+        assert stripe_events.handle(s, event, now=NOW, fetch_fees=False).status == "failed"
+    # then it is kept without the token (which opens the customer's page): its hash instead
+    with db.read_session() as s:
+        kept = s.exec(select(ProviderEvent)).one().payload
+    assert token not in str(kept) and token not in stored_text(db)
+    session = kept["data"]["object"]
+    assert session["metadata"] == {"o2c_invoice": number, "o2c_generation": "1",
+                                   "o2c_link_hash": payment_links.hash_token(token)}
+    assert (session["success_url"], session["cancel_url"]) == (
+        "https://o2c.example/pay/<link>/done", "https://o2c.example/pay/<link>")
+    assert session["amount_total"] == 500_050 and session["client_reference_id"] == number
