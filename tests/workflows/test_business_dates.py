@@ -11,13 +11,14 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 from sqlmodel import Session, select
 
 from models import Invoice, OutboxMessage
 from tests.support import factories as f
 from tests.support import stripe_payloads as sp
 from tests.support.timetravel import frozen_at
-from workflows import collections, credit, disputes, policy, stripe_events
+from workflows import collections, credit, disputes, dunning, policy, stripe_events
 from workflows.cash_application import record_payment
 from workflows.inputs import PaymentIn
 
@@ -145,3 +146,24 @@ def test_a_chargeback_deadline_is_shown_in_the_books_zone(db) -> None:
         told = [m.payload["context"] for m in s.exec(select(OutboxMessage))
                 if m.payload.get("template") == "provider_dispute"]
     assert told and {c["due_by"] for c in told} == {"2026-03-19 23:30 America/Los_Angeles"}
+
+
+def test_an_account_promise_covers_what_fell_due_by_the_business_day_it_was_taken(
+        session: Session) -> None:
+    # given INV-1 due 11-20 and INV-2 due 11-24, and an account promise taken at 17:30 on
+    # 23 November in Los Angeles (01:30 UTC on the 24th), to pay by 12-10
+    in_los_angeles(session)
+    f.user(session, "UCOLL001", "collector")
+    customer = f.customer(session, collector="UCOLL001")
+    covered = f.invoice(session, "INV-2026-000001", total="100.00", due=date(2026, 11, 20))
+    later = f.invoice(session, "INV-2026-000002", total="100.00", due=date(2026, 11, 24))
+    with time_machine.travel(la(11, 23, 17, 30)):
+        collections.create_promise(session, customer_id=customer.id, actor="UCOLL001",
+                                   amount="100.00", promised_date=date(2026, 12, 10),
+                                   note=None, as_of=date(2026, 11, 23))
+    session.commit()
+    # when the dunning looks on 11-25: INV-2 is one day past due
+    due = dunning.due_invoices(session, date(2026, 11, 25), [customer.id])
+    emailing = {invoice_id for level, _, _, invoice_id in due if level.kind != "escalation"}
+    # then the promise holds INV-1's e-mails back, not INV-2's: it fell due the day after
+    assert later.id in emailing and covered.id not in emailing
