@@ -30,7 +30,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 
 import sqlalchemy as sa
@@ -67,6 +67,8 @@ RISK_LATE, RISK_LATE_CAP = Decimal("0.10"), 10
 RISK_BROKEN, RISK_BROKEN_CAP = Decimal("0.50"), 4
 RISK_DISPUTE, RISK_DISPUTE_CAP = Decimal("0.25"), 4
 HISTORY_DAYS = 365
+# payments dated after `as_of` (an as-of look back) keep the business zone's offsets this far
+HISTORY_FUTURE_DAYS = 62
 TOP_ACCOUNTS = 10  # accounts shown in a digest / worklist; the rest are "and N more"
 SNOOZE_DAYS = 7
 PROMISE_MAX_DAYS = 180
@@ -191,10 +193,13 @@ def _edges(as_of: date) -> list[date]:
 
 
 def _account_query(as_of: date, collector_ids: list[str] | None,
-                   customer_id: int | None) -> sa.Select:
+                   customer_id: int | None, zone: tzinfo = UTC) -> sa.Select:
+    """`zone`: the books' time zone, whose dates say whether a payment was late."""
     inv = Invoice.__table__
     d30, d60, d90 = _edges(as_of)
-    since = datetime.combine(as_of - timedelta(days=HISTORY_DAYS), time.min, tzinfo=UTC)
+    # the last year of business days (midnight in the books' zone)
+    since = datetime.combine(as_of - timedelta(days=HISTORY_DAYS), time.min,
+                             tzinfo=zone).astimezone(UTC)
     # a literal 0, not a bound parameter, so the planner can match the partial index
     is_open = inv.c.balance_minor > sa.literal_column("0")
     due = inv.c.due_date
@@ -224,10 +229,14 @@ def _account_query(as_of: date, collector_ids: list[str] | None,
         sa.func.coalesce(sa.func.sum(sa.case((inv.c.disputed_minor > 0, 1), else_=0)), 0)
         .label("disputes"),
     ).where(is_open).group_by(inv.c.customer_id))
-    # Late-payment history: invoices settled after their due date in the last year.
+    # Late-payment history: invoices settled after their due date in the last year, by the
+    # business date of the payment (17:00 in Los Angeles on the due date is 01:00 UTC the day
+    # after, and on time)
+    paid_on = policy.business_date_sql(inv.c.paid_at, zone, since, datetime.combine(
+        as_of + timedelta(days=HISTORY_FUTURE_DAYS), time.min, tzinfo=UTC))
     late = (select(inv.c.customer_id.label("customer_id"), sa.func.count().label("n"))
             .where(inv.c.balance_minor == 0, inv.c.paid_at.is_not(None),
-                   inv.c.paid_at >= since, sa.func.date(inv.c.paid_at) > due)
+                   inv.c.paid_at >= since, paid_on > due)
             .group_by(inv.c.customer_id))
     cust = Customer.__table__
     if customer_id is not None:
@@ -323,7 +332,8 @@ def build_worklists(session: Session, as_of: date, *, collector_ids: Iterable[st
     wanted = sorted(set(collector_ids)) if collector_ids is not None else None
     result: dict[str, Worklist] = {c: Worklist(c, as_of) for c in wanted or []}
     heaps: dict[str, list] = {}
-    query = _account_query(as_of, wanted, None).execution_options(yield_per=CHUNK)
+    query = _account_query(as_of, wanted, None, policy.business_zone(session)
+                           ).execution_options(yield_per=CHUNK)
     for row in session.execute(query):
         collector, currency = row[_COLLECTOR] or UNASSIGNED, row[_CURRENCY]
         worklist = result.get(collector)
@@ -367,7 +377,8 @@ def worklist(session: Session, collector_id: str, as_of: date, *, top: int = TOP
 
 def account(session: Session, customer_id: int, as_of: date) -> Account | None:
     """One customer's account figures (None when nothing is open)."""
-    row = session.execute(_account_query(as_of, None, customer_id)).first()
+    row = session.execute(_account_query(as_of, None, customer_id,
+                                         policy.business_zone(session))).first()
     return _account(tuple(row), as_of) if row else None
 
 

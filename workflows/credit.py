@@ -8,7 +8,7 @@ lives in `workflows.approvals`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_CEILING, Decimal
 
 import sqlalchemy as sa
@@ -41,14 +41,18 @@ def overdue_beyond(session: Session, customer_id: int, as_of: date, days: int) -
 def payment_history(session: Session, customer_id: int, as_of: date) -> dict:
     """How the customer paid over the last year: invoices settled, how many late, and the
     average days late of the late ones (a Decimal, one decimal place, as a string)."""
-    since = datetime.combine(as_of - timedelta(days=HISTORY_DAYS), datetime.min.time(), UTC)
+    # days of the books' zone: paid at 17:00 in Los Angeles on the due date (01:00 UTC the day
+    # after) is on time, as the collectors' ranking counts it (`collections`)
+    zone = policies.business_zone(session)
+    since = datetime.combine(as_of - timedelta(days=HISTORY_DAYS), time.min,
+                             tzinfo=zone).astimezone(UTC)
     rows = session.exec(
         select(Invoice.due_date, Invoice.paid_at)
         .where(Invoice.customer_id == customer_id, Invoice.paid_at.is_not(None),
                Invoice.paid_at >= since)
         .order_by(Invoice.paid_at.desc()).limit(HISTORY_MAX_INVOICES)).all()
-    late_days = [(paid_at.date() - due).days for due, paid_at in rows
-                 if paid_at.date() > due]
+    late_days = [days for days in ((paid_at.astimezone(zone).date() - due).days
+                                   for due, paid_at in rows) if days > 0]
     average = (Decimal(sum(late_days)) / Decimal(len(late_days))).quantize(Decimal("0.1")) \
         if late_days else Decimal(0)
     return {"paid": len(rows), "paid_late": len(late_days), "avg_days_late": str(average),

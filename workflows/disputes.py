@@ -24,7 +24,7 @@ the owner, a collector or a credit approver (admins hold every role); the refusa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -532,9 +532,14 @@ class DisputeRow:
     age_days: int
 
 
-def open_disputes(session: Session, *, today: date, limit: int = 30
+def open_disputes(session: Session, *, now: datetime, limit: int = 30
                   ) -> tuple[list[DisputeRow], int]:
-    """Open disputes, oldest first (and how many there are)."""
+    """Open disputes, oldest first (and how many there are). A dispute's age is in calendar
+    days of the books' zone, from the business date it was opened to the business date of
+    `now`: opened at 17:00 in Los Angeles (01:00 UTC the day after), it is 0 days old that
+    evening and 1 day old the next morning, whoever looks."""
+    zone = policy.business_zone(session)
+    today = now.astimezone(zone).date()
     rows = session.exec(select(Dispute, Invoice, Customer)
                         .join(Invoice, Invoice.id == Dispute.invoice_id)
                         .join(Customer, Customer.id == Dispute.customer_id)
@@ -542,7 +547,7 @@ def open_disputes(session: Session, *, today: date, limit: int = 30
                         .order_by(Dispute.opened_at, Dispute.id).limit(limit)).all()
     total = session.exec(select(sa.func.count()).select_from(Dispute)
                          .where(Dispute.status == DisputeStatus.OPEN)).one()
-    return ([DisputeRow(d, i, c, max((today - d.opened_at.date()).days, 0))
+    return ([DisputeRow(d, i, c, max((today - d.opened_at.astimezone(zone).date()).days, 0))
              for d, i, c in rows], int(total))
 
 

@@ -93,11 +93,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 import sqlalchemy as sa
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session, SQLModel, select
 
 from models import (
@@ -130,6 +128,7 @@ CONFIRM_ABOVE = 200  # e-mails a run may send without an admin's confirmation
 TOP = 5  # customers named in the AR channel's summary
 PEOPLE_TOP = 10  # customers named per kind in a sales rep's or collector's message of a run
 STALE = timedelta(minutes=10)  # a run that has not written for this long was killed
+PROMISE_ZONE_DAYS = 400  # promises taken this recently are dated with the offsets of their day
 
 
 @dataclass(frozen=True)
@@ -194,46 +193,36 @@ class DunningRun:
         return out
 
 
-def _due(level: Level, next_offset: int | None, as_of: date) -> list[sa.ColumnElement]:
+def _due(level: Level, next_offset: int | None, as_of: date, zone: tzinfo = UTC
+         ) -> list[sa.ColumnElement]:
     """SQL: open invoices, not wholly in dispute, whose latest reached level is `level` and
-    that have no notice of this level or a later one."""
+    that have no notice of this level or a later one (`zone`: the books' time zone)."""
     notice = DunningNotice.__table__
     later_sent = sa.exists(select(notice.c.id).where(notice.c.invoice_id == Invoice.id,
                                                      notice.c.level >= level.offset))
     conditions = [Invoice.balance_minor > 0, Invoice.balance_minor > Invoice.disputed_minor,
                   Invoice.due_date <= as_of - timedelta(days=level.offset), ~later_sent]
     if level.kind != "escalation":  # the customer's e-mails and the credit hold wait
-        conditions.append(~_promised(as_of))
+        conditions.append(~_promised(as_of, zone))
     if next_offset is not None:
         conditions.append(Invoice.due_date > as_of - timedelta(days=next_offset))
     return conditions
 
 
-class _utc_date(FunctionElement):
-    """SQL: the UTC date of a UTC timestamp column, whatever the connection's time zone."""
-
-    type = sa.Date()
-    inherit_cache = True
-
-
-@compiles(_utc_date)
-def _utc_date_default(element, compiler, **kw) -> str:
-    return f"date({compiler.process(element.clauses, **kw)})"  # SQLite stores UTC, naive
-
-
-@compiles(_utc_date, "postgresql")
-def _utc_date_postgresql(element, compiler, **kw) -> str:
-    return f"CAST(({compiler.process(element.clauses, **kw)} AT TIME ZONE 'UTC') AS DATE)"
-
-
-def _promised(as_of: date) -> sa.ColumnElement:
+def _promised(as_of: date, zone: tzinfo = UTC) -> sa.ColumnElement:
     """SQL: the invoice is under a promise to pay still open on `as_of` (the promised date not
     passed: `collections.check_promises` breaks a promise the day after it). A promise on an
     invoice covers that invoice; one on the account covers the customer's invoices due by
     the day it was taken (what the collector and the customer talked about), not those
-    falling due later."""
+    falling due later: the business date it was taken in the books' zone `zone` (taken at
+    17:00 in Los Angeles, 01:00 UTC the day after, it does not cover what falls due that
+    next day). Promises taken more than `PROMISE_ZONE_DAYS` before `as_of` are dated with
+    the zone's offset of then (a daylight-saving hour of difference at most)."""
     promise = PromiseToPay.__table__
-    taken = _utc_date(promise.c.created_at)
+    taken = policy.business_date_sql(
+        promise.c.created_at, zone,
+        datetime.combine(as_of - timedelta(days=PROMISE_ZONE_DAYS), time.min, tzinfo=UTC),
+        datetime.combine(as_of + timedelta(days=2), time.min, tzinfo=UTC))
     return sa.exists(select(promise.c.id).where(
         promise.c.customer_id == Invoice.customer_id, promise.c.status == PromiseStatus.OPEN,
         promise.c.promised_date >= as_of,
@@ -254,7 +243,8 @@ def _candidates(session: Session, level: Level, next_offset: int | None, as_of: 
     query = (select(Invoice, Customer, Order.sales_rep_id)
              .join(Customer, Customer.id == Invoice.customer_id)
              .outerjoin(Order, Order.id == Invoice.order_id)
-             .where(*_due(level, next_offset, as_of), Invoice.id.in_(ids))
+             .where(*_due(level, next_offset, as_of, policy.business_zone(session)),
+                    Invoice.id.in_(ids))
              .order_by(Invoice.id))
     return list(session.exec(query).all())
 
@@ -263,7 +253,8 @@ def due_customers(session: Session, as_of: date, *, after: int = 0, limit: int =
                   ) -> list[int]:
     """Ids of up to `limit` customers (above `after`, ascending) with an invoice due at a
     level (a read: no lock is taken)."""
-    due = [select(Invoice.customer_id).where(*_due(level, nxt, as_of),
+    zone = policy.business_zone(session)
+    due = [select(Invoice.customer_id).where(*_due(level, nxt, as_of, zone),
                                              Invoice.customer_id > after)
            for level, nxt in _levels(session)]
     union = sa.union(*due).subquery()
@@ -275,10 +266,11 @@ def due_invoices(session: Session, as_of: date, customer_ids: list[int]
                  ) -> list[tuple[Level, int | None, int, int]]:
     """(level, next offset, customer id, invoice id) of every invoice of these customers due
     at a level, by customer (a read)."""
+    zone = policy.business_zone(session)
     found = []
     for level, nxt in _levels(session):
         rows = session.execute(select(Invoice.customer_id, Invoice.id)
-                               .where(*_due(level, nxt, as_of),
+                               .where(*_due(level, nxt, as_of, zone),
                                       Invoice.customer_id.in_(customer_ids))).all()
         found += [(level, nxt, customer_id, invoice_id) for customer_id, invoice_id in rows]
     return sorted(found, key=lambda r: (r[2], r[3]))
@@ -287,16 +279,17 @@ def due_invoices(session: Session, as_of: date, customer_ids: list[int]
 def would_send(session: Session, as_of: date) -> dict[str, int]:
     """What a run for `as_of` would send now: notices, customers, e-mails (one per customer
     with a billing e-mail and an e-mailing level due). A read."""
+    zone = policy.business_zone(session)
     levels = _levels(session)
     notices = sum(session.execute(select(sa.func.count()).select_from(Invoice)
-                                  .where(*_due(level, nxt, as_of))).scalar_one()
+                                  .where(*_due(level, nxt, as_of, zone))).scalar_one()
                   for level, nxt in levels)
     if not notices:
         return {"notices": 0, "customers": 0, "emails": 0}
 
     def customers(emailing: bool) -> int:
         due = [select(Invoice.customer_id).join(Customer, Customer.id == Invoice.customer_id)
-               .where(*_due(level, nxt, as_of),
+               .where(*_due(level, nxt, as_of, zone),
                       *([Customer.billing_email.is_not(None), Customer.billing_email != ""]
                         if emailing else []))
                for level, nxt in levels if level.emails_customer or not emailing]

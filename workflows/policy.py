@@ -11,9 +11,12 @@ decision.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal, InvalidOperation
 
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session, select
 
 from models import Policy as PolicyRow
@@ -113,6 +116,75 @@ def business_date(session: Session, moment: datetime) -> date:
     """The date of `moment` in the business time zone: the day an order is dated, an invoice
     issued, a credit note numbered. (People see dates in their own zone; the books keep one.)"""
     return moment.astimezone(zone_or_utc(current(session).business_timezone)).date()
+
+
+def business_zone(session: Session) -> tzinfo:
+    """The books' time zone (policy `business_timezone`; unknown or empty is UTC)."""
+    return zone_or_utc(current(session).business_timezone)
+
+
+def business_date_sql(column: sa.ColumnElement, zone: tzinfo, since: datetime,
+                      until: datetime) -> sa.ColumnElement:
+    """SQL: `business_date` of a UTC timestamp column, in `zone`, for the moments from `since`
+    to `until` (earlier ones take the offset `since` has, later ones the offset of `until`).
+    The zone's UTC offsets in that span (daylight saving: two changes a year) are worked out
+    here, in Python, and the SQL shifts the timestamp by the offset its moment has: the same
+    answer on SQLite (no time zones) and PostgreSQL, and the same as `business_date` of each
+    row read back. 17:00 in Los Angeles on 15 June (00:00 UTC on the 16th) is 15 June."""
+    spans = _offsets(zone, since, until)
+    if len(spans) == 1:
+        seconds: sa.ColumnElement = sa.literal_column(str(spans[0][1]))
+    else:
+        from models.base import UTCDateTime
+
+        seconds = sa.case(*[(column < sa.bindparam(None, start, type_=UTCDateTime),
+                             sa.literal_column(str(offset)))
+                            for (start, _), (_, offset) in zip(spans[1:], spans, strict=False)],
+                          else_=sa.literal_column(str(spans[-1][1])))
+    return _shifted_date(column, seconds)
+
+
+def _offsets(zone: tzinfo, since: datetime, until: datetime) -> list[tuple[datetime, int]]:
+    """[(from when, UTC offset in seconds)] of `zone` from `since` to `until` (UTC moments),
+    each change found to the second (a day's steps, then halving)."""
+    def offset(moment: datetime) -> int:
+        return int(moment.astimezone(zone).utcoffset().total_seconds())
+
+    since, until = since.astimezone(UTC), max(until, since).astimezone(UTC)
+    spans = [(since, offset(since))]
+    moment = since
+    while moment < until:
+        step = min(moment + timedelta(days=1), until)
+        if offset(step) != spans[-1][1]:
+            lo, hi = moment, step  # the change is in (lo, hi]
+            while hi - lo > timedelta(seconds=1):
+                mid = lo + (hi - lo) / 2
+                lo, hi = (mid, hi) if offset(mid) == spans[-1][1] else (lo, mid)
+            hi = hi.replace(microsecond=0) if offset(hi.replace(microsecond=0)) == offset(hi) \
+                else hi
+            spans.append((hi, offset(hi)))
+        moment = step
+    return spans
+
+
+class _shifted_date(FunctionElement):
+    """SQL: the date of a UTC timestamp column moved by an offset in seconds (an expression)."""
+
+    type = sa.Date()
+    inherit_cache = True
+
+
+@compiles(_shifted_date)
+def _shifted_date_default(element, compiler, **kw) -> str:
+    column, seconds = (compiler.process(c, **kw) for c in element.clauses)
+    return f"date({column}, CAST({seconds} AS TEXT) || ' seconds')"  # SQLite stores UTC, naive
+
+
+@compiles(_shifted_date, "postgresql")
+def _shifted_date_postgresql(element, compiler, **kw) -> str:
+    column, seconds = (compiler.process(c, **kw) for c in element.clauses)
+    return (f"CAST(({column} AT TIME ZONE 'UTC') + ({seconds}) * INTERVAL '1 second' "
+            "AS DATE)")
 
 
 def set_value(session: Session, *, key: str, value: str, actor: str) -> None:

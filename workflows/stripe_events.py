@@ -554,8 +554,17 @@ def _take_back(session: Session, payment: Payment, dispute: dict, created: datet
         _announce(session, "provider_dispute", customer, {
             **_dispute_context(payment, customer, dispute, amount),
             "invoice": ", ".join(invoices) or None, "inquiry": not take, "held": held,
-            "due_by": _moment(due, created).date().isoformat() if due else None}, key=key)
+            "due_by": _deadline(session, _moment(due, created)) if due else None}, key=key)
     return held
+
+
+def _deadline(session: Session, moment: datetime) -> str:
+    """A provider's deadline as the books read it: the business date with the time and the
+    zone ("2026-03-20 16:59 America/Los_Angeles"). Not the UTC date, which is the next day
+    for a deadline in a Los Angeles evening; nor the business date alone, which would give a
+    whole day more to a deadline at 00:59 Berlin time (Stripe's 23:59 UTC)."""
+    zone = policy.business_zone(session)
+    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M} {getattr(zone, 'key', 'UTC')}"
 
 
 # Stripe's dispute reasons in the back office's words (the rest: "other", Stripe's own reason

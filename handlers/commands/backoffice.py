@@ -44,5 +44,5 @@ def open_disputes(call: CommandCall) -> None:
     today = today_for(call.context, caller(call.context, call.user_id, call.user_name,
                                            call.client))
     with call.deps.db.read_session() as session:
-        rows, total = disputes.open_disputes(session, today=today)
+        rows, total = disputes.open_disputes(session, now=call.deps.clock.now())
         call.answer(render.dispute_list(rows, total, today=today, fmt=call.fmt), "Open disputes")
