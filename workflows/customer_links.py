@@ -3,7 +3,11 @@
 A link is a `CustomerLink` row; its URL carries the row's id signed with HMAC
 (`bot.customer_links`, the secret lives only in the environment). This module decides, from
 the row, whether a verified link still works (`check`), and carries out the one decision a
-backorder link allows, once (`choose_backorder`). Portal links are made by a collector in
+backorder link allows, once (`choose_backorder`). A backorder is decided once, by whoever is
+first: the customer through the link, or the sales rep (an admin) in Slack; after either, the
+link answers what was decided and changes nothing (`decided_by_staff`; the rep is told the
+customer's choice stands, `workflows.fulfilment`). Both take the order's row lock first, so
+two at once decide once. Portal links are made by a collector in
 Slack and revoked there (`portal_link`, `revoke`). Times come from the caller (`now`).
 """
 
@@ -16,6 +20,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models import (
+    AuditEvent,
     BackorderChoice,
     Customer,
     CustomerLink,
@@ -39,7 +44,9 @@ PORTAL_ROLES = (Role.COLLECTOR, Role.ADMIN)
 @dataclass
 class LinkState:
     link: CustomerLink | None
-    status: str  # "ok", "unknown", "expired", "revoked", "used"
+    # "ok", "unknown", "expired", "revoked", "used" (the customer chose), "decided" (the rep
+    # or an admin decided the backorder first)
+    status: str
 
 
 def backorder_link(session: Session, *, order: Order, now: datetime) -> CustomerLink:
@@ -103,6 +110,8 @@ def check(session: Session, link_id: int | None, *, scope: str, now: datetime) -
         return LinkState(link, "revoked")
     if link.used_at is not None:
         return LinkState(link, "used")
+    if scope == LinkScope.BACKORDER and decided_by_staff(session, link.order_id) is not None:
+        return LinkState(link, "decided")
     if link.expires_at <= now:
         return LinkState(link, "expired")
     return LinkState(link, "ok")
@@ -124,10 +133,15 @@ def choose_backorder(session: Session, *, link_id: int, choice: str, now: dateti
     out like the rep's, and told to the rep (DM) and billing (AR channel). Returns the link's
     state: "ok" when this call recorded the choice, else why nothing changed."""
     from workflows import fulfilment
-    from workflows.orders import order_snapshot
+    from workflows.orders import lock_order, order_snapshot
 
     choice = BackorderChoice(choice)
     state = check(session, link_id, scope=LinkScope.BACKORDER, now=now)
+    if state.status == "ok":  # the order's lock first, as the rep's choice takes it, then again
+        lock_order(session, order_of(session, state.link))
+        state = check(session, link_id, scope=LinkScope.BACKORDER, now=now)
+    if state.status in ("used", "decided"):
+        _refuse(session, state.link, choice, now=now)
     if state.status != "ok":
         return state.status
     table = CustomerLink.__table__
@@ -135,8 +149,8 @@ def choose_backorder(session: Session, *, link_id: int, choice: str, now: dateti
         sa.update(table).where(table.c.id == link_id, table.c.used_at.is_(None),
                                table.c.revoked_at.is_(None), table.c.expires_at > now)
         .values(choice=choice.value, used_at=now))
-    if taken.rowcount != 1:
-        return "used"
+    if taken.rowcount != 1:  # revoked (or expired) meanwhile: revoking takes no order lock
+        return check(session, link_id, scope=LinkScope.BACKORDER, now=now).status
     order = session.get(Order, state.link.order_id)
     actor = "customer"
     why = f"the customer chose to {CHOICE_LABELS[choice]}"
@@ -157,9 +171,54 @@ def choose_backorder(session: Session, *, link_id: int, choice: str, now: dateti
     customer = session.get(Customer, order.customer_id)
     outbox.post_to_user(session, user_id=order.sales_rep_id, template="order_status",
                         context={"order": order_snapshot(order, customer), "reasons": [
-                            f"{why} (through their backorder link); you can still "
-                            "override it with the backorder buttons"]})
+                            f"{why} (through their backorder link); it stands: a "
+                            "backorder is decided once"]})
     return "ok"
+
+
+def _refuse(session: Session, link: CustomerLink, choice: BackorderChoice, *,
+             now: datetime) -> None:
+    """A choice through the link after the backorder was decided: audited as refused."""
+    session.refresh(link)
+    audit.refusal(session, actor=f"link:{link.id}", action="order.customer_choice",
+                  entity_type="order", entity_id=link.order_id,
+                  reason=f"already decided: {decision_text(session, link)}",
+                  choice=choice.value, link_id=link.id, at=now)
+
+
+def decided_by_staff(session: Session, order_id: int | None) -> AuditEvent | None:
+    """The sales rep's (or an admin's) first decision of the order's backorder in Slack — a
+    choice (ship partial, wait, cancel a short line) or cancelling the rest —, or None."""
+    if order_id is None:
+        return None
+    return session.exec(
+        select(AuditEvent)
+        .where(AuditEvent.entity_type == "order", AuditEvent.entity_id == str(order_id),
+               AuditEvent.action.in_(STAFF_DECISIONS),
+               AuditEvent.actor.not_in(("customer", "system")))
+        .order_by(AuditEvent.id).limit(1)).first()
+
+
+STAFF_DECISIONS = ("order.backorder_choice", "order.line_cancelled")
+STAFF_LABELS = {"ship_partial": "ship what is available now",
+                "wait": "wait and ship everything together",
+                "cancel_line": "cancel the missing quantities"}
+
+
+def decision_text(session: Session, link: CustomerLink) -> str:
+    """What was decided on the link's order, in the customer's words: "you chose to …" or
+    "your sales contact decided to …"."""
+    if link.used_at is not None and link.choice:
+        return f"you chose to {CHOICE_LABELS[BackorderChoice(link.choice)]}"
+    event = decided_by_staff(session, link.order_id)
+    if event is None:
+        return "nothing was decided yet"
+    if event.action == "order.line_cancelled":
+        what = ("cancel what was left to ship" if event.data.get("rest")
+                else STAFF_LABELS["cancel_line"])
+    else:
+        what = STAFF_LABELS.get(event.data.get("choice"), "decide it")
+    return f"your sales contact decided to {what}"
 
 
 def order_of(session: Session, link: CustomerLink) -> Order:

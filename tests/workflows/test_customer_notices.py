@@ -14,13 +14,27 @@ from sqlmodel import Session, select
 from blocks.lookup import order_card
 from bot.customer_links import CustomerLinks, LinkSigner
 from bot.mailer import render_email
-from models import AuditEvent, CustomerLink, OrderStatus, OutboxMessage, Shipment
+from models import (
+    AuditEvent,
+    CustomerLink,
+    OrderStatus,
+    OutboxMessage,
+    Shipment,
+)
 from tests.support import factories as f
 from tests.support.timetravel import frozen_at
-from workflows import customer_links, customer_notices, invariants, queries, revenue, shipping
+from workflows import (
+    customer_links,
+    customer_notices,
+    invariants,
+    queries,
+    revenue,
+    shipping,
+)
 from workflows import shipment_tracking as tracking
-from workflows.errors import PermissionDenied, ValidationFailed
+from workflows.errors import AlreadyDecided, PermissionDenied, ValidationFailed
 from workflows.inputs import CustomerIn, ShipmentEventIn, ShipmentLineIn
+from workflows.orders import order_lines
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SHIPPED_AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -269,35 +283,87 @@ def test_an_expired_or_revoked_link_changes_nothing(session) -> None:
     assert order.status == OrderStatus.BACKORDERED
 
 
-def test_the_rep_can_still_override_the_customers_choice_with_a_reason(session) -> None:
-    # given the customer chose to wait
+def test_once_the_customer_chose_the_reps_choice_is_told_it_is_decided(session) -> None:
+    # given the customer chose to wait through their link
     from workflows import fulfilment
 
     order, link = backordered(session)
     customer_links.choose_backorder(session, link_id=link.id, choice="wait", now=NOW)
-    # when the rep chooses otherwise without a reason (the DM's buttons), it is refused
-    with pytest.raises(ValidationFailed) as refused:
-        fulfilment.cancel_line(session, order=order, line_no=1, actor="USALES01",
-                               reason="short of stock", now=NOW)
-    assert "/o2c backorder" in refused.value.errors[0].detail
-    assert order.status == OrderStatus.BACKORDERED
-    # when they override with a reason
-    done = fulfilment.override(session, order=order, choice="cancel", actor="USALES01",
-                               reason="customer called: cancel after all", now=NOW)
-    # then the short quantity is cancelled, and the override is in the order's history
-    # next to the customer's choice, with the reason
-    assert done == "cancelled 4 × WID-1" and order.status == OrderStatus.APPROVED
-    [override] = session.exec(select(AuditEvent).where(
-        AuditEvent.action == "order.backorder_override")).all()
-    assert (override.actor, override.reason, override.data["customer_choice"]) == (
-        "USALES01", "customer called: cancel after all", "wait")
-    # and someone else's rep may not override at all
+    # when the rep then cancels the short line (the DM's button), or says so with a reason
+    # (`/o2c backorder ... cancel <reason>`), or ships what is there
+    for choose in (
+            lambda: fulfilment.cancel_line(session, order=order, line_no=1, actor="USALES01",
+                                           reason="short of stock", now=NOW),
+            lambda: fulfilment.override(session, order=order, choice="cancel", actor="USALES01",
+                                        reason="customer called: cancel after all", now=NOW),
+            lambda: fulfilment.ship_partial(session, order=order, actor="USALES01", now=NOW)):
+        with pytest.raises(AlreadyDecided) as refused:
+            choose()
+        # then they are told the customer's choice stands, and nothing changed
+        assert "customer already chose to wait and ship everything together" in str(
+            refused.value)
+        assert order.status == OrderStatus.BACKORDERED
+    assert [li.qty_cancelled for li in order_lines(session, order.id)] == [0]
+    assert session.exec(select(AuditEvent).where(
+        AuditEvent.action == "order.backorder_choice",
+        AuditEvent.actor == "USALES01")).all() == []
+    # and someone else's rep is refused as before
     f.user(session, "USALES02", "sales")
-    other, other_link = backordered_again(session)
-    customer_links.choose_backorder(session, link_id=other_link.id, choice="wait", now=NOW)
+    other, _ = backordered_again(session)
     with pytest.raises(PermissionDenied):
         fulfilment.override(session, order=other, choice="ship", actor="USALES02",
                             reason="mine now", now=NOW)
+
+
+@pytest.mark.parametrize("rep", ["wait", "cancel_line"])
+def test_once_the_rep_decided_the_customers_link_changes_nothing(session, rep) -> None:
+    # given the rep decided the backorder in Slack: wait, or cancel the missing 4
+    from workflows import fulfilment
+
+    order, link = backordered(session)
+    if rep == "wait":
+        fulfilment.wait_for_stock(session, order=order, actor="USALES01", now=NOW)
+    else:
+        fulfilment.cancel_line(session, order=order, line_no=1, actor="USALES01",
+                               reason="customer phoned", now=NOW)
+    status, cancelled = order.status, [li.qty_cancelled for li in order_lines(session,
+                                                                               order.id)]
+    outbox_rows = len(session.exec(select(OutboxMessage)).all())
+    # when the customer then follows their link and asks for something else
+    later = NOW + timedelta(hours=1)
+    result = customer_links.choose_backorder(session, link_id=link.id, choice="ship_now",
+                                             now=later)
+    # then it was already decided (and the link says what), and nothing changed
+    assert result == "decided"
+    assert customer_links.check(session, link.id, scope="backorder", now=later).status \
+        == "decided"
+    said = {"wait": "your sales contact decided to wait and ship everything together",
+            "cancel_line": "your sales contact decided to cancel the missing quantities"}[rep]
+    assert customer_links.decision_text(session, link) == said
+    session.refresh(link)
+    assert (link.used_at, link.choice) == (None, None)
+    assert (order.status, [li.qty_cancelled for li in order_lines(session, order.id)]) == (
+        status, cancelled)
+    assert len(session.exec(select(OutboxMessage)).all()) == outbox_rows  # nobody told again
+    assert queries.order_view(session, order.number).customer_choice is None
+    # and the attempt is audited as refused
+    [refused] = session.exec(select(AuditEvent).where(
+        AuditEvent.action == "refused.order.customer_choice")).all()
+    assert (refused.actor, refused.reason, refused.data["choice"]) == (
+        f"link:{link.id}", f"already decided: {said}", "ship_now")
+    assert session.exec(select(AuditEvent).where(
+        AuditEvent.action == "order.customer_choice")).all() == []
+    assert invariants.validate_all(session) == []
+
+
+def test_a_second_customer_choice_is_audited_as_refused(session) -> None:
+    order, link = backordered(session)
+    customer_links.choose_backorder(session, link_id=link.id, choice="cancel_short", now=NOW)
+    assert customer_links.choose_backorder(session, link_id=link.id, choice="ship_now",
+                                           now=NOW) == "used"
+    [refused] = session.exec(select(AuditEvent).where(
+        AuditEvent.action == "refused.order.customer_choice")).all()
+    assert refused.reason == "already decided: you chose to cancel the missing quantities"
 
 
 def backordered_again(session: Session) -> tuple:
