@@ -26,6 +26,8 @@ from models import (
     CustomerLink,
     LinkScope,
     Order,
+    OutboxMessage,
+    OutboxStatus,
     Role,
 )
 from workflows import audit, outbox
@@ -82,22 +84,64 @@ def portal_link(session: Session, *, customer: Customer, actor: str, now: dateti
 
 def revoke(session: Session, *, customer: Customer, actor: str, now: datetime) -> int:
     """Revoke every live link of `customer` (its page and any backorder choice not made);
-    returns how many."""
+    returns how many. A page-link e-mail still queued (or failed, to be re-queued) with one
+    of them is withdrawn with it, never sent (`withdraw_page_link_emails`); one already sent
+    stays as it was."""
     if not any(has_role(session, actor, role) for role in PORTAL_ROLES):
         raise PermissionDenied("Only collectors and admins can revoke a customer's links.",
                                actor=actor, action="customer.links_revoked",
                                entity_type="customer", entity_id=customer.id)
     table = CustomerLink.__table__
-    result = session.execute(
-        sa.update(table).where(table.c.customer_id == customer.id,
-                               table.c.revoked_at.is_(None), table.c.used_at.is_(None),
-                               table.c.expires_at > now)
-        .values(revoked_at=now, revoked_by=actor))
+    live = sa.and_(table.c.customer_id == customer.id, table.c.revoked_at.is_(None),
+                   table.c.used_at.is_(None), table.c.expires_at > now)
+    ids = list(session.execute(sa.select(table.c.id).where(live)).scalars())
+    result = session.execute(sa.update(table).where(live, table.c.id.in_(ids))
+                             .values(revoked_at=now, revoked_by=actor))
     audit.record(session, actor=actor, action="customer.links_revoked",
                  entity_type="customer", entity_id=customer.id,
                  reason=f"{result.rowcount} live link(s) revoked", count=result.rowcount,
                  at=now)
+    withdraw_page_link_emails(session, ids, actor=actor, now=now,
+                              reason="withdrawn: its link was revoked before it was sent")
     return result.rowcount
+
+
+def withdraw_page_link_emails(session: Session, link_ids: list[int], *, actor: str,
+                              now: datetime, reason: str) -> list[int]:
+    """Page-link e-mails (`send_portal_link`) of these links not sent yet (queued, or failed
+    and so re-queueable) become `withdrawn` (never sent, the reason in `last_error`), each
+    audited as `customer.link_email_withdrawn`. A row a worker is sending right now is left
+    to the worker, which checks the link just before it sends (`page_link_live`). Returns
+    the rows withdrawn."""
+    if not link_ids:
+        return []
+    table = OutboxMessage.__table__
+    unsent = sa.and_(table.c.transport == "email",
+                     table.c.dedupe_key.in_([page_link_key(i) for i in link_ids]),
+                     table.c.status.in_((OutboxStatus.PENDING, OutboxStatus.FAILED)))
+    rows = list(session.execute(sa.select(table.c.id, table.c.dedupe_key, table.c.status)
+                                .where(unsent).order_by(table.c.id)))
+    withdrawn = []
+    for row_id, key, status in rows:
+        if session.execute(sa.update(table).where(unsent, table.c.id == row_id).values(
+                status=OutboxStatus.WITHDRAWN, last_error=reason, claimed_at=None,
+                claimed_by=None)).rowcount:
+            withdrawn.append(row_id)
+            audit.record(session, actor=actor, action="customer.link_email_withdrawn",
+                         entity_type="outbox", entity_id=row_id, from_state=status,
+                         to_state=OutboxStatus.WITHDRAWN, reason=reason,
+                         link_id=int(key.rsplit(":", 1)[1]), at=now)
+    return withdrawn
+
+
+def page_link_key(link_id: int) -> str:
+    """The dedupe key of the e-mail that sends a customer their page link."""
+    return f"customer-page-link:{link_id}"
+
+
+def page_link_live(session: Session, link_id: int | None, *, now: datetime) -> str:
+    """Whether a page-link e-mail may still go out: its link's state ("ok", else why not)."""
+    return check(session, link_id, scope=LinkScope.PORTAL, now=now).status
 
 
 def check(session: Session, link_id: int | None, *, scope: str, now: datetime) -> LinkState:
@@ -262,7 +306,7 @@ def send_portal_link(session: Session, *, customer: Customer, actor: str, now: d
                                   "add one before sending their page")
     link = portal_link(session, customer=customer, actor=actor, now=now)
     outbox.send_email(session, to=to, template="notice_page_link",
-                      dedupe_key=f"customer-page-link:{link.id}",
+                      dedupe_key=page_link_key(link.id),
                       context={"customer": customer.name, "link_id": link.id,
                                "link_expires_at": link.expires_at.isoformat()})
     return link, to

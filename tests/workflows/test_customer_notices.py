@@ -16,9 +16,11 @@ from bot.customer_links import CustomerLinks, LinkSigner
 from bot.mailer import render_email
 from models import (
     AuditEvent,
+    Customer,
     CustomerLink,
     OrderStatus,
     OutboxMessage,
+    OutboxStatus,
     Shipment,
 )
 from tests.support import factories as f
@@ -27,6 +29,7 @@ from workflows import (
     customer_links,
     customer_notices,
     invariants,
+    outbox,
     queries,
     revenue,
     shipping,
@@ -364,6 +367,41 @@ def test_a_second_customer_choice_is_audited_as_refused(session) -> None:
     [refused] = session.exec(select(AuditEvent).where(
         AuditEvent.action == "refused.order.customer_choice")).all()
     assert refused.reason == "already decided: you chose to cancel the missing quantities"
+
+
+# -- a revoked page link is never e-mailed -----------------------------------------------------
+
+def test_revoking_withdraws_the_page_link_emails_not_sent_yet(session) -> None:
+    # given two page links e-mailed to the customer: one went out, one is still queued
+    company(session)
+    customer = session.exec(select(Customer)).one()
+    sent_link, _ = customer_links.send_portal_link(session, customer=customer,
+                                                   actor="UCOLL01", now=NOW)
+    [sent] = page_link_emails(session)
+    sent.status, sent.sent_at = OutboxStatus.SENT, NOW
+    session.add(sent)
+    queued_link, _ = customer_links.send_portal_link(session, customer=customer,
+                                                     actor="UCOLL01", now=NOW)
+    queued = page_link_emails(session)[1]
+    # when the collector revokes the customer's links
+    assert customer_links.revoke(session, customer=customer, actor="UCOLL01", now=NOW) == 2
+    # then the queued e-mail is withdrawn, with its reason, and audited; the sent one stays
+    session.refresh(queued)
+    session.refresh(sent)
+    assert (queued.status, queued.last_error) == (
+        OutboxStatus.WITHDRAWN, "withdrawn: its link was revoked before it was sent")
+    assert sent.status == OutboxStatus.SENT
+    [audited] = session.exec(select(AuditEvent).where(
+        AuditEvent.action == "customer.link_email_withdrawn")).all()
+    assert (audited.entity_id, audited.actor, audited.data["link_id"]) == (
+        str(queued.id), "UCOLL01", queued_link.id)
+    # (nothing is left for the worker to send)
+    assert queued.id not in [m.id for m in outbox.queued(session)]
+
+
+def page_link_emails(session: Session) -> list[OutboxMessage]:
+    return [m for m in session.exec(select(OutboxMessage).order_by(OutboxMessage.id))
+            if m.transport == "email" and m.payload["template"] == "notice_page_link"]
 
 
 def backordered_again(session: Session) -> tuple:
