@@ -121,9 +121,9 @@ def _rep_after_choice(ctx: dict, order: dict, *, fmt: Formats = ENGLISH) -> dict
     text, blocks = _choice_made({**ctx, "lines": []}, order, "", fmt=fmt)
     blocks = blocks[:1]
     number, lines, choice = order["number"], ctx.get("lines") or [], ctx["choice"]
-    if ctx.get("by") == "customer":  # the customer's own choice: it stands (decided once)
-        blocks.append(context("The customer decided through their link; a backorder is "
-                              "decided once, so it stands."))
+    if ctx.get("by") == "customer":  # the customer's own choice: the rep overrides with a reason
+        blocks.append(context(f"To change it, say why: `/o2c backorder {esc(number)} "
+                              "ship|wait|cancel &lt;reason&gt;`"))
         return {"text": text, "blocks": render(blocks)}
     if not lines:
         blocks.append(context("Nothing on this order is short any more."))

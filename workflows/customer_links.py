@@ -5,9 +5,10 @@ A link is a `CustomerLink` row; its URL carries the row's id signed with HMAC
 the row, whether a verified link still works (`check`), and carries out the one decision a
 backorder link allows, once (`choose_backorder`). A backorder is decided once, by whoever is
 first: the customer through the link, or the sales rep (an admin) in Slack; after either, the
-link answers what was decided and changes nothing (`decided_by_staff`; the rep is told the
-customer's choice stands, `workflows.fulfilment`). Both take the order's row lock first, so
-two at once decide once. Portal links are made by a collector in
+link answers what was decided and changes nothing (`decided_by_staff`). The rep may still
+override the customer's choice deliberately, with a reason (`workflows.fulfilment`, audited
+as `order.backorder_override`). Both take the order's row lock first, so two at once decide
+once. Portal links are made by a collector in
 Slack and revoked there (`portal_link`, `revoke`). Times come from the caller (`now`).
 """
 
@@ -154,7 +155,7 @@ def check(session: Session, link_id: int | None, *, scope: str, now: datetime) -
         return LinkState(link, "revoked")
     if link.used_at is not None:
         return LinkState(link, "used")
-    if scope == LinkScope.BACKORDER and decided_by_staff(session, link.order_id) is not None:
+    if scope == LinkScope.BACKORDER and decided_by_staff(session, link) is not None:
         return LinkState(link, "decided")
     if link.expires_at <= now:
         return LinkState(link, "expired")
@@ -215,8 +216,8 @@ def choose_backorder(session: Session, *, link_id: int, choice: str, now: dateti
     customer = session.get(Customer, order.customer_id)
     outbox.post_to_user(session, user_id=order.sales_rep_id, template="order_status",
                         context={"order": order_snapshot(order, customer), "reasons": [
-                            f"{why} (through their backorder link); it stands: a "
-                            "backorder is decided once"]})
+                            f"{why} (through their backorder link); you can still "
+                            "override it with the backorder buttons"]})
     return "ok"
 
 
@@ -230,14 +231,15 @@ def _refuse(session: Session, link: CustomerLink, choice: BackorderChoice, *,
                   choice=choice.value, link_id=link.id, at=now)
 
 
-def decided_by_staff(session: Session, order_id: int | None) -> AuditEvent | None:
-    """The sales rep's (or an admin's) first decision of the order's backorder in Slack — a
-    choice (ship partial, wait, cancel a short line) or cancelling the rest —, or None."""
-    if order_id is None:
+def decided_by_staff(session: Session, link: CustomerLink) -> AuditEvent | None:
+    """The sales rep's (or an admin's) first decision in Slack of the backorder of the link's
+    order (one link per order) — a choice (ship partial, wait, cancel a short line) or
+    cancelling the rest —, or None."""
+    if link.order_id is None:
         return None
     return session.exec(
         select(AuditEvent)
-        .where(AuditEvent.entity_type == "order", AuditEvent.entity_id == str(order_id),
+        .where(AuditEvent.entity_type == "order", AuditEvent.entity_id == str(link.order_id),
                AuditEvent.action.in_(STAFF_DECISIONS),
                AuditEvent.actor.not_in(("customer", "system")))
         .order_by(AuditEvent.id).limit(1)).first()
@@ -254,7 +256,7 @@ def decision_text(session: Session, link: CustomerLink) -> str:
     "your sales contact decided to …"."""
     if link.used_at is not None and link.choice:
         return f"you chose to {CHOICE_LABELS[BackorderChoice(link.choice)]}"
-    event = decided_by_staff(session, link.order_id)
+    event = decided_by_staff(session, link)
     if event is None:
         return "nothing was decided yet"
     if event.action == "order.line_cancelled":

@@ -41,12 +41,7 @@ from models import (
 )
 from workflows import audit, outbox
 from workflows import validation as v
-from workflows.errors import (
-    AlreadyDecided,
-    InvalidTransition,
-    PermissionDenied,
-    ValidationFailed,
-)
+from workflows.errors import InvalidTransition, PermissionDenied, ValidationFailed
 from workflows.orders import (
     lock_order,
     order_lines,
@@ -237,15 +232,16 @@ def _check_chooser(session: Session, order: Order, actor: str, choice: str) -> N
 
 
 def _short_order(session: Session, order: Order, actor: str, choice: str,
-                 by_customer: bool = False) -> list[OrderLine]:
+                 by_customer: bool = False, override_reason: str | None = None
+                 ) -> list[OrderLine]:
     """Lock the order and check a choice may be made. `by_customer`: the customer chose
     through their signed backorder link (`workflows.customer_links`), which is their
-    authority; otherwise the rep or an admin, checked here, and only while the customer has
-    not chosen (the first decision stands)."""
+    authority; otherwise the rep or an admin, checked here, with a reason when it overrides
+    the customer's choice."""
     lines = lock_order(session, order)
     if not by_customer:
         _check_chooser(session, order, actor, choice)
-        _refuse_after_customer(session, order)
+        _check_override(session, order, actor=actor, choice=choice, reason=override_reason)
     if order.status not in (OrderStatus.APPROVED, *WAITING) or not short_lines(lines):
         raise InvalidTransition(f"order {order.number} is {order.status.replace('_', ' ')} "
                                 "and nothing on it is short of stock any more; there is "
@@ -272,22 +268,27 @@ def short_order_lines(session: Session, order: Order) -> list[OrderLine]:
     return _short_order(session, order, "customer", "cancel_line", by_customer=True)
 
 
-def _refuse_after_customer(session: Session, order: Order) -> None:
-    """A backorder is decided once, by whoever is first: once the customer chose through
-    their link, the rep's (or an admin's) choice — a button, `/o2c backorder`, cancelling
-    the rest — changes nothing and says what the customer chose. The order is locked, so a
-    customer choosing at the same moment is seen (`customer_links.choose_backorder` takes
-    the same lock)."""
+def _check_override(session: Session, order: Order, *, actor: str, choice: str,
+                    reason: str | None) -> None:
+    """The rep (or an admin) choosing after the customer did overrides the customer's
+    choice: only with a reason (`/o2c backorder <order> <choice> <reason>`), and the override
+    is in the order's history next to the customer's choice."""
     from workflows.customer_links import CHOICE_LABELS, customer_choice
 
     link = customer_choice(session, order.id)
     if link is None:
         return
-    chosen = CHOICE_LABELS.get(link.choice, link.choice)
-    raise AlreadyDecided(f"The customer already chose to {chosen} for {order.number} through "
-                         f"their link ({link.used_at:%Y-%m-%d %H:%M} UTC); a backorder is "
-                         "decided once, so nothing was changed.", decided_by="customer",
-                         status=link.choice)
+    reason = (reason or "").strip()
+    if not reason:
+        chosen = CHOICE_LABELS.get(link.choice, link.choice)
+        raise ValidationFailed.of("reason", f"the customer chose to {chosen} for "
+                                  f"{order.number} through their link; to override it, say "
+                                  f"why: `/o2c backorder {order.number} <ship|wait|cancel> "
+                                  "<reason>`")
+    v.text("reason", reason)
+    audit.record(session, actor=actor, action="order.backorder_override",
+                 entity_type="order", entity_id=order.id, reason=reason,
+                 number=order.number, choice=choice, customer_choice=link.choice)
 
 
 def tell_billing(session: Session, order: Order, *, choice: str, actor: str) -> None:
@@ -326,11 +327,12 @@ def _show_choice(session: Session, order: Order, lines: list[OrderLine], *, choi
 
 
 def ship_partial(session: Session, *, order: Order, actor: str,
-                 now: datetime | None = None, by_customer: bool = False) -> list[dict]:
+                 now: datetime | None = None, by_customer: bool = False,
+                 override_reason: str | None = None) -> list[dict]:
     """"Ship partial": record the choice and tell billing to ship what is reserved now (the
     shipment itself is posted by the ERP, `POST /shipments`); the short quantities stay
     backordered. Returns what is to ship."""
-    lines = _short_order(session, order, actor, "ship_partial", by_customer)
+    lines = _short_order(session, order, actor, "ship_partial", by_customer, override_reason)
     to_ship = [{"line_no": line.line_no, "sku": line.sku, "quantity": line.qty_reserved}
                for line in lines if line.qty_reserved > 0]
     if not to_ship:
@@ -346,10 +348,11 @@ def ship_partial(session: Session, *, order: Order, actor: str,
 
 
 def wait_for_stock(session: Session, *, order: Order, actor: str,
-                   now: datetime | None = None, by_customer: bool = False) -> list[dict]:
+                   now: datetime | None = None, by_customer: bool = False,
+                   override_reason: str | None = None) -> list[dict]:
     """"Wait": nothing changes; the choice is recorded. Restocking reserves for the order
     (oldest first) and tells the rep. Returns the short lines."""
-    lines = _short_order(session, order, actor, "wait", by_customer)
+    lines = _short_order(session, order, actor, "wait", by_customer, override_reason)
     short = short_lines(lines)
     if _repeats_last_choice(session, order, actor=actor, choice="wait", lines=short):
         return short
@@ -361,13 +364,14 @@ def wait_for_stock(session: Session, *, order: Order, actor: str,
 
 
 def cancel_line(session: Session, *, order: Order, line_no: int, actor: str, reason: str,
-                now: datetime | None = None, by_customer: bool = False) -> dict:
+                now: datetime | None = None, by_customer: bool = False,
+                override_reason: str | None = None) -> dict:
     """"Cancel line": cancel the short (backordered) quantity of one line; what is reserved
     still ships. The order's cancelled value is recomputed (its totals keep describing what
     was ordered); with nothing left short it goes back to approved (or, with nothing left to
     ship at all, to cancelled, or on to shipped and invoiced). Billing is told, and the rep
     too when an admin chose."""
-    lines = _short_order(session, order, actor, "cancel_line", by_customer)
+    lines = _short_order(session, order, actor, "cancel_line", by_customer, override_reason)
     line = next((li for li in lines if li.line_no == line_no), None)
     if line is None:
         raise ValidationFailed.of("line_no", f"{order.number} has no line {line_no}")
@@ -420,7 +424,7 @@ def cancel_rest(session: Session, *, order: Order, actor: str, reason: str,
     if not reason:
         raise ValidationFailed.of("reason", "say why the rest of the order is cancelled")
     v.text("reason", reason)
-    _refuse_after_customer(session, order)
+    _check_override(session, order, actor=actor, choice="cancel_rest", reason=reason)
     rest = [{"line_no": line.line_no, "sku": line.sku, "quantity": line.qty_open,
              "released": line.qty_reserved} for line in lines if line.qty_open > 0]
     released = release_stock(session, order)
@@ -486,19 +490,21 @@ OVERRIDES = {"ship": "ship_partial", "wait": "wait", "cancel": "cancel_line",
 def override(session: Session, *, order: Order, choice: str, actor: str, reason: str,
              now: datetime | None = None) -> str:
     """`/o2c backorder <order> <ship|wait|cancel> <reason>`: the rep's (or an admin's)
-    choice with a reason (refused once the customer chose through their link). `cancel`
-    cancels the short quantity of every short line; `cancel-rest` everything not shipped of
-    a partly shipped order (`cancel_rest`). Returns what was done, in words."""
+    choice with a reason, which may override the customer's (then the reason is required and
+    audited with it). `cancel` cancels the short quantity of every short line; `cancel-rest`
+    everything not shipped of a partly shipped order (`cancel_rest`). Returns what was done,
+    in words."""
     if choice not in OVERRIDES:
         raise ValidationFailed.of("choice", "one of ship, wait, cancel")
     reason = (reason or "").strip()
     if not reason:
         raise ValidationFailed.of("reason", "say why")
     if choice == "ship":
-        to_ship = ship_partial(session, order=order, actor=actor, now=now)
+        to_ship = ship_partial(session, order=order, actor=actor, now=now,
+                               override_reason=reason)
         return "ship partial: " + quantities(to_ship)
     if choice == "wait":
-        wait_for_stock(session, order=order, actor=actor, now=now)
+        wait_for_stock(session, order=order, actor=actor, now=now, override_reason=reason)
         tell_billing(session, order, choice="wait", actor=actor)
         return "wait for stock"
     if choice == "cancel-rest":
@@ -509,5 +515,5 @@ def override(session: Session, *, order: Order, choice: str, actor: str, reason:
     if not short:
         raise InvalidTransition(f"nothing on {order.number} is short of stock any more")
     done = [cancel_line(session, order=order, line_no=line_no, actor=actor, reason=reason,
-                        now=now) for line_no in short]
+                        now=now, override_reason=reason) for line_no in short]
     return "cancelled " + quantities(done)

@@ -1,8 +1,8 @@
 """`/o2c backorder <order> <ship|wait|cancel|cancel-rest> <reason>` (issue 19): the rep's (or
-an admin's) backorder choice with a reason; `cancel-rest` cancels what is left to ship of a
-partly shipped order (`fulfilment.cancel_rest`). Once per invocation; the workflow checks who
-may choose, and refuses once the customer decided through their e-mail link (a backorder is
-decided once, by whoever is first)."""
+an admin's) backorder choice with a reason — the way to override the choice the customer made
+through their e-mail link (the DM's buttons refuse then, pointing here); `cancel-rest` cancels
+what is left to ship of a partly shipped order (`fulfilment.cancel_rest`). Once per invocation; the
+workflow checks who may choose and records the override next to the customer's choice."""
 
 from __future__ import annotations
 

@@ -81,9 +81,8 @@ def test_billing_is_told_each_choice() -> None:
     assert "chose to *wait*" in waiting
 
 
-def test_the_rep_is_shown_that_the_customers_choice_stands_without_buttons() -> None:
-    # given the customer chose through their link: the first decision stands
-    message, text = rendered(audience="rep", choice="wait", by="customer")
-    # then the rep's notice says so, and offers nothing to click
-    assert "a backorder is decided once, so it stands" in text
-    assert buttons(message) == []
+def test_the_rep_is_shown_the_override_command_with_its_placeholder_escaped() -> None:
+    # given the customer chose through their link: the rep's notice says how to override
+    _, text = rendered(audience="rep", choice="wait", by="customer")
+    # then `<reason>` is text, not a link Slack would make of it
+    assert "ship|wait|cancel &lt;reason&gt;`" in text and "<reason>" not in text

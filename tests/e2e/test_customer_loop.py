@@ -124,24 +124,25 @@ def test_the_customer_chooses_once_through_the_backorder_email(shop, web, standi
         assert "Your choice is already recorded: ship what is available now" in again.text
     assert len(audited(shop, "order.customer_choice")) == 1
     assert len(audited(shop, "order.backorder_choice")) == 1
-    # then the rep's DM shows the customer's choice, which stands, and no buttons
+    # then the rep's DM shows the customer's choice and how to override it, no buttons
     dm = sandbox.wait_for(lambda: next((m for m in sandbox.dm_messages("USALES01")
                                         if any(h.get("text") == short
                                                for h in m.get("history") or [])), None),
                           WAIT, "the backorder DM, updated")
     now_shown = text_of({"text": dm["text"], "blocks": dm["blocks"]})
-    assert "it stands" in now_shown and "backorder_wait" not in now_shown
+    assert "/o2c backorder" in now_shown and "backorder_wait" not in now_shown
     # when the rep clicks "Wait" on the DM as it was (a client that had not refreshed yet):
-    # refused, naming the customer's choice
+    # refused, pointing to the override with a reason
     assert slack.send(stale_wait, FORM).status_code == 200
     sandbox.wait_for(lambda: ephemeral_texts(sandbox, "USALES01"), WAIT, "refusal")
-    assert "customer already chose to ship what is available now" in ephemeral_texts(
-        sandbox, "USALES01")[0]
-    # and so is `/o2c backorder` with a reason: the first decision stands
+    assert "/o2c backorder" in ephemeral_texts(sandbox, "USALES01")[0]
+    # when they override with a reason
     slack.slash("USALES01", f"backorder {number} wait customer called: ship it all together")
     sandbox.wait_for(lambda: len(ephemeral_texts(sandbox, "USALES01")) >= 2, WAIT, "answer")
-    assert "a backorder is decided once" in ephemeral_texts(sandbox, "USALES01")[1]
-    assert len(audited(shop, "order.backorder_choice")) == 1
+    assert "wait for stock" in ephemeral_texts(sandbox, "USALES01")[1]
+    [override] = audited(shop, "order.backorder_override")
+    assert (override.reason, override.data["customer_choice"]) == (
+        "customer called: ship it all together", "ship_now")
 
 
 def test_tampered_and_expired_choice_links_change_nothing(shop, web) -> None:

@@ -1,7 +1,9 @@
 """A backorder is decided once, by whoever is first: the customer through their e-mail link or
-the sales rep in Slack. Both take the order's row lock before they look, so when the two
-decide at the same moment the second waits for the first (PostgreSQL: FOR UPDATE; SQLite
-serialises writers) and then finds it decided: exactly one decision is carried out."""
+the sales rep in Slack (the rep may still override the customer's choice deliberately, with a
+reason: `/o2c backorder <order> <choice> <reason>`). Both take the order's row lock before
+they look, so when the two decide at the same moment the second waits for the first
+(PostgreSQL: FOR UPDATE; SQLite serialises writers) and then finds it decided: exactly one
+decision is carried out."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from tests.support import factories as f
 from tests.support.meanwhile import second_writer
 from tests.support.timetravel import frozen_at
 from workflows import customer_links, fulfilment, invariants
-from workflows.errors import AlreadyDecided
+from workflows.errors import ValidationFailed
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 frozen_time = frozen_at(NOW)
@@ -75,15 +77,17 @@ def test_the_customer_choosing_while_the_rep_cancels_decides_once(db) -> None:
             try:
                 fulfilment.cancel_line(s, order=s.get(Order, order_id), line_no=1,
                                        actor="USALES01", reason="customer phoned", now=NOW)
-            except AlreadyDecided as refused:
-                return str(refused)
+            except ValidationFailed as refused:
+                return refused.errors[0].detail
             return "cancelled"
 
         # when the rep cancels the missing 4 in Slack meanwhile
         answer, waited = second_writer(db, held, rep_cancels)
-    # then the rep waited for the customer and is told the customer's choice stands
+    # then the rep waited for the customer and is told what the customer chose: changing it
+    # is an override, which takes a reason (`/o2c backorder <order> <choice> <reason>`)
     assert waited == db.is_postgres
-    assert "customer already chose to wait and ship everything together" in answer
+    assert "the customer chose to wait and ship everything together" in answer
+    assert "/o2c backorder" in answer
     assert cancelled(db, order_id) == 0
     with db.read_session() as s:
         assert s.get(Order, order_id).status == OrderStatus.BACKORDERED
@@ -107,7 +111,7 @@ def test_the_rep_and_the_customer_at_once_make_exactly_one_decision(db) -> None:
             try:
                 fulfilment.wait_for_stock(s, order=s.get(Order, order_id), actor="USALES01",
                                           now=NOW)
-            except AlreadyDecided:
+            except ValidationFailed:  # (an override needs a reason)
                 return "rep:refused"
             return "rep:ok"
 

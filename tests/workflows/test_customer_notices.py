@@ -35,7 +35,7 @@ from workflows import (
     shipping,
 )
 from workflows import shipment_tracking as tracking
-from workflows.errors import AlreadyDecided, PermissionDenied, ValidationFailed
+from workflows.errors import PermissionDenied, ValidationFailed
 from workflows.inputs import CustomerIn, ShipmentEventIn, ShipmentLineIn
 from workflows.orders import order_lines
 
@@ -286,33 +286,32 @@ def test_an_expired_or_revoked_link_changes_nothing(session) -> None:
     assert order.status == OrderStatus.BACKORDERED
 
 
-def test_once_the_customer_chose_the_reps_choice_is_told_it_is_decided(session) -> None:
-    # given the customer chose to wait through their link
+def test_the_rep_can_still_override_the_customers_choice_with_a_reason(session) -> None:
+    # given the customer chose to wait
     from workflows import fulfilment
 
     order, link = backordered(session)
     customer_links.choose_backorder(session, link_id=link.id, choice="wait", now=NOW)
-    # when the rep then cancels the short line (the DM's button), or says so with a reason
-    # (`/o2c backorder ... cancel <reason>`), or ships what is there
-    for choose in (
-            lambda: fulfilment.cancel_line(session, order=order, line_no=1, actor="USALES01",
-                                           reason="short of stock", now=NOW),
-            lambda: fulfilment.override(session, order=order, choice="cancel", actor="USALES01",
-                                        reason="customer called: cancel after all", now=NOW),
-            lambda: fulfilment.ship_partial(session, order=order, actor="USALES01", now=NOW)):
-        with pytest.raises(AlreadyDecided) as refused:
-            choose()
-        # then they are told the customer's choice stands, and nothing changed
-        assert "customer already chose to wait and ship everything together" in str(
-            refused.value)
-        assert order.status == OrderStatus.BACKORDERED
-    assert [li.qty_cancelled for li in order_lines(session, order.id)] == [0]
-    assert session.exec(select(AuditEvent).where(
-        AuditEvent.action == "order.backorder_choice",
-        AuditEvent.actor == "USALES01")).all() == []
-    # and someone else's rep is refused as before
+    # when the rep chooses otherwise without a reason (the DM's buttons), it is refused
+    with pytest.raises(ValidationFailed) as refused:
+        fulfilment.cancel_line(session, order=order, line_no=1, actor="USALES01",
+                               reason="short of stock", now=NOW)
+    assert "/o2c backorder" in refused.value.errors[0].detail
+    assert order.status == OrderStatus.BACKORDERED
+    # when they override with a reason
+    done = fulfilment.override(session, order=order, choice="cancel", actor="USALES01",
+                               reason="customer called: cancel after all", now=NOW)
+    # then the short quantity is cancelled, and the override is in the order's history
+    # next to the customer's choice, with the reason
+    assert done == "cancelled 4 × WID-1" and order.status == OrderStatus.APPROVED
+    [override] = session.exec(select(AuditEvent).where(
+        AuditEvent.action == "order.backorder_override")).all()
+    assert (override.actor, override.reason, override.data["customer_choice"]) == (
+        "USALES01", "customer called: cancel after all", "wait")
+    # and someone else's rep may not override at all
     f.user(session, "USALES02", "sales")
-    other, _ = backordered_again(session)
+    other, other_link = backordered_again(session)
+    customer_links.choose_backorder(session, link_id=other_link.id, choice="wait", now=NOW)
     with pytest.raises(PermissionDenied):
         fulfilment.override(session, order=other, choice="ship", actor="USALES02",
                             reason="mine now", now=NOW)
