@@ -4,8 +4,9 @@ customer, expiring, revocable from Slack, and every access through it is logged.
 
 * `GET /c/backorder/<token>/<choice>` shows what the customer is about to choose; only the
   form's POST records it (mail scanners follow GET links: a GET changes nothing). A second
-  click, a forwarded e-mail after the choice, an expired or revoked link get a clear page and
-  change nothing; a tampered link is "not valid" (404).
+  click, a forwarded e-mail after the choice, a backorder the sales rep decided in Slack
+  first, an expired or revoked link get a clear page and change nothing; a tampered link is
+  "not valid" (404).
 * `GET /c/<token>`: open orders, shipments with tracking links, open invoices (PDF, "Pay now"
   where payment links are set up), the statement of account (PDF), and a "question about this
   invoice" form that opens a dispute in Slack (`workflows.disputes`). Nothing else changes
@@ -160,14 +161,26 @@ def _choice_link(request: Request, token: str, choice: str) -> tuple[int | None,
 
 
 def _already(session: Any, link_id: int, status: str) -> HTMLResponse:
-    if status == "used":
+    """The page of a choice link whose backorder was decided: by the customer (`used`) or by
+    their sales contact in Slack (`decided`); the first decision stands."""
+    if status in ("used", "decided"):
         link = session.get(CustomerLink, link_id)
-        label = (customer_links.CHOICE_LABELS[BackorderChoice(link.choice)]
-                 if link is not None and link.choice else "a choice")
-        return _message("used", "Your choice is already recorded",
-                        f"Your choice is already recorded: {label}.", status=200, tone="good",
-                        detail="Nothing was changed. If you want something else, please "
-                               "reply to our e-mail: your sales contact can still change it.")
+        session.refresh(link)
+        order = session.get(Order, link.order_id)
+        what = customer_links.decision_text(session, link)
+        if status == "used":
+            label = (customer_links.CHOICE_LABELS[BackorderChoice(link.choice)]
+                     if link.choice else "a choice")
+            return _message("used", "Your choice is already recorded",
+                            f"Your choice is already recorded: {label}.", status=200,
+                            tone="good", detail="Nothing was changed: the backorder of order "
+                            f"{order.number} is decided. If you need something else, please "
+                            "reply to our e-mail.")
+        return _message("decided", "This backorder was already decided",
+                        f"The backorder of order {order.number} was already decided: {what}.",
+                        status=200, tone="good",
+                        detail="Nothing was changed. If you need something else, please "
+                               "reply to our e-mail.")
     return _refused(status)
 
 

@@ -6,7 +6,9 @@ Lifecycle of a row: `pending` -> claimed (`sending`, with a lease) -> `sent`, or
 an admin re-queues it. A dunning e-mail (and a collector's one-click reminder) is checked
 against the books just before it is sent (`workflows.dunning.due_now`): what was paid or put in
 dispute since it was queued is left out and the amounts are those of the moment; one with
-nothing left to ask for is `withdrawn` (never sent, audited as `dunning.email_withdrawn`).
+nothing left to ask for is `withdrawn` (never sent, audited as `dunning.email_withdrawn`); so
+is a customer's page-link e-mail whose link was revoked (or expired) before it went
+(`customer.link_email_withdrawn`).
 
 SPEC §5.4: a 429, a 5xx, a network error or a crash delays a notification, never loses it:
 
@@ -99,8 +101,10 @@ from bot.settings import Settings
 from handlers.common import locale_tag, note_database_down
 from models import Customer, Invoice, OutboxMessage, OutboxStatus, User
 from models.base import utcnow
-from workflows import audit, dunning, outbox, write_offs
+from workflows import audit, customer_links, dunning, outbox, write_offs
 from workflows.errors import database_unavailable
+
+PAGE_LINK = "notice_page_link"  # the e-mail with a customer's page link (`send_portal_link`)
 
 if TYPE_CHECKING:
     from bot.deps import Deps
@@ -435,6 +439,9 @@ class OutboxWorker:
             row = self._as_due_now(row)
             if row is None:
                 return
+        if (row.transport == "email" and (row.payload or {}).get("template") == PAGE_LINK
+                and not self._page_link_live(row)):
+            return
         paused_until = self._paused.get(row.method)  # a 429's wait, for any transport
         if paused_until is not None and paused_until > self.now():
             self._finish(row_id, status=OutboxStatus.PENDING, undo_attempt=True,
@@ -517,6 +524,31 @@ class OutboxWorker:
                 write_offs.withdraw_fees(session, unnamed, now=self.now())
         row.payload = payload
         return row
+
+    def _page_link_live(self, row: OutboxMessage) -> bool:
+        """A customer's page-link e-mail goes only while its link works: one revoked (or
+        expired) since it was queued is withdrawn (never sent, audited), as the revoke does
+        to the rows not claimed yet (`customer_links.revoke`). Only this worker's claim may
+        change the row."""
+        link_id = ((row.payload or {}).get("context") or {}).get("link_id")
+        with self.db.transaction() as session:
+            state = customer_links.page_link_live(session, link_id, now=self.now())
+            if state == "ok":
+                return True
+            table = OutboxMessage.__table__
+            reason = f"withdrawn: its link is {state}"
+            if session.execute(sa.update(table).where(
+                    table.c.id == row.id, table.c.claimed_by == self.worker_id).values(
+                    status=OutboxStatus.WITHDRAWN, claimed_at=None, claimed_by=None,
+                    last_error=reason)).rowcount:
+                audit.record(session, actor="system", action="customer.link_email_withdrawn",
+                             entity_type="outbox", entity_id=row.id, from_state="sending",
+                             to_state=OutboxStatus.WITHDRAWN, reason=reason,
+                             link_id=link_id, at=self.now())
+                log.info("outbox %s: page-link e-mail withdrawn, link %s is %s", row.id,
+                         link_id, state)
+                observability.delivered(row.transport, "withdrawn")
+        return False
 
     def _give_up_ephemeral(self, row: OutboxMessage, why: str) -> None:
         """An ephemeral an earlier attempt may have shown is not sent again: Slack can

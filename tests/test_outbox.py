@@ -607,3 +607,37 @@ def test_an_ephemeral_stranded_by_a_dead_worker_is_not_shown_again(db, standin,
     assert [e["text"] for e in standin.api.ephemerals("USALES01")] == ["once"]
     stranded = row(db, message)
     assert stranded.status == "failed" and stranded.last_error.startswith(EPHEMERAL_GIVEN_UP)
+
+
+def test_a_page_link_email_whose_link_was_revoked_meanwhile_is_withdrawn_not_sent(
+        db, standin, database_url) -> None:
+    # given a page-link e-mail queued for the customer, its link revoked since (by a revoke
+    # that committed while a worker held the row, or before a failed row was re-queued)
+    import sqlalchemy as sa
+
+    from models import AuditEvent, CustomerLink
+    from tests.support import factories as f
+    from workflows import customer_links
+
+    now = utcnow()
+    with db.transaction() as s:
+        f.user(s, "UCOLL01", "collector")
+        customer = f.customer(s)
+        link, _ = customer_links.send_portal_link(s, customer=customer, actor="UCOLL01",
+                                                  now=now)
+        mail = s.exec(select(OutboxMessage).where(
+            OutboxMessage.dedupe_key == f"customer-page-link:{link.id}")).one()
+        s.execute(sa.update(CustomerLink.__table__).where(CustomerLink.id == link.id)
+                  .values(revoked_at=now, revoked_by="UCOLL01"))
+    sent: list[dict] = []
+    worker = worker_for(db, standin, database_url, mailer=lambda p: sent.append(p) or {})
+    # when the worker's turn comes
+    worker.run_once(now=now + timedelta(seconds=1))
+    # then nothing is sent: the row is withdrawn with its reason, and audited
+    assert sent == []
+    assert (row(db, mail.id).status, row(db, mail.id).last_error) == (
+        "withdrawn", "withdrawn: its link is revoked")
+    with db.read_session() as s:
+        [audited] = s.exec(select(AuditEvent).where(
+            AuditEvent.action == "customer.link_email_withdrawn")).all()
+        assert (audited.entity_id, audited.data["link_id"]) == (str(mail.id), link.id)

@@ -3,7 +3,12 @@
 A link is a `CustomerLink` row; its URL carries the row's id signed with HMAC
 (`bot.customer_links`, the secret lives only in the environment). This module decides, from
 the row, whether a verified link still works (`check`), and carries out the one decision a
-backorder link allows, once (`choose_backorder`). Portal links are made by a collector in
+backorder link allows, once (`choose_backorder`). A backorder is decided once, by whoever is
+first: the customer through the link, or the sales rep (an admin) in Slack; after either, the
+link answers what was decided and changes nothing (`decided_by_staff`). The rep may still
+override the customer's choice deliberately, with a reason (`workflows.fulfilment`, audited
+as `order.backorder_override`). Both take the order's row lock first, so two at once decide
+once. Portal links are made by a collector in
 Slack and revoked there (`portal_link`, `revoke`). Times come from the caller (`now`).
 """
 
@@ -16,11 +21,14 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models import (
+    AuditEvent,
     BackorderChoice,
     Customer,
     CustomerLink,
     LinkScope,
     Order,
+    OutboxMessage,
+    OutboxStatus,
     Role,
 )
 from workflows import audit, outbox
@@ -39,7 +47,9 @@ PORTAL_ROLES = (Role.COLLECTOR, Role.ADMIN)
 @dataclass
 class LinkState:
     link: CustomerLink | None
-    status: str  # "ok", "unknown", "expired", "revoked", "used"
+    # "ok", "unknown", "expired", "revoked", "used" (the customer chose), "decided" (the rep
+    # or an admin decided the backorder first)
+    status: str
 
 
 def backorder_link(session: Session, *, order: Order, now: datetime) -> CustomerLink:
@@ -75,22 +85,64 @@ def portal_link(session: Session, *, customer: Customer, actor: str, now: dateti
 
 def revoke(session: Session, *, customer: Customer, actor: str, now: datetime) -> int:
     """Revoke every live link of `customer` (its page and any backorder choice not made);
-    returns how many."""
+    returns how many. A page-link e-mail still queued (or failed, to be re-queued) with one
+    of them is withdrawn with it, never sent (`withdraw_page_link_emails`); one already sent
+    stays as it was."""
     if not any(has_role(session, actor, role) for role in PORTAL_ROLES):
         raise PermissionDenied("Only collectors and admins can revoke a customer's links.",
                                actor=actor, action="customer.links_revoked",
                                entity_type="customer", entity_id=customer.id)
     table = CustomerLink.__table__
-    result = session.execute(
-        sa.update(table).where(table.c.customer_id == customer.id,
-                               table.c.revoked_at.is_(None), table.c.used_at.is_(None),
-                               table.c.expires_at > now)
-        .values(revoked_at=now, revoked_by=actor))
+    live = sa.and_(table.c.customer_id == customer.id, table.c.revoked_at.is_(None),
+                   table.c.used_at.is_(None), table.c.expires_at > now)
+    ids = list(session.execute(sa.select(table.c.id).where(live)).scalars())
+    result = session.execute(sa.update(table).where(live, table.c.id.in_(ids))
+                             .values(revoked_at=now, revoked_by=actor))
     audit.record(session, actor=actor, action="customer.links_revoked",
                  entity_type="customer", entity_id=customer.id,
                  reason=f"{result.rowcount} live link(s) revoked", count=result.rowcount,
                  at=now)
+    withdraw_page_link_emails(session, ids, actor=actor, now=now,
+                              reason="withdrawn: its link was revoked before it was sent")
     return result.rowcount
+
+
+def withdraw_page_link_emails(session: Session, link_ids: list[int], *, actor: str,
+                              now: datetime, reason: str) -> list[int]:
+    """Page-link e-mails (`send_portal_link`) of these links not sent yet (queued, or failed
+    and so re-queueable) become `withdrawn` (never sent, the reason in `last_error`), each
+    audited as `customer.link_email_withdrawn`. A row a worker is sending right now is left
+    to the worker, which checks the link just before it sends (`page_link_live`). Returns
+    the rows withdrawn."""
+    if not link_ids:
+        return []
+    table = OutboxMessage.__table__
+    unsent = sa.and_(table.c.transport == "email",
+                     table.c.dedupe_key.in_([page_link_key(i) for i in link_ids]),
+                     table.c.status.in_((OutboxStatus.PENDING, OutboxStatus.FAILED)))
+    rows = list(session.execute(sa.select(table.c.id, table.c.dedupe_key, table.c.status)
+                                .where(unsent).order_by(table.c.id)))
+    withdrawn = []
+    for row_id, key, status in rows:
+        if session.execute(sa.update(table).where(unsent, table.c.id == row_id).values(
+                status=OutboxStatus.WITHDRAWN, last_error=reason, claimed_at=None,
+                claimed_by=None)).rowcount:
+            withdrawn.append(row_id)
+            audit.record(session, actor=actor, action="customer.link_email_withdrawn",
+                         entity_type="outbox", entity_id=row_id, from_state=status,
+                         to_state=OutboxStatus.WITHDRAWN, reason=reason,
+                         link_id=int(key.rsplit(":", 1)[1]), at=now)
+    return withdrawn
+
+
+def page_link_key(link_id: int) -> str:
+    """The dedupe key of the e-mail that sends a customer their page link."""
+    return f"customer-page-link:{link_id}"
+
+
+def page_link_live(session: Session, link_id: int | None, *, now: datetime) -> str:
+    """Whether a page-link e-mail may still go out: its link's state ("ok", else why not)."""
+    return check(session, link_id, scope=LinkScope.PORTAL, now=now).status
 
 
 def check(session: Session, link_id: int | None, *, scope: str, now: datetime) -> LinkState:
@@ -103,6 +155,8 @@ def check(session: Session, link_id: int | None, *, scope: str, now: datetime) -
         return LinkState(link, "revoked")
     if link.used_at is not None:
         return LinkState(link, "used")
+    if scope == LinkScope.BACKORDER and decided_by_staff(session, link) is not None:
+        return LinkState(link, "decided")
     if link.expires_at <= now:
         return LinkState(link, "expired")
     return LinkState(link, "ok")
@@ -124,10 +178,15 @@ def choose_backorder(session: Session, *, link_id: int, choice: str, now: dateti
     out like the rep's, and told to the rep (DM) and billing (AR channel). Returns the link's
     state: "ok" when this call recorded the choice, else why nothing changed."""
     from workflows import fulfilment
-    from workflows.orders import order_snapshot
+    from workflows.orders import lock_order, order_snapshot
 
     choice = BackorderChoice(choice)
     state = check(session, link_id, scope=LinkScope.BACKORDER, now=now)
+    if state.status == "ok":  # the order's lock first, as the rep's choice takes it, then again
+        lock_order(session, order_of(session, state.link))
+        state = check(session, link_id, scope=LinkScope.BACKORDER, now=now)
+    if state.status in ("used", "decided"):
+        _refuse(session, state.link, choice, now=now)
     if state.status != "ok":
         return state.status
     table = CustomerLink.__table__
@@ -135,8 +194,8 @@ def choose_backorder(session: Session, *, link_id: int, choice: str, now: dateti
         sa.update(table).where(table.c.id == link_id, table.c.used_at.is_(None),
                                table.c.revoked_at.is_(None), table.c.expires_at > now)
         .values(choice=choice.value, used_at=now))
-    if taken.rowcount != 1:
-        return "used"
+    if taken.rowcount != 1:  # revoked (or expired) meanwhile: revoking takes no order lock
+        return check(session, link_id, scope=LinkScope.BACKORDER, now=now).status
     order = session.get(Order, state.link.order_id)
     actor = "customer"
     why = f"the customer chose to {CHOICE_LABELS[choice]}"
@@ -160,6 +219,52 @@ def choose_backorder(session: Session, *, link_id: int, choice: str, now: dateti
                             f"{why} (through their backorder link); you can still "
                             "override it with the backorder buttons"]})
     return "ok"
+
+
+def _refuse(session: Session, link: CustomerLink, choice: BackorderChoice, *,
+             now: datetime) -> None:
+    """A choice through the link after the backorder was decided: audited as refused."""
+    session.refresh(link)
+    audit.refusal(session, actor=f"link:{link.id}", action="order.customer_choice",
+                  entity_type="order", entity_id=link.order_id,
+                  reason=f"already decided: {decision_text(session, link)}",
+                  choice=choice.value, link_id=link.id, at=now)
+
+
+def decided_by_staff(session: Session, link: CustomerLink) -> AuditEvent | None:
+    """The sales rep's (or an admin's) first decision in Slack of the backorder of the link's
+    order (one link per order) — a choice (ship partial, wait, cancel a short line) or
+    cancelling the rest —, or None."""
+    if link.order_id is None:
+        return None
+    return session.exec(
+        select(AuditEvent)
+        .where(AuditEvent.entity_type == "order", AuditEvent.entity_id == str(link.order_id),
+               AuditEvent.action.in_(STAFF_DECISIONS),
+               AuditEvent.actor.not_in(("customer", "system")))
+        .order_by(AuditEvent.id).limit(1)).first()
+
+
+STAFF_DECISIONS = ("order.backorder_choice", "order.line_cancelled")
+STAFF_LABELS = {"ship_partial": "ship what is available now",
+                "wait": "wait and ship everything together",
+                "cancel_line": "cancel the missing quantities"}
+
+
+def decision_text(session: Session, link: CustomerLink) -> str:
+    """What was decided on the link's order, in the customer's words: "you chose to …" or
+    "your sales contact decided to …"."""
+    if link.used_at is not None and link.choice:
+        return f"you chose to {CHOICE_LABELS[BackorderChoice(link.choice)]}"
+    event = decided_by_staff(session, link)
+    if event is None:
+        return "nothing was decided yet"
+    if event.action == "order.line_cancelled":
+        what = ("cancel what was left to ship" if event.data.get("rest")
+                else STAFF_LABELS["cancel_line"])
+    else:
+        what = STAFF_LABELS.get(event.data.get("choice"), "decide it")
+    return f"your sales contact decided to {what}"
 
 
 def order_of(session: Session, link: CustomerLink) -> Order:
@@ -203,7 +308,7 @@ def send_portal_link(session: Session, *, customer: Customer, actor: str, now: d
                                   "add one before sending their page")
     link = portal_link(session, customer=customer, actor=actor, now=now)
     outbox.send_email(session, to=to, template="notice_page_link",
-                      dedupe_key=f"customer-page-link:{link.id}",
+                      dedupe_key=page_link_key(link.id),
                       context={"customer": customer.name, "link_id": link.id,
                                "link_expires_at": link.expires_at.isoformat()})
     return link, to

@@ -474,11 +474,11 @@ def test_two_different_choices_at_once_make_one_decision_and_tell_the_other(shop
         assert s.get(CustomerLink, link_id).choice == chosen
 
 
-@pytest.mark.parametrize("resolution", ["restocked", "rep_cancelled_the_short_line"])
+@pytest.mark.parametrize("resolution", ["restocked", "rep_waited"])
 def test_a_choice_after_staff_resolved_the_backorder_changes_nothing(shop, web,
                                                                      resolution) -> None:
     # given a backordered order (6 of 10 reserved) that staff resolved before the customer
-    # chose: the stock came in, or the rep cancelled the missing quantities
+    # chose: the stock came in, or the rep decided in Slack to wait for it
     from workflows import fulfilment
 
     number, link_id = short_order(shop)
@@ -488,24 +488,36 @@ def test_a_choice_after_staff_resolved_the_backorder_changes_nothing(shop, web,
             product = f.product(s, "WID-1", price="100.00", on_hand=10)
             fulfilment.reserve_backorders(s, product.id, "system", now=NOW)
         else:
-            fulfilment.cancel_line(s, order=order, line_no=1, actor="USALES01",
-                                   reason="customer phoned", now=NOW)
+            fulfilment.wait_for_stock(s, order=order, actor="USALES01", now=NOW)
         before = s.exec(select(AuditEvent).order_by(AuditEvent.id.desc())).first().id
     # when the customer follows a link of the e-mail, and confirms anyway
     shown = web.get(choice_path(link_id, "cancel_short"))
     done = web.post(choice_path(link_id, "cancel_short"))
     # then a clear page each time, and nothing changed
-    status = "approved"  # (6 reserved, nothing short: back to approved either way)
-    assert shown.status_code == 200 and "Nothing to choose any more" in shown.text
-    assert "Confirm" not in shown.text
-    assert done.status_code == 409 and "Nothing was changed" in done.text
-    assert "nothing on it is short of stock any more" in done.text
+    assert "Confirm" not in shown.text and "Nothing was changed" in done.text
     with shop.db.read_session() as s:
         assert s.get(CustomerLink, link_id).used_at is None
-        # (each access is in the log, the refused confirmation too)
-        assert [(e.action, e.reason) for e in s.exec(select(AuditEvent).where(
-            AuditEvent.id > before).order_by(AuditEvent.id))] == [
+        after = [(e.action, e.reason) for e in s.exec(select(AuditEvent).where(
+            AuditEvent.id > before).order_by(AuditEvent.id))]
+        status = s.exec(select(Order).where(Order.number == number)).one().status
+    if resolution == "rep_waited":  # the rep's decision came first: it stands
+        decided = (f"The backorder of order {number} was already decided: your sales "
+                   "contact decided to wait and ship everything together.")
+        for page in (shown, done):
+            assert page.status_code == 200 and decided in page.text
+        assert status == "backordered"
+        assert after == [
             ("customer.link_access", "backorder choice page (cancel_short)"),
-            ("customer.link_access", f"backorder choice (cancel_short): refused: order "
-                                     f"{number} is {status} and nothing on it is short of "
-                                     "stock any more; there is nothing to choose")]
+            ("customer.link_access", "backorder choice (cancel_short)"),
+            ("refused.order.customer_choice", "already decided: your sales contact decided "
+                                              "to wait and ship everything together")]
+        return
+    assert shown.status_code == 200 and "Nothing to choose any more" in shown.text
+    assert done.status_code == 409
+    assert "nothing on it is short of stock any more" in done.text
+    # (each access is in the log, the refused confirmation too)
+    assert after == [
+        ("customer.link_access", "backorder choice page (cancel_short)"),
+        ("customer.link_access", f"backorder choice (cancel_short): refused: order "
+                                 f"{number} is {status} and nothing on it is short of "
+                                 "stock any more; there is nothing to choose")]

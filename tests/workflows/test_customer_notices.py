@@ -14,13 +14,30 @@ from sqlmodel import Session, select
 from blocks.lookup import order_card
 from bot.customer_links import CustomerLinks, LinkSigner
 from bot.mailer import render_email
-from models import AuditEvent, CustomerLink, OrderStatus, OutboxMessage, Shipment
+from models import (
+    AuditEvent,
+    Customer,
+    CustomerLink,
+    OrderStatus,
+    OutboxMessage,
+    OutboxStatus,
+    Shipment,
+)
 from tests.support import factories as f
 from tests.support.timetravel import frozen_at
-from workflows import customer_links, customer_notices, invariants, queries, revenue, shipping
+from workflows import (
+    customer_links,
+    customer_notices,
+    invariants,
+    outbox,
+    queries,
+    revenue,
+    shipping,
+)
 from workflows import shipment_tracking as tracking
 from workflows.errors import PermissionDenied, ValidationFailed
 from workflows.inputs import CustomerIn, ShipmentEventIn, ShipmentLineIn
+from workflows.orders import order_lines
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SHIPPED_AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -298,6 +315,92 @@ def test_the_rep_can_still_override_the_customers_choice_with_a_reason(session) 
     with pytest.raises(PermissionDenied):
         fulfilment.override(session, order=other, choice="ship", actor="USALES02",
                             reason="mine now", now=NOW)
+
+
+@pytest.mark.parametrize("rep", ["wait", "cancel_line"])
+def test_once_the_rep_decided_the_customers_link_changes_nothing(session, rep) -> None:
+    # given the rep decided the backorder in Slack: wait, or cancel the missing 4
+    from workflows import fulfilment
+
+    order, link = backordered(session)
+    if rep == "wait":
+        fulfilment.wait_for_stock(session, order=order, actor="USALES01", now=NOW)
+    else:
+        fulfilment.cancel_line(session, order=order, line_no=1, actor="USALES01",
+                               reason="customer phoned", now=NOW)
+    status, cancelled = order.status, [li.qty_cancelled for li in order_lines(session,
+                                                                               order.id)]
+    outbox_rows = len(session.exec(select(OutboxMessage)).all())
+    # when the customer then follows their link and asks for something else
+    later = NOW + timedelta(hours=1)
+    result = customer_links.choose_backorder(session, link_id=link.id, choice="ship_now",
+                                             now=later)
+    # then it was already decided (and the link says what), and nothing changed
+    assert result == "decided"
+    assert customer_links.check(session, link.id, scope="backorder", now=later).status \
+        == "decided"
+    said = {"wait": "your sales contact decided to wait and ship everything together",
+            "cancel_line": "your sales contact decided to cancel the missing quantities"}[rep]
+    assert customer_links.decision_text(session, link) == said
+    session.refresh(link)
+    assert (link.used_at, link.choice) == (None, None)
+    assert (order.status, [li.qty_cancelled for li in order_lines(session, order.id)]) == (
+        status, cancelled)
+    assert len(session.exec(select(OutboxMessage)).all()) == outbox_rows  # nobody told again
+    assert queries.order_view(session, order.number).customer_choice is None
+    # and the attempt is audited as refused
+    [refused] = session.exec(select(AuditEvent).where(
+        AuditEvent.action == "refused.order.customer_choice")).all()
+    assert (refused.actor, refused.reason, refused.data["choice"]) == (
+        f"link:{link.id}", f"already decided: {said}", "ship_now")
+    assert session.exec(select(AuditEvent).where(
+        AuditEvent.action == "order.customer_choice")).all() == []
+    assert invariants.validate_all(session) == []
+
+
+def test_a_second_customer_choice_is_audited_as_refused(session) -> None:
+    order, link = backordered(session)
+    customer_links.choose_backorder(session, link_id=link.id, choice="cancel_short", now=NOW)
+    assert customer_links.choose_backorder(session, link_id=link.id, choice="ship_now",
+                                           now=NOW) == "used"
+    [refused] = session.exec(select(AuditEvent).where(
+        AuditEvent.action == "refused.order.customer_choice")).all()
+    assert refused.reason == "already decided: you chose to cancel the missing quantities"
+
+
+# -- a revoked page link is never e-mailed -----------------------------------------------------
+
+def test_revoking_withdraws_the_page_link_emails_not_sent_yet(session) -> None:
+    # given two page links e-mailed to the customer: one went out, one is still queued
+    company(session)
+    customer = session.exec(select(Customer)).one()
+    sent_link, _ = customer_links.send_portal_link(session, customer=customer,
+                                                   actor="UCOLL01", now=NOW)
+    [sent] = page_link_emails(session)
+    sent.status, sent.sent_at = OutboxStatus.SENT, NOW
+    session.add(sent)
+    queued_link, _ = customer_links.send_portal_link(session, customer=customer,
+                                                     actor="UCOLL01", now=NOW)
+    queued = page_link_emails(session)[1]
+    # when the collector revokes the customer's links
+    assert customer_links.revoke(session, customer=customer, actor="UCOLL01", now=NOW) == 2
+    # then the queued e-mail is withdrawn, with its reason, and audited; the sent one stays
+    session.refresh(queued)
+    session.refresh(sent)
+    assert (queued.status, queued.last_error) == (
+        OutboxStatus.WITHDRAWN, "withdrawn: its link was revoked before it was sent")
+    assert sent.status == OutboxStatus.SENT
+    [audited] = session.exec(select(AuditEvent).where(
+        AuditEvent.action == "customer.link_email_withdrawn")).all()
+    assert (audited.entity_id, audited.actor, audited.data["link_id"]) == (
+        str(queued.id), "UCOLL01", queued_link.id)
+    # (nothing is left for the worker to send)
+    assert queued.id not in [m.id for m in outbox.queued(session)]
+
+
+def page_link_emails(session: Session) -> list[OutboxMessage]:
+    return [m for m in session.exec(select(OutboxMessage).order_by(OutboxMessage.id))
+            if m.transport == "email" and m.payload["template"] == "notice_page_link"]
 
 
 def backordered_again(session: Session) -> tuple:
