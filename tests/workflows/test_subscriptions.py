@@ -675,3 +675,58 @@ def test_the_invariants_see_a_period_billed_wrong(session: Session, cloud: Order
         f"subscription line {line.id}, period from 2026-03-01: billed though the line stops "
         "from 2026-03-01"]
     session.rollback()
+
+
+def _cloud_on(session: Session, day: date) -> revenue.Figures:
+    return next(fig for ob, fig in revenue.line_positions(session, day).values()
+                if ob.sku == "CLOUD")
+
+
+def test_a_day_inside_a_closed_month_shows_that_day_not_the_month_end(
+        session: Session, cloud: Order) -> None:
+    """January billed on 1 January, February on 20 February, both closed. The figures as of
+    12 February are those of 12 February: January's 203.84 recognised (February's is
+    recognised on its last day) against the 200.00 invoiced by then — 3.84 unbilled — not
+    28 February's 387.95 against 400.00; as of 15 January nothing is recognised yet and the
+    200.00 invoiced is deferred. The month end keeps what the close recorded."""
+    # given
+    bill_all(session, date(2026, 1, 1))
+    bill_all(session, date(2026, 2, 20))
+    revenue.close_month(session, period="2026-02", actor="test", now=at(2026, 3, 2))
+    session.commit()
+    # when
+    jan15, feb12, feb19, feb28 = (_cloud_on(session, d) for d in (
+        date(2026, 1, 15), date(2026, 2, 12), date(2026, 2, 19), date(2026, 2, 28)))
+    # then
+    assert (jan15.recognized, jan15.invoiced, jan15.deferred, jan15.unbilled) == (
+        0, 20000, 20000, 0)
+    assert (feb12.recognized, feb12.invoiced, feb12.deferred, feb12.unbilled) == (
+        20384, 20000, 0, 384)
+    assert feb19 == feb12
+    assert (feb28.recognized, feb28.invoiced, feb28.deferred) == (38795, 40000, 1205)
+    assert invariants.validate_all(session) == []
+
+
+def test_a_change_dated_in_a_closed_month_stays_out_of_its_days(
+        session: Session, cloud: Order) -> None:
+    """February is closed; on 10 March the widget is recorded as shipped on 10 February.
+    The closed February never shows it — not at its end, nor on 12 February — and March,
+    the first open month, recognises its 10.00."""
+    # given
+    bill_all(session, date(2026, 1, 1))
+    revenue.close_month(session, period="2026-02", actor="test", now=at(2026, 3, 2))
+    session.commit()
+    shipping.ship_order(session, order_number=cloud.number, carrier="UPS",
+                        tracking_number="1Z", shipped_at=at(2026, 2, 10), actor="USALES01",
+                        now=at(2026, 3, 10))
+    session.commit()
+    # when
+    widget = {d: next(fig for ob, fig in revenue.line_positions(session, d).values()
+                      if ob.sku == "WID")
+              for d in (date(2026, 2, 12), date(2026, 2, 28), date(2026, 3, 31))}
+    # then
+    assert [widget[d].recognized for d in sorted(widget)] == [0, 0, 1000]
+    data = revenue.report(session, first=date(2026, 2, 1), last=date(2026, 3, 1),
+                          today=date(2026, 3, 10))
+    assert [m.recognized["goods"] for m in data.currencies["USD"].months] == [0, 1000]
+    assert invariants.validate_all(session) == []
