@@ -730,3 +730,69 @@ def test_a_change_dated_in_a_closed_month_stays_out_of_its_days(
                           today=date(2026, 3, 10))
     assert [m.recognized["goods"] for m in data.currencies["USD"].months] == [0, 1000]
     assert invariants.validate_all(session) == []
+
+
+def _one_subscription(session: Session) -> Order:
+    """1 x CLOUD at 1200.00 a year for 2026, billed monthly (100.00 a period), alone on its
+    order."""
+    f.user(session, "USALES01", "sales")
+    f.customer(session, credit_limit="1000000.00")
+    f.product(session, "CLOUD", price="1200.00", revenue_type="subscription")
+    placed = orders.create_order(session, OrderIn(
+        customer="C-GLOBEX", sales_rep="USALES01", currency="USD", lines=[
+            OrderLineIn(sku="CLOUD", quantity=1, service_start="2026-01-01",
+                        service_end="2026-12-31", billing="monthly")]),
+        actor="USALES01", now=at(2025, 12, 20))
+    session.commit()
+    return placed
+
+
+def test_an_order_on_hold_whose_subscription_is_cancelled_is_invoiced(
+        session: Session) -> None:
+    """January to March are invoiced (300.00), then finance puts the order on hold, and the
+    subscription is cancelled from April: nothing is left to bill nor to hold, so the order
+    is invoiced (as it would be had it not been held) — not left on hold, nor, once
+    released, approved for ever with nothing the billing job would ever invoice."""
+    # given
+    placed = _one_subscription(session)
+    bill_all(session, date(2026, 3, 10))
+    order = session.get(Order, placed.id)
+    orders.transition(session, order, "on_hold", actor="UADMIN01", reason="credit hold",
+                      now=NOW)
+    session.commit()
+    # when
+    subscriptions.cancel_subscription(
+        session, order_number=placed.number, line_no=1, effective="2026-04-01",
+        reason="the customer is leaving", actor="UADMIN01", now=NOW)
+    session.commit()
+    # then
+    order = session.get(Order, placed.id)
+    assert (order.status, order.cancelled_minor) == ("invoiced", 90000)
+    assert bill_all(session, date(2026, 12, 1)) == []
+    moves = session.exec(select(AuditEvent.from_state, AuditEvent.to_state).where(
+        AuditEvent.entity_type == "order", AuditEvent.entity_id == placed.id,
+        AuditEvent.action == "order.transition").order_by(AuditEvent.id)).all()
+    assert [tuple(m) for m in moves][-3:] == [("approved", "on_hold"), ("on_hold", "shipped"),
+                                             ("shipped", "invoiced")]
+    assert invariants.validate_all(session) == []
+
+
+def test_an_order_on_hold_whose_subscription_is_cancelled_before_billing_is_cancelled(
+        session: Session) -> None:
+    """Held before any period was invoiced, cancelled from its first day: nothing was or
+    will be billed, so the order is cancelled."""
+    # given
+    placed = _one_subscription(session)
+    orders.transition(session, session.get(Order, placed.id), "on_hold", actor="UADMIN01",
+                      reason="credit hold", now=at(2025, 12, 21))
+    session.commit()
+    # when
+    subscriptions.cancel_subscription(
+        session, order_number=placed.number, line_no=1, effective="2026-01-01",
+        reason="the customer is leaving", actor="UADMIN01", now=at(2025, 12, 22))
+    session.commit()
+    # then
+    order = session.get(Order, placed.id)
+    assert (order.status, order.cancelled_minor) == ("cancelled", 120000)
+    assert session.exec(select(Invoice)).all() == []
+    assert invariants.validate_all(session) == []
