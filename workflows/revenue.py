@@ -367,7 +367,10 @@ def figures_on(ob: Obligation, day: date, recorded: date | None) -> Figures:
     the whole month — so 12 March of a closed March shows 12 March (not 31 March), and a
     change dated in March but made after its close (a late carrier's delivery event) does
     not appear in a closed month's days any more than at its end: it lands in the first open
-    month."""
+    month. (Only month ends are recorded: within those bounds a day inside a closed month is
+    read from the schedule as the books stand now, so a later change dated inside the month
+    — a back-dated shipment, a cancellation forgoing a closed month's periods — can still
+    move where in the month its recorded movement shows; never the month's figures.)"""
     if recorded is None or day > recorded:
         return ob.figures(day)
     period = periods.period_of(day)
