@@ -44,8 +44,10 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.INVOICED: frozenset({OrderStatus.PAID}),
     # back to invoiced when a refund reopens one of its invoices
     OrderStatus.PAID: frozenset({OrderStatus.CLOSED, OrderStatus.INVOICED}),
+    # (to shipped: a held order left with nothing to ship or bill — its subscription
+    # cancelled from the periods not invoiced yet — is complete, `subscriptions.complete_order`)
     OrderStatus.ON_HOLD: frozenset({OrderStatus.PENDING_APPROVAL, OrderStatus.APPROVED,
-                                    OrderStatus.CANCELLED}),
+                                    OrderStatus.CANCELLED, OrderStatus.SHIPPED}),
     OrderStatus.CLOSED: frozenset(),
     OrderStatus.REJECTED: frozenset(),
     OrderStatus.CANCELLED: frozenset(),

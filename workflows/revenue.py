@@ -358,11 +358,36 @@ def figures_at_month_end(ob: Obligation, first: date, recorded: date | None) -> 
 
 
 def figures_on(ob: Obligation, day: date, recorded: date | None) -> Figures:
-    """A line's cumulative figures at the end of `day` (a day in a closed month: that
-    month's closed figures)."""
-    if recorded is not None and day <= recorded:
-        return ob.closed_figures(periods.period_of(day))
-    return ob.figures(day)
+    """A line's cumulative figures at the end of `day`: what was true that day.
+
+    In an open month, by the current schedule. On the last day of a closed month, as the
+    close recorded it. On another day of a closed month: the month before's closed figures
+    plus the month's own movements dated on or before `day` (by the current schedule), each
+    of recognised, invoiced and credited kept between nothing and what the close recorded for
+    the whole month — so 12 March of a closed March shows 12 March (not 31 March), and a
+    change dated in March but made after its close (a late carrier's delivery event) does
+    not appear in a closed month's days any more than at its end: it lands in the first open
+    month. (Only month ends are recorded: within those bounds a day inside a closed month is
+    read from the schedule as the books stand now, so a later change dated inside the month
+    — a back-dated shipment, a cancellation forgoing a closed month's periods — can still
+    move where in the month its recorded movement shows; never the month's figures.)"""
+    if recorded is None or day > recorded:
+        return ob.figures(day)
+    period = periods.period_of(day)
+    end = month_end(day)
+    if day == end:
+        return ob.closed_figures(period)
+    before_end = first_of_month(day) - timedelta(days=1)
+    before = ob.closed_figures(periods.period_of(before_end))
+    month = ob.closed.get(period, Figures())
+    so_far = ob.figures(day) - ob.figures(before_end)
+
+    def within(value: int, whole: int) -> int:
+        return min(max(value, min(whole, 0)), max(whole, 0))
+
+    return before + Figures(within(so_far.recognized, month.recognized),
+                            within(so_far.invoiced, month.invoiced),
+                            within(so_far.credited, month.credited))
 
 
 @dataclass

@@ -125,8 +125,13 @@ def complete_order(session: Session, order: Order, lines: list[OrderLine], *, ac
     shipped and invoiced, like an order whose last shipment was invoiced; or, when nothing
     of it shipped nor is billed (a subscription cancelled from its first day, before any
     period was invoiced), to cancelled — there is no invoice to be paid (as
-    `fulfilment.cancel_line` does for an order whose short lines were all cancelled)."""
-    if order.status not in (OrderStatus.APPROVED, OrderStatus.PARTIALLY_SHIPPED):
+    `fulfilment.cancel_line` does for an order whose short lines were all cancelled). An
+    order on hold whose subscription is cancelled so that nothing is left to bill moves on
+    the same way: a hold stops shipping and billing, and there is none left to stop (left on
+    hold, then released, it would wait as approved for ever, for a billing that never
+    comes)."""
+    if order.status not in (OrderStatus.APPROVED, OrderStatus.PARTIALLY_SHIPPED,
+                            OrderStatus.ON_HOLD):
         return
     if not order_fulfilled(session, lines):
         return

@@ -230,6 +230,21 @@ class Book:
                       | {first_open + timedelta(days=k) for k in range(0, 400, 9)}
                       | {self.today})
         all_invoiced, all_credited = independent_invoiced(s), independent_credited(s)
+        # a day inside a closed month: what was true that day (invoiced and credited as
+        # dated), within what the close recorded for the month — never its end's figures
+        # before they happened, never beyond them
+        inside = [d for d in (date(2025, 12, 1) + timedelta(days=k) for k in range(3, 600, 11))
+                  if recorded is not None and d <= recorded and d != month_end(d)]
+        for day in inside:
+            invoiced, credited = up_to(all_invoiced, day), up_to(all_credited, day)
+            before_end = day.replace(day=1) - timedelta(days=1)
+            for ob in obligations:
+                fig = revenue.figures_on(ob, day, recorded)
+                assert fig.invoiced == invoiced.get(ob.line_id, 0), (day, ob)
+                assert fig.credited == credited.get(ob.line_id, 0), (day, ob)
+                low = ob.closed_figures(periods.period_of(before_end)).recognized
+                high = ob.closed_figures(periods.period_of(day)).recognized
+                assert min(low, high) <= fig.recognized <= max(low, high), (day, ob)
         for day in days:
             if recorded is not None and day <= recorded:
                 continue

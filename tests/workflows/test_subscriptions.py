@@ -675,3 +675,124 @@ def test_the_invariants_see_a_period_billed_wrong(session: Session, cloud: Order
         f"subscription line {line.id}, period from 2026-03-01: billed though the line stops "
         "from 2026-03-01"]
     session.rollback()
+
+
+def _cloud_on(session: Session, day: date) -> revenue.Figures:
+    return next(fig for ob, fig in revenue.line_positions(session, day).values()
+                if ob.sku == "CLOUD")
+
+
+def test_a_day_inside_a_closed_month_shows_that_day_not_the_month_end(
+        session: Session, cloud: Order) -> None:
+    """January billed on 1 January, February on 20 February, both closed. The figures as of
+    12 February are those of 12 February: January's 203.84 recognised (February's is
+    recognised on its last day) against the 200.00 invoiced by then — 3.84 unbilled — not
+    28 February's 387.95 against 400.00; as of 15 January nothing is recognised yet and the
+    200.00 invoiced is deferred. The month end keeps what the close recorded."""
+    # given
+    bill_all(session, date(2026, 1, 1))
+    bill_all(session, date(2026, 2, 20))
+    revenue.close_month(session, period="2026-02", actor="test", now=at(2026, 3, 2))
+    session.commit()
+    # when
+    jan15, feb12, feb19, feb28 = (_cloud_on(session, d) for d in (
+        date(2026, 1, 15), date(2026, 2, 12), date(2026, 2, 19), date(2026, 2, 28)))
+    # then
+    assert (jan15.recognized, jan15.invoiced, jan15.deferred, jan15.unbilled) == (
+        0, 20000, 20000, 0)
+    assert (feb12.recognized, feb12.invoiced, feb12.deferred, feb12.unbilled) == (
+        20384, 20000, 0, 384)
+    assert feb19 == feb12
+    assert (feb28.recognized, feb28.invoiced, feb28.deferred) == (38795, 40000, 1205)
+    assert invariants.validate_all(session) == []
+
+
+def test_a_change_dated_in_a_closed_month_stays_out_of_its_days(
+        session: Session, cloud: Order) -> None:
+    """February is closed; on 10 March the widget is recorded as shipped on 10 February.
+    The closed February never shows it — not at its end, nor on 12 February — and March,
+    the first open month, recognises its 10.00."""
+    # given
+    bill_all(session, date(2026, 1, 1))
+    revenue.close_month(session, period="2026-02", actor="test", now=at(2026, 3, 2))
+    session.commit()
+    shipping.ship_order(session, order_number=cloud.number, carrier="UPS",
+                        tracking_number="1Z", shipped_at=at(2026, 2, 10), actor="USALES01",
+                        now=at(2026, 3, 10))
+    session.commit()
+    # when
+    widget = {d: next(fig for ob, fig in revenue.line_positions(session, d).values()
+                      if ob.sku == "WID")
+              for d in (date(2026, 2, 12), date(2026, 2, 28), date(2026, 3, 31))}
+    # then
+    assert [widget[d].recognized for d in sorted(widget)] == [0, 0, 1000]
+    data = revenue.report(session, first=date(2026, 2, 1), last=date(2026, 3, 1),
+                          today=date(2026, 3, 10))
+    assert [m.recognized["goods"] for m in data.currencies["USD"].months] == [0, 1000]
+    assert invariants.validate_all(session) == []
+
+
+def _one_subscription(session: Session) -> Order:
+    """1 x CLOUD at 1200.00 a year for 2026, billed monthly (100.00 a period), alone on its
+    order."""
+    f.user(session, "USALES01", "sales")
+    f.customer(session, credit_limit="1000000.00")
+    f.product(session, "CLOUD", price="1200.00", revenue_type="subscription")
+    placed = orders.create_order(session, OrderIn(
+        customer="C-GLOBEX", sales_rep="USALES01", currency="USD", lines=[
+            OrderLineIn(sku="CLOUD", quantity=1, service_start="2026-01-01",
+                        service_end="2026-12-31", billing="monthly")]),
+        actor="USALES01", now=at(2025, 12, 20))
+    session.commit()
+    return placed
+
+
+def test_an_order_on_hold_whose_subscription_is_cancelled_is_invoiced(
+        session: Session) -> None:
+    """January to March are invoiced (300.00), then finance puts the order on hold, and the
+    subscription is cancelled from April: nothing is left to bill nor to hold, so the order
+    is invoiced (as it would be had it not been held) — not left on hold, nor, once
+    released, approved for ever with nothing the billing job would ever invoice."""
+    # given
+    placed = _one_subscription(session)
+    bill_all(session, date(2026, 3, 10))
+    order = session.get(Order, placed.id)
+    orders.transition(session, order, "on_hold", actor="UADMIN01", reason="credit hold",
+                      now=NOW)
+    session.commit()
+    # when
+    subscriptions.cancel_subscription(
+        session, order_number=placed.number, line_no=1, effective="2026-04-01",
+        reason="the customer is leaving", actor="UADMIN01", now=NOW)
+    session.commit()
+    # then
+    order = session.get(Order, placed.id)
+    assert (order.status, order.cancelled_minor) == ("invoiced", 90000)
+    assert bill_all(session, date(2026, 12, 1)) == []
+    moves = session.exec(select(AuditEvent.from_state, AuditEvent.to_state).where(
+        AuditEvent.entity_type == "order", AuditEvent.entity_id == placed.id,
+        AuditEvent.action == "order.transition").order_by(AuditEvent.id)).all()
+    assert [tuple(m) for m in moves][-3:] == [("approved", "on_hold"), ("on_hold", "shipped"),
+                                             ("shipped", "invoiced")]
+    assert invariants.validate_all(session) == []
+
+
+def test_an_order_on_hold_whose_subscription_is_cancelled_before_billing_is_cancelled(
+        session: Session) -> None:
+    """Held before any period was invoiced, cancelled from its first day: nothing was or
+    will be billed, so the order is cancelled."""
+    # given
+    placed = _one_subscription(session)
+    orders.transition(session, session.get(Order, placed.id), "on_hold", actor="UADMIN01",
+                      reason="credit hold", now=at(2025, 12, 21))
+    session.commit()
+    # when
+    subscriptions.cancel_subscription(
+        session, order_number=placed.number, line_no=1, effective="2026-01-01",
+        reason="the customer is leaving", actor="UADMIN01", now=at(2025, 12, 22))
+    session.commit()
+    # then
+    order = session.get(Order, placed.id)
+    assert (order.status, order.cancelled_minor) == ("cancelled", 120000)
+    assert session.exec(select(Invoice)).all() == []
+    assert invariants.validate_all(session) == []
