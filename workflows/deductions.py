@@ -61,6 +61,25 @@ ROLES = (Role.COLLECTOR,)  # admins hold every role
 ACTIVE = (DeductionStatus.OPEN, DeductionStatus.DISPUTED, DeductionStatus.WRITE_OFF_PENDING)
 
 
+def being_worked(session: Session, invoice_ids: Any, *,
+                 payment_id: int | None = None) -> set[int]:
+    """Those of `invoice_ids` with a deduction not resolved (open, disputed, waiting for a
+    write-off) — of another payment than `payment_id`, when given. A later short payment on
+    such an invoice is applied and flags nothing: it pays part of what that deduction is
+    about, whose buttons act on what is left of it, at most the invoice's balance
+    (`due_minor`); a second deduction would count the same shortfall twice (SPEC §3; the
+    engine, a person's suggestion, a payment picked or corrected by hand alike;
+    `invariants.validate_deductions`)."""
+    ids = sorted(set(invoice_ids))
+    if not ids:
+        return set()
+    query = select(Deduction.invoice_id).where(
+        Deduction.invoice_id.in_(ids), Deduction.status.in_([str(s) for s in ACTIVE]))
+    if payment_id is not None:
+        query = query.where(Deduction.payment_id != payment_id)
+    return set(session.exec(query).all())
+
+
 def flag(session: Session, *, payment: Payment, invoice: Invoice, amount_minor: int,
          actor: str) -> Deduction:
     """Record a short payment beyond tolerance and post its card in the AR channel."""
