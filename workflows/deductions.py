@@ -478,6 +478,40 @@ def reverse(session: Session, deduction_id: int, *, by: str, now: datetime) -> N
     _update_card(session, deduction)
 
 
+def refunded(session: Session, *, payment_id: int, invoice_ids: Any, by: str,
+             now: datetime) -> list[int]:
+    """All of the payment's money on `invoice_ids` went back (`workflows.refunds`: a bank's
+    return, a Stripe refund or chargeback): its deductions there still open are resolved as
+    "reversed", as when a person moves the payment (`reverse`) — no payment stands short on
+    the invoice any more, it is open for what it was, and a card still offering Write off or
+    Bill back "you paid 900.00, 100.00 is missing" would write off or ask for a shortfall of
+    money we gave back. One being worked (disputed, waiting for a write-off) is left to its
+    dispute or approval. Returns the ids resolved."""
+    ids = sorted(set(invoice_ids))
+    if not ids:
+        return []
+    table = Deduction.__table__
+    done = []
+    for deduction in session.exec(select(Deduction).where(
+            Deduction.payment_id == payment_id, Deduction.invoice_id.in_(ids),
+            Deduction.status == DeductionStatus.OPEN).order_by(Deduction.id)).all():
+        taken = session.execute(sa.update(table).where(
+            table.c.id == deduction.id, table.c.status == DeductionStatus.OPEN)
+            .values(status=DeductionStatus.RESOLVED, resolution="reversed", resolved_by=by,
+                    resolved_at=now)).rowcount
+        if taken != 1:
+            continue
+        session.refresh(deduction)
+        audit.record(session, actor=by, action="deduction.resolved", entity_type="deduction",
+                     entity_id=deduction.id, from_state=DeductionStatus.OPEN,
+                     to_state=DeductionStatus.RESOLVED, reason="reversed", at=now,
+                     why="the payment's money on the invoice was refunded")
+        _update_card(session, deduction,
+                     note="The payment was refunded: nothing of it stands short any more.")
+        done.append(deduction.id)
+    return done
+
+
 def reopen(session: Session, deduction_id: int, *, now: datetime, why: str,
            left: int | None = None) -> None:
     """What was tried did not settle it (dispute rejected, write-off rejected, credited in

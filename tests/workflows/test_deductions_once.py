@@ -25,7 +25,7 @@ from models import (
 from tests.support import factories as f
 from tests.support.meanwhile import in_thread
 from tests.support.timetravel import frozen_at
-from workflows import approvals, deductions, disputes, invariants
+from workflows import approvals, deductions, disputes, invariants, refunds
 from workflows.cash_application import PaymentIn, apply_suggestion, record_payment
 from workflows.cash_runs import CashRun
 from workflows.errors import AlreadyDecided
@@ -240,3 +240,35 @@ def test_two_collectors_acting_at_once_resolve_a_deduction_once(db, monkeypatch,
         assert [r.amount_minor for r in asked] + [d.amount_minor for d in opened] == [10_000]
         assert s.get(Deduction, deduction_id).status in ("write_off_pending", "disputed")
         assert invariants.validate_all(s) == []
+
+
+# -- a short payment whose money went back -------------------------------------------------------
+def test_a_short_payment_refunded_in_full_leaves_no_deduction_standing(books) -> None:
+    # given 900.00 of 1000.00 paid: a 100.00 deduction
+    payment, _ = record_payment(books, paid("900.00", 1), actor="test")
+    deduction = books.exec(select(Deduction)).one()
+    # when the 900.00 goes back (a bank return, a Stripe refund)
+    refunds.refund_payment(books, payment=payment, amount_minor=90_000,
+                           external_id="return-1", value_date=TODAY, actor="test")
+    books.commit()
+    # then the invoice owes its 1000.00 again, and no card offers to write off or bill back
+    # "100.00 missing of your 900.00"
+    books.refresh(deduction)
+    assert get_invoice(books, NUMBER).balance_minor == 100_000
+    assert (deduction.status, deduction.resolution) == ("resolved", "reversed")
+    assert deductions.outstanding(books) == {}
+    with pytest.raises(AlreadyDecided):
+        deductions.write_off(books, deduction_id=deduction.id, reason="x", actor="UCOLL001",
+                             now=NOW)
+    assert invariants.validate_all(books) == []
+
+
+def test_a_short_payment_refunded_in_part_keeps_its_deduction(books) -> None:
+    payment, _ = record_payment(books, paid("900.00", 1), actor="test")
+    refunds.refund_payment(books, payment=payment, amount_minor=30_000,
+                           external_id="return-1", value_date=TODAY, actor="test")
+    books.commit()
+    deduction = books.exec(select(Deduction)).one()
+    assert deduction.status == "open"
+    assert deductions.outstanding(books) == {"USD": (1, 10_000)}
+    assert invariants.validate_all(books) == []
