@@ -25,6 +25,12 @@ invoice's balance, while it is not resolved and its invoice still has something 
 the invoice has nothing open (the customer paid the rest, or it was credited or written off),
 the next click on its card resolves it ("settled", audited, the card updated, its buttons
 gone; `settle_if_closed`) instead of acting.
+
+One shortfall, one deduction: a later short payment on an invoice whose deduction is still
+being worked pays part of it and flags nothing (`being_worked`; `invariants.validate_deductions`
+checks an invoice never has two). A payment all of whose money on the invoice is refunded
+later leaves its open deduction resolved as "reversed" (`refunded`), as a correction does
+(`reverse`).
 """
 
 from __future__ import annotations
