@@ -556,9 +556,15 @@ def apply_suggestion(session: Session, *, payment_id: int, rank: int, actor: str
     if not _claim(session, payment, status=PaymentStatus.APPLIED):
         raise _already(session, payment)
     session.refresh(payment)
+    lines = option.lines
     if option.fit != FIT_NONE:
-        _still_fits(session, payment, option.lines)
-    _apply_lines(session, payment, option.lines, method=MANUAL, actor=actor)
+        _still_fits(session, payment, lines)
+    # a shortfall already flagged is not flagged twice (`deductions.being_worked`)
+    worked = deductions.being_worked(session, [line["invoice_id"] for line in lines
+                                               if line["deduction_minor"] > 0])
+    lines = [{**line, "deduction_minor": 0} if line["invoice_id"] in worked else line
+             for line in lines]
+    _apply_lines(session, payment, lines, method=MANUAL, actor=actor)
     refresh_status(session, payment)
     customer_id = option.customer_id or _customer_of_lines(session, option.lines)
     learned = cash_rules.teach(session, payment=payment, customer_id=customer_id, actor=actor,
@@ -572,7 +578,7 @@ def apply_suggestion(session: Session, *, payment_id: int, rank: int, actor: str
     payment.match_details = {
         **(payment.match_details or {}), "outcome": "applied_manually",
         "write_off_minor": sum(a for line in option.lines for a, _ in line["write_offs"]),
-        "deduction_minor": sum(line["deduction_minor"] for line in option.lines),
+        "deduction_minor": sum(line["deduction_minor"] for line in lines),
         "decision": {"by": actor, "at": now.isoformat(), "rank": rank, "invoices": invoices,
                      "status": payment.status,
                      "learned": [_learned_text(session, rule) for rule in learned]}}
@@ -807,9 +813,7 @@ def correction_lines(session: Session, payment: Payment, targets: list[Invoice],
     rows = line_rows(lines)
     # a shortfall already flagged (another payment's deduction still being worked) is not
     # flagged twice: this payment pays part of what that deduction is about
-    worked = set(session.exec(select(Deduction.invoice_id).where(
-        Deduction.invoice_id.in_([t.id for t in targets]), Deduction.payment_id != payment.id,
-        Deduction.status != DeductionStatus.RESOLVED)).all())
+    worked = deductions.being_worked(session, [t.id for t in targets], payment_id=payment.id)
     for row in rows:
         if row["invoice_id"] in worked:
             row["deduction_minor"] = 0

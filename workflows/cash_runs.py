@@ -525,6 +525,7 @@ class CashRun:
         if not decisions:
             return
         conn = self.session.connection()
+        self._not_twice(decisions)
         new = [d for d in decisions if d.existing is None]
         if new:
             rows = [{**d.values, "unapplied_minor": d.values["unapplied_minor"]} for d in new]
@@ -567,6 +568,31 @@ class CashRun:
         audit.record_rows(self.session, [row for d in decisions for row in self._events(d)])
         self._orders_paid(reductions)
         self._announce(decisions)
+
+    def _not_twice(self, decisions: list[_Decision]) -> None:
+        """A short payment on an invoice whose shortfall is already flagged — a deduction
+        not resolved, stored or flagged by an earlier payment of this chunk — is applied and
+        flags nothing (`deductions.being_worked`: it pays part of what that deduction is
+        about); what the payment's details say was left as deduction follows. Read before the
+        balances move: a deduction another transaction flags meanwhile came with a balance
+        change, so the chunk is decided again (`_Stale`) and reads it then."""
+        from workflows import deductions
+
+        wanted = {x["invoice_id"] for d in decisions for x in d.deductions}
+        if not wanted:
+            return
+        worked: set[int] = set()
+        for part in bulk.in_parts(sorted(wanted)):
+            worked |= deductions.being_worked(self.session, part)
+        for d in decisions:
+            if not d.deductions:
+                continue
+            kept = [x for x in d.deductions if x["invoice_id"] not in worked]
+            worked |= {x["invoice_id"] for x in kept}
+            if len(kept) != len(d.deductions):
+                d.deductions = kept
+                d.values["match_details"]["deduction_minor"] = sum(
+                    x["amount_minor"] for x in kept)
 
     def _flag(self, decisions: list[_Decision]) -> None:
         """Each short payment beyond tolerance as one at a time flags it

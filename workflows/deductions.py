@@ -25,6 +25,12 @@ invoice's balance, while it is not resolved and its invoice still has something 
 the invoice has nothing open (the customer paid the rest, or it was credited or written off),
 the next click on its card resolves it ("settled", audited, the card updated, its buttons
 gone; `settle_if_closed`) instead of acting.
+
+One shortfall, one deduction: a later short payment on an invoice whose deduction is still
+being worked pays part of it and flags nothing (`being_worked`; `invariants.validate_deductions`
+checks an invoice never has two). A payment all of whose money on the invoice is refunded
+later leaves its open deduction resolved as "reversed" (`refunded`), as a correction does
+(`reverse`).
 """
 
 from __future__ import annotations
@@ -59,6 +65,25 @@ from workflows.users import require_role
 
 ROLES = (Role.COLLECTOR,)  # admins hold every role
 ACTIVE = (DeductionStatus.OPEN, DeductionStatus.DISPUTED, DeductionStatus.WRITE_OFF_PENDING)
+
+
+def being_worked(session: Session, invoice_ids: Any, *,
+                 payment_id: int | None = None) -> set[int]:
+    """Those of `invoice_ids` with a deduction not resolved (open, disputed, waiting for a
+    write-off) — of another payment than `payment_id`, when given. A later short payment on
+    such an invoice is applied and flags nothing: it pays part of what that deduction is
+    about, whose buttons act on what is left of it, at most the invoice's balance
+    (`due_minor`); a second deduction would count the same shortfall twice (SPEC §3; the
+    engine, a person's suggestion, a payment picked or corrected by hand alike;
+    `invariants.validate_deductions`)."""
+    ids = sorted(set(invoice_ids))
+    if not ids:
+        return set()
+    query = select(Deduction.invoice_id).where(
+        Deduction.invoice_id.in_(ids), Deduction.status.in_([str(s) for s in ACTIVE]))
+    if payment_id is not None:
+        query = query.where(Deduction.payment_id != payment_id)
+    return set(session.exec(query).all())
 
 
 def flag(session: Session, *, payment: Payment, invoice: Invoice, amount_minor: int,
@@ -457,6 +482,40 @@ def reverse(session: Session, deduction_id: int, *, by: str, now: datetime) -> N
                  entity_id=deduction.id, from_state=DeductionStatus.OPEN,
                  to_state=DeductionStatus.RESOLVED, reason="reversed", at=now)
     _update_card(session, deduction)
+
+
+def refunded(session: Session, *, payment_id: int, invoice_ids: Any, by: str,
+             now: datetime) -> list[int]:
+    """All of the payment's money on `invoice_ids` went back (`workflows.refunds`: a bank's
+    return, a Stripe refund or chargeback): its deductions there still open are resolved as
+    "reversed", as when a person moves the payment (`reverse`) — no payment stands short on
+    the invoice any more, it is open for what it was, and a card still offering Write off or
+    Bill back "you paid 900.00, 100.00 is missing" would write off or ask for a shortfall of
+    money we gave back. One being worked (disputed, waiting for a write-off) is left to its
+    dispute or approval. Returns the ids resolved."""
+    ids = sorted(set(invoice_ids))
+    if not ids:
+        return []
+    table = Deduction.__table__
+    done = []
+    for deduction in session.exec(select(Deduction).where(
+            Deduction.payment_id == payment_id, Deduction.invoice_id.in_(ids),
+            Deduction.status == DeductionStatus.OPEN).order_by(Deduction.id)).all():
+        taken = session.execute(sa.update(table).where(
+            table.c.id == deduction.id, table.c.status == DeductionStatus.OPEN)
+            .values(status=DeductionStatus.RESOLVED, resolution="reversed", resolved_by=by,
+                    resolved_at=now)).rowcount
+        if taken != 1:
+            continue
+        session.refresh(deduction)
+        audit.record(session, actor=by, action="deduction.resolved", entity_type="deduction",
+                     entity_id=deduction.id, from_state=DeductionStatus.OPEN,
+                     to_state=DeductionStatus.RESOLVED, reason="reversed", at=now,
+                     why="the payment's money on the invoice was refunded")
+        _update_card(session, deduction,
+                     note="The payment was refunded: nothing of it stands short any more.")
+        done.append(deduction.id)
+    return done
 
 
 def reopen(session: Session, deduction_id: int, *, now: datetime, why: str,

@@ -37,6 +37,10 @@ from models import (
 )
 from models.revenue import SubscriptionBilling
 
+# a deduction being worked (`workflows.deductions.ACTIVE`)
+ACTIVE_DEDUCTIONS = (DeductionStatus.OPEN, DeductionStatus.DISPUTED,
+                     DeductionStatus.WRITE_OFF_PENDING)
+
 
 def validate_payment_allocations(session: Session) -> list[str]:
     """A payment can never pay out more than it brought in: allocations (net of refund
@@ -449,7 +453,8 @@ def validate_deductions(session: Session) -> list[str]:
     """A deduction's state matches what was done about it: one that is disputed has a dispute,
     one waiting for a write-off has a pending request, a resolved one says how, one that the
     credit notes of its disputes covered is not left unresolved (credited in part, it stays
-    open for the rest: `workflows.deductions.credited`)."""
+    open for the rest: `workflows.deductions.credited`); an invoice has at most one deduction
+    not resolved."""
     disputed = sa.exists().where(Dispute.deduction_id == Deduction.id)
     asked = sa.exists().where(WriteOffRequest.deduction_id == Deduction.id,
                               WriteOffRequest.status == WriteOffRequestStatus.PENDING)
@@ -474,6 +479,17 @@ def validate_deductions(session: Session) -> list[str]:
             DeductionStatus.WRITE_OFF_PENDING: "waiting for a write-off nobody asked",
             DeductionStatus.OPEN: "open though its disputes' credit notes covered it",
         }.get(status, "resolved without a resolution"))
+    # one shortfall, one deduction: a later short payment on the invoice pays part of it
+    # (`deductions.being_worked`), so what is outstanding — what is left of it, at most the
+    # invoice's balance — never counts the same money twice nor more than is open
+    active = Deduction.status.in_([str(s) for s in ACTIVE_DEDUCTIONS])
+    for number, n in session.exec(
+            select(Invoice.number, sa.func.count(Deduction.id))
+            .join(Deduction, Deduction.invoice_id == Invoice.id).where(active)
+            .group_by(Invoice.id, Invoice.number).having(sa.func.count(Deduction.id) > 1)
+            .order_by(Invoice.id)).all():
+        problems.append(f"invoice {number}: {n} deductions being worked at once (one "
+                        "shortfall counted more than once)")
     return problems
 
 

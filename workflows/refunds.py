@@ -11,7 +11,9 @@ set against the invoice (a write-off of reason `customer_credit`, same day: it s
 invoice as the note would have had it come before the payment) — and only the rest reopens
 the invoice. 100.00 paid, credited 30.00, refunded 30.00: no credit left, the invoice paid
 (70.00 of money, 30.00 of note); refunded 100.00: it owes 70.00, with no credit beside.
-Fee and discount write-offs made with the payment stay (they were our decision). The
+Fee and discount write-offs made with the payment stay (they were our decision); a deduction
+the payment left on an invoice all of its money left is resolved as "reversed" when still open
+(`workflows.deductions.refunded`: nobody stands short there any more). The
 payment keeps its amount; `refunded_minor` says how much went back, so amount =
 allocations (net) + unapplied + refunded (`workflows.invariants`).
 """
@@ -72,10 +74,13 @@ def refund_payment(session: Session, *, payment: Payment, amount_minor: int, ext
     payment.refunded_minor += amount_minor
     left = amount_minor - from_credit
     reopened: list[dict] = []
+    emptied: list[int] = []  # invoices all of its money left (its deductions there: reversed)
     for invoice, net in applied_by_invoice(session, payment.id):
         if left == 0:
             break
         take = min(net, left)
+        if take == net:
+            emptied.append(invoice.id)
         opened = _reverse(session, payment=payment, invoice=invoice, amount_minor=take,
                           value_date=value_date, actor=actor)
         if opened:
@@ -98,6 +103,10 @@ def refund_payment(session: Session, *, payment: Payment, amount_minor: int, ext
                     value_date=value_date, reason=reason)
     session.add(refund)
     session.flush()
+    from workflows import deductions
+
+    deductions.refunded(session, payment_id=payment.id, invoice_ids=emptied, by=actor,
+                        now=refund.created_at)
     audit.record(session, actor=actor, action="payment.refunded", entity_type="payment",
                  entity_id=payment.id, to_state=payment.status, reason=reason,
                  amount_minor=amount_minor, external_id=external_id,
