@@ -33,8 +33,10 @@ the net), so a line credited in net parts never gives back more tax than it carr
 (201.00 + 10.05 credited 100.50 twice: 5.03, then 5.02). A note by amount (tax included) is
 spread over the invoice's lines pro rata to what each still has uncredited (net + tax; the
 whole net + tax when nothing was credited before), half-up, the remainder going to the
-largest line. Either way the issued note stores what it takes off each line (table
-`credit_note_lines`):
+largest line; within a line its tax is, cumulatively again, half_up(T x (amount credited in
+all) / (net + tax)) less the tax credited before (a line of 100.00 + 20.00 tax credited 60.03
+and then 59.97 gives 10.01 and 9.99 of tax back, 100.00 of net: never 99.99). Either way
+the issued note stores what it takes off each line (table `credit_note_lines`):
 `credit_note_lines(session, credit_note_id)` returns it, which is what revenue recognition
 reads (a credit note on a line reduces what is not yet recognised). An invoice without lines
 (an ERP's bare total) has none.
@@ -332,7 +334,15 @@ def spread_over_lines(session: Session, invoice: Invoice, amount_minor: int) -> 
     for line, share, whole in zip(lines, shares, gross, strict=True):
         if share <= 0:
             continue
-        tax = _half_up(Decimal(line.tax_minor) * share / whole) if whole else 0
+        # the tax cumulatively, as by lines: the line's net and tax credited in all stay
+        # each within the line's, and a line credited in full got back both exactly
+        done = credited.get(line.id, NOTHING_CREDITED)
+        tax_left = max(line.tax_minor - done.tax, 0)
+        reached = done.amount + share
+        tax = (tax_left if reached >= whole else
+               _half_up(Decimal(line.tax_minor) * reached / whole) - done.tax)
+        tax = min(max(tax, share - max(line.line_total_minor - done.net, 0), 0), tax_left,
+                  share)
         spread.append({"line_no": line.line_no, "invoice_line_id": line.id, "quantity": None,
                        "net_minor": share - tax, "tax_minor": tax, "amount_minor": share})
     return spread

@@ -350,6 +350,29 @@ def test_a_line_credited_by_net_amounts_in_parts_takes_its_tax_to_the_cent(sessi
     assert invariants.validate_all(session) == []
 
 
+def test_an_invoice_credited_by_amounts_in_parts_gives_back_each_line_net_and_tax(
+        session) -> None:
+    # given a line of 100.00 net + 20.00 tax (20 %) = 120.00
+    people(session)
+    invoice = taxed_invoice(session, price="100.00", quantity=1, tax_rate="20")
+    [line] = credit_notes.lines_of(session, invoice)
+    assert (line.line_total_minor, line.tax_minor) == (10_000, 2_000)
+    # when it is credited 60.03, then the other 59.97 (tax included)
+    for amount in ("60.03", "59.97"):
+        request = ask(session, number=invoice.number, amount=amount)
+        approvals.decide(session=session, approval_id=request.approval_id,
+                         user_id="UCREDIT1", approve=True, now=NOW)
+    # then the tax follows cumulatively: 10.01 (half of 20.01 is 10.005), then the 9.99
+    # left, so the line got back its 100.00 net (revenue recognition reads the net) and its
+    # 20.00 tax; each half had taken its tax half-up on its own, 10.01 and 10.00, so 99.99
+    # net and 20.01 tax of a line credited in full
+    notes = session.exec(select(CreditNote).where(CreditNote.invoice_id == invoice.id)
+                         .order_by(CreditNote.id)).all()
+    rows = [credit_notes.credit_note_lines(session, note.id)[0] for note in notes]
+    assert [(r.net_minor, r.tax_minor) for r in rows] == [(5_002, 1_001), (4_998, 999)]
+    assert invariants.validate_all(session) == []
+
+
 @st.composite
 def unit_returns(draw) -> tuple:
     """A line (unit price, quantity, discount, tax rate) and its units split in parts."""
