@@ -27,10 +27,16 @@ half_up(L x (k + q) / Q) - half_up(L x k / Q), and the credit that reaches all Q
 exactly what is left of the line (net and tax), so a line returned one unit at a time is
 credited to the cent (three units of 29.99 give 10.00, 9.99, 10.00; never 10.00 three times,
 nor 33.33 three times out of 100.00). Its tax follows the same way. By a net amount, the
-line's tax follows pro rata (half-up). A note by amount (tax included) is spread over the
-invoice's lines pro rata to what each still has uncredited (net + tax; the whole net + tax
-when nothing was credited before), half-up, the remainder going to the largest line. Either
-way the issued note stores what it takes off each line (table `credit_note_lines`):
+line's tax T follows pro rata, cumulatively too: with a net n credited before, m more take
+half_up(T x (n + m) / L) less the tax credited before (the rest of the tax with the rest of
+the net), so a line credited in net parts never gives back more tax than it carried
+(201.00 + 10.05 credited 100.50 twice: 5.03, then 5.02). A note by amount (tax included) is
+spread over the invoice's lines pro rata to what each still has uncredited (net + tax; the
+whole net + tax when nothing was credited before), half-up, the remainder going to the
+largest line; within a line its tax is, cumulatively again, half_up(T x (amount credited in
+all) / (net + tax)) less the tax credited before (a line of 100.00 + 20.00 tax credited 60.03
+and then 59.97 gives 10.01 and 9.99 of tax back, 100.00 of net: never 99.99). Either way
+the issued note stores what it takes off each line (table `credit_note_lines`):
 `credit_note_lines(session, credit_note_id)` returns it, which is what revenue recognition
 reads (a credit note on a line reduces what is not yet recognised). An invoice without lines
 (an ERP's bare total) has none.
@@ -230,6 +236,20 @@ def units_credit(total: int, before: int, units: int, quantity: int) -> int:
             - _half_up(Decimal(total) * before / quantity))
 
 
+def _tax_following(line: InvoiceLine, before: LineCredited, net: int) -> int:
+    """The tax a credit of a net `net` on `line` takes when `before` was credited already:
+    the line's tax pro rata to the net credited in all, half-up, less the tax credited
+    before, within what tax the line has left. Two halves of a line of 201.00 + 10.05 tax
+    take 5.03 and 5.02, never 5.03 twice (211.06 credited of 211.05)."""
+    if not line.line_total_minor:
+        return 0
+    left = max(line.tax_minor - before.tax, 0)
+    if before.net + net >= line.line_total_minor:  # the rest of the net: the rest of the tax
+        return left
+    reached = _half_up(Decimal(line.tax_minor) * (before.net + net) / line.line_total_minor)
+    return min(max(reached - before.tax, 0), left)
+
+
 def _line_credit(line: InvoiceLine, item: CreditNoteLineIn, before: LineCredited,
                  currency: str, field: str) -> dict:
     """One line of a note by lines; `before`: what the line was credited already (issued
@@ -260,9 +280,8 @@ def _line_credit(line: InvoiceLine, item: CreditNoteLineIn, before: LineCredited
     if net > line.line_total_minor:
         raise ValidationFailed.of(field, f"line {line.line_no} is "
                                   f"{money.to_str(line.line_total_minor, currency)} net")
-    if tax is None:
-        tax = (_half_up(Decimal(line.tax_minor) * net / line.line_total_minor)
-               if line.line_total_minor else 0)
+    if tax is None:  # by a net amount: the tax follows cumulatively, as units_credit does
+        tax = _tax_following(line, before, net)
     return {"line_no": line.line_no, "invoice_line_id": line.id, "quantity": quantity,
             "net_minor": net, "tax_minor": tax, "amount_minor": net + tax}
 
@@ -315,7 +334,15 @@ def spread_over_lines(session: Session, invoice: Invoice, amount_minor: int) -> 
     for line, share, whole in zip(lines, shares, gross, strict=True):
         if share <= 0:
             continue
-        tax = _half_up(Decimal(line.tax_minor) * share / whole) if whole else 0
+        # the tax cumulatively, as by lines: the line's net and tax credited in all stay
+        # each within the line's, and a line credited in full got back both exactly
+        done = credited.get(line.id, NOTHING_CREDITED)
+        tax_left = max(line.tax_minor - done.tax, 0)
+        reached = done.amount + share
+        tax = (tax_left if reached >= whole else
+               _half_up(Decimal(line.tax_minor) * reached / whole) - done.tax)
+        tax = min(max(tax, share - max(line.line_total_minor - done.net, 0), 0), tax_left,
+                  share)
         spread.append({"line_no": line.line_no, "invoice_line_id": line.id, "quantity": None,
                        "net_minor": share - tax, "tax_minor": tax, "amount_minor": share})
     return spread

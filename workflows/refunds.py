@@ -2,8 +2,9 @@
 
 A refund first takes the payment's unapplied credit (money we were holding for the customer
 anyway), then reverses its allocations, the latest first: each reversal is a negative
-allocation (method "refund") dated on the refund's value date, so the invoice is open again
-from that day (the as-of reports see it then, not before), `paid_at` is cleared, and an
+allocation (method "refund") dated on the refund's value date — never before the payment's
+value date nor the latest of its allocations on the invoices it reverses — so the invoice is
+open again from that day (the as-of reports see it then, not before), `paid_at` is cleared, and an
 order that was paid goes back to invoiced. On an invoice a credit note credited after it
 was paid, part of the money on it became customer credit (`workflows.credit_notes`): money
 we owe back, so the reversal gives that back first — the credit note's customer credit is
@@ -73,7 +74,7 @@ def refund_payment(session: Session, *, payment: Payment, amount_minor: int, ext
     payment.unapplied_minor -= from_credit
     payment.refunded_minor += amount_minor
     left = amount_minor - from_credit
-    reopened: list[dict] = []
+    plan: list[tuple[Invoice, int]] = []
     emptied: list[int] = []  # invoices all of its money left (its deductions there: reversed)
     for invoice, net in applied_by_invoice(session, payment.id):
         if left == 0:
@@ -81,6 +82,16 @@ def refund_payment(session: Session, *, payment: Payment, amount_minor: int, ext
         take = min(net, left)
         if take == net:
             emptied.append(invoice.id)
+        plan.append((invoice, take))
+        left -= take
+    # nor before the money it takes back was on those invoices: customer credit moved onto
+    # another invoice today (`workflows.customer_credit`) reversed by a refund dated last week
+    # would leave that invoice more open than its total on the days between
+    value_date = max(value_date, _applied_until(session, payment.id,
+                                                [invoice.id for invoice, _ in plan]))
+    left = amount_minor - from_credit
+    reopened: list[dict] = []
+    for invoice, take in plan:
         opened = _reverse(session, payment=payment, invoice=invoice, amount_minor=take,
                           value_date=value_date, actor=actor)
         if opened:
@@ -123,6 +134,15 @@ def lock_payment(session: Session, payment_id: int) -> Payment:
     if payment is None:
         raise NotFound(f"no payment {payment_id}")
     return payment
+
+
+def _applied_until(session: Session, payment_id: int, invoice_ids: list[int]) -> date:
+    """The latest value date of the payment's allocations on those invoices (date.min: none)."""
+    if not invoice_ids:
+        return date.min
+    latest = session.exec(select(sa.func.max(Allocation.value_date)).where(
+        Allocation.payment_id == payment_id, Allocation.invoice_id.in_(invoice_ids))).one()
+    return latest or date.min
 
 
 def applied_by_invoice(session: Session, payment_id: int) -> list[tuple[Invoice, int]]:

@@ -21,7 +21,7 @@ fees waived, plus the small balances the dunning job writes off by itself.
 from __future__ import annotations
 
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -323,11 +323,13 @@ FEE_WAIVER_APPROVAL = approvals.Subject(
 
 # -- small balances (the dunning job) -------------------------------------------------------------
 def threshold_minor(session: Session, currency: str) -> int:
-    """The small-balance threshold in the currency's minor units (0: off)."""
+    """The small-balance threshold in the currency's minor units (0: off): the most minor
+    units at or under it, so rounded down — 1.005 is 1.00 in USD (1.01 is above it), 0.50
+    is no yen at all (1 yen is above it)."""
     amount = Decimal(policy.current(session).small_balance_write_off)
     if amount <= 0:
         return 0
-    return int(money.round_half_up(amount, currency).scaleb(money.exponent(currency)))
+    return int(amount.scaleb(money.exponent(currency)).to_integral_value(rounding=ROUND_FLOOR))
 
 
 def write_off_small_balances(session: Session, *, as_of: date, now: datetime,

@@ -325,6 +325,54 @@ def test_a_line_of_100_00_for_3_units_is_not_left_a_cent_open(books) -> None:
     assert invariants.validate_all(books) == []
 
 
+def test_a_line_credited_by_net_amounts_in_parts_takes_its_tax_to_the_cent(session) -> None:
+    # given a line of 201.00 net + 10.05 tax (5 %) = 211.05
+    people(session)
+    invoice = taxed_invoice(session, price="100.50", quantity=2, tax_rate="5")
+    [line] = credit_notes.lines_of(session, invoice)
+    assert (line.line_total_minor, line.tax_minor, invoice.total_minor) == (20_100, 1_005, 21_105)
+    # when it is credited a net 100.50, then the other 100.50
+    for _ in range(2):
+        request = ask(session, number=invoice.number, amount=None,
+                      lines=[LineIn(line_no=1, amount="100.50")])
+        approvals.decide(session=session, approval_id=request.approval_id,
+                         user_id="UCREDIT1", approve=True, now=NOW)
+    # then the tax follows cumulatively (5.03, then the 5.02 left): the line is credited
+    # exactly its 211.05 (the second note asked 105.53 again: 0.01 more tax than the line
+    # had left, refused as more than the invoice's total; on an invoice of more lines it
+    # was issued, the line credited 211.06 of 211.05)
+    notes = session.exec(select(CreditNote).where(CreditNote.invoice_id == invoice.id)
+                         .order_by(CreditNote.id)).all()
+    rows = [credit_notes.credit_note_lines(session, note.id)[0] for note in notes]
+    assert [(r.net_minor, r.tax_minor) for r in rows] == [(10_050, 503), (10_050, 502)]
+    session.refresh(invoice)
+    assert invoice.balance_minor == 0
+    assert invariants.validate_all(session) == []
+
+
+def test_an_invoice_credited_by_amounts_in_parts_gives_back_each_line_net_and_tax(
+        session) -> None:
+    # given a line of 100.00 net + 20.00 tax (20 %) = 120.00
+    people(session)
+    invoice = taxed_invoice(session, price="100.00", quantity=1, tax_rate="20")
+    [line] = credit_notes.lines_of(session, invoice)
+    assert (line.line_total_minor, line.tax_minor) == (10_000, 2_000)
+    # when it is credited 60.03, then the other 59.97 (tax included)
+    for amount in ("60.03", "59.97"):
+        request = ask(session, number=invoice.number, amount=amount)
+        approvals.decide(session=session, approval_id=request.approval_id,
+                         user_id="UCREDIT1", approve=True, now=NOW)
+    # then the tax follows cumulatively: 10.01 (half of 20.01 is 10.005), then the 9.99
+    # left, so the line got back its 100.00 net (revenue recognition reads the net) and its
+    # 20.00 tax; each half had taken its tax half-up on its own, 10.01 and 10.00, so 99.99
+    # net and 20.01 tax of a line credited in full
+    notes = session.exec(select(CreditNote).where(CreditNote.invoice_id == invoice.id)
+                         .order_by(CreditNote.id)).all()
+    rows = [credit_notes.credit_note_lines(session, note.id)[0] for note in notes]
+    assert [(r.net_minor, r.tax_minor) for r in rows] == [(5_002, 1_001), (4_998, 999)]
+    assert invariants.validate_all(session) == []
+
+
 @st.composite
 def unit_returns(draw) -> tuple:
     """A line (unit price, quantity, discount, tax rate) and its units split in parts."""

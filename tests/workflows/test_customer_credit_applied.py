@@ -14,12 +14,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import Session, select
 
-from models import Allocation, AuditEvent, Invoice, OutboxMessage, Payment, WriteOff, money
+from models import (
+    Allocation,
+    AuditEvent,
+    Customer,
+    Invoice,
+    OutboxMessage,
+    Payment,
+    WriteOff,
+    money,
+)
 from tests.support import factories as f
 from tests.support.examples import examples
 from tests.support.meanwhile import in_thread
 from tests.support.timetravel import frozen_at
-from workflows import credit_notes, customer_credit, invariants, refunds
+from workflows import credit_notes, customer_credit, invariants, refunds, statements
 from workflows.cash_application import record_payment
 from workflows.errors import Conflict, PermissionDenied, ValidationFailed
 from workflows.inputs import CreditNoteIn, PaymentIn
@@ -309,4 +318,29 @@ def test_a_payment_whose_credit_was_applied_is_not_corrected_behind_it(session) 
         select(Invoice.id).where(Invoice.number == "INV-1")).one()) == 0
     assert sorted(a.amount_minor for a in session.exec(select(Allocation)).all()) == [
         -3_000, 3_000, 10_000]
+    assert invariants.validate_all(session) == []
+
+
+def test_a_refund_dated_before_the_credit_moved_is_booked_when_it_moved(session) -> None:
+    # given INV-1's 30.00 of customer credit (paid 20 November) applied to INV-2 today
+    note, payment = credited(session)
+    customer_credit.apply_customer_credit(session, credit_note=note, invoice="INV-2",
+                                          amount="30.00", by="UCOLL001", key="k-1", now=NOW)
+    # when the payment is refunded with a value date of 25 November (a provider's refund
+    # reported late), before the credit moved
+    refund, _ = refunds.refund_payment(session, payment=payment, amount_minor=10_000,
+                                       external_id="re-1", value_date=date(2026, 11, 25),
+                                       actor="test")
+    # then it is booked no earlier than the money it takes back was on INV-2: today. Dated
+    # 25 November, it took 30.00 off INV-2 from that day, while INV-2 had that money only
+    # from today: from 25 November to 1 December INV-2 showed 230.00 open of its 200.00 and
+    # INV-1 (paid) 70.00 open
+    assert refund.value_date == TODAY
+    assert {a.value_date for a in session.exec(select(Allocation).where(
+        Allocation.method == "refund"))} == {TODAY}
+    globex = session.exec(select(Customer).where(Customer.external_id == "C-GLOBEX")).one()
+    month = statements.statement(session, globex,
+                                start=date(2026, 11, 1), end=date(2026, 11, 30))
+    assert [(i.number, i.total_minor) for i in month.open_invoices] == [("INV-2", 20_000)]
+    assert month.closing_minor == 20_000
     assert invariants.validate_all(session) == []

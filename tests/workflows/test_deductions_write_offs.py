@@ -359,6 +359,31 @@ def test_small_balances_are_written_off_by_the_dunning_job(books) -> None:
     assert invariants.validate_all(books) == []
 
 
+def test_a_small_balance_above_the_threshold_is_never_written_off(books) -> None:
+    # given a threshold with more decimals than a currency has (1.005; 0.50 for a yen)
+    policy.set_value(books, key="small_balance_write_off", value="1.005", actor="test")
+    # and leftovers of 1.01 and 1.00
+    for number, paid in (("INV-2026-000003", "98.99"), ("INV-2026-000004", "99.00")):
+        f.invoice(books, number, total="100.00", due=TODAY - timedelta(days=3),
+                  issued=TODAY - timedelta(days=33))
+        record_payment(books, PaymentIn(amount=paid, currency="USD", received_at=NOW),
+                       actor="test", apply_to=[number])
+    books.commit()
+    # when the small-balance step runs
+    done = write_offs.write_off_small_balances(books, as_of=TODAY, now=NOW)
+    # then only what is at or under 1.005 is written off: 1.00, never 1.01 (the threshold
+    # was rounded half-up to 1.01 and took it)
+    assert done == ["INV-2026-000004"]
+    assert get_invoice(books, "INV-2026-000003").balance_minor == 101
+    assert write_offs.threshold_minor(books, "USD") == 100
+    assert write_offs.threshold_minor(books, "KWD") == 1_005
+    # and 0.50 of a yen writes off no yen (1 yen is more than 0.50)
+    policy.set_value(books, key="small_balance_write_off", value="0.50", actor="test")
+    assert write_offs.threshold_minor(books, "JPY") == 0
+    assert write_offs.threshold_minor(books, "USD") == 50
+    assert invariants.validate_all(books) == []
+
+
 def test_write_off_requests_need_a_collector_or_credit_approver(books) -> None:
     with pytest.raises(PermissionDenied):
         write_offs.request_write_off(books, invoice_number="INV-2026-000001", reason="x",
