@@ -285,6 +285,74 @@ def api(server: RunningServer) -> Iterator[httpx.Client]:
         yield client
 
 
+# -- one server for a module's tests that only read ------------------------------------------
+# Starting the server and copying a migrated database for each test is a third of a SQLite run.
+# Tests that only read, or whose input is refused, share one per module: `reading_api` (and
+# `reading_server`), on a database the module seeds once through its own module-scoped fixture.
+# A test that writes must not use them (it gets `api`/`server`, fresh per test): each test on
+# the shared server is checked to leave every table's rows as it found them, so a write — a
+# refusal that stored something after all, or a test put here by mistake — fails that test.
+@pytest.fixture(scope="module")
+def shared_server(db_factory) -> Iterator[RunningServer]:
+    url = db_factory.create()
+    with StandInServer(api=SlackWebAPI(bot_token=BOT_TOKEN, trigger_ttl=TRIGGER_TTL)) as slack:
+        running = start_server(test_settings(url, slack.api_url))
+        running.worker.poll_interval = 0.05
+        try:
+            yield running
+        finally:
+            running.stop()
+            running.db.dispose()
+    db_factory.drop(url)
+
+
+@pytest.fixture(scope="module")
+def shared_api(shared_server: RunningServer) -> Iterator[httpx.Client]:
+    """A client of the module's shared server, for its module-scoped fixture to seed with."""
+    with httpx.Client(base_url=f"{shared_server.base_url}/api/v1",
+                      headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def shared_tables(shared_server: RunningServer):
+    """The shared database's tables, as migrated (read once: reflecting is slow)."""
+    import sqlalchemy as sa
+
+    tables = sa.MetaData()
+    tables.reflect(shared_server.db.engine)
+    return tables
+
+
+def every_row(database: Database, tables) -> dict[str, list[tuple]]:
+    """Each table's rows (sorted), to show that a test on the shared server wrote nothing."""
+    import sqlalchemy as sa
+
+    with database.engine.connect() as connection:
+        return {name: sorted((tuple(row) for row in connection.execute(sa.select(table))),
+                             key=repr)
+                for name, table in tables.tables.items()}
+
+
+@pytest.fixture
+def reading_server(shared_server: RunningServer, shared_tables) -> Iterator[RunningServer]:
+    """The module's shared server, for one test that must leave its database as it was."""
+    shared_server.worker.drain()
+    before = every_row(shared_server.db, shared_tables)
+    yield shared_server
+    after = every_row(shared_server.db, shared_tables)
+    changed = sorted(name for name in before.keys() | after.keys()
+                     if before.get(name) != after.get(name))
+    assert not changed, f"a test on the shared (read-only) server wrote to {changed}"
+
+
+@pytest.fixture
+def reading_api(reading_server: RunningServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{reading_server.base_url}/api/v1",
+                      headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30) as client:
+        yield client
+
+
 @pytest.fixture
 def artifacts_dir() -> Path:
     # one folder per run: CI's runs go side by side and write the same tests' screenshots
