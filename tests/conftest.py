@@ -179,18 +179,23 @@ TRIGGER_TTL = 30.0
 @pytest.fixture
 def standin() -> Iterator[StandInServer]:
     with StandInServer(api=SlackWebAPI(bot_token=BOT_TOKEN, trigger_ttl=TRIGGER_TTL)) as server:
-        for user_id, name, tz in [(ADMIN, "ada.admin", "Europe/London"),
-                                  ("USALES01", "sam.sales", "America/New_York"),
-                                  ("USALES02", "sue.sales", "America/Chicago"),
-                                  ("UCREDIT1", "carl.credit", "Europe/Berlin"),
-                                  ("UDISC001", "dana.discount", "Europe/Paris"),
-                                  ("UCOLL001", "cole.collector", "America/Los_Angeles"),
-                                  ("UNOBODY1", "nora.nobody", "UTC")]:
-            server.api.add_user(user_id, name, real_name=name.replace(".", " ").title(), tz=tz)
-        for channel_id, name in [("CAPPROVAL", "approvals"), ("CALERTS01", "alerts"),
-                                 ("CAR000001", "ar"), ("C0GENERAL", "general")]:
-            server.api.add_channel(channel_id, name)
-        yield server
+        yield workspace(server)
+
+
+def workspace(server: StandInServer) -> StandInServer:
+    """The stand-in's people and channels, the same for every test."""
+    for user_id, name, tz in [(ADMIN, "ada.admin", "Europe/London"),
+                              ("USALES01", "sam.sales", "America/New_York"),
+                              ("USALES02", "sue.sales", "America/Chicago"),
+                              ("UCREDIT1", "carl.credit", "Europe/Berlin"),
+                              ("UDISC001", "dana.discount", "Europe/Paris"),
+                              ("UCOLL001", "cole.collector", "America/Los_Angeles"),
+                              ("UNOBODY1", "nora.nobody", "UTC")]:
+        server.api.add_user(user_id, name, real_name=name.replace(".", " ").title(), tz=tz)
+    for channel_id, name in [("CAPPROVAL", "approvals"), ("CALERTS01", "alerts"),
+                             ("CAR000001", "ar"), ("C0GENERAL", "general")]:
+        server.api.add_channel(channel_id, name)
+    return server
 
 
 def free_port() -> int:
@@ -293,17 +298,22 @@ def api(server: RunningServer) -> Iterator[httpx.Client]:
 # the shared server is checked to leave every table's rows as it found them, so a write — a
 # refusal that stored something after all, or a test put here by mistake — fails that test.
 @pytest.fixture(scope="module")
-def shared_server(db_factory) -> Iterator[RunningServer]:
+def shared_standin() -> Iterator[StandInServer]:
+    with StandInServer(api=SlackWebAPI(bot_token=BOT_TOKEN, trigger_ttl=TRIGGER_TTL)) as server:
+        yield workspace(server)
+
+
+@pytest.fixture(scope="module")
+def shared_server(db_factory, shared_standin: StandInServer) -> Iterator[RunningServer]:
     url = db_factory.create()
-    with StandInServer(api=SlackWebAPI(bot_token=BOT_TOKEN, trigger_ttl=TRIGGER_TTL)) as slack:
-        running = start_server(test_settings(url, slack.api_url))
-        running.worker.poll_interval = 0.05
-        try:
-            yield running
-        finally:
-            running.stop()
-            running.db.dispose()
-    db_factory.drop(url)
+    running = start_server(test_settings(url, shared_standin.api_url))
+    running.worker.poll_interval = 0.05
+    try:
+        yield running
+    finally:
+        running.stop()
+        running.db.dispose()
+        db_factory.drop(url)
 
 
 @pytest.fixture(scope="module")
