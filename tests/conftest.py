@@ -1,6 +1,7 @@
 """Shared fixtures: a fresh migrated database per test (SQLite or PostgreSQL, chosen by
 `O2C_TEST_DB`), the Slack stand-in, the real server on a free port, a signed-request driver and
-an authenticated REST client.
+an authenticated REST client; for the tests that only read or are refused, one server and
+database per module (`reading_server`, `reading_api`), each test checked to change no row.
 
 `make test` runs the suite twice: all of it on SQLite, and on PostgreSQL every test that uses the
 database (`pytest_collection_modifyitems` below). With `CI` set, a PostgreSQL that cannot be
