@@ -1,6 +1,7 @@
 """Shared fixtures: a fresh migrated database per test (SQLite or PostgreSQL, chosen by
 `O2C_TEST_DB`), the Slack stand-in, the real server on a free port, a signed-request driver and
-an authenticated REST client.
+an authenticated REST client; for the tests that only read or are refused, one server and
+database per module (`reading_server`, `reading_api`), each test checked to change no row.
 
 `make test` runs the suite twice: all of it on SQLite, and on PostgreSQL every test that uses the
 database (`pytest_collection_modifyitems` below). With `CI` set, a PostgreSQL that cannot be
@@ -179,18 +180,23 @@ TRIGGER_TTL = 30.0
 @pytest.fixture
 def standin() -> Iterator[StandInServer]:
     with StandInServer(api=SlackWebAPI(bot_token=BOT_TOKEN, trigger_ttl=TRIGGER_TTL)) as server:
-        for user_id, name, tz in [(ADMIN, "ada.admin", "Europe/London"),
-                                  ("USALES01", "sam.sales", "America/New_York"),
-                                  ("USALES02", "sue.sales", "America/Chicago"),
-                                  ("UCREDIT1", "carl.credit", "Europe/Berlin"),
-                                  ("UDISC001", "dana.discount", "Europe/Paris"),
-                                  ("UCOLL001", "cole.collector", "America/Los_Angeles"),
-                                  ("UNOBODY1", "nora.nobody", "UTC")]:
-            server.api.add_user(user_id, name, real_name=name.replace(".", " ").title(), tz=tz)
-        for channel_id, name in [("CAPPROVAL", "approvals"), ("CALERTS01", "alerts"),
-                                 ("CAR000001", "ar"), ("C0GENERAL", "general")]:
-            server.api.add_channel(channel_id, name)
-        yield server
+        yield workspace(server)
+
+
+def workspace(server: StandInServer) -> StandInServer:
+    """The stand-in's people and channels, the same for every test."""
+    for user_id, name, tz in [(ADMIN, "ada.admin", "Europe/London"),
+                              ("USALES01", "sam.sales", "America/New_York"),
+                              ("USALES02", "sue.sales", "America/Chicago"),
+                              ("UCREDIT1", "carl.credit", "Europe/Berlin"),
+                              ("UDISC001", "dana.discount", "Europe/Paris"),
+                              ("UCOLL001", "cole.collector", "America/Los_Angeles"),
+                              ("UNOBODY1", "nora.nobody", "UTC")]:
+        server.api.add_user(user_id, name, real_name=name.replace(".", " ").title(), tz=tz)
+    for channel_id, name in [("CAPPROVAL", "approvals"), ("CALERTS01", "alerts"),
+                             ("CAR000001", "ar"), ("C0GENERAL", "general")]:
+        server.api.add_channel(channel_id, name)
+    return server
 
 
 def free_port() -> int:
@@ -281,6 +287,79 @@ def slack(server: RunningServer, standin: StandInServer) -> SlackDriver:
 @pytest.fixture
 def api(server: RunningServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=f"{server.base_url}/api/v1",
+                      headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30) as client:
+        yield client
+
+
+# -- one server for a module's tests that only read ------------------------------------------
+# Starting the server and copying a migrated database for each test is a third of a SQLite run.
+# Tests that only read, or whose input is refused, share one per module: `reading_api` (and
+# `reading_server`), on a database the module seeds once through its own module-scoped fixture.
+# A test that writes must not use them (it gets `api`/`server`, fresh per test): each test on
+# the shared server is checked to leave every table's rows as it found them, so a write — a
+# refusal that stored something after all, or a test put here by mistake — fails that test.
+@pytest.fixture(scope="module")
+def shared_standin() -> Iterator[StandInServer]:
+    with StandInServer(api=SlackWebAPI(bot_token=BOT_TOKEN, trigger_ttl=TRIGGER_TTL)) as server:
+        yield workspace(server)
+
+
+@pytest.fixture(scope="module")
+def shared_server(db_factory, shared_standin: StandInServer) -> Iterator[RunningServer]:
+    url = db_factory.create()
+    running = start_server(test_settings(url, shared_standin.api_url))
+    running.worker.poll_interval = 0.05
+    try:
+        yield running
+    finally:
+        running.stop()
+        running.db.dispose()
+        db_factory.drop(url)
+
+
+@pytest.fixture(scope="module")
+def shared_api(shared_server: RunningServer) -> Iterator[httpx.Client]:
+    """A client of the module's shared server, for its module-scoped fixture to seed with."""
+    with httpx.Client(base_url=f"{shared_server.base_url}/api/v1",
+                      headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def shared_tables(shared_server: RunningServer):
+    """The shared database's tables, as migrated (read once: reflecting is slow)."""
+    import sqlalchemy as sa
+
+    tables = sa.MetaData()
+    tables.reflect(shared_server.db.engine)
+    return tables
+
+
+def every_row(database: Database, tables) -> dict[str, list[tuple]]:
+    """Each table's rows (sorted), to show that a test on the shared server wrote nothing."""
+    import sqlalchemy as sa
+
+    with database.engine.connect() as connection:
+        return {name: sorted((tuple(row) for row in connection.execute(sa.select(table))),
+                             key=repr)
+                for name, table in tables.tables.items()}
+
+
+@pytest.fixture
+def reading_server(shared_server: RunningServer, shared_tables) -> Iterator[RunningServer]:
+    """The module's shared server, for one test that must leave its database as it was."""
+    shared_server.worker.drain()
+    before = every_row(shared_server.db, shared_tables)
+    yield shared_server
+    after = every_row(shared_server.db, shared_tables)
+    changed = sorted(name for name in before.keys() | after.keys()
+                     if before.get(name) != after.get(name))
+    assert not changed, f"a test on the shared (read-only) server wrote to {changed}"
+
+
+@pytest.fixture
+def reading_api(reading_server: RunningServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{reading_server.base_url}/api/v1",
                       headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30) as client:
         yield client
 

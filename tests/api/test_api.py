@@ -30,13 +30,29 @@ def count(db, model) -> int:
         return s.exec(select(func.count()).select_from(model)).one()
 
 
-@pytest.fixture
-def company(server, api):
+def seed_company(api) -> None:
     assert api.put("/users/USALES01", json={"name": "Sam", "roles": ["sales"],
                                             "timezone": "America/New_York"}).status_code == 201
     assert api.post("/customers", json=CUSTOMER).status_code == 201
     assert api.post("/products", json={"sku": "WID-1", "name": "Widget", "unit_price": "19.99",
                                        "currency": "USD", "on_hand": 100}).status_code == 201
+
+
+@pytest.fixture
+def company(server, api):
+    seed_company(api)
+
+
+@pytest.fixture(scope="module")
+def shared_company(shared_api) -> None:
+    seed_company(shared_api)
+
+
+@pytest.fixture
+def reading(shared_company, reading_server, reading_api):
+    """(server, api): `company` on the module's shared server, for a test that only reads or
+    is refused (it fails if it leaves any row of any table otherwise, see `reading_server`)."""
+    return reading_server, reading_api
 
 
 def order_body(**overrides) -> dict:
@@ -130,8 +146,8 @@ def test_two_idempotency_keys_in_one_request_are_refused(company, api, server) -
 
 
 @pytest.mark.parametrize("key", ["café".encode(), "€-1".encode(), b"k\x7f", b"tab\tkey"])
-def test_an_idempotency_key_outside_printable_ascii_is_a_422_saying_so(company, api, server,
-                                                                      key) -> None:
+def test_an_idempotency_key_outside_printable_ascii_is_a_422_saying_so(reading, key) -> None:
+    server, api = reading
     # when a key holds bytes beyond printable ASCII (HTTP headers arrive as latin-1: "café"
     # in UTF-8 was stored as "cafÃ©" while "€-1" was refused, both as "not printable")
     response = api.post("/orders", json=order_body(), headers=[(b"Idempotency-Key", key)])
@@ -239,7 +255,8 @@ def test_concurrent_duplicates_create_one_order(company, server) -> None:
     (order_body(colour="blue"), "colour"),
     ({"customer": "C-GLOBEX"}, "sales_rep"),
 ])
-def test_bad_order_names_the_field_and_stores_nothing(company, api, server, body, field) -> None:
+def test_bad_order_names_the_field_and_stores_nothing(reading, body, field) -> None:
+    server, api = reading
     # when
     response = api.post("/orders", json=body, headers={"Idempotency-Key": f"bad-{field}"})
     # then
@@ -252,7 +269,8 @@ def test_bad_order_names_the_field_and_stores_nothing(company, api, server, body
     assert count(server.db, IdempotencyKey) == 0  # a refused request stores nothing
 
 
-def test_malformed_json_is_400(company, api, server) -> None:
+def test_malformed_json_is_400(reading) -> None:
+    server, api = reading
     response = api.post("/orders", content=b'{"customer": ', headers={
         "content-type": "application/json"})
     assert response.status_code == 400
@@ -260,7 +278,8 @@ def test_malformed_json_is_400(company, api, server) -> None:
     assert count(server.db, Order) == 0
 
 
-def test_float_amounts_are_refused(company, api, server) -> None:
+def test_float_amounts_are_refused(reading) -> None:
+    server, api = reading
     response = api.post("/payments", json={"amount": 10.10, "currency": "USD",
                                            "received_at": "2026-11-22T09:00:00Z"})
     assert response.status_code == 422
@@ -268,7 +287,8 @@ def test_float_amounts_are_refused(company, api, server) -> None:
     assert count(server.db, Payment) == 0
 
 
-def test_naive_timestamps_and_too_many_decimals_are_refused(company, api) -> None:
+def test_naive_timestamps_and_too_many_decimals_are_refused(reading) -> None:
+    _, api = reading
     naive = api.post("/payments", json={"amount": "10.00", "currency": "USD",
                                         "received_at": "2026-11-22T09:00:00"})
     assert naive.status_code == 422 and naive.json()["errors"][0]["field"] == "received_at"
@@ -432,21 +452,24 @@ def test_a_customer_says_how_many_invoices_are_open_beyond_those_it_lists(
     assert (body["open_invoice_count"], body["balances"]["open"]) == (3, "30.00")
 
 
-def test_unknown_records_are_404_problems(company, api) -> None:
+def test_unknown_records_are_404_problems(reading) -> None:
+    _, api = reading
     for path in ("/orders/SO-1", "/invoices/NOPE", "/payments/999"):
         response = api.get(path)
         assert response.status_code == 404
         assert response.json()["status"] == 404
 
 
-def test_put_user_validates_roles_and_timezone(server, api) -> None:
+def test_put_user_validates_roles_and_timezone(reading) -> None:
+    _, api = reading
     bad_role = api.put("/users/U123ABC", json={"name": "X", "roles": ["king"]})
     assert bad_role.status_code == 422 and bad_role.json()["errors"][0]["field"] == "roles"
     bad_tz = api.put("/users/U123ABC", json={"name": "X", "roles": [], "timezone": "Mars/Base"})
     assert bad_tz.status_code == 422 and bad_tz.json()["errors"][0]["field"] == "timezone"
 
 
-def test_openapi_and_health(server) -> None:
+def test_openapi_and_health(reading) -> None:
+    server, _ = reading
     with httpx.Client(base_url=server.base_url) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         assert client.get("/readyz").json()["status"] == "ready"

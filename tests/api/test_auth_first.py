@@ -1,5 +1,6 @@
 """SPEC §5.1 for the REST API: a caller without the bearer token reaches no parser — whatever
-the body, the answer is 401, and nothing is stored."""
+the body, the answer is 401, and nothing is stored. The tests share one server (`reading_server`:
+each must leave every table as it found it)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from tests.conftest import API_TOKEN
 
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong", f"Basic {API_TOKEN}",
                                            "Bearer", f"bearer {API_TOKEN}x"])
-def test_no_token_is_a_401_before_the_body_is_parsed(server, authorization) -> None:
+def test_no_token_is_a_401_before_the_body_is_parsed(reading_server, authorization) -> None:
+    server = reading_server
     headers = {"content-type": "application/json"}
     if authorization is not None:
         headers["authorization"] = authorization
@@ -29,13 +31,15 @@ def test_no_token_is_a_401_before_the_body_is_parsed(server, authorization) -> N
         assert s.exec(select(func.count()).select_from(Customer)).one() == 0
 
 
-def test_with_the_token_the_same_junk_is_a_400(server) -> None:
+def test_with_the_token_the_same_junk_is_a_400(reading_server) -> None:
+    server = reading_server
     answer = httpx.post(f"{server.base_url}/api/v1/customers", content=b'{"junk": ',
                         headers={"content-type": "application/json",
                                  "authorization": f"Bearer {API_TOKEN}"})
     assert answer.status_code == 400 and answer.json()["title"] == "Malformed JSON"
 
 
-def test_health_and_openapi_need_no_token(server) -> None:
+def test_health_and_openapi_need_no_token(reading_server) -> None:
+    server = reading_server
     assert httpx.get(f"{server.base_url}/healthz").status_code == 200
     assert httpx.get(f"{server.base_url}/openapi.json").status_code == 200

@@ -10,18 +10,40 @@ from sqlmodel import select
 
 from bot.db import Database
 from models import Customer, Order, Payment, Product
-from tests.api.test_api import CUSTOMER, company, count  # noqa: F401 - the fixture
+from tests.api.test_api import CUSTOMER, count
 
 BIG_LIMIT = "9999999999999.99"  # the bound in USD
 
 
-@pytest.fixture
-def rich(server, api):
+def seed_rich(api, **user) -> None:
     """A rep, a customer with the largest credit limit, and a product for USD 100.00."""
-    assert api.put("/users/USALES01", json={"name": "Sam", "roles": ["sales"]}).status_code == 201
+    assert api.put("/users/USALES01", json={"name": "Sam", "roles": ["sales"],
+                                            **user}).status_code == 201
     assert api.post("/customers", json={**CUSTOMER, "credit_limit": BIG_LIMIT}).status_code == 201
     assert api.post("/products", json={"sku": "WID-100", "name": "Widget", "unit_price": "100.00",
                                        "currency": "USD", "on_hand": 1_000_000}).status_code == 201
+
+
+@pytest.fixture
+def rich(server, api):
+    seed_rich(api)
+
+
+@pytest.fixture(scope="module")
+def shared_company(shared_api) -> None:
+    """What the tests on the module's shared server read (each leaves it as it was, see
+    `reading_server`): `rich`'s rep, customer and product, and `company`'s timezone and
+    product, for the tests of reports' and records' dates."""
+    seed_rich(shared_api, timezone="America/New_York")
+    assert shared_api.post("/products", json={"sku": "WID-1", "name": "Widget",
+                                              "unit_price": "19.99", "currency": "USD",
+                                              "on_hand": 100}).status_code == 201
+
+
+@pytest.fixture
+def reading(shared_company, reading_server, reading_api):
+    """(server, api): the module's shared server, seeded, for a test that must not write."""
+    return reading_server, reading_api
 
 
 def problem_fields(response) -> list[str]:
@@ -141,7 +163,8 @@ REFUSED += [
 ]
 
 
-def test_a_key_of_spaces_is_refused_naming_it(rich, api) -> None:
+def test_a_key_of_spaces_is_refused_naming_it(reading) -> None:
+    _, api = reading
     response = api.post("/orders", json={**ORDER, "external_id": "   "})
     assert response.status_code == 422, response.text
     assert response.json()["errors"] == [{"field": "external_id",
@@ -150,8 +173,8 @@ def test_a_key_of_spaces_is_refused_naming_it(rich, api) -> None:
 
 @pytest.mark.parametrize(("path", "body", "field"), REFUSED,
                          ids=[f"{p} {f}" for p, _, f in REFUSED])
-def test_out_of_bounds_input_is_a_422_naming_the_field(rich, api, server, path, body,
-                                                       field) -> None:
+def test_out_of_bounds_input_is_a_422_naming_the_field(reading, path, body, field) -> None:
+    server, api = reading
     # given what is stored before
     tables = (Payment, Customer, Product, Order)
     before = [count(server.db, t) for t in tables]
@@ -163,7 +186,8 @@ def test_out_of_bounds_input_is_a_422_naming_the_field(rich, api, server, path, 
     assert [count(server.db, t) for t in tables] == before
 
 
-def test_an_order_whose_total_exceeds_the_bound_is_refused_naming_the_lines(rich, api) -> None:
+def test_an_order_whose_total_exceeds_the_bound_is_refused_naming_the_lines(reading) -> None:
+    _, api = reading
     # each line's quantity x price is within the bound; together they are not
     line = {"sku": "WID-100", "quantity": 1, "unit_price": "6000000000000.00"}
     response = api.post("/orders", json={"customer": "C-GLOBEX", "sales_rep": "USALES01",
@@ -185,7 +209,8 @@ def test_an_amount_at_the_bound_in_each_kind_of_currency(api) -> None:
 @pytest.mark.parametrize(("as_of", "status"), [("0001-01-01", 422), ("9999-12-31", 422),
                                                ("0", 422), ("20261130", 422),
                                                ("1900-01-01", 200), ("2999-12-31", 200)])
-def test_report_dates_at_the_extremes(company, api, report, as_of, status) -> None:  # noqa: F811
+def test_report_dates_at_the_extremes(reading, report, as_of, status) -> None:
+    _, api = reading
     response = api.get(f"/reports/{report}", params={"as_of": as_of})
     assert response.status_code == status, response.text
     if status == 422:
@@ -195,7 +220,8 @@ def test_report_dates_at_the_extremes(company, api, report, as_of, status) -> No
 @pytest.mark.parametrize("path", ["/payments/1234567890123456789012", "/payments/2147483648",
                                   "/payments/0", "/customers/C%00X", "/orders/SO-1%00",
                                   "/invoices/%00"])
-def test_ids_beyond_the_columns_and_nul_keys_are_422_not_500(api, path) -> None:
+def test_ids_beyond_the_columns_and_nul_keys_are_422_not_500(reading, path) -> None:
+    _, api = reading
     response = api.get(path)
     assert response.status_code == 422, response.text
     assert problem_fields(response)
@@ -204,8 +230,9 @@ def test_ids_beyond_the_columns_and_nul_keys_are_422_not_500(api, path) -> None:
 @pytest.mark.parametrize(("path", "body"), [
     (f"/invoices/{'I' * 200}/disputes", {"reason": "pricing"}),
     (f"/orders/{'S' * 200}/lines/200/cancellation", {"reason": "moved"})])
-def test_a_post_with_an_idempotency_key_to_the_longest_path_is_answered(api, path,
+def test_a_post_with_an_idempotency_key_to_the_longest_path_is_answered(reading, path,
                                                                          body) -> None:
+    _, api = reading
     # the key's scope ("POST " and the path) is stored before the workflow looks for the
     # invoice or order: on PostgreSQL a path longer than its column was a 500
     response = api.post(path, json=body, headers={"Idempotency-Key": "long-1"})
@@ -215,20 +242,22 @@ def test_a_post_with_an_idempotency_key_to_the_longest_path_is_answered(api, pat
 @pytest.mark.parametrize("known_at", ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00",
                                       "2999-12-31T23:00:00-12:00", "1899-12-31"])
 @pytest.mark.parametrize("path", ["/reports/aging", "/reports/kpis", "/customers/C-GLOBEX"])
-def test_known_at_beyond_the_years_is_a_422_in_utc_too(company, api, path,  # noqa: F811
-                                                       known_at) -> None:
+def test_known_at_beyond_the_years_is_a_422_in_utc_too(reading, path, known_at) -> None:
+    _, api = reading
     response = api.get(path, params={"known_at": known_at})
     assert response.status_code == 422, response.text
     assert problem_fields(response) == ["known_at"]
 
 
-def test_known_at_is_read_in_utc(company, api) -> None:  # noqa: F811
+def test_known_at_is_read_in_utc(reading) -> None:
+    _, api = reading
     # 2999-12-31T23:00-00:30 is 2999-12-31T23:30Z: within the years
     response = api.get("/reports/aging", params={"known_at": "2999-12-31T23:00:00-00:30"})
     assert response.status_code == 200, response.text
 
 
-def test_an_unknown_id_within_range_is_a_404(api) -> None:
+def test_an_unknown_id_within_range_is_a_404(reading) -> None:
+    _, api = reading
     assert api.get("/payments/2147483647").status_code == 404
 
 
@@ -251,8 +280,9 @@ def unreachable(server) -> Database:
 @pytest.mark.parametrize(("method", "path", "body"), [
     ("GET", "/payments/1", None), ("GET", "/reports/aging", None),
     ("POST", "/payments", PAYMENT), ("POST", "/customers", CUSTOMER)])
-def test_while_the_database_is_down_the_api_answers_503_with_retry_after(server, api, method,
+def test_while_the_database_is_down_the_api_answers_503_with_retry_after(reading, method,
                                                                          path, body) -> None:
+    server, api = reading
     working = server.deps.db
     server.deps.db = unreachable(server)
     try:
@@ -276,8 +306,9 @@ def test_while_the_database_is_down_the_api_answers_503_with_retry_after(server,
     ("/invoices", {"number": "INV-X", "customer": "C-GLOBEX", "currency": "USD",
                    "issue_date": "2026-11-02", "due_date": "2026-12-02", "total": "1.00",
                    "order": "S" * 100_000}, "order", 32)])
-def test_a_record_named_beyond_its_column_is_a_short_422(rich, api, server, path, body, field,
+def test_a_record_named_beyond_its_column_is_a_short_422(reading, path, body, field,
                                                          most) -> None:
+    server, api = reading
     # a key longer than any stored one (the column's length) names no record: refused by its
     # length, not looked up and echoed back (100,000 characters, twice, in the problem)
     response = api.post(path, json=body)

@@ -25,8 +25,7 @@ def mid_july():
         yield
 
 
-@pytest.fixture
-def catalogue(server, api):
+def stock(server, api) -> None:
     with server.db.transaction() as s:
         f.user(s, "USALES01", "sales")
         f.customer(s, credit_limit="1000000.00")
@@ -39,7 +38,25 @@ def catalogue(server, api):
          "on_hand": 100, "revenue_type": "subscription"})]
     assert [p.status_code for p in products] == [201, 201, 201]
     assert products[0].json()["ssp"] == "500.00" and products[1].json()["ssp"] is None
+
+
+@pytest.fixture
+def catalogue(server, api):
+    stock(server, api)
     return api
+
+
+@pytest.fixture(scope="module")
+def shared_catalogue(shared_server, shared_api) -> None:
+    """`catalogue` on the module's shared server, stocked on the tests' day too."""
+    with time_machine.travel(TODAY, tick=True):
+        stock(shared_server, shared_api)
+
+
+@pytest.fixture
+def reading_catalogue(shared_catalogue, reading_server, reading_api):
+    """(server, api): the shared `catalogue`, for a test that must leave it as it was."""
+    return reading_server, reading_api
 
 
 def order(api, *lines: dict):
@@ -57,9 +74,10 @@ def order(api, *lines: dict):
     ({"sku": "INST", "quantity": 1, "service_start": "2026-06-31",
       "service_end": "2026-08-31"}, "lines[1].service_start"),
 ])
-def test_service_periods_are_required_and_checked(server, catalogue, line, field) -> None:
+def test_service_periods_are_required_and_checked(reading_catalogue, line, field) -> None:
+    server, api = reading_catalogue
     # when
-    answer = order(catalogue, {"sku": "HW-1", "quantity": 1}, line)
+    answer = order(api, {"sku": "HW-1", "quantity": 1}, line)
     # then: a 422 naming the field, and nothing stored
     assert answer.status_code == 422, answer.text
     assert field in [e["field"] for e in answer.json()["errors"]]
@@ -123,13 +141,15 @@ def test_the_revenue_report_worked_by_hand_in_json_and_csv(server, catalogue) ->
     ({"from": "0000-01", "to": "0000-12"}, "to"), ({"to": "0001-01"}, "to"),
     ({"to": "9999-12"}, "to"), ({"from": "0000-01", "to": "2026-05"}, "from"),
     ({"to": "\u0662\u0660\u0662\u0666-01"}, "to")])
-def test_report_months_are_checked(server, api, params, field) -> None:
+def test_report_months_are_checked(reading_api, params, field) -> None:
+    api = reading_api
     answer = api.get("/reports/revenue", params=params)
     assert answer.status_code == 422
     assert [e["field"] for e in answer.json()["errors"]] == [field]
 
 
-def test_the_report_defaults_to_the_twelve_months_to_this_one(server, api) -> None:
+def test_the_report_defaults_to_the_twelve_months_to_this_one(reading_api) -> None:
+    api = reading_api
     data = api.get("/reports/revenue").json()
     assert (data["from"], data["to"], data["currencies"]) == ("2025-08", "2026-07", {})
 
