@@ -729,3 +729,63 @@ def test_the_fee_is_queued_for_lookup_and_recorded_once(db) -> None:
     # the invoice is paid in full: the fee is not a short payment
     assert invoice(db, number).balance_minor == 0
     assert payments(db)[0].status == "applied"
+
+
+def test_a_refund_in_another_currency_than_its_payment_changes_nothing_and_tells_ar(db) -> None:
+    # given a USD invoice of 100.00 paid through Stripe
+    [number] = given_invoices(db, "100.00")
+    handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=number, amount=10_000, pi_id="pi_D1")))
+    before = ledger(db)
+    # when a refund of its charge arrives in yen (10,000 JPY: it was read as 100.00 USD,
+    # the whole payment given back)
+    outcome = handle(db, sp.event("charge.refunded", sp.charge(
+        payment_intent="pi_D1", amount=10_000, amount_refunded=10_000, currency="jpy",
+        charge_id="ch_D1")))
+    # then it is refused with the reason, kept as failed, audited, and AR is asked to look;
+    # the payment and its invoice are as they were
+    assert outcome.status == "failed"
+    assert "is in JPY, but payment" in outcome.detail and "received in USD" in outcome.detail
+    after = ledger(db)
+    assert after["events"] == sorted([*before["events"], ("charge.refunded", "failed")])
+    assert {k: v for k, v in after.items() if k not in ("events", "told_ar")} == {
+        k: v for k, v in before.items() if k not in ("events", "told_ar")}
+    assert after["told_ar"] == sorted([*before["told_ar"], "text"])
+    assert [a.data["currency"] for a in audited(db, "payment.provider_currency_refused")] == [
+        "JPY"]
+    assert invoice(db, number).balance_minor == 0
+    with db.read_session() as s:
+        kept = s.exec(select(ProviderEvent).where(ProviderEvent.status == "failed")).one()
+        assert kept.payload["type"] == "charge.refunded" and kept.detail == outcome.detail
+    # and the same refund in dollars afterwards is given back as usual
+    handle(db, refund_event(10_000))
+    assert invoice(db, number).balance_minor == 10_000
+    assert payments(db)[0].refunded_minor == 10_000
+    healthy(db)
+
+
+@pytest.mark.parametrize("kind", ["charge.dispute.created", "charge.dispute.funds_withdrawn",
+                                  "charge.dispute.closed"])
+def test_a_chargeback_in_another_currency_than_its_payment_changes_nothing(db, kind) -> None:
+    # given a USD invoice of 100.00 paid through Stripe
+    [number] = given_invoices(db, "100.00")
+    handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=number, amount=10_000, pi_id="pi_D1")))
+    before = ledger(db)
+    # when a chargeback of 10,000 JPY arrives (or its funds_withdrawn; or its close, which
+    # lists the withdrawal)
+    outcome = handle(db, sp.event(kind, sp.dispute(
+        payment_intent="pi_D1", charge_id="ch_D1", amount=10_000, currency="jpy",
+        dispute_id="dp_1", status="lost" if kind.endswith("closed") else "needs_response",
+        balance_transactions=[-10_000] if kind.endswith("closed") else None)))
+    # then nothing is taken back (not 100.00 USD), nothing is held in dispute; the event is
+    # kept as failed with the reason and AR is asked to look
+    assert outcome.status == "failed" and "is in JPY" in outcome.detail
+    after = ledger(db)
+    assert after["events"] == sorted([*before["events"], (kind, "failed")])
+    assert {k: v for k, v in after.items() if k not in ("events", "told_ar")} == {
+        k: v for k, v in before.items() if k not in ("events", "told_ar")}
+    assert after["told_ar"] == sorted([*before["told_ar"], "text"])
+    assert invoice(db, number).balance_minor == 0
+    assert len(audited(db, "payment.provider_currency_refused")) == 1
+    healthy(db)
