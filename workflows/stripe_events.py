@@ -423,6 +423,15 @@ def _refunded(session: Session, charge: dict, created: datetime) -> Outcome:
                            f"needs what chargeback {waiting_for} took back: waits for its "
                            "close", payment.id, object_id=waiting_for)
         return _refund_refused(session, payment, charge_id, new, held)
+    if len(sources) > 1:
+        # the invoices of every payment it may give back, locked in id order first: each
+        # refund below locks its own in id order, but the payment's (invoice 2) then what a
+        # won chargeback reinstated (invoice 1) would not be, and could deadlock against a
+        # correction locking 1 then 2 (`refunds.refund_payment`)
+        from workflows.invoicing import lock_invoices
+
+        lock_invoices(session, [invoice.id for source, _ in sources
+                                for invoice, _ in refunds.applied_by_invoice(session, source.id)])
     given: list[tuple[Refund, list[dict]]] = []
     for source, dispute_id in sources:
         take = min(new - sum(r.amount_minor for r, _ in given),

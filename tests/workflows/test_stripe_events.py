@@ -789,3 +789,39 @@ def test_a_chargeback_in_another_currency_than_its_payment_changes_nothing(db, k
     assert invoice(db, number).balance_minor == 0
     assert len(audited(db, "payment.provider_currency_refused")) == 1
     healthy(db)
+
+
+def test_a_refund_from_two_payments_locks_their_invoices_in_id_order(db, monkeypatch) -> None:
+    from workflows import invoicing
+    from workflows.cash_application import correct_application
+
+    # given 200.00 paid through Stripe, a collector's correction putting 100.00 of it on the
+    # second invoice, then 100.00 on the first (applied there last) ...
+    first, second = given_invoices(db, "100.00", "100.00")
+    handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=first, amount=20_000, pi_id="pi_D1")))
+    with db.transaction() as s:
+        [payment] = s.exec(select(Payment)).all()
+        correct_application(s, payment_id=payment.id, invoices=[second, first],
+                            actor="UCOLL001", now=NOW)
+    # ... then 100.00 charged back (off the first invoice) and won: that money is a payment
+    # on the first invoice, the Stripe payment's rest on the second
+    handle(db, dispute_event("needs_response", amount=10_000))
+    handle(db, dispute_event("won", amount=10_000))
+    ids = {invoice(db, n).id: n for n in (first, second)}
+    locked: list[str] = []
+    lock = invoicing.lock_invoice
+
+    def spy(session, invoice_id):
+        locked.append(ids[invoice_id])
+        return lock(session, invoice_id)
+    monkeypatch.setattr(invoicing, "lock_invoice", spy)
+    # when all 200.00 of the charge is refunded (from the payment, then from the reinstated)
+    outcome = handle(db, refund_event(20_000, amount=20_000))
+    # then the invoices were locked in id order (the first, then the second) before either
+    # was reopened, as corrections lock them: not the second, then the first
+    assert outcome.status == "processed"
+    assert locked[:2] == [first, second]
+    assert (invoice(db, first).balance_minor, invoice(db, second).balance_minor) == (
+        10_000, 10_000)
+    healthy(db)
