@@ -825,3 +825,31 @@ def test_a_refund_from_two_payments_locks_their_invoices_in_id_order(db, monkeyp
     assert (invoice(db, first).balance_minor, invoice(db, second).balance_minor) == (
         10_000, 10_000)
     healthy(db)
+
+
+@pytest.mark.parametrize(("currency", "total", "paid", "refunded", "open_after"), [
+    ("JPY", "30000", 30_000, 12_000, 12_000),  # zero-decimal: 1 in Stripe's API = 1 yen
+    ("KWD", "30.000", 30_000, 12_340, 12_340),  # three decimals (Stripe: multiples of ten)
+    ("ISK", "30000", 3_000_000, 1_200_000, 12_000),  # Stripe's API: 100 = 1 krona
+])
+def test_refunds_in_zero_and_three_decimal_currencies_give_back_exactly_that(
+        db, currency, total, paid, refunded, open_after) -> None:
+    # given an invoice in that currency paid in full through Stripe
+    with db.transaction() as s:
+        f.user(s, "UCOLL001", "collector")
+        f.customer(s, "C-TOKYO", "Tokyo KK", currency=currency, credit_limit="9000000")
+        number = f.invoice(s, "INV-2026-000001", "C-TOKYO", total=total, currency=currency,
+                           due=date(2026, 3, 30)).number
+    handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=number, amount=paid, currency=currency.lower(), pi_id="pi_X")))
+    assert invoice(db, number).balance_minor == 0
+    # when part of it is refunded, then the same refund delivered again
+    event = sp.event("charge.refunded", sp.charge(
+        payment_intent="pi_X", amount=paid, amount_refunded=refunded,
+        currency=currency.lower(), charge_id="ch_X"))
+    handle(db, event)
+    handle(db, sp.event("charge.refunded", event["data"]["object"]))
+    # then exactly that much is open again, in the invoice's own minor units, once
+    assert invoice(db, number).balance_minor == open_after
+    assert [(p.refunded_minor, p.currency) for p in payments(db)] == [(open_after, currency)]
+    healthy(db)
