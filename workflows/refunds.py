@@ -40,6 +40,7 @@ from models import (
 )
 from workflows import audit, exposure, periods
 from workflows.errors import Conflict, NotFound, ValidationFailed
+from workflows.invoicing import lock_invoices
 
 _INVOICES = Invoice.__table__
 _REOPEN = (sa.update(_INVOICES)
@@ -89,6 +90,11 @@ def refund_payment(session: Session, *, payment: Payment, amount_minor: int, ext
     # would leave that invoice more open than its total on the days between
     value_date = max(value_date, _applied_until(session, payment.id,
                                                 [invoice.id for invoice, _ in plan]))
+    # every invoice it reverses locked first, in id order, as corrections, the pay modal and
+    # customer credit lock theirs: reversing the latest first while locking one at a time
+    # (invoice 2, then 1) deadlocked against a correction locking 1 then 2 (PostgreSQL
+    # aborting one of them). The reversals keep their order, latest first.
+    lock_invoices(session, [invoice.id for invoice, _ in plan])
     left = amount_minor - from_credit
     reopened: list[dict] = []
     for invoice, take in plan:

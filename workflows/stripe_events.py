@@ -51,6 +51,9 @@ tolerance) and hand the event here as plain JSON; nothing here talks to Stripe.
   first (a close never decides to wait while its chargeback is being committed). Likewise
   all events of one PaymentIntent (`_one_payment_at_a_time`): an event deciding to wait is
   committed before its payment's event looks for what waits for it.
+* A refund or chargeback (any of its events) whose `currency` is not its payment's changes
+  nothing: its amount is in other units (10,000 JPY is not 100.00 USD). It is kept as a
+  failed event with the reason, audited, and AR is asked to look.
 * Unknown event types are acknowledged and ignored.
 * A session made before the pay link's token stopped going to Stripe carried the token (the
   key of the customer's page) in its metadata (`o2c_link`) and return URLs; its events are
@@ -399,7 +402,10 @@ def _refunded(session: Session, charge: dict, created: datetime) -> Outcome:
     charge_id = str(charge.get("id") or "")
     if not isinstance(total, int) or total < 0 or not charge_id:
         return Outcome("failed", "a refund without amount_refunded or charge id")
-    total = payment_links.from_stripe(total, str(charge.get("currency") or payment.currency))
+    if _other_currency(charge, payment):
+        return _currency_refused(session, payment, charge, f"the refund of charge {charge_id}",
+                                 key=f"{charge_id}:refunded:{total}")
+    total = payment_links.from_stripe(total, payment.currency)
     if total is None:
         return Outcome("failed", "a refund in fractions of its currency's minor unit")
     payment = refunds.lock_payment(session, payment.id)
@@ -417,6 +423,15 @@ def _refunded(session: Session, charge: dict, created: datetime) -> Outcome:
                            f"needs what chargeback {waiting_for} took back: waits for its "
                            "close", payment.id, object_id=waiting_for)
         return _refund_refused(session, payment, charge_id, new, held)
+    if len(sources) > 1:
+        # the invoices of every payment it may give back, locked in id order first: each
+        # refund below locks its own in id order, but the payment's (invoice 2) then what a
+        # won chargeback reinstated (invoice 1) would not be, and could deadlock against a
+        # correction locking 1 then 2 (`refunds.refund_payment`)
+        from workflows.invoicing import lock_invoices
+
+        lock_invoices(session, [invoice.id for source, _ in sources
+                                for invoice, _ in refunds.applied_by_invoice(session, source.id)])
     given: list[tuple[Refund, list[dict]]] = []
     for source, dispute_id in sources:
         take = min(new - sum(r.amount_minor for r, _ in given),
@@ -442,6 +457,30 @@ def _refunded(session: Session, charge: dict, created: datetime) -> Outcome:
         "reopened": [item for _, reopened in given for item in reopened]},
         key=f"stripe-refund:{given[0][0].id}")
     return Outcome("processed", f"refunded {money.to_str(new, payment.currency)}", payment.id)
+
+
+def _other_currency(obj: dict, payment: Payment) -> bool:
+    """Whether a charge's or dispute's `currency` (Stripe's lower case; none given: the
+    payment's) is not the currency the payment was received in."""
+    currency = obj.get("currency")
+    return currency is not None and str(currency).upper() != payment.currency
+
+
+def _currency_refused(session: Session, payment: Payment, obj: dict, what: str, *,
+                      key: str) -> Outcome:
+    """A refund or chargeback in another currency than its payment's: its amount cannot be
+    taken from the payment (100 JPY read as 1.00 USD, 10,000 JPY as 100.00 USD). Nothing
+    changes; the event is kept (failed) with the reason, audited, and AR is asked to look."""
+    currency = str(obj.get("currency"))[:12].upper()
+    detail = (f"{what} is in {currency}, but payment {payment.id} was received in "
+              f"{payment.currency}: nothing was changed")
+    audit.record(session, actor=ACTOR, action="payment.provider_currency_refused",
+                 entity_type="payment", entity_id=payment.id, currency=currency,
+                 object=str(obj.get("id") or "")[:255], reason=detail)
+    outbox.post_to_channel(session, channel="ar", template="text", context={
+        "text": f"A Stripe event could not be applied: {detail}."},
+        dedupe_key=f"stripe-currency-refused:{key}"[:200])
+    return Outcome("failed", detail, payment.id)
 
 
 def _refunded_before(session: Session, charge_id: str) -> int:
@@ -507,6 +546,9 @@ def _disputed(session: Session, dispute: dict, created: datetime, now: datetime,
         return Outcome("waiting", "its payment is not recorded yet", object_id=payment_intent)
     payment = refunds.lock_payment(session, payment.id)  # one dispute event at a time
     dispute_id = str(dispute.get("id") or "")
+    if _other_currency(dispute, payment):
+        return _currency_refused(session, payment, dispute, f"chargeback {dispute_id}",
+                                 key=f"{dispute_id}")
     if dispute_id and _taken(session, dispute_id) is not None:
         return Outcome("processed", f"chargeback {dispute_id}: its money was taken back "
                        "before", payment.id, object_id=dispute_id)
@@ -542,8 +584,7 @@ def _take_back(session: Session, payment: Payment, dispute: dict, created: datet
     due = (dispute.get("evidence_details") or {}).get("due_by")
     amount = dispute.get("amount") if isinstance(dispute.get("amount"), int) else 0
     # (Stripe's units: ours; a legacy fraction of a krona is left with the customer)
-    amount = payment_links.from_stripe(amount, str(dispute.get("currency") or payment.currency),
-                                       exact=False)
+    amount = payment_links.from_stripe(amount, payment.currency, exact=False)
     held = _hold(session, payment, dispute, amount, created, now) if take else []
     audit.record(session, actor=ACTOR, action="payment.chargeback", entity_type="payment",
                  entity_id=payment.id, reason=str(dispute.get("reason") or "")[:500],
@@ -639,6 +680,10 @@ def _dispute_closed(session: Session, dispute: dict, created: datetime, now: dat
     # after its chargeback when that is being processed too: then it is seen here
     payment = refunds.lock_payment(session, payment.id)
     dispute_id = str(dispute.get("id") or "")
+    if _other_currency(dispute, payment):
+        return _currency_refused(session, payment, dispute,
+                                 f"the close of chargeback {dispute_id}",
+                                 key=f"{dispute_id}:closed")
     status = str(dispute.get("status") or "")
     taken = _taken(session, dispute_id)
     decided = status in ("won", "lost")

@@ -729,3 +729,127 @@ def test_the_fee_is_queued_for_lookup_and_recorded_once(db) -> None:
     # the invoice is paid in full: the fee is not a short payment
     assert invoice(db, number).balance_minor == 0
     assert payments(db)[0].status == "applied"
+
+
+def test_a_refund_in_another_currency_than_its_payment_changes_nothing_and_tells_ar(db) -> None:
+    # given a USD invoice of 100.00 paid through Stripe
+    [number] = given_invoices(db, "100.00")
+    handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=number, amount=10_000, pi_id="pi_D1")))
+    before = ledger(db)
+    # when a refund of its charge arrives in yen (10,000 JPY: it was read as 100.00 USD,
+    # the whole payment given back)
+    outcome = handle(db, sp.event("charge.refunded", sp.charge(
+        payment_intent="pi_D1", amount=10_000, amount_refunded=10_000, currency="jpy",
+        charge_id="ch_D1")))
+    # then it is refused with the reason, kept as failed, audited, and AR is asked to look;
+    # the payment and its invoice are as they were
+    assert outcome.status == "failed"
+    assert "is in JPY, but payment" in outcome.detail and "received in USD" in outcome.detail
+    after = ledger(db)
+    assert after["events"] == sorted([*before["events"], ("charge.refunded", "failed")])
+    assert {k: v for k, v in after.items() if k not in ("events", "told_ar")} == {
+        k: v for k, v in before.items() if k not in ("events", "told_ar")}
+    assert after["told_ar"] == sorted([*before["told_ar"], "text"])
+    assert [a.data["currency"] for a in audited(db, "payment.provider_currency_refused")] == [
+        "JPY"]
+    assert invoice(db, number).balance_minor == 0
+    with db.read_session() as s:
+        kept = s.exec(select(ProviderEvent).where(ProviderEvent.status == "failed")).one()
+        assert kept.payload["type"] == "charge.refunded" and kept.detail == outcome.detail
+    # and the same refund in dollars afterwards is given back as usual
+    handle(db, refund_event(10_000))
+    assert invoice(db, number).balance_minor == 10_000
+    assert payments(db)[0].refunded_minor == 10_000
+    healthy(db)
+
+
+@pytest.mark.parametrize("kind", ["charge.dispute.created", "charge.dispute.funds_withdrawn",
+                                  "charge.dispute.closed"])
+def test_a_chargeback_in_another_currency_than_its_payment_changes_nothing(db, kind) -> None:
+    # given a USD invoice of 100.00 paid through Stripe
+    [number] = given_invoices(db, "100.00")
+    handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=number, amount=10_000, pi_id="pi_D1")))
+    before = ledger(db)
+    # when a chargeback of 10,000 JPY arrives (or its funds_withdrawn; or its close, which
+    # lists the withdrawal)
+    outcome = handle(db, sp.event(kind, sp.dispute(
+        payment_intent="pi_D1", charge_id="ch_D1", amount=10_000, currency="jpy",
+        dispute_id="dp_1", status="lost" if kind.endswith("closed") else "needs_response",
+        balance_transactions=[-10_000] if kind.endswith("closed") else None)))
+    # then nothing is taken back (not 100.00 USD), nothing is held in dispute; the event is
+    # kept as failed with the reason and AR is asked to look
+    assert outcome.status == "failed" and "is in JPY" in outcome.detail
+    after = ledger(db)
+    assert after["events"] == sorted([*before["events"], (kind, "failed")])
+    assert {k: v for k, v in after.items() if k not in ("events", "told_ar")} == {
+        k: v for k, v in before.items() if k not in ("events", "told_ar")}
+    assert after["told_ar"] == sorted([*before["told_ar"], "text"])
+    assert invoice(db, number).balance_minor == 0
+    assert len(audited(db, "payment.provider_currency_refused")) == 1
+    healthy(db)
+
+
+def test_a_refund_from_two_payments_locks_their_invoices_in_id_order(db, monkeypatch) -> None:
+    from workflows import invoicing
+    from workflows.cash_application import correct_application
+
+    # given 200.00 paid through Stripe, a collector's correction putting 100.00 of it on the
+    # second invoice, then 100.00 on the first (applied there last) ...
+    first, second = given_invoices(db, "100.00", "100.00")
+    handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=first, amount=20_000, pi_id="pi_D1")))
+    with db.transaction() as s:
+        [payment] = s.exec(select(Payment)).all()
+        correct_application(s, payment_id=payment.id, invoices=[second, first],
+                            actor="UCOLL001", now=NOW)
+    # ... then 100.00 charged back (off the first invoice) and won: that money is a payment
+    # on the first invoice, the Stripe payment's rest on the second
+    handle(db, dispute_event("needs_response", amount=10_000))
+    handle(db, dispute_event("won", amount=10_000))
+    ids = {invoice(db, n).id: n for n in (first, second)}
+    locked: list[str] = []
+    lock = invoicing.lock_invoice
+
+    def spy(session, invoice_id):
+        locked.append(ids[invoice_id])
+        return lock(session, invoice_id)
+    monkeypatch.setattr(invoicing, "lock_invoice", spy)
+    # when all 200.00 of the charge is refunded (from the payment, then from the reinstated)
+    outcome = handle(db, refund_event(20_000, amount=20_000))
+    # then the invoices were locked in id order (the first, then the second) before either
+    # was reopened, as corrections lock them: not the second, then the first
+    assert outcome.status == "processed"
+    assert locked[:2] == [first, second]
+    assert (invoice(db, first).balance_minor, invoice(db, second).balance_minor) == (
+        10_000, 10_000)
+    healthy(db)
+
+
+@pytest.mark.parametrize(("currency", "total", "paid", "refunded", "open_after"), [
+    ("JPY", "30000", 30_000, 12_000, 12_000),  # zero-decimal: 1 in Stripe's API = 1 yen
+    ("KWD", "30.000", 30_000, 12_340, 12_340),  # three decimals (Stripe: multiples of ten)
+    ("ISK", "30000", 3_000_000, 1_200_000, 12_000),  # Stripe's API: 100 = 1 krona
+])
+def test_refunds_in_zero_and_three_decimal_currencies_give_back_exactly_that(
+        db, currency, total, paid, refunded, open_after) -> None:
+    # given an invoice in that currency paid in full through Stripe
+    with db.transaction() as s:
+        f.user(s, "UCOLL001", "collector")
+        f.customer(s, "C-TOKYO", "Tokyo KK", currency=currency, credit_limit="9000000")
+        number = f.invoice(s, "INV-2026-000001", "C-TOKYO", total=total, currency=currency,
+                           due=date(2026, 3, 30)).number
+    handle(db, sp.event("payment_intent.succeeded", sp.payment_intent(
+        invoice=number, amount=paid, currency=currency.lower(), pi_id="pi_X")))
+    assert invoice(db, number).balance_minor == 0
+    # when part of it is refunded, then the same refund delivered again
+    event = sp.event("charge.refunded", sp.charge(
+        payment_intent="pi_X", amount=paid, amount_refunded=refunded,
+        currency=currency.lower(), charge_id="ch_X"))
+    handle(db, event)
+    handle(db, sp.event("charge.refunded", event["data"]["object"]))
+    # then exactly that much is open again, in the invoice's own minor units, once
+    assert invoice(db, number).balance_minor == open_after
+    assert [(p.refunded_minor, p.currency) for p in payments(db)] == [(open_after, currency)]
+    healthy(db)
