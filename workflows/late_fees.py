@@ -21,7 +21,11 @@ carried them covers through its issue date (it was issued on the day of its run)
 is on the undisputed open balance of its own run: a payment between two levels lowers the
 later charge's base, for the days that charge covers (the balance is not averaged by day).
 A waived charge stays charged for its days: waiving forgives them, a later level does not
-bill them again.
+bill them again. The balance is the one read under the invoice's row lock
+(`invoicing.lock_invoices`, taken by `dunning.write` before the notices are claimed): a
+payment, credit note, write-off or dispute committed on another host while dunning runs is
+either waited for and seen (paid: no notice, no fee; paid in part: the fee on what is left)
+or comes after the fee.
 
 as a *fee invoice* (source "fee", `INV-<year>-<n>`, due on receipt) that refers to the
 original (`fee_for_invoice_id`, `fee_level`). It is charged once per (invoice, level): the
@@ -183,7 +187,8 @@ def compute(invoice: Invoice, rule: LateFee, as_of: date, *,
 def charge(session: Session, *, invoice: Invoice, customer: Customer, level: int,
            as_of: date, now: datetime | None = None) -> Invoice | None:
     """Bill the level's late fee as a fee invoice (once per invoice and level; the caller
-    holds the dunning notice's savepoint). None when the level charges nothing."""
+    holds the dunning notice's savepoint and the invoice's row lock, `invoice` read under it:
+    `dunning.write`). None when the level charges nothing."""
     rule = parse_late_fees(policy.current(session).late_fees).get(level)
     if rule is None or invoice.fee_for_invoice_id is not None or invoice.source == "fee":
         return None

@@ -388,3 +388,55 @@ def test_no_fee_at_a_level_that_e_mails_the_customer_nothing(session) -> None:
         OutboxMessage.payload["template"].as_string() == "dunning_final")).all()
     assert mail.payload["context"]["late_fee"]["number"] == fee.number
     assert invariants.validate_all(session) == []
+
+
+def _pay(session, number: str, amount: str) -> None:
+    from workflows.cash_application import record_payment
+    from workflows.inputs import PaymentIn
+
+    record_payment(session, PaymentIn(amount=amount, currency="USD", received_at=NOW,
+                                      reference=number), actor="test")
+
+
+@pytest.mark.postgresql_only  # (a payment on another host while dunning runs: SQLite serialises)
+def test_a_payment_committed_while_dunning_runs_leaves_no_fee_on_what_it_paid(db, books
+                                                                               ) -> None:
+    from tests.support.meanwhile import second_writer
+
+    # given the 730.00 invoice paid in full by a payment not yet committed (it holds the row)
+    _pay(books, "INV-2026-000002", "730.00")
+
+    # when dunning's write transaction reaches it on another host meanwhile
+    def dun(s):
+        return dunning.run_dunning(s, TODAY)
+    run, waited = second_writer(db, books, dun)
+    # then it waited for the payment and charged no interest on the 730.00 it paid (before:
+    # 4.80 billed on an invoice paid at that moment, named in a reminder of a paid invoice)
+    assert waited
+    with db.read_session() as s:
+        charged = {get_original(s, i).number: i.total_minor for i in fees(s)}
+        assert charged == {"INV-2026-000001": 2_500}
+        assert run.fees == [i.number for i in fees(s)]
+        assert invariants.validate_all(s) == []
+
+
+def test_the_fee_is_on_the_balance_as_it_is_when_charged_not_as_first_read(db, session
+                                                                              ) -> None:
+    # given interest at +30 on 3,650.00, an invoice this session read earlier
+    _interest_books(session, "-3,1,7,14,30,45,60", "30:rate=10")
+    invoice = session.exec(select(Invoice).where(Invoice.number == "INV-2026-000001")).one()
+    assert invoice.balance_minor == 365_000
+    session.commit()
+    # when half of it is paid elsewhere, then dunning runs in this session
+    with db.transaction() as other:
+        _pay(other, "INV-2026-000001", "1825.00")
+    dunning.run_dunning(session, TODAY - timedelta(days=30))
+    session.commit()
+    # then the interest is on the 1,825.00 still open: 1825 x 10% x 30/365 = 15.00 (before:
+    # 30.00, on the balance of the earlier read), and the notice shows that balance
+    assert {i.fee_level: i.total_minor for i in fees(session)} == {30: 1_500}
+    [mail] = [m for m in session.exec(select(OutboxMessage)) if m.transport == "email"]
+    context = mail.payload["context"]
+    assert (context["invoice"]["amount_due_minor"], context["late_fee"]["amount_minor"]) == (
+        182_500, 1_500)
+    assert invariants.validate_all(session) == []
