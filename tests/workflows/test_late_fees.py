@@ -440,3 +440,29 @@ def test_the_fee_is_on_the_balance_as_it_is_when_charged_not_as_first_read(db, s
     assert (context["invoice"]["amount_due_minor"], context["late_fee"]["amount_minor"]) == (
         182_500, 1_500)
     assert invariants.validate_all(session) == []
+
+
+def test_interest_beyond_the_largest_amount_is_capped_there_and_audited(session) -> None:
+    from models.limits import MAX_AMOUNT_MINOR
+
+    # given 9,999,999,999,999.99 (the largest amount) 400 days overdue, 100 % a year at +30
+    f.user(session, "UCOLL001", "collector")
+    f.customer(session, collector="UCOLL001")
+    policy.set_value(session, key="late_fees", value="30:rate=100", actor="test")
+    f.invoice(session, "INV-2026-000001", total="9999999999999.99",
+              due=TODAY - timedelta(days=400), issued=TODAY - timedelta(days=430))
+    session.commit()
+    # when dunning charges it: 10^15 x 400/365 is 1.1 x 10^15 minor units, 16 digits
+    dunning.run_dunning(session, TODAY)
+    session.commit()
+    # then the fee is the largest amount the books hold (before: 1,095,890,410,958,903
+    # minor units, an invoice no payment, credit note or API read could handle), said so
+    [fee] = fees(session)
+    assert fee.total_minor == fee.balance_minor == MAX_AMOUNT_MINOR
+    [line] = session.exec(select(InvoiceLine).where(InvoiceLine.invoice_id == fee.id)).all()
+    assert line.line_total_minor == MAX_AMOUNT_MINOR and "capped" in line.description
+    [capped] = session.exec(select(AuditEvent).where(
+        AuditEvent.action == "late_fee.capped")).all()
+    assert (capped.data["computed_minor"], capped.data["charged_minor"]) == (
+        1_095_890_410_958_903, MAX_AMOUNT_MINOR)
+    assert invariants.validate_all(session) == []
