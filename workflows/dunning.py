@@ -113,7 +113,7 @@ from models import (
     Role,
     money,
 )
-from workflows import audit, bulk, credit_hold, late_fees, policy, write_offs
+from workflows import audit, bulk, credit_hold, invoicing, late_fees, policy, write_offs
 from workflows.collections import invoice_snapshot
 from workflows.errors import DomainError
 from workflows.users import require_role
@@ -468,9 +468,13 @@ def write(session: Session, items: list[tuple[Level, Invoice, Customer, str | No
         items = _hold_for_late_fees(session, items, charges, run)
         if not items:
             return 0
+    fees = bool(charges.rules)
+    if fees:
+        items = _locked_still_due(session, items)
+        if not items:
+            return 0
     claimed = _claim(session, items, plan(current.dunning_offsets), rows_of, run)
     items = [i for i in items if (i[1].id, i[0].offset) in claimed]
-    fees = bool(charges.rules)
     messages: list[dict] = []
     activities: list[dict] = []
     by_customer: dict[int, list[tuple[Level, Invoice, Customer, str | None, dict]]] = {}
@@ -507,6 +511,19 @@ def write(session: Session, items: list[tuple[Level, Invoice, Customer, str | No
             emails=table.c.emails + emails, late_fees=table.c.late_fees + fees,
             credit_holds=table.c.credit_holds + holds))
     return len(items)
+
+
+def _locked_still_due(session: Session, items: list[tuple[Level, Invoice, Customer, str | None]]
+                      ) -> list[tuple[Level, Invoice, Customer, str | None]]:
+    """With late fees in force: lock the items' invoices (in id order,
+    `invoicing.lock_invoices`, read fresh) and keep those still open and not wholly in
+    dispute. The fee and the notice naming it are so worked out from the balance as it is
+    once no payment, credit note, write-off or dispute can change it before this transaction
+    commits: `_candidates` read the rows unlocked, and a payment committed since (or waiting
+    on the row) would otherwise leave a fee on the balance it paid."""
+    locked = invoicing.lock_invoices(session, (invoice.id for _, invoice, _, _ in items))
+    return [item for item in items
+            if locked[item[1].id].balance_minor > max(locked[item[1].id].disputed_minor, 0)]
 
 
 def _hold_for_late_fees(session: Session, items: list, charges: late_fees.InForce,

@@ -21,7 +21,11 @@ carried them covers through its issue date (it was issued on the day of its run)
 is on the undisputed open balance of its own run: a payment between two levels lowers the
 later charge's base, for the days that charge covers (the balance is not averaged by day).
 A waived charge stays charged for its days: waiving forgives them, a later level does not
-bill them again.
+bill them again. The balance is the one read under the invoice's row lock
+(`invoicing.lock_invoices`, taken by `dunning.write` before the notices are claimed): a
+payment, credit note, write-off or dispute committed on another host while dunning runs is
+either waited for and seen (paid: no notice, no fee; paid in part: the fee on what is left)
+or comes after the fee.
 
 as a *fee invoice* (source "fee", `INV-<year>-<n>`, due on receipt) that refers to the
 original (`fee_for_invoice_id`, `fee_level`). It is charged once per (invoice, level): the
@@ -35,6 +39,13 @@ did not go after all (its invoice paid or put in dispute before the outbox sent 
 `bot.outbox`, `dunning.fees_unnamed`) is waived by the system (`write_offs.withdraw_fees`).
 A collector may waive a fee (`workflows.write_offs.waive_fee`).
 
+A charge is never more than the largest amount the books hold (`models.limits.
+MAX_AMOUNT_MINOR`, 15 digits: every stored amount can be paid, credited and read through the
+API): interest at a high rate on a balance near the bound for a long time (or a fixed fee
+set near it in a currency with three decimals) is capped there — the fixed fee first, the
+interest with what is left, its line saying "capped" — audited `late_fee.capped` with what
+was computed, and logged.
+
 A value that does not parse is refused when it is set (`workflows.policy.set_value`). One
 stored anyway (an older version, a hand-edited row) does not stop dunning: `in_force` holds
 back the levels it names — their notices are neither sent nor claimed, so they go out with
@@ -44,16 +55,19 @@ so (audit `late_fees.invalid`, an error in the log, `late_fees_invalid` in its s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from sqlmodel import Session, select
 
 from models import Customer, Invoice, InvoiceLine, money
-from models.limits import MAX_AMOUNT_DIGITS
+from models.limits import MAX_AMOUNT_DIGITS, MAX_AMOUNT_MINOR
 from workflows import audit, exposure, invoicing, numbering, policy
 from workflows.validation import setting_amount_ok
+
+log = logging.getLogger(__name__)
 
 DAYS_IN_YEAR = Decimal(365)
 INTEREST = "Interest "  # how an interest line's description starts
@@ -183,7 +197,8 @@ def compute(invoice: Invoice, rule: LateFee, as_of: date, *,
 def charge(session: Session, *, invoice: Invoice, customer: Customer, level: int,
            as_of: date, now: datetime | None = None) -> Invoice | None:
     """Bill the level's late fee as a fee invoice (once per invoice and level; the caller
-    holds the dunning notice's savepoint). None when the level charges nothing."""
+    holds the dunning notice's savepoint and the invoice's row lock, `invoice` read under it:
+    `dunning.write`). None when the level charges nothing."""
     rule = parse_late_fees(policy.current(session).late_fees).get(level)
     if rule is None or invoice.fee_for_invoice_id is not None or invoice.source == "fee":
         return None
@@ -194,14 +209,21 @@ def charge(session: Session, *, invoice: Invoice, customer: Customer, level: int
     if fee.total_minor <= 0:
         return None
     cur = invoice.currency
+    computed = fee.total_minor
+    if computed > MAX_AMOUNT_MINOR:  # never stored beyond the bound every amount keeps
+        fixed = min(fee.fixed_minor, MAX_AMOUNT_MINOR)
+        fee = replace(fee, fixed_minor=fixed,
+                      interest_minor=min(fee.interest_minor, MAX_AMOUNT_MINOR - fixed))
+    capped = " (capped at the largest amount)" if computed != fee.total_minor else ""
     lines: list[tuple[str, int, tuple[date, date] | None]] = []
     if fee.fixed_minor:
         lines.append((f"Late fee, reminder {level} days after the due date of "
-                      f"{invoice.number}", fee.fixed_minor, None))
+                      f"{invoice.number}{capped if not fee.interest_minor else ''}",
+                      fee.fixed_minor, None))
     if fee.interest_minor:
         lines.append((f"{INTEREST}{fee.rate.normalize():f}% a year on "
                       f"{money.format_money(fee.base_minor, cur)} for {fee.days} days "
-                      f"({invoice.number})", fee.interest_minor,
+                      f"({invoice.number}){capped}", fee.interest_minor,
                       (fee.since + timedelta(days=1), as_of)))
     # a run `--as-of` a day in a closed month issues it on the first open day
     # (`workflows.invoicing.booked_issue_date`); its interest still runs to `as_of`
@@ -230,6 +252,13 @@ def charge(session: Session, *, invoice: Invoice, customer: Customer, level: int
                  interest_from=(fee.since + timedelta(days=1)).isoformat()
                  if fee.interest_minor else None,
                  rate=str(fee.rate) if fee.rate is not None else None)
+    if capped:
+        log.warning("late fee on %s at level %s capped: %s minor units computed, %s charged",
+                    invoice.number, level, computed, fee.total_minor)
+        audit.record(session, actor="system", action="late_fee.capped", entity_type="invoice",
+                     entity_id=invoice.id, to_state="capped", fee_invoice=bill.number,
+                     level=level, computed_minor=computed, charged_minor=fee.total_minor,
+                     currency=cur)
     audit.record(session, actor="system", action="invoice.issued", entity_type="invoice",
                  entity_id=bill.id, to_state="open", number=bill.number,
                  total_minor=bill.total_minor, fee_for=invoice.number, level=level,

@@ -388,3 +388,81 @@ def test_no_fee_at_a_level_that_e_mails_the_customer_nothing(session) -> None:
         OutboxMessage.payload["template"].as_string() == "dunning_final")).all()
     assert mail.payload["context"]["late_fee"]["number"] == fee.number
     assert invariants.validate_all(session) == []
+
+
+def _pay(session, number: str, amount: str) -> None:
+    from workflows.cash_application import record_payment
+    from workflows.inputs import PaymentIn
+
+    record_payment(session, PaymentIn(amount=amount, currency="USD", received_at=NOW,
+                                      reference=number), actor="test")
+
+
+@pytest.mark.postgresql_only  # (a payment on another host while dunning runs: SQLite serialises)
+def test_a_payment_committed_while_dunning_runs_leaves_no_fee_on_what_it_paid(db, books
+                                                                               ) -> None:
+    from tests.support.meanwhile import second_writer
+
+    # given the 730.00 invoice paid in full by a payment not yet committed (it holds the row)
+    _pay(books, "INV-2026-000002", "730.00")
+
+    # when dunning's write transaction reaches it on another host meanwhile
+    def dun(s):
+        return dunning.run_dunning(s, TODAY)
+    run, waited = second_writer(db, books, dun)
+    # then it waited for the payment and charged no interest on the 730.00 it paid (before:
+    # 4.80 billed on an invoice paid at that moment, named in a reminder of a paid invoice)
+    assert waited
+    with db.read_session() as s:
+        charged = {get_original(s, i).number: i.total_minor for i in fees(s)}
+        assert charged == {"INV-2026-000001": 2_500}
+        assert run.fees == [i.number for i in fees(s)]
+        assert invariants.validate_all(s) == []
+
+
+def test_the_fee_is_on_the_balance_as_it_is_when_charged_not_as_first_read(db, session
+                                                                              ) -> None:
+    # given interest at +30 on 3,650.00, an invoice this session read earlier
+    _interest_books(session, "-3,1,7,14,30,45,60", "30:rate=10")
+    invoice = session.exec(select(Invoice).where(Invoice.number == "INV-2026-000001")).one()
+    assert invoice.balance_minor == 365_000
+    session.commit()
+    # when half of it is paid elsewhere, then dunning runs in this session
+    with db.transaction() as other:
+        _pay(other, "INV-2026-000001", "1825.00")
+    dunning.run_dunning(session, TODAY - timedelta(days=30))
+    session.commit()
+    # then the interest is on the 1,825.00 still open: 1825 x 10% x 30/365 = 15.00 (before:
+    # 30.00, on the balance of the earlier read), and the notice shows that balance
+    assert {i.fee_level: i.total_minor for i in fees(session)} == {30: 1_500}
+    [mail] = [m for m in session.exec(select(OutboxMessage)) if m.transport == "email"]
+    context = mail.payload["context"]
+    assert (context["invoice"]["amount_due_minor"], context["late_fee"]["amount_minor"]) == (
+        182_500, 1_500)
+    assert invariants.validate_all(session) == []
+
+
+def test_interest_beyond_the_largest_amount_is_capped_there_and_audited(session) -> None:
+    from models.limits import MAX_AMOUNT_MINOR
+
+    # given 9,999,999,999,999.99 (the largest amount) 400 days overdue, 100 % a year at +30
+    f.user(session, "UCOLL001", "collector")
+    f.customer(session, collector="UCOLL001")
+    policy.set_value(session, key="late_fees", value="30:rate=100", actor="test")
+    f.invoice(session, "INV-2026-000001", total="9999999999999.99",
+              due=TODAY - timedelta(days=400), issued=TODAY - timedelta(days=430))
+    session.commit()
+    # when dunning charges it: 10^15 x 400/365 is 1.1 x 10^15 minor units, 16 digits
+    dunning.run_dunning(session, TODAY)
+    session.commit()
+    # then the fee is the largest amount the books hold (before: 1,095,890,410,958,903
+    # minor units, an invoice no payment, credit note or API read could handle), said so
+    [fee] = fees(session)
+    assert fee.total_minor == fee.balance_minor == MAX_AMOUNT_MINOR
+    [line] = session.exec(select(InvoiceLine).where(InvoiceLine.invoice_id == fee.id)).all()
+    assert line.line_total_minor == MAX_AMOUNT_MINOR and "capped" in line.description
+    [capped] = session.exec(select(AuditEvent).where(
+        AuditEvent.action == "late_fee.capped")).all()
+    assert (capped.data["computed_minor"], capped.data["charged_minor"]) == (
+        1_095_890_410_958_903, MAX_AMOUNT_MINOR)
+    assert invariants.validate_all(session) == []
