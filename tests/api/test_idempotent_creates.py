@@ -1,0 +1,61 @@
+"""Exactly once with honest answers (SPEC §4): a create's key (`external_id` or the
+Idempotency-Key) replays the first answer for the same request, and refuses (409, naming the
+key) another request sent under it — never the first one answered as if it were this one."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlmodel import func, select
+
+from models import CreditNoteRequest
+from tests.api import test_back_office_api as backoffice
+from tests.support.timetravel import frozen_at
+
+TODAY = date(2026, 6, 16)
+frozen_time = frozen_at(datetime.combine(TODAY, time(10), UTC), tick=True)
+books = backoffice.books  # the fixture: users, the customer C-GLOBEX
+
+
+def _invoice_with_two_lines(api) -> None:
+    assert api.post("/invoices", json={
+        "number": "ERP-88", "customer": "C-GLOBEX", "currency": "USD",
+        "issue_date": TODAY.isoformat(), "due_date": (TODAY + timedelta(days=30)).isoformat(),
+        "total": "200.00", "lines": [{"description": "A", "quantity": 1, "unit_price": "100.00"},
+                                     {"description": "B", "quantity": 1,
+                                      "unit_price": "100.00"}]}).status_code == 201
+
+
+def test_a_credit_note_external_id_replays_its_request_and_refuses_another(books, api
+                                                                           ) -> None:
+    _invoice_with_two_lines(api)
+    body = {"invoice": "ERP-88", "reason": "line A damaged", "external_id": "CN-X1",
+            "lines": [{"line_no": 1, "quantity": 1}]}
+    first = api.post("/credit-notes", json=body)
+    assert first.status_code == 201, first.text
+    # the same request again (line 1 has nothing left to credit now): the first one
+    replay = api.post("/credit-notes", json=body)
+    assert replay.status_code == 200, replay.text
+    assert replay.json() == first.json()
+    # the same key crediting line 2 instead (the same amount): refused, naming the key
+    other = api.post("/credit-notes", json={**body, "lines": [{"line_no": 2, "quantity": 1}]})
+    assert other.status_code == 409, other.text
+    assert "CN-X1" in other.json()["detail"]
+    assert [e["field"] for e in other.json()["errors"]] == ["lines"]
+    by_amount = api.post("/credit-notes", json={**body, "lines": None, "amount": "100.00"})
+    assert by_amount.status_code == 409, by_amount.text
+    # by an amount: "40.0" is "40.00"; another amount or reason is another credit note
+    cn2 = {"invoice": "ERP-88", "reason": "goodwill", "external_id": "CN-X2", "amount": "40.00"}
+    assert api.post("/credit-notes", json=cn2).status_code == 201
+    assert api.post("/credit-notes", json={**cn2, "amount": "40.0"}).status_code == 200
+    for changed in ({"amount": "40.01"}, {"reason": "goodwill, again"}):
+        refused = api.post("/credit-notes", json={**cn2, **changed})
+        assert refused.status_code == 409, (changed, refused.text)
+        assert refused.json()["errors"][0]["field"] == next(iter(changed))
+    # issued meanwhile, the replay is still the same note
+    backoffice.decide(books, first.json()["id"], "UCREDIT1")
+    after = api.post("/credit-notes", json=body)
+    assert after.status_code == 200 and after.json()["id"] == first.json()["id"]
+    assert after.json()["status"] == "issued"
+    with books.db.read_session() as s:
+        assert s.exec(select(func.count()).select_from(CreditNoteRequest)).one() == 2
