@@ -4,11 +4,14 @@ key) another request sent under it — never the first one answered as if it wer
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, date, datetime, time, timedelta
 
+import httpx
+import pytest
 from sqlmodel import func, select
 
-from models import CreditNoteRequest
+from models import CreditNoteRequest, Payment
 from tests.api import test_back_office_api as backoffice
 from tests.support.timetravel import frozen_at
 
@@ -59,3 +62,35 @@ def test_a_credit_note_external_id_replays_its_request_and_refuses_another(books
     assert after.json()["status"] == "issued"
     with books.db.read_session() as s:
         assert s.exec(select(func.count()).select_from(CreditNoteRequest)).one() == 2
+
+
+@pytest.mark.postgresql_only
+@pytest.mark.parametrize("path, body, table", [
+    ("/credit-notes", {"invoice": "ERP-88", "reason": "line A damaged", "external_id": "CN-RACE",
+                       "lines": [{"line_no": 1, "quantity": 1}]}, CreditNoteRequest),
+    ("/payments", {"amount": "75.00", "currency": "USD", "received_at": "2026-06-15T09:00:00Z",
+                   "external_id": "BANK-RACE-1"}, Payment),
+])
+def test_one_money_create_sent_at_once_by_several_workers_is_one_record(
+        books, api, path, body, table) -> None:
+    # given an integration retrying on several workers (no Idempotency-Key: the external_id)
+    _invoice_with_two_lines(api)
+    answers: list[httpx.Response] = []
+    barrier = threading.Barrier(6)
+
+    def post() -> None:
+        with httpx.Client(base_url=f"{books.base_url}/api/v1", timeout=30,
+                          headers={"Authorization": api.headers["Authorization"]}) as client:
+            barrier.wait()
+            answers.append(client.post(path, json=body))
+
+    threads = [threading.Thread(target=post) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # then one is created, every other one answers with it
+    assert sorted(a.status_code for a in answers) == [200] * 5 + [201], [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    with books.db.read_session() as s:
+        assert s.exec(select(func.count()).select_from(table)).one() == 1
