@@ -11,9 +11,11 @@ import httpx
 import pytest
 from sqlmodel import func, select
 
-from models import CreditNoteRequest, Payment
+from api.idempotency import body_hash, request_of
+from models import CreditNoteRequest, IdempotencyKey, Payment
 from tests.api import test_back_office_api as backoffice
 from tests.support.timetravel import frozen_at
+from workflows.inputs import OrderIn, PaymentIn
 
 TODAY = date(2026, 6, 16)
 frozen_time = frozen_at(datetime.combine(TODAY, time(10), UTC), tick=True)
@@ -94,3 +96,39 @@ def test_one_money_create_sent_at_once_by_several_workers_is_one_record(
     assert len({a.json()["id"] for a in answers}) == 1
     with books.db.read_session() as s:
         assert s.exec(select(func.count()).select_from(table)).one() == 1
+
+
+def test_amounts_under_an_idempotency_key_are_compared_by_value(books, api) -> None:
+    body = {"amount": "75.0", "currency": "USD", "received_at": "2026-06-15T09:00:00Z"}
+    first = api.post("/payments", json=body, headers={"Idempotency-Key": "pay-1"})
+    assert first.status_code == 201, first.text
+    # when the retry writes the amount as 75.00: the same request, the first answer
+    again = api.post("/payments", json={**body, "amount": "75.00"},
+                     headers={"Idempotency-Key": "pay-1"})
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    # and another amount is another request: 409
+    other = api.post("/payments", json={**body, "amount": "75.01"},
+                     headers={"Idempotency-Key": "pay-1"})
+    assert other.status_code == 409
+    assert other.json()["errors"][0]["field"] == "Idempotency-Key"
+    # a key recorded before (its body hashed as sent) still replays that body
+    legacy = {**body, "amount": "80.00"}
+    with books.db.transaction() as s:
+        s.add(IdempotencyKey(scope="POST /api/v1/payments", key="pay-old",
+                             request_hash=body_hash(PaymentIn.model_validate(legacy).model_dump(
+                                 mode="json", exclude={"value_date"})),
+                             response_status=201, response_body={"id": 999}))
+    old = api.post("/payments", json=legacy, headers={"Idempotency-Key": "pay-old"})
+    assert old.status_code == 201 and old.json() == {"id": 999}
+    with books.db.read_session() as s:
+        assert s.exec(select(func.count()).select_from(Payment)).one() == 1
+
+
+def test_nested_amounts_hash_by_value() -> None:
+    order = {"customer": "C-1", "sales_rep": "USALES01", "currency": "USD",
+             "lines": [{"sku": "WID-1", "quantity": 1, "unit_price": "10.0"}]}
+    priced = {**order, "lines": [{**order["lines"][0], "unit_price": "10.00"}]}
+    dearer = {**order, "lines": [{**order["lines"][0], "unit_price": "10.01"}]}
+    hashes = [body_hash(request_of(OrderIn.model_validate(b))) for b in (order, priced, dearer)]
+    assert hashes[0] == hashes[1] != hashes[2]
