@@ -92,13 +92,15 @@ def get_dispute(dispute_id: RecordId, request: Request) -> out.DisputeOut:
 
 @router.post("/credit-notes", tags=["back office"], **CREATED, response_model=out.CreditNoteOut,
              responses={200: {"model": out.CreditNoteOut, "description": "The same "
-                              "`external_id` again: the first one"},
+                              "request under its `external_id` again: the first one"},
                         **problems(403, 404, 409, *BODY)})
 def post_credit_note(body: CreditNoteIn, request: Request, key: IdemKey = None) -> JSONResponse:
     """A credit note against one invoice, by `amount` (tax included) or `lines`. It waits for a
     credit approver (answer: `status` pending_approval, no `number` yet; follow it with
     `GET /credit-notes/{id}`), unless `source` is `erp`: an ERP's own credit note is posted as
-    issued. The same `external_id` again returns the first one (200)."""
+    issued. The same `external_id` with the same request again returns the first one (200);
+    with another invoice, amount, lines, reason, `source`, `requested_by` or `issue_date` it is
+    a 409 naming the key and the fields."""
     deps = _deps(request)
 
     def op(session):

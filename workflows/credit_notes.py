@@ -70,7 +70,7 @@ from models import (
 from models.limits import record_id
 from workflows import approvals, audit, numbering, outbox, periods, policy, webhooks
 from workflows import validation as v
-from workflows.errors import Conflict, NotFound, ValidationFailed
+from workflows.errors import Conflict, FieldError, NotFound, ValidationFailed
 from workflows.inputs import CreditNoteIn, CreditNoteLineIn
 from workflows.invoicing import get_invoice, lock_invoice, reduce_balance
 from workflows.users import require_role
@@ -396,11 +396,66 @@ def _by_external_id(session: Session, external_id: str | None) -> CreditNoteRequ
         CreditNoteRequest.external_id == external_id)).first()
 
 
-def _same_request(existing: CreditNoteRequest, invoice: Invoice, amount_minor: int
-                  ) -> CreditNoteRequest:
-    if existing.invoice_id != invoice.id or existing.amount_minor != amount_minor:
+def _asked(data: CreditNoteIn, currency: str) -> tuple:
+    """What a request asks to credit, as sent (not what is left to credit now): ("amount",
+    minor units) or ("lines", ((line_no, "quantity"|"amount", units or net minor), ...)) in
+    line order. Amounts are compared in minor units: "100.0" and "100.00" are one amount."""
+    if (data.amount is None) == (not data.lines):
+        raise ValidationFailed.of("amount", "send either an amount or lines, not both")
+    if not data.lines:
+        return "amount", v.amount_minor("amount", data.amount, currency, positive=True)
+    asked = []
+    for i, item in enumerate(data.lines):
+        if (item.quantity is None) == (item.amount is None):
+            raise ValidationFailed.of(f"lines[{i}]", "give either a quantity or an amount for "
+                                      "the line")
+        asked.append((item.line_no, "quantity", item.quantity) if item.quantity is not None
+                     else (item.line_no, "amount", v.amount_minor(
+                         f"lines[{i}].amount", item.amount, currency, positive=True)))
+    return "lines", tuple(sorted(asked))
+
+
+def _asked_by(request: CreditNoteRequest) -> tuple:
+    """`_asked` of a stored request: by lines, each stored line keeps its quantity (by
+    quantity) or its net (by a net amount), which is what was sent."""
+    if not request.lines:
+        return "amount", request.amount_minor
+    return "lines", tuple(sorted(
+        (line["line_no"], "quantity", line["quantity"]) if line.get("quantity") is not None
+        else (line["line_no"], "amount", line["net_minor"]) for line in request.lines))
+
+
+def _same_request(existing: CreditNoteRequest, invoice: Invoice, data: CreditNoteIn, *,
+                  source: str, reason: str, requested_by: str) -> CreditNoteRequest:
+    """The request already stored under `data.external_id`, when `data` asks for the same
+    credit note: the same invoice, the same amount or the same lines (each by the same
+    quantity or net amount), reason, source, requester and issue date. Anything else is another
+    credit note under a key already taken: Conflict naming the key and each field that differs
+    (never the first note answered as if it were this one). Compared with what was sent, not
+    with what is left to credit: a replay after the first was requested (or issued) is the same
+    request, though the lines it names have nothing left."""
+    differ = []
+    if existing.invoice_id != invoice.id:
+        differ.append(FieldError("invoice", "the key was used for another invoice"))
+    else:
+        (mode, asked), (was_mode, was) = _asked(data, invoice.currency), _asked_by(existing)
+        if mode != was_mode:
+            differ.append(FieldError(mode, f"the key was used for a credit note by {was_mode}"))
+        elif asked != was:
+            differ.append(FieldError(mode, f"the key was used for other {mode}" if mode ==
+                                     "lines" else "the key was used for another amount ("
+                                     f"{money.to_str(was, invoice.currency)})"))
+    for field, now_, then in (("reason", reason, existing.reason),
+                              ("source", source, existing.source),
+                              ("requested_by", requested_by, existing.requested_by),
+                              ("issue_date", data.issue_date, existing.issue_date)):
+        if now_ != then:
+            differ.append(FieldError(field, f"the key was used with another {field}"))
+    if differ:
         raise Conflict(f"external_id {existing.external_id} was already used for another "
-                       f"credit note (#{existing.id}); nothing was changed")
+                       f"credit note (#{existing.id}) with another "
+                       f"{', '.join(e.field for e in differ)}; nothing was changed. A "
+                       "different credit note needs its own external_id.", errors=differ)
     return existing
 
 
@@ -482,16 +537,18 @@ def request_credit_note(session: Session, data: CreditNoteIn, *, actor: str, now
                         via: str = "api", dispute_id: int | None = None
                         ) -> tuple[CreditNoteRequest, bool]:
     """Ask for a credit note (or record an ERP's, issued at once). Returns (request, created):
-    the same `external_id` with the same invoice and amount returns the first request.
+    the same `external_id` with the same request returns the first one; with another (other
+    lines, amount, invoice, reason...) it is a Conflict (`_same_request`).
 
     `actor`: the Slack user asking (their role is checked), or "api" for an integration
     (whose `requested_by`, when given, is the Slack user behind it: they may not approve it)."""
     source, reason, requested_by = _checked_fields(session, data, actor, via)
     invoice = _lock_invoice(session, data.invoice)
-    lines, amount = _lines_and_amount(session, invoice, data)
-    existing = _by_external_id(session, data.external_id)
+    existing = _by_external_id(session, data.external_id)  # after the lock: a twin committed
     if existing is not None:
-        return _same_request(existing, invoice, amount), False
+        return _same_request(existing, invoice, data, source=source, reason=reason,
+                             requested_by=requested_by), False
+    lines, amount = _lines_and_amount(session, invoice, data)
     check_credit_cap(session, invoice, amount, field="lines" if lines else "amount")
     _check_issue_date(data, source)
     erp = source == "erp"
