@@ -399,7 +399,9 @@ def bill_back(session: Session, *, deduction_id: int, actor: str, now: datetime
                "invoice_number": invoice.number, "amount_minor": deduction.amount_minor,
                "due_minor": due, "balance_minor": invoice.balance_minor,
                "paid_minor": payment.amount_minor,
-               "received_at": payment.received_at.date().isoformat(),
+               # the day the books date the payment by (its statement line's), not the
+               # UTC date: 23:30 in Los Angeles is the next day in UTC
+               "received_at": payment.value_date.isoformat(),
                "reference": payment.reference or ""}
     try:
         with session.begin_nested():

@@ -132,6 +132,34 @@ def test_bill_back_keeps_it_open_and_emails_once_a_day(books) -> None:
                              now=NOW + timedelta(days=1))
 
 
+def test_bill_back_says_the_payment_came_on_the_books_day_not_the_utc_one(books) -> None:
+    from zoneinfo import ZoneInfo
+
+    from bot.mailer import render_email
+    from workflows.statements import by_external_id, statement
+
+    # books in Los Angeles; the customer pays 950.00 at 23:30 there on 15 June (06:30 UTC on
+    # the 16th)
+    policy.set_value(books, key="business_timezone", value="America/Los_Angeles",
+                     actor="test")
+    late = datetime(2026, 6, 15, 23, 30, tzinfo=ZoneInfo("America/Los_Angeles"))
+    record_payment(books, PaymentIn(amount="950.00", currency="USD", received_at=late,
+                                    reference="INV-2026-000001"), actor="test")
+    deduction = books.exec(select(Deduction)).one()
+    books.commit()
+    books.expire_all()  # read back from the database (UTC there)
+    deductions.bill_back(books, deduction_id=deduction.id, actor="UCOLL001", now=NOW)
+    mail = books.exec(select(OutboxMessage).where(
+        OutboxMessage.payload["template"].as_string() == "deduction_bill_back")).one()
+    _, body = render_email("deduction_bill_back", mail.payload["context"],
+                           from_email="ar@x.example")
+    # then the e-mail says 15 June, the day the statement shows the payment on
+    assert "received on 15 Jun 2026" in body
+    lines = statement(books, by_external_id(books, "C-GLOBEX"), start=TODAY.replace(day=1),
+                      end=TODAY, currency="USD").lines
+    assert [line.day for line in lines if line.kind == "payment"] == [late.date()]
+
+
 def test_bill_back_asks_only_for_what_is_still_due_after_a_later_part_payment(books) -> None:
     from bot.mailer import render_email
 
