@@ -58,6 +58,7 @@ from workflows import outbox, policy, receipts
 from workflows import validation as v
 from workflows.errors import Conflict, NotFound, ValidationFailed
 from workflows.users import require_role
+from workflows.workcalendar import zone_or_utc
 
 COLLECTOR_ROLES = (Role.COLLECTOR,)  # admins hold every role
 # weight(days past due) in tenths, by aging bucket (see the module docstring)
@@ -520,14 +521,23 @@ def refresh_digest_rows(session: Session, *, customer_id: int, done: CollectionA
                         contact: bool = False) -> int:
     """The customer's row in the digests of the last days (its collector's) is updated in
     place (chat.update, in this transaction): last contact, the open promise, and what was
-    just done, by whom (issue 13). Returns how many digests were updated."""
+    just done, by whom (issue 13). Returns how many digests were updated. "The last days":
+    a digest's `run_date` is the day in its reader's zone (the collector's Slack zone; the AR
+    channel's: the business zone), so the days are counted back from the date of the action
+    in that zone: 18:00 in Los Angeles on 23 Nov (02:00 UTC on the 24th) reaches back to the
+    collector's digest of 16 Nov."""
     at = done.at
-    since = (at.date() if at else date.min) - timedelta(days=DIGEST_REFRESH_DAYS)
     # The digest runs are locked (in id order) while their rows are rewritten: two actions on
     # one account at once (a call logged while a snooze is clicked) queue up here, so each
     # update builds on the other's instead of losing it.
     collector = session.exec(select(Customer.collector_id)
                              .where(Customer.id == customer_id)).first() or UNASSIGNED
+    if at is None:
+        since = date.min
+    else:
+        zone = (policy.business_zone(session) if collector == UNASSIGNED else zone_or_utc(
+            session.exec(select(User.timezone).where(User.slack_user_id == collector)).first()))
+        since = at.astimezone(zone).date() - timedelta(days=DIGEST_REFRESH_DAYS)
     runs = session.exec(select(DigestRun.outbox_id).where(
         DigestRun.collector_id == collector, DigestRun.run_date >= since,
         DigestRun.outbox_id.is_not(None))

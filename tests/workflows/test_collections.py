@@ -174,6 +174,27 @@ def test_digest_is_queued_once_per_collector_per_day(book) -> None:
     assert context["tz"] == "America/Los_Angeles"
 
 
+def test_an_action_refreshes_the_digests_of_the_collector_s_last_seven_days(book) -> None:
+    # given: the Los Angeles collector's digest of 16 Nov, seven days before 23 Nov
+    week_ago = TODAY - timedelta(days=collections.DIGEST_REFRESH_DAYS)
+    collections.record_digests(book, week_ago, collections.prepare_digests(
+        book, week_ago, collector_ids=["UCOLL001"]))
+    # when a call is logged at 18:00 there on 23 Nov (02:00 UTC on the 24th: 8 days after
+    # 16 Nov by the UTC date), read back from the database (in UTC)
+    call = CollectionActivity(customer_id=_id(book, "C-A"), kind=ActivityKind.CALL,
+                              user_id="UCOLL001", note="AP says Friday",
+                              at=datetime(2026, 11, 24, 2, tzinfo=UTC))
+    book.add(call)
+    book.flush()
+    # then that digest's row is brought up to date (before: left as it was)
+    assert collections.refresh_digest_rows(book, customer_id=call.customer_id, done=call,
+                                           contact=True) == 1
+    # and a day later there (24 Nov) that digest, eight days old, is left as it was
+    call.at = datetime(2026, 11, 25, 2, tzinfo=UTC)
+    assert collections.refresh_digest_rows(book, customer_id=call.customer_id, done=call,
+                                           contact=True) == 0
+
+
 def test_log_call_needs_the_collector_role_and_a_note(book) -> None:
     customer_id = _id(book, "C-A")
     with pytest.raises(PermissionDenied):
