@@ -47,7 +47,7 @@ from models import (
     Shipment,
     money,
 )
-from workflows import customer_links, disputes, statements
+from workflows import customer_links, disputes, policy, statements
 from workflows.errors import DomainError
 from workflows.fulfilment import short_lines
 from workflows.inputs import DisputeOpenIn, build
@@ -211,7 +211,8 @@ def backorder_page(token: str, choice: str, request: Request) -> Response:
                      customer_name=customer.name, order_number=order.number,
                      short_lines=short, label=label[0].upper() + label[1:],
                      action=f"/c/backorder/{token}/{choice}",
-                     expires=_day(state.link.expires_at))
+                     # the books' day (a customer has no Slack zone), as its e-mail says
+                     expires=_day(policy.business_date(session, state.link.expires_at)))
 
 
 @router.post("/c/backorder/{token}/{choice}")

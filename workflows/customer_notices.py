@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models import Customer, CustomerLink, NoticeLevel, Order, OrderLine, OutboxMessage, Shipment
-from workflows import audit, outbox
+from workflows import audit, customer_links, outbox
 
 ESSENTIAL = ("order_confirmation", "backorder_notice")
 INFORMATIONAL = ("shipment_notice", "delivery_notice")
@@ -94,7 +94,8 @@ def backordered(session: Session, *, order: Order, short: list[dict],
     made when the e-mail is rendered)."""
     notify(session, order=order, kind="backorder_notice", key=order.id, now=now,
            context={"short_lines": short, "link_id": link.id if link else None,
-                    "link_expires_at": link.expires_at.isoformat() if link else None})
+                    "link_expires_at": (customer_links.expiry_text(session, link)
+                                        if link else None)})
 
 
 def shipped(session: Session, *, order: Order, shipment: Shipment,

@@ -145,6 +145,19 @@ def test_the_customer_chooses_once_through_the_backorder_email(shop, web, standi
         "customer called: ship it all together", "ship_now")
 
 
+def test_the_choice_page_says_until_when_the_link_works_by_the_books_day(shop, web) -> None:
+    from workflows import policy
+
+    # given books in Auckland and a backordered order: its link expires 14 days on, at 12:00
+    # UTC on 8 Dec, 01:00 on 9 Dec there
+    with shop.db.transaction() as s:
+        policy.set_value(s, key="business_timezone", value="Pacific/Auckland", actor="test")
+    _, link_id = short_order(shop)
+    # when the customer opens a choice, then the page gives the books' day (before: 8 Dec)
+    page = web.get(choice_path(link_id, "wait"))
+    assert page.status_code == 200 and "This link works once, until 09 Dec 2026." in page.text
+
+
 def test_tampered_and_expired_choice_links_change_nothing(shop, web) -> None:
     # given a backordered order
     _, link_id = short_order(shop)

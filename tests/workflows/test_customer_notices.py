@@ -370,6 +370,29 @@ def test_a_second_customer_choice_is_audited_as_refused(session) -> None:
 
 # -- a revoked page link is never e-mailed -----------------------------------------------------
 
+def test_the_links_e_mails_say_until_when_they_work_by_the_books_day(session) -> None:
+    from workflows import policy
+
+    # given books in Los Angeles, and too little stock
+    company(session, on_hand=6)
+    policy.set_value(session, key="business_timezone", value="America/Los_Angeles",
+                     actor="test")
+    evening = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)  # 19:00 on 19 Nov there
+    # when an order is backordered and the customer's page is sent, that evening there
+    f.order(session, lines=[("WID-1", 10)], now=evening)
+    link, _ = customer_links.send_portal_link(session, customer=session.exec(
+        select(Customer)).one(), actor="UCOLL01", now=evening)
+    links = CustomerLinks(public_url="https://o2c.example.com", signer=LinkSigner([SECRET]))
+    notice = next(m for m in emails(session)
+                  if m.payload["template"] == "notice_backorder_notice")
+    page = next(m for m in emails(session) if m.payload["template"] == "notice_page_link")
+    # then the choice links work until 3 Dec (14 days: 19:00 there, 03:00 UTC on 4 Dec) and
+    # the page until 19 Dec (30 days), the days in the books' zone, not UTC's
+    assert "each link works once, until 03 Dec 2026" in render(notice, links)[1]
+    assert "works until 19 Dec 2026" in render(page, links)[1]
+    assert link.expires_at == evening + timedelta(days=30)
+
+
 def test_revoking_withdraws_the_page_link_emails_not_sent_yet(session) -> None:
     # given two page links e-mailed to the customer: one went out, one is still queued
     company(session)
