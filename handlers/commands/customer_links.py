@@ -23,6 +23,7 @@ from handlers.common import caller, describe_error, today_for, transaction
 from models import Role
 from workflows import customer_links, periods, receipts, statements
 from workflows.errors import DomainError, ValidationFailed
+from workflows.workcalendar import zone_or_utc
 
 PAGE_USAGE = "/o2c customer-page [revoke] <customer>"
 STATEMENT_USAGE = "/o2c statement <customer> [YYYY-MM]"
@@ -61,8 +62,11 @@ def customer_page(call: CommandCall) -> None:
             else:
                 link, to = customer_links.send_portal_link(session, customer=customer,
                                                            actor=call.user_id, now=now)
+                # the day it expires in the collector's own zone (not UTC's)
+                zone = zone_or_utc(caller(call.context, call.user_id, call.user_name,
+                                          call.client).timezone)
                 result = {"to": to, "name": customer.name,
-                          "expires": link.expires_at.date().isoformat()}
+                          "expires": link.expires_at.astimezone(zone).date().isoformat()}
             if receipt is not None:
                 receipts.remember(session, receipt, **result)
     except receipts.AlreadyHandled as done:

@@ -322,6 +322,19 @@ def test_the_statement_pdf_is_read_in_one_snapshot_while_a_payment_is_applied(
     assert first.unapplied_minor == second.unapplied_minor == 0
 
 
+def test_the_collector_is_told_until_when_the_page_link_works_in_their_own_zone(
+        shop, slack, standin) -> None:
+    from models import User
+
+    # given a collector in Auckland: the link made now (12:00 UTC on 24 Nov) works for 30
+    # days, until 12:00 UTC on 24 Dec, 01:00 on 25 Dec there
+    with shop.db.transaction() as s:
+        s.get(User, "UCOLL001").timezone = "Pacific/Auckland"
+    page_link(shop, slack, standin)
+    # then Slack tells them 25 Dec (before: the UTC day, 24 Dec)
+    assert "valid until 25 Dec 2026" in ephemeral_texts(standin.api, "UCOLL001")[-1]
+
+
 def test_a_revoked_or_tampered_page_link_shows_nothing(shop, slack, standin, web) -> None:
     # given the customer's link
     path = page_link(shop, slack, standin)
