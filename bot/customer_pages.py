@@ -279,6 +279,7 @@ def _portal_values(request: Request, session: Any, customer: Customer, token: st
     invoices = list(session.exec(select(Invoice).where(
         Invoice.customer_id == customer.id, Invoice.balance_minor > 0)
         .order_by(Invoice.due_date, Invoice.id).limit(100)))
+    books = policy.business_zone(session)
     pay_links = getattr(request.app.state, "customer_pay_links", False)
     if pay_links is False:
         from bot.paylinks import PayLinks
@@ -292,7 +293,9 @@ def _portal_values(request: Request, session: Any, customer: Customer, token: st
                     "status": o.status.replace("_", " "),
                     "total": _money(o.total_minor - o.cancelled_minor, o.currency)}
                    for o in orders],
-        "shipments": [{"order": number, "shipped": _day(s.shipped_at), "carrier": s.carrier,
+        # the books' day (a customer has no Slack zone), as the shipment e-mail says
+        "shipments": [{"order": number, "shipped": _day(s.shipped_at.astimezone(books)),
+                       "carrier": s.carrier,
                        "tracking": s.tracking_number, "status": s.status.replace("_", " "),
                        "url": links.tracking_url(s.carrier, s.tracking_number)}
                       for s, number in shipments],

@@ -4,7 +4,8 @@
 `date.today`, `time.time` ... everywhere except the few modules listed there. This test keeps
 that configuration honest, and checks what ruff cannot: the business layers (workflows,
 handlers, api, blocks) never use the recording clock `models.base.utcnow` either — they take
-`now`/`as_of` from their caller, who asked `deps.clock`.
+`now`/`as_of` from their caller, who asked `deps.clock` — nor leave a business moment to a
+model's recording-clock default (`BUSINESS_MOMENTS`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,39 @@ def test_business_layers_take_the_time_from_their_caller() -> None:
                  for path in sorted((ROOT / layer).rglob("*.py"))
                  for hit in _uses_recording_clock(path)]
     assert offenders == []
+
+
+# Columns that date a business event but default to the recording clock (`ts_field(
+# default_now=True)`): a business layer that builds the row without them dates the event by the
+# real time, which `utcnow` above cannot see (the model calls it). Row timestamps that only
+# record when a row was written (`created_at`, ...) are not listed: they may default.
+BUSINESS_MOMENTS = {"CollectionActivity": "at"}  # the worklist's last contact, digest rows
+# Builders known to leave the moment to the default, to fix (then remove from here).
+KNOWN_UNDATED = {
+    # a dunning run's reminder/escalation activities: `_Rows` takes CollectionActivity's
+    # defaults once, `at` included (the real time, not the run's `now`)
+    "workflows/dunning.py",
+}
+
+
+def _undated(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+        field = BUSINESS_MOMENTS.get(name)
+        if field and not any(k.arg in (field, None) for k in node.keywords):
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}() without {field}=")
+    return found
+
+
+def test_business_events_are_dated_by_the_caller_s_clock_not_the_row_default() -> None:
+    offenders = [hit for layer in BUSINESS_LAYERS
+                 for path in sorted((ROOT / layer).rglob("*.py"))
+                 for hit in _undated(path)]
+    assert [hit for hit in offenders if hit.split(":")[0] not in KNOWN_UNDATED] == []
 
 
 def test_the_suite_travels_to_a_day_or_to_a_utc_moment_of_it() -> None:

@@ -481,11 +481,14 @@ def require_collector(session: Session, *, user_id: str, action: str,
                  entity_type="customer", entity_id=customer_id)
 
 
-def _activity(session: Session, *, customer_id: int, kind: str, user_id: str,
+def _activity(session: Session, *, customer_id: int, kind: str, user_id: str, at: datetime,
               note: str | None = None, invoice_id: int | None = None,
               snooze_until: date | None = None) -> CollectionActivity:
+    """What a collector did, dated by the business clock (`at` is the caller's `now`, SPEC
+    §5.10), not by the recording clock: the worklist's last contact and the digest rows it
+    refreshes (its 7 days) follow the sandbox's Time travel and a frozen test clock."""
     row = CollectionActivity(customer_id=customer_id, kind=kind, user_id=user_id, note=note,
-                             invoice_id=invoice_id, snooze_until=snooze_until)
+                             invoice_id=invoice_id, snooze_until=snooze_until, at=at)
     session.add(row)
     session.flush()
     return row
@@ -505,11 +508,11 @@ def check_call(session: Session, *, customer_id: int, actor: str, note: str | No
     return note
 
 
-def log_call(session: Session, *, customer_id: int, actor: str, note: str
+def log_call(session: Session, *, customer_id: int, actor: str, note: str, now: datetime
              ) -> CollectionActivity:
     note = check_call(session, customer_id=customer_id, actor=actor, note=note)
     row = _activity(session, customer_id=customer_id, kind=ActivityKind.CALL, user_id=actor,
-                    note=note)
+                    at=now, note=note)
     refresh_digest_rows(session, customer_id=customer_id, done=row, contact=True)
     return row
 
@@ -579,7 +582,7 @@ def refresh_digest_rows(session: Session, *, customer_id: int, done: CollectionA
     return updated
 
 
-def snooze(session: Session, *, customer_id: int, actor: str, as_of: date,
+def snooze(session: Session, *, customer_id: int, actor: str, as_of: date, now: datetime,
            days: int = SNOOZE_DAYS) -> date:
     """Hide an account from the worklist and digest until `as_of + days` (dunning goes on).
     Once per customer and end date, whoever clicks and however often (`receipts.claim`):
@@ -592,7 +595,7 @@ def snooze(session: Session, *, customer_id: int, actor: str, as_of: date,
                              kind="snooze", actor=actor)
     receipts.remember(session, receipt, until=until.isoformat())
     row = _activity(session, customer_id=customer_id, kind=ActivityKind.SNOOZE, user_id=actor,
-                    note=f"snoozed until {until.isoformat()}", snooze_until=until)
+                    at=now, note=f"snoozed until {until.isoformat()}", snooze_until=until)
     refresh_digest_rows(session, customer_id=customer_id, done=row)
     return until
 
@@ -656,7 +659,7 @@ def send_reminder(session: Session, *, customer_id: int, actor: str, as_of: date
     except IntegrityError:
         raise Conflict(f"A reminder already went to {customer.name} today.") from None
     row = _activity(session, customer_id=customer_id, kind=ActivityKind.REMINDER,
-                    user_id=actor, note=f"reminder e-mailed to {customer.billing_email}")
+                    user_id=actor, at=now, note=f"reminder e-mailed to {customer.billing_email}")
     refresh_digest_rows(session, customer_id=customer_id, done=row, contact=True)
     return message
 
@@ -704,7 +707,7 @@ def check_promise(session: Session, *, customer_id: int, actor: str, amount: str
 
 def create_promise(session: Session, *, customer_id: int, actor: str, amount: str,
                    promised_date: date | str | None, note: str | None, as_of: date,
-                   invoice_id: int | None = None) -> PromiseToPay:
+                   now: datetime, invoice_id: int | None = None) -> PromiseToPay:
     """Record a promise to pay, checked by `check_promise`. A new promise replaces the
     customer's open one. Until its promised date has passed, the customer gets no dunning
     e-mail and no credit hold on what it covers (`workflows.dunning._promised`)."""
@@ -722,7 +725,7 @@ def create_promise(session: Session, *, customer_id: int, actor: str, amount: st
     session.add(promise)
     session.flush()
     row = _activity(session, customer_id=customer_id, kind=ActivityKind.PROMISE,
-                    user_id=actor, invoice_id=invoice_id,
+                    user_id=actor, at=now, invoice_id=invoice_id,
                     note=f"promised {money.format_money(minor, customer.currency)} by {day}"
                     + (f": {note}" if note else ""))
     refresh_digest_rows(session, customer_id=customer_id, done=row, contact=True)

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models import Customer, CustomerLink, NoticeLevel, Order, OrderLine, OutboxMessage, Shipment
-from workflows import audit, customer_links, outbox
+from workflows import audit, customer_links, outbox, policy
 
 ESSENTIAL = ("order_confirmation", "backorder_notice")
 INFORMATIONAL = ("shipment_notice", "delivery_notice")
@@ -44,6 +44,14 @@ def _lines(lines: list[OrderLine]) -> list[dict]:
     return [{"line_no": line.line_no, "sku": line.sku, "description": line.description,
              "quantity": line.quantity, "line_total_minor": line.line_total_minor}
             for line in lines]
+
+
+def books_time(session: Session, moment: datetime | None) -> str | None:
+    """A moment for a customer's e-mail, in the books' time zone (a customer has no Slack
+    zone of their own): the `day` filter shows its date in the offset it carries, so a
+    shipment at 23:30 in Los Angeles on 19 Nov (07:30 UTC on the 20th) left "on 19 Nov" for
+    books there, as `customer_links.expiry_text` does for a link's expiry."""
+    return moment.astimezone(policy.business_zone(session)).isoformat() if moment else None
 
 
 def _order_context(order: Order, customer: Customer) -> dict:
@@ -103,7 +111,7 @@ def shipped(session: Session, *, order: Order, shipment: Shipment,
     notify(session, order=order, kind="shipment_notice", key=shipment.id, now=now,
            context={"shipment_id": shipment.id, "carrier": shipment.carrier,
                     "tracking_number": shipment.tracking_number,
-                    "shipped_at": shipment.shipped_at.isoformat(),
+                    "shipped_at": books_time(session, shipment.shipped_at),
                     "lines": [{"sku": line.sku, "description": line.description,
                                "quantity": qty} for line, qty in lines]})
 
@@ -113,8 +121,7 @@ def delivered(session: Session, *, order: Order, shipment: Shipment,
     notify(session, order=order, kind="delivery_notice", key=shipment.id, now=now,
            context={"shipment_id": shipment.id, "carrier": shipment.carrier,
                     "tracking_number": shipment.tracking_number,
-                    "delivered_at": shipment.delivered_at.isoformat()
-                    if shipment.delivered_at else None,
+                    "delivered_at": books_time(session, shipment.delivered_at),
                     "pod_signed_by": shipment.pod_signed_by})
 
 

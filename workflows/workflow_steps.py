@@ -208,7 +208,7 @@ def log_activity(session: Session, run: StepRun, now: datetime) -> dict:
     actor = _actor(session, run, collections.COLLECTOR_ROLES, "workflow.log_activity")
     customer = _customer(session, run)
     activity = collections.log_call(session, customer_id=customer.id, actor=actor,
-                                    note=_text(run, "note"))
+                                    note=_text(run, "note"), now=now)
     audit.record(session, actor=actor, action="collections.activity_logged",
                  entity_type="customer", entity_id=customer.id, activity=activity.id,
                  via="workflow_step", execution=run.execution_id, at=now)

@@ -92,7 +92,7 @@ def on_snooze(body: dict, respond: Respond, client: WebClient,
     try:
         with transaction(context) as session:
             until = collections.snooze(session, customer_id=customer_id, actor=user_id,
-                                       as_of=today_for(context, user))
+                                       as_of=today_for(context, user), now=now_of(context))
     except receipts.AlreadyHandled as done:  # a double click, a replay: say it again
         until = date.fromisoformat(done.result["until"])
     with deps_of(context).db.read_session() as session:

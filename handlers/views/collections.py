@@ -22,6 +22,7 @@ from handlers.common import (
     form_value,
     formats_of,
     metadata_id,
+    now_of,
     today_for,
     transaction,
     view_metadata,
@@ -92,7 +93,8 @@ def record_promise(body: dict, view: dict, client: WebClient, context: BoltConte
                                      kind="promise", actor=user_id)
             promise = collections.create_promise(
                 session, customer_id=customer_id, actor=user_id, amount=amount,
-                promised_date=day, note=note, as_of=today_for(context, user))
+                promised_date=day, note=note, as_of=today_for(context, user),
+                now=now_of(context))
             name = collections.get_customer(session, promise.customer_id).name
             receipts.remember(session, receipt, promise_id=promise.id)
     except receipts.AlreadyHandled:
@@ -134,7 +136,7 @@ def record_call(body: dict, view: dict, client: WebClient, context: BoltContext)
             receipt = receipts.claim(session, key=receipts.submission_key(view["id"]),
                                      kind="call", actor=user_id)
             call = collections.log_call(session, customer_id=customer_id, actor=user_id,
-                                        note=note)
+                                        note=note, now=now_of(context))
             name = collections.get_customer(session, customer_id).name
             receipts.remember(session, receipt, activity_id=call.id)
     except receipts.AlreadyHandled:

@@ -4,7 +4,7 @@ working hours read with `workcalendar.parse_hours` (a day may end at 24:00)."""
 from __future__ import annotations
 
 import threading
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 import time_machine
@@ -21,6 +21,7 @@ from tests.support.timetravel import run_at
 from workflows import collections, policy
 
 TODAY = date(2026, 11, 23)  # a Monday
+NOON = datetime.combine(TODAY, time(12), UTC)
 
 
 def _deps(db: Database) -> Deps:
@@ -51,7 +52,8 @@ def test_a_click_that_writes_is_not_blocked_while_the_digests_are_built(db, monk
 
     def log_call() -> None:
         with db.transaction() as s:
-            collections.log_call(s, customer_id=1, actor="UCOLL001", note="will pay Friday")
+            collections.log_call(s, customer_id=1, actor="UCOLL001", note="will pay Friday",
+                                 now=NOON)
         wrote.set()
 
     def slow_build(*args, **kwargs):
@@ -231,7 +233,7 @@ def test_a_call_logged_on_an_unassigned_account_updates_the_ar_channels_digest(
         umbrella = s.exec(select(Customer.id).where(Customer.external_id == "C-U")).one()
     with db.transaction() as s:
         updated = collections.log_call(s, customer_id=umbrella, actor="UCOLL002",
-                                       note="AP clerk on leave")
+                                       note="AP clerk on leave", now=NOON)
     with db.read_session() as s:
         [update] = s.exec(select(OutboxMessage).where(
             OutboxMessage.target_outbox_id == post.id)).all()

@@ -18,7 +18,8 @@ from tests.support.timetravel import frozen_at
 from workflows import collections
 
 TODAY = date(2026, 11, 24)
-frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC), tick=True)
+NOON = datetime.combine(TODAY, time(12), UTC)
+frozen_time = frozen_at(NOON, tick=True)
 WAIT = 10.0
 
 
@@ -47,7 +48,7 @@ def test_each_role_sees_its_own_work_on_app_home(server, slack, standin) -> None
         globex = s.exec(select(Customer).where(Customer.external_id == "C-GLOBEX")).one()
         collections.create_promise(s, customer_id=globex.id, actor="UCOLL001",
                                    amount="1000.00", promised_date=TODAY, note=None,
-                                   as_of=TODAY)
+                                   as_of=TODAY, now=NOON)
     # then the rep's home shows both orders and the customer's overdue
     rep = home_of(slack, api, "USALES01")
     assert "Waiting for approval" in rep and waiting in rep
@@ -98,7 +99,7 @@ def test_a_home_with_many_items_says_how_many_more_there_are(server, slack, stan
         for customer in s.exec(select(Customer)).all():
             collections.create_promise(s, customer_id=customer.id, actor="UCOLL001",
                                        amount="50.00", promised_date=TODAY, note=None,
-                                       as_of=TODAY)
+                                       as_of=TODAY, now=NOON)
     # when: the rep and the collector open App Home
     rep = home_of(slack, api, "USALES01")
     collector = home_of(slack, api, "UCOLL001")

@@ -423,6 +423,24 @@ def direct_page_link(server) -> str:
     return f"/c/{LinkSigner([SECRET]).token('portal', link_id)}"
 
 
+def test_the_customers_page_gives_a_shipment_the_books_day(shop, web) -> None:
+    from workflows import policy, shipping
+
+    # given books in Los Angeles and an order shipped at 23:30 there on 22 Nov (07:30 UTC
+    # on the 23rd)
+    with shop.db.transaction() as s:
+        policy.set_value(s, key="business_timezone", value="America/Los_Angeles", actor="test")
+        order = f.order(s, lines=[("WID-1", 2)], now=NOW - timedelta(days=3))
+        shipping.ship_order(s, order_number=order.number, carrier="UPS",
+                            tracking_number="1Z1", actor="api", now=NOW,
+                            shipped_at=datetime(2026, 11, 23, 7, 30, tzinfo=UTC))
+        number = order.number
+    # when the customer opens their page, then the shipment left on 22 Nov (before: 23 Nov)
+    page = web.get(direct_page_link(shop))
+    assert page.status_code == 200, page.text
+    assert f"<tr><td>{number}</td><td>22 Nov 2026</td><td>UPS</td>" in page.text
+
+
 def test_while_the_database_is_down_the_customers_pages_answer_a_503_page(shop, web) -> None:
     # given the customer's page link and a backorder choice link
     path = direct_page_link(shop)

@@ -160,7 +160,8 @@ def test_an_account_promise_covers_what_fell_due_by_the_business_day_it_was_take
     with time_machine.travel(la(11, 23, 17, 30)):
         collections.create_promise(session, customer_id=customer.id, actor="UCOLL001",
                                    amount="100.00", promised_date=date(2026, 12, 10),
-                                   note=None, as_of=date(2026, 11, 23))
+                                   note=None, as_of=date(2026, 11, 23),
+                                   now=la(11, 23, 17, 30))
     session.commit()
     # when the dunning looks on 11-25: INV-2 is one day past due
     due = dunning.due_invoices(session, date(2026, 11, 25), [customer.id])

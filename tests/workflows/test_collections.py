@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import select
 
+from bot.clock import Clock
 from bot.mailer import render_email
 from models import (
     ActivityKind,
@@ -140,7 +141,7 @@ def test_build_worklists_for_all_collectors_in_one_pass(book) -> None:
 def test_snooze_hides_an_account_until_the_date(book) -> None:
     # when
     until = collections.snooze(book, customer_id=_id(book, "C-A"), actor="UCOLL001",
-                               as_of=TODAY)
+                               as_of=TODAY, now=NOON)
     book.commit()
     # then
     assert until == TODAY + timedelta(days=7)
@@ -195,14 +196,55 @@ def test_an_action_refreshes_the_digests_of_the_collector_s_last_seven_days(book
                                            contact=True) == 0
 
 
+def test_collector_actions_are_dated_by_the_app_clock_not_the_real_one(book) -> None:
+    # given the app clock travelled to 10 Mar 2031, 09:00 in Los Angeles (the sandbox's Time
+    # travel), while the real clock says 23 Nov 2026; the collector's digests of 20 Nov 2026
+    # (real time's week) and of 3 Mar 2031 (the app's week)
+    clock = Clock("UTC")
+    clock.travel_to(datetime(2031, 3, 10, 16, tzinfo=UTC))
+    now, today = clock.now(), clock.today("America/Los_Angeles")
+    acme = _id(book, "C-A")
+    for day in (TODAY - timedelta(days=3), today - timedelta(days=7)):
+        collections.record_digests(book, day, collections.prepare_digests(
+            book, day, collector_ids=["UCOLL001"]))
+    # when the collector logs a call and snoozes the account
+    call = collections.log_call(book, customer_id=acme, actor="UCOLL001",
+                                note="AP says Friday", now=now)
+    until = collections.snooze(book, customer_id=acme, actor="UCOLL001", as_of=today, now=now)
+    book.commit()
+    # then both are dated by the app clock (before: by the real one, 23 Nov 2026)
+    activities = book.exec(select(CollectionActivity).where(
+        CollectionActivity.customer_id == acme).order_by(CollectionActivity.id)).all()
+    assert [a.at for a in activities] == [now, now] and call.at == now
+    # the worklist's last contact is the call, and the snooze runs out 7 app days later
+    assert collections.account(book, acme, today).last_contact == now
+    assert until == date(2031, 3, 17)
+    hidden = collections.worklist(book, "UCOLL001", today)
+    assert [a.name for a in hidden.accounts] == ["Beta", "Delta"] and hidden.snoozed == 1
+    back = {a.name: a for a in collections.worklist(book, "UCOLL001", until).accounts}
+    assert "Acme" in back and back["Acme"].last_contact == now
+    # and only the app week's digest was refreshed: the 2026 one is years old by the app clock
+    runs = {r.run_date: r.outbox_id for r in book.exec(select(DigestRun)).all()}
+    refreshed = {m.target_outbox_id for m in book.exec(select(OutboxMessage).where(
+        OutboxMessage.target_outbox_id.is_not(None))).all()}
+    assert refreshed == {runs[date(2031, 3, 3)]}
+    update = book.exec(select(OutboxMessage).where(
+        OutboxMessage.target_outbox_id == runs[date(2031, 3, 3)])
+        .order_by(OutboxMessage.id.desc())).first()
+    [row] = [a for a in update.payload["context"]["accounts"] if a["name"] == "Acme"]
+    assert row["last_contact"] == now.isoformat()
+    assert [d["at"] for d in row["done"]] == [now.isoformat(), now.isoformat()]
+
+
 def test_log_call_needs_the_collector_role_and_a_note(book) -> None:
     customer_id = _id(book, "C-A")
     with pytest.raises(PermissionDenied):
-        collections.log_call(book, customer_id=customer_id, actor="USALES01", note="hi")
+        collections.log_call(book, customer_id=customer_id, actor="USALES01", note="hi", now=NOON)
     with pytest.raises(ValidationFailed) as err:
-        collections.log_call(book, customer_id=customer_id, actor="UCOLL001", note="  ")
+        collections.log_call(book, customer_id=customer_id, actor="UCOLL001", note="  ", now=NOON)
     assert err.value.errors[0].field == "note"
-    collections.log_call(book, customer_id=customer_id, actor="UCOLL001", note="AP says Friday")
+    collections.log_call(book, customer_id=customer_id, actor="UCOLL001", note="AP says Friday",
+                         now=NOON)
     book.commit()
     account = collections.account(book, customer_id, TODAY)
     assert account.last_contact is not None
@@ -239,12 +281,12 @@ def test_promise_validation_names_the_field(book) -> None:
         with pytest.raises(ValidationFailed) as err:
             collections.create_promise(book, customer_id=customer_id, actor="UCOLL001",
                                        amount=amount, promised_date=day, note=None,
-                                       as_of=TODAY)
+                                       as_of=TODAY, now=NOON)
         assert err.value.errors[0].field == field, (amount, day)
     # and thousands separators where they belong are read as such
     promise = collections.create_promise(book, customer_id=customer_id, actor="UCOLL001",
                                          amount="1,250.50", promised_date=TODAY, note=None,
-                                         as_of=TODAY)
+                                         as_of=TODAY, now=NOON)
     assert promise.amount_minor == 125_050
 
 
@@ -253,7 +295,7 @@ def test_promise_kept_when_paid(book) -> None:
     customer_id = _id(book, "C-B")
     promise = collections.create_promise(book, customer_id=customer_id, actor="UCOLL001",
                                          amount="500.00", promised_date=TODAY + timedelta(3),
-                                         note="wire on Thursday", as_of=TODAY)
+                                         note="wire on Thursday", as_of=TODAY, now=NOON)
     book.commit()
     assert collections.check_promises(book, TODAY).kept == []
     # when the money arrives
@@ -274,7 +316,7 @@ def test_promise_broken_the_day_after_alerts_collector_and_rep_once(book) -> Non
     customer_id = _id(book, "C-B")
     promise = collections.create_promise(book, customer_id=customer_id, actor="UCOLL001",
                                          amount="500.00", promised_date=TODAY, note=None,
-                                         as_of=TODAY)
+                                         as_of=TODAY, now=NOON)
     book.commit()
     # when checked on the promised day, then the day after, then again
     assert collections.check_promises(book, TODAY).broken == []
@@ -294,10 +336,10 @@ def test_a_new_promise_replaces_the_open_one(book) -> None:
     customer_id = _id(book, "C-A")
     first = collections.create_promise(book, customer_id=customer_id, actor="UCOLL001",
                                        amount="100.00", promised_date=TODAY, note=None,
-                                       as_of=TODAY)
+                                       as_of=TODAY, now=NOON)
     second = collections.create_promise(book, customer_id=customer_id, actor="UCOLL001",
                                         amount="200.00", promised_date=TODAY + timedelta(2),
-                                        note=None, as_of=TODAY)
+                                        note=None, as_of=TODAY, now=NOON)
     book.commit()
     book.refresh(first)
     assert first.status == PromiseStatus.CANCELLED and second.status == PromiseStatus.OPEN
@@ -312,7 +354,7 @@ def test_promise_kept_by_money_that_arrived_on_the_promised_day_in_the_senders_z
     customer_id = _id(book, "C-B")
     promise = collections.create_promise(book, customer_id=customer_id, actor="UCOLL001",
                                          amount="500.00", promised_date=TODAY, note=None,
-                                         as_of=TODAY)
+                                         as_of=TODAY, now=NOON)
     book.commit()
     evening = datetime(2026, 11, 23, 20, tzinfo=ZoneInfo("America/New_York"))
     record_payment(book, PaymentIn(amount="500.00", currency="USD", received_at=evening,
@@ -336,7 +378,7 @@ def test_promise_broken_by_money_that_arrived_the_day_after_in_the_senders_zone(
     customer_id = _id(book, "C-B")
     promise = collections.create_promise(book, customer_id=customer_id, actor="UCOLL001",
                                          amount="500.00", promised_date=TODAY, note=None,
-                                         as_of=TODAY)
+                                         as_of=TODAY, now=NOON)
     book.commit()
     late = datetime(2026, 11, 24, 0, 30, tzinfo=ZoneInfo("Europe/Berlin"))
     record_payment(book, PaymentIn(amount="500.00", currency="USD", received_at=late,

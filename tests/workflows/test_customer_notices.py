@@ -393,6 +393,28 @@ def test_the_links_e_mails_say_until_when_they_work_by_the_books_day(session) ->
     assert link.expires_at == evening + timedelta(days=30)
 
 
+def test_shipment_and_delivery_e_mails_give_the_books_day_not_utc_s(session) -> None:
+    from workflows import policy
+
+    # given books in Los Angeles and an approved order
+    company(session)
+    policy.set_value(session, key="business_timezone", value="America/Los_Angeles",
+                     actor="test")
+    order = f.order(session, lines=[("WID-1", 2)])
+    # when it leaves at 23:30 there on 19 Nov (07:30 UTC on the 20th) and is delivered at
+    # 23:30 there on 20 Nov (07:30 UTC on the 21st)
+    shipment = shipping.ship_order(session, order_number=order.number, carrier="UPS",
+                                   tracking_number="1Z999AA1",
+                                   shipped_at=datetime(2026, 11, 20, 7, 30, tzinfo=UTC),
+                                   actor="api", now=NOW)
+    event(session, shipment, "delivered", at=datetime(2026, 11, 21, 7, 30, tzinfo=UTC))
+    # then the e-mails say the days there (before: 20 and 21 Nov, UTC's)
+    _, shipped, delivered = emails(session)
+    assert "left our warehouse on 19 Nov 2026" in render(shipped)[1]
+    assert "delivered on 20 Nov 2026" in render(delivered)[1]
+    assert shipped.payload["context"]["shipped_at"] == "2026-11-19T23:30:00-08:00"
+
+
 def test_revoking_withdraws_the_page_link_emails_not_sent_yet(session) -> None:
     # given two page links e-mailed to the customer: one went out, one is still queued
     company(session)

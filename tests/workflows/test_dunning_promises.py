@@ -19,7 +19,8 @@ from workflows.cash_application import record_payment
 from workflows.inputs import PaymentIn
 
 TODAY = date(2026, 11, 23)  # a Monday
-frozen_time = frozen_at(datetime.combine(TODAY, time(12), UTC))
+NOON = datetime.combine(TODAY, time(12), UTC)
+frozen_time = frozen_at(NOON)
 DUE = TODAY - timedelta(days=2)  # INV-1's due date: today is +2
 
 
@@ -41,7 +42,8 @@ def _day(offset: int) -> date:
 def _promise(db, until: int, amount: str = "1000.00") -> None:
     with db.transaction() as s:
         collections.create_promise(s, customer_id=1, actor="UCOLL001", amount=amount,
-                                   promised_date=_day(until), note="CFO said so", as_of=TODAY)
+                                   promised_date=_day(until), note="CFO said so", as_of=TODAY,
+                                   now=NOON)
 
 
 def _job(db, offset: int) -> None:

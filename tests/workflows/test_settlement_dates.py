@@ -186,7 +186,7 @@ def promise_for(session, day, *, taken: datetime) -> PromiseToPay:
     customer_id = invoice(session, "INV-2026-000801").customer_id
     promise = collections.create_promise(session, customer_id=customer_id, actor="UCOLL001",
                                          amount="1000.00", promised_date=day, note=None,
-                                         as_of=day)
+                                         as_of=day, now=taken)
     session.flush()
     table = PromiseToPay.__table__
     session.execute(sa.update(table).where(table.c.id == promise.id).values(created_at=taken))
