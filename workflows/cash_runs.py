@@ -542,6 +542,11 @@ class CashRun:
                 raise _Stale()
             for customer_id in {r["customer"] for r in reductions}:
                 exposure.moved(self.session, customer_id)
+            # the cards of deductions being worked on them show the balance now (one read
+            # for the chunk; before `_flag`, so this chunk's own new cards are not touched)
+            from workflows import deductions
+
+            deductions.balance_lowered(self.session, {r["invoice"] for r in reductions})
         self._book(decisions)
         self._insert(Allocation, [{"payment_id": d.ticket.payment_id, "invoice_id":
                                    a["invoice_id"], "amount_minor": a["amount_minor"],

@@ -28,9 +28,11 @@ gone; `settle_if_closed`) instead of acting.
 
 One shortfall, one deduction: a later short payment on an invoice whose deduction is still
 being worked pays part of it and flags nothing (`being_worked`; `invariants.validate_deductions`
-checks an invoice never has two). A payment all of whose money on the invoice is refunded
-later leaves its open deduction resolved as "reversed" (`refunded`), as a correction does
-(`reverse`).
+checks an invoice never has two); its card is updated then to show the balance left and what
+of the deduction is still due (`balance_lowered`, in the payment's transaction; so does any
+other lowering of its balance: a credit note, a write-off). A payment all of whose money on
+the invoice is refunded later leaves its open deduction resolved as "reversed" (`refunded`),
+as a correction does (`reverse`).
 """
 
 from __future__ import annotations
@@ -183,11 +185,39 @@ def _context(deduction: Any, payment: Any, invoice: Any, customer_name: str,
             "bill_backs": deduction.bill_backs, "note": note}
 
 
-def _update_card(session: Session, deduction: Deduction, note: str | None = None) -> None:
+def _update_card(session: Session, deduction: Deduction, note: str | None = None, *,
+                 invoice: Invoice | None = None) -> None:
     if deduction.card_outbox_id is not None:
         outbox.update_message(session, target_outbox_id=deduction.card_outbox_id,
                               template="deduction_card",
-                              context=card_context(session, deduction, note=note))
+                              context=card_context(session, deduction, invoice=invoice,
+                                                   note=note))
+
+
+def balance_lowered(session: Session, invoice_ids: Any) -> int:
+    """The invoices `invoice_ids` have less open than a moment ago (a payment — one at a time
+    through `invoicing.reduce_balance`, or a bank statement's chunk, `cash_runs` —, a credit
+    note, a write-off): the card of each deduction being worked on one of them is updated in
+    place, in this transaction (the outbox), to show the balance now and what of the
+    deduction is still due (`due_minor`, what its buttons act on) — it showed the balance
+    when the deduction was flagged. One read for all of them (deductions and their invoices,
+    read fresh); nothing more for invoices without a deduction being worked. Returns the cards
+    updated."""
+    ids = sorted(set(invoice_ids))
+    if not ids:
+        return 0
+    rows = session.exec(
+        select(Deduction, Invoice).join(Invoice, Invoice.id == Deduction.invoice_id)
+        .where(Deduction.invoice_id.in_(ids), Deduction.status.in_([str(s) for s in ACTIVE]),
+               Deduction.card_outbox_id.is_not(None))
+        .order_by(Deduction.id).execution_options(populate_existing=True)).all()
+    for deduction, invoice in rows:
+        due = due_minor(session, deduction, invoice)
+        _update_card(session, deduction, invoice=invoice, note=(
+            f"{invoice.number} now has "
+            f"{money.format_money(invoice.balance_minor, invoice.currency)} open: "
+            f"{money.format_money(due, invoice.currency)} of this deduction is still due."))
+    return len(rows)
 
 
 def credited_minor(session: Session, deduction_ids: Any, *, before: datetime | None = None,

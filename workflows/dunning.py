@@ -63,7 +63,10 @@ asks again if it is still that large.
 Writing: the candidates are found in a read session, then written a few customers at a time in
 short transactions with one multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING` for the
 notices (what it returns is what this process claimed) and executemany inserts for the outbox
-rows and collection activities: no SAVEPOINT and no flush per row.
+rows and collection activities: no SAVEPOINT and no flush per row. Before claiming, each write
+transaction locks its invoices (id order, one read: `_locked_still_due`) and keeps those still
+open: a payment committed on another host while the run writes (or waiting on the row) is
+seen, so an invoice it paid gets no notice, no e-mail and no credit hold (the final notice's).
 
 A run is recorded (`dunning_runs`) by its first write transaction; its notices point at it
 and its counters (e-mails, late fees, credit holds) grow in the transactions of what they
@@ -113,7 +116,7 @@ from models import (
     Role,
     money,
 )
-from workflows import audit, bulk, credit_hold, invoicing, late_fees, policy, write_offs
+from workflows import audit, bulk, credit_hold, late_fees, policy, write_offs
 from workflows.collections import invoice_snapshot
 from workflows.errors import DomainError
 from workflows.users import require_role
@@ -469,10 +472,9 @@ def write(session: Session, items: list[tuple[Level, Invoice, Customer, str | No
         if not items:
             return 0
     fees = bool(charges.rules)
-    if fees:
-        items = _locked_still_due(session, items)
-        if not items:
-            return 0
+    items = _locked_still_due(session, items)
+    if not items:
+        return 0
     claimed = _claim(session, items, plan(current.dunning_offsets), rows_of, run)
     items = [i for i in items if (i[1].id, i[0].offset) in claimed]
     messages: list[dict] = []
@@ -515,15 +517,22 @@ def write(session: Session, items: list[tuple[Level, Invoice, Customer, str | No
 
 def _locked_still_due(session: Session, items: list[tuple[Level, Invoice, Customer, str | None]]
                       ) -> list[tuple[Level, Invoice, Customer, str | None]]:
-    """With late fees in force: lock the items' invoices (in id order,
-    `invoicing.lock_invoices`, read fresh) and keep those still open and not wholly in
-    dispute. The fee and the notice naming it are so worked out from the balance as it is
-    once no payment, credit note, write-off or dispute can change it before this transaction
-    commits: `_candidates` read the rows unlocked, and a payment committed since (or waiting
-    on the row) would otherwise leave a fee on the balance it paid."""
-    locked = invoicing.lock_invoices(session, (invoice.id for _, invoice, _, _ in items))
-    return [item for item in items
-            if locked[item[1].id].balance_minor > max(locked[item[1].id].disputed_minor, 0)]
+    """Lock the items' invoices (in id order, as `invoicing.lock_invoices` and the payment
+    paths do, but with one read per `bulk.IN_LIST` of them: read fresh) and keep those still
+    open and not wholly in dispute. Every level, late fees in force or not: the notice, its
+    e-mail's amount, the fee and the final notice's credit hold are so decided on the balance
+    as it is once no payment, credit note, write-off or dispute can change it before this
+    transaction commits: `_candidates` read the rows unlocked, and a payment committed since
+    (or waiting on the row) would otherwise leave a fee on the balance it paid, or put the
+    customer on credit hold for an invoice just paid. Lock order: invoices, then the notices
+    (`_claim`), then the customer (`credit_hold.change_hold`)."""
+    locked: dict[int, Invoice] = {}
+    for part in bulk.in_parts({invoice.id for _, invoice, _, _ in items}):
+        locked.update((row.id, row) for row in session.exec(
+            select(Invoice).where(Invoice.id.in_(part)).order_by(Invoice.id).with_for_update()
+            .execution_options(populate_existing=True)))
+    return [item for item in items if item[1].id in locked
+            and locked[item[1].id].balance_minor > max(locked[item[1].id].disputed_minor, 0)]
 
 
 def _hold_for_late_fees(session: Session, items: list, charges: late_fees.InForce,

@@ -553,6 +553,9 @@ def reduce_balance(session: Session, invoice: Invoice, amount_minor: int, *,
     set_committed_value(invoice, "disputed", bool(disputed))
     payment_links.balance_changed(session, invoice)
     exposure.moved(session, invoice.customer_id)
+    from workflows import deductions  # (it imports this module)
+
+    deductions.balance_lowered(session, [invoice.id])  # a deduction's card shows it
     if invoice.balance_minor == 0:
         _maybe_mark_order_paid(session, invoice)
         if paid_at is not None:  # settled with money (not cancelled by credit notes alone)

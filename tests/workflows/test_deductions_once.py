@@ -272,3 +272,60 @@ def test_a_short_payment_refunded_in_part_keeps_its_deduction(books) -> None:
     assert deduction.status == "open"
     assert deductions.outstanding(books) == {"USD": (1, 10_000)}
     assert invariants.validate_all(books) == []
+
+
+def last_card(session, deduction: Deduction) -> dict:
+    """What the deduction's card shows now: its last update, else the card as posted."""
+    from models import OutboxMessage
+
+    updates = session.exec(select(OutboxMessage).where(
+        OutboxMessage.target_outbox_id == deduction.card_outbox_id)
+        .order_by(OutboxMessage.id)).all()
+    return (updates[-1] if updates else session.get(OutboxMessage, deduction.card_outbox_id)
+            ).payload["context"]
+
+
+def test_the_card_shows_the_balance_a_later_payment_left(books) -> None:
+    # given a 100.00 deduction whose card shows the 100.00 left open
+    record_payment(books, paid("900.00", 1), actor="test")
+    first = books.exec(select(Deduction)).one()
+    assert last_card(books, first)["invoice"]["balance_minor"] == 10_000
+    # when the engine applies 60.00 more of it (a bank statement's payment)
+    record_payment(books, paid("60.00", 2), actor="test")
+    books.commit()
+    # then the card is updated in the same transaction: 40.00 open, 40.00 of the deduction
+    # still due — what its buttons act on (before: it still showed 100.00 open)
+    card = last_card(books, first)
+    assert (card["invoice"]["balance_minor"], card["amount_minor"], card["status"]) == (
+        4_000, 10_000, "open")
+    assert "USD 40.00 open: USD 40.00 of this deduction is still due" in card["note"]
+    assert invariants.validate_all(books) == []
+
+
+def test_the_card_shows_the_balance_a_suggestion_applied_by_hand_left(books) -> None:
+    # given the 100.00 deduction, and a payment waiting for a person whose suggestion pays
+    # 70.00 of it
+    record_payment(books, paid("900.00", 1), actor="test")
+    first = books.exec(select(Deduction)).one()
+    waiting, _ = record_payment(books, PaymentIn(amount="70.00", currency="USD",
+                                                 received_at=NOW, payer_name="J SMITH",
+                                                 external_id="BANK:3"), actor="test")
+    invoice = get_invoice(books, NUMBER)
+    waiting.status = PaymentStatus.NEEDS_REVIEW
+    books.add(waiting)
+    books.add(PaymentSuggestion(
+        payment_id=waiting.id, round=1, rank=1, customer_id=invoice.customer_id,
+        kind="reference", fit="short", confidence_bp=6_000, write_off_minor=0,
+        deduction_minor=3_000, unapplied_minor=0,
+        lines=[{"invoice_id": invoice.id, "number": NUMBER, "allocate_minor": 7_000,
+                "write_offs": [], "deduction_minor": 3_000}],
+        reasons=[], concerns=[], signals=[]))
+    books.commit()
+    assert last_card(books, first)["invoice"]["balance_minor"] == 10_000
+    # when a collector applies it
+    apply_suggestion(books, payment_id=waiting.id, rank=1, actor="UCOLL001", now=NOW)
+    books.commit()
+    # then the card shows the 30.00 left (before: 100.00)
+    card = last_card(books, first)
+    assert card["invoice"]["balance_minor"] == 3_000
+    assert "USD 30.00 of this deduction is still due" in card["note"]

@@ -263,3 +263,57 @@ def test_a_customer_already_on_hold_is_not_held_again(ledger) -> None:
         OutboxMessage.dedupe_key.like("dunning-people:%:UCOLL001"))).one()
     [final] = outbox_final.payload["context"]["kinds"]
     assert final["kind"] == "final" and final["top"][0]["credit_hold"] is True
+
+
+def _pay(session, number: str, amount: str) -> None:
+    record_payment(session, PaymentIn(amount=amount, currency="USD",
+                                      received_at=datetime.combine(TODAY, time(9), UTC),
+                                      reference=number), actor="test")
+
+
+@pytest.mark.postgresql_only  # (a payment on another host while dunning runs: SQLite serialises)
+def test_a_payment_committed_while_dunning_runs_without_fees_stops_the_final_notice(db, ledger
+                                                                                   ) -> None:
+    from tests.support.meanwhile import second_writer
+
+    # given late fees off and the customer's only overdue invoice, at the final level, paid in
+    # full by a payment not yet committed (it holds the invoice's row)
+    f.invoice(ledger, "INV-1", "C-A", total="500.00", due=TODAY - timedelta(days=30))
+    ledger.commit()
+    _pay(ledger, "INV-1", "500.00")
+
+    # when dunning's write transaction reaches it on another host meanwhile
+    run, waited = second_writer(db, ledger, lambda s: dunning.run_dunning(s, TODAY))
+    # then it waited for the payment, saw the invoice paid and sent nothing: no final notice,
+    # no e-mail, no credit hold (before: the customer was held for an invoice just paid, and a
+    # final notice queued for it)
+    assert waited
+    assert run.sent == {} and run.holds == []
+    with db.read_session() as s:
+        assert _notices(s) == [] and _emails(s) == []
+        assert s.exec(select(Customer)).one().credit_hold is False
+        assert s.exec(select(AuditEvent).where(
+            AuditEvent.action == "customer.credit_hold")).all() == []
+
+
+def test_the_final_notice_is_decided_on_the_balance_as_it_is_when_written(db) -> None:
+    # given the final notice's candidate read (late fees off) before a payment of the invoice
+    with db.transaction() as s:
+        f.customer(s, "C-A", "Acme")
+        f.invoice(s, "INV-1", "C-A", total="500.00", due=TODAY - timedelta(days=30))
+    final = dunning.plan([-3, 1, 7, 14, 30])[-1]
+    with db.session() as s:
+        invoice = s.exec(select(Invoice).where(Invoice.number == "INV-1")).one()
+        customer = s.get(Customer, invoice.customer_id)
+        s.commit()
+        with db.transaction() as other:  # paid in full elsewhere
+            _pay(other, "INV-1", "500.00")
+        # when the notice is written
+        run = dunning.DunningRun(TODAY)
+        sent = dunning.write(s, [(final, invoice, customer, None)], TODAY, run)
+        s.commit()
+    # then nothing: no notice, no e-mail, no credit hold (before: held for a paid invoice)
+    assert sent == 0 and run.holds == []
+    with db.read_session() as s:
+        assert _notices(s) == [] and _emails(s) == []
+        assert s.exec(select(Customer)).one().credit_hold is False
