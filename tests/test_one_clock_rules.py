@@ -62,11 +62,7 @@ def test_business_layers_take_the_time_from_their_caller() -> None:
 # record when a row was written (`created_at`, ...) are not listed: they may default.
 BUSINESS_MOMENTS = {"CollectionActivity": "at"}  # the worklist's last contact, digest rows
 # Builders known to leave the moment to the default, to fix (then remove from here).
-KNOWN_UNDATED = {
-    # a dunning run's reminder/escalation activities: `_Rows` takes CollectionActivity's
-    # defaults once, `at` included (the real time, not the run's `now`)
-    "workflows/dunning.py",
-}
+KNOWN_UNDATED: set[str] = set()
 
 
 def _undated(path: Path) -> list[str]:

@@ -181,6 +181,10 @@ class DunningRun:
     record: DunningRunRecord | None = None  # that row's values, stamped when the run began
     waiting: int | None = None  # the confirmation this run waits for (nothing sent)
     late_fees_invalid: str | None = None  # the stored late_fees does not parse: why
+    # the clock's moment the run was started at (the job passes it): its reminder and
+    # escalation activities are dated by it (the worklist's last contact, the digest's week),
+    # not by the real time (the sandbox's Time travel); None: the moment each row is written
+    now: datetime | None = None
 
     def summary(self) -> dict:
         out = {"as_of": self.as_of.isoformat(), "notices": {str(k): v for k, v in
@@ -331,10 +335,10 @@ def _write_chunk(session: Session, chunk: list[tuple[Level, int | None, int, int
 
 
 def run_dunning(session: Session, as_of: date, *, batch: int = BATCH,
-                run: DunningRun | None = None) -> DunningRun:
+                run: DunningRun | None = None, now: datetime | None = None) -> DunningRun:
     """Dunning for `as_of` in the caller's transaction (every customer due; tests and small
-    books), the AR channel's summary included."""
-    run = run or DunningRun(as_of)
+    books), the AR channel's summary included (`now`: `DunningRun.now`)."""
+    run = run or DunningRun(as_of, now=now)
     after = 0
     while customers := due_customers(session, as_of, after=after):
         after = customers[-1]
@@ -360,7 +364,7 @@ def run_all(db, as_of: date, *, batch: int = BATCH, now: datetime | None = None,
     small leftovers are written off first (`write_offs.write_off_small_balances`). With
     `confirm_above`, a run that would send more e-mails waits for an admin's confirmation
     (`request_confirmation`) and sends nothing. The AR channel's summary is posted last."""
-    run = DunningRun(as_of, record=DunningRunRecord(as_of=as_of))
+    run = DunningRun(as_of, record=DunningRunRecord(as_of=as_of), now=now)
     with db.transaction() as session:  # a run killed between batches: take it over
         take_over(session, run)
     while now is not None:
@@ -417,11 +421,13 @@ class _Rows:
     included) taken once from one instance, then only the fields that differ (building a
     model per row costs more than the insert)."""
 
-    def __init__(self, as_of: date) -> None:
+    def __init__(self, as_of: date, at: datetime | None = None) -> None:
         self.notice = _values(DunningNotice(invoice_id=0, level=0, as_of=as_of))
         self.message = _values(OutboxMessage(transport="email", method="email"))
+        # the activities: at the run's moment (`DunningRun.now`), else when written
         self.activity = _values(CollectionActivity(customer_id=0, kind=ActivityKind.REMINDER,
-                                                   user_id="system"))
+                                                   user_id="system",
+                                                   **({"at": at} if at else {})))
 
 
 def _claim(session: Session, items: list[tuple[Level, Invoice, Customer, str | None]],
@@ -463,7 +469,7 @@ def write(session: Session, items: list[tuple[Level, Invoice, Customer, str | No
     if not items:
         return 0
     current = policy.current(session)
-    rows_of = _Rows(as_of)
+    rows_of = _Rows(as_of, run.now)
     _track(session, run)
     before = (run.emails, len(run.fees), len(run.holds))
     charges = late_fees.in_force(current.late_fees)

@@ -175,6 +175,24 @@ def test_run_all_works_in_batches(db) -> None:
         assert len(_notices(s)) == 7 and len(_notices(s, skipped=True)) == 7 * 2
 
 
+def test_a_runs_activities_are_dated_by_the_clock_it_was_started_with(db) -> None:
+    # given the app's clock three hours behind the real one (the sandbox's Time travel, or a
+    # job started at 09:00 by its scheduler's clock) and an invoice 8 days overdue
+    from models import CollectionActivity
+
+    app_now = datetime.combine(TODAY, time(9), UTC)  # (the real clock: 12:00, frozen_time)
+    with db.transaction() as s:
+        f.customer(s, "C-1", "Customer 1")
+        f.invoice(s, "INV-1", "C-1", due=TODAY - timedelta(days=8))
+    # when the job runs dunning with its clock's moment
+    run = dunning.run_all(db, TODAY, now=app_now)
+    # then the reminder's activity (the worklist's last contact) is dated by that clock
+    assert run.sent == {7: 1}
+    with db.read_session() as s:
+        assert [(a.kind, a.at) for a in s.exec(select(CollectionActivity))] == [
+            ("reminder", app_now)]
+
+
 def test_run_all_finds_in_a_read_and_checks_each_invoice_again_when_writing(db) -> None:
     # given three customers' overdue invoices, found together, written one per transaction
     with db.transaction() as s:
