@@ -18,7 +18,8 @@ tolerance) and hand the event here as plain JSON; nothing here talks to Stripe.
   (`payment_fees`, fetched from the charge's balance transaction by the outbox), never as a
   short payment.
 * `charge.refunded`: the charge's cumulative `amount_refunded` minus what was refunded
-  already (its refunds "stripe:<charge>:refunded:...", never what a chargeback took: Stripe
+  already (its refunds "stripe:<charge>:refunded:...", and what a collector returned by hand
+  before such returns were refused, "return:<payment>"; never what a chargeback took: Stripe
   counts only refunds in `amount_refunded`) is given back (`workflows.refunds`: unapplied
   credit first, then the allocations), from the payment first, then from what won
   chargebacks gave back (a refund after a won chargeback). Two partial refunds delivered out
@@ -471,10 +472,10 @@ def _refunded(session: Session, charge: dict, created: datetime) -> Outcome:
     payment = refunds.lock_payment(session, payment.id)
     # `amount_refunded` counts refunds only; what a chargeback took (and gave back when won)
     # is the dispute's own money, not a refund of the charge
-    new = total - _refunded_before(session, charge_id)
+    sources = _held_for(session, payment)
+    new = total - _refunded_before(session, charge_id) - _returned_by_hand(session, sources)
     if new <= 0:
         return Outcome("processed", "refunded before", payment.id)
-    sources = _held_for(session, payment)
     held = sum(p.amount_minor - p.refunded_minor for p, _ in sources)
     if new > held:
         waiting_for = _open_chargeback(session, payment)
@@ -550,6 +551,17 @@ def _refunded_before(session: Session, charge_id: str) -> int:
     total = session.exec(select(sa.func.coalesce(sa.func.sum(Refund.amount_minor), 0)).where(
         Refund.external_id.startswith(f"stripe:{charge_id}:refunded:", autoescape=True))).one()
     return int(total)  # PostgreSQL's SUM of a bigint is a NUMERIC (a Decimal here)
+
+
+def _returned_by_hand(session: Session, sources: list[tuple[Payment, str | None]]) -> int:
+    """What a collector's "Refund or return" booked of this charge's money (the refunds
+    "return:<payment>"), before such returns of Stripe payments were refused
+    (`cash_application.refuse_stripe_return`): that money went back through Stripe, so it is
+    part of Stripe's `amount_refunded` and is not given back a second time."""
+    keys = [f"return:{source.id}" for source, _ in sources]
+    total = session.exec(select(sa.func.coalesce(sa.func.sum(Refund.amount_minor), 0)).where(
+        Refund.external_id.in_(keys))).one()
+    return int(total)
 
 
 def _chargebacks(session: Session, payment: Payment) -> list[str]:

@@ -15,7 +15,7 @@ from models import AuditEvent, Invoice, Payment, Refund
 from tests.support import factories as f
 from tests.support import stripe_payloads as sp
 from tests.support.timetravel import frozen_at
-from workflows import audit, cash_application, stripe_events
+from workflows import audit, cash_application, refunds, stripe_events
 from workflows.errors import PermissionDenied
 from workflows.invariants import validate_all
 
@@ -113,3 +113,21 @@ def test_a_bank_payment_is_still_returned_by_hand(db) -> None:
         cash_application.return_payment(s, payment_id=payment.id, actor="UCOLL001",
                                         reason="overpaid", now=NOW)
         assert payment.refunded_minor == 5_000
+
+
+def test_a_return_booked_by_hand_before_the_refusal_is_not_given_back_again(db) -> None:
+    # given a Stripe payment returned by hand before such returns were refused (USD 50 of
+    # credit booked as refunded, as `return_payment` did: the refund "return:<payment>")
+    payment = stripe_overpayment(db)
+    with db.transaction() as s:
+        refunds.refund_payment(s, payment=s.get(Payment, payment.id), amount_minor=5_000,
+                               external_id=f"return:{payment.id}", value_date=NOW.date(),
+                               actor="UCOLL001", reason="customer asked")
+    # when finance refunds those USD 50 in Stripe, twice delivered under two event ids
+    assert handle(db, refund_event(5_000)).status == "processed"
+    assert handle(db, refund_event(5_000)).status == "processed"
+    # then nothing more goes back: the invoice stays paid
+    assert books(db) == (0, 5_000, 0, [5_000])
+    # and when Stripe refunds USD 30 more (amount_refunded 80), only those 30 come off it
+    assert handle(db, refund_event(8_000)).status == "processed"
+    assert books(db) == (0, 8_000, 3_000, [5_000, 3_000])
