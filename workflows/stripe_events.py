@@ -349,6 +349,10 @@ def _paid(session: Session, *, payment_intent: str | None, amount_minor: object,
     amount_minor = payment_links.from_stripe(amount_minor, currency)  # Stripe's units: ours
     if amount_minor is None:
         return Outcome("failed", "a paid amount in fractions of its currency's minor unit")
+    # the money arrived whatever its texts say: they are kept within what `PaymentIn` holds
+    # (a longer name was a ValidationError, a 500 Stripe retried for days)
+    payer_name = payer_name[:300] if isinstance(payer_name, str) else None
+    number = str(number)[:500]  # (Stripe's metadata values are at most 500 characters)
     existing = payment_of(session, payment_intent)
     if existing is not None:
         return Outcome("processed", "recorded before", existing.id)

@@ -125,3 +125,16 @@ def test_ids_as_long_as_allowed_fit_every_key_made_of_them(db) -> None:
         assert s.exec(select(Invoice)).one().balance_minor == 10_000
         assert max(len(r.external_id) for r in s.exec(select(Refund))) > 200
         assert validate_all(s) == []
+
+
+def test_a_payment_with_an_overlong_payer_name_is_recorded_with_the_name_cut(db) -> None:
+    with db.transaction() as s:
+        f.customer(s)
+        f.invoice(s, "INV-2026-000001", total="100.00", due=date(2026, 3, 30))
+    paid_in = sp.event("checkout.session.completed", sp.checkout_session(
+        invoice="INV-2026-000001", amount=10_000, payment_intent="pi_N", name="N" * 400))
+    assert handle(db, paid_in).status == "processed"
+    with db.read_session() as s:
+        payment = s.exec(select(Payment)).one()
+        assert (payment.payer_name, payment.amount_minor) == ("N" * 300, 10_000)
+        assert s.exec(select(Invoice)).one().balance_minor == 0
