@@ -90,7 +90,7 @@ def _handle_stripe(deps: Any, event: dict, fetch_fees: bool) -> stripe_events.Ou
                                         fetch_fees=fetch_fees)
     except IntegrityError:  # the same event, committed by another request meanwhile
         with deps.db.read_session() as session:
-            if session.get(ProviderEvent, (stripe_events.PROVIDER, str(event.get("id")))):
+            if session.get(ProviderEvent, (stripe_events.PROVIDER, str(event.get("id"))[:255])):
                 return stripe_events.Outcome("duplicate", "delivered before")
         raise
     except DomainError as refused:  # will not work on a retry either: keep it, tell AR
@@ -100,7 +100,7 @@ def _handle_stripe(deps: Any, event: dict, fetch_fees: bool) -> stripe_events.Ou
 def _failed(deps: Any, event: dict, reason: str) -> stripe_events.Outcome:
     now = deps.clock.now()
     with deps.db.transaction() as session:
-        if session.get(ProviderEvent, (stripe_events.PROVIDER, str(event["id"]))) is None:
+        if session.get(ProviderEvent, (stripe_events.PROVIDER, str(event["id"])[:255])) is None:
             session.add(ProviderEvent(provider=stripe_events.PROVIDER,
                                       event_id=str(event["id"])[:255],
                                       type=str(event.get("type"))[:100],
@@ -109,7 +109,7 @@ def _failed(deps: Any, event: dict, reason: str) -> stripe_events.Outcome:
             outbox.post_to_channel(session, channel="ar", template="text", context={
                 "text": f"A Stripe event ({event.get('type')}, {event.get('id')}) could not "
                         f"be applied: {reason[:300]}"},
-                dedupe_key=f"stripe-failed:{event['id']}")
+                dedupe_key=f"stripe-failed:{event['id']}"[:200])
     log.warning("Stripe event %s not applied: %s", event.get("id"), reason)
     return stripe_events.Outcome("failed", reason)
 

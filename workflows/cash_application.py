@@ -91,6 +91,7 @@ from workflows.errors import (
     Conflict,
     NotFound,
     OverallocationError,
+    PermissionDenied,
     ValidationFailed,
 )
 from workflows.inputs import PaymentIn
@@ -441,6 +442,25 @@ def review_card_context(session: Session, payment: Payment) -> dict:
 RETURN_REASON_MAX = 500  # as `Refund.reason` keeps it
 
 
+def through_stripe(payment: Payment) -> bool:
+    """Whether the payment's money came through Stripe (a card payment, or what a won
+    chargeback gave back): it goes back through Stripe too, never from the bank. Its
+    `charge.refunded` (`workflows.stripe_events`) books the refund, counting only Stripe's own
+    refunds: a return booked here as well would give the same money back twice (the second
+    time out of its invoices, which reopen and are dunned)."""
+    return payment.source == "stripe" or (payment.external_id or "").startswith("stripe:")
+
+
+def refuse_stripe_return(payment: Payment, *, actor: str) -> None:
+    """A payment that came through Stripe is not returned here (`through_stripe`): refused,
+    and the refusal audited (a PermissionDenied: recorded after the rollback)."""
+    if through_stripe(payment) and not (payment.match_details or {}).get("returned"):
+        raise PermissionDenied(
+            f"Payment {payment.id} came through Stripe: refund it in the Stripe dashboard; the "
+            "refund is booked here when Stripe tells us. Nothing was changed.",
+            actor=actor, action="payment.return", entity_type="payment", entity_id=payment.id)
+
+
 def check_return(session: Session, *, payment_id: int, actor: str, reason: str) -> Payment:
     """What `return_payment` would refuse, with reads only (the modal's ack)."""
     require_role(session, user_id=actor, roles=(Role.COLLECTOR,), action="payment.return",
@@ -448,6 +468,7 @@ def check_return(session: Session, *, payment_id: int, actor: str, reason: str) 
     payment = session.get(Payment, payment_id)
     if payment is None:
         raise NotFound(f"no payment {payment_id}")
+    refuse_stripe_return(payment, actor=actor)
     if not (reason or "").strip():
         raise ValidationFailed.of("reason", "say why the money goes back (it is audited)")
     if len(reason.strip()) > RETURN_REASON_MAX:
@@ -470,7 +491,9 @@ def return_payment(session: Session, *, payment_id: int, actor: str, reason: str
     (`workflows.refunds`: the payment's `refunded_minor`, a `refunds` row keyed
     `return:<payment id>` so a payment is given back once, dated by today's business date),
     with the reason, audited; the card says who refunded it and when, and that the bank
-    transfer back to the payer is still to be made. The collector's role is checked again."""
+    transfer back to the payer is still to be made. The collector's role is checked again.
+    A payment that came through Stripe is refused (audited, `through_stripe`): it is refunded
+    in Stripe, and booked when Stripe says so, once whatever the order."""
     check_return(session, payment_id=payment_id, actor=actor, reason=reason)
     payment = refunds.lock_payment(session, payment_id)
     check_return(session, payment_id=payment_id, actor=actor, reason=reason)  # as locked

@@ -18,7 +18,8 @@ tolerance) and hand the event here as plain JSON; nothing here talks to Stripe.
   (`payment_fees`, fetched from the charge's balance transaction by the outbox), never as a
   short payment.
 * `charge.refunded`: the charge's cumulative `amount_refunded` minus what was refunded
-  already (its refunds "stripe:<charge>:refunded:...", never what a chargeback took: Stripe
+  already (its refunds "stripe:<charge>:refunded:...", and what a collector returned by hand
+  before such returns were refused, "return:<payment>"; never what a chargeback took: Stripe
   counts only refunds in `amount_refunded`) is given back (`workflows.refunds`: unapplied
   credit first, then the allocations), from the payment first, then from what won
   chargebacks gave back (a refund after a won chargeback). Two partial refunds delivered out
@@ -54,6 +55,10 @@ tolerance) and hand the event here as plain JSON; nothing here talks to Stripe.
 * A refund or chargeback (any of its events) whose `currency` is not its payment's changes
   nothing: its amount is in other units (10,000 JPY is not 100.00 USD). It is kept as a
   failed event with the reason, audited, and AR is asked to look.
+* An event whose charge, PaymentIntent or dispute id is not text or longer than
+  `STRIPE_ID_MAX` (the keys made of it must fit their columns, which PostgreSQL enforces),
+  or whose own id is longer than 255 (kept by its first 255 characters), changes nothing:
+  kept as failed with the reason, audited, AR told; a re-delivery is a duplicate.
 * Unknown event types are acknowledged and ignored.
 * A session made before the pay link's token stopped going to Stripe carried the token (the
   key of the customer's page) in its metadata (`o2c_link`) and return URLs; its events are
@@ -171,12 +176,18 @@ def handle(session: Session, event: dict, *, now: datetime, fetch_fees: bool) ->
     event_type = str(event.get("type") or "")
     if not event_id or not isinstance((event.get("data") or {}).get("object"), dict):
         return Outcome("ignored", "not an event")
-    if session.get(ProviderEvent, (PROVIDER, event_id)) is not None:
+    if session.get(ProviderEvent, (PROVIDER, event_id[:EVENT_ID_MAX])) is not None:
         return Outcome("duplicate", "delivered before")
-    row = ProviderEvent(provider=PROVIDER, event_id=event_id[:255], type=event_type[:100],
-                        status=ProviderEventStatus.PROCESSED, received_at=now)
+    row = ProviderEvent(provider=PROVIDER, event_id=event_id[:EVENT_ID_MAX],
+                        type=event_type[:100], status=ProviderEventStatus.PROCESSED,
+                        received_at=now)
     session.add(row)
     session.flush()  # a concurrent twin blocks here, then fails on the primary key
+    if len(event_id) > EVENT_ID_MAX:  # kept by its first 255 characters: a re-delivery
+        outcome = _id_refused(session, event, f"its id is {len(event_id)} characters long "
+                              f"(at most {EVENT_ID_MAX}): nothing was changed", now)
+        _settle(row, outcome, event, now)  # finds it (a duplicate), nothing is applied
+        return outcome
     return _apply(session, row, event, now=now, fetch_fees=fetch_fees)
 
 
@@ -214,10 +225,60 @@ def _recorded(session: Session, event_type: str, object_id: str) -> bool:
         ProviderEvent.status == ProviderEventStatus.PROCESSED)).first() is not None
 
 
+# Stripe's ids (pi_..., ch_..., dp_...) are 27 to 66 characters today; the keys made of them
+# must fit their columns: a refund's "stripe:<charge>:refunded:<total>:<dispute>" 255
+# (`Refund.external_id`), a payment's "stripe:<dispute>:reinstated" 200, outbox keys 200
+STRIPE_ID_MAX = 100
+EVENT_ID_MAX = 255  # `ProviderEvent.event_id`
+
+
+def _ids_of(event_type: object, obj: dict) -> dict[str, object]:
+    """The Stripe ids an event of this type writes into our rows and keys, by name."""
+    if event_type in PAID_SESSION:
+        return {"payment_intent": obj.get("payment_intent")}
+    if event_type == "payment_intent.succeeded":
+        return {"payment intent id": obj.get("id")}
+    if event_type == "charge.refunded" or str(event_type).startswith("charge.dispute."):
+        return {"id": obj.get("id"), "payment_intent": obj.get("payment_intent")}
+    return {}
+
+
+def _bad_id(event_type: object, obj: dict) -> str | None:
+    """Why an id of the event cannot be kept (not text, longer than our columns hold), or
+    None. A Stripe id never is; a forged-but-signed or garbled event may be, and would fail
+    on PostgreSQL (which enforces the lengths) with a 500 that Stripe retries for days."""
+    for name, value in _ids_of(event_type, obj).items():
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            return f"its {name} is not a Stripe id: nothing was changed"
+        if len(value) > STRIPE_ID_MAX:
+            return (f"its {name} is {len(value)} characters long (a Stripe id is at most "
+                    f"{STRIPE_ID_MAX} here): nothing was changed")
+    return None
+
+
+def _id_refused(session: Session, event: dict, detail: str, now: datetime) -> Outcome:
+    """An event with an id we cannot keep: kept as failed with the reason (`_settle`),
+    audited, AR told; nothing else changes."""
+    event_id = str(event.get("id") or "")
+    audit.record(session, actor=ACTOR, action="provider_event.refused",
+                 entity_type="provider_event", entity_id=event_id[:64], at=now,
+                 reason=detail, type=str(event.get("type") or "")[:100])
+    outbox.post_to_channel(session, channel="ar", template="text", context={
+        "text": f"A Stripe event ({str(event.get('type') or '')[:100]}, {event_id[:80]}) "
+                f"could not be applied: {detail}."},
+        dedupe_key=f"stripe-id-refused:{event_id}"[:200])
+    return Outcome("failed", detail)
+
+
 def _dispatch(session: Session, event: dict, *, now: datetime, fetch_fees: bool) -> Outcome:
     event_type = event.get("type")
     obj = event["data"]["object"]
     created = _moment(event.get("created"), now)
+    refused = _bad_id(event_type, obj)
+    if refused is not None:
+        return _id_refused(session, event, refused, now)
     _one_payment_at_a_time(session, obj.get("id") if event_type == "payment_intent.succeeded"
                            else obj.get("payment_intent"))
     if event_type in PAID_SESSION:
@@ -288,6 +349,10 @@ def _paid(session: Session, *, payment_intent: str | None, amount_minor: object,
     amount_minor = payment_links.from_stripe(amount_minor, currency)  # Stripe's units: ours
     if amount_minor is None:
         return Outcome("failed", "a paid amount in fractions of its currency's minor unit")
+    # the money arrived whatever its texts say: they are kept within what `PaymentIn` holds
+    # (a longer name was a ValidationError, a 500 Stripe retried for days)
+    payer_name = payer_name[:300] if isinstance(payer_name, str) else None
+    number = str(number)[:500]  # (Stripe's metadata values are at most 500 characters)
     existing = payment_of(session, payment_intent)
     if existing is not None:
         return Outcome("processed", "recorded before", existing.id)
@@ -411,10 +476,10 @@ def _refunded(session: Session, charge: dict, created: datetime) -> Outcome:
     payment = refunds.lock_payment(session, payment.id)
     # `amount_refunded` counts refunds only; what a chargeback took (and gave back when won)
     # is the dispute's own money, not a refund of the charge
-    new = total - _refunded_before(session, charge_id)
+    sources = _held_for(session, payment)
+    new = total - _refunded_before(session, charge_id) - _returned_by_hand(session, sources)
     if new <= 0:
         return Outcome("processed", "refunded before", payment.id)
-    sources = _held_for(session, payment)
     held = sum(p.amount_minor - p.refunded_minor for p, _ in sources)
     if new > held:
         waiting_for = _open_chargeback(session, payment)
@@ -490,6 +555,17 @@ def _refunded_before(session: Session, charge_id: str) -> int:
     total = session.exec(select(sa.func.coalesce(sa.func.sum(Refund.amount_minor), 0)).where(
         Refund.external_id.startswith(f"stripe:{charge_id}:refunded:", autoescape=True))).one()
     return int(total)  # PostgreSQL's SUM of a bigint is a NUMERIC (a Decimal here)
+
+
+def _returned_by_hand(session: Session, sources: list[tuple[Payment, str | None]]) -> int:
+    """What a collector's "Refund or return" booked of this charge's money (the refunds
+    "return:<payment>"), before such returns of Stripe payments were refused
+    (`cash_application.refuse_stripe_return`): that money went back through Stripe, so it is
+    part of Stripe's `amount_refunded` and is not given back a second time."""
+    keys = [f"return:{source.id}" for source, _ in sources]
+    total = session.exec(select(sa.func.coalesce(sa.func.sum(Refund.amount_minor), 0)).where(
+        Refund.external_id.in_(keys))).one()
+    return int(total)
 
 
 def _chargebacks(session: Session, payment: Payment) -> list[str]:

@@ -37,6 +37,7 @@ from workflows.cash_application import (
     correct_application,
     open_invoice_choices,
     payment_allocations,
+    refuse_stripe_return,
 )
 from workflows.errors import AlreadyDecided, DomainError, NotFound, PermissionDenied
 from workflows.lookup import find_customer
@@ -209,6 +210,7 @@ def on_return(body: dict, respond: Respond, client: WebClient, context: BoltCont
             payment = session.get(Payment, payment_id)
             if payment is None:
                 raise NotFound(f"no payment {payment_id}")
+            refuse_stripe_return(payment, actor=user_id)  # refunded in Stripe, not here
             minor, currency = payment.amount_minor, payment.currency
             payer = payment.payer_name
     except DomainError as error:

@@ -462,6 +462,17 @@ def test_bad_signatures_and_stale_events_store_nothing(stripe_server) -> None:
     assert unknown.json() == {"received": True, "status": "ignored"}
     with stripe_server.db.read_session() as s:
         assert [e.type for e in s.exec(select(ProviderEvent))] == ["customer.created"]
+    # a signed event with ids longer than the columns hold: kept as failed, once, never a 500
+    # that Stripe retries (PostgreSQL refused the row)
+    overlong = sp.event("charge.refunded", sp.charge(payment_intent="pi_" + "x" * 300,
+                                                     amount=100, charge_id="ch_" + "y" * 300),
+                        event_id="evt_" + "z" * 300)
+    for status in ("failed", "duplicate"):
+        answer = post_event(base, overlong)
+        assert answer.json() == {"received": True, "status": status}, answer.text
+    with stripe_server.db.read_session() as s:
+        assert [e.status for e in s.exec(select(ProviderEvent).where(
+            ProviderEvent.type == "charge.refunded"))] == ["failed"]
 
 
 def test_without_the_keys_nothing_changes(server, smtp, database_url, standin) -> None:

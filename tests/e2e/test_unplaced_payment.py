@@ -235,3 +235,23 @@ def test_refund_or_return_books_the_refund_once_and_the_card_says_who(server, sl
         assert invariants.validate_all(s) == []
     # and the payments API reports it refunded
     assert api.get(f"/payments/{payment_id}").json()["status"] == "refunded"
+
+
+def test_refund_or_return_of_a_stripe_payment_is_refused_at_the_button(server, slack, standin,
+                                                                       api) -> None:
+    # given a payment nobody could place that came through Stripe (keyed by its PaymentIntent)
+    with server.db.transaction() as s:
+        f.user(s, "UCOLL001", "collector")
+    payment_id, card = unplaced(server, api, standin, "stripe:pi_UNPLACED")
+    # when a collector clicks Refund or return: refused, no modal, audited
+    slack.click("UCOLL001", card, ids.CASHAPP_RETURN)
+    standin.api.wait_for(lambda: [e for e in standin.api.ephemerals("UCOLL001")
+                                  if "refund it in the Stripe dashboard" in text_of(e)] or None,
+                         WAIT, "the refusal")
+    assert standin.api.views_for("UCOLL001") == []
+    with server.db.read_session() as s:
+        assert s.exec(select(Refund)).all() == []
+        assert s.get(Payment, payment_id).refunded_minor == 0
+        [refused] = s.exec(select(AuditEvent).where(
+            AuditEvent.action == "refused.payment.return")).all()
+        assert (refused.actor, refused.entity_id) == ("UCOLL001", str(payment_id))
