@@ -106,9 +106,9 @@ def test_a_short_payment_while_the_deduction_is_disputed_flags_nothing_more(book
     assert invariants.validate_all(books) == []
 
 
-def test_applying_a_suggestion_on_a_deducted_invoice_flags_nothing_more(books) -> None:
-    # given the 100.00 deduction, and a payment waiting for a person whose suggestion pays
-    # 70.00 of the 100.00 open and leaves 30.00 as a deduction
+def deducted_and_a_suggestion_waiting(books) -> tuple[Deduction, Payment]:
+    """The 100.00 deduction (900.00 paid), and a 70.00 payment waiting for a person whose
+    suggestion pays 70.00 of the 100.00 open and leaves 30.00 as a deduction."""
     record_payment(books, paid("900.00", 1), actor="test")
     first = books.exec(select(Deduction)).one()
     waiting, _ = record_payment(books, PaymentIn(amount="70.00", currency="USD",
@@ -125,6 +125,13 @@ def test_applying_a_suggestion_on_a_deducted_invoice_flags_nothing_more(books) -
                 "write_offs": [], "deduction_minor": 3_000}],
         reasons=[], concerns=[], signals=[]))
     books.commit()
+    return first, waiting
+
+
+def test_applying_a_suggestion_on_a_deducted_invoice_flags_nothing_more(books) -> None:
+    # given the 100.00 deduction, and a payment waiting for a person whose suggestion pays
+    # 70.00 of the 100.00 open and leaves 30.00 as a deduction
+    first, waiting = deducted_and_a_suggestion_waiting(books)
     # when a collector applies it
     done = apply_suggestion(books, payment_id=waiting.id, rank=1, actor="UCOLL001", now=NOW)
     books.commit()
@@ -305,22 +312,7 @@ def test_the_card_shows_the_balance_a_later_payment_left(books) -> None:
 def test_the_card_shows_the_balance_a_suggestion_applied_by_hand_left(books) -> None:
     # given the 100.00 deduction, and a payment waiting for a person whose suggestion pays
     # 70.00 of it
-    record_payment(books, paid("900.00", 1), actor="test")
-    first = books.exec(select(Deduction)).one()
-    waiting, _ = record_payment(books, PaymentIn(amount="70.00", currency="USD",
-                                                 received_at=NOW, payer_name="J SMITH",
-                                                 external_id="BANK:3"), actor="test")
-    invoice = get_invoice(books, NUMBER)
-    waiting.status = PaymentStatus.NEEDS_REVIEW
-    books.add(waiting)
-    books.add(PaymentSuggestion(
-        payment_id=waiting.id, round=1, rank=1, customer_id=invoice.customer_id,
-        kind="reference", fit="short", confidence_bp=6_000, write_off_minor=0,
-        deduction_minor=3_000, unapplied_minor=0,
-        lines=[{"invoice_id": invoice.id, "number": NUMBER, "allocate_minor": 7_000,
-                "write_offs": [], "deduction_minor": 3_000}],
-        reasons=[], concerns=[], signals=[]))
-    books.commit()
+    first, waiting = deducted_and_a_suggestion_waiting(books)
     assert last_card(books, first)["invoice"]["balance_minor"] == 10_000
     # when a collector applies it
     apply_suggestion(books, payment_id=waiting.id, rank=1, actor="UCOLL001", now=NOW)
