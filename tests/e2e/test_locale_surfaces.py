@@ -33,7 +33,22 @@ def books(server, standin) -> dict:
         f.product(s, "WID-E", price="1234.56", currency="EUR")
         known = f.order(s, "C-MUELLER", rep=GERMAN, lines=[("WID-E", 1)], currency="EUR")
         f.invoice(s, "INV-2026-000900", "C-MUELLER", total="1234.56", currency="EUR")
+    # the order's DM to its rep is delivered first: delivering it asks Slack for her locale,
+    # and a delivery racing her first question would ask a second time (once each)
+    server.deps.notify_outbox()
+    standin.api.wait_for(lambda: not _undelivered(server), WAIT, "the order's DM")
     return {"order": known.number}
+
+
+def _undelivered(server) -> list:
+    from sqlmodel import select
+
+    from models import OutboxMessage
+
+    with server.db.read_session() as s:
+        return s.exec(select(OutboxMessage.id).where(
+            OutboxMessage.transport == "slack",
+            OutboxMessage.status.in_(["pending", "sending"]))).all()
 
 
 def text_of(payload: object) -> str:
