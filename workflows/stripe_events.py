@@ -135,8 +135,11 @@ _RETURN_URLS = frozenset({"success_url", "cancel_url", "return_url"})
 def scrub(event: Any) -> Any:
     """The event without any pay link token in it (sessions made before the token stopped going
     to Stripe carried it: metadata `o2c_link`, the return URLs): the metadata keeps the token's
-    hash (`o2c_link_hash`, what the database keeps of it), a URL shows `/pay/<link>`. Anything
-    else as it was (a copy; `event` itself is left alone)."""
+    hash (`o2c_link_hash`, what the database keeps of it), a URL shows `/pay/<link>`. A NUL
+    character in any text or key (a customer's name typed with one) becomes U+FFFD: PostgreSQL
+    stores no NUL, and an event it could not keep (waiting, failed) would answer 500 and be
+    retried by Stripe for days. Anything else as it was (a copy; `event` itself is left
+    alone)."""
     tokens: set[str] = set()
 
     def collect(value: Any) -> None:
@@ -153,7 +156,7 @@ def scrub(event: Any) -> Any:
 
     def clean(value: Any, key: object = None) -> Any:
         if isinstance(value, dict):
-            out = {k: clean(v, k) for k, v in value.items() if k != "o2c_link"}
+            out = {_no_nul(k): clean(v, k) for k, v in value.items() if k != "o2c_link"}
             if isinstance(value.get("o2c_link"), str) and "o2c_link_hash" not in value:
                 out["o2c_link_hash"] = payment_links.hash_token(value["o2c_link"])
             return out
@@ -162,11 +165,17 @@ def scrub(event: Any) -> Any:
         if isinstance(value, str):
             for token in tokens:
                 value = value.replace(token, "<link>")
+            value = _no_nul(value)
             return _PAY_PATH.sub(r"\1<link>", value) if key in _RETURN_URLS else value
         return value
 
     collect(event)
     return clean(event)
+
+
+def _no_nul(value: Any) -> Any:
+    """A text without NUL characters (each one U+FFFD); anything else as it is."""
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
 
 
 def handle(session: Session, event: dict, *, now: datetime, fetch_fees: bool) -> Outcome:

@@ -138,3 +138,27 @@ def test_a_payment_with_an_overlong_payer_name_is_recorded_with_the_name_cut(db)
         payment = s.exec(select(Payment)).one()
         assert (payment.payer_name, payment.amount_minor) == ("N" * 300, 10_000)
         assert s.exec(select(Invoice)).one().balance_minor == 0
+
+
+def test_a_payment_whose_payer_name_holds_a_nul_is_recorded_and_its_event_kept(db) -> None:
+    # given a checkout paid by a customer whose name reached Stripe with a NUL character in it
+    # (PostgreSQL stores no NUL: the payment and the kept event failed with a 500, retried by
+    # Stripe for days; the payment input refuses one too)
+    with db.transaction() as s:
+        f.customer(s)
+        f.invoice(s, "INV-2026-000001", total="100.00", due=date(2026, 3, 30))
+    paid_in = sp.event("checkout.session.completed", sp.checkout_session(
+        invoice="INV-2026-000001", amount=10_000, payment_intent="pi_Z", name="Ac\x00me"))
+    # when it arrives
+    outcome = handle(db, paid_in)
+    # then the payment is recorded and applied, the NUL shown as U+FFFD, nowhere kept as NUL
+    assert outcome.status == "processed"
+    with db.read_session() as s:
+        payment = s.exec(select(Payment)).one()
+        assert (payment.payer_name, payment.amount_minor) == ("Ac\ufffdme", 10_000)
+        assert s.exec(select(Invoice)).one().balance_minor == 0
+        kept = s.get(ProviderEvent, ("stripe", paid_in["id"]))
+        assert kept is not None and "\x00" not in repr(kept.payload)
+        assert validate_all(s) == []
+    # and an event of any shape comes out of `scrub` without one, keys included
+    assert "\x00" not in repr(stripe_events.scrub({"a\x00": ["b\x00", {"c": "\x00"}]}))
