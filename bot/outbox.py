@@ -535,16 +535,11 @@ class OutboxWorker:
             state = customer_links.page_link_live(session, link_id, now=self.now())
             if state == "ok":
                 return True
-            table = OutboxMessage.__table__
-            reason = f"withdrawn: its link is {state}"
-            if session.execute(sa.update(table).where(
-                    table.c.id == row.id, table.c.claimed_by == self.worker_id).values(
-                    status=OutboxStatus.WITHDRAWN, claimed_at=None, claimed_by=None,
-                    last_error=reason)).rowcount:
-                audit.record(session, actor="system", action="customer.link_email_withdrawn",
-                             entity_type="outbox", entity_id=row.id, from_state="sending",
-                             to_state=OutboxStatus.WITHDRAWN, reason=reason,
-                             link_id=link_id, at=self.now())
+            if customer_links.withdraw_page_link_email(
+                    session, row.id,
+                    only_if=OutboxMessage.__table__.c.claimed_by == self.worker_id,
+                    from_state="sending", link_id=link_id, actor="system",
+                    reason=f"withdrawn: its link is {state}", now=self.now()):
                 log.info("outbox %s: page-link e-mail withdrawn, link %s is %s", row.id,
                          link_id, state)
                 observability.delivered(row.transport, "withdrawn")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -122,17 +123,27 @@ def withdraw_page_link_emails(session: Session, link_ids: list[int], *, actor: s
                      table.c.status.in_((OutboxStatus.PENDING, OutboxStatus.FAILED)))
     rows = list(session.execute(sa.select(table.c.id, table.c.dedupe_key, table.c.status)
                                 .where(unsent).order_by(table.c.id)))
-    withdrawn = []
-    for row_id, key, status in rows:
-        if session.execute(sa.update(table).where(unsent, table.c.id == row_id).values(
-                status=OutboxStatus.WITHDRAWN, last_error=reason, claimed_at=None,
-                claimed_by=None)).rowcount:
-            withdrawn.append(row_id)
-            audit.record(session, actor=actor, action="customer.link_email_withdrawn",
-                         entity_type="outbox", entity_id=row_id, from_state=status,
-                         to_state=OutboxStatus.WITHDRAWN, reason=reason,
-                         link_id=int(key.rsplit(":", 1)[1]), at=now)
-    return withdrawn
+    return [row_id for row_id, key, status in rows if withdraw_page_link_email(
+        session, row_id, only_if=unsent, from_state=status, link_id=int(key.rsplit(":", 1)[1]),
+        actor=actor, reason=reason, now=now)]
+
+
+def withdraw_page_link_email(session: Session, row_id: int, *, only_if: Any, from_state: str,
+                             link_id: int | None, actor: str, reason: str,
+                             now: datetime) -> bool:
+    """The page-link e-mail `row_id` becomes `withdrawn` (never sent, the reason in
+    `last_error`) if `only_if` still holds of it (not sent yet; or, for the outbox worker
+    about to send it, still its claim), audited as `customer.link_email_withdrawn`. Whether it
+    was."""
+    table = OutboxMessage.__table__
+    if not session.execute(sa.update(table).where(only_if, table.c.id == row_id).values(
+            status=OutboxStatus.WITHDRAWN, last_error=reason, claimed_at=None,
+            claimed_by=None)).rowcount:
+        return False
+    audit.record(session, actor=actor, action="customer.link_email_withdrawn",
+                 entity_type="outbox", entity_id=row_id, from_state=from_state,
+                 to_state=OutboxStatus.WITHDRAWN, reason=reason, link_id=link_id, at=now)
+    return True
 
 
 def page_link_key(link_id: int) -> str:
