@@ -306,14 +306,6 @@ def _fresh(session: Session, *where: object) -> CustomerLink | None:
                         .execution_options(populate_existing=True)).first()
 
 
-def expiry_text(session: Session, link: CustomerLink) -> str:
-    """When `link` expires, for a customer's e-mail: the moment in the books' time zone
-    (a customer has no Slack zone of their own), so the day an e-mail shows (`day`: the date
-    in the offset it carries) is the books' day, not UTC's: a link expiring at 03:00 UTC on
-    4 Dec works until 3 Dec for books in Los Angeles."""
-    return link.expires_at.astimezone(policy.business_zone(session)).isoformat()
-
-
 def send_portal_link(session: Session, *, customer: Customer, actor: str, now: datetime
                      ) -> tuple[CustomerLink, str]:
     """A new self-serve link e-mailed to the customer (the billing contact, else the notice
@@ -329,5 +321,6 @@ def send_portal_link(session: Session, *, customer: Customer, actor: str, now: d
     outbox.send_email(session, to=to, template="notice_page_link",
                       dedupe_key=page_link_key(link.id),
                       context={"customer": customer.name, "link_id": link.id,
-                               "link_expires_at": expiry_text(session, link)})
+                               "link_expires_at": policy.business_moment(session,
+                                                                         link.expires_at)})
     return link, to

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from models import Customer, CustomerLink, NoticeLevel, Order, OrderLine, OutboxMessage, Shipment
-from workflows import audit, customer_links, outbox, policy
+from workflows import audit, outbox, policy
 
 ESSENTIAL = ("order_confirmation", "backorder_notice")
 INFORMATIONAL = ("shipment_notice", "delivery_notice")
@@ -44,14 +44,6 @@ def _lines(lines: list[OrderLine]) -> list[dict]:
     return [{"line_no": line.line_no, "sku": line.sku, "description": line.description,
              "quantity": line.quantity, "line_total_minor": line.line_total_minor}
             for line in lines]
-
-
-def books_time(session: Session, moment: datetime | None) -> str | None:
-    """A moment for a customer's e-mail, in the books' time zone (a customer has no Slack
-    zone of their own): the `day` filter shows its date in the offset it carries, so a
-    shipment at 23:30 in Los Angeles on 19 Nov (07:30 UTC on the 20th) left "on 19 Nov" for
-    books there, as `customer_links.expiry_text` does for a link's expiry."""
-    return moment.astimezone(policy.business_zone(session)).isoformat() if moment else None
 
 
 def _order_context(order: Order, customer: Customer) -> dict:
@@ -102,7 +94,7 @@ def backordered(session: Session, *, order: Order, short: list[dict],
     made when the e-mail is rendered)."""
     notify(session, order=order, kind="backorder_notice", key=order.id, now=now,
            context={"short_lines": short, "link_id": link.id if link else None,
-                    "link_expires_at": (customer_links.expiry_text(session, link)
+                    "link_expires_at": (policy.business_moment(session, link.expires_at)
                                         if link else None)})
 
 
@@ -111,7 +103,7 @@ def shipped(session: Session, *, order: Order, shipment: Shipment,
     notify(session, order=order, kind="shipment_notice", key=shipment.id, now=now,
            context={"shipment_id": shipment.id, "carrier": shipment.carrier,
                     "tracking_number": shipment.tracking_number,
-                    "shipped_at": books_time(session, shipment.shipped_at),
+                    "shipped_at": policy.business_moment(session, shipment.shipped_at),
                     "lines": [{"sku": line.sku, "description": line.description,
                                "quantity": qty} for line, qty in lines]})
 
@@ -121,7 +113,7 @@ def delivered(session: Session, *, order: Order, shipment: Shipment,
     notify(session, order=order, kind="delivery_notice", key=shipment.id, now=now,
            context={"shipment_id": shipment.id, "carrier": shipment.carrier,
                     "tracking_number": shipment.tracking_number,
-                    "delivered_at": books_time(session, shipment.delivered_at),
+                    "delivered_at": policy.business_moment(session, shipment.delivered_at),
                     "pod_signed_by": shipment.pod_signed_by})
 
 

@@ -115,12 +115,20 @@ def _why_invalid(key: str, value: str) -> str | None:
 def business_date(session: Session, moment: datetime) -> date:
     """The date of `moment` in the business time zone: the day an order is dated, an invoice
     issued, a credit note numbered. (People see dates in their own zone; the books keep one.)"""
-    return moment.astimezone(zone_or_utc(current(session).business_timezone)).date()
+    return moment.astimezone(business_zone(session)).date()
 
 
 def business_zone(session: Session) -> tzinfo:
     """The books' time zone (policy `business_timezone`; unknown or empty is UTC)."""
     return zone_or_utc(current(session).business_timezone)
+
+
+def business_moment(session: Session, moment: datetime | None) -> str | None:
+    """A moment for a customer's e-mail (a customer has no Slack zone of their own): ISO 8601
+    in the books' time zone, so the `day` filter, which shows the date in the offset a moment
+    carries, shows the books' day: a link expiring at 03:00 UTC on 4 Dec works until 3 Dec,
+    goods shipped at 23:30 in Los Angeles on 19 Nov left on 19 Nov, for books there."""
+    return moment.astimezone(business_zone(session)).isoformat() if moment else None
 
 
 def business_date_sql(column: sa.ColumnElement, zone: tzinfo, since: datetime,

@@ -80,7 +80,6 @@ from workflows.revenue_schedule import (
     next_month,
     service_schedule,
 )
-from workflows.workcalendar import zone_or_utc
 
 TYPES = ("goods", "service", "subscription")
 # Orders that are not (yet) contracts: nothing of theirs is recognised.
@@ -276,7 +275,7 @@ def load_obligations(session: Session, *, order_ids: list[int] | None = None
             net_minor=net, ssp_minor=ssp, service_start=line.service_start, service_end=end)
     if not obligations:
         return []
-    zone = zone_or_utc(policy.current(session).business_timezone)
+    zone = policy.business_zone(session)
     # Goods are recognised on the shipment date, or on the delivery date for a shipment made
     # under terms that say so (issue 19; not before it is delivered).
     delivered_goods = []

@@ -24,7 +24,6 @@ from workflows.inputs import ShipmentLineIn
 from workflows.invoicing import invoice_shipment
 from workflows.orders import get_order, lock_order, order_snapshot, transition
 from workflows.subscriptions import order_fulfilled
-from workflows.workcalendar import zone_or_utc
 
 
 def ship_order(session: Session, *, order_number: str, carrier: str, tracking_number: str,
@@ -71,7 +70,7 @@ def _check_shipment(session: Session, order: Order, *, carrier: str, tracking_nu
     v.in_years("shipped_at", shipped_at)  # before the invoice's due date is computed from it
     # the invoice is issued on the day it shipped: never on a day that has not come yet (a
     # later hour of today passes, for a sender's clock a little ahead of ours)
-    zone = zone_or_utc(policy.current(session).business_timezone)
+    zone = policy.business_zone(session)
     day, today = shipped_at.astimezone(zone).date(), now.astimezone(zone).date()
     if day > today:
         raise ValidationFailed.of("shipped_at", f"{day.isoformat()} is in the future (today "
