@@ -500,20 +500,29 @@ def reverse(session: Session, deduction_id: int, *, by: str, now: datetime) -> N
     """Resolved as "reversed": its payment was moved (`cash_application.correct_application`).
     Only an open one, taken with a conditional UPDATE: a collector who meanwhile opened a
     dispute or asked for a write-off for it wins, and the correction gets a Conflict."""
+    if not _reversed(session, deduction_id, by=by, now=now):
+        raise Conflict("A deduction of this payment is being dealt with or was resolved; "
+                       "nothing changed.")
+
+
+def _reversed(session: Session, deduction_id: int, *, by: str, now: datetime,
+              note: str | None = None, **why: str) -> bool:
+    """The deduction resolved as "reversed" if it is still open (a conditional UPDATE),
+    audited, its card updated (with `note`); whether it was."""
     table = Deduction.__table__
     taken = session.execute(sa.update(table).where(
         table.c.id == deduction_id, table.c.status == DeductionStatus.OPEN)
         .values(status=DeductionStatus.RESOLVED, resolution="reversed", resolved_by=by,
                 resolved_at=now)).rowcount
     if taken != 1:
-        raise Conflict("A deduction of this payment is being dealt with or was resolved; "
-                       "nothing changed.")
+        return False
     deduction = get(session, deduction_id)
     session.refresh(deduction)
     audit.record(session, actor=by, action="deduction.resolved", entity_type="deduction",
                  entity_id=deduction.id, from_state=DeductionStatus.OPEN,
-                 to_state=DeductionStatus.RESOLVED, reason="reversed", at=now)
-    _update_card(session, deduction)
+                 to_state=DeductionStatus.RESOLVED, reason="reversed", at=now, **why)
+    _update_card(session, deduction, note=note)
+    return True
 
 
 def refunded(session: Session, *, payment_id: int, invoice_ids: Any, by: str,
@@ -528,26 +537,13 @@ def refunded(session: Session, *, payment_id: int, invoice_ids: Any, by: str,
     ids = sorted(set(invoice_ids))
     if not ids:
         return []
-    table = Deduction.__table__
-    done = []
-    for deduction in session.exec(select(Deduction).where(
-            Deduction.payment_id == payment_id, Deduction.invoice_id.in_(ids),
-            Deduction.status == DeductionStatus.OPEN).order_by(Deduction.id)).all():
-        taken = session.execute(sa.update(table).where(
-            table.c.id == deduction.id, table.c.status == DeductionStatus.OPEN)
-            .values(status=DeductionStatus.RESOLVED, resolution="reversed", resolved_by=by,
-                    resolved_at=now)).rowcount
-        if taken != 1:
-            continue
-        session.refresh(deduction)
-        audit.record(session, actor=by, action="deduction.resolved", entity_type="deduction",
-                     entity_id=deduction.id, from_state=DeductionStatus.OPEN,
-                     to_state=DeductionStatus.RESOLVED, reason="reversed", at=now,
-                     why="the payment's money on the invoice was refunded")
-        _update_card(session, deduction,
-                     note="The payment was refunded: nothing of it stands short any more.")
-        done.append(deduction.id)
-    return done
+    opened = session.exec(select(Deduction.id).where(
+        Deduction.payment_id == payment_id, Deduction.invoice_id.in_(ids),
+        Deduction.status == DeductionStatus.OPEN).order_by(Deduction.id)).all()
+    return [deduction_id for deduction_id in opened if _reversed(
+        session, deduction_id, by=by, now=now,
+        note="The payment was refunded: nothing of it stands short any more.",
+        why="the payment's money on the invoice was refunded")]
 
 
 def reopen(session: Session, deduction_id: int, *, now: datetime, why: str,

@@ -36,10 +36,7 @@ from models import (
     WriteOffRequestStatus,
 )
 from models.revenue import SubscriptionBilling
-
-# a deduction being worked (`workflows.deductions.ACTIVE`)
-ACTIVE_DEDUCTIONS = (DeductionStatus.OPEN, DeductionStatus.DISPUTED,
-                     DeductionStatus.WRITE_OFF_PENDING)
+from workflows import deductions
 
 
 def validate_payment_allocations(session: Session) -> list[str]:
@@ -482,7 +479,7 @@ def validate_deductions(session: Session) -> list[str]:
     # one shortfall, one deduction: a later short payment on the invoice pays part of it
     # (`deductions.being_worked`), so what is outstanding — what is left of it, at most the
     # invoice's balance — never counts the same money twice nor more than is open
-    active = Deduction.status.in_([str(s) for s in ACTIVE_DEDUCTIONS])
+    active = Deduction.status.in_([str(s) for s in deductions.ACTIVE])
     for number, n in session.exec(
             select(Invoice.number, sa.func.count(Deduction.id))
             .join(Deduction, Deduction.invoice_id == Invoice.id).where(active)
