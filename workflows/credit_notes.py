@@ -243,11 +243,18 @@ def _tax_following(line: InvoiceLine, before: LineCredited, net: int) -> int:
     take 5.03 and 5.02, never 5.03 twice (211.06 credited of 211.05)."""
     if not line.line_total_minor:
         return 0
-    left = max(line.tax_minor - before.tax, 0)
-    if before.net + net >= line.line_total_minor:  # the rest of the net: the rest of the tax
+    return _cumulative_share(line.tax_minor, before.tax, before.net + net,
+                             line.line_total_minor)
+
+
+def _cumulative_share(total: int, taken: int, reached: int, whole: int) -> int:
+    """Of `total`, what `reached` of `whole` reaches (half-up), less `taken` already, within
+    what is left of `total` (nothing less than nothing): all the rest once `reached` is the
+    whole. A line's tax following its net credited in parts, or its amount."""
+    left = max(total - taken, 0)
+    if reached >= whole:
         return left
-    reached = _half_up(Decimal(line.tax_minor) * (before.net + net) / line.line_total_minor)
-    return min(max(reached - before.tax, 0), left)
+    return min(max(_half_up(Decimal(total) * reached / whole) - taken, 0), left)
 
 
 def _line_credit(line: InvoiceLine, item: CreditNoteLineIn, before: LineCredited,
@@ -338,9 +345,7 @@ def spread_over_lines(session: Session, invoice: Invoice, amount_minor: int) -> 
         # each within the line's, and a line credited in full got back both exactly
         done = credited.get(line.id, NOTHING_CREDITED)
         tax_left = max(line.tax_minor - done.tax, 0)
-        reached = done.amount + share
-        tax = (tax_left if reached >= whole else
-               _half_up(Decimal(line.tax_minor) * reached / whole) - done.tax)
+        tax = _cumulative_share(line.tax_minor, done.tax, done.amount + share, whole)
         tax = min(max(tax, share - max(line.line_total_minor - done.net, 0), 0), tax_left,
                   share)
         spread.append({"line_no": line.line_no, "invoice_line_id": line.id, "quantity": None,
