@@ -270,15 +270,24 @@ def _bad_id(event_type: object, obj: dict) -> str | None:
 def _id_refused(session: Session, event: dict, detail: str, now: datetime) -> Outcome:
     """An event with an id we cannot keep: kept as failed with the reason (`_settle`),
     audited, AR told; nothing else changes."""
-    event_id = str(event.get("id") or "")
-    audit.record(session, actor=ACTOR, action="provider_event.refused",
-                 entity_type="provider_event", entity_id=event_id[:64], at=now,
-                 reason=detail, type=str(event.get("type") or "")[:100])
+    event_id, event_type = str(event.get("id") or ""), str(event.get("type") or "")[:100]
+    return _refused(session, detail, action="provider_event.refused",
+                    entity_type="provider_event", entity_id=event_id[:64],
+                    what=f"A Stripe event ({event_type}, {event_id[:80]})",
+                    key=f"stripe-id-refused:{event_id}", at=now, type=event_type)
+
+
+def _refused(session: Session, detail: str, *, action: str, entity_type: str,
+             entity_id: object, what: str, key: str, payment_id: int | None = None,
+             **data: object) -> Outcome:
+    """A Stripe event that cannot be applied: audited (`action`, with `data`), AR asked to look
+    ("<what> could not be applied: <detail>.", once per `key`), kept as failed; nothing else
+    changes."""
+    audit.record(session, actor=ACTOR, action=action, entity_type=entity_type,
+                 entity_id=entity_id, reason=detail, **data)
     outbox.post_to_channel(session, channel="ar", template="text", context={
-        "text": f"A Stripe event ({str(event.get('type') or '')[:100]}, {event_id[:80]}) "
-                f"could not be applied: {detail}."},
-        dedupe_key=f"stripe-id-refused:{event_id}"[:200])
-    return Outcome("failed", detail)
+        "text": f"{what} could not be applied: {detail}."}, dedupe_key=key[:200])
+    return Outcome("failed", detail, payment_id)
 
 
 def _dispatch(session: Session, event: dict, *, now: datetime, fetch_fees: bool) -> Outcome:
@@ -548,13 +557,10 @@ def _currency_refused(session: Session, payment: Payment, obj: dict, what: str, 
     currency = str(obj.get("currency"))[:12].upper()
     detail = (f"{what} is in {currency}, but payment {payment.id} was received in "
               f"{payment.currency}: nothing was changed")
-    audit.record(session, actor=ACTOR, action="payment.provider_currency_refused",
-                 entity_type="payment", entity_id=payment.id, currency=currency,
-                 object=str(obj.get("id") or "")[:255], reason=detail)
-    outbox.post_to_channel(session, channel="ar", template="text", context={
-        "text": f"A Stripe event could not be applied: {detail}."},
-        dedupe_key=f"stripe-currency-refused:{key}"[:200])
-    return Outcome("failed", detail, payment.id)
+    return _refused(session, detail, action="payment.provider_currency_refused",
+                    entity_type="payment", entity_id=payment.id, what="A Stripe event",
+                    key=f"stripe-currency-refused:{key}", payment_id=payment.id,
+                    currency=currency, object=str(obj.get("id") or "")[:255])
 
 
 def _refunded_before(session: Session, charge_id: str) -> int:
@@ -610,13 +616,10 @@ def _refund_refused(session: Session, payment: Payment, charge_id: str, new: int
     detail = (f"Stripe refunded {money.to_str(new, payment.currency)} more of charge "
               f"{charge_id}, but only {money.to_str(held, payment.currency)} of its money is "
               "still held here: nothing was changed")
-    audit.record(session, actor=ACTOR, action="payment.refund_refused", entity_type="payment",
-                 entity_id=payment.id, amount_minor=new, held_minor=held, charge=charge_id,
-                 reason=detail)
-    outbox.post_to_channel(session, channel="ar", template="text", context={
-        "text": f"A Stripe refund (charge {charge_id}) could not be applied: {detail}."},
-        dedupe_key=f"stripe-refund-refused:{charge_id}:{new}")
-    return Outcome("failed", detail, payment.id)
+    return _refused(session, detail, action="payment.refund_refused", entity_type="payment",
+                    entity_id=payment.id, what=f"A Stripe refund (charge {charge_id})",
+                    key=f"stripe-refund-refused:{charge_id}:{new}", payment_id=payment.id,
+                    amount_minor=new, held_minor=held, charge=charge_id)
 
 
 def _disputed(session: Session, dispute: dict, created: datetime, now: datetime, *,
